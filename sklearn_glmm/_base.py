@@ -1,0 +1,289 @@
+"""The estimator shared by every family: validation, fit, predictions, fitted attributes."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from numpy.polynomial.hermite_e import hermegauss
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _results
+from ._design import build_factors, factor_names, groups_columns, lookup_codes
+from ._families import make_family
+from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
+from ._optimize import fit_objective, glm_start
+from ._validation import as_float_vector, check_weights, check_y_finite
+
+_GH_Z, _GH_W = hermegauss(32)
+_GH_W = _GH_W / _GH_W.sum()
+
+
+class NoRandomEffectsWarning(UserWarning):
+    """``fit`` was called without ``groups``: the model has no random effects."""
+
+
+class _BaseGLMM(BaseEstimator):
+    """Generalized linear mixed model fitted by maximum likelihood (see subclasses)."""
+
+    _family_name = "binomial"
+
+    # -- input handling -------------------------------------------------------
+    def _family(self):
+        return make_family(self._family_name, getattr(self, "zero_inflation", False))
+
+    def _check_params(self):
+        if not isinstance(self.n_agq, Integral) or isinstance(self.n_agq, bool) or self.n_agq < 1:
+            raise ValueError(f"n_agq must be an integer >= 1, got {self.n_agq!r}.")
+        if self.n_agq > 50:
+            raise ValueError(f"n_agq must be at most 50, got {self.n_agq}.")
+        if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}.")
+        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
+            raise ValueError(f"tol must be a positive number, got {self.tol!r}.")
+
+    def _split_groups(self, X, groups):
+        """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``."""
+        cols = getattr(self, "group_columns", None)
+        if cols is None:
+            return X, groups
+        cols = [cols] if isinstance(cols, str) else list(cols)
+        if not isinstance(X, pd.DataFrame):
+            raise ValueError(
+                "group_columns names columns of X, so X must be a pandas DataFrame "
+                f"(got {type(X).__name__})."
+            )
+        missing = [c for c in cols if c not in X.columns]
+        if missing:
+            raise ValueError(
+                f"group_columns {missing} are not columns of X; available: {list(X.columns)}."
+            )
+        if groups is not None:
+            raise ValueError("Pass either groups or group_columns, not both.")
+        return X.drop(columns=cols), X[cols]
+
+    def _validate_X(self, X, reset: bool):
+        X_in = X
+        X, groups_from_X = self._split_groups(X, None)
+        Xa = validate_data(
+            self, X, reset=reset, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=1
+        )
+        bad = ~np.isfinite(Xa)
+        if bad.any():
+            raise ValueError(
+                f"Input X has {int(bad.sum())} non-finite value(s) (NaN or inf) in "
+                f"{int(bad.any(axis=1).sum())} row(s); impute them (e.g. sklearn.impute."
+                "SimpleImputer) or drop those rows."
+            )
+        if getattr(self, "group_columns", None) is not None and reset:
+            self._fixed_names_in = list(map(str, X.columns))
+            self.feature_names_in_ = np.asarray(X_in.columns, dtype=object)
+            self.n_features_in_ = X_in.shape[1]
+        return Xa, groups_from_X
+
+    def _feature_names(self, n):
+        names = getattr(self, "_fixed_names_in", None)
+        if names is not None:
+            return names
+        if hasattr(self, "feature_names_in_"):
+            return [str(c) for c in self.feature_names_in_]
+        return [f"x{k}" for k in range(n)]
+
+    # -- fit --------------------------------------------------------------------
+    def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, **fit_params):
+        """Fit the model by maximum likelihood (Laplace or adaptive Gauss-Hermite).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Fixed-effect predictors (no intercept column; see ``fit_intercept``).
+        y : array-like of shape (n_samples,)
+            Outcome.
+        groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
+            Grouping factor(s). A DataFrame names its factors by its columns.
+            ``None`` fits the model without random effects (with a warning).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Prior weights multiplying each row's log-likelihood.
+        offset : array-like of shape (n_samples,), default=None
+            Known term added to the linear predictor (e.g. ``log(exposure)``).
+
+        Returns
+        -------
+        self : object
+        """
+        self._check_params()
+        X_raw, groups_from_X = self._validate_X(X, reset=True)
+        if groups_from_X is not None:
+            if groups is not None:
+                raise ValueError("Pass either groups or group_columns, not both.")
+            groups = groups_from_X
+        n = X_raw.shape[0]
+        y_raw = check_y_finite(y, n)
+        w = check_weights(sample_weight, n)
+        off = as_float_vector(offset, "offset", n, default=0.0)
+        yv, trials = self._prepare_y(y_raw, n, **fit_params)
+        family = self._family()
+        names = self._feature_names(X_raw.shape[1])
+        self._fixed_names = names
+
+        # 1. internal scaling of the fixed-effect design; aliased columns dropped
+        Xd, scaling = _results.scale_design(X_raw, names, self.fit_intercept)
+        # 2. random-effect structure
+        if groups is None:
+            warnings.warn(
+                "fit was called without groups: fitting a GLM without random effects. "
+                "Pass groups=... (or enable metadata routing with set_fit_request(groups=True)) "
+                "to fit the mixed model.",
+                NoRandomEffectsWarning,
+                stacklevel=2,
+            )
+            factors = []
+        else:
+            factors = build_factors(groups, self.random_effects, names, n)
+        self._factor_input_names = factor_names(groups) if groups is not None else []
+        if self.n_agq > 1 and (len(factors) != 1 or factors[0].q != 1):
+            raise ValueError(
+                f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) needs a single grouping "
+                "factor with a scalar random effect (random_effects='1', as lme4); use n_agq=1 "
+                "(Laplace) for this structure."
+            )
+        z_scales = [_results.z_scales(f, X_raw) for f in factors]
+        fdata = make_factor_data(
+            [f.codes for f in factors],
+            [f.z_matrix(X_raw) / s for f, s in zip(factors, z_scales)],
+            [f.n_levels for f in factors],
+            [(f.theta_rows, f.theta_cols) for f in factors],
+        )
+        data = ModelData(Xd, yv, trials, w, off, family, fdata)
+        obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
+
+        # 3. optimisation
+        extra0 = family.default_extra()
+        beta0 = glm_start(obj, extra0)
+        theta0 = np.concatenate([np.where(f.theta_rows == f.theta_cols, 1.0, 0.0) for f in fdata])
+        theta0 = theta0 if factors else np.zeros(0)
+        x0 = np.concatenate([beta0, theta0, extra0])
+        bounds = (
+            [(None, None)] * data.n_beta
+            + [
+                (0.0, None) if r == c else (None, None)
+                for f in fdata
+                for r, c in zip(f.theta_rows, f.theta_cols)
+            ]
+            + list(getattr(family, "extra_bounds", ()))
+        )
+        diag_idx = [k for k, b in enumerate(bounds[: data.n_beta + data.n_theta]) if b[0] == 0.0]
+        x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol, diag_idx)
+
+        # 4. fitted attributes (unscaled), checks and warnings
+        self._factors = factors
+        self._z_scales = z_scales
+        self._scaling = scaling
+        self._family_obj = family
+        self._bounds = bounds
+        _results.set_fitted_attributes(self, obj, x, record, data)
+        self._y_max = float(np.max(yv)) if len(yv) else 0.0
+        return self
+
+    def _prepare_y(self, y, n, **fit_params):
+        raise NotImplementedError
+
+    # -- prediction -----------------------------------------------------------
+    def _linear_predictor(self, X, groups, offset, population):
+        """Mean and variance of the linear predictor for each row of X.
+
+        Known levels contribute their conditional modes. Rows whose level is
+        unknown (or ``groups=None``) contribute nothing with ``population="zero"``
+        (lme4's ``re.form = NA``), or their random effect's variance with
+        ``population="marginal"`` (averaged over the random-effect distribution).
+        """
+        check_is_fitted(self, "coef_")
+        if population not in ("marginal", "zero"):
+            raise ValueError(f"population must be 'marginal' or 'zero', got {population!r}.")
+        Xa, groups_from_X = self._validate_X(X, reset=False)
+        if groups is None:
+            groups = groups_from_X
+        n = Xa.shape[0]
+        off = as_float_vector(offset, "offset", n, default=0.0)
+        eta = Xa @ self.coef_ + self.intercept_ + off
+        var = np.zeros(n)
+        if not self._factors:
+            return eta, var
+        if groups is not None:
+            cols = groups_columns(groups, n)
+            if len(cols) != len(self._factor_order):
+                raise ValueError(
+                    f"groups has {len(cols)} factor(s) but the model was fitted with "
+                    f"{len(self._factor_order)}: {self._factor_order}."
+                )
+            by_name = dict(zip(self._factor_order, cols))
+        for f in self._factors:
+            Z = f.z_matrix(Xa)
+            codes = lookup_codes(f, by_name[f.name]) if groups is not None else np.full(n, -1)
+            known = codes >= 0
+            B = self.ranef_[f.name].to_numpy()
+            eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])
+            if population == "marginal":
+                S = self.random_effects_cov_[f.name].to_numpy()
+                var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
+        return eta, var
+
+    def _mean(self, eta, var):
+        """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``."""
+        fam = self._family_obj
+        if fam.link == "log":
+            return fam.mean(eta + var / 2.0, self._extra)
+        nodes = eta[:, None] + np.sqrt(var)[:, None] * _GH_Z[None, :]
+        return fam.mean(nodes, self._extra) @ _GH_W
+
+    def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
+        """Expected outcome (probability for binomial, mean count otherwise).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
+            Known levels use their conditional modes; unseen levels and ``None``
+            get population-level predictions.
+        offset : array-like of shape (n_samples,), default=None
+        population : {"marginal", "zero"}, default="marginal"
+            For rows without a known level: ``"marginal"`` averages over the
+            random-effect distribution (population-averaged, the calibrated
+            prediction for a new group); ``"zero"`` sets the random effect to
+            zero (lme4's ``re.form = NA``, the "typical" group).
+
+        Returns
+        -------
+        mu : ndarray of shape (n_samples,)
+        """
+        eta, var = self._linear_predictor(X, groups, offset, population)
+        return self._mean(eta, var)
+
+    # -- summaries --------------------------------------------------------------
+    def summary(self):
+        """An lme4-like summary; prints as text and exposes its tables as DataFrames."""
+        from .summary import Summary
+
+        check_is_fitted(self, "coef_")
+        return Summary(self)
+
+    def _count_proba(self, X, groups, offset, max_count, population):
+        eta, var = self._linear_predictor(X, groups, offset, population)
+        fam = self._family_obj
+        if max_count is None:
+            mu_hi = float(np.max(self._mean(eta, var))) if len(eta) else 1.0
+            vr = float(np.max(fam.variance(np.array([mu_hi]), np.ones(1), self._extra)))
+            # cover the bulk of every row's distribution and the training range
+            max_count = int(max(self._y_max, np.ceil(mu_hi + 8.0 * np.sqrt(vr) + 5)))
+        ks = np.arange(max_count + 1)
+        if np.all(var == 0):
+            mu = fam.mean(eta, self._extra)
+            return fam.pmf(ks[None, :], mu[:, None], self._extra)
+        out = np.zeros((len(eta), len(ks)))
+        for z, wt in zip(_GH_Z, _GH_W):
+            mu = fam.mean(eta + np.sqrt(var) * z, self._extra)
+            out += wt * fam.pmf(ks[None, :], mu[:, None], self._extra)
+        return out

@@ -1,0 +1,232 @@
+"""Random-effect structure: parse terms and build per-factor blocks.
+
+A *factor* is one grouping variable (a column of ``groups``). Each factor ``f``
+has ``q_f`` random-effect terms (an intercept and/or slope columns of ``X``)
+and a lower-triangular relative covariance factor ``Lambda_f(theta)`` of size
+``q_f x q_f``: ``b_f = Lambda_f u_f`` with ``u_f ~ N(0, I)``.
+The covariance parameters ``theta`` are the lower-triangular elements of every
+``Lambda_f``, column by column (lme4's order), or only its diagonal for an
+uncorrelated (``diag(...)`` or ``||``) term.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+INTERCEPT = "(Intercept)"
+
+
+@dataclass(frozen=True)
+class Term:
+    """A parsed random-effects term such as ``"1 + time"``."""
+
+    intercept: bool
+    slopes: tuple[str, ...]
+    diagonal: bool
+
+    @property
+    def names(self) -> list[str]:
+        return ([INTERCEPT] if self.intercept else []) + list(self.slopes)
+
+
+def parse_term(term: str) -> Term:
+    """Parse lme4-style term syntax.
+
+    Accepted: ``"1"``, ``"1 + time"``, ``"time"`` (implies an intercept, as in
+    lme4), ``"0 + time"`` / ``"-1 + time"`` (no intercept), and an uncorrelated
+    version written ``"diag(1 + time)"`` (glmmTMB) or ``"1 + time ||"`` (lme4's
+    ``||``).
+    """
+    if not isinstance(term, str):
+        raise TypeError(f"random_effects terms must be strings, got {type(term).__name__}.")
+    text = term.strip()
+    diagonal = False
+    m = re.fullmatch(r"diag\s*\((.*)\)", text)
+    if m:
+        text, diagonal = m.group(1), True
+    if "||" in text:
+        text, diagonal = text.replace("||", " "), True
+    if "|" in text:
+        raise ValueError(
+            f"Invalid random_effects term {term!r}: write only the left-hand side of lme4's "
+            "'(... | group)'; the grouping factor comes from `groups`."
+        )
+    text = text.replace("-", "+ -")
+    parts = [p.strip() for p in text.split("+") if p.strip()]
+    if not parts:
+        raise ValueError(f"Empty random_effects term {term!r}; use '1' for a random intercept.")
+    intercept = True
+    slopes: list[str] = []
+    for p in parts:
+        if p == "1":
+            intercept = True
+        elif p in ("0", "- 1", "-1", "+ -1"):
+            intercept = False
+        elif p.startswith("-"):
+            if p.replace(" ", "") == "-1":
+                intercept = False
+            else:
+                raise ValueError(f"Cannot remove {p!r} in random_effects term {term!r}.")
+        else:
+            if p in slopes:
+                raise ValueError(f"Slope {p!r} repeated in random_effects term {term!r}.")
+            slopes.append(p)
+    if not intercept and not slopes:
+        raise ValueError(f"random_effects term {term!r} has no intercept and no slope.")
+    return Term(intercept, tuple(slopes), diagonal)
+
+
+@dataclass
+class Factor:
+    """One grouping factor: its levels, the rows' level codes and its Z columns."""
+
+    name: str
+    term: Term
+    levels: pd.Index
+    codes: np.ndarray  # (n_samples,) int, level index of every row
+    slope_idx: list[int]  # column indices in X of the slope terms
+    theta_rows: np.ndarray = field(default=None)  # row index in Lambda of each theta element
+    theta_cols: np.ndarray = field(default=None)
+
+    @property
+    def q(self) -> int:
+        return len(self.term.names)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    def z_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Columns of Z for this factor, shape (n_samples, q)."""
+        cols = []
+        if self.term.intercept:
+            cols.append(np.ones(X.shape[0]))
+        cols.extend(X[:, j] for j in self.slope_idx)
+        return np.column_stack(cols)
+
+
+def theta_layout(q: int, diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row/column positions in Lambda of each theta element (column-major lower triangle)."""
+    if diagonal:
+        idx = np.arange(q)
+        return idx, idx.copy()
+    rows, cols = [], []
+    for c in range(q):
+        for r in range(c, q):
+            rows.append(r)
+            cols.append(c)
+    return np.array(rows), np.array(cols)
+
+
+def factor_names(groups) -> list[str]:
+    """Names of the grouping factors as they will be reported."""
+    if isinstance(groups, pd.DataFrame):
+        return [str(c) for c in groups.columns]
+    if isinstance(groups, pd.Series):
+        return [str(groups.name) if groups.name is not None else "group"]
+    arr = np.asarray(groups, dtype=object)
+    if arr.ndim == 1:
+        return ["group"]
+    return [f"g{k}" for k in range(arr.shape[1])]
+
+
+def groups_columns(groups, n_samples: int) -> list[np.ndarray]:
+    """Split ``groups`` into one 1-D object/array per factor, validating its shape."""
+    if isinstance(groups, pd.DataFrame):
+        cols = [groups.iloc[:, k].to_numpy() for k in range(groups.shape[1])]
+    elif isinstance(groups, pd.Series):
+        cols = [groups.to_numpy()]
+    else:
+        arr = np.asarray(groups)
+        if arr.ndim == 0:
+            raise ValueError(
+                "groups must be array-like of shape (n_samples,) or (n_samples, n_factors)."
+            )
+        if arr.ndim == 1:
+            cols = [arr]
+        elif arr.ndim == 2:
+            cols = [arr[:, k] for k in range(arr.shape[1])]
+        else:
+            raise ValueError(f"groups must be 1-D or 2-D, got an array with {arr.ndim} dimensions.")
+    if not cols:
+        raise ValueError("groups has no columns; pass at least one grouping factor.")
+    for c in cols:
+        if len(c) != n_samples:
+            raise ValueError(
+                f"groups has {len(c)} rows but X has {n_samples}; they must describe the same rows."
+            )
+    return cols
+
+
+def _isnull(values) -> np.ndarray:
+    return np.asarray(pd.isna(pd.Series(values, dtype=object)))
+
+
+def build_factors(groups, random_effects, feature_names: list[str], n_samples: int) -> list[Factor]:
+    """Build every factor's block from ``groups`` and ``random_effects``.
+
+    ``random_effects`` is a term string applied to every factor, or a dict
+    ``{factor name: term}`` naming each factor exactly once.
+    """
+    names = factor_names(groups)
+    cols = groups_columns(groups, n_samples)
+    if len(set(names)) != len(names):
+        raise ValueError(f"groups has duplicated factor names {names}.")
+    if isinstance(random_effects, dict):
+        unknown = set(map(str, random_effects)) - set(names)
+        missing = set(names) - set(map(str, random_effects))
+        if unknown or missing:
+            raise ValueError(
+                f"random_effects names factors {sorted(map(str, random_effects))} but groups has "
+                f"factors {names}; give one term per grouping factor."
+            )
+        terms = {str(k): v for k, v in random_effects.items()}
+    elif isinstance(random_effects, str):
+        terms = dict.fromkeys(names, random_effects)
+    else:
+        raise TypeError(
+            "random_effects must be a term string such as '1 + time' or a dict "
+            f"{{factor name: term}}, got {type(random_effects).__name__}."
+        )
+    factors = []
+    for name, values in zip(names, cols):
+        term = parse_term(terms[name])
+        slope_idx = []
+        for s in term.slopes:
+            if s not in feature_names:
+                raise ValueError(
+                    f"random_effects term for factor {name!r} names {s!r}, which is not a feature. "
+                    f"Available features: {feature_names}."
+                )
+            slope_idx.append(feature_names.index(s))
+        null = _isnull(values)
+        if null.any():
+            raise ValueError(
+                f"groups column {name!r} has {int(null.sum())} missing value(s); every row needs a "
+                "group label (drop those rows or give them a label)."
+            )
+        codes, levels = pd.factorize(pd.Series(values, dtype=object), sort=True)
+        rows, colsl = theta_layout(len(term.names), term.diagonal)
+        factors.append(
+            Factor(name, term, pd.Index(levels), codes.astype(np.intp), slope_idx, rows, colsl)
+        )
+    # Largest factor first: it is the one whose block stays block-diagonal.
+    factors.sort(key=lambda f: -f.n_levels * f.q)
+    return factors
+
+
+def lookup_codes(factor: Factor, values) -> np.ndarray:
+    """Level codes of new group labels; -1 for unseen, missing or mismatched labels."""
+    values = pd.Series(values, dtype=object)
+    codes = factor.levels.get_indexer(values)
+    if (codes < 0).any():
+        # labels that only differ in type (1 vs "1") still match their level
+        as_str = pd.Index(factor.levels.map(str))
+        alt = as_str.get_indexer(values.map(lambda v: None if pd.isna(v) else str(v)))
+        codes = np.where(codes < 0, alt, codes)
+    codes[_isnull(values)] = -1
+    return codes.astype(np.intp)

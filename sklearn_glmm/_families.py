@@ -1,0 +1,286 @@
+"""Outcome distributions on the linear-predictor scale.
+
+Every family exposes the conditional log-density of ``y`` given the linear
+predictor ``eta`` together with its first three derivatives in ``eta``. The
+Laplace approximation needs the exact second derivative (the curvature ``w``)
+and its analytic gradient needs the third (``w3 = dw/deta``).
+
+Families hold a vector of *extra* parameters on an unconstrained scale
+(``log theta`` for the negative binomial, ``logit pi`` for zero-inflation);
+they are optimised jointly with the fixed effects and covariance parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+_ETA_MAX = 700.0  # exp(700) is finite in float64; beyond it mu overflows
+
+
+@dataclass(frozen=True)
+class Derivs:
+    """Per-observation log-density and its derivatives in ``eta``.
+
+    ``loglik`` is log p(y | eta); ``d1`` its first derivative; ``w`` minus the
+    second derivative (the curvature entering the Laplace Hessian); ``w3`` the
+    derivative of ``w``. All are already multiplied by the prior weights.
+    """
+
+    loglik: np.ndarray
+    d1: np.ndarray
+    w: np.ndarray
+    w3: np.ndarray
+
+
+def _exp(eta):
+    return np.exp(np.clip(eta, -_ETA_MAX, _ETA_MAX))
+
+
+class Binomial:
+    """Binomial outcome (successes out of ``trials``) with a logit link."""
+
+    name = "binomial"
+    link = "logit"
+    n_extra = 0
+    extra_names: tuple[str, ...] = ()
+
+    def derivs(self, y, eta, trials, weights, extra=()):
+        mu = special.expit(eta)
+        # log(1 + exp(eta)) computed stably
+        log1pexp = np.logaddexp(0.0, eta)
+        loglik = y * eta - trials * log1pexp + _log_choose(trials, y)
+        d1 = y - trials * mu
+        v = mu * (1.0 - mu)
+        w = trials * v
+        w3 = w * (1.0 - 2.0 * mu)
+        return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+
+    def mean(self, eta, extra=()):
+        return special.expit(eta)
+
+    def variance(self, mu, trials, extra=()):
+        return trials * mu * (1.0 - mu)
+
+    def default_extra(self):
+        return np.zeros(0)
+
+    def unit_deviance(self, y, mu, trials, extra=()):
+        p = np.divide(y, trials, out=np.zeros_like(mu), where=trials > 0)
+        a = special.xlogy(y, np.divide(p, mu, out=np.ones_like(mu), where=p > 0))
+        b = special.xlogy(trials - y, np.divide(1 - p, 1 - mu, out=np.ones_like(mu), where=p < 1))
+        return 2.0 * (a + b)
+
+    def sample(self, mu, trials, extra, rng):
+        return rng.binomial(trials.astype(np.int64), np.clip(mu, 0.0, 1.0)).astype(float)
+
+    def cdf(self, y, mu, trials, extra=()):
+        return stats.binom.cdf(y, trials, mu)
+
+
+class Poisson:
+    """Poisson outcome with a log link."""
+
+    name = "poisson"
+    link = "log"
+    n_extra = 0
+    extra_names: tuple[str, ...] = ()
+
+    def derivs(self, y, eta, trials, weights, extra=()):
+        mu = _exp(eta)
+        loglik = y * eta - mu - special.gammaln(y + 1.0)
+        d1 = y - mu
+        return Derivs(weights * loglik, weights * d1, weights * mu, weights * mu)
+
+    def log_p0(self, eta, extra=()):
+        """log P(Y = 0 | eta) and its first three eta-derivatives."""
+        mu = _exp(eta)
+        return -mu, -mu, -mu, -mu
+
+    def mean(self, eta, extra=()):
+        return _exp(eta)
+
+    def variance(self, mu, trials, extra=()):
+        return mu
+
+    def default_extra(self):
+        return np.zeros(0)
+
+    def unit_deviance(self, y, mu, trials, extra=()):
+        return 2.0 * (
+            special.xlogy(y, np.divide(y, mu, out=np.ones_like(mu), where=y > 0)) - (y - mu)
+        )
+
+    def sample(self, mu, trials, extra, rng):
+        return rng.poisson(mu).astype(float)
+
+    def pmf(self, k, mu, extra=()):
+        return stats.poisson.pmf(k, mu)
+
+    def cdf(self, y, mu, trials, extra=()):
+        return stats.poisson.cdf(y, mu)
+
+
+class NegativeBinomial2:
+    """NB2 outcome (Var = mu + mu^2 / theta) with a log link; extra = [log theta].
+
+    The curvature ``w`` is the exact negative second derivative of the
+    log-density (glmmTMB's choice), not the Fisher weight lme4 uses.
+    """
+
+    name = "negbin"
+    link = "log"
+    n_extra = 1
+    extra_names: tuple[str, ...] = ("log_theta",)
+    # log theta is bounded so that theta -> infinity (Poisson data) stays finite
+    extra_bounds = ((-10.0, 20.0),)
+
+    def derivs(self, y, eta, trials, weights, extra):
+        theta = np.exp(extra[0])
+        mu = _exp(eta)
+        tm = theta + mu
+        loglik = (
+            special.gammaln(y + theta)
+            - special.gammaln(theta)
+            - special.gammaln(y + 1.0)
+            + theta * (np.log(theta) - np.log(tm))
+            + special.xlogy(y, mu / tm)
+        )
+        d1 = theta * (y - mu) / tm
+        w = theta * mu * (y + theta) / tm**2
+        w3 = w * (theta - mu) / tm
+        return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+
+    def log_p0(self, eta, extra):
+        theta = np.exp(extra[0])
+        mu = _exp(eta)
+        tm = theta + mu
+        a = theta * (np.log(theta) - np.log(tm))
+        a1 = -theta * mu / tm
+        a2 = -(theta**2) * mu / tm**2
+        a3 = a2 * (theta - mu) / tm
+        return a, a1, a2, a3
+
+    def mean(self, eta, extra=()):
+        return _exp(eta)
+
+    def variance(self, mu, trials, extra):
+        return mu + mu**2 / np.exp(extra[0])
+
+    def default_extra(self):
+        return np.array([0.0])
+
+    def unit_deviance(self, y, mu, trials, extra):
+        theta = np.exp(extra[0])
+        t1 = special.xlogy(y, np.divide(y, mu, out=np.ones_like(mu), where=y > 0))
+        t2 = (y + theta) * np.log((y + theta) / (mu + theta))
+        return 2.0 * (t1 - t2)
+
+    def sample(self, mu, trials, extra, rng):
+        theta = np.exp(extra[0])
+        lam = rng.gamma(theta, mu / theta)
+        return rng.poisson(lam).astype(float)
+
+    def pmf(self, k, mu, extra):
+        theta = np.exp(extra[0])
+        return stats.nbinom.pmf(k, theta, theta / (theta + mu))
+
+    def cdf(self, y, mu, trials, extra):
+        theta = np.exp(extra[0])
+        return stats.nbinom.cdf(y, theta, theta / (theta + mu))
+
+
+class ZeroInflated:
+    """Constant zero-inflation around a count family; extra = [base..., logit pi].
+
+    P(Y = 0) = pi + (1 - pi) f(0), P(Y = k) = (1 - pi) f(k) for k > 0.
+    The log-density of a zero need not be concave in ``eta``; the Laplace
+    Hessian uses its exact curvature all the same, as glmmTMB does.
+    """
+
+    link = "log"
+
+    def __init__(self, base):
+        self.base = base
+        self.name = "zi_" + base.name
+        self.n_extra = base.n_extra + 1
+        self.extra_names = tuple(base.extra_names) + ("logit_zi",)
+        self.extra_bounds = tuple(getattr(base, "extra_bounds", ())) + ((-20.0, 10.0),)
+
+    def _split(self, extra):
+        extra = np.asarray(extra, dtype=float)
+        return extra[:-1], special.expit(extra[-1]), extra[-1]
+
+    def derivs(self, y, eta, trials, weights, extra):
+        base_extra, pi, logit_pi = self._split(extra)
+        d = self.base.derivs(y, eta, trials, np.ones_like(eta), base_extra)
+        log1m_pi = -np.logaddexp(0.0, logit_pi)
+        log_pi = -np.logaddexp(0.0, -logit_pi)
+        a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
+        zero = y == 0
+        lz = np.logaddexp(log_pi, log1m_pi + a)
+        # r: posterior probability that a zero came from the count part
+        r = np.exp(log1m_pi + a - lz)
+        r1 = r * (1.0 - r) * a1
+        d1z = r * a1
+        d2z = r * a2 + r * (1.0 - r) * a1**2
+        d3z = r1 * a2 + r * a3 + r1 * (1.0 - 2.0 * r) * a1**2 + 2.0 * r * (1.0 - r) * a1 * a2
+        loglik = np.where(zero, lz, log1m_pi + d.loglik)
+        d1 = np.where(zero, d1z, d.d1)
+        w = np.where(zero, -d2z, d.w)
+        w3 = np.where(zero, -d3z, d.w3)
+        return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+
+    def mean(self, eta, extra):
+        _, pi, _ = self._split(extra)
+        return (1.0 - pi) * self.base.mean(eta)
+
+    def count_mean(self, eta, extra):
+        return self.base.mean(eta)
+
+    def variance(self, mu, trials, extra):
+        base_extra, pi, _ = self._split(extra)
+        m = mu / (1.0 - pi)
+        vb = self.base.variance(m, trials, base_extra)
+        return (1.0 - pi) * (vb + m**2) - mu**2
+
+    def default_extra(self):
+        return np.concatenate([self.base.default_extra(), [-2.0]])
+
+    def unit_deviance(self, y, mu, trials, extra):
+        # deviance against the saturated count model (used for D^2 only)
+        base_extra, pi, _ = self._split(extra)
+        return self.base.unit_deviance(y, mu, trials, base_extra)
+
+    def sample(self, mu, trials, extra, rng):
+        base_extra, pi, _ = self._split(extra)
+        m = mu / (1.0 - pi)
+        draw = self.base.sample(m, trials, base_extra, rng)
+        return np.where(rng.random(np.shape(mu)) < pi, 0.0, draw)
+
+    def pmf(self, k, mu, extra):
+        base_extra, pi, _ = self._split(extra)
+        m = mu / (1.0 - pi)
+        p = (1.0 - pi) * self.base.pmf(k, m, base_extra)
+        return p + pi * (np.asarray(k) == 0)
+
+    def cdf(self, y, mu, trials, extra):
+        base_extra, pi, _ = self._split(extra)
+        m = mu / (1.0 - pi)
+        return pi + (1.0 - pi) * self.base.cdf(y, m, trials, base_extra)
+
+
+def _log_choose(n, k):
+    return special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+
+
+def make_family(name: str, zero_inflation: bool = False):
+    """Return the family object for ``name`` ("binomial", "poisson", "negbin")."""
+    base = {"binomial": Binomial, "poisson": Poisson, "negbin": NegativeBinomial2}[name]()
+    if zero_inflation:
+        if name == "binomial":
+            raise ValueError("zero_inflation is only available for count families.")
+        return ZeroInflated(base)
+    return base

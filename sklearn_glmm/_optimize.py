@@ -1,0 +1,214 @@
+"""Outer optimisation over (beta, theta, extra) and the record of how a fit ran.
+
+Order of calls in :func:`fit_objective`:
+
+1. ``glm_start`` — a GLM without random effects gives starting fixed effects;
+2. L-BFGS-B on the Laplace objective with its analytic gradient (bounds keep
+   the Cholesky diagonals of theta non-negative, as lme4 does);
+3. for ``n_agq > 1``, L-BFGS-B again on the AGQ objective started at the
+   Laplace optimum, with central-difference gradients;
+4. ``hessian`` — finite differences of the gradient at the optimum, used for
+   standard errors and the convergence checks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ._laplace import Objective
+
+
+@dataclass
+class FitRecord:
+    """How one fit ran (like MixedModels.jl's OptSummary)."""
+
+    initial: np.ndarray
+    final: np.ndarray = None
+    objective: float = np.nan
+    n_evaluations: int = 0
+    n_iter: int = 0
+    optimizer: str = "L-BFGS-B"
+    message: str = ""
+    converged: bool = False
+    max_grad: float = np.nan
+    max_scaled_grad: float = np.nan
+    hessian_pd: bool = True
+    seconds: float = 0.0
+    stages: list = field(default_factory=list)
+
+    def __repr__(self):
+        return (
+            f"FitRecord(objective={self.objective:.6f}, converged={self.converged}, "
+            f"n_iter={self.n_iter}, n_evaluations={self.n_evaluations}, "
+            f"max_scaled_grad={self.max_scaled_grad:.3g}, message={self.message!r})"
+        )
+
+
+def glm_start(obj: Objective, extra0: np.ndarray, max_iter: int = 50) -> np.ndarray:
+    """Fixed effects of the model without random effects (Newton/IRLS, step-halving)."""
+    d = obj.data
+    beta = np.zeros(d.n_beta)
+    fam = d.family
+    ll_old = -np.inf
+    for _ in range(max_iter):
+        der = fam.derivs(d.y, d.X @ beta + d.offset, d.trials, d.weights, extra0)
+        H = d.X.T @ (der.w[:, None] * d.X) + 1e-8 * np.eye(d.n_beta)
+        try:
+            step = np.linalg.solve(H, d.X.T @ der.d1)
+        except np.linalg.LinAlgError:
+            break
+        t = 1.0
+        for _h in range(30):
+            cand = beta + t * step
+            ll = fam.derivs(d.y, d.X @ cand + d.offset, d.trials, d.weights, extra0).loglik.sum()
+            if np.isfinite(ll) and ll >= ll_old - 1e-10:
+                break
+            t *= 0.5
+        beta, done = cand, abs(ll - ll_old) < 1e-10 * (1 + abs(ll))
+        ll_old = ll
+        if done:
+            break
+    # keep starting values moderate (separation would push them to infinity)
+    return np.clip(beta, -15.0, 15.0)
+
+
+def central_gradient(fun, x, h=1e-4):
+    g = np.zeros_like(x)
+    for k in range(len(x)):
+        e = np.zeros_like(x)
+        e[k] = h * max(1.0, abs(x[k]))
+        g[k] = (fun(x + e) - fun(x - e)) / (2 * e[k])
+    return g
+
+
+def hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
+    """Hessian of the objective at ``x`` by central differences of its gradient."""
+    n = len(x)
+    Hm = np.zeros((n, n))
+    u_keep = obj.u.copy()
+    if obj.n_agq == 1:
+
+        def grad(p):
+            obj.u = u_keep.copy()
+            return obj.value_and_grad(p)[1]
+
+        for k in range(n):
+            h = 1e-4 * max(1.0, abs(x[k]))
+            e = np.zeros(n)
+            e[k] = h
+            Hm[:, k] = (grad(x + e) - grad(x - e)) / (2 * h)
+    else:
+
+        def f(p):
+            obj.u = u_keep.copy()
+            return obj.evaluate(p)
+
+        f0 = f(x)
+        hs = 1e-3 * np.maximum(1.0, np.abs(x))
+        for i in range(n):
+            ei = np.zeros(n)
+            ei[i] = hs[i]
+            Hm[i, i] = (f(x + ei) - 2 * f0 + f(x - ei)) / hs[i] ** 2
+            for j in range(i):
+                ej = np.zeros(n)
+                ej[j] = hs[j]
+                Hm[i, j] = Hm[j, i] = (
+                    f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)
+                ) / (4 * hs[i] * hs[j])
+    obj.u = u_keep
+    obj.evaluate(x)
+    return 0.5 * (Hm + Hm.T)
+
+
+def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol):
+    return minimize(
+        fun,
+        x0,
+        jac=jac,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6, "maxcor": 20},
+    )
+
+
+def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
+    """L-BFGS-B on the Laplace objective, restarted away from zero variances.
+
+    A Cholesky diagonal of exactly zero is a stationary point of the objective
+    (the objective is even in it), so an optimiser that reaches it cannot leave.
+    Each one found at zero is moved back into the interior and the fit resumed;
+    the better optimum is kept.
+    """
+    res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol)
+    nit = res.nit
+    # A restart clears L-BFGS-B's curvature memory; it often moves a little
+    # further when the first run stopped on the ftol test.
+    res2 = _run_lbfgsb(obj.value_and_grad, res.x, True, bounds, max_iter, tol)
+    nit += res2.nit
+    if res2.fun <= res.fun:
+        res = res2
+    for k in [k for k in diag_idx if res.x[k] < 1e-3]:
+        # look along the zero diagonal for a point below the boundary value
+        u_keep = obj.u.copy()
+        best_val, best_x = res.fun, None
+        for t in (0.01, 0.03, 0.1, 0.3, 1.0):
+            xt = res.x.copy()
+            xt[k] = t
+            obj.u = u_keep.copy()
+            val = obj.evaluate(xt)
+            if val < best_val - 1e-8:
+                best_val, best_x = val, xt
+        obj.u = u_keep
+        if best_x is not None:
+            res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol)
+            nit += res3.nit
+            if res3.fun < res.fun - 1e-8:
+                res = res3
+    res.nit = nit
+    return res
+
+
+def fit_objective(obj: Objective, x0: np.ndarray, bounds, max_iter: int, tol: float, diag_idx=()):
+    """Minimise ``obj`` from ``x0``; return the optimum and its :class:`FitRecord`."""
+    t0 = time.perf_counter()
+    record = FitRecord(initial=np.array(x0, dtype=float))
+    n_agq = obj.n_agq
+    obj.n_agq = 1
+    res = _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx)
+    record.stages.append(("laplace", float(res.fun), int(res.nit), str(res.message)))
+    x = res.x
+    hit_max = res.nit >= max_iter
+    if n_agq > 1:
+        obj.n_agq = n_agq
+
+        def fg(p):
+            val = obj.evaluate(p)
+            return val, central_gradient(obj.evaluate, p)
+
+        res = _run_lbfgsb(fg, x, True, bounds, max_iter, tol)
+        record.stages.append(("agq", float(res.fun), int(res.nit), str(res.message)))
+        x = res.x
+        hit_max = hit_max or res.nit >= max_iter
+    record.objective = float(obj.evaluate(x))
+    record.final = x
+    record.n_iter = int(sum(s[2] for s in record.stages))
+    record.n_evaluations = obj.n_evals
+    record.message = str(res.message)
+    record.converged = bool(np.isfinite(record.objective) and not hit_max)
+    record.seconds = time.perf_counter() - t0
+    return x, record
+
+
+def projected_gradient(g: np.ndarray, x: np.ndarray, bounds) -> np.ndarray:
+    """Gradient with components pushing against an active bound set to zero."""
+    g = g.copy()
+    for k, (lo, hi) in enumerate(bounds):
+        if lo is not None and x[k] <= lo + 1e-8 and g[k] > 0:
+            g[k] = 0.0
+        if hi is not None and x[k] >= hi - 1e-8 and g[k] < 0:
+            g[k] = 0.0
+    return g

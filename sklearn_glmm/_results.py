@@ -1,0 +1,249 @@
+"""From the optimum on the internal scale to the fitted attributes users read.
+
+The optimiser works on a centred and scaled fixed-effect design and on Z
+columns divided by their standard deviation; both are linear maps, so the
+likelihood is unchanged and estimates map back exactly (``J`` below).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+from sklearn.exceptions import ConvergenceWarning
+
+from ._design import INTERCEPT
+from ._laplace import lambda_matrices
+from ._optimize import hessian, projected_gradient
+from ._validation import aliased_columns
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the Cholesky diagonals
+GRAD_TOL = 0.002  # lme4's check.conv.grad tolerance
+
+
+class SingularFitWarning(UserWarning):
+    """A random-effect variance (or correlation) is estimated on its boundary."""
+
+
+class OverdispersionWarning(UserWarning):
+    """Raised for dispersion parameters at a boundary (e.g. NB theta -> infinity)."""
+
+
+def scale_design(X, names, fit_intercept):
+    """Centre and scale the columns of X; drop aliased columns with a warning.
+
+    Returns the internal design (intercept first when fitted) and the scaling
+    record used to map coefficients back.
+    """
+    n, p = X.shape
+    means = X.mean(axis=0) if (fit_intercept and n) else np.zeros(p)
+    scales = X.std(axis=0) if n else np.ones(p)
+    if not fit_intercept:
+        scales = np.sqrt(np.mean(X**2, axis=0)) if n else np.ones(p)
+    scales = np.where(scales > 0, scales, 1.0)
+    Xs = (X - means) / scales
+    full = np.column_stack([np.ones(n), Xs]) if fit_intercept else Xs
+    dropped = [k - int(fit_intercept) for k in aliased_columns(full)]
+    if fit_intercept and -1 in dropped:
+        dropped.remove(-1)
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient: dropping column(s) "
+            f"{[names[k] for k in dropped]} (constant or a linear combination of other "
+            "columns), as lme4 does. Their coefficients are reported as NaN.",
+            UserWarning,
+            stacklevel=4,
+        )
+    kept = [k for k in range(p) if k not in dropped]
+    Xd = full[:, ([0] if fit_intercept else []) + [k + int(fit_intercept) for k in kept]]
+    scaling = dict(
+        means=means, scales=scales, kept=kept, dropped=dropped, intercept=fit_intercept, p=p
+    )
+    return np.ascontiguousarray(Xd), scaling
+
+
+def z_scales(factor, X) -> np.ndarray:
+    """Divisors for a factor's Z columns (1 for the intercept, SD for slopes)."""
+    Z = factor.z_matrix(X)
+    s = np.sqrt(np.mean(Z**2, axis=0)) if Z.shape[0] else np.ones(Z.shape[1])
+    if factor.term.intercept:
+        s[0] = 1.0
+    return np.where(s > 0, s, 1.0)
+
+
+def beta_jacobian(scaling) -> np.ndarray:
+    """J with beta_original = J beta_internal (intercept first when fitted)."""
+    kept, means, scales = scaling["kept"], scaling["means"], scaling["scales"]
+    k0 = int(scaling["intercept"])
+    J = np.zeros((k0 + len(kept), k0 + len(kept)))
+    if k0:
+        J[0, 0] = 1.0
+    for j, k in enumerate(kept):
+        J[k0 + j, k0 + j] = 1.0 / scales[k]
+        if k0:
+            J[0, k0 + j] = -means[k] / scales[k]
+    return J
+
+
+def _vcov(est, obj, x, data):
+    """2 H^{-1} of the objective's Hessian; the fixed-effect block if H is not PD."""
+    H = hessian(obj, x)
+    est._hessian = H
+    try:
+        np.linalg.cholesky(H)
+        V = 2.0 * np.linalg.inv(H)
+        pd_ok = True
+    except np.linalg.LinAlgError:
+        pd_ok = False
+        V = np.full_like(H, np.nan)
+        p = data.n_beta
+        try:
+            V[:p, :p] = 2.0 * np.linalg.inv(H[:p, :p])
+        except np.linalg.LinAlgError:
+            pass
+    return V, H, pd_ok
+
+
+def set_fitted_attributes(est, obj, x, record, data):
+    """Set every fitted attribute of ``est`` from the optimum ``x``."""
+    p, T = data.n_beta, data.n_theta
+    beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
+    V, H, pd_ok = _vcov(est, obj, x, data)
+    record.hessian_pd = pd_ok
+    sc = est._scaling
+    J = beta_jacobian(sc)
+    beta = J @ beta_s
+    Vb = J @ V[:p, :p] @ J.T
+    k0 = int(sc["intercept"])
+    coef = np.zeros(sc["p"])
+    coef[sc["kept"]] = beta[k0:]
+    est.coef_ = coef
+    est.intercept_ = float(beta[0]) if k0 else 0.0
+    names = est._fixed_names
+    rows = ([INTERCEPT] if k0 else []) + list(names)
+    est_all = np.full(len(rows), np.nan)
+    se_all = np.full(len(rows), np.nan)
+    idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
+    est_all[idx] = beta
+    se_all[idx] = np.sqrt(np.clip(np.diag(Vb), 0, None))
+    z = est_all / se_all
+    est.fixed_effects_ = pd.DataFrame(
+        {
+            "estimate": est_all,
+            "std_error": se_all,
+            "z_value": z,
+            "p_value": 2 * stats.norm.sf(np.abs(z)),
+        },
+        index=pd.Index(rows, name="term"),
+    )
+    est._vcov_fixed = pd.DataFrame(Vb, index=[rows[i] for i in idx], columns=[rows[i] for i in idx])
+    est._vcov_params = V
+    est._params = x.copy()
+    est._extra = extra.copy()
+
+    _set_random_effects(est, obj, theta_s, data)
+    _set_family_params(est, extra, V, p + T)
+    n_obs = int(np.sum(data.weights > 0))
+    npar = len(x)
+    est.loglik_ = float(-0.5 * record.objective)
+    est.n_params_ = npar
+    est.nobs_ = n_obs
+    est.aic_ = -2.0 * est.loglik_ + 2.0 * npar
+    est.bic_ = -2.0 * est.loglik_ + np.log(n_obs) * npar
+    est.df_resid_ = n_obs - npar
+    est.n_iter_ = record.n_iter
+    est.fit_record_ = record
+    _check_convergence(est, obj, x, H, record)
+    est.converged_ = bool(record.converged)
+
+
+def _set_random_effects(est, obj, theta_s, data):
+    est.random_effects_cov_, est.ranef_, est._ranef_condvar, est._lambda = {}, {}, {}, {}
+    est._factor_order = list(est._factor_input_names)
+    singular = []
+    lams = lambda_matrices(data, theta_s)
+    for fi, (f, s, L, fd) in enumerate(zip(est._factors, est._z_scales, lams, data.factors)):
+        Lo = L / s[:, None]  # Lambda in original units: b = diag(1/s) Lambda_s u
+        S = Lo @ Lo.T
+        names = f.term.names
+        est.random_effects_cov_[f.name] = pd.DataFrame(S, index=names, columns=names)
+        U = obj.u[fd.offset : fd.offset + fd.n_levels * fd.q].reshape(fd.n_levels, fd.q)
+        B = U @ Lo.T
+        est.ranef_[f.name] = pd.DataFrame(B, index=f.levels, columns=names)
+        Ci = obj.conditional_variances(fi)
+        est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
+        est._lambda[f.name] = Lo
+        diag = np.abs(np.diag(Lo))
+        for k, nm in enumerate(names):
+            if diag[k] < SINGULAR_TOL:
+                singular.append(f"{f.name}: {nm}")
+    est.is_singular_ = bool(singular)
+    if singular:
+        warnings.warn(
+            "boundary (singular) fit: the random-effect variance or correlation of "
+            f"{', '.join(singular)} is estimated at its boundary (zero variance or "
+            "|correlation| = 1). Consider simplifying random_effects.",
+            SingularFitWarning,
+            stacklevel=4,
+        )
+
+
+def _set_family_params(est, extra, V, start):
+    fam = est._family_obj
+    names = list(fam.extra_names)
+    if "log_theta" in names:
+        k = names.index("log_theta")
+        log_theta = extra[k]
+        at_bound = (
+            log_theta >= fam.extra_bounds[k][1] - 0.1 if hasattr(fam, "extra_bounds") else False
+        )
+        est.theta_ = float("inf") if at_bound else float(np.exp(log_theta))
+        est._log_theta_se = float(np.sqrt(max(V[start + k, start + k], 0.0)))
+        if at_bound:
+            warnings.warn(
+                "negative binomial theta ran to its upper limit (no overdispersion): the data are "
+                "consistent with a Poisson model, which is adequate here.",
+                OverdispersionWarning,
+                stacklevel=4,
+            )
+    if "logit_zi" in names:
+        k = names.index("logit_zi")
+        est.zero_inflation_ = float(special.expit(extra[k]))
+        est._zi_logit_se = float(np.sqrt(max(V[start + k, start + k], 0.0)))
+        est.zero_inflation_at_boundary_ = bool(extra[k] <= -19.0)
+
+
+def _check_convergence(est, obj, x, H, record):
+    """lme4-like checks: scaled gradient, Hessian definiteness, iteration limit."""
+    _, g = obj.value_and_grad(x) if obj.n_agq == 1 else (None, None)
+    if g is None:
+        from ._optimize import central_gradient
+
+        g = central_gradient(obj.evaluate, x)
+        obj.evaluate(x)
+    g = projected_gradient(g, x, est._bounds)
+    record.max_grad = float(np.max(np.abs(g))) if len(g) else 0.0
+    msgs = []
+    try:
+        sg = np.linalg.solve(np.linalg.cholesky(H), g)
+        record.max_scaled_grad = float(np.max(np.minimum(np.abs(sg), np.abs(g)))) if len(g) else 0.0
+    except np.linalg.LinAlgError:
+        record.max_scaled_grad = record.max_grad
+    if not record.converged:
+        msgs.append(f"the optimiser stopped after max_iter={est.max_iter} iterations")
+    elif record.max_scaled_grad > GRAD_TOL and not est.is_singular_:
+        msgs.append(
+            f"the scaled gradient at the optimum is {record.max_scaled_grad:.3g} (> {GRAD_TOL})"
+        )
+        record.converged = False
+    if not record.hessian_pd and not est.is_singular_:
+        msgs.append("the Hessian of the log-likelihood is not positive definite")
+    if msgs:
+        warnings.warn(
+            "Model failed to converge: " + "; ".join(msgs) + ". Try rescaling predictors, "
+            "simplifying random_effects, or increasing max_iter.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )

@@ -1,0 +1,113 @@
+"""Checks of user input: every failure names the argument, the problem and a fix."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+
+def as_float_vector(values, name: str, n_samples: int, *, default=None) -> np.ndarray:
+    """A finite float copy of a per-row argument (``offset``, ``trials``, ...)."""
+    if values is None:
+        return np.full(n_samples, float(default)) if default is not None else None
+    arr = np.asarray(values)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D of shape (n_samples,), got shape {arr.shape}.")
+    if len(arr) != n_samples:
+        raise ValueError(f"{name} has {len(arr)} rows but X has {n_samples}; they must match.")
+    try:
+        arr = arr.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from exc
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(
+            f"{name} has {int(bad.sum())} non-finite value(s) (NaN or inf); "
+            "remove or fill those rows."
+        )
+    return arr.copy()
+
+
+def check_weights(sample_weight, n_samples: int) -> np.ndarray:
+    w = as_float_vector(sample_weight, "sample_weight", n_samples, default=1.0)
+    if (w < 0).any():
+        raise ValueError(
+            f"sample_weight has {int((w < 0).sum())} negative value(s); weights must be >= 0."
+        )
+    if not (w > 0).any():
+        raise ValueError("sample_weight is zero for every row; at least one row needs weight > 0.")
+    return w
+
+
+def check_counts(y: np.ndarray) -> np.ndarray:
+    """Validate a count outcome: non-negative; non-integers warned about."""
+    if (y < 0).any():
+        raise ValueError(
+            f"y has {int((y < 0).sum())} negative value(s); count models need counts >= 0."
+        )
+    if np.any(y != np.round(y)):
+        warnings.warn(
+            "y has non-integer values; the count log-likelihood is evaluated as if they were "
+            "counts (quasi-likelihood). Round y if it holds counts.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return y
+
+
+def check_trials(trials, y: np.ndarray, n_samples: int) -> np.ndarray:
+    t = as_float_vector(trials, "trials", n_samples)
+    if (t < 0).any():
+        raise ValueError(f"trials has {int((t < 0).sum())} negative value(s); trials must be >= 0.")
+    if (y < 0).any():
+        raise ValueError("y (successes) must be >= 0 when trials is given.")
+    if (y > t).any():
+        raise ValueError(
+            f"y (successes) exceeds trials in {int((y > t).sum())} row(s); y must be the number "
+            "of successes out of trials."
+        )
+    return t
+
+
+def check_y_finite(y, n_samples: int) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise ValueError(f"y must be 1-D of shape (n_samples,), got shape {arr.shape}.")
+    if len(arr) != n_samples:
+        raise ValueError(f"y has {len(arr)} rows but X has {n_samples}; they must match.")
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(
+                f"y has {int(bad.sum())} non-finite value(s) (NaN or inf); drop those rows."
+            )
+    elif arr.dtype == object:
+        bad = np.asarray(pd.isna(pd.Series(arr)))
+        if bad.any():
+            raise ValueError(f"y has {int(bad.sum())} missing value(s); drop those rows.")
+    return arr
+
+
+def aliased_columns(X: np.ndarray, rel_tol: float = 1e-7) -> list[int]:
+    """Columns of X (left to right) that are linear combinations of earlier ones."""
+    kept: list[np.ndarray] = []
+    dropped = []
+    for k in range(X.shape[1]):
+        x = X[:, k].astype(float)
+        norm = np.linalg.norm(x)
+        r = x.copy()
+        for _pass in range(2):  # twice: classical Gram-Schmidt loses orthogonality
+            for q in kept:
+                r -= (q @ r) * q
+        rn = np.linalg.norm(r)
+        if norm == 0 or rn <= rel_tol * max(norm, 1.0):
+            dropped.append(k)
+        else:
+            kept.append(r / rn)
+    return dropped
