@@ -262,6 +262,40 @@ class _BaseGLMM(BaseEstimator):
         eta, var = self._linear_predictor(X, groups, offset, population)
         return self._mean(eta, var)
 
+    def fitted(self):
+        """Conditional means on the training rows (random effects at their modes)."""
+        check_is_fitted(self, "coef_")
+        tr = self._train
+        return self._family_obj.mean(tr["eta"], self._extra) * self._binomial_scale()
+
+    def _binomial_scale(self):
+        return self._train["trials"] if self._family_obj.name == "binomial" else 1.0
+
+    def residuals(self, type="deviance"):
+        """Residuals on the training rows: "response", "pearson", "deviance" or "working".
+
+        Conditional on the random-effect modes, as lme4's ``residuals(fit, type)``.
+        For binomial outcomes with trials the residuals are on the count scale.
+        """
+        check_is_fitted(self, "coef_")
+        tr, fam, extra = self._train, self._family_obj, self._extra
+        y, t = tr["y"], tr["trials"]
+        m = fam.mean(tr["eta"], extra)
+        mu = m * self._binomial_scale()
+        if type == "response":
+            return y - mu
+        if type == "pearson":
+            return (y - mu) / np.sqrt(fam.variance(m, t, extra))
+        if type == "deviance":
+            dev = fam.unit_deviance(y, m, t, extra)
+            return np.sign(y - mu) * np.sqrt(np.clip(dev, 0, None))
+        if type == "working":
+            dmu = (m * (1 - m) * t) if fam.name == "binomial" else mu
+            return (y - mu) / dmu
+        raise ValueError(
+            f"type must be 'response', 'pearson', 'deviance' or 'working', got {type!r}."
+        )
+
     # -- summaries --------------------------------------------------------------
     def summary(self):
         """An lme4-like summary; prints as text and exposes its tables as DataFrames."""

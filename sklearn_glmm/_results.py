@@ -87,17 +87,27 @@ def beta_jacobian(scaling) -> np.ndarray:
     return J
 
 
+def at_bound(x, bounds, tol=1e-6) -> np.ndarray:
+    """Parameters sitting on a bound (zero variances, NB theta at infinity, ...)."""
+    out = np.zeros(len(x), dtype=bool)
+    for k, (lo, hi) in enumerate(bounds):
+        out[k] = (lo is not None and x[k] <= lo + tol) or (hi is not None and x[k] >= hi - tol)
+    return out
+
+
 def _vcov(est, obj, x, data):
-    """2 H^{-1} of the objective's Hessian; the fixed-effect block if H is not PD."""
+    """2 H^{-1} over the parameters not on a bound; NaN rows for those on one."""
     H = hessian(obj, x)
     est._hessian = H
+    active = ~at_bound(x, est._bounds)
+    V = np.full_like(H, np.nan)
+    Ha = H[np.ix_(active, active)]
     try:
-        np.linalg.cholesky(H)
-        V = 2.0 * np.linalg.inv(H)
+        np.linalg.cholesky(Ha)
+        V[np.ix_(active, active)] = 2.0 * np.linalg.inv(Ha)
         pd_ok = True
     except np.linalg.LinAlgError:
         pd_ok = False
-        V = np.full_like(H, np.nan)
         p = data.n_beta
         try:
             V[:p, :p] = 2.0 * np.linalg.inv(H[:p, :p])
@@ -140,6 +150,8 @@ def set_fitted_attributes(est, obj, x, record, data):
     )
     est._vcov_fixed = pd.DataFrame(Vb, index=[rows[i] for i in idx], columns=[rows[i] for i in idx])
     est._vcov_params = V
+    # conditional fit on the training rows, for residuals and diagnostics
+    est._train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
     est._params = x.copy()
     est._extra = extra.copy()
 
@@ -224,10 +236,12 @@ def _check_convergence(est, obj, x, H, record):
         g = central_gradient(obj.evaluate, x)
         obj.evaluate(x)
     g = projected_gradient(g, x, est._bounds)
+    active = ~at_bound(x, est._bounds)
+    g = g[active]
     record.max_grad = float(np.max(np.abs(g))) if len(g) else 0.0
     msgs = []
     try:
-        sg = np.linalg.solve(np.linalg.cholesky(H), g)
+        sg = np.linalg.solve(np.linalg.cholesky(H[np.ix_(active, active)]), g)
         record.max_scaled_grad = float(np.max(np.minimum(np.abs(sg), np.abs(g)))) if len(g) else 0.0
     except np.linalg.LinAlgError:
         record.max_scaled_grad = record.max_grad

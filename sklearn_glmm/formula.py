@@ -1,0 +1,765 @@
+"""R-style formulas (lme4 / glmmTMB syntax) on top of the estimators.
+
+``glmer("y ~ time + treatment + (1 | id)", df, family="binomial")`` reads the
+formula the way lme4 does and fits a :class:`~sklearn_glmm.BinomialGLMM`.
+The fixed-effect part is handed to `formulaic <https://matthewwardrop.github.io/formulaic/>`_
+(installed with ``pip install sklearn_glmm[formula]``); this module splits off
+what formulaic does not know -- the bar terms ``(expr | group)``, ``offset()``
+and ``cbind()`` -- and renames formulaic's columns the way R names them
+(``trt[T.treat]`` becomes ``trttreat``), so coefficients carry R's names.
+
+Parsing, in order:
+
+1. Split the formula at ``~`` and the right-hand side at top-level ``+``/``-``.
+2. Sort the pieces into bar terms, ``offset(...)`` terms and fixed terms.
+3. Drop rows with a missing value in any variable the formula uses (R's
+   ``na.omit``), remembering their index labels.
+4. Build the fixed model matrix (without its intercept column), the response,
+   trials, offset, grouping factors and the ``random_effects`` terms.
+
+Formulas see the data's columns, numpy as ``np``, formulaic's transforms
+(``log``, ``exp``, ``C``, ``poly``, ``center``, ``scale``, ...), and ``factor``
+and ``sqrt`` as in R.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = [
+    "FormulaTransformer",
+    "GLMMDesign",
+    "design_matrix",
+    "glmer",
+    "glmmTMB",
+    "parse_glmm_formula",
+]
+
+_OPEN, _CLOSE = "([{", ")]}"
+# formulaic writes a level as name[T.level] (treatment contrast) or name[level];
+# R pastes the level onto the name.
+_LEVEL = re.compile(r"\[(?:T\.)?([^\[\]]*)\]")
+_FAMILIES = {
+    "binomial": "BinomialGLMM",
+    "poisson": "PoissonGLMM",
+    "negbin": "NegBinGLMM",
+    "nbinom2": "NegBinGLMM",
+}
+
+
+@dataclass
+class GLMMDesign:
+    """Everything an estimator's ``fit`` needs, built from a formula.
+
+    Attributes
+    ----------
+    X : pandas.DataFrame of shape (n_samples, n_features)
+        Fixed-effect columns without the intercept, named as R names them
+        (``trttreat``, ``sexmale``, ``trttreat:sexmale``).
+    y : pandas.Series of shape (n_samples,)
+        Response; the successes for a ``cbind(successes, failures)`` response.
+    groups : pandas.DataFrame of shape (n_samples, n_factors)
+        One column per grouping factor, named as lme4 names them: ``a:b`` for
+        ``(1 | a:b)``; ``a`` and ``b:a`` for ``(1 | a/b)``. Interactions have
+        labels such as ``"1:2"``.
+    random_effects : dict of str to str
+        Grouping factor name -> term in this library's syntax (``"1"``,
+        ``"1 + time"``, ``"0 + time"``, ``"diag(1 + time)"``); slopes name
+        columns of ``X``.
+    fit_intercept : bool
+        False for ``~ 0 + ...`` or ``~ ... - 1``.
+    trials : pandas.Series of shape (n_samples,) or None
+        ``successes + failures`` for a ``cbind()`` response, else None.
+    offset : pandas.Series of shape (n_samples,) or None
+        Sum of the ``offset(...)`` terms, or None.
+    dropped_rows : pandas.Index
+        Index labels of the rows dropped for missing values.
+    model_spec : formulaic.ModelSpec
+        The fixed part's model spec; :func:`design_matrix` applies it to new data.
+    formula : str
+        The formula parsed.
+    """
+
+    X: pd.DataFrame
+    y: pd.Series
+    groups: pd.DataFrame
+    random_effects: dict[str, str]
+    fit_intercept: bool = True
+    trials: pd.Series | None = None
+    offset: pd.Series | None = None
+    dropped_rows: pd.Index = field(default_factory=lambda: pd.Index([]))
+    model_spec: Any = None
+    formula: str = ""
+
+
+@dataclass(frozen=True)
+class _BarTerm:
+    """One ``(lhs | group)`` or ``(lhs || group)`` term."""
+
+    lhs: str
+    group: str
+    diagonal: bool
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """A formula split into what formulaic handles and what this module does."""
+
+    lhs: str
+    fixed: str
+    bars: tuple[_BarTerm, ...]
+    offsets: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------
+# formulaic access
+# ---------------------------------------------------------------------------
+
+
+def _formulaic():
+    """Import formulaic, or tell the user how to install it."""
+    try:
+        import formulaic
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Formulas need the optional dependency 'formulaic'; install it with "
+            "`pip install sklearn_glmm[formula]`."
+        ) from exc
+    return formulaic
+
+
+def _context() -> dict[str, Any]:
+    """Names formulas may use besides the data columns and formulaic's transforms."""
+    from formulaic.transforms import C
+
+    return {"np": np, "factor": C, "sqrt": np.sqrt, "log1p": np.log1p, "abs": np.abs}
+
+
+def _model_matrix(rhs: str, data: pd.DataFrame):
+    """formulaic's model matrix of ``~ rhs``; missing values raise (rows were dropped before)."""
+    formulaic = _formulaic()
+    return formulaic.model_matrix(rhs, data, context=_context(), na_action="raise")
+
+
+def _r_name(column: str) -> str:
+    """R's name for a formulaic column: ``trt[T.treat]:sex[T.male]`` -> ``trttreat:sexmale``."""
+    return _LEVEL.sub(r"\1", str(column))
+
+
+def _r_frame(matrix) -> tuple[pd.DataFrame, bool]:
+    """Model matrix -> (R-named DataFrame without the intercept, had an intercept)."""
+    frame = pd.DataFrame(matrix)
+    has_intercept = "Intercept" in frame.columns
+    frame = frame.drop(columns="Intercept") if has_intercept else frame
+    names = [_r_name(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Column names collide after renaming to R's style: {names}.")
+    frame.columns = names
+    return frame.astype(float), has_intercept
+
+
+def _evaluate(expr: str, data: pd.DataFrame) -> pd.Series:
+    """One variable: a data column as is, or an expression evaluated by formulaic."""
+    expr = expr.strip()
+    if expr in data.columns:
+        return data[expr].rename(expr)
+    matrix = _model_matrix(f"0 + I({expr})", data)
+    if matrix.shape[1] != 1:
+        raise ValueError(
+            f"Expression {expr!r} must give one numeric column, got {matrix.shape[1]}."
+        )
+    return pd.Series(np.asarray(matrix)[:, 0], index=data.index, name=expr)
+
+
+# ---------------------------------------------------------------------------
+# splitting the formula text
+# ---------------------------------------------------------------------------
+
+
+def _top_level(text: str, separators: str):
+    """Yield ``(position, character)`` of separators outside brackets and quotes."""
+    depth, quote = 0, None
+    for pos, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in _OPEN:
+            depth += 1
+        elif char in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"Unbalanced brackets in {text!r}.")
+        elif depth == 0 and char in separators:
+            yield pos, char
+    if depth != 0 or quote:
+        raise ValueError(f"Unbalanced brackets or quotes in {text!r}.")
+
+
+def _split_signed(text: str) -> list[tuple[str, str]]:
+    """Split at top-level ``+``/``-``: ``"a*b - 1 + (1|g)"`` -> [("+","a*b"), ("-","1"), ...]."""
+    pieces, sign, start = [], "+", 0
+    for pos, char in _top_level(text, "+-"):
+        # "-" after "**" or "e" of a number such as 1e-3 is not a separator.
+        if char == "-" and re.search(r"(\*\*|(?<![\w.])\d+\.?\d*[eE])\s*$", text[:pos]):
+            continue
+        if text[start:pos].strip():
+            pieces.append((sign, text[start:pos].strip()))
+        sign, start = char, pos + 1
+    if text[start:].strip():
+        pieces.append((sign, text[start:].strip()))
+    return pieces
+
+
+def _enclosed(piece: str, prefix: str) -> str | None:
+    """The text inside ``prefix(...)`` when ``piece`` is exactly that call, else None."""
+    if not piece.startswith(prefix + "(") or not piece.endswith(")"):
+        return None
+    inner = piece[len(prefix) + 1 : -1]
+    try:
+        list(_top_level(inner, ""))
+    except ValueError:
+        return None  # e.g. "(a)+(b)": the closing bracket is not the opening one's
+    return inner
+
+
+def _bar_term(inner: str, piece: str) -> _BarTerm:
+    """``"1 + time || id"`` -> _BarTerm("1 + time", "id", diagonal=True)."""
+    bars = [pos for pos, _ in _top_level(inner, "|")]
+    double = len(bars) == 2 and bars[1] == bars[0] + 1
+    if len(bars) != 1 and not double:
+        raise ValueError(f"Cannot read the random-effect term {piece!r}.")
+    lhs, group = inner[: bars[0]].strip(), inner[bars[-1] + 1 :].strip()
+    if not lhs or not group:
+        raise ValueError(f"Random-effect term {piece!r} needs both sides of '|'.")
+    return _BarTerm(lhs, group, double)
+
+
+def _split_formula(formula: str) -> _Pieces:
+    """Response, fixed part, bar terms and offsets of an lme4 formula."""
+    if not isinstance(formula, str):
+        raise TypeError(f"formula must be a string, got {type(formula).__name__}.")
+    tildes = [pos for pos, _ in _top_level(formula, "~")]
+    if len(tildes) != 1 or not formula[: tildes[0]].strip():
+        raise ValueError(f"formula must read 'response ~ terms', got {formula!r}.")
+    lhs, rhs = formula[: tildes[0]].strip(), formula[tildes[0] + 1 :]
+    fixed, bars, offsets = [], [], []
+    for sign, piece in _split_signed(rhs):
+        inner = _enclosed(piece, "")
+        if inner is not None and any(True for _ in _top_level(inner, "|")):
+            if sign == "-":
+                raise ValueError(f"Cannot subtract the random-effect term {piece!r}.")
+            bars.append(_bar_term(inner, piece))
+        elif (inner := _enclosed(piece, "offset")) is not None:
+            if sign == "-":
+                raise ValueError(f"Cannot subtract {piece!r}; negate inside offset() instead.")
+            offsets.append(inner)
+        elif "|" in piece:
+            raise ValueError(
+                f"Cannot read {piece!r}: write random effects as separate terms '+ (expr | group)'."
+            )
+        else:
+            fixed.append(f"{sign} {piece}")
+    fixed_text = " ".join(fixed).lstrip("+ ").strip() or "1"
+    if fixed_text.startswith("-"):
+        fixed_text = "1 " + fixed_text  # "~ -1 + x": formulaic wants something before "-"
+    return _Pieces(lhs, fixed_text, tuple(bars), tuple(offsets))
+
+
+def _response_parts(lhs: str) -> list[str]:
+    """``"y"`` -> ["y"]; ``"cbind(s, f)"`` -> ["s", "f"]."""
+    inner = _enclosed(lhs, "cbind")
+    if inner is None:
+        return [lhs]
+    commas = [pos for pos, _ in _top_level(inner, ",")]
+    if len(commas) != 1:
+        raise ValueError(f"cbind() in the response takes two columns, got {lhs!r}.")
+    return [inner[: commas[0]].strip(), inner[commas[0] + 1 :].strip()]
+
+
+def _group_parts(group: str) -> list[list[str]]:
+    """Grouping factors as lists of columns, outermost first, as lme4 expands them.
+
+    ``"id"`` -> [["id"]]; ``"a:b"`` -> [["a", "b"]]; ``"a/b"`` -> [["a"], ["b", "a"]]
+    (lme4 names the nested factor ``b:a``).
+    """
+    if re.search(r"[^\w.:/\s]", group):
+        raise ValueError(
+            f"Grouping factor {group!r} must be column names joined by ':' or '/' "
+            "(compute other groupings as a column first)."
+        )
+    levels = [[c.strip() for c in part.split(":")] for part in group.split("/")]
+    if not all(all(level) for level in levels):
+        raise ValueError(f"Cannot read the grouping factor {group!r}.")
+    factors, inner = [], []
+    for level in levels:
+        inner = level + inner
+        factors.append(list(inner))
+    return factors
+
+
+# ---------------------------------------------------------------------------
+# building the design
+# ---------------------------------------------------------------------------
+
+
+def _variables(pieces: _Pieces) -> set[str]:
+    """Names the formula uses (callers intersect them with the data's columns)."""
+    formulaic = _formulaic()
+    formulas = [pieces.fixed, *(bar.lhs for bar in pieces.bars)]
+    # Offsets and responses are single expressions: "a - b" is a difference, not a removal.
+    expressions = [*pieces.offsets, *_response_parts(pieces.lhs)]
+    names = set()
+    for text in formulas + [f"I({expr})" for expr in expressions]:
+        names |= set(formulaic.Formula(text).required_variables)
+    for bar in pieces.bars:
+        names |= {c for factor in _group_parts(bar.group) for c in factor}
+    return names
+
+
+def _complete_rows(data: pd.DataFrame, pieces: _Pieces) -> np.ndarray:
+    """Boolean mask of rows with no missing value in the variables used (R's na.omit)."""
+    used = [c for c in data.columns if c in _variables(pieces)]
+    return ~data[used].isna().any(axis=1).to_numpy()
+
+
+def _labels(values: pd.Series) -> pd.Series:
+    """Group labels as strings; whole floats print without ".0", as R prints them."""
+    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values, 1) == 0):
+        values = values.astype(np.int64)
+    return values.astype(str)
+
+
+def _group_frame(bars: tuple[_BarTerm, ...], data: pd.DataFrame) -> pd.DataFrame:
+    """One column per grouping factor; interactions labelled ``"1:2"``."""
+    columns = {}
+    for bar in bars:
+        for parts in _group_parts(bar.group):
+            missing = [c for c in parts if c not in data.columns]
+            if missing:
+                raise ValueError(f"Grouping variable(s) {missing} are not columns of data.")
+            name = ":".join(parts)
+            if len(parts) == 1:
+                columns[name] = data[parts[0]]
+            else:
+                labels = [_labels(data[c]) for c in parts]
+                columns[name] = labels[0].str.cat(labels[1:], sep=":")
+    return pd.DataFrame(columns, index=data.index)
+
+
+def _bar_columns(bar: _BarTerm, data: pd.DataFrame, fixed_names: list[str]) -> tuple[bool, list]:
+    """(has intercept, slope column names) of a bar term's left-hand side."""
+    if bar.lhs == "1":
+        return True, []
+    frame, intercept = _r_frame(_model_matrix(bar.lhs, data))
+    slopes = list(frame.columns)
+    if not intercept and not slopes:
+        raise ValueError(f"Random-effect term ({bar.lhs} | {bar.group}) has no columns.")
+    absent = [s for s in slopes if s not in fixed_names]
+    if absent:
+        raise ValueError(
+            f"Random slope(s) {absent} in ({bar.lhs} | {bar.group}) must also appear as fixed "
+            f"effects: random_effects refer to columns of X, which has {fixed_names}. "
+            "Add them to the fixed part of the formula."
+        )
+    return intercept, slopes
+
+
+def _term_string(intercept: bool, slopes: list[str], diagonal: bool) -> str:
+    """``(True, ["time"], False)`` -> ``"1 + time"``; diagonal -> ``"diag(1 + time)"``."""
+    text = " + ".join(["1" if intercept else "0", *slopes])
+    return f"diag({text})" if diagonal and len(slopes) + intercept > 1 else text
+
+
+def _random_effects(bars, data: pd.DataFrame, fixed_names: list[str]) -> dict[str, str]:
+    """Factor name -> term; two terms on one factor merge into a diagonal term."""
+    columns: dict[str, tuple[bool, list, bool]] = {}
+    for bar in bars:
+        intercept, slopes = _bar_columns(bar, data, fixed_names)
+        for parts in _group_parts(bar.group):
+            name = ":".join(parts)
+            if name in columns:
+                columns[name] = _merge_terms(name, columns[name], (intercept, slopes, bar.diagonal))
+            else:
+                columns[name] = (intercept, slopes, bar.diagonal)
+    return {name: _term_string(*term) for name, term in columns.items()}
+
+
+def _merge_terms(name, first, second) -> tuple[bool, list, bool]:
+    """``(1 | g) + (0 + x | g)`` -> ``diag(1 + x)``, as lme4 expands ``||``."""
+    n_first, n_second = first[0] + len(first[1]), second[0] + len(second[1])
+    overlap = (first[0] and second[0]) or set(first[1]) & set(second[1])
+    independent = (n_first == 1 or first[2]) and (n_second == 1 or second[2])
+    if overlap or not independent:
+        raise NotImplementedError(
+            f"Several random-effect terms for {name!r} can only be combined when each is a single "
+            "column or uncorrelated ('||'); write one term such as (1 + x | g) instead."
+        )
+    return first[0] or second[0], first[1] + second[1], True
+
+
+def _fixed_design(pieces: _Pieces, data: pd.DataFrame):
+    """(X, fit_intercept, model spec) of the fixed part."""
+    matrix = _model_matrix(pieces.fixed, data)
+    X, fit_intercept = _r_frame(matrix)
+    return X, fit_intercept, matrix.model_spec
+
+
+def _response(lhs: str, data: pd.DataFrame) -> tuple[pd.Series, pd.Series | None]:
+    """(y, trials); ``cbind(s, f)`` gives y = s and trials = s + f."""
+    parts = _response_parts(lhs)
+    if len(parts) == 1:
+        return _evaluate(parts[0], data), None
+    successes, failures = (_evaluate(p, data) for p in parts)
+    return successes.rename(parts[0]), (successes + failures).rename("trials")
+
+
+def _offset(offsets: tuple[str, ...], data: pd.DataFrame) -> pd.Series | None:
+    """Sum of the ``offset(...)`` terms, or None."""
+    if not offsets:
+        return None
+    total = sum(_evaluate(expr, data).astype(float) for expr in offsets)
+    return total.rename("offset")
+
+
+def _parse(formula: str, data) -> tuple[GLMMDesign, np.ndarray]:
+    """The design and the positional mask of the rows kept."""
+    _formulaic()
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(data)
+    pieces = _split_formula(formula)
+    if not pieces.bars:
+        raise ValueError(
+            f"formula {formula!r} has no random-effect term such as '(1 | id)'; "
+            "use a scikit-learn GLM for models without random effects."
+        )
+    keep = _complete_rows(data, pieces)
+    complete = data.loc[keep]
+    X, fit_intercept, spec = _fixed_design(pieces, complete)
+    y, trials = _response(pieces.lhs, complete)
+    design = GLMMDesign(
+        X=X,
+        y=y,
+        groups=_group_frame(pieces.bars, complete),
+        random_effects=_random_effects(pieces.bars, complete, list(X.columns)),
+        fit_intercept=fit_intercept,
+        trials=trials,
+        offset=_offset(pieces.offsets, complete),
+        dropped_rows=data.index[~keep],
+        model_spec=spec,
+        formula=formula,
+    )
+    return design, keep
+
+
+def parse_glmm_formula(formula: str, data: pd.DataFrame) -> GLMMDesign:
+    """Read an lme4 / glmmTMB formula into the pieces an estimator's ``fit`` takes.
+
+    Parameters
+    ----------
+    formula : str
+        ``response ~ fixed terms + (lhs | group) + ...``. The response is a
+        column, an expression, or ``cbind(successes, failures)``. Fixed terms
+        use R's operators (``+``, ``*``, ``:``, ``-1``, ``0 +``) and may include
+        ``offset(expr)`` terms, which are summed. Random-effect terms:
+        ``(1 | id)``, ``(time | id)`` (= ``1 + time``), ``(0 + time | id)``,
+        ``(1 + time || id)`` (uncorrelated), ``(1 | a) + (1 | b)`` (crossed),
+        ``(1 | a/b)`` (nested: factors ``a`` and ``b:a``, as lme4 names them)
+        and ``(1 | a:b)``. Random slopes must also be fixed effects.
+    data : pandas.DataFrame
+        Long-format data holding every variable of the formula.
+
+    Returns
+    -------
+    design : GLMMDesign
+        ``X``, ``y``, ``groups``, ``random_effects``, ``fit_intercept``,
+        ``trials``, ``offset`` and the ``dropped_rows`` (rows with a missing
+        value in any variable used, dropped like R's ``na.omit``).
+
+    Raises
+    ------
+    ValueError
+        For syntax this module does not read, a formula without random
+        effects, or a random slope that is not a fixed effect.
+
+    Examples
+    --------
+    >>> from sklearn_glmm.datasets import make_vegetables
+    >>> from sklearn_glmm.formula import parse_glmm_formula
+    >>> df, _ = make_vegetables(random_state=0)
+    >>> design = parse_glmm_formula("y ~ trt * sex + (1 | id)", df)
+    >>> list(design.X.columns)
+    ['trttreat', 'sexmale', 'trttreat:sexmale']
+    >>> design.random_effects
+    {'id': '1'}
+    """
+    return _parse(formula, data)[0]
+
+
+def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
+    """Apply a fitted formula's fixed part to new data, with R's column names.
+
+    Parameters
+    ----------
+    model_spec : formulaic.ModelSpec
+        ``GLMMDesign.model_spec`` or a ``glmer`` fit's ``design_info_``.
+    data : pandas.DataFrame
+        New rows holding the fixed-effect variables.
+
+    Returns
+    -------
+    X : pandas.DataFrame of shape (n_samples, n_features)
+        The fixed-effect columns without the intercept, ready for ``predict``.
+    """
+    _formulaic()
+    return _r_frame(model_spec.get_model_matrix(data, context=_context()))[0]
+
+
+# ---------------------------------------------------------------------------
+# fitting
+# ---------------------------------------------------------------------------
+
+
+def _estimator_class(family: str, ziformula: str | None):
+    """(estimator class, zero-inflated) for a family name and a ziformula."""
+    key = str(family).strip().lower()
+    if key not in _FAMILIES:
+        raise ValueError(f"family must be one of {sorted(_FAMILIES)}, got {family!r}.")
+    zero_inflation = False
+    if ziformula is not None:
+        zi = str(ziformula).replace(" ", "")
+        if zi not in ("~1", "~0"):
+            raise NotImplementedError(
+                f"ziformula={ziformula!r} is not supported: only '~1' (one zero-inflation "
+                "probability for all rows) or '~0' (none)."
+            )
+        zero_inflation = zi == "~1"
+        if zero_inflation and key == "binomial":
+            raise NotImplementedError("Zero inflation is available for count families only.")
+    estimators = import_module(f"{__package__}.estimators")
+    return getattr(estimators, _FAMILIES[key]), zero_inflation
+
+
+def _sample_weight(weights, data: pd.DataFrame, keep: np.ndarray):
+    """Weights for the kept rows: a column name or an array over all rows of data."""
+    if weights is None:
+        return None
+    if isinstance(weights, str):
+        return data.loc[keep, weights].to_numpy(dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    if weights.shape != (len(data),):
+        raise ValueError(f"weights must have shape ({len(data)},), got {weights.shape}.")
+    return weights[keep]
+
+
+def glmer(
+    formula: str,
+    data: pd.DataFrame,
+    family: str = "binomial",
+    *,
+    n_agq: int = 1,
+    ziformula: str | None = None,
+    weights=None,
+    **estimator_params,
+):
+    """Fit a GLMM from an lme4 formula, as ``lme4::glmer`` does.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula, e.g. ``"y ~ time + treatment + (1 | id)"``; see
+        :func:`parse_glmm_formula` for the syntax read.
+    data : pandas.DataFrame
+        Long-format data.
+    family : {"binomial", "poisson", "negbin", "nbinom2"}, default="binomial"
+        Outcome family; ``"nbinom2"`` (glmmTMB's name) is ``"negbin"``.
+    n_agq : int, default=1
+        Quadrature points per random effect; 1 is the Laplace approximation.
+    ziformula : {"~1", "~0"} or None, default=None
+        glmmTMB's zero-inflation formula; ``"~1"`` fits one zero-inflation
+        probability (count families only).
+    weights : str or array-like of shape (n_rows,), default=None
+        Case weights: a column of ``data`` or one value per row of ``data``.
+    **estimator_params
+        Further estimator parameters, such as ``max_iter`` or ``tol``.
+
+    Returns
+    -------
+    estimator : BinomialGLMM, PoissonGLMM or NegBinGLMM
+        Fitted, with ``formula_`` and ``design_info_`` (the fixed part's
+        formulaic model spec; :func:`design_matrix` turns new data into
+        ``X``). Coefficients carry R's names.
+
+    Examples
+    --------
+    >>> from sklearn_glmm.datasets import make_vegetables
+    >>> from sklearn_glmm.formula import glmer
+    >>> df, _ = make_vegetables(random_state=0)
+    >>> m = glmer("y ~ trt * sex + (1 | id)", df, family="binomial")  # doctest: +SKIP
+    >>> list(m.fixed_effects_.index)  # doctest: +SKIP
+    ['(Intercept)', 'trttreat', 'sexmale', 'trttreat:sexmale']
+    """
+    estimator_class, zero_inflation = _estimator_class(family, ziformula)
+    design, keep = _parse(formula, data)
+    params = {
+        "random_effects": design.random_effects,
+        "n_agq": n_agq,
+        "fit_intercept": design.fit_intercept,
+        **estimator_params,
+    }
+    if zero_inflation:
+        params["zero_inflation"] = True
+    fit_params = {
+        "groups": design.groups,
+        "offset": design.offset,
+        "sample_weight": _sample_weight(weights, pd.DataFrame(data), keep),
+    }
+    if design.trials is not None:
+        if estimator_class.__name__ != "BinomialGLMM":
+            raise ValueError("A cbind(successes, failures) response needs family='binomial'.")
+        fit_params["trials"] = design.trials
+    estimator = estimator_class(**params)
+    estimator.fit(design.X, design.y, **fit_params)
+    estimator.formula_ = formula
+    estimator.design_info_ = design.model_spec
+    return estimator
+
+
+def glmmTMB(formula: str, data: pd.DataFrame, family: str = "binomial", **kwargs):  # noqa: N802
+    """Fit a GLMM from a glmmTMB formula: :func:`glmer` under glmmTMB's name.
+
+    ``family="nbinom2"`` is glmmTMB's NB2 (``NegBinGLMM``) and ``ziformula="~1"``
+    adds one zero-inflation probability; see :func:`glmer` for the parameters.
+
+    Examples
+    --------
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> from sklearn_glmm.formula import glmmTMB
+    >>> df, _ = make_longitudinal("negbin", random_state=0)
+    >>> m = glmmTMB("y ~ time + treatment + (1 | id)", df, family="nbinom2")  # doctest: +SKIP
+    """
+    return glmer(formula, data, family, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# pipelines
+# ---------------------------------------------------------------------------
+
+
+class FormulaTransformer(TransformerMixin, BaseEstimator):
+    """Turn a DataFrame into the fixed-effect model matrix of a formula.
+
+    Learns the fixed part of ``formula`` -- the right-hand side without bar
+    terms and offsets -- on ``fit`` (factor levels, ``center``/``scale``
+    statistics) and applies it on ``transform``, naming columns as R does and
+    leaving out the intercept (the estimators fit it).
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ trt * sex + (1 | id)"`` or only its right-hand side
+        ``"trt * sex"``; the response and random-effect terms are ignored.
+
+    Attributes
+    ----------
+    model_spec_ : formulaic.ModelSpec
+        The learnt fixed part.
+    fit_intercept_ : bool
+        Whether the formula keeps the intercept.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Columns of the DataFrame seen in ``fit``.
+    n_features_in_ : int
+        Number of those columns.
+
+    Examples
+    --------
+    >>> from sklearn_glmm.datasets import make_vegetables
+    >>> from sklearn_glmm.formula import FormulaTransformer
+    >>> df, _ = make_vegetables(random_state=0)
+    >>> FormulaTransformer("trt * sex").fit(df).get_feature_names_out().tolist()
+    ['trttreat', 'sexmale', 'trttreat:sexmale']
+    """
+
+    def __init__(self, formula: str):
+        self.formula = formula
+
+    def _fixed_formula(self) -> str:
+        text = self.formula if "~" in self.formula else f"_ ~ {self.formula}"
+        return _split_formula(text).fixed
+
+    def fit(self, X: pd.DataFrame, y=None):
+        """Learn the fixed part's encoding from ``X``.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame of shape (n_samples, n_columns)
+            Data holding the formula's variables.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : FormulaTransformer
+        """
+        X = _check_frame(X)
+        matrix = _model_matrix(self._fixed_formula(), X)
+        frame, self.fit_intercept_ = _r_frame(matrix)
+        self.model_spec_ = matrix.model_spec
+        self._feature_names_out = np.asarray(frame.columns, dtype=object)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Model matrix of ``X`` without the intercept column.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame of shape (n_samples, n_columns)
+            Data holding the formula's variables.
+
+        Returns
+        -------
+        X_out : pandas.DataFrame of shape (n_samples, n_features_out)
+            Columns named as R names them; the index of ``X`` is kept.
+        """
+        check_is_fitted(self, "model_spec_")
+        return design_matrix(self.model_spec_, _check_frame(X))
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """R's names of the output columns, e.g. ``["trttreat", "sexmale"]``.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; the names come from the formula.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self, "model_spec_")
+        return self._feature_names_out.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+
+def _check_frame(X) -> pd.DataFrame:
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(
+            "FormulaTransformer needs a pandas DataFrame: formulas refer to columns by name, "
+            f"got {type(X).__name__}."
+        )
+    return X

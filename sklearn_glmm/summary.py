@@ -1,0 +1,198 @@
+"""lme4-like summaries: printed text plus the same tables as DataFrames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ._design import INTERCEPT
+
+
+def _signif_stars(p):
+    if not np.isfinite(p):
+        return ""
+    for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return s
+    return ""
+
+
+def _format_p(p):
+    if not np.isfinite(p):
+        return "NA"
+    return "< 2e-16" if p < 2e-16 else f"{p:.3g}"
+
+
+def model_formula(est) -> str:
+    """The model in R's formula notation, for display."""
+    lhs = "y"
+    fixed = ([] if est.fit_intercept else ["0"]) + list(est._fixed_names)
+    rhs = " + ".join(fixed) if fixed else "1"
+    bars = []
+    for f in est._factors:
+        t = f.term
+        inner = " + ".join((["1"] if t.intercept else ["0"]) + list(t.slopes))
+        bars.append(f"({inner} {'||' if t.diagonal else '|'} {f.name})")
+    return f"{lhs} ~ {' + '.join([rhs] + bars)}"
+
+
+def random_effects_table(est) -> pd.DataFrame:
+    """One row per random-effect term: Groups, Name, Variance, Std.Dev. and correlations."""
+    rows = []
+    for f in est._factors:
+        S = est.random_effects_cov_[f.name].to_numpy()
+        sd = np.sqrt(np.clip(np.diag(S), 0, None))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = S / np.outer(sd, sd)
+        for k, name in enumerate(f.term.names):
+            row = {"Groups": f.name, "Name": name, "Variance": S[k, k], "Std.Dev.": sd[k]}
+            for j in range(k):
+                row[f"Corr{j + 1}"] = corr[k, j] if not f.term.diagonal else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class Summary:
+    """Summary of a fitted GLMM.
+
+    Attributes
+    ----------
+    fit_statistics : pandas.Series
+        AIC, BIC, logLik, -2logLik, df.resid.
+    scaled_residuals : pandas.Series
+        Quantiles of the Pearson residuals.
+    random_effects : pandas.DataFrame
+    fixed_effects : pandas.DataFrame
+    dispersion : dict
+        NB ``theta`` and the zero-inflation probability where the model has them.
+    """
+
+    def __init__(self, est):
+        self.est = est
+        self.fit_statistics = pd.Series(
+            {
+                "AIC": est.aic_,
+                "BIC": est.bic_,
+                "logLik": est.loglik_,
+                "-2logLik": -2 * est.loglik_,
+                "df.resid": est.df_resid_,
+            }
+        )
+        r = est.residuals(type="pearson")
+        self.scaled_residuals = pd.Series(
+            np.quantile(r, [0, 0.25, 0.5, 0.75, 1]), index=["Min", "1Q", "Median", "3Q", "Max"]
+        )
+        self.random_effects = random_effects_table(est)
+        self.fixed_effects = est.fixed_effects_.rename(
+            columns={
+                "estimate": "Estimate",
+                "std_error": "Std. Error",
+                "z_value": "z value",
+                "p_value": "Pr(>|z|)",
+            }
+        )
+        self.dispersion = {}
+        if hasattr(est, "theta_"):
+            self.dispersion["theta"] = est.theta_
+        if hasattr(est, "zero_inflation_"):
+            self.dispersion["zero_inflation"] = est.zero_inflation_
+
+    def _header(self):
+        est = self.est
+        method = (
+            "Laplace Approximation"
+            if est.n_agq == 1
+            else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {est.n_agq}"
+        )
+        fam = est._family_obj
+        fam_name = {"negbin": "nbinom2"}.get(fam.name, fam.name)
+        fam_name = fam_name.replace("zi_negbin", "nbinom2").replace("zi_", "")
+        lines = [
+            f"Generalized linear mixed model fit by maximum likelihood ({method}) "
+            f"[{type(est).__name__}]",
+            f" Family: {fam_name}  ( {fam.link} )",
+            f" Model: {model_formula(est)}",
+        ]
+        if getattr(est, "zero_inflation", False):
+            lines.append(" Zero inflation: ~1")
+        return lines
+
+    def __str__(self):
+        est = self.est
+        out = self._header() + [""]
+        fs = self.fit_statistics
+        out.append("".join(f"{k:>10}" for k in fs.index))
+        out.append(
+            "".join(f"{v:>10.1f}" for v in fs.iloc[:4]) + f"{int(fs['df.resid']):>10d}"
+        )
+        out += ["", "Scaled residuals:"]
+        out.append("".join(f"{k:>9}" for k in self.scaled_residuals.index))
+        out.append("".join(f"{v:>9.4f}" for v in self.scaled_residuals))
+        out += ["", "Random effects:"]
+        out += self._random_effects_lines()
+        ng = ", ".join(f"{f.name}, {f.n_levels}" for f in est._factors)
+        out.append(f"Number of obs: {est.nobs_}" + (f", groups:  {ng}" if ng else ""))
+        out += self._dispersion_lines()
+        out += ["", "Fixed effects:"]
+        out += self._coef_lines(self.fixed_effects)
+        out += self._zi_lines()
+        out.append("---")
+        out.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        if est.is_singular_:
+            out.append("boundary (singular) fit: see help('isSingular')")
+        if not est.converged_:
+            out.append("Warning: the model did not converge (see fit_record_).")
+        return "\n".join(out)
+
+    def _random_effects_lines(self):
+        t = self.random_effects
+        if t.empty:
+            return [" (none)"]
+        lines = [f" {'Groups':<12}{'Name':<16}{'Variance':>12}{'Std.Dev.':>11} Corr"]
+        prev = None
+        for _, row in t.iterrows():
+            g = row["Groups"] if row["Groups"] != prev else ""
+            prev = row["Groups"]
+            corr = [row[c] for c in t.columns if c.startswith("Corr") and pd.notna(row.get(c))]
+            cs = " ".join(f"{c:5.2f}" for c in corr)
+            lines.append(
+                f" {g:<12}{row['Name']:<16}{row['Variance']:>12.4g}{row['Std.Dev.']:>11.4g} {cs}"
+            )
+        return lines
+
+    def _coef_lines(self, table):
+        lines = [f"{'':<16}{'Estimate':>11}{'Std. Error':>12}{'z value':>9}{'Pr(>|z|)':>10}"]
+        for name, r in table.iterrows():
+            p = r["Pr(>|z|)"]
+            lines.append(
+                f"{name[:16]:<16}{r['Estimate']:>11.6f}{r['Std. Error']:>12.6f}"
+                f"{r['z value']:>9.3f}{_format_p(p):>10} {_signif_stars(p)}"
+            )
+        return lines
+
+    def _dispersion_lines(self):
+        est = self.est
+        if not hasattr(est, "theta_"):
+            return []
+        return ["", f"Dispersion parameter for nbinom2 family (): {est.theta_:.3g}"]
+
+    def _zi_lines(self):
+        est = self.est
+        if not hasattr(est, "zero_inflation_"):
+            return []
+        logit = np.log(est.zero_inflation_) - np.log1p(-est.zero_inflation_)
+        se = est._zi_logit_se
+        z = logit / se if se > 0 else np.nan
+        p = 2 * stats.norm.sf(abs(z)) if np.isfinite(z) else np.nan
+        table = pd.DataFrame(
+            {"Estimate": [logit], "Std. Error": [se], "z value": [z], "Pr(>|z|)": [p]},
+            index=[INTERCEPT],
+        )
+        lines = ["", "Zero-inflation model (logit scale):"] + self._coef_lines(table)
+        note = " (at the boundary: no zero inflation)" if est.zero_inflation_at_boundary_ else ""
+        lines.append(f"Zero-inflation probability: {est.zero_inflation_:.4g}{note}")
+        return lines
+
+    def __repr__(self):
+        return self.__str__()

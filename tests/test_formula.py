@@ -1,0 +1,392 @@
+"""Tests for sklearn_glmm.formula: designs built from lme4 formulas."""
+
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("formulaic")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+
+from sklearn_glmm.datasets import make_longitudinal, make_vegetables  # noqa: E402
+from sklearn_glmm.formula import (  # noqa: E402
+    FormulaTransformer,
+    GLMMDesign,
+    design_matrix,
+    glmer,
+    glmmTMB,
+    parse_glmm_formula,
+)
+
+
+@pytest.fixture(scope="module")
+def veg():
+    return make_vegetables(random_state=0, n_subjects=40, n_days=5)[0]
+
+
+@pytest.fixture(scope="module")
+def long():
+    return make_longitudinal(n_groups=12, n_waves=4, random_state=0)[0]
+
+
+@pytest.fixture()
+def nested():
+    return pd.DataFrame(
+        {
+            "y": [0, 1, 1, 0, 1, 0, 1, 1],
+            "x": [0.1, 0.5, -0.3, 1.2, 0.0, 0.7, -1.1, 0.4],
+            "school": [1, 1, 1, 1, 2, 2, 2, 2],
+            "klass": [1, 1, 2, 2, 1, 1, 2, 2],
+        }
+    )
+
+
+# ---------------------------------------------------------------------------
+# fixed effects: R's names and treatment contrasts
+# ---------------------------------------------------------------------------
+
+
+def test_interaction_names_and_values(veg):
+    design = parse_glmm_formula("y ~ trt * sex + (1 | id)", veg)
+    assert isinstance(design, GLMMDesign)
+    assert list(design.X.columns) == ["trttreat", "sexmale", "trttreat:sexmale"]
+    assert design.fit_intercept
+    treat = (veg["trt"] == "treat").astype(float)
+    male = (veg["sex"] == "male").astype(float)
+    np.testing.assert_array_equal(design.X["trttreat"], treat)
+    np.testing.assert_array_equal(design.X["sexmale"], male)
+    np.testing.assert_array_equal(design.X["trttreat:sexmale"], treat * male)
+    pd.testing.assert_series_equal(design.y, veg["y"])
+    assert design.trials is None and design.offset is None
+    assert design.random_effects == {"id": "1"}
+    pd.testing.assert_frame_equal(design.groups, veg[["id"]])
+    assert len(design.dropped_rows) == 0
+
+
+def test_three_level_factor_contrasts():
+    df = pd.DataFrame(
+        {"y": [0, 1, 0, 1, 1, 0], "g": ["b", "a", "c", "a", "b", "c"], "id": [1, 1, 2, 2, 3, 3]}
+    )
+    design = parse_glmm_formula("y ~ g + (1 | id)", df)
+    assert list(design.X.columns) == ["gb", "gc"]  # base level "a", as R's contr.treatment
+    np.testing.assert_array_equal(design.X["gb"], [1, 0, 0, 0, 1, 0])
+    no_intercept = parse_glmm_formula("y ~ 0 + g + (1 | id)", df)
+    assert list(no_intercept.X.columns) == ["ga", "gb", "gc"]
+    assert not no_intercept.fit_intercept
+
+
+def test_factor_of_numeric_column(long):
+    design = parse_glmm_formula("y ~ factor(time) + (1 | id)", long)
+    assert list(design.X.columns) == ["factor(time)1", "factor(time)2", "factor(time)3"]
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["y ~ 0 + time + treatment + (1 | id)", "y ~ time + treatment - 1 + (1 | id)"],
+)
+def test_no_intercept(long, formula):
+    design = parse_glmm_formula(formula, long)
+    assert not design.fit_intercept
+    assert list(design.X.columns) == ["time", "treatment"]
+
+
+def test_intercept_only(long):
+    design = parse_glmm_formula("y ~ 1 + (1 | id)", long)
+    assert design.X.shape == (len(long), 0) and design.fit_intercept
+    assert parse_glmm_formula("y ~ (1 | id)", long).X.shape == (len(long), 0)
+
+
+# ---------------------------------------------------------------------------
+# random-effect terms
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bar, term",
+    [
+        ("(1 | id)", "1"),
+        ("(time | id)", "1 + time"),
+        ("(1 + time | id)", "1 + time"),
+        ("(0 + time | id)", "0 + time"),
+        ("(-1 + time | id)", "0 + time"),
+        ("(1 + time || id)", "diag(1 + time)"),
+        ("(1 | id) + (0 + time | id)", "diag(1 + time)"),
+        ("(time + treatment | id)", "1 + time + treatment"),
+    ],
+)
+def test_random_effect_terms(long, bar, term):
+    design = parse_glmm_formula(f"y ~ time + treatment + {bar}", long)
+    assert design.random_effects == {"id": term}
+    assert list(design.groups.columns) == ["id"]
+
+
+def test_factor_slope_uses_fixed_column_names(veg):
+    design = parse_glmm_formula("y ~ trt + (trt | id)", veg)
+    assert design.random_effects == {"id": "1 + trttreat"}
+
+
+def test_crossed_factors(nested):
+    design = parse_glmm_formula("y ~ x + (1 | school) + (1 | klass)", nested)
+    assert design.random_effects == {"school": "1", "klass": "1"}
+    pd.testing.assert_frame_equal(design.groups, nested[["school", "klass"]])
+
+
+def test_nested_factors_named_as_lme4(nested):
+    # lme4: (1 | school/klass) = (1 | school) + (1 | klass:school)
+    design = parse_glmm_formula("y ~ x + (1 | school/klass)", nested)
+    assert design.random_effects == {"school": "1", "klass:school": "1"}
+    assert list(design.groups.columns) == ["school", "klass:school"]
+    assert list(design.groups["klass:school"]) == ["1:1", "1:1", "2:1", "2:1"] + [
+        "1:2",
+        "1:2",
+        "2:2",
+        "2:2",
+    ]
+    assert design.groups["klass:school"].nunique() == 4
+
+
+def test_interaction_grouping_factor(nested):
+    design = parse_glmm_formula("y ~ x + (1 | school:klass)", nested)
+    assert design.random_effects == {"school:klass": "1"}
+    assert list(design.groups["school:klass"]) == ["1:1", "1:1", "1:2", "1:2"] + [
+        "2:1",
+        "2:1",
+        "2:2",
+        "2:2",
+    ]
+
+
+def test_float_group_labels_print_like_r(nested):
+    df = nested.astype({"school": float, "klass": float})
+    design = parse_glmm_formula("y ~ x + (1 | school:klass)", df)
+    assert design.groups["school:klass"].iloc[0] == "1:1"
+
+
+def test_slope_must_be_fixed_effect(long):
+    with pytest.raises(ValueError, match="must also appear as fixed effects"):
+        parse_glmm_formula("y ~ treatment + (1 + time | id)", long)
+
+
+# ---------------------------------------------------------------------------
+# response, offset, missing values
+# ---------------------------------------------------------------------------
+
+
+def test_cbind_response():
+    df, _ = make_longitudinal(trials=6, n_groups=5, random_state=0)
+    df["failures"] = df["trials"] - df["y"]
+    design = parse_glmm_formula("cbind(y, failures) ~ time + (1 | id)", df)
+    pd.testing.assert_series_equal(design.y, df["y"])
+    np.testing.assert_array_equal(design.trials, df["trials"])
+    assert design.trials.name == "trials"
+
+
+def test_offsets_are_summed(long):
+    df = long.assign(n=np.arange(1, len(long) + 1), m=2.0)
+    design = parse_glmm_formula("y ~ time + offset(log(n)) + offset(m) + (1 | id)", df)
+    np.testing.assert_allclose(design.offset, np.log(df["n"]) + 2.0)
+    assert list(design.X.columns) == ["time"]
+
+
+def test_rows_with_missing_values_are_dropped(long):
+    df = long.copy()
+    df.index = df.index + 100  # labels, not positions, are recorded
+    df.loc[101, "time"] = np.nan
+    df.loc[105, "y"] = np.nan
+    df.loc[110, "id"] = np.nan
+    df["unused"] = 1.0
+    df.loc[120, "unused"] = np.nan  # not in the formula: kept
+    design = parse_glmm_formula("y ~ time + treatment + (1 | id)", df)
+    assert list(design.dropped_rows) == [101, 105, 110]
+    assert len(design.X) == len(design.y) == len(design.groups) == len(df) - 3
+    assert 120 in design.X.index
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "formula, match",
+    [
+        ("y ~ time + treatment", "no random-effect term"),
+        ("~ time + (1 | id)", "response ~ terms"),
+        ("y ~ time + (1 | id | treatment)", "Cannot read the random-effect term"),
+        ("y ~ time + (1 | factor(id))", "must be column names"),
+        ("y ~ time - (1 | id)", "Cannot subtract"),
+        ("y ~ time + (1 | )", "both sides"),
+        ("y ~ time + (1 | id", "Unbalanced"),
+        ("y ~ time + (1 | nosuchcolumn)", "not columns of data"),
+    ],
+)
+def test_unsupported_syntax(long, formula, match):
+    with pytest.raises(ValueError, match=match):
+        parse_glmm_formula(formula, long)
+
+
+def test_overlapping_terms_on_one_factor(long):
+    with pytest.raises(NotImplementedError, match="combined"):
+        parse_glmm_formula("y ~ time + (1 + time | id) + (1 | id)", long)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(family="gaussian"), ValueError),
+        (dict(family="poisson", ziformula="~ time"), NotImplementedError),
+        (dict(family="binomial", ziformula="~1"), NotImplementedError),
+    ],
+)
+def test_glmer_rejects_family_and_ziformula(long, kwargs, error):
+    with pytest.raises(error):
+        glmer("y ~ time + (1 | id)", long, **kwargs)
+
+
+def test_missing_formulaic_says_how_to_install(monkeypatch, long):
+    monkeypatch.setitem(sys.modules, "formulaic", None)
+    with pytest.raises(ImportError, match=r"pip install sklearn_glmm\[formula\]"):
+        parse_glmm_formula("y ~ time + (1 | id)", long)
+
+
+# ---------------------------------------------------------------------------
+# FormulaTransformer and design_matrix
+# ---------------------------------------------------------------------------
+
+
+def test_formula_transformer(veg):
+    transformer = FormulaTransformer("y ~ trt * sex + (1 | id)").fit(veg)
+    names = ["trttreat", "sexmale", "trttreat:sexmale"]
+    assert list(transformer.get_feature_names_out()) == names
+    assert transformer.fit_intercept_
+    # levels learnt in fit: a new frame with one level still gets every column
+    new = veg[veg["trt"] == "control"].head(3)
+    out = transformer.transform(new)
+    assert list(out.columns) == names and (out["trttreat"] == 0).all()
+    assert list(out.index) == list(new.index)
+    rhs_only = FormulaTransformer("trt * sex").fit(veg)
+    pd.testing.assert_frame_equal(rhs_only.transform(veg), transformer.transform(veg))
+    assert clone(transformer).get_params() == {"formula": "y ~ trt * sex + (1 | id)"}
+    with pytest.raises(TypeError, match="DataFrame"):
+        transformer.transform(veg.to_numpy())
+
+
+def test_formula_transformer_in_pipeline(veg):
+    pipe = make_pipeline(FormulaTransformer("trt * sex"), LogisticRegression())
+    pipe.fit(veg, veg["y"])
+    assert pipe.predict_proba(veg.head(4)).shape == (4, 2)
+    assert list(pipe[:-1].get_feature_names_out()) == ["trttreat", "sexmale", "trttreat:sexmale"]
+    as_pandas = FormulaTransformer("trt * sex").set_output(transform="pandas").fit(veg)
+    assert list(as_pandas.transform(veg).columns) == list(pipe[:-1].get_feature_names_out())
+
+
+def test_design_matrix_on_new_data(veg):
+    design = parse_glmm_formula("y ~ trt * sex + (1 | id)", veg)
+    new = veg.iloc[[3, 0, 17]]
+    pd.testing.assert_frame_equal(design_matrix(design.model_spec, new), design.X.loc[new.index])
+
+
+# ---------------------------------------------------------------------------
+# glmer: arguments handed to the estimator (a stand-in records them)
+# ---------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Stands in for an estimator class and records how it is built and fitted."""
+
+    def __init__(self, **params):
+        self.params = params
+
+    def fit(self, X, y, groups=None, **fit_params):
+        self.fit_args = dict(X=X, y=y, groups=groups, **fit_params)
+        return self
+
+
+@pytest.fixture()
+def recorder(monkeypatch):
+    module = types.ModuleType("sklearn_glmm.estimators")
+    for name in ("BinomialGLMM", "PoissonGLMM", "NegBinGLMM"):
+        setattr(module, name, type(name, (_Recorder,), {}))
+    monkeypatch.setitem(sys.modules, "sklearn_glmm.estimators", module)
+    return module
+
+
+def test_glmer_builds_and_fits_estimator(recorder, long):
+    df = long.assign(w=np.linspace(1, 2, len(long)))
+    df.loc[2, "time"] = np.nan
+    est = glmer("y ~ time + treatment + (1 + time | id)", df, n_agq=1, weights="w", max_iter=50)
+    assert type(est).__name__ == "BinomialGLMM"
+    assert est.params == {
+        "random_effects": {"id": "1 + time"},
+        "n_agq": 1,
+        "fit_intercept": True,
+        "max_iter": 50,
+    }
+    assert list(est.fit_args["X"].columns) == ["time", "treatment"]
+    assert len(est.fit_args["y"]) == len(df) - 1
+    np.testing.assert_allclose(est.fit_args["sample_weight"], df["w"].drop(index=2))
+    assert est.fit_args["offset"] is None and "trials" not in est.fit_args
+    assert est.formula_ == "y ~ time + treatment + (1 + time | id)"
+    assert est.design_info_ is not None
+
+
+def test_glmmtmb_zero_inflated_negbin(recorder, long):
+    est = glmmTMB("y ~ time + offset(log(time + 1)) + (1 | id)", long, "nbinom2", ziformula="~1")
+    assert type(est).__name__ == "NegBinGLMM"
+    assert est.params["zero_inflation"] is True
+    np.testing.assert_allclose(est.fit_args["offset"], np.log(long["time"] + 1))
+
+
+def test_glmer_cbind_passes_trials(recorder):
+    df, _ = make_longitudinal(trials=4, n_groups=6, random_state=0)
+    df["fail"] = df["trials"] - df["y"]
+    est = glmer("cbind(y, fail) ~ time + (1 | id)", df, weights=np.ones(len(df)))
+    np.testing.assert_array_equal(est.fit_args["trials"], df["trials"])
+    with pytest.raises(ValueError, match="family='binomial'"):
+        glmer("cbind(y, fail) ~ time + (1 | id)", df, family="poisson")
+
+
+# ---------------------------------------------------------------------------
+# glmer with the real estimators (skipped until they exist)
+# ---------------------------------------------------------------------------
+
+
+def test_glmer_matches_hand_built_estimator():
+    est_mod = pytest.importorskip("sklearn_glmm.estimators")
+    df, _ = make_longitudinal(n_groups=80, random_state=3)
+    fitted = glmer("y ~ time + treatment + (1 | id)", df, family="binomial")
+    manual = est_mod.BinomialGLMM(random_effects={"id": "1"}).fit(
+        df[["time", "treatment"]], df["y"], groups=df[["id"]]
+    )
+    np.testing.assert_allclose(fitted.coef_, manual.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(fitted.intercept_, manual.intercept_, rtol=1e-6, atol=1e-8)
+
+
+def test_glmer_coefficients_carry_r_names():
+    pytest.importorskip("sklearn_glmm.estimators")
+    df, _ = make_vegetables(random_state=0, n_subjects=120)
+    fitted = glmer("y ~ trt * sex + (1 | id)", df, family="binomial")
+    assert list(fitted.fixed_effects_.index) == [
+        "(Intercept)",
+        "trttreat",
+        "sexmale",
+        "trttreat:sexmale",
+    ]
+    assert list(fitted.feature_names_in_) == ["trttreat", "sexmale", "trttreat:sexmale"]
+    X_new = design_matrix(fitted.design_info_, df.head(4))
+    assert list(X_new.columns) == list(fitted.feature_names_in_)
+
+
+def test_glmmtmb_poisson_matches_hand_built_estimator():
+    est_mod = pytest.importorskip("sklearn_glmm.estimators")
+    df, _ = make_longitudinal("poisson", n_groups=60, re_sd=0.5, random_state=4)
+    fitted = glmmTMB("y ~ time + treatment + (1 | id)", df, family="poisson")
+    manual = est_mod.PoissonGLMM(random_effects={"id": "1"}).fit(
+        df[["time", "treatment"]], df["y"], groups=df[["id"]]
+    )
+    np.testing.assert_allclose(fitted.coef_, manual.coef_, rtol=1e-6, atol=1e-8)
