@@ -184,6 +184,8 @@ class _BaseGLMM(BaseEstimator):
         self._scaling = scaling
         self._family_obj = family
         self._bounds = bounds
+        # the objective stays with the model: profiles, refits and simulation need it
+        self._objective = obj
         _results.set_fitted_attributes(self, obj, x, record, data)
         self._y_max = float(np.max(yv)) if len(yv) else 0.0
         return self
