@@ -142,10 +142,9 @@ class NegativeBinomial2:
         mu = _exp(eta)
         tm = theta + mu
         loglik = (
-            special.gammaln(y + theta)
-            - special.gammaln(theta)
+            _lgamma_ratio(y, theta)
             - special.gammaln(y + 1.0)
-            + theta * (np.log(theta) - np.log(tm))
+            - theta * np.log1p(mu / theta)
             + special.xlogy(y, mu / tm)
         )
         d1 = theta * (y - mu) / tm
@@ -157,7 +156,7 @@ class NegativeBinomial2:
         theta = np.exp(extra[0])
         mu = _exp(eta)
         tm = theta + mu
-        a = theta * (np.log(theta) - np.log(tm))
+        a = -theta * np.log1p(mu / theta)
         a1 = -theta * mu / tm
         a2 = -(theta**2) * mu / tm**2
         a3 = a2 * (theta - mu) / tm
@@ -270,6 +269,16 @@ class ZeroInflated:
         base_extra, pi, _ = self._split(extra)
         m = mu / (1.0 - pi)
         return pi + (1.0 - pi) * self.base.cdf(y, m, trials, base_extra)
+
+
+def _lgamma_ratio(y, theta):
+    """log Gamma(y + theta) - log Gamma(theta), accurate for very large theta.
+
+    Written through betaln, whose large-argument expansion avoids the
+    cancellation of two huge log-gamma values when theta -> infinity.
+    """
+    ypos = np.where(y > 0, y, 1.0)
+    return np.where(y > 0, special.gammaln(ypos) - special.betaln(ypos, theta), 0.0)
 
 
 def _log_choose(n, k):

@@ -179,13 +179,15 @@ class Objective:
         converged = False
         for _ in range(self.pirls_max_iter):
             grad = self._Atv(a_vals, der.d1) - u
-            self.solver.factorize(a_vals, der.w)
+            exact = self._factorize(a_vals, der.w)
             step = self.solver.solve(grad)
             dec = np.bincount(self.u_unit, grad * step, minlength=units)
             if not np.all(np.isfinite(dec)):
                 raise NotPositiveDefinite("non-finite Newton step")
             if dec.max() < 1e-20 or np.abs(step).max() < 1e-11:
                 converged = True
+                if not exact:  # the mode's own Hessian must be positive definite
+                    self.solver.factorize(a_vals, der.w)
                 break
             t = np.ones(units)
             for _half in range(40):
@@ -205,6 +207,20 @@ class Objective:
         self.u = u
         self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
         return u
+
+    def _factorize(self, a_vals, w) -> bool:
+        """Factorise H with the exact curvatures, or with negative ones clipped.
+
+        A zero-inflated log-density is not concave everywhere, so H can be
+        indefinite away from the mode; a clipped H still gives a descent step.
+        Returns whether the exact curvatures were used.
+        """
+        try:
+            self.solver.factorize(a_vals, w)
+            return True
+        except NotPositiveDefinite:
+            self.solver.factorize(a_vals, np.maximum(w, 0.0))
+            return False
 
     # -- objective and gradient ---------------------------------------------
     def laplace(self) -> float:

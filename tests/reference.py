@@ -1,0 +1,74 @@
+"""Fit the reference cases of tests/fixtures/reference.json (produced by make_fixtures.R)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE = FIXTURES / "reference.json"
+_NOT_CASES = {"anova", "meta", "versions", "anova_bin"}
+
+
+def load_reference() -> dict:
+    if not REFERENCE.exists():
+        return {}
+    with open(REFERENCE) as fh:
+        return json.load(fh)
+
+
+def case_names(**filters) -> list[str]:
+    ref = load_reference()
+    out = []
+    for name, spec in ref.items():
+        if name in _NOT_CASES or not isinstance(spec, dict) or "family" not in spec:
+            continue
+        if all(spec.get(k) == v for k, v in filters.items()):
+            out.append(name)
+    return sorted(out)
+
+
+def case_data(name: str):
+    """X, y, groups and fit keyword arguments of a reference case."""
+    spec = load_reference()[name]
+    df = pd.read_csv(FIXTURES / spec["data"])
+    X = df[list(spec["X"])]
+    y = df[spec["y"]]
+    groups = df[list(spec["groups"])].astype(str)
+    kw = {}
+    if spec.get("trials"):
+        kw["trials"] = df[spec["trials"]]
+    if spec.get("offset"):
+        kw["offset"] = df[spec["offset"]]
+    return spec, X, y, groups, kw
+
+
+def make_estimator(spec):
+    fam = spec["family"]
+    re_terms = spec["random_effects"]
+    common = dict(random_effects=re_terms, n_agq=int(spec.get("n_agq") or 1))
+    if fam == "binomial":
+        return BinomialGLMM(**common)
+    zi = bool(spec.get("zero_inflation"))
+    if fam == "poisson":
+        return PoissonGLMM(zero_inflation=zi, **common)
+    if fam == "nbinom2":
+        return NegBinGLMM(zero_inflation=zi, **common)
+    raise ValueError(f"unknown family {fam}")
+
+
+@cache
+def fitted(name: str):
+    """The fitted estimator of a reference case (cached across tests)."""
+    spec, X, y, groups, kw = case_data(name)
+    est = make_estimator(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y, groups=groups, **kw)
+    return est

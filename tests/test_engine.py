@@ -1,0 +1,173 @@
+"""Tier 1: properties of the numerics (derivatives, quadrature, invariances)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm._design import theta_layout
+from sklearn_glmm._families import make_family
+from sklearn_glmm._laplace import ModelData, Objective, agq_deviance, make_factor_data
+from sklearn_glmm.datasets import make_longitudinal
+
+
+def _objective(fam_name, zi=False, qs=(2,), levels=(30,), n=500, seed=0, n_agq=1):
+    rng = np.random.default_rng(seed)
+    fam = make_family(fam_name, zi)
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
+    codes = [rng.integers(0, g, n) for g in levels]
+    eta = X @ [0.3, 0.5, -0.2] + sum(rng.normal(size=g)[c] * 0.7 for c, g in zip(codes, levels))
+    if fam_name == "binomial":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float)
+    else:
+        y = rng.poisson(np.exp(eta)).astype(float)
+        if zi:
+            y[rng.random(n) < 0.2] = 0
+    factors = make_factor_data(
+        codes, [X[:, :q] for q in qs], levels, [theta_layout(q, False) for q in qs]
+    )
+    data = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), fam, factors)
+    T = data.n_theta
+    params = np.concatenate([[0.2, 0.4, -0.1], rng.uniform(0.3, 0.8, T), fam.default_extra() + 0.3])
+    return Objective(data, n_agq), params
+
+
+@pytest.mark.parametrize(
+    "fam,zi,qs,levels",
+    [
+        ("binomial", False, (1,), (30,)),
+        ("binomial", False, (2,), (30,)),
+        ("poisson", False, (2,), (30,)),
+        ("negbin", False, (2,), (30,)),
+        ("poisson", True, (1,), (30,)),
+        ("negbin", True, (2,), (30,)),
+        ("binomial", False, (2, 1), (30, 8)),
+        ("negbin", True, (1, 1, 2), (40, 10, 5)),
+    ],
+)
+def test_analytic_gradient_matches_finite_differences(fam, zi, qs, levels):
+    obj, params = _objective(fam, zi, qs, levels)
+    _, g = obj.value_and_grad(params)
+    num = np.zeros_like(params)
+    for k in range(len(params)):
+        e = np.zeros_like(params)
+        e[k] = 1e-5
+        num[k] = (obj.evaluate(params + e) - obj.evaluate(params - e)) / 2e-5
+    np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-4)
+
+
+def test_agq_with_one_node_equals_laplace():
+    obj, params = _objective("binomial", qs=(1,), levels=(40,))
+    lap = obj.evaluate(params)
+    obj.n_agq = 1
+    assert agq_deviance(obj, params[3:4]) == pytest.approx(lap, rel=1e-12)
+
+
+def test_agq_converges_with_nodes():
+    obj, params = _objective("binomial", qs=(1,), levels=(40,), n_agq=9)
+    vals = []
+    for k in (9, 15, 25):
+        obj.n_agq = k
+        vals.append(obj.evaluate(params))
+    assert abs(vals[1] - vals[2]) < 1e-4
+    assert abs(vals[0] - vals[2]) < 1e-2
+
+
+@pytest.mark.parametrize("name", ["binomial", "poisson", "negbin"])
+def test_family_derivatives(name):
+    fam = make_family(name)
+    rng = np.random.default_rng(1)
+    eta = rng.normal(size=50)
+    y = rng.integers(0, 2 if name == "binomial" else 6, 50).astype(float)
+    extra = fam.default_extra() + 0.4
+    t = np.ones(50)
+    d = fam.derivs(y, eta, t, t, extra)
+    h = 1e-6
+    dp, dm = fam.derivs(y, eta + h, t, t, extra), fam.derivs(y, eta - h, t, t, extra)
+    np.testing.assert_allclose(d.d1, (dp.loglik - dm.loglik) / (2 * h), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(d.w, -(dp.d1 - dm.d1) / (2 * h), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(d.w3, (dp.w - dm.w) / (2 * h), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["poisson", "negbin"])
+def test_pmf_sums_to_one_and_deviance_zero_at_y(name):
+    fam = make_family(name, zero_inflation=True)
+    extra = fam.default_extra()
+    mu = np.array([0.5, 3.0, 12.0])
+    p = fam.pmf(np.arange(2000)[None, :], mu[:, None], extra)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-10)
+    y = np.array([1.0, 3.0, 7.0])
+    base = make_family(name)
+    np.testing.assert_allclose(base.unit_deviance(y, y, np.ones(3), base.default_extra()), 0.0)
+
+
+def _fit(est, df, cols=("time", "treatment"), **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(df[list(cols)], df["y"], groups=df["id"], **kw)
+
+
+@pytest.fixture(scope="module")
+def binary_df():
+    df, _ = make_longitudinal("binomial", n_groups=120, n_waves=5, random_state=3)
+    return df
+
+
+def test_row_permutation_and_relabelling_invariance(binary_df):
+    a = _fit(BinomialGLMM(), binary_df)
+    perm = np.random.default_rng(0).permutation(len(binary_df))
+    df2 = binary_df.iloc[perm].copy()
+    df2["id"] = "person_" + df2["id"].astype(str)
+    b = _fit(BinomialGLMM(), df2)
+    assert b.loglik_ == pytest.approx(a.loglik_, abs=1e-6)
+    np.testing.assert_allclose(b.coef_, a.coef_, atol=1e-5)
+
+
+def test_duplicated_rows_equal_weight_two(binary_df):
+    a = _fit(BinomialGLMM(), binary_df, sample_weight=np.full(len(binary_df), 2.0))
+    b = _fit(BinomialGLMM(), pd.concat([binary_df, binary_df]))
+    np.testing.assert_allclose(a.coef_, b.coef_, atol=1e-5)
+    assert a.loglik_ == pytest.approx(b.loglik_, abs=1e-5)
+
+
+def test_rescaled_column_rescales_coefficient(binary_df):
+    a = _fit(BinomialGLMM(), binary_df)
+    df2 = binary_df.copy()
+    df2["time"] = df2["time"] * 1000.0
+    b = _fit(BinomialGLMM(), df2)
+    assert b.coef_[0] * 1000.0 == pytest.approx(a.coef_[0], rel=1e-5)
+    assert b.loglik_ == pytest.approx(a.loglik_, abs=1e-6)
+
+
+def test_caller_data_unchanged_and_deterministic(binary_df):
+    before = binary_df.copy()
+    a = _fit(BinomialGLMM("1 + time"), binary_df)
+    b = _fit(BinomialGLMM("1 + time"), binary_df)
+    pd.testing.assert_frame_equal(binary_df, before)
+    assert a.loglik_ == b.loglik_
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_recovers_known_parameters_at_large_n():
+    df, truth = make_longitudinal(
+        "poisson", n_groups=600, n_waves=6, re_sd=0.5, slope_sd=0.2, re_corr=0.3, random_state=7
+    )
+    m = _fit(PoissonGLMM("1 + time"), df)
+    fe = m.fixed_effects_
+    for name, value in truth["fixed_effects"].items():
+        assert abs(fe.loc[name, "estimate"] - value) < 4 * fe.loc[name, "std_error"]
+    cov = m.random_effects_cov_["id"].to_numpy()
+    assert np.sqrt(cov[0, 0]) == pytest.approx(0.5, abs=0.06)
+    assert np.sqrt(cov[1, 1]) == pytest.approx(0.2, abs=0.04)
+
+
+def test_negbin_recovers_theta():
+    df, truth = make_longitudinal(
+        "negbin", n_groups=400, n_waves=6, re_sd=0.5, nb_theta=2.0, random_state=11
+    )
+    m = _fit(NegBinGLMM(), df)
+    assert m.theta_ == pytest.approx(2.0, rel=0.15)
