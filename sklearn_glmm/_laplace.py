@@ -31,7 +31,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
-from ._linalg import BlockSolver, DenseSolver, NotPositiveDefinite
+from ._linalg import BlockedSolver, BlockSolver, NotPositiveDefinite
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -126,7 +126,7 @@ class Objective:
             self.n_units = f0[0].n_levels
         else:
             blocks = [(f.offset, f.n_levels, f.q) for f in f0]
-            self.solver = DenseSolver(self.cols, self.Q, blocks)
+            self.solver = BlockedSolver(self.cols, self.Q, blocks)
             self.row_unit = np.zeros(len(data.y), dtype=np.intp)
             self.u_unit = np.zeros(self.Q, dtype=np.intp)
             self.n_units = 1

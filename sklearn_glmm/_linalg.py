@@ -4,8 +4,9 @@ Two layouts share one interface:
 
 * :class:`BlockSolver` — a single grouping factor. ``H`` is block-diagonal with
   one ``q x q`` block per level; every level is factorised at once as a batch.
-* :class:`DenseSolver` — several (nested or crossed) factors. ``H`` is built as a
-  sparse product and factorised densely (``Q`` = total random-effect count).
+* :class:`BlockedSolver` — several (nested or crossed) factors. The largest
+  factor's block stays block-diagonal; the others are eliminated through a
+  dense Schur complement.
 
 Both give ``solve`` (``H^{-1} r``), ``logdet`` and ``local_inverse`` — for every
 row ``i`` the block of ``H^{-1}`` on the random effects row ``i`` touches, which
@@ -15,12 +16,25 @@ the analytic gradient needs.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse as sp
 
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
     """The Laplace Hessian is not positive definite at the current point."""
+
+
+def _chol_inverse(S: np.ndarray) -> tuple[np.ndarray, float]:
+    """Inverse and log-determinant of an SPD matrix through its Cholesky factor.
+
+    numpy's LAPACK calls are used on purpose: scipy.linalg's wrappers start
+    BLAS threads even for the tiny matrices met here, which costs far more
+    than the arithmetic on a busy machine.
+    """
+    try:
+        L = np.linalg.cholesky(S)
+    except np.linalg.LinAlgError as exc:
+        raise NotPositiveDefinite(str(exc)) from exc
+    Linv = np.linalg.inv(L)
+    return Linv.T @ Linv, float(2.0 * np.sum(np.log(np.diag(L))))
 
 
 class BlockSolver:
@@ -70,37 +84,85 @@ class BlockSolver:
         return self.hinv
 
 
-class DenseSolver:
-    """Dense factorisation of the full ``Q x Q`` Hessian for several factors."""
+class BlockedSolver:
+    """Blocked Cholesky for several factors (MixedModels.jl's layout).
+
+    The first (largest) factor's block ``A`` is block-diagonal and factorised
+    level by level; the other factors form a dense block ``C``. With ``B`` the
+    coupling block, everything goes through the Schur complement
+    ``S = C - B' A^{-1} B``: ``log|H| = log|A| + log|S|``.
+    """
 
     def __init__(self, cols: np.ndarray, Q: int, blocks: list[tuple[int, int, int]]):
-        # cols: (n, s) global random-effect index touched by each row's local entries
         self.cols = cols
         self.Q = Q
-        self.blocks = blocks  # per factor: (offset, n_levels, q)
-        n, s = cols.shape
-        self._indptr = np.arange(0, n * s + 1, s)
+        self.blocks = blocks
+        _, G1, q1 = blocks[0]
+        self.G1, self.q1, self.Q1 = G1, q1, G1 * q1
+        self.Q2 = Q - self.Q1
+        self.first = BlockSolver(cols[:, 0] // q1, G1, q1)
+        self.code1 = cols[:, 0] // q1
+        self.col2 = cols[:, q1:] - self.Q1  # (n, s2) indices into the dense block
+        s2 = self.col2.shape[1]
+        # flat indices of B (G1, q1, Q2) and C (Q2, Q2) touched by each row
+        self._b_idx = [
+            [(self.code1 * q1 + a) * self.Q2 + self.col2[:, b] for b in range(s2)]
+            for a in range(q1)
+        ]
+        self._c_idx = [
+            [self.col2[:, a] * self.Q2 + self.col2[:, b] for b in range(s2)] for a in range(s2)
+        ]
 
     def factorize(self, a_vals: np.ndarray, w: np.ndarray) -> None:
-        n, s = self.cols.shape
-        A = sp.csr_matrix((a_vals.ravel(), self.cols.ravel(), self._indptr), shape=(n, self.Q))
-        H = (A.T @ sp.diags(w) @ A).toarray()
-        H[np.diag_indices_from(H)] += 1.0
-        try:
-            self._cho = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
-        except np.linalg.LinAlgError as exc:
-            raise NotPositiveDefinite(str(exc)) from exc
-        self.logdet = float(2.0 * np.sum(np.log(np.diag(self._cho[0]))))
-        self.hinv = scipy.linalg.cho_solve(self._cho, np.eye(self.Q), check_finite=False)
+        q1, Q2, G1 = self.q1, self.Q2, self.G1
+        a1, a2 = a_vals[:, :q1], a_vals[:, q1:]
+        self.first.factorize(a1, w)
+        s2 = a2.shape[1]
+        B = np.zeros(G1 * q1 * Q2)
+        for a in range(q1):
+            for b in range(s2):
+                B += np.bincount(self._b_idx[a][b], w * a1[:, a] * a2[:, b], minlength=B.size)
+        C = np.zeros(Q2 * Q2)
+        for a in range(s2):
+            for b in range(s2):
+                C += np.bincount(self._c_idx[a][b], w * a2[:, a] * a2[:, b], minlength=C.size)
+        B = B.reshape(G1, q1, Q2)
+        C = C.reshape(Q2, Q2)
+        C[np.diag_indices(Q2)] += 1.0
+        self.B = B
+        self.M = np.einsum("gij,gjk->gik", self.first.hinv, B)  # A^{-1} B
+        S = C - np.einsum("gik,gil->kl", B, self.M)
+        self.Sinv, logdet_s = _chol_inverse(S)
+        self.logdet = self.first.logdet + logdet_s
+        self.P = np.einsum("gik,kl->gil", self.M, self.Sinv)  # A^{-1} B S^{-1}
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        return scipy.linalg.cho_solve(self._cho, rhs, check_finite=False)
+        r1 = rhs[: self.Q1].reshape(self.G1, self.q1)
+        x1 = np.einsum("gij,gj->gi", self.first.hinv, r1)
+        r2 = rhs[self.Q1 :] - np.einsum("gik,gi->k", self.B, x1)
+        x2 = self.Sinv @ r2
+        x1 = x1 - np.einsum("gik,k->gi", self.M, x2)
+        return np.concatenate([x1.ravel(), x2])
+
+    def _g11(self) -> np.ndarray:
+        return self.first.hinv + np.einsum("gik,gjk->gij", self.P, self.M)
 
     def local_inverse(self) -> np.ndarray:
-        c = self.cols
-        return self.hinv[c[:, :, None], c[:, None, :]]
+        q1 = self.q1
+        n, s = self.cols.shape
+        out = np.empty((n, s, s))
+        out[:, :q1, :q1] = self._g11()[self.code1]
+        g12 = -self.P[
+            self.code1[:, None, None], np.arange(q1)[None, :, None], self.col2[:, None, :]
+        ]
+        out[:, :q1, q1:] = g12
+        out[:, q1:, :q1] = np.swapaxes(g12, 1, 2)
+        out[:, q1:, q1:] = self.Sinv[self.col2[:, :, None], self.col2[:, None, :]]
+        return out
 
     def level_inverse(self, f: int) -> np.ndarray:
+        if f == 0:
+            return self._g11()
         off, G, q = self.blocks[f]
-        idx = off + np.arange(G)[:, None] * q + np.arange(q)[None, :]
-        return self.hinv[idx[:, :, None], idx[:, None, :]]
+        idx = off - self.Q1 + np.arange(G)[:, None] * q + np.arange(q)[None, :]
+        return self.Sinv[idx[:, :, None], idx[:, None, :]]
