@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 from ._laplace import Objective
 
@@ -87,6 +88,18 @@ def central_gradient(fun, x, h=1e-4):
 
 def hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     """Hessian of the objective at ``x`` by central differences of its gradient."""
+    with single_threaded_blas():
+        return _hessian(obj, x)
+
+
+def single_threaded_blas():
+    """BLAS limited to one thread: the matrices here are small, and idle BLAS
+    threads spinning against other work cost more than the arithmetic (3x on
+    a busy two-core machine, with scipy's L-BFGS-B calling BLAS every step)."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     n = len(x)
     Hm = np.zeros((n, n))
     u_keep = obj.u.copy()
@@ -201,6 +214,11 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
 
 def fit_objective(obj: Objective, x0: np.ndarray, bounds, max_iter: int, tol: float, diag_idx=()):
     """Minimise ``obj`` from ``x0``; return the optimum and its :class:`FitRecord`."""
+    with single_threaded_blas():
+        return _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx)
+
+
+def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     t0 = time.perf_counter()
     record = FitRecord(initial=np.array(x0, dtype=float))
     n_agq = obj.n_agq
