@@ -35,8 +35,16 @@ class Derivs:
     w3: np.ndarray
 
 
+def _weighted(weights, loglik, d1, w, w3) -> Derivs:
+    """Apply prior weights (``None`` means all ones and skips the products)."""
+    if weights is None:
+        return Derivs(loglik, d1, w, w3)
+    return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+
+
 def _exp(eta):
-    return np.exp(np.clip(eta, -_ETA_MAX, _ETA_MAX))
+    # only overflow needs guarding: exp underflows to 0 gracefully
+    return np.exp(np.minimum(eta, _ETA_MAX))
 
 
 class Binomial:
@@ -47,16 +55,21 @@ class Binomial:
     n_extra = 0
     extra_names: tuple[str, ...] = ()
 
-    def derivs(self, y, eta, trials, weights, extra=()):
+    def constant(self, y, trials):
+        """The part of log p(y | eta) free of parameters: log C(trials, y)."""
+        return _log_choose(trials, y)
+
+    def derivs(self, y, eta, trials, weights, extra=(), const=None):
         mu = special.expit(eta)
         # log(1 + exp(eta)) computed stably
         log1pexp = np.logaddexp(0.0, eta)
-        loglik = y * eta - trials * log1pexp + _log_choose(trials, y)
+        const = self.constant(y, trials) if const is None else const
+        loglik = y * eta - trials * log1pexp + const
         d1 = y - trials * mu
         v = mu * (1.0 - mu)
         w = trials * v
         w3 = w * (1.0 - 2.0 * mu)
-        return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+        return _weighted(weights, loglik, d1, w, w3)
 
     def mean(self, eta, extra=()):
         return special.expit(eta)
@@ -88,11 +101,15 @@ class Poisson:
     n_extra = 0
     extra_names: tuple[str, ...] = ()
 
-    def derivs(self, y, eta, trials, weights, extra=()):
+    def constant(self, y, trials):
+        """The part of log p(y | eta) free of parameters: -log y!."""
+        return -special.gammaln(y + 1.0)
+
+    def derivs(self, y, eta, trials, weights, extra=(), const=None):
         mu = _exp(eta)
-        loglik = y * eta - mu - special.gammaln(y + 1.0)
-        d1 = y - mu
-        return Derivs(weights * loglik, weights * d1, weights * mu, weights * mu)
+        const = self.constant(y, trials) if const is None else const
+        loglik = y * eta - mu + const
+        return _weighted(weights, loglik, y - mu, mu, mu)
 
     def log_p0(self, eta, extra=()):
         """log P(Y = 0 | eta) and its first three eta-derivatives."""
@@ -137,20 +154,25 @@ class NegativeBinomial2:
     # log theta is bounded so that theta -> infinity (Poisson data) stays finite
     extra_bounds = ((-10.0, 20.0),)
 
-    def derivs(self, y, eta, trials, weights, extra):
+    def constant(self, y, trials):
+        """The part of log p(y | eta) free of parameters: -log y!."""
+        return -special.gammaln(y + 1.0)
+
+    def derivs(self, y, eta, trials, weights, extra, const=None):
         theta = np.exp(extra[0])
         mu = _exp(eta)
         tm = theta + mu
+        const = self.constant(y, trials) if const is None else const
         loglik = (
             _lgamma_ratio(y, theta)
-            - special.gammaln(y + 1.0)
+            + const
             - theta * np.log1p(mu / theta)
             + special.xlogy(y, mu / tm)
         )
         d1 = theta * (y - mu) / tm
         w = theta * mu * (y + theta) / tm**2
         w3 = w * (theta - mu) / tm
-        return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+        return _weighted(weights, loglik, d1, w, w3)
 
     def log_p0(self, eta, extra):
         theta = np.exp(extra[0])
@@ -212,9 +234,12 @@ class ZeroInflated:
         extra = np.asarray(extra, dtype=float)
         return extra[:-1], special.expit(extra[-1]), extra[-1]
 
-    def derivs(self, y, eta, trials, weights, extra):
+    def constant(self, y, trials):
+        return self.base.constant(y, trials)
+
+    def derivs(self, y, eta, trials, weights, extra, const=None):
         base_extra, pi, logit_pi = self._split(extra)
-        d = self.base.derivs(y, eta, trials, np.ones_like(eta), base_extra)
+        d = self.base.derivs(y, eta, trials, None, base_extra, const)
         log1m_pi = -np.logaddexp(0.0, logit_pi)
         log_pi = -np.logaddexp(0.0, -logit_pi)
         a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
@@ -230,7 +255,7 @@ class ZeroInflated:
         d1 = np.where(zero, d1z, d.d1)
         w = np.where(zero, -d2z, d.w)
         w3 = np.where(zero, -d3z, d.w3)
-        return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+        return _weighted(weights, loglik, d1, w, w3)
 
     def mean(self, eta, extra):
         _, pi, _ = self._split(extra)

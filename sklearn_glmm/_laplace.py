@@ -104,6 +104,12 @@ def lambda_matrices(data: ModelData, theta: np.ndarray) -> list[np.ndarray]:
     return mats
 
 
+def _fixed_terms(data: ModelData):
+    """Prior weights (None when all one) and the parameter-free log-density terms."""
+    w = None if np.all(data.weights == 1.0) else data.weights
+    return w, data.family.constant(data.y, data.trials)
+
+
 class Objective:
     """Laplace / AGQ objective with warm-started conditional modes.
 
@@ -117,6 +123,8 @@ class Objective:
         f0 = data.factors
         cols = [f.offset + f.codes[:, None] * f.q + np.arange(f.q)[None, :] for f in f0]
         self.cols = np.concatenate(cols, axis=1)  # (n, s)
+        self._scalar = self.cols.shape[1] == 1  # one factor, one term: 1-D fast paths
+        self._col0 = np.ascontiguousarray(self.cols[:, 0])
         self.Q = data.n_u
         if len(f0) == 1:
             self.solver = BlockSolver(f0[0].codes, f0[0].n_levels, f0[0].q)
@@ -133,6 +141,8 @@ class Objective:
         self.u = np.zeros(self.Q)
         self.n_evals = 0
         self.pirls_failures = 0
+        self.pirls_iterations = 0
+        self._w, self._const = _fixed_terms(data)
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
@@ -145,14 +155,18 @@ class Objective:
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
     def _Au(self, a_vals, u):
+        if self._scalar:
+            return a_vals[:, 0] * u[self._col0]
         return np.einsum("ns,ns->n", a_vals, u[self.cols])
 
     def _Atv(self, a_vals, v):
+        if self._scalar:
+            return np.bincount(self._col0, a_vals[:, 0] * v, minlength=self.Q)
         return np.bincount(self.cols.ravel(), (a_vals * v[:, None]).ravel(), minlength=self.Q)
 
     def _derivs(self, eta, extra):
         d = self.data
-        return d.family.derivs(d.y, eta, d.trials, d.weights, extra)
+        return d.family.derivs(d.y, eta, d.trials, self._w, extra, self._const)
 
     # -- conditional modes --------------------------------------------------
     def pirls(self, beta, theta, extra, u0=None):
@@ -177,7 +191,7 @@ class Objective:
             self.u_unit, u * u, minlength=units
         )
         converged = False
-        for _ in range(self.pirls_max_iter):
+        for _it in range(self.pirls_max_iter):
             grad = self._Atv(a_vals, der.d1) - u
             exact = self._factorize(a_vals, der.w)
             step = self.solver.solve(grad)
@@ -202,6 +216,7 @@ class Objective:
                     break
                 t[worse] *= 0.5
             u, eta, der, obj = u_try, eta_try, der_try, obj_try
+        self.pirls_iterations += _it + 1
         if not converged:
             self.pirls_failures += 1
         self.u = u
@@ -336,6 +351,11 @@ class GLMObjective:
         self.u = np.zeros(0)
         self.n_evals = 0
         self.pirls_failures = 0
+        self._w, self._const = _fixed_terms(data)
+
+    def _derivs(self, eta, extra):
+        d = self.data
+        return d.family.derivs(d.y, eta, d.trials, self._w, extra, self._const)
 
     def _split(self, params):
         p = self.data.n_beta
@@ -362,7 +382,7 @@ class GLMObjective:
         for k in range(len(g_extra)):
             e = np.zeros(len(g_extra))
             e[k] = 1e-5
-            lp = d.family.derivs(d.y, s["eta"], d.trials, d.weights, s["extra"] + e).loglik
-            lm = d.family.derivs(d.y, s["eta"], d.trials, d.weights, s["extra"] - e).loglik
+            lp = self._derivs(s["eta"], s["extra"] + e).loglik
+            lm = self._derivs(s["eta"], s["extra"] - e).loglik
             g_extra[k] = -2.0 * np.sum(lp - lm) / 2e-5
         return val, np.concatenate([g_beta, g_extra])

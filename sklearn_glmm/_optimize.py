@@ -53,10 +53,9 @@ def glm_start(obj: Objective, extra0: np.ndarray, max_iter: int = 50) -> np.ndar
     """Fixed effects of the model without random effects (Newton/IRLS, step-halving)."""
     d = obj.data
     beta = np.zeros(d.n_beta)
-    fam = d.family
     ll_old = -np.inf
     for _ in range(max_iter):
-        der = fam.derivs(d.y, d.X @ beta + d.offset, d.trials, d.weights, extra0)
+        der = obj._derivs(d.X @ beta + d.offset, extra0)
         H = d.X.T @ (der.w[:, None] * d.X) + 1e-8 * np.eye(d.n_beta)
         try:
             step = np.linalg.solve(H, d.X.T @ der.d1)
@@ -65,7 +64,7 @@ def glm_start(obj: Objective, extra0: np.ndarray, max_iter: int = 50) -> np.ndar
         t = 1.0
         for _h in range(30):
             cand = beta + t * step
-            ll = fam.derivs(d.y, d.X @ cand + d.offset, d.trials, d.weights, extra0).loglik.sum()
+            ll = obj._derivs(d.X @ cand + d.offset, extra0).loglik.sum()
             if np.isfinite(ll) and ll >= ll_old - 1e-10:
                 break
             t *= 0.5
