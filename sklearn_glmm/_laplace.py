@@ -31,6 +31,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
+from ._groups import GroupIndex
 from ._linalg import BlockedSolver, BlockSolver, NotPositiveDefinite
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -123,19 +124,17 @@ class Objective:
         f0 = data.factors
         cols = [f.offset + f.codes[:, None] * f.q + np.arange(f.q)[None, :] for f in f0]
         self.cols = np.concatenate(cols, axis=1)  # (n, s)
-        self._scalar = self.cols.shape[1] == 1  # one factor, one term: 1-D fast paths
-        self._col0 = np.ascontiguousarray(self.cols[:, 0])
+        self._single = len(f0) == 1
+        self.groups = [GroupIndex(f.codes, f.n_levels) for f in f0]
         self.Q = data.n_u
         if len(f0) == 1:
             self.solver = BlockSolver(f0[0].codes, f0[0].n_levels, f0[0].q)
             # Newton steps are damped level by level: each level is its own problem
-            self.row_unit = f0[0].codes
             self.u_unit = np.repeat(np.arange(f0[0].n_levels), f0[0].q)
             self.n_units = f0[0].n_levels
         else:
             blocks = [(f.offset, f.n_levels, f.q) for f in f0]
             self.solver = BlockedSolver(self.cols, self.Q, blocks)
-            self.row_unit = np.zeros(len(data.y), dtype=np.intp)
             self.u_unit = np.zeros(self.Q, dtype=np.intp)
             self.n_units = 1
         self.u = np.zeros(self.Q)
@@ -155,14 +154,29 @@ class Objective:
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
     def _Au(self, a_vals, u):
-        if self._scalar:
-            return a_vals[:, 0] * u[self._col0]
+        if self._single:
+            g, q = self.groups[0], a_vals.shape[1]
+            if q == 1:
+                return a_vals[:, 0] * g.expand(u)
+            return np.einsum("nq,nq->n", a_vals, g.expand(u.reshape(-1, q)))
         return np.einsum("ns,ns->n", a_vals, u[self.cols])
 
     def _Atv(self, a_vals, v):
-        if self._scalar:
-            return np.bincount(self._col0, a_vals[:, 0] * v, minlength=self.Q)
+        if self._single:
+            g = self.groups[0]
+            sums = [g.sum(a_vals[:, k] * v) for k in range(a_vals.shape[1])]
+            return np.column_stack(sums).ravel()
         return np.bincount(self.cols.ravel(), (a_vals * v[:, None]).ravel(), minlength=self.Q)
+
+    def _row_sum(self, v):
+        """Sums of a per-row quantity over the units damped separately in PIRLS."""
+        return self.groups[0].sum(v) if self._single else np.array([v.sum()])
+
+    def _u_sum(self, v):
+        """Sums of a per-random-effect quantity over the same units."""
+        if self._single:
+            return v.reshape(self.n_units, -1).sum(axis=1)
+        return np.array([v.sum()])
 
     def _derivs(self, eta, extra):
         d = self.data
@@ -187,15 +201,13 @@ class Objective:
         eta = eta_fix + self._Au(a_vals, u)
         der = self._derivs(eta, extra)
         units = self.n_units
-        obj = np.bincount(self.row_unit, der.loglik, minlength=units) - 0.5 * np.bincount(
-            self.u_unit, u * u, minlength=units
-        )
+        obj = self._row_sum(der.loglik) - 0.5 * self._u_sum(u * u)
         converged = False
         for _it in range(self.pirls_max_iter):
             grad = self._Atv(a_vals, der.d1) - u
             exact = self._factorize(a_vals, der.w)
             step = self.solver.solve(grad)
-            dec = np.bincount(self.u_unit, grad * step, minlength=units)
+            dec = self._u_sum(grad * step)
             if not np.all(np.isfinite(dec)):
                 raise NotPositiveDefinite("non-finite Newton step")
             if dec.max() < 1e-20 or np.abs(step).max() < 1e-11:
@@ -208,9 +220,7 @@ class Objective:
                 u_try = u + t[self.u_unit] * step
                 eta_try = eta_fix + self._Au(a_vals, u_try)
                 der_try = self._derivs(eta_try, extra)
-                obj_try = np.bincount(
-                    self.row_unit, der_try.loglik, minlength=units
-                ) - 0.5 * np.bincount(self.u_unit, u_try * u_try, minlength=units)
+                obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
                 worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj)))
                 if not worse.any():
                     break
@@ -277,13 +287,13 @@ class Objective:
         psi = -2.0 * der.d1 + v - der.w * Am
         g_beta = d.X.T @ psi
         g_theta = []
-        for f in d.factors:
+        for f, gi in zip(d.factors, self.groups):
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
-            Uc = u[sl].reshape(f.n_levels, f.q)[f.codes]
+            Uc = gi.expand(u[sl].reshape(f.n_levels, f.q))
             mf = m[sl].reshape(f.n_levels, f.q)
             for r, col in zip(f.theta_rows, f.theta_cols):
                 zr = f.Z[:, r]
-                Dr = np.bincount(f.codes, der.d1 * zr, minlength=f.n_levels)
+                Dr = gi.sum(der.d1 * zr)
                 g = psi @ (zr * Uc[:, col]) + mf[:, col] @ Dr
                 g += 2.0 * np.sum(der.w * zr * K[:, f.local + col])
                 g_theta.append(g)
@@ -335,8 +345,9 @@ def agq_deviance(obj: Objective, theta: np.ndarray) -> float:
     terms = np.empty((len(z), f.n_levels))
     for k, zk in enumerate(z):
         uk = u0 + zk * sd
-        eta = s["eta_fix"] + a * uk[f.codes]
-        ll = np.bincount(f.codes, obj._derivs(eta, s["extra"]).loglik, minlength=f.n_levels)
+        gi = obj.groups[0]
+        eta = s["eta_fix"] + a * gi.expand(uk)
+        ll = gi.sum(obj._derivs(eta, s["extra"]).loglik)
         terms[k] = log_w[k] + ll - 0.5 * uk**2 + 0.5 * zk**2
     log_l = np.log(sd) + logsumexp(terms, axis=0)
     return float(-2.0 * log_l.sum())

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._groups import GroupIndex
+
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
     """The Laplace Hessian is not positive definite at the current point."""
@@ -42,6 +44,7 @@ class BlockSolver:
 
     def __init__(self, codes: np.ndarray, n_levels: int, q: int):
         self.codes = codes
+        self.groups = GroupIndex(codes, n_levels)
         self.n_levels = n_levels
         self.q = q
         self._pairs = [(a, b) for a in range(q) for b in range(a, q)]
@@ -50,7 +53,7 @@ class BlockSolver:
         """Form and factorise H from row values ``a_vals`` (n, q) and curvatures ``w`` (n,)."""
         G, q = self.n_levels, self.q
         if q == 1:
-            h = 1.0 + np.bincount(self.codes, w * a_vals[:, 0] ** 2, minlength=G)
+            h = 1.0 + self.groups.sum(w * a_vals[:, 0] ** 2)
             if not np.all(h > 0):
                 raise NotPositiveDefinite("Laplace Hessian is not positive definite")
             self.hinv = (1.0 / h)[:, None, None]
@@ -58,7 +61,7 @@ class BlockSolver:
             return
         H = np.zeros((G, q, q))
         for a, b in self._pairs:
-            s = np.bincount(self.codes, w * a_vals[:, a] * a_vals[:, b], minlength=G)
+            s = self.groups.sum(w * a_vals[:, a] * a_vals[:, b])
             H[:, a, b] = s
             H[:, b, a] = s
         H[:, range(q), range(q)] += 1.0
@@ -77,7 +80,7 @@ class BlockSolver:
 
     def local_inverse(self) -> np.ndarray:
         """Blocks of ``H^{-1}`` seen by each row, shape (n, q, q)."""
-        return self.hinv[self.codes]
+        return self.groups.expand(self.hinv)
 
     def level_inverse(self, f: int = 0) -> np.ndarray:
         """Conditional covariance blocks of ``u`` for factor ``f``, shape (n_levels, q, q)."""

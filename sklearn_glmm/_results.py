@@ -61,7 +61,8 @@ def scale_design(X, names, fit_intercept):
     scaling = dict(
         means=means, scales=scales, kept=kept, dropped=dropped, intercept=fit_intercept, p=p
     )
-    return np.ascontiguousarray(Xd), scaling
+    # column-major: X @ beta and X.T @ psi are the hot products, single-threaded
+    return np.asfortranarray(Xd), scaling
 
 
 def z_scales(factor, X) -> np.ndarray:
