@@ -65,6 +65,9 @@ class BlockSolver:
             H[:, a, b] = s
             H[:, b, a] = s
         H[:, range(q), range(q)] += 1.0
+        if q == 2:
+            self._factorize_2x2(H)
+            return
         try:
             L = np.linalg.cholesky(H)
         except np.linalg.LinAlgError as exc:
@@ -72,6 +75,19 @@ class BlockSolver:
         self.logdet = float(2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
         Linv = np.linalg.inv(L)
         self.hinv = np.einsum("gki,gkj->gij", Linv, Linv)
+
+    def _factorize_2x2(self, H: np.ndarray) -> None:
+        # closed forms: batched LAPACK calls cost more than the arithmetic here
+        a, b, c = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+        det = a * c - b * b
+        if not (np.all(a > 0) and np.all(det > 0)):
+            raise NotPositiveDefinite("Laplace Hessian is not positive definite")
+        hinv = np.empty_like(H)
+        hinv[:, 0, 0] = c / det
+        hinv[:, 1, 1] = a / det
+        hinv[:, 0, 1] = hinv[:, 1, 0] = -b / det
+        self.hinv = hinv
+        self.logdet = float(np.sum(np.log(det)))
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``H^{-1} rhs`` for ``rhs`` of shape (n_levels * q,)."""
