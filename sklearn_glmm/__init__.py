@@ -1,6 +1,7 @@
 """Generalized linear mixed models as scikit-learn estimators."""
 
 from .estimators import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from .inference import anova, compare_models
 
-__all__ = ["BinomialGLMM", "NegBinGLMM", "PoissonGLMM"]
+__all__ = ["BinomialGLMM", "NegBinGLMM", "PoissonGLMM", "anova", "compare_models"]
 __version__ = "0.1.0"

@@ -8,8 +8,9 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
+from sklearn import get_config
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from . import _results
 from ._design import build_factors, factor_names, groups_columns, lookup_codes
@@ -24,6 +25,21 @@ _GH_W = _GH_W / _GH_W.sum()
 
 class NoRandomEffectsWarning(UserWarning):
     """``fit`` was called without ``groups``: the model has no random effects."""
+
+
+def _no_groups_message() -> str:
+    msg = (
+        "fit was called without groups: fitting a GLM without random effects. Pass "
+        "groups=... or name the grouping column(s) of a DataFrame X with group_columns=... "
+        "to fit the mixed model."
+    )
+    if not get_config()["enable_metadata_routing"]:
+        msg += (
+            " Inside Pipeline, cross_validate or GridSearchCV, groups reach fit only through "
+            "metadata routing, which is off: call sklearn.set_config(enable_metadata_routing=True)"
+            " and est.set_fit_request(groups=True), or use group_columns."
+        )
+    return msg
 
 
 class _BaseGLMM(BaseEstimator):
@@ -66,11 +82,25 @@ class _BaseGLMM(BaseEstimator):
         return X.drop(columns=cols), X[cols]
 
     def _validate_X(self, X, reset: bool):
-        X_in = X
-        X, groups_from_X = self._split_groups(X, None)
-        Xa = validate_data(
-            self, X, reset=reset, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=1
-        )
+        X_fixed, groups_from_X = self._split_groups(X, None)
+        if groups_from_X is None:
+            Xa = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=np.float64,
+                ensure_all_finite=False,
+                ensure_min_samples=1,
+            )
+        else:
+            # names and width are those of the whole frame, grouping columns included
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            Xa = check_array(
+                X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=1
+            )
+        if reset:
+            fixed_names = None if groups_from_X is None else list(map(str, X_fixed.columns))
+            self._fixed_names_in = fixed_names
         bad = ~np.isfinite(Xa)
         if bad.any():
             raise ValueError(
@@ -78,10 +108,6 @@ class _BaseGLMM(BaseEstimator):
                 f"{int(bad.any(axis=1).sum())} row(s); impute them (e.g. sklearn.impute."
                 "SimpleImputer) or drop those rows."
             )
-        if getattr(self, "group_columns", None) is not None and reset:
-            self._fixed_names_in = list(map(str, X.columns))
-            self.feature_names_in_ = np.asarray(X_in.columns, dtype=object)
-            self.n_features_in_ = X_in.shape[1]
         return Xa, groups_from_X
 
     def _feature_names(self, n):
@@ -115,6 +141,12 @@ class _BaseGLMM(BaseEstimator):
         self : object
         """
         self._check_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        if np.asarray(y).ndim == 2:
+            y = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn estimators
         X_raw, groups_from_X = self._validate_X(X, reset=True)
         if groups_from_X is not None:
             if groups is not None:
@@ -134,9 +166,7 @@ class _BaseGLMM(BaseEstimator):
         # 2. random-effect structure
         if groups is None:
             warnings.warn(
-                "fit was called without groups: fitting a GLM without random effects. "
-                "Pass groups=... (or enable metadata routing with set_fit_request(groups=True)) "
-                "to fit the mixed model.",
+                _no_groups_message(),
                 NoRandomEffectsWarning,
                 stacklevel=2,
             )
@@ -163,8 +193,8 @@ class _BaseGLMM(BaseEstimator):
         # 3. optimisation
         extra0 = family.default_extra()
         beta0 = glm_start(obj, extra0)
-        theta0 = np.concatenate([np.where(f.theta_rows == f.theta_cols, 1.0, 0.0) for f in fdata])
-        theta0 = theta0 if factors else np.zeros(0)
+        theta0 = [np.where(f.theta_rows == f.theta_cols, 1.0, 0.0) for f in fdata]
+        theta0 = np.concatenate(theta0) if factors else np.zeros(0)
         x0 = np.concatenate([beta0, theta0, extra0])
         bounds = (
             [(None, None)] * data.n_beta
@@ -305,6 +335,79 @@ class _BaseGLMM(BaseEstimator):
 
         check_is_fitted(self, "coef_")
         return Summary(self)
+
+    # -- inference and diagnostics: thin wrappers over sklearn_glmm.inference -----
+    def confint(self, parm=None, level=0.95, method="wald", **kwargs):
+        """Wald, profile or bootstrap intervals; see :func:`sklearn_glmm.inference.confint`."""
+        from .inference import confint
+
+        return confint(self, parm, level, method, **kwargs)
+
+    def profile(self, parm=None, level=0.95, n_jobs=None):
+        """Profile traces (lme4's ``profile``); see :func:`sklearn_glmm.inference.profile`."""
+        from .inference import profile
+
+        return profile(self, parm, level, n_jobs)
+
+    def ranef(self, cond_var=True, format="wide"):
+        """Conditional modes per factor with conditional SDs (lme4's ``ranef(condVar = TRUE)``).
+
+        See :func:`sklearn_glmm._diagnostics.ranef_table` for the layouts.
+        """
+        from ._diagnostics import ranef_table
+
+        check_is_fitted(self, "coef_")
+        return ranef_table(self, cond_var, format)
+
+    def simulate(self, n_sim=1, random_state=None, *, new_random_effects=True):
+        """Outcomes simulated for the training rows, shape (n_samples, n_sim).
+
+        ``new_random_effects=True`` draws new random effects (lme4's
+        ``use.u = FALSE``); ``False`` keeps the conditional modes. Binomial
+        draws count successes out of the rows' trials (0/1 for a binary outcome).
+        """
+        from ._simulate import simulate_response
+
+        check_is_fitted(self, "coef_")
+        return simulate_response(self, n_sim, random_state, new_random_effects)
+
+    def overdispersion(self):
+        """Pearson overdispersion ratio, chi-square statistic, df and p-value."""
+        from ._diagnostics import overdispersion
+
+        check_is_fitted(self, "coef_")
+        return overdispersion(self)
+
+    def scaled_residuals(self, n_sim=250, random_state=None, *, new_random_effects=True):
+        """Simulation-based (DHARMa) residuals with uniformity/dispersion/zero tests."""
+        from ._diagnostics import scaled_residuals
+
+        check_is_fitted(self, "coef_")
+        return scaled_residuals(self, n_sim, random_state, new_random_effects)
+
+    def predict_interval(self, X, groups=None, **kwargs):
+        """Predictions with delta-method SEs and intervals; see ``inference.predict_interval``."""
+        from .inference import predict_interval
+
+        return predict_interval(self, X, groups, **kwargs)
+
+    def marginal_means(self, X, **kwargs):
+        """Conditional and population-averaged means; see ``inference.marginal_means``."""
+        from .inference import marginal_means
+
+        return marginal_means(self, X, **kwargs)
+
+    def contrast(self, X1, X0, **kwargs):
+        """Average conditional and marginal contrasts; see ``inference.contrast``."""
+        from .inference import contrast
+
+        return contrast(self, X1, X0, **kwargs)
+
+    def report(self, **kwargs):
+        """Results paragraph: effects, random-effect SDs, dispersion (``inference.report``)."""
+        from .inference import report
+
+        return report(self, **kwargs)
 
     def _count_proba(self, X, groups, offset, max_count, population):
         eta, var = self._linear_predictor(X, groups, offset, population)

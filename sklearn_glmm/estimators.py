@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score
 from sklearn.utils.multiclass import type_of_target
 
 from ._base import _BaseGLMM
@@ -86,6 +87,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     )
 
     _family_name = "binomial"
+    # score predicts population-level unless asked: set_score_request(groups=True)
+    __metadata_request__score = {"groups": False}
 
     def __init__(
         self,
@@ -122,13 +125,14 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
             raise ValueError(
-                f"BinomialGLMM needs a binary outcome (two classes), got target type {kind!r}. "
+                f"Unknown label type {kind!r}: BinomialGLMM needs a binary outcome (two classes). "
                 "For proportions pass successes as y with trials=..."
             )
         classes, yi = np.unique(y, return_inverse=True)
         if len(classes) > 2:
             raise ValueError(
-                f"BinomialGLMM needs exactly two classes in y, got {len(classes)}: {classes[:5]}."
+                "Only binary classification is supported: BinomialGLMM needs exactly two classes "
+                f"in y, got {len(classes)}: {classes[:5]}."
             )
         if len(classes) < 2:
             raise ValueError(
@@ -161,6 +165,15 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         p1 = self.predict_mean(X, groups, offset=offset)
         return self.classes_[(p1 > 0.5).astype(int)]
 
+    def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
+        """Accuracy of ``predict`` (the classifier convention).
+
+        Rows of known ``groups`` are predicted conditionally. Inside cross-validation
+        ``groups`` reach ``score`` only on request: ``set_score_request(groups=True)``.
+        """
+        y_pred = self.predict(X, groups, offset=offset)
+        return accuracy_score(y, y_pred, sample_weight=sample_weight)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
@@ -168,6 +181,14 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
 
 
 class _CountGLMM(RegressorMixin, _BaseGLMM):
+    # score predicts population-level unless asked: set_score_request(groups=True)
+    __metadata_request__score = {"groups": False}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True  # y holds counts
+        return tags
+
     def _prepare_y(self, y, n):
         yv = np.asarray(y, dtype=float)
         return check_counts(yv), np.ones(n)
@@ -187,7 +208,11 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         return self._count_proba(X, groups, offset, max_count, population)
 
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
-        """D^2, the fraction of deviance explained (as scikit-learn's PoissonRegressor)."""
+        """D^2, the fraction of deviance explained (as scikit-learn's PoissonRegressor).
+
+        Rows of known ``groups`` are predicted conditionally. Inside cross-validation
+        ``groups`` reach ``score`` only on request: ``set_score_request(groups=True)``.
+        """
         mu = self.predict(X, groups, offset=offset)
         y = np.asarray(y, dtype=float)
         w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)

@@ -674,7 +674,7 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
         The learnt fixed part.
     fit_intercept_ : bool
         Whether the formula keeps the intercept.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Columns of the DataFrame seen in ``fit``.
     n_features_in_ : int
         Number of those columns.

@@ -1,0 +1,189 @@
+"""Shared helpers of the plotting functions: inputs, labels, cell means, axes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def pyplot():
+    """Import matplotlib.pyplot, or tell the user how to install it."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Plots need the optional dependency 'matplotlib'; install it with "
+            "`pip install sklearn_glmm[plot]`."
+        ) from exc
+    return plt
+
+
+def axes_or_new(ax, figsize=(6.0, 4.0)):
+    if ax is not None:
+        return ax
+    return pyplot().subplots(figsize=figsize)[1]
+
+
+def column_values(data, v, n: int | None, name: str) -> np.ndarray:
+    """A column of ``data`` named by ``v`` or ``v`` itself as an array of length ``n``."""
+    if isinstance(v, str):
+        if not isinstance(data, pd.DataFrame) or v not in data.columns:
+            raise ValueError(f"{name}={v!r} must name a column of data (a pandas DataFrame).")
+        out = data[v].to_numpy()
+    else:
+        out = np.asarray(v)
+    if n is not None and out.shape[:1] != (n,):
+        raise ValueError(f"{name} must have one value per row ({n}), got shape {out.shape}.")
+    return out
+
+
+def row_labels(data, by, n: int) -> np.ndarray:
+    """One label per row: "all" without ``by``; column values, joined for several columns."""
+    if by is None:
+        return np.full(n, "all", dtype=object)
+    if not _column_names(by):
+        return pd.Series(column_values(data, by, n, "by")).astype(str).to_numpy(dtype=object)
+    parts = [pd.Series(column_values(data, b, n, "by")).astype(str) for b in by]
+    return parts[0].str.cat(parts[1:], sep=" / ").to_numpy(dtype=object)
+
+
+def _column_names(by) -> bool:
+    """Whether ``by`` is a list of column names (several columns) rather than values."""
+    return (
+        isinstance(by, Sequence)
+        and not isinstance(by, str)
+        and len(by) > 0
+        and all(isinstance(b, str) for b in by)
+    )
+
+
+def by_title(by) -> str | None:
+    if by is None or not (isinstance(by, str) or _column_names(by)):
+        return None
+    return by if isinstance(by, str) else " / ".join(map(str, by))
+
+
+def is_binomial(est) -> bool:
+    return est._family_obj.name == "binomial"
+
+
+def check_fitted(est):
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est, "coef_")
+
+
+def model_inputs(est, data, groups):
+    """``(X, groups for predict, grouping labels)`` of the rows in ``data``.
+
+    ``group_columns`` models read their groups from X, so predict gets
+    ``groups=None``; formula models rebuild their design from the formula.
+    """
+    check_fitted(est)
+    frame = isinstance(data, pd.DataFrame)
+    cols = getattr(est, "group_columns", None)
+    if cols is not None:
+        cols = [cols] if isinstance(cols, str) else list(cols)
+        X = data[list(est.feature_names_in_)] if frame else data
+        return X, None, (data[cols] if groups is None else groups)
+    if frame and hasattr(est, "design_info_"):
+        from .formula import design_matrix
+
+        X = design_matrix(est.design_info_, data)
+        names = list(getattr(est, "_factor_order", []))
+        if groups is None and names and all(c in data.columns for c in names):
+            groups = data[names]
+    elif frame and hasattr(est, "feature_names_in_"):
+        X = data[list(est.feature_names_in_)]
+    else:
+        X = data
+    return X, groups, groups
+
+
+def person_labels(groups, factor, n: int) -> np.ndarray:
+    """The labels of one grouping factor (the first by default)."""
+    if groups is None:
+        raise ValueError("This plot needs groups (or group_columns / a formula model's factors).")
+    if isinstance(groups, pd.DataFrame):
+        col = groups.columns[0] if factor is None else factor
+        return groups[col].to_numpy()
+    g = np.asarray(groups)
+    if g.ndim == 2:
+        return g[:, 0 if factor is None else int(factor)]
+    if g.shape != (n,):
+        raise ValueError(f"groups must have one label per row ({n}), got shape {g.shape}.")
+    return g
+
+
+def observed_scale(y, trials) -> np.ndarray:
+    """Observed outcome as a proportion when there are trials."""
+    y = np.asarray(y, dtype=float)
+    return y if trials is None else y / np.asarray(trials, dtype=float)
+
+
+def link_predictions(est, X, groups) -> np.ndarray:
+    """Linear predictor with random effects at their modes (0 for unknown levels)."""
+    if hasattr(est, "decision_function"):
+        return est.decision_function(X, groups)
+    return est._linear_predictor(X, groups, None, "zero")[0]
+
+
+def choose_ids(ids: np.ndarray, n_ids: int, chosen, random_state) -> np.ndarray:
+    unique = pd.unique(ids)
+    if chosen is not None:
+        chosen = np.asarray(chosen)
+        as_str = {str(u): u for u in unique}
+        missing = [c for c in chosen if str(c) not in as_str]
+        if missing:
+            raise ValueError(f"ids {missing} are not among the groups of data.")
+        return np.array([as_str[str(c)] for c in chosen], dtype=object)
+    rng = np.random.default_rng(random_state)
+    k = min(int(n_ids), len(unique))
+    return np.asarray(unique, dtype=object)[np.sort(rng.choice(len(unique), k, replace=False))]
+
+
+def color_map(keys) -> dict:
+    """A colour per key from matplotlib's default cycle (tab20 beyond ten keys)."""
+    plt = pyplot()
+    keys = list(keys)
+    if len(keys) <= 10:
+        cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    else:
+        cmap = plt.get_cmap("tab20")
+        cycle = [cmap(k % 20) for k in range(len(keys))]
+    return {key: cycle[k % len(cycle)] for k, key in enumerate(keys)}
+
+
+def cell_means(time, labels, values, weights=None, bins=None) -> pd.DataFrame:
+    """Weighted means of ``values`` by (label, time); ``bins`` groups a continuous time."""
+    t = np.asarray(time, dtype=float)
+    w = np.ones(len(t)) if weights is None else np.asarray(weights, dtype=float)
+    df = pd.DataFrame({"label": labels, "t": t, "wv": w * np.asarray(values, float), "w": w})
+    df["wt"] = w * t
+    key = pd.cut(t, bins=bins, include_lowest=True) if bins is not None else t
+    g = df.groupby(["label", key], observed=True, sort=True)[["wv", "w", "wt"]].sum()
+    out = pd.DataFrame({"time": g["wt"] / g["w"], "mean": g["wv"] / g["w"]})
+    return out.reset_index(level=0).sort_values(["label", "time"]).reset_index(drop=True)
+
+
+def time_axis(ax, time, values) -> None:
+    """Label the x-axis after the time column; whole-number ticks for whole-number times."""
+    ax.set_xlabel(time if isinstance(time, str) else "time")
+    v = np.asarray(values, dtype=float)
+    if len(v) and np.all(np.isfinite(v)) and np.all(v == np.round(v)):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def probability_axis(ax, ylabel="Probability"):
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel(ylabel)
+
+
+def add_legend(ax, title=None):
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(title=title, frameon=False)

@@ -1,0 +1,469 @@
+"""Reported parameters, Wald and profile-likelihood intervals.
+
+The optimiser works on ``x = [beta_internal, theta, extra]``; intervals are
+reported for ``phi``, the parameters people read:
+
+* fixed effects in original units (``beta = J beta_internal``, a linear map);
+* per grouping factor, in lme4's theta order (column-major lower triangle):
+  a standard deviation for each diagonal element and a correlation for each
+  off-diagonal one (lme4's ``sd_(Intercept)|id``, ``cor_time.(Intercept)|id``);
+* the family's extra parameters on their internal scale (``log_theta`` of the
+  negative binomial, ``logit_zi``), shown transformed (``nb_theta``, ``zi_prob``).
+
+A profile fixes one coordinate of ``phi`` and minimises ``F = -2 log L`` over
+the others (L-BFGS-B with that coordinate's bounds set equal). Its signed root
+``zeta = sign(phi_k - phi_k_hat) sqrt(F_profile - F_hat)`` crosses
+``+-z_(1 - alpha/2)`` at the interval limits (lme4's ``profile``/``confint``).
+Order of calls in :func:`profile_limits`: Wald step from the estimate, secant
+extrapolation until the cutoff is bracketed (or a bound is reached: a
+standard deviation whose profile at 0 stays inside the cutoff has lower limit
+exactly 0), then Illinois regula falsi inside the bracket.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from ._laplace import lambda_matrices
+from ._optimize import _run_lbfgsb, central_gradient
+from ._results import beta_jacobian
+
+_ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
+
+
+class ProfileWarning(UserWarning):
+    """Profiling found a lower deviance than the fit, or could not reach a limit."""
+
+
+def _psd_cholesky(R):
+    """Lower Cholesky factor of a correlation matrix that may be singular; None if not PSD."""
+    q = R.shape[0]
+    L = np.zeros_like(R)
+    for j in range(q):
+        d = R[j, j] - L[j, :j] @ L[j, :j]
+        if d < -1e-10:
+            return None
+        L[j, j] = np.sqrt(max(d, 0.0))
+        for i in range(j + 1, q):
+            v = R[i, j] - L[i, :j] @ L[j, :j]
+            if L[j, j] > 1e-12:
+                L[i, j] = v / L[j, j]
+            elif abs(v) > 1e-8:
+                return None
+    return L
+
+
+class ParamMap:
+    """The map between internal parameters ``x`` and reported parameters ``phi``.
+
+    Attributes
+    ----------
+    names : list of str
+        Row names (fixed effects, ``sd_<term>|<factor>``, ``cor_<a>.<b>|<factor>``,
+        ``nb_theta``, ``zi_prob``).
+    lme4_names : list of str
+        lme4's ``oldNames = TRUE`` names (``.sig01``, ...) for the same rows.
+    kinds : list of {"fixed", "sd", "cor", "extra"}
+    bounds : list of (lower, upper)
+    """
+
+    def __init__(self, est):
+        d = est._objective.data
+        self.p, self.T, self.E = d.n_beta, d.n_theta, d.n_extra
+        self.J = beta_jacobian(est._scaling)
+        self.Jinv = np.linalg.inv(self.J)
+        self.fixed_names = list(est._vcov_fixed.index)
+        self.names = list(self.fixed_names)
+        self.lme4_names = list(self.fixed_names)
+        self.kinds = ["fixed"] * self.p
+        self.bounds = [(None, None)] * self.p
+        self.blocks = []
+        start, sig = self.p, 0
+        for f, s in zip(est._factors, est._z_scales):
+            rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
+            terms = f.term.names
+            self.blocks.append((start, len(terms), rows, cols, np.asarray(s, dtype=float)))
+            for r, c in zip(rows, cols):
+                sig += 1
+                self.lme4_names.append(f".sig{sig:02d}")
+                if r == c:
+                    self.names.append(f"sd_{terms[r]}|{f.name}")
+                    self.kinds.append("sd")
+                    self.bounds.append((0.0, None))
+                else:
+                    self.names.append(f"cor_{terms[r]}.{terms[c]}|{f.name}")
+                    self.kinds.append("cor")
+                    self.bounds.append((-1.0, 1.0))
+            start += len(rows)
+        fam = est._family_obj
+        shown = {"log_theta": "nb_theta", "logit_zi": "zi_prob"}
+        for k, nm in enumerate(fam.extra_names):
+            self.names.append(shown.get(nm, nm))
+            self.lme4_names.append(shown.get(nm, nm))
+            self.kinds.append("extra")
+            self.bounds.append(tuple(est._bounds[self.p + self.T + k]))
+        self.extra_names = list(fam.extra_names)
+        self.n = len(self.names)
+
+    # -- maps ------------------------------------------------------------------
+    def to_phi(self, x):
+        x = np.asarray(x, dtype=float)
+        phi = np.empty(self.n)
+        phi[: self.p] = self.J @ x[: self.p]
+        for start, q, rows, cols, s in self.blocks:
+            L = np.zeros((q, q))
+            L[rows, cols] = x[start : start + len(rows)]
+            Lo = L / s[:, None]
+            S = Lo @ Lo.T
+            sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
+            for j, (r, c) in enumerate(zip(rows, cols)):
+                if r == c:
+                    phi[start + j] = sd[r]
+                else:
+                    den = sd[r] * sd[c]
+                    phi[start + j] = np.clip(S[r, c] / den, -1.0, 1.0) if den > 0 else 0.0
+        phi[self.p + self.T :] = x[self.p + self.T :]
+        return phi
+
+    def to_x(self, phi):
+        """Internal parameters for ``phi``; None when the correlations are not PSD."""
+        phi = np.asarray(phi, dtype=float)
+        x = np.empty(self.n)
+        x[: self.p] = self.Jinv @ phi[: self.p]
+        for start, q, rows, cols, s in self.blocks:
+            vals = phi[start : start + len(rows)]
+            sd = np.zeros(q)
+            R = np.eye(q)
+            for v, r, c in zip(vals, rows, cols):
+                if r == c:
+                    sd[r] = v
+                else:
+                    R[r, c] = R[c, r] = v
+            LR = _psd_cholesky(R)
+            if LR is None:
+                return None
+            Lam = (s * sd)[:, None] * LR
+            x[start : start + len(rows)] = Lam[rows, cols]
+        x[self.p + self.T :] = phi[self.p + self.T :]
+        return x
+
+    def dx_dphi(self, phi):
+        """Jacobian of ``to_x`` at ``phi`` (exact for the linear parts)."""
+        D = np.eye(self.n)
+        D[: self.p, : self.p] = self.Jinv
+        x0 = self.to_x(phi)
+        for start, _q, rows, _cols, _s in self.blocks:
+            for j in range(start, start + len(rows)):
+                h = 1e-7
+                lo, hi = self.bounds[j]
+                up, dn = phi.copy(), phi.copy()
+                # steps stay inside [-1, 1] for correlations (sd is linear: any step works)
+                up[j] = phi[j] + h if hi is None else min(phi[j] + h, hi)
+                dn[j] = phi[j] - h if (lo is None or self.kinds[j] == "sd") else max(phi[j] - h, lo)
+                xu, xd = self.to_x(up), self.to_x(dn)
+                if xu is None:
+                    xu, up = x0, phi
+                if xd is None:
+                    xd, dn = x0, phi
+                if up[j] > dn[j]:
+                    D[start : start + len(rows), j] = (xu - xd)[start : start + len(rows)] / (
+                        up[j] - dn[j]
+                    )
+        return D
+
+    def dphi_dx(self, x):
+        """Jacobian of ``to_phi`` at ``x`` by central differences (rho part)."""
+        G = np.eye(self.n)
+        G[: self.p, : self.p] = self.J
+        for start, _q, rows, _cols, _s in self.blocks:
+            for j in range(start, start + len(rows)):
+                h = 1e-6 * max(1.0, abs(x[j]))
+                up, dn = x.copy(), x.copy()
+                up[j] += h
+                dn[j] -= h
+                G[:, j] = (self.to_phi(up) - self.to_phi(dn)) / (2 * h)
+                G[: self.p, j] = 0.0
+                G[self.p + self.T :, j] = 0.0
+        return G
+
+    def display(self, k, values):
+        """Values of row ``k`` on the reported scale (theta and zi probability)."""
+        values = np.asarray(values, dtype=float)
+        if self.kinds[k] != "extra":
+            return values
+        name = self.extra_names[k - self.p - self.T]
+        lo, hi = self.bounds[k]
+        if name == "log_theta":
+            return np.where(values >= hi - 1e-6, np.inf, np.exp(values))
+        if name == "logit_zi":
+            return np.where(values <= lo + 1e-6, 0.0, special.expit(values))
+        return values
+
+
+# -- Wald intervals on every reported parameter ---------------------------------
+def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
+    """Wald intervals: fixed effects as lme4; SDs on the log scale, correlations on
+    Fisher's z scale and extra parameters on their internal scale (glmmTMB's choice).
+
+    Parameters on a bound (a zero variance, NB theta at infinity) get NaN limits.
+    """
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    x = est._params
+    phi = pmap.to_phi(x)
+    V = est._vcov_params
+    active = np.isfinite(np.diag(V))
+    G = pmap.dphi_dx(x)
+    Vphi = G[:, active] @ V[np.ix_(active, active)] @ G[:, active].T
+    touched = np.any(np.abs(G[:, ~active]) > 0, axis=1)
+    se = np.sqrt(np.clip(np.diag(Vphi), 0.0, None))
+    se[touched] = np.nan
+    lower, upper = np.full(pmap.n, np.nan), np.full(pmap.n, np.nan)
+    for k, kind in enumerate(pmap.kinds):
+        if kind == "fixed":
+            lower[k], upper[k] = phi[k] - z * se[k], phi[k] + z * se[k]
+        elif kind == "sd":
+            if phi[k] > 0 and np.isfinite(se[k]):
+                s = se[k] / phi[k]
+                lower[k], upper[k] = phi[k] * np.exp(-z * s), phi[k] * np.exp(z * s)
+        elif kind == "cor":
+            if abs(phi[k]) < 1 and np.isfinite(se[k]):
+                s = se[k] / (1.0 - phi[k] ** 2)
+                zc = np.arctanh(phi[k])
+                lower[k], upper[k] = np.tanh(zc - z * s), np.tanh(zc + z * s)
+        else:
+            lo, hi = phi[k] - z * se[k], phi[k] + z * se[k]
+            lower[k], upper[k] = pmap.display(k, lo), pmap.display(k, hi)
+    est_disp = np.array([pmap.display(k, phi[k]) for k in range(pmap.n)], dtype=float)
+    return pd.DataFrame(
+        {"estimate": est_disp, "lower": lower, "upper": upper, "std_error": se},
+        index=pd.Index(pmap.names, name="parameter"),
+    )
+
+
+# -- profiles ----------------------------------------------------------------------
+class Profiler:
+    """Profiles of ``F = -2 log L`` along each reported parameter of a fitted model."""
+
+    def __init__(self, est, pmap: ParamMap, max_iter=500, tol=1e-10):
+        self.est = est
+        self.obj = est._objective
+        self.pmap = pmap
+        self.max_iter = max_iter
+        self.tol = tol
+        self.x_hat = est._params.copy()
+        self.phi_hat = pmap.to_phi(self.x_hat)
+        self.u_keep = self.obj.u.copy()
+        self.obj.u = self.u_keep.copy()
+        self.F_hat = float(self.obj.evaluate(self.x_hat))
+        self.lower_found = None  # (parameter, deviance) if profiling found a better fit
+
+    def restore(self):
+        self.obj.u = self.u_keep.copy()
+        self.obj.evaluate(self.x_hat)
+
+    def _fun(self, phi):
+        x = self.pmap.to_x(phi)
+        if x is None:
+            return np.inf, np.zeros(len(phi))
+        obj = self.obj
+        if obj.n_agq == 1:
+            val, g = obj.value_and_grad(x)
+        else:
+            val = obj.evaluate(x)
+            u = obj.u.copy()
+            g = central_gradient(obj.evaluate, x)
+            obj.u = u
+        if not np.isfinite(val):
+            return np.inf, np.zeros(len(phi))
+        return val, self.pmap.dx_dphi(phi).T @ g
+
+    def point(self, k, value, start):
+        """Minimum of F with ``phi_k = value``, started at ``start``; (F, phi)."""
+        pm = self.pmap
+        phi0 = np.array(start, dtype=float)
+        phi0[k] = value
+        for j, kind in enumerate(pm.kinds):
+            # F is even in a standard deviation, so an optimiser at exactly 0 cannot leave it
+            if kind == "sd" and j != k and phi0[j] < 1e-4:
+                phi0[j] = 0.05
+        bounds = list(pm.bounds)
+        bounds[k] = (value, value)
+        for j, (lo, hi) in enumerate(bounds):
+            phi0[j] = np.clip(phi0[j], -np.inf if lo is None else lo, np.inf if hi is None else hi)
+        if pm.to_x(phi0) is None:
+            phi0 = self.phi_hat.copy()
+            phi0[k] = value
+        res = _run_lbfgsb(self._fun, phi0, True, bounds, self.max_iter, self.tol)
+        if not np.isfinite(res.fun):
+            # restart from the estimate when the warm start led into trouble
+            self.obj.u = self.u_keep.copy()
+            phi0 = self.phi_hat.copy()
+            phi0[k] = value
+            res = _run_lbfgsb(self._fun, phi0, True, bounds, self.max_iter, self.tol)
+        return float(res.fun), res.x
+
+    def zeta(self, k, value, start):
+        F, phi = self.point(k, value, start)
+        dev = F - self.F_hat
+        if dev < -1e-3 and (self.lower_found is None or F < self.lower_found[1]):
+            self.lower_found = (self.pmap.names[k], F)
+        return np.sign(value - self.phi_hat[k]) * np.sqrt(max(dev, 0.0)), phi
+
+
+def _initial_step(pmap, k, se_k, phi_k):
+    if np.isfinite(se_k) and se_k > 0:
+        return se_k
+    kind = pmap.kinds[k]
+    if kind == "cor":
+        return 0.3
+    if kind == "sd":
+        return 0.2 * max(phi_k, 0.5)
+    return 0.5 * max(abs(phi_k), 1.0)
+
+
+def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float, trace):
+    """Value of ``phi_k`` where the signed root reaches ``direction * zc`` (or a bound)."""
+    pm = prof.pmap
+    lo, hi = pm.bounds[k]
+    bound = hi if direction > 0 else lo
+    v_hat = prof.phi_hat[k]
+
+    def clip(v):
+        return v if bound is None else (min(v, bound) if direction > 0 else max(v, bound))
+
+    inside = (v_hat, 0.0, prof.phi_hat.copy())
+    prev = inside
+    v = clip(v_hat + direction * zc * step)
+    outside = None
+    for _ in range(40):
+        if v == inside[0]:  # the estimate sits on the bound
+            return v
+        z, phi = prof.zeta(k, v, inside[2])
+        trace.append((v, z))
+        a = abs(z)
+        if a >= zc:
+            outside = (v, a, phi)
+            break
+        prev, inside = inside, (v, a, phi)
+        if bound is not None and v == bound:
+            return bound
+        slope = (a - prev[1]) / abs(v - prev[0])
+        dist = abs(v - v_hat)
+        dv = (zc - a) / slope * 1.05 if slope > 0 else 2.0 * dist
+        v = clip(v + direction * float(np.clip(dv, 0.25 * dist, 4.0 * dist)))
+    if outside is None:
+        warnings.warn(
+            f"profile for {pm.names[k]} did not reach the cutoff; its limit is unbounded.",
+            ProfileWarning,
+            stacklevel=3,
+        )
+        return direction * np.inf
+    # Illinois regula falsi on |zeta| - zc between inside and outside
+    (v0, a0, p0), (v1, a1, _) = inside, outside
+    g0, g1 = a0 - zc, a1 - zc
+    side = 0
+    for _ in range(60):
+        v = v1 - g1 * (v1 - v0) / (g1 - g0)
+        if not (min(v0, v1) < v < max(v0, v1)):
+            v = 0.5 * (v0 + v1)
+        z, phi = prof.zeta(k, v, p0)
+        trace.append((v, z))
+        g = abs(z) - zc
+        if abs(g) < _ZETA_TOL or abs(v1 - v0) < 1e-9 * max(1.0, abs(v)):
+            return v
+        if g < 0:
+            v0, g0, p0 = v, g, phi
+            if side == -1:
+                g1 *= 0.5
+            side = -1
+        else:
+            v1, g1 = v, g
+            if side == 1:
+                g0 *= 0.5
+            side = 1
+    return v
+
+
+def profile_parameter(est, k: int, level: float, se_k: float, max_iter=500, tol=1e-10):
+    """Lower and upper profile limits of reported parameter ``k`` and its trace."""
+    pmap = ParamMap(est)
+    prof = Profiler(est, pmap, max_iter, tol)
+    zc = stats.norm.ppf(0.5 + level / 2.0)
+    step = _initial_step(pmap, k, se_k, prof.phi_hat[k])
+    trace = [(prof.phi_hat[k], 0.0)]
+    try:
+        lower = profile_limit(prof, k, -1, zc, step, trace)
+        prof.obj.u = prof.u_keep.copy()
+        upper = profile_limit(prof, k, +1, zc, step, trace)
+    finally:
+        prof.restore()
+    return lower, upper, sorted(trace), prof.lower_found
+
+
+def profile_table(est, level, parm=None, n_jobs=None):
+    """Profile-likelihood intervals (rows as :func:`wald_table`) and the profile traces."""
+    from joblib import Parallel, delayed
+    from threadpoolctl import threadpool_limits
+
+    pmap = ParamMap(est)
+    wald = wald_table(est, pmap, level)
+    idx = [k for k, nm in enumerate(pmap.names) if parm is None or nm in parm]
+    tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)
+    jobs = [
+        delayed(profile_parameter)(est, k, level, wald["std_error"].iloc[k], 500, tol) for k in idx
+    ]
+    # tiny BLAS calls inside L-BFGS-B are ~10x slower with OpenBLAS threads spinning
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_jobs in (None, 1):
+            out = [j[0](*j[1], **j[2]) for j in jobs]
+        else:
+            out = Parallel(n_jobs=n_jobs)(jobs)
+    table = wald[["estimate"]].copy()
+    table["lower"], table["upper"] = np.nan, np.nan
+    traces = []
+    for k, (lo, hi, trace, lower_found) in zip(idx, out):
+        table.iloc[k, 1] = pmap.display(k, lo)
+        table.iloc[k, 2] = pmap.display(k, hi)
+        tr = np.asarray(trace, dtype=float)
+        traces.append(
+            pd.DataFrame(
+                {
+                    "parameter": pmap.names[k],
+                    "value": pmap.display(k, tr[:, 0]),
+                    "zeta": tr[:, 1],
+                }
+            )
+        )
+        if lower_found is not None:
+            warnings.warn(
+                f"profiling {lower_found[0]} found a deviance {lower_found[1]:.4f} below the "
+                f"fit's {-2 * est.loglik_:.4f}: the fit is not at the optimum; refit (e.g. "
+                "with a smaller tol) before trusting these intervals.",
+                ProfileWarning,
+                stacklevel=3,
+            )
+    table = table.iloc[idx]
+    trace_df = pd.concat(traces, ignore_index=True) if traces else pd.DataFrame()
+    return table, trace_df
+
+
+def lme4_name_map(est) -> dict:
+    """Our row names -> lme4's ``oldNames = TRUE`` names (``.sig01``, ...)."""
+    pmap = ParamMap(est)
+    return dict(zip(pmap.names, pmap.lme4_names))
+
+
+def random_effect_sds(est) -> list[tuple[str, str, float]]:
+    """(factor, term, sd) of every random-effect term, in reported order."""
+    out = []
+    d = est._objective.data
+    lams = lambda_matrices(d, est._params[d.n_beta : d.n_beta + d.n_theta]) if est._factors else []
+    for f, s, L in zip(est._factors, est._z_scales, lams):
+        Lo = L / np.asarray(s)[:, None]
+        sd = np.sqrt(np.diag(Lo @ Lo.T))
+        out += [(f.name, t, float(v)) for t, v in zip(f.term.names, sd)]
+    return out

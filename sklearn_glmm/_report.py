@@ -1,0 +1,211 @@
+"""The results paragraph of a fitted model (``report``)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._compare import anova
+from ._diagnostics import overdispersion
+
+
+def _fmt_p(p):
+    if not np.isfinite(p):
+        return "p = NA"
+    if p < 0.001:
+        return "p < .001"
+    s = f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+    return "p = " + s.lstrip("0") if s != "1.00" else "p > .99"
+
+
+def _is_binary(est, name):
+    """Whether fixed-effect column ``name`` took only the values 0 and 1 in training."""
+    sc = est._scaling
+    k = est._fixed_names.index(name)
+    if k not in sc["kept"]:
+        return False
+    j = sc["kept"].index(k) + int(sc["intercept"])
+    vals = np.unique(est._objective.data.X[:, j]) * sc["scales"][k] + sc["means"][k]
+    return len(vals) == 2 and np.allclose(vals, [0.0, 1.0])
+
+
+def _fmt_ratio(values, digits):
+    """Format ratios with enough decimals to tell estimate and limits apart."""
+    values = [float(v) for v in values]
+    for d in range(digits, 6):
+        out = [f"{v:.{d}f}" for v in values]
+        if len(set(out)) == len(out):
+            return out
+    return out
+
+
+def _effect_sentences(est, ci, outcome, level, digits):
+    binom = est._family_obj.name == "binomial"
+    ratio = "OR" if binom else "IRR"
+    subject, verb = (
+        (f"The odds of {outcome}", "were") if binom else (f"The expected count of {outcome}", "was")
+    )
+    pct = f"{round(level * 100):d}%"
+    out = []
+    fe = est.fixed_effects_
+    for name in fe.index:
+        if name == "(Intercept)" or not np.isfinite(fe.loc[name, "estimate"]):
+            continue
+        b, p = fe.loc[name, "estimate"], fe.loc[name, "p_value"]
+        r, lo, hi = _fmt_ratio(np.exp([b, ci.loc[name, "lower"], ci.loc[name, "upper"]]), digits)
+        binary = _is_binary(est, name)
+        unit = "" if binary else " per unit"
+        stat = f"{ratio} = {r}{unit}, {pct} CI [{lo}, {hi}], {_fmt_p(p)}"
+        if p >= 1 - level:
+            what = f"{name} (1 vs 0)" if binary else name
+            out.append(f"{subject} {verb} not significantly associated with {what} ({stat}).")
+        elif binary:
+            more = "higher" if b > 0 else "lower"
+            out.append(f"{subject} {verb} {more} for {name} = 1 than for {name} = 0 ({stat}).")
+        else:
+            trend = "increased" if b > 0 else "decreased"
+            out.append(f"{subject} {trend} with {name} ({stat}).")
+    return out
+
+
+def _random_sentences(est, ci, digits):
+    scale = "log-odds" if est._family_obj.name == "binomial" else "log"
+    out = []
+    for f in est._factors:
+        S = est.random_effects_cov_[f.name].to_numpy()
+        sd = np.sqrt(np.clip(np.diag(S), 0, None))
+        parts = []
+        for k, t in enumerate(f.term.names):
+            kind = "random-intercept SD" if t == "(Intercept)" else f"random-slope SD of {t}"
+            row = f"sd_{t}|{f.name}"
+            ci_txt = ""
+            if row in ci.index and np.isfinite(ci.loc[row, "lower"]):
+                ci_txt = (
+                    f", CI [{ci.loc[row, 'lower']:.{digits}f}, {ci.loc[row, 'upper']:.{digits}f}]"
+                )
+            zero = " (estimated at zero: a singular fit)" if sd[k] < 1e-4 else ""
+            parts.append(f"the {kind} was {sd[k]:.{digits}f}{ci_txt}{zero}")
+        if len(sd) > 1 and not f.term.diagonal and np.all(sd > 0):
+            r = S[1, 0] / (sd[0] * sd[1])
+            parts.append(f"the correlation of {f.term.names[0]} and {f.term.names[1]} was {r:.2f}")
+        txt = "; ".join(parts)
+        out.append(f"Across {f.n_levels} levels of {f.name}, {txt} (on the {scale} scale).")
+    return out
+
+
+def _dispersion_sentences(est, digits):
+    fam = est._family_obj
+    out = []
+    if hasattr(est, "theta_"):
+        if np.isinf(est.theta_):
+            out.append(
+                "The negative binomial dispersion parameter ran to infinity: the data show "
+                "no overdispersion beyond a Poisson model."
+            )
+        else:
+            out.append(
+                f"The negative binomial dispersion parameter was theta = "
+                f"{est.theta_:.{digits}f} (Var = mu + mu^2 / theta)."
+            )
+    if hasattr(est, "zero_inflation_"):
+        out.append(f"The estimated zero-inflation probability was {est.zero_inflation_:.3f}.")
+    if fam.name == "binomial" and np.all(est._train["trials"] == 1):
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        od = overdispersion(est)
+    verdict = (
+        "indicating overdispersion (consider NegBinGLMM or an observation-level random effect)"
+        if od.p_value < 0.05 and od.ratio > 1
+        else "so the model was adequate in this respect"
+    )
+    out.append(
+        f"The overdispersion ratio was {od.ratio:.{digits}f} (Pearson chi2({od.df}) = "
+        f"{od.statistic:.1f}, {_fmt_p(od.p_value)}), {verdict}."
+    )
+    return out
+
+
+def _compare_sentences(est, compare, digits):
+    out = []
+    for other in compare:
+        label = type(other).__name__
+        try:
+            tab = anova(est, other, names=["this", "other"])
+        except ValueError as exc:
+            out.append(f"(No likelihood-ratio test against the {label} fit: {exc})")
+            continue
+        last = tab.iloc[1]
+        p = (
+            last["Pr(>Chisq) chi-bar"]
+            if np.isfinite(last["Pr(>Chisq) chi-bar"])
+            else last["Pr(>Chisq)"]
+        )
+        kind = " (chi-bar-square: parameter on its boundary)" if last["chi-bar mixture"] else ""
+        out.append(
+            f"A likelihood-ratio test against the {label} fit gave chi2({int(last['Df'])}) = "
+            f"{max(last['Chisq'], 0.0):.{digits}f}, {_fmt_p(p)}{kind}; AIC {est.aic_:.1f} for "
+            f"this model vs {other.aic_:.1f}."
+        )
+    return out
+
+
+def report(
+    est,
+    *,
+    level: float = 0.95,
+    method: str = "wald",
+    outcome: str = "the outcome",
+    compare=(),
+    digits: int = 2,
+) -> str:
+    """A results paragraph for a fitted model.
+
+    Effects are reported as odds ratios (binomial) or incidence-rate ratios
+    (counts) with ``method`` intervals and Wald p-values; random-effect SDs on
+    the link scale; NB dispersion, zero inflation and the overdispersion ratio
+    where they apply; and likelihood-ratio tests against the fits in ``compare``.
+    """
+    check_is_fitted(est, "coef_")
+    from .inference import confint
+
+    ci = confint(est, level=level, method=method)
+    fam = est._family_obj
+    fam_txt = {
+        "binomial": "binomial (logit link)",
+        "poisson": "Poisson (log link)",
+        "negbin": "negative binomial (NB2, log link)",
+    }
+    base = fam.base.name if hasattr(fam, "base") else fam.name
+    kind = ("zero-inflated " if hasattr(fam, "base") else "") + fam_txt[base]
+    if est._factors:
+        approx = (
+            "the Laplace approximation"
+            if est.n_agq == 1
+            else f"adaptive Gauss-Hermite quadrature ({est.n_agq} nodes)"
+        )
+        groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in est._factors)
+        intro = (
+            f"A {kind} mixed model was fitted by maximum likelihood ({approx}) to {est.nobs_} "
+            f"observations with random effects for {groups}."
+        )
+    else:
+        intro = (
+            f"A {kind} model without random effects was fitted by maximum likelihood to "
+            f"{est.nobs_} observations."
+        )
+    parts = [intro]
+    parts += _effect_sentences(est, ci, outcome, level, digits)
+    parts += _random_sentences(est, ci, digits)
+    parts += _dispersion_sentences(est, digits)
+    parts += _compare_sentences(est, list(compare), digits)
+    if est.is_singular_:
+        parts.append(
+            "The fit is singular (a variance or correlation is on its boundary); "
+            "consider simplifying the random effects."
+        )
+    if not est.converged_:
+        parts.append("Warning: the optimiser reported convergence problems (see fit_record_).")
+    return " ".join(parts)

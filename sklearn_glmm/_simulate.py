@@ -1,0 +1,172 @@
+"""Simulation from a fitted model and the parametric bootstrap.
+
+Everything works on the training rows through the objective's frozen
+:class:`~sklearn_glmm._laplace.ModelData` (internal design, trials, offset,
+weights), so no original data need be kept and a bootstrap refit skips input
+validation: it builds a new objective with the simulated outcome and reruns
+:func:`~sklearn_glmm._optimize.fit_objective` from the fitted parameters.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import replace
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._laplace import GLMObjective, Objective, lambda_matrices
+from ._optimize import fit_objective
+
+
+def _rng(random_state) -> np.random.Generator:
+    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return np.random.default_rng(random_state)
+    return np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def simulate_eta(est, n_sim: int, rng, new_random_effects: bool = True) -> np.ndarray:
+    """Linear predictors of the training rows, shape (n_samples, n_sim).
+
+    ``new_random_effects=True`` draws ``u ~ N(0, I)`` for every level
+    (lme4's ``simulate(use.u = FALSE)``); ``False`` keeps the conditional modes
+    (``use.u = TRUE``).
+    """
+    d = est._objective.data
+    if not new_random_effects or not d.factors:
+        return np.repeat(est._train["eta"][:, None], n_sim, axis=1)
+    x = est._params
+    beta, theta = x[: d.n_beta], x[d.n_beta : d.n_beta + d.n_theta]
+    eta = np.repeat((d.X @ beta + d.offset)[:, None], n_sim, axis=1)
+    for f, L in zip(d.factors, lambda_matrices(d, theta)):
+        U = rng.standard_normal((f.n_levels, f.q, n_sim))
+        B = np.einsum("ij,gjs->gis", L, U)  # b = Lambda u on the internal (scaled) Z
+        eta += np.einsum("nq,nqs->ns", f.Z, B[f.codes])
+    return eta
+
+
+def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects=True):
+    """Draw outcomes for the training rows from the fitted model, shape (n_samples, n_sim).
+
+    Binomial outcomes are numbers of successes out of the rows' trials (0/1 for
+    a binary outcome, coded as the index into ``classes_``).
+    """
+    if not isinstance(n_sim, (int, np.integer)) or n_sim < 1:
+        raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")
+    rng = _rng(random_state)
+    eta = simulate_eta(est, int(n_sim), rng, new_random_effects)
+    fam, d = est._family_obj, est._objective.data
+    mu = fam.mean(eta, est._extra)
+    return fam.sample(mu, d.trials[:, None] * np.ones((1, eta.shape[1])), est._extra, rng)
+
+
+def refit(est, y):
+    """Refit the model to outcome ``y`` on the same rows; (x, FitRecord)."""
+    obj0 = est._objective
+    data = replace(obj0.data, y=np.asarray(y, dtype=float))
+    obj = Objective(data, est.n_agq) if data.factors else GLMObjective(data)
+    bounds = est._bounds
+    diag_idx = [k for k, b in enumerate(bounds[: data.n_beta + data.n_theta]) if b[0] == 0.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, record = fit_objective(obj, est._params.copy(), bounds, est.max_iter, est.tol, diag_idx)
+    return x, record
+
+
+def _boot_chunk(est, seeds, new_random_effects):
+    from ._profile import ParamMap
+
+    pmap = ParamMap(est)
+    out = np.full((len(seeds), pmap.n), np.nan)
+    ok = np.zeros(len(seeds), dtype=bool)
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        y = simulate_response(est, 1, rng, new_random_effects)[:, 0]
+        try:
+            x, record = refit(est, y)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            continue
+        if record.converged and np.all(np.isfinite(x)):
+            out[i] = pmap.to_phi(x)
+            ok[i] = True
+    return out, ok
+
+
+class _Progress:
+    """A minimal progress bar on stderr (tqdm when it is installed)."""
+
+    def __init__(self, total, enabled):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc="bootstrap")
+            except ImportError:
+                self.bar = None
+
+    def update(self, k):
+        self.done += k
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(k)
+            return
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        sys.stderr.write(
+            f"\rbootstrap [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+        )
+        sys.stderr.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            sys.stderr.write("\n")
+
+
+def bootstrap_params(
+    est, n_boot, random_state=None, n_jobs=None, progress=False, new_random_effects=True
+):
+    """Reported parameters of ``n_boot`` parametric-bootstrap refits.
+
+    Returns ``(replicates, converged)``: an array of shape (n_boot, n_params)
+    (NaN rows for refits that failed) and a boolean mask. Replicate ``i`` uses
+    its own child seed, so results do not depend on ``n_jobs``.
+    """
+    from joblib import Parallel, delayed
+    from threadpoolctl import threadpool_limits
+
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
+    ss = np.random.SeedSequence(_rng(random_state).integers(0, 2**63 - 1))
+    seeds = ss.spawn(int(n_boot))
+    n_chunks = max(1, min(int(n_boot), 4 * (1 if n_jobs in (None, 1) else abs(int(n_jobs)) + 1)))
+    n_chunks = max(n_chunks, int(np.ceil(n_boot / 25)))
+    chunks = [list(c) for c in np.array_split(np.arange(n_boot), n_chunks) if len(c)]
+    bar = _Progress(int(n_boot), progress)
+    results = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_jobs in (None, 1):
+            for c in chunks:
+                results.append(_boot_chunk(est, [seeds[i] for i in c], new_random_effects))
+                bar.update(len(c))
+        else:
+            gen = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_boot_chunk)(est, [seeds[i] for i in c], new_random_effects) for c in chunks
+            )
+            for c, r in zip(chunks, gen):
+                results.append(r)
+                bar.update(len(c))
+    bar.close()
+    reps = np.vstack([r[0] for r in results])
+    ok = np.concatenate([r[1] for r in results])
+    return reps, ok

@@ -1,0 +1,436 @@
+"""Inference on fitted GLMMs: intervals, model comparison, predictions with uncertainty.
+
+Public functions (the estimators' methods of the same names delegate here):
+
+* :func:`confint` — Wald, profile-likelihood or parametric-bootstrap intervals
+  for fixed effects, random-effect SDs/correlations and family parameters;
+* :func:`anova` — likelihood-ratio tests between nested fits (R's ``anova``),
+  with the chi-bar-square p-value for a variance tested on its boundary;
+* :func:`compare_models` — AIC/BIC table across any fits to the same data;
+* :func:`predict_interval`, :func:`marginal_means`, :func:`contrast` —
+  delta-method standard errors for conditional and population-averaged
+  predictions and their differences or ratios;
+* :func:`report` — the results paragraph.
+
+Simulation and diagnostics live in :mod:`._simulate` and :mod:`._diagnostics`,
+profiles in :mod:`._profile`, model comparison in :mod:`._compare` and the
+report in :mod:`._report`; their public functions are re-exported here.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from numpy.polynomial.hermite_e import hermegauss
+from scipy import special, stats
+from sklearn.utils.validation import check_is_fitted
+
+from ._compare import anova, compare_models
+from ._laplace import lambda_matrices
+from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
+from ._report import report
+from ._results import beta_jacobian
+from ._simulate import bootstrap_params
+
+__all__ = [
+    "anova",
+    "compare_models",
+    "confint",
+    "contrast",
+    "marginal_means",
+    "predict_interval",
+    "profile",
+    "report",
+]
+
+_GH_Z, _GH_W = hermegauss(32)
+_GH_W = _GH_W / _GH_W.sum()
+
+
+# =====================================================================================
+# intervals
+# =====================================================================================
+def _select(pmap: ParamMap, parm, extra_names=()):
+    if parm is None:
+        return None
+    if isinstance(parm, str):
+        if parm in ("fixed", "beta_"):
+            return [n for n, k in zip(pmap.names, pmap.kinds) if k == "fixed"]
+        if parm in ("random", "theta_"):
+            return [n for n, k in zip(pmap.names, pmap.kinds) if k in ("sd", "cor")]
+        parm = [parm]
+    inv = {v: k for k, v in zip(pmap.names, pmap.lme4_names)}
+    out = [inv.get(p, p) for p in parm]
+    known = list(pmap.names) + [n for n in extra_names if n not in pmap.names]
+    unknown = [p for p in out if p not in known]
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; available: {known}.")
+    return out
+
+
+def confint(
+    est,
+    parm=None,
+    level: float = 0.95,
+    method: str = "wald",
+    *,
+    exponentiate: bool = False,
+    n_boot: int = 500,
+    random_state=None,
+    n_jobs=None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Confidence intervals for the fixed effects and variance parameters.
+
+    Parameters
+    ----------
+    est : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    parm : None, str or list of str, default=None
+        Rows to compute: all (None), ``"fixed"`` / ``"random"`` (lme4's
+        ``"beta_"`` / ``"theta_"``) or names (ours or lme4's ``.sig01``).
+    level : float, default=0.95
+    method : {"wald", "profile", "bootstrap"}, default="wald"
+        ``"wald"``: estimate +- z SE (lme4's ``method = "Wald"`` for fixed
+        effects; SDs on the log scale and correlations on Fisher's z scale, as
+        glmmTMB). ``"profile"``: profile likelihood (lme4's default), including
+        a lower limit of exactly 0 for an SD whose profile at 0 stays within
+        the cutoff. ``"bootstrap"``: percentile intervals from ``n_boot``
+        parametric-bootstrap refits (lme4's ``bootMer``).
+    exponentiate : bool, default=False
+        Exponentiate fixed-effect rows (odds ratios for binomial, rate ratios
+        for counts).
+    n_boot, random_state, n_jobs, progress
+        Bootstrap settings (``n_jobs`` also parallelises profiles over parameters).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Index ``parameter`` (fixed effects, ``sd_<term>|<factor>``,
+        ``cor_<term>.<term>|<factor>``, ``nb_theta``, ``zi_prob``); columns
+        ``estimate``, ``lower``, ``upper``. ``table.attrs["lme4_names"]`` maps
+        row names to lme4's ``oldNames = TRUE`` names (``.sig01``, ...).
+
+    Examples
+    --------
+    >>> from sklearn_glmm import BinomialGLMM
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> df, _ = make_longitudinal(n_groups=60, random_state=0)
+    >>> m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    >>> ci = m.confint(method="profile", exponentiate=True)
+    >>> list(ci.columns)
+    ['estimate', 'lower', 'upper']
+    """
+    check_is_fitted(est, "coef_")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}.")
+    method = str(method).lower()
+    pmap = ParamMap(est)
+    sel = _select(pmap, parm, est.fixed_effects_.index)
+    if method == "wald":
+        table = wald_table(est, pmap, level)[["estimate", "lower", "upper"]]
+    elif method == "profile":
+        table, trace = profile_table(est, level, sel, n_jobs)
+        table.attrs["profile"] = trace
+    elif method in ("bootstrap", "boot"):
+        table = _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress)
+    else:
+        raise ValueError(f"method must be 'wald', 'profile' or 'bootstrap', got {method!r}.")
+    # aliased (dropped) fixed-effect columns are reported as NaN rows, as in fixed_effects_
+    fixed_all = list(est.fixed_effects_.index)
+    order = fixed_all + [n for n in pmap.names if n not in fixed_all]
+    table = table.reindex(order if sel is None else [n for n in order if n in sel])
+    if exponentiate:
+        fixed = [n for n in table.index if n in fixed_all]
+        table.loc[fixed] = np.exp(table.loc[fixed].to_numpy())
+    names = lme4_name_map(est)
+    table.attrs.update(
+        method=method, level=level, lme4_names={n: names.get(n, n) for n in table.index}
+    )
+    table.index.name = "parameter"
+    return table
+
+
+def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
+    reps, ok = bootstrap_params(est, n_boot, random_state, n_jobs, progress)
+    n_failed = int((~ok).sum())
+    if n_failed > 0.1 * len(ok):
+        warnings.warn(
+            f"{n_failed} of {len(ok)} bootstrap refits failed to converge and were dropped.",
+            UserWarning,
+            stacklevel=3,
+        )
+    good = reps[ok]
+    a = (1 - level) / 2
+    phi = pmap.to_phi(est._params)
+    rows = []
+    for k in range(pmap.n):
+        col = good[:, k]
+        lo, hi = np.quantile(col, [a, 1 - a]) if len(col) else (np.nan, np.nan)
+        rows.append([pmap.display(k, phi[k]), pmap.display(k, lo), pmap.display(k, hi)])
+    table = pd.DataFrame(
+        np.asarray(rows, dtype=float), columns=["estimate", "lower", "upper"], index=pmap.names
+    )
+    shown = np.column_stack([pmap.display(k, good[:, k]) for k in range(pmap.n)])
+    table.attrs["replicates"] = pd.DataFrame(shown, columns=pmap.names)
+    table.attrs["n_failed"] = n_failed
+    return table
+
+
+def profile(est, parm=None, level: float = 0.95, n_jobs=None) -> pd.DataFrame:
+    """Profile traces (lme4's ``profile``): columns ``parameter``, ``value``, ``zeta``.
+
+    ``zeta`` is the signed square root of the deviance increase; the rows are
+    the points evaluated while locating the ``level`` limits.
+    """
+    check_is_fitted(est, "coef_")
+    sel = _select(ParamMap(est), parm)
+    return profile_table(est, level, sel, n_jobs)[1]
+
+
+# =====================================================================================
+# predictions with uncertainty
+# =====================================================================================
+def _fixed_design(est, Xa):
+    sc = est._scaling
+    cols = [Xa[:, k] for k in sc["kept"]]
+    if sc["intercept"]:
+        cols.insert(0, np.ones(Xa.shape[0]))
+    return np.column_stack(cols) if cols else np.zeros((Xa.shape[0], 0))
+
+
+def _mean_given(fam, eta, var, extra):
+    """E[Y] when eta is normal with mean ``eta`` and variance ``var``."""
+    if fam.link == "log":
+        return fam.mean(eta + var / 2.0, extra)
+    if np.all(var == 0):
+        return fam.mean(eta, extra)
+    nodes = eta[:, None] + np.sqrt(var)[:, None] * _GH_Z[None, :]
+    return fam.mean(nodes, extra) @ _GH_W
+
+
+def _link(fam, mu):
+    return special.logit(mu) if fam.link == "logit" else np.log(mu)
+
+
+def _inv_link(fam, v):
+    return special.expit(v) if fam.link == "logit" else np.exp(v)
+
+
+def _population_means(est, Xa, off, x, population):
+    """Population-level means of rows ``Xa`` at internal parameters ``x``."""
+    d = est._objective.data
+    p, T = d.n_beta, d.n_theta
+    eta = _fixed_design(est, Xa) @ (beta_jacobian(est._scaling) @ x[:p]) + off
+    var = np.zeros(len(eta))
+    if population == "marginal" and est._factors:
+        for f, s, L in zip(est._factors, est._z_scales, lambda_matrices(d, x[p : p + T])):
+            Lo = L / np.asarray(s)[:, None]
+            Z = f.z_matrix(Xa)
+            var += np.einsum("nq,qr,nr->n", Z, Lo @ Lo.T, Z)
+    return _mean_given(est._family_obj, eta, var, x[p + T :])
+
+
+def _delta(est, fun):
+    """Value and covariance of ``fun(x)`` (a vector) by the delta method."""
+    x = est._params
+    V = est._vcov_params
+    active = np.isfinite(np.diag(V))
+    f0 = np.asarray(fun(x), dtype=float)
+    G = np.zeros((len(f0), len(x)))
+    for k in np.flatnonzero(active):
+        h = 1e-5 * max(1.0, abs(x[k]))
+        e = np.zeros(len(x))
+        e[k] = h
+        G[:, k] = (np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * h)
+    Va = V[np.ix_(active, active)]
+    return f0, G[:, active] @ Va @ G[:, active].T
+
+
+def _prep(est, X, offset):
+    check_is_fitted(est, "coef_")
+    Xa, groups_from_X = est._validate_X(X, reset=False)
+    off = np.zeros(Xa.shape[0]) if offset is None else np.asarray(offset, dtype=float).ravel()
+    if off.shape[0] != Xa.shape[0]:
+        raise ValueError(f"offset has {off.shape[0]} values but X has {Xa.shape[0]} rows.")
+    index = X.index if isinstance(X, pd.DataFrame) else None
+    return Xa, off, index, groups_from_X
+
+
+def predict_interval(
+    est,
+    X,
+    groups=None,
+    *,
+    offset=None,
+    level: float = 0.95,
+    scale: str = "response",
+    population: str = "marginal",
+    include_random: bool = True,
+) -> pd.DataFrame:
+    """Predictions with delta-method standard errors and confidence intervals.
+
+    The standard error combines the fixed effects' covariance and, for rows of
+    known groups with ``include_random``, the conditional variance of their
+    random effects (``ranef(cond_var=True)``; their covariance with the fixed
+    effects is neglected). Intervals are formed on the link scale and
+    transformed, so they respect (0, 1) and (0, inf). Rows without a known
+    group follow ``population`` (see ``predict_mean``); a marginal mean's
+    interval reflects the fixed effects' uncertainty only.
+
+    Returns
+    -------
+    table : pandas.DataFrame with columns ``fit``, ``se``, ``lower``, ``upper``
+        On the ``scale`` asked for (``"response"``: probability or mean count;
+        ``"link"``: log-odds or log mean).
+    """
+    if scale not in ("response", "link"):
+        raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
+    Xa, off, index, groups_from_X = _prep(est, X, offset)
+    eta, var = est._linear_predictor(X, groups, offset, population)
+    groups = groups_from_X if groups is None else groups
+    D = _fixed_design(est, Xa)
+    Vb = est._vcov_fixed.to_numpy()
+    v_eta = np.einsum("ni,ij,nj->n", D, Vb, D)
+    if include_random and est._factors and groups is not None:
+        from ._design import groups_columns, lookup_codes
+
+        by_name = dict(zip(est._factor_order, groups_columns(groups, Xa.shape[0])))
+        for f in est._factors:
+            codes = lookup_codes(f, by_name[f.name])
+            known = codes >= 0
+            Z = f.z_matrix(Xa)[known]
+            C = est._ranef_condvar[f.name][codes[known]]
+            v_eta[known] += np.einsum("nq,nqr,nr->n", Z, C, Z)
+    se = np.sqrt(np.clip(v_eta, 0.0, None))
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    fam, extra = est._family_obj, est._extra
+    if scale == "link":
+        fit, lo, hi, se_out = eta, eta - z * se, eta + z * se, se
+    else:
+        fit = _mean_given(fam, eta, var, extra)
+        lo = _mean_given(fam, eta - z * se, var, extra)
+        hi = _mean_given(fam, eta + z * se, var, extra)
+        h = 1e-5
+        slope = (_mean_given(fam, eta + h, var, extra) - _mean_given(fam, eta - h, var, extra)) / (
+            2 * h
+        )
+        se_out = np.abs(slope) * se
+    return pd.DataFrame({"fit": fit, "se": se_out, "lower": lo, "upper": hi}, index=index)
+
+
+def _table_from_link(fam, g, se, z, scale, prefix):
+    mu = _inv_link(fam, g)
+    if scale == "link":
+        vals = (g, se, g - z * se, g + z * se)
+    else:
+        dmu = mu * (1 - mu) if fam.link == "logit" else mu
+        vals = (mu, dmu * se, _inv_link(fam, g - z * se), _inv_link(fam, g + z * se))
+    return {f"{prefix}{s}": v for s, v in zip(("", "_se", "_lower", "_upper"), vals)}
+
+
+def marginal_means(
+    est, X, *, offset=None, level: float = 0.95, scale: str = "response", average: bool = False
+) -> pd.DataFrame:
+    """Conditional (random effects at 0) and marginal (population-averaged) means.
+
+    For a logit link the two differ: the conditional probability is that of a
+    group with a random effect of exactly zero (lme4's ``re.form = NA``), the
+    marginal one averages over the random-effect distribution — the proportion
+    expected in the population, closer to 0.5. For a log link the marginal mean
+    is ``exp(eta + z' Sigma z / 2)``. Standard errors by the delta method over
+    the fixed effects and (for the marginal mean) the covariance parameters;
+    intervals are formed on the link scale of each mean.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Covariate rows (e.g. a grid of time x treatment).
+    average : bool, default=False
+        Average the means over the rows (one row out: an average prediction).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Columns ``conditional``, ``conditional_se``, ``conditional_lower``,
+        ``conditional_upper`` and the same for ``marginal``.
+    """
+    if scale not in ("response", "link"):
+        raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
+    Xa, off, index, _ = _prep(est, X, offset)
+    fam = est._family_obj
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    out = {}
+    for pop, prefix in (("zero", "conditional"), ("marginal", "marginal")):
+
+        def fun(x, pop=pop):
+            mu = _population_means(est, Xa, off, x, pop)
+            return _link(fam, np.array([mu.mean()]) if average else mu)
+
+        g, V = _delta(est, fun)
+        out.update(
+            _table_from_link(fam, g, np.sqrt(np.clip(np.diag(V), 0, None)), z, scale, prefix)
+        )
+    return pd.DataFrame(out, index=None if average else index)
+
+
+def contrast(
+    est,
+    X1,
+    X0,
+    *,
+    offset1=None,
+    offset0=None,
+    kind: str = "difference",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Average contrast between two covariate sets, conditional and marginal.
+
+    ``X1`` and ``X0`` are the same rows with a predictor changed (e.g.
+    ``df.assign(treatment=1)`` and ``df.assign(treatment=0)``); the means are
+    averaged over the rows (an average marginal effect) and compared as a
+    ``"difference"``, ``"ratio"`` or (binomial) ``"odds_ratio"``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Rows ``conditional`` (random effects at 0) and ``marginal``
+        (population-averaged); columns ``estimate, se, lower, upper, z, p_value``.
+        Ratios are tested against 1 on the log scale.
+    """
+    if kind not in ("difference", "ratio", "odds_ratio"):
+        raise ValueError(f"kind must be 'difference', 'ratio' or 'odds_ratio', got {kind!r}.")
+    fam = est._family_obj
+    if kind == "odds_ratio" and fam.link != "logit":
+        raise ValueError("kind='odds_ratio' needs a binomial model.")
+    A1, o1, *_ = _prep(est, X1, offset1)
+    A0, o0, *_ = _prep(est, X0, offset0)
+    if A1.shape != A0.shape:
+        raise ValueError("X1 and X0 must have the same shape (the same rows, changed values).")
+    zq = stats.norm.ppf(0.5 + level / 2.0)
+    rows = {}
+    for pop, label in (("zero", "conditional"), ("marginal", "marginal")):
+
+        def fun(x, pop=pop):
+            m1 = _population_means(est, A1, o1, x, pop).mean()
+            m0 = _population_means(est, A0, o0, x, pop).mean()
+            if kind == "difference":
+                return np.array([m1 - m0])
+            if kind == "ratio":
+                return np.array([np.log(m1) - np.log(m0)])
+            return np.array([special.logit(m1) - special.logit(m0)])
+
+        v, V = _delta(est, fun)
+        se = float(np.sqrt(max(V[0, 0], 0.0)))
+        zs = v[0] / se if se > 0 else np.nan
+        p = float(2 * stats.norm.sf(abs(zs))) if np.isfinite(zs) else np.nan
+        lo, hi = v[0] - zq * se, v[0] + zq * se
+        if kind == "difference":
+            rows[label] = [v[0], se, lo, hi, zs, p]
+        else:
+            r = np.exp(v[0])
+            rows[label] = [r, r * se, np.exp(lo), np.exp(hi), zs, p]
+    return pd.DataFrame.from_dict(
+        rows, orient="index", columns=["estimate", "se", "lower", "upper", "z", "p_value"]
+    )

@@ -1,0 +1,502 @@
+"""Model selection for mixed models: scorers that mean something, and information criteria.
+
+Two tools sit on top of the estimators:
+
+- **Scorers** for cross-validation and grid search: the mean predictive
+  log-likelihood and the mean deviance of the fitted family
+  (:func:`make_glmm_scorer`, :func:`get_scorer`). Rows whose group was seen in
+  training are predicted conditionally on its random effects; rows of new
+  groups get the population-level prediction averaged over the random-effect
+  distribution. A scorer learns the groups of the test rows either from
+  ``group_columns`` (read from a DataFrame ``X``) or, with metadata routing,
+  from ``scorer.set_score_request(groups=True)``.
+- **Information-criterion selection** without cross-validation
+  (:func:`compare_structures`): fit candidate random-effect structures on the
+  same data, rank them by AIC or BIC and test each against its closest nested
+  candidate by a likelihood-ratio test, as lme4's ``anova(m1, m2, ...)``.
+
+Examples
+--------
+>>> from sklearn_glmm import PoissonGLMM
+>>> from sklearn_glmm.datasets import make_longitudinal
+>>> from sklearn_glmm.model_selection import compare_structures
+>>> df, _ = make_longitudinal("poisson", n_groups=80, slope_sd=0.3, random_state=0)
+>>> cmp = compare_structures(
+...     PoissonGLMM(), ["1", "1 + time"], df[["time", "treatment"]], df["y"], groups=df["id"]
+... )
+>>> cmp.best_params_
+{'random_effects': '1 + time'}
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.special import logsumexp
+from sklearn import get_config
+from sklearn.base import BaseEstimator, clone
+from sklearn.metrics import get_scorer as _sk_get_scorer
+from sklearn.metrics import get_scorer_names as _sk_get_scorer_names
+from sklearn.model_selection import ParameterGrid
+from sklearn.pipeline import Pipeline
+from sklearn.utils.metadata_routing import MetadataRequest
+from sklearn.utils.parallel import Parallel, delayed
+
+from ._base import _GH_W, _GH_Z, _BaseGLMM
+
+__all__ = [
+    "GLMMScorer",
+    "StructureComparison",
+    "compare_structures",
+    "get_scorer",
+    "get_scorer_names",
+    "make_glmm_scorer",
+    "mean_deviance",
+    "mean_log_likelihood",
+    "pointwise_log_likelihood",
+]
+
+_METRICS = ("mean_log_likelihood", "neg_mean_deviance")
+_METADATA = ("groups", "offset", "trials", "sample_weight")
+
+
+# -- predictive log-likelihood and deviance -----------------------------------------
+def _final_model(estimator, X):
+    """The fitted GLMM at the end of ``estimator`` and ``X`` transformed up to it."""
+    while True:
+        if isinstance(estimator, Pipeline):
+            if len(estimator) > 1:
+                X = estimator[:-1].transform(X)
+            estimator = estimator[-1]
+        elif hasattr(estimator, "best_estimator_"):  # a fitted search
+            estimator = estimator.best_estimator_
+        else:
+            break
+    if not isinstance(estimator, _BaseGLMM):
+        raise TypeError(
+            "GLMM scorers need a fitted BinomialGLMM, PoissonGLMM or NegBinGLMM (possibly at the "
+            f"end of a Pipeline), got {type(estimator).__name__}."
+        )
+    return estimator, X
+
+
+def _outcome(model, y, trials):
+    """``y`` as numbers (successes for binomial) and the trials of every row."""
+    n = len(y)
+    if model._family_obj.name != "binomial":
+        return np.asarray(y, dtype=float), np.ones(n)
+    if trials is not None:
+        return np.asarray(y, dtype=float), np.asarray(trials, dtype=float)
+    y = np.asarray(y)
+    classes = model.classes_
+    unknown = ~np.isin(y, classes)
+    if unknown.any():
+        raise ValueError(
+            f"y has {int(unknown.sum())} value(s) that are not classes seen in fit "
+            f"({list(classes)}). For successes out of trials, pass trials=... (with metadata "
+            "routing: scorer.set_score_request(trials=True))."
+        )
+    return (y == classes[1]).astype(float), np.ones(n)
+
+
+def _predictive(estimator, X, y, groups, offset, trials, population):
+    model, Xt = _final_model(estimator, X)
+    eta, var = model._linear_predictor(Xt, groups, offset, population)
+    yv, t = _outcome(model, y, trials)
+    return model, eta, var, yv, t
+
+
+def pointwise_log_likelihood(
+    estimator, X, y, *, groups=None, offset=None, trials=None, population="marginal"
+) -> np.ndarray:
+    r"""Log predictive density of every row: :math:`\log p(y_i \mid x_i)`.
+
+    Rows of groups seen in training are conditional on their random-effect
+    modes. Rows of new groups (or all rows when no groups are known) integrate
+    the random effect out, :math:`\log \int p(y_i \mid \eta_i + z_i^\top b)\,
+    \phi(b)\, db` (32-node Gauss-Hermite), unless ``population="zero"``, which
+    sets it to zero (lme4's ``re.form = NA``).
+
+    Parameters
+    ----------
+    estimator : fitted GLMM, or a fitted Pipeline or search ending in one
+    X : array-like or DataFrame of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+        Labels for ``BinomialGLMM`` (or successes with ``trials``); counts otherwise.
+    groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
+        Grouping factor(s) of the rows; ``None`` reads ``group_columns`` from ``X``.
+    offset, trials : array-like of shape (n_samples,), default=None
+    population : {"marginal", "zero"}, default="marginal"
+
+    Returns
+    -------
+    loglik : ndarray of shape (n_samples,)
+    """
+    model, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
+    fam, extra = model._family_obj, model._extra
+    nodes = eta[:, None] + np.sqrt(var)[:, None] * _GH_Z[None, :]
+    ll = fam.derivs(yv[:, None], nodes, t[:, None], np.ones_like(nodes), extra).loglik
+    return logsumexp(ll + np.log(_GH_W)[None, :], axis=1)
+
+
+def mean_log_likelihood(
+    estimator,
+    X,
+    y,
+    *,
+    groups=None,
+    offset=None,
+    trials=None,
+    sample_weight=None,
+    population="marginal",
+) -> float:
+    """Mean log predictive density (higher is better); see :func:`pointwise_log_likelihood`.
+
+    For a 0/1 outcome this is minus scikit-learn's ``log_loss``.
+    """
+    ll = pointwise_log_likelihood(
+        estimator, X, y, groups=groups, offset=offset, trials=trials, population=population
+    )
+    return float(np.average(ll, weights=sample_weight))
+
+
+def mean_deviance(
+    estimator,
+    X,
+    y,
+    *,
+    groups=None,
+    offset=None,
+    trials=None,
+    sample_weight=None,
+    population="marginal",
+) -> float:
+    """Mean unit deviance of the fitted family between ``y`` and the predicted mean.
+
+    Lower is better (the scorer ``"neg_mean_deviance"`` negates it).
+
+    Poisson: ``2 (y log(y / mu) - (y - mu))``; negative binomial at the fitted
+    ``theta_``; binomial on successes out of trials. The predicted mean is
+    conditional for known groups and averaged over the random effects otherwise.
+    """
+    model, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
+    mu = model._mean(eta, var)
+    dev = model._family_obj.unit_deviance(yv, mu, t, model._extra)
+    return float(np.average(dev, weights=sample_weight))
+
+
+# -- scorers --------------------------------------------------------------------------
+class GLMMScorer:
+    """A scorer ``scorer(estimator, X, y, **metadata)`` for cross-validation and searches.
+
+    Parameters
+    ----------
+    metric : {"mean_log_likelihood", "neg_mean_deviance"}, default="mean_log_likelihood"
+        Both are "greater is better", as scikit-learn's scorers.
+    population : {"marginal", "zero"}, default="marginal"
+        Prediction for rows of groups not seen in training.
+
+    Notes
+    -----
+    With metadata routing enabled, ``set_score_request(groups=True)`` (also
+    ``offset``, ``trials``, ``sample_weight``) makes ``cross_validate`` and
+    ``GridSearchCV`` pass the test rows' metadata to the scorer, which predicts
+    conditionally on the groups it knows. Without it, the groups come from
+    ``group_columns`` or predictions are population-level.
+    """
+
+    def __init__(self, metric: str = "mean_log_likelihood", *, population: str = "marginal"):
+        if metric not in _METRICS:
+            raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}.")
+        if population not in ("marginal", "zero"):
+            raise ValueError(f"population must be 'marginal' or 'zero', got {population!r}.")
+        self.metric = metric
+        self.population = population
+        self._metadata_request = MetadataRequest(owner=self)
+
+    def __call__(self, estimator, X, y, **metadata) -> float:
+        unknown = set(metadata) - set(_METADATA)
+        if unknown:
+            raise TypeError(
+                f"{self!r} got unexpected metadata {sorted(unknown)}; it accepts {_METADATA}."
+            )
+        if self.metric == "mean_log_likelihood":
+            return mean_log_likelihood(estimator, X, y, population=self.population, **metadata)
+        return -mean_deviance(estimator, X, y, population=self.population, **metadata)
+
+    def set_score_request(self, **kwargs) -> GLMMScorer:
+        """Request metadata (``groups``, ``offset``, ``trials``, ``sample_weight``) for scoring.
+
+        Only available with ``sklearn.set_config(enable_metadata_routing=True)``.
+        """
+        if not get_config()["enable_metadata_routing"]:
+            raise RuntimeError(
+                "set_score_request is only available when metadata routing is enabled: "
+                "sklearn.set_config(enable_metadata_routing=True)."
+            )
+        unknown = set(kwargs) - set(_METADATA)
+        if unknown:
+            raise TypeError(f"Unknown metadata {sorted(unknown)}; GLMM scorers use {_METADATA}.")
+        for param, alias in kwargs.items():
+            self._metadata_request.score.add_request(param=param, alias=alias)
+        return self
+
+    def get_metadata_routing(self) -> MetadataRequest:
+        """The metadata this scorer requests (none unless ``set_score_request`` was called)."""
+        return self._metadata_request
+
+    def __repr__(self) -> str:
+        pop = "" if self.population == "marginal" else f", population={self.population!r}"
+        return f"make_glmm_scorer({self.metric!r}{pop})"
+
+
+def make_glmm_scorer(metric: str = "mean_log_likelihood", *, population: str = "marginal"):
+    """A :class:`GLMMScorer` for ``scoring=`` in cross-validation and searches.
+
+    Examples
+    --------
+    >>> from sklearn_glmm.model_selection import make_glmm_scorer
+    >>> make_glmm_scorer("neg_mean_deviance")
+    make_glmm_scorer('neg_mean_deviance')
+    """
+    return GLMMScorer(metric, population=population)
+
+
+def get_scorer(scoring):
+    """A scorer by name: this module's metrics, else scikit-learn's ``get_scorer``.
+
+    ``"mean_log_likelihood"`` and ``"neg_mean_deviance"`` give a
+    :class:`GLMMScorer`; every other name (``"neg_log_loss"``, ``"accuracy"``,
+    ``"neg_mean_poisson_deviance"``, ...) and callables go to scikit-learn.
+    """
+    if isinstance(scoring, str) and scoring in _METRICS:
+        return GLMMScorer(scoring)
+    return _sk_get_scorer(scoring)
+
+
+def get_scorer_names() -> list[str]:
+    """Names :func:`get_scorer` accepts."""
+    return sorted(set(_METRICS) | set(_sk_get_scorer_names()))
+
+
+# -- information-criterion selection ------------------------------------------------
+@dataclass
+class StructureComparison:
+    """Candidates fitted on the same data, ranked by an information criterion.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per candidate (index: its label), best first: ``npar``,
+        ``logLik``, ``deviance`` (-2 logLik), ``AIC``, ``BIC``, ``delta`` (to
+        the best by ``criterion``), ``weight`` (Akaike/Schwarz weight),
+        ``converged``, ``singular``; and a likelihood-ratio test against the
+        closest nested candidate: ``lrt_vs``, ``Chisq``, ``Df``, ``p_value``.
+    criterion : str
+    estimators_ : dict of label -> fitted estimator
+    params_ : dict of label -> parameters set on the estimator
+    best_label_, best_params_, best_estimator_
+    """
+
+    table: pd.DataFrame
+    criterion: str
+    estimators_: dict = field(repr=False)
+    params_: dict = field(repr=False)
+
+    @property
+    def best_label_(self) -> str:
+        return str(self.table.index[0])
+
+    @property
+    def best_params_(self) -> dict:
+        return dict(self.params_[self.best_label_])
+
+    @property
+    def best_estimator_(self):
+        return self.estimators_[self.best_label_]
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.width", 120, "display.max_columns", 20):
+            return f"Candidates ranked by {self.criterion.upper()}:\n{self.table}"
+
+
+def _candidates(estimator, param_grid):
+    """(label, unfitted estimator, params) for every candidate."""
+    if isinstance(estimator, dict):
+        if param_grid is not None:
+            raise ValueError("Give either a dict of estimators or an estimator with param_grid.")
+        return [(str(k), clone(e), {}) for k, e in estimator.items()]
+    if not isinstance(estimator, BaseEstimator):
+        raise TypeError(f"estimator must be a GLMM estimator, got {type(estimator).__name__}.")
+    if isinstance(param_grid, (list, tuple)) and all(isinstance(p, str) for p in param_grid):
+        grid = [{"random_effects": p} for p in param_grid]
+    else:
+        grid = list(ParameterGrid(param_grid))
+    if not grid:
+        raise ValueError("param_grid has no candidates.")
+    out = []
+    for params in grid:
+        if list(params) == ["random_effects"]:
+            label = str(params["random_effects"])
+        else:
+            label = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        out.append((label, clone(estimator).set_params(**params), params))
+    return out
+
+
+def _fit_candidate(est, X, y, groups, fit_params):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            est.fit(X, y, groups=groups, **fit_params)
+        except (ValueError, TypeError, np.linalg.LinAlgError) as exc:
+            return est, f"{type(exc).__name__}: {exc}", []
+    # (category, text) pickles back from any joblib worker
+    return est, None, [(w.category, str(w.message)) for w in caught]
+
+
+def _signature(est):
+    """What nesting depends on: family, fixed part and each factor's covariance parameters."""
+    fam = est._family_obj.name
+    zi = fam.startswith("zi_")
+    factors = {}
+    for f in est._factors:
+        names = f.term.names
+        if f.term.diagonal:
+            pars = {(a, a) for a in names}
+        else:
+            pars = {(a, b) for i, a in enumerate(names) for b in names[i:]}
+        factors[f.name] = pars
+    return {
+        "family": fam.removeprefix("zi_"),
+        "zi": zi,
+        "fixed": (tuple(est._fixed_names), bool(est.fit_intercept)),
+        "n_agq": est.n_agq,
+        "factors": factors,
+        "npar": est.n_params_,
+    }
+
+
+def _nested(a, b) -> bool:
+    """Is model ``a`` a special case of model ``b`` (fitted on the same data)?"""
+    if a["npar"] >= b["npar"] or a["fixed"] != b["fixed"] or a["n_agq"] != b["n_agq"]:
+        return False
+    if a["zi"] and not b["zi"]:
+        return False
+    if a["family"] != b["family"] and (a["family"], b["family"]) != ("poisson", "negbin"):
+        return False
+    for name, pars in a["factors"].items():
+        if not pars <= b["factors"].get(name, set()):
+            return False
+    return True
+
+
+def _lrt_columns(table, sigs):
+    """Test every candidate against its closest nested candidate (most parameters)."""
+    vs, chisq, df, p = {}, {}, {}, {}
+    for lab, sb in sigs.items():
+        subs = [la for la, sa in sigs.items() if la != lab and _nested(sa, sb)]
+        if not subs:
+            continue
+        best = max(subs, key=lambda la: (sigs[la]["npar"], table.loc[la, "logLik"]))
+        stat = max(2.0 * (table.loc[lab, "logLik"] - table.loc[best, "logLik"]), 0.0)
+        d = sb["npar"] - sigs[best]["npar"]
+        vs[lab], chisq[lab], df[lab], p[lab] = best, stat, d, stats.chi2.sf(stat, d)
+    table["lrt_vs"] = pd.Series(vs, dtype=object)
+    table["Chisq"] = pd.Series(chisq, dtype=float)
+    table["Df"] = pd.Series(df, dtype="Int64")
+    table["p_value"] = pd.Series(p, dtype=float)
+    return table
+
+
+def compare_structures(
+    estimator,
+    param_grid,
+    X,
+    y,
+    *,
+    groups=None,
+    criterion: str = "bic",
+    n_jobs: int | None = None,
+    **fit_params,
+) -> StructureComparison:
+    """Fit candidate structures on the same data; rank them by AIC or BIC, with nested LRTs.
+
+    The information-criterion route to choosing ``random_effects`` (or
+    ``zero_inflation``, ``n_agq``, ...) without cross-validation: every
+    candidate is fitted once on all rows, as ``anova(m1, m2, ...)`` in lme4.
+
+    Parameters
+    ----------
+    estimator : GLMM estimator, or dict of label -> estimator
+        The estimator whose parameters vary. A dict compares estimators as
+        given (for example Poisson against negative binomial); then
+        ``param_grid`` must be None.
+    param_grid : list of str, dict or list of dict
+        A list of strings is a list of ``random_effects`` terms; a dict (or a
+        list of dicts) is expanded as ``GridSearchCV``'s ``param_grid``.
+    X : array-like or DataFrame of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
+        Grouping factor(s), unless the estimator reads ``group_columns`` from X.
+    criterion : {"bic", "aic"}, default="bic"
+    n_jobs : int, default=None
+        Candidates fitted in parallel (joblib).
+    **fit_params
+        ``sample_weight``, ``offset``, ``trials`` passed to every fit.
+
+    Returns
+    -------
+    StructureComparison
+        ``.table`` (best first), ``.best_params_``, ``.best_estimator_``.
+
+    Notes
+    -----
+    The likelihood-ratio test compares each candidate with the nested
+    candidate that has the most parameters (nesting is read from the fitted
+    structures: a subset of random-effect terms and covariance parameters,
+    Poisson within negative binomial, no zero-inflation within
+    zero-inflation). Its p-value is the naive chi-square one, as lme4's
+    ``anova``; for variances tested on their boundary (zero) it is
+    conservative -- halving it gives the 50:50 chi-bar-square p-value when a
+    single variance is added.
+    """
+    if criterion not in ("aic", "bic"):
+        raise ValueError(f"criterion must be 'aic' or 'bic', got {criterion!r}.")
+    cands = _candidates(estimator, param_grid)
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_candidate)(est, X, y, groups, fit_params) for _, est, _ in cands
+    )
+    rows, fitted, sigs, params = {}, {}, {}, {}
+    for (label, _, prm), (est, error, caught) in zip(cands, results):
+        params[label] = prm
+        if error is not None:
+            warnings.warn(f"candidate {label!r} failed to fit: {error}", UserWarning, stacklevel=2)
+            continue
+        for category, text in caught:  # replay what the fit said, naming the candidate
+            warnings.warn(f"[{label}] {text}", category, stacklevel=2)
+        fitted[label] = est
+        sigs[label] = _signature(est)
+        rows[label] = {
+            "npar": est.n_params_,
+            "logLik": est.loglik_,
+            "deviance": -2.0 * est.loglik_,
+            "AIC": est.aic_,
+            "BIC": est.bic_,
+            "converged": est.converged_,
+            "singular": est.is_singular_,
+        }
+    if not rows:
+        raise ValueError("Every candidate failed to fit; see the warnings above.")
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    crit = table[criterion.upper()]
+    table.insert(5, "delta", crit - crit.min())
+    rel = np.exp(-0.5 * table["delta"])
+    table.insert(6, "weight", rel / rel.sum())
+    table = _lrt_columns(table, sigs).sort_values(["delta", "npar"], kind="stable")
+    table.index.name = "candidate"
+    return StructureComparison(table, criterion, fitted, params)

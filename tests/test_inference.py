@@ -1,0 +1,571 @@
+"""Inference, diagnostics and model comparison (issue 4).
+
+Tier 3 tests compare with tests/fixtures/reference.json (written by
+tests/fixtures/make_fixtures.R); the R call is quoted above each comparison.
+Tiers 1-2: properties (delta-method identities, boundary limits, refusals)
+and simulated truths (simulate moments, scaled-residual tests, coverage).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, anova, compare_models
+from sklearn_glmm._profile import ParamMap
+from sklearn_glmm.datasets import make_longitudinal
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REF_PATH = FIXTURES / "reference.json"
+_ESTIMATORS = {"binomial": BinomialGLMM, "poisson": PoissonGLMM, "nbinom2": NegBinGLMM}
+
+
+def _reference():
+    if not REF_PATH.exists():
+        pytest.skip(
+            "tests/fixtures/reference.json is missing: run `Rscript tests/fixtures/make_fixtures.R`"
+        )
+    with open(REF_PATH) as fh:
+        return json.load(fh)
+
+
+def _fit_case(case: str):
+    """Fit the Python model of a fixture case on its CSV."""
+    spec = _reference()[case]
+    d = pd.read_csv(FIXTURES / spec["data"], dtype={g: str for g in spec["groups"]})
+    kw = {"zero_inflation": True} if spec.get("zero_inflation") else {}
+    est = _ESTIMATORS[spec["family"]](
+        random_effects=spec["random_effects"], n_agq=spec["n_agq"], **kw
+    )
+    kw = {}
+    if spec.get("trials"):
+        kw["trials"] = d[spec["trials"]]
+    if spec.get("offset"):
+        kw["offset"] = d[spec["offset"]]
+    groups = d[spec["groups"]] if len(spec["groups"]) > 1 else d[spec["groups"][0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(d[spec["X"]], d[spec["y"]], groups=groups, **kw)
+    return est, spec, d
+
+
+_FITS: dict = {}
+
+
+def fitted(case):
+    if case not in _FITS:
+        _FITS[case] = _fit_case(case)
+    return _FITS[case]
+
+
+CONFINT_CASES = ["bin_ri", "pois_ri", "singular_bin", "binom_trials"]
+
+
+# ---------------------------------------------------------------------------------
+# Wald and profile intervals against lme4
+# ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CONFINT_CASES)
+def test_wald_confint_matches_lme4(case):
+    # R: confint(fit, method = "Wald", parm = "beta_")
+    est, spec, _ = fitted(case)
+    ci = est.confint(method="wald")
+    for name, (lo, hi) in spec["confint_wald"].items():
+        tol = 0.05 * spec["se"][name]
+        assert ci.loc[name, "lower"] == pytest.approx(lo, abs=tol)
+        assert ci.loc[name, "upper"] == pytest.approx(hi, abs=tol)
+
+
+@pytest.mark.parametrize("case", CONFINT_CASES)
+def test_profile_confint_matches_lme4(case):
+    # R: confint(fit, method = "profile", level = 0.95)   (rows .sig01, (Intercept), ...)
+    est, spec, _ = fitted(case)
+    ref = spec["confint_profile"]
+    if ref is None:
+        pytest.skip(f"lme4's profile failed for {case}: {spec['confint_messages']}")
+    ci = est.confint(method="profile")
+    ours = ci.rename(index=ci.attrs["lme4_names"])
+    assert set(ref) <= set(ours.index)
+    for name, (lo, hi) in ref.items():
+        width = hi - lo
+        assert ours.loc[name, "lower"] == pytest.approx(lo, abs=0.01 * width), name
+        assert ours.loc[name, "upper"] == pytest.approx(hi, abs=0.01 * width), name
+
+
+def test_profile_sd_lower_limit_is_exactly_zero_for_singular_fit():
+    # R: confint(singular_fit, method = "profile")[".sig01", ] gives c(0, 0.7367)
+    est, _, _ = fitted("singular_bin")
+    assert est.is_singular_
+    ci = est.confint(parm=".sig01", method="profile")
+    assert ci.loc["sd_(Intercept)|id", "lower"] == 0.0
+    assert ci.loc["sd_(Intercept)|id", "upper"] > 0.5
+
+
+def test_profile_sd_lower_limit_zero_when_deviance_at_zero_within_cutoff():
+    # a small true SD with few groups: the profile at SD = 0 rises by less than 3.84
+    df, _ = make_longitudinal("binomial", n_groups=30, re_sd=0.3, random_state=3)
+    m = _quiet_fit(BinomialGLMM(), df[["time", "treatment"]], df["y"], df["id"])
+    assert not m.is_singular_
+    ci = m.confint(parm="random", method="profile", level=0.95)
+    lo, hi = ci.iloc[0][["lower", "upper"]]
+    # deviance at sd = 0: the GLM without the random effect
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glm = BinomialGLMM().fit(df[["time", "treatment"]], df["y"])
+    dev0 = 2 * (m.loglik_ - glm.loglik_)
+    if dev0 < stats.chi2.ppf(0.95, 1):
+        assert lo == 0.0
+    else:  # pragma: no cover - depends on the draw
+        assert lo > 0.0
+    assert hi > m.random_effects_cov_["id"].iloc[0, 0] ** 0.5
+
+
+def test_profile_trace_crosses_cutoff_and_names_map_to_lme4():
+    est, _, _ = fitted("bin_ri")
+    tr = est.profile(parm=["time"])
+    assert set(tr["parameter"]) == {"time"}
+    assert tr["zeta"].min() < -1.9 and tr["zeta"].max() > 1.9
+    assert np.all(np.diff(tr.sort_values("value")["zeta"]) > 0)  # monotone profile
+    ci = est.confint(parm=".sig01")
+    assert list(ci.index) == ["sd_(Intercept)|id"]
+    assert ci.attrs["lme4_names"] == {"sd_(Intercept)|id": ".sig01"}
+
+
+def test_wald_exponentiate_and_random_rows():
+    est, _, _ = fitted("bin_ri")
+    ci = est.confint()
+    ce = est.confint(exponentiate=True)
+    fixed = list(est.fixed_effects_.index)
+    np.testing.assert_allclose(ce.loc[fixed].to_numpy(), np.exp(ci.loc[fixed].to_numpy()))
+    sd = ci.loc["sd_(Intercept)|id"]
+    np.testing.assert_allclose(ce.loc["sd_(Intercept)|id"], sd)  # SDs stay on their scale
+    assert sd["lower"] < sd["estimate"] < sd["upper"]
+    assert sd["estimate"] == pytest.approx(est.random_effects_cov_["id"].iloc[0, 0] ** 0.5)
+
+
+def test_param_map_round_trip_with_correlation():
+    est, _, _ = fitted("pois_rs")
+    pm = ParamMap(est)
+    assert pm.names[-3:] == [
+        "sd_(Intercept)|user_id",
+        "cor_day_centered.(Intercept)|user_id",
+        "sd_day_centered|user_id",
+    ]
+    assert pm.lme4_names[-3:] == [".sig01", ".sig02", ".sig03"]
+    phi = pm.to_phi(est._params)
+    np.testing.assert_allclose(pm.to_x(phi), est._params, atol=1e-12)
+    S = est.random_effects_cov_["user_id"].to_numpy()
+    assert phi[-1] == pytest.approx(np.sqrt(S[1, 1]))
+    assert phi[-2] == pytest.approx(S[0, 1] / np.sqrt(S[0, 0] * S[1, 1]))
+    # the analytic chain rule agrees with finite differences of F(phi)
+    D = pm.dx_dphi(phi)
+    for j in range(len(phi)):
+        e = np.zeros(len(phi))
+        e[j] = 1e-6
+        fd = (pm.to_x(phi + e) - pm.to_x(phi - e)) / 2e-6
+        np.testing.assert_allclose(D[:, j], fd, atol=1e-5)
+
+
+def test_profile_nb_theta_and_correlation_rows():
+    df, _ = make_longitudinal("negbin", n_groups=40, nb_theta=2.0, random_state=5)
+    m = _quiet_fit(NegBinGLMM(), df[["time", "treatment"]], df["y"], df["id"])
+    ci = m.confint(parm=["nb_theta"], method="profile")
+    row = ci.loc["nb_theta"]
+    assert row["estimate"] == pytest.approx(m.theta_)
+    assert row["lower"] < row["estimate"] < row["upper"]
+    wald = m.confint().loc["nb_theta"]
+    # the profile and the log-scale Wald interval agree roughly for a well-determined theta
+    assert row["lower"] == pytest.approx(wald["lower"], rel=0.25)
+
+
+@pytest.mark.parametrize("case", ["zip", "nb_ri"])
+def test_wald_rows_for_family_parameters_match_glmmtmb(case):
+    # R (glmmTMB): plogis(fixef(fit)$zi +- qnorm(0.975) * sqrt(vcov(fit)$zi)); sigma(fit) for NB
+    est, spec, _ = fitted(case)
+    ci = est.confint()
+    if spec["zero_inflation"]:
+        zl, se = spec["zi_logit"], spec["zi_se_logit"]
+        assert ci.loc["zi_prob", "estimate"] == pytest.approx(spec["zi_prob"], rel=1e-3)
+        for col, sgn in (("lower", -1), ("upper", 1)):
+            ref = special.expit(zl + sgn * stats.norm.ppf(0.975) * se)
+            assert special.logit(ci.loc["zi_prob", col]) == pytest.approx(
+                special.logit(ref), abs=0.05 * se
+            )
+    else:
+        assert ci.loc["nb_theta", "estimate"] == pytest.approx(spec["nb_theta"], rel=1e-3)
+        assert ci.loc["nb_theta", "lower"] < spec["nb_theta"] < ci.loc["nb_theta", "upper"]
+
+
+def test_confint_argument_errors():
+    est, _, _ = fitted("bin_ri")
+    with pytest.raises(ValueError, match="method"):
+        est.confint(method="exact")
+    with pytest.raises(ValueError, match="level"):
+        est.confint(level=95)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        est.confint(parm=["nope"])
+
+
+# ---------------------------------------------------------------------------------
+# bootstrap
+# ---------------------------------------------------------------------------------
+def test_bootstrap_confint_reproducible_and_independent_of_n_jobs():
+    est, _, _ = fitted("binom_trials")
+    a = est.confint(method="bootstrap", n_boot=16, random_state=7)
+    b = est.confint(method="bootstrap", n_boot=16, random_state=7, n_jobs=2)
+    pd.testing.assert_frame_equal(a, b)
+    assert a.attrs["replicates"].shape == (16, len(a))
+    assert (a["lower"] <= a["upper"]).all()
+    # percentile intervals are roughly the Wald ones here (20% of the width)
+    w = est.confint()
+    width = w["upper"] - w["lower"]
+    fixed = list(est.fixed_effects_.index)
+    assert np.all(np.abs(a.loc[fixed, "lower"] - w.loc[fixed, "lower"]) < 0.35 * width[fixed])
+
+
+# ---------------------------------------------------------------------------------
+# anova and AIC tables
+# ---------------------------------------------------------------------------------
+def test_anova_matches_lme4():
+    # R: anova(pois_ri_fit, pois_rs_fit)
+    ref = _reference()["anova"]
+    a, _, _ = fitted("pois_ri")
+    b, _, _ = fitted("pois_rs")
+    tab = anova(a, b, names=["pois_ri", "pois_rs"])
+    assert list(tab.columns[:8]) == [
+        "npar",
+        "AIC",
+        "BIC",
+        "logLik",
+        "deviance",
+        "Chisq",
+        "Df",
+        "Pr(>Chisq)",
+    ]
+    assert list(tab.index) == ref["models"]
+    np.testing.assert_array_equal(tab["npar"], ref["npar"])
+    for col in ("AIC", "BIC", "logLik", "deviance"):
+        np.testing.assert_allclose(tab[col], ref[col], atol=2e-3)
+    assert tab["Chisq"].iloc[1] == pytest.approx(ref["Chisq"][1], abs=2e-3)
+    assert tab["Df"].iloc[1] == ref["Df"][1]
+    assert tab["Pr(>Chisq)"].iloc[1] == pytest.approx(ref["p"][1], rel=2e-3)
+    # a random slope with its correlation: 0.5 chi2(1) + 0.5 chi2(2)
+    chisq = tab["Chisq"].iloc[1]
+    mix = 0.5 * stats.chi2.sf(chisq, 1) + 0.5 * stats.chi2.sf(chisq, 2)
+    assert tab["Pr(>Chisq) chi-bar"].iloc[1] == pytest.approx(mix)
+    assert tab["chi-bar mixture"].iloc[1] == "0.5*chi2(1) + 0.5*chi2(2)"
+
+
+def test_anova_random_intercept_vs_glm_uses_chi_bar_square():
+    # R: anova(bin_ri_fit, glm(binary ~ time + treatment, family = binomial))
+    ref = _reference()["anova_bin_fixed"]
+    est, spec, d = fitted("bin_ri")
+    glm = _quiet_fit(BinomialGLMM(), d[spec["X"]], d[spec["y"]], None)
+    tab = anova(est, glm, names=["bin_ri", "bin_fixed"])
+    assert list(tab.index) == ["bin_fixed", "bin_ri"]  # sorted by npar, as R
+    np.testing.assert_allclose(tab["logLik"], ref["logLik"], atol=2e-3)
+    assert tab["Chisq"].iloc[1] == pytest.approx(ref["Chisq"][1], abs=2e-3)
+    assert tab["Pr(>Chisq)"].iloc[1] == pytest.approx(ref["p"][1], rel=2e-3)
+    assert tab["Pr(>Chisq) chi-bar"].iloc[1] == pytest.approx(0.5 * ref["p"][1], rel=2e-3)
+    assert "p-value" in tab.attrs["note"] or "Pr(>Chisq)" in tab.attrs["note"]
+
+
+def test_anova_refuses_non_nested_and_different_data():
+    p, spec, d = fitted("pois_ri")
+    prs, _, _ = fitted("pois_rs")
+    X, y, g = d[spec["X"]], d[spec["y"]], d[spec["groups"][0]]
+    nb = _quiet_fit(NegBinGLMM(), X, y, g)
+    with pytest.raises(ValueError, match="not nested"):
+        anova(nb, prs)  # NB random intercept vs Poisson random slope
+    half = _quiet_fit(PoissonGLMM(), X.iloc[:900], y.iloc[:900], g.iloc[:900])
+    with pytest.raises(ValueError, match="same data"):
+        anova(half, p)
+    b, _, _ = fitted("bin_ri")
+    with pytest.raises(ValueError, match="kinds of outcome"):
+        anova(p, b)
+    # fixed effects are compared by column space, not by name
+    rng = np.random.default_rng(0)
+    X2 = X.assign(noise=rng.normal(size=len(X)))
+    # same column name, different values: p (3 parameters) is not nested in `other` (3)
+    renamed = X2[["noise"]].rename(columns={"noise": "day_centered"})
+    other = _quiet_fit(PoissonGLMM(), renamed, y, g)
+    with pytest.raises(ValueError, match="fixed effects"):
+        anova(p, other)
+    full = _quiet_fit(PoissonGLMM(), X2, y, g)
+    tab = anova(p, full)
+    assert tab["Df"].iloc[1] == 1 and np.isnan(tab["Pr(>Chisq) chi-bar"].iloc[1])
+    # Poisson is a boundary case of NB: 0.5 chi2(0) + 0.5 chi2(1)
+    tab = anova(p, nb)
+    assert tab["chi-bar mixture"].iloc[1] == "0.5*chi2(0) + 0.5*chi2(1)"
+
+
+def test_compare_models_table():
+    p, spec, d = fitted("pois_ri")
+    prs, _, _ = fitted("pois_rs")
+    X, y, g = d[spec["X"]], d[spec["y"]], d[spec["groups"][0]]
+    nb = _quiet_fit(NegBinGLMM(), X, y, g)
+    tab = compare_models(p, prs, nb, names=["Poisson", "Poisson RS", "NB"])
+    assert list(tab.columns) == ["npar", "logLik", "AIC", "dAIC", "AIC_weight", "BIC", "dBIC"]
+    assert tab["AIC"].is_monotonic_increasing and tab["dAIC"].iloc[0] == 0
+    assert tab["AIC_weight"].sum() == pytest.approx(1.0)
+    assert tab.loc["NB", "AIC"] == pytest.approx(nb.aic_)
+    b, _, _ = fitted("bin_ri")
+    with pytest.raises(ValueError):
+        compare_models(p, b)
+
+
+# ---------------------------------------------------------------------------------
+# random effects, simulation, diagnostics
+# ---------------------------------------------------------------------------------
+def test_ranef_condvar_matches_lme4():
+    # R: ranef(fit, condVar = TRUE)
+    est, spec, _ = fitted("bin_ri")
+    ref = spec["ranef"]["id"]
+    re = est.ranef(cond_var=True)["id"]
+    assert sorted(re.index.astype(str)) == sorted(ref["levels"])
+    order = pd.Index(re.index.astype(str)).get_indexer(ref["levels"])
+    re = re.iloc[order]
+    re.attrs["cond_var"] = est.ranef()["id"].attrs["cond_var"][order]
+    np.testing.assert_allclose(re["(Intercept)"], np.asarray(ref["values"])[:, 0], atol=2e-3)
+    np.testing.assert_allclose(
+        re.attrs["cond_var"][:, 0, 0], np.asarray(ref["condvar"])[:, 0], rtol=2e-3
+    )
+    np.testing.assert_allclose(re["condsd_(Intercept)"] ** 2, re.attrs["cond_var"][:, 0, 0])
+    long = est.ranef(format="long")
+    assert list(long.columns) == ["grpvar", "term", "grp", "condval", "condsd"]
+    assert len(long) == len(re)
+
+
+def test_ranef_condvar_random_slopes_matches_lme4():
+    est, spec, _ = fitted("pois_rs")
+    ref = spec["ranef"]["user_id"]
+    re = est.ranef()["user_id"]
+    order = pd.Index(re.index.astype(str)).get_indexer(ref["levels"])
+    cv = re.attrs["cond_var"][order].reshape(len(ref["levels"]), -1)
+    np.testing.assert_allclose(cv, np.asarray(ref["condvar"]), rtol=5e-3, atol=1e-7)
+
+
+def test_simulate_shape_and_reproducibility():
+    est, _, d = fitted("bin_ri")
+    s1 = est.simulate(3, random_state=0)
+    s2 = est.simulate(3, random_state=0)
+    assert s1.shape == (len(d), 3)
+    np.testing.assert_array_equal(s1, s2)
+    assert set(np.unique(s1)) <= {0.0, 1.0}
+    with pytest.raises(ValueError):
+        est.simulate(0)
+
+
+def test_simulate_moments_new_random_effects_poisson():
+    # Y = Poisson(exp(eta + b)), b ~ N(0, s^2): E Y = m = exp(eta + s^2/2),
+    # Var Y = m + m^2 (exp(s^2) - 1)
+    est, _, _ = fitted("pois_ri")
+    sims = est.simulate(4000, random_state=1)
+    d = est._objective.data
+    eta = d.X @ est._params[: d.n_beta] + d.offset
+    s2 = est.random_effects_cov_["user_id"].iloc[0, 0]
+    m = np.exp(eta + s2 / 2)
+    v = m + m**2 * np.expm1(s2)
+    assert np.mean(sims.mean(axis=1) / m) == pytest.approx(1.0, abs=0.01)
+    assert np.mean(sims.var(axis=1) / v) == pytest.approx(1.0, abs=0.03)
+    # one row on its own: within 5 Monte-Carlo SEs
+    i = 0
+    assert abs(sims[i].mean() - m[i]) < 5 * np.sqrt(v[i] / sims.shape[1])
+
+
+def test_simulate_moments_fixed_random_effects():
+    est, _, _ = fitted("binom_trials")
+    sims = est.simulate(5000, random_state=2, new_random_effects=False)
+    fit = est.fitted()  # conditional expected successes
+    t = est._train["trials"]
+    p = fit / t
+    se = np.sqrt(t * p * (1 - p) / sims.shape[1])
+    assert np.all(np.abs(sims.mean(axis=1) - fit) < 5 * se + 1e-12)
+    np.testing.assert_allclose(sims.var(axis=1), t * p * (1 - p), rtol=0.15, atol=0.05)
+
+
+def test_simulate_moments_negbin():
+    df, _ = make_longitudinal("negbin", n_groups=40, nb_theta=2.0, random_state=4)
+    m = _quiet_fit(NegBinGLMM(), df[["time", "treatment"]], df["y"], df["id"])
+    sims = m.simulate(4000, random_state=3, new_random_effects=False)
+    mu = m.fitted()
+    v = mu + mu**2 / m.theta_
+    assert np.mean(sims.mean(axis=1) / mu) == pytest.approx(1.0, abs=0.01)
+    assert np.mean(sims.var(axis=1) / v) == pytest.approx(1.0, abs=0.04)
+
+
+def test_posterior_predictive_check_in_a_few_lines():
+    est, spec, d = fitted("bin_ri")
+    sims = est.simulate(100, random_state=0)
+    cells = [d["time"], d["treatment"]]
+    observed = d["binary"].groupby(cells).mean()
+    simulated = pd.DataFrame(sims).groupby(cells).mean()
+    lo, hi = simulated.quantile(0.005, axis=1), simulated.quantile(0.995, axis=1)
+    assert ((observed >= lo) & (observed <= hi)).mean() >= 0.8
+
+
+def test_overdispersion():
+    df, _ = make_longitudinal("negbin", n_groups=60, nb_theta=1.0, random_state=8)
+    X, y, g = df[["time", "treatment"]], df["y"], df["id"]
+    pois = _quiet_fit(PoissonGLMM(), X, y, g)
+    ratio, stat, dfree, p = pois.overdispersion()
+    assert ratio > 1.5 and p < 1e-6
+    assert dfree == pois.df_resid_
+    assert stat == pytest.approx(np.sum(pois.residuals("pearson") ** 2))
+    good, _, _ = fitted("pois_ri")
+    assert 0.8 < good.overdispersion().ratio < 1.2
+    b, _, _ = fitted("bin_ri")
+    with pytest.warns(UserWarning, match="binary"):
+        b.overdispersion()
+
+
+def test_scaled_residuals_uniform_under_the_model():
+    est, _, _ = fitted("pois_ri")
+    sr = est.scaled_residuals(n_sim=250, random_state=0)
+    assert sr.residuals.shape == (est.nobs_,)
+    assert np.all((sr.residuals >= 0) & (sr.residuals <= 1))
+    t = sr.tests()
+    assert list(t.index) == ["uniformity (KS)", "dispersion", "zero-inflation"]
+    assert (t["p_value"] > 0.01).all()
+
+
+def test_scaled_residuals_detect_overdispersion_and_zero_inflation():
+    df, _ = make_longitudinal("negbin", n_groups=60, nb_theta=1.0, random_state=8)
+    pois = _quiet_fit(PoissonGLMM(), df[["time", "treatment"]], df["y"], df["id"])
+    sr = pois.scaled_residuals(n_sim=200, random_state=1)
+    assert sr.test_dispersion()["p_value"] < 0.01
+    assert sr.test_dispersion()["statistic"] > 1
+    assert sr.test_uniformity()["p_value"] < 0.01
+    dz, _ = make_longitudinal("poisson", n_groups=60, zero_inflation=0.3, random_state=9)
+    pz = _quiet_fit(PoissonGLMM(), dz[["time", "treatment"]], dz["y"], dz["id"])
+    zt = pz.scaled_residuals(n_sim=200, random_state=2).test_zero_inflation()
+    assert zt["statistic"] > 1 and zt["p_value"] < 0.01
+
+
+# ---------------------------------------------------------------------------------
+# predictions with uncertainty, marginal effects
+# ---------------------------------------------------------------------------------
+def test_predict_interval_delta_method():
+    est, spec, d = fitted("bin_ri")
+    X = d[spec["X"]].iloc[:5]
+    link = est.predict_interval(X, scale="link", population="zero")
+    D = np.column_stack([np.ones(5), X.to_numpy()])
+    V = est._vcov_fixed.to_numpy()
+    np.testing.assert_allclose(link["se"], np.sqrt(np.einsum("ni,ij,nj->n", D, V, D)))
+    np.testing.assert_allclose(link["fit"], est.decision_function(X))
+    resp = est.predict_interval(X, population="zero")
+    np.testing.assert_allclose(resp["lower"], special.expit(link["lower"]))
+    np.testing.assert_allclose(resp["upper"], special.expit(link["upper"]))
+    p = special.expit(link["fit"])
+    np.testing.assert_allclose(resp["se"], p * (1 - p) * link["se"], rtol=1e-4)
+    # known groups add the conditional variance of their random effects
+    known = est.predict_interval(X, d["id"].iloc[:5], scale="link")
+    cv = est.ranef()["id"]["condsd_(Intercept)"].loc[d["id"].iloc[:5].astype(str)].to_numpy()
+    np.testing.assert_allclose(known["se"] ** 2, link["se"] ** 2 + cv**2, rtol=1e-6)
+    marg = est.predict_interval(X)  # unknown groups, averaged over the random effect
+    np.testing.assert_allclose(marg["fit"], est.predict_proba(X)[:, 1])
+
+
+def test_predict_interval_reads_group_columns():
+    est, spec, d = fitted("bin_ri")
+    cols = d[["time", "treatment", "id"]]
+    m = _quiet_fit(BinomialGLMM(group_columns="id"), cols, d["binary"], None)
+    a = m.predict_interval(cols.iloc[:4])
+    b = est.predict_interval(d[["time", "treatment"]].iloc[:4], d["id"].iloc[:4])
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-4)
+    ci = m.confint(parm=["time"])
+    assert list(ci.index) == ["time"]
+
+
+def test_marginal_means_poisson_and_binomial():
+    est, spec, d = fitted("pois_ri")
+    grid = pd.DataFrame({"day_centered": [-10.0, 0.0, 10.0]})
+    mm = est.marginal_means(grid)
+    s2 = est.random_effects_cov_["user_id"].iloc[0, 0]
+    np.testing.assert_allclose(mm["marginal"], mm["conditional"] * np.exp(s2 / 2), rtol=1e-9)
+    assert (mm["conditional_lower"] < mm["conditional"]).all()
+    assert (mm["marginal_upper"] > mm["marginal"]).all()
+    b, bspec, bd = fitted("bin_ri")
+    g = pd.DataFrame({"time": [0, 4], "treatment": [0, 0]})
+    mb = b.marginal_means(g)
+    # population-averaged probabilities are pulled towards 0.5
+    assert np.all(np.abs(mb["marginal"] - 0.5) < np.abs(mb["conditional"] - 0.5))
+    np.testing.assert_allclose(mb["marginal"], b.predict_proba(g)[:, 1])
+    avg = b.marginal_means(g, average=True)
+    assert len(avg) == 1 and avg["marginal"].iloc[0] == pytest.approx(mb["marginal"].mean())
+
+
+def test_contrast_ratio_equals_exp_beta_for_log_link():
+    df, _ = make_longitudinal("poisson", n_groups=50, random_state=11)
+    X = df[["time", "treatment"]]
+    m = _quiet_fit(PoissonGLMM(), X, df["y"], df["id"])
+    c = m.contrast(X.assign(treatment=1), X.assign(treatment=0), kind="ratio")
+    beta = m.fixed_effects_.loc["treatment"]
+    for row in ("conditional", "marginal"):
+        assert c.loc[row, "estimate"] == pytest.approx(np.exp(beta["estimate"]), rel=1e-8)
+        assert c.loc[row, "p_value"] == pytest.approx(beta["p_value"], rel=1e-3)
+    diff = m.contrast(X.assign(treatment=1), X.assign(treatment=0))
+    assert np.sign(diff.loc["marginal", "estimate"]) == np.sign(beta["estimate"])
+    with pytest.raises(ValueError, match="odds_ratio"):
+        m.contrast(X, X, kind="odds_ratio")
+
+
+# ---------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------
+def test_report_binomial_and_poisson():
+    est, _, _ = fitted("bin_ri")
+    text = est.report(outcome="the outcome")
+    ci = est.confint(exponentiate=True)
+    assert "OR = 0.81 per unit" in text
+    assert f"[{ci.loc['time', 'lower']:.2f}, {ci.loc['time', 'upper']:.2f}]" in text
+    assert "p < .001" in text and "random-intercept SD was 0.69" in text
+    assert "treatment (1 vs 0)" in text
+    p, spec, d = fitted("pois_ri")
+    nb = _quiet_fit(NegBinGLMM(), d[spec["X"]], d[spec["y"]], d[spec["groups"][0]])
+    text = p.report(outcome="logins", compare=[nb])
+    assert "IRR = " in text and "overdispersion ratio was" in text
+    assert "likelihood-ratio test against the NegBinGLMM" in text
+
+
+# ---------------------------------------------------------------------------------
+# helpers and slow studies
+# ---------------------------------------------------------------------------------
+def _quiet_fit(est, X, y, groups, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X, y, groups=groups, **kw)
+
+
+@pytest.mark.slow
+def test_wald_coverage_tutorial_design():
+    """Wald 95% intervals cover the true fixed effects 93-97% of the time (400 data sets)."""
+    truth = None
+    hits = []
+    for seed in range(400):
+        df, info = make_longitudinal(random_state=1000 + seed)
+        truth = info["fixed_effects"]
+        m = _quiet_fit(BinomialGLMM(), df[["time", "treatment"]], df["y"], df["id"])
+        ci = m.confint()
+        hits.append([ci.loc[k, "lower"] <= v <= ci.loc[k, "upper"] for k, v in truth.items()])
+    hits = np.asarray(hits)
+    pooled = hits.mean()
+    assert 0.93 <= pooled <= 0.97, (pooled, hits.mean(axis=0))
+    assert np.all((hits.mean(axis=0) >= 0.92) & (hits.mean(axis=0) <= 0.98)), hits.mean(axis=0)
+
+
+@pytest.mark.slow
+def test_profile_coverage_random_intercept_sd():
+    """Profile 95% intervals for the random-intercept SD cover the truth ~95% (200 data sets)."""
+    hits = []
+    for seed in range(200):
+        df, info = make_longitudinal(random_state=5000 + seed, n_groups=100)
+        m = _quiet_fit(BinomialGLMM(), df[["time", "treatment"]], df["y"], df["id"])
+        ci = m.confint(parm="random", method="profile")
+        hits.append(ci["lower"].iloc[0] <= info["re_sd"] <= ci["upper"].iloc[0])
+    assert 0.91 <= np.mean(hits) <= 0.985

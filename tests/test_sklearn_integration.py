@@ -1,0 +1,588 @@
+"""The estimators inside scikit-learn: routing, pipelines, cross-validation, searches, parallelism.
+
+Every snippet of the scikit-learn integration issue runs here, plus the two
+scoring regimes (population-level under GroupKFold, conditional under KFold via
+``group_columns`` or a scorer that requests ``groups``), information-criterion
+selection, ``n_jobs=2`` and a Dask ``LocalCluster``.
+"""
+
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import UnsetMetadataPassedError
+from sklearn.metrics import accuracy_score, log_loss, mean_poisson_deviance
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupKFold,
+    KFold,
+    RandomizedSearchCV,
+    cross_val_predict,
+    cross_val_score,
+    cross_validate,
+)
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils import get_tags
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm._base import NoRandomEffectsWarning
+from sklearn_glmm.datasets import make_longitudinal
+from sklearn_glmm.model_selection import (
+    GLMMScorer,
+    compare_structures,
+    get_scorer,
+    get_scorer_names,
+    make_glmm_scorer,
+    mean_deviance,
+    mean_log_likelihood,
+    pointwise_log_likelihood,
+)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.filterwarnings("ignore:boundary \\(singular\\) fit"),
+]
+
+
+@pytest.fixture
+def routing():
+    with sklearn.config_context(enable_metadata_routing=True):
+        yield
+
+
+@pytest.fixture(scope="module")
+def binary():
+    df, _ = make_longitudinal("binomial", n_groups=100, slope_sd=0.8, random_state=0)
+    return df[["time", "treatment"]], df["y"], df["id"], df
+
+
+@pytest.fixture(scope="module")
+def counts():
+    df, _ = make_longitudinal("poisson", n_groups=60, slope_sd=0.3, random_state=0)
+    return df[["time", "treatment"]], df["y"], df["id"], df
+
+
+# -- the issue's snippets -----------------------------------------------------------
+def test_issue_snippet_pipeline_cross_validate(binary):
+    X, y, ids, _ = binary
+    with sklearn.config_context():
+        sklearn.set_config(enable_metadata_routing=True)
+        pipe = make_pipeline(StandardScaler(), BinomialGLMM().set_fit_request(groups=True))
+        res = cross_validate(
+            pipe, X, y, cv=GroupKFold(5), params={"groups": ids}, scoring="neg_log_loss"
+        )
+    scores = res["test_score"]
+    assert np.all(np.isfinite(scores))
+    # better than a coin flip, worse than certainty
+    assert np.log(0.5) < scores.mean() < -0.3
+
+
+def test_issue_snippet_grid_search(binary):
+    X, y, ids, _ = binary
+    with sklearn.config_context():
+        sklearn.set_config(enable_metadata_routing=True)
+        search = GridSearchCV(
+            BinomialGLMM().set_fit_request(groups=True),
+            {"random_effects": ["1", "1 + time", "0 + time"]},
+            cv=GroupKFold(5),
+        ).fit(X, y, groups=ids)
+    assert search.best_params_["random_effects"] in ("1", "1 + time", "0 + time")
+    acc = search.cv_results_["mean_test_score"]
+    assert np.all((acc > 0.5) & (acc < 1.0))  # score is accuracy for the classifier
+    assert search.best_estimator_.ranef_["id"].shape[0] == ids.nunique()
+
+
+# -- structures found by search ---------------------------------------------------
+def test_grid_search_picks_random_slope_population_level(routing, counts):
+    X, y, ids, _ = counts
+    search = GridSearchCV(
+        PoissonGLMM().set_fit_request(groups=True),
+        {"random_effects": ["1", "1 + time", "0 + time"]},
+        cv=GroupKFold(5),
+        scoring=get_scorer("mean_log_likelihood"),
+    ).fit(X, y, groups=ids)
+    assert search.best_params_ == {"random_effects": "1 + time"}
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_grid_search_picks_random_slope_conditional(counts):
+    # no routing needed: the grouping column travels inside X
+    _, y, _, df = counts
+    search = GridSearchCV(
+        PoissonGLMM(group_columns="id"),
+        {"random_effects": ["1", "1 + time", "0 + time"]},
+        cv=KFold(5, shuffle=True, random_state=0),
+        scoring=get_scorer("mean_log_likelihood"),
+    ).fit(df[["id", "time", "treatment"]], y)
+    assert search.best_params_ == {"random_effects": "1 + time"}
+
+
+def test_grid_over_n_agq_zero_inflation_and_estimators(routing, counts):
+    X, y, ids, _ = counts
+    small = ids % 2 == 0  # 30 people, both arms
+    Xs, ys, gs = X[small], y[small], ids[small]
+    cv = GroupKFold(2)
+    agq = GridSearchCV(PoissonGLMM().set_fit_request(groups=True), {"n_agq": [1, 5]}, cv=cv).fit(
+        Xs, ys, groups=gs
+    )
+    assert np.all(np.isfinite(agq.cv_results_["mean_test_score"]))
+    zi = GridSearchCV(
+        PoissonGLMM().set_fit_request(groups=True),
+        {"zero_inflation": [False, True]},
+        cv=cv,
+        scoring=get_scorer("neg_mean_deviance"),
+    ).fit(Xs, ys, groups=gs)
+    assert np.all(np.isfinite(zi.cv_results_["mean_test_score"]))
+    pipe = Pipeline(
+        [
+            ("scale", StandardScaler().set_output(transform="pandas")),
+            ("glmm", PoissonGLMM().set_fit_request(groups=True)),
+        ]
+    )
+    fam = GridSearchCV(
+        pipe,
+        {
+            "glmm": [
+                PoissonGLMM().set_fit_request(groups=True),
+                NegBinGLMM().set_fit_request(groups=True),
+            ]
+        },
+        cv=cv,
+        scoring=get_scorer("mean_log_likelihood"),
+    ).fit(Xs, ys, groups=gs)
+    assert len(fam.cv_results_["params"]) == 2
+
+
+# -- routing of groups, trials, offset, sample_weight --------------------------------
+def test_routing_off_says_so_and_does_not_fit_silently(binary):
+    X, y, ids, _ = binary
+    with sklearn.config_context(enable_metadata_routing=False):
+        search = GridSearchCV(BinomialGLMM(), {"random_effects": ["1"]}, cv=GroupKFold(2))
+        with pytest.warns(NoRandomEffectsWarning, match="metadata routing, which is off"):
+            search.fit(X, y, groups=ids)
+        assert search.best_estimator_._factors == []
+        with pytest.raises(ValueError, match="does not accept the groups parameter"):
+            make_pipeline(StandardScaler(), BinomialGLMM()).fit(X, y, groups=ids)
+        with pytest.raises(RuntimeError, match="metadata routing is enabled"):
+            BinomialGLMM().set_fit_request(groups=True)
+
+
+def test_routing_on_but_groups_not_requested_raises(routing, binary):
+    X, y, ids, _ = binary
+    with pytest.raises(UnsetMetadataPassedError, match="set_fit_request"):
+        cross_validate(BinomialGLMM(), X, y, cv=GroupKFold(2), params={"groups": ids})
+
+
+def test_cross_val_score_predict_and_randomized_search(routing, binary):
+    X, y, ids, _ = binary
+    est = BinomialGLMM().set_fit_request(groups=True)
+    scores = cross_val_score(est, X, y, cv=GroupKFold(3), params={"groups": ids})
+    assert np.all((scores > 0.5) & (scores <= 1))
+    proba = cross_val_predict(
+        est, X, y, cv=GroupKFold(3), params={"groups": ids}, method="predict_proba"
+    )
+    assert proba.shape == (len(y), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    rs = RandomizedSearchCV(
+        est, {"random_effects": ["1", "0 + time"]}, n_iter=2, cv=GroupKFold(3), random_state=0
+    ).fit(X, y, groups=ids)
+    assert rs.best_estimator_.ranef_["id"].shape[0] == ids.nunique()
+
+
+def test_pipeline_routes_groups_offset_weights_like_a_direct_fit(routing, counts):
+    X, y, ids, _ = counts
+    rng = np.random.default_rng(0)
+    offset = np.log(rng.uniform(0.5, 2.0, size=len(y)))
+    w = rng.integers(1, 3, size=len(y)).astype(float)
+    glmm = PoissonGLMM("1 + time").set_fit_request(groups=True, offset=True, sample_weight=True)
+    pipe = make_pipeline(
+        StandardScaler().set_output(transform="pandas").set_fit_request(sample_weight=False),
+        glmm,
+    )
+    pipe.fit(X, y, groups=ids, offset=offset, sample_weight=w)
+    Xs = StandardScaler().fit_transform(X)
+    direct = PoissonGLMM("1 + time").fit(
+        pd.DataFrame(Xs, columns=X.columns), y, groups=ids, offset=offset, sample_weight=w
+    )
+    np.testing.assert_allclose(pipe[-1].coef_, direct.coef_, rtol=1e-6)
+    assert pipe[-1].fixed_effects_.index.tolist() == ["(Intercept)", "time", "treatment"]
+
+
+def test_trials_and_offset_reach_fit_and_scorer(routing):
+    df, _ = make_longitudinal("binomial", n_groups=40, trials=(2, 8), random_state=1)
+    X, y, ids, trials = df[["time", "treatment"]], df["y"], df["id"], df["trials"]
+    est = BinomialGLMM().set_fit_request(groups=True, trials=True)
+    scorer = make_glmm_scorer().set_score_request(trials=True)
+    cv = list(GroupKFold(3).split(X, y, ids))
+    res = cross_validate(est, X, y, cv=cv, params={"groups": ids, "trials": trials}, scoring=scorer)
+    manual = []
+    for train, test in cv:
+        m = BinomialGLMM().fit(
+            X.iloc[train], y.iloc[train], ids.iloc[train], trials=trials.iloc[train]
+        )
+        manual.append(mean_log_likelihood(m, X.iloc[test], y.iloc[test], trials=trials.iloc[test]))
+    np.testing.assert_allclose(res["test_score"], manual, rtol=1e-10)
+    with pytest.raises(ValueError, match="trials"):
+        cross_validate(
+            est,
+            X,
+            y,
+            cv=cv,
+            params={"groups": ids, "trials": trials},
+            scoring=make_glmm_scorer(),
+            error_score="raise",
+        )
+
+
+# -- scoring: population-level and conditional regimes ---------------------------------
+def test_conditional_scoring_beats_population_under_kfold(routing, counts):
+    X, y, ids, df = counts
+    cv = KFold(5, shuffle=True, random_state=0)
+    ll = get_scorer("mean_log_likelihood")
+    population = cross_val_score(
+        PoissonGLMM("1 + time").set_fit_request(groups=True),
+        X,
+        y,
+        cv=cv,
+        params={"groups": ids},
+        scoring=ll,
+    )
+    by_columns = cross_val_score(
+        PoissonGLMM("1 + time", group_columns="id"),
+        df[["id", "time", "treatment"]],
+        y,
+        cv=cv,
+        scoring=ll,
+    )
+    by_routing = cross_val_score(
+        PoissonGLMM("1 + time").set_fit_request(groups=True),
+        X,
+        y,
+        cv=cv,
+        params={"groups": ids},
+        scoring=make_glmm_scorer().set_score_request(groups=True),
+    )
+    assert by_columns.mean() > population.mean() + 0.3
+    np.testing.assert_allclose(by_routing, by_columns, rtol=1e-6)
+
+
+def test_score_conventions(routing, binary, counts):
+    X, y, ids, _ = binary
+    m = BinomialGLMM().fit(X, y, groups=ids)
+    assert m.score(X, y) == accuracy_score(y, m.predict(X))
+    assert m.score(X, y, ids) == accuracy_score(y, m.predict(X, ids))
+    Xc, yc, idc, _ = counts
+    p = PoissonGLMM("1 + time").fit(Xc, yc, groups=idc)
+    assert p.score(Xc, yc, idc) > p.score(Xc, yc)  # D^2, conditional vs population
+    # default score ignores groups (population-level); requesting them scores conditionally
+    cv = KFold(3, shuffle=True, random_state=0)
+    base = PoissonGLMM("1 + time").set_fit_request(groups=True)
+    default = cross_val_score(base, Xc, yc, cv=cv, params={"groups": idc})
+    cond = cross_val_score(
+        clone(base).set_score_request(groups=True), Xc, yc, cv=cv, params={"groups": idc}
+    )
+    assert cond.mean() > default.mean()
+
+
+def test_scorers_agree_with_sklearn_metrics(binary, counts):
+    X, y, ids, _ = binary
+    m = BinomialGLMM().fit(X, y, groups=ids)
+    for g in (None, ids):
+        expected = -log_loss(y, m.predict_proba(X, g))
+        assert mean_log_likelihood(m, X, y, groups=g) == pytest.approx(expected, rel=1e-9)
+    Xc, yc, idc, _ = counts
+    p = PoissonGLMM().fit(Xc, yc, groups=idc)
+    for g in (None, idc):
+        dev = mean_poisson_deviance(yc, p.predict(Xc, g))
+        assert mean_deviance(p, Xc, yc, groups=g) == pytest.approx(dev, rel=1e-9)
+        assert get_scorer("neg_mean_deviance")(p, Xc, yc, groups=g) == pytest.approx(-dev)
+    # the marginal predictive density integrates the random effect, as predict_proba does
+    ll = pointwise_log_likelihood(p, Xc, yc)
+    pk = p.predict_proba(Xc, max_count=int(yc.max()))
+    np.testing.assert_allclose(ll, np.log(pk[np.arange(len(yc)), yc]), rtol=1e-8)
+    nb = NegBinGLMM().fit(Xc, yc, groups=idc)
+    assert np.isfinite(get_scorer("mean_log_likelihood")(nb, Xc, yc))
+
+
+def test_scorer_names_and_errors(binary):
+    X, y, ids, _ = binary
+    names = get_scorer_names()
+    assert {"mean_log_likelihood", "neg_mean_deviance", "neg_log_loss"} <= set(names)
+    assert isinstance(get_scorer("mean_log_likelihood"), GLMMScorer)
+    assert get_scorer("neg_log_loss") is not None
+    assert repr(make_glmm_scorer(population="zero")) == (
+        "make_glmm_scorer('mean_log_likelihood', population='zero')"
+    )
+    with pytest.raises(ValueError, match="metric"):
+        make_glmm_scorer("accuracy")
+    with pytest.raises(TypeError, match="fitted BinomialGLMM"):
+        get_scorer("mean_log_likelihood")(StandardScaler().fit(X), X, y)
+    with pytest.raises(RuntimeError, match="metadata routing"):
+        make_glmm_scorer().set_score_request(groups=True)
+    m = BinomialGLMM().fit(X, y, groups=ids)
+    with pytest.raises(ValueError, match="not classes seen in fit"):
+        mean_log_likelihood(m, X, y + 5)
+
+
+# -- information-criterion selection --------------------------------------------------
+def test_compare_structures_ranks_slope_first_with_nested_lrts(counts):
+    X, y, ids, _ = counts
+    cands = ["1", "0 + time", "diag(1 + time)", "1 + time"]
+    cmp = compare_structures(PoissonGLMM(), cands, X, y, groups=ids, criterion="aic")
+    t = cmp.table
+    assert set(t.index) == set(cands)
+    assert "time" in cmp.best_label_ and "1" in cmp.best_label_
+    assert cmp.best_params_["random_effects"] == cmp.best_label_
+    assert t["delta"].iloc[0] == 0 and np.isclose(t["weight"].sum(), 1.0)
+    np.testing.assert_allclose(t["AIC"], t["deviance"] + 2 * t["npar"])
+    assert t.loc["1 + time", "lrt_vs"] == "diag(1 + time)"
+    assert t.loc["diag(1 + time)", "lrt_vs"] in ("1", "0 + time")
+    assert t.loc["diag(1 + time)", "p_value"] < 1e-6
+    assert pd.isna(t.loc["1", "lrt_vs"])  # nothing nested below a random intercept
+    assert "Candidates ranked by AIC" in repr(cmp)
+    assert cmp.best_estimator_.random_effects == cmp.best_label_
+
+
+def test_compare_structures_estimators_and_failures(counts):
+    X, y, ids, _ = counts
+    models = {
+        "poisson": PoissonGLMM(),
+        "negbin": NegBinGLMM(),
+        "zip": PoissonGLMM(zero_inflation=True),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmp = compare_structures(models, None, X, y, groups=ids)
+    t = cmp.table
+    assert t.loc["negbin", "lrt_vs"] == "poisson" and t.loc["zip", "lrt_vs"] == "poisson"
+    assert t.loc["negbin", "Df"] == 1
+    with pytest.warns(UserWarning, match="failed to fit"):
+        grid = compare_structures(
+            PoissonGLMM(),
+            {"random_effects": ["1", "1 + time"], "n_agq": [1, 3]},
+            X,
+            y,
+            groups=ids,
+        )
+    assert len(grid.table) == 3  # n_agq=3 with a random slope is refused
+    assert grid.best_params_ == {"n_agq": 1, "random_effects": "1 + time"}
+
+
+def test_compare_structures_docstring_example():
+    df, _ = make_longitudinal("poisson", n_groups=80, slope_sd=0.3, random_state=0)
+    cmp = compare_structures(
+        PoissonGLMM(), ["1", "1 + time"], df[["time", "treatment"]], df["y"], groups=df["id"]
+    )
+    assert cmp.best_params_ == {"random_effects": "1 + time"}
+
+
+# -- parallel and distributed ---------------------------------------------------------
+def test_n_jobs_2_matches_serial(routing, counts):
+    X, y, ids, _ = counts
+    grid = {"random_effects": ["1", "1 + time"]}
+    est = PoissonGLMM().set_fit_request(groups=True)
+    serial = GridSearchCV(est, grid, cv=GroupKFold(3)).fit(X, y, groups=ids)
+    parallel = GridSearchCV(est, grid, cv=GroupKFold(3), n_jobs=2).fit(X, y, groups=ids)
+    np.testing.assert_allclose(
+        parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-10
+    )
+    res = cross_validate(
+        est, X, y, cv=GroupKFold(3), params={"groups": ids}, n_jobs=2, return_estimator=True
+    )
+    assert all(m.converged_ for m in res["estimator"])
+    cands = ["1", "1 + time"]
+    cmp1 = compare_structures(PoissonGLMM(), cands, X, y, groups=ids)
+    cmp2 = compare_structures(PoissonGLMM(), cands, X, y, groups=ids, n_jobs=2)
+    pd.testing.assert_frame_equal(cmp1.table, cmp2.table)
+
+
+def _dask_grid_search(X, y, ids):
+    import joblib
+    from distributed import Client, LocalCluster
+
+    est = PoissonGLMM().set_fit_request(groups=True)
+    grid = {"random_effects": ["1", "1 + time"]}
+    scoring = get_scorer("mean_log_likelihood")
+    # one thread per worker process; distributed's nanny also sets OMP/MKL/OPENBLAS threads to 1
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        with joblib.parallel_config(backend="dask"):
+            search = GridSearchCV(est, grid, cv=GroupKFold(3), scoring=scoring, n_jobs=-1)
+            return search.fit(X, y, groups=ids)
+
+
+def test_dask_local_cluster_grid_search(routing, counts):
+    pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    X, y, ids, _ = counts
+    search = _dask_grid_search(X, y, ids)
+    serial = GridSearchCV(
+        PoissonGLMM().set_fit_request(groups=True),
+        {"random_effects": ["1", "1 + time"]},
+        cv=GroupKFold(3),
+        scoring=get_scorer("mean_log_likelihood"),
+    ).fit(X, y, groups=ids)
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-10
+    )
+    assert search.best_params_ == {"random_effects": "1 + time"}
+
+
+# -- conventions ------------------------------------------------------------------------
+def test_set_output_pandas_names_flow_to_random_effects(routing, binary):
+    X, y, ids, _ = binary
+    pipe = make_pipeline(
+        StandardScaler().set_output(transform="pandas"),
+        BinomialGLMM("1 + time").set_fit_request(groups=True),
+    ).fit(X, y, groups=ids)
+    assert list(pipe.feature_names_in_) == ["time", "treatment"]
+    assert list(pipe[-1].feature_names_in_) == ["time", "treatment"]
+    assert list(pipe[-1].random_effects_cov_["id"].columns) == ["(Intercept)", "time"]
+    assert pipe.predict_proba(X).shape == (len(y), 2)
+
+
+def _arms(df):
+    arm = np.where(df["id"] % 3 == 0, "a", np.where(df["id"] % 3 == 1, "b", "c"))
+    return df.assign(arm=pd.Categorical(arm))
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_column_transformer_one_hot_and_group_columns(counts, verbose):
+    _, y, _, df = counts
+    data = _arms(df)[["id", "time", "arm"]]
+    ct = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["time"]),
+            ("cat", OneHotEncoder(drop="first", sparse_output=False), ["arm"]),
+            ("grp", "passthrough", ["id"]),
+        ],
+        verbose_feature_names_out=verbose,
+    ).set_output(transform="pandas")
+    time, grp = ("num__time", "grp__id") if verbose else ("time", "id")
+    pipe = make_pipeline(ct, PoissonGLMM(f"1 + {time}", group_columns=grp))
+    res = cross_validate(pipe, data, y, cv=KFold(3, shuffle=True, random_state=0))
+    assert np.all(np.isfinite(res["test_score"]))
+    pipe.fit(data, y)
+    glmm = pipe[-1]
+    names = [
+        "(Intercept)",
+        time,
+        f"{'cat__' if verbose else ''}arm_b",
+        f"{'cat__' if verbose else ''}arm_c",
+    ]
+    assert glmm.fixed_effects_.index.tolist() == names
+    assert list(glmm.ranef_) == [grp]
+    cond = pipe.predict(data)  # ids read from X: conditional
+    new = pipe.predict(data.assign(id=data["id"] + 10_000))
+    assert not np.allclose(cond, new)
+
+
+def test_multimetric_scoring_dict(routing, binary):
+    X, y, ids, _ = binary
+    res = cross_validate(
+        BinomialGLMM().set_fit_request(groups=True),
+        X,
+        y,
+        cv=GroupKFold(3),
+        params={"groups": ids},
+        scoring={
+            "ll": get_scorer("mean_log_likelihood"),
+            "dev": get_scorer("neg_mean_deviance"),
+            "nll": "neg_log_loss",
+            "acc": "accuracy",
+        },
+    )
+    np.testing.assert_allclose(res["test_ll"], res["test_nll"], rtol=1e-9)
+    np.testing.assert_allclose(res["test_dev"], 2 * res["test_nll"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM, NegBinGLMM])
+def test_get_set_params_clone_round_trip(Est):
+    est = Est(random_effects={"id": "1 + time"}, n_agq=1, group_columns=["id"], max_iter=50)
+    params = est.get_params()
+    twin = clone(est)
+    assert twin.get_params() == params and twin is not est
+    twin.set_params(random_effects="1", tol=1e-8)
+    assert twin.random_effects == "1" and twin.tol == 1e-8
+    assert est.random_effects == {"id": "1 + time"}
+    if Est is not BinomialGLMM:
+        assert Est(zero_inflation=True).get_params()["zero_inflation"] is True
+
+
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM, NegBinGLMM])
+def test_pickled_models_predict_identically(Est, counts, binary):
+    X, y, ids, df = binary if Est is BinomialGLMM else counts
+    m = Est("1 + time", group_columns="id").fit(df[["id", "time", "treatment"]], y)
+    m2 = pickle.loads(pickle.dumps(m))
+    Xg = df[["id", "time", "treatment"]]
+    np.testing.assert_array_equal(m2.predict(Xg), m.predict(Xg))
+    np.testing.assert_array_equal(m2.predict_proba(Xg), m.predict_proba(Xg))
+    assert m2.score(Xg, y) == m.score(Xg, y)
+    new = Xg.assign(id=-1)
+    np.testing.assert_array_equal(m2.predict(new), m.predict(new))
+
+
+def test_refit_without_group_columns_forgets_them(counts):
+    _, y, ids, df = counts
+    m = PoissonGLMM(group_columns="id").fit(df[["id", "time"]], y)
+    assert list(m.feature_names_in_) == ["id", "time"]
+    m.set_params(group_columns=None).fit(df[["time", "treatment"]], y, groups=ids)
+    assert m.fixed_effects_.index.tolist() == ["(Intercept)", "time", "treatment"]
+    assert list(m.feature_names_in_) == ["time", "treatment"]
+
+
+def test_tags_describe_the_estimators():
+    assert is_classifier(BinomialGLMM())
+    tags = get_tags(BinomialGLMM())
+    assert tags.classifier_tags.multi_class is False
+    for Est in (PoissonGLMM, NegBinGLMM):
+        assert is_regressor(Est())
+        assert get_tags(Est()).target_tags.positive_only
+    with pytest.raises(ValueError, match="Only binary classification"):
+        BinomialGLMM().fit(np.zeros((6, 1)), [0, 1, 2, 0, 1, 2], groups=[0, 0, 1, 1, 2, 2])
+
+
+def test_metadata_requests_declared(routing):
+    fit = BinomialGLMM().get_metadata_routing().fit.requests
+    assert set(fit) == {"groups", "sample_weight", "offset", "trials"}
+    score = PoissonGLMM().get_metadata_routing().score.requests
+    assert score["groups"] is False  # score is population-level unless asked
+
+
+# -- the example --------------------------------------------------------------------------
+def test_example_forecasts_better_conditionally():
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    )
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / "sklearn_workflows.py")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    rows = {
+        line.rsplit(maxsplit=2)[0].strip(): float(line.split()[-2])
+        for line in out.split("origins 5, 6, 7)")[1].splitlines()[2:5]
+    }
+    conditional = rows["GLMM, conditional (group_columns='id')"]
+    assert conditional < rows["GLMM, population-level"] - 0.05  # log-loss
+    assert "best: {'random_effects': '1 + time'}" in out
