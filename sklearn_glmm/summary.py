@@ -123,9 +123,7 @@ class Summary:
         out = self._header() + [""]
         fs = self.fit_statistics
         out.append("".join(f"{k:>10}" for k in fs.index))
-        out.append(
-            "".join(f"{v:>10.1f}" for v in fs.iloc[:4]) + f"{int(fs['df.resid']):>10d}"
-        )
+        out.append("".join(f"{v:>10.1f}" for v in fs.iloc[:4]) + f"{int(fs['df.resid']):>10d}")
         out += ["", "Scaled residuals:"]
         out.append("".join(f"{k:>9}" for k in self.scaled_residuals.index))
         out.append("".join(f"{v:>9.4f}" for v in self.scaled_residuals))
