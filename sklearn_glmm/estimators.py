@@ -56,7 +56,7 @@ _COMMON_ATTRS = """
 
 
 class BinomialGLMM(ClassifierMixin, _BaseGLMM):
-    (
+    __doc__ = (
         """Logistic mixed model (binomial outcome, logit link).
 
     .. math::
@@ -224,7 +224,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
 
 
 class PoissonGLMM(_CountGLMM):
-    (
+    __doc__ = (
         """Poisson mixed model (log link), optionally zero-inflated.
 
     .. math::
@@ -281,7 +281,7 @@ class PoissonGLMM(_CountGLMM):
 
 
 class NegBinGLMM(_CountGLMM):
-    (
+    __doc__ = (
         """Negative binomial (NB2) mixed model, log link, optionally zero-inflated.
 
     Var(Y | b) = mu + mu^2 / theta; ``theta`` is estimated jointly (as glmmTMB's
