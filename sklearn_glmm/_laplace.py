@@ -111,6 +111,26 @@ def _fixed_terms(data: ModelData):
     return w, data.family.constant(data.y, data.trials)
 
 
+def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
+    """The model restricted to some rows, levels renumbered (for starting values)."""
+    codes, Zs, levels, layouts = [], [], [], []
+    for f in data.factors:
+        uniq, new = np.unique(f.codes[mask], return_inverse=True)
+        codes.append(new.astype(np.intp))
+        Zs.append(f.Z[mask])
+        levels.append(len(uniq))
+        layouts.append((f.theta_rows, f.theta_cols))
+    return ModelData(
+        np.asfortranarray(data.X[mask]),
+        data.y[mask],
+        data.trials[mask],
+        data.weights[mask],
+        data.offset[mask],
+        data.family,
+        make_factor_data(codes, Zs, levels, layouts),
+    )
+
+
 class Objective:
     """Laplace / AGQ objective with warm-started conditional modes.
 
@@ -142,6 +162,7 @@ class Objective:
         self.pirls_failures = 0
         self.pirls_iterations = 0
         self._w, self._const = _fixed_terms(data)
+        self._last_key, self._last_val, self._last_grad = None, np.inf, None
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
@@ -254,18 +275,28 @@ class Objective:
         return float(-2.0 * s["der"].loglik.sum() + s["u"] @ s["u"] + self.solver.logdet)
 
     def evaluate(self, params) -> float:
-        """Objective value at ``params`` (Laplace, or AGQ when ``n_agq > 1``)."""
-        beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
+        """Objective value at ``params`` (Laplace, or AGQ when ``n_agq > 1``).
+
+        The last evaluation is remembered: asking again for the same point (as
+        the optimiser, the Hessian and the convergence checks do) costs nothing.
+        """
+        params = np.asarray(params, dtype=float)
+        key = (params.tobytes(), self.n_agq)
+        if key == self._last_key:
+            return self._last_val
+        self._last_key, self._last_grad = None, None
+        beta, theta, extra = self._unpack(params)
         self.n_evals += 1
         try:
             self.pirls(beta, theta, extra)
         except NotPositiveDefinite:
             self.u = np.zeros(self.Q)
+            self.state = None
             return np.inf
-        if self.n_agq > 1:
-            return agq_deviance(self, theta)
-        val = self.laplace()
-        return val if np.isfinite(val) else np.inf
+        val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
+        val = val if np.isfinite(val) else np.inf
+        self._last_key, self._last_val = key, val
+        return val
 
     def gradient(self, params) -> np.ndarray:
         """Analytic gradient of the Laplace objective at the state set by ``evaluate``.
@@ -319,7 +350,9 @@ class Objective:
         val = self.evaluate(params)
         if not np.isfinite(val):
             return np.inf, np.zeros(len(params))
-        return val, self.gradient(params)
+        if self._last_grad is None:
+            self._last_grad = self.gradient(params)
+        return val, self._last_grad.copy()
 
     # -- conditional distribution of u --------------------------------------
     def conditional_variances(self, f: int) -> np.ndarray:
