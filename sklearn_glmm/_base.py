@@ -193,7 +193,9 @@ class _BaseGLMM(BaseEstimator):
         # 3. optimisation
         extra0 = family.default_extra()
         beta0 = glm_start(obj, extra0)
-        theta0 = [np.where(f.theta_rows == f.theta_cols, 1.0, 0.0) for f in fdata]
+        # Cholesky diagonals start at 0.5 (lme4 uses 1): fewer evaluations on the
+        # reference cases, and fewer first steps that overshoot onto a zero variance
+        theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in fdata]
         theta0 = np.concatenate(theta0) if factors else np.zeros(0)
         x0 = np.concatenate([beta0, theta0, extra0])
         bounds = (

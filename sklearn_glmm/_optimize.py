@@ -271,11 +271,7 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     if n_agq > 1:
         obj.n_agq = n_agq
 
-        def fg(p):
-            val = obj.evaluate(p)
-            return val, central_gradient(obj.evaluate, p)
-
-        res = _run_lbfgsb(fg, x, True, bounds, max_iter, tol)
+        res = _run_lbfgsb(obj.value_and_grad, x, True, bounds, max_iter, tol)
         record.stages.append(("agq", float(res.fun), int(res.nit), str(res.message)))
         x = res.x
         hit_max = hit_max or res.nit >= max_iter

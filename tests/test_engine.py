@@ -67,6 +67,18 @@ def test_agq_with_one_node_equals_laplace():
     assert agq_deviance(obj, params[3:4]) == pytest.approx(lap, rel=1e-12)
 
 
+def test_agq_gradient_matches_finite_differences():
+    obj, params = _objective("negbin", qs=(1,), levels=(40,), n_agq=11)
+    _, g = obj.value_and_grad(params)
+    num = np.zeros_like(params)
+    for k in range(len(params)):
+        e = np.zeros_like(params)
+        e[k] = 1e-5
+        num[k] = (obj.evaluate(params + e) - obj.evaluate(params - e)) / 2e-5
+    # nodes held in place: exact up to the quadrature error
+    np.testing.assert_allclose(g, num, rtol=1e-3, atol=1e-3)
+
+
 def test_agq_converges_with_nodes():
     obj, params = _objective("binomial", qs=(1,), levels=(40,), n_agq=9)
     vals = []
