@@ -16,6 +16,7 @@ the analytic gradient needs.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 from ._groups import GroupIndex
 
@@ -149,22 +150,41 @@ class BlockedSolver:
         C = C.reshape(Q2, Q2)
         C[np.diag_indices(Q2)] += 1.0
         self.B = B
-        self.M = np.einsum("gij,gjk->gik", self.first.hinv, B)  # A^{-1} B
-        S = C - np.einsum("gik,gil->kl", B, self.M)
-        self.Sinv, logdet_s = _chol_inverse(S)
-        self.logdet = self.first.logdet + logdet_s
-        self.P = np.einsum("gik,kl->gil", self.M, self.Sinv)  # A^{-1} B S^{-1}
+        self.M = np.matmul(self.first.hinv, B)  # A^{-1} B, level by level
+        # the O(levels x Q2^2) products go through BLAS on 2-D views
+        S = C - B.reshape(-1, Q2).T @ self.M.reshape(-1, Q2)
+        try:
+            self._L = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError as exc:
+            raise NotPositiveDefinite(str(exc)) from exc
+        self.logdet = self.first.logdet + float(2.0 * np.sum(np.log(np.diag(self._L))))
+        # S^{-1} and P = A^{-1} B S^{-1} are needed only by the gradient, once per
+        # evaluation: PIRLS steps use triangular solves with the factor
+        self._Sinv = self._P = None
+
+    @property
+    def Sinv(self) -> np.ndarray:
+        if self._Sinv is None:
+            Linv = np.linalg.inv(self._L)
+            self._Sinv = Linv.T @ Linv
+        return self._Sinv
+
+    @property
+    def P(self) -> np.ndarray:
+        if self._P is None:
+            self._P = (self.M.reshape(-1, self.Q2) @ self.Sinv).reshape(self.M.shape)
+        return self._P
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         r1 = rhs[: self.Q1].reshape(self.G1, self.q1)
         x1 = np.einsum("gij,gj->gi", self.first.hinv, r1)
-        r2 = rhs[self.Q1 :] - np.einsum("gik,gi->k", self.B, x1)
-        x2 = self.Sinv @ r2
-        x1 = x1 - np.einsum("gik,k->gi", self.M, x2)
+        r2 = rhs[self.Q1 :] - self.B.reshape(-1, self.Q2).T @ x1.ravel()
+        x2 = scipy.linalg.cho_solve((self._L, True), r2, check_finite=False)
+        x1 = x1 - self.M @ x2
         return np.concatenate([x1.ravel(), x2])
 
     def _g11(self) -> np.ndarray:
-        return self.first.hinv + np.einsum("gik,gjk->gij", self.P, self.M)
+        return self.first.hinv + np.matmul(self.P, np.swapaxes(self.M, 1, 2))
 
     def local_inverse(self) -> np.ndarray:
         q1 = self.q1
