@@ -1,5 +1,6 @@
 """Generalized linear mixed models as scikit-learn estimators."""
 
+from . import exceptions  # noqa: F401  (sklearn_glmm.exceptions: every warning class)
 from .estimators import BinomialGLMM, NegBinGLMM, PoissonGLMM
 from .inference import anova, compare_models
 

@@ -83,6 +83,7 @@ class _BaseGLMM(BaseEstimator):
 
     def _validate_X(self, X, reset: bool):
         X_fixed, groups_from_X = self._split_groups(X, None)
+        min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
         if groups_from_X is None:
             Xa = validate_data(
                 self,
@@ -90,13 +91,13 @@ class _BaseGLMM(BaseEstimator):
                 reset=reset,
                 dtype=np.float64,
                 ensure_all_finite=False,
-                ensure_min_samples=1,
+                ensure_min_samples=min_rows,
             )
         else:
             # names and width are those of the whole frame, grouping columns included
             validate_data(self, X, reset=reset, skip_check_array=True)
             Xa = check_array(
-                X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=1
+                X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=min_rows
             )
         if reset:
             fixed_names = None if groups_from_X is None else list(map(str, X_fixed.columns))
@@ -162,7 +163,8 @@ class _BaseGLMM(BaseEstimator):
         self._fixed_names = names
 
         # 1. internal scaling of the fixed-effect design; aliased columns dropped
-        Xd, scaling = _results.scale_design(X_raw, names, self.fit_intercept)
+        curvature = _results.mean_curvature(yv, trials, w, family.name)
+        Xd, scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
         # 2. random-effect structure
         if groups is None:
             warnings.warn(
@@ -418,7 +420,13 @@ class _BaseGLMM(BaseEstimator):
             mu_hi = float(np.max(self._mean(eta, var))) if len(eta) else 1.0
             vr = float(np.max(fam.variance(np.array([mu_hi]), np.ones(1), self._extra)))
             # cover the bulk of every row's distribution and the training range
-            max_count = int(max(self._y_max, np.ceil(mu_hi + 8.0 * np.sqrt(vr) + 5)))
+            k_max = max(self._y_max, np.ceil(mu_hi + 8.0 * np.sqrt(vr) + 5))
+            if not k_max <= 1e7:
+                raise ValueError(
+                    f"predicted means reach {mu_hi:.3g}: the distribution would need counts up to "
+                    f"{k_max:.3g}. Pass max_count=... to cut the support, or use predict for means."
+                )
+            max_count = int(k_max)
         ks = np.arange(max_count + 1)
         if np.all(var == 0):
             mu = fam.mean(eta, self._extra)

@@ -166,6 +166,15 @@ def _isnull(values) -> np.ndarray:
     return np.asarray(pd.isna(pd.Series(values, dtype=object)))
 
 
+def _isinf(values) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        return np.isinf(arr)
+    if arr.dtype == object:
+        return np.array([isinstance(v, (float, np.floating)) and np.isinf(v) for v in arr])
+    return np.zeros(len(arr), dtype=bool)
+
+
 def build_factors(groups, random_effects, feature_names: list[str], n_samples: int) -> list[Factor]:
     """Build every factor's block from ``groups`` and ``random_effects``.
 
@@ -203,11 +212,12 @@ def build_factors(groups, random_effects, feature_names: list[str], n_samples: i
                     f"Available features: {feature_names}."
                 )
             slope_idx.append(feature_names.index(s))
-        null = _isnull(values)
+        null = _isnull(values) | _isinf(values)
         if null.any():
             raise ValueError(
-                f"groups column {name!r} has {int(null.sum())} missing value(s); every row needs a "
-                "group label (drop those rows or give them a label)."
+                f"groups column {name!r} has missing or infinite labels in {int(null.sum())} of "
+                f"{n_samples} row(s); every row needs a group label (drop those rows or give "
+                "them a label)."
             )
         codes, levels = pd.factorize(pd.Series(values, dtype=object), sort=True)
         rows, colsl = theta_layout(len(term.names), term.diagonal)

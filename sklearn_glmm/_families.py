@@ -102,13 +102,19 @@ class Poisson:
     extra_names: tuple[str, ...] = ()
 
     def constant(self, y, trials):
-        """The part of log p(y | eta) free of parameters: -log y!."""
-        return -special.gammaln(y + 1.0)
+        """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
+        return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
 
     def derivs(self, y, eta, trials, weights, extra=(), const=None):
         mu = _exp(eta)
-        const = self.constant(y, trials) if const is None else const
-        loglik = y * eta - mu + const
+        neg_log_fact, log_y, zero = self.constant(y, trials) if const is None else const
+        if zero is None:
+            loglik = y * eta - mu + neg_log_fact
+        else:
+            # large counts: y log(mu / y) - (mu - y) + log p(y | y), free of the cancellation
+            # of y * eta and mu (each ~1e9 when y = 1e8, their difference O(1))
+            sat = y * log_y - y + neg_log_fact
+            loglik = y * (eta - log_y) - _mu_minus_y(y, eta, log_y, zero, mu) + sat
         return _weighted(weights, loglik, y - mu, mu, mu)
 
     def log_p0(self, eta, extra=()):
@@ -155,33 +161,51 @@ class NegativeBinomial2:
     extra_bounds = ((-10.0, 20.0),)
 
     def constant(self, y, trials):
-        """The part of log p(y | eta) free of parameters: -log y!."""
-        return -special.gammaln(y + 1.0)
+        """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
+        return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
         theta = np.exp(extra[0])
-        mu = _exp(eta)
+        eta = np.minimum(eta, _ETA_MAX)  # beyond it mu would overflow
+        mu = np.exp(eta)
         tm = theta + mu
-        const = self.constant(y, trials) if const is None else const
-        loglik = (
-            _lgamma_ratio(y, theta)
-            + const
-            - theta * np.log1p(mu / theta)
-            + special.xlogy(y, mu / tm)
-        )
-        d1 = theta * (y - mu) / tm
-        w = theta * mu * (y + theta) / tm**2
-        w3 = w * (theta - mu) / tm
+        neg_log_fact, log_y, zero = self.constant(y, trials) if const is None else const
+        # the ratios s, r in [0, 1] keep every product finite however large mu is
+        s, r = theta / tm, mu / tm
+        if zero is None:
+            with np.errstate(over="ignore"):
+                loglik = (
+                    _lgamma_ratio(y, theta)
+                    + neg_log_fact
+                    - theta * np.log1p(mu / theta)
+                    + special.xlogy(y, r)
+                )
+        else:
+            # large counts: log p(y | mu) - log p(y | y), free of cancellation, plus log p(y | y)
+            with np.errstate(over="ignore"):
+                mmy = _mu_minus_y(y, eta, log_y, zero, mu)
+                dev = y * (eta - log_y) - (y + theta) * np.log1p(mmy / (theta + y))
+            loglik = dev + (
+                _lgamma_ratio(y, theta)
+                + neg_log_fact
+                - theta * np.log1p(y / theta)
+                + special.xlogy(y, y / (theta + y))
+            )
+        d1 = s * (y - mu)
+        w = s * r * (y + theta)
+        w3 = w * (s - r)
         return _weighted(weights, loglik, d1, w, w3)
 
     def log_p0(self, eta, extra):
         theta = np.exp(extra[0])
-        mu = _exp(eta)
+        eta = np.minimum(eta, _ETA_MAX)
+        mu = np.exp(eta)
         tm = theta + mu
-        a = -theta * np.log1p(mu / theta)
-        a1 = -theta * mu / tm
-        a2 = -(theta**2) * mu / tm**2
-        a3 = a2 * (theta - mu) / tm
+        s, r = theta / tm, mu / tm
+        a = -theta * np.logaddexp(0.0, eta - extra[0])  # -theta log(1 + mu / theta)
+        a1 = -theta * r
+        a2 = -theta * s * r
+        a3 = a2 * (s - r)
         return a, a1, a2, a3
 
     def mean(self, eta, extra=()):
@@ -304,6 +328,26 @@ def _lgamma_ratio(y, theta):
     """
     ypos = np.where(y > 0, y, 1.0)
     return np.where(y > 0, special.gammaln(ypos) - special.betaln(ypos, theta), 0.0)
+
+
+# Above this count, mu - y is computed as y expm1(eta - log y): exp(eta) rounds to
+# ulp(mu) ~ 2e-16 mu, noise that would stall the conditional-mode iterations.
+_LARGE_COUNT = 1e3
+
+
+def _log_y(y):
+    return np.log(np.where(y > 0, y, 1.0))
+
+
+def _large_count_zeros(y):
+    """Indicator of y == 0 when counts are large (the precise mu - y is needed), else None."""
+    return (y == 0).astype(float) if len(y) and np.max(y) > _LARGE_COUNT else None
+
+
+def _mu_minus_y(y, eta, log_y, zero, mu):
+    """mu - y without the rounding of exp(eta) for large y (``zero``: 1.0 where y == 0)."""
+    with np.errstate(over="ignore"):
+        return y * np.expm1(np.minimum(eta, _ETA_MAX) - log_y) + zero * mu
 
 
 def _log_choose(n, k):

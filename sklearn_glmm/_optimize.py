@@ -62,6 +62,21 @@ def glm_start(obj: Objective, extra0: np.ndarray, max_iter: int = 50) -> np.ndar
         obj = GLMObjective(subset_rows(d, mask))
         d = obj.data
     beta = np.zeros(d.n_beta)
+    # Start the intercept at the link of the mean outcome, as R's glm does: from
+    # eta = 0 the first Newton step for counts of 1e3 or more overshoots into overflow.
+    has_intercept = d.n_beta > 0 and np.all(d.X[:, 0] == d.X[0, 0]) and d.X[0, 0] != 0
+    wsum = np.sum(d.weights)
+    if has_intercept and wsum > 0:
+        ybar = np.sum(d.weights * d.y) / wsum
+        off = np.sum(d.weights * d.offset) / wsum
+        if d.family.link == "log":
+            eta0 = np.log(max(ybar, 1e-8))
+        else:
+            tbar = np.sum(d.weights * d.trials) / wsum
+            p = min(max(ybar / tbar, 1e-8), 1 - 1e-8) if tbar > 0 else 0.5
+            eta0 = np.log(p / (1 - p))
+        beta[0] = (eta0 - off) / d.X[0, 0]
+    beta_start = beta.copy()
     ll_old = -np.inf
     for _ in range(max_iter):
         der = obj._derivs(d.X @ beta + d.offset, extra0)
@@ -81,8 +96,16 @@ def glm_start(obj: Objective, extra0: np.ndarray, max_iter: int = 50) -> np.ndar
         ll_old = ll
         if done:
             break
-    # keep starting values moderate (separation would push them to infinity)
-    return np.clip(beta, -15.0, 15.0)
+    if not np.all(np.isfinite(beta)):
+        beta = beta_start
+    # keep starting values moderate (separation would push them to infinity): |x beta| <= 15
+    # for a typical row; a log-link intercept may be large (counts of 1e8: 18.4) and
+    # cannot diverge upwards
+    lim = 15.0 / np.maximum(np.sqrt(np.mean(d.X**2, axis=0)), 1e-12)
+    hi = lim.copy()
+    if has_intercept and d.family.link == "log":
+        hi[0] = max(lim[0], beta_start[0] + lim[0])
+    return np.clip(beta, -lim, hi)
 
 
 def central_gradient(fun, x, h=1e-4):
@@ -96,7 +119,7 @@ def central_gradient(fun, x, h=1e-4):
 
 def hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     """Hessian of the objective at ``x`` by central differences of its gradient."""
-    with single_threaded_blas():
+    with single_threaded_blas(), _quiet_trial_points():
         return _hessian(obj, x)
 
 
@@ -229,8 +252,15 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
 
 def fit_objective(obj: Objective, x0: np.ndarray, bounds, max_iter: int, tol: float, diag_idx=()):
     """Minimise ``obj`` from ``x0``; return the optimum and its :class:`FitRecord`."""
-    with single_threaded_blas():
+    with single_threaded_blas(), _quiet_trial_points():
         return _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx)
+
+
+def _quiet_trial_points():
+    """Floating-point warnings off while the optimiser probes: a trial point whose
+    likelihood overflows is worth +inf to it (the objective says so), not a message to
+    the user. The final estimates are checked for finiteness separately."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 def _subsample_start(obj, x0, bounds, max_iter, tol, diag_idx):

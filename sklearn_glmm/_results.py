@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._design import INTERCEPT
 from ._laplace import lambda_matrices
 from ._optimize import hessian, projected_gradient
+from ._separation import separated_coefficients, separation_message
 from ._validation import aliased_columns
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the Cholesky diagonals
@@ -31,13 +32,41 @@ class OverdispersionWarning(UserWarning):
     """Raised for dispersion parameters at a boundary (e.g. NB theta -> infinity)."""
 
 
-def scale_design(X, names, fit_intercept):
+class IdentifiabilityWarning(UserWarning):
+    """A random-effect variance cannot be estimated from these groups (one level; one
+    observation per level of a binary outcome or of a random slope)."""
+
+
+class RankDeficiencyWarning(UserWarning):
+    """Fixed-effect columns that are constant or collinear were dropped (as lme4 does)."""
+
+
+class SeparationWarning(UserWarning):
+    """(Quasi-)complete separation: some fixed effects have an infinite MLE."""
+
+
+def mean_curvature(y, trials, weights, family_name) -> float:
+    """Typical curvature of one row's log-density at the mean (a count, t p (1 - p))."""
+    wsum = np.sum(weights)
+    if not wsum > 0:
+        return 1.0
+    if family_name == "binomial":
+        p = np.sum(weights * y) / max(np.sum(weights * trials), 1e-300)
+        return float(np.sum(weights * trials) / wsum * p * (1.0 - p))
+    return float(np.sum(weights * y) / wsum)
+
+
+def scale_design(X, names, fit_intercept, curvature=1.0):
     """Centre and scale the columns of X; drop aliased columns with a warning.
 
     Returns the internal design (intercept first when fitted) and the scaling
-    record used to map coefficients back.
+    record used to map coefficients back. With large counts (``curvature``, the
+    typical Fisher weight, above 100) every column is divided further by
+    ``sqrt(curvature)``: the fixed effects' curvature then stays of the order of
+    the covariance parameters', which L-BFGS needs to converge.
     """
     n, p = X.shape
+    c = float(np.sqrt(curvature)) if curvature > 100.0 else 1.0
     means = X.mean(axis=0) if (fit_intercept and n) else np.zeros(p)
     scales = X.std(axis=0) if n else np.ones(p)
     if not fit_intercept:
@@ -46,20 +75,28 @@ def scale_design(X, names, fit_intercept):
     Xs = (X - means) / scales
     full = np.column_stack([np.ones(n), Xs]) if fit_intercept else Xs
     dropped = [k - int(fit_intercept) for k in aliased_columns(full)]
+    if c != 1.0:
+        full, scales = full / c, scales * c
     if fit_intercept and -1 in dropped:
         dropped.remove(-1)
     if dropped:
         warnings.warn(
             f"fixed-effect model matrix is rank deficient: dropping column(s) "
             f"{[names[k] for k in dropped]} (constant or a linear combination of other "
-            "columns), as lme4 does. Their coefficients are reported as NaN.",
-            UserWarning,
+            "columns), as lme4 does. Their rows of fixed_effects_ are NaN and their coef_ 0.",
+            RankDeficiencyWarning,
             stacklevel=4,
         )
     kept = [k for k in range(p) if k not in dropped]
     Xd = full[:, ([0] if fit_intercept else []) + [k + int(fit_intercept) for k in kept]]
     scaling = dict(
-        means=means, scales=scales, kept=kept, dropped=dropped, intercept=fit_intercept, p=p
+        means=means,
+        scales=scales,
+        kept=kept,
+        dropped=dropped,
+        intercept=fit_intercept,
+        p=p,
+        intercept_scale=c,
     )
     # column-major: X @ beta and X.T @ psi are the hot products, single-threaded
     return np.asfortranarray(Xd), scaling
@@ -80,7 +117,7 @@ def beta_jacobian(scaling) -> np.ndarray:
     k0 = int(scaling["intercept"])
     J = np.zeros((k0 + len(kept), k0 + len(kept)))
     if k0:
-        J[0, 0] = 1.0
+        J[0, 0] = 1.0 / scaling.get("intercept_scale", 1.0)
     for j, k in enumerate(kept):
         J[k0 + j, k0 + j] = 1.0 / scales[k]
         if k0:
@@ -117,8 +154,23 @@ def _vcov(est, obj, x, data):
     return V, H, pd_ok
 
 
+def _ensure_state(obj, x, record):
+    """The objective's state at ``x``; re-solved from u = 0 when the last solve failed."""
+    if getattr(obj, "state", None) is None or not np.isfinite(record.objective):
+        obj.u = np.zeros_like(obj.u)
+        obj._last_key = None
+        record.objective = float(obj.evaluate(x))
+    if getattr(obj, "state", None) is None or not np.isfinite(record.objective):
+        raise FloatingPointError(
+            "the model could not be evaluated at the optimiser's final point (the Laplace "
+            "approximation broke down numerically). Check the data for extreme values, rescale "
+            "predictors, or simplify random_effects."
+        )
+
+
 def set_fitted_attributes(est, obj, x, record, data):
     """Set every fitted attribute of ``est`` from the optimum ``x``."""
+    _ensure_state(obj, x, record)
     p, T = data.n_beta, data.n_theta
     beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
     V, H, pd_ok = _vcov(est, obj, x, data)
@@ -139,7 +191,8 @@ def set_fitted_attributes(est, obj, x, record, data):
     idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
     est_all[idx] = beta
     se_all[idx] = np.sqrt(np.clip(np.diag(Vb), 0, None))
-    z = est_all / se_all
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se_all > 0, est_all / se_all, np.nan)
     est.fixed_effects_ = pd.DataFrame(
         {
             "estimate": est_all,
@@ -168,8 +221,75 @@ def set_fitted_attributes(est, obj, x, record, data):
     est.df_resid_ = n_obs - npar
     est.n_iter_ = record.n_iter
     est.fit_record_ = record
+    _check_separation(est, data, beta_s)
+    _check_identifiable(est, data)
     _check_convergence(est, obj, x, H, record)
     est.converged_ = bool(record.converged)
+
+
+def _check_separation(est, data, beta_s):
+    """Warn, naming the predictors, when some fixed effects have an infinite MLE."""
+    fam = est._family_obj
+    use = data.weights > 0
+    y, t = data.y[use], data.trials[use]
+    if fam.name == "binomial":
+        all_same = bool(np.all(y[t > 0] <= 0) or np.all(y[t > 0] >= t[t > 0]))
+    else:
+        all_same = bool(np.all(y <= 0))
+    if all_same:
+        warnings.warn(separation_message([], fam.name, True), SeparationWarning, stacklevel=4)
+        return
+    # Along a separating direction the optimiser drives the linear predictor of the
+    # separated rows far out: the linear programme is only needed when it did.
+    eta = (data.X @ beta_s + data.offset)[use]
+    if fam.link == "logit":
+        suspicious = np.max(np.abs(eta)) > 5.0
+    else:
+        suspicious = np.min(eta) < np.log(np.average(y, weights=data.weights[use])) - 5.0
+    if not suspicious:
+        return
+    cols = separated_coefficients(data.X, data.y, data.trials, data.weights, fam.link)
+    if cols is None:
+        return
+    sc = est._scaling
+    k0 = int(sc["intercept"])
+    slopes = [j for j in cols if j >= k0]
+    if slopes:
+        # the optimiser went out along the separating direction: name its main components
+        size = np.abs(beta_s[slopes])
+        slopes = [j for j, a in zip(slopes, size) if a >= 0.1 * size.max()]
+    names = [est._fixed_names[sc["kept"][j - k0]] for j in slopes]
+    if not names:
+        names = [INTERCEPT]
+    warnings.warn(separation_message(names, fam.name, False), SeparationWarning, stacklevel=4)
+
+
+def _check_identifiable(est, data):
+    """Warn when a factor's variance cannot be estimated from its levels."""
+    fam = est._family_obj
+    binary = fam.name == "binomial" and bool(np.all(data.trials[data.weights > 0] <= 1))
+    for f in est._factors:
+        counts = np.bincount(f.codes[data.weights > 0], minlength=f.n_levels)
+        counts = counts[counts > 0]
+        if len(counts) <= 1:
+            why = (
+                "has a single level: a variance cannot be estimated from one group (lme4 "
+                "refuses such a model). Use a fixed effect, or no random effect, instead."
+            )
+        elif counts.max() == 1 and (binary or f.q > 1 or not f.term.intercept):
+            why = (
+                "has one observation per level: "
+                + (
+                    "with a binary outcome an observation-level random intercept is not "
+                    "identifiable (it is confounded with the Bernoulli variance). "
+                    if binary
+                    else "random slopes need several observations per level. "
+                )
+                + "Its variance estimate is arbitrary; remove this random effect."
+            )
+        else:
+            continue
+        warnings.warn(f"grouping factor {f.name!r} {why}", IdentifiabilityWarning, stacklevel=4)
 
 
 def _set_random_effects(est, obj, theta_s, data):

@@ -26,8 +26,8 @@ def as_float_vector(values, name: str, n_samples: int, *, default=None) -> np.nd
     bad = ~np.isfinite(arr)
     if bad.any():
         raise ValueError(
-            f"{name} has {int(bad.sum())} non-finite value(s) (NaN or inf); "
-            "remove or fill those rows."
+            f"{name} has non-finite values (NaN or inf) in {int(bad.sum())} of {n_samples} "
+            "row(s); drop those rows or fill them in."
         )
     return arr.copy()
 
@@ -85,12 +85,15 @@ def check_y_finite(y, n_samples: int) -> np.ndarray:
         bad = ~np.isfinite(arr)
         if bad.any():
             raise ValueError(
-                f"y has {int(bad.sum())} non-finite value(s) (NaN or inf); drop those rows."
+                f"y has non-finite values (NaN or inf) in {int(bad.sum())} of {n_samples} "
+                "row(s); drop those rows."
             )
     elif arr.dtype == object:
         bad = np.asarray(pd.isna(pd.Series(arr)))
         if bad.any():
-            raise ValueError(f"y has {int(bad.sum())} missing value(s); drop those rows.")
+            raise ValueError(
+                f"y has missing values in {int(bad.sum())} of {n_samples} row(s); drop those rows."
+            )
     return arr
 
 

@@ -136,8 +136,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
             )
         if len(classes) < 2:
             raise ValueError(
-                f"BinomialGLMM needs samples of 2 classes in y; only one class {classes[0]!r} "
-                "is present."
+                "BinomialGLMM needs samples of 2 classes in y; only one class "
+                f"{classes.tolist()[0]!r} is present."
             )
         self.classes_ = classes
         return yi.astype(float), np.ones(n)

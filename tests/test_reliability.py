@@ -1,0 +1,385 @@
+"""Reliability (issue 8): every bad input gets a clear answer, every fit tells the truth.
+
+One test (or one parametrised family of tests) per row of the issue's table, in
+the table's order. Floating-point warnings (overflow, invalid value) are errors
+throughout: a fit may warn about the model, never about its own arithmetic.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm.exceptions import (
+    IdentifiabilityWarning,
+    OverdispersionWarning,
+    RankDeficiencyWarning,
+    SeparationWarning,
+    SingularFitWarning,
+)
+
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
+N_GROUPS, PER_GROUP = 20, 6
+N = N_GROUPS * PER_GROUP
+
+
+def _data(seed=0, scale=1.0):
+    """Two predictors, a grouping factor, binary and count outcomes with random intercepts."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(N_GROUPS), PER_GROUP)
+    X = pd.DataFrame({"time": rng.normal(size=N), "dose": rng.normal(size=N)})
+    eta = 0.2 + 0.5 * X["time"] - 0.3 * X["dose"] + rng.normal(scale=0.6, size=N_GROUPS)[groups]
+    y_bin = (rng.random(N) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
+    y_count = rng.poisson(scale * np.exp(eta)).astype(float)
+    return X, y_bin, y_count, groups
+
+
+def _record(fun):
+    """Run ``fun`` and return its result with the warnings it raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", RuntimeWarning)
+        out = fun()
+    return out, caught
+
+
+def _categories(caught):
+    return {w.category for w in caught}
+
+
+def _assert_finite_fit(m):
+    assert np.all(np.isfinite(m.coef_)) and np.isfinite(m.intercept_)
+    assert np.isfinite(m.loglik_)
+    for cov in m.random_effects_cov_.values():
+        assert np.all(np.isfinite(cov.to_numpy()))
+
+
+# -- NaN/inf in X, y, groups, trials, offset, sample_weight ------------------------------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("argument", ["X", "y", "groups", "trials", "offset", "sample_weight"])
+def test_non_finite_input_raises_naming_argument_and_row_count(argument, bad):
+    X, y, _, groups = _data()
+    X = X.to_numpy().copy()
+    kwargs = {"trials": np.full(N, 3.0), "offset": np.zeros(N), "sample_weight": np.ones(N)}
+    y, groups = y.astype(float), groups.astype(float)
+    rows = [3, 17]
+    target = {"X": X, "y": y, "groups": groups, **kwargs}[argument]
+    if target.ndim == 2:
+        target[rows, 1] = bad
+    else:
+        target[rows] = bad
+    with pytest.raises(ValueError) as info:
+        BinomialGLMM().fit(X, y, groups=groups, **kwargs)
+    msg = str(info.value)
+    name = "Input X" if argument == "X" else argument
+    assert name in msg
+    assert re.search(r"\b2\b[^.;]*row", msg), msg  # how many rows
+    if argument == "X":
+        assert "Imputer" in msg  # what to do about it
+
+
+def test_non_finite_group_labels_in_a_dataframe_are_reported():
+    X, y, _, groups = _data()
+    g = pd.DataFrame({"school": groups.astype(object)})
+    g.loc[[1, 2, 3], "school"] = None
+    with pytest.raises(ValueError, match=r"'school'.*3 of 120 row"):
+        BinomialGLMM().fit(X, y, groups=g)
+
+
+# -- lengths that disagree; empty data; a single row -------------------------------------------
+@pytest.mark.parametrize("argument", ["y", "groups", "trials", "offset", "sample_weight"])
+def test_length_mismatch_raises_naming_argument(argument):
+    X, y, _, groups = _data()
+    kwargs = {"trials": np.full(N, 3.0), "offset": np.zeros(N), "sample_weight": np.ones(N)}
+    if argument == "y":
+        y = y[:-1]
+    elif argument == "groups":
+        groups = groups[:-1]
+    else:
+        kwargs[argument] = kwargs[argument][:-1]
+    with pytest.raises(ValueError, match=rf"{argument} has {N - 1} rows but X has {N}"):
+        BinomialGLMM().fit(X, y, groups=groups, **kwargs)
+
+
+def test_empty_data_raises():
+    X, _, y, groups = _data()
+    with pytest.raises(ValueError, match="0 sample"):
+        PoissonGLMM().fit(X.iloc[:0], y[:0], groups=groups[:0])
+
+
+def test_single_row_raises():
+    X, _, y, groups = _data()
+    with pytest.raises(ValueError, match=r"1 sample.*minimum of 2"):
+        PoissonGLMM().fit(X.iloc[:1], y[:1], groups=groups[:1])
+    m = PoissonGLMM().fit(X, y, groups=groups)
+    assert m.predict(X.iloc[:1]).shape == (1,)  # predicting one row is fine
+
+
+# -- BinomialGLMM: more than two classes, successes > trials, negative trials --------------------
+def test_binomial_rejects_more_than_two_classes():
+    X, y, _, groups = _data()
+    with pytest.raises(ValueError, match="exactly two classes.*got 3"):
+        BinomialGLMM().fit(X, np.arange(N) % 3, groups=groups)
+
+
+def test_binomial_rejects_one_class():
+    X, _, _, groups = _data()
+    with pytest.raises(ValueError, match="only one class 1 is present"):
+        BinomialGLMM().fit(X, np.ones(N, dtype=int), groups=groups)
+
+
+def test_binomial_rejects_successes_above_trials():
+    X, _, y, groups = _data()
+    with pytest.raises(ValueError, match=r"exceeds trials in \d+ row"):
+        BinomialGLMM().fit(X, y + 1, groups=groups, trials=np.ones(N))
+
+
+def test_binomial_rejects_negative_trials():
+    X, y, _, groups = _data()
+    trials = np.ones(N)
+    trials[5] = -1
+    with pytest.raises(ValueError, match="trials has 1 negative"):
+        BinomialGLMM().fit(X, np.zeros(N), groups=groups, trials=trials)
+
+
+# -- negative or non-integer counts ------------------------------------------------------------
+@pytest.mark.parametrize("Est", [PoissonGLMM, NegBinGLMM])
+def test_negative_counts_raise(Est):
+    X, _, y, groups = _data()
+    y[[0, 9]] = -2
+    with pytest.raises(ValueError, match="2 negative value"):
+        Est().fit(X, y, groups=groups)
+
+
+def test_non_integer_counts_warn_and_fit():
+    X, _, y, groups = _data()
+    m, caught = _record(lambda: PoissonGLMM().fit(X, y + 0.5, groups=groups))
+    assert any("non-integer" in str(w.message) for w in caught)
+    _assert_finite_fit(m)
+
+
+# -- one group only; every group of size one (random intercept, binary outcome) ----------------
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM])
+def test_one_group_fits_and_reports_unidentifiable_variance(Est):
+    X, y_bin, y_count, _ = _data()
+    y = y_bin if Est is BinomialGLMM else y_count
+    m, caught = _record(lambda: Est().fit(X, y, groups=np.zeros(N)))
+    assert IdentifiabilityWarning in _categories(caught)
+    assert any("single level" in str(w.message) for w in caught)
+    assert m.is_singular_  # the variance of a single level is estimated at zero
+    _assert_finite_fit(m)
+
+
+def test_groups_of_size_one_with_binary_outcome_warn_unidentifiable():
+    X, y, _, _ = _data()
+    m, caught = _record(lambda: BinomialGLMM().fit(X, y, groups=np.arange(N)))
+    msgs = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
+    assert msgs and "one observation per level" in msgs[0]
+    _assert_finite_fit(m)
+
+
+def test_groups_of_size_one_with_counts_fit_quietly():
+    # an observation-level random effect is a legitimate overdispersion model for counts
+    X, _, y, _ = _data()
+    m, caught = _record(lambda: PoissonGLMM().fit(X, y, groups=np.arange(N)))
+    assert IdentifiabilityWarning not in _categories(caught)
+    _assert_finite_fit(m)
+
+
+# -- complete or quasi-complete separation -----------------------------------------------------
+def test_complete_separation_warns_naming_predictor_with_finite_estimates():
+    X, _, _, groups = _data()
+    y = (X["time"] > 0).astype(int)
+    m, caught = _record(lambda: BinomialGLMM().fit(X, y, groups=groups))
+    msgs = [str(w.message) for w in caught if w.category is SeparationWarning]
+    assert len(msgs) == 1 and "'time'" in msgs[0] and "'dose'" not in msgs[0]
+    _assert_finite_fit(m)
+    assert np.isfinite(m.predict_proba(X)).all()
+
+
+def test_quasi_separation_by_a_dummy_warns_naming_it():
+    X, y, _, groups = _data()
+    X = X.assign(treated=(np.arange(N) % 7 == 0).astype(float))
+    y = np.where(X["treated"] == 1, 1, y)  # every treated row is a success
+    m, caught = _record(lambda: BinomialGLMM().fit(X, y, groups=groups))
+    msgs = [str(w.message) for w in caught if w.category is SeparationWarning]
+    assert len(msgs) == 1 and "'treated'" in msgs[0] and "'time'" not in msgs[0]
+    _assert_finite_fit(m)
+    assert m.coef_[2] > 5  # far out along the separating direction, yet finite
+
+
+def test_count_category_with_only_zeros_warns_naming_it():
+    X, _, y, groups = _data()
+    X = X.assign(closed=(np.arange(N) % 5 == 0).astype(float))
+    y = np.where(X["closed"] == 1, 0.0, y)
+    m, caught = _record(lambda: PoissonGLMM().fit(X, y, groups=groups))
+    msgs = [str(w.message) for w in caught if w.category is SeparationWarning]
+    assert len(msgs) == 1 and "'closed'" in msgs[0]
+    _assert_finite_fit(m)
+
+
+def test_ordinary_data_raise_no_separation_warning():
+    X, y, _, groups = _data()
+    _, caught = _record(lambda: BinomialGLMM().fit(X, y, groups=groups))
+    assert SeparationWarning not in _categories(caught)
+
+
+# -- collinear or constant columns -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "extra", [lambda X: 2.0 * X["time"] - X["dose"], lambda X: np.full(len(X), 3.0)]
+)
+def test_collinear_or_constant_column_dropped_with_warning(extra):
+    X, _, y, groups = _data()
+    X2 = X.assign(extra=extra(X))
+    m, caught = _record(lambda: PoissonGLMM().fit(X2, y, groups=groups))
+    msgs = [str(w.message) for w in caught if w.category is RankDeficiencyWarning]
+    assert msgs and "['extra']" in msgs[0]
+    assert m.coef_[2] == 0.0 and np.isnan(m.fixed_effects_.loc["extra", "estimate"])
+    ref = PoissonGLMM().fit(X, y, groups=groups)
+    np.testing.assert_allclose(m.coef_[:2], ref.coef_, rtol=1e-6)
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
+
+
+# -- predictors on wildly different scales -----------------------------------------------------
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM])
+def test_wildly_different_scales_give_the_standardised_fit(Est):
+    X, y_bin, y_count, groups = _data()
+    y = y_bin if Est is BinomialGLMM else y_count
+    factors = np.array([1e-6, 1e6])
+    ref = Est().fit(X, y, groups=groups)
+    m, caught = _record(lambda: Est().fit(X * factors, y, groups=groups))
+    assert not caught
+    assert m.converged_
+    np.testing.assert_allclose(m.coef_ * factors, ref.coef_, rtol=1e-5, atol=1e-8)
+    assert m.intercept_ == pytest.approx(ref.intercept_, abs=1e-6)
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
+
+
+# -- all-zero outcome; huge counts; mu overflow -------------------------------------------------
+@pytest.mark.parametrize("Est", [PoissonGLMM, NegBinGLMM])
+def test_all_zero_outcome_warns_and_stays_finite(Est):
+    X, _, _, groups = _data()
+    m, caught = _record(lambda: Est().fit(X, np.zeros(N), groups=groups))
+    msgs = [str(w.message) for w in caught if w.category is SeparationWarning]
+    assert msgs and "0 in every row" in msgs[0]
+    _assert_finite_fit(m)
+    assert np.all(np.isfinite(m.predict(X))) and np.all(m.predict(X) < 1e-5)
+
+
+@pytest.mark.parametrize("Est", [PoissonGLMM, NegBinGLMM])
+def test_huge_counts_converge_without_overflow(Est):
+    X, _, y, groups = _data(scale=1e6)
+    m, caught = _record(lambda: Est().fit(X, y, groups=groups))
+    assert ConvergenceWarning not in _categories(caught)
+    assert m.converged_
+    _assert_finite_fit(m)
+    # counts around 1e6 * exp(eta): the intercept is about log(1e6) + 0.2
+    assert m.intercept_ == pytest.approx(np.log(1e6) + 0.2, abs=0.5)
+    np.testing.assert_allclose(m.coef_, [0.5, -0.3], atol=0.01)
+
+
+def test_huge_binomial_trials_fit_without_overflow():
+    X, _, _, groups = _data()
+    rng = np.random.default_rng(3)
+    trials = np.full(N, 1e6)
+    y = rng.binomial(1_000_000, 1.0 / (1.0 + np.exp(-(0.3 * X["time"])))).astype(float)
+    m, caught = _record(lambda: BinomialGLMM().fit(X, y, groups=groups, trials=trials))
+    assert ConvergenceWarning not in _categories(caught)
+    _assert_finite_fit(m)
+    assert m.coef_[0] == pytest.approx(0.3, abs=0.01)
+
+
+def test_mean_overflow_in_exp_stays_finite():
+    X, _, y, groups = _data()
+    m, _ = _record(lambda: PoissonGLMM().fit(X * 300, y, groups=groups))
+    _assert_finite_fit(m)
+    extreme = pd.DataFrame({"time": [1e4, -1e4], "dose": [-1e4, 1e4]})
+    pred, caught = _record(lambda: m.predict(extreme))
+    assert np.all(np.isfinite(pred)) and not any(w.category is RuntimeWarning for w in caught)
+    with pytest.raises(ValueError, match="max_count"):
+        m.predict_proba(extreme)
+
+
+# -- NB on data with no overdispersion ---------------------------------------------------------
+def test_negbin_on_poisson_data_reports_large_theta_with_warning():
+    X, _, y, groups = _data()
+    m, caught = _record(lambda: NegBinGLMM().fit(X, y, groups=groups))
+    assert OverdispersionWarning in _categories(caught)
+    assert m.theta_ > 1e3
+    assert ConvergenceWarning not in _categories(caught)
+    pois = PoissonGLMM().fit(X, y, groups=groups)
+    np.testing.assert_allclose(m.coef_, pois.coef_, atol=1e-3)
+
+
+# -- random slope named for a column that does not exist ---------------------------------------
+def test_unknown_random_slope_lists_available_names():
+    X, y, _, groups = _data()
+    with pytest.raises(ValueError, match=r"'tme'.*Available features: \['time', 'dose'\]"):
+        BinomialGLMM(random_effects="1 + tme").fit(X, y, groups=groups)
+
+
+# -- groups at predict time: never seen, of another dtype, NaN ----------------------------------
+def test_unseen_other_dtype_or_missing_groups_predict_population_level():
+    X, _, y, groups = _data()
+    m = PoissonGLMM().fit(X, y, groups=groups)
+    rows = X.iloc[:6]
+    population = m.predict(rows)  # no groups: population level
+    known = m.predict(rows, groups=groups[:6])
+    new = np.array([999, "stranger", np.nan, None, 0, "0"], dtype=object)
+    pred, caught = _record(lambda: m.predict(rows, groups=new))
+    assert not caught
+    np.testing.assert_allclose(pred[:4], population[:4])  # unseen, str, NaN, None
+    np.testing.assert_allclose(pred[4:], known[4:])  # level 0 given as int and as "0"
+    as_float = m.predict(rows, groups=groups[:6].astype(float))
+    np.testing.assert_allclose(as_float, known)
+
+
+# -- an optimisation that hits max_iter ---------------------------------------------------------
+def test_max_iter_reached_warns_and_still_returns_results():
+    X, y, _, groups = _data()
+    m, caught = _record(lambda: BinomialGLMM(max_iter=2).fit(X, y, groups=groups))
+    msgs = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert msgs and "max_iter=2" in msgs[0]
+    assert m.converged_ is False
+    _assert_finite_fit(m)
+    assert m.predict_proba(X).shape == (N, 2)
+    assert "False" in repr(m.fit_record_)
+
+
+def test_public_warning_classes_are_importable_and_user_warnings():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sklearn_glmm
+    import sklearn_glmm.exceptions as exc
+
+    for name in exc.__all__:
+        assert getattr(exc, name).__name__ == name
+    for cls in (SingularFitWarning, IdentifiabilityWarning, SeparationWarning):
+        assert issubclass(cls, UserWarning)
+    # every warning class the package defines is exported
+    defined = set()
+    for info in pkgutil.iter_modules(sklearn_glmm.__path__):
+        module = importlib.import_module(f"sklearn_glmm.{info.name}")
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Warning) and cls.__module__.startswith("sklearn_glmm"):
+                defined.add(name)
+    assert defined <= set(exc.__all__), defined - set(exc.__all__)
+
+
+def test_every_warning_and_exception_class_is_on_the_troubleshooting_page():
+    from pathlib import Path
+
+    import sklearn_glmm.exceptions as exc
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md").read_text()
+    missing = [name for name in exc.__all__ if f"`{name}`" not in page]
+    assert not missing, f"document these on docs/troubleshooting.md: {missing}"
