@@ -163,6 +163,11 @@ def groups_columns(groups, n_samples: int) -> list[np.ndarray]:
 
 
 def _isnull(values) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iub":  # integer and boolean labels cannot be missing
+        return np.zeros(arr.shape, dtype=bool)
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
     return np.asarray(pd.isna(pd.Series(values, dtype=object)))
 
 
@@ -219,7 +224,11 @@ def build_factors(groups, random_effects, feature_names: list[str], n_samples: i
                 f"{n_samples} row(s); every row needs a group label (drop those rows or give "
                 "them a label)."
             )
-        codes, levels = pd.factorize(pd.Series(values, dtype=object), sort=True)
+        # native dtypes factorise much faster; mixed labels go through object
+        native = np.asarray(values).dtype.kind in "iufbUS"
+        codes, levels = pd.factorize(
+            np.asarray(values) if native else pd.Series(values, dtype=object), sort=True
+        )
         rows, colsl = theta_layout(len(term.names), term.diagonal)
         factors.append(
             Factor(name, term, pd.Index(levels), codes.astype(np.intp), slope_idx, rows, colsl)
