@@ -309,8 +309,12 @@ def _set_random_effects(est, obj, theta_s, data):
         est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
         est._lambda[f.name] = Lo
         diag = np.abs(np.diag(Lo))
+        row_norm = np.linalg.norm(Lo, axis=1)
         for k, nm in enumerate(names):
-            if diag[k] < SINGULAR_TOL:
+            # lme4's test (a Cholesky diagonal below 1e-4), plus a diagonal that is
+            # negligible against its row: that term is perfectly correlated with the
+            # earlier ones (|correlation| = 1) whatever its scale
+            if diag[k] < SINGULAR_TOL or diag[k] < 1e-3 * row_norm[k]:
                 singular.append(f"{f.name}: {nm}")
     est.is_singular_ = bool(singular)
     if singular:

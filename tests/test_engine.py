@@ -183,3 +183,20 @@ def test_negbin_recovers_theta():
     )
     m = _fit(NegBinGLMM(), df)
     assert m.theta_ == pytest.approx(2.0, rel=0.15)
+
+
+def test_perfectly_correlated_slope_is_reported_singular():
+    # b_slope = 0.3 b_intercept exactly: the fit lands on |correlation| = 1, a boundary
+    # even though no Cholesky diagonal is below lme4's 1e-4 in absolute terms
+    rng = np.random.default_rng(5)
+    n_groups, waves = 300, 8
+    ids = np.repeat(np.arange(n_groups), waves)
+    t = np.tile(np.arange(waves, dtype=float), n_groups)
+    b0 = rng.normal(0, 0.6, n_groups)
+    y = rng.poisson(np.exp(1.0 + 0.05 * t + b0[ids] + 0.3 * b0[ids] * t))
+    X = pd.DataFrame({"time": t})
+    with pytest.warns(UserWarning, match="singular"):
+        m = PoissonGLMM("1 + time").fit(X, y, groups=ids)
+    assert m.is_singular_
+    cov = m.random_effects_cov_["group"].to_numpy()
+    assert abs(cov[0, 1]) / np.sqrt(cov[0, 0] * cov[1, 1]) > 0.999
