@@ -181,6 +181,25 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
 
 
 class _CountGLMM(RegressorMixin, _BaseGLMM):
+    def __init__(
+        self,
+        random_effects="1",
+        *,
+        n_agq=1,
+        zero_inflation=False,
+        fit_intercept=True,
+        group_columns=None,
+        max_iter=1000,
+        tol=1e-10,
+    ):
+        self.random_effects = random_effects
+        self.n_agq = n_agq
+        self.zero_inflation = zero_inflation
+        self.fit_intercept = fit_intercept
+        self.group_columns = group_columns
+        self.max_iter = max_iter
+        self.tol = tol
+
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}
 
@@ -260,25 +279,6 @@ class PoissonGLMM(_CountGLMM):
 
     _family_name = "poisson"
 
-    def __init__(
-        self,
-        random_effects="1",
-        *,
-        n_agq=1,
-        zero_inflation=False,
-        fit_intercept=True,
-        group_columns=None,
-        max_iter=1000,
-        tol=1e-10,
-    ):
-        self.random_effects = random_effects
-        self.n_agq = n_agq
-        self.zero_inflation = zero_inflation
-        self.fit_intercept = fit_intercept
-        self.group_columns = group_columns
-        self.max_iter = max_iter
-        self.tol = tol
-
 
 class NegBinGLMM(_CountGLMM):
     __doc__ = (
@@ -310,22 +310,3 @@ class NegBinGLMM(_CountGLMM):
     )
 
     _family_name = "negbin"
-
-    def __init__(
-        self,
-        random_effects="1",
-        *,
-        n_agq=1,
-        zero_inflation=False,
-        fit_intercept=True,
-        group_columns=None,
-        max_iter=1000,
-        tol=1e-10,
-    ):
-        self.random_effects = random_effects
-        self.n_agq = n_agq
-        self.zero_inflation = zero_inflation
-        self.fit_intercept = fit_intercept
-        self.group_columns = group_columns
-        self.max_iter = max_iter
-        self.tol = tol
