@@ -16,7 +16,7 @@ from . import _results
 from ._design import build_factors, factor_names, groups_columns, lookup_codes
 from ._families import make_family
 from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
-from ._optimize import fit_objective, glm_start
+from ._optimize import fit_objective, parameter_bounds, starting_point
 from ._validation import as_float_vector, check_weights, check_y_finite
 
 _GH_Z, _GH_W = hermegauss(32)
@@ -193,24 +193,9 @@ class _BaseGLMM(BaseEstimator):
         obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
 
         # 3. optimisation
-        extra0 = family.default_extra()
-        beta0 = glm_start(obj, extra0)
-        # Cholesky diagonals start at 0.5 (lme4 uses 1): fewer evaluations on the
-        # reference cases, and fewer first steps that overshoot onto a zero variance
-        theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in fdata]
-        theta0 = np.concatenate(theta0) if factors else np.zeros(0)
-        x0 = np.concatenate([beta0, theta0, extra0])
-        bounds = (
-            [(None, None)] * data.n_beta
-            + [
-                (0.0, None) if r == c else (None, None)
-                for f in fdata
-                for r, c in zip(f.theta_rows, f.theta_cols)
-            ]
-            + list(getattr(family, "extra_bounds", ()))
-        )
-        diag_idx = [k for k, b in enumerate(bounds[: data.n_beta + data.n_theta]) if b[0] == 0.0]
-        x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol, diag_idx)
+        x0 = starting_point(obj)
+        bounds = parameter_bounds(data)
+        x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
 
         # 4. fitted attributes (unscaled), checks and warnings
         self._factors = factors

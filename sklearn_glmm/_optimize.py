@@ -108,6 +108,30 @@ def glm_start(obj: Objective, extra0: np.ndarray, max_iter: int = 50) -> np.ndar
     return np.clip(beta, -lim, hi)
 
 
+def starting_point(obj) -> np.ndarray:
+    """GLM fixed effects, Cholesky diagonals of 0.5, the family's default extras.
+
+    The diagonals start at 0.5 (lme4 uses 1): fewer evaluations on the reference
+    cases, and fewer first steps that overshoot onto a zero variance.
+    """
+    data = obj.data
+    extra0 = data.family.default_extra()
+    theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in data.factors]
+    theta0 = np.concatenate(theta0) if theta0 else np.zeros(0)
+    return np.concatenate([glm_start(obj, extra0), theta0, extra0])
+
+
+def parameter_bounds(data) -> list:
+    """L-BFGS-B bounds: Cholesky diagonals >= 0 (as lme4), the family's extra bounds."""
+    theta = [
+        (0.0, None) if r == c else (None, None)
+        for f in data.factors
+        for r, c in zip(f.theta_rows, f.theta_cols)
+    ]
+    extra = list(getattr(data.family, "extra_bounds", ()))
+    return [(None, None)] * data.n_beta + theta + extra
+
+
 def central_gradient(fun, x, h=1e-4):
     g = np.zeros_like(x)
     for k in range(len(x)):
@@ -250,8 +274,15 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
     return x
 
 
-def fit_objective(obj: Objective, x0: np.ndarray, bounds, max_iter: int, tol: float, diag_idx=()):
-    """Minimise ``obj`` from ``x0``; return the optimum and its :class:`FitRecord`."""
+def fit_objective(obj: Objective, x0: np.ndarray, bounds, max_iter: int, tol: float, diag_idx=None):
+    """Minimise ``obj`` from ``x0``; return the optimum and its :class:`FitRecord`.
+
+    ``diag_idx`` (default: every parameter bounded below at 0) lists the
+    Cholesky diagonals that are moved off zero and retried (``_laplace_stage``).
+    """
+    if diag_idx is None:
+        n_cov = obj.data.n_beta + obj.data.n_theta
+        diag_idx = [k for k, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
     with single_threaded_blas(), _quiet_trial_points():
         return _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx)
 
