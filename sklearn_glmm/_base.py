@@ -146,6 +146,7 @@ class _BaseGLMM(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
+        self._y_name = str(y.name) if getattr(y, "name", None) is not None else "y"
         if np.asarray(y).ndim == 2:
             y = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn estimators
         X_raw, groups_from_X = self._validate_X(X, reset=True)

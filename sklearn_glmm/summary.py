@@ -26,7 +26,9 @@ def _format_p(p):
 
 def model_formula(est) -> str:
     """The model in R's formula notation, for display."""
-    lhs = "y"
+    if getattr(est, "formula_", None):  # fitted through sklearn_glmm.formula
+        return est.formula_
+    lhs = getattr(est, "_y_name", "y")
     fixed = ([] if est.fit_intercept else ["0"]) + list(est._fixed_names)
     rhs = " + ".join(fixed) if fixed else "1"
     bars = []
