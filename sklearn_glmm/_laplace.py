@@ -32,7 +32,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
 from ._groups import GroupIndex
-from ._linalg import BlockedSolver, BlockSolver, NotPositiveDefinite
+from ._linalg import BlockSolver, NotPositiveDefinite, make_solver
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -154,7 +154,7 @@ class Objective:
             self.n_units = f0[0].n_levels
         else:
             blocks = [(f.offset, f.n_levels, f.q) for f in f0]
-            self.solver = BlockedSolver(self.cols, self.Q, blocks)
+            self.solver = make_solver(self.cols, self.Q, blocks)
             self.u_unit = np.zeros(self.Q, dtype=np.intp)
             self.n_units = 1
         self.u = np.zeros(self.Q)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
 from ._groups import GroupIndex
 
@@ -205,3 +206,85 @@ class BlockedSolver:
         off, G, q = self.blocks[f]
         idx = off - self.Q1 + np.arange(G)[:, None] * q + np.arange(q)[None, :]
         return self.Sinv[idx[:, :, None], idx[:, None, :]]
+
+
+class SparseCoupledSolver(BlockedSolver):
+    """:class:`BlockedSolver` with the coupling block ``B`` kept sparse.
+
+    When each level of the first factor meets few levels of the others (crossed
+    subjects x items, nested designs), ``B`` is mostly zeros: the Schur product
+    ``B' A^{-1} B`` then costs the sum over levels of their squared number of
+    partners instead of ``levels x Q2^2``.
+    """
+
+    def factorize(self, a_vals: np.ndarray, w: np.ndarray) -> None:
+        q1, Q2, G1 = self.q1, self.Q2, self.G1
+        a1, a2 = a_vals[:, :q1], a_vals[:, q1:]
+        self.first.factorize(a1, w)
+        s2 = a2.shape[1]
+        rows, cols, vals = [], [], []
+        for a in range(q1):
+            for b in range(s2):
+                rows.append(self.code1 * q1 + a)
+                cols.append(self.col2[:, b])
+                vals.append(w * a1[:, a] * a2[:, b])
+        B = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(G1 * q1, Q2),
+        )
+        C = np.zeros(Q2 * Q2)
+        for a in range(s2):
+            for b in range(s2):
+                C += np.bincount(self._c_idx[a][b], w * a2[:, a] * a2[:, b], minlength=C.size)
+        C = C.reshape(Q2, Q2)
+        C[np.diag_indices(Q2)] += 1.0
+        ainv = sp.bsr_matrix(
+            (self.first.hinv, np.arange(G1), np.arange(G1 + 1)), shape=(G1 * q1, G1 * q1)
+        )
+        self.B = B
+        self.M = (ainv @ B).tocsr()  # A^{-1} B, same pattern as B
+        S = C - (B.T @ self.M).toarray()
+        try:
+            self._L = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError as exc:
+            raise NotPositiveDefinite(str(exc)) from exc
+        self.logdet = self.first.logdet + float(2.0 * np.sum(np.log(np.diag(self._L))))
+        self._Sinv = self._P = None
+
+    @property
+    def P(self) -> np.ndarray:
+        if self._P is None:
+            self._P = np.asarray(self.M @ self.Sinv).reshape(self.G1, self.q1, self.Q2)
+        return self._P
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        r1 = rhs[: self.Q1].reshape(self.G1, self.q1)
+        x1 = np.einsum("gij,gj->gi", self.first.hinv, r1)
+        r2 = rhs[self.Q1 :] - self.B.T @ x1.ravel()
+        x2 = scipy.linalg.cho_solve((self._L, True), r2, check_finite=False)
+        x1 = x1.ravel() - self.M @ x2
+        return np.concatenate([x1, x2])
+
+    def _g11(self) -> np.ndarray:
+        q1, P = self.q1, self.P.reshape(self.G1 * self.q1, self.Q2)
+        out = self.first.hinv.copy()
+        for a in range(q1):
+            for b in range(q1):
+                prod = self.M[b::q1].multiply(P[a::q1])
+                out[:, a, b] += np.asarray(prod.sum(axis=1)).ravel()
+        return out
+
+
+def make_solver(cols: np.ndarray, Q: int, blocks: list[tuple[int, int, int]]):
+    """The solver for several factors: sparse coupling when B would be mostly zeros."""
+    _, G1, q1 = blocks[0]
+    Q2 = Q - G1 * q1
+    dense_size = G1 * q1 * Q2
+    nnz_bound = cols.shape[0] * q1 * (cols.shape[1] - q1)
+    if dense_size > SPARSE_COUPLING_MIN and nnz_bound < SPARSE_COUPLING_DENSITY * dense_size:
+        return SparseCoupledSolver(cols, Q, blocks)
+    return BlockedSolver(cols, Q, blocks)
+
+
+SPARSE_COUPLING_MIN = 200_000  # entries of a dense B below which dense BLAS wins
+SPARSE_COUPLING_DENSITY = 0.25  # most B can be filled for the sparse products to pay

@@ -200,3 +200,23 @@ def test_perfectly_correlated_slope_is_reported_singular():
     assert m.is_singular_
     cov = m.random_effects_cov_["group"].to_numpy()
     assert abs(cov[0, 1]) / np.sqrt(cov[0, 0] * cov[1, 1]) > 0.999
+
+
+@pytest.mark.parametrize("qs,levels", [((2, 1), (60, 40)), ((1, 2, 1), (80, 30, 6))])
+def test_sparse_coupling_solver_agrees_with_dense(monkeypatch, qs, levels):
+    import sklearn_glmm._linalg as linalg
+
+    dense, params = _objective("poisson", qs=qs, levels=levels, n=800)
+    monkeypatch.setattr(linalg, "SPARSE_COUPLING_MIN", 0)
+    monkeypatch.setattr(linalg, "SPARSE_COUPLING_DENSITY", np.inf)
+    sparse, _ = _objective("poisson", qs=qs, levels=levels, n=800)
+    assert type(sparse.solver).__name__ == "SparseCoupledSolver"
+    assert type(dense.solver).__name__ == "BlockedSolver"
+    v1, g1 = dense.value_and_grad(params)
+    v2, g2 = sparse.value_and_grad(params)
+    assert v2 == pytest.approx(v1, rel=1e-12)
+    np.testing.assert_allclose(g2, g1, rtol=1e-8, atol=1e-8)
+    for f in range(len(qs)):
+        np.testing.assert_allclose(
+            sparse.conditional_variances(f), dense.conditional_variances(f), atol=1e-12
+        )
