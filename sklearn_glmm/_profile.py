@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import special, stats
 
 from ._laplace import lambda_matrices
-from ._optimize import _run_lbfgsb, central_gradient
+from ._optimize import _run_lbfgsb, central_gradient, single_threaded_blas
 from ._results import beta_jacobian
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
@@ -407,7 +407,6 @@ def profile_parameter(est, k: int, level: float, se_k: float, max_iter=500, tol=
 def profile_table(est, level, parm=None, n_jobs=None):
     """Profile-likelihood intervals (rows as :func:`wald_table`) and the profile traces."""
     from joblib import Parallel, delayed
-    from threadpoolctl import threadpool_limits
 
     pmap = ParamMap(est)
     wald = wald_table(est, pmap, level)
@@ -417,7 +416,7 @@ def profile_table(est, level, parm=None, n_jobs=None):
         delayed(profile_parameter)(est, k, level, wald["std_error"].iloc[k], 500, tol) for k in idx
     ]
     # tiny BLAS calls inside L-BFGS-B are ~10x slower with OpenBLAS threads spinning
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded_blas():
         if n_jobs in (None, 1):
             out = [j[0](*j[1], **j[2]) for j in jobs]
         else:

@@ -354,12 +354,7 @@ def _set_family_params(est, extra, V, start):
 
 def _check_convergence(est, obj, x, H, record):
     """lme4-like checks: scaled gradient, Hessian definiteness, iteration limit."""
-    _, g = obj.value_and_grad(x) if obj.n_agq == 1 else (None, None)
-    if g is None:
-        from ._optimize import central_gradient
-
-        g = central_gradient(obj.evaluate, x)
-        obj.evaluate(x)
+    _, g = obj.value_and_grad(x)  # Laplace or AGQ: the objective the optimiser used
     g = projected_gradient(g, x, est._bounds)
     active = ~at_bound(x, est._bounds)
     g = g[active]

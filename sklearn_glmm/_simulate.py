@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._laplace import GLMObjective, Objective, lambda_matrices
-from ._optimize import fit_objective
+from ._optimize import fit_objective, single_threaded_blas
 
 
 def _rng(random_state) -> np.random.Generator:
@@ -143,7 +143,6 @@ def bootstrap_params(
     its own child seed, so results do not depend on ``n_jobs``.
     """
     from joblib import Parallel, delayed
-    from threadpoolctl import threadpool_limits
 
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
@@ -154,7 +153,7 @@ def bootstrap_params(
     chunks = [list(c) for c in np.array_split(np.arange(n_boot), n_chunks) if len(c)]
     bar = _Progress(int(n_boot), progress)
     results = []
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded_blas():
         if n_jobs in (None, 1):
             for c in chunks:
                 results.append(_boot_chunk(est, [seeds[i] for i in c], new_random_effects))
