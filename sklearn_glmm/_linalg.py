@@ -143,17 +143,26 @@ class BlockedSolver:
         for a in range(q1):
             for b in range(s2):
                 B += np.bincount(self._b_idx[a][b], w * a1[:, a] * a2[:, b], minlength=B.size)
+        B = B.reshape(G1, q1, Q2)
+        C = self._dense_block(a2, w)
+        self.B = B
+        self.M = np.matmul(self.first.hinv, B)  # A^{-1} B, level by level
+        # the O(levels x Q2^2) products go through BLAS on 2-D views
+        self._factor_schur(C - B.reshape(-1, Q2).T @ self.M.reshape(-1, Q2))
+
+    def _dense_block(self, a2: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """C = I + Z2' W Z2 over the factors after the first, (Q2, Q2)."""
+        Q2, s2 = self.Q2, a2.shape[1]
         C = np.zeros(Q2 * Q2)
         for a in range(s2):
             for b in range(s2):
                 C += np.bincount(self._c_idx[a][b], w * a2[:, a] * a2[:, b], minlength=C.size)
-        B = B.reshape(G1, q1, Q2)
         C = C.reshape(Q2, Q2)
         C[np.diag_indices(Q2)] += 1.0
-        self.B = B
-        self.M = np.matmul(self.first.hinv, B)  # A^{-1} B, level by level
-        # the O(levels x Q2^2) products go through BLAS on 2-D views
-        S = C - B.reshape(-1, Q2).T @ self.M.reshape(-1, Q2)
+        return C
+
+    def _factor_schur(self, S: np.ndarray) -> None:
+        """Cholesky of the Schur complement and the log-determinant of H."""
         try:
             self._L = np.linalg.cholesky(S)
         except np.linalg.LinAlgError as exc:
@@ -232,24 +241,13 @@ class SparseCoupledSolver(BlockedSolver):
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
             shape=(G1 * q1, Q2),
         )
-        C = np.zeros(Q2 * Q2)
-        for a in range(s2):
-            for b in range(s2):
-                C += np.bincount(self._c_idx[a][b], w * a2[:, a] * a2[:, b], minlength=C.size)
-        C = C.reshape(Q2, Q2)
-        C[np.diag_indices(Q2)] += 1.0
+        C = self._dense_block(a2, w)
         ainv = sp.bsr_matrix(
             (self.first.hinv, np.arange(G1), np.arange(G1 + 1)), shape=(G1 * q1, G1 * q1)
         )
         self.B = B
         self.M = (ainv @ B).tocsr()  # A^{-1} B, same pattern as B
-        S = C - (B.T @ self.M).toarray()
-        try:
-            self._L = np.linalg.cholesky(S)
-        except np.linalg.LinAlgError as exc:
-            raise NotPositiveDefinite(str(exc)) from exc
-        self.logdet = self.first.logdet + float(2.0 * np.sum(np.log(np.diag(self._L))))
-        self._Sinv = self._P = None
+        self._factor_schur(C - (B.T @ self.M).toarray())
 
     @property
     def P(self) -> np.ndarray:
