@@ -124,6 +124,19 @@ def _boundary_mixture(small, big):
     return None
 
 
+def _checked_models(models, names, minimum: int, too_few: str) -> list[str]:
+    """Row names for fitted models of the same data; the checks both tables share."""
+    if len(models) < minimum:
+        raise ValueError(too_few)
+    names = list(names) if names is not None else [f"model{i + 1}" for i in range(len(models))]
+    if len(names) != len(models):
+        raise ValueError(f"got {len(names)} names for {len(models)} models.")
+    for m in models:
+        check_is_fitted(m, "coef_")
+    _same_data(models, names)
+    return names
+
+
 def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
     """Likelihood-ratio tests between nested fits, as R's ``anova(m1, m2, ...)``.
 
@@ -152,14 +165,7 @@ def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
         the 50:50 mixture named in ``chi-bar mixture`` (Self & Liang 1987;
         Stram & Lee 1994); the naive p-value is then conservative.
     """
-    if len(models) < 2:
-        raise ValueError("anova needs at least two fitted models.")
-    names = list(names) if names is not None else [f"model{i + 1}" for i in range(len(models))]
-    if len(names) != len(models):
-        raise ValueError(f"got {len(names)} names for {len(models)} models.")
-    for m in models:
-        check_is_fitted(m, "coef_")
-    _same_data(models, names)
+    names = _checked_models(models, names, 2, "anova needs at least two fitted models.")
     order = sorted(range(len(models)), key=lambda i: models[i].n_params_)
     ms, ns = [models[i] for i in order], [names[i] for i in order]
     rows = []
@@ -224,14 +230,7 @@ def compare_models(*models, names=None, sort: bool = True) -> pd.DataFrame:
     >>> compare_models(poisson_fit, negbin_fit, zip_fit,
     ...                names=["Poisson", "NB", "ZIP"])  # doctest: +SKIP
     """
-    if len(models) < 1:
-        raise ValueError("compare_models needs at least one fitted model.")
-    names = list(names) if names is not None else [f"model{i + 1}" for i in range(len(models))]
-    if len(names) != len(models):
-        raise ValueError(f"got {len(names)} names for {len(models)} models.")
-    for m in models:
-        check_is_fitted(m, "coef_")
-    _same_data(models, names)
+    names = _checked_models(models, names, 1, "compare_models needs at least one fitted model.")
     aic = np.array([m.aic_ for m in models])
     bic = np.array([m.bic_ for m in models])
     rel = np.exp(-0.5 * (aic - aic.min()))
