@@ -183,6 +183,14 @@ def probability_axis(ax, ylabel="Probability"):
     ax.set_ylabel(ylabel)
 
 
+def outcome_axis(ax, probability: bool, prob_label: str, mean_label: str) -> None:
+    """Label the y axis as a probability in [0, 1] or as a mean on the count scale."""
+    if probability:
+        probability_axis(ax, prob_label)
+    else:
+        ax.set_ylabel(mean_label)
+
+
 def add_legend(ax, title=None):
     handles, labels = ax.get_legend_handles_labels()
     if handles:

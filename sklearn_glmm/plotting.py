@@ -52,6 +52,7 @@ from ._plot_common import (
     link_predictions,
     model_inputs,
     observed_scale,
+    outcome_axis,
     person_labels,
     probability_axis,
     pyplot,
@@ -147,10 +148,7 @@ def plot_observed_means(
         ax.plot(cell["time"], cell["mean"], "-o", color=colors[label], label=name, lw=2)
     time_axis(ax, time, t)
     binary = w is not None or np.isin(np.unique(yv), [0.0, 1.0]).all()
-    if binary:
-        probability_axis(ax, "Observed proportion")
-    else:
-        ax.set_ylabel("Observed mean")
+    outcome_axis(ax, binary, "Observed proportion", "Observed mean")
     add_legend(ax, by_title(by))
     return ax
 
@@ -418,10 +416,7 @@ def plot_link_response(
     axes[0].set_title("Link scale (log-odds)" if binomial else "Link scale (log)")
     axes[0].set_ylabel("Linear predictor")
     axes[1].set_title("Response scale (probability)" if binomial else "Response scale (mean)")
-    if binomial:
-        probability_axis(axes[1], "Predicted probability")
-    else:
-        axes[1].set_ylabel("Predicted mean")
+    outcome_axis(axes[1], binomial, "Predicted probability", "Predicted mean")
     _trajectory_legend(axes[1], frame, by)
     return axes
 
@@ -477,10 +472,7 @@ def plot_conditional_marginal(
         ax.plot(t[rows], zero[rows], "--", color=c, lw=2, label=f"{prefix}typical person (b = 0)")
         ax.plot(t[rows], marginal[rows], "-", color=c, lw=2, label=f"{prefix}population average")
     time_axis(ax, time, t)
-    if is_binomial(est):
-        probability_axis(ax, "Predicted probability")
-    else:
-        ax.set_ylabel("Predicted mean")
+    outcome_axis(ax, is_binomial(est), "Predicted probability", "Predicted mean")
     add_legend(ax, by_title(by))
     return ax
 
@@ -540,9 +532,6 @@ def plot_predicted_vs_observed(
         ax.plot(o["time"], o["mean"], "-o", color=colors[label], lw=2, label=f"{prefix}observed")
         ax.plot(p["time"], p["mean"], "--s", color=colors[label], lw=2, label=f"{prefix}predicted")
     time_axis(ax, time, t)
-    if is_binomial(est):
-        probability_axis(ax, "Proportion")
-    else:
-        ax.set_ylabel("Mean")
+    outcome_axis(ax, is_binomial(est), "Proportion", "Mean")
     add_legend(ax, by_title(by))
     return ax
