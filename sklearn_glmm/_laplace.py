@@ -157,6 +157,8 @@ class Objective:
             self.solver = make_solver(self.cols, self.Q, blocks)
             self.u_unit = np.zeros(self.Q, dtype=np.intp)
             self.n_units = 1
+        # one factor with a scalar random effect (random intercepts): H is diagonal
+        self._scalar = self._single and f0[0].q == 1
         self.u = np.zeros(self.Q)
         self.n_evals = 0
         self.pirls_failures = 0
@@ -171,6 +173,8 @@ class Objective:
         return params[:p], params[p : p + T], params[p + T :]
 
     def _a_vals(self, theta):
+        if self._scalar:
+            return self.data.factors[0].Z * theta[0]
         lams = lambda_matrices(self.data, theta)
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
@@ -219,6 +223,8 @@ class Objective:
         a_vals = self._a_vals(theta)
         eta_fix = d.X @ beta + d.offset
         u = (self.u if u0 is None else u0).copy()
+        if self._scalar:
+            return self._pirls_scalar(a_vals, eta_fix, extra, u)
         eta = eta_fix + self._Au(a_vals, u)
         der = self._derivs(eta, extra)
         units = self.n_units
@@ -250,6 +256,55 @@ class Objective:
         self.pirls_iterations += _it + 1
         if not converged:
             self.pirls_failures += 1
+        self.u = u
+        self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
+        return u
+
+    def _pirls_scalar(self, a_vals, eta_fix, extra, u):
+        """:meth:`pirls` for one factor with a scalar random effect.
+
+        Every level is a one-dimensional problem: the Newton step is
+        ``(sum_i a_i d1_i - u_j) / h_j`` with ``h_j = 1 + sum_i w_i a_i^2``,
+        written with as few array passes as possible (small data spend their
+        time in per-call overhead).
+        """
+        g = self.groups[0]
+        a = a_vals[:, 0]
+        a2 = a * a
+        eta = eta_fix + a * g.expand(u)
+        der = self._derivs(eta, extra)
+        obj = g.sum(der.loglik) - 0.5 * u * u
+        converged = False
+        for _it in range(self.pirls_max_iter):
+            h = 1.0 + g.sum(der.w * a2)
+            exact = h.min() > 0.0
+            if not exact:  # zero inflation: clip negative curvatures for a descent step
+                h = 1.0 + g.sum(np.maximum(der.w, 0.0) * a2)
+            step = (g.sum(a * der.d1) - u) / h
+            big = np.abs(step).max()
+            if not np.isfinite(big):
+                raise NotPositiveDefinite("non-finite Newton step")
+            if big < 1e-11 or (step * step * h).max() < 1e-20:
+                converged = True
+                break
+            t = np.ones(len(u))
+            for _half in range(40):
+                u_try = u + t * step
+                eta_try = eta_fix + a * g.expand(u_try)
+                der_try = self._derivs(eta_try, extra)
+                obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
+                worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj)))
+                if not worse.any():
+                    break
+                t[worse] *= 0.5
+            u, eta, der, obj = u_try, eta_try, der_try, obj_try
+        self.pirls_iterations += _it + 1
+        if not converged:
+            self.pirls_failures += 1
+        if converged and exact:
+            self.solver.set_diagonal(h)
+        else:  # the mode's own Hessian, which must be positive definite
+            self.solver.factorize(a_vals, der.w)
         self.u = u
         self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
         return u
@@ -308,6 +363,8 @@ class Objective:
         """
         if self.n_agq > 1:
             return agq_gradient(self)
+        if self._scalar:
+            return self._gradient_scalar()
         d = self.data
         s = self.state
         der, a_vals, u = s["der"], s["a_vals"], s["u"]
@@ -333,6 +390,22 @@ class Objective:
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
 
+    def _gradient_scalar(self) -> np.ndarray:
+        """:meth:`gradient` for one factor with a scalar random effect (H diagonal)."""
+        d, s, g = self.data, self.state, self.groups[0]
+        der, u = s["der"], s["u"]
+        a, zr = s["a_vals"][:, 0], d.factors[0].Z[:, 0]
+        hinv = self.solver.hinv[:, 0, 0]
+        k = a * g.expand(hinv)  # H^{-1} a_i, the row's K
+        c = k * a
+        v = der.w3 * c
+        m = hinv * g.sum(a * v)
+        Am = a * g.expand(m)
+        psi = -2.0 * der.d1 + v - der.w * Am
+        g_theta = psi @ (zr * g.expand(u)) + m @ g.sum(der.d1 * zr) + 2.0 * (der.w * zr) @ k
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
+        return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
+
     def _extra_gradient(self, eta, extra, c, Am):
         """Derivatives in the family's extra parameters (elementwise central differences)."""
         out = np.zeros(len(extra))
@@ -347,6 +420,17 @@ class Objective:
             dd1 = (dp.d1 - dm.d1) / (2 * h)
             out[k] = np.sum(-2.0 * dl + c * dw + Am * dd1)
         return out
+
+    def snapshot(self):
+        """Everything an evaluation changes: the mode, its factorisation, the memo."""
+        memo = (self._last_key, self._last_val, self._last_grad)
+        return self.u, getattr(self, "state", None), memo, self.solver.snapshot()
+
+    def restore(self, snap) -> None:
+        """Return to the point of :meth:`snapshot` without evaluating it again."""
+        self.u, self.state, memo, solver = snap
+        self._last_key, self._last_val, self._last_grad = memo
+        self.solver.restore(solver)
 
     def value_and_grad(self, params):
         val = self.evaluate(params)
@@ -439,6 +523,12 @@ class GLMObjective:
     def _derivs(self, eta, extra):
         d = self.data
         return d.family.derivs(d.y, eta, d.trials, self._w, extra, self._const)
+
+    def snapshot(self):
+        return getattr(self, "state", None)
+
+    def restore(self, snap) -> None:
+        self.state = snap
 
     def _split(self, params):
         p = self.data.n_beta

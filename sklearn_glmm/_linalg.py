@@ -55,11 +55,7 @@ class BlockSolver:
         """Form and factorise H from row values ``a_vals`` (n, q) and curvatures ``w`` (n,)."""
         G, q = self.n_levels, self.q
         if q == 1:
-            h = 1.0 + self.groups.sum(w * a_vals[:, 0] ** 2)
-            if not np.all(h > 0):
-                raise NotPositiveDefinite("Laplace Hessian is not positive definite")
-            self.hinv = (1.0 / h)[:, None, None]
-            self.logdet = float(np.sum(np.log(h)))
+            self.set_diagonal(1.0 + self.groups.sum(w * a_vals[:, 0] ** 2))
             return
         H = np.zeros((G, q, q))
         for a, b in self._pairs:
@@ -78,6 +74,13 @@ class BlockSolver:
         Linv = np.linalg.inv(L)
         self.hinv = np.einsum("gki,gkj->gij", Linv, Linv)
 
+    def set_diagonal(self, h: np.ndarray) -> None:
+        """Take ``H = diag(h)`` (a scalar random effect), already formed by the caller."""
+        if not h.min() > 0.0:
+            raise NotPositiveDefinite("Laplace Hessian is not positive definite")
+        self.hinv = (1.0 / h)[:, None, None]
+        self.logdet = float(np.log(h).sum())
+
     def _factorize_2x2(self, H: np.ndarray) -> None:
         # closed forms: batched LAPACK calls cost more than the arithmetic here
         a, b, c = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
@@ -90,6 +93,13 @@ class BlockSolver:
         hinv[:, 0, 1] = hinv[:, 1, 0] = -b / det
         self.hinv = hinv
         self.logdet = float(np.sum(np.log(det)))
+
+    def snapshot(self):
+        """The current factorisation, to be put back by :meth:`restore`."""
+        return dict(vars(self))
+
+    def restore(self, snap) -> None:
+        vars(self).update(snap)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``H^{-1} rhs`` for ``rhs`` of shape (n_levels * q,)."""
@@ -149,6 +159,13 @@ class BlockedSolver:
         self.M = np.matmul(self.first.hinv, B)  # A^{-1} B, level by level
         # the O(levels x Q2^2) products go through BLAS on 2-D views
         self._factor_schur(C - B.reshape(-1, Q2).T @ self.M.reshape(-1, Q2))
+
+    def snapshot(self):
+        return dict(vars(self)), self.first.snapshot()
+
+    def restore(self, snap) -> None:
+        vars(self).update(snap[0])
+        self.first.restore(snap[1])
 
     def _dense_block(self, a2: np.ndarray, w: np.ndarray) -> np.ndarray:
         """C = I + Z2' W Z2 over the factors after the first, (Q2, Q2)."""

@@ -167,24 +167,20 @@ _BLAS_CONTROLLER = None
 def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     n = len(x)
     Hm = np.zeros((n, n))
-    u_keep = obj.u.copy()
     # the AGQ gradient (quadrature nodes held in place) serves as well as the Laplace one
-
-    def grad(p):
-        obj.u = u_keep.copy()
-        return obj.value_and_grad(p)[1]
-
+    g0 = obj.value_and_grad(x)[1]
+    at_x = obj.snapshot()
+    u_keep = obj.u.copy()
     # forward differences of the analytic gradient: n gradients (the one at x is
     # remembered from the fit); their O(h) = 1e-4 relative error is far below
     # what standard errors need
-    g0 = grad(x)
     for k in range(n):
         h = 1e-4 * max(1.0, abs(x[k]))
         e = np.zeros(n)
         e[k] = h
-        Hm[:, k] = (grad(x + e) - g0) / h
-    obj.u = u_keep
-    obj.evaluate(x)
+        obj.u = u_keep.copy()
+        Hm[:, k] = (obj.value_and_grad(x + e)[1] - g0) / h
+    obj.restore(at_x)  # the fitted state (mode, factorisation) without a new evaluation
     return 0.5 * (Hm + Hm.T)
 
 
@@ -209,12 +205,13 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
     """
     res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol)
     nit = res.nit
-    # A restart clears L-BFGS-B's curvature memory; it often moves a little
-    # further when the first run stopped on the ftol test.
-    res2 = _run_lbfgsb(obj.value_and_grad, res.x, True, bounds, max_iter, tol)
-    nit += res2.nit
-    if res2.fun <= res.fun:
-        res = res2
+    if _predicted_decrease(res, bounds) > RESTART_MIN_DECREASE:
+        # A restart clears L-BFGS-B's curvature memory; it moves further when the
+        # first run stopped on the ftol test with its own model predicting more.
+        res2 = _run_lbfgsb(obj.value_and_grad, res.x, True, bounds, max_iter, tol)
+        nit += res2.nit
+        if res2.fun <= res.fun:
+            res = res2
     for k in [k for k in diag_idx if res.x[k] < 1e-3]:
         # look along the zero diagonal for a point below the boundary value
         u_keep = obj.u.copy()
@@ -234,6 +231,20 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
                 res = res3
     res.nit = nit
     return res
+
+
+RESTART_MIN_DECREASE = 1e-4  # of -2 log L: a log-likelihood gain of 5e-5
+
+
+def _predicted_decrease(res, bounds) -> float:
+    """Decrease of the objective L-BFGS-B's quadratic model still expects at its stop."""
+    if not np.isfinite(res.fun) or getattr(res, "jac", None) is None:
+        return np.inf
+    g = projected_gradient(np.asarray(res.jac, dtype=float), res.x, bounds)
+    try:
+        return float(0.5 * g @ res.hess_inv.matvec(g))
+    except (AttributeError, ValueError):
+        return np.inf
 
 
 def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
