@@ -27,13 +27,17 @@ class GroupIndex:
             self.in_order = bool(np.all(self.run_codes == np.arange(n_levels)))
 
     def sum(self, v: np.ndarray) -> np.ndarray:
-        """Sum of ``v`` over each level's rows, shape (n_levels,)."""
+        """Sum of ``v`` over each level's rows, shape (n_levels,) or (n_levels, k)."""
         if not self.contiguous:
-            return np.bincount(self.codes, v, minlength=self.n_levels)
+            if v.ndim == 1:
+                return np.bincount(self.codes, v, minlength=self.n_levels)
+            out = np.zeros((self.n_levels,) + v.shape[1:])
+            np.add.at(out, self.codes, v)
+            return out
         s = np.add.reduceat(v, self.starts)
         if self.in_order:
             return s
-        out = np.empty(self.n_levels)
+        out = np.empty_like(s)
         out[self.run_codes] = s
         return out
 

@@ -165,6 +165,7 @@ class Objective:
         self.pirls_iterations = 0
         self._w, self._const = _fixed_terms(data)
         self._last_key, self._last_val, self._last_grad = None, np.inf, None
+        self._predictor = None
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
@@ -224,7 +225,13 @@ class Objective:
         eta_fix = d.X @ beta + d.offset
         u = (self.u if u0 is None else u0).copy()
         if self._scalar:
-            return self._pirls_scalar(a_vals, eta_fix, extra, u)
+            if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
+                # first-order move of the modes with (beta, theta), from the last gradient
+                _, ref, J = self._predictor
+                u += J @ (np.concatenate([beta, theta]) - ref)
+            self._pirls_scalar(a_vals, eta_fix, extra, u)
+            self.state["bt"] = np.concatenate([beta, theta])
+            return self.u
         eta = eta_fix + self._Au(a_vals, u)
         der = self._derivs(eta, extra)
         units = self.n_units
@@ -307,6 +314,7 @@ class Objective:
             self.solver.factorize(a_vals, der.w)
         self.u = u
         self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
+        self._predictor = None
         return u
 
     def _factorize(self, a_vals, w) -> bool:
@@ -402,8 +410,18 @@ class Objective:
         m = hinv * g.sum(a * v)
         Am = a * g.expand(m)
         psi = -2.0 * der.d1 + v - der.w * Am
-        g_theta = psi @ (zr * g.expand(u)) + m @ g.sum(der.d1 * zr) + 2.0 * (der.w * zr) @ k
+        u_rows = g.expand(u)
+        dz = g.sum(der.d1 * zr)
+        wz = der.w * zr
+        g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
+        # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of the
+        # mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
+        wa = der.w * a
+        J = np.empty((len(u), d.n_beta + 1))
+        J[:, :-1] = g.sum(wa[:, None] * d.X) * -hinv[:, None]
+        J[:, -1] = hinv * (dz - g.sum(wa * zr * u_rows))
+        self._predictor = (u, s["bt"], J)
         return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
 
     def _extra_gradient(self, eta, extra, c, Am):
@@ -423,13 +441,13 @@ class Objective:
 
     def snapshot(self):
         """Everything an evaluation changes: the mode, its factorisation, the memo."""
-        memo = (self._last_key, self._last_val, self._last_grad)
+        memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
         return self.u, getattr(self, "state", None), memo, self.solver.snapshot()
 
     def restore(self, snap) -> None:
         """Return to the point of :meth:`snapshot` without evaluating it again."""
         self.u, self.state, memo, solver = snap
-        self._last_key, self._last_val, self._last_grad = memo
+        self._last_key, self._last_val, self._last_grad, self._predictor = memo
         self.solver.restore(solver)
 
     def value_and_grad(self, params):

@@ -170,15 +170,14 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     # the AGQ gradient (quadrature nodes held in place) serves as well as the Laplace one
     g0 = obj.value_and_grad(x)[1]
     at_x = obj.snapshot()
-    u_keep = obj.u.copy()
     # forward differences of the analytic gradient: n gradients (the one at x is
     # remembered from the fit); their O(h) = 1e-4 relative error is far below
-    # what standard errors need
+    # what standard errors need. Each starts from the modes at x.
     for k in range(n):
         h = 1e-4 * max(1.0, abs(x[k]))
         e = np.zeros(n)
         e[k] = h
-        obj.u = u_keep.copy()
+        obj.restore(at_x)
         Hm[:, k] = (obj.value_and_grad(x + e)[1] - g0) / h
     obj.restore(at_x)  # the fitted state (mode, factorisation) without a new evaluation
     return 0.5 * (Hm + Hm.T)
