@@ -222,3 +222,40 @@ def test_sparse_coupling_solver_agrees_with_dense(monkeypatch, qs, levels):
         np.testing.assert_allclose(
             sparse.conditional_variances(f), dense.conditional_variances(f), atol=1e-12
         )
+
+
+@pytest.mark.parametrize("order", ["runs_in_order", "runs_shuffled", "interleaved"])
+def test_group_sums_of_matrices_match_a_direct_sum(order):
+    from sklearn_glmm._groups import GroupIndex
+
+    rng = np.random.default_rng(3)
+    codes = np.repeat(np.arange(7), rng.integers(1, 5, 7))
+    if order == "runs_shuffled":
+        codes = rng.permutation(7)[codes]
+    elif order == "interleaved":
+        codes = rng.permutation(codes)
+    g = GroupIndex(codes, 7)
+    assert g.contiguous == (order != "interleaved")
+    V = rng.normal(size=(len(codes), 3))
+    expected = np.array([V[codes == j].sum(axis=0) for j in range(7)])
+    np.testing.assert_allclose(g.sum(V), expected)
+    np.testing.assert_allclose(g.sum(V[:, 1]), expected[:, 1])
+
+
+@pytest.mark.parametrize("fam", ["binomial", "poisson", "negbin"])
+def test_mode_predictor_is_the_derivative_of_the_modes(fam):
+    """The warm start of random-intercept fits moves the modes by du/d(beta, theta)."""
+    obj, params = _objective(fam, qs=(1,), levels=(30,))
+    obj.value_and_grad(params)
+    u0, (_, ref, J) = obj.u.copy(), obj._predictor
+    np.testing.assert_array_equal(ref, params[: len(ref)])
+    h = 1e-6
+    for k in range(J.shape[1]):
+        e = np.zeros_like(params)
+        e[k] = h
+        obj.evaluate(params + e)
+        np.testing.assert_allclose((obj.u - u0) / h, J[:, k], rtol=1e-3, atol=1e-5)
+        obj.u = u0.copy()  # a start that is not the predictor's: predictor not used
+        v_plain = obj.evaluate(params - e)
+        obj.u, obj._last_key = np.zeros_like(u0), None  # from zero, not remembered
+        assert obj.evaluate(params - e) == pytest.approx(v_plain, abs=1e-9)
