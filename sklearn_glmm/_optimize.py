@@ -116,9 +116,40 @@ def starting_point(obj) -> np.ndarray:
     """
     data = obj.data
     extra0 = data.family.default_extra()
+    beta0 = glm_start(obj, extra0)
     theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in data.factors]
+    # with extra parameters (NB theta, zero inflation) at their defaults the GLM's
+    # curvatures are a poor guide: the plain start there
+    if data.factors and data.family.n_extra == 0:
+        der = obj._derivs(data.X @ beta0 + data.offset, extra0)
+        theta0 = [_moment_theta(f, der) for f in data.factors]
     theta0 = np.concatenate(theta0) if theta0 else np.zeros(0)
-    return np.concatenate([glm_start(obj, extra0), theta0, extra0])
+    return np.concatenate([beta0, theta0, extra0])
+
+
+def _moment_theta(f, der) -> np.ndarray:
+    """Cholesky diagonals from the spread of one-step level effects around the GLM.
+
+    For each Z column, every level's one-step estimate ``b_j = sum z d1 / sum w z^2``
+    varies with the random effect's variance plus its own sampling variance
+    ``1 / sum w z^2``; their difference estimates the variance (method of moments).
+    Kept within [0.1, 2] so that a poor estimate is only a poorer start.
+    """
+    theta = np.zeros(len(f.theta_rows))
+    for k, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)):
+        if r != c:
+            continue
+        z = f.Z[:, r]
+        info = np.bincount(f.codes, der.w * z * z, minlength=f.n_levels)
+        score = np.bincount(f.codes, der.d1 * z, minlength=f.n_levels)
+        ok = info > 1e-8
+        if ok.sum() < 2:
+            theta[k] = 0.5
+            continue
+        b = score[ok] / info[ok]
+        var = np.mean(b * b) - np.mean(1.0 / info[ok])
+        theta[k] = np.clip(np.sqrt(max(var, 0.0)), 0.1, 2.0)
+    return theta
 
 
 def parameter_bounds(data) -> list:

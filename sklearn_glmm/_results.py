@@ -254,10 +254,23 @@ def _check_separation(est, data, beta_s):
     sc = est._scaling
     k0 = int(sc["intercept"])
     slopes = [j for j in cols if j >= k0]
-    if slopes:
-        # the optimiser went out along the separating direction: name its main components
-        size = np.abs(beta_s[slopes])
-        slopes = [j for j, a in zip(slopes, size) if a >= 0.1 * size.max()]
+    if len(slopes) > 1:
+        # name the predictors without which the data are no longer separated; when
+        # there are none (several separate on their own), the main components of the
+        # direction the optimiser went out along
+        needed = [
+            j
+            for j in slopes
+            if separated_coefficients(
+                np.delete(data.X, j, axis=1), data.y, data.trials, data.weights, fam.link
+            )
+            is None
+        ]
+        if needed:
+            slopes = needed
+        else:
+            size = np.abs(beta_s[slopes])
+            slopes = [j for j, a in zip(slopes, size) if a >= 0.1 * size.max()]
     names = [est._fixed_names[sc["kept"][j - k0]] for j in slopes]
     if not names:
         names = [INTERCEPT]

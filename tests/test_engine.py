@@ -259,3 +259,19 @@ def test_mode_predictor_is_the_derivative_of_the_modes(fam):
         v_plain = obj.evaluate(params - e)
         obj.u, obj._last_key = np.zeros_like(u0), None  # from zero, not remembered
         assert obj.evaluate(params - e) == pytest.approx(v_plain, abs=1e-9)
+
+
+def test_moment_start_is_near_the_random_effect_sd():
+    """The starting Cholesky diagonal estimates the random-intercept SD from the GLM."""
+    from sklearn_glmm._optimize import starting_point
+
+    rng = np.random.default_rng(11)
+    G, m, sd = 300, 20, 0.8
+    codes = np.repeat(np.arange(G), m)
+    n = G * m
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = rng.poisson(np.exp(0.5 + 0.3 * X[:, 1] + rng.normal(0, sd, G)[codes])).astype(float)
+    factors = make_factor_data([codes], [np.ones((n, 1))], [G], [theta_layout(1, False)])
+    data = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), make_family("poisson"), factors)
+    theta0 = starting_point(Objective(data))[2]
+    assert theta0 == pytest.approx(sd, rel=0.25)

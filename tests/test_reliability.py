@@ -204,6 +204,16 @@ def test_complete_separation_warns_naming_predictor_with_finite_estimates():
     assert np.isfinite(m.predict_proba(X)).all()
 
 
+def test_separation_by_two_predictors_together_names_both():
+    X, _, _, groups = _data()
+    y = (X["time"] + X["dose"] > 0).astype(int)  # neither predictor separates alone
+    m, caught = _record(lambda: BinomialGLMM().fit(X, y, groups=groups))
+    msgs = [str(w.message) for w in caught if w.category is SeparationWarning]
+    assert len(msgs) == 1 and "'time'" in msgs[0] and "'dose'" in msgs[0]
+    assert "together" in msgs[0]
+    _assert_finite_fit(m)
+
+
 def test_quasi_separation_by_a_dummy_warns_naming_it():
     X, y, _, groups = _data()
     X = X.assign(treated=(np.arange(N) % 7 == 0).astype(float))
