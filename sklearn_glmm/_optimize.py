@@ -109,10 +109,12 @@ def glm_start(obj: Objective, extra0: np.ndarray, max_iter: int = 50) -> np.ndar
 
 
 def starting_point(obj) -> np.ndarray:
-    """GLM fixed effects, Cholesky diagonals of 0.5, the family's default extras.
+    """GLM fixed effects, moment-based Cholesky diagonals, the family's default extras.
 
-    The diagonals start at 0.5 (lme4 uses 1): fewer evaluations on the reference
-    cases, and fewer first steps that overshoot onto a zero variance.
+    The diagonals start at a method-of-moments estimate from the GLM's scores
+    (:func:`_moment_theta`), or at 0.5 for families with extra parameters (lme4
+    starts at 1): fewer evaluations, and fewer first steps that overshoot onto
+    a zero variance.
     """
     data = obj.data
     extra0 = data.family.default_extra()
