@@ -57,17 +57,26 @@ class Binomial:
 
     def constant(self, y, trials):
         """The part of log p(y | eta) free of parameters: log C(trials, y)."""
+        if trials is None:  # one trial per row
+            return 0.0
         return _log_choose(trials, y)
 
     def derivs(self, y, eta, trials, weights, extra=(), const=None):
-        mu = special.expit(eta)
-        # log(1 + exp(eta)) computed stably
-        log1pexp = np.logaddexp(0.0, eta)
+        """``trials=None`` means one trial per row (binary outcomes)."""
+        # with e = exp(-|eta|) in (0, 1]: expit, mu (1 - mu) and log(1 + exp(eta))
+        # are free of overflow and cancellation on both sides of 0
+        e = np.exp(-np.abs(eta))
+        r = 1.0 / (1.0 + e)
+        mu = np.where(eta >= 0.0, r, e * r)
+        v = e * r * r
+        log1pexp = np.log1p(e) + np.maximum(eta, 0.0)
         const = self.constant(y, trials) if const is None else const
-        loglik = y * eta - trials * log1pexp + const
-        d1 = y - trials * mu
-        v = mu * (1.0 - mu)
-        w = trials * v
+        if trials is None:
+            loglik = y * eta - log1pexp + const
+            d1, w = y - mu, v
+        else:
+            loglik = y * eta - trials * log1pexp + const
+            d1, w = y - trials * mu, trials * v
         w3 = w * (1.0 - 2.0 * mu)
         return _weighted(weights, loglik, d1, w, w3)
 

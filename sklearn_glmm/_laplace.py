@@ -106,9 +106,11 @@ def lambda_matrices(data: ModelData, theta: np.ndarray) -> list[np.ndarray]:
 
 
 def _fixed_terms(data: ModelData):
-    """Prior weights (None when all one) and the parameter-free log-density terms."""
+    """Prior weights and binomial trials (None when all one), and the parameter-free
+    log-density terms."""
     w = None if np.all(data.weights == 1.0) else data.weights
-    return w, data.family.constant(data.y, data.trials)
+    trials = None if np.all(data.trials == 1.0) else data.trials
+    return w, trials, data.family.constant(data.y, trials)
 
 
 def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
@@ -163,7 +165,7 @@ class Objective:
         self.n_evals = 0
         self.pirls_failures = 0
         self.pirls_iterations = 0
-        self._w, self._const = _fixed_terms(data)
+        self._w, self._trials, self._const = _fixed_terms(data)
         self._last_key, self._last_val, self._last_grad = None, np.inf, None
         self._predictor = None
 
@@ -206,7 +208,7 @@ class Objective:
 
     def _derivs(self, eta, extra):
         d = self.data
-        return d.family.derivs(d.y, eta, d.trials, self._w, extra, self._const)
+        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
 
     # -- conditional modes --------------------------------------------------
     def pirls(self, beta, theta, extra, u0=None):
@@ -536,11 +538,11 @@ class GLMObjective:
         self.u = np.zeros(0)
         self.n_evals = 0
         self.pirls_failures = 0
-        self._w, self._const = _fixed_terms(data)
+        self._w, self._trials, self._const = _fixed_terms(data)
 
     def _derivs(self, eta, extra):
         d = self.data
-        return d.family.derivs(d.y, eta, d.trials, self._w, extra, self._const)
+        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
 
     def snapshot(self):
         return getattr(self, "state", None)

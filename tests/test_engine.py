@@ -107,6 +107,28 @@ def test_family_derivatives(name):
     np.testing.assert_allclose(d.w3, (dp.w - dm.w) / (2 * h), rtol=1e-5, atol=1e-7)
 
 
+def test_binomial_log_density_matches_scipy_far_into_the_tails():
+    from scipy import special, stats
+
+    fam = make_family("binomial")
+    eta = np.array([-745.0, -700.0, -40.0, -3.0, -1e-12, 0.0, 2.5, 38.0, 700.0, 745.0])
+    n = np.array([1.0, 3.0, 1.0, 7.0, 2.0, 1.0, 5.0, 1.0, 4.0, 1.0])
+    y = np.array([0.0, 1.0, 1.0, 2.0, 1.0, 0.0, 5.0, 0.0, 4.0, 1.0])
+    mu = special.expit(eta)
+    d = fam.derivs(y, eta, n, None)
+    log_p = y * eta - n * np.logaddexp(0.0, eta) + fam.constant(y, n)
+    np.testing.assert_allclose(d.loglik, log_p, rtol=1e-13)
+    keep = np.abs(eta) < 30  # beyond, mu rounds to 0 or 1 for scipy
+    np.testing.assert_allclose(d.loglik[keep], stats.binom.logpmf(y, n, mu)[keep], rtol=1e-9)
+    np.testing.assert_allclose(d.d1, y - n * mu, rtol=1e-13, atol=1e-15)  # y - n mu cancels
+    np.testing.assert_allclose(d.w, n * mu * special.expit(-eta), rtol=1e-12, atol=1e-300)
+    # one trial per row may be given as None
+    binary = n == 1.0
+    d1 = fam.derivs(y[binary], eta[binary], None, None)
+    for a, b in zip((d1.loglik, d1.d1, d1.w, d1.w3), (d.loglik, d.d1, d.w, d.w3)):
+        np.testing.assert_array_equal(a, b[binary])
+
+
 @pytest.mark.parametrize("name", ["poisson", "negbin"])
 def test_pmf_sums_to_one_and_deviance_zero_at_y(name):
     fam = make_family(name, zero_inflation=True)
