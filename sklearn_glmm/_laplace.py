@@ -182,19 +182,28 @@ class Objective:
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
     def _Au(self, a_vals, u):
-        if self._single:
-            g, q = self.groups[0], a_vals.shape[1]
-            if q == 1:
-                return a_vals[:, 0] * g.expand(u)
-            return np.einsum("nq,nq->n", a_vals, g.expand(u.reshape(-1, q)))
-        return np.einsum("ns,ns->n", a_vals, u[self.cols])
+        """``Z Lambda u``: each row's random-effect contribution, factor by factor."""
+        out = None
+        for f, g in zip(self.data.factors, self.groups):
+            uf = u[f.offset : f.offset + f.n_levels * f.q]
+            if f.q == 1:
+                term = a_vals[:, f.local] * g.expand(uf)
+            else:
+                a = a_vals[:, f.local : f.local + f.q]
+                term = np.einsum("nq,nq->n", a, g.expand(uf.reshape(-1, f.q)))
+            out = term if out is None else out + term
+        return out
 
     def _Atv(self, a_vals, v):
-        if self._single:
-            g = self.groups[0]
-            sums = [g.sum(a_vals[:, k] * v) for k in range(a_vals.shape[1])]
-            return np.column_stack(sums).ravel()
-        return np.bincount(self.cols.ravel(), (a_vals * v[:, None]).ravel(), minlength=self.Q)
+        """``Lambda' Z' v``: per-row values summed onto the random effects."""
+        parts = []
+        for f, g in zip(self.data.factors, self.groups):
+            if f.q == 1:
+                parts.append(g.sum(a_vals[:, f.local] * v))
+            else:
+                a = a_vals[:, f.local : f.local + f.q]
+                parts.append(g.sum(a * v[:, None]).ravel())
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _row_sum(self, v):
         """Sums of a per-row quantity over the units damped separately in PIRLS."""

@@ -134,26 +134,18 @@ class BlockedSolver:
         self.first = BlockSolver(cols[:, 0] // q1, G1, q1)
         self.code1 = cols[:, 0] // q1
         self.col2 = cols[:, q1:] - self.Q1  # (n, s2) indices into the dense block
-        s2 = self.col2.shape[1]
-        # flat indices of B (G1, q1, Q2) and C (Q2, Q2) touched by each row
-        self._b_idx = [
-            [(self.code1 * q1 + a) * self.Q2 + self.col2[:, b] for b in range(s2)]
-            for a in range(q1)
-        ]
-        self._c_idx = [
-            [self.col2[:, a] * self.Q2 + self.col2[:, b] for b in range(s2)] for a in range(s2)
-        ]
+        # flat indices of B (G1, q1, Q2) and C (Q2, Q2) touched by each row, in the
+        # order of the products a1[:, a] a2[:, b] and a2[:, a] a2[:, b] laid out (n, ., .)
+        rows1 = self.code1[:, None] * q1 + np.arange(q1)[None, :]  # (n, q1)
+        self._b_flat = (rows1[:, :, None] * self.Q2 + self.col2[:, None, :]).ravel()
+        self._c_flat = (self.col2[:, :, None] * self.Q2 + self.col2[:, None, :]).ravel()
 
     def factorize(self, a_vals: np.ndarray, w: np.ndarray) -> None:
         q1, Q2, G1 = self.q1, self.Q2, self.G1
         a1, a2 = a_vals[:, :q1], a_vals[:, q1:]
         self.first.factorize(a1, w)
-        s2 = a2.shape[1]
-        B = np.zeros(G1 * q1 * Q2)
-        for a in range(q1):
-            for b in range(s2):
-                B += np.bincount(self._b_idx[a][b], w * a1[:, a] * a2[:, b], minlength=B.size)
-        B = B.reshape(G1, q1, Q2)
+        wb = ((w[:, None] * a1)[:, :, None] * a2[:, None, :]).ravel()
+        B = np.bincount(self._b_flat, wb, minlength=G1 * q1 * Q2).reshape(G1, q1, Q2)
         C = self._dense_block(a2, w)
         self.B = B
         self.M = np.matmul(self.first.hinv, B)  # A^{-1} B, level by level
@@ -169,12 +161,9 @@ class BlockedSolver:
 
     def _dense_block(self, a2: np.ndarray, w: np.ndarray) -> np.ndarray:
         """C = I + Z2' W Z2 over the factors after the first, (Q2, Q2)."""
-        Q2, s2 = self.Q2, a2.shape[1]
-        C = np.zeros(Q2 * Q2)
-        for a in range(s2):
-            for b in range(s2):
-                C += np.bincount(self._c_idx[a][b], w * a2[:, a] * a2[:, b], minlength=C.size)
-        C = C.reshape(Q2, Q2)
+        Q2 = self.Q2
+        wc = ((w[:, None] * a2)[:, :, None] * a2[:, None, :]).ravel()
+        C = np.bincount(self._c_flat, wc, minlength=Q2 * Q2).reshape(Q2, Q2)
         C[np.diag_indices(Q2)] += 1.0
         return C
 
