@@ -197,12 +197,17 @@ class Objective:
     def _Atv(self, a_vals, v):
         """``Lambda' Z' v``: per-row values summed onto the random effects."""
         parts = []
+        mat = v.ndim == 2  # several vectors at once, (n, k) -> (Q, k)
         for f, g in zip(self.data.factors, self.groups):
             if f.q == 1:
-                parts.append(g.sum(a_vals[:, f.local] * v))
+                a = a_vals[:, f.local]
+                parts.append(g.sum(a[:, None] * v if mat else a * v))
             else:
                 a = a_vals[:, f.local : f.local + f.q]
-                parts.append(g.sum(a * v[:, None]).ravel())
+                if mat:
+                    parts.append(g.sum(a[:, :, None] * v[:, None, :]).reshape(-1, v.shape[1]))
+                else:
+                    parts.append(g.sum(a * v[:, None]).ravel())
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _row_sum(self, v):
@@ -235,13 +240,15 @@ class Objective:
         a_vals = self._a_vals(theta)
         eta_fix = d.X @ beta + d.offset
         u = (self.u if u0 is None else u0).copy()
+        bt = np.concatenate([beta, theta])
+        if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
+            # first-order move of the modes with (beta, theta), from the last gradient
+            _, ref, J = self._predictor
+            u += J @ (bt - ref)
+        self._predictor = None
         if self._scalar:
-            if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
-                # first-order move of the modes with (beta, theta), from the last gradient
-                _, ref, J = self._predictor
-                u += J @ (np.concatenate([beta, theta]) - ref)
             self._pirls_scalar(a_vals, eta_fix, extra, u)
-            self.state["bt"] = np.concatenate([beta, theta])
+            self.state["bt"] = bt
             return self.u
         eta = eta_fix + self._Au(a_vals, u)
         der = self._derivs(eta, extra)
@@ -275,7 +282,7 @@ class Objective:
         if not converged:
             self.pirls_failures += 1
         self.u = u
-        self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
+        self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra, bt=bt)
         return u
 
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
@@ -325,7 +332,6 @@ class Objective:
             self.solver.factorize(a_vals, der.w)
         self.u = u
         self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
-        self._predictor = None
         return u
 
     def _factorize(self, a_vals, w) -> bool:
@@ -396,6 +402,10 @@ class Objective:
         psi = -2.0 * der.d1 + v - der.w * Am
         g_beta = d.X.T @ psi
         g_theta = []
+        # the mode equation G = Lambda'Z'd1 - u = 0 moves with (beta, theta) as
+        # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta
+        eta_moves = [d.X]
+        direct = np.zeros((self.Q, d.n_theta))
         for f, gi in zip(d.factors, self.groups):
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
             Uc = gi.expand(u[sl].reshape(f.n_levels, f.q))
@@ -405,7 +415,12 @@ class Objective:
                 Dr = gi.sum(der.d1 * zr)
                 g = psi @ (zr * Uc[:, col]) + mf[:, col] @ Dr
                 g += 2.0 * np.sum(der.w * zr * K[:, f.local + col])
+                direct[f.offset + col : sl.stop : f.q, len(g_theta)] = Dr
+                eta_moves.append((zr * Uc[:, col])[:, None])
                 g_theta.append(g)
+        R = -self._Atv(a_vals, der.w[:, None] * np.hstack(eta_moves))
+        R[:, d.n_beta :] += direct
+        self._predictor = (u, s["bt"], self.solver.solve(R))
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
 

@@ -102,7 +102,10 @@ class BlockSolver:
         vars(self).update(snap)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """``H^{-1} rhs`` for ``rhs`` of shape (n_levels * q,)."""
+        """``H^{-1} rhs`` for ``rhs`` of shape (n_levels * q,) or (n_levels * q, k)."""
+        if rhs.ndim == 2:
+            r = rhs.reshape(self.n_levels, self.q, -1)
+            return np.einsum("gij,gjk->gik", self.hinv, r).reshape(rhs.shape)
         r = rhs.reshape(self.n_levels, self.q)
         return np.einsum("gij,gj->gi", self.hinv, r).ravel()
 
@@ -192,12 +195,19 @@ class BlockedSolver:
         return self._P
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        r1 = rhs[: self.Q1].reshape(self.G1, self.q1)
-        x1 = np.einsum("gij,gj->gi", self.first.hinv, r1)
-        r2 = rhs[self.Q1 :] - self.B.reshape(-1, self.Q2).T @ x1.ravel()
+        """``H^{-1} rhs`` for ``rhs`` of shape (Q,) or (Q, k)."""
+        r = rhs.reshape(self.Q, -1)
+        x1 = self.first.solve(r[: self.Q1])
+        r2 = r[self.Q1 :] - self._Bt(x1)
         x2 = scipy.linalg.cho_solve((self._L, True), r2, check_finite=False)
-        x1 = x1 - self.M @ x2
-        return np.concatenate([x1.ravel(), x2])
+        x1 = x1 - self._M(x2)
+        return np.concatenate([x1, x2]).reshape(rhs.shape)
+
+    def _Bt(self, x):
+        return self.B.reshape(-1, self.Q2).T @ x
+
+    def _M(self, x):
+        return self.M.reshape(-1, self.Q2) @ x
 
     def _g11(self) -> np.ndarray:
         return self.first.hinv + np.matmul(self.P, np.swapaxes(self.M, 1, 2))
@@ -261,13 +271,11 @@ class SparseCoupledSolver(BlockedSolver):
             self._P = np.asarray(self.M @ self.Sinv).reshape(self.G1, self.q1, self.Q2)
         return self._P
 
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        r1 = rhs[: self.Q1].reshape(self.G1, self.q1)
-        x1 = np.einsum("gij,gj->gi", self.first.hinv, r1)
-        r2 = rhs[self.Q1 :] - self.B.T @ x1.ravel()
-        x2 = scipy.linalg.cho_solve((self._L, True), r2, check_finite=False)
-        x1 = x1.ravel() - self.M @ x2
-        return np.concatenate([x1, x2])
+    def _Bt(self, x):
+        return self.B.T @ x
+
+    def _M(self, x):
+        return self.M @ x
 
     def _g11(self) -> np.ndarray:
         q1, P = self.q1, self.P.reshape(self.G1 * self.q1, self.Q2)

@@ -264,10 +264,20 @@ def test_group_sums_of_matrices_match_a_direct_sum(order):
     np.testing.assert_allclose(g.sum(V[:, 1]), expected[:, 1])
 
 
-@pytest.mark.parametrize("fam", ["binomial", "poisson", "negbin"])
-def test_mode_predictor_is_the_derivative_of_the_modes(fam):
-    """The warm start of random-intercept fits moves the modes by du/d(beta, theta)."""
-    obj, params = _objective(fam, qs=(1,), levels=(30,))
+@pytest.mark.parametrize(
+    "fam,qs,levels",
+    [
+        ("binomial", (1,), (30,)),
+        ("poisson", (1,), (30,)),
+        ("negbin", (1,), (30,)),
+        ("poisson", (2,), (30,)),
+        ("binomial", (2, 1), (30, 8)),
+        ("poisson", (1, 1, 2), (40, 10, 5)),
+    ],
+)
+def test_mode_predictor_is_the_derivative_of_the_modes(fam, qs, levels):
+    """Each evaluation starts from the last modes moved by du/d(beta, theta)."""
+    obj, params = _objective(fam, qs=qs, levels=levels)
     obj.value_and_grad(params)
     u0, (_, ref, J) = obj.u.copy(), obj._predictor
     np.testing.assert_array_equal(ref, params[: len(ref)])
@@ -297,3 +307,22 @@ def test_moment_start_is_near_the_random_effect_sd():
     data = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), make_family("poisson"), factors)
     theta0 = starting_point(Objective(data))[2]
     assert theta0 == pytest.approx(sd, rel=0.25)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("qs,levels", [((2,), (30,)), ((2, 1), (60, 40)), ((1, 2, 1), (80, 30, 6))])
+def test_solvers_solve_several_right_hand_sides_at_once(monkeypatch, sparse, qs, levels):
+    import sklearn_glmm._linalg as linalg
+
+    if sparse:
+        if len(qs) == 1:
+            pytest.skip("one factor has no coupling block")
+        monkeypatch.setattr(linalg, "SPARSE_COUPLING_MIN", 0)
+        monkeypatch.setattr(linalg, "SPARSE_COUPLING_DENSITY", np.inf)
+    obj, params = _objective("poisson", qs=qs, levels=levels, n=800)
+    obj.evaluate(params)
+    R = np.random.default_rng(5).normal(size=(obj.Q, 4))
+    X = obj.solver.solve(R)
+    assert X.shape == R.shape
+    for k in range(4):
+        np.testing.assert_allclose(X[:, k], obj.solver.solve(R[:, k]), rtol=1e-12, atol=1e-14)
