@@ -28,9 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.polynomial.hermite_e import hermegauss
-from scipy.special import logsumexp
 
+from ._agq import agq_deviance, agq_gradient
 from ._groups import GroupIndex
 from ._linalg import BlockSolver, NotPositiveDefinite, make_solver
 
@@ -488,69 +487,6 @@ class Objective:
     def conditional_variances(self, f: int) -> np.ndarray:
         """Blocks of H^{-1} for factor ``f`` at the current mode, (n_levels, q, q)."""
         return self.solver.level_inverse(f)
-
-
-def agq_deviance(obj: Objective, theta: np.ndarray) -> float:
-    """-2 log L by adaptive Gauss-Hermite quadrature (one scalar random effect).
-
-    Each level's integral is evaluated on ``n_agq`` nodes centred at its mode
-    ``u~_j`` and scaled by ``1 / sqrt(H_j)``; weights are those of the
-    probabilists' Hermite rule normalised for N(0, 1).
-    """
-    terms, sd = _agq_terms(obj)
-    log_l = np.log(sd) + logsumexp(terms, axis=0)
-    return float(-2.0 * log_l.sum())
-
-
-def _agq_nodes(obj: Objective):
-    """Per node k: z_k, the levels' node values u_jk, and the rows' eta."""
-    s = obj.state
-    z, wts = hermegauss(obj.n_agq)
-    sd = np.sqrt(obj.solver.hinv[:, 0, 0])
-    a = s["a_vals"][:, 0]
-    gi = obj.groups[0]
-    for k, zk in enumerate(z):
-        uk = s["u"] + zk * sd
-        yield k, zk, np.log(wts[k] / np.sqrt(2.0 * np.pi)), uk, s["eta_fix"] + a * gi.expand(uk)
-
-
-def _agq_terms(obj: Objective):
-    s = obj.state
-    gi = obj.groups[0]
-    terms = np.empty((obj.n_agq, obj.data.factors[0].n_levels))
-    for k, zk, log_w, uk, eta in _agq_nodes(obj):
-        ll = gi.sum(obj._derivs(eta, s["extra"]).loglik)
-        terms[k] = log_w + ll - 0.5 * uk**2 + 0.5 * zk**2
-    return terms, np.sqrt(obj.solver.hinv[:, 0, 0])
-
-
-def agq_gradient(obj: Objective) -> np.ndarray:
-    """Gradient of the AGQ objective with the quadrature nodes held in place.
-
-    d log L_j / d param = E[d log p(y_j | u) / d param] under u's conditional
-    distribution, evaluated with the quadrature's own weights. It differs from
-    the derivative of the quadrature sum only through the nodes' movement with
-    the mode, a term as small as the quadrature error itself.
-    """
-    d, s = obj.data, obj.state
-    gi = obj.groups[0]
-    f = d.factors[0]
-    terms, _ = _agq_terms(obj)
-    post = np.exp(terms - logsumexp(terms, axis=0))  # (n_agq, n_levels) node weights
-    extra = s["extra"]
-    g = np.zeros(d.n_beta + d.n_theta + len(extra))
-    p = d.n_beta
-    for k, _zk, _lw, uk, eta in _agq_nodes(obj):
-        pk = gi.expand(post[k])
-        d1 = obj._derivs(eta, extra).d1 * pk
-        g[:p] += d.X.T @ d1
-        g[p] += np.sum(d1 * f.Z[:, 0] * gi.expand(uk))
-        for e in range(len(extra)):
-            h = np.zeros(len(extra))
-            h[e] = 1e-5
-            dl = obj._derivs(eta, extra + h).loglik - obj._derivs(eta, extra - h).loglik
-            g[p + 1 + e] += np.sum(pk * dl) / 2e-5
-    return -2.0 * g
 
 
 class GLMObjective:

@@ -6,7 +6,7 @@ Order of calls in :func:`fit_objective`:
 2. L-BFGS-B on the Laplace objective with its analytic gradient (bounds keep
    the Cholesky diagonals of theta non-negative, as lme4 does);
 3. for ``n_agq > 1``, L-BFGS-B again on the AGQ objective started at the
-   Laplace optimum, with central-difference gradients;
+   Laplace optimum, with the AGQ gradient (quadrature nodes held in place);
 4. ``hessian`` — finite differences of the gradient at the optimum, used for
    standard errors and the convergence checks.
 """
