@@ -245,17 +245,19 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
         if res2.fun <= res.fun:
             res = res2
     for k in [k for k in diag_idx if res.x[k] < 1e-3]:
-        # look along the zero diagonal for a point below the boundary value
-        u_keep = obj.u.copy()
+        # look along the zero diagonal for a point below the boundary value; every
+        # probe starts from the modes at the optimum (moved by their derivative)
+        obj.value_and_grad(res.x)
+        at_x = obj.snapshot()
         best_val, best_x = res.fun, None
         for t in (0.01, 0.03, 0.1, 0.3, 1.0):
             xt = res.x.copy()
             xt[k] = t
-            obj.u = u_keep.copy()
+            obj.restore(at_x)
             val = obj.evaluate(xt)
             if val < best_val - 1e-8:
                 best_val, best_x = val, xt
-        obj.u = u_keep
+        obj.restore(at_x)
         if best_x is not None:
             res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol)
             nit += res3.nit
