@@ -173,6 +173,22 @@ class NegativeBinomial2:
         """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
         return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
 
+    def __init__(self):
+        self._memo = None  # (theta, y, log Gamma(y + theta) - log Gamma(theta))
+
+    def _lgamma_ratio(self, y, theta):
+        """:func:`_lgamma_ratio`, remembered for the last (theta, y): it is the costliest
+        term and the conditional-mode iterations ask for it many times at one theta."""
+        memo = self._memo
+        if memo is not None and memo[0] == theta and memo[1] is y:
+            return memo[2]
+        val = _lgamma_ratio(y, theta)
+        self._memo = (theta, y, val)
+        return val
+
+    def __getstate__(self):
+        return {k: v for k, v in vars(self).items() if k != "_memo"} | {"_memo": None}
+
     def derivs(self, y, eta, trials, weights, extra, const=None):
         theta = np.exp(extra[0])
         eta = np.minimum(eta, _ETA_MAX)  # beyond it mu would overflow
@@ -184,7 +200,7 @@ class NegativeBinomial2:
         if zero is None:
             with np.errstate(over="ignore"):
                 loglik = (
-                    _lgamma_ratio(y, theta)
+                    self._lgamma_ratio(y, theta)
                     + neg_log_fact
                     - theta * np.log1p(mu / theta)
                     + special.xlogy(y, r)
@@ -195,7 +211,7 @@ class NegativeBinomial2:
                 mmy = _mu_minus_y(y, eta, log_y, zero, mu)
                 dev = y * (eta - log_y) - (y + theta) * np.log1p(mmy / (theta + y))
             loglik = dev + (
-                _lgamma_ratio(y, theta)
+                self._lgamma_ratio(y, theta)
                 + neg_log_fact
                 - theta * np.log1p(y / theta)
                 + special.xlogy(y, y / (theta + y))

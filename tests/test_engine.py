@@ -326,3 +326,25 @@ def test_solvers_solve_several_right_hand_sides_at_once(monkeypatch, sparse, qs,
     assert X.shape == R.shape
     for k in range(4):
         np.testing.assert_allclose(X[:, k], obj.solver.solve(R[:, k]), rtol=1e-12, atol=1e-14)
+
+
+def test_negbin_remembered_log_gamma_ratio_follows_theta_and_data():
+    fam = make_family("negbin")
+    rng = np.random.default_rng(2)
+    y = rng.poisson(3.0, 40).astype(float)
+    eta = rng.normal(1.0, 0.5, 40)
+    t = np.ones(40)
+    for log_theta in (0.3, 0.3, 1.7, 0.3):
+        fresh = make_family("negbin").derivs(y, eta, t, None, np.array([log_theta]))
+        np.testing.assert_array_equal(
+            fam.derivs(y, eta, t, None, np.array([log_theta])).loglik, fresh.loglik
+        )
+    y2 = y.copy()
+    y2[0] += 1.0  # other data at the same theta
+    np.testing.assert_array_equal(
+        fam.derivs(y2, eta, t, None, np.array([0.3])).loglik,
+        make_family("negbin").derivs(y2, eta, t, None, np.array([0.3])).loglik,
+    )
+    import pickle
+
+    assert pickle.loads(pickle.dumps(fam))._memo is None
