@@ -12,12 +12,12 @@ from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
-from . import _results
+from . import _results, _tables
 from ._design import build_factors, factor_names, groups_columns, lookup_codes
 from ._families import make_family
 from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
 from ._optimize import fit_objective, parameter_bounds, starting_point
-from ._validation import as_float_vector, check_weights, check_y_finite
+from ._validation import as_float_vector, check_weights, check_y_finite, numeric_frame_values
 
 _GH_Z, _GH_W = hermegauss(32)
 _GH_W = _GH_W / _GH_W.sum()
@@ -46,6 +46,12 @@ class _BaseGLMM(BaseEstimator):
     """Generalized linear mixed model fitted by maximum likelihood (see subclasses)."""
 
     _family_name = "binomial"
+
+    # result tables, made from the fit's arrays when first read
+    fixed_effects_ = _tables.fitted_table(_tables.fixed_effects)
+    random_effects_cov_ = _tables.fitted_table(_tables.random_effects_cov)
+    ranef_ = _tables.fitted_table(_tables.ranef)
+    _vcov_fixed = _tables.fitted_table(_tables.vcov_fixed)
 
     # -- input handling -------------------------------------------------------
     def _family(self):
@@ -84,7 +90,17 @@ class _BaseGLMM(BaseEstimator):
     def _validate_X(self, X, reset: bool):
         X_fixed, groups_from_X = self._split_groups(X, None)
         min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
-        if groups_from_X is None:
+        Xa = None
+        if reset and not get_config()["array_api_dispatch"]:
+            Xa = numeric_frame_values(X_fixed, min_rows)
+            if Xa is not None and not all(type(c) is str for c in X.columns):
+                Xa = None
+        if Xa is not None:
+            # what validate_data records for a frame whose columns are named by strings:
+            # the names and width of the whole frame, grouping columns included
+            self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+            self.n_features_in_ = X.shape[1]
+        elif groups_from_X is None:
             Xa = validate_data(
                 self,
                 X,
@@ -147,15 +163,16 @@ class _BaseGLMM(BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         self._y_name = str(y.name) if getattr(y, "name", None) is not None else "y"
-        if np.asarray(y).ndim == 2:
-            y = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn estimators
+        y_arr = np.asarray(y)
+        if y_arr.ndim == 2:
+            y_arr = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn estimators
         X_raw, groups_from_X = self._validate_X(X, reset=True)
         if groups_from_X is not None:
             if groups is not None:
                 raise ValueError("Pass either groups or group_columns, not both.")
             groups = groups_from_X
         n = X_raw.shape[0]
-        y_raw = check_y_finite(y, n)
+        y_raw = check_y_finite(y_arr, n)
         w = check_weights(sample_weight, n)
         off = as_float_vector(offset, "offset", n, default=0.0)
         yv, trials = self._prepare_y(y_raw, n, **fit_params)

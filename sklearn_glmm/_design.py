@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 INTERCEPT = "(Intercept)"
 
@@ -180,6 +181,26 @@ def _isinf(values) -> np.ndarray:
     return np.zeros(len(arr), dtype=bool)
 
 
+def _factorize(name, values, n_samples: int) -> tuple[np.ndarray, pd.Index]:
+    """Level codes (sorted levels) of one grouping column; missing labels raise."""
+    arr = np.asarray(values)
+    if arr.dtype == object and infer_dtype(arr, skipna=False) == "string":
+        # only str labels: none missing or infinite, and the array factorises as it is
+        codes, levels = pd.factorize(arr, sort=True)
+        return codes, pd.Index(levels, dtype=object)
+    null = _isnull(values) | _isinf(values)
+    if null.any():
+        raise ValueError(
+            f"groups column {name!r} has missing or infinite labels in {int(null.sum())} of "
+            f"{n_samples} row(s); every row needs a group label (drop those rows or give "
+            "them a label)."
+        )
+    # native dtypes factorise much faster; mixed labels go through object
+    native = arr.dtype.kind in "iufbUS"
+    codes, levels = pd.factorize(arr if native else pd.Series(values, dtype=object), sort=True)
+    return codes, pd.Index(levels)
+
+
 def build_factors(groups, random_effects, feature_names: list[str], n_samples: int) -> list[Factor]:
     """Build every factor's block from ``groups`` and ``random_effects``.
 
@@ -217,22 +238,9 @@ def build_factors(groups, random_effects, feature_names: list[str], n_samples: i
                     f"Available features: {feature_names}."
                 )
             slope_idx.append(feature_names.index(s))
-        null = _isnull(values) | _isinf(values)
-        if null.any():
-            raise ValueError(
-                f"groups column {name!r} has missing or infinite labels in {int(null.sum())} of "
-                f"{n_samples} row(s); every row needs a group label (drop those rows or give "
-                "them a label)."
-            )
-        # native dtypes factorise much faster; mixed labels go through object
-        native = np.asarray(values).dtype.kind in "iufbUS"
-        codes, levels = pd.factorize(
-            np.asarray(values) if native else pd.Series(values, dtype=object), sort=True
-        )
+        codes, levels = _factorize(name, values, n_samples)
         rows, colsl = theta_layout(len(term.names), term.diagonal)
-        factors.append(
-            Factor(name, term, pd.Index(levels), codes.astype(np.intp), slope_idx, rows, colsl)
-        )
+        factors.append(Factor(name, term, levels, codes.astype(np.intp), slope_idx, rows, colsl))
     # Largest factor first: it is the one whose block stays block-diagonal.
     factors.sort(key=lambda f: -f.n_levels * f.q)
     return factors

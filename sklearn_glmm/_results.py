@@ -10,14 +10,15 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
-from scipy import special, stats
+from scipy import special
 from sklearn.exceptions import ConvergenceWarning
 
 from ._design import INTERCEPT
 from ._laplace import lambda_matrices
 from ._optimize import hessian, projected_gradient
 from ._separation import separated_coefficients, separation_message
+from ._tables import FactorArrays, FitArrays
+from ._tables import store as store_arrays
 from ._validation import aliased_columns
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the Cholesky diagonals
@@ -191,18 +192,8 @@ def set_fitted_attributes(est, obj, x, record, data):
     idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
     est_all[idx] = beta
     se_all[idx] = np.sqrt(np.clip(np.diag(Vb), 0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se_all > 0, est_all / se_all, np.nan)
-    est.fixed_effects_ = pd.DataFrame(
-        {
-            "estimate": est_all,
-            "std_error": se_all,
-            "z_value": z,
-            "p_value": 2 * stats.norm.sf(np.abs(z)),
-        },
-        index=pd.Index(rows, name="term"),
-    )
-    est._vcov_fixed = pd.DataFrame(Vb, index=[rows[i] for i in idx], columns=[rows[i] for i in idx])
+    # fixed_effects_, ranef_, ... are made from these arrays when first read
+    store_arrays(est, FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]))
     est._vcov_params = V
     # conditional fit on the training rows, for residuals and diagnostics
     est._train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
@@ -306,7 +297,7 @@ def _check_identifiable(est, data):
 
 
 def _set_random_effects(est, obj, theta_s, data):
-    est.random_effects_cov_, est.ranef_, est._ranef_condvar, est._lambda = {}, {}, {}, {}
+    est._ranef_condvar, est._lambda = {}, {}
     est._factor_order = list(est._factor_input_names)
     singular = []
     lams = lambda_matrices(data, theta_s)
@@ -314,10 +305,9 @@ def _set_random_effects(est, obj, theta_s, data):
         Lo = L / s[:, None]  # Lambda in original units: b = diag(1/s) Lambda_s u
         S = Lo @ Lo.T
         names = f.term.names
-        est.random_effects_cov_[f.name] = pd.DataFrame(S, index=names, columns=names)
         U = obj.u[fd.offset : fd.offset + fd.n_levels * fd.q].reshape(fd.n_levels, fd.q)
         B = U @ Lo.T
-        est.ranef_[f.name] = pd.DataFrame(B, index=f.levels, columns=names)
+        est._fit_arrays.factors.append(FactorArrays(f.name, f.levels, names, S, B))
         Ci = obj.conditional_variances(fi)
         est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
         est._lambda[f.name] = Lo

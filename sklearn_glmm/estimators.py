@@ -122,12 +122,15 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
             t = check_trials(trials, yv, n)
             self.classes_ = np.array([0, 1])
             return yv, t
-        kind = type_of_target(y)
-        if kind not in ("binary", "multiclass"):
-            raise ValueError(
-                f"Unknown label type {kind!r}: BinomialGLMM needs a binary outcome (two classes). "
-                "For proportions pass successes as y with trials=..."
-            )
+        # a 1-D integer or bool array is "binary" or "multiclass", which the class count
+        # below tells apart: only other labels need type_of_target
+        if not (y.ndim == 1 and y.dtype.kind in "iub"):
+            kind = type_of_target(y)
+            if kind not in ("binary", "multiclass"):
+                raise ValueError(
+                    f"Unknown label type {kind!r}: BinomialGLMM needs a binary outcome (two "
+                    "classes). For proportions pass successes as y with trials=..."
+                )
         classes, yi = np.unique(y, return_inverse=True)
         if len(classes) > 2:
             raise ValueError(
