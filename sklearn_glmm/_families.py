@@ -12,7 +12,7 @@ they are optimised jointly with the fixed effects and covariance parameters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import special, stats
@@ -20,8 +20,7 @@ from scipy import special, stats
 _ETA_MAX = 700.0  # exp(700) is finite in float64; beyond it mu overflows
 
 
-@dataclass(frozen=True)
-class Derivs:
+class Derivs(NamedTuple):
     """Per-observation log-density and its derivatives in ``eta``.
 
     ``loglik`` is log p(y | eta); ``d1`` its first derivative; ``w`` minus the
@@ -52,6 +51,7 @@ class Binomial:
 
     name = "binomial"
     link = "logit"
+    log_concave = True  # w >= 0 everywhere
     n_extra = 0
     extra_names: tuple[str, ...] = ()
 
@@ -107,6 +107,7 @@ class Poisson:
 
     name = "poisson"
     link = "log"
+    log_concave = True  # w >= 0 everywhere
     n_extra = 0
     extra_names: tuple[str, ...] = ()
 
@@ -164,6 +165,7 @@ class NegativeBinomial2:
 
     name = "negbin"
     link = "log"
+    log_concave = True  # w >= 0 everywhere
     n_extra = 1
     extra_names: tuple[str, ...] = ("log_theta",)
     # log theta is bounded so that theta -> infinity (Poisson data) stays finite

@@ -25,6 +25,7 @@ that state. Adaptive Gauss-Hermite quadrature (``n_agq > 1``) adds
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -299,28 +300,36 @@ class Objective:
         der = self._derivs(eta, extra)
         obj = g.sum(der.loglik) - 0.5 * u * u
         converged = False
+        # a log-concave family has w >= 0: h >= 1 needs no check
+        concave = getattr(self.data.family, "log_concave", False)
+        exact = True
         for _it in range(self.pirls_max_iter):
             h = 1.0 + g.sum(der.w * a2)
-            exact = h.min() > 0.0
-            if not exact:  # zero inflation: clip negative curvatures for a descent step
-                h = 1.0 + g.sum(np.maximum(der.w, 0.0) * a2)
+            if not concave:
+                exact = h.min() > 0.0
+                if not exact:  # zero inflation: clip negative curvatures for a descent step
+                    h = 1.0 + g.sum(np.maximum(der.w, 0.0) * a2)
             step = (g.sum(a * der.d1) - u) / h
-            big = np.abs(step).max()
-            if not np.isfinite(big):
+            big = float(np.abs(step).max())
+            if not math.isfinite(big):
                 raise NotPositiveDefinite("non-finite Newton step")
             if big < 1e-11 or (step * step * h).max() < 1e-20:
                 converged = True
                 break
-            t = np.ones(len(u))
+            # the penalised log-density may not decrease in any level (within rounding)
+            floor = obj - 1e-12 * (1.0 + np.abs(obj))
+            u_try = u + step
+            t = None
             for _half in range(40):
-                u_try = u + t * step
                 eta_try = eta_fix + a * g.expand(u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
-                worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj)))
-                if not worse.any():
+                ok = obj_try >= floor
+                if ok.all():
                     break
-                t[worse] *= 0.5
+                t = np.ones(len(u)) if t is None else t
+                t[~ok] *= 0.5
+                u_try = u + t * step
             u, eta, der, obj = u_try, eta_try, der_try, obj_try
         self.pirls_iterations += _it + 1
         if not converged:
