@@ -158,6 +158,28 @@ class _BaseGLMM(BaseEstimator):
         self : object
         """
         self._check_params()
+        X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
+        yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
+        data, factors = self._model_data(X_raw, yv, trials, w, off, groups)
+        obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
+
+        # optimisation
+        x0 = starting_point(obj)
+        bounds = parameter_bounds(data)
+        x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
+
+        # fitted attributes (unscaled), checks and warnings
+        self._factors = factors
+        self._family_obj = data.family
+        self._bounds = bounds
+        # the objective stays with the model: profiles, refits and simulation need it
+        self._objective = obj
+        _results.set_fitted_attributes(self, obj, x, record, data)
+        self._y_max = float(np.max(yv)) if len(yv) else 0.0
+        return self
+
+    def _fit_inputs(self, X, y, groups, sample_weight, offset):
+        """Validated ``X`` (float array), ``y``, grouping factors, weights and offset."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -175,24 +197,24 @@ class _BaseGLMM(BaseEstimator):
         y_raw = check_y_finite(y_arr, n)
         w = check_weights(sample_weight, n)
         off = as_float_vector(offset, "offset", n, default=0.0)
-        yv, trials = self._prepare_y(y_raw, n, **fit_params)
-        family = self._family()
-        names = self._feature_names(X_raw.shape[1])
-        self._fixed_names = names
+        self._fixed_names = self._feature_names(X_raw.shape[1])
+        return X_raw, y_raw, groups, w, off
 
-        # 1. internal scaling of the fixed-effect design; aliased columns dropped
+    def _model_data(self, X_raw, yv, trials, w, off, groups):
+        """The internal (scaled) model: fixed-effect design and random-effect factors.
+
+        1. the fixed-effect design is scaled internally, aliased columns dropped;
+        2. the grouping factors and their Z columns (also scaled) are built.
+        """
+        family = self._family()
+        names = self._fixed_names
         curvature = _results.mean_curvature(yv, trials, w, family.name)
-        Xd, scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
-        # 2. random-effect structure
+        Xd, self._scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
         if groups is None:
-            warnings.warn(
-                _no_groups_message(),
-                NoRandomEffectsWarning,
-                stacklevel=2,
-            )
+            warnings.warn(_no_groups_message(), NoRandomEffectsWarning, stacklevel=3)
             factors = []
         else:
-            factors = build_factors(groups, self.random_effects, names, n)
+            factors = build_factors(groups, self.random_effects, names, X_raw.shape[0])
         self._factor_input_names = factor_names(groups) if groups is not None else []
         if self.n_agq > 1 and (len(factors) != 1 or factors[0].q != 1):
             raise ValueError(
@@ -200,32 +222,14 @@ class _BaseGLMM(BaseEstimator):
                 "factor with a scalar random effect (random_effects='1', as lme4); use n_agq=1 "
                 "(Laplace) for this structure."
             )
-        z_scales = [_results.z_scales(f, X_raw) for f in factors]
+        self._z_scales = [_results.z_scales(f, X_raw) for f in factors]
         fdata = make_factor_data(
             [f.codes for f in factors],
-            [f.z_matrix(X_raw) / s for f, s in zip(factors, z_scales)],
+            [f.z_matrix(X_raw) / s for f, s in zip(factors, self._z_scales)],
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
         )
-        data = ModelData(Xd, yv, trials, w, off, family, fdata)
-        obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
-
-        # 3. optimisation
-        x0 = starting_point(obj)
-        bounds = parameter_bounds(data)
-        x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
-
-        # 4. fitted attributes (unscaled), checks and warnings
-        self._factors = factors
-        self._z_scales = z_scales
-        self._scaling = scaling
-        self._family_obj = family
-        self._bounds = bounds
-        # the objective stays with the model: profiles, refits and simulation need it
-        self._objective = obj
-        _results.set_fitted_attributes(self, obj, x, record, data)
-        self._y_max = float(np.max(yv)) if len(yv) else 0.0
-        return self
+        return ModelData(Xd, yv, trials, w, off, family, fdata), factors
 
     def _prepare_y(self, y, n, **fit_params):
         raise NotImplementedError
