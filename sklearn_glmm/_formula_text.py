@@ -1,0 +1,155 @@
+"""Splitting an lme4 / glmmTMB formula's text into its pieces.
+
+``"y ~ x + (1 + x | id) + offset(log(n))"`` becomes the response, the fixed part
+that formulaic reads (``"x"``), the bar terms (``_BarTerm("1 + x", "id")``) and
+the offsets. Pure text handling: brackets are matched, ``+``/``-`` split only at
+the top level, and a minus inside a number's exponent is not a separator.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+@dataclass(frozen=True)
+class _BarTerm:
+    """One ``(lhs | group)`` or ``(lhs || group)`` term."""
+
+    lhs: str
+    group: str
+    diagonal: bool
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """A formula split into what formulaic handles and what this module does."""
+
+    lhs: str
+    fixed: str
+    bars: tuple[_BarTerm, ...]
+    offsets: tuple[str, ...]
+
+
+def _top_level(text: str, separators: str):
+    """Yield ``(position, character)`` of separators outside brackets and quotes."""
+    depth, quote = 0, None
+    for pos, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in _OPEN:
+            depth += 1
+        elif char in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"Unbalanced brackets in {text!r}.")
+        elif depth == 0 and char in separators:
+            yield pos, char
+    if depth != 0 or quote:
+        raise ValueError(f"Unbalanced brackets or quotes in {text!r}.")
+
+
+def _split_signed(text: str) -> list[tuple[str, str]]:
+    """Split at top-level ``+``/``-``: ``"a*b - 1 + (1|g)"`` -> [("+","a*b"), ("-","1"), ...]."""
+    pieces, sign, start = [], "+", 0
+    for pos, char in _top_level(text, "+-"):
+        # "-" after "**" or "e" of a number such as 1e-3 is not a separator.
+        if char == "-" and re.search(r"(\*\*|(?<![\w.])\d+\.?\d*[eE])\s*$", text[:pos]):
+            continue
+        if text[start:pos].strip():
+            pieces.append((sign, text[start:pos].strip()))
+        sign, start = char, pos + 1
+    if text[start:].strip():
+        pieces.append((sign, text[start:].strip()))
+    return pieces
+
+
+def _enclosed(piece: str, prefix: str) -> str | None:
+    """The text inside ``prefix(...)`` when ``piece`` is exactly that call, else None."""
+    if not piece.startswith(prefix + "(") or not piece.endswith(")"):
+        return None
+    inner = piece[len(prefix) + 1 : -1]
+    try:
+        list(_top_level(inner, ""))
+    except ValueError:
+        return None  # e.g. "(a)+(b)": the closing bracket is not the opening one's
+    return inner
+
+
+def _bar_term(inner: str, piece: str) -> _BarTerm:
+    """``"1 + time || id"`` -> _BarTerm("1 + time", "id", diagonal=True)."""
+    bars = [pos for pos, _ in _top_level(inner, "|")]
+    double = len(bars) == 2 and bars[1] == bars[0] + 1
+    if len(bars) != 1 and not double:
+        raise ValueError(f"Cannot read the random-effect term {piece!r}.")
+    lhs, group = inner[: bars[0]].strip(), inner[bars[-1] + 1 :].strip()
+    if not lhs or not group:
+        raise ValueError(f"Random-effect term {piece!r} needs both sides of '|'.")
+    return _BarTerm(lhs, group, double)
+
+
+def _split_formula(formula: str) -> _Pieces:
+    """Response, fixed part, bar terms and offsets of an lme4 formula."""
+    if not isinstance(formula, str):
+        raise TypeError(f"formula must be a string, got {type(formula).__name__}.")
+    tildes = [pos for pos, _ in _top_level(formula, "~")]
+    if len(tildes) != 1 or not formula[: tildes[0]].strip():
+        raise ValueError(f"formula must read 'response ~ terms', got {formula!r}.")
+    lhs, rhs = formula[: tildes[0]].strip(), formula[tildes[0] + 1 :]
+    fixed, bars, offsets = [], [], []
+    for sign, piece in _split_signed(rhs):
+        inner = _enclosed(piece, "")
+        if inner is not None and any(True for _ in _top_level(inner, "|")):
+            if sign == "-":
+                raise ValueError(f"Cannot subtract the random-effect term {piece!r}.")
+            bars.append(_bar_term(inner, piece))
+        elif (inner := _enclosed(piece, "offset")) is not None:
+            if sign == "-":
+                raise ValueError(f"Cannot subtract {piece!r}; negate inside offset() instead.")
+            offsets.append(inner)
+        elif "|" in piece:
+            raise ValueError(
+                f"Cannot read {piece!r}: write random effects as separate terms '+ (expr | group)'."
+            )
+        else:
+            fixed.append(f"{sign} {piece}")
+    fixed_text = " ".join(fixed).lstrip("+ ").strip() or "1"
+    if fixed_text.startswith("-"):
+        fixed_text = "1 " + fixed_text  # "~ -1 + x": formulaic wants something before "-"
+    return _Pieces(lhs, fixed_text, tuple(bars), tuple(offsets))
+
+
+def _response_parts(lhs: str) -> list[str]:
+    """``"y"`` -> ["y"]; ``"cbind(s, f)"`` -> ["s", "f"]."""
+    inner = _enclosed(lhs, "cbind")
+    if inner is None:
+        return [lhs]
+    commas = [pos for pos, _ in _top_level(inner, ",")]
+    if len(commas) != 1:
+        raise ValueError(f"cbind() in the response takes two columns, got {lhs!r}.")
+    return [inner[: commas[0]].strip(), inner[commas[0] + 1 :].strip()]
+
+
+def _group_parts(group: str) -> list[list[str]]:
+    """Grouping factors as lists of columns, outermost first, as lme4 expands them.
+
+    ``"id"`` -> [["id"]]; ``"a:b"`` -> [["a", "b"]]; ``"a/b"`` -> [["a"], ["b", "a"]]
+    (lme4 names the nested factor ``b:a``).
+    """
+    if re.search(r"[^\w.:/\s]", group):
+        raise ValueError(
+            f"Grouping factor {group!r} must be column names joined by ':' or '/' "
+            "(compute other groupings as a column first)."
+        )
+    levels = [[c.strip() for c in part.split(":")] for part in group.split("/")]
+    if not all(all(level) for level in levels):
+        raise ValueError(f"Cannot read the grouping factor {group!r}.")
+    factors, inner = [], []
+    for level in levels:
+        inner = level + inner
+        factors.append(list(inner))
+    return factors
