@@ -165,17 +165,8 @@ def parameter_bounds(data) -> list:
     return [(None, None)] * data.n_beta + theta + extra
 
 
-def central_gradient(fun, x, h=1e-4):
-    g = np.zeros_like(x)
-    for k in range(len(x)):
-        e = np.zeros_like(x)
-        e[k] = h * max(1.0, abs(x[k]))
-        g[k] = (fun(x + e) - fun(x - e)) / (2 * e[k])
-    return g
-
-
 def hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
-    """Hessian of the objective at ``x`` by central differences of its gradient."""
+    """Hessian of the objective at ``x`` by forward differences of its gradient."""
     with single_threaded_blas(), _quiet_trial_points():
         return _hessian(obj, x)
 

@@ -88,3 +88,15 @@ def test_random_effect_covariances_match(fitted_case):
 def test_negbin_theta_matches():
     m = _fit("epil_nb")
     assert m.theta_ == pytest.approx(REF["epil_nb"]["theta"], rel=1e-3)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if REF[c].get("confint_profile")])
+def test_profile_confint_of_agq_fits_matches_lme4(case):
+    # R: confint(fit, method = "profile") on the nAGQ > 1 fit
+    m = _fit(case)
+    ci = m.confint(method="profile")
+    ours = ci.rename(index=ci.attrs["lme4_names"])
+    for name, (lo, hi) in REF[case]["confint_profile"].items():
+        width = hi - lo
+        assert ours.loc[name, "lower"] == pytest.approx(lo, abs=0.01 * width), name
+        assert ours.loc[name, "upper"] == pytest.approx(hi, abs=0.01 * width), name
