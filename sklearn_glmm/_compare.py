@@ -124,6 +124,30 @@ def _boundary_mixture(small, big):
     return None
 
 
+def lrt_p_values(small, big, chisq: float) -> tuple[float, float, str]:
+    """Likelihood-ratio p-values of ``small`` (nested) against ``big``.
+
+    Returns the naive chi-square p-value (as R prints), the 50:50 chi-bar-square
+    p-value when the test puts one variance on its boundary (NaN otherwise) and
+    the name of that mixture ("" otherwise).
+    """
+    df = big.n_params_ - small.n_params_
+    if df <= 0:
+        return np.nan, np.nan, ""
+    p = float(stats.chi2.sf(chisq, df))
+    k = _boundary_mixture(small, big)
+    if k is None:
+        return p, np.nan, ""
+    p1 = stats.chi2.sf(chisq, k)
+    p0 = stats.chi2.sf(chisq, k - 1) if k > 1 else float(chisq <= 0)
+    return p, float(0.5 * p0 + 0.5 * p1), f"0.5*chi2({k - 1}) + 0.5*chi2({k})"
+
+
+def nested_in(small, big) -> bool:
+    """Is ``small`` a special case of ``big`` (both fitted to the same data)?"""
+    return small.n_params_ < big.n_params_ and _nesting(small, big) is None
+
+
 def _checked_models(models, names, minimum: int, too_few: str) -> list[str]:
     """Row names for fitted models of the same data; the checks both tables share."""
     if len(models) < minimum:
@@ -201,13 +225,10 @@ def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
                     stacklevel=2,
                 )
             row.update(Chisq=chisq, Df=df)
-            row["Pr(>Chisq)"] = float(stats.chi2.sf(chisq, df)) if df > 0 else np.nan
-            k = _boundary_mixture(prev, m) if df > 0 else None
-            if k is not None:
-                p1 = stats.chi2.sf(chisq, k)
-                p0 = stats.chi2.sf(chisq, k - 1) if k > 1 else float(chisq <= 0)
-                row["Pr(>Chisq) chi-bar"] = float(0.5 * p0 + 0.5 * p1)
-                row["chi-bar mixture"] = f"0.5*chi2({k - 1}) + 0.5*chi2({k})"
+            p, p_bar, mixture = lrt_p_values(prev, m, chisq)
+            row["Pr(>Chisq)"] = p
+            if mixture:
+                row["Pr(>Chisq) chi-bar"], row["chi-bar mixture"] = p_bar, mixture
         rows.append(row)
     table = pd.DataFrame(rows, index=pd.Index(ns, name="model"))
     table["npar"] = table["npar"].astype(int)

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.special import logsumexp
 from sklearn import get_config
 from sklearn.base import BaseEstimator, clone
@@ -47,6 +46,7 @@ from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._base import _GH_W, _GH_Z, _BaseGLMM
+from ._compare import lrt_p_values, nested_in
 
 __all__ = [
     "GLMMScorer",
@@ -295,7 +295,8 @@ class StructureComparison:
         ``logLik``, ``deviance`` (-2 logLik), ``AIC``, ``BIC``, ``delta`` (to
         the best by ``criterion``), ``weight`` (Akaike/Schwarz weight),
         ``converged``, ``singular``; and a likelihood-ratio test against the
-        closest nested candidate: ``lrt_vs``, ``Chisq``, ``Df``, ``p_value``.
+        closest nested candidate: ``lrt_vs``, ``Chisq``, ``Df``, ``p_value``,
+        ``p_value_chibar`` (boundary mixture where one variance is tested at 0).
     criterion : str
     estimators_ : dict of label -> fitted estimator
     params_ : dict of label -> parameters set on the estimator
@@ -359,57 +360,28 @@ def _fit_candidate(est, X, y, groups, fit_params):
     return est, None, [(w.category, str(w.message)) for w in caught]
 
 
-def _signature(est):
-    """What nesting depends on: family, fixed part and each factor's covariance parameters."""
-    fam = est._family_obj.name
-    zi = fam.startswith("zi_")
-    factors = {}
-    for f in est._factors:
-        names = f.term.names
-        if f.term.diagonal:
-            pars = {(a, a) for a in names}
-        else:
-            pars = {(a, b) for i, a in enumerate(names) for b in names[i:]}
-        factors[f.name] = pars
-    return {
-        "family": fam.removeprefix("zi_"),
-        "zi": zi,
-        "fixed": (tuple(est._fixed_names), bool(est.fit_intercept)),
-        "n_agq": est.n_agq,
-        "factors": factors,
-        "npar": est.n_params_,
-    }
+def _lrt_columns(table, fitted):
+    """Test every candidate against its closest nested candidate (most parameters).
 
-
-def _nested(a, b) -> bool:
-    """Is model ``a`` a special case of model ``b`` (fitted on the same data)?"""
-    if a["npar"] >= b["npar"] or a["fixed"] != b["fixed"] or a["n_agq"] != b["n_agq"]:
-        return False
-    if a["zi"] and not b["zi"]:
-        return False
-    if a["family"] != b["family"] and (a["family"], b["family"]) != ("poisson", "negbin"):
-        return False
-    for name, pars in a["factors"].items():
-        if not pars <= b["factors"].get(name, set()):
-            return False
-    return True
-
-
-def _lrt_columns(table, sigs):
-    """Test every candidate against its closest nested candidate (most parameters)."""
-    vs, chisq, df, p = {}, {}, {}, {}
-    for lab, sb in sigs.items():
-        subs = [la for la, sa in sigs.items() if la != lab and _nested(sa, sb)]
+    Nesting is decided as ``anova`` decides it: the smaller model's fixed effects and
+    random-effect terms lie in the span of the larger's, on the same grouping factors,
+    and its family is a special case of the larger's.
+    """
+    vs, chisq, df, p, p_bar = {}, {}, {}, {}, {}
+    for lab, big in fitted.items():
+        subs = [la for la, small in fitted.items() if la != lab and nested_in(small, big)]
         if not subs:
             continue
-        best = max(subs, key=lambda la: (sigs[la]["npar"], table.loc[la, "logLik"]))
+        best = max(subs, key=lambda la: (fitted[la].n_params_, table.loc[la, "logLik"]))
         stat = max(2.0 * (table.loc[lab, "logLik"] - table.loc[best, "logLik"]), 0.0)
-        d = sb["npar"] - sigs[best]["npar"]
-        vs[lab], chisq[lab], df[lab], p[lab] = best, stat, d, stats.chi2.sf(stat, d)
+        vs[lab], chisq[lab] = best, stat
+        df[lab] = big.n_params_ - fitted[best].n_params_
+        p[lab], p_bar[lab], _ = lrt_p_values(fitted[best], big, stat)
     table["lrt_vs"] = pd.Series(vs, dtype=object)
     table["Chisq"] = pd.Series(chisq, dtype=float)
     table["Df"] = pd.Series(df, dtype="Int64")
     table["p_value"] = pd.Series(p, dtype=float)
+    table["p_value_chibar"] = pd.Series(p_bar, dtype=float)
     return table
 
 
@@ -457,13 +429,13 @@ def compare_structures(
     Notes
     -----
     The likelihood-ratio test compares each candidate with the nested
-    candidate that has the most parameters (nesting is read from the fitted
-    structures: a subset of random-effect terms and covariance parameters,
-    Poisson within negative binomial, no zero-inflation within
-    zero-inflation). Its p-value is the naive chi-square one, as lme4's
-    ``anova``; for variances tested on their boundary (zero) it is
-    conservative -- halving it gives the 50:50 chi-bar-square p-value when a
-    single variance is added.
+    candidate that has the most parameters, nesting decided as
+    :func:`~sklearn_glmm.inference.anova` decides it (fixed effects and
+    random-effect terms in the span of the larger model's, on the same grouping
+    factors; Poisson within negative binomial; no zero-inflation within
+    zero-inflation). ``p_value`` is the naive chi-square p-value, as lme4's
+    ``anova``; ``p_value_chibar`` is the 50:50 chi-bar-square p-value where the
+    test puts one variance on its boundary (zero), NaN otherwise.
     """
     if criterion not in ("aic", "bic"):
         raise ValueError(f"criterion must be 'aic' or 'bic', got {criterion!r}.")
@@ -471,7 +443,7 @@ def compare_structures(
     results = Parallel(n_jobs=n_jobs)(
         delayed(_fit_candidate)(est, X, y, groups, fit_params) for _, est, _ in cands
     )
-    rows, fitted, sigs, params = {}, {}, {}, {}
+    rows, fitted, params = {}, {}, {}
     for (label, _, prm), (est, error, caught) in zip(cands, results):
         params[label] = prm
         if error is not None:
@@ -480,7 +452,6 @@ def compare_structures(
         for category, text in caught:  # replay what the fit said, naming the candidate
             warnings.warn(f"[{label}] {text}", category, stacklevel=2)
         fitted[label] = est
-        sigs[label] = _signature(est)
         rows[label] = {
             "npar": est.n_params_,
             "logLik": est.loglik_,
@@ -497,6 +468,6 @@ def compare_structures(
     table.insert(5, "delta", crit - crit.min())
     rel = np.exp(-0.5 * table["delta"])
     table.insert(6, "weight", rel / rel.sum())
-    table = _lrt_columns(table, sigs).sort_values(["delta", "npar"], kind="stable")
+    table = _lrt_columns(table, fitted).sort_values(["delta", "npar"], kind="stable")
     table.index.name = "candidate"
     return StructureComparison(table, criterion, fitted, params)

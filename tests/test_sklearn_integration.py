@@ -349,6 +349,18 @@ def test_compare_structures_ranks_slope_first_with_nested_lrts(counts):
     assert t.loc["diag(1 + time)", "lrt_vs"] in ("1", "0 + time")
     assert t.loc["diag(1 + time)", "p_value"] < 1e-6
     assert pd.isna(t.loc["1", "lrt_vs"])  # nothing nested below a random intercept
+    # the same test as anova() on the pair, chi-bar-square included
+    from sklearn_glmm.inference import anova
+
+    for big in ("1 + time", "diag(1 + time)"):
+        small = t.loc[big, "lrt_vs"]
+        a = anova(cmp.estimators_[small], cmp.estimators_[big], names=[small, big])
+        assert t.loc[big, "Chisq"] == pytest.approx(a.loc[big, "Chisq"], abs=1e-9)
+        assert t.loc[big, "p_value"] == pytest.approx(a.loc[big, "Pr(>Chisq)"], rel=1e-9)
+        assert t.loc[big, "p_value_chibar"] == pytest.approx(
+            a.loc[big, "Pr(>Chisq) chi-bar"], rel=1e-9, nan_ok=True
+        )
+    assert np.isfinite(t.loc["diag(1 + time)", "p_value_chibar"])  # one variance added
     assert "Candidates ranked by AIC" in repr(cmp)
     assert cmp.best_estimator_.random_effects == cmp.best_label_
 
