@@ -130,7 +130,7 @@ print(f"best: {search.best_params_}\n")
 cmp = compare_structures(
     BinomialGLMM(), ["1", "0 + time", "diag(1 + time)", "1 + time"], X, y, groups=ids
 )
-columns = ["npar", "logLik", "AIC", "BIC", "delta", "lrt_vs", "Chisq", "Df", "p_value"]
+columns = ["npar", "logLik", "BIC", "delta", "lrt_vs", "Chisq", "Df", "p_value", "p_value_chibar"]
 print(cmp.table[columns].round(4))
 print(f"\nTrue SDs: intercept {truth['re_sd']}, slope {truth['slope_sd']}")
 best = cmp.best_estimator_
