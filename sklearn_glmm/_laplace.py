@@ -458,6 +458,29 @@ class Objective:
         self._predictor = (u, s["bt"], J)
         return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
 
+    def gauss_newton_diagonal(self) -> np.ndarray:
+        """Diagonal of a Gauss-Newton approximation of the Hessian in (beta, theta).
+
+        With the modes following the parameters (``du = J dparam``, from the last
+        gradient), the linear predictor moves by ``D = d eta / d param`` and the
+        penalty by ``J``: ``2 D'WD + 2 J'J`` (curvatures clipped at 0). A scale for
+        the optimiser, not a Hessian for inference.
+        """
+        d, s = self.data, self.state
+        u, J = s["u"], self._predictor[2]
+        cols = [d.X]
+        for f, gi in zip(d.factors, self.groups):
+            Uc = gi.expand(u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q))
+            for r, col in zip(f.theta_rows, f.theta_cols):
+                cols.append((f.Z[:, r] * Uc[:, col])[:, None])
+        D = np.hstack(cols)
+        for f, gi in zip(d.factors, self.groups):
+            Jf = J[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q, -1)
+            a = s["a_vals"][:, f.local : f.local + f.q]
+            D += np.einsum("nq,nqk->nk", a, gi.expand(Jf))
+        w = np.maximum(s["der"].w, 0.0)
+        return 2.0 * (w @ (D * D)) + 2.0 * np.einsum("qk,qk->k", J, J)
+
     def _extra_gradient(self, eta, extra, c, Am):
         """Derivatives in the family's extra parameters (elementwise central differences)."""
         out = np.zeros(len(extra))

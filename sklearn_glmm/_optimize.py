@@ -207,15 +207,58 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     return 0.5 * (Hm + Hm.T)
 
 
-def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol):
-    return minimize(
-        fun,
-        x0,
-        jac=jac,
+def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
+    """L-BFGS-B; with ``scale`` it works on ``z = scale * x`` (a diagonal preconditioner)."""
+    if scale is None:
+        return minimize(
+            fun,
+            x0,
+            jac=jac,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6, "maxcor": 20},
+        )
+
+    def fun_z(z):
+        val, g = fun(z / scale)
+        return val, g / scale
+
+    zb = [
+        (None if lo is None else lo * sc, None if hi is None else hi * sc)
+        for (lo, hi), sc in zip(bounds, scale)
+    ]
+    res = minimize(
+        fun_z,
+        np.asarray(x0) * scale,
+        jac=True,
         method="L-BFGS-B",
-        bounds=bounds,
-        options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6, "maxcor": 20},
+        bounds=zb,
+        # |g_z| <= gtol / max(scale) keeps |g_x| <= gtol, the unscaled criterion
+        options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6 / np.max(scale), "maxcor": 20},
     )
+    res.x = res.x / scale
+    res.jac = res.jac * scale
+    res.scale = scale
+    return res
+
+
+def _optimiser_scale(obj, x0):
+    """sqrt of the Gauss-Newton curvature of each parameter at the start, or None.
+
+    On ``z = scale * x`` the objective's Hessian is near the identity, so that
+    L-BFGS-B's first steps have the right length in every direction.
+    """
+    # extra parameters (NB theta, zero inflation) have no Gauss-Newton curvature here,
+    # and scaling the others around them unbalances the problem: no scaling then
+    if not isinstance(obj, Objective) or obj.data.n_extra:
+        return None
+    val, _ = obj.value_and_grad(x0)
+    if not np.isfinite(val) or obj._predictor is None:
+        return None
+    h = obj.gauss_newton_diagonal()
+    scale = np.ones(len(x0))
+    scale[: len(h)] = np.sqrt(np.maximum(h, 1e-8 * max(float(np.max(h)), 1.0)))
+    return scale
 
 
 def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
@@ -226,12 +269,13 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
     Each one found at zero is moved back into the interior and the fit resumed;
     the better optimum is kept.
     """
-    res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol)
+    scale = _optimiser_scale(obj, x0)
+    res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol, scale)
     nit = res.nit
     if _predicted_decrease(res, bounds) > RESTART_MIN_DECREASE:
         # A restart clears L-BFGS-B's curvature memory; it moves further when the
         # first run stopped on the ftol test with its own model predicting more.
-        res2 = _run_lbfgsb(obj.value_and_grad, res.x, True, bounds, max_iter, tol)
+        res2 = _run_lbfgsb(obj.value_and_grad, res.x, True, bounds, max_iter, tol, scale)
         nit += res2.nit
         if res2.fun <= res.fun:
             res = res2
@@ -250,12 +294,38 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
                 best_val, best_x = val, xt
         obj.restore(at_x)
         if best_x is not None:
-            res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol)
+            res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol, scale)
             nit += res3.nit
             if res3.fun < res.fun - 1e-8:
                 res = res3
     res.nit = nit
+    res.scale = scale
+    return _snap_to_zero(obj, res, diag_idx)
+
+
+def _snap_to_zero(obj, res, diag_idx):
+    """Put Cholesky diagonals that stopped just above zero exactly on the bound.
+
+    The objective is flat and even around a zero variance, so the optimiser may
+    stop a hair above it (1e-6, say); lme4 reports such a fit with an exact
+    zero. Kept only when the objective is no worse (within 1e-8 relative).
+    """
+    tiny = [k for k in diag_idx if 0.0 < res.x[k] < SINGULAR_SNAP]
+    if not tiny:
+        return res
+    obj.value_and_grad(res.x)
+    at_x = obj.snapshot()
+    x0 = res.x.copy()
+    x0[tiny] = 0.0
+    val = obj.evaluate(x0)
+    if val <= res.fun + 1e-8 * max(1.0, abs(res.fun)):
+        res.x, res.fun = x0, val
+    else:
+        obj.restore(at_x)
     return res
+
+
+SINGULAR_SNAP = 1e-4  # lme4's isSingular tolerance on the Cholesky diagonals
 
 
 RESTART_MIN_DECREASE = 1e-4  # of -2 log L: a log-likelihood gain of 5e-5
@@ -266,6 +336,8 @@ def _predicted_decrease(res, bounds) -> float:
     if not np.isfinite(res.fun) or getattr(res, "jac", None) is None:
         return np.inf
     g = projected_gradient(np.asarray(res.jac, dtype=float), res.x, bounds)
+    if getattr(res, "scale", None) is not None:
+        g = g / res.scale  # L-BFGS-B's model is in the scaled variables
     try:
         return float(0.5 * g @ res.hess_inv.matvec(g))
     except (AttributeError, ValueError):
@@ -356,8 +428,8 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     hit_max = res.nit >= max_iter
     if n_agq > 1:
         obj.n_agq = n_agq
-
-        res = _run_lbfgsb(obj.value_and_grad, x, True, bounds, max_iter, tol)
+        # the Laplace stage's scaling serves the (nearby) AGQ objective too
+        res = _run_lbfgsb(obj.value_and_grad, x, True, bounds, max_iter, tol, res.scale)
         record.stages.append(("agq", float(res.fun), int(res.nit), str(res.message)))
         x = res.x
         hit_max = hit_max or res.nit >= max_iter

@@ -348,3 +348,38 @@ def test_negbin_remembered_log_gamma_ratio_follows_theta_and_data():
     import pickle
 
     assert pickle.loads(pickle.dumps(fam))._memo is None
+
+
+def test_scaled_lbfgsb_finds_the_same_bounded_minimum():
+    from sklearn_glmm._optimize import _run_lbfgsb
+
+    A = np.array([[400.0, 30.0, 0.0], [30.0, 9.0, 0.5], [0.0, 0.5, 0.04]])
+    b = np.array([10.0, -3.0, 0.2])
+
+    def fun(x):
+        return 0.5 * x @ A @ x - b @ x, A @ x - b
+
+    bounds = [(None, None), (None, None), (0.0, None)]
+    x0 = np.array([1.0, 1.0, 1.0])
+    plain = _run_lbfgsb(fun, x0, True, bounds, 200, 1e-14)
+    scaled = _run_lbfgsb(fun, x0, True, bounds, 200, 1e-14, np.sqrt(np.diag(A)))
+    np.testing.assert_allclose(scaled.x, plain.x, atol=1e-6)
+    assert scaled.fun == pytest.approx(plain.fun, abs=1e-10)
+    np.testing.assert_allclose(scaled.jac, fun(scaled.x)[1], atol=1e-12)  # in x units
+
+
+def test_singular_fit_reports_an_exact_zero_variance():
+    rng = np.random.default_rng(4)
+    n, G = 400, 40
+    ids = np.repeat(np.arange(G), n // G)
+    x = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.2 + 0.5 * x)))).astype(int)  # no group effect
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM().fit(pd.DataFrame({"x": x}), y, groups=ids)
+        glm = BinomialGLMM().fit(pd.DataFrame({"x": x}), y)
+    if not m.is_singular_:
+        pytest.skip("this draw has a positive variance estimate")
+    assert m.random_effects_cov_["group"].to_numpy()[0, 0] == 0.0
+    assert m.loglik_ == pytest.approx(glm.loglik_, abs=1e-6)
+    assert np.isnan(m.confint(method="wald").iloc[-1]["upper"])  # on the bound: no Wald limit
