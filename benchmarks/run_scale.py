@@ -422,7 +422,7 @@ def check_targets(results: dict) -> list[tuple[str, str, bool | None]]:
     if mem:
         peak = mem["peak_mb"]
         out.append(("pois_ri_1m: peak memory < 2 GB", f"{peak:.0f} MB", peak < 2048))
-    for name in ("crossed_bin", "verbagg"):
+    for name in ("crossed_bin", "verbagg", "crossed_40k", "nested3_40k"):
         r = get(name).get("r", {}).get("lme4")
         if r:
             ratio = get(name)["ours"]["median"] / r["median"]

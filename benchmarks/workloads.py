@@ -27,6 +27,13 @@ Workloads (rows; the engines that fit them):
   days (3,500; ours, lme4, GPBoost).
 - ``nb_rs_3k``: NB2 counts, correlated random intercept + slope, 300 people x 10 waves
   (3,000; ours, glmmTMB, glmer.nb).
+
+Two larger designs beyond the issue's list, for the solvers of several factors:
+
+- ``nested3_40k``: binary, 4 waves of 10,000 students in 2,000 classes in 100 schools,
+  a random intercept for each (40,000; ours, lme4, GPBoost).
+- ``crossed_40k``: binary, 1,000 subjects x 800 items, 40,000 random pairs (ours, lme4,
+  GPBoost).
 """
 
 from __future__ import annotations
@@ -172,6 +179,44 @@ def _vegetables() -> pd.DataFrame:
     return df
 
 
+def _nested_three_levels() -> pd.DataFrame:
+    """Repeated yes/no answers of students in classes in schools (fully nested labels)."""
+    rng = np.random.default_rng(303)
+    n_school, n_class, n_student, n_wave = 100, 20, 5, 4
+    school = np.repeat(np.arange(n_school), n_class * n_student * n_wave)
+    klass = np.repeat(np.arange(n_school * n_class), n_student * n_wave)
+    student = np.repeat(np.arange(n_school * n_class * n_student), n_wave)
+    x = rng.standard_normal(len(student))
+    eta = (
+        -0.3
+        + 0.5 * x
+        + rng.normal(0, 0.5, n_school)[school]
+        + rng.normal(0, 0.7, n_school * n_class)[klass]
+        + rng.normal(0, 1.0, n_school * n_class * n_student)[student]
+    )
+    return pd.DataFrame(
+        {
+            "school": school,
+            "class": klass,
+            "student": student,
+            "x": x,
+            "y": rng.binomial(1, expit(eta)),
+        }
+    )
+
+
+def _crossed_large() -> pd.DataFrame:
+    """1,000 subjects x 800 items, 40,000 of the pairs drawn at random."""
+    rng = np.random.default_rng(404)
+    n_subj, n_item, n = 1000, 800, 40_000
+    subject, item = rng.integers(0, n_subj, n), rng.integers(0, n_item, n)
+    x = rng.standard_normal(n)
+    eta = 0.2 + 0.4 * x + rng.normal(0, 1.0, n_subj)[subject] + rng.normal(0, 0.7, n_item)[item]
+    return pd.DataFrame(
+        {"subject": subject, "item": item, "x": x, "y": rng.binomial(1, expit(eta))}
+    )
+
+
 def _negbin_slopes() -> pd.DataFrame:
     df, _ = make_longitudinal(
         "negbin",
@@ -294,6 +339,34 @@ _LIST = [
         },
         gpboost=GPBoostSpec("bernoulli_logit"),
         issue={"lme4": 0.38, "gpboost": 0.008},
+    ),
+    Workload(
+        name="nested3_40k",
+        description="binary, 4 waves of students in classes in schools (10,000 / 2,000 / 100)",
+        make=_nested_three_levels,
+        family="binomial",
+        y="y",
+        X=("x",),
+        groups=("school", "class", "student"),
+        random_effects={"school": "1", "class": "1", "student": "1"},
+        r_calls={
+            "lme4": "glmer(y ~ x + (1 | school) + (1 | class) + (1 | student), data = d,"
+            " family = binomial)"
+        },
+        gpboost=GPBoostSpec("bernoulli_logit"),
+    ),
+    Workload(
+        name="crossed_40k",
+        description="binary, 1,000 subjects x 800 items, 40,000 random pairs",
+        make=_crossed_large,
+        family="binomial",
+        y="y",
+        X=("x",),
+        groups=("subject", "item"),
+        random_effects={"subject": "1", "item": "1"},
+        r_calls={"lme4": "glmer(y ~ x + (1 | subject) + (1 | item), data = d, family = binomial)"},
+        gpboost=GPBoostSpec("bernoulli_logit"),
+        large=True,
     ),
     Workload(
         name="nb_rs_3k",
