@@ -92,6 +92,35 @@ def _bar_term(inner: str, piece: str) -> _BarTerm:
     return _BarTerm(lhs, group, double)
 
 
+# glmmTMB's covariance structures: us() is lme4's (expr | g), diag() its (expr || g)
+_STRUCTURES = {"us": False, "diag": True}
+_UNSUPPORTED = ("cs", "ar1", "ou", "exp", "gau", "mat", "toep", "rr", "homdiag", "propto", "equalto")
+
+
+def _covariance_term(piece: str) -> _BarTerm | None:
+    """A random-effect term: ``(expr | g)``, ``(expr || g)``, or glmmTMB's ``us(expr | g)``
+    and ``diag(expr | g)``; None for anything else."""
+    inner = _enclosed(piece, "")
+    if inner is not None and any(True for _ in _top_level(inner, "|")):
+        return _bar_term(inner, piece)
+    for name, diagonal in _STRUCTURES.items():
+        inner = _enclosed(piece, name)
+        if inner is not None and any(True for _ in _top_level(inner, "|")):
+            term = _bar_term(inner, piece)
+            if term.diagonal:
+                raise ValueError(f"Cannot read {piece!r}: write {name}(expr | group).")
+            return _BarTerm(term.lhs, term.group, diagonal)
+    for name in _UNSUPPORTED:
+        inner = _enclosed(piece, name)
+        if inner is not None and "|" in inner:
+            raise ValueError(
+                f"The covariance structure {name}() in {piece!r} is not available: random "
+                "effects are unstructured, (expr | group) or us(expr | group), or "
+                "uncorrelated, (expr || group) or diag(expr | group)."
+            )
+    return None
+
+
 def _split_formula(formula: str) -> _Pieces:
     """Response, fixed part, bar terms and offsets of an lme4 formula."""
     if not isinstance(formula, str):
@@ -102,11 +131,11 @@ def _split_formula(formula: str) -> _Pieces:
     lhs, rhs = formula[: tildes[0]].strip(), formula[tildes[0] + 1 :]
     fixed, bars, offsets = [], [], []
     for sign, piece in _split_signed(rhs):
-        inner = _enclosed(piece, "")
-        if inner is not None and any(True for _ in _top_level(inner, "|")):
+        bar = _covariance_term(piece)
+        if bar is not None:
             if sign == "-":
                 raise ValueError(f"Cannot subtract the random-effect term {piece!r}.")
-            bars.append(_bar_term(inner, piece))
+            bars.append(bar)
         elif (inner := _enclosed(piece, "offset")) is not None:
             if sign == "-":
                 raise ValueError(f"Cannot subtract {piece!r}; negate inside offset() instead.")

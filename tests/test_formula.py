@@ -117,12 +117,21 @@ def test_intercept_only(long):
         ("(1 + time || id)", "diag(1 + time)"),
         ("(1 | id) + (0 + time | id)", "diag(1 + time)"),
         ("(time + treatment | id)", "1 + time + treatment"),
+        ("diag(1 + time | id)", "diag(1 + time)"),  # glmmTMB's covariance structures
+        ("us(1 + time | id)", "1 + time"),
+        ("diag(1 | id)", "1"),
     ],
 )
 def test_random_effect_terms(long, bar, term):
     design = parse_glmm_formula(f"y ~ time + treatment + {bar}", long)
     assert design.random_effects == {"id": term}
     assert list(design.groups.columns) == ["id"]
+
+
+@pytest.mark.parametrize("term", ["ar1(0 + factor(time) | id)", "cs(1 + time | id)"])
+def test_unavailable_covariance_structures_are_named(long, term):
+    with pytest.raises(ValueError, match="covariance structure .* not available"):
+        parse_glmm_formula(f"y ~ time + {term}", long)
 
 
 def test_factor_slope_uses_fixed_column_names(veg):
