@@ -31,9 +31,12 @@ class GroupIndex:
         if not self.contiguous:
             if v.ndim == 1:
                 return np.bincount(self.codes, v, minlength=self.n_levels)
-            out = np.zeros((self.n_levels,) + v.shape[1:])
-            np.add.at(out, self.codes, v)
-            return out
+            # one bincount per column: several times faster than np.add.at
+            flat = v.reshape(len(v), -1)
+            out = np.empty((self.n_levels, flat.shape[1]))
+            for j in range(flat.shape[1]):
+                out[:, j] = np.bincount(self.codes, flat[:, j], minlength=self.n_levels)
+            return out.reshape((self.n_levels,) + v.shape[1:])
         s = np.add.reduceat(v, self.starts)
         if self.in_order:
             return s

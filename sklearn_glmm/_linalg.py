@@ -1,14 +1,16 @@
 """Factorisations of the Laplace Hessian ``H = Lambda' Z' W Z Lambda + I``.
 
-Two layouts share one interface:
+Three layouts share one interface:
 
 * :class:`BlockSolver` — a single grouping factor. ``H`` is block-diagonal with
   one ``q x q`` block per level; every level is factorised at once as a batch.
-* :class:`BlockedSolver` — several (nested or crossed) factors. The largest
-  factor's block stays block-diagonal; the others are eliminated through a
-  dense Schur complement.
+* :class:`BlockedSolver` — several crossed (or partially nested) factors. The
+  largest factor's block stays block-diagonal; the others are eliminated
+  through a dense Schur complement.
+* :class:`~sklearn_glmm._nested.NestedSolver` — the first factor nested in
+  others (``_nested.py``): elimination level by level along the nesting.
 
-Both give ``solve`` (``H^{-1} r``), ``logdet`` and ``local_inverse`` — for every
+All give ``solve`` (``H^{-1} r``), ``logdet`` and ``local_inverse`` — for every
 row ``i`` the block of ``H^{-1}`` on the random effects row ``i`` touches, which
 the analytic gradient needs.
 """
@@ -41,6 +43,36 @@ def _chol_inverse(S: np.ndarray) -> tuple[np.ndarray, float]:
     return Linv.T @ Linv, float(2.0 * np.sum(np.log(np.diag(L))))
 
 
+def block_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
+    """Inverses of a batch of SPD blocks ``H`` (G, q, q) and the sum of their log-determinants.
+
+    Raises :class:`NotPositiveDefinite` when some block is not positive definite.
+    """
+    q = H.shape[1]
+    if q == 1:
+        h = H[:, 0, 0]
+        if not (len(h) == 0 or h.min() > 0.0):
+            raise NotPositiveDefinite("Laplace Hessian is not positive definite")
+        return 1.0 / H, float(np.log(h).sum())
+    if q == 2:  # closed forms: batched LAPACK calls cost more than the arithmetic here
+        a, b, c = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+        det = a * c - b * b
+        if not (np.all(a > 0) and np.all(det > 0)):
+            raise NotPositiveDefinite("Laplace Hessian is not positive definite")
+        hinv = np.empty_like(H)
+        hinv[:, 0, 0] = c / det
+        hinv[:, 1, 1] = a / det
+        hinv[:, 0, 1] = hinv[:, 1, 0] = -b / det
+        return hinv, float(np.sum(np.log(det)))
+    try:
+        L = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError as exc:
+        raise NotPositiveDefinite(str(exc)) from exc
+    Linv = np.linalg.inv(L)
+    logdet = float(2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
+    return np.einsum("gki,gkj->gij", Linv, Linv), logdet
+
+
 class BlockSolver:
     """Batched factorisation for one factor: ``n_levels`` independent ``q x q`` blocks."""
 
@@ -63,16 +95,7 @@ class BlockSolver:
             H[:, a, b] = s
             H[:, b, a] = s
         H[:, range(q), range(q)] += 1.0
-        if q == 2:
-            self._factorize_2x2(H)
-            return
-        try:
-            L = np.linalg.cholesky(H)
-        except np.linalg.LinAlgError as exc:
-            raise NotPositiveDefinite(str(exc)) from exc
-        self.logdet = float(2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
-        Linv = np.linalg.inv(L)
-        self.hinv = np.einsum("gki,gkj->gij", Linv, Linv)
+        self.hinv, self.logdet = block_inverse(H)
 
     def set_diagonal(self, h: np.ndarray) -> None:
         """Take ``H = diag(h)`` (a scalar random effect), already formed by the caller."""
@@ -80,19 +103,6 @@ class BlockSolver:
             raise NotPositiveDefinite("Laplace Hessian is not positive definite")
         self.hinv = (1.0 / h)[:, None, None]
         self.logdet = float(np.log(h).sum())
-
-    def _factorize_2x2(self, H: np.ndarray) -> None:
-        # closed forms: batched LAPACK calls cost more than the arithmetic here
-        a, b, c = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
-        det = a * c - b * b
-        if not (np.all(a > 0) and np.all(det > 0)):
-            raise NotPositiveDefinite("Laplace Hessian is not positive definite")
-        hinv = np.empty_like(H)
-        hinv[:, 0, 0] = c / det
-        hinv[:, 1, 1] = a / det
-        hinv[:, 0, 1] = hinv[:, 1, 0] = -b / det
-        self.hinv = hinv
-        self.logdet = float(np.sum(np.log(det)))
 
     def snapshot(self):
         """The current factorisation, to be put back by :meth:`restore`."""
@@ -288,7 +298,22 @@ class SparseCoupledSolver(BlockedSolver):
 
 
 def make_solver(cols: np.ndarray, Q: int, blocks: list[tuple[int, int, int]]):
-    """The solver for several factors: sparse coupling when B would be mostly zeros."""
+    """The solver for several factors.
+
+    Elimination along nested factors when the first factor is nested in
+    another (unless the factors crossed with the nesting make it the costlier
+    way); otherwise the Schur complement over every factor after the first,
+    with the coupling block kept sparse when it would be mostly zeros.
+    """
+    # imported here: _nested builds on this module's blocks
+    from ._nested import NestedSolver, elimination_costs, factor_codes, nesting_chain
+
+    codes = factor_codes(cols, blocks)
+    chain = nesting_chain(codes, blocks)
+    if len(chain) > 1:
+        along_chain, schur = elimination_costs(codes, blocks, chain)
+        if along_chain <= schur:
+            return NestedSolver(cols, Q, blocks, chain)
     _, G1, q1 = blocks[0]
     Q2 = Q - G1 * q1
     dense_size = G1 * q1 * Q2

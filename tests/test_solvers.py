@@ -1,0 +1,281 @@
+"""Factorisations of the Laplace Hessian: the nested solver against the dense one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sklearn_glmm._design import theta_layout
+from sklearn_glmm._families import make_family
+from sklearn_glmm._laplace import ModelData, Objective, make_factor_data
+from sklearn_glmm._linalg import (
+    BlockedSolver,
+    NotPositiveDefinite,
+    SparseCoupledSolver,
+    make_solver,
+)
+from sklearn_glmm._nested import NestedSolver, factor_codes, nesting_chain
+
+
+def _numeric_gradient(obj, params, h=1e-5):
+    """Central differences of the objective, one parameter at a time."""
+    num = np.zeros_like(params)
+    for k in range(len(params)):
+        e = np.zeros_like(params)
+        e[k] = h
+        num[k] = (obj.evaluate(params + e) - obj.evaluate(params - e)) / (2 * h)
+    return num
+
+
+def _nested_codes(rng, n_top, depth, shuffle=True):
+    """Row codes of ``depth`` nested factors, innermost first.
+
+    Every level has 1 to 3 sub-levels and every innermost level 1 to 3 rows
+    (levels of size one included); labels are permuted and rows shuffled.
+    """
+    parents = [np.arange(n_top)]  # parent of each level, outermost factor first
+    sizes = [n_top]
+    for _ in range(depth - 1):
+        kids = rng.integers(1, 4, sizes[-1])
+        kids[0] = 1
+        parents.append(np.repeat(np.arange(sizes[-1]), kids))
+        sizes.append(len(parents[-1]))
+    reps = rng.integers(1, 4, sizes[-1])
+    reps[0] = 1
+    leaf = np.repeat(np.arange(sizes[-1]), reps)
+    codes = [leaf]
+    for p in reversed(parents[1:]):
+        codes.append(p[codes[-1]])
+    if shuffle:
+        order = rng.permutation(len(leaf))
+        codes = [c[order] for c in codes]
+        codes = [rng.permutation(c.max() + 1)[c] for c in codes]
+    return codes
+
+
+def _layout(codes, qs):
+    """Row indices ``cols`` (n, s), size ``Q`` and ``blocks`` of a random-effect layout."""
+    blocks, cols, off = [], [], 0
+    for c, q in zip(codes, qs):
+        G = int(c.max()) + 1
+        blocks.append((off, G, q))
+        cols.append(off + c[:, None] * q + np.arange(q)[None, :])
+        off += G * q
+    return np.concatenate(cols, axis=1), off, blocks
+
+
+DESIGNS = {
+    "2 nested q=1": dict(depth=2, qs=(1, 1)),
+    "2 nested q=2": dict(depth=2, qs=(2, 2)),
+    "3 nested q=1": dict(depth=3, qs=(1, 1, 1)),
+    "3 nested mixed q": dict(depth=3, qs=(2, 1, 2)),
+    "3 nested q=3": dict(depth=3, qs=(1, 3, 1)),
+    "2 nested + crossed": dict(depth=2, qs=(2, 1, 1), crossed=5),
+    "3 nested + crossed q=2": dict(depth=3, qs=(1, 1, 1, 2), crossed=4),
+    "2 nested around a crossed": dict(depth=2, qs=(1, 2, 1), crossed=7),
+    "3 nested sorted rows": dict(depth=3, qs=(2, 1, 1), shuffle=False),
+}
+
+
+def _design(name, seed=0):
+    spec = DESIGNS[name]
+    rng = np.random.default_rng(seed)
+    codes = _nested_codes(rng, 6, spec["depth"], spec.get("shuffle", True))
+    if "crossed" in spec:  # a factor crossed with the nesting, placed by size
+        codes.append(rng.integers(0, spec["crossed"], len(codes[0])))
+        codes.sort(key=lambda c: -(c.max() + 1))
+    return codes, spec["qs"]
+
+
+def _nested_solver(cols, Q, blocks):
+    """The nested solver, whichever solver ``make_solver`` would pick."""
+    return NestedSolver(cols, Q, blocks, nesting_chain(factor_codes(cols, blocks), blocks))
+
+
+def _solvers(codes, qs, seed=1, zero=None):
+    rng = np.random.default_rng(seed)
+    cols, Q, blocks = _layout(codes, qs)
+    n, s = cols.shape
+    a_vals = rng.normal(size=(n, s))
+    if zero is not None:  # a variance at zero: the factor's columns of Z Lambda vanish
+        loc = sum(qs[:zero])
+        a_vals[:, loc : loc + qs[zero]] = 0.0
+    w = rng.uniform(0.1, 2.0, n)
+    nested, dense = _nested_solver(cols, Q, blocks), BlockedSolver(cols, Q, blocks)
+    assert len(nested.chain) > 1
+    nested.factorize(a_vals, w)
+    dense.factorize(a_vals, w)
+    return nested, dense, Q, blocks
+
+
+def _assert_same(nested, dense, Q, blocks, rng):
+    assert nested.logdet == pytest.approx(dense.logdet, rel=1e-12, abs=1e-10)
+    r, R = rng.normal(size=Q), rng.normal(size=(Q, 3))
+    np.testing.assert_allclose(nested.solve(r), dense.solve(r), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(nested.solve(R), dense.solve(R), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(nested.local_inverse(), dense.local_inverse(), atol=1e-12)
+    for f in range(len(blocks)):
+        np.testing.assert_allclose(nested.level_inverse(f), dense.level_inverse(f), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(DESIGNS))
+def test_nested_solver_matches_dense(name):
+    codes, qs = _design(name)
+    nested, dense, Q, blocks = _solvers(codes, qs)
+    if "crossed" in name:
+        assert nested.tail and nested.QT > 0
+    if "around" in name:
+        assert nested.chain == [0, 2]
+    _assert_same(nested, dense, Q, blocks, np.random.default_rng(2))
+
+
+@pytest.mark.parametrize("name", ["3 nested mixed q", "2 nested + crossed"])
+@pytest.mark.parametrize("zero", [0, 1, 2])
+def test_nested_solver_with_a_variance_at_zero(name, zero):
+    codes, qs = _design(name)
+    nested, dense, Q, blocks = _solvers(codes, qs, zero=zero)
+    _assert_same(nested, dense, Q, blocks, np.random.default_rng(3))
+
+
+def test_nested_solver_snapshot_restores_the_factorisation():
+    codes, qs = _design("3 nested mixed q")
+    nested, _, Q, _ = _solvers(codes, qs)
+    r = np.random.default_rng(4).normal(size=Q)
+    x, logdet, li = nested.solve(r), nested.logdet, nested.local_inverse()
+    snap = nested.snapshot()
+    n, s = nested.cols.shape
+    nested.factorize(np.ones((n, s)), np.full(n, 3.0))
+    assert nested.logdet != logdet
+    nested.restore(snap)
+    assert nested.logdet == logdet
+    np.testing.assert_array_equal(nested.solve(r), x)
+    np.testing.assert_array_equal(nested.local_inverse(), li)
+
+
+def test_nested_solver_reports_an_indefinite_hessian():
+    codes, qs = _design("2 nested + crossed")
+    cols, Q, blocks = _layout(codes, qs)
+    n, s = cols.shape
+    a_vals = np.random.default_rng(5).normal(size=(n, s))
+    for solver in (_nested_solver(cols, Q, blocks), BlockedSolver(cols, Q, blocks)):
+        with pytest.raises(NotPositiveDefinite):
+            solver.factorize(a_vals, np.full(n, -10.0))
+
+
+def test_make_solver_picks_the_nested_solver_only_when_nesting_holds():
+    rng = np.random.default_rng(6)
+    student, cls, school = _nested_codes(rng, 60, 3, shuffle=False)
+    n = len(student)
+
+    def pick(*codes):
+        cols, Q, blocks = _layout(list(codes), [1] * len(codes))
+        return make_solver(cols, Q, blocks)
+
+    solver = pick(student, cls, school)
+    assert isinstance(solver, NestedSolver) and solver.chain == [0, 1, 2] and not solver.tail
+    # nested in the third factor, crossed with a small second one
+    rater = rng.integers(0, 5, n)
+    solver = pick(student, rater, school)
+    assert isinstance(solver, NestedSolver) and solver.chain == [0, 2] and solver.tail == [1]
+    # a large crossed factor and a few large regions: the Schur complement costs less
+    item, region = rng.integers(0, 100, n), school % 3
+    assert not isinstance(pick(student, item, region), NestedSolver)
+    assert isinstance(pick(student, item, school), NestedSolver)
+    assert not isinstance(pick(student, item), NestedSolver)
+    assert not isinstance(pick(cls, rater), NestedSolver)
+    # one student seen in two classes: partially nested, the general solvers
+    moved = student.copy()
+    moved[np.flatnonzero(cls == cls[0])[0]] = student[np.flatnonzero(cls != cls[0])[0]]
+    assert isinstance(pick(moved, cls, school), (BlockedSolver, SparseCoupledSolver))
+
+
+def _nested_objective(fam_name, qs, depth=3, n_top=8, seed=0, crossed=None):
+    rng = np.random.default_rng(seed)
+    codes = _nested_codes(rng, n_top, depth)
+    if crossed:
+        codes.append(rng.integers(0, crossed, len(codes[0])))
+        codes.sort(key=lambda c: -(c.max() + 1))
+    n = len(codes[0])
+    zi = fam_name.startswith("zi")
+    fam_name = fam_name.removeprefix("zi")
+    fam = make_family(fam_name, zi)
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
+    levels = [int(c.max()) + 1 for c in codes]
+    eta = X @ [0.3, 0.5, -0.2] + sum(rng.normal(size=g)[c] * 0.6 for c, g in zip(codes, levels))
+    if fam_name == "binomial":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float)
+    else:
+        y = rng.poisson(np.exp(eta)).astype(float)
+        if zi:
+            y[rng.random(n) < 0.2] = 0
+    factors = make_factor_data(
+        codes, [X[:, :q] for q in qs], levels, [theta_layout(q, False) for q in qs]
+    )
+    data = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), fam, factors)
+    params = np.concatenate([[0.2, 0.4, -0.1], rng.uniform(0.3, 0.8, data.n_theta)])
+    params = np.concatenate([params, fam.default_extra() + 0.3])
+    return Objective(data), params
+
+
+OBJECTIVES = [
+    ("binomial", (1, 1, 1), None),
+    ("poisson", (2, 1, 2), None),
+    ("negbin", (1, 2, 1), None),
+    ("poisson", (2, 1, 1, 1), 4),
+    ("zinegbin", (2, 1, 1), None),
+]
+
+
+@pytest.mark.parametrize("fam,qs,crossed", OBJECTIVES)
+def test_nested_objective_and_gradient_match_the_dense_solver(fam, qs, crossed):
+    nested, params = _nested_objective(fam, qs, crossed=crossed)
+    dense, _ = _nested_objective(fam, qs, crossed=crossed)
+    blocks = [(f.offset, f.n_levels, f.q) for f in dense.data.factors]
+    assert isinstance(nested.solver, NestedSolver) or crossed
+    nested.solver = _nested_solver(nested.cols, nested.Q, blocks)
+    dense.solver = BlockedSolver(dense.cols, dense.Q, blocks)
+    v1, g1 = dense.value_and_grad(params)
+    v2, g2 = nested.value_and_grad(params)
+    assert v2 == pytest.approx(v1, rel=1e-12)
+    np.testing.assert_allclose(g2, g1, rtol=1e-8, atol=1e-8)
+    for f in range(len(qs)):
+        np.testing.assert_allclose(
+            nested.conditional_variances(f), dense.conditional_variances(f), atol=1e-12
+        )
+
+
+@pytest.mark.parametrize("fam,qs,crossed", OBJECTIVES)
+def test_nested_gradient_matches_finite_differences(fam, qs, crossed):
+    obj, params = _nested_objective(fam, qs, crossed=crossed, seed=1)
+    blocks = [(f.offset, f.n_levels, f.q) for f in obj.data.factors]
+    obj.solver = _nested_solver(obj.cols, obj.Q, blocks)
+    _, g = obj.value_and_grad(params)
+    np.testing.assert_allclose(g, _numeric_gradient(obj, params), rtol=1e-5, atol=1e-4)
+
+
+def test_nested_fit_equals_the_fit_through_the_schur_complement(monkeypatch):
+    import pandas as pd
+
+    import sklearn_glmm._laplace as laplace
+    from sklearn_glmm import PoissonGLMM
+
+    rng = np.random.default_rng(7)
+    student, cls, school = _nested_codes(rng, 25, 3)
+    n = len(student)
+    x = rng.normal(size=n)
+    eta = 0.2 + 0.4 * x + sum(rng.normal(0, 0.5, c.max() + 1)[c] for c in (student, cls, school))
+    eta += rng.normal(0, 0.5, cls.max() + 1)[cls] * x
+    y = rng.poisson(np.exp(eta))
+    X, groups = pd.DataFrame({"x": x}), pd.DataFrame({"school": school, "cls": cls, "st": student})
+    re = {"school": "1", "cls": "1 + x", "st": "1"}
+    nested = PoissonGLMM(random_effects=re).fit(X, y, groups=groups)
+    assert isinstance(nested._objective.solver, NestedSolver)
+    monkeypatch.setattr(laplace, "make_solver", BlockedSolver)
+    dense = PoissonGLMM(random_effects=re).fit(X, y, groups=groups)
+    assert type(dense._objective.solver) is BlockedSolver
+    assert nested.loglik_ == pytest.approx(dense.loglik_, abs=1e-8)
+    np.testing.assert_allclose(nested.coef_, dense.coef_, rtol=1e-6, atol=1e-8)
+    for name in re:
+        np.testing.assert_allclose(
+            nested.random_effects_cov_[name], dense.random_effects_cov_[name], atol=1e-6
+        )
