@@ -94,9 +94,7 @@ def _bar_term(inner: str, piece: str) -> _BarTerm:
 
 # glmmTMB's covariance structures: us() is lme4's (expr | g), diag() its (expr || g)
 _STRUCTURES = {"us": False, "diag": True}
-_UNSUPPORTED = (
-    *("cs", "ar1", "ou", "exp", "gau", "mat", "toep", "rr", "homdiag", "propto", "equalto"),
-)
+_UNSUPPORTED = "cs ar1 ou exp gau mat toep rr homdiag propto equalto".split()
 
 
 def _covariance_term(piece: str) -> _BarTerm | None:
