@@ -31,7 +31,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from ._groups import GroupIndex
-from ._linalg import NotPositiveDefinite, block_inverse
+from ._linalg import NotPositiveDefinite, block_inverse, cholesky_inverse
 
 
 def containing_levels(codes_a: np.ndarray, n_levels_a: int, codes_b: np.ndarray):
@@ -365,8 +365,7 @@ class NestedSolver:
         m, QT = len(self.chain), self.QT
         STT = None
         if QT:
-            Linv = np.linalg.inv(self._L)
-            STT = Linv.T @ Linv
+            STT = cholesky_inverse(self._L)
         S, ST = [[None] * m for _ in range(m)], [None] * m
         for a in reversed(range(m)):
             Ma, Na, anc = self.M[a], self.N[a], self.anc[a]
