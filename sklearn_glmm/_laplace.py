@@ -242,9 +242,12 @@ class Objective:
         u = (self.u if u0 is None else u0).copy()
         bt = np.concatenate([beta, theta])
         if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
-            # first-order move of the modes with (beta, theta), from the last gradient
+            # first-order move of the modes with (beta, theta), from the last gradient;
+            # a move of more than two prior SDs is outside where the linearisation holds
             _, ref, J = self._predictor
-            u += J @ (bt - ref)
+            du = J @ (bt - ref)
+            if np.abs(du).max() <= 2.0:
+                u += du
         self._predictor = None
         if self._scalar:
             self._pirls_scalar(a_vals, eta_fix, extra, u)
