@@ -242,12 +242,9 @@ class Objective:
         u = (self.u if u0 is None else u0).copy()
         bt = np.concatenate([beta, theta])
         if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
-            # first-order move of the modes with (beta, theta), from the last gradient;
-            # a move of more than two prior SDs is outside where the linearisation holds
+            # first-order move of the modes with (beta, theta), from the last gradient
             _, ref, J = self._predictor
-            du = J @ (bt - ref)
-            if np.abs(du).max() <= 2.0:
-                u += du
+            u += J @ (bt - ref)
         self._predictor = None
         if self._scalar:
             self._pirls_scalar(a_vals, eta_fix, extra, u)
