@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from objectives import assert_same_objective, numeric_gradient, simulated_objective
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 from sklearn_glmm._design import theta_layout
@@ -17,33 +18,11 @@ from sklearn_glmm.datasets import make_longitudinal
 
 def _objective(fam_name, zi=False, qs=(2,), levels=(30,), n=500, seed=0, n_agq=1):
     rng = np.random.default_rng(seed)
-    fam = make_family(fam_name, zi)
-    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
     codes = [rng.integers(0, g, n) for g in levels]
-    eta = X @ [0.3, 0.5, -0.2] + sum(rng.normal(size=g)[c] * 0.7 for c, g in zip(codes, levels))
-    if fam_name == "binomial":
-        y = rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float)
-    else:
-        y = rng.poisson(np.exp(eta)).astype(float)
-        if zi:
-            y[rng.random(n) < 0.2] = 0
-    factors = make_factor_data(
-        codes, [X[:, :q] for q in qs], levels, [theta_layout(q, False) for q in qs]
-    )
-    data = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), fam, factors)
-    T = data.n_theta
-    params = np.concatenate([[0.2, 0.4, -0.1], rng.uniform(0.3, 0.8, T), fam.default_extra() + 0.3])
-    return Objective(data, n_agq), params
+    return simulated_objective(fam_name, zi, codes, qs, rng, 0.7, n_agq)
 
 
-def _numeric_gradient(obj, params, h=1e-5):
-    """Central differences of the objective, one parameter at a time."""
-    num = np.zeros_like(params)
-    for k in range(len(params)):
-        e = np.zeros_like(params)
-        e[k] = h
-        num[k] = (obj.evaluate(params + e) - obj.evaluate(params - e)) / (2 * h)
-    return num
+_numeric_gradient = numeric_gradient
 
 
 @pytest.mark.parametrize(
@@ -236,14 +215,7 @@ def test_sparse_coupling_solver_agrees_with_dense(monkeypatch, qs, levels):
     sparse, _ = _objective("poisson", qs=qs, levels=levels, n=800)
     assert type(sparse.solver).__name__ == "SparseCoupledSolver"
     assert type(dense.solver).__name__ == "BlockedSolver"
-    v1, g1 = dense.value_and_grad(params)
-    v2, g2 = sparse.value_and_grad(params)
-    assert v2 == pytest.approx(v1, rel=1e-12)
-    np.testing.assert_allclose(g2, g1, rtol=1e-8, atol=1e-8)
-    for f in range(len(qs)):
-        np.testing.assert_allclose(
-            sparse.conditional_variances(f), dense.conditional_variances(f), atol=1e-12
-        )
+    assert_same_objective(sparse, dense, params)
 
 
 @pytest.mark.parametrize("order", ["runs_in_order", "runs_shuffled", "interleaved"])

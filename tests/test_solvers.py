@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from objectives import assert_same_objective, numeric_gradient, simulated_objective
 
-from sklearn_glmm._design import theta_layout
-from sklearn_glmm._families import make_family
-from sklearn_glmm._laplace import ModelData, Objective, make_factor_data
 from sklearn_glmm._linalg import (
     BlockedSolver,
     NotPositiveDefinite,
@@ -16,15 +14,7 @@ from sklearn_glmm._linalg import (
 )
 from sklearn_glmm._nested import NestedSolver, factor_codes, nesting_chain
 
-
-def _numeric_gradient(obj, params, h=1e-5):
-    """Central differences of the objective, one parameter at a time."""
-    num = np.zeros_like(params)
-    for k in range(len(params)):
-        e = np.zeros_like(params)
-        e[k] = h
-        num[k] = (obj.evaluate(params + e) - obj.evaluate(params - e)) / (2 * h)
-    return num
+_numeric_gradient = numeric_gradient
 
 
 def _nested_codes(rng, n_top, depth, shuffle=True):
@@ -195,26 +185,8 @@ def _nested_objective(fam_name, qs, depth=3, n_top=8, seed=0, crossed=None):
     if crossed:
         codes.append(rng.integers(0, crossed, len(codes[0])))
         codes.sort(key=lambda c: -(c.max() + 1))
-    n = len(codes[0])
     zi = fam_name.startswith("zi")
-    fam_name = fam_name.removeprefix("zi")
-    fam = make_family(fam_name, zi)
-    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
-    levels = [int(c.max()) + 1 for c in codes]
-    eta = X @ [0.3, 0.5, -0.2] + sum(rng.normal(size=g)[c] * 0.6 for c, g in zip(codes, levels))
-    if fam_name == "binomial":
-        y = rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float)
-    else:
-        y = rng.poisson(np.exp(eta)).astype(float)
-        if zi:
-            y[rng.random(n) < 0.2] = 0
-    factors = make_factor_data(
-        codes, [X[:, :q] for q in qs], levels, [theta_layout(q, False) for q in qs]
-    )
-    data = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), fam, factors)
-    params = np.concatenate([[0.2, 0.4, -0.1], rng.uniform(0.3, 0.8, data.n_theta)])
-    params = np.concatenate([params, fam.default_extra() + 0.3])
-    return Objective(data), params
+    return simulated_objective(fam_name.removeprefix("zi"), zi, codes, qs, rng, 0.6)
 
 
 OBJECTIVES = [
@@ -234,14 +206,7 @@ def test_nested_objective_and_gradient_match_the_dense_solver(fam, qs, crossed):
     assert isinstance(nested.solver, NestedSolver) or crossed
     nested.solver = _nested_solver(nested.cols, nested.Q, blocks)
     dense.solver = BlockedSolver(dense.cols, dense.Q, blocks)
-    v1, g1 = dense.value_and_grad(params)
-    v2, g2 = nested.value_and_grad(params)
-    assert v2 == pytest.approx(v1, rel=1e-12)
-    np.testing.assert_allclose(g2, g1, rtol=1e-8, atol=1e-8)
-    for f in range(len(qs)):
-        np.testing.assert_allclose(
-            nested.conditional_variances(f), dense.conditional_variances(f), atol=1e-12
-        )
+    assert_same_objective(nested, dense, params)
 
 
 @pytest.mark.parametrize("fam,qs,crossed", OBJECTIVES)
