@@ -308,7 +308,8 @@ def _snap_to_zero(obj, res, diag_idx):
 
     The objective is flat and even around a zero variance, so the optimiser may
     stop a hair above it (1e-6, say); lme4 reports such a fit with an exact
-    zero. Kept only when the objective is no worse (within 1e-8 relative).
+    zero. Kept only when the objective is no worse (within 1e-6, a
+    log-likelihood change of 5e-7).
     """
     tiny = [k for k in diag_idx if 0.0 < res.x[k] < SINGULAR_SNAP]
     if not tiny:
@@ -318,7 +319,7 @@ def _snap_to_zero(obj, res, diag_idx):
     x0 = res.x.copy()
     x0[tiny] = 0.0
     val = obj.evaluate(x0)
-    if val <= res.fun + 1e-8 * max(1.0, abs(res.fun)):
+    if val <= res.fun + 1e-6:
         res.x, res.fun = x0, val
     else:
         obj.restore(at_x)

@@ -228,7 +228,8 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
         elif kind == "sd":
             if phi[k] > 0 and np.isfinite(se[k]):
                 s = se[k] / phi[k]
-                lower[k], upper[k] = phi[k] * np.exp(-z * s), phi[k] * np.exp(z * s)
+                with np.errstate(over="ignore"):  # an SD next to 0: (0, inf)
+                    lower[k], upper[k] = phi[k] * np.exp(-z * s), phi[k] * np.exp(z * s)
         elif kind == "cor":
             if abs(phi[k]) < 1 and np.isfinite(se[k]):
                 s = se[k] / (1.0 - phi[k] ** 2)
