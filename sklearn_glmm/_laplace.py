@@ -378,9 +378,14 @@ class Objective:
         try:
             self.pirls(beta, theta, extra)
         except NotPositiveDefinite:
-            self.u = np.zeros(self.Q)
-            self.state = None
-            return np.inf
+            # far from the last modes a warm start can fail where u = 0 does not; the
+            # last modes stay as the next evaluation's start either way
+            u_keep = self.u
+            try:
+                self.pirls(beta, theta, extra, u0=np.zeros(self.Q))
+            except NotPositiveDefinite:
+                self.u, self.state = u_keep, None
+                return np.inf
         val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
         val = val if np.isfinite(val) else np.inf
         self._last_key, self._last_val = key, val

@@ -160,7 +160,8 @@ def _ensure_state(obj, x, record):
     if getattr(obj, "state", None) is None or not np.isfinite(record.objective):
         obj.u = np.zeros_like(obj.u)
         obj._last_key = None
-        record.objective = float(obj.evaluate(x))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            record.objective = float(obj.evaluate(x))
     if getattr(obj, "state", None) is None or not np.isfinite(record.objective):
         raise FloatingPointError(
             "the model could not be evaluated at the optimiser's final point (the Laplace "
