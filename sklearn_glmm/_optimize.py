@@ -118,13 +118,15 @@ def starting_point(obj) -> np.ndarray:
     """
     data = obj.data
     extra0 = data.family.default_extra()
-    beta0 = glm_start(obj, extra0)
     theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in data.factors]
-    # with extra parameters (NB theta, zero inflation) at their defaults the GLM's
-    # curvatures are a poor guide: the plain start there
-    if data.factors and data.family.n_extra == 0:
-        der = obj._derivs(data.X @ beta0 + data.offset, extra0)
-        theta0 = [_moment_theta(f, der) for f in data.factors]
+    # the GLM's trial steps may overflow (worth -inf to its line search, not a warning)
+    with _quiet_trial_points():
+        beta0 = glm_start(obj, extra0)
+        # with extra parameters (NB theta, zero inflation) at their defaults the GLM's
+        # curvatures are a poor guide: the plain start there
+        if data.factors and data.family.n_extra == 0:
+            der = obj._derivs(data.X @ beta0 + data.offset, extra0)
+            theta0 = [_moment_theta(f, der) for f in data.factors]
     theta0 = np.concatenate(theta0) if theta0 else np.zeros(0)
     return np.concatenate([beta0, theta0, extra0])
 
