@@ -272,7 +272,8 @@ class _BaseGLMM(BaseEstimator):
             if population == "marginal":
                 S = self.random_effects_cov_[f.name].to_numpy()
                 var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
-        return eta, var
+        # z'Sz >= 0; rounding can leave -1e-17 when S is singular
+        return eta, np.maximum(var, 0.0)
 
     def _mean(self, eta, var):
         """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``."""
