@@ -313,7 +313,7 @@ def _snap_to_zero(obj, res, diag_idx):
     zero. Kept only when the objective is no worse (within 1e-6, a
     log-likelihood change of 5e-7).
     """
-    tiny = [k for k in diag_idx if 0.0 < res.x[k] < SINGULAR_SNAP]
+    tiny = [k for k in diag_idx if 0.0 < res.x[k] < SINGULAR_TOL]
     if not tiny:
         return res
     obj.value_and_grad(res.x)
@@ -328,7 +328,7 @@ def _snap_to_zero(obj, res, diag_idx):
     return res
 
 
-SINGULAR_SNAP = 1e-4  # lme4's isSingular tolerance on the Cholesky diagonals
+SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the Cholesky diagonals
 
 
 RESTART_MIN_DECREASE = 1e-4  # of -2 log L: a log-likelihood gain of 5e-5

@@ -15,13 +15,12 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._design import INTERCEPT
 from ._laplace import lambda_matrices
-from ._optimize import hessian, projected_gradient
+from ._optimize import SINGULAR_TOL, hessian, projected_gradient
 from ._separation import separated_coefficients, separation_message
 from ._tables import FactorArrays, FitArrays
 from ._tables import store as store_arrays
 from ._validation import aliased_columns
 
-SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the Cholesky diagonals
 GRAD_TOL = 0.002  # lme4's check.conv.grad tolerance
 
 
