@@ -96,10 +96,7 @@ class BlockSolver:
 
     def set_diagonal(self, h: np.ndarray) -> None:
         """Take ``H = diag(h)`` (a scalar random effect), already formed by the caller."""
-        if not h.min() > 0.0:
-            raise NotPositiveDefinite("Laplace Hessian is not positive definite")
-        self.hinv = (1.0 / h)[:, None, None]
-        self.logdet = float(np.log(h).sum())
+        self.hinv, self.logdet = block_inverse(h[:, None, None])
 
     def snapshot(self):
         """The current factorisation, to be put back by :meth:`restore`."""
