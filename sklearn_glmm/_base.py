@@ -222,10 +222,10 @@ class _BaseGLMM(BaseEstimator):
                 "factor with a scalar random effect (random_effects='1', as lme4); use n_agq=1 "
                 "(Laplace) for this structure."
             )
-        self._z_scales = [_results.z_scales(f, X_raw) for f in factors]
+        self._z_maps = [_results.z_transform(f, X_raw) for f in factors]
         fdata = make_factor_data(
             [f.codes for f in factors],
-            [f.z_matrix(X_raw) / s for f, s in zip(factors, self._z_scales)],
+            [f.z_matrix(X_raw) @ T for f, T in zip(factors, self._z_maps)],
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
         )

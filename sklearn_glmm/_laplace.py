@@ -32,7 +32,7 @@ import numpy as np
 
 from ._agq import agq_deviance, agq_gradient
 from ._groups import GroupIndex
-from ._linalg import BlockSolver, NotPositiveDefinite, make_solver
+from ._linalg import BlockSolver, InnerSolveFailure, NotPositiveDefinite, make_solver
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -131,6 +131,21 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
         data.family,
         make_factor_data(codes, Zs, levels, layouts),
     )
+
+
+# Newton decrement (twice the expected gain) below which a step is taken without the
+# decrease test: the quadratic model is exact there to far below the log-density's rounding
+_NEAR_MODE = 1e-8
+
+
+def _mode_tolerance(obj: np.ndarray) -> np.ndarray:
+    """Newton decrements below which a unit's mode is found, given its penalised log-density.
+
+    Twice the gain the next Newton step could bring: 1e-20, or a little more when the
+    log-density is so large (a unit of a million rows) that its rounding cannot
+    resolve that; the analytic gradient assumes a mode this exact.
+    """
+    return np.maximum(1e-20, 1e-22 * np.abs(obj))
 
 
 class Objective:
@@ -262,25 +277,37 @@ class Objective:
             dec = self._u_sum(grad * step)
             if not np.all(np.isfinite(dec)):
                 raise NotPositiveDefinite("non-finite Newton step")
-            if dec.max() < 1e-20 or np.abs(step).max() < 1e-11:
+            if np.all(dec < _mode_tolerance(obj)) or np.abs(step).max() < 1e-11:
                 converged = True
                 if not exact:  # the mode's own Hessian must be positive definite
                     self.solver.factorize(a_vals, der.w)
                 break
             t = np.ones(units)
+            near = dec < _NEAR_MODE  # full steps there (see _pirls_scalar)
             for _half in range(40):
                 u_try = u + t[self.u_unit] * step
                 eta_try = eta_fix + self._Au(a_vals, u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
-                worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj)))
+                worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))) & ~near
                 if not worse.any():
                     break
                 t[worse] *= 0.5
+            if worse.any():
+                # no decrease within 40 halvings: those units stay where they were (the
+                # solve then fails unless they are already at their modes)
+                t[worse] = 0.0
+                u_try = u + t[self.u_unit] * step
+                eta_try = eta_fix + self._Au(a_vals, u_try)
+                der_try = self._derivs(eta_try, extra)
+                obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
             u, eta, der, obj = u_try, eta_try, der_try, obj_try
         self.pirls_iterations += _it + 1
         if not converged:
-            self.pirls_failures += 1
+            self.u = u  # the next start, though this solve failed
+            raise InnerSolveFailure(
+                f"conditional modes not found in {self.pirls_max_iter} Newton steps"
+            )
         self.u = u
         self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra, bt=bt)
         return u
@@ -313,28 +340,41 @@ class Objective:
             big = float(np.abs(step).max())
             if not math.isfinite(big):
                 raise NotPositiveDefinite("non-finite Newton step")
-            if big < 1e-11 or (step * step * h).max() < 1e-20:
+            if big < 1e-11 or np.all(step * step * h < _mode_tolerance(obj)):
                 converged = True
                 break
-            # the penalised log-density may not decrease in any level (within rounding)
+            # the penalised log-density may not decrease in any level (within rounding);
+            # a level within a tiny Newton decrement of its mode takes the full step, as
+            # its change is below the rounding of the log-density there
             floor = obj - 1e-12 * (1.0 + np.abs(obj))
+            near = step * step * h < _NEAR_MODE
             u_try = u + step
             t = None
             for _half in range(40):
                 eta_try = eta_fix + a * g.expand(u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
-                ok = obj_try >= floor
+                ok = (obj_try >= floor) | near
                 if ok.all():
                     break
                 t = np.ones(len(u)) if t is None else t
                 t[~ok] *= 0.5
                 u_try = u + t * step
+            if not ok.all():
+                # no decrease within 40 halvings: those levels stay where they were (the
+                # solve then fails unless they are already at their modes)
+                u_try = np.where(ok, u_try, u)
+                eta_try = eta_fix + a * g.expand(u_try)
+                der_try = self._derivs(eta_try, extra)
+                obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
             u, eta, der, obj = u_try, eta_try, der_try, obj_try
         self.pirls_iterations += _it + 1
         if not converged:
-            self.pirls_failures += 1
-        if converged and exact:
+            self.u = u  # the next start, though this solve failed
+            raise InnerSolveFailure(
+                f"conditional modes not found in {self.pirls_max_iter} Newton steps"
+            )
+        if exact:
             self.solver.set_diagonal(h)
         else:  # the mode's own Hessian, which must be positive definite
             self.solver.factorize(a_vals, der.w)
@@ -375,21 +415,39 @@ class Objective:
         self._last_key, self._last_grad = None, None
         beta, theta, extra = self._unpack(params)
         self.n_evals += 1
-        try:
-            self.pirls(beta, theta, extra)
-        except NotPositiveDefinite:
-            # far from the last modes a warm start can fail where u = 0 does not; the
-            # last modes stay as the next evaluation's start either way
-            u_keep = self.u
-            try:
-                self.pirls(beta, theta, extra, u0=np.zeros(self.Q))
-            except NotPositiveDefinite:
-                self.u, self.state = u_keep, None
-                return np.inf
+        if not self._solve_modes(beta, theta, extra):
+            return np.inf
         val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
         val = val if np.isfinite(val) else np.inf
         self._last_key, self._last_val = key, val
         return val
+
+    def _solve_modes(self, beta, theta, extra) -> bool:
+        """Conditional modes at the parameters, or ``False`` when none can be found.
+
+        The mode of a log-concave family is unique, so where the search starts
+        changes the cost, never the value: first from the last modes (moved by
+        their derivative), then from ``u = 0`` with a longer Newton budget. When
+        both fail the evaluation has failed; the caller reports ``inf``.
+        """
+        u_keep = self.u
+        try:
+            self.pirls(beta, theta, extra)
+            return True
+        except InnerSolveFailure:
+            pass
+        max_iter = self.pirls_max_iter
+        self.pirls_max_iter = 4 * max_iter
+        try:
+            self.pirls(beta, theta, extra, u0=np.zeros(self.Q))
+            return True
+        except InnerSolveFailure:
+            # the last good modes stay as the next evaluation's start
+            self.u, self.state, self._predictor = u_keep, None, None
+            self.pirls_failures += 1
+            return False
+        finally:
+            self.pirls_max_iter = max_iter
 
     def gradient(self, params) -> np.ndarray:
         """Analytic gradient of the Laplace objective at the state set by ``evaluate``.

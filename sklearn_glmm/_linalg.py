@@ -24,7 +24,15 @@ import scipy.sparse as sp
 from ._groups import GroupIndex
 
 
-class NotPositiveDefinite(np.linalg.LinAlgError):
+class InnerSolveFailure(np.linalg.LinAlgError):
+    """The conditional modes could not be found at the current parameters.
+
+    An evaluation whose inner solve fails has no value: the objective reports it
+    as failed (``inf``), never as the finite number its last iterate would give.
+    """
+
+
+class NotPositiveDefinite(InnerSolveFailure):
     """The Laplace Hessian is not positive definite at the current point."""
 
 

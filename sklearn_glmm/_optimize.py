@@ -209,17 +209,46 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     return 0.5 * (Hm + Hm.T)
 
 
+class _BestPoint:
+    """The objective, remembering the best finite point it was evaluated at.
+
+    A failed evaluation is worth ``inf`` to L-BFGS-B; its line search may still end
+    on such a point (or stop with a worse one than it saw). The result is then the
+    best point evaluated, never the failed one.
+    """
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.val, self.x = np.inf, None
+
+    def __call__(self, x):
+        val, g = self.fun(x)
+        if val < self.val:
+            self.val, self.x = val, np.array(x, dtype=float)
+        return val, g
+
+    def settle(self, res):
+        if self.x is not None and not res.fun <= self.val:
+            val, g = self.fun(self.x)
+            res.x, res.fun, res.jac = self.x, val, g
+            res.message = f"{res.message} (best point evaluated kept)"
+        return res
+
+
 def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
     """L-BFGS-B; with ``scale`` it works on ``z = scale * x`` (a diagonal preconditioner)."""
+    best = _BestPoint(fun)
     if scale is None:
-        return minimize(
-            fun,
+        res = minimize(
+            best,
             x0,
             jac=jac,
             method="L-BFGS-B",
             bounds=bounds,
             options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6, "maxcor": 20},
         )
+        return best.settle(res)
+    fun = best
 
     def fun_z(z):
         val, g = fun(z / scale)
@@ -240,6 +269,7 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
     )
     res.x = res.x / scale
     res.jac = res.jac * scale
+    res = best.settle(res)
     res.scale = scale
     return res
 

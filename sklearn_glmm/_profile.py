@@ -30,7 +30,7 @@ from scipy import special, stats
 
 from ._laplace import lambda_matrices
 from ._optimize import _run_lbfgsb, single_threaded_blas
-from ._results import beta_jacobian
+from ._results import beta_jacobian, internal_lambda, original_lambda
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
 
@@ -83,10 +83,10 @@ class ParamMap:
         self.bounds = [(None, None)] * self.p
         self.blocks = []
         start, sig = self.p, 0
-        for f, s in zip(est._factors, est._z_scales):
+        for f, T in zip(est._factors, est._z_maps):
             rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
             terms = f.term.names
-            self.blocks.append((start, len(terms), rows, cols, np.asarray(s, dtype=float)))
+            self.blocks.append((start, len(terms), rows, cols, np.asarray(T, dtype=float)))
             for r, c in zip(rows, cols):
                 sig += 1
                 self.lme4_names.append(f".sig{sig:02d}")
@@ -114,10 +114,10 @@ class ParamMap:
         x = np.asarray(x, dtype=float)
         phi = np.empty(self.n)
         phi[: self.p] = self.J @ x[: self.p]
-        for start, q, rows, cols, s in self.blocks:
+        for start, q, rows, cols, T in self.blocks:
             L = np.zeros((q, q))
             L[rows, cols] = x[start : start + len(rows)]
-            Lo = L / s[:, None]
+            Lo = original_lambda(T, L)
             S = Lo @ Lo.T
             sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
             for j, (r, c) in enumerate(zip(rows, cols)):
@@ -134,7 +134,7 @@ class ParamMap:
         phi = np.asarray(phi, dtype=float)
         x = np.empty(self.n)
         x[: self.p] = self.Jinv @ phi[: self.p]
-        for start, q, rows, cols, s in self.blocks:
+        for start, q, rows, cols, T in self.blocks:
             vals = phi[start : start + len(rows)]
             sd = np.zeros(q)
             R = np.eye(q)
@@ -146,7 +146,7 @@ class ParamMap:
             LR = _psd_cholesky(R)
             if LR is None:
                 return None
-            Lam = (s * sd)[:, None] * LR
+            Lam = internal_lambda(T, sd[:, None] * LR)
             x[start : start + len(rows)] = Lam[rows, cols]
         x[self.p + self.T :] = phi[self.p + self.T :]
         return x
@@ -456,8 +456,8 @@ def random_effect_sds(est) -> list[tuple[str, str, float]]:
     out = []
     d = est._objective.data
     lams = lambda_matrices(d, est._params[d.n_beta : d.n_beta + d.n_theta]) if est._factors else []
-    for f, s, L in zip(est._factors, est._z_scales, lams):
-        Lo = L / np.asarray(s)[:, None]
+    for f, T, L in zip(est._factors, est._z_maps, lams):
+        Lo = original_lambda(T, L)
         sd = np.sqrt(np.diag(Lo @ Lo.T))
         out += [(f.name, t, float(v)) for t, v in zip(f.term.names, sd)]
     return out

@@ -102,13 +102,45 @@ def scale_design(X, names, fit_intercept, curvature=1.0):
     return np.asfortranarray(Xd), scaling
 
 
-def z_scales(factor, X) -> np.ndarray:
-    """Divisors for a factor's Z columns (1 for the intercept, SD for slopes)."""
+def z_transform(factor, X) -> np.ndarray:
+    """``T`` with internal Z columns ``Z T`` and original effects ``b = T b_internal``.
+
+    Slope columns are divided by their spread so that the optimiser sees every
+    column on one scale. A correlated term with an intercept (``"1 + time"``) also
+    has its slopes centred: the covariance is then estimated between nearly
+    orthogonal columns, whatever the origin of the user's time scale (calendar
+    days, say), and maps back exactly (``Sigma = T Sigma_internal T'``). An
+    uncorrelated (``diag``) or intercept-free term is only scaled, since centring
+    would change its model.
+    """
     Z = factor.z_matrix(X)
-    s = np.sqrt(np.mean(Z**2, axis=0)) if Z.shape[0] else np.ones(Z.shape[1])
-    if factor.term.intercept:
-        s[0] = 1.0
-    return np.where(s > 0, s, 1.0)
+    q = Z.shape[1]
+    T = np.eye(q)
+    if not Z.shape[0]:
+        return T
+    centre = factor.term.intercept and not factor.term.diagonal
+    means = Z.mean(axis=0) if centre else np.zeros(q)
+    s = np.sqrt(np.mean((Z - means) ** 2, axis=0))
+    for k in range(int(factor.term.intercept), q):
+        sk = s[k] if s[k] > 0 else 1.0
+        T[k, k] = 1.0 / sk
+        T[0, k] = -means[k] / sk
+    return T
+
+
+def original_lambda(T: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Covariance factor in the user's units, ``T Lambda`` (``Sigma = Lo Lo'``)."""
+    return T @ L
+
+
+def internal_lambda(T: np.ndarray, Lo: np.ndarray) -> np.ndarray:
+    """Lower-triangular ``Lambda`` with ``T Lambda Lambda' T' = Lo Lo'`` (diagonal >= 0)."""
+    M = np.linalg.solve(T, Lo)
+    # M M' = R'R with R from the QR decomposition of M': R' is the lower factor
+    R = np.linalg.qr(M.T, mode="r")
+    L = R.T
+    signs = np.where(np.diag(L) < 0, -1.0, 1.0)
+    return L * signs[None, :]
 
 
 def beta_jacobian(scaling) -> np.ndarray:
@@ -301,8 +333,8 @@ def _set_random_effects(est, obj, theta_s, data):
     est._factor_order = list(est._factor_input_names)
     singular = []
     lams = lambda_matrices(data, theta_s)
-    for fi, (f, s, L, fd) in enumerate(zip(est._factors, est._z_scales, lams, data.factors)):
-        Lo = L / s[:, None]  # Lambda in original units: b = diag(1/s) Lambda_s u
+    for fi, (f, T, L, fd) in enumerate(zip(est._factors, est._z_maps, lams, data.factors)):
+        Lo = original_lambda(T, L)  # b = T Lambda u in the user's units
         S = Lo @ Lo.T
         names = f.term.names
         U = obj.u[fd.offset : fd.offset + fd.n_levels * fd.q].reshape(fd.n_levels, fd.q)
@@ -311,8 +343,10 @@ def _set_random_effects(est, obj, theta_s, data):
         Ci = obj.conditional_variances(fi)
         est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
         est._lambda[f.name] = Lo
-        diag = np.abs(np.diag(Lo))
-        row_norm = np.linalg.norm(Lo, axis=1)
+        # the singular test reads the internal factor, whose columns are centred and
+        # scaled: it does not depend on the units or origin of the predictors
+        diag = np.abs(np.diag(L))
+        row_norm = np.linalg.norm(L, axis=1)
         for k, nm in enumerate(names):
             # lme4's test (a Cholesky diagonal below 1e-4), plus a diagonal that is
             # negligible against its row: that term is perfectly correlated with the

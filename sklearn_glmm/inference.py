@@ -31,7 +31,7 @@ from ._compare import anova, compare_models
 from ._laplace import lambda_matrices
 from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
 from ._report import report
-from ._results import beta_jacobian
+from ._results import beta_jacobian, original_lambda
 from ._simulate import bootstrap_params
 
 __all__ = [
@@ -225,8 +225,8 @@ def _population_means(est, Xa, off, x, population):
     eta = _fixed_design(est, Xa) @ (beta_jacobian(est._scaling) @ x[:p]) + off
     var = np.zeros(len(eta))
     if population == "marginal" and est._factors:
-        for f, s, L in zip(est._factors, est._z_scales, lambda_matrices(d, x[p : p + T])):
-            Lo = L / np.asarray(s)[:, None]
+        for f, Tf, L in zip(est._factors, est._z_maps, lambda_matrices(d, x[p : p + T])):
+            Lo = original_lambda(Tf, L)
             Z = f.z_matrix(Xa)
             var += np.einsum("nq,qr,nr->n", Z, Lo @ Lo.T, Z)
     return _mean_given(est._family_obj, eta, var, x[p + T :])
