@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from . import _results, _tables
+from ._converge import check_optimum
 from ._design import build_factors, factor_names, groups_columns, lookup_codes
 from ._families import make_family
 from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
@@ -167,6 +168,7 @@ class _BaseGLMM(BaseEstimator):
         x0 = starting_point(obj)
         bounds = parameter_bounds(data)
         x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
+        x = check_optimum(obj, x, record, bounds, self.max_iter, self.tol)
 
         # fitted attributes (unscaled), checks and warnings
         self._factors = factors

@@ -13,7 +13,9 @@ Order of calls in :func:`fit_objective`:
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +39,13 @@ class FitRecord:
     converged: bool = False
     max_grad: float = np.nan
     max_scaled_grad: float = np.nan
+    gradient_ok: bool = True
     hessian_pd: bool = True
+    flat_directions: bool = False
+    negative_curvature: bool = False
+    glm_objective: float = np.nan  # -2 log L of the nested GLM (no random effects)
+    hessian: np.ndarray = field(default=None, repr=False)
+    covariance: np.ndarray = field(default=None, repr=False)
     seconds: float = 0.0
     stages: list = field(default_factory=list)
 
@@ -173,21 +181,39 @@ def hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
         return _hessian(obj, x)
 
 
+@contextmanager
 def single_threaded_blas():
     """BLAS limited to one thread: the matrices here are small, and idle BLAS
     threads spinning against other work cost more than the arithmetic (3x on
     a busy two-core machine, with scipy's L-BFGS-B calling BLAS every step).
 
-    One controller is kept for the process: building a new one rescans the
-    loaded libraries, about 6 ms, which is a third of a small fit.
+    The limit is process-wide state: fits running in several threads at once
+    share one limit, set by the first to enter and restored by the last to
+    leave, so that the process ends with the BLAS threads it started with. One
+    controller is kept for the process: building a new one rescans the loaded
+    libraries, about 6 ms, which is a third of a small fit.
     """
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    global _BLAS_CONTROLLER, _BLAS_LIMITER, _BLAS_DEPTH
+    with _BLAS_LOCK:
+        if _BLAS_CONTROLLER is None:
+            _BLAS_CONTROLLER = ThreadpoolController()
+        if _BLAS_DEPTH == 0:
+            _BLAS_LIMITER = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+        _BLAS_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_DEPTH -= 1
+            if _BLAS_DEPTH == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
 
 
 _BLAS_CONTROLLER = None
+_BLAS_LIMITER = None
+_BLAS_DEPTH = 0
+_BLAS_LOCK = threading.Lock()
 
 
 def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:

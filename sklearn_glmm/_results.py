@@ -13,15 +13,14 @@ import numpy as np
 from scipy import special
 from sklearn.exceptions import ConvergenceWarning
 
+from ._converge import GRAD_TOL
 from ._design import INTERCEPT
 from ._laplace import lambda_matrices
-from ._optimize import SINGULAR_TOL, hessian, projected_gradient
+from ._optimize import SINGULAR_TOL
 from ._separation import separated_coefficients, separation_message
 from ._tables import FactorArrays, FitArrays
 from ._tables import store as store_arrays
 from ._validation import aliased_columns
-
-GRAD_TOL = 0.002  # lme4's check.conv.grad tolerance
 
 
 class SingularFitWarning(UserWarning):
@@ -157,33 +156,8 @@ def beta_jacobian(scaling) -> np.ndarray:
     return J
 
 
-def at_bound(x, bounds, tol=1e-6) -> np.ndarray:
-    """Parameters sitting on a bound (zero variances, NB theta at infinity, ...)."""
-    out = np.zeros(len(x), dtype=bool)
-    for k, (lo, hi) in enumerate(bounds):
-        out[k] = (lo is not None and x[k] <= lo + tol) or (hi is not None and x[k] >= hi - tol)
-    return out
-
-
-def _vcov(est, obj, x, data):
-    """2 H^{-1} over the parameters not on a bound; NaN rows for those on one."""
-    H = hessian(obj, x)
-    est._hessian = H
-    active = ~at_bound(x, est._bounds)
-    V = np.full_like(H, np.nan)
-    Ha = H[np.ix_(active, active)]
-    try:
-        np.linalg.cholesky(Ha)
-        V[np.ix_(active, active)] = 2.0 * np.linalg.inv(Ha)
-        pd_ok = True
-    except np.linalg.LinAlgError:
-        pd_ok = False
-        p = data.n_beta
-        try:
-            V[:p, :p] = 2.0 * np.linalg.inv(H[:p, :p])
-        except np.linalg.LinAlgError:
-            pass
-    return V, H, pd_ok
+class StandardErrorWarning(UserWarning):
+    """Some standard errors cannot be computed (reported as NaN)."""
 
 
 def _ensure_state(obj, x, record):
@@ -206,8 +180,8 @@ def set_fitted_attributes(est, obj, x, record, data):
     _ensure_state(obj, x, record)
     p, T = data.n_beta, data.n_theta
     beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
-    V, H, pd_ok = _vcov(est, obj, x, data)
-    record.hessian_pd = pd_ok
+    V, H = record.covariance, record.hessian
+    est._hessian = H
     sc = est._scaling
     J = beta_jacobian(sc)
     beta = J @ beta_s
@@ -223,7 +197,7 @@ def set_fitted_attributes(est, obj, x, record, data):
     se_all = np.full(len(rows), np.nan)
     idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
     est_all[idx] = beta
-    se_all[idx] = np.sqrt(np.clip(np.diag(Vb), 0, None))
+    se_all[idx] = _standard_errors(Vb)
     # fixed_effects_, ranef_, ... are made from these arrays when first read
     store_arrays(est, FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]))
     est._vcov_params = V
@@ -246,8 +220,39 @@ def set_fitted_attributes(est, obj, x, record, data):
     est.fit_record_ = record
     _check_separation(est, data, beta_s)
     _check_identifiable(est, data)
-    _check_convergence(est, obj, x, H, record)
+    _check_convergence(est, record)
+    _check_standard_errors(est, record, rows, se_all, idx)
     est.converged_ = bool(record.converged)
+
+
+def _standard_errors(V) -> np.ndarray:
+    """Square roots of the variances; NaN (never 0) where one is not positive."""
+    var = np.diag(V)
+    with np.errstate(invalid="ignore"):
+        return np.where(var > 0, np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
+
+
+def _one_se(V, k) -> float:
+    return float(_standard_errors(V[k : k + 1, k : k + 1])[0])
+
+
+def _check_standard_errors(est, record, rows, se_all, idx):
+    """Warn, naming them, when fixed-effect standard errors could not be computed."""
+    missing = [rows[i] for i in idx if not np.isfinite(se_all[i])]
+    if not missing:
+        return
+    why = (
+        "the Hessian of the log-likelihood is singular along them (a flat direction: "
+        "parameters not identified by these data)"
+        if record.flat_directions
+        else "the Hessian of the log-likelihood is not positive definite there"
+    )
+    warnings.warn(
+        f"standard errors of {missing} cannot be computed and are NaN: {why}. Simplify the "
+        "model (random_effects, collinear predictors) or check the data for separation.",
+        StandardErrorWarning,
+        stacklevel=4,
+    )
 
 
 def _check_separation(est, data, beta_s):
@@ -374,7 +379,7 @@ def _set_family_params(est, extra, V, start):
             log_theta >= fam.extra_bounds[k][1] - 0.1 if hasattr(fam, "extra_bounds") else False
         )
         est.theta_ = float("inf") if at_bound else float(np.exp(log_theta))
-        est._log_theta_se = float(np.sqrt(max(V[start + k, start + k], 0.0)))
+        est._log_theta_se = _one_se(V, start + k)
         if at_bound:
             warnings.warn(
                 "negative binomial theta ran to its upper limit (no overdispersion): the data are "
@@ -385,33 +390,26 @@ def _set_family_params(est, extra, V, start):
     if "logit_zi" in names:
         k = names.index("logit_zi")
         est.zero_inflation_ = float(special.expit(extra[k]))
-        est._zi_logit_se = float(np.sqrt(max(V[start + k, start + k], 0.0)))
+        est._zi_logit_se = _one_se(V, start + k)
         est.zero_inflation_at_boundary_ = bool(extra[k] <= -19.0)
 
 
-def _check_convergence(est, obj, x, H, record):
-    """lme4-like checks: scaled gradient, Hessian definiteness, iteration limit."""
-    _, g = obj.value_and_grad(x)  # Laplace or AGQ: the objective the optimiser used
-    g = projected_gradient(g, x, est._bounds)
-    active = ~at_bound(x, est._bounds)
-    g = g[active]
-    record.max_grad = float(np.max(np.abs(g))) if len(g) else 0.0
+def _check_convergence(est, record):
+    """Warn when the fit did not reach the optimum (checked for every fit, boundary or not)."""
     msgs = []
-    try:
-        sg = np.linalg.solve(np.linalg.cholesky(H[np.ix_(active, active)]), g)
-        record.max_scaled_grad = float(np.max(np.minimum(np.abs(sg), np.abs(g)))) if len(g) else 0.0
-    except np.linalg.LinAlgError:
-        record.max_scaled_grad = record.max_grad
-    if not record.converged:
+    if record.n_iter >= est.max_iter:
         msgs.append(f"the optimiser stopped after max_iter={est.max_iter} iterations")
-    elif record.max_scaled_grad > GRAD_TOL and not est.is_singular_:
+    if not record.gradient_ok:
         msgs.append(
             f"the scaled gradient at the optimum is {record.max_scaled_grad:.3g} (> {GRAD_TOL})"
         )
-        record.converged = False
-    if not record.hessian_pd and not est.is_singular_:
-        msgs.append("the Hessian of the log-likelihood is not positive definite")
+    if record.negative_curvature:
+        msgs.append(
+            "the Hessian of the log-likelihood has a direction of negative curvature (a saddle "
+            "point, not a maximum)"
+        )
     if msgs:
+        record.converged = False
         warnings.warn(
             "Model failed to converge: " + "; ".join(msgs) + ". Try rescaling predictors, "
             "simplifying random_effects, or increasing max_iter.",

@@ -17,6 +17,7 @@ from ._results import (
     RankDeficiencyWarning,
     SeparationWarning,
     SingularFitWarning,
+    StandardErrorWarning,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "RankDeficiencyWarning",
     "SeparationWarning",
     "SingularFitWarning",
+    "StandardErrorWarning",
 ]

@@ -1,0 +1,184 @@
+"""Checks on the optimiser's answer: the nested GLM, a Newton polish, the Hessian.
+
+Order of calls in :func:`check_optimum` (after :func:`~sklearn_glmm._optimize.fit_objective`):
+
+1. ``glm_bound`` — the model without random effects is the mixed model with every
+   covariance parameter at zero, so its maximised likelihood is a lower bound for
+   the mixed model's. A fit that ends below it is restarted from the GLM's optimum
+   (moving each zero variance off its boundary, as the main stage does) and the
+   better point kept;
+2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
+   computed at the optimum for the standard errors anyway; when lme4's scaled
+   gradient check fails there, Newton steps on the free parameters (with step
+   halving) take the fit the rest of the way;
+3. the record gets the gradient, the Hessian, its definiteness and ``converged``:
+   finite, within the iteration limit, scaled gradient at most ``GRAD_TOL`` and no
+   direction of negative curvature — for every fit, boundary (singular) or not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._laplace import GLMObjective
+from ._optimize import (
+    _laplace_stage,
+    _quiet_trial_points,
+    _run_lbfgsb,
+    hessian,
+    projected_gradient,
+    single_threaded_blas,
+)
+
+GRAD_TOL = 0.002  # lme4's check.conv.grad tolerance
+_POLISH_STEPS = 8
+# eigenvalues of the Hessian below this fraction of its largest are flat directions
+# (finite differences of the gradient resolve curvature to ~1e-4 of the largest)
+_FLAT = 1e-7
+
+
+def at_bound(x, bounds, tol=1e-6) -> np.ndarray:
+    """Parameters sitting on a bound (zero variances, NB theta at infinity, ...)."""
+    out = np.zeros(len(x), dtype=bool)
+    for k, (lo, hi) in enumerate(bounds):
+        out[k] = (lo is not None and x[k] <= lo + tol) or (hi is not None and x[k] >= hi - tol)
+    return out
+
+
+def scaled_gradient(g, H, x, bounds) -> tuple[float, float]:
+    """(max |gradient|, max |scaled gradient|) over the parameters off their bounds.
+
+    The scaled gradient is lme4's ``solve(chol(H), g)`` (each component no larger
+    than the raw one); where H is not positive definite the raw gradient stands.
+    """
+    free = ~at_bound(x, bounds)
+    gf = projected_gradient(g, x, bounds)[free]
+    if not len(gf):
+        return 0.0, 0.0
+    raw = float(np.max(np.abs(gf)))
+    try:
+        sg = np.linalg.solve(np.linalg.cholesky(H[np.ix_(free, free)]), gf)
+    except np.linalg.LinAlgError:
+        return raw, raw
+    return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
+
+
+def curvature(H, x, bounds):
+    """Eigen-analysis of the Hessian over the free parameters.
+
+    Returns ``(V, flat, negative)``: ``V = 2 H^{-1}`` on the free parameters (the
+    covariance of the estimates, a pseudo-inverse over the well-determined
+    directions, NaN for every parameter with a component along a flat or negative
+    direction and for parameters on a bound), and whether flat / negative
+    directions exist.
+    """
+    n = len(x)
+    free = np.flatnonzero(~at_bound(x, bounds))
+    V = np.full((n, n), np.nan)
+    if not len(free):
+        return V, False, False
+    Hf = H[np.ix_(free, free)]
+    if not np.all(np.isfinite(Hf)):
+        return V, True, False
+    evals, evecs = np.linalg.eigh(Hf)
+    top = max(float(np.max(np.abs(evals))), 1e-300)
+    good = evals > _FLAT * top
+    negative = bool(np.any(evals < -_FLAT * top))
+    Vf = 2.0 * (evecs[:, good] / evals[good]) @ evecs[:, good].T
+    undetermined = np.any(np.abs(evecs[:, ~good]) > 1e-6, axis=1)
+    Vf[undetermined, :] = np.nan
+    Vf[:, undetermined] = np.nan
+    V[np.ix_(free, free)] = Vf
+    return V, bool(np.any(~good)), negative
+
+
+def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
+    """The better of ``x`` and a fit restarted from the nested GLM's optimum.
+
+    Returns ``(x, fun)``. The GLM's own maximum (fixed effects and the family's
+    extra parameters free, every covariance parameter zero) is stored on the record.
+    """
+    d = obj.data
+    p, T = d.n_beta, d.n_theta
+    if not T:
+        return x, fun
+    glm = GLMObjective(d)
+    keep = np.r_[np.arange(p), np.arange(p + T, len(x))]
+    gb = [bounds[k] for k in keep]
+    res = _run_lbfgsb(glm.value_and_grad, x[keep], True, gb, max_iter, tol)
+    record.glm_objective = float(res.fun)
+    if not np.isfinite(res.fun) or fun <= res.fun + 1e-6:
+        return x, fun
+    # below the model without random effects: start again from the GLM's optimum,
+    # every variance at zero (the stage moves them off the boundary itself)
+    x0 = np.zeros(len(x))
+    x0[keep] = res.x
+    r = _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx)
+    record.stages.append(("glm restart", float(r.fun), int(r.nit), str(r.message)))
+    if r.fun < fun:
+        return r.x, float(r.fun)
+    return x, fun
+
+
+def newton_polish(obj, x, bounds):
+    """Newton steps from ``x`` until lme4's gradient check passes; ``(x, H, g)`` at the end."""
+    for step_no in range(_POLISH_STEPS + 1):
+        val, g = obj.value_and_grad(x)
+        H = hessian(obj, x)
+        _, sg = scaled_gradient(g, H, x, bounds)
+        if not np.isfinite(val) or sg <= GRAD_TOL or step_no == _POLISH_STEPS:
+            return x, H, g
+        x_new = _newton_step(obj, x, val, g, H, bounds)
+        if x_new is None:
+            return x, H, g
+        x = x_new
+
+
+def _newton_step(obj, x, val, g, H, bounds):
+    """A Newton step on the free parameters that lowers the objective, or None."""
+    free = np.flatnonzero(~at_bound(x, bounds))
+    gf = projected_gradient(g, x, bounds)[free]
+    try:
+        np.linalg.cholesky(H[np.ix_(free, free)])
+        direction = np.linalg.solve(H[np.ix_(free, free)], -gf)
+    except np.linalg.LinAlgError:
+        return None
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    at_x = obj.snapshot()
+    t = 1.0
+    for _ in range(30):
+        cand = x.copy()
+        cand[free] += t * direction
+        cand = np.clip(cand, lo, hi)
+        obj.restore(at_x)
+        if obj.evaluate(cand) < val:
+            return cand
+        t *= 0.5
+    obj.restore(at_x)
+    return None
+
+
+def check_optimum(obj, x, record, bounds, max_iter, tol):
+    """Steps 1–3 of the module docstring; returns the final ``x`` (record updated)."""
+    n_cov = obj.data.n_beta + obj.data.n_theta
+    diag_idx = [k for k, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
+    with single_threaded_blas(), _quiet_trial_points():
+        fun = obj.evaluate(x)
+        x, fun = glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
+        x, H, g = newton_polish(obj, x, bounds)
+        record.objective = float(obj.evaluate(x))
+    record.final = x
+    record.hessian = H
+    record.max_grad, record.max_scaled_grad = scaled_gradient(g, H, x, bounds)
+    record.covariance, record.flat_directions, record.negative_curvature = curvature(H, x, bounds)
+    record.hessian_pd = not (record.flat_directions or record.negative_curvature)
+    record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
+    record.converged = bool(
+        record.converged
+        and np.isfinite(record.objective)
+        and record.gradient_ok
+        and not record.negative_curvature
+    )
+    record.n_evaluations = obj.n_evals
+    return x
