@@ -170,6 +170,9 @@ class NegativeBinomial2:
     extra_names: tuple[str, ...] = ("log_theta",)
     # log theta is bounded so that theta -> infinity (Poisson data) stays finite
     extra_bounds = ((-10.0, 20.0),)
+    # past log theta = 7 (theta ~ 1100) the likelihood is a flat ridge towards the bound
+    # (no overdispersion): a fit drifting there is settled on the bound
+    extra_flat_side = (("upper", 7.0),)
 
     def constant(self, y, trials):
         """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
@@ -280,6 +283,8 @@ class ZeroInflated:
         self.n_extra = base.n_extra + 1
         self.extra_names = tuple(base.extra_names) + ("logit_zi",)
         self.extra_bounds = tuple(getattr(base, "extra_bounds", ())) + ((-20.0, 10.0),)
+        # a zero-inflation probability below 1e-3 drifting towards 0 (no zero inflation)
+        self.extra_flat_side = tuple(getattr(base, "extra_flat_side", ())) + (("lower", -7.0),)
 
     def _split(self, extra):
         extra = np.asarray(extra, dtype=float)

@@ -338,19 +338,7 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
         if res2.fun <= res.fun:
             res = res2
     for k in [k for k in diag_idx if res.x[k] < 1e-3]:
-        # look along the zero diagonal for a point below the boundary value; every
-        # probe starts from the modes at the optimum (moved by their derivative)
-        obj.value_and_grad(res.x)
-        at_x = obj.snapshot()
-        best_val, best_x = res.fun, None
-        for t in (0.01, 0.03, 0.1, 0.3, 1.0):
-            xt = res.x.copy()
-            xt[k] = t
-            obj.restore(at_x)
-            val = obj.evaluate(xt)
-            if val < best_val - 1e-8:
-                best_val, best_x = val, xt
-        obj.restore(at_x)
+        best_x = _probe_zero_diagonal(obj, res, k, bounds)
         if best_x is not None:
             res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol, scale)
             nit += res3.nit
@@ -359,6 +347,63 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
     res.nit = nit
     res.scale = scale
     return _snap_to_zero(obj, res, diag_idx)
+
+
+# Cholesky diagonals tried when one is found at zero (link-scale SDs of the internal,
+# standardised columns): small ones matter for large counts, whose data resolve them
+_PROBE_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def _probe_zero_diagonal(obj, res, k, bounds):
+    """A point below the boundary value along the zero diagonal ``k``, or None.
+
+    Each probe sets the diagonal to a value of :data:`_PROBE_GRID` with both
+    signs of the entries below it in its column (the correlations it would
+    carry: an optimum at a negative correlation is not found from a positive
+    one), and lets the family's own parameters (NB theta, zero inflation)
+    re-adjust, since they may have absorbed the variation between groups while
+    the variance was zero. Every probe starts from the modes at the optimum.
+    """
+    partners = _column_partners(obj.data).get(k, [])
+    obj.value_and_grad(res.x)
+    at_x = obj.snapshot()
+    best_val, best_x = res.fun, None
+    for t in _PROBE_GRID:
+        for sign in (1.0, -1.0) if partners else (None,):
+            xt = res.x.copy()
+            xt[k] = t
+            if sign is not None:
+                cur = xt[partners]
+                xt[partners] = sign * np.where(cur != 0.0, np.abs(cur), 0.5 * t)
+            obj.restore(at_x)
+            val, xt = _with_family_parameters(obj, xt, bounds)
+            if val < best_val - 1e-8:
+                best_val, best_x = val, xt
+    obj.restore(at_x)
+    return best_x
+
+
+def _with_family_parameters(obj, x, bounds):
+    """``(value, x)`` at ``x`` with the family's extra parameters re-optimised."""
+    d = obj.data
+    n_fixed = d.n_beta + d.n_theta
+    if not d.n_extra:
+        return obj.evaluate(x), x
+    held = [(v, v) for v in x[:n_fixed]] + list(bounds[n_fixed:])
+    r = _run_lbfgsb(obj.value_and_grad, x, True, held, 30, 1e-10)
+    return float(r.fun), r.x
+
+
+def _column_partners(data) -> dict:
+    """For each Cholesky diagonal's index in the parameters, the indices below it in its column."""
+    out, k = {}, data.n_beta
+    for f in data.factors:
+        rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
+        for j, (r, c) in enumerate(zip(rows, cols)):
+            if r == c:
+                out[k + j] = [k + i for i in np.flatnonzero((cols == c) & (rows > c))]
+        k += len(rows)
+    return out
 
 
 def _snap_to_zero(obj, res, diag_idx):
@@ -404,28 +449,38 @@ def _predicted_decrease(res, bounds) -> float:
 
 
 def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
-    """Move an extra parameter drifting on a flat ridge (NB theta -> inf) to its bound.
+    """Move extra parameters drifting on a flat ridge to their bound.
 
     Without overdispersion the NB2 likelihood keeps rising, ever more slowly, as
-    theta grows: the optimiser stops somewhere on the ridge. When the bound is
-    no worse (within 1e-3 in the objective), the fit is settled there.
+    theta grows; without zero inflation the zero-inflation probability drifts
+    towards 0. The optimiser stops somewhere on such a ridge, where the Hessian
+    is nearly singular and the other standard errors would be wrong. When the
+    bound is no worse (within 1e-3 in the objective), the fit is settled there:
+    an honest boundary estimate, reported as such, with the other parameters'
+    standard errors from the model without it.
     """
-    names = getattr(obj.data.family, "extra_names", ())
-    if "log_theta" not in names:
-        return x
-    k = obj.data.n_beta + obj.data.n_theta + list(names).index("log_theta")
-    lo, hi = bounds[k]
-    if x[k] < 7.0 or x[k] >= hi - 1e-6:  # theta < ~1100: a real estimate
-        return x
-    u_keep = obj.u.copy()
-    x1 = x.copy()
-    x1[k] = hi
-    fixed = list(bounds)
-    fixed[k] = (hi, hi)
-    res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
-    if res.fun <= fun + 1e-3:
-        return res.x
-    obj.u = u_keep
+    fam = obj.data.family
+    start = obj.data.n_beta + obj.data.n_theta
+    for j, side in enumerate(getattr(fam, "extra_flat_side", ())):
+        if side is None:
+            continue
+        k = start + j
+        lo, hi = bounds[k]
+        direction, threshold = side
+        bound = hi if direction == "upper" else lo
+        drifting = x[k] > threshold if direction == "upper" else x[k] < threshold
+        if not drifting or abs(x[k] - bound) < 1e-6:
+            continue
+        at_x = obj.snapshot()
+        x1 = x.copy()
+        x1[k] = bound
+        fixed = list(bounds)
+        fixed[k] = (bound, bound)
+        res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
+        if res.fun <= fun + 1e-3:
+            x, fun = res.x, float(res.fun)
+        else:
+            obj.restore(at_x)
     obj.evaluate(x)
     return x
 

@@ -30,7 +30,7 @@ from scipy import special, stats
 
 from ._laplace import lambda_matrices
 from ._optimize import _run_lbfgsb, single_threaded_blas
-from ._results import beta_jacobian, internal_lambda, original_lambda
+from ._results import StandardErrorWarning, beta_jacobian, internal_lambda, original_lambda
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
 
@@ -219,8 +219,22 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
     G = pmap.dphi_dx(x)
     Vphi = G[:, active] @ V[np.ix_(active, active)] @ G[:, active].T
     touched = np.any(np.abs(G[:, ~active]) > 0, axis=1)
-    se = np.sqrt(np.clip(np.diag(Vphi), 0.0, None))
+    var = np.diag(Vphi)
+    se = np.sqrt(np.where(var > 0, var, np.nan))  # a variance of 0 is no standard error
     se[touched] = np.nan
+    for k, kind in enumerate(pmap.kinds):
+        # a correlation at +-1 is on its boundary: the delta method gives no standard error
+        if kind == "cor" and abs(phi[k]) > 1.0 - 1e-8:
+            se[k] = np.nan
+    missing = [pmap.names[k] for k in range(pmap.n) if np.isnan(se[k]) and not touched[k]]
+    if missing:
+        warnings.warn(
+            f"Wald standard errors of {missing} cannot be computed (a parameter on its "
+            "boundary, or a flat direction of the likelihood): their intervals are NaN. Use "
+            "method='profile' or method='bootstrap' for them.",
+            StandardErrorWarning,
+            stacklevel=3,
+        )
     lower, upper = np.full(pmap.n, np.nan), np.full(pmap.n, np.nan)
     for k, kind in enumerate(pmap.kinds):
         if kind == "fixed":

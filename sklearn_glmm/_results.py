@@ -156,6 +156,10 @@ def beta_jacobian(scaling) -> np.ndarray:
     return J
 
 
+class ZeroInflationWarning(UserWarning):
+    """The zero-inflation probability is estimated at its boundary, 0."""
+
+
 class StandardErrorWarning(UserWarning):
     """Some standard errors cannot be computed (reported as NaN)."""
 
@@ -220,6 +224,7 @@ def set_fitted_attributes(est, obj, x, record, data):
     est.fit_record_ = record
     _check_separation(est, data, beta_s)
     _check_identifiable(est, data)
+    _check_group_separation(est, data)
     _check_convergence(est, record)
     _check_standard_errors(est, record, rows, se_all, idx)
     est.converged_ = bool(record.converged)
@@ -333,6 +338,47 @@ def _check_identifiable(est, data):
         warnings.warn(f"grouping factor {f.name!r} {why}", IdentifiabilityWarning, stacklevel=4)
 
 
+# a random-intercept SD above this on the logit scale (odds ratios of e^10 between
+# typical groups) is checked for groups whose outcomes are all 0 or all 1
+_LARGE_LOGIT_SD = 5.0
+
+
+def _check_group_separation(est, data):
+    """Warn when a large binomial random-intercept variance rests on separated groups.
+
+    A group whose outcomes are all 0 (or all successes) has a conditional mode that
+    runs towards infinity with the variance; with several such groups the variance
+    estimate grows without the data supporting it (lme4 reports the same large
+    value, silently). The warning names the groups.
+    """
+    fam = est._family_obj
+    if fam.name != "binomial":
+        return
+    use = data.weights > 0
+    for f, fa in zip(est._factors, est._fit_arrays.factors):
+        if not f.term.intercept:
+            continue
+        sd = float(np.sqrt(max(fa.cov[0, 0], 0.0)))
+        if sd <= _LARGE_LOGIT_SD:
+            continue
+        succ = np.bincount(f.codes[use], data.y[use], minlength=f.n_levels)
+        tot = np.bincount(f.codes[use], data.trials[use], minlength=f.n_levels)
+        sep = (tot > 0) & ((succ <= 0) | (succ >= tot))
+        if not sep.any():
+            continue
+        labels = [str(v) for v in f.levels[sep][:10]]
+        more = f" and {int(sep.sum()) - 10} more" if sep.sum() > 10 else ""
+        warnings.warn(
+            f"the random-intercept SD of grouping factor {f.name!r} is {sd:.3g} on the logit "
+            f"scale, and {int(sep.sum())} of its {f.n_levels} groups have all outcomes 0 or "
+            f"all 1 (group-level separation): {labels}{more}. Their effects are not "
+            "identified by the data, and the variance estimate is driven by them; consider "
+            "fewer random effects, pooling those groups, or a Bayesian prior on the variance.",
+            SeparationWarning,
+            stacklevel=4,
+        )
+
+
 def _set_random_effects(est, obj, theta_s, data):
     est._ranef_condvar, est._lambda = {}, {}
     est._factor_order = list(est._factor_input_names)
@@ -391,7 +437,17 @@ def _set_family_params(est, extra, V, start):
         k = names.index("logit_zi")
         est.zero_inflation_ = float(special.expit(extra[k]))
         est._zi_logit_se = _one_se(V, start + k)
-        est.zero_inflation_at_boundary_ = bool(extra[k] <= -19.0)
+        lo = fam.extra_bounds[k][0]
+        est.zero_inflation_at_boundary_ = bool(extra[k] <= lo + 1e-6)
+        if est.zero_inflation_at_boundary_:
+            warnings.warn(
+                "the zero-inflation probability ran to 0 (its boundary): these data have no "
+                "more zeros than the count model itself predicts, and a model without zero "
+                "inflation is adequate here. Standard errors are those of the other parameters "
+                "with the zero inflation at 0.",
+                ZeroInflationWarning,
+                stacklevel=4,
+            )
 
 
 def _check_convergence(est, record):

@@ -18,6 +18,7 @@ from ._results import (
     SeparationWarning,
     SingularFitWarning,
     StandardErrorWarning,
+    ZeroInflationWarning,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "SeparationWarning",
     "SingularFitWarning",
     "StandardErrorWarning",
+    "ZeroInflationWarning",
 ]
