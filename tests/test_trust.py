@@ -1,0 +1,250 @@
+"""Trustworthy fits: no silent wrong answer.
+
+Each test reproduces a way a fit could return a wrong number while looking fine: a
+failed inner solve kept as a value, an objective that depends on the order of its
+evaluations, a result that depends on the units or origin of a predictor, a fit
+below its own GLM, a standard error of exactly 0, a boundary estimate reported with
+a false convergence warning, BLAS thread state left behind by concurrent fits.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_info
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm.exceptions import (
+    SeparationWarning,
+    SingularFitWarning,
+    ZeroInflationWarning,
+)
+
+# A Poisson random intercept on 20 rows. lme4 1.1-31 and glmmTMB 1.1.5 agree:
+#   glmer(y ~ time + (1 | id), family = poisson)  logLik -62.450, (Intercept) 2.2194,
+#   time 0.1105, SD(id) 1.0166
+TIME = [3, 0, 2, 5, 1, 2, 5, 1, 4, 4, 4, 3, 4, 1, 3, 5, 2, 2, 0, 0]
+Y20 = [6, 3, 59, 14, 9, 7, 5, 3, 9, 81, 6, 8, 4, 6, 6, 19, 4, 3, 59, 8]
+IDS = [4, 4, 29, 4, 1, 19, 1, 19, 19, 29, 4, 19, 1, 4, 1, 19, 1, 4, 29, 1]
+
+
+def _fit(est, X, y, groups, **kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y, groups=groups, **kw)
+    return est, [w.category for w in caught]
+
+
+def _sd(m, factor=None, term="(Intercept)"):
+    cov = m.random_effects_cov_
+    cov = cov[factor] if factor is not None else next(iter(cov.values()))
+    return float(np.sqrt(cov.loc[term, term]))
+
+
+def test_failed_inner_solve_is_not_kept_as_a_value():
+    # glmer(y ~ time + (1 | id), family = poisson): logLik -62.450
+    m, caught = _fit(PoissonGLMM(), pd.DataFrame({"time": TIME}), Y20, IDS)
+    assert ConvergenceWarning not in caught
+    assert m.converged_
+    assert m.loglik_ == pytest.approx(-62.450, abs=0.01)
+    assert m.intercept_ == pytest.approx(2.2194, abs=0.01)
+    assert m.coef_[0] == pytest.approx(0.1105, abs=0.005)
+    assert _sd(m) == pytest.approx(1.0166, rel=0.02)
+    se = m.fixed_effects_["std_error"].to_numpy()
+    assert np.all(se > 0.01) and np.all(np.isfinite(se))
+
+
+def test_objective_does_not_depend_on_the_order_of_evaluations():
+    m, _ = _fit(PoissonGLMM(), pd.DataFrame({"time": TIME}), Y20, IDS)
+    obj = m._objective
+    x = m._params.copy()
+    # history 1: straight to the optimum from u = 0
+    obj.u = np.zeros_like(obj.u)
+    obj._last_key = None
+    direct = obj.evaluate(x)
+    # history 2: a zero variance first (its derivative moves the next start far
+    # away), then far-off points, then the optimum
+    p = obj.data.n_beta
+    for theta in (0.0, 3.0, 0.001, 5.0):
+        xt = x.copy()
+        xt[p] = theta
+        obj.value_and_grad(xt)
+    after = obj.evaluate(x)
+    assert after == pytest.approx(direct, rel=1e-10, abs=1e-9)
+
+
+def test_a_failed_evaluation_is_infinite():
+    m, _ = _fit(PoissonGLMM(), pd.DataFrame({"time": TIME}), Y20, IDS)
+    obj = m._objective
+    x = m._params.copy()
+    x[obj.data.n_beta] = 50.0  # a huge variance, far from the last modes
+    obj.pirls_max_iter = 1  # too few Newton steps to find the modes
+    obj._last_key = None
+    try:
+        assert obj.evaluate(x) == np.inf
+        val, g = obj.value_and_grad(x)
+        assert val == np.inf
+    finally:
+        obj.pirls_max_iter = 60
+
+
+def _calendar_data(seed=5):
+    rng = np.random.default_rng(seed)
+    G, T = 100, 8
+    g = np.repeat(np.arange(G), T)
+    day = 19000 + np.tile(np.arange(T) * 7.0, G) + np.repeat(rng.integers(0, 200, G), T)
+    b0, b1 = rng.normal(0, 1, G), rng.normal(0, 0.03, G)
+    eta = -0.5 + (0.02 + b1[g]) * (day - 19100) + b0[g]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    return day, y, g
+
+
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM])
+def test_fit_does_not_depend_on_units_or_origin_of_a_random_slope(Est):
+    day, y, g = _calendar_data()
+    if Est is PoissonGLMM:
+        y = np.random.default_rng(2).poisson(np.exp(0.5 + 0.3 * y))
+    fits = {}
+    for name, d in {
+        "days since 1970": day,
+        "centred": day - day.mean(),
+        "x 1e6": day * 1e6,
+        "centred / 1e6": (day - day.mean()) / 1e6,
+    }.items():
+        m, caught = _fit(Est(random_effects="1 + day"), pd.DataFrame({"day": d}), y, g)
+        assert ConvergenceWarning not in caught, name
+        assert m.converged_, name
+        fits[name] = (m, caught)
+    ref, _ = fits["centred"]
+    for name, (m, caught) in fits.items():
+        assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-5), name
+        assert m.is_singular_ == ref.is_singular_, name
+        assert (SingularFitWarning in caught) == ref.is_singular_, name
+    # the slope variance maps back exactly to each unit
+    m6, _ = fits["x 1e6"]
+    assert _sd(m6, term="day") * 1e6 == pytest.approx(_sd(ref, term="day"), rel=1e-3)
+    assert m6.coef_[0] * 1e6 == pytest.approx(ref.coef_[0], rel=1e-4)
+
+
+def _small_binary(seed):
+    rng = np.random.default_rng(seed)
+    G = int(rng.integers(3, 8))
+    n = int(rng.integers(15, 40))
+    g = rng.integers(0, G, n)
+    x = rng.normal(size=n) * 10 ** rng.uniform(-3, 3)
+    eta = rng.normal(0, 1) + rng.normal(0, 0.3, G)[g] + 0.5 * x / x.std()
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    return pd.DataFrame({"x": x}), y, g
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_mixed_model_never_ends_below_its_glm(seed):
+    X, y, g = _small_binary(seed)
+    if y.min() == y.max():
+        pytest.skip("one outcome class")
+    m, caught = _fit(BinomialGLMM(), X, y, g)
+    glm, _ = _fit(BinomialGLMM(), X, y, None)
+    assert m.loglik_ >= glm.loglik_ - 1e-6
+    assert m.fit_record_.glm_objective == pytest.approx(-2 * glm.loglik_, abs=1e-5)
+    # every standard error is positive or NaN (with its warning), never exactly 0
+    se = m.fixed_effects_["std_error"].to_numpy()
+    assert not np.any(se == 0.0)
+    # converged_ means the gradient check passed, boundary fit or not
+    if m.converged_:
+        assert m.fit_record_.max_scaled_grad <= 0.002
+    else:
+        assert ConvergenceWarning in caught
+
+
+def test_singular_fits_are_checked_for_convergence():
+    # a random slope with no variance: a boundary fit, still checked
+    rng = np.random.default_rng(0)
+    G, T = 30, 6
+    g = np.repeat(np.arange(G), T)
+    t = np.tile(np.arange(T, dtype=float), G) + 19000.0
+    y = rng.poisson(np.exp(1.0 + rng.normal(0, 0.5, G)[g]))
+    m, caught = _fit(PoissonGLMM(random_effects="1 + t"), pd.DataFrame({"t": t}), y, g)
+    assert m.is_singular_
+    assert np.isfinite(m.fit_record_.max_scaled_grad)
+    assert m.fit_record_.max_scaled_grad <= 0.002
+    assert m.converged_ and ConvergenceWarning not in caught
+
+
+def test_zero_inflation_at_its_boundary_is_an_honest_estimate():
+    rng = np.random.default_rng(4)
+    G, T = 40, 10
+    g = np.repeat(np.arange(G), T)
+    x = rng.normal(size=G * T)
+    y = rng.poisson(np.exp(1.0 + 0.4 * x + rng.normal(0, 0.5, G)[g]))  # no excess zeros
+    X = pd.DataFrame({"x": x})
+    zi, caught = _fit(PoissonGLMM(zero_inflation=True), X, y, g)
+    plain, _ = _fit(PoissonGLMM(), X, y, g)
+    assert ZeroInflationWarning in caught
+    assert ConvergenceWarning not in caught
+    assert zi.zero_inflation_at_boundary_ and zi.zero_inflation_ < 1e-6
+    assert zi.converged_
+    assert zi.loglik_ == pytest.approx(plain.loglik_, abs=1e-4)
+    np.testing.assert_allclose(
+        zi.fixed_effects_["std_error"], plain.fixed_effects_["std_error"], rtol=0.02
+    )
+
+
+def test_group_level_separation_is_named():
+    # 43 binary rows in 8 groups, most of them all 0 or all 1: the variance runs away
+    rng = np.random.default_rng(0)
+    sizes = [6, 5, 6, 5, 5, 6, 5, 5]
+    g = np.repeat(np.arange(8), sizes)
+    y = np.concatenate(
+        [
+            np.zeros(6),
+            np.ones(5),
+            np.zeros(6),
+            np.ones(5),
+            np.zeros(5),
+            np.ones(6),
+            rng.binomial(1, 0.5, 5),
+            rng.binomial(1, 0.5, 5),
+        ]
+    )
+    X = pd.DataFrame({"x": rng.normal(size=len(y))})
+    with pytest.warns(SeparationWarning, match=r"of its 8 groups .*\['0', '1', '2', '3', '4', '5'"):
+        m = BinomialGLMM().fit(X, y, groups=g)
+    assert _sd(m) > 5.0
+
+
+def test_negative_binomial_with_counts_in_the_millions():
+    rng = np.random.default_rng(6)
+    G, T = 25, 12
+    g = np.repeat(np.arange(G), T)
+    x = rng.normal(size=G * T)
+    mu = np.exp(np.log(2e6) + 0.3 * x + rng.normal(0, 0.2, G)[g])
+    y = rng.negative_binomial(20, 20 / (20 + mu)).astype(float)
+    m, caught = _fit(NegBinGLMM(), pd.DataFrame({"x": x}), y, g)
+    assert ConvergenceWarning not in caught and m.converged_
+    assert m.coef_[0] == pytest.approx(0.3, abs=0.05)
+    assert m.theta_ == pytest.approx(20, rel=0.4)
+
+
+def _blas_threads():
+    return sorted(
+        (i["internal_api"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"
+    )
+
+
+def test_concurrent_fits_leave_blas_threads_as_they_were():
+    before = _blas_threads()
+    X = pd.DataFrame({"time": TIME})
+
+    def job(_):
+        return PoissonGLMM().fit(X, Y20, groups=IDS).loglik_
+
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            out = list(pool.map(job, range(16)))
+        assert np.allclose(out, out[0])
+        assert _blas_threads() == before
