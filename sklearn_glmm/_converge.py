@@ -104,15 +104,21 @@ def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         return x, fun
     glm = GLMObjective(d)
     keep = np.r_[np.arange(p), np.arange(p + T, len(x))]
-    gb = [bounds[k] for k in keep]
-    res = _run_lbfgsb(glm.value_and_grad, x[keep], True, gb, max_iter, tol)
-    record.glm_objective = float(res.fun)
-    if not np.isfinite(res.fun) or fun <= res.fun + 1e-6:
+    x_glm, exact = getattr(obj, "glm_optimum", (None, False))
+    if x_glm is None or not exact:
+        # fitted to a subset of rows (large data) or not yet: finished on every row
+        gb = [bounds[k] for k in keep]
+        x_glm = _run_lbfgsb(
+            glm.value_and_grad, x[keep] if x_glm is None else x_glm, True, gb, max_iter, tol
+        ).x
+    glm_fun = glm.evaluate(x_glm)
+    record.glm_objective = float(glm_fun)
+    if not np.isfinite(glm_fun) or fun <= glm_fun + 1e-6:
         return x, fun
     # below the model without random effects: start again from the GLM's optimum,
     # every variance at zero (the stage moves them off the boundary itself)
     x0 = np.zeros(len(x))
-    x0[keep] = res.x
+    x0[keep] = x_glm
     r = _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx)
     record.stages.append(("glm restart", float(r.fun), int(r.nit), str(r.message)))
     if r.fun < fun:

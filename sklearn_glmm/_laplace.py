@@ -545,7 +545,13 @@ class Objective:
         return 2.0 * (w @ (D * D)) + 2.0 * np.einsum("qk,qk->k", J, J)
 
     def _extra_gradient(self, eta, extra, c, Am):
-        """Derivatives in the family's extra parameters (elementwise central differences)."""
+        """Derivatives in the family's extra parameters: the family's own
+        ``extra_derivs`` where it has them, elementwise central differences otherwise."""
+        d = self.data
+        exact = getattr(d.family, "extra_derivs", None)
+        if exact is not None:
+            dl, dd1, dw = exact(d.y, eta, self._trials, self._w, extra, self._const)
+            return np.sum(-2.0 * dl + c * dw + Am * dd1, axis=1)
         out = np.zeros(len(extra))
         for k in range(len(extra)):
             h = 1e-5
@@ -627,6 +633,10 @@ class GLMObjective:
         d, s = self.data, self.state
         g_beta = -2.0 * d.X.T @ s["der"].d1
         g_extra = np.zeros(len(s["extra"]))
+        exact = getattr(d.family, "extra_derivs", None)
+        if exact is not None and len(g_extra):
+            dl = exact(d.y, s["eta"], self._trials, self._w, s["extra"], self._const)[0]
+            return val, np.concatenate([g_beta, -2.0 * dl.sum(axis=1)])
         for k in range(len(g_extra)):
             e = np.zeros(len(g_extra))
             e[k] = 1e-5

@@ -57,18 +57,41 @@ class FitRecord:
         )
 
 
-def glm_start(obj: Objective, extra0: np.ndarray, max_iter: int = 50) -> np.ndarray:
-    """Fixed effects of the model without random effects (Newton/IRLS, step-halving).
-
-    On large data an evenly strided subset of rows is enough for a start.
-    """
+def _glm_rows(obj):
+    """The GLM objective on every row, or on an evenly strided subset of large data."""
     d = obj.data
     n = len(d.y)
-    if n > _SUBSAMPLE_ROWS:
-        mask = np.zeros(n, dtype=bool)
-        mask[:: n // _SUBSAMPLE_TARGET + 1] = True
-        obj = GLMObjective(subset_rows(d, mask))
-        d = obj.data
+    if n <= _SUBSAMPLE_ROWS:
+        return obj if isinstance(obj, GLMObjective) else GLMObjective(d)
+    mask = np.zeros(n, dtype=bool)
+    mask[:: n // _SUBSAMPLE_TARGET + 1] = True
+    return GLMObjective(subset_rows(d, mask))
+
+
+def glm_fit(obj) -> tuple[np.ndarray, bool]:
+    """The model without random effects: ``(x, exact)`` with ``x = [beta, extra]``.
+
+    Fixed effects by Newton/IRLS; a family's extra parameters (NB theta, zero
+    inflation) jointly with them by L-BFGS-B. On large data the fit is to a subset
+    of rows (``exact = False``): a start, and where the GLM bound is checked a start
+    for the fit to every row.
+    """
+    d = obj.data
+    glm = _glm_rows(obj)
+    extra0 = d.family.default_extra()
+    beta0 = glm_start(glm, extra0)
+    x = np.concatenate([beta0, extra0])
+    if d.n_extra:
+        bounds = [(None, None)] * d.n_beta + list(d.family.extra_bounds)
+        res = _run_lbfgsb(glm.value_and_grad, x, True, bounds, 200, 1e-10)
+        if np.isfinite(res.fun):
+            x = res.x
+    return x, glm.data is d
+
+
+def glm_start(obj, extra0: np.ndarray, max_iter: int = 50) -> np.ndarray:
+    """Fixed effects of the model without random effects (Newton/IRLS, step-halving)."""
+    d = obj.data
     beta = np.zeros(d.n_beta)
     # Start the intercept at the link of the mean outcome, as R's glm does: from
     # eta = 0 the first Newton step for counts of 1e3 or more overshoots into overflow.
@@ -128,8 +151,11 @@ def starting_point(obj) -> np.ndarray:
     extra0 = data.family.default_extra()
     theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in data.factors]
     # the GLM's trial steps may overflow (worth -inf to its line search, not a warning)
-    with _quiet_trial_points():
-        beta0 = glm_start(obj, extra0)
+    with single_threaded_blas(), _quiet_trial_points():
+        x_glm, exact = glm_fit(obj)
+        # kept for the check that the mixed model ends no lower than its GLM
+        obj.glm_optimum = (x_glm, exact)
+        beta0 = x_glm[: data.n_beta]
         # with extra parameters (NB theta, zero inflation) at their defaults the GLM's
         # curvatures are a poor guide: the plain start there
         if data.factors and data.family.n_extra == 0:
