@@ -32,8 +32,8 @@ from ._optimize import (
 
 GRAD_TOL = 0.002  # lme4's check.conv.grad tolerance
 _POLISH_STEPS = 8
-# eigenvalues of the Hessian below this fraction of its largest are flat directions
-# (finite differences of the gradient resolve curvature to ~1e-4 of the largest)
+# eigenvalues of the unit-diagonal Hessian below this fraction of its largest are flat
+# directions (finite differences of the gradient resolve curvature to ~1e-4 of the largest)
 _FLAT = 1e-7
 
 
@@ -80,16 +80,23 @@ def curvature(H, x, bounds):
     Hf = H[np.ix_(free, free)]
     if not np.all(np.isfinite(Hf)):
         return V, True, False
-    evals, evecs = np.linalg.eigh(Hf)
+    # the eigen-analysis is of the Hessian scaled to unit diagonal, so that flatness
+    # does not depend on the parameters' units; a diagonal that is not positive is
+    # itself a flat or negative direction
+    diag = np.diag(Hf)
+    pos = diag > 0
+    d = np.where(pos, np.sqrt(np.where(pos, diag, 1.0)), 1.0)
+    R = Hf / d[:, None] / d[None, :]
+    evals, evecs = np.linalg.eigh(R)
     top = max(float(np.max(np.abs(evals))), 1e-300)
     good = evals > _FLAT * top
-    negative = bool(np.any(evals < -_FLAT * top))
-    Vf = 2.0 * (evecs[:, good] / evals[good]) @ evecs[:, good].T
-    undetermined = np.any(np.abs(evecs[:, ~good]) > 1e-6, axis=1)
+    negative = bool(np.any(evals < -_FLAT * top)) or bool(np.any(diag < 0))
+    Vf = 2.0 * (evecs[:, good] / evals[good]) @ evecs[:, good].T / d[:, None] / d[None, :]
+    undetermined = np.any(np.abs(evecs[:, ~good]) > 1e-6, axis=1) | ~pos
     Vf[undetermined, :] = np.nan
     Vf[:, undetermined] = np.nan
     V[np.ix_(free, free)] = Vf
-    return V, bool(np.any(~good)), negative
+    return V, bool(np.any(~good)) or bool(np.any(~pos)), negative
 
 
 def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
