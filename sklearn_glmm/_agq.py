@@ -15,7 +15,8 @@ together, one call of the family's derivatives on a linear predictor of shape
 ``(n_agq, n)`` (on large data, one call per block of nodes). The log-densities
 and the rows' first derivatives at the nodes are computed once per conditional
 mode: :func:`agq_deviance` and :func:`agq_gradient` share them through the
-objective's ``_agq_cache``.
+objective's ``_agq_cache``. The gradient is the exact derivative of the
+quadrature sum, the nodes moving with the mode and the curvature.
 """
 
 from __future__ import annotations
@@ -176,37 +177,107 @@ def _gradient_blocks(obj: Objective, q: _Quadrature):
         yield b, kept[i] if kept is not None else obj._derivs(b.eta, obj.state["extra"]).d1
 
 
-def _extra_gradient(obj: Objective, eta: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """sum over nodes and rows of P d log p / d extra (central differences, h = 1e-5)."""
+def _extra_partials(obj: Objective, eta: np.ndarray, fields: tuple[str, ...]) -> list[list]:
+    """For every extra parameter, the central differences (h = 1e-5) of the family's
+    ``fields`` at ``eta``: ``out[e][f]`` has the shape of ``eta``."""
     extra = obj.state["extra"]
-    out = np.zeros(len(extra))
+    out = []
     for e in range(len(extra)):
         h = np.zeros(len(extra))
         h[e] = 1e-5
-        dl = obj._derivs(eta, extra + h).loglik - obj._derivs(eta, extra - h).loglik
-        out[e] = np.sum(P * dl) / 2e-5
+        dp, dm = obj._derivs(eta, extra + h), obj._derivs(eta, extra - h)
+        out.append([(getattr(dp, f) - getattr(dm, f)) / 2e-5 for f in fields])
     return out
 
 
 def agq_gradient(obj: Objective) -> np.ndarray:
-    """Gradient of the AGQ objective with the quadrature nodes held in place.
+    """Exact gradient of :func:`agq_deviance`, the nodes following the mode and curvature.
 
-    d log L_j / d param = E[d log p(y_j | u) / d param] under u's conditional
-    distribution, evaluated with the quadrature's own weights. It differs from
-    the derivative of the quadrature sum only through the nodes' movement with
-    the mode, a term as small as the quadrature error itself.
+    The value ``F = -2 sum_j log L_j`` depends on a parameter ``p`` (beta, theta
+    or an extra parameter) directly, through the level's mode ``u~_j`` and
+    through its curvature ``H_j = 1 + sum_i w_i a_i^2`` (``a_i = z_i theta``,
+    ``w`` at the mode), which fix the nodes ``u_jk = u~_j + z_k H_j^{-1/2}``.
+    With ``pi_jk`` the nodes' normalised terms ``exp(t_jk) / sum_k exp(t_jk)``
+    and ``s_jk = dt_jk / du_jk = sum_i a_i d1_i(u_jk) - u_jk``:
+
+    .. math::
+
+        -\\tfrac12 \\frac{dF}{dp} = \\sum_j \\Big[ \\sum_k \\pi_{jk}
+            \\frac{\\partial t_{jk}}{\\partial p} + S_{1j} \\frac{d\\tilde u_j}{dp}
+            - \\frac{1 + sd_j S_{2j}}{2 H_j} \\frac{dH_j}{dp} \\Big],
+        \\qquad S_{1j} = \\sum_k \\pi_{jk} s_{jk}, \\quad
+        S_{2j} = \\sum_k \\pi_{jk} z_k s_{jk}
+
+    where ``dt/dp`` holds the node in place. The mode equation
+    ``G_j = sum_i a_i d1_i - u~_j = 0`` gives ``du~_j/dp = (dG_j/dp) / H_j``
+    (implicit function theorem), and ``H_j`` moves with the rows' linear
+    predictors at the mode (through ``w3``), with ``a_i`` (theta) and with the
+    family's extra parameters:
+
+    .. math::
+
+        \\frac{dH_j}{dp} = \\sum_i a_i^2 \\Big( w_{3i} \\frac{d\\eta_i}{dp}
+            + \\frac{\\partial w_i}{\\partial p} \\Big)
+            + 2 \\sum_i w_i a_i \\frac{\\partial a_i}{\\partial p}, \\qquad
+        \\frac{d\\eta_i}{dp} = \\frac{\\partial \\eta_i}{\\partial p}
+            + a_i \\frac{d\\tilde u_j}{dp}.
+
+    Collecting the terms in ``du~_j/dp`` into ``r_j`` and those in
+    ``d eta_i/dp`` (mode held) into the row weights ``psi_i``, every parameter
+    costs one product with per-row vectors. Derivatives in the extra parameters
+    use central differences of the family's log-density, ``d1`` and ``w``. With
+    one node (``z = 0``, ``s = G = 0``) this is the Laplace gradient. As the
+    Laplace gradient does, it leaves ``du~/d(beta, theta)`` on the objective as
+    the next evaluation's starting modes.
     """
-    d = obj.data
+    d, s = obj.data, obj.state
+    gi = obj.groups[0]
     q = _quadrature(obj)
-    post = np.exp(q.terms - q.log_sum)  # (n_agq, n_levels) node weights
+    post = np.exp(q.terms - q.log_sum)  # (n_agq, n_levels) node weights pi_jk
+    z, _ = _rule(obj.n_agq)
     p = d.n_beta
-    g = np.zeros(p + 1 + d.n_extra)
-    z_col = d.factors[0].Z[:, 0]
+    n = len(s["eta_fix"])
+    # node sums per row: sum_k pi_jk d1_ik and sum_k pi_jk z_k d1_ik
+    d1_sum = np.zeros(n)
+    d1_z = np.zeros(n)
+    g_extra = np.zeros(d.n_extra)
     for b, d1 in _gradient_blocks(obj, q):
-        P = _expand_levels(obj.groups[0], post[b.nodes])
+        P = _expand_levels(gi, post[b.nodes])
         D = d1 * P
-        g[:p] += d.X.T @ D.sum(axis=0)
-        g[p] += np.sum((D * b.U) @ z_col)
-        if d.n_extra:
-            g[p + 1 :] += _extra_gradient(obj, b.eta, P)
+        d1_sum += D.sum(axis=0)
+        d1_z += z[b.nodes] @ D
+        for e, (dl,) in enumerate(_extra_partials(obj, b.eta, ("loglik",))):
+            g_extra[e] += np.sum(P * dl)
+    der, u = s["der"], s["u"]
+    a, zr = s["a_vals"][:, 0], d.factors[0].Z[:, 0]
+    hinv = obj.solver.hinv[:, 0, 0]
+    sd = np.sqrt(hinv)
+    pz = z @ post  # sum_k pi_jk z_k
+    pz2 = (z * z) @ post
+    u_rows = gi.expand(u)
+    # S1 = sum_k pi (sum_i a_i d1_ik - u_jk), S2 the same weighted by z_k
+    S1 = gi.sum(a * d1_sum) - (u + sd * pz)
+    S2 = gi.sum(a * d1_z) - (u * pz + sd * pz2)
+    e_h = -0.5 * (1.0 + sd * S2) * hinv  # coefficient of dH_j/dp
+    a2w3 = a * a * der.w3
+    r = (S1 + e_h * gi.sum(a * a2w3)) * hinv  # coefficient of dG_j/dp
+    r_rows, e_rows = gi.expand(r), gi.expand(e_h)
+    # each row's weight on d eta_i/dp with the mode held: the nodes' own d1 and the
+    # mode's and curvature's dependence on eta
+    psi = d1_sum - der.w * a * r_rows + e_rows * a2w3
+    g = np.zeros(p + 1 + d.n_extra)
+    g[:p] = d.X.T @ psi
+    # theta: eta_ik moves by z_i u_jk at the nodes (z_i u~_j at the mode, in psi),
+    # G_j by sum_i z_i d1_i and H_j by 2 sum_i w_i a_i z_i
+    g[p] = zr @ (psi * u_rows + gi.expand(sd) * d1_z + r_rows * der.d1 + 2.0 * e_rows * der.w * a)
+    # du~/d(beta, theta) = H^{-1} dG/d(beta, theta): the next evaluation's start
+    wa = der.w * a
+    J = np.empty((len(u), p + 1))
+    J[:, :p] = gi.sum(wa[:, None] * d.X) * -hinv[:, None]
+    J[:, p] = hinv * (gi.sum(der.d1 * zr) - gi.sum(wa * zr * u_rows))
+    obj._predictor = (u, s["bt"], J)
+    if d.n_extra:
+        partials = _extra_partials(obj, s["eta"], ("d1", "w"))
+        for e, (dd1, dw) in enumerate(partials):
+            g[p + 1 + e] = g_extra[e] + np.sum(a * (r_rows * dd1 + e_rows * a * dw))
     return -2.0 * g
