@@ -2,13 +2,18 @@
 
 Order of calls in :func:`fit_objective`:
 
-1. ``glm_start`` — a GLM without random effects gives starting fixed effects;
+1. ``starting_point`` — the GLM without random effects (``glm_fit``, kept on the
+   objective for the GLM bound) gives starting fixed effects;
 2. L-BFGS-B on the Laplace objective with its analytic gradient (bounds keep
-   the Cholesky diagonals of theta non-negative, as lme4 does);
+   the Cholesky diagonals of theta non-negative, as lme4 does); zero diagonals
+   are probed and the fit resumed (``_laplace_stage``); extra parameters drifting
+   on a flat ridge are settled on their bound (``_settle_flat_extra``);
 3. for ``n_agq > 1``, L-BFGS-B again on the AGQ objective started at the
-   Laplace optimum, with the AGQ gradient (quadrature nodes held in place);
-4. ``hessian`` — finite differences of the gradient at the optimum, used for
-   standard errors and the convergence checks.
+   Laplace optimum, with the exact AGQ gradient.
+
+:func:`sklearn_glmm._converge.check_optimum` then checks the optimum (the GLM
+bound, a Newton polish, the Hessian for the standard errors and the convergence
+checks).
 """
 
 from __future__ import annotations
@@ -245,7 +250,7 @@ _BLAS_LOCK = threading.Lock()
 def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     n = len(x)
     Hm = np.zeros((n, n))
-    # the AGQ gradient (quadrature nodes held in place) serves as well as the Laplace one
+    # the gradient of the objective in use: Laplace, or the exact AGQ one
     g0 = obj.value_and_grad(x)[1]
     at_x = obj.snapshot()
     # forward differences of the analytic gradient: n gradients (the one at x is

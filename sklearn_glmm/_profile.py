@@ -284,7 +284,7 @@ class Profiler:
         x = self.pmap.to_x(phi)
         if x is None:
             return np.inf, np.zeros(len(phi))
-        # Laplace: the analytic gradient; AGQ: the quadrature's own (nodes held in place)
+        # the analytic gradient of the objective in use (Laplace or AGQ)
         val, g = self.obj.value_and_grad(x)
         if not np.isfinite(val):
             return np.inf, np.zeros(len(phi))

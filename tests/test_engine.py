@@ -56,8 +56,8 @@ def test_agq_gradient_matches_finite_differences():
     obj, params = _objective("negbin", qs=(1,), levels=(40,), n_agq=11)
     _, g = obj.value_and_grad(params)
     num = _numeric_gradient(obj, params)
-    # nodes held in place: exact up to the quadrature error
-    np.testing.assert_allclose(g, num, rtol=1e-3, atol=1e-3)
+    # the exact derivative of the quadrature sum (nodes moving with the mode)
+    np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-4)
 
 
 def test_agq_converges_with_nodes():
