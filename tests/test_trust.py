@@ -248,3 +248,33 @@ def test_concurrent_fits_leave_blas_threads_as_they_were():
             out = list(pool.map(job, range(16)))
         assert np.allclose(out, out[0])
         assert _blas_threads() == before
+
+
+def test_halving_search_on_subsamples_gives_finite_scores():
+    # small subsamples of few people with large counts are where a failed inner solve
+    # used to come back as a finite log-likelihood of -1e123
+    import sklearn
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import GroupKFold, HalvingGridSearchCV
+
+    rng = np.random.default_rng(3)
+    G, T = 12, 10
+    g = np.repeat(np.arange(G), T)
+    t = np.tile(np.arange(T, dtype=float), G)
+    y = rng.poisson(np.exp(1.5 + 0.1 * t + rng.normal(0, 1.2, G)[g]))
+    X = pd.DataFrame({"time": t})
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = HalvingGridSearchCV(
+            PoissonGLMM().set_fit_request(groups=True),
+            {"random_effects": ["1", "1 + time"], "n_agq": [1]},
+            cv=GroupKFold(3),
+            min_resources=40,
+            random_state=0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            search.fit(X, y, groups=g)
+    scores = np.asarray(search.cv_results_["mean_test_score"], dtype=float)
+    assert np.all(np.isfinite(scores))
+    best = search.best_estimator_
+    assert best.loglik_ > -1e4 and np.all(np.abs(best.fixed_effects_["estimate"]) < 50)
