@@ -19,13 +19,10 @@ from ._families import make_family
 from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
 from ._optimize import fit_objective, parameter_bounds, starting_point
 from ._validation import as_float_vector, check_weights, check_y_finite, numeric_frame_values
+from .exceptions import NoRandomEffectsWarning
 
 _GH_Z, _GH_W = hermegauss(32)
 _GH_W = _GH_W / _GH_W.sum()
-
-
-class NoRandomEffectsWarning(UserWarning):
-    """``fit`` was called without ``groups``: the model has no random effects."""
 
 
 def _no_groups_message() -> str:
@@ -210,7 +207,7 @@ class _BaseGLMM(BaseEstimator):
         """
         family = self._family()
         names = self._fixed_names
-        curvature = _results.mean_curvature(yv, trials, w, family.name)
+        curvature = family.mean_curvature(yv, trials, w)
         Xd, self._scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
         if groups is None:
             warnings.warn(_no_groups_message(), NoRandomEffectsWarning, stacklevel=3)
@@ -279,11 +276,7 @@ class _BaseGLMM(BaseEstimator):
 
     def _mean(self, eta, var):
         """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``."""
-        fam = self._family_obj
-        if fam.link == "log":
-            return fam.mean(eta + var / 2.0, self._extra)
-        nodes = eta[:, None] + np.sqrt(var)[:, None] * _GH_Z[None, :]
-        return fam.mean(nodes, self._extra) @ _GH_W
+        return self._family_obj.mean_over_normal(eta, var, self._extra)
 
     def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
         """Expected outcome (probability for binomial, mean count otherwise).
@@ -315,7 +308,7 @@ class _BaseGLMM(BaseEstimator):
         return self._family_obj.mean(tr["eta"], self._extra) * self._binomial_scale()
 
     def _binomial_scale(self):
-        return self._train["trials"] if self._family_obj.name == "binomial" else 1.0
+        return self._train["trials"] if self._family_obj.has_trials else 1.0
 
     def residuals(self, type="deviance"):
         """Residuals on the training rows: "response", "pearson", "deviance" or "working".
@@ -336,7 +329,7 @@ class _BaseGLMM(BaseEstimator):
             dev = fam.unit_deviance(y, m, t, extra)
             return np.sign(y - mu) * np.sqrt(np.clip(dev, 0, None))
         if type == "working":
-            dmu = (m * (1 - m) * t) if fam.name == "binomial" else mu
+            dmu = fam.mean_derivative(tr["eta"], extra) * self._binomial_scale()
             return (y - mu) / dmu
         raise ValueError(
             f"type must be 'response', 'pearson', 'deviance' or 'working', got {type!r}."

@@ -19,16 +19,16 @@ def _fit_info(est):
     check_is_fitted(est, "coef_")
     d = est._objective.data
     fam = est._family_obj
-    base = fam.base.name if hasattr(fam, "base") else fam.name
-    return dict(data=d, base=base, zi=fam.name.startswith("zi_"), npar=est.n_params_)
+    base = fam.base.name if fam.zero_inflated else fam.name
+    return dict(data=d, base=base, zi=fam.zero_inflated, npar=est.n_params_)
 
 
 def _same_data(models, names):
     d0 = models[0]._objective.data
-    kind0 = models[0]._family_obj.name == "binomial"
+    kind0 = models[0]._family_obj.has_trials
     for m, nm in zip(models[1:], names[1:]):
         d = m._objective.data
-        if (m._family_obj.name == "binomial") != kind0:
+        if m._family_obj.has_trials != kind0:
             raise ValueError(
                 f"{names[0]} and {nm} model different kinds of outcome (binomial vs counts); "
                 "their likelihoods cannot be compared."

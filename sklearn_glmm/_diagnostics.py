@@ -46,7 +46,7 @@ def overdispersion(est) -> OverdispersionResult:
     observation-level random effect). The chi-square p-value is approximate.
     """
     fam = est._family_obj
-    if fam.name == "binomial" and np.all(est._train["trials"] == 1):
+    if fam.has_trials and np.all(est._train["trials"] == 1):
         warnings.warn(
             "overdispersion is not identifiable for a binary (0/1) outcome; the Pearson ratio "
             "of a Bernoulli model carries no information about it.",

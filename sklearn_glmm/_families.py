@@ -5,9 +5,12 @@ predictor ``eta`` together with its first three derivatives in ``eta``. The
 Laplace approximation needs the exact second derivative (the curvature ``w``)
 and its analytic gradient needs the third (``w3 = dw/deta``).
 
-Families hold a vector of *extra* parameters on an unconstrained scale
-(``log theta`` for the negative binomial, ``logit pi`` for zero-inflation);
-they are optimised jointly with the fixed effects and covariance parameters.
+A family holds its link by composition (:mod:`sklearn_glmm._links`) and declares
+its own parameters as blocks (:mod:`sklearn_glmm._blocks`): ``log theta`` for the
+negative binomial, ``logit pi`` for zero inflation, on an unconstrained scale and
+optimised jointly with the fixed effects and covariance parameters. Code outside
+the families asks the family (its link, its blocks, ``has_trials``, ``r_name``)
+and never compares family names.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
 from scipy import special, stats
 
+from ._blocks import NB_THETA, ZERO_INFLATION, ParameterBlock
+from ._links import Link, LogitLink, LogLink
+
 _ETA_MAX = 700.0  # exp(700) is finite in float64; beyond it mu overflows
+_GH_Z, _GH_W = hermegauss(32)
+_GH_W = _GH_W / _GH_W.sum()
 
 
 class Derivs(NamedTuple):
@@ -46,14 +55,110 @@ def _exp(eta):
     return np.exp(np.minimum(eta, _ETA_MAX))
 
 
-class Binomial:
+class Family:
+    """What every family declares; the extra-parameter views are made from its blocks.
+
+    Attributes
+    ----------
+    name : str
+        Internal name (``"binomial"``, ``"poisson"``, ``"negbin"``, ``"zi_negbin"``).
+    r_name : str
+        The family's name in R (glmmTMB's ``nbinom2``, ``binomial``, ``poisson``).
+    link : Link
+        The link function object.
+    blocks : tuple of ParameterBlock
+        The family's own parameters, in the order the optimiser sees them.
+    has_trials : bool
+        Outcomes are successes out of trials (bounded): binomial.
+    zero_inflated : bool
+        A zero-inflation probability is part of the model.
+    log_concave : bool
+        The log-density is concave in ``eta`` everywhere (``w >= 0``).
+    """
+
+    name = ""
+    r_name = ""
+    link: Link = LogLink()
+    blocks: tuple[ParameterBlock, ...] = ()
+    has_trials = False
+    zero_inflated = False
+    log_concave = True
+
+    @property
+    def n_extra(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.blocks)
+
+    @property
+    def extra_bounds(self) -> tuple[tuple[float, float], ...]:
+        return tuple(b.bounds for b in self.blocks)
+
+    @property
+    def extra_flat_side(self) -> tuple:
+        return tuple(b.flat_side for b in self.blocks)
+
+    def default_extra(self) -> np.ndarray:
+        return np.array([b.start for b in self.blocks], dtype=float)
+
+    def mean_curvature(self, y, trials, weights) -> float:
+        """Typical curvature of one row's log-density at the mean outcome (for scaling)."""
+        wsum = np.sum(weights)
+        if not wsum > 0:
+            return 1.0
+        return float(np.sum(weights * y) / wsum)
+
+    long_name = ""
+
+    def describe(self) -> str:
+        """``binomial  ( logit )``, as R's summary prints the family."""
+        return f"{self.r_name}  ( {self.link.name} )"
+
+    def sentence_name(self) -> str:
+        """The family in words, for reports: ``negative binomial (NB2, log link)``."""
+        inner = self.long_name.partition(" (")
+        detail = f"{inner[2][:-1]}, " if inner[1] else ""
+        return f"{inner[0]} ({detail}{self.link.name} link)"
+
+    def mean_derivative(self, eta, extra=()):
+        """``d E[Y] / d eta`` per trial."""
+        return self.link.inverse_derivative(eta)
+
+    def mean_over_normal(self, eta, var, extra=()):
+        """E[Y] per trial when ``eta`` is normal with mean ``eta`` and variance ``var``.
+
+        Closed form for the log link (``exp(eta + var / 2)``), 32-node Gauss-Hermite
+        otherwise.
+        """
+        eta = np.asarray(eta, dtype=float)
+        var = np.broadcast_to(np.asarray(var, dtype=float), eta.shape)
+        if isinstance(self.link, LogLink):
+            return self.mean(eta + var / 2.0, extra)
+        if np.all(var == 0):
+            return self.mean(eta, extra)
+        nodes = eta[..., None] + np.sqrt(var)[..., None] * _GH_Z
+        return self.mean(nodes, extra) @ _GH_W
+
+
+class Binomial(Family):
     """Binomial outcome (successes out of ``trials``) with a logit link."""
 
     name = "binomial"
-    link = "logit"
+    r_name = "binomial"
+    long_name = "binomial"
+    link = LogitLink()
+    has_trials = True
     log_concave = True  # w >= 0 everywhere
-    n_extra = 0
-    extra_names: tuple[str, ...] = ()
+
+    def mean_curvature(self, y, trials, weights) -> float:
+        """Typical curvature of one row's log-density: trials p (1 - p)."""
+        wsum = np.sum(weights)
+        if not wsum > 0:
+            return 1.0
+        p = np.sum(weights * y) / max(np.sum(weights * trials), 1e-300)
+        return float(np.sum(weights * trials) / wsum * p * (1.0 - p))
 
     def constant(self, y, trials):
         """The part of log p(y | eta) free of parameters: log C(trials, y)."""
@@ -86,9 +191,6 @@ class Binomial:
     def variance(self, mu, trials, extra=()):
         return trials * mu * (1.0 - mu)
 
-    def default_extra(self):
-        return np.zeros(0)
-
     def unit_deviance(self, y, mu, trials, extra=()):
         p = np.divide(y, trials, out=np.zeros_like(mu), where=trials > 0)
         a = special.xlogy(y, np.divide(p, mu, out=np.ones_like(mu), where=p > 0))
@@ -102,14 +204,14 @@ class Binomial:
         return stats.binom.cdf(y, trials, mu)
 
 
-class Poisson:
+class Poisson(Family):
     """Poisson outcome with a log link."""
 
     name = "poisson"
-    link = "log"
+    r_name = "poisson"
+    long_name = "Poisson"
+    link = LogLink()
     log_concave = True  # w >= 0 everywhere
-    n_extra = 0
-    extra_names: tuple[str, ...] = ()
 
     def constant(self, y, trials):
         """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
@@ -138,9 +240,6 @@ class Poisson:
     def variance(self, mu, trials, extra=()):
         return mu
 
-    def default_extra(self):
-        return np.zeros(0)
-
     def unit_deviance(self, y, mu, trials, extra=()):
         return 2.0 * (
             special.xlogy(y, np.divide(y, mu, out=np.ones_like(mu), where=y > 0)) - (y - mu)
@@ -156,7 +255,7 @@ class Poisson:
         return stats.poisson.cdf(y, mu)
 
 
-class NegativeBinomial2:
+class NegativeBinomial2(Family):
     """NB2 outcome (Var = mu + mu^2 / theta) with a log link; extra = [log theta].
 
     The curvature ``w`` is the exact negative second derivative of the
@@ -164,15 +263,11 @@ class NegativeBinomial2:
     """
 
     name = "negbin"
-    link = "log"
+    r_name = "nbinom2"
+    long_name = "negative binomial (NB2)"
+    link = LogLink()
     log_concave = True  # w >= 0 everywhere
-    n_extra = 1
-    extra_names: tuple[str, ...] = ("log_theta",)
-    # log theta is bounded so that theta -> infinity (Poisson data) stays finite
-    extra_bounds = ((-10.0, 20.0),)
-    # past log theta = 7 (theta ~ 1100) the likelihood is a flat ridge towards the bound
-    # (no overdispersion): a fit drifting there is settled on the bound
-    extra_flat_side = (("upper", 7.0),)
+    blocks = (NB_THETA,)
 
     def constant(self, y, trials):
         """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
@@ -271,9 +366,6 @@ class NegativeBinomial2:
     def variance(self, mu, trials, extra):
         return mu + mu**2 / np.exp(extra[0])
 
-    def default_extra(self):
-        return np.array([0.0])
-
     def unit_deviance(self, y, mu, trials, extra):
         theta = np.exp(extra[0])
         t1 = special.xlogy(y, np.divide(y, mu, out=np.ones_like(mu), where=y > 0))
@@ -294,7 +386,7 @@ class NegativeBinomial2:
         return stats.nbinom.cdf(y, theta, theta / (theta + mu))
 
 
-class ZeroInflated:
+class ZeroInflated(Family):
     """Constant zero-inflation around a count family; extra = [base..., logit pi].
 
     P(Y = 0) = pi + (1 - pi) f(0), P(Y = k) = (1 - pi) f(k) for k > 0.
@@ -302,16 +394,25 @@ class ZeroInflated:
     Hessian uses its exact curvature all the same, as glmmTMB does.
     """
 
-    link = "log"
+    zero_inflated = True
+    log_concave = False  # a zero's log-density is not concave in eta
 
     def __init__(self, base):
         self.base = base
         self.name = "zi_" + base.name
-        self.n_extra = base.n_extra + 1
-        self.extra_names = tuple(base.extra_names) + ("logit_zi",)
-        self.extra_bounds = tuple(getattr(base, "extra_bounds", ())) + ((-20.0, 10.0),)
-        # a zero-inflation probability below 1e-3 drifting towards 0 (no zero inflation)
-        self.extra_flat_side = tuple(getattr(base, "extra_flat_side", ())) + (("lower", -7.0),)
+        self.r_name = base.r_name
+        self.link = base.link
+        self.blocks = tuple(base.blocks) + (ZERO_INFLATION,)
+
+    def mean_curvature(self, y, trials, weights) -> float:
+        return self.base.mean_curvature(y, trials, weights)
+
+    def sentence_name(self) -> str:
+        return "zero-inflated " + self.base.sentence_name()
+
+    def mean_derivative(self, eta, extra=()):
+        _, pi, _ = self._split(extra)
+        return (1.0 - pi) * self.base.mean_derivative(eta)
 
     def _split(self, extra):
         extra = np.asarray(extra, dtype=float)
@@ -352,9 +453,6 @@ class ZeroInflated:
         m = mu / (1.0 - pi)
         vb = self.base.variance(m, trials, base_extra)
         return (1.0 - pi) * (vb + m**2) - mu**2
-
-    def default_extra(self):
-        return np.concatenate([self.base.default_extra(), [-2.0]])
 
     def unit_deviance(self, y, mu, trials, extra):
         # deviance against the saturated count model (used for D^2 only)

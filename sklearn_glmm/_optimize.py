@@ -105,12 +105,12 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50) -> np.ndarray:
     if has_intercept and wsum > 0:
         ybar = np.sum(d.weights * d.y) / wsum
         off = np.sum(d.weights * d.offset) / wsum
-        if d.family.link == "log":
-            eta0 = np.log(max(ybar, 1e-8))
+        if not d.family.has_trials:
+            eta0 = d.family.link.link(max(ybar, 1e-8))
         else:
             tbar = np.sum(d.weights * d.trials) / wsum
             p = min(max(ybar / tbar, 1e-8), 1 - 1e-8) if tbar > 0 else 0.5
-            eta0 = np.log(p / (1 - p))
+            eta0 = d.family.link.link(p)
         beta[0] = (eta0 - off) / d.X[0, 0]
     beta_start = beta.copy()
     ll_old = -np.inf
@@ -139,7 +139,7 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50) -> np.ndarray:
     # cannot diverge upwards
     lim = 15.0 / np.maximum(np.sqrt(np.mean(d.X**2, axis=0)), 1e-12)
     hi = lim.copy()
-    if has_intercept and d.family.link == "log":
+    if has_intercept and not d.family.has_trials:
         hi[0] = max(lim[0], beta_start[0] + lim[0])
     return np.clip(beta, -lim, hi)
 

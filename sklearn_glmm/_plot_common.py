@@ -66,7 +66,7 @@ def by_title(by) -> str | None:
 
 
 def is_binomial(est) -> bool:
-    return est._family_obj.name == "binomial"
+    return est._family_obj.has_trials
 
 
 def check_fitted(est):

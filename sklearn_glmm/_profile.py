@@ -26,17 +26,14 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
 
 from ._laplace import lambda_matrices
 from ._optimize import _run_lbfgsb, single_threaded_blas
-from ._results import StandardErrorWarning, beta_jacobian, internal_lambda, original_lambda
+from ._results import beta_jacobian, internal_lambda, original_lambda
+from .exceptions import ProfileWarning, StandardErrorWarning
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
-
-
-class ProfileWarning(UserWarning):
-    """Profiling found a lower deviance than the fit, or could not reach a limit."""
 
 
 def _psd_cholesky(R):
@@ -100,13 +97,13 @@ class ParamMap:
                     self.bounds.append((-1.0, 1.0))
             start += len(rows)
         fam = est._family_obj
-        shown = {"log_theta": "nb_theta", "logit_zi": "zi_prob"}
-        for k, nm in enumerate(fam.extra_names):
-            self.names.append(shown.get(nm, nm))
-            self.lme4_names.append(shown.get(nm, nm))
+        for k, block in enumerate(fam.blocks):
+            self.names.append(block.reported)
+            self.lme4_names.append(block.reported)
             self.kinds.append("extra")
             self.bounds.append(tuple(est._bounds[self.p + self.T + k]))
         self.extra_names = list(fam.extra_names)
+        self.blocks_extra = list(fam.blocks)
         self.n = len(self.names)
 
     # -- maps ------------------------------------------------------------------
@@ -195,13 +192,9 @@ class ParamMap:
         values = np.asarray(values, dtype=float)
         if self.kinds[k] != "extra":
             return values
-        name = self.extra_names[k - self.p - self.T]
-        lo, hi = self.bounds[k]
-        if name == "log_theta":
-            return np.where(values >= hi - 1e-6, np.inf, np.exp(values))
-        if name == "logit_zi":
-            return np.where(values <= lo + 1e-6, 0.0, special.expit(values))
-        return values
+        block = self.blocks_extra[k - self.p - self.T]
+        shown = np.vectorize(block.reported_value, otypes=[float])(values)
+        return shown if shown.ndim else float(shown)
 
 
 # -- Wald intervals on every reported parameter ---------------------------------

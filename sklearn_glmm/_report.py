@@ -42,7 +42,7 @@ def _fmt_ratio(values, digits):
 
 
 def _effect_sentences(est, ci, outcome, level, digits):
-    binom = est._family_obj.name == "binomial"
+    binom = est._family_obj.has_trials
     ratio = "OR" if binom else "IRR"
     subject, verb = (
         (f"The odds of {outcome}", "were") if binom else (f"The expected count of {outcome}", "was")
@@ -71,7 +71,7 @@ def _effect_sentences(est, ci, outcome, level, digits):
 
 
 def _random_sentences(est, ci, digits):
-    scale = "log-odds" if est._family_obj.name == "binomial" else "log"
+    scale = est._family_obj.link.scale_name
     out = []
     for f in est._factors:
         S = est.random_effects_cov_[f.name].to_numpy()
@@ -111,7 +111,7 @@ def _dispersion_sentences(est, digits):
             )
     if hasattr(est, "zero_inflation_"):
         out.append(f"The estimated zero-inflation probability was {est.zero_inflation_:.3f}.")
-    if fam.name == "binomial" and np.all(est._train["trials"] == 1):
+    if fam.has_trials and np.all(est._train["trials"] == 1):
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -173,13 +173,7 @@ def report(
 
     ci = confint(est, level=level, method=method)
     fam = est._family_obj
-    fam_txt = {
-        "binomial": "binomial (logit link)",
-        "poisson": "Poisson (log link)",
-        "negbin": "negative binomial (NB2, log link)",
-    }
-    base = fam.base.name if hasattr(fam, "base") else fam.name
-    kind = ("zero-inflated " if hasattr(fam, "base") else "") + fam_txt[base]
+    kind = fam.sentence_name()
     if est._factors:
         approx = (
             "the Laplace approximation"

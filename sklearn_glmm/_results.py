@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import special
 from sklearn.exceptions import ConvergenceWarning
 
 from ._converge import GRAD_TOL
@@ -21,38 +20,13 @@ from ._separation import separated_coefficients, separation_message
 from ._tables import FactorArrays, FitArrays
 from ._tables import store as store_arrays
 from ._validation import aliased_columns
-
-
-class SingularFitWarning(UserWarning):
-    """A random-effect variance (or correlation) is estimated on its boundary."""
-
-
-class OverdispersionWarning(UserWarning):
-    """Raised for dispersion parameters at a boundary (e.g. NB theta -> infinity)."""
-
-
-class IdentifiabilityWarning(UserWarning):
-    """A random-effect variance cannot be estimated from these groups (one level; one
-    observation per level of a binary outcome or of a random slope)."""
-
-
-class RankDeficiencyWarning(UserWarning):
-    """Fixed-effect columns that are constant or collinear were dropped (as lme4 does)."""
-
-
-class SeparationWarning(UserWarning):
-    """(Quasi-)complete separation: some fixed effects have an infinite MLE."""
-
-
-def mean_curvature(y, trials, weights, family_name) -> float:
-    """Typical curvature of one row's log-density at the mean (a count, t p (1 - p))."""
-    wsum = np.sum(weights)
-    if not wsum > 0:
-        return 1.0
-    if family_name == "binomial":
-        p = np.sum(weights * y) / max(np.sum(weights * trials), 1e-300)
-        return float(np.sum(weights * trials) / wsum * p * (1.0 - p))
-    return float(np.sum(weights * y) / wsum)
+from .exceptions import (
+    IdentifiabilityWarning,
+    RankDeficiencyWarning,
+    SeparationWarning,
+    SingularFitWarning,
+    StandardErrorWarning,
+)
 
 
 def scale_design(X, names, fit_intercept, curvature=1.0):
@@ -156,14 +130,6 @@ def beta_jacobian(scaling) -> np.ndarray:
     return J
 
 
-class ZeroInflationWarning(UserWarning):
-    """The zero-inflation probability is estimated at its boundary, 0."""
-
-
-class StandardErrorWarning(UserWarning):
-    """Some standard errors cannot be computed (reported as NaN)."""
-
-
 def _ensure_state(obj, x, record):
     """The objective's state at ``x``; re-solved from u = 0 when the last solve failed."""
     if getattr(obj, "state", None) is None or not np.isfinite(record.objective):
@@ -265,23 +231,24 @@ def _check_separation(est, data, beta_s):
     fam = est._family_obj
     use = data.weights > 0
     y, t = data.y[use], data.trials[use]
-    if fam.name == "binomial":
+    if fam.has_trials:
         all_same = bool(np.all(y[t > 0] <= 0) or np.all(y[t > 0] >= t[t > 0]))
     else:
         all_same = bool(np.all(y <= 0))
     if all_same:
-        warnings.warn(separation_message([], fam.name, True), SeparationWarning, stacklevel=4)
+        msg = separation_message([], fam.has_trials, True)
+        warnings.warn(msg, SeparationWarning, stacklevel=4)
         return
     # Along a separating direction the optimiser drives the linear predictor of the
     # separated rows far out: the linear programme is only needed when it did.
     eta = (data.X @ beta_s + data.offset)[use]
-    if fam.link == "logit":
+    if fam.has_trials:
         suspicious = np.max(np.abs(eta)) > 5.0
     else:
         suspicious = np.min(eta) < np.log(np.average(y, weights=data.weights[use])) - 5.0
     if not suspicious:
         return
-    cols = separated_coefficients(data.X, data.y, data.trials, data.weights, fam.link)
+    cols = separated_coefficients(data.X, data.y, data.trials, data.weights, fam.has_trials)
     if cols is None:
         return
     sc = est._scaling
@@ -295,7 +262,7 @@ def _check_separation(est, data, beta_s):
             j
             for j in slopes
             if separated_coefficients(
-                np.delete(data.X, j, axis=1), data.y, data.trials, data.weights, fam.link
+                np.delete(data.X, j, axis=1), data.y, data.trials, data.weights, fam.has_trials
             )
             is None
         ]
@@ -307,13 +274,14 @@ def _check_separation(est, data, beta_s):
     names = [est._fixed_names[sc["kept"][j - k0]] for j in slopes]
     if not names:
         names = [INTERCEPT]
-    warnings.warn(separation_message(names, fam.name, False), SeparationWarning, stacklevel=4)
+    msg = separation_message(names, fam.has_trials, False)
+    warnings.warn(msg, SeparationWarning, stacklevel=4)
 
 
 def _check_identifiable(est, data):
     """Warn when a factor's variance cannot be estimated from its levels."""
     fam = est._family_obj
-    binary = fam.name == "binomial" and bool(np.all(data.trials[data.weights > 0] <= 1))
+    binary = fam.has_trials and bool(np.all(data.trials[data.weights > 0] <= 1))
     for f in est._factors:
         counts = np.bincount(f.codes[data.weights > 0], minlength=f.n_levels)
         counts = counts[counts > 0]
@@ -352,7 +320,7 @@ def _check_group_separation(est, data):
     value, silently). The warning names the groups.
     """
     fam = est._family_obj
-    if fam.name != "binomial":
+    if not fam.has_trials:
         return
     use = data.weights > 0
     for f, fa in zip(est._factors, est._fit_arrays.factors):
@@ -369,11 +337,12 @@ def _check_group_separation(est, data):
         labels = [str(v) for v in f.levels[sep][:10]]
         more = f" and {int(sep.sum()) - 10} more" if sep.sum() > 10 else ""
         warnings.warn(
-            f"the random-intercept SD of grouping factor {f.name!r} is {sd:.3g} on the logit "
-            f"scale, and {int(sep.sum())} of its {f.n_levels} groups have all outcomes 0 or "
-            f"all 1 (group-level separation): {labels}{more}. Their effects are not "
-            "identified by the data, and the variance estimate is driven by them; consider "
-            "fewer random effects, pooling those groups, or a Bayesian prior on the variance.",
+            f"the random-intercept SD of grouping factor {f.name!r} is {sd:.3g} on the "
+            f"{fam.link.scale_name} scale, and {int(sep.sum())} of its {f.n_levels} groups "
+            f"have all outcomes 0 or all 1 (group-level separation): {labels}{more}. Their "
+            "effects are not identified by the data, and the variance estimate is driven by "
+            "them; consider fewer random effects, pooling those groups, or a Bayesian prior "
+            "on the variance.",
             SeparationWarning,
             stacklevel=4,
         )
@@ -416,38 +385,19 @@ def _set_random_effects(est, obj, theta_s, data):
 
 
 def _set_family_params(est, extra, V, start):
-    fam = est._family_obj
-    names = list(fam.extra_names)
-    if "log_theta" in names:
-        k = names.index("log_theta")
-        log_theta = extra[k]
-        at_bound = (
-            log_theta >= fam.extra_bounds[k][1] - 0.1 if hasattr(fam, "extra_bounds") else False
-        )
-        est.theta_ = float("inf") if at_bound else float(np.exp(log_theta))
-        est._log_theta_se = _one_se(V, start + k)
+    """Each of the family's parameter blocks: its reported value, standard error on the
+    optimiser's scale and whether it is on its boundary (with the block's warning)."""
+    from . import exceptions
+
+    est._block_se = {}
+    for j, block in enumerate(est._family_obj.blocks):
+        at_bound = block.is_at_bound(extra[j])
+        setattr(est, block.attribute, block.reported_value(extra[j]))
+        setattr(est, block.attribute[:-1] + "_at_boundary_", at_bound)
+        est._block_se[block.name] = _one_se(V, start + j)
         if at_bound:
-            warnings.warn(
-                "negative binomial theta ran to its upper limit (no overdispersion): the data are "
-                "consistent with a Poisson model, which is adequate here.",
-                OverdispersionWarning,
-                stacklevel=4,
-            )
-    if "logit_zi" in names:
-        k = names.index("logit_zi")
-        est.zero_inflation_ = float(special.expit(extra[k]))
-        est._zi_logit_se = _one_se(V, start + k)
-        lo = fam.extra_bounds[k][0]
-        est.zero_inflation_at_boundary_ = bool(extra[k] <= lo + 1e-6)
-        if est.zero_inflation_at_boundary_:
-            warnings.warn(
-                "the zero-inflation probability ran to 0 (its boundary): these data have no "
-                "more zeros than the count model itself predicts, and a model without zero "
-                "inflation is adequate here. Standard errors are those of the other parameters "
-                "with the zero inflation at 0.",
-                ZeroInflationWarning,
-                stacklevel=4,
-            )
+            category = getattr(exceptions, block.warning)
+            warnings.warn(block.at_bound_message, category, stacklevel=4)
 
 
 def _check_convergence(est, record):

@@ -6,7 +6,7 @@ log-density and raises at least one (Albert & Anderson 1984; Konis 2007). Per ro
 
 - binomial: ``d <= 0`` where ``y = 0``, ``d >= 0`` where ``y = trials``,
   ``d = 0`` where ``0 < y < trials``;
-- log link (Poisson, negative binomial): ``d <= 0`` where ``y = 0``, ``d = 0``
+- counts (Poisson, negative binomial): ``d <= 0`` where ``y = 0``, ``d = 0``
   where ``y > 0``: a mean pushed to zero wherever the outcome is zero.
 
 Whether such a ``b != 0`` exists is a linear programme; which coefficients can
@@ -24,10 +24,10 @@ _MAX_COEF_LPS = 60  # above this many fixed effects, name those of one direction
 _BATCH = 2000  # rows added per round of constraint generation
 
 
-def _constraints(X, y, trials, weights, link):
-    """Rows with d <= 0 (A_ub) and with d = 0 (A_eq)."""
+def _constraints(X, y, trials, weights, bounded):
+    """Rows with d <= 0 (A_ub) and with d = 0 (A_eq); ``bounded``: y out of trials."""
     use = weights > 0
-    if link == "logit":
+    if bounded:
         use &= trials > 0
         low, high = y <= 0, y >= trials
         A_ub = np.vstack([X[use & low & ~high], -X[use & high & ~low]])
@@ -77,7 +77,7 @@ def _lp(c, A_ub, A_eq, tol):
     return _solve(c, A_ub, A_eq)
 
 
-def separated_coefficients(X, y, trials, weights, link) -> list[int] | None:
+def separated_coefficients(X, y, trials, weights, bounded) -> list[int] | None:
     """Columns of ``X`` whose coefficient can move along a separating direction.
 
     Returns ``None`` when the data are not separated, otherwise the indices of
@@ -87,7 +87,7 @@ def separated_coefficients(X, y, trials, weights, link) -> list[int] | None:
     p = X.shape[1]
     if p == 0:
         return None
-    A_ub, A_eq = _constraints(X, y, trials, weights, link)
+    A_ub, A_eq = _constraints(X, y, trials, weights, bounded)
     if len(A_ub) == 0:
         return None
     # d = 0 on rows spanning every column: only b = 0 is left
@@ -115,12 +115,12 @@ def separated_coefficients(X, y, trials, weights, link) -> list[int] | None:
     return sorted(moving)
 
 
-def separation_message(names, family_name, all_degenerate) -> str:
+def separation_message(names, bounded, all_degenerate) -> str:
     """The warning text naming the predictors involved."""
     if all_degenerate:
         what = (
             "y is 0 in every row"
-            if family_name != "binomial"
+            if not bounded
             else "every row has the same outcome (all failures or all successes)"
         )
         return (
@@ -130,7 +130,7 @@ def separation_message(names, family_name, all_degenerate) -> str:
         )
     listed = ", ".join(repr(n) for n in names)
     who = f"predictor {listed}" if len(names) == 1 else f"predictors {listed} (together)"
-    if family_name == "binomial":
+    if bounded:
         head = (
             f"complete or quasi-complete separation: {who} perfectly predict(s) the outcome "
             "for some rows"

@@ -9,17 +9,43 @@ See the Troubleshooting page of the documentation for what each one means.
 
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
 
-from ._base import NoRandomEffectsWarning
-from ._profile import ProfileWarning
-from ._results import (
-    IdentifiabilityWarning,
-    OverdispersionWarning,
-    RankDeficiencyWarning,
-    SeparationWarning,
-    SingularFitWarning,
-    StandardErrorWarning,
-    ZeroInflationWarning,
-)
+
+class NoRandomEffectsWarning(UserWarning):
+    """``fit`` was called without ``groups``: the model has no random effects."""
+
+
+class ProfileWarning(UserWarning):
+    """Profiling found a lower deviance than the fit, or could not reach a limit."""
+
+
+class SingularFitWarning(UserWarning):
+    """A random-effect variance (or correlation) is estimated on its boundary."""
+
+
+class OverdispersionWarning(UserWarning):
+    """Raised for dispersion parameters at a boundary (e.g. NB theta -> infinity)."""
+
+
+class IdentifiabilityWarning(UserWarning):
+    """A random-effect variance cannot be estimated from these groups (one level; one
+    observation per level of a binary outcome or of a random slope)."""
+
+
+class RankDeficiencyWarning(UserWarning):
+    """Fixed-effect columns that are constant or collinear were dropped (as lme4 does)."""
+
+
+class SeparationWarning(UserWarning):
+    """(Quasi-)complete separation: some fixed effects have an infinite MLE."""
+
+
+class ZeroInflationWarning(UserWarning):
+    """The zero-inflation probability is estimated at its boundary, 0."""
+
+
+class StandardErrorWarning(UserWarning):
+    """Some standard errors cannot be computed (reported as NaN)."""
+
 
 __all__ = [
     "ConvergenceWarning",

@@ -202,20 +202,15 @@ def _fixed_design(est, Xa):
 
 def _mean_given(fam, eta, var, extra):
     """E[Y] when eta is normal with mean ``eta`` and variance ``var``."""
-    if fam.link == "log":
-        return fam.mean(eta + var / 2.0, extra)
-    if np.all(var == 0):
-        return fam.mean(eta, extra)
-    nodes = eta[:, None] + np.sqrt(var)[:, None] * _GH_Z[None, :]
-    return fam.mean(nodes, extra) @ _GH_W
+    return fam.mean_over_normal(eta, var, extra)
 
 
 def _link(fam, mu):
-    return special.logit(mu) if fam.link == "logit" else np.log(mu)
+    return fam.link.link(mu)
 
 
 def _inv_link(fam, v):
-    return special.expit(v) if fam.link == "logit" else np.exp(v)
+    return fam.link.inverse(v)
 
 
 def _population_means(est, Xa, off, x, population):
@@ -325,7 +320,7 @@ def _table_from_link(fam, g, se, z, scale, prefix):
     if scale == "link":
         vals = (g, se, g - z * se, g + z * se)
     else:
-        dmu = mu * (1 - mu) if fam.link == "logit" else mu
+        dmu = fam.link.inverse_derivative(g)
         vals = (mu, dmu * se, _inv_link(fam, g - z * se), _inv_link(fam, g + z * se))
     return {f"{prefix}{s}": v for s, v in zip(("", "_se", "_lower", "_upper"), vals)}
 
@@ -402,8 +397,8 @@ def contrast(
     if kind not in ("difference", "ratio", "odds_ratio"):
         raise ValueError(f"kind must be 'difference', 'ratio' or 'odds_ratio', got {kind!r}.")
     fam = est._family_obj
-    if kind == "odds_ratio" and fam.link != "logit":
-        raise ValueError("kind='odds_ratio' needs a binomial model.")
+    if kind == "odds_ratio" and fam.link.ratio_name != "odds ratio":
+        raise ValueError("kind='odds_ratio' needs a binomial model with a logit link.")
     A1, o1, *_ = _prep(est, X1, offset1)
     A0, o0, *_ = _prep(est, X0, offset0)
     if A1.shape != A0.shape:

@@ -87,7 +87,7 @@ def _final_model(estimator, X):
 def _outcome(model, y, trials):
     """``y`` as numbers (successes for binomial) and the trials of every row."""
     n = len(y)
-    if model._family_obj.name != "binomial":
+    if not model._family_obj.has_trials:
         return np.asarray(y, dtype=float), np.ones(n)
     if trials is not None:
         return np.asarray(y, dtype=float), np.asarray(trials, dtype=float)

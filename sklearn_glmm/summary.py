@@ -108,12 +108,10 @@ class Summary:
             else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {est.n_agq}"
         )
         fam = est._family_obj
-        fam_name = {"negbin": "nbinom2"}.get(fam.name, fam.name)
-        fam_name = fam_name.replace("zi_negbin", "nbinom2").replace("zi_", "")
         lines = [
             f"Generalized linear mixed model fit by maximum likelihood ({method}) "
             f"[{type(est).__name__}]",
-            f" Family: {fam_name}  ( {fam.link} )",
+            f" Family: {fam.describe()}",
             f" Model: {model_formula(est)}",
         ]
         if getattr(est, "zero_inflation", False):
@@ -182,7 +180,7 @@ class Summary:
         if not hasattr(est, "zero_inflation_"):
             return []
         logit = np.log(est.zero_inflation_) - np.log1p(-est.zero_inflation_)
-        se = est._zi_logit_se
+        se = est._block_se["logit_zi"]
         z = logit / se if se > 0 else np.nan
         p = 2 * stats.norm.sf(abs(z)) if np.isfinite(z) else np.nan
         table = pd.DataFrame(

@@ -46,7 +46,7 @@ def expected_failed_checks(estimator):
     return failed
 
 
-@pytest.mark.filterwarnings("ignore::sklearn_glmm._base.NoRandomEffectsWarning")
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.NoRandomEffectsWarning")
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @parametrize_with_checks(
     [BinomialGLMM(), PoissonGLMM(), NegBinGLMM()],

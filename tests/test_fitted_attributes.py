@@ -19,8 +19,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
-from sklearn_glmm._base import NoRandomEffectsWarning
 from sklearn_glmm._design import build_factors
+from sklearn_glmm.exceptions import NoRandomEffectsWarning
 
 TABLES = ["fixed_effects_", "ranef_", "random_effects_cov_", "_vcov_fixed"]
 

@@ -35,8 +35,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils import get_tags
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
-from sklearn_glmm._base import NoRandomEffectsWarning
 from sklearn_glmm.datasets import make_longitudinal
+from sklearn_glmm.exceptions import NoRandomEffectsWarning
 from sklearn_glmm.model_selection import (
     GLMMScorer,
     compare_structures,

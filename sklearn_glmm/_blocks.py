@@ -1,0 +1,122 @@
+"""A family's own parameters, declared as blocks beside the fixed effects and theta.
+
+The negative binomial's ``theta`` and a zero-inflation probability are estimated
+jointly with ``beta`` and ``theta``. Each is a :class:`ParameterBlock`: its name on
+the optimiser's (unconstrained) scale, its bounds and start there, the map to the
+scale it is reported on, and what happens at its bound. The optimiser, the
+fitted attributes, Wald and profile intervals and the summary iterate over a
+family's ``blocks`` and never ask which family it is.
+
+Example
+-------
+>>> from sklearn_glmm._families import make_family
+>>> [b.reported for b in make_family("negbin", zero_inflation=True).blocks]
+['nb_theta', 'zi_prob']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+
+@dataclass(frozen=True)
+class ParameterBlock:
+    """One scalar parameter of a family.
+
+    Attributes
+    ----------
+    name : str
+        Name on the optimiser's scale (``"log_theta"``, ``"logit_zi"``).
+    reported : str
+        Name of the reported parameter (``"nb_theta"``, ``"zi_prob"``): a row of
+        ``confint`` and of the summary.
+    bounds : (float, float)
+        Bounds on the optimiser's scale.
+    start : float
+        Starting value on the optimiser's scale.
+    to_reported : callable
+        Map from the optimiser's scale to the reported one (``np.exp``, ``expit``).
+    attribute : str
+        The estimator attribute holding the reported value (``"theta_"``).
+    flat_side : ("upper" | "lower", float) or None
+        Past this value towards that bound the likelihood is a flat ridge (no
+        overdispersion, no zero inflation): a fit drifting there is settled on the
+        bound, and the parameter is reported as a boundary estimate.
+    at_bound_value : float
+        The reported value of a boundary estimate (``inf`` for NB theta).
+    at_bound_message : str
+        What a boundary estimate means, for its warning.
+    warning : str
+        Name of the warning class (in :mod:`sklearn_glmm.exceptions`) for it.
+    label : str
+        The summary's words for the parameter.
+    """
+
+    name: str
+    reported: str
+    bounds: tuple[float, float]
+    start: float
+    to_reported: Callable[[float], float]
+    attribute: str
+    flat_side: tuple[str, float] | None
+    at_bound_value: float
+    at_bound_message: str
+    warning: str
+    label: str
+
+    def bound(self) -> float:
+        """The bound the flat side leads to."""
+        return self.bounds[1] if self.flat_side[0] == "upper" else self.bounds[0]
+
+    def is_at_bound(self, value: float, tol: float = 1e-6) -> bool:
+        return self.flat_side is not None and abs(value - self.bound()) <= tol
+
+    def reported_value(self, value: float) -> float:
+        """The reported value; the declared boundary value on the bound."""
+        if self.is_at_bound(value):
+            return float(self.at_bound_value)
+        return float(self.to_reported(value))
+
+
+NB_THETA = ParameterBlock(
+    name="log_theta",
+    reported="nb_theta",
+    # bounded so that theta -> infinity (Poisson data) stays finite
+    bounds=(-10.0, 20.0),
+    start=0.0,
+    to_reported=np.exp,
+    attribute="theta_",
+    # past log theta = 7 (theta ~ 1100) the likelihood is a flat ridge towards the bound
+    flat_side=("upper", 7.0),
+    at_bound_value=float("inf"),
+    at_bound_message=(
+        "negative binomial theta ran to its upper limit (no overdispersion): the data are "
+        "consistent with a Poisson model, which is adequate here."
+    ),
+    warning="OverdispersionWarning",
+    label="Dispersion parameter (NB theta)",
+)
+
+ZERO_INFLATION = ParameterBlock(
+    name="logit_zi",
+    reported="zi_prob",
+    bounds=(-20.0, 10.0),
+    start=-2.0,
+    to_reported=special.expit,
+    attribute="zero_inflation_",
+    # a zero-inflation probability below 1e-3 drifting towards 0 (no zero inflation)
+    flat_side=("lower", -7.0),
+    at_bound_value=float(special.expit(-20.0)),
+    at_bound_message=(
+        "the zero-inflation probability ran to 0 (its boundary): these data have no more "
+        "zeros than the count model itself predicts, and a model without zero inflation is "
+        "adequate here. Standard errors are those of the other parameters with the zero "
+        "inflation at 0."
+    ),
+    warning="ZeroInflationWarning",
+    label="Zero-inflation probability",
+)

@@ -1,0 +1,144 @@
+"""Link functions as objects: ``eta = g(mu)`` and its inverse, with derivatives.
+
+A family holds its link by composition (as scikit-learn's ``_loss`` and glum do),
+so code outside the families asks the link, never compares names: the inverse
+for predictions, ``dmu/deta`` for marginal effects, what an exponentiated
+coefficient means (an odds ratio, a rate ratio) and the name R prints.
+
+Example
+-------
+>>> import numpy as np
+>>> from sklearn_glmm._links import LogitLink
+>>> link = LogitLink()
+>>> float(link.inverse(link.link(np.array(0.25))))
+0.25
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+_ETA_MAX = 700.0  # exp(700) is finite in float64
+
+
+class Link:
+    """Base class: ``link`` (mu -> eta), ``inverse`` (eta -> mu) and ``inverse_derivative``.
+
+    Attributes
+    ----------
+    name : str
+        The name R prints (``binomial(link = "logit")``).
+    scale_name : str
+        What the linear predictor is on, in words ("log-odds", "log").
+    ratio_name : str or None
+        What ``exp(coefficient)`` is (``"odds ratio"``, ``"rate ratio"``); None when an
+        exponentiated coefficient has no such reading (probit).
+    """
+
+    name = ""
+    scale_name = ""
+    ratio_name: str | None = None
+
+    def link(self, mu):
+        raise NotImplementedError
+
+    def inverse(self, eta):
+        raise NotImplementedError
+
+    def inverse_derivative(self, eta):
+        """``d mu / d eta`` at ``eta``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __reduce__(self):
+        return (type(self), ())
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+class LogitLink(Link):
+    """``eta = log(mu / (1 - mu))``: binomial probabilities, coefficients as log odds ratios."""
+
+    name = "logit"
+    scale_name = "log-odds"
+    ratio_name = "odds ratio"
+
+    def link(self, mu):
+        return special.logit(mu)
+
+    def inverse(self, eta):
+        return special.expit(eta)
+
+    def inverse_derivative(self, eta):
+        mu = special.expit(eta)
+        return mu * (1.0 - mu)
+
+
+class ProbitLink(Link):
+    """``eta = Phi^{-1}(mu)``: a latent normal threshold model."""
+
+    name = "probit"
+    scale_name = "probit"
+    ratio_name = None
+
+    def link(self, mu):
+        return special.ndtri(mu)
+
+    def inverse(self, eta):
+        return special.ndtr(eta)
+
+    def inverse_derivative(self, eta):
+        return np.exp(-0.5 * np.asarray(eta) ** 2) / np.sqrt(2.0 * np.pi)
+
+
+class CLogLogLink(Link):
+    """``eta = log(-log(1 - mu))``: discrete-time hazards; ``exp(beta)`` is a hazard ratio."""
+
+    name = "cloglog"
+    scale_name = "complementary log-log"
+    ratio_name = "hazard ratio"
+
+    def link(self, mu):
+        return np.log(-np.log1p(-np.asarray(mu)))
+
+    def inverse(self, eta):
+        return -np.expm1(-np.exp(np.minimum(eta, _ETA_MAX)))
+
+    def inverse_derivative(self, eta):
+        e = np.exp(np.minimum(eta, _ETA_MAX))
+        return e * np.exp(-e)
+
+
+class LogLink(Link):
+    """``eta = log(mu)``: counts, coefficients as log rate ratios."""
+
+    name = "log"
+    scale_name = "log"
+    ratio_name = "rate ratio"
+
+    def link(self, mu):
+        return np.log(mu)
+
+    def inverse(self, eta):
+        return np.exp(np.minimum(eta, _ETA_MAX))
+
+    def inverse_derivative(self, eta):
+        return np.exp(np.minimum(eta, _ETA_MAX))
+
+
+LINKS = {cls.name: cls for cls in (LogitLink, ProbitLink, CLogLogLink, LogLink)}
+
+
+def make_link(name: str) -> Link:
+    """The link object called ``name`` (``"logit"``, ``"probit"``, ``"cloglog"``, ``"log"``)."""
+    try:
+        return LINKS[name]()
+    except KeyError:
+        raise ValueError(f"unknown link {name!r}; choose one of {sorted(LINKS)}.") from None
