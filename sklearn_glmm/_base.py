@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 from sklearn import get_config
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from . import _results, _tables
@@ -58,14 +58,16 @@ class _BaseGLMM(BaseEstimator):
         return make_family(self._family_name, getattr(self, "zero_inflation", False))
 
     def _check_params(self):
-        if not isinstance(self.n_agq, Integral) or isinstance(self.n_agq, bool) or self.n_agq < 1:
-            raise ValueError(f"n_agq must be an integer >= 1, got {self.n_agq!r}.")
-        if self.n_agq > 50:
-            raise ValueError(f"n_agq must be at most 50, got {self.n_agq}.")
-        if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}.")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError(f"tol must be a positive number, got {self.tol!r}.")
+        """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows
+        but the model does not: ``True``/``False`` for the integer parameters."""
+        self._validate_params()
+        for name in ("n_agq", "max_iter"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be an int, "
+                    f"got {value!r} (a bool)."
+                )
 
     def _split_groups(self, X, groups):
         """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``."""

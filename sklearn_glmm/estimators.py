@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import type_of_target
 
 from ._base import _BaseGLMM
@@ -32,7 +35,19 @@ _COMMON_PARAMS = """
         ``ConvergenceWarning`` and sets ``converged_ = False``.
     tol : float, default=1e-10
         Relative tolerance on the objective for the optimiser to stop.
+
+    Invalid parameter values (``fit_intercept="no"``, ``tol=-1``) raise
+    scikit-learn's ``InvalidParameterError`` (a ``ValueError``) in ``fit``.
 """
+
+_PARAMETER_CONSTRAINTS = {
+    "random_effects": [str, dict, None],
+    "n_agq": [Interval(Integral, 1, 50, closed="both")],
+    "fit_intercept": ["boolean"],
+    "group_columns": [str, "array-like", None],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="neither")],
+}
 
 _COMMON_ATTRS = """
     coef_ : ndarray of shape (n_features,)
@@ -87,6 +102,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     )
 
     _family_name = "binomial"
+    _parameter_constraints = _PARAMETER_CONSTRAINTS
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}
 
@@ -184,6 +200,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
 
 
 class _CountGLMM(RegressorMixin, _BaseGLMM):
+    _parameter_constraints = {**_PARAMETER_CONSTRAINTS, "zero_inflation": ["boolean"]}
+
     def __init__(
         self,
         random_effects="1",
