@@ -42,6 +42,30 @@ def _no_groups_message() -> str:
     return msg
 
 
+def _groups_required_message(est) -> str:
+    routing = get_config()["enable_metadata_routing"]
+    if est.random_effects is not None:
+        why = f"random_effects={est.random_effects!r} asks for a mixed model"
+    else:
+        why = "the estimator requested groups (set_fit_request(groups=True))"
+    msg = (
+        f"{why} but fit received no groups. Pass groups=... to fit, or name the grouping "
+        "column(s) of a DataFrame X with group_columns=.... Inside Pipeline, cross_validate or "
+        "GridSearchCV, groups reach fit only through metadata routing"
+    )
+    if not routing:
+        msg += (
+            ", which is off: call sklearn.set_config(enable_metadata_routing=True) and "
+            "est.set_fit_request(groups=True), or use group_columns."
+        )
+    else:
+        msg += (
+            ": request them with est.set_fit_request(groups=True) and pass groups to the "
+            "meta-estimator's fit (or params={'groups': ...} for cross_validate)."
+        )
+    return msg + " Leave random_effects unset (None) to fit a GLM without random effects."
+
+
 class _BaseGLMM(BaseEstimator):
     """Generalized linear mixed model fitted by maximum likelihood (see subclasses)."""
 
@@ -68,6 +92,14 @@ class _BaseGLMM(BaseEstimator):
                     f"The {name!r} parameter of {type(self).__name__} must be an int, "
                     f"got {value!r} (a bool)."
                 )
+
+    def _groups_requested(self) -> bool:
+        """Whether this estimator declared a mixed model: ``random_effects`` set, or
+        ``set_fit_request(groups=True)`` (or an alias) called."""
+        if self.random_effects is not None:
+            return True
+        request = self._get_metadata_request().fit.requests.get("groups")
+        return request is True or isinstance(request, str)
 
     def _split_groups(self, X, groups):
         """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``."""
@@ -149,7 +181,10 @@ class _BaseGLMM(BaseEstimator):
             Outcome.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Grouping factor(s). A DataFrame names its factors by its columns.
-            ``None`` fits the model without random effects (with a warning).
+            ``None`` fits the model without random effects (with a
+            ``NoRandomEffectsWarning``) when ``random_effects`` is left at None;
+            with ``random_effects`` set, or after ``set_fit_request(groups=True)``,
+            it raises ``ValueError``.
         sample_weight : array-like of shape (n_samples,), default=None
             Prior weights multiplying each row's log-likelihood.
         offset : array-like of shape (n_samples,), default=None
@@ -213,10 +248,13 @@ class _BaseGLMM(BaseEstimator):
         curvature = _results.mean_curvature(yv, trials, w, family.name)
         Xd, self._scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
         if groups is None:
+            if self._groups_requested():
+                raise ValueError(_groups_required_message(self))
             warnings.warn(_no_groups_message(), NoRandomEffectsWarning, stacklevel=3)
             factors = []
         else:
-            factors = build_factors(groups, self.random_effects, names, X_raw.shape[0])
+            terms = "1" if self.random_effects is None else self.random_effects
+            factors = build_factors(groups, terms, names, X_raw.shape[0])
         self._factor_input_names = factor_names(groups) if groups is not None else []
         if self.n_agq > 1 and (len(factors) != 1 or factors[0].q != 1):
             raise ValueError(

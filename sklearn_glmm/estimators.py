@@ -14,12 +14,19 @@ from ._base import _BaseGLMM
 from ._validation import check_counts, check_trials
 
 _COMMON_PARAMS = """
-    random_effects : str or dict, default="1"
+    random_effects : str, dict or None, default=None
         Random-effect terms in lme4's syntax over feature names (``x0``, ``x1``,
         ... for arrays): ``"1"`` random intercept; ``"1 + time"`` correlated
         intercept and slope(s); ``"0 + time"`` slope only; ``"diag(1 + time)"``
         (or ``"1 + time ||"``) uncorrelated. A dict ``{factor name: term}`` gives
         one term per grouping factor; a string applies to every factor.
+        ``None`` is a random intercept (``"1"``) for every factor when ``fit``
+        gets groups, and a GLM without random effects (with a
+        ``NoRandomEffectsWarning``) when it gets none. Any value set explicitly,
+        ``"1"`` included, declares a mixed model: ``fit`` without groups then
+        raises ``ValueError`` (as it does after ``set_fit_request(groups=True)``),
+        so a search or pipeline that does not route ``groups`` fails instead of
+        fitting GLMs.
     n_agq : int, default=1
         1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
         quadrature with that many nodes (one grouping factor with a scalar random
@@ -108,7 +115,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
 
     def __init__(
         self,
-        random_effects="1",
+        random_effects=None,
         *,
         n_agq=1,
         fit_intercept=True,
@@ -204,7 +211,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
 
     def __init__(
         self,
-        random_effects="1",
+        random_effects=None,
         *,
         n_agq=1,
         zero_inflation=False,

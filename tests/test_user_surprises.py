@@ -11,10 +11,13 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_validate
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_param_validation
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm._base import NoRandomEffectsWarning
 from sklearn_glmm.datasets import make_longitudinal
 
 pytestmark = [
@@ -33,6 +36,50 @@ def _quiet(fun, *args, **kwargs):
 def binary():
     df, _ = make_longitudinal("binomial", n_groups=40, random_state=0)
     return df[["time", "treatment"]], df["y"], df["id"], df
+
+
+# =========================================================================================
+# 2. random effects asked for, but no groups reach fit
+# =========================================================================================
+def test_grid_search_without_routing_raises_instead_of_fitting_glms(binary):
+    X, y, ids, _ = binary
+    search = GridSearchCV(BinomialGLMM(), {"random_effects": ["1", "1 + time"]}, cv=GroupKFold(2))
+    with sklearn.config_context(enable_metadata_routing=False):
+        with pytest.raises(ValueError, match="fit received no groups") as info:
+            _quiet(search.fit, X, y, groups=ids)
+    message = str(info.value)
+    assert "sklearn.set_config(enable_metadata_routing=True)" in message
+    assert "est.set_fit_request(groups=True)" in message and "group_columns" in message
+
+
+def test_explicit_random_effects_need_groups_the_default_fits_a_glm(binary):
+    X, y, _, _ = binary
+    for est in (BinomialGLMM("1"), BinomialGLMM(random_effects="1 + time"), PoissonGLMM("1")):
+        with pytest.raises(ValueError, match=r"random_effects='1.*' asks for a mixed model"):
+            est.fit(X, (y > 0).astype(int))
+    with pytest.warns(NoRandomEffectsWarning):
+        glm = BinomialGLMM().fit(X, y)
+    assert glm._factors == [] and glm.random_effects is None
+
+
+def test_requested_groups_that_never_arrive_raise(binary):
+    X, y, ids, _ = binary
+    with sklearn.config_context(enable_metadata_routing=True):
+        est = BinomialGLMM().set_fit_request(groups=True)
+        with pytest.raises(ValueError, match=r"requested groups.*fit received no groups"):
+            _quiet(cross_validate, est, X, y, cv=KFold(2))
+        # with the groups passed the default estimator fits a random intercept
+        res = _quiet(cross_validate, est, X, y, cv=GroupKFold(2), params={"groups": ids})
+    assert np.all(np.isfinite(res["test_score"]))
+
+
+def test_group_columns_need_no_routing(binary):
+    _, y, _, df = binary
+    search = GridSearchCV(
+        BinomialGLMM(group_columns="id"), {"random_effects": ["1", "1 + time"]}, cv=GroupKFold(2)
+    )
+    _quiet(search.fit, df[["id", "time", "treatment"]], y, groups=df["id"])
+    assert search.best_estimator_.ranef_["id"].shape[0] == df["id"].nunique()
 
 
 # =========================================================================================
