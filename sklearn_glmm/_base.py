@@ -17,7 +17,13 @@ from ._design import build_factors, factor_names, groups_columns, lookup_codes
 from ._families import make_family
 from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
 from ._optimize import fit_objective, parameter_bounds, starting_point
-from ._validation import as_float_vector, check_weights, check_y_finite, numeric_frame_values
+from ._validation import (
+    as_float_vector,
+    check_unique_columns,
+    check_weights,
+    check_y_finite,
+    numeric_frame_values,
+)
 
 _GH_Z, _GH_W = hermegauss(32)
 _GH_W = _GH_W / _GH_W.sum()
@@ -122,6 +128,7 @@ class _BaseGLMM(BaseEstimator):
         return X.drop(columns=cols), X[cols]
 
     def _validate_X(self, X, reset: bool):
+        check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
         min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
         Xa = None
@@ -177,6 +184,7 @@ class _BaseGLMM(BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Fixed-effect predictors (no intercept column; see ``fit_intercept``).
+            A DataFrame's column names must be unique.
         y : array-like of shape (n_samples,)
             Outcome.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None

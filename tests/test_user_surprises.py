@@ -10,6 +10,7 @@ R's numbers come from R 4 with lme4 1.1-31; the R code is in the comments.
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn
 from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_validate
@@ -80,6 +81,20 @@ def test_group_columns_need_no_routing(binary):
     )
     _quiet(search.fit, df[["id", "time", "treatment"]], y, groups=df["id"])
     assert search.best_estimator_.ranef_["id"].shape[0] == df["id"].nunique()
+
+
+# =========================================================================================
+# 5. duplicated column names
+# =========================================================================================
+def test_duplicated_columns_raise_naming_the_column(binary):
+    X, y, ids, _ = binary
+    dup = pd.concat([X, X[["time"]] * 2], axis=1)
+    assert list(dup.columns) == ["time", "treatment", "time"]
+    with pytest.raises(ValueError, match=r"duplicated column name\(s\) \['time'\]"):
+        BinomialGLMM("1 + time").fit(dup, y, groups=ids)
+    m = _quiet(BinomialGLMM().fit, X, y, groups=ids)
+    with pytest.raises(ValueError, match=r"duplicated column name\(s\) \['time'\]"):
+        m.predict(dup.iloc[:, [0, 2]])
 
 
 # =========================================================================================
