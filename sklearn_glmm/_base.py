@@ -13,8 +13,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from . import _results, _tables
-from ._design import build_factors, factor_names, groups_columns, lookup_codes
+from ._design import build_factors, factor_names, groups_columns
 from ._families import make_family
+from ._groups import check_distinct_labels, match_levels
 from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
 from ._optimize import fit_objective, parameter_bounds, starting_point
 from ._validation import (
@@ -263,6 +264,8 @@ class _BaseGLMM(BaseEstimator):
         else:
             terms = "1" if self.random_effects is None else self.random_effects
             factors = build_factors(groups, terms, names, X_raw.shape[0])
+            for f in factors:
+                check_distinct_labels(f.name, f.levels)
         self._factor_input_names = factor_names(groups) if groups is not None else []
         if self.n_agq > 1 and (len(factors) != 1 or factors[0].q != 1):
             raise ValueError(
@@ -313,7 +316,10 @@ class _BaseGLMM(BaseEstimator):
             by_name = dict(zip(self._factor_order, cols))
         for f in self._factors:
             Z = f.z_matrix(Xa)
-            codes = lookup_codes(f, by_name[f.name]) if groups is not None else np.full(n, -1)
+            if groups is None:
+                codes = np.full(n, -1)
+            else:
+                codes = match_levels(f.levels, by_name[f.name], f.name)
             known = codes >= 0
             B = self.ranef_[f.name].to_numpy()
             eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])

@@ -294,11 +294,12 @@ def predict_interval(
     Vb = est._vcov_fixed.to_numpy()
     v_eta = np.einsum("ni,ij,nj->n", D, Vb, D)
     if include_random and est._factors and groups is not None:
-        from ._design import groups_columns, lookup_codes
+        from ._design import groups_columns
+        from ._groups import match_levels
 
         by_name = dict(zip(est._factor_order, groups_columns(groups, Xa.shape[0])))
         for f in est._factors:
-            codes = lookup_codes(f, by_name[f.name])
+            codes = match_levels(f.levels, by_name[f.name], f.name)
             known = codes >= 0
             Z = f.z_matrix(Xa)[known]
             C = est._ranef_condvar[f.name][codes[known]]

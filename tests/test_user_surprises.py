@@ -84,6 +84,70 @@ def test_group_columns_need_no_routing(binary):
 
 
 # =========================================================================================
+# 4. group labels of another type at predict time
+# =========================================================================================
+@pytest.fixture(scope="module")
+def counts():
+    df, _ = make_longitudinal("poisson", n_groups=12, random_state=0)
+    return df[["time"]], df["y"], df["id"]
+
+
+@pytest.mark.parametrize(
+    "fit_as, predict_as",
+    [
+        (float, str),  # fitted 1.0, asked "1"
+        (str, float),  # fitted "1", asked 1.0
+        (int, str),
+        (str, int),
+        (float, lambda v: f"{v:.1f}"),  # fitted 1.0, asked "1.0"
+    ],
+    ids=["float-str", "str-float", "int-str", "str-int", "float-str.0"],
+)
+def test_labels_differing_only_in_type_match_in_both_directions(counts, fit_as, predict_as):
+    X, y, ids = counts
+    fitted_labels = ids.map(fit_as)
+    asked = ids.map(predict_as)
+    m = PoissonGLMM().fit(X, y, groups=fitted_labels)
+    np.testing.assert_allclose(m.predict(X, groups=asked), m.predict(X, groups=fitted_labels))
+    assert not np.allclose(m.predict(X, groups=asked), m.predict(X))  # not population-level
+    np.testing.assert_allclose(
+        m.predict_proba(X, groups=asked, max_count=20),
+        m.predict_proba(X, groups=fitted_labels, max_count=20),
+    )
+    # predict_interval reads the conditional variances of the same levels
+    pd.testing.assert_frame_equal(
+        m.predict_interval(X, groups=asked), m.predict_interval(X, groups=fitted_labels)
+    )
+
+
+def test_binomial_predict_proba_matches_labels_of_another_type(binary):
+    X, y, ids, _ = binary
+    m = _quiet(BinomialGLMM().fit, X, y, groups=ids.astype(float))
+    np.testing.assert_allclose(
+        m.predict_proba(X, groups=ids.astype(str)), m.predict_proba(X, groups=ids)
+    )
+
+
+def test_labels_that_are_not_a_numbers_text_do_not_match(counts):
+    X, y, ids = counts
+    m = PoissonGLMM().fit(X, y, groups=ids)
+    padded = ids.map(lambda v: f"0{v}")  # "01" is another label than 1
+    np.testing.assert_allclose(m.predict(X, groups=padded), m.predict(X))
+
+
+def test_labels_that_differ_only_in_type_raise_in_fit_and_when_ambiguous(counts):
+    X, y, ids = counts
+    mixed = ids.astype(object).copy()
+    mixed.iloc[:2] = str(ids.iloc[0])  # "1" next to 1
+    with pytest.raises(ValueError, match=r"labels \[1, '1'\] that differ only in type"):
+        PoissonGLMM().fit(X, y, groups=mixed)
+    two = ids.astype(str).where(ids != 2, "1.0")  # "1" and "1.0" are fitted as two groups
+    m = PoissonGLMM().fit(X, y, groups=two)
+    with pytest.raises(ValueError, match=r"group label 1 .* matches the fitted levels"):
+        m.predict(X, groups=ids)
+
+
+# =========================================================================================
 # 5. duplicated column names
 # =========================================================================================
 def test_duplicated_columns_raise_naming_the_column(binary):
