@@ -83,7 +83,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
 
     .. math::
 
-        \\operatorname{logit} P(y_{ij} = 1 \\mid b_i) = x_{ij}^\\top \\beta + z_{ij}^\\top b_i,
+        \\operatorname{logit} P(y_{ij} = \\text{pos\\_label\\_} \\mid b_i)
+        = x_{ij}^\\top \\beta + z_{ij}^\\top b_i,
         \\qquad b_i \\sim N(0, \\Sigma)
 
     Parameters
@@ -91,9 +92,22 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     """
         + _COMMON_PARAMS
         + """
+    pos_label : int, float, bool, str or None, default=None
+        The class whose probability the model describes (the "success"): the
+        linear predictor is the log-odds of ``y == pos_label``. ``None`` takes
+        the larger of the two classes as scikit-learn orders them (``classes_[1]``):
+        1 for 0/1 labels, ``True`` for booleans, the later string in Python's
+        sort order (``"Yes" < "no"``: upper case sorts first, so ``{"Yes", "no"}``
+        models ``"no"``; pass ``pos_label="Yes"``). ``summary()`` and ``report()``
+        name the class modelled. Ignored with ``trials`` (y counts successes).
+
     Attributes
     ----------
     classes_ : ndarray of shape (2,)
+        The two classes, sorted; ``predict_proba`` columns follow this order
+        whatever ``pos_label`` is.
+    pos_label_ : object
+        The class modelled (``y == pos_label_`` is a success); ``1`` with ``trials``.
     """
         + _COMMON_ATTRS
         + """
@@ -109,7 +123,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     )
 
     _family_name = "binomial"
-    _parameter_constraints = _PARAMETER_CONSTRAINTS
+    _parameter_constraints = {**_PARAMETER_CONSTRAINTS, "pos_label": [Real, str, "boolean", None]}
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}
 
@@ -122,6 +136,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         group_columns=None,
         max_iter=1000,
         tol=1e-10,
+        pos_label=None,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -129,21 +144,25 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.group_columns = group_columns
         self.max_iter = max_iter
         self.tol = tol
+        self.pos_label = pos_label
 
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, trials=None):
         """Fit by maximum likelihood.
 
         ``trials`` (array-like of shape (n_samples,)) makes ``y`` the number of
         successes out of ``trials`` (R's ``cbind(successes, failures)``).
-        Otherwise ``y`` holds two classes of any type.
+        Otherwise ``y`` holds two classes of any type; ``pos_label`` says which
+        one the model describes.
         """
         return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset, trials=trials)
 
     def _prepare_y(self, y, n, trials=None):
+        self._with_trials = trials is not None
         if trials is not None:
             yv = np.asarray(y, dtype=float)
             t = check_trials(trials, yv, n)
             self.classes_ = np.array([0, 1])
+            self.pos_label_, self._pos_index = 1, 1
             return yv, t
         # a 1-D integer or bool array is "binary" or "multiclass", which the class count
         # below tells apart: only other labels need type_of_target
@@ -166,12 +185,23 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
                 f"{classes.tolist()[0]!r} is present."
             )
         self.classes_ = classes
-        return yi.astype(float), np.ones(n)
+        self._pos_index = _pos_index(classes, self.pos_label)
+        self.pos_label_ = classes[self._pos_index]
+        return (yi == self._pos_index).astype(float), np.ones(n)
+
+    def _proba_classes_1(self, p):
+        """P(classes_[1]) from P(pos_label_)."""
+        return p if getattr(self, "_pos_index", 1) == 1 else 1.0 - p
 
     def decision_function(self, X, groups=None, *, offset=None):
-        """Linear predictor (log-odds); unknown levels get a random effect of zero."""
+        """Log-odds of ``classes_[1]`` (scikit-learn's convention); unknown levels get a
+        random effect of zero.
+
+        This is the model's linear predictor when ``pos_label_`` is ``classes_[1]``
+        (the default) and its negative when ``pos_label_`` is ``classes_[0]``.
+        """
         eta, _ = self._linear_predictor(X, groups, offset, "zero")
-        return eta
+        return eta if getattr(self, "_pos_index", 1) == 1 else -eta
 
     def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):
         """Class probabilities, shape (n_samples, 2), columns ordered as ``classes_``.
@@ -181,14 +211,16 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         random-effect distribution — the calibrated probability for a person not
         seen in training, which is what log-loss and cross-validation reward;
         ``population="zero"`` gives lme4's ``re.form = NA`` (a person with a
-        random effect of exactly zero).
+        random effect of exactly zero). ``predict_mean`` gives the probability
+        of ``pos_label_``.
         """
-        p1 = self.predict_mean(X, groups, offset=offset, population=population)
+        p = self.predict_mean(X, groups, offset=offset, population=population)
+        p1 = self._proba_classes_1(p)
         return np.column_stack([1.0 - p1, p1])
 
     def predict(self, X, groups=None, *, offset=None):
         """Most probable class."""
-        p1 = self.predict_mean(X, groups, offset=offset)
+        p1 = self._proba_classes_1(self.predict_mean(X, groups, offset=offset))
         return self.classes_[(p1 > 0.5).astype(int)]
 
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
@@ -204,6 +236,16 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
+
+
+def _pos_index(classes: np.ndarray, pos_label) -> int:
+    """Position in ``classes`` of the class modelled (``classes_[1]`` for None)."""
+    if pos_label is None:
+        return 1
+    for k, c in enumerate(classes.tolist()):
+        if c == pos_label:
+            return k
+    raise ValueError(f"pos_label={pos_label!r} is not one of the classes in y: {classes.tolist()}.")
 
 
 class _CountGLMM(RegressorMixin, _BaseGLMM):

@@ -33,6 +33,7 @@ from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
 from ._report import report
 from ._results import beta_jacobian
 from ._simulate import bootstrap_params
+from .summary import modelled_outcome
 
 __all__ = [
     "anova",
@@ -149,6 +150,11 @@ def confint(
         method=method, level=level, lme4_names={n: names.get(n, n) for n in table.index}
     )
     table.index.name = "parameter"
+    modelled = modelled_outcome(est)
+    if modelled is not None:
+        # the fixed effects are log-odds of this event; the name prints above the table
+        table.attrs["modelled"] = modelled
+        table.columns.name = f"Modelled: {modelled}"
     return table
 
 

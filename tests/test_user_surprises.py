@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_validate
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_param_validation
@@ -20,6 +21,7 @@ from sklearn.utils.estimator_checks import check_param_validation
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 from sklearn_glmm._base import NoRandomEffectsWarning
 from sklearn_glmm.datasets import make_longitudinal
+from sklearn_glmm.model_selection import pointwise_log_likelihood
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
@@ -31,6 +33,36 @@ def _quiet(fun, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fun(*args, **kwargs)
+
+
+# -- a small data set fitted with lme4 ------------------------------------------------------
+# 30 patients x 4 visits, 0/1 outcome from a simulated logistic model. In R:
+#
+#   library(lme4)
+#   bits <- paste0(
+#     "011101110110000010000011010101110101010101001001011001010001101100101101000000110000",
+#     "100100100111111100110000000100001110"
+#   )
+#   d <- data.frame(pid = rep(1:30, each = 4), time = rep(0:3, 30))
+#   d$treatment <- ifelse(d$pid %% 2 == 0, "drug", "control")
+#   levs <- c("none or mild", "moderate or severe")
+#   d$outcome <- factor(levs[as.integer(strsplit(bits, "")[[1]]) + 1], levels = levs)
+BITS = (
+    "011101110110000010000011010101110101010101001001011001010001101100101101000000110000"
+    "100100100111111100110000000100001110"
+)
+LEVELS = ["none or mild", "moderate or severe"]
+
+
+@pytest.fixture(scope="module")
+def visits():
+    d = pd.DataFrame({"pid": np.repeat(np.arange(1, 31), 4), "time": np.tile(np.arange(4), 30)})
+    d["treatment"] = np.where(d["pid"] % 2 == 0, "drug", "control")
+    bit = np.array([int(b) for b in BITS])
+    d["outcome"] = pd.Categorical([LEVELS[b] for b in bit], categories=LEVELS)
+    d["answer"] = np.where(bit == 1, "Yes", "no")
+    d["severe"] = bit == 1
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +113,56 @@ def test_group_columns_need_no_routing(binary):
     )
     _quiet(search.fit, df[["id", "time", "treatment"]], y, groups=df["id"])
     assert search.best_estimator_.ranef_["id"].shape[0] == df["id"].nunique()
+
+
+# =========================================================================================
+# 3. the class a binomial model describes
+# =========================================================================================
+def test_pos_label_default_is_classes_1_and_is_named(binary):
+    X, y, ids, _ = binary
+    labels = np.where(y == 1, "Yes", "no")  # "Yes" < "no": upper case sorts first
+    m = _quiet(BinomialGLMM().fit, X, labels, groups=ids)
+    assert m.classes_.tolist() == ["Yes", "no"] and m.pos_label_ == "no"
+    assert " Modelled: P(y = 'no')" in str(m.summary())
+    assert "The model describes P(y = 'no')." in m.report()
+    ci = m.confint()
+    assert ci.attrs["modelled"] == "P(y = 'no')"
+    assert "Modelled: P(y = 'no')" in str(ci)
+    for yy, pos in [(y.to_numpy(), 1), (y.to_numpy() == 1, True)]:
+        fitted = _quiet(BinomialGLMM().fit, X, yy, groups=ids)
+        assert fitted.pos_label_ == pos and fitted.pos_label_ == fitted.classes_[1]
+        assert f"P(y = {pos!r})" in str(fitted.summary())
+
+
+def test_pos_label_flips_the_coefficients_not_the_predictions(binary):
+    X, y, ids, _ = binary
+    labels = np.where(y == 1, "Yes", "no")
+    no = _quiet(BinomialGLMM().fit, X, labels, groups=ids)
+    yes = _quiet(BinomialGLMM(pos_label="Yes").fit, X, labels, groups=ids)
+    reference = _quiet(BinomialGLMM().fit, X, y, groups=ids)  # 1 = "Yes"
+    assert yes.pos_label_ == "Yes" and yes.classes_.tolist() == ["Yes", "no"]
+    np.testing.assert_allclose(yes.coef_, reference.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(no.coef_, -reference.coef_, rtol=1e-5, atol=1e-7)
+    assert "Modelled: P(y = 'Yes')" in str(yes.summary())
+    # predictions follow classes_, whichever class is modelled
+    np.testing.assert_allclose(yes.predict_proba(X), no.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(yes.decision_function(X), no.decision_function(X), atol=1e-5)
+    np.testing.assert_array_equal(yes.predict(X), no.predict(X))
+    np.testing.assert_allclose(yes.predict_mean(X), 1 - no.predict_mean(X), atol=1e-6)
+    for name in ("neg_log_loss", "roc_auc", "accuracy"):
+        scorer = get_scorer(name)
+        assert scorer(yes, X, labels) == pytest.approx(scorer(no, X, labels), abs=1e-6)
+    np.testing.assert_allclose(
+        pointwise_log_likelihood(yes, X, labels, groups=ids),
+        pointwise_log_likelihood(no, X, labels, groups=ids),
+        atol=1e-6,
+    )
+
+
+def test_pos_label_must_be_a_class(binary):
+    X, y, ids, _ = binary
+    with pytest.raises(ValueError, match=r"pos_label='yes' is not one of the classes"):
+        BinomialGLMM(pos_label="yes").fit(X, np.where(y == 1, "Yes", "no"), groups=ids)
 
 
 # =========================================================================================
@@ -177,6 +259,7 @@ def test_duplicated_columns_raise_naming_the_column(binary):
         (BinomialGLMM(n_agq=True), "'n_agq' parameter"),
         (BinomialGLMM(random_effects=1), "'random_effects' parameter"),
         (BinomialGLMM(group_columns=3), "'group_columns' parameter"),
+        (BinomialGLMM(pos_label=[1]), "'pos_label' parameter"),
     ],
 )
 def test_invalid_parameters_raise_scikit_learns_error(binary, est, match):
