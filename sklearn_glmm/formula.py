@@ -21,6 +21,10 @@ Parsing, in order:
 Formulas see the data's columns, numpy as ``np``, formulaic's transforms
 (``log``, ``exp``, ``C``, ``poly``, ``center``, ``scale``, ...), and ``factor``
 and ``sqrt`` as in R.
+
+A binomial outcome's level order decides the class modelled, as in R: every level
+but the first of a pandas Categorical is a success; strings are sorted (Python's
+order, R's under ``LC_COLLATE=C``) and ``True`` is the success of a logical outcome.
 """
 
 from __future__ import annotations
@@ -416,6 +420,20 @@ def _sample_weight(weights, data: pd.DataFrame, keep: np.ndarray):
     return weights[keep]
 
 
+def _r_success_level(y: pd.Series):
+    """The class R's binomial family models: every level but the first is a success.
+
+    A pandas Categorical's first category (of those present) is the failure, as the first
+    level of an R factor; None leaves the estimator's rule, which for strings (sorted),
+    booleans (True) and 0/1 numbers agrees with R's.
+    """
+    if isinstance(y.dtype, pd.CategoricalDtype):
+        levels = y.cat.remove_unused_categories().cat.categories
+        if len(levels) == 2:
+            return levels[1]
+    return None
+
+
 def glmer(
     formula: str,
     data: pd.DataFrame,
@@ -445,7 +463,12 @@ def glmer(
     weights : str or array-like of shape (n_rows,), default=None
         Case weights: a column of ``data`` or one value per row of ``data``.
     **estimator_params
-        Further estimator parameters, such as ``max_iter`` or ``tol``.
+        Further estimator parameters, such as ``max_iter`` or ``tol``. For
+        ``family="binomial"`` the outcome's levels decide the class modelled, as
+        in R: a pandas Categorical models every category but its first
+        (``pos_label`` is set to the second category present); strings and
+        booleans follow ``BinomialGLMM``'s rule (the later string in sorted
+        order, ``True``). Pass ``pos_label=`` to choose.
 
     Returns
     -------
@@ -482,6 +505,10 @@ def glmer(
         if estimator_class.__name__ != "BinomialGLMM":
             raise ValueError("A cbind(successes, failures) response needs family='binomial'.")
         fit_params["trials"] = design.trials
+    elif estimator_class.__name__ == "BinomialGLMM" and "pos_label" not in params:
+        success = _r_success_level(design.y)
+        if success is not None:
+            params["pos_label"] = success
     estimator = estimator_class(**params)
     estimator.fit(design.X, design.y, **fit_params)
     estimator.formula_ = formula

@@ -18,7 +18,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_valid
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_param_validation
 
-from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, formula
 from sklearn_glmm._base import NoRandomEffectsWarning
 from sklearn_glmm.datasets import make_longitudinal
 from sklearn_glmm.model_selection import pointwise_log_likelihood
@@ -163,6 +163,50 @@ def test_pos_label_must_be_a_class(binary):
     X, y, ids, _ = binary
     with pytest.raises(ValueError, match=r"pos_label='yes' is not one of the classes"):
         BinomialGLMM(pos_label="yes").fit(X, np.where(y == 1, "Yes", "no"), groups=ids)
+
+
+def test_glmer_categorical_outcome_models_the_second_level_as_lme4(visits):
+    # m <- glmer(outcome ~ treatment * time + (1 | pid), data = d, family = binomial)
+    # fixef(m): -1.1212528867 0.2143205899 0.2538834471 0.5130244817
+    # VarCorr(m)$pid: 0.2018326506; logLik(m): -74.4380602
+    # lme4 models P(outcome = "moderate or severe"), every level but the first.
+    m = _quiet(formula.glmer, "outcome ~ treatment * time + (1 | pid)", visits)
+    assert m.pos_label_ == "moderate or severe"
+    assert m.classes_.tolist() == ["moderate or severe", "none or mild"]  # sorted
+    fe = m.fixed_effects_["estimate"]
+    lme4 = [-1.1212528867, 0.2143205899, 0.2538834471, 0.5130244817]
+    assert list(fe.index) == ["(Intercept)", "treatmentdrug", "time", "treatmentdrug:time"]
+    assert np.array_equal(np.sign(fe), np.sign(lme4))
+    np.testing.assert_allclose(fe, lme4, atol=2e-4)
+    assert m.random_effects_cov_["pid"].iloc[0, 0] == pytest.approx(0.2018326506, abs=2e-4)
+    assert m.loglik_ == pytest.approx(-74.4380602, abs=1e-4)
+    assert "Modelled: P(outcome = 'moderate or severe')" in str(m.summary())
+
+
+def test_glmer_string_and_logical_outcomes(visits):
+    # String levels sorted as Python sorts them, R's order under LC_COLLATE = "C":
+    # Sys.setlocale("LC_COLLATE", "C"); d$answer <- ifelse(bits == 1, "Yes", "no")
+    # levels(factor(d$answer)): "Yes" "no"
+    # fixef(glmer(factor(answer) ~ treatment * time + (1 | pid), d, family = binomial)):
+    # 1.1212396075 -0.2142943055 -0.2538812974 -0.5130283644
+    m = _quiet(formula.glmer, "answer ~ treatment * time + (1 | pid)", visits)
+    assert m.pos_label_ == "no"
+    np.testing.assert_allclose(
+        m.fixed_effects_["estimate"],
+        [1.1212396075, -0.2142943055, -0.2538812974, -0.5130283644],
+        atol=2e-4,
+    )
+    # a logical outcome models TRUE (R too)
+    logical = _quiet(formula.glmer, "severe ~ treatment * time + (1 | pid)", visits)
+    assert logical.pos_label_ is np.True_ or logical.pos_label_ is True
+    np.testing.assert_allclose(
+        logical.fixed_effects_["estimate"],
+        [-1.1212528867, 0.2143205899, 0.2538834471, 0.5130244817],
+        atol=2e-4,
+    )
+    # an explicit pos_label wins over the level order
+    yes = _quiet(formula.glmer, "outcome ~ time + (1 | pid)", visits, pos_label="none or mild")
+    assert yes.pos_label_ == "none or mild"
 
 
 # =========================================================================================
