@@ -72,6 +72,148 @@ def binary():
 
 
 # =========================================================================================
+# 1. R's formula operators
+# =========================================================================================
+
+
+@pytest.fixture()
+def small():
+    return pd.DataFrame(
+        {
+            "y": [0, 1, 1, 0, 1, 0, 1, 1, 0, 1],
+            "time": [0, 1, 2, 3, 4] * 2,
+            "b": [1.0, 2, 3, 4, 5] * 2,
+            "n": np.arange(1, 11),
+            "a": list("abcab") * 2,
+            "g": list("xxyyx") * 2,
+            "id": np.repeat([1, 2], 5),
+        }
+    )
+
+
+def test_caret_inside_I_is_a_power_not_xor(small):
+    design = formula.parse_glmm_formula("y ~ time + I(time^2) + (1 | id)", small)
+    assert list(design.X.columns) == ["time", "I(time^2)"]  # R's name
+    # Python's ^ gave 2, 3, 0, 1, 6 (time XOR 2)
+    np.testing.assert_array_equal(design.X["I(time^2)"][:5], [0, 1, 4, 9, 16])
+    python_style = formula.parse_glmm_formula("y ~ time + I(time**2) + (1 | id)", small)
+    pd.testing.assert_frame_equal(python_style.X, design.X)
+
+
+def test_caret_is_a_power_in_every_evaluated_expression(small):
+    design = formula.parse_glmm_formula(
+        "I(y^2) ~ time + I(time^2) + log(b^2) + offset(log(n^2)) + (I(time^2) | id)", small
+    )
+    np.testing.assert_allclose(design.X["log(b^2)"], 2 * np.log(small["b"]))
+    np.testing.assert_allclose(design.offset, 2 * np.log(small["n"]))
+    assert design.random_effects == {"id": "1 + I(time^2)"}
+    np.testing.assert_array_equal(design.y, small["y"])
+
+
+def test_caret_outside_I_crosses_terms_as_in_r(small):
+    # R: colnames(model.matrix(~ (time + b)^2)) is time, b, time:b
+    design = formula.parse_glmm_formula("y ~ (time + b)^2 + (1 | id)", small)
+    assert list(design.X.columns) == ["time", "b", "time:b"]
+    np.testing.assert_array_equal(design.X["time:b"], small["time"] * small["b"])
+    # a single variable crossed with itself is itself (R too); it warns
+    with pytest.warns(UserWarning, match=r"write I\(time\^2\) for the power"):
+        single = formula.parse_glmm_formula("y ~ time^2 + (1 | id)", small)
+    assert list(single.X.columns) == ["time"]
+
+
+def test_poly_is_r_poly_on_the_data_and_on_new_data():
+    # x <- c(0.5, 1.3, 2.0, 2.2, 3.7, 4.1, 5.9, 7.4); p <- poly(x, 3)
+    # print(unclass(p)[, ], digits = 15); print(predict(p, c(1, 6, 10)), digits = 15)
+    r_fit = np.array(
+        [
+            [-0.4620813334726667, 0.535324748815587, -0.4820405903298863],
+            [-0.3340587995235298, 0.144120200598582, 0.1634103258009893],
+            [-0.2220390823180347, -0.113800772259587, 0.3594837448018937],
+            [-0.1900334488307504, -0.173026820476485, 0.3658322571960489],
+            [0.0500088023238817, -0.412292022654778, -0.0195954095715296],
+            [0.1140200692984502, -0.415018852576514, -0.1808577451770705],
+            [0.4020707706840087, -0.109045104316156, -0.5632861993070033],
+            [0.6421130218386409, 0.543738622869350, 0.3570536165865583],
+        ]
+    )
+    r_new = np.array(
+        [
+            [-0.382067249754456, 0.278767190918286, -0.0193292706594772],
+            [0.418073587427651, -0.076777256748017, -0.5487371110460778],
+            [1.058186257173336, 2.531918847920453, 7.4020376866270841],
+        ]
+    )
+    x = np.array([0.5, 1.3, 2.0, 2.2, 3.7, 4.1, 5.9, 7.4])
+    df = pd.DataFrame({"x": x, "y": [0, 1, 1, 0, 1, 0, 1, 1], "id": [1, 1, 2, 2, 3, 3, 4, 4]})
+    design = formula.parse_glmm_formula("y ~ poly(x, 3) + (1 | id)", df)
+    assert list(design.X.columns) == ["poly(x, 3)1", "poly(x, 3)2", "poly(x, 3)3"]
+    np.testing.assert_allclose(design.X, r_fit, rtol=1e-12, atol=1e-14)
+    new = formula.design_matrix(design.model_spec, pd.DataFrame({"x": [1.0, 6.0, 10.0]}))
+    np.testing.assert_allclose(new, r_new, rtol=1e-12, atol=1e-14)
+    # poly(x, 2, raw = TRUE): powers, columns numbered 1 and 2 as in R
+    raw = formula.parse_glmm_formula("y ~ poly(x, 2, raw=TRUE) + (1 | id)", df)
+    assert [c[-1] for c in raw.X.columns] == ["1", "2"]
+    np.testing.assert_allclose(raw.X, np.column_stack([x, x**2]))
+
+
+def test_log_scale_and_factor_mean_what_r_means(small):
+    # R: model.matrix(~ log(b, 2) + scale(b) + scale(b, center = FALSE), df)[1:5, -1]
+    design = formula.parse_glmm_formula(
+        "y ~ log(b, 2) + scale(b) + scale(b, center=FALSE) + (1 | id)", small
+    )
+    np.testing.assert_allclose(design.X.iloc[:5, 0], [0, 1, 1.584963, 2, 2.321928], atol=1e-6)
+    np.testing.assert_allclose(
+        design.X.iloc[:5, 1], [-1.3416408, -0.6708204, 0, 0.6708204, 1.3416408], atol=1e-7
+    )
+    np.testing.assert_allclose(
+        design.X.iloc[:5, 2], [0.2860388, 0.5720776, 0.8581163, 1.1441551, 1.4301939], atol=1e-7
+    )
+    # factor(a, levels = c("c", "a", "b")): "c" is the reference level
+    ref = formula.parse_glmm_formula("y ~ factor(a, levels=c('c', 'a', 'b')) + (1 | id)", small)
+    assert [c[-1] for c in ref.X.columns] == ["a", "b"]
+    no_intercept = formula.parse_glmm_formula("y ~ time + 0 + (1 | id)", small)
+    assert not no_intercept.fit_intercept and list(no_intercept.X.columns) == ["time"]
+
+
+@pytest.mark.parametrize(
+    "rhs, match",
+    [
+        ("a %in% g", r"R's %in% operator .* write 'a:b' or 'b/a'"),
+        (".", r"R's '\.' \(every other column of data\)"),
+        ("time + .", r"R's '\.'"),
+    ],
+)
+def test_r_operators_formulaic_reads_differently_raise(small, rhs, match):
+    with pytest.raises(ValueError, match=match):
+        formula.parse_glmm_formula(f"y ~ {rhs} + (1 | id)", small)
+
+
+def test_glmer_squared_term_matches_lme4(visits):
+    # m <- glmer(outcome ~ treatment + I(time^2) + (1 | pid), data = d, family = binomial)
+    # fixef(m): -1.2510673002 0.9783086946 0.1421605450; VarCorr: 0.150198969
+    # logLik: -76.22345672
+    m = _quiet(formula.glmer, "outcome ~ treatment + I(time^2) + (1 | pid)", visits)
+    fe = m.fixed_effects_["estimate"]
+    assert list(fe.index) == ["(Intercept)", "treatmentdrug", "I(time^2)"]
+    np.testing.assert_allclose(fe, [-1.2510673002, 0.9783086946, 0.1421605450], atol=2e-4)
+    assert m.random_effects_cov_["pid"].iloc[0, 0] == pytest.approx(0.150198969, abs=2e-4)
+    assert m.loglik_ == pytest.approx(-76.22345672, abs=1e-4)
+
+
+def test_glmer_poly_term_matches_lme4(visits):
+    # d$tf <- d$time + 0.5
+    # m <- glmer(outcome ~ treatment + poly(tf, 2) + (1 | pid), data = d, family = binomial)
+    # fixef(m): -0.7826255487 1.0004128637 6.3135169644 -1.4497518609
+    df = visits.assign(tf=visits["time"] + 0.5)
+    m = _quiet(formula.glmer, "outcome ~ treatment + poly(tf, 2) + (1 | pid)", df)
+    fe = m.fixed_effects_["estimate"]
+    assert list(fe.index) == ["(Intercept)", "treatmentdrug", "poly(tf, 2)1", "poly(tf, 2)2"]
+    np.testing.assert_allclose(
+        fe, [-0.7826255487, 1.0004128637, 6.3135169644, -1.4497518609], atol=2e-3
+    )
+
+
+# =========================================================================================
 # 2. random effects asked for, but no groups reach fit
 # =========================================================================================
 def test_grid_search_without_routing_raises_instead_of_fitting_glms(binary):
