@@ -10,7 +10,14 @@ from numpy.polynomial.hermite_e import hermegauss
 from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    _num_features,
+    _num_samples,
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from . import _results, _tables
 from ._design import build_factors, factor_names, groups_columns
@@ -47,6 +54,14 @@ def _no_groups_message() -> str:
             " and est.set_fit_request(groups=True), or use group_columns."
         )
     return msg
+
+
+def _has_no_columns(X) -> bool:
+    """Whether X is two-dimensional with zero columns (other inputs go to validate_data)."""
+    try:
+        return _num_features(X) == 0
+    except TypeError:
+        return False
 
 
 def _groups_required_message(est) -> str:
@@ -128,10 +143,33 @@ class _BaseGLMM(BaseEstimator):
             raise ValueError("Pass either groups or group_columns, not both.")
         return X.drop(columns=cols), X[cols]
 
-    def _validate_X(self, X, reset: bool):
+    def _validate_X(self, X, reset: bool, with_groups: bool = False):
+        """Float array of the fixed-effect columns of ``X`` and the grouping columns read from it.
+
+        No fixed-effect column (the null model ``y ~ 1 + (1 | id)``) is allowed when the
+        model has grouping factors: ``with_groups`` at fit, a fit without features at predict.
+        """
         check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
         min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
+        if reset:
+            allow_empty = with_groups or groups_from_X is not None
+        else:
+            allow_empty = len(getattr(self, "_fixed_names", [None])) == 0
+        if _has_no_columns(X_fixed):
+            if allow_empty:
+                return self._validate_empty_X(X, X_fixed, groups_from_X, reset, min_rows)
+            name, n = type(self).__name__, _num_samples(X_fixed)
+            if not reset:
+                raise ValueError(
+                    f"X has 0 features, but {name} is expecting {len(self._fixed_names)} "
+                    "fixed-effect feature(s) as input."
+                )
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape=({n}, 0)) while a minimum of 1 is "
+                f"required by {name}. Without fixed-effect columns (the null model "
+                "y ~ 1 + (1 | id)) pass groups."
+            )
         Xa = None
         if reset and not get_config()["array_api_dispatch"]:
             Xa = numeric_frame_values(X_fixed, min_rows)
@@ -169,6 +207,19 @@ class _BaseGLMM(BaseEstimator):
             )
         return Xa, groups_from_X
 
+    def _validate_empty_X(self, X, X_fixed, groups_from_X, reset, min_rows):
+        """``_validate_X`` for an X without fixed-effect columns: an (n, 0) array."""
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        n = _num_samples(X_fixed)
+        if n < min_rows:
+            raise ValueError(
+                f"Found array with {n} sample(s) (shape=({n}, 0)) while a minimum of "
+                f"{min_rows} is required by {type(self).__name__}."
+            )
+        if reset:
+            self._fixed_names_in = [] if groups_from_X is not None else None
+        return np.empty((n, 0)), groups_from_X
+
     def _feature_names(self, n):
         names = getattr(self, "_fixed_names_in", None)
         if names is not None:
@@ -185,7 +236,8 @@ class _BaseGLMM(BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Fixed-effect predictors (no intercept column; see ``fit_intercept``).
-            A DataFrame's column names must be unique.
+            With ``groups``, X may have no columns (the null model
+            ``y ~ 1 + (1 | id)``). A DataFrame's column names must be unique.
         y : array-like of shape (n_samples,)
             Outcome.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
@@ -234,7 +286,7 @@ class _BaseGLMM(BaseEstimator):
         y_arr = np.asarray(y)
         if y_arr.ndim == 2:
             y_arr = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn estimators
-        X_raw, groups_from_X = self._validate_X(X, reset=True)
+        X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
                 raise ValueError("Pass either groups or group_columns, not both.")

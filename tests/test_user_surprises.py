@@ -430,6 +430,37 @@ def test_duplicated_columns_raise_naming_the_column(binary):
 
 
 # =========================================================================================
+# 6. the null model
+# =========================================================================================
+def test_glmer_null_model_matches_lme4(visits):
+    # m0 <- glmer(outcome ~ 1 + (1 | pid), data = d, family = binomial)
+    # fixef(m0): -0.2484285698; VarCorr(m0)$pid: 0.235030812; logLik: -82.07830093
+    m = _quiet(formula.glmer, "outcome ~ 1 + (1 | pid)", visits)
+    assert m.coef_.shape == (0,) and list(m.fixed_effects_.index) == ["(Intercept)"]
+    assert m.intercept_ == pytest.approx(-0.2484285698, abs=2e-4)
+    assert m.random_effects_cov_["pid"].iloc[0, 0] == pytest.approx(0.235030812, abs=2e-4)
+    assert m.loglik_ == pytest.approx(-82.07830093, abs=1e-4)
+    new = formula.design_matrix(m.design_info_, visits.iloc[:3])
+    assert new.shape == (3, 0)
+    assert m.predict_proba(new, groups=visits["pid"].iloc[:3]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("empty", ["frame", "array"])
+def test_estimator_without_feature_columns_fits_an_intercept(visits, empty):
+    X = visits[[]] if empty == "frame" else np.empty((len(visits), 0))
+    y = visits["outcome"].cat.codes
+    m = _quiet(BinomialGLMM().fit, X, y, groups=visits["pid"])
+    assert m.intercept_ == pytest.approx(-0.2484285698, abs=2e-4)
+    assert m.n_features_in_ == 0
+    assert m.predict_proba(X[:4], groups=visits["pid"][:4]).shape == (4, 2)
+    by_column = _quiet(BinomialGLMM(group_columns="pid").fit, visits[["pid"]], y)
+    assert by_column.intercept_ == pytest.approx(m.intercept_, abs=1e-8)
+    # without groups, no feature column is scikit-learn's error
+    with pytest.raises(ValueError, match=r"0 feature\(s\).*pass groups"):
+        BinomialGLMM().fit(X, y)
+
+
+# =========================================================================================
 # 7. parameter validation
 # =========================================================================================
 @pytest.mark.parametrize(
