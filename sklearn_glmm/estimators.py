@@ -42,9 +42,14 @@ _COMMON_PARAMS = """
         ``ConvergenceWarning`` and sets ``converged_ = False``.
     tol : float, default=1e-10
         Relative tolerance on the objective for the optimiser to stop.
+"""
 
-    Invalid parameter values (``fit_intercept="no"``, ``tol=-1``) raise
-    scikit-learn's ``InvalidParameterError`` (a ``ValueError``) in ``fit``.
+_NOTES = """
+    Notes
+    -----
+    ``fit`` checks the parameters against ``_parameter_constraints``, as
+    scikit-learn's estimators do: invalid values (``fit_intercept="no"``,
+    ``tol=-1``) raise ``InvalidParameterError`` (a ``ValueError``).
 """
 
 _PARAMETER_CONSTRAINTS = {
@@ -110,6 +115,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         The class modelled (``y == pos_label_`` is a success); ``1`` with ``trials``.
     """
         + _COMMON_ATTRS
+        + _NOTES
         + """
     Examples
     --------
@@ -335,7 +341,9 @@ class PoissonGLMM(_CountGLMM):
         + """
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True`` only).
-
+    """
+        + _NOTES
+        + """
     Examples
     --------
     >>> from sklearn_glmm import PoissonGLMM
@@ -377,6 +385,7 @@ class NegBinGLMM(_CountGLMM):
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True`` only).
     """
+        + _NOTES
     )
 
     _family_name = "negbin"
