@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 from sklearn import get_config
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.validation import (
+    _num_features,
+    _num_samples,
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from . import _results, _tables
 from ._converge import check_optimum
-from ._design import build_factors, factor_names, groups_columns, lookup_codes
+from ._design import build_factors, factor_names, groups_columns
 from ._families import make_family
+from ._groups import check_distinct_labels, match_levels
 from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
 from ._optimize import fit_objective, parameter_bounds, starting_point
-from ._validation import as_float_vector, check_weights, check_y_finite, numeric_frame_values
+from ._validation import (
+    as_float_vector,
+    check_unique_columns,
+    check_weights,
+    check_y_finite,
+    numeric_frame_values,
+)
 from .exceptions import NoRandomEffectsWarning
 
 _GH_Z, _GH_W = hermegauss(32)
@@ -40,6 +54,38 @@ def _no_groups_message() -> str:
     return msg
 
 
+def _has_no_columns(X) -> bool:
+    """Whether X is two-dimensional with zero columns (other inputs go to validate_data)."""
+    try:
+        return _num_features(X) == 0
+    except TypeError:
+        return False
+
+
+def _groups_required_message(est) -> str:
+    routing = get_config()["enable_metadata_routing"]
+    if est.random_effects is not None:
+        why = f"random_effects={est.random_effects!r} asks for a mixed model"
+    else:
+        why = "the estimator requested groups (set_fit_request(groups=True))"
+    msg = (
+        f"{why} but fit received no groups. Pass groups=... to fit, or name the grouping "
+        "column(s) of a DataFrame X with group_columns=.... Inside Pipeline, cross_validate or "
+        "GridSearchCV, groups reach fit only through metadata routing"
+    )
+    if not routing:
+        msg += (
+            ", which is off: call sklearn.set_config(enable_metadata_routing=True) and "
+            "est.set_fit_request(groups=True), or use group_columns."
+        )
+    else:
+        msg += (
+            ": request them with est.set_fit_request(groups=True) and pass groups to the "
+            "meta-estimator's fit (or params={'groups': ...} for cross_validate)."
+        )
+    return msg + " Leave random_effects unset (None) to fit a GLM without random effects."
+
+
 class _BaseGLMM(BaseEstimator):
     """Generalized linear mixed model fitted by maximum likelihood (see subclasses)."""
 
@@ -56,14 +102,24 @@ class _BaseGLMM(BaseEstimator):
         return make_family(self._family_name, getattr(self, "zero_inflation", False))
 
     def _check_params(self):
-        if not isinstance(self.n_agq, Integral) or isinstance(self.n_agq, bool) or self.n_agq < 1:
-            raise ValueError(f"n_agq must be an integer >= 1, got {self.n_agq!r}.")
-        if self.n_agq > 50:
-            raise ValueError(f"n_agq must be at most 50, got {self.n_agq}.")
-        if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}.")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError(f"tol must be a positive number, got {self.tol!r}.")
+        """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows
+        but the model does not: ``True``/``False`` for the integer parameters."""
+        self._validate_params()
+        for name in ("n_agq", "max_iter"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be an int, "
+                    f"got {value!r} (a bool)."
+                )
+
+    def _groups_requested(self) -> bool:
+        """Whether this estimator declared a mixed model: ``random_effects`` set, or
+        ``set_fit_request(groups=True)`` (or an alias) called."""
+        if self.random_effects is not None:
+            return True
+        request = self._get_metadata_request().fit.requests.get("groups")
+        return request is True or isinstance(request, str)
 
     def _split_groups(self, X, groups):
         """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``."""
@@ -85,9 +141,33 @@ class _BaseGLMM(BaseEstimator):
             raise ValueError("Pass either groups or group_columns, not both.")
         return X.drop(columns=cols), X[cols]
 
-    def _validate_X(self, X, reset: bool):
+    def _validate_X(self, X, reset: bool, with_groups: bool = False):
+        """Float array of the fixed-effect columns of ``X`` and the grouping columns read from it.
+
+        No fixed-effect column (the null model ``y ~ 1 + (1 | id)``) is allowed when the
+        model has grouping factors: ``with_groups`` at fit, a fit without features at predict.
+        """
+        check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
         min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
+        if reset:
+            allow_empty = with_groups or groups_from_X is not None
+        else:
+            allow_empty = len(getattr(self, "_fixed_names", [None])) == 0
+        if _has_no_columns(X_fixed):
+            if allow_empty:
+                return self._validate_empty_X(X, X_fixed, groups_from_X, reset, min_rows)
+            name, n = type(self).__name__, _num_samples(X_fixed)
+            if not reset:
+                raise ValueError(
+                    f"X has 0 features, but {name} is expecting {len(self._fixed_names)} "
+                    "fixed-effect feature(s) as input."
+                )
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape=({n}, 0)) while a minimum of 1 is "
+                f"required by {name}. Without fixed-effect columns (the null model "
+                "y ~ 1 + (1 | id)) pass groups."
+            )
         Xa = None
         if reset and not get_config()["array_api_dispatch"]:
             Xa = numeric_frame_values(X_fixed, min_rows)
@@ -125,6 +205,19 @@ class _BaseGLMM(BaseEstimator):
             )
         return Xa, groups_from_X
 
+    def _validate_empty_X(self, X, X_fixed, groups_from_X, reset, min_rows):
+        """``_validate_X`` for an X without fixed-effect columns: an (n, 0) array."""
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        n = _num_samples(X_fixed)
+        if n < min_rows:
+            raise ValueError(
+                f"Found array with {n} sample(s) (shape=({n}, 0)) while a minimum of "
+                f"{min_rows} is required by {type(self).__name__}."
+            )
+        if reset:
+            self._fixed_names_in = [] if groups_from_X is not None else None
+        return np.empty((n, 0)), groups_from_X
+
     def _feature_names(self, n):
         names = getattr(self, "_fixed_names_in", None)
         if names is not None:
@@ -141,11 +234,16 @@ class _BaseGLMM(BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Fixed-effect predictors (no intercept column; see ``fit_intercept``).
+            With ``groups``, X may have no columns (the null model
+            ``y ~ 1 + (1 | id)``). A DataFrame's column names must be unique.
         y : array-like of shape (n_samples,)
             Outcome.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Grouping factor(s). A DataFrame names its factors by its columns.
-            ``None`` fits the model without random effects (with a warning).
+            ``None`` fits the model without random effects (with a
+            ``NoRandomEffectsWarning``) when ``random_effects`` is left at None;
+            with ``random_effects`` set, or after ``set_fit_request(groups=True)``,
+            it raises ``ValueError``.
         sample_weight : array-like of shape (n_samples,), default=None
             Prior weights multiplying each row's log-likelihood.
         offset : array-like of shape (n_samples,), default=None
@@ -187,7 +285,7 @@ class _BaseGLMM(BaseEstimator):
         y_arr = np.asarray(y)
         if y_arr.ndim == 2:
             y_arr = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn estimators
-        X_raw, groups_from_X = self._validate_X(X, reset=True)
+        X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
                 raise ValueError("Pass either groups or group_columns, not both.")
@@ -210,10 +308,15 @@ class _BaseGLMM(BaseEstimator):
         curvature = family.mean_curvature(yv, trials, w)
         Xd, self._scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
         if groups is None:
+            if self._groups_requested():
+                raise ValueError(_groups_required_message(self))
             warnings.warn(_no_groups_message(), NoRandomEffectsWarning, stacklevel=3)
             factors = []
         else:
-            factors = build_factors(groups, self.random_effects, names, X_raw.shape[0])
+            terms = "1" if self.random_effects is None else self.random_effects
+            factors = build_factors(groups, terms, names, X_raw.shape[0])
+            for f in factors:
+                check_distinct_labels(f.name, f.levels)
         self._factor_input_names = factor_names(groups) if groups is not None else []
         if self.n_agq > 1 and (len(factors) != 1 or factors[0].q != 1):
             raise ValueError(
@@ -264,7 +367,10 @@ class _BaseGLMM(BaseEstimator):
             by_name = dict(zip(self._factor_order, cols))
         for f in self._factors:
             Z = f.z_matrix(Xa)
-            codes = lookup_codes(f, by_name[f.name]) if groups is not None else np.full(n, -1)
+            if groups is None:
+                codes = np.full(n, -1)
+            else:
+                codes = match_levels(f.levels, by_name[f.name], f.name)
             known = codes >= 0
             B = self.ranef_[f.name].to_numpy()
             eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])

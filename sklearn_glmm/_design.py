@@ -244,16 +244,3 @@ def build_factors(groups, random_effects, feature_names: list[str], n_samples: i
     # Largest factor first: it is the one whose block stays block-diagonal.
     factors.sort(key=lambda f: -f.n_levels * f.q)
     return factors
-
-
-def lookup_codes(factor: Factor, values) -> np.ndarray:
-    """Level codes of new group labels; -1 for unseen, missing or mismatched labels."""
-    values = pd.Series(values, dtype=object)
-    codes = factor.levels.get_indexer(values)
-    if (codes < 0).any():
-        # labels that only differ in type (1 vs "1") still match their level
-        as_str = pd.Index(factor.levels.map(str))
-        alt = as_str.get_indexer(values.map(lambda v: None if pd.isna(v) else str(v)))
-        codes = np.where(codes < 0, alt, codes)
-    codes[_isnull(values)] = -1
-    return codes.astype(np.intp)

@@ -4,11 +4,16 @@
 that formulaic reads (``"x"``), the bar terms (``_BarTerm("1 + x", "id")``) and
 the offsets. Pure text handling: brackets are matched, ``+``/``-`` split only at
 the top level, and a minus inside a number's exponent is not a separator.
+
+The text formulaic reads is also made to mean what it means in R: ``^`` inside a
+call (``I(x^2)``) becomes Python's power ``**``, and ``%in%`` and ``.``, which
+formulaic reads differently from R, raise.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 _OPEN, _CLOSE = "([{", ")]}"
@@ -182,3 +187,75 @@ def _group_parts(group: str) -> list[list[str]]:
         inner = level + inner
         factors.append(list(inner))
     return factors
+
+
+# -- R's operators in the text formulaic reads ------------------------------------------------
+
+
+def _scan(text: str):
+    """Yield ``(position, character, inside_call)`` outside quotes and backticks.
+
+    ``inside_call`` is True within the brackets of a function call (``I(...)``,
+    ``log(...)``) or of formulaic's ``{...}``: there the text is evaluated as Python,
+    whereas bare brackets ``(a + b)`` group formula terms.
+    """
+    stack: list[bool] = []  # per open bracket: does it evaluate Python?
+    quote = None
+    for pos, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+            continue
+        if char in "'\"`":
+            quote = char
+            continue
+        if char in _OPEN:
+            before = text[:pos].rstrip()
+            call = char == "{" or bool(before) and (before[-1].isalnum() or before[-1] in "_.")
+            stack.append(call or bool(stack and stack[-1]))
+        elif char in _CLOSE and stack:
+            stack.pop()
+        yield pos, char, bool(stack and stack[-1])
+
+
+def _python_powers(text: str) -> str:
+    """R's ``^`` as Python's ``**`` where formulaic evaluates Python.
+
+    Inside a call such as ``I(time^2)`` or ``log(x^2)`` R's ``^`` is a power, which
+    Python writes ``**`` (Python's ``^`` is a bitwise XOR). Outside calls ``^`` is the
+    formula operator: ``(a + b)^2`` crosses to second order, as in R and formulaic.
+    """
+    chars = list(text)
+    for pos, char, inside_call in _scan(text):
+        if char == "^" and inside_call:
+            chars[pos] = "**"
+    return "".join(chars)
+
+
+def _check_r_operators(text: str) -> None:
+    """Raise for R formula operators that formulaic reads differently from R."""
+    top = "".join(" " if inside else char for _, char, inside in _scan(text))
+    if "%in%" in top:
+        raise ValueError(
+            f"R's %in% operator in {text.strip()!r} is not supported (formulaic reads 'a %in% b' "
+            "as 'b/a', R as 'a:b'): write 'a:b' or 'b/a' (b plus a within b)."
+        )
+    if re.search(r"(?<![\w.])\.(?![\w.])", top):
+        raise ValueError(
+            f"R's '.' (every other column of data) in {text.strip()!r} is not supported: list "
+            "the variables, e.g. 'y ~ x1 + x2 + (1 | id)'."
+        )
+
+
+def _warn_crossed_variable(text: str) -> None:
+    """Warn about ``x^2`` outside ``I()``: R's crossing operator, which leaves ``x`` as it is."""
+    top = "".join(" " if inside else char for _, char, inside in _scan(text))
+    match = re.search(r"(?<![\w.)\]}`'\"])([A-Za-z_.][\w.]*)\s*(\^|\*\*)\s*(\d+)", top)
+    if match:
+        name, power = match.group(1), match.group(3)
+        warnings.warn(
+            f"'{match.group(0).strip()}' outside I() is R's crossing operator, which leaves a "
+            f"single variable as it is (the term is '{name}'); write I({name}^{power}) for the "
+            "power.",
+            UserWarning,
+            stacklevel=4,
+        )

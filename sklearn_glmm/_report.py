@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compare import anova
 from ._diagnostics import overdispersion
+from .summary import modelled_outcome
 
 
 def _fmt_p(p):
@@ -167,6 +168,7 @@ def report(
     (counts) with ``method`` intervals and Wald p-values; random-effect SDs on
     the link scale; NB dispersion, zero inflation and the overdispersion ratio
     where they apply; and likelihood-ratio tests against the fits in ``compare``.
+    A binomial model's paragraph names the class it describes (``pos_label_``).
     """
     check_is_fitted(est, "coef_")
     from .inference import confint
@@ -191,6 +193,9 @@ def report(
             f"{est.nobs_} observations."
         )
     parts = [intro]
+    modelled = modelled_outcome(est)
+    if modelled is not None:
+        parts.append(f"The model describes {modelled}.")
     parts += _effect_sentences(est, ci, outcome, level, digits)
     parts += _random_sentences(est, ci, digits)
     parts += _dispersion_sentences(est, digits)

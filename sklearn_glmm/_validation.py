@@ -27,6 +27,21 @@ def numeric_frame_values(X, min_rows: int):
     return np.asarray(X, dtype=np.float64)
 
 
+def check_unique_columns(X) -> None:
+    """A DataFrame's column names must be unique: terms such as ``random_effects="1 + x"``
+    and ``group_columns`` pick columns by name."""
+    if not isinstance(X, pd.DataFrame):
+        return
+    duplicated = X.columns[X.columns.duplicated()]
+    if len(duplicated):
+        names = list(dict.fromkeys(duplicated.tolist()))
+        raise ValueError(
+            f"X has duplicated column name(s) {names}: every column needs its own name (terms "
+            "such as random_effects='1 + x' and group_columns pick columns by name). Rename "
+            "or drop the duplicates, e.g. X.loc[:, ~X.columns.duplicated()]."
+        )
+
+
 def as_float_vector(values, name: str, n_samples: int, *, default=None) -> np.ndarray:
     """A finite float copy of a per-row argument (``offset``, ``trials``, ...)."""
     if values is None:

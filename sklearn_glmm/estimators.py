@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import type_of_target
 
 from ._base import _BaseGLMM
 from ._validation import check_counts, check_trials
 
 _COMMON_PARAMS = """
-    random_effects : str or dict, default="1"
+    random_effects : str, dict or None, default=None
         Random-effect terms in lme4's syntax over feature names (``x0``, ``x1``,
         ... for arrays): ``"1"`` random intercept; ``"1 + time"`` correlated
         intercept and slope(s); ``"0 + time"`` slope only; ``"diag(1 + time)"``
         (or ``"1 + time ||"``) uncorrelated. A dict ``{factor name: term}`` gives
         one term per grouping factor; a string applies to every factor.
+        ``None`` is a random intercept (``"1"``) for every factor when ``fit``
+        gets groups, and a GLM without random effects (with a
+        ``NoRandomEffectsWarning``) when it gets none. Any value set explicitly,
+        ``"1"`` included, declares a mixed model: ``fit`` without groups then
+        raises ``ValueError`` (as it does after ``set_fit_request(groups=True)``),
+        so a search or pipeline that does not route ``groups`` fails instead of
+        fitting GLMs.
     n_agq : int, default=1
         1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
         quadrature with that many nodes (one grouping factor with a scalar random
@@ -33,6 +43,23 @@ _COMMON_PARAMS = """
     tol : float, default=1e-10
         Relative tolerance on the objective for the optimiser to stop.
 """
+
+_NOTES = """
+    Notes
+    -----
+    ``fit`` checks the parameters against ``_parameter_constraints``, as
+    scikit-learn's estimators do: invalid values (``fit_intercept="no"``,
+    ``tol=-1``) raise ``InvalidParameterError`` (a ``ValueError``).
+"""
+
+_PARAMETER_CONSTRAINTS = {
+    "random_effects": [str, dict, None],
+    "n_agq": [Interval(Integral, 1, 50, closed="both")],
+    "fit_intercept": ["boolean"],
+    "group_columns": [str, "array-like", None],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="neither")],
+}
 
 _COMMON_ATTRS = """
     coef_ : ndarray of shape (n_features,)
@@ -61,7 +88,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
 
     .. math::
 
-        \\operatorname{logit} P(y_{ij} = 1 \\mid b_i) = x_{ij}^\\top \\beta + z_{ij}^\\top b_i,
+        \\operatorname{logit} P(y_{ij} = \\text{pos\\_label\\_} \\mid b_i)
+        = x_{ij}^\\top \\beta + z_{ij}^\\top b_i,
         \\qquad b_i \\sim N(0, \\Sigma)
 
     Parameters
@@ -69,11 +97,25 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     """
         + _COMMON_PARAMS
         + """
+    pos_label : int, float, bool, str or None, default=None
+        The class whose probability the model describes (the "success"): the
+        linear predictor is the log-odds of ``y == pos_label``. ``None`` takes
+        the larger of the two classes as scikit-learn orders them (``classes_[1]``):
+        1 for 0/1 labels, ``True`` for booleans, the later string in Python's
+        sort order (``"Yes" < "no"``: upper case sorts first, so ``{"Yes", "no"}``
+        models ``"no"``; pass ``pos_label="Yes"``). ``summary()`` and ``report()``
+        name the class modelled. Ignored with ``trials`` (y counts successes).
+
     Attributes
     ----------
     classes_ : ndarray of shape (2,)
+        The two classes, sorted; ``predict_proba`` columns follow this order
+        whatever ``pos_label`` is.
+    pos_label_ : object
+        The class modelled (``y == pos_label_`` is a success); ``1`` with ``trials``.
     """
         + _COMMON_ATTRS
+        + _NOTES
         + """
     Examples
     --------
@@ -87,18 +129,20 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     )
 
     _family_name = "binomial"
+    _parameter_constraints = {**_PARAMETER_CONSTRAINTS, "pos_label": [Real, str, "boolean", None]}
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}
 
     def __init__(
         self,
-        random_effects="1",
+        random_effects=None,
         *,
         n_agq=1,
         fit_intercept=True,
         group_columns=None,
         max_iter=1000,
         tol=1e-10,
+        pos_label=None,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -106,21 +150,25 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.group_columns = group_columns
         self.max_iter = max_iter
         self.tol = tol
+        self.pos_label = pos_label
 
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, trials=None):
         """Fit by maximum likelihood.
 
         ``trials`` (array-like of shape (n_samples,)) makes ``y`` the number of
         successes out of ``trials`` (R's ``cbind(successes, failures)``).
-        Otherwise ``y`` holds two classes of any type.
+        Otherwise ``y`` holds two classes of any type; ``pos_label`` says which
+        one the model describes.
         """
         return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset, trials=trials)
 
     def _prepare_y(self, y, n, trials=None):
+        self._with_trials = trials is not None
         if trials is not None:
             yv = np.asarray(y, dtype=float)
             t = check_trials(trials, yv, n)
             self.classes_ = np.array([0, 1])
+            self.pos_label_, self._pos_index = 1, 1
             return yv, t
         # a 1-D integer or bool array is "binary" or "multiclass", which the class count
         # below tells apart: only other labels need type_of_target
@@ -143,12 +191,23 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
                 f"{classes.tolist()[0]!r} is present."
             )
         self.classes_ = classes
-        return yi.astype(float), np.ones(n)
+        self._pos_index = _pos_index(classes, self.pos_label)
+        self.pos_label_ = classes[self._pos_index]
+        return (yi == self._pos_index).astype(float), np.ones(n)
+
+    def _proba_classes_1(self, p):
+        """P(classes_[1]) from P(pos_label_)."""
+        return p if getattr(self, "_pos_index", 1) == 1 else 1.0 - p
 
     def decision_function(self, X, groups=None, *, offset=None):
-        """Linear predictor (log-odds); unknown levels get a random effect of zero."""
+        """Log-odds of ``classes_[1]`` (scikit-learn's convention); unknown levels get a
+        random effect of zero.
+
+        This is the model's linear predictor when ``pos_label_`` is ``classes_[1]``
+        (the default) and its negative when ``pos_label_`` is ``classes_[0]``.
+        """
         eta, _ = self._linear_predictor(X, groups, offset, "zero")
-        return eta
+        return eta if getattr(self, "_pos_index", 1) == 1 else -eta
 
     def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):
         """Class probabilities, shape (n_samples, 2), columns ordered as ``classes_``.
@@ -158,14 +217,16 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         random-effect distribution — the calibrated probability for a person not
         seen in training, which is what log-loss and cross-validation reward;
         ``population="zero"`` gives lme4's ``re.form = NA`` (a person with a
-        random effect of exactly zero).
+        random effect of exactly zero). ``predict_mean`` gives the probability
+        of ``pos_label_``.
         """
-        p1 = self.predict_mean(X, groups, offset=offset, population=population)
+        p = self.predict_mean(X, groups, offset=offset, population=population)
+        p1 = self._proba_classes_1(p)
         return np.column_stack([1.0 - p1, p1])
 
     def predict(self, X, groups=None, *, offset=None):
         """Most probable class."""
-        p1 = self.predict_mean(X, groups, offset=offset)
+        p1 = self._proba_classes_1(self.predict_mean(X, groups, offset=offset))
         return self.classes_[(p1 > 0.5).astype(int)]
 
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
@@ -183,10 +244,22 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         return tags
 
 
+def _pos_index(classes: np.ndarray, pos_label) -> int:
+    """Position in ``classes`` of the class modelled (``classes_[1]`` for None)."""
+    if pos_label is None:
+        return 1
+    for k, c in enumerate(classes.tolist()):
+        if c == pos_label:
+            return k
+    raise ValueError(f"pos_label={pos_label!r} is not one of the classes in y: {classes.tolist()}.")
+
+
 class _CountGLMM(RegressorMixin, _BaseGLMM):
+    _parameter_constraints = {**_PARAMETER_CONSTRAINTS, "zero_inflation": ["boolean"]}
+
     def __init__(
         self,
-        random_effects="1",
+        random_effects=None,
         *,
         n_agq=1,
         zero_inflation=False,
@@ -268,7 +341,9 @@ class PoissonGLMM(_CountGLMM):
         + """
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True`` only).
-
+    """
+        + _NOTES
+        + """
     Examples
     --------
     >>> from sklearn_glmm import PoissonGLMM
@@ -310,6 +385,7 @@ class NegBinGLMM(_CountGLMM):
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True`` only).
     """
+        + _NOTES
     )
 
     _family_name = "negbin"

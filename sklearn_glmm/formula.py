@@ -19,8 +19,15 @@ Parsing, in order:
    trials, offset, grouping factors and the ``random_effects`` terms.
 
 Formulas see the data's columns, numpy as ``np``, formulaic's transforms
-(``log``, ``exp``, ``C``, ``poly``, ``center``, ``scale``, ...), and ``factor``
-and ``sqrt`` as in R.
+(``exp``, ``C``, ``center``, ``scale``, ...), and as in R ``factor(x, levels =
+c(...))``, ``log(x, base)``, ``poly(x, degree, raw = TRUE)``, ``sqrt``, ``TRUE`` and
+``FALSE``. R's operators mean what they mean in R: ``^`` inside a call
+(``I(time^2)``) is a power, outside one (``(a + b)^2``) the crossing operator;
+``%in%`` and ``.``, which formulaic reads differently, raise.
+
+A binomial outcome's level order decides the class modelled, as in R: every level
+but the first of a pandas Categorical is a success; strings are sorted (Python's
+order, R's under ``LC_COLLATE=C``) and ``True`` is the success of a logical outcome.
 """
 
 from __future__ import annotations
@@ -35,7 +42,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._formula_text import _BarTerm, _group_parts, _Pieces, _response_parts, _split_formula
+from ._formula_text import (
+    _BarTerm,
+    _check_r_operators,
+    _group_parts,
+    _Pieces,
+    _python_powers,
+    _response_parts,
+    _split_formula,
+    _warn_crossed_variable,
+)
 
 __all__ = [
     "FormulaTransformer",
@@ -119,22 +135,78 @@ def _formulaic():
     return formulaic
 
 
-def _context() -> dict[str, Any]:
-    """Names formulas may use besides the data columns and formulaic's transforms."""
+def _log(x, base=None):
+    """R's ``log(x, base)``: the natural logarithm, or to ``base``."""
+    return np.log(x) if base is None else np.log(x) / np.log(base)
+
+
+def _factor(x, levels=None):
+    """R's ``factor(x)`` and ``factor(x, levels = c(...))``: treatment-coded levels."""
     from formulaic.transforms import C
 
-    return {"np": np, "factor": C, "sqrt": np.sqrt, "log1p": np.log1p, "abs": np.abs}
+    return C(x) if levels is None else C(x, levels=list(levels))
+
+
+def _poly():
+    """R's ``poly(x, degree, raw)``: formulaic's orthonormal basis (R's numbers, also on new
+    data), with raw powers' columns numbered from 1 as R numbers them."""
+    from formulaic.materializers import FactorValues
+    from formulaic.transforms import poly, stateful_transform
+
+    @stateful_transform
+    def r_poly(x, degree=1, raw=False, _state=None):
+        if not raw:
+            return poly(x, degree, _state=_state)
+        x = np.asarray(x, dtype=float)
+        powers = np.column_stack([x**k for k in range(1, degree + 1)])
+        return FactorValues(powers, column_names=tuple(str(k) for k in range(1, degree + 1)))
+
+    return r_poly
+
+
+def _c(*values):
+    """R's ``c(...)``, for arguments such as ``levels = c("b", "a")``."""
+    return list(values)
+
+
+def _context() -> dict[str, Any]:
+    """Names formulas may use besides the data columns and formulaic's transforms."""
+    return {
+        "np": np,
+        "factor": _factor,
+        "c": _c,
+        "poly": _poly(),
+        "log": _log,
+        "sqrt": np.sqrt,
+        "log1p": np.log1p,
+        "abs": np.abs,
+        "TRUE": True,
+        "FALSE": False,
+    }
+
+
+def _formulaic_text(rhs: str, warn: bool = True) -> str:
+    """The right-hand side as formulaic should read it to mean what R means.
+
+    ``^`` inside calls becomes ``**`` (``I(time^2)`` is a power; Python's ``^`` is XOR);
+    R's ``%in%`` and ``.`` raise. ``x^2`` outside ``I()`` warns: in R (and here) it is ``x``.
+    """
+    _check_r_operators(rhs)
+    if warn:
+        _warn_crossed_variable(rhs)
+    return _python_powers(rhs)
 
 
 def _model_matrix(rhs: str, data: pd.DataFrame):
     """formulaic's model matrix of ``~ rhs``; missing values raise (rows were dropped before)."""
     formulaic = _formulaic()
-    return formulaic.model_matrix(rhs, data, context=_context(), na_action="raise")
+    return formulaic.model_matrix(_formulaic_text(rhs), data, context=_context(), na_action="raise")
 
 
 def _r_name(column: str) -> str:
-    """R's name for a formulaic column: ``trt[T.treat]:sex[T.male]`` -> ``trttreat:sexmale``."""
-    return _LEVEL.sub(r"\1", str(column))
+    """R's name for a formulaic column: ``trt[T.treat]:sex[T.male]`` -> ``trttreat:sexmale``,
+    ``I(time ** 2)`` -> ``I(time^2)``."""
+    return _LEVEL.sub(r"\1", str(column)).replace(" ** ", "^")
 
 
 def _r_frame(matrix) -> tuple[pd.DataFrame, bool]:
@@ -175,6 +247,7 @@ def _variables(pieces: _Pieces) -> set[str]:
     expressions = [*pieces.offsets, *_response_parts(pieces.lhs)]
     names = set()
     for text in formulas + [f"I({expr})" for expr in expressions]:
+        text = _formulaic_text(text, warn=False)
         names |= set(formulaic.Formula(text).required_variables)
     for bar in pieces.bars:
         names |= {c for factor in _group_parts(bar.group) for c in factor}
@@ -324,8 +397,9 @@ def parse_glmm_formula(formula: str, data: pd.DataFrame) -> GLMMDesign:
     formula : str
         ``response ~ fixed terms + (lhs | group) + ...``. The response is a
         column, an expression, or ``cbind(successes, failures)``. Fixed terms
-        use R's operators (``+``, ``*``, ``:``, ``-1``, ``0 +``) and may include
-        ``offset(expr)`` terms, which are summed. Random-effect terms:
+        use R's operators (``+``, ``*``, ``:``, ``/``, ``^``, ``-1``, ``0 +``;
+        ``I(x^2)`` is a power) and may include ``offset(expr)`` terms, which are
+        summed. ``y ~ 1 + (1 | id)`` is the null model (``X`` without columns). Random-effect terms:
         ``(1 | id)``, ``(time | id)`` (= ``1 + time``), ``(0 + time | id)``,
         ``(1 + time || id)`` (uncorrelated), ``(1 | a) + (1 | b)`` (crossed),
         ``(1 | a/b)`` (nested: factors ``a`` and ``b:a``, as lme4 names them)
@@ -343,8 +417,9 @@ def parse_glmm_formula(formula: str, data: pd.DataFrame) -> GLMMDesign:
     Raises
     ------
     ValueError
-        For syntax this module does not read, a formula without random
-        effects, or a random slope that is not a fixed effect.
+        For syntax this module does not read (R's ``%in%`` and ``.`` included),
+        a formula without random effects, or a random slope that is not a fixed
+        effect.
 
     Examples
     --------
@@ -416,6 +491,20 @@ def _sample_weight(weights, data: pd.DataFrame, keep: np.ndarray):
     return weights[keep]
 
 
+def _r_success_level(y: pd.Series):
+    """The class R's binomial family models: every level but the first is a success.
+
+    A pandas Categorical's first category (of those present) is the failure, as the first
+    level of an R factor; None leaves the estimator's rule, which for strings (sorted),
+    booleans (True) and 0/1 numbers agrees with R's.
+    """
+    if isinstance(y.dtype, pd.CategoricalDtype):
+        levels = y.cat.remove_unused_categories().cat.categories
+        if len(levels) == 2:
+            return levels[1]
+    return None
+
+
 def glmer(
     formula: str,
     data: pd.DataFrame,
@@ -445,7 +534,12 @@ def glmer(
     weights : str or array-like of shape (n_rows,), default=None
         Case weights: a column of ``data`` or one value per row of ``data``.
     **estimator_params
-        Further estimator parameters, such as ``max_iter`` or ``tol``.
+        Further estimator parameters, such as ``max_iter`` or ``tol``. For
+        ``family="binomial"`` the outcome's levels decide the class modelled, as
+        in R: a pandas Categorical models every category but its first
+        (``pos_label`` is set to the second category present); strings and
+        booleans follow ``BinomialGLMM``'s rule (the later string in sorted
+        order, ``True``). Pass ``pos_label=`` to choose.
 
     Returns
     -------
@@ -482,6 +576,10 @@ def glmer(
         if estimator_class.__name__ != "BinomialGLMM":
             raise ValueError("A cbind(successes, failures) response needs family='binomial'.")
         fit_params["trials"] = design.trials
+    elif estimator_class.__name__ == "BinomialGLMM" and "pos_label" not in params:
+        success = _r_success_level(design.y)
+        if success is not None:
+            params["pos_label"] = success
     estimator = estimator_class(**params)
     estimator.fit(design.X, design.y, **fit_params)
     estimator.formula_ = formula

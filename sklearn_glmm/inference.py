@@ -33,6 +33,7 @@ from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
 from ._report import report
 from ._results import beta_jacobian, original_lambda
 from ._simulate import bootstrap_params
+from .summary import modelled_outcome
 
 __all__ = [
     "anova",
@@ -149,6 +150,11 @@ def confint(
         method=method, level=level, lme4_names={n: names.get(n, n) for n in table.index}
     )
     table.index.name = "parameter"
+    modelled = modelled_outcome(est)
+    if modelled is not None:
+        # the fixed effects are log-odds of this event; the name prints above the table
+        table.attrs["modelled"] = modelled
+        table.columns.name = f"Modelled: {modelled}"
     return table
 
 
@@ -289,11 +295,12 @@ def predict_interval(
     Vb = est._vcov_fixed.to_numpy()
     v_eta = np.einsum("ni,ij,nj->n", D, Vb, D)
     if include_random and est._factors and groups is not None:
-        from ._design import groups_columns, lookup_codes
+        from ._design import groups_columns
+        from ._groups import match_levels
 
         by_name = dict(zip(est._factor_order, groups_columns(groups, Xa.shape[0])))
         for f in est._factors:
-            codes = lookup_codes(f, by_name[f.name])
+            codes = match_levels(f.levels, by_name[f.name], f.name)
             known = codes >= 0
             Z = f.z_matrix(Xa)[known]
             C = est._ranef_condvar[f.name][codes[known]]

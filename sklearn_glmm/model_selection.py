@@ -100,7 +100,8 @@ def _outcome(model, y, trials):
             f"({list(classes)}). For successes out of trials, pass trials=... (with metadata "
             "routing: scorer.set_score_request(trials=True))."
         )
-    return (y == classes[1]).astype(float), np.ones(n)
+    # the model describes P(y = pos_label_)
+    return (y == getattr(model, "pos_label_", classes[1])).astype(float), np.ones(n)
 
 
 def _predictive(estimator, X, y, groups, offset, trials, population):

@@ -24,6 +24,21 @@ def _format_p(p):
     return "< 2e-16" if p < 2e-16 else f"{p:.3g}"
 
 
+def _label_text(value) -> str:
+    """A class label as Python writes it: 'no', 1, True (numpy scalars as plain values)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def modelled_outcome(est) -> str | None:
+    """Which probability a binomial model describes, e.g. ``P(y = 'no')``; None for counts."""
+    if not est._family_obj.has_trials:
+        return None
+    y = getattr(est, "_y_name", "y")
+    if getattr(est, "_with_trials", False):
+        return f"P(success), {y} = successes out of trials"
+    return f"P({y} = {_label_text(getattr(est, 'pos_label_', est.classes_[1]))})"
+
+
 def model_formula(est) -> str:
     """The model in R's formula notation, for display."""
     if getattr(est, "formula_", None):  # fitted through sklearn_glmm.formula
@@ -114,6 +129,9 @@ class Summary:
             f" Family: {fam.describe()}",
             f" Model: {model_formula(est)}",
         ]
+        modelled = modelled_outcome(est)
+        if modelled is not None:
+            lines.append(f" Modelled: {modelled}")
         if getattr(est, "zero_inflation", False):
             lines.append(" Zero inflation: ~1")
         return lines

@@ -167,7 +167,12 @@ def test_grid_over_n_agq_zero_inflation_and_estimators(routing, counts):
 def test_routing_off_says_so_and_does_not_fit_silently(binary):
     X, y, ids, _ = binary
     with sklearn.config_context(enable_metadata_routing=False):
+        # random effects asked for: every fit fails, saying how to route groups
         search = GridSearchCV(BinomialGLMM(), {"random_effects": ["1"]}, cv=GroupKFold(2))
+        with pytest.raises(ValueError, match="metadata routing, which is off"):
+            search.fit(X, y, groups=ids)
+        # the default estimator fits GLMs, with a warning
+        search = GridSearchCV(BinomialGLMM(), {"max_iter": [1000]}, cv=GroupKFold(2))
         with pytest.warns(NoRandomEffectsWarning, match="metadata routing, which is off"):
             search.fit(X, y, groups=ids)
         assert search.best_estimator_._factors == []

@@ -1,0 +1,501 @@
+"""Inputs that used to give a wrong answer without an error.
+
+Each block pins one behaviour: R's formula operators (``^`` inside ``I()`` is a
+power, ``poly`` is R's), random effects asked for without groups, the class a
+binomial model describes, group labels of another type at predict time,
+duplicated column names, the null model and scikit-learn's parameter validation.
+R's numbers come from R 4 with lme4 1.1-31; the R code is in the comments.
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_validate
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import check_param_validation
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, formula
+from sklearn_glmm._base import NoRandomEffectsWarning
+from sklearn_glmm.datasets import make_longitudinal
+from sklearn_glmm.model_selection import pointwise_log_likelihood
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.filterwarnings("ignore:boundary \\(singular\\) fit"),
+]
+
+
+def _quiet(fun, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fun(*args, **kwargs)
+
+
+# -- a small data set fitted with lme4 ------------------------------------------------------
+# 30 patients x 4 visits, 0/1 outcome from a simulated logistic model. In R:
+#
+#   library(lme4)
+#   bits <- paste0(
+#     "011101110110000010000011010101110101010101001001011001010001101100101101000000110000",
+#     "100100100111111100110000000100001110"
+#   )
+#   d <- data.frame(pid = rep(1:30, each = 4), time = rep(0:3, 30))
+#   d$treatment <- ifelse(d$pid %% 2 == 0, "drug", "control")
+#   levs <- c("none or mild", "moderate or severe")
+#   d$outcome <- factor(levs[as.integer(strsplit(bits, "")[[1]]) + 1], levels = levs)
+BITS = (
+    "011101110110000010000011010101110101010101001001011001010001101100101101000000110000"
+    "100100100111111100110000000100001110"
+)
+LEVELS = ["none or mild", "moderate or severe"]
+
+
+@pytest.fixture(scope="module")
+def visits():
+    d = pd.DataFrame({"pid": np.repeat(np.arange(1, 31), 4), "time": np.tile(np.arange(4), 30)})
+    d["treatment"] = np.where(d["pid"] % 2 == 0, "drug", "control")
+    bit = np.array([int(b) for b in BITS])
+    d["outcome"] = pd.Categorical([LEVELS[b] for b in bit], categories=LEVELS)
+    d["answer"] = np.where(bit == 1, "Yes", "no")
+    d["severe"] = bit == 1
+    return d
+
+
+@pytest.fixture(scope="module")
+def binary():
+    df, _ = make_longitudinal("binomial", n_groups=40, random_state=0)
+    return df[["time", "treatment"]], df["y"], df["id"], df
+
+
+# =========================================================================================
+# 1. R's formula operators
+# =========================================================================================
+
+
+@pytest.fixture()
+def small():
+    return pd.DataFrame(
+        {
+            "y": [0, 1, 1, 0, 1, 0, 1, 1, 0, 1],
+            "time": [0, 1, 2, 3, 4] * 2,
+            "b": [1.0, 2, 3, 4, 5] * 2,
+            "n": np.arange(1, 11),
+            "a": list("abcab") * 2,
+            "g": list("xxyyx") * 2,
+            "id": np.repeat([1, 2], 5),
+        }
+    )
+
+
+def test_caret_inside_I_is_a_power_not_xor(small):
+    design = formula.parse_glmm_formula("y ~ time + I(time^2) + (1 | id)", small)
+    assert list(design.X.columns) == ["time", "I(time^2)"]  # R's name
+    # Python's ^ gave 2, 3, 0, 1, 6 (time XOR 2)
+    np.testing.assert_array_equal(design.X["I(time^2)"][:5], [0, 1, 4, 9, 16])
+    python_style = formula.parse_glmm_formula("y ~ time + I(time**2) + (1 | id)", small)
+    pd.testing.assert_frame_equal(python_style.X, design.X)
+
+
+def test_caret_is_a_power_in_every_evaluated_expression(small):
+    design = formula.parse_glmm_formula(
+        "I(y^2) ~ time + I(time^2) + log(b^2) + offset(log(n^2)) + (I(time^2) | id)", small
+    )
+    np.testing.assert_allclose(design.X["log(b^2)"], 2 * np.log(small["b"]))
+    np.testing.assert_allclose(design.offset, 2 * np.log(small["n"]))
+    assert design.random_effects == {"id": "1 + I(time^2)"}
+    np.testing.assert_array_equal(design.y, small["y"])
+
+
+def test_caret_outside_I_crosses_terms_as_in_r(small):
+    # R: colnames(model.matrix(~ (time + b)^2)) is time, b, time:b
+    design = formula.parse_glmm_formula("y ~ (time + b)^2 + (1 | id)", small)
+    assert list(design.X.columns) == ["time", "b", "time:b"]
+    np.testing.assert_array_equal(design.X["time:b"], small["time"] * small["b"])
+    # a single variable crossed with itself is itself (R too); it warns
+    with pytest.warns(UserWarning, match=r"write I\(time\^2\) for the power"):
+        single = formula.parse_glmm_formula("y ~ time^2 + (1 | id)", small)
+    assert list(single.X.columns) == ["time"]
+
+
+def test_poly_is_r_poly_on_the_data_and_on_new_data():
+    # x <- c(0.5, 1.3, 2.0, 2.2, 3.7, 4.1, 5.9, 7.4); p <- poly(x, 3)
+    # print(unclass(p)[, ], digits = 15); print(predict(p, c(1, 6, 10)), digits = 15)
+    r_fit = np.array(
+        [
+            [-0.4620813334726667, 0.535324748815587, -0.4820405903298863],
+            [-0.3340587995235298, 0.144120200598582, 0.1634103258009893],
+            [-0.2220390823180347, -0.113800772259587, 0.3594837448018937],
+            [-0.1900334488307504, -0.173026820476485, 0.3658322571960489],
+            [0.0500088023238817, -0.412292022654778, -0.0195954095715296],
+            [0.1140200692984502, -0.415018852576514, -0.1808577451770705],
+            [0.4020707706840087, -0.109045104316156, -0.5632861993070033],
+            [0.6421130218386409, 0.543738622869350, 0.3570536165865583],
+        ]
+    )
+    r_new = np.array(
+        [
+            [-0.382067249754456, 0.278767190918286, -0.0193292706594772],
+            [0.418073587427651, -0.076777256748017, -0.5487371110460778],
+            [1.058186257173336, 2.531918847920453, 7.4020376866270841],
+        ]
+    )
+    x = np.array([0.5, 1.3, 2.0, 2.2, 3.7, 4.1, 5.9, 7.4])
+    df = pd.DataFrame({"x": x, "y": [0, 1, 1, 0, 1, 0, 1, 1], "id": [1, 1, 2, 2, 3, 3, 4, 4]})
+    design = formula.parse_glmm_formula("y ~ poly(x, 3) + (1 | id)", df)
+    assert list(design.X.columns) == ["poly(x, 3)1", "poly(x, 3)2", "poly(x, 3)3"]
+    np.testing.assert_allclose(design.X, r_fit, rtol=1e-12, atol=1e-14)
+    new = formula.design_matrix(design.model_spec, pd.DataFrame({"x": [1.0, 6.0, 10.0]}))
+    np.testing.assert_allclose(new, r_new, rtol=1e-12, atol=1e-14)
+    # poly(x, 2, raw = TRUE): powers, columns numbered 1 and 2 as in R
+    raw = formula.parse_glmm_formula("y ~ poly(x, 2, raw=TRUE) + (1 | id)", df)
+    assert [c[-1] for c in raw.X.columns] == ["1", "2"]
+    np.testing.assert_allclose(raw.X, np.column_stack([x, x**2]))
+
+
+def test_log_scale_and_factor_mean_what_r_means(small):
+    # R: model.matrix(~ log(b, 2) + scale(b) + scale(b, center = FALSE), df)[1:5, -1]
+    design = formula.parse_glmm_formula(
+        "y ~ log(b, 2) + scale(b) + scale(b, center=FALSE) + (1 | id)", small
+    )
+    np.testing.assert_allclose(design.X.iloc[:5, 0], [0, 1, 1.584963, 2, 2.321928], atol=1e-6)
+    np.testing.assert_allclose(
+        design.X.iloc[:5, 1], [-1.3416408, -0.6708204, 0, 0.6708204, 1.3416408], atol=1e-7
+    )
+    np.testing.assert_allclose(
+        design.X.iloc[:5, 2], [0.2860388, 0.5720776, 0.8581163, 1.1441551, 1.4301939], atol=1e-7
+    )
+    # factor(a, levels = c("c", "a", "b")): "c" is the reference level
+    ref = formula.parse_glmm_formula("y ~ factor(a, levels=c('c', 'a', 'b')) + (1 | id)", small)
+    assert [c[-1] for c in ref.X.columns] == ["a", "b"]
+    no_intercept = formula.parse_glmm_formula("y ~ time + 0 + (1 | id)", small)
+    assert not no_intercept.fit_intercept and list(no_intercept.X.columns) == ["time"]
+
+
+@pytest.mark.parametrize(
+    "rhs, match",
+    [
+        ("a %in% g", r"R's %in% operator .* write 'a:b' or 'b/a'"),
+        (".", r"R's '\.' \(every other column of data\)"),
+        ("time + .", r"R's '\.'"),
+    ],
+)
+def test_r_operators_formulaic_reads_differently_raise(small, rhs, match):
+    with pytest.raises(ValueError, match=match):
+        formula.parse_glmm_formula(f"y ~ {rhs} + (1 | id)", small)
+
+
+def test_glmer_squared_term_matches_lme4(visits):
+    # m <- glmer(outcome ~ treatment + I(time^2) + (1 | pid), data = d, family = binomial)
+    # fixef(m): -1.2510673002 0.9783086946 0.1421605450; VarCorr: 0.150198969
+    # logLik: -76.22345672
+    m = _quiet(formula.glmer, "outcome ~ treatment + I(time^2) + (1 | pid)", visits)
+    fe = m.fixed_effects_["estimate"]
+    assert list(fe.index) == ["(Intercept)", "treatmentdrug", "I(time^2)"]
+    np.testing.assert_allclose(fe, [-1.2510673002, 0.9783086946, 0.1421605450], atol=2e-4)
+    assert m.random_effects_cov_["pid"].iloc[0, 0] == pytest.approx(0.150198969, abs=2e-4)
+    assert m.loglik_ == pytest.approx(-76.22345672, abs=1e-4)
+
+
+def test_glmer_poly_term_matches_lme4(visits):
+    # d$tf <- d$time + 0.5
+    # m <- glmer(outcome ~ treatment + poly(tf, 2) + (1 | pid), data = d, family = binomial)
+    # fixef(m): -0.7826255487 1.0004128637 6.3135169644 -1.4497518609
+    df = visits.assign(tf=visits["time"] + 0.5)
+    m = _quiet(formula.glmer, "outcome ~ treatment + poly(tf, 2) + (1 | pid)", df)
+    fe = m.fixed_effects_["estimate"]
+    assert list(fe.index) == ["(Intercept)", "treatmentdrug", "poly(tf, 2)1", "poly(tf, 2)2"]
+    np.testing.assert_allclose(
+        fe, [-0.7826255487, 1.0004128637, 6.3135169644, -1.4497518609], atol=2e-3
+    )
+
+
+# =========================================================================================
+# 2. random effects asked for, but no groups reach fit
+# =========================================================================================
+def test_grid_search_without_routing_raises_instead_of_fitting_glms(binary):
+    X, y, ids, _ = binary
+    search = GridSearchCV(BinomialGLMM(), {"random_effects": ["1", "1 + time"]}, cv=GroupKFold(2))
+    with sklearn.config_context(enable_metadata_routing=False):
+        with pytest.raises(ValueError, match="fit received no groups") as info:
+            _quiet(search.fit, X, y, groups=ids)
+    message = str(info.value)
+    assert "sklearn.set_config(enable_metadata_routing=True)" in message
+    assert "est.set_fit_request(groups=True)" in message and "group_columns" in message
+
+
+def test_explicit_random_effects_need_groups_the_default_fits_a_glm(binary):
+    X, y, _, _ = binary
+    for est in (BinomialGLMM("1"), BinomialGLMM(random_effects="1 + time"), PoissonGLMM("1")):
+        with pytest.raises(ValueError, match=r"random_effects='1.*' asks for a mixed model"):
+            est.fit(X, (y > 0).astype(int))
+    with pytest.warns(NoRandomEffectsWarning):
+        glm = BinomialGLMM().fit(X, y)
+    assert glm._factors == [] and glm.random_effects is None
+
+
+def test_requested_groups_that_never_arrive_raise(binary):
+    X, y, ids, _ = binary
+    with sklearn.config_context(enable_metadata_routing=True):
+        est = BinomialGLMM().set_fit_request(groups=True)
+        with pytest.raises(ValueError, match=r"requested groups.*fit received no groups"):
+            _quiet(cross_validate, est, X, y, cv=KFold(2))
+        # with the groups passed the default estimator fits a random intercept
+        res = _quiet(cross_validate, est, X, y, cv=GroupKFold(2), params={"groups": ids})
+    assert np.all(np.isfinite(res["test_score"]))
+
+
+def test_group_columns_need_no_routing(binary):
+    _, y, _, df = binary
+    search = GridSearchCV(
+        BinomialGLMM(group_columns="id"), {"random_effects": ["1", "1 + time"]}, cv=GroupKFold(2)
+    )
+    _quiet(search.fit, df[["id", "time", "treatment"]], y, groups=df["id"])
+    assert search.best_estimator_.ranef_["id"].shape[0] == df["id"].nunique()
+
+
+# =========================================================================================
+# 3. the class a binomial model describes
+# =========================================================================================
+def test_pos_label_default_is_classes_1_and_is_named(binary):
+    X, y, ids, _ = binary
+    labels = np.where(y == 1, "Yes", "no")  # "Yes" < "no": upper case sorts first
+    m = _quiet(BinomialGLMM().fit, X, labels, groups=ids)
+    assert m.classes_.tolist() == ["Yes", "no"] and m.pos_label_ == "no"
+    assert " Modelled: P(y = 'no')" in str(m.summary())
+    assert "The model describes P(y = 'no')." in m.report()
+    ci = m.confint()
+    assert ci.attrs["modelled"] == "P(y = 'no')"
+    assert "Modelled: P(y = 'no')" in str(ci)
+    for yy, pos in [(y.to_numpy(), 1), (y.to_numpy() == 1, True)]:
+        fitted = _quiet(BinomialGLMM().fit, X, yy, groups=ids)
+        assert fitted.pos_label_ == pos and fitted.pos_label_ == fitted.classes_[1]
+        assert f"P(y = {pos!r})" in str(fitted.summary())
+
+
+def test_pos_label_flips_the_coefficients_not_the_predictions(binary):
+    X, y, ids, _ = binary
+    labels = np.where(y == 1, "Yes", "no")
+    no = _quiet(BinomialGLMM().fit, X, labels, groups=ids)
+    yes = _quiet(BinomialGLMM(pos_label="Yes").fit, X, labels, groups=ids)
+    reference = _quiet(BinomialGLMM().fit, X, y, groups=ids)  # 1 = "Yes"
+    assert yes.pos_label_ == "Yes" and yes.classes_.tolist() == ["Yes", "no"]
+    np.testing.assert_allclose(yes.coef_, reference.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(no.coef_, -reference.coef_, rtol=1e-5, atol=1e-7)
+    assert "Modelled: P(y = 'Yes')" in str(yes.summary())
+    # predictions follow classes_, whichever class is modelled
+    np.testing.assert_allclose(yes.predict_proba(X), no.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(yes.decision_function(X), no.decision_function(X), atol=1e-5)
+    np.testing.assert_array_equal(yes.predict(X), no.predict(X))
+    np.testing.assert_allclose(yes.predict_mean(X), 1 - no.predict_mean(X), atol=1e-6)
+    for name in ("neg_log_loss", "roc_auc", "accuracy"):
+        scorer = get_scorer(name)
+        assert scorer(yes, X, labels) == pytest.approx(scorer(no, X, labels), abs=1e-6)
+    np.testing.assert_allclose(
+        pointwise_log_likelihood(yes, X, labels, groups=ids),
+        pointwise_log_likelihood(no, X, labels, groups=ids),
+        atol=1e-6,
+    )
+
+
+def test_pos_label_must_be_a_class(binary):
+    X, y, ids, _ = binary
+    with pytest.raises(ValueError, match=r"pos_label='yes' is not one of the classes"):
+        BinomialGLMM(pos_label="yes").fit(X, np.where(y == 1, "Yes", "no"), groups=ids)
+
+
+def test_glmer_categorical_outcome_models_the_second_level_as_lme4(visits):
+    # m <- glmer(outcome ~ treatment * time + (1 | pid), data = d, family = binomial)
+    # fixef(m): -1.1212528867 0.2143205899 0.2538834471 0.5130244817
+    # VarCorr(m)$pid: 0.2018326506; logLik(m): -74.4380602
+    # lme4 models P(outcome = "moderate or severe"), every level but the first.
+    m = _quiet(formula.glmer, "outcome ~ treatment * time + (1 | pid)", visits)
+    assert m.pos_label_ == "moderate or severe"
+    assert m.classes_.tolist() == ["moderate or severe", "none or mild"]  # sorted
+    fe = m.fixed_effects_["estimate"]
+    lme4 = [-1.1212528867, 0.2143205899, 0.2538834471, 0.5130244817]
+    assert list(fe.index) == ["(Intercept)", "treatmentdrug", "time", "treatmentdrug:time"]
+    assert np.array_equal(np.sign(fe), np.sign(lme4))
+    np.testing.assert_allclose(fe, lme4, atol=2e-4)
+    assert m.random_effects_cov_["pid"].iloc[0, 0] == pytest.approx(0.2018326506, abs=2e-4)
+    assert m.loglik_ == pytest.approx(-74.4380602, abs=1e-4)
+    assert "Modelled: P(outcome = 'moderate or severe')" in str(m.summary())
+
+
+def test_glmer_string_and_logical_outcomes(visits):
+    # String levels sorted as Python sorts them, R's order under LC_COLLATE = "C":
+    # Sys.setlocale("LC_COLLATE", "C"); d$answer <- ifelse(bits == 1, "Yes", "no")
+    # levels(factor(d$answer)): "Yes" "no"
+    # fixef(glmer(factor(answer) ~ treatment * time + (1 | pid), d, family = binomial)):
+    # 1.1212396075 -0.2142943055 -0.2538812974 -0.5130283644
+    m = _quiet(formula.glmer, "answer ~ treatment * time + (1 | pid)", visits)
+    assert m.pos_label_ == "no"
+    np.testing.assert_allclose(
+        m.fixed_effects_["estimate"],
+        [1.1212396075, -0.2142943055, -0.2538812974, -0.5130283644],
+        atol=2e-4,
+    )
+    # a logical outcome models TRUE (R too)
+    logical = _quiet(formula.glmer, "severe ~ treatment * time + (1 | pid)", visits)
+    assert logical.pos_label_ is np.True_ or logical.pos_label_ is True
+    np.testing.assert_allclose(
+        logical.fixed_effects_["estimate"],
+        [-1.1212528867, 0.2143205899, 0.2538834471, 0.5130244817],
+        atol=2e-4,
+    )
+    # an explicit pos_label wins over the level order
+    yes = _quiet(formula.glmer, "outcome ~ time + (1 | pid)", visits, pos_label="none or mild")
+    assert yes.pos_label_ == "none or mild"
+
+
+# =========================================================================================
+# 4. group labels of another type at predict time
+# =========================================================================================
+@pytest.fixture(scope="module")
+def counts():
+    df, _ = make_longitudinal("poisson", n_groups=12, random_state=0)
+    return df[["time"]], df["y"], df["id"]
+
+
+@pytest.mark.parametrize(
+    "fit_as, predict_as",
+    [
+        (float, str),  # fitted 1.0, asked "1"
+        (str, float),  # fitted "1", asked 1.0
+        (int, str),
+        (str, int),
+        (float, lambda v: f"{v:.1f}"),  # fitted 1.0, asked "1.0"
+    ],
+    ids=["float-str", "str-float", "int-str", "str-int", "float-str.0"],
+)
+def test_labels_differing_only_in_type_match_in_both_directions(counts, fit_as, predict_as):
+    X, y, ids = counts
+    fitted_labels = ids.map(fit_as)
+    asked = ids.map(predict_as)
+    m = PoissonGLMM().fit(X, y, groups=fitted_labels)
+    np.testing.assert_allclose(m.predict(X, groups=asked), m.predict(X, groups=fitted_labels))
+    assert not np.allclose(m.predict(X, groups=asked), m.predict(X))  # not population-level
+    np.testing.assert_allclose(
+        m.predict_proba(X, groups=asked, max_count=20),
+        m.predict_proba(X, groups=fitted_labels, max_count=20),
+    )
+    # predict_interval reads the conditional variances of the same levels
+    pd.testing.assert_frame_equal(
+        m.predict_interval(X, groups=asked), m.predict_interval(X, groups=fitted_labels)
+    )
+
+
+def test_binomial_predict_proba_matches_labels_of_another_type(binary):
+    X, y, ids, _ = binary
+    m = _quiet(BinomialGLMM().fit, X, y, groups=ids.astype(float))
+    np.testing.assert_allclose(
+        m.predict_proba(X, groups=ids.astype(str)), m.predict_proba(X, groups=ids)
+    )
+
+
+def test_labels_that_are_not_a_numbers_text_do_not_match(counts):
+    X, y, ids = counts
+    m = PoissonGLMM().fit(X, y, groups=ids)
+    padded = ids.map(lambda v: f"0{v}")  # "01" is another label than 1
+    np.testing.assert_allclose(m.predict(X, groups=padded), m.predict(X))
+
+
+def test_labels_that_differ_only_in_type_raise_in_fit_and_when_ambiguous(counts):
+    X, y, ids = counts
+    mixed = ids.astype(object).copy()
+    mixed.iloc[:2] = str(ids.iloc[0])  # "1" next to 1
+    with pytest.raises(ValueError, match=r"labels \[1, '1'\] that differ only in type"):
+        PoissonGLMM().fit(X, y, groups=mixed)
+    two = ids.astype(str).where(ids != 2, "1.0")  # "1" and "1.0" are fitted as two groups
+    m = PoissonGLMM().fit(X, y, groups=two)
+    with pytest.raises(ValueError, match=r"group label 1 .* matches the fitted levels"):
+        m.predict(X, groups=ids)
+
+
+# =========================================================================================
+# 5. duplicated column names
+# =========================================================================================
+def test_duplicated_columns_raise_naming_the_column(binary):
+    X, y, ids, _ = binary
+    dup = pd.concat([X, X[["time"]] * 2], axis=1)
+    assert list(dup.columns) == ["time", "treatment", "time"]
+    with pytest.raises(ValueError, match=r"duplicated column name\(s\) \['time'\]"):
+        BinomialGLMM("1 + time").fit(dup, y, groups=ids)
+    m = _quiet(BinomialGLMM().fit, X, y, groups=ids)
+    with pytest.raises(ValueError, match=r"duplicated column name\(s\) \['time'\]"):
+        m.predict(dup.iloc[:, [0, 2]])
+
+
+# =========================================================================================
+# 6. the null model
+# =========================================================================================
+def test_glmer_null_model_matches_lme4(visits):
+    # m0 <- glmer(outcome ~ 1 + (1 | pid), data = d, family = binomial)
+    # fixef(m0): -0.2484285698; VarCorr(m0)$pid: 0.235030812; logLik: -82.07830093
+    m = _quiet(formula.glmer, "outcome ~ 1 + (1 | pid)", visits)
+    assert m.coef_.shape == (0,) and list(m.fixed_effects_.index) == ["(Intercept)"]
+    assert m.intercept_ == pytest.approx(-0.2484285698, abs=2e-4)
+    assert m.random_effects_cov_["pid"].iloc[0, 0] == pytest.approx(0.235030812, abs=2e-4)
+    assert m.loglik_ == pytest.approx(-82.07830093, abs=1e-4)
+    new = formula.design_matrix(m.design_info_, visits.iloc[:3])
+    assert new.shape == (3, 0)
+    assert m.predict_proba(new, groups=visits["pid"].iloc[:3]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("empty", ["frame", "array"])
+def test_estimator_without_feature_columns_fits_an_intercept(visits, empty):
+    X = visits[[]] if empty == "frame" else np.empty((len(visits), 0))
+    y = visits["outcome"].cat.codes
+    m = _quiet(BinomialGLMM().fit, X, y, groups=visits["pid"])
+    assert m.intercept_ == pytest.approx(-0.2484285698, abs=2e-4)
+    assert m.n_features_in_ == 0
+    assert m.predict_proba(X[:4], groups=visits["pid"][:4]).shape == (4, 2)
+    by_column = _quiet(BinomialGLMM(group_columns="pid").fit, visits[["pid"]], y)
+    assert by_column.intercept_ == pytest.approx(m.intercept_, abs=1e-8)
+    # without groups, no feature column is scikit-learn's error
+    with pytest.raises(ValueError, match=r"0 feature\(s\).*pass groups"):
+        BinomialGLMM().fit(X, y)
+
+
+# =========================================================================================
+# 7. parameter validation
+# =========================================================================================
+@pytest.mark.parametrize(
+    "est, match",
+    [
+        (BinomialGLMM(fit_intercept="no"), "'fit_intercept' parameter"),
+        (PoissonGLMM(zero_inflation="yes"), "'zero_inflation' parameter"),
+        (NegBinGLMM(zero_inflation=1), "'zero_inflation' parameter"),
+        (BinomialGLMM(tol=-1.0), "'tol' parameter"),
+        (BinomialGLMM(max_iter=0), "'max_iter' parameter"),
+        (BinomialGLMM(n_agq=0), "'n_agq' parameter"),
+        (BinomialGLMM(n_agq=51), "'n_agq' parameter"),
+        (BinomialGLMM(n_agq=True), "'n_agq' parameter"),
+        (BinomialGLMM(random_effects=1), "'random_effects' parameter"),
+        (BinomialGLMM(group_columns=3), "'group_columns' parameter"),
+        (BinomialGLMM(pos_label=[1]), "'pos_label' parameter"),
+    ],
+)
+def test_invalid_parameters_raise_scikit_learns_error(binary, est, match):
+    X, y, ids, _ = binary
+    with pytest.raises(InvalidParameterError, match=match):
+        est.fit(X, y, groups=ids)
+
+
+def test_numpy_scalars_are_valid_parameters(binary):
+    X, y, ids, _ = binary
+    m = _quiet(
+        BinomialGLMM(tol=np.float32(1e-6), max_iter=np.int64(500), fit_intercept=np.True_).fit,
+        X,
+        y,
+        groups=ids,
+    )
+    assert np.isfinite(m.loglik_)
+
+
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM, NegBinGLMM])
+def test_parameter_constraints_pass_scikit_learns_check(Est):
+    _quiet(check_param_validation, Est.__name__, Est())
