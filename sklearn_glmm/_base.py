@@ -20,12 +20,12 @@ from sklearn.utils.validation import (
 )
 
 from . import _results, _tables
-from ._converge import check_optimum
 from ._design import build_factors, factor_names, groups_columns
-from ._families import make_family
-from ._groups import check_distinct_labels, match_levels
-from ._laplace import GLMObjective, ModelData, Objective, make_factor_data
-from ._optimize import fit_objective, parameter_bounds, starting_point
+from ._engine.converge import check_optimum
+from ._engine.families import make_family
+from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
+from ._engine.optimize import fit_objective, parameter_bounds, starting_point
+from ._labels import check_distinct_labels, match_levels
 from ._validation import (
     as_float_vector,
     check_unique_columns,

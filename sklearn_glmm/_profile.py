@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._laplace import lambda_matrices
-from ._optimize import _run_lbfgsb, single_threaded_blas
+from ._engine.objective import lambda_matrices
+from ._engine.optimize import _run_lbfgsb, single_threaded_blas
 from ._results import beta_jacobian, internal_lambda, original_lambda
 from .exceptions import ProfileWarning, StandardErrorWarning
 

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._compare import anova
+from ._confint import confint
 from ._diagnostics import overdispersion
 from .summary import modelled_outcome
 
@@ -171,8 +172,6 @@ def report(
     A binomial model's paragraph names the class it describes (``pos_label_``).
     """
     check_is_fitted(est, "coef_")
-    from .inference import confint
-
     ci = confint(est, level=level, method=method)
     fam = est._family_obj
     kind = fam.sentence_name()

@@ -12,11 +12,11 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._converge import GRAD_TOL
 from ._design import INTERCEPT
-from ._laplace import lambda_matrices
-from ._optimize import SINGULAR_TOL
-from ._separation import separated_coefficients, separation_message
+from ._engine.converge import GRAD_TOL
+from ._engine.objective import lambda_matrices
+from ._engine.optimize import SINGULAR_TOL
+from ._engine.separation import separated_coefficients, separation_message
 from ._tables import FactorArrays, FitArrays
 from ._tables import store as store_arrays
 from ._validation import aliased_columns

@@ -1,10 +1,10 @@
 """Simulation from a fitted model and the parametric bootstrap.
 
 Everything works on the training rows through the objective's frozen
-:class:`~sklearn_glmm._laplace.ModelData` (internal design, trials, offset,
+:class:`~sklearn_glmm._engine.objective.ModelData` (internal design, trials, offset,
 weights), so no original data need be kept and a bootstrap refit skips input
 validation: it builds a new objective with the simulated outcome and reruns
-:func:`~sklearn_glmm._optimize.fit_objective` from the fitted parameters.
+:func:`~sklearn_glmm._engine.optimize.fit_objective` from the fitted parameters.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import replace
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._laplace import GLMObjective, Objective, lambda_matrices
-from ._optimize import fit_objective, single_threaded_blas
+from ._engine.objective import GLMObjective, Objective, lambda_matrices
+from ._engine.optimize import fit_objective, single_threaded_blas
 
 
 def _rng(random_state) -> np.random.Generator:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from sklearn_glmm._design import theta_layout
-from sklearn_glmm._families import make_family
-from sklearn_glmm._laplace import ModelData, Objective, make_factor_data
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
 
 
 def simulated_objective(fam_name, zi, codes, qs, rng, re_sd, n_agq=1):

@@ -20,10 +20,11 @@ from numpy.polynomial.hermite_e import hermegauss
 from objectives import numeric_gradient
 from scipy.special import expit, logsumexp
 
-from sklearn_glmm import BinomialGLMM, _agq
+from sklearn_glmm import BinomialGLMM
 from sklearn_glmm._design import theta_layout
-from sklearn_glmm._families import make_family
-from sklearn_glmm._laplace import ModelData, Objective, make_factor_data
+from sklearn_glmm._engine import quadrature as _agq
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
 from sklearn_glmm.exceptions import ConvergenceWarning
 
 _N_LEVELS = 25

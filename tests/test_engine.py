@@ -11,8 +11,8 @@ from objectives import assert_same_objective, numeric_gradient, simulated_object
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 from sklearn_glmm._design import theta_layout
-from sklearn_glmm._families import make_family
-from sklearn_glmm._laplace import ModelData, Objective, agq_deviance, make_factor_data
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.objective import ModelData, Objective, agq_deviance, make_factor_data
 from sklearn_glmm.datasets import make_longitudinal
 
 
@@ -207,7 +207,7 @@ def test_perfectly_correlated_slope_is_reported_singular():
 
 @pytest.mark.parametrize("qs,levels", [((2, 1), (60, 40)), ((1, 2, 1), (80, 30, 6))])
 def test_sparse_coupling_solver_agrees_with_dense(monkeypatch, qs, levels):
-    import sklearn_glmm._linalg as linalg
+    import sklearn_glmm._engine.linalg as linalg
 
     dense, params = _objective("poisson", qs=qs, levels=levels, n=800)
     monkeypatch.setattr(linalg, "SPARSE_COUPLING_MIN", 0)
@@ -220,7 +220,7 @@ def test_sparse_coupling_solver_agrees_with_dense(monkeypatch, qs, levels):
 
 @pytest.mark.parametrize("order", ["runs_in_order", "runs_shuffled", "interleaved"])
 def test_group_sums_of_matrices_match_a_direct_sum(order):
-    from sklearn_glmm._groups import GroupIndex
+    from sklearn_glmm._engine.groups import GroupIndex
 
     rng = np.random.default_rng(3)
     codes = np.repeat(np.arange(7), rng.integers(1, 5, 7))
@@ -267,7 +267,7 @@ def test_mode_predictor_is_the_derivative_of_the_modes(fam, qs, levels):
 
 def test_moment_start_is_near_the_random_effect_sd():
     """The starting Cholesky diagonal estimates the random-intercept SD from the GLM."""
-    from sklearn_glmm._optimize import starting_point
+    from sklearn_glmm._engine.optimize import starting_point
 
     rng = np.random.default_rng(11)
     G, m, sd = 300, 20, 0.8
@@ -284,7 +284,7 @@ def test_moment_start_is_near_the_random_effect_sd():
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("qs,levels", [((2,), (30,)), ((2, 1), (60, 40)), ((1, 2, 1), (80, 30, 6))])
 def test_solvers_solve_several_right_hand_sides_at_once(monkeypatch, sparse, qs, levels):
-    import sklearn_glmm._linalg as linalg
+    import sklearn_glmm._engine.linalg as linalg
 
     if sparse:
         if len(qs) == 1:
@@ -323,7 +323,7 @@ def test_negbin_remembered_log_gamma_ratio_follows_theta_and_data():
 
 
 def test_scaled_lbfgsb_finds_the_same_bounded_minimum():
-    from sklearn_glmm._optimize import _run_lbfgsb
+    from sklearn_glmm._engine.optimize import _run_lbfgsb
 
     A = np.array([[400.0, 30.0, 0.0], [30.0, 9.0, 0.5], [0.0, 0.5, 0.04]])
     b = np.array([10.0, -3.0, 0.2])

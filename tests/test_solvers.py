@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from objectives import assert_same_objective, numeric_gradient, simulated_objective
 
-from sklearn_glmm._linalg import (
+from sklearn_glmm._engine.linalg import (
     BlockedSolver,
     NotPositiveDefinite,
     SparseCoupledSolver,
     make_solver,
 )
-from sklearn_glmm._nested import NestedSolver, factor_codes, nesting_chain
+from sklearn_glmm._engine.linalg.nested import NestedSolver, factor_codes, nesting_chain
 
 _numeric_gradient = numeric_gradient
 
@@ -221,7 +221,7 @@ def test_nested_gradient_matches_finite_differences(fam, qs, crossed):
 def test_nested_fit_equals_the_fit_through_the_schur_complement(monkeypatch):
     import pandas as pd
 
-    import sklearn_glmm._laplace as laplace
+    import sklearn_glmm._engine.objective as laplace
     from sklearn_glmm import PoissonGLMM
 
     rng = np.random.default_rng(7)

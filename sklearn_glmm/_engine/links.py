@@ -8,7 +8,7 @@ coefficient means (an odds ratio, a rate ratio) and the name R prints.
 Example
 -------
 >>> import numpy as np
->>> from sklearn_glmm._links import LogitLink
+>>> from sklearn_glmm._engine.links import LogitLink
 >>> link = LogitLink()
 >>> float(link.inverse(link.link(np.array(0.25))))
 0.25

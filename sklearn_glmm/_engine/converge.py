@@ -1,6 +1,7 @@
 """Checks on the optimiser's answer: the nested GLM, a Newton polish, the Hessian.
 
-Order of calls in :func:`check_optimum` (after :func:`~sklearn_glmm._optimize.fit_objective`):
+Order of calls in :func:`check_optimum` (after
+:func:`~sklearn_glmm._engine.optimize.fit_objective`):
 
 1. ``glm_bound`` — the model without random effects is the mixed model with every
    covariance parameter at zero, so its maximised likelihood is a lower bound for
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._laplace import GLMObjective
-from ._optimize import (
+from .objective import GLMObjective
+from .optimize import (
     _laplace_stage,
     _quiet_trial_points,
     _run_lbfgsb,

@@ -9,7 +9,7 @@ family's ``blocks`` and never ask which family it is.
 
 Example
 -------
->>> from sklearn_glmm._families import make_family
+>>> from sklearn_glmm._engine.families import make_family
 >>> [b.reported for b in make_family("negbin", zero_inflation=True).blocks]
 ['nb_theta', 'zi_prob']
 """

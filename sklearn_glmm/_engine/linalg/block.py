@@ -7,7 +7,7 @@ Three layouts share one interface:
 * :class:`BlockedSolver` — several crossed (or partially nested) factors. The
   largest factor's block stays block-diagonal; the others are eliminated
   through a dense Schur complement.
-* :class:`~sklearn_glmm._nested.NestedSolver` — the first factor nested in
+* :class:`~sklearn_glmm._engine.linalg.nested.NestedSolver` — the first factor nested in
   others (``_nested.py``): elimination level by level along the nesting.
 
 All give ``solve`` (``H^{-1} r``), ``logdet`` and ``local_inverse`` — for every
@@ -21,7 +21,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from ._groups import GroupIndex
+from ..groups import GroupIndex
 
 
 class InnerSolveFailure(np.linalg.LinAlgError):
@@ -296,32 +296,6 @@ class SparseCoupledSolver(BlockedSolver):
                 prod = self.M[b::q1].multiply(P[a::q1])
                 out[:, a, b] += np.asarray(prod.sum(axis=1)).ravel()
         return out
-
-
-def make_solver(cols: np.ndarray, Q: int, blocks: list[tuple[int, int, int]]):
-    """The solver for several factors.
-
-    Elimination along nested factors when the first factor is nested in
-    another (unless the factors crossed with the nesting make it the costlier
-    way); otherwise the Schur complement over every factor after the first,
-    with the coupling block kept sparse when it would be mostly zeros.
-    """
-    # imported here: _nested builds on this module's blocks
-    from ._nested import NestedSolver, elimination_costs, factor_codes, nesting_chain
-
-    codes = factor_codes(cols, blocks)
-    chain = nesting_chain(codes, blocks)
-    if len(chain) > 1:
-        along_chain, schur = elimination_costs(codes, blocks, chain)
-        if along_chain <= schur:
-            return NestedSolver(cols, Q, blocks, chain)
-    _, G1, q1 = blocks[0]
-    Q2 = Q - G1 * q1
-    dense_size = G1 * q1 * Q2
-    nnz_bound = cols.shape[0] * q1 * (cols.shape[1] - q1)
-    if dense_size > SPARSE_COUPLING_MIN and nnz_bound < SPARSE_COUPLING_DENSITY * dense_size:
-        return SparseCoupledSolver(cols, Q, blocks)
-    return BlockedSolver(cols, Q, blocks)
 
 
 SPARSE_COUPLING_MIN = 200_000  # entries of a dense B below which dense BLAS wins

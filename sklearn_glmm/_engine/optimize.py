@@ -11,7 +11,7 @@ Order of calls in :func:`fit_objective`:
 3. for ``n_agq > 1``, L-BFGS-B again on the AGQ objective started at the
    Laplace optimum, with the exact AGQ gradient.
 
-:func:`sklearn_glmm._converge.check_optimum` then checks the optimum (the GLM
+:func:`sklearn_glmm._engine.converge.check_optimum` then checks the optimum (the GLM
 bound, a Newton polish, the Hessian for the standard errors and the convergence
 checks).
 """
@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import ThreadpoolController
 
-from ._laplace import GLMObjective, Objective, subset_rows
+from .objective import GLMObjective, Objective, subset_rows
 
 
 @dataclass

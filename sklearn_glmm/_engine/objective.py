@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._agq import agq_deviance, agq_gradient
-from ._groups import GroupIndex
-from ._linalg import BlockSolver, InnerSolveFailure, NotPositiveDefinite, make_solver
+from .groups import GroupIndex
+from .linalg import BlockSolver, InnerSolveFailure, NotPositiveDefinite, make_solver
+from .quadrature import agq_deviance, agq_gradient
 
 _LOG_2PI = np.log(2.0 * np.pi)
 

@@ -29,8 +29,8 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 if TYPE_CHECKING:
-    from ._groups import GroupIndex
-    from ._laplace import Objective
+    from .groups import GroupIndex
+    from .objective import Objective
 
 # Most (node, row) pairs evaluated in one call of the family: the family's
 # temporaries then stay in the processor's cache, and memory stays bounded.

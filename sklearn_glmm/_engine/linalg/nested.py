@@ -30,8 +30,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from ._groups import GroupIndex
-from ._linalg import NotPositiveDefinite, block_inverse, cholesky_inverse
+from ..groups import GroupIndex
+from .block import NotPositiveDefinite, block_inverse, cholesky_inverse
 
 
 def containing_levels(codes_a: np.ndarray, n_levels_a: int, codes_b: np.ndarray):

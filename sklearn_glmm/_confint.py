@@ -1,0 +1,163 @@
+"""Confidence intervals for every reported parameter: Wald, profile likelihood, bootstrap.
+
+``confint`` is the public entry (re-exported by :mod:`sklearn_glmm.inference`); the
+Wald and profile computations live in :mod:`sklearn_glmm._profile`, the bootstrap
+refits in :mod:`sklearn_glmm._simulate`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import check_is_fitted
+
+from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
+from ._simulate import bootstrap_params
+from .summary import modelled_outcome
+
+
+# =====================================================================================
+# intervals
+# =====================================================================================
+def _select(pmap: ParamMap, parm, extra_names=()):
+    if parm is None:
+        return None
+    if isinstance(parm, str):
+        if parm in ("fixed", "beta_"):
+            return [n for n, k in zip(pmap.names, pmap.kinds) if k == "fixed"]
+        if parm in ("random", "theta_"):
+            return [n for n, k in zip(pmap.names, pmap.kinds) if k in ("sd", "cor")]
+        parm = [parm]
+    inv = {v: k for k, v in zip(pmap.names, pmap.lme4_names)}
+    out = [inv.get(p, p) for p in parm]
+    known = list(pmap.names) + [n for n in extra_names if n not in pmap.names]
+    unknown = [p for p in out if p not in known]
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; available: {known}.")
+    return out
+
+
+def confint(
+    est,
+    parm=None,
+    level: float = 0.95,
+    method: str = "wald",
+    *,
+    exponentiate: bool = False,
+    n_boot: int = 500,
+    random_state=None,
+    n_jobs=None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Confidence intervals for the fixed effects and variance parameters.
+
+    Parameters
+    ----------
+    est : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    parm : None, str or list of str, default=None
+        Rows to compute: all (None), ``"fixed"`` / ``"random"`` (lme4's
+        ``"beta_"`` / ``"theta_"``) or names (ours or lme4's ``.sig01``).
+    level : float, default=0.95
+    method : {"wald", "profile", "bootstrap"}, default="wald"
+        ``"wald"``: estimate +- z SE (lme4's ``method = "Wald"`` for fixed
+        effects; SDs on the log scale and correlations on Fisher's z scale, as
+        glmmTMB). ``"profile"``: profile likelihood (lme4's default), including
+        a lower limit of exactly 0 for an SD whose profile at 0 stays within
+        the cutoff. ``"bootstrap"``: percentile intervals from ``n_boot``
+        parametric-bootstrap refits (lme4's ``bootMer``).
+    exponentiate : bool, default=False
+        Exponentiate fixed-effect rows (odds ratios for binomial, rate ratios
+        for counts).
+    n_boot, random_state, n_jobs, progress
+        Bootstrap settings (``n_jobs`` also parallelises profiles over parameters).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Index ``parameter`` (fixed effects, ``sd_<term>|<factor>``,
+        ``cor_<term>.<term>|<factor>``, ``nb_theta``, ``zi_prob``); columns
+        ``estimate``, ``lower``, ``upper``. ``table.attrs["lme4_names"]`` maps
+        row names to lme4's ``oldNames = TRUE`` names (``.sig01``, ...).
+
+    Examples
+    --------
+    >>> from sklearn_glmm import BinomialGLMM
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> df, _ = make_longitudinal(n_groups=60, random_state=0)
+    >>> m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    >>> ci = m.confint(method="profile", exponentiate=True)
+    >>> list(ci.columns)
+    ['estimate', 'lower', 'upper']
+    """
+    check_is_fitted(est, "coef_")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}.")
+    method = str(method).lower()
+    pmap = ParamMap(est)
+    sel = _select(pmap, parm, est.fixed_effects_.index)
+    if method == "wald":
+        table = wald_table(est, pmap, level)[["estimate", "lower", "upper"]]
+    elif method == "profile":
+        table, trace = profile_table(est, level, sel, n_jobs)
+        table.attrs["profile"] = trace
+    elif method in ("bootstrap", "boot"):
+        table = _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress)
+    else:
+        raise ValueError(f"method must be 'wald', 'profile' or 'bootstrap', got {method!r}.")
+    # aliased (dropped) fixed-effect columns are reported as NaN rows, as in fixed_effects_
+    fixed_all = list(est.fixed_effects_.index)
+    order = fixed_all + [n for n in pmap.names if n not in fixed_all]
+    table = table.reindex(order if sel is None else [n for n in order if n in sel])
+    if exponentiate:
+        fixed = [n for n in table.index if n in fixed_all]
+        table.loc[fixed] = np.exp(table.loc[fixed].to_numpy())
+    names = lme4_name_map(est)
+    table.attrs.update(
+        method=method, level=level, lme4_names={n: names.get(n, n) for n in table.index}
+    )
+    table.index.name = "parameter"
+    modelled = modelled_outcome(est)
+    if modelled is not None:
+        # the fixed effects are log-odds of this event; the name prints above the table
+        table.attrs["modelled"] = modelled
+        table.columns.name = f"Modelled: {modelled}"
+    return table
+
+
+def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
+    reps, ok = bootstrap_params(est, n_boot, random_state, n_jobs, progress)
+    n_failed = int((~ok).sum())
+    if n_failed > 0.1 * len(ok):
+        warnings.warn(
+            f"{n_failed} of {len(ok)} bootstrap refits failed to converge and were dropped.",
+            UserWarning,
+            stacklevel=3,
+        )
+    good = reps[ok]
+    a = (1 - level) / 2
+    phi = pmap.to_phi(est._params)
+    rows = []
+    for k in range(pmap.n):
+        col = good[:, k]
+        lo, hi = np.quantile(col, [a, 1 - a]) if len(col) else (np.nan, np.nan)
+        rows.append([pmap.display(k, phi[k]), pmap.display(k, lo), pmap.display(k, hi)])
+    table = pd.DataFrame(
+        np.asarray(rows, dtype=float), columns=["estimate", "lower", "upper"], index=pmap.names
+    )
+    shown = np.column_stack([pmap.display(k, good[:, k]) for k in range(pmap.n)])
+    table.attrs["replicates"] = pd.DataFrame(shown, columns=pmap.names)
+    table.attrs["n_failed"] = n_failed
+    return table
+
+
+def profile(est, parm=None, level: float = 0.95, n_jobs=None) -> pd.DataFrame:
+    """Profile traces (lme4's ``profile``): columns ``parameter``, ``value``, ``zeta``.
+
+    ``zeta`` is the signed square root of the deviance increase; the rows are
+    the points evaluated while locating the ``level`` limits.
+    """
+    check_is_fitted(est, "coef_")
+    sel = _select(ParamMap(est), parm)
+    return profile_table(est, level, sel, n_jobs)[1]

@@ -1,0 +1,176 @@
+"""What every family declares, and the helpers the count families share.
+
+Every family exposes the conditional log-density of ``y`` given the linear
+predictor ``eta`` together with its first three derivatives in ``eta``. The
+Laplace approximation needs the exact second derivative (the curvature ``w``)
+and its analytic gradient needs the third (``w3 = dw/deta``).
+
+A family holds its link by composition (:mod:`sklearn_glmm._links`) and declares
+its own parameters as blocks (:mod:`sklearn_glmm._blocks`): ``log theta`` for the
+negative binomial, ``logit pi`` for zero inflation, on an unconstrained scale and
+optimised jointly with the fixed effects and covariance parameters. Code outside
+the families asks the family (its link, its blocks, ``has_trials``, ``r_name``)
+and never compares family names.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+from scipy import special
+
+from ..blocks import ParameterBlock
+from ..links import Link, LogLink
+
+_ETA_MAX = 700.0  # exp(700) is finite in float64; beyond it mu overflows
+_GH_Z, _GH_W = hermegauss(32)
+_GH_W = _GH_W / _GH_W.sum()
+
+
+class Derivs(NamedTuple):
+    """Per-observation log-density and its derivatives in ``eta``.
+
+    ``loglik`` is log p(y | eta); ``d1`` its first derivative; ``w`` minus the
+    second derivative (the curvature entering the Laplace Hessian); ``w3`` the
+    derivative of ``w``. All are already multiplied by the prior weights.
+    """
+
+    loglik: np.ndarray
+    d1: np.ndarray
+    w: np.ndarray
+    w3: np.ndarray
+
+
+def _weighted(weights, loglik, d1, w, w3) -> Derivs:
+    """Apply prior weights (``None`` means all ones and skips the products)."""
+    if weights is None:
+        return Derivs(loglik, d1, w, w3)
+    return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+
+
+def _exp(eta):
+    # only overflow needs guarding: exp underflows to 0 gracefully
+    return np.exp(np.minimum(eta, _ETA_MAX))
+
+
+class Family:
+    """What every family declares; the extra-parameter views are made from its blocks.
+
+    Attributes
+    ----------
+    name : str
+        Internal name (``"binomial"``, ``"poisson"``, ``"negbin"``, ``"zi_negbin"``).
+    r_name : str
+        The family's name in R (glmmTMB's ``nbinom2``, ``binomial``, ``poisson``).
+    link : Link
+        The link function object.
+    blocks : tuple of ParameterBlock
+        The family's own parameters, in the order the optimiser sees them.
+    has_trials : bool
+        Outcomes are successes out of trials (bounded): binomial.
+    zero_inflated : bool
+        A zero-inflation probability is part of the model.
+    log_concave : bool
+        The log-density is concave in ``eta`` everywhere (``w >= 0``).
+    """
+
+    name = ""
+    r_name = ""
+    link: Link = LogLink()
+    blocks: tuple[ParameterBlock, ...] = ()
+    has_trials = False
+    zero_inflated = False
+    log_concave = True
+
+    @property
+    def n_extra(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.blocks)
+
+    @property
+    def extra_bounds(self) -> tuple[tuple[float, float], ...]:
+        return tuple(b.bounds for b in self.blocks)
+
+    @property
+    def extra_flat_side(self) -> tuple:
+        return tuple(b.flat_side for b in self.blocks)
+
+    def default_extra(self) -> np.ndarray:
+        return np.array([b.start for b in self.blocks], dtype=float)
+
+    def mean_curvature(self, y, trials, weights) -> float:
+        """Typical curvature of one row's log-density at the mean outcome (for scaling)."""
+        wsum = np.sum(weights)
+        if not wsum > 0:
+            return 1.0
+        return float(np.sum(weights * y) / wsum)
+
+    long_name = ""
+
+    def describe(self) -> str:
+        """``binomial  ( logit )``, as R's summary prints the family."""
+        return f"{self.r_name}  ( {self.link.name} )"
+
+    def sentence_name(self) -> str:
+        """The family in words, for reports: ``negative binomial (NB2, log link)``."""
+        inner = self.long_name.partition(" (")
+        detail = f"{inner[2][:-1]}, " if inner[1] else ""
+        return f"{inner[0]} ({detail}{self.link.name} link)"
+
+    def mean_derivative(self, eta, extra=()):
+        """``d E[Y] / d eta`` per trial."""
+        return self.link.inverse_derivative(eta)
+
+    def mean_over_normal(self, eta, var, extra=()):
+        """E[Y] per trial when ``eta`` is normal with mean ``eta`` and variance ``var``.
+
+        Closed form for the log link (``exp(eta + var / 2)``), 32-node Gauss-Hermite
+        otherwise.
+        """
+        eta = np.asarray(eta, dtype=float)
+        var = np.broadcast_to(np.asarray(var, dtype=float), eta.shape)
+        if isinstance(self.link, LogLink):
+            return self.mean(eta + var / 2.0, extra)
+        if np.all(var == 0):
+            return self.mean(eta, extra)
+        nodes = eta[..., None] + np.sqrt(var)[..., None] * _GH_Z
+        return self.mean(nodes, extra) @ _GH_W
+
+
+def _lgamma_ratio(y, theta):
+    """log Gamma(y + theta) - log Gamma(theta), accurate for very large theta.
+
+    Written through betaln, whose large-argument expansion avoids the
+    cancellation of two huge log-gamma values when theta -> infinity.
+    """
+    ypos = np.where(y > 0, y, 1.0)
+    return np.where(y > 0, special.gammaln(ypos) - special.betaln(ypos, theta), 0.0)
+
+
+# Above this count, mu - y is computed as y expm1(eta - log y): exp(eta) rounds to
+# ulp(mu) ~ 2e-16 mu, noise that would stall the conditional-mode iterations.
+_LARGE_COUNT = 1e3
+
+
+def _log_y(y):
+    return np.log(np.where(y > 0, y, 1.0))
+
+
+def _large_count_zeros(y):
+    """Indicator of y == 0 when counts are large (the precise mu - y is needed), else None."""
+    return (y == 0).astype(float) if len(y) and np.max(y) > _LARGE_COUNT else None
+
+
+def _mu_minus_y(y, eta, log_y, zero, mu):
+    """mu - y without the rounding of exp(eta) for large y (``zero``: 1.0 where y == 0)."""
+    with np.errstate(over="ignore"):
+        return y * np.expm1(np.minimum(eta, _ETA_MAX) - log_y) + zero * mu
+
+
+def _log_choose(n, k):
+    return special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)

@@ -1,0 +1,150 @@
+"""Negative binomial counts (NB2: Var = mu + mu^2 / theta) with a log link."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special, stats
+
+from ..blocks import NB_THETA
+from ..links import LogLink
+from .base import (
+    _ETA_MAX,
+    Family,
+    _exp,
+    _large_count_zeros,
+    _lgamma_ratio,
+    _log_y,
+    _mu_minus_y,
+    _weighted,
+)
+
+
+class NegativeBinomial2(Family):
+    """NB2 outcome (Var = mu + mu^2 / theta) with a log link; extra = [log theta].
+
+    The curvature ``w`` is the exact negative second derivative of the
+    log-density (glmmTMB's choice), not the Fisher weight lme4 uses.
+    """
+
+    name = "negbin"
+    r_name = "nbinom2"
+    long_name = "negative binomial (NB2)"
+    link = LogLink()
+    log_concave = True  # w >= 0 everywhere
+    blocks = (NB_THETA,)
+
+    def constant(self, y, trials):
+        """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
+        return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
+
+    def __init__(self):
+        self._memo = None  # (theta, y, log Gamma(y + theta) - log Gamma(theta))
+
+    def _lgamma_ratio(self, y, theta):
+        """:func:`_lgamma_ratio`, remembered for the last (theta, y): it is the costliest
+        term and the conditional-mode iterations ask for it many times at one theta."""
+        memo = self._memo
+        if memo is not None and memo[0] == theta and memo[1] is y:
+            return memo[2]
+        val = _lgamma_ratio(y, theta)
+        self._memo = (theta, y, val)
+        return val
+
+    def __getstate__(self):
+        return {k: v for k, v in vars(self).items() if k != "_memo"} | {"_memo": None}
+
+    def derivs(self, y, eta, trials, weights, extra, const=None):
+        theta = np.exp(extra[0])
+        eta = np.minimum(eta, _ETA_MAX)  # beyond it mu would overflow
+        mu = np.exp(eta)
+        tm = theta + mu
+        neg_log_fact, log_y, zero = self.constant(y, trials) if const is None else const
+        # the ratios s, r in [0, 1] keep every product finite however large mu is
+        s, r = theta / tm, mu / tm
+        if zero is None:
+            with np.errstate(over="ignore"):
+                loglik = (
+                    self._lgamma_ratio(y, theta)
+                    + neg_log_fact
+                    - theta * np.log1p(mu / theta)
+                    + special.xlogy(y, r)
+                )
+        else:
+            # large counts: log p(y | mu) - log p(y | y), free of cancellation, plus log p(y | y)
+            with np.errstate(over="ignore"):
+                mmy = _mu_minus_y(y, eta, log_y, zero, mu)
+                dev = y * (eta - log_y) - (y + theta) * np.log1p(mmy / (theta + y))
+            loglik = dev + (
+                self._lgamma_ratio(y, theta)
+                + neg_log_fact
+                - theta * np.log1p(y / theta)
+                + special.xlogy(y, y / (theta + y))
+            )
+        d1 = s * (y - mu)
+        w = s * r * (y + theta)
+        w3 = w * (s - r)
+        return _weighted(weights, loglik, d1, w, w3)
+
+    def extra_derivs(self, y, eta, trials, weights, extra, const=None):
+        """Derivatives in ``log theta`` of ``loglik``, ``d1`` and ``w``, each (1, n).
+
+        Analytic: a finite difference of a log-density of order 1e7 (counts in the
+        millions) is lost in its rounding.
+        """
+        theta = np.exp(extra[0])
+        eta = np.minimum(eta, _ETA_MAX)
+        mu = np.exp(eta)
+        tm = theta + mu
+        s, r = theta / tm, mu / tm
+        _, log_y, zero = self.constant(y, trials) if const is None else const
+        # mu - y without cancellation where mu is near a large y
+        mmy = mu - y if zero is None else _mu_minus_y(y, eta, log_y, zero, mu)
+        with np.errstate(over="ignore"):
+            dl = theta * (
+                special.digamma(y + theta)
+                - special.digamma(theta)
+                - np.logaddexp(0.0, eta - extra[0])
+                + mmy / tm
+            )
+        dd1 = -s * r * mmy
+        dw = s * r * (2.0 * theta * mu + y * mu - theta * y) / tm
+        if weights is not None:
+            dl, dd1, dw = weights * dl, weights * dd1, weights * dw
+        return dl[None], dd1[None], dw[None]
+
+    def log_p0(self, eta, extra):
+        theta = np.exp(extra[0])
+        eta = np.minimum(eta, _ETA_MAX)
+        mu = np.exp(eta)
+        tm = theta + mu
+        s, r = theta / tm, mu / tm
+        a = -theta * np.logaddexp(0.0, eta - extra[0])  # -theta log(1 + mu / theta)
+        a1 = -theta * r
+        a2 = -theta * s * r
+        a3 = a2 * (s - r)
+        return a, a1, a2, a3
+
+    def mean(self, eta, extra=()):
+        return _exp(eta)
+
+    def variance(self, mu, trials, extra):
+        return mu + mu**2 / np.exp(extra[0])
+
+    def unit_deviance(self, y, mu, trials, extra):
+        theta = np.exp(extra[0])
+        t1 = special.xlogy(y, np.divide(y, mu, out=np.ones_like(mu), where=y > 0))
+        t2 = (y + theta) * np.log((y + theta) / (mu + theta))
+        return 2.0 * (t1 - t2)
+
+    def sample(self, mu, trials, extra, rng):
+        theta = np.exp(extra[0])
+        lam = rng.gamma(theta, mu / theta)
+        return rng.poisson(lam).astype(float)
+
+    def pmf(self, k, mu, extra):
+        theta = np.exp(extra[0])
+        return stats.nbinom.pmf(k, theta, theta / (theta + mu))
+
+    def cdf(self, y, mu, trials, extra):
+        theta = np.exp(extra[0])
+        return stats.nbinom.cdf(y, theta, theta / (theta + mu))
