@@ -99,7 +99,9 @@ class _BaseGLMM(BaseEstimator):
 
     # -- input handling -------------------------------------------------------
     def _family(self):
-        return make_family(self._family_name, getattr(self, "zero_inflation", False))
+        return make_family(
+            self._family_name, getattr(self, "zero_inflation", False), getattr(self, "link", None)
+        )
 
     def _check_params(self):
         """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows

@@ -111,6 +111,11 @@ def confint(
     order = fixed_all + [n for n in pmap.names if n not in fixed_all]
     table = table.reindex(order if sel is None else [n for n in order if n in sel])
     if exponentiate:
+        if est._family_obj.link.ratio_name is None:
+            raise ValueError(
+                f"exponentiate=True has no reading for the {est._family_obj.link.name} link "
+                "(its coefficients are not log ratios); report them on the link scale."
+            )
         fixed = [n for n in table.index if n in fixed_all]
         table.loc[fixed] = np.exp(table.loc[fixed].to_numpy())
     names = lme4_name_map(est)

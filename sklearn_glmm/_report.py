@@ -43,12 +43,23 @@ def _fmt_ratio(values, digits):
     return out
 
 
+_RATIO_ABBREVIATION = {"odds ratio": "OR", "rate ratio": "IRR", "hazard ratio": "HR"}
+_SUBJECTS = {
+    "odds ratio": ("The odds of {outcome}", "were"),
+    "rate ratio": ("The expected count of {outcome}", "was"),
+    "hazard ratio": ("The hazard of {outcome}", "was"),
+    None: ("The probability of {outcome}", "was"),
+}
+
+
 def _effect_sentences(est, ci, outcome, level, digits):
-    binom = est._family_obj.has_trials
-    ratio = "OR" if binom else "IRR"
-    subject, verb = (
-        (f"The odds of {outcome}", "were") if binom else (f"The expected count of {outcome}", "was")
-    )
+    link = est._family_obj.link
+    ratio = _RATIO_ABBREVIATION.get(link.ratio_name)
+    subject, verb = _SUBJECTS[link.ratio_name]
+    subject = subject.format(outcome=outcome)
+    # a link without a ratio reading (probit): coefficients on the link scale
+    transform = np.exp if ratio is not None else np.asarray
+    ratio = ratio or f"b ({link.scale_name} scale)"
     pct = f"{round(level * 100):d}%"
     out = []
     fe = est.fixed_effects_
@@ -56,7 +67,7 @@ def _effect_sentences(est, ci, outcome, level, digits):
         if name == "(Intercept)" or not np.isfinite(fe.loc[name, "estimate"]):
             continue
         b, p = fe.loc[name, "estimate"], fe.loc[name, "p_value"]
-        r, lo, hi = _fmt_ratio(np.exp([b, ci.loc[name, "lower"], ci.loc[name, "upper"]]), digits)
+        r, lo, hi = _fmt_ratio(transform([b, ci.loc[name, "lower"], ci.loc[name, "upper"]]), digits)
         binary = _is_binary(est, name)
         unit = "" if binary else " per unit"
         stat = f"{ratio} = {r}{unit}, {pct} CI [{lo}, {hi}], {_fmt_p(p)}"

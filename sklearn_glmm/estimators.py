@@ -7,7 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 
 from ._base import _BaseGLMM
@@ -84,13 +84,15 @@ _COMMON_ATTRS = """
 
 class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     __doc__ = (
-        """Logistic mixed model (binomial outcome, logit link).
+        """Binomial mixed model (logistic by default; probit and cloglog links).
 
     .. math::
 
-        \\operatorname{logit} P(y_{ij} = \\text{pos\\_label\\_} \\mid b_i)
+        g\\bigl(P(y_{ij} = \\text{pos\\_label\\_} \\mid b_i)\\bigr)
         = x_{ij}^\\top \\beta + z_{ij}^\\top b_i,
         \\qquad b_i \\sim N(0, \\Sigma)
+
+    with ``g`` the logit (default), probit or complementary log-log link.
 
     Parameters
     ----------
@@ -105,6 +107,14 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         sort order (``"Yes" < "no"``: upper case sorts first, so ``{"Yes", "no"}``
         models ``"no"``; pass ``pos_label="Yes"``). ``summary()`` and ``report()``
         name the class modelled. Ignored with ``trials`` (y counts successes).
+    link : {"logit", "probit", "cloglog"}, default="logit"
+        The link function (lme4's ``binomial(link = ...)``). The Laplace
+        approximation uses the exact curvature of the log-density for every link,
+        as glmmTMB does (lme4's ``glmer`` uses the Fisher weights for the
+        non-canonical probit and cloglog links, so its Laplace log-likelihood
+        differs slightly; with ``n_agq > 1`` both approach the same integral).
+        ``cloglog`` is the discrete-time survival model: ``exp(beta)`` is a hazard
+        ratio.
 
     Attributes
     ----------
@@ -129,7 +139,11 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     )
 
     _family_name = "binomial"
-    _parameter_constraints = {**_PARAMETER_CONSTRAINTS, "pos_label": [Real, str, "boolean", None]}
+    _parameter_constraints = {
+        **_PARAMETER_CONSTRAINTS,
+        "pos_label": [Real, str, "boolean", None],
+        "link": [StrOptions({"logit", "probit", "cloglog"})],
+    }
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}
 
@@ -143,6 +157,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         max_iter=1000,
         tol=1e-10,
         pos_label=None,
+        link="logit",
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -151,6 +166,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.max_iter = max_iter
         self.tol = tol
         self.pos_label = pos_label
+        self.link = link
 
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, trials=None):
         """Fit by maximum likelihood.

@@ -28,9 +28,13 @@ __all__ = [
 ]
 
 
-def make_family(name: str, zero_inflation: bool = False):
-    """Return the family object for ``name`` ("binomial", "poisson", "negbin")."""
-    base = FAMILIES[name]()
+def make_family(name: str, zero_inflation: bool = False, link: str | None = None):
+    """Return the family object for ``name`` ("binomial", "poisson", "negbin").
+
+    ``link`` names a link other than the family's default (binomial: ``"probit"``,
+    ``"cloglog"``).
+    """
+    base = FAMILIES[name]() if link is None else FAMILIES[name](link=link)
     if zero_inflation:
         if base.has_trials:
             raise ValueError("zero_inflation is only available for count families.")

@@ -5,19 +5,37 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
-from ..links import LogitLink
-from .base import Family, _log_choose, _weighted
+from ..links import CLogLogLink, Link, LogitLink, ProbitLink, make_link
+from .base import _ETA_MAX, Family, _log_choose, _weighted
 
 
 class Binomial(Family):
-    """Binomial outcome (successes out of ``trials``) with a logit link."""
+    """Binomial outcome (successes out of ``trials``); logit, probit or cloglog link.
+
+    .. math::
+
+        \\log p(y \\mid \\eta) = y \\log F(\\eta) + (t - y) \\log(1 - F(\\eta))
+            + \\log \\binom{t}{y}
+
+    with ``F`` the inverse link. The logit link is canonical (its curvature is the
+    Fisher weight); for probit and cloglog ``w`` is the exact (observed) curvature,
+    as glmmTMB uses, not lme4's Fisher weight. All three are log-concave in ``eta``.
+    """
 
     name = "binomial"
     r_name = "binomial"
     long_name = "binomial"
-    link = LogitLink()
+    link: Link = LogitLink()
     has_trials = True
-    log_concave = True  # w >= 0 everywhere
+    log_concave = True  # w >= 0 everywhere, for each of the three links
+
+    def __init__(self, link: str | Link = "logit"):
+        link = make_link(link) if isinstance(link, str) else link
+        if not isinstance(link, (LogitLink, ProbitLink, CLogLogLink)):
+            raise ValueError(
+                f"binomial models take the logit, probit or cloglog link, not {link.name!r}."
+            )
+        self.link = link
 
     def mean_curvature(self, y, trials, weights) -> float:
         """Typical curvature of one row's log-density: trials p (1 - p)."""
@@ -35,6 +53,10 @@ class Binomial(Family):
 
     def derivs(self, y, eta, trials, weights, extra=(), const=None):
         """``trials=None`` means one trial per row (binary outcomes)."""
+        if isinstance(self.link, ProbitLink):
+            return _probit_derivs(y, eta, trials, weights, self._const(y, trials, const))
+        if isinstance(self.link, CLogLogLink):
+            return _cloglog_derivs(y, eta, trials, weights, self._const(y, trials, const))
         # with e = exp(-|eta|) in (0, 1]: expit, mu (1 - mu) and log(1 + exp(eta))
         # are free of overflow and cancellation on both sides of 0
         e = np.exp(-np.abs(eta))
@@ -52,8 +74,11 @@ class Binomial(Family):
         w3 = w * (1.0 - 2.0 * mu)
         return _weighted(weights, loglik, d1, w, w3)
 
+    def _const(self, y, trials, const):
+        return self.constant(y, trials) if const is None else const
+
     def mean(self, eta, extra=()):
-        return special.expit(eta)
+        return self.link.inverse(eta)
 
     def variance(self, mu, trials, extra=()):
         return trials * mu * (1.0 - mu)
@@ -69,3 +94,44 @@ class Binomial(Family):
 
     def cdf(self, y, mu, trials, extra=()):
         return stats.binom.cdf(y, trials, mu)
+
+
+def _failures(y, trials):
+    return 1.0 - y if trials is None else trials - y
+
+
+def _probit_derivs(y, eta, trials, weights, const):
+    """Probit: ``log Phi(eta)`` and ``log Phi(-eta)`` with the inverse Mills ratio
+    ``m(x) = phi(x) / Phi(x)``, all through ``log_ndtr`` (no cancellation in the tails)."""
+    f = _failures(y, trials)
+    lp, lq = special.log_ndtr(eta), special.log_ndtr(-eta)
+    log_phi = -0.5 * eta * eta - 0.5 * np.log(2.0 * np.pi)
+    mp, mq = np.exp(log_phi - lp), np.exp(log_phi - lq)  # m(eta), m(-eta)
+    # m'(x) = -m (x + m); m''(x) = -m' (x + m) - m (1 + m')
+    dmp = -mp * (eta + mp)
+    dmq = -mq * (-eta + mq)
+    ddmp = -dmp * (eta + mp) - mp * (1.0 + dmp)
+    ddmq = -dmq * (-eta + mq) - mq * (1.0 + dmq)
+    loglik = y * lp + f * lq + const
+    d1 = y * mp - f * mq
+    w = -(y * dmp + f * dmq)
+    w3 = -(y * ddmp - f * ddmq)
+    return _weighted(weights, loglik, d1, w, w3)
+
+
+def _cloglog_derivs(y, eta, trials, weights, const):
+    """Complementary log-log: ``F = 1 - exp(-u)``, ``u = exp(eta)``; with
+    ``g = u / expm1(u)`` (``d log F / d eta``), ``g' = g (1 - u - g)``."""
+    f = _failures(y, trials)
+    eta = np.minimum(eta, _ETA_MAX)  # exp(700) is finite; exp(-u) underflows to 0 gracefully
+    u = np.exp(eta)
+    with np.errstate(over="ignore"):
+        g = np.where(u > 1e-300, u / np.expm1(u), 1.0)
+    dg = g * (1.0 - u - g)
+    ddg = dg * (1.0 - u - g) - g * (u + dg)
+    log_f = np.log(-np.expm1(-u))
+    loglik = y * log_f - f * u + const
+    d1 = y * g - f * u
+    w = f * u - y * dg
+    w3 = f * u - y * ddg
+    return _weighted(weights, loglik, d1, w, w3)
