@@ -111,19 +111,11 @@ def _random_sentences(est, ci, digits):
 def _dispersion_sentences(est, digits):
     fam = est._family_obj
     out = []
-    if hasattr(est, "theta_"):
-        if np.isinf(est.theta_):
-            out.append(
-                "The negative binomial dispersion parameter ran to infinity: the data show "
-                "no overdispersion beyond a Poisson model."
-            )
+    for b in fam.blocks:
+        if getattr(est, b.attribute[:-1] + "_at_boundary_", False):
+            out.append(b.at_bound_sentence)
         else:
-            out.append(
-                f"The negative binomial dispersion parameter was theta = "
-                f"{est.theta_:.{digits}f} (Var = mu + mu^2 / theta)."
-            )
-    if hasattr(est, "zero_inflation_"):
-        out.append(f"The estimated zero-inflation probability was {est.zero_inflation_:.3f}.")
+            out.append(b.sentence.format(value=f"{getattr(est, b.attribute):.{digits}f}"))
     if fam.has_trials and np.all(est._train["trials"] == 1):
         return out
     with warnings.catch_warnings():

@@ -109,11 +109,8 @@ class Summary:
                 "p_value": "Pr(>|z|)",
             }
         )
-        self.dispersion = {}
-        if hasattr(est, "theta_"):
-            self.dispersion["theta"] = est.theta_
-        if hasattr(est, "zero_inflation_"):
-            self.dispersion["zero_inflation"] = est.zero_inflation_
+        # the family's own parameters, by their reported names (nb_theta, zi_prob)
+        self.dispersion = {b.reported: getattr(est, b.attribute) for b in est._family_obj.blocks}
 
     def _header(self):
         est = self.est
@@ -132,7 +129,7 @@ class Summary:
         modelled = modelled_outcome(est)
         if modelled is not None:
             lines.append(f" Modelled: {modelled}")
-        if getattr(est, "zero_inflation", False):
+        if est._family_obj.zero_inflated:
             lines.append(" Zero inflation: ~1")
         return lines
 
@@ -152,7 +149,7 @@ class Summary:
         out += self._dispersion_lines()
         out += ["", "Fixed effects:"]
         out += self._coef_lines(self.fixed_effects)
-        out += self._zi_lines()
+        out += self._table_lines()
         out.append("---")
         out.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
         if est.is_singular_:
@@ -187,27 +184,36 @@ class Summary:
             )
         return lines
 
-    def _dispersion_lines(self):
+    def _blocks(self, kind):
         est = self.est
-        if not hasattr(est, "theta_"):
-            return []
-        return ["", f"Dispersion parameter for nbinom2 family (): {est.theta_:.3g}"]
+        x = est._params
+        start = len(x) - est._family_obj.n_extra
+        for j, b in enumerate(est._family_obj.blocks):
+            if b.summary == kind:
+                yield b, x[start + j], getattr(est, b.attribute)
 
-    def _zi_lines(self):
+    def _dispersion_lines(self):
+        fam = self.est._family_obj
+        return [
+            f"\nDispersion parameter for {fam.r_name} family (): {value:.3g}"
+            for _, _, value in self._blocks("dispersion")
+        ]
+
+    def _table_lines(self):
+        """Blocks shown as a coefficient table on the logit scale (zero inflation)."""
         est = self.est
-        if not hasattr(est, "zero_inflation_"):
-            return []
-        logit = np.log(est.zero_inflation_) - np.log1p(-est.zero_inflation_)
-        se = est._block_se["logit_zi"]
-        z = logit / se if se > 0 else np.nan
-        p = 2 * stats.norm.sf(abs(z)) if np.isfinite(z) else np.nan
-        table = pd.DataFrame(
-            {"Estimate": [logit], "Std. Error": [se], "z value": [z], "Pr(>|z|)": [p]},
-            index=[INTERCEPT],
-        )
-        lines = ["", "Zero-inflation model (logit scale):"] + self._coef_lines(table)
-        note = " (at the boundary: no zero inflation)" if est.zero_inflation_at_boundary_ else ""
-        lines.append(f"Zero-inflation probability: {est.zero_inflation_:.4g}{note}")
+        lines = []
+        for b, internal, value in self._blocks("logit table"):
+            se = est._block_se[b.name]
+            z = internal / se if se > 0 else np.nan
+            p = 2 * stats.norm.sf(abs(z)) if np.isfinite(z) else np.nan
+            table = pd.DataFrame(
+                {"Estimate": [internal], "Std. Error": [se], "z value": [z], "Pr(>|z|)": [p]},
+                index=[INTERCEPT],
+            )
+            lines += ["", b.section] + self._coef_lines(table)
+            note = " (at its boundary)" if b.is_at_bound(internal) else ""
+            lines.append(f"{b.label}: {value:.4g}{note}")
         return lines
 
     def __repr__(self):

@@ -54,6 +54,15 @@ class ParameterBlock:
         Name of the warning class (in :mod:`sklearn_glmm.exceptions`) for it.
     label : str
         The summary's words for the parameter.
+    summary : {"dispersion", "logit table"}
+        How the summary shows it: glmmTMB's one-line "Dispersion parameter for ...
+        family ()", or a coefficient table on the logit scale under ``section``.
+    section : str
+        The title of its summary table ("logit table" blocks).
+    sentence : str
+        The report's sentence, with ``{value}`` (formatted) in it.
+    at_bound_sentence : str
+        The report's sentence for a boundary estimate.
     """
 
     name: str
@@ -67,6 +76,10 @@ class ParameterBlock:
     at_bound_message: str
     warning: str
     label: str
+    summary: str
+    section: str
+    sentence: str
+    at_bound_sentence: str
 
     def bound(self) -> float:
         """The bound the flat side leads to."""
@@ -99,6 +112,12 @@ NB_THETA = ParameterBlock(
     ),
     warning="OverdispersionWarning",
     label="Dispersion parameter (NB theta)",
+    summary="dispersion",
+    section="",
+    sentence="The negative binomial dispersion parameter was theta = {value} "
+    "(Var = mu + mu^2 / theta).",
+    at_bound_sentence="The negative binomial dispersion parameter ran to infinity: the data "
+    "show no overdispersion beyond a Poisson model.",
 )
 
 ZERO_INFLATION = ParameterBlock(
@@ -119,4 +138,9 @@ ZERO_INFLATION = ParameterBlock(
     ),
     warning="ZeroInflationWarning",
     label="Zero-inflation probability",
+    summary="logit table",
+    section="Zero-inflation model (logit scale):",
+    sentence="The estimated zero-inflation probability was {value}.",
+    at_bound_sentence="The zero-inflation probability was estimated at 0 (its boundary): "
+    "the data have no more zeros than the count model predicts.",
 )
