@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 
 from ._base import _BaseGLMM
+from ._engine.families import make_family
 from ._validation import check_counts, check_trials
 
 _COMMON_PARAMS = """
@@ -376,12 +377,14 @@ class PoissonGLMM(_CountGLMM):
 
 class NegBinGLMM(_CountGLMM):
     __doc__ = (
-        """Negative binomial (NB2) mixed model, log link, optionally zero-inflated.
+        """Negative binomial mixed model (NB2 or NB1), log link, optionally zero-inflated.
 
-    Var(Y | b) = mu + mu^2 / theta; ``theta`` is estimated jointly (as glmmTMB's
-    ``nbinom2``). The Laplace approximation uses the exact curvature of the NB2
-    log-density, as glmmTMB does (lme4's ``glmer.nb`` uses Fisher weights, which
-    give a slightly different log-likelihood).
+    ``family="nbinom2"`` (default): Var(Y | b) = mu + mu^2 / theta, ``theta``
+    estimated jointly (glmmTMB's ``nbinom2``). ``family="nbinom1"``: Var(Y | b) =
+    mu (1 + phi), linear in the mean (glmmTMB's ``nbinom1``). The Laplace
+    approximation uses the exact curvature of the log-density, as glmmTMB does
+    (lme4's ``glmer.nb`` uses Fisher weights, which give a slightly different
+    log-likelihood).
 
     Parameters
     ----------
@@ -390,6 +393,8 @@ class NegBinGLMM(_CountGLMM):
         + """
     zero_inflation : bool, default=False
         Add a constant zero-inflation probability (glmmTMB's ``ziformula = ~1``).
+    family : {"nbinom2", "nbinom1"}, default="nbinom2"
+        The variance function: quadratic (NB2) or linear (NB1) in the mean.
 
     Attributes
     ----------
@@ -397,7 +402,11 @@ class NegBinGLMM(_CountGLMM):
         + _COMMON_ATTRS
         + """
     theta_ : float
-        NB2 dispersion; ``inf`` when the data show no overdispersion.
+        NB2 dispersion; ``inf`` when the data show no overdispersion
+        (``family="nbinom2"``).
+    phi_ : float
+        NB1 dispersion, Var = mu (1 + phi); ``0`` when the data show no
+        overdispersion (``family="nbinom1"``).
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True`` only).
     """
@@ -405,3 +414,34 @@ class NegBinGLMM(_CountGLMM):
     )
 
     _family_name = "negbin"
+    _parameter_constraints = {
+        **_CountGLMM._parameter_constraints,
+        "family": [StrOptions({"nbinom2", "nbinom1"})],
+    }
+
+    def __init__(
+        self,
+        random_effects=None,
+        *,
+        n_agq=1,
+        zero_inflation=False,
+        fit_intercept=True,
+        group_columns=None,
+        max_iter=1000,
+        tol=1e-10,
+        family="nbinom2",
+    ):
+        super().__init__(
+            random_effects,
+            n_agq=n_agq,
+            zero_inflation=zero_inflation,
+            fit_intercept=fit_intercept,
+            group_columns=group_columns,
+            max_iter=max_iter,
+            tol=tol,
+        )
+        self.family = family
+
+    def _family(self):
+        name = "negbin1" if self.family == "nbinom1" else "negbin"
+        return make_family(name, self.zero_inflation)

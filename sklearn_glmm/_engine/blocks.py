@@ -120,6 +120,29 @@ NB_THETA = ParameterBlock(
     "show no overdispersion beyond a Poisson model.",
 )
 
+NB1_PHI = ParameterBlock(
+    name="log_phi",
+    reported="nb1_phi",
+    bounds=(-15.0, 10.0),
+    start=0.0,
+    to_reported=np.exp,
+    attribute="phi_",
+    # below log phi = -7 (phi ~ 1e-3) the likelihood is a flat ridge towards Poisson
+    flat_side=("lower", -7.0),
+    at_bound_value=0.0,
+    at_bound_message=(
+        "the NB1 dispersion phi ran to 0 (no overdispersion): the data are consistent with a "
+        "Poisson model, which is adequate here."
+    ),
+    warning="OverdispersionWarning",
+    label="Dispersion parameter (NB1 phi)",
+    summary="dispersion",
+    section="",
+    sentence="The NB1 dispersion parameter was phi = {value} (Var = mu (1 + phi)).",
+    at_bound_sentence="The NB1 dispersion parameter ran to 0: the data show no overdispersion "
+    "beyond a Poisson model.",
+)
+
 ZERO_INFLATION = ParameterBlock(
     name="logit_zi",
     reported="zi_prob",

@@ -11,16 +11,23 @@ from __future__ import annotations
 from .base import Derivs, Family
 from .binomial import Binomial
 from .negbin import NegativeBinomial2
+from .negbin1 import NegativeBinomial1
 from .poisson import Poisson
 from .zero_inflated import ZeroInflated
 
-FAMILIES = {"binomial": Binomial, "poisson": Poisson, "negbin": NegativeBinomial2}
+FAMILIES = {
+    "binomial": Binomial,
+    "poisson": Poisson,
+    "negbin": NegativeBinomial2,
+    "negbin1": NegativeBinomial1,
+}
 
 __all__ = [
     "FAMILIES",
     "Binomial",
     "Derivs",
     "Family",
+    "NegativeBinomial1",
     "NegativeBinomial2",
     "Poisson",
     "ZeroInflated",

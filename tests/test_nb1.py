@@ -1,0 +1,109 @@
+"""NB1 (linear variance) negative binomial models: the family and glmmTMB references.
+
+References: ``tests/fixtures/nb1/nb1.json``, made by ``make_nb1.R`` (glmmTMB 1.1.5)
+on ``nb1.csv`` (``make_nb1_data.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+
+from sklearn_glmm import NegBinGLMM, PoissonGLMM
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm.exceptions import ConvergenceWarning, OverdispersionWarning
+
+FIXTURES = Path(__file__).parent / "fixtures" / "nb1"
+REF = json.loads((FIXTURES / "nb1.json").read_text())
+DATA = pd.read_csv(FIXTURES / "nb1.csv")
+
+
+def test_log_density_is_the_nbinom1_pmf_and_sums_to_one():
+    fam = make_family("negbin1")
+    eta = np.array([-2.0, 0.1, 1.0, 2.0, 3.1, 5.0])
+    extra = np.array([0.4])
+    phi = np.exp(0.4)
+    mu = np.exp(eta)
+    for k in (0, 1, 7, 150):
+        y = np.full(len(eta), float(k))
+        got = np.exp(fam.derivs(y, eta, None, None, extra).loglik)
+        np.testing.assert_allclose(got, stats.nbinom.pmf(k, mu / phi, 1 / (1 + phi)), rtol=1e-10)
+    total = sum(
+        np.exp(fam.derivs(np.full(len(eta), float(k)), eta, None, None, extra).loglik)
+        for k in range(3000)
+    )
+    np.testing.assert_allclose(total, 1.0, rtol=1e-10)
+
+
+def test_derivatives_match_finite_differences():
+    fam = make_family("negbin1")
+    y = np.array([0.0, 1, 3, 7, 20, 150, 0, 2])
+    eta = np.array([-2.0, 0.1, 1.0, 2.0, 3.1, 5.0, 3.0, -5.0])
+    extra = np.array([0.4])
+    d = fam.derivs(y, eta, None, None, extra)
+    h = 1e-4
+    dp = fam.derivs(y, eta + h, None, None, extra)
+    dm = fam.derivs(y, eta - h, None, None, extra)
+    np.testing.assert_allclose(d.d1, (dp.loglik - dm.loglik) / (2 * h), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(d.w, -(dp.d1 - dm.d1) / (2 * h), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(d.w3, (dp.w - dm.w) / (2 * h), rtol=1e-6, atol=1e-6)
+
+
+def _fit(y, **kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = NegBinGLMM(family="nbinom1", **kw).fit(DATA[["x"]], DATA[y], groups=DATA["id"])
+    return m, [w.category for w in caught]
+
+
+def _check(m, ref):
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=0.01), ref["call"]
+    fe = m.fixed_effects_
+    for name, value in ref["fixef"].items():
+        assert fe.loc[name, "estimate"] == pytest.approx(value, abs=0.05 * ref["se"][name])
+        assert fe.loc[name, "std_error"] == pytest.approx(ref["se"][name], rel=0.02)
+    assert m.phi_ == pytest.approx(ref["phi"], rel=0.02)
+    sd = float(np.sqrt(m.random_effects_cov_["id"].iloc[0, 0]))
+    assert sd == pytest.approx(ref["sd"], rel=0.02)
+
+
+def test_nbinom1_matches_glmmtmb():
+    # glmmTMB(y ~ x + (1 | id), data = d, family = nbinom1)
+    m, caught = _fit("y")
+    assert m.converged_ and ConvergenceWarning not in caught
+    _check(m, REF["nb1"])
+    assert "Dispersion parameter for nbinom1 family ()" in str(m.summary())
+
+
+def test_zero_inflated_nbinom1_matches_glmmtmb():
+    # glmmTMB(yzi ~ x + (1 | id), data = d, family = nbinom1, ziformula = ~1)
+    m, caught = _fit("yzi", zero_inflation=True)
+    ref = REF["zinb1"]
+    assert m.converged_ and ConvergenceWarning not in caught
+    _check(m, ref)
+    assert m.zero_inflation_ == pytest.approx(special.expit(ref["zi_logit"]), abs=0.01)
+    assert m._block_se["logit_zi"] == pytest.approx(ref["zi_se_logit"], rel=0.02)
+
+
+def test_nbinom1_without_overdispersion_settles_at_phi_zero():
+    # binomial counts are less variable than Poisson ones: phi runs to its boundary
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(40), 10)
+    x = rng.normal(size=400)
+    p = special.expit(-1.5 + 0.3 * x + rng.normal(0, 0.4, 40)[g])
+    y = rng.binomial(30, p)
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = NegBinGLMM(family="nbinom1").fit(X, y, groups=g)
+    pois = PoissonGLMM().fit(X, y, groups=g)
+    cats = [w.category for w in caught]
+    assert OverdispersionWarning in cats and ConvergenceWarning not in cats
+    assert m.phi_ == 0.0 and m.phi_at_boundary_
+    assert m.loglik_ == pytest.approx(pois.loglik_, abs=1e-3)
