@@ -138,14 +138,20 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
 _NEAR_MODE = 1e-8
 
 
-def _mode_tolerance(obj: np.ndarray) -> np.ndarray:
-    """Newton decrements below which a unit's mode is found, given its penalised log-density.
+def _modes_found(dec: np.ndarray, obj: np.ndarray) -> bool:
+    """Whether every unit's Newton decrement ``dec`` says its mode is found.
 
-    Twice the gain the next Newton step could bring: 1e-20, or a little more when the
-    log-density is so large (a unit of a million rows) that its rounding cannot
-    resolve that; the analytic gradient assumes a mode this exact.
+    The decrement is twice the gain the next Newton step could bring: below 1e-20,
+    or below 1e-22 of the penalised log-density ``obj`` when that is so large (a unit
+    of a million rows) that its rounding cannot resolve 1e-20; the analytic gradient
+    assumes a mode this exact.
     """
-    return np.maximum(1e-20, 1e-22 * np.abs(obj))
+    top = dec.max()
+    if top < 1e-20:
+        return True
+    if top > 1e-8:  # far from the mode for any log-density below 1e14
+        return False
+    return bool(np.all(dec < 1e-22 * np.abs(obj)))
 
 
 class Objective:
@@ -277,7 +283,7 @@ class Objective:
             dec = self._u_sum(grad * step)
             if not np.all(np.isfinite(dec)):
                 raise NotPositiveDefinite("non-finite Newton step")
-            if np.all(dec < _mode_tolerance(obj)) or np.abs(step).max() < 1e-11:
+            if _modes_found(dec, obj) or np.abs(step).max() < 1e-11:
                 converged = True
                 if not exact:  # the mode's own Hessian must be positive definite
                     self.solver.factorize(a_vals, der.w)
@@ -340,27 +346,33 @@ class Objective:
             big = float(np.abs(step).max())
             if not math.isfinite(big):
                 raise NotPositiveDefinite("non-finite Newton step")
-            if big < 1e-11 or np.all(step * step * h < _mode_tolerance(obj)):
+            dec = step * step * h
+            if big < 1e-11 or _modes_found(dec, obj):
                 converged = True
                 break
             # the penalised log-density may not decrease in any level (within rounding);
             # a level within a tiny Newton decrement of its mode takes the full step, as
             # its change is below the rounding of the log-density there
             floor = obj - 1e-12 * (1.0 + np.abs(obj))
-            near = step * step * h < _NEAR_MODE
             u_try = u + step
             t = None
+            accepted = False
             for _half in range(40):
                 eta_try = eta_fix + a * g.expand(u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
-                ok = (obj_try >= floor) | near
+                ok = obj_try >= floor
                 if ok.all():
+                    accepted = True
+                    break
+                ok |= dec < _NEAR_MODE
+                if ok.all():
+                    accepted = True
                     break
                 t = np.ones(len(u)) if t is None else t
                 t[~ok] *= 0.5
                 u_try = u + t * step
-            if not ok.all():
+            if not accepted:
                 # no decrease within 40 halvings: those levels stay where they were (the
                 # solve then fails unless they are already at their modes)
                 u_try = np.where(ok, u_try, u)

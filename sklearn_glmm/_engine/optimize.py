@@ -2,8 +2,8 @@
 
 Order of calls in :func:`fit_objective`:
 
-1. ``starting_point`` — the GLM without random effects (``glm_fit``, kept on the
-   objective for the GLM bound) gives starting fixed effects;
+1. ``starting_point`` — the GLM without random effects (``glm_start``, its optimum
+   kept on the objective for the GLM bound) gives starting fixed effects;
 2. L-BFGS-B on the Laplace objective with its analytic gradient (bounds keep
    the Cholesky diagonals of theta non-negative, as lme4 does); zero diagonals
    are probed and the fit resumed (``_laplace_stage``); extra parameters drifting
@@ -63,39 +63,23 @@ class FitRecord:
 
 
 def _glm_rows(obj):
-    """The GLM objective on every row, or on an evenly strided subset of large data."""
+    """The objective itself (its ``_derivs`` serve a GLM), or a GLM on an evenly strided
+    subset of the rows of large data."""
     d = obj.data
     n = len(d.y)
     if n <= _SUBSAMPLE_ROWS:
-        return obj if isinstance(obj, GLMObjective) else GLMObjective(d)
+        return obj
     mask = np.zeros(n, dtype=bool)
     mask[:: n // _SUBSAMPLE_TARGET + 1] = True
     return GLMObjective(subset_rows(d, mask))
 
 
-def glm_fit(obj) -> tuple[np.ndarray, bool]:
-    """The model without random effects: ``(x, exact)`` with ``x = [beta, extra]``.
+def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = False):
+    """Fixed effects of the model without random effects (Newton/IRLS, step-halving).
 
-    Fixed effects by Newton/IRLS; a family's extra parameters (NB theta, zero
-    inflation) jointly with them by L-BFGS-B. On large data the fit is to a subset
-    of rows (``exact = False``): a start, and where the GLM bound is checked a start
-    for the fit to every row.
+    With ``with_value``, returns ``(beta, F)`` where ``F = -2 log L`` of the GLM at its
+    optimum when Newton converged there (NaN otherwise: not converged, or clipped).
     """
-    d = obj.data
-    glm = _glm_rows(obj)
-    extra0 = d.family.default_extra()
-    beta0 = glm_start(glm, extra0)
-    x = np.concatenate([beta0, extra0])
-    if d.n_extra:
-        bounds = [(None, None)] * d.n_beta + list(d.family.extra_bounds)
-        res = _run_lbfgsb(glm.value_and_grad, x, True, bounds, 200, 1e-10)
-        if np.isfinite(res.fun):
-            x = res.x
-    return x, glm.data is d
-
-
-def glm_start(obj, extra0: np.ndarray, max_iter: int = 50) -> np.ndarray:
-    """Fixed effects of the model without random effects (Newton/IRLS, step-halving)."""
     d = obj.data
     beta = np.zeros(d.n_beta)
     # Start the intercept at the link of the mean outcome, as R's glm does: from
@@ -132,8 +116,11 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50) -> np.ndarray:
         ll_old = ll
         if done:
             break
+    converged = bool(d.n_beta == 0 or done)
+    if d.n_beta == 0:
+        ll_old = obj._derivs(d.offset, extra0).loglik.sum()
     if not np.all(np.isfinite(beta)):
-        beta = beta_start
+        beta, converged = beta_start, False
     # keep starting values moderate (separation would push them to infinity): |x beta| <= 15
     # for a typical row; a log-link intercept may be large (counts of 1e8: 18.4) and
     # cannot diverge upwards
@@ -141,7 +128,11 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50) -> np.ndarray:
     hi = lim.copy()
     if has_intercept and not d.family.has_trials:
         hi[0] = max(lim[0], beta_start[0] + lim[0])
-    return np.clip(beta, -lim, hi)
+    clipped = np.clip(beta, -lim, hi)
+    if not with_value:
+        return clipped
+    exact = converged and np.array_equal(clipped, beta) and np.isfinite(ll_old)
+    return clipped, (-2.0 * float(ll_old) if exact else np.nan)
 
 
 def starting_point(obj) -> np.ndarray:
@@ -157,10 +148,12 @@ def starting_point(obj) -> np.ndarray:
     theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in data.factors]
     # the GLM's trial steps may overflow (worth -inf to its line search, not a warning)
     with single_threaded_blas(), _quiet_trial_points():
-        x_glm, exact = glm_fit(obj)
-        # kept for the check that the mixed model ends no lower than its GLM
-        obj.glm_optimum = (x_glm, exact)
-        beta0 = x_glm[: data.n_beta]
+        glm = _glm_rows(obj)
+        beta0, value = glm_start(glm, extra0, with_value=True)
+        if not data.n_extra and glm.data is data:
+            # the GLM's optimum, kept for the check that the mixed model ends no lower
+            # (with extra parameters, or on a subset of rows, the check fits it)
+            obj.glm_optimum = (np.concatenate([beta0, extra0]), value)
         # with extra parameters (NB theta, zero inflation) at their defaults the GLM's
         # curvatures are a poor guide: the plain start there
         if data.factors and data.family.n_extra == 0:
