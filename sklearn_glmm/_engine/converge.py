@@ -74,30 +74,37 @@ def curvature(H, x, bounds):
     directions exist.
     """
     n = len(x)
-    free = np.flatnonzero(~at_bound(x, bounds))
+    free = ~at_bound(x, bounds)
     V = np.full((n, n), np.nan)
-    if not len(free):
+    if not free.any():
         return V, False, False
     Hf = H[np.ix_(free, free)]
     if not np.all(np.isfinite(Hf)):
         return V, True, False
-    # the eigen-analysis is of the Hessian scaled to unit diagonal, so that flatness
-    # does not depend on the parameters' units; a diagonal that is not positive is
-    # itself a flat or negative direction
+    Vf, flat, negative = _pseudo_inverse(Hf)
+    V[np.ix_(free, free)] = 2.0 * Vf
+    return V, flat, negative
+
+
+def _pseudo_inverse(Hf):
+    """``Hf^{-1}`` over its well-determined directions; NaN rows along the others.
+
+    The eigen-analysis is of the matrix scaled to unit diagonal, so that flatness
+    does not depend on the parameters' units; a diagonal that is not positive is
+    itself a flat or negative direction.
+    """
     diag = np.diag(Hf)
     pos = diag > 0
-    d = np.where(pos, np.sqrt(np.where(pos, diag, 1.0)), 1.0)
-    R = Hf / d[:, None] / d[None, :]
-    evals, evecs = np.linalg.eigh(R)
+    d = np.sqrt(np.where(pos, diag, 1.0))
+    evals, evecs = np.linalg.eigh(Hf / np.outer(d, d))
     top = max(float(np.max(np.abs(evals))), 1e-300)
     good = evals > _FLAT * top
-    negative = bool(np.any(evals < -_FLAT * top)) or bool(np.any(diag < 0))
-    Vf = 2.0 * (evecs[:, good] / evals[good]) @ evecs[:, good].T / d[:, None] / d[None, :]
+    negative = bool(np.any(evals < -_FLAT * top) or np.any(diag < 0))
+    inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T / np.outer(d, d)
     undetermined = np.any(np.abs(evecs[:, ~good]) > 1e-6, axis=1) | ~pos
-    Vf[undetermined, :] = np.nan
-    Vf[:, undetermined] = np.nan
-    V[np.ix_(free, free)] = Vf
-    return V, bool(np.any(~good)) or bool(np.any(~pos)), negative
+    inv[undetermined, :] = np.nan
+    inv[:, undetermined] = np.nan
+    return inv, bool(np.any(~good) or np.any(~pos)), negative
 
 
 def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
@@ -135,16 +142,19 @@ def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
 
 
 def newton_polish(obj, x, bounds):
-    """Newton steps from ``x`` until lme4's gradient check passes; ``(x, H, g)`` at the end."""
+    """Newton steps from ``x`` until lme4's gradient check passes.
+
+    Returns ``(x, H, (max |g|, max |scaled g|))`` at the end.
+    """
     for step_no in range(_POLISH_STEPS + 1):
         val, g = obj.value_and_grad(x)
         H = hessian(obj, x)
-        _, sg = scaled_gradient(g, H, x, bounds)
-        if not np.isfinite(val) or sg <= GRAD_TOL or step_no == _POLISH_STEPS:
-            return x, H, g
+        grads = scaled_gradient(g, H, x, bounds)
+        if not np.isfinite(val) or grads[1] <= GRAD_TOL or step_no == _POLISH_STEPS:
+            return x, H, grads
         x_new = _newton_step(obj, x, val, g, H, bounds)
         if x_new is None:
-            return x, H, g
+            return x, H, grads
         x = x_new
 
 
@@ -180,11 +190,10 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     with single_threaded_blas(), _quiet_trial_points():
         fun = obj.evaluate(x)
         x, fun = glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
-        x, H, g = newton_polish(obj, x, bounds)
+        x, H, (record.max_grad, record.max_scaled_grad) = newton_polish(obj, x, bounds)
         record.objective = float(obj.evaluate(x))
     record.final = x
     record.hessian = H
-    record.max_grad, record.max_scaled_grad = scaled_gradient(g, H, x, bounds)
     record.covariance, record.flat_directions, record.negative_curvature = curvature(H, x, bounds)
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
