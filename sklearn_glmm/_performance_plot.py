@@ -49,12 +49,21 @@ def _pp_counts(ax, model, sims) -> None:
 
 
 def _pp_binomial(ax, model, sims) -> None:
-    """Observed vs simulated proportions per decile of the population-level prediction."""
+    """Observed vs simulated proportions per predicted probability (deciles when many)."""
     eta = _fixed_predictor(model)
-    edges = np.quantile(eta, np.linspace(0, 1, 11)[1:-1])
-    labels = np.array([f"{k + 1:02d}" for k in np.searchsorted(edges, eta, side="right")])
+    values = np.unique(np.round(eta, 8))
+    if len(values) <= 10:
+        # a design of a few cells: one group per cell
+        p = 1.0 / (1.0 + np.exp(-values))
+        labels = np.array([f"{x:.2f}" for x in p])[np.searchsorted(values, np.round(eta, 8))]
+        xlabel = "Predicted probability (random effects at 0)"
+    else:
+        edges = np.quantile(eta, np.linspace(0, 1, 11)[1:-1])
+        _, codes = np.unique(np.searchsorted(edges, eta, side="right"), return_inverse=True)
+        labels = np.array([f"{k + 1:02d}" for k in codes])
+        xlabel = "Decile of the predicted probability (random effects at 0)"
     plot_ppc(model, None, labels, simulated=sims, ax=ax)
-    ax.set_xlabel("Decile of the predicted probability (random effects at 0)")
+    ax.set_xlabel(xlabel)
 
 
 def panel_pp_check(ax, model, n_sim, random_state) -> None:
@@ -99,8 +108,6 @@ def panel_overdispersion(ax, model) -> None:
     ax.plot(xs, [var[c].mean() for c in chunks], "-", color=_BLUE, lw=1.5, label="model variance")
     ax.plot(xs, [res2[c].mean() for c in chunks], "-o", color=_GREEN, ms=3, lw=1.5,
             label="observed (binned mean of squared residuals)")  # fmt: skip
-    if np.all(np.asarray(xs) > 0):
-        ax.set_xscale("log")
     ax.set_xlabel("Predicted mean")
     ax.set_ylabel("Residual variance")
     ax.legend(fontsize=8)

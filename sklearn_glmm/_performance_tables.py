@@ -124,6 +124,10 @@ def vif_body(table: pd.DataFrame) -> str:
             ],
             "Increased SE": table["SE_factor"].map(lambda v: f"{v:.2f}"),
             "Tolerance": table["Tolerance"].map(lambda v: f"{v:.2f}"),
+            "Tolerance 95% CI": [
+                f"[{lo:.2f}, {hi:.2f}]"
+                for lo, hi in table[["Tolerance_CI_low", "Tolerance_CI_high"]].values
+            ],
         }
     )
     parts = []
@@ -148,7 +152,7 @@ def anova_body(table: pd.DataFrame, response: str) -> str:
             ),
             "": table["Pr(>Chisq)"].map(stars),
         },
-        index=table.index,
+        index=list(table.index),
     )
     codes = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
     return f"Response: {response}\n{shown.to_string()}\n---\n{codes}"

@@ -38,12 +38,16 @@ class Terms:
         The variables each term involves, for containment (marginality).
     intercept : bool
         Whether the model has an intercept.
+    treatment : frozenset or None
+        Terms coded with treatment contrasts (formula fits); None when the
+        coding is not known (columns given directly).
     """
 
     names: list
     columns: dict
     variables: dict
     intercept: bool
+    treatment: frozenset | None = None
 
 
 def _formula_terms(est) -> Terms | None:
@@ -57,7 +61,7 @@ def _formula_terms(est) -> Terms | None:
     if len(positions) != len(fixed):
         return None
     name_of = dict(zip(positions, fixed))
-    names, columns, variables = [], {}, {}
+    names, columns, variables, treatment = [], {}, {}, set()
     for entry in spec.structure:
         label = str(entry.term)
         if label == "1":
@@ -66,7 +70,10 @@ def _formula_terms(est) -> Terms | None:
         names.append(label)
         columns[label] = [name_of[i] for i in idx]
         variables[label] = frozenset(str(f) for f in entry.term.factors)
-    return Terms(names, columns, variables, bool(est.fit_intercept))
+        # formulaic names a treatment-coded level f[T.level]
+        if any("[T." in str(c) for c in entry.columns):
+            treatment.add(label)
+    return Terms(names, columns, variables, bool(est.fit_intercept), frozenset(treatment))
 
 
 def _user_terms(est, terms: dict | None) -> Terms:

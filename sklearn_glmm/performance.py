@@ -619,6 +619,17 @@ def check_model(
     return draw_check_model(model, check, n_sim, random_state, figsize)
 
 
+def _contrast_dependent(info) -> bool:
+    """Whether a type III test may be of an effect at a reference level: a term contained in
+    an interaction coded with treatment contrasts (or coded in a way not known here)."""
+    pairs = [
+        (t, u) for t in info.names for u in info.names if info.variables[t] < info.variables[u]
+    ]
+    if info.treatment is None:
+        return bool(pairs)
+    return any(u in info.treatment for _, u in pairs)
+
+
 def Anova(model, type: int | str = 2, *, terms: dict | None = None) -> CheckTable:  # noqa: N802
     """Type II or III Wald chi-square tests per model term, as R's ``car::Anova``.
 
@@ -686,7 +697,7 @@ def Anova(model, type: int | str = 2, *, terms: dict | None = None) -> CheckTabl
         index=pd.Index([r[0] for r in rows], name="term"),
     )
     note = ""
-    if kind == 3 and any(len(v) > 1 for v in info.variables.values()):
+    if kind == 3 and _contrast_dependent(info):
         note = (
             "Type III tests of terms contained in an interaction depend on the contrasts: with "
             "treatment contrasts they test effects at the reference level. Use sum-to-zero "

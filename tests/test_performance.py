@@ -9,6 +9,9 @@ statistics, p-values and VIFs within 1 % (relative).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import warnings
 from functools import cache
 from pathlib import Path
@@ -310,6 +313,7 @@ def test_anova_type3_with_sum_contrasts_matches_car():
     assert list(out.index) == ["(Intercept)", "C(f, contr.sum)", "x", "C(f, contr.sum):x"]
     assert_rel(out["Chisq"], ref["chisq"])
     assert_p(out["Pr(>Chisq)"], ref["p_value"])
+    assert out.note == ""  # no caveat: the factor is sum-coded
     # type II does not depend on the contrasts
     assert_rel(P.Anova(m, type=2)["Chisq"], REF["bin_factor"]["anova2"]["chisq"])
 
@@ -406,3 +410,24 @@ def test_check_model_selected_panels(agg):
         P.check_model(fit("crossed_bin"), check="vif")  # a single term
     with pytest.raises(ValueError, match="unknown check"):
         P.check_model(fit("crossed_bin"), check="normality")
+
+
+def test_example_script_runs(tmp_path):
+    """examples/model_checks.py, as a user runs it; it draws the figure of the docs page."""
+    pytest.importorskip("matplotlib")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, MPLBACKEND="Agg")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    run = subprocess.run(
+        [sys.executable, str(root / "examples" / "model_checks.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=root,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for text in ["No overdispersion detected.", "Type III Wald", "C(trt, contr.sum)"]:
+        assert text in run.stdout
+    assert (tmp_path / "model_checks_counts.png").exists()
+    assert (tmp_path / "model_checks_binary.png").exists()
