@@ -41,6 +41,7 @@ MODELS = {
     "salamanders": ("count ~ mined + spp + (1 | site)", "poisson", {}),
     "salamanders_zip": ("count ~ mined + spp + (1 | site)", "poisson", {"ziformula": "~1"}),
     "salamanders_zinb": ("count ~ mined + spp + (1 | site)", "nbinom2", {"ziformula": "~1"}),
+    "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", {}),
     "singular_bin": ("y ~ x + (1 | id)", "binomial", {}),
 }
 
