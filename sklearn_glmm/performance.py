@@ -15,8 +15,8 @@ or :class:`~sklearn_glmm.NegBinGLMM` (from ``fit`` or from the formula front end
 
 The results are pandas objects: index them as usual (``icc(m)["ICC_adjusted"]``,
 ``check_overdispersion(m)["p_value"].iloc[0]``); printing them shows the heading
-and verdict R prints. The variance definitions are in
-:mod:`sklearn_glmm._performance_variance` and in the guide ``docs/model_checks.md``.
+and verdict R prints. The variance definitions behind the ICC and R² are those of
+``insight::get_variance`` (see :func:`variance_components` and the "Model checks" guide).
 """
 
 from __future__ import annotations
