@@ -1,0 +1,233 @@
+"""Variance components of a fitted GLMM on the latent (link) scale.
+
+The definitions are those of R's ``insight::get_variance`` (insight 0.19), which
+``performance::icc`` and ``performance::r2_nakagawa`` are built on (Nakagawa,
+Johnson & Schielzeth 2017):
+
+* fixed: ``var(X beta)`` over the training rows (n - 1 denominator, as R's ``var``);
+  offsets and random effects are left out;
+* random: for every grouping factor with fewer levels than rows, the mean over
+  rows of ``z_i' Sigma z_i`` (``z_i`` the row's random-effect columns), summed
+  over factors; with random slopes this depends on where the slope variable's
+  zero lies, as in insight;
+* dispersion: the same quantity for observation-level factors (one level per
+  row), which model overdispersion and so count as residual variance;
+* distribution: the family's latent-scale variance -- pi^2 / 3 for the logit link;
+  for log-link counts ``log(1 + V / mu^2)`` (the lognormal approximation), where
+  ``mu = exp(b0)`` with ``b0`` the intercept of the *null model* (the same random
+  effects, no covariates) and ``V`` the family's variance at ``mu``: ``mu`` for
+  Poisson, ``mu (1 + mu / theta)`` for NB2 (``theta`` of the full model); with zero
+  inflation ``V`` is insight's ``mean((1 - p) (mu_i + p mu_i^2))`` (Poisson) or
+  ``mean((1 - p) mu_i (1 + mu_i / theta) + mu_i^2 (p^2 + p))`` (NB2) over the
+  rows' conditional count means ``mu_i``;
+* residual = distribution + dispersion.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ._results import internal_lambda
+
+# insight's tolerance for a variance component treated as zero (a singular fit)
+DEFAULT_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """Variance components on the latent scale (``insight::get_variance``).
+
+    Attributes
+    ----------
+    fixed : float
+        Variance of the fixed-effect linear predictor.
+    random : float
+        Summed random-effect variance of the grouping factors (NaN for a
+        singular fit, where insight returns none).
+    residual : float
+        ``distribution + dispersion``.
+    distribution : float
+        Family-specific latent-scale variance (see the module notes).
+    dispersion : float
+        Variance of observation-level random effects (0 when there are none).
+    intercept : dict of str to float
+        Random-intercept variance of each grouping factor with an intercept.
+    singular : bool
+        Whether a Cholesky diagonal of a random-effect covariance is below the tolerance.
+    null_mean : float or None
+        ``exp(b0)`` of the null model (count families only).
+    """
+
+    fixed: float
+    random: float
+    residual: float
+    distribution: float
+    dispersion: float
+    intercept: dict = field(default_factory=dict)
+    singular: bool = False
+    null_mean: float | None = None
+
+    def __repr__(self) -> str:
+        rows = [
+            ("fixed", self.fixed),
+            ("random", self.random),
+            ("residual", self.residual),
+            ("distribution", self.distribution),
+            ("dispersion", self.dispersion),
+        ]
+        rows += [(f"intercept[{k}]", v) for k, v in self.intercept.items()]
+        body = "\n".join(f"  {name:<22} {value: .6g}" for name, value in rows)
+        return f"VarianceComponents (latent scale)\n{body}"
+
+
+def check_mixed(est) -> None:
+    """Raise unless ``est`` is a fitted mixed model (it has random effects)."""
+    if not hasattr(est, "_fit_arrays"):
+        raise ValueError(f"{type(est).__name__} is not fitted yet: call fit first.")
+    if not est._factors:
+        raise ValueError("The model has no random effects (it was fitted without groups).")
+
+
+def cholesky_diagonals(est) -> dict:
+    """Per factor, the diagonal of the lower Cholesky factor of its covariance (lme4's theta).
+
+    For a GLMM lme4's ``theta`` holds this factor in the user's units (its
+    residual scale is 1), and ``performance::check_singularity`` compares its
+    diagonal with a tolerance.
+    """
+    out = {}
+    for name, cov in est.random_effects_cov_.items():
+        S = cov.to_numpy()
+        # the factor of a semi-definite matrix, through a square root of it: Cholesky
+        # itself fails exactly when the fit is singular
+        w, U = np.linalg.eigh(S)
+        root = U * np.sqrt(np.clip(w, 0.0, None))
+        L = internal_lambda(np.eye(len(S)), root)
+        out[name] = np.abs(np.diag(L))
+    return out
+
+
+def is_singular(est, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """Any Cholesky diagonal of a random-effect covariance below ``tolerance``."""
+    return any(np.any(d < tolerance) for d in cholesky_diagonals(est).values())
+
+
+def _raw_z(est, k: int) -> np.ndarray:
+    """The training rows' random-effect columns of factor ``k`` in the user's units."""
+    fd = est._objective.data.factors[k]
+    # the optimiser sees Z T (slopes centred and scaled); T is triangular with a
+    # non-zero diagonal, so the user's columns come back exactly
+    return fd.Z @ np.linalg.inv(est._z_maps[k])
+
+
+def _mean_quadratic(Z: np.ndarray, S: np.ndarray) -> float:
+    """Mean over rows of ``z_i' S z_i``."""
+    return float(np.mean(np.einsum("nq,qr,nr->n", Z, S, Z)))
+
+
+def random_parts(est) -> tuple[float, float, dict]:
+    """(between-group variance, observation-level variance, intercept variance per factor)."""
+    n = len(est._train["y"])
+    between, within, intercepts = 0.0, 0.0, {}
+    for k, f in enumerate(est._factors):
+        S = est.random_effects_cov_[f.name].to_numpy()
+        if f.term.intercept:
+            intercepts[f.name] = float(S[0, 0])
+        value = _mean_quadratic(_raw_z(est, k), S)
+        # insight: a factor with as many levels as rows models overdispersion
+        if f.n_levels == n:
+            within += value
+        else:
+            between += value
+    return between, within, intercepts
+
+
+def fixed_variance(est) -> float:
+    """``var(X beta)`` on the training rows (no offset, no random effects)."""
+    data = est._objective.data
+    eta_fixed = data.X @ est._params[: data.n_beta]
+    return float(np.var(eta_fixed, ddof=1)) if len(eta_fixed) > 1 else 0.0
+
+
+def null_intercept(est) -> float:
+    """Intercept of the null model: the same random effects and family, no covariates.
+
+    insight refits ``y ~ 1 + (random terms)`` (offset kept) and uses only its
+    intercept. The refit reuses the fitted model's internal data with the fixed
+    design replaced by the intercept column, so random slopes stay in the null
+    model as in R, where they need no fixed column.
+    """
+    from ._converge import check_optimum
+    from ._laplace import Objective
+    from ._optimize import fit_objective, parameter_bounds, starting_point
+
+    data = est._objective.data
+    # the fit's own intercept column: 1 divided by its scale for large counts
+    c = float(est._scaling.get("intercept_scale", 1.0))
+    column = np.asfortranarray(np.full((len(data.y), 1), 1.0 / c))
+    null = replace(data, X=column)
+    obj = Objective(null, est.n_agq)
+    with warnings.catch_warnings():
+        # a null model's convergence warnings are not the user's model's
+        warnings.simplefilter("ignore")
+        x0 = starting_point(obj)
+        bounds = parameter_bounds(null)
+        x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
+        x = check_optimum(obj, x, record, bounds, est.max_iter, est.tol)
+    return float(x[0] / c)
+
+
+def _count_variance(est, mu: float) -> float:
+    """insight's family variance ``V`` at the null-model mean (see the module notes)."""
+    fam = est._family_obj
+    theta = getattr(est, "theta_", None)
+    inv_theta = 0.0 if theta is None or not np.isfinite(theta) else 1.0 / theta
+    if not fam.name.startswith("zi_"):
+        return mu * (1.0 + mu * inv_theta)
+    p = est.zero_inflation_
+    # conditional count means of the training rows, random effects included
+    mu_i = np.exp(est._train["eta"])
+    if fam.base.name == "poisson":
+        pvar = (1.0 - p) * (mu_i + p * mu_i**2)
+    else:
+        pvar = (1.0 - p) * mu_i * (1.0 + mu_i * inv_theta) + mu_i**2 * (p**2 + p)
+    return float(np.mean(pvar))
+
+
+def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:
+    """(latent-scale distribution variance, null-model mean or None)."""
+    fam = est._family_obj
+    if fam.name == "binomial":
+        return float(np.pi**2 / 3.0), None
+    mu = float(np.exp(null_intercept(est)))
+    if mu < 6:
+        warnings.warn(
+            f"mu of {mu:.1f} is too close to zero, estimate of {what} may be unreliable "
+            "(the lognormal approximation of the count variance needs larger means).",
+            UserWarning,
+            stacklevel=4,
+        )
+    return float(np.log1p(_count_variance(est, mu) / mu**2)), mu
+
+
+def variance_components(
+    est, tolerance: float = DEFAULT_TOLERANCE, what: str = "ICC"
+) -> VarianceComponents:
+    """All components of ``est`` (see :class:`VarianceComponents`)."""
+    check_mixed(est)
+    singular = is_singular(est, tolerance)
+    between, within, intercepts = random_parts(est)
+    dist, mu = distribution_variance(est, what)
+    return VarianceComponents(
+        fixed=fixed_variance(est),
+        random=np.nan if singular else between,
+        residual=dist + within,
+        distribution=dist,
+        dispersion=within,
+        intercept=intercepts,
+        singular=singular,
+        null_mean=mu,
+    )

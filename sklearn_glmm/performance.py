@@ -1,0 +1,708 @@
+"""Model checks and summaries as R's ``performance`` and ``car`` give them.
+
+For a fitted :class:`~sklearn_glmm.BinomialGLMM`, :class:`~sklearn_glmm.PoissonGLMM`
+or :class:`~sklearn_glmm.NegBinGLMM` (from ``fit`` or from the formula front end):
+
+- :func:`icc` -- adjusted and conditional intraclass correlation (``performance::icc``);
+- :func:`r2` -- Nakagawa's marginal and conditional R² (``performance::r2_nakagawa``);
+- :func:`variance_components` -- the latent-scale variances both are built on
+  (``insight::get_variance``);
+- :func:`check_overdispersion`, :func:`check_zeroinflation`,
+  :func:`check_singularity`, :func:`check_collinearity`, :func:`binned_residuals`
+  -- the ``performance::check_*`` tests, as small tables that print a verdict;
+- :func:`check_model` -- all of them as one panel of plots (``performance::check_model``);
+- :func:`Anova` -- type II / III Wald chi-square tests per model term (``car::Anova``).
+
+The results are pandas objects: index them as usual (``icc(m)["ICC_adjusted"]``,
+``check_overdispersion(m)["p_value"].iloc[0]``); printing them shows the heading
+and verdict R prints. The variance definitions behind the ICC and R² are those of
+``insight::get_variance`` (see :func:`variance_components` and the "Model checks" guide).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import _performance_terms as _terms
+from ._performance_tables import (
+    CheckSeries,
+    CheckTable,
+    anova_body,
+    format_p,
+    key_values,
+    vif_body,
+    with_text,
+)
+from ._performance_variance import (
+    DEFAULT_TOLERANCE,
+    VarianceComponents,
+    check_mixed,
+    cholesky_diagonals,
+)
+from ._performance_variance import variance_components as _components
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "Anova",
+    "CheckSeries",
+    "CheckTable",
+    "VarianceComponents",
+    "binned_residuals",
+    "check_collinearity",
+    "check_model",
+    "check_overdispersion",
+    "check_singularity",
+    "check_zeroinflation",
+    "icc",
+    "r2",
+    "variance_components",
+]
+
+_SINGULAR_WARNING = (
+    "Can't compute {what}: some variance components equal zero. Your model may suffer from "
+    "singularity (see check_singularity). Respecify the random effects, or decrease "
+    "tolerance to compute them anyway."
+)
+
+
+def variance_components(model, *, tolerance: float = DEFAULT_TOLERANCE) -> VarianceComponents:
+    """Latent-scale variance components, as R's ``insight::get_variance``.
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+        A mixed model (fitted with ``groups``).
+    tolerance : float, default=1e-5
+        A random-effect Cholesky diagonal below this marks the fit singular;
+        ``random`` is then NaN, as insight returns no random variance.
+
+    Returns
+    -------
+    components : VarianceComponents
+        ``fixed``, ``random``, ``residual`` (= ``distribution + dispersion``),
+        ``distribution``, ``dispersion``, ``intercept`` (per factor), ``singular``
+        and ``null_mean``. The distribution-specific variance is pi²/3 for the
+        logit link; for log-link counts ``log(1 + V(mu) / mu²)`` at the mean
+        ``mu = exp(b0)`` of a null model (refitted: same random effects, no
+        covariates), with ``V(mu) = mu`` (Poisson) or ``mu (1 + mu / theta)``
+        (NB2), and insight's zero-inflated variances for zero-inflated fits.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import BinomialGLMM
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> from sklearn_glmm.performance import variance_components
+    >>> df, _ = make_longitudinal("binomial", n_groups=100, random_state=0)
+    >>> m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    >>> round(variance_components(m).distribution, 4)  # pi^2 / 3
+    3.2899
+    """
+    return _components(model, tolerance)
+
+
+def icc(
+    model, *, by_group: bool = False, tolerance: float = DEFAULT_TOLERANCE
+) -> CheckSeries | CheckTable:
+    """Intraclass correlation coefficient, as R's ``performance::icc``.
+
+    The adjusted ICC is ``random / (random + residual)``, the share of the
+    latent-scale variance (fixed effects left out) due to the grouping
+    factors; the conditional ICC also counts the fixed effects' variance in
+    the denominator: ``random / (fixed + random + residual)``. The residual
+    variance is pi²/3 for a logit model and ``log(1 + V(mu) / mu²)`` for count
+    models, with the null model's mean ``mu`` (see :func:`variance_components`),
+    plus the variance of any observation-level random effect.
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    by_group : bool, default=False
+        One ICC per grouping factor with a random intercept:
+        ``intercept variance / (random + residual)``. With random slopes the
+        split is not exact (a warning says so, as performance does).
+    tolerance : float, default=1e-5
+        Singular-fit tolerance (see :func:`variance_components`); a singular
+        fit gives NaN with a warning, as performance gives NA.
+
+    Returns
+    -------
+    icc : CheckSeries or CheckTable
+        ``ICC_adjusted`` and ``ICC_conditional``; with ``by_group`` a table
+        with columns ``Group`` and ``ICC``.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import BinomialGLMM
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> from sklearn_glmm.performance import icc
+    >>> df, _ = make_longitudinal("binomial", n_groups=100, random_state=0)
+    >>> m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    >>> list(icc(m).index)
+    ['ICC_adjusted', 'ICC_conditional']
+    """
+    v = _components(model, tolerance)
+    if v.singular:
+        warnings.warn(_SINGULAR_WARNING.format(what="the ICC"), UserWarning, stacklevel=2)
+    if by_group:
+        if any(len(f.term.names) > 1 or not f.term.intercept for f in model._factors):
+            warnings.warn(
+                "Model contains random slopes. Cannot compute accurate ICCs by group factors.",
+                UserWarning,
+                stacklevel=2,
+            )
+        denom = v.random + v.residual
+        table = CheckTable(
+            {"Group": list(v.intercept), "ICC": [x / denom for x in v.intercept.values()]}
+        )
+        return with_text(table, "ICC by Group")
+    out = CheckSeries(
+        {
+            "ICC_adjusted": v.random / (v.random + v.residual),
+            "ICC_conditional": v.random / (v.fixed + v.random + v.residual),
+        },
+        name="ICC",
+    )
+    body = key_values([("Adjusted ICC", out.iloc[0]), ("Unadjusted ICC", out.iloc[1])])
+    return with_text(out, "Intraclass Correlation Coefficient", body=body)
+
+
+def r2(model, *, tolerance: float = DEFAULT_TOLERANCE) -> CheckSeries:
+    """Nakagawa's marginal and conditional R², as R's ``performance::r2_nakagawa``.
+
+    ``R2_marginal = fixed / (fixed + random + residual)`` (variance explained by
+    the fixed effects) and ``R2_conditional = (fixed + random) / (fixed +
+    random + residual)`` (fixed and random effects), with the latent-scale
+    variances of :func:`variance_components` (Nakagawa, Johnson & Schielzeth
+    2017): pi²/3 residual variance for logit models, the lognormal
+    approximation ``log(1 + V(mu) / mu²)`` at the null model's mean for counts.
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    tolerance : float, default=1e-5
+        Singular-fit tolerance. For a singular fit, as performance, the
+        marginal R² leaves out the random variance and the conditional one is NaN.
+
+    Returns
+    -------
+    r2 : CheckSeries
+        ``R2_conditional`` and ``R2_marginal``.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMM
+    >>> from sklearn_glmm.datasets import load_app_logins
+    >>> from sklearn_glmm.performance import r2
+    >>> df = load_app_logins()
+    >>> m = PoissonGLMM().fit(df[["day_centered"]], df["logins"], groups=df["user_id"])
+    >>> res = r2(m)
+    >>> bool(res["R2_marginal"] < res["R2_conditional"])
+    True
+    """
+    v = _components(model, tolerance, what="r-squared")
+    if v.singular:
+        warnings.warn(
+            "Random effect variances not available. Returned R2 does not account for random "
+            "effects.",
+            UserWarning,
+            stacklevel=2,
+        )
+        marginal, conditional = v.fixed / (v.fixed + v.residual), np.nan
+    else:
+        total = v.fixed + v.random + v.residual
+        marginal, conditional = v.fixed / total, (v.fixed + v.random) / total
+    out = CheckSeries({"R2_conditional": conditional, "R2_marginal": marginal}, name="R2")
+    body = key_values([("Conditional R2", conditional), ("Marginal R2", marginal)])
+    return with_text(out, "R2 for Mixed Models", body=body)
+
+
+def _is_bernoulli(model) -> bool:
+    return model._family_obj.name == "binomial" and bool(np.all(model._train["trials"] == 1))
+
+
+def check_overdispersion(model) -> CheckTable:
+    """Pearson chi-square test of overdispersion, as R's ``performance::check_overdispersion``.
+
+    The statistic is the sum of squared Pearson residuals (conditional on the
+    random-effect modes, with the family's variance -- zero-inflated and NB2
+    variances included) and is compared with a chi-square distribution on the
+    residual degrees of freedom (rows minus parameters). A ratio well above 1
+    (small p-value) means more variation than the model allows.
+
+    Parameters
+    ----------
+    model : fitted PoissonGLMM, NegBinGLMM, or BinomialGLMM with trials
+        Binary (0/1) outcomes carry no information on overdispersion and raise,
+        as in performance.
+
+    Returns
+    -------
+    table : CheckTable
+        One row: ``chisq_statistic``, ``dispersion_ratio``, ``residual_df``,
+        ``p_value``; ``detected`` is ``p_value <= 0.05``.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMM
+    >>> from sklearn_glmm.datasets import load_app_logins
+    >>> from sklearn_glmm.performance import check_overdispersion
+    >>> df = load_app_logins()
+    >>> m = PoissonGLMM().fit(df[["day_centered"]], df["logins"], groups=df["user_id"])
+    >>> list(check_overdispersion(m).columns)
+    ['chisq_statistic', 'dispersion_ratio', 'residual_df', 'p_value']
+    """
+    if _is_bernoulli(model):
+        raise ValueError("Overdispersion checks cannot be used for Bernoulli (0/1) models.")
+    res = model.overdispersion()
+    table = CheckTable(
+        {
+            "chisq_statistic": [res.statistic],
+            "dispersion_ratio": [res.ratio],
+            "residual_df": [res.df],
+            "p_value": [res.p_value],
+        }
+    )
+    detected = bool(res.p_value <= 0.05)
+    body = key_values(
+        [
+            ("dispersion ratio", res.ratio),
+            ("Pearson's Chi-Squared", res.statistic),
+            ("p-value", format_p(res.p_value)),
+        ]
+    )
+    note = "Overdispersion detected." if detected else "No overdispersion detected."
+    return with_text(table, "Overdispersion test", note, detected, body)
+
+
+def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
+    """Observed vs predicted zeros, as R's ``performance::check_zeroinflation``.
+
+    Predicted zeros are ``round(sum_i P(Y_i = 0))`` under the fitted model
+    (conditional on the random-effect modes): Poisson or NB2 probabilities of a
+    zero at the fitted means, as performance computes them. For a zero-inflated
+    model the zero-inflation probability is included (performance 0.10 uses the
+    count distribution at the overall mean there, which under-counts zeros).
+
+    Parameters
+    ----------
+    model : fitted PoissonGLMM or NegBinGLMM
+    tolerance : float, default=0.05
+        The ratio predicted / observed counts as fine within ``1 ± tolerance``.
+
+    Returns
+    -------
+    table : CheckTable
+        One row: ``predicted_zeros``, ``observed_zeros``, ``ratio``,
+        ``tolerance``; ``detected`` is True when the ratio is below
+        ``1 - tolerance`` (the model under-predicts zeros: probable zero inflation).
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMM
+    >>> from sklearn_glmm.datasets import load_app_logins
+    >>> from sklearn_glmm.performance import check_zeroinflation
+    >>> df = load_app_logins()
+    >>> m = PoissonGLMM().fit(df[["day_centered"]], df["logins"], groups=df["user_id"])
+    >>> int(check_zeroinflation(m)["observed_zeros"].iloc[0]) == int((df["logins"] == 0).sum())
+    True
+    """
+    fam = model._family_obj
+    if fam.name == "binomial":
+        raise ValueError("Model must be a count model (PoissonGLMM or NegBinGLMM).")
+    y = np.asarray(model._train["y"], dtype=float)
+    observed = int(np.sum(y == 0))
+    p0 = fam.pmf(np.zeros(1), np.asarray(model.fitted(), dtype=float)[:, None], model._extra)
+    predicted = int(round(float(np.sum(p0))))
+    ratio = predicted / observed if observed else np.nan
+    table = CheckTable(
+        {
+            "predicted_zeros": [predicted],
+            "observed_zeros": [observed],
+            "ratio": [ratio],
+            "tolerance": [tolerance],
+        }
+    )
+    if not observed:
+        note, detected = "Model has no observed zeros in the response variable.", False
+    elif ratio < 1 - tolerance:
+        note, detected = "Model is underfitting zeros (probable zero-inflation).", True
+    elif ratio > 1 + tolerance:
+        note, detected = "Model is overfitting zeros.", False
+    else:
+        note = (
+            "Model seems ok, ratio of observed and predicted zeros is within the tolerance range."
+        )
+        detected = False
+    body = key_values(
+        [("Observed zeros", observed), ("Predicted zeros", predicted), ("Ratio", ratio)], 2
+    )
+    return with_text(table, "Check for zero-inflation", note, detected, body)
+
+
+def check_singularity(model, tolerance: float = DEFAULT_TOLERANCE) -> CheckTable:
+    """Singular-fit check, as R's ``performance::check_singularity`` (lme4's rule).
+
+    A fit is singular when a diagonal element of the Cholesky factor of a
+    random-effect covariance matrix (lme4's ``theta`` for a GLMM, in the
+    predictors' units) is below ``tolerance``: a variance of zero, or a term
+    perfectly correlated with the terms before it.
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    tolerance : float, default=1e-5
+
+    Returns
+    -------
+    table : CheckTable
+        One row per random-effect term: ``Group``, ``Term``, ``Variance``,
+        ``Cholesky_diagonal``, ``Singular``; ``detected`` is True for a
+        singular fit (what ``performance::check_singularity`` returns).
+
+    Examples
+    --------
+    >>> from sklearn_glmm import BinomialGLMM
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> from sklearn_glmm.performance import check_singularity
+    >>> df, _ = make_longitudinal("binomial", n_groups=100, random_state=0)
+    >>> m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    >>> check_singularity(m).detected
+    False
+    """
+    check_mixed(model)
+    rows = []
+    for name, diag in cholesky_diagonals(model).items():
+        cov = model.random_effects_cov_[name]
+        for k, term in enumerate(cov.index):
+            rows.append(
+                (name, term, float(cov.iloc[k, k]), float(diag[k]), bool(diag[k] < tolerance))
+            )
+    cols = ["Group", "Term", "Variance", "Cholesky_diagonal", "Singular"]
+    table = CheckTable(rows, columns=cols)
+    detected = bool(table["Singular"].any())
+    if detected:
+        bad = ", ".join(
+            f"{g}: {t}" for g, t in table.loc[table["Singular"], ["Group", "Term"]].values
+        )
+        note = (
+            f"Singular fit: the random effects of {bad} have (near) zero variance or are "
+            "perfectly correlated with the terms before them. Simplify the random effects."
+        )
+    else:
+        note = "No singular fit detected."
+    return with_text(table, "Check for singular fit", note, detected)
+
+
+def check_collinearity(model, *, terms: dict | None = None, ci: float = 0.95) -> CheckTable:
+    """Variance inflation factors of the fixed effects, as R's ``performance::check_collinearity``.
+
+    Computed as performance does for mixed models, from the correlation
+    matrix ``R`` of the fixed-effect estimates (intercept left out): for a
+    term with columns ``t``, ``VIF = det(R_tt) det(R_oo) / det(R)`` (``o`` the
+    other columns) -- the generalized VIF of Fox & Monette, which is the usual
+    VIF for a one-column term and tests a factor's dummy columns together.
+    The interval is performance's, from one for ``1 - 1/VIF`` on the logit scale.
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    terms : dict of str to list of str, default=None
+        Columns to treat as one term (``{"dose": ["dose_mid", "dose_high"]}``).
+        By default a formula fit's terms are read from its formula and every
+        other column is its own term.
+    ci : float, default=0.95
+        Level of the intervals.
+
+    Returns
+    -------
+    table : CheckTable
+        ``Term``, ``VIF``, ``VIF_CI_low``, ``VIF_CI_high``, ``SE_factor``
+        (``sqrt(VIF)``: how much larger the standard error is than without
+        collinearity), ``Tolerance`` (``1 / VIF``), ``Tolerance_CI_low``,
+        ``Tolerance_CI_high``; ``detected`` is True when a VIF is 10 or more.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two terms, where collinearity is not defined.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import BinomialGLMM
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> from sklearn_glmm.performance import check_collinearity
+    >>> df, _ = make_longitudinal("binomial", n_groups=100, random_state=0)
+    >>> m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    >>> list(check_collinearity(m)["Term"])
+    ['time', 'treatment']
+    """
+    info = _terms.model_terms(model, terms)
+    if len(info.names) < 2:
+        raise ValueError("Not enough model terms (at least two) to check for multicollinearity.")
+    if not info.intercept:
+        warnings.warn(
+            "Model has no intercept. VIFs may not be sensible.", UserWarning, stacklevel=2
+        )
+    rows = _terms.gvif_rows(model, info)
+    vif = np.array([v for _, v in rows])
+    if any(len(info.variables[t]) > 1 for t, _ in rows) and np.any(vif > 10):
+        warnings.warn(
+            "Model has interaction terms. VIFs might be inflated. You may check multicollinearity "
+            "among predictors of a model without interaction terms.",
+            UserWarning,
+            stacklevel=2,
+        )
+    lo, hi = _terms.vif_interval(vif, len(model._train["y"]), len(model._vcov_fixed), ci)
+    table = CheckTable(
+        {
+            "Term": [t for t, _ in rows],
+            "VIF": vif,
+            "VIF_CI_low": lo,
+            "VIF_CI_high": hi,
+            "SE_factor": np.sqrt(vif),
+            "Tolerance": 1.0 / vif,
+            "Tolerance_CI_low": 1.0 / hi,
+            "Tolerance_CI_high": 1.0 / lo,
+        }
+    )
+    return with_text(
+        table, "Check for Multicollinearity", "", bool(np.any(vif >= 10)), vif_body(table)
+    )
+
+
+def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
+    """Binned residuals of a binomial model, as R's ``performance::binned_residuals``.
+
+    Rows are sorted by their fitted probability (conditional on the
+    random-effect modes) and cut into ``n_bins`` bins of about equal size; each
+    bin's mean residual ``y - p`` should lie within about two standard errors of
+    zero (Gelman & Hill 2007). Around 95 % of the bins inside is a good fit.
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM
+        Binary outcome, or successes out of trials (then proportions are used).
+    n_bins : int, default=None
+        ``round(sqrt(n))`` by default, as performance.
+
+    Returns
+    -------
+    table : CheckTable
+        One row per bin: ``xbar`` (mean fitted probability), ``ybar`` (mean
+        residual), ``n``, ``x_lo``, ``x_hi``, ``se`` (1.96 standard errors),
+        ``CI_low``, ``CI_high``, ``inside`` (``|ybar| <= se``); ``detected`` is
+        True when fewer than 95 % of the bins are inside.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import BinomialGLMM
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> from sklearn_glmm.performance import binned_residuals
+    >>> df, _ = make_longitudinal("binomial", n_groups=100, random_state=0)
+    >>> m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    >>> len(binned_residuals(m)) <= 22  # round(sqrt(500)) bins at most
+    True
+    """
+    if model._family_obj.name != "binomial":
+        raise ValueError("Binned residuals are for binomial models (BinomialGLMM).")
+    trials = np.asarray(model._train["trials"], dtype=float)
+    pred = np.asarray(model.fitted(), dtype=float) / trials
+    resid = np.asarray(model._train["y"], dtype=float) / trials - pred
+    n = len(pred)
+    k = int(np.round(np.sqrt(n))) if n_bins is None else int(n_bins)
+    # R: breaks at sort(pred)[floor(n * (1:(k - 1)) / k)], bins closed on the right
+    cuts = np.sort(pred)[np.floor(n * np.arange(1, k) / k).astype(int) - 1]
+    breaks = np.unique(np.concatenate([[-np.inf], cuts, [np.inf]]))
+    bins = np.searchsorted(breaks, pred, side="left")
+    z = stats.norm.ppf(0.975)
+    rows = []
+    for b in range(1, len(breaks)):
+        sel = bins == b
+        m = int(sel.sum())
+        if m < 2:  # R drops bins whose standard deviation is not defined
+            continue
+        sd = float(np.std(resid[sel], ddof=1))
+        ybar = float(resid[sel].mean())
+        se = z * sd / np.sqrt(m)
+        rows.append(
+            (
+                float(pred[sel].mean()),
+                ybar,
+                m,
+                pred[sel].min(),
+                pred[sel].max(),
+                se,
+                ybar - se,
+                ybar + se,
+                abs(ybar) <= abs(se),
+            )
+        )
+    cols = ["xbar", "ybar", "n", "x_lo", "x_hi", "se", "CI_low", "CI_high", "inside"]
+    table = CheckTable(rows, columns=cols)
+    ok = float(table["inside"].mean()) if len(table) else np.nan
+    share = f"{round(100 * ok)}%" if ok == ok else "none"
+    if ok < 0.8:
+        note = f"Warning: Probably bad model fit. Only about {share} of the residuals are inside"
+    elif ok < 0.95:
+        note = f"Warning: About {share} of the residuals are inside"
+    else:
+        note = f"Ok: About {share} of the residuals are inside"
+    note += " the error bounds" + (" (~95% or higher would be good)." if 0.8 <= ok < 0.95 else ".")
+    return with_text(table, "Binned residuals", note, bool(ok < 0.95))
+
+
+def check_model(
+    model,
+    *,
+    check="all",
+    n_sim: int = 50,
+    random_state=None,
+    figsize: tuple | None = None,
+) -> Figure:
+    """A panel of model checks in one call, as R's ``performance::check_model``.
+
+    Panels (those that apply to the model's family):
+
+    - ``"pp_check"``: posterior predictive check -- observed data against
+      ``n_sim`` data sets simulated from the fitted model (count frequencies
+      for count models; proportion of successes per decile of the fitted
+      probability for binomial models);
+    - ``"binned_residuals"``: :func:`binned_residuals` (binomial models);
+    - ``"overdispersion"``: squared residuals against the variance the model
+      predicts, with :func:`check_overdispersion`'s ratio (count models);
+    - ``"zero_inflation"``: a rootogram with :func:`check_zeroinflation`'s
+      observed and predicted zeros (count models);
+    - ``"reqq"``: normal QQ plots of the random effects' conditional modes;
+    - ``"vif"``: :func:`check_collinearity` (models with two terms or more).
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    check : "all" or list of str, default="all"
+        The panels to draw, named as above.
+    n_sim : int, default=50
+        Simulated data sets of the posterior predictive check.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the simulations.
+    figsize : tuple of float, default=None
+        Figure size; by default 5 x 3.6 inches per panel, two panels a row.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        One Axes per panel, titled as the panel.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMM
+    >>> from sklearn_glmm.datasets import load_app_logins
+    >>> from sklearn_glmm.performance import check_model
+    >>> df = load_app_logins()
+    >>> m = PoissonGLMM().fit(df[["day_centered"]], df["logins"], groups=df["user_id"])
+    >>> fig = check_model(m, random_state=0)
+    >>> for ax in fig.axes:
+    ...     print(ax.get_title(loc="left").splitlines()[0])
+    Posterior Predictive Check
+    Overdispersion
+    Zero-Inflation (rootogram)
+    Normality of Random Effects (user_id: (Intercept))
+    """
+    from ._performance_plot import draw_check_model
+
+    return draw_check_model(model, check, n_sim, random_state, figsize)
+
+
+def _contrast_dependent(info) -> bool:
+    """Whether a type III test may be of an effect at a reference level: a term contained in
+    an interaction coded with treatment contrasts (or coded in a way not known here)."""
+    pairs = [
+        (t, u) for t in info.names for u in info.names if info.variables[t] < info.variables[u]
+    ]
+    if info.treatment is None:
+        return bool(pairs)
+    return any(u in info.treatment for _, u in pairs)
+
+
+def Anova(model, type: int | str = 2, *, terms: dict | None = None) -> CheckTable:  # noqa: N802
+    """Type II or III Wald chi-square tests per model term, as R's ``car::Anova``.
+
+    Each term -- a numeric column, a factor's dummy columns together, an
+    interaction's columns -- is tested with a Wald chi-square on the fixed
+    effects' covariance matrix (``car::Anova(fit, type = ...)`` for glmer and
+    glmmTMB fits):
+
+    - type II tests each term after all others except the terms that contain
+      it (a main effect is tested with its interactions set aside); it respects
+      marginality and does not depend on the contrasts;
+    - type III tests each term's coefficients = 0 with every other term in the
+      model, intercept included. With R's (and formulaic's) default treatment
+      contrasts, a main effect of a variable in an interaction is then its effect
+      at the reference level (or zero) of the other variable: as car warns in
+      its documentation, type III tests are meaningful only with contrasts that
+      are orthogonal in the row basis, such as sum-to-zero contrasts -- write
+      ``C(f, contr.sum)`` in a formula.
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    type : {2, 3, "II", "III"}, default=2
+    terms : dict of str to list of str, default=None
+        Columns tested together, e.g. ``{"dose": ["dose_mid", "dose_high"]}``.
+        By default a formula fit's terms are read from its formula (its
+        formulaic model spec); for other fits every column is its own term.
+        A term named ``"a:b"`` is taken to contain the terms ``a`` and ``b``
+        for the type II tests.
+
+    Returns
+    -------
+    table : CheckTable
+        Indexed by term, columns ``Chisq``, ``Df``, ``Pr(>Chisq)`` (car's);
+        type III adds the ``(Intercept)`` row.
+
+    Examples
+    --------
+    >>> from sklearn_glmm.datasets import make_vegetables
+    >>> from sklearn_glmm.formula import glmer
+    >>> from sklearn_glmm.performance import Anova
+    >>> df, _ = make_vegetables(random_state=0)
+    >>> m = glmer("y ~ trt * sex + (1 | id)", df)
+    >>> list(Anova(m).index)
+    ['trt', 'sex', 'trt:sex']
+    """
+    kind = {2: 2, 3: 3, "2": 2, "3": 3, "II": 2, "III": 3}.get(type)
+    if kind is None:
+        raise ValueError(f"type must be 2, 3, 'II' or 'III', got {type!r}.")
+    info = _terms.model_terms(model, terms)
+    if kind == 3:
+        if model.fixed_effects_["estimate"].isna().any():
+            raise ValueError(
+                "there are aliased coefficients in the model (type III tests need none)."
+            )
+        rows = _terms.type3_rows(model, info)
+    else:
+        rows = _terms.type2_rows(model, info)
+    table = CheckTable(
+        {
+            "Chisq": [r[1] for r in rows],
+            "Df": [r[2] for r in rows],
+            "Pr(>Chisq)": [r[3] for r in rows],
+        },
+        index=pd.Index([r[0] for r in rows], name="term"),
+    )
+    note = ""
+    if kind == 3 and _contrast_dependent(info):
+        note = (
+            "Type III tests of terms contained in an interaction depend on the contrasts: with "
+            "treatment contrasts they test effects at the reference level. Use sum-to-zero "
+            "contrasts (C(f, contr.sum)) for the usual type III hypotheses."
+        )
+    numeral = "II" if kind == 2 else "III"
+    title = f"Analysis of Deviance Table (Type {numeral} Wald chisquare tests)"
+    return with_text(table, title, note, None, anova_body(table, model._y_name))

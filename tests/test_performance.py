@@ -1,0 +1,434 @@
+"""sklearn_glmm.performance against R's performance 0.10.2, insight 0.19.0 and car 3.1.1.
+
+The reference numbers are in tests/fixtures/performance/reference.json, made by
+make_performance.R beside it on the CSVs there; both sides fit the same rows with
+the same formula. Tolerances: ICC and R² within 1e-3 (absolute); chi-square
+statistics, p-values and VIFs within 1 % (relative).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import BinomialGLMM, PoissonGLMM
+from sklearn_glmm import performance as P
+
+pytest.importorskip("formulaic")
+from sklearn_glmm.formula import glmer, parse_glmm_formula  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures" / "performance"
+REF = json.loads((FIXTURES / "reference.json").read_text())
+
+# the Python side of each R call in make_performance.R
+MODELS = {
+    "bin_ri": ("y ~ x1 + x2 + (1 | id)", "binomial", {}),
+    "pois_rs": ("y ~ x + t + (1 + t | id)", "poisson", {}),
+    "nb_ri": ("y ~ x + g + (1 | id)", "nbinom2", {}),
+    "bin_factor": ("y ~ f * x + (1 | id)", "binomial", {}),
+    "crossed_bin": ("y ~ x + (1 | a) + (1 | b)", "binomial", {}),
+    "pois_olre": ("y ~ x + (1 | id) + (1 | obs)", "poisson", {}),
+    "pois_offset": ("y ~ x + offset(log(expo)) + (1 | id)", "poisson", {}),
+    "salamanders": ("count ~ mined + spp + (1 | site)", "poisson", {}),
+    "salamanders_zip": ("count ~ mined + spp + (1 | site)", "poisson", {"ziformula": "~1"}),
+    "salamanders_zinb": ("count ~ mined + spp + (1 | site)", "nbinom2", {"ziformula": "~1"}),
+    "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", {}),
+    "singular_bin": ("y ~ x + (1 | id)", "binomial", {}),
+}
+
+
+def cases_with(key: str) -> list[str]:
+    return [name for name in MODELS if key in REF[name]]
+
+
+@cache
+def data(name: str) -> pd.DataFrame:
+    df = pd.read_csv(FIXTURES / REF[name]["data"])
+    for col in REF[name]["factors"]:
+        df[col] = df[col].astype(str)
+    return df
+
+
+@cache
+def fit(name: str, formula: str | None = None):
+    text, family, kw = MODELS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular fit, zero inflation at its bound
+        return glmer(formula or text, data(name), family=family, **kw)
+
+
+def quiet(fn, *args, **kwargs):
+    """Call a check without its informational warnings (small means, singular fits)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return fn(*args, **kwargs)
+
+
+def na(values) -> np.ndarray:
+    """R's NA (JSON null) as NaN."""
+    return np.array([np.nan if v is None else v for v in np.atleast_1d(values)], dtype=float)
+
+
+def assert_rel(actual, expected, rtol=0.01):
+    np.testing.assert_allclose(np.asarray(actual, dtype=float), na(expected), rtol=rtol)
+
+
+def assert_p(actual, expected, rtol=0.01):
+    """p-values within 1 %; below 1e-10 their logarithms within 1 %.
+
+    Far in the tail a p-value's relative error is the statistic's absolute error
+    over 2: chi-square statistics that agree to 1e-4 (200.87 vs 200.89) give
+    p-values 1e-40 apart by 1.2 %.
+    """
+    actual, expected = np.asarray(actual, dtype=float), na(expected)
+    tail = expected < 1e-10
+    np.testing.assert_allclose(actual[~tail], expected[~tail], rtol=rtol)
+    np.testing.assert_allclose(np.log(actual[tail]), np.log(expected[tail]), rtol=rtol)
+
+
+def test_fits_match_r():
+    """Both sides fit the same model: the log-likelihoods agree."""
+    for name in MODELS:
+        assert fit(name).loglik_ == pytest.approx(REF[name]["fit"]["loglik"], abs=2e-3), name
+
+
+# ---------------------------------------------------------------------------
+# variance components, ICC, R2
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_variance_components_match_insight(name):
+    v = quiet(P.variance_components, fit(name))
+    ref = REF[name]["variances"]
+    assert v.fixed == pytest.approx(ref["var.fixed"][0], abs=1e-3)
+    assert v.distribution == pytest.approx(ref["var.distribution"][0], abs=1e-3)
+    assert v.dispersion == pytest.approx(ref["var.dispersion"][0], abs=1e-3)
+    assert v.residual == pytest.approx(ref["var.residual"][0], abs=1e-3)
+    if "var.random" in ref:
+        assert v.random == pytest.approx(ref["var.random"][0], abs=1e-3)
+    else:
+        assert np.isnan(v.random) and v.singular
+    for factor, value in ref["var.intercept"].items():
+        assert v.intercept[factor] == pytest.approx(value, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", cases_with("icc"))
+def test_icc_matches_performance(name):
+    out = quiet(P.icc, fit(name))
+    ref = REF[name]["icc"]
+    np.testing.assert_allclose(out["ICC_adjusted"], na(ref["adjusted"])[0], atol=1e-3)
+    np.testing.assert_allclose(out["ICC_conditional"], na(ref["conditional"])[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", cases_with("icc_by_group"))
+def test_icc_by_group_matches_performance(name):
+    out = P.icc(fit(name), by_group=True)
+    ref = REF[name]["icc_by_group"]
+    assert list(out["Group"]) == list(ref["group"])
+    np.testing.assert_allclose(out["ICC"], ref["icc"], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", cases_with("r2"))
+def test_r2_nakagawa_matches_performance(name):
+    out = quiet(P.r2, fit(name))
+    ref = REF[name]["r2"]
+    np.testing.assert_allclose(out["R2_marginal"], na(ref["marginal"])[0], atol=1e-3)
+    np.testing.assert_allclose(out["R2_conditional"], na(ref["conditional"])[0], atol=1e-3)
+
+
+def test_singular_fit_gives_na_as_performance():
+    m = fit("singular_bin")
+    with pytest.warns(UserWarning, match="singularity"):
+        assert np.isnan(P.icc(m)).all()
+    with pytest.warns(UserWarning, match="Random effect variances not available"):
+        out = P.r2(m)
+    assert np.isnan(out["R2_conditional"]) and out["R2_marginal"] > 0
+
+
+def test_small_count_means_warn_as_performance():
+    with pytest.warns(UserWarning, match="too close to zero"):
+        P.icc(fit("pois_offset"))
+
+
+def test_random_slopes_warn_for_icc_by_group():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = P.icc(fit("pois_rs"), by_group=True)
+    assert any("random slopes" in str(w.message) for w in caught)
+    assert list(out["Group"]) == ["id"]
+
+
+def test_icc_and_r2_need_random_effects():
+    X = data("bin_ri")[["x1", "x2"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glm = BinomialGLMM().fit(X, data("bin_ri")["y"])
+    with pytest.raises(ValueError, match="no random effects"):
+        P.icc(glm)
+
+
+# ---------------------------------------------------------------------------
+# check_overdispersion, check_zeroinflation, check_singularity
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", cases_with("overdispersion"))
+def test_check_overdispersion_matches_performance(name):
+    out = P.check_overdispersion(fit(name)).iloc[0]
+    ref = REF[name]["overdispersion"]
+    assert out["residual_df"] == ref["rdf"]
+    assert_rel(out["chisq_statistic"], ref["chisq"])
+    assert_rel(out["dispersion_ratio"], ref["ratio"])
+    assert_p([out["p_value"]], ref["p_value"])
+
+
+def test_check_overdispersion_reproduces_performance_unit_test():
+    """performance's tests/testthat/test-check_overdispersion.R, glmmTMB model m2."""
+    out = P.check_overdispersion(fit("salamanders"))
+    row = out.iloc[0]
+    assert row["chisq_statistic"] == pytest.approx(1475.87512547128, rel=1e-3)
+    assert row["dispersion_ratio"] == pytest.approx(2.32421279601777, rel=1e-3)
+    assert row["residual_df"] == 635
+    assert row["p_value"] == pytest.approx(8.41489530177729e-69, rel=1e-2)
+    assert out.detected
+    assert "Overdispersion detected." in repr(out)
+    assert "dispersion ratio =" in repr(out) and "< 0.001" in repr(out)
+
+
+def test_check_overdispersion_refuses_bernoulli():
+    with pytest.raises(ValueError, match="Bernoulli"):
+        P.check_overdispersion(fit("bin_ri"))
+
+
+@pytest.mark.parametrize("name", cases_with("zeroinflation"))
+def test_check_zeroinflation_matches_performance(name):
+    out = P.check_zeroinflation(fit(name)).iloc[0]
+    ref = REF[name]["zeroinflation"]
+    assert out["observed_zeros"] == ref["observed"]
+    # zero-inflated fits: the model's own P(0), which performance 0.10 leaves out
+    expected = ref.get("predicted_model", ref["predicted"])
+    assert abs(out["predicted_zeros"] - expected) <= 1
+    assert out["tolerance"] == ref["tolerance"]
+
+
+def test_check_zeroinflation_verdicts():
+    poisson = P.check_zeroinflation(fit("salamanders"))
+    assert poisson.detected and "underfitting zeros" in repr(poisson)
+    zinb = P.check_zeroinflation(fit("salamanders_zinb"))
+    assert not zinb.detected and "Model seems ok" in repr(zinb)
+    with pytest.raises(ValueError, match="count model"):
+        P.check_zeroinflation(fit("bin_ri"))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_check_singularity_matches_performance(name):
+    out = P.check_singularity(fit(name))
+    assert out.detected is REF[name]["singular"]
+    assert list(out.columns) == ["Group", "Term", "Variance", "Cholesky_diagonal", "Singular"]
+
+
+def test_check_singularity_table():
+    out = P.check_singularity(fit("pois_rs"))
+    assert list(out["Term"]) == ["(Intercept)", "t"]
+    cov = fit("pois_rs").random_effects_cov_["id"].to_numpy()
+    L = np.linalg.cholesky(cov)
+    np.testing.assert_allclose(out["Cholesky_diagonal"], np.diag(L), rtol=1e-8)
+    assert "No singular fit detected." in repr(out)
+    assert "Singular fit" in repr(P.check_singularity(fit("singular_bin")))
+
+
+# ---------------------------------------------------------------------------
+# check_collinearity, binned_residuals
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", cases_with("vif"))
+def test_check_collinearity_matches_performance(name):
+    out = P.check_collinearity(fit(name))
+    ref = REF[name]["vif"]
+    assert list(out["Term"]) == list(ref["term"])
+    assert_rel(out["VIF"], ref["vif"])
+    assert_rel(out["SE_factor"], ref["se_factor"])
+    assert_rel(out["VIF_CI_low"], ref["vif_ci_low"])
+    finite = ~np.isnan(na(ref["vif_ci_high"]))  # R's Inf is stored as null
+    assert_rel(out["VIF_CI_high"][finite], na(ref["vif_ci_high"])[finite])
+    assert np.all(np.isinf(out["VIF_CI_high"][~finite]))
+
+
+def test_check_collinearity_layout_and_errors():
+    out = P.check_collinearity(fit("bin_factor"))
+    text = repr(out)
+    assert "Check for Multicollinearity" in text and "Low Correlation" in text
+    assert not out.detected
+    with pytest.raises(ValueError, match="at least two"):
+        P.check_collinearity(fit("crossed_bin"))
+
+
+@pytest.mark.parametrize("name", cases_with("binned"))
+def test_binned_residuals_match_performance(name):
+    out = P.binned_residuals(fit(name))
+    ref = REF[name]["binned"]
+    np.testing.assert_array_equal(out["n"], ref["n"])
+    np.testing.assert_allclose(out["xbar"], ref["xbar"], atol=1e-3)
+    np.testing.assert_allclose(out["ybar"], ref["ybar"], atol=1e-3)
+    np.testing.assert_allclose(out["CI_low"], ref["ci_low"], atol=1e-3)
+    np.testing.assert_allclose(out["CI_high"], ref["ci_high"], atol=1e-3)
+    assert out["inside"].mean() == pytest.approx(ref["resid_ok"], abs=1e-9)
+
+
+def test_binned_residuals_need_binomial():
+    with pytest.raises(ValueError, match="binomial"):
+        P.binned_residuals(fit("pois_rs"))
+
+
+# ---------------------------------------------------------------------------
+# Anova (car)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [2, 3])
+@pytest.mark.parametrize("name", cases_with("anova2"))
+def test_anova_matches_car(name, kind):
+    out = P.Anova(fit(name), type=kind)
+    ref = REF[name][f"anova{kind}"]
+    assert list(out.index) == list(ref["term"])
+    np.testing.assert_array_equal(out["Df"], ref["df"])
+    assert_rel(out["Chisq"], ref["chisq"])
+    assert_p(out["Pr(>Chisq)"], ref["p_value"])
+
+
+def test_anova_type3_with_sum_contrasts_matches_car():
+    m = fit("bin_factor", "y ~ C(f, contr.sum) * x + (1 | id)")
+    out = P.Anova(m, type="III")
+    ref = REF["bin_factor"]["anova3_sum"]
+    assert list(out.index) == ["(Intercept)", "C(f, contr.sum)", "x", "C(f, contr.sum):x"]
+    assert_rel(out["Chisq"], ref["chisq"])
+    assert_p(out["Pr(>Chisq)"], ref["p_value"])
+    assert out.note == ""  # no caveat: the factor is sum-coded
+    # type II does not depend on the contrasts
+    assert_rel(P.Anova(m, type=2)["Chisq"], REF["bin_factor"]["anova2"]["chisq"])
+
+
+def test_anova_plain_estimator_with_terms_matches_formula_fit():
+    design = parse_glmm_formula("y ~ f * x + (1 | id)", data("bin_factor"))
+    m = BinomialGLMM().fit(design.X, design.y, groups=design.groups["id"])
+    terms = {"f": ["fb", "fc"], "f:x": ["fb:x", "fc:x"]}
+    for kind in (2, 3):
+        out = P.Anova(m, type=kind, terms=terms)
+        ref = REF["bin_factor"][f"anova{kind}"]
+        assert list(out.index) == list(ref["term"])
+        assert_rel(out["Chisq"], ref["chisq"])
+    vif = P.check_collinearity(m, terms=terms)
+    assert_rel(vif["VIF"], REF["bin_factor"]["vif"]["vif"])
+
+
+def test_anova_plain_estimator_tests_each_column():
+    df = data("pois_rs")
+    m = PoissonGLMM(random_effects="1 + t").fit(df[["x", "t"]], df["y"], groups=df["id"])
+    out = P.Anova(m)
+    assert list(out.index) == ["x", "t"]
+    assert_rel(out["Chisq"], REF["pois_rs"]["anova2"]["chisq"])
+    z = m.fixed_effects_["z_value"]
+    np.testing.assert_allclose(out["Chisq"], z.loc[["x", "t"]] ** 2, rtol=1e-10)
+
+
+def test_anova_print_and_errors():
+    out = P.Anova(fit("bin_factor"), type=3)
+    text = repr(out)
+    assert "Type III Wald chisquare tests" in text and "Response: y" in text
+    assert "sum-to-zero contrasts" in text
+    assert "Type II Wald" in repr(P.Anova(fit("bin_factor")))
+    with pytest.raises(ValueError, match="type must be"):
+        P.Anova(fit("bin_factor"), type=1)
+    with pytest.raises(ValueError, match="not fixed-effect columns"):
+        P.Anova(fit("bin_factor"), terms={"g": ["nope"]})
+
+
+# ---------------------------------------------------------------------------
+# results as pandas objects; check_model
+# ---------------------------------------------------------------------------
+
+
+def test_results_are_pandas_and_print_like_performance():
+    res = P.icc(fit("bin_ri"))
+    assert isinstance(res, pd.Series)
+    assert "Intraclass Correlation Coefficient" in repr(res) and "Adjusted ICC" in repr(res)
+    assert type(res * 2) is pd.Series  # derived objects are plain pandas
+    r2 = P.r2(fit("bin_ri"))
+    assert "R2 for Mixed Models" in repr(r2) and "<pre>" in r2._repr_html_()
+    table = P.check_overdispersion(fit("pois_rs"))
+    assert isinstance(table, pd.DataFrame) and type(table.copy()) is pd.DataFrame
+    assert "No overdispersion detected." in repr(table)
+    assert "Overdispersion test" in table._repr_html_()
+
+
+@pytest.fixture
+def agg():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield plt
+    plt.close("all")
+
+
+def _titles(fig) -> list[str]:
+    return [ax.get_title(loc="left").split("\n")[0] for ax in fig.axes if ax.get_visible()]
+
+
+def test_check_model_binomial_panels(agg, tmp_path):
+    fig = P.check_model(fit("bin_factor"), n_sim=10, random_state=0)
+    titles = _titles(fig)
+    assert titles[:2] == ["Posterior Predictive Check", "Binned Residuals"]
+    assert any(t.startswith("Normality of Random Effects") for t in titles)
+    assert titles[-1] == "Collinearity"
+    fig.savefig(tmp_path / "bin.png")
+
+
+def test_check_model_count_panels(agg, tmp_path):
+    fig = P.check_model(fit("pois_rs"), n_sim=10, random_state=0)
+    titles = _titles(fig)
+    assert "Overdispersion" in titles and "Zero-Inflation (rootogram)" in titles
+    # one QQ panel per random-effect term (intercept and slope)
+    assert sum(t.startswith("Normality of Random Effects") for t in titles) == 2
+    fig.savefig(tmp_path / "pois.png")
+
+
+def test_check_model_selected_panels(agg):
+    fig = P.check_model(fit("crossed_bin"), check=["reqq"])
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 2  # factors a and b
+    with pytest.raises(ValueError, match="do not apply"):
+        P.check_model(fit("crossed_bin"), check="vif")  # a single term
+    with pytest.raises(ValueError, match="unknown check"):
+        P.check_model(fit("crossed_bin"), check="normality")
+
+
+def test_example_script_runs(tmp_path):
+    """examples/model_checks.py, as a user runs it; it draws the figure of the docs page."""
+    pytest.importorskip("matplotlib")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, MPLBACKEND="Agg")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    run = subprocess.run(
+        [sys.executable, str(root / "examples" / "model_checks.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=root,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for text in ["No overdispersion detected.", "Type III Wald", "C(trt, contr.sum)"]:
+        assert text in run.stdout
+    assert (tmp_path / "model_checks_counts.png").exists()
+    assert (tmp_path / "model_checks_binary.png").exists()
