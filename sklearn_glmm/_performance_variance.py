@@ -160,9 +160,9 @@ def null_intercept(est) -> float:
     design replaced by the intercept column, so random slopes stay in the null
     model as in R, where they need no fixed column.
     """
-    from ._converge import check_optimum
-    from ._laplace import Objective
-    from ._optimize import fit_objective, parameter_bounds, starting_point
+    from ._engine.converge import check_optimum
+    from ._engine.objective import Objective
+    from ._engine.optimize import fit_objective, parameter_bounds, starting_point
 
     data = est._objective.data
     # the fit's own intercept column: 1 divided by its scale for large counts
