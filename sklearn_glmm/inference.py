@@ -30,8 +30,10 @@ from ._confint import confint, profile
 from ._engine.objective import lambda_matrices
 from ._report import report
 from ._results import beta_jacobian, original_lambda
+from .performance import Anova
 
 __all__ = [
+    "Anova",
     "anova",
     "compare_models",
     "confint",
