@@ -108,6 +108,12 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         sort order (``"Yes" < "no"``: upper case sorts first, so ``{"Yes", "no"}``
         models ``"no"``; pass ``pos_label="Yes"``). ``summary()`` and ``report()``
         name the class modelled. Ignored with ``trials`` (y counts successes).
+    family : {"binomial", "betabinomial"}, default="binomial"
+        ``"betabinomial"`` (glmmTMB's ``betabinomial``): each row's success
+        probability varies around its mean as a Beta distribution with dispersion
+        ``phi`` (``phi_``), Var = t mu (1 - mu) (1 + (t - 1) / (phi + 1)): the
+        overdispersed counterpart of ``trials=``. Needs ``trials`` with more than one
+        trial somewhere (with 0/1 outcomes ``phi`` is not identified); logit link.
     link : {"logit", "probit", "cloglog"}, default="logit"
         The link function (lme4's ``binomial(link = ...)``). The Laplace
         approximation uses the exact curvature of the log-density for every link,
@@ -144,6 +150,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         **_PARAMETER_CONSTRAINTS,
         "pos_label": [Real, str, "boolean", None],
         "link": [StrOptions({"logit", "probit", "cloglog"})],
+        "family": [StrOptions({"binomial", "betabinomial"})],
     }
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}
@@ -159,6 +166,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         tol=1e-10,
         pos_label=None,
         link="logit",
+        family="binomial",
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -168,6 +176,16 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.tol = tol
         self.pos_label = pos_label
         self.link = link
+        self.family = family
+
+    def _family(self):
+        if self.family == "betabinomial":
+            if self.link != "logit":
+                raise ValueError(
+                    f"family='betabinomial' takes the logit link, not link={self.link!r}."
+                )
+            return make_family("betabinomial")
+        return make_family("binomial", link=self.link)
 
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, trials=None):
         """Fit by maximum likelihood.
@@ -184,9 +202,13 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         if trials is not None:
             yv = np.asarray(y, dtype=float)
             t = check_trials(trials, yv, n)
+            if self.family == "betabinomial" and np.all(t <= 1):
+                raise ValueError(_BETABINOMIAL_TRIALS)
             self.classes_ = np.array([0, 1])
             self.pos_label_, self._pos_index = 1, 1
             return yv, t
+        if self.family == "betabinomial":
+            raise ValueError(_BETABINOMIAL_TRIALS)
         # a 1-D integer or bool array is "binary" or "multiclass", which the class count
         # below tells apart: only other labels need type_of_target
         if not (y.ndim == 1 and y.dtype.kind in "iub"):
@@ -373,6 +395,13 @@ class PoissonGLMM(_CountGLMM):
     )
 
     _family_name = "poisson"
+
+
+_BETABINOMIAL_TRIALS = (
+    "family='betabinomial' needs successes out of trials with more than one trial in some "
+    "rows (fit(X, successes, trials=...)): with one trial per row the Beta dispersion is not "
+    "identified. Use family='binomial' for 0/1 outcomes."
+)
 
 
 class NegBinGLMM(_CountGLMM):

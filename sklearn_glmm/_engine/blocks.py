@@ -143,6 +143,31 @@ NB1_PHI = ParameterBlock(
     "beyond a Poisson model.",
 )
 
+BETABINOMIAL_PHI = ParameterBlock(
+    name="log_phi",
+    reported="betabinomial_phi",
+    # bounded so that phi -> infinity (binomial data) stays finite
+    bounds=(-10.0, 20.0),
+    start=1.0,
+    to_reported=np.exp,
+    attribute="phi_",
+    # past log phi = 9 (phi ~ 8000) the likelihood is a flat ridge towards the binomial
+    flat_side=("upper", 9.0),
+    at_bound_value=float("inf"),
+    at_bound_message=(
+        "the beta-binomial dispersion phi ran to its upper limit (no overdispersion): the "
+        "data are consistent with a binomial model, which is adequate here."
+    ),
+    warning="OverdispersionWarning",
+    label="Dispersion parameter (beta-binomial phi)",
+    summary="dispersion",
+    section="",
+    sentence="The beta-binomial dispersion parameter was phi = {value} "
+    "(Var = t mu (1 - mu) (1 + (t - 1) / (phi + 1))).",
+    at_bound_sentence="The beta-binomial dispersion parameter ran to infinity: the data show "
+    "no overdispersion beyond a binomial model.",
+)
+
 ZERO_INFLATION = ParameterBlock(
     name="logit_zi",
     reported="zi_prob",

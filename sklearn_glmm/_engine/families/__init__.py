@@ -9,6 +9,7 @@ contributors' page of the documentation.
 from __future__ import annotations
 
 from .base import Derivs, Family
+from .betabinomial import BetaBinomial
 from .binomial import Binomial
 from .negbin import NegativeBinomial2
 from .negbin1 import NegativeBinomial1
@@ -20,10 +21,12 @@ FAMILIES = {
     "poisson": Poisson,
     "negbin": NegativeBinomial2,
     "negbin1": NegativeBinomial1,
+    "betabinomial": BetaBinomial,
 }
 
 __all__ = [
     "FAMILIES",
+    "BetaBinomial",
     "Binomial",
     "Derivs",
     "Family",

@@ -20,7 +20,7 @@ from scipy import special, stats
 
 from ..blocks import NB1_PHI
 from ..links import LogLink
-from .base import _ETA_MAX, Family, _exp, _lgamma_ratio, _weighted
+from .base import _ETA_MAX, Family, _exp, _lgamma_ratio, _polygamma_differences, _weighted
 
 
 class NegativeBinomial1(Family):
@@ -80,40 +80,3 @@ class NegativeBinomial1(Family):
     def cdf(self, y, mu, trials, extra):
         phi = np.exp(extra[0])
         return stats.nbinom.cdf(y, mu / phi, 1.0 / (1.0 + phi))
-
-
-# above this size the polygamma differences come from their asymptotic series
-_LARGE_SIZE = 1e5
-
-
-def _polygamma_differences(y, k):
-    """``psi_m(y + k) - psi_m(k)`` for m = 0, 1, 2, free of cancellation for large ``k``.
-
-    As phi -> 0 (the Poisson limit) the size ``k = mu / phi`` grows without bound and
-    each difference is a small number computed from two large ones. There the
-    asymptotic series of the polygamma functions are differenced term by term
-    (each term's difference in closed form); elsewhere scipy's functions are used.
-    """
-    k = np.asarray(k, dtype=float)
-    y = np.broadcast_to(np.asarray(y, dtype=float), k.shape)
-    big = k > _LARGE_SIZE
-    kd = np.where(big, _LARGE_SIZE, k)  # the direct formulas only where they are accurate
-    d0 = special.digamma(y + kd) - special.digamma(kd)
-    d1 = special.polygamma(1, y + kd) - special.polygamma(1, kd)
-    d2 = special.polygamma(2, y + kd) - special.polygamma(2, kd)
-    if big.any():
-        kb, yb = k[big], y[big]
-        s = kb + yb
-        # 1/s^n - 1/k^n = -(s^n - k^n) / (s k)^n, with s^n - k^n expanded in y
-        r1 = -yb / (s * kb)
-        r2 = -yb * (2.0 * kb + yb) / (s * kb) ** 2
-        r3 = -yb * (3.0 * kb * kb + 3.0 * kb * yb + yb * yb) / (s * kb) ** 3
-        c4 = 4.0 * kb**3 + 6.0 * kb * kb * yb + 4.0 * kb * yb * yb + yb**3
-        r4 = -yb * c4 / (s * kb) ** 4
-        # psi(x) ~ log x - 1/(2x) - 1/(12x^2) + 1/(120x^4)
-        d0[big] = np.log1p(yb / kb) - r1 / 2.0 - r2 / 12.0 + r4 / 120.0
-        # psi1(x) ~ 1/x + 1/(2x^2) + 1/(6x^3)
-        d1[big] = r1 + r2 / 2.0 + r3 / 6.0
-        # psi2(x) ~ -1/x^2 - 1/x^3 - 1/(2x^4)
-        d2[big] = -r2 - r3 - r4 / 2.0
-    return d0, d1, d2

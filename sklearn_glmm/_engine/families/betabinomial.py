@@ -1,0 +1,92 @@
+"""Beta-binomial outcomes: successes out of trials with overdispersion (glmmTMB's
+``betabinomial``).
+
+The success probability of each row is Beta(``mu phi``, ``(1 - mu) phi``) around its
+mean ``mu = g^{-1}(eta)``:
+
+.. math::
+
+    \\log p(y \\mid \\eta) = \\log \\binom{t}{y} + \\log B(y + \\mu\\phi, t - y + (1 - \\mu)\\phi)
+        - \\log B(\\mu\\phi, (1 - \\mu)\\phi),
+
+so that Var(Y) = t mu (1 - mu) (1 + (t - 1) / (phi + 1)); as phi -> infinity it is the
+binomial. With one trial per row phi is not identified (every Beta mixture of a
+Bernoulli is a Bernoulli), and fitting refuses such data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special, stats
+
+from ..blocks import BETABINOMIAL_PHI
+from ..links import LogitLink
+from .base import Family, _log_choose, _polygamma_differences, _weighted
+
+
+class BetaBinomial(Family):
+    """Beta-binomial outcome with a logit link; extra = [log phi]."""
+
+    name = "betabinomial"
+    r_name = "betabinomial"
+    long_name = "beta-binomial"
+    link = LogitLink()
+    has_trials = True
+    log_concave = False
+    blocks = (BETABINOMIAL_PHI,)
+
+    def mean_curvature(self, y, trials, weights) -> float:
+        wsum = np.sum(weights)
+        if not wsum > 0:
+            return 1.0
+        p = np.sum(weights * y) / max(np.sum(weights * trials), 1e-300)
+        return float(np.sum(weights * trials) / wsum * p * (1.0 - p))
+
+    def constant(self, y, trials):
+        if trials is None:
+            return 0.0
+        return _log_choose(trials, y)
+
+    def derivs(self, y, eta, trials, weights, extra, const=None):
+        phi = np.exp(extra[0])
+        t = np.ones_like(y) if trials is None else trials
+        const = self.constant(y, trials) if const is None else const
+        mu = special.expit(eta)
+        v = mu * (1.0 - mu)
+        a, b = mu * phi, (1.0 - mu) * phi
+        f = t - y
+        loglik = const + special.betaln(y + a, f + b) - special.betaln(a, b)
+        # D, E, F: differences of psi, psi', psi'' at (y + a, a) and (f + b, b)
+        ya0, ya1, ya2 = _polygamma_differences(y, a)
+        fb0, fb1, fb2 = _polygamma_differences(f, b)
+        dd, ee, ff = ya0 - fb0, ya1 + fb1, ya2 - fb2
+        v1 = v * (1.0 - 2.0 * mu)
+        v2 = v1 * (1.0 - 2.0 * mu) - 2.0 * v * v
+        d1 = phi * v * dd
+        d2 = phi * v1 * dd + phi * phi * v * v * ee
+        d3 = phi * v2 * dd + 3.0 * phi * phi * v * v1 * ee + phi**3 * v**3 * ff
+        return _weighted(weights, loglik, d1, -d2, -d3)
+
+    def mean(self, eta, extra=()):
+        return special.expit(eta)
+
+    def variance(self, mu, trials, extra):
+        phi = np.exp(extra[0])
+        return trials * mu * (1.0 - mu) * (1.0 + (trials - 1.0) / (phi + 1.0))
+
+    def unit_deviance(self, y, mu, trials, extra):
+        # deviance against the saturated binomial (used for D^2 only)
+        p = np.divide(y, trials, out=np.zeros_like(mu), where=trials > 0)
+        a = special.xlogy(y, np.divide(p, mu, out=np.ones_like(mu), where=p > 0))
+        b = special.xlogy(trials - y, np.divide(1 - p, 1 - mu, out=np.ones_like(mu), where=p < 1))
+        return 2.0 * (a + b)
+
+    def sample(self, mu, trials, extra, rng):
+        phi = np.exp(extra[0])
+        m = np.clip(mu, 1e-12, 1 - 1e-12)
+        p = rng.beta(m * phi, (1.0 - m) * phi)
+        return rng.binomial(trials.astype(np.int64), p).astype(float)
+
+    def cdf(self, y, mu, trials, extra):
+        phi = np.exp(extra[0])
+        return stats.betabinom.cdf(y, trials, mu * phi, (1.0 - mu) * phi)

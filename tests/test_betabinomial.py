@@ -1,0 +1,110 @@
+"""Beta-binomial mixed models: the family and a glmmTMB reference.
+
+Reference: ``tests/fixtures/betabinomial/betabinomial.json``, made by
+``make_betabinomial.R`` (glmmTMB 1.1.5) on ``betabinomial.csv``
+(``make_betabinomial_data.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+
+from sklearn_glmm import BinomialGLMM
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm.exceptions import ConvergenceWarning, OverdispersionWarning
+
+FIXTURES = Path(__file__).parent / "fixtures" / "betabinomial"
+REF = json.loads((FIXTURES / "betabinomial.json").read_text())
+DATA = pd.read_csv(FIXTURES / "betabinomial.csv")
+
+
+def test_log_density_is_the_betabinomial_pmf_and_sums_to_one():
+    fam = make_family("betabinomial")
+    eta = np.array([-2.0, -0.3, 0.0, 1.0, 4.0])
+    extra = np.array([1.3])
+    phi, mu = np.exp(1.3), special.expit(eta)
+    t = np.full(5, 12.0)
+    total = 0.0
+    for k in range(13):
+        y = np.full(5, float(k))
+        p = np.exp(fam.derivs(y, eta, t, None, extra).loglik)
+        np.testing.assert_allclose(
+            p, stats.betabinom.pmf(k, 12, mu * phi, (1 - mu) * phi), rtol=1e-10
+        )
+        total = total + p
+    np.testing.assert_allclose(total, 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("log_phi", [-1.0, 1.3, 12.0])
+def test_derivatives_match_finite_differences(log_phi):
+    # log phi = 12: shapes of 1e5 and more, where the polygamma differences come
+    # from their series
+    fam = make_family("betabinomial")
+    t = np.array([5.0, 5, 10, 10, 20, 3, 8])
+    y = np.array([0.0, 5, 3, 10, 7, 1, 8])
+    eta = np.array([-2.0, 1.0, 0.3, 3.0, -0.5, 0.0, 6.0])
+    extra = np.array([log_phi])
+    d = fam.derivs(y, eta, t, None, extra)
+    h = 1e-4
+    dp, dm = fam.derivs(y, eta + h, t, None, extra), fam.derivs(y, eta - h, t, None, extra)
+    if log_phi < 10:
+        # at log phi = 12 the log-density is a difference of log-beta values of order
+        # 1e6 whose rounding a difference quotient magnifies (d1 checked there against
+        # 40-digit arithmetic: -0.5507354379 at row 4, as computed)
+        np.testing.assert_allclose(d.d1, (dp.loglik - dm.loglik) / (2 * h), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(d.w, -(dp.d1 - dm.d1) / (2 * h), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(d.w3, (dp.w - dm.w) / (2 * h), rtol=1e-6, atol=1e-7)
+
+
+def test_betabinomial_matches_glmmtmb():
+    # glmmTMB(cbind(y, n - y) ~ x + (1 | id), data = d, family = betabinomial)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = BinomialGLMM(family="betabinomial").fit(
+            DATA[["x"]], DATA["y"], groups=DATA["id"], trials=DATA["n"]
+        )
+    assert m.converged_ and ConvergenceWarning not in [w.category for w in caught]
+    assert m.loglik_ == pytest.approx(REF["loglik"], abs=0.01)
+    fe = m.fixed_effects_
+    for name, value in REF["fixef"].items():
+        assert fe.loc[name, "estimate"] == pytest.approx(value, abs=0.05 * REF["se"][name])
+        assert fe.loc[name, "std_error"] == pytest.approx(REF["se"][name], rel=0.02)
+    assert m.phi_ == pytest.approx(REF["phi"], rel=0.02)
+    sd = float(np.sqrt(m.random_effects_cov_["id"].iloc[0, 0]))
+    assert sd == pytest.approx(REF["sd"], rel=0.02)
+    assert "Dispersion parameter for betabinomial family ()" in str(m.summary())
+
+
+def test_binomial_data_settle_at_phi_infinity():
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(30), 8)
+    x = rng.normal(size=240)
+    n = np.full(240, 15)
+    y = rng.binomial(n, special.expit(-0.2 + 0.5 * x + rng.normal(0, 0.4, 30)[g]))
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bb = BinomialGLMM(family="betabinomial").fit(X, y, groups=g, trials=n)
+    binom = BinomialGLMM().fit(X, y, groups=g, trials=n)
+    cats = [w.category for w in caught]
+    assert OverdispersionWarning in cats and ConvergenceWarning not in cats
+    assert bb.phi_ == np.inf and bb.phi_at_boundary_
+    assert bb.loglik_ == pytest.approx(binom.loglik_, abs=1e-3)
+
+
+def test_binary_outcomes_are_refused():
+    with pytest.raises(ValueError, match="not identified"):
+        BinomialGLMM(family="betabinomial").fit(
+            DATA[["x"]], (DATA["y"] > 5).astype(int), groups=DATA["id"]
+        )
+    with pytest.raises(ValueError, match="logit link"):
+        BinomialGLMM(family="betabinomial", link="probit").fit(
+            DATA[["x"]], DATA["y"], groups=DATA["id"], trials=DATA["n"]
+        )
