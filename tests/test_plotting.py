@@ -452,14 +452,37 @@ def test_rootogram(counts, tmp_path):
     assert len(ax.patches) == 16
     assert len(ax.lines) == 2
     expected = ax.lines[0].get_ydata() ** 2
-    # expected frequencies from predict_proba summed over the training rows
-    proba = est.predict_proba(df[FEATURES], df["id"], max_count=15)
-    np.testing.assert_allclose(expected, proba.sum(axis=0), rtol=1e-8)
-    # heights of the hanging bars are sqrt(observed frequencies)
-    observed = np.bincount(df["y"].clip(upper=16), minlength=17)[:16]
+    # expected frequencies of 0..14 from predict_proba summed over the training rows;
+    # the last bin, "15+", holds the rest of each row's distribution
+    proba = est.predict_proba(df[FEATURES], df["id"], max_count=14)
+    np.testing.assert_allclose(expected[:15], proba.sum(axis=0), rtol=1e-8)
+    np.testing.assert_allclose(expected[15], len(df) - proba.sum(), rtol=1e-6)
+    np.testing.assert_allclose(expected.sum(), len(df), rtol=1e-8)
+    # heights of the hanging bars are sqrt(observed frequencies), counts >= 15 pooled
+    observed = np.bincount(df["y"].clip(upper=15), minlength=16)
+    assert observed[15] == (df["y"] >= 15).sum() > 0
     np.testing.assert_allclose([p.get_height() for p in ax.patches], np.sqrt(observed))
     given = P.plot_rootogram(est, df[FEATURES], df["y"], df["id"], max_count=15)
     np.testing.assert_allclose(given.lines[0].get_ydata() ** 2, expected, rtol=1e-8)
+
+
+def test_rootogram_axis_and_legend(counts):
+    df, est = counts
+    for max_count, width in [(15, 6.0), (40, 6.0), (7, 3.0)]:
+        fig, ax = plt.subplots(figsize=(width, 4))
+        P.plot_rootogram(est, max_count=max_count, ax=ax)
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        # whole-number ticks; the last bin is labelled "K+"
+        assert labels[-1] == f"{max_count}+"
+        assert all(label.isdigit() for label in labels[:-1])
+        assert [int(label) for label in labels[:-1]] == sorted({int(x) for x in labels[:-1]})
+        assert list(ax.get_xticks()) == [int(x) for x in labels[:-1]] + [max_count]
+        assert len(labels) <= 12
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["observed", "expected"]
+    with pytest.raises(ValueError, match="max_count"):
+        P.plot_rootogram(est, max_count=0)
 
 
 def test_rootogram_standing_and_nb(counts):
