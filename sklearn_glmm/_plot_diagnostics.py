@@ -18,6 +18,7 @@ from ._plot_common import (
     check_fitted,
     is_binomial,
     model_inputs,
+    model_label,
     probability_axis,
     row_labels,
 )
@@ -50,7 +51,10 @@ def plot_ranef_qq(est, factor=None, term=0, *, ax: Axes | None = None) -> Axes:
     """Normal QQ plot of the conditional modes of one random-effect term.
 
     R's ``qqnorm(ranef(fit)$id[, 1]); qqline(...)``: points at normal quantiles
-    (R's ``ppoints``) and a line through the first and third quartiles.
+    (R's ``ppoints``) and a line through the first and third quartiles. The
+    title names the model, the factor and the term, e.g. "Random effects QQ
+    plot: user_id, (Intercept)" over "Poisson GLMM (log link)", so that panels
+    of several models stay apart.
 
     Parameters
     ----------
@@ -64,7 +68,8 @@ def plot_ranef_qq(est, factor=None, term=0, *, ax: Axes | None = None) -> Axes:
     Returns
     -------
     ax : matplotlib.axes.Axes
-        One scatter of points and one reference line.
+        One scatter of points and one reference line; the title names the
+        model's family and link, the grouping factor and the term.
     """
     ax = axes_or_new(ax, (5.0, 5.0))
     name, term_name, modes, _ = _ranef_column(est, factor, term)
@@ -80,7 +85,7 @@ def plot_ranef_qq(est, factor=None, term=0, *, ax: Axes | None = None) -> Axes:
     ax.plot(ends, q_s[0] + slope * (ends - q_t[0]), color="crimson", lw=1.5)
     ax.set_xlabel("Normal quantiles")
     ax.set_ylabel(f"Conditional modes: {term_name}")
-    ax.set_title(f"QQ plot of random effects ({name})")
+    ax.set_title(f"Random effects QQ plot: {name}, {term_name}\n{model_label(est)}")
     return ax
 
 

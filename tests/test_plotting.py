@@ -345,6 +345,19 @@ def test_ranef_qq(binary, slopes, tmp_path):
     assert "day_centered" in ax.get_ylabel()
 
 
+def test_ranef_qq_title_names_the_model(binary, slopes, counts):
+    _, est = slopes
+    title = P.plot_ranef_qq(est, "user_id", "day_centered").get_title()
+    assert "user_id" in title and "day_centered" in title
+    assert "Poisson GLMM (log link)" in title
+    _, est = binary
+    title = P.plot_ranef_qq(est).get_title()
+    assert "id, (Intercept)" in title and "Binomial GLMM (logit link)" in title
+    df, _ = counts
+    nb = NegBinGLMM().fit(df[FEATURES], df["y"], groups=df["id"])
+    assert "Negative binomial GLMM" in P.plot_ranef_qq(nb).get_title()
+
+
 def test_caterpillar(slopes, tmp_path):
     df, est = slopes
     ax = P.plot_caterpillar(est, term="(Intercept)", level=0.9)
