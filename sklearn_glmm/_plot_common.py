@@ -219,10 +219,14 @@ def outcome_axis(ax, probability: bool, prob_label: str, mean_label: str) -> Non
         ax.set_ylabel(mean_label)
 
 
-def add_legend(ax, title=None):
+def add_legend(ax, title=None, frame: bool = False):
+    """A legend when something is labelled; ``frame`` keeps it legible over lines."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(title=title, frameon=False)
+        if frame:
+            ax.legend(title=title, frameon=True, framealpha=0.85, edgecolor="none")
+        else:
+            ax.legend(title=title, frameon=False)
 
 
 def wrap_dims(n: int, ncols: int | None = None) -> tuple[int, int]:

@@ -432,8 +432,8 @@ def _count_ticks(K: int) -> list[int]:
     values = MaxNLocator(nbins=10, integer=True, min_n_ticks=1).tick_values(0, K)
     ticks = [int(round(v)) for v in values if 0 <= v < K]
     step = ticks[1] - ticks[0] if len(ticks) > 1 else K
-    if ticks and K - ticks[-1] < step / 2:
-        ticks.pop()  # too close to the K+ label
+    if ticks and K - ticks[-1] < step:
+        ticks.pop()  # closer to the wider "K+" label than the ticks are to each other
     return ticks + [K]
 
 

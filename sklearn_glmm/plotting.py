@@ -280,7 +280,7 @@ def _legend_title(by, person_title):
 def _trajectory_legend(ax, frame, by, title, max_people=8):
     """Legend of the groups, or of the people when there are few of them."""
     if by is not None or frame["id"].nunique() <= max_people:
-        add_legend(ax, _legend_title(by, title))
+        add_legend(ax, _legend_title(by, title), frame=True)
 
 
 def _facet_axes(n, ncols, ax):
