@@ -39,7 +39,8 @@ pd.set_option("display.max_columns", 12)
 
 def save(fig, name):
     OUT.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # facet figures lay themselves out
+        fig.tight_layout()
     fig.savefig(OUT / f"app_logins_{name}.png", dpi=110)
     plt.close(fig)
 
@@ -108,16 +109,17 @@ pearson = m1.residuals("pearson")
 print(f"  with the tutorial's n - p: {np.sum(pearson**2) / (len(y) - len(m1.coef_) - 1):.3f}\n")
 
 # 6. Figures ---------------------------------------------------------------------------
-fig, ax = plt.subplots(figsize=(7, 4))
-plot_trajectories(m1, df, users, time="day", y="logins", ids=[1, 5, 10, 15, 20, 25], ax=ax)
-ax.set_title("Observed (points) and fitted (lines) logins of six users")
-save(fig, "trajectories")
+# R: ggplot(...) + geom_point(aes(y = logins)) + geom_line(aes(y = fitted)) +
+#    facet_wrap(~ user_id, ncol = 3)
+six = [1, 5, 10, 15, 20, 25]
+axes = plot_trajectories(m1, df, users, time="day", y="logins", ids=six, facet=True, ncols=3)
+axes[0].figure.suptitle("Observed vs fitted logins of six users")
+save(axes[0].figure, "trajectories")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 plot_residuals(m1, "pearson", ax=axes[0])
 axes[0].set_title("Residuals vs fitted")
-plot_ranef_qq(m1, ax=axes[1])
-axes[1].set_title("QQ plot of random intercepts")
+plot_ranef_qq(m1, ax=axes[1])  # titled with the model, the factor and the term
 save(fig, "diagnostics")
 
 fig, ax = plt.subplots(figsize=(5, 8))

@@ -140,10 +140,8 @@ save(axes[0].figure, "link_response")
 
 # Step 7: diagnostics ------------------------------------------------------------------
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-plot_ranef_qq(fit_bin, ax=axes[0])
-axes[0].set_title("Random intercepts (binary)")
+plot_ranef_qq(fit_bin, ax=axes[0])  # each titled with its model, factor and term
 plot_ranef_qq(fit_pois, ax=axes[1])
-axes[1].set_title("Random intercepts (count)")
 save(fig, "ranef_qq")
 for name, fit in [("binary", fit_bin), ("count", fit_pois)]:
     sd = np.sqrt(fit.random_effects_cov_["id"].iloc[0, 0])

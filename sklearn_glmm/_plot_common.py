@@ -14,8 +14,9 @@ def pyplot():
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "Plots need the optional dependency 'matplotlib'; install it with "
-            "`pip install sklearn_glmm[plot]`."
+            "Plots need the optional dependency 'matplotlib': install it with "
+            "`python -m pip install matplotlib`, or install sklearn_glmm with its "
+            '`plot` extra (`python -m pip install -e ".[plot]"` from a clone).'
         ) from exc
     return plt
 
@@ -69,6 +70,28 @@ def is_binomial(est) -> bool:
     return est._family_obj.has_trials
 
 
+_FAMILY_NAMES = {"binomial": "Binomial", "poisson": "Poisson", "negbin": "Negative binomial"}
+
+
+def model_label(est) -> str:
+    """The family and link of a fitted model, e.g. ``"Poisson GLMM (log link)"``."""
+    fam = est._family_obj
+    base = fam.name.removeprefix("zi_")
+    name = _FAMILY_NAMES.get(base, base)
+    if fam.name.startswith("zi_"):
+        name = f"Zero-inflated {name[0].lower()}{name[1:]}"
+    return f"{name} GLMM ({fam.link} link)"
+
+
+def factor_name(est, factor) -> str:
+    """The name of a grouping factor (given by name or position; the first by default)."""
+    if isinstance(factor, str):
+        return factor
+    names = list(getattr(est, "ranef_", None) or [])
+    k = 0 if factor is None else int(factor)
+    return str(names[k]) if k < len(names) else "group"
+
+
 def check_fitted(est):
     from sklearn.utils.validation import check_is_fitted
 
@@ -107,8 +130,9 @@ def person_labels(groups, factor, n: int) -> np.ndarray:
     if groups is None:
         raise ValueError("This plot needs groups (or group_columns / a formula model's factors).")
     if isinstance(groups, pd.DataFrame):
-        col = groups.columns[0] if factor is None else factor
-        return groups[col].to_numpy()
+        if factor is None or isinstance(factor, (int, np.integer)):
+            return groups.iloc[:, 0 if factor is None else int(factor)].to_numpy()
+        return groups[factor].to_numpy()
     g = np.asarray(groups)
     if g.ndim == 2:
         return g[:, 0 if factor is None else int(factor)]
@@ -178,9 +202,13 @@ def time_axis(ax, time, values) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def probability_axis(ax, ylabel="Probability"):
-    ax.set_ylim(0.0, 1.0)
-    ax.set_ylabel(ylabel)
+def probability_axis(ax, ylabel="Probability", pad: float = 0.0):
+    """A [0, 1] y-axis; ``pad`` widens it so that points at 0 and 1 are drawn whole."""
+    ax.set_ylim(-pad, 1.0 + pad)
+    if pad:
+        ax.set_yticks(np.linspace(0.0, 1.0, 6))
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
 
 
 def outcome_axis(ax, probability: bool, prob_label: str, mean_label: str) -> None:
@@ -191,7 +219,21 @@ def outcome_axis(ax, probability: bool, prob_label: str, mean_label: str) -> Non
         ax.set_ylabel(mean_label)
 
 
-def add_legend(ax, title=None):
+def add_legend(ax, title=None, frame: bool = False):
+    """A legend when something is labelled; ``frame`` keeps it legible over lines."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(title=title, frameon=False)
+        if frame:
+            ax.legend(title=title, frameon=True, framealpha=0.85, edgecolor="none")
+        else:
+            ax.legend(title=title, frameon=False)
+
+
+def wrap_dims(n: int, ncols: int | None = None) -> tuple[int, int]:
+    """Rows and columns of a grid of ``n`` panels (ggplot2's ``facet_wrap`` layout)."""
+    if ncols is None:
+        ncols = int(np.ceil(np.sqrt(n)))
+    elif int(ncols) < 1:
+        raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
+    ncols = max(1, min(int(ncols), n))
+    return int(np.ceil(n / ncols)), ncols

@@ -18,6 +18,7 @@ from ._plot_common import (
     check_fitted,
     is_binomial,
     model_inputs,
+    model_label,
     probability_axis,
     row_labels,
 )
@@ -50,7 +51,10 @@ def plot_ranef_qq(est, factor=None, term=0, *, ax: Axes | None = None) -> Axes:
     """Normal QQ plot of the conditional modes of one random-effect term.
 
     R's ``qqnorm(ranef(fit)$id[, 1]); qqline(...)``: points at normal quantiles
-    (R's ``ppoints``) and a line through the first and third quartiles.
+    (R's ``ppoints``) and a line through the first and third quartiles. The
+    title names the model, the factor and the term, e.g. "Random effects QQ
+    plot: user_id, (Intercept)" over "Poisson GLMM (log link)", so that panels
+    of several models stay apart.
 
     Parameters
     ----------
@@ -64,7 +68,8 @@ def plot_ranef_qq(est, factor=None, term=0, *, ax: Axes | None = None) -> Axes:
     Returns
     -------
     ax : matplotlib.axes.Axes
-        One scatter of points and one reference line.
+        One scatter of points and one reference line; the title names the
+        model's family and link, the grouping factor and the term.
     """
     ax = axes_or_new(ax, (5.0, 5.0))
     name, term_name, modes, _ = _ranef_column(est, factor, term)
@@ -80,7 +85,7 @@ def plot_ranef_qq(est, factor=None, term=0, *, ax: Axes | None = None) -> Axes:
     ax.plot(ends, q_s[0] + slope * (ends - q_t[0]), color="crimson", lw=1.5)
     ax.set_xlabel("Normal quantiles")
     ax.set_ylabel(f"Conditional modes: {term_name}")
-    ax.set_title(f"QQ plot of random effects ({name})")
+    ax.set_title(f"Random effects QQ plot: {name}, {term_name}\n{model_label(est)}")
     return ax
 
 
@@ -341,7 +346,10 @@ def plot_rootogram(
     random-effect modes). On the square-root scale, hanging bars of the
     observed frequencies from the expected curve end near zero when the model
     fits; bars ending below zero show counts the model under-predicts (e.g.
-    too many zeros for a Poisson model of overdispersed data).
+    too many zeros for a Poisson model of overdispersed data). The last bar
+    pools every count at or above ``max_count`` (labelled e.g. ``"15+"``), on
+    both sides: observed counts ``>= max_count`` and the expected
+    ``sum P(Y >= max_count)``, so no observation and no probability is left out.
 
     Parameters
     ----------
@@ -352,9 +360,10 @@ def plot_rootogram(
         Observed counts of the rows of ``X``.
     groups : array-like of shape (n_samples,) or DataFrame, default=None
     max_count : int, default=None
-        Largest count shown; by default the 99.5% quantile of the observed
-        counts (at least 10, at most the largest count), so that a long sparse
-        tail does not squeeze the plot.
+        The last bin, ``max_count+``: counts from ``max_count`` up are pooled.
+        By default the 99.5% quantile of the observed counts (at least 10, at
+        most the largest count), so that a long sparse tail does not squeeze
+        the plot.
     style : {"hanging", "standing"}, default="hanging"
         Bars hang from the expected curve, or stand on zero.
     ax : matplotlib.axes.Axes, default=None
@@ -362,43 +371,74 @@ def plot_rootogram(
     Returns
     -------
     ax : matplotlib.axes.Axes
-        ``max_count + 1`` bars (patches), the expected curve and the zero line.
+        ``max_count + 1`` bars (patches) for the counts ``0, ..., max_count - 1``
+        and ``max_count+``, the expected curve and the zero line; whole-number
+        x ticks, the last one labelled ``"{max_count}+"``; a legend of the
+        observed bars and the expected curve.
     """
     check_fitted(est)
     if is_binomial(est):
         raise TypeError("A rootogram is for count models (PoissonGLMM, NegBinGLMM).")
     if style not in ("hanging", "standing"):
         raise ValueError(f"style must be 'hanging' or 'standing', got {style!r}.")
+    if max_count is not None and int(max_count) < 1:
+        raise ValueError(f"max_count must be a positive integer, got {max_count!r}.")
     if X is None:
         tr = est._train
         yv, w = np.asarray(tr["y"], dtype=float), np.asarray(tr["w"], dtype=float)
         K = _default_max_count(yv) if max_count is None else int(max_count)
         fam = est._family_obj
         m = fam.mean(tr["eta"], est._extra)
-        expected = w @ fam.pmf(np.arange(K + 1)[None, :], m[:, None], est._extra)
+        below = fam.pmf(np.arange(K)[None, :], m[:, None], est._extra)  # P(Y = k), k < K
     else:
         if y is None:
             raise ValueError("Pass the observed counts y with X.")
         Xp, g_pred, _ = model_inputs(est, X, groups)
         yv, w = np.asarray(y, dtype=float), np.ones(len(y))
         K = _default_max_count(yv) if max_count is None else int(max_count)
-        expected = est.predict_proba(Xp, g_pred, max_count=K).sum(axis=0)
-    observed = np.bincount(np.clip(yv, 0, K + 1).astype(int), weights=w, minlength=K + 2)[: K + 1]
+        below = est.predict_proba(Xp, g_pred, max_count=K - 1)
+    # the last bin pools the tail: P(Y >= K) = 1 - P(Y < K)
+    tail = np.clip(1.0 - below.sum(axis=1), 0.0, None)
+    expected = np.append(w @ below, w @ tail)
+    observed = np.bincount(np.clip(yv, 0, K).astype(int), weights=w, minlength=K + 1)
     ax = axes_or_new(ax)
     ks = np.arange(K + 1)
     top = np.sqrt(expected)
     bottom = top - np.sqrt(observed) if style == "hanging" else np.zeros(K + 1)
-    ax.bar(ks, np.sqrt(observed), bottom=bottom, width=0.8, color="lightgrey", edgecolor="grey")
-    ax.plot(ks, top, "-o", color="crimson", ms=3, lw=1.5, label="expected")
+    bars = ax.bar(
+        ks,
+        np.sqrt(observed),
+        bottom=bottom,
+        width=0.8,
+        color="lightgrey",
+        edgecolor="grey",
+        label="observed",
+    )
+    (curve,) = ax.plot(ks, top, "-o", color="crimson", ms=3, lw=1.5, label="expected")
     ax.axhline(0.0, color="black", lw=0.8)
+    ticks = _count_ticks(K)
+    ax.set_xticks(ticks, [str(k) for k in ticks[:-1]] + [f"{K}+"])
+    ax.set_xlim(-0.6, K + 0.6)
     ax.set_xlabel("Count")
     ax.set_ylabel("sqrt(Frequency)")
-    add_legend(ax)
+    ax.legend([bars, curve], ["observed", "expected"], frameon=False)
     return ax
+
+
+def _count_ticks(K: int) -> list[int]:
+    """Whole-number ticks from 0 to ``K`` (always ending at ``K``), at most about ten."""
+    from matplotlib.ticker import MaxNLocator
+
+    values = MaxNLocator(nbins=10, integer=True, min_n_ticks=1).tick_values(0, K)
+    ticks = [int(round(v)) for v in values if 0 <= v < K]
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else K
+    if ticks and K - ticks[-1] < step:
+        ticks.pop()  # closer to the wider "K+" label than the ticks are to each other
+    return ticks + [K]
 
 
 def _default_max_count(y) -> int:
     y = np.asarray(y, dtype=float)
     if not len(y):
         return 1
-    return int(min(y.max(), max(10.0, np.ceil(np.quantile(y, 0.995)))))
+    return int(max(1.0, min(y.max(), max(10.0, np.ceil(np.quantile(y, 0.995))))))

@@ -1,6 +1,7 @@
 """Plots for longitudinal GLMM analyses (matplotlib, imported only when a plot is drawn).
 
-Install the optional dependency with ``pip install sklearn_glmm[plot]``.
+Plots need matplotlib, the ``plot`` extra: ``python -m pip install -e ".[plot]"``
+from a clone of the repository.
 Every function draws on the Axes it is given (``ax=...``), or on a new
 figure, and returns that Axes (two Axes for :func:`plot_link_response`), so
 plots compose with the rest of matplotlib.
@@ -13,7 +14,7 @@ Functions on data (before fitting):
 Functions on a fitted estimator:
 
 - :func:`plot_trajectories` -- a sample of people: observed points under their
-  predicted (conditional) curves;
+  predicted (conditional) curves, in one panel or one panel each (``facet=True``);
 - :func:`plot_link_response` -- the same trajectories on the link and response scales;
 - :func:`plot_conditional_marginal` -- population curves for a typical person
   (random effect 0) and averaged over people;
@@ -48,6 +49,7 @@ from ._plot_common import (
     choose_ids,
     color_map,
     column_values,
+    factor_name,
     is_binomial,
     link_predictions,
     model_inputs,
@@ -58,6 +60,7 @@ from ._plot_common import (
     pyplot,
     row_labels,
     time_axis,
+    wrap_dims,
 )
 from ._plot_diagnostics import (
     plot_caterpillar,
@@ -267,10 +270,98 @@ def _draw_trajectories(ax, frame, column, by, observed=True):
             ax.scatter(person["t"], person["y"], color=colors[key], alpha=0.4, s=18, clip_on=False)
 
 
-def _trajectory_legend(ax, frame, by, max_people=8):
+def _legend_title(by, person_title):
+    """The legend's title: the ``by`` column(s), "group" for ``by`` values, else the factor."""
+    if by is not None:
+        return by_title(by) or "group"
+    return person_title
+
+
+def _trajectory_legend(ax, frame, by, title, max_people=8):
     """Legend of the groups, or of the people when there are few of them."""
     if by is not None or frame["id"].nunique() <= max_people:
-        add_legend(ax, by_title(by))
+        add_legend(ax, _legend_title(by, title), frame=True)
+
+
+def _facet_axes(n, ncols, ax):
+    """``n`` panels: a new figure laid out as ggplot2's ``facet_wrap``, or the given Axes.
+
+    Returns the Axes and whether the figure is new (then its axis labels and
+    legend are the figure's own).
+    """
+    if ax is None:
+        nrows, ncols = wrap_dims(n, ncols)
+        fig, grid = pyplot().subplots(
+            nrows,
+            ncols,
+            sharex=True,
+            sharey=True,
+            squeeze=False,
+            figsize=(1.6 + 2.5 * ncols, 0.9 + 2.0 * nrows),
+            layout="constrained",
+        )
+        grid = grid.ravel()
+        for k in range(n, len(grid)):
+            fig.delaxes(grid[k])
+            # the panel above an empty cell carries the x-axis of its column
+            grid[k - ncols].xaxis.set_tick_params(labelbottom=True)
+        return grid[:n], True
+    if ncols is not None:
+        raise ValueError("ncols lays out a new figure; it cannot be used with ax.")
+    axes = np.asarray(ax, dtype=object).ravel()
+    if len(axes) < n:
+        raise ValueError(f"facet=True draws {n} panels, but ax holds {len(axes)} Axes.")
+    for extra in axes[n:]:
+        extra.set_visible(False)
+    return axes[:n], False
+
+
+def _draw_facets(axes, frame, column, by, observed, person_title):
+    """One panel per person: observed points under their predicted line."""
+    colors = color_map(pd.unique(frame["label"])) if by is not None else None
+    seen = set()
+    for k, (ax, (pid, person)) in enumerate(zip(axes, frame.groupby("id", sort=False))):
+        key = person["label"].iloc[0]
+        if by is not None:
+            line_color = point_color = colors[key]
+            line_label = None if key in seen else str(key)
+            point_label = None
+            seen.add(key)
+        else:
+            line_color, point_color = "C0", "0.35"
+            line_label, point_label = ("predicted", "observed") if k == 0 else (None, None)
+        ax.plot(person["t"], person[column], color=line_color, lw=1.5, label=line_label, zorder=3)
+        if observed and "y" in person:
+            ax.scatter(
+                person["t"],
+                person["y"],
+                color=point_color,
+                alpha=0.6,
+                s=14,
+                clip_on=False,
+                label=point_label,
+            )
+        ax.set_title(f"{person_title} {pid}", fontsize="medium")
+
+
+def _facet_legend(axes, new_figure, title):
+    """One legend for all panels: beside them on a new figure, else in the last panel."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if not entries:
+        return
+    if new_figure:
+        axes[0].figure.legend(
+            list(entries.values()),
+            list(entries),
+            title=title,
+            loc="outside right upper",
+            frameon=False,
+        )
+    else:
+        axes[-1].legend(list(entries.values()), list(entries), title=title, frameon=False)
 
 
 def plot_trajectories(
@@ -286,14 +377,18 @@ def plot_trajectories(
     ids=None,
     factor=None,
     scale: str = "response",
+    facet: bool = False,
+    ncols: int | None = None,
     random_state=0,
-    ax: Axes | None = None,
-) -> Axes:
+    ax=None,
+):
     """Individual predicted trajectories of a sample of people, over their observed points.
 
     Predictions are conditional on each person's random effects (their
     conditional modes), at the rows of ``data`` -- lme4's
-    ``predict(fit, type = "response")``.
+    ``predict(fit, type = "response")``. All people share one panel, or with
+    ``facet=True`` each person gets a small panel of their own (ggplot2's
+    ``facet_wrap(~ id)``), where their observed points are easy to tell apart.
 
     Parameters
     ----------
@@ -306,9 +401,12 @@ def plot_trajectories(
     time : str or array-like of shape (n_samples,)
         x-axis.
     y : str or array-like of shape (n_samples,), default=None
-        Observed outcome, drawn as points (on the response scale only).
+        Observed outcome, drawn as points (on the response scale only). For a
+        0/1 outcome the y-axis extends a little beyond [0, 1] so that the
+        points at 0 and 1 are drawn whole.
     by : str or array-like of shape (n_samples,), default=None
-        Colour people by this person-level group (e.g. treatment); else one colour each.
+        Colour people by this person-level group (e.g. treatment); else one
+        colour each (one colour for all with ``facet=True``).
     trials : str or array-like of shape (n_samples,), default=None
         Binomial trials; observed points are then proportions.
     n_ids : int, default=12
@@ -319,15 +417,26 @@ def plot_trajectories(
         Which grouping factor identifies people (the first by default).
     scale : {"response", "link"}, default="response"
         Probability / mean, or the linear predictor (log-odds / log mean).
+    facet : bool, default=False
+        One panel per person, titled with the factor and the person's label,
+        with shared axes and one legend for the figure.
+    ncols : int, default=None
+        Columns of the grid of panels (``facet=True`` on a new figure); by
+        default ``ceil(sqrt(n_people))``, as ``facet_wrap``.
     random_state : int, numpy.random.Generator or None, default=0
         Seed for the sample of people.
     ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; a new figure when None. With ``facet=True``, a
+        sequence of at least as many Axes as people (the extra ones are hidden).
 
     Returns
     -------
-    ax : matplotlib.axes.Axes
-        One line per person; for a binomial model on the response scale the
-        y-axis is [0, 1].
+    ax : matplotlib.axes.Axes, or ndarray of shape (n_people,) of Axes
+        One line per person (in one Axes, or one per panel with ``facet=True``);
+        for a binomial model on the response scale the y-axis spans [0, 1].
+        The legend, titled with ``by`` (or with the grouping factor when it
+        lists people), names the groups or the people; on panels it names the
+        observed points and the predicted line.
 
     Examples
     --------
@@ -339,26 +448,54 @@ def plot_trajectories(
     >>> ax = plot_trajectories(m, df, df["id"], time="time", y="y", by="treatment")
     >>> len(ax.lines)
     12
+    >>> axes = plot_trajectories(m, df, df["id"], time="time", y="y", ids=[1, 2, 3], facet=True)
+    >>> [a.get_title() for a in axes]
+    ['id 1', 'id 2', 'id 3']
     """
     if scale not in ("response", "link"):
         raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
-    ax = axes_or_new(ax)
+    if not facet:
+        ax = axes_or_new(ax)
     frame, _ = _trajectory_frame(
         est, data, groups, time, y, by, trials, factor, n_ids, ids, random_state
     )
+    person_title = factor_name(est, factor)
     column = "mu" if scale == "response" else "eta"
-    _draw_trajectories(ax, frame, column, by, observed=scale == "response")
-    time_axis(ax, time, frame["t"])
+    observed = scale == "response"
     if scale == "link":
-        ax.set_ylabel(
-            "Linear predictor (log-odds)" if is_binomial(est) else "Linear predictor (log)"
-        )
-    elif is_binomial(est):
-        probability_axis(ax, "Predicted probability")
+        ylabel = "Linear predictor (log-odds)" if is_binomial(est) else "Linear predictor (log)"
     else:
-        ax.set_ylabel("Predicted mean")
-    _trajectory_legend(ax, frame, by)
-    return ax
+        ylabel = "Predicted probability" if is_binomial(est) else "Predicted mean"
+    # whole 0/1 points: pad the probability axis when observed points are drawn
+    pad = 0.05 if observed and y is not None else 0.0
+    if not facet:
+        _draw_trajectories(ax, frame, column, by, observed=observed)
+        time_axis(ax, time, frame["t"])
+        if scale == "response" and is_binomial(est):
+            probability_axis(ax, ylabel, pad)
+        else:
+            ax.set_ylabel(ylabel)
+        _trajectory_legend(ax, frame, by, person_title)
+        return ax
+
+    axes, new_figure = _facet_axes(frame["id"].nunique(), ncols, ax)
+    _draw_facets(axes, frame, column, by, observed, person_title)
+    for panel in axes:
+        time_axis(panel, time, frame["t"])
+        if scale == "response" and is_binomial(est):
+            probability_axis(panel, None, pad)
+    if new_figure:
+        fig = axes[0].figure
+        fig.supxlabel(axes[0].get_xlabel())
+        fig.supylabel(ylabel)
+        for panel in axes:
+            panel.set_xlabel("")
+    else:
+        for panel in axes:
+            panel.set_ylabel(ylabel)
+    title = _legend_title(by, y if isinstance(y, str) and observed else None)
+    _facet_legend(axes, new_figure, title)
+    return axes
 
 
 def plot_link_response(
@@ -417,7 +554,7 @@ def plot_link_response(
     axes[0].set_ylabel("Linear predictor")
     axes[1].set_title("Response scale (probability)" if binomial else "Response scale (mean)")
     outcome_axis(axes[1], binomial, "Predicted probability", "Predicted mean")
-    _trajectory_legend(axes[1], frame, by)
+    _trajectory_legend(axes[1], frame, by, factor_name(est, factor))
     return axes
 
 

@@ -32,6 +32,16 @@ EXAMPLES = {
         ["ppc"],
         ["trttreat:sexmale", "Model without interaction"],
     ),
+    # prints tables only (no figures); the forecast gain is checked below
+    "sklearn_workflows": (
+        [],
+        [
+            "New people (GroupKFold, 5 folds)",
+            "GLMM, conditional (group_columns='id')",
+            "best: {'random_effects': '1 + time'}",
+            "Estimated random-effect covariance (best by BIC)",
+        ],
+    ),
 }
 
 
@@ -81,3 +91,12 @@ def test_vegetables_check_separates_the_models(run):
     right = right.split("Model with interaction")[1]
     assert right.count("True") == 4 and "False" not in right
     assert wrong.count("False") >= 3
+
+
+def test_sklearn_workflows_conditional_forecasts_beat_population_ones(run):
+    """Forecasts that use a known person's random effects have the better log-likelihood."""
+    result, _ = run("sklearn_workflows")
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Conditional forecasts gain"))
+    gain = float(line.split("gain")[1].split("nats")[0])
+    assert gain > 0.05

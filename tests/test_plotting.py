@@ -132,12 +132,110 @@ def test_trajectories_binary_response_scale(binary, tmp_path):
     _render(ax, tmp_path)
     assert len(ax.lines) == 8
     assert len(ax.collections) == 8  # observed points of each person
-    _within_unit(ax)
     for line in ax.lines:
         y = line.get_ydata()
         assert np.all((y > 0) & (y < 1))
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert sorted(labels) == ["0", "1"]
+    assert ax.get_legend().get_title().get_text() == "treatment"
+
+
+def _padded_unit(ax):
+    """A probability axis with room for whole markers at 0 and 1, ticks inside [0, 1]."""
+    lo, hi = ax.get_ylim()
+    assert lo <= -0.03 and hi >= 1.03
+    assert lo >= -0.1 and hi <= 1.1
+    ticks = ax.get_yticks()
+    assert ticks.min() == 0.0 and ticks.max() == 1.0
+
+
+def test_trajectories_observed_binary_points_are_not_cut(binary):
+    """Observed 0/1 points sit inside the y-limits, with a margin, in one panel or in facets."""
+    df, est = binary
+    ax = P.plot_trajectories(est, df, df["id"], time="time", y="y", n_ids=5)
+    _padded_unit(ax)
+    ys = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
+    assert set(np.unique(ys)) == {0.0, 1.0}
+    axes = P.plot_trajectories(est, df, df["id"], time="time", y="y", n_ids=4, facet=True)
+    for panel in axes:
+        _padded_unit(panel)
+    # without observed points the axis is exactly [0, 1]
+    _within_unit(P.plot_trajectories(est, df, df["id"], time="time", n_ids=5))
+    assert P.plot_trajectories(est, df, df["id"], time="time", n_ids=5).get_ylim() == (0.0, 1.0)
+
+
+def test_trajectories_legend_is_titled_with_the_factor(slopes):
+    df, est = slopes
+    ax = P.plot_trajectories(est, df, df["user_id"], time="day", y="logins", ids=[1, 2, 3])
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "user_id"
+    assert [t.get_text() for t in legend.get_texts()] == ["1", "2", "3"]
+    ax = P.plot_trajectories(est, df, df["user_id"], time="day", n_ids=4, by=np.repeat([0, 1], 750))
+    assert ax.get_legend().get_title().get_text() == "group"
+
+
+def test_trajectories_facets_one_panel_per_person(slopes, tmp_path):
+    df, est = slopes
+    ids = [1, 5, 10, 15, 20, 25, 30]
+    axes = P.plot_trajectories(
+        est, df, df["user_id"], time="day", y="logins", ids=ids, facet=True, ncols=3
+    )
+    _render(axes, tmp_path)
+    fig = axes[0].figure
+    assert axes.shape == (7,)
+    assert len(fig.axes) == 7  # the two empty cells of the 3 x 3 grid are removed
+    assert axes[0].get_gridspec().get_geometry() == (3, 3)
+    assert [a.get_title() for a in axes] == [f"user_id {i}" for i in ids]
+    for panel, i in zip(axes, ids):
+        assert len(panel.lines) == 1 and len(panel.collections) == 1
+        rows = df["user_id"] == i
+        np.testing.assert_allclose(panel.collections[0].get_offsets()[:, 1], df.loc[rows, "logins"])
+        np.testing.assert_allclose(
+            panel.lines[0].get_ydata(),
+            est.predict(df.loc[rows, ["day_centered"]], df.loc[rows, "user_id"]),
+        )
+    # shared axes, and the panel above an empty cell shows its x tick labels
+    assert axes[0].get_ylim() == axes[-1].get_ylim()
+    assert axes[4].xaxis.get_tick_params()["labelbottom"]
+    assert not axes[1].xaxis.get_tick_params()["labelbottom"]
+    # one legend for the figure: observed points and predicted lines, titled with y
+    assert len(fig.legends) == 1
+    legend = fig.legends[0]
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["observed", "predicted"]
+    assert legend.get_title().get_text() == "logins"
+    assert fig.get_supxlabel() == "day" and fig.get_supylabel() == "Predicted mean"
+
+
+def test_trajectories_facets_layout_and_groups(binary):
+    df, est = binary
+    # facet_wrap's default: ceil(sqrt(n)) columns
+    axes = P.plot_trajectories(est, df, df["id"], time="time", y="y", n_ids=6, facet=True)
+    assert axes[0].get_gridspec().get_geometry() == (2, 3)
+    axes = P.plot_trajectories(
+        est, df, df["id"], time="time", y="y", by="treatment", n_ids=12, facet=True, ncols=6
+    )
+    assert axes[0].get_gridspec().get_geometry() == (2, 6)
+    legend = axes[0].figure.legends[0]
+    assert legend.get_title().get_text() == "treatment"
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["0", "1"]
+    # link scale: lines only
+    axes = P.plot_trajectories(
+        est, df, df["id"], time="time", y="y", n_ids=3, facet=True, scale="link"
+    )
+    assert all(len(a.collections) == 0 and len(a.lines) == 1 for a in axes)
+    with pytest.raises(ValueError, match="ncols"):
+        P.plot_trajectories(est, df, df["id"], time="time", n_ids=3, facet=True, ncols=0)
+
+
+def test_trajectories_facets_on_given_axes(binary):
+    df, est = binary
+    fig, grid = plt.subplots(2, 3)
+    axes = P.plot_trajectories(est, df, df["id"], time="time", y="y", n_ids=5, facet=True, ax=grid)
+    assert all(a is g for a, g in zip(axes, grid.ravel()))
+    assert not grid[1, 2].get_visible()
+    assert grid[1, 1].get_legend() is not None
+    with pytest.raises(ValueError, match="5 panels"):
+        P.plot_trajectories(est, df, df["id"], time="time", n_ids=5, facet=True, ax=grid[0])
 
 
 def test_trajectories_are_conditional_predictions(binary):
@@ -247,6 +345,19 @@ def test_ranef_qq(binary, slopes, tmp_path):
     assert "day_centered" in ax.get_ylabel()
 
 
+def test_ranef_qq_title_names_the_model(binary, slopes, counts):
+    _, est = slopes
+    title = P.plot_ranef_qq(est, "user_id", "day_centered").get_title()
+    assert "user_id" in title and "day_centered" in title
+    assert "Poisson GLMM (log link)" in title
+    _, est = binary
+    title = P.plot_ranef_qq(est).get_title()
+    assert "id, (Intercept)" in title and "Binomial GLMM (logit link)" in title
+    df, _ = counts
+    nb = NegBinGLMM().fit(df[FEATURES], df["y"], groups=df["id"])
+    assert "Negative binomial GLMM" in P.plot_ranef_qq(nb).get_title()
+
+
 def test_caterpillar(slopes, tmp_path):
     df, est = slopes
     ax = P.plot_caterpillar(est, term="(Intercept)", level=0.9)
@@ -354,14 +465,37 @@ def test_rootogram(counts, tmp_path):
     assert len(ax.patches) == 16
     assert len(ax.lines) == 2
     expected = ax.lines[0].get_ydata() ** 2
-    # expected frequencies from predict_proba summed over the training rows
-    proba = est.predict_proba(df[FEATURES], df["id"], max_count=15)
-    np.testing.assert_allclose(expected, proba.sum(axis=0), rtol=1e-8)
-    # heights of the hanging bars are sqrt(observed frequencies)
-    observed = np.bincount(df["y"].clip(upper=16), minlength=17)[:16]
+    # expected frequencies of 0..14 from predict_proba summed over the training rows;
+    # the last bin, "15+", holds the rest of each row's distribution
+    proba = est.predict_proba(df[FEATURES], df["id"], max_count=14)
+    np.testing.assert_allclose(expected[:15], proba.sum(axis=0), rtol=1e-8)
+    np.testing.assert_allclose(expected[15], len(df) - proba.sum(), rtol=1e-6)
+    np.testing.assert_allclose(expected.sum(), len(df), rtol=1e-8)
+    # heights of the hanging bars are sqrt(observed frequencies), counts >= 15 pooled
+    observed = np.bincount(df["y"].clip(upper=15), minlength=16)
+    assert observed[15] == (df["y"] >= 15).sum() > 0
     np.testing.assert_allclose([p.get_height() for p in ax.patches], np.sqrt(observed))
     given = P.plot_rootogram(est, df[FEATURES], df["y"], df["id"], max_count=15)
     np.testing.assert_allclose(given.lines[0].get_ydata() ** 2, expected, rtol=1e-8)
+
+
+def test_rootogram_axis_and_legend(counts):
+    df, est = counts
+    for max_count, width in [(15, 6.0), (40, 6.0), (7, 3.0)]:
+        fig, ax = plt.subplots(figsize=(width, 4))
+        P.plot_rootogram(est, max_count=max_count, ax=ax)
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        # whole-number ticks; the last bin is labelled "K+"
+        assert labels[-1] == f"{max_count}+"
+        assert all(label.isdigit() for label in labels[:-1])
+        assert [int(label) for label in labels[:-1]] == sorted({int(x) for x in labels[:-1]})
+        assert list(ax.get_xticks()) == [int(x) for x in labels[:-1]] + [max_count]
+        assert len(labels) <= 12
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["observed", "expected"]
+    with pytest.raises(ValueError, match="max_count"):
+        P.plot_rootogram(est, max_count=0)
 
 
 def test_rootogram_standing_and_nb(counts):
