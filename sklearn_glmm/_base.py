@@ -33,6 +33,7 @@ from ._validation import (
     check_y_finite,
     numeric_frame_values,
 )
+from ._warn import at_user_line, user_stacklevel
 from .exceptions import NoRandomEffectsWarning
 
 _GH_Z, _GH_W = hermegauss(32)
@@ -179,20 +180,22 @@ class _BaseGLMM(BaseEstimator):
             self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
             self.n_features_in_ = X.shape[1]
         elif groups_from_X is None:
-            Xa = validate_data(
-                self,
-                X,
-                reset=reset,
-                dtype=np.float64,
-                ensure_all_finite=False,
-                ensure_min_samples=min_rows,
-            )
+            with at_user_line():  # scikit-learn's warnings (feature names) name the user's line
+                Xa = validate_data(
+                    self,
+                    X,
+                    reset=reset,
+                    dtype=np.float64,
+                    ensure_all_finite=False,
+                    ensure_min_samples=min_rows,
+                )
         else:
             # names and width are those of the whole frame, grouping columns included
-            validate_data(self, X, reset=reset, skip_check_array=True)
-            Xa = check_array(
-                X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=min_rows
-            )
+            with at_user_line():
+                validate_data(self, X, reset=reset, skip_check_array=True)
+                Xa = check_array(
+                    X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=min_rows
+                )
         if reset:
             fixed_names = None if groups_from_X is None else list(map(str, X_fixed.columns))
             self._fixed_names_in = fixed_names
@@ -207,7 +210,8 @@ class _BaseGLMM(BaseEstimator):
 
     def _validate_empty_X(self, X, X_fixed, groups_from_X, reset, min_rows):
         """``_validate_X`` for an X without fixed-effect columns: an (n, 0) array."""
-        validate_data(self, X, reset=reset, skip_check_array=True)
+        with at_user_line():
+            validate_data(self, X, reset=reset, skip_check_array=True)
         n = _num_samples(X_fixed)
         if n < min_rows:
             raise ValueError(
@@ -284,7 +288,8 @@ class _BaseGLMM(BaseEstimator):
         self._y_name = str(y.name) if getattr(y, "name", None) is not None else "y"
         y_arr = np.asarray(y)
         if y_arr.ndim == 2:
-            y_arr = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn estimators
+            with at_user_line():  # DataConversionWarning, as scikit-learn estimators
+                y_arr = column_or_1d(y, warn=True)
         X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
@@ -310,7 +315,9 @@ class _BaseGLMM(BaseEstimator):
         if groups is None:
             if self._groups_requested():
                 raise ValueError(_groups_required_message(self))
-            warnings.warn(_no_groups_message(), NoRandomEffectsWarning, stacklevel=3)
+            warnings.warn(
+                _no_groups_message(), NoRandomEffectsWarning, stacklevel=user_stacklevel()
+            )
             factors = []
         else:
             terms = "1" if self.random_effects is None else self.random_effects

@@ -31,6 +31,7 @@ from scipy import stats
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import _run_lbfgsb, single_threaded_blas
 from ._results import beta_jacobian, internal_lambda, original_lambda
+from ._warn import user_stacklevel
 from .exceptions import ProfileWarning, StandardErrorWarning
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
@@ -226,7 +227,7 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
             "boundary, or a flat direction of the likelihood): their intervals are NaN. Use "
             "method='profile' or method='bootstrap' for them.",
             StandardErrorWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     lower, upper = np.full(pmap.n, np.nan), np.full(pmap.n, np.nan)
     for k, kind in enumerate(pmap.kinds):
@@ -361,7 +362,7 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
         warnings.warn(
             f"profile for {pm.names[k]} did not reach the cutoff; its limit is unbounded.",
             ProfileWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return direction * np.inf
     # Illinois regula falsi on |zeta| - zc between inside and outside
@@ -445,7 +446,7 @@ def profile_table(est, level, parm=None, n_jobs=None):
                 f"fit's {-2 * est.loglik_:.4f}: the fit is not at the optimum; refit (e.g. "
                 "with a smaller tol) before trusting these intervals.",
                 ProfileWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
     table = table.iloc[idx]
     trace_df = pd.concat(traces, ignore_index=True) if traces else pd.DataFrame()

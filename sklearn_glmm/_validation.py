@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ._warn import user_stacklevel
+
 
 def numeric_frame_values(X, min_rows: int):
     """``np.asarray(X, dtype=float)`` for a frame that ``check_array`` converts just so.
@@ -88,7 +90,7 @@ def check_counts(y: np.ndarray) -> np.ndarray:
             "y has non-integer values; the count log-likelihood is evaluated as if they were "
             "counts (quasi-likelihood). Round y if it holds counts.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return y
 

@@ -47,6 +47,7 @@ from sklearn.utils.parallel import Parallel, delayed
 
 from ._base import _GH_W, _GH_Z, _BaseGLMM
 from ._compare import lrt_p_values, nested_in
+from ._warn import user_stacklevel
 
 __all__ = [
     "GLMMScorer",
@@ -448,10 +449,14 @@ def compare_structures(
     for (label, _, prm), (est, error, caught) in zip(cands, results):
         params[label] = prm
         if error is not None:
-            warnings.warn(f"candidate {label!r} failed to fit: {error}", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"candidate {label!r} failed to fit: {error}",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
             continue
         for category, text in caught:  # replay what the fit said, naming the candidate
-            warnings.warn(f"[{label}] {text}", category, stacklevel=2)
+            warnings.warn(f"[{label}] {text}", category, stacklevel=user_stacklevel())
         fitted[label] = est
         rows[label] = {
             "npar": est.n_params_,
