@@ -28,6 +28,7 @@ from ._engine.optimize import fit_objective, parameter_bounds, starting_point
 from ._labels import check_distinct_labels, match_levels
 from ._validation import (
     as_float_vector,
+    check_numeric_columns,
     check_unique_columns,
     check_weights,
     check_y_finite,
@@ -150,6 +151,7 @@ class _BaseGLMM(BaseEstimator):
         """
         check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
+        check_numeric_columns(X_fixed)
         min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
         if reset:
             allow_empty = with_groups or groups_from_X is not None

@@ -29,6 +29,90 @@ def numeric_frame_values(X, min_rows: int):
     return np.asarray(X, dtype=np.float64)
 
 
+_ONE_HOT = (
+    "One-hot encode it, e.g. in a Pipeline with ColumnTransformer([('onehot', "
+    "OneHotEncoder(drop='first'), [{name!r}])], remainder='passthrough') (its sparse output "
+    "is accepted), or fit through the formula front end (sklearn_glmm.formula.glmer), which "
+    "codes text and categorical columns as R does. If the column identifies the groups, pass "
+    "it as groups or name it in group_columns"
+)
+
+
+def _column_kind(column: pd.Series) -> str | None:
+    """``"time"``, ``"span"``, ``"categorical"`` or ``"text"`` for a column that is not a
+    number; None for numeric and boolean columns (and what ``check_array`` judges)."""
+    dtype = column.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
+        return "time"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return "span"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "categorical"
+    if isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(column, skipna=True)
+        if inferred in ("string", "mixed", "mixed-integer", "bytes", "categorical"):
+            return "text"
+        if inferred in ("datetime", "datetime64", "date", "period"):
+            return "time"
+        if inferred in ("timedelta", "timedelta64"):
+            return "span"
+    return None
+
+
+def _non_numeric_message(name, column: pd.Series, kind: str) -> str:
+    dtype = column.dtype
+    if kind == "time":
+        if isinstance(dtype, pd.PeriodDtype):
+            first = f" (periods: X[{name!r}].dt.to_timestamp() first)"
+        elif pd.api.types.is_object_dtype(dtype):
+            first = f" (date objects: pd.to_datetime(X[{name!r}]) first)"
+        else:
+            first = ""
+        return (
+            f"X column {name!r} holds dates or times ({dtype}); a GLMM needs numeric time. "
+            "Convert it to a number, e.g. days since a fixed start (the same start at fit and "
+            f"predict): (X[{name!r}] - pd.Timestamp('2020-01-01')) / pd.Timedelta(days=1)"
+            f"{first}."
+        )
+    if kind == "span":
+        return (
+            f"X column {name!r} holds time spans ({dtype}); a GLMM needs numbers. Convert it "
+            f"to a number of units, e.g. X[{name!r}] / pd.Timedelta(days=1) (days) or "
+            f"X[{name!r}].dt.total_seconds()."
+        )
+    if kind == "categorical":
+        msg = (
+            f"X column {name!r} is categorical ({dtype}): its categories are labels, not "
+            f"numbers. {_ONE_HOT.format(name=name)}."
+        )
+        if pd.api.types.is_numeric_dtype(dtype.categories.dtype):
+            msg += (
+                " If its categories are numbers meant as a numeric predictor, convert it: "
+                f"X[{name!r}].astype(float)."
+            )
+        return msg
+    example = next((v for v in column if isinstance(v, (str, bytes))), None)
+    such_as = f" such as {example!r}" if example is not None else ""
+    return (
+        f"X column {name!r} holds text{such_as} ({dtype}), which a GLMM cannot use as a "
+        f"number. {_ONE_HOT.format(name=name)}."
+    )
+
+
+def check_numeric_columns(X) -> None:
+    """Every column of a DataFrame ``X`` must be numeric (or boolean): a text, categorical,
+    date or time-span column raises, naming the column and how to convert it."""
+    if not isinstance(X, pd.DataFrame):
+        return
+    if all(isinstance(d, np.dtype) and d.kind in "iufb" for d in X.dtypes):
+        return
+    for k, name in enumerate(X.columns):
+        column = X.iloc[:, k]
+        kind = _column_kind(column)
+        if kind is not None:
+            raise ValueError(_non_numeric_message(name, column, kind))
+
+
 def check_unique_columns(X) -> None:
     """A DataFrame's column names must be unique: terms such as ``random_effects="1 + x"``
     and ``group_columns`` pick columns by name."""

@@ -124,3 +124,84 @@ def test_warnings_inside_scikit_learn_name_its_line():
     caught = _record(lambda: cross_validate(BinomialGLMM(), X0, YB0, cv=2))
     names = {w.filename for w in caught if issubclass(w.category, NoRandomEffectsWarning)}
     assert names and all("sklearn_glmm" not in f for f in names)
+
+
+# =========================================================================================
+# 2. pandas columns a GLMM cannot read as numbers: errors that name the column and the fix
+# =========================================================================================
+def _frame_with(column):
+    X = pd.DataFrame({"x": X0[:, 0]})
+    X["c"] = column
+    return X
+
+
+_N = len(YC0)
+_BAD_COLUMNS = {
+    "datetime": (pd.date_range("2024-01-01", periods=_N), "days since a fixed start"),
+    "datetime with time zone": (
+        pd.date_range("2024-01-01", periods=_N, tz="UTC"),
+        "days since a fixed start",
+    ),
+    "period": (pd.period_range("2024-01", periods=_N, freq="M"), "to_timestamp"),
+    "timedelta": (pd.to_timedelta(np.arange(_N), unit="D"), "pd.Timedelta(days=1)"),
+    "text": (np.where(np.arange(_N) % 2, "north", "south").astype(object), "OneHotEncoder"),
+    "string dtype": (
+        pd.array(np.where(np.arange(_N) % 2, "north", "south"), dtype="string"),
+        "OneHotEncoder",
+    ),
+    "categorical": (pd.Categorical(np.where(np.arange(_N) % 2, "a", "b")), "OneHotEncoder"),
+    # numeric categories used to be fitted silently as numbers
+    "numeric categories": (pd.Categorical(np.arange(_N) % 3), "astype(float)"),
+    "numbers and text": (np.array([1, "a"] * (_N // 2), dtype=object), "OneHotEncoder"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_COLUMNS))
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM])
+def test_non_numeric_column_names_the_column_and_the_fix(Est, case):
+    column, fix = _BAD_COLUMNS[case]
+    y = YB0 if Est is BinomialGLMM else YC0
+    with pytest.raises(ValueError, match=r"X column 'c'") as info:
+        Est().fit(_frame_with(column), y, groups=G0)
+    assert fix in str(info.value)
+
+
+def test_text_column_error_mentions_formula_and_groups():
+    with pytest.raises(ValueError) as info:
+        PoissonGLMM().fit(_frame_with(np.array(["a", "b"] * 60, dtype=object)), YC0, groups=G0)
+    msg = str(info.value)
+    assert "sklearn_glmm.formula" in msg and "group_columns" in msg and "ColumnTransformer" in msg
+
+
+def test_non_numeric_column_at_predict_names_the_column():
+    m = PoissonGLMM().fit(_frame_with(X0[:, 1]), YC0, groups=G0)
+    with pytest.raises(ValueError, match="X column 'c' holds dates"):
+        m.predict(_frame_with(pd.date_range("2024-01-01", periods=_N)))
+
+
+def test_grouping_columns_may_hold_text():
+    X = _frame_with(np.array([f"id{k}" for k in G0], dtype=object)).rename(columns={"c": "id"})
+    m = PoissonGLMM(group_columns="id").fit(X, YC0)
+    assert list(m.ranef_) == ["id"] and m.ranef_["id"].index[0] == "id0"
+    assert m.predict(X).shape == (_N,)
+
+
+def test_numeric_boolean_and_nullable_columns_still_fit():
+    X = pd.DataFrame(
+        {
+            "x": X0[:, 0],
+            "flag": X0[:, 1] > 0,
+            "n": pd.array(np.arange(_N) % 5, dtype="Int64"),
+            "o": (np.arange(_N) % 4).astype(object),
+        }
+    )
+    m = PoissonGLMM().fit(X, YC0, groups=G0)
+    assert np.all(np.isfinite(m.coef_))
+
+
+def test_datetime_converted_as_suggested_fits():
+    dates = pd.Series(pd.date_range("2024-01-01", periods=_N))
+    X = pd.DataFrame(
+        {"x": X0[:, 0], "day": (dates - pd.Timestamp("2020-01-01")) / pd.Timedelta(days=1)}
+    )
+    PoissonGLMM().fit(X, YC0, groups=G0)
