@@ -25,6 +25,7 @@ from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
 from ._engine.optimize import fit_objective, parameter_bounds, starting_point
+from ._frames import as_pandas
 from ._labels import check_distinct_labels, match_levels
 from ._validation import (
     as_float_vector,
@@ -149,6 +150,7 @@ class _BaseGLMM(BaseEstimator):
         No fixed-effect column (the null model ``y ~ 1 + (1 | id)``) is allowed when the
         model has grouping factors: ``with_groups`` at fit, a fit without features at predict.
         """
+        X = as_pandas(X)  # polars, pyarrow, ... frames: names kept
         check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
         check_numeric_columns(X_fixed)
@@ -260,6 +262,9 @@ class _BaseGLMM(BaseEstimator):
         self : object
         """
         self._check_params()
+        # other libraries' series (polars, pyarrow, ...) as pandas: their names are kept
+        y, groups = as_pandas(y), as_pandas(groups)
+        sample_weight, offset = as_pandas(sample_weight), as_pandas(offset)
         X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
         yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
         data, factors = self._model_data(X_raw, yv, trials, w, off, groups)

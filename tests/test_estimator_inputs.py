@@ -205,3 +205,74 @@ def test_datetime_converted_as_suggested_fits():
         {"x": X0[:, 0], "day": (dates - pd.Timestamp("2020-01-01")) / pd.Timedelta(days=1)}
     )
     PoissonGLMM().fit(X, YC0, groups=G0)
+
+
+# =========================================================================================
+# 3. polars (any DataFrame narwhals reads): X, y, groups and group_columns keep their names
+# =========================================================================================
+@pytest.fixture()
+def pl():
+    return pytest.importorskip("polars")
+
+
+def _polars_data(pl):
+    frame = pl.DataFrame({"time": X0[:, 0], "dose": X0[:, 1], "id": G0, "visits": YC0})
+    return frame
+
+
+def test_polars_inputs_keep_their_names(pl):
+    frame = _polars_data(pl)
+    m = PoissonGLMM().fit(frame.select("time", "dose"), frame["visits"], groups=frame["id"])
+    ref = PoissonGLMM().fit(pd.DataFrame(X0, columns=["time", "dose"]), YC0, groups=G0)
+    assert list(m.ranef_) == ["id"]
+    np.testing.assert_allclose(m.ranef_["id"].to_numpy(), ref.ranef_["group"].to_numpy())
+    assert list(m.feature_names_in_) == ["time", "dose"]
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "time", "dose"]
+    np.testing.assert_allclose(m.coef_, ref.coef_)
+    assert "visits" in str(m.summary())
+    pred = m.predict(frame.select("time", "dose"), frame["id"])
+    np.testing.assert_allclose(pred, ref.predict(X0, G0))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.SingularFitWarning")
+def test_polars_groups_frame_and_group_columns(pl):
+    frame = _polars_data(pl).with_columns((pl.col("id") % 3).alias("site"))
+    X = frame.select("time", "dose")
+    m = PoissonGLMM().fit(X, frame["visits"], groups=frame.select("id", "site"))
+    assert sorted(m.ranef_) == ["id", "site"]
+    m2 = PoissonGLMM(group_columns=["id", "site"]).fit(
+        frame.select("time", "dose", "id", "site"), frame["visits"]
+    )
+    assert sorted(m2.ranef_) == ["id", "site"]
+    assert list(m2.feature_names_in_) == ["time", "dose", "id", "site"]
+    np.testing.assert_allclose(
+        m2.predict(frame.select("time", "dose", "id", "site")),
+        m.predict(X, frame.select("id", "site")),
+    )
+
+
+def test_polars_binomial_with_text_groups_and_labels(pl):
+    frame = pl.DataFrame(
+        {
+            "time": X0[:, 0],
+            "id": [f"p{k}" for k in G0],
+            "answer": np.where(YB0 == 1, "yes", "no"),
+        }
+    )
+    m = BinomialGLMM().fit(frame.select("time"), frame["answer"], groups=frame["id"])
+    assert list(m.classes_) == ["no", "yes"] and list(m.ranef_) == ["id"]
+    assert m.predict_proba(frame.select("time"), frame["id"]).shape == (_N, 2)
+    assert 0 <= m.score(frame.select("time"), frame["answer"], frame["id"]) <= 1
+
+
+def test_polars_non_numeric_column_error(pl):
+    frame = _polars_data(pl).with_columns(
+        pl.Series("region", ["n", "s"] * (_N // 2), dtype=pl.Categorical)
+    )
+    with pytest.raises(ValueError, match="X column 'region' is categorical"):
+        PoissonGLMM().fit(frame.select("time", "region"), frame["visits"], groups=frame["id"])
+
+
+def test_polars_unnamed_series_is_unnamed(pl):
+    m = PoissonGLMM().fit(X0, pl.Series(YC0), groups=pl.Series(G0))
+    assert list(m.ranef_) == ["group"]
