@@ -33,6 +33,7 @@ from ._validation import (
     check_unique_columns,
     check_weights,
     check_y_finite,
+    densify,
     numeric_frame_values,
 )
 from ._warn import at_user_line, user_stacklevel
@@ -100,6 +101,11 @@ class _BaseGLMM(BaseEstimator):
     ranef_ = _tables.fitted_table(_tables.ranef)
     _vcov_fixed = _tables.fitted_table(_tables.vcov_fixed)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # made dense (see _validation.densify)
+        return tags
+
     # -- input handling -------------------------------------------------------
     def _family(self):
         return make_family(self._family_name, getattr(self, "zero_inflation", False))
@@ -150,7 +156,7 @@ class _BaseGLMM(BaseEstimator):
         No fixed-effect column (the null model ``y ~ 1 + (1 | id)``) is allowed when the
         model has grouping factors: ``with_groups`` at fit, a fit without features at predict.
         """
-        X = as_pandas(X)  # polars, pyarrow, ... frames: names kept
+        X = densify(as_pandas(X))  # polars, pyarrow, ... frames: names kept; sparse: dense
         check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
         check_numeric_columns(X_fixed)

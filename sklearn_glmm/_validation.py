@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ._warn import user_stacklevel
 
@@ -111,6 +112,29 @@ def check_numeric_columns(X) -> None:
         kind = _column_kind(column)
         if kind is not None:
             raise ValueError(_non_numeric_message(name, column, kind))
+
+
+# a sparse X is made dense up to this many entries (800 MB of float64)
+MAX_DENSE_ENTRIES = 10**8
+
+
+def densify(X):
+    """A scipy sparse ``X`` as a dense array (the fixed-effect design is dense); other
+    inputs as they are. Too large a matrix raises, naming what made it sparse."""
+    if not sp.issparse(X):
+        return X
+    n, p = X.shape
+    if n * p > MAX_DENSE_ENTRIES:
+        raise ValueError(
+            f"X is a sparse matrix of shape {X.shape}: the model's fixed-effect design is "
+            f"dense, and {n} x {p} = {n * p:.3g} entries ({8e-9 * n * p:.3g} GB) is too large "
+            f"to make dense (the limit is {MAX_DENSE_ENTRIES:.0e} entries). If the columns come "
+            "from OneHotEncoder, a categorical column with many levels is usually better as a "
+            "grouping factor (groups or group_columns) than as fixed effects; to keep it, pass "
+            "OneHotEncoder(sparse_output=False) (and ColumnTransformer(sparse_threshold=0)) "
+            "and make sure the dense matrix fits in memory."
+        )
+    return X.toarray()
 
 
 def check_unique_columns(X) -> None:

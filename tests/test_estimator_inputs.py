@@ -276,3 +276,60 @@ def test_polars_non_numeric_column_error(pl):
 def test_polars_unnamed_series_is_unnamed(pl):
     m = PoissonGLMM().fit(X0, pl.Series(YC0), groups=pl.Series(G0))
     assert list(m.ranef_) == ["group"]
+
+
+# =========================================================================================
+# 4. sparse X (OneHotEncoder's default output): made dense when modest, else a clear error
+# =========================================================================================
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.SingularFitWarning")
+@pytest.mark.parametrize("fmt", ["csr_matrix", "csc_matrix", "csr_array", "coo_array"])
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM])
+def test_sparse_X_fits_and_predicts_as_dense(Est, fmt):
+    import scipy.sparse as sp
+
+    y = YB0 if Est is BinomialGLMM else YC0
+    Xs = getattr(sp, fmt)(X0)
+    dense = Est(random_effects="1 + x0").fit(X0, y, groups=G0)
+    sparse = Est(random_effects="1 + x0").fit(Xs, y, groups=G0)
+    np.testing.assert_allclose(sparse.coef_, dense.coef_)
+    np.testing.assert_allclose(sparse.predict(Xs, G0), dense.predict(X0, G0))
+    np.testing.assert_allclose(sparse.predict(X0, G0), dense.predict(X0, G0))
+    np.testing.assert_allclose(
+        sparse.predict_proba(Xs[:7], G0[:7]), dense.predict_proba(X0[:7], G0[:7])
+    )
+
+
+def test_one_hot_encoder_pipeline_with_sparse_output():
+    import scipy.sparse as sp
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    region = np.array([f"r{k}" for k in np.arange(_N) % 10], dtype=object)
+    X = pd.DataFrame({"x": X0[:, 0], "region": region})
+    encode = ColumnTransformer(
+        [("onehot", OneHotEncoder(drop="first"), ["region"])], remainder="passthrough"
+    )
+    assert sp.issparse(encode.fit_transform(X))  # the default output here is sparse
+    pipe = make_pipeline(encode, PoissonGLMM()).fit(X, YC0, poissonglmm__groups=G0)
+    assert pipe.predict(X).shape == (_N,)
+    assert pipe[-1].coef_.shape == (10,)
+
+
+def test_huge_sparse_X_raises_naming_sparse_output():
+    import scipy.sparse as sp
+
+    Xs = sp.csr_matrix((20_000, 10_000))  # 2e8 entries once dense
+    y = np.zeros(20_000)
+    with pytest.raises(ValueError, match=r"sparse_output=False") as info:
+        PoissonGLMM().fit(Xs, y, groups=np.arange(20_000) % 10)
+    assert "(20000, 10000)" in str(info.value)
+
+
+def test_huge_sparse_X_at_predict_raises():
+    import scipy.sparse as sp
+
+    m = PoissonGLMM().fit(X0, YC0, groups=G0)
+    Xs = sp.csr_matrix((60_000_000, 2))
+    with pytest.raises(ValueError, match="sparse_output=False"):
+        m.predict(Xs)
