@@ -114,8 +114,8 @@ class _BaseGLMM(BaseEstimator):
         """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows
         but the model does not: ``True``/``False`` for the integer parameters."""
         self._validate_params()
-        for name in ("n_agq", "max_iter"):
-            value = getattr(self, name)
+        for name in ("n_agq", "max_iter", "max_count"):
+            value = getattr(self, name, None)
             if isinstance(value, (bool, np.bool_)):
                 raise InvalidParameterError(
                     f"The {name!r} parameter of {type(self).__name__} must be an int, "
@@ -289,7 +289,7 @@ class _BaseGLMM(BaseEstimator):
         # the objective stays with the model: profiles, refits and simulation need it
         self._objective = obj
         _results.set_fitted_attributes(self, obj, x, record, data)
-        self._y_max = float(np.max(yv)) if len(yv) else 0.0
+        self._learn_support(yv, self._train["eta"], data.weights)
         return self
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):
@@ -542,26 +542,28 @@ class _BaseGLMM(BaseEstimator):
 
         return report(self, **kwargs)
 
+    def _learn_support(self, y, eta, weights):
+        """Fitted attributes that depend on the outcome's support (count models)."""
+
     def _count_proba(self, X, groups, offset, max_count, population):
+        """P(Y = k) for k < K and P(Y >= K) in the last column, K = ``max_count``."""
         eta, var = self._linear_predictor(X, groups, offset, population)
-        fam = self._family_obj
-        if max_count is None:
-            mu_hi = float(np.max(self._mean(eta, var))) if len(eta) else 1.0
-            vr = float(np.max(fam.variance(np.array([mu_hi]), np.ones(1), self._extra)))
-            # cover the bulk of every row's distribution and the training range
-            k_max = max(self._y_max, np.ceil(mu_hi + 8.0 * np.sqrt(vr) + 5))
-            if not k_max <= 1e7:
-                raise ValueError(
-                    f"predicted means reach {mu_hi:.3g}: the distribution would need counts up to "
-                    f"{k_max:.3g}. Pass max_count=... to cut the support, or use predict for means."
-                )
-            max_count = int(k_max)
-        ks = np.arange(max_count + 1)
+        fam, extra = self._family_obj, self._extra
+        K = max_count
+        ks = np.arange(K)[None, :]
+
+        def table(mu):
+            # means overflowing to inf put all the mass in the tail column
+            mu = np.minimum(np.nan_to_num(mu, nan=np.inf), 1e300)[:, None]
+            out = np.empty((len(mu), K + 1))
+            out[:, :K] = fam.pmf(ks, mu, extra)
+            tail = 1.0 - fam.cdf(np.full((1, 1), K - 1.0), mu, np.ones((1, 1)), extra)
+            out[:, K] = np.clip(tail[:, 0], 0.0, 1.0) if K > 0 else 1.0
+            return out
+
         if np.all(var == 0):
-            mu = fam.mean(eta, self._extra)
-            return fam.pmf(ks[None, :], mu[:, None], self._extra)
-        out = np.zeros((len(eta), len(ks)))
+            return table(fam.mean(eta, extra))
+        out = np.zeros((len(eta), K + 1))
         for z, wt in zip(_GH_Z, _GH_W):
-            mu = fam.mean(eta + np.sqrt(var) * z, self._extra)
-            out += wt * fam.pmf(ks[None, :], mu[:, None], self._extra)
+            out += wt * table(fam.mean(eta + np.sqrt(var) * z, extra))
         return out

@@ -382,7 +382,8 @@ def plot_rootogram(
         Xp, g_pred, _ = model_inputs(est, X, groups)
         yv, w = np.asarray(y, dtype=float), np.ones(len(y))
         K = _default_max_count(yv) if max_count is None else int(max_count)
-        expected = est.predict_proba(Xp, g_pred, max_count=K).sum(axis=0)
+        # one column more: predict_proba's last column is the tail P(Y >= K + 1)
+        expected = est.predict_proba(Xp, g_pred, max_count=K + 1)[:, : K + 1].sum(axis=0)
     observed = np.bincount(np.clip(yv, 0, K + 1).astype(int), weights=w, minlength=K + 2)[: K + 1]
     ax = axes_or_new(ax)
     ks = np.arange(K + 1)

@@ -24,6 +24,13 @@ from sklearn_glmm.exceptions import (
     SingularFitWarning,
 )
 
+# parameters estimated on their boundary are beside the point here (and tested elsewhere)
+_BOUNDARY = [
+    "ignore::sklearn_glmm.exceptions.OverdispersionWarning",
+    "ignore::sklearn_glmm.exceptions.ZeroInflationWarning",
+    "ignore::sklearn_glmm.exceptions.SingularFitWarning",
+]
+
 
 def _data(n_groups=30, per=4, seed=0):
     rng = np.random.default_rng(seed)
@@ -231,7 +238,7 @@ def test_polars_inputs_keep_their_names(pl):
     np.testing.assert_allclose(m.coef_, ref.coef_)
     assert "visits" in str(m.summary())
     pred = m.predict(frame.select("time", "dose"), frame["id"])
-    np.testing.assert_allclose(pred, ref.predict(X0, G0))
+    np.testing.assert_allclose(pred, ref.predict(pd.DataFrame(X0, columns=["time", "dose"]), G0))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.SingularFitWarning")
@@ -333,3 +340,130 @@ def test_huge_sparse_X_at_predict_raises():
     Xs = sp.csr_matrix((60_000_000, 2))
     with pytest.raises(ValueError, match="sparse_output=False"):
         m.predict(Xs)
+
+
+# =========================================================================================
+# 1. count predict_proba: support fixed at fit (classes_), the tail in the last column
+# =========================================================================================
+def _counts(seed=0, n_groups=60, per=5, scale=1.0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    X = rng.normal(size=(len(g), 2))
+    mu = scale * np.exp(0.2 + 0.3 * X[:, 0] + rng.normal(0, 0.4, n_groups)[g])
+    return X, rng.poisson(mu), g
+
+
+@pytest.mark.filterwarnings(*_BOUNDARY)
+@pytest.mark.parametrize(
+    "make", [PoissonGLMM, NegBinGLMM, lambda: PoissonGLMM(zero_inflation=True)]
+)
+def test_count_support_is_learnt_at_fit(make):
+    from scipy import stats
+
+    X, y, g = _counts()
+    m = make().fit(X, y, groups=g)
+    assert m.max_count_ >= y.max()
+    np.testing.assert_array_equal(m.classes_, np.arange(m.max_count_ + 1))
+    if type(m) is PoissonGLMM and not m.zero_inflation:
+        # the 0.999 quantile of the largest fitted (conditional) mean is covered
+        mu_hi = m.predict(X, g).max()
+        assert m.max_count_ >= stats.poisson.ppf(0.999, mu_hi)
+    # the width does not depend on the rows predicted
+    assert m.predict_proba(X[:3], g[:3]).shape == (3, m.max_count_ + 1)
+    assert m.predict_proba(X).shape == (len(y), m.max_count_ + 1)
+    np.testing.assert_allclose(m.predict_proba(X[:3], g[:3]), m.predict_proba(X, g)[:3])
+
+
+@pytest.mark.filterwarnings(*_BOUNDARY)
+@pytest.mark.parametrize("population", ["marginal", "zero"])
+@pytest.mark.parametrize("make", [PoissonGLMM, NegBinGLMM, lambda: NegBinGLMM(zero_inflation=True)])
+def test_count_proba_rows_sum_to_one_with_the_tail_last(make, population):
+    X, y, g = _counts()
+    m = make().fit(X, y, groups=g)
+    for K in (0, 1, 3, None):
+        proba = m.predict_proba(X, population=population, max_count=K)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+        assert np.all(proba >= 0)
+
+
+def test_count_proba_last_column_is_the_tail():
+    from scipy import stats
+
+    X, y, g = _counts()
+    m = PoissonGLMM().fit(X, y, groups=g)
+    mu = m.predict(X, g)  # known groups: conditional on their modes
+    proba = m.predict_proba(X, g, max_count=3)
+    np.testing.assert_allclose(proba[:, :3], stats.poisson.pmf(np.arange(3)[None, :], mu[:, None]))
+    np.testing.assert_allclose(proba[:, 3], stats.poisson.sf(2, mu), rtol=1e-10)
+
+
+def test_count_max_count_constructor_parameter_fixes_the_support():
+    X, y, g = _counts()
+    m = PoissonGLMM(max_count=4).fit(X, y, groups=g)
+    assert m.max_count_ == 4
+    np.testing.assert_array_equal(m.classes_, np.arange(5))
+    assert m.predict_proba(X).shape == (len(y), 5)
+    # an explicit max_count at predict time wins
+    assert m.predict_proba(X, max_count=7).shape == (len(y), 8)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "3"])
+def test_count_max_count_must_be_a_non_negative_integer(bad):
+    X, y, g = _counts()
+    m = PoissonGLMM().fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="max_count"):
+        m.predict_proba(X, max_count=bad)
+    with pytest.raises(ValueError, match="max_count"):
+        PoissonGLMM(max_count=bad).fit(X, y, groups=g)
+
+
+def test_count_proba_for_counts_in_the_millions_asks_for_max_count():
+    X, y, g = _counts(scale=1e6)
+    m = PoissonGLMM().fit(X, y, groups=g)
+    # no support is learnt: a column per count would need millions of columns
+    assert m.max_count_ is None and not hasattr(m, "classes_")
+    with pytest.raises(ValueError, match=r"Pass max_count=\.\.\. to predict_proba"):
+        m.predict_proba(X)
+    proba = m.predict_proba(X[:2], g[:2], max_count=10)
+    np.testing.assert_allclose(proba[:, -1], 1.0)  # all the mass is beyond 10
+    # a refit on small counts learns a support again
+    Xs, ys, gs = _counts()
+    assert m.fit(Xs, ys, groups=gs).max_count_ >= ys.max() and hasattr(m, "classes_")
+
+
+def test_cross_val_predict_proba_for_counts():
+    # scikit-learn label-encodes y for method="predict_proba": exact when y holds every
+    # count from 0 to its maximum, with that maximum as max_count (the same columns in
+    # every fold)
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    X, y, g = _counts(scale=0.5)
+    assert set(np.unique(y)) == set(range(y.max() + 1))
+    frame = pd.DataFrame({"x0": X[:, 0], "x1": X[:, 1], "id": g})
+    est = PoissonGLMM(group_columns="id", max_count=int(y.max()))
+    cv = KFold(4, shuffle=True, random_state=0)
+    out = cross_val_predict(est, frame, y, cv=cv, method="predict_proba")
+    assert out.shape == (len(y), y.max() + 1)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    by_hand = np.empty_like(out)
+    for train, test in cv.split(frame):
+        fold = PoissonGLMM(group_columns="id", max_count=int(y.max()))
+        by_hand[test] = fold.fit(frame.iloc[train], y[train]).predict_proba(frame.iloc[test])
+    np.testing.assert_allclose(out, by_hand)
+
+
+def test_log_loss_on_the_learnt_support():
+    from sklearn.metrics import log_loss
+
+    from sklearn_glmm.model_selection import mean_log_likelihood
+
+    X, y, g = _counts()
+    m = PoissonGLMM().fit(X, y, groups=g)
+    proba = m.predict_proba(X, g)
+    loss = log_loss(np.minimum(y, m.max_count_), proba, labels=m.classes_)
+    # counts below max_count_ are exact: log_loss is minus the mean log predictive density
+    below = y < m.max_count_
+    ll = np.log(proba[np.arange(len(y)), np.minimum(y, m.max_count_)])
+    assert loss == pytest.approx(-ll.mean())
+    if below.all():
+        assert loss == pytest.approx(-mean_log_likelihood(m, X, y, groups=g), rel=1e-8)
