@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -19,7 +20,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _results, _tables
+from . import _results, _state, _tables
 from ._design import build_factors, factor_names, groups_columns
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
@@ -100,6 +101,27 @@ class _BaseGLMM(BaseEstimator):
     random_effects_cov_ = _tables.fitted_table(_tables.random_effects_cov)
     ranef_ = _tables.fitted_table(_tables.ranef)
     _vcov_fixed = _tables.fitted_table(_tables.vcov_fixed)
+    # the training data: in memory after fit, in pickles only with keep_data=True
+    _objective = _state.training_data()
+    _train = _state.training_data()
+
+    # -- pickles and copies -----------------------------------------------------
+    def __getstate__(self):
+        # a copy: BaseEstimator's state may be the instance __dict__ itself
+        return _state.pickled_state(self, dict(super().__getstate__()))
+
+    def __copy__(self):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo):
+        # a copy in memory keeps the training data, whatever keep_data says
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = copy.deepcopy(value, memo)
+        return new
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -287,7 +309,10 @@ class _BaseGLMM(BaseEstimator):
         self._family_obj = data.family
         self._bounds = bounds
         # the objective stays with the model: profiles, refits and simulation need it
+        # (in memory; pickles carry it only with keep_data=True, see _state)
         self._objective = obj
+        self.__dict__.pop("_data_dropped", None)
+        self.__dict__.pop("_data_summaries", None)
         _results.set_fitted_attributes(self, obj, x, record, data)
         self._learn_support(yv, self._train["eta"], data.weights)
         return self

@@ -31,6 +31,7 @@ from scipy import stats
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import _run_lbfgsb, single_threaded_blas
 from ._results import beta_jacobian, internal_lambda, original_lambda
+from ._state import carrying_data
 from ._warn import user_stacklevel
 from .exceptions import ProfileWarning, StandardErrorWarning
 
@@ -70,7 +71,7 @@ class ParamMap:
     """
 
     def __init__(self, est):
-        d = est._objective.data
+        d = est._layout  # the parameter blocks: no data needed
         self.p, self.T, self.E = d.n_beta, d.n_theta, d.n_extra
         self.J = beta_jacobian(est._scaling)
         self.Jinv = np.linalg.inv(self.J)
@@ -415,8 +416,10 @@ def profile_table(est, level, parm=None, n_jobs=None):
     wald = wald_table(est, pmap, level)
     idx = [k for k, nm in enumerate(pmap.names) if parm is None or nm in parm]
     tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)
+    shipped = carrying_data(est)  # joblib workers receive the training data
     jobs = [
-        delayed(profile_parameter)(est, k, level, wald["std_error"].iloc[k], 500, tol) for k in idx
+        delayed(profile_parameter)(shipped, k, level, wald["std_error"].iloc[k], 500, tol)
+        for k in idx
     ]
     # tiny BLAS calls inside L-BFGS-B are ~10x slower with OpenBLAS threads spinning
     with single_threaded_blas():
@@ -462,7 +465,7 @@ def lme4_name_map(est) -> dict:
 def random_effect_sds(est) -> list[tuple[str, str, float]]:
     """(factor, term, sd) of every random-effect term, in reported order."""
     out = []
-    d = est._objective.data
+    d = est._layout
     lams = lambda_matrices(d, est._params[d.n_beta : d.n_beta + d.n_theta]) if est._factors else []
     for f, T, L in zip(est._factors, est._z_maps, lams):
         Lo = original_lambda(T, L)

@@ -8,6 +8,7 @@ likelihood is unchanged and estimates map back exactly (``J`` below).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -28,6 +29,32 @@ from .exceptions import (
     SingularFitWarning,
     StandardErrorWarning,
 )
+
+
+@dataclass(frozen=True)
+class FactorLayout:
+    """Where one factor's covariance parameters sit (what ``lambda_matrices`` reads)."""
+
+    q: int
+    n_levels: int
+    theta_rows: np.ndarray
+    theta_cols: np.ndarray
+
+
+@dataclass(frozen=True)
+class ParameterLayout:
+    """The parameter vector's blocks, without the data: Wald intervals, ``summary`` and
+    population-level predictions at other parameter values need only this."""
+
+    n_beta: int
+    n_theta: int
+    n_extra: int
+    factors: tuple
+
+
+def parameter_layout(data) -> ParameterLayout:
+    factors = tuple(FactorLayout(f.q, f.n_levels, f.theta_rows, f.theta_cols) for f in data.factors)
+    return ParameterLayout(data.n_beta, data.n_theta, data.n_extra, factors)
 
 
 def scale_design(X, names, fit_intercept, curvature=1.0):
@@ -172,6 +199,7 @@ def set_fitted_attributes(est, obj, x, record, data):
     # fixed_effects_, ranef_, ... are made from these arrays when first read
     store_arrays(est, FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]))
     est._vcov_params = V
+    est._layout = parameter_layout(data)
     # conditional fit on the training rows, for residuals and diagnostics
     est._train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
     est._params = x.copy()

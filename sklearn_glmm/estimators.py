@@ -43,6 +43,22 @@ _COMMON_PARAMS = """
         ``ConvergenceWarning`` and sets ``converged_ = False``.
     tol : float, default=1e-10
         Relative tolerance on the objective for the optimiser to stop.
+    keep_data : bool, default=False
+        Whether pickles of the fitted model carry its training data. The model
+        keeps them in memory after ``fit`` either way, so every method works in
+        the session that fitted it. By default a pickle (``pickle``,
+        ``joblib.dump``) carries only what ``predict``, ``predict_proba``,
+        ``summary``, ``report``, the result tables, Wald intervals,
+        ``predict_interval``, ``marginal_means`` and ``contrast`` need: its size
+        no longer grows with the rows (a 100,000-row fit pickles to kilobytes,
+        not megabytes). The methods that need the data (profile and bootstrap
+        intervals, ``profile``, ``simulate``, ``residuals``, ``fitted``,
+        ``scaled_residuals``, ``overdispersion``, ``anova``, the diagnostic
+        plots) then raise ``TrainingDataError`` on the unpickled model; fit with
+        ``keep_data=True`` to keep them available there. This default drops the
+        data where they are least expected (a model saved for deployment) and
+        keeps them where they are used (the session that fitted the model).
+        ``copy.deepcopy`` keeps the data.
 """
 
 _NOTES = """
@@ -60,6 +76,7 @@ _PARAMETER_CONSTRAINTS = {
     "group_columns": [str, "array-like", None],
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither")],
+    "keep_data": ["boolean"],
 }
 
 _COMMON_ATTRS = """
@@ -193,6 +210,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         max_iter=1000,
         tol=1e-10,
         pos_label=None,
+        keep_data=False,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -201,6 +219,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.max_iter = max_iter
         self.tol = tol
         self.pos_label = pos_label
+        self.keep_data = keep_data
 
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, trials=None):
         """Fit by maximum likelihood.
@@ -352,6 +371,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         max_iter=1000,
         tol=1e-10,
         max_count=None,
+        keep_data=False,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -361,6 +381,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         self.max_iter = max_iter
         self.tol = tol
         self.max_count = max_count
+        self.keep_data = keep_data
 
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}

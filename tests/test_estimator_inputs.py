@@ -29,6 +29,7 @@ _BOUNDARY = [
     "ignore::sklearn_glmm.exceptions.OverdispersionWarning",
     "ignore::sklearn_glmm.exceptions.ZeroInflationWarning",
     "ignore::sklearn_glmm.exceptions.SingularFitWarning",
+    "ignore::sklearn_glmm.exceptions.StandardErrorWarning",
 ]
 
 
@@ -467,3 +468,132 @@ def test_log_loss_on_the_learnt_support():
     assert loss == pytest.approx(-ll.mean())
     if below.all():
         assert loss == pytest.approx(-mean_log_likelihood(m, X, y, groups=g), rel=1e-8)
+
+
+# =========================================================================================
+# 6. pickles carry what prediction needs, not the training data
+# =========================================================================================
+def _pickled(m):
+    import pickle
+
+    return pickle.loads(pickle.dumps(m))
+
+
+def _big_counts(n, seed=0):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 200, n)
+    X = rng.normal(size=(n, 3))
+    y = rng.poisson(np.exp(0.2 + X @ [0.3, -0.2, 0.1] + rng.normal(0, 0.5, 200)[g]))
+    return pd.DataFrame(X, columns=["a", "b", "c"]), y, g
+
+
+def test_pickle_size_does_not_grow_with_the_rows():
+    import pickle
+
+    sizes = {}
+    for n in (2_000, 40_000):
+        X, y, g = _big_counts(n)
+        sizes[n] = len(pickle.dumps(PoissonGLMM().fit(X, y, groups=g)))
+    assert sizes[40_000] < 1.2 * sizes[2_000]  # the data (~7 MB at 40,000 rows) stay out
+    X, y, g = _big_counts(40_000)
+    kept = len(pickle.dumps(PoissonGLMM(keep_data=True).fit(X, y, groups=g)))
+    assert kept > 20 * sizes[40_000]
+
+
+@pytest.mark.filterwarnings(*_BOUNDARY)
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM, NegBinGLMM])
+def test_unpickled_model_predicts_and_summarises_without_the_data(Est):
+    X = pd.DataFrame({"time": X0[:, 0], "flag": (X0[:, 1] > 0).astype(float)})
+    y = YB0 if Est is BinomialGLMM else YC0
+    m = Est(random_effects="1 + time").fit(X, y, groups=G0)
+    u = _pickled(m)
+    assert "_objective" not in vars(u) and "_train" not in vars(u)
+    assert all(f.codes is None for f in u._factors)
+    for method in ("predict", "predict_proba", "predict_mean"):
+        np.testing.assert_allclose(getattr(u, method)(X, G0), getattr(m, method)(X, G0))
+        np.testing.assert_allclose(getattr(u, method)(X), getattr(m, method)(X))
+    assert u.score(X, y, G0) == pytest.approx(m.score(X, y, G0))
+    pd.testing.assert_frame_equal(u.fixed_effects_, m.fixed_effects_)
+    pd.testing.assert_frame_equal(u.ranef_["group"], m.ranef_["group"])
+    pd.testing.assert_frame_equal(u.confint(method="wald"), m.confint(method="wald"))
+    assert str(u.summary()) == str(m.summary())
+    assert u.report() == m.report()
+    pd.testing.assert_frame_equal(u.predict_interval(X, G0), m.predict_interval(X, G0))
+    pd.testing.assert_frame_equal(u.marginal_means(X), m.marginal_means(X))
+    pd.testing.assert_frame_equal(u.ranef()["group"], m.ranef()["group"])
+
+
+_DATA_HUNGRY = {
+    "profile intervals": lambda m: m.confint(method="profile"),
+    "bootstrap intervals": lambda m: m.confint(method="bootstrap", n_boot=2),
+    "profile": lambda m: m.profile(),
+    "simulate": lambda m: m.simulate(),
+    "residuals": lambda m: m.residuals(),
+    "fitted": lambda m: m.fitted(),
+    "scaled residuals": lambda m: m.scaled_residuals(n_sim=5),
+    "overdispersion": lambda m: m.overdispersion(),
+}
+
+
+@pytest.mark.parametrize("case", list(_DATA_HUNGRY))
+def test_unpickled_model_says_how_to_get_the_data_hungry_methods(case):
+    from sklearn_glmm.exceptions import TrainingDataError
+
+    m = PoissonGLMM().fit(X0, YC0, groups=G0)
+    with pytest.raises(TrainingDataError, match="keep_data=True"):
+        _DATA_HUNGRY[case](_pickled(m))
+    _DATA_HUNGRY[case](m)  # the fitted model keeps its data in memory
+
+
+def test_anova_on_unpickled_models_says_how_to_get_it():
+    from sklearn_glmm.exceptions import TrainingDataError
+    from sklearn_glmm.inference import anova
+
+    small = PoissonGLMM().fit(X0[:, :1], YC0, groups=G0)
+    big = PoissonGLMM().fit(X0, YC0, groups=G0)
+    with pytest.raises(TrainingDataError, match="refit it"):
+        anova(_pickled(small), _pickled(big))
+
+
+def test_keep_data_pickles_the_training_data():
+    m = PoissonGLMM(keep_data=True).fit(X0, YC0, groups=G0)
+    u = _pickled(m)
+    np.testing.assert_allclose(u.residuals(), m.residuals())
+    np.testing.assert_allclose(u.simulate(random_state=0), m.simulate(random_state=0))
+    pd.testing.assert_frame_equal(
+        u.confint(method="profile", parm="fixed"), m.confint(method="profile", parm="fixed")
+    )
+    assert "keep_data=True" in repr(m) and u.get_params()["keep_data"] is True
+
+
+def test_deepcopy_keeps_the_data_and_a_refit_restores_them():
+    import copy
+
+    m = PoissonGLMM().fit(X0, YC0, groups=G0)
+    np.testing.assert_allclose(copy.deepcopy(m).residuals(), m.residuals())
+    u = _pickled(m)
+    u.fit(X0, YC0, groups=G0)
+    np.testing.assert_allclose(u.residuals(), m.residuals())
+    assert "_data_dropped" not in vars(u)
+
+
+def test_parallel_profile_and_bootstrap_ship_the_data_to_their_workers():
+    m = PoissonGLMM().fit(X0, YC0, groups=G0)
+    one = m.confint(method="profile", parm="fixed")
+    two = m.confint(method="profile", parm="fixed", n_jobs=2)
+    pd.testing.assert_frame_equal(one, two)
+    b1 = m.confint(method="bootstrap", n_boot=8, random_state=0)
+    b2 = m.confint(method="bootstrap", n_boot=8, random_state=0, n_jobs=2)
+    pd.testing.assert_frame_equal(b1, b2)
+
+
+@pytest.mark.filterwarnings(*_BOUNDARY)
+def test_compare_structures_in_parallel_keeps_the_fits_data():
+    from sklearn_glmm.model_selection import compare_structures
+
+    X = pd.DataFrame(X0, columns=["a", "b"])
+    result = compare_structures(PoissonGLMM(), ["1", "1 + a"], X, YC0, groups=G0, n_jobs=2)
+    for m in result.estimators_.values():
+        assert "_objective" in vars(m) and "_pickle_with_data" not in vars(m)
+        m.residuals()
+    assert result.table["p_value"].notna().any()  # the likelihood-ratio test read the data
