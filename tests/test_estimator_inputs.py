@@ -220,6 +220,7 @@ def test_datetime_converted_as_suggested_fits():
 # =========================================================================================
 @pytest.fixture()
 def pl():
+    pytest.importorskip("narwhals")  # how other libraries' frames are read (scikit-learn's)
     return pytest.importorskip("polars")
 
 
