@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -19,20 +20,24 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _results, _tables
+from . import _results, _state, _tables
 from ._design import build_factors, factor_names, groups_columns
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
 from ._engine.optimize import fit_objective, parameter_bounds, starting_point
+from ._frames import as_pandas
 from ._labels import check_distinct_labels, match_levels
 from ._validation import (
     as_float_vector,
+    check_numeric_columns,
     check_unique_columns,
     check_weights,
     check_y_finite,
+    densify,
     numeric_frame_values,
 )
+from ._warn import at_user_line, user_stacklevel
 from .exceptions import NoRandomEffectsWarning
 
 _GH_Z, _GH_W = hermegauss(32)
@@ -96,6 +101,32 @@ class _BaseGLMM(BaseEstimator):
     random_effects_cov_ = _tables.fitted_table(_tables.random_effects_cov)
     ranef_ = _tables.fitted_table(_tables.ranef)
     _vcov_fixed = _tables.fitted_table(_tables.vcov_fixed)
+    # the training data: in memory after fit, in pickles only with keep_data=True
+    _objective = _state.training_data()
+    _train = _state.training_data()
+
+    # -- pickles and copies -----------------------------------------------------
+    def __getstate__(self):
+        # a copy: BaseEstimator's state may be the instance __dict__ itself
+        return _state.pickled_state(self, dict(super().__getstate__()))
+
+    def __copy__(self):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo):
+        # a copy in memory keeps the training data, whatever keep_data says
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = copy.deepcopy(value, memo)
+        return new
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # made dense (see _validation.densify)
+        return tags
 
     # -- input handling -------------------------------------------------------
     def _family(self):
@@ -107,8 +138,8 @@ class _BaseGLMM(BaseEstimator):
         """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows
         but the model does not: ``True``/``False`` for the integer parameters."""
         self._validate_params()
-        for name in ("n_agq", "max_iter"):
-            value = getattr(self, name)
+        for name in ("n_agq", "max_iter", "max_count"):
+            value = getattr(self, name, None)
             if isinstance(value, (bool, np.bool_)):
                 raise InvalidParameterError(
                     f"The {name!r} parameter of {type(self).__name__} must be an int, "
@@ -149,8 +180,10 @@ class _BaseGLMM(BaseEstimator):
         No fixed-effect column (the null model ``y ~ 1 + (1 | id)``) is allowed when the
         model has grouping factors: ``with_groups`` at fit, a fit without features at predict.
         """
+        X = densify(as_pandas(X))  # polars, pyarrow, ... frames: names kept; sparse: dense
         check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
+        check_numeric_columns(X_fixed)
         min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
         if reset:
             allow_empty = with_groups or groups_from_X is not None
@@ -181,20 +214,22 @@ class _BaseGLMM(BaseEstimator):
             self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
             self.n_features_in_ = X.shape[1]
         elif groups_from_X is None:
-            Xa = validate_data(
-                self,
-                X,
-                reset=reset,
-                dtype=np.float64,
-                ensure_all_finite=False,
-                ensure_min_samples=min_rows,
-            )
+            with at_user_line():  # scikit-learn's warnings (feature names) name the user's line
+                Xa = validate_data(
+                    self,
+                    X,
+                    reset=reset,
+                    dtype=np.float64,
+                    ensure_all_finite=False,
+                    ensure_min_samples=min_rows,
+                )
         else:
             # names and width are those of the whole frame, grouping columns included
-            validate_data(self, X, reset=reset, skip_check_array=True)
-            Xa = check_array(
-                X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=min_rows
-            )
+            with at_user_line():
+                validate_data(self, X, reset=reset, skip_check_array=True)
+                Xa = check_array(
+                    X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=min_rows
+                )
         if reset:
             fixed_names = None if groups_from_X is None else list(map(str, X_fixed.columns))
             self._fixed_names_in = fixed_names
@@ -209,7 +244,8 @@ class _BaseGLMM(BaseEstimator):
 
     def _validate_empty_X(self, X, X_fixed, groups_from_X, reset, min_rows):
         """``_validate_X`` for an X without fixed-effect columns: an (n, 0) array."""
-        validate_data(self, X, reset=reset, skip_check_array=True)
+        with at_user_line():
+            validate_data(self, X, reset=reset, skip_check_array=True)
         n = _num_samples(X_fixed)
         if n < min_rows:
             raise ValueError(
@@ -256,6 +292,9 @@ class _BaseGLMM(BaseEstimator):
         self : object
         """
         self._check_params()
+        # other libraries' series (polars, pyarrow, ...) as pandas: their names are kept
+        y, groups = as_pandas(y), as_pandas(groups)
+        sample_weight, offset = as_pandas(sample_weight), as_pandas(offset)
         X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
         yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
         data, factors = self._model_data(X_raw, yv, trials, w, off, groups)
@@ -272,9 +311,12 @@ class _BaseGLMM(BaseEstimator):
         self._family_obj = data.family
         self._bounds = bounds
         # the objective stays with the model: profiles, refits and simulation need it
+        # (in memory; pickles carry it only with keep_data=True, see _state)
         self._objective = obj
+        self.__dict__.pop("_data_dropped", None)
+        self.__dict__.pop("_data_summaries", None)
         _results.set_fitted_attributes(self, obj, x, record, data)
-        self._y_max = float(np.max(yv)) if len(yv) else 0.0
+        self._learn_support(yv, self._train["eta"], data.weights)
         return self
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):
@@ -286,7 +328,8 @@ class _BaseGLMM(BaseEstimator):
         self._y_name = str(y.name) if getattr(y, "name", None) is not None else "y"
         y_arr = np.asarray(y)
         if y_arr.ndim == 2:
-            y_arr = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn estimators
+            with at_user_line():  # DataConversionWarning, as scikit-learn estimators
+                y_arr = column_or_1d(y, warn=True)
         X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
@@ -312,7 +355,9 @@ class _BaseGLMM(BaseEstimator):
         if groups is None:
             if self._groups_requested():
                 raise ValueError(_groups_required_message(self))
-            warnings.warn(_no_groups_message(), NoRandomEffectsWarning, stacklevel=3)
+            warnings.warn(
+                _no_groups_message(), NoRandomEffectsWarning, stacklevel=user_stacklevel()
+            )
             factors = []
         else:
             terms = "1" if self.random_effects is None else self.random_effects
@@ -524,26 +569,28 @@ class _BaseGLMM(BaseEstimator):
 
         return report(self, **kwargs)
 
+    def _learn_support(self, y, eta, weights):
+        """Fitted attributes that depend on the outcome's support (count models)."""
+
     def _count_proba(self, X, groups, offset, max_count, population):
+        """P(Y = k) for k < K and P(Y >= K) in the last column, K = ``max_count``."""
         eta, var = self._linear_predictor(X, groups, offset, population)
-        fam = self._family_obj
-        if max_count is None:
-            mu_hi = float(np.max(self._mean(eta, var))) if len(eta) else 1.0
-            vr = float(np.max(fam.variance(np.array([mu_hi]), np.ones(1), self._extra)))
-            # cover the bulk of every row's distribution and the training range
-            k_max = max(self._y_max, np.ceil(mu_hi + 8.0 * np.sqrt(vr) + 5))
-            if not k_max <= 1e7:
-                raise ValueError(
-                    f"predicted means reach {mu_hi:.3g}: the distribution would need counts up to "
-                    f"{k_max:.3g}. Pass max_count=... to cut the support, or use predict for means."
-                )
-            max_count = int(k_max)
-        ks = np.arange(max_count + 1)
+        fam, extra = self._family_obj, self._extra
+        K = max_count
+        ks = np.arange(K)[None, :]
+
+        def table(mu):
+            # means overflowing to inf put all the mass in the tail column
+            mu = np.minimum(np.nan_to_num(mu, nan=np.inf), 1e300)[:, None]
+            out = np.empty((len(mu), K + 1))
+            out[:, :K] = fam.pmf(ks, mu, extra)
+            tail = 1.0 - fam.cdf(np.full((1, 1), K - 1.0), mu, np.ones((1, 1)), extra)
+            out[:, K] = np.clip(tail[:, 0], 0.0, 1.0) if K > 0 else 1.0
+            return out
+
         if np.all(var == 0):
-            mu = fam.mean(eta, self._extra)
-            return fam.pmf(ks[None, :], mu[:, None], self._extra)
-        out = np.zeros((len(eta), len(ks)))
+            return table(fam.mean(eta, extra))
+        out = np.zeros((len(eta), K + 1))
         for z, wt in zip(_GH_Z, _GH_W):
-            mu = fam.mean(eta + np.sqrt(var) * z, self._extra)
-            out += wt * fam.pmf(ks[None, :], mu[:, None], self._extra)
+            out += wt * table(fam.mean(eta + np.sqrt(var) * z, extra))
         return out

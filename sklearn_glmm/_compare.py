@@ -14,6 +14,8 @@ import pandas as pd
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
+from ._warn import user_stacklevel
+
 
 def _fit_info(est):
     check_is_fitted(est, "coef_")
@@ -50,7 +52,7 @@ def _same_data(models, names):
             "the models use different likelihood approximations (n_agq differs); their "
             "log-likelihoods are not strictly comparable.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -222,7 +224,7 @@ def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
                     f"{ns[j]} has a lower log-likelihood than the smaller {ns[j - 1]}: a fit did "
                     "not reach its optimum.",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=user_stacklevel(),
                 )
             row.update(Chisq=chisq, Df=df)
             p, p_bar, mixture = lrt_p_values(prev, m, chisq)

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
 from ._simulate import bootstrap_params
+from ._warn import user_stacklevel
 from .summary import modelled_outcome
 
 
@@ -138,7 +139,7 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
         warnings.warn(
             f"{n_failed} of {len(ok)} bootstrap refits failed to converge and were dropped.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     good = reps[ok]
     a = (1 - level) / 2

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
+from ._frames import as_pandas
+
 INTERCEPT = "(Intercept)"
 
 
@@ -125,6 +127,7 @@ def theta_layout(q: int, diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
 
 def factor_names(groups) -> list[str]:
     """Names of the grouping factors as they will be reported."""
+    groups = as_pandas(groups)
     if isinstance(groups, pd.DataFrame):
         return [str(c) for c in groups.columns]
     if isinstance(groups, pd.Series):
@@ -137,6 +140,7 @@ def factor_names(groups) -> list[str]:
 
 def groups_columns(groups, n_samples: int) -> list[np.ndarray]:
     """Split ``groups`` into one 1-D object/array per factor, validating its shape."""
+    groups = as_pandas(groups)
     if isinstance(groups, pd.DataFrame):
         cols = [groups.iloc[:, k].to_numpy() for k in range(groups.shape[1])]
     elif isinstance(groups, pd.Series):

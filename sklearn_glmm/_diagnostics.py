@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from ._simulate import _rng, simulate_response
+from ._warn import user_stacklevel
 
 
 class OverdispersionResult(NamedTuple):
@@ -51,7 +52,7 @@ def overdispersion(est) -> OverdispersionResult:
             "overdispersion is not identifiable for a binary (0/1) outcome; the Pearson ratio "
             "of a Bernoulli model carries no information about it.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     r = est.residuals(type="pearson")
     w = est._train["w"]

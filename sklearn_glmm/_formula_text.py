@@ -16,6 +16,8 @@ import re
 import warnings
 from dataclasses import dataclass
 
+from ._warn import user_stacklevel
+
 _OPEN, _CLOSE = "([{", ")]}"
 
 
@@ -257,5 +259,5 @@ def _warn_crossed_variable(text: str) -> None:
             f"single variable as it is (the term is '{name}'); write I({name}^{power}) for the "
             "power.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )

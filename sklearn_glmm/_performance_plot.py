@@ -68,7 +68,7 @@ def _pp_binomial(ax, model, sims) -> None:
 
 def panel_pp_check(ax, model, n_sim, random_state) -> None:
     sims = np.asarray(model.simulate(n_sim, random_state), dtype=float)
-    if model._family_obj.name == "binomial":
+    if model._family_obj.has_trials:
         _pp_binomial(ax, model, sims)
     else:
         _pp_counts(ax, model, sims)
@@ -169,7 +169,7 @@ def _applicable(model) -> list:
     """The panels that apply to the model's family and terms, in drawing order."""
     from ._performance_terms import model_terms
 
-    binomial = model._family_obj.name == "binomial"
+    binomial = model._family_obj.has_trials
     names = ["pp_check"]
     names += ["binned_residuals"] if binomial else ["overdispersion", "zero_inflation"]
     names += ["reqq"] if model._factors else []

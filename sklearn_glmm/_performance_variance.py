@@ -183,25 +183,22 @@ def null_intercept(est) -> float:
 def _count_variance(est, mu: float) -> float:
     """insight's family variance ``V`` at the null-model mean (see the module notes)."""
     fam = est._family_obj
-    theta = getattr(est, "theta_", None)
-    inv_theta = 0.0 if theta is None or not np.isfinite(theta) else 1.0 / theta
-    if not fam.name.startswith("zi_"):
-        return mu * (1.0 + mu * inv_theta)
-    p = est.zero_inflation_
+    if not fam.zero_inflated:
+        return float(fam.variance(mu, 1.0, est._extra))
     # conditional count means of the training rows, random effects included
-    mu_i = np.exp(est._train["eta"])
-    if fam.base.name == "poisson":
-        pvar = (1.0 - p) * (mu_i + p * mu_i**2)
-    else:
-        pvar = (1.0 - p) * mu_i * (1.0 + mu_i * inv_theta) + mu_i**2 * (p**2 + p)
-    return float(np.mean(pvar))
+    return fam.mixture_variance(np.exp(est._train["eta"]), est._extra)
 
 
 def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:
     """(latent-scale distribution variance, null-model mean or None)."""
     fam = est._family_obj
-    if fam.name == "binomial":
-        return float(np.pi**2 / 3.0), None
+    if fam.has_trials:
+        if fam.n_extra or fam.link.latent_variance is None:
+            raise ValueError(
+                f"the latent-scale variance of a {fam.describe()} model is not available "
+                "(R's insight defines it for binomial models)."
+            )
+        return fam.link.latent_variance, None
     mu = float(np.exp(null_intercept(est)))
     if mu < 6:
         warnings.warn(

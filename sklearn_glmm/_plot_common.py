@@ -70,17 +70,10 @@ def is_binomial(est) -> bool:
     return est._family_obj.has_trials
 
 
-_FAMILY_NAMES = {"binomial": "Binomial", "poisson": "Poisson", "negbin": "Negative binomial"}
-
-
 def model_label(est) -> str:
     """The family and link of a fitted model, e.g. ``"Poisson GLMM (log link)"``."""
-    fam = est._family_obj
-    base = fam.name.removeprefix("zi_")
-    name = _FAMILY_NAMES.get(base, base)
-    if fam.name.startswith("zi_"):
-        name = f"Zero-inflated {name[0].lower()}{name[1:]}"
-    return f"{name} GLMM ({fam.link} link)"
+    head, _, rest = est._family_obj.sentence_name().partition(" (")
+    return f"{head[:1].upper()}{head[1:]} GLMM ({rest}"
 
 
 def factor_name(est, factor) -> str:

@@ -390,16 +390,17 @@ def plot_rootogram(
         fam = est._family_obj
         m = fam.mean(tr["eta"], est._extra)
         below = fam.pmf(np.arange(K)[None, :], m[:, None], est._extra)  # P(Y = k), k < K
+        # the last bin pools the tail: P(Y >= K) = 1 - P(Y < K)
+        tail = np.clip(1.0 - below.sum(axis=1), 0.0, None)
+        expected = np.append(w @ below, w @ tail)
     else:
         if y is None:
             raise ValueError("Pass the observed counts y with X.")
         Xp, g_pred, _ = model_inputs(est, X, groups)
         yv, w = np.asarray(y, dtype=float), np.ones(len(y))
         K = _default_max_count(yv) if max_count is None else int(max_count)
-        below = est.predict_proba(Xp, g_pred, max_count=K - 1)
-    # the last bin pools the tail: P(Y >= K) = 1 - P(Y < K)
-    tail = np.clip(1.0 - below.sum(axis=1), 0.0, None)
-    expected = np.append(w @ below, w @ tail)
+        # predict_proba's last column is the tail P(Y >= K): the pooled "K+" bin
+        expected = w @ est.predict_proba(Xp, g_pred, max_count=K)
     observed = np.bincount(np.clip(yv, 0, K).astype(int), weights=w, minlength=K + 1)
     ax = axes_or_new(ax)
     ks = np.arange(K + 1)

@@ -31,6 +31,8 @@ from scipy import stats
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import _run_lbfgsb, single_threaded_blas
 from ._results import beta_jacobian, internal_lambda, original_lambda
+from ._state import carrying_data
+from ._warn import user_stacklevel
 from .exceptions import ProfileWarning, StandardErrorWarning
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
@@ -69,7 +71,7 @@ class ParamMap:
     """
 
     def __init__(self, est):
-        d = est._objective.data
+        d = est._layout  # the parameter blocks: no data needed
         self.p, self.T, self.E = d.n_beta, d.n_theta, d.n_extra
         self.J = beta_jacobian(est._scaling)
         self.Jinv = np.linalg.inv(self.J)
@@ -226,7 +228,7 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
             "boundary, or a flat direction of the likelihood): their intervals are NaN. Use "
             "method='profile' or method='bootstrap' for them.",
             StandardErrorWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     lower, upper = np.full(pmap.n, np.nan), np.full(pmap.n, np.nan)
     for k, kind in enumerate(pmap.kinds):
@@ -361,7 +363,7 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
         warnings.warn(
             f"profile for {pm.names[k]} did not reach the cutoff; its limit is unbounded.",
             ProfileWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return direction * np.inf
     # Illinois regula falsi on |zeta| - zc between inside and outside
@@ -414,8 +416,10 @@ def profile_table(est, level, parm=None, n_jobs=None):
     wald = wald_table(est, pmap, level)
     idx = [k for k, nm in enumerate(pmap.names) if parm is None or nm in parm]
     tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)
+    shipped = carrying_data(est)  # joblib workers receive the training data
     jobs = [
-        delayed(profile_parameter)(est, k, level, wald["std_error"].iloc[k], 500, tol) for k in idx
+        delayed(profile_parameter)(shipped, k, level, wald["std_error"].iloc[k], 500, tol)
+        for k in idx
     ]
     # tiny BLAS calls inside L-BFGS-B are ~10x slower with OpenBLAS threads spinning
     with single_threaded_blas():
@@ -445,7 +449,7 @@ def profile_table(est, level, parm=None, n_jobs=None):
                 f"fit's {-2 * est.loglik_:.4f}: the fit is not at the optimum; refit (e.g. "
                 "with a smaller tol) before trusting these intervals.",
                 ProfileWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
     table = table.iloc[idx]
     trace_df = pd.concat(traces, ignore_index=True) if traces else pd.DataFrame()
@@ -461,7 +465,7 @@ def lme4_name_map(est) -> dict:
 def random_effect_sds(est) -> list[tuple[str, str, float]]:
     """(factor, term, sd) of every random-effect term, in reported order."""
     out = []
-    d = est._objective.data
+    d = est._layout
     lams = lambda_matrices(d, est._params[d.n_beta : d.n_beta + d.n_theta]) if est._factors else []
     for f, T, L in zip(est._factors, est._z_maps, lams):
         Lo = original_lambda(T, L)

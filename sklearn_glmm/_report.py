@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compare import anova
 from ._confint import confint
-from ._diagnostics import overdispersion
+from ._state import binary_column, binary_outcome, overdispersion_result
 from .summary import modelled_outcome
 
 
@@ -24,13 +24,7 @@ def _fmt_p(p):
 
 def _is_binary(est, name):
     """Whether fixed-effect column ``name`` took only the values 0 and 1 in training."""
-    sc = est._scaling
-    k = est._fixed_names.index(name)
-    if k not in sc["kept"]:
-        return False
-    j = sc["kept"].index(k) + int(sc["intercept"])
-    vals = np.unique(est._objective.data.X[:, j]) * sc["scales"][k] + sc["means"][k]
-    return len(vals) == 2 and np.allclose(vals, [0.0, 1.0])
+    return binary_column(est, name)
 
 
 def _fmt_ratio(values, digits):
@@ -109,18 +103,17 @@ def _random_sentences(est, ci, digits):
 
 
 def _dispersion_sentences(est, digits):
-    fam = est._family_obj
     out = []
-    for b in fam.blocks:
+    for b in est._family_obj.blocks:
         if getattr(est, b.attribute[:-1] + "_at_boundary_", False):
             out.append(b.at_bound_sentence)
         else:
             out.append(b.sentence.format(value=f"{getattr(est, b.attribute):.{digits}f}"))
-    if fam.has_trials and np.all(est._train["trials"] == 1):
+    if binary_outcome(est):
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        od = overdispersion(est)
+        od = overdispersion_result(est)
     verdict = (
         "indicating overdispersion (consider NegBinGLMM or an observation-level random effect)"
         if od.p_value < 0.05 and od.ratio > 1

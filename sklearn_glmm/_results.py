@@ -8,6 +8,7 @@ likelihood is unchanged and estimates map back exactly (``J`` below).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -20,6 +21,7 @@ from ._engine.separation import separated_coefficients, separation_message
 from ._tables import FactorArrays, FitArrays
 from ._tables import store as store_arrays
 from ._validation import aliased_columns
+from ._warn import user_stacklevel
 from .exceptions import (
     IdentifiabilityWarning,
     RankDeficiencyWarning,
@@ -27,6 +29,32 @@ from .exceptions import (
     SingularFitWarning,
     StandardErrorWarning,
 )
+
+
+@dataclass(frozen=True)
+class FactorLayout:
+    """Where one factor's covariance parameters sit (what ``lambda_matrices`` reads)."""
+
+    q: int
+    n_levels: int
+    theta_rows: np.ndarray
+    theta_cols: np.ndarray
+
+
+@dataclass(frozen=True)
+class ParameterLayout:
+    """The parameter vector's blocks, without the data: Wald intervals, ``summary`` and
+    population-level predictions at other parameter values need only this."""
+
+    n_beta: int
+    n_theta: int
+    n_extra: int
+    factors: tuple
+
+
+def parameter_layout(data) -> ParameterLayout:
+    factors = tuple(FactorLayout(f.q, f.n_levels, f.theta_rows, f.theta_cols) for f in data.factors)
+    return ParameterLayout(data.n_beta, data.n_theta, data.n_extra, factors)
 
 
 def scale_design(X, names, fit_intercept, curvature=1.0):
@@ -58,7 +86,7 @@ def scale_design(X, names, fit_intercept, curvature=1.0):
             f"{[names[k] for k in dropped]} (constant or a linear combination of other "
             "columns), as lme4 does. Their rows of fixed_effects_ are NaN and their coef_ 0.",
             RankDeficiencyWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     kept = [k for k in range(p) if k not in dropped]
     Xd = full[:, ([0] if fit_intercept else []) + [k + int(fit_intercept) for k in kept]]
@@ -171,6 +199,7 @@ def set_fitted_attributes(est, obj, x, record, data):
     # fixed_effects_, ranef_, ... are made from these arrays when first read
     store_arrays(est, FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]))
     est._vcov_params = V
+    est._layout = parameter_layout(data)
     # conditional fit on the training rows, for residuals and diagnostics
     est._train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
     est._params = x.copy()
@@ -222,7 +251,7 @@ def _check_standard_errors(est, record, rows, se_all, idx):
         f"standard errors of {missing} cannot be computed and are NaN: {why}. Simplify the "
         "model (random_effects, collinear predictors) or check the data for separation.",
         StandardErrorWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )
 
 
@@ -237,7 +266,7 @@ def _check_separation(est, data, beta_s):
         all_same = bool(np.all(y <= 0))
     if all_same:
         msg = separation_message([], fam.has_trials, True)
-        warnings.warn(msg, SeparationWarning, stacklevel=4)
+        warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
         return
     # Along a separating direction the optimiser drives the linear predictor of the
     # separated rows far out: the linear programme is only needed when it did.
@@ -275,7 +304,7 @@ def _check_separation(est, data, beta_s):
     if not names:
         names = [INTERCEPT]
     msg = separation_message(names, fam.has_trials, False)
-    warnings.warn(msg, SeparationWarning, stacklevel=4)
+    warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
 
 
 def _check_identifiable(est, data):
@@ -303,7 +332,11 @@ def _check_identifiable(est, data):
             )
         else:
             continue
-        warnings.warn(f"grouping factor {f.name!r} {why}", IdentifiabilityWarning, stacklevel=4)
+        warnings.warn(
+            f"grouping factor {f.name!r} {why}",
+            IdentifiabilityWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 # a random-intercept SD above this on the logit scale (odds ratios of e^10 between
@@ -344,7 +377,7 @@ def _check_group_separation(est, data):
             "them; consider fewer random effects, pooling those groups, or a Bayesian prior "
             "on the variance.",
             SeparationWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -380,7 +413,7 @@ def _set_random_effects(est, obj, theta_s, data):
             f"{', '.join(singular)} is estimated at its boundary (zero variance or "
             "|correlation| = 1). Consider simplifying random_effects.",
             SingularFitWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -397,7 +430,7 @@ def _set_family_params(est, extra, V, start):
         est._block_se[block.name] = _one_se(V, start + j)
         if at_bound:
             category = getattr(exceptions, block.warning)
-            warnings.warn(block.at_bound_message, category, stacklevel=4)
+            warnings.warn(block.at_bound_message, category, stacklevel=user_stacklevel())
 
 
 def _check_convergence(est, record):
@@ -420,5 +453,5 @@ def _check_convergence(est, record):
             "Model failed to converge: " + "; ".join(msgs) + ". Try rescaling predictors, "
             "simplifying random_effects, or increasing max_iter.",
             ConvergenceWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )

@@ -18,6 +18,7 @@ from sklearn.utils import check_random_state
 
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
 from ._engine.optimize import fit_objective, single_threaded_blas
+from ._state import carrying_data
 
 
 def _rng(random_state) -> np.random.Generator:
@@ -159,8 +160,10 @@ def bootstrap_params(
                 results.append(_boot_chunk(est, [seeds[i] for i in c], new_random_effects))
                 bar.update(len(c))
         else:
+            shipped = carrying_data(est)  # joblib workers receive the training data
             gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_boot_chunk)(est, [seeds[i] for i in c], new_random_effects) for c in chunks
+                delayed(_boot_chunk)(shipped, [seeds[i] for i in c], new_random_effects)
+                for c in chunks
             )
             for c, r in zip(chunks, gen):
                 results.append(r)

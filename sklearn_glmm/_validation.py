@@ -6,6 +6,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+
+from ._warn import user_stacklevel
 
 
 def numeric_frame_values(X, min_rows: int):
@@ -25,6 +28,113 @@ def numeric_frame_values(X, min_rows: int):
     if not all(isinstance(d, np.dtype) and d.kind in "iuf" for d in X.dtypes):
         return None
     return np.asarray(X, dtype=np.float64)
+
+
+_ONE_HOT = (
+    "One-hot encode it, e.g. in a Pipeline with ColumnTransformer([('onehot', "
+    "OneHotEncoder(drop='first'), [{name!r}])], remainder='passthrough') (its sparse output "
+    "is accepted), or fit through the formula front end (sklearn_glmm.formula.glmer), which "
+    "codes text and categorical columns as R does. If the column identifies the groups, pass "
+    "it as groups or name it in group_columns"
+)
+
+
+def _column_kind(column: pd.Series) -> str | None:
+    """``"time"``, ``"span"``, ``"categorical"`` or ``"text"`` for a column that is not a
+    number; None for numeric and boolean columns (and what ``check_array`` judges)."""
+    dtype = column.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
+        return "time"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return "span"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "categorical"
+    if isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(column, skipna=True)
+        if inferred in ("string", "mixed", "mixed-integer", "bytes", "categorical"):
+            return "text"
+        if inferred in ("datetime", "datetime64", "date", "period"):
+            return "time"
+        if inferred in ("timedelta", "timedelta64"):
+            return "span"
+    return None
+
+
+def _non_numeric_message(name, column: pd.Series, kind: str) -> str:
+    dtype = column.dtype
+    if kind == "time":
+        if isinstance(dtype, pd.PeriodDtype):
+            first = f" (periods: X[{name!r}].dt.to_timestamp() first)"
+        elif pd.api.types.is_object_dtype(dtype):
+            first = f" (date objects: pd.to_datetime(X[{name!r}]) first)"
+        else:
+            first = ""
+        return (
+            f"X column {name!r} holds dates or times ({dtype}); a GLMM needs numeric time. "
+            "Convert it to a number, e.g. days since a fixed start (the same start at fit and "
+            f"predict): (X[{name!r}] - pd.Timestamp('2020-01-01')) / pd.Timedelta(days=1)"
+            f"{first}."
+        )
+    if kind == "span":
+        return (
+            f"X column {name!r} holds time spans ({dtype}); a GLMM needs numbers. Convert it "
+            f"to a number of units, e.g. X[{name!r}] / pd.Timedelta(days=1) (days) or "
+            f"X[{name!r}].dt.total_seconds()."
+        )
+    if kind == "categorical":
+        msg = (
+            f"X column {name!r} is categorical ({dtype}): its categories are labels, not "
+            f"numbers. {_ONE_HOT.format(name=name)}."
+        )
+        if pd.api.types.is_numeric_dtype(dtype.categories.dtype):
+            msg += (
+                " If its categories are numbers meant as a numeric predictor, convert it: "
+                f"X[{name!r}].astype(float)."
+            )
+        return msg
+    example = next((v for v in column if isinstance(v, (str, bytes))), None)
+    such_as = f" such as {example!r}" if example is not None else ""
+    return (
+        f"X column {name!r} holds text{such_as} ({dtype}), which a GLMM cannot use as a "
+        f"number. {_ONE_HOT.format(name=name)}."
+    )
+
+
+def check_numeric_columns(X) -> None:
+    """Every column of a DataFrame ``X`` must be numeric (or boolean): a text, categorical,
+    date or time-span column raises, naming the column and how to convert it."""
+    if not isinstance(X, pd.DataFrame):
+        return
+    if all(isinstance(d, np.dtype) and d.kind in "iufb" for d in X.dtypes):
+        return
+    for k, name in enumerate(X.columns):
+        column = X.iloc[:, k]
+        kind = _column_kind(column)
+        if kind is not None:
+            raise ValueError(_non_numeric_message(name, column, kind))
+
+
+# a sparse X is made dense up to this many entries (800 MB of float64)
+MAX_DENSE_ENTRIES = 10**8
+
+
+def densify(X):
+    """A scipy sparse ``X`` as a dense array (the fixed-effect design is dense); other
+    inputs as they are. Too large a matrix raises, naming what made it sparse."""
+    if not sp.issparse(X):
+        return X
+    n, p = X.shape
+    if n * p > MAX_DENSE_ENTRIES:
+        raise ValueError(
+            f"X is a sparse matrix of shape {X.shape}: the model's fixed-effect design is "
+            f"dense, and {n} x {p} = {n * p:.3g} entries ({8e-9 * n * p:.3g} GB) is too large "
+            f"to make dense (the limit is {MAX_DENSE_ENTRIES:.0e} entries). If the columns come "
+            "from OneHotEncoder, a categorical column with many levels is usually better as a "
+            "grouping factor (groups or group_columns) than as fixed effects; to keep it, pass "
+            "OneHotEncoder(sparse_output=False) (and ColumnTransformer(sparse_threshold=0)) "
+            "and make sure the dense matrix fits in memory."
+        )
+    return X.toarray()
 
 
 def check_unique_columns(X) -> None:
@@ -88,7 +198,7 @@ def check_counts(y: np.ndarray) -> np.ndarray:
             "y has non-integer values; the count log-likelihood is evaluated as if they were "
             "counts (quasi-likelihood). Round y if it holds counts.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return y
 

@@ -9,6 +9,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
 from ._engine.families import make_family
@@ -43,6 +44,22 @@ _COMMON_PARAMS = """
         ``ConvergenceWarning`` and sets ``converged_ = False``.
     tol : float, default=1e-10
         Relative tolerance on the objective for the optimiser to stop.
+    keep_data : bool, default=False
+        Whether pickles of the fitted model carry its training data. The model
+        keeps them in memory after ``fit`` either way, so every method works in
+        the session that fitted it. By default a pickle (``pickle``,
+        ``joblib.dump``) carries only what ``predict``, ``predict_proba``,
+        ``summary``, ``report``, the result tables, Wald intervals,
+        ``predict_interval``, ``marginal_means`` and ``contrast`` need: its size
+        no longer grows with the rows (a 100,000-row fit pickles to kilobytes,
+        not megabytes). The methods that need the data (profile and bootstrap
+        intervals, ``profile``, ``simulate``, ``residuals``, ``fitted``,
+        ``scaled_residuals``, ``overdispersion``, ``anova``, the diagnostic
+        plots) then raise ``TrainingDataError`` on the unpickled model; fit with
+        ``keep_data=True`` to keep them available there. This default drops the
+        data where they are least expected (a model saved for deployment) and
+        keeps them where they are used (the session that fitted the model).
+        ``copy.deepcopy`` keeps the data.
 """
 
 _NOTES = """
@@ -60,6 +77,7 @@ _PARAMETER_CONSTRAINTS = {
     "group_columns": [str, "array-like", None],
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither")],
+    "keep_data": ["boolean"],
 }
 
 _COMMON_ATTRS = """
@@ -80,6 +98,55 @@ _COMMON_ATTRS = """
     is_singular_ : bool
     fit_record_ : FitRecord
         How the optimisation ran.
+"""
+
+
+_COUNT_PARAMS = """\
+    zero_inflation : bool, default=False
+        Add a constant zero-inflation probability (glmmTMB's ``ziformula = ~1``).
+    max_count : int or None, default=None
+        The support of ``predict_proba``: its columns are the counts
+        0, ..., ``max_count``, the last one holding P(Y >= ``max_count``).
+        ``None`` learns ``max_count_`` at fit (see Attributes). Set it for the
+        same columns in every fit, e.g. across the folds of ``cross_val_predict``.
+"""
+
+_COUNT_ATTRS = """\
+    max_count_ : int or None
+        The last column of ``predict_proba``: ``max_count`` when given;
+        otherwise the larger of the training maximum and the 0.999 quantile of
+        the predictive distribution with the largest fitted mean (conditional
+        on the random-effect modes). ``None`` when that would pass 10000 counts
+        (counts in the thousands or more): ``predict_proba`` then asks for
+        ``max_count=``.
+    classes_ : ndarray of shape (n_counts,)
+        ``np.arange(max_count_ + 1)``, the counts labelling the columns of
+        ``predict_proba`` (absent when ``max_count_`` is None).
+"""
+
+_COUNT_NOTES = """
+    ``predict_proba`` returns the predictive distribution over the counts
+    ``classes_``, P(Y = k) for k < ``max_count_`` and the tail
+    P(Y >= ``max_count_``) in the last column, so that rows sum to 1 and every
+    call returns the same columns. scikit-learn's tools for probabilities are
+    written for classifiers; for a count model:
+
+    * ``sklearn.metrics.log_loss(np.minimum(y, m.max_count_), m.predict_proba(X),
+      labels=m.classes_)`` is the log-loss on this support; the scorer
+      ``make_glmm_scorer("mean_log_likelihood")`` (``sklearn_glmm.model_selection``)
+      scores the whole distribution, no cut, and takes ``groups``.
+    * ``cross_val_predict(..., method="predict_proba")`` label-encodes ``y``
+      before fitting the folds, as for classes. It is exact when ``y`` holds
+      every count from 0 to ``y.max()`` and ``max_count=int(y.max())`` is set
+      (the same columns in every fold); with gaps in ``y`` the folds would be
+      fitted on ranks: loop over the folds instead.
+    * The scorers ``"neg_log_loss"`` and ``"neg_brier_score"`` infer the
+      classes from each test fold's ``y`` and fail unless every fold holds
+      every count; ``"roc_auc"``, ``CalibratedClassifierCV``,
+      ``VotingClassifier``, ``StackingClassifier`` and the classification
+      displays are for classifiers and do not apply.
+    * ``Pipeline.predict_proba(X, max_count=..., groups=...)`` passes its
+      keyword arguments on to the model.
 """
 
 
@@ -167,6 +234,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         pos_label=None,
         link="logit",
         family="binomial",
+        keep_data=False,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -177,6 +245,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.pos_label = pos_label
         self.link = link
         self.family = family
+        self.keep_data = keep_data
 
     def _family(self):
         if self.family == "betabinomial":
@@ -293,8 +362,42 @@ def _pos_index(classes: np.ndarray, pos_label) -> int:
     raise ValueError(f"pos_label={pos_label!r} is not one of the classes in y: {classes.tolist()}.")
 
 
+# the support of a count model's predict_proba: learnt at fit up to this count
+MAX_AUTO_COUNT = 10_000
+# ... as the training maximum and this quantile of the largest fitted mean's distribution
+SUPPORT_QUANTILE = 0.999
+
+
+def _quantile_up_to(fam, mu: float, extra, q: float, cap: int):
+    """Smallest count k <= cap with P(Y <= k) >= q at mean ``mu``; None beyond ``cap``."""
+
+    def cdf(k):
+        return float(fam.cdf(np.array([float(k)]), np.array([mu]), np.ones(1), extra)[0])
+
+    if not np.isfinite(mu) or cdf(cap) < q:
+        return None
+    lo, hi = -1, cap  # P(Y <= lo) < q <= P(Y <= hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cdf(mid) >= q:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _check_max_count(value, where: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(f"{where} must be a non-negative integer, got {value!r}.")
+    return int(value)
+
+
 class _CountGLMM(RegressorMixin, _BaseGLMM):
-    _parameter_constraints = {**_PARAMETER_CONSTRAINTS, "zero_inflation": ["boolean"]}
+    _parameter_constraints = {
+        **_PARAMETER_CONSTRAINTS,
+        "zero_inflation": ["boolean"],
+        "max_count": [Interval(Integral, 0, None, closed="left"), None],
+    }
 
     def __init__(
         self,
@@ -306,6 +409,8 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         group_columns=None,
         max_iter=1000,
         tol=1e-10,
+        max_count=None,
+        keep_data=False,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -314,6 +419,8 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         self.group_columns = group_columns
         self.max_iter = max_iter
         self.tol = tol
+        self.max_count = max_count
+        self.keep_data = keep_data
 
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}
@@ -327,19 +434,91 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         yv = np.asarray(y, dtype=float)
         return check_counts(yv), np.ones(n)
 
+    def _learn_support(self, y, eta, weights):
+        """``max_count_`` and ``classes_``: the columns of ``predict_proba``.
+
+        ``max_count`` when given; otherwise the larger of the training maximum and the
+        0.999 quantile of the distribution with the largest fitted mean (conditional on
+        the random-effect modes), unless that passes ``MAX_AUTO_COUNT``.
+        """
+        self.__dict__.pop("classes_", None)
+        used = weights > 0
+        y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
+        self._support_note = None
+        if self.max_count is not None:
+            K = int(self.max_count)
+        else:
+            fam = self._family_obj
+            mu = fam.mean(eta[used], self._extra) if used.any() else np.zeros(1)
+            mu_hi = float(np.max(mu))
+            q = _quantile_up_to(fam, mu_hi, self._extra, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
+            if q is None or y_max > MAX_AUTO_COUNT:
+                K = None
+                self._support_note = (mu_hi, y_max)
+            else:
+                K = max(1, y_max, q)
+        self.max_count_ = K
+        if K is not None:
+            self.classes_ = np.arange(K + 1)
+
     def predict(self, X, groups=None, *, offset=None, population="marginal"):
         """Expected count (see ``predict_mean`` for ``population``)."""
         return self.predict_mean(X, groups, offset=offset, population=population)
 
     def predict_proba(self, X, groups=None, *, offset=None, max_count=None, population="marginal"):
-        """Predictive distribution P(Y = k), k = 0, ..., K.
+        """Predictive distribution of the count: P(Y = k) for k < K, and P(Y >= K).
 
-        Returns an array of shape (n_samples, K + 1). ``K = max_count`` when
-        given; otherwise the largest of the training maximum and the predicted
-        mean plus eight predictive standard deviations of the row with the
-        largest mean, so each row's probabilities sum to 1 up to a negligible tail.
+        Parameters
+        ----------
+        X : array-like, sparse matrix or DataFrame of shape (n_samples, n_features)
+            Fixed-effect predictors, as in ``fit`` (with the ``group_columns``
+            when the model was fitted with them).
+        groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
+            Grouping factor(s) of the rows. Rows of levels seen in training are
+            predicted conditionally on their random-effect modes; unseen levels
+            and ``None`` follow ``population``.
+        offset : array-like of shape (n_samples,), default=None
+            Known term added to the linear predictor (e.g. ``log(exposure)``),
+            as in ``fit``.
+        max_count : int, default=None
+            The last column's count ``K``: the result has ``K + 1`` columns,
+            P(Y = 0), ..., P(Y = K - 1) and P(Y >= K). ``None`` uses
+            ``max_count_``, fixed at fit, so that every call returns the
+            columns ``classes_`` whatever the rows.
+        population : {"marginal", "zero"}, default="marginal"
+            For rows without a known level: ``"marginal"`` averages the
+            distribution over the random effects (the calibrated prediction
+            for a new group); ``"zero"`` sets the random effect to zero
+            (lme4's ``re.form = NA``).
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, K + 1)
+            Rows sum to 1: the last column holds the tail P(Y >= K). Columns
+            are the counts ``classes_`` (``np.arange(K + 1)``) when
+            ``max_count`` is None.
+
+        Notes
+        -----
+        scikit-learn treats ``predict_proba`` as a classifier's method; for a
+        count model the tools that apply are listed in the class docstring.
         """
-        return self._count_proba(X, groups, offset, max_count, population)
+        check_is_fitted(self, "coef_")
+        if max_count is None:
+            if self.max_count_ is None:
+                mu_hi, y_max = self._support_note
+                raise ValueError(
+                    f"{type(self).__name__} was fitted on counts too large for a column per "
+                    f"count: the largest fitted mean is {mu_hi:.4g} (training maximum "
+                    f"{y_max}), so the support would pass {MAX_AUTO_COUNT} counts. Pass "
+                    "max_count=... to predict_proba (or to the constructor) for the counts you "
+                    "need: the columns are then P(Y = k) for k < max_count and P(Y >= "
+                    "max_count). Use predict for the mean."
+                )
+            K = self.max_count_
+        else:
+            K = _check_max_count(max_count, "max_count")
+        return self._count_proba(X, groups, offset, K, population)
 
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
         """D^2, the fraction of deviance explained (as scikit-learn's PoissonRegressor).
@@ -369,19 +548,19 @@ class PoissonGLMM(_CountGLMM):
     ----------
     """
         + _COMMON_PARAMS
+        + _COUNT_PARAMS
         + """
-    zero_inflation : bool, default=False
-        Add a constant zero-inflation probability (glmmTMB's ``ziformula = ~1``).
-
     Attributes
     ----------
     """
         + _COMMON_ATTRS
+        + _COUNT_ATTRS
         + """
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True`` only).
     """
         + _NOTES
+        + _COUNT_NOTES
         + """
     Examples
     --------
@@ -419,9 +598,8 @@ class NegBinGLMM(_CountGLMM):
     ----------
     """
         + _COMMON_PARAMS
+        + _COUNT_PARAMS
         + """
-    zero_inflation : bool, default=False
-        Add a constant zero-inflation probability (glmmTMB's ``ziformula = ~1``).
     family : {"nbinom2", "nbinom1"}, default="nbinom2"
         The variance function: quadratic (NB2) or linear (NB1) in the mean.
 
@@ -429,6 +607,7 @@ class NegBinGLMM(_CountGLMM):
     ----------
     """
         + _COMMON_ATTRS
+        + _COUNT_ATTRS
         + """
     theta_ : float
         NB2 dispersion; ``inf`` when the data show no overdispersion
@@ -440,6 +619,7 @@ class NegBinGLMM(_CountGLMM):
         Estimated zero-inflation probability (``zero_inflation=True`` only).
     """
         + _NOTES
+        + _COUNT_NOTES
     )
 
     _family_name = "negbin"
@@ -458,6 +638,8 @@ class NegBinGLMM(_CountGLMM):
         group_columns=None,
         max_iter=1000,
         tol=1e-10,
+        max_count=None,
+        keep_data=False,
         family="nbinom2",
     ):
         super().__init__(
@@ -468,6 +650,8 @@ class NegBinGLMM(_CountGLMM):
             group_columns=group_columns,
             max_iter=max_iter,
             tol=tol,
+            max_count=max_count,
+            keep_data=keep_data,
         )
         self.family = family
 

@@ -47,6 +47,11 @@ class StandardErrorWarning(UserWarning):
     """Some standard errors cannot be computed (reported as NaN)."""
 
 
+class TrainingDataError(RuntimeError):
+    """A method that needs the training data was called on a model unpickled without
+    them (fit with ``keep_data=True`` to keep them in pickles)."""
+
+
 __all__ = [
     "ConvergenceWarning",
     "DataConversionWarning",
@@ -59,5 +64,6 @@ __all__ = [
     "SeparationWarning",
     "SingularFitWarning",
     "StandardErrorWarning",
+    "TrainingDataError",
     "ZeroInflationWarning",
 ]

@@ -74,7 +74,7 @@ def _inv_link(fam, v):
 
 def _population_means(est, Xa, off, x, population):
     """Population-level means of rows ``Xa`` at internal parameters ``x``."""
-    d = est._objective.data
+    d = est._layout
     p, T = d.n_beta, d.n_theta
     eta = _fixed_design(est, Xa) @ (beta_jacobian(est._scaling) @ x[:p]) + off
     var = np.zeros(len(eta))

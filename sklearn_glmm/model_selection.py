@@ -47,6 +47,8 @@ from sklearn.utils.parallel import Parallel, delayed
 
 from ._base import _GH_W, _GH_Z, _BaseGLMM
 from ._compare import lrt_p_values, nested_in
+from ._state import carrying_data
+from ._warn import user_stacklevel
 
 __all__ = [
     "GLMMScorer",
@@ -357,8 +359,9 @@ def _fit_candidate(est, X, y, groups, fit_params):
             est.fit(X, y, groups=groups, **fit_params)
         except (ValueError, TypeError, np.linalg.LinAlgError) as exc:
             return est, f"{type(exc).__name__}: {exc}", []
-    # (category, text) pickles back from any joblib worker
-    return est, None, [(w.category, str(w.message)) for w in caught]
+    # (category, text) pickles back from any joblib worker, and so does the fitted
+    # model with its training data (the likelihood-ratio tests read them)
+    return carrying_data(est), None, [(w.category, str(w.message)) for w in caught]
 
 
 def _lrt_columns(table, fitted):
@@ -448,10 +451,15 @@ def compare_structures(
     for (label, _, prm), (est, error, caught) in zip(cands, results):
         params[label] = prm
         if error is not None:
-            warnings.warn(f"candidate {label!r} failed to fit: {error}", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"candidate {label!r} failed to fit: {error}",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
             continue
         for category, text in caught:  # replay what the fit said, naming the candidate
-            warnings.warn(f"[{label}] {text}", category, stacklevel=2)
+            warnings.warn(f"[{label}] {text}", category, stacklevel=user_stacklevel())
+        est.__dict__.pop("_pickle_with_data", None)  # the twin of a fit made in this process
         fitted[label] = est
         rows[label] = {
             "npar": est.n_params_,

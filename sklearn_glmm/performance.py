@@ -224,7 +224,7 @@ def r2(model, *, tolerance: float = DEFAULT_TOLERANCE) -> CheckSeries:
 
 
 def _is_bernoulli(model) -> bool:
-    return model._family_obj.name == "binomial" and bool(np.all(model._train["trials"] == 1))
+    return model._family_obj.has_trials and bool(np.all(model._train["trials"] == 1))
 
 
 def check_overdispersion(model) -> CheckTable:
@@ -314,7 +314,7 @@ def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
     True
     """
     fam = model._family_obj
-    if fam.name == "binomial":
+    if fam.has_trials:
         raise ValueError("Model must be a count model (PoissonGLMM or NegBinGLMM).")
     y = np.asarray(model._train["y"], dtype=float)
     observed = int(np.sum(y == 0))
@@ -510,7 +510,7 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     >>> len(binned_residuals(m)) <= 22  # round(sqrt(500)) bins at most
     True
     """
-    if model._family_obj.name != "binomial":
+    if not model._family_obj.has_trials:
         raise ValueError("Binned residuals are for binomial models (BinomialGLMM).")
     trials = np.asarray(model._train["trials"], dtype=float)
     pred = np.asarray(model.fitted(), dtype=float) / trials

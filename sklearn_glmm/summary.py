@@ -7,6 +7,7 @@ import pandas as pd
 from scipy import stats
 
 from ._design import INTERCEPT
+from ._state import pearson_quantiles
 
 
 def _signif_stars(p):
@@ -96,9 +97,8 @@ class Summary:
                 "df.resid": est.df_resid_,
             }
         )
-        r = est.residuals(type="pearson")
         self.scaled_residuals = pd.Series(
-            np.quantile(r, [0, 0.25, 0.5, 0.75, 1]), index=["Min", "1Q", "Median", "3Q", "Max"]
+            pearson_quantiles(est), index=["Min", "1Q", "Median", "3Q", "Max"]
         )
         self.random_effects = random_effects_table(est)
         self.fixed_effects = est.fixed_effects_.rename(

@@ -143,3 +143,12 @@ def test_report_and_confint_follow_the_link():
         probit.confint(exponentiate=True)
     ci = cloglog.confint(exponentiate=True)
     assert ci.loc["week", "estimate"] == pytest.approx(np.exp(cloglog.coef_[0]))
+
+
+def test_latent_variance_follows_the_link():
+    # insight::get_variance: pi^2 / 3 (logit), 1 (probit), pi^2 / 6 (cloglog)
+    from sklearn_glmm.performance import variance_components
+
+    for link, expected in (("logit", np.pi**2 / 3), ("probit", 1.0), ("cloglog", np.pi**2 / 6)):
+        m, _ = _fit(link, 1)
+        assert variance_components(m).distribution == pytest.approx(expected)

@@ -313,8 +313,11 @@ def test_mean_overflow_in_exp_stays_finite():
     extreme = pd.DataFrame({"time": [1e4, -1e4], "dose": [-1e4, 1e4]})
     pred, caught = _record(lambda: m.predict(extreme))
     assert np.all(np.isfinite(pred)) and not any(w.category is RuntimeWarning for w in caught)
-    with pytest.raises(ValueError, match="max_count"):
-        m.predict_proba(extreme)
+    # the support is fixed at fit: an infinite mean puts all its mass in the tail column
+    proba = m.predict_proba(extreme)
+    assert np.all(np.isfinite(proba)) and proba.shape[1] == m.max_count_ + 1
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert max(proba[0, -1], proba[1, -1]) == pytest.approx(1.0)
 
 
 # -- NB on data with no overdispersion ---------------------------------------------------------

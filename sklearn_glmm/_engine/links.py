@@ -34,11 +34,16 @@ class Link:
     ratio_name : str or None
         What ``exp(coefficient)`` is (``"odds ratio"``, ``"rate ratio"``); None when an
         exponentiated coefficient has no such reading (probit).
+    latent_variance : float or None
+        Variance of the latent-scale residual of a binary model with this link
+        (the logistic's pi^2 / 3, the normal's 1, the Gumbel's pi^2 / 6), as R's
+        ``insight::get_variance`` uses for ICC and R^2; None for count links.
     """
 
     name = ""
     scale_name = ""
     ratio_name: str | None = None
+    latent_variance: float | None = None
 
     def link(self, mu):
         raise NotImplementedError
@@ -69,6 +74,7 @@ class LogitLink(Link):
     name = "logit"
     scale_name = "log-odds"
     ratio_name = "odds ratio"
+    latent_variance = float(np.pi**2 / 3.0)
 
     def link(self, mu):
         return special.logit(mu)
@@ -87,6 +93,7 @@ class ProbitLink(Link):
     name = "probit"
     scale_name = "probit"
     ratio_name = None
+    latent_variance = 1.0
 
     def link(self, mu):
         return special.ndtri(mu)
@@ -104,6 +111,7 @@ class CLogLogLink(Link):
     name = "cloglog"
     scale_name = "complementary log-log"
     ratio_name = "hazard ratio"
+    latent_variance = float(np.pi**2 / 6.0)
 
     def link(self, mu):
         return np.log(-np.log1p(-np.asarray(mu)))

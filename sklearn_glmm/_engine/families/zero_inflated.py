@@ -37,6 +37,22 @@ class ZeroInflated(Family):
         _, pi, _ = self._split(extra)
         return (1.0 - pi) * self.base.mean_derivative(eta)
 
+    def mixture_variance(self, mu_rows, extra) -> float:
+        """Mean over rows of the variance R's ``insight::get_variance`` uses for a
+        zero-inflated count model (its ``mu_rows``: conditional count means)."""
+        base_extra, p, _ = self._split(extra)
+        if self.base.name == "poisson":
+            pvar = (1.0 - p) * (mu_rows + p * mu_rows**2)
+        elif self.base.name == "negbin":
+            inv_theta = 1.0 / np.exp(base_extra[0])
+            pvar = (1.0 - p) * mu_rows * (1.0 + mu_rows * inv_theta) + mu_rows**2 * (p**2 + p)
+        else:
+            raise ValueError(
+                f"the latent-scale variance of a zero-inflated {self.base.r_name} model is not "
+                "available (R's insight defines it for Poisson and nbinom2)."
+            )
+        return float(np.mean(pvar))
+
     def _split(self, extra):
         extra = np.asarray(extra, dtype=float)
         return extra[:-1], special.expit(extra[-1]), extra[-1]

@@ -1,0 +1,51 @@
+"""DataFrames and Series of other libraries (polars, pyarrow, modin, ...) read as pandas.
+
+The package works on pandas internally (grouping factors, column names, the result
+tables). Other dataframe libraries are read through narwhals, the dataframe-agnostic
+layer scikit-learn itself uses (and installs, from scikit-learn 1.9 on): a frame or
+series narwhals knows is converted at the boundary, column by column through numpy
+(so polars needs no pyarrow), keeping its column names, its series name and whether
+a column is categorical. Without narwhals such inputs pass through unchanged, to
+scikit-learn's own validation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+try:  # scikit-learn >= 1.9 depends on narwhals >= 2
+    import narwhals.stable.v2 as nw
+except ImportError:  # pragma: no cover - older scikit-learn without narwhals
+    try:
+        import narwhals.stable.v1 as nw
+    except ImportError:
+        nw = None
+
+
+def as_pandas(obj):
+    """``obj`` as a pandas DataFrame or Series when it is another library's; else ``obj``.
+
+    pandas objects, numpy arrays, lists and None are returned as they are.
+    """
+    if obj is None or nw is None or isinstance(obj, (pd.DataFrame, pd.Series, np.ndarray)):
+        return obj
+    if nw.dependencies.is_into_dataframe(obj):
+        frame = nw.from_native(obj, eager_only=True)
+        columns = {name: _column_values(frame[name]) for name in frame.columns}
+        return pd.DataFrame(columns, index=pd.RangeIndex(frame.shape[0]))
+    if nw.dependencies.is_into_series(obj):
+        series = nw.from_native(obj, series_only=True)
+        # polars names an unnamed series ""; it is unnamed for us
+        return pd.Series(_column_values(series), name=series.name or None)
+    return obj
+
+
+def _column_values(series):
+    """A column's values as numpy, or a pandas Categorical for a categorical column."""
+    dtype = series.dtype
+    if dtype == nw.Enum:
+        return pd.Categorical(series.to_numpy(), categories=list(dtype.categories))
+    if dtype == nw.Categorical:
+        return pd.Categorical(series.to_numpy())
+    return series.to_numpy()
