@@ -498,7 +498,35 @@ class _BaseGLMM(BaseEstimator):
 
     # -- inference and diagnostics: thin wrappers over sklearn_glmm.inference -----
     def confint(self, parm=None, level=0.95, method="wald", **kwargs):
-        """Wald, profile or bootstrap intervals; see :func:`sklearn_glmm.inference.confint`."""
+        """Confidence intervals for the fixed effects and the variance parameters.
+
+        lme4's ``confint(fit, method = ...)``; :func:`sklearn_glmm.inference.confint`
+        applied to this estimator.
+
+        Parameters
+        ----------
+        parm : None, str or list of str, default=None
+            Rows to compute: every parameter (None); ``"fixed"`` or ``"random"``
+            (lme4's ``"beta_"`` / ``"theta_"``); or a list of names, ours
+            (``"time"``, ``"sd_(Intercept)|id"``) or lme4's (``".sig01"``).
+        level : float, default=0.95
+            Coverage of the intervals, in (0, 1).
+        method : {"wald", "profile", "bootstrap"}, default="wald"
+            Wald (SDs on the log scale, correlations on Fisher's z scale; NaN for a
+            parameter on its bound), profile likelihood (lme4's default), or
+            percentile intervals from parametric-bootstrap refits.
+        **kwargs
+            ``exponentiate`` (bool: odds, rate or hazard ratios for the fixed
+            effects; refused for the probit link), ``n_boot`` (int, default 500),
+            ``random_state``, ``n_jobs`` and ``progress`` (bootstrap and profiles).
+
+        Returns
+        -------
+        table : pandas.DataFrame
+            Columns ``estimate``, ``lower``, ``upper`` (and ``std_error`` for Wald),
+            indexed by parameter; ``table.attrs`` holds the method, the level,
+            lme4's names of the rows and, for a binomial model, the class modelled.
+        """
         from .inference import confint
 
         return confint(self, parm, level, method, **kwargs)
@@ -564,7 +592,27 @@ class _BaseGLMM(BaseEstimator):
         return contrast(self, X1, X0, **kwargs)
 
     def report(self, **kwargs):
-        """Results paragraph: effects, random-effect SDs, dispersion (``inference.report``)."""
+        """A results paragraph: effects, random-effect SDs, dispersion, comparisons.
+
+        :func:`sklearn_glmm.inference.report` applied to this estimator.
+
+        Parameters
+        ----------
+        **kwargs
+            ``level`` (float, default 0.95: coverage of the intervals), ``method``
+            (``"wald"``, ``"profile"`` or ``"bootstrap"``), ``outcome`` (str,
+            default ``"the outcome"``: how the outcome is named, "The odds of
+            {outcome} ..."), ``compare`` (fitted estimators on the same data, each
+            compared by a likelihood-ratio test and AIC) and ``digits`` (int,
+            default 2).
+
+        Returns
+        -------
+        paragraph : str
+            Effects as odds, rate or hazard ratios (coefficients on the link
+            scale for the probit link) with intervals and Wald p-values; the
+            random-effect SDs; the family's own parameters; the comparisons.
+        """
         from .inference import report
 
         return report(self, **kwargs)
