@@ -435,31 +435,57 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         return check_counts(yv), np.ones(n)
 
     def _learn_support(self, y, eta, weights):
-        """``max_count_`` and ``classes_``: the columns of ``predict_proba``.
+        """Keep what ``max_count_`` and ``classes_`` are made from, when first read.
 
         ``max_count`` when given; otherwise the larger of the training maximum and the
         0.999 quantile of the distribution with the largest fitted mean (conditional on
-        the random-effect modes), unless that passes ``MAX_AUTO_COUNT``.
+        the random-effect modes), unless that passes ``MAX_AUTO_COUNT``. The quantile
+        is computed on first use: a fit that never predicts probabilities does not
+        pay for it.
         """
-        self.__dict__.pop("classes_", None)
+        # filled on first read; a container made at fit, so that reading the support
+        # (predict_proba) leaves the estimator's attributes as they were
+        self._support = {}
         used = weights > 0
         y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
-        self._support_note = None
-        if self.max_count is not None:
-            K = int(self.max_count)
-        else:
-            fam = self._family_obj
-            mu = fam.mean(eta[used], self._extra) if used.any() else np.zeros(1)
-            mu_hi = float(np.max(mu))
-            q = _quantile_up_to(fam, mu_hi, self._extra, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
-            if q is None or y_max > MAX_AUTO_COUNT:
-                K = None
-                self._support_note = (mu_hi, y_max)
+        mu = self._family_obj.mean(eta[used], self._extra) if used.any() else np.zeros(1)
+        self._support_inputs = (y_max, float(np.max(mu)))
+
+    def _resolved_support(self):
+        """``(max_count_, note)``: the support of ``predict_proba`` (see ``_learn_support``)."""
+        check_is_fitted(self, "coef_")
+        if "value" not in self._support:
+            y_max, mu_hi = self._support_inputs
+            note = None
+            if self.max_count is not None:
+                K = int(self.max_count)
             else:
-                K = max(1, y_max, q)
-        self.max_count_ = K
-        if K is not None:
-            self.classes_ = np.arange(K + 1)
+                fam = self._family_obj
+                q = _quantile_up_to(fam, mu_hi, self._extra, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
+                if q is None or y_max > MAX_AUTO_COUNT:
+                    K, note = None, (mu_hi, y_max)
+                else:
+                    K = max(1, y_max, q)
+            self._support["value"] = (K, note)
+        return self._support["value"]
+
+    @property
+    def max_count_(self):
+        return self._resolved_support()[0]
+
+    @property
+    def _support_note(self):
+        return self._resolved_support()[1]
+
+    @property
+    def classes_(self):
+        K = self.max_count_
+        if K is None:
+            raise AttributeError(
+                f"{type(self).__name__} has no classes_: its count support would pass "
+                f"{MAX_AUTO_COUNT} counts; pass max_count= to fix it."
+            )
+        return np.arange(K + 1)
 
     def predict(self, X, groups=None, *, offset=None, population="marginal"):
         """Expected count (see ``predict_mean`` for ``population``)."""
