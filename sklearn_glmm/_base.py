@@ -25,7 +25,12 @@ from ._design import build_factors, factor_names, groups_columns
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
-from ._engine.optimize import fit_objective, parameter_bounds, starting_point
+from ._engine.optimize import (
+    fit_objective,
+    parameter_bounds,
+    single_threaded_blas,
+    starting_point,
+)
 from ._frames import as_pandas
 from ._labels import check_distinct_labels, match_levels
 from ._validation import (
@@ -300,11 +305,12 @@ class _BaseGLMM(BaseEstimator):
         data, factors = self._model_data(X_raw, yv, trials, w, off, groups)
         obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
 
-        # optimisation
-        x0 = starting_point(obj)
-        bounds = parameter_bounds(data)
-        x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
-        x = check_optimum(obj, x, record, bounds, self.max_iter, self.tol)
+        # optimisation (one BLAS thread throughout: many small products)
+        with single_threaded_blas():
+            x0 = starting_point(obj)
+            bounds = parameter_bounds(data)
+            x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
+            x = check_optimum(obj, x, record, bounds, self.max_iter, self.tol)
 
         # fitted attributes (unscaled), checks and warnings
         self._factors = factors

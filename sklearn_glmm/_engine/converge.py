@@ -96,7 +96,18 @@ def _pseudo_inverse(Hf):
     diag = np.diag(Hf)
     pos = diag > 0
     d = np.sqrt(np.where(pos, diag, 1.0))
-    evals, evecs = np.linalg.eigh(Hf / np.outer(d, d))
+    R = Hf / np.outer(d, d)
+    if pos.all():
+        # the common case, without an eigen-decomposition: R positive definite with
+        # lambda_min(R) >= 1 / trace(R^-1) above the flatness threshold
+        try:
+            inv = np.linalg.inv(np.linalg.cholesky(R))
+            r_inv = inv.T @ inv
+            if 1.0 / np.trace(r_inv) > _FLAT * len(R):
+                return r_inv / np.outer(d, d), False, False
+        except np.linalg.LinAlgError:
+            pass
+    evals, evecs = np.linalg.eigh(R)
     top = max(float(np.max(np.abs(evals))), 1e-300)
     good = evals > _FLAT * top
     negative = bool(np.any(evals < -_FLAT * top) or np.any(diag < 0))

@@ -347,7 +347,8 @@ class Objective:
             if not math.isfinite(big):
                 raise NotPositiveDefinite("non-finite Newton step")
             dec = step * step * h
-            if big < 1e-11 or _modes_found(dec, obj):
+            top = dec.max()
+            if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj)):
                 converged = True
                 break
             # the penalised log-density may not decrease in any level (within rounding);
