@@ -1,0 +1,676 @@
+"""Fuzz against the truth: fits checked against an independent likelihood and the nested GLM.
+
+Data sets come from ``fuzz_cases.make_case(seed)`` (ordinary and messy: raw-scale
+predictors, tiny data, few groups, rare events, large counts, separated groups, random
+slopes, crossed and nested factors, AGQ with 2-25 nodes, NB with and without
+overdispersion). Each fit is checked against ``truth.py`` (numpy and scipy only):
+
+- ``crash``: the fit raised an exception other than ``ValueError``/``FloatingPointError``;
+- ``nonfinite`` / ``absurd``: NaN or infinite estimates or log-likelihood, or absurd ones
+  (``|coef| x SD(x) > 1e6``, a linear predictor at the predictors' means or a random-effect
+  SD above 1e6), without a warning;
+- ``se_zero``: a fixed effect's standard error of exactly 0; ``se_nan``: NaN without a
+  warning;
+- ``loglik_value``: ``loglik_`` differs from the independent Laplace (or AGQ with the
+  fit's nodes) log-likelihood at the fitted parameters by more than 1e-4;
+- ``loglik_vs_integral``: for AGQ with >= 9 nodes, ``loglik_`` differs from the
+  brute-force integral at the fitted parameters by more than 1e-3;
+- ``not_optimal``: the fit reports ``converged_ = True`` without any warning, yet
+  Nelder-Mead (and Powell) started from it finds a log-likelihood (the brute-force
+  integral for AGQ with >= 9 nodes, else the fit's own approximation, computed
+  independently) higher by more than 0.01;
+- ``below_glm``: the same kind of fit has a log-likelihood more than 0.01 below the
+  maximised log-likelihood of the nested GLM without random effects.
+
+The value checks apply to every fit: ``loglik_`` is the log-likelihood at the reported
+parameters, whatever the warnings. The optimality checks apply to fits that claim
+success. The brute-force checks need one grouping factor with a scalar random
+intercept (``checkable`` cases); the others get the GLM and sanity checks.
+
+Run ``python -m pytest -m slow tests/test_fuzz_truth.py`` for 1,500 data sets
+(``FUZZ_TRUTH_CASES`` and ``FUZZ_TRUTH_START`` choose others). One data set, with every
+number its checks computed: ``PYTHONPATH=. python tests/test_fuzz_truth.py SEED``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pytest
+import truth
+from fuzz_cases import make_case
+
+TOL_OPTIMUM = 0.01  # log-likelihood units: a better optimum or the nested GLM
+TOL_INTEGRAL = 1e-3  # AGQ with >= 9 nodes against the brute-force integral
+TOL_SAME_APPROX = 1e-4  # Laplace / AGQ against the independent Laplace / AGQ
+ABSURD = 1e6
+EXACT_NODES = 9  # AGQ with this many nodes or more is checked against the integral
+DOCUMENTED = (ValueError, FloatingPointError)
+# warnings about arithmetic or APIs, not about the fit: they do not excuse a wrong fit
+NOT_ABOUT_THE_FIT = (RuntimeWarning, DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+FAILURE_KINDS = {
+    "crash": "an exception other than ValueError / FloatingPointError",
+    "nonfinite": "NaN or infinite estimate or loglik_ without a warning",
+    "absurd": "|coef| x SD(x), eta at the means or a random-effect SD > 1e6 without a warning",
+    "se_zero": "a standard error of exactly 0",
+    "se_nan": "a NaN standard error without a warning",
+    "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
+    "loglik_vs_integral": "AGQ >= 9 nodes: loglik_ != brute-force integral (> 1e-3)",
+    "not_optimal": "converged, no warning, yet a better optimum nearby (> 0.01)",
+    "below_glm": "converged, no warning, yet below the nested GLM (> 0.01)",
+}
+FAST_SEEDS = list(range(100_000, 100_030))
+N_SLOW = int(os.environ.get("FUZZ_TRUTH_CASES", "1500"))
+SLOW_START = int(os.environ.get("FUZZ_TRUTH_START", "0"))
+
+
+def reproduction(seed: int) -> str:
+    return f"PYTHONPATH=. python tests/test_fuzz_truth.py {seed}"
+
+
+@dataclass
+class Outcome:
+    """What one data set gave: its status, the failed checks and the numbers behind them."""
+
+    seed: int
+    description: str
+    scenario: str
+    status: str = "fitted"  # "fitted", "raised" (a documented error), "crashed"
+    checkable: bool = False
+    clean: bool = False  # converged_ and no warning about the fit
+    warnings: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # (kind, detail)
+    numbers: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def fail(self, kind, detail):
+        assert kind in FAILURE_KINDS, kind
+        self.failures.append((kind, detail))
+
+
+# -- from a case and a fit to the truth's data and parameters --------------------------
+
+
+def truth_data(case) -> truth.GLMMData:
+    """The case as ``truth.GLMMData`` (its only grouping factor; zeros for a GLM)."""
+    X = case["X"].to_numpy(dtype=float)
+    n = X.shape[0]
+    groups = case["groups"]
+    codes = pd.factorize(groups)[0] if isinstance(groups, pd.Series) else np.zeros(n, int)
+    fp = case["fit_params"]
+    return truth.GLMMData(
+        np.column_stack([np.ones(n), X]),
+        np.asarray(case["y"], dtype=float),
+        codes,
+        case["family"],
+        trials=fp.get("trials"),
+        weights=fp.get("sample_weight"),
+        offset=fp.get("offset"),
+        zero_inflation=case["zero_inflation"],
+    )
+
+
+def fitted_params(m, case) -> dict:
+    """The fit's parameters for ``truth``, from its public attributes."""
+    (cov,) = m.random_effects_cov_.values()  # one factor: a 1 x 1 DataFrame
+    params = {
+        "beta": np.r_[m.intercept_, np.asarray(m.coef_, dtype=float)],
+        "sigma": float(np.sqrt(cov.to_numpy()[0, 0])),
+    }
+    if case["family"] == "negbin":
+        params["theta"] = float(m.theta_)
+    if case["zero_inflation"]:
+        params["zi"] = float(m.zero_inflation_)
+    return params
+
+
+def _fit(case):
+    """The fitted estimator (or the exception raised) and the warnings of ``fit``."""
+    est = case["estimator"](**case["params"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            est.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
+        except Exception as exc:  # noqa: BLE001 - sorted into documented / crash below
+            return exc, caught
+    return est, caught
+
+
+# -- the checks ------------------------------------------------------------------------
+
+
+def _sanity(out, m, case, warned):
+    """Finite, not absurd; standard errors neither 0 nor NaN without a warning."""
+    X = case["X"].to_numpy(dtype=float)
+    values = [m.loglik_, m.intercept_, *np.ravel(m.coef_)]
+    for cov in m.random_effects_cov_.values():
+        values += list(np.ravel(cov.to_numpy()))
+    if case["family"] == "negbin" and not np.isposinf(m.theta_):
+        values.append(m.theta_)
+    if case["zero_inflation"]:
+        values.append(m.zero_inflation_)
+    values = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(values)) and not warned:
+        out.fail("nonfinite", f"non-finite among loglik_, coef_, covariances: {values}")
+    elif not warned:
+        scale = np.where(X.std(axis=0) > 0, X.std(axis=0), np.maximum(np.abs(X.mean(axis=0)), 1))
+        coef = np.asarray(m.coef_, dtype=float)
+        eta_mean = m.intercept_ + float(X.mean(axis=0) @ coef)
+        sds = [np.sqrt(np.max(np.diag(c.to_numpy()))) for c in m.random_effects_cov_.values()]
+        big = np.abs(coef) * scale
+        if np.any(big > ABSURD) or abs(eta_mean) > ABSURD or max(sds) > ABSURD:
+            out.fail("absurd", f"coef x SD {big}, eta at means {eta_mean:.3g}, SDs {sds}")
+    se = m.fixed_effects_["std_error"].to_numpy(dtype=float)
+    if np.any(se == 0.0):
+        out.fail("se_zero", f"std_error {se}")
+    if np.any(np.isnan(se)) and not warned:
+        out.fail("se_nan", f"std_error {se}")
+
+
+def _objective(data, n_agq):
+    """The log-likelihood the fit maximised (by ``truth``), on the packed parameters."""
+    if n_agq >= EXACT_NODES:
+        return lambda x: truth.marginal_loglik(truth.unpack(x, data), data)
+    if n_agq > 1:
+        return lambda x: truth.agq_loglik(truth.unpack(x, data), data, n_agq)
+    return lambda x: truth.laplace_loglik(truth.unpack(x, data), data)
+
+
+def _against_truth(out, m, case, data):
+    """loglik_ against the independent values; better optima nearby."""
+    n_agq = case["params"].get("n_agq", 1)
+    params = fitted_params(m, case)
+    nums = out.numbers
+    if n_agq > 1:
+        nums["agq_truth"] = truth.agq_loglik(params, data, n_agq)
+        same = nums["agq_truth"]
+    else:
+        nums["laplace_truth"] = truth.laplace_loglik(params, data)
+        same = nums["laplace_truth"]
+    if np.isfinite(m.loglik_) and not abs(m.loglik_ - same) <= TOL_SAME_APPROX:
+        out.fail("loglik_value", f"loglik_ {m.loglik_:.8f} vs independent {same:.8f}")
+    if n_agq >= EXACT_NODES:
+        nums["integral_truth"] = truth.marginal_loglik(params, data)
+        exact = nums["integral_truth"]
+        if np.isfinite(m.loglik_) and not abs(m.loglik_ - exact) <= TOL_INTEGRAL:
+            out.fail("loglik_vs_integral", f"loglik_ {m.loglik_:.8f} vs integral {exact:.8f}")
+    if not out.clean:
+        return
+    fun = _objective(data, n_agq)
+    nearby = truth.best_nearby(fun, truth.pack(params, data))
+    nums["at_fit"], nums["best_nearby"] = nearby.start_value, nearby.value
+    if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
+        better = truth.unpack(nearby.x, data)
+        out.fail(
+            "not_optimal",
+            f"{nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit "
+            f"(beta {np.round(better['beta'], 6)}, sigma {better['sigma']:.6g}"
+            + (f", theta {better['theta']:.6g}" if "theta" in better else "")
+            + (f", zi {better['zi']:.6g}" if "zi" in better else "")
+            + ")",
+        )
+
+
+def check_case(seed: int) -> Outcome:
+    """Fit the data set of ``seed`` and run every check."""
+    t0 = time.perf_counter()
+    case = make_case(seed)
+    m, caught = _fit(case)
+    out = check_fit(case, m, caught)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def check_fit(case, m, caught) -> Outcome:
+    """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
+    out = Outcome(case["seed"], case["description"], case["scenario"], checkable=case["checkable"])
+    out.warnings = sorted({w.category.__name__ for w in caught})
+    if isinstance(m, Exception):
+        out.status = "raised" if isinstance(m, DOCUMENTED) else "crashed"
+        if out.status == "crashed":
+            out.fail("crash", f"{type(m).__name__}: {m}")
+        out.numbers["error"] = f"{type(m).__name__}: {m}"
+        return out
+    warned = any(not issubclass(w.category, NOT_ABOUT_THE_FIT) for w in caught)
+    out.clean = bool(m.converged_) and not warned
+    out.numbers.update(loglik_=m.loglik_, converged_=m.converged_)
+    _sanity(out, m, case, warned)
+    data = truth_data(case)
+    if case["checkable"]:
+        _against_truth(out, m, case, data)
+    if out.clean:
+        out.numbers["glm_truth"] = truth.glm_loglik(data)
+        if not m.loglik_ >= out.numbers["glm_truth"] - TOL_OPTIMUM:
+            out.fail(
+                "below_glm",
+                f"loglik_ {m.loglik_:.6f} vs nested GLM {out.numbers['glm_truth']:.6f}",
+            )
+    return out
+
+
+# -- running many and reporting ----------------------------------------------------------
+
+
+def run_cases(seeds) -> list[Outcome]:
+    return [check_case(int(s)) for s in seeds]
+
+
+def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
+    """Counts (cases, fitted, checked, failures by kind) with example seeds."""
+    n = len(outcomes)
+    status = Counter(o.status for o in outcomes)
+    checkable = sum(o.checkable and o.status == "fitted" for o in outcomes)
+    clean = sum(o.clean for o in outcomes)
+    seconds = sum(o.seconds for o in outcomes)
+    seeds = [o.seed for o in outcomes]
+    lines = [
+        f"fuzz against the truth: {n} data sets (seeds {min(seeds)}-{max(seeds)}), "
+        f"{seconds:.1f} s ({100 * seconds / max(n, 1):.1f} s per 100)",
+        f"  fitted {status['fitted']}, raised a documented error {status['raised']}, "
+        f"crashed {status['crashed']}; checkable by brute force {checkable}; "
+        f"converged without warning {clean}",
+        f"  {'failure kind':<20} {'count':>5}  example seeds",
+    ]
+    by_kind = defaultdict(list)
+    for o in outcomes:
+        for kind in dict.fromkeys(k for k, _ in o.failures):
+            by_kind[kind].append(o.seed)
+    for kind in FAILURE_KINDS:
+        s = by_kind.get(kind, [])
+        lines.append(f"  {kind:<20} {len(s):>5}  {', '.join(map(str, s[:max_seeds]))}")
+    failed = [o for o in outcomes if o.failures]
+    lines.append(f"  data sets with a failure: {len(failed)}")
+    by_scenario = defaultdict(lambda: [0, 0])
+    for o in outcomes:
+        by_scenario[o.scenario][0] += 1
+        by_scenario[o.scenario][1] += bool(o.failures)
+    lines.append(
+        "  by scenario (data sets / with a failure): "
+        + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_scenario.items()))
+    )
+    for o in failed[:40]:
+        kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
+        lines.append(f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed)}")
+    return "\n".join(lines)
+
+
+def _report(outcomes, capsys):
+    text = summary(outcomes)
+    with capsys.disabled():
+        print("\n" + text)
+    return text
+
+
+# -- the truth itself, on cases whose answer is known --------------------------------------
+
+
+def _small_data(family, rng, n_groups=6, per=5, zero_inflation=False, trials=None):
+    n = n_groups * per
+    x = rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    groups = np.repeat(np.arange(n_groups), per)
+    eta = 0.2 + 0.5 * x + rng.normal(size=n_groups)[groups]
+    if family == "binomial":
+        t = np.ones(n) if trials is None else trials
+        y = rng.binomial(t.astype(int), 1 / (1 + np.exp(-eta))).astype(float)
+    else:
+        y = rng.poisson(np.exp(eta)).astype(float)
+        t = None
+    return truth.GLMMData(X, y, groups, family, trials=t, zero_inflation=zero_inflation)
+
+
+@pytest.mark.parametrize(
+    "family,theta",
+    [("binomial", None), ("poisson", None), ("negbin", 0.7), ("negbin", 3e3)],
+)
+def test_truth_row_densities_are_scipy_log_pmfs(family, theta):
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    eta = rng.normal(0.0, 2.0, 40)
+    mu = np.exp(eta)
+    if family == "binomial":
+        t = rng.integers(1, 30, 40).astype(float)
+        y = rng.binomial(t.astype(int), 1 / (1 + np.exp(-eta))).astype(float)
+        ref = stats.binom.logpmf(y, t, 1 / (1 + np.exp(-eta)))
+    elif family == "poisson":
+        t, y = None, rng.poisson(mu).astype(float)
+        ref = stats.poisson.logpmf(y, mu)
+    else:
+        t, y = None, rng.poisson(mu).astype(float)
+        ref = stats.nbinom.logpmf(y, theta, theta / (theta + mu))
+    data = truth.GLMMData(np.ones((40, 1)), y, np.zeros(40, int), family, trials=t)
+    got = truth.row_logpdf(data, eta, {"theta": theta})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-8)
+
+
+def test_truth_negbin_density_is_continuous_in_theta_up_to_the_poisson_limit():
+    # below theta = 1e4 log Gamma ratios, above it Stirling's series; then the Poisson limit
+    y = np.array([0.0, 1.0, 7.0, 300.0, 2e4, 3e7])
+    eta = np.log(y + 0.5) + 0.1
+    data = truth.GLMMData(np.ones((6, 1)), y, np.zeros(6, int), "negbin")
+
+    def logp(theta):
+        return truth.row_logpdf(data, eta, {"theta": theta})[0]
+
+    np.testing.assert_allclose(logp(1e4 * (1 - 1e-12)), logp(1e4), rtol=1e-10, atol=1e-7)
+    pois = truth.GLMMData(np.ones((6, 1)), y, np.zeros(6, int), "poisson")
+    np.testing.assert_allclose(
+        logp(1e30), truth.row_logpdf(pois, eta, {})[0], rtol=1e-12, atol=1e-7
+    )
+    # the NB - Poisson difference tends to 0 like 1 / theta
+    diff = [np.max(np.abs(logp(t) - logp(1e30))) for t in (1e10, 1e11, 1e12)]
+    assert diff[1] == pytest.approx(diff[0] / 10, rel=1e-2)
+    assert diff[2] == pytest.approx(diff[0] / 100, rel=1e-1)
+
+
+def test_truth_zero_inflated_density_mixes_a_point_mass_at_zero():
+    from scipy import stats
+
+    y = np.array([0.0, 0.0, 1.0, 4.0])
+    eta = np.array([0.3, -1.0, 0.5, 1.2])
+    data = truth.GLMMData(np.ones((4, 1)), y, np.zeros(4, int), "negbin", zero_inflation=True)
+    got = truth.row_logpdf(data, eta, {"theta": 2.0, "zi": 0.25})[0]
+    f = stats.nbinom.pmf(y, 2.0, 2.0 / (2.0 + np.exp(eta)))
+    np.testing.assert_allclose(got, np.log(0.25 * (y == 0) + 0.75 * f), rtol=1e-12)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson", "negbin"])
+def test_truth_vanishing_variance_gives_the_glm(family):
+    rng = np.random.default_rng(1)
+    data = _small_data(family, rng)
+    params = {"beta": np.array([0.1, 0.4]), "sigma": 0.0, "theta": 2.0}
+    glm_value = float(np.sum(truth.row_logpdf(data, data.eta(params["beta"]), params)[0]))
+    for sigma in (1e-5, 1e-7):
+        p = dict(params, sigma=sigma)
+        assert truth.marginal_loglik(p, data) == pytest.approx(glm_value, abs=1e-6)
+        assert truth.laplace_loglik(p, data) == pytest.approx(glm_value, abs=1e-6)
+        assert truth.agq_loglik(p, data, 7) == pytest.approx(glm_value, abs=1e-6)
+    assert truth.marginal_loglik(params, data) == glm_value
+    assert truth.glm_loglik(data) >= glm_value
+
+
+def test_truth_integrals_with_closed_forms():
+    # with a flat prior (sigma huge), the integral over b of the binomial likelihood of
+    # y out of t is C(t, y) B(y, t - y), and of the Poisson likelihood of y is 1 / y
+    from scipy import special
+
+    sigma = 1e4
+    prior = -0.5 * np.log(2 * np.pi * sigma**2)
+    t = np.array([1.0, 5.0, 12.0, 40.0])
+    y = np.array([1.0, 2.0, 11.0, 3.0])
+    # a row with every outcome 1 (y = t) has no finite integral: keep 0 < y < t except
+    # for the first group's binary row, paired with a failure in the same group
+    X = np.ones((5, 1))
+    groups = np.array([0, 0, 1, 2, 3])
+    yb = np.array([1.0, 0.0, 2.0, 11.0, 3.0])
+    tb = np.array([1.0, 1.0, 5.0, 12.0, 40.0])
+    data = truth.GLMMData(X, yb, groups, "binomial", trials=tb)
+    want = np.log(special.beta(1, 1)) + prior  # group 0: p (1 - p), B(1, 1) = 1
+    for yy, tt in zip(y[1:], t[1:]):
+        want += np.log(special.comb(tt, yy)) + np.log(special.beta(yy, tt - yy)) + prior
+    got = truth.marginal_loglik({"beta": np.zeros(1), "sigma": sigma}, data)
+    assert got == pytest.approx(want, abs=1e-6)
+    counts = np.array([1.0, 3.0, 50.0, 20000.0])
+    data = truth.GLMMData(np.ones((4, 1)), counts, np.arange(4), "poisson")
+    got = truth.marginal_loglik({"beta": np.zeros(1), "sigma": sigma}, data)
+    assert got == pytest.approx(np.sum(-np.log(counts) + prior), abs=1e-6)
+
+
+def test_truth_gaussian_like_integrals_match_laplace():
+    # large counts: each group's integrand is Gaussian to O(1 / y), Laplace near-exact
+    rng = np.random.default_rng(2)
+    n, G = 60, 6
+    groups = np.repeat(np.arange(G), n // G)
+    x = rng.normal(size=n)
+    y = rng.poisson(np.exp(13.0 + 0.2 * x + rng.normal(size=G)[groups] * 0.5)).astype(float)
+    data = truth.GLMMData(np.column_stack([np.ones(n), x]), y, groups, "poisson")
+    params = {"beta": np.array([13.0, 0.2]), "sigma": 0.5}
+    exact = truth.marginal_loglik(params, data)
+    assert exact == pytest.approx(truth.laplace_loglik(params, data), abs=1e-5)
+    assert exact == pytest.approx(truth.marginal_loglik_quad(params, data), abs=1e-7)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson", "negbin"])
+def test_truth_integral_matches_a_high_node_gauss_hermite_sum(family):
+    from numpy.polynomial.hermite_e import hermegauss
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(3)
+    data = _small_data(family, rng)
+    params = {"beta": np.array([0.2, 0.5]), "sigma": 0.8, "theta": 1.5}
+    z, w = hermegauss(200)  # b = sigma z, not adaptive: many nodes for a smooth integrand
+    eta0 = data.eta(params["beta"])
+    total = 0.0
+    for g in range(data.n_groups):
+        rows = data.groups == g
+        sub = truth.GLMMData(data.X[rows], data.y[rows], np.zeros(rows.sum(), int), family)
+        ll = [truth.row_logpdf(sub, eta0[rows] + params["sigma"] * zk, params)[0].sum() for zk in z]
+        total += logsumexp(np.log(w) + np.array(ll)) - 0.5 * np.log(2 * np.pi)
+    assert truth.marginal_loglik(params, data) == pytest.approx(total, abs=1e-8)
+    assert truth.agq_loglik(params, data, 40) == pytest.approx(total, abs=1e-8)
+
+
+def test_truth_integral_matches_quad_on_messy_groups():
+    # separated binary groups with a large variance, zero-inflated NB, weights, offsets
+    rng = np.random.default_rng(4)
+    n, G = 48, 8
+    groups = np.repeat(np.arange(G), n // G)
+    x = rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    y = (rng.random(n) < 0.5).astype(float)
+    y[groups == 0], y[groups == 1] = 1.0, 0.0
+    data = truth.GLMMData(X, y, groups, "binomial", weights=rng.choice([0.0, 1.0, 2.5], n))
+    params = {"beta": np.array([0.3, -0.4]), "sigma": 3.0}
+    assert truth.marginal_loglik(params, data) == pytest.approx(
+        truth.marginal_loglik_quad(params, data), abs=1e-8
+    )
+    yc = rng.poisson(3.0, n).astype(float)
+    yc[rng.random(n) < 0.3] = 0.0
+    data = truth.GLMMData(
+        X, yc, groups, "negbin", offset=rng.normal(0, 0.3, n), zero_inflation=True
+    )
+    params = {"beta": np.array([1.0, 0.2]), "sigma": 1.1, "theta": 2.0, "zi": 0.2}
+    assert truth.marginal_loglik(params, data) == pytest.approx(
+        truth.marginal_loglik_quad(params, data), abs=1e-8
+    )
+
+
+def test_truth_laplace_is_one_node_agq():
+    rng = np.random.default_rng(5)
+    data = _small_data("poisson", rng)
+    params = {"beta": np.array([0.2, 0.5]), "sigma": 0.9}
+    assert truth.laplace_loglik(params, data) == pytest.approx(
+        truth.agq_loglik(params, data, 1), abs=1e-10
+    )
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_truth_glm_matches_scikit_learn_unpenalised_glms(family):
+    from sklearn.linear_model import LogisticRegression, PoissonRegressor
+
+    rng = np.random.default_rng(6)
+    data = _small_data(family, rng, n_groups=20)
+    x = data.X[:, 1:] * 1000.0 + 19_000.0  # raw scale, uncentred
+    data = truth.GLMMData(np.column_stack([np.ones(len(x)), x]), data.y, data.groups, family)
+    if family == "binomial":
+        est = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(
+            (x - x.mean()) / x.std(), data.y
+        )
+        coef = est.coef_.ravel() / x.std()
+        icpt = est.intercept_[0] - float(coef @ x.mean(axis=0))
+    else:
+        est = PoissonRegressor(alpha=0.0, tol=1e-12, max_iter=10_000).fit(
+            (x - x.mean()) / x.std(), data.y
+        )
+        coef = est.coef_ / x.std()
+        icpt = est.intercept_ - float(coef @ x.mean(axis=0))
+    beta = np.r_[icpt, coef]
+    ref = float(np.sum(truth.row_logpdf(data, data.eta(beta), {})[0]))
+    assert truth.glm_loglik(data) == pytest.approx(ref, abs=1e-6)
+
+
+def test_truth_glm_negbin_frees_theta():
+    rng = np.random.default_rng(7)
+    data = _small_data("poisson", rng, n_groups=30)
+    nb = truth.GLMMData(data.X, data.y, data.groups, "negbin")
+    # the NB GLM nests the Poisson GLM (theta -> infinity)
+    assert truth.glm_loglik(nb) >= truth.glm_loglik(data) - 1e-9
+    y = rng.negative_binomial(0.8, 0.8 / (0.8 + 4.0), 200).astype(float)
+    nb = truth.GLMMData(np.ones((200, 1)), y, np.zeros(200, int), "negbin")
+    pois = truth.GLMMData(np.ones((200, 1)), y, np.zeros(200, int), "poisson")
+    assert truth.glm_loglik(nb) > truth.glm_loglik(pois) + 50
+
+
+def test_truth_best_nearby_finds_the_maximum_and_keeps_a_maximum():
+    A = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 1e4]])
+    top = np.array([0.3, -1.0, 2.0])
+
+    def f(x):
+        d = x - top
+        return 7.0 - 0.5 * d @ A @ d
+
+    found = truth.best_nearby(f, top + [0.5, -0.4, 0.01])
+    assert found.value == pytest.approx(7.0, abs=1e-8)
+    assert truth.best_nearby(f, top).value == pytest.approx(7.0, abs=1e-12)
+
+
+def test_truth_pack_and_unpack_are_inverse():
+    rng = np.random.default_rng(8)
+    data = _small_data("negbin", rng, zero_inflation=True)
+    data.X[:, 1] = data.X[:, 1] * 1e6 + 19_000.0
+    params = {"beta": np.array([-3.0, 2e-6]), "sigma": 0.7, "theta": 3.0, "zi": 0.1}
+    back = truth.unpack(truth.pack(params, data), data)
+    np.testing.assert_allclose(back["beta"], params["beta"], rtol=1e-12)
+    for k in ("sigma", "theta", "zi"):
+        assert back[k] == pytest.approx(params[k], rel=1e-12)
+
+
+# -- the harness catches wrong fits -----------------------------------------------------------
+
+
+def _ordinary_case():
+    """A checkable Poisson data set from the generator whose fit passes every check."""
+    for seed in range(200):
+        case = make_case(seed)
+        if case["checkable"] and case["family"] == "poisson" and not case["zero_inflation"]:
+            m, caught = _fit(case)
+            out = check_fit(case, m, caught)
+            if out.clean and not out.failures:
+                return case, m, caught
+    raise AssertionError("no clean Poisson case among the first 200 seeds")
+
+
+def test_harness_catches_a_loglik_that_is_not_the_fits():
+    case, m, caught = _ordinary_case()
+    m.loglik_ += 0.01
+    kinds = {k for k, _ in check_fit(case, m, caught).failures}
+    assert kinds == {"loglik_value"}
+
+
+def test_harness_catches_a_fit_off_its_optimum():
+    case, m, caught = _ordinary_case()
+    # move the intercept off the optimum, with the log-likelihood of the new point
+    m.intercept_ += 0.3
+    data = truth_data(case)
+    m.loglik_ = truth.laplace_loglik(fitted_params(m, case), data)
+    kinds = {k for k, _ in check_fit(case, m, caught).failures}
+    assert "not_optimal" in kinds and "loglik_value" not in kinds
+    # without the random effect, the nested GLM at a point off its optimum
+    m.random_effects_cov_ = {k: v * 0.0 for k, v in m.random_effects_cov_.items()}
+    m.loglik_ = truth.laplace_loglik(fitted_params(m, case), data)
+    kinds = {k for k, _ in check_fit(case, m, caught).failures}
+    assert {"not_optimal", "below_glm"} <= kinds
+
+
+def test_harness_excuses_a_warned_fit_but_not_a_zero_standard_error():
+    case, m, caught = _ordinary_case()
+    m.intercept_ += 0.3
+    m.loglik_ = truth.laplace_loglik(fitted_params(m, case), truth_data(case))
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        warnings.warn("the fit is doubtful", UserWarning, stacklevel=1)
+    assert not check_fit(case, m, caught + warned).failures
+    table = m.fixed_effects_.copy()
+    table["std_error"] = 0.0
+    m.fixed_effects_ = table
+    kinds = {k for k, _ in check_fit(case, m, caught + warned).failures}
+    assert kinds == {"se_zero"}
+
+
+# -- fits against the truth ----------------------------------------------------------------
+
+
+def test_fuzz_fits_against_the_truth_fast_sample(capsys):
+    outcomes = run_cases(FAST_SEEDS)
+    text = _report(outcomes, capsys)
+    assert not any(o.failures for o in outcomes), text
+
+
+# Data sets of the slow run that fail today, one or two per kind of failure; measured
+# with the library at commit f85a040 (see docs/testing.md)
+FAILING_TODAY = {
+    26: "zero-inflated Poisson: loglik_ is the Laplace value at a local mode of an all-zero "
+    "group, and a better Laplace optimum lies nearby",
+    27: "NB theta_ reported as inf, loglik_ evaluated at the bound of log theta (20)",
+    33: "failed fit: loglik_ -4e277 at parameters whose log-likelihood is -369; SEs of 0",
+    141: "tiny binomial: standard errors of exactly 0",
+    171: "AGQ with 10 nodes is 0.01 from the integral (sigma 2.4, NB)",
+    1036: "failed fit: loglik_ -2e259 at parameters whose log-likelihood is -394",
+    1457: "binomial with 2 groups: converged without warning 0.55 below the nested GLM",
+}
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        pytest.param(seed, marks=pytest.mark.xfail(reason="engine fixes pending", strict=False))
+        for seed in FAILING_TODAY
+    ],
+)
+def test_fuzz_data_sets_that_fail_today(seed):
+    out = check_case(seed)
+    assert not out.failures, f"{FAILING_TODAY[seed]}: {out.failures} ({reproduction(seed)})"
+
+
+@pytest.mark.slow
+def test_fuzz_fits_against_the_truth(capsys):
+    outcomes = run_cases(range(SLOW_START, SLOW_START + N_SLOW))
+    text = _report(outcomes, capsys)
+    assert not any(o.failures for o in outcomes), text
+
+
+def _main(argv):
+    """``python tests/test_fuzz_truth.py SEED [SEED ...]`` or ``--range START STOP``."""
+    if argv[:1] == ["--range"]:
+        outcomes = run_cases(range(int(argv[1]), int(argv[2])))
+        print(summary(outcomes, max_seeds=12))
+        return 1 if any(o.failures for o in outcomes) else 0
+    for seed in map(int, argv):
+        o = check_case(seed)
+        case = make_case(seed)
+        print(f"seed {seed}: {o.description}")
+        est = f"{case['estimator'].__name__}({case['params']})"
+        print(f"  estimator {est}, fit {list(case['fit_params'])}")
+        print(
+            f"  status {o.status}, checkable {o.checkable}, clean {o.clean}, warnings {o.warnings}"
+        )
+        for k, v in o.numbers.items():
+            print(f"  {k}: {v}")
+        for kind, detail in o.failures:
+            print(f"  FAIL {kind}: {detail}")
+        if not o.failures:
+            print("  every check passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,680 @@
+"""Reference log-likelihoods of GLMMs, computed without the library's engine.
+
+A GLMM with ONE grouping factor and a scalar random intercept ``b_g ~ N(0, sigma^2)``:
+
+.. math::
+
+    \\log L = \\sum_g \\log \\int \\prod_{i \\in g} p(y_i \\mid x_i^\\top \\beta + o_i + b)^{w_i}
+        \\, \\phi(b; 0, \\sigma^2) \\, db
+
+for binomial (binary, or successes out of ``trials``) and Poisson outcomes, NB2 with size
+``theta`` (log link), each optionally zero-inflated with a constant probability ``zi``.
+Every constant is included (log binomial coefficients, ``-log y!``), as in the library's
+``loglik_``. Only numpy and scipy are used: nothing here imports ``sklearn_glmm``.
+
+- :func:`marginal_loglik`: the integral by brute force, a trapezoid rule on a
+  ``sinh``-stretched grid around each group's mode that reaches out until the integrand
+  has fallen by ``exp(-45)`` (for a smooth, decaying integrand the trapezoid rule
+  converges geometrically; ``test_fuzz_truth.py`` compares it with
+  ``scipy.integrate.quad``, closed forms and a 200-node Gauss-Hermite sum);
+- :func:`laplace_loglik`: the Laplace approximation at each group's highest mode (a grid
+  of starts, then damped Newton steps) with its exact curvature;
+- :func:`agq_loglik`: adaptive Gauss-Hermite quadrature with a given number of nodes,
+  centred at the same modes;
+- :func:`glm_loglik`: the maximised log-likelihood of the nested GLM (no random effect;
+  NB's theta and the zero-inflation probability free);
+- :func:`best_nearby`: Nelder-Mead (then Powell, when that improved anything) from a
+  given point, to see whether a better maximum lies next to a fit's.
+
+``params`` is a dict: ``beta`` (coefficients of the columns of ``data.X``, the intercept
+column included), ``sigma`` (the random intercept's SD, 0 allowed), ``theta`` (NB only;
+``inf`` is the Poisson limit) and ``zi`` (zero-inflated models only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+from scipy import optimize, special
+
+FAMILIES = ("binomial", "poisson", "negbin")
+_LOG_2PI = float(np.log(2.0 * np.pi))
+_DROP = 45.0  # the integrand is followed until it falls below exp(-_DROP) of its peak
+_DV = 0.04  # largest step of the trapezoid rule in the stretched variable
+
+
+@dataclass
+class GLMMData:
+    """Outcomes, design (intercept column included) and one grouping factor.
+
+    ``groups`` holds level codes ``0 .. G-1`` (every level present). ``trials`` is for the
+    binomial family (``None``: one trial per row); ``weights`` multiply each row's
+    log-density; ``offset`` is added to the linear predictor.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    family: str
+    trials: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    zero_inflation: bool = False
+    # derived: rows sorted by group for the level sums
+    _order: np.ndarray = field(init=False, repr=False)
+    _starts: np.ndarray = field(init=False, repr=False)
+    _row_group: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.zero_inflation and self.family == "binomial":
+            raise ValueError("zero inflation is for the count families")
+        self.X = np.asarray(self.X, dtype=float)
+        if self.X.ndim == 1:
+            self.X = self.X[:, None]
+        n = self.X.shape[0]
+        self.y = np.asarray(self.y, dtype=float)
+        codes = np.asarray(self.groups)
+        if codes.dtype.kind not in "iu":
+            codes = np.unique(codes, return_inverse=True)[1]
+        self.groups = codes.astype(np.int64)
+        if self.groups.min() < 0 or set(np.unique(self.groups)) != set(range(self.n_groups)):
+            raise ValueError("groups must be codes 0 .. G-1 with every level present")
+        self.trials = np.ones(n) if self.trials is None else np.asarray(self.trials, float)
+        self.weights = np.ones(n) if self.weights is None else np.asarray(self.weights, float)
+        self.offset = np.zeros(n) if self.offset is None else np.asarray(self.offset, float)
+        self._order = np.argsort(self.groups, kind="stable")
+        sorted_codes = self.groups[self._order]
+        self._starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        self._row_group = sorted_codes
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.groups.max()) + 1
+
+    def group_sums(self, v: np.ndarray) -> np.ndarray:
+        """Sums over each group's rows of ``v`` (n,) or (n, K): shape (G,) or (G, K)."""
+        return np.add.reduceat(v[self._order], self._starts, axis=0)
+
+    def eta(self, beta) -> np.ndarray:
+        return self.X @ np.asarray(beta, dtype=float) + self.offset
+
+
+# -- the conditional log-density and its derivatives in eta -------------------------
+
+
+def _log_choose(n, k):
+    return special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+
+
+def _y_minus_mu(y, eta):
+    """y - exp(eta), for large y as -y expm1(eta - log y) (no cancellation)."""
+    ypos = np.where(y > 0, y, 1.0)
+    with np.errstate(over="ignore"):
+        return np.where(y > 0, -y * np.expm1(eta - np.log(ypos)), -np.exp(eta))
+
+
+def _poisson(y, eta):
+    """log p, d/deta, d2/deta2; log p = y (r - expm1 r) + log p(y | mu = y), r = eta - log y."""
+    ypos = np.where(y > 0, y, 1.0)
+    log_y = np.log(ypos)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = eta - log_y
+        mu = np.exp(eta)
+        dev = np.where(y > 0, y * (r - np.expm1(r)), -mu)
+    sat = np.where(y > 0, y * log_y - y - special.gammaln(y + 1.0), 0.0)
+    return dev + sat, _y_minus_mu(y, eta), -mu
+
+
+def _lgamma_ratio(y, theta):
+    """log Gamma(y + theta) - log Gamma(theta) = log Gamma(y) - log B(y, theta) for y > 0."""
+    ypos = np.where(y > 0, y, 1.0)
+    return np.where(y > 0, special.gammaln(ypos) - special.betaln(ypos, theta), 0.0)
+
+
+def _stirling_tail(x):
+    """log Gamma(x) - [(x - 1/2) log x - x + log(2 pi) / 2], for x >= 10 (error < 1e-10)."""
+    x2 = x * x
+    return (1.0 / 12.0 - (1.0 / 360.0 - 1.0 / (1260.0 * x2)) / x2) / x
+
+
+def _negbin(y, eta, theta):
+    if not np.isfinite(theta):
+        return _poisson(y, eta)
+    log_theta = np.log(theta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        log_tm = np.logaddexp(log_theta, eta)  # log(theta + mu)
+        s = np.exp(log_theta - log_tm)  # theta / (theta + mu)
+        r = np.exp(eta - log_tm)  # mu / (theta + mu)
+        ymm = _y_minus_mu(y, eta)
+        # theta log(theta / (theta + mu)), free of the cancellation of two large logs
+        size_term = -theta * np.log1p(np.exp(eta - log_theta))
+        if theta < 1e4:
+            logp = _lgamma_ratio(y, theta) - special.gammaln(y + 1.0) + size_term
+            logp = logp + special.xlogy(y, r)
+        else:
+            # Stirling's series for log Gamma(y + theta) - log Gamma(theta) - y log(theta + y),
+            # then y log((theta + y) / (theta + mu)) = y log1p((y - mu) / (theta + mu))
+            ratio = (
+                (theta - 0.5) * np.log1p(y / theta)
+                - y
+                + _stirling_tail(theta + y)
+                - _stirling_tail(theta)
+            )
+            y_eta_fact = np.where(y > 0, y * eta - special.gammaln(y + 1.0), 0.0)
+            logp = ratio + special.xlogy(y, 1.0 + ymm / np.exp(log_tm)) + y_eta_fact
+            logp = logp + size_term
+    d1 = s * ymm
+    d2 = -s * r * (y + theta)
+    return logp, d1, d2
+
+
+def _binomial(y, eta, trials):
+    e = np.exp(-np.abs(eta))
+    p = np.where(eta >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    pq = e / (1.0 + e) ** 2  # p (1 - p) without cancellation
+    logp = y * eta - trials * np.logaddexp(0.0, eta) + _log_choose(trials, y)
+    return logp, y - trials * p, -trials * pq
+
+
+def _log_p0(family, eta, theta):
+    """log P(Y = 0) of the count part and its first two eta-derivatives."""
+    mu = np.exp(np.minimum(eta, 700.0))
+    if family == "poisson" or not np.isfinite(theta):
+        return -mu, -mu, -mu
+    log_theta = np.log(theta)
+    log_tm = np.logaddexp(log_theta, eta)
+    s, r = np.exp(log_theta - log_tm), np.exp(eta - log_tm)
+    return -theta * np.log1p(np.exp(eta - log_theta)), -theta * r, -theta * s * r
+
+
+def row_logpdf(data: GLMMData, eta: np.ndarray, params: dict):
+    """Weighted log p(y_i | eta_i) and its first two eta-derivatives; eta (n,) or (n, K).
+
+    Overflow far out in the tails gives infinite or NaN values, which the callers treat
+    as a zero density.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _row_logpdf(data, eta, params)
+
+
+def _row_logpdf(data, eta, params):
+    y = data.y if eta.ndim == 1 else data.y[:, None]
+    w = data.weights if eta.ndim == 1 else data.weights[:, None]
+    fam = data.family
+    theta = float(params.get("theta") or np.inf) if fam == "negbin" else np.inf
+    if fam == "binomial":
+        t = data.trials if eta.ndim == 1 else data.trials[:, None]
+        logp, d1, d2 = _binomial(y, eta, t)
+    elif fam == "poisson":
+        logp, d1, d2 = _poisson(y, eta)
+    else:
+        logp, d1, d2 = _negbin(y, eta, theta)
+    if data.zero_inflation:
+        pi = float(params["zi"])
+        log_pi, log_1m = np.log(pi), np.log1p(-pi)
+        a, a1, a2 = _log_p0(fam, eta, theta)
+        lz = np.logaddexp(log_pi, log_1m + a)
+        r = np.exp(log_1m + a - lz)  # P(the zero came from the count part)
+        zero = y == 0
+        logp = np.where(zero, lz, log_1m + logp)
+        d1 = np.where(zero, r * a1, d1)
+        d2 = np.where(zero, r * a2 + r * (1.0 - r) * a1**2, d2)
+    # rows of zero weight contribute nothing, whatever their density
+    return (
+        np.where(w > 0, w * logp, 0.0),
+        np.where(w > 0, w * d1, 0.0),
+        np.where(w > 0, w * d2, 0.0),
+    )
+
+
+# -- each group's integrand h(b) = log p(y_g | b) - b^2 / (2 sigma^2) --------------------
+
+
+def _h(data, eta0, params, b, sigma):
+    """h at each group's value b (G,) or (G, K), with h' and h''."""
+    B = b[data.groups]
+    eta = eta0 if B.ndim == 1 else eta0[:, None]
+    s2 = sigma * sigma
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        ll, d1, d2 = row_logpdf(data, eta + B, params)
+        return (
+            data.group_sums(ll) - 0.5 * b**2 / s2,
+            data.group_sums(d1) - b / s2,
+            data.group_sums(d2) - 1.0 / s2,
+        )
+
+
+def group_modes(data: GLMMData, params: dict, max_iter: int = 100):
+    """Each group's mode of h (a grid of starts, then damped Newton), h and h'' there."""
+    sigma = abs(float(params["sigma"]))
+    eta0 = data.eta(params["beta"])
+    G = data.n_groups
+    grid = sigma * np.r_[0.0, np.linspace(-8.0, 8.0, 33)]
+    hv = _h(data, eta0, params, np.broadcast_to(grid, (G, len(grid))), sigma)[0]
+    hv = np.where(np.isfinite(hv), hv, -np.inf)
+    b = grid[np.argmax(hv, axis=1)]
+    h, d1, d2 = _h(data, eta0, params, b, sigma)
+    # the rounding error of h: its terms grow like y |eta| (up to 1e9 with large counts)
+    size = data.y + (data.trials if data.family == "binomial" else 0.0)
+    slack = 1e-15 * data.group_sums(
+        data.weights * (size * (np.abs(eta0) + np.log1p(size) + 2.0) + 1.0)
+    )
+    done = np.zeros(G, dtype=bool)
+    for _ in range(max_iter):
+        # Newton where h is concave, else a step of sigma / 2 uphill
+        concave = d2 < 0
+        step = np.where(concave, -d1 / np.where(concave, d2, -1.0), 0.5 * sigma * np.sign(d1))
+        gain = np.where(concave, 0.5 * d1 * step, np.inf)  # Newton's predicted increase
+        done |= (np.abs(step) <= 1e-13 * (1.0 + np.abs(b))) | (gain <= 1e-13)
+        if done.all():
+            break
+        t = np.where(done, 0.0, 1.0)
+        for _ in range(30):
+            b_new = b + t * step
+            h_new, d1_new, d2_new = _h(data, eta0, params, b_new, sigma)
+            ok = done | (np.isfinite(h_new) & (h_new >= h))
+            if ok.all():
+                break
+            t = np.where(ok, t, 0.5 * t)
+        # no step uphill, or a gain at the rounding of h: the mode to rounding, which the
+        # polish below refines
+        done |= ~ok | (ok & (h_new - h <= slack))
+        take = ok
+        b = np.where(take, b_new, b)
+        h = np.where(take, h_new, h)
+        d1 = np.where(take, d1_new, d1)
+        d2 = np.where(take, d2_new, d2)
+    # polish: Newton steps on h' = 0 while they shrink |h'| (where h is nearly flat, a
+    # mode found to h's rounding can still be far off in b, and h'' with it)
+    for _ in range(8):
+        step = np.where(d2 < 0, -d1 / np.where(d2 < 0, d2, -1.0), 0.0)
+        b_new = b + step
+        h_new, d1_new, d2_new = _h(data, eta0, params, b_new, sigma)
+        take = (np.abs(d1_new) < np.abs(d1)) & (h_new >= h - slack)
+        if not take.any():
+            break
+        b = np.where(take, b_new, b)
+        h = np.where(take, h_new, h)
+        d1 = np.where(take, d1_new, d1)
+        d2 = np.where(take, d2_new, d2)
+    return b, h, d2
+
+
+def _check_params(params):
+    sigma = abs(float(params["sigma"]))
+    if not np.all(np.isfinite(params["beta"])) or not np.isfinite(sigma):
+        return None
+    return sigma
+
+
+def _no_random_effect(data, params):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        ll = row_logpdf(data, data.eta(params["beta"]), params)[0]
+    return float(np.sum(ll))
+
+
+def laplace_loglik(params: dict, data: GLMMData) -> float:
+    """The Laplace approximation: sum_g h(b_g) - log(sigma^2 H_g) / 2, H = -h''(b_g)."""
+    sigma = _check_params(params)
+    if sigma is None:
+        return np.nan
+    if sigma == 0.0:
+        return _no_random_effect(data, params)
+    b, h, d2 = group_modes(data, params)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.sum(h - 0.5 * np.log(-(sigma**2) * d2)))
+
+
+def agq_loglik(params: dict, data: GLMMData, n_agq: int) -> float:
+    """Adaptive Gauss-Hermite quadrature with ``n_agq`` nodes at each group's mode."""
+    sigma = _check_params(params)
+    if sigma is None:
+        return np.nan
+    if sigma == 0.0:
+        return _no_random_effect(data, params)
+    b, h, d2 = group_modes(data, params)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = 1.0 / np.sqrt(-d2)
+    z, w = hermegauss(n_agq)  # weights for exp(-z^2 / 2), summing to sqrt(2 pi)
+    eta0 = data.eta(params["beta"])
+    nodes = b[:, None] + s[:, None] * z[None, :]
+    hk = _h(data, eta0, params, nodes, sigma)[0]
+    terms = np.log(w)[None, :] + hk - h[:, None] + 0.5 * z[None, :] ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_l = h - 0.5 * _LOG_2PI - np.log(sigma) + np.log(s) + special.logsumexp(terms, axis=1)
+    return float(np.sum(log_l))
+
+
+def _reach(data, eta0, params, b, h, scale, sigma, sign):
+    """How far (in units of ``scale``) from the mode the integrand stays above exp(-_DROP)."""
+    ladder = 2.0 ** np.arange(0, 27)  # up to 6.7e7 units
+    pts = b[:, None] + sign * scale[:, None] * ladder[None, :]
+    hv = _h(data, eta0, params, pts, sigma)[0]
+    above = np.where(np.isfinite(hv), hv - h[:, None] > -_DROP, False)
+    # the first ladder point beyond the last one still above the threshold
+    last = np.where(above.any(axis=1), len(ladder) - 1 - np.argmax(above[:, ::-1], axis=1), -1)
+    return ladder[np.minimum(last + 1, len(ladder) - 1)]
+
+
+def log_integrals(data, params, sigma, modes, h_modes, d2_modes):
+    """log of each group's integral of exp(h(b)) db (the brute-force trapezoid rule)."""
+    eta0 = data.eta(params["beta"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = 1.0 / np.sqrt(-d2_modes)
+    s = np.where(np.isfinite(s) & (s > 0), s, sigma)
+    # the grid's unit near the mode; at most 1 on the linear-predictor scale so that the
+    # binomial integrand's complex singularities (distance pi) stay far in grid units
+    unit = np.minimum(s, 1.0)
+    hi = _reach(data, eta0, params, modes, h_modes, unit, sigma, +1.0)
+    lo = _reach(data, eta0, params, modes, h_modes, unit, sigma, -1.0)
+    v_lo, v_hi = -np.arcsinh(lo), np.arcsinh(hi)
+    K = int(np.clip(np.ceil(np.max(v_hi - v_lo) / _DV), 64, 4000)) + 1
+    frac = np.linspace(0.0, 1.0, K)
+    v = v_lo[:, None] + (v_hi - v_lo)[:, None] * frac[None, :]
+    dv = (v_hi - v_lo) / (K - 1)
+    pts = modes[:, None] + unit[:, None] * np.sinh(v)
+    hv = _h(data, eta0, params, pts, sigma)[0]
+    log_jac = np.log(unit)[:, None] + np.log(np.cosh(v))
+    terms = np.where(np.isfinite(hv), hv - h_modes[:, None], -np.inf) + log_jac
+    terms[:, [0, -1]] -= np.log(2.0)  # trapezoid end weights
+    return h_modes + np.log(dv) + special.logsumexp(terms, axis=1)
+
+
+def marginal_loglik(params: dict, data: GLMMData) -> float:
+    """The exact marginal log-likelihood (the integrals by brute force)."""
+    sigma = _check_params(params)
+    if sigma is None:
+        return np.nan
+    if sigma == 0.0:
+        return _no_random_effect(data, params)
+    b, h, d2 = group_modes(data, params)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_l = log_integrals(data, params, sigma, b, h, d2) - 0.5 * _LOG_2PI - np.log(sigma)
+    return float(np.sum(log_l))
+
+
+def marginal_loglik_quad(params: dict, data: GLMMData) -> float:
+    """The same integrals by ``scipy.integrate.quad``, one group at a time (slow; for tests)."""
+    from scipy import integrate
+
+    sigma = abs(float(params["sigma"]))
+    if sigma == 0.0:
+        return _no_random_effect(data, params)
+    b, h, d2 = group_modes(data, params)
+    eta0 = data.eta(params["beta"])
+    total = 0.0
+    for g in range(data.n_groups):
+        rows = data.groups == g
+        sub = GLMMData(
+            data.X[rows],
+            data.y[rows],
+            np.zeros(int(rows.sum()), dtype=int),
+            data.family,
+            data.trials[rows],
+            data.weights[rows],
+            data.offset[rows],
+            data.zero_inflation,
+        )
+        e0 = eta0[rows]
+
+        def f(x, sub=sub, e0=e0, g=g):
+            ll = row_logpdf(sub, e0 + x, params)[0].sum() - 0.5 * x * x / sigma**2
+            return np.exp(ll - h[g])
+
+        s = 1.0 / np.sqrt(-d2[g])
+        pts = b[g] + s * np.array([-8.0, -4.0, -1.0, 0.0, 1.0, 4.0, 8.0])
+        mid, _ = integrate.quad(
+            f, pts[0], pts[-1], points=pts[1:-1], epsabs=0, epsrel=1e-12, limit=500
+        )
+        left, _ = integrate.quad(f, -np.inf, pts[0], epsabs=1e-300, epsrel=1e-12, limit=500)
+        right, _ = integrate.quad(f, pts[-1], np.inf, epsabs=1e-300, epsrel=1e-12, limit=500)
+        total += h[g] + np.log(mid + left + right) - 0.5 * _LOG_2PI - np.log(sigma)
+    return float(total)
+
+
+# -- the nested GLM ----------------------------------------------------------------------
+
+
+def _glm_beta(data, params, beta0, max_iter=200):
+    """Maximise the GLM log-likelihood over beta at fixed theta / zi (damped Newton)."""
+    X = data.X
+    beta = np.array(beta0, dtype=float)
+
+    def value(bt):
+        ll = row_logpdf(data, data.eta(bt), params)[0]
+        v = float(np.sum(ll))
+        return v if np.isfinite(v) else -np.inf
+
+    f = value(beta)
+    for _ in range(max_iter):
+        _, d1, d2 = row_logpdf(data, data.eta(beta), params)
+        grad = X.T @ d1
+        H = X.T @ (-d2[:, None] * X)
+        step = np.linalg.lstsq(H, grad, rcond=1e-12)[0]
+        if not np.all(np.isfinite(step)) or np.dot(step, grad) <= 0:
+            step = grad / max(np.linalg.norm(grad), 1.0)
+        t, improved = 1.0, False
+        for _ in range(50):
+            f_new = value(beta + t * step)
+            if f_new >= f:
+                improved = f_new > f + 1e-13 * abs(f)
+                beta, f = beta + t * step, f_new
+                break
+            t *= 0.5
+        if not improved:
+            break
+    return beta, f
+
+
+def _start_beta(data):
+    beta = np.zeros(data.X.shape[1])
+    ones = np.flatnonzero(np.all(data.X == 1.0, axis=0))
+    if len(ones):
+        w = data.weights
+        if data.family == "binomial":
+            p = np.sum(w * data.y) / max(np.sum(w * data.trials), 1e-300)
+            beta[ones[0]] = special.logit(np.clip(p, 1e-6, 1 - 1e-6))
+        else:
+            beta[ones[0]] = np.log(np.sum(w * data.y) / max(np.sum(w), 1e-300) + 1e-3)
+        beta[ones[0]] -= np.average(data.offset, weights=np.where(w > 0, w, 0) + 1e-300)
+    return beta
+
+
+def glm_loglik(data: GLMMData) -> float:
+    """The maximised log-likelihood of the GLM without random effects.
+
+    beta by damped Newton at each NB theta / zero-inflation probability, those by a grid
+    and then Brent (one of them) or Nelder-Mead (both), on the profile log-likelihood.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _glm_loglik(data)
+
+
+def _glm_loglik(data: GLMMData) -> float:
+    centre, scale, _ = column_scaling(data)
+    data = GLMMData(
+        (data.X - centre) / scale,
+        data.y,
+        data.groups,
+        data.family,
+        data.trials,
+        data.weights,
+        data.offset,
+        data.zero_inflation,
+    )
+    beta0 = _start_beta(data)
+    extras = []
+    if data.family == "negbin":
+        extras.append(("theta", np.linspace(-6.0, 24.0, 16)))
+    if data.zero_inflation:
+        extras.append(("zi", np.linspace(-8.0, 4.0, 9)))
+    memo = {"beta": beta0}
+
+    def to_params(z):
+        p = {"beta": None, "sigma": 0.0}
+        for (name, _), v in zip(extras, z):
+            p[name] = float(np.exp(v)) if name == "theta" else float(special.expit(v))
+        return p
+
+    def profile(z):
+        p = to_params(z)
+        beta, f = _glm_beta(data, p, memo["beta"])
+        if np.isfinite(f):
+            memo["beta"] = beta
+        return f
+
+    if not extras:
+        return float(profile(()))
+    grids = np.meshgrid(*[g for _, g in extras], indexing="ij")
+    cands = np.column_stack([g.ravel() for g in grids])
+    vals = np.array([profile(z) for z in cands])
+    z0 = cands[int(np.argmax(vals))]
+    best = float(np.max(vals))
+    if len(extras) == 1:
+        lo, hi = z0[0] - 2.0, z0[0] + 2.0
+        res = optimize.minimize_scalar(
+            lambda v: -profile([v]), bounds=(lo, hi), method="bounded", options={"xatol": 1e-7}
+        )
+        best = max(best, -float(res.fun))
+    else:
+        res = optimize.minimize(
+            lambda z: -profile(z), z0, method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-10}
+        )
+        best = max(best, -float(res.fun))
+    if data.family == "negbin" and not data.zero_inflation:
+        best = max(best, profile([np.inf]))  # the Poisson limit
+    return best
+
+
+# -- parameters as one unconstrained vector, and polishing a maximum ---------------------
+
+
+def column_scaling(data: GLMMData):
+    """Centres and scales of the columns of X, and the intercept column (or ``None``).
+
+    Non-constant columns are centred (when an intercept column, all ones, is there to
+    take up the centres) and divided by their SD; constant columns are left as they are.
+    """
+    X = data.X
+    sd = X.std(axis=0)
+    const = sd == 0
+    ones = np.flatnonzero(np.all(X == 1.0, axis=0))
+    anchor = int(ones[0]) if len(ones) else None
+    centre = np.where(const | (anchor is None), 0.0, X.mean(axis=0))
+    return centre, np.where(const, 1.0, sd), anchor
+
+
+def pack(params: dict, data: GLMMData) -> np.ndarray:
+    """[beta of the centred and scaled columns, sigma, log theta (NB), logit zi (ZI)]."""
+    centre, scale, anchor = column_scaling(data)
+    beta = np.asarray(params["beta"], float)
+    v = beta * scale
+    if anchor is not None:  # the intercept becomes the linear predictor at the centres
+        v[anchor] = beta[anchor] + np.sum(beta * centre)
+    out = [v, [float(params["sigma"])]]
+    if data.family == "negbin":
+        theta = params.get("theta")
+        out.append([20.0 if theta is None or not np.isfinite(theta) else np.log(theta)])
+    if data.zero_inflation:
+        out.append([special.logit(params["zi"])])
+    return np.concatenate(out)
+
+
+def unpack(x: np.ndarray, data: GLMMData) -> dict:
+    """The inverse of :func:`pack`."""
+    centre, scale, anchor = column_scaling(data)
+    p = data.X.shape[1]
+    beta = np.asarray(x[:p], float) / scale
+    if anchor is not None:
+        beta[anchor] = x[anchor] - np.sum(np.delete(beta * centre, anchor))
+    params = {"beta": beta, "sigma": abs(float(x[p]))}
+    k = p + 1
+    if data.family == "negbin":
+        params["theta"] = float(np.exp(min(x[k], 700.0)))
+        k += 1
+    if data.zero_inflation:
+        params["zi"] = float(special.expit(x[k]))
+    return params
+
+
+@dataclass
+class Nearby:
+    """What :func:`best_nearby` found: the best value and where (``x``), and the start's."""
+
+    value: float
+    x: np.ndarray
+    start_value: float
+    n_evaluations: int
+
+
+def _curvature_steps(f, x0, f0):
+    """Per coordinate, a step over which f falls by about 1/2 (second differences)."""
+    steps = np.empty(len(x0))
+    for k in range(len(x0)):
+        h = 1e-3 * max(1.0, abs(x0[k]))
+        for _ in range(8):
+            e = np.zeros(len(x0))
+            e[k] = h
+            c = -(f(x0 + e) + f(x0 - e) - 2.0 * f0) / h**2
+            if np.isfinite(c) and c * h * h < 1.0:
+                break
+            h /= 10.0
+        steps[k] = 1.0 / np.sqrt(c) if np.isfinite(c) and c > 0 else 0.1 * max(1.0, abs(x0[k]))
+        steps[k] = min(steps[k], 1.0 * max(1.0, abs(x0[k])))
+    return steps
+
+
+def best_nearby(fun, params, *, max_evaluations: int | None = None) -> Nearby:
+    """Maximise ``fun`` (a function of a vector) from ``params`` by Nelder-Mead, then Powell.
+
+    Coordinates are scaled by the function's curvature at the start, so that one unit
+    of every coordinate costs about 1/2 in log-likelihood. Powell runs after
+    Nelder-Mead only when Nelder-Mead improved on the start by more than 1e-4 (there
+    is then a better point, which Powell may push further). Non-finite values count
+    as ``-inf``.
+    """
+    x0 = np.asarray(params, dtype=float)
+    count = [0]
+
+    def f(x):
+        count[0] += 1
+        with np.errstate(all="ignore"):
+            v = fun(x)
+        return float(v) if np.isfinite(v) else -np.inf
+
+    f0 = f(x0)
+    steps = _curvature_steps(f, x0, f0)
+    d = len(x0)
+    maxfev = max_evaluations or 200 * d
+    best = [f0, x0.copy()]
+
+    def negf(z):
+        x = x0 + steps * z
+        v = f(x)
+        if v > best[0]:
+            best[0], best[1] = v, x
+        return -v if np.isfinite(v) else np.inf
+
+    res = optimize.minimize(
+        negf,
+        np.zeros(d),
+        method="Nelder-Mead",
+        options={
+            "initial_simplex": np.vstack([np.zeros(d), np.eye(d)]),
+            "xatol": 1e-5,
+            "fatol": 1e-9,
+            "maxfev": maxfev,
+        },
+    )
+    if best[0] > f0 + 1e-4:
+        optimize.minimize(
+            negf,
+            res.x,
+            method="Powell",
+            options={"xtol": 1e-5, "ftol": 1e-11, "maxfev": maxfev},
+        )
+    return Nearby(best[0], best[1], f0, count[0])
