@@ -98,8 +98,9 @@ class ParameterBlock:
 NB_THETA = ParameterBlock(
     name="log_theta",
     reported="nb_theta",
-    # bounded so that theta -> infinity (Poisson data) stays finite
-    bounds=(-10.0, 20.0),
+    # bounded so that theta -> infinity (Poisson data) stays finite; at theta = e^30
+    # the NB2 likelihood equals the Poisson one to ~1e-7 even for counts of 1e6
+    bounds=(-10.0, 30.0),
     start=0.0,
     to_reported=np.exp,
     attribute="theta_",

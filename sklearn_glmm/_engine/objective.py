@@ -133,6 +133,10 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
     )
 
 
+# starting values of a second mode search for families that are not log-concave:
+# spherical random effects from -8 to 8 prior SDs
+_MODE_GRID = np.linspace(-8.0, 8.0, 17)
+
 # Newton decrement (twice the expected gain) below which a step is taken without the
 # decrease test: the quadratic model is exact there to far below the log-density's rounding
 _NEAR_MODE = 1e-8
@@ -318,6 +322,48 @@ class Objective:
         self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra, bt=bt)
         return u
 
+    def _unit_objective(self):
+        """Penalised log-density of each unit (level) at the current modes."""
+        s = self.state
+        return self._row_sum(s["der"].loglik) - 0.5 * self._u_sum(s["u"] * s["u"])
+
+    def _highest_modes(self, beta, theta, extra):
+        """For a family that is not log-concave (zero inflation), the highest mode.
+
+        A level whose outcomes are all zero can have two modes (the zeros explained
+        by the count part or by the inflation); the Laplace approximation is taken
+        at the higher one. The search from the warm start is compared with one from
+        ``u = 0``, unit by unit, and the higher mode of each kept.
+        """
+        first_u, first_obj = self.u.copy(), self._unit_objective()
+        try:
+            self.pirls(beta, theta, extra, u0=self._grid_start(first_u, first_obj, extra))
+        except InnerSolveFailure:
+            self.pirls(beta, theta, extra, u0=first_u)
+            return
+        second = self._unit_objective()
+        better_first = first_obj > second + 1e-10 * (1.0 + np.abs(second))
+        if not better_first.any():
+            return
+        u = np.where(better_first[self.u_unit], first_u, self.u)
+        self.pirls(beta, theta, extra, u0=u)
+
+    def _grid_start(self, u, obj, extra):
+        """A second start for the mode search: ``u = 0``, or for a scalar random effect
+        the best of a grid of values per level (where its penalised log-density beats
+        the mode found), so that a mode far from both starts is found too."""
+        if not self._scalar:
+            return np.zeros(self.Q)
+        s, g = self.state, self.groups[0]
+        a = s["a_vals"][:, 0]
+        best_u, best = np.zeros_like(u), np.full(len(u), -np.inf)
+        for v in _MODE_GRID:
+            d = self._derivs(s["eta_fix"] + a * v, extra)
+            h = g.sum(d.loglik) - 0.5 * v * v
+            take = h > best
+            best_u[take], best[take] = v, h[take]
+        return np.where(best > obj, best_u, u)
+
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
         """:meth:`pirls` for one factor with a scalar random effect.
 
@@ -446,6 +492,8 @@ class Objective:
         u_keep = self.u
         try:
             self.pirls(beta, theta, extra)
+            if not self.data.family.log_concave:
+                self._highest_modes(beta, theta, extra)
             return True
         except InnerSolveFailure:
             pass

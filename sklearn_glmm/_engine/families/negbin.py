@@ -17,6 +17,7 @@ from .base import (
     _mu_minus_y,
     _weighted,
 )
+from .poisson import Poisson
 
 
 class NegativeBinomial2(Family):
@@ -54,6 +55,10 @@ class NegativeBinomial2(Family):
         return {k: v for k, v in vars(self).items() if k != "_memo"} | {"_memo": None}
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
+        if extra[0] >= NB_THETA.bounds[1]:
+            # theta on its bound is theta = infinity: the Poisson limit, exactly (the NB2
+            # terms of order 1e7 would leave rounding of 1e-3 in a log-likelihood there)
+            return _POISSON.derivs(y, eta, trials, weights, (), const)
         theta = np.exp(extra[0])
         eta = np.minimum(eta, _ETA_MAX)  # beyond it mu would overflow
         mu = np.exp(eta)
@@ -89,8 +94,11 @@ class NegativeBinomial2(Family):
         """Derivatives in ``log theta`` of ``loglik``, ``d1`` and ``w``, each (1, n).
 
         Analytic: a finite difference of a log-density of order 1e7 (counts in the
-        millions) is lost in its rounding.
+        millions) is lost in its rounding. Zero on the bound (the Poisson limit).
         """
+        if extra[0] >= NB_THETA.bounds[1]:
+            zero = np.zeros((1, len(eta)))
+            return zero, zero, zero
         theta = np.exp(extra[0])
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
@@ -113,6 +121,8 @@ class NegativeBinomial2(Family):
         return dl[None], dd1[None], dw[None]
 
     def log_p0(self, eta, extra):
+        if extra[0] >= NB_THETA.bounds[1]:
+            return _POISSON.log_p0(eta)
         theta = np.exp(extra[0])
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
@@ -148,3 +158,6 @@ class NegativeBinomial2(Family):
     def cdf(self, y, mu, trials, extra):
         theta = np.exp(extra[0])
         return stats.nbinom.cdf(y, theta, theta / (theta + mu))
+
+
+_POISSON = Poisson()
