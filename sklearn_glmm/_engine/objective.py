@@ -135,7 +135,7 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
 
 # starting values of a second mode search for families that are not log-concave:
 # spherical random effects from -8 to 8 prior SDs
-_MODE_GRID = np.linspace(-8.0, 8.0, 17)
+_MODE_GRID = np.linspace(-8.0, 8.0, 9)
 
 # Newton decrement (twice the expected gain) below which a step is taken without the
 # decrease test: the quadratic model is exact there to far below the log-density's rounding
@@ -336,8 +336,11 @@ class Objective:
         ``u = 0``, unit by unit, and the higher mode of each kept.
         """
         first_u, first_obj = self.u.copy(), self._unit_objective()
+        start = self._grid_start(first_u, first_obj, extra)
+        if start is None:  # no point of the grid beats the modes found
+            return
         try:
-            self.pirls(beta, theta, extra, u0=self._grid_start(first_u, first_obj, extra))
+            self.pirls(beta, theta, extra, u0=start)
         except InnerSolveFailure:
             self.pirls(beta, theta, extra, u0=first_u)
             return
@@ -362,7 +365,8 @@ class Objective:
             h = g.sum(d.loglik) - 0.5 * v * v
             take = h > best
             best_u[take], best[take] = v, h[take]
-        return np.where(best > obj, best_u, u)
+        higher = best > obj + 1e-10 * (1.0 + np.abs(obj))
+        return np.where(higher, best_u, u) if higher.any() else None
 
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
         """:meth:`pirls` for one factor with a scalar random effect.
