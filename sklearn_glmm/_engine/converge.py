@@ -3,6 +3,9 @@
 Order of calls in :func:`check_optimum` (after
 :func:`~sklearn_glmm._engine.optimize.fit_objective`):
 
+0. ``highest_modes`` — for a family that is not log-concave (zero inflation) the
+   conditional modes are searched for the highest from here on, and the fit resumed
+   when that changes the objective;
 1. ``glm_bound`` — the model without random effects is the mixed model with every
    covariance parameter at zero, so its maximised likelihood is a lower bound for
    the mixed model's. A fit that ends below it is restarted from the GLM's optimum
@@ -118,6 +121,27 @@ def _pseudo_inverse(Hf):
     return inv, bool(np.any(~good) or np.any(~pos)), negative
 
 
+def highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
+    """For a family that is not log-concave, the objective at the highest modes.
+
+    A zero-inflated level can have two conditional modes; the Laplace
+    approximation belongs at the higher. The optimiser runs with the cheaper
+    search (from its warm start); here the search for the highest mode is switched
+    on for good, and when it changes the objective at the optimum the fit is
+    resumed from there.
+    """
+    if obj.data.family.log_concave or not hasattr(obj, "global_modes"):
+        return x, fun
+    obj.global_modes = True
+    obj._last_key = None
+    val = obj.evaluate(x)
+    if abs(val - fun) <= 1e-8 * (1.0 + abs(fun)):
+        return x, val
+    r = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx)
+    record.stages.append(("highest modes", float(r.fun), int(r.nit), str(r.message)))
+    return r.x, float(r.fun)
+
+
 def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     """The better of ``x`` and a fit restarted from the nested GLM's optimum.
 
@@ -200,6 +224,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     diag_idx = [k for k, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
     with single_threaded_blas(), _quiet_trial_points():
         fun = obj.evaluate(x)
+        x, fun = highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, H, (record.max_grad, record.max_scaled_grad) = newton_polish(obj, x, bounds)
         record.objective = float(obj.evaluate(x))

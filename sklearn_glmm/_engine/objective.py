@@ -193,6 +193,9 @@ class Objective:
         self._w, self._trials, self._const = _fixed_terms(data)
         self._last_key, self._last_val, self._last_grad = None, np.inf, None
         self._predictor = None
+        # search for the highest of several modes (families that are not log-concave);
+        # switched on by the convergence checks (see sklearn_glmm._engine.converge)
+        self.global_modes = False
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
@@ -496,7 +499,7 @@ class Objective:
         u_keep = self.u
         try:
             self.pirls(beta, theta, extra)
-            if not self.data.family.log_concave:
+            if self.global_modes:
                 self._highest_modes(beta, theta, extra)
             return True
         except InnerSolveFailure:

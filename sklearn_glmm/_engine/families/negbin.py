@@ -34,6 +34,17 @@ class NegativeBinomial2(Family):
     log_concave = True  # w >= 0 everywhere
     blocks = (NB_THETA,)
 
+    def mean_curvature(self, y, trials, weights) -> float:
+        """Typical Fisher weight of one row, mu theta / (mu + theta), at the starting
+        theta: at most theta however large the counts (the scale of a count's
+        information is its overdispersion, not its mean)."""
+        wsum = np.sum(weights)
+        if not wsum > 0:
+            return 1.0
+        mu = np.sum(weights * y) / wsum
+        theta = np.exp(NB_THETA.start)
+        return float(mu * theta / (mu + theta))
+
     def constant(self, y, trials):
         """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
         return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
