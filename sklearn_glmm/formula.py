@@ -32,7 +32,9 @@ order, R's under ``LC_COLLATE=C``) and ``True`` is the success of a logical outc
 
 from __future__ import annotations
 
+import ast
 import re
+import warnings
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
@@ -239,19 +241,46 @@ def _evaluate(expr: str, data: pd.DataFrame) -> pd.Series:
 # ---------------------------------------------------------------------------
 
 
+def _required(texts: list[str]) -> set[str]:
+    """Names the formula texts use (callers intersect them with the data's columns).
+
+    formulaic's ``required_variables`` leaves out the arguments of its stateful transforms
+    (``time`` in ``poly(time, 2)``, ``w`` in ``center(w)``), so every factor's expression
+    is read for the names it uses.
+    """
+    formulaic = _formulaic()
+    names = set()
+    for text in texts:
+        formula = formulaic.Formula(_formulaic_text(text, warn=False))
+        names |= set(formula.required_variables)
+        for term in formula:
+            for factor in term.factors:
+                names |= _expression_names(factor.expr)
+    return names
+
+
+def _expression_names(expr: str) -> set[str]:
+    """Names an expression reads: ``poly(time, 2)`` -> {"poly", "time"}; a name in
+    backquotes (a column name with spaces) is one name."""
+    quoted = set(re.findall(r"`([^`]*)`", expr))
+    try:
+        tree = ast.parse(re.sub(r"`[^`]*`", "_", expr), mode="eval")
+    except SyntaxError:
+        return quoted | {expr}
+    return quoted | {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
 def _variables(pieces: _Pieces) -> set[str]:
     """Names the formula uses (callers intersect them with the data's columns)."""
-    formulaic = _formulaic()
     formulas = [pieces.fixed, *(bar.lhs for bar in pieces.bars)]
     # Offsets and responses are single expressions: "a - b" is a difference, not a removal.
     expressions = [*pieces.offsets, *_response_parts(pieces.lhs)]
-    names = set()
-    for text in formulas + [f"I({expr})" for expr in expressions]:
-        text = _formulaic_text(text, warn=False)
-        names |= set(formulaic.Formula(text).required_variables)
-    for bar in pieces.bars:
-        names |= {c for factor in _group_parts(bar.group) for c in factor}
-    return names
+    names = _required(formulas + [f"I({expr})" for expr in expressions])
+    return names | _group_variables(pieces)
+
+
+def _group_variables(pieces: _Pieces) -> set[str]:
+    return {c for bar in pieces.bars for factor in _group_parts(bar.group) for c in factor}
 
 
 def _complete_rows(data: pd.DataFrame, pieces: _Pieces) -> np.ndarray:
@@ -451,7 +480,30 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
         The fixed-effect columns without the intercept, ready for ``predict``.
     """
     _formulaic()
-    return _r_frame(model_spec.get_model_matrix(data, context=_context()))[0]
+    from formulaic.errors import DataMismatchWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataMismatchWarning)
+        try:
+            matrix = model_spec.get_model_matrix(data, context=_context())
+        except DataMismatchWarning as exc:
+            raise ValueError(_new_levels_message(model_spec, exc)) from None
+    return _r_frame(matrix)[0]
+
+
+def _new_levels_message(model_spec, warning) -> str:
+    """R's "factor x has new levels" for formulaic's warning about unseen categories."""
+    found = re.search(r"\{.*\}", str(warning))
+    levels = {
+        str(name): list(state.get("categories", []))
+        for name, (kind, state) in model_spec.encoder_state.items()
+        if "categories" in state
+    }
+    return (
+        f"The data have factor level(s) {found.group(0) if found else ''} not seen in fit "
+        f"(R: 'factor has new levels'); the fitted levels are {levels}. A fixed effect cannot "
+        "be predicted for a level it was not estimated for."
+    )
 
 
 # ---------------------------------------------------------------------------
