@@ -1,7 +1,6 @@
 """Tests for sklearn_glmm.formula: designs built from lme4 formulas."""
 
 import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -336,11 +335,12 @@ class _Recorder:
 
 @pytest.fixture()
 def recorder(monkeypatch):
-    module = types.ModuleType("sklearn_glmm.estimators")
+    # glmer builds the classes of sklearn_glmm._formula_model
+    from sklearn_glmm import _formula_model
+
     for name in ("BinomialGLMM", "PoissonGLMM", "NegBinGLMM"):
-        setattr(module, name, type(name, (_Recorder,), {}))
-    monkeypatch.setitem(sys.modules, "sklearn_glmm.estimators", module)
-    return module
+        monkeypatch.setattr(_formula_model, name, type(name, (_Recorder,), {}))
+    return _formula_model
 
 
 def test_glmer_builds_and_fits_estimator(recorder, long):
