@@ -153,9 +153,11 @@ class _RawDataPredictions:
             return False
         columns = set(map(str, X.columns))
         design = {str(c) for c in getattr(self, "feature_names_in_", [])}
-        if set(state.fixed_variables) <= columns and columns != design:
+        if columns == design:  # the design columns, as design_matrix builds them
+            return False
+        if set(state.fixed_variables) <= columns:
             return True
-        if design and design <= columns:
+        if design <= columns:
             return False
         missing = sorted(set(state.fixed_variables) - columns)
         raise ValueError(

@@ -257,6 +257,15 @@ def test_missing_variables_and_partial_groups():
         m.predict(df.drop(columns="x").assign(z=1.0))
 
 
+def test_null_model_reads_groups_from_raw_data(binary):
+    m = _quiet(glmer, "y ~ 1 + (1 | id)", binary)
+    rows = binary.iloc[[0, 50, 100]]
+    X = design_matrix(m.design_info_, rows)
+    assert X.shape == (3, 0)
+    np.testing.assert_allclose(m.predict_proba(rows), m.predict_proba(X, rows["id"]))
+    np.testing.assert_allclose(m.predict_proba(rows[[]]), m.predict_proba(X))
+
+
 def test_offset_column_and_offset_array(counts):
     df = counts.assign(log_exposure=np.log(counts["exposure"]))
     by_name = _quiet(glmer, "y ~ time + (1 | id)", df, "poisson", offset="log_exposure")
