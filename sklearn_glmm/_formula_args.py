@@ -124,7 +124,7 @@ def check_r_arguments(params: dict, estimator_class, function: str) -> None:
         raise TypeError(
             f"{function}() got unexpected argument(s) {unknown}. It takes formula, data, family, "
             "nAGQ (or n_agq), weights, offset, ziformula and the estimator's parameters "
-            f"{sorted(known - {'random_effects', 'fit_intercept', 'group_columns'})}."
+            f"{sorted(known - {'random_effects', 'fit_intercept', 'group_columns', 'n_agq'})}."
         )
 
 

@@ -679,9 +679,11 @@ def glmer(
     >>> m.predict(df.head(2), type="response", re_form="NA")  # doctest: +SKIP
     array([0.85174..., 0.85174...])
     """
-    formula, data = check_formula_first(formula, data, "glmer")
+    # glmmTMB calls glmer under its own name, for the messages
+    function = estimator_params.pop("_function", "glmer")
+    formula, data = check_formula_first(formula, data, function)
     estimator_class, zero_inflation = _estimator_class(family, ziformula)
-    check_r_arguments(estimator_params, estimator_class, "glmer")
+    check_r_arguments(estimator_params, estimator_class, function)
     n_agq = resolve_n_agq(n_agq, nAGQ)
     if not isinstance(data, pd.DataFrame):
         data = pd.DataFrame(data)
@@ -744,8 +746,7 @@ def glmmTMB(formula: str, data: pd.DataFrame = None, family: str | None = None, 
     >>> df, _ = make_longitudinal("negbin", random_state=0)
     >>> m = glmmTMB("y ~ time + treatment + (1 | id)", df, family="nbinom2")  # doctest: +SKIP
     """
-    formula, data = check_formula_first(formula, data, "glmmTMB")
-    return glmer(formula, data, family, **kwargs)
+    return glmer(formula, data, family, _function="glmmTMB", **kwargs)
 
 
 # ---------------------------------------------------------------------------

@@ -187,8 +187,10 @@ def test_r_arguments_without_counterpart(binary, kwargs, match):
 def test_swapped_formula_and_data(binary):
     with pytest.raises(TypeError, match="formula first and the data second"):
         glmer(binary, "y ~ time + (1 | id)")
-    with pytest.raises(TypeError, match="formula first"):
+    with pytest.raises(TypeError, match=r"glmmTMB\(formula, data, ...\) takes the formula first"):
         glmmTMB(binary, "y ~ time + (1 | id)", family="poisson")
+    with pytest.raises(TypeError, match=r"glmmTMB\(\): R's argument control="):
+        glmmTMB("y ~ time + (1 | id)", binary, family="binomial", control=None)
     with pytest.raises(TypeError, match="needs data="):
         glmer("y ~ time + (1 | id)")
 
