@@ -220,7 +220,7 @@ class _RawDataPredictions:
                 "(population level)."
             )
         frame = _group_frame(state.bars, data)
-        return frame[[c for c in self._factor_order]]
+        return frame[list(self._factor_order)]
 
     def _raw_offset(self, data, offset, complete):
         from .formula import _offset
