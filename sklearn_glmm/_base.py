@@ -163,6 +163,8 @@ class _BaseGLMM(BaseEstimator):
         """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``."""
         cols = getattr(self, "group_columns", None)
         if cols is None:
+            cols = getattr(self, "_group_columns_fit", None)  # fit(X, y, groups="id")
+        if cols is None:
             return X, groups
         cols = [cols] if isinstance(cols, str) else list(cols)
         if not isinstance(X, pd.DataFrame):
@@ -173,7 +175,8 @@ class _BaseGLMM(BaseEstimator):
         missing = [c for c in cols if c not in X.columns]
         if missing:
             raise ValueError(
-                f"group_columns {missing} are not columns of X; available: {list(X.columns)}."
+                f"grouping column(s) {missing} (group_columns, or groups= naming columns at fit) "
+                f"are not columns of X; available: {list(X.columns)}."
             )
         if groups is not None:
             raise ValueError("Pass either groups or group_columns, not both.")
@@ -336,6 +339,12 @@ class _BaseGLMM(BaseEstimator):
         if y_arr.ndim == 2:
             with at_user_line():  # DataConversionWarning, as scikit-learn estimators
                 y_arr = column_or_1d(y, warn=True)
+        # groups="id" naming a column of a DataFrame X: group_columns="id" for this fit
+        self._group_columns_fit = None
+        if isinstance(groups, str) and self.group_columns is None:
+            if not (isinstance(X, pd.DataFrame) and groups in X.columns):
+                raise ValueError(f"groups={groups!r} names no column of X (a DataFrame).")
+            self._group_columns_fit, groups = [groups], None
         X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
@@ -402,7 +411,8 @@ class _BaseGLMM(BaseEstimator):
         if population not in ("marginal", "zero"):
             raise ValueError(f"population must be 'marginal' or 'zero', got {population!r}.")
         Xa, groups_from_X = self._validate_X(X, reset=False)
-        if groups is None:
+        named = getattr(self, "_group_columns_fit", None)  # predict(X, groups="id") after fit
+        if groups is None or (isinstance(groups, str) and [groups] == named):
             groups = groups_from_X
         n = Xa.shape[0]
         off = as_float_vector(offset, "offset", n, default=0.0)

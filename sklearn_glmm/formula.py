@@ -32,9 +32,10 @@ order, R's under ``LC_COLLATE=C``) and ``True`` is the success of a logical outc
 
 from __future__ import annotations
 
+import ast
 import re
+import warnings
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,19 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _formula_model
+from ._formula_args import (
+    ESTIMATORS,
+    FAMILY_PARAMS,
+    LINKS,
+    check_formula_first,
+    check_not_counts,
+    check_r_arguments,
+    parse_family,
+    proportions_with_trials,
+    resolve_n_agq,
+)
+from ._formula_model import FormulaState
 from ._formula_text import (
     _BarTerm,
     _check_r_operators,
@@ -65,12 +79,6 @@ __all__ = [
 # formulaic writes a level as name[T.level] (treatment contrast) or name[level];
 # R pastes the level onto the name.
 _LEVEL = re.compile(r"\[(?:T\.)?([^\[\]]*)\]")
-_FAMILIES = {
-    "binomial": "BinomialGLMM",
-    "poisson": "PoissonGLMM",
-    "negbin": "NegBinGLMM",
-    "nbinom2": "NegBinGLMM",
-}
 
 
 @dataclass
@@ -239,19 +247,46 @@ def _evaluate(expr: str, data: pd.DataFrame) -> pd.Series:
 # ---------------------------------------------------------------------------
 
 
+def _required(texts: list[str]) -> set[str]:
+    """Names the formula texts use (callers intersect them with the data's columns).
+
+    formulaic's ``required_variables`` leaves out the arguments of its stateful transforms
+    (``time`` in ``poly(time, 2)``, ``w`` in ``center(w)``), so every factor's expression
+    is read for the names it uses.
+    """
+    formulaic = _formulaic()
+    names = set()
+    for text in texts:
+        formula = formulaic.Formula(_formulaic_text(text, warn=False))
+        names |= set(formula.required_variables)
+        for term in formula:
+            for factor in term.factors:
+                names |= _expression_names(factor.expr)
+    return names
+
+
+def _expression_names(expr: str) -> set[str]:
+    """Names an expression reads: ``poly(time, 2)`` -> {"poly", "time"}; a name in
+    backquotes (a column name with spaces) is one name."""
+    quoted = set(re.findall(r"`([^`]*)`", expr))
+    try:
+        tree = ast.parse(re.sub(r"`[^`]*`", "_", expr), mode="eval")
+    except SyntaxError:
+        return quoted | {expr}
+    return quoted | {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
 def _variables(pieces: _Pieces) -> set[str]:
     """Names the formula uses (callers intersect them with the data's columns)."""
-    formulaic = _formulaic()
     formulas = [pieces.fixed, *(bar.lhs for bar in pieces.bars)]
     # Offsets and responses are single expressions: "a - b" is a difference, not a removal.
     expressions = [*pieces.offsets, *_response_parts(pieces.lhs)]
-    names = set()
-    for text in formulas + [f"I({expr})" for expr in expressions]:
-        text = _formulaic_text(text, warn=False)
-        names |= set(formulaic.Formula(text).required_variables)
-    for bar in pieces.bars:
-        names |= {c for factor in _group_parts(bar.group) for c in factor}
-    return names
+    names = _required(formulas + [f"I({expr})" for expr in expressions])
+    return names | _group_variables(pieces)
+
+
+def _group_variables(pieces: _Pieces) -> set[str]:
+    return {c for bar in pieces.bars for factor in _group_parts(bar.group) for c in factor}
 
 
 def _complete_rows(data: pd.DataFrame, pieces: _Pieces) -> np.ndarray:
@@ -359,8 +394,9 @@ def _offset(offsets: tuple[str, ...], data: pd.DataFrame) -> pd.Series | None:
     return total.rename("offset")
 
 
-def _parse(formula: str, data) -> tuple[GLMMDesign, np.ndarray]:
-    """The design and the positional mask of the rows kept."""
+def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
+    """The design and the positional mask of the rows kept (``complete``: rows with a missing
+    weight or offset, which R's na.omit also drops)."""
     _formulaic()
     if not isinstance(data, pd.DataFrame):
         data = pd.DataFrame(data)
@@ -371,6 +407,8 @@ def _parse(formula: str, data) -> tuple[GLMMDesign, np.ndarray]:
             "use a scikit-learn GLM for models without random effects."
         )
     keep = _complete_rows(data, pieces)
+    if complete is not None:
+        keep &= complete
     complete = data.loc[keep]
     X, fit_intercept, spec = _fixed_design(pieces, complete)
     y, trials = _response(pieces.lhs, complete)
@@ -451,7 +489,30 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
         The fixed-effect columns without the intercept, ready for ``predict``.
     """
     _formulaic()
-    return _r_frame(model_spec.get_model_matrix(data, context=_context()))[0]
+    from formulaic.errors import DataMismatchWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataMismatchWarning)
+        try:
+            matrix = model_spec.get_model_matrix(data, context=_context())
+        except DataMismatchWarning as exc:
+            raise ValueError(_new_levels_message(model_spec, exc)) from None
+    return _r_frame(matrix)[0]
+
+
+def _new_levels_message(model_spec, warning) -> str:
+    """R's "factor x has new levels" for formulaic's warning about unseen categories."""
+    found = re.search(r"\{.*\}", str(warning))
+    levels = {
+        str(name): list(state.get("categories", []))
+        for name, (kind, state) in model_spec.encoder_state.items()
+        if "categories" in state
+    }
+    return (
+        f"The data have factor level(s) {found.group(0) if found else ''} not seen in fit "
+        f"(R: 'factor has new levels'); the fitted levels are {levels}. A fixed effect cannot "
+        "be predicted for a level it was not estimated for."
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -459,11 +520,17 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------
 
 
-def _estimator_class(family: str, ziformula: str | None):
-    """(estimator class, zero-inflated) for a family name and a ziformula."""
-    key = str(family).strip().lower()
-    if key not in _FAMILIES:
-        raise ValueError(f"family must be one of {sorted(_FAMILIES)}, got {family!r}.")
+def _estimator_class(family, ziformula: str | None):
+    """(estimator class, zero-inflated, family parameters) for R's family string and a
+    ziformula (the parameters select the family and link within the class).
+
+    The classes are those of :mod:`sklearn_glmm._formula_model`: the estimators, which also
+    predict from data holding the formula's variables.
+    """
+    key, link = parse_family("binomial" if family is None else family)
+    params = dict(FAMILY_PARAMS.get(key, {}))
+    if link != LINKS[key][0]:
+        params["link"] = link
     zero_inflation = False
     if ziformula is not None:
         zi = str(ziformula).replace(" ", "")
@@ -473,22 +540,37 @@ def _estimator_class(family: str, ziformula: str | None):
                 "probability for all rows) or '~0' (none)."
             )
         zero_inflation = zi == "~1"
-        if zero_inflation and key == "binomial":
+        if zero_inflation and ESTIMATORS[key] == "BinomialGLMM":
             raise NotImplementedError("Zero inflation is available for count families only.")
-    estimators = import_module(f"{__package__}.estimators")
-    return getattr(estimators, _FAMILIES[key]), zero_inflation
+    return getattr(_formula_model, ESTIMATORS[key]), zero_inflation, params
 
 
-def _sample_weight(weights, data: pd.DataFrame, keep: np.ndarray):
-    """Weights for the kept rows: a column name or an array over all rows of data."""
-    if weights is None:
+def _row_values(values, data: pd.DataFrame, name: str) -> np.ndarray | None:
+    """``weights=`` / ``offset=``: a column of ``data`` or one value per row of ``data``."""
+    if values is None:
         return None
-    if isinstance(weights, str):
-        return data.loc[keep, weights].to_numpy(dtype=float)
-    weights = np.asarray(weights, dtype=float)
-    if weights.shape != (len(data),):
-        raise ValueError(f"weights must have shape ({len(data)},), got {weights.shape}.")
-    return weights[keep]
+    if isinstance(values, str):
+        if values not in data.columns:
+            raise ValueError(
+                f"{name}={values!r} names no column of data; columns: {list(data.columns)}."
+            )
+        return data[values].to_numpy(dtype=float)
+    values = np.asarray(values, dtype=float)
+    if values.shape != (len(data),):
+        raise ValueError(
+            f"{name} must be a column name or have one value per row of data, shape "
+            f"({len(data)},); got {values.shape}."
+        )
+    return values
+
+
+def _total_offset(formula_offset, argument):
+    """The ``offset()`` terms plus the ``offset=`` argument (None when neither is given)."""
+    if argument is None:
+        return formula_offset
+    if formula_offset is None:
+        return argument
+    return formula_offset.to_numpy(dtype=float) + argument
 
 
 def _r_success_level(y: pd.Series):
@@ -505,14 +587,34 @@ def _r_success_level(y: pd.Series):
     return None
 
 
+def _formula_state(formula: str, data: pd.DataFrame, model_spec, offset) -> FormulaState:
+    """What the fitted model needs to predict from data holding the formula's variables."""
+    pieces = _split_formula(formula)
+    columns = set(map(str, data.columns))
+    offsets = _required([f"I({expr})" for expr in pieces.offsets]) if pieces.offsets else set()
+    return FormulaState(
+        formula=formula,
+        bars=pieces.bars,
+        offsets=pieces.offsets,
+        model_spec=model_spec,
+        fixed_variables=tuple(sorted(_required([pieces.fixed]) & columns)),
+        offset_variables=tuple(sorted(offsets & columns)),
+        group_variables=tuple(sorted(_group_variables(pieces))),
+        offset_column=offset if isinstance(offset, str) else None,
+        offset_array=offset is not None and not isinstance(offset, str),
+    )
+
+
 def glmer(
     formula: str,
-    data: pd.DataFrame,
-    family: str = "binomial",
+    data: pd.DataFrame = None,
+    family: str | None = None,
     *,
-    n_agq: int = 1,
+    nAGQ: int | None = None,  # noqa: N803 (R's name)
+    n_agq: int | None = None,
     ziformula: str | None = None,
     weights=None,
+    offset=None,
     **estimator_params,
 ):
     """Fit a GLMM from an lme4 formula, as ``lme4::glmer`` does.
@@ -521,21 +623,38 @@ def glmer(
     ----------
     formula : str
         lme4 formula, e.g. ``"y ~ time + treatment + (1 | id)"``; see
-        :func:`parse_glmm_formula` for the syntax read.
+        :func:`parse_glmm_formula` for the syntax read. It comes first and the data
+        second, as in R (swapped arguments raise ``TypeError``).
     data : pandas.DataFrame
         Long-format data.
-    family : {"binomial", "poisson", "negbin", "nbinom2"}, default="binomial"
-        Outcome family; ``"nbinom2"`` (glmmTMB's name) is ``"negbin"``.
-    n_agq : int, default=1
-        Quadrature points per random effect; 1 is the Laplace approximation.
+    family : str, default=None (binomial)
+        R's family as a string: ``"binomial"``, ``"poisson"``, ``"nbinom2"`` (glmmTMB's
+        NB2, also ``"negbin"``), optionally with its link as R writes it:
+        ``"binomial(link = 'logit')"``, ``'binomial(link = "logit")'``,
+        ``"poisson(link = 'log')"``. Other links raise ``ValueError`` naming the ones
+        available. When no family is given the model is binomial, and an outcome of
+        counts (whole numbers above 1) raises: pass ``family="poisson"``.
+    nAGQ, n_agq : int, default=1
+        Quadrature points per random effect (R's ``nAGQ``; ``n_agq`` is the estimator's
+        name, pass one); 1 is the Laplace approximation.
     ziformula : {"~1", "~0"} or None, default=None
         glmmTMB's zero-inflation formula; ``"~1"`` fits one zero-inflation
         probability (count families only).
     weights : str or array-like of shape (n_rows,), default=None
-        Case weights: a column of ``data`` or one value per row of ``data``.
+        A column of ``data`` or one value per row of ``data``. Case weights; for a
+        binomial outcome of proportions (numbers in [0, 1]) they are the numbers of
+        trials, as in R (``glmer(prop ~ x + (1 | id), weights = n, family = binomial)``).
+    offset : str or array-like of shape (n_rows,), default=None
+        A column of ``data`` or one value per row, added to the formula's ``offset()``
+        terms. A column name is read again from new data by ``predict``; lme4's
+        ``predict(newdata)`` ignores this argument (write ``offset(...)`` in the formula
+        for R's predictions), and an array cannot be rebuilt: pass ``offset=`` to
+        ``predict`` then.
     **estimator_params
-        Further estimator parameters, such as ``max_iter`` or ``tol``. For
-        ``family="binomial"`` the outcome's levels decide the class modelled, as
+        Further estimator parameters, such as ``max_iter`` or ``tol``. R's arguments
+        without a counterpart (``control``, ``start``, ``subset``, ``REML``, ...)
+        raise ``TypeError`` saying what to do instead. For ``family="binomial"`` the
+        outcome's levels decide the class modelled, as
         in R: a pandas Categorical models every category but its first
         (``pos_label`` is set to the second category present); strings and
         booleans follow ``BinomialGLMM``'s rule (the later string in sorted
@@ -544,9 +663,16 @@ def glmer(
     Returns
     -------
     estimator : BinomialGLMM, PoissonGLMM or NegBinGLMM
-        Fitted, with ``formula_`` and ``design_info_`` (the fixed part's
-        formulaic model spec; :func:`design_matrix` turns new data into
-        ``X``). Coefficients carry R's names.
+        Fitted, with ``formula_`` and ``design_info_`` (the fixed part's formulaic model
+        spec). Coefficients carry R's names. It is an instance of the family's
+        estimator (a subclass, ``sklearn_glmm._formula_model``) whose ``predict``,
+        ``predict_proba``, ``decision_function``, ``predict_mean`` and
+        ``predict_interval`` also take a DataFrame holding the formula's variables --
+        R's ``predict(m, newdata)``: the training levels, contrasts and ``poly()`` /
+        ``scale()`` coefficients are applied, the grouping columns give the groups and
+        the ``offset()`` terms are evaluated -- with R's ``re_form`` (``None`` or NA)
+        and ``type`` (``"response"`` or ``"link"``). Numeric ``X`` (the design columns)
+        works as for any estimator, so the same object goes into Pipelines.
 
     Examples
     --------
@@ -556,42 +682,69 @@ def glmer(
     >>> m = glmer("y ~ trt * sex + (1 | id)", df, family="binomial")  # doctest: +SKIP
     >>> list(m.fixed_effects_.index)  # doctest: +SKIP
     ['(Intercept)', 'trttreat', 'sexmale', 'trttreat:sexmale']
+    >>> m.predict(df.head(2), type="response", re_form="NA")  # doctest: +SKIP
+    array([0.85174..., 0.85174...])
     """
-    estimator_class, zero_inflation = _estimator_class(family, ziformula)
-    design, keep = _parse(formula, data)
+    # glmmTMB calls glmer under its own name, for the messages
+    function = estimator_params.pop("_function", "glmer")
+    formula, data = check_formula_first(formula, data, function)
+    estimator_class, zero_inflation, family_params = _estimator_class(family, ziformula)
+    check_r_arguments(estimator_params, estimator_class, function)
+    n_agq = resolve_n_agq(n_agq, nAGQ)
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(data)
+    w_all = _row_values(weights, data, "weights")
+    off_all = _row_values(offset, data, "offset")
+    complete = np.ones(len(data), dtype=bool)
+    for values in (w_all, off_all):
+        if values is not None:
+            complete &= ~np.isnan(values)  # R's na.omit drops them too
+    design, keep = _parse(formula, data, complete)
+    binomial = estimator_class.__name__ == "BinomialGLMM"
     params = {
         "random_effects": design.random_effects,
         "n_agq": n_agq,
         "fit_intercept": design.fit_intercept,
+        **family_params,
         **estimator_params,
     }
     if zero_inflation:
         params["zero_inflation"] = True
+    sample_weight = None if w_all is None else w_all[keep]
+    y, trials = design.y, design.trials
+    if binomial and trials is None and sample_weight is not None:
+        proportions = proportions_with_trials(y, sample_weight)
+        if proportions is not None:  # R: the weights of proportions are the trials
+            (y, trials), sample_weight = proportions, None
+    if family is None and trials is None:
+        check_not_counts(y)
     fit_params = {
         "groups": design.groups,
-        "offset": design.offset,
-        "sample_weight": _sample_weight(weights, pd.DataFrame(data), keep),
+        "offset": _total_offset(design.offset, None if off_all is None else off_all[keep]),
+        "sample_weight": sample_weight,
     }
-    if design.trials is not None:
-        if estimator_class.__name__ != "BinomialGLMM":
+    if trials is not None:
+        if not binomial:
             raise ValueError("A cbind(successes, failures) response needs family='binomial'.")
-        fit_params["trials"] = design.trials
-    elif estimator_class.__name__ == "BinomialGLMM" and "pos_label" not in params:
-        success = _r_success_level(design.y)
+        fit_params["trials"] = trials
+    elif binomial and "pos_label" not in params:
+        success = _r_success_level(y)
         if success is not None:
             params["pos_label"] = success
     estimator = estimator_class(**params)
-    estimator.fit(design.X, design.y, **fit_params)
+    estimator.fit(design.X, y, **fit_params)
     estimator.formula_ = formula
     estimator.design_info_ = design.model_spec
+    estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator
 
 
-def glmmTMB(formula: str, data: pd.DataFrame, family: str = "binomial", **kwargs):  # noqa: N802
+def glmmTMB(formula: str, data: pd.DataFrame = None, family: str | None = None, **kwargs):  # noqa: N802
     """Fit a GLMM from a glmmTMB formula: :func:`glmer` under glmmTMB's name.
 
     ``family="nbinom2"`` is glmmTMB's NB2 (``NegBinGLMM``) and ``ziformula="~1"``
-    adds one zero-inflation probability; see :func:`glmer` for the parameters.
+    adds one zero-inflation probability; see :func:`glmer` for the parameters and
+    for predicting from new data.
 
     Examples
     --------
@@ -600,7 +753,7 @@ def glmmTMB(formula: str, data: pd.DataFrame, family: str = "binomial", **kwargs
     >>> df, _ = make_longitudinal("negbin", random_state=0)
     >>> m = glmmTMB("y ~ time + treatment + (1 | id)", df, family="nbinom2")  # doctest: +SKIP
     """
-    return glmer(formula, data, family, **kwargs)
+    return glmer(formula, data, family, _function="glmmTMB", **kwargs)
 
 
 # ---------------------------------------------------------------------------

@@ -108,3 +108,12 @@ def test_binary_outcomes_are_refused():
         BinomialGLMM(family="betabinomial", link="probit").fit(
             DATA[["x"]], DATA["y"], groups=DATA["id"], trials=DATA["n"]
         )
+
+
+def test_formula_front_end_reads_betabinomial():
+    # glmmTMB(cbind(y, n - y) ~ x + (1 | id), data = d, family = betabinomial)
+    from sklearn_glmm.formula import glmmTMB
+
+    m = glmmTMB("cbind(y, n - y) ~ x + (1 | id)", DATA, family="betabinomial")
+    assert m.family == "betabinomial"
+    assert m.loglik_ == pytest.approx(REF["loglik"], abs=0.01)

@@ -1,7 +1,6 @@
 """Tests for sklearn_glmm.formula: designs built from lme4 formulas."""
 
 import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -294,6 +293,24 @@ def test_formula_transformer_in_pipeline(veg):
     assert list(as_pandas.transform(veg).columns) == list(pipe[:-1].get_feature_names_out())
 
 
+def test_design_matrix_new_level_raises(veg):
+    design = parse_glmm_formula("y ~ trt * sex + (1 | id)", veg)
+    new = veg.head(2).assign(trt=["treat", "placebo"])
+    with pytest.raises(ValueError, match=r"\{'placebo'\} not seen in fit"):
+        design_matrix(design.model_spec, new)
+
+
+def test_missing_values_inside_stateful_transforms_drop_rows(long):
+    df = long.copy()
+    df.loc[[1, 4], "time"] = np.nan
+    design = parse_glmm_formula("y ~ poly(time, 2) + center(treatment) + (1 | id)", df)
+    assert list(design.dropped_rows) == [1, 4]
+    df.loc[7, "treatment"] = np.nan
+    assert list(
+        parse_glmm_formula("y ~ poly(time, 2) + center(treatment) + (1 | id)", df).dropped_rows
+    ) == [1, 4, 7]
+
+
 def test_design_matrix_on_new_data(veg):
     design = parse_glmm_formula("y ~ trt * sex + (1 | id)", veg)
     new = veg.iloc[[3, 0, 17]]
@@ -318,11 +335,12 @@ class _Recorder:
 
 @pytest.fixture()
 def recorder(monkeypatch):
-    module = types.ModuleType("sklearn_glmm.estimators")
+    # glmer builds the classes of sklearn_glmm._formula_model
+    from sklearn_glmm import _formula_model
+
     for name in ("BinomialGLMM", "PoissonGLMM", "NegBinGLMM"):
-        setattr(module, name, type(name, (_Recorder,), {}))
-    monkeypatch.setitem(sys.modules, "sklearn_glmm.estimators", module)
-    return module
+        monkeypatch.setattr(_formula_model, name, type(name, (_Recorder,), {}))
+    return _formula_model
 
 
 def test_glmer_builds_and_fits_estimator(recorder, long):

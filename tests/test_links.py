@@ -152,3 +152,14 @@ def test_latent_variance_follows_the_link():
     for link, expected in (("logit", np.pi**2 / 3), ("probit", 1.0), ("cloglog", np.pi**2 / 6)):
         m, _ = _fit(link, 1)
         assert variance_components(m).distribution == pytest.approx(expected)
+
+
+def test_formula_front_end_reads_the_link():
+    # glmer(y ~ week + drug + (1 | id), d, family = binomial(link = "probit"))
+    from sklearn_glmm.formula import glmer
+
+    m = glmer("y ~ week + drug + (1 | id)", DATA, family="binomial(link = 'probit')")
+    assert m.link == "probit"
+    assert m.loglik_ == pytest.approx(REF["probit"]["glmmTMB"]["loglik"], abs=0.01)
+    with pytest.raises(ValueError, match="not available"):
+        glmer("y ~ week + (1 | id)", DATA, family="poisson(link = 'identity')")

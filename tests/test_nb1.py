@@ -107,3 +107,12 @@ def test_nbinom1_without_overdispersion_settles_at_phi_zero():
     assert OverdispersionWarning in cats and ConvergenceWarning not in cats
     assert m.phi_ == 0.0 and m.phi_at_boundary_
     assert m.loglik_ == pytest.approx(pois.loglik_, abs=1e-3)
+
+
+def test_formula_front_end_reads_nbinom1():
+    # glmmTMB(y ~ x + (1 | id), data = d, family = nbinom1)
+    from sklearn_glmm.formula import glmmTMB
+
+    m = glmmTMB("y ~ x + (1 | id)", DATA, family="nbinom1")
+    assert m.family == "nbinom1"
+    assert m.loglik_ == pytest.approx(REF["nb1"]["loglik"], abs=0.01)

@@ -1,0 +1,428 @@
+"""Formula fits that predict from raw data, as R's ``predict(m, newdata, re.form, type)``.
+
+:func:`sklearn_glmm.formula.glmer` returns one of the classes below: a subclass of the
+estimator of its family, with the same name, the same parameters and the same methods,
+which also knows the formula it was fitted from. Its prediction methods take either
+
+- a DataFrame holding the formula's variables (``trt``, ``sex``, ``time``, the grouping
+  column ``id``, the variables of ``offset()`` terms): the formula's fixed part is applied
+  to it with the training levels, contrasts and ``poly()``/``scale()`` coefficients, the
+  grouping columns give the groups, and the offset terms are evaluated, as R's
+  ``predict(m, newdata)`` does; or
+- the design columns (``trttreat``, ``sexmale``, ...) or a numeric array, with
+  ``groups=`` and ``offset=`` as for any estimator -- what Pipelines and cross-validation
+  pass.
+
+They add R's arguments ``re_form`` (``None`` is R's ``re.form = NULL``, conditional on the
+groups; ``NA`` / ``"NA"`` / ``"~0"`` is R's ``re.form = NA``, random effects at zero) and,
+on ``predict``, ``type`` (``"response"`` or ``"link"``).
+
+Why a subclass rather than a wrapper: the object ``glmer`` returns is the estimator
+(``isinstance(m, sklearn_glmm.BinomialGLMM)``), so ``summary()``, ``confint()``,
+``sklearn_glmm.anova(m1, m2)``, the plots, ``clone`` and Pipelines treat it as they treat
+any estimator, and the extra arguments need no change to the estimators' own signatures.
+Refitting it (``fit``) or cloning it forgets the formula: it is then the plain estimator.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _num_samples
+
+from . import estimators
+
+__all__ = ["BinomialGLMM", "NegBinGLMM", "PoissonGLMM"]
+
+_NA_TEXT = {"NA", "~0", "~-1", "NAN"}
+
+
+@dataclass(frozen=True)
+class FormulaState:
+    """What prediction from raw data needs to know about the formula fitted."""
+
+    formula: str
+    bars: tuple  # _BarTerm of the formula, in order
+    offsets: tuple[str, ...]  # the expressions inside offset(...)
+    model_spec: object  # formulaic's spec of the fixed part
+    fixed_variables: tuple[str, ...]  # data columns the fixed part reads
+    offset_variables: tuple[str, ...]  # data columns the offset() terms read
+    group_variables: tuple[str, ...]  # data columns the grouping factors read
+    offset_column: str | None = None  # glmer(offset="column")
+    offset_array: bool = False  # glmer(offset=array): predict cannot rebuild it
+
+
+@dataclass
+class _NewData:
+    """Inputs for the estimator's methods, and the rows they describe."""
+
+    X: object
+    groups: object
+    offset: object
+    population: str
+    rows: np.ndarray | None = None  # complete rows of a raw frame; None: all rows
+
+    def fill(self, values):
+        """Scatter predictions of the complete rows into all rows (NaN elsewhere)."""
+        if self.rows is None:
+            return values
+        values = np.asarray(values)
+        out = np.full((len(self.rows),) + values.shape[1:], np.nan)
+        out[self.rows] = values
+        return out
+
+    def require_complete(self, what: str):
+        if self.rows is not None:
+            bad = np.flatnonzero(~self.rows)
+            raise ValueError(
+                f"{what} cannot be given for rows with a missing value in a variable of the "
+                f"model (row position(s) {bad[:10].tolist()}); drop them, or use "
+                "predict(..., type='response') / predict_proba, which give NaN for them as R's "
+                "predict does."
+            )
+
+
+def _is_na(value) -> bool:
+    if value is pd.NA:
+        return True
+    return isinstance(value, float) and np.isnan(value)
+
+
+def _re_form_zero(re_form, state: FormulaState | None) -> bool:
+    """Whether ``re_form`` sets the random effects to zero (R's ``re.form = NA``).
+
+    ``None`` (R's ``NULL``) keeps them; a formula naming every random-effect term of the
+    model (``"~(1 | id)"``) is the same as ``None``.
+    """
+    if re_form is None:
+        return False
+    if _is_na(re_form):
+        return True
+    if isinstance(re_form, str):
+        text = re_form.replace(" ", "")
+        if text.upper() in _NA_TEXT:
+            return True
+        if text.upper() == "NULL":
+            return False
+        if state is not None and text.startswith("~"):
+            from ._formula_text import _split_formula
+
+            try:
+                bars = set(_split_formula("_" + re_form).bars)
+            except ValueError:
+                bars = None
+            if bars == set(state.bars):
+                return False
+    raise NotImplementedError(
+        f"re_form={re_form!r} is not available: use None (R's re.form = NULL: random effects "
+        "of the groups in the data) or NA / 'NA' / '~0' (R's re.form = NA: random effects at "
+        "zero). A formula with only some of the random-effect terms is not read."
+    )
+
+
+def _population(population, zero: bool) -> str:
+    if zero:
+        if population == "marginal":
+            raise ValueError(
+                "re_form=NA sets every random effect to zero, population='marginal' averages "
+                "over them: pass one of the two (population='marginal' without groups gives "
+                "population-averaged predictions)."
+            )
+        return "zero"
+    return "marginal" if population is None else population
+
+
+class _RawDataPredictions:
+    """Prediction methods that read a formula's variables from a DataFrame (see the module)."""
+
+    _formula: FormulaState | None = None
+
+    def _forget_formula(self):
+        self.__dict__.pop("_formula", None)
+        for name in ("formula_", "design_info_"):
+            self.__dict__.pop(name, None)
+
+    # -- telling raw data from the design ---------------------------------------------------
+    def _is_raw(self, X) -> bool:
+        state = self._formula
+        if state is None or not isinstance(X, pd.DataFrame):
+            return False
+        columns = set(map(str, X.columns))
+        design = {str(c) for c in getattr(self, "feature_names_in_", [])}
+        if columns == design:  # the design columns, as design_matrix builds them
+            return False
+        if set(state.fixed_variables) <= columns:
+            return True
+        if design <= columns:
+            return False
+        missing = sorted(set(state.fixed_variables) - columns)
+        raise ValueError(
+            f"The data lack the formula's variable(s) {missing} (formula {state.formula!r}). "
+            "Pass a DataFrame holding the formula's variables, as R's predict(m, newdata), or "
+            f"the design columns {sorted(design)}."
+        )
+
+    def _newdata(self, X, groups, offset, re_form, population) -> _NewData:
+        """The estimator's inputs for ``X``, raw data or design (see the module)."""
+        state = self._formula
+        zero = _re_form_zero(re_form, state)
+        population = _population(population, zero)
+        if not self._is_raw(X):
+            if zero:
+                groups = self._no_groups(_num_samples(X))
+            return _NewData(X, groups, offset, population)
+        from .formula import design_matrix
+
+        used = [*state.fixed_variables, *state.offset_variables, state.offset_column]
+        used = [c for c in used if c in X.columns]  # absent offset variables raise below
+        complete = ~X[used].isna().any(axis=1).to_numpy()
+        if not complete.any():
+            raise ValueError("Every row of the data has a missing value in a variable used.")
+        rows = None if complete.all() else complete
+        data = X if rows is None else X.loc[complete]
+        X_design = design_matrix(state.model_spec, data)
+        groups = self._raw_groups(X, data, groups, zero, complete)
+        offset = self._raw_offset(data, offset, complete)
+        return _NewData(X_design, groups, offset, population, rows)
+
+    def _no_groups(self, n):
+        """Groups with no known level: every row at the population level."""
+        names = list(getattr(self, "_factor_order", []))
+        if not names:
+            return None
+        return pd.DataFrame({name: np.full(n, None, dtype=object) for name in names})
+
+    def _raw_groups(self, X, data, groups, zero, complete):
+        from .formula import _group_frame
+
+        state = self._formula
+        if zero:
+            return self._no_groups(len(data))
+        present = [c for c in state.group_variables if c in X.columns]
+        if groups is not None:
+            if present:
+                raise ValueError(
+                    f"The data hold the grouping column(s) {present} and groups= was passed as "
+                    "well: pass one of them."
+                )
+            return groups if complete.all() else _safe_indexing(groups, np.flatnonzero(complete))
+        if not present:
+            return None  # no groups: population level, as the estimator without groups
+        missing = [c for c in state.group_variables if c not in X.columns]
+        if missing:
+            raise ValueError(
+                f"The data hold the grouping column(s) {present} but not {missing}: pass all "
+                "of them (predictions conditional on the groups), or none or re_form=NA "
+                "(population level)."
+            )
+        frame = _group_frame(state.bars, data)
+        return frame[list(self._factor_order)]
+
+    def _raw_offset(self, data, offset, complete):
+        from .formula import _offset
+
+        state = self._formula
+        parts = []
+        if state.offsets:
+            absent = [c for c in state.offset_variables if c not in data.columns]
+            if absent:
+                raise ValueError(
+                    f"The data lack {absent}, used by the formula's offset() term(s) "
+                    f"{list(state.offsets)}, which are part of every prediction (as in R)."
+                )
+            parts.append(_offset(state.offsets, data).to_numpy(dtype=float))
+        if state.offset_column is not None:
+            if state.offset_column in data.columns:
+                parts.append(data[state.offset_column].to_numpy(dtype=float))
+            elif offset is None:
+                raise ValueError(
+                    f"The data lack the column {state.offset_column!r}, the model's offset "
+                    "(glmer(offset=...)); add it, or pass offset=... ."
+                )
+        if parts and offset is not None:
+            raise ValueError(
+                "The model's offset is read from the data (its offset() terms or offset column); "
+                "do not pass offset= as well."
+            )
+        if parts:
+            return np.sum(parts, axis=0)
+        if offset is None and state.offset_array:
+            warnings.warn(
+                "The model was fitted with an offset given as an array; predictions from data "
+                "take it as 0 (as lme4's predict with newdata does). Pass offset=... to "
+                "predict, or name a column (offset='log_exposure') or write offset() in the "
+                "formula so that it is read from the data.",
+                UserWarning,
+                stacklevel=4,
+            )
+        if offset is not None and not complete.all():
+            offset = np.asarray(offset, dtype=float)[complete]
+        return offset
+
+    # -- R's type= on predict -------------------------------------------------------------
+    def _predict_type(self, inputs: _NewData, type):
+        if type == "response":
+            mu = super().predict_mean(
+                inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
+            )
+            return inputs.fill(mu)
+        if type == "link":
+            # rows without a known group: random effects at zero (no average on this scale)
+            eta, _ = self._linear_predictor(inputs.X, inputs.groups, inputs.offset, "zero")
+            return inputs.fill(eta)
+        raise ValueError(f"type must be 'response', 'link' or None, got {type!r}.")
+
+    # -- methods taking raw data ---------------------------------------------------------------
+    def predict_mean(self, X, groups=None, *, offset=None, population=None, re_form=None):
+        """Expected outcome; see the estimator's ``predict_mean``.
+
+        ``X`` may hold the formula's variables (see :mod:`sklearn_glmm._formula_model`);
+        ``re_form=NA`` is R's ``re.form = NA`` (random effects at zero). Rows with a
+        missing value in a variable used give NaN.
+        """
+        inputs = self._newdata(X, groups, offset, re_form, population)
+        mu = super().predict_mean(
+            inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
+        )
+        return inputs.fill(mu)
+
+    def predict_interval(self, X, groups=None, *, offset=None, re_form=None, **kwargs):
+        """Predictions with intervals; see the estimator's ``predict_interval``.
+
+        ``X`` may hold the formula's variables; ``re_form=NA`` sets random effects to zero.
+        """
+        inputs = self._newdata(X, groups, offset, re_form, kwargs.pop("population", None))
+        inputs.require_complete("predict_interval")
+        table = super().predict_interval(
+            inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population, **kwargs
+        )
+        if isinstance(X, pd.DataFrame):
+            table.index = X.index
+        return table
+
+    def marginal_means(self, X, *, offset=None, **kwargs):
+        """Conditional and marginal means; see the estimator's ``marginal_means``.
+
+        ``X`` may hold the formula's variables.
+        """
+        inputs = self._newdata(X, None, offset, None, None)
+        inputs.require_complete("marginal_means")
+        return super().marginal_means(inputs.X, offset=inputs.offset, **kwargs)
+
+    def contrast(self, X1, X0, *, offset1=None, offset0=None, **kwargs):
+        """Average contrasts; see the estimator's ``contrast``. ``X1`` and ``X0`` may hold
+        the formula's variables."""
+        one = self._newdata(X1, None, offset1, None, None)
+        zero = self._newdata(X0, None, offset0, None, None)
+        one.require_complete("contrast")
+        zero.require_complete("contrast")
+        return super().contrast(one.X, zero.X, offset1=one.offset, offset0=zero.offset, **kwargs)
+
+
+_RAW_NOTE = """
+
+    This is the class :func:`sklearn_glmm.formula.glmer` returns: the estimator with the
+    formula it was fitted from. Its prediction methods also take a DataFrame holding the
+    formula's variables (R's ``predict(m, newdata)``), and R's ``re_form`` (``None`` or NA)
+    and, on ``predict``, ``type`` (``"response"`` or ``"link"``); see
+    :mod:`sklearn_glmm._formula_model`. Fitting it again or cloning it forgets the formula.
+"""
+
+
+class BinomialGLMM(_RawDataPredictions, estimators.BinomialGLMM):
+    __doc__ = "Logistic mixed model fitted from a formula." + _RAW_NOTE
+
+    def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, trials=None):
+        """Fit as :class:`sklearn_glmm.BinomialGLMM` does (the formula is forgotten)."""
+        self._forget_formula()
+        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset, trials=trials)
+
+    def decision_function(self, X, groups=None, *, offset=None, re_form=None):
+        """Log-odds of ``classes_[1]``; unknown levels (and ``re_form=NA``) at zero.
+
+        ``predict(X, type="link")`` gives R's linear predictor, the log-odds of
+        ``pos_label_``.
+        """
+        inputs = self._newdata(X, groups, offset, re_form, "zero")
+        return inputs.fill(super().decision_function(inputs.X, inputs.groups, offset=inputs.offset))
+
+    def predict_proba(self, X, groups=None, *, offset=None, population=None, re_form=None):
+        """Class probabilities, columns ordered as ``classes_``; see the estimator's method.
+
+        ``X`` may hold the formula's variables; ``re_form=NA`` is R's ``re.form = NA``.
+        Rows with a missing value in a variable used give NaN.
+        """
+        inputs = self._newdata(X, groups, offset, re_form, population)
+        proba = super().predict_proba(
+            inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
+        )
+        return inputs.fill(proba)
+
+    def predict(self, X, groups=None, *, offset=None, type=None, re_form=None, population=None):
+        """Most probable class; with ``type``, R's ``predict(m, newdata, type=)``.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like
+            The formula's variables (R's ``newdata``) or the design columns.
+        groups, offset : as for the estimator
+            Read from ``X`` when it holds the formula's variables.
+        type : {None, "response", "link"}, default=None
+            ``None``: the most probable class (scikit-learn's ``predict``).
+            ``"response"``: the probability of ``pos_label_`` (R's ``type = "response"``).
+            ``"link"``: its log-odds, offsets included (R's default ``type = "link"``).
+        re_form : None or NA, default=None
+            ``None`` uses the random effects of known groups (R's ``re.form = NULL``);
+            ``np.nan`` / ``"NA"`` / ``"~0"`` sets them to zero (R's ``re.form = NA``).
+        population : {None, "marginal", "zero"}, default=None
+            For rows without a known group: ``"marginal"`` (the default) averages over the
+            random effects, ``"zero"`` sets them to zero (R's ``allow.new.levels = TRUE``).
+        """
+        inputs = self._newdata(X, groups, offset, re_form, population)
+        if type is not None:
+            return self._predict_type(inputs, type)
+        inputs.require_complete("Classes")
+        p = super().predict_mean(
+            inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
+        )
+        return self.classes_[(self._proba_classes_1(p) > 0.5).astype(int)]
+
+
+class _CountFormula(_RawDataPredictions):
+    def fit(self, X, y, groups=None, *, sample_weight=None, offset=None):
+        """Fit as the estimator does (the formula is forgotten)."""
+        self._forget_formula()
+        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
+
+    def predict(self, X, groups=None, *, offset=None, population=None, type=None, re_form=None):
+        """Expected count; with ``type``, R's ``predict(m, newdata, type=)``.
+
+        ``type="response"`` is the expected count (as ``type=None``), ``type="link"`` its
+        logarithm, offsets included. ``X`` may hold the formula's variables; ``re_form=NA``
+        is R's ``re.form = NA``; see ``BinomialGLMM.predict`` of this module.
+        """
+        inputs = self._newdata(X, groups, offset, re_form, population)
+        return self._predict_type(inputs, "response" if type is None else type)
+
+    def predict_proba(self, X, groups=None, *, offset=None, population=None, re_form=None, **kw):
+        """Predictive distribution P(Y = k); see the estimator's ``predict_proba``.
+
+        ``X`` may hold the formula's variables; ``re_form=NA`` is R's ``re.form = NA``.
+        """
+        inputs = self._newdata(X, groups, offset, re_form, population)
+        proba = super().predict_proba(
+            inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population, **kw
+        )
+        return inputs.fill(proba)
+
+
+class PoissonGLMM(_CountFormula, estimators.PoissonGLMM):
+    __doc__ = "Poisson mixed model fitted from a formula." + _RAW_NOTE
+
+
+class NegBinGLMM(_CountFormula, estimators.NegBinGLMM):
+    __doc__ = "Negative binomial (NB2) mixed model fitted from a formula." + _RAW_NOTE

@@ -1,0 +1,328 @@
+"""Predicting from raw data with a formula fit, as R's ``predict(m, newdata, re.form, type)``.
+
+The R numbers come from lme4 1.1-31 (R 4.2) on the data built here; each test shows the
+R call.
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("formulaic")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+
+import sklearn_glmm  # noqa: E402
+from sklearn_glmm.datasets import load_app_logins, make_longitudinal  # noqa: E402
+from sklearn_glmm.formula import FormulaTransformer, design_matrix, glmer  # noqa: E402
+
+
+def _quiet(fun, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fun(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def binary():
+    """Binary outcome with string and numeric factors and a polynomial in time."""
+    df, _ = make_longitudinal("binomial", n_groups=80, n_waves=6, sex=True, random_state=11)
+    df["arm"] = np.where(df["treatment"] == 1, "drug", "placebo")
+    df["site"] = np.array(["north", "south", "east"])[df["id"] % 3]
+    return df
+
+
+@pytest.fixture(scope="module")
+def binary_fit(binary):
+    formula = "y ~ arm * factor(sex) + poly(time, 2) + site + (1 | id)"
+    return _quiet(glmer, formula, binary, family="binomial")
+
+
+@pytest.fixture(scope="module")
+def newdata():
+    return pd.DataFrame(
+        {
+            "arm": ["placebo", "drug", "drug", "placebo"],
+            "sex": [0, 1, 0, 1],
+            "time": [0, 2.5, 5, 1],
+            "site": ["east", "north", "south", "south"],
+            "id": [1, 7, 999, 40],  # 999 was not seen in fit
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def counts():
+    df, _ = make_longitudinal("poisson", n_groups=40, n_waves=5, re_sd=0.5, random_state=12)
+    df["exposure"] = 1.0 + (df["id"] % 4) * 0.5
+    return df
+
+
+# ---------------------------------------------------------------------------
+# the numbers R's predict gives
+# ---------------------------------------------------------------------------
+
+
+def test_matches_lme4_predict_on_newdata(binary_fit, newdata):
+    # R: m <- glmer(y ~ arm * factor(sex) + poly(time, 2) + site + (1 | id), d, binomial,
+    #               control = glmerControl(optimizer = "bobyqa"))
+    # predict(m, newdata = nd, type = "response", allow.new.levels = TRUE)
+    r_response = [0.41293030131, 0.20689379786, 0.09597712612, 0.85358621223]
+    # predict(m, newdata = nd, type = "link", allow.new.levels = TRUE)
+    r_link = [-0.3518647331, -1.3437515294, -2.2427447696, 1.7630097715]
+    # predict(m, newdata = nd, type = "response", re.form = NA)
+    r_population = [0.32160243081, 0.22823838962, 0.09597712612, 0.40307760638]
+    m = binary_fit
+    # lme4 gives an unseen level (id 999) a random effect of zero: population="zero"
+    got = m.predict(newdata, type="response", population="zero")
+    np.testing.assert_allclose(got, r_response, atol=2e-5)
+    np.testing.assert_allclose(m.predict(newdata, type="link"), r_link, atol=2e-5)
+    np.testing.assert_allclose(
+        m.predict(newdata, type="response", re_form=np.nan), r_population, atol=2e-5
+    )
+
+
+def test_missing_predictor_gives_nan_as_r(binary_fit, newdata):
+    # R: nd$time[2] <- NA; predict(m, newdata = nd, type = "response", re.form = NA)
+    # 0.32160243081 NA 0.09597712612 0.40307760638
+    nd = newdata.copy()
+    nd.loc[1, "time"] = np.nan
+    got = binary_fit.predict(nd, type="response", re_form="NA")
+    assert np.isnan(got[1])
+    np.testing.assert_allclose(
+        got[[0, 2, 3]], [0.32160243081, 0.09597712612, 0.40307760638], atol=2e-5
+    )
+    proba = binary_fit.predict_proba(nd)
+    assert np.isnan(proba[1]).all() and np.isfinite(proba[[0, 2, 3]]).all()
+    assert np.isnan(binary_fit.decision_function(nd)[1])
+    with pytest.raises(ValueError, match=r"row position\(s\) \[1\]"):
+        binary_fit.predict(nd)  # classes have no NaN
+
+
+def test_formula_offset_read_from_newdata(counts):
+    # R: p <- glmer(y ~ time + treatment + offset(log(exposure)) + (1 | id), d, poisson,
+    #               control = glmerControl(optimizer = "bobyqa"))
+    # (logLik -477.61461; ours -477.61455: the likelihood is flat there, hence rtol 1e-4)
+    m = _quiet(glmer, "y ~ time + treatment + offset(log(exposure)) + (1 | id)", counts, "poisson")
+    new = pd.DataFrame(
+        {"time": [0, 4, 2], "treatment": [1, 0, 1], "exposure": [1, 2.5, 0.5], "id": [3, 10, 1000]}
+    )
+    # predict(p, newdata = nd, type = "response", allow.new.levels = TRUE)
+    np.testing.assert_allclose(
+        m.predict(new, type="response", population="zero"),
+        [3.199089003, 8.933847884, 1.353281570],
+        rtol=1e-4,
+    )
+    # predict(p, newdata = nd, type = "link", re.form = NA)
+    np.testing.assert_allclose(
+        m.predict(new, type="link", re_form="~0"),
+        [0.7865978378, 2.2622243042, 0.3025324353],
+        atol=1e-4,
+    )
+    with pytest.raises(ValueError, match="exposure"):
+        m.predict(new.drop(columns="exposure"))
+    with pytest.raises(ValueError, match="offset= as well"):
+        m.predict(new, offset=np.zeros(3))
+
+
+def test_app_logins_predictions_of_tutorial_002():
+    # R (tutorial 002): glmer(logins ~ day_centered + (1 | user_id), app_data,
+    #                         family = poisson(link = "log"))
+    df = load_app_logins()
+    m = glmer("logins ~ day_centered + (1 | user_id)", df, family='poisson(link = "log")')
+    # new_data <- data.frame(day_centered = c(-14.5, 0, 14.5), user_id = NA)
+    # predict(glmm_model, newdata = new_data, re.form = NA, type = "response")
+    average = pd.DataFrame({"day_centered": [-14.5, 0, 14.5], "user_id": np.nan})
+    np.testing.assert_allclose(
+        m.predict(average, re_form=np.nan, type="response"),
+        [2.386654, 2.091631, 1.833078],
+        rtol=1e-5,
+    )
+    # user_specific <- data.frame(day_centered = 0, user_id = factor(c(1, 10, 20, 30, 40)))
+    # predict(glmm_model, newdata = user_specific, type = "response")
+    users = pd.DataFrame({"day_centered": 0.0, "user_id": [1, 10, 20, 30, 40]})
+    np.testing.assert_allclose(
+        m.predict(users, type="response"),
+        [3.182189, 3.529369, 1.728530, 1.971098, 2.837006],
+        rtol=1e-5,
+    )
+    # labels as strings (R's factor) find the same users
+    as_text = users.assign(user_id=users["user_id"].astype(str))
+    np.testing.assert_allclose(m.predict(as_text), m.predict(users))
+
+
+# ---------------------------------------------------------------------------
+# raw data = the hand-built design
+# ---------------------------------------------------------------------------
+
+
+def test_raw_data_equals_hand_built_design(binary_fit, binary):
+    m = binary_fit
+    rows = binary.iloc[[0, 7, 100, 333, 479]]
+    X = design_matrix(m.design_info_, rows)
+    g = rows[["id"]]
+    np.testing.assert_allclose(m.predict_proba(rows), m.predict_proba(X, g))
+    np.testing.assert_allclose(m.decision_function(rows), m.decision_function(X, g))
+    np.testing.assert_array_equal(m.predict(rows), m.predict(X, g))
+    np.testing.assert_allclose(m.predict_mean(rows), m.predict_mean(X, g))
+    np.testing.assert_allclose(m.predict(rows, type="response"), m.predict_mean(X, g))
+    np.testing.assert_allclose(
+        m.predict(rows, type="link"), m._linear_predictor(X, g, None, "zero")[0]
+    )
+    # the design path is unchanged: numeric X with groups, and X without groups
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # X without feature names
+        np.testing.assert_allclose(m.predict_proba(X.to_numpy(), g), m.predict_proba(X, g))
+    np.testing.assert_allclose(m.predict_proba(X), m.predict_proba(rows.drop(columns="id")))
+    table = m.predict_interval(rows)
+    pd.testing.assert_frame_equal(
+        table, m.predict_interval(X, g).set_axis(rows.index), check_exact=False
+    )
+    # the training frame itself: the fitted values
+    np.testing.assert_allclose(m.predict(binary, type="response"), m.fitted(), rtol=1e-10)
+
+
+def test_re_form_spellings(binary_fit, newdata):
+    m = binary_fit
+    zero = m.predict_proba(newdata.drop(columns="id"), population="zero")
+    for na in (np.nan, pd.NA, "NA", "~0", " ~ 0 "):
+        np.testing.assert_allclose(m.predict_proba(newdata, re_form=na), zero)
+    # NULL and a formula with every random-effect term: conditional on the groups
+    conditional = m.predict_proba(newdata)
+    np.testing.assert_allclose(m.predict_proba(newdata, re_form="~(1 | id)"), conditional)
+    np.testing.assert_allclose(m.predict_proba(newdata, re_form="NULL"), conditional)
+    with pytest.raises(NotImplementedError, match="re.form = NA"):
+        m.predict(newdata, re_form="~(1 | site)")
+    with pytest.raises(ValueError, match="population='marginal'"):
+        m.predict_proba(newdata, re_form=np.nan, population="marginal")
+    with pytest.raises(ValueError, match="type must be"):
+        m.predict(newdata, type="probability")
+
+
+def test_unseen_and_absent_groups(binary_fit, newdata):
+    m = binary_fit
+    X = design_matrix(m.design_info_, newdata)
+    # unseen id 999: population level as the estimator gives it (marginal by default)
+    np.testing.assert_allclose(m.predict_proba(newdata)[2], m.predict_proba(X.iloc[[2]])[0])
+    # no grouping column: every row at the population level
+    np.testing.assert_allclose(m.predict_proba(newdata.drop(columns="id")), m.predict_proba(X))
+    # groups= with a frame lacking the grouping column
+    np.testing.assert_allclose(
+        m.predict_proba(newdata.drop(columns="id"), groups=newdata[["id"]]),
+        m.predict_proba(newdata),
+    )
+    with pytest.raises(ValueError, match="pass one of them"):
+        m.predict_proba(newdata, groups=newdata[["id"]])
+
+
+def test_levels_poly_and_scale_state_from_training(binary):
+    formula = "y ~ factor(site, levels = c('south', 'north', 'east')) + scale(time) + (1 | id)"
+    m = _quiet(glmer, formula, binary)
+    one = binary.iloc[[5]]  # one row: its own mean and SD would be meaningless
+    X_train = design_matrix(m.design_info_, binary).iloc[[5]]
+    np.testing.assert_allclose(m.predict_proba(one), m.predict_proba(X_train, one[["id"]]))
+    with pytest.raises(ValueError, match="not seen in fit"):
+        m.predict(binary.head(2).assign(site=["west", "east"]))
+
+
+def test_new_factor_level_raises_in_design_matrix(binary_fit, newdata):
+    with pytest.raises(ValueError, match=r"\{'placebo2'\}.*not seen in fit"):
+        design_matrix(binary_fit.design_info_, newdata.assign(arm="placebo2"))
+
+
+def test_missing_variables_and_partial_groups():
+    df = pd.DataFrame(
+        {
+            "y": [0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0, 0],
+            "x": np.linspace(-1, 1, 12),
+            "school": [1] * 6 + [2] * 6,
+            "klass": [1, 1, 2, 2, 3, 3] * 2,
+        }
+    )
+    m = _quiet(glmer, "y ~ x + (1 | school/klass)", df)
+    groups = pd.DataFrame(
+        {
+            "school": df["school"],
+            "klass:school": df["klass"].astype(str) + ":" + df["school"].astype(str),
+        }
+    )
+    np.testing.assert_allclose(m.predict_proba(df), m.predict_proba(df[["x"]], groups))
+    with pytest.raises(ValueError, match=r"but not \['klass'\]"):
+        m.predict(df.drop(columns="klass"))
+    with pytest.raises(ValueError, match=r"lack the formula's variable\(s\) \['x'\]"):
+        m.predict(df.drop(columns="x").assign(z=1.0))
+
+
+def test_null_model_reads_groups_from_raw_data(binary):
+    m = _quiet(glmer, "y ~ 1 + (1 | id)", binary)
+    rows = binary.iloc[[0, 50, 100]]
+    X = design_matrix(m.design_info_, rows)
+    assert X.shape == (3, 0)
+    np.testing.assert_allclose(m.predict_proba(rows), m.predict_proba(X, rows["id"]))
+    np.testing.assert_allclose(m.predict_proba(rows[[]]), m.predict_proba(X))
+
+
+def test_offset_column_and_offset_array(counts):
+    df = counts.assign(log_exposure=np.log(counts["exposure"]))
+    by_name = _quiet(glmer, "y ~ time + (1 | id)", df, "poisson", offset="log_exposure")
+    in_formula = _quiet(glmer, "y ~ time + offset(log_exposure) + (1 | id)", df, "poisson")
+    np.testing.assert_allclose(by_name.coef_, in_formula.coef_, rtol=1e-8)
+    new = df.iloc[[0, 11, 23]]
+    np.testing.assert_allclose(by_name.predict(new), in_formula.predict(new), rtol=1e-8)
+    by_array = _quiet(
+        glmer, "y ~ time + (1 | id)", df, "poisson", offset=df["log_exposure"].to_numpy()
+    )
+    with pytest.warns(UserWarning, match="offset given as an array"):
+        no_offset = by_array.predict(new)
+    np.testing.assert_allclose(
+        by_array.predict(new, offset=new["log_exposure"]), in_formula.predict(new), rtol=1e-8
+    )
+    assert not np.allclose(no_offset, in_formula.predict(new))
+
+
+# ---------------------------------------------------------------------------
+# the same object as an estimator
+# ---------------------------------------------------------------------------
+
+
+def test_is_the_estimator_and_works_in_pipelines(binary_fit, binary):
+    m = binary_fit
+    assert isinstance(m, sklearn_glmm.BinomialGLMM)
+    assert type(m).__name__ == "BinomialGLMM"
+    assert "[BinomialGLMM]" in str(m.summary())
+    # clone: the plain estimator with the same parameters, fitted on the design
+    X = design_matrix(m.design_info_, binary)
+    twin = clone(m).fit(X, binary["y"], groups=binary[["id"]])
+    np.testing.assert_allclose(twin.coef_, m.coef_, rtol=1e-6)
+    assert twin._formula is None
+    pipe = make_pipeline(FormulaTransformer(m.formula_), clone(m))
+    pipe.fit(binary, binary["y"], **{f"{type(m).__name__.lower()}__groups": binary[["id"]]})
+    np.testing.assert_allclose(pipe.predict_proba(binary.head()), m.predict_proba(X.head()))
+
+
+def test_refit_forgets_the_formula(binary):
+    m = _quiet(glmer, "y ~ time + (1 | id)", binary)
+    m.fit(binary[["time", "treatment"]], binary["y"], groups=binary["id"])
+    assert not hasattr(m, "formula_") and m._formula is None
+    # a frame with more columns than the fitted ones is the estimator's error again
+    with pytest.raises(ValueError):
+        m.predict(binary[["time", "treatment", "sex"]])
+
+
+def test_pickle_keeps_raw_data_predictions(binary_fit, newdata):
+    again = pickle.loads(pickle.dumps(binary_fit))
+    np.testing.assert_allclose(again.predict_proba(newdata), binary_fit.predict_proba(newdata))
+
+
+def test_count_predict_proba_and_score_on_raw_data(counts):
+    m = _quiet(glmer, "y ~ time + treatment + (1 | id)", counts, family="poisson")
+    rows = counts.iloc[:7]
+    X = rows[["time", "treatment"]]
+    proba = m.predict_proba(rows)
+    np.testing.assert_allclose(proba, m.predict_proba(X, rows[["id"]]))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert m.score(rows, rows["y"]) == pytest.approx(m.score(X, rows["y"], rows[["id"]]))
