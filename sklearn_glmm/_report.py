@@ -159,13 +159,41 @@ def report(
     compare=(),
     digits: int = 2,
 ) -> str:
-    """A results paragraph for a fitted model.
+    """A results paragraph for a fitted model, ready to edit into a paper.
 
-    Effects are reported as odds ratios (binomial) or incidence-rate ratios
-    (counts) with ``method`` intervals and Wald p-values; random-effect SDs on
-    the link scale; NB dispersion, zero inflation and the overdispersion ratio
-    where they apply; and likelihood-ratio tests against the fits in ``compare``.
-    A binomial model's paragraph names the class it describes (``pos_label_``).
+    The sentences describe the model (family, link, estimation method, numbers of
+    observations and of levels); each fixed effect other than the intercept as an
+    odds ratio (logit link), hazard ratio (cloglog), incidence-rate ratio (counts) or
+    link-scale coefficient (probit), with its ``level`` interval and Wald p-value (a
+    0/1 predictor as "1 vs 0", others per unit); each grouping factor's random-effect
+    SDs (and correlation) on the link scale; the family's own parameters (NB theta,
+    zero inflation) and the Pearson overdispersion ratio where they apply; one
+    sentence per model in ``compare``; notes on a singular fit or on convergence. A
+    binomial model's paragraph names the class it describes (``pos_label_``).
+
+    Parameters
+    ----------
+    est : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    level : float, default=0.95
+        Coverage of the intervals; an effect with ``p >= 1 - level`` is described as
+        "not significantly associated".
+    method : {"wald", "profile", "bootstrap"}, default="wald"
+        How the intervals are computed (see :func:`confint`); the p-values are Wald
+        p-values whatever the method.
+    outcome : str, default="the outcome"
+        How the outcome is named: "The odds of {outcome} ..." (binomial) or "The
+        expected count of {outcome} ..." (counts), e.g. ``outcome="daily logins"``.
+    compare : sequence of fitted estimators, default=()
+        Other fits to the same data: for each, a likelihood-ratio test
+        (chi-bar-square p-value when the extra parameter is on its boundary) and both
+        AICs; a pair that cannot be tested gets a sentence saying why.
+    digits : int, default=2
+        Decimals of the ratios, SDs and dispersion parameters.
+
+    Returns
+    -------
+    paragraph : str
+        The sentences joined by spaces.
     """
     check_is_fitted(est, "coef_")
     ci = confint(est, level=level, method=method)
