@@ -442,6 +442,15 @@ def _check_convergence(est, record):
         msgs.append(
             f"the scaled gradient at the optimum is {record.max_scaled_grad:.3g} (> {GRAD_TOL})"
         )
+    rivals = getattr(record, "competing_modes", None)
+    if rivals is not None and len(rivals):
+        levels = [str(v) for v in est._factors[0].levels[rivals][:10]]
+        msgs.append(
+            f"the conditional distribution of the random effect has two comparable modes in "
+            f"{len(rivals)} level(s) of {est._factors[0].name!r} ({levels}; zeros explained "
+            "by the count part or by the zero inflation), where the Laplace approximation, "
+            "taken at one mode, jumps between them and its optimum cannot be certified"
+        )
     if record.negative_curvature:
         msgs.append(
             "the Hessian of the log-likelihood has a direction of negative curvature (a saddle "

@@ -354,6 +354,29 @@ class Objective:
         u = np.where(better_first[self.u_unit], first_u, self.u)
         self.pirls(beta, theta, extra, u0=u)
 
+    def competing_modes(self, gap: float = 3.0) -> np.ndarray:
+        """Levels whose conditional density has a second local mode nearly as high.
+
+        On a grid of half prior SDs, a local maximum of a level's penalised
+        log-density away from its mode, within ``gap`` of it (a second mode holding
+        more than about e^-3 of the mass), makes the Laplace approximation, taken at
+        one mode, unreliable there. Scalar random effects only; empty otherwise.
+        """
+        if not self._scalar or self.state is None:
+            return np.zeros(0, dtype=np.intp)
+        s, g = self.state, self.groups[0]
+        a = s["a_vals"][:, 0]
+        grid = np.linspace(-8.0, 8.0, 33)
+        h = np.empty((len(grid), g.n_levels))
+        for k, v in enumerate(grid):
+            d = self._derivs(s["eta_fix"] + a * v, s["extra"])
+            h[k] = g.sum(d.loglik) - 0.5 * v * v
+        top = self._unit_objective()
+        inner = (h[1:-1] > h[:-2]) & (h[1:-1] > h[2:])
+        far = np.abs(grid[1:-1, None] - s["u"][None, :]) > 1.0
+        rival = inner & far & (h[1:-1] > top[None, :] - gap)
+        return np.flatnonzero(rival.any(axis=0))
+
     def _grid_start(self, u, obj, extra):
         """A second start for the mode search: ``u = 0``, or for a scalar random effect
         the best of a grid of values per level (where its penalised log-density beats

@@ -49,6 +49,7 @@ class FitRecord:
     flat_directions: bool = False
     negative_curvature: bool = False
     glm_objective: float = np.nan  # -2 log L of the nested GLM (no random effects)
+    competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
     hessian: np.ndarray = field(default=None, repr=False)
     covariance: np.ndarray = field(default=None, repr=False)
     seconds: float = 0.0
