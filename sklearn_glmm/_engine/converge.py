@@ -140,6 +140,10 @@ def highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         record.stages.append(("highest modes", float(r.fun), int(r.nit), str(r.message)))
         x, val = r.x, float(r.fun)
         obj.evaluate(x)
+    else:
+        # the optimiser's modes were the highest: the Hessian's nearby evaluations
+        # start from them, as the optimiser's did
+        obj.global_modes = False
     # levels with two comparable modes: the Laplace objective jumps between them, and
     # its optimum cannot be certified (reported as not converged)
     record.competing_modes = obj.competing_modes()

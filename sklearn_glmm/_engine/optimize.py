@@ -393,15 +393,25 @@ def _probe_zero_diagonal(obj, res, k, bounds):
     obj.value_and_grad(res.x)
     at_x = obj.snapshot()
     best_val, best_x = res.fun, None
-    for t in _PROBE_GRID:
-        for sign in (1.0, -1.0) if partners else (None,):
+    for sign in (1.0, -1.0) if partners else (None,):
+        # a scan of the diagonal's values; then the family's own parameters re-fitted at
+        # the best of them and at the largest (where they may have absorbed the most)
+        scan = []
+        for t in _PROBE_GRID:
             xt = res.x.copy()
             xt[k] = t
             if sign is not None:
                 cur = xt[partners]
                 xt[partners] = sign * np.where(cur != 0.0, np.abs(cur), 0.5 * t)
             obj.restore(at_x)
-            val, xt = _with_family_parameters(obj, xt, bounds)
+            scan.append((obj.evaluate(xt), xt))
+        candidates = [min(scan, key=lambda s: s[0])]
+        if obj.data.n_extra:
+            candidates = [(v, x) for v, x in candidates + [scan[-1]]]
+        for val, xt in candidates:
+            if obj.data.n_extra:
+                obj.restore(at_x)
+                val, xt = _with_family_parameters(obj, xt, bounds)
             if val < best_val - 1e-8:
                 best_val, best_x = val, xt
     obj.restore(at_x)
