@@ -22,6 +22,7 @@ from scipy import special, stats
 from ..blocks import BETABINOMIAL_PHI
 from ..links import LogitLink
 from .base import Family, _log_choose, _polygamma_differences, _weighted
+from .binomial import Binomial
 
 
 class BetaBinomial(Family):
@@ -35,12 +36,8 @@ class BetaBinomial(Family):
     log_concave = False
     blocks = (BETABINOMIAL_PHI,)
 
-    def mean_curvature(self, y, trials, weights) -> float:
-        wsum = np.sum(weights)
-        if not wsum > 0:
-            return 1.0
-        p = np.sum(weights * y) / max(np.sum(weights * trials), 1e-300)
-        return float(np.sum(weights * trials) / wsum * p * (1.0 - p))
+    # the binomial's typical curvature, trials p (1 - p), scales the design as well
+    mean_curvature = Binomial.mean_curvature
 
     def constant(self, y, trials):
         if trials is None:
