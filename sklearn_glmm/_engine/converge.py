@@ -127,8 +127,10 @@ def highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     A zero-inflated level can have two conditional modes; the Laplace
     approximation belongs at the higher. The optimiser runs with the cheaper
     search (from its warm start); here the search for the highest mode is switched
-    on for good, and when it changes the objective at the optimum the fit is
-    resumed from there.
+    on, and when it changes the objective at the optimum the fit is resumed from
+    there with it (and it stays on); otherwise the optimiser's modes were the
+    highest and the cheaper search serves the remaining evaluations. Levels with two
+    comparable modes are recorded on ``record.competing_modes``.
     """
     if obj.data.family.log_concave or not hasattr(obj, "global_modes"):
         return x, fun
