@@ -135,9 +135,7 @@ class _BaseGLMM(BaseEstimator):
 
     # -- input handling -------------------------------------------------------
     def _family(self):
-        return make_family(
-            self._family_name, getattr(self, "zero_inflation", False), getattr(self, "link", None)
-        )
+        return make_family(self._family_name, getattr(self, "zero_inflation", False))
 
     def _check_params(self):
         """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows

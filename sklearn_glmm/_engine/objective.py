@@ -364,16 +364,11 @@ class Objective:
         """
         if not self._scalar or self.state is None:
             return np.zeros(0, dtype=np.intp)
-        s, g = self.state, self.groups[0]
-        a = s["a_vals"][:, 0]
         grid = np.linspace(-8.0, 8.0, 33)
-        h = np.empty((len(grid), g.n_levels))
-        for k, v in enumerate(grid):
-            d = self._derivs(s["eta_fix"] + a * v, s["extra"])
-            h[k] = g.sum(d.loglik) - 0.5 * v * v
+        h = self._grid_objective(grid, self.state["extra"])
         top = self._unit_objective()
         inner = (h[1:-1] > h[:-2]) & (h[1:-1] > h[2:])
-        far = np.abs(grid[1:-1, None] - s["u"][None, :]) > 1.0
+        far = np.abs(grid[1:-1, None] - self.state["u"][None, :]) > 1.0
         rival = inner & far & (h[1:-1] > top[None, :] - gap)
         return np.flatnonzero(rival.any(axis=0))
 
@@ -383,16 +378,20 @@ class Objective:
         the mode found), so that a mode far from both starts is found too."""
         if not self._scalar:
             return np.zeros(self.Q)
-        s, g = self.state, self.groups[0]
-        a = s["a_vals"][:, 0]
-        best_u, best = np.zeros_like(u), np.full(len(u), -np.inf)
-        for v in _MODE_GRID:
-            d = self._derivs(s["eta_fix"] + a * v, extra)
-            h = g.sum(d.loglik) - 0.5 * v * v
-            take = h > best
-            best_u[take], best[take] = v, h[take]
+        h = self._grid_objective(_MODE_GRID, extra)
+        best_u, best = _MODE_GRID[np.argmax(h, axis=0)], h.max(axis=0)
         higher = best > obj + 1e-10 * (1.0 + np.abs(obj))
         return np.where(higher, best_u, u) if higher.any() else None
+
+    def _grid_objective(self, grid, extra) -> np.ndarray:
+        """Each level's penalised log-density at every value of ``grid`` for its
+        (scalar) spherical random effect, shape (len(grid), n_levels)."""
+        s, g = self.state, self.groups[0]
+        a = s["a_vals"][:, 0]
+        h = np.empty((len(grid), g.n_levels))
+        for k, v in enumerate(grid):
+            h[k] = g.sum(self._derivs(s["eta_fix"] + a * v, extra).loglik) - 0.5 * v * v
+        return h
 
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
         """:meth:`pirls` for one factor with a scalar random effect.

@@ -407,7 +407,7 @@ def _probe_zero_diagonal(obj, res, k, bounds):
             scan.append((obj.evaluate(xt), xt))
         candidates = [min(scan, key=lambda s: s[0])]
         if obj.data.n_extra:
-            candidates = [(v, x) for v, x in candidates + [scan[-1]]]
+            candidates.append(scan[-1])
         for val, xt in candidates:
             if obj.data.n_extra:
                 obj.restore(at_x)
