@@ -164,7 +164,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
                     UserWarning,
                     stacklevel=user_stacklevel(),
                 )
-            classes = np.asarray(order, dtype=object)[present]
+            classes = pd.Index(order)[present].to_numpy()
             yi = np.searchsorted(present, yi_all)
         if len(classes) < 2:
             raise ValueError(

@@ -1,0 +1,333 @@
+"""OrdinalGLMM: the cumulative link mixed model against ``ordinal::clmm`` / ``clm``.
+
+References: ``tests/fixtures/ordinal/ordinal.json``, made by ``make_ordinal.R`` (ordinal
+2022.11-16) from the ``wine`` and ``soup`` data saved beside it. Tolerances (as issue
+15 states them): log-likelihood within 0.01; thresholds and fixed effects within 5 % of
+their standard error; standard errors and random-effect SDs within 2 %.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import BinomialGLMM, OrdinalGLMM
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.families.ordinal_links import ORDINAL_LINKS
+from sklearn_glmm.exceptions import NoRandomEffectsWarning, RankDeficiencyWarning
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ordinal"
+REF = json.loads((FIXTURES / "ordinal.json").read_text())
+
+
+def _wine():
+    wine = pd.read_csv(FIXTURES / "wine.csv")
+    X = pd.DataFrame(
+        {
+            "tempwarm": (wine["temp"] == "warm").astype(float),
+            "contactyes": (wine["contact"] == "yes").astype(float),
+        }
+    )
+    y = pd.Series(pd.Categorical(wine["rating"], ordered=True), name="rating")
+    return X, y, wine
+
+
+def _soup():
+    soup = pd.read_csv(FIXTURES / "soup.csv")
+    X = pd.DataFrame({"PRODTest": (soup["PROD"] == "Test").astype(float)})
+    y = pd.Series(pd.Categorical(soup["SURENESS"], ordered=True), name="SURENESS")
+    return X, y, soup
+
+
+# fixture key -> (data, estimator parameters, grouping columns)
+CASES = {
+    **{f"wine_{lk}": ("wine", dict(link=lk), ["judge"]) for lk in ORDINAL_LINKS},
+    "wine_equidistant": ("wine", dict(threshold="equidistant"), ["judge"]),
+    "wine_symmetric": ("wine", dict(threshold="symmetric"), ["judge"]),
+    "wine_agq10": ("wine", dict(n_agq=10), ["judge"]),
+    "wine_probit_agq7": ("wine", dict(link="probit", n_agq=7), ["judge"]),
+    "wine_clm": ("wine", dict(), None),
+    "wine_clm_probit_equidistant": ("wine", dict(link="probit", threshold="equidistant"), None),
+    "wine_slope": ("wine", dict(random_effects="1 + tempwarm"), ["judge"]),
+    "soup_ri": ("soup", dict(), ["RESP"]),
+    "soup_crossed": ("soup", dict(), ["RESP", "PRODID"]),
+    "soup_symmetric": ("soup", dict(threshold="symmetric"), ["RESP"]),
+}
+
+
+def _fit(key):
+    data, params, groups = CASES[key]
+    X, y, frame = _wine() if data == "wine" else _soup()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoRandomEffectsWarning)
+        g = None if groups is None else frame[groups]
+        return OrdinalGLMM(**params).fit(X, y, groups=g)
+
+
+@pytest.mark.parametrize("key", list(CASES))
+def test_matches_clmm(key):
+    ref = REF[key]
+    m = _fit(key)
+    assert m.converged_
+    # R: logLik(fit)
+    assert abs(m.loglik_ - ref["loglik"]) < 0.01
+    assert m.n_params_ == ref["df"]
+    # R: coef(summary(fit)) for beta and clmm's threshold parameters
+    fe = m.fixed_effects_.loc[ref["beta_names"]]
+    se_b = np.array(ref["beta_se"])
+    assert np.all(np.abs(fe["estimate"] - ref["beta"]) <= 0.05 * se_b)
+    np.testing.assert_allclose(fe["std_error"], se_b, rtol=0.02)
+    tc = m.threshold_coefficients_
+    assert list(tc.index) == ref["alpha_names"]
+    se_a = np.array(ref["alpha_se"])
+    assert np.all(np.abs(tc["estimate"] - ref["alpha"]) <= 0.05 * se_a)
+    np.testing.assert_allclose(tc["std_error"], se_a, rtol=0.02)
+    # R: fit$Theta, the thresholds themselves, named from the class labels
+    assert list(m.thresholds_.index) == [f"{k}|{k + 1}" for k in range(1, len(m.classes_))]
+    th = m.thresholds_
+    assert np.all(np.abs(th["estimate"] - np.ravel(ref["thresholds"])) <= 0.05 * th["std_error"])
+    # R: VarCorr(fit)
+    for name, re in (ref["ranef"] or {}).items():
+        S = m.random_effects_cov_[name].to_numpy()
+        sd = np.sqrt(np.diag(S))
+        np.testing.assert_allclose(sd, re["sd"], rtol=0.02)
+        if len(sd) > 1:
+            corr = S / np.outer(sd, sd)
+            np.testing.assert_allclose(corr.ravel(), re["corr"], atol=0.02)
+
+
+def test_thresholds_standard_errors_by_the_linear_map():
+    # equidistant: alpha_j = threshold.1 + (j - 1) spacing; its SEs follow J V J'
+    m = _fit("wine_equidistant")
+    tc = m.threshold_coefficients_
+    alpha = tc.loc["threshold.1", "estimate"] + np.arange(4) * tc.loc["spacing", "estimate"]
+    np.testing.assert_allclose(m.thresholds_["estimate"], alpha)
+    np.testing.assert_allclose(
+        m.thresholds_["std_error"].iloc[0], tc.loc["threshold.1", "std_error"]
+    )
+    assert m.thresholds_["std_error"].iloc[-1] != pytest.approx(tc["std_error"].iloc[0])
+
+
+# -- the family: derivatives, probabilities --------------------------------------------
+def _family(link, threshold, K=5):
+    return make_family("ordinal", link=link, n_classes=K, threshold=threshold)
+
+
+@pytest.mark.parametrize("threshold", ["flexible", "equidistant", "symmetric"])
+@pytest.mark.parametrize("link", list(ORDINAL_LINKS))
+def test_derivatives_match_finite_differences(link, threshold):
+    rng = np.random.default_rng(0)
+    fam = _family(link, threshold)
+    a = fam.default_extra() + 0.2 * rng.normal(size=fam.n_extra)
+    assert np.all(np.diff(fam.alpha(a)) > 0)
+    K, n = 5, 600
+    y = np.tile(np.arange(K), n // K).astype(float)
+    # the middle and both tails of every class, up to 30 units out
+    eta = np.concatenate([rng.normal(scale=2.0, size=n // 2), rng.uniform(-30, 30, n // 2)])
+    d = fam.derivs(y, eta, None, None, a)
+    assert np.all(np.isfinite(d.loglik)) and np.all(np.isfinite(d.w3))
+
+    def close(value, fd, atol=1e-7):
+        np.testing.assert_allclose(value, fd, rtol=2e-5, atol=atol)
+
+    h = 1e-5
+    up, dn = fam.derivs(y, eta + h, None, None, a), fam.derivs(y, eta - h, None, None, a)
+    close(d.d1, (up.loglik - dn.loglik) / (2 * h))
+    close(d.w, -(up.d1 - dn.d1) / (2 * h))
+    # the third derivative in the far tails: log_ndtr's relative accuracy (~1e-13) there
+    # limits it to ~1e-6 absolute against a curvature of ~1
+    close(d.w3, (up.w - dn.w) / (2 * h), atol=1e-5)
+    dl, dd1, dw = fam.extra_derivs(y, eta, None, None, a)
+    for t in range(fam.n_extra):
+        e = np.zeros(fam.n_extra)
+        e[t] = h
+        up, dn = fam.derivs(y, eta, None, None, a + e), fam.derivs(y, eta, None, None, a - e)
+        close(dl[t], (up.loglik - dn.loglik) / (2 * h))
+        close(dd1[t], (up.d1 - dn.d1) / (2 * h))
+        close(dw[t], (up.w - dn.w) / (2 * h), atol=1e-5)
+    if link != "cauchit":  # log-concave: the curvature is never negative
+        assert d.w.min() >= -1e-12
+    assert fam.log_concave == (link != "cauchit")
+
+
+@pytest.mark.parametrize("link", list(ORDINAL_LINKS))
+def test_probabilities_sum_to_one_and_match_the_log_density(link):
+    fam = _family(link, "flexible", K=4)
+    a = np.array([-1.5, 0.2, 2.5])
+    eta = np.linspace(-12, 12, 97)
+    p = fam.class_probabilities(eta, a)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
+    for k in range(4):
+        ll = fam.derivs(np.full(len(eta), float(k)), eta, None, None, a).loglik
+        ok = p[:, k] > 1e-300
+        np.testing.assert_allclose(np.log(p[ok, k]), ll[ok], rtol=1e-9, atol=1e-12)
+    # P(Y <= j) = F(alpha_j - eta): higher eta moves mass to higher classes
+    assert np.all(np.diff(p[:, 0]) <= 1e-15) and np.all(np.diff(p[:, -1]) >= -1e-15)
+
+
+def test_unordered_thresholds_are_a_failed_evaluation():
+    fam = _family("logit", "flexible", K=4)
+    d = fam.derivs(np.array([0.0, 1.0]), np.zeros(2), None, None, np.array([0.5, 0.2, 1.0]))
+    assert np.all(d.loglik == -np.inf)
+    X, y, wine = _wine()
+    m = OrdinalGLMM().fit(X, y, groups=wine["judge"])
+    x = m._params.copy()
+    x[-4:] = x[-4:][[1, 0, 2, 3]]
+    assert m._objective.evaluate(x) == np.inf
+
+
+# -- properties of the fitted model ------------------------------------------------------
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_two_classes_equal_the_binomial_model(link):
+    # P(Y = high) = 1 - F(alpha - eta): for the symmetric logit and probit that is
+    # F(eta - alpha), a binomial model of "high" with intercept -alpha and the same beta;
+    # for clm's cloglog, P(Y = low) = 1 - exp(-exp(alpha - eta)) is the binomial cloglog
+    # model of "low" with intercept alpha and coefficients -beta
+    X, _, wine = _wine()
+    y = np.where(wine["rating"] >= 3, "high", "low")
+    order = pd.Series(pd.Categorical(y, categories=["low", "high"], ordered=True))
+    m = OrdinalGLMM(link=link).fit(X, order, groups=wine["judge"])
+    pos = "low" if link == "cloglog" else "high"
+    b = BinomialGLMM(link=link, pos_label=pos).fit(X, y, groups=wine["judge"])
+    assert m.loglik_ == pytest.approx(b.loglik_, abs=1e-5)
+    sign = -1.0 if link == "cloglog" else 1.0
+    np.testing.assert_allclose(m.coef_, sign * b.coef_, rtol=1e-4, atol=1e-6)
+    alpha = m.thresholds_["estimate"].iloc[0]
+    assert alpha == pytest.approx(-sign * b.intercept_, rel=1e-4)
+    np.testing.assert_allclose(
+        m.fixed_effects_["std_error"], b.fixed_effects_["std_error"].iloc[1:], rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        m.predict_proba(X, wine["judge"])[:, 0 if link == "cloglog" else 1],
+        b.predict_mean(X, wine["judge"]),
+        rtol=1e-5,
+    )
+
+
+def test_objective_at_zero_variance_equals_clm():
+    # R: clm(rating ~ temp + contact, data = wine): its optimum, with the judge variance
+    # set to zero in the mixed model's objective, gives clm's log-likelihood
+    X, y, wine = _wine()
+    m = OrdinalGLMM().fit(X, y, groups=wine["judge"])
+    ref = REF["wine_clm"]
+    beta_internal = np.array(ref["beta"]) * m._scaling["scales"]
+    x = np.concatenate([beta_internal, [0.0], ref["alpha"]])
+    assert -0.5 * m._objective.evaluate(x) == pytest.approx(ref["loglik"], abs=1e-6)
+    assert m.loglik_ > ref["loglik"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.SingularFitWarning")
+def test_classes_keep_the_order_of_an_ordered_categorical():
+    X, _, wine = _wine()
+    labels = np.array(["poor", "fair", "good", "very good", "excellent"])[wine["rating"] - 1]
+    scale = ["poor", "fair", "good", "very good", "excellent"]
+    ordered = pd.Series(pd.Categorical(labels, categories=scale, ordered=True))
+    m = OrdinalGLMM().fit(X, ordered, groups=wine["judge"])
+    assert list(m.classes_) == scale
+    assert list(m.thresholds_.index) == [
+        "poor|fair",
+        "fair|good",
+        "good|very good",
+        "very good|excellent",
+    ]
+    ref = _fit("wine_logit")
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-8)
+    # plain labels are sorted: here alphabetically, a different (wrong) order for a scale
+    plain = OrdinalGLMM().fit(X, labels, groups=wine["judge"])
+    assert list(plain.classes_) == sorted(scale)
+    assert plain.loglik_ < m.loglik_ - 1.0
+    assert list(ordered.cat.categories)[0] == "poor"  # the caller's data unchanged
+
+
+def test_unused_categories_are_dropped_with_a_warning():
+    X, y, wine = _wine()
+    y2 = y.cat.add_categories([0]).cat.reorder_categories([0, 1, 2, 3, 4, 5])
+    with pytest.warns(UserWarning, match=r"categories \[0\]"):
+        m = OrdinalGLMM().fit(X, y2, groups=wine["judge"])
+    assert list(m.classes_) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.filterwarnings("ignore:fixed-effect model matrix is rank deficient")
+def test_constant_column_is_dropped_with_a_clear_warning():
+    X, y, wine = _wine()
+    Xc = X.assign(const=1.0)
+    before = Xc.copy()
+    with pytest.warns(RankDeficiencyWarning, match="thresholds play its role"):
+        m = OrdinalGLMM().fit(Xc, y, groups=wine["judge"])
+    pd.testing.assert_frame_equal(Xc, before)
+    assert np.isnan(m.fixed_effects_.loc["const", "estimate"])
+    assert m.loglik_ == pytest.approx(_fit("wine_logit").loglik_, abs=1e-6)
+
+
+def test_bad_input_is_a_clear_error():
+    X, y, wine = _wine()
+    with pytest.raises(ValueError, match="3 or more classes"):
+        OrdinalGLMM(threshold="equidistant").fit(X, (wine["rating"] > 2).astype(int))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        OrdinalGLMM().fit(X, np.ones(len(X)), groups=wine["judge"])
+    with pytest.raises(ValueError, match="continuous"):
+        OrdinalGLMM().fit(X, np.linspace(0, 1, len(X)), groups=wine["judge"])
+    with pytest.raises(ValueError, match="link"):
+        OrdinalGLMM(link="log").fit(X, y, groups=wine["judge"])
+
+
+def test_predictions():
+    X, y, wine = _wine()
+    g = wine["judge"]
+    m = OrdinalGLMM().fit(X, y, groups=g)
+    p = m.predict_proba(X, g)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(m.predict(X, g), m.classes_[p.argmax(axis=1)])
+    eta = m.decision_function(X, g)
+    np.testing.assert_allclose(eta, X.to_numpy() @ m.coef_ + m.ranef_["judge"].to_numpy()[g - 1, 0])
+    # new groups: averaged over the random-effect distribution, or at b = 0
+    marg = m.predict_proba(X)
+    zero = m.predict_proba(X, population="zero")
+    np.testing.assert_allclose(marg.sum(axis=1), 1.0)
+    cum0 = 1 / (
+        1 + np.exp(-(m.thresholds_["estimate"].to_numpy() - (X.to_numpy() @ m.coef_)[:, None]))
+    )
+    np.testing.assert_allclose(np.cumsum(zero, axis=1)[:, :-1], cum0, rtol=1e-10)
+    # averaging spreads the mass out to the extreme classes
+    assert np.all(marg[:, 0] >= zero[:, 0] - 1e-12) and np.all(marg[:, -1] >= zero[:, -1] - 1e-12)
+    assert 0.0 <= m.score(X, y, g) <= 1.0
+    assert m.score(X, y, g) == pytest.approx(np.mean(m.predict(X, g) == y.to_numpy()))
+
+
+def test_sample_weight_equals_repeated_rows():
+    X, y, wine = _wine()
+    w = np.random.default_rng(0).integers(1, 4, size=len(y))
+    g = wine["judge"].to_numpy()
+    weighted = OrdinalGLMM().fit(X, y, groups=g, sample_weight=w)
+    rep = np.repeat(np.arange(len(y)), w)
+    repeated = OrdinalGLMM().fit(X.iloc[rep], y.iloc[rep], groups=g[rep])
+    assert weighted.loglik_ == pytest.approx(repeated.loglik_, rel=1e-8)
+    np.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-4)
+    np.testing.assert_allclose(
+        weighted.thresholds_["estimate"], repeated.thresholds_["estimate"], rtol=1e-4
+    )
+
+
+def _simulated(n_groups=300, per=8, seed=0, link="logit"):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    X = pd.DataFrame(
+        {"time": np.tile(np.arange(per), n_groups) / per, "treat": (g % 2).astype(float)}
+    )
+    eta = X.to_numpy() @ np.array([1.0, -0.8]) + rng.normal(scale=1.2, size=n_groups)[g]
+    fam = make_family("ordinal", link=link, n_classes=4)
+    y = fam.sample_classes(eta, np.array([-1.0, 0.3, 1.8]), rng).astype(int)
+    return X, y, g
+
+
+def test_simulation_recovery():
+    X, y, g = _simulated()
+    m = OrdinalGLMM(random_effects="1").fit(X, y, groups=g)
+    fe, th = m.fixed_effects_, m.thresholds_
+    assert np.all(np.abs(fe["estimate"] - [1.0, -0.8]) < 4 * fe["std_error"])
+    assert np.all(np.abs(th["estimate"] - [-1.0, 0.3, 1.8]) < 4 * th["std_error"])
+    (cov,) = m.random_effects_cov_.values()
+    assert 0.9 < np.sqrt(cov.iloc[0, 0]) < 1.5
