@@ -16,11 +16,12 @@ from ._base import _GH_W, _GH_Z, _BaseGLMM
 from ._engine.families import make_family
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
+from ._engine.ordinal_separation import ordinal_separation
 from ._ordinal_tables import threshold_tables
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
-from .exceptions import RankDeficiencyWarning
+from .exceptions import RankDeficiencyWarning, SeparationWarning
 
 _ORDINAL_PARAMS = """
     random_effects : str, dict or None, default=None
@@ -209,6 +210,27 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     def _learn_support(self, y, eta, weights):
         (self.thresholds_, self.threshold_coefficients_) = threshold_tables(self)
         self._y_codes = None
+        self._check_ordinal_separation(y, weights)
+
+    def _check_ordinal_separation(self, y, weights):
+        """Warn, naming the predictors, when some fixed effects have an infinite MLE."""
+        d = self._objective.data
+        beta = self._params[: d.n_beta]
+        # along a separating direction the optimiser drives the linear predictor far out
+        if d.n_beta == 0 or np.max(np.abs(d.X @ beta)) <= 5.0:
+            return
+        cols = ordinal_separation(d.X, y, weights, len(self.classes_))
+        if cols is None:
+            return
+        names = [self._fixed_names[self._scaling["kept"][j]] for j in cols]
+        warnings.warn(
+            f"complete or quasi-complete separation: predictor(s) {names} order the classes "
+            "perfectly for some rows. Their estimates diverge (the maximum-likelihood values "
+            "are infinite) and the reported values, standard errors and p-values for them are "
+            "not meaningful. Merge sparse classes or drop those predictors.",
+            SeparationWarning,
+            stacklevel=user_stacklevel(),
+        )
 
     # -- predictions --------------------------------------------------------------
     def decision_function(self, X, groups=None, *, offset=None):

@@ -13,11 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import set_config
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_glmm import BinomialGLMM, OrdinalGLMM
 from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.families.ordinal_links import ORDINAL_LINKS
-from sklearn_glmm.exceptions import NoRandomEffectsWarning, RankDeficiencyWarning
+from sklearn_glmm.exceptions import NoRandomEffectsWarning, RankDeficiencyWarning, SeparationWarning
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ordinal"
 REF = json.loads((FIXTURES / "ordinal.json").read_text())
@@ -331,3 +336,79 @@ def test_simulation_recovery():
     assert np.all(np.abs(th["estimate"] - [-1.0, 0.3, 1.8]) < 4 * th["std_error"])
     (cov,) = m.random_effects_cov_.values()
     assert 0.9 < np.sqrt(cov.iloc[0, 0]) < 1.5
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.StandardErrorWarning")
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.SingularFitWarning")
+def test_separation_is_reported():
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(20), 6)
+    x = rng.normal(size=120)
+    y = np.digitize(x, [-0.5, 0.5])  # x orders the classes perfectly
+    z = rng.normal(size=120)
+    X = pd.DataFrame({"x": x, "z": z})
+    with pytest.warns(SeparationWarning, match=r"\['x'\]"):
+        OrdinalGLMM().fit(X, y, groups=g)
+    # without separation: no warning
+    X, y, wine = _wine()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeparationWarning)
+        OrdinalGLMM().fit(X, y, groups=wine["judge"])
+
+
+# -- scikit-learn's contract and tools ------------------------------------------------
+_DECISION = (
+    "decision_function is the model's linear predictor eta, one score along the ordered "
+    "scale (P(Y <= k) = F(alpha_k - eta)), not scikit-learn's per-class scores; the class "
+    "probabilities are predict_proba's"
+)
+_ILL_POSED_WEIGHTS = (
+    "the check fits many features on few rows, where the unpenalised estimate does not exist "
+    "(separation); test_sample_weight_equals_repeated_rows checks the property on "
+    "well-posed data"
+)
+
+
+def _expected_failed_checks(estimator):
+    return {
+        "check_classifiers_train": _DECISION,
+        "check_classifiers_classes": _DECISION,
+        "check_sample_weight_equivalence_on_dense_data": _ILL_POSED_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": _ILL_POSED_WEIGHTS,
+    }
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.NoRandomEffectsWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@parametrize_with_checks([OrdinalGLMM()], expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+def test_pipeline_cross_validation_and_grid_search():
+    X, y, wine = _wine()
+    g = wine["judge"].to_numpy()
+    Xg = X.assign(judge=g)
+    pipe = make_pipeline(StandardScaler(), OrdinalGLMM())
+    with pytest.warns(NoRandomEffectsWarning):  # a pipeline without groups fits clm
+        pipe.fit(X, y)
+    assert pipe.predict_proba(X).shape == (len(y), 5)
+    model = OrdinalGLMM(random_effects="1", group_columns="judge")
+    scores = cross_val_score(model, Xg, y, cv=GroupKFold(3), groups=g)
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular fits on a third of the judges
+        search = GridSearchCV(
+            model,
+            {"link": ["logit", "probit"], "threshold": ["flexible", "equidistant"]},
+            cv=GroupKFold(3),
+        ).fit(Xg, y, groups=g)
+    assert set(search.best_params_) == {"link", "threshold"}
+    set_config(enable_metadata_routing=True)
+    try:
+        est = OrdinalGLMM(random_effects="1").set_fit_request(groups=True)
+        s2 = cross_val_score(est, X, y, cv=GroupKFold(3), params={"groups": g})
+        assert s2.shape == (3,)
+    finally:
+        set_config(enable_metadata_routing=False)

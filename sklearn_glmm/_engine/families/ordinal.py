@@ -80,6 +80,8 @@ class CumulativeLink(Family):
     name = "ordinal"
     r_name = "cumulative"
     long_name = "cumulative link (ordinal)"
+    # the binomial / count separation test does not apply (see ordinal_separation)
+    glm_separation = False
 
     def __init__(self, n_classes, link="logit", threshold="flexible", labels=None, start=None):
         if n_classes < 2:
