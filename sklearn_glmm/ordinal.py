@@ -281,6 +281,19 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         tags.classifier_tags.multi_class = True
         return tags
 
+    def _encode_outcome(self, y) -> np.ndarray:
+        """Class indices of labels ``y`` (for the scorers)."""
+        check_is_fitted(self, "coef_")
+        y = np.asarray(y)
+        idx = pd.Index(self.classes_).get_indexer(y)
+        if np.any(idx < 0):
+            bad = sorted({str(v) for v in y[idx < 0]})[:5]
+            raise ValueError(
+                f"y has {int(np.sum(idx < 0))} value(s) that are not classes seen in fit "
+                f"({list(self.classes_)}): {bad}."
+            )
+        return idx.astype(float)
+
     # -- on the training rows -----------------------------------------------------
     def _train_probabilities(self):
         check_is_fitted(self, "coef_")

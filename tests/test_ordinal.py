@@ -412,3 +412,95 @@ def test_pipeline_cross_validation_and_grid_search():
         assert s2.shape == (3,)
     finally:
         set_config(enable_metadata_routing=False)
+
+
+# -- tools on top: summary, intervals, comparisons, simulation, scorers ---------------
+def test_summary_reads_like_clmm():
+    m = _fit("wine_equidistant")
+    text = str(m.summary())
+    assert text.startswith("Cumulative Link Mixed Model fitted with the Laplace approximation")
+    assert "formula: rating ~ tempwarm + contactyes + (1 | judge)" in text
+    for part in ("Random effects:", "Number of groups:  judge 9", "Coefficients:"):
+        assert part in text
+    lines = text.splitlines()
+    at = lines.index("Threshold coefficients:")
+    assert lines[at + 2].split()[0] == "threshold.1" and lines[at + 3].split()[0] == "spacing"
+    s = m.summary()
+    assert s.fit_statistics["logLik"] == m.loglik_
+    pd.testing.assert_series_equal(
+        s.thresholds["Estimate"], m.threshold_coefficients_["estimate"], check_names=False
+    )
+    clm = _fit("wine_clm")
+    assert str(clm.summary()).startswith("Cumulative Link Model\n")
+
+
+def test_confint_odds_ratios_and_likelihood_ratio_test():
+    from sklearn_glmm import anova
+
+    m = _fit("wine_logit")
+    ci = m.confint()
+    assert list(ci.index[-4:]) == ["1|2", "2|3", "3|4", "4|5"]
+    odds = m.confint(exponentiate=True)
+    np.testing.assert_allclose(odds.loc["tempwarm", "estimate"], np.exp(m.coef_[0]))
+    assert odds.loc["tempwarm", "lower"] == pytest.approx(np.exp(ci.loc["tempwarm", "lower"]))
+    # profile intervals bracket the estimates
+    prof = m.confint(parm=["tempwarm", "sd_(Intercept)|judge"], method="profile")
+    assert np.all(prof["lower"] < prof["estimate"]) and np.all(prof["estimate"] < prof["upper"])
+    # R: anova(clm(...), clmm(...)): LR statistic 2 * (-81.565 - -86.492)
+    clm = _fit("wine_clm")
+    table = anova(clm, m)
+    stat = 2 * (REF["wine_logit"]["loglik"] - REF["wine_clm"]["loglik"])
+    assert table["Chisq"].iloc[1] == pytest.approx(stat, abs=0.02)
+    assert table["AIC"].iloc[1] < table["AIC"].iloc[0]
+
+
+def test_simulate_and_residuals():
+    m = _fit("wine_logit")
+    sims = m.simulate(400, random_state=0)
+    assert sims.shape == (72, 400) and set(np.unique(sims)) <= set(range(5))
+    # the simulated class frequencies match the model's (population) probabilities
+    freq = np.array([(sims == k).mean() for k in range(5)])
+    g = np.zeros(72)  # new judges: the marginal probabilities of the rows, averaged
+    X, _, _ = _wine()
+    expected = m.predict_proba(X, groups=g + 100).mean(axis=0)
+    np.testing.assert_allclose(freq, expected, atol=0.02)
+    assert np.array_equal(m.simulate(2, random_state=1), m.simulate(2, random_state=1))
+    r = m.residuals("response")
+    p = m.fitted()
+    np.testing.assert_allclose(r, m._train["y"] - p @ np.arange(5))
+    assert np.all(np.isfinite(m.residuals("pearson"))) and np.all(
+        np.isfinite(m.residuals("deviance"))
+    )
+    with pytest.raises(ValueError, match="type"):
+        m.residuals("working")
+
+
+def test_ordinal_scorers():
+    from sklearn_glmm.model_selection import (
+        get_scorer,
+        mean_absolute_class_error,
+        ordinal_log_loss,
+    )
+
+    X, y, wine = _wine()
+    g = wine["judge"]
+    m = _fit("wine_logit")
+    p = m.predict_proba(X, g)
+    k = y.cat.codes.to_numpy()
+    assert ordinal_log_loss(m, X, y, groups=g) == pytest.approx(
+        -np.mean(np.log(p[np.arange(72), k]))
+    )
+    mae = mean_absolute_class_error(m, X, y, groups=g)
+    assert mae == pytest.approx(np.mean(np.abs(p.argmax(axis=1) - k)))
+    assert get_scorer("neg_mean_absolute_class_error")(m, X, y, groups=g) == pytest.approx(-mae)
+    Xg = X.assign(judge=g)
+    model = OrdinalGLMM(random_effects="1", group_columns="judge")
+    scores = cross_val_score(
+        model, Xg, y, cv=GroupKFold(3), groups=g, scoring=get_scorer("neg_ordinal_log_loss")
+    )
+    assert np.all(scores < 0)
+    with pytest.raises(ValueError, match="not classes seen in fit"):
+        ordinal_log_loss(m, X, np.full(72, 9), groups=g)
+    with pytest.raises(TypeError, match="ordered outcomes"):
+        b = BinomialGLMM().fit(X, (wine["rating"] > 2).astype(int), groups=g)
+        ordinal_log_loss(b, X, (wine["rating"] > 2).astype(int), groups=g)
