@@ -504,3 +504,32 @@ def test_ordinal_scorers():
     with pytest.raises(TypeError, match="ordered outcomes"):
         b = BinomialGLMM().fit(X, (wine["rating"] > 2).astype(int), groups=g)
         ordinal_log_loss(b, X, (wine["rating"] > 2).astype(int), groups=g)
+
+
+def test_clmm_formula_front_end():
+    from sklearn_glmm.formula import clmm
+
+    wine = pd.read_csv(FIXTURES / "wine.csv")
+    wine["rating"] = pd.Categorical(wine["rating"], ordered=True)
+    before = wine.copy()
+    # R: clmm(rating ~ temp + contact + (1 | judge), data = wine, nAGQ = 10)
+    m = clmm("rating ~ temp + contact + (1 | judge)", wine, nAGQ=10)
+    pd.testing.assert_frame_equal(wine, before)
+    ref = REF["wine_agq10"]
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=0.01)
+    assert list(m.fixed_effects_.index) == ref["beta_names"]
+    assert m.formula_ == "rating ~ temp + contact + (1 | judge)"
+    # predictions from data holding the formula's variables (R's newdata)
+    X, _, _ = _wine()
+    np.testing.assert_allclose(
+        m.predict_proba(wine.head(5)), m.predict_proba(X.head(5), wine["judge"].head(5))
+    )
+    at_zero = m.predict_proba(wine.head(5), re_form="NA")
+    np.testing.assert_allclose(at_zero, m.predict_proba(X.head(5), population="zero"))
+    assert m.predict(wine.head(5)).dtype.kind == "i"
+    eq = clmm("rating ~ temp + contact + (1 | judge)", wine, link="probit", threshold="equidistant")
+    assert list(eq.threshold_coefficients_.index) == ["threshold.1", "spacing"]
+    with pytest.raises(TypeError, match="random_effects"):
+        clmm("rating ~ temp + (1 | judge)", wine, random_effects="1")
+    with pytest.raises(ValueError, match="non-adaptive"):
+        clmm("rating ~ temp + (1 | judge)", wine, nAGQ=-5)
