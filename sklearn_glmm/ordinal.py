@@ -300,9 +300,10 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         return self._family_obj.class_probabilities(self._train["eta"], self._extra)
 
     def fitted(self):
-        """Fitted class probabilities on the training rows (random effects at their modes),
-        shape (n_samples, n_classes)."""
-        return self._train_probabilities()
+        """Expected class index ``E[Y]`` on the training rows (random effects at their
+        modes); ``predict_proba(X, groups)`` gives the class probabilities."""
+        p = self._train_probabilities()
+        return p @ np.arange(p.shape[1], dtype=float)
 
     def residuals(self, type="response"):
         """Residuals of the class index on the training rows, conditional on the modes.
@@ -332,14 +333,20 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         view); ``False`` keeps the conditional modes. ``classes_[k]`` is the label
         of index ``k``.
         """
-        from ._simulate import _rng, simulate_eta
+        from ._simulate import simulate_response
 
         check_is_fitted(self, "coef_")
-        if not isinstance(n_sim, (int, np.integer)) or n_sim < 1:
-            raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")
-        rng = _rng(random_state)
-        eta = simulate_eta(self, int(n_sim), rng, new_random_effects)
-        return self._family_obj.sample_classes(eta, self._extra, rng)
+        return simulate_response(self, n_sim, random_state, new_random_effects)
+
+    def report(self, **kwargs):
+        """A results paragraph: cumulative odds ratios, random-effect SDs, thresholds.
+
+        Keyword arguments ``level``, ``method``, ``outcome``, ``compare``, ``digits`` as
+        :func:`sklearn_glmm._ordinal_report.ordinal_report` describes them.
+        """
+        from ._ordinal_report import ordinal_report
+
+        return ordinal_report(self, **kwargs)
 
     def summary(self):
         """A clmm-like summary: random effects, coefficients, threshold coefficients."""

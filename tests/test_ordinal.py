@@ -324,7 +324,7 @@ def _simulated(n_groups=300, per=8, seed=0, link="logit"):
     )
     eta = X.to_numpy() @ np.array([1.0, -0.8]) + rng.normal(scale=1.2, size=n_groups)[g]
     fam = make_family("ordinal", link=link, n_classes=4)
-    y = fam.sample_classes(eta, np.array([-1.0, 0.3, 1.8]), rng).astype(int)
+    y = fam.sample_from_eta(eta, np.array([-1.0, 0.3, 1.8]), rng).astype(int)
     return X, y, g
 
 
@@ -466,8 +466,13 @@ def test_simulate_and_residuals():
     np.testing.assert_allclose(freq, expected, atol=0.02)
     assert np.array_equal(m.simulate(2, random_state=1), m.simulate(2, random_state=1))
     r = m.residuals("response")
-    p = m.fitted()
-    np.testing.assert_allclose(r, m._train["y"] - p @ np.arange(5))
+    X, y, wine = _wine()
+    p = m.predict_proba(X, wine["judge"])
+    np.testing.assert_allclose(m.fitted(), p @ np.arange(5))
+    np.testing.assert_allclose(r, y.cat.codes.to_numpy() - p @ np.arange(5))
+    # parametric bootstrap intervals refit simulated outcomes
+    boot = m.confint(parm="fixed", method="bootstrap", n_boot=20, random_state=0)
+    assert np.all(boot["lower"] < boot["estimate"]) and np.all(boot["estimate"] < boot["upper"])
     assert np.all(np.isfinite(m.residuals("pearson"))) and np.all(
         np.isfinite(m.residuals("deviance"))
     )
@@ -533,3 +538,16 @@ def test_clmm_formula_front_end():
         clmm("rating ~ temp + (1 | judge)", wine, random_effects="1")
     with pytest.raises(ValueError, match="non-adaptive"):
         clmm("rating ~ temp + (1 | judge)", wine, nAGQ=-5)
+
+
+def test_report_reads_cumulative_odds_ratios():
+    m = _fit("wine_logit")
+    text = m.report(compare=[_fit("wine_clm")])
+    assert "The odds of a higher rating were higher for tempwarm = 1" in text
+    assert f"OR = {np.exp(m.coef_[0]):.2f}" in text
+    assert "thresholds" in text and "1|2: -1.62" in text
+    assert "overdispersion" not in text
+    probit = _fit("wine_probit").report()
+    assert "OR =" not in probit and "probit scale" in probit
+    scaled = m.scaled_residuals(n_sim=50, random_state=0)
+    assert scaled.residuals.shape == (72,)

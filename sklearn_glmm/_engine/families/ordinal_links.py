@@ -78,7 +78,7 @@ class OrdinalLink(Link):
 class OrdinalLogit(OrdinalLink):
     name = "logit"
     scale_name = "log-odds"
-    ratio_name = "cumulative odds ratio"
+    ratio_name = "odds ratio"  # of a higher class, the same at every cut
     latent_variance = float(np.pi**2 / 3.0)
 
     def link(self, mu):
@@ -151,7 +151,7 @@ class OrdinalCloglog(OrdinalLink):
 
     name = "cloglog"
     scale_name = "complementary log-log"
-    ratio_name = "hazard ratio"
+    ratio_name = None
     latent_variance = float(np.pi**2 / 6.0)
 
     def link(self, mu):
