@@ -551,3 +551,19 @@ def test_report_reads_cumulative_odds_ratios():
     assert "OR =" not in probit and "probit scale" in probit
     scaled = m.scaled_residuals(n_sim=50, random_state=0)
     assert scaled.residuals.shape == (72,)
+
+
+def test_clmm_formula_on_other_data_matches_r():
+    from sklearn_glmm.formula import clmm
+
+    soup = pd.read_csv(FIXTURES / "soup.csv")
+    soup["SURENESS"] = pd.Categorical(soup["SURENESS"], ordered=True)
+    # R: clmm(SURENESS ~ PROD + (1 | RESP) + (1 | PRODID), data = soup)
+    m = clmm("SURENESS ~ PROD + (1 | RESP) + (1 | PRODID)", soup)
+    ref = REF["soup_crossed"]
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=0.01)
+    fe = m.fixed_effects_.loc[ref["beta_names"]]
+    assert np.all(np.abs(fe["estimate"] - ref["beta"]) <= 0.05 * np.array(ref["beta_se"]))
+    for name, re in ref["ranef"].items():
+        sd = np.sqrt(np.diag(m.random_effects_cov_[name].to_numpy()))
+        np.testing.assert_allclose(sd, re["sd"], rtol=0.02)
