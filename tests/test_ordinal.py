@@ -567,3 +567,51 @@ def test_clmm_formula_on_other_data_matches_r():
     for name, re in ref["ranef"].items():
         sd = np.sqrt(np.diag(m.random_effects_cov_[name].to_numpy()))
         np.testing.assert_allclose(sd, re["sd"], rtol=0.02)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_tutorial_example_runs(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("formulaic")
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, str(root / "examples" / "ordinal_likert.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Cumulative odds ratios" in res.stdout and "wave:treat" in res.stdout
+    for name in ("probabilities", "people", "proportions"):
+        assert (tmp_path / f"ordinal_{name}.png").exists()
+
+
+def test_plots_and_category_proportions():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sklearn_glmm.plotting import (
+        category_proportions,
+        plot_category_probabilities,
+        plot_category_proportions,
+    )
+
+    X, y, wine = _wine()
+    m = _fit("wine_logit")
+    frame = X.assign(rating=y.to_numpy(), bottle=wine["bottle"])
+    table = category_proportions(m, frame, "rating", "bottle")
+    np.testing.assert_allclose(table["observed"].sum(axis=1), 1.0)
+    np.testing.assert_allclose(table["predicted"].sum(axis=1), 1.0)
+    ax = plot_category_probabilities(m, frame, "bottle", groups=wine["judge"])
+    assert ax.get_ylim() == (0.0, 1.0)
+    plot_category_proportions(m, frame, "rating", "bottle")
+    with pytest.raises(TypeError, match="OrdinalGLMM"):
+        b = BinomialGLMM().fit(X, (wine["rating"] > 2).astype(int), groups=wine["judge"])
+        plot_category_probabilities(b, frame, "bottle")
+    matplotlib.pyplot.close("all")
