@@ -338,6 +338,44 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         check_is_fitted(self, "coef_")
         return simulate_response(self, n_sim, random_state, new_random_effects)
 
+    # -- tools of the other estimators that do not describe an ordinal outcome ----------
+    def _not_for_ordinal(self, what, instead):
+        raise NotImplementedError(f"{what} is not available for OrdinalGLMM: {instead}")
+
+    def predict_interval(self, X, groups=None, **kwargs):
+        """Not available: the class probabilities depend on the thresholds as well as on
+        the fixed effects; use ``predict_proba`` (and ``confint`` for the parameters)."""
+        self._not_for_ordinal(
+            "predict_interval",
+            "use predict_proba for the class probabilities, and confint "
+            "(e.g. method='bootstrap') for the parameters.",
+        )
+
+    def marginal_means(self, X, **kwargs):
+        """Not available; ``predict_proba(X)`` without groups gives the population-averaged
+        class probabilities."""
+        self._not_for_ordinal(
+            "marginal_means",
+            "predict_proba(X) without groups gives the population-averaged "
+            "class probabilities, with groups the conditional ones.",
+        )
+
+    def contrast(self, X1, X0, **kwargs):
+        """Not available; compare ``predict_proba`` of the two designs."""
+        self._not_for_ordinal(
+            "contrast",
+            "compare predict_proba(X1) and predict_proba(X0), or read the "
+            "coefficients as cumulative odds ratios (confint(exponentiate=True)).",
+        )
+
+    def overdispersion(self):
+        """Not available: an ordinal outcome has no variance beyond its class probabilities."""
+        self._not_for_ordinal(
+            "overdispersion",
+            "the class probabilities determine the whole distribution; check "
+            "the model with scaled_residuals() or plotting.plot_category_proportions.",
+        )
+
     def report(self, **kwargs):
         """A results paragraph: cumulative odds ratios, random-effect SDs, thresholds.
 

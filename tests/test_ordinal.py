@@ -615,3 +615,33 @@ def test_plots_and_category_proportions():
         b = BinomialGLMM().fit(X, (wine["rating"] > 2).astype(int), groups=wine["judge"])
         plot_category_probabilities(b, frame, "bottle")
     matplotlib.pyplot.close("all")
+
+
+def test_tools_that_do_not_apply_say_so():
+    import pickle
+
+    X, y, wine = _wine()
+    m = _fit("wine_logit")
+    for call in (
+        lambda: m.predict_interval(X),
+        lambda: m.marginal_means(X),
+        lambda: m.contrast(X, X),
+        lambda: m.overdispersion(),
+    ):
+        with pytest.raises(NotImplementedError, match="not available for OrdinalGLMM"):
+            call()
+    # a pickle without the training data predicts and summarises
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(
+        m2.predict_proba(X, wine["judge"]), m.predict_proba(X, wine["judge"])
+    )
+    assert str(m2.summary()) == str(m.summary())
+    # the derivative of E[Y] in eta
+    fam, a = m._family_obj, m._extra
+    eta = np.linspace(-3, 8, 12)
+    h = 1e-6
+    np.testing.assert_allclose(
+        fam.mean_derivative(eta, a),
+        (fam.mean(eta + h, a) - fam.mean(eta - h, a)) / (2 * h),
+        rtol=1e-6,
+    )

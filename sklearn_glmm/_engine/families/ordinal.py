@@ -236,7 +236,17 @@ class CumulativeLink(Family):
         return p @ np.arange(self.n_classes, dtype=float)
 
     def variance(self, mu, trials, extra=()):
-        raise NotImplementedError("the ordinal model's variance depends on eta, not on E[Y].")
+        raise NotImplementedError(
+            "an ordinal outcome's variance is not a function of its mean: tools built on the "
+            "family variance (performance.icc, r2, overdispersion) do not apply. On the latent "
+            "scale the ICC of a random intercept is var / (var + link.latent_variance), "
+            "pi^2 / 3 for the logit link."
+        )
+
+    def mean_derivative(self, eta, extra=()):
+        """``d E[Y] / d eta = sum_j f(alpha_j - eta)`` (``E[Y] = sum_j P(Y > j)``)."""
+        x = self.alpha(extra) - np.asarray(eta, dtype=float)[..., None]
+        return np.exp(self.link.log_pdf(x)).sum(axis=-1)
 
     def unit_deviance(self, y, mu, trials, extra=()):
         raise NotImplementedError("use -2 log p(y) of the fitted probabilities.")
