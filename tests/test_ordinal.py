@@ -401,10 +401,15 @@ def test_pipeline_cross_validation_and_grid_search():
         warnings.simplefilter("ignore")  # singular fits on a third of the judges
         search = GridSearchCV(
             model,
-            {"link": ["logit", "probit"], "threshold": ["flexible", "equidistant"]},
+            {
+                "link": ["logit", "probit"],
+                "threshold": ["flexible", "equidistant"],
+                "random_effects": ["1", "1 + tempwarm"],
+            },
             cv=GroupKFold(3),
         ).fit(Xg, y, groups=g)
-    assert set(search.best_params_) == {"link", "threshold"}
+    assert set(search.best_params_) == {"link", "threshold", "random_effects"}
+    assert len(search.cv_results_["params"]) == 8
     set_config(enable_metadata_routing=True)
     try:
         est = OrdinalGLMM(random_effects="1").set_fit_request(groups=True)
