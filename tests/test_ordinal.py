@@ -650,3 +650,25 @@ def test_tools_that_do_not_apply_say_so():
         (fam.mean(eta + h, a) - fam.mean(eta - h, a)) / (2 * h),
         rtol=1e-6,
     )
+
+
+def test_offset_row_order_and_units_invariances():
+    X, y, wine = _wine()
+    g = wine["judge"].to_numpy()
+    m = _fit("wine_logit")
+    # an offset c adds to eta: the thresholds move by c, nothing else changes
+    shifted = OrdinalGLMM().fit(X, y, groups=g, offset=np.full(len(y), 0.7))
+    assert shifted.loglik_ == pytest.approx(m.loglik_, abs=1e-7)
+    np.testing.assert_allclose(shifted.coef_, m.coef_, rtol=1e-5)
+    np.testing.assert_allclose(
+        shifted.thresholds_["estimate"], m.thresholds_["estimate"] + 0.7, rtol=1e-5
+    )
+    # rows in another order, predictors in other units
+    perm = np.random.default_rng(0).permutation(len(y))
+    Xs = X.iloc[perm] * [10.0, 0.01]
+    other = OrdinalGLMM().fit(Xs, y.iloc[perm], groups=g[perm])
+    assert other.loglik_ == pytest.approx(m.loglik_, abs=1e-7)
+    np.testing.assert_allclose(other.coef_ * [10.0, 0.01], m.coef_, rtol=1e-5)
+    np.testing.assert_allclose(
+        other.fixed_effects_["std_error"] * [10.0, 0.01], m.fixed_effects_["std_error"], rtol=1e-3
+    )
