@@ -209,7 +209,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
 
     def _learn_support(self, y, eta, weights):
         (self.thresholds_, self.threshold_coefficients_) = threshold_tables(self)
-        self._y_codes = None
+        self._y_codes = self._fit_weights = None  # only the starting thresholds needed them
         self._check_ordinal_separation(y, weights)
 
     def _check_ordinal_separation(self, y, weights):

@@ -41,10 +41,10 @@ def _threshold_block(name: str, start: float) -> ParameterBlock:
         start=float(start),
         to_reported=_identity,
         attribute=f"_threshold_{name}_",
-        flat_side=None,
+        flat_side=None,  # no bound: the boundary fields below are never used
         at_bound_value=np.nan,
         at_bound_message="",
-        warning="ConvergenceWarning",
+        warning="",
         label=f"Threshold {name}",
         summary="threshold",
         section="Threshold coefficients:",
