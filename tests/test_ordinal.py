@@ -374,9 +374,16 @@ _ILL_POSED_WEIGHTS = (
 )
 
 
+_NOMINAL = (
+    "its three-class problem is three blobs in the plane, nominal classes that no single "
+    "ordering direction separates, so an ordinal model's accuracy stays below the check's "
+    "0.83 (the two-class problem passes); and " + _DECISION
+)
+
+
 def _expected_failed_checks(estimator):
     return {
-        "check_classifiers_train": _DECISION,
+        "check_classifiers_train": _NOMINAL,
         "check_classifiers_classes": _DECISION,
         "check_sample_weight_equivalence_on_dense_data": _ILL_POSED_WEIGHTS,
         "check_sample_weight_equivalence_on_sparse_data": _ILL_POSED_WEIGHTS,
