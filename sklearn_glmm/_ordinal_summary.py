@@ -63,7 +63,8 @@ class OrdinalSummary(Summary):
             f"{fs['cond.H']:.1e}",
         ]
         widths = [max(len(k), len(c)) for k, c in zip(fs.index, cells)]
-        formula = model_formula(est).replace(" ~ 0 + ", " ~ ", 1)  # thresholds, not "0"
+        # the thresholds are the intercepts: no "0 +", and "1" without fixed effects
+        formula = model_formula(est).replace(" ~ 0 + ", " ~ " if est._fixed_names else " ~ 1 + ", 1)
         out = [head, "", f"formula: {formula}", ""]
         out.append(" " + " ".join(f"{k:<{w}}" for k, w in zip(fs.index, widths)))
         out.append(" " + " ".join(f"{c:<{w}}" for c, w in zip(cells, widths)))

@@ -58,6 +58,7 @@ CASES = {
     "wine_clm": ("wine", dict(), None),
     "wine_clm_probit_equidistant": ("wine", dict(link="probit", threshold="equidistant"), None),
     "wine_slope": ("wine", dict(random_effects="1 + tempwarm"), ["judge"]),
+    "wine_null": ("wine", dict(), ["judge"]),  # no fixed effects: rating ~ 1 + (1 | judge)
     "soup_ri": ("soup", dict(), ["RESP"]),
     "soup_crossed": ("soup", dict(), ["RESP", "PRODID"]),
     "soup_nested": ("soup", dict(), ["DAY:RESP", "RESP"]),
@@ -68,6 +69,8 @@ CASES = {
 def _fit(key):
     data, params, groups = CASES[key]
     X, y, frame = _wine() if data == "wine" else _soup()
+    if key == "wine_null":
+        X = X.iloc[:, :0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoRandomEffectsWarning)
         g = None if groups is None else frame[groups]
