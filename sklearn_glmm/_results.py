@@ -449,7 +449,8 @@ def _check_convergence(est, record):
             f"the conditional distribution of the random effect has two comparable modes in "
             f"{len(rivals)} level(s) of {est._factors[0].name!r} ({levels}; zeros explained "
             "by the count part or by the zero inflation), where the Laplace approximation, "
-            "taken at one mode, jumps between them and its optimum cannot be certified"
+            "taken at one mode, jumps between them and its optimum cannot be certified "
+            "(adaptive quadrature integrates over both modes: n_agq=25, say)"
         )
     if record.negative_curvature:
         msgs.append(

@@ -630,6 +630,10 @@ FAILING_TODAY = {
     "error; checked since against an independent AGQ with the same nodes",
     1036: "failed fit: loglik_ -2e259 at parameters whose log-likelihood is -394",
     1457: "binomial with 2 groups: converged without warning 0.55 below the nested GLM",
+    245: "zero-inflated NB, two comparable conditional modes: loglik_ taken at the lower one",
+    988: "zero-inflated NB, a level with two modes: converged 0.34 below a nearby optimum "
+    "of the Laplace objective (which jumps between the modes) without a warning",
+    1191: "zero-inflated NB, two modes 0.24 prior SDs apart: loglik_ taken at the lower one",
 }
 
 
@@ -639,16 +643,8 @@ def test_fuzz_data_sets_that_failed_before_the_engine_fixes(seed):
     assert not out.failures, f"{FAILING_TODAY[seed]}: {out.failures} ({reproduction(seed)})"
 
 
-# Data sets that still fail, with the reason; the open work of the project's
-# "trustworthy fits" issue. Zero-inflated NB data whose levels have two comparable
-# conditional modes: the Laplace objective jumps between them (245 and 1191 say so
-# with a ConvergenceWarning, but their loglik_ is taken at the lower of two modes the
-# independent computation finds; 988 ends 0.34 below a nearby optimum, unflagged).
-KNOWN_OPEN = {
-    245: "zero-inflated NB, two comparable conditional modes; loglik_ at the lower one",
-    988: "zero-inflated NB, converged 0.34 below a nearby optimum without a warning",
-    1191: "zero-inflated NB, two comparable conditional modes; loglik_ at the lower one",
-}
+# Data sets that still fail, with the reason (none today; the slow run names any new one)
+KNOWN_OPEN: dict[int, str] = {}
 
 
 @pytest.mark.slow

@@ -136,6 +136,24 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
 # starting values of a second mode search for families that are not log-concave:
 # spherical random effects from -8 to 8 prior SDs
 _MODE_GRID = np.linspace(-8.0, 8.0, 9)
+# the scan at the optimum (Objective.scan_modes): quarter prior SDs; rows x grid
+# points evaluated at once
+_SCAN_GRID = np.linspace(-8.0, 8.0, 65)
+_SCAN_CELLS = 2_000_000
+
+
+def _competing(h, top, gap):
+    """Levels (columns of ``h``) whose values on the grid dip and rise again.
+
+    A point lower than the highest points on both sides of it, by more than the
+    rounding of the log-density, with both within ``gap`` of the level's top
+    ``top``: two separate modes, both carrying mass.
+    """
+    left = np.maximum.accumulate(h, axis=0)[:-2]
+    right = np.maximum.accumulate(h[::-1], axis=0)[::-1][2:]
+    rim = np.minimum(left, right)
+    dip = (rim - h[1:-1] > 1e-6 * (1.0 + np.abs(top))) & (rim > top - gap)
+    return np.flatnonzero(dip.any(axis=0))
 
 # Newton decrement (twice the expected gain) below which a step is taken without the
 # decrease test: the quadratic model is exact there to far below the log-density's rounding
@@ -340,37 +358,60 @@ class Objective:
         """
         first_u, first_obj = self.u.copy(), self._unit_objective()
         start = self._grid_start(first_u, first_obj, extra)
-        if start is None:  # no point of the grid beats the modes found
-            return
+        if start is not None:  # else no point of the grid beats the modes found
+            self._keep_higher(beta, theta, extra, start, first_u, first_obj)
+
+    def _keep_higher(self, beta, theta, extra, start, first_u, first_obj) -> bool:
+        """Search the modes again from ``start`` and keep, unit by unit, the higher of
+        these and the modes ``first_u`` (penalised log-densities ``first_obj``).
+
+        Returns whether any unit moved to a higher mode.
+        """
         try:
             self.pirls(beta, theta, extra, u0=start)
         except InnerSolveFailure:
             self.pirls(beta, theta, extra, u0=first_u)
-            return
+            return False
         second = self._unit_objective()
         better_first = first_obj > second + 1e-10 * (1.0 + np.abs(second))
-        if not better_first.any():
-            return
-        u = np.where(better_first[self.u_unit], first_u, self.u)
-        self.pirls(beta, theta, extra, u0=u)
+        if better_first.any():
+            u = np.where(better_first[self.u_unit], first_u, self.u)
+            self.pirls(beta, theta, extra, u0=u)
+        gain = self._unit_objective() - first_obj
+        return bool(np.any(gain > 1e-10 * (1.0 + np.abs(first_obj))))
 
-    def competing_modes(self, gap: float = 3.0) -> np.ndarray:
-        """Levels whose conditional density has a second local mode nearly as high.
+    def scan_modes(self, params, gap: float = 3.0):
+        """The objective at each level's highest mode, and the levels with two modes.
 
-        On a grid of half prior SDs, a local maximum of a level's penalised
-        log-density away from its mode, within ``gap`` of it (a second mode holding
-        more than about e^-3 of the mass), makes the Laplace approximation, taken at
-        one mode, unreliable there. Scalar random effects only; empty otherwise.
+        At ``params``, each level's penalised log-density is computed on a grid of
+        quarter prior SDs from -8 to 8 (scalar random effects). Where a point of the
+        grid beats the mode found, the search restarts there and the higher mode is
+        kept. A level whose density on the grid dips and rises again to within
+        ``gap`` of its top (a second mode holding more than about e^-3 of the mass)
+        makes the Laplace approximation, taken at one mode, unreliable there.
+
+        Returns ``(value, levels)``: the objective (``-2 log L``) at the highest modes
+        and the indices of the levels with competing modes (none when the random
+        effect is not scalar, or with quadrature).
         """
-        if not self._scalar or self.state is None:
-            return np.zeros(0, dtype=np.intp)
-        grid = np.linspace(-8.0, 8.0, 33)
-        h = self._grid_objective(grid, self.state["extra"])
+        val = self.evaluate(params)
+        none = np.zeros(0, dtype=np.intp)
+        if not self._scalar or self.state is None or not np.isfinite(val):
+            return val, none
+        beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
+        h = self._grid_objective(_SCAN_GRID, extra)
         top = self._unit_objective()
-        inner = (h[1:-1] > h[:-2]) & (h[1:-1] > h[2:])
-        far = np.abs(grid[1:-1, None] - self.state["u"][None, :]) > 1.0
-        rival = inner & far & (h[1:-1] > top[None, :] - gap)
-        return np.flatnonzero(rival.any(axis=0))
+        higher = h.max(axis=0) > top + 1e-10 * (1.0 + np.abs(top))
+        if higher.any():
+            start = self._refine_top(h, extra)
+            start = np.where(higher, start, self.u)
+            if self._keep_higher(beta, theta, extra, start, self.u.copy(), top):
+                val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
+                val = val if np.isfinite(val) else np.inf
+                self._last_key, self._last_grad, self._predictor = None, None, None
+                top = self._unit_objective()
+        # quadrature integrates over both modes where it has the nodes to: Laplace only
+        return val, _competing(h, top, gap) if self.n_agq == 1 else none
 
     def _grid_start(self, u, obj, extra):
         """A second start for the mode search: ``u = 0``, or for a scalar random effect
@@ -385,13 +426,33 @@ class Objective:
 
     def _grid_objective(self, grid, extra) -> np.ndarray:
         """Each level's penalised log-density at every value of ``grid`` for its
-        (scalar) spherical random effect, shape (len(grid), n_levels)."""
+        (scalar) spherical random effect, shape (len(grid), n_levels).
+
+        ``grid`` is one grid for every level, shape (K,), or one per level, (K, n_levels).
+        """
         s, g = self.state, self.groups[0]
-        a = s["a_vals"][:, 0]
+        a, eta_fix = s["a_vals"][:, 0], s["eta_fix"]
+        grid = np.broadcast_to(grid.reshape(len(grid), -1), (len(grid), g.n_levels))
+        chunk = max(1, _SCAN_CELLS // max(len(eta_fix), 1))
         h = np.empty((len(grid), g.n_levels))
-        for k, v in enumerate(grid):
-            h[k] = g.sum(self._derivs(s["eta_fix"] + a * v, extra).loglik) - 0.5 * v * v
+        for k in range(0, len(grid), chunk):
+            v = grid[k : k + chunk]
+            loglik = self._derivs(eta_fix + a * g.expand(v.T).T, extra).loglik
+            h[k : k + chunk] = g.sum(loglik.T).T - 0.5 * v * v
         return h
+
+    def _refine_top(self, h, extra, rounds: int = 3) -> np.ndarray:
+        """Each level's highest point of ``h`` (on ``_SCAN_GRID``), refined by finer grids
+        around it: a start from which the search reaches the highest of two modes
+        that are close together."""
+        levels = np.arange(h.shape[1])
+        top = np.argmax(h, axis=0)
+        best, width = _SCAN_GRID[top], _SCAN_GRID[1] - _SCAN_GRID[0]
+        for _ in range(rounds):
+            grid = best + width * np.linspace(-1.0, 1.0, 17)[:, None]
+            hr = self._grid_objective(grid, extra)
+            best, width = grid[np.argmax(hr, axis=0), levels], width / 8.0
+        return best
 
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
         """:meth:`pirls` for one factor with a scalar random effect.
