@@ -155,6 +155,7 @@ def _competing(h, top, gap):
     dip = (rim - h[1:-1] > 1e-6 * (1.0 + np.abs(top))) & (rim > top - gap)
     return np.flatnonzero(dip.any(axis=0))
 
+
 # Newton decrement (twice the expected gain) below which a step is taken without the
 # decrease test: the quadratic model is exact there to far below the log-density's rounding
 _NEAR_MODE = 1e-8
