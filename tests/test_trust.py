@@ -347,3 +347,33 @@ def test_log_densities_broadcast_over_a_grid_of_linear_predictors(name, zi):
         row = fam.derivs(y, eta[k], trials, None, extra, const)
         for a, b in zip(grid, row, strict=True):
             np.testing.assert_allclose(a[k], b, rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("name", ["poisson", "negbin", "negbin1"])
+@pytest.mark.parametrize("logit_pi", [-6.0, -0.7, 2.0])
+def test_zero_inflated_extra_derivatives_match_finite_differences(name, logit_pi):
+    # analytic in logit pi (and in NB2's log theta); central differences for NB1's phi
+    from sklearn_glmm._engine.families import make_family
+
+    fam = make_family(name, zero_inflation=True)
+    rng = np.random.default_rng(1)
+    n = 60
+    y = rng.integers(0, 8, n).astype(float)
+    y[:25] = 0.0
+    eta = rng.normal(0.5, 2.0, n)
+    trials, weights = np.ones(n), rng.uniform(0.5, 2.0, n)
+    const = fam.constant(y, trials)
+    extra = np.r_[0.4 * np.ones(fam.n_extra - 1), logit_pi]
+    dl, dd1, dw = fam.extra_derivs(y, eta, trials, weights, extra, const)
+    assert dl.shape == dd1.shape == dw.shape == (fam.n_extra, n)
+    for k in range(fam.n_extra):
+        h = 1e-6
+        ep, em = extra.copy(), extra.copy()
+        ep[k] += h
+        em[k] -= h
+        up = fam.derivs(y, eta, trials, weights, ep, const)
+        down = fam.derivs(y, eta, trials, weights, em, const)
+        for got, a, b in [(dl, up.loglik, down.loglik), (dd1, up.d1, down.d1), (dw, up.w, down.w)]:
+            np.testing.assert_allclose(got[k], (a - b) / (2 * h), rtol=1e-5, atol=1e-7)
+    loglik = fam.loglik(y, eta, trials, weights, extra, const)
+    np.testing.assert_allclose(loglik, fam.derivs(y, eta, trials, weights, extra, const).loglik)

@@ -438,7 +438,9 @@ class Objective:
         h = np.empty((len(grid), g.n_levels))
         for k in range(0, len(grid), chunk):
             v = grid[k : k + chunk]
-            loglik = self._derivs(eta_fix + a * g.expand(v.T).T, extra).loglik
+            d = self.data
+            eta = eta_fix + a * g.expand(v.T).T
+            loglik = d.family.loglik(d.y, eta, self._trials, self._w, extra, self._const)
             h[k : k + chunk] = g.sum(loglik.T).T - 0.5 * v * v
         return h
 

@@ -392,10 +392,8 @@ def _probe_zero_diagonal(obj, res, k, bounds):
     partners = _column_partners(obj.data).get(k, [])
     obj.value_and_grad(res.x)
     at_x = obj.snapshot()
-    best_val, best_x = res.fun, None
+    scans = []
     for sign in (1.0, -1.0) if partners else (None,):
-        # a scan of the diagonal's values; then the family's own parameters re-fitted at
-        # the best of them and at the largest (where they may have absorbed the most)
         scan = []
         for t in _PROBE_GRID:
             xt = res.x.copy()
@@ -405,15 +403,22 @@ def _probe_zero_diagonal(obj, res, k, bounds):
                 xt[partners] = sign * np.where(cur != 0.0, np.abs(cur), 0.5 * t)
             obj.restore(at_x)
             scan.append((obj.evaluate(xt), xt))
-        candidates = [min(scan, key=lambda s: s[0])]
+        scans.append(scan)
+    # the best point of the scans; with the family's own parameters, these re-fitted
+    # there and at the largest diagonal (of the better sign there), where they may
+    # have absorbed the most
+    candidates = [min((p for scan in scans for p in scan), key=lambda p: p[0])]
+    if obj.data.n_extra:
+        largest = min((scan[-1] for scan in scans), key=lambda p: p[0])
+        if largest[1] is not candidates[0][1]:
+            candidates.append(largest)
+    best_val, best_x = res.fun, None
+    for val, xt in candidates:
         if obj.data.n_extra:
-            candidates.append(scan[-1])
-        for val, xt in candidates:
-            if obj.data.n_extra:
-                obj.restore(at_x)
-                val, xt = _with_family_parameters(obj, xt, bounds)
-            if val < best_val - 1e-8:
-                best_val, best_x = val, xt
+            obj.restore(at_x)
+            val, xt = _with_family_parameters(obj, xt, bounds)
+        if val < best_val - 1e-8:
+            best_val, best_x = val, xt
     obj.restore(at_x)
     return best_x
 
@@ -425,7 +430,8 @@ def _with_family_parameters(obj, x, bounds):
     if not d.n_extra:
         return obj.evaluate(x), x
     held = [(v, v) for v in x[:n_fixed]] + list(bounds[n_fixed:])
-    r = _run_lbfgsb(obj.value_and_grad, x, True, held, 30, 1e-10)
+    # a probe: the main stage that follows polishes the point found
+    r = _run_lbfgsb(obj.value_and_grad, x, True, held, 30, 1e-8)
     return float(r.fun), r.x
 
 

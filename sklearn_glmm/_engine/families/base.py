@@ -122,6 +122,10 @@ class Family:
         detail = f"{inner[2][:-1]}, " if inner[1] else ""
         return f"{inner[0]} ({detail}{self.link.name} link)"
 
+    def loglik(self, y, eta, trials, weights, extra, const=None):
+        """The log-density alone (families may compute it without the derivatives)."""
+        return self.derivs(y, eta, trials, weights, extra, const).loglik
+
     def mean_derivative(self, eta, extra=()):
         """``d E[Y] / d eta`` per trial."""
         return self.link.inverse_derivative(eta)
