@@ -404,17 +404,18 @@ def _probe_zero_diagonal(obj, res, k, bounds):
             obj.restore(at_x)
             scan.append((obj.evaluate(xt), xt))
         scans.append(scan)
-    # the best point of the scans; with the family's own parameters, these re-fitted
-    # there and at the largest diagonal (of the better sign there), where they may
-    # have absorbed the most
+    # the best point of the scans; when it does not improve on the boundary and the
+    # family has its own parameters, these re-fitted there and at the largest
+    # diagonal (of the better sign there), where they may have absorbed the most
     candidates = [min((p for scan in scans for p in scan), key=lambda p: p[0])]
-    if obj.data.n_extra:
+    refit = obj.data.n_extra and not candidates[0][0] < res.fun - 1e-8
+    if refit:
         largest = min((scan[-1] for scan in scans), key=lambda p: p[0])
         if largest[1] is not candidates[0][1]:
             candidates.append(largest)
     best_val, best_x = res.fun, None
     for val, xt in candidates:
-        if obj.data.n_extra:
+        if refit:
             obj.restore(at_x)
             val, xt = _with_family_parameters(obj, xt, bounds)
         if val < best_val - 1e-8:
