@@ -445,12 +445,17 @@ def _check_convergence(est, record):
     rivals = getattr(record, "competing_modes", None)
     if rivals is not None and len(rivals):
         levels = [str(v) for v in est._factors[0].levels[rivals][:10]]
+        why = (
+            "; zeros explained by the count part or by the zero inflation"
+            if est._family_obj.zero_inflated
+            else ""
+        )
         msgs.append(
-            f"the conditional distribution of the random effect has two comparable modes in "
-            f"{len(rivals)} level(s) of {est._factors[0].name!r} ({levels}; zeros explained "
-            "by the count part or by the zero inflation), where the Laplace approximation, "
-            "taken at one mode, jumps between them and its optimum cannot be certified "
-            "(adaptive quadrature integrates over both modes: n_agq=25, say)"
+            f"the conditional distribution of the random effect has two comparable modes "
+            f"(or a nearly flat top) in {len(rivals)} level(s) of {est._factors[0].name!r} "
+            f"({levels}{why}), where the Laplace approximation, taken at one mode, jumps "
+            "between them and its optimum cannot be certified (adaptive quadrature "
+            "integrates over both modes: n_agq=25, say)"
         )
     if record.negative_curvature:
         msgs.append(

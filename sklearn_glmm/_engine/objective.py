@@ -140,6 +140,7 @@ _MODE_GRID = np.linspace(-8.0, 8.0, 9)
 # points evaluated at once
 _SCAN_GRID = np.linspace(-8.0, 8.0, 65)
 _SCAN_CELLS = 2_000_000
+_FLAT_MODE = 1e-3
 
 
 def _competing(h, top, gap):
@@ -389,7 +390,8 @@ class Objective:
         grid beats the mode found, the search restarts there and the higher mode is
         kept. A level whose density on the grid dips and rises again to within
         ``gap`` of its top (a second mode holding more than about e^-3 of the mass)
-        makes the Laplace approximation, taken at one mode, unreliable there.
+        makes the Laplace approximation, taken at one mode, unreliable there; so does
+        a mode whose curvature is below 1e-3 of the prior's (a nearly flat top).
 
         Returns ``(value, levels)``: the objective (``-2 log L``) at the highest modes
         and the indices of the levels with competing modes (none when the random
@@ -402,7 +404,8 @@ class Objective:
         beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
         h = self._grid_objective(_SCAN_GRID, extra)
         top = self._unit_objective()
-        higher = h.max(axis=0) > top + 1e-10 * (1.0 + np.abs(top))
+        # a gain below 1e-7 is the flat top of one mode, not another mode
+        higher = h.max(axis=0) > top + 1e-7 * (1.0 + np.abs(top))
         if higher.any():
             start = self._refine_top(h, extra)
             start = np.where(higher, start, self.u)
@@ -411,8 +414,14 @@ class Objective:
                 val = val if np.isfinite(val) else np.inf
                 self._last_key, self._last_grad, self._predictor = None, None, None
                 top = self._unit_objective()
-        # quadrature integrates over both modes where it has the nodes to: Laplace only
-        return val, _competing(h, top, gap) if self.n_agq == 1 else none
+        if self.n_agq > 1:  # quadrature integrates over both modes where it has the nodes
+            return val, none
+        # a curvature at the mode below 1e-3 of the prior's: a nearly flat top, where the
+        # Laplace value moves with the mode's last digits (-log(H) / 2)
+        st = self.state
+        curv = 1.0 + self.groups[0].sum(st["der"].w * st["a_vals"][:, 0] ** 2)
+        flat = np.flatnonzero(curv < _FLAT_MODE)
+        return val, np.union1d(_competing(h, top, gap), flat).astype(np.intp)
 
     def _grid_start(self, u, obj, extra):
         """A second start for the mode search: ``u = 0``, or for a scalar random effect
