@@ -71,6 +71,7 @@ FAILURE_KINDS = {
     "se_zero": "a standard error of exactly 0",
     "se_nan": "a NaN standard error without a warning",
     "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
+    "flat_unwarned": "a level's curvature at its mode < 1e-3 of the prior's, without a warning",
     "loglik_vs_integral": "AGQ >= 25 nodes: loglik_ != brute-force integral (> 1e-3)",
     "not_optimal": "converged, no warning, yet a better optimum nearby (> 0.01)",
     "below_glm": "converged, no warning, yet below the nested GLM (> 0.01)",
@@ -288,12 +289,15 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     clean = sum(o.clean for o in outcomes)
     seconds = sum(o.seconds for o in outcomes)
     seeds = [o.seed for o in outcomes]
+    flat = [o.seed for o in outcomes if o.numbers.get("min_curvature", np.inf) < FLAT_LAPLACE]
     lines = [
         f"fuzz against the truth: {n} data sets (seeds {min(seeds)}-{max(seeds)}), "
         f"{seconds:.1f} s ({100 * seconds / max(n, 1):.1f} s per 100)",
         f"  fitted {status['fitted']}, raised a documented error {status['raised']}, "
         f"crashed {status['crashed']}; checkable by brute force {checkable}; "
         f"converged without warning {clean}",
+        f"  Laplace value not compared (a level's mode nearly flat): {len(flat)} "
+        f"{', '.join(map(str, flat[:max_seeds]))}",
         f"  {'failure kind':<20} {'count':>5}  example seeds",
     ]
     by_kind = defaultdict(list)
