@@ -137,12 +137,14 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
 
 
 def starting_point(obj) -> np.ndarray:
-    """GLM fixed effects, moment-based Cholesky diagonals, the family's default extras.
+    """GLM fixed effects and family parameters, moment-based Cholesky diagonals.
 
     The diagonals start at a method-of-moments estimate from the GLM's scores
     (:func:`_moment_theta`), or at 0.5 for families with extra parameters (lme4
     starts at 1): fewer evaluations, and fewer first steps that overshoot onto
-    a zero variance.
+    a zero variance. The family's own parameters start at the GLM's optimum
+    (:func:`_glm_with_extras`), or at their defaults on large data (where the GLM
+    is fitted to a subset of rows).
     """
     data = obj.data
     extra0 = data.family.default_extra()
@@ -153,8 +155,15 @@ def starting_point(obj) -> np.ndarray:
         beta0, value = glm_start(glm, extra0, with_value=True)
         if not data.n_extra and glm.data is data:
             # the GLM's optimum, kept for the check that the mixed model ends no lower
-            # (with extra parameters, or on a subset of rows, the check fits it)
+            # (on a subset of rows, the check fits it)
             obj.glm_optimum = (np.concatenate([beta0, extra0]), value)
+        if data.n_extra and data.factors and glm.data is data:
+            x_glm, value = _glm_with_extras(data, beta0, extra0)
+            obj.glm_optimum = (x_glm, value)
+            beta0, extra0 = (
+                x_glm[: data.n_beta],
+                _interior_extras(data.family, x_glm[data.n_beta :]),
+            )
         # with extra parameters (NB theta, zero inflation) at their defaults the GLM's
         # curvatures are a poor guide: the plain start there
         if data.factors and data.family.n_extra == 0:
@@ -162,6 +171,31 @@ def starting_point(obj) -> np.ndarray:
             theta0 = [_moment_theta(f, der) for f in data.factors]
     theta0 = np.concatenate(theta0) if theta0 else np.zeros(0)
     return np.concatenate([beta0, theta0, extra0])
+
+
+def _glm_with_extras(data, beta0, extra0):
+    """The GLM's optimum over the fixed effects and the family's own parameters.
+
+    Kept for the check that the mixed model ends no lower, and the mixed model's start:
+    from there it takes fewer evaluations, and NB theta does not start where it would
+    absorb the variation between groups (a zero variance the optimiser cannot leave).
+    """
+    bounds = [(None, None)] * data.n_beta + list(data.family.extra_bounds)
+    x0 = np.concatenate([beta0, extra0])
+    res = _run_lbfgsb(GLMObjective(data).value_and_grad, x0, True, bounds, 200, 1e-9)
+    return res.x, float(res.fun)
+
+
+def _interior_extras(family, extra):
+    """The family's parameters, each past its flat side (no overdispersion, no zero
+    inflation) put back at its default start: a start on the ridge stays there."""
+    out = np.array(extra, dtype=float)
+    for k, b in enumerate(family.blocks):
+        if b.flat_side is not None:
+            side, edge = b.flat_side
+            if (side == "upper" and out[k] > edge) or (side == "lower" and out[k] < edge):
+                out[k] = b.start
+    return out
 
 
 def _moment_theta(f, der) -> np.ndarray:
