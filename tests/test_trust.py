@@ -343,6 +343,7 @@ def test_log_densities_broadcast_over_a_grid_of_linear_predictors(name, zi):
     eta = rng.normal(0.0, 1.0, (4, n))
     const = fam.constant(y, trials) if hasattr(fam, "constant") else None
     grid = fam.derivs(y, eta, trials, None, extra, const)
+    np.testing.assert_allclose(fam.loglik(y, eta, trials, None, extra, const), grid.loglik)
     for k in range(4):
         row = fam.derivs(y, eta[k], trials, None, extra, const)
         for a, b in zip(grid, row, strict=True):

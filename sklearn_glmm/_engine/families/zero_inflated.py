@@ -81,13 +81,26 @@ class ZeroInflated(Family):
         return _weighted(weights, loglik, d1, w, w3)
 
     def loglik(self, y, eta, trials, weights, extra, const=None):
-        """The log-density alone (for scans over many linear predictors)."""
+        """The log-density alone (for scans over many linear predictors, shape (..., n)):
+        the mixture where ``y == 0``, the count family's density elsewhere, each
+        computed on its own rows."""
         base_extra, _, logit_pi = self._split(extra)
-        count = self.base.loglik(y, eta, trials, None, base_extra, const)
         log1m_pi = -np.logaddexp(0.0, logit_pi)
         log_pi = -np.logaddexp(0.0, -logit_pi)
-        a = self.base.log_p0(eta, base_extra)[0]
-        out = np.where(y == 0, np.logaddexp(log_pi, log1m_pi + a), log1m_pi + count)
+        eta = np.asarray(eta, dtype=float)
+        out = np.empty(np.broadcast_shapes(eta.shape, np.shape(y)))
+        zero = y == 0
+        if zero.any():
+            a = self.base.log_p0(eta[..., zero], base_extra)[0]
+            out[..., zero] = np.logaddexp(log_pi, log1m_pi + a)
+        if not zero.all():
+            rows = ~zero
+            sub = tuple(_rows(c, rows) for c in const) if isinstance(const, tuple) else None
+            sub = _rows(const, rows) if isinstance(const, np.ndarray) else sub
+            count = self.base.loglik(
+                y[rows], eta[..., rows], _rows(trials, rows), None, base_extra, sub
+            )
+            out[..., rows] = log1m_pi + count
         return out if weights is None else weights * out
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
@@ -183,3 +196,8 @@ class ZeroInflated(Family):
         base_extra, pi, _ = self._split(extra)
         m = mu / (1.0 - pi)
         return pi + (1.0 - pi) * self.base.cdf(y, m, trials, base_extra)
+
+
+def _rows(v, rows):
+    """The rows of a per-row array (scalars and ``None`` as they are)."""
+    return v[rows] if isinstance(v, np.ndarray) and v.ndim else v
