@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ._design import INTERCEPT
 from ._state import pearson_quantiles
