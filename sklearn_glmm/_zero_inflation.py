@@ -156,3 +156,14 @@ def effects_table(design: ZeroInflationDesign, gamma_internal, V_internal) -> pd
 def constant_design() -> ZeroInflationDesign:
     """The constant model (``zero_inflation=True``, glmmTMB's ``ziformula = ~1``)."""
     return ZeroInflationDesign([INTERCEPT], [], True, np.zeros(0), np.ones(0), np.eye(1))
+
+
+def values_at(est, Xa: np.ndarray, coefs: np.ndarray):
+    """The family's values of its blocks for rows ``Xa`` at internal coefficients
+    ``coefs`` (the parameters' family part): ``coefs`` itself without a zero-inflation
+    design, else the count family's scalars and each row's ``logit pi``."""
+    design = getattr(est, "_zi_design", None)
+    if design is None:
+        return coefs
+    w = len(design.names)
+    return tuple(float(v) for v in coefs[:-w]) + (design.internal(Xa) @ coefs[-w:],)

@@ -334,3 +334,23 @@ def test_no_boundary_treatment_with_predictors():
     m = quiet_fit(PoissonGLMM(zero_inflation="1 + x").fit, pd.DataFrame({"x": x}), y, groups=g)
     assert not m.zero_inflation_at_boundary_
     assert m.zero_inflation_ < 0.05
+
+
+def test_tools_on_top_use_the_rows_probability():
+    import pickle
+
+    m = nb_model()
+    X, y, g = _xy()
+    # population-level means from the parameters (marginal_means' delta method) agree
+    # with predict for rows without a known group
+    mm = m.marginal_means(X.head(5))
+    np.testing.assert_allclose(
+        mm["marginal"], m.predict(X.head(5), population="marginal"), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        m.predict_interval(X.head(5), g.head(5))["fit"], m.predict(X.head(5), g.head(5))
+    )
+    text = m.report()
+    assert "zero-inflation probability was modelled on the logit scale" in text
+    back = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(back.predict_proba(X, groups=g), m.predict_proba(X, groups=g))
