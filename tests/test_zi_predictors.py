@@ -234,6 +234,7 @@ def test_an_intercept_alone_is_the_constant_model():
     [
         ("1 + (1 | id)", "not supported"),
         ("1 + nope", "not features of X"),
+        ("yes", r"\['yes'\], which are not features of X"),
         ("0", "no intercept and no slope"),
         ("diag(1 + x)", "random effects only"),
     ],
