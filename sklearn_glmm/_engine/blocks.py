@@ -251,7 +251,7 @@ def coefficient_bounds(blocks, designs) -> list:
         if D is None:
             out.append(b.bounds)
         else:
-            out.extend([b.bounds if _is_ones(D[:, 0]) else (None, None)])
+            out.append(b.bounds if _is_ones(D[:, 0]) else (None, None))
             out.extend([(None, None)] * (D.shape[1] - 1))
     return out
 
@@ -294,10 +294,6 @@ def shift_block(extra, k: int, h: float):
     out = np.array(extra, dtype=float)
     out[k] += h
     return out
-
-
-def n_blocks(extra) -> int:
-    return len(extra)
 
 
 def rows_of(extra, index=None, column: bool = False):
