@@ -449,24 +449,21 @@ class _BaseGLMM(BaseEstimator):
         # z'Sz >= 0; rounding can leave -1e-17 when S is singular
         return eta, np.maximum(var, 0.0)
 
-    def _mean(self, eta, var, extra=None):
+    def _mean(self, eta, var, extra):
         """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``
-        (``extra``: the family's values for these rows; the fitted ones by default)."""
-        extra = self._extra if extra is None else extra
+        (``extra``: the family's values for these rows, ``_family_values``)."""
         return self._family_obj.mean_over_normal(eta, var, extra)
 
     def _family_values(self, X=None, column: bool = False):
         """The family's values of its blocks for the rows of ``X`` (the training rows when
         None): the fitted scalars, or with a zero-inflation design each row's ``logit pi``.
         ``column`` shapes per-row values (n, 1), to broadcast against (n, K) tables."""
-        design = getattr(self, "_zi_design", None)
-        if design is None:
+        if getattr(self, "_zi_design", None) is None:
             return self._extra
-        extra = self._extra
-        if X is not None:
-            Xa, _ = self._validate_X(X, reset=False)
-            zi = self.zero_inflation_effects_["estimate"].to_numpy()
-            extra = extra[:-1] + (design.logit(Xa, zi),)
+        if X is None:  # from the training data (which pickles carry only with keep_data)
+            extra = self._objective.data.extra_values(self._extra)
+        else:
+            extra = _zi.values_at(self, self._validate_X(X, reset=False)[0], self._extra)
         return rows_of(extra, column=column)
 
     def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
@@ -496,7 +493,7 @@ class _BaseGLMM(BaseEstimator):
         """Conditional means on the training rows (random effects at their modes)."""
         check_is_fitted(self, "coef_")
         tr = self._train
-        return self._family_obj.mean(tr["eta"], self._extra) * self._binomial_scale()
+        return self._family_obj.mean(tr["eta"], self._family_values()) * self._binomial_scale()
 
     def _binomial_scale(self):
         return self._train["trials"] if self._family_obj.has_trials else 1.0
@@ -508,7 +505,7 @@ class _BaseGLMM(BaseEstimator):
         For binomial outcomes with trials the residuals are on the count scale.
         """
         check_is_fitted(self, "coef_")
-        tr, fam, extra = self._train, self._family_obj, self._extra
+        tr, fam, extra = self._train, self._family_obj, self._family_values()
         y, t = tr["y"], tr["trials"]
         m = fam.mean(tr["eta"], extra)
         mu = m * self._binomial_scale()

@@ -388,7 +388,7 @@ def plot_rootogram(
         yv, w = np.asarray(tr["y"], dtype=float), np.asarray(tr["w"], dtype=float)
         K = _default_max_count(yv) if max_count is None else int(max_count)
         fam = est._family_obj
-        m = fam.mean(tr["eta"], est._extra)
+        m = fam.mean(tr["eta"], est._family_values())
         below = fam.pmf(
             np.arange(K)[None, :], m[:, None], est._family_values(column=True)
         )  # P(Y = k), k < K

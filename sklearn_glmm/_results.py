@@ -203,8 +203,8 @@ def set_fitted_attributes(est, obj, x, record, data):
     # conditional fit on the training rows, for residuals and diagnostics
     est._train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
     est._params = x.copy()
-    # the family's values of its blocks on the training rows (per row with a design)
-    est._extra = extra.copy() if data.extra_designs is None else data.extra_values(extra)
+    # the coefficients of the family's blocks (their values: _family_values)
+    est._extra = extra.copy()
 
     _set_random_effects(est, obj, theta_s, data)
     _set_family_params(est, extra, V, p + T, data)

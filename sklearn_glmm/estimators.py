@@ -455,14 +455,15 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         self._support = {}
         used = weights > 0
         y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
+        values = self._family_values()
         if not used.any():
-            self._support_inputs = (y_max, 0.0, self._extra)
+            self._support_inputs = (y_max, 0.0, values)
             return
         rows = np.flatnonzero(used)
-        mu = self._family_obj.mean(eta[rows], rows_of(self._extra, rows))
+        mu = self._family_obj.mean(eta[rows], rows_of(values, rows))
         top = rows[int(np.argmax(mu))]
         # with the family's values of the row with the largest mean (its zero inflation)
-        self._support_inputs = (y_max, float(np.max(mu)), rows_of(self._extra, [top]))
+        self._support_inputs = (y_max, float(np.max(mu)), rows_of(values, [top]))
 
     def _resolved_support(self):
         """``(max_count_, note)``: the support of ``predict_proba`` (see ``_learn_support``)."""

@@ -187,8 +187,9 @@ def mean_deviance(
     conditional for known groups and averaged over the random effects otherwise.
     """
     model, Xt, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
-    mu = model._mean(eta, var, model._family_values(Xt))
-    dev = model._family_obj.unit_deviance(yv, mu, t, model._extra)
+    extra = model._family_values(Xt)
+    mu = model._mean(eta, var, extra)
+    dev = model._family_obj.unit_deviance(yv, mu, t, extra)
     return float(np.average(dev, weights=sample_weight))
 
 

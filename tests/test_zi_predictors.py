@@ -22,6 +22,7 @@ from sklearn_glmm import NegBinGLMM, PoissonGLMM
 from sklearn_glmm._engine.converge import check_optimum
 from sklearn_glmm._engine.objective import GLMObjective, Objective
 from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
+from sklearn_glmm.exceptions import TrainingDataError
 from sklearn_glmm.formula import glmmTMB
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zi_predictors"
@@ -359,3 +360,7 @@ def test_tools_on_top_use_the_rows_probability():
     assert "zero-inflation probability was modelled on the logit scale" in text
     back = pickle.loads(pickle.dumps(m))
     np.testing.assert_allclose(back.predict_proba(X, groups=g), m.predict_proba(X, groups=g))
+    assert "Zero-inflation model" in str(back.summary())
+    # the training rows' probabilities are training data: not in a pickle without it
+    with pytest.raises(TrainingDataError):
+        back.residuals()
