@@ -505,6 +505,27 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         """Expected count (see ``predict_mean`` for ``population``)."""
         return self.predict_mean(X, groups, offset=offset, population=population)
 
+    def predict_zero_inflation(self, X):
+        """Each row's probability of a structural zero (glmmTMB's ``type = "zprob"``).
+
+        The zero-inflation model's probability for the rows of ``X``: the constant
+        ``zero_inflation_`` for ``zero_inflation=True``, each row's own with predictors.
+        It does not depend on the random effects.
+
+        Returns
+        -------
+        pi : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "coef_")
+        if not self._family_obj.zero_inflated:
+            raise ValueError(
+                f"this {type(self).__name__} has no zero inflation (zero_inflation=False)."
+            )
+        if getattr(self, "_zi_design", None) is None:
+            return np.full(self._validate_X(X, reset=False)[0].shape[0], self.zero_inflation_)
+        logit = self._family_values(X)[-1]
+        return 1.0 / (1.0 + np.exp(-logit))
+
     def predict_proba(self, X, groups=None, *, offset=None, max_count=None, population="marginal"):
         """Predictive distribution of the count: P(Y = k) for k < K, and P(Y >= K).
 

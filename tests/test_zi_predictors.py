@@ -364,3 +364,25 @@ def test_tools_on_top_use_the_rows_probability():
     # the training rows' probabilities are training data: not in a pickle without it
     with pytest.raises(TrainingDataError):
         back.residuals()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_predictions_match_glmmtmb(case):
+    # R: predict(m, newdata = data[1:6, ], type = "response" | "zprob" | "conditional"),
+    # conditional on the rows' random effects
+    m = fitted(case)
+    new = CASES[case][3]().head(6)
+    for kind, ref in reference()[case]["predict"].items():
+        np.testing.assert_allclose(m.predict(new, type=kind), ref, rtol=2e-3, err_msg=kind)
+
+
+def test_predict_zero_inflation():
+    m = nb_model()
+    X, _, _ = _xy()
+    gamma = m.zero_inflation_effects_["estimate"].to_numpy()
+    pi = 1.0 / (1.0 + np.exp(-(gamma[0] + gamma[1] * X["x"].to_numpy())))
+    np.testing.assert_allclose(m.predict_zero_inflation(X), pi, rtol=1e-10)
+    const = nb_model(True)
+    np.testing.assert_allclose(const.predict_zero_inflation(X.head(3)), const.zero_inflation_)
+    with pytest.raises(ValueError, match="no zero inflation"):
+        nb_model(False).predict_zero_inflation(X)
