@@ -143,7 +143,7 @@ class _RawDataPredictions:
 
     def _forget_formula(self):
         self.__dict__.pop("_formula", None)
-        for name in ("formula_", "design_info_"):
+        for name in ("formula_", "ziformula_", "design_info_"):
             self.__dict__.pop(name, None)
 
     # -- telling raw data from the design ---------------------------------------------------

@@ -699,7 +699,8 @@ def glmer(
     Returns
     -------
     estimator : BinomialGLMM, PoissonGLMM or NegBinGLMM
-        Fitted, with ``formula_`` and ``design_info_`` (the fixed part's formulaic model
+        Fitted, with ``formula_``, ``ziformula_`` (a zero-inflated model's ziformula)
+        and ``design_info_`` (the fixed part's formulaic model
         spec). Coefficients carry R's names. It is an instance of the family's
         estimator (a subclass, ``sklearn_glmm._formula_model``) whose ``predict``,
         ``predict_proba``, ``decision_function``, ``predict_mean`` and
@@ -772,6 +773,8 @@ def glmer(
     estimator = estimator_class(**params)
     estimator.fit(design.X, y, **fit_params)
     estimator.formula_ = formula
+    if zero_inflation:
+        estimator.ziformula_ = "~" + str(ziformula).strip().lstrip("~").strip()
     estimator.design_info_ = design.model_spec
     estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator

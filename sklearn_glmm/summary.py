@@ -80,6 +80,8 @@ _COLUMNS = {
 
 def zero_inflation_formula(est) -> str:
     """The zero-inflation model as glmmTMB writes it: ``~1``, ``~x``, ``~0 + x``."""
+    if getattr(est, "ziformula_", None):  # fitted through sklearn_glmm.formula
+        return est.ziformula_
     design = getattr(est, "_zi_design", None)
     if design is None:
         return "~1"
