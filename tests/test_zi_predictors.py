@@ -299,9 +299,11 @@ def test_a_design_of_ones_is_the_constant_block(zi_family):
 
 @pytest.mark.parametrize("n_agq", [1, 5])
 @pytest.mark.parametrize("zi", ["1 + x", "0 + x + w"])
-def test_gradient_in_the_zero_inflation_coefficients(n_agq, zi):
+@pytest.mark.parametrize("family", ["nbinom2", "nbinom1"])
+def test_gradient_in_the_zero_inflation_coefficients(n_agq, zi, family):
     X, y, g = _xy()
-    m = quiet_fit(NegBinGLMM(zero_inflation=zi, n_agq=n_agq).fit, X, y, groups=g)
+    est = NegBinGLMM(zero_inflation=zi, n_agq=n_agq, family=family)
+    m = quiet_fit(est.fit, X, y, groups=g)
     obj = m._objective
     rng = np.random.default_rng(3)
     x = m._params + rng.normal(0.0, 0.05, len(m._params))
@@ -388,3 +390,18 @@ def test_predict_zero_inflation():
     np.testing.assert_allclose(const.predict_zero_inflation(X.head(3)), const.zero_inflation_)
     with pytest.raises(ValueError, match="no zero inflation"):
         nb_model(False).predict_zero_inflation(X)
+
+
+def test_gradient_with_a_random_slope():
+    # the general (non-scalar) Laplace gradient path
+    X, y, g = _xy()
+    m = quiet_fit(NegBinGLMM("1 + x", zero_inflation="1 + x + w").fit, X, y, groups=g)
+    obj = m._objective
+    x = m._params + np.random.default_rng(4).normal(0.0, 0.05, len(m._params))
+    _, grad = obj.value_and_grad(x)
+    for k in range(len(x)):
+        up, dn = x.copy(), x.copy()
+        up[k] += 1e-5
+        dn[k] -= 1e-5
+        fd = (obj.evaluate(up) - obj.evaluate(dn)) / 2e-5
+        assert grad[k] == pytest.approx(fd, rel=1e-5, abs=1e-5), k
