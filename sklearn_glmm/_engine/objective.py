@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import blocks as _blocks
 from .groups import GroupIndex
 from .linalg import BlockSolver, InnerSolveFailure, NotPositiveDefinite, make_solver
 from .quadrature import agq_deviance, agq_gradient
@@ -65,6 +66,8 @@ class ModelData:
     offset: np.ndarray
     family: object
     factors: tuple[FactorData, ...]
+    # per family block, None (a scalar) or its design (n, p_b); None: every block scalar
+    extra_designs: tuple | None = None
 
     @property
     def n_beta(self) -> int:
@@ -76,7 +79,29 @@ class ModelData:
 
     @property
     def n_extra(self) -> int:
-        return self.family.n_extra
+        """Coefficients of the family's blocks (one per scalar block)."""
+        if self.extra_designs is None:
+            return self.family.n_extra
+        return _blocks.n_coefficients(self.family.blocks, self.extra_designs)
+
+    def extra_values(self, coefs):
+        """What the family receives for the blocks' coefficients (see ``blocks``)."""
+        return _blocks.block_values(coefs, self.extra_designs)
+
+    def extra_gradient(self, rows) -> np.ndarray:
+        """Gradient in the blocks' coefficients from per-row derivatives (n_blocks, n)."""
+        return _blocks.block_gradient(rows, self.extra_designs)
+
+    @property
+    def extra_bounds(self) -> list:
+        return _blocks.coefficient_bounds(self.family.blocks, self.extra_designs)
+
+    @property
+    def extra_flat_side(self) -> tuple:
+        return _blocks.coefficient_flat_sides(self.family.blocks, self.extra_designs)
+
+    def default_extra(self) -> np.ndarray:
+        return _blocks.coefficient_starts(self.family.blocks, self.extra_designs)
 
     @property
     def n_u(self) -> int:
@@ -130,6 +155,9 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
         data.offset[mask],
         data.family,
         make_factor_data(codes, Zs, levels, layouts),
+        None
+        if data.extra_designs is None
+        else tuple(None if D is None else D[mask] for D in data.extra_designs),
     )
 
 
@@ -219,9 +247,10 @@ class Objective:
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
+        """``(beta, theta, extra)``: ``extra`` the family's values of its blocks."""
         d = self.data
         p, T = d.n_beta, d.n_theta
-        return params[:p], params[p : p + T], params[p + T :]
+        return params[:p], params[p : p + T], d.extra_values(params[p + T :])
 
     def _a_vals(self, theta):
         if self._scalar:
@@ -714,19 +743,17 @@ class Objective:
         exact = getattr(d.family, "extra_derivs", None)
         if exact is not None:
             dl, dd1, dw = exact(d.y, eta, self._trials, self._w, extra, self._const)
-            return np.sum(-2.0 * dl + c * dw + Am * dd1, axis=1)
-        out = np.zeros(len(extra))
+            return d.extra_gradient(-2.0 * dl + c * dw + Am * dd1)
+        rows = np.zeros((len(extra), len(eta)))
         for k in range(len(extra)):
             h = 1e-5
-            ep, em = extra.copy(), extra.copy()
-            ep[k] += h
-            em[k] -= h
+            ep, em = _blocks.shift_block(extra, k, h), _blocks.shift_block(extra, k, -h)
             dp, dm = self._derivs(eta, ep), self._derivs(eta, em)
             dl = (dp.loglik - dm.loglik) / (2 * h)
             dw = (dp.w - dm.w) / (2 * h)
             dd1 = (dp.d1 - dm.d1) / (2 * h)
-            out[k] = np.sum(-2.0 * dl + c * dw + Am * dd1)
-        return out
+            rows[k] = -2.0 * dl + c * dw + Am * dd1
+        return d.extra_gradient(rows)
 
     def snapshot(self):
         """Everything an evaluation changes: the mode, its factorisation, the memo."""
@@ -776,7 +803,7 @@ class GLMObjective:
 
     def _split(self, params):
         p = self.data.n_beta
-        return params[:p], params[p:]
+        return params[:p], self.data.extra_values(params[p:])
 
     def evaluate(self, params) -> float:
         d = self.data
@@ -795,15 +822,16 @@ class GLMObjective:
             return np.inf, np.zeros(len(params))
         d, s = self.data, self.state
         g_beta = -2.0 * d.X.T @ s["der"].d1
-        g_extra = np.zeros(len(s["extra"]))
+        extra = s["extra"]
+        if not len(extra):
+            return val, g_beta
         exact = getattr(d.family, "extra_derivs", None)
-        if exact is not None and len(g_extra):
-            dl = exact(d.y, s["eta"], self._trials, self._w, s["extra"], self._const)[0]
-            return val, np.concatenate([g_beta, -2.0 * dl.sum(axis=1)])
-        for k in range(len(g_extra)):
-            e = np.zeros(len(g_extra))
-            e[k] = 1e-5
-            lp = self._derivs(s["eta"], s["extra"] + e).loglik
-            lm = self._derivs(s["eta"], s["extra"] - e).loglik
-            g_extra[k] = -2.0 * np.sum(lp - lm) / 2e-5
-        return val, np.concatenate([g_beta, g_extra])
+        if exact is not None:
+            dl = exact(d.y, s["eta"], self._trials, self._w, extra, self._const)[0]
+            return val, np.concatenate([g_beta, d.extra_gradient(-2.0 * dl)])
+        rows = np.zeros((len(extra), len(s["eta"])))
+        for k in range(len(extra)):
+            lp = self._derivs(s["eta"], _blocks.shift_block(extra, k, 1e-5)).loglik
+            lm = self._derivs(s["eta"], _blocks.shift_block(extra, k, -1e-5)).loglik
+            rows[k] = -2.0 * (lp - lm) / 2e-5
+        return val, np.concatenate([g_beta, d.extra_gradient(rows)])

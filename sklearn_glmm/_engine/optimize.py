@@ -82,6 +82,7 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
     optimum when Newton converged there (NaN otherwise: not converged, or clipped).
     """
     d = obj.data
+    extra0 = d.extra_values(extra0)  # the family's values of its blocks' coefficients
     beta = np.zeros(d.n_beta)
     # Start the intercept at the link of the mean outcome, as R's glm does: from
     # eta = 0 the first Newton step for counts of 1e3 or more overshoots into overflow.
@@ -147,7 +148,7 @@ def starting_point(obj) -> np.ndarray:
     is fitted to a subset of rows).
     """
     data = obj.data
-    extra0 = data.family.default_extra()
+    extra0 = data.default_extra()
     theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in data.factors]
     # the GLM's trial steps may overflow (worth -inf to its line search, not a warning)
     with single_threaded_blas(), _quiet_trial_points():
@@ -230,7 +231,7 @@ def parameter_bounds(data) -> list:
         for f in data.factors
         for r, c in zip(f.theta_rows, f.theta_cols)
     ]
-    extra = list(getattr(data.family, "extra_bounds", ()))
+    extra = list(data.extra_bounds)
     return [(None, None)] * data.n_beta + theta + extra
 
 
@@ -535,9 +536,8 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
     an honest boundary estimate, reported as such, with the other parameters'
     standard errors from the model without it.
     """
-    fam = obj.data.family
     start = obj.data.n_beta + obj.data.n_theta
-    for j, side in enumerate(getattr(fam, "extra_flat_side", ())):
+    for j, side in enumerate(obj.data.extra_flat_side):
         if side is None:
             continue
         k = start + j

@@ -1,18 +1,23 @@
-"""Constant zero inflation around a count family."""
+"""Zero inflation around a count family: a constant probability or one per row."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import special
 
-from ..blocks import ZERO_INFLATION
+from ..blocks import ZERO_INFLATION, shift_block
 from .base import Family, _weighted
 
 
 class ZeroInflated(Family):
-    """Constant zero-inflation around a count family; extra = [base..., logit pi].
+    """Zero-inflation around a count family; extra = [base..., logit pi].
 
     P(Y = 0) = pi + (1 - pi) f(0), P(Y = k) = (1 - pi) f(k) for k > 0.
+    ``logit pi`` is a scalar (a constant probability) or, when the zero-inflation
+    block has a design (``ziformula = ~ x``), one value per row: ``extra`` is then a
+    tuple whose last entry is an array broadcasting against ``eta``
+    (:func:`~sklearn_glmm._engine.blocks.block_values`); the count family's own
+    parameters stay scalars.
     The log-density of a zero need not be concave in ``eta``; the Laplace
     Hessian uses its exact curvature all the same, as glmmTMB does.
     """
@@ -54,6 +59,10 @@ class ZeroInflated(Family):
         return float(np.mean(pvar))
 
     def _split(self, extra):
+        """``(count family's parameters, pi, logit pi)``; pi scalar or per row."""
+        if isinstance(extra, tuple):
+            logit = np.asarray(extra[-1], dtype=float)
+            return np.array(extra[:-1], dtype=float), special.expit(logit), logit
         extra = np.asarray(extra, dtype=float)
         return extra[:-1], special.expit(extra[-1]), extra[-1]
 
@@ -112,7 +121,6 @@ class ZeroInflated(Family):
         a count's ``-pi``, 0, 0. In the count family's own parameters: analytic where it
         has ``extra_derivs`` and ``log_p0_extra_derivs``, central differences otherwise.
         """
-        extra = np.asarray(extra, dtype=float)
         base_extra, pi, logit_pi = self._split(extra)
         eta = np.broadcast_to(eta, np.shape(y))
         log1m_pi = -np.logaddexp(0.0, logit_pi)
@@ -135,16 +143,14 @@ class ZeroInflated(Family):
 
     def _base_extra_derivs(self, y, eta, trials, extra, const, zero, r, a1, a2):
         """Rows of ``extra_derivs`` for the count family's own parameters."""
-        base_extra = extra[:-1]
+        base_extra = self._split(extra)[0]
         exact = getattr(self.base, "extra_derivs", None)
         p0 = getattr(self.base, "log_p0_extra_derivs", None)
         if exact is None or p0 is None:
             rows = ([], [], [])
             for k in range(len(base_extra)):
                 h = 1e-5
-                ep, em = extra.copy(), extra.copy()
-                ep[k] += h
-                em[k] -= h
+                ep, em = shift_block(extra, k, h), shift_block(extra, k, -h)
                 dp = self.derivs(y, eta, trials, None, ep, const)
                 dm = self.derivs(y, eta, trials, None, em, const)
                 for out, up, down in zip(rows, (dp.loglik, dp.d1, dp.w), (dm.loglik, dm.d1, dm.w)):
