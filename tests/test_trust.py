@@ -378,3 +378,23 @@ def test_zero_inflated_extra_derivatives_match_finite_differences(name, logit_pi
             np.testing.assert_allclose(got[k], (a - b) / (2 * h), rtol=1e-5, atol=1e-7)
     loglik = fam.loglik(y, eta, trials, weights, extra, const)
     np.testing.assert_allclose(loglik, fam.derivs(y, eta, trials, weights, extra, const).loglik)
+
+
+@pytest.mark.parametrize("name", ["poisson", "negbin"])
+def test_zero_inflated_log_density_with_a_probability_per_row(name):
+    # zero inflation with predictors: logit pi is one value per row (a tuple of extras)
+    from sklearn_glmm._engine.families import make_family
+
+    fam = make_family(name, zero_inflation=True)
+    rng = np.random.default_rng(4)
+    n = 30
+    y = rng.integers(0, 5, n).astype(float)
+    y[:12] = 0.0
+    trials = np.ones(n)
+    const = fam.constant(y, trials)
+    extra = (*([0.4] * (fam.n_extra - 1)), rng.normal(-1.0, 1.0, n))
+    eta = rng.normal(0.5, 1.0, (3, n))
+    full = fam.derivs(y, eta, trials, None, extra, const).loglik
+    np.testing.assert_allclose(fam.loglik(y, eta, trials, None, extra, const), full)
+    rows = fam.derivs(y, eta[1], trials, None, extra, const).loglik
+    np.testing.assert_allclose(full[1], rows)

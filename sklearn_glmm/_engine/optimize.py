@@ -163,7 +163,7 @@ def starting_point(obj) -> np.ndarray:
             obj.glm_optimum = (x_glm, value)
             beta0, extra0 = (
                 x_glm[: data.n_beta],
-                _interior_extras(data.family, x_glm[data.n_beta :]),
+                _interior_extras(data, x_glm[data.n_beta :]),
             )
         # with extra parameters (NB theta, zero inflation) at their defaults the GLM's
         # curvatures are a poor guide: the plain start there
@@ -181,21 +181,22 @@ def _glm_with_extras(data, beta0, extra0):
     from there it takes fewer evaluations, and NB theta does not start where it would
     absorb the variation between groups (a zero variance the optimiser cannot leave).
     """
-    bounds = [(None, None)] * data.n_beta + list(data.family.extra_bounds)
+    bounds = [(None, None)] * data.n_beta + list(data.extra_bounds)
     x0 = np.concatenate([beta0, extra0])
     res = _run_lbfgsb(GLMObjective(data).value_and_grad, x0, True, bounds, 200, 1e-9)
     return res.x, float(res.fun)
 
 
-def _interior_extras(family, extra):
+def _interior_extras(data, coefs):
     """The family's parameters, each past its flat side (no overdispersion, no zero
     inflation) put back at its default start: a start on the ridge stays there."""
-    out = np.array(extra, dtype=float)
-    for k, b in enumerate(family.blocks):
-        if b.flat_side is not None:
-            side, edge = b.flat_side
-            if (side == "upper" and out[k] > edge) or (side == "lower" and out[k] < edge):
-                out[k] = b.start
+    out = np.array(coefs, dtype=float)
+    default = data.default_extra()
+    for k, side in enumerate(data.extra_flat_side):
+        if side is not None:
+            direction, edge = side
+            if (direction == "upper" and out[k] > edge) or (direction == "lower" and out[k] < edge):
+                out[k] = default[k]
     return out
 
 

@@ -101,7 +101,7 @@ class ZeroInflated(Family):
         zero = y == 0
         if zero.any():
             a = self.base.log_p0(eta[..., zero], base_extra)[0]
-            out[..., zero] = np.logaddexp(log_pi, log1m_pi + a)
+            out[..., zero] = np.logaddexp(_rows(log_pi, zero), _rows(log1m_pi, zero) + a)
         if not zero.all():
             rows = ~zero
             sub = tuple(_rows(c, rows) for c in const) if isinstance(const, tuple) else None
@@ -109,7 +109,7 @@ class ZeroInflated(Family):
             count = self.base.loglik(
                 y[rows], eta[..., rows], _rows(trials, rows), None, base_extra, sub
             )
-            out[..., rows] = log1m_pi + count
+            out[..., rows] = _rows(log1m_pi, rows) + count
         return out if weights is None else weights * out
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
