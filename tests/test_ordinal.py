@@ -716,3 +716,16 @@ def test_quadrature_log_likelihood_equals_brute_force_integral(link):
     # 25 nodes centred on each mode: exact to 1e-6 for a log-concave density; the
     # cauchit's heavier-tailed, possibly skewed conditional density leaves ~1e-5
     assert m.loglik_ == pytest.approx(total, abs=1e-6 if link != "cauchit" else 1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("link", ["probit", "loglog"])
+def test_simulation_recovery_at_large_n(link):
+    X, y, g = _simulated(n_groups=2500, per=8, seed=11, link=link)
+    m = OrdinalGLMM(random_effects="1", link=link).fit(X, y, groups=g)
+    fe, th = m.fixed_effects_, m.thresholds_
+    assert np.all(np.abs(fe["estimate"] - [1.0, -0.8]) < 4 * fe["std_error"])
+    assert np.all(np.abs(th["estimate"] - [-1.0, 0.3, 1.8]) < 4 * th["std_error"])
+    assert np.all(th["std_error"] < 0.06)  # 20,000 rows: tight
+    (cov,) = m.random_effects_cov_.values()
+    assert np.sqrt(cov.iloc[0, 0]) == pytest.approx(1.2, rel=0.08)
