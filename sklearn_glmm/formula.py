@@ -70,6 +70,7 @@ from ._formula_text import (
 __all__ = [
     "FormulaTransformer",
     "GLMMDesign",
+    "clmm",
     "design_matrix",
     "glmer",
     "glmmTMB",
@@ -912,3 +913,6 @@ def _check_frame(X) -> pd.DataFrame:
             f"got {type(X).__name__}."
         )
     return X
+
+
+from ._formula_ordinal import clmm  # noqa: E402 (it builds on this module)

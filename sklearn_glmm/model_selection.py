@@ -57,12 +57,19 @@ __all__ = [
     "get_scorer",
     "get_scorer_names",
     "make_glmm_scorer",
+    "mean_absolute_class_error",
     "mean_deviance",
     "mean_log_likelihood",
+    "ordinal_log_loss",
     "pointwise_log_likelihood",
 ]
 
-_METRICS = ("mean_log_likelihood", "neg_mean_deviance")
+_METRICS = (
+    "mean_log_likelihood",
+    "neg_mean_deviance",
+    "neg_ordinal_log_loss",
+    "neg_mean_absolute_class_error",
+)
 _METADATA = ("groups", "offset", "trials", "sample_weight")
 
 
@@ -80,15 +87,20 @@ def _final_model(estimator, X):
             break
     if not isinstance(estimator, _BaseGLMM):
         raise TypeError(
-            "GLMM scorers need a fitted BinomialGLMM, PoissonGLMM or NegBinGLMM (possibly at the "
+            "GLMM scorers need a fitted BinomialGLMM, PoissonGLMM, NegBinGLMM or OrdinalGLMM "
+            "(possibly at the "
             f"end of a Pipeline), got {type(estimator).__name__}."
         )
     return estimator, X
 
 
 def _outcome(model, y, trials):
-    """``y`` as numbers (successes for binomial) and the trials of every row."""
+    """``y`` as numbers (successes for binomial, class indices for an ordinal model) and
+    the trials of every row."""
     n = len(y)
+    encode = getattr(model, "_encode_outcome", None)
+    if encode is not None:
+        return encode(y), np.ones(n)
     if not model._family_obj.has_trials:
         return np.asarray(y, dtype=float), np.ones(n)
     if trials is not None:
@@ -193,14 +205,67 @@ def mean_deviance(
     return float(np.average(dev, weights=sample_weight))
 
 
+def _ordinal_model(estimator, X):
+    model, Xt = _final_model(estimator, X)
+    if getattr(model, "_encode_outcome", None) is None:
+        raise TypeError(
+            f"this metric is for ordered outcomes (OrdinalGLMM), not {type(model).__name__}."
+        )
+    return model, Xt
+
+
+def ordinal_log_loss(
+    estimator, X, y, *, groups=None, offset=None, sample_weight=None, population="marginal"
+) -> float:
+    """Mean of ``-log P(Y = y)`` of an ordinal model (lower is better).
+
+    Conditional on the random effects for known groups, averaged over them for new
+    ones (``population="marginal"``) or at zero (``"zero"``): minus
+    :func:`mean_log_likelihood`. The scorer ``"neg_ordinal_log_loss"`` negates it.
+    """
+    _ordinal_model(estimator, X)
+    return -mean_log_likelihood(
+        estimator,
+        X,
+        y,
+        groups=groups,
+        offset=offset,
+        sample_weight=sample_weight,
+        population=population,
+    )
+
+
+def mean_absolute_class_error(
+    estimator, X, y, *, groups=None, offset=None, sample_weight=None, population="marginal"
+) -> float:
+    """Mean ``|k(y) - k(predict)|`` over the class indices ``k`` of an ordinal model.
+
+    A prediction one class away costs 1, two classes away 2, and so on (lower is
+    better; the scorer ``"neg_mean_absolute_class_error"`` negates it). The
+    prediction is the most probable class, as ``predict``.
+    """
+    model, Xt = _ordinal_model(estimator, X)
+    eta, var = model._linear_predictor(Xt, groups, offset, population)
+    pred = np.argmax(model._class_probabilities(eta, var), axis=1)
+    return float(np.average(np.abs(model._encode_outcome(y) - pred), weights=sample_weight))
+
+
+_ORDINAL_METRICS = {
+    "neg_ordinal_log_loss": ordinal_log_loss,
+    "neg_mean_absolute_class_error": mean_absolute_class_error,
+}
+
+
 # -- scorers --------------------------------------------------------------------------
 class GLMMScorer:
     """A scorer ``scorer(estimator, X, y, **metadata)`` for cross-validation and searches.
 
     Parameters
     ----------
-    metric : {"mean_log_likelihood", "neg_mean_deviance"}, default="mean_log_likelihood"
-        Both are "greater is better", as scikit-learn's scorers.
+    metric : {"mean_log_likelihood", "neg_mean_deviance", "neg_ordinal_log_loss", \
+"neg_mean_absolute_class_error"}, default="mean_log_likelihood"
+        All are "greater is better", as scikit-learn's scorers; the last two are for
+        ordered outcomes (:func:`ordinal_log_loss`, :func:`mean_absolute_class_error`).
     population : {"marginal", "zero"}, default="marginal"
         Prediction for rows of groups not seen in training.
 
@@ -230,6 +295,10 @@ class GLMMScorer:
             )
         if self.metric == "mean_log_likelihood":
             return mean_log_likelihood(estimator, X, y, population=self.population, **metadata)
+        if self.metric in _ORDINAL_METRICS:
+            metadata.pop("trials", None)
+            fn = _ORDINAL_METRICS[self.metric]
+            return -fn(estimator, X, y, population=self.population, **metadata)
         return -mean_deviance(estimator, X, y, population=self.population, **metadata)
 
     def set_score_request(self, **kwargs) -> GLMMScorer:

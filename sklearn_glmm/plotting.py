@@ -70,11 +70,19 @@ from ._plot_diagnostics import (
     plot_rootogram,
     simulate_cell_means,
 )
+from ._plot_ordinal import (
+    category_proportions,
+    plot_category_probabilities,
+    plot_category_proportions,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
 __all__ = [
+    "category_proportions",
+    "plot_category_probabilities",
+    "plot_category_proportions",
     "plot_caterpillar",
     "plot_conditional_marginal",
     "plot_link_response",

@@ -13,6 +13,7 @@ from .betabinomial import BetaBinomial
 from .binomial import Binomial
 from .negbin import NegativeBinomial2
 from .negbin1 import NegativeBinomial1
+from .ordinal import CumulativeLink
 from .poisson import Poisson
 from .zero_inflated import ZeroInflated
 
@@ -22,12 +23,14 @@ FAMILIES = {
     "negbin": NegativeBinomial2,
     "negbin1": NegativeBinomial1,
     "betabinomial": BetaBinomial,
+    "ordinal": CumulativeLink,
 }
 
 __all__ = [
     "FAMILIES",
     "BetaBinomial",
     "Binomial",
+    "CumulativeLink",
     "Derivs",
     "Family",
     "NegativeBinomial1",
@@ -38,13 +41,16 @@ __all__ = [
 ]
 
 
-def make_family(name: str, zero_inflation: bool = False, link: str | None = None):
+def make_family(name: str, zero_inflation: bool = False, link: str | None = None, **options):
     """Return the family object for ``name`` ("binomial", "poisson", "negbin").
 
     ``link`` names a link other than the family's default (binomial: ``"probit"``,
-    ``"cloglog"``).
+    ``"cloglog"``). ``options`` go to a family made per fit (the ordinal family's
+    ``n_classes``, ``threshold``, ``labels`` and ``start``).
     """
-    base = FAMILIES[name]() if link is None else FAMILIES[name](link=link)
+    if link is not None:
+        options["link"] = link
+    base = FAMILIES[name](**options)
     if zero_inflation:
         if base.has_trials:
             raise ValueError("zero_inflation is only available for count families.")

@@ -1,0 +1,258 @@
+"""Ordered categories: the cumulative link model of ``ordinal::clm`` / ``clmm``.
+
+For an outcome in classes ``0 < 1 < ... < K - 1`` (coded by their index),
+
+.. math::
+
+    P(Y \\le j \\mid \\eta) = F(\\alpha_j - \\eta), \\qquad
+    \\log p(y \\mid \\eta) = \\log\\bigl(F(\\alpha_y - \\eta) - F(\\alpha_{y-1} - \\eta)\\bigr)
+
+with ``alpha_{-1} = -inf`` and ``alpha_{K-1} = +inf``. The thresholds are the linear
+map ``alpha = J a`` of the family's parameters ``a`` (its blocks, one scalar each,
+see :mod:`.thresholds`); the number of blocks depends on ``K``, so a family object is
+made per fit. Thresholds out of order give no probability model: the log-density
+is ``-inf`` there, a failed evaluation for the optimiser.
+
+Every derivative comes from the partial derivatives of ``log p`` in the two
+arguments ``x_u = alpha_y - eta`` and ``x_l = alpha_{y-1} - eta``, written with
+``r_u = f(x_u) / p`` and ``r_l = f(x_l) / p`` (computed on the log scale), so that
+nothing cancels where ``p`` is tiny.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..blocks import ParameterBlock
+from .base import Derivs, Family, _weighted
+from .ordinal_links import OrdinalLink, make_ordinal_link
+from .thresholds import start_parameters, threshold_structure
+
+
+def _identity(value):
+    return float(value)
+
+
+def _threshold_block(name: str, start: float) -> ParameterBlock:
+    return ParameterBlock(
+        name=name,
+        reported=name,
+        bounds=(None, None),
+        start=float(start),
+        to_reported=_identity,
+        attribute=f"_threshold_{name}_",
+        flat_side=None,  # no bound: the boundary fields below are never used
+        at_bound_value=np.nan,
+        at_bound_message="",
+        warning="",
+        label=f"Threshold {name}",
+        summary="threshold",
+        section="Threshold coefficients:",
+        sentence="",
+        at_bound_sentence="",
+    )
+
+
+def _log1mexp(a):
+    """``log(1 - exp(a))`` for ``a <= 0``, accurate on both sides of ``-log 2``."""
+    a = np.minimum(a, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.where(a > -0.6931471805599453, np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
+
+
+class CumulativeLink(Family):
+    """Cumulative link model for ``n_classes`` ordered classes; ``y`` is the class index.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes, at least 2.
+    link : str
+        ``"logit"``, ``"probit"``, ``"cloglog"``, ``"loglog"`` or ``"cauchit"`` (clm's).
+    threshold : str
+        ``"flexible"``, ``"equidistant"`` or ``"symmetric"`` (clm's).
+    labels : sequence, optional
+        Class labels, for the thresholds' names (``"1|2"``); ``0, 1, ...`` by default.
+    start : array of shape (n_classes - 1,), optional
+        Starting thresholds (e.g. from the marginal cumulative proportions).
+    """
+
+    name = "ordinal"
+    r_name = "cumulative"
+    long_name = "cumulative link (ordinal)"
+    # the binomial / count separation test does not apply (see ordinal_separation)
+    glm_separation = False
+
+    def __init__(self, n_classes, link="logit", threshold="flexible", labels=None, start=None):
+        if n_classes < 2:
+            raise ValueError(f"an ordinal outcome needs at least 2 classes, got {n_classes}.")
+        self.n_classes = int(n_classes)
+        self.link: OrdinalLink = make_ordinal_link(link) if isinstance(link, str) else link
+        self.log_concave = self.link.log_concave
+        self.threshold = threshold
+        self.labels = list(range(n_classes)) if labels is None else list(labels)
+        self.J, names = threshold_structure(self.n_classes, threshold, self.labels)
+        a0 = np.zeros(len(names))
+        if start is not None:
+            a0 = start_parameters(self.J, np.asarray(start, dtype=float))
+        elif len(names):
+            a0 = start_parameters(self.J, np.linspace(-1.0, 1.0, n_classes - 1))
+        self.blocks = tuple(_threshold_block(n, s) for n, s in zip(names, a0))
+
+    def describe(self) -> str:
+        return f"cumulative  ( {self.link.name} )"
+
+    # -- thresholds -------------------------------------------------------------
+    def alpha(self, extra) -> np.ndarray:
+        """The thresholds ``alpha = J a``."""
+        return self.J @ np.asarray(extra, dtype=float)
+
+    def mean_curvature(self, y, trials, weights) -> float:
+        return 0.25
+
+    def constant(self, y, trials):
+        return np.asarray(y, dtype=np.intp)
+
+    def _partials(self, y, eta, extra, const):
+        """``log p`` and its partial derivatives in ``(x_u, x_l)`` to the third order.
+
+        ``log p = B + log(1 - exp(D))``: for the bottom class ``B = log F(x_u)``, for
+        the top class ``B = log S(x_l)`` (``D = -inf``); for a middle class
+        ``B = log F(x_u)``, ``D = log F(x_l) - log F(x_u)`` when ``x_l <= 0``, and
+        ``B = log S(x_l)``, ``D = log S(x_u) - log S(x_l)`` otherwise. Each piece has
+        closed-form derivatives free of cancellation in the tails; with
+        ``s = 1 / expm1(-D)`` the derivatives of ``log(1 - e^D)`` in ``D`` are
+        ``-s``, ``-s (1 + s)`` and ``-s (1 + s)(1 + 2 s)``. None when the thresholds
+        are out of order.
+        """
+        alpha = self.alpha(extra)
+        if not (np.all(np.diff(alpha) > 0) and np.all(np.isfinite(alpha))):
+            return None
+        k = np.asarray(y, dtype=np.intp) if const is None else const
+        top, bottom = k == self.n_classes - 1, k == 0
+        padded = np.concatenate([[0.0], alpha, [0.0]])
+        xu = padded[k + 1] - eta  # a placeholder for the top class
+        xl = padded[k] - eta  # a placeholder for the bottom class
+        ln = self.link
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            upper = ~bottom & (top | (xl > 0))  # B is log S(x_l)
+            lfu, lsu = ln.log_cdf(xu), ln.log_sf(xu)
+            lfl, lsl = ln.log_cdf(xl), ln.log_sf(xl)
+            Fu, Su = ln.log_cdf_derivs(xu), ln.log_sf_derivs(xu)
+            Fl, Sl = ln.log_cdf_derivs(xl), ln.log_sf_derivs(xl)
+            middle = ~top & ~bottom
+            base = np.where(upper, lsl, lfu)
+            D = np.where(upper, lsu - lsl, lfl - lfu)
+            D = np.where(middle, np.minimum(D, 0.0), -np.inf)
+            logp = base + np.where(middle, _log1mexp(D), 0.0)
+            s = np.where(middle, 1.0 / np.expm1(-D), 0.0)
+        p1, p2 = -s, -s * (1.0 + s)
+        p3 = p2 * (1.0 + 2.0 * s)
+        zero = np.zeros_like(eta)
+        # B's derivatives in x_u (lower form) or x_l (upper form); D's in both
+        bu = [np.where(upper, zero, d) for d in Fu]
+        bl = [np.where(upper, d, zero) for d in Sl]
+        du = [np.where(middle, np.where(upper, a, -b), zero) for a, b in zip(Su, Fu)]
+        dl = [np.where(middle, np.where(upper, -a, b), zero) for a, b in zip(Sl, Fl)]
+        L = {"logp": logp}
+        L["u"] = bu[0] + p1 * du[0]
+        L["l"] = bl[0] + p1 * dl[0]
+        L["uu"] = bu[1] + p2 * du[0] ** 2 + p1 * du[1]
+        L["ll"] = bl[1] + p2 * dl[0] ** 2 + p1 * dl[1]
+        L["ul"] = p2 * du[0] * dl[0]
+        L["uuu"] = bu[2] + p3 * du[0] ** 3 + 3.0 * p2 * du[0] * du[1] + p1 * du[2]
+        L["lll"] = bl[2] + p3 * dl[0] ** 3 + 3.0 * p2 * dl[0] * dl[1] + p1 * dl[2]
+        L["uul"] = p3 * du[0] ** 2 * dl[0] + p2 * du[1] * dl[0]
+        L["ull"] = p3 * du[0] * dl[0] ** 2 + p2 * du[0] * dl[1]
+        return L
+
+    def derivs(self, y, eta, trials, weights, extra, const=None):
+        eta = np.asarray(eta, dtype=float)
+        L = self._partials(y, eta, extra, const)
+        if L is None:  # thresholds out of order: no probability model
+            inf = np.full(eta.shape, -np.inf)
+            zero = np.zeros(eta.shape)
+            return Derivs(inf, zero, zero, zero)
+        # eta enters both arguments with a minus sign
+        d1 = -(L["u"] + L["l"])
+        w = -(L["uu"] + 2.0 * L["ul"] + L["ll"])
+        w3 = L["uuu"] + 3.0 * L["uul"] + 3.0 * L["ull"] + L["lll"]
+        return _weighted(weights, L["logp"], d1, w, w3)
+
+    def extra_derivs(self, y, eta, trials, weights, extra, const=None):
+        """Derivatives of ``loglik``, ``d1`` and ``w`` in the threshold parameters, (E, n)."""
+        eta = np.asarray(eta, dtype=float)
+        L = self._partials(y, eta, extra, const)
+        n, E = len(eta), self.J.shape[1]
+        if L is None:
+            zero = np.zeros((E, n))
+            return zero, zero, zero
+        # in x_u and x_l: d loglik, d d1, d w
+        dl_u, dl_l = L["u"], L["l"]
+        dd1_u, dd1_l = -(L["uu"] + L["ul"]), -(L["ul"] + L["ll"])
+        dw_u = -(L["uuu"] + 2.0 * L["uul"] + L["ull"])
+        dw_l = -(L["uul"] + 2.0 * L["ull"] + L["lll"])
+        k = np.asarray(y, dtype=np.intp) if const is None else const
+        # J rows of the upper and lower thresholds of each row (zero beyond the ends)
+        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
+        Ju, Jl = Jp[k + 1].T, Jp[k].T  # (E, n)
+        out = [Ju * a + Jl * b for a, b in ((dl_u, dl_l), (dd1_u, dd1_l), (dw_u, dw_l))]
+        if weights is not None:
+            out = [weights * o for o in out]
+        return tuple(out)
+
+    # -- probabilities ------------------------------------------------------------
+    def cumulative(self, eta, extra) -> np.ndarray:
+        """``P(Y <= j)`` for ``j = 0, ..., K - 2``, shape ``eta.shape + (K - 1,)``."""
+        alpha = self.alpha(extra)
+        x = alpha - np.asarray(eta, dtype=float)[..., None]
+        return np.exp(self.link.log_cdf(x))
+
+    def class_probabilities(self, eta, extra) -> np.ndarray:
+        """``P(Y = k)``, shape ``eta.shape + (K,)``, each row summing to 1.
+
+        Each probability is a difference of distribution functions or of survival
+        functions, whichever does not cancel.
+        """
+        eta = np.asarray(eta, dtype=float)
+        alpha = self.alpha(extra)
+        x = alpha - eta[..., None]
+        with np.errstate(over="ignore", divide="ignore"):
+            F = np.exp(self.link.log_cdf(x))
+            S = np.exp(self.link.log_sf(x))
+        zeros = np.zeros(eta.shape + (1,))
+        ones = np.ones(eta.shape + (1,))
+        Fp = np.concatenate([zeros, F, ones], axis=-1)
+        Sp = np.concatenate([ones, S, zeros], axis=-1)
+        lower_half = np.concatenate([x, np.full(eta.shape + (1,), np.inf)], axis=-1) <= 0
+        diff_f = Fp[..., 1:] - Fp[..., :-1]
+        diff_s = Sp[..., :-1] - Sp[..., 1:]
+        p = np.where(lower_half, diff_f, diff_s)
+        return np.clip(p, 0.0, 1.0)
+
+    def mean(self, eta, extra=()):
+        """Expected class index ``E[Y] = sum_k k P(Y = k)``."""
+        p = self.class_probabilities(eta, extra)
+        return p @ np.arange(self.n_classes, dtype=float)
+
+    def variance(self, mu, trials, extra=()):
+        raise NotImplementedError(
+            "an ordinal outcome's variance is not a function of its mean: tools built on the "
+            "family variance (performance.icc, r2, overdispersion) do not apply. On the latent "
+            "scale the ICC of a random intercept is var / (var + link.latent_variance), "
+            "pi^2 / 3 for the logit link."
+        )
+
+    def mean_derivative(self, eta, extra=()):
+        """``d E[Y] / d eta = sum_j f(alpha_j - eta)`` (``E[Y] = sum_j P(Y > j)``)."""
+        x = self.alpha(extra) - np.asarray(eta, dtype=float)[..., None]
+        return np.exp(self.link.log_pdf(x)).sum(axis=-1)
+
+    def unit_deviance(self, y, mu, trials, extra=()):
+        raise NotImplementedError("use -2 log p(y) of the fitted probabilities.")
+
+    def sample_from_eta(self, eta, extra, rng) -> np.ndarray:
+        """Class indices drawn at linear predictors ``eta`` (inverse-CDF sampling)."""
+        cum = self.cumulative(eta, extra)
+        u = rng.uniform(size=np.shape(eta))
+        return np.sum(u[..., None] > cum, axis=-1).astype(float)

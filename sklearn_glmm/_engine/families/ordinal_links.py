@@ -1,0 +1,278 @@
+"""Latent distributions of cumulative link models: ``P(Y <= j) = F(alpha_j - eta)``.
+
+Each link gives, stably in both tails, ``log F``, ``log S`` (``S = 1 - F``),
+``log f`` and the ratios ``f'/f`` and ``f''/f`` of its density; the ordinal family
+builds every derivative of the log-density from these. The definitions are those
+of R's ``ordinal::clm``: ``cloglog`` is ``F(x) = 1 - exp(-exp(x))`` and ``loglog``
+is ``F(x) = exp(-exp(-x))``.
+
+Example
+-------
+>>> import numpy as np
+>>> from sklearn_glmm._engine.families.ordinal_links import make_ordinal_link
+>>> link = make_ordinal_link("probit")
+>>> round(float(np.exp(link.log_cdf(np.array(0.0)))), 3)
+0.5
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from ..links import Link
+
+_X_MAX = 700.0  # exp(700) is finite in float64
+_CAUCHIT_MAX = 1e150  # x^2 stays finite
+
+
+class OrdinalLink(Link):
+    """A latent distribution ``F``: link ``F^{-1}``, inverse ``F``, and the tail-stable pieces."""
+
+    log_concave = True
+
+    def inverse(self, eta):
+        return np.exp(self.log_cdf(np.asarray(eta, dtype=float)))
+
+    def inverse_derivative(self, eta):
+        return np.exp(self.log_pdf(np.asarray(eta, dtype=float)))
+
+    def log_cdf(self, x):
+        raise NotImplementedError
+
+    def log_sf(self, x):
+        raise NotImplementedError
+
+    def log_pdf(self, x):
+        raise NotImplementedError
+
+    def dlog_pdf(self, x):
+        """``f'(x) / f(x)``."""
+        raise NotImplementedError
+
+    def d2_over_pdf(self, x):
+        """``f''(x) / f(x)``."""
+        raise NotImplementedError
+
+    def log_cdf_derivs(self, x):
+        """First three derivatives of ``log F`` at ``x``.
+
+        From ``r = f / F``, ``a = f'/f`` and ``b = f''/f``: ``r``, ``r (a - r)``,
+        ``r (b - 3 a r + 2 r^2)``; links with exponential tails override this with
+        closed forms free of cancellation.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = np.exp(self.log_pdf(x) - self.log_cdf(x))
+        a, b = self.dlog_pdf(x), self.d2_over_pdf(x)
+        return r, r * (a - r), r * (b - 3.0 * a * r + 2.0 * r * r)
+
+    def log_sf_derivs(self, x):
+        """First three derivatives of ``log S`` at ``x`` (``q = f / S``): ``-q``,
+        ``-q (a + q)``, ``-q (b + 3 a q + 2 q^2)``."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            q = np.exp(self.log_pdf(x) - self.log_sf(x))
+        a, b = self.dlog_pdf(x), self.d2_over_pdf(x)
+        return -q, -q * (a + q), -q * (b + 3.0 * a * q + 2.0 * q * q)
+
+
+class OrdinalLogit(OrdinalLink):
+    name = "logit"
+    scale_name = "log-odds"
+    ratio_name = "odds ratio"  # of a higher class, the same at every cut
+    latent_variance = float(np.pi**2 / 3.0)
+
+    def link(self, mu):
+        return special.logit(mu)
+
+    def log_cdf(self, x):
+        return -np.logaddexp(0.0, -x)
+
+    def log_sf(self, x):
+        return -np.logaddexp(0.0, x)
+
+    def log_pdf(self, x):
+        return -np.logaddexp(0.0, -x) - np.logaddexp(0.0, x)
+
+    def dlog_pdf(self, x):
+        return -np.tanh(0.5 * x)  # 1 - 2F
+
+    def d2_over_pdf(self, x):
+        t = np.tanh(0.5 * x)
+        return t * t - 2.0 * np.exp(self.log_pdf(x))
+
+    def log_cdf_derivs(self, x):
+        F, S = special.expit(x), special.expit(-x)
+        f = F * S
+        return S, -f, -f * (S - F)
+
+    def log_sf_derivs(self, x):
+        F, S = special.expit(x), special.expit(-x)
+        f = F * S
+        return -F, -f, -f * (S - F)
+
+
+class OrdinalProbit(OrdinalLink):
+    name = "probit"
+    scale_name = "probit"
+    ratio_name = None
+    latent_variance = 1.0
+
+    def link(self, mu):
+        return special.ndtri(mu)
+
+    def log_cdf(self, x):
+        return special.log_ndtr(x)
+
+    def log_sf(self, x):
+        return special.log_ndtr(-x)
+
+    def log_pdf(self, x):
+        return -0.5 * x * x - 0.5 * np.log(2.0 * np.pi)
+
+    def dlog_pdf(self, x):
+        return -x
+
+    def d2_over_pdf(self, x):
+        return x * x - 1.0
+
+    def log_cdf_derivs(self, x):
+        # the inverse Mills ratio m = phi / Phi and its derivatives, as the binomial probit
+        m = np.exp(self.log_pdf(x) - special.log_ndtr(x))
+        d2 = -m * (x + m)
+        return m, d2, -d2 * (x + m) - m * (1.0 + d2)
+
+    def log_sf_derivs(self, x):
+        d1, d2, d3 = self.log_cdf_derivs(-x)
+        return -d1, d2, -d3
+
+
+class OrdinalCloglog(OrdinalLink):
+    """``F(x) = 1 - exp(-exp(x))`` (the Gumbel minimum; clm's ``cloglog``)."""
+
+    name = "cloglog"
+    scale_name = "complementary log-log"
+    ratio_name = None
+    latent_variance = float(np.pi**2 / 6.0)
+
+    def link(self, mu):
+        return np.log(-np.log1p(-np.asarray(mu)))
+
+    def log_cdf(self, x):
+        e = np.exp(np.minimum(x, _X_MAX))
+        return np.log(-np.expm1(-e))
+
+    def log_sf(self, x):
+        return -np.exp(np.minimum(x, _X_MAX))
+
+    def log_pdf(self, x):
+        x = np.minimum(x, _X_MAX)
+        return x - np.exp(x)
+
+    def dlog_pdf(self, x):
+        return 1.0 - np.exp(np.minimum(x, _X_MAX))
+
+    def d2_over_pdf(self, x):
+        e = np.exp(np.minimum(x, _X_MAX))
+        return (1.0 - e) ** 2 - e
+
+    def log_cdf_derivs(self, x):
+        # g = u / expm1(u) = d log F / dx with u = exp(x); g' = g (1 - u - g)
+        u = np.exp(np.minimum(x, _X_MAX))
+        with np.errstate(over="ignore"):
+            g = np.where(u > 1e-300, u / np.expm1(np.maximum(u, 1e-300)), 1.0)
+        dg = g * (1.0 - u - g)
+        return g, dg, dg * (1.0 - u - g) - g * (u + dg)
+
+    def log_sf_derivs(self, x):
+        u = -np.exp(np.minimum(x, _X_MAX))  # log S = -exp(x)
+        return u, u, u
+
+
+class OrdinalLoglog(OrdinalLink):
+    """``F(x) = exp(-exp(-x))`` (the Gumbel maximum; clm's ``loglog``)."""
+
+    name = "loglog"
+    scale_name = "log-log"
+    ratio_name = None
+    latent_variance = float(np.pi**2 / 6.0)
+
+    def link(self, mu):
+        return -np.log(-np.log(np.asarray(mu)))
+
+    def log_cdf(self, x):
+        return -np.exp(np.minimum(-x, _X_MAX))
+
+    def log_sf(self, x):
+        e = np.exp(np.minimum(-x, _X_MAX))
+        return np.log(-np.expm1(-e))
+
+    def log_pdf(self, x):
+        x = np.maximum(x, -_X_MAX)
+        return -x - np.exp(-x)
+
+    def dlog_pdf(self, x):
+        return np.exp(np.minimum(-x, _X_MAX)) - 1.0
+
+    def d2_over_pdf(self, x):
+        e = np.exp(np.minimum(-x, _X_MAX))
+        return (e - 1.0) ** 2 - e
+
+    def log_cdf_derivs(self, x):
+        e = np.exp(np.minimum(-x, _X_MAX))  # log F = -exp(-x)
+        return e, -e, e
+
+    def log_sf_derivs(self, x):
+        # S(x) is the cloglog's F(-x)
+        d1, d2, d3 = _CLOGLOG.log_cdf_derivs(-x)
+        return -d1, d2, -d3
+
+
+class OrdinalCauchit(OrdinalLink):
+    """``F(x) = 1/2 + arctan(x) / pi``: heavy tails, not log-concave."""
+
+    name = "cauchit"
+    scale_name = "cauchit"
+    ratio_name = None
+    latent_variance = None
+    log_concave = False
+
+    def link(self, mu):
+        return np.tan(np.pi * (np.asarray(mu) - 0.5))
+
+    def log_cdf(self, x):
+        # arctan2(1, -x) / pi is F(x) without cancellation in the lower tail
+        return np.log(np.arctan2(1.0, -x) / np.pi)
+
+    def log_sf(self, x):
+        return np.log(np.arctan2(1.0, x) / np.pi)
+
+    def log_pdf(self, x):
+        x = np.clip(x, -_CAUCHIT_MAX, _CAUCHIT_MAX)
+        return -np.log(np.pi) - np.log1p(x * x)
+
+    def dlog_pdf(self, x):
+        x = np.clip(x, -_CAUCHIT_MAX, _CAUCHIT_MAX)
+        return -2.0 * x / (1.0 + x * x)
+
+    def d2_over_pdf(self, x):
+        x = np.clip(x, -_CAUCHIT_MAX, _CAUCHIT_MAX)
+        s = 1.0 + x * x
+        return (6.0 * x * x - 2.0) / s / s
+
+
+_CLOGLOG = OrdinalCloglog()
+
+ORDINAL_LINKS = {
+    cls.name: cls
+    for cls in (OrdinalLogit, OrdinalProbit, OrdinalCloglog, OrdinalLoglog, OrdinalCauchit)
+}
+
+
+def make_ordinal_link(name: str) -> OrdinalLink:
+    """The latent distribution called ``name`` (clm's link names)."""
+    try:
+        return ORDINAL_LINKS[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown link {name!r} for an ordinal model; choose one of {sorted(ORDINAL_LINKS)}."
+        ) from None

@@ -1,0 +1,132 @@
+"""``clmm(formula, data)``: the cumulative link mixed model from an ``ordinal::clmm`` formula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import ordinal
+from ._formula_args import check_formula_first, check_r_arguments, resolve_n_agq
+from ._formula_model import _RAW_NOTE, _RawDataPredictions
+
+
+class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
+    __doc__ = "Cumulative link mixed model fitted from a formula." + _RAW_NOTE
+
+    def fit(self, X, y, groups=None, *, sample_weight=None, offset=None):
+        """Fit as :class:`sklearn_glmm.OrdinalGLMM` does (the formula is forgotten)."""
+        self._forget_formula()
+        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
+
+    def decision_function(self, X, groups=None, *, offset=None, re_form=None):
+        """The linear predictor; ``X`` may hold the formula's variables."""
+        inputs = self._newdata(X, groups, offset, re_form, "zero")
+        return inputs.fill(super().decision_function(inputs.X, inputs.groups, offset=inputs.offset))
+
+    def predict_proba(self, X, groups=None, *, offset=None, population=None, re_form=None):
+        """``P(Y = k)`` per class; ``X`` may hold the formula's variables (R's ``newdata``),
+        ``re_form=NA`` sets the random effects to zero. Rows with a missing value give NaN."""
+        inputs = self._newdata(X, groups, offset, re_form, population)
+        proba = super().predict_proba(
+            inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
+        )
+        return inputs.fill(proba)
+
+    def predict(self, X, groups=None, *, offset=None, re_form=None, population=None):
+        """The most probable class; ``X`` may hold the formula's variables."""
+        inputs = self._newdata(X, groups, offset, re_form, population)
+        inputs.require_complete("Classes")
+        p = ordinal.OrdinalGLMM.predict_proba(
+            self, inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
+        )
+        return self.classes_[np.argmax(p, axis=1)]
+
+
+def clmm(
+    formula: str,
+    data: pd.DataFrame = None,
+    link: str = "logit",
+    threshold: str = "flexible",
+    *,
+    nAGQ: int | None = None,  # noqa: N803 (R's name)
+    n_agq: int | None = None,
+    weights=None,
+    offset=None,
+    **estimator_params,
+):
+    """Fit a cumulative link mixed model from a formula, as ``ordinal::clmm`` does.
+
+    Parameters
+    ----------
+    formula : str
+        ``response ~ fixed terms + (1 | group) + ...`` with lme4's random-effect syntax
+        (see :func:`sklearn_glmm.formula.parse_glmm_formula`). The response is best an
+        ordered pandas Categorical column (its categories' order is the scale's);
+        other values are sorted. The fixed part's intercept is dropped (the thresholds
+        play its role).
+    data : pandas.DataFrame
+    link : {"logit", "probit", "cloglog", "loglog", "cauchit"}, default="logit"
+        clm's links (its definitions of cloglog and loglog).
+    threshold : {"flexible", "equidistant", "symmetric"}, default="flexible"
+    nAGQ, n_agq : int, default=1
+        Quadrature points (R's ``nAGQ``; 1 is the Laplace approximation). clmm's
+        non-adaptive rule (negative ``nAGQ``) is not available.
+    weights, offset : str or array-like of shape (n_rows,), default=None
+        A column of ``data`` or one value per row.
+    **estimator_params
+        Further parameters of :class:`sklearn_glmm.OrdinalGLMM` (``max_iter``, ``tol``).
+
+    Returns
+    -------
+    estimator : OrdinalGLMM
+        Fitted, with ``formula_``; coefficients carry R's names (``tempwarm``) and
+        thresholds clm's (``"1|2"``). Its prediction methods also take a DataFrame of
+        the formula's variables.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_glmm.formula import clmm
+    >>> wine = pd.read_csv("tests/fixtures/ordinal/wine.csv")  # doctest: +SKIP
+    >>> wine["rating"] = pd.Categorical(wine["rating"], ordered=True)  # doctest: +SKIP
+    >>> m = clmm("rating ~ temp + contact + (1 | judge)", wine)  # doctest: +SKIP
+    >>> list(m.thresholds_.index)  # doctest: +SKIP
+    ['1|2', '2|3', '3|4', '4|5']
+    """
+    from .formula import _formula_state, _parse, _row_values, _total_offset
+
+    formula, data = check_formula_first(formula, data, "clmm")
+    check_r_arguments(estimator_params, OrdinalGLMM, "clmm")
+    if nAGQ is not None and not isinstance(nAGQ, bool) and isinstance(nAGQ, int) and nAGQ < 0:
+        raise ValueError(
+            f"nAGQ={nAGQ}: clmm's non-adaptive quadrature (negative nAGQ) is not available; "
+            "use nAGQ > 1 for adaptive Gauss-Hermite quadrature."
+        )
+    n_agq = resolve_n_agq(n_agq, nAGQ)
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(data)
+    w_all = _row_values(weights, data, "weights")
+    off_all = _row_values(offset, data, "offset")
+    complete = np.ones(len(data), dtype=bool)
+    for values in (w_all, off_all):
+        if values is not None:
+            complete &= ~np.isnan(values)
+    design, keep = _parse(formula, data, complete)
+    estimator = OrdinalGLMM(
+        random_effects=design.random_effects,
+        link=link,
+        threshold=threshold,
+        n_agq=n_agq,
+        **estimator_params,
+    )
+    estimator.fit(
+        design.X,
+        design.y,
+        groups=design.groups,
+        sample_weight=None if w_all is None else w_all[keep],
+        offset=_total_offset(design.offset, None if off_all is None else off_all[keep]),
+    )
+    estimator.formula_ = formula
+    estimator.design_info_ = design.model_spec
+    estimator._formula = _formula_state(formula, data, design.model_spec, offset)
+    return estimator

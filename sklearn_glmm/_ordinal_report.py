@@ -1,0 +1,59 @@
+"""The results paragraph of an ordinal model."""
+
+from __future__ import annotations
+
+from sklearn.utils.validation import check_is_fitted
+
+from ._report import _compare_sentences, _effect_sentences, _random_sentences
+from .inference import confint
+
+
+def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), digits=2) -> str:
+    """A paragraph for a fitted :class:`~sklearn_glmm.OrdinalGLMM`.
+
+    The model (link, thresholds, estimation, numbers of observations and levels);
+    each fixed effect as a cumulative odds ratio (logit link: the odds of a higher
+    class, the same at every cut) or a latent-scale coefficient, with its interval
+    and Wald p-value; the random-effect SDs; the thresholds; one sentence per model
+    in ``compare``; notes on a singular fit or on convergence. ``outcome`` names the
+    outcome ("a higher rating" by default, from the name of ``y``).
+    """
+    check_is_fitted(est, "coef_")
+    ci = confint(est, level=level, method=method)
+    y = getattr(est, "_y_name", "y")
+    outcome = f"a higher {y}" if outcome is None else outcome
+    kind = f"cumulative link ({est._family_obj.link.name} link, {est.threshold} thresholds)"
+    if est._factors:
+        approx = (
+            "the Laplace approximation"
+            if est.n_agq == 1
+            else f"adaptive Gauss-Hermite quadrature ({est.n_agq} nodes)"
+        )
+        groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in est._factors)
+        intro = (
+            f"A {kind} mixed model was fitted by maximum likelihood ({approx}) to {est.nobs_} "
+            f"observations of {len(est.classes_)} ordered classes with random effects for "
+            f"{groups}."
+        )
+    else:
+        intro = (
+            f"A {kind} model without random effects was fitted by maximum likelihood to "
+            f"{est.nobs_} observations of {len(est.classes_)} ordered classes."
+        )
+    parts = [intro]
+    parts += _effect_sentences(est, ci, outcome, level, digits)
+    parts += _random_sentences(est, ci, digits)
+    th = est.thresholds_["estimate"]
+    cuts = ", ".join(f"{name}: {value:.{digits}f}" for name, value in th.items())
+    parts.append(
+        f"The thresholds (on the latent {est._family_obj.link.scale_name} scale) were {cuts}."
+    )
+    parts += _compare_sentences(est, list(compare), digits)
+    if est.is_singular_:
+        parts.append(
+            "The fit is singular (a variance or correlation is on its boundary); "
+            "consider simplifying the random effects."
+        )
+    if not est.converged_:
+        parts.append("Warning: the optimiser reported convergence problems (see fit_record_).")
+    return " ".join(parts)

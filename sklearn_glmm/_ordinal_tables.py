@@ -1,0 +1,48 @@
+"""The threshold tables of a fitted ordinal model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ._engine.families.thresholds import threshold_names
+
+
+def _se(V) -> np.ndarray:
+    var = np.diag(V)
+    with np.errstate(invalid="ignore"):
+        return np.where(var > 0, np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
+
+
+def threshold_tables(est) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(thresholds_, threshold_coefficients_)`` from the fit.
+
+    The optimiser's threshold parameters ``a`` are clmm's (its ``alpha`` for the
+    threshold structure), so their standard errors come straight from the
+    covariance of the estimates; the thresholds ``alpha = J a`` get theirs by the
+    linear map, ``J V J'``.
+    """
+    fam = est._family_obj
+    E = fam.n_extra
+    a = np.asarray(est._extra, dtype=float)
+    V = est._vcov_params[-E:, -E:]
+    se_a = _se(V)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = a / se_a
+    coefs = pd.DataFrame(
+        {
+            "estimate": a,
+            "std_error": se_a,
+            "z_value": z,
+            "p_value": 2.0 * stats.norm.sf(np.abs(z)),
+        },
+        index=pd.Index(list(fam.extra_names), name="threshold"),
+    )
+    alpha = fam.J @ a
+    se_alpha = _se(fam.J @ V @ fam.J.T)
+    thresholds = pd.DataFrame(
+        {"estimate": alpha, "std_error": se_alpha},
+        index=pd.Index(threshold_names(est.classes_), name="threshold"),
+    )
+    return thresholds, coefs

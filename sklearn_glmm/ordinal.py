@@ -1,0 +1,427 @@
+"""OrdinalGLMM: the cumulative link mixed model of ``ordinal::clmm`` as a classifier."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import _GH_W, _GH_Z, _BaseGLMM
+from ._engine.families import make_family
+from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
+from ._engine.families.thresholds import THRESHOLDS
+from ._engine.ordinal_separation import ordinal_separation
+from ._ordinal_tables import threshold_tables
+from ._validation import aliased_columns
+from ._warn import user_stacklevel
+from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
+from .exceptions import RankDeficiencyWarning, SeparationWarning
+
+_ORDINAL_PARAMS = """
+    random_effects : str, dict or None, default=None
+        Random-effect terms in lme4's syntax over feature names, as for the other
+        estimators (``"1"``, ``"1 + time"``, ``"diag(1 + time)"``, a dict per
+        factor). ``None`` is a random intercept for every factor when ``fit`` gets
+        groups, and a cumulative link model without random effects (``ordinal::clm``,
+        with a ``NoRandomEffectsWarning``) when it gets none.
+    link : {"logit", "probit", "cloglog", "loglog", "cauchit"}, default="logit"
+        The latent distribution ``F`` of ``P(Y <= j) = F(alpha_j - eta)``, as
+        ``ordinal::clm`` defines it: ``cloglog`` is ``1 - exp(-exp(x))``, ``loglog``
+        is ``exp(-exp(-x))``.
+    threshold : {"flexible", "equidistant", "symmetric"}, default="flexible"
+        clm's threshold structures: one free threshold per cut, equally spaced
+        thresholds (``threshold.1``, ``spacing``), or thresholds symmetric around a
+        centre (``central``, ``spacing.k``).
+    n_agq : int, default=1
+        1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
+        quadrature (one grouping factor with a scalar random effect, as clmm).
+    group_columns : str or list of str, default=None
+        Columns of a DataFrame ``X`` holding the grouping factors.
+    max_iter : int, default=1000
+    tol : float, default=1e-10
+    keep_data : bool, default=False
+        Whether pickles carry the training data (see :class:`BinomialGLMM`).
+"""
+
+
+class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
+    __doc__ = (
+        """Cumulative link mixed model for ordered outcomes (``ordinal::clmm``).
+
+    .. math::
+
+        P(Y_{ij} \\le k \\mid b_i) = F\\bigl(\\alpha_k - x_{ij}^\\top \\beta
+            - z_{ij}^\\top b_i\\bigr), \\qquad b_i \\sim N(0, \\Sigma)
+
+    with thresholds ``alpha_1 < ... < alpha_{K-1}`` and ``F`` the inverse link.
+    A positive coefficient moves the outcome towards higher classes. ``X`` has
+    no intercept column: the thresholds play its role. A constant column of ``X``
+    is dropped with a ``RankDeficiencyWarning`` (its coefficient is not
+    identified beside the thresholds); its row of ``fixed_effects_`` is NaN.
+
+    Parameters
+    ----------
+    """
+        + _ORDINAL_PARAMS
+        + """
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The ordered classes: the categories' order of an ordered pandas
+        Categorical ``y``, sorted labels otherwise.
+    thresholds_ : DataFrame
+        The thresholds ``alpha_k`` indexed by clm's names (``"1|2"``, ``"2|3"``,
+        ... from the class labels), columns ``estimate`` and ``std_error``.
+    threshold_coefficients_ : DataFrame
+        The threshold parameters as clmm reports them (``threshold.1`` and
+        ``spacing`` for equidistant thresholds; the thresholds themselves for
+        flexible ones), with ``std_error``, ``z_value``, ``p_value``.
+    """
+        + _COMMON_ATTRS
+        + _NOTES
+        + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_glmm import OrdinalGLMM
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(40), 8)
+    >>> x = rng.normal(size=(320, 1))
+    >>> latent = x[:, 0] + rng.normal(size=40)[g] + rng.logistic(size=320)
+    >>> y = np.digitize(latent, [-1.0, 0.5, 2.0])
+    >>> m = OrdinalGLMM(random_effects="1").fit(x, y, groups=g)
+    >>> m.predict_proba(x).shape
+    (320, 4)
+    """
+    )
+
+    _family_name = "ordinal"
+    fit_intercept = False  # the thresholds are the intercepts
+    _parameter_constraints = {
+        **{k: v for k, v in _PARAMETER_CONSTRAINTS.items() if k != "fit_intercept"},
+        "link": [StrOptions(set(ORDINAL_LINKS))],
+        "threshold": [StrOptions(set(THRESHOLDS))],
+    }
+    __metadata_request__score = {"groups": False}
+
+    def __init__(
+        self,
+        random_effects=None,
+        *,
+        link="logit",
+        threshold="flexible",
+        n_agq=1,
+        group_columns=None,
+        max_iter=1000,
+        tol=1e-10,
+        keep_data=False,
+    ):
+        self.random_effects = random_effects
+        self.link = link
+        self.threshold = threshold
+        self.n_agq = n_agq
+        self.group_columns = group_columns
+        self.max_iter = max_iter
+        self.tol = tol
+        self.keep_data = keep_data
+
+    # -- fit ----------------------------------------------------------------------
+    def fit(self, X, y, groups=None, *, sample_weight=None, offset=None):
+        """Fit by maximum likelihood (Laplace, or AGQ with ``n_agq > 1``).
+
+        ``y`` holds the ordered outcome: an ordered pandas Categorical keeps its
+        categories' order (categories never observed are dropped, with a
+        warning); other labels are sorted. The caller's data are not modified.
+        """
+        self._category_order = _ordered_categories(y)
+        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
+
+    def _prepare_y(self, y, n):
+        order = self._category_order
+        if order is None:
+            if not (y.ndim == 1 and y.dtype.kind in "iub"):
+                kind = type_of_target(y)
+                if kind not in ("binary", "multiclass"):
+                    raise ValueError(
+                        f"Unknown label type {kind!r}: OrdinalGLMM needs ordered class labels "
+                        "(integers, strings or an ordered pandas Categorical), not continuous "
+                        "values."
+                    )
+            classes, yi = np.unique(y, return_inverse=True)
+        else:
+            yi_all = pd.Categorical(y, categories=order, ordered=True).codes
+            present = np.unique(yi_all[yi_all >= 0])
+            missing = [c for k, c in enumerate(order) if k not in set(present)]
+            if missing:
+                warnings.warn(
+                    f"categories {missing} of the ordered outcome have no observations and are "
+                    "dropped: a threshold next to an empty category is not identified.",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
+            classes = pd.Index(order)[present].to_numpy()
+            yi = np.searchsorted(present, yi_all)
+        if len(classes) < 2:
+            raise ValueError(
+                "OrdinalGLMM needs samples of at least 2 classes in y; only one class "
+                f"{classes.tolist()[0]!r} is present."
+            )
+        self.classes_ = classes
+        self._y_codes = yi.astype(float)
+        return yi.astype(float), np.ones(n)
+
+    def _family(self):
+        y, w = self._y_codes, self._fit_weights
+        K = len(self.classes_)
+        counts = np.bincount(y.astype(np.intp), weights=w, minlength=K)
+        cum = np.cumsum(counts)[:-1] / max(counts.sum(), 1e-300)
+        link = make_ordinal_link(self.link)
+        start = link.link(np.clip(cum, 1e-4, 1.0 - 1e-4))
+        if not np.all(np.diff(start) > 0):  # classes of (nearly) zero weight
+            start = np.linspace(-1.0, 1.0, K - 1)
+        return make_family(
+            "ordinal",
+            link=self.link,
+            n_classes=K,
+            threshold=self.threshold,
+            labels=list(self.classes_),
+            start=start,
+        )
+
+    def _fit_inputs(self, X, y, groups, sample_weight, offset):
+        X_raw, y_raw, groups, w, off = super()._fit_inputs(X, y, groups, sample_weight, offset)
+        self._fit_weights = w
+        return _drop_constant_columns(X_raw, self._fixed_names), y_raw, groups, w, off
+
+    def _model_data(self, X_raw, yv, trials, w, off, groups):
+        if self.threshold != "flexible" and len(self.classes_) < 3:
+            raise ValueError(
+                f"threshold={self.threshold!r} needs an outcome with 3 or more classes (got "
+                f"{len(self.classes_)}); use threshold='flexible'."
+            )
+        return super()._model_data(X_raw, yv, trials, w, off, groups)
+
+    def _learn_support(self, y, eta, weights):
+        (self.thresholds_, self.threshold_coefficients_) = threshold_tables(self)
+        self._y_codes = self._fit_weights = None  # only the starting thresholds needed them
+        self._check_ordinal_separation(y, weights)
+
+    def _check_ordinal_separation(self, y, weights):
+        """Warn, naming the predictors, when some fixed effects have an infinite MLE."""
+        d = self._objective.data
+        beta = self._params[: d.n_beta]
+        # along a separating direction the optimiser drives the linear predictor far out
+        if d.n_beta == 0 or np.max(np.abs(d.X @ beta)) <= 5.0:
+            return
+        cols = ordinal_separation(d.X, y, weights, len(self.classes_))
+        if cols is None:
+            return
+        names = [self._fixed_names[self._scaling["kept"][j]] for j in cols]
+        warnings.warn(
+            f"complete or quasi-complete separation: predictor(s) {names} order the classes "
+            "perfectly for some rows. Their estimates diverge (the maximum-likelihood values "
+            "are infinite) and the reported values, standard errors and p-values for them are "
+            "not meaningful. Merge sparse classes or drop those predictors.",
+            SeparationWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+    # -- predictions --------------------------------------------------------------
+    def decision_function(self, X, groups=None, *, offset=None):
+        """The linear predictor ``eta = X beta (+ Z b)``; unknown levels get b = 0.
+
+        Larger values mean higher classes: ``P(Y <= k) = F(alpha_k - eta)``.
+        """
+        eta, _ = self._linear_predictor(X, groups, offset, "zero")
+        return eta
+
+    def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):
+        """``P(Y = k)`` for every class, shape (n_samples, n_classes), in ``classes_`` order.
+
+        Rows of known groups use their conditional modes. For other rows
+        ``population="marginal"`` (default) averages the probabilities over the
+        random-effect distribution (the population-averaged prediction for a new
+        group); ``population="zero"`` sets the random effect to zero.
+        """
+        eta, var = self._linear_predictor(X, groups, offset, population)
+        return self._class_probabilities(eta, var)
+
+    def _class_probabilities(self, eta, var):
+        fam = self._family_obj
+        if np.all(var == 0):
+            return fam.class_probabilities(eta, self._extra)
+        sd = np.sqrt(var)[:, None]
+        nodes = eta[:, None] + sd * _GH_Z[None, :]
+        return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, self._extra), _GH_W)
+
+    def predict(self, X, groups=None, *, offset=None):
+        """The most probable class."""
+        p = self.predict_proba(X, groups, offset=offset)
+        return self.classes_[np.argmax(p, axis=1)]
+
+    def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
+        """Expected class index ``E[Y] = sum_k k P(Y = k)`` (classes indexed 0, 1, ...)."""
+        p = self.predict_proba(X, groups, offset=offset, population=population)
+        return p @ np.arange(p.shape[1], dtype=float)
+
+    def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
+        """Accuracy of ``predict``; known ``groups`` are predicted conditionally."""
+        return accuracy_score(
+            y, self.predict(X, groups, offset=offset), sample_weight=sample_weight
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+    def _encode_outcome(self, y) -> np.ndarray:
+        """Class indices of labels ``y`` (for the scorers)."""
+        check_is_fitted(self, "coef_")
+        y = np.asarray(y)
+        idx = pd.Index(self.classes_).get_indexer(y)
+        if np.any(idx < 0):
+            bad = sorted({str(v) for v in y[idx < 0]})[:5]
+            raise ValueError(
+                f"y has {int(np.sum(idx < 0))} value(s) that are not classes seen in fit "
+                f"({list(self.classes_)}): {bad}."
+            )
+        return idx.astype(float)
+
+    # -- on the training rows -----------------------------------------------------
+    def _train_probabilities(self):
+        check_is_fitted(self, "coef_")
+        return self._family_obj.class_probabilities(self._train["eta"], self._extra)
+
+    def fitted(self):
+        """Expected class index ``E[Y]`` on the training rows (random effects at their
+        modes); ``predict_proba(X, groups)`` gives the class probabilities."""
+        p = self._train_probabilities()
+        return p @ np.arange(p.shape[1], dtype=float)
+
+    def residuals(self, type="response"):
+        """Residuals of the class index on the training rows, conditional on the modes.
+
+        ``"response"``: ``y - E[Y]`` with classes indexed 0, 1, ...; ``"pearson"``:
+        divided by the standard deviation of the index; ``"deviance"``:
+        ``sign(y - E[Y]) sqrt(-2 log p(y))``.
+        """
+        p = self._train_probabilities()
+        y = self._train["y"]
+        idx = np.arange(p.shape[1], dtype=float)
+        mean = p @ idx
+        if type == "response":
+            return y - mean
+        if type == "pearson":
+            var = p @ idx**2 - mean**2
+            return (y - mean) / np.sqrt(np.maximum(var, 1e-300))
+        if type == "deviance":
+            py = np.clip(p[np.arange(len(y)), y.astype(np.intp)], 1e-300, 1.0)
+            return np.sign(y - mean) * np.sqrt(-2.0 * np.log(py))
+        raise ValueError(f"type must be 'response', 'pearson' or 'deviance', got {type!r}.")
+
+    def simulate(self, n_sim=1, random_state=None, *, new_random_effects=True):
+        """Class indices simulated for the training rows, shape (n_samples, n_sim).
+
+        ``new_random_effects=True`` draws new random effects (clmm's population
+        view); ``False`` keeps the conditional modes. ``classes_[k]`` is the label
+        of index ``k``.
+        """
+        from ._simulate import simulate_response
+
+        check_is_fitted(self, "coef_")
+        return simulate_response(self, n_sim, random_state, new_random_effects)
+
+    # -- tools of the other estimators that do not describe an ordinal outcome ----------
+    def _not_for_ordinal(self, what, instead):
+        raise NotImplementedError(f"{what} is not available for OrdinalGLMM: {instead}")
+
+    def predict_interval(self, X, groups=None, **kwargs):
+        """Not available: the class probabilities depend on the thresholds as well as on
+        the fixed effects; use ``predict_proba`` (and ``confint`` for the parameters)."""
+        self._not_for_ordinal(
+            "predict_interval",
+            "use predict_proba for the class probabilities, and confint "
+            "(e.g. method='bootstrap') for the parameters.",
+        )
+
+    def marginal_means(self, X, **kwargs):
+        """Not available; ``predict_proba(X)`` without groups gives the population-averaged
+        class probabilities."""
+        self._not_for_ordinal(
+            "marginal_means",
+            "predict_proba(X) without groups gives the population-averaged "
+            "class probabilities, with groups the conditional ones.",
+        )
+
+    def contrast(self, X1, X0, **kwargs):
+        """Not available; compare ``predict_proba`` of the two designs."""
+        self._not_for_ordinal(
+            "contrast",
+            "compare predict_proba(X1) and predict_proba(X0), or read the "
+            "coefficients as cumulative odds ratios (confint(exponentiate=True)).",
+        )
+
+    def overdispersion(self):
+        """Not available: an ordinal outcome has no variance beyond its class probabilities."""
+        self._not_for_ordinal(
+            "overdispersion",
+            "the class probabilities determine the whole distribution; check "
+            "the model with scaled_residuals() or plotting.plot_category_proportions.",
+        )
+
+    def report(self, **kwargs):
+        """A results paragraph: cumulative odds ratios, random-effect SDs, thresholds.
+
+        Keyword arguments ``level``, ``method``, ``outcome``, ``compare``, ``digits`` as
+        :func:`sklearn_glmm._ordinal_report.ordinal_report` describes them.
+        """
+        from ._ordinal_report import ordinal_report
+
+        return ordinal_report(self, **kwargs)
+
+    def summary(self):
+        """A clmm-like summary: random effects, coefficients, threshold coefficients."""
+        from ._ordinal_summary import OrdinalSummary
+
+        check_is_fitted(self, "coef_")
+        return OrdinalSummary(self)
+
+
+def _ordered_categories(y):
+    """The categories of an ordered pandas Categorical ``y``, else None."""
+    dtype = getattr(y, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
+        return list(dtype.categories)
+    return None
+
+
+def _drop_constant_columns(X, names):
+    """``X`` with columns aliased with a constant set to 0 (then dropped as aliased).
+
+    The thresholds are the model's intercepts, so a constant column (or one that is
+    constant up to other columns) is not identified. The caller's array is not
+    modified.
+    """
+    if X.shape[1] == 0 or X.shape[0] == 0:
+        return X
+    const = [k - 1 for k in aliased_columns(np.column_stack([np.ones(len(X)), X])) if k > 0]
+    if not const:
+        return X
+    warnings.warn(
+        f"column(s) {[names[k] for k in const]} of X are constant (alone or with other "
+        "columns, as a full set of dummy columns): an ordinal model has no intercept (the "
+        "thresholds play its role), so their coefficients are not identified and they are "
+        "dropped. Remove them from X.",
+        RankDeficiencyWarning,
+        stacklevel=user_stacklevel(),
+    )
+    X = X.copy()
+    X[:, const] = 0.0
+    return X

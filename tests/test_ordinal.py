@@ -1,0 +1,731 @@
+"""OrdinalGLMM: the cumulative link mixed model against ``ordinal::clmm`` / ``clm``.
+
+References: ``tests/fixtures/ordinal/ordinal.json``, made by ``make_ordinal.R`` (ordinal
+2022.11-16) from the ``wine`` and ``soup`` data saved beside it. Tolerances (as issue
+15 states them): log-likelihood within 0.01; thresholds and fixed effects within 5 % of
+their standard error; standard errors and random-effect SDs within 2 %.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import set_config
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_glmm import BinomialGLMM, OrdinalGLMM
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.families.ordinal_links import ORDINAL_LINKS
+from sklearn_glmm.exceptions import NoRandomEffectsWarning, RankDeficiencyWarning, SeparationWarning
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ordinal"
+REF = json.loads((FIXTURES / "ordinal.json").read_text())
+
+
+def _wine():
+    wine = pd.read_csv(FIXTURES / "wine.csv")
+    X = pd.DataFrame(
+        {
+            "tempwarm": (wine["temp"] == "warm").astype(float),
+            "contactyes": (wine["contact"] == "yes").astype(float),
+        }
+    )
+    y = pd.Series(pd.Categorical(wine["rating"], ordered=True), name="rating")
+    return X, y, wine
+
+
+def _soup():
+    soup = pd.read_csv(FIXTURES / "soup.csv")
+    soup["DAY:RESP"] = soup["DAY"].astype(str) + ":" + soup["RESP"].astype(str)  # (1 | RESP/DAY)
+    X = pd.DataFrame({"PRODTest": (soup["PROD"] == "Test").astype(float)})
+    y = pd.Series(pd.Categorical(soup["SURENESS"], ordered=True), name="SURENESS")
+    return X, y, soup
+
+
+# fixture key -> (data, estimator parameters, grouping columns)
+CASES = {
+    **{f"wine_{lk}": ("wine", dict(link=lk), ["judge"]) for lk in ORDINAL_LINKS},
+    "wine_equidistant": ("wine", dict(threshold="equidistant"), ["judge"]),
+    "wine_symmetric": ("wine", dict(threshold="symmetric"), ["judge"]),
+    "wine_agq10": ("wine", dict(n_agq=10), ["judge"]),
+    "wine_probit_agq7": ("wine", dict(link="probit", n_agq=7), ["judge"]),
+    "wine_clm": ("wine", dict(), None),
+    "wine_clm_probit_equidistant": ("wine", dict(link="probit", threshold="equidistant"), None),
+    "wine_slope": ("wine", dict(random_effects="1 + tempwarm"), ["judge"]),
+    "wine_null": ("wine", dict(), ["judge"]),  # no fixed effects: rating ~ 1 + (1 | judge)
+    "soup_ri": ("soup", dict(), ["RESP"]),
+    "soup_crossed": ("soup", dict(), ["RESP", "PRODID"]),
+    "soup_nested": ("soup", dict(), ["DAY:RESP", "RESP"]),
+    "soup_symmetric": ("soup", dict(threshold="symmetric"), ["RESP"]),
+}
+
+
+def _fit(key):
+    data, params, groups = CASES[key]
+    X, y, frame = _wine() if data == "wine" else _soup()
+    if key == "wine_null":
+        X = X.iloc[:, :0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoRandomEffectsWarning)
+        g = None if groups is None else frame[groups]
+        return OrdinalGLMM(**params).fit(X, y, groups=g)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.SingularFitWarning")
+@pytest.mark.parametrize("key", list(CASES))
+def test_matches_clmm(key):
+    ref = REF[key]
+    m = _fit(key)
+    assert m.converged_
+    # R: logLik(fit)
+    assert abs(m.loglik_ - ref["loglik"]) < 0.01
+    assert m.n_params_ == ref["df"]
+    # R: coef(summary(fit)) for beta and clmm's threshold parameters
+    fe = m.fixed_effects_.loc[ref["beta_names"]]
+    se_b = np.array(ref["beta_se"])
+    assert np.all(np.abs(fe["estimate"] - ref["beta"]) <= 0.05 * se_b)
+    np.testing.assert_allclose(fe["std_error"], se_b, rtol=0.02)
+    tc = m.threshold_coefficients_
+    assert list(tc.index) == ref["alpha_names"]
+    se_a = np.array(ref["alpha_se"])
+    assert np.all(np.abs(tc["estimate"] - ref["alpha"]) <= 0.05 * se_a)
+    np.testing.assert_allclose(tc["std_error"], se_a, rtol=0.02)
+    # R: fit$Theta, the thresholds themselves, named from the class labels
+    assert list(m.thresholds_.index) == [f"{k}|{k + 1}" for k in range(1, len(m.classes_))]
+    th = m.thresholds_
+    assert np.all(np.abs(th["estimate"] - np.ravel(ref["thresholds"])) <= 0.05 * th["std_error"])
+    # R: VarCorr(fit)
+    for name, re in (ref["ranef"] or {}).items():
+        S = m.random_effects_cov_[name].to_numpy()
+        sd = np.sqrt(np.diag(S))
+        # within 2 %; an SD on its boundary (R: 2e-5 for DAY:RESP in soup) within 1e-3
+        np.testing.assert_allclose(sd, re["sd"], rtol=0.02, atol=1e-3)
+        if len(sd) > 1:
+            corr = S / np.outer(sd, sd)
+            np.testing.assert_allclose(corr.ravel(), re["corr"], atol=0.02)
+
+
+def test_thresholds_standard_errors_by_the_linear_map():
+    # equidistant: alpha_j = threshold.1 + (j - 1) spacing; its SEs follow J V J'
+    m = _fit("wine_equidistant")
+    tc = m.threshold_coefficients_
+    alpha = tc.loc["threshold.1", "estimate"] + np.arange(4) * tc.loc["spacing", "estimate"]
+    np.testing.assert_allclose(m.thresholds_["estimate"], alpha)
+    np.testing.assert_allclose(
+        m.thresholds_["std_error"].iloc[0], tc.loc["threshold.1", "std_error"]
+    )
+    assert m.thresholds_["std_error"].iloc[-1] != pytest.approx(tc["std_error"].iloc[0])
+
+
+# -- the family: derivatives, probabilities --------------------------------------------
+def _family(link, threshold, K=5):
+    return make_family("ordinal", link=link, n_classes=K, threshold=threshold)
+
+
+@pytest.mark.parametrize("threshold", ["flexible", "equidistant", "symmetric"])
+@pytest.mark.parametrize("link", list(ORDINAL_LINKS))
+def test_derivatives_match_finite_differences(link, threshold):
+    rng = np.random.default_rng(0)
+    fam = _family(link, threshold)
+    a = fam.default_extra() + 0.2 * rng.normal(size=fam.n_extra)
+    assert np.all(np.diff(fam.alpha(a)) > 0)
+    K, n = 5, 600
+    y = np.tile(np.arange(K), n // K).astype(float)
+    # the middle and both tails of every class, up to 30 units out
+    eta = np.concatenate([rng.normal(scale=2.0, size=n // 2), rng.uniform(-30, 30, n // 2)])
+    d = fam.derivs(y, eta, None, None, a)
+    assert np.all(np.isfinite(d.loglik)) and np.all(np.isfinite(d.w3))
+
+    def close(value, fd, atol=1e-7):
+        np.testing.assert_allclose(value, fd, rtol=2e-5, atol=atol)
+
+    h = 1e-5
+    up, dn = fam.derivs(y, eta + h, None, None, a), fam.derivs(y, eta - h, None, None, a)
+    close(d.d1, (up.loglik - dn.loglik) / (2 * h))
+    close(d.w, -(up.d1 - dn.d1) / (2 * h))
+    # the third derivative in the far tails: log_ndtr's relative accuracy (~1e-13) there
+    # limits it to ~1e-6 absolute against a curvature of ~1
+    close(d.w3, (up.w - dn.w) / (2 * h), atol=1e-5)
+    dl, dd1, dw = fam.extra_derivs(y, eta, None, None, a)
+    for t in range(fam.n_extra):
+        e = np.zeros(fam.n_extra)
+        e[t] = h
+        up, dn = fam.derivs(y, eta, None, None, a + e), fam.derivs(y, eta, None, None, a - e)
+        close(dl[t], (up.loglik - dn.loglik) / (2 * h))
+        close(dd1[t], (up.d1 - dn.d1) / (2 * h))
+        close(dw[t], (up.w - dn.w) / (2 * h), atol=1e-5)
+    if link != "cauchit":  # log-concave: the curvature is never negative
+        assert d.w.min() >= -1e-12
+    assert fam.log_concave == (link != "cauchit")
+
+
+@pytest.mark.parametrize("link", list(ORDINAL_LINKS))
+def test_probabilities_sum_to_one_and_match_the_log_density(link):
+    fam = _family(link, "flexible", K=4)
+    a = np.array([-1.5, 0.2, 2.5])
+    eta = np.linspace(-12, 12, 97)
+    p = fam.class_probabilities(eta, a)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
+    for k in range(4):
+        ll = fam.derivs(np.full(len(eta), float(k)), eta, None, None, a).loglik
+        ok = p[:, k] > 1e-300
+        np.testing.assert_allclose(np.log(p[ok, k]), ll[ok], rtol=1e-9, atol=1e-12)
+    # P(Y <= j) = F(alpha_j - eta): higher eta moves mass to higher classes
+    assert np.all(np.diff(p[:, 0]) <= 1e-15) and np.all(np.diff(p[:, -1]) >= -1e-15)
+
+
+def test_unordered_thresholds_are_a_failed_evaluation():
+    fam = _family("logit", "flexible", K=4)
+    d = fam.derivs(np.array([0.0, 1.0]), np.zeros(2), None, None, np.array([0.5, 0.2, 1.0]))
+    assert np.all(d.loglik == -np.inf)
+    X, y, wine = _wine()
+    m = OrdinalGLMM().fit(X, y, groups=wine["judge"])
+    x = m._params.copy()
+    x[-4:] = x[-4:][[1, 0, 2, 3]]
+    assert m._objective.evaluate(x) == np.inf
+
+
+# -- properties of the fitted model ------------------------------------------------------
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_two_classes_equal_the_binomial_model(link):
+    # P(Y = high) = 1 - F(alpha - eta): for the symmetric logit and probit that is
+    # F(eta - alpha), a binomial model of "high" with intercept -alpha and the same beta;
+    # for clm's cloglog, P(Y = low) = 1 - exp(-exp(alpha - eta)) is the binomial cloglog
+    # model of "low" with intercept alpha and coefficients -beta
+    X, _, wine = _wine()
+    y = np.where(wine["rating"] >= 3, "high", "low")
+    order = pd.Series(pd.Categorical(y, categories=["low", "high"], ordered=True))
+    m = OrdinalGLMM(link=link).fit(X, order, groups=wine["judge"])
+    pos = "low" if link == "cloglog" else "high"
+    b = BinomialGLMM(link=link, pos_label=pos).fit(X, y, groups=wine["judge"])
+    assert m.loglik_ == pytest.approx(b.loglik_, abs=1e-5)
+    sign = -1.0 if link == "cloglog" else 1.0
+    np.testing.assert_allclose(m.coef_, sign * b.coef_, rtol=1e-4, atol=1e-6)
+    alpha = m.thresholds_["estimate"].iloc[0]
+    assert alpha == pytest.approx(-sign * b.intercept_, rel=1e-4)
+    np.testing.assert_allclose(
+        m.fixed_effects_["std_error"], b.fixed_effects_["std_error"].iloc[1:], rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        m.predict_proba(X, wine["judge"])[:, 0 if link == "cloglog" else 1],
+        b.predict_mean(X, wine["judge"]),
+        rtol=1e-5,
+    )
+
+
+def test_objective_at_zero_variance_equals_clm():
+    # R: clm(rating ~ temp + contact, data = wine): its optimum, with the judge variance
+    # set to zero in the mixed model's objective, gives clm's log-likelihood
+    X, y, wine = _wine()
+    m = OrdinalGLMM().fit(X, y, groups=wine["judge"])
+    ref = REF["wine_clm"]
+    beta_internal = np.array(ref["beta"]) * m._scaling["scales"]
+    x = np.concatenate([beta_internal, [0.0], ref["alpha"]])
+    assert -0.5 * m._objective.evaluate(x) == pytest.approx(ref["loglik"], abs=1e-6)
+    assert m.loglik_ > ref["loglik"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.SingularFitWarning")
+def test_classes_keep_the_order_of_an_ordered_categorical():
+    X, _, wine = _wine()
+    labels = np.array(["poor", "fair", "good", "very good", "excellent"])[wine["rating"] - 1]
+    scale = ["poor", "fair", "good", "very good", "excellent"]
+    ordered = pd.Series(pd.Categorical(labels, categories=scale, ordered=True))
+    m = OrdinalGLMM().fit(X, ordered, groups=wine["judge"])
+    assert list(m.classes_) == scale
+    assert list(m.thresholds_.index) == [
+        "poor|fair",
+        "fair|good",
+        "good|very good",
+        "very good|excellent",
+    ]
+    ref = _fit("wine_logit")
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-8)
+    # plain labels are sorted: here alphabetically, a different (wrong) order for a scale
+    plain = OrdinalGLMM().fit(X, labels, groups=wine["judge"])
+    assert list(plain.classes_) == sorted(scale)
+    assert plain.loglik_ < m.loglik_ - 1.0
+    assert list(ordered.cat.categories)[0] == "poor"  # the caller's data unchanged
+
+
+def test_unused_categories_are_dropped_with_a_warning():
+    X, y, wine = _wine()
+    y2 = y.cat.add_categories([0]).cat.reorder_categories([0, 1, 2, 3, 4, 5])
+    with pytest.warns(UserWarning, match=r"categories \[0\]"):
+        m = OrdinalGLMM().fit(X, y2, groups=wine["judge"])
+    assert list(m.classes_) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.filterwarnings("ignore:fixed-effect model matrix is rank deficient")
+def test_constant_column_is_dropped_with_a_clear_warning():
+    X, y, wine = _wine()
+    Xc = X.assign(const=1.0)
+    before = Xc.copy()
+    with pytest.warns(RankDeficiencyWarning, match="thresholds play its role"):
+        m = OrdinalGLMM().fit(Xc, y, groups=wine["judge"])
+    pd.testing.assert_frame_equal(Xc, before)
+    assert np.isnan(m.fixed_effects_.loc["const", "estimate"])
+    assert m.loglik_ == pytest.approx(_fit("wine_logit").loglik_, abs=1e-6)
+
+
+def test_bad_input_is_a_clear_error():
+    X, y, wine = _wine()
+    with pytest.raises(ValueError, match="3 or more classes"):
+        OrdinalGLMM(threshold="equidistant").fit(X, (wine["rating"] > 2).astype(int))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        OrdinalGLMM().fit(X, np.ones(len(X)), groups=wine["judge"])
+    with pytest.raises(ValueError, match="continuous"):
+        OrdinalGLMM().fit(X, np.linspace(0, 1, len(X)), groups=wine["judge"])
+    with pytest.raises(ValueError, match="link"):
+        OrdinalGLMM(link="log").fit(X, y, groups=wine["judge"])
+
+
+def test_predictions():
+    X, y, wine = _wine()
+    g = wine["judge"]
+    m = OrdinalGLMM().fit(X, y, groups=g)
+    p = m.predict_proba(X, g)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(m.predict(X, g), m.classes_[p.argmax(axis=1)])
+    eta = m.decision_function(X, g)
+    np.testing.assert_allclose(eta, X.to_numpy() @ m.coef_ + m.ranef_["judge"].to_numpy()[g - 1, 0])
+    # new groups: averaged over the random-effect distribution, or at b = 0
+    marg = m.predict_proba(X)
+    zero = m.predict_proba(X, population="zero")
+    np.testing.assert_allclose(marg.sum(axis=1), 1.0)
+    cum0 = 1 / (
+        1 + np.exp(-(m.thresholds_["estimate"].to_numpy() - (X.to_numpy() @ m.coef_)[:, None]))
+    )
+    np.testing.assert_allclose(np.cumsum(zero, axis=1)[:, :-1], cum0, rtol=1e-10)
+    # averaging spreads the mass out to the extreme classes
+    assert np.all(marg[:, 0] >= zero[:, 0] - 1e-12) and np.all(marg[:, -1] >= zero[:, -1] - 1e-12)
+    assert 0.0 <= m.score(X, y, g) <= 1.0
+    assert m.score(X, y, g) == pytest.approx(np.mean(m.predict(X, g) == y.to_numpy()))
+
+
+def test_sample_weight_equals_repeated_rows():
+    X, y, wine = _wine()
+    w = np.random.default_rng(0).integers(1, 4, size=len(y))
+    g = wine["judge"].to_numpy()
+    weighted = OrdinalGLMM().fit(X, y, groups=g, sample_weight=w)
+    rep = np.repeat(np.arange(len(y)), w)
+    repeated = OrdinalGLMM().fit(X.iloc[rep], y.iloc[rep], groups=g[rep])
+    assert weighted.loglik_ == pytest.approx(repeated.loglik_, rel=1e-8)
+    np.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-4)
+    np.testing.assert_allclose(
+        weighted.thresholds_["estimate"], repeated.thresholds_["estimate"], rtol=1e-4
+    )
+
+
+def _simulated(n_groups=300, per=8, seed=0, link="logit"):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    X = pd.DataFrame(
+        {"time": np.tile(np.arange(per), n_groups) / per, "treat": (g % 2).astype(float)}
+    )
+    eta = X.to_numpy() @ np.array([1.0, -0.8]) + rng.normal(scale=1.2, size=n_groups)[g]
+    fam = make_family("ordinal", link=link, n_classes=4)
+    y = fam.sample_from_eta(eta, np.array([-1.0, 0.3, 1.8]), rng).astype(int)
+    return X, y, g
+
+
+def test_simulation_recovery():
+    X, y, g = _simulated()
+    m = OrdinalGLMM(random_effects="1").fit(X, y, groups=g)
+    fe, th = m.fixed_effects_, m.thresholds_
+    assert np.all(np.abs(fe["estimate"] - [1.0, -0.8]) < 4 * fe["std_error"])
+    assert np.all(np.abs(th["estimate"] - [-1.0, 0.3, 1.8]) < 4 * th["std_error"])
+    (cov,) = m.random_effects_cov_.values()
+    assert 0.9 < np.sqrt(cov.iloc[0, 0]) < 1.5
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.StandardErrorWarning")
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.SingularFitWarning")
+def test_separation_is_reported():
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(20), 6)
+    x = rng.normal(size=120)
+    y = np.digitize(x, [-0.5, 0.5])  # x orders the classes perfectly
+    z = rng.normal(size=120)
+    X = pd.DataFrame({"x": x, "z": z})
+    with pytest.warns(SeparationWarning, match=r"\['x'\]"):
+        OrdinalGLMM().fit(X, y, groups=g)
+    # without separation: no warning
+    X, y, wine = _wine()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeparationWarning)
+        OrdinalGLMM().fit(X, y, groups=wine["judge"])
+
+
+# -- scikit-learn's contract and tools ------------------------------------------------
+_DECISION = (
+    "decision_function is the model's linear predictor eta, one score along the ordered "
+    "scale (P(Y <= k) = F(alpha_k - eta)), not scikit-learn's per-class scores; the class "
+    "probabilities are predict_proba's"
+)
+_ILL_POSED_WEIGHTS = (
+    "the check fits many features on few rows, where the unpenalised estimate does not exist "
+    "(separation); test_sample_weight_equals_repeated_rows checks the property on "
+    "well-posed data"
+)
+
+
+_NOMINAL = (
+    "its three-class problem is three blobs in the plane, nominal classes that no single "
+    "ordering direction separates, so an ordinal model's accuracy stays below the check's "
+    "0.83 (the two-class problem passes); and " + _DECISION
+)
+
+
+def _expected_failed_checks(estimator):
+    return {
+        "check_classifiers_train": _NOMINAL,
+        "check_classifiers_classes": _DECISION,
+        "check_sample_weight_equivalence_on_dense_data": _ILL_POSED_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": _ILL_POSED_WEIGHTS,
+    }
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.NoRandomEffectsWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@parametrize_with_checks([OrdinalGLMM()], expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+def test_pipeline_cross_validation_and_grid_search():
+    X, y, wine = _wine()
+    g = wine["judge"].to_numpy()
+    Xg = X.assign(judge=g)
+    pipe = make_pipeline(StandardScaler(), OrdinalGLMM())
+    with pytest.warns(NoRandomEffectsWarning):  # a pipeline without groups fits clm
+        pipe.fit(X, y)
+    assert pipe.predict_proba(X).shape == (len(y), 5)
+    model = OrdinalGLMM(random_effects="1", group_columns="judge")
+    scores = cross_val_score(model, Xg, y, cv=GroupKFold(3), groups=g)
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular fits on a third of the judges
+        search = GridSearchCV(
+            model,
+            {
+                "link": ["logit", "probit"],
+                "threshold": ["flexible", "equidistant"],
+                "random_effects": ["1", "1 + tempwarm"],
+            },
+            cv=GroupKFold(3),
+        ).fit(Xg, y, groups=g)
+    assert set(search.best_params_) == {"link", "threshold", "random_effects"}
+    assert len(search.cv_results_["params"]) == 8
+    set_config(enable_metadata_routing=True)
+    try:
+        est = OrdinalGLMM(random_effects="1").set_fit_request(groups=True)
+        s2 = cross_val_score(est, X, y, cv=GroupKFold(3), params={"groups": g})
+        assert s2.shape == (3,)
+    finally:
+        set_config(enable_metadata_routing=False)
+
+
+# -- tools on top: summary, intervals, comparisons, simulation, scorers ---------------
+def test_summary_reads_like_clmm():
+    m = _fit("wine_equidistant")
+    text = str(m.summary())
+    assert text.startswith("Cumulative Link Mixed Model fitted with the Laplace approximation")
+    assert "formula: rating ~ tempwarm + contactyes + (1 | judge)" in text
+    for part in ("Random effects:", "Number of groups:  judge 9", "Coefficients:"):
+        assert part in text
+    lines = text.splitlines()
+    at = lines.index("Threshold coefficients:")
+    assert lines[at + 2].split()[0] == "threshold.1" and lines[at + 3].split()[0] == "spacing"
+    s = m.summary()
+    assert s.fit_statistics["logLik"] == m.loglik_
+    pd.testing.assert_series_equal(
+        s.thresholds["Estimate"], m.threshold_coefficients_["estimate"], check_names=False
+    )
+    clm = _fit("wine_clm")
+    assert str(clm.summary()).startswith("Cumulative Link Model\n")
+
+
+def test_confint_odds_ratios_and_likelihood_ratio_test():
+    from sklearn_glmm import anova
+
+    m = _fit("wine_logit")
+    ci = m.confint()
+    assert list(ci.index[-4:]) == ["1|2", "2|3", "3|4", "4|5"]
+    odds = m.confint(exponentiate=True)
+    np.testing.assert_allclose(odds.loc["tempwarm", "estimate"], np.exp(m.coef_[0]))
+    assert odds.loc["tempwarm", "lower"] == pytest.approx(np.exp(ci.loc["tempwarm", "lower"]))
+    # profile intervals bracket the estimates
+    prof = m.confint(parm=["tempwarm", "sd_(Intercept)|judge"], method="profile")
+    assert np.all(prof["lower"] < prof["estimate"]) and np.all(prof["estimate"] < prof["upper"])
+    # R: anova(clm(...), clmm(...)): LR statistic 2 * (-81.565 - -86.492)
+    clm = _fit("wine_clm")
+    table = anova(clm, m)
+    stat = 2 * (REF["wine_logit"]["loglik"] - REF["wine_clm"]["loglik"])
+    assert table["Chisq"].iloc[1] == pytest.approx(stat, abs=0.02)
+    assert table["AIC"].iloc[1] < table["AIC"].iloc[0]
+
+
+def test_simulate_and_residuals():
+    m = _fit("wine_logit")
+    sims = m.simulate(400, random_state=0)
+    assert sims.shape == (72, 400) and set(np.unique(sims)) <= set(range(5))
+    # the simulated class frequencies match the model's (population) probabilities
+    freq = np.array([(sims == k).mean() for k in range(5)])
+    g = np.zeros(72)  # new judges: the marginal probabilities of the rows, averaged
+    X, _, _ = _wine()
+    expected = m.predict_proba(X, groups=g + 100).mean(axis=0)
+    np.testing.assert_allclose(freq, expected, atol=0.02)
+    assert np.array_equal(m.simulate(2, random_state=1), m.simulate(2, random_state=1))
+    r = m.residuals("response")
+    X, y, wine = _wine()
+    p = m.predict_proba(X, wine["judge"])
+    np.testing.assert_allclose(m.fitted(), p @ np.arange(5))
+    np.testing.assert_allclose(r, y.cat.codes.to_numpy() - p @ np.arange(5))
+    # parametric bootstrap intervals refit simulated outcomes
+    boot = m.confint(parm="fixed", method="bootstrap", n_boot=20, random_state=0)
+    assert np.all(boot["lower"] < boot["estimate"]) and np.all(boot["estimate"] < boot["upper"])
+    assert np.all(np.isfinite(m.residuals("pearson"))) and np.all(
+        np.isfinite(m.residuals("deviance"))
+    )
+    with pytest.raises(ValueError, match="type"):
+        m.residuals("working")
+
+
+def test_ordinal_scorers():
+    from sklearn_glmm.model_selection import (
+        get_scorer,
+        mean_absolute_class_error,
+        ordinal_log_loss,
+    )
+
+    X, y, wine = _wine()
+    g = wine["judge"]
+    m = _fit("wine_logit")
+    p = m.predict_proba(X, g)
+    k = y.cat.codes.to_numpy()
+    assert ordinal_log_loss(m, X, y, groups=g) == pytest.approx(
+        -np.mean(np.log(p[np.arange(72), k]))
+    )
+    mae = mean_absolute_class_error(m, X, y, groups=g)
+    assert mae == pytest.approx(np.mean(np.abs(p.argmax(axis=1) - k)))
+    assert get_scorer("neg_mean_absolute_class_error")(m, X, y, groups=g) == pytest.approx(-mae)
+    Xg = X.assign(judge=g)
+    model = OrdinalGLMM(random_effects="1", group_columns="judge")
+    scores = cross_val_score(
+        model, Xg, y, cv=GroupKFold(3), groups=g, scoring=get_scorer("neg_ordinal_log_loss")
+    )
+    assert np.all(scores < 0)
+    with pytest.raises(ValueError, match="not classes seen in fit"):
+        ordinal_log_loss(m, X, np.full(72, 9), groups=g)
+    with pytest.raises(TypeError, match="ordered outcomes"):
+        b = BinomialGLMM().fit(X, (wine["rating"] > 2).astype(int), groups=g)
+        ordinal_log_loss(b, X, (wine["rating"] > 2).astype(int), groups=g)
+
+
+def test_clmm_formula_front_end():
+    from sklearn_glmm.formula import clmm
+
+    wine = pd.read_csv(FIXTURES / "wine.csv")
+    wine["rating"] = pd.Categorical(wine["rating"], ordered=True)
+    before = wine.copy()
+    # R: clmm(rating ~ temp + contact + (1 | judge), data = wine, nAGQ = 10)
+    m = clmm("rating ~ temp + contact + (1 | judge)", wine, nAGQ=10)
+    pd.testing.assert_frame_equal(wine, before)
+    ref = REF["wine_agq10"]
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=0.01)
+    assert list(m.fixed_effects_.index) == ref["beta_names"]
+    assert m.formula_ == "rating ~ temp + contact + (1 | judge)"
+    # predictions from data holding the formula's variables (R's newdata)
+    X, _, _ = _wine()
+    np.testing.assert_allclose(
+        m.predict_proba(wine.head(5)), m.predict_proba(X.head(5), wine["judge"].head(5))
+    )
+    at_zero = m.predict_proba(wine.head(5), re_form="NA")
+    np.testing.assert_allclose(at_zero, m.predict_proba(X.head(5), population="zero"))
+    assert m.predict(wine.head(5)).dtype.kind == "i"
+    eq = clmm("rating ~ temp + contact + (1 | judge)", wine, link="probit", threshold="equidistant")
+    assert list(eq.threshold_coefficients_.index) == ["threshold.1", "spacing"]
+    with pytest.raises(TypeError, match="random_effects"):
+        clmm("rating ~ temp + (1 | judge)", wine, random_effects="1")
+    with pytest.raises(ValueError, match="non-adaptive"):
+        clmm("rating ~ temp + (1 | judge)", wine, nAGQ=-5)
+
+
+def test_report_reads_cumulative_odds_ratios():
+    m = _fit("wine_logit")
+    text = m.report(compare=[_fit("wine_clm")])
+    assert "The odds of a higher rating were higher for tempwarm = 1" in text
+    assert f"OR = {np.exp(m.coef_[0]):.2f}" in text
+    assert "thresholds" in text and "1|2: -1.62" in text
+    assert "overdispersion" not in text
+    probit = _fit("wine_probit").report()
+    assert "OR =" not in probit and "probit scale" in probit
+    scaled = m.scaled_residuals(n_sim=50, random_state=0)
+    assert scaled.residuals.shape == (72,)
+
+
+def test_clmm_formula_on_other_data_matches_r():
+    from sklearn_glmm.formula import clmm
+
+    soup = pd.read_csv(FIXTURES / "soup.csv")
+    soup["SURENESS"] = pd.Categorical(soup["SURENESS"], ordered=True)
+    # R: clmm(SURENESS ~ PROD + (1 | RESP) + (1 | PRODID), data = soup)
+    m = clmm("SURENESS ~ PROD + (1 | RESP) + (1 | PRODID)", soup)
+    ref = REF["soup_crossed"]
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=0.01)
+    fe = m.fixed_effects_.loc[ref["beta_names"]]
+    assert np.all(np.abs(fe["estimate"] - ref["beta"]) <= 0.05 * np.array(ref["beta_se"]))
+    for name, re in ref["ranef"].items():
+        sd = np.sqrt(np.diag(m.random_effects_cov_[name].to_numpy()))
+        np.testing.assert_allclose(sd, re["sd"], rtol=0.02)
+    # R: clmm(SURENESS ~ PROD + (1 | RESP/DAY), data = soup): factors RESP and DAY:RESP
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DAY:RESP's variance is on its boundary
+        nested = clmm("SURENESS ~ PROD + (1 | RESP/DAY)", soup)
+    assert set(nested.random_effects_cov_) == {"RESP", "DAY:RESP"}
+    assert nested.loglik_ == pytest.approx(REF["soup_nested"]["loglik"], abs=0.01)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_tutorial_example_runs(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("formulaic")
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, str(root / "examples" / "ordinal_likert.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Cumulative odds ratios" in res.stdout and "wave:treat" in res.stdout
+    for name in ("probabilities", "people", "proportions"):
+        assert (tmp_path / f"ordinal_{name}.png").exists()
+
+
+def test_plots_and_category_proportions():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sklearn_glmm.plotting import (
+        category_proportions,
+        plot_category_probabilities,
+        plot_category_proportions,
+    )
+
+    X, y, wine = _wine()
+    m = _fit("wine_logit")
+    frame = X.assign(rating=y.to_numpy(), bottle=wine["bottle"])
+    table = category_proportions(m, frame, "rating", "bottle")
+    np.testing.assert_allclose(table["observed"].sum(axis=1), 1.0)
+    np.testing.assert_allclose(table["predicted"].sum(axis=1), 1.0)
+    ax = plot_category_probabilities(m, frame, "bottle", groups=wine["judge"])
+    assert ax.get_ylim() == (0.0, 1.0)
+    plot_category_proportions(m, frame, "rating", "bottle")
+    with pytest.raises(TypeError, match="OrdinalGLMM"):
+        b = BinomialGLMM().fit(X, (wine["rating"] > 2).astype(int), groups=wine["judge"])
+        plot_category_probabilities(b, frame, "bottle")
+    matplotlib.pyplot.close("all")
+
+
+def test_tools_that_do_not_apply_say_so():
+    import pickle
+
+    X, y, wine = _wine()
+    m = _fit("wine_logit")
+    for call in (
+        lambda: m.predict_interval(X),
+        lambda: m.marginal_means(X),
+        lambda: m.contrast(X, X),
+        lambda: m.overdispersion(),
+    ):
+        with pytest.raises(NotImplementedError, match="not available for OrdinalGLMM"):
+            call()
+    # a pickle without the training data predicts and summarises
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(
+        m2.predict_proba(X, wine["judge"]), m.predict_proba(X, wine["judge"])
+    )
+    assert str(m2.summary()) == str(m.summary())
+    # the derivative of E[Y] in eta
+    fam, a = m._family_obj, m._extra
+    eta = np.linspace(-3, 8, 12)
+    h = 1e-6
+    np.testing.assert_allclose(
+        fam.mean_derivative(eta, a),
+        (fam.mean(eta + h, a) - fam.mean(eta - h, a)) / (2 * h),
+        rtol=1e-6,
+    )
+
+
+def test_offset_row_order_and_units_invariances():
+    X, y, wine = _wine()
+    g = wine["judge"].to_numpy()
+    m = _fit("wine_logit")
+    # an offset c adds to eta: the thresholds move by c, nothing else changes
+    shifted = OrdinalGLMM().fit(X, y, groups=g, offset=np.full(len(y), 0.7))
+    assert shifted.loglik_ == pytest.approx(m.loglik_, abs=1e-7)
+    np.testing.assert_allclose(shifted.coef_, m.coef_, rtol=1e-5)
+    np.testing.assert_allclose(
+        shifted.thresholds_["estimate"], m.thresholds_["estimate"] + 0.7, rtol=1e-5
+    )
+    # rows in another order, predictors in other units
+    perm = np.random.default_rng(0).permutation(len(y))
+    Xs = X.iloc[perm] * [10.0, 0.01]
+    other = OrdinalGLMM().fit(Xs, y.iloc[perm], groups=g[perm])
+    assert other.loglik_ == pytest.approx(m.loglik_, abs=1e-7)
+    np.testing.assert_allclose(other.coef_ * [10.0, 0.01], m.coef_, rtol=1e-5)
+    np.testing.assert_allclose(
+        other.fixed_effects_["std_error"] * [10.0, 0.01], m.fixed_effects_["std_error"], rtol=1e-3
+    )
+
+
+@pytest.mark.parametrize("link", ["logit", "cloglog", "cauchit"])
+def test_quadrature_log_likelihood_equals_brute_force_integral(link):
+    # the marginal log-likelihood at the fitted parameters, integrated over each judge's
+    # random intercept on a fine grid (an independent computation of the same integral)
+    X, y, wine = _wine()
+    g = wine["judge"].to_numpy()
+    m = OrdinalGLMM(link=link, n_agq=25).fit(X, y, groups=g)
+    fam, a = m._family_obj, m._extra
+    (cov,) = m.random_effects_cov_.values()
+    sd = np.sqrt(cov.iloc[0, 0])
+    z = np.linspace(-10, 10, 4001)
+    w = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) * (z[1] - z[0])
+    eta = X.to_numpy() @ m.coef_
+    k = y.cat.codes.to_numpy().astype(float)
+    total = 0.0
+    for level in np.unique(g):
+        rows = g == level
+        ll = fam.derivs(k[rows], eta[rows][None, :] + sd * z[:, None], None, None, a).loglik
+        total += np.log(np.sum(np.exp(ll.sum(axis=1)) * w))
+    # 25 nodes centred on each mode: exact to 1e-6 for a log-concave density; the
+    # cauchit's heavier-tailed, possibly skewed conditional density leaves ~1e-5
+    assert m.loglik_ == pytest.approx(total, abs=1e-6 if link != "cauchit" else 1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("link", ["probit", "loglog"])
+def test_simulation_recovery_at_large_n(link):
+    X, y, g = _simulated(n_groups=2500, per=8, seed=11, link=link)
+    m = OrdinalGLMM(random_effects="1", link=link).fit(X, y, groups=g)
+    fe, th = m.fixed_effects_, m.thresholds_
+    assert np.all(np.abs(fe["estimate"] - [1.0, -0.8]) < 4 * fe["std_error"])
+    assert np.all(np.abs(th["estimate"] - [-1.0, 0.3, 1.8]) < 4 * th["std_error"])
+    assert np.all(th["std_error"] < 0.06)  # 20,000 rows: tight
+    (cov,) = m.random_effects_cov_.values()
+    assert np.sqrt(cov.iloc[0, 0]) == pytest.approx(1.2, rel=0.08)
