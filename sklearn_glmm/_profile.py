@@ -392,7 +392,8 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
     g0, g1 = a0 - zc, a1 - zc
     side = 0
     for _ in range(60):
-        v = v1 - g1 * (v1 - v0) / (g1 - g0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # an infinite zeta: bisect
+            v = v1 - g1 * (v1 - v0) / (g1 - g0)
         if not (min(v0, v1) < v < max(v0, v1)):
             v = 0.5 * (v0 + v1)
         z, phi = prof.zeta(k, v, p0)
