@@ -104,6 +104,15 @@ _COMMON_ATTRS = """
 _COUNT_PARAMS = """\
     zero_inflation : bool, default=False
         Add a constant zero-inflation probability (glmmTMB's ``ziformula = ~1``).
+    hurdle : bool, default=False
+        A hurdle model: a constant probability of a zero, and above zero the
+        count family truncated at zero, with the random effects (glmmTMB's
+        ``truncated_poisson`` / ``truncated_nbinom2`` / ``truncated_nbinom1``
+        with ``ziformula = ~1``). Not with ``zero_inflation`` or ``truncated``.
+    truncated : bool, default=False
+        The zero-truncated count model, for counts of at least 1 (glmmTMB's
+        ``truncated_*`` families without ``ziformula``); zeros in ``y`` are an
+        error.
     max_count : int or None, default=None
         The support of ``predict_proba``: its columns are the counts
         0, ..., ``max_count``, the last one holding P(Y >= ``max_count``).
@@ -368,13 +377,14 @@ MAX_AUTO_COUNT = 10_000
 SUPPORT_QUANTILE = 0.999
 
 
-def _quantile_up_to(fam, mu: float, extra, q: float, cap: int):
-    """Smallest count k <= cap with P(Y <= k) >= q at mean ``mu``; None beyond ``cap``."""
+def _quantile_up_to(fam, eta: float, extra, q: float, cap: int):
+    """Smallest count k <= cap with P(Y <= k) >= q at linear predictor ``eta``; None
+    beyond ``cap``."""
 
     def cdf(k):
-        return float(fam.cdf(np.array([float(k)]), np.array([mu]), np.ones(1), extra)[0])
+        return float(fam.cdf_eta(np.array([float(k)]), np.array([eta]), np.ones(1), extra)[0])
 
-    if not np.isfinite(mu) or cdf(cap) < q:
+    if not np.isfinite(fam.mean(np.array([eta]), extra)[0]) or cdf(cap) < q:
         return None
     lo, hi = -1, cap  # P(Y <= lo) < q <= P(Y <= hi)
     while hi - lo > 1:
@@ -396,6 +406,8 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
     _parameter_constraints = {
         **_PARAMETER_CONSTRAINTS,
         "zero_inflation": ["boolean"],
+        "hurdle": ["boolean"],
+        "truncated": ["boolean"],
         "max_count": [Interval(Integral, 0, None, closed="left"), None],
     }
 
@@ -411,10 +423,14 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         tol=1e-10,
         max_count=None,
         keep_data=False,
+        hurdle=False,
+        truncated=False,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
         self.zero_inflation = zero_inflation
+        self.hurdle = hurdle
+        self.truncated = truncated
         self.fit_intercept = fit_intercept
         self.group_columns = group_columns
         self.max_iter = max_iter
@@ -448,20 +464,22 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         self._support = {}
         used = weights > 0
         y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
-        mu = self._family_obj.mean(eta[used], self._extra) if used.any() else np.zeros(1)
-        self._support_inputs = (y_max, float(np.max(mu)))
+        # the largest mean is at the largest linear predictor (the mean increases with it)
+        eta_hi = float(np.max(eta[used])) if used.any() else -np.inf
+        self._support_inputs = (y_max, eta_hi)
 
     def _resolved_support(self):
         """``(max_count_, note)``: the support of ``predict_proba`` (see ``_learn_support``)."""
         check_is_fitted(self, "coef_")
         if "value" not in self._support:
-            y_max, mu_hi = self._support_inputs
+            y_max, eta_hi = self._support_inputs
+            fam = self._family_obj
+            mu_hi = float(fam.mean(np.array([eta_hi]), self._extra)[0])
             note = None
             if self.max_count is not None:
                 K = int(self.max_count)
             else:
-                fam = self._family_obj
-                q = _quantile_up_to(fam, mu_hi, self._extra, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
+                q = _quantile_up_to(fam, eta_hi, self._extra, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
                 if q is None or y_max > MAX_AUTO_COUNT:
                     K, note = None, (mu_hi, y_max)
                 else:
@@ -666,6 +684,8 @@ class NegBinGLMM(_CountGLMM):
         tol=1e-10,
         max_count=None,
         keep_data=False,
+        hurdle=False,
+        truncated=False,
         family="nbinom2",
     ):
         super().__init__(
@@ -678,9 +698,11 @@ class NegBinGLMM(_CountGLMM):
             tol=tol,
             max_count=max_count,
             keep_data=keep_data,
+            hurdle=hurdle,
+            truncated=truncated,
         )
         self.family = family
 
     def _family(self):
         name = "negbin1" if self.family == "nbinom1" else "negbin"
-        return make_family(name, self.zero_inflation)
+        return make_family(name, self.zero_inflation, hurdle=self.hurdle, truncated=self.truncated)

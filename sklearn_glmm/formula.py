@@ -47,6 +47,7 @@ from . import _formula_model
 from ._formula_args import (
     ESTIMATORS,
     FAMILY_PARAMS,
+    with_zero_part,
     LINKS,
     check_formula_first,
     check_not_counts,
@@ -629,7 +630,10 @@ def glmer(
         Long-format data.
     family : str, default=None (binomial)
         R's family as a string: ``"binomial"``, ``"poisson"``, ``"nbinom2"`` (glmmTMB's
-        NB2, also ``"negbin"``), optionally with its link as R writes it:
+        NB2, also ``"negbin"``), ``"nbinom1"``, ``"betabinomial"``, and glmmTMB's
+        zero-truncated counts ``"truncated_poisson"``, ``"truncated_nbinom2"``,
+        ``"truncated_nbinom1"`` (hurdle models with ``ziformula="~1"``), optionally
+        with its link as R writes it:
         ``"binomial(link = 'logit')"``, ``'binomial(link = "logit")'``,
         ``"poisson(link = 'log')"``. Other links raise ``ValueError`` naming the ones
         available. When no family is given the model is binomial, and an outcome of
@@ -639,7 +643,8 @@ def glmer(
         name, pass one); 1 is the Laplace approximation.
     ziformula : {"~1", "~0"} or None, default=None
         glmmTMB's zero-inflation formula; ``"~1"`` fits one zero-inflation
-        probability (count families only).
+        probability (count families only). With a ``truncated_*`` family it is the
+        hurdle's probability of a zero, as in glmmTMB.
     weights : str or array-like of shape (n_rows,), default=None
         A column of ``data`` or one value per row of ``data``. Case weights; for a
         binomial outcome of proportions (numbers in [0, 1]) they are the numbers of
@@ -709,7 +714,7 @@ def glmer(
         **estimator_params,
     }
     if zero_inflation:
-        params["zero_inflation"] = True
+        params = with_zero_part(params)
     sample_weight = None if w_all is None else w_all[keep]
     y, trials = design.y, design.trials
     if binomial and trials is None and sample_weight is not None:

@@ -129,8 +129,8 @@ class Summary:
         modelled = modelled_outcome(est)
         if modelled is not None:
             lines.append(f" Modelled: {modelled}")
-        if est._family_obj.zero_inflated:
-            lines.append(" Zero inflation: ~1")
+        if est._family_obj.zero_formula is not None:
+            lines.append(f" Zero inflation: {est._family_obj.zero_formula}")
         return lines
 
     def __str__(self):

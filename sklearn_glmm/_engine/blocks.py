@@ -193,3 +193,23 @@ ZERO_INFLATION = ParameterBlock(
     at_bound_sentence="The zero-inflation probability was estimated at 0 (its boundary): "
     "the data have no more zeros than the count model predicts.",
 )
+
+HURDLE_ZERO = ParameterBlock(
+    name="logit_zero",
+    reported="zero_prob",
+    # the zeros' share is estimated exactly (the hurdle's parts factorise); a data set
+    # without zeros or without positive counts is refused before fitting
+    bounds=(-20.0, 20.0),
+    start=0.0,
+    to_reported=special.expit,
+    attribute="zero_prob_",
+    flat_side=None,
+    at_bound_value=float("nan"),
+    at_bound_message="",
+    warning="ZeroInflationWarning",
+    label="Probability of a zero (hurdle)",
+    summary="logit table",
+    section="Zero-inflation model (hurdle: P(Y = 0), logit scale):",
+    sentence="The estimated probability of a zero (the hurdle) was {value}.",
+    at_bound_sentence="",
+)
