@@ -47,7 +47,6 @@ from . import _formula_model
 from ._formula_args import (
     ESTIMATORS,
     FAMILY_PARAMS,
-    with_zero_part,
     LINKS,
     check_formula_first,
     check_not_counts,
@@ -55,6 +54,7 @@ from ._formula_args import (
     parse_family,
     proportions_with_trials,
     resolve_n_agq,
+    with_zero_part,
 )
 from ._formula_model import FormulaState
 from ._formula_text import (
