@@ -433,3 +433,23 @@ def test_formula_front_end_reads_the_truncated_families():
     assert m.loglik_ == pytest.approx(REF["truncated_poisson"]["loglik"], abs=0.01)
     with pytest.raises(ValueError, match="zero-truncated"):
         glmmTMB("count ~ minedno + (1 | site)", SAL, family="truncated_nbinom2")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "hurdle"])
+@pytest.mark.parametrize("name,base_extra", BASES)
+def test_extra_derivatives_match_finite_differences(name, base_extra, kind):
+    fam, extra = _family(name, kind), _extra(base_extra, kind)
+    eta = np.array([-6.0, -1.0, 0.0, 1.0, 3.0])
+    y = np.array([1.0, 0.0 if kind == "hurdle" else 1.0, 2.0, 5.0, 30.0])
+    w = np.array([1.0, 2.0, 0.5, 1.0, 1.0])
+    dl, dd1, dw = fam.extra_derivs(y, eta, None, w, extra)
+    assert dl.shape == (len(extra), len(eta))
+    h = 1e-6
+    for k in range(len(extra)):
+        step = np.zeros(len(extra))
+        step[k] = h
+        dp = fam.derivs(y, eta, None, w, extra + step)
+        dm = fam.derivs(y, eta, None, w, extra - step)
+        np.testing.assert_allclose(dl[k], (dp.loglik - dm.loglik) / (2 * h), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(dd1[k], (dp.d1 - dm.d1) / (2 * h), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(dw[k], (dp.w - dm.w) / (2 * h), rtol=1e-6, atol=1e-8)

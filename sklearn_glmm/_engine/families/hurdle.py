@@ -38,6 +38,8 @@ _B = special.bernoulli(_N_TERMS)
 # s / expm1(s) = sum_n B_n s^n / n!; h1(s) = 1 - s / expm1(s) = sum_{n >= 1} a_n s^n
 _A = np.array([-_B[n] / special.factorial(n) for n in range(1, _N_TERMS + 1)])
 _N = np.arange(1, _N_TERMS + 1, dtype=float)
+# central-difference step in the count family's extra parameters (log theta, log phi)
+_EXTRA_STEP = 1e-5
 
 
 def _series(s, coef):
@@ -154,6 +156,50 @@ class Truncated(Family):
     def derivs(self, y, eta, trials, weights, extra, const=None):
         parts = self._truncated_derivs(y, eta, trials, self._count_extra(extra), const)
         return _weighted(weights, *parts)
+
+    def extra_derivs(self, y, eta, trials, weights, extra, const=None):
+        """Derivatives in the extra parameters of ``loglik``, ``d1`` and ``w``, each
+        (n_extra, n).
+
+        The count family's own terms come from its analytic ``extra_derivs`` where it
+        has them (NB2: a finite difference of a log-density of order 1e7 would be lost
+        in its rounding), from central differences otherwise; the truncation's terms
+        ``log(1 - f(0))``, small and smooth, from central differences; ``logit pi``
+        analytically.
+        """
+        extra = np.asarray(extra, dtype=float)
+        eta = np.minimum(eta, _ETA_MAX)
+        base_extra = self._count_extra(extra)
+        n_base = len(base_extra)
+        dl, dd1, dw = (np.zeros((len(extra), len(eta))) for _ in range(3))
+        exact = getattr(self.base, "extra_derivs", None)
+        if n_base and exact is not None:
+            dl[:n_base], dd1[:n_base], dw[:n_base] = exact(y, eta, trials, None, base_extra, const)
+        for k in range(n_base):
+            step = np.zeros(n_base)
+            step[k] = _EXTRA_STEP
+            if exact is None:
+                dp = self.base.derivs(y, eta, trials, None, base_extra + step, const)
+                dm = self.base.derivs(y, eta, trials, None, base_extra - step, const)
+                dl[k] = (dp.loglik - dm.loglik) / (2 * _EXTRA_STEP)
+                dd1[k] = (dp.d1 - dm.d1) / (2 * _EXTRA_STEP)
+                dw[k] = (dp.w - dm.w) / (2 * _EXTRA_STEP)
+            gp = self._log_positive(eta, base_extra + step)
+            gm = self._log_positive(eta, base_extra - step)
+            # loglik - G0, d1 - G1, w + G2
+            dl[k] -= (gp[0] - gm[0]) / (2 * _EXTRA_STEP)
+            dd1[k] -= (gp[1] - gm[1]) / (2 * _EXTRA_STEP)
+            dw[k] += (gp[2] - gm[2]) / (2 * _EXTRA_STEP)
+        if len(extra) > n_base:  # the hurdle's logit pi
+            zero = y == 0
+            pi = self._zero_prob(extra)
+            dl[:n_base, zero] = 0.0
+            dd1[:n_base, zero] = 0.0
+            dw[:n_base, zero] = 0.0
+            dl[n_base] = np.where(zero, 1.0 - pi, -pi)
+        if weights is not None:
+            dl, dd1, dw = weights * dl, weights * dd1, weights * dw
+        return dl, dd1, dw
 
     def _log_positive(self, eta, base_extra):
         eta = np.minimum(eta, _ETA_MAX)
