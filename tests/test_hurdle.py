@@ -453,3 +453,59 @@ def test_extra_derivatives_match_finite_differences(name, base_extra, kind):
         np.testing.assert_allclose(dl[k], (dp.loglik - dm.loglik) / (2 * h), rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(dd1[k], (dp.d1 - dm.d1) / (2 * h), rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(dw[k], (dp.w - dm.w) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+def _brute_force_hurdle_poisson(y, eta_fixed, codes, sigma, pi):
+    """Marginal log-likelihood of a Poisson hurdle with a random intercept: scipy's
+    Poisson pmf, truncated by hand, integrated over a fine grid of b (trapezoid)."""
+    b = np.linspace(-12 * sigma, 12 * sigma, 6001)
+    log_phi = stats.norm.logpdf(b, scale=sigma)
+    total = 0.0
+    for g in np.unique(codes):
+        rows = codes == g
+        mu = np.exp(eta_fixed[rows][:, None] + b[None, :])
+        yy = y[rows][:, None]
+        pos = stats.poisson.logpmf(yy, mu) - np.log(-np.expm1(-mu)) + np.log1p(-pi)
+        ll = np.where(yy == 0, np.log(pi), pos).sum(axis=0) + log_phi
+        top = ll.max()
+        total += top + np.log(np.trapezoid(np.exp(ll - top), b))
+    return total
+
+
+def test_quadrature_matches_the_brute_force_integral():
+    m, caught = _fit(PoissonGLMM, SAL, "count", SAL_X, "site", hurdle=True, n_agq=15)
+    assert m.converged_ and ConvergenceWarning not in caught
+    sigma = float(np.sqrt(m.random_effects_cov_["site"].iloc[0, 0]))
+    eta = SAL[SAL_X].to_numpy() @ m.coef_ + m.intercept_
+    codes = pd.factorize(SAL["site"])[0]
+    truth = _brute_force_hurdle_poisson(SAL["count"].to_numpy(float), eta, codes, sigma,
+                                        m.zero_prob_)  # fmt: skip
+    assert m.loglik_ == pytest.approx(truth, abs=1e-6)
+    laplace, _ = _fit(PoissonGLMM, SAL, "count", SAL_X, "site", hurdle=True)
+    assert laplace.loglik_ == pytest.approx(m.loglik_, abs=0.01)
+
+
+def test_zero_rows_of_weight_zero_leave_a_truncated_fit_unchanged():
+    pos = SAL[SAL["count"] > 0]
+    m1, _ = _fit(PoissonGLMM, pos, "count", SAL_X, "site", truncated=True)
+    w = (SAL["count"] > 0).to_numpy(float)
+    m2 = PoissonGLMM(truncated=True).fit(
+        SAL[SAL_X], SAL["count"], groups=SAL["site"], sample_weight=w
+    )
+    assert m2.loglik_ == pytest.approx(m1.loglik_, abs=1e-8)
+    np.testing.assert_allclose(m2.coef_, m1.coef_, rtol=1e-4)  # to the optimiser's tolerance
+
+
+def test_held_out_log_likelihood_is_the_model_probability(hurdle_nb):
+    from sklearn_glmm.model_selection import pointwise_log_likelihood
+
+    X, y, g = SAL[SAL_X].head(30), SAL["count"].head(30), SAL["site"].head(30)
+    ll = pointwise_log_likelihood(hurdle_nb, X, y, groups=g)
+    eta = hurdle_nb._train["eta"][:30]
+    expected = np.log(hurdle_nb._family_obj.pmf_eta(y.to_numpy(float), eta, hurdle_nb._extra))
+    np.testing.assert_allclose(ll, expected, rtol=1e-10)
+    # a zero is impossible under a zero-truncated model
+    pos = SAL[SAL["count"] > 0]
+    trunc, _ = _fit(PoissonGLMM, pos, "count", SAL_X, "site", truncated=True)
+    ll = pointwise_log_likelihood(trunc, X, y, groups=g)
+    assert np.all(np.isneginf(ll[y.to_numpy() == 0])) and np.all(np.isfinite(ll[y > 0]))

@@ -154,8 +154,12 @@ class Truncated(Family):
         return d.loglik - g0, d.d1 - g1, d.w + g2, d.w3 + g3
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
-        parts = self._truncated_derivs(y, eta, trials, self._count_extra(extra), const)
-        return _weighted(weights, *parts)
+        ll, d1, w, w3 = self._truncated_derivs(y, eta, trials, self._count_extra(extra), const)
+        # a zero has probability 0 (rows of weight 0 contribute nothing)
+        ll = np.where(y >= 1, ll, -np.inf)
+        if weights is not None:
+            ll = np.where(weights == 0, 0.0, ll)
+        return _weighted(weights, ll, d1, w, w3)
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
         """Derivatives in the extra parameters of ``loglik``, ``d1`` and ``w``, each
