@@ -582,7 +582,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
 
 class PoissonGLMM(_CountGLMM):
     __doc__ = (
-        """Poisson mixed model (log link), optionally zero-inflated.
+        """Poisson mixed model (log link), optionally zero-inflated or hurdle.
 
     .. math::
 
@@ -602,6 +602,9 @@ class PoissonGLMM(_CountGLMM):
         + """
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True`` only).
+    zero_prob_ : float
+        Estimated probability of a zero of the hurdle model (``hurdle=True``
+        only); the summary shows its logit, glmmTMB's ``fixef(m)$zi``.
     """
         + _NOTES
         + _COUNT_NOTES
@@ -629,7 +632,7 @@ _BETABINOMIAL_TRIALS = (
 
 class NegBinGLMM(_CountGLMM):
     __doc__ = (
-        """Negative binomial mixed model (NB2 or NB1), log link, optionally zero-inflated.
+        """Negative binomial mixed model (NB2 or NB1, log link), optionally zero-inflated or hurdle.
 
     ``family="nbinom2"`` (default): Var(Y | b) = mu + mu^2 / theta, ``theta``
     estimated jointly (glmmTMB's ``nbinom2``). ``family="nbinom1"``: Var(Y | b) =
@@ -661,6 +664,9 @@ class NegBinGLMM(_CountGLMM):
         overdispersion (``family="nbinom1"``).
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True`` only).
+    zero_prob_ : float
+        Estimated probability of a zero of the hurdle model (``hurdle=True``
+        only); the summary shows its logit, glmmTMB's ``fixef(m)$zi``.
     """
         + _NOTES
         + _COUNT_NOTES

@@ -509,3 +509,28 @@ def test_held_out_log_likelihood_is_the_model_probability(hurdle_nb):
     trunc, _ = _fit(PoissonGLMM, pos, "count", SAL_X, "site", truncated=True)
     ll = pointwise_log_likelihood(trunc, X, y, groups=g)
     assert np.all(np.isneginf(ll[y.to_numpy() == 0])) and np.all(np.isfinite(ll[y > 0]))
+
+
+def test_aic_table_across_zero_models_and_anova_refuses_non_nested(hurdle_nb):
+    from sklearn_glmm.inference import anova, compare_models
+
+    zinb, _ = _fit(NegBinGLMM, SAL, "count", SAL_X, "site", zero_inflation=True)
+    nb, _ = _fit(NegBinGLMM, SAL, "count", SAL_X, "site")
+    table = compare_models(nb, zinb, hurdle_nb, names=["nb", "zinb", "hurdle"])
+    assert table.loc["hurdle", "AIC"] == pytest.approx(-2 * hurdle_nb.loglik_ + 2 * 6)
+    assert table.loc["hurdle", "AIC"] == pytest.approx(2 * 6 - 2 * REF["hurdle_nbinom2"]["loglik"],
+                                                       abs=0.02)  # fmt: skip
+    # a hurdle is not a special case of a zero-inflated model, nor the reverse
+    with pytest.raises(ValueError, match="not a special case"):
+        anova(zinb, hurdle_nb)
+
+
+def test_estimator_clones_and_pickles(hurdle_nb):
+    import pickle
+
+    from sklearn.base import clone
+
+    assert clone(hurdle_nb).get_params()["hurdle"] is True
+    again = pickle.loads(pickle.dumps(hurdle_nb))
+    X, g = SAL[SAL_X].head(5), SAL["site"].head(5)
+    np.testing.assert_allclose(again.predict(X, g), hurdle_nb.predict(X, g))
