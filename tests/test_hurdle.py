@@ -2,7 +2,8 @@
 
 References: ``tests/fixtures/hurdle/hurdle.json``, made by ``make_hurdle.R``
 (glmmTMB 1.1.5) on glmmTMB's ``Salamanders`` (written to ``salamanders.csv`` by the
-same script) and on ``hurdle.csv`` (``make_hurdle_data.py``).
+same script), on ``hurdle.csv`` (``make_hurdle_data.py``) and, fitted by formula as a
+held-out check, on lme4's ``grouseticks`` (``tests/fixtures/grouseticks.csv``).
 """
 
 from __future__ import annotations
@@ -534,3 +535,45 @@ def test_estimator_clones_and_pickles(hurdle_nb):
     again = pickle.loads(pickle.dumps(hurdle_nb))
     X, g = SAL[SAL_X].head(5), SAL["site"].head(5)
     np.testing.assert_allclose(again.predict(X, g), hurdle_nb.predict(X, g))
+
+
+GROUSE = pd.read_csv(Path(__file__).parent / "fixtures" / "grouseticks.csv")
+
+
+@pytest.mark.parametrize(
+    "key,formula,family",
+    [
+        # glmmTMB(TICKS ~ YEAR96 + YEAR97 + HEIGHT_s + (1 | LOCATION), data = g,
+        #         family = truncated_nbinom2, ziformula = ~1)
+        (
+            "grouseticks_hurdle_nbinom2",
+            "TICKS ~ YEAR96 + YEAR97 + HEIGHT_s + (1 | LOCATION)",
+            "truncated_nbinom2",
+        ),
+        # ... + (1 | BROOD) + (1 | LOCATION), family = truncated_poisson, ziformula = ~1
+        (
+            "grouseticks_hurdle_poisson_crossed",
+            "TICKS ~ YEAR96 + YEAR97 + HEIGHT_s + (1 | BROOD) + (1 | LOCATION)",
+            "truncated_poisson",
+        ),
+    ],
+)
+def test_grouseticks_hurdles_by_formula_match_glmmtmb(key, formula, family):
+    from sklearn_glmm.formula import glmmTMB
+
+    ref = REF[key]
+    data = GROUSE.astype({"BROOD": str, "LOCATION": str})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmmTMB(formula, data, family=family, ziformula="~1")
+    assert m.converged_ and ConvergenceWarning not in [w.category for w in caught]
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=0.01)
+    fe = m.fixed_effects_
+    for name, value in ref["fixef"].items():
+        assert fe.loc[name, "estimate"] == pytest.approx(value, abs=0.05 * ref["se"][name])
+        assert fe.loc[name, "std_error"] == pytest.approx(ref["se"][name], rel=0.02)
+    for factor, sd in ref["sds"].items():
+        got = float(np.sqrt(m.random_effects_cov_[factor].iloc[0, 0]))
+        assert got == pytest.approx(sd, rel=0.02)
+    assert special.logit(m.zero_prob_) == pytest.approx(ref["zi_logit"], abs=1e-4)
+    np.testing.assert_allclose(m.predict(data.head(8)), ref["response"], rtol=2e-3)
