@@ -577,3 +577,24 @@ def test_grouseticks_hurdles_by_formula_match_glmmtmb(key, formula, family):
         assert got == pytest.approx(sd, rel=0.02)
     assert special.logit(m.zero_prob_) == pytest.approx(ref["zi_logit"], abs=1e-4)
     np.testing.assert_allclose(m.predict(data.head(8)), ref["response"], rtol=2e-3)
+
+
+def test_simulated_hurdle_recovers_its_parameters():
+    # constructed solution: draws from the family itself, refitted
+    rng = np.random.default_rng(8)
+    G, T = 150, 12
+    g = np.repeat(np.arange(G), T)
+    x = rng.normal(size=G * T)
+    eta = 0.4 + 0.5 * x + rng.normal(0, 0.6, G)[g]
+    fam = make_family("negbin", hurdle=True)
+    truth = np.array([np.log(2.0), special.logit(0.3)])
+    y = fam.sample_eta(eta, None, truth, rng)
+    m, caught = _fit(NegBinGLMM, pd.DataFrame({"x": x, "y": y, "g": g}), "y", ["x"], "g",
+                     hurdle=True)  # fmt: skip
+    assert m.converged_ and ConvergenceWarning not in caught
+    fe = m.fixed_effects_
+    for name, value in (("(Intercept)", 0.4), ("x", 0.5)):
+        assert abs(fe.loc[name, "estimate"] - value) < 3.5 * fe.loc[name, "std_error"]
+    ci = m.confint(parm=["nb_theta", "zero_prob", "sd_(Intercept)|g"], level=0.999)
+    for name, value in (("nb_theta", 2.0), ("zero_prob", 0.3), ("sd_(Intercept)|g", 0.6)):
+        assert ci.loc[name, "lower"] < value < ci.loc[name, "upper"], name
