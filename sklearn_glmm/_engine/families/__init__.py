@@ -57,8 +57,8 @@ def make_family(
     (glmmTMB's ``truncated_*`` families with and without ``ziformula = ~1``).
     """
     base = FAMILIES[name]() if link is None else FAMILIES[name](link=link)
-    chosen = [k for k, on in (("zero_inflation", zero_inflation), ("hurdle", hurdle),
-                              ("truncated", truncated)) if on]  # fmt: skip
+    options = {"zero_inflation": zero_inflation, "hurdle": hurdle, "truncated": truncated}
+    chosen = [k for k, on in options.items() if on]
     if len(chosen) > 1:
         raise ValueError(
             f"{' and '.join(chosen)} are different models of the zeros: choose one. "
