@@ -180,8 +180,8 @@ def _lgamma_ratio(y, theta):
     there with counts of 1e4 to 1e6, which summed over rows shows in a
     log-likelihood); below it, through ``betaln``.
     """
-    y = np.asarray(y, dtype=float)
-    theta = np.broadcast_to(np.asarray(theta, dtype=float), y.shape)
+    # either may have more dimensions (quadrature nodes x rows, rows x counts)
+    y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
     ypos = np.where(y > 0, y, 1.0)
     small = theta <= _STIRLING_SIZE
     ts = np.where(small, theta, 1.0)
