@@ -399,10 +399,16 @@ def test_zero_truncated_model_refuses_zeros():
         PoissonGLMM(truncated=True).fit(SAL[SAL_X], SAL["count"], groups=SAL["site"])
 
 
-def test_hurdle_needs_zeros_and_positive_counts():
+def test_hurdle_needs_positive_counts_and_settles_at_zero_without_zeros():
+    from sklearn_glmm.exceptions import ZeroInflationWarning
+
     pos = SAL[SAL["count"] > 0]
-    with pytest.raises(ValueError, match="no zeros"):
-        PoissonGLMM(hurdle=True).fit(pos[SAL_X], pos["count"], groups=pos["site"])
+    m, caught = _fit(PoissonGLMM, pos, "count", SAL_X, "site", hurdle=True)
+    assert ZeroInflationWarning in caught and ConvergenceWarning not in caught
+    assert m.zero_prob_ == 0.0 and m.zero_prob_at_boundary_ and m.converged_
+    trunc, _ = _fit(PoissonGLMM, pos, "count", SAL_X, "site", truncated=True)
+    assert m.loglik_ == pytest.approx(trunc.loglik_, abs=1e-5)
+    np.testing.assert_allclose(m.coef_, trunc.coef_, rtol=1e-4)
     with pytest.raises(ValueError, match="only zeros"):
         PoissonGLMM(hurdle=True).fit(SAL[SAL_X], 0 * SAL["count"], groups=SAL["site"])
 
@@ -625,3 +631,18 @@ def test_nbinom1_quadrature_runs_on_its_own():
     agq, caught = _fit(NegBinGLMM, data, "y", ["x"], "id", family="nbinom1", n_agq=9)
     assert agq.converged_ and ConvergenceWarning not in caught
     assert agq.loglik_ == pytest.approx(lap.loglik_, abs=1.0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_glmm.exceptions.NoRandomEffectsWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("estimator", [PoissonGLMM(hurdle=True), NegBinGLMM(hurdle=True)])
+def test_hurdle_estimators_keep_the_scikit_learn_contract(estimator):
+    # the checks' outcomes have no zeros: the probability of a zero settles at 0
+    from sklearn.utils.estimator_checks import check_estimator
+    from test_estimator_checks import expected_failed_checks
+
+    results = check_estimator(
+        estimator, expected_failed_checks=expected_failed_checks(estimator), on_fail=None
+    )
+    failed = [(r["check_name"], str(r["exception"])) for r in results if r["status"] == "failed"]
+    assert not failed

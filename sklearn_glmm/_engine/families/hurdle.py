@@ -352,14 +352,10 @@ class Hurdle(Truncated):
         return "hurdle " + self.base.sentence_name()
 
     def check_outcome(self, y, weights) -> None:
+        """Without positive counts the count part is not identified (without zeros the
+        probability of a zero is a boundary estimate, 0)."""
         used = weights > 0
         zeros = int(np.sum((y == 0) & used))
-        if zeros == 0:
-            raise ValueError(
-                "y has no zeros: the hurdle model's probability of a zero would be estimated "
-                "at 0. Fit the zero-truncated count model instead (hurdle=False, "
-                "truncated=True; glmmTMB's truncated family without ziformula)."
-            )
         if zeros == int(np.sum(used)):
             raise ValueError(
                 "y has only zeros: the count part of a hurdle model is not identified. "
