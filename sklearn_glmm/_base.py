@@ -49,6 +49,8 @@ from .exceptions import NoRandomEffectsWarning
 
 _GH_Z, _GH_W = hermegauss(32)
 _GH_W = _GH_W / _GH_W.sum()
+# the largest linear predictor of a count's predictive distribution (a mean of 1e300)
+_ETA_TOP = float(np.log(1e300))
 
 
 def _no_groups_message() -> str:
@@ -137,7 +139,12 @@ class _BaseGLMM(BaseEstimator):
 
     # -- input handling -------------------------------------------------------
     def _family(self):
-        return make_family(self._family_name, getattr(self, "zero_inflation", False))
+        return make_family(
+            self._family_name,
+            getattr(self, "zero_inflation", False),
+            hurdle=getattr(self, "hurdle", False),
+            truncated=getattr(self, "truncated", False),
+        )
 
     def _check_params(self):
         """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows
@@ -365,6 +372,7 @@ class _BaseGLMM(BaseEstimator):
         """
         zi_term = _zi.zero_inflation_term(getattr(self, "zero_inflation", None))
         family = self._family()
+        family.check_outcome(yv, w)
         names = self._fixed_names
         curvature = family.mean_curvature(yv, trials, w)
         Xd, self._scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
@@ -512,7 +520,7 @@ class _BaseGLMM(BaseEstimator):
         if type == "response":
             return y - mu
         if type == "pearson":
-            return (y - mu) / np.sqrt(fam.variance(m, t, extra))
+            return (y - mu) / np.sqrt(fam.variance_eta(tr["eta"], t, extra))
         if type == "deviance":
             dev = fam.unit_deviance(y, m, t, extra)
             return np.sign(y - mu) * np.sqrt(np.clip(dev, 0, None))
@@ -662,19 +670,18 @@ class _BaseGLMM(BaseEstimator):
         K = max_count
         ks = np.arange(K)[None, :]
 
-        def table(mu):
-            # means overflowing to inf put all the mass in the tail column
-            mu = np.minimum(np.nan_to_num(mu, nan=np.inf), 1e300)[:, None]
-            out = np.empty((len(mu), K + 1))
-            out[:, :K] = fam.pmf(ks, mu, extra)
-            tail = 1.0 - fam.cdf(np.full((1, 1), K - 1.0), mu, np.ones((1, 1)), extra)
+        def table(eta):
+            # linear predictors overflowing the mean put all the mass in the tail column
+            eta = np.minimum(np.nan_to_num(eta, nan=np.inf), _ETA_TOP)[:, None]
+            out = np.empty((len(eta), K + 1))
+            out[:, :K] = fam.pmf_eta(ks, eta, extra)
+            tail = 1.0 - fam.cdf_eta(np.full((1, 1), K - 1.0), eta, np.ones((1, 1)), extra)
             out[:, K] = np.clip(tail[:, 0], 0.0, 1.0) if K > 0 else 1.0
             return out
 
-        eta, var = eta[:, None], var[:, None]  # rows as a column, as extra's
         if np.all(var == 0):
-            return table(fam.mean(eta, extra)[:, 0])
+            return table(eta)
         out = np.zeros((len(eta), K + 1))
         for z, wt in zip(_GH_Z, _GH_W):
-            out += wt * table(fam.mean(eta + np.sqrt(var) * z, extra)[:, 0])
+            out += wt * table(eta + np.sqrt(var) * z)
         return out

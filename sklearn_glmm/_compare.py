@@ -76,6 +76,10 @@ _FAMILY_NESTS = {  # small -> bigger families it is a boundary case of
     ("poisson", False): {("negbin", False), ("poisson", True), ("negbin", True)},
     ("negbin", False): {("negbin", True)},
     ("poisson", True): {("negbin", True)},
+    # the Poisson count part of a hurdle or zero-truncated model: NB2 as theta -> infinity,
+    # NB1 as phi -> 0
+    ("hurdle_poisson", False): {("hurdle_negbin", False), ("hurdle_negbin1", False)},
+    ("truncated_poisson", False): {("truncated_negbin", False), ("truncated_negbin1", False)},
 }
 
 

@@ -18,6 +18,10 @@ _FAMILY_NAMES = {
     "nbinom2": "negbin",
     "nbinom1": "negbin1",
     "betabinomial": "betabinomial",
+    # glmmTMB's zero-truncated counts; with ziformula = ~1 they are hurdle models
+    "truncated_poisson": "truncated_poisson",
+    "truncated_nbinom2": "truncated_nbinom2",
+    "truncated_nbinom1": "truncated_nbinom1",
 }
 # the links each family is available with; the first is R's default
 LINKS = {
@@ -26,6 +30,9 @@ LINKS = {
     "negbin": ("log",),
     "negbin1": ("log",),
     "betabinomial": ("logit",),
+    "truncated_poisson": ("log",),
+    "truncated_nbinom2": ("log",),
+    "truncated_nbinom1": ("log",),
 }
 ESTIMATORS = {
     "binomial": "BinomialGLMM",
@@ -33,9 +40,30 @@ ESTIMATORS = {
     "negbin": "NegBinGLMM",
     "negbin1": "NegBinGLMM",
     "betabinomial": "BinomialGLMM",
+    "truncated_poisson": "PoissonGLMM",
+    "truncated_nbinom2": "NegBinGLMM",
+    "truncated_nbinom1": "NegBinGLMM",
 }
 # the estimator's parameters that select the family within its class
-FAMILY_PARAMS = {"negbin1": {"family": "nbinom1"}, "betabinomial": {"family": "betabinomial"}}
+FAMILY_PARAMS = {
+    "negbin1": {"family": "nbinom1"},
+    "betabinomial": {"family": "betabinomial"},
+    "truncated_poisson": {"truncated": True},
+    "truncated_nbinom2": {"truncated": True},
+    "truncated_nbinom1": {"family": "nbinom1", "truncated": True},
+}
+
+
+def with_zero_part(params: dict) -> dict:
+    """The estimator's parameters with glmmTMB's ``ziformula = ~1``: zero inflation,
+    or for a truncated family the hurdle model (glmmTMB's reading of the pair)."""
+    params = dict(params)
+    if params.pop("truncated", False):
+        params["hurdle"] = True
+    else:
+        params["zero_inflation"] = True
+    return params
+
 
 _FAMILY_TEXT = re.compile(r"\s*([A-Za-z_][\w.]*)\s*(?:\((.*)\))?\s*", re.S)
 
@@ -57,7 +85,8 @@ def parse_family(family) -> tuple[str, str]:
     if key is None:
         raise ValueError(
             "family must be one of 'binomial', 'poisson', 'nbinom2' (also 'negbin'), "
-            "'nbinom1' or 'betabinomial', "
+            "'nbinom1', 'betabinomial', 'truncated_poisson', 'truncated_nbinom2' or "
+            "'truncated_nbinom1', "
             f"optionally with its link as in R (\"binomial(link = 'logit')\"); got {family!r}."
         )
     link = LINKS[key][0]

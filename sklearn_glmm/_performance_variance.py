@@ -199,6 +199,12 @@ def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:
                 "(R's insight defines it for binomial models)."
             )
         return fam.link.latent_variance, None
+    if not fam.latent_variance_defined:
+        raise ValueError(
+            f"the latent-scale variance of a {fam.sentence_name()} model is not available "
+            "(R's insight defines it for Poisson and negative binomial models, with or "
+            "without zero inflation)."
+        )
     mu = float(np.exp(null_intercept(est)))
     if mu < 6:
         warnings.warn(

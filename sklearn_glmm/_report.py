@@ -49,7 +49,8 @@ _SUBJECTS = {
 def _effect_sentences(est, ci, outcome, level, digits):
     link = est._family_obj.link
     ratio = _RATIO_ABBREVIATION.get(link.ratio_name)
-    subject, verb = _SUBJECTS[link.ratio_name]
+    # a family whose mean is not the link's (a hurdle) says what exp(beta) multiplies
+    subject, verb = est._family_obj.ratio_subject or _SUBJECTS[link.ratio_name]
     subject = subject.format(outcome=outcome)
     # a link without a ratio reading (probit): coefficients on the link scale
     transform = np.exp if ratio is not None else np.asarray

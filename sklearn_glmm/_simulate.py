@@ -64,10 +64,8 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
     eta = simulate_eta(est, int(n_sim), rng, new_random_effects)
     fam, d = est._family_obj, est._objective.data
     extra = est._family_values(column=True)  # per-row zero inflation as a column
-    if hasattr(fam, "sample_from_eta"):  # outcomes not determined by their mean (ordinal)
-        return fam.sample_from_eta(eta, extra, rng)
-    mu = fam.mean(eta, extra)
-    return fam.sample(mu, d.trials[:, None] * np.ones((1, eta.shape[1])), extra, rng)
+    trials = d.trials[:, None] * np.ones((1, eta.shape[1]))
+    return fam.sample_eta(eta, trials, extra, rng)
 
 
 def refit(est, y):

@@ -111,6 +111,15 @@ _COUNT_PARAMS = """\
         ``zero_inflation_effects_`` holds its coefficients, and predictions use
         each row's probability. ``"1"`` is the constant model (``True``).
         Random effects in the zero-inflation model are not supported.
+    hurdle : bool, default=False
+        A hurdle model: a constant probability of a zero, and above zero the
+        count family truncated at zero, with the random effects (glmmTMB's
+        ``truncated_poisson`` / ``truncated_nbinom2`` / ``truncated_nbinom1``
+        with ``ziformula = ~1``). Not with ``zero_inflation`` or ``truncated``.
+    truncated : bool, default=False
+        The zero-truncated count model, for counts of at least 1 (glmmTMB's
+        ``truncated_*`` families without ``ziformula``); zeros in ``y`` are an
+        error.
     max_count : int or None, default=None
         The support of ``predict_proba``: its columns are the counts
         0, ..., ``max_count``, the last one holding P(Y >= ``max_count``).
@@ -375,13 +384,14 @@ MAX_AUTO_COUNT = 10_000
 SUPPORT_QUANTILE = 0.999
 
 
-def _quantile_up_to(fam, mu: float, extra, q: float, cap: int):
-    """Smallest count k <= cap with P(Y <= k) >= q at mean ``mu``; None beyond ``cap``."""
+def _quantile_up_to(fam, eta: float, extra, q: float, cap: int):
+    """Smallest count k <= cap with P(Y <= k) >= q at linear predictor ``eta``; None
+    beyond ``cap``."""
 
     def cdf(k):
-        return float(fam.cdf(np.array([float(k)]), np.array([mu]), np.ones(1), extra)[0])
+        return float(fam.cdf_eta(np.array([float(k)]), np.array([eta]), np.ones(1), extra)[0])
 
-    if not np.isfinite(mu) or cdf(cap) < q:
+    if not np.isfinite(fam.mean(np.array([eta]), extra)[0]) or cdf(cap) < q:
         return None
     lo, hi = -1, cap  # P(Y <= lo) < q <= P(Y <= hi)
     while hi - lo > 1:
@@ -403,6 +413,8 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
     _parameter_constraints = {
         **_PARAMETER_CONSTRAINTS,
         "zero_inflation": ["boolean", str],
+        "hurdle": ["boolean"],
+        "truncated": ["boolean"],
         "max_count": [Interval(Integral, 0, None, closed="left"), None],
     }
 
@@ -418,10 +430,14 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         tol=1e-10,
         max_count=None,
         keep_data=False,
+        hurdle=False,
+        truncated=False,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
         self.zero_inflation = zero_inflation
+        self.hurdle = hurdle
+        self.truncated = truncated
         self.fit_intercept = fit_intercept
         self.group_columns = group_columns
         self.max_iter = max_iter
@@ -455,27 +471,28 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         self._support = {}
         used = weights > 0
         y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
+        # the largest mean is at the largest linear predictor (the mean increases with
+        # it), with that row's values of the family's parameters (its zero inflation)
         values = self._family_values()
         if not used.any():
-            self._support_inputs = (y_max, 0.0, values)
+            self._support_inputs = (y_max, -np.inf, values)
             return
         rows = np.flatnonzero(used)
-        mu = self._family_obj.mean(eta[rows], rows_of(values, rows))
-        top = rows[int(np.argmax(mu))]
-        # with the family's values of the row with the largest mean (its zero inflation)
-        self._support_inputs = (y_max, float(np.max(mu)), rows_of(values, [top]))
+        top = rows[int(np.argmax(eta[rows]))]
+        self._support_inputs = (y_max, float(eta[top]), rows_of(values, [top]))
 
     def _resolved_support(self):
         """``(max_count_, note)``: the support of ``predict_proba`` (see ``_learn_support``)."""
         check_is_fitted(self, "coef_")
         if "value" not in self._support:
-            y_max, mu_hi, extra_hi = self._support_inputs
+            y_max, eta_hi, extra_hi = self._support_inputs
+            fam = self._family_obj
+            mu_hi = float(fam.mean(np.array([eta_hi]), extra_hi)[0])
             note = None
             if self.max_count is not None:
                 K = int(self.max_count)
             else:
-                fam = self._family_obj
-                q = _quantile_up_to(fam, mu_hi, extra_hi, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
+                q = _quantile_up_to(fam, eta_hi, extra_hi, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
                 if q is None or y_max > MAX_AUTO_COUNT:
                     K, note = None, (mu_hi, y_max)
                 else:
@@ -599,7 +616,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
 
 class PoissonGLMM(_CountGLMM):
     __doc__ = (
-        """Poisson mixed model (log link), optionally zero-inflated.
+        """Poisson mixed model (log link), optionally zero-inflated or hurdle.
 
     .. math::
 
@@ -625,6 +642,9 @@ class PoissonGLMM(_CountGLMM):
         The zero-inflation model's coefficients on the logit scale (``estimate``,
         ``std_error``, ``z_value``, ``p_value``), indexed like glmmTMB's
         ``fixef(m)$zi``: ``"(Intercept)"``, then the predictors.
+    zero_prob_ : float
+        Estimated probability of a zero of the hurdle model (``hurdle=True``
+        only); the summary shows its logit, glmmTMB's ``fixef(m)$zi``.
     """
         + _NOTES
         + _COUNT_NOTES
@@ -652,7 +672,7 @@ _BETABINOMIAL_TRIALS = (
 
 class NegBinGLMM(_CountGLMM):
     __doc__ = (
-        """Negative binomial mixed model (NB2 or NB1), log link, optionally zero-inflated.
+        """Negative binomial mixed model (NB2 or NB1, log link), optionally zero-inflated or hurdle.
 
     ``family="nbinom2"`` (default): Var(Y | b) = mu + mu^2 / theta, ``theta``
     estimated jointly (glmmTMB's ``nbinom2``). ``family="nbinom1"``: Var(Y | b) =
@@ -690,6 +710,9 @@ class NegBinGLMM(_CountGLMM):
         The zero-inflation model's coefficients on the logit scale (``estimate``,
         ``std_error``, ``z_value``, ``p_value``), indexed like glmmTMB's
         ``fixef(m)$zi``: ``"(Intercept)"``, then the predictors.
+    zero_prob_ : float
+        Estimated probability of a zero of the hurdle model (``hurdle=True``
+        only); the summary shows its logit, glmmTMB's ``fixef(m)$zi``.
     """
         + _NOTES
         + _COUNT_NOTES
@@ -713,6 +736,8 @@ class NegBinGLMM(_CountGLMM):
         tol=1e-10,
         max_count=None,
         keep_data=False,
+        hurdle=False,
+        truncated=False,
         family="nbinom2",
     ):
         super().__init__(
@@ -725,9 +750,11 @@ class NegBinGLMM(_CountGLMM):
             tol=tol,
             max_count=max_count,
             keep_data=keep_data,
+            hurdle=hurdle,
+            truncated=truncated,
         )
         self.family = family
 
     def _family(self):
         name = "negbin1" if self.family == "nbinom1" else "negbin"
-        return make_family(name, self.zero_inflation)
+        return make_family(name, self.zero_inflation, hurdle=self.hurdle, truncated=self.truncated)

@@ -54,6 +54,7 @@ from ._formula_args import (
     parse_family,
     proportions_with_trials,
     resolve_n_agq,
+    with_zero_part,
 )
 from ._formula_model import FormulaState
 from ._formula_text import (
@@ -663,7 +664,10 @@ def glmer(
         Long-format data.
     family : str, default=None (binomial)
         R's family as a string: ``"binomial"``, ``"poisson"``, ``"nbinom2"`` (glmmTMB's
-        NB2, also ``"negbin"``), optionally with its link as R writes it:
+        NB2, also ``"negbin"``), ``"nbinom1"``, ``"betabinomial"``, and glmmTMB's
+        zero-truncated counts ``"truncated_poisson"``, ``"truncated_nbinom2"``,
+        ``"truncated_nbinom1"`` (hurdle models with ``ziformula="~1"``), optionally
+        with its link as R writes it:
         ``"binomial(link = 'logit')"``, ``'binomial(link = "logit")'``,
         ``"poisson(link = 'log')"``. Other links raise ``ValueError`` naming the ones
         available. When no family is given the model is binomial, and an outcome of
@@ -676,7 +680,8 @@ def glmer(
         zero-inflation probability, ``"~0"`` none, and ``"~ x"`` a logit-linear model
         of it (``zero_inflation_effects_``, R's ``fixef(m)$zi``). Its variables must
         also be in the conditional model's fixed part; random effects in it
-        (``~ (1 | g)``) are not supported.
+        (``~ (1 | g)``) are not supported. With a ``truncated_*`` family, ``"~1"`` is the hurdle's
+        probability of a zero, as in glmmTMB.
     weights : str or array-like of shape (n_rows,), default=None
         A column of ``data`` or one value per row of ``data``. Case weights; for a
         binomial outcome of proportions (numbers in [0, 1]) they are the numbers of
@@ -748,7 +753,14 @@ def glmer(
     }
     if isinstance(zero_inflation, str):
         zero_inflation = _zi_term(zero_inflation, data.loc[keep], list(design.X.columns))
-    if zero_inflation:
+    if zero_inflation is True:
+        params = with_zero_part(params)
+    elif zero_inflation:
+        if params.get("truncated"):
+            raise NotImplementedError(
+                f"ziformula={ziformula!r} with a truncated family: the hurdle's probability "
+                "of a zero with predictors is not supported; use ziformula='~1'."
+            )
         params["zero_inflation"] = zero_inflation
     sample_weight = None if w_all is None else w_all[keep]
     y, trials = design.y, design.trials

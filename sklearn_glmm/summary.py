@@ -145,6 +145,8 @@ class Summary:
             lines.append(f" Modelled: {modelled}")
         if est._family_obj.zero_inflated:
             lines.append(f" Zero inflation: {zero_inflation_formula(est)}")
+        elif est._family_obj.zero_formula is not None:
+            lines.append(f" Zero inflation: {est._family_obj.zero_formula}")
         return lines
 
     def __str__(self):

@@ -331,7 +331,7 @@ def _simulated(n_groups=300, per=8, seed=0, link="logit"):
     )
     eta = X.to_numpy() @ np.array([1.0, -0.8]) + rng.normal(scale=1.2, size=n_groups)[g]
     fam = make_family("ordinal", link=link, n_classes=4)
-    y = fam.sample_from_eta(eta, np.array([-1.0, 0.3, 1.8]), rng).astype(int)
+    y = fam.sample_eta(eta, None, np.array([-1.0, 0.3, 1.8]), rng).astype(int)
     return X, y, g
 
 

@@ -194,6 +194,32 @@ ZERO_INFLATION = ParameterBlock(
     "the data have no more zeros than the count model predicts.",
 )
 
+HURDLE_ZERO = ParameterBlock(
+    name="logit_zero",
+    reported="zero_prob",
+    # its estimate is the share of zeros (the hurdle's parts factorise); without zeros it
+    # runs to 0 (a data set without positive counts is refused before fitting)
+    bounds=(-20.0, 20.0),
+    start=0.0,
+    to_reported=special.expit,
+    attribute="zero_prob_",
+    # below a probability of 3e-7, only data without zeros: settled on the bound
+    flat_side=("lower", -15.0),
+    at_bound_value=0.0,
+    at_bound_message=(
+        "the hurdle's probability of a zero ran to 0 (its boundary): y has no zeros, and the "
+        "model is the zero-truncated count model (truncated=True; glmmTMB's truncated family "
+        "without ziformula). Standard errors are those of the count part."
+    ),
+    warning="ZeroInflationWarning",
+    label="Probability of a zero (hurdle)",
+    summary="logit table",
+    section="Zero-inflation model (hurdle: P(Y = 0), logit scale):",
+    sentence="The estimated probability of a zero (the hurdle) was {value}.",
+    at_bound_sentence="The probability of a zero was estimated at 0 (its boundary): the data "
+    "have no zeros.",
+)
+
 
 # -- blocks with a linear predictor ----------------------------------------------------
 #

@@ -102,7 +102,9 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
     ll_old = -np.inf
     for _ in range(max_iter):
         der = obj._derivs(d.X @ beta + d.offset, extra0)
-        H = d.X.T @ (der.w[:, None] * d.X) + 1e-8 * np.eye(d.n_beta)
+        # |w|: where the log-density is convex in eta (zero-truncated NB, zero-inflated, NB1
+        # counts) a Newton step on the signed curvature can head for a minimum
+        H = d.X.T @ (np.abs(der.w)[:, None] * d.X) + 1e-8 * np.eye(d.n_beta)
         try:
             step = np.linalg.solve(H, d.X.T @ der.d1)
         except np.linalg.LinAlgError:

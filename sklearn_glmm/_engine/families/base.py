@@ -130,6 +130,36 @@ class Family:
         """``d E[Y] / d eta`` per trial."""
         return self.link.inverse_derivative(eta)
 
+    # the zero part's formula as R prints it ("~1"), or None without one
+    zero_formula: str | None = None
+    # R's insight defines the family's latent-scale variance (ICC, Nakagawa's R2)
+    latent_variance_defined = True
+    # (subject, verb) of the report's sentences on exp(beta) when the link's reading
+    # ("the expected count") is not the family's; None otherwise
+    ratio_subject: tuple[str, str] | None = None
+
+    def check_outcome(self, y, weights) -> None:
+        """Raise ``ValueError`` for outcomes the family cannot describe (none here)."""
+
+    # -- the distribution of Y given eta -------------------------------------
+    # Callers holding a linear predictor ask these: a family whose distribution is
+    # not a function of its mean alone (the hurdle) overrides them.
+    def pmf_eta(self, k, eta, extra):
+        """P(Y = k | eta) (count families)."""
+        return self.pmf(k, self.mean(eta, extra), extra)
+
+    def cdf_eta(self, y, eta, trials, extra):
+        """P(Y <= y | eta)."""
+        return self.cdf(y, self.mean(eta, extra), trials, extra)
+
+    def variance_eta(self, eta, trials, extra):
+        """Var(Y | eta), on the scale of ``mean`` (per trial for the binomial)."""
+        return self.variance(self.mean(eta, extra), trials, extra)
+
+    def sample_eta(self, eta, trials, extra, rng):
+        """Draws of Y given eta (successes out of ``trials`` for the binomial)."""
+        return self.sample(self.mean(eta, extra), trials, extra, rng)
+
     def mean_over_normal(self, eta, var, extra=()):
         """E[Y] per trial when ``eta`` is normal with mean ``eta`` and variance ``var``.
 
@@ -154,6 +184,7 @@ def _lgamma_ratio(y, theta):
     there with counts of 1e4 to 1e6, which summed over rows shows in a
     log-likelihood); below it, through ``betaln``.
     """
+    # either may have more dimensions (quadrature nodes x rows, rows x counts)
     y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
     ypos = np.where(y > 0, y, 1.0)
     small = theta <= _STIRLING_SIZE

@@ -160,6 +160,40 @@ class NegativeBinomial2(Family):
         da2 = -2.0 * theta * s * r * r
         return da[None], da1[None], da2[None]
 
+    def log_zero_rate(self, eta, extra):
+        """``log s`` for ``s = -log P(Y = 0) = theta log(1 + mu / theta)`` and its
+        eta-derivatives (zero-truncation), free of cancellation as ``mu / theta -> 0``."""
+        if extra[0] >= NB_THETA.bounds[1]:
+            return _POISSON.log_zero_rate(eta)
+        log_theta = extra[0]
+        z = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX) - log_theta
+        x = np.exp(np.minimum(z, _ETA_MAX))
+        small = x < _SMALL_RATIO
+        # log s = log theta + log log(1 + x); for small x it is z + p(x) with
+        # p(x) = log(log1p(x) / x) from its series, and x^k p^(k)(x) term by term
+        xs = np.where(small, x, 0.0)
+        p0 = p1 = p2 = p3 = np.zeros_like(xs)
+        for k, c in enumerate(_LOG_LOG1P_SERIES, start=1):
+            xk = c * xs**k
+            p0 = p0 + xk
+            p1 = p1 + k * xk
+            p2 = p2 + k * (k - 1) * xk
+            p3 = p3 + k * (k - 1) * (k - 2) * xk
+        ell = np.logaddexp(0.0, z)  # log(1 + x), also for large z
+        rho = special.expit(z)
+        rho1 = rho * (1.0 - rho)
+        rho2 = rho1 * (1.0 - 2.0 * rho)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            L1 = rho / ell
+            L2 = rho1 / ell - L1 * L1
+            L3 = rho2 / ell - 3.0 * L1 * rho1 / ell + 2.0 * L1**3
+            log_ell = np.log(ell)
+        log_s = log_theta + np.where(small, z + p0, log_ell)
+        S1 = np.where(small, 1.0 + p1, L1)
+        S2 = np.where(small, p1 + p2, L2)
+        S3 = np.where(small, p1 + 3.0 * p2 + p3, L3)
+        return log_s, S1, S2, S3
+
     def mean(self, eta, extra=()):
         return _exp(eta)
 
@@ -185,5 +219,24 @@ class NegativeBinomial2(Family):
         theta = np.exp(extra[0])
         return stats.nbinom.cdf(y, theta, theta / (theta + mu))
 
+    def sf(self, y, mu, extra):
+        """P(Y > y)."""
+        theta = np.exp(extra[0])
+        return stats.nbinom.sf(y, theta, theta / (theta + mu))
+
 
 _POISSON = Poisson()
+
+# below this mu / theta the zero rate's log comes from a series
+_SMALL_RATIO = 0.01
+# log(log1p(x) / x) = sum_k c_k x^k
+_LOG_LOG1P_SERIES = (
+    -1.0 / 2.0,
+    5.0 / 24.0,
+    -1.0 / 8.0,
+    251.0 / 2880.0,
+    -19.0 / 288.0,
+    19087.0 / 362880.0,
+    -751.0 / 17280.0,
+    1070017.0 / 29030400.0,
+)

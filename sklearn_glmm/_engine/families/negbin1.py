@@ -56,6 +56,14 @@ class NegativeBinomial1(Family):
         a = -np.exp(np.minimum(eta, _ETA_MAX)) / phi * np.log1p(phi)
         return a, a, a, a
 
+    def log_zero_rate(self, eta, extra):
+        """``log s`` for ``s = -log P(Y = 0) = mu log(1 + phi) / phi`` and its
+        eta-derivatives (zero-truncation)."""
+        eta = np.asarray(eta, dtype=float)
+        phi = np.exp(extra[0])
+        log_s = eta + np.log(np.log1p(phi) / phi)
+        return log_s, np.ones_like(eta), np.zeros_like(eta), np.zeros_like(eta)
+
     def mean(self, eta, extra=()):
         return _exp(eta)
 
@@ -80,3 +88,8 @@ class NegativeBinomial1(Family):
     def cdf(self, y, mu, trials, extra):
         phi = np.exp(extra[0])
         return stats.nbinom.cdf(y, mu / phi, 1.0 / (1.0 + phi))
+
+    def sf(self, y, mu, extra):
+        """P(Y > y)."""
+        phi = np.exp(extra[0])
+        return stats.nbinom.sf(y, mu / phi, 1.0 / (1.0 + phi))

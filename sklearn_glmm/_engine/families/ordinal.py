@@ -251,7 +251,7 @@ class CumulativeLink(Family):
     def unit_deviance(self, y, mu, trials, extra=()):
         raise NotImplementedError("use -2 log p(y) of the fitted probabilities.")
 
-    def sample_from_eta(self, eta, extra, rng) -> np.ndarray:
+    def sample_eta(self, eta, trials, extra, rng) -> np.ndarray:
         """Class indices drawn at linear predictors ``eta`` (inverse-CDF sampling)."""
         cum = self.cumulative(eta, extra)
         u = rng.uniform(size=np.shape(eta))

@@ -39,6 +39,11 @@ class Poisson(Family):
         mu = _exp(eta)
         return -mu, -mu, -mu, -mu
 
+    def log_zero_rate(self, eta, extra=()):
+        """``log s`` for ``s = -log P(Y = 0) = mu`` and its eta-derivatives (zero-truncation)."""
+        eta = np.asarray(eta, dtype=float)
+        return eta, np.ones_like(eta), np.zeros_like(eta), np.zeros_like(eta)
+
     def mean(self, eta, extra=()):
         return _exp(eta)
 
@@ -58,3 +63,7 @@ class Poisson(Family):
 
     def cdf(self, y, mu, trials, extra=()):
         return stats.poisson.cdf(y, mu)
+
+    def sf(self, y, mu, extra=()):
+        """P(Y > y)."""
+        return stats.poisson.sf(y, mu)

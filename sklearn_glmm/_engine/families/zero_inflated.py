@@ -23,6 +23,7 @@ class ZeroInflated(Family):
     """
 
     zero_inflated = True
+    zero_formula = "~1"
     log_concave = False  # a zero's log-density is not concave in eta
 
     def __init__(self, base):

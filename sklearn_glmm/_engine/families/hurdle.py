@@ -1,0 +1,379 @@
+"""Zero-truncated counts and hurdle models (glmmTMB's ``truncated_*`` families).
+
+A zero-truncated count has the density of a count family ``f`` given ``Y > 0``:
+
+.. math::
+
+    P(Y = y \\mid \\eta) = \\frac{f(y \\mid \\mu)}{1 - f(0 \\mid \\mu)}, \\qquad y \\ge 1.
+
+A hurdle model adds a zero part: ``P(Y = 0) = pi`` and
+``P(Y = y) = (1 - pi) f(y | mu) / (1 - f(0 | mu))`` for ``y > 0`` (glmmTMB's
+``truncated_poisson`` / ``truncated_nbinom2`` / ``truncated_nbinom1`` with
+``ziformula = ~1``). The random effects enter the count part; ``logit pi`` is a
+parameter block. The two parts factorise: the zeros carry no information on the
+count part.
+
+Writing ``s = -log f(0 | mu)`` (the count family's "zero rate": ``mu`` for the
+Poisson), ``log(1 - f(0)) = log s - R(s)`` with ``R(s) = -log((1 - e^{-s}) / s)``,
+a function regular at ``s = 0``. The count family gives ``log s`` and its
+``eta``-derivatives free of cancellation (:meth:`log_zero_rate`), and ``R`` and
+its derivatives come from their Bernoulli series for small ``s`` and from closed
+forms otherwise, scaled so that nothing overflows for very large means. So the
+log-density and its three ``eta``-derivatives keep their relative accuracy as
+``mu -> 0`` (where the truncated count tends to 1) and for large ``mu``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from ..blocks import HURDLE_ZERO
+from .base import _ETA_MAX, _GH_W, _GH_Z, Family, _weighted
+
+# below this zero rate R and its scaled derivatives come from their series
+_SERIES_S = 0.5
+_N_TERMS = 16
+_B = special.bernoulli(_N_TERMS)
+# s / expm1(s) = sum_n B_n s^n / n!; h1(s) = 1 - s / expm1(s) = sum_{n >= 1} a_n s^n
+_A = np.array([-_B[n] / special.factorial(n) for n in range(1, _N_TERMS + 1)])
+_N = np.arange(1, _N_TERMS + 1, dtype=float)
+# central-difference step in the count family's extra parameters (log theta, log phi)
+_EXTRA_STEP = 1e-5
+
+
+def _series(s, coef):
+    """sum_n coef[n-1] s^n for n = 1..N (Horner)."""
+    out = np.zeros_like(s)
+    for c in coef[::-1]:
+        out = (out + c) * s
+    return out
+
+
+def zero_rate_terms(s, log_s):
+    """``R(s)`` and the scaled derivatives ``h_k = s^k R^{(k)}(s)``, k = 1, 2, 3.
+
+    ``R(s) = -log((1 - e^{-s}) / s)``: ``log(1 - f(0)) = log s - R(s)``. Each
+    ``h_k`` is bounded (``h1`` in [0, 1)), so products with the derivatives of
+    ``log s`` never overflow.
+    """
+    s = np.asarray(s, dtype=float)
+    small = s < _SERIES_S
+    ss = np.where(small, s, 0.0)
+    R = _series(ss, _A / _N)
+    h1 = _series(ss, _A)
+    h2 = _series(ss, _A * (_N - 1.0))
+    h3 = _series(ss, _A * (_N - 1.0) * (_N - 2.0))
+    if not small.all():
+        sb = np.where(small, 1.0, s)
+        lb = np.where(small, 0.0, log_s)
+        e = np.exp(-sb)
+        one_m = -np.expm1(-sb)  # 1 - e^{-s}
+        q1 = np.exp(lb - sb) / one_m  # s q with q = 1 / expm1(s)
+        q = e / one_m
+        q2 = np.exp(2.0 * lb - sb) / one_m * (1.0 + q)  # s^2 q (1 + q)
+        q3 = np.exp(3.0 * lb - sb) / one_m * (1.0 + q) * (1.0 + 2.0 * q)
+        R = np.where(small, R, lb - np.log(one_m))
+        h1 = np.where(small, h1, 1.0 - q1)
+        h2 = np.where(small, h2, -1.0 + q2)
+        h3 = np.where(small, h3, 2.0 - q3)
+    return R, h1, h2, h3
+
+
+def log_positive(log_s, S1, S2, S3):
+    """``log(1 - f(0))`` and its first three ``eta``-derivatives.
+
+    ``log_s``, ``S1..S3``: ``log s`` and its ``eta``-derivatives, ``s = -log f(0)``.
+    """
+    s = np.exp(log_s)
+    R, h1, h2, h3 = zero_rate_terms(s, log_s)
+    # derivatives of s divided by s: s'/s, s''/s, s'''/s
+    t1 = S1
+    t2 = S2 + S1 * S1
+    t3 = S3 + 3.0 * S1 * S2 + S1**3
+    R1 = h1 * t1
+    R2 = h2 * t1 * t1 + h1 * t2
+    R3 = h3 * t1**3 + 3.0 * h2 * t1 * t2 + h1 * t3
+    return log_s - R, S1 - R1, S2 - R2, S3 - R3
+
+
+class Truncated(Family):
+    """A count family truncated at zero (``y >= 1``); extra = the count family's.
+
+    glmmTMB's ``truncated_poisson``, ``truncated_nbinom2``, ``truncated_nbinom1``
+    without a zero part. ``mean`` is ``E[Y] = mu / (1 - f(0 | mu))``.
+    """
+
+    zero_formula = None
+    latent_variance_defined = False
+    # exp(beta) multiplies mu, the mean of the count family before truncation
+    ratio_subject = ("The mean of the untruncated count part of {outcome}", "was")
+
+    def __init__(self, base):
+        self.base = base
+        self.name = "truncated_" + base.name
+        self.r_name = "truncated_" + base.r_name
+        self.long_name = "zero-truncated " + base.long_name
+        self.link = base.link
+        self.blocks = tuple(base.blocks)
+        # the truncated Poisson is an exponential family in eta: w = Var(Y) >= 0
+        self.log_concave = base.name == "poisson"
+
+    # -- what the model is ---------------------------------------------------
+    def sentence_name(self) -> str:
+        return "zero-truncated " + self.base.sentence_name()
+
+    def check_outcome(self, y, weights) -> None:
+        """Zero counts have probability 0 under a zero-truncated model."""
+        zeros = int(np.sum((y == 0) & (weights > 0)))
+        if zeros:
+            raise ValueError(
+                f"y has {zeros} zero(s), but a zero-truncated count model ({self.r_name}) "
+                "describes counts of at least 1. Fit the zeros too with a hurdle model "
+                "(hurdle=True; glmmTMB's ziformula = ~1), or drop the zero rows if zeros "
+                "cannot occur in these data."
+            )
+
+    def mean_curvature(self, y, trials, weights) -> float:
+        return self.base.mean_curvature(y, trials, weights)
+
+    def constant(self, y, trials):
+        return self.base.constant(y, trials)
+
+    def _count_extra(self, extra):
+        return np.asarray(extra, dtype=float)[: len(self.base.blocks)]
+
+    def _zero_prob(self, extra):
+        return 0.0
+
+    # -- log-density ----------------------------------------------------------
+    def _truncated_derivs(self, y, eta, trials, base_extra, const):
+        eta = np.minimum(eta, _ETA_MAX)
+        d = self.base.derivs(y, eta, trials, None, base_extra, const)
+        g0, g1, g2, g3 = log_positive(*self.base.log_zero_rate(eta, base_extra))
+        return d.loglik - g0, d.d1 - g1, d.w + g2, d.w3 + g3
+
+    def derivs(self, y, eta, trials, weights, extra, const=None):
+        ll, d1, w, w3 = self._truncated_derivs(y, eta, trials, self._count_extra(extra), const)
+        # a zero has probability 0 (rows of weight 0 contribute nothing)
+        ll = np.where(y >= 1, ll, -np.inf)
+        if weights is not None:
+            ll = np.where(weights == 0, 0.0, ll)
+        return _weighted(weights, ll, d1, w, w3)
+
+    def extra_derivs(self, y, eta, trials, weights, extra, const=None):
+        """Derivatives in the extra parameters of ``loglik``, ``d1`` and ``w``, each
+        (n_extra, n).
+
+        The count family's own terms come from its analytic ``extra_derivs`` where it
+        has them (NB2: a finite difference of a log-density of order 1e7 would be lost
+        in its rounding), from central differences otherwise; the truncation's terms
+        ``log(1 - f(0))``, small and smooth, from central differences; ``logit pi``
+        analytically.
+        """
+        extra = np.asarray(extra, dtype=float)
+        eta = np.minimum(eta, _ETA_MAX)
+        base_extra = self._count_extra(extra)
+        n_base = len(base_extra)
+        dl, dd1, dw = (np.zeros((len(extra), len(eta))) for _ in range(3))
+        exact = getattr(self.base, "extra_derivs", None)
+        if n_base and exact is not None:
+            dl[:n_base], dd1[:n_base], dw[:n_base] = exact(y, eta, trials, None, base_extra, const)
+        for k in range(n_base):
+            step = np.zeros(n_base)
+            step[k] = _EXTRA_STEP
+            if exact is None:
+                dp = self.base.derivs(y, eta, trials, None, base_extra + step, const)
+                dm = self.base.derivs(y, eta, trials, None, base_extra - step, const)
+                dl[k] = (dp.loglik - dm.loglik) / (2 * _EXTRA_STEP)
+                dd1[k] = (dp.d1 - dm.d1) / (2 * _EXTRA_STEP)
+                dw[k] = (dp.w - dm.w) / (2 * _EXTRA_STEP)
+            gp = self._log_positive(eta, base_extra + step)
+            gm = self._log_positive(eta, base_extra - step)
+            # loglik - G0, d1 - G1, w + G2
+            dl[k] -= (gp[0] - gm[0]) / (2 * _EXTRA_STEP)
+            dd1[k] -= (gp[1] - gm[1]) / (2 * _EXTRA_STEP)
+            dw[k] += (gp[2] - gm[2]) / (2 * _EXTRA_STEP)
+        if len(extra) > n_base:  # the hurdle's logit pi
+            zero = y == 0
+            pi = self._zero_prob(extra)
+            dl[:n_base, zero] = 0.0
+            dd1[:n_base, zero] = 0.0
+            dw[:n_base, zero] = 0.0
+            dl[n_base] = np.where(zero, 1.0 - pi, -pi)
+        if weights is not None:
+            dl, dd1, dw = weights * dl, weights * dd1, weights * dw
+        return dl, dd1, dw
+
+    def _log_positive(self, eta, base_extra):
+        eta = np.minimum(eta, _ETA_MAX)
+        return log_positive(*self.base.log_zero_rate(eta, base_extra))
+
+    # -- the distribution given eta --------------------------------------------
+    def _truncated_mean(self, eta, base_extra):
+        eta = np.asarray(eta, dtype=float)
+        g0, g1, _, _ = self._log_positive(eta, base_extra)
+        return np.exp(np.minimum(eta, _ETA_MAX) - g0), g1
+
+    def mean(self, eta, extra=()):
+        m, _ = self._truncated_mean(eta, self._count_extra(extra))
+        return (1.0 - self._zero_prob(extra)) * m
+
+    def mean_derivative(self, eta, extra=()):
+        m, g1 = self._truncated_mean(eta, self._count_extra(extra))
+        return (1.0 - self._zero_prob(extra)) * m * (1.0 - g1)
+
+    def mean_over_normal(self, eta, var, extra=()):
+        """E[Y] over a normal ``eta`` (32-node Gauss-Hermite: the mean is not ``exp``)."""
+        eta = np.asarray(eta, dtype=float)
+        var = np.broadcast_to(np.asarray(var, dtype=float), eta.shape)
+        if np.all(var == 0):
+            return self.mean(eta, extra)
+        nodes = eta[..., None] + np.sqrt(var)[..., None] * _GH_Z
+        return self.mean(nodes, extra) @ _GH_W
+
+    def _truncated_variance(self, eta, base_extra):
+        eta = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX)
+        m, _ = self._truncated_mean(eta, base_extra)
+        mu = self.base.mean(eta)
+        log_s = self.base.log_zero_rate(eta, base_extra)[0]
+        s = np.exp(log_s)
+        _, h1, _, _ = zero_rate_terms(s, log_s)
+        # Var = m (V / mu - mu / expm1(s)), and mu / expm1(s) = (mu / s)(1 - h1)
+        ratio = self.base.variance(mu, 1.0, base_extra) / np.where(mu > 0, mu, 1.0)
+        mu_s = np.exp(np.minimum(eta, _ETA_MAX) - log_s)
+        return m * np.maximum((ratio - mu_s) + mu_s * h1, 0.0), m
+
+    def variance_eta(self, eta, trials, extra):
+        pi = self._zero_prob(extra)
+        v, m = self._truncated_variance(eta, self._count_extra(extra))
+        return (1.0 - pi) * v + pi * (1.0 - pi) * m * m
+
+    def pmf_eta(self, k, eta, extra):
+        k, eta = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(eta, dtype=float))
+        base_extra = self._count_extra(extra)
+        kk = np.where(k >= 1, k, 1.0)
+        ll = self._truncated_derivs(kk, eta, None, base_extra, None)[0]
+        pi = self._zero_prob(extra)
+        return np.where(k >= 1, (1.0 - pi) * np.exp(ll), pi * (k == 0))
+
+    def cdf_eta(self, y, eta, trials, extra):
+        y, eta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(eta, dtype=float))
+        base_extra = self._count_extra(extra)
+        # P(Y > y | Y > 0) = S(y) / (1 - f(0)): no cancellation when f(0) is near 1
+        mu = self.base.mean(np.minimum(eta, _ETA_MAX))
+        with np.errstate(divide="ignore"):
+            log_sf = np.log(self.base.sf(np.maximum(y, 0.0), mu, base_extra))
+        upper = np.exp(np.minimum(log_sf - self._log_positive(eta, base_extra)[0], 0.0))
+        pi = self._zero_prob(extra)
+        return np.where(y >= 0, 1.0 - (1.0 - pi) * np.where(y >= 1, upper, 1.0), 0.0)
+
+    def sample_eta(self, eta, trials, extra, rng):
+        """Draws by inversion of the truncated survival function (exact however
+        rarely the count part is positive)."""
+        eta = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX)
+        base_extra = self._count_extra(extra)
+        mu = self.base.mean(eta)
+        # Y = min{y : S(y) <= V (1 - f(0))}, V uniform: S(0) = 1 - f(0) > target
+        target = rng.random(eta.shape) * np.exp(self._log_positive(eta, base_extra)[0])
+
+        def above(k):
+            return self.base.sf(k, mu, base_extra) > target
+
+        lo = np.zeros(eta.shape)
+        hi = np.ones(eta.shape)
+        for _ in range(64):  # doubling until S(hi) <= target
+            up = above(hi)
+            if not up.any():
+                break
+            lo = np.where(up, hi, lo)
+            hi = np.where(up, 2.0 * hi, hi)
+        while np.any(hi - lo > 1):
+            mid = np.floor((lo + hi) / 2.0)
+            up = above(mid)
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+        pi = self._zero_prob(extra)
+        if pi == 0.0:
+            return hi
+        return np.where(rng.random(eta.shape) < pi, 0.0, hi)
+
+    # -- the distribution given the mean (for callers holding a mean) ----------
+    def _eta_from_mean(self, mu, extra):
+        """The ``eta`` whose mean is ``mu`` (the mean increases with ``eta``); NaN where
+        ``mu`` is below the model's smallest mean ``1 - pi``."""
+        mu = np.asarray(mu, dtype=float)
+        lo = np.full(mu.shape, -50.0)
+        hi = np.maximum(np.log(np.maximum(mu, 1e-300)) + 1.0, lo + 1.0)
+        hi = np.minimum(hi, _ETA_MAX)
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            below = self.mean(mid, extra) < mu
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+            if np.all(hi - lo < 1e-13 * np.maximum(1.0, np.abs(hi))):
+                break
+        eta = 0.5 * (lo + hi)
+        floor = (1.0 - self._zero_prob(extra)) * (1.0 + 1e-12)
+        return np.where(mu >= floor, eta, np.nan)
+
+    def variance(self, mu, trials, extra):
+        return self.variance_eta(self._eta_from_mean(mu, extra), trials, extra)
+
+    def pmf(self, k, mu, extra):
+        return self.pmf_eta(k, self._eta_from_mean(mu, extra), extra)
+
+    def cdf(self, y, mu, trials, extra):
+        return self.cdf_eta(y, self._eta_from_mean(mu, extra), trials, extra)
+
+    def sample(self, mu, trials, extra, rng):
+        return self.sample_eta(self._eta_from_mean(mu, extra), trials, extra, rng)
+
+    def unit_deviance(self, y, mu, trials, extra):
+        """The count family's deviance of the mean ``mu`` (used for D^2 only)."""
+        return self.base.unit_deviance(y, mu, trials, self._count_extra(extra))
+
+
+class Hurdle(Truncated):
+    """A hurdle model: P(Y = 0) = pi, and the zero-truncated count family above zero.
+
+    extra = [count family's..., logit pi]. The zeros' log-density ``log pi`` does
+    not depend on ``eta``; a positive count's is ``log(1 - pi)`` plus the truncated
+    count's.
+    """
+
+    zero_formula = "~1"
+
+    def __init__(self, base):
+        super().__init__(base)
+        self.name = "hurdle_" + base.name
+        self.long_name = "hurdle " + base.long_name
+        self.blocks = tuple(base.blocks) + (HURDLE_ZERO,)
+
+    def sentence_name(self) -> str:
+        return "hurdle " + self.base.sentence_name()
+
+    def check_outcome(self, y, weights) -> None:
+        """Without positive counts the count part is not identified (without zeros the
+        probability of a zero is a boundary estimate, 0)."""
+        used = weights > 0
+        zeros = int(np.sum((y == 0) & used))
+        if zeros == int(np.sum(used)):
+            raise ValueError(
+                "y has only zeros: the count part of a hurdle model is not identified. "
+                "A hurdle model needs some positive counts."
+            )
+
+    def _zero_prob(self, extra):
+        return float(special.expit(np.asarray(extra, dtype=float)[-1]))
+
+    def derivs(self, y, eta, trials, weights, extra, const=None):
+        extra = np.asarray(extra, dtype=float)
+        ll, d1, w, w3 = self._truncated_derivs(y, eta, trials, self._count_extra(extra), const)
+        logit_pi = extra[-1]
+        log_pi = -np.logaddexp(0.0, -logit_pi)
+        log1m_pi = -np.logaddexp(0.0, logit_pi)
+        zero = y == 0
+        loglik = np.where(zero, log_pi, log1m_pi + ll)
+        d1 = np.where(zero, 0.0, d1)
+        w = np.where(zero, 0.0, w)
+        w3 = np.where(zero, 0.0, w3)
+        return _weighted(weights, loglik, d1, w, w3)
