@@ -1,0 +1,151 @@
+"""One simulated study of a power analysis: draw data from a specification, refit, test.
+
+Every study gets its own seed (a child of the run's ``SeedSequence`` keyed by the
+design cell and the study's number), so results do not depend on ``n_jobs`` or on
+the order in which studies run.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ._design import INTERCEPT
+
+
+@dataclass
+class Outcome:
+    """What one simulated study gave."""
+
+    p_value: float = np.nan
+    estimate: float = np.nan
+    std_error: float = np.nan
+    converged: bool = True
+    singular: bool = False
+    error: str | None = None  # why no test was possible (failed refit, aliased column)
+    n_obs: int = 0
+
+
+def simulate_data(spec, X: pd.DataFrame, groups, rng: np.random.Generator):
+    """Outcomes for the rows ``X`` (with ``groups``) drawn from ``spec``."""
+    n = len(X)
+    eta = np.full(n, spec.fixed_effects.get(INTERCEPT, 0.0))
+    for name in spec.features:
+        eta = eta + spec.fixed_effects[name] * X[name].to_numpy(dtype=float)
+    term = spec.term
+    if term is not None:
+        levels, codes = np.unique(np.asarray(groups), return_inverse=True)
+        S = spec.covariance
+        # eigen-factor: works for a singular (e.g. zero-variance) covariance too
+        vals, vecs = np.linalg.eigh(S)
+        root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+        B = rng.standard_normal((len(levels), len(term.names))) @ root.T
+        Z = np.column_stack(
+            ([np.ones(n)] if term.intercept else [])
+            + [X[s].to_numpy(dtype=float) for s in term.slopes]
+        )
+        eta = eta + np.einsum("nq,nq->n", Z, B[codes])
+    fam, extra = spec.family, spec.extra
+    mu = fam.mean(eta, extra)
+    trials = np.full(n, float(spec.trials))
+    return fam.sample(mu, trials, extra, rng)
+
+
+def _fit(spec, X, y, groups):
+    est = spec.refit_estimator()
+    kw = {}
+    if spec.trials > 1:
+        kw["trials"] = np.full(len(y), spec.trials)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if spec.term is None:
+            return est.fit(X, y, **kw)
+        return est.fit(X, y, groups=groups, **kw)
+
+
+def run_study(spec, test, method, design, n_groups, n_per_group, seed) -> Outcome:
+    """Simulate one data set, refit, and test ``test``."""
+    rng = np.random.default_rng(seed)
+    X, groups = design(n_groups, n_per_group, rng)
+    missing = [c for c in spec.features if c not in X.columns]
+    if missing:
+        raise ValueError(
+            f"the design's data have no column(s) {missing}, which fixed_effects name; "
+            f"it gave {list(X.columns)}."
+        )
+    Xf = X[spec.features]
+    y = simulate_data(spec, X, groups, rng)
+    out = Outcome(n_obs=len(y))
+    try:
+        full = _fit(spec, Xf, y, groups)
+        row = full.fixed_effects_.loc[test]
+        out.estimate, out.std_error = float(row["estimate"]), float(row["std_error"])
+        out.converged = bool(full.converged_)
+        out.singular = bool(getattr(full, "is_singular_", False))
+        if method == "wald":
+            out.p_value = float(row["p_value"])
+        else:
+            null = _fit(spec, Xf.drop(columns=[test]), y, groups)
+            out.converged = out.converged and bool(null.converged_)
+            lr = max(2.0 * (full.loglik_ - null.loglik_), 0.0)
+            out.p_value = float(stats.chi2.sf(lr, 1)) if np.isfinite(out.estimate) else np.nan
+    except Exception as exc:  # noqa: BLE001 - every failed refit is counted and named
+        out.error = f"{type(exc).__name__}: {exc}"
+        return out
+    if not np.isfinite(out.p_value):
+        out.error = (
+            f"no p-value for {test!r} (estimate {out.estimate:.3g}, standard error "
+            f"{out.std_error:.3g}): the column was aliased or the fit had no standard error"
+        )
+    return out
+
+
+def run_chunk(spec, test, method, design, tasks):
+    """Studies ``tasks`` = [(cell, n_groups, n_per_group, seed), ...], single-threaded BLAS."""
+    from ._engine.optimize import single_threaded_blas
+
+    with single_threaded_blas():
+        return [
+            (cell, run_study(spec, test, method, design, g, k, seed)) for cell, g, k, seed in tasks
+        ]
+
+
+class Progress:
+    """A progress bar on stderr (tqdm's when it is installed)."""
+
+    def __init__(self, total: int, enabled: bool, desc: str = "power"):
+        self.total, self.done, self.enabled, self.desc = total, 0, enabled, desc
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc=desc)
+            except ImportError:
+                self.bar = None
+
+    def update(self, k: int):
+        self.done += k
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(k)
+            return
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        sys.stderr.write(
+            f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+        )
+        sys.stderr.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
