@@ -320,3 +320,44 @@ def test_conditional_marginal_table(logit_slopes, pois):
     with pytest.raises(ValueError, match="level"):
         conditional_marginal_table(m, level=95)
     assert conditional_marginal_table(pois[1]).attrs["scale"] == "rate ratio"
+
+
+# ---------------------------------------------------------------------------
+# summary, report and plot
+# ---------------------------------------------------------------------------
+def test_summary_and_report_show_the_marginal_coefficients(logit_slopes):
+    _, m = logit_slopes
+    mc = marginal_coefs(m)
+    text = m.summary().marginal()
+    assert text.startswith("Marginal (population-averaged) fixed effects:")
+    line = next(ln for ln in text.splitlines() if ln.startswith("treatment"))
+    assert f"{mc.loc['treatment', 'estimate']:.6f}" in line
+    assert f"{mc.loc['treatment', 'std_error']:.6f}" in line
+    plain = m.report()
+    with_marginal = m.report(marginal=True)
+    assert "population-averaged" not in plain
+    sentence = with_marginal[len(plain.split(" Across")[0]) :]
+    assert f"time OR = {np.exp(mc.loc['time', 'estimate']):.2f}, 95% CI" in sentence
+
+
+def test_plot_marginal_coefs(logit_slopes, pois, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sklearn_glmm.plotting import plot_marginal_coefs
+
+    _, m = logit_slopes
+    ax = plot_marginal_coefs(m)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["time", "treatment"]
+    assert ax.get_xscale() == "log"
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels[0].startswith("conditional") and labels[1].startswith("marginal")
+    # the markers sit at the table's ratios, the intercept left out
+    t = conditional_marginal_table(m).drop(index="(Intercept)")
+    for container, kind in zip(ax.containers, ("conditional", "marginal")):
+        np.testing.assert_allclose(container.lines[0].get_xdata(), t[kind])
+    ax.figure.savefig(tmp_path / "m.png")
+    ax2 = plot_marginal_coefs(pois[1], exponentiate=False, intercept=True)
+    assert ax2.get_xscale() == "linear" and len(ax2.get_yticklabels()) == 3
+    plt.close("all")

@@ -263,3 +263,27 @@ def test_binomial_trials(spec):
     pc = power_curve(s, "treatment", n_groups=40, n_per_group=3, n_sim=20, random_state=0)
     assert pc["n_failed"].iloc[0] == 0
     assert pc["mean_estimate"].iloc[0] == pytest.approx(0.5, abs=0.15)
+
+
+def test_plot_power_curve(spec, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sklearn_glmm.plotting import plot_power_curve
+
+    pc = power_curve(
+        spec, "treatment", n_groups=[20, 40], n_per_group=[2, 4], n_sim=4, random_state=0
+    )
+    ax = plot_power_curve(pc, target=0.9)
+    assert len(ax.lines) == 3 and ax.get_ylim() == (0.0, 1.0)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), pc["power"].iloc[:2])
+    assert "treatment" in ax.get_title()
+    ax.figure.savefig(tmp_path / "p.png")
+    ax2 = plot_power_curve(pc, x="n_per_group", target=None)
+    assert len(ax2.lines) == 2 and ax2.get_xlabel() == "Observations per group"
+    with pytest.raises(ValueError, match="x must be"):
+        plot_power_curve(pc, x="n_obs")
+    with pytest.raises(ValueError, match="result of power_curve"):
+        plot_power_curve(pc.drop(columns="lower"))
+    plt.close("all")
