@@ -82,9 +82,15 @@ def plot_marginal_coefs(
         ax.errorbar(v, pos + shift, xerr=err, fmt=marker, capsize=3, label=label)
     ax.axvline(1.0 if ratio else 0.0, color="0.5", lw=1, ls=":")
     if ratio:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
     ax.set_yticks(pos)
     ax.set_yticklabels(list(table.index))
+    ax.set_ylim(-0.6, len(table) + 0.4)  # room for the legend above the top row
     ax.set_xlabel(f"{scale[:1].upper()}{scale[1:]} ({round(level * 100)}% CI)")
-    ax.legend(frameon=False, loc="best")
+    ax.legend(frameon=False, loc="upper center", ncol=2, fontsize="small")
     return ax

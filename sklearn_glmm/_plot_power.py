@@ -80,8 +80,14 @@ def plot_power_curve(
     ax.set_ylabel("Power" + ci)
     test = table.attrs.get("test")
     if test is not None:
-        eff = table.attrs.get("effect")
-        ax.set_title(f"Power to detect {test}" + ("" if eff is None else f" = {eff:.3g}"))
+        eff, ratio = table.attrs.get("effect"), table.attrs.get("ratio")
+        if eff is None:
+            what = ""
+        elif ratio is not None and test != "(Intercept)":
+            what = f" ({ratio} {np.exp(eff):.3g})"
+        else:
+            what = f" = {eff:.3g}"
+        ax.set_title(f"Power to detect {test}{what}")
     if np.all(np.asarray(table[x].dropna()) == np.round(table[x].dropna())):
         from matplotlib.ticker import MaxNLocator
 

@@ -268,8 +268,9 @@ def power_curve(
         ``n_failed`` (refits without a test, left out of the power),
         ``n_nonconverged`` and ``n_singular`` (kept), ``n_sim``, ``n_obs`` (mean
         rows per study), ``mean_estimate`` and ``mean_std_error`` of the tested
-        coefficient. ``table.attrs`` records the test, effect, method, alpha,
-        level, interval, the failures' messages, the elapsed ``seconds`` and the
+        coefficient. ``table.attrs`` records the test, effect (link scale), the
+        link's ratio name (``"odds ratio"``, ...), method, alpha, level,
+        interval, the failures' messages, the elapsed ``seconds`` and the
         ``refits_per_second``.
     """
     spec = _as_spec(model, trials)
@@ -311,6 +312,7 @@ def power_curve(
     table.attrs.update(
         test=test,
         effect=spec.fixed_effects[test],
+        ratio=spec.family.link.ratio_name,
         method=method,
         alpha=alpha,
         level=level,
