@@ -85,7 +85,7 @@ def _internal_value(block, value: float) -> float:
     return float(optimize.brentq(lambda v: block.to_reported(v) - value, lo, hi, xtol=1e-12))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GLMMSpec:
     """A GLMM given by its parameters: what a power simulation draws data from.
 

@@ -361,3 +361,26 @@ def test_plot_marginal_coefs(logit_slopes, pois, tmp_path):
     ax2 = plot_marginal_coefs(pois[1], exponentiate=False, intercept=True)
     assert ax2.get_xscale() == "linear" and len(ax2.get_yticklabels()) == 3
     plt.close("all")
+
+
+def test_formula_and_group_columns_models():
+    pytest.importorskip("formulaic")
+    from sklearn_glmm.formula import glmer
+
+    df, _ = make_longitudinal("binomial", n_groups=100, re_sd=1.5, random_state=0)
+    df["arm"] = np.where(df["treatment"] == 1, "b", "a")
+    plain = _fit(BinomialGLMM(), df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        formula = glmer("y ~ time + arm + (1 | id)", df, family="binomial")
+        by_column = BinomialGLMM(group_columns="id").fit(df[["id", *FEATURES]], df["y"])
+    expected = marginal_coefs(plain)["estimate"].to_numpy()
+    # glmer's model matrix is rebuilt from the data frame's columns
+    np.testing.assert_allclose(marginal_coefs(formula, df)["estimate"], expected, atol=1e-5)
+    np.testing.assert_allclose(marginal_coefs(formula)["estimate"], expected, atol=1e-5)
+    assert list(marginal_coefs(formula).index) == list(formula.fixed_effects_.index)
+    # group_columns: the labels in X are not used by the marginal mean
+    np.testing.assert_allclose(marginal_coefs(by_column)["estimate"], expected, atol=1e-6)
+    np.testing.assert_allclose(
+        marginal_coefs(by_column, df[["id", *FEATURES]])["estimate"], expected, atol=1e-6
+    )
