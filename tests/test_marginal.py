@@ -225,6 +225,28 @@ def test_agrees_with_gee_at_large_n():
         assert abs(m.fixed_effects_.loc[t, "estimate"] - ref["gee_estimate"][t]) > 3 * se
 
 
+def test_recovers_the_true_marginal_coefficients():
+    # constructed solution: the population's marginal coefficients, integrated from the
+    # true parameters, are within the standard errors of the fitted model's
+    fe = {"(Intercept)": -0.4, "time": -0.25, "treatment": 0.7}
+    S = np.array([[1.8**2, 0.3 * 1.8 * 0.4], [0.3 * 1.8 * 0.4, 0.4**2]])
+    df, _ = make_longitudinal(
+        "binomial", n_groups=1500, fixed_effects=fe, re_sd=1.8, slope_sd=0.4, re_corr=0.3,
+        random_state=21,
+    )  # fmt: skip
+    m = _fit(BinomialGLMM(random_effects="1 + time"), df)
+    D = np.column_stack([np.ones(len(df)), df[FEATURES].to_numpy(float)])
+    Z = np.column_stack([np.ones(len(df)), df["time"].to_numpy(float)])
+    beta = np.array([fe["(Intercept)"], fe["time"], fe["treatment"]])
+    mu = _tensor_marginal_means(D @ beta, Z, S, special.expit, n_nodes=30)
+    truth = np.linalg.lstsq(D, special.logit(mu), rcond=None)[0]
+    mc = marginal_coefs(m)
+    z = (mc["estimate"].to_numpy() - truth) / mc["std_error"].to_numpy()
+    assert np.all(np.abs(z) < 3), z
+    # while the conditional truth is far from the marginal one
+    assert np.all(np.abs(beta[1:] - truth[1:]) > 4 * mc["std_error"].to_numpy()[1:])
+
+
 # ---------------------------------------------------------------------------
 # standard errors
 # ---------------------------------------------------------------------------
