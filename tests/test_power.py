@@ -56,28 +56,39 @@ def test_type_one_error_is_alpha(spec, method):
     assert abs(row["mean_estimate"]) < 3 * row["mean_std_error"] / np.sqrt(250)
 
 
-def _glm_wald_power(b0, b1, n_per_arm, alpha=0.05):
-    """Closed-form power of the Wald test of a log odds ratio between two arms."""
-    p0, p1 = special.expit(b0), special.expit(b0 + b1)
-    se = np.sqrt(1 / (n_per_arm * p0 * (1 - p0)) + 1 / (n_per_arm * p1 * (1 - p1)))
+def _glm_wald_power(family, b0, b1, n_per_arm, alpha=0.05):
+    """Closed-form power of the Wald test of a two-arm log odds / rate ratio (a GLM).
+
+    ``Var(b1) = 1 / (n p0 q0) + 1 / (n p1 q1)`` (logistic) or
+    ``1 / (n mu0) + 1 / (n mu1)`` (Poisson): the inverse Fisher information. A large-sample
+    answer: the designs below have tens of events per arm at least.
+    """
+    if family == "binomial":
+        p0, p1 = special.expit(b0), special.expit(b0 + b1)
+        info0, info1 = p0 * (1 - p0), p1 * (1 - p1)
+    else:
+        info0, info1 = np.exp(b0), np.exp(b0 + b1)
+    se = np.sqrt(1 / (n_per_arm * info0) + 1 / (n_per_arm * info1))
     z = stats.norm.ppf(1 - alpha / 2)
     return stats.norm.cdf(abs(b1) / se - z) + stats.norm.cdf(-abs(b1) / se - z)
 
 
-def test_glm_power_matches_closed_form():
-    glm = GLMMSpec(BinomialGLMM(), {"(Intercept)": -0.5, "treatment": OR})  # no random effects
+@pytest.mark.parametrize(
+    ("family", "est", "b0", "b1", "n_groups"),
+    [
+        ("binomial", BinomialGLMM(), -0.5, OR, [100, 300]),
+        ("poisson", PoissonGLMM(), 0.0, np.log(0.8), [100, 250]),
+    ],
+)
+def test_glm_power_matches_closed_form(family, est, b0, b1, n_groups):
+    glm = GLMMSpec(est, {"(Intercept)": b0, "treatment": b1})  # no random effects: a GLM
     pc = power_curve(
-        glm,
-        "treatment",
-        n_groups=[100, 300],
-        n_per_group=2,
-        n_sim=300,
-        level=0.99,
+        glm, "treatment", n_groups=n_groups, n_per_group=2, n_sim=300, level=0.99,
         random_state=2,
-    )
+    )  # fmt: skip
     for _, row in pc.iterrows():
         rows_per_arm = row["n_groups"] * row["n_per_group"] / 2
-        expected = _glm_wald_power(-0.5, OR, rows_per_arm)
+        expected = _glm_wald_power(family, b0, b1, rows_per_arm)
         assert row["lower"] <= expected <= row["upper"], (row, expected)
     assert 0.2 < pc["power"].iloc[0] < pc["power"].iloc[1] < 0.95  # a discriminating range
 
