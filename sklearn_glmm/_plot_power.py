@@ -79,6 +79,8 @@ def plot_power_curve(
     ci = f" ({round(level * 100)}% Monte Carlo interval)" if level else ""
     ax.set_ylabel("Power" + ci)
     test = table.attrs.get("test")
+    if test is not None and not isinstance(test, str):
+        test = " and ".join(map(str, test))  # a joint test: no single effect to show
     if test is not None:
         eff, ratio = table.attrs.get("effect"), table.attrs.get("ratio")
         if eff is None:

@@ -68,8 +68,25 @@ def _fit(spec, X, y, groups):
         return est.fit(X, y, groups=groups, **kw)
 
 
-def run_study(spec, test, method, design, n_groups, n_per_group, seed) -> Outcome:
-    """Simulate one data set, refit, and test ``test``."""
+def _wald(est, tests):
+    """(estimate, standard error, p-value) of the Wald test of ``tests`` (a list)."""
+    fe = est.fixed_effects_.loc[tests]
+    if len(tests) == 1:
+        row = fe.iloc[0]
+        return float(row["estimate"]), float(row["std_error"]), float(row["p_value"])
+    b = fe["estimate"].to_numpy()
+    if not np.all(np.isfinite(b)):
+        return np.nan, np.nan, np.nan
+    V = est._vcov_fixed.loc[tests, tests].to_numpy()
+    try:
+        w = float(b @ np.linalg.solve(V, b))
+    except np.linalg.LinAlgError:
+        return np.nan, np.nan, np.nan
+    return np.nan, np.nan, float(stats.chi2.sf(w, len(tests))) if np.isfinite(w) else np.nan
+
+
+def run_study(spec, tests, method, design, n_groups, n_per_group, seed) -> Outcome:
+    """Simulate one data set, refit, and test the coefficients ``tests`` (a list)."""
     rng = np.random.default_rng(seed)
     X, groups = design(n_groups, n_per_group, rng)
     missing = [c for c in spec.features if c not in X.columns]
@@ -83,24 +100,23 @@ def run_study(spec, test, method, design, n_groups, n_per_group, seed) -> Outcom
     out = Outcome(n_obs=len(y))
     try:
         full = _fit(spec, Xf, y, groups)
-        row = full.fixed_effects_.loc[test]
-        out.estimate, out.std_error = float(row["estimate"]), float(row["std_error"])
+        out.estimate, out.std_error, out.p_value = _wald(full, tests)
         out.converged = bool(full.converged_)
         out.singular = bool(getattr(full, "is_singular_", False))
-        if method == "wald":
-            out.p_value = float(row["p_value"])
-        else:
-            null = _fit(spec, Xf.drop(columns=[test]), y, groups)
+        if method == "lrt":
+            null = _fit(spec, Xf.drop(columns=tests), y, groups)
             out.converged = out.converged and bool(null.converged_)
             lr = max(2.0 * (full.loglik_ - null.loglik_), 0.0)
-            out.p_value = float(stats.chi2.sf(lr, 1)) if np.isfinite(out.estimate) else np.nan
+            estimable = np.all(np.isfinite(full.fixed_effects_.loc[tests, "estimate"]))
+            out.p_value = float(stats.chi2.sf(lr, len(tests))) if estimable else np.nan
     except Exception as exc:  # noqa: BLE001 - every failed refit is counted and named
         out.error = f"{type(exc).__name__}: {exc}"
         return out
     if not np.isfinite(out.p_value):
+        what = tests[0] if len(tests) == 1 else tests
         out.error = (
-            f"no p-value for {test!r} (estimate {out.estimate:.3g}, standard error "
-            f"{out.std_error:.3g}): the column was aliased or the fit had no standard error"
+            f"no p-value for {what!r} (estimate {out.estimate:.3g}, standard error "
+            f"{out.std_error:.3g}): a column was aliased or the fit had no standard error"
         )
     return out
 

@@ -112,22 +112,56 @@ def _grid(values, name, allow_none=False) -> list:
     return out
 
 
-def _check_test(spec, test, method):
+def _check_test(spec, test, method) -> list[str]:
+    """The tested coefficients as a list, checked against the model and the method."""
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
-    if test not in spec.fixed_effects:
+    tests = [test] if isinstance(test, str) else list(test)
+    if not tests or not all(isinstance(t, str) for t in tests) or len(set(tests)) < len(tests):
         raise ValueError(
-            f"test={test!r} is not one of the model's fixed effects {list(spec.fixed_effects)}."
+            f"test must name a fixed effect or a list of distinct fixed effects, got {test!r}."
+        )
+    unknown = [t for t in tests if t not in spec.fixed_effects]
+    if unknown:
+        raise ValueError(
+            f"test names {unknown}, which are not among the model's fixed effects "
+            f"{list(spec.fixed_effects)}."
         )
     if method == "lrt":
         term = spec.term
-        if test == INTERCEPT:
+        if INTERCEPT in tests:
             raise ValueError("method='lrt' cannot test the intercept; use method='wald'.")
-        if term is not None and test in term.slopes:
+        slopes = [t for t in tests if term is not None and t in term.slopes]
+        if slopes:
             raise ValueError(
-                f"method='lrt' drops {test!r} from the fixed effects, but it is also a random "
-                "slope; use method='wald'."
+                f"method='lrt' drops {slopes} from the fixed effects, but they are also random "
+                "slopes; use method='wald'."
             )
+    return tests
+
+
+def _with_effect(spec, tests, effect):
+    if effect is None:
+        return spec
+    if isinstance(effect, dict):
+        if set(effect) != set(tests):
+            raise ValueError(
+                f"effect as a dict gives the true value of every tested coefficient: expected "
+                f"keys {tests}, got {sorted(effect)}."
+            )
+        values = effect
+    elif len(tests) == 1 and np.ndim(effect) == 0:
+        values = {tests[0]: effect}
+    else:
+        raise ValueError(
+            f"effect must be a number for one tested coefficient, or a dict {{name: value}} "
+            f"for {tests}; got {effect!r}."
+        )
+    for name, value in values.items():
+        if not np.isfinite(float(value)):
+            raise ValueError(f"effect of {name!r} must be finite, got {value!r}.")
+        spec = spec.with_effect(name, float(value))
+    return spec
 
 
 def _tasks(cells, n_sim, random_state):
@@ -189,7 +223,7 @@ def _summarise(cells, results, n_sim, alpha, level, interval):
                 "n_sim": n_sim,
                 "n_obs": float(np.mean([o.n_obs for o in outs])),
                 "mean_estimate": float(est.mean()) if ok else np.nan,
-                "mean_std_error": float(np.nanmean(se)) if ok else np.nan,
+                "mean_std_error": float(se.mean()) if ok else np.nan,
             }
         )
     table = pd.DataFrame(rows)
@@ -201,7 +235,7 @@ def _summarise(cells, results, n_sim, alpha, level, interval):
 
 def power_curve(
     model,
-    test: str,
+    test,
     *,
     n_groups=(25, 50, 100),
     n_per_group=5,
@@ -225,8 +259,11 @@ def power_curve(
         The model data are drawn from. A fitted model (one grouping factor) gives
         its estimates (:meth:`GLMMSpec.from_fitted`); its column names must be those
         of the design.
-    test : str
-        The fixed effect to test (a column name, or ``"(Intercept)"``).
+    test : str or list of str
+        The fixed effect to test (a column name, or ``"(Intercept)"``), or several
+        tested jointly (the dummy columns of a factor, say): a Wald chi-square test
+        with ``len(test)`` degrees of freedom from the refit's covariance of the
+        fixed effects, or the likelihood-ratio test dropping them all.
     n_groups : int or sequence of int, default=(25, 50, 100)
         Numbers of groups (people) to try.
     n_per_group : int, sequence of int or None, default=5
@@ -236,10 +273,10 @@ def power_curve(
         ``design(n_groups, n_per_group, rng) -> (X, groups)``: the rows of one
         simulated study, ``X`` a DataFrame holding the model's columns. Default:
         :func:`longitudinal_design` (columns ``time`` and ``treatment``).
-    effect : float, default=None
+    effect : float or dict of str to float, default=None
         True value of the tested coefficient on the link scale (e.g.
-        ``np.log(0.6)``); None keeps the model's. ``effect=0`` estimates the
-        type I error rate.
+        ``np.log(0.6)``), or of each tested coefficient (a dict); None keeps the
+        model's. ``effect=0`` estimates the type I error rate.
     method : {"wald", "lrt"}, default="wald"
         Wald z test of the refitted coefficient, or the likelihood-ratio test
         against the refit without it (two fits per study).
@@ -268,15 +305,15 @@ def power_curve(
         ``n_failed`` (refits without a test, left out of the power),
         ``n_nonconverged`` and ``n_singular`` (kept), ``n_sim``, ``n_obs`` (mean
         rows per study), ``mean_estimate`` and ``mean_std_error`` of the tested
-        coefficient. ``table.attrs`` records the test, effect (link scale), the
+        coefficient (NaN for a joint test). ``table.attrs`` records the test,
+        effect (link scale; ``effects``: a dict of all tested ones), the
         link's ratio name (``"odds ratio"``, ...), method, alpha, level,
         interval, the failures' messages, the elapsed ``seconds`` and the
         ``refits_per_second``.
     """
     spec = _as_spec(model, trials)
-    _check_test(spec, test, method)
-    if effect is not None:
-        spec = spec.with_effect(test, effect)
+    tests = _check_test(spec, test, method)
+    spec = _with_effect(spec, tests, effect)
     if not 0 < alpha < 1 or not 0 < level < 1:
         raise ValueError(f"alpha and level must be in (0, 1), got {alpha!r} and {level!r}.")
     if not isinstance(n_sim, (int, np.integer)) or n_sim < 1:
@@ -298,7 +335,7 @@ def power_curve(
     ]
     tasks = _tasks(cells, int(n_sim), random_state)
     start = time.perf_counter()
-    results = _run(spec, test, method, design, tasks, n_jobs, progress)
+    results = _run(spec, tests, method, design, tasks, n_jobs, progress)
     seconds = time.perf_counter() - start
     table, failures = _summarise(cells, results, int(n_sim), alpha, level, interval)
     if failures:
@@ -311,7 +348,8 @@ def power_curve(
     n_fits = len(tasks) * (2 if method == "lrt" else 1)
     table.attrs.update(
         test=test,
-        effect=spec.fixed_effects[test],
+        effect=spec.fixed_effects[tests[0]] if len(tests) == 1 else None,
+        effects={t: spec.fixed_effects[t] for t in tests},
         ratio=spec.family.link.ratio_name,
         method=method,
         alpha=alpha,

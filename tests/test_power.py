@@ -212,7 +212,7 @@ def test_simulated_data_follow_the_specification():
 
 
 def test_specification_errors(spec):
-    with pytest.raises(ValueError, match="not one of the model's fixed effects"):
+    with pytest.raises(ValueError, match="not among the model's fixed effects"):
         power_curve(spec, "age")
     with pytest.raises(ValueError, match="cannot test the intercept"):
         power_curve(spec, "(Intercept)", method="lrt")
@@ -298,3 +298,52 @@ def test_plot_power_curve(spec, tmp_path):
     with pytest.raises(ValueError, match="result of power_curve"):
         plot_power_curve(pc.drop(columns="lower"))
     plt.close("all")
+
+
+def _three_arms(n_groups, n_per_group, rng):
+    """Three arms (dummy columns arm_b, arm_c), equal sizes, and waves."""
+    X, ids = longitudinal_design(n_groups, n_per_group, rng)
+    arm = ids % 3
+    return X.assign(arm_b=(arm == 1).astype(float), arm_c=(arm == 2).astype(float)), ids
+
+
+@pytest.mark.parametrize("method", ["wald", pytest.param("lrt", marks=pytest.mark.slow)])
+def test_joint_test_of_several_coefficients(method):
+    spec3 = GLMMSpec(
+        PoissonGLMM(random_effects="1"),
+        {"(Intercept)": 0.5, "time": 0.1, "arm_b": 0.0, "arm_c": 0.0},
+        random_cov=0.5,
+    )
+    arms = ["arm_b", "arm_c"]
+    null = power_curve(
+        spec3,
+        arms,
+        n_groups=60,
+        n_per_group=4,
+        design=_three_arms,
+        method=method,
+        n_sim=150,
+        level=0.99,
+        random_state=4,
+    )
+    assert null["lower"].iloc[0] <= 0.05 <= null["upper"].iloc[0]
+    assert null.attrs["effect"] is None and null.attrs["effects"] == {"arm_b": 0.0, "arm_c": 0.0}
+    assert np.isnan(null["mean_estimate"].iloc[0])
+    alt = power_curve(
+        spec3,
+        arms,
+        effect={"arm_b": 0.4, "arm_c": -0.3},
+        n_groups=60,
+        n_per_group=4,
+        design=_three_arms,
+        method=method,
+        n_sim=40,
+        random_state=4,
+    )
+    assert alt["lower"].iloc[0] > null["upper"].iloc[0]
+    with pytest.raises(ValueError, match="a dict"):
+        power_curve(spec3, arms, effect=0.3, design=_three_arms)
+    with pytest.raises(ValueError, match="expected keys"):
+        power_curve(spec3, arms, effect={"arm_b": 0.3}, design=_three_arms)
+    with pytest.raises(ValueError, match="distinct"):
+        power_curve(spec3, ["arm_b", "arm_b"], design=_three_arms)
