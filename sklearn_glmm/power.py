@@ -55,6 +55,7 @@ __all__ = [
     "power_curve",
     "power_interval",
     "resample_design",
+    "sample_size",
 ]
 
 _METHODS = ("wald", "lrt")
@@ -223,7 +224,10 @@ def _summarise(cells, results, n_sim, alpha, level, interval):
                 "n_sim": n_sim,
                 "n_obs": float(np.mean([o.n_obs for o in outs])),
                 "mean_estimate": float(est.mean()) if ok else np.nan,
-                "mean_std_error": float(se.mean()) if ok else np.nan,
+                # a likelihood-ratio test can stand where a refit has no standard error
+                "mean_std_error": float(se[np.isfinite(se)].mean())
+                if np.isfinite(se).any()
+                else np.nan,
             }
         )
     table = pd.DataFrame(rows)
@@ -360,3 +364,52 @@ def power_curve(
         refits_per_second=n_fits / seconds if seconds > 0 else np.nan,
     )
     return table
+
+
+def sample_size(table: pd.DataFrame, target: float = 0.8, *, conservative: bool = True):
+    """The smallest number of groups that reaches ``target`` power, per group size.
+
+    Reads a :func:`power_curve` table: for each ``n_per_group``, the smallest
+    ``n_groups`` of the grid from which on every larger one reaches ``target``
+    (with ``conservative=True``, the Monte Carlo interval's lower limit must;
+    otherwise the estimate). Requiring the larger designs too keeps a lucky draw
+    at one size from being read as enough.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per ``n_per_group``: ``n_groups`` (NaN when no design of the grid
+        reaches the target: extend the grid), ``power``, ``lower``, ``upper``.
+    """
+    needed = {"n_groups", "n_per_group", "power", "lower", "upper"}
+    if not isinstance(table, pd.DataFrame) or not needed <= set(table.columns):
+        raise ValueError(f"table must be a result of power_curve (columns {sorted(needed)}).")
+    if not 0 < target < 1:
+        raise ValueError(f"target must be in (0, 1), got {target!r}.")
+    column = "lower" if conservative else "power"
+    rows = []
+    for k, part in table.groupby("n_per_group", dropna=False, sort=True):
+        part = part.sort_values("n_groups")
+        ok = (part[column] >= target).to_numpy()
+        tail = np.flatnonzero(~ok)
+        first = 0 if not len(tail) else tail[-1] + 1
+        if first < len(part):
+            best = part.iloc[first]
+            rows.append(
+                {
+                    "n_per_group": k,
+                    "n_groups": best["n_groups"],
+                    **{c: best[c] for c in ("power", "lower", "upper")},
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "n_per_group": k,
+                    "n_groups": np.nan,
+                    "power": np.nan,
+                    "lower": np.nan,
+                    "upper": np.nan,
+                }
+            )
+    return pd.DataFrame(rows)

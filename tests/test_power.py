@@ -347,3 +347,25 @@ def test_joint_test_of_several_coefficients(method):
         power_curve(spec3, arms, effect={"arm_b": 0.3}, design=_three_arms)
     with pytest.raises(ValueError, match="distinct"):
         power_curve(spec3, ["arm_b", "arm_b"], design=_three_arms)
+
+
+def test_sample_size_reads_the_table():
+    from sklearn_glmm.power import sample_size
+
+    t = pd.DataFrame(
+        {
+            "n_groups": [100, 200, 300, 400] * 2,
+            "n_per_group": [3] * 4 + [5] * 4,
+            "power": [0.3, 0.85, 0.7, 0.9, 0.4, 0.82, 0.86, 0.95],
+            "lower": [0.25, 0.81, 0.65, 0.87, 0.35, 0.78, 0.82, 0.93],
+            "upper": [0.35, 0.9, 0.75, 0.93, 0.45, 0.86, 0.9, 0.97],
+        }
+    )
+    # 200 x 3 reaches 0.8 but 300 x 3 does not: 400 is the answer for 3 per group
+    assert sample_size(t)["n_groups"].tolist() == [400, 300]
+    assert sample_size(t, conservative=False)["n_groups"].tolist() == [400, 200]
+    assert sample_size(t, 0.99)["n_groups"].isna().all()
+    with pytest.raises(ValueError, match="target"):
+        sample_size(t, 80)
+    with pytest.raises(ValueError, match="power_curve"):
+        sample_size(t.drop(columns="upper"))
