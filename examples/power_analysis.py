@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from sklearn_glmm import BinomialGLMM  # noqa: E402
 from sklearn_glmm.plotting import plot_power_curve  # noqa: E402
-from sklearn_glmm.power import GLMMSpec, power_curve  # noqa: E402
+from sklearn_glmm.power import GLMMSpec, power_curve, sample_size  # noqa: E402
 
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "output"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -45,6 +45,7 @@ pc = power_curve(
 cols = ["n_groups", "n_per_group", "power", "lower", "upper", "n_failed", "n_singular"]
 print(pc[cols].round(3).to_string(index=False))
 print(f"{len(pc) * 500} studies in {pc.attrs['seconds']:.1f} s\n")
+print(sample_size(pc, 0.8).round(3).to_string(index=False), "\n")
 
 # Step 3: a finer grid where 5 waves cross 80%, with more studies per design
 fine = power_curve(
