@@ -369,3 +369,14 @@ def test_sample_size_reads_the_table():
         sample_size(t, 80)
     with pytest.raises(ValueError, match="power_curve"):
         sample_size(t.drop(columns="upper"))
+
+
+def test_fitted_group_columns_model_is_refitted_with_explicit_groups():
+    df, _ = make_longitudinal("binomial", n_groups=60, random_state=6)
+    m = BinomialGLMM(group_columns="id").fit(df[["id", "time", "treatment"]], df["y"])
+    s = GLMMSpec.from_fitted(m)
+    assert s.refit_estimator().group_columns is None
+    assert s.features == ["time", "treatment"]
+    pc = power_curve(m, "treatment", n_groups=[40], n_per_group=3, n_sim=5, random_state=0)
+    assert pc["n_tested"].iloc[0] == 5
+    assert pc.attrs["effect"] == pytest.approx(m.fixed_effects_.loc["treatment", "estimate"])
