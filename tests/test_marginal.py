@@ -406,3 +406,28 @@ def test_formula_and_group_columns_models():
     np.testing.assert_allclose(
         marginal_coefs(by_column, df[["id", *FEATURES]])["estimate"], expected, atol=1e-6
     )
+
+
+@pytest.mark.slow
+def test_delta_method_intervals_cover_the_true_marginal_coefficients():
+    # 200 data sets from one model: the 95% intervals of the marginal coefficients
+    # cover the population's (integrated from the true parameters) about 95% of the time
+    fe = {"(Intercept)": -0.5, "time": -0.3, "treatment": 0.8}
+    hits, n_rep = np.zeros(3), 200
+    truth = None
+    for rep in range(n_rep):
+        df, _ = make_longitudinal("binomial", n_groups=150, fixed_effects=fe, re_sd=2.0,
+                                  random_state=1000 + rep)  # fmt: skip
+        if truth is None:  # the same rows in every data set (a fixed design)
+            D = np.column_stack([np.ones(len(df)), df[FEATURES].to_numpy(float)])
+            Z = np.ones((len(df), 1))
+            mu = _tensor_marginal_means(D @ np.array(list(fe.values())), Z, np.eye(1) * 4.0,
+                                        special.expit, n_nodes=60)  # fmt: skip
+            truth = np.linalg.lstsq(D, special.logit(mu), rcond=None)[0]
+        mc = marginal_coefs(_fit(BinomialGLMM(), df))
+        lo = mc["estimate"] - 1.96 * mc["std_error"]
+        hi = mc["estimate"] + 1.96 * mc["std_error"]
+        hits += (lo.to_numpy() <= truth) & (truth <= hi.to_numpy())
+    coverage = hits / n_rep
+    # binomial(200, 0.95): 99% of coverages lie within 0.95 +- 0.04
+    assert np.all(np.abs(coverage - 0.95) < 0.045), coverage
