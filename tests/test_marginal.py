@@ -111,6 +111,13 @@ def test_no_random_effect_variance_gives_the_conditional_coefficients():
     fe = glm.fixed_effects_
     np.testing.assert_allclose(mc["estimate"], fe["estimate"], atol=1e-10)
     np.testing.assert_allclose(mc["std_error"], fe["std_error"], rtol=1e-5)
+    # a GLMM whose variance is estimated at 0 (a singular fit) too
+    df0, _ = make_longitudinal("binomial", n_groups=100, re_sd=0.0, random_state=2)
+    singular = _fit(BinomialGLMM(), df0)
+    assert singular.is_singular_ and singular.random_effects_cov_["id"].iloc[0, 0] == 0.0
+    mc0, fe0 = marginal_coefs(singular), singular.fixed_effects_
+    np.testing.assert_allclose(mc0["estimate"], fe0["estimate"], atol=1e-10)
+    np.testing.assert_allclose(mc0["std_error"], fe0["std_error"], rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------
