@@ -21,7 +21,9 @@ from sklearn.utils.validation import (
 )
 
 from . import _results, _state, _tables
+from . import _zero_inflation as _zi
 from ._design import build_factors, factor_names, groups_columns
+from ._engine.blocks import rows_of
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
@@ -361,6 +363,7 @@ class _BaseGLMM(BaseEstimator):
         1. the fixed-effect design is scaled internally, aliased columns dropped;
         2. the grouping factors and their Z columns (also scaled) are built.
         """
+        zi_term = _zi.zero_inflation_term(getattr(self, "zero_inflation", None))
         family = self._family()
         names = self._fixed_names
         curvature = family.mean_curvature(yv, trials, w)
@@ -391,7 +394,12 @@ class _BaseGLMM(BaseEstimator):
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
         )
-        return ModelData(Xd, yv, trials, w, off, family, fdata), factors
+        designs, self._zi_design = None, None
+        if zi_term is not None:
+            # the zero-inflation block (the family's last) gets its own design
+            self._zi_design = _zi.make_design(zi_term, X_raw, names)
+            designs = (None,) * (family.n_extra - 1) + (self._zi_design.internal(X_raw),)
+        return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
 
     def _prepare_y(self, y, n, **fit_params):
         raise NotImplementedError
@@ -441,9 +449,22 @@ class _BaseGLMM(BaseEstimator):
         # z'Sz >= 0; rounding can leave -1e-17 when S is singular
         return eta, np.maximum(var, 0.0)
 
-    def _mean(self, eta, var):
-        """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``."""
-        return self._family_obj.mean_over_normal(eta, var, self._extra)
+    def _mean(self, eta, var, extra):
+        """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``
+        (``extra``: the family's values for these rows, ``_family_values``)."""
+        return self._family_obj.mean_over_normal(eta, var, extra)
+
+    def _family_values(self, X=None, column: bool = False):
+        """The family's values of its blocks for the rows of ``X`` (the training rows when
+        None): the fitted scalars, or with a zero-inflation design each row's ``logit pi``.
+        ``column`` shapes per-row values (n, 1), to broadcast against (n, K) tables."""
+        if getattr(self, "_zi_design", None) is None:
+            return self._extra
+        if X is None:  # from the training data (which pickles carry only with keep_data)
+            extra = self._objective.data.extra_values(self._extra)
+        else:
+            extra = _zi.values_at(self, self._validate_X(X, reset=False)[0], self._extra)
+        return rows_of(extra, column=column)
 
     def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
         """Expected outcome (probability for binomial, mean count otherwise).
@@ -466,13 +487,13 @@ class _BaseGLMM(BaseEstimator):
         mu : ndarray of shape (n_samples,)
         """
         eta, var = self._linear_predictor(X, groups, offset, population)
-        return self._mean(eta, var)
+        return self._mean(eta, var, self._family_values(X))
 
     def fitted(self):
         """Conditional means on the training rows (random effects at their modes)."""
         check_is_fitted(self, "coef_")
         tr = self._train
-        return self._family_obj.mean(tr["eta"], self._extra) * self._binomial_scale()
+        return self._family_obj.mean(tr["eta"], self._family_values()) * self._binomial_scale()
 
     def _binomial_scale(self):
         return self._train["trials"] if self._family_obj.has_trials else 1.0
@@ -484,7 +505,7 @@ class _BaseGLMM(BaseEstimator):
         For binomial outcomes with trials the residuals are on the count scale.
         """
         check_is_fitted(self, "coef_")
-        tr, fam, extra = self._train, self._family_obj, self._extra
+        tr, fam, extra = self._train, self._family_obj, self._family_values()
         y, t = tr["y"], tr["trials"]
         m = fam.mean(tr["eta"], extra)
         mu = m * self._binomial_scale()
@@ -637,7 +658,7 @@ class _BaseGLMM(BaseEstimator):
     def _count_proba(self, X, groups, offset, max_count, population):
         """P(Y = k) for k < K and P(Y >= K) in the last column, K = ``max_count``."""
         eta, var = self._linear_predictor(X, groups, offset, population)
-        fam, extra = self._family_obj, self._extra
+        fam, extra = self._family_obj, self._family_values(X, column=True)
         K = max_count
         ks = np.arange(K)[None, :]
 
@@ -650,9 +671,10 @@ class _BaseGLMM(BaseEstimator):
             out[:, K] = np.clip(tail[:, 0], 0.0, 1.0) if K > 0 else 1.0
             return out
 
+        eta, var = eta[:, None], var[:, None]  # rows as a column, as extra's
         if np.all(var == 0):
-            return table(fam.mean(eta, extra))
+            return table(fam.mean(eta, extra)[:, 0])
         out = np.zeros((len(eta), K + 1))
         for z, wt in zip(_GH_Z, _GH_W):
-            out += wt * table(fam.mean(eta + np.sqrt(var) * z, extra))
+            out += wt * table(fam.mean(eta + np.sqrt(var) * z, extra)[:, 0])
         return out

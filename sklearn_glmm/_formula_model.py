@@ -143,7 +143,7 @@ class _RawDataPredictions:
 
     def _forget_formula(self):
         self.__dict__.pop("_formula", None)
-        for name in ("formula_", "design_info_"):
+        for name in ("formula_", "ziformula_", "design_info_"):
             self.__dict__.pop(name, None)
 
     # -- telling raw data from the design ---------------------------------------------------
@@ -274,7 +274,19 @@ class _RawDataPredictions:
             # rows without a known group: random effects at zero (no average on this scale)
             eta, _ = self._linear_predictor(inputs.X, inputs.groups, inputs.offset, "zero")
             return inputs.fill(eta)
-        raise ValueError(f"type must be 'response', 'link' or None, got {type!r}.")
+        if type in ("zprob", "conditional") and getattr(self._family_obj, "zero_inflated", 0):
+            # glmmTMB's: the structural-zero probability, and the count model's mean
+            pi = estimators._CountGLMM.predict_zero_inflation(self, inputs.X)
+            if type == "zprob":
+                return inputs.fill(pi)
+            mu = super().predict_mean(
+                inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
+            )
+            return inputs.fill(mu / (1.0 - pi))
+        raise ValueError(
+            f"type must be 'response', 'link' or None (and 'zprob' or 'conditional' for a "
+            f"zero-inflated model), got {type!r}."
+        )
 
     # -- methods taking raw data ---------------------------------------------------------------
     def predict_mean(self, X, groups=None, *, offset=None, population=None, re_form=None):
@@ -402,8 +414,11 @@ class _CountFormula(_RawDataPredictions):
         """Expected count; with ``type``, R's ``predict(m, newdata, type=)``.
 
         ``type="response"`` is the expected count (as ``type=None``), ``type="link"`` its
-        logarithm, offsets included. ``X`` may hold the formula's variables; ``re_form=NA``
-        is R's ``re.form = NA``; see ``BinomialGLMM.predict`` of this module.
+        logarithm, offsets included. A zero-inflated model also has glmmTMB's
+        ``type="zprob"`` (the probability of a structural zero) and
+        ``type="conditional"`` (the count model's mean, without the zero inflation).
+        ``X`` may hold the formula's variables; ``re_form=NA`` is R's ``re.form = NA``;
+        see ``BinomialGLMM.predict`` of this module.
         """
         inputs = self._newdata(X, groups, offset, re_form, population)
         return self._predict_type(inputs, "response" if type is None else type)

@@ -186,7 +186,7 @@ def _count_variance(est, mu: float) -> float:
     if not fam.zero_inflated:
         return float(fam.variance(mu, 1.0, est._extra))
     # conditional count means of the training rows, random effects included
-    return fam.mixture_variance(np.exp(est._train["eta"]), est._extra)
+    return fam.mixture_variance(np.exp(est._train["eta"]), est._family_values())
 
 
 def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:

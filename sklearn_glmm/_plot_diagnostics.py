@@ -388,8 +388,10 @@ def plot_rootogram(
         yv, w = np.asarray(tr["y"], dtype=float), np.asarray(tr["w"], dtype=float)
         K = _default_max_count(yv) if max_count is None else int(max_count)
         fam = est._family_obj
-        m = fam.mean(tr["eta"], est._extra)
-        below = fam.pmf(np.arange(K)[None, :], m[:, None], est._extra)  # P(Y = k), k < K
+        m = fam.mean(tr["eta"], est._family_values())
+        below = fam.pmf(
+            np.arange(K)[None, :], m[:, None], est._family_values(column=True)
+        )  # P(Y = k), k < K
         # the last bin pools the tail: P(Y >= K) = 1 - P(Y < K)
         tail = np.clip(1.0 - below.sum(axis=1), 0.0, None)
         expected = np.append(w @ below, w @ tail)

@@ -63,10 +63,11 @@ class ParamMap:
     ----------
     names : list of str
         Row names (fixed effects, ``sd_<term>|<factor>``, ``cor_<a>.<b>|<factor>``,
-        ``nb_theta``, ``zi_prob``).
+        ``nb_theta``, ``zi_prob``; ``zi~(Intercept)``, ``zi~time`` for a zero-inflation
+        model with predictors, glmmTMB's names).
     lme4_names : list of str
         lme4's ``oldNames = TRUE`` names (``.sig01``, ...) for the same rows.
-    kinds : list of {"fixed", "sd", "cor", "extra"}
+    kinds : list of {"fixed", "sd", "cor", "extra", "zi"}
     bounds : list of (lower, upper)
     """
 
@@ -99,13 +100,31 @@ class ParamMap:
                     self.bounds.append((-1.0, 1.0))
             start += len(rows)
         fam = est._family_obj
-        for k, block in enumerate(fam.blocks):
+        self.blocks_extra = []
+        # the family's coefficients: identity, except a zero-inflation design's, which
+        # map to the user's units (gamma = J gamma_internal) and are linear (kind "zi")
+        self.Je = np.eye(self.E)
+        design, j = getattr(est, "_zi_design", None), 0
+        for block in fam.blocks:
+            if design is not None and block.summary == "logit table":
+                w = len(design.names)
+                self.Je[j : j + w, j : j + w] = design.J
+                for nm in design.names:
+                    self.names.append(f"zi~{nm}")
+                    self.lme4_names.append(f"zi~{nm}")
+                    self.kinds.append("zi")
+                    self.bounds.append((None, None))
+                    self.blocks_extra.append(block)
+                j += w
+                continue
             self.names.append(block.reported)
             self.lme4_names.append(block.reported)
             self.kinds.append("extra")
-            self.bounds.append(tuple(est._bounds[self.p + self.T + k]))
+            self.bounds.append(tuple(est._bounds[self.p + self.T + j]))
+            self.blocks_extra.append(block)
+            j += 1
+        self.Je_inv = np.linalg.inv(self.Je)
         self.extra_names = list(fam.extra_names)
-        self.blocks_extra = list(fam.blocks)
         self.n = len(self.names)
 
     # -- maps ------------------------------------------------------------------
@@ -125,7 +144,7 @@ class ParamMap:
                 else:
                     den = sd[r] * sd[c]
                     phi[start + j] = np.clip(S[r, c] / den, -1.0, 1.0) if den > 0 else 0.0
-        phi[self.p + self.T :] = x[self.p + self.T :]
+        phi[self.p + self.T :] = self.Je @ x[self.p + self.T :]
         return phi
 
     def to_x(self, phi):
@@ -147,13 +166,14 @@ class ParamMap:
                 return None
             Lam = internal_lambda(T, sd[:, None] * LR)
             x[start : start + len(rows)] = Lam[rows, cols]
-        x[self.p + self.T :] = phi[self.p + self.T :]
+        x[self.p + self.T :] = self.Je_inv @ phi[self.p + self.T :]
         return x
 
     def dx_dphi(self, phi):
         """Jacobian of ``to_x`` at ``phi`` (exact for the linear parts)."""
         D = np.eye(self.n)
         D[: self.p, : self.p] = self.Jinv
+        D[self.p + self.T :, self.p + self.T :] = self.Je_inv
         x0 = self.to_x(phi)
         for start, _q, rows, _cols, _s in self.blocks:
             for j in range(start, start + len(rows)):
@@ -178,6 +198,7 @@ class ParamMap:
         """Jacobian of ``to_phi`` at ``x`` by central differences (rho part)."""
         G = np.eye(self.n)
         G[: self.p, : self.p] = self.J
+        G[self.p + self.T :, self.p + self.T :] = self.Je
         for start, _q, rows, _cols, _s in self.blocks:
             for j in range(start, start + len(rows)):
                 h = 1e-6 * max(1.0, abs(x[j]))

@@ -102,9 +102,28 @@ def _random_sentences(est, ci, digits):
     return out
 
 
+def _zero_inflation_sentence(est, digits) -> str:
+    """The zero-inflation model with predictors: its logit-scale slopes and mean probability."""
+    table = est.zero_inflation_effects_
+    slopes = [
+        f"{name} {row['estimate']:.{digits}f} (SE {row['std_error']:.{digits}f}, "
+        f"{_fmt_p(row['p_value'])})"
+        for name, row in table.iterrows()
+        if name != "(Intercept)"
+    ]
+    return (
+        "The zero-inflation probability was modelled on the logit scale with coefficients "
+        f"{'; '.join(slopes)}; its mean over the observations was "
+        f"{est.zero_inflation_:.{digits}f}."
+    )
+
+
 def _dispersion_sentences(est, digits):
     out = []
     for b in est._family_obj.blocks:
+        if getattr(est, "_zi_design", None) is not None and b.summary == "logit table":
+            out.append(_zero_inflation_sentence(est, digits))
+            continue
         if getattr(est, b.attribute[:-1] + "_at_boundary_", False):
             out.append(b.at_bound_sentence)
         else:

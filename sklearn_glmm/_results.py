@@ -203,10 +203,11 @@ def set_fitted_attributes(est, obj, x, record, data):
     # conditional fit on the training rows, for residuals and diagnostics
     est._train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
     est._params = x.copy()
+    # the coefficients of the family's blocks (their values: _family_values)
     est._extra = extra.copy()
 
     _set_random_effects(est, obj, theta_s, data)
-    _set_family_params(est, extra, V, p + T)
+    _set_family_params(est, extra, V, p + T, data)
     n_obs = int(np.sum(data.weights > 0))
     npar = len(x)
     est.loglik_ = float(-0.5 * record.objective)
@@ -417,20 +418,50 @@ def _set_random_effects(est, obj, theta_s, data):
         )
 
 
-def _set_family_params(est, extra, V, start):
+def _set_family_params(est, extra, V, start, data):
     """Each of the family's parameter blocks: its reported value, standard error on the
-    optimiser's scale and whether it is on its boundary (with the block's warning)."""
+    optimiser's scale and whether it is on its boundary (with the block's warning).
+
+    A block with a design (zero inflation with predictors) has no single value: its
+    attribute holds the mean of its reported values over the training rows, and its
+    coefficients are tabled (``zero_inflation_effects_``); it has no boundary.
+    """
     from . import exceptions
 
     est._block_se = {}
-    for j, block in enumerate(est._family_obj.blocks):
+    est.__dict__.pop("zero_inflation_effects_", None)  # of an earlier fit
+    blocks = est._family_obj.blocks
+    designs = data.extra_designs or (None,) * len(blocks)
+    j = 0
+    for block, D in zip(blocks, designs):
+        if D is not None:
+            width = D.shape[1]
+            values = block.to_reported(D @ extra[j : j + width])
+            used = data.weights > 0
+            setattr(est, block.attribute, float(np.mean(values[used])) if used.any() else np.nan)
+            setattr(est, block.attribute[:-1] + "_at_boundary_", False)
+            est._block_se[block.name] = np.nan
+            _set_block_effects(est, extra[j : j + width], V, start + j, width)
+            j += width
+            continue
         at_bound = block.is_at_bound(extra[j])
         setattr(est, block.attribute, block.reported_value(extra[j]))
         setattr(est, block.attribute[:-1] + "_at_boundary_", at_bound)
         est._block_se[block.name] = _one_se(V, start + j)
+        if block.summary == "logit table":
+            _set_block_effects(est, extra[j : j + 1], V, start + j, 1)
+        j += 1
         if at_bound:
             category = getattr(exceptions, block.warning)
             warnings.warn(block.at_bound_message, category, stacklevel=user_stacklevel())
+
+
+def _set_block_effects(est, coefs, V, k, width):
+    """``zero_inflation_effects_``: the zero-inflation coefficients on the logit scale."""
+    from ._zero_inflation import constant_design, effects_table
+
+    design = getattr(est, "_zi_design", None) or constant_design()
+    est.zero_inflation_effects_ = effects_table(design, coefs, V[k : k + width, k : k + width])
 
 
 def _check_convergence(est, record):
@@ -445,11 +476,17 @@ def _check_convergence(est, record):
     rivals = getattr(record, "competing_modes", None)
     if rivals is not None and len(rivals):
         levels = [str(v) for v in est._factors[0].levels[rivals][:10]]
+        why = (
+            "; zeros explained by the count part or by the zero inflation"
+            if est._family_obj.zero_inflated
+            else ""
+        )
         msgs.append(
-            f"the conditional distribution of the random effect has two comparable modes in "
-            f"{len(rivals)} level(s) of {est._factors[0].name!r} ({levels}; zeros explained "
-            "by the count part or by the zero inflation), where the Laplace approximation, "
-            "taken at one mode, jumps between them and its optimum cannot be certified"
+            f"the conditional distribution of the random effect has two comparable modes "
+            f"(or a nearly flat top) in {len(rivals)} level(s) of {est._factors[0].name!r} "
+            f"({levels}{why}), where the Laplace approximation, taken at one mode, jumps "
+            "between them and its optimum cannot be certified (adaptive quadrature "
+            "integrates over both modes: n_agq=25, say)"
         )
     if record.negative_curvature:
         msgs.append(

@@ -63,8 +63,9 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
     rng = _rng(random_state)
     eta = simulate_eta(est, int(n_sim), rng, new_random_effects)
     fam, d = est._family_obj, est._objective.data
-    mu = fam.mean(eta, est._extra)
-    return fam.sample(mu, d.trials[:, None] * np.ones((1, eta.shape[1])), est._extra, rng)
+    extra = est._family_values(column=True)  # per-row zero inflation as a column
+    mu = fam.mean(eta, extra)
+    return fam.sample(mu, d.trials[:, None] * np.ones((1, eta.shape[1])), extra, rng)
 
 
 def refit(est, y):

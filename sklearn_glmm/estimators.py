@@ -12,6 +12,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
+from ._engine.blocks import rows_of
 from ._engine.families import make_family
 from ._validation import check_counts, check_trials
 
@@ -102,8 +103,14 @@ _COMMON_ATTRS = """
 
 
 _COUNT_PARAMS = """\
-    zero_inflation : bool, default=False
-        Add a constant zero-inflation probability (glmmTMB's ``ziformula = ~1``).
+    zero_inflation : bool or str, default=False
+        ``True`` adds a constant zero-inflation probability (glmmTMB's
+        ``ziformula = ~1``). A term string over feature names, in the syntax of
+        ``random_effects`` (``"1 + time"``, ``"0 + dose"``), gives it its own
+        linear predictor on the logit scale (glmmTMB's ``ziformula = ~ time``):
+        ``zero_inflation_effects_`` holds its coefficients, and predictions use
+        each row's probability. ``"1"`` is the constant model (``True``).
+        Random effects in the zero-inflation model are not supported.
     max_count : int or None, default=None
         The support of ``predict_proba``: its columns are the counts
         0, ..., ``max_count``, the last one holding P(Y >= ``max_count``).
@@ -395,7 +402,7 @@ def _check_max_count(value, where: str) -> int:
 class _CountGLMM(RegressorMixin, _BaseGLMM):
     _parameter_constraints = {
         **_PARAMETER_CONSTRAINTS,
-        "zero_inflation": ["boolean"],
+        "zero_inflation": ["boolean", str],
         "max_count": [Interval(Integral, 0, None, closed="left"), None],
     }
 
@@ -448,20 +455,27 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         self._support = {}
         used = weights > 0
         y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
-        mu = self._family_obj.mean(eta[used], self._extra) if used.any() else np.zeros(1)
-        self._support_inputs = (y_max, float(np.max(mu)))
+        values = self._family_values()
+        if not used.any():
+            self._support_inputs = (y_max, 0.0, values)
+            return
+        rows = np.flatnonzero(used)
+        mu = self._family_obj.mean(eta[rows], rows_of(values, rows))
+        top = rows[int(np.argmax(mu))]
+        # with the family's values of the row with the largest mean (its zero inflation)
+        self._support_inputs = (y_max, float(np.max(mu)), rows_of(values, [top]))
 
     def _resolved_support(self):
         """``(max_count_, note)``: the support of ``predict_proba`` (see ``_learn_support``)."""
         check_is_fitted(self, "coef_")
         if "value" not in self._support:
-            y_max, mu_hi = self._support_inputs
+            y_max, mu_hi, extra_hi = self._support_inputs
             note = None
             if self.max_count is not None:
                 K = int(self.max_count)
             else:
                 fam = self._family_obj
-                q = _quantile_up_to(fam, mu_hi, self._extra, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
+                q = _quantile_up_to(fam, mu_hi, extra_hi, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
                 if q is None or y_max > MAX_AUTO_COUNT:
                     K, note = None, (mu_hi, y_max)
                 else:
@@ -490,6 +504,27 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
     def predict(self, X, groups=None, *, offset=None, population="marginal"):
         """Expected count (see ``predict_mean`` for ``population``)."""
         return self.predict_mean(X, groups, offset=offset, population=population)
+
+    def predict_zero_inflation(self, X):
+        """Each row's probability of a structural zero (glmmTMB's ``type = "zprob"``).
+
+        The zero-inflation model's probability for the rows of ``X``: the constant
+        ``zero_inflation_`` for ``zero_inflation=True``, each row's own with predictors.
+        It does not depend on the random effects.
+
+        Returns
+        -------
+        pi : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "coef_")
+        if not self._family_obj.zero_inflated:
+            raise ValueError(
+                f"this {type(self).__name__} has no zero inflation (zero_inflation=False)."
+            )
+        if getattr(self, "_zi_design", None) is None:
+            return np.full(self._validate_X(X, reset=False)[0].shape[0], self.zero_inflation_)
+        logit = self._family_values(X)[-1]
+        return 1.0 / (1.0 + np.exp(-logit))
 
     def predict_proba(self, X, groups=None, *, offset=None, max_count=None, population="marginal"):
         """Predictive distribution of the count: P(Y = k) for k < K, and P(Y >= K).
@@ -555,7 +590,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         mu = self.predict(X, groups, offset=offset)
         y = np.asarray(y, dtype=float)
         w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
-        fam, extra, t = self._family_obj, self._extra, np.ones_like(y)
+        fam, extra, t = self._family_obj, self._family_values(X), np.ones_like(y)
         dev = np.sum(w * fam.unit_deviance(y, mu, t, extra))
         ybar = np.average(y, weights=w)
         dev0 = np.sum(w * fam.unit_deviance(y, np.full_like(y, ybar), t, extra))
@@ -583,7 +618,13 @@ class PoissonGLMM(_CountGLMM):
         + _COUNT_ATTRS
         + """
     zero_inflation_ : float
-        Estimated zero-inflation probability (``zero_inflation=True`` only).
+        Estimated zero-inflation probability (``zero_inflation=True``); with
+        predictors (``zero_inflation="1 + time"``), the mean of the rows' fitted
+        probabilities over the training rows.
+    zero_inflation_effects_ : DataFrame
+        The zero-inflation model's coefficients on the logit scale (``estimate``,
+        ``std_error``, ``z_value``, ``p_value``), indexed like glmmTMB's
+        ``fixef(m)$zi``: ``"(Intercept)"``, then the predictors.
     """
         + _NOTES
         + _COUNT_NOTES
@@ -642,7 +683,13 @@ class NegBinGLMM(_CountGLMM):
         NB1 dispersion, Var = mu (1 + phi); ``0`` when the data show no
         overdispersion (``family="nbinom1"``).
     zero_inflation_ : float
-        Estimated zero-inflation probability (``zero_inflation=True`` only).
+        Estimated zero-inflation probability (``zero_inflation=True``); with
+        predictors (``zero_inflation="1 + time"``), the mean of the rows' fitted
+        probabilities over the training rows.
+    zero_inflation_effects_ : DataFrame
+        The zero-inflation model's coefficients on the logit scale (``estimate``,
+        ``std_error``, ``z_value``, ``p_value``), indexed like glmmTMB's
+        ``fixef(m)$zi``: ``"(Intercept)"``, then the predictors.
     """
         + _NOTES
         + _COUNT_NOTES

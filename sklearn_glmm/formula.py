@@ -533,16 +533,49 @@ def _estimator_class(family, ziformula: str | None):
         params["link"] = link
     zero_inflation = False
     if ziformula is not None:
-        zi = str(ziformula).replace(" ", "")
-        if zi not in ("~1", "~0"):
-            raise NotImplementedError(
-                f"ziformula={ziformula!r} is not supported: only '~1' (one zero-inflation "
-                "probability for all rows) or '~0' (none)."
-            )
-        zero_inflation = zi == "~1"
+        zero_inflation = _zero_inflation_rhs(ziformula)
         if zero_inflation and ESTIMATORS[key] == "BinomialGLMM":
             raise NotImplementedError("Zero inflation is available for count families only.")
     return getattr(_formula_model, ESTIMATORS[key]), zero_inflation, params
+
+
+def _zero_inflation_rhs(ziformula):
+    """``False`` (``~0``), ``True`` (``~1``) or the right-hand side of a ziformula with
+    predictors (``"~ x"`` -> ``"x"``), resolved to design columns by :func:`_zi_term`."""
+    if not isinstance(ziformula, str) or not ziformula.strip().startswith("~"):
+        raise ValueError(
+            f"ziformula must be a one-sided formula such as '~1' or '~ x', got {ziformula!r}."
+        )
+    rhs = ziformula.strip()[1:].strip()
+    if "|" in rhs:
+        raise NotImplementedError(
+            f"ziformula={ziformula!r}: random effects in the zero-inflation model (glmmTMB's "
+            "ziformula = ~ (1 | g)) are not supported; the zero-inflation probability may "
+            "depend on fixed predictors only (ziformula = ~ x)."
+        )
+    compact = rhs.replace(" ", "")
+    if compact in ("0", "-1", "1+-1", "1-1"):
+        return False
+    if compact == "1":
+        return True
+    return rhs
+
+
+def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str]):
+    """The estimator's ``zero_inflation`` for a ziformula's right-hand side: its design
+    columns, which must be columns of the conditional model's design ``X``."""
+    frame, intercept = _r_frame(_model_matrix(rhs, data))
+    slopes = list(frame.columns)
+    if not slopes:
+        return intercept
+    absent = [c for c in slopes if c not in fixed_names]
+    if absent:
+        raise ValueError(
+            f"ziformula column(s) {absent} must also appear in the conditional model: the "
+            f"zero-inflation model is built from the columns of X, which has {fixed_names}. "
+            "Add them to the fixed part of the formula."
+        )
+    return _term_string(intercept, slopes, False)
 
 
 def _row_values(values, data: pd.DataFrame, name: str) -> np.ndarray | None:
@@ -637,9 +670,12 @@ def glmer(
     nAGQ, n_agq : int, default=1
         Quadrature points per random effect (R's ``nAGQ``; ``n_agq`` is the estimator's
         name, pass one); 1 is the Laplace approximation.
-    ziformula : {"~1", "~0"} or None, default=None
-        glmmTMB's zero-inflation formula; ``"~1"`` fits one zero-inflation
-        probability (count families only).
+    ziformula : str or None, default=None
+        glmmTMB's zero-inflation formula (count families only): ``"~1"`` fits one
+        zero-inflation probability, ``"~0"`` none, and ``"~ x"`` a logit-linear model
+        of it (``zero_inflation_effects_``, R's ``fixef(m)$zi``). Its variables must
+        also be in the conditional model's fixed part; random effects in it
+        (``~ (1 | g)``) are not supported.
     weights : str or array-like of shape (n_rows,), default=None
         A column of ``data`` or one value per row of ``data``. Case weights; for a
         binomial outcome of proportions (numbers in [0, 1]) they are the numbers of
@@ -663,7 +699,8 @@ def glmer(
     Returns
     -------
     estimator : BinomialGLMM, PoissonGLMM or NegBinGLMM
-        Fitted, with ``formula_`` and ``design_info_`` (the fixed part's formulaic model
+        Fitted, with ``formula_``, ``ziformula_`` (a zero-inflated model's ziformula)
+        and ``design_info_`` (the fixed part's formulaic model
         spec). Coefficients carry R's names. It is an instance of the family's
         estimator (a subclass, ``sklearn_glmm._formula_model``) whose ``predict``,
         ``predict_proba``, ``decision_function``, ``predict_mean`` and
@@ -708,8 +745,10 @@ def glmer(
         **family_params,
         **estimator_params,
     }
+    if isinstance(zero_inflation, str):
+        zero_inflation = _zi_term(zero_inflation, data.loc[keep], list(design.X.columns))
     if zero_inflation:
-        params["zero_inflation"] = True
+        params["zero_inflation"] = zero_inflation
     sample_weight = None if w_all is None else w_all[keep]
     y, trials = design.y, design.trials
     if binomial and trials is None and sample_weight is not None:
@@ -734,6 +773,8 @@ def glmer(
     estimator = estimator_class(**params)
     estimator.fit(design.X, y, **fit_params)
     estimator.formula_ = formula
+    if zero_inflation:
+        estimator.ziformula_ = "~" + str(ziformula).strip().lstrip("~").strip()
     estimator.design_info_ = design.model_spec
     estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator
@@ -742,8 +783,9 @@ def glmer(
 def glmmTMB(formula: str, data: pd.DataFrame = None, family: str | None = None, **kwargs):  # noqa: N802
     """Fit a GLMM from a glmmTMB formula: :func:`glmer` under glmmTMB's name.
 
-    ``family="nbinom2"`` is glmmTMB's NB2 (``NegBinGLMM``) and ``ziformula="~1"``
-    adds one zero-inflation probability; see :func:`glmer` for the parameters and
+    ``family="nbinom2"`` is glmmTMB's NB2 (``NegBinGLMM``); ``ziformula="~1"``
+    adds one zero-inflation probability and ``ziformula="~ x"`` one that depends on
+    predictors; see :func:`glmer` for the parameters and
     for predicting from new data.
 
     Examples

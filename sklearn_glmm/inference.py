@@ -30,6 +30,7 @@ from ._confint import confint, profile
 from ._engine.objective import lambda_matrices
 from ._report import report
 from ._results import beta_jacobian, original_lambda
+from ._zero_inflation import values_at
 from .performance import Anova
 
 __all__ = [
@@ -83,7 +84,8 @@ def _population_means(est, Xa, off, x, population):
             Lo = original_lambda(Tf, L)
             Z = f.z_matrix(Xa)
             var += np.einsum("nq,qr,nr->n", Z, Lo @ Lo.T, Z)
-    return _mean_given(est._family_obj, eta, var, x[p + T :])
+    extra = values_at(est, Xa, x[p + T :])  # each row's zero inflation, with predictors
+    return _mean_given(est._family_obj, eta, var, extra)
 
 
 def _delta(est, fun):
@@ -160,7 +162,7 @@ def predict_interval(
             v_eta[known] += np.einsum("nq,nqr,nr->n", Z, C, Z)
     se = np.sqrt(np.clip(v_eta, 0.0, None))
     z = stats.norm.ppf(0.5 + level / 2.0)
-    fam, extra = est._family_obj, est._extra
+    fam, extra = est._family_obj, est._family_values(X)
     if scale == "link":
         fit, lo, hi, se_out = eta, eta - z * se, eta + z * se, se
     else:

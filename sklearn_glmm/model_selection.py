@@ -110,7 +110,7 @@ def _predictive(estimator, X, y, groups, offset, trials, population):
     model, Xt = _final_model(estimator, X)
     eta, var = model._linear_predictor(Xt, groups, offset, population)
     yv, t = _outcome(model, y, trials)
-    return model, eta, var, yv, t
+    return model, Xt, eta, var, yv, t
 
 
 def pointwise_log_likelihood(
@@ -139,8 +139,8 @@ def pointwise_log_likelihood(
     -------
     loglik : ndarray of shape (n_samples,)
     """
-    model, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
-    fam, extra = model._family_obj, model._extra
+    model, Xt, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
+    fam, extra = model._family_obj, model._family_values(Xt, column=True)
     nodes = eta[:, None] + np.sqrt(var)[:, None] * _GH_Z[None, :]
     ll = fam.derivs(yv[:, None], nodes, t[:, None], np.ones_like(nodes), extra).loglik
     return logsumexp(ll + np.log(_GH_W)[None, :], axis=1)
@@ -186,9 +186,10 @@ def mean_deviance(
     ``theta_``; binomial on successes out of trials. The predicted mean is
     conditional for known groups and averaged over the random effects otherwise.
     """
-    model, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
-    mu = model._mean(eta, var)
-    dev = model._family_obj.unit_deviance(yv, mu, t, model._extra)
+    model, Xt, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
+    extra = model._family_values(Xt)
+    mu = model._mean(eta, var, extra)
+    dev = model._family_obj.unit_deviance(yv, mu, t, extra)
     return float(np.average(dev, weights=sample_weight))
 
 

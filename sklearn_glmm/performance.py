@@ -318,7 +318,11 @@ def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
         raise ValueError("Model must be a count model (PoissonGLMM or NegBinGLMM).")
     y = np.asarray(model._train["y"], dtype=float)
     observed = int(np.sum(y == 0))
-    p0 = fam.pmf(np.zeros(1), np.asarray(model.fitted(), dtype=float)[:, None], model._extra)
+    p0 = fam.pmf(
+        np.zeros(1),
+        np.asarray(model.fitted(), dtype=float)[:, None],
+        model._family_values(column=True),
+    )
     predicted = int(round(float(np.sum(p0))))
     ratio = predicted / observed if observed else np.nan
     table = CheckTable(

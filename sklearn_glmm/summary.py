@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ._design import INTERCEPT
 from ._state import pearson_quantiles
@@ -71,6 +70,25 @@ def random_effects_table(est) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+_COLUMNS = {
+    "estimate": "Estimate",
+    "std_error": "Std. Error",
+    "z_value": "z value",
+    "p_value": "Pr(>|z|)",
+}
+
+
+def zero_inflation_formula(est) -> str:
+    """The zero-inflation model as glmmTMB writes it: ``~1``, ``~x``, ``~0 + x``."""
+    if getattr(est, "ziformula_", None):  # fitted through sklearn_glmm.formula
+        return est.ziformula_
+    design = getattr(est, "_zi_design", None)
+    if design is None:
+        return "~1"
+    slopes = [n for n in design.names if n != INTERCEPT]
+    return "~" + " + ".join(([] if design.intercept else ["0"]) + slopes)
+
+
 class Summary:
     """Summary of a fitted GLMM.
 
@@ -101,14 +119,10 @@ class Summary:
             pearson_quantiles(est), index=["Min", "1Q", "Median", "3Q", "Max"]
         )
         self.random_effects = random_effects_table(est)
-        self.fixed_effects = est.fixed_effects_.rename(
-            columns={
-                "estimate": "Estimate",
-                "std_error": "Std. Error",
-                "z_value": "z value",
-                "p_value": "Pr(>|z|)",
-            }
-        )
+        self.fixed_effects = est.fixed_effects_.rename(columns=_COLUMNS)
+        # the zero-inflation coefficients (logit scale), as glmmTMB's "Zero-inflation model"
+        zi = getattr(est, "zero_inflation_effects_", None)
+        self.zero_inflation = None if zi is None else zi.rename(columns=_COLUMNS)
         # the family's own parameters, by their reported names (nb_theta, zi_prob)
         self.dispersion = {b.reported: getattr(est, b.attribute) for b in est._family_obj.blocks}
 
@@ -130,7 +144,7 @@ class Summary:
         if modelled is not None:
             lines.append(f" Modelled: {modelled}")
         if est._family_obj.zero_inflated:
-            lines.append(" Zero inflation: ~1")
+            lines.append(f" Zero inflation: {zero_inflation_formula(est)}")
         return lines
 
     def __str__(self):
@@ -187,7 +201,7 @@ class Summary:
     def _blocks(self, kind):
         est = self.est
         x = est._params
-        start = len(x) - est._family_obj.n_extra
+        start = est._layout.n_beta + est._layout.n_theta
         for j, b in enumerate(est._family_obj.blocks):
             if b.summary == kind:
                 yield b, x[start + j], getattr(est, b.attribute)
@@ -204,14 +218,11 @@ class Summary:
         est = self.est
         lines = []
         for b, internal, value in self._blocks("logit table"):
-            se = est._block_se[b.name]
-            z = internal / se if se > 0 else np.nan
-            p = 2 * stats.norm.sf(abs(z)) if np.isfinite(z) else np.nan
-            table = pd.DataFrame(
-                {"Estimate": [internal], "Std. Error": [se], "z value": [z], "Pr(>|z|)": [p]},
-                index=[INTERCEPT],
-            )
+            table = est.zero_inflation_effects_.rename(columns=_COLUMNS)
             lines += ["", b.section] + self._coef_lines(table)
+            if getattr(est, "_zi_design", None) is not None:
+                lines.append(f"{b.label}, mean over the training rows: {value:.4g}")
+                continue
             note = " (at its boundary)" if b.is_at_bound(internal) else ""
             lines.append(f"{b.label}: {value:.4g}{note}")
         return lines

@@ -278,3 +278,123 @@ def test_halving_search_on_subsamples_gives_finite_scores():
     assert np.all(np.isfinite(scores))
     best = search.best_estimator_
     assert best.loglik_ > -1e4 and np.all(np.abs(best.fixed_effects_["estimate"]) < 50)
+
+
+def test_competing_modes_are_found_on_the_grid():
+    from sklearn_glmm._engine.objective import _competing
+
+    grid = np.linspace(-8.0, 8.0, 65)
+    one = -0.5 * (grid - 1.0) ** 2  # one mode
+    two = np.logaddexp(-0.5 * (grid + 2.0) ** 2 / 0.1, -0.5 * (grid - 2.0) ** 2 / 0.1 - 1.0)
+    far = np.logaddexp(-0.5 * (grid + 2.0) ** 2 / 0.1, -0.5 * (grid - 2.0) ** 2 / 0.1 - 9.0)
+    h = np.column_stack([one, two, far])
+    top = h.max(axis=0)
+    assert list(_competing(h, top, 3.0)) == [1]  # the third's second mode is e^-9 lower
+    assert list(_competing(h, top, 10.0)) == [1, 2]
+
+
+def test_a_level_with_two_modes_is_reported_and_its_highest_mode_used():
+    # fuzz data set 988: three zeros in one level, whose density has two modes; the
+    # Laplace objective jumps where they swap, so no optimum can be certified
+    import truth
+    from fuzz_cases import make_case
+    from test_fuzz_truth import fitted_params, truth_data
+
+    case = make_case(988)
+    est = case["estimator"](**case["params"])
+    with pytest.warns(ConvergenceWarning, match="two comparable modes.*n_agq=25"):
+        est.fit(case["X"], case["y"], groups=case["groups"])
+    assert not est.converged_
+    assert len(est.fit_record_.competing_modes) >= 1
+    # loglik_ is the Laplace value at each level's highest mode
+    params = fitted_params(est, case)
+    assert est.loglik_ == pytest.approx(truth.laplace_loglik(params, truth_data(case)), abs=1e-6)
+    # quadrature integrates over both modes: close to the exact integral
+    case["params"]["n_agq"] = 25
+    agq = case["estimator"](**case["params"]).fit(case["X"], case["y"], groups=case["groups"])
+    params = fitted_params(agq, case)
+    assert agq.loglik_ == pytest.approx(truth.marginal_loglik(params, truth_data(case)), abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "name, zi",
+    [
+        ("binomial", False),
+        ("betabinomial", False),
+        ("poisson", True),
+        ("negbin", False),
+        ("negbin", True),
+        ("negbin1", False),
+        ("negbin1", True),
+    ],
+)
+def test_log_densities_broadcast_over_a_grid_of_linear_predictors(name, zi):
+    # the scan for competing modes evaluates every row at many values of its random
+    # effect at once: a (K, n) array of eta against (n,) outcomes
+    from sklearn_glmm._engine.families import make_family
+
+    fam = make_family(name, zero_inflation=zi)
+    rng = np.random.default_rng(3)
+    n = 12
+    trials = np.full(n, 5.0) if fam.has_trials else np.ones(n)
+    y = rng.integers(0, 6, n).astype(float)
+    y = np.minimum(y, trials) if fam.has_trials else y
+    extra = fam.default_extra() + 0.3
+    eta = rng.normal(0.0, 1.0, (4, n))
+    const = fam.constant(y, trials) if hasattr(fam, "constant") else None
+    grid = fam.derivs(y, eta, trials, None, extra, const)
+    np.testing.assert_allclose(fam.loglik(y, eta, trials, None, extra, const), grid.loglik)
+    for k in range(4):
+        row = fam.derivs(y, eta[k], trials, None, extra, const)
+        for a, b in zip(grid, row, strict=True):
+            np.testing.assert_allclose(a[k], b, rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("name", ["poisson", "negbin", "negbin1"])
+@pytest.mark.parametrize("logit_pi", [-6.0, -0.7, 2.0])
+def test_zero_inflated_extra_derivatives_match_finite_differences(name, logit_pi):
+    # analytic in logit pi (and in NB2's log theta); central differences for NB1's phi
+    from sklearn_glmm._engine.families import make_family
+
+    fam = make_family(name, zero_inflation=True)
+    rng = np.random.default_rng(1)
+    n = 60
+    y = rng.integers(0, 8, n).astype(float)
+    y[:25] = 0.0
+    eta = rng.normal(0.5, 2.0, n)
+    trials, weights = np.ones(n), rng.uniform(0.5, 2.0, n)
+    const = fam.constant(y, trials)
+    extra = np.r_[0.4 * np.ones(fam.n_extra - 1), logit_pi]
+    dl, dd1, dw = fam.extra_derivs(y, eta, trials, weights, extra, const)
+    assert dl.shape == dd1.shape == dw.shape == (fam.n_extra, n)
+    for k in range(fam.n_extra):
+        h = 1e-6
+        ep, em = extra.copy(), extra.copy()
+        ep[k] += h
+        em[k] -= h
+        up = fam.derivs(y, eta, trials, weights, ep, const)
+        down = fam.derivs(y, eta, trials, weights, em, const)
+        for got, a, b in [(dl, up.loglik, down.loglik), (dd1, up.d1, down.d1), (dw, up.w, down.w)]:
+            np.testing.assert_allclose(got[k], (a - b) / (2 * h), rtol=1e-5, atol=1e-7)
+    loglik = fam.loglik(y, eta, trials, weights, extra, const)
+    np.testing.assert_allclose(loglik, fam.derivs(y, eta, trials, weights, extra, const).loglik)
+
+
+@pytest.mark.parametrize("name", ["poisson", "negbin"])
+def test_zero_inflated_log_density_with_a_probability_per_row(name):
+    # zero inflation with predictors: logit pi is one value per row (a tuple of extras)
+    from sklearn_glmm._engine.families import make_family
+
+    fam = make_family(name, zero_inflation=True)
+    rng = np.random.default_rng(4)
+    n = 30
+    y = rng.integers(0, 5, n).astype(float)
+    y[:12] = 0.0
+    trials = np.ones(n)
+    const = fam.constant(y, trials)
+    extra = (*([0.4] * (fam.n_extra - 1)), rng.normal(-1.0, 1.0, n))
+    eta = rng.normal(0.5, 1.0, (3, n))
+    full = fam.derivs(y, eta, trials, None, extra, const).loglik
+    np.testing.assert_allclose(fam.loglik(y, eta, trials, None, extra, const), full)
+    rows = fam.derivs(y, eta[1], trials, None, extra, const).loglik
+    np.testing.assert_allclose(full[1], rows)

@@ -467,7 +467,7 @@ def test_estimator_without_feature_columns_fits_an_intercept(visits, empty):
     "est, match",
     [
         (BinomialGLMM(fit_intercept="no"), "'fit_intercept' parameter"),
-        (PoissonGLMM(zero_inflation="yes"), "'zero_inflation' parameter"),
+        (PoissonGLMM(zero_inflation=0.5), "'zero_inflation' parameter"),
         (NegBinGLMM(zero_inflation=1), "'zero_inflation' parameter"),
         (BinomialGLMM(tol=-1.0), "'tol' parameter"),
         (BinomialGLMM(max_iter=0), "'max_iter' parameter"),

@@ -329,6 +329,17 @@ def laplace_loglik(params: dict, data: GLMMData) -> float:
         return float(np.sum(h - 0.5 * np.log(-(sigma**2) * d2)))
 
 
+def min_curvature(params: dict, data: GLMMData) -> float:
+    """The smallest curvature of a group's penalised log-density at its mode, relative to
+    the prior's (``-sigma^2 h''``; 1 for a group without data). ``inf`` without a random
+    effect."""
+    sigma = _check_params(params)
+    if not sigma:
+        return np.inf
+    _, _, d2 = group_modes(data, params)
+    return float(np.min(-(sigma**2) * d2))
+
+
 def agq_loglik(params: dict, data: GLMMData, n_agq: int) -> float:
     """Adaptive Gauss-Hermite quadrature with ``n_agq`` nodes at each group's mode."""
     sigma = _check_params(params)

@@ -193,3 +193,118 @@ ZERO_INFLATION = ParameterBlock(
     at_bound_sentence="The zero-inflation probability was estimated at 0 (its boundary): "
     "the data have no more zeros than the count model predicts.",
 )
+
+
+# -- blocks with a linear predictor ----------------------------------------------------
+#
+# A block may have a design ``D`` (n x p_b): the optimiser then sees its p_b
+# coefficients and the family receives the per-row values ``D @ coef`` in place of
+# the scalar (glmmTMB's ``ziformula = ~ x``). A scalar block is the design "a column
+# of ones" without the column: its value stays a float and no per-row array is made.
+# With every block scalar (``designs is None``) the family receives the coefficient
+# vector itself, as it always has; with designs it receives a tuple with one entry
+# per block, a float or an (n,) array.
+
+
+def n_coefficients(blocks, designs) -> int:
+    """How many coefficients the optimiser sees for the blocks."""
+    if designs is None:
+        return len(blocks)
+    return sum(1 if D is None else D.shape[1] for D in designs)
+
+
+def block_values(coefs, designs):
+    """The family's values of the blocks: ``coefs`` itself when every block is scalar,
+    else a tuple with a float per scalar block and ``D @ coef`` per block with a design."""
+    if designs is None:
+        return coefs
+    out, k = [], 0
+    for D in designs:
+        if D is None:
+            out.append(float(coefs[k]))
+            k += 1
+        else:
+            out.append(D @ coefs[k : k + D.shape[1]])
+            k += D.shape[1]
+    return tuple(out)
+
+
+def block_gradient(rows, designs) -> np.ndarray:
+    """The gradient in the coefficients from per-row derivatives in the blocks' values.
+
+    ``rows`` (n_blocks, n) holds, per block, each row's derivative in its value; a
+    scalar block's is their sum, a block with a design ``D`` gets ``D' row``.
+    """
+    if designs is None:
+        return np.sum(rows, axis=1)
+    parts = [np.atleast_1d(np.sum(r)) if D is None else D.T @ r for r, D in zip(rows, designs)]
+    return np.concatenate(parts)
+
+
+def coefficient_bounds(blocks, designs) -> list:
+    """Optimiser bounds per coefficient: a scalar block's own; a design's first column
+    (its intercept) the block's, the other columns free."""
+    if designs is None:
+        return [b.bounds for b in blocks]
+    out = []
+    for b, D in zip(blocks, designs):
+        if D is None:
+            out.append(b.bounds)
+        else:
+            out.append(b.bounds if _is_ones(D[:, 0]) else (None, None))
+            out.extend([(None, None)] * (D.shape[1] - 1))
+    return out
+
+
+def coefficient_starts(blocks, designs) -> np.ndarray:
+    """Starting coefficients: a scalar block's start; for a design, its intercept column
+    at the block's start and the other columns at 0."""
+    if designs is None:
+        return np.array([b.start for b in blocks], dtype=float)
+    out = []
+    for b, D in zip(blocks, designs):
+        if D is None:
+            out.append(b.start)
+        else:
+            out.extend([b.start if _is_ones(D[:, 0]) else 0.0] + [0.0] * (D.shape[1] - 1))
+    return np.array(out, dtype=float)
+
+
+def coefficient_flat_sides(blocks, designs) -> tuple:
+    """The flat side of each coefficient: a scalar block's own; none with a design (the
+    probability varies over the rows, and no value of one coefficient ends a ridge)."""
+    if designs is None:
+        return tuple(b.flat_side for b in blocks)
+    out = []
+    for b, D in zip(blocks, designs):
+        out.extend([b.flat_side] if D is None else [None] * D.shape[1])
+    return tuple(out)
+
+
+def _is_ones(col) -> bool:
+    return bool(len(col)) and bool(np.all(col == 1.0))
+
+
+def shift_block(extra, k: int, h: float):
+    """The blocks' values with block ``k`` moved by ``h`` (every row of it)."""
+    if isinstance(extra, tuple):
+        out = list(extra)
+        out[k] = extra[k] + h
+        return tuple(out)
+    out = np.array(extra, dtype=float)
+    out[k] += h
+    return out
+
+
+def rows_of(extra, index=None, column: bool = False):
+    """The blocks' values for some rows (``index``), per-row values as a column (n, 1)
+    with ``column`` (to broadcast against an (n, K) table); scalar values unchanged."""
+    if not isinstance(extra, tuple):
+        return extra
+    out = []
+    for v in extra:
+        if np.ndim(v):
+            v = v if index is None else v[index]
+            v = v[:, None] if column else v
+        out.append(v)
+    return tuple(out)

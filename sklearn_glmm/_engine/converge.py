@@ -15,7 +15,10 @@ Order of calls in :func:`check_optimum` (after
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
    halving) take the fit the rest of the way;
-3. the record gets the gradient, the Hessian, its definiteness and ``converged``:
+3. ``scan_modes`` — for a family that is not log-concave, each level's density is
+   scanned on a fine grid at the optimum: a higher mode found there resumes the
+   fit once; levels with two comparable modes are recorded (not converged);
+4. the record gets the gradient, the Hessian, its definiteness and ``converged``:
    finite, within the iteration limit, scaled gradient at most ``GRAD_TOL`` and no
    direction of negative curvature — for every fit, boundary (singular) or not.
 """
@@ -146,10 +149,31 @@ def highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         # the optimiser's modes were the highest: the Hessian's nearby evaluations
         # start from them, as the optimiser's did
         obj.global_modes = False
-    # levels with two comparable modes: the Laplace objective jumps between them, and
-    # its optimum cannot be certified (reported as not converged)
-    record.competing_modes = obj.competing_modes()
     return x, val
+
+
+def scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record):
+    """The objective at ``x`` with every level at its highest mode (a fine scan).
+
+    The search during the fit starts from few points; here each level's density is
+    scanned on a fine grid. When that finds a higher mode, the fit resumes from
+    ``x`` with the wider search on and is polished again (once). Levels with two
+    comparable modes are recorded on ``record.competing_modes``: the Laplace
+    objective jumps between them, and its optimum cannot be certified.
+
+    Returns ``(x, value, H, grads)``; ``H`` and ``grads`` are ``None`` when ``x``
+    did not change.
+    """
+    fun = obj.evaluate(x)
+    val, record.competing_modes = obj.scan_modes(x)
+    if not val < fun - 1e-8 * (1.0 + abs(fun)):
+        return x, val, None, None
+    obj.global_modes = True
+    r = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx)
+    record.stages.append(("modes from the scan", float(r.fun), int(r.nit), str(r.message)))
+    x, H, grads = newton_polish(obj, r.x if r.fun < val else x, bounds)
+    val, record.competing_modes = obj.scan_modes(x)
+    return x, val, H, grads
 
 
 def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
@@ -236,8 +260,14 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         fun = obj.evaluate(x)
         x, fun = highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
-        x, H, (record.max_grad, record.max_scaled_grad) = newton_polish(obj, x, bounds)
-        record.objective = float(obj.evaluate(x))
+        x, H, grads = newton_polish(obj, x, bounds)
+        fun = obj.evaluate(x)
+        if not obj.data.family.log_concave and hasattr(obj, "scan_modes"):
+            x, fun, H_scan, grads_scan = scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record)
+            if H_scan is not None:
+                H, grads = H_scan, grads_scan
+        record.objective = float(fun)
+        record.max_grad, record.max_scaled_grad = grads
     record.final = x
     record.hessian = H
     record.covariance, record.flat_directions, record.negative_curvature = curvature(H, x, bounds)

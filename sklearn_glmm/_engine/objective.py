@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import blocks as _blocks
 from .groups import GroupIndex
 from .linalg import BlockSolver, InnerSolveFailure, NotPositiveDefinite, make_solver
 from .quadrature import agq_deviance, agq_gradient
@@ -65,6 +66,8 @@ class ModelData:
     offset: np.ndarray
     family: object
     factors: tuple[FactorData, ...]
+    # per family block, None (a scalar) or its design (n, p_b); None: every block scalar
+    extra_designs: tuple | None = None
 
     @property
     def n_beta(self) -> int:
@@ -76,7 +79,29 @@ class ModelData:
 
     @property
     def n_extra(self) -> int:
-        return self.family.n_extra
+        """Coefficients of the family's blocks (one per scalar block)."""
+        if self.extra_designs is None:
+            return self.family.n_extra
+        return _blocks.n_coefficients(self.family.blocks, self.extra_designs)
+
+    def extra_values(self, coefs):
+        """What the family receives for the blocks' coefficients (see ``blocks``)."""
+        return _blocks.block_values(coefs, self.extra_designs)
+
+    def extra_gradient(self, rows) -> np.ndarray:
+        """Gradient in the blocks' coefficients from per-row derivatives (n_blocks, n)."""
+        return _blocks.block_gradient(rows, self.extra_designs)
+
+    @property
+    def extra_bounds(self) -> list:
+        return _blocks.coefficient_bounds(self.family.blocks, self.extra_designs)
+
+    @property
+    def extra_flat_side(self) -> tuple:
+        return _blocks.coefficient_flat_sides(self.family.blocks, self.extra_designs)
+
+    def default_extra(self) -> np.ndarray:
+        return _blocks.coefficient_starts(self.family.blocks, self.extra_designs)
 
     @property
     def n_u(self) -> int:
@@ -130,12 +155,35 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
         data.offset[mask],
         data.family,
         make_factor_data(codes, Zs, levels, layouts),
+        None
+        if data.extra_designs is None
+        else tuple(None if D is None else D[mask] for D in data.extra_designs),
     )
 
 
 # starting values of a second mode search for families that are not log-concave:
 # spherical random effects from -8 to 8 prior SDs
 _MODE_GRID = np.linspace(-8.0, 8.0, 9)
+# the scan at the optimum (Objective.scan_modes): quarter prior SDs; rows x grid
+# points evaluated at once
+_SCAN_GRID = np.linspace(-8.0, 8.0, 65)
+_SCAN_CELLS = 2_000_000
+_FLAT_MODE = 1e-3
+
+
+def _competing(h, top, gap):
+    """Levels (columns of ``h``) whose values on the grid dip and rise again.
+
+    A point lower than the highest points on both sides of it, by more than the
+    rounding of the log-density, with both within ``gap`` of the level's top
+    ``top``: two separate modes, both carrying mass.
+    """
+    left = np.maximum.accumulate(h, axis=0)[:-2]
+    right = np.maximum.accumulate(h[::-1], axis=0)[::-1][2:]
+    rim = np.minimum(left, right)
+    dip = (rim - h[1:-1] > 1e-6 * (1.0 + np.abs(top))) & (rim > top - gap)
+    return np.flatnonzero(dip.any(axis=0))
+
 
 # Newton decrement (twice the expected gain) below which a step is taken without the
 # decrease test: the quadratic model is exact there to far below the log-density's rounding
@@ -199,9 +247,10 @@ class Objective:
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
+        """``(beta, theta, extra)``: ``extra`` the family's values of its blocks."""
         d = self.data
         p, T = d.n_beta, d.n_theta
-        return params[:p], params[p : p + T], params[p + T :]
+        return params[:p], params[p : p + T], d.extra_values(params[p + T :])
 
     def _a_vals(self, theta):
         if self._scalar:
@@ -340,37 +389,68 @@ class Objective:
         """
         first_u, first_obj = self.u.copy(), self._unit_objective()
         start = self._grid_start(first_u, first_obj, extra)
-        if start is None:  # no point of the grid beats the modes found
-            return
+        if start is not None:  # else no point of the grid beats the modes found
+            self._keep_higher(beta, theta, extra, start, first_u, first_obj)
+
+    def _keep_higher(self, beta, theta, extra, start, first_u, first_obj) -> bool:
+        """Search the modes again from ``start`` and keep, unit by unit, the higher of
+        these and the modes ``first_u`` (penalised log-densities ``first_obj``).
+
+        Returns whether any unit moved to a higher mode.
+        """
         try:
             self.pirls(beta, theta, extra, u0=start)
         except InnerSolveFailure:
             self.pirls(beta, theta, extra, u0=first_u)
-            return
+            return False
         second = self._unit_objective()
         better_first = first_obj > second + 1e-10 * (1.0 + np.abs(second))
-        if not better_first.any():
-            return
-        u = np.where(better_first[self.u_unit], first_u, self.u)
-        self.pirls(beta, theta, extra, u0=u)
+        if better_first.any():
+            u = np.where(better_first[self.u_unit], first_u, self.u)
+            self.pirls(beta, theta, extra, u0=u)
+        gain = self._unit_objective() - first_obj
+        return bool(np.any(gain > 1e-10 * (1.0 + np.abs(first_obj))))
 
-    def competing_modes(self, gap: float = 3.0) -> np.ndarray:
-        """Levels whose conditional density has a second local mode nearly as high.
+    def scan_modes(self, params, gap: float = 3.0):
+        """The objective at each level's highest mode, and the levels with two modes.
 
-        On a grid of half prior SDs, a local maximum of a level's penalised
-        log-density away from its mode, within ``gap`` of it (a second mode holding
-        more than about e^-3 of the mass), makes the Laplace approximation, taken at
-        one mode, unreliable there. Scalar random effects only; empty otherwise.
+        At ``params``, each level's penalised log-density is computed on a grid of
+        quarter prior SDs from -8 to 8 (scalar random effects). Where a point of the
+        grid beats the mode found, the search restarts there and the higher mode is
+        kept. A level whose density on the grid dips and rises again to within
+        ``gap`` of its top (a second mode holding more than about e^-3 of the mass)
+        makes the Laplace approximation, taken at one mode, unreliable there; so does
+        a mode whose curvature is below 1e-3 of the prior's (a nearly flat top).
+
+        Returns ``(value, levels)``: the objective (``-2 log L``) at the highest modes
+        and the indices of the levels with competing modes (none when the random
+        effect is not scalar, or with quadrature).
         """
-        if not self._scalar or self.state is None:
-            return np.zeros(0, dtype=np.intp)
-        grid = np.linspace(-8.0, 8.0, 33)
-        h = self._grid_objective(grid, self.state["extra"])
+        val = self.evaluate(params)
+        none = np.zeros(0, dtype=np.intp)
+        if not self._scalar or self.state is None or not np.isfinite(val):
+            return val, none
+        beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
+        h = self._grid_objective(_SCAN_GRID, extra)
         top = self._unit_objective()
-        inner = (h[1:-1] > h[:-2]) & (h[1:-1] > h[2:])
-        far = np.abs(grid[1:-1, None] - self.state["u"][None, :]) > 1.0
-        rival = inner & far & (h[1:-1] > top[None, :] - gap)
-        return np.flatnonzero(rival.any(axis=0))
+        # a gain below 1e-7 is the flat top of one mode, not another mode
+        higher = h.max(axis=0) > top + 1e-7 * (1.0 + np.abs(top))
+        if higher.any():
+            start = self._refine_top(h, extra)
+            start = np.where(higher, start, self.u)
+            if self._keep_higher(beta, theta, extra, start, self.u.copy(), top):
+                val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
+                val = val if np.isfinite(val) else np.inf
+                self._last_key, self._last_grad, self._predictor = None, None, None
+                top = self._unit_objective()
+        if self.n_agq > 1:  # quadrature integrates over both modes where it has the nodes
+            return val, none
+        # a curvature at the mode below 1e-3 of the prior's: a nearly flat top, where the
+        # Laplace value moves with the mode's last digits (-log(H) / 2)
+        st = self.state
+        curv = 1.0 + self.groups[0].sum(st["der"].w * st["a_vals"][:, 0] ** 2)
+        flat = np.flatnonzero(curv < _FLAT_MODE)
+        return val, np.union1d(_competing(h, top, gap), flat).astype(np.intp)
 
     def _grid_start(self, u, obj, extra):
         """A second start for the mode search: ``u = 0``, or for a scalar random effect
@@ -385,13 +465,35 @@ class Objective:
 
     def _grid_objective(self, grid, extra) -> np.ndarray:
         """Each level's penalised log-density at every value of ``grid`` for its
-        (scalar) spherical random effect, shape (len(grid), n_levels)."""
+        (scalar) spherical random effect, shape (len(grid), n_levels).
+
+        ``grid`` is one grid for every level, shape (K,), or one per level, (K, n_levels).
+        """
         s, g = self.state, self.groups[0]
-        a = s["a_vals"][:, 0]
+        a, eta_fix = s["a_vals"][:, 0], s["eta_fix"]
+        grid = np.broadcast_to(grid.reshape(len(grid), -1), (len(grid), g.n_levels))
+        chunk = max(1, _SCAN_CELLS // max(len(eta_fix), 1))
         h = np.empty((len(grid), g.n_levels))
-        for k, v in enumerate(grid):
-            h[k] = g.sum(self._derivs(s["eta_fix"] + a * v, extra).loglik) - 0.5 * v * v
+        for k in range(0, len(grid), chunk):
+            v = grid[k : k + chunk]
+            d = self.data
+            eta = eta_fix + a * g.expand(v.T).T
+            loglik = d.family.loglik(d.y, eta, self._trials, self._w, extra, self._const)
+            h[k : k + chunk] = g.sum(loglik.T).T - 0.5 * v * v
         return h
+
+    def _refine_top(self, h, extra, rounds: int = 3) -> np.ndarray:
+        """Each level's highest point of ``h`` (on ``_SCAN_GRID``), refined by finer grids
+        around it: a start from which the search reaches the highest of two modes
+        that are close together."""
+        levels = np.arange(h.shape[1])
+        top = np.argmax(h, axis=0)
+        best, width = _SCAN_GRID[top], _SCAN_GRID[1] - _SCAN_GRID[0]
+        for _ in range(rounds):
+            grid = best + width * np.linspace(-1.0, 1.0, 17)[:, None]
+            hr = self._grid_objective(grid, extra)
+            best, width = grid[np.argmax(hr, axis=0), levels], width / 8.0
+        return best
 
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
         """:meth:`pirls` for one factor with a scalar random effect.
@@ -641,19 +743,17 @@ class Objective:
         exact = getattr(d.family, "extra_derivs", None)
         if exact is not None:
             dl, dd1, dw = exact(d.y, eta, self._trials, self._w, extra, self._const)
-            return np.sum(-2.0 * dl + c * dw + Am * dd1, axis=1)
-        out = np.zeros(len(extra))
+            return d.extra_gradient(-2.0 * dl + c * dw + Am * dd1)
+        rows = np.zeros((len(extra), len(eta)))
         for k in range(len(extra)):
             h = 1e-5
-            ep, em = extra.copy(), extra.copy()
-            ep[k] += h
-            em[k] -= h
+            ep, em = _blocks.shift_block(extra, k, h), _blocks.shift_block(extra, k, -h)
             dp, dm = self._derivs(eta, ep), self._derivs(eta, em)
             dl = (dp.loglik - dm.loglik) / (2 * h)
             dw = (dp.w - dm.w) / (2 * h)
             dd1 = (dp.d1 - dm.d1) / (2 * h)
-            out[k] = np.sum(-2.0 * dl + c * dw + Am * dd1)
-        return out
+            rows[k] = -2.0 * dl + c * dw + Am * dd1
+        return d.extra_gradient(rows)
 
     def snapshot(self):
         """Everything an evaluation changes: the mode, its factorisation, the memo."""
@@ -703,7 +803,7 @@ class GLMObjective:
 
     def _split(self, params):
         p = self.data.n_beta
-        return params[:p], params[p:]
+        return params[:p], self.data.extra_values(params[p:])
 
     def evaluate(self, params) -> float:
         d = self.data
@@ -722,15 +822,16 @@ class GLMObjective:
             return np.inf, np.zeros(len(params))
         d, s = self.data, self.state
         g_beta = -2.0 * d.X.T @ s["der"].d1
-        g_extra = np.zeros(len(s["extra"]))
+        extra = s["extra"]
+        if not len(extra):
+            return val, g_beta
         exact = getattr(d.family, "extra_derivs", None)
-        if exact is not None and len(g_extra):
-            dl = exact(d.y, s["eta"], self._trials, self._w, s["extra"], self._const)[0]
-            return val, np.concatenate([g_beta, -2.0 * dl.sum(axis=1)])
-        for k in range(len(g_extra)):
-            e = np.zeros(len(g_extra))
-            e[k] = 1e-5
-            lp = self._derivs(s["eta"], s["extra"] + e).loglik
-            lm = self._derivs(s["eta"], s["extra"] - e).loglik
-            g_extra[k] = -2.0 * np.sum(lp - lm) / 2e-5
-        return val, np.concatenate([g_beta, g_extra])
+        if exact is not None:
+            dl = exact(d.y, s["eta"], self._trials, self._w, extra, self._const)[0]
+            return val, np.concatenate([g_beta, d.extra_gradient(-2.0 * dl)])
+        rows = np.zeros((len(extra), len(s["eta"])))
+        for k in range(len(extra)):
+            lp = self._derivs(s["eta"], _blocks.shift_block(extra, k, 1e-5)).loglik
+            lm = self._derivs(s["eta"], _blocks.shift_block(extra, k, -1e-5)).loglik
+            rows[k] = -2.0 * (lp - lm) / 2e-5
+        return val, np.concatenate([g_beta, d.extra_gradient(rows)])

@@ -82,6 +82,7 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
     optimum when Newton converged there (NaN otherwise: not converged, or clipped).
     """
     d = obj.data
+    extra0 = d.extra_values(extra0)  # the family's values of its blocks' coefficients
     beta = np.zeros(d.n_beta)
     # Start the intercept at the link of the mean outcome, as R's glm does: from
     # eta = 0 the first Newton step for counts of 1e3 or more overshoots into overflow.
@@ -137,15 +138,17 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
 
 
 def starting_point(obj) -> np.ndarray:
-    """GLM fixed effects, moment-based Cholesky diagonals, the family's default extras.
+    """GLM fixed effects and family parameters, moment-based Cholesky diagonals.
 
     The diagonals start at a method-of-moments estimate from the GLM's scores
     (:func:`_moment_theta`), or at 0.5 for families with extra parameters (lme4
     starts at 1): fewer evaluations, and fewer first steps that overshoot onto
-    a zero variance.
+    a zero variance. The family's own parameters start at the GLM's optimum
+    (:func:`_glm_with_extras`), or at their defaults on large data (where the GLM
+    is fitted to a subset of rows).
     """
     data = obj.data
-    extra0 = data.family.default_extra()
+    extra0 = data.default_extra()
     theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in data.factors]
     # the GLM's trial steps may overflow (worth -inf to its line search, not a warning)
     with single_threaded_blas(), _quiet_trial_points():
@@ -153,8 +156,15 @@ def starting_point(obj) -> np.ndarray:
         beta0, value = glm_start(glm, extra0, with_value=True)
         if not data.n_extra and glm.data is data:
             # the GLM's optimum, kept for the check that the mixed model ends no lower
-            # (with extra parameters, or on a subset of rows, the check fits it)
+            # (on a subset of rows, the check fits it)
             obj.glm_optimum = (np.concatenate([beta0, extra0]), value)
+        if data.n_extra and data.factors and glm.data is data:
+            x_glm, value = _glm_with_extras(data, beta0, extra0)
+            obj.glm_optimum = (x_glm, value)
+            beta0, extra0 = (
+                x_glm[: data.n_beta],
+                _interior_extras(data, x_glm[data.n_beta :]),
+            )
         # with extra parameters (NB theta, zero inflation) at their defaults the GLM's
         # curvatures are a poor guide: the plain start there
         if data.factors and data.family.n_extra == 0:
@@ -162,6 +172,32 @@ def starting_point(obj) -> np.ndarray:
             theta0 = [_moment_theta(f, der) for f in data.factors]
     theta0 = np.concatenate(theta0) if theta0 else np.zeros(0)
     return np.concatenate([beta0, theta0, extra0])
+
+
+def _glm_with_extras(data, beta0, extra0):
+    """The GLM's optimum over the fixed effects and the family's own parameters.
+
+    Kept for the check that the mixed model ends no lower, and the mixed model's start:
+    from there it takes fewer evaluations, and NB theta does not start where it would
+    absorb the variation between groups (a zero variance the optimiser cannot leave).
+    """
+    bounds = [(None, None)] * data.n_beta + list(data.extra_bounds)
+    x0 = np.concatenate([beta0, extra0])
+    res = _run_lbfgsb(GLMObjective(data).value_and_grad, x0, True, bounds, 200, 1e-9)
+    return res.x, float(res.fun)
+
+
+def _interior_extras(data, coefs):
+    """The family's parameters, each past its flat side (no overdispersion, no zero
+    inflation) put back at its default start: a start on the ridge stays there."""
+    out = np.array(coefs, dtype=float)
+    default = data.default_extra()
+    for k, side in enumerate(data.extra_flat_side):
+        if side is not None:
+            direction, edge = side
+            if (direction == "upper" and out[k] > edge) or (direction == "lower" and out[k] < edge):
+                out[k] = default[k]
+    return out
 
 
 def _moment_theta(f, der) -> np.ndarray:
@@ -196,7 +232,7 @@ def parameter_bounds(data) -> list:
         for f in data.factors
         for r, c in zip(f.theta_rows, f.theta_cols)
     ]
-    extra = list(getattr(data.family, "extra_bounds", ()))
+    extra = list(data.extra_bounds)
     return [(None, None)] * data.n_beta + theta + extra
 
 
@@ -392,10 +428,8 @@ def _probe_zero_diagonal(obj, res, k, bounds):
     partners = _column_partners(obj.data).get(k, [])
     obj.value_and_grad(res.x)
     at_x = obj.snapshot()
-    best_val, best_x = res.fun, None
+    scans = []
     for sign in (1.0, -1.0) if partners else (None,):
-        # a scan of the diagonal's values; then the family's own parameters re-fitted at
-        # the best of them and at the largest (where they may have absorbed the most)
         scan = []
         for t in _PROBE_GRID:
             xt = res.x.copy()
@@ -405,15 +439,23 @@ def _probe_zero_diagonal(obj, res, k, bounds):
                 xt[partners] = sign * np.where(cur != 0.0, np.abs(cur), 0.5 * t)
             obj.restore(at_x)
             scan.append((obj.evaluate(xt), xt))
-        candidates = [min(scan, key=lambda s: s[0])]
-        if obj.data.n_extra:
-            candidates.append(scan[-1])
-        for val, xt in candidates:
-            if obj.data.n_extra:
-                obj.restore(at_x)
-                val, xt = _with_family_parameters(obj, xt, bounds)
-            if val < best_val - 1e-8:
-                best_val, best_x = val, xt
+        scans.append(scan)
+    # the best point of the scans; when it does not improve on the boundary and the
+    # family has its own parameters, these re-fitted there and at the largest
+    # diagonal (of the better sign there), where they may have absorbed the most
+    candidates = [min((p for scan in scans for p in scan), key=lambda p: p[0])]
+    refit = obj.data.n_extra and not candidates[0][0] < res.fun - 1e-8
+    if refit:
+        largest = min((scan[-1] for scan in scans), key=lambda p: p[0])
+        if largest[1] is not candidates[0][1]:
+            candidates.append(largest)
+    best_val, best_x = res.fun, None
+    for val, xt in candidates:
+        if refit:
+            obj.restore(at_x)
+            val, xt = _with_family_parameters(obj, xt, bounds)
+        if val < best_val - 1e-8:
+            best_val, best_x = val, xt
     obj.restore(at_x)
     return best_x
 
@@ -425,7 +467,8 @@ def _with_family_parameters(obj, x, bounds):
     if not d.n_extra:
         return obj.evaluate(x), x
     held = [(v, v) for v in x[:n_fixed]] + list(bounds[n_fixed:])
-    r = _run_lbfgsb(obj.value_and_grad, x, True, held, 30, 1e-10)
+    # a probe: the main stage that follows polishes the point found
+    r = _run_lbfgsb(obj.value_and_grad, x, True, held, 30, 1e-8)
     return float(r.fun), r.x
 
 
@@ -494,9 +537,8 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
     an honest boundary estimate, reported as such, with the other parameters'
     standard errors from the model without it.
     """
-    fam = obj.data.family
     start = obj.data.n_beta + obj.data.n_theta
-    for j, side in enumerate(getattr(fam, "extra_flat_side", ())):
+    for j, side in enumerate(obj.data.extra_flat_side):
         if side is None:
             continue
         k = start + j

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
+from .blocks import shift_block
+
 if TYPE_CHECKING:
     from .groups import GroupIndex
     from .objective import Objective
@@ -183,9 +185,8 @@ def _extra_partials(obj: Objective, eta: np.ndarray, fields: tuple[str, ...]) ->
     extra = obj.state["extra"]
     out = []
     for e in range(len(extra)):
-        h = np.zeros(len(extra))
-        h[e] = 1e-5
-        dp, dm = obj._derivs(eta, extra + h), obj._derivs(eta, extra - h)
+        dp = obj._derivs(eta, shift_block(extra, e, 1e-5))
+        dm = obj._derivs(eta, shift_block(extra, e, -1e-5))
         out.append([(getattr(dp, f) - getattr(dm, f)) / 2e-5 for f in fields])
     return out
 
@@ -240,14 +241,16 @@ def agq_gradient(obj: Objective) -> np.ndarray:
     # node sums per row: sum_k pi_jk d1_ik and sum_k pi_jk z_k d1_ik
     d1_sum = np.zeros(n)
     d1_z = np.zeros(n)
-    g_extra = np.zeros(d.n_extra)
+    # per block of the family, each row's derivative of the nodes' terms in its value
+    n_blocks = len(s["extra"])
+    g_extra = np.zeros((n_blocks, n))
     for b, d1 in _gradient_blocks(obj, q):
         P = _expand_levels(gi, post[b.nodes])
         D = d1 * P
         d1_sum += D.sum(axis=0)
         d1_z += z[b.nodes] @ D
         for e, (dl,) in enumerate(_extra_partials(obj, b.eta, ("loglik",))):
-            g_extra[e] += np.sum(P * dl)
+            g_extra[e] += np.sum(P * dl, axis=0)
     der, u = s["der"], s["u"]
     a, zr = s["a_vals"][:, 0], d.factors[0].Z[:, 0]
     hinv = obj.solver.hinv[:, 0, 0]
@@ -276,8 +279,9 @@ def agq_gradient(obj: Objective) -> np.ndarray:
     J[:, :p] = gi.sum(wa[:, None] * d.X) * -hinv[:, None]
     J[:, p] = hinv * (gi.sum(der.d1 * zr) - gi.sum(wa * zr * u_rows))
     obj._predictor = (u, s["bt"], J)
-    if d.n_extra:
+    if n_blocks:
         partials = _extra_partials(obj, s["eta"], ("d1", "w"))
         for e, (dd1, dw) in enumerate(partials):
-            g[p + 1 + e] = g_extra[e] + np.sum(a * (r_rows * dd1 + e_rows * a * dw))
+            g_extra[e] += a * (r_rows * dd1 + e_rows * a * dw)
+        g[p + 1 :] = d.extra_gradient(g_extra)
     return -2.0 * g

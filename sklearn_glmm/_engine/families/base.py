@@ -122,6 +122,10 @@ class Family:
         detail = f"{inner[2][:-1]}, " if inner[1] else ""
         return f"{inner[0]} ({detail}{self.link.name} link)"
 
+    def loglik(self, y, eta, trials, weights, extra, const=None):
+        """The log-density alone (families may compute it without the derivatives)."""
+        return self.derivs(y, eta, trials, weights, extra, const).loglik
+
     def mean_derivative(self, eta, extra=()):
         """``d E[Y] / d eta`` per trial."""
         return self.link.inverse_derivative(eta)
@@ -150,8 +154,7 @@ def _lgamma_ratio(y, theta):
     there with counts of 1e4 to 1e6, which summed over rows shows in a
     log-likelihood); below it, through ``betaln``.
     """
-    y = np.asarray(y, dtype=float)
-    theta = np.broadcast_to(np.asarray(theta, dtype=float), y.shape)
+    y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
     ypos = np.where(y > 0, y, 1.0)
     small = theta <= _STIRLING_SIZE
     ts = np.where(small, theta, 1.0)
@@ -210,8 +213,7 @@ def _polygamma_differences(y, k):
     asymptotic series of the polygamma functions are differenced term by term
     (each term's difference in closed form); elsewhere scipy's functions are used.
     """
-    k = np.asarray(k, dtype=float)
-    y = np.broadcast_to(np.asarray(y, dtype=float), k.shape)
+    y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
     big = k > _LARGE_SIZE
     kd = np.where(big, _LARGE_SIZE, k)  # the direct formulas only where they are accurate
     d0 = special.digamma(y + kd) - special.digamma(kd)

@@ -145,6 +145,21 @@ class NegativeBinomial2(Family):
         a3 = a2 * (s - r)
         return a, a1, a2, a3
 
+    def log_p0_extra_derivs(self, eta, extra):
+        """Derivatives in ``log theta`` of :meth:`log_p0`'s first three arrays, each (1, n)."""
+        if extra[0] >= NB_THETA.bounds[1]:
+            zero = np.zeros((1,) + np.shape(eta))
+            return zero, zero, zero
+        theta = np.exp(extra[0])
+        eta = np.minimum(eta, _ETA_MAX)
+        mu = np.exp(eta)
+        tm = theta + mu
+        s, r = theta / tm, mu / tm
+        da = theta * (r - np.logaddexp(0.0, eta - extra[0]))
+        da1 = -theta * r * r
+        da2 = -2.0 * theta * s * r * r
+        return da[None], da1[None], da2[None]
+
     def mean(self, eta, extra=()):
         return _exp(eta)
 

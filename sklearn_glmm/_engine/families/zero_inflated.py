@@ -1,18 +1,23 @@
-"""Constant zero inflation around a count family."""
+"""Zero inflation around a count family: a constant probability or one per row."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import special
 
-from ..blocks import ZERO_INFLATION
+from ..blocks import ZERO_INFLATION, shift_block
 from .base import Family, _weighted
 
 
 class ZeroInflated(Family):
-    """Constant zero-inflation around a count family; extra = [base..., logit pi].
+    """Zero-inflation around a count family; extra = [base..., logit pi].
 
     P(Y = 0) = pi + (1 - pi) f(0), P(Y = k) = (1 - pi) f(k) for k > 0.
+    ``logit pi`` is a scalar (a constant probability) or, when the zero-inflation
+    block has a design (``ziformula = ~ x``), one value per row: ``extra`` is then a
+    tuple whose last entry is an array broadcasting against ``eta``
+    (:func:`~sklearn_glmm._engine.blocks.block_values`); the count family's own
+    parameters stay scalars.
     The log-density of a zero need not be concave in ``eta``; the Laplace
     Hessian uses its exact curvature all the same, as glmmTMB does.
     """
@@ -54,6 +59,10 @@ class ZeroInflated(Family):
         return float(np.mean(pvar))
 
     def _split(self, extra):
+        """``(count family's parameters, pi, logit pi)``; pi scalar or per row."""
+        if isinstance(extra, tuple):
+            logit = np.asarray(extra[-1], dtype=float)
+            return np.array(extra[:-1], dtype=float), special.expit(logit), logit
         extra = np.asarray(extra, dtype=float)
         return extra[:-1], special.expit(extra[-1]), extra[-1]
 
@@ -79,6 +88,85 @@ class ZeroInflated(Family):
         w = np.where(zero, -d2z, d.w)
         w3 = np.where(zero, -d3z, d.w3)
         return _weighted(weights, loglik, d1, w, w3)
+
+    def loglik(self, y, eta, trials, weights, extra, const=None):
+        """The log-density alone (for scans over many linear predictors, shape (..., n)):
+        the mixture where ``y == 0``, the count family's density elsewhere, each
+        computed on its own rows."""
+        base_extra, _, logit_pi = self._split(extra)
+        log1m_pi = -np.logaddexp(0.0, logit_pi)
+        log_pi = -np.logaddexp(0.0, -logit_pi)
+        eta = np.asarray(eta, dtype=float)
+        out = np.empty(np.broadcast_shapes(eta.shape, np.shape(y)))
+        zero = y == 0
+        if zero.any():
+            a = self.base.log_p0(eta[..., zero], base_extra)[0]
+            out[..., zero] = np.logaddexp(_rows(log_pi, zero), _rows(log1m_pi, zero) + a)
+        if not zero.all():
+            rows = ~zero
+            sub = tuple(_rows(c, rows) for c in const) if isinstance(const, tuple) else None
+            sub = _rows(const, rows) if isinstance(const, np.ndarray) else sub
+            count = self.base.loglik(
+                y[rows], eta[..., rows], _rows(trials, rows), None, base_extra, sub
+            )
+            out[..., rows] = _rows(log1m_pi, rows) + count
+        return out if weights is None else weights * out
+
+    def extra_derivs(self, y, eta, trials, weights, extra, const=None):
+        """Derivatives in the extra parameters of ``loglik``, ``d1`` and ``w``, each (E, n).
+
+        Analytic in ``logit pi``: with ``r`` the posterior probability that a zero came
+        from the count part, a zero's derivatives are ``1 - r - pi``, ``-r (1 - r) a1``
+        and ``r (1 - r) (a2 + (1 - 2r) a1^2)`` (``a``: log f(0) and its eta-derivatives);
+        a count's ``-pi``, 0, 0. In the count family's own parameters: analytic where it
+        has ``extra_derivs`` and ``log_p0_extra_derivs``, central differences otherwise.
+        """
+        base_extra, pi, logit_pi = self._split(extra)
+        eta = np.broadcast_to(eta, np.shape(y))
+        log1m_pi = -np.logaddexp(0.0, logit_pi)
+        log_pi = -np.logaddexp(0.0, -logit_pi)
+        a, a1, a2, _ = self.base.log_p0(eta, base_extra)
+        zero = y == 0
+        r = np.exp(log1m_pi + a - np.logaddexp(log_pi, log1m_pi + a))
+        rr = r * (1.0 - r)
+        dl = np.where(zero, 1.0 - r - pi, -pi)
+        dd1 = np.where(zero, -rr * a1, 0.0)
+        dw = np.where(zero, rr * (a2 + (1.0 - 2.0 * r) * a1 * a1), 0.0)
+        out_l, out_d1, out_w = [dl], [dd1], [dw]
+        if len(base_extra):
+            own = self._base_extra_derivs(y, eta, trials, extra, const, zero, r, a1, a2)
+            out_l[:0], out_d1[:0], out_w[:0] = own
+        dl, dd1, dw = np.vstack(out_l), np.vstack(out_d1), np.vstack(out_w)
+        if weights is not None:
+            dl, dd1, dw = weights * dl, weights * dd1, weights * dw
+        return dl, dd1, dw
+
+    def _base_extra_derivs(self, y, eta, trials, extra, const, zero, r, a1, a2):
+        """Rows of ``extra_derivs`` for the count family's own parameters."""
+        base_extra = self._split(extra)[0]
+        exact = getattr(self.base, "extra_derivs", None)
+        p0 = getattr(self.base, "log_p0_extra_derivs", None)
+        if exact is None or p0 is None:
+            rows = ([], [], [])
+            for k in range(len(base_extra)):
+                h = 1e-5
+                ep, em = shift_block(extra, k, h), shift_block(extra, k, -h)
+                dp = self.derivs(y, eta, trials, None, ep, const)
+                dm = self.derivs(y, eta, trials, None, em, const)
+                for out, up, down in zip(rows, (dp.loglik, dp.d1, dp.w), (dm.loglik, dm.d1, dm.w)):
+                    out.append((up - down) / (2.0 * h))
+            return rows
+        cl, cd1, cw = exact(y, eta, trials, None, base_extra, const)
+        da, da1, da2 = p0(eta, base_extra)
+        dr = r * (1.0 - r) * da
+        zl = r * da
+        zd1 = dr * a1 + r * da1
+        zw = -(dr * a2 + r * da2 + dr * (1.0 - 2.0 * r) * a1 * a1 + 2.0 * r * (1.0 - r) * a1 * da1)
+        return (
+            list(np.where(zero, zl, cl)),
+            list(np.where(zero, zd1, cd1)),
+            list(np.where(zero, zw, cw)),
+        )
 
     def mean(self, eta, extra):
         _, pi, _ = self._split(extra)
@@ -114,3 +202,8 @@ class ZeroInflated(Family):
         base_extra, pi, _ = self._split(extra)
         m = mu / (1.0 - pi)
         return pi + (1.0 - pi) * self.base.cdf(y, m, trials, base_extra)
+
+
+def _rows(v, rows):
+    """The rows of a per-row array (scalars and ``None`` as they are)."""
+    return v[rows] if isinstance(v, np.ndarray) and v.ndim else v
