@@ -122,6 +122,7 @@ class GLMMSpec:
                 "estimator must be an unfitted BinomialGLMM, PoissonGLMM or NegBinGLMM "
                 "(use GLMMSpec.from_fitted for a fitted one)."
             )
+        _check_constant_zero_inflation(self.estimator)
         fe = {str(k): float(v) for k, v in dict(self.fixed_effects).items()}
         bad = [k for k, v in fe.items() if not np.isfinite(v)]
         if bad:
@@ -198,6 +199,7 @@ class GLMMSpec:
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(est, "coef_")
+        _check_constant_zero_inflation(est)
         factors = list(est.random_effects_cov_)
         if len(factors) > 1:
             raise ValueError(
@@ -211,6 +213,17 @@ class GLMMSpec:
             template.set_params(random_effects=" + ".join(_term_text(est._factors[0].term)))
         params = {b.reported: getattr(est, b.attribute) for b in est._family_obj.blocks}
         return cls(template, fe.to_dict(), cov, params, trials)
+
+
+def _check_constant_zero_inflation(estimator):
+    """Simulations draw one zero-inflation probability (``zi_prob``) for every row."""
+    zi = estimator.get_params().get("zero_inflation", False)
+    if isinstance(zi, str) and parse_term(zi).slopes:
+        raise ValueError(
+            f"zero_inflation={zi!r} gives the zero-inflation probability predictors, but "
+            "power simulations draw one probability (family_params={'zi_prob': ...}) for "
+            "every row: set zero_inflation=True."
+        )
 
 
 def _term_text(term) -> list[str]:

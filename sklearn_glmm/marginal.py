@@ -34,6 +34,8 @@ Public functions:
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -41,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._engine.objective import lambda_matrices
 from ._results import beta_jacobian, original_lambda
+from ._zero_inflation import values_at
 
 __all__ = ["conditional_marginal_table", "marginal_coefs"]
 
@@ -56,16 +59,19 @@ class _Rows:
     weights of the rows.
     """
 
-    def __init__(self, Xi, offset, Z, weights, internal_z):
+    def __init__(self, Xi, offset, Z, weights, internal_z, family_values):
         self.Xi, self.offset, self.Z, self.weights = Xi, offset, Z, weights
         self.internal_z = internal_z  # Z columns on the optimiser's scale (training rows)
+        # the family's values at its coefficients: scalars, or per row (zero inflation
+        # with predictors)
+        self.family_values = family_values
 
 
 def _training_rows(est, sample_weight):
     d = est._objective.data  # raises TrainingDataError on a model unpickled without data
     w = d.weights if sample_weight is None else _weights(sample_weight, d.X.shape[0])
     Z = [f.Z for f in d.factors]
-    return _Rows(d.X, d.offset, Z, w, internal_z=True)
+    return _Rows(d.X, d.offset, Z, w, internal_z=True, family_values=d.extra_values)
 
 
 def _weights(sample_weight, n):
@@ -92,7 +98,7 @@ def _new_rows(est, X, offset, sample_weight):
     Xi = _fixed_design(est, Xa) @ J  # X_original beta = X_original J beta_internal
     Z = [f.z_matrix(Xa) for f in est._factors]
     w = np.ones(Xa.shape[0]) if sample_weight is None else _weights(sample_weight, Xa.shape[0])
-    return _Rows(Xi, off, Z, w, internal_z=False)
+    return _Rows(Xi, off, Z, w, internal_z=False, family_values=partial(values_at, est, Xa))
 
 
 _NODE_SPACING = 0.25  # on the link scale: resolves the inverse link's curvature
@@ -123,8 +129,15 @@ def mean_over_normal(fam, eta, var, extra):
     step = max(1, _BLOCK // len(z))
     for i in range(0, len(eta), step):
         nodes = eta[i : i + step, None] + sd[i : i + step, None] * z
-        out[i : i + step] = fam.mean(nodes, extra) @ w
+        out[i : i + step] = fam.mean(nodes, _block_rows(extra, slice(i, i + step))) @ w
     return out
+
+
+def _block_rows(extra, rows):
+    """The family's values for a block of rows, per-row values as a column."""
+    if not isinstance(extra, tuple):
+        return extra  # scalars only
+    return tuple(v[rows, None] if isinstance(v, np.ndarray) and v.ndim else v for v in extra)
 
 
 def _row_variances(est, rows, theta):
@@ -146,7 +159,7 @@ def _marginal_beta(est, rows, x):
     eta = rows.Xi @ x[:p] + rows.offset
     var = _row_variances(est, rows, x[p : p + T])
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
-        mu = mean_over_normal(fam, eta, var, x[p + T :])
+        mu = mean_over_normal(fam, eta, var, rows.family_values(x[p + T :]))
         target = fam.link.link(mu) - rows.offset
     if not np.all(np.isfinite(target)):
         raise FloatingPointError(
@@ -204,7 +217,8 @@ def marginal_coefs(
     marginal coefficients are the least-squares fit of
     :math:`g(\mu^M_i) - \text{offset}_i` on :math:`x_i` (GLMMadaptive's
     ``marginal_coefs``; there the offset stays in the response). Zero-inflated
-    models average the mean of the whole mixture, structural zeros included.
+    models average the mean of the whole mixture, structural zeros included (each
+    row's own probability when the zero inflation has predictors).
 
     Parameters
     ----------

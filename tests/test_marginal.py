@@ -438,3 +438,21 @@ def test_delta_method_intervals_cover_the_true_marginal_coefficients():
     coverage = hits / n_rep
     # binomial(200, 0.95): 99% of coverages lie within 0.95 +- 0.04
     assert np.all(np.abs(coverage - 0.95) < 0.045), coverage
+
+
+def test_zero_inflation_with_predictors_uses_each_rows_probability():
+    df, _ = make_longitudinal("poisson", n_groups=120, re_sd=0.6, random_state=9)
+    rng = np.random.default_rng(9)
+    pi = special.expit(-1.5 + 0.4 * df["time"].to_numpy())
+    df["y"] = np.where(rng.random(len(df)) < pi, 0, df["y"])
+    m = _fit(PoissonGLMM(zero_inflation="1 + time"), df)
+    s2 = m.random_effects_cov_["id"].iloc[0, 0]
+    X = df[FEATURES]
+    D = np.column_stack([np.ones(len(df)), X.to_numpy(float)])
+    # log E y = log(1 - pi_i) + x'beta + sigma^2 / 2, regressed on x
+    target = np.log1p(-m.predict_zero_inflation(X)) + D @ m.fixed_effects_["estimate"] + s2 / 2
+    expected = np.linalg.lstsq(D, target, rcond=None)[0]
+    np.testing.assert_allclose(marginal_coefs(m)["estimate"], expected, atol=1e-10)
+    np.testing.assert_allclose(marginal_coefs(m, X)["estimate"], expected, atol=1e-10)
+    # the zero inflation's slope on time pulls the marginal time coefficient down
+    assert marginal_coefs(m).loc["time", "estimate"] < m.fixed_effects_.loc["time", "estimate"]

@@ -380,3 +380,27 @@ def test_fitted_group_columns_model_is_refitted_with_explicit_groups():
     pc = power_curve(m, "treatment", n_groups=[40], n_per_group=3, n_sim=5, random_state=0)
     assert pc["n_tested"].iloc[0] == 5
     assert pc.attrs["effect"] == pytest.approx(m.fixed_effects_.loc["treatment", "estimate"])
+
+
+def test_zero_inflation_with_predictors_is_refused():
+    df, _ = make_longitudinal("poisson", n_groups=60, zero_inflation=0.2, random_state=1)
+    m = PoissonGLMM(zero_inflation="1 + time").fit(
+        df[["time", "treatment"]], df["y"], groups=df["id"]
+    )
+    with pytest.raises(ValueError, match="zero_inflation=True"):
+        GLMMSpec.from_fitted(m)
+    with pytest.raises(ValueError, match="zero_inflation=True"):
+        GLMMSpec(
+            PoissonGLMM(zero_inflation="1 + time"),
+            {"(Intercept)": 1.0, "time": 0.1},
+            family_params={"zi_prob": 0.2},
+        )
+    # a constant zero inflation is simulated and refitted
+    s = GLMMSpec(
+        PoissonGLMM(zero_inflation=True, random_effects="1"),
+        {"(Intercept)": 1.0, "treatment": -0.4},
+        random_cov=0.5,
+        family_params={"zi_prob": 0.2},
+    )
+    pc = power_curve(s, "treatment", n_groups=40, n_per_group=4, n_sim=4, random_state=0)
+    assert pc["n_failed"].iloc[0] == 0
