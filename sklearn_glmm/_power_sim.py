@@ -50,15 +50,17 @@ def simulate_data(spec, X: pd.DataFrame, groups, rng: np.random.Generator):
             + [X[s].to_numpy(dtype=float) for s in term.slopes]
         )
         eta = eta + np.einsum("nq,nq->n", Z, B[codes])
+    if spec.offset is not None:
+        eta = eta + X[spec.offset].to_numpy(dtype=float)
     fam, extra = spec.family, spec.extra
     mu = fam.mean(eta, extra)
     trials = np.full(n, float(spec.trials))
     return fam.sample(mu, trials, extra, rng)
 
 
-def _fit(spec, X, y, groups):
+def _fit(spec, X, y, groups, offset):
     est = spec.refit_estimator()
-    kw = {}
+    kw = {} if offset is None else {"offset": offset}
     if spec.trials > 1:
         kw["trials"] = np.full(len(y), spec.trials)
     with warnings.catch_warnings():
@@ -89,22 +91,24 @@ def run_study(spec, tests, method, design, n_groups, n_per_group, seed) -> Outco
     """Simulate one data set, refit, and test the coefficients ``tests`` (a list)."""
     rng = np.random.default_rng(seed)
     X, groups = design(n_groups, n_per_group, rng)
-    missing = [c for c in spec.features if c not in X.columns]
+    needed = spec.features + ([spec.offset] if spec.offset is not None else [])
+    missing = [c for c in needed if c not in X.columns]
     if missing:
         raise ValueError(
-            f"the design's data have no column(s) {missing}, which fixed_effects name; "
+            f"the design's data have no column(s) {missing}, which the specification names; "
             f"it gave {list(X.columns)}."
         )
     Xf = X[spec.features]
+    off = None if spec.offset is None else X[spec.offset].to_numpy(dtype=float)
     y = simulate_data(spec, X, groups, rng)
     out = Outcome(n_obs=len(y))
     try:
-        full = _fit(spec, Xf, y, groups)
+        full = _fit(spec, Xf, y, groups, off)
         out.estimate, out.std_error, out.p_value = _wald(full, tests)
         out.converged = bool(full.converged_)
         out.singular = bool(getattr(full, "is_singular_", False))
         if method == "lrt":
-            null = _fit(spec, Xf.drop(columns=tests), y, groups)
+            null = _fit(spec, Xf.drop(columns=tests), y, groups, off)
             out.converged = out.converged and bool(null.converged_)
             lr = max(2.0 * (full.loglik_ - null.loglik_), 0.0)
             estimable = np.all(np.isfinite(full.fixed_effects_.loc[tests, "estimate"]))

@@ -108,6 +108,9 @@ class GLMMSpec:
         ``{"nb_theta": 2.0}`` or ``{"nb_theta": 2.0, "zi_prob": 0.1}``.
     trials : int, default=1
         Binomial trials per row (1: a 0/1 outcome).
+    offset : str, default=None
+        A column of the design's data added to the linear predictor (e.g. the log
+        of each row's exposure), in the simulation and in every refit.
     """
 
     estimator: object
@@ -115,6 +118,7 @@ class GLMMSpec:
     random_cov: object = None
     family_params: Mapping[str, float] = field(default_factory=dict)
     trials: int = 1
+    offset: str | None = None
 
     def __post_init__(self):
         if not hasattr(self.estimator, "_family") or hasattr(self.estimator, "coef_"):
@@ -133,6 +137,8 @@ class GLMMSpec:
         fam = self.family
         if self.trials > 1 and not fam.has_trials:
             raise ValueError("trials > 1 is for binomial models only.")
+        if self.offset is not None and not isinstance(self.offset, str):
+            raise TypeError(f"offset must name a column of the design, got {self.offset!r}.")
         given = {str(k): float(v) for k, v in dict(self.family_params or {}).items()}
         names = [b.reported for b in fam.blocks]
         if set(given) != set(names):
@@ -186,20 +192,38 @@ class GLMMSpec:
     def with_effect(self, name: str, value: float) -> GLMMSpec:
         fe = dict(self.fixed_effects)
         fe[name] = float(value)
-        return GLMMSpec(self.estimator, fe, self.random_cov, self.family_params, self.trials)
+        return GLMMSpec(
+            self.estimator, fe, self.random_cov, self.family_params, self.trials, self.offset
+        )
 
     @classmethod
-    def from_fitted(cls, est, *, trials: int = 1) -> GLMMSpec:
+    def from_fitted(cls, est, *, trials: int = 1, offset: str | None = None) -> GLMMSpec:
         """The parameters of a fitted model (one grouping factor) as a specification.
 
         Fixed effects (aliased columns left out), the random effects' covariance and
         the family's parameters are the estimates; ``trials`` is the number of
-        binomial trials per simulated row.
+        binomial trials per simulated row and ``offset`` the design's column holding
+        the offset. A model fitted with several trials per row or with an offset
+        needs them said again: its estimates are per trial and per unit of exposure.
         """
         from sklearn.utils.validation import check_is_fitted
 
+        from ._state import has_data
+
         check_is_fitted(est, "coef_")
         _check_constant_zero_inflation(est)
+        if has_data(est):
+            d = est._objective.data
+            if offset is None and np.any(d.offset != 0):
+                raise ValueError(
+                    "the model was fitted with an offset: pass offset='<column>' naming the "
+                    "design's column of offsets (e.g. log exposure) for the simulated rows."
+                )
+            if trials == 1 and est._family_obj.has_trials and np.any(d.trials > 1):
+                raise ValueError(
+                    "the model was fitted to binomial outcomes with several trials per row: "
+                    "pass trials=<number of trials per simulated row>."
+                )
         factors = list(est.random_effects_cov_)
         if len(factors) > 1:
             raise ValueError(
@@ -212,7 +236,7 @@ class GLMMSpec:
             cov = est.random_effects_cov_[factors[0]]
             template.set_params(random_effects=" + ".join(_term_text(est._factors[0].term)))
         params = {b.reported: getattr(est, b.attribute) for b in est._family_obj.blocks}
-        return cls(template, fe.to_dict(), cov, params, trials)
+        return cls(template, fe.to_dict(), cov, params, trials, offset)
 
 
 def _check_constant_zero_inflation(estimator):

@@ -404,3 +404,39 @@ def test_zero_inflation_with_predictors_is_refused():
     )
     pc = power_curve(s, "treatment", n_groups=40, n_per_group=4, n_sim=4, random_state=0)
     assert pc["n_failed"].iloc[0] == 0
+
+
+def test_offsets_and_trials_of_a_fitted_model_must_be_given():
+    from sklearn_glmm._power_sim import simulate_data
+
+    df, _ = make_longitudinal("poisson", n_groups=80, random_state=3)
+    rng = np.random.default_rng(3)
+    df["log_exposure"] = np.log(rng.uniform(0.5, 3.0, len(df)))
+    X = df[["time", "treatment"]]
+    m = PoissonGLMM().fit(X, df["y"], groups=df["id"], offset=df["log_exposure"])
+    with pytest.raises(ValueError, match="offset='<column>'"):
+        GLMMSpec.from_fitted(m)
+    s = GLMMSpec.from_fitted(m, offset="log_exposure")
+
+    def exposed(n_groups, n_per_group, rng):
+        X, ids = longitudinal_design(n_groups, n_per_group, rng)
+        return X.assign(log_exposure=np.log(rng.uniform(0.5, 3.0, len(X)))), ids
+
+    # the simulated counts scale with the exposure
+    Xd, ids = exposed(3000, 2, np.random.default_rng(0))
+    y = simulate_data(s.with_effect("time", 0.0).with_effect("treatment", 0.0), Xd, ids, rng)
+    hi = Xd["log_exposure"].to_numpy() > np.log(2.0)
+    assert y[hi].mean() > 2 * y[Xd["log_exposure"].to_numpy() < np.log(1.0)].mean()
+    pc = power_curve(s, "treatment", design=exposed, n_groups=[60], n_per_group=5, n_sim=20,
+                     random_state=0)  # fmt: skip
+    est = pc["mean_estimate"].iloc[0]
+    assert abs(est - s.fixed_effects["treatment"]) < 3 * pc["mean_std_error"].iloc[0] / np.sqrt(20)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['log_exposure'\]"):
+        power_curve(s, "treatment", n_groups=[20], n_sim=1)
+
+    bdf, _ = make_longitudinal("binomial", n_groups=60, trials=5, random_state=0)
+    b = BinomialGLMM().fit(bdf[["time", "treatment"]], bdf["y"], groups=bdf["id"],
+                           trials=bdf["trials"])  # fmt: skip
+    with pytest.raises(ValueError, match="trials=<number"):
+        GLMMSpec.from_fitted(b)
+    assert GLMMSpec.from_fitted(b, trials=5).trials == 5
