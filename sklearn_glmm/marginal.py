@@ -55,13 +55,13 @@ class _Rows:
 
     ``Xi`` is the internal fixed-effect design (``Xi @ beta_internal`` is the
     linear predictor without offset); ``Z`` lists, per grouping factor, the rows'
-    random-effect columns in the user's units; ``weights`` are the least-squares
-    weights of the rows.
+    random-effect columns (the optimiser's for the training rows, the user's for new
+    rows: ``internal_z`` says which); ``weights`` are the least-squares weights.
     """
 
     def __init__(self, Xi, offset, Z, weights, internal_z, family_values):
         self.Xi, self.offset, self.Z, self.weights = Xi, offset, Z, weights
-        self.internal_z = internal_z  # Z columns on the optimiser's scale (training rows)
+        self.internal_z = internal_z
         # the family's values at its coefficients: scalars, or per row (zero inflation
         # with predictors)
         self.family_values = family_values
