@@ -146,6 +146,31 @@ def _dispersion_sentences(est, digits):
     return out
 
 
+def _marginal_sentences(est, level, digits):
+    """The population-averaged effects (``marginal_coefs``) in one sentence."""
+    from .marginal import conditional_marginal_table
+
+    if not est._factors:
+        return []
+    tab = conditional_marginal_table(est, level=level)
+    ratio = _RATIO_ABBREVIATION.get(tab.attrs["scale"])
+    label = ratio or f"b ({tab.attrs['scale']} scale)"
+    parts = []
+    for name in tab.index:
+        if name == "(Intercept)" or not np.isfinite(tab.loc[name, "marginal"]):
+            continue
+        r, lo, hi = _fmt_ratio(
+            tab.loc[name, ["marginal", "marginal_lower", "marginal_upper"]], digits
+        )
+        parts.append(f"{name} {label} = {r}, {round(level * 100):d}% CI [{lo}, {hi}]")
+    if not parts:
+        return []
+    return [
+        "Averaged over the random effects (population-averaged, marginal coefficients), "
+        f"the effects were: {'; '.join(parts)}."
+    ]
+
+
 def _compare_sentences(est, compare, digits):
     out = []
     for other in compare:
@@ -178,6 +203,7 @@ def report(
     outcome: str = "the outcome",
     compare=(),
     digits: int = 2,
+    marginal: bool = False,
 ) -> str:
     """A results paragraph for a fitted model, ready to edit into a paper.
 
@@ -209,6 +235,9 @@ def report(
         AICs; a pair that cannot be tested gets a sentence saying why.
     digits : int, default=2
         Decimals of the ratios, SDs and dispersion parameters.
+    marginal : bool, default=False
+        Add the population-averaged effects (:func:`sklearn_glmm.marginal.marginal_coefs`
+        over the training rows, delta-method intervals) after the conditional ones.
 
     Returns
     -------
@@ -240,6 +269,8 @@ def report(
     if modelled is not None:
         parts.append(f"The model describes {modelled}.")
     parts += _effect_sentences(est, ci, outcome, level, digits)
+    if marginal:
+        parts += _marginal_sentences(est, level, digits)
     parts += _random_sentences(est, ci, digits)
     parts += _dispersion_sentences(est, digits)
     parts += _compare_sentences(est, list(compare), digits)

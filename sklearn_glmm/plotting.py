@@ -24,7 +24,14 @@ Functions on a fitted estimator:
 - :func:`plot_residuals` -- residuals against fitted values with binned means;
 - :func:`plot_ppc` -- observed cell proportions / means against datasets
   simulated from the model (:func:`simulate_cell_means` gives the numbers);
-- :func:`plot_rootogram` -- observed vs expected count frequencies (count models).
+- :func:`plot_rootogram` -- observed vs expected count frequencies (count models);
+- :func:`plot_marginal_coefs` -- conditional beside marginal (population-averaged)
+  coefficients, as odds / rate ratios.
+
+Functions on other results:
+
+- :func:`plot_power_curve` -- power against sample size, from
+  :func:`sklearn_glmm.power.power_curve`.
 
 Model-based functions take ``data``: the DataFrame of the rows to plot. Its
 columns are matched to the estimator: a model fitted on a DataFrame uses the
@@ -70,11 +77,13 @@ from ._plot_diagnostics import (
     plot_rootogram,
     simulate_cell_means,
 )
+from ._plot_marginal import plot_marginal_coefs
 from ._plot_ordinal import (
     category_proportions,
     plot_category_probabilities,
     plot_category_proportions,
 )
+from ._plot_power import plot_power_curve
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -86,7 +95,9 @@ __all__ = [
     "plot_caterpillar",
     "plot_conditional_marginal",
     "plot_link_response",
+    "plot_marginal_coefs",
     "plot_observed_means",
+    "plot_power_curve",
     "plot_ppc",
     "plot_predicted_vs_observed",
     "plot_ranef_qq",

@@ -229,5 +229,28 @@ class Summary:
             lines.append(f"{b.label}: {value:.4g}{note}")
         return lines
 
+    def marginal(self, X=None, **kwargs) -> str:
+        """The marginal (population-averaged) fixed effects, printed as the fixed effects are.
+
+        The coefficients of :func:`sklearn_glmm.marginal.marginal_coefs` (the
+        conditional mean integrated over the random effects, its link regressed on
+        the rows ``X``, the training rows by default), with delta-method standard
+        errors; ``kwargs`` go to ``marginal_coefs``.
+        """
+        from .marginal import marginal_coefs
+
+        table = marginal_coefs(self.est, X, **kwargs).rename(
+            columns={
+                "estimate": "Estimate",
+                "std_error": "Std. Error",
+                "z_value": "z value",
+                "p_value": "Pr(>|z|)",
+            }
+        )
+        lines = ["Marginal (population-averaged) fixed effects:"] + self._coef_lines(table)
+        lines.append("---")
+        lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        return "\n".join(lines)
+
     def __repr__(self):
         return self.__str__()

@@ -1,0 +1,372 @@
+r"""Marginal (population-averaged) coefficients of a fitted GLMM.
+
+A GLMM's fixed effects are conditional: ``g(E[y | b]) = x'beta + z'b``. The
+*marginal* mean of a row averages over the random effects,
+
+.. math::
+
+    \mu^M(x, z) = E_b\, g^{-1}(x^\top\beta + z^\top b), \qquad b \sim N(0, \Sigma),
+
+and the marginal coefficients :math:`\beta^M` are those of the model
+``g(mu^M) = x'beta^M`` fitted to these means by least squares over a set of rows
+(the training rows by default), as GLMMadaptive's ``marginal_coefs`` does. For
+a log link with a random intercept the marginal slopes equal the conditional
+ones and the marginal intercept is :math:`\beta_0 + \sigma^2/2`; for a logit
+link the marginal log odds ratios are attenuated towards 0 (about
+:math:`\beta/\sqrt{1 + 0.346\,\sigma^2}`, Zeger, Liang & Albert 1988).
+
+The integral is one-dimensional whatever the random-effect structure: for a row,
+:math:`z^\top b` is normal with variance :math:`\sum_f z_f^\top\Sigma_f z_f`
+(summed over independent grouping factors). It is exact for the log link; for
+other links it is the trapezoidal rule on a grid of spacing at most 0.25 on the
+link scale over +-9 standard deviations, accurate to about 1e-15 for the logit,
+probit and cloglog links whatever the variance (a fixed Gauss-Hermite rule loses
+accuracy as the standard deviation grows: 32 nodes err by 1e-3 at SD 5). There is
+no Monte Carlo error.
+
+Public functions:
+
+* :func:`marginal_coefs` -- the marginal coefficients with standard errors, a
+  table shaped like ``fixed_effects_``;
+* :func:`conditional_marginal_table` -- conditional and marginal coefficients side
+  by side, with intervals, as odds / rate ratios where the link has them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.utils.validation import check_is_fitted
+
+from ._engine.objective import lambda_matrices
+from ._results import beta_jacobian, original_lambda
+from ._zero_inflation import values_at
+
+__all__ = ["conditional_marginal_table", "marginal_coefs"]
+
+_SE_METHODS = ("delta", "simulation")
+
+
+class _Rows:
+    """The rows a marginal model is fitted over, on the optimiser's (internal) scale.
+
+    ``Xi`` is the internal fixed-effect design (``Xi @ beta_internal`` is the
+    linear predictor without offset); ``Z`` lists, per grouping factor, the rows'
+    random-effect columns (the optimiser's for the training rows, the user's for new
+    rows: ``internal_z`` says which); ``weights`` are the least-squares weights.
+    """
+
+    def __init__(self, Xi, offset, Z, weights, internal_z, family_values):
+        self.Xi, self.offset, self.Z, self.weights = Xi, offset, Z, weights
+        self.internal_z = internal_z
+        # the family's values at its coefficients: scalars, or per row (zero inflation
+        # with predictors)
+        self.family_values = family_values
+
+
+def _training_rows(est, sample_weight):
+    d = est._objective.data  # raises TrainingDataError on a model unpickled without data
+    w = d.weights if sample_weight is None else _weights(sample_weight, d.X.shape[0])
+    Z = [f.Z for f in d.factors]
+    return _Rows(d.X, d.offset, Z, w, internal_z=True, family_values=d.extra_values)
+
+
+def _weights(sample_weight, n):
+    w = np.asarray(sample_weight, dtype=float).ravel()
+    if w.shape != (n,):
+        raise ValueError(
+            f"sample_weight must have one value per row ({n}), got shape {w.shape}; pass one "
+            "non-negative weight per row of X."
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ValueError(
+            "sample_weight must be finite and non-negative with at least one positive value."
+        )
+    return w
+
+
+def _new_rows(est, X, offset, sample_weight):
+    from ._plot_common import model_inputs
+    from .inference import _fixed_design, _prep
+
+    Xm, _, _ = model_inputs(est, X, None)
+    Xa, off, _, _ = _prep(est, Xm, offset)
+    J = beta_jacobian(est._scaling)
+    Xi = _fixed_design(est, Xa) @ J  # X_original beta = X_original J beta_internal
+    Z = [f.z_matrix(Xa) for f in est._factors]
+    w = np.ones(Xa.shape[0]) if sample_weight is None else _weights(sample_weight, Xa.shape[0])
+    return _Rows(Xi, off, Z, w, internal_z=False, family_values=partial(values_at, est, Xa))
+
+
+_NODE_SPACING = 0.25  # on the link scale: resolves the inverse link's curvature
+_Z_RANGE = 9.0  # standard normal mass beyond +-9: 2e-19
+_BLOCK = 2_000_000  # rows x nodes evaluated at once
+
+
+def mean_over_normal(fam, eta, var, extra):
+    """``E g^{-1}(eta + e)``, ``e ~ N(0, var)`` per row (exact for the log link).
+
+    The trapezoidal rule is spectrally accurate for a smooth integrand that
+    decays fast: its error falls like ``exp(-2 pi d / h)`` with ``d`` the width of
+    the strip where the integrand is analytic, ``h`` the spacing.
+    """
+    from ._engine.links import LogLink
+
+    eta = np.asarray(eta, dtype=float)
+    var = np.clip(np.asarray(var, dtype=float), 0.0, None)
+    if isinstance(fam.link, LogLink) or not np.any(var > 0):
+        return fam.mean_over_normal(eta, var, extra)
+    sd = np.sqrt(var)
+    hz = min(_NODE_SPACING, _NODE_SPACING / float(sd.max()))
+    k = int(np.ceil(_Z_RANGE / hz))
+    z = np.arange(-k, k + 1) * hz
+    w = np.exp(-0.5 * z**2)
+    w /= w.sum()
+    out = np.empty_like(eta)
+    step = max(1, _BLOCK // len(z))
+    for i in range(0, len(eta), step):
+        nodes = eta[i : i + step, None] + sd[i : i + step, None] * z
+        out[i : i + step] = fam.mean(nodes, _block_rows(extra, slice(i, i + step))) @ w
+    return out
+
+
+def _block_rows(extra, rows):
+    """The family's values for a block of rows, per-row values as a column."""
+    if not isinstance(extra, tuple):
+        return extra  # scalars only
+    return tuple(v[rows, None] if isinstance(v, np.ndarray) and v.ndim else v for v in extra)
+
+
+def _row_variances(est, rows, theta):
+    """Variance of ``z'b`` per row at covariance parameters ``theta`` (internal)."""
+    var = np.zeros(rows.Xi.shape[0])
+    lams = lambda_matrices(est._layout, theta)
+    for Z, L, T in zip(rows.Z, lams, est._z_maps):
+        # internal Z columns pair with Lambda, the user's columns with T Lambda
+        B = Z @ (L if rows.internal_z else original_lambda(T, L))
+        var += np.einsum("nq,nq->n", B, B)
+    return var
+
+
+def _marginal_beta(est, rows, x):
+    """Marginal coefficients in the user's units at internal parameters ``x``."""
+    lay = est._layout
+    p, T = lay.n_beta, lay.n_theta
+    fam = est._family_obj
+    eta = rows.Xi @ x[:p] + rows.offset
+    var = _row_variances(est, rows, x[p : p + T])
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        mu = mean_over_normal(fam, eta, var, rows.family_values(x[p + T :]))
+        target = fam.link.link(mu) - rows.offset
+    if not np.all(np.isfinite(target)):
+        raise FloatingPointError(
+            "a marginal mean is 0 or 1 to machine precision (its link is infinite): the "
+            "linear predictor of some rows is too extreme for the marginal model; pass rows X "
+            "closer to the data."
+        )
+    use = rows.weights > 0
+    sw = np.sqrt(rows.weights[use])
+    gamma, *_ = np.linalg.lstsq(rows.Xi[use] * sw[:, None], target[use] * sw, rcond=None)
+    return beta_jacobian(est._scaling) @ gamma
+
+
+def _simulated_cov(est, fun, n_draws, random_state):
+    """GLMMadaptive's standard errors: the spread of ``fun`` over parameter draws."""
+    from ._simulate import _rng
+
+    x, V = est._params, est._vcov_params
+    active = np.isfinite(np.diag(V))
+    Va = V[np.ix_(active, active)]
+    rng = _rng(random_state)
+    draws = rng.multivariate_normal(np.zeros(int(active.sum())), Va, size=n_draws)
+    out = []
+    for d in draws:
+        xk = x.copy()
+        xk[active] += d
+        out.append(fun(xk))
+    return np.cov(np.asarray(out), rowvar=False).reshape(len(out[0]), len(out[0]))
+
+
+def _check_model(est):
+    check_is_fitted(est, "coef_")
+    if not hasattr(est, "_family_obj"):
+        raise TypeError(
+            f"model must be a fitted BinomialGLMM, PoissonGLMM or NegBinGLMM, got "
+            f"{type(est).__name__}."
+        )
+
+
+def marginal_coefs(
+    model,
+    X=None,
+    *,
+    offset=None,
+    sample_weight=None,
+    std_errors: bool = True,
+    se_method: str = "delta",
+    n_draws: int = 200,
+    random_state=None,
+) -> pd.DataFrame:
+    r"""Coefficients of the marginal (population-averaged) mean model.
+
+    For every row the conditional mean is integrated over the random-effect
+    distribution, :math:`\mu^M_i = E_b\,g^{-1}(x_i^\top\beta + z_i^\top b)`, and the
+    marginal coefficients are the least-squares fit of
+    :math:`g(\mu^M_i) - \text{offset}_i` on :math:`x_i` (GLMMadaptive's
+    ``marginal_coefs``; there the offset stays in the response). Zero-inflated
+    models average the mean of the whole mixture, structural zeros included (each
+    row's own probability when the zero inflation has predictors).
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    X : array-like or DataFrame of shape (n_samples, n_features), default=None
+        Rows to average over, as passed to ``predict`` (no grouping labels are
+        needed: the marginal mean does not depend on them). ``None`` takes the
+        training rows with their prior weights (the model must keep its training
+        data). With a log link and random intercepts only the rows do not matter;
+        otherwise the marginal model is not exactly linear in ``x`` and its
+        least-squares coefficients depend on the rows.
+    offset : array-like of shape (n_samples,), default=None
+        Offsets of the rows of ``X`` (the training offsets when ``X`` is None).
+    sample_weight : array-like of shape (n_samples,), default=None
+        Least-squares weights of the rows (default: the training rows' prior
+        weights, or 1 for new rows).
+    std_errors : bool, default=True
+        Compute standard errors, z values and p-values (NaN columns otherwise).
+    se_method : {"delta", "simulation"}, default="delta"
+        ``"delta"``: the delta method with the covariance of all estimated
+        parameters (fixed effects, covariance parameters and the family's own);
+        ``"simulation"``: GLMMadaptive's approach, the covariance of the marginal
+        coefficients over ``n_draws`` parameter vectors drawn from their
+        asymptotic normal distribution.
+    n_draws : int, default=200
+        Parameter draws for ``se_method="simulation"``.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the parameter draws (``se_method="simulation"`` only).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Indexed like ``fixed_effects_`` (terms, an intercept first), with columns
+        ``estimate``, ``std_error``, ``z_value`` and ``p_value``; columns dropped as
+        aliased in the fit are NaN. ``table.attrs["vcov"]`` holds the covariance
+        matrix of the estimated rows and ``attrs["se_method"]`` the method.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_glmm import BinomialGLMM
+    >>> from sklearn_glmm.datasets import make_longitudinal
+    >>> from sklearn_glmm.marginal import marginal_coefs
+    >>> df, _ = make_longitudinal("binomial", n_groups=200, re_sd=2.0, random_state=0)
+    >>> m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    >>> mc = marginal_coefs(m)
+    >>> b_cond = m.fixed_effects_.loc["treatment", "estimate"]
+    >>> bool(abs(mc.loc["treatment", "estimate"]) < abs(b_cond))  # attenuated
+    True
+    """
+    _check_model(model)
+    if se_method not in _SE_METHODS:
+        raise ValueError(f"se_method must be one of {_SE_METHODS}, got {se_method!r}.")
+    if not isinstance(n_draws, (int, np.integer)) or n_draws < 2:
+        raise ValueError(f"n_draws must be an integer of at least 2, got {n_draws!r}.")
+    if X is None:
+        if offset is not None:
+            raise ValueError("offset is for new rows X; with X=None the training offsets are used.")
+        rows = _training_rows(model, sample_weight)
+    else:
+        rows = _new_rows(model, X, offset, sample_weight)
+    fe = model.fixed_effects_
+    kept = np.isfinite(fe["estimate"].to_numpy())
+
+    def fun(x):
+        return _marginal_beta(model, rows, x)
+
+    beta = fun(model._params)
+    k = len(beta)
+    V = np.full((k, k), np.nan)
+    if std_errors:
+        if se_method == "delta":
+            from .inference import _delta
+
+            _, V = _delta(model, fun)
+        else:
+            V = _simulated_cov(model, fun, int(n_draws), random_state)
+    est = np.full(len(fe), np.nan)
+    se = np.full(len(fe), np.nan)
+    est[kept] = beta
+    var = np.diag(V)
+    with np.errstate(invalid="ignore"):
+        se[kept] = np.where(var > 0, np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, est / se, np.nan)
+    table = pd.DataFrame(
+        {"estimate": est, "std_error": se, "z_value": z, "p_value": 2 * stats.norm.sf(np.abs(z))},
+        index=fe.index.copy(),
+    )
+    names = list(fe.index[kept])
+    table.attrs["vcov"] = pd.DataFrame(V, index=names, columns=names)
+    table.attrs["se_method"] = se_method if std_errors else None
+    return table
+
+
+def _ratio_transform(model, exponentiate):
+    link = model._family_obj.link
+    if exponentiate is None:
+        exponentiate = link.ratio_name is not None
+    return bool(exponentiate), (link.ratio_name if exponentiate else None)
+
+
+def conditional_marginal_table(
+    model,
+    X=None,
+    *,
+    level: float = 0.95,
+    exponentiate: bool | None = None,
+    **kwargs,
+) -> pd.DataFrame:
+    """Conditional and marginal coefficients side by side, with Wald intervals.
+
+    Parameters
+    ----------
+    model : fitted BinomialGLMM, PoissonGLMM or NegBinGLMM
+    X : array-like or DataFrame, default=None
+        Rows the marginal model is fitted over (see :func:`marginal_coefs`).
+    level : float, default=0.95
+        Coverage of the intervals.
+    exponentiate : bool, default=None
+        Report ``exp(coefficient)`` (odds ratios for the logit link, rate ratios
+        for the log link, hazard ratios for cloglog). By default, whenever the
+        link has such a reading.
+    **kwargs
+        Passed to :func:`marginal_coefs` (``offset``, ``sample_weight``,
+        ``se_method``, ...).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per term; columns ``conditional``, ``conditional_lower``,
+        ``conditional_upper``, ``marginal``, ``marginal_lower``,
+        ``marginal_upper`` and ``marginal_p_value``. ``table.attrs["scale"]``
+        names the scale (e.g. ``"odds ratio"`` or ``"log-odds"``).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}.")
+    mc = marginal_coefs(model, X, **kwargs)
+    fe = model.fixed_effects_
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    exp, ratio = _ratio_transform(model, exponentiate)
+    f = np.exp if exp else (lambda v: v)
+    out = {}
+    for name, tab in (("conditional", fe), ("marginal", mc)):
+        b, s = tab["estimate"].to_numpy(), tab["std_error"].to_numpy()
+        out[name], out[f"{name}_lower"], out[f"{name}_upper"] = f(b), f(b - z * s), f(b + z * s)
+    out["marginal_p_value"] = mc["p_value"].to_numpy()
+    table = pd.DataFrame(out, index=fe.index.copy())
+    table.attrs["scale"] = ratio or model._family_obj.link.scale_name
+    table.attrs["level"] = level
+    return table

@@ -1,0 +1,442 @@
+"""Power by simulation: sklearn_glmm.power.
+
+Checks: the rejection rate at effect 0 is the test's level; the simulated power of
+a GLM (no random effects) matches its closed form; power grows with the sample
+size; results are reproducible and do not depend on n_jobs; failed refits are
+counted and named; the specification's simulator draws the distribution it says.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm.datasets import make_longitudinal
+from sklearn_glmm.power import (
+    GLMMSpec,
+    longitudinal_design,
+    power_curve,
+    power_interval,
+    resample_design,
+)
+
+OR = np.log(0.6)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return GLMMSpec(
+        BinomialGLMM(random_effects="1"),
+        {"(Intercept)": -0.5, "time": -0.2, "treatment": OR},
+        random_cov=1.0,
+    )
+
+
+# ---------------------------------------------------------------------------
+# the statistics
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["wald", pytest.param("lrt", marks=pytest.mark.slow)])
+def test_type_one_error_is_alpha(spec, method):
+    pc = power_curve(
+        spec,
+        "treatment",
+        n_groups=60,
+        n_per_group=4,
+        effect=0.0,
+        method=method,
+        n_sim=250,
+        level=0.99,
+        random_state=1,
+    )
+    row = pc.iloc[0]
+    assert row["n_tested"] == 250 and row["n_failed"] == 0
+    assert row["lower"] <= 0.05 <= row["upper"], row
+    assert pc.attrs["effect"] == 0.0 and pc.attrs["method"] == method
+    assert abs(row["mean_estimate"]) < 3 * row["mean_std_error"] / np.sqrt(250)
+
+
+def _glm_wald_power(family, b0, b1, n_per_arm, alpha=0.05):
+    """Closed-form power of the Wald test of a two-arm log odds / rate ratio (a GLM).
+
+    ``Var(b1) = 1 / (n p0 q0) + 1 / (n p1 q1)`` (logistic) or
+    ``1 / (n mu0) + 1 / (n mu1)`` (Poisson): the inverse Fisher information. A large-sample
+    answer: the designs below have tens of events per arm at least.
+    """
+    if family == "binomial":
+        p0, p1 = special.expit(b0), special.expit(b0 + b1)
+        info0, info1 = p0 * (1 - p0), p1 * (1 - p1)
+    else:
+        info0, info1 = np.exp(b0), np.exp(b0 + b1)
+    se = np.sqrt(1 / (n_per_arm * info0) + 1 / (n_per_arm * info1))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return stats.norm.cdf(abs(b1) / se - z) + stats.norm.cdf(-abs(b1) / se - z)
+
+
+@pytest.mark.parametrize(
+    ("family", "est", "b0", "b1", "n_groups"),
+    [
+        ("binomial", BinomialGLMM(), -0.5, OR, [100, 300]),
+        ("poisson", PoissonGLMM(), 0.0, np.log(0.8), [100, 250]),
+    ],
+)
+def test_glm_power_matches_closed_form(family, est, b0, b1, n_groups):
+    glm = GLMMSpec(est, {"(Intercept)": b0, "treatment": b1})  # no random effects: a GLM
+    pc = power_curve(
+        glm, "treatment", n_groups=n_groups, n_per_group=2, n_sim=300, level=0.99,
+        random_state=2,
+    )  # fmt: skip
+    for _, row in pc.iterrows():
+        rows_per_arm = row["n_groups"] * row["n_per_group"] / 2
+        expected = _glm_wald_power(family, b0, b1, rows_per_arm)
+        assert row["lower"] <= expected <= row["upper"], (row, expected)
+    assert 0.2 < pc["power"].iloc[0] < pc["power"].iloc[1] < 0.95  # a discriminating range
+
+
+@pytest.mark.filterwarnings("ignore:.*simulated studies gave no test")  # separation at n = 40
+def test_power_increases_with_sample_size(spec):
+    pc = power_curve(
+        spec,
+        "treatment",
+        n_groups=[20, 160],
+        n_per_group=[2, 6],
+        effect=np.log(0.4),
+        n_sim=60,
+        random_state=3,
+    )
+    p = pc.set_index(["n_groups", "n_per_group"])["power"]
+    assert p[(160, 6)] > p[(20, 6)] and p[(160, 2)] > p[(20, 2)]
+    assert p[(160, 6)] > p[(160, 2)]
+    small, large = pc.iloc[0], pc.iloc[-1]
+    assert small["upper"] < large["lower"]
+    assert list(pc["n_obs"]) == [40.0, 320.0, 120.0, 960.0]
+
+
+def test_reproducible_and_seeded(spec):
+    kw = dict(n_groups=[30], n_per_group=3, n_sim=15)
+    a = power_curve(spec, "treatment", random_state=7, **kw)
+    b = power_curve(spec, "treatment", random_state=7, **kw)
+    c = power_curve(spec, "treatment", random_state=8, **kw)
+    cols = ["power", "mean_estimate", "mean_std_error"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert a["mean_estimate"].iloc[0] != c["mean_estimate"].iloc[0]
+    assert a.attrs["refits_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_n_jobs_gives_the_same_results(spec):
+    kw = dict(n_groups=[30, 40], n_per_group=3, n_sim=20, random_state=5)
+    a = power_curve(spec, "treatment", **kw)
+    b = power_curve(spec, "treatment", n_jobs=2, **kw)
+    cols = ["power", "n_rejected", "mean_estimate", "mean_std_error"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_failed_refits_are_counted_and_named(spec):
+    def untreated(n_groups, n_per_group, rng):  # treatment never varies: no test possible
+        X, ids = longitudinal_design(n_groups, n_per_group, rng)
+        return X.assign(treatment=0.0), ids
+
+    with pytest.warns(UserWarning, match="5 of 5 simulated studies gave no test"):
+        pc = power_curve(
+            spec, "treatment", n_groups=20, n_per_group=3, n_sim=5, design=untreated, random_state=0
+        )
+    row = pc.iloc[0]
+    assert row["n_failed"] == 5 and row["n_tested"] == 0 and np.isnan(row["power"])
+    assert np.isnan(row["lower"]) and "aliased" in pc.attrs["failures"][0]
+
+
+def test_progress_line(spec, capsys):
+    power_curve(
+        spec, "treatment", n_groups=20, n_per_group=3, n_sim=3, progress=True, random_state=0
+    )
+    err = capsys.readouterr().err
+    assert "3/3" in err or "100%" in err
+
+
+# ---------------------------------------------------------------------------
+# intervals
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("method", "scipy_name"), [("clopper-pearson", "exact"), ("wilson", "wilson")]
+)
+@pytest.mark.parametrize("k", [0, 3, 40, 50])
+def test_power_interval_matches_scipy(method, scipy_name, k):
+    lo, hi = power_interval(k, 50, 0.9, method)
+    ci = stats.binomtest(k, 50).proportion_ci(0.9, method=scipy_name)
+    assert lo == pytest.approx(ci.low, abs=1e-10) and hi == pytest.approx(ci.high, abs=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# specifications and designs
+# ---------------------------------------------------------------------------
+def test_from_fitted_model_and_resampled_design():
+    df, _ = make_longitudinal("negbin", n_groups=60, nb_theta=2.0, random_state=4)
+    m = NegBinGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    s = GLMMSpec.from_fitted(m)
+    assert s.fixed_effects == pytest.approx(m.fixed_effects_["estimate"].to_dict())
+    assert s.family_params["nb_theta"] == pytest.approx(m.theta_)
+    np.testing.assert_allclose(s.covariance, m.random_effects_cov_["id"].to_numpy())
+    design = resample_design(df[["time", "treatment"]], df["id"])
+    X, ids = design(10, 3, np.random.default_rng(0))
+    assert len(X) == 30 and np.array_equal(np.bincount(ids), [3] * 10)
+    pc = power_curve(
+        m, "treatment", n_groups=[30], n_per_group=[None, 3], design=design, n_sim=4, random_state=0
+    )
+    assert list(pc["n_obs"]) == [150.0, 90.0] and (pc["n_failed"] == 0).all()
+    with pytest.raises(ValueError, match="smallest group"):
+        design(5, 6, np.random.default_rng(0))
+
+
+def test_simulated_data_follow_the_specification():
+    from sklearn_glmm._power_sim import simulate_data
+
+    rng = np.random.default_rng(0)
+    # negative binomial, no random effects: mean and NB2 variance
+    nb = GLMMSpec(NegBinGLMM(), {"(Intercept)": np.log(4.0)}, family_params={"nb_theta": 2.0})
+    X = pd.DataFrame(index=range(40000))
+    y = simulate_data(nb, X, None, rng)
+    assert y.mean() == pytest.approx(4.0, rel=0.02)
+    assert y.var() == pytest.approx(4.0 + 16.0 / 2.0, rel=0.05)
+    # correlated random intercept and slope: recovered by a fit
+    S = np.array([[0.64, 0.12], [0.12, 0.09]])
+    rs = GLMMSpec(
+        PoissonGLMM(random_effects="1 + time"), {"(Intercept)": 1.0, "time": 0.1}, random_cov=S
+    )
+    X, ids = longitudinal_design(400, 6, rng)
+    y = simulate_data(rs, X, ids, rng)
+    m = PoissonGLMM(random_effects="1 + time").fit(X[["time"]], y, groups=ids)
+    (fitted_cov,) = m.random_effects_cov_.values()
+    np.testing.assert_allclose(fitted_cov.to_numpy(), S, atol=0.06)
+    assert m.coef_[0] == pytest.approx(0.1, abs=0.04)
+
+
+def test_specification_errors(spec):
+    with pytest.raises(ValueError, match="not among the model's fixed effects"):
+        power_curve(spec, "age")
+    with pytest.raises(ValueError, match="cannot test the intercept"):
+        power_curve(spec, "(Intercept)", method="lrt")
+    with pytest.raises(ValueError, match="method"):
+        power_curve(spec, "treatment", method="score")
+    with pytest.raises(ValueError, match="n_groups"):
+        power_curve(spec, "treatment", n_groups=[0])
+    with pytest.raises(ValueError, match="n_sim"):
+        power_curve(spec, "treatment", n_sim=0)
+    with pytest.raises(ValueError, match="interval"):
+        power_curve(spec, "treatment", interval="exact")
+    with pytest.raises(ValueError, match="the model also needs"):
+        power_curve(GLMMSpec(BinomialGLMM(), {"age": 1.0}), "age")
+    with pytest.raises(ValueError, match="random slope"):
+        slope = GLMMSpec(
+            BinomialGLMM(random_effects="1 + time"),
+            {"time": 0.1},
+            random_cov={"(Intercept)": 1.0, "time": 0.2},
+        )
+        power_curve(slope, "time", method="lrt")
+    with pytest.raises(ValueError, match="family_params"):
+        GLMMSpec(NegBinGLMM(), {"(Intercept)": 0.0})
+    with pytest.raises(ValueError, match="outside its range"):
+        GLMMSpec(NegBinGLMM(), {"(Intercept)": 0.0}, family_params={"nb_theta": -1.0})
+    with pytest.raises(ValueError, match="SD of one random effect"):
+        GLMMSpec(BinomialGLMM(random_effects="1 + time"), {"time": 0.1}, random_cov=1.0)
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        GLMMSpec(
+            BinomialGLMM(random_effects="1 + time"),
+            {"time": 0.1},
+            random_cov=[[1.0, 2.0], [2.0, 1.0]],
+        )
+    with pytest.raises(ValueError, match="trials"):
+        GLMMSpec(PoissonGLMM(), {"(Intercept)": 0.0}, trials=3)
+    df, _ = make_longitudinal("binomial", n_groups=30, random_state=0)
+    fitted = BinomialGLMM().fit(df[["time"]], df["y"], groups=df["id"])
+    with pytest.raises(TypeError, match="unfitted"):
+        GLMMSpec(fitted, {"time": 0.1})
+    with pytest.raises(TypeError, match="GLMMSpec"):
+        power_curve("model", "treatment")
+
+
+def test_design_missing_columns(spec):
+    def bad(n_groups, n_per_group, rng):
+        X, ids = longitudinal_design(n_groups, n_per_group, rng)
+        return X.drop(columns=["time"]), ids
+
+    with pytest.raises(ValueError, match=r"no column\(s\) \['time'\]"):
+        power_curve(spec, "treatment", design=bad, n_sim=1)
+
+
+def test_binomial_trials(spec):
+    s = GLMMSpec(
+        BinomialGLMM(random_effects="1"),
+        {"(Intercept)": 0.0, "treatment": 0.5},
+        random_cov=0.5,
+        trials=10,
+    )
+    pc = power_curve(s, "treatment", n_groups=40, n_per_group=3, n_sim=20, random_state=0)
+    assert pc["n_failed"].iloc[0] == 0
+    assert pc["mean_estimate"].iloc[0] == pytest.approx(0.5, abs=0.15)
+
+
+def test_plot_power_curve(spec, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sklearn_glmm.plotting import plot_power_curve
+
+    pc = power_curve(
+        spec, "treatment", n_groups=[20, 40], n_per_group=[2, 4], n_sim=4, random_state=0
+    )
+    ax = plot_power_curve(pc, target=0.9)
+    assert len(ax.lines) == 3 and ax.get_ylim() == (0.0, 1.0)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), pc["power"].iloc[:2])
+    assert "treatment" in ax.get_title()
+    ax.figure.savefig(tmp_path / "p.png")
+    ax2 = plot_power_curve(pc, x="n_per_group", target=None)
+    assert len(ax2.lines) == 2 and ax2.get_xlabel() == "Observations per group"
+    with pytest.raises(ValueError, match="x must be"):
+        plot_power_curve(pc, x="n_obs")
+    with pytest.raises(ValueError, match="result of power_curve"):
+        plot_power_curve(pc.drop(columns="lower"))
+    plt.close("all")
+
+
+def _three_arms(n_groups, n_per_group, rng):
+    """Three arms (dummy columns arm_b, arm_c), equal sizes, and waves."""
+    X, ids = longitudinal_design(n_groups, n_per_group, rng)
+    arm = ids % 3
+    return X.assign(arm_b=(arm == 1).astype(float), arm_c=(arm == 2).astype(float)), ids
+
+
+@pytest.mark.parametrize("method", ["wald", pytest.param("lrt", marks=pytest.mark.slow)])
+def test_joint_test_of_several_coefficients(method):
+    spec3 = GLMMSpec(
+        PoissonGLMM(random_effects="1"),
+        {"(Intercept)": 0.5, "time": 0.1, "arm_b": 0.0, "arm_c": 0.0},
+        random_cov=0.5,
+    )
+    arms = ["arm_b", "arm_c"]
+    null = power_curve(
+        spec3,
+        arms,
+        n_groups=60,
+        n_per_group=4,
+        design=_three_arms,
+        method=method,
+        n_sim=150,
+        level=0.99,
+        random_state=4,
+    )
+    assert null["lower"].iloc[0] <= 0.05 <= null["upper"].iloc[0]
+    assert null.attrs["effect"] is None and null.attrs["effects"] == {"arm_b": 0.0, "arm_c": 0.0}
+    assert np.isnan(null["mean_estimate"].iloc[0])
+    alt = power_curve(
+        spec3,
+        arms,
+        effect={"arm_b": 0.4, "arm_c": -0.3},
+        n_groups=60,
+        n_per_group=4,
+        design=_three_arms,
+        method=method,
+        n_sim=40,
+        random_state=4,
+    )
+    assert alt["lower"].iloc[0] > null["upper"].iloc[0]
+    with pytest.raises(ValueError, match="a dict"):
+        power_curve(spec3, arms, effect=0.3, design=_three_arms)
+    with pytest.raises(ValueError, match="expected keys"):
+        power_curve(spec3, arms, effect={"arm_b": 0.3}, design=_three_arms)
+    with pytest.raises(ValueError, match="distinct"):
+        power_curve(spec3, ["arm_b", "arm_b"], design=_three_arms)
+
+
+def test_sample_size_reads_the_table():
+    from sklearn_glmm.power import sample_size
+
+    t = pd.DataFrame(
+        {
+            "n_groups": [100, 200, 300, 400] * 2,
+            "n_per_group": [3] * 4 + [5] * 4,
+            "power": [0.3, 0.85, 0.7, 0.9, 0.4, 0.82, 0.86, 0.95],
+            "lower": [0.25, 0.81, 0.65, 0.87, 0.35, 0.78, 0.82, 0.93],
+            "upper": [0.35, 0.9, 0.75, 0.93, 0.45, 0.86, 0.9, 0.97],
+        }
+    )
+    # 200 x 3 reaches 0.8 but 300 x 3 does not: 400 is the answer for 3 per group
+    assert sample_size(t)["n_groups"].tolist() == [400, 300]
+    assert sample_size(t, conservative=False)["n_groups"].tolist() == [400, 200]
+    assert sample_size(t, 0.99)["n_groups"].isna().all()
+    with pytest.raises(ValueError, match="target"):
+        sample_size(t, 80)
+    with pytest.raises(ValueError, match="power_curve"):
+        sample_size(t.drop(columns="upper"))
+
+
+def test_fitted_group_columns_model_is_refitted_with_explicit_groups():
+    df, _ = make_longitudinal("binomial", n_groups=60, random_state=6)
+    m = BinomialGLMM(group_columns="id").fit(df[["id", "time", "treatment"]], df["y"])
+    s = GLMMSpec.from_fitted(m)
+    assert s.refit_estimator().group_columns is None
+    assert s.features == ["time", "treatment"]
+    pc = power_curve(m, "treatment", n_groups=[40], n_per_group=3, n_sim=5, random_state=0)
+    assert pc["n_tested"].iloc[0] == 5
+    assert pc.attrs["effect"] == pytest.approx(m.fixed_effects_.loc["treatment", "estimate"])
+
+
+def test_zero_inflation_with_predictors_is_refused():
+    df, _ = make_longitudinal("poisson", n_groups=60, zero_inflation=0.2, random_state=1)
+    m = PoissonGLMM(zero_inflation="1 + time").fit(
+        df[["time", "treatment"]], df["y"], groups=df["id"]
+    )
+    with pytest.raises(ValueError, match="zero_inflation=True"):
+        GLMMSpec.from_fitted(m)
+    with pytest.raises(ValueError, match="zero_inflation=True"):
+        GLMMSpec(
+            PoissonGLMM(zero_inflation="1 + time"),
+            {"(Intercept)": 1.0, "time": 0.1},
+            family_params={"zi_prob": 0.2},
+        )
+    # a constant zero inflation is simulated and refitted
+    s = GLMMSpec(
+        PoissonGLMM(zero_inflation=True, random_effects="1"),
+        {"(Intercept)": 1.0, "treatment": -0.4},
+        random_cov=0.5,
+        family_params={"zi_prob": 0.2},
+    )
+    pc = power_curve(s, "treatment", n_groups=40, n_per_group=4, n_sim=4, random_state=0)
+    assert pc["n_failed"].iloc[0] == 0
+
+
+def test_offsets_and_trials_of_a_fitted_model_must_be_given():
+    from sklearn_glmm._power_sim import simulate_data
+
+    df, _ = make_longitudinal("poisson", n_groups=80, random_state=3)
+    rng = np.random.default_rng(3)
+    df["log_exposure"] = np.log(rng.uniform(0.5, 3.0, len(df)))
+    X = df[["time", "treatment"]]
+    m = PoissonGLMM().fit(X, df["y"], groups=df["id"], offset=df["log_exposure"])
+    with pytest.raises(ValueError, match="offset='<column>'"):
+        GLMMSpec.from_fitted(m)
+    s = GLMMSpec.from_fitted(m, offset="log_exposure")
+
+    def exposed(n_groups, n_per_group, rng):
+        X, ids = longitudinal_design(n_groups, n_per_group, rng)
+        return X.assign(log_exposure=np.log(rng.uniform(0.5, 3.0, len(X)))), ids
+
+    # the simulated counts scale with the exposure
+    Xd, ids = exposed(3000, 2, np.random.default_rng(0))
+    y = simulate_data(s.with_effect("time", 0.0).with_effect("treatment", 0.0), Xd, ids, rng)
+    hi = Xd["log_exposure"].to_numpy() > np.log(2.0)
+    assert y[hi].mean() > 2 * y[Xd["log_exposure"].to_numpy() < np.log(1.0)].mean()
+    pc = power_curve(s, "treatment", design=exposed, n_groups=[60], n_per_group=5, n_sim=20,
+                     random_state=0)  # fmt: skip
+    est = pc["mean_estimate"].iloc[0]
+    assert abs(est - s.fixed_effects["treatment"]) < 3 * pc["mean_std_error"].iloc[0] / np.sqrt(20)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['log_exposure'\]"):
+        power_curve(s, "treatment", n_groups=[20], n_sim=1)
+
+    bdf, _ = make_longitudinal("binomial", n_groups=60, trials=5, random_state=0)
+    b = BinomialGLMM().fit(bdf[["time", "treatment"]], bdf["y"], groups=bdf["id"],
+                           trials=bdf["trials"])  # fmt: skip
+    with pytest.raises(ValueError, match="trials=<number"):
+        GLMMSpec.from_fitted(b)
+    assert GLMMSpec.from_fitted(b, trials=5).trials == 5
