@@ -73,9 +73,17 @@ def _same_partition(c1, c2):
 
 
 _FAMILY_NESTS = {  # small -> bigger families it is a boundary case of
-    ("poisson", False): {("negbin", False), ("poisson", True), ("negbin", True)},
+    # Poisson: NB2 as theta -> infinity, NB1 as phi -> 0, zero inflation at 0
+    ("poisson", False): {
+        ("negbin", False),
+        ("negbin1", False),
+        ("poisson", True),
+        ("negbin", True),
+        ("negbin1", True),
+    },
     ("negbin", False): {("negbin", True)},
-    ("poisson", True): {("negbin", True)},
+    ("negbin1", False): {("negbin1", True)},
+    ("poisson", True): {("negbin", True), ("negbin1", True)},
     # the Poisson count part of a hurdle or zero-truncated model: NB2 as theta -> infinity,
     # NB1 as phi -> 0
     ("hurdle_poisson", False): {("hurdle_negbin", False), ("hurdle_negbin1", False)},

@@ -47,6 +47,10 @@ class StandardErrorWarning(UserWarning):
     """Some standard errors cannot be computed (reported as NaN)."""
 
 
+class PowerSimulationWarning(UserWarning):
+    """Some simulated studies of a power analysis gave no test (counted, not dropped)."""
+
+
 class TrainingDataError(RuntimeError):
     """A method that needs the training data was called on a model unpickled without
     them (fit with ``keep_data=True`` to keep them in pickles)."""

@@ -48,6 +48,7 @@ from scipy import stats
 from ._design import INTERCEPT
 from ._power_sim import Progress, run_chunk
 from ._power_spec import GLMMSpec, longitudinal_design, resample_design
+from .exceptions import PowerSimulationWarning
 
 __all__ = [
     "GLMMSpec",
@@ -346,7 +347,7 @@ def power_curve(
         warnings.warn(
             f"{len(failures)} of {len(tasks)} simulated studies gave no test of {test!r} and "
             f"are left out of the power (counted in n_failed); the first: {failures[0]}",
-            UserWarning,
+            PowerSimulationWarning,
             stacklevel=2,
         )
     n_fits = len(tasks) * (2 if method == "lrt" else 1)

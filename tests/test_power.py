@@ -440,3 +440,9 @@ def test_offsets_and_trials_of_a_fitted_model_must_be_given():
     with pytest.raises(ValueError, match="trials=<number"):
         GLMMSpec.from_fitted(b)
     assert GLMMSpec.from_fitted(b, trials=5).trials == 5
+
+
+def test_failed_studies_warn_with_their_own_class():
+    from sklearn_glmm.exceptions import PowerSimulationWarning
+
+    assert issubclass(PowerSimulationWarning, UserWarning)

@@ -398,3 +398,19 @@ def test_zero_inflated_log_density_with_a_probability_per_row(name):
     np.testing.assert_allclose(fam.loglik(y, eta, trials, None, extra, const), full)
     rows = fam.derivs(y, eta[1], trials, None, extra, const).loglik
     np.testing.assert_allclose(full[1], rows)
+
+
+def test_poisson_is_nested_in_nb1_for_anova():
+    from sklearn_glmm import anova
+    from sklearn_glmm.datasets import load_app_logins
+
+    df = load_app_logins()
+    X, y, g = df[["day_centered"]], df["logins"], df["user_id"]
+    pois = PoissonGLMM().fit(X, y, groups=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb1 = NegBinGLMM(family="nbinom1").fit(X, y, groups=g)
+    table = anova(pois, nb1)
+    assert table.shape[0] == 2
+    # phi at its boundary 0 is the Poisson model: the chi-bar mixture of the boundary test
+    assert "chi2(0)" in str(table.iloc[1]["chi-bar mixture"])
