@@ -63,6 +63,7 @@ __all__ = [
     "NoRandomEffectsWarning",
     "NotFittedError",
     "OverdispersionWarning",
+    "PowerSimulationWarning",
     "ProfileWarning",
     "RankDeficiencyWarning",
     "SeparationWarning",

@@ -414,3 +414,25 @@ def test_poisson_is_nested_in_nb1_for_anova():
     assert table.shape[0] == 2
     # phi at its boundary 0 is the Poisson model: the chi-bar mixture of the boundary test
     assert "chi2(0)" in str(table.iloc[1]["chi-bar mixture"])
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+@pytest.mark.parametrize("sd", [0.5, 2.5, 10.0])
+def test_mean_over_a_normal_linear_predictor_at_any_sd(link, sd):
+    # predictions for new groups average the inverse link over the random effect
+    from scipy import integrate
+
+    from sklearn_glmm._engine.families import make_family
+
+    fam = make_family("binomial", link=link)
+    eta = np.array([0.3, -2.0, 4.0])
+    got = fam.mean_over_normal(eta, np.full(3, sd * sd))
+    for m, g in zip(eta, got):
+        ref = integrate.quad(
+            lambda e, m=m: fam.mean(np.array([m + sd * e]))[0] * np.exp(-e * e / 2),
+            -12.0,
+            12.0,
+            epsabs=1e-13,
+            limit=400,
+        )[0] / np.sqrt(2.0 * np.pi)
+        assert g == pytest.approx(ref, abs=1e-8)
