@@ -21,6 +21,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _results, _state, _tables
+from . import _dispersion as _disp
 from . import _zero_inflation as _zi
 from ._design import build_factors, factor_names, groups_columns
 from ._engine.blocks import rows_of
@@ -364,6 +365,7 @@ class _BaseGLMM(BaseEstimator):
         2. the grouping factors and their Z columns (also scaled) are built.
         """
         zi_term = _zi.zero_inflation_term(getattr(self, "zero_inflation", None))
+        disp_term = _disp.dispersion_term(getattr(self, "dispersion", None))
         family = self._family()
         names = self._fixed_names
         curvature = family.mean_curvature(yv, trials, w)
@@ -394,12 +396,31 @@ class _BaseGLMM(BaseEstimator):
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
         )
-        designs, self._zi_design = None, None
-        if zi_term is not None:
-            # the zero-inflation block (the family's last) gets its own design
-            self._zi_design = _zi.make_design(zi_term, X_raw, names)
-            designs = (None,) * (family.n_extra - 1) + (self._zi_design.internal(X_raw),)
+        designs = self._set_block_designs(family, zi_term, disp_term, X_raw, names)
         return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
+
+    def _set_block_designs(self, family, zi_term, disp_term, X_raw, names):
+        """The designs of the family's blocks with their own predictors (the
+        zero-inflation and dispersion models): ``_block_designs`` (one design or None
+        per block; None when every block is a scalar) and the internal matrices the
+        engine gets."""
+        self._zi_design = None if zi_term is None else _zi.make_design(zi_term, X_raw, names)
+        self._disp_design = None
+        if disp_term is not None:
+            if not any(b.prefix == "disp" for b in family.blocks):
+                raise ValueError(
+                    f"dispersion={self.dispersion!r}: the {family.r_name} family has no "
+                    "dispersion parameter to model; a dispersion model needs "
+                    "NegBinGLMM or BinomialGLMM(family='betabinomial')."
+                )
+            self._disp_design = _disp.dispersion_design(disp_term, X_raw, names)
+        by_prefix = {"zi": self._zi_design, "disp": self._disp_design}
+        per_block = tuple(by_prefix.get(b.prefix) for b in family.blocks)
+        if all(d is None for d in per_block):
+            self._block_designs = None
+            return None
+        self._block_designs = per_block
+        return tuple(None if d is None else d.internal(X_raw) for d in per_block)
 
     def _prepare_y(self, y, n, **fit_params):
         raise NotImplementedError
@@ -456,9 +477,10 @@ class _BaseGLMM(BaseEstimator):
 
     def _family_values(self, X=None, column: bool = False):
         """The family's values of its blocks for the rows of ``X`` (the training rows when
-        None): the fitted scalars, or with a zero-inflation design each row's ``logit pi``.
-        ``column`` shapes per-row values (n, 1), to broadcast against (n, K) tables."""
-        if getattr(self, "_zi_design", None) is None:
+        None): the fitted scalars, or for a block with a design (zero inflation, the
+        dispersion) each row's value (``logit pi``, ``log theta``). ``column`` shapes
+        per-row values (n, 1), to broadcast against (n, K) tables."""
+        if getattr(self, "_block_designs", None) is None:
             return self._extra
         if X is None:  # from the training data (which pickles carry only with keep_data)
             extra = self._objective.data.extra_values(self._extra)
