@@ -20,8 +20,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _results, _state, _tables
 from . import _dispersion as _disp
+from . import _results, _state, _tables
 from . import _zero_inflation as _zi
 from ._design import build_factors, factor_names, groups_columns
 from ._engine.blocks import rows_of
@@ -487,6 +487,34 @@ class _BaseGLMM(BaseEstimator):
         else:
             extra = _zi.values_at(self, self._validate_X(X, reset=False)[0], self._extra)
         return rows_of(extra, column=column)
+
+    def predict_dispersion(self, X):
+        """Each row's dispersion (glmmTMB's ``predict(m, newdata, type = "disp")``).
+
+        The family's dispersion on its reported scale: NB2 ``theta``, NB1 or
+        beta-binomial ``phi``; from the rows' predictors with a dispersion model
+        (``dispersion="1 + x"``), the constant otherwise.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        dispersion : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "coef_")
+        blocks = self._family_obj.blocks
+        k = next((i for i, b in enumerate(blocks) if b.prefix == "disp"), None)
+        if k is None:
+            raise ValueError(
+                f"this {type(self).__name__} ({self._family_obj.r_name}) has no dispersion "
+                "parameter."
+            )
+        n = self._validate_X(X, reset=False)[0].shape[0]
+        if getattr(self, "_disp_design", None) is None:
+            return np.full(n, getattr(self, blocks[k].attribute), dtype=float)
+        return np.asarray(blocks[k].to_reported(self._family_values(X)[k]), dtype=float)
 
     def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
         """Expected outcome (probability for binomial, mean count otherwise).

@@ -30,8 +30,7 @@ def dispersion_term(spec):
         return None
     if not isinstance(spec, str):
         raise TypeError(
-            f"{WHAT} must be None or a term string such as '1 + time', got "
-            f"{type(spec).__name__}."
+            f"{WHAT} must be None or a term string such as '1 + time', got {type(spec).__name__}."
         )
     text = spec.strip()
     if text.startswith("~"):
@@ -50,8 +49,6 @@ def dispersion_term(spec):
         ) from None
     if term.diagonal:
         raise ValueError(f"{WHAT}={spec!r}: diag(...) and '||' apply to random effects only.")
-    if not term.intercept and not term.slopes:
-        raise ValueError(f"{WHAT}={spec!r}: the dispersion model needs at least one column.")
     return None if not term.slopes else term
 
 

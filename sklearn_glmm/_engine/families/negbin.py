@@ -76,8 +76,9 @@ class NegativeBinomial2(Family):
                 # terms of order 1e7 would leave rounding of 1e-3 in a log-likelihood there)
                 return _POISSON.derivs(y, eta, trials, weights, (), const)
         elif np.any(lt >= _UPPER):  # per-row values (a dispersion model): row by row
-            nb = self.derivs(y, eta, trials, weights, (np.minimum(lt, _UPPER),), const)
-            return _where_rows(lt >= _UPPER, _POISSON.derivs(y, eta, trials, weights, (), const), nb)
+            at = lt >= _UPPER
+            nb = self.derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
+            return _where_rows(at, _POISSON.derivs(y, eta, trials, weights, (), const), nb)
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)  # beyond it mu would overflow
         mu = np.exp(eta)
@@ -121,8 +122,9 @@ class NegativeBinomial2(Family):
                 zero = np.zeros((1, len(eta)))
                 return zero, zero, zero
         elif np.any(lt >= _UPPER):
-            nb = self.extra_derivs(y, eta, trials, weights, (np.minimum(lt, _UPPER),), const)
-            return _where_rows(lt >= _UPPER, (0.0, 0.0, 0.0), nb)
+            at = lt >= _UPPER
+            nb = self.extra_derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
+            return _where_rows(at, (0.0, 0.0, 0.0), nb)
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
@@ -150,7 +152,7 @@ class NegativeBinomial2(Family):
             if lt >= _UPPER:
                 return _POISSON.log_p0(eta)
         elif np.any(lt >= _UPPER):
-            nb = self.log_p0(eta, (np.minimum(lt, _UPPER),))
+            nb = self.log_p0(eta, (np.where(lt >= _UPPER, 0.0, lt),))
             return _where_rows(lt >= _UPPER, _POISSON.log_p0(eta), nb)
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
@@ -171,7 +173,7 @@ class NegativeBinomial2(Family):
                 zero = np.zeros((1,) + np.shape(eta))
                 return zero, zero, zero
         elif np.any(lt >= _UPPER):
-            nb = self.log_p0_extra_derivs(eta, (np.minimum(lt, _UPPER),))
+            nb = self.log_p0_extra_derivs(eta, (np.where(lt >= _UPPER, 0.0, lt),))
             return _where_rows(lt >= _UPPER, (0.0, 0.0, 0.0), nb)
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)

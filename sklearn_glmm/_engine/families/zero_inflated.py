@@ -107,9 +107,8 @@ class ZeroInflated(Family):
             rows = ~zero
             sub = tuple(_rows(c, rows) for c in const) if isinstance(const, tuple) else None
             sub = _rows(const, rows) if isinstance(const, np.ndarray) else sub
-            count = self.base.loglik(
-                y[rows], eta[..., rows], _rows(trials, rows), None, _rows_each(base_extra, rows), sub
-            )
+            own = _rows_each(base_extra, rows)
+            count = self.base.loglik(y[rows], eta[..., rows], _rows(trials, rows), None, own, sub)
             out[..., rows] = _rows(log1m_pi, rows) + count
         return out if weights is None else weights * out
 
