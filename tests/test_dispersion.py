@@ -229,6 +229,19 @@ def test_grid_search_over_the_dispersion_model():
     assert len(ll) == 2
 
 
+def test_anova_nests_dispersion_models_by_their_columns():
+    from sklearn_glmm.inference import anova
+
+    X, y, g = _xy()
+    const = quiet_fit(NegBinGLMM().fit, X, y, groups=g)
+    table = quiet_fit(anova, const, nb_model())
+    assert table["Df"].iloc[1] == 1
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (nb_model().loglik_ - const.loglik_))
+    other = quiet_fit(NegBinGLMM(dispersion="1 + w").fit, X, y, groups=g)
+    with pytest.raises(ValueError, match="dispersion model is not a subset"):
+        quiet_fit(anova, nb_model(), other)
+
+
 def test_pickle_without_data_keeps_the_rows_dispersion():
     m = nb_model()
     X, _, g = _xy()
