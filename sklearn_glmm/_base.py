@@ -109,6 +109,8 @@ class _BaseGLMM(BaseEstimator):
     random_effects_cov_ = _tables.fitted_table(_tables.random_effects_cov)
     ranef_ = _tables.fitted_table(_tables.ranef)
     _vcov_fixed = _tables.fitted_table(_tables.vcov_fixed)
+    zero_inflation_effects_ = _tables.fitted_table(_tables.block_effects("zero_inflation_effects_"))
+    dispersion_effects_ = _tables.fitted_table(_tables.block_effects("dispersion_effects_"))
     # the training data: in memory after fit, in pickles only with keep_data=True
     _objective = _state.training_data()
     _train = _state.training_data()

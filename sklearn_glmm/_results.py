@@ -432,9 +432,6 @@ def _set_family_params(est, extra, V, start, data):
 
     est._block_se = {}
     blocks = est._family_obj.blocks
-    for block in blocks:
-        if block.effects:
-            est.__dict__.pop(block.effects, None)  # of an earlier fit
     designs = data.extra_designs or (None,) * len(blocks)
     j = 0
     for block, D in zip(blocks, designs):
@@ -462,18 +459,19 @@ def _set_family_params(est, extra, V, start, data):
 
 def _set_block_effects(est, block, coefs, V, k, width, at_bound=False):
     """A block's coefficients on its optimiser's scale (logit for zero inflation, log
-    for a dispersion) in the user's units: ``block.effects``. A constant on its
-    boundary is the boundary's value on that scale (log theta = inf), without a
-    standard error (a dispersion; a zero inflation at 0 keeps its internal bound)."""
-    from ._zero_inflation import constant_design, effects_table
+    for a dispersion) in the user's units: ``block.effects``, a table made when first
+    read. A constant dispersion on its boundary is the boundary's value on that scale
+    (log theta = inf), without a standard error; a zero inflation at 0 keeps its
+    internal bound."""
+    from ._zero_inflation import constant_design
 
     design = getattr(est, "_block_designs", None)
     design = None if design is None else design[est._family_obj.blocks.index(block)]
-    table = effects_table(design or constant_design(), coefs, V[k : k + width, k : k + width])
+    edge = None
     if at_bound and block.prefix == "disp":  # theta = inf, phi = 0: log scale +-inf
-        table["estimate"] = _on_scale(block, block.at_bound_value)
-        table[["std_error", "z_value", "p_value"]] = np.nan
-    setattr(est, block.effects, table)
+        edge = _on_scale(block, block.at_bound_value)
+    parts = (design or constant_design(), coefs.copy(), V[k : k + width, k : k + width], edge)
+    est._fit_arrays.blocks[block.effects] = parts
 
 
 def _on_scale(block, value):

@@ -280,6 +280,14 @@ def test_an_intercept_alone_is_the_constant_model():
     assert list(m_none.dispersion_effects_.index) == ["(Intercept)"]
     log_theta = m_none.dispersion_effects_.loc["(Intercept)", "estimate"]
     assert np.exp(log_theta) == pytest.approx(m_none.theta_, rel=1e-10)
+    # a refit with predictors replaces the table; a family without a dispersion has none
+    est = NegBinGLMM().fit(X, y, groups=g)
+    assert len(est.dispersion_effects_) == 1
+    quiet_fit(est.set_params(dispersion="1 + x").fit, X, y, groups=g)
+    assert list(est.dispersion_effects_.index) == ["(Intercept)", "x"]
+    pois = quiet_fit(PoissonGLMM().fit, X, y, groups=g)
+    assert not hasattr(pois, "dispersion_effects_")
+    assert not hasattr(pois, "zero_inflation_effects_")
 
 
 def test_the_constant_boundary_applies_to_the_constant_model_only():

@@ -59,8 +59,14 @@ class NegativeBinomial2(Family):
         costliest term and the conditional-mode iterations ask for it many times at one
         theta (per-row values are one array throughout an evaluation)."""
         memo = self._memo
-        if memo is not None and memo[1] is y and _same(memo[0], log_theta):
-            return memo[2]
+        if memo is not None and memo[1] is y:
+            key = memo[0]
+            if key is log_theta or (
+                type(key) is not np.ndarray
+                and type(log_theta) is not np.ndarray
+                and key == log_theta
+            ):
+                return memo[2]
         val = _lgamma_ratio(y, theta)
         self._memo = (log_theta, y, val)
         return val
@@ -70,12 +76,12 @@ class NegativeBinomial2(Family):
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
         lt = extra[0]
-        if np.ndim(lt) == 0:
+        if type(lt) is not np.ndarray:  # a scalar (checked first: the common case)
             if lt >= _UPPER:
                 # theta on its bound is theta = infinity: the Poisson limit, exactly (the NB2
                 # terms of order 1e7 would leave rounding of 1e-3 in a log-likelihood there)
                 return _POISSON.derivs(y, eta, trials, weights, (), const)
-        elif np.any(lt >= _UPPER):  # per-row values (a dispersion model): row by row
+        elif (lt >= _UPPER).any():  # per-row values (a dispersion model): row by row
             at = lt >= _UPPER
             nb = self.derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
             return _where_rows(at, _POISSON.derivs(y, eta, trials, weights, (), const), nb)
@@ -117,11 +123,11 @@ class NegativeBinomial2(Family):
         millions) is lost in its rounding. Zero on the bound (the Poisson limit).
         """
         lt = extra[0]
-        if np.ndim(lt) == 0:
+        if type(lt) is not np.ndarray:
             if lt >= _UPPER:
                 zero = np.zeros((1, len(eta)))
                 return zero, zero, zero
-        elif np.any(lt >= _UPPER):
+        elif (lt >= _UPPER).any():
             at = lt >= _UPPER
             nb = self.extra_derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
             return _where_rows(at, (0.0, 0.0, 0.0), nb)
@@ -148,10 +154,10 @@ class NegativeBinomial2(Family):
 
     def log_p0(self, eta, extra):
         lt = extra[0]
-        if np.ndim(lt) == 0:
+        if type(lt) is not np.ndarray:
             if lt >= _UPPER:
                 return _POISSON.log_p0(eta)
-        elif np.any(lt >= _UPPER):
+        elif (lt >= _UPPER).any():
             nb = self.log_p0(eta, (np.where(lt >= _UPPER, 0.0, lt),))
             return _where_rows(lt >= _UPPER, _POISSON.log_p0(eta), nb)
         theta = np.exp(lt)
@@ -168,11 +174,11 @@ class NegativeBinomial2(Family):
     def log_p0_extra_derivs(self, eta, extra):
         """Derivatives in ``log theta`` of :meth:`log_p0`'s first three arrays, each (1, n)."""
         lt = extra[0]
-        if np.ndim(lt) == 0:
+        if type(lt) is not np.ndarray:
             if lt >= _UPPER:
                 zero = np.zeros((1,) + np.shape(eta))
                 return zero, zero, zero
-        elif np.any(lt >= _UPPER):
+        elif (lt >= _UPPER).any():
             nb = self.log_p0_extra_derivs(eta, (np.where(lt >= _UPPER, 0.0, lt),))
             return _where_rows(lt >= _UPPER, (0.0, 0.0, 0.0), nb)
         theta = np.exp(lt)
@@ -214,13 +220,6 @@ class NegativeBinomial2(Family):
 _POISSON = Poisson()
 # log theta on its upper bound is theta = infinity, the Poisson limit
 _UPPER = NB_THETA.bounds[1]
-
-
-def _same(a, b) -> bool:
-    """The same log theta: equal floats, or one array of per-row values."""
-    if a is b:
-        return True
-    return np.ndim(a) == 0 and np.ndim(b) == 0 and a == b
 
 
 def _where_rows(at, limit, nb):
