@@ -20,6 +20,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _dispersion as _disp
 from . import _results, _state, _tables
 from . import _zero_inflation as _zi
 from ._design import build_factors, factor_names, groups_columns
@@ -110,6 +111,8 @@ class _BaseGLMM(BaseEstimator):
     random_effects_cov_ = _tables.fitted_table(_tables.random_effects_cov)
     ranef_ = _tables.fitted_table(_tables.ranef)
     _vcov_fixed = _tables.fitted_table(_tables.vcov_fixed)
+    zero_inflation_effects_ = _tables.fitted_table(_tables.block_effects("zero_inflation_effects_"))
+    dispersion_effects_ = _tables.fitted_table(_tables.block_effects("dispersion_effects_"))
     # the training data: in memory after fit, in pickles only with keep_data=True
     _objective = _state.training_data()
     _train = _state.training_data()
@@ -371,6 +374,7 @@ class _BaseGLMM(BaseEstimator):
         2. the grouping factors and their Z columns (also scaled) are built.
         """
         zi_term = _zi.zero_inflation_term(getattr(self, "zero_inflation", None))
+        disp_term = _disp.dispersion_term(getattr(self, "dispersion", None))
         family = self._family()
         family.check_outcome(yv, w)
         names = self._fixed_names
@@ -402,12 +406,36 @@ class _BaseGLMM(BaseEstimator):
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
         )
-        designs, self._zi_design = None, None
-        if zi_term is not None:
-            # the zero-inflation block (the family's last) gets its own design
-            self._zi_design = _zi.make_design(zi_term, X_raw, names)
-            designs = (None,) * (family.n_extra - 1) + (self._zi_design.internal(X_raw),)
+        designs = self._set_block_designs(family, zi_term, disp_term, X_raw, names)
         return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
+
+    def _set_block_designs(self, family, zi_term, disp_term, X_raw, names):
+        """The designs of the family's blocks with their own predictors (the
+        zero-inflation and dispersion models): ``_block_designs`` (one design or None
+        per block; None when every block is a scalar) and the internal matrices the
+        engine gets."""
+        self._zi_design = None if zi_term is None else _zi.make_design(zi_term, X_raw, names)
+        self._disp_design = None
+        if disp_term is not None:
+            if not any(b.prefix == "disp" for b in family.blocks):
+                raise ValueError(
+                    f"dispersion={self.dispersion!r}: the {family.r_name} family has no "
+                    "dispersion parameter to model; a dispersion model needs "
+                    "NegBinGLMM or BinomialGLMM(family='betabinomial')."
+                )
+            if not family.per_row_blocks:
+                raise NotImplementedError(
+                    f"dispersion={self.dispersion!r}: a dispersion model is not available for "
+                    f"the {family.sentence_name()}; use a constant dispersion (dispersion=None)."
+                )
+            self._disp_design = _disp.dispersion_design(disp_term, X_raw, names)
+        by_prefix = {"zi": self._zi_design, "disp": self._disp_design}
+        per_block = tuple(by_prefix.get(b.prefix) for b in family.blocks)
+        if all(d is None for d in per_block):
+            self._block_designs = None
+            return None
+        self._block_designs = per_block
+        return tuple(None if d is None else d.internal(X_raw) for d in per_block)
 
     def _prepare_y(self, y, n, **fit_params):
         raise NotImplementedError
@@ -464,15 +492,44 @@ class _BaseGLMM(BaseEstimator):
 
     def _family_values(self, X=None, column: bool = False):
         """The family's values of its blocks for the rows of ``X`` (the training rows when
-        None): the fitted scalars, or with a zero-inflation design each row's ``logit pi``.
-        ``column`` shapes per-row values (n, 1), to broadcast against (n, K) tables."""
-        if getattr(self, "_zi_design", None) is None:
+        None): the fitted scalars, or for a block with a design (zero inflation, the
+        dispersion) each row's value (``logit pi``, ``log theta``). ``column`` shapes
+        per-row values (n, 1), to broadcast against (n, K) tables."""
+        if getattr(self, "_block_designs", None) is None:
             return self._extra
         if X is None:  # from the training data (which pickles carry only with keep_data)
             extra = self._objective.data.extra_values(self._extra)
         else:
             extra = _zi.values_at(self, self._validate_X(X, reset=False)[0], self._extra)
         return rows_of(extra, column=column)
+
+    def predict_dispersion(self, X):
+        """Each row's dispersion (glmmTMB's ``predict(m, newdata, type = "disp")``).
+
+        The family's dispersion on its reported scale: NB2 ``theta``, NB1 or
+        beta-binomial ``phi``; from the rows' predictors with a dispersion model
+        (``dispersion="1 + x"``), the constant otherwise.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        dispersion : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "coef_")
+        blocks = self._family_obj.blocks
+        k = next((i for i, b in enumerate(blocks) if b.prefix == "disp"), None)
+        if k is None:
+            raise ValueError(
+                f"this {type(self).__name__} ({self._family_obj.r_name}) has no dispersion "
+                "parameter."
+            )
+        n = self._validate_X(X, reset=False)[0].shape[0]
+        if getattr(self, "_disp_design", None) is None:
+            return np.full(n, getattr(self, blocks[k].attribute), dtype=float)
+        return np.asarray(blocks[k].to_reported(self._family_values(X)[k]), dtype=float)
 
     def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
         """Expected outcome (probability for binomial, mean count otherwise).

@@ -25,6 +25,17 @@ def _fit_info(est):
     return dict(data=d, base=base, zi=fam.zero_inflated, npar=est.n_params_)
 
 
+def _block_design(data, prefix):
+    """The design of the family's block ``prefix`` ("zi", "disp") on the training rows: a
+    column of ones for a constant block, None when the family has no such block."""
+    blocks = data.family.blocks
+    k = next((i for i, b in enumerate(blocks) if b.prefix == prefix), None)
+    if k is None:
+        return None
+    D = None if data.extra_designs is None else data.extra_designs[k]
+    return np.ones((len(data.y), 1)) if D is None else D
+
+
 def _same_data(models, names):
     d0 = models[0]._objective.data
     kind0 = models[0]._family_obj.has_trials
@@ -103,6 +114,10 @@ def _nesting(small, big):
     ds, db = s["data"], b["data"]
     if not np.allclose(ds.offset, db.offset):
         return "the offsets differ"
+    for prefix, part in (("zi", "zero-inflation"), ("disp", "dispersion")):
+        Ds, Db = _block_design(ds, prefix), _block_design(db, prefix)
+        if Ds is not None and Db is not None and not _in_span(Ds, Db):
+            return f"its {part} model is not a subset of the larger model's"
     if not _in_span(ds.X, db.X):
         return "its fixed effects are not a subset of the larger model's"
     for fa, fca in zip(ds.factors, small._factors):

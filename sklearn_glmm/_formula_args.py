@@ -138,7 +138,6 @@ _R_ONLY = {
     "devFunOnly": "the deviance function is not exposed",
     "mustart": "starting values cannot be given",
     "etastart": "starting values cannot be given",
-    "dispformula": "a dispersion formula is not available (NB2 has one dispersion parameter)",
     "doFit": "glmer always fits",
     "se": "standard errors are always computed",
 }

@@ -283,9 +283,12 @@ class _RawDataPredictions:
                 inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
             )
             return inputs.fill(mu / (1.0 - pi))
+        if type == "disp" and any(b.prefix == "disp" for b in self._family_obj.blocks):
+            # glmmTMB's: each row's dispersion (NB2 theta, NB1 / beta-binomial phi)
+            return inputs.fill(self.predict_dispersion(inputs.X))
         raise ValueError(
             f"type must be 'response', 'link' or None (and 'zprob' or 'conditional' for a "
-            f"zero-inflated model), got {type!r}."
+            f"zero-inflated model, 'disp' for a family with a dispersion), got {type!r}."
         )
 
     # -- methods taking raw data ---------------------------------------------------------------

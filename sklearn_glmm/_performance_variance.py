@@ -183,6 +183,11 @@ def null_intercept(est) -> float:
 def _count_variance(est, mu: float) -> float:
     """insight's family variance ``V`` at the null-model mean (see the module notes)."""
     fam = est._family_obj
+    if getattr(est, "_disp_design", None) is not None:
+        raise ValueError(
+            "the latent-scale variance of a model whose dispersion depends on predictors "
+            "(dispersion='...') is not available: there is no single distribution variance."
+        )
     if not fam.zero_inflated:
         return float(fam.variance(mu, 1.0, est._extra))
     # conditional count means of the training rows, random effects included

@@ -64,10 +64,11 @@ class ParamMap:
     names : list of str
         Row names (fixed effects, ``sd_<term>|<factor>``, ``cor_<a>.<b>|<factor>``,
         ``nb_theta``, ``zi_prob``; ``zi~(Intercept)``, ``zi~time`` for a zero-inflation
-        model with predictors, glmmTMB's names).
+        model with predictors, ``disp~(Intercept)``, ``disp~time`` for a dispersion
+        model, glmmTMB's names).
     lme4_names : list of str
         lme4's ``oldNames = TRUE`` names (``.sig01``, ...) for the same rows.
-    kinds : list of {"fixed", "sd", "cor", "extra", "zi"}
+    kinds : list of {"fixed", "sd", "cor", "extra", "zi", "disp"}
     bounds : list of (lower, upper)
     """
 
@@ -101,18 +102,20 @@ class ParamMap:
             start += len(rows)
         fam = est._family_obj
         self.blocks_extra = []
-        # the family's coefficients: identity, except a zero-inflation design's, which
-        # map to the user's units (gamma = J gamma_internal) and are linear (kind "zi")
+        # the family's coefficients: identity, except a design's (zero inflation, the
+        # dispersion), which map to the user's units (gamma = J gamma_internal) and are
+        # linear (kind "zi" or "disp", glmmTMB's rows zi~x, disp~x)
         self.Je = np.eye(self.E)
-        design, j = getattr(est, "_zi_design", None), 0
-        for block in fam.blocks:
-            if design is not None and block.summary == "logit table":
+        designs = getattr(est, "_block_designs", None) or (None,) * len(fam.blocks)
+        j = 0
+        for block, design in zip(fam.blocks, designs):
+            if design is not None:
                 w = len(design.names)
                 self.Je[j : j + w, j : j + w] = design.J
                 for nm in design.names:
-                    self.names.append(f"zi~{nm}")
-                    self.lme4_names.append(f"zi~{nm}")
-                    self.kinds.append("zi")
+                    self.names.append(f"{block.prefix}~{nm}")
+                    self.lme4_names.append(f"{block.prefix}~{nm}")
+                    self.kinds.append(block.prefix)
                     self.bounds.append((None, None))
                     self.blocks_extra.append(block)
                 j += w

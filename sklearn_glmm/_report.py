@@ -119,11 +119,31 @@ def _zero_inflation_sentence(est, digits) -> str:
     )
 
 
+def _dispersion_model_sentence(est, block, digits) -> str:
+    """A dispersion with predictors: its log-scale slopes and the mean dispersion."""
+    table = est.dispersion_effects_
+    slopes = [
+        f"{name} {row['estimate']:.{digits}f} (SE {row['std_error']:.{digits}f}, "
+        f"{_fmt_p(row['p_value'])})"
+        for name, row in table.iterrows()
+        if name != "(Intercept)"
+    ]
+    label = block.label[0].lower() + block.label[1:]
+    return (
+        f"The {label} was modelled on the log scale with coefficients "
+        f"{'; '.join(slopes)}; its mean over the observations was "
+        f"{getattr(est, block.attribute):.{digits}f}."
+    )
+
+
 def _dispersion_sentences(est, digits):
     out = []
     for b in est._family_obj.blocks:
         if getattr(est, "_zi_design", None) is not None and b.summary == "logit table":
             out.append(_zero_inflation_sentence(est, digits))
+            continue
+        if getattr(est, "_disp_design", None) is not None and b.prefix == "disp":
+            out.append(_dispersion_model_sentence(est, b, digits))
             continue
         if getattr(est, b.attribute[:-1] + "_at_boundary_", False):
             out.append(b.at_bound_sentence)

@@ -424,14 +424,15 @@ def _set_family_params(est, extra, V, start, data):
     """Each of the family's parameter blocks: its reported value, standard error on the
     optimiser's scale and whether it is on its boundary (with the block's warning).
 
-    A block with a design (zero inflation with predictors) has no single value: its
-    attribute holds the mean of its reported values over the training rows, and its
-    coefficients are tabled (``zero_inflation_effects_``); it has no boundary.
+    A block with a design (zero inflation or a dispersion with predictors) has no single
+    value: its attribute holds the mean of its reported values over the training rows,
+    and its coefficients are tabled (``zero_inflation_effects_``,
+    ``dispersion_effects_``); it has no boundary. A scalar block that may have a design
+    is tabled too, as its intercept (glmmTMB's ``fixef(m)$zi``, ``fixef(m)$disp``).
     """
     from . import exceptions
 
     est._block_se = {}
-    est.__dict__.pop("zero_inflation_effects_", None)  # of an earlier fit
     blocks = est._family_obj.blocks
     designs = data.extra_designs or (None,) * len(blocks)
     j = 0
@@ -443,27 +444,44 @@ def _set_family_params(est, extra, V, start, data):
             setattr(est, block.attribute, float(np.mean(values[used])) if used.any() else np.nan)
             setattr(est, block.attribute[:-1] + "_at_boundary_", False)
             est._block_se[block.name] = np.nan
-            _set_block_effects(est, extra[j : j + width], V, start + j, width)
+            _set_block_effects(est, block, extra[j : j + width], V, start + j, width)
             j += width
             continue
         at_bound = block.is_at_bound(extra[j])
         setattr(est, block.attribute, block.reported_value(extra[j]))
         setattr(est, block.attribute[:-1] + "_at_boundary_", at_bound)
         est._block_se[block.name] = _one_se(V, start + j)
-        if block.summary == "logit table":
-            _set_block_effects(est, extra[j : j + 1], V, start + j, 1)
+        if block.effects:
+            _set_block_effects(est, block, extra[j : j + 1], V, start + j, 1, at_bound)
         j += 1
         if at_bound:
             category = getattr(exceptions, block.warning)
             warnings.warn(block.at_bound_message, category, stacklevel=user_stacklevel())
 
 
-def _set_block_effects(est, coefs, V, k, width):
-    """``zero_inflation_effects_``: the zero-inflation coefficients on the logit scale."""
-    from ._zero_inflation import constant_design, effects_table
+def _set_block_effects(est, block, coefs, V, k, width, at_bound=False):
+    """A block's coefficients on its optimiser's scale (logit for zero inflation, log
+    for a dispersion) in the user's units: ``block.effects``, a table made when first
+    read. A constant dispersion on its boundary is the boundary's value on that scale
+    (log theta = inf), without a standard error; a zero inflation at 0 keeps its
+    internal bound."""
+    from ._zero_inflation import constant_design
 
-    design = getattr(est, "_zi_design", None) or constant_design()
-    est.zero_inflation_effects_ = effects_table(design, coefs, V[k : k + width, k : k + width])
+    design = getattr(est, "_block_designs", None)
+    design = None if design is None else design[est._family_obj.blocks.index(block)]
+    edge = None
+    if at_bound and block.prefix == "disp":  # theta = inf, phi = 0: log scale +-inf
+        edge = _on_scale(block, block.at_bound_value)
+    parts = (design or constant_design(), coefs.copy(), V[k : k + width, k : k + width], edge)
+    est._fit_arrays.blocks[block.effects] = parts
+
+
+def _on_scale(block, value):
+    """A reported value on the block's optimiser scale (log or logit)."""
+    with np.errstate(divide="ignore"):
+        if block.to_reported is np.exp:
+            return float(np.log(value))
+        return float(np.log(value) - np.log1p(-value))
 
 
 def _check_convergence(est, record):

@@ -37,6 +37,9 @@ class FitArrays:
     vcov: np.ndarray  # covariance of the estimated (not aliased) fixed effects
     vcov_terms: list
     factors: list = field(default_factory=list)  # FactorArrays, in the fit's factor order
+    # the family's coefficient tables (zero_inflation_effects_, dispersion_effects_) by
+    # attribute: (design, internal coefficients, their covariance, boundary estimate or None)
+    blocks: dict = field(default_factory=dict)
 
 
 class fitted_table:
@@ -81,6 +84,27 @@ def store(est, arrays: FitArrays) -> None:
     for name in fitted_table.names:
         est.__dict__.pop(name, None)
     est._fit_arrays = arrays
+
+
+def block_effects(attribute: str):
+    """The builder of a family block's coefficient table (``dispersion_effects_``): its
+    estimates in the user's units with Wald tests, or AttributeError when the fitted
+    family has no such block."""
+
+    def build(a: FitArrays) -> pd.DataFrame:
+        parts = a.blocks.get(attribute)
+        if parts is None:
+            raise AttributeError(f"this model has no {attribute!r}", name=attribute)
+        from ._zero_inflation import effects_table
+
+        design, coefs, V, at_bound = parts
+        table = effects_table(design, coefs, V)
+        if at_bound is not None:  # a constant on its boundary: no standard error
+            table["estimate"] = at_bound
+            table[["std_error", "z_value", "p_value"]] = np.nan
+        return table
+
+    return build
 
 
 def fixed_effects(a: FitArrays) -> pd.DataFrame:

@@ -96,13 +96,14 @@ def zero_inflation_term(spec):
     return None if not term.slopes else term
 
 
-def make_design(term, X: np.ndarray, feature_names) -> ZeroInflationDesign:
-    """The zero-inflation design of ``term`` on the training rows ``X``."""
+def make_design(term, X: np.ndarray, feature_names, what: str = _WHAT) -> ZeroInflationDesign:
+    """The design of ``term`` on the training rows ``X`` (``what``: the estimator
+    parameter that gave it, for messages; the dispersion model uses it too)."""
     names = list(feature_names)
     missing = [s for s in term.slopes if s not in names]
     if missing:
         raise ValueError(
-            f"{_WHAT} names {missing}, which are not features of X; available: {names}."
+            f"{what} names {missing}, which are not features of X; available: {names}."
         )
     columns = [names.index(s) for s in term.slopes]
     V = X[:, columns]
@@ -115,7 +116,7 @@ def make_design(term, X: np.ndarray, feature_names) -> ZeroInflationDesign:
     const = [s for s, sc in zip(term.slopes, scales) if not sc > 0]
     if const:
         raise ValueError(
-            f"{_WHAT} predictor(s) {const} are constant in the training data (their "
+            f"{what} predictor(s) {const} are constant in the training data (their "
             "coefficients are not identified with the intercept): remove them from the term."
         )
     k0 = int(term.intercept)
@@ -130,15 +131,16 @@ def make_design(term, X: np.ndarray, feature_names) -> ZeroInflationDesign:
     D = design.internal(X)
     if np.linalg.matrix_rank(D) < D.shape[1]:
         raise ValueError(
-            f"the {_WHAT} design {design.names} is rank deficient (a column is a linear "
+            f"the {what} design {design.names} is rank deficient (a column is a linear "
             "combination of the others): remove the redundant predictor."
         )
     return design
 
 
 def effects_table(design: ZeroInflationDesign, gamma_internal, V_internal) -> pd.DataFrame:
-    """``zero_inflation_effects_``: estimates on the logit scale in the user's units with
-    Wald standard errors, z and p values, indexed like ``fixef(m)$zi``."""
+    """``zero_inflation_effects_`` (``dispersion_effects_``): estimates on the logit
+    (log) scale in the user's units with Wald standard errors, z and p values, indexed
+    like ``fixef(m)$zi`` (``fixef(m)$disp``)."""
     J = design.J
     est = J @ gamma_internal
     V = J @ V_internal @ J.T
@@ -160,10 +162,19 @@ def constant_design() -> ZeroInflationDesign:
 
 def values_at(est, Xa: np.ndarray, coefs: np.ndarray):
     """The family's values of its blocks for rows ``Xa`` at internal coefficients
-    ``coefs`` (the parameters' family part): ``coefs`` itself without a zero-inflation
-    design, else the count family's scalars and each row's ``logit pi``."""
-    design = getattr(est, "_zi_design", None)
-    if design is None:
+    ``coefs`` (the parameters' family part): ``coefs`` itself when no block has a
+    design, else a float per scalar block and each row's value per block with a design
+    (``logit pi``, a dispersion's log scale)."""
+    designs = getattr(est, "_block_designs", None)
+    if designs is None:
         return coefs
-    w = len(design.names)
-    return tuple(float(v) for v in coefs[:-w]) + (design.internal(Xa) @ coefs[-w:],)
+    out, k = [], 0
+    for design in designs:
+        if design is None:
+            out.append(float(coefs[k]))
+            k += 1
+        else:
+            w = len(design.names)
+            out.append(design.internal(Xa) @ coefs[k : k + w])
+            k += w
+    return tuple(out)

@@ -197,6 +197,14 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         ``phi`` (``phi_``), Var = t mu (1 - mu) (1 + (t - 1) / (phi + 1)): the
         overdispersed counterpart of ``trials=``. Needs ``trials`` with more than one
         trial somewhere (with 0/1 outcomes ``phi`` is not identified); logit link.
+    dispersion : str or None, default=None
+        ``family="betabinomial"`` only. ``None``: one dispersion ``phi_`` for every
+        row. A term string over feature names, in the syntax of ``random_effects``
+        (``"1 + time"``), gives the dispersion its own linear predictor on the log
+        scale (glmmTMB's ``dispformula = ~ time``): ``log phi_i = d_i' delta``.
+        ``dispersion_effects_`` holds its coefficients, and predictions,
+        ``predict_proba``, ``simulate`` and residuals use each row's dispersion.
+        ``"1"`` is the constant model (``None``).
     link : {"logit", "probit", "cloglog"}, default="logit"
         The link function (lme4's ``binomial(link = ...)``). The Laplace
         approximation uses the exact curvature of the log-density for every link,
@@ -213,6 +221,15 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         whatever ``pos_label`` is.
     pos_label_ : object
         The class modelled (``y == pos_label_`` is a success); ``1`` with ``trials``.
+    phi_ : float
+        Beta-binomial dispersion (``family="betabinomial"``); with a dispersion model,
+        the mean of the rows' fitted ``phi_i`` over the training rows.
+    dispersion_effects_ : DataFrame
+        The dispersion model's coefficients on the log scale of phi
+        (``family="betabinomial"``; ``estimate``, ``std_error``, ``z_value``,
+        ``p_value``), indexed like glmmTMB's
+        ``fixef(m)$disp``: ``"(Intercept)"``, then the predictors. A constant
+        dispersion is its one row ``"(Intercept)"`` (``inf`` / ``-inf`` on a boundary).
     """
         + _COMMON_ATTRS
         + _NOTES
@@ -234,6 +251,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         "pos_label": [Real, str, "boolean", None],
         "link": [StrOptions({"logit", "probit", "cloglog"})],
         "family": [StrOptions({"binomial", "betabinomial"})],
+        "dispersion": [str, None],
     }
     # score predicts population-level unless asked: set_score_request(groups=True)
     __metadata_request__score = {"groups": False}
@@ -251,6 +269,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         link="logit",
         family="binomial",
         keep_data=False,
+        dispersion=None,
     ):
         self.random_effects = random_effects
         self.n_agq = n_agq
@@ -262,6 +281,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.link = link
         self.family = family
         self.keep_data = keep_data
+        self.dispersion = dispersion
 
     def _family(self):
         if self.family == "betabinomial":
@@ -689,6 +709,15 @@ class NegBinGLMM(_CountGLMM):
         + """
     family : {"nbinom2", "nbinom1"}, default="nbinom2"
         The variance function: quadratic (NB2) or linear (NB1) in the mean.
+    dispersion : str or None, default=None
+        ``None``: one dispersion for every row (``theta_`` or ``phi_``). A term
+        string over feature names, in the syntax of ``random_effects``
+        (``"1 + time"``), gives the dispersion its own linear predictor on the log
+        scale (glmmTMB's ``dispformula = ~ time``): ``log theta_i = d_i' delta``
+        (NB2) or ``log phi_i = d_i' delta`` (NB1).
+        ``dispersion_effects_`` holds its coefficients, and predictions,
+        ``predict_proba``, ``simulate`` and residuals use each row's dispersion.
+        ``"1"`` is the constant model (``None``).
 
     Attributes
     ----------
@@ -698,10 +727,17 @@ class NegBinGLMM(_CountGLMM):
         + """
     theta_ : float
         NB2 dispersion; ``inf`` when the data show no overdispersion
-        (``family="nbinom2"``).
+        (``family="nbinom2"``). With a dispersion model, the mean of the rows'
+        fitted ``theta_i`` over the training rows (a summary, not a parameter).
     phi_ : float
         NB1 dispersion, Var = mu (1 + phi); ``0`` when the data show no
-        overdispersion (``family="nbinom1"``).
+        overdispersion (``family="nbinom1"``); with a dispersion model, the mean of
+        the rows' fitted ``phi_i``.
+    dispersion_effects_ : DataFrame
+        The dispersion model's coefficients on the log scale of theta (NB2) or phi
+        (NB1; ``estimate``, ``std_error``, ``z_value``, ``p_value``), indexed like glmmTMB's
+        ``fixef(m)$disp``: ``"(Intercept)"``, then the predictors. A constant
+        dispersion is its one row ``"(Intercept)"`` (``inf`` / ``-inf`` on a boundary).
     zero_inflation_ : float
         Estimated zero-inflation probability (``zero_inflation=True``); with
         predictors (``zero_inflation="1 + time"``), the mean of the rows' fitted
@@ -722,6 +758,7 @@ class NegBinGLMM(_CountGLMM):
     _parameter_constraints = {
         **_CountGLMM._parameter_constraints,
         "family": [StrOptions({"nbinom2", "nbinom1"})],
+        "dispersion": [str, None],
     }
 
     def __init__(
@@ -739,6 +776,7 @@ class NegBinGLMM(_CountGLMM):
         hurdle=False,
         truncated=False,
         family="nbinom2",
+        dispersion=None,
     ):
         super().__init__(
             random_effects,
@@ -754,6 +792,7 @@ class NegBinGLMM(_CountGLMM):
             truncated=truncated,
         )
         self.family = family
+        self.dispersion = dispersion
 
     def _family(self):
         name = "negbin1" if self.family == "nbinom1" else "negbin"

@@ -563,21 +563,53 @@ def _zero_inflation_rhs(ziformula):
     return rhs
 
 
-def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str]):
-    """The estimator's ``zero_inflation`` for a ziformula's right-hand side: its design
-    columns, which must be columns of the conditional model's design ``X``."""
+def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "ziformula"):
+    """The estimator's ``zero_inflation`` (``dispersion``) for a ziformula's
+    (dispformula's) right-hand side: its design columns, which must be columns of the
+    conditional model's design ``X``."""
     frame, intercept = _r_frame(_model_matrix(rhs, data))
     slopes = list(frame.columns)
     if not slopes:
         return intercept
     absent = [c for c in slopes if c not in fixed_names]
     if absent:
+        part = "zero-inflation" if what == "ziformula" else "dispersion"
         raise ValueError(
-            f"ziformula column(s) {absent} must also appear in the conditional model: the "
-            f"zero-inflation model is built from the columns of X, which has {fixed_names}. "
+            f"{what} column(s) {absent} must also appear in the conditional model: the "
+            f"{part} model is built from the columns of X, which has {fixed_names}. "
             "Add them to the fixed part of the formula."
         )
     return _term_string(intercept, slopes, False)
+
+
+def _dispersion_rhs(dispformula, estimator_class):
+    """``None`` (``~1``, the constant dispersion) or the right-hand side of a dispformula
+    with predictors, for a family that has a dispersion parameter."""
+    if dispformula is None:
+        return None
+    if not isinstance(dispformula, str) or not dispformula.strip().startswith("~"):
+        raise ValueError(
+            f"dispformula must be a one-sided formula such as '~1' or '~ x', got {dispformula!r}."
+        )
+    rhs = dispformula.strip()[1:].strip()
+    if rhs.replace(" ", "") == "1":
+        return None
+    if "|" in rhs:
+        raise NotImplementedError(
+            f"dispformula={dispformula!r}: random effects in the dispersion model are not "
+            "supported; the dispersion may depend on fixed predictors only (dispformula = ~ x)."
+        )
+    if rhs.replace(" ", "") in ("0", "-1", "1+-1", "1-1"):
+        raise NotImplementedError(
+            f"dispformula={dispformula!r}: a dispersion fixed at a value is not supported; "
+            "use '~1' (estimated) or a model with predictors ('~ x')."
+        )
+    if "dispersion" not in estimator_class._get_param_names():
+        raise ValueError(
+            f"dispformula={dispformula!r}: this family has no dispersion parameter to model "
+            "(dispformula applies to nbinom2, nbinom1 and betabinomial)."
+        )
+    return rhs
 
 
 def _row_values(values, data: pd.DataFrame, name: str) -> np.ndarray | None:
@@ -648,6 +680,7 @@ def glmer(
     nAGQ: int | None = None,  # noqa: N803 (R's name)
     n_agq: int | None = None,
     ziformula: str | None = None,
+    dispformula: str | None = None,
     weights=None,
     offset=None,
     **estimator_params,
@@ -682,6 +715,12 @@ def glmer(
         also be in the conditional model's fixed part; random effects in it
         (``~ (1 | g)``) are not supported. With a ``truncated_*`` family, ``"~1"`` is the hurdle's
         probability of a zero, as in glmmTMB.
+    dispformula : str or None, default=None
+        glmmTMB's dispersion formula (``nbinom2``, ``nbinom1``, ``betabinomial``):
+        ``"~1"`` (the default) one dispersion, ``"~ x"`` a log-linear model of it
+        (``dispersion_effects_``, R's ``fixef(m)$disp``: log theta for nbinom2, log
+        phi for nbinom1 and betabinomial). Its variables must also be in the
+        conditional model's fixed part; random effects in it are not supported.
     weights : str or array-like of shape (n_rows,), default=None
         A column of ``data`` or one value per row of ``data``. Case weights; for a
         binomial outcome of proportions (numbers in [0, 1]) they are the numbers of
@@ -733,6 +772,7 @@ def glmer(
     formula, data = check_formula_first(formula, data, function)
     estimator_class, zero_inflation, family_params = _estimator_class(family, ziformula)
     check_r_arguments(estimator_params, estimator_class, function)
+    dispersion = _dispersion_rhs(dispformula, estimator_class)
     n_agq = resolve_n_agq(n_agq, nAGQ)
     if not isinstance(data, pd.DataFrame):
         data = pd.DataFrame(data)
@@ -762,6 +802,9 @@ def glmer(
                 "of a zero with predictors is not supported; use ziformula='~1'."
             )
         params["zero_inflation"] = zero_inflation
+    if dispersion is not None:
+        columns = list(design.X.columns)
+        params["dispersion"] = _zi_term(dispersion, data.loc[keep], columns, "dispformula")
     sample_weight = None if w_all is None else w_all[keep]
     y, trials = design.y, design.trials
     if binomial and trials is None and sample_weight is not None:
@@ -788,6 +831,8 @@ def glmer(
     estimator.formula_ = formula
     if zero_inflation:
         estimator.ziformula_ = "~" + str(ziformula).strip().lstrip("~").strip()
+    if dispersion is not None:
+        estimator.dispformula_ = "~" + dispersion
     estimator.design_info_ = design.model_spec
     estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator
@@ -798,7 +843,8 @@ def glmmTMB(formula: str, data: pd.DataFrame = None, family: str | None = None, 
 
     ``family="nbinom2"`` is glmmTMB's NB2 (``NegBinGLMM``); ``ziformula="~1"``
     adds one zero-inflation probability and ``ziformula="~ x"`` one that depends on
-    predictors; see :func:`glmer` for the parameters and
+    predictors; ``dispformula="~ x"`` a dispersion that depends on predictors
+    (``nbinom2``, ``nbinom1``, ``betabinomial``); see :func:`glmer` for the parameters and
     for predicting from new data.
 
     Examples

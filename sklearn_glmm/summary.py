@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ._design import INTERCEPT
+from ._dispersion import formula_of as dispersion_formula_of
 from ._state import pearson_quantiles
 
 
@@ -89,6 +90,13 @@ def zero_inflation_formula(est) -> str:
     return "~" + " + ".join(([] if design.intercept else ["0"]) + slopes)
 
 
+def dispersion_formula(est) -> str:
+    """The dispersion model as glmmTMB writes it: ``~1``, ``~x``, ``~0 + x``."""
+    if getattr(est, "dispformula_", None):  # fitted through sklearn_glmm.formula
+        return est.dispformula_
+    return dispersion_formula_of(getattr(est, "_disp_design", None))
+
+
 class Summary:
     """Summary of a fitted GLMM.
 
@@ -102,6 +110,8 @@ class Summary:
     fixed_effects : pandas.DataFrame
     dispersion : dict
         NB ``theta`` and the zero-inflation probability where the model has them.
+    dispersion_model : pandas.DataFrame or None
+        The dispersion model's coefficients (log scale) when it has predictors.
     """
 
     def __init__(self, est):
@@ -123,6 +133,10 @@ class Summary:
         # the zero-inflation coefficients (logit scale), as glmmTMB's "Zero-inflation model"
         zi = getattr(est, "zero_inflation_effects_", None)
         self.zero_inflation = None if zi is None else zi.rename(columns=_COLUMNS)
+        # the dispersion model's coefficients (log scale), glmmTMB's "Dispersion model"
+        disp = getattr(est, "dispersion_effects_", None)
+        modelled = getattr(est, "_disp_design", None) is not None
+        self.dispersion_model = disp.rename(columns=_COLUMNS) if modelled else None
         # the family's own parameters, by their reported names (nb_theta, zi_prob)
         self.dispersion = {b.reported: getattr(est, b.attribute) for b in est._family_obj.blocks}
 
@@ -147,6 +161,8 @@ class Summary:
             lines.append(f" Zero inflation: {zero_inflation_formula(est)}")
         elif est._family_obj.zero_formula is not None:
             lines.append(f" Zero inflation: {est._family_obj.zero_formula}")
+        if getattr(est, "_disp_design", None) is not None:
+            lines.append(f" Dispersion: {dispersion_formula(est)}")
         return lines
 
     def __str__(self):
@@ -201,18 +217,23 @@ class Summary:
         return lines
 
     def _blocks(self, kind):
+        """``(block, internal value or None, reported value)`` of the blocks shown as
+        ``kind``; the internal value is None for a block with a design (no single one)."""
         est = self.est
         x = est._params
-        start = est._layout.n_beta + est._layout.n_theta
-        for j, b in enumerate(est._family_obj.blocks):
+        k = est._layout.n_beta + est._layout.n_theta
+        designs = getattr(est, "_block_designs", None) or (None,) * len(est._family_obj.blocks)
+        for b, design in zip(est._family_obj.blocks, designs):
             if b.summary == kind:
-                yield b, x[start + j], getattr(est, b.attribute)
+                yield b, (None if design is not None else x[k]), getattr(est, b.attribute)
+            k += 1 if design is None else len(design.names)
 
     def _dispersion_lines(self):
         fam = self.est._family_obj
         return [
             f"\nDispersion parameter for {fam.r_name} family (): {value:.3g}"
-            for _, _, value in self._blocks("dispersion")
+            for _, internal, value in self._blocks("dispersion")
+            if internal is not None  # a dispersion model is a table (_table_lines)
         ]
 
     def _table_lines(self):
@@ -222,11 +243,16 @@ class Summary:
         for b, internal, value in self._blocks("logit table"):
             table = est.zero_inflation_effects_.rename(columns=_COLUMNS)
             lines += ["", b.section] + self._coef_lines(table)
-            if getattr(est, "_zi_design", None) is not None:
+            if internal is None:
                 lines.append(f"{b.label}, mean over the training rows: {value:.4g}")
                 continue
             note = " (at its boundary)" if b.is_at_bound(internal) else ""
             lines.append(f"{b.label}: {value:.4g}{note}")
+        if self.dispersion_model is not None:
+            lines += ["", "Dispersion model:"] + self._coef_lines(self.dispersion_model)
+            for b, internal, value in self._blocks("dispersion"):
+                if internal is None:
+                    lines.append(f"{b.label}, mean over the training rows: {value:.4g}")
         return lines
 
     def marginal(self, X=None, **kwargs) -> str:

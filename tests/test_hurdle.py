@@ -646,3 +646,26 @@ def test_hurdle_estimators_keep_the_scikit_learn_contract(estimator):
     )
     failed = [(r["check_name"], str(r["exception"])) for r in results if r["status"] == "failed"]
     assert not failed
+
+
+@pytest.mark.parametrize("kind", ["hurdle", "truncated"])
+def test_a_dispersion_model_is_refused_for_hurdle_and_truncated_models(kind):
+    rng = np.random.default_rng(0)
+    n = 200
+    X = pd.DataFrame({"x": rng.normal(size=n)})
+    y = rng.poisson(2.0, n) + (1 if kind == "truncated" else 0)
+    with pytest.raises(NotImplementedError, match="dispersion model is not available"):
+        NegBinGLMM(dispersion="1 + x", **{kind: True}).fit(X, y, groups=rng.integers(0, 10, n))
+
+
+def test_the_hurdle_zero_part_has_its_coefficient_table():
+    # glmmTMB's fixef(m)$zi of a hurdle model: logit P(Y = 0)
+    rng = np.random.default_rng(1)
+    n = 300
+    X = pd.DataFrame({"x": rng.normal(size=n)})
+    y = rng.poisson(2.0, n) * (rng.uniform(size=n) > 0.3)
+    m = PoissonGLMM(hurdle=True).fit(X, y, groups=rng.integers(0, 15, n))
+    table = m.zero_inflation_effects_
+    assert list(table.index) == ["(Intercept)"]
+    assert table["estimate"].iloc[0] == pytest.approx(special.logit(m.zero_prob_), abs=1e-10)
+    assert table["std_error"].iloc[0] > 0

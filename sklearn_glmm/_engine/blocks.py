@@ -63,6 +63,12 @@ class ParameterBlock:
         The report's sentence, with ``{value}`` (formatted) in it.
     at_bound_sentence : str
         The report's sentence for a boundary estimate.
+    prefix : str
+        glmmTMB's name of the model part the block is, when it may have its own
+        predictors (``"zi"``, ``"disp"``): interval rows ``zi~x``, ``disp~x``.
+    effects : str
+        The estimator attribute tabling its coefficients (``zero_inflation_effects_``,
+        ``dispersion_effects_``), on the optimiser's scale (logit, log).
     """
 
     name: str
@@ -80,6 +86,8 @@ class ParameterBlock:
     section: str
     sentence: str
     at_bound_sentence: str
+    prefix: str = ""
+    effects: str = ""
 
     def bound(self) -> float:
         """The bound the flat side leads to."""
@@ -119,6 +127,8 @@ NB_THETA = ParameterBlock(
     "(Var = mu + mu^2 / theta).",
     at_bound_sentence="The negative binomial dispersion parameter ran to infinity: the data "
     "show no overdispersion beyond a Poisson model.",
+    prefix="disp",
+    effects="dispersion_effects_",
 )
 
 NB1_PHI = ParameterBlock(
@@ -142,6 +152,8 @@ NB1_PHI = ParameterBlock(
     sentence="The NB1 dispersion parameter was phi = {value} (Var = mu (1 + phi)).",
     at_bound_sentence="The NB1 dispersion parameter ran to 0: the data show no overdispersion "
     "beyond a Poisson model.",
+    prefix="disp",
+    effects="dispersion_effects_",
 )
 
 BETABINOMIAL_PHI = ParameterBlock(
@@ -167,6 +179,8 @@ BETABINOMIAL_PHI = ParameterBlock(
     "(Var = t mu (1 - mu) (1 + (t - 1) / (phi + 1))).",
     at_bound_sentence="The beta-binomial dispersion parameter ran to infinity: the data show "
     "no overdispersion beyond a binomial model.",
+    prefix="disp",
+    effects="dispersion_effects_",
 )
 
 ZERO_INFLATION = ParameterBlock(
@@ -192,6 +206,8 @@ ZERO_INFLATION = ParameterBlock(
     sentence="The estimated zero-inflation probability was {value}.",
     at_bound_sentence="The zero-inflation probability was estimated at 0 (its boundary): "
     "the data have no more zeros than the count model predicts.",
+    prefix="zi",
+    effects="zero_inflation_effects_",
 )
 
 HURDLE_ZERO = ParameterBlock(
@@ -215,6 +231,7 @@ HURDLE_ZERO = ParameterBlock(
     label="Probability of a zero (hurdle)",
     summary="logit table",
     section="Zero-inflation model (hurdle: P(Y = 0), logit scale):",
+    effects="zero_inflation_effects_",
     sentence="The estimated probability of a zero (the hurdle) was {value}.",
     at_bound_sentence="The probability of a zero was estimated at 0 (its boundary): the data "
     "have no zeros.",

@@ -132,6 +132,9 @@ class Family:
 
     # the zero part's formula as R prints it ("~1"), or None without one
     zero_formula: str | None = None
+    # the family takes one value per row for a block with a design (zero inflation or
+    # dispersion with predictors); False where its methods assume scalars
+    per_row_blocks = True
     # R's insight defines the family's latent-scale variance (ICC, Nakagawa's R2)
     latent_variance_defined = True
     # (subject, verb) of the report's sentences on exp(beta) when the link's reading

@@ -134,6 +134,8 @@ class Truncated(Family):
                 "cannot occur in these data."
             )
 
+    per_row_blocks = False  # the count part's parameters are scalars here
+
     def mean_curvature(self, y, trials, weights) -> float:
         return self.base.mean_curvature(y, trials, weights)
 

@@ -50,27 +50,42 @@ class NegativeBinomial2(Family):
         return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
 
     def __init__(self):
-        self._memo = None  # (theta, y, log Gamma(y + theta) - log Gamma(theta))
+        # (log theta, y, log Gamma(y + theta) - log Gamma(theta)); log theta a float, or
+        # the very array of per-row values (a dispersion model), compared by identity
+        self._memo = None
 
-    def _lgamma_ratio(self, y, theta):
-        """:func:`_lgamma_ratio`, remembered for the last (theta, y): it is the costliest
-        term and the conditional-mode iterations ask for it many times at one theta."""
+    def _lgamma_ratio(self, y, log_theta, theta):
+        """:func:`_lgamma_ratio`, remembered for the last (log theta, y): it is the
+        costliest term and the conditional-mode iterations ask for it many times at one
+        theta (per-row values are one array throughout an evaluation)."""
         memo = self._memo
-        if memo is not None and memo[0] == theta and memo[1] is y:
-            return memo[2]
+        if memo is not None and memo[1] is y:
+            key = memo[0]
+            if key is log_theta or (
+                type(key) is not np.ndarray
+                and type(log_theta) is not np.ndarray
+                and key == log_theta
+            ):
+                return memo[2]
         val = _lgamma_ratio(y, theta)
-        self._memo = (theta, y, val)
+        self._memo = (log_theta, y, val)
         return val
 
     def __getstate__(self):
         return {k: v for k, v in vars(self).items() if k != "_memo"} | {"_memo": None}
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
-        if extra[0] >= NB_THETA.bounds[1]:
-            # theta on its bound is theta = infinity: the Poisson limit, exactly (the NB2
-            # terms of order 1e7 would leave rounding of 1e-3 in a log-likelihood there)
-            return _POISSON.derivs(y, eta, trials, weights, (), const)
-        theta = np.exp(extra[0])
+        lt = extra[0]
+        if type(lt) is not np.ndarray:  # a scalar (checked first: the common case)
+            if lt >= _UPPER:
+                # theta on its bound is theta = infinity: the Poisson limit, exactly (the NB2
+                # terms of order 1e7 would leave rounding of 1e-3 in a log-likelihood there)
+                return _POISSON.derivs(y, eta, trials, weights, (), const)
+        elif (lt >= _UPPER).any():  # per-row values (a dispersion model): row by row
+            at = lt >= _UPPER
+            nb = self.derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
+            return _where_rows(at, _POISSON.derivs(y, eta, trials, weights, (), const), nb)
+        theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)  # beyond it mu would overflow
         mu = np.exp(eta)
         tm = theta + mu
@@ -80,7 +95,7 @@ class NegativeBinomial2(Family):
         if zero is None:
             with np.errstate(over="ignore"):
                 loglik = (
-                    self._lgamma_ratio(y, theta)
+                    self._lgamma_ratio(y, lt, theta)
                     + neg_log_fact
                     - theta * np.log1p(mu / theta)
                     + special.xlogy(y, r)
@@ -91,7 +106,7 @@ class NegativeBinomial2(Family):
                 mmy = _mu_minus_y(y, eta, log_y, zero, mu)
                 dev = y * (eta - log_y) - (y + theta) * np.log1p(mmy / (theta + y))
             loglik = dev + (
-                self._lgamma_ratio(y, theta)
+                self._lgamma_ratio(y, lt, theta)
                 + neg_log_fact
                 - theta * np.log1p(y / theta)
                 + special.xlogy(y, y / (theta + y))
@@ -107,10 +122,16 @@ class NegativeBinomial2(Family):
         Analytic: a finite difference of a log-density of order 1e7 (counts in the
         millions) is lost in its rounding. Zero on the bound (the Poisson limit).
         """
-        if extra[0] >= NB_THETA.bounds[1]:
-            zero = np.zeros((1, len(eta)))
-            return zero, zero, zero
-        theta = np.exp(extra[0])
+        lt = extra[0]
+        if type(lt) is not np.ndarray:
+            if lt >= _UPPER:
+                zero = np.zeros((1, len(eta)))
+                return zero, zero, zero
+        elif (lt >= _UPPER).any():
+            at = lt >= _UPPER
+            nb = self.extra_derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
+            return _where_rows(at, (0.0, 0.0, 0.0), nb)
+        theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
         tm = theta + mu
@@ -122,7 +143,7 @@ class NegativeBinomial2(Family):
             dl = theta * (
                 special.digamma(y + theta)
                 - special.digamma(theta)
-                - np.logaddexp(0.0, eta - extra[0])
+                - np.logaddexp(0.0, eta - lt)
                 + mmy / tm
             )
         dd1 = -s * r * mmy
@@ -132,14 +153,19 @@ class NegativeBinomial2(Family):
         return dl[None], dd1[None], dw[None]
 
     def log_p0(self, eta, extra):
-        if extra[0] >= NB_THETA.bounds[1]:
-            return _POISSON.log_p0(eta)
-        theta = np.exp(extra[0])
+        lt = extra[0]
+        if type(lt) is not np.ndarray:
+            if lt >= _UPPER:
+                return _POISSON.log_p0(eta)
+        elif (lt >= _UPPER).any():
+            nb = self.log_p0(eta, (np.where(lt >= _UPPER, 0.0, lt),))
+            return _where_rows(lt >= _UPPER, _POISSON.log_p0(eta), nb)
+        theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
         tm = theta + mu
         s, r = theta / tm, mu / tm
-        a = -theta * np.logaddexp(0.0, eta - extra[0])  # -theta log(1 + mu / theta)
+        a = -theta * np.logaddexp(0.0, eta - lt)  # -theta log(1 + mu / theta)
         a1 = -theta * r
         a2 = -theta * s * r
         a3 = a2 * (s - r)
@@ -147,15 +173,20 @@ class NegativeBinomial2(Family):
 
     def log_p0_extra_derivs(self, eta, extra):
         """Derivatives in ``log theta`` of :meth:`log_p0`'s first three arrays, each (1, n)."""
-        if extra[0] >= NB_THETA.bounds[1]:
-            zero = np.zeros((1,) + np.shape(eta))
-            return zero, zero, zero
-        theta = np.exp(extra[0])
+        lt = extra[0]
+        if type(lt) is not np.ndarray:
+            if lt >= _UPPER:
+                zero = np.zeros((1,) + np.shape(eta))
+                return zero, zero, zero
+        elif (lt >= _UPPER).any():
+            nb = self.log_p0_extra_derivs(eta, (np.where(lt >= _UPPER, 0.0, lt),))
+            return _where_rows(lt >= _UPPER, (0.0, 0.0, 0.0), nb)
+        theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
         tm = theta + mu
         s, r = theta / tm, mu / tm
-        da = theta * (r - np.logaddexp(0.0, eta - extra[0]))
+        da = theta * (r - np.logaddexp(0.0, eta - lt))
         da1 = -theta * r * r
         da2 = -2.0 * theta * s * r * r
         return da[None], da1[None], da2[None]
@@ -163,9 +194,14 @@ class NegativeBinomial2(Family):
     def log_zero_rate(self, eta, extra):
         """``log s`` for ``s = -log P(Y = 0) = theta log(1 + mu / theta)`` and its
         eta-derivatives (zero-truncation), free of cancellation as ``mu / theta -> 0``."""
-        if extra[0] >= NB_THETA.bounds[1]:
-            return _POISSON.log_zero_rate(eta)
         log_theta = extra[0]
+        if type(log_theta) is not np.ndarray:
+            if log_theta >= _UPPER:
+                return _POISSON.log_zero_rate(eta)
+        elif (log_theta >= _UPPER).any():  # per-row values (a dispersion model)
+            at = log_theta >= _UPPER
+            nb = self.log_zero_rate(eta, (np.where(at, 0.0, log_theta),))
+            return _where_rows(at, _POISSON.log_zero_rate(eta), nb)
         z = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX) - log_theta
         x = np.exp(np.minimum(z, _ETA_MAX))
         small = x < _SMALL_RATIO
@@ -240,3 +276,12 @@ _LOG_LOG1P_SERIES = (
     -751.0 / 17280.0,
     1070017.0 / 29030400.0,
 )
+# log theta on its upper bound is theta = infinity, the Poisson limit
+_UPPER = NB_THETA.bounds[1]
+
+
+def _where_rows(at, limit, nb):
+    """Row by row, the Poisson limit's arrays where ``at``, the NB2 ones elsewhere (same
+    tuple type as ``nb``)."""
+    parts = tuple(np.where(at, p, q) for p, q in zip(limit, nb))
+    return type(nb)(*parts) if hasattr(nb, "_fields") else parts

@@ -17,7 +17,7 @@ class ZeroInflated(Family):
     block has a design (``ziformula = ~ x``), one value per row: ``extra`` is then a
     tuple whose last entry is an array broadcasting against ``eta``
     (:func:`~sklearn_glmm._engine.blocks.block_values`); the count family's own
-    parameters stay scalars.
+    parameters are scalars, or per-row arrays too with a dispersion model.
     The log-density of a zero need not be concave in ``eta``; the Laplace
     Hessian uses its exact curvature all the same, as glmmTMB does.
     """
@@ -63,7 +63,8 @@ class ZeroInflated(Family):
         """``(count family's parameters, pi, logit pi)``; pi scalar or per row."""
         if isinstance(extra, tuple):
             logit = np.asarray(extra[-1], dtype=float)
-            return np.array(extra[:-1], dtype=float), special.expit(logit), logit
+            # the count family's values stay a tuple: with a dispersion model, per row
+            return extra[:-1], special.expit(logit), logit
         extra = np.asarray(extra, dtype=float)
         return extra[:-1], special.expit(extra[-1]), extra[-1]
 
@@ -101,15 +102,14 @@ class ZeroInflated(Family):
         out = np.empty(np.broadcast_shapes(eta.shape, np.shape(y)))
         zero = y == 0
         if zero.any():
-            a = self.base.log_p0(eta[..., zero], base_extra)[0]
+            a = self.base.log_p0(eta[..., zero], _rows_each(base_extra, zero))[0]
             out[..., zero] = np.logaddexp(_rows(log_pi, zero), _rows(log1m_pi, zero) + a)
         if not zero.all():
             rows = ~zero
             sub = tuple(_rows(c, rows) for c in const) if isinstance(const, tuple) else None
             sub = _rows(const, rows) if isinstance(const, np.ndarray) else sub
-            count = self.base.loglik(
-                y[rows], eta[..., rows], _rows(trials, rows), None, base_extra, sub
-            )
+            own = _rows_each(base_extra, rows)
+            count = self.base.loglik(y[rows], eta[..., rows], _rows(trials, rows), None, own, sub)
             out[..., rows] = _rows(log1m_pi, rows) + count
         return out if weights is None else weights * out
 
@@ -208,3 +208,8 @@ class ZeroInflated(Family):
 def _rows(v, rows):
     """The rows of a per-row array (scalars and ``None`` as they are)."""
     return v[rows] if isinstance(v, np.ndarray) and v.ndim else v
+
+
+def _rows_each(values, rows):
+    """The count family's values for some rows: per-row entries of a tuple subset."""
+    return tuple(_rows(v, rows) for v in values) if isinstance(values, tuple) else values

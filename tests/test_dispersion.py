@@ -1,0 +1,500 @@
+"""A dispersion that depends on predictors (glmmTMB's ``dispformula = ~ x``).
+
+Reference fits: ``tests/fixtures/dispersion/dispersion.json``, written by
+``make_dispersion.R`` (glmmTMB 1.1.5) from ``dispersion.csv``
+(``make_dispersion_data.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+from sklearn.model_selection import GridSearchCV, GroupKFold
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm._engine.converge import check_optimum
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.objective import GLMObjective, Objective
+from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
+from sklearn_glmm.exceptions import OverdispersionWarning
+from sklearn_glmm.formula import glmmTMB
+
+FIXTURES = Path(__file__).parent / "fixtures" / "dispersion"
+
+
+@cache
+def reference() -> dict:
+    return json.loads((FIXTURES / "dispersion.json").read_text())
+
+
+@cache
+def disp_data() -> pd.DataFrame:
+    return pd.read_csv(FIXTURES / "dispersion.csv")
+
+
+def quiet_fit(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+# the Python side of each call in make_dispersion.R
+CASES = {
+    "nb2": ("ynb2 ~ x + w + (1 | id)", "nbinom2", "~ x", None),
+    "nb2_w": ("ynb2 ~ x + w + (1 | id)", "nbinom2", "~ x + w", None),
+    "nb1": ("ynb1 ~ x + w + (1 | id)", "nbinom1", "~ x", None),
+    "bb": ("cbind(ybb, trials - ybb) ~ x + w + (1 | id)", "betabinomial", "~ w", None),
+    "zinb2": ("ynb2 ~ x + w + (1 | id)", "nbinom2", "~ x", "~ w"),
+}
+
+
+@cache
+def fitted(case: str):
+    formula, family, disp, zi = CASES[case]
+    return quiet_fit(glmmTMB, formula, disp_data(), family=family, dispformula=disp, ziformula=zi)
+
+
+def _compare(values: pd.Series, ref: dict, se_ref: dict, tol_se=0.05):
+    for name, r in ref.items():
+        assert abs(values[name] - r) <= tol_se * se_ref[name], (name, values[name], r)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_reference_fits(case):
+    # R: see the call in dispersion.json for each case (glmmTMB 1.1.5, make_dispersion.R)
+    ref = reference()[case]
+    m = fitted(case)
+    assert m.converged_
+    assert abs(m.loglik_ - ref["loglik"]) < 0.01
+    fe, disp = m.fixed_effects_, m.dispersion_effects_
+    assert list(disp.index) == list(ref["disp"])  # R's names: fixef(m)$disp
+    _compare(fe["estimate"], ref["fixef"], ref["se"])
+    disp_se = {k.removeprefix("d~"): v for k, v in ref["disp_se"].items()}  # vcov(m)$disp
+    _compare(disp["estimate"], ref["disp"], disp_se)
+    for name, se in ref["se"].items():
+        assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
+    for name, se in disp_se.items():
+        assert disp.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
+    sd = m.random_effects_cov_[m._factor_order[0]].to_numpy()[0, 0] ** 0.5
+    assert sd == pytest.approx(ref["sd"], rel=0.02)
+    if "zi" in ref:
+        zi_se = {k.removeprefix("zi~"): v for k, v in ref["zi_se"].items()}
+        _compare(m.zero_inflation_effects_["estimate"], ref["zi"], zi_se)
+        for name, se in zi_se.items():
+            assert m.zero_inflation_effects_.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
+
+
+@pytest.mark.parametrize("case", ["nb2", "nb1", "bb"])
+def test_predictions_match_glmmtmb(case):
+    # R: predict(m, type = "disp")[1:6] and predict(m, type = "response")[1:6]
+    ref = reference()[case]
+    m = fitted(case)
+    rows = disp_data().head(6)
+    np.testing.assert_allclose(m.predict(rows, type="disp"), ref["sigma_rows"], rtol=5e-3)
+    mean = m.predict_mean(rows) if case == "bb" else m.predict(rows)
+    np.testing.assert_allclose(mean, ref["predict"], rtol=2e-3)
+
+
+@pytest.mark.parametrize("case", ["nb2", "bb"])
+def test_wald_intervals_carry_glmmtmb_names(case):
+    # R: confint(m, method = "wald")[grep("^disp", rownames(.)), ] ("disp.x" -> "disp~x")
+    m = fitted(case)
+    ci = quiet_fit(m.confint)
+    for name, (lo, hi) in reference()[case]["disp_confint"].items():
+        se = reference()[case]["disp_se"][name.replace("disp~", "d~")]
+        assert abs(ci.loc[name, "lower"] - lo) < 0.05 * se
+        assert abs(ci.loc[name, "upper"] - hi) < 0.05 * se
+
+
+def test_profile_interval_of_a_dispersion_coefficient():
+    m = fitted("nb2")
+    wald = m.confint(parm=["disp~x"])
+    prof = m.confint(parm=["disp~x"], method="profile")
+    est = m.dispersion_effects_.loc["x", "estimate"]
+    lo, hi = prof.loc["disp~x", ["lower", "upper"]]
+    assert lo < est < hi
+    width = wald.loc["disp~x", "upper"] - wald.loc["disp~x", "lower"]
+    assert abs((hi - lo) - width) < 0.25 * width
+
+
+def test_summary_prints_the_dispersion_model():
+    m = fitted("nb2")
+    text = str(m.summary())
+    assert " Dispersion: ~x\n" in text  # as glmmTMB's header
+    assert "Dispersion parameter for nbinom2 family" not in text
+    block = text.split("Dispersion model:")[1]
+    for name, value in reference()["nb2"]["disp"].items():
+        row = [ln for ln in block.splitlines() if ln.startswith(name)][0]
+        assert float(row.split()[1]) == pytest.approx(value, abs=0.01)
+    assert m.summary().dispersion_model.shape == (2, 4)
+    assert "modelled on the log scale" in m.report()
+    # a constant dispersion keeps glmmTMB's one line
+    const = quiet_fit(NegBinGLMM().fit, *_xy()[:2], groups=_xy()[2])
+    assert "Dispersion parameter for nbinom2 family" in str(const.summary())
+    assert "Dispersion model:" not in str(const.summary())
+
+
+# -- the estimator interface -------------------------------------------------------
+def _xy(outcome="ynb2"):
+    d = disp_data()
+    return d[["x", "w"]], d[outcome], d["id"]
+
+
+@cache
+def nb_model(disp="1 + x", family="nbinom2"):
+    X, y, g = _xy("ynb2" if family == "nbinom2" else "ynb1")
+    return quiet_fit(NegBinGLMM(dispersion=disp, family=family).fit, X, y, groups=g)
+
+
+def test_estimator_matches_the_formula_front_end():
+    m = nb_model("1 + x + w")
+    f = fitted("nb2_w")
+    assert m.loglik_ == pytest.approx(f.loglik_, abs=1e-6)
+    np.testing.assert_allclose(
+        m.dispersion_effects_.to_numpy(), f.dispersion_effects_.to_numpy(), rtol=1e-4
+    )
+
+
+def test_theta_and_predictions_use_each_rows_dispersion():
+    m = nb_model()
+    X, _, g = _xy()
+    delta = m.dispersion_effects_["estimate"].to_numpy()
+    theta = np.exp(delta[0] + delta[1] * X["x"].to_numpy())
+    np.testing.assert_allclose(m.predict_dispersion(X), theta, rtol=1e-10)
+    assert m.theta_ == pytest.approx(theta.mean(), rel=1e-10)  # the mean over the rows
+    assert not m.theta_at_boundary_
+    eta, _ = m._linear_predictor(X, g, None, "marginal")
+    mu = np.exp(eta)
+    proba = m.predict_proba(X, groups=g, max_count=60)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-10)
+    for k in (0, 1, 4):
+        expected = stats.nbinom.pmf(k, theta, theta / (theta + mu))
+        np.testing.assert_allclose(proba[:, k], expected, rtol=1e-8)
+
+
+def test_simulation_and_residuals_follow_the_rows_dispersion():
+    m = nb_model()
+    X, y, g = _xy()
+    sims = m.simulate(400, random_state=0, new_random_effects=False)
+    theta = m.predict_dispersion(X)
+    mu = m.fitted()
+    # the simulated variance of each row follows mu + mu^2 / theta_i
+    var = sims.var(axis=1)
+    model_var = mu + mu**2 / theta
+    for rows in (theta < np.quantile(theta, 0.2), theta > np.quantile(theta, 0.8)):
+        assert var[rows].mean() == pytest.approx(model_var[rows].mean(), rel=0.1)
+    pearson = m.residuals("pearson")
+    np.testing.assert_allclose(pearson, (y - mu) / np.sqrt(model_var), rtol=1e-10)
+
+
+def test_beta_binomial_dispersion_model():
+    d = disp_data()
+    X = d[["x", "w"]]
+    m = quiet_fit(
+        BinomialGLMM(family="betabinomial", dispersion="1 + w").fit,
+        X,
+        d["ybb"],
+        groups=d["id"],
+        trials=d["trials"],
+    )
+    f = fitted("bb")
+    assert m.loglik_ == pytest.approx(f.loglik_, abs=1e-6)
+    phi = m.predict_dispersion(X)
+    delta = m.dispersion_effects_["estimate"].to_numpy()
+    np.testing.assert_allclose(phi, np.exp(delta[0] + delta[1] * d["w"]), rtol=1e-10)
+    sims = m.simulate(300, random_state=1, new_random_effects=False)
+    assert np.all(sims <= d["trials"].to_numpy()[:, None])
+
+
+def test_grid_search_over_the_dispersion_model():
+    X, y, g = _xy()
+    search = GridSearchCV(
+        NegBinGLMM(),
+        {"dispersion": [None, "1 + x"]},
+        cv=GroupKFold(3),
+        scoring="neg_mean_poisson_deviance",
+    )
+    quiet_fit(search.fit, X, y, groups=g)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    ll = search.cv_results_["mean_test_score"]
+    assert len(ll) == 2
+
+
+def test_anova_nests_dispersion_models_by_their_columns():
+    from sklearn_glmm.inference import anova
+
+    X, y, g = _xy()
+    const = quiet_fit(NegBinGLMM().fit, X, y, groups=g)
+    table = quiet_fit(anova, const, nb_model())
+    assert table["Df"].iloc[1] == 1
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (nb_model().loglik_ - const.loglik_))
+    other = quiet_fit(NegBinGLMM(dispersion="1 + w").fit, X, y, groups=g)
+    with pytest.raises(ValueError, match="dispersion model is not a subset"):
+        quiet_fit(anova, nb_model(), other)
+
+
+def test_pickle_without_data_keeps_the_rows_dispersion():
+    m = nb_model()
+    X, _, g = _xy()
+    back = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(back.predict_dispersion(X), m.predict_dispersion(X))
+    np.testing.assert_allclose(back.predict_proba(X, groups=g), m.predict_proba(X, groups=g))
+
+
+def test_caller_data_is_not_modified():
+    X, y, g = _xy()
+    X, y, g = X.copy(), y.copy(), g.copy()
+    before = (X.copy(), y.copy(), g.copy())
+    m = quiet_fit(NegBinGLMM(dispersion="1 + x").fit, X, y, groups=g)
+    m.predict_proba(X, groups=g)
+    pd.testing.assert_frame_equal(X, before[0])
+    pd.testing.assert_series_equal(y, before[1])
+    pd.testing.assert_series_equal(g, before[2])
+
+
+def test_results_do_not_depend_on_the_units_of_a_dispersion_predictor():
+    X, y, g = _xy()
+    m1 = nb_model("1 + x + w")
+    X2 = X.assign(w=1000.0 + 100.0 * X["w"])
+    m2 = quiet_fit(NegBinGLMM(dispersion="1 + x + w").fit, X2, y, groups=g)
+    assert m2.loglik_ == pytest.approx(m1.loglik_, abs=1e-6)
+    d1, d2 = m1.dispersion_effects_, m2.dispersion_effects_
+    assert d2.loc["w", "estimate"] == pytest.approx(d1.loc["w", "estimate"] / 100.0, rel=1e-4)
+    assert d2.loc["x", "z_value"] == pytest.approx(d1.loc["x", "z_value"], rel=1e-4)
+
+
+def test_an_intercept_alone_is_the_constant_model():
+    X, y, g = _xy()
+    m_none = quiet_fit(NegBinGLMM().fit, X, y, groups=g)
+    m_one = quiet_fit(NegBinGLMM(dispersion="1").fit, X, y, groups=g)
+    assert m_one.loglik_ == m_none.loglik_
+    assert list(m_none.dispersion_effects_.index) == ["(Intercept)"]
+    log_theta = m_none.dispersion_effects_.loc["(Intercept)", "estimate"]
+    assert np.exp(log_theta) == pytest.approx(m_none.theta_, rel=1e-10)
+    # a refit with predictors replaces the table; a family without a dispersion has none
+    est = NegBinGLMM().fit(X, y, groups=g)
+    assert len(est.dispersion_effects_) == 1
+    quiet_fit(est.set_params(dispersion="1 + x").fit, X, y, groups=g)
+    assert list(est.dispersion_effects_.index) == ["(Intercept)", "x"]
+    pois = quiet_fit(PoissonGLMM().fit, X, y, groups=g)
+    assert not hasattr(pois, "dispersion_effects_")
+    assert not hasattr(pois, "zero_inflation_effects_")
+
+
+def test_the_constant_boundary_applies_to_the_constant_model_only():
+    # Poisson data: the constant theta settles at infinity with its warning; with
+    # predictors there is no flat side and no boundary estimate
+    rng = np.random.default_rng(2)
+    n, G = 600, 60
+    g = np.repeat(np.arange(G), n // G)
+    x = rng.normal(size=n)
+    y = rng.poisson(np.exp(1.0 + 0.3 * x + rng.normal(0, 0.3, G)[g]))
+    X = pd.DataFrame({"x": x})
+    with pytest.warns(OverdispersionWarning):
+        m0 = NegBinGLMM().fit(X, y, groups=g)
+    assert m0.theta_at_boundary_ and m0.theta_ == np.inf
+    assert m0.dispersion_effects_.loc["(Intercept)", "estimate"] == np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OverdispersionWarning)
+        m = quiet_fit(NegBinGLMM(dispersion="1 + x").fit, X, y, groups=g)
+    assert not m.theta_at_boundary_
+    assert m.loglik_ >= m0.loglik_ - 1e-6  # nests the constant model
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("1 + (1 | id)", "not supported"),
+        ("1 + nope", "not features of X"),
+        ("0", "no intercept and no slope"),
+        ("diag(1 + x)", "random effects only"),
+    ],
+)
+def test_bad_dispersion_terms_raise_clear_errors(spec, match):
+    X, y, g = _xy()
+    with pytest.raises(ValueError, match=match):
+        NegBinGLMM(dispersion=spec).fit(X, y, groups=g)
+
+
+def test_a_family_without_dispersion_refuses_a_dispersion_model():
+    d = disp_data()
+    with pytest.raises(ValueError, match="no dispersion parameter"):
+        BinomialGLMM(dispersion="1 + x").fit(d[["x"]], d["ybb"], groups=d["id"], trials=d["trials"])
+    with pytest.raises(ValueError, match="no dispersion parameter"):
+        glmmTMB("ynb2 ~ x + (1 | id)", d, family="poisson", dispformula="~ x")
+    with pytest.raises(ValueError, match="also appear in the conditional model"):
+        glmmTMB("ynb2 ~ x + (1 | id)", d, family="nbinom2", dispformula="~ w")
+    with pytest.raises(NotImplementedError, match="not supported"):
+        glmmTMB("ynb2 ~ x + (1 | id)", d, family="nbinom2", dispformula="~ (1 | id)")
+    with pytest.raises(ValueError, match="no dispersion parameter"):
+        PoissonGLMM().fit(d[["x"]], d["ynb2"], groups=d["id"]).predict_dispersion(d[["x"]])
+
+
+# -- the families with per-row dispersion -------------------------------------------
+FAMILIES = ["negbin", "negbin1", "betabinomial"]
+
+
+def _rows(name, n=7, seed=0):
+    rng = np.random.default_rng(seed)
+    eta = rng.normal(0.3, 1.0, n) if name != "betabinomial" else rng.normal(0, 1.2, n)
+    log_disp = rng.normal(0.0, 1.5, n)
+    trials = rng.integers(2, 15, n).astype(float)
+    return eta, log_disp, trials
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_per_row_log_densities_sum_to_one(name):
+    fam = make_family(name)
+    eta, log_disp, trials = _rows(name)
+    if name == "betabinomial":
+        ys = np.arange(int(trials.max()) + 1)[:, None]
+        ok = ys <= trials
+        y = np.where(ok, ys, 0.0)
+        ll = fam.derivs(
+            y, np.broadcast_to(eta, y.shape), np.broadcast_to(trials, y.shape), None, (log_disp,)
+        ).loglik
+        total = np.sum(np.where(ok, np.exp(ll), 0.0), axis=0)
+    else:
+        y = np.arange(3000.0)[:, None] * np.ones(len(eta))
+        ll = fam.derivs(y, np.broadcast_to(eta, y.shape), None, None, (log_disp,)).loglik
+        total = np.exp(special.logsumexp(ll, axis=0))
+    np.testing.assert_allclose(total, 1.0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_per_row_values_equal_the_scalar_family_row_by_row(name):
+    fam = make_family(name)
+    eta, log_disp, trials = _rows(name, seed=1)
+    y = np.minimum(np.arange(len(eta)) * 2.0, trials)
+    t = trials if name == "betabinomial" else None
+    per_row = fam.derivs(y, eta, t, None, (log_disp,))
+    for i in range(len(eta)):
+        ti = None if t is None else t[i : i + 1]
+        one = fam.derivs(y[i : i + 1], eta[i : i + 1], ti, None, np.array([log_disp[i]]))
+        for a, b in zip(per_row, one):
+            assert a[i] == pytest.approx(b[0], rel=1e-12, abs=1e-14)
+
+
+def test_nb2_rows_on_the_bound_are_the_poisson_limit():
+    fam = make_family("negbin")
+    y = np.array([0.0, 3.0, 7.0])
+    eta = np.array([0.1, 1.0, 2.0])
+    lt = np.array([0.5, 40.0, 1.0])  # the middle row beyond the bound (theta = inf)
+    d = fam.derivs(y, eta, None, None, (lt,))
+    pois = make_family("poisson").derivs(y, eta, None, None)
+    assert d.loglik[1] == pois.loglik[1]
+    assert np.isfinite(d.loglik).all()
+    dl = fam.extra_derivs(y, eta, None, None, (lt,))[0]
+    assert dl[0, 1] == 0.0 and dl[0, 0] != 0.0
+
+
+@pytest.mark.parametrize("name", ["negbin"])
+def test_per_row_extra_derivatives_against_finite_differences(name):
+    fam = make_family(name)
+    eta, log_disp, _ = _rows(name, seed=2)
+    y = np.array([0.0, 1.0, 3.0, 8.0, 0.0, 2.0, 15.0])
+    got = fam.extra_derivs(y, eta, None, None, (log_disp,))
+    h = 1e-6
+    up = fam.derivs(y, eta, None, None, (log_disp + h,))
+    dn = fam.derivs(y, eta, None, None, (log_disp - h,))
+    for g_, field in zip(got, ("loglik", "d1", "w")):
+        fd = (getattr(up, field) - getattr(dn, field)) / (2 * h)
+        np.testing.assert_allclose(g_[0], fd, rtol=1e-6, atol=1e-8)
+
+
+# -- the engine ------------------------------------------------------------------------
+def _refit(data, n_agq=1):
+    obj = Objective(data, n_agq) if data.factors else GLMObjective(data)
+    bounds = parameter_bounds(data)
+    x, record = fit_objective(obj, starting_point(obj), bounds, 1000, 1e-10)
+    x = check_optimum(obj, x, record, bounds, 1000, 1e-10)
+    return x, record
+
+
+@pytest.mark.parametrize("family", ["nbinom2", "nbinom1", "betabinomial"])
+def test_a_design_of_ones_is_the_constant_dispersion(family):
+    d = disp_data()
+    X, g = d[["x", "w"]], d["id"]
+    if family == "betabinomial":
+        est = BinomialGLMM(family="betabinomial")
+        m = quiet_fit(est.fit, X, d["ybb"], groups=g, trials=d["trials"])
+    else:
+        est = NegBinGLMM(family=family)
+        m = quiet_fit(est.fit, X, d["ynb2" if family == "nbinom2" else "ynb1"], groups=g)
+    data = m._objective.data
+    assert data.extra_designs is None
+    ones = np.ones((len(data.y), 1))
+    designed = replace(data, extra_designs=(ones,))
+    obj = Objective(designed)
+    assert obj.evaluate(m._params) == pytest.approx(m._objective.evaluate(m._params), abs=1e-10)
+    x, record = quiet_fit(_refit, designed)
+    assert -0.5 * record.objective == pytest.approx(m.loglik_, abs=1e-8)
+    np.testing.assert_allclose(x, m._params, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "family, disp, zi, n_agq",
+    [
+        ("nbinom2", "1 + x", False, 1),
+        ("nbinom2", "0 + x + w", False, 5),
+        ("nbinom1", "1 + x", False, 1),
+        ("nbinom1", "1 + x", False, 5),
+        ("nbinom2", "1 + x", "1 + w", 1),
+        ("nbinom1", "1 + w", True, 1),
+    ],
+)
+def test_gradient_in_the_dispersion_coefficients(family, disp, zi, n_agq):
+    X, y, g = _xy("ynb2" if family == "nbinom2" else "ynb1")
+    est = NegBinGLMM(dispersion=disp, family=family, zero_inflation=zi, n_agq=n_agq)
+    m = quiet_fit(est.fit, X, y, groups=g)
+    obj = m._objective
+    rng = np.random.default_rng(3)
+    x = m._params + rng.normal(0.0, 0.05, len(m._params))
+    _, grad = obj.value_and_grad(x)
+    p0 = len(x) - obj.data.n_extra
+    for k in range(p0, len(x)):
+        h = 1e-5
+        up, dn = x.copy(), x.copy()
+        up[k] += h
+        dn[k] -= h
+        fd = (obj.evaluate(up) - obj.evaluate(dn)) / (2 * h)
+        assert grad[k] == pytest.approx(fd, rel=1e-5, abs=1e-5), k
+
+
+def test_gradient_of_a_beta_binomial_dispersion_model():
+    d = disp_data()
+    est = BinomialGLMM(family="betabinomial", dispersion="1 + w")
+    m = quiet_fit(est.fit, d[["x", "w"]], d["ybb"], groups=d["id"], trials=d["trials"])
+    obj = m._objective
+    x = m._params + 0.03
+    _, grad = obj.value_and_grad(x)
+    for k in range(len(x) - 2, len(x)):
+        up, dn = x.copy(), x.copy()
+        up[k] += 1e-5
+        dn[k] -= 1e-5
+        fd = (obj.evaluate(up) - obj.evaluate(dn)) / 2e-5
+        assert grad[k] == pytest.approx(fd, rel=1e-5, abs=1e-5)
+
+
+def test_gradient_without_random_effects():
+    X, y, _ = _xy()
+    m = quiet_fit(NegBinGLMM(dispersion="1 + x + w").fit, X, y)
+    obj = m._objective
+    assert isinstance(obj, GLMObjective)
+    x = m._params + 0.03
+    _, grad = obj.value_and_grad(x)
+    for k in range(len(x)):
+        up, dn = x.copy(), x.copy()
+        up[k] += 1e-5
+        dn[k] -= 1e-5
+        fd = (obj.evaluate(up) - obj.evaluate(dn)) / 2e-5
+        assert grad[k] == pytest.approx(fd, rel=1e-5, abs=1e-5)
