@@ -43,6 +43,27 @@ if TYPE_CHECKING:
 MAX_Q = 3
 
 
+def check_quadrature_structure(n_agq: int, qs: list[int]) -> None:
+    """Raise ``ValueError`` naming the limitation when ``n_agq > 1`` cannot be used.
+
+    ``qs``: the number of random effects of every grouping factor.
+    """
+    if n_agq <= 1:
+        return
+    if len(qs) != 1:
+        raise ValueError(
+            f"n_agq={n_agq} (adaptive Gauss-Hermite quadrature) supports a single grouping "
+            f"factor; this model has {len(qs)}. Use n_agq=1 (Laplace) for several grouping "
+            "factors."
+        )
+    if qs[0] > MAX_Q:
+        raise ValueError(
+            f"n_agq={n_agq} (adaptive Gauss-Hermite quadrature) supports at most {MAX_Q} "
+            f"random effects per level (a product rule of n_agq^q nodes); this factor has "
+            f"{qs[0]}. Use n_agq=1 (Laplace), or fewer random-effect terms."
+        )
+
+
 @cache
 def product_rule(n_agq: int, q: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``(n_agq^q, q)`` and log weights ``(n_agq^q,)`` of the product rule for N(0, I_q)."""
@@ -247,7 +268,9 @@ def _mode_derivative(obj: Objective, lev: _Level) -> np.ndarray:
     f, der = d.factors[0], s["der"]
     G, q = gi.n_levels, f.q
     u_rows = gi.expand(s["u"].reshape(G, q))
-    moves = [d.X] + [(f.Z[:, r] * u_rows[:, c])[:, None] for r, c in zip(f.theta_rows, f.theta_cols)]
+    moves = [d.X] + [
+        (f.Z[:, r] * u_rows[:, c])[:, None] for r, c in zip(f.theta_rows, f.theta_cols)
+    ]
     dG = -obj._Atv(s["a_vals"], der.w[:, None] * np.hstack(moves)).reshape(G, q, -1)
     p = d.n_beta
     for k, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)):
