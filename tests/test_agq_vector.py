@@ -34,7 +34,7 @@ from sklearn_glmm._engine import quadrature as _agq
 from sklearn_glmm._engine import quadrature_vector as _agqv
 from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
-from sklearn_glmm.exceptions import ConvergenceWarning
+from sklearn_glmm.exceptions import ConvergenceWarning, SingularFitWarning
 
 _FIXTURES = Path(__file__).parent / "fixtures" / "agq_vector"
 _L3 = np.array([[1.2, 0.0, 0.0], [-0.6, 1.0, 0.0], [0.3, 0.2, 0.7]])
@@ -279,9 +279,18 @@ def test_counts_and_ordinal_outcomes_fit_with_quadrature():
     lap = PoissonGLMM(random_effects="1 + t").fit(df, y, groups=codes)
     assert abs(m.loglik_ - lap.loglik_) < 1.0
     rng = np.random.default_rng(0)
-    score = np.digitize(X[:, 1] + rng.normal(size=len(y)), [-1.0, 0.0, 1.0])
-    o = OrdinalGLMM(random_effects="1 + t", n_agq=5).fit(df, score, groups=codes)
-    assert np.isfinite(o.loglik_)
+    b = rng.normal(size=(40, 2))[codes]
+    latent = X[:, 1] + b[:, 0] + 1.5 * b[:, 1] * Z[:, 1] + rng.logistic(size=len(y))
+    score = np.digitize(latent, [-1.0, 0.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)  # 40 judges: a correlation of 1
+        o = OrdinalGLMM(random_effects="1 + t", n_agq=5).fit(df, score, groups=codes)
+    assert o.converged_ and o._objective.n_agq == 5
+    # the thresholds' derivatives too: the gradient near the optimum, against the value's
+    obj, x = o._objective, o._params + 0.05
+    _, grad = obj.value_and_grad(x)
+    num = numeric_gradient(obj, x)
+    np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-6 * np.abs(num).max())
 
 
 def test_unsupported_structures_are_refused_by_name():
