@@ -298,6 +298,8 @@ def test_unsupported_structures_are_refused_by_name():
     X = X.assign(w=np.random.default_rng(0).normal(size=len(y)), v=1.0 * (ids % 3))
     with pytest.raises(ValueError, match="at most 3 random effects per level"):
         BinomialGLMM(random_effects="1 + t + x + w", n_agq=3).fit(X, y, groups=ids)
+    with pytest.raises(ValueError, match=r"8000 are supported \(n_agq <= 20 here\)"):
+        BinomialGLMM(random_effects="1 + t + x", n_agq=21).fit(X, y, groups=ids)
     groups = pd.DataFrame({"id": ids, "site": ids % 5})
     with pytest.raises(ValueError, match="single grouping factor"):
         BinomialGLMM(random_effects="1 + t", n_agq=3).fit(X, y, groups=groups)

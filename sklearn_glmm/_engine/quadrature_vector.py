@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 # the largest number of random effects of a factor the product rule integrates over
 MAX_Q = 3
+# most nodes per level (n_agq^q): the (nodes, levels) arrays of the rule stay in memory
+MAX_NODES = 8000
 
 
 def check_quadrature_structure(n_agq: int, qs: list[int]) -> None:
@@ -61,6 +63,13 @@ def check_quadrature_structure(n_agq: int, qs: list[int]) -> None:
             f"n_agq={n_agq} (adaptive Gauss-Hermite quadrature) supports at most {MAX_Q} "
             f"random effects per level (a product rule of n_agq^q nodes); this factor has "
             f"{qs[0]}. Use n_agq=1 (Laplace), or fewer random-effect terms."
+        )
+    if n_agq ** qs[0] > MAX_NODES:
+        top = int(np.floor(MAX_NODES ** (1.0 / qs[0]) + 1e-9))
+        raise ValueError(
+            f"n_agq={n_agq} with {qs[0]} random effects per level makes a product rule of "
+            f"{n_agq ** qs[0]} nodes per level; at most {MAX_NODES} are supported "
+            f"(n_agq <= {top} here)."
         )
 
 
