@@ -1,5 +1,8 @@
 """Adaptive Gauss-Hermite quadrature (AGQ) for one factor with a scalar random effect.
 
+(Two or three random effects: the product rules of :mod:`.quadrature_vector`, which
+:func:`agq_deviance` and :func:`agq_gradient` hand such a factor to.)
+
 Level ``j``'s integral of ``p(y_j | u) phi(u)`` is evaluated on ``n_agq`` nodes
 ``u_jk = u~_j + z_k sd_j`` centred at its conditional mode and scaled by
 ``sd_j = 1 / sqrt(H_j)``:
