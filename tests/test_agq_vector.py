@@ -361,3 +361,15 @@ def test_quadrature_reduces_the_laplace_bias_of_the_variance_components():
     se = diff.std(axis=0, ddof=1) / np.sqrt(len(diff))
     assert np.all(diff.mean(axis=0) > 4.0 * se)
     assert abs(est[7][:, 0].mean() - 2.0) < abs(est[1][:, 0].mean() - 2.0)
+
+
+def test_a_failed_level_factorisation_is_a_failed_evaluation(monkeypatch):
+    codes, X, Z, y = _small_data()
+    obj = _objective(codes, X, Z, y, 2, 5)
+
+    def fail(obj):
+        raise np.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(_agqv, "_level_factors", fail)
+    val, grad = obj.value_and_grad(_params(2, [-0.2, 0.5], _L3))
+    assert val == np.inf and not grad.any()

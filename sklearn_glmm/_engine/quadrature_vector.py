@@ -166,8 +166,15 @@ def _quadrature(obj: Objective) -> _VectorQuadrature:
 
 
 def agq_deviance_vector(obj: Objective) -> float:
-    """-2 log L by the adaptive product rule (one factor, q = 2 or 3 random effects)."""
-    qd = _quadrature(obj)
+    """-2 log L by the adaptive product rule (one factor, q = 2 or 3 random effects).
+
+    A level Hessian that is not positive definite to rounding (the mode search
+    checked it) makes the evaluation fail: ``inf``, never a finite value.
+    """
+    try:
+        qd = _quadrature(obj)
+    except np.linalg.LinAlgError:
+        return np.inf
     return float(-2.0 * np.sum(qd.log_sum - qd.level.log_det_r))
 
 
