@@ -34,6 +34,7 @@ from ._engine.optimize import (
     single_threaded_blas,
     starting_point,
 )
+from ._engine.quadrature_vector import check_quadrature_structure
 from ._frames import as_pandas
 from ._labels import check_distinct_labels, match_levels
 from ._validation import (
@@ -393,12 +394,7 @@ class _BaseGLMM(BaseEstimator):
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
         self._factor_input_names = factor_names(groups) if groups is not None else []
-        if self.n_agq > 1 and (len(factors) != 1 or factors[0].q != 1):
-            raise ValueError(
-                f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) needs a single grouping "
-                "factor with a scalar random effect (random_effects='1', as lme4); use n_agq=1 "
-                "(Laplace) for this structure."
-            )
+        check_quadrature_structure(self.n_agq, [f.q for f in factors])
         self._z_maps = [_results.z_transform(f, X_raw) for f in factors]
         fdata = make_factor_data(
             [f.codes for f in factors],

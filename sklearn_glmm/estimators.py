@@ -32,8 +32,9 @@ _COMMON_PARAMS = """
         fitting GLMs.
     n_agq : int, default=1
         1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
-        quadrature with that many nodes (one grouping factor with a scalar random
-        effect only, as lme4).
+        quadrature with that many nodes per random effect: one grouping factor
+        with a scalar random effect (as lme4) or with two or three (a product rule
+        of ``n_agq**q`` nodes per level, as GLMMadaptive).
     fit_intercept : bool, default=True
         Whether to add a fixed intercept.
     group_columns : str or list of str, default=None

@@ -40,7 +40,8 @@ _ORDINAL_PARAMS = """
         centre (``central``, ``spacing.k``).
     n_agq : int, default=1
         1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
-        quadrature (one grouping factor with a scalar random effect, as clmm).
+        quadrature (one grouping factor with a scalar random effect, as clmm, or
+        with two or three random effects: a product rule of ``n_agq**q`` nodes).
     group_columns : str or list of str, default=None
         Columns of a DataFrame ``X`` holding the grouping factors.
     max_iter : int, default=1000

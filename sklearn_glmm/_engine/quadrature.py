@@ -1,5 +1,8 @@
 """Adaptive Gauss-Hermite quadrature (AGQ) for one factor with a scalar random effect.
 
+(Two or three random effects: the product rules of :mod:`.quadrature_vector`, which
+:func:`agq_deviance` and :func:`agq_gradient` hand such a factor to.)
+
 Level ``j``'s integral of ``p(y_j | u) phi(u)`` is evaluated on ``n_agq`` nodes
 ``u_jk = u~_j + z_k sd_j`` centred at its conditional mode and scaled by
 ``sd_j = 1 / sqrt(H_j)``:
@@ -163,8 +166,14 @@ def agq_deviance(obj: Objective, theta: np.ndarray) -> float:
     Each level's integral is evaluated on ``n_agq`` nodes centred at its mode
     ``u~_j`` and scaled by ``1 / sqrt(H_j)``; weights are those of the
     probabilists' Hermite rule normalised for N(0, 1). Everything comes from the
-    objective's state at the mode (``theta`` is not needed beyond it).
+    objective's state at the mode (``theta`` is not needed beyond it). A factor
+    with two or three random effects goes to the product rule of
+    :mod:`.quadrature_vector`.
     """
+    if not obj._scalar:
+        from .quadrature_vector import agq_deviance_vector
+
+        return agq_deviance_vector(obj)
     q = _quadrature(obj)
     log_l = q.log_sd + q.log_sum
     return float(-2.0 * log_l.sum())
@@ -231,6 +240,10 @@ def agq_gradient(obj: Objective) -> np.ndarray:
     Laplace gradient does, it leaves ``du~/d(beta, theta)`` on the objective as
     the next evaluation's starting modes.
     """
+    if not obj._scalar:
+        from .quadrature_vector import agq_gradient_vector
+
+        return agq_gradient_vector(obj)
     d, s = obj.data, obj.state
     gi = obj.groups[0]
     q = _quadrature(obj)
