@@ -49,10 +49,23 @@ class FactorData:
     theta_cols: np.ndarray
     offset: int  # start of this factor in u
     local: int  # start of this factor in a row's local entries
+    # a structured covariance (``covariance.CorrelationStructure``): the optimiser sees
+    # its parameters, which map to the Cholesky entries at theta_rows/theta_cols;
+    # None: the parameters are those entries (lme4's unstructured or diagonal factor)
+    structure: object = None
 
     @property
     def q(self) -> int:
         return self.Z.shape[1]
+
+    @property
+    def n_params(self) -> int:
+        """Covariance parameters the optimiser sees for this factor."""
+        return len(self.theta_rows) if self.structure is None else self.structure.n_params
+
+    def cholesky_entries(self, p: np.ndarray) -> np.ndarray:
+        """The entries of Lambda (at theta_rows/theta_cols) for the parameters ``p``."""
+        return p if self.structure is None else self.structure.theta(p)
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,40 @@ class ModelData:
 
     @property
     def n_theta(self) -> int:
+        """Covariance parameters the optimiser sees (theta, or a structure's)."""
+        return sum(f.n_params for f in self.factors)
+
+    @property
+    def n_chol(self) -> int:
+        """Entries of the Cholesky factors Lambda the objective works on."""
         return sum(len(f.theta_rows) for f in self.factors)
+
+    @property
+    def structured(self) -> bool:
+        return any(f.structure is not None for f in self.factors)
+
+    def cholesky_theta(self, params: np.ndarray) -> np.ndarray:
+        """Cholesky entries of every factor for the covariance parameters ``params``."""
+        if not self.structured:
+            return params
+        out, k = [], 0
+        for f in self.factors:
+            out.append(f.cholesky_entries(params[k : k + f.n_params]))
+            k += f.n_params
+        return np.concatenate(out)
+
+    def theta_jacobian(self, params: np.ndarray) -> np.ndarray:
+        """``d cholesky_theta / d params``, block diagonal over the factors."""
+        J = np.zeros((self.n_chol, self.n_theta))
+        r = k = 0
+        for f in self.factors:
+            nt, npar = len(f.theta_rows), f.n_params
+            pf = params[k : k + npar]
+            J[r : r + nt, k : k + npar] = (
+                np.eye(nt) if f.structure is None else f.structure.jacobian(pf)
+            )
+            r, k = r + nt, k + npar
+        return J
 
     @property
     def n_extra(self) -> int:
@@ -108,23 +154,46 @@ class ModelData:
         return sum(f.n_levels * f.q for f in self.factors)
 
 
-def make_factor_data(codes_list, Z_list, n_levels_list, layouts) -> tuple[FactorData, ...]:
+def make_factor_data(
+    codes_list, Z_list, n_levels_list, layouts, structures=None
+) -> tuple[FactorData, ...]:
     """Assemble :class:`FactorData` for every factor, assigning u offsets."""
     out, off, loc = [], 0, 0
-    for codes, Z, G, (rows, cols) in zip(codes_list, Z_list, n_levels_list, layouts):
-        out.append(FactorData(codes, Z, G, rows, cols, off, loc))
+    structures = [None] * len(codes_list) if structures is None else structures
+    for codes, Z, G, (rows, cols), st in zip(
+        codes_list, Z_list, n_levels_list, layouts, structures
+    ):
+        out.append(FactorData(codes, Z, G, rows, cols, off, loc, st))
         off += G * Z.shape[1]
         loc += Z.shape[1]
     return tuple(out)
 
 
-def lambda_matrices(data: ModelData, theta: np.ndarray) -> list[np.ndarray]:
-    """Lower-triangular relative covariance factor of every factor."""
+def lambda_matrices(data, theta: np.ndarray) -> list[np.ndarray]:
+    """Lower-triangular relative covariance factor of every factor.
+
+    ``theta`` holds the optimiser's covariance parameters (``data.n_theta``): the
+    Cholesky entries, or a structured factor's own parameters.
+    """
+    mats, k = [], 0
+    for f in data.factors:
+        L = np.zeros((f.q, f.q))
+        structure = getattr(f, "structure", None)
+        nt = len(f.theta_rows) if structure is None else structure.n_params
+        pf = theta[k : k + nt]
+        L[f.theta_rows, f.theta_cols] = pf if structure is None else structure.theta(pf)
+        mats.append(L)
+        k += nt
+    return mats
+
+
+def _cholesky_matrices(data: ModelData, chol: np.ndarray) -> list[np.ndarray]:
+    """Lambda of every factor from its Cholesky entries."""
     mats, k = [], 0
     for f in data.factors:
         L = np.zeros((f.q, f.q))
         nt = len(f.theta_rows)
-        L[f.theta_rows, f.theta_cols] = theta[k : k + nt]
+        L[f.theta_rows, f.theta_cols] = chol[k : k + nt]
         mats.append(L)
         k += nt
     return mats
@@ -141,6 +210,7 @@ def _fixed_terms(data: ModelData):
 def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
     """The model restricted to some rows, levels renumbered (for starting values)."""
     codes, Zs, levels, layouts = [], [], [], []
+    structures = [f.structure for f in data.factors]
     for f in data.factors:
         uniq, new = np.unique(f.codes[mask], return_inverse=True)
         codes.append(new.astype(np.intp))
@@ -154,7 +224,7 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
         data.weights[mask],
         data.offset[mask],
         data.family,
-        make_factor_data(codes, Zs, levels, layouts),
+        make_factor_data(codes, Zs, levels, layouts, structures),
         None
         if data.extra_designs is None
         else tuple(None if D is None else D[mask] for D in data.extra_designs),
@@ -247,15 +317,18 @@ class Objective:
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
-        """``(beta, theta, extra)``: ``extra`` the family's values of its blocks."""
+        """``(beta, theta, extra)``: ``theta`` the Cholesky entries of Lambda (a
+        structured factor's parameters mapped to them), ``extra`` the family's values of
+        its blocks."""
         d = self.data
         p, T = d.n_beta, d.n_theta
-        return params[:p], params[p : p + T], d.extra_values(params[p + T :])
+        theta = d.cholesky_theta(params[p : p + T])
+        return params[:p], theta, d.extra_values(params[p + T :])
 
     def _a_vals(self, theta):
         if self._scalar:
             return self.data.factors[0].Z * theta[0]
-        lams = lambda_matrices(self.data, theta)
+        lams = _cholesky_matrices(self.data, theta)
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
     def _Au(self, a_vals, u):
@@ -668,7 +741,7 @@ class Objective:
         # the mode equation G = Lambda'Z'd1 - u = 0 moves with (beta, theta) as
         # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta
         eta_moves = [d.X]
-        direct = np.zeros((self.Q, d.n_theta))
+        direct = np.zeros((self.Q, d.n_chol))
         for f, gi in zip(d.factors, self.groups):
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
             Uc = gi.expand(u[sl].reshape(f.n_levels, f.q))
@@ -685,7 +758,18 @@ class Objective:
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
-        return np.concatenate([g_beta, np.array(g_theta), g_extra])
+        g_theta = np.array(g_theta)
+        if d.structured:  # the chain rule to the structures' parameters
+            T0 = d.n_beta
+            g_theta = self.theta_jacobian(params[T0 : T0 + d.n_theta]).T @ g_theta
+        return np.concatenate([g_beta, g_theta, g_extra])
+
+    def theta_jacobian(self, cov_params) -> np.ndarray:
+        """``d (Cholesky entries) / d (covariance parameters)``, kept for the last point."""
+        key = cov_params.tobytes()
+        if getattr(self, "_jac_key", None) != key:
+            self._jac_key, self._jac = key, self.data.theta_jacobian(cov_params)
+        return self._jac
 
     def _gradient_scalar(self) -> np.ndarray:
         """:meth:`gradient` for one factor with a scalar random effect (H diagonal)."""
@@ -723,12 +807,21 @@ class Objective:
         """
         d, s = self.data, self.state
         u, J = s["u"], self._predictor[2]
+        M = None
+        if d.structured:  # in the structures' parameters: D M and J M
+            p = d.n_beta
+            M = np.zeros((p + d.n_chol, p + d.n_theta))
+            M[:p, :p] = np.eye(p)
+            M[p:, p:] = self._jac
+            J = J @ M
         cols = [d.X]
         for f, gi in zip(d.factors, self.groups):
             Uc = gi.expand(u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q))
             for r, col in zip(f.theta_rows, f.theta_cols):
                 cols.append((f.Z[:, r] * Uc[:, col])[:, None])
         D = np.hstack(cols)
+        if M is not None:
+            D = D @ M
         for f, gi in zip(d.factors, self.groups):
             Jf = J[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q, -1)
             a = s["a_vals"][:, f.local : f.local + f.q]
