@@ -59,13 +59,19 @@ class FactorData:
         return self.Z.shape[1]
 
     @property
+    def mapped(self) -> bool:
+        """Whether the optimiser's parameters differ from the Cholesky entries (a
+        structure other than lme4's own parametrisation)."""
+        return self.structure is not None and not self.structure.identity
+
+    @property
     def n_params(self) -> int:
         """Covariance parameters the optimiser sees for this factor."""
-        return len(self.theta_rows) if self.structure is None else self.structure.n_params
+        return self.structure.n_params if self.mapped else len(self.theta_rows)
 
     def cholesky_entries(self, p: np.ndarray) -> np.ndarray:
         """The entries of Lambda (at theta_rows/theta_cols) for the parameters ``p``."""
-        return p if self.structure is None else self.structure.theta(p)
+        return self.structure.theta(p) if self.mapped else p
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ class ModelData:
 
     @property
     def structured(self) -> bool:
-        return any(f.structure is not None for f in self.factors)
+        return any(f.mapped for f in self.factors)
 
     def cholesky_theta(self, params: np.ndarray) -> np.ndarray:
         """Cholesky entries of every factor for the covariance parameters ``params``."""
@@ -117,9 +123,7 @@ class ModelData:
         for f in self.factors:
             nt, npar = len(f.theta_rows), f.n_params
             pf = params[k : k + npar]
-            J[r : r + nt, k : k + npar] = (
-                np.eye(nt) if f.structure is None else f.structure.jacobian(pf)
-            )
+            J[r : r + nt, k : k + npar] = f.structure.jacobian(pf) if f.mapped else np.eye(nt)
             r, k = r + nt, k + npar
         return J
 
@@ -179,6 +183,7 @@ def lambda_matrices(data, theta: np.ndarray) -> list[np.ndarray]:
     for f in data.factors:
         L = np.zeros((f.q, f.q))
         structure = getattr(f, "structure", None)
+        structure = None if structure is None or structure.identity else structure
         nt = len(f.theta_rows) if structure is None else structure.n_params
         pf = theta[k : k + nt]
         L[f.theta_rows, f.theta_cols] = pf if structure is None else structure.theta(pf)

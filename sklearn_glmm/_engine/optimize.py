@@ -203,7 +203,7 @@ def _interior_extras(data, coefs):
 def _structure_start(f, theta) -> np.ndarray:
     """A structured factor's start: its SDs at the mean of the Cholesky diagonals
     ``theta`` suggests, its correlations at the structure's own start."""
-    if f.structure is None:
+    if not f.mapped:
         return theta
     diag = theta[f.theta_rows == f.theta_cols]
     return f.structure.start(float(np.mean(diag)) if len(diag) else 0.5)
@@ -239,7 +239,7 @@ def parameter_bounds(data) -> list:
     bounds (its SDs >= 0), the family's extra bounds."""
     theta = []
     for f in data.factors:
-        if f.structure is not None:
+        if f.mapped:
             theta += list(f.structure.bounds())
             continue
         theta += [(0.0, None) if r == c else (None, None) for r, c in zip(f.theta_rows, f.theta_cols)]
@@ -487,7 +487,7 @@ def _column_partners(data) -> dict:
     """For each Cholesky diagonal's index in the parameters, the indices below it in its column."""
     out, k = {}, data.n_beta
     for f in data.factors:
-        if f.structure is not None:  # an SD of a structure: no entries below it
+        if f.mapped:  # an SD of a structure: no entries below it
             k += f.n_params
             continue
         rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
