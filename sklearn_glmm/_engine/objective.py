@@ -310,6 +310,7 @@ class Objective:
         # one factor with a scalar random effect (random intercepts): H is diagonal
         self._scalar = self._single and f0[0].q == 1
         self.u = np.zeros(self.Q)
+        self._cov = np.zeros(data.n_theta)  # the last covariance parameters evaluated
         self.n_evals = 0
         self.pirls_failures = 0
         self.pirls_iterations = 0
@@ -327,7 +328,8 @@ class Objective:
         its blocks."""
         d = self.data
         p, T = d.n_beta, d.n_theta
-        theta = d.cholesky_theta(params[p : p + T])
+        self._cov = np.asarray(params[p : p + T], dtype=float)
+        theta = d.cholesky_theta(self._cov)
         return params[:p], theta, d.extra_values(params[p + T :])
 
     def _a_vals(self, theta):
@@ -395,7 +397,9 @@ class Objective:
         a_vals = self._a_vals(theta)
         eta_fix = d.X @ beta + d.offset
         u = (self.u if u0 is None else u0).copy()
-        bt = np.concatenate([beta, theta])
+        # the parameters the optimiser moves (a structure's own, when there is one): the
+        # predictor below is a derivative in them
+        bt = np.concatenate([beta, self._cov if self.data.structured else theta])
         if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
             # first-order move of the modes with (beta, theta), from the last gradient
             _, ref, J = self._predictor
@@ -746,11 +750,19 @@ class Objective:
         # the mode equation G = Lambda'Z'd1 - u = 0 moves with (beta, theta) as
         # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta
         eta_moves = [d.X]
-        direct = np.zeros((self.Q, d.n_chol))
+        direct = np.zeros((self.Q, d.n_theta))
         for f, gi in zip(d.factors, self.groups):
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
             Uc = gi.expand(u[sl].reshape(f.n_levels, f.q))
             mf = m[sl].reshape(f.n_levels, f.q)
+            if f.mapped:
+                k0 = len(g_theta)
+                moves, dirs, gs = self._structure_terms(f, gi, Uc, mf, psi, der, K)
+                for k, (mv, dr, g) in enumerate(zip(moves, dirs, gs)):
+                    direct[sl, k0 + k] = dr.ravel()
+                    eta_moves.append(mv[:, None])
+                    g_theta.append(g)
+                continue
             for r, col in zip(f.theta_rows, f.theta_cols):
                 zr = f.Z[:, r]
                 Dr = gi.sum(der.d1 * zr)
@@ -763,18 +775,35 @@ class Objective:
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
-        g_theta = np.array(g_theta)
-        if d.structured:  # the chain rule to the structures' parameters
-            T0 = d.n_beta
-            g_theta = self.theta_jacobian(params[T0 : T0 + d.n_theta]).T @ g_theta
-        return np.concatenate([g_beta, g_theta, g_extra])
+        return np.concatenate([g_beta, np.array(g_theta), g_extra])
 
-    def theta_jacobian(self, cov_params) -> np.ndarray:
-        """``d (Cholesky entries) / d (covariance parameters)``, kept for the last point."""
-        key = cov_params.tobytes()
-        if getattr(self, "_jac_key", None) != key:
-            self._jac_key, self._jac = key, self.data.theta_jacobian(cov_params)
-        return self._jac
+    def _directions(self, f) -> np.ndarray:
+        """``d Lambda / d p_k`` of a structured factor at the current parameters,
+        shape (n_params, q, q)."""
+        k = sum(g.n_params for g in self.data.factors[: self.data.factors.index(f)])
+        p = self._cov[k : k + f.n_params]
+        J = f.structure.jacobian(p)
+        out = np.zeros((f.n_params, f.q, f.q))
+        out[:, f.theta_rows, f.theta_cols] = J.T
+        return out
+
+    def _structure_terms(self, f, gi, Uc, mf, psi, der, K):
+        """A structured factor's gradient pieces, one per parameter ``p_k``, along
+        ``dL = d Lambda / d p_k`` (the Cholesky-entry terms summed with the Jacobian's
+        weights, in O(n q) each): how eta moves (``z_i' dL u_j``), the direct part of
+        the mode equation (``dL' Z'd1`` per level) and the derivative."""
+        Z, Kf = f.Z, K[:, f.local : f.local + f.q]
+        ZtD = gi.sum(der.d1[:, None] * Z)  # (levels, q)
+        wZ = der.w[:, None] * Z
+        moves, dirs, gs = [], [], []
+        for dL in self._directions(f):
+            mv = np.einsum("nq,nq->n", Z, Uc @ dL.T)
+            dr = ZtD @ dL
+            g = psi @ mv + np.sum(mf * dr) + 2.0 * np.sum(wZ * (Kf @ dL.T))
+            moves.append(mv)
+            dirs.append(dr)
+            gs.append(g)
+        return moves, dirs, gs
 
     def _gradient_scalar(self) -> np.ndarray:
         """:meth:`gradient` for one factor with a scalar random effect (H diagonal)."""
@@ -812,21 +841,16 @@ class Objective:
         """
         d, s = self.data, self.state
         u, J = s["u"], self._predictor[2]
-        M = None
-        if d.structured:  # in the structures' parameters: D M and J M
-            p = d.n_beta
-            M = np.zeros((p + d.n_chol, p + d.n_theta))
-            M[:p, :p] = np.eye(p)
-            M[p:, p:] = self._jac
-            J = J @ M
         cols = [d.X]
         for f, gi in zip(d.factors, self.groups):
             Uc = gi.expand(u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q))
+            if f.mapped:
+                for dL in self._directions(f):
+                    cols.append(np.einsum("nq,nq->n", f.Z, Uc @ dL.T)[:, None])
+                continue
             for r, col in zip(f.theta_rows, f.theta_cols):
                 cols.append((f.Z[:, r] * Uc[:, col])[:, None])
         D = np.hstack(cols)
-        if M is not None:
-            D = D @ M
         for f, gi in zip(d.factors, self.groups):
             Jf = J[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q, -1)
             a = s["a_vals"][:, f.local : f.local + f.q]
