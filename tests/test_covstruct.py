@@ -211,3 +211,49 @@ def test_formula_front_end_matches_the_estimator():
     assert m.random_effects == {"id": "ou(t)"}
     with pytest.raises(ValueError, match="fixed part"):
         glmmTMB("count ~ x + cs(0 + factor(day) | id)", df, family="poisson")
+
+
+# -- glmmTMB 1.1.5 references ---------------------------------------------------------
+# glmmTMB's own binomial cs fit stops with false convergence (NA log-likelihood), so it is
+# no reference; the others are.
+FITS = {
+    "pois_ar1": (PoissonGLMM, "count", ["day", "x"], "ar1(day)"),
+    "pois_cs": (PoissonGLMM, "count", ["day", "x"], "cs(day)"),
+    "pois_ou": (PoissonGLMM, "count", ["t", "x"], "ou(t)"),
+    "bin_ar1": (BinomialGLMM, "bin", ["day", "x"], "ar1(day)"),
+    "bin_ou": (BinomialGLMM, "bin", ["t", "x"], "ou(t)"),
+}
+
+
+def _glmmtmb_reported(kind, theta):
+    """glmmTMB's theta (log SDs, then its correlation parameter) on the reported scale."""
+    if kind == "ou":  # log SD, log rate
+        return np.array([np.exp(theta[0]), np.exp(theta[1])])
+    sds, a = np.exp(theta[:-1]), theta[-1]
+    if kind == "cs":  # glmmTMB's cs: rho = lo + (1 - lo) plogis(a), lo = -1 / (q - 1)
+        lo = -1.0 / (len(sds) - 1)
+        return np.concatenate([sds, [lo + (1 - lo) / (1 + np.exp(-a))]])
+    return np.concatenate([sds, [a / np.sqrt(1 + a * a)]])
+
+
+@pytest.mark.parametrize("model", sorted(FITS))
+def test_against_glmmtmb(model):
+    ref = pd.read_csv(HERE / "glmmtmb_fits.csv")
+    ref = ref[ref.model == model]
+    assert ref.loc[ref.kind == "version", "value"].item() == 115  # glmmTMB 1.1.5
+    cls, y, cols, term = FITS[model]
+    df = _data()
+    # R: glmmTMB(<y> ~ <cols> + <structure>(0 + factor(day) | id), family = ...)
+    m = cls(random_effects=term).fit(df[cols], df[y], groups=df["id"])
+    assert m.converged_
+    assert m.loglik_ == pytest.approx(ref.loc[ref.kind == "loglik", "value"].item(), abs=0.01)
+    fixed = ref[ref.kind == "fixed"].set_index("name")
+    ours = m.fixed_effects_
+    for name, row in fixed.iterrows():
+        assert abs(ours.loc[name, "estimate"] - row["value"]) < 0.05 * row["se"], name
+        assert ours.loc[name, "std_error"] == pytest.approx(row["se"], rel=0.02), name
+    theta = ref.loc[ref.kind == "theta", "value"].to_numpy()
+    want = _glmmtmb_reported(term.split("(")[0], theta)
+    ci = m.confint()
+    got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=0.02)
