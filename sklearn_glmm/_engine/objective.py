@@ -311,6 +311,7 @@ class Objective:
         self._scalar = self._single and f0[0].q == 1
         self.u = np.zeros(self.Q)
         self._cov = np.zeros(data.n_theta)  # the last covariance parameters evaluated
+        self._structured = data.structured
         self.n_evals = 0
         self.pirls_failures = 0
         self.pirls_iterations = 0
@@ -328,8 +329,8 @@ class Objective:
         its blocks."""
         d = self.data
         p, T = d.n_beta, d.n_theta
-        self._cov = np.asarray(params[p : p + T], dtype=float)
-        theta = d.cholesky_theta(self._cov)
+        self._cov = params[p : p + T]
+        theta = d.cholesky_theta(self._cov) if self._structured else self._cov
         return params[:p], theta, d.extra_values(params[p + T :])
 
     def _a_vals(self, theta):
@@ -399,7 +400,7 @@ class Objective:
         u = (self.u if u0 is None else u0).copy()
         # the parameters the optimiser moves (a structure's own, when there is one): the
         # predictor below is a derivative in them
-        bt = np.concatenate([beta, self._cov if self.data.structured else theta])
+        bt = np.concatenate([beta, self._cov if self._structured else theta])
         if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
             # first-order move of the modes with (beta, theta), from the last gradient
             _, ref, J = self._predictor
