@@ -85,13 +85,17 @@ def main():
             df.to_csv(csv, index=False)
             theirs = time_r(csv, args.n)
     print(f"{args.people} people x {args.days} days ({len(df)} rows), median of {args.n} fits")
-    print(f"{'model':<10}{'ours (s)':>10}{'glmmTMB (s)':>13}{'ratio':>8}{'logLik ours':>14}"
-          f"{'logLik glmmTMB':>16}")
+    print(
+        f"{'model':<10}{'ours (s)':>10}{'glmmTMB (s)':>13}{'ratio':>8}{'logLik ours':>14}"
+        f"{'logLik glmmTMB':>16}"
+    )
     for name, r in ours.items():
         t = theirs.get(name, {})
         ts, ll = t.get("seconds", np.nan), t.get("loglik", np.nan)
-        print(f"{name:<10}{r['seconds']:>10.2f}{ts:>13.2f}{ts / r['seconds']:>8.1f}"
-              f"{r['loglik']:>14.2f}{ll:>16.2f}")
+        print(
+            f"{name:<10}{r['seconds']:>10.2f}{ts:>13.2f}{ts / r['seconds']:>8.1f}"
+            f"{r['loglik']:>14.2f}{ll:>16.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -247,9 +247,11 @@ def structure_names(f) -> list:
     """Reported names of a structured factor's parameters, e.g. ``sd_day|id`` and
     ``rho_ar1|id`` (per-level SDs ``sd_day3|id`` for ``cs``, ``rate_ou|id``)."""
     st = f.structure
-    sds = [f"sd_{nm}|{f.name}" for nm in f.term.names] if st.n_sd > 1 else [
-        f"sd_{f.term.time}|{f.name}"
-    ]
+    sds = (
+        [f"sd_{nm}|{f.name}" for nm in f.term.names]
+        if st.n_sd > 1
+        else [f"sd_{f.term.time}|{f.name}"]
+    )
     cor = "rate_ou" if st.name == "ou" else f"rho_{st.name}"
     return sds + [f"{cor}|{f.name}"]
 

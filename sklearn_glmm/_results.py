@@ -55,8 +55,7 @@ class ParameterLayout:
 
 def parameter_layout(data) -> ParameterLayout:
     factors = tuple(
-        FactorLayout(f.q, f.n_levels, f.theta_rows, f.theta_cols, f.structure)
-        for f in data.factors
+        FactorLayout(f.q, f.n_levels, f.theta_rows, f.theta_cols, f.structure) for f in data.factors
     )
     return ParameterLayout(data.n_beta, data.n_theta, data.n_extra, factors)
 

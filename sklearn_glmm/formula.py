@@ -383,7 +383,9 @@ def _structured_term(bar, fixed_names: list[str]) -> str:
     parts = [p for p in parts if p and p != "0"]
     var = None
     if len(parts) == 1:
-        m = re.fullmatch(r"(?:factor|numFactor|as\.factor)?\s*\(?\s*([A-Za-z_.][\w.]*)\s*\)?", parts[0])
+        m = re.fullmatch(
+            r"(?:factor|numFactor|as\.factor)?\s*\(?\s*([A-Za-z_.][\w.]*)\s*\)?", parts[0]
+        )
         var = m.group(1) if m else None
     if var is None:
         raise ValueError(

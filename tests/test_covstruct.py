@@ -7,7 +7,6 @@ the data written by ``generate.py`` there).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +105,7 @@ def _objective(structure=None, q=3, seed=3, fam="poisson"):
     y = rng.poisson(np.exp(eta)).astype(float)
     diagonal = structure == "diag"
     st = None if structure in (None, "diag") else structure
-    factors = make_factor_data(
-        [codes], [Z], [n_people], [theta_layout(q, diagonal)], [st]
-    )
+    factors = make_factor_data([codes], [Z], [n_people], [theta_layout(q, diagonal)], [st])
     n = len(y)
     data = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), make_family(fam), factors)
     return Objective(data)

@@ -149,7 +149,9 @@ def starting_point(obj) -> np.ndarray:
     """
     data = obj.data
     extra0 = data.default_extra()
-    theta0 = [_structure_start(f, np.where(f.theta_rows == f.theta_cols, 0.5, 0.0)) for f in data.factors]
+    theta0 = [
+        _structure_start(f, np.where(f.theta_rows == f.theta_cols, 0.5, 0.0)) for f in data.factors
+    ]
     # the GLM's trial steps may overflow (worth -inf to its line search, not a warning)
     with single_threaded_blas(), _quiet_trial_points():
         glm = _glm_rows(obj)
@@ -242,7 +244,9 @@ def parameter_bounds(data) -> list:
         if f.mapped:
             theta += list(f.structure.bounds())
             continue
-        theta += [(0.0, None) if r == c else (None, None) for r, c in zip(f.theta_rows, f.theta_cols)]
+        theta += [
+            (0.0, None) if r == c else (None, None) for r, c in zip(f.theta_rows, f.theta_cols)
+        ]
     extra = list(data.extra_bounds)
     return [(None, None)] * data.n_beta + theta + extra
 
