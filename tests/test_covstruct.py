@@ -7,6 +7,7 @@ the data written by ``generate.py`` there).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from sklearn_glmm._engine.covariance import (
 from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
 from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
+from sklearn_glmm.exceptions import SingularFitWarning
 
 HERE = Path(__file__).parent / "fixtures" / "covstruct"
 
@@ -254,3 +256,27 @@ def test_against_glmmtmb(model):
     ci = m.confint()
     got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
     np.testing.assert_allclose(got, want, rtol=0.02)
+
+
+def test_structured_factor_beside_a_crossed_factor():
+    """A structured factor with a second, crossed factor (the general solver): the
+    gradient in the structure's parameters against finite differences, and a fit."""
+    df = _data()
+    df["site"] = df["id"] % 7
+    with warnings.catch_warnings():  # no site effect was simulated: a zero variance
+        warnings.simplefilter("ignore", SingularFitWarning)
+        m = PoissonGLMM(random_effects={"id": "ar1(day)", "site": "1"}).fit(
+            df[["day", "x"]], df["count"], groups=df[["id", "site"]]
+        )
+    assert m.converged_
+    assert set(m.random_effects_cov_) == {"id", "site"}
+    assert m.random_effects_cov_["id"].shape == (6, 6)
+    obj = m._objective
+    x = m._params.copy() + 0.01
+    _v, g = obj.value_and_grad(x)
+    num = np.zeros_like(x)
+    for k in range(len(x)):
+        e = np.zeros(len(x))
+        e[k] = 1e-5
+        num[k] = (obj.evaluate(x + e) - obj.evaluate(x - e)) / 2e-5
+    np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-4)

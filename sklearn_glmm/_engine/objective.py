@@ -781,7 +781,11 @@ class Objective:
     def _directions(self, f) -> np.ndarray:
         """``d Lambda / d p_k`` of a structured factor at the current parameters,
         shape (n_params, q, q)."""
-        k = sum(g.n_params for g in self.data.factors[: self.data.factors.index(f)])
+        k = 0
+        for g in self.data.factors:
+            if g is f:
+                break
+            k += g.n_params
         p = self._cov[k : k + f.n_params]
         J = f.structure.jacobian(p)
         out = np.zeros((f.n_params, f.q, f.q))
