@@ -280,3 +280,16 @@ def test_structured_factor_beside_a_crossed_factor():
         e[k] = 1e-5
         num[k] = (obj.evaluate(x + e) - obj.evaluate(x - e)) / 2e-5
     np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-4)
+
+
+def test_ou_on_unit_spaced_times_is_ar1():
+    """With times 1, 2, ..., q an OU correlation exp(-rate |i - j|) is AR1's rho^|i - j|
+    with rho = exp(-rate): the same optimum."""
+    df = _data()
+    X = df[["day", "x"]]
+    ar1 = PoissonGLMM(random_effects="ar1(day)").fit(X, df["count"], groups=df["id"])
+    ou = PoissonGLMM(random_effects="ou(day)").fit(X, df["count"], groups=df["id"])
+    assert ou.loglik_ == pytest.approx(ar1.loglik_, abs=1e-5)
+    rho = ar1.confint().loc["rho_ar1|id", "estimate"]
+    rate = ou.confint().loc["rate_ou|id", "estimate"]
+    assert np.exp(-rate) == pytest.approx(rho, rel=1e-3)
