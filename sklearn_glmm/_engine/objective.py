@@ -98,11 +98,6 @@ class ModelData:
         return sum(f.n_params for f in self.factors)
 
     @property
-    def n_chol(self) -> int:
-        """Entries of the Cholesky factors Lambda the objective works on."""
-        return sum(len(f.theta_rows) for f in self.factors)
-
-    @property
     def structured(self) -> bool:
         return any(f.mapped for f in self.factors)
 
@@ -115,17 +110,6 @@ class ModelData:
             out.append(f.cholesky_entries(params[k : k + f.n_params]))
             k += f.n_params
         return np.concatenate(out)
-
-    def theta_jacobian(self, params: np.ndarray) -> np.ndarray:
-        """``d cholesky_theta / d params``, block diagonal over the factors."""
-        J = np.zeros((self.n_chol, self.n_theta))
-        r = k = 0
-        for f in self.factors:
-            nt, npar = len(f.theta_rows), f.n_params
-            pf = params[k : k + npar]
-            J[r : r + nt, k : k + npar] = f.structure.jacobian(pf) if f.mapped else np.eye(nt)
-            r, k = r + nt, k + npar
-        return J
 
     @property
     def n_extra(self) -> int:
