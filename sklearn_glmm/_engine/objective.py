@@ -17,6 +17,10 @@ the log-density. Its gradient in ``(beta, theta, phi)`` is analytic: the
 envelope theorem for the first two terms and an adjoint solve for the mode's
 dependence in ``log|H|`` (see :meth:`Objective.gradient`).
 
+A factor with a covariance structure (``covariance.py``: ar1, cs, ou) has its own
+parameters in ``params`` in place of Lambda's entries: ``_unpack`` maps them to the
+entries, and the gradient is taken along each parameter's ``d Lambda / d p``.
+
 Order of calls: ``Objective.evaluate(params)`` → ``_unpack`` → ``pirls``
 (sets the mode, curvatures and factorisation) → value; ``gradient`` reuses
 that state. Adaptive Gauss-Hermite quadrature (``n_agq > 1``) adds
