@@ -293,3 +293,18 @@ def test_ou_on_unit_spaced_times_is_ar1():
     rho = ar1.confint().loc["rho_ar1|id", "estimate"]
     rate = ou.confint().loc["rate_ou|id", "estimate"]
     assert np.exp(-rate) == pytest.approx(rho, rel=1e-3)
+
+
+@pytest.mark.parametrize("term", ["ar1(day)", "cs(day)", "ou(t)"])
+def test_row_order_and_time_origin_do_not_matter(term):
+    """Shuffled rows, and the time variable shifted (a new origin), give the same fit."""
+    df = _data()
+    col = "t" if term.startswith("ou") else "day"
+    ref = PoissonGLMM(random_effects=term).fit(df[[col, "x"]], df["count"], groups=df["id"])
+    sh = df.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    sh[col] = sh[col] + 100.0
+    m = PoissonGLMM(random_effects=term).fit(sh[[col, "x"]], sh["count"], groups=sh["id"])
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
+    np.testing.assert_allclose(
+        m.random_effects_cov_["id"].to_numpy(), ref.random_effects_cov_["id"].to_numpy(), atol=1e-5
+    )
