@@ -403,7 +403,10 @@ def _set_random_effects(est, obj, theta_s, data):
         B = U @ Lo.T
         est._fit_arrays.factors.append(FactorArrays(f.name, f.levels, names, S, B))
         Ci = obj.conditional_variances(fi)
-        est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
+        if fd.structure is None:
+            est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
+        else:  # large blocks: matrix products, not einsum's O(q^4) loop
+            est._ranef_condvar[f.name] = np.matmul(np.matmul(Lo, Ci), Lo.T)
         est._lambda[f.name] = Lo
         if fd.structure is not None:
             singular += _structure_singular(f, fd.structure, theta_s, data, fi)

@@ -36,7 +36,13 @@ import numpy as np
 
 from . import blocks as _blocks
 from .groups import GroupIndex
-from .linalg import BlockSolver, InnerSolveFailure, NotPositiveDefinite, make_solver
+from .linalg import (
+    BlockSolver,
+    InnerSolveFailure,
+    NotPositiveDefinite,
+    PaddedBlockSolver,
+    make_solver,
+)
 from .quadrature import agq_deviance, agq_gradient
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -286,7 +292,9 @@ class Objective:
         self.groups = [GroupIndex(f.codes, f.n_levels) for f in f0]
         self.Q = data.n_u
         if len(f0) == 1:
-            self.solver = BlockSolver(f0[0].codes, f0[0].n_levels, f0[0].q)
+            # a structured factor's blocks (one effect per time point) are large
+            solver = PaddedBlockSolver if f0[0].mapped else BlockSolver
+            self.solver = solver(f0[0].codes, f0[0].n_levels, f0[0].q)
             # Newton steps are damped level by level: each level is its own problem
             self.u_unit = np.repeat(np.arange(f0[0].n_levels), f0[0].q)
             self.n_units = f0[0].n_levels
@@ -727,8 +735,10 @@ class Objective:
         d = self.data
         s = self.state
         der, a_vals, u = s["der"], s["a_vals"], s["u"]
-        Ginv = self.solver.local_inverse()
-        K = np.einsum("nij,nj->ni", Ginv, a_vals)
+        if hasattr(self.solver, "row_solve"):  # large blocks: no (n, q, q) array
+            K = self.solver.row_solve(a_vals)
+        else:
+            K = np.einsum("nij,nj->ni", self.solver.local_inverse(), a_vals)
         c = np.einsum("ni,ni->n", K, a_vals)
         v = der.w3 * c
         m = self.solver.solve(self._Atv(a_vals, v))
