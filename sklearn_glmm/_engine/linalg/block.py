@@ -4,6 +4,8 @@ Three layouts share one interface:
 
 * :class:`BlockSolver` — a single grouping factor. ``H`` is block-diagonal with
   one ``q x q`` block per level; every level is factorised at once as a batch.
+  :class:`PaddedBlockSolver` does the same for the large blocks of a structured
+  factor (one random effect per time point) with batched matrix products.
 * :class:`BlockedSolver` — several crossed (or partially nested) factors. The
   largest factor's block stays block-diagonal; the others are eliminated
   through a dense Schur complement.
