@@ -7,9 +7,9 @@ and a lower-triangular relative covariance factor ``Lambda_f(theta)`` of size
 The covariance parameters ``theta`` are the lower-triangular elements of every
 ``Lambda_f``, column by column (lme4's order), or only its diagonal for an
 uncorrelated (``diag(...)`` or ``||``) term. A structured term over a time
-variable (``"ar1(day)"``, ``"cs(wave)"``, ``"ou(time)"``) has one random effect per
-distinct value of that column of X, and its covariance is parametrised by a
-structure (``_engine.covariance``) whose parameters the optimiser sees instead.
+variable (``"ar1(day)"``, ``"cs(wave)"``, ``"toep(wave)"``, ``"ou(time)"``) has one
+random effect per distinct value of that column of X, and its covariance is
+parametrised by a structure (``_engine.covariance``) whose parameters the optimiser sees instead.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def parse_term(term: str) -> Term:
 
 
 #: covariance structures over the levels of a time variable (``"ar1(day)"``)
-TIME_STRUCTURES = ("ar1", "cs", "ou")
+TIME_STRUCTURES = ("ar1", "cs", "toep", "ou")
 
 
 def _structured_term(text: str, term: str) -> Term | None:
@@ -109,7 +109,7 @@ def _structured_term(text: str, term: str) -> Term | None:
     variable, one random effect per distinct value; None for other terms."""
     m = re.fullmatch(r"([A-Za-z]\w*)\s*\((.*)\)", text)
     if m is None or m.group(1) not in TIME_STRUCTURES:
-        if m is not None and m.group(1) in ("toep", "exp", "gau", "mat", "rr", "homdiag"):
+        if m is not None and m.group(1) in ("exp", "gau", "mat", "rr", "homdiag"):
             raise ValueError(
                 f"The covariance structure {m.group(1)}() in random_effects term {term!r} is "
                 f"not available; available: us(...), diag(...), "

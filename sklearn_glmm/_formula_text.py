@@ -102,8 +102,8 @@ def _bar_term(inner: str, piece: str) -> _BarTerm:
 
 # glmmTMB's covariance structures: us() is lme4's (expr | g), diag() its (expr || g)
 _STRUCTURES = {"us": False, "diag": True}
-_TIME_STRUCTURES = ("ar1", "cs", "ou")
-_UNSUPPORTED = "exp gau mat toep rr homdiag propto equalto".split()
+_TIME_STRUCTURES = ("ar1", "cs", "toep", "ou")
+_UNSUPPORTED = "exp gau mat rr homdiag propto equalto".split()
 
 
 def _covariance_term(piece: str) -> _BarTerm | None:
@@ -133,7 +133,7 @@ def _covariance_term(piece: str) -> _BarTerm | None:
                 f"The covariance structure {name}() in {piece!r} is not available: random "
                 "effects are unstructured, (expr | group) or us(expr | group), "
                 "uncorrelated, (expr || group) or diag(expr | group), or structured over a "
-                "time variable: ar1(0 + factor(day) | group), cs(0 + factor(day) | group), "
+                "time variable: ar1(0 + factor(day) | group), cs(...), toep(...), "
                 "ou(numFactor(time) + 0 | group)."
             )
     return None

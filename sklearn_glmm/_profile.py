@@ -167,7 +167,7 @@ class ParamMap:
         """Internal parameters for ``phi``; None when the correlations are not PSD."""
         if self.structured:
             raise NotImplementedError(
-                "profile intervals are not available for structured covariances (ar1, cs, "
+                "profile intervals are not available for structured covariances (ar1, cs, toep, "
                 "ou); use confint(method='wald') or method='bootstrap'."
             )
         phi = np.asarray(phi, dtype=float)
@@ -252,6 +252,8 @@ def structure_names(f) -> list:
         if st.n_sd > 1
         else [f"sd_{f.term.time}|{f.name}"]
     )
+    if st.name == "toep":  # one correlation per lag
+        return sds + [f"rho_lag{k}|{f.name}" for k in range(1, st.n_cor + 1)]
     cor = "rate_ou" if st.name == "ou" else f"rho_{st.name}"
     return sds + [f"{cor}|{f.name}"]
 

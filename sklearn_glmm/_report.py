@@ -108,6 +108,7 @@ def _random_sentences(est, ci, digits):
 _STRUCTURE_WORDS = {
     "ar1": "a first-order autoregressive (AR1) structure",
     "cs": "compound symmetry",
+    "toep": "a Toeplitz structure",
     "ou": "an Ornstein-Uhlenbeck structure",
 }
 
@@ -134,6 +135,9 @@ def _structured_sentence(f, ci, digits, scale) -> str:
     )
     if f.structure.name == "ou":
         cor_txt = f"a correlation decay rate of {value(cor[0])} per unit of {time}"
+    elif f.structure.name == "toep":
+        lags = ", ".join(f"{k} {value(r)}" for k, r in enumerate(cor, start=1))
+        cor_txt = f"correlations by lag of {time} of {lags}"
     elif f.structure.name == "ar1":
         cor_txt = f"a correlation of {value(cor[0])} between adjacent values of {time}"
     else:

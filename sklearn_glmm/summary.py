@@ -85,12 +85,17 @@ def _structured_rows(est, f, S, sd) -> list:
         if g.structure is st:
             break
         k += len(g.theta_rows) if g.structure is None else g.structure.n_params
-    value = st.reported(est._params[k : k + st.n_params])[-1]
-    label = f"rate {value:.4g} (ou)" if st.name == "ou" else f"{value:.2f} ({st.name})"
+    values = st.reported(est._params[k : k + st.n_params])[st.n_sd :]
+    if st.name == "toep":  # the correlation at each lag, one per row
+        labels = ["(toep)"] + [f"lag {j}: {v:.2f}" for j, v in enumerate(values, start=1)]
+    elif st.name == "ou":
+        labels = [f"rate {values[0]:.4g} (ou)"]
+    else:
+        labels = [f"{values[0]:.2f} ({st.name})"]
     rows = []
     for j, name in enumerate(f.term.names):
         row = {"Groups": f.name, "Name": name, "Variance": S[j, j], "Std.Dev.": sd[j]}
-        row["Structure"] = label if j == 0 else ""
+        row["Structure"] = labels[j] if j < len(labels) else ""
         rows.append(row)
     return rows
 

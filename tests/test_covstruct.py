@@ -20,7 +20,9 @@ from sklearn_glmm._engine.covariance import (
     AR1,
     CompoundSymmetry,
     OrnsteinUhlenbeck,
+    Toeplitz,
     Unstructured,
+    _durbin_levinson,
 )
 from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
@@ -39,6 +41,8 @@ STRUCTURES = [
     AR1(2),
     CompoundSymmetry(5),
     CompoundSymmetry(2),
+    Toeplitz(5),
+    Toeplitz(2),
     OrnsteinUhlenbeck([0.0, 0.7, 1.9, 2.0, 5.5]),
 ]
 
@@ -92,6 +96,19 @@ def test_ar1_correlations_and_names():
     S = st.covariance(p)
     np.testing.assert_allclose(S[0], 0.25 * rho ** np.arange(4), rtol=1e-12)
     assert st.reported(p) == pytest.approx([0.5, rho])
+
+
+def test_toeplitz_lag_correlations_have_the_partial_autocorrelations():
+    """Durbin-Levinson: the AR(k) fit to the lag correlations (Yule-Walker) ends in the
+    k-th partial autocorrelation, and the correlation matrix is positive definite."""
+    from scipy.linalg import solve_toeplitz, toeplitz
+
+    phi = np.array([0.6, -0.3, 0.2, 0.5, -0.8])
+    r = _durbin_levinson(phi)
+    assert np.linalg.eigvalsh(toeplitz(np.r_[1.0, r])).min() > 0
+    for k in range(1, len(phi) + 1):
+        a = solve_toeplitz(np.r_[1.0, r[: k - 1]], r[:k])
+        assert a[-1] == pytest.approx(phi[k - 1], abs=1e-12)
 
 
 def _objective(structure=None, q=3, seed=3, fam="poisson"):
@@ -164,8 +181,9 @@ def test_parse_structured_terms():
     for bad in ("ar1(1 + day)", "ar1(day + x)", "ar1()"):
         with pytest.raises(ValueError, match="one time variable"):
             parse_term(bad)
-    with pytest.raises(ValueError, match="toep"):
-        parse_term("toep(day)")
+    assert parse_term("toep(day)").structure == "toep"
+    with pytest.raises(ValueError, match="exp"):
+        parse_term("exp(day)")
 
 
 def test_structured_fit_attributes_and_errors():
@@ -213,11 +231,12 @@ def test_formula_front_end_matches_the_estimator():
 
 
 # -- glmmTMB 1.1.5 references ---------------------------------------------------------
-# glmmTMB's own binomial cs fit stops with false convergence (NA log-likelihood), so it is
-# no reference; the others are.
+# glmmTMB's own binomial cs fit stops with false convergence (NA log-likelihood) and its
+# binomial toep fit fails (an error), so they are no references; the others are.
 FITS = {
     "pois_ar1": (PoissonGLMM, "count", ["day", "x"], "ar1(day)"),
     "pois_cs": (PoissonGLMM, "count", ["day", "x"], "cs(day)"),
+    "pois_toep": (PoissonGLMM, "count", ["day", "x"], "toep(day)"),
     "pois_ou": (PoissonGLMM, "count", ["t", "x"], "ou(t)"),
     "bin_ar1": (BinomialGLMM, "bin", ["day", "x"], "ar1(day)"),
     "bin_ou": (BinomialGLMM, "bin", ["t", "x"], "ou(t)"),
@@ -251,11 +270,23 @@ def test_against_glmmtmb(model):
     for name, row in fixed.iterrows():
         assert abs(ours.loc[name, "estimate"] - row["value"]) < 0.05 * row["se"], name
         assert ours.loc[name, "std_error"] == pytest.approx(row["se"], rel=0.02), name
-    theta = ref.loc[ref.kind == "theta", "value"].to_numpy()
-    want = _glmmtmb_reported(term.split("(")[0], theta)
-    ci = m.confint()
-    got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
-    np.testing.assert_allclose(got, want, rtol=0.02)
+    # the implied covariance (glmmTMB's VarCorr): SDs within 2 %, correlations within 0.02
+    cov = ref[ref.kind == "cov"]
+    S_ref = np.zeros(m.random_effects_cov_["id"].shape)
+    for name, v in zip(cov["name"], cov["value"]):
+        i, j = (int(k) - 1 for k in name.split("_"))
+        S_ref[i, j] = S_ref[j, i] = v
+    S = m.random_effects_cov_["id"].to_numpy()
+    sd, sd_ref = np.sqrt(np.diag(S)), np.sqrt(np.diag(S_ref))
+    np.testing.assert_allclose(sd, sd_ref, rtol=0.02)
+    np.testing.assert_allclose(S / np.outer(sd, sd), S_ref / np.outer(sd_ref, sd_ref), atol=0.02)
+    kind = term.split("(")[0]
+    if kind != "toep":  # glmmTMB's own parameters, where their transform is documented
+        theta = ref.loc[ref.kind == "theta", "value"].to_numpy()
+        want = _glmmtmb_reported(kind, theta)
+        ci = m.confint()
+        got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=0.02)
 
 
 def test_structured_factor_beside_a_crossed_factor():

@@ -121,6 +121,7 @@ def test_intercept_only(long):
         ("diag(1 | id)", "1"),
         ("ar1(0 + factor(time) | id)", "ar1(time)"),  # structures over a time variable
         ("cs(factor(time) + 0 | id)", "cs(time)"),
+        ("toep(0 + factor(time) | id)", "toep(time)"),
         ("ou(numFactor(time) + 0 | id)", "ou(time)"),
     ],
 )
@@ -130,7 +131,7 @@ def test_random_effect_terms(long, bar, term):
     assert list(design.groups.columns) == ["id"]
 
 
-@pytest.mark.parametrize("term", ["toep(0 + factor(time) | id)", "exp(pos + 0 | id)"])
+@pytest.mark.parametrize("term", ["exp(pos + 0 | id)", "rr(0 + factor(time) | id)"])
 def test_unavailable_covariance_structures_are_named(long, term):
     with pytest.raises(ValueError, match="covariance structure .* not available"):
         parse_glmm_formula(f"y ~ time + {term}", long)

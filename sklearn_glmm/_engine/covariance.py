@@ -291,6 +291,75 @@ class OrnsteinUhlenbeck(CorrelationStructure):
         return np.array([np.exp(c[0])])
 
 
+def _durbin_levinson(phi: np.ndarray) -> np.ndarray:
+    """Autocorrelations ``r_1 .. r_m`` of a stationary process from its partial
+    autocorrelations ``phi`` (each in (-1, 1)): every such ``phi`` gives a positive
+    definite Toeplitz correlation matrix."""
+    m = len(phi)
+    r = np.zeros(m + 1)
+    r[0] = 1.0
+    a = np.zeros(0)  # AR coefficients of the current order
+    v = 1.0  # innovation variance of the current order
+    for k in range(1, m + 1):
+        p = phi[k - 1]
+        r[k] = p * v + (a @ r[k - 1 : 0 : -1] if k > 1 else 0.0)
+        a = np.concatenate([a - p * a[::-1], [p]])
+        v *= 1.0 - p * p
+    return r[1:]
+
+
+class Toeplitz(CorrelationStructure):
+    """Heterogeneous Toeplitz (glmmTMB's ``toep``): one SD per random effect and one
+    correlation per lag, ``corr(b_i, b_j) = r_{|i - j|}``, over the sorted levels.
+
+    The correlation parameters are the partial autocorrelations
+    ``phi_k = a_k / sqrt(1 + a_k^2)``, mapped to the lag correlations by the
+    Durbin-Levinson recursion: every value inside the bounds is positive definite.
+    Their derivatives are central differences (relative error ~1e-9).
+    """
+
+    name = "toep"
+
+    def __init__(self, q: int):
+        super().__init__(q)
+        idx = np.arange(self.q)
+        self.lag = np.abs(idx[:, None] - idx[None, :])
+        self.cor_kinds = ("cor",) * (self.q - 1)
+
+    @property
+    def n_sd(self) -> int:
+        return self.q
+
+    @property
+    def n_cor(self) -> int:
+        return self.q - 1
+
+    def cor_values(self, c):
+        return _durbin_levinson(_rho(np.asarray(c, dtype=float))[0])
+
+    def correlation(self, c):
+        return np.r_[1.0, self.cor_values(c)][self.lag]
+
+    def dcorrelation(self, c):
+        c = np.asarray(c, dtype=float)
+        out = np.zeros((len(c), self.q, self.q))
+        for k in range(len(c)):
+            h = 1e-6 * max(1.0, abs(c[k]))
+            up, dn = c.copy(), c.copy()
+            up[k] += h
+            dn[k] -= h
+            out[k] = (self.correlation(up) - self.correlation(dn)) / (2 * h)
+        return out
+
+    def cor_bounds(self):
+        a = _a_of_rho(_RHO_MAX)
+        return [(-a, a)] * (self.q - 1)
+
+    def cor_start(self):
+        # AR(1)-like: 0.3 at lag 1, partial autocorrelations 0 beyond
+        return np.r_[_a_of_rho(0.3), np.zeros(self.q - 2)]
+
+
 class Unstructured(CovarianceStructure):
     """lme4's relative Cholesky factor, every lower-triangular entry a parameter
     (``us``), or only its diagonal (``diag``): ``theta(p) = p``."""
@@ -319,7 +388,7 @@ class Unstructured(CovarianceStructure):
 
 #: structures selected by name in ``random_effects`` (``"ar1(day)"``); ``ou`` reads
 #: the time values, the others the number of levels
-STRUCTURES = {"ar1": AR1, "cs": CompoundSymmetry, "ou": OrnsteinUhlenbeck}
+STRUCTURES = {"ar1": AR1, "cs": CompoundSymmetry, "toep": Toeplitz, "ou": OrnsteinUhlenbeck}
 
 
 def make_structure(name: str, levels) -> CorrelationStructure:

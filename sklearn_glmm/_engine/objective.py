@@ -17,7 +17,7 @@ the log-density. Its gradient in ``(beta, theta, phi)`` is analytic: the
 envelope theorem for the first two terms and an adjoint solve for the mode's
 dependence in ``log|H|`` (see :meth:`Objective.gradient`).
 
-A factor with a covariance structure (``covariance.py``: ar1, cs, ou) has its own
+A factor with a covariance structure (``covariance.py``: ar1, cs, toep, ou) has its own
 parameters in ``params`` in place of Lambda's entries: ``_unpack`` maps them to the
 entries, and the gradient is taken along each parameter's ``d Lambda / d p``.
 
