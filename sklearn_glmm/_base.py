@@ -390,7 +390,7 @@ class _BaseGLMM(BaseEstimator):
             factors = []
         else:
             terms = "1" if self.random_effects is None else self.random_effects
-            factors = build_factors(groups, terms, names, X_raw.shape[0])
+            factors = build_factors(groups, terms, names, X_raw.shape[0], X_raw)
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
         self._factor_input_names = factor_names(groups) if groups is not None else []
@@ -401,6 +401,7 @@ class _BaseGLMM(BaseEstimator):
             [f.z_matrix(X_raw) @ T for f, T in zip(factors, self._z_maps)],
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
+            [f.structure for f in factors],
         )
         designs = self._set_block_designs(family, zi_term, disp_term, X_raw, names)
         return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors

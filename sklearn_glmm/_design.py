@@ -6,18 +6,22 @@ and a lower-triangular relative covariance factor ``Lambda_f(theta)`` of size
 ``q_f x q_f``: ``b_f = Lambda_f u_f`` with ``u_f ~ N(0, I)``.
 The covariance parameters ``theta`` are the lower-triangular elements of every
 ``Lambda_f``, column by column (lme4's order), or only its diagonal for an
-uncorrelated (``diag(...)`` or ``||``) term.
+uncorrelated (``diag(...)`` or ``||``) term. A structured term over a time
+variable (``"ar1(day)"``, ``"cs(wave)"``, ``"toep(wave)"``, ``"ou(time)"``) has one
+random effect per distinct value of that column of X, and its covariance is
+parametrised by a structure (``_engine.covariance``) whose parameters the optimiser sees instead.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
+from ._engine.covariance import make_structure
 from ._frames import as_pandas
 
 INTERCEPT = "(Intercept)"
@@ -30,9 +34,16 @@ class Term:
     intercept: bool
     slopes: tuple[str, ...]
     diagonal: bool
+    # a structured covariance over the levels of a time variable: ``"ar1(day)"`` has
+    # structure "ar1" and time "day"; its random effects are named by the levels
+    structure: str | None = None
+    time: str | None = None
+    level_names: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
+        if self.structure is not None:
+            return list(self.level_names)
         return ([INTERCEPT] if self.intercept else []) + list(self.slopes)
 
 
@@ -47,10 +58,16 @@ def parse_term(term: str) -> Term:
     if not isinstance(term, str):
         raise TypeError(f"random_effects terms must be strings, got {type(term).__name__}.")
     text = term.strip()
+    structured = _structured_term(text, term)
+    if structured is not None:
+        return structured
     diagonal = False
     m = re.fullmatch(r"diag\s*\((.*)\)", text)
     if m:
         text, diagonal = m.group(1), True
+    m = re.fullmatch(r"us\s*\((.*)\)", text)
+    if m:
+        text = m.group(1)
     if "||" in text:
         text, diagonal = text.replace("||", " "), True
     if "|" in text:
@@ -83,6 +100,33 @@ def parse_term(term: str) -> Term:
     return Term(intercept, tuple(slopes), diagonal)
 
 
+#: covariance structures over the levels of a time variable (``"ar1(day)"``)
+TIME_STRUCTURES = ("ar1", "cs", "toep", "ou")
+
+
+def _structured_term(text: str, term: str) -> Term | None:
+    """``"ar1(day)"``, ``"cs(wave)"``, ``"ou(time)"``: the structure over one time
+    variable, one random effect per distinct value; None for other terms."""
+    m = re.fullmatch(r"([A-Za-z]\w*)\s*\((.*)\)", text)
+    if m is None or m.group(1) not in TIME_STRUCTURES:
+        if m is not None and m.group(1) in ("exp", "gau", "mat", "rr", "homdiag"):
+            raise ValueError(
+                f"The covariance structure {m.group(1)}() in random_effects term {term!r} is "
+                f"not available; available: us(...), diag(...), "
+                f"{', '.join(f'{n}(time)' for n in TIME_STRUCTURES)}."
+            )
+        return None
+    name, inner = m.group(1), m.group(2).strip()
+    inner = re.sub(r"^0\s*\+\s*|\s*\+\s*0$", "", inner).strip()
+    if not re.fullmatch(r"[^\s+|()]+", inner):
+        raise ValueError(
+            f"Invalid random_effects term {term!r}: {name}() takes one time variable, a "
+            f"column of X, as in '{name}(day)' (one random effect per distinct value; "
+            "no intercept or other terms)."
+        )
+    return Term(False, (), False, name, inner)
+
+
 @dataclass
 class Factor:
     """One grouping factor: its levels, the rows' level codes and its Z columns."""
@@ -94,6 +138,9 @@ class Factor:
     slope_idx: list[int]  # column indices in X of the slope terms
     theta_rows: np.ndarray = field(default=None)  # row index in Lambda of each theta element
     theta_cols: np.ndarray = field(default=None)
+    structure: object = None  # a structured covariance (``_engine.covariance``)
+    time_idx: int | None = None  # column of X holding the time variable
+    time_levels: np.ndarray = None  # its sorted distinct values, one random effect each
 
     @property
     def q(self) -> int:
@@ -105,11 +152,58 @@ class Factor:
 
     def z_matrix(self, X: np.ndarray) -> np.ndarray:
         """Columns of Z for this factor, shape (n_samples, q)."""
+        if self.structure is not None:
+            return time_indicators(self, X[:, self.time_idx])
         cols = []
         if self.term.intercept:
             cols.append(np.ones(X.shape[0]))
         cols.extend(X[:, j] for j in self.slope_idx)
         return np.column_stack(cols)
+
+
+def time_indicators(factor: Factor, t: np.ndarray) -> np.ndarray:
+    """One indicator column per time level of a structured factor; a value not among
+    the levels seen in fit has no random effect to predict with, and raises."""
+    levels = factor.time_levels
+    t = np.asarray(t, dtype=float)
+    pos = np.clip(np.searchsorted(levels, t), 0, len(levels) - 1)
+    unseen = levels[pos] != t
+    if unseen.any():
+        raise ValueError(
+            f"{factor.term.structure}({factor.term.time}) of factor {factor.name!r}: "
+            f"{int(unseen.sum())} row(s) have {factor.term.time} values not seen in fit "
+            f"(e.g. {t[unseen][0]!r}); its random effects are one per value seen in fit "
+            f"({len(levels)} values), so rows at other times cannot be predicted."
+        )
+    Z = np.zeros((len(t), len(levels)))
+    Z[np.arange(len(t)), pos] = 1.0
+    return Z
+
+
+def _time_levels(name: str, term: Term, X, feature_names: list[str]):
+    """Column index and sorted distinct values of a structured term's time variable."""
+    if term.time not in feature_names:
+        raise ValueError(
+            f"random_effects term {term.structure}({term.time}) for factor {name!r} names "
+            f"{term.time!r}, which is not a feature. Available features: {feature_names}."
+        )
+    if X is None:
+        raise ValueError(f"{term.structure}({term.time}) needs the data X to find its levels.")
+    j = feature_names.index(term.time)
+    t = np.asarray(X[:, j], dtype=float)
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"The time variable {term.time!r} has missing or infinite values.")
+    levels = np.unique(t)
+    if len(levels) < 2:
+        raise ValueError(
+            f"{term.structure}({term.time}) for factor {name!r} needs at least two distinct "
+            f"values of {term.time!r}; it has {len(levels)}."
+        )
+    return j, levels
+
+
+def _level_label(time: str, v: float) -> str:
+    return f"{time}{v:g}"
 
 
 def theta_layout(q: int, diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +299,9 @@ def _factorize(name, values, n_samples: int) -> tuple[np.ndarray, pd.Index]:
     return codes, pd.Index(levels)
 
 
-def build_factors(groups, random_effects, feature_names: list[str], n_samples: int) -> list[Factor]:
+def build_factors(
+    groups, random_effects, feature_names: list[str], n_samples: int, X=None
+) -> list[Factor]:
     """Build every factor's block from ``groups`` and ``random_effects``.
 
     ``random_effects`` is a term string applied to every factor, or a dict
@@ -243,8 +339,27 @@ def build_factors(groups, random_effects, feature_names: list[str], n_samples: i
                 )
             slope_idx.append(feature_names.index(s))
         codes, levels = _factorize(name, values, n_samples)
+        structure, time_idx, time_levels = None, None, None
+        if term.structure is not None:
+            time_idx, time_levels = _time_levels(name, term, X, feature_names)
+            labels = tuple(_level_label(term.time, v) for v in time_levels)
+            term = replace(term, level_names=labels)
+            structure = make_structure(term.structure, time_levels)
         rows, colsl = theta_layout(len(term.names), term.diagonal)
-        factors.append(Factor(name, term, levels, codes.astype(np.intp), slope_idx, rows, colsl))
+        factors.append(
+            Factor(
+                name,
+                term,
+                levels,
+                codes.astype(np.intp),
+                slope_idx,
+                rows,
+                colsl,
+                structure,
+                time_idx,
+                time_levels,
+            )
+        )
     # Largest factor first: it is the one whose block stays block-diagonal.
     factors.sort(key=lambda f: -f.n_levels * f.q)
     return factors

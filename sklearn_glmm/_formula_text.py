@@ -28,6 +28,7 @@ class _BarTerm:
     lhs: str
     group: str
     diagonal: bool
+    structure: str | None = None  # glmmTMB's ar1(), cs(), ou() over a time variable
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def _bar_term(inner: str, piece: str) -> _BarTerm:
 
 # glmmTMB's covariance structures: us() is lme4's (expr | g), diag() its (expr || g)
 _STRUCTURES = {"us": False, "diag": True}
-_UNSUPPORTED = "cs ar1 ou exp gau mat toep rr homdiag propto equalto".split()
+_TIME_STRUCTURES = ("ar1", "cs", "toep", "ou")
+_UNSUPPORTED = "exp gau mat rr homdiag propto equalto".split()
 
 
 def _covariance_term(piece: str) -> _BarTerm | None:
@@ -117,13 +119,22 @@ def _covariance_term(piece: str) -> _BarTerm | None:
             if term.diagonal:
                 raise ValueError(f"Cannot read {piece!r}: write {name}(expr | group).")
             return _BarTerm(term.lhs, term.group, diagonal)
+    for name in _TIME_STRUCTURES:
+        inner = _enclosed(piece, name)
+        if inner is not None and any(True for _ in _top_level(inner, "|")):
+            term = _bar_term(inner, piece)
+            if term.diagonal:
+                raise ValueError(f"Cannot read {piece!r}: write {name}(0 + factor(time) | group).")
+            return _BarTerm(term.lhs, term.group, False, name)
     for name in _UNSUPPORTED:
         inner = _enclosed(piece, name)
         if inner is not None and "|" in inner:
             raise ValueError(
                 f"The covariance structure {name}() in {piece!r} is not available: random "
-                "effects are unstructured, (expr | group) or us(expr | group), or "
-                "uncorrelated, (expr || group) or diag(expr | group)."
+                "effects are unstructured, (expr | group) or us(expr | group), "
+                "uncorrelated, (expr || group) or diag(expr | group), or structured over a "
+                "time variable: ar1(0 + factor(day) | group), cs(...), toep(...), "
+                "ou(numFactor(time) + 0 | group)."
             )
     return None
 

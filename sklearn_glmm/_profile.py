@@ -83,8 +83,22 @@ class ParamMap:
         self.kinds = ["fixed"] * self.p
         self.bounds = [(None, None)] * self.p
         self.blocks = []
+        self.structured = []  # (start, structure) of structured factors
         start, sig = self.p, 0
         for f, T in zip(est._factors, est._z_maps):
+            if f.structure is not None:
+                st = f.structure
+                self.structured.append((start, st))
+                for nm, kind, b in zip(
+                    structure_names(f), st.reported_kinds(), structure_phi_bounds(st)
+                ):
+                    sig += 1
+                    self.lme4_names.append(f".sig{sig:02d}")
+                    self.names.append(nm)
+                    self.kinds.append(kind)
+                    self.bounds.append(b)
+                start += st.n_params
+                continue
             rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
             terms = f.term.names
             self.blocks.append((start, len(terms), rows, cols, np.asarray(T, dtype=float)))
@@ -147,11 +161,18 @@ class ParamMap:
                 else:
                     den = sd[r] * sd[c]
                     phi[start + j] = np.clip(S[r, c] / den, -1.0, 1.0) if den > 0 else 0.0
+        for start, st in self.structured:
+            phi[start : start + st.n_params] = st.reported(x[start : start + st.n_params])
         phi[self.p + self.T :] = self.Je @ x[self.p + self.T :]
         return phi
 
     def to_x(self, phi):
         """Internal parameters for ``phi``; None when the correlations are not PSD."""
+        if self.structured:
+            raise NotImplementedError(
+                "profile intervals are not available for structured covariances (ar1, cs, toep, "
+                "ou); use confint(method='wald') or method='bootstrap'."
+            )
         phi = np.asarray(phi, dtype=float)
         x = np.empty(self.n)
         x[: self.p] = self.Jinv @ phi[: self.p]
@@ -202,8 +223,10 @@ class ParamMap:
         G = np.eye(self.n)
         G[: self.p, : self.p] = self.J
         G[self.p + self.T :, self.p + self.T :] = self.Je
-        for start, _q, rows, _cols, _s in self.blocks:
-            for j in range(start, start + len(rows)):
+        spans = [(start, len(rows)) for start, _q, rows, _c, _s in self.blocks]
+        spans += [(start, st.n_params) for start, st in self.structured]
+        for start, width in spans:
+            for j in range(start, start + width):
                 h = 1e-6 * max(1.0, abs(x[j]))
                 up, dn = x.copy(), x.copy()
                 up[j] += h
@@ -221,6 +244,28 @@ class ParamMap:
         block = self.blocks_extra[k - self.p - self.T]
         shown = np.vectorize(block.reported_value, otypes=[float])(values)
         return shown if shown.ndim else float(shown)
+
+
+def structure_names(f) -> list:
+    """Reported names of a structured factor's parameters, e.g. ``sd_day|id`` and
+    ``rho_ar1|id`` (per-level SDs ``sd_day3|id`` for ``cs``, ``rate_ou|id``)."""
+    st = f.structure
+    sds = (
+        [f"sd_{nm}|{f.name}" for nm in f.term.names]
+        if st.n_sd > 1
+        else [f"sd_{f.term.time}|{f.name}"]
+    )
+    if st.name == "toep":  # one correlation per lag
+        return sds + [f"rho_lag{k}|{f.name}" for k in range(1, st.n_cor + 1)]
+    cor = "rate_ou" if st.name == "ou" else f"rho_{st.name}"
+    return sds + [f"{cor}|{f.name}"]
+
+
+def structure_phi_bounds(st) -> list:
+    """Bounds of the reported parameters (for bootstrap and display)."""
+    return [(0.0, None)] * st.n_sd + [
+        (0.0, None) if kind == "sd" else (-1.0, 1.0) for kind in st.cor_kinds
+    ]
 
 
 # -- Wald intervals on every reported parameter ---------------------------------
@@ -438,6 +483,8 @@ def profile_table(est, level, parm=None, n_jobs=None):
     from joblib import Parallel, delayed
 
     pmap = ParamMap(est)
+    if pmap.structured:
+        pmap.to_x(pmap.to_phi(est._params))  # says which methods are available
     wald = wald_table(est, pmap, level)
     idx = [k for k, nm in enumerate(pmap.names) if parm is None or nm in parm]
     tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)

@@ -82,6 +82,9 @@ def _random_sentences(est, ci, digits):
     scale = est._family_obj.link.scale_name
     out = []
     for f in est._factors:
+        if getattr(f, "structure", None) is not None:
+            out.append(_structured_sentence(f, ci, digits, scale))
+            continue
         S = est.random_effects_cov_[f.name].to_numpy()
         sd = np.sqrt(np.clip(np.diag(S), 0, None))
         parts = []
@@ -101,6 +104,50 @@ def _random_sentences(est, ci, digits):
         txt = "; ".join(parts)
         out.append(f"Across {f.n_levels} levels of {f.name}, {txt} (on the {scale} scale).")
     return out
+
+
+_STRUCTURE_WORDS = {
+    "ar1": "a first-order autoregressive (AR1) structure",
+    "cs": "compound symmetry",
+    "toep": "a Toeplitz structure",
+    "ou": "an Ornstein-Uhlenbeck structure",
+}
+
+
+def _structured_sentence(f, ci, digits, scale) -> str:
+    """One sentence for a structured factor: its SD(s) and correlation parameter with
+    their Wald intervals."""
+    rows = [r for r in ci.index if r.endswith(f"|{f.name}")]
+
+    def value(r):
+        lo, hi = ci.loc[r, "lower"], ci.loc[r, "upper"]
+        txt = f"{ci.loc[r, 'estimate']:.{digits}f}"
+        if np.isfinite(lo) and np.isfinite(hi):
+            txt += f" (CI [{lo:.{digits}f}, {hi:.{digits}f}])"
+        return txt
+
+    sds = [r for r in rows if r.startswith("sd_")]
+    cor = [r for r in rows if not r.startswith("sd_")]
+    time = f.term.time
+    sd_txt = (
+        f"SD {value(sds[0])}"
+        if len(sds) == 1
+        else "SDs " + ", ".join(f"{r.split('|')[0][3:]} {value(r)}" for r in sds)
+    )
+    if f.structure.name == "ou":
+        cor_txt = f"a correlation decay rate of {value(cor[0])} per unit of {time}"
+    elif f.structure.name == "toep":
+        lags = ", ".join(f"{k} {value(r)}" for k, r in enumerate(cor, start=1))
+        cor_txt = f"correlations by lag of {time} of {lags}"
+    elif f.structure.name == "ar1":
+        cor_txt = f"a correlation of {value(cor[0])} between adjacent values of {time}"
+    else:
+        cor_txt = f"a correlation of {value(cor[0])} between any two values of {time}"
+    return (
+        f"Across {f.n_levels} levels of {f.name}, the effects of each value of {time} "
+        f"followed {_STRUCTURE_WORDS[f.structure.name]} with {sd_txt} and {cor_txt} "
+        f"(on the {scale} scale)."
+    )
 
 
 def _zero_inflation_sentence(est, digits) -> str:

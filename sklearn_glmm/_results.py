@@ -39,6 +39,7 @@ class FactorLayout:
     n_levels: int
     theta_rows: np.ndarray
     theta_cols: np.ndarray
+    structure: object = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ class ParameterLayout:
 
 
 def parameter_layout(data) -> ParameterLayout:
-    factors = tuple(FactorLayout(f.q, f.n_levels, f.theta_rows, f.theta_cols) for f in data.factors)
+    factors = tuple(
+        FactorLayout(f.q, f.n_levels, f.theta_rows, f.theta_cols, f.structure) for f in data.factors
+    )
     return ParameterLayout(data.n_beta, data.n_theta, data.n_extra, factors)
 
 
@@ -114,6 +117,9 @@ def z_transform(factor, X) -> np.ndarray:
     uncorrelated (``diag``) or intercept-free term is only scaled, since centring
     would change its model.
     """
+    if factor.structure is not None:
+        # indicators of time levels: scaling them apart would break the structure
+        return np.eye(factor.q)
     Z = factor.z_matrix(X)
     q = Z.shape[1]
     T = np.eye(q)
@@ -397,8 +403,14 @@ def _set_random_effects(est, obj, theta_s, data):
         B = U @ Lo.T
         est._fit_arrays.factors.append(FactorArrays(f.name, f.levels, names, S, B))
         Ci = obj.conditional_variances(fi)
-        est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
+        if fd.structure is None:
+            est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
+        else:  # large blocks: matrix products, not einsum's O(q^4) loop
+            est._ranef_condvar[f.name] = np.matmul(np.matmul(Lo, Ci), Lo.T)
         est._lambda[f.name] = Lo
+        if fd.structure is not None:
+            singular += _structure_singular(f, fd.structure, theta_s, data, fi)
+            continue
         # the singular test reads the internal factor, whose columns are centred and
         # scaled: it does not depend on the units or origin of the predictors
         diag = np.abs(np.diag(L))
@@ -418,6 +430,20 @@ def _set_random_effects(est, obj, theta_s, data):
             SingularFitWarning,
             stacklevel=user_stacklevel(),
         )
+
+
+def _structure_singular(f, structure, theta_s, data, fi) -> list:
+    """A structured factor on its boundary: an SD below lme4's tolerance, or a
+    correlation parameter on its bound (|correlation| near 1)."""
+    k = sum(g.n_params for g in data.factors[:fi])
+    p = theta_s[k : k + structure.n_params]
+    out = []
+    sd = p[: structure.n_sd]
+    names = f.term.names if structure.n_sd > 1 else [f.term.time]
+    out += [f"{f.name}: sd {nm}" for nm, v in zip(names, sd) if v < SINGULAR_TOL]
+    if structure.at_boundary(p):
+        out.append(f"{f.name}: {structure.name} correlation")
+    return out
 
 
 def _set_family_params(est, extra, V, start, data):

@@ -91,8 +91,11 @@ def zero_inflation_term(spec):
             f"{_WHAT}={spec!r} is not a valid term: {err} Write fixed predictors by their "
             "feature names, e.g. '1 + time' or '0 + dose'."
         ) from None
-    if term.diagonal:
-        raise ValueError(f"{_WHAT}={spec!r}: diag(...) and '||' apply to random effects only.")
+    if term.diagonal or term.structure is not None:
+        raise ValueError(
+            f"{_WHAT}={spec!r}: diag(...), '||' and covariance structures apply to random "
+            "effects only."
+        )
     return None if not term.slopes else term
 
 

@@ -348,7 +348,19 @@ def _term_string(intercept: bool, slopes: list[str], diagonal: bool) -> str:
 def _random_effects(bars, data: pd.DataFrame, fixed_names: list[str]) -> dict[str, str]:
     """Factor name -> term; two terms on one factor merge into a diagonal term."""
     columns: dict[str, tuple[bool, list, bool]] = {}
+    structured: dict[str, str] = {}
     for bar in bars:
+        if bar.structure is not None:
+            term = _structured_term(bar, fixed_names)
+            for parts in _group_parts(bar.group):
+                name = ":".join(parts)
+                if name in structured or name in columns:
+                    raise NotImplementedError(
+                        f"{bar.structure}(...) for {name!r} cannot be combined with another "
+                        "random-effect term on the same grouping factor."
+                    )
+                structured[name] = term
+            continue
         intercept, slopes = _bar_columns(bar, data, fixed_names)
         for parts in _group_parts(bar.group):
             name = ":".join(parts)
@@ -356,7 +368,40 @@ def _random_effects(bars, data: pd.DataFrame, fixed_names: list[str]) -> dict[st
                 columns[name] = _merge_terms(name, columns[name], (intercept, slopes, bar.diagonal))
             else:
                 columns[name] = (intercept, slopes, bar.diagonal)
-    return {name: _term_string(*term) for name, term in columns.items()}
+    if structured and set(structured) & set(columns):
+        raise NotImplementedError(
+            f"a structured term on {sorted(set(structured) & set(columns))} cannot be "
+            "combined with another random-effect term on the same grouping factor."
+        )
+    return {**{name: _term_string(*term) for name, term in columns.items()}, **structured}
+
+
+def _structured_term(bar, fixed_names: list[str]) -> str:
+    """``ar1(0 + factor(day) | id)`` -> ``"ar1(day)"``; ``ou(numFactor(t) + 0 | id)`` and
+    ``ou(t + 0 | id)`` -> ``"ou(t)"``. The time variable is read from X, so it must be a
+    (numeric) column of the fixed part."""
+    parts = [p.strip() for p in bar.lhs.replace("-1", "+0").split("+")]
+    parts = [p for p in parts if p and p != "0"]
+    var = None
+    if len(parts) == 1:
+        m = re.fullmatch(
+            r"(?:factor|numFactor|as\.factor)?\s*\(?\s*([A-Za-z_.][\w.]*)\s*\)?", parts[0]
+        )
+        var = m.group(1) if m else None
+    if var is None:
+        raise ValueError(
+            f"Cannot read {bar.structure}({bar.lhs} | {bar.group}): write "
+            f"{bar.structure}(0 + factor(day) | {bar.group}) with one time variable and no "
+            "intercept."
+        )
+    if var not in fixed_names:
+        raise ValueError(
+            f"The time variable {var!r} of {bar.structure}({bar.lhs} | {bar.group}) must also "
+            f"be a numeric term of the fixed part (random_effects read it from X, which has "
+            f"{fixed_names}): add {var} to the formula, e.g. 'y ~ x + {var} + "
+            f"{bar.structure}(0 + factor({var}) | {bar.group})'."
+        )
+    return f"{bar.structure}({var})"
 
 
 def _merge_terms(name, first, second) -> tuple[bool, list, bool]:

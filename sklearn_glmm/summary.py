@@ -51,6 +51,9 @@ def model_formula(est) -> str:
     for f in est._factors:
         t = f.term
         inner = " + ".join((["1"] if t.intercept else ["0"]) + list(t.slopes))
+        if getattr(t, "structure", None) is not None:
+            bars.append(f"{t.structure}(0 + factor({t.time}) | {f.name})")
+            continue
         bars.append(f"({inner} {'||' if t.diagonal else '|'} {f.name})")
     return f"{lhs} ~ {' + '.join([rhs] + bars)}"
 
@@ -63,12 +66,39 @@ def random_effects_table(est) -> pd.DataFrame:
         sd = np.sqrt(np.clip(np.diag(S), 0, None))
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = S / np.outer(sd, sd)
+        if getattr(f, "structure", None) is not None:
+            rows += _structured_rows(est, f, S, sd)
+            continue
         for k, name in enumerate(f.term.names):
             row = {"Groups": f.name, "Name": name, "Variance": S[k, k], "Std.Dev.": sd[k]}
             for j in range(k):
                 row[f"Corr{j + 1}"] = corr[k, j] if not f.term.diagonal else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _structured_rows(est, f, S, sd) -> list:
+    """A structured factor's rows: every level's variance, and on the first row its
+    structure's correlation parameter as glmmTMB prints it (``0.60 (ar1)``)."""
+    st = f.structure
+    k = est._layout.n_beta
+    for g in est._layout.factors:
+        if g.structure is st:
+            break
+        k += len(g.theta_rows) if g.structure is None else g.structure.n_params
+    values = st.reported(est._params[k : k + st.n_params])[st.n_sd :]
+    if st.name == "toep":  # the correlation at each lag, one per row
+        labels = ["(toep)"] + [f"lag {j}: {v:.2f}" for j, v in enumerate(values, start=1)]
+    elif st.name == "ou":
+        labels = [f"rate {values[0]:.4g} (ou)"]
+    else:
+        labels = [f"{values[0]:.2f} ({st.name})"]
+    rows = []
+    for j, name in enumerate(f.term.names):
+        row = {"Groups": f.name, "Name": name, "Variance": S[j, j], "Std.Dev.": sd[j]}
+        row["Structure"] = labels[j] if j < len(labels) else ""
+        rows.append(row)
+    return rows
 
 
 _COLUMNS = {
@@ -201,6 +231,8 @@ class Summary:
             prev = row["Groups"]
             corr = [row[c] for c in t.columns if c.startswith("Corr") and pd.notna(row.get(c))]
             cs = " ".join(f"{c:5.2f}" for c in corr)
+            if isinstance(row.get("Structure"), str):
+                cs = row["Structure"]
             lines.append(
                 f" {g:<12}{row['Name']:<16}{row['Variance']:>12.4g}{row['Std.Dev.']:>11.4g} {cs}"
             )

@@ -119,6 +119,10 @@ def test_intercept_only(long):
         ("diag(1 + time | id)", "diag(1 + time)"),  # glmmTMB's covariance structures
         ("us(1 + time | id)", "1 + time"),
         ("diag(1 | id)", "1"),
+        ("ar1(0 + factor(time) | id)", "ar1(time)"),  # structures over a time variable
+        ("cs(factor(time) + 0 | id)", "cs(time)"),
+        ("toep(0 + factor(time) | id)", "toep(time)"),
+        ("ou(numFactor(time) + 0 | id)", "ou(time)"),
     ],
 )
 def test_random_effect_terms(long, bar, term):
@@ -127,10 +131,15 @@ def test_random_effect_terms(long, bar, term):
     assert list(design.groups.columns) == ["id"]
 
 
-@pytest.mark.parametrize("term", ["ar1(0 + factor(time) | id)", "cs(1 + time | id)"])
+@pytest.mark.parametrize("term", ["exp(pos + 0 | id)", "rr(0 + factor(time) | id)"])
 def test_unavailable_covariance_structures_are_named(long, term):
     with pytest.raises(ValueError, match="covariance structure .* not available"):
         parse_glmm_formula(f"y ~ time + {term}", long)
+
+
+def test_structure_needs_one_time_variable(long):
+    with pytest.raises(ValueError, match="one time variable"):
+        parse_glmm_formula("y ~ time + cs(1 + time | id)", long)
 
 
 def test_factor_slope_uses_fixed_column_names(veg):

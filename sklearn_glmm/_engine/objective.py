@@ -17,6 +17,10 @@ the log-density. Its gradient in ``(beta, theta, phi)`` is analytic: the
 envelope theorem for the first two terms and an adjoint solve for the mode's
 dependence in ``log|H|`` (see :meth:`Objective.gradient`).
 
+A factor with a covariance structure (``covariance.py``: ar1, cs, toep, ou) has its own
+parameters in ``params`` in place of Lambda's entries: ``_unpack`` maps them to the
+entries, and the gradient is taken along each parameter's ``d Lambda / d p``.
+
 Order of calls: ``Objective.evaluate(params)`` → ``_unpack`` → ``pirls``
 (sets the mode, curvatures and factorisation) → value; ``gradient`` reuses
 that state. Adaptive Gauss-Hermite quadrature (``n_agq > 1``) adds
@@ -32,7 +36,13 @@ import numpy as np
 
 from . import blocks as _blocks
 from .groups import GroupIndex
-from .linalg import BlockSolver, InnerSolveFailure, NotPositiveDefinite, make_solver
+from .linalg import (
+    BlockSolver,
+    InnerSolveFailure,
+    NotPositiveDefinite,
+    PaddedBlockSolver,
+    make_solver,
+)
 from .quadrature import agq_deviance, agq_gradient
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -49,10 +59,29 @@ class FactorData:
     theta_cols: np.ndarray
     offset: int  # start of this factor in u
     local: int  # start of this factor in a row's local entries
+    # a structured covariance (``covariance.CorrelationStructure``): the optimiser sees
+    # its parameters, which map to the Cholesky entries at theta_rows/theta_cols;
+    # None: the parameters are those entries (lme4's unstructured or diagonal factor)
+    structure: object = None
 
     @property
     def q(self) -> int:
         return self.Z.shape[1]
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the optimiser's parameters differ from the Cholesky entries (a
+        structure other than lme4's own parametrisation)."""
+        return self.structure is not None and not self.structure.identity
+
+    @property
+    def n_params(self) -> int:
+        """Covariance parameters the optimiser sees for this factor."""
+        return self.structure.n_params if self.mapped else len(self.theta_rows)
+
+    def cholesky_entries(self, p: np.ndarray) -> np.ndarray:
+        """The entries of Lambda (at theta_rows/theta_cols) for the parameters ``p``."""
+        return self.structure.theta(p) if self.mapped else p
 
 
 @dataclass(frozen=True)
@@ -75,7 +104,22 @@ class ModelData:
 
     @property
     def n_theta(self) -> int:
-        return sum(len(f.theta_rows) for f in self.factors)
+        """Covariance parameters the optimiser sees (theta, or a structure's)."""
+        return sum(f.n_params for f in self.factors)
+
+    @property
+    def structured(self) -> bool:
+        return any(f.mapped for f in self.factors)
+
+    def cholesky_theta(self, params: np.ndarray) -> np.ndarray:
+        """Cholesky entries of every factor for the covariance parameters ``params``."""
+        if not self.structured:
+            return params
+        out, k = [], 0
+        for f in self.factors:
+            out.append(f.cholesky_entries(params[k : k + f.n_params]))
+            k += f.n_params
+        return np.concatenate(out)
 
     @property
     def n_extra(self) -> int:
@@ -108,23 +152,47 @@ class ModelData:
         return sum(f.n_levels * f.q for f in self.factors)
 
 
-def make_factor_data(codes_list, Z_list, n_levels_list, layouts) -> tuple[FactorData, ...]:
+def make_factor_data(
+    codes_list, Z_list, n_levels_list, layouts, structures=None
+) -> tuple[FactorData, ...]:
     """Assemble :class:`FactorData` for every factor, assigning u offsets."""
     out, off, loc = [], 0, 0
-    for codes, Z, G, (rows, cols) in zip(codes_list, Z_list, n_levels_list, layouts):
-        out.append(FactorData(codes, Z, G, rows, cols, off, loc))
+    structures = [None] * len(codes_list) if structures is None else structures
+    for codes, Z, G, (rows, cols), st in zip(
+        codes_list, Z_list, n_levels_list, layouts, structures
+    ):
+        out.append(FactorData(codes, Z, G, rows, cols, off, loc, st))
         off += G * Z.shape[1]
         loc += Z.shape[1]
     return tuple(out)
 
 
-def lambda_matrices(data: ModelData, theta: np.ndarray) -> list[np.ndarray]:
-    """Lower-triangular relative covariance factor of every factor."""
+def lambda_matrices(data, theta: np.ndarray) -> list[np.ndarray]:
+    """Lower-triangular relative covariance factor of every factor.
+
+    ``theta`` holds the optimiser's covariance parameters (``data.n_theta``): the
+    Cholesky entries, or a structured factor's own parameters.
+    """
+    mats, k = [], 0
+    for f in data.factors:
+        L = np.zeros((f.q, f.q))
+        structure = getattr(f, "structure", None)
+        structure = None if structure is None or structure.identity else structure
+        nt = len(f.theta_rows) if structure is None else structure.n_params
+        pf = theta[k : k + nt]
+        L[f.theta_rows, f.theta_cols] = pf if structure is None else structure.theta(pf)
+        mats.append(L)
+        k += nt
+    return mats
+
+
+def _cholesky_matrices(data: ModelData, chol: np.ndarray) -> list[np.ndarray]:
+    """Lambda of every factor from its Cholesky entries."""
     mats, k = [], 0
     for f in data.factors:
         L = np.zeros((f.q, f.q))
         nt = len(f.theta_rows)
-        L[f.theta_rows, f.theta_cols] = theta[k : k + nt]
+        L[f.theta_rows, f.theta_cols] = chol[k : k + nt]
         mats.append(L)
         k += nt
     return mats
@@ -141,6 +209,7 @@ def _fixed_terms(data: ModelData):
 def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
     """The model restricted to some rows, levels renumbered (for starting values)."""
     codes, Zs, levels, layouts = [], [], [], []
+    structures = [f.structure for f in data.factors]
     for f in data.factors:
         uniq, new = np.unique(f.codes[mask], return_inverse=True)
         codes.append(new.astype(np.intp))
@@ -154,7 +223,7 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
         data.weights[mask],
         data.offset[mask],
         data.family,
-        make_factor_data(codes, Zs, levels, layouts),
+        make_factor_data(codes, Zs, levels, layouts, structures),
         None
         if data.extra_designs is None
         else tuple(None if D is None else D[mask] for D in data.extra_designs),
@@ -223,7 +292,9 @@ class Objective:
         self.groups = [GroupIndex(f.codes, f.n_levels) for f in f0]
         self.Q = data.n_u
         if len(f0) == 1:
-            self.solver = BlockSolver(f0[0].codes, f0[0].n_levels, f0[0].q)
+            # a structured factor's blocks (one effect per time point) are large
+            solver = PaddedBlockSolver if f0[0].mapped else BlockSolver
+            self.solver = solver(f0[0].codes, f0[0].n_levels, f0[0].q)
             # Newton steps are damped level by level: each level is its own problem
             self.u_unit = np.repeat(np.arange(f0[0].n_levels), f0[0].q)
             self.n_units = f0[0].n_levels
@@ -235,6 +306,8 @@ class Objective:
         # one factor with a scalar random effect (random intercepts): H is diagonal
         self._scalar = self._single and f0[0].q == 1
         self.u = np.zeros(self.Q)
+        self._cov = np.zeros(data.n_theta)  # the last covariance parameters evaluated
+        self._structured = data.structured
         self.n_evals = 0
         self.pirls_failures = 0
         self.pirls_iterations = 0
@@ -247,15 +320,19 @@ class Objective:
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
-        """``(beta, theta, extra)``: ``extra`` the family's values of its blocks."""
+        """``(beta, theta, extra)``: ``theta`` the Cholesky entries of Lambda (a
+        structured factor's parameters mapped to them), ``extra`` the family's values of
+        its blocks."""
         d = self.data
         p, T = d.n_beta, d.n_theta
-        return params[:p], params[p : p + T], d.extra_values(params[p + T :])
+        self._cov = params[p : p + T]
+        theta = d.cholesky_theta(self._cov) if self._structured else self._cov
+        return params[:p], theta, d.extra_values(params[p + T :])
 
     def _a_vals(self, theta):
         if self._scalar:
             return self.data.factors[0].Z * theta[0]
-        lams = lambda_matrices(self.data, theta)
+        lams = _cholesky_matrices(self.data, theta)
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
     def _Au(self, a_vals, u):
@@ -317,7 +394,9 @@ class Objective:
         a_vals = self._a_vals(theta)
         eta_fix = d.X @ beta + d.offset
         u = (self.u if u0 is None else u0).copy()
-        bt = np.concatenate([beta, theta])
+        # the parameters the optimiser moves (a structure's own, when there is one): the
+        # predictor below is a derivative in them
+        bt = np.concatenate([beta, self._cov if self._structured else theta])
         if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
             # first-order move of the modes with (beta, theta), from the last gradient
             _, ref, J = self._predictor
@@ -656,8 +735,10 @@ class Objective:
         d = self.data
         s = self.state
         der, a_vals, u = s["der"], s["a_vals"], s["u"]
-        Ginv = self.solver.local_inverse()
-        K = np.einsum("nij,nj->ni", Ginv, a_vals)
+        if hasattr(self.solver, "row_solve"):  # large blocks: no (n, q, q) array
+            K = self.solver.row_solve(a_vals)
+        else:
+            K = np.einsum("nij,nj->ni", self.solver.local_inverse(), a_vals)
         c = np.einsum("ni,ni->n", K, a_vals)
         v = der.w3 * c
         m = self.solver.solve(self._Atv(a_vals, v))
@@ -673,6 +754,14 @@ class Objective:
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
             Uc = gi.expand(u[sl].reshape(f.n_levels, f.q))
             mf = m[sl].reshape(f.n_levels, f.q)
+            if f.mapped:
+                k0 = len(g_theta)
+                moves, dirs, gs = self._structure_terms(f, gi, Uc, mf, psi, der, K)
+                for k, (mv, dr, g) in enumerate(zip(moves, dirs, gs)):
+                    direct[sl, k0 + k] = dr.ravel()
+                    eta_moves.append(mv[:, None])
+                    g_theta.append(g)
+                continue
             for r, col in zip(f.theta_rows, f.theta_cols):
                 zr = f.Z[:, r]
                 Dr = gi.sum(der.d1 * zr)
@@ -686,6 +775,38 @@ class Objective:
         self._predictor = (u, s["bt"], self.solver.solve(R))
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
+
+    def _directions(self, f) -> np.ndarray:
+        """``d Lambda / d p_k`` of a structured factor at the current parameters,
+        shape (n_params, q, q)."""
+        k = 0
+        for g in self.data.factors:
+            if g is f:
+                break
+            k += g.n_params
+        p = self._cov[k : k + f.n_params]
+        J = f.structure.jacobian(p)
+        out = np.zeros((f.n_params, f.q, f.q))
+        out[:, f.theta_rows, f.theta_cols] = J.T
+        return out
+
+    def _structure_terms(self, f, gi, Uc, mf, psi, der, K):
+        """A structured factor's gradient pieces, one per parameter ``p_k``, along
+        ``dL = d Lambda / d p_k`` (the Cholesky-entry terms summed with the Jacobian's
+        weights, in O(n q) each): how eta moves (``z_i' dL u_j``), the direct part of
+        the mode equation (``dL' Z'd1`` per level) and the derivative."""
+        Z, Kf = f.Z, K[:, f.local : f.local + f.q]
+        ZtD = gi.sum(der.d1[:, None] * Z)  # (levels, q)
+        wZ = der.w[:, None] * Z
+        moves, dirs, gs = [], [], []
+        for dL in self._directions(f):
+            mv = np.einsum("nq,nq->n", Z, Uc @ dL.T)
+            dr = ZtD @ dL
+            g = psi @ mv + np.sum(mf * dr) + 2.0 * np.sum(wZ * (Kf @ dL.T))
+            moves.append(mv)
+            dirs.append(dr)
+            gs.append(g)
+        return moves, dirs, gs
 
     def _gradient_scalar(self) -> np.ndarray:
         """:meth:`gradient` for one factor with a scalar random effect (H diagonal)."""
@@ -726,6 +847,10 @@ class Objective:
         cols = [d.X]
         for f, gi in zip(d.factors, self.groups):
             Uc = gi.expand(u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q))
+            if f.mapped:
+                for dL in self._directions(f):
+                    cols.append(np.einsum("nq,nq->n", f.Z, Uc @ dL.T)[:, None])
+                continue
             for r, col in zip(f.theta_rows, f.theta_cols):
                 cols.append((f.Z[:, r] * Uc[:, col])[:, None])
         D = np.hstack(cols)

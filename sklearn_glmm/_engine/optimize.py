@@ -151,7 +151,9 @@ def starting_point(obj) -> np.ndarray:
     """
     data = obj.data
     extra0 = data.default_extra()
-    theta0 = [np.where(f.theta_rows == f.theta_cols, 0.5, 0.0) for f in data.factors]
+    theta0 = [
+        _structure_start(f, np.where(f.theta_rows == f.theta_cols, 0.5, 0.0)) for f in data.factors
+    ]
     # the GLM's trial steps may overflow (worth -inf to its line search, not a warning)
     with single_threaded_blas(), _quiet_trial_points():
         glm = _glm_rows(obj)
@@ -171,7 +173,7 @@ def starting_point(obj) -> np.ndarray:
         # curvatures are a poor guide: the plain start there
         if data.factors and data.family.n_extra == 0:
             der = obj._derivs(data.X @ beta0 + data.offset, extra0)
-            theta0 = [_moment_theta(f, der) for f in data.factors]
+            theta0 = [_structure_start(f, _moment_theta(f, der)) for f in data.factors]
     theta0 = np.concatenate(theta0) if theta0 else np.zeros(0)
     return np.concatenate([beta0, theta0, extra0])
 
@@ -202,6 +204,15 @@ def _interior_extras(data, coefs):
     return out
 
 
+def _structure_start(f, theta) -> np.ndarray:
+    """A structured factor's start: its SDs at the mean of the Cholesky diagonals
+    ``theta`` suggests, its correlations at the structure's own start."""
+    if not f.mapped:
+        return theta
+    diag = theta[f.theta_rows == f.theta_cols]
+    return f.structure.start(float(np.mean(diag)) if len(diag) else 0.5)
+
+
 def _moment_theta(f, der) -> np.ndarray:
     """Cholesky diagonals from the spread of one-step level effects around the GLM.
 
@@ -228,12 +239,16 @@ def _moment_theta(f, der) -> np.ndarray:
 
 
 def parameter_bounds(data) -> list:
-    """L-BFGS-B bounds: Cholesky diagonals >= 0 (as lme4), the family's extra bounds."""
-    theta = [
-        (0.0, None) if r == c else (None, None)
-        for f in data.factors
-        for r, c in zip(f.theta_rows, f.theta_cols)
-    ]
+    """L-BFGS-B bounds: Cholesky diagonals >= 0 (as lme4), a structured factor's own
+    bounds (its SDs >= 0), the family's extra bounds."""
+    theta = []
+    for f in data.factors:
+        if f.mapped:
+            theta += list(f.structure.bounds())
+            continue
+        theta += [
+            (0.0, None) if r == c else (None, None) for r, c in zip(f.theta_rows, f.theta_cols)
+        ]
     extra = list(data.extra_bounds)
     return [(None, None)] * data.n_beta + theta + extra
 
@@ -478,6 +493,9 @@ def _column_partners(data) -> dict:
     """For each Cholesky diagonal's index in the parameters, the indices below it in its column."""
     out, k = {}, data.n_beta
     for f in data.factors:
+        if f.mapped:  # an SD of a structure: no entries below it
+            k += f.n_params
+            continue
         rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
         for j, (r, c) in enumerate(zip(rows, cols)):
             if r == c:

@@ -16,6 +16,7 @@ from .block import (
     BlockSolver,
     InnerSolveFailure,
     NotPositiveDefinite,
+    PaddedBlockSolver,
     SparseCoupledSolver,
 )
 from .nested import NestedSolver, elimination_costs, factor_codes, nesting_chain
@@ -28,6 +29,7 @@ __all__ = [
     "InnerSolveFailure",
     "NestedSolver",
     "NotPositiveDefinite",
+    "PaddedBlockSolver",
     "SparseCoupledSolver",
     "make_solver",
 ]

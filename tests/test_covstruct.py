@@ -1,0 +1,341 @@
+"""Structured covariances of a factor's block (ar1, cs, ou): properties of the
+structures, the objective through them, the syntax, and glmmTMB's fits.
+
+The references come from glmmTMB 1.1.5 (``tests/fixtures/covstruct/make_fixtures.R`` on
+the data written by ``generate.py`` there).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import BinomialGLMM, PoissonGLMM
+from sklearn_glmm._design import parse_term, theta_layout
+from sklearn_glmm._engine.covariance import (
+    AR1,
+    CompoundSymmetry,
+    OrnsteinUhlenbeck,
+    Toeplitz,
+    Unstructured,
+    _durbin_levinson,
+)
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
+from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
+from sklearn_glmm.exceptions import SingularFitWarning
+
+HERE = Path(__file__).parent / "fixtures" / "covstruct"
+
+
+def _data():
+    return pd.read_csv(HERE / "covstruct.csv")
+
+
+STRUCTURES = [
+    AR1(6),
+    AR1(2),
+    CompoundSymmetry(5),
+    CompoundSymmetry(2),
+    Toeplitz(5),
+    Toeplitz(2),
+    OrnsteinUhlenbeck([0.0, 0.7, 1.9, 2.0, 5.5]),
+]
+
+
+def _random_params(st, rng):
+    """Parameters inside the structure's bounds, the correlation ones up to the bounds."""
+    p = []
+    for lo, hi in st.bounds():
+        lo = -30.0 if lo is None else lo
+        hi = 30.0 if hi is None else hi
+        p.append(rng.uniform(lo, hi) if hi - lo < 60 else rng.uniform(0.0, 3.0))
+    return np.array(p)
+
+
+@pytest.mark.parametrize("st", STRUCTURES, ids=lambda s: f"{s.name}{s.q}")
+def test_positive_definite_over_bounds(st):
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        p = _random_params(st, rng)
+        p[: st.n_sd] = np.maximum(p[: st.n_sd], 0.05)
+        S = st.covariance(p)
+        assert np.linalg.eigvalsh(S).min() > 0
+        np.testing.assert_allclose(np.sqrt(np.diag(S)), st.sds(p), rtol=1e-10)
+    # at the correlation parameters' bounds too
+    for k, (lo, hi) in enumerate(st.cor_bounds()):
+        for edge in (lo, hi):
+            p = st.start(0.7)
+            p[st.n_sd + k] = edge
+            assert np.linalg.eigvalsh(st.correlation(p[st.n_sd :])).min() > 0
+
+
+@pytest.mark.parametrize("st", STRUCTURES, ids=lambda s: f"{s.name}{s.q}")
+def test_jacobian_against_finite_differences(st):
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        p = _random_params(st, rng)
+        p[st.n_sd :] *= 0.5  # away from the bounds: room for the differences
+        J = st.jacobian(p)
+        num = np.zeros_like(J)
+        for k in range(len(p)):
+            e = np.zeros(len(p))
+            e[k] = 1e-6
+            num[:, k] = (st.theta(p + e) - st.theta(p - e)) / 2e-6
+        np.testing.assert_allclose(J, num, atol=1e-7 * max(1.0, np.abs(J).max()))
+
+
+def test_ar1_correlations_and_names():
+    st = AR1(4)
+    p = np.array([0.5, 1.0])  # rho = 1 / sqrt(2)
+    rho = 1 / np.sqrt(2)
+    S = st.covariance(p)
+    np.testing.assert_allclose(S[0], 0.25 * rho ** np.arange(4), rtol=1e-12)
+    assert st.reported(p) == pytest.approx([0.5, rho])
+
+
+def test_toeplitz_lag_correlations_have_the_partial_autocorrelations():
+    """Durbin-Levinson: the AR(k) fit to the lag correlations (Yule-Walker) ends in the
+    k-th partial autocorrelation, and the correlation matrix is positive definite."""
+    from scipy.linalg import solve_toeplitz, toeplitz
+
+    phi = np.array([0.6, -0.3, 0.2, 0.5, -0.8])
+    r = _durbin_levinson(phi)
+    assert np.linalg.eigvalsh(toeplitz(np.r_[1.0, r])).min() > 0
+    for k in range(1, len(phi) + 1):
+        a = solve_toeplitz(np.r_[1.0, r[: k - 1]], r[:k])
+        assert a[-1] == pytest.approx(phi[k - 1], abs=1e-12)
+
+
+def _objective(structure=None, q=3, seed=3, fam="poisson"):
+    """A Poisson objective with a q-level time factor within 40 people."""
+    rng = np.random.default_rng(seed)
+    n_people = 40
+    codes = np.repeat(np.arange(n_people), q)
+    day = np.tile(np.arange(q), n_people)
+    Z = np.eye(q)[day]
+    X = np.column_stack([np.ones(len(codes)), rng.normal(size=len(codes))])
+    b = rng.normal(scale=0.7, size=(n_people, q))
+    eta = X @ [0.4, 0.3] + b[codes, day]
+    y = rng.poisson(np.exp(eta)).astype(float)
+    diagonal = structure == "diag"
+    st = None if structure in (None, "diag") else structure
+    factors = make_factor_data([codes], [Z], [n_people], [theta_layout(q, diagonal)], [st])
+    n = len(y)
+    data = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), make_family(fam), factors)
+    return Objective(data)
+
+
+def test_objective_gradient_in_structure_parameters():
+    for st, p in [(AR1(4), [0.6, 0.8]), (CompoundSymmetry(4), [0.5, 0.7, 0.6, 0.4, 0.3])]:
+        obj = _objective(st, q=4)
+        x = np.concatenate([[0.3, 0.2], p])
+        _val, g = obj.value_and_grad(x)
+        num = np.zeros_like(x)
+        for k in range(len(x)):
+            e = np.zeros(len(x))
+            e[k] = 1e-5
+            num[k] = (obj.evaluate(x + e) - obj.evaluate(x - e)) / 2e-5
+        np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)
+
+
+def test_unstructured_through_the_structure_path_is_identical():
+    """lme4's Cholesky parametrisation as a structure object: the same objective,
+    gradient and fit, bit for bit."""
+    plain = _objective(None, q=3)
+    via = _objective(Unstructured(3), q=3)
+    x = np.concatenate([[0.3, 0.2], [0.6, 0.1, -0.2, 0.5, 0.05, 0.4]])
+    v0, g0 = plain.value_and_grad(x)
+    v1, g1 = via.value_and_grad(x)
+    assert v0 == v1
+    np.testing.assert_array_equal(g0, g1)
+    fits = []
+    for obj in (_objective(None, q=3), _objective(Unstructured(3), q=3)):
+        x0 = starting_point(obj)
+        fits.append(fit_objective(obj, x0, parameter_bounds(obj.data), 500, 1e-10)[0])
+    np.testing.assert_array_equal(fits[0], fits[1])
+
+
+def test_ar1_with_zero_correlation_is_the_equal_variance_diagonal():
+    ar1 = _objective(AR1(4), q=4)
+    diag = _objective("diag", q=4)
+    s = 0.55
+    v_ar1 = ar1.evaluate(np.array([0.3, 0.2, s, 0.0]))
+    v_diag = diag.evaluate(np.array([0.3, 0.2, s, s, s, s]))
+    assert v_ar1 == pytest.approx(v_diag, rel=1e-12)
+    # a correlation near 0 is near it, and moves the value smoothly
+    v_near = ar1.evaluate(np.array([0.3, 0.2, s, 1e-6]))
+    assert abs(v_near - v_diag) < 1e-4
+
+
+def test_parse_structured_terms():
+    t = parse_term("ar1(day)")
+    assert (t.structure, t.time, t.intercept, t.slopes) == ("ar1", "day", False, ())
+    assert parse_term("cs( 0 + wave )").time == "wave"
+    assert parse_term("ou(time)").structure == "ou"
+    assert parse_term("us(1 + time)") == parse_term("1 + time")
+    for bad in ("ar1(1 + day)", "ar1(day + x)", "ar1()"):
+        with pytest.raises(ValueError, match="one time variable"):
+            parse_term(bad)
+    assert parse_term("toep(day)").structure == "toep"
+    with pytest.raises(ValueError, match="exp"):
+        parse_term("exp(day)")
+
+
+def test_structured_fit_attributes_and_errors():
+    df = _data()
+    X = df[["day", "x"]]
+    before = X.copy()
+    m = PoissonGLMM(random_effects="ar1(day)").fit(X, df["count"], groups=df["id"])
+    pd.testing.assert_frame_equal(X, before)  # the caller's data untouched
+    S = m.random_effects_cov_["id"]
+    assert list(S.columns) == [f"day{d}" for d in range(1, 7)]
+    sd, rho = m.confint().loc[["sd_day|id", "rho_ar1|id"], "estimate"]
+    np.testing.assert_allclose(S.to_numpy()[0], sd**2 * rho ** np.arange(6), rtol=1e-10)
+    ci = m.confint().loc["rho_ar1|id"]
+    assert ci["lower"] < rho < ci["upper"] and -1 < ci["lower"] and ci["upper"] < 1
+    assert m.converged_ and not m.is_singular_
+    text = str(m.summary())
+    assert "(ar1)" in text and "ar1(0 + factor(day) | id)" in text
+    with pytest.raises(NotImplementedError, match="wald"):
+        m.confint(method="profile")
+    new = df.head(3).copy()
+    new.loc[0, "day"] = 9
+    with pytest.raises(ValueError, match="not seen in fit"):
+        m.predict(new[["day", "x"]], groups=new["id"])
+    with pytest.raises(ValueError, match="not a feature"):
+        PoissonGLMM(random_effects="ar1(week)").fit(X, df["count"], groups=df["id"])
+    one = df.assign(day=1)
+    with pytest.warns(Warning), pytest.raises(ValueError, match="at least two distinct"):
+        PoissonGLMM(random_effects="ar1(day)").fit(
+            one[["day", "x"]], one["count"], groups=one["id"]
+        )
+
+
+def test_formula_front_end_matches_the_estimator():
+    from sklearn_glmm.formula import glmmTMB
+
+    df = _data()
+    m = glmmTMB("count ~ day + x + ar1(0 + factor(day) | id)", df, family="poisson")
+    ref = PoissonGLMM(random_effects="ar1(day)").fit(df[["day", "x"]], df["count"], groups=df["id"])
+    assert m.random_effects == {"id": "ar1(day)"}
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-8)
+    m = glmmTMB("count ~ t + x + ou(numFactor(t) + 0 | id)", df, family="poisson")
+    assert m.random_effects == {"id": "ou(t)"}
+    with pytest.raises(ValueError, match="fixed part"):
+        glmmTMB("count ~ x + cs(0 + factor(day) | id)", df, family="poisson")
+
+
+# -- glmmTMB 1.1.5 references ---------------------------------------------------------
+# glmmTMB's own binomial cs fit stops with false convergence (NA log-likelihood) and its
+# binomial toep fit fails (an error), so they are no references; the others are.
+FITS = {
+    "pois_ar1": (PoissonGLMM, "count", ["day", "x"], "ar1(day)"),
+    "pois_cs": (PoissonGLMM, "count", ["day", "x"], "cs(day)"),
+    "pois_toep": (PoissonGLMM, "count", ["day", "x"], "toep(day)"),
+    "pois_ou": (PoissonGLMM, "count", ["t", "x"], "ou(t)"),
+    "bin_ar1": (BinomialGLMM, "bin", ["day", "x"], "ar1(day)"),
+    "bin_ou": (BinomialGLMM, "bin", ["t", "x"], "ou(t)"),
+}
+
+
+def _glmmtmb_reported(kind, theta):
+    """glmmTMB's theta (log SDs, then its correlation parameter) on the reported scale."""
+    if kind == "ou":  # log SD, log rate
+        return np.array([np.exp(theta[0]), np.exp(theta[1])])
+    sds, a = np.exp(theta[:-1]), theta[-1]
+    if kind == "cs":  # glmmTMB's cs: rho = lo + (1 - lo) plogis(a), lo = -1 / (q - 1)
+        lo = -1.0 / (len(sds) - 1)
+        return np.concatenate([sds, [lo + (1 - lo) / (1 + np.exp(-a))]])
+    return np.concatenate([sds, [a / np.sqrt(1 + a * a)]])
+
+
+@pytest.mark.parametrize("model", sorted(FITS))
+def test_against_glmmtmb(model):
+    ref = pd.read_csv(HERE / "glmmtmb_fits.csv")
+    ref = ref[ref.model == model]
+    assert ref.loc[ref.kind == "version", "value"].item() == 115  # glmmTMB 1.1.5
+    cls, y, cols, term = FITS[model]
+    df = _data()
+    # R: glmmTMB(<y> ~ <cols> + <structure>(0 + factor(day) | id), family = ...)
+    m = cls(random_effects=term).fit(df[cols], df[y], groups=df["id"])
+    assert m.converged_
+    assert m.loglik_ == pytest.approx(ref.loc[ref.kind == "loglik", "value"].item(), abs=0.01)
+    fixed = ref[ref.kind == "fixed"].set_index("name")
+    ours = m.fixed_effects_
+    for name, row in fixed.iterrows():
+        assert abs(ours.loc[name, "estimate"] - row["value"]) < 0.05 * row["se"], name
+        assert ours.loc[name, "std_error"] == pytest.approx(row["se"], rel=0.02), name
+    # the implied covariance (glmmTMB's VarCorr): SDs within 2 %, correlations within 0.02
+    cov = ref[ref.kind == "cov"]
+    S_ref = np.zeros(m.random_effects_cov_["id"].shape)
+    for name, v in zip(cov["name"], cov["value"]):
+        i, j = (int(k) - 1 for k in name.split("_"))
+        S_ref[i, j] = S_ref[j, i] = v
+    S = m.random_effects_cov_["id"].to_numpy()
+    sd, sd_ref = np.sqrt(np.diag(S)), np.sqrt(np.diag(S_ref))
+    np.testing.assert_allclose(sd, sd_ref, rtol=0.02)
+    np.testing.assert_allclose(S / np.outer(sd, sd), S_ref / np.outer(sd_ref, sd_ref), atol=0.02)
+    kind = term.split("(")[0]
+    if kind != "toep":  # glmmTMB's own parameters, where their transform is documented
+        theta = ref.loc[ref.kind == "theta", "value"].to_numpy()
+        want = _glmmtmb_reported(kind, theta)
+        ci = m.confint()
+        got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=0.02)
+
+
+def test_structured_factor_beside_a_crossed_factor():
+    """A structured factor with a second, crossed factor (the general solver): the
+    gradient in the structure's parameters against finite differences, and a fit."""
+    df = _data()
+    df["site"] = df["id"] % 7
+    with warnings.catch_warnings():  # no site effect was simulated: a zero variance
+        warnings.simplefilter("ignore", SingularFitWarning)
+        m = PoissonGLMM(random_effects={"id": "ar1(day)", "site": "1"}).fit(
+            df[["day", "x"]], df["count"], groups=df[["id", "site"]]
+        )
+    assert m.converged_
+    assert set(m.random_effects_cov_) == {"id", "site"}
+    assert m.random_effects_cov_["id"].shape == (6, 6)
+    obj = m._objective
+    x = m._params.copy() + 0.01
+    _v, g = obj.value_and_grad(x)
+    num = np.zeros_like(x)
+    for k in range(len(x)):
+        e = np.zeros(len(x))
+        e[k] = 1e-5
+        num[k] = (obj.evaluate(x + e) - obj.evaluate(x - e)) / 2e-5
+    np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-4)
+
+
+def test_ou_on_unit_spaced_times_is_ar1():
+    """With times 1, 2, ..., q an OU correlation exp(-rate |i - j|) is AR1's rho^|i - j|
+    with rho = exp(-rate): the same optimum."""
+    df = _data()
+    X = df[["day", "x"]]
+    ar1 = PoissonGLMM(random_effects="ar1(day)").fit(X, df["count"], groups=df["id"])
+    ou = PoissonGLMM(random_effects="ou(day)").fit(X, df["count"], groups=df["id"])
+    assert ou.loglik_ == pytest.approx(ar1.loglik_, abs=1e-5)
+    rho = ar1.confint().loc["rho_ar1|id", "estimate"]
+    rate = ou.confint().loc["rate_ou|id", "estimate"]
+    assert np.exp(-rate) == pytest.approx(rho, rel=1e-3)
+
+
+@pytest.mark.parametrize("term", ["ar1(day)", "cs(day)", "ou(t)"])
+def test_row_order_and_time_origin_do_not_matter(term):
+    """Shuffled rows, and the time variable shifted (a new origin), give the same fit."""
+    df = _data()
+    col = "t" if term.startswith("ou") else "day"
+    ref = PoissonGLMM(random_effects=term).fit(df[[col, "x"]], df["count"], groups=df["id"])
+    sh = df.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    sh[col] = sh[col] + 100.0
+    m = PoissonGLMM(random_effects=term).fit(sh[[col, "x"]], sh["count"], groups=sh["id"])
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
+    np.testing.assert_allclose(
+        m.random_effects_cov_["id"].to_numpy(), ref.random_effects_cov_["id"].to_numpy(), atol=1e-5
+    )
