@@ -395,6 +395,12 @@ class _BaseGLMM(BaseEstimator):
                 check_distinct_labels(f.name, f.levels)
         self._factor_input_names = factor_names(groups) if groups is not None else []
         check_quadrature_structure(self.n_agq, [f.q for f in factors])
+        structured = [f.structure.name for f in factors if not _identity(f.structure)]
+        if self.n_agq > 1 and structured:
+            raise ValueError(
+                f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) is not available with "
+                f"the covariance structure {structured[0]!r}; use n_agq=1 (Laplace)."
+            )
         self._z_maps = [_results.z_transform(f, X_raw) for f in factors]
         fdata = make_factor_data(
             [f.codes for f in factors],
@@ -739,3 +745,8 @@ class _BaseGLMM(BaseEstimator):
         for z, wt in zip(_GH_Z, _GH_W):
             out += wt * table(eta + np.sqrt(var) * z)
         return out
+
+
+def _identity(structure) -> bool:
+    """An unstructured or diagonal factor (no structure object, or an identity one)."""
+    return structure is None or getattr(structure, "identity", False)

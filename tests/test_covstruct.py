@@ -339,3 +339,13 @@ def test_row_order_and_time_origin_do_not_matter(term):
     np.testing.assert_allclose(
         m.random_effects_cov_["id"].to_numpy(), ref.random_effects_cov_["id"].to_numpy(), atol=1e-5
     )
+
+
+@pytest.mark.parametrize("term", ["ar1(day)", "cs(day)"])
+def test_quadrature_with_a_structure_is_refused_by_name(term):
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(30), 3)
+    X = pd.DataFrame({"day": np.tile([1.0, 2.0, 3.0], 30)})
+    y = rng.poisson(2.0, len(ids))
+    with pytest.raises(ValueError, match="not available with the covariance structure"):
+        PoissonGLMM(term, n_agq=5).fit(X, y, groups=ids)
