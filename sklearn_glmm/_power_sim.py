@@ -7,7 +7,6 @@ the order in which studies run.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass
 
@@ -133,39 +132,3 @@ def run_chunk(spec, test, method, design, tasks):
         return [
             (cell, run_study(spec, test, method, design, g, k, seed)) for cell, g, k, seed in tasks
         ]
-
-
-class Progress:
-    """A progress bar on stderr (tqdm's when it is installed)."""
-
-    def __init__(self, total: int, enabled: bool, desc: str = "power"):
-        self.total, self.done, self.enabled, self.desc = total, 0, enabled, desc
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, desc=desc)
-            except ImportError:
-                self.bar = None
-
-    def update(self, k: int):
-        self.done += k
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(k)
-            return
-        width = 30
-        filled = int(width * self.done / max(self.total, 1))
-        sys.stderr.write(
-            f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-        )
-        sys.stderr.flush()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

@@ -9,7 +9,6 @@ validation: it builds a new objective with the simulated outcome and reruns
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import replace
 
@@ -18,6 +17,7 @@ from sklearn.utils import check_random_state
 
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
 from ._engine.optimize import fit_objective, single_threaded_blas
+from ._progress import Progress
 from ._state import carrying_data
 
 
@@ -100,41 +100,6 @@ def _boot_chunk(est, seeds, new_random_effects):
     return out, ok
 
 
-class _Progress:
-    """A minimal progress bar on stderr (tqdm when it is installed)."""
-
-    def __init__(self, total, enabled):
-        self.total, self.done, self.enabled = total, 0, enabled
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, desc="bootstrap")
-            except ImportError:
-                self.bar = None
-
-    def update(self, k):
-        self.done += k
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(k)
-            return
-        width = 30
-        filled = int(width * self.done / max(self.total, 1))
-        sys.stderr.write(
-            f"\rbootstrap [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-        )
-        sys.stderr.flush()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            sys.stderr.write("\n")
-
-
 def bootstrap_params(
     est, n_boot, random_state=None, n_jobs=None, progress=False, new_random_effects=True
 ):
@@ -153,7 +118,7 @@ def bootstrap_params(
     n_chunks = max(1, min(int(n_boot), 4 * (1 if n_jobs in (None, 1) else abs(int(n_jobs)) + 1)))
     n_chunks = max(n_chunks, int(np.ceil(n_boot / 25)))
     chunks = [list(c) for c in np.array_split(np.arange(n_boot), n_chunks) if len(c)]
-    bar = _Progress(int(n_boot), progress)
+    bar = Progress(int(n_boot), progress, desc="bootstrap")
     results = []
     with single_threaded_blas():
         if n_jobs in (None, 1):

@@ -46,8 +46,9 @@ import pandas as pd
 from scipy import stats
 
 from ._design import INTERCEPT
-from ._power_sim import Progress, run_chunk
+from ._power_sim import run_chunk
 from ._power_spec import GLMMSpec, longitudinal_design, resample_design
+from ._progress import Progress
 from .exceptions import PowerSimulationWarning
 
 __all__ = [
@@ -182,7 +183,7 @@ def _run(spec, test, method, design, tasks, n_jobs, progress):
     """Every study's outcome, in the order of ``tasks``."""
     size = max(1, min(25, len(tasks) // (4 * (1 if n_jobs in (None, 1) else abs(n_jobs)))))
     chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
-    bar = Progress(len(tasks), bool(progress))
+    bar = Progress(len(tasks), bool(progress), desc="power")
     results = []
     try:
         if n_jobs in (None, 1):
