@@ -21,7 +21,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import special
 
-from ..blocks import ParameterBlock
+from ..blocks import ParameterBlock, rows_of
 from ..links import Link, LogLink
 
 _ETA_MAX = 700.0  # exp(700) is finite in float64; beyond it mu overflows
@@ -197,7 +197,7 @@ class Family:
         for i in range(0, len(flat_eta), step):
             rows = slice(i, i + step)
             nodes = flat_eta[rows, None] + flat_sd[rows, None] * z
-            out[rows] = self.mean(nodes, _rows_as_column(extra, rows)) @ w
+            out[rows] = self.mean(nodes, rows_of(extra, rows, column=True)) @ w
         return out.reshape(eta.shape)
 
 
@@ -206,13 +206,6 @@ _GH_MAX_SD = 1.5
 _NODE_SPACING = 0.25  # on the link scale: resolves the inverse link's curvature
 _Z_RANGE = 9.0  # standard normal mass beyond +-9: 2e-19
 _NODE_CELLS = 2_000_000  # rows x nodes evaluated at once
-
-
-def _rows_as_column(extra, rows):
-    """The family's values for a block of rows, per-row values as a column."""
-    if not isinstance(extra, tuple):
-        return extra  # scalars only
-    return tuple(v[rows, None] if isinstance(v, np.ndarray) and v.ndim else v for v in extra)
 
 
 def _lgamma_ratio(y, theta):
