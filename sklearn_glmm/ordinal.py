@@ -17,7 +17,9 @@ from ._engine.families import make_family
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
+from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
+from ._tables import block_effects, fitted_table
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
@@ -38,6 +40,14 @@ _ORDINAL_PARAMS = """
         clm's threshold structures: one free threshold per cut, equally spaced
         thresholds (``threshold.1``, ``spacing``), or thresholds symmetric around a
         centre (``central``, ``spacing.k``).
+    scale : str or None, default=None
+        Scale effects (``ordinal::clmm2``'s ``scale = ~ x``): feature names of ``X``
+        in the term syntax of ``random_effects`` (``"temp"``, ``"x1 + x2"``) whose
+        values set each row's latent scale, ``P(Y <= j) = F((alpha_j - eta) /
+        exp(s' zeta))``. The scale model has no intercept (clmm2 fixes it at 0), so
+        ``"x"``, ``"1 + x"`` and ``"0 + x"`` are one model; its predictors are
+        features of ``X`` and so also location effects. ``None``: one scale for
+        every row.
     n_agq : int, default=1
         1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
         quadrature (one grouping factor with a scalar random effect, as clmm, or
@@ -83,6 +93,10 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         The threshold parameters as clmm reports them (``threshold.1`` and
         ``spacing`` for equidistant thresholds; the thresholds themselves for
         flexible ones), with ``std_error``, ``z_value``, ``p_value``.
+    scale_effects_ : DataFrame
+        With ``scale``: the scale coefficients ``zeta`` (log scale) indexed by the
+        predictors' names, with ``std_error``, ``z_value``, ``p_value`` (clmm2's
+        "Scale coefficients").
     """
         + _COMMON_ATTRS
         + _NOTES
@@ -108,8 +122,10 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         **{k: v for k, v in _PARAMETER_CONSTRAINTS.items() if k != "fit_intercept"},
         "link": [StrOptions(set(ORDINAL_LINKS))],
         "threshold": [StrOptions(set(THRESHOLDS))],
+        "scale": [str, None],
     }
     __metadata_request__score = {"groups": False}
+    scale_effects_ = fitted_table(block_effects("scale_effects_"))
 
     def __init__(
         self,
@@ -117,6 +133,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         *,
         link="logit",
         threshold="flexible",
+        scale=None,
         n_agq=1,
         group_columns=None,
         max_iter=1000,
@@ -126,6 +143,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         self.random_effects = random_effects
         self.link = link
         self.threshold = threshold
+        self.scale = scale
         self.n_agq = n_agq
         self.group_columns = group_columns
         self.max_iter = max_iter
@@ -193,6 +211,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
             threshold=self.threshold,
             labels=list(self.classes_),
             start=start,
+            scale=scale_term(self.scale) is not None,
         )
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):
@@ -207,6 +226,19 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
                 f"{len(self.classes_)}); use threshold='flexible'."
             )
         return super()._model_data(X_raw, yv, trials, w, off, groups)
+
+    def _set_block_designs(self, family, zi_term, disp_term, X_raw, names):
+        """The scale model's design (``scale``) for the family's ``log_scale`` block."""
+        super()._set_block_designs(family, zi_term, disp_term, X_raw, names)
+        slopes = scale_term(self.scale)
+        self._scale_design = None if slopes is None else scale_design(slopes, X_raw, names)
+        if self._scale_design is None:
+            return None
+        per_block = tuple(
+            self._scale_design if b.prefix == "scale" else None for b in family.blocks
+        )
+        self._block_designs = per_block
+        return tuple(None if d is None else d.internal(X_raw) for d in per_block)
 
     def _learn_support(self, y, eta, weights):
         (self.thresholds_, self.threshold_coefficients_) = threshold_tables(self)
@@ -251,15 +283,27 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         group); ``population="zero"`` sets the random effect to zero.
         """
         eta, var = self._linear_predictor(X, groups, offset, population)
-        return self._class_probabilities(eta, var)
+        return self._class_probabilities(eta, var, X)
 
-    def _class_probabilities(self, eta, var):
+    def _class_probabilities(self, eta, var, X=None):
+        """Class probabilities at linear predictors with mean ``eta`` and variance ``var``
+        (averaged over a normal); ``X``: the rows, for their scale (with ``scale``)."""
         fam = self._family_obj
         if np.all(var == 0):
-            return fam.class_probabilities(eta, self._extra)
+            return fam.class_probabilities(eta, self._row_values(X, len(eta)))
         sd = np.sqrt(var)[:, None]
         nodes = eta[:, None] + sd * _GH_Z[None, :]
-        return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, self._extra), _GH_W)
+        extra = self._row_values(X, len(eta), column=True)
+        return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, extra), _GH_W)
+
+    def _row_values(self, X, n, column=False):
+        """The family's values for the rows of ``X``; without scale effects the fitted
+        thresholds serve any rows."""
+        if getattr(self, "_scale_design", None) is None:
+            return self._extra
+        if X is None:
+            raise ValueError("the rows' predictors X are needed for their scale (scale=...).")
+        return self._family_values(X, column=column)
 
     def predict(self, X, groups=None, *, offset=None):
         """The most probable class."""
@@ -298,7 +342,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     # -- on the training rows -----------------------------------------------------
     def _train_probabilities(self):
         check_is_fitted(self, "coef_")
-        return self._family_obj.class_probabilities(self._train["eta"], self._extra)
+        return self._family_obj.class_probabilities(self._train["eta"], self._family_values())
 
     def fitted(self):
         """Expected class index ``E[Y]`` on the training rows (random effects at their
