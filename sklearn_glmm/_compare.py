@@ -25,6 +25,10 @@ def _fit_info(est):
     return dict(data=d, base=base, zi=fam.zero_inflated, npar=est.n_params_)
 
 
+# the words for a family block's model, by its prefix
+_PARTS = {"zi": "zero-inflation", "disp": "dispersion"}
+
+
 def _block_design(data, prefix):
     """The design of the family's block ``prefix`` ("zi", "disp") on the training rows: a
     column of ones for a constant block, None when the family has no such block."""
@@ -114,10 +118,16 @@ def _nesting(small, big):
     ds, db = s["data"], b["data"]
     if not np.allclose(ds.offset, db.offset):
         return "the offsets differ"
-    for prefix, part in (("zi", "zero-inflation"), ("disp", "dispersion")):
+    prefixes = {b.prefix for d in (ds, db) for b in d.family.blocks if b.prefix}
+    for prefix in sorted(prefixes):
+        part = _PARTS.get(prefix, prefix)
         Ds, Db = _block_design(ds, prefix), _block_design(db, prefix)
         if Ds is not None and Db is not None and not _in_span(Ds, Db):
             return f"its {part} model is not a subset of the larger model's"
+        # a block only the smaller model has (zero inflation, a dispersion: their
+        # families already differ; scale effects) is not nested in a model without it
+        if Ds is not None and Db is None:
+            return f"it has a {part} model, which the larger model has not"
     if not _in_span(ds.X, db.X):
         return "its fixed effects are not a subset of the larger model's"
     for fa, fca in zip(ds.factors, small._factors):

@@ -48,6 +48,7 @@ def clmm(
     link: str = "logit",
     threshold: str = "flexible",
     *,
+    scale: str | None = None,
     nAGQ: int | None = None,  # noqa: N803 (R's name)
     n_agq: int | None = None,
     weights=None,
@@ -68,6 +69,13 @@ def clmm(
     link : {"logit", "probit", "cloglog", "loglog", "cauchit"}, default="logit"
         clm's links (its definitions of cloglog and loglog).
     threshold : {"flexible", "equidistant", "symmetric"}, default="flexible"
+    scale : str, default=None
+        Scale effects, as ``ordinal::clmm2``'s ``scale = ~ x``: a one-sided formula
+        (``"~ temp"``) whose terms set each row's latent scale,
+        ``P(Y <= j) = F((alpha_j - eta) / exp(s' zeta))``. Its intercept is fixed at
+        0, as clmm2's; factors are coded as R codes them (``tempwarm``), and those
+        columns must also be terms of the location formula (``formula``).
+        ``scale_effects_`` holds the coefficients, named as clmm2 names them.
     nAGQ, n_agq : int, default=1
         Quadrature points (R's ``nAGQ``; 1 is the Laplace approximation). clmm's
         non-adaptive rule (negative ``nAGQ``) is not available.
@@ -112,10 +120,12 @@ def clmm(
         if values is not None:
             complete &= ~np.isnan(values)
     design, keep = _parse(formula, data, complete)
+    scale_columns = _scale_columns(scale, data.loc[keep], list(design.X.columns))
     estimator = OrdinalGLMM(
         random_effects=design.random_effects,
         link=link,
         threshold=threshold,
+        scale=None if not scale_columns else " + ".join(scale_columns),
         n_agq=n_agq,
         **estimator_params,
     )
@@ -127,6 +137,38 @@ def clmm(
         offset=_total_offset(design.offset, None if off_all is None else off_all[keep]),
     )
     estimator.formula_ = formula
+    if scale_columns:
+        estimator.scale_formula_ = "~" + str(scale).strip().lstrip("~").strip()
     estimator.design_info_ = design.model_spec
     estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator
+
+
+def _scale_columns(scale, data: pd.DataFrame, location: list[str]) -> list[str]:
+    """The R-named columns of clmm2's scale formula (without its intercept, which clmm2
+    fixes at 0); they must be columns of the location model's design."""
+    from .formula import _model_matrix, _r_frame
+
+    if scale is None:
+        return []
+    if not isinstance(scale, str):
+        raise TypeError(f"scale must be a one-sided formula such as '~ temp', got {scale!r}.")
+    rhs = scale.strip()
+    rhs = rhs[1:].strip() if rhs.startswith("~") else rhs
+    if "|" in rhs:
+        raise ValueError(
+            f"scale={scale!r}: random effects in the scale model are not supported; the "
+            "latent scale may depend on fixed predictors only (scale = ~ x)."
+        )
+    if rhs.replace(" ", "") in ("", "1", "0", "-1", "1-1", "1+-1"):
+        return []
+    frame, _ = _r_frame(_model_matrix(rhs, data))
+    columns = list(frame.columns)
+    absent = [c for c in columns if c not in location]
+    if absent:
+        raise ValueError(
+            f"scale column(s) {absent} must also appear in the location formula: the scale "
+            f"model is built from the columns of X, which has {location}. Add them to the "
+            "formula's fixed part."
+        )
+    return columns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._report import _compare_sentences, _effect_sentences, _random_sentences
@@ -42,6 +43,7 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
         )
     parts = [intro]
     parts += _effect_sentences(est, ci, outcome, level, digits)
+    parts += _scale_sentences(est, ci, level, digits)
     parts += _random_sentences(est, ci, digits)
     th = est.thresholds_["estimate"]
     cuts = ", ".join(f"{name}: {value:.{digits}f}" for name, value in th.items())
@@ -57,3 +59,22 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
     if not est.converged_:
         parts.append("Warning: the optimiser reported convergence problems (see fit_record_).")
     return " ".join(parts)
+
+
+def _scale_sentences(est, ci, level, digits) -> list[str]:
+    """One sentence per scale effect: the factor ``exp(zeta)`` of the latent scale."""
+    if getattr(est, "_scale_design", None) is None:
+        return []
+    pct = f"{round(level * 100):d}%"
+    out = []
+    table = est.scale_effects_
+    for name in table.index:
+        z, p = table.loc[name, "estimate"], table.loc[name, "p_value"]
+        lo, hi = ci.loc[f"scale~{name}", "lower"], ci.loc[f"scale~{name}", "upper"]
+        r, a, b = (f"{v:.{digits}f}" for v in np.exp([z, lo, hi]))
+        pv = "p < .001" if p < 0.001 else f"p = {p:.3f}"
+        out.append(
+            f"The latent scale (the spread of the latent variable) was multiplied by {r} per "
+            f"unit of {name} (exp(zeta), {pct} CI [{a}, {b}], {pv})."
+        )
+    return out

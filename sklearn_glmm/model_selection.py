@@ -246,7 +246,7 @@ def mean_absolute_class_error(
     """
     model, Xt = _ordinal_model(estimator, X)
     eta, var = model._linear_predictor(Xt, groups, offset, population)
-    pred = np.argmax(model._class_probabilities(eta, var), axis=1)
+    pred = np.argmax(model._class_probabilities(eta, var, Xt), axis=1)
     return float(np.average(np.abs(model._encode_outcome(y) - pred), weights=sample_weight))
 
 

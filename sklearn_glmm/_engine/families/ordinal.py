@@ -17,11 +17,14 @@ scale depends on each row: ``P(Y <= j) = F((alpha_j - eta) / exp(s))``, with
 ``s = d' zeta`` a block with a design and no intercept (clmm2 fixes it at 0: the
 thresholds, coefficients and random effects set the overall scale). The family then
 receives a tuple of the threshold parameters (floats) and the rows' ``s`` (an array,
-broadcast against ``eta`` from the right). Thresholds out of order give no probability model: the log-density
-is ``-inf`` there, a failed evaluation for the optimiser.
+broadcast against ``eta`` from the right).
+
+Thresholds out of order give no probability model: the log-density is ``-inf``
+there, a failed evaluation for the optimiser.
 
 Every derivative comes from the partial derivatives of ``log p`` in the two
-arguments ``x_u = alpha_y - eta`` and ``x_l = alpha_{y-1} - eta``, written with
+arguments ``x_u = (alpha_y - eta) / sigma`` and ``x_l = (alpha_{y-1} - eta) / sigma``
+(``sigma = 1`` without scale effects), written with
 ``r_u = f(x_u) / p`` and ``r_l = f(x_l) / p`` (computed on the log scale), so that
 nothing cancels where ``p`` is tiny.
 """
