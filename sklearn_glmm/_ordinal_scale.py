@@ -54,8 +54,6 @@ def scale_term(spec):
             f"{WHAT}={spec!r}: diag(...), '||' and covariance structures apply to random "
             "effects only."
         )
-    if len(set(term.slopes)) != len(term.slopes):
-        raise ValueError(f"{WHAT}={spec!r} names a predictor twice.")
     return tuple(term.slopes) or None
 
 

@@ -217,6 +217,14 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     def _fit_inputs(self, X, y, groups, sample_weight, offset):
         X_raw, y_raw, groups, w, off = super()._fit_inputs(X, y, groups, sample_weight, offset)
         self._fit_weights = w
+        # the scale model's design from the user's columns (predictions see them too),
+        # before the location model drops those aliased with its thresholds
+        slopes = scale_term(self.scale)
+        self._scale_design = (
+            None if slopes is None else scale_design(slopes, X_raw, self._fixed_names)
+        )
+        if self._scale_design is not None:
+            self._scale_rows = X_raw  # the user's columns, for _set_block_designs only
         return _drop_constant_columns(X_raw, self._fixed_names), y_raw, groups, w, off
 
     def _model_data(self, X_raw, yv, trials, w, off, groups):
@@ -230,15 +238,14 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     def _set_block_designs(self, family, zi_term, disp_term, X_raw, names):
         """The scale model's design (``scale``) for the family's ``log_scale`` block."""
         super()._set_block_designs(family, zi_term, disp_term, X_raw, names)
-        slopes = scale_term(self.scale)
-        self._scale_design = None if slopes is None else scale_design(slopes, X_raw, names)
+        rows = self.__dict__.pop("_scale_rows", None)
         if self._scale_design is None:
             return None
         per_block = tuple(
             self._scale_design if b.prefix == "scale" else None for b in family.blocks
         )
         self._block_designs = per_block
-        return tuple(None if d is None else d.internal(X_raw) for d in per_block)
+        return tuple(None if d is None else d.internal(rows) for d in per_block)
 
     def _learn_support(self, y, eta, weights):
         (self.thresholds_, self.threshold_coefficients_) = threshold_tables(self)
