@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import special
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from sklearn_glmm import OrdinalGLMM
 from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.objective import Objective
 from sklearn_glmm.formula import clmm
 from sklearn_glmm.inference import anova, confint
 from sklearn_glmm.model_selection import get_scorer
@@ -308,12 +310,71 @@ def test_grid_search_over_scale(scoring):
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
 
 
-def test_more_random_effects_with_scale():
-    # no R package fits both: checked against the model without scale effects (zeta = 0
-    # in its likelihood) and by AGQ with two random effects against Laplace being close
-    X, y, g = _wine()
-    m = OrdinalGLMM(random_effects="1 + contactyes", scale="tempwarm").fit(X, y, groups=g)
+def _slope_data():
+    rng = np.random.default_rng(11)
+    n_groups, n_per = 60, 10
+    g = np.repeat(np.arange(n_groups), n_per)
+    x = rng.normal(size=len(g))
+    s = rng.integers(0, 2, len(g)).astype(float)
+    b0, b1 = rng.normal(scale=0.8, size=n_groups), rng.normal(scale=0.9, size=n_groups)
+    latent = x + b0[g] + b1[g] * x + np.exp(0.4 * s) * rng.logistic(size=len(g))
+    return pd.DataFrame({"x": x, "s": s}), np.digitize(latent, [-1.5, 0.0, 1.5]), g
+
+
+def _brute_force_loglik(m, X, y, g, h=0.08):
+    """The marginal log-likelihood of a random intercept and slope on ``x`` with scale
+    effects on ``s``, by a tensor trapezoid rule over u in [-7, 7]^2 (b = L u)."""
+    beta = m.fixed_effects_["estimate"].to_numpy()
+    alpha = np.concatenate([[-np.inf], m.thresholds_["estimate"].to_numpy(), [np.inf]])
+    zeta = m.scale_effects_.loc["s", "estimate"]
+    L = np.linalg.cholesky(next(iter(m.random_effects_cov_.values())).to_numpy())
+    grid = np.arange(-7.0, 7.0 + h / 2, h)
+    U = np.stack([a.ravel() for a in np.meshgrid(grid, grid)])
+    B = L @ U
+    log_phi = -0.5 * np.sum(U**2, axis=0) - np.log(2 * np.pi)
+    x, s = X["x"].to_numpy(), X["s"].to_numpy()
+    total = 0.0
+    for j in np.unique(g):
+        r = g == j
+        eta = (X.to_numpy()[r] @ beta)[:, None] + B[0] + x[r][:, None] * B[1]
+        sigma = np.exp(zeta * s[r])[:, None]
+        upper = special.expit((alpha[y[r] + 1][:, None] - eta) / sigma)
+        lower = special.expit((alpha[y[r]][:, None] - eta) / sigma)
+        total += special.logsumexp(np.log(upper - lower).sum(axis=0) + log_phi) + 2 * np.log(h)
+    return total
+
+
+def test_vector_random_effects_with_scale_against_brute_force():
+    # no R package fits scale effects with more than a random intercept: the likelihood
+    # (adaptive quadrature with 15^2 nodes at the Laplace optimum) is checked against the
+    # brute-force integral, and the Laplace fit is a converged optimum near it
+    X, y, g = _slope_data()
+    m = OrdinalGLMM(random_effects="1 + x", scale="s").fit(X, y, groups=g)
     assert m.converged_ and np.isfinite(m.scale_effects_["std_error"]).all()
+    agq = -0.5 * Objective(m._objective.data, 15).evaluate(m._params)
+    assert agq == pytest.approx(_brute_force_loglik(m, X, y, g), abs=1e-4)
+    assert abs(m.loglik_ - agq) < 2.0
+
+
+@pytest.mark.slow
+def test_vector_random_effects_with_scale_agq_fit():
+    X, y, g = _slope_data()
+    m = OrdinalGLMM(random_effects="1 + x", scale="s", n_agq=5).fit(X, y, groups=g)
+    assert m.converged_
+    # at its optimum, a finer rule and the brute-force integral agree with it
+    fine = -0.5 * Objective(m._objective.data, 15).evaluate(m._params)
+    assert fine == pytest.approx(_brute_force_loglik(m, X, y, g), abs=1e-4)
+    assert abs(m.loglik_ - fine) < 0.02
+
+
+def test_crossed_random_effects_with_scale():
+    X, y, _ = _soup()
+    soup = pd.read_csv(FIXTURES / "soup.csv")
+    groups = soup[["RESP", "PRODID"]]
+    m0 = OrdinalGLMM(random_effects="1").fit(X[["PRODTest", "DAY2"]], y, groups=groups)
+    m = OrdinalGLMM(random_effects="1", scale="DAY2").fit(X[["PRODTest", "DAY2"]], y, groups=groups)
+    assert m.converged_ and m.loglik_ >= m0.loglik_ - 1e-6
+    assert np.isfinite(m.scale_effects_["std_error"]).all()
 
 
 @pytest.mark.parametrize(
