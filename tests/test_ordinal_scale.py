@@ -293,6 +293,16 @@ def test_predictions_simulation_intervals_and_anova_use_the_scale():
     assert "latent scale" in m.report()
 
 
+def test_profile_and_bootstrap_intervals_of_the_scale_effect():
+    X, y, g = _wine()
+    m = OrdinalGLMM(random_effects="1", scale="tempwarm").fit(X, y, groups=g)
+    z = m.scale_effects_.loc["tempwarm", "estimate"]
+    for kwargs in (dict(method="profile"), dict(method="bootstrap", n_boot=20, random_state=0)):
+        ci = confint(m, parm=["scale~tempwarm"], **kwargs)
+        lower, upper = ci.loc["scale~tempwarm", ["lower", "upper"]]
+        assert lower < z < upper and upper - lower < 3.0
+
+
 @pytest.mark.parametrize("scoring", ["neg_ordinal_log_loss", "neg_mean_absolute_class_error"])
 def test_grid_search_over_scale(scoring):
     X, y, g = _wine()
