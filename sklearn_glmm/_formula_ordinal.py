@@ -75,7 +75,8 @@ def clmm(
         ``P(Y <= j) = F((alpha_j - eta) / exp(s' zeta))``. Its intercept is fixed at
         0, as clmm2's; factors are coded as R codes them (``tempwarm``), and those
         columns must also be terms of the location formula (``formula``).
-        ``scale_effects_`` holds the coefficients, named as clmm2 names them.
+        ``scale_effects_`` holds the coefficients, named as clmm2 names them, and
+        ``scale_formula_`` the formula.
     nAGQ, n_agq : int, default=1
         Quadrature points (R's ``nAGQ``; 1 is the Laplace approximation). clmm's
         non-adaptive rule (negative ``nAGQ``) is not available.

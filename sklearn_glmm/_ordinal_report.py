@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._report import _compare_sentences, _effect_sentences, _random_sentences
+from ._report import _compare_sentences, _effect_sentences, _fmt_p, _random_sentences
 from .inference import confint
 
 
@@ -72,9 +72,8 @@ def _scale_sentences(est, ci, level, digits) -> list[str]:
         z, p = table.loc[name, "estimate"], table.loc[name, "p_value"]
         lo, hi = ci.loc[f"scale~{name}", "lower"], ci.loc[f"scale~{name}", "upper"]
         r, a, b = (f"{v:.{digits}f}" for v in np.exp([z, lo, hi]))
-        pv = "p < .001" if p < 0.001 else f"p = {p:.3f}"
         out.append(
             f"The latent scale (the spread of the latent variable) was multiplied by {r} per "
-            f"unit of {name} (exp(zeta), {pct} CI [{a}, {b}], {pv})."
+            f"unit of {name} (exp(zeta), {pct} CI [{a}, {b}], {_fmt_p(p)})."
         )
     return out
