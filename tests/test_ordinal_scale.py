@@ -470,3 +470,17 @@ def test_weights_are_duplicated_rows_and_group_columns_work():
     m = OrdinalGLMM(random_effects="1", scale="tempwarm").fit(X, y, groups=g)
     assert m_g.loglik_ == pytest.approx(m.loglik_, abs=1e-8)
     np.testing.assert_allclose(m_g.predict_proba(Xg), m.predict_proba(X, g), atol=1e-10)
+
+
+@pytest.mark.parametrize("n_agq", [1, 7])
+def test_objective_gradient_in_the_scale_block(n_agq):
+    # the Laplace and quadrature gradients (exact, through the modes) against central
+    # differences of the objective, away from the optimum
+    X, y, g = _wine()
+    m = OrdinalGLMM(random_effects="1", scale="tempwarm", n_agq=n_agq).fit(X, y, groups=g)
+    obj = Objective(m._objective.data, n_agq)
+    p = m._params + 0.05 * np.random.default_rng(0).normal(size=len(m._params))
+    _, grad = obj.value_and_grad(p)
+    h = 1e-6
+    fd = [(obj.evaluate(p + e) - obj.evaluate(p - e)) / (2 * h) for e in h * np.eye(len(p))]
+    np.testing.assert_allclose(grad, fd, atol=1e-6)
