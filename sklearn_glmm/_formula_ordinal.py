@@ -18,6 +18,29 @@ class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
         self._forget_formula()
         return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
 
+    def _newdata(self, X, groups, offset, re_form, population):
+        """The estimator's inputs; raw data also give the columns of the scale model only
+        (``scale_only_columns``), from the scale formula."""
+        inputs = super()._newdata(X, groups, offset, re_form, population)
+        only = self._scale_only()
+        if not only or not self._is_raw(X):
+            return inputs
+        from .formula import design_matrix
+
+        data = X if inputs.rows is None else X.loc[inputs.rows]
+        try:
+            frame = design_matrix(self.scale_design_info_, data)
+        except ValueError as err:
+            raise ValueError(
+                f"the scale formula {self.scale_formula_!r} cannot be evaluated on these rows "
+                f"(a missing value in a variable of the scale model only?): {err}"
+            ) from None
+        design = inputs.X.copy()
+        for c in only:
+            design[c] = frame[c].to_numpy()
+        inputs.X = design
+        return inputs
+
     def decision_function(self, X, groups=None, *, offset=None, re_form=None):
         """The linear predictor; ``X`` may hold the formula's variables."""
         inputs = self._newdata(X, groups, offset, re_form, "zero")
@@ -73,8 +96,9 @@ def clmm(
         Scale effects, as ``ordinal::clmm2``'s ``scale = ~ x``: a one-sided formula
         (``"~ temp"``) whose terms set each row's latent scale,
         ``P(Y <= j) = F((alpha_j - eta) / exp(s' zeta))``. Its intercept is fixed at
-        0, as clmm2's; factors are coded as R codes them (``tempwarm``), and those
-        columns must also be terms of the location formula (``formula``).
+        0, as clmm2's; factors are coded as R codes them (``tempwarm``). Columns that
+        are not terms of the location formula enter the scale model only
+        (``scale_only_columns``; clmm2's ``rating ~ contact, scale = ~ temp``).
         ``scale_effects_`` holds the coefficients, named as clmm2 names them, and
         ``scale_formula_`` the formula.
     nAGQ, n_agq : int, default=1
@@ -121,17 +145,26 @@ def clmm(
         if values is not None:
             complete &= ~np.isnan(values)
     design, keep = _parse(formula, data, complete)
-    scale_columns = _scale_columns(scale, data.loc[keep], list(design.X.columns))
+    scale_columns = _scale_columns(scale, data.loc[keep])
+    X_fit = design.X
+    only = [c for c in scale_columns if c not in design.X.columns]
+    scale_spec = None
+    if only:  # columns of the scale model only
+        frame, scale_spec = _scale_frame(scale, data.loc[keep])
+        X_fit = design.X.copy()
+        for c in only:
+            X_fit[c] = frame[c].to_numpy()
     estimator = OrdinalGLMM(
         random_effects=design.random_effects,
         link=link,
         threshold=threshold,
         scale=None if not scale_columns else " + ".join(scale_columns),
+        scale_only_columns=only or None,
         n_agq=n_agq,
         **estimator_params,
     )
     estimator.fit(
-        design.X,
+        X_fit,
         design.y,
         groups=design.groups,
         sample_weight=None if w_all is None else w_all[keep],
@@ -140,22 +173,35 @@ def clmm(
     estimator.formula_ = formula
     if scale_columns:
         estimator.scale_formula_ = "~" + str(scale).strip().lstrip("~").strip()
+    if scale_spec is not None:  # new data's columns of the scale model only
+        estimator.scale_design_info_ = scale_spec
     estimator.design_info_ = design.model_spec
     estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator
 
 
-def _scale_columns(scale, data: pd.DataFrame, location: list[str]) -> list[str]:
-    """The R-named columns of clmm2's scale formula (without its intercept, which clmm2
-    fixes at 0); they must be columns of the location model's design."""
-    from .formula import _model_matrix, _r_frame
-
-    if scale is None:
-        return []
+def _scale_rhs(scale) -> str:
     if not isinstance(scale, str):
         raise TypeError(f"scale must be a one-sided formula such as '~ temp', got {scale!r}.")
     rhs = scale.strip()
-    rhs = rhs[1:].strip() if rhs.startswith("~") else rhs
+    return rhs[1:].strip() if rhs.startswith("~") else rhs
+
+
+def _scale_frame(scale, data: pd.DataFrame):
+    """The R-named columns of a scale formula on ``data`` without the intercept, and the
+    formula's fitted model spec (for new data)."""
+    from .formula import _model_matrix, _r_frame
+
+    matrix = _model_matrix(_scale_rhs(scale), data)
+    return _r_frame(matrix)[0], matrix.model_spec
+
+
+def _scale_columns(scale, data: pd.DataFrame) -> list[str]:
+    """The R-named columns of clmm2's scale formula (without its intercept, which clmm2
+    fixes at 0)."""
+    if scale is None:
+        return []
+    rhs = _scale_rhs(scale)
     if "|" in rhs:
         raise ValueError(
             f"scale={scale!r}: random effects in the scale model are not supported; the "
@@ -163,13 +209,4 @@ def _scale_columns(scale, data: pd.DataFrame, location: list[str]) -> list[str]:
         )
     if rhs.replace(" ", "") in ("", "1", "0", "-1", "1-1", "1+-1"):
         return []
-    frame, _ = _r_frame(_model_matrix(rhs, data))
-    columns = list(frame.columns)
-    absent = [c for c in columns if c not in location]
-    if absent:
-        raise ValueError(
-            f"scale column(s) {absent} must also appear in the location formula: the scale "
-            f"model is built from the columns of X, which has {location}. Add them to the "
-            "formula's fixed part."
-        )
-    return columns
+    return list(_scale_frame(scale, data)[0].columns)

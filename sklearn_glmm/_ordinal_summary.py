@@ -81,7 +81,8 @@ class OrdinalSummary(Summary):
         formula = model_formula(est).replace(" ~ 0 + ", " ~ " if est._fixed_names else " ~ 1 + ", 1)
         out = [head, "", f"formula: {formula}"]
         if self.scale_effects is not None:
-            out.append(f"scale:   {formula_of(est._scale_design)}")
+            scale = getattr(est, "scale_formula_", None) or formula_of(est._scale_design)
+            out.append(f"scale:   {scale}")
         out.append("")
         out.append(" " + " ".join(f"{k:<{w}}" for k, w in zip(fs.index, widths)))
         out.append(" " + " ".join(f"{c:<{w}}" for c, w in zip(cells, widths)))

@@ -13,15 +13,18 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _GH_W, _GH_Z, _BaseGLMM
+from ._engine.blocks import rows_of
 from ._engine.families import make_family
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
+from ._frames import as_pandas
 from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
+from ._zero_inflation import values_at
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
 from .exceptions import RankDeficiencyWarning, SeparationWarning
 
@@ -46,8 +49,13 @@ _ORDINAL_PARAMS = """
         values set each row's latent scale, ``P(Y <= j) = F((alpha_j - eta) /
         exp(s' zeta))``. The scale model has no intercept (clmm2 fixes it at 0), so
         ``"x"``, ``"1 + x"`` and ``"0 + x"`` are one model; its predictors are
-        features of ``X`` and so also location effects. ``None``: one scale for
-        every row.
+        features of ``X`` and so also location effects, except those named in
+        ``scale_only_columns``. ``None``: one scale for every row.
+    scale_only_columns : str or list of str, default=None
+        Columns of a DataFrame ``X`` that enter the scale model only (clmm2's
+        ``rating ~ contact, scale = ~ temp``): taken out of the location model's
+        features, as ``group_columns`` takes out the grouping columns, and needed in
+        ``X`` for predictions too. Each must be named in ``scale``.
     n_agq : int, default=1
         1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
         quadrature (one grouping factor with a scalar random effect, as clmm, or
@@ -123,6 +131,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         "link": [StrOptions(set(ORDINAL_LINKS))],
         "threshold": [StrOptions(set(THRESHOLDS))],
         "scale": [str, None],
+        "scale_only_columns": [str, list, None],
     }
     __metadata_request__score = {"groups": False}
     scale_effects_ = fitted_table(block_effects("scale_effects_"))
@@ -134,6 +143,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         link="logit",
         threshold="flexible",
         scale=None,
+        scale_only_columns=None,
         n_agq=1,
         group_columns=None,
         max_iter=1000,
@@ -144,6 +154,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         self.link = link
         self.threshold = threshold
         self.scale = scale
+        self.scale_only_columns = scale_only_columns
         self.n_agq = n_agq
         self.group_columns = group_columns
         self.max_iter = max_iter
@@ -220,12 +231,49 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         # the scale model's design from the user's columns (predictions see them too),
         # before the location model drops those aliased with its thresholds
         slopes = scale_term(self.scale)
-        self._scale_design = (
-            None if slopes is None else scale_design(slopes, X_raw, self._fixed_names)
-        )
-        if self._scale_design is not None:
-            self._scale_rows = X_raw  # the user's columns, for _set_block_designs only
+        only = self._scale_only()
+        unused = [c for c in only if slopes is None or c not in slopes]
+        if unused:
+            raise ValueError(
+                f"scale_only_columns {unused} are not named in scale={self.scale!r}: a column "
+                "that enters the scale model only must be one of its predictors."
+            )
+        self._scale_design = None
+        if slopes is not None:
+            rows = self._with_scale_only(X_raw, X)
+            self._scale_design = scale_design(slopes, rows, list(self._fixed_names) + only)
+            self._scale_rows = rows  # the user's columns, for _set_block_designs only
         return _drop_constant_columns(X_raw, self._fixed_names), y_raw, groups, w, off
+
+    # -- columns of the scale model only --------------------------------------------
+    def _scale_only(self) -> list:
+        cols = self.scale_only_columns
+        if cols is None:
+            return []
+        return [cols] if isinstance(cols, str) else [str(c) for c in cols]
+
+    def _validate_X(self, X, reset: bool, with_groups: bool = False):
+        """The location model's columns: ``X`` without ``scale_only_columns``."""
+        only = self._scale_only()
+        if only:
+            X = _scale_only_frame(X, only).drop(columns=only)
+        return super()._validate_X(X, reset, with_groups)
+
+    def _with_scale_only(self, Xa, X):
+        """The location columns ``Xa`` followed by the scale-only columns of ``X``."""
+        only = self._scale_only()
+        if not only:
+            return Xa
+        values = _scale_only_frame(X, only)[only].to_numpy(dtype=float)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"scale_only_columns {only} have non-finite values (NaN or inf).")
+        return np.column_stack([Xa, values])
+
+    def _family_values(self, X=None, column: bool = False):
+        if X is None or not self._scale_only() or getattr(self, "_scale_design", None) is None:
+            return super()._family_values(X, column)
+        rows = self._with_scale_only(self._validate_X(X, reset=False)[0], X)
+        return rows_of(values_at(self, rows, self._extra), column=column)
 
     def _model_data(self, X_raw, yv, trials, w, off, groups):
         if self.threshold != "flexible" and len(self.classes_) < 3:
@@ -452,6 +500,23 @@ def _ordered_categories(y):
     if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
         return list(dtype.categories)
     return None
+
+
+def _scale_only_frame(X, only) -> pd.DataFrame:
+    """``X`` as a DataFrame holding the columns ``only`` (``scale_only_columns``)."""
+    frame = as_pandas(X)
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(
+            "scale_only_columns names columns of X, so X must be a DataFrame (got "
+            f"{type(X).__name__})."
+        )
+    missing = [c for c in only if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"scale_only_columns {missing} are not columns of X; available: "
+            f"{list(map(str, frame.columns))}."
+        )
+    return frame
 
 
 def _drop_constant_columns(X, names):
