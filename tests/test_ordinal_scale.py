@@ -72,6 +72,9 @@ CASES = {
         "probit",
         10,
     ),
+    # clmm2(rating ~ contact, scale = ~ temp, random = judge, data = wine, nAGQ = 10):
+    # temp in the scale model only
+    "wine_contact_scale_temp_agq10": ("wine", ["contactyes"], "tempwarm", "logit", 10),
     # clmm2(SURENESS ~ PROD + DAY, scale = ~ DAY, random = RESP, data = soup, nAGQ = 7)
     "soup_scale_day_agq7": ("soup", ["PRODTest", "DAY2"], "DAY2", "logit", 7),
     # exact-curvature Laplace of the three models above (see the module docstring)
@@ -84,6 +87,7 @@ CASES = {
         1,
     ),
     "laplace_soup_scale_day": ("soup", ["PRODTest", "DAY2"], "DAY2", "logit", 1),
+    "laplace_wine_contact_scale_temp": ("wine", ["contactyes"], "tempwarm", "logit", 1),
 }
 # clmm2(SURENESS ~ PROD + GENDER, scale = ~ PROD + GENDER, random = RESP, data = soup,
 #       link = "probit", nAGQ = 10): two scale effects (about 2 s)
@@ -99,11 +103,19 @@ SLOW_CASES = {
 
 
 def _fit(case):
+    """The fit of a case; scale predictors that are not location columns enter the
+    scale model only (``scale_only_columns``)."""
     data, cols, scale, link, n_agq = case
     X, y, g = _wine() if data == "wine" else _soup()
-    return OrdinalGLMM(random_effects="1", link=link, scale=scale, n_agq=n_agq).fit(
-        X[cols], y, groups=g
+    only = [c for c in scale.split(" + ") if c not in cols]
+    m = OrdinalGLMM(
+        random_effects="1",
+        link=link,
+        scale=scale,
+        scale_only_columns=only or None,
+        n_agq=n_agq,
     )
+    return m.fit(X[cols + only], y, groups=g)
 
 
 def _check_reference(m, ref):
@@ -139,6 +151,8 @@ def test_matches_clmm2_slow(key):
     [
         # clm(rating ~ temp + contact, scale = ~ temp, data = wine)
         ("clm_wine_scale_temp", dict(scale="tempwarm")),
+        # clm(rating ~ contact, scale = ~ temp, data = wine): temp in the scale model only
+        ("clm_wine_contact_scale_temp", dict(scale="tempwarm", scale_only_columns="tempwarm")),
         # clm(rating ~ temp + contact, scale = ~ contact, data = wine, link = "probit",
         #     threshold = "equidistant")
         (
@@ -175,8 +189,18 @@ def test_formula_front_end_names_as_clmm2():
     assert "Scale coefficients:" in str(m.summary())
     p = m.predict_proba(wine.head(4))
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
-    with pytest.raises(ValueError, match="must also appear in the location formula"):
-        clmm("rating ~ contact + (1 | judge)", wine, scale="~ temp")
+    # clmm2(rating ~ contact, scale = ~ temp, random = judge, data = wine, nAGQ = 10)
+    only = clmm("rating ~ contact + (1 | judge)", wine, scale="~ temp", nAGQ=10)
+    ref = REF["wine_contact_scale_temp_agq10"]
+    assert abs(only.loglik_ - ref["loglik"]) < 0.01
+    assert list(only.fixed_effects_.index) == ["contactyes"]
+    assert only.scale_only_columns == ["tempwarm"]
+    # new data: the scale-only columns come from the scale formula, with the training levels
+    p = only.predict_proba(wine.head(3))
+    X = pd.DataFrame({"contactyes": (wine["contact"] == "yes") * 1.0})
+    X["tempwarm"] = (wine["temp"] == "warm") * 1.0
+    np.testing.assert_allclose(p, only.predict_proba(X.head(3), wine["judge"].head(3)), atol=1e-12)
+    assert "scale:   ~temp" in str(only.summary())
     with pytest.raises(ValueError, match="random effects in the scale model"):
         clmm("rating ~ temp + (1 | judge)", wine, scale="~ (1 | judge)")
 
@@ -431,6 +455,29 @@ def test_invalid_scale(scale, match):
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match=match):
             OrdinalGLMM(random_effects="1", scale=scale).fit(X, y, groups=g)
+
+
+def test_scale_only_columns():
+    X, y, g = _wine()
+    m = OrdinalGLMM(random_effects="1", scale="tempwarm", scale_only_columns="tempwarm")
+    m.fit(X, y, groups=g)
+    assert list(m.fixed_effects_.index) == ["contactyes"] and list(m.feature_names_in_) == [
+        "contactyes"
+    ]
+    # predictions need the column; the location model does not see it
+    np.testing.assert_allclose(m.predict_proba(X).sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="not columns of X"):
+        m.predict_proba(X[["contactyes"]])
+    with pytest.raises(ValueError, match="not named in scale"):
+        OrdinalGLMM(random_effects="1", scale_only_columns="tempwarm").fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="must be a DataFrame"):
+        OrdinalGLMM(random_effects="1", scale="x1", scale_only_columns="x1").fit(
+            X.to_numpy(), y, groups=g
+        )
+    # the same model as the location without the column and its values in the scale
+    m_all = OrdinalGLMM(random_effects="1", scale="tempwarm").fit(X, y, groups=g)
+    assert m_all.n_params_ == m.n_params_ + 1
+    assert anova(m, m_all)["Df"].iloc[1] == 1
 
 
 def test_scale_type_checked():
