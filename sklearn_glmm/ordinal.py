@@ -270,6 +270,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         return np.column_stack([Xa, values])
 
     def _family_values(self, X=None, column: bool = False):
+        """The family's values for the rows of ``X``, scale-only columns included."""
         if X is None or not self._scale_only() or getattr(self, "_scale_design", None) is None:
             return super()._family_values(X, column)
         rows = self._with_scale_only(self._validate_X(X, reset=False)[0], X)
@@ -345,13 +346,13 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         (averaged over a normal); ``X``: the rows, for their scale (with ``scale``)."""
         fam = self._family_obj
         if np.all(var == 0):
-            return fam.class_probabilities(eta, self._row_values(X, len(eta)))
+            return fam.class_probabilities(eta, self._row_values(X))
         sd = np.sqrt(var)[:, None]
         nodes = eta[:, None] + sd * _GH_Z[None, :]
-        extra = self._row_values(X, len(eta), column=True)
+        extra = self._row_values(X, column=True)
         return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, extra), _GH_W)
 
-    def _row_values(self, X, n, column=False):
+    def _row_values(self, X, column=False):
         """The family's values for the rows of ``X``; without scale effects the fitted
         thresholds serve any rows."""
         if getattr(self, "_scale_design", None) is None:
