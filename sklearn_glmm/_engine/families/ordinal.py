@@ -184,16 +184,16 @@ class CumulativeLink(Family):
         ``-s``, ``-s (1 + s)`` and ``-s (1 + s)(1 + 2 s)``. None when the thresholds
         are out of order.
         """
-        a, s = self.split(extra)
+        a, log_sigma = self.split(extra)
         alpha = self.J @ a
         if not (np.all(np.diff(alpha) > 0) and np.all(np.isfinite(alpha))):
             return None
-        if not np.all(np.isfinite(s)):
+        if not np.all(np.isfinite(log_sigma)):
             return None
         k = np.asarray(y, dtype=np.intp) if const is None else const
         top, bottom = k == self.n_classes - 1, k == 0
         padded = np.concatenate([[0.0], alpha, [0.0]])
-        inv = np.exp(-s)  # 1 / sigma, broadcast against eta
+        inv = np.exp(-log_sigma)  # 1 / sigma, broadcast against eta
         xu = (padded[k + 1] - eta) * inv  # a placeholder for the top class
         xl = (padded[k] - eta) * inv  # a placeholder for the bottom class
         ln = self.link
