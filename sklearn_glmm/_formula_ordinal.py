@@ -144,6 +144,7 @@ def clmm(
     for values in (w_all, off_all):
         if values is not None:
             complete &= ~np.isnan(values)
+    complete &= _complete_in_scale(scale, data)  # R's na.omit drops them too
     design, keep = _parse(formula, data, complete)
     scale_columns = _scale_columns(scale, data.loc[keep])
     X_fit = design.X
@@ -194,6 +195,20 @@ def _scale_frame(scale, data: pd.DataFrame):
 
     matrix = _model_matrix(_scale_rhs(scale), data)
     return _r_frame(matrix)[0], matrix.model_spec
+
+
+def _complete_in_scale(scale, data: pd.DataFrame) -> np.ndarray:
+    """Rows without a missing value in the scale formula's variables."""
+    from .formula import _formulaic, _formulaic_text
+
+    if scale is None:
+        return np.ones(len(data), dtype=bool)
+    rhs = _scale_rhs(scale)
+    if not rhs or "|" in rhs:
+        return np.ones(len(data), dtype=bool)
+    variables = _formulaic().Formula(_formulaic_text(rhs, warn=False)).required_variables
+    used = [v for v in variables if v in data.columns]
+    return ~data[used].isna().any(axis=1).to_numpy()
 
 
 def _scale_columns(scale, data: pd.DataFrame) -> list[str]:

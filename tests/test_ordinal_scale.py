@@ -201,6 +201,10 @@ def test_formula_front_end_names_as_clmm2():
     X["tempwarm"] = (wine["temp"] == "warm") * 1.0
     np.testing.assert_allclose(p, only.predict_proba(X.head(3), wine["judge"].head(3)), atol=1e-12)
     assert "scale:   ~temp" in str(only.summary())
+    # rows with a missing value in a variable of the scale model are left out, as R does
+    gaps = wine.copy()
+    gaps.loc[[1, 5], "temp"] = None
+    assert clmm("rating ~ contact + (1 | judge)", gaps, scale="~ temp").nobs_ == len(wine) - 2
     with pytest.raises(ValueError, match="random effects in the scale model"):
         clmm("rating ~ temp + (1 | judge)", wine, scale="~ (1 | judge)")
 
