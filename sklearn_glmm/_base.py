@@ -152,7 +152,15 @@ class _BaseGLMM(BaseEstimator):
 
     def _check_params(self):
         """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows
-        but the model does not: ``True``/``False`` for the integer parameters."""
+        but the model does not: ``True``/``False`` for the integer parameters.
+
+        Parameter sets already found valid for this class are remembered (by type and
+        value, for plain values only): refits in cross-validation, bootstrap and power
+        loops then skip the validation, a tenth of a small fit.
+        """
+        key = _valid_params_key(self)
+        if key is not None and key in _VALID_PARAMS:
+            return
         self._validate_params()
         for name in ("n_agq", "max_iter", "max_count"):
             value = getattr(self, name, None)
@@ -161,6 +169,10 @@ class _BaseGLMM(BaseEstimator):
                     f"The {name!r} parameter of {type(self).__name__} must be an int, "
                     f"got {value!r} (a bool)."
                 )
+        if key is not None:
+            if len(_VALID_PARAMS) > 256:
+                _VALID_PARAMS.clear()
+            _VALID_PARAMS.add(key)
 
     def _groups_requested(self) -> bool:
         """Whether this estimator declared a mixed model: ``random_effects`` set, or
@@ -750,3 +762,41 @@ class _BaseGLMM(BaseEstimator):
 def _identity(structure) -> bool:
     """An unstructured or diagonal factor (no structure object, or an identity one)."""
     return structure is None or getattr(structure, "identity", False)
+
+
+# parameter sets already validated, per class (see ``_BaseGLMM._check_params``)
+_VALID_PARAMS: set = set()
+_PARAM_NAMES: dict = {}
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value):
+    """``(type, value)`` of a plain parameter value (a dict of plain values as a sorted
+    tuple), or None for anything else (arrays, estimators, callables)."""
+    if isinstance(value, _PLAIN):
+        return (type(value), value)
+    if isinstance(value, dict):
+        items = [(_plain(k), _plain(v)) for k, v in value.items()]
+        if all(a is not None and b is not None for a, b in items):
+            return (dict, tuple(sorted(items, key=repr)))
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        if all(v is not None for v in items):
+            return (type(value), tuple(items))
+    return None
+
+
+def _valid_params_key(est):
+    """A hashable key of ``est``'s class and parameter values, or None when a value is
+    not plain (then it is validated every time)."""
+    cls = type(est)
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = tuple(cls._get_param_names())
+    parts = []
+    for name in names:
+        v = _plain(getattr(est, name, None))
+        if v is None and getattr(est, name, None) is not None:
+            return None
+        parts.append(v)
+    return (cls, tuple(parts))
