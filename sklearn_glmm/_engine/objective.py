@@ -936,9 +936,7 @@ class GLMObjective:
         beta, extra = self._split(np.asarray(params, dtype=float))
         self.n_evals += 1
         eta = d.X @ beta + d.offset
-        self.state = dict(
-            eta=eta, extra=extra, der=d.family.derivs(d.y, eta, d.trials, d.weights, extra)
-        )
+        self.state = dict(eta=eta, extra=extra, der=self._derivs(eta, extra))
         val = float(-2.0 * self.state["der"].loglik.sum())
         return val if np.isfinite(val) else np.inf
 
