@@ -111,12 +111,28 @@ class _BaseGLMM(BaseEstimator):
     fixed_effects_ = _tables.fitted_table(_tables.fixed_effects)
     random_effects_cov_ = _tables.fitted_table(_tables.random_effects_cov)
     ranef_ = _tables.fitted_table(_tables.ranef)
-    _vcov_fixed = _tables.fitted_table(_tables.vcov_fixed)
     zero_inflation_effects_ = _tables.fitted_table(_tables.block_effects("zero_inflation_effects_"))
     dispersion_effects_ = _tables.fitted_table(_tables.block_effects("dispersion_effects_"))
+    # Former private names of the result's fields, read-only, for code not yet reading
+    # fit_result_ (the library's own modules read the result).
+    _family_obj = _state.result_alias("family")
+    _factors = _state.result_alias("factors")
+    _params = _state.result_alias("params")
+    _extra = _state.result_alias("extra")
+    _layout = _state.result_alias("layout")
+    _vcov_params = _state.result_alias("vcov")
+    _vcov_fixed = _state.result_alias("vcov_fixed")
+    _hessian = _state.result_alias("hessian")
+    _bounds = _state.result_alias("bounds")
+    _ranef_condvar = _state.result_alias("ranef_condvar")
+    _lambda = _state.result_alias("lambdas")
+    _block_se = _state.result_alias("block_se")
+    _factor_order = _state.result_alias("factor_order")
+    _fit_arrays = _state.result_alias("arrays")
+    _data_summaries = _state.result_alias("data_summaries")
     # the training data: in memory after fit, in pickles only with keep_data=True
-    _objective = _state.training_data()
-    _train = _state.training_data()
+    _objective = _state.result_alias("objective")
+    _train = _state.result_alias("train")
 
     # -- pickles and copies -----------------------------------------------------
     def __getstate__(self):
@@ -326,17 +342,9 @@ class _BaseGLMM(BaseEstimator):
             x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
             x = check_optimum(obj, x, record, bounds, self.max_iter, self.tol)
 
-        # fitted attributes (unscaled), checks and warnings
-        self._factors = factors
-        self._family_obj = data.family
-        self._bounds = bounds
-        # the objective stays with the model: profiles, refits and simulation need it
-        # (in memory; pickles carry it only with keep_data=True, see _state)
-        self._objective = obj
-        self.__dict__.pop("_data_dropped", None)
-        self.__dict__.pop("_data_summaries", None)
-        _results.set_fitted_attributes(self, obj, x, record, data)
-        self._learn_support(yv, self._train["eta"], data.weights)
+        # the result (fit_result_), the fitted attributes (unscaled), checks and warnings
+        _results.set_fitted_attributes(self, obj, x, record, data, factors, bounds)
+        self._learn_support(yv, self.fit_result_.train["eta"], data.weights)
         return self
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):
