@@ -128,6 +128,12 @@ class _BaseGLMM(BaseEstimator):
     _lambda = _state.result_alias("lambdas")
     _block_se = _state.result_alias("block_se")
     _factor_order = _state.result_alias("factor_order")
+    _factor_input_names = _state.result_alias("factor_order")
+    _scaling = _state.result_alias("scaling")
+    _z_maps = _state.result_alias("z_maps")
+    _block_designs = _state.result_alias("block_designs")
+    _zi_design = _state.result_alias("zi_design")
+    _disp_design = _state.result_alias("disp_design")
     _fit_arrays = _state.result_alias("arrays")
     _data_summaries = _state.result_alias("data_summaries")
     # the training data: in memory after fit, in pickles only with keep_data=True
@@ -333,6 +339,7 @@ class _BaseGLMM(BaseEstimator):
         X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
         yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
         data, factors = self._model_data(X_raw, yv, trials, w, off, groups)
+        pending = self.__dict__.pop("_pending_result")  # how the design was made
         obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
 
         # optimisation (one BLAS thread throughout: many small products)
@@ -343,7 +350,7 @@ class _BaseGLMM(BaseEstimator):
             x = check_optimum(obj, x, record, bounds, self.max_iter, self.tol)
 
         # the result (fit_result_), the fitted attributes (unscaled), checks and warnings
-        _results.set_fitted_attributes(self, obj, x, record, data, factors, bounds)
+        _results.set_fitted_attributes(self, obj, x, record, data, factors, bounds, pending)
         self._learn_support(yv, self.fit_result_.train["eta"], data.weights)
         return self
 
@@ -381,6 +388,10 @@ class _BaseGLMM(BaseEstimator):
 
         1. the fixed-effect design is scaled internally, aliased columns dropped;
         2. the grouping factors and their Z columns (also scaled) are built.
+
+        How the design was made (the scaling, the Z maps, the factors' names and the
+        designs of the family's blocks) is left in ``_pending_result``, which ``fit``
+        hands to the result.
         """
         zi_term = _zi.zero_inflation_term(getattr(self, "zero_inflation", None))
         disp_term = _disp.dispersion_term(getattr(self, "dispersion", None))
@@ -388,7 +399,7 @@ class _BaseGLMM(BaseEstimator):
         family.check_outcome(yv, w)
         names = self._fixed_names
         curvature = family.mean_curvature(yv, trials, w)
-        Xd, self._scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
+        Xd, scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
         if groups is None:
             if self._groups_requested():
                 raise ValueError(_groups_required_message(self))
@@ -401,7 +412,7 @@ class _BaseGLMM(BaseEstimator):
             factors = build_factors(groups, terms, names, X_raw.shape[0], X_raw)
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
-        self._factor_input_names = factor_names(groups) if groups is not None else []
+        factor_order = factor_names(groups) if groups is not None else []
         check_quadrature_structure(self.n_agq, [f.q for f in factors])
         structured = [f.structure.name for f in factors if not _identity(f.structure)]
         if self.n_agq > 1 and structured:
@@ -409,24 +420,26 @@ class _BaseGLMM(BaseEstimator):
                 f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) is not available with "
                 f"the covariance structure {structured[0]!r}; use n_agq=1 (Laplace)."
             )
-        self._z_maps = [_results.z_transform(f, X_raw) for f in factors]
+        z_maps = [_results.z_transform(f, X_raw) for f in factors]
         fdata = make_factor_data(
             [f.codes for f in factors],
-            [f.z_matrix(X_raw) @ T for f, T in zip(factors, self._z_maps)],
+            [f.z_matrix(X_raw) @ T for f, T in zip(factors, z_maps)],
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
             [f.structure for f in factors],
         )
-        designs = self._set_block_designs(family, zi_term, disp_term, X_raw, names)
+        pending = dict(scaling=scaling, z_maps=tuple(z_maps), factor_order=factor_order)
+        designs = self._block_designs_of(family, zi_term, disp_term, X_raw, names, pending)
+        self._pending_result = pending
         return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
 
-    def _set_block_designs(self, family, zi_term, disp_term, X_raw, names):
+    def _block_designs_of(self, family, zi_term, disp_term, X_raw, names, pending):
         """The designs of the family's blocks with their own predictors (the
-        zero-inflation and dispersion models): ``_block_designs`` (one design or None
-        per block; None when every block is a scalar) and the internal matrices the
-        engine gets."""
-        self._zi_design = None if zi_term is None else _zi.make_design(zi_term, X_raw, names)
-        self._disp_design = None
+        zero-inflation and dispersion models), put in ``pending``: ``zi_design``,
+        ``disp_design`` and ``block_designs`` (one design or None per block; None when
+        every block is a scalar). Returns the internal matrices the engine gets."""
+        zi_design = None if zi_term is None else _zi.make_design(zi_term, X_raw, names)
+        disp_design = None
         if disp_term is not None:
             if not any(b.prefix == "disp" for b in family.blocks):
                 raise ValueError(
@@ -439,13 +452,13 @@ class _BaseGLMM(BaseEstimator):
                     f"dispersion={self.dispersion!r}: a dispersion model is not available for "
                     f"the {family.sentence_name()}; use a constant dispersion (dispersion=None)."
                 )
-            self._disp_design = _disp.dispersion_design(disp_term, X_raw, names)
-        by_prefix = {"zi": self._zi_design, "disp": self._disp_design}
+            disp_design = _disp.dispersion_design(disp_term, X_raw, names)
+        by_prefix = {"zi": zi_design, "disp": disp_design}
         per_block = tuple(by_prefix.get(b.prefix) for b in family.blocks)
+        pending.update(zi_design=zi_design, disp_design=disp_design, block_designs=None)
         if all(d is None for d in per_block):
-            self._block_designs = None
             return None
-        self._block_designs = per_block
+        pending["block_designs"] = per_block
         return tuple(None if d is None else d.internal(X_raw) for d in per_block)
 
     def _prepare_y(self, y, n, **fit_params):
@@ -471,17 +484,18 @@ class _BaseGLMM(BaseEstimator):
         off = as_float_vector(offset, "offset", n, default=0.0)
         eta = Xa @ self.coef_ + self.intercept_ + off
         var = np.zeros(n)
-        if not self._factors:
+        res = self.fit_result_
+        if not res.factors:
             return eta, var
         if groups is not None:
             cols = groups_columns(groups, n)
-            if len(cols) != len(self._factor_order):
+            if len(cols) != len(res.factor_order):
                 raise ValueError(
                     f"groups has {len(cols)} factor(s) but the model was fitted with "
-                    f"{len(self._factor_order)}: {self._factor_order}."
+                    f"{len(res.factor_order)}: {res.factor_order}."
                 )
-            by_name = dict(zip(self._factor_order, cols))
-        for f in self._factors:
+            by_name = dict(zip(res.factor_order, cols))
+        for f in res.factors:
             Z = f.z_matrix(Xa)
             if groups is None:
                 codes = np.full(n, -1)
@@ -499,19 +513,20 @@ class _BaseGLMM(BaseEstimator):
     def _mean(self, eta, var, extra):
         """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``
         (``extra``: the family's values for these rows, ``_family_values``)."""
-        return self._family_obj.mean_over_normal(eta, var, extra)
+        return self.fit_result_.family.mean_over_normal(eta, var, extra)
 
     def _family_values(self, X=None, column: bool = False):
         """The family's values of its blocks for the rows of ``X`` (the training rows when
         None): the fitted scalars, or for a block with a design (zero inflation, the
         dispersion) each row's value (``logit pi``, ``log theta``). ``column`` shapes
         per-row values (n, 1), to broadcast against (n, K) tables."""
-        if getattr(self, "_block_designs", None) is None:
-            return self._extra
+        res = self.fit_result_
+        if res.block_designs is None:
+            return res.extra
         if X is None:  # from the training data (which pickles carry only with keep_data)
-            extra = self._objective.data.extra_values(self._extra)
+            extra = res.objective.data.extra_values(res.extra)
         else:
-            extra = _zi.values_at(self, self._validate_X(X, reset=False)[0], self._extra)
+            extra = res.block_values(self._validate_X(X, reset=False)[0])
         return rows_of(extra, column=column)
 
     def predict_dispersion(self, X):
@@ -530,15 +545,15 @@ class _BaseGLMM(BaseEstimator):
         dispersion : ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "coef_")
-        blocks = self._family_obj.blocks
+        res = self.fit_result_
+        blocks = res.family.blocks
         k = next((i for i, b in enumerate(blocks) if b.prefix == "disp"), None)
         if k is None:
             raise ValueError(
-                f"this {type(self).__name__} ({self._family_obj.r_name}) has no dispersion "
-                "parameter."
+                f"this {type(self).__name__} ({res.family.r_name}) has no dispersion parameter."
             )
         n = self._validate_X(X, reset=False)[0].shape[0]
-        if getattr(self, "_disp_design", None) is None:
+        if res.disp_design is None:
             return np.full(n, getattr(self, blocks[k].attribute), dtype=float)
         return np.asarray(blocks[k].to_reported(self._family_values(X)[k]), dtype=float)
 
@@ -568,11 +583,12 @@ class _BaseGLMM(BaseEstimator):
     def fitted(self):
         """Conditional means on the training rows (random effects at their modes)."""
         check_is_fitted(self, "coef_")
-        tr = self._train
-        return self._family_obj.mean(tr["eta"], self._family_values()) * self._binomial_scale()
+        res = self.fit_result_
+        return res.family.mean(res.train["eta"], self._family_values()) * self._binomial_scale()
 
     def _binomial_scale(self):
-        return self._train["trials"] if self._family_obj.has_trials else 1.0
+        res = self.fit_result_
+        return res.train["trials"] if res.family.has_trials else 1.0
 
     def residuals(self, type="deviance"):
         """Residuals on the training rows: "response", "pearson", "deviance" or "working".
@@ -581,7 +597,7 @@ class _BaseGLMM(BaseEstimator):
         For binomial outcomes with trials the residuals are on the count scale.
         """
         check_is_fitted(self, "coef_")
-        tr, fam, extra = self._train, self._family_obj, self._family_values()
+        tr, fam, extra = self.fit_result_.train, self.fit_result_.family, self._family_values()
         y, t = tr["y"], tr["trials"]
         m = fam.mean(tr["eta"], extra)
         mu = m * self._binomial_scale()
@@ -734,7 +750,7 @@ class _BaseGLMM(BaseEstimator):
     def _count_proba(self, X, groups, offset, max_count, population):
         """P(Y = k) for k < K and P(Y >= K) in the last column, K = ``max_count``."""
         eta, var = self._linear_predictor(X, groups, offset, population)
-        fam, extra = self._family_obj, self._family_values(X, column=True)
+        fam, extra = self.fit_result_.family, self._family_values(X, column=True)
         K = max_count
         ks = np.arange(K)[None, :]
 

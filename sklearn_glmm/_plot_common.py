@@ -108,7 +108,7 @@ def model_inputs(est, data, groups):
         from .formula import design_matrix
 
         X = design_matrix(est.design_info_, data)
-        names = list(getattr(est, "_factor_order", []))
+        names = list(est.fit_result_.factor_order)
         if groups is None and names and all(c in data.columns for c in names):
             groups = data[names]
     elif frame and hasattr(est, "feature_names_in_"):

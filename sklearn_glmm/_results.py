@@ -137,14 +137,15 @@ def _ensure_state(obj, x, record):
         )
 
 
-def set_fitted_attributes(est, obj, x, record, data, factors, bounds):
-    """Build the fit's :class:`FitResult` from the optimum ``x``, keep it as
-    ``est.fit_result_`` and set every public fitted attribute of ``est`` from it."""
+def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
+    """Build the fit's :class:`FitResult` from the optimum ``x`` (``pending``: how the
+    design was made, ``_BaseGLMM._model_data``), keep it as ``est.fit_result_`` and
+    set every public fitted attribute of ``est`` from it."""
     _ensure_state(obj, x, record)
     p, T = data.n_beta, data.n_theta
     beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
     V, H = record.covariance, record.hessian
-    sc = est._scaling
+    sc = pending["scaling"]
     J = beta_jacobian(sc)
     beta = J @ beta_s
     Vb = J @ V[:p, :p] @ J.T
@@ -170,16 +171,16 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds):
         family=data.family,
         record=record,
         scaling=sc,
-        z_maps=tuple(est._z_maps),
+        z_maps=pending["z_maps"],
         vcov=V,
         hessian=H,
         bounds=bounds,
         fixed_names=list(names),
         factors=list(factors),
-        factor_order=list(est._factor_input_names),
-        block_designs=getattr(est, "_block_designs", None),
-        zi_design=getattr(est, "_zi_design", None),
-        disp_design=getattr(est, "_disp_design", None),
+        factor_order=list(pending["factor_order"]),
+        block_designs=pending["block_designs"],
+        zi_design=pending["zi_design"],
+        disp_design=pending["disp_design"],
         arrays=FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]),
         ranef_condvar={},
         lambdas={},

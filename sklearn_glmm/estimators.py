@@ -507,7 +507,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         check_is_fitted(self, "coef_")
         if "value" not in self._support:
             y_max, eta_hi, extra_hi = self._support_inputs
-            fam = self._family_obj
+            fam = self.fit_result_.family
             mu_hi = float(fam.mean(np.array([eta_hi]), extra_hi)[0])
             note = None
             if self.max_count is not None:
@@ -555,11 +555,11 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         pi : ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "coef_")
-        if not self._family_obj.zero_inflated:
+        if not self.fit_result_.family.zero_inflated:
             raise ValueError(
                 f"this {type(self).__name__} has no zero inflation (zero_inflation=False)."
             )
-        if getattr(self, "_zi_design", None) is None:
+        if self.fit_result_.zi_design is None:
             return np.full(self._validate_X(X, reset=False)[0].shape[0], self.zero_inflation_)
         logit = self._family_values(X)[-1]
         return 1.0 / (1.0 + np.exp(-logit))
@@ -628,7 +628,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         mu = self.predict(X, groups, offset=offset)
         y = np.asarray(y, dtype=float)
         w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
-        fam, extra, t = self._family_obj, self._family_values(X), np.ones_like(y)
+        fam, extra, t = self.fit_result_.family, self._family_values(X), np.ones_like(y)
         dev = np.sum(w * fam.unit_deviance(y, mu, t, extra))
         ybar = np.average(y, weights=w)
         dev0 = np.sum(w * fam.unit_deviance(y, np.full_like(y, ybar), t, extra))
