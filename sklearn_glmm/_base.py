@@ -24,7 +24,6 @@ from . import _dispersion as _disp
 from . import _results, _state, _tables
 from . import _zero_inflation as _zi
 from ._design import build_factors, factor_names, groups_columns
-from ._engine.blocks import rows_of
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
@@ -521,13 +520,9 @@ class _BaseGLMM(BaseEstimator):
         dispersion) each row's value (``logit pi``, ``log theta``). ``column`` shapes
         per-row values (n, 1), to broadcast against (n, K) tables."""
         res = self.fit_result_
-        if res.block_designs is None:
-            return res.extra
-        if X is None:  # from the training data (which pickles carry only with keep_data)
-            extra = res.objective.data.extra_values(res.extra)
-        else:
-            extra = res.block_values(self._validate_X(X, reset=False)[0])
-        return rows_of(extra, column=column)
+        if X is None or res.block_designs is None:
+            return res.family_values(column=column)
+        return res.family_values(self._validate_X(X, reset=False)[0], column)
 
     def predict_dispersion(self, X):
         """Each row's dispersion (glmmTMB's ``predict(m, newdata, type = "disp")``).
@@ -584,7 +579,7 @@ class _BaseGLMM(BaseEstimator):
         """Conditional means on the training rows (random effects at their modes)."""
         check_is_fitted(self, "coef_")
         res = self.fit_result_
-        return res.family.mean(res.train["eta"], self._family_values()) * self._binomial_scale()
+        return res.family.mean(res.train["eta"], res.family_values()) * self._binomial_scale()
 
     def _binomial_scale(self):
         res = self.fit_result_
@@ -597,7 +592,8 @@ class _BaseGLMM(BaseEstimator):
         For binomial outcomes with trials the residuals are on the count scale.
         """
         check_is_fitted(self, "coef_")
-        tr, fam, extra = self.fit_result_.train, self.fit_result_.family, self._family_values()
+        res = self.fit_result_
+        tr, fam, extra = res.train, res.family, res.family_values()
         y, t = tr["y"], tr["trials"]
         m = fam.mean(tr["eta"], extra)
         mu = m * self._binomial_scale()

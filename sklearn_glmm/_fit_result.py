@@ -21,6 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ._engine.blocks import rows_of
 from ._engine.objective import lambda_matrices
 from .exceptions import TrainingDataError
 
@@ -121,6 +122,13 @@ class FitResult:
     training: dict | None = field(default=None, repr=False)  # objective, train
     data_summaries: dict | None = field(default=None, repr=False)  # when unpickled without data
 
+    def __repr__(self):
+        return (
+            f"FitResult(family={self.family.r_name!r}, n_params={len(self.params)}, "
+            f"factors={[f.name for f in self.factors]}, objective={self.record.objective:.6f}, "
+            f"converged={self.record.converged}, has_data={self.has_data})"
+        )
+
     # -- the parameter vector's parts ----------------------------------------------
     @property
     def beta(self) -> np.ndarray:
@@ -204,6 +212,19 @@ class FitResult:
                 out.append(design.internal(Xa) @ coefs[k : k + w])
                 k += w
         return tuple(out)
+
+    def family_values(self, Xa: np.ndarray | None = None, column: bool = False):
+        """The family's values of its blocks at the fit for rows ``Xa`` (the training
+        rows when None): the fitted coefficients when every block is a scalar, else each
+        row's value of a block with a design; ``column`` shapes those (n, 1), to
+        broadcast against (n, K) tables."""
+        if self.block_designs is None:
+            return self.extra
+        if Xa is None:  # the training rows (which pickles carry only with keep_data)
+            values = self.objective.data.extra_values(self.extra)
+        else:
+            values = self.block_values(Xa)
+        return rows_of(values, column=column)
 
     def linear_predictor(self, Xa: np.ndarray, params=None, offset=0.0, population="zero"):
         """Mean and variance of the population-level linear predictor of rows ``Xa``

@@ -102,7 +102,7 @@ def panel_overdispersion(ax, model) -> None:
     mu = np.asarray(model.fitted(), dtype=float)
     res2 = np.asarray(model.residuals("response"), dtype=float) ** 2
     res = model.fit_result_
-    var = res.family.variance_eta(res.train["eta"], np.ones_like(mu), model._family_values())
+    var = res.family.variance_eta(res.train["eta"], np.ones_like(mu), res.family_values())
     order = np.argsort(mu, kind="stable")
     k = int(np.clip(np.sqrt(len(mu)), 5, 30))
     chunks = [c for c in np.array_split(order, k) if len(c)]

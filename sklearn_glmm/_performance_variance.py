@@ -191,7 +191,8 @@ def _count_variance(est, mu: float) -> float:
     if not fam.zero_inflated:
         return float(fam.variance(mu, 1.0, est.fit_result_.extra))
     # conditional count means of the training rows, random effects included
-    return fam.mixture_variance(np.exp(est.fit_result_.train["eta"]), est._family_values())
+    res = est.fit_result_
+    return fam.mixture_variance(np.exp(res.train["eta"]), res.family_values())
 
 
 def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:

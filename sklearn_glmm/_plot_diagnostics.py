@@ -390,7 +390,7 @@ def plot_rootogram(
         fam = est.fit_result_.family
         eta = np.asarray(tr["eta"], dtype=float)[:, None]
         below = fam.pmf_eta(
-            np.arange(K)[None, :], eta, est._family_values(column=True)
+            np.arange(K)[None, :], eta, est.fit_result_.family_values(column=True)
         )  # P(Y = k), k < K
         # the last bin pools the tail: P(Y >= K) = 1 - P(Y < K)
         tail = np.clip(1.0 - below.sum(axis=1), 0.0, None)

@@ -63,7 +63,7 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
     rng = _rng(random_state)
     eta = simulate_eta(est, int(n_sim), rng, new_random_effects)
     fam, d = est.fit_result_.family, est.fit_result_.objective.data
-    extra = est._family_values(column=True)  # per-row zero inflation as a column
+    extra = est.fit_result_.family_values(column=True)  # per-row zero inflation as a column
     trials = d.trials[:, None] * np.ones((1, eta.shape[1]))
     return fam.sample_eta(eta, trials, extra, rng)
 

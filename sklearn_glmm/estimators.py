@@ -100,6 +100,14 @@ _COMMON_ATTRS = """
     is_singular_ : bool
     fit_record_ : FitRecord
         How the optimisation ran.
+    fit_result_ : FitResult
+        The outcome of the fit, which the attributes above are read from: the
+        parameters on the optimiser's scale (``params``; ``beta``, ``theta``,
+        ``extra``) and their covariance (``vcov``), the family, the fit record,
+        how the design was scaled (``scaling``, ``z_maps``; ``beta_jacobian``
+        maps back), the random effects' layout (``factors``, ``layout``) and,
+        in memory, the training data (``objective``, ``train``). Inference,
+        summaries and plots read it.
 """
 
 
@@ -494,7 +502,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
         # the largest mean is at the largest linear predictor (the mean increases with
         # it), with that row's values of the family's parameters (its zero inflation)
-        values = self._family_values()
+        values = self.fit_result_.family_values()
         if not used.any():
             self._support_inputs = (y_max, -np.inf, values)
             return

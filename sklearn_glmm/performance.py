@@ -321,7 +321,7 @@ def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
     y = np.asarray(res.train["y"], dtype=float)
     observed = int(np.sum(y == 0))
     eta = np.asarray(res.train["eta"], dtype=float)[:, None]
-    p0 = fam.pmf_eta(np.zeros(1), eta, model._family_values(column=True))
+    p0 = fam.pmf_eta(np.zeros(1), eta, res.family_values(column=True))
     predicted = int(round(float(np.sum(p0))))
     ratio = predicted / observed if observed else np.nan
     table = CheckTable(
