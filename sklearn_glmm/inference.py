@@ -140,7 +140,7 @@ def predict_interval(
             v_eta[known] += np.einsum("nq,nqr,nr->n", Z, C, Z)
     se = np.sqrt(np.clip(v_eta, 0.0, None))
     z = stats.norm.ppf(0.5 + level / 2.0)
-    fam, extra = est.fit_result_.family, est._family_values(X)
+    fam, extra = est.fit_result_.family, est.fit_result_.family_values(Xa)
     if scale == "link":
         fit, lo, hi, se_out = eta, eta - z * se, eta + z * se, se
     else:

@@ -199,9 +199,9 @@ def mean_deviance(
     conditional for known groups and averaged over the random effects otherwise.
     """
     model, Xt, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
-    extra = model._family_values(Xt)
-    mu = model.fit_result_.family.mean_over_normal(eta, var, extra)
-    dev = model.fit_result_.family.unit_deviance(yv, mu, t, extra)
+    fam, extra = model.fit_result_.family, model._family_values(Xt)
+    mu = fam.mean_over_normal(eta, var, extra)
+    dev = fam.unit_deviance(yv, mu, t, extra)
     return float(np.average(dev, weights=sample_weight))
 
 
