@@ -161,10 +161,13 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
     est_all[idx] = beta
     se_all[idx] = _standard_errors(Vb)
+    # fixed_effects_, ranef_, ... are made from these arrays when first read
+    arrays = FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx])
+    condvar, lambdas, singular = _random_effects(obj, theta_s, data, factors, pending, arrays)
+    _set_singular(est, singular)
+    block_se = _set_family_params(est, extra, V, p + T, data, pending, arrays)
     # the conditional fit on the training rows, for residuals and diagnostics
     train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
-    # the containers (arrays, conditional variances, Lambdas, block SEs) are filled below,
-    # before fit returns; fixed_effects_, ranef_, ... are made from the arrays when first read
     result = FitResult(
         params=x.copy(),
         layout=parameter_layout(data),
@@ -181,10 +184,10 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
         block_designs=pending["block_designs"],
         zi_design=pending["zi_design"],
         disp_design=pending["disp_design"],
-        arrays=FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]),
-        ranef_condvar={},
-        lambdas={},
-        block_se={},
+        arrays=arrays,
+        ranef_condvar=condvar,
+        lambdas=lambdas,
+        block_se=block_se,
         owner=type(est).__name__,
         # the objective stays with the model: profiles, refits and simulation need it
         # (in memory; pickles carry it only with keep_data=True, see _state)
@@ -192,9 +195,6 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     )
     drop_tables(est)
     est.fit_result_ = result
-
-    _set_random_effects(est, obj, theta_s, data)
-    _set_family_params(est, extra, V, p + T, data)
     n_obs = int(np.sum(data.weights > 0))
     npar = len(x)
     est.loglik_ = float(-0.5 * record.objective)
@@ -371,23 +371,25 @@ def _check_group_separation(est, data):
         )
 
 
-def _set_random_effects(est, obj, theta_s, data):
-    res = est.fit_result_
-    singular = []
+def _random_effects(obj, theta_s, data, factors, pending, arrays):
+    """Each factor's covariance and modes in the user's units (added to ``arrays``);
+    the conditional covariances and Lambdas by factor, and the terms on a boundary."""
+    condvar, lambdas, singular = {}, {}, []
     lams = lambda_matrices(data, theta_s)
-    for fi, (f, T, L, fd) in enumerate(zip(res.factors, res.z_maps, lams, data.factors)):
+    z_maps = pending["z_maps"]
+    for fi, (f, T, L, fd) in enumerate(zip(factors, z_maps, lams, data.factors)):
         Lo = original_lambda(T, L)  # b = T Lambda u in the user's units
         S = Lo @ Lo.T
         names = f.term.names
         U = obj.u[fd.offset : fd.offset + fd.n_levels * fd.q].reshape(fd.n_levels, fd.q)
         B = U @ Lo.T
-        res.arrays.factors.append(FactorArrays(f.name, f.levels, names, S, B))
+        arrays.factors.append(FactorArrays(f.name, f.levels, names, S, B))
         Ci = obj.conditional_variances(fi)
         if fd.structure is None:
-            res.ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
+            condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
         else:  # large blocks: matrix products, not einsum's O(q^4) loop
-            res.ranef_condvar[f.name] = np.matmul(np.matmul(Lo, Ci), Lo.T)
-        res.lambdas[f.name] = Lo
+            condvar[f.name] = np.matmul(np.matmul(Lo, Ci), Lo.T)
+        lambdas[f.name] = Lo
         if fd.structure is not None:
             singular += _structure_singular(f, fd.structure, theta_s, data, fi)
             continue
@@ -401,6 +403,10 @@ def _set_random_effects(est, obj, theta_s, data):
             # earlier ones (|correlation| = 1) whatever its scale
             if diag[k] < SINGULAR_TOL or diag[k] < 1e-3 * row_norm[k]:
                 singular.append(f"{f.name}: {nm}")
+    return condvar, lambdas, singular
+
+
+def _set_singular(est, singular):
     est.is_singular_ = bool(singular)
     if singular:
         warnings.warn(
@@ -426,7 +432,7 @@ def _structure_singular(f, structure, theta_s, data, fi) -> list:
     return out
 
 
-def _set_family_params(est, extra, V, start, data):
+def _set_family_params(est, extra, V, start, data, pending, arrays):
     """Each of the family's parameter blocks: its reported value, standard error on the
     optimiser's scale and whether it is on its boundary (with the block's warning).
 
@@ -435,12 +441,14 @@ def _set_family_params(est, extra, V, start, data):
     and its coefficients are tabled (``zero_inflation_effects_``,
     ``dispersion_effects_``); it has no boundary. A scalar block that may have a design
     is tabled too, as its intercept (glmmTMB's ``fixef(m)$zi``, ``fixef(m)$disp``).
+    Returns each scalar block's standard error by name.
     """
     from . import exceptions
 
-    block_se = est.fit_result_.block_se
-    blocks = est.fit_result_.family.blocks
+    block_se = {}
+    blocks = data.family.blocks
     designs = data.extra_designs or (None,) * len(blocks)
+    effects = _BlockEffects(pending["block_designs"], blocks, arrays)
     j = 0
     for block, D in zip(blocks, designs):
         if D is not None:
@@ -450,7 +458,7 @@ def _set_family_params(est, extra, V, start, data):
             setattr(est, block.attribute, float(np.mean(values[used])) if used.any() else np.nan)
             setattr(est, block.attribute[:-1] + "_at_boundary_", False)
             block_se[block.name] = np.nan
-            _set_block_effects(est, block, extra[j : j + width], V, start + j, width)
+            effects.add(block, extra[j : j + width], V, start + j, width)
             j += width
             continue
         at_bound = block.is_at_bound(extra[j])
@@ -458,28 +466,34 @@ def _set_family_params(est, extra, V, start, data):
         setattr(est, block.attribute[:-1] + "_at_boundary_", at_bound)
         block_se[block.name] = _one_se(V, start + j)
         if block.effects:
-            _set_block_effects(est, block, extra[j : j + 1], V, start + j, 1, at_bound)
+            effects.add(block, extra[j : j + 1], V, start + j, 1, at_bound)
         j += 1
         if at_bound:
             category = getattr(exceptions, block.warning)
             warnings.warn(block.at_bound_message, category, stacklevel=user_stacklevel())
+    return block_se
 
 
-def _set_block_effects(est, block, coefs, V, k, width, at_bound=False):
-    """A block's coefficients on its optimiser's scale (logit for zero inflation, log
-    for a dispersion) in the user's units: ``block.effects``, a table made when first
-    read. A constant dispersion on its boundary is the boundary's value on that scale
-    (log theta = inf), without a standard error; a zero inflation at 0 keeps its
-    internal bound."""
-    from ._zero_inflation import constant_design
+class _BlockEffects:
+    """Puts the family's coefficient tables' parts in ``arrays.blocks``."""
 
-    design = est.fit_result_.block_designs
-    design = None if design is None else design[est.fit_result_.family.blocks.index(block)]
-    edge = None
-    if at_bound and block.prefix == "disp":  # theta = inf, phi = 0: log scale +-inf
-        edge = _on_scale(block, block.at_bound_value)
-    parts = (design or constant_design(), coefs.copy(), V[k : k + width, k : k + width], edge)
-    est.fit_result_.arrays.blocks[block.effects] = parts
+    def __init__(self, designs, blocks, arrays):
+        self.designs, self.blocks, self.arrays = designs, blocks, arrays
+
+    def add(self, block, coefs, V, k, width, at_bound=False):
+        """A block's coefficients on its optimiser's scale (logit for zero inflation, log
+        for a dispersion) in the user's units: ``block.effects``, a table made when first
+        read. A constant dispersion on its boundary is the boundary's value on that scale
+        (log theta = inf), without a standard error; a zero inflation at 0 keeps its
+        internal bound."""
+        from ._zero_inflation import constant_design
+
+        design = None if self.designs is None else self.designs[self.blocks.index(block)]
+        edge = None
+        if at_bound and block.prefix == "disp":  # theta = inf, phi = 0: log scale +-inf
+            edge = _on_scale(block, block.at_bound_value)
+        parts = (design or constant_design(), coefs.copy(), V[k : k + width, k : k + width], edge)
+        self.arrays.blocks[block.effects] = parts
 
 
 def _on_scale(block, value):
