@@ -23,11 +23,12 @@ def threshold_tables(est) -> tuple[pd.DataFrame, pd.DataFrame]:
     covariance of the estimates; the thresholds ``alpha = J a`` get theirs by the
     linear map, ``J V J'``.
     """
-    fam = est._family_obj
+    res = est.fit_result_
+    fam = res.family
     E = fam.J.shape[1]  # the threshold parameters (a scale block follows them)
-    k = est._layout.n_beta + est._layout.n_theta
-    a = np.asarray(est._extra[:E], dtype=float)
-    V = est._vcov_params[k : k + E, k : k + E]
+    k = res.layout.n_beta + res.layout.n_theta
+    a = np.asarray(res.extra[:E], dtype=float)
+    V = res.vcov[k : k + E, k : k + E]
     se_a = _se(V)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = a / se_a

@@ -13,7 +13,6 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _GH_W, _GH_Z, _BaseGLMM
-from ._engine.blocks import rows_of
 from ._engine.families import make_family
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
@@ -24,7 +23,6 @@ from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
-from ._zero_inflation import values_at
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
 from .exceptions import RankDeficiencyWarning, SeparationWarning
 
@@ -242,7 +240,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         if slopes is not None:
             rows = self._with_scale_only(X_raw, X)
             self._scale_design = scale_design(slopes, rows, list(self._fixed_names) + only)
-            self._scale_rows = rows  # the user's columns, for _set_block_designs only
+            self._scale_rows = rows  # the user's columns, for _block_designs_of only
         return _drop_constant_columns(X_raw, self._fixed_names), y_raw, groups, w, off
 
     # -- columns of the scale model only --------------------------------------------
@@ -274,7 +272,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         if X is None or not self._scale_only() or getattr(self, "_scale_design", None) is None:
             return super()._family_values(X, column)
         rows = self._with_scale_only(self._validate_X(X, reset=False)[0], X)
-        return rows_of(values_at(self, rows, self._extra), column=column)
+        return self.fit_result_.family_values(rows, column)
 
     def _model_data(self, X_raw, yv, trials, w, off, groups):
         if self.threshold != "flexible" and len(self.classes_) < 3:
@@ -284,16 +282,16 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
             )
         return super()._model_data(X_raw, yv, trials, w, off, groups)
 
-    def _set_block_designs(self, family, zi_term, disp_term, X_raw, names):
+    def _block_designs_of(self, family, zi_term, disp_term, X_raw, names, pending):
         """The scale model's design (``scale``) for the family's ``log_scale`` block."""
-        super()._set_block_designs(family, zi_term, disp_term, X_raw, names)
+        designs = super()._block_designs_of(family, zi_term, disp_term, X_raw, names, pending)
         rows = self.__dict__.pop("_scale_rows", None)
         if self._scale_design is None:
-            return None
+            return designs
         per_block = tuple(
             self._scale_design if b.prefix == "scale" else None for b in family.blocks
         )
-        self._block_designs = per_block
+        pending["block_designs"] = per_block
         return tuple(None if d is None else d.internal(rows) for d in per_block)
 
     def _learn_support(self, y, eta, weights):
@@ -303,15 +301,16 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
 
     def _check_ordinal_separation(self, y, weights):
         """Warn, naming the predictors, when some fixed effects have an infinite MLE."""
-        d = self._objective.data
-        beta = self._params[: d.n_beta]
+        res = self.fit_result_
+        d = res.objective.data
+        beta = res.beta
         # along a separating direction the optimiser drives the linear predictor far out
         if d.n_beta == 0 or np.max(np.abs(d.X @ beta)) <= 5.0:
             return
         cols = ordinal_separation(d.X, y, weights, len(self.classes_))
         if cols is None:
             return
-        names = [self._fixed_names[self._scaling["kept"][j]] for j in cols]
+        names = [res.fixed_names[res.scaling["kept"][j]] for j in cols]
         warnings.warn(
             f"complete or quasi-complete separation: predictor(s) {names} order the classes "
             "perfectly for some rows. Their estimates diverge (the maximum-likelihood values "
@@ -344,7 +343,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     def _class_probabilities(self, eta, var, X=None):
         """Class probabilities at linear predictors with mean ``eta`` and variance ``var``
         (averaged over a normal); ``X``: the rows, for their scale (with ``scale``)."""
-        fam = self._family_obj
+        fam = self.fit_result_.family
         if np.all(var == 0):
             return fam.class_probabilities(eta, self._row_values(X))
         sd = np.sqrt(var)[:, None]
@@ -356,7 +355,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         """The family's values for the rows of ``X``; without scale effects the fitted
         thresholds serve any rows."""
         if getattr(self, "_scale_design", None) is None:
-            return self._extra
+            return self.fit_result_.extra
         if X is None:
             raise ValueError("the rows' predictors X are needed for their scale (scale=...).")
         return self._family_values(X, column=column)
@@ -398,7 +397,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     # -- on the training rows -----------------------------------------------------
     def _train_probabilities(self):
         check_is_fitted(self, "coef_")
-        return self._family_obj.class_probabilities(self._train["eta"], self._family_values())
+        res = self.fit_result_
+        return res.family.class_probabilities(res.train["eta"], res.family_values())
 
     def fitted(self):
         """Expected class index ``E[Y]`` on the training rows (random effects at their
@@ -414,7 +414,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         ``sign(y - E[Y]) sqrt(-2 log p(y))``.
         """
         p = self._train_probabilities()
-        y = self._train["y"]
+        y = self.fit_result_.train["y"]
         idx = np.arange(p.shape[1], dtype=float)
         mean = p @ idx
         if type == "response":
