@@ -52,8 +52,8 @@ _ORDINAL_PARAMS = """
     scale_only_columns : str or list of str, default=None
         Columns of a DataFrame ``X`` that enter the scale model only (clmm2's
         ``rating ~ contact, scale = ~ temp``): taken out of the location model's
-        features, as ``group_columns`` takes out the grouping columns, and needed in
-        ``X`` for predictions too. Each must be named in ``scale``.
+        features (``feature_names_in_`` lists the location columns only), and needed
+        in ``X`` for predictions too. Each must be named in ``scale``.
     n_agq : int, default=1
         1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
         quadrature (one grouping factor with a scalar random effect, as clmm, or
