@@ -1,0 +1,195 @@
+"""The fitted attributes of a partitioned fit (``sklearn_glmm.dask``).
+
+The in-memory fit's own helpers map the optimum to the user's units
+(``_results``); what they read from the training rows comes here from per-partition
+and per-level summaries instead:
+
+- the number of observations, the identifiability check (rows per level) and the
+  group-level separation check (successes and trials per level) — exact;
+- the separation check: whether every outcome is the same, and whether the linear
+  predictor went far out (the trigger of the in-memory test) — exact; the linear
+  programme naming the separated predictors needs every row, and is run only when
+  the rows are few enough to gather (``_SEPARATION_ROWS``);
+- ``summary``'s numbers: the Pearson overdispersion statistic (exact) and the
+  quartiles of the Pearson residuals (exact minimum and maximum; quartiles from a
+  sample of up to 20,000 rows per partition);
+- the support of the count predictions (the largest count and linear predictor).
+
+The training rows stay on the cluster: the model is marked as one without its data
+(``_state``), so that methods needing them raise ``TrainingDataError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+from scipy import stats
+
+from . import _results
+from ._diagnostics import OverdispersionResult
+from ._engine.separation import separation_message
+from ._tables import FitArrays
+from ._tables import store as store_arrays
+from ._warn import user_stacklevel
+from .exceptions import SeparationWarning
+
+_QUANTILES = [0, 0.25, 0.5, 0.75, 1]
+
+
+def light_factor(f):
+    """The factor without its levels and codes: what a worker needs for Z."""
+    return dataclasses.replace(f, levels=None, codes=None)
+
+
+def set_attributes(est, obj, x, record, data, sums, moms, names) -> None:
+    """Every fitted attribute of ``est`` from the optimum ``x`` (``set_fitted_attributes``
+    with the data's summaries in place of its rows)."""
+    p, T = data.n_beta, data.n_theta
+    beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
+    V, H = record.covariance, record.hessian
+    est._hessian = H
+    sc = est._scaling
+    J = _results.beta_jacobian(sc)
+    beta = J @ beta_s
+    Vb = J @ V[:p, :p] @ J.T
+    k0 = int(sc["intercept"])
+    coef = np.zeros(sc["p"])
+    coef[sc["kept"]] = beta[k0:]
+    est.coef_, est.intercept_ = coef, float(beta[0]) if k0 else 0.0
+    rows = ([_results.INTERCEPT] if k0 else []) + list(names)
+    est_all, se_all = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
+    est_all[idx] = beta
+    se_all[idx] = _results._standard_errors(Vb)
+    store_arrays(est, FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]))
+    est._vcov_params = V
+    est._layout = _results.parameter_layout(data)
+    est._params = x.copy()
+    est._extra = extra.copy()
+    _results._set_random_effects(est, obj, theta_s, data)
+    _results._set_family_params(est, extra, V, p + T, data)
+    n_obs = int(sum(s["n_used"] for s in sums))
+    est.loglik_ = float(-0.5 * record.objective)
+    est.n_params_ = len(x)
+    est.nobs_ = n_obs
+    est.aic_ = -2.0 * est.loglik_ + 2.0 * len(x)
+    est.bic_ = -2.0 * est.loglik_ + np.log(n_obs) * len(x)
+    est.df_resid_ = n_obs - len(x)
+    est.n_iter_ = record.n_iter
+    est.fit_record_ = record
+    level = _level_sums(est, obj, sums)
+    _check_separation(est, sums)
+    _check_levels(est, level)
+    _results._check_convergence(est, record)
+    _results._check_standard_errors(est, record, rows, se_all, idx)
+    est.converged_ = bool(record.converged)
+    _support(est, sums)
+    _drop_data(est, sums, moms, names)
+
+
+def _level_sums(est, obj, sums) -> dict:
+    """Rows, successes and trials of every level, in the model's level order."""
+    G = est._factors[0].n_levels
+    out = {k: np.zeros(G) for k in ("counts", "succ", "tot")}
+    for idx, s in zip(obj.level_maps, sums):
+        for k in out:
+            out[k][idx] = s[k]
+    return out
+
+
+def _check_levels(est, level) -> None:
+    """The in-memory identifiability and group-separation checks, on one row per level
+    carrying its sums (the checks read per-level sums only)."""
+    f = est._factors[0]
+    binary = est._family_obj.has_trials
+    counts = np.minimum(level["counts"], 2).astype(np.intp)
+    codes = np.repeat(np.arange(f.n_levels), counts)
+    rows = SimpleNamespace(weights=np.ones(len(codes)), trials=np.ones(len(codes)))
+    if not binary:
+        rows.trials = np.full(len(codes), 2.0)
+    twin = SimpleNamespace(
+        _family_obj=est._family_obj,
+        _factors=[dataclasses.replace(f, codes=codes)],
+        _fit_arrays=est._fit_arrays,
+    )
+    _results._check_identifiable(twin, rows)
+    G = f.n_levels
+    per_level = SimpleNamespace(
+        weights=(level["counts"] > 0).astype(float), y=level["succ"], trials=level["tot"]
+    )
+    twin._factors = [dataclasses.replace(f, codes=np.arange(G))]
+    _results._check_group_separation(twin, per_level)
+
+
+def _check_separation(est, sums) -> None:
+    """Separation: every outcome the same, or the linear predictor far out."""
+    fam = est._family_obj
+    if fam.has_trials:
+        all_same = not (any(s["any_success"] for s in sums) and any(s["any_failure"] for s in sums))
+    else:
+        all_same = not any(s["any_success"] for s in sums)
+    if all_same:
+        warnings.warn(
+            separation_message([], fam.has_trials, True),
+            SeparationWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return
+    if fam.has_trials:
+        far = max(s["eta_abs_max"] for s in sums) > 5.0
+    else:
+        ybar = sum(s["succ"].sum() for s in sums) / max(sum(s["n_used"] for s in sums), 1)
+        far = min(s["eta_min"] for s in sums) < np.log(ybar) - 5.0
+    if far:
+        warnings.warn(
+            "the fixed-effect linear predictor reaches extreme values (|eta| > 5 on the "
+            f"{fam.link.scale_name} scale): some fixed effects may be separated (an infinite "
+            "estimate). The test that names them (a linear programme over every row) is not "
+            "run on partitioned data; fit a sample of the groups in memory to find them.",
+            SeparationWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def _support(est, sums) -> None:
+    """Count models: the largest count and linear predictor (``_learn_support``)."""
+    if est._family_obj.has_trials:
+        return
+    top = max(sums, key=lambda s: s["eta_top"])
+    y_max = max(s["y_max"] for s in sums)
+    est._learn_support(np.array([y_max, 0.0]), np.array([top["eta_top"], -np.inf]), np.ones(2))
+
+
+def _drop_data(est, sums, moms, names) -> None:
+    """Mark the model as one without its training rows, with the numbers ``summary``
+    and ``report`` read from them."""
+    binary = est._family_obj.has_trials
+    r = np.sort(np.concatenate([s["r_sample"] for s in sums]))
+    q = np.quantile(r, _QUANTILES) if len(r) else np.full(5, np.nan)
+    q[0] = min(s["r_min"] for s in sums)
+    q[-1] = max(s["r_max"] for s in sums)
+    cols = np.all([m["binary_cols"][0] for m in moms], axis=0)
+    cols &= np.any([m["binary_cols"][1] for m in moms], axis=0)
+    cols &= np.any([m["binary_cols"][2] for m in moms], axis=0)
+    binary_columns = [
+        nm for k, nm in enumerate(names) if len(cols) > k and cols[k] and k in est._scaling["kept"]
+    ]
+    over = None
+    if not binary:
+        stat = float(sum(s["pearson"] for s in sums))
+        df = int(est.df_resid_)
+        pv = float(stats.chi2.sf(stat, df)) if df > 0 else np.nan
+        over = OverdispersionResult(stat / df if df > 0 else np.nan, stat, df, pv)
+    est._data_summaries = {
+        "pearson_quantiles": q,
+        "binary_outcome": binary,
+        "binary_columns": binary_columns,
+        "overdispersion": over,
+    }
+    est._data_dropped = True
+    est._factors = [dataclasses.replace(f, codes=None) for f in est._factors]
+    est.__dict__.pop("_objective", None)
+    est.__dict__.pop("_train", None)

@@ -1,0 +1,742 @@
+"""Fit one model from Dask collections partitioned by group (one grouping factor).
+
+With a single grouping factor the likelihood, its gradient and the conditional modes
+are sums over levels. :func:`fit_partitioned` keeps each partition's rows on the
+worker that holds them, builds the library's own objective there once (a Dask actor,
+:class:`~sklearn_glmm._engine.partitioned.PartitionModel`), and runs every outer
+evaluation as one map-reduce: the outer parameters (``beta``, ``theta``, the family's
+parameters) travel to the partitions, a value and a gradient come back. The optimiser
+and every check at the optimum are the in-memory fit's
+(:func:`~sklearn_glmm._engine.optimize.fit_objective`,
+:func:`~sklearn_glmm._engine.converge.check_optimum`), run on their sum.
+
+Order of calls:
+
+1. every partition becomes an actor holding its rows (``_Partition``);
+2. ``describe``: rows, column sums, the partition's group labels and outcome values
+   (one pass); the model's levels are their union, and a level seen in two partitions
+   is refused or the data shuffled by group (``split_groups``);
+3. ``moments``: the outcome coded, the centred columns' R factor (a tall-skinny QR)
+   and the sums of the outcome: the in-memory fit's internal centring and scaling,
+   its aliased-column test and the scaling of the random-effect columns, computed
+   from them exactly (``_global_scaling``);
+4. ``build``: each partition's internal rows and its objective;
+5. starting values as the in-memory fit finds them (``_partitioned_start``: the GLM
+   on every row of small data, or on the same strided subset of rows, the
+   moment-based variances from per-level sums, the same subset of levels for the
+   first stage on large data);
+6. ``fit_objective`` and ``check_optimum`` on the
+   :class:`~sklearn_glmm._engine.partitioned.PartitionedObjective`;
+7. the fitted attributes (``_set_attributes``), the conditional modes of every level
+   gathered, and the data checks from per-level summaries.
+
+Dask is imported only here, and only when this module is used.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from . import _partitioned_results as _pres
+from ._design import _factorize, build_factors, factor_names
+from ._engine import optimize as _opt
+from ._engine.converge import check_optimum
+from ._engine.objective import ModelData, Objective, make_factor_data
+from ._engine.optimize import (
+    _laplace_stage,
+    fit_objective,
+    glm_start,
+    parameter_bounds,
+    single_threaded_blas,
+    starting_point,
+)
+from ._engine.partitioned import PartitionedObjective, PartitionModel
+from ._engine.quadrature_vector import check_quadrature_structure
+from ._labels import check_distinct_labels
+from ._results import scale_design, z_transform
+from ._validation import check_numeric_columns
+
+__all__ = ["fit_partitioned"]
+
+_SPLIT_CHOICES = ("raise", "shuffle")
+
+
+# -- the worker's side ---------------------------------------------------------------
+class _Partition:
+    """One partition's rows on its worker: raw first, then its objective (an actor)."""
+
+    def __init__(self, X, y, groups, weights, offset):
+        if isinstance(X, pd.DataFrame):
+            check_numeric_columns(X)
+        self.X = np.asarray(X, dtype=np.float64)
+        if self.X.ndim == 1:
+            self.X = self.X[:, None]
+        self.y_raw = np.asarray(y)
+        self.labels = np.asarray(groups)
+        n = len(self.X)
+        self.w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+        self.off = np.zeros(n) if offset is None else np.asarray(offset, dtype=np.float64)
+        self.model = None
+
+    def describe(self, name: str) -> dict:
+        """Rows, column sums, non-finite values, labels and outcome values."""
+        n = len(self.X)
+        lengths = {len(self.y_raw), len(self.labels), len(self.w), len(self.off)}
+        if lengths != {n}:
+            raise ValueError(
+                f"a partition has {n} rows of X but {sorted(lengths)} of y, groups, "
+                "sample_weight or offset: the collections must be partitioned alike."
+            )
+        self.codes, levels = _factorize(name, self.labels, n) if n else (np.zeros(0, int), [])
+        self.codes = self.codes.astype(np.intp)
+        bad_w = int(np.sum(~np.isfinite(self.w) | (self.w < 0)))
+        y_vals = None
+        if self.y_raw.dtype.kind not in "iuf" or n == 0:
+            y_vals = np.unique(self.y_raw)
+        elif len(np.unique(self.y_raw[:1000])) <= 2:
+            y_vals = np.unique(self.y_raw)
+            y_vals = y_vals if len(y_vals) <= 2 else y_vals[:3]
+        return dict(
+            n=n,
+            x_sum=self.X.sum(axis=0),
+            x_bad=int(np.sum(~np.isfinite(self.X))),
+            levels=pd.Index(levels),
+            y_values=y_vals,
+            y_kind=self.y_raw.dtype.kind,
+            y_bad=int(np.sum(~np.isfinite(self.y_raw))) if self.y_raw.dtype.kind in "iuf" else 0,
+            w_bad=bad_w,
+            off_bad=int(np.sum(~np.isfinite(self.off))),
+        )
+
+    def moments(self, means, pos_label, has_trials: bool) -> dict:
+        """The coded outcome, the centred columns' R factor and the outcome's sums."""
+        if has_trials:
+            self.y = (self.y_raw == pos_label).astype(np.float64)
+        else:
+            self.y = self.y_raw.astype(np.float64)
+        self.trials = np.ones(len(self.y))
+        Xc = self.X - means
+        R = np.linalg.qr(Xc, mode="r") if Xc.shape[1] else np.zeros((0, 0))
+        Xu = np.linalg.qr(self.X, mode="r") if self.X.shape[1] else np.zeros((0, 0))
+        used = self.w > 0
+        return dict(
+            R=R,
+            R_raw=Xu,
+            wsum=float(self.w.sum()),
+            wy=float(self.w @ self.y),
+            wt=float(self.w @ self.trials),
+            y_neg=int(np.sum(self.y < 0)),
+            y_nonint=int(np.sum(self.y != np.round(self.y))),
+            n_used=int(used.sum()),
+            binary_cols=_binary_columns(self.X),
+        )
+
+    def build(self, spec: dict) -> None:
+        """This partition's internal rows and its objective."""
+        sc, factor, T = spec["scaling"], spec["factor"], spec["T"]
+        Xd = _internal_design(self.X, sc)
+        Z = factor.z_matrix(self.X) @ T
+        self.row_offset = spec["row_offset"]
+        self.level_map = spec["level_map"]
+        n_levels = len(self.level_map)
+        fdata = make_factor_data(
+            [self.codes], [Z], [n_levels], [(factor.theta_rows, factor.theta_cols)], [None]
+        )
+        data = ModelData(Xd, self.y, self.trials, self.w, self.off, spec["family"], fdata, None)
+        self.model = PartitionModel(data, spec["n_agq"])
+        self.X = None  # the internal design replaces the raw columns
+
+    def call(self, method: str, *args):
+        return getattr(self.model, method)(*args)
+
+    def rows(self, step: int = 0, levels=None) -> dict | None:
+        """Internal rows for the starting values on the client: every row (``step=1``),
+        every ``step``-th row of the whole data, or the rows of some levels."""
+        d = self.model.data
+        n = len(d.y)
+        if levels is not None:
+            mask = np.isin(self.level_map[self.codes], levels)
+        else:
+            mask = (self.row_offset + np.arange(n)) % step == 0
+        if not mask.any():
+            return None
+        f = d.factors[0]
+        return dict(
+            X=d.X[mask],
+            y=d.y[mask],
+            trials=d.trials[mask],
+            w=d.weights[mask],
+            off=d.offset[mask],
+            Z=f.Z[mask],
+            codes=self.level_map[self.codes[mask]],
+        )
+
+    def level_sums(self, beta, extra) -> np.ndarray:
+        """Per level and Z column: sum of ``w z^2`` and of ``d1 z`` at the GLM's start,
+        shape (2, G_p, q)."""
+        d = self.model.data
+        obj = self.model.objective
+        der = obj._derivs(d.X @ beta + d.offset, extra)
+        f, g = d.factors[0], obj.groups[0]
+        return np.stack([g.sum(der.w[:, None] * f.Z**2), g.sum(der.d1[:, None] * f.Z)])
+
+    def summaries(self, beta_s, extra) -> dict:
+        """What the checks and the summary read from the rows, at the optimum."""
+        d, obj = self.model.data, self.model.objective
+        fam = d.family
+        used = d.weights > 0
+        G = d.factors[0].n_levels
+        eta_fix = d.X @ beta_s + d.offset
+        eta = obj.state["eta"]
+        extra_v = d.extra_values(extra)
+        mu = fam.mean(eta, extra_v) * (d.trials if fam.has_trials else 1.0)
+        r = (d.y - mu) / np.sqrt(fam.variance_eta(eta, d.trials, extra_v))
+        rng = np.random.default_rng(0)
+        sample = r[used]
+        if len(sample) > 20_000:
+            sample = rng.choice(sample, 20_000, replace=False)
+        top = int(np.argmax(np.where(used, eta, -np.inf))) if used.any() else 0
+        return dict(
+            counts=np.bincount(self.codes[used], minlength=G),
+            succ=np.bincount(self.codes[used], d.y[used], minlength=G),
+            tot=np.bincount(self.codes[used], d.trials[used], minlength=G),
+            any_success=bool(np.any(d.y[used] > 0)),
+            any_failure=bool(np.any(d.y[used] < d.trials[used])),
+            eta_abs_max=float(np.max(np.abs(eta_fix[used]), initial=0.0)),
+            eta_min=float(np.min(eta_fix[used], initial=np.inf)),
+            pearson=float(np.sum(d.weights * r**2)),
+            r_min=float(np.min(r[used], initial=np.inf)),
+            r_max=float(np.max(r[used], initial=-np.inf)),
+            r_sample=np.sort(sample),
+            n_used=int(used.sum()),
+            y_max=float(np.max(d.y[used], initial=0.0)),
+            eta_top=float(eta[top]) if used.any() else -np.inf,
+        )
+
+
+def _binary_columns(X) -> np.ndarray:
+    """Per column: (only 0/1, has a 0, has a 1)."""
+    if not X.shape[1]:
+        return np.zeros((3, 0), dtype=bool)
+    zero, one = X == 0.0, X == 1.0
+    return np.stack([(zero | one).all(axis=0), zero.any(axis=0), one.any(axis=0)])
+
+
+def _internal_design(X, sc) -> np.ndarray:
+    """The rows of ``X`` on the internal scale ``scale_design`` chose (the same map)."""
+    cols = [(X[:, k] - sc["means"][k]) / sc["scales"][k] for k in sc["kept"]]
+    if sc["intercept"]:
+        cols.insert(0, np.full(len(X), 1.0 / sc.get("intercept_scale", 1.0)))
+    if not cols:
+        return np.asfortranarray(np.zeros((len(X), 0)))
+    return np.asfortranarray(np.column_stack(cols))
+
+
+# -- the client's side ---------------------------------------------------------------
+def fit_partitioned(
+    est,
+    X,
+    y,
+    groups,
+    *,
+    sample_weight=None,
+    offset=None,
+    client=None,
+    split_groups: str = "raise",
+):
+    """Fit ``est`` to Dask collections whose partitions each hold whole groups.
+
+    Parameters
+    ----------
+    est : BinomialGLMM, PoissonGLMM or NegBinGLMM
+        An estimator of a log-concave family with one grouping factor (random
+        intercept or random slopes of that factor, Laplace or ``n_agq > 1``); its
+        parameters are used as for ``est.fit``.
+    X : dask.dataframe.DataFrame or dask.array.Array of shape (n_samples, n_features)
+        Fixed-effect predictors.
+    y : dask.dataframe.Series or dask.array.Array of shape (n_samples,)
+        Outcome (binary for ``BinomialGLMM``, counts otherwise).
+    groups : dask.dataframe.Series, dask.array.Array or str
+        The grouping factor, or the name of its column in ``X``; aligned with ``X``
+        partition by partition.
+    sample_weight, offset : dask collection of shape (n_samples,), default=None
+        Prior weights and a known term of the linear predictor, partitioned as ``X``.
+    client : distributed.Client, default=None
+        The cluster to run on; the current client (``distributed.get_client()``) when
+        None.
+    split_groups : {"raise", "shuffle"}, default="raise"
+        What to do when a group's rows are in several partitions: raise a
+        ``ValueError``, or shuffle the rows by group first (a full pass of data
+        movement over the cluster).
+
+    Returns
+    -------
+    est : the same estimator, fitted
+        With the fitted attributes of an in-memory fit (``fixed_effects_``,
+        ``random_effects_cov_``, ``ranef_``, ``loglik_``, ``converged_``,
+        ``fit_record_``, ...). The training rows stay on the cluster: methods that need
+        them (residuals, simulation, profiles, bootstrap) raise
+        ``TrainingDataError``, as for a model unpickled without its data.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd                        # doctest: +SKIP
+    >>> from distributed import Client                    # doctest: +SKIP
+    >>> from sklearn_glmm import PoissonGLMM              # doctest: +SKIP
+    >>> from sklearn_glmm.dask import fit_partitioned     # doctest: +SKIP
+    >>> client = Client()                                 # doctest: +SKIP
+    >>> ddf = dd.read_parquet("visits/")                  # doctest: +SKIP
+    >>> m = fit_partitioned(PoissonGLMM(), ddf[["age"]], ddf["visits"],
+    ...                     groups=ddf["clinic"])         # doctest: +SKIP
+    """
+    if split_groups not in _SPLIT_CHOICES:
+        raise ValueError(f"split_groups must be one of {_SPLIT_CHOICES}, got {split_groups!r}.")
+    est._check_params()
+    family = _check_supported(est)
+    client = _client(client)
+    X, y, groups, sample_weight, offset, gname = _collections(X, y, groups, sample_weight, offset)
+    parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
+    if info["split"]:
+        if split_groups == "raise":
+            _release(client, parts)
+            raise ValueError(
+                f"{info['split']} group(s) of {gname!r} have rows in more than one partition "
+                f"(e.g. {info['split_examples']}); each group's rows must be in one "
+                "partition. Repartition by group (ddf.shuffle(on=...), or set_index on the "
+                "grouping column), or pass split_groups='shuffle'."
+            )
+        _release(client, parts)
+        X, y, groups, sample_weight, offset = _shuffle(X, y, groups, sample_weight, offset)
+        parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
+    try:
+        return _fit(est, family, X, gname, actors, info)
+    finally:
+        _release(client, parts)
+
+
+def _check_supported(est):
+    family = est._family()
+    unsupported = [
+        name
+        for name in ("zero_inflation", "dispersion", "hurdle", "truncated")
+        if getattr(est, name, None) not in (None, False)
+    ]
+    if (
+        unsupported
+        or not family.log_concave
+        or family.name not in ("binomial", "poisson", "negbin")
+    ):
+        raise NotImplementedError(
+            f"a partitioned fit supports BinomialGLMM (binary outcome), PoissonGLMM and "
+            f"NegBinGLMM without zero inflation, hurdle, truncation or a dispersion model; "
+            f"got {type(est).__name__} ({family.sentence_name()}"
+            + (f", {', '.join(unsupported)}" if unsupported else "")
+            + "). Fit it in memory with est.fit(X.compute(), y.compute(), groups=...)."
+        )
+    return family
+
+
+def _client(client):
+    if client is not None:
+        return client
+    try:
+        from distributed import get_client
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "a partitioned fit runs on a Dask cluster: install the extra "
+            "(pip install 'sklearn_glmm[dask]')."
+        ) from exc
+    try:
+        return get_client()
+    except ValueError as exc:
+        raise ValueError(
+            "no Dask client: start one first (from distributed import Client, LocalCluster; "
+            "client = Client(LocalCluster())) or pass client=..."
+        ) from exc
+
+
+def _is_dask(obj) -> bool:
+    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")
+
+
+def _collections(X, y, groups, sample_weight, offset):
+    """Dask DataFrames/Series for every argument, and the factor's name."""
+    import dask.array as da
+    import dask.dataframe as dd
+
+    if not _is_dask(X):
+        raise TypeError(
+            f"X must be a Dask DataFrame or Dask array, got {type(X).__name__}; for data in "
+            "memory use est.fit."
+        )
+    if isinstance(X, da.Array):
+        if X.ndim == 1:
+            X = X[:, None]
+        X = dd.from_dask_array(X.rechunk({1: -1}), columns=[f"x{k}" for k in range(X.shape[1])])
+    if isinstance(groups, str):
+        if groups not in X.columns:
+            raise ValueError(f"groups={groups!r} names no column of X; columns: {list(X.columns)}.")
+        gname = groups
+        groups, X = X[groups], X.drop(columns=[groups])
+    elif groups is None:
+        raise ValueError("a partitioned fit needs groups: a Dask Series or a column name of X.")
+    else:
+        if isinstance(groups, dd.DataFrame):
+            if len(groups.columns) != 1:
+                raise NotImplementedError(
+                    "a partitioned fit supports one grouping factor; crossed or nested "
+                    f"factors ({list(groups.columns)}) need the in-memory fit."
+                )
+            groups = groups[groups.columns[0]]
+        gname = None
+    out = []
+    for name, v in (
+        ("y", y),
+        ("groups", groups),
+        ("sample_weight", sample_weight),
+        ("offset", offset),
+    ):
+        if v is None:
+            out.append(None)
+            continue
+        if not _is_dask(v):
+            raise TypeError(
+                f"{name} must be a Dask collection partitioned as X, got {type(v).__name__}."
+            )
+        if isinstance(v, da.Array):
+            if v.ndim == 2 and v.shape[1] == 1:
+                v = v[:, 0]
+            v = dd.from_dask_array(v)
+        if v.npartitions != X.npartitions:
+            raise ValueError(
+                f"{name} has {v.npartitions} partitions but X has {X.npartitions}; they must "
+                "be partitioned alike (columns of one Dask DataFrame are)."
+            )
+        out.append(v)
+    y, groups, sample_weight, offset = out
+    if gname is None:
+        gname = factor_names(pd.Series([], name=getattr(groups, "name", None)))[0]
+    return X, y, groups, sample_weight, offset, gname
+
+
+def _shuffle(X, y, groups, sample_weight, offset):
+    """The collections shuffled so that each group's rows are in one partition."""
+    import dask.dataframe as dd
+
+    names = ["__y", "__g", "__w", "__o"]
+    extra = [v for v in (y, groups, sample_weight, offset)]
+    cols = [v.rename(nm) for v, nm in zip(extra, names) if v is not None]
+    frame = dd.concat([X, *cols], axis=1).shuffle(on="__g")
+    out = [frame[list(X.columns)]]
+    for v, nm in zip(extra, names):
+        out.append(None if v is None else frame[nm])
+    return tuple(out)
+
+
+def _load(client, X, y, groups, sample_weight, offset, gname):
+    """Every partition's rows in an actor on a worker; their description."""
+    pieces = [
+        c.to_delayed() if c is not None else None for c in (X, y, groups, sample_weight, offset)
+    ]
+    n_parts = len(pieces[0])
+    flat = [p for c in pieces if c is not None for p in c]
+    futures = client.compute(flat)
+    per = []
+    k = 0
+    for c in pieces:
+        if c is None:
+            per.append([None] * n_parts)
+        else:
+            per.append(futures[k : k + n_parts])
+            k += n_parts
+    actor_futures = [client.submit(_Partition, *args, actor=True, pure=False) for args in zip(*per)]
+    actors = [f.result() for f in actor_futures]
+    parts = futures + actor_futures
+    descs = _gather([a.describe(gname) for a in actors])
+    return parts, actors, _combine(descs)
+
+
+def _gather(actor_futures):
+    return [f.result() for f in actor_futures]
+
+
+def _release(client, futures) -> None:
+    for f in futures:
+        f.release()
+
+
+def _combine(descs) -> dict:
+    """The model's levels (sorted, as the in-memory fit orders them) and split groups."""
+    levels = descs[0]["levels"]
+    for d in descs[1:]:
+        levels = levels.union(d["levels"], sort=False)
+    levels = levels.sort_values() if len(levels) else levels
+    n_split = sum(len(d["levels"]) for d in descs) - len(levels)
+    examples = []
+    if n_split:
+        seen = pd.Index([])
+        for d in descs:
+            dup = d["levels"].intersection(seen)
+            examples += [str(v) for v in dup[: 5 - len(examples)]]
+            seen = seen.union(d["levels"])
+            if len(examples) >= 5:
+                break
+    return dict(descs=descs, levels=levels, split=n_split, split_examples=examples)
+
+
+def _fit(est, family, X, gname, actors, info):
+    descs, levels = info["descs"], info["levels"]
+    n = int(sum(d["n"] for d in descs))
+    _check_finite(descs, n)
+    names = [str(c) for c in X.columns]
+    _feature_attributes(est, names)
+    pos = _outcome(est, family, descs)
+    means = np.sum([d["x_sum"] for d in descs], axis=0) / max(n, 1)
+    moms = _gather([a.moments(means, pos, family.has_trials) for a in actors])
+    _check_counts(family, moms)
+    curvature = family.mean_curvature(
+        np.array([sum(m["wy"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
+        np.array([sum(m["wt"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
+        np.array([sum(m["wsum"] for m in moms)]),
+    )
+    X_syn = _summary_rows(means, moms, n, est.fit_intercept)
+    _, est._scaling = scale_design(X_syn, names, est.fit_intercept, curvature)
+    terms = "1" if est.random_effects is None else est.random_effects
+    factors = build_factors(pd.Series(levels, name=gname), terms, names, len(levels), None)
+    f = factors[0]
+    check_distinct_labels(f.name, f.levels)
+    if f.structure is not None:
+        raise NotImplementedError(
+            f"the covariance structure {f.structure.name!r} is not available in a partitioned "
+            "fit; use an unstructured or diagonal term."
+        )
+    check_quadrature_structure(est.n_agq, [f.q])
+    est._factor_input_names = [gname]
+    est._z_maps = [z_transform(f, X_syn)]
+    level_maps = [levels.get_indexer(d["levels"]) for d in descs]
+    offsets = np.concatenate([[0], np.cumsum([d["n"] for d in descs])])
+    worker_factor = _pres.light_factor(f)
+    for a, lm, off in zip(actors, level_maps, offsets):
+        spec = dict(
+            scaling=est._scaling,
+            factor=worker_factor,
+            T=est._z_maps[0],
+            family=family,
+            n_agq=est.n_agq,
+            row_offset=int(off),
+            level_map=lm,
+        )
+        a.build(spec).result()
+
+    def call(method, *args):
+        return _gather([a.call(method, *args) for a in actors])
+
+    n_beta = 0 if est._scaling is None else len(est._scaling["kept"]) + int(est.fit_intercept)
+    shell = _layout(n_beta, family, f, len(levels))
+    obj = PartitionedObjective(shell, est.n_agq, call, level_maps)
+    obj.glm_max_iter = est.max_iter
+    bounds = parameter_bounds(shell)
+    with single_threaded_blas():
+        x0 = _partitioned_start(obj, actors, n, bounds, est)
+        x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
+        x = check_optimum(obj, x, record, bounds, est.max_iter, est.tol)
+    obj.evaluate(x)
+    obj.collect_modes()
+    p, T = shell.n_beta, shell.n_theta
+    sums = _gather([a.summaries(x[:p], x[p + T :]) for a in actors])
+    est._factors = factors
+    est._family_obj = family
+    est._bounds = bounds
+    _pres.set_attributes(est, obj, x, record, shell, sums, moms, names)
+    return est
+
+
+def _check_finite(descs, n):
+    if n < 2:
+        raise ValueError(f"a model cannot be fitted to {n} row(s).")
+    for key, what in (
+        ("x_bad", "X has {} non-finite value(s) (NaN or inf); impute them or drop those rows."),
+        ("y_bad", "y has {} non-finite value(s) (NaN or inf); drop those rows."),
+        ("w_bad", "sample_weight has {} negative or non-finite value(s); weights must be >= 0."),
+        ("off_bad", "offset has {} non-finite value(s)."),
+    ):
+        bad = sum(d[key] for d in descs)
+        if bad:
+            raise ValueError("Input " + what.format(bad))
+
+
+def _feature_attributes(est, names):
+    est.feature_names_in_ = np.asarray(names, dtype=object)
+    est.n_features_in_ = len(names)
+    est._fixed_names_in = None
+    est._fixed_names = names
+    est._group_columns_fit = None
+    est._y_name = "y"
+    for attr in ("_zi_design", "_disp_design", "_block_designs"):
+        setattr(est, attr, None)
+
+
+def _outcome(est, family, descs):
+    """The positive class of a binary outcome (``est.classes_`` set as ``fit`` does)."""
+    if not family.has_trials:
+        kinds = {d["y_kind"] for d in descs}
+        if not kinds <= set("iufb"):
+            raise ValueError(f"a count outcome must be numeric; y has dtype kind(s) {kinds}.")
+        return None
+    vals = [d["y_values"] for d in descs]
+    if any(v is None for v in vals):
+        raise ValueError(
+            "BinomialGLMM in a partitioned fit needs a binary outcome (two classes); y has "
+            "more than two values (successes out of trials are not supported here)."
+        )
+    classes = np.unique(np.concatenate(vals))
+    est._prepare_y(classes, len(classes))
+    return est.classes_[est._pos_index]
+
+
+def _check_counts(family, moms):
+    if family.has_trials:
+        return
+    neg = sum(m["y_neg"] for m in moms)
+    if neg:
+        raise ValueError(f"y has {neg} negative value(s); count models need counts >= 0.")
+    if sum(m["y_nonint"] for m in moms):
+        from ._warn import user_stacklevel
+
+        warnings.warn(
+            "y has non-integer values; the count log-likelihood is evaluated as if they were "
+            "counts (quasi-likelihood). Round y if it holds counts.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def _summary_rows(means, moms, n, fit_intercept) -> np.ndarray:
+    """A few rows with the data's column means, standard deviations, root mean squares
+    and Gram matrix geometry: what the internal scaling and its aliased-column test read.
+
+    With ``R`` from the QR decomposition of the centred columns (stacked partitions'
+    factors, a tall-skinny QR), the rows ``means +- sqrt(p / n) R`` have the data's
+    means and covariance; without an intercept the uncentred ``R`` gives the data's
+    second moments.
+    """
+    p = len(means)
+    if p == 0:
+        return np.zeros((2, 0))
+    key = "R" if fit_intercept else "R_raw"
+    R = np.linalg.qr(np.vstack([m[key] for m in moms]), mode="r")
+    if R.shape[0] < p:
+        R = np.vstack([R, np.zeros((p - R.shape[0], p))])
+    A = np.sqrt(p / n) * R
+    E = np.vstack([A, -A])
+    return means + E if fit_intercept else E
+
+
+def _layout(n_beta, family, f, n_levels) -> ModelData:
+    """The model's layout with zero rows (what the optimiser reads from ``data``)."""
+    fdata = make_factor_data(
+        [np.zeros(0, dtype=np.intp)],
+        [np.zeros((0, f.q))],
+        [n_levels],
+        [(f.theta_rows, f.theta_cols)],
+        [None],
+    )
+    e = np.zeros(0)
+    return ModelData(np.zeros((0, n_beta)), e, e, e, e, family, fdata, None)
+
+
+def _rows_data(pieces, family, layout, renumber: bool) -> ModelData:
+    """A ModelData of rows gathered from the partitions (partition order = row order)."""
+    pieces = [p for p in pieces if p is not None]
+    cat = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    codes = cat["codes"].astype(np.intp)
+    n_levels = layout.factors[0].n_levels
+    if renumber:
+        uniq, codes = np.unique(codes, return_inverse=True)
+        n_levels = len(uniq)
+    f = layout.factors[0]
+    fdata = make_factor_data(
+        [codes.astype(np.intp)], [cat["Z"]], [n_levels], [(f.theta_rows, f.theta_cols)], [None]
+    )
+    X = np.asfortranarray(cat["X"])
+    return ModelData(X, cat["y"], cat["trials"], cat["w"], cat["off"], family, fdata, None)
+
+
+def _partitioned_start(obj, actors, n, bounds, est):
+    """Starting values as the in-memory fit finds them (``optimize.starting_point`` and
+    the first stage on a subset of levels for large data)."""
+    layout, family = obj.data, obj.data.family
+    if n <= _opt._SUBSAMPLE_ROWS:
+        # small data: the start on every row, gathered (at most a few hundred thousand)
+        full = _rows_data(_gather([a.rows(1, None) for a in actors]), family, layout, False)
+        inner = Objective(full, 1)
+        x0 = starting_point(inner)
+        if hasattr(inner, "glm_optimum"):
+            obj.glm_optimum = inner.glm_optimum
+        return x0
+    x0 = _large_start(obj, actors, n, layout, family)
+    return _subset_stage(obj, actors, n, x0, bounds, est)
+
+
+def _large_start(obj, actors, n, layout, family):
+    """``starting_point`` for data above its subsampling size: the GLM on every
+    ``step``-th row, the variances from per-level sums over every row."""
+    step = n // _opt._SUBSAMPLE_TARGET + 1
+    sub = _rows_data(_gather([a.rows(step, None) for a in actors]), family, layout, True)
+    extra0 = layout.default_extra()
+    f = layout.factors[0]
+    theta0 = np.where(f.theta_rows == f.theta_cols, 0.5, 0.0)
+    with _opt._quiet_trial_points():
+        from ._engine.objective import GLMObjective
+
+        beta0 = glm_start(GLMObjective(sub), extra0)
+        if family.n_extra == 0:
+            sums = _gather([a.level_sums(beta0, extra0) for a in actors])
+            theta0 = _moment_start(f, sums, obj.level_maps)
+    return np.concatenate([beta0, theta0, extra0])
+
+
+def _moment_start(f, sums, level_maps) -> np.ndarray:
+    """``optimize._moment_theta`` from per-level sums: one row per level carrying its
+    sums reproduces the per-level sums it takes over the rows."""
+    from types import SimpleNamespace
+
+    from ._engine.optimize import _moment_theta
+
+    info = np.zeros((f.n_levels, f.q))
+    score = np.zeros((f.n_levels, f.q))
+    for idx, s in zip(level_maps, sums):
+        info[idx], score[idx] = s[0], s[1]
+    theta = np.zeros(len(f.theta_rows))
+    for k, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)):
+        if r != c:
+            continue
+        one = SimpleNamespace(
+            theta_rows=np.array([0]),
+            theta_cols=np.array([0]),
+            Z=np.ones((f.n_levels, 1)),
+            codes=np.arange(f.n_levels),
+            n_levels=f.n_levels,
+        )
+        der = SimpleNamespace(w=info[:, r], d1=score[:, r])
+        theta[k] = _moment_theta(one, der)[0]
+    return theta
+
+
+def _subset_stage(obj, actors, n, x0, bounds, est):
+    """``optimize._subsample_start``: the first stage on the same subset of levels."""
+    f = obj.data.factors[0]
+    n_pick = min(f.n_levels, max(500, int(f.n_levels * _opt._SUBSAMPLE_TARGET / n)))
+    if n_pick >= f.n_levels:
+        return x0
+    chosen = np.random.default_rng(0).choice(f.n_levels, size=n_pick, replace=False)
+    pieces = _gather([a.rows(0, chosen) for a in actors])
+    sub = Objective(_rows_data(pieces, obj.data.family, obj.data, True), 1)
+    n_cov = obj.data.n_beta + obj.data.n_theta
+    diag_idx = [k for k, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
+    with _opt._quiet_trial_points():
+        res = _laplace_stage(sub, x0, bounds, est.max_iter, est.tol, diag_idx)
+    return res.x if np.isfinite(res.fun) else x0
