@@ -75,6 +75,7 @@ def fit_partitioned(
     offset=None,
     client=None,
     split_groups: str = "raise",
+    **fit_params,
 ):
     """Fit ``est`` to Dask collections whose partitions each hold whole groups.
 
@@ -121,6 +122,12 @@ def fit_partitioned(
     >>> m = fit_partitioned(PoissonGLMM(), ddf[["age"]], ddf["visits"],
     ...                     groups=ddf["clinic"])         # doctest: +SKIP
     """
+    fit_params = {k: v for k, v in fit_params.items() if v is not None}
+    if fit_params:
+        raise NotImplementedError(
+            f"{sorted(fit_params)}: not available in a partitioned fit (a binary outcome for "
+            "BinomialGLMM, counts otherwise)."
+        )
     if split_groups not in _SPLIT_CHOICES:
         raise ValueError(f"split_groups must be one of {_SPLIT_CHOICES}, got {split_groups!r}.")
     est._check_params()

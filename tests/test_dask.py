@@ -121,6 +121,17 @@ def test_negbin_and_quadrature(client):
         _same(m_mem, m_dask)
 
 
+def test_fit_accepts_dask_collections(client):
+    """``est.fit`` hands Dask collections to the partitioned fit."""
+    df = _data("binomial", seed=6)
+    ddf = _by_group(df, 2)
+    m_mem = BinomialGLMM(random_effects="1 + t").fit(df[["x", "t"]], df["y"], groups=df["id"])
+    m_dask = BinomialGLMM(random_effects="1 + t").fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"])
+    _same(m_mem, m_dask)
+    with pytest.raises(NotImplementedError, match="trials"):
+        BinomialGLMM().fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"], trials=ddf["y"] + 1)
+
+
 def test_dask_arrays(client):
     da = pytest.importorskip("dask.array")
     df = _data("binomial", seed=2)
