@@ -15,31 +15,47 @@ from ._engine.partitioned import PartitionModel
 from ._validation import check_numeric_columns
 
 
-class Partition:
-    """One partition's rows on its worker: raw first, then its objective (an actor)."""
+def bundle(*columns):
+    """One partition's pieces (X, y, groups, weights, offset) as one object."""
+    return columns
 
-    def __init__(self, X, y, groups, weights, offset):
-        if isinstance(X, pd.DataFrame):
-            check_numeric_columns(X)
-        self.X = np.asarray(X, dtype=np.float64)
-        if self.X.ndim == 1:
-            self.X = self.X[:, None]
-        self.y_raw = np.asarray(y)
-        self.labels = np.asarray(groups)
-        n = len(self.X)
-        self.w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-        self.off = np.zeros(n) if offset is None else np.asarray(offset, dtype=np.float64)
+
+class Partition:
+    """The rows of the partitions a worker holds, concatenated in partition order: raw
+    first, then their objective (a Dask actor, one per worker)."""
+
+    def __init__(self, pieces):
+        Xs, ys, gs, ws, offs = [], [], [], [], []
+        for X, y, g, w, off in pieces:
+            if isinstance(X, pd.DataFrame):
+                check_numeric_columns(X)
+            X = np.asarray(X, dtype=np.float64)
+            X = X[:, None] if X.ndim == 1 else X
+            n = len(X)
+            others = [v for v in (y, g, w, off) if v is not None]
+            if {len(v) for v in others} - {n}:
+                raise ValueError(
+                    f"a partition has {n} rows of X but {sorted({len(v) for v in others})} of "
+                    "y, groups, sample_weight or offset: the collections must be partitioned "
+                    "alike."
+                )
+            Xs.append(X)
+            ys.append(np.asarray(y))
+            gs.append(np.asarray(g))
+            ws.append(np.ones(n) if w is None else np.asarray(w, dtype=np.float64))
+            offs.append(np.zeros(n) if off is None else np.asarray(off, dtype=np.float64))
+        self.piece_rows = [len(X) for X in Xs]
+        self.piece_labels = [pd.unique(g) for g in gs]
+        self.X = np.concatenate(Xs) if len(Xs) > 1 else Xs[0]
+        self.y_raw = np.concatenate(ys) if len(ys) > 1 else ys[0]
+        self.labels = np.concatenate(gs) if len(gs) > 1 else gs[0]
+        self.w = np.concatenate(ws)
+        self.off = np.concatenate(offs)
         self.model = None
 
     def describe(self, name: str) -> dict:
         """Rows, column sums, non-finite values, labels and outcome values."""
         n = len(self.X)
-        lengths = {len(self.y_raw), len(self.labels), len(self.w), len(self.off)}
-        if lengths != {n}:
-            raise ValueError(
-                f"a partition has {n} rows of X but {sorted(lengths)} of y, groups, "
-                "sample_weight or offset: the collections must be partitioned alike."
-            )
         self.codes, levels = _factorize(name, self.labels, n) if n else (np.zeros(0, int), [])
         self.codes = self.codes.astype(np.intp)
         bad_w = int(np.sum(~np.isfinite(self.w) | (self.w < 0)))
@@ -51,6 +67,8 @@ class Partition:
             y_vals = y_vals if len(y_vals) <= 2 else y_vals[:3]
         return dict(
             n=n,
+            piece_rows=self.piece_rows,
+            piece_levels=[len(v) for v in self.piece_labels],
             x_sum=self.X.sum(axis=0),
             x_bad=int(np.sum(~np.isfinite(self.X))),
             levels=pd.Index(levels),
@@ -60,6 +78,17 @@ class Partition:
             w_bad=bad_w,
             off_bad=int(np.sum(~np.isfinite(self.off))),
         )
+
+    def split_labels(self, known) -> list:
+        """Labels of this worker's partitions that ``known`` (labels of the partitions
+        before them) or an earlier partition here also holds: groups split over
+        partitions."""
+        seen = pd.Index(known)
+        out = []
+        for labels in self.piece_labels:
+            out += list(pd.Index(labels).intersection(seen)[:5])
+            seen = seen.union(pd.Index(labels))
+        return out
 
     def moments(self, means, pos_label, has_trials: bool) -> dict:
         """The coded outcome, the centred columns' R factor and the outcome's sums."""
@@ -89,7 +118,9 @@ class Partition:
         sc, factor, T = spec["scaling"], spec["factor"], spec["T"]
         Xd = _internal_design(self.X, sc)
         Z = factor.z_matrix(self.X) @ T
-        self.row_offset = spec["row_offset"]
+        self.row_index = np.concatenate(
+            [off + np.arange(k) for off, k in zip(spec["row_offsets"], self.piece_rows)]
+        )
         self.level_map = spec["level_map"]
         n_levels = len(self.level_map)
         fdata = make_factor_data(
@@ -106,11 +137,10 @@ class Partition:
         """Internal rows for the starting values on the client: every row (``step=1``),
         every ``step``-th row of the whole data, or the rows of some levels."""
         d = self.model.data
-        n = len(d.y)
         if levels is not None:
             mask = np.isin(self.level_map[self.codes], levels)
         else:
-            mask = (self.row_offset + np.arange(n)) % step == 0
+            mask = self.row_index % step == 0
         if not mask.any():
             return None
         f = d.factors[0]
@@ -122,6 +152,7 @@ class Partition:
             off=d.offset[mask],
             Z=f.Z[mask],
             codes=self.level_map[self.codes[mask]],
+            rows=self.row_index[mask],
         )
 
     def level_sums(self, beta, extra) -> np.ndarray:

@@ -35,6 +35,7 @@ Dask is imported only here, and only when this module is used.
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -56,7 +57,7 @@ from ._engine.optimize import (
 from ._engine.partitioned import PartitionedObjective
 from ._engine.quadrature_vector import check_quadrature_structure
 from ._labels import check_distinct_labels
-from ._partitioned_worker import Partition
+from ._partitioned_worker import Partition, bundle
 from ._results import scale_design, z_transform
 
 __all__ = ["fit_partitioned"]
@@ -134,6 +135,7 @@ def fit_partitioned(
     family = _check_supported(est)
     client = _client(client)
     X, y, groups, sample_weight, offset, gname = _collections(X, y, groups, sample_weight, offset)
+    t_load = time.perf_counter()
     parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
     if info["split"]:
         if split_groups == "raise":
@@ -148,7 +150,7 @@ def fit_partitioned(
         X, y, groups, sample_weight, offset = _shuffle(X, y, groups, sample_weight, offset)
         parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
     try:
-        return _fit(est, family, X, gname, actors, info)
+        return _fit(est, family, X, gname, actors, info, t_load)
     finally:
         _release(client, parts)
 
@@ -273,26 +275,39 @@ def _shuffle(X, y, groups, sample_weight, offset):
 
 
 def _load(client, X, y, groups, sample_weight, offset, gname):
-    """Every partition's rows in an actor on a worker; their description."""
-    pieces = [
+    """The rows of every partition in one actor per worker, where they were computed;
+    their description.
+
+    One actor per worker (its partitions concatenated in partition order) keeps a
+    worker's evaluations in one thread and one round trip.
+    """
+    import dask
+    from distributed import wait
+
+    cols = [
         c.to_delayed() if c is not None else None for c in (X, y, groups, sample_weight, offset)
     ]
-    n_parts = len(pieces[0])
-    flat = [p for c in pieces if c is not None for p in c]
-    futures = client.compute(flat)
-    per = []
-    k = 0
-    for c in pieces:
-        if c is None:
-            per.append([None] * n_parts)
-        else:
-            per.append(futures[k : k + n_parts])
-            k += n_parts
-    actor_futures = [client.submit(Partition, *args, actor=True, pure=False) for args in zip(*per)]
+    n_parts = len(cols[0])
+    per = [c if c is not None else [None] * n_parts for c in cols]
+    futures = client.compute([dask.delayed(bundle)(*args) for args in zip(*per)])
+    wait(futures)
+    who = client.who_has(futures)
+    by_worker: dict = {}
+    for k, f in enumerate(futures):
+        holders = who.get(f.key) or ["any"]
+        by_worker.setdefault(holders[0], []).append(k)
+    actor_futures, order = [], []
+    for addr, ks in by_worker.items():
+        where = {} if addr == "any" else {"workers": [addr]}
+        pieces = [futures[k] for k in ks]
+        actor_futures.append(client.submit(Partition, pieces, actor=True, pure=False, **where))
+        order.append(ks)
     actors = [f.result() for f in actor_futures]
-    parts = futures + actor_futures
     descs = _gather([a.describe(gname) for a in actors])
-    return parts, actors, _combine(descs)
+    info = _combine(descs, order)
+    if info["split"]:
+        info["split_examples"] = _split_examples(actors, descs)
+    return futures + actor_futures, actors, info
 
 
 def _gather(actor_futures):
@@ -304,26 +319,35 @@ def _release(client, futures) -> None:
         f.release()
 
 
-def _combine(descs) -> dict:
-    """The model's levels (sorted, as the in-memory fit orders them) and split groups."""
+def _combine(descs, order) -> dict:
+    """The model's levels (sorted, as the in-memory fit orders them), groups split over
+    partitions, and where each partition's rows start in the whole data."""
     levels = descs[0]["levels"]
     for d in descs[1:]:
         levels = levels.union(d["levels"], sort=False)
     levels = levels.sort_values() if len(levels) else levels
-    n_split = sum(len(d["levels"]) for d in descs) - len(levels)
-    examples = []
-    if n_split:
-        seen = pd.Index([])
-        for d in descs:
-            dup = d["levels"].intersection(seen)
-            examples += [str(v) for v in dup[: 5 - len(examples)]]
-            seen = seen.union(d["levels"])
-            if len(examples) >= 5:
-                break
-    return dict(descs=descs, levels=levels, split=n_split, split_examples=examples)
+    n_split = sum(sum(d["piece_levels"]) for d in descs) - len(levels)
+    n_rows = np.zeros(sum(len(ks) for ks in order), dtype=np.int64)
+    for d, ks in zip(descs, order):
+        n_rows[ks] = d["piece_rows"]
+    starts = np.concatenate([[0], np.cumsum(n_rows)[:-1]])
+    row_offsets = [starts[ks] for ks in order]
+    return dict(descs=descs, levels=levels, split=n_split, row_offsets=row_offsets)
 
 
-def _fit(est, family, X, gname, actors, info):
+def _split_examples(actors, descs) -> list:
+    """A few labels of groups split over partitions (for the error message)."""
+    out, known = [], pd.Index([])
+    for a, d in zip(actors, descs):
+        out += [str(v) for v in a.split_labels(known).result()]
+        known = known.union(d["levels"])
+        if len(out) >= 5:
+            break
+    return out[:5]
+
+
+def _fit(est, family, X, gname, actors, info, t_load):
+    t_begin = time.perf_counter()
     descs, levels = info["descs"], info["levels"]
     n = int(sum(d["n"] for d in descs))
     _check_finite(descs, n)
@@ -353,19 +377,16 @@ def _fit(est, family, X, gname, actors, info):
     est._factor_input_names = [gname]
     est._z_maps = [z_transform(f, X_syn)]
     level_maps = [levels.get_indexer(d["levels"]) for d in descs]
-    offsets = np.concatenate([[0], np.cumsum([d["n"] for d in descs])])
     worker_factor = _pres.light_factor(f)
-    for a, lm, off in zip(actors, level_maps, offsets):
-        spec = dict(
-            scaling=est._scaling,
-            factor=worker_factor,
-            T=est._z_maps[0],
-            family=family,
-            n_agq=est.n_agq,
-            row_offset=int(off),
-            level_map=lm,
-        )
-        a.build(spec).result()
+    spec = dict(scaling=est._scaling, factor=worker_factor, T=est._z_maps[0], family=family)
+    spec["n_agq"] = est.n_agq
+    _gather(
+        [
+            a.build(dict(spec, row_offsets=off, level_map=lm))
+            for a, lm, off in zip(actors, level_maps, info["row_offsets"])
+        ]
+    )
+    t_built = time.perf_counter()
 
     def call(method, *args):
         return _gather([a.call(method, *args) for a in actors])
@@ -377,8 +398,22 @@ def _fit(est, family, X, gname, actors, info):
     bounds = parameter_bounds(shell)
     with single_threaded_blas():
         x0 = _partitioned_start(obj, actors, n, bounds, est)
+        t_start = time.perf_counter()
         x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
         x = check_optimum(obj, x, record, bounds, est.max_iter, est.tol)
+    t_opt = time.perf_counter()
+    # where the time went: loading and preprocessing, the start, the optimisation and
+    # checks (their evaluations: one map-reduce each)
+    record.partitioned = dict(
+        n_partitions=len(actors),
+        load_seconds=t_begin - t_load,
+        preprocess_seconds=t_built - t_begin,
+        start_seconds=t_start - t_built,
+        optimise_seconds=t_opt - t_start,
+        evaluations=obj.n_evals,
+        map_reduce_calls=obj.map_reduce_calls,
+        map_reduce_seconds=obj.map_reduce_seconds,
+    )
     obj.evaluate(x)
     obj.collect_modes()
     p, T = shell.n_beta, shell.n_theta
@@ -488,6 +523,8 @@ def _rows_data(pieces, family, layout, renumber: bool) -> ModelData:
     """A ModelData of rows gathered from the partitions (partition order = row order)."""
     pieces = [p for p in pieces if p is not None]
     cat = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    order = np.argsort(cat.pop("rows"), kind="stable")  # the rows in the data's order
+    cat = {k: v[order] for k, v in cat.items()}
     codes = cat["codes"].astype(np.intp)
     n_levels = layout.factors[0].n_levels
     if renumber:
@@ -512,8 +549,11 @@ def _partitioned_start(obj, actors, n, bounds, est):
         x0 = starting_point(inner)
         if hasattr(inner, "glm_optimum"):
             obj.glm_optimum = inner.glm_optimum
+        del full, inner
+    else:
+        x0 = _large_start(obj, actors, n, layout, family)
+    if n < _opt._SUBSAMPLE_ROWS:
         return x0
-    x0 = _large_start(obj, actors, n, layout, family)
     return _subset_stage(obj, actors, n, x0, bounds, est)
 
 

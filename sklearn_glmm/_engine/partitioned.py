@@ -25,6 +25,8 @@ cannot be found makes the evaluation fail (``inf``), as a level does in memory.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .objective import GLMObjective, ModelData, Objective
@@ -133,6 +135,9 @@ class PartitionedObjective(Objective):
         self._last_params = None
         self._modes = None
         self.state = None
+        # wall time of the evaluations sent to the partitions, and their number
+        self.map_reduce_seconds = 0.0
+        self.map_reduce_calls = 0
 
     # n_agq is changed by the optimiser between its stages: every partition follows
     @property
@@ -159,7 +164,7 @@ class PartitionedObjective(Objective):
         key = self._start(params)
         if key == self._last_key:
             return self._last_val
-        vals = self._call("evaluate", params)
+        vals = self._timed("evaluate", params)
         self._remember(key, params, vals)
         return self._last_val
 
@@ -170,13 +175,20 @@ class PartitionedObjective(Objective):
             return self._last_val, self._last_grad.copy()
         if key == self._last_key and not np.isfinite(self._last_val):
             return np.inf, np.zeros(len(params))
-        out = self._call("value_and_grad", params)
+        out = self._timed("value_and_grad", params)
         self._remember(key, params, [v for v, _ in out])
         if not np.isfinite(self._last_val):
             return np.inf, np.zeros(len(params))
         self._last_grad = np.sum([g for _, g in out], axis=0)
         self._predictor = True  # every partition has its modes' derivatives
         return self._last_val, self._last_grad.copy()
+
+    def _timed(self, method, params):
+        t0 = time.perf_counter()
+        out = self._call(method, params)
+        self.map_reduce_seconds += time.perf_counter() - t0
+        self.map_reduce_calls += 1
+        return out
 
     def _remember(self, key, params, vals):
         val = float(np.sum(vals))
