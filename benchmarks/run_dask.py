@@ -43,6 +43,11 @@ def partition(k: int, rows: int, family: str) -> pd.DataFrame:
     return pd.DataFrame({"x1": x1, "x2": x2, "y": y, "id": g})
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (run on each worker)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _estimator(family):
     from sklearn_glmm import BinomialGLMM, PoissonGLMM
 
@@ -93,7 +98,46 @@ def _partitioned(n_rows, n_parts, family, client):
     ddf = dd.from_map(partition, range(n_parts), rows=per, family=family, meta=meta)
     t0 = time.perf_counter()
     m = fit_partitioned(_estimator(family), ddf[["x1", "x2"]], ddf["y"], ddf["id"], client=client)
-    return m, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    peaks = client.run(_peak_rss_mb)
+    return m, seconds, peaks
+
+
+class _Echo:
+    """A stand-in partition: returns a gradient-sized array at once."""
+
+    def value_and_grad(self, params):
+        return 0.0, params
+
+
+def _echo(state, params):
+    return 0.0, params
+
+
+def round_trips(client, n_calls: int = 200) -> dict:
+    """Milliseconds per evaluation of the cluster's machinery alone (no rows): an actor
+    per worker called directly, against a task per worker on a persisted object."""
+    workers = list(client.scheduler_info()["workers"])
+    actors = [client.submit(_Echo, actor=True, workers=[w], pure=False) for w in workers]
+    handles = [a.result() for a in actors]
+    states = [client.submit(dict, workers=[w], pure=False) for w in workers]
+    params = np.zeros(6)
+    out = {}
+    t0 = time.perf_counter()
+    for _ in range(n_calls):
+        [f.result() for f in [h.value_and_grad(params) for h in handles]]
+    out["actors"] = (time.perf_counter() - t0) / n_calls * 1e3
+    t0 = time.perf_counter()
+    for k in range(n_calls):
+        futs = [
+            client.submit(_echo, s, params + k, workers=[w], pure=False)
+            for s, w in zip(states, workers)
+        ]
+        client.gather(futs)
+    out["tasks"] = (time.perf_counter() - t0) / n_calls * 1e3
+    for f in actors + states:
+        f.release()
+    return out
 
 
 def main(argv=None):
@@ -122,8 +166,13 @@ def main(argv=None):
             f"{args.workers} workers ({'threads' if args.threads else 'processes'}), "
             f"{n_parts} partitions"
         )
+        trips = round_trips(client)
+        print(
+            "round trip of one evaluation without rows: actors {actors:.2f} ms, "
+            "tasks on persisted objects {tasks:.2f} ms".format(**trips)
+        )
         for n in args.rows:
-            md, td = _partitioned(n, n_parts, args.family, client)
+            md, td, peaks = _partitioned(n, n_parts, args.family, client)
             rec = md.fit_record_
             part = rec.partitioned
             # per point evaluated (its value, and its gradient when the optimiser asks)
@@ -137,6 +186,10 @@ def main(argv=None):
                 "  load {load_seconds:.1f} s, preprocess {preprocess_seconds:.1f} s, start "
                 "{start_seconds:.1f} s, optimise + checks {optimise_seconds:.1f} s "
                 "({map_reduce_calls} map-reduce calls, {map_reduce_seconds:.1f} s)".format(**part)
+            )
+            print(
+                f"  workers' peak RSS (since they started) {sum(peaks.values()):.0f} MB in all, "
+                f"input arrays {n * 4 * 8 / 2**20:.0f} MB"
             )
             if args.skip_memory:
                 continue

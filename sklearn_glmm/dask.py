@@ -134,6 +134,14 @@ def fit_partitioned(
     est._check_params()
     family = _check_supported(est)
     client = _client(client)
+    if groups is None and getattr(est, "group_columns", None) is not None:
+        cols = [est.group_columns] if isinstance(est.group_columns, str) else est.group_columns
+        if len(cols) != 1:
+            raise NotImplementedError(
+                f"a partitioned fit supports one grouping factor; group_columns={cols}."
+            )
+        groups = cols[0]
+    y_name = getattr(y, "name", None)
     X, y, groups, sample_weight, offset, gname = _collections(X, y, groups, sample_weight, offset)
     t_load = time.perf_counter()
     parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
@@ -150,6 +158,7 @@ def fit_partitioned(
         X, y, groups, sample_weight, offset = _shuffle(X, y, groups, sample_weight, offset)
         parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
     try:
+        est._y_name = "y" if y_name is None else str(y_name)
         return _fit(est, family, X, gname, actors, info, t_load)
     finally:
         _release(client, parts)
@@ -445,7 +454,6 @@ def _feature_attributes(est, names):
     est._fixed_names_in = None
     est._fixed_names = names
     est._group_columns_fit = None
-    est._y_name = "y"
     for attr in ("_zi_design", "_disp_design", "_block_designs"):
         setattr(est, attr, None)
 

@@ -128,6 +128,12 @@ def test_fit_accepts_dask_collections(client):
     m_mem = BinomialGLMM(random_effects="1 + t").fit(df[["x", "t"]], df["y"], groups=df["id"])
     m_dask = BinomialGLMM(random_effects="1 + t").fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"])
     _same(m_mem, m_dask)
+    assert "Model: y ~" in str(m_dask.summary())
+    # grouping column named by the estimator
+    m_cols = BinomialGLMM(random_effects="1 + t", group_columns="id").fit(
+        ddf[["x", "t", "id"]], ddf["y"]
+    )
+    np.testing.assert_allclose(m_cols._params, m_mem._params, rtol=RTOL, atol=1e-9)
     with pytest.raises(NotImplementedError, match="trials"):
         BinomialGLMM().fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"], trials=ddf["y"] + 1)
 
