@@ -314,8 +314,15 @@ def _load(client, X, y, groups, sample_weight, offset, gname):
     actors = [f.result() for f in actor_futures]
     descs = _gather([a.describe(gname) for a in actors])
     info = _combine(descs, order)
+    # a worker whose partitions are all empty takes no part in the fit
+    keep = [k for k, d in enumerate(descs) if d["n"] > 0]
+    actors = [actors[k] for k in keep]
+    info["descs"] = [descs[k] for k in keep]
+    info["row_offsets"] = [info["row_offsets"][k] for k in keep]
+    if not actors:
+        raise ValueError("the collections have no rows.")
     if info["split"]:
-        info["split_examples"] = _split_examples(actors, descs)
+        info["split_examples"] = _split_examples(actors, info["descs"])
     return futures + actor_futures, actors, info
 
 

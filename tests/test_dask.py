@@ -138,6 +138,20 @@ def test_fit_accepts_dask_collections(client):
         BinomialGLMM().fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"], trials=ddf["y"] + 1)
 
 
+def test_empty_partitions(client):
+    """Partitions left empty by a filter take no part."""
+    df = _data("poisson", seed=8)
+    ddf = _by_group(df, 4)
+    keep = ddf[ddf["id"] >= 150]
+    m_mem = PoissonGLMM().fit(
+        df.loc[df["id"] >= 150, ["x", "t"]],
+        df.loc[df["id"] >= 150, "y"],
+        groups=df.loc[df["id"] >= 150, "id"],
+    )
+    m_dask = fit_partitioned(PoissonGLMM(), keep[["x", "t"]], keep["y"], keep["id"])
+    _same(m_mem, m_dask)
+
+
 def test_dask_arrays(client):
     da = pytest.importorskip("dask.array")
     df = _data("binomial", seed=2)
