@@ -27,7 +27,7 @@ import pandas as pd
 ROWS_PER_GROUP = 100
 
 
-def partition(k: int, rows: int, family: str) -> pd.DataFrame:
+def partition(k: int, rows: int, family: str, slope: bool = False) -> pd.DataFrame:
     """Partition ``k``: ``rows`` rows of whole groups, seeded by ``k``."""
     rng = np.random.default_rng(1000 + k)
     n_groups = rows // ROWS_PER_GROUP
@@ -36,6 +36,9 @@ def partition(k: int, rows: int, family: str) -> pd.DataFrame:
     x2 = rng.binomial(1, 0.4, size=len(g)).astype(float)
     b = rng.normal(0.0, 0.7, n_groups)[g - k * n_groups]
     eta = -0.5 + 0.4 * x1 - 0.3 * x2 + b
+    if slope:  # a correlated random slope of x1
+        b1 = 0.3 * rng.normal(size=n_groups) + 0.2 * (b / 0.7)[::ROWS_PER_GROUP]
+        eta += b1[g - k * n_groups] * x1
     if family == "binomial":
         y = rng.binomial(1, 1.0 / (1.0 + np.exp(-eta)))
     else:
@@ -48,16 +51,19 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _estimator(family):
+def _estimator(family, slope):
     from sklearn_glmm import BinomialGLMM, PoissonGLMM
 
-    return BinomialGLMM() if family == "binomial" else PoissonGLMM()
+    re = "1 + x1" if slope else None
+    return (
+        BinomialGLMM(random_effects=re) if family == "binomial" else PoissonGLMM(random_effects=re)
+    )
 
 
-def _in_memory(n_rows, n_parts, family):
+def _in_memory(n_rows, n_parts, family, slope):
     from sklearn_glmm._engine import objective
 
-    df = pd.concat([partition(k, n_rows // n_parts, family) for k in range(n_parts)])
+    df = pd.concat([partition(k, n_rows // n_parts, family, slope) for k in range(n_parts)])
     n_total = len(df)
     timing = {"seconds": 0.0, "evals": 0}
     evaluate, gradient = objective.Objective.evaluate, objective.Objective.gradient
@@ -80,7 +86,7 @@ def _in_memory(n_rows, n_parts, family):
     objective.Objective.evaluate, objective.Objective.gradient = timed_evaluate, timed_gradient
     try:
         t0 = time.perf_counter()
-        m = _estimator(family).fit(df[["x1", "x2"]], df["y"], groups=df["id"])
+        m = _estimator(family, slope).fit(df[["x1", "x2"]], df["y"], groups=df["id"])
         seconds = time.perf_counter() - t0
     finally:
         objective.Objective.evaluate, objective.Objective.gradient = evaluate, gradient
@@ -88,16 +94,17 @@ def _in_memory(n_rows, n_parts, family):
     return m, seconds, timing
 
 
-def _partitioned(n_rows, n_parts, family, client):
+def _partitioned(n_rows, n_parts, family, slope, client):
     import dask.dataframe as dd
 
     from sklearn_glmm.dask import fit_partitioned
 
     per = n_rows // n_parts
     meta = partition(0, ROWS_PER_GROUP, family).iloc[:0]
-    ddf = dd.from_map(partition, range(n_parts), rows=per, family=family, meta=meta)
+    ddf = dd.from_map(partition, range(n_parts), rows=per, family=family, slope=slope, meta=meta)
     t0 = time.perf_counter()
-    m = fit_partitioned(_estimator(family), ddf[["x1", "x2"]], ddf["y"], ddf["id"], client=client)
+    est = _estimator(family, slope)
+    m = fit_partitioned(est, ddf[["x1", "x2"]], ddf["y"], ddf["id"], client=client)
     seconds = time.perf_counter() - t0
     peaks = client.run(_peak_rss_mb)
     return m, seconds, peaks
@@ -146,6 +153,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--partitions-per-worker", type=int, default=2)
     ap.add_argument("--family", choices=["poisson", "binomial"], default="poisson")
+    ap.add_argument("--slope", action="store_true", help="random intercept and slope of x1")
     ap.add_argument("--threads", action="store_true", help="workers as threads (processes=False)")
     ap.add_argument("--skip-memory", action="store_true", help="no in-memory fit")
     args = ap.parse_args(argv)
@@ -162,7 +170,8 @@ def main(argv=None):
     n_parts = args.workers * args.partitions_per_worker
     with cluster, Client(cluster) as client:
         print(
-            f"{args.family} random intercept, {ROWS_PER_GROUP} rows per group; "
+            f"{args.family} random {'intercept and slope' if args.slope else 'intercept'}, "
+            f"{ROWS_PER_GROUP} rows per group; "
             f"{args.workers} workers ({'threads' if args.threads else 'processes'}), "
             f"{n_parts} partitions"
         )
@@ -172,7 +181,7 @@ def main(argv=None):
             "tasks on persisted objects {tasks:.2f} ms".format(**trips)
         )
         for n in args.rows:
-            md, td, peaks = _partitioned(n, n_parts, args.family, client)
+            md, td, peaks = _partitioned(n, n_parts, args.family, args.slope, client)
             rec = md.fit_record_
             part = rec.partitioned
             # per point evaluated (its value, and its gradient when the optimiser asks)
@@ -193,7 +202,7 @@ def main(argv=None):
             )
             if args.skip_memory:
                 continue
-            mm, tm, timing = _in_memory(n, n_parts, args.family)
+            mm, tm, timing = _in_memory(n, n_parts, args.family, args.slope)
             per_eval_m = timing["seconds"] / max(mm.fit_record_.n_evaluations, 1)
             rel = np.max(np.abs(md._params - mm._params) / np.maximum(np.abs(mm._params), 1e-12))
             print(
