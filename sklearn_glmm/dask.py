@@ -142,7 +142,10 @@ def fit_partitioned(
             )
         groups = cols[0]
     y_name = getattr(y, "name", None)
-    X, y, groups, sample_weight, offset, gname = _collections(X, y, groups, sample_weight, offset)
+    named_column = isinstance(groups, str)
+    X, y, groups, sample_weight, offset, gname, columns = _collections(
+        X, y, groups, sample_weight, offset
+    )
     t_load = time.perf_counter()
     parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
     if info["split"]:
@@ -159,6 +162,7 @@ def fit_partitioned(
         parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
     try:
         est._y_name = "y" if y_name is None else str(y_name)
+        _feature_attributes(est, [str(c) for c in X.columns], columns, gname, named_column)
         return _fit(est, family, X, gname, actors, info, t_load)
     finally:
         _release(client, parts)
@@ -219,10 +223,15 @@ def _collections(X, y, groups, sample_weight, offset):
             f"X must be a Dask DataFrame or Dask array, got {type(X).__name__}; for data in "
             "memory use est.fit."
         )
+    # how the in-memory fit would see X's columns: names (a frame, with its grouping
+    # column when groups names one) or none (an array)
+    columns = None
     if isinstance(X, da.Array):
         if X.ndim == 1:
             X = X[:, None]
         X = dd.from_dask_array(X.rechunk({1: -1}), columns=[f"x{k}" for k in range(X.shape[1])])
+    else:
+        columns = [str(c) for c in X.columns]
     if isinstance(groups, str):
         if groups not in X.columns:
             raise ValueError(f"groups={groups!r} names no column of X; columns: {list(X.columns)}.")
@@ -266,7 +275,7 @@ def _collections(X, y, groups, sample_weight, offset):
     y, groups, sample_weight, offset = out
     if gname is None:
         gname = factor_names(pd.Series([], name=getattr(groups, "name", None)))[0]
-    return X, y, groups, sample_weight, offset, gname
+    return X, y, groups, sample_weight, offset, gname, columns
 
 
 def _shuffle(X, y, groups, sample_weight, offset):
@@ -368,7 +377,6 @@ def _fit(est, family, X, gname, actors, info, t_load):
     n = int(sum(d["n"] for d in descs))
     _check_finite(descs, n)
     names = [str(c) for c in X.columns]
-    _feature_attributes(est, names)
     pos = _outcome(est, family, descs)
     means = np.sum([d["x_sum"] for d in descs], axis=0) / max(n, 1)
     moms = _gather([a.moments(means, pos, family.has_trials) for a in actors])
@@ -455,12 +463,20 @@ def _check_finite(descs, n):
             raise ValueError("Input " + what.format(bad))
 
 
-def _feature_attributes(est, names):
-    est.feature_names_in_ = np.asarray(names, dtype=object)
-    est.n_features_in_ = len(names)
-    est._fixed_names_in = None
-    est._fixed_names = names
-    est._group_columns_fit = None
+def _feature_attributes(est, names, columns, gname, named_column) -> None:
+    """What ``_validate_X`` records at an in-memory fit: the frame's column names and
+    width (its grouping column included when ``groups`` named it), none for an array."""
+    if columns is None:
+        est.__dict__.pop("feature_names_in_", None)
+        est.n_features_in_ = len(names)
+        est._fixed_names_in = None
+    else:
+        est.feature_names_in_ = np.asarray(columns, dtype=object)
+        est.n_features_in_ = len(columns)
+        est._fixed_names_in = names if len(columns) != len(names) else None
+    est._fixed_names = names if columns is not None else [f"x{k}" for k in range(len(names))]
+    own = getattr(est, "group_columns", None) is not None
+    est._group_columns_fit = [gname] if named_column and not own else None
     for attr in ("_zi_design", "_disp_design", "_block_designs"):
         setattr(est, attr, None)
 

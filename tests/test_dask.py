@@ -108,6 +108,13 @@ def test_large_data_path(client, monkeypatch):
         PoissonGLMM(random_effects="1 + t"), ddf[["x", "t", "id"]], ddf["y"], groups="id"
     )
     _same(m_mem, m_dask)
+    # the grouping column named at fit is found in X at predict, as in memory
+    new = df[["x", "t", "id"]].iloc[:20]
+    np.testing.assert_allclose(
+        m_dask.predict(new, groups="id"),
+        m_mem.predict(new[["x", "t"]], groups=new["id"]),
+        rtol=1e-6,
+    )
 
 
 def test_negbin_and_quadrature(client):
@@ -161,6 +168,11 @@ def test_dask_arrays(client):
     g = da.from_array(df["id"].to_numpy(), chunks=1500)
     m_dask = fit_partitioned(BinomialGLMM(), X, y, g)
     np.testing.assert_allclose(m_dask._params, m_mem._params, rtol=RTOL, atol=1e-9)
+    assert not hasattr(m_dask, "feature_names_in_") and m_dask.n_features_in_ == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = m_dask.predict_proba(df[["x", "t"]].to_numpy()[:5], groups=df["id"].to_numpy()[:5])
+    assert p.shape == (5, 2)
 
 
 def test_split_groups_refused_or_shuffled(client):
