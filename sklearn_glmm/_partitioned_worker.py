@@ -128,7 +128,8 @@ class Partition:
         )
         data = ModelData(Xd, self.y, self.trials, self.w, self.off, spec["family"], fdata, None)
         self.model = PartitionModel(data, spec["n_agq"])
-        self.X = None  # the internal design replaces the raw columns
+        # the internal rows replace the raw columns, outcome and labels
+        self.X = self.y_raw = self.labels = self.piece_labels = None
 
     def call(self, method: str, *args):
         return getattr(self.model, method)(*args)

@@ -321,6 +321,8 @@ def _load(client, X, y, groups, sample_weight, offset, gname):
         actor_futures.append(client.submit(Partition, pieces, actor=True, pure=False, **where))
         order.append(ks)
     actors = [f.result() for f in actor_futures]
+    # the actors hold the rows now: the partitions' own copies can go
+    _release(client, futures)
     descs = _gather([a.describe(gname) for a in actors])
     info = _combine(descs, order)
     # a worker whose partitions are all empty takes no part in the fit
@@ -332,7 +334,7 @@ def _load(client, X, y, groups, sample_weight, offset, gname):
         raise ValueError("the collections have no rows.")
     if info["split"]:
         info["split_examples"] = _split_examples(actors, info["descs"])
-    return futures + actor_futures, actors, info
+    return actor_futures, actors, info
 
 
 def _gather(actor_futures):

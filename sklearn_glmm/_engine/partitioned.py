@@ -32,8 +32,9 @@ import numpy as np
 from .objective import GLMObjective, ModelData, Objective
 from .optimize import _run_lbfgsb, single_threaded_blas
 
-# snapshots a partition keeps: the optimiser's checks hold at most a few at once
-_KEEP_SNAPSHOTS = 8
+# snapshots a partition keeps: the optimiser and its checks restore only the last one or
+# two; each holds a state of the rows' size (the linear predictor, the derivatives)
+_KEEP_SNAPSHOTS = 4
 
 
 class PartitionModel:
