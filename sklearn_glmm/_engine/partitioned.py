@@ -32,9 +32,10 @@ import numpy as np
 from .objective import GLMObjective, ModelData, Objective
 from .optimize import _run_lbfgsb, single_threaded_blas
 
-# snapshots a partition keeps: the optimiser and its checks restore only the last one or
-# two; each holds a state of the rows' size (the linear predictor, the derivatives)
-_KEEP_SNAPSHOTS = 4
+# snapshots a partition keeps. Each holds a state of the rows' size (the linear
+# predictor, the derivatives); the optimiser and its checks (``optimize``, ``converge``)
+# only ever restore the last snapshot taken, so two leave a margin
+_KEEP_SNAPSHOTS = 2
 
 
 class PartitionModel:
@@ -84,6 +85,11 @@ class PartitionModel:
             del self._snapshots[old]
 
     def restore(self, key: int) -> None:
+        if key not in self._snapshots:
+            raise KeyError(
+                f"snapshot {key} is no longer kept (the last {_KEEP_SNAPSHOTS} are): a "
+                "partitioned objective restores only recent snapshots"
+            )
         self.objective.restore(self._snapshots[key])
 
     def counters(self) -> tuple[int, int]:
