@@ -383,6 +383,8 @@ def _fit(est, family, X, gname, actors, info, t_load):
     means = np.sum([d["x_sum"] for d in descs], axis=0) / max(n, 1)
     moms = _gather([a.moments(means, pos, family.has_trials) for a in actors])
     _check_counts(family, moms)
+    if not sum(m["n_used"] for m in moms):
+        raise ValueError("sample_weight is zero for every row; at least one row needs weight > 0.")
     curvature = family.mean_curvature(
         np.array([sum(m["wy"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
         np.array([sum(m["wt"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),

@@ -145,6 +145,45 @@ def test_fit_accepts_dask_collections(client):
         BinomialGLMM().fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"], trials=ddf["y"] + 1)
 
 
+def test_aliased_column_dropped_as_in_memory(client):
+    """The aliased-column test reads the stacked partitions' R factor."""
+    from sklearn_glmm.exceptions import RankDeficiencyWarning
+
+    df = _data("binomial", seed=9)
+    df["x2"] = 2.0 * df["x"] - df["t"]
+    with pytest.warns(RankDeficiencyWarning):
+        m_mem = BinomialGLMM().fit(df[["x", "t", "x2"]], df["y"], groups=df["id"])
+    ddf = _by_group(df, 3)
+    with pytest.warns(RankDeficiencyWarning, match="x2"):
+        m_dask = fit_partitioned(BinomialGLMM(), ddf[["x", "t", "x2"]], ddf["y"], ddf["id"])
+    _same(m_mem, m_dask)
+    assert np.isnan(m_dask.fixed_effects_.loc["x2", "estimate"])
+
+
+def test_weights_and_offset(client):
+    df = _data("poisson", seed=10)
+    rng = np.random.default_rng(0)
+    df["w"] = rng.uniform(0.5, 2.0, len(df))
+    df["off"] = rng.normal(0.0, 0.2, len(df))
+    m_mem = PoissonGLMM(random_effects="1 + t").fit(
+        df[["x", "t"]], df["y"], groups=df["id"], sample_weight=df["w"], offset=df["off"]
+    )
+    ddf = _by_group(df, 2)
+    m_dask = fit_partitioned(
+        PoissonGLMM(random_effects="1 + t"),
+        ddf[["x", "t"]],
+        ddf["y"],
+        ddf["id"],
+        sample_weight=ddf["w"],
+        offset=ddf["off"],
+    )
+    _same(m_mem, m_dask)
+    with pytest.raises(ValueError, match="zero for every row"):
+        fit_partitioned(
+            PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], sample_weight=ddf["w"] * 0
+        )
+
+
 def test_empty_partitions(client):
     """Partitions left empty by a filter take no part."""
     df = _data("poisson", seed=8)
