@@ -55,6 +55,14 @@ def _by_group(df, n_parts):
     return dd.from_pandas(df, chunksize=per * -(-n_groups // n_parts), sort=False)
 
 
+def _model_warnings(records):
+    """The model's own warnings (the library's and scikit-learn's), not the cluster's."""
+    mine = [
+        w for w in records if w.category.__module__.split(".")[0] in ("sklearn_glmm", "sklearn")
+    ]
+    return sorted(str(w.message) for w in mine)
+
+
 def _same(m_mem, m_dask):
     """Estimates, standard errors, log-likelihood and modes to RTOL (relative)."""
     np.testing.assert_allclose(m_dask._params, m_mem._params, rtol=RTOL, atol=1e-9)
@@ -84,10 +92,16 @@ def _same(m_mem, m_dask):
 )
 def test_partitioned_equals_in_memory(client, est_cls, family, re):
     df = _data(family)
-    m_mem = est_cls(random_effects=re).fit(df[["x", "t"]], df["y"], groups=df["id"])
     ddf = _by_group(df, 3)
-    m_dask = fit_partitioned(est_cls(random_effects=re), ddf[["x", "t"]], ddf["y"], ddf["id"])
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        m_mem = est_cls(random_effects=re).fit(df[["x", "t"]], df["y"], groups=df["id"])
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        m_dask = fit_partitioned(est_cls(random_effects=re), ddf[["x", "t"]], ddf["y"], ddf["id"])
     _same(m_mem, m_dask)
+    # the same checks warn (here: a singular random slope for the binomial data)
+    assert _model_warnings(w_dask) == _model_warnings(w_mem)
     # predictions read only the fitted attributes
     np.testing.assert_allclose(
         m_dask.predict(df[["x", "t"]].iloc[:50], groups=df["id"].iloc[:50]),
