@@ -8,8 +8,8 @@ and per-level summaries instead:
   group-level separation check (successes and trials per level) — exact;
 - the separation check: whether every outcome is the same, and whether the linear
   predictor went far out (the trigger of the in-memory test) — exact; the linear
-  programme naming the separated predictors needs every row, and is run only when
-  the rows are few enough to gather (``_SEPARATION_ROWS``);
+  programme naming the separated predictors needs every row, and runs (the in-memory
+  test itself) only when the rows are few enough to gather (``_SEPARATION_ROWS``);
 - ``summary``'s numbers: the Pearson overdispersion statistic (exact) and the
   quartiles of the Pearson residuals (exact minimum and maximum; quartiles from a
   sample of up to 20,000 rows per partition);
@@ -44,9 +44,10 @@ def light_factor(f):
     return dataclasses.replace(f, levels=None, codes=None)
 
 
-def set_attributes(est, obj, x, record, data, sums, moms, names) -> None:
+def set_attributes(est, obj, x, record, data, sums, moms, names, gather_rows) -> None:
     """Every fitted attribute of ``est`` from the optimum ``x`` (``set_fitted_attributes``
-    with the data's summaries in place of its rows)."""
+    with the data's summaries in place of its rows). ``gather_rows()`` returns every
+    row as a ``ModelData`` (for the separation test on few rows)."""
     p, T = data.n_beta, data.n_theta
     beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
     V, H = record.covariance, record.hessian
@@ -81,7 +82,7 @@ def set_attributes(est, obj, x, record, data, sums, moms, names) -> None:
     est.n_iter_ = record.n_iter
     est.fit_record_ = record
     level = _level_sums(est, obj, sums)
-    _check_separation(est, sums)
+    _check_separation(est, sums, beta_s, gather_rows)
     _check_levels(est, level)
     _results._check_convergence(est, record)
     _results._check_standard_errors(est, record, rows, se_all, idx)
@@ -124,8 +125,13 @@ def _check_levels(est, level) -> None:
     _results._check_group_separation(twin, per_level)
 
 
-def _check_separation(est, sums) -> None:
-    """Separation: every outcome the same, or the linear predictor far out."""
+# rows up to which the separation test's linear programme runs on the rows gathered
+_SEPARATION_ROWS = 200_000
+
+
+def _check_separation(est, sums, beta_s, gather_rows) -> None:
+    """Separation: every outcome the same, or the linear predictor far out (then the
+    in-memory test on the gathered rows when they are few)."""
     fam = est._family_obj
     if fam.has_trials:
         all_same = not (any(s["any_success"] for s in sums) and any(s["any_failure"] for s in sums))
@@ -138,20 +144,26 @@ def _check_separation(est, sums) -> None:
             stacklevel=user_stacklevel(),
         )
         return
+    n_used = sum(s["n_used"] for s in sums)
     if fam.has_trials:
         far = max(s["eta_abs_max"] for s in sums) > 5.0
     else:
-        ybar = sum(s["succ"].sum() for s in sums) / max(sum(s["n_used"] for s in sums), 1)
+        ybar = sum(s["succ"].sum() for s in sums) / max(n_used, 1)
         far = min(s["eta_min"] for s in sums) < np.log(ybar) - 5.0
-    if far:
-        warnings.warn(
-            "the fixed-effect linear predictor reaches extreme values (|eta| > 5 on the "
-            f"{fam.link.scale_name} scale): some fixed effects may be separated (an infinite "
-            "estimate). The test that names them (a linear programme over every row) is not "
-            "run on partitioned data; fit a sample of the groups in memory to find them.",
-            SeparationWarning,
-            stacklevel=user_stacklevel(),
-        )
+    if not far:
+        return
+    if sum(s["rows"] for s in sums) <= _SEPARATION_ROWS:
+        _results._check_separation(est, gather_rows(), beta_s)
+        return
+    warnings.warn(
+        "the fixed-effect linear predictor reaches extreme values (|eta| > 5 on the "
+        f"{fam.link.scale_name} scale): some fixed effects may be separated (an infinite "
+        "estimate). The test that names them (a linear programme over every row) is not "
+        "run on partitioned data of more than "
+        f"{_SEPARATION_ROWS:,} rows; fit a sample of the groups in memory to find them.",
+        SeparationWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def _support(est, sums) -> None:

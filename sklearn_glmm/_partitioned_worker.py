@@ -194,6 +194,7 @@ class Partition:
             r_max=float(np.max(r[used], initial=-np.inf)),
             r_sample=np.sort(sample),
             n_used=int(used.sum()),
+            rows=len(used),
             y_max=float(np.max(d.y[used], initial=0.0)),
             eta_top=float(eta[top]) if used.any() else -np.inf,
         )

@@ -449,7 +449,11 @@ def _fit(est, family, X, gname, actors, info, t_load):
     est._factors = factors
     est._family_obj = family
     est._bounds = bounds
-    _pres.set_attributes(est, obj, x, record, shell, sums, moms, names)
+
+    def gather_rows():
+        return _rows_data(_gather([a.rows(1, None) for a in actors]), family, shell, False)
+
+    _pres.set_attributes(est, obj, x, record, shell, sums, moms, names, gather_rows)
     return est
 
 

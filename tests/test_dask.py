@@ -198,6 +198,22 @@ def test_weights_and_offset(client):
         )
 
 
+def test_separation_warns_as_in_memory(client):
+    """A separated predictor: the in-memory test runs on the gathered rows (few here)."""
+    df = _data("binomial", seed=11)
+    rng = np.random.default_rng(1)
+    df["sep"] = ((df["y"] == 1) & (rng.uniform(size=len(df)) < 0.3)).astype(float)
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        BinomialGLMM().fit(df[["x", "sep"]], df["y"], groups=df["id"])
+    ddf = _by_group(df, 2)
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        fit_partitioned(BinomialGLMM(), ddf[["x", "sep"]], ddf["y"], ddf["id"])
+    assert any("sep" in m for m in _model_warnings(w_mem))
+    assert _model_warnings(w_dask) == _model_warnings(w_mem)
+
+
 def test_empty_partitions(client):
     """Partitions left empty by a filter take no part."""
     df = _data("poisson", seed=8)
