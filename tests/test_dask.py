@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
@@ -111,16 +112,17 @@ def test_partitioned_equals_in_memory(client, est_cls, family, re):
     assert "Random effects" in str(m_dask.summary())
 
 
-def test_large_data_path(client, monkeypatch):
+@pytest.mark.parametrize(
+    "est", [PoissonGLMM(random_effects="1 + t"), NegBinGLMM()], ids=["poisson", "negbin"]
+)
+def test_large_data_path(client, monkeypatch, est):
     """Above the subsampling size the start comes from the same row and level subsets."""
     monkeypatch.setattr(optimize, "_SUBSAMPLE_ROWS", 1_000)
     monkeypatch.setattr(optimize, "_SUBSAMPLE_TARGET", 400)
-    df = _data("poisson", n_groups=400, per=10, seed=3)
-    m_mem = PoissonGLMM(random_effects="1 + t").fit(df[["x", "t"]], df["y"], groups=df["id"])
+    df = _data("negbin" if isinstance(est, NegBinGLMM) else "poisson", 400, 10, seed=3)
+    m_mem = clone(est).fit(df[["x", "t"]], df["y"], groups=df["id"])
     ddf = _by_group(df, 4)
-    m_dask = fit_partitioned(
-        PoissonGLMM(random_effects="1 + t"), ddf[["x", "t", "id"]], ddf["y"], groups="id"
-    )
+    m_dask = fit_partitioned(clone(est), ddf[["x", "t", "id"]], ddf["y"], groups="id")
     _same(m_mem, m_dask)
     # the grouping column named at fit is found in X at predict, as in memory
     new = df[["x", "t", "id"]].iloc[:20]
@@ -176,6 +178,7 @@ def test_aliased_column_dropped_as_in_memory(client):
 
 def test_weights_and_offset(client):
     df = _data("poisson", seed=10)
+    df["id"] = "g" + df["id"].astype(str)  # text labels: sorted as text ("g10" < "g2")
     rng = np.random.default_rng(0)
     df["w"] = rng.uniform(0.5, 2.0, len(df))
     df["off"] = rng.normal(0.0, 0.2, len(df))
