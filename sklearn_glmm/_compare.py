@@ -19,8 +19,8 @@ from ._warn import user_stacklevel
 
 def _fit_info(est):
     check_is_fitted(est, "coef_")
-    d = est._objective.data
-    fam = est._family_obj
+    d = est.fit_result_.objective.data
+    fam = est.fit_result_.family
     base = fam.base.name if fam.zero_inflated else fam.name
     return dict(data=d, base=base, zi=fam.zero_inflated, npar=est.n_params_)
 
@@ -40,8 +40,8 @@ def _same_data(models, names):
     d0 = models[0]._objective.data
     kind0 = models[0]._family_obj.has_trials
     for m, nm in zip(models[1:], names[1:]):
-        d = m._objective.data
-        if m._family_obj.has_trials != kind0:
+        d = m.fit_result_.objective.data
+        if m.fit_result_.family.has_trials != kind0:
             raise ValueError(
                 f"{names[0]} and {nm} model different kinds of outcome (binomial vs counts); "
                 "their likelihoods cannot be compared."
@@ -120,10 +120,10 @@ def _nesting(small, big):
             return f"its {part} model is not a subset of the larger model's"
     if not _in_span(ds.X, db.X):
         return "its fixed effects are not a subset of the larger model's"
-    for fa, fca in zip(ds.factors, small._factors):
+    for fa, fca in zip(ds.factors, small.fit_result_.factors):
         match = [
             (fb_, fcb)
-            for fb_, fcb in zip(db.factors, big._factors)
+            for fb_, fcb in zip(db.factors, big.fit_result_.factors)
             if len(fb_.codes) == len(fa.codes) and _same_partition(fa.codes, fb_.codes)
         ]
         if not match:

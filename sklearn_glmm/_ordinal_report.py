@@ -22,14 +22,15 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
     ci = confint(est, level=level, method=method)
     y = getattr(est, "_y_name", "y")
     outcome = f"a higher {y}" if outcome is None else outcome
-    kind = f"cumulative link ({est._family_obj.link.name} link, {est.threshold} thresholds)"
-    if est._factors:
+    res = est.fit_result_
+    kind = f"cumulative link ({res.family.link.name} link, {est.threshold} thresholds)"
+    if res.factors:
         approx = (
             "the Laplace approximation"
             if est.n_agq == 1
             else f"adaptive Gauss-Hermite quadrature ({est.n_agq} nodes)"
         )
-        groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in est._factors)
+        groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in res.factors)
         intro = (
             f"A {kind} mixed model was fitted by maximum likelihood ({approx}) to {est.nobs_} "
             f"observations of {len(est.classes_)} ordered classes with random effects for "
@@ -45,9 +46,7 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
     parts += _random_sentences(est, ci, digits)
     th = est.thresholds_["estimate"]
     cuts = ", ".join(f"{name}: {value:.{digits}f}" for name, value in th.items())
-    parts.append(
-        f"The thresholds (on the latent {est._family_obj.link.scale_name} scale) were {cuts}."
-    )
+    parts.append(f"The thresholds (on the latent {res.family.link.scale_name} scale) were {cuts}.")
     parts += _compare_sentences(est, list(compare), digits)
     if est.is_singular_:
         parts.append(

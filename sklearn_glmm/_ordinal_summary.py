@@ -49,8 +49,9 @@ class OrdinalSummary(Summary):
             else "the adaptive Gauss-Hermite quadrature approximation with "
             f"{est.n_agq} quadrature points"
         )
-        kind = "Cumulative Link Mixed Model" if est._factors else "Cumulative Link Model"
-        head = f"{kind} fitted with {method}" if est._factors else kind
+        res = est.fit_result_
+        kind = "Cumulative Link Mixed Model" if res.factors else "Cumulative Link Model"
+        head = f"{kind} fitted with {method}" if res.factors else kind
         fs = self.fit_statistics
         cells = [
             fs["link"],
@@ -64,13 +65,13 @@ class OrdinalSummary(Summary):
         ]
         widths = [max(len(k), len(c)) for k, c in zip(fs.index, cells)]
         # the thresholds are the intercepts: no "0 +", and "1" without fixed effects
-        formula = model_formula(est).replace(" ~ 0 + ", " ~ " if est._fixed_names else " ~ 1 + ", 1)
+        formula = model_formula(est).replace(" ~ 0 + ", " ~ " if res.fixed_names else " ~ 1 + ", 1)
         out = [head, "", f"formula: {formula}", ""]
         out.append(" " + " ".join(f"{k:<{w}}" for k, w in zip(fs.index, widths)))
         out.append(" " + " ".join(f"{c:<{w}}" for c, w in zip(cells, widths)))
-        if est._factors:
+        if res.factors:
             out += ["", "Random effects:"] + self._random_effects_lines()
-            groups = ", ".join(f"{f.name} {f.n_levels}" for f in est._factors)
+            groups = ", ".join(f"{f.name} {f.n_levels}" for f in res.factors)
             out.append(f"Number of groups:  {groups}")
         out += ["", "Coefficients:"]
         out += self._coef_lines(self.fixed_effects) if len(self.fixed_effects) else [" (none)"]

@@ -23,10 +23,10 @@ def threshold_tables(est) -> tuple[pd.DataFrame, pd.DataFrame]:
     covariance of the estimates; the thresholds ``alpha = J a`` get theirs by the
     linear map, ``J V J'``.
     """
-    fam = est._family_obj
+    fam = est.fit_result_.family
     E = fam.n_extra
-    a = np.asarray(est._extra, dtype=float)
-    V = est._vcov_params[-E:, -E:]
+    a = np.asarray(est.fit_result_.extra, dtype=float)
+    V = est.fit_result_.vcov[-E:, -E:]
     se_a = _se(V)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = a / se_a

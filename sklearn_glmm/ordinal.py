@@ -215,15 +215,16 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
 
     def _check_ordinal_separation(self, y, weights):
         """Warn, naming the predictors, when some fixed effects have an infinite MLE."""
-        d = self._objective.data
-        beta = self._params[: d.n_beta]
+        res = self.fit_result_
+        d = res.objective.data
+        beta = res.beta
         # along a separating direction the optimiser drives the linear predictor far out
         if d.n_beta == 0 or np.max(np.abs(d.X @ beta)) <= 5.0:
             return
         cols = ordinal_separation(d.X, y, weights, len(self.classes_))
         if cols is None:
             return
-        names = [self._fixed_names[self._scaling["kept"][j]] for j in cols]
+        names = [res.fixed_names[res.scaling["kept"][j]] for j in cols]
         warnings.warn(
             f"complete or quasi-complete separation: predictor(s) {names} order the classes "
             "perfectly for some rows. Their estimates diverge (the maximum-likelihood values "
@@ -254,12 +255,12 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         return self._class_probabilities(eta, var)
 
     def _class_probabilities(self, eta, var):
-        fam = self._family_obj
+        fam, extra = self.fit_result_.family, self.fit_result_.extra
         if np.all(var == 0):
-            return fam.class_probabilities(eta, self._extra)
+            return fam.class_probabilities(eta, extra)
         sd = np.sqrt(var)[:, None]
         nodes = eta[:, None] + sd * _GH_Z[None, :]
-        return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, self._extra), _GH_W)
+        return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, extra), _GH_W)
 
     def predict(self, X, groups=None, *, offset=None):
         """The most probable class."""
@@ -298,7 +299,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     # -- on the training rows -----------------------------------------------------
     def _train_probabilities(self):
         check_is_fitted(self, "coef_")
-        return self._family_obj.class_probabilities(self._train["eta"], self._extra)
+        res = self.fit_result_
+        return res.family.class_probabilities(res.train["eta"], res.extra)
 
     def fitted(self):
         """Expected class index ``E[Y]`` on the training rows (random effects at their
@@ -314,7 +316,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         ``sign(y - E[Y]) sqrt(-2 log p(y))``.
         """
         p = self._train_probabilities()
-        y = self._train["y"]
+        y = self.fit_result_.train["y"]
         idx = np.arange(p.shape[1], dtype=float)
         mean = p @ idx
         if type == "response":
