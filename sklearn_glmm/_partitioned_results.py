@@ -15,8 +15,8 @@ and per-level summaries instead:
   sample of up to 20,000 rows per partition);
 - the support of the count predictions (the largest count and linear predictor).
 
-The training rows stay on the cluster: the model is marked as one without its data
-(``_state``), so that methods needing them raise ``TrainingDataError``.
+The training rows stay on the cluster: the result is one without its data
+(``FitResult.without_data``), so that methods needing them raise ``TrainingDataError``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from scipy import stats
 from . import _results
 from ._diagnostics import OverdispersionResult
 from ._engine.separation import separation_message
-from ._tables import FitArrays
-from ._tables import store as store_arrays
+from ._fit_result import FitResult
+from ._tables import FitArrays, drop_tables
 from ._warn import user_stacklevel
 from .exceptions import SeparationWarning
 
@@ -44,15 +44,15 @@ def light_factor(f):
     return dataclasses.replace(f, levels=None, codes=None)
 
 
-def set_attributes(est, obj, x, record, data, sums, moms, names, gather_rows) -> None:
-    """Every fitted attribute of ``est`` from the optimum ``x`` (``set_fitted_attributes``
-    with the data's summaries in place of its rows). ``gather_rows()`` returns every
-    row as a ``ModelData`` (for the separation test on few rows)."""
+def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, moms, gather_rows):
+    """The fit's :class:`~sklearn_glmm._fit_result.FitResult` and every fitted attribute
+    of ``est`` from the optimum ``x`` (``_results.set_fitted_attributes`` with the data's
+    summaries in place of its rows). ``gather_rows()`` returns every row as a
+    ``ModelData`` (for the separation test on few rows)."""
     p, T = data.n_beta, data.n_theta
     beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
     V, H = record.covariance, record.hessian
-    est._hessian = H
-    sc = est._scaling
+    sc = pending["scaling"]
     J = _results.beta_jacobian(sc)
     beta = J @ beta_s
     Vb = J @ V[:p, :p] @ J.T
@@ -60,19 +60,44 @@ def set_attributes(est, obj, x, record, data, sums, moms, names, gather_rows) ->
     coef = np.zeros(sc["p"])
     coef[sc["kept"]] = beta[k0:]
     est.coef_, est.intercept_ = coef, float(beta[0]) if k0 else 0.0
+    names = est._fixed_names
     rows = ([_results.INTERCEPT] if k0 else []) + list(names)
     est_all, se_all = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
     est_all[idx] = beta
     se_all[idx] = _results._standard_errors(Vb)
-    store_arrays(est, FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]))
-    est._vcov_params = V
-    est._layout = _results.parameter_layout(data)
-    est._params = x.copy()
-    est._extra = extra.copy()
-    _results._set_random_effects(est, obj, theta_s, data)
-    _results._set_family_params(est, extra, V, p + T, data)
+    arrays = FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx])
+    condvar, lambdas, singular = _results._random_effects(
+        obj, theta_s, data, factors, pending, arrays
+    )
+    _results._set_singular(est, singular)
+    block_se = _results._set_family_params(est, extra, V, p + T, data, pending, arrays)
     n_obs = int(sum(s["n_used"] for s in sums))
+    result = FitResult(
+        params=x.copy(),
+        layout=_results.parameter_layout(data),
+        family=data.family,
+        record=record,
+        scaling=sc,
+        z_maps=pending["z_maps"],
+        vcov=V,
+        hessian=H,
+        bounds=bounds,
+        fixed_names=list(names),
+        factors=list(factors),
+        factor_order=list(pending["factor_order"]),
+        block_designs=None,
+        zi_design=None,
+        disp_design=None,
+        arrays=arrays,
+        ranef_condvar=condvar,
+        lambdas=lambdas,
+        block_se=block_se,
+        owner=type(est).__name__,
+        training=None,  # the rows stay on the cluster
+    )
+    drop_tables(est)
+    est.fit_result_ = result
     est.loglik_ = float(-0.5 * record.objective)
     est.n_params_ = len(x)
     est.nobs_ = n_obs
@@ -81,19 +106,19 @@ def set_attributes(est, obj, x, record, data, sums, moms, names, gather_rows) ->
     est.df_resid_ = n_obs - len(x)
     est.n_iter_ = record.n_iter
     est.fit_record_ = record
-    level = _level_sums(est, obj, sums)
+    level = _level_sums(result, obj, sums)
     _check_separation(est, sums, beta_s, gather_rows)
     _check_levels(est, level)
     _results._check_convergence(est, record)
     _results._check_standard_errors(est, record, rows, se_all, idx)
     est.converged_ = bool(record.converged)
     _support(est, sums)
-    _drop_data(est, sums, moms, names)
+    est.fit_result_ = result.without_data(_summaries(est, sums, moms, names))
 
 
-def _level_sums(est, obj, sums) -> dict:
+def _level_sums(result, obj, sums) -> dict:
     """Rows, successes and trials of every level, in the model's level order."""
-    G = est._factors[0].n_levels
+    G = result.factors[0].n_levels
     out = {k: np.zeros(G) for k in ("counts", "succ", "tot")}
     for idx, s in zip(obj.level_maps, sums):
         for k in out:
@@ -104,24 +129,24 @@ def _level_sums(est, obj, sums) -> dict:
 def _check_levels(est, level) -> None:
     """The in-memory identifiability and group-separation checks, on one row per level
     carrying its sums (the checks read per-level sums only)."""
-    f = est._factors[0]
-    binary = est._family_obj.has_trials
+    res = est.fit_result_
+    f = res.factors[0]
+    binary = res.family.has_trials
     counts = np.minimum(level["counts"], 2).astype(np.intp)
     codes = np.repeat(np.arange(f.n_levels), counts)
     rows = SimpleNamespace(weights=np.ones(len(codes)), trials=np.ones(len(codes)))
     if not binary:
         rows.trials = np.full(len(codes), 2.0)
-    twin = SimpleNamespace(
-        _family_obj=est._family_obj,
-        _factors=[dataclasses.replace(f, codes=codes)],
-        _fit_arrays=est._fit_arrays,
+    twin_result = SimpleNamespace(
+        family=res.family, factors=[dataclasses.replace(f, codes=codes)], arrays=res.arrays
     )
+    twin = SimpleNamespace(fit_result_=twin_result)
     _results._check_identifiable(twin, rows)
     G = f.n_levels
     per_level = SimpleNamespace(
         weights=(level["counts"] > 0).astype(float), y=level["succ"], trials=level["tot"]
     )
-    twin._factors = [dataclasses.replace(f, codes=np.arange(G))]
+    twin_result.factors = [dataclasses.replace(f, codes=np.arange(G))]
     _results._check_group_separation(twin, per_level)
 
 
@@ -132,7 +157,7 @@ _SEPARATION_ROWS = 200_000
 def _check_separation(est, sums, beta_s, gather_rows) -> None:
     """Separation: every outcome the same, or the linear predictor far out (then the
     in-memory test on the gathered rows when they are few)."""
-    fam = est._family_obj
+    fam = est.fit_result_.family
     if fam.has_trials:
         all_same = not (any(s["any_success"] for s in sums) and any(s["any_failure"] for s in sums))
     else:
@@ -168,17 +193,17 @@ def _check_separation(est, sums, beta_s, gather_rows) -> None:
 
 def _support(est, sums) -> None:
     """Count models: the largest count and linear predictor (``_learn_support``)."""
-    if est._family_obj.has_trials:
+    if est.fit_result_.family.has_trials:
         return
     top = max(sums, key=lambda s: s["eta_top"])
     y_max = max(s["y_max"] for s in sums)
     est._learn_support(np.array([y_max, 0.0]), np.array([top["eta_top"], -np.inf]), np.ones(2))
 
 
-def _drop_data(est, sums, moms, names) -> None:
-    """Mark the model as one without its training rows, with the numbers ``summary``
-    and ``report`` read from them."""
-    binary = est._family_obj.has_trials
+def _summaries(est, sums, moms, names) -> dict:
+    """The numbers ``summary`` and ``report`` read from the training rows (``_state``)."""
+    res = est.fit_result_
+    binary = res.family.has_trials
     r = np.sort(np.concatenate([s["r_sample"] for s in sums]))
     q = np.quantile(r, _QUANTILES) if len(r) else np.full(5, np.nan)
     q[0] = min(s["r_min"] for s in sums)
@@ -186,22 +211,17 @@ def _drop_data(est, sums, moms, names) -> None:
     cols = np.all([m["binary_cols"][0] for m in moms], axis=0)
     cols &= np.any([m["binary_cols"][1] for m in moms], axis=0)
     cols &= np.any([m["binary_cols"][2] for m in moms], axis=0)
-    binary_columns = [
-        nm for k, nm in enumerate(names) if len(cols) > k and cols[k] and k in est._scaling["kept"]
-    ]
+    kept = res.scaling["kept"]
+    binary_columns = [nm for k, nm in enumerate(names) if k < len(cols) and cols[k] and k in kept]
     over = None
     if not binary:
         stat = float(sum(s["pearson"] for s in sums))
         df = int(est.df_resid_)
         pv = float(stats.chi2.sf(stat, df)) if df > 0 else np.nan
         over = OverdispersionResult(stat / df if df > 0 else np.nan, stat, df, pv)
-    est._data_summaries = {
+    return {
         "pearson_quantiles": q,
         "binary_outcome": binary,
         "binary_columns": binary_columns,
         "overdispersion": over,
     }
-    est._data_dropped = True
-    est._factors = [dataclasses.replace(f, codes=None) for f in est._factors]
-    est.__dict__.pop("_objective", None)
-    est.__dict__.pop("_train", None)

@@ -19,7 +19,7 @@ Order of calls:
 3. ``moments``: the outcome coded, the centred columns' R factor (a tall-skinny QR)
    and the sums of the outcome: the in-memory fit's internal centring and scaling,
    its aliased-column test and the scaling of the random-effect columns, computed
-   from them exactly (``_global_scaling``);
+   from them exactly (``_summary_rows``);
 4. ``build``: each partition's internal rows and its objective;
 5. starting values as the in-memory fit finds them (``_partitioned_start``: the GLM
    on every row of small data, or on the same strided subset of rows, the
@@ -391,7 +391,7 @@ def _fit(est, family, X, gname, actors, info, t_load):
         np.array([sum(m["wsum"] for m in moms)]),
     )
     X_syn = _summary_rows(means, moms, n, est.fit_intercept)
-    _, est._scaling = scale_design(X_syn, names, est.fit_intercept, curvature)
+    _, scaling = scale_design(X_syn, names, est.fit_intercept, curvature)
     terms = "1" if est.random_effects is None else est.random_effects
     factors = build_factors(pd.Series(levels, name=gname), terms, names, len(levels), None)
     f = factors[0]
@@ -402,11 +402,18 @@ def _fit(est, family, X, gname, actors, info, t_load):
             "fit; use an unstructured or diagonal term."
         )
     check_quadrature_structure(est.n_agq, [f.q])
-    est._factor_input_names = [gname]
-    est._z_maps = [z_transform(f, X_syn)]
+    # how the design was made, as the in-memory fit's _model_data leaves it
+    pending = dict(
+        scaling=scaling,
+        z_maps=(z_transform(f, X_syn),),
+        factor_order=[gname],
+        zi_design=None,
+        disp_design=None,
+        block_designs=None,
+    )
     level_maps = [levels.get_indexer(d["levels"]) for d in descs]
     worker_factor = _pres.light_factor(f)
-    spec = dict(scaling=est._scaling, factor=worker_factor, T=est._z_maps[0], family=family)
+    spec = dict(scaling=scaling, factor=worker_factor, T=pending["z_maps"][0], family=family)
     spec["n_agq"] = est.n_agq
     _gather(
         [
@@ -419,7 +426,7 @@ def _fit(est, family, X, gname, actors, info, t_load):
     def call(method, *args):
         return _gather([a.call(method, *args) for a in actors])
 
-    n_beta = 0 if est._scaling is None else len(est._scaling["kept"]) + int(est.fit_intercept)
+    n_beta = len(scaling["kept"]) + int(est.fit_intercept)
     shell = _layout(n_beta, family, f, len(levels))
     obj = PartitionedObjective(shell, est.n_agq, call, level_maps)
     obj.glm_max_iter = est.max_iter
@@ -446,14 +453,13 @@ def _fit(est, family, X, gname, actors, info, t_load):
     obj.collect_modes()
     p, T = shell.n_beta, shell.n_theta
     sums = _gather([a.summaries(x[:p], x[p + T :]) for a in actors])
-    est._factors = factors
-    est._family_obj = family
-    est._bounds = bounds
 
     def gather_rows():
         return _rows_data(_gather([a.rows(1, None) for a in actors]), family, shell, False)
 
-    _pres.set_attributes(est, obj, x, record, shell, sums, moms, names, gather_rows)
+    _pres.set_attributes(
+        est, obj, x, record, shell, factors, bounds, pending, sums, moms, gather_rows
+    )
     return est
 
 
@@ -485,8 +491,6 @@ def _feature_attributes(est, names, columns, gname, named_column) -> None:
     est._fixed_names = names if columns is not None else [f"x{k}" for k in range(len(names))]
     own = getattr(est, "group_columns", None) is not None
     est._group_columns_fit = [gname] if named_column and not own else None
-    for attr in ("_zi_design", "_disp_design", "_block_designs"):
-        setattr(est, attr, None)
 
 
 def _outcome(est, family, descs):

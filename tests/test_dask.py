@@ -1,5 +1,6 @@
 """A model fitted from Dask collections partitioned by group equals the in-memory fit."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -270,6 +271,12 @@ def test_training_rows_stay_on_the_cluster(client):
     ratio = m._data_summaries["overdispersion"].ratio
     np.testing.assert_allclose(ratio, m_mem.overdispersion().ratio, rtol=1e-6)
     assert m.predict_proba(df[["x", "t"]].iloc[:3]).shape[0] == 3
+    assert not m.fit_result_.has_data
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(
+        m2.predict(df[["x", "t"]].iloc[:5]), m.predict(df[["x", "t"]].iloc[:5])
+    )
+    assert "Random effects" in str(m2.summary())
 
 
 def test_bad_input(client):
