@@ -17,6 +17,7 @@ Peak memory of the client is printed too (the workers' memory is on the cluster)
 from __future__ import annotations
 
 import argparse
+import logging
 import resource
 import time
 import warnings
@@ -166,6 +167,7 @@ def main(argv=None):
             threads_per_worker=1,
             processes=not args.threads,
             dashboard_address=None,
+            silence_logs=logging.CRITICAL,  # workers' heartbeats failing at shutdown
         )
     n_parts = args.workers * args.partitions_per_worker
     with cluster, Client(cluster) as client:
