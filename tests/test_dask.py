@@ -136,10 +136,12 @@ def test_large_data_path(client, monkeypatch, est):
 
 def test_probit_link(client):
     df = _data("binomial", seed=12)
+    df["y"] = np.where(df["y"] == 1, "yes", "no")  # any two classes
     m_mem = BinomialGLMM(link="probit").fit(df[["x", "t"]], df["y"], groups=df["id"])
     ddf = _by_group(df, 2)
     m_dask = fit_partitioned(BinomialGLMM(link="probit"), ddf[["x", "t"]], ddf["y"], ddf["id"])
     _same(m_mem, m_dask)
+    assert list(m_dask.classes_) == list(m_mem.classes_) == ["no", "yes"]
 
 
 def test_negbin_and_quadrature(client):
