@@ -342,7 +342,19 @@ class _BaseGLMM(BaseEstimator):
         Returns
         -------
         self : object
+
+        Notes
+        -----
+        Dask collections partitioned by group (``X`` a Dask DataFrame or array) are
+        fitted on their cluster without gathering the rows:
+        :func:`sklearn_glmm.dask.fit_partitioned`.
         """
+        if type(X).__module__.split(".")[0] == "dask":  # without importing Dask
+            from .dask import fit_partitioned
+
+            return fit_partitioned(
+                self, X, y, groups, sample_weight=sample_weight, offset=offset, **fit_params
+            )
         self._check_params()
         # other libraries' series (polars, pyarrow, ...) as pandas: their names are kept
         y, groups = as_pandas(y), as_pandas(groups)
