@@ -144,6 +144,16 @@ class _BaseGLMM(BaseEstimator):
         # a copy: BaseEstimator's state may be the instance __dict__ itself
         return _state.pickled_state(self, dict(super().__getstate__()))
 
+    def __setstate__(self, state):
+        if "fit_result_" not in state and _state.fitted_before_result(state):
+            # nothing of such a fit is readable here: say so at load, not at first use
+            raise ValueError(
+                f"this {type(self).__name__} was pickled by an earlier version of sklearn_glmm, "
+                "which stored its fit in a form this version does not read; fit the model "
+                "again with this version and pickle it anew."
+            )
+        super().__setstate__(state)
+
     def __copy__(self):
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
