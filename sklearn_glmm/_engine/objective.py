@@ -255,6 +255,36 @@ def _competing(h, top, gap):
     return np.flatnonzero(dip.any(axis=0))
 
 
+def _level_subset(g: GroupIndex, levels):
+    """The rows of ``levels`` (indices) and a :class:`GroupIndex` of those rows, the
+    levels numbered in the order given."""
+    rank = np.full(g.n_levels, -1)
+    rank[levels] = np.arange(len(levels))
+    sub = rank[g.codes]
+    rows = sub >= 0
+    return GroupIndex(sub[rows], len(levels)), rows
+
+
+def _rows_or_none(v, rows):
+    return None if v is None else v[rows]
+
+
+def _const_rows(const, rows):
+    """The family's parameter-free terms (an array, a tuple of arrays or None entries)
+    on some rows."""
+    if isinstance(const, tuple):
+        return tuple(_const_rows(c, rows) for c in const)
+    if isinstance(const, np.ndarray) and const.ndim and len(const) == len(rows):
+        return const[rows]
+    return const
+
+
+# outcome values and linear-predictor grid of Objective._convexity_bounds: the largest
+# convex curvature of each outcome value's log-density
+_CONVEXITY_OUTCOMES = 60
+_CONVEXITY_GRID = np.linspace(-30.0, 30.0, 601)
+
+
 # Newton decrement (twice the expected gain) below which a step is taken without the
 # decrease test: the quadratic model is exact there to far below the log-density's rounding
 _NEAR_MODE = 1e-8
@@ -511,13 +541,15 @@ class Objective:
         if not self._scalar or self.state is None or not np.isfinite(val):
             return val, none
         beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
-        h = self._grid_objective(_SCAN_GRID, extra)
+        # levels whose log-density is concave have one mode, the one found: not scanned
+        levels = np.flatnonzero(~self._concave_levels(extra))
         top = self._unit_objective()
+        h = self._grid_objective(_SCAN_GRID, extra, levels)
         # a gain below 1e-7 is the flat top of one mode, not another mode
-        higher = h.max(axis=0) > top + 1e-7 * (1.0 + np.abs(top))
+        higher = h.max(axis=0) > top[levels] + 1e-7 * (1.0 + np.abs(top[levels]))
         if higher.any():
-            start = self._refine_top(h, extra)
-            start = np.where(higher, start, self.u)
+            start = self.u.copy()
+            start[levels] = np.where(higher, self._refine_top(h, extra, levels), self.u[levels])
             if self._keep_higher(beta, theta, extra, start, self.u.copy(), top):
                 val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
                 val = val if np.isfinite(val) else np.inf
@@ -530,7 +562,63 @@ class Objective:
         st = self.state
         curv = 1.0 + self.groups[0].sum(st["der"].w * st["a_vals"][:, 0] ** 2)
         flat = np.flatnonzero(curv < _FLAT_MODE)
-        return val, np.union1d(_competing(h, top, gap), flat).astype(np.intp)
+        competing = levels[_competing(h, top[levels], gap)]
+        return val, np.union1d(competing, flat).astype(np.intp)
+
+    def _concave_levels(self, extra) -> np.ndarray:
+        """Levels whose penalised log-density is strictly concave in their (scalar)
+        random effect: one mode, so the mode found is the highest.
+
+        The second derivative of level j's penalised log-density is
+        ``sum_i a_i^2 l_i''(eta_i) - 1``. Each row's ``l''`` is bounded above by the
+        largest value it takes over the linear predictor, for the row's outcome
+        (:meth:`_convexity_bounds`); a level with ``sum_i a_i^2 max(l_i'', 0) < 1``
+        (less 1 % for the bounds' own error) is therefore concave everywhere. Where no
+        such bound is computed (binomial trials, per-row family parameters, many
+        distinct outcomes), no level is.
+        """
+        g = self.groups[0]
+        bound = self._convexity_bounds(extra)
+        if bound is None:
+            return np.zeros(g.n_levels, dtype=bool)
+        a = self.state["a_vals"][:, 0]
+        return g.sum(a * a * bound) < 0.99
+
+    def _convexity_bounds(self, extra):
+        """Each row's largest ``l''(eta)`` over eta (0 where its log-density is concave),
+        times its prior weight; None where not computed (see :meth:`_concave_levels`)."""
+        d = self.data
+        if self._trials is not None or d.extra_designs is not None:
+            return None
+        y_vals, inverse = np.unique(d.y, return_inverse=True)
+        if len(y_vals) > _CONVEXITY_OUTCOMES:
+            return None
+        const_cache = {}
+
+        def curvature(eta):  # l'' of each outcome value (rows) at each eta (columns)
+            k = eta.shape[1]
+            y = np.repeat(y_vals, k)
+            if k not in const_cache:
+                const_cache[k] = d.family.constant(y, None)
+            eta = np.broadcast_to(eta, (len(y_vals), k)).ravel()
+            with np.errstate(all="ignore"):
+                der = d.family.derivs(y, eta, None, None, extra, const_cache[k])
+            return -der.w.reshape(len(y_vals), k)
+
+        coarse = _CONVEXITY_GRID
+        c = curvature(coarse[None, :])
+        if not np.all(np.isfinite(c)):
+            return None
+        # refined around each outcome's largest value (the grid's step, 0.1, leaves it
+        # within about 1e-3 of the true maximum for a smooth l''; the refinement, 1e-5)
+        centre = coarse[np.argmax(c, axis=1)][:, None]
+        fine = centre + np.linspace(-0.1, 0.1, 41)[None, :]
+        c_fine = curvature(fine)
+        if not np.all(np.isfinite(c_fine)):
+            return None
+        top = np.maximum(c.max(axis=1), c_fine.max(axis=1))
+        bound = np.maximum(top, 0.0)[inverse]
+        return bound if self._w is None else bound * self._w
 
     def _grid_start(self, u, obj, extra):
         """A second start for the mode search: ``u = 0``, or for a scalar random effect
@@ -543,36 +631,47 @@ class Objective:
         higher = best > obj + 1e-10 * (1.0 + np.abs(obj))
         return np.where(higher, best_u, u) if higher.any() else None
 
-    def _grid_objective(self, grid, extra) -> np.ndarray:
+    def _grid_objective(self, grid, extra, levels=None) -> np.ndarray:
         """Each level's penalised log-density at every value of ``grid`` for its
         (scalar) spherical random effect, shape (len(grid), n_levels).
 
         ``grid`` is one grid for every level, shape (K,), or one per level, (K, n_levels).
+        With ``levels`` (indices), only those levels' rows are computed: shape
+        (K, len(levels)), a per-level grid then (K, len(levels)).
         """
+        if levels is not None and not len(levels):
+            return np.empty((len(grid), 0))
         s, g = self.state, self.groups[0]
         a, eta_fix = s["a_vals"][:, 0], s["eta_fix"]
+        d = self.data
+        y, trials, w, const = d.y, self._trials, self._w, self._const
+        if levels is not None and len(levels) < g.n_levels:
+            g, rows = _level_subset(g, levels)
+            a, eta_fix, y = a[rows], eta_fix[rows], y[rows]
+            trials, w = _rows_or_none(trials, rows), _rows_or_none(w, rows)
+            const = _const_rows(const, rows)
         grid = np.broadcast_to(grid.reshape(len(grid), -1), (len(grid), g.n_levels))
         chunk = max(1, _SCAN_CELLS // max(len(eta_fix), 1))
         h = np.empty((len(grid), g.n_levels))
         for k in range(0, len(grid), chunk):
             v = grid[k : k + chunk]
-            d = self.data
             eta = eta_fix + a * g.expand(v.T).T
-            loglik = d.family.loglik(d.y, eta, self._trials, self._w, extra, self._const)
+            loglik = d.family.loglik(y, eta, trials, w, extra, const)
             h[k : k + chunk] = g.sum(loglik.T).T - 0.5 * v * v
         return h
 
-    def _refine_top(self, h, extra, rounds: int = 3) -> np.ndarray:
+    def _refine_top(self, h, extra, levels=None, rounds: int = 3) -> np.ndarray:
         """Each level's highest point of ``h`` (on ``_SCAN_GRID``), refined by finer grids
         around it: a start from which the search reaches the highest of two modes
-        that are close together."""
-        levels = np.arange(h.shape[1])
+        that are close together. ``levels``: the levels of ``h``'s columns (all by
+        default)."""
+        cols = np.arange(h.shape[1])
         top = np.argmax(h, axis=0)
         best, width = _SCAN_GRID[top], _SCAN_GRID[1] - _SCAN_GRID[0]
         for _ in range(rounds):
             grid = best + width * np.linspace(-1.0, 1.0, 17)[:, None]
-            hr = self._grid_objective(grid, extra)
-            best, width = grid[np.argmax(hr, axis=0), levels], width / 8.0
+            hr = self._grid_objective(grid, extra, levels)
+            best, width = grid[np.argmax(hr, axis=0), cols], width / 8.0
         return best
 
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
