@@ -524,3 +524,28 @@ def test_curvature_bounds_are_above_every_curvature_of_the_log_density(family, k
     assert _CONVEXITY_GRID[0] <= -12 and _CONVEXITY_GRID[-1] >= 12
     np.testing.assert_array_less(true_max - 1e-4 * (1 + np.abs(true_max)), bound + 1e-12)
     assert np.all(bound >= 0)
+
+
+@pytest.mark.parametrize("Est, kw", [(BinomialGLMM, {}), (PoissonGLMM, {}), (NegBinGLMM, {})])
+def test_probe_of_a_zero_variance_in_one_pass_equals_one_evaluation_per_value(Est, kw):
+    # the zero-variance probe of one scalar random effect evaluates all its values in
+    # one vectorised mode search: the same objective as evaluating each, state untouched
+    from sklearn_glmm._engine.optimize import _PROBE_GRID
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(25), 6)
+    x = rng.normal(size=len(g))
+    eta = 0.2 + 0.5 * x + rng.normal(0, 0.7, 25)[g]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta))) if Est is BinomialGLMM else rng.poisson(np.exp(eta))
+    est, _ = _fit(Est(random_effects="1", **kw), pd.DataFrame({"x": x}), y, g)
+    obj = est.fit_result_.objective
+    assert obj.can_batch_scales()
+    params = np.array(est.fit_result_.params)
+    before = obj.evaluate(params)
+    values = obj.laplace_at_scales(params, _PROBE_GRID)
+    assert obj.evaluate(params) == before and obj._last_key is not None
+    k = obj.data.n_beta
+    for t, val in zip(_PROBE_GRID, values):
+        xt = params.copy()
+        xt[k] = t
+        assert val == pytest.approx(obj.evaluate(xt), rel=1e-12, abs=1e-9)

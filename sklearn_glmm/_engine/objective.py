@@ -279,6 +279,20 @@ def _const_rows(const, rows):
     return const
 
 
+def _const_tiled(const, k: int):
+    """The family's parameter-free terms for ``k`` copies of the rows, one after another."""
+    if isinstance(const, tuple):
+        return tuple(_const_tiled(c, k) for c in const)
+    if isinstance(const, np.ndarray) and const.ndim:
+        return np.tile(const, k)
+    return const
+
+
+# Cholesky values of a zero diagonal tried by the optimiser's probe (link-scale SDs of
+# the internal, standardised columns): small ones matter for large counts
+_PROBE_SCALES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
 # outcome values and linear-predictor grid of Objective._convexity_bounds: the largest
 # convex curvature of each outcome value's log-density
 _CONVEXITY_OUTCOMES = 60
@@ -564,6 +578,84 @@ class Objective:
         flat = np.flatnonzero(curv < _FLAT_MODE)
         competing = levels[_competing(h, top[levels], gap)]
         return val, np.union1d(competing, flat).astype(np.intp)
+
+    def can_batch_scales(self) -> bool:
+        """Whether :meth:`laplace_at_scales` applies: one scalar random effect (not
+        structured), a log-concave family, the Laplace approximation, and data small
+        enough for a copy per value."""
+        return bool(
+            self._scalar
+            and not self._structured
+            and self.n_agq == 1
+            and getattr(self.data.family, "log_concave", False)
+            and len(self.data.y) * len(_PROBE_SCALES) <= _SCAN_CELLS
+        )
+
+    def laplace_at_scales(self, params, values) -> np.ndarray:
+        """The Laplace objective at ``params`` with the random effect's Cholesky value
+        replaced by each of ``values``: one vectorised mode search for all of them.
+
+        Equals :meth:`evaluate` at each point (to rounding) and leaves the objective's
+        state as it was. A point whose modes are not found is ``inf``, as in
+        :meth:`evaluate`. Only where :meth:`can_batch_scales`.
+        """
+        params = np.asarray(params, dtype=float)
+        values = np.asarray(values, dtype=float)
+        cov = self._cov
+        beta, _, extra = self._unpack(params)
+        self._cov = cov  # the state's own (``_unpack`` sets it)
+        d, g = self.data, self.groups[0]
+        K, G = len(values), g.n_levels
+        self.n_evals += K
+        # K copies of the rows, one after another: each copy's levels are contiguous
+        # runs again, so that one GroupIndex sums all of them
+        big = GroupIndex(np.add.outer(np.arange(K) * G, g.codes).ravel(), K * G)
+        y = np.tile(d.y, K)
+        trials = None if self._trials is None else np.tile(self._trials, K)
+        w = None if self._w is None else np.tile(self._w, K)
+        const = _const_tiled(self._const, K)
+        a = np.outer(values, d.factors[0].Z[:, 0]).ravel()
+        a2 = a * a
+        eta_fix = np.tile(d.X @ beta + d.offset, K)
+
+        def at(u):
+            der = d.family.derivs(y, eta_fix + a * big.expand(u), trials, w, extra, const)
+            return der, big.sum(der.loglik) - 0.5 * u * u
+
+        u = np.zeros(K * G)
+        der, obj = at(u)
+        ok = np.zeros(K * G, dtype=bool)
+        for _it in range(4 * self.pirls_max_iter):
+            h = 1.0 + big.sum(der.w * a2)
+            step = (big.sum(a * der.d1) - u) / h
+            dec = step * step * h
+            finite = np.isfinite(dec)
+            # as in _modes_found, level by level; a failed level stays failed
+            ok = finite & (
+                (dec < 1e-20)
+                | (np.abs(step) < 1e-11)
+                | ((dec < 1e-8) & (dec < 1e-22 * np.abs(obj)))
+            )
+            active = finite & ~ok
+            if not active.any():
+                break
+            step = np.where(active, step, 0.0)
+            floor = obj - 1e-12 * (1.0 + np.abs(obj))
+            t = np.where(active, 1.0, 0.0)
+            for _half in range(40):
+                der_try, obj_try = at(u + t * step)
+                bad = ~(obj_try >= floor) & (dec >= _NEAR_MODE) & (t > 0)
+                if not bad.any():
+                    break
+                t[bad] *= 0.5
+            else:
+                t[bad] = 0.0
+                der_try, obj_try = at(u + t * step)
+            u, der, obj = u + t * step, der_try, obj_try
+        dev = -2.0 * big.sum(der.loglik) + u * u + np.log(h)
+        per_value = dev.reshape(K, G).sum(axis=1)
+        found = ok.reshape(K, G).all(axis=1) & np.isfinite(per_value)
+        return np.where(found, per_value, np.inf)
 
     def _concave_levels(self, extra) -> np.ndarray:
         """Levels whose penalised log-density is strictly concave in their (scalar)
