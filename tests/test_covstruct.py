@@ -231,8 +231,10 @@ def test_formula_front_end_matches_the_estimator():
 
 
 # -- glmmTMB 1.1.5 references ---------------------------------------------------------
-# glmmTMB's own binomial cs fit stops with false convergence (NA log-likelihood) and its
-# binomial toep fit fails (an error), so they are no references; the others are.
+# On covstruct.csv (one binary outcome per person and day) glmmTMB's own binomial cs fit
+# stops with false convergence (NA log-likelihood) and its binomial toep fit fails (an
+# error), so they are no references there; binary_repeated.csv (four binary outcomes per
+# person and day) is the binary cs and toep reference, where glmmTMB converges.
 FITS = {
     "pois_ar1": (PoissonGLMM, "count", ["day", "x"], "ar1(day)"),
     "pois_cs": (PoissonGLMM, "count", ["day", "x"], "cs(day)"),
@@ -240,18 +242,22 @@ FITS = {
     "pois_ou": (PoissonGLMM, "count", ["t", "x"], "ou(t)"),
     "bin_ar1": (BinomialGLMM, "bin", ["day", "x"], "ar1(day)"),
     "bin_ou": (BinomialGLMM, "bin", ["t", "x"], "ou(t)"),
+    "binrep_cs": (BinomialGLMM, "bin", ["day", "x"], "cs(day)"),
+    "binrep_toep": (BinomialGLMM, "bin", ["day", "x"], "toep(day)"),
 }
 
 
-def _glmmtmb_reported(kind, theta):
-    """glmmTMB's theta (log SDs, then its correlation parameter) on the reported scale."""
+def _glmmtmb_reported(kind, theta, q):
+    """glmmTMB's theta (log SDs, then its correlation parameters) on the reported scale."""
     if kind == "ou":  # log SD, log rate
         return np.array([np.exp(theta[0]), np.exp(theta[1])])
-    sds, a = np.exp(theta[:-1]), theta[-1]
+    n_sd = q if kind in ("cs", "toep") else 1
+    sds, a = np.exp(theta[:n_sd]), theta[n_sd:]
     if kind == "cs":  # glmmTMB's cs: rho = lo + (1 - lo) plogis(a), lo = -1 / (q - 1)
         lo = -1.0 / (len(sds) - 1)
-        return np.concatenate([sds, [lo + (1 - lo) / (1 + np.exp(-a))]])
-    return np.concatenate([sds, [a / np.sqrt(1 + a * a)]])
+        return np.concatenate([sds, lo + (1 - lo) / (1 + np.exp(-a))])
+    # ar1's correlation and toep's lag correlations: a / sqrt(1 + a^2)
+    return np.concatenate([sds, a / np.sqrt(1 + a * a)])
 
 
 @pytest.mark.parametrize("model", sorted(FITS))
@@ -259,11 +265,12 @@ def test_against_glmmtmb(model):
     ref = pd.read_csv(HERE / "glmmtmb_fits.csv")
     ref = ref[ref.model == model]
     assert ref.loc[ref.kind == "version", "value"].item() == 115  # glmmTMB 1.1.5
+    assert ref.loc[ref.kind == "convergence", "value"].item() == 0  # glmmTMB converged
     cls, y, cols, term = FITS[model]
-    df = _data()
+    df = pd.read_csv(HERE / "binary_repeated.csv") if model.startswith("binrep") else _data()
     # R: glmmTMB(<y> ~ <cols> + <structure>(0 + factor(day) | id), family = ...)
     m = cls(random_effects=term).fit(df[cols], df[y], groups=df["id"])
-    assert m.converged_
+    assert m.converged_ and not m.is_singular_
     assert m.loglik_ == pytest.approx(ref.loc[ref.kind == "loglik", "value"].item(), abs=0.01)
     fixed = ref[ref.kind == "fixed"].set_index("name")
     ours = m.fixed_effects_
@@ -280,13 +287,13 @@ def test_against_glmmtmb(model):
     sd, sd_ref = np.sqrt(np.diag(S)), np.sqrt(np.diag(S_ref))
     np.testing.assert_allclose(sd, sd_ref, rtol=0.02)
     np.testing.assert_allclose(S / np.outer(sd, sd), S_ref / np.outer(sd_ref, sd_ref), atol=0.02)
+    # glmmTMB's own parameters (its getME(m, "theta")) on the reported scale
     kind = term.split("(")[0]
-    if kind != "toep":  # glmmTMB's own parameters, where their transform is documented
-        theta = ref.loc[ref.kind == "theta", "value"].to_numpy()
-        want = _glmmtmb_reported(kind, theta)
-        ci = m.confint()
-        got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
-        np.testing.assert_allclose(got, want, rtol=0.02)
+    theta = ref.loc[ref.kind == "theta", "value"].to_numpy()
+    want = _glmmtmb_reported(kind, theta, len(sd))
+    ci = m.confint()
+    got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=0.02, atol=0.005)
 
 
 def test_structured_factor_beside_a_crossed_factor():
