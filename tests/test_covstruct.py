@@ -89,6 +89,33 @@ def test_jacobian_against_finite_differences(st):
         np.testing.assert_allclose(J, num, atol=1e-7 * max(1.0, np.abs(J).max()))
 
 
+@pytest.mark.parametrize("st", STRUCTURES, ids=lambda s: f"{s.name}{s.q}")
+def test_reported_values_map_back_to_the_parameters(st):
+    """``from_reported`` inverts ``reported`` inside the bounds (profiles move along the
+    reported values), and says None outside the structure's domain."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        p = _random_params(st, rng)
+        back = st.from_reported(st.reported(p))
+        np.testing.assert_allclose(back, p, rtol=1e-7, atol=1e-9)
+        for v, (lo, hi) in zip(st.reported(p), st.reported_bounds()):
+            assert (lo is None or v >= lo - 1e-12) and (hi is None or v <= hi + 1e-12)
+    bad = st.reported(st.start(0.5))
+    bad[0] = -0.1  # a negative SD
+    assert st.from_reported(bad) is None
+    bad = st.reported(st.start(0.5))
+    bad[st.n_sd] = 1.5 if st.cor_kinds[0] == "cor" else -1.0  # no correlation / rate
+    assert st.from_reported(bad) is None
+
+
+def test_toeplitz_lag_correlations_of_no_correlation_matrix_are_refused():
+    st = Toeplitz(4)
+    ok = st.reported(st.start(0.5))
+    assert st.from_reported(ok) is not None
+    ok[4:] = [0.9, 0.0, 0.9]  # each in (-1, 1), but the matrix is not positive definite
+    assert st.from_reported(ok) is None
+
+
 def test_ar1_correlations_and_names():
     st = AR1(4)
     p = np.array([0.5, 1.0])  # rho = 1 / sqrt(2)
@@ -201,8 +228,6 @@ def test_structured_fit_attributes_and_errors():
     assert m.converged_ and not m.is_singular_
     text = str(m.summary())
     assert "(ar1)" in text and "ar1(0 + factor(day) | id)" in text
-    with pytest.raises(NotImplementedError, match="wald"):
-        m.confint(method="profile")
     new = df.head(3).copy()
     new.loc[0, "day"] = 9
     with pytest.raises(ValueError, match="not seen in fit"):
@@ -294,6 +319,52 @@ def test_against_glmmtmb(model):
     ci = m.confint()
     got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
     np.testing.assert_allclose(got, want, rtol=0.02, atol=0.005)
+
+
+def test_profile_intervals_of_structure_parameters():
+    """Profile intervals of the SD and the correlation of ar1 and of the SD and rate of
+    ou against glmmTMB's (``confint(m, method = "profile", parm = "theta_")``,
+    ``make_profile_fixture.R``), and the deviance at ar1's limits refitted with the
+    optimiser's own parameter held fixed is the chi-square cutoff."""
+    from scipy import optimize, stats
+
+    ref = pd.read_csv(HERE / "glmmtmb_profile.csv")
+    df = _data()
+    cutoff = stats.chi2.ppf(0.95, 1)
+    for model, cols, names in [
+        ("pois_ar1", ["day", "x"], ["sd_day|id", "rho_ar1|id"]),
+        ("pois_ou", ["t", "x"], ["sd_t|id", "rate_ou|id"]),
+    ]:
+        term = "ar1(day)" if model == "pois_ar1" else "ou(t)"
+        m = PoissonGLMM(random_effects=term).fit(df[cols], df["count"], groups=df["id"])
+        ci = m.confint(method="profile")
+        r = ref[ref.model == model]
+        sd_lim = np.exp(r.loc[r.name == "theta1", ["lower", "upper"]].to_numpy()[0])
+        np.testing.assert_allclose(ci.loc[names[0], ["lower", "upper"]], sd_lim, rtol=2e-3)
+        a = r.loc[r.name == "theta2", ["lower", "upper"]].to_numpy()[0]
+        want = a / np.sqrt(1 + a * a) if model == "pois_ar1" else np.exp(a)
+        np.testing.assert_allclose(ci.loc[names[1], ["lower", "upper"]], want, rtol=5e-3)
+        wald = m.confint()
+        for nm in names:  # a likelihood-ratio interval, not the Wald one
+            assert ci.loc[nm, "lower"] < ci.loc[nm, "estimate"] < ci.loc[nm, "upper"]
+            assert not np.allclose(ci.loc[nm, ["lower", "upper"]], wald.loc[nm, ["lower", "upper"]])
+    # ar1's correlation limits, checked on the optimiser's scale
+    m = PoissonGLMM(random_effects="ar1(day)").fit(df[["day", "x"]], df["count"], groups=df["id"])
+    lo, hi = m.confint(method="profile", parm=["rho_ar1|id"]).iloc[0, 1:]
+    obj, x_hat = m._objective, m._params.copy()
+    k = len(x_hat) - 1  # the ar1 parameter a, rho = a / sqrt(1 + a^2)
+    F_hat = obj.evaluate(x_hat)
+    for rho in (lo, hi):
+        a = rho / np.sqrt(1 - rho * rho)
+        bounds = list(m._bounds)
+        bounds[k] = (a, a)
+        x0 = x_hat.copy()
+        x0[k] = a
+        res = optimize.minimize(
+            obj.value_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+            options={"ftol": 1e-13, "gtol": 1e-8},
+        )  # fmt: skip
+        assert res.fun - F_hat == pytest.approx(cutoff, abs=0.01)
 
 
 def test_structured_factor_beside_a_crossed_factor():
