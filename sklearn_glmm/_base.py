@@ -23,7 +23,7 @@ from sklearn.utils.validation import (
 from . import _dispersion as _disp
 from . import _results, _state, _tables
 from . import _zero_inflation as _zi
-from ._design import build_factors, factor_names, groups_columns
+from ._design import build_factors, factor_names, groups_columns, prediction_design
 from ._engine.blocks import rows_of
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
@@ -474,7 +474,9 @@ class _BaseGLMM(BaseEstimator):
                 )
             by_name = dict(zip(self._factor_order, cols))
         for f in self._factors:
-            Z = f.z_matrix(Xa)
+            S = self.random_effects_cov_[f.name].to_numpy()
+            # ar1 and ou at a new time: Z b is the conditional mean there, v_new the rest
+            Z, v_new = prediction_design(f, Xa, S)
             if groups is None:
                 codes = np.full(n, -1)
             else:
@@ -483,8 +485,8 @@ class _BaseGLMM(BaseEstimator):
             B = self.ranef_[f.name].to_numpy()
             eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])
             if population == "marginal":
-                S = self.random_effects_cov_[f.name].to_numpy()
                 var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
+                var += v_new
         # z'Sz >= 0; rounding can leave -1e-17 when S is singular
         return eta, np.maximum(var, 0.0)
 

@@ -228,9 +228,9 @@ def test_structured_fit_attributes_and_errors():
     assert m.converged_ and not m.is_singular_
     text = str(m.summary())
     assert "(ar1)" in text and "ar1(0 + factor(day) | id)" in text
-    new = df.head(3).copy()
-    new.loc[0, "day"] = 9
-    with pytest.raises(ValueError, match="not seen in fit"):
+    new = df.head(3).astype({"day": float})
+    new.loc[0, "day"] = 6.5
+    with pytest.raises(ValueError, match="not on that grid"):
         m.predict(new[["day", "x"]], groups=new["id"])
     with pytest.raises(ValueError, match="not a feature"):
         PoissonGLMM(random_effects="ar1(week)").fit(X, df["count"], groups=df["id"])
@@ -389,6 +389,80 @@ def test_structured_factor_beside_a_crossed_factor():
         e[k] = 1e-5
         num[k] = (obj.evaluate(x + e) - obj.evaluate(x - e)) / 2e-5
     np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-4)
+
+
+def _log_ratio(m, new, ids):
+    """log of the predicted count of people ``ids`` over that of a new person, both
+    with the random effect at its conditional mean (``population="zero"``)."""
+    stranger = np.full(len(new), -1)
+    return np.log(m.predict(new, groups=ids, population="zero")) - np.log(
+        m.predict(new, groups=stranger, population="zero")
+    )
+
+
+def test_ar1_predicts_at_new_times_by_its_markov_property():
+    """Days 8 and 10 after days 1..6: AR1 is Markov, so a person's effect k steps after
+    the last day has mean rho^k b_6 and variance sigma^2 (1 - rho^(2k)) given the fitted
+    effects (an independent closed form of the conditional normal the prediction uses)."""
+    df = _data()
+    m = PoissonGLMM(random_effects="ar1(day)").fit(df[["day", "x"]], df["count"], groups=df["id"])
+    sd, rho = m.confint().loc[["sd_day|id", "rho_ar1|id"], "estimate"]
+    B = m.ranef_["id"]
+    ids = B.index[:5].to_numpy()
+    for k in (2, 4):
+        new = pd.DataFrame({"day": np.full(5, 6.0 + k), "x": 0.0})
+        np.testing.assert_allclose(_log_ratio(m, new, ids), rho**k * B["day6"][ids], atol=1e-10)
+        # population="marginal": the lognormal mean over what the fit leaves unknown
+        eta0 = np.log(m.predict(new, groups=np.full(5, -1), population="zero"))
+        v = sd**2 * (1 - rho ** (2 * k))
+        want = np.exp(eta0 + rho**k * B["day6"][ids].to_numpy() + v / 2)
+        np.testing.assert_allclose(m.predict(new, groups=ids), want, rtol=1e-10)
+        new_person = m.predict(new, groups=np.full(5, -1))
+        np.testing.assert_allclose(new_person, np.exp(eta0 + sd**2 / 2), rtol=1e-10)
+    # seen days are predicted from their own effect, as before
+    seen = pd.DataFrame({"day": [3.0], "x": [0.0]})
+    assert _log_ratio(m, seen, ids[:1])[0] == pytest.approx(B["day3"][ids[0]], abs=1e-12)
+
+
+def test_ou_predicts_between_and_after_the_fitted_times():
+    """OU is Markov in continuous time: between two fitted times its conditional mean is
+    the bridge of those two alone, after the last one ``exp(-rate dt) b_last``."""
+    df = _data()
+    m = PoissonGLMM(random_effects="ou(t)").fit(df[["t", "x"]], df["count"], groups=df["id"])
+    rate = m.confint().loc["rate_ou|id", "estimate"]
+    B = m.ranef_["id"]
+    times = np.sort(df["t"].unique())
+    ids = B.index[:4].to_numpy()
+    ta, tb, ts = times[3], times[4], 0.5 * (times[3] + times[4]) + 0.1
+    ra, rb, rab = np.exp(-rate * (ts - ta)), np.exp(-rate * (tb - ts)), np.exp(-rate * (tb - ta))
+    ba, bb = B.iloc[:4, 3].to_numpy(), B.iloc[:4, 4].to_numpy()
+    bridge = (ba * (ra - rb * rab) + bb * (rb - ra * rab)) / (1 - rab**2)
+    new = pd.DataFrame({"t": np.full(4, ts), "x": 0.0})
+    np.testing.assert_allclose(_log_ratio(m, new, ids), bridge, atol=1e-9)
+    after = pd.DataFrame({"t": np.full(4, times[-1] + 1.7), "x": 0.0})
+    np.testing.assert_allclose(
+        _log_ratio(m, after, ids), np.exp(-rate * 1.7) * B.iloc[:4, -1].to_numpy(), atol=1e-9
+    )
+
+
+def test_new_times_that_the_structure_cannot_extend_raise():
+    df = _data()
+    X = df[["day", "x"]]
+    new = pd.DataFrame({"day": [7.0], "x": [0.0]})
+    for term in ("cs(day)", "toep(day)"):
+        m = PoissonGLMM(random_effects=term).fit(X, df["count"], groups=df["id"])
+        with pytest.raises(ValueError, match="no covariance for a new time"):
+            m.predict(new, groups=[1])
+        np.testing.assert_allclose(  # seen times still predict
+            m.predict(X.head(4), groups=df["id"].head(4)), m.fitted()[:4], rtol=1e-10
+        )
+    # ar1 over unequally spaced days has no position for a new day
+    uneven = df[df["day"] != 3]
+    m = PoissonGLMM(random_effects="ar1(day)").fit(
+        uneven[["day", "x"]], uneven["count"], groups=uneven["id"]
+    )
+    with pytest.raises(ValueError, match="not equally spaced"):
+        m.predict(new, groups=[1])
 
 
 def test_ou_on_unit_spaced_times_is_ar1():

@@ -179,6 +179,17 @@ class CorrelationStructure(CovarianceStructure):
         c = self.cor_params(values[self.n_sd :])
         return None if c is None else np.concatenate([sds, c])
 
+    #: the covariance extends to times not seen in fit (``ar1``, ``ou``)
+    extends_in_time = False
+
+    def new_time_covariance(self, S, levels, t):
+        """Covariances of the random effects at new times ``t`` with those at the fitted
+        ``levels`` (shape (len(t), q)) and their variances (len(t),), read from the
+        fitted covariance ``S`` of the levels."""
+        raise NotImplementedError(
+            f"{self.name}: the covariance has no value at a time not seen in fit"
+        )
+
     def reported_bounds(self) -> list:
         """Bounds of the reported parameters: the images of the optimiser's bounds."""
         out = [(0.0, None)] * self.n_sd
@@ -233,6 +244,7 @@ class AR1(CorrelationStructure):
 
     name = "ar1"
     cor_kinds = ("cor",)
+    extends_in_time = True
 
     def __init__(self, q: int):
         super().__init__(q)
@@ -262,6 +274,32 @@ class AR1(CorrelationStructure):
 
     def cor_params(self, values):
         return _bounded_a(values, self.cor_bounds())
+
+    def new_time_covariance(self, S, levels, t):
+        """The levels are positions 0, 1, ... one step apart; a new time extends them
+        when the levels are equally spaced and it falls on their grid (day 8 after days
+        1..6 is position 7): ``sigma^2 rho^|position - i|``."""
+        levels = np.asarray(levels, dtype=float)
+        steps = np.diff(levels)
+        h = steps[0]
+        if not np.allclose(steps, h, rtol=1e-9, atol=0.0):
+            raise ValueError(
+                "ar1 takes the fitted time values as consecutive steps; they are not equally "
+                f"spaced ({levels.tolist()}), so a new time has no position among them (ou "
+                "uses the times themselves)"
+            )
+        pos = (np.asarray(t, dtype=float) - levels[0]) / h
+        off = np.abs(pos - np.round(pos)) > 1e-9 * np.maximum(1.0, np.abs(pos))
+        if off.any():
+            raise ValueError(
+                f"ar1 over time values {levels[0]:g}, {levels[0] + h:g}, ... (steps of {h:g}): "
+                f"the new time {float(np.asarray(t)[off][0])!r} is not on that grid (ou takes "
+                "continuous times)"
+            )
+        var = S[0, 0]
+        rho = S[0, 1] / var if var > 0 else 0.0
+        lag = np.abs(np.round(pos)[:, None] - np.arange(len(levels))[None, :])
+        return var * rho**lag, np.full(len(pos), var)
 
 
 class CompoundSymmetry(CorrelationStructure):
@@ -305,6 +343,7 @@ class OrnsteinUhlenbeck(CorrelationStructure):
     name = "ou"
     # a rate is positive: reported, and given Wald intervals, as an SD is (log scale)
     cor_kinds = ("sd",)
+    extends_in_time = True
 
     def __init__(self, times):
         times = np.asarray(times, dtype=float)
@@ -341,6 +380,16 @@ class OrnsteinUhlenbeck(CorrelationStructure):
         if c < lo - 1e-9 * abs(lo) - 1e-12 or c > hi + 1e-9 * abs(hi) + 1e-12:
             return None
         return np.array([min(max(c, lo), hi)])
+
+    def new_time_covariance(self, S, levels, t):
+        """``sigma^2 exp(-rate |t - t_i|)``, the rate read from the first two times."""
+        levels = np.asarray(levels, dtype=float)
+        var = S[0, 0]
+        r01 = S[0, 1] / var if var > 0 else 0.0  # exp(-rate (t_1 - t_0))
+        d = np.abs(np.asarray(t, dtype=float)[:, None] - levels[None, :])
+        with np.errstate(divide="ignore"):
+            cor = np.power(max(r01, 0.0), d / (levels[1] - levels[0]))
+        return var * cor, np.full(d.shape[0], var)
 
 
 def _durbin_levinson(phi: np.ndarray) -> np.ndarray:
