@@ -241,6 +241,51 @@ def test_structured_fit_attributes_and_errors():
         )
 
 
+def test_time_variable_only_in_the_random_part():
+    """random_only_columns: the time variable read by the structure but not a fixed
+    effect, through fit, predict (raw data for the formula model), pickles and clones."""
+    import pickle
+
+    from sklearn.base import clone
+
+    from sklearn_glmm.formula import glmmTMB
+
+    df = _data()
+    est = PoissonGLMM(random_effects="ar1(day)", random_only_columns="day", group_columns="id")
+    m = est.fit(df[["id", "day", "x"]], df["count"])
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "x"] and m.coef_.shape == (1,)
+    trend = PoissonGLMM(random_effects="ar1(day)").fit(
+        df[["day", "x"]], df["count"], groups=df["id"]
+    )
+    assert m.loglik_ != pytest.approx(trend.loglik_, abs=1.0)  # another model
+    assert "count ~ x + ar1(0 + factor(day) | id)" in str(m.summary())
+    f = glmmTMB("count ~ x + ar1(0 + factor(day) | id)", df, family="poisson")
+    assert f.random_only_columns == ["day"]
+    assert f.loglik_ == pytest.approx(m.loglik_, abs=1e-8)
+    rows = df.head(5)
+    np.testing.assert_allclose(f.predict(rows), m.predict(rows[["id", "day", "x"]]), rtol=1e-8)
+    np.testing.assert_allclose(m.predict(rows[["id", "day", "x"]]), m.fitted()[:5], rtol=1e-8)
+    again = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(again.predict(rows[["id", "day", "x"]]), m.fitted()[:5], rtol=1e-8)
+    assert clone(est).get_params()["random_only_columns"] == "day"
+    with pytest.raises(ValueError, match=r"\['day'\] are not columns of X"):
+        m.predict(rows[["id", "x"]])  # predictions read it again
+    with pytest.raises(ValueError, match="must be a pandas DataFrame"):
+        PoissonGLMM(random_effects="ar1(x1)", random_only_columns="x1").fit(
+            df[["day", "x"]].to_numpy(), df["count"], groups=df["id"]
+        )
+    with pytest.raises(ValueError, match="not columns of X"):
+        PoissonGLMM(random_effects="ar1(week)", random_only_columns="week").fit(
+            df[["day", "x"]], df["count"], groups=df["id"]
+        )
+    # only the random part: no fixed-effect column at all (y ~ 1 + ar1(...))
+    null = PoissonGLMM(random_effects="ar1(day)", random_only_columns="day").fit(
+        df[["day"]], df["count"], groups=df["id"]
+    )
+    assert list(null.fixed_effects_.index) == ["(Intercept)"]
+    assert null.loglik_ < m.loglik_
+
+
 def test_formula_front_end_matches_the_estimator():
     from sklearn_glmm.formula import glmmTMB
 
@@ -251,8 +296,8 @@ def test_formula_front_end_matches_the_estimator():
     assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-8)
     m = glmmTMB("count ~ t + x + ou(numFactor(t) + 0 | id)", df, family="poisson")
     assert m.random_effects == {"id": "ou(t)"}
-    with pytest.raises(ValueError, match="fixed part"):
-        glmmTMB("count ~ x + cs(0 + factor(day) | id)", df, family="poisson")
+    with pytest.raises(ValueError, match="numeric column of the data"):
+        glmmTMB("count ~ x + cs(0 + factor(week) | id)", df.assign(week="a"), family="poisson")
 
 
 # -- glmmTMB 1.1.5 references ---------------------------------------------------------
@@ -269,6 +314,11 @@ FITS = {
     "bin_ou": (BinomialGLMM, "bin", ["t", "x"], "ou(t)"),
     "binrep_cs": (BinomialGLMM, "bin", ["day", "x"], "cs(day)"),
     "binrep_toep": (BinomialGLMM, "bin", ["day", "x"], "toep(day)"),
+    # glmmTMB's y ~ x + ar1(0 + factor(day) | id): the time variable not a fixed effect
+    "pois_ar1_notrend": (PoissonGLMM, "count", ["day", "x"], "ar1(day)"),
+    "bin_ou_notrend": (BinomialGLMM, "bin", ["t", "x"], "ou(t)"),
+    # lme4's y ~ x + (0 + day | id): a random slope without its fixed slope
+    "pois_slope_notrend": (PoissonGLMM, "count", ["day", "x"], "0 + day"),
 }
 
 
@@ -294,8 +344,12 @@ def test_against_glmmtmb(model):
     cls, y, cols, term = FITS[model]
     df = pd.read_csv(HERE / "binary_repeated.csv") if model.startswith("binrep") else _data()
     # R: glmmTMB(<y> ~ <cols> + <structure>(0 + factor(day) | id), family = ...)
-    m = cls(random_effects=term).fit(df[cols], df[y], groups=df["id"])
+    random_only = cols[0] if model.endswith("_notrend") else None
+    m = cls(random_effects=term, random_only_columns=random_only).fit(
+        df[cols], df[y], groups=df["id"]
+    )
     assert m.converged_ and not m.is_singular_
+    assert list(m.fixed_effects_.index) == list(ref.loc[ref.kind == "fixed", "name"])
     assert m.loglik_ == pytest.approx(ref.loc[ref.kind == "loglik", "value"].item(), abs=0.01)
     fixed = ref[ref.kind == "fixed"].set_index("name")
     ours = m.fixed_effects_
@@ -501,3 +555,20 @@ def test_quadrature_with_a_structure_is_refused_by_name(term):
     y = rng.poisson(2.0, len(ids))
     with pytest.raises(ValueError, match="not available with the covariance structure"):
         PoissonGLMM(term, n_agq=5).fit(X, y, groups=ids)
+
+
+def test_intercept_free_random_slope_keeps_its_variance():
+    """``"0 + z"``: the internal scaling of an intercept-free term keeps its column (a
+    simulated slope SD of 0.5 is recovered; an SD of 0 would mean the column was lost)."""
+    rng = np.random.default_rng(8)
+    ids = np.repeat(np.arange(300), 6)
+    z = rng.normal(size=len(ids)) + 2.0
+    b = rng.normal(scale=0.5, size=300)
+    y = rng.poisson(np.exp(0.2 + b[ids] * z))
+    X = pd.DataFrame({"z": z})
+    m = PoissonGLMM(random_effects="0 + z").fit(X, y, groups=ids)
+    sd = np.sqrt(m.random_effects_cov_["group"].iloc[0, 0])
+    assert sd == pytest.approx(0.5, abs=0.08)
+    # the same model on another scale of z: the same fit
+    m10 = PoissonGLMM(random_effects="0 + z").fit(X * 10, y, groups=ids)
+    assert m10.loglik_ == pytest.approx(m.loglik_, abs=1e-6)
