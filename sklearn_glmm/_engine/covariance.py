@@ -15,8 +15,9 @@ the diagonal.
 
 To add a structure, subclass :class:`CorrelationStructure` with ``n_sd``,
 ``sd_index``, ``correlation`` / ``dcorrelation`` of its correlation parameters,
-``cor_bounds``, ``cor_start`` and its reported values and names, and register it
-in :data:`STRUCTURES`.
+``cor_bounds``, ``cor_start``, its reported values (``cor_values``) and their inverse
+(``cor_params``, for profiles), and register it in :data:`STRUCTURES`. A covariance
+that extends to new times (``ar1``, ``ou``) also gives ``new_time_covariance``.
 """
 
 from __future__ import annotations
