@@ -170,6 +170,37 @@ def test_objective_gradient_in_structure_parameters():
         np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_time_indicator_shortcuts_match_the_general_products(monkeypatch, shuffle):
+    """A structured factor's Z is a time indicator: the gradient's products use it
+    (O(n q) per parameter, sums per level and time). They give what the general dense
+    products give, rows in order or shuffled (levels not contiguous)."""
+    from sklearn_glmm._engine import objective as objective_module
+
+    x = np.concatenate([[0.3, 0.2], [0.5, 0.7, 0.6, 0.4, 0.3]])
+    out = []
+    for general in (False, True):
+        if general:
+            monkeypatch.setattr(objective_module, "_indicator_columns", lambda Z: None)
+        obj = _objective(CompoundSymmetry(4), q=4)
+        if shuffle:
+            perm = np.random.default_rng(0).permutation(len(obj.data.y))
+            d = obj.data
+            f = d.factors[0]
+            f2 = type(f)(**{**f.__dict__, "codes": f.codes[perm], "Z": f.Z[perm]})
+            d = type(d)(**{
+                **d.__dict__, "X": d.X[perm], "y": d.y[perm], "trials": d.trials[perm],
+                "weights": d.weights[perm], "offset": d.offset[perm], "factors": (f2,),
+            })  # fmt: skip
+            obj = Objective(d)
+        assert (obj._indicator_cells(obj.data.factors[0]) is None) == general
+        val, g = obj.value_and_grad(x)
+        out.append((val, g, obj._predictor[2]))
+    assert out[0][0] == out[1][0]
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-10, atol=1e-12)
+
+
 def test_unstructured_through_the_structure_path_is_identical():
     """lme4's Cholesky parametrisation as a structure object: the same objective,
     gradient and fit, bit for bit."""
