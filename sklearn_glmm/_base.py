@@ -24,7 +24,6 @@ from . import _dispersion as _disp
 from . import _random_only, _results, _state, _tables
 from . import _zero_inflation as _zi
 from ._design import build_factors, factor_names, groups_columns, prediction_design
-from ._engine.blocks import rows_of
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
@@ -111,12 +110,34 @@ class _BaseGLMM(BaseEstimator):
     fixed_effects_ = _tables.fitted_table(_tables.fixed_effects)
     random_effects_cov_ = _tables.fitted_table(_tables.random_effects_cov)
     ranef_ = _tables.fitted_table(_tables.ranef)
-    _vcov_fixed = _tables.fitted_table(_tables.vcov_fixed)
     zero_inflation_effects_ = _tables.fitted_table(_tables.block_effects("zero_inflation_effects_"))
     dispersion_effects_ = _tables.fitted_table(_tables.block_effects("dispersion_effects_"))
+    # Former private names of the result's fields, read-only, for code not yet reading
+    # fit_result_ (the library's own modules read the result).
+    _family_obj = _state.result_alias("family")
+    _factors = _state.result_alias("factors")
+    _params = _state.result_alias("params")
+    _extra = _state.result_alias("extra")
+    _layout = _state.result_alias("layout")
+    _vcov_params = _state.result_alias("vcov")
+    _vcov_fixed = _state.result_alias("vcov_fixed")
+    _hessian = _state.result_alias("hessian")
+    _bounds = _state.result_alias("bounds")
+    _ranef_condvar = _state.result_alias("ranef_condvar")
+    _lambda = _state.result_alias("lambdas")
+    _block_se = _state.result_alias("block_se")
+    _factor_order = _state.result_alias("factor_order")
+    _factor_input_names = _state.result_alias("factor_order")
+    _scaling = _state.result_alias("scaling")
+    _z_maps = _state.result_alias("z_maps")
+    _block_designs = _state.result_alias("block_designs")
+    _zi_design = _state.result_alias("zi_design")
+    _disp_design = _state.result_alias("disp_design")
+    _fit_arrays = _state.result_alias("arrays")
+    _data_summaries = _state.result_alias("data_summaries")
     # the training data: in memory after fit, in pickles only with keep_data=True
-    _objective = _state.training_data()
-    _train = _state.training_data()
+    _objective = _state.result_alias("objective")
+    _train = _state.result_alias("train")
 
     # -- pickles and copies -----------------------------------------------------
     def __getstate__(self):
@@ -152,7 +173,15 @@ class _BaseGLMM(BaseEstimator):
 
     def _check_params(self):
         """scikit-learn's parameter validation (``_parameter_constraints``), then what it allows
-        but the model does not: ``True``/``False`` for the integer parameters."""
+        but the model does not: ``True``/``False`` for the integer parameters.
+
+        Parameter sets already found valid for this class are remembered (by type and
+        value, for plain values only): refits in cross-validation, bootstrap and power
+        loops then skip the validation, a tenth of a small fit.
+        """
+        key = _valid_params_key(self)
+        if key is not None and key in _VALID_PARAMS:
+            return
         self._validate_params()
         for name in ("n_agq", "max_iter", "max_count"):
             value = getattr(self, name, None)
@@ -161,6 +190,10 @@ class _BaseGLMM(BaseEstimator):
                     f"The {name!r} parameter of {type(self).__name__} must be an int, "
                     f"got {value!r} (a bool)."
                 )
+        if key is not None:
+            if len(_VALID_PARAMS) > 256:
+                _VALID_PARAMS.clear()
+            _VALID_PARAMS.add(key)
 
     def _groups_requested(self) -> bool:
         """Whether this estimator declared a mixed model: ``random_effects`` set, or
@@ -318,7 +351,19 @@ class _BaseGLMM(BaseEstimator):
         Returns
         -------
         self : object
+
+        Notes
+        -----
+        Dask collections partitioned by group (``X`` a Dask DataFrame or array) are
+        fitted on their cluster without gathering the rows:
+        :func:`sklearn_glmm.dask.fit_partitioned`.
         """
+        if type(X).__module__.split(".")[0] == "dask":  # without importing Dask
+            from .dask import fit_partitioned
+
+            return fit_partitioned(
+                self, X, y, groups, sample_weight=sample_weight, offset=offset, **fit_params
+            )
         self._check_params()
         # other libraries' series (polars, pyarrow, ...) as pandas: their names are kept
         y, groups = as_pandas(y), as_pandas(groups)
@@ -326,6 +371,7 @@ class _BaseGLMM(BaseEstimator):
         X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
         yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
         data, factors = self._model_data(X_raw, yv, trials, w, off, groups)
+        pending = self.__dict__.pop("_pending_result")  # how the design was made
         obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
 
         # optimisation (one BLAS thread throughout: many small products)
@@ -335,17 +381,9 @@ class _BaseGLMM(BaseEstimator):
             x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
             x = check_optimum(obj, x, record, bounds, self.max_iter, self.tol)
 
-        # fitted attributes (unscaled), checks and warnings
-        self._factors = factors
-        self._family_obj = data.family
-        self._bounds = bounds
-        # the objective stays with the model: profiles, refits and simulation need it
-        # (in memory; pickles carry it only with keep_data=True, see _state)
-        self._objective = obj
-        self.__dict__.pop("_data_dropped", None)
-        self.__dict__.pop("_data_summaries", None)
-        _results.set_fitted_attributes(self, obj, x, record, data)
-        self._learn_support(yv, self._train["eta"], data.weights)
+        # the result (fit_result_), the fitted attributes (unscaled), checks and warnings
+        _results.set_fitted_attributes(self, obj, x, record, data, factors, bounds, pending)
+        self._learn_support(yv, self.fit_result_.train["eta"], data.weights)
         return self
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):
@@ -382,6 +420,10 @@ class _BaseGLMM(BaseEstimator):
 
         1. the fixed-effect design is scaled internally, aliased columns dropped;
         2. the grouping factors and their Z columns (also scaled) are built.
+
+        How the design was made (the scaling, the Z maps, the factors' names and the
+        designs of the family's blocks) is left in ``_pending_result``, which ``fit``
+        hands to the result.
         """
         zi_term = _zi.zero_inflation_term(getattr(self, "zero_inflation", None))
         disp_term = _disp.dispersion_term(getattr(self, "dispersion", None))
@@ -389,7 +431,7 @@ class _BaseGLMM(BaseEstimator):
         family.check_outcome(yv, w)
         names = self._fixed_names
         curvature = family.mean_curvature(yv, trials, w)
-        Xd, self._scaling = _results.scale_design(
+        Xd, scaling = _results.scale_design(
             X_raw[:, : len(names)], names, self.fit_intercept, curvature
         )
         if groups is None:
@@ -405,7 +447,7 @@ class _BaseGLMM(BaseEstimator):
             factors = build_factors(groups, terms, re_names, X_raw.shape[0], X_raw)
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
-        self._factor_input_names = factor_names(groups) if groups is not None else []
+        factor_order = factor_names(groups) if groups is not None else []
         check_quadrature_structure(self.n_agq, [f.q for f in factors])
         structured = [f.structure.name for f in factors if not _identity(f.structure)]
         if self.n_agq > 1 and structured:
@@ -413,24 +455,26 @@ class _BaseGLMM(BaseEstimator):
                 f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) is not available with "
                 f"the covariance structure {structured[0]!r}; use n_agq=1 (Laplace)."
             )
-        self._z_maps = [_results.z_transform(f, X_raw) for f in factors]
+        z_maps = [_results.z_transform(f, X_raw) for f in factors]
         fdata = make_factor_data(
             [f.codes for f in factors],
-            [f.z_matrix(X_raw) @ T for f, T in zip(factors, self._z_maps)],
+            [f.z_matrix(X_raw) @ T for f, T in zip(factors, z_maps)],
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
             [f.structure for f in factors],
         )
-        designs = self._set_block_designs(family, zi_term, disp_term, X_raw, names)
+        pending = dict(scaling=scaling, z_maps=tuple(z_maps), factor_order=factor_order)
+        designs = self._block_designs_of(family, zi_term, disp_term, X_raw, names, pending)
+        self._pending_result = pending
         return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
 
-    def _set_block_designs(self, family, zi_term, disp_term, X_raw, names):
+    def _block_designs_of(self, family, zi_term, disp_term, X_raw, names, pending):
         """The designs of the family's blocks with their own predictors (the
-        zero-inflation and dispersion models): ``_block_designs`` (one design or None
-        per block; None when every block is a scalar) and the internal matrices the
-        engine gets."""
-        self._zi_design = None if zi_term is None else _zi.make_design(zi_term, X_raw, names)
-        self._disp_design = None
+        zero-inflation and dispersion models), put in ``pending``: ``zi_design``,
+        ``disp_design`` and ``block_designs`` (one design or None per block; None when
+        every block is a scalar). Returns the internal matrices the engine gets."""
+        zi_design = None if zi_term is None else _zi.make_design(zi_term, X_raw, names)
+        disp_design = None
         if disp_term is not None:
             if not any(b.prefix == "disp" for b in family.blocks):
                 raise ValueError(
@@ -443,13 +487,13 @@ class _BaseGLMM(BaseEstimator):
                     f"dispersion={self.dispersion!r}: a dispersion model is not available for "
                     f"the {family.sentence_name()}; use a constant dispersion (dispersion=None)."
                 )
-            self._disp_design = _disp.dispersion_design(disp_term, X_raw, names)
-        by_prefix = {"zi": self._zi_design, "disp": self._disp_design}
+            disp_design = _disp.dispersion_design(disp_term, X_raw, names)
+        by_prefix = {"zi": zi_design, "disp": disp_design}
         per_block = tuple(by_prefix.get(b.prefix) for b in family.blocks)
+        pending.update(zi_design=zi_design, disp_design=disp_design, block_designs=None)
         if all(d is None for d in per_block):
-            self._block_designs = None
             return None
-        self._block_designs = per_block
+        pending["block_designs"] = per_block
         return tuple(None if d is None else d.internal(X_raw) for d in per_block)
 
     def _prepare_y(self, y, n, **fit_params):
@@ -475,17 +519,18 @@ class _BaseGLMM(BaseEstimator):
         off = as_float_vector(offset, "offset", n, default=0.0)
         eta = Xa[:, : len(self.coef_)] @ self.coef_ + self.intercept_ + off
         var = np.zeros(n)
-        if not self._factors:
+        res = self.fit_result_
+        if not res.factors:
             return eta, var
         if groups is not None:
             cols = groups_columns(groups, n)
-            if len(cols) != len(self._factor_order):
+            if len(cols) != len(res.factor_order):
                 raise ValueError(
                     f"groups has {len(cols)} factor(s) but the model was fitted with "
-                    f"{len(self._factor_order)}: {self._factor_order}."
+                    f"{len(res.factor_order)}: {res.factor_order}."
                 )
-            by_name = dict(zip(self._factor_order, cols))
-        for f in self._factors:
+            by_name = dict(zip(res.factor_order, cols))
+        for f in res.factors:
             S = self.random_effects_cov_[f.name].to_numpy()
             # ar1 and ou at a new time: Z b is the conditional mean there, v_new the rest
             Z, v_new = prediction_design(f, Xa, S)
@@ -505,20 +550,17 @@ class _BaseGLMM(BaseEstimator):
     def _mean(self, eta, var, extra):
         """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``
         (``extra``: the family's values for these rows, ``_family_values``)."""
-        return self._family_obj.mean_over_normal(eta, var, extra)
+        return self.fit_result_.family.mean_over_normal(eta, var, extra)
 
     def _family_values(self, X=None, column: bool = False):
         """The family's values of its blocks for the rows of ``X`` (the training rows when
         None): the fitted scalars, or for a block with a design (zero inflation, the
         dispersion) each row's value (``logit pi``, ``log theta``). ``column`` shapes
         per-row values (n, 1), to broadcast against (n, K) tables."""
-        if getattr(self, "_block_designs", None) is None:
-            return self._extra
-        if X is None:  # from the training data (which pickles carry only with keep_data)
-            extra = self._objective.data.extra_values(self._extra)
-        else:
-            extra = _zi.values_at(self, self._validate_X(X, reset=False)[0], self._extra)
-        return rows_of(extra, column=column)
+        res = self.fit_result_
+        if X is None or res.block_designs is None:
+            return res.family_values(column=column)
+        return res.family_values(self._validate_X(X, reset=False)[0], column)
 
     def predict_dispersion(self, X):
         """Each row's dispersion (glmmTMB's ``predict(m, newdata, type = "disp")``).
@@ -536,15 +578,15 @@ class _BaseGLMM(BaseEstimator):
         dispersion : ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "coef_")
-        blocks = self._family_obj.blocks
+        res = self.fit_result_
+        blocks = res.family.blocks
         k = next((i for i, b in enumerate(blocks) if b.prefix == "disp"), None)
         if k is None:
             raise ValueError(
-                f"this {type(self).__name__} ({self._family_obj.r_name}) has no dispersion "
-                "parameter."
+                f"this {type(self).__name__} ({res.family.r_name}) has no dispersion parameter."
             )
         n = self._validate_X(X, reset=False)[0].shape[0]
-        if getattr(self, "_disp_design", None) is None:
+        if res.disp_design is None:
             return np.full(n, getattr(self, blocks[k].attribute), dtype=float)
         return np.asarray(blocks[k].to_reported(self._family_values(X)[k]), dtype=float)
 
@@ -574,11 +616,12 @@ class _BaseGLMM(BaseEstimator):
     def fitted(self):
         """Conditional means on the training rows (random effects at their modes)."""
         check_is_fitted(self, "coef_")
-        tr = self._train
-        return self._family_obj.mean(tr["eta"], self._family_values()) * self._binomial_scale()
+        res = self.fit_result_
+        return res.family.mean(res.train["eta"], res.family_values()) * self._binomial_scale()
 
     def _binomial_scale(self):
-        return self._train["trials"] if self._family_obj.has_trials else 1.0
+        res = self.fit_result_
+        return res.train["trials"] if res.family.has_trials else 1.0
 
     def residuals(self, type="deviance"):
         """Residuals on the training rows: "response", "pearson", "deviance" or "working".
@@ -587,7 +630,8 @@ class _BaseGLMM(BaseEstimator):
         For binomial outcomes with trials the residuals are on the count scale.
         """
         check_is_fitted(self, "coef_")
-        tr, fam, extra = self._train, self._family_obj, self._family_values()
+        res = self.fit_result_
+        tr, fam, extra = res.train, res.family, res.family_values()
         y, t = tr["y"], tr["trials"]
         m = fam.mean(tr["eta"], extra)
         mu = m * self._binomial_scale()
@@ -740,7 +784,7 @@ class _BaseGLMM(BaseEstimator):
     def _count_proba(self, X, groups, offset, max_count, population):
         """P(Y = k) for k < K and P(Y >= K) in the last column, K = ``max_count``."""
         eta, var = self._linear_predictor(X, groups, offset, population)
-        fam, extra = self._family_obj, self._family_values(X, column=True)
+        fam, extra = self.fit_result_.family, self._family_values(X, column=True)
         K = max_count
         ks = np.arange(K)[None, :]
 
@@ -764,3 +808,41 @@ class _BaseGLMM(BaseEstimator):
 def _identity(structure) -> bool:
     """An unstructured or diagonal factor (no structure object, or an identity one)."""
     return structure is None or getattr(structure, "identity", False)
+
+
+# parameter sets already validated, per class (see ``_BaseGLMM._check_params``)
+_VALID_PARAMS: set = set()
+_PARAM_NAMES: dict = {}
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value):
+    """``(type, value)`` of a plain parameter value (a dict of plain values as a sorted
+    tuple), or None for anything else (arrays, estimators, callables)."""
+    if isinstance(value, _PLAIN):
+        return (type(value), value)
+    if isinstance(value, dict):
+        items = [(_plain(k), _plain(v)) for k, v in value.items()]
+        if all(a is not None and b is not None for a, b in items):
+            return (dict, tuple(sorted(items, key=repr)))
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        if all(v is not None for v in items):
+            return (type(value), tuple(items))
+    return None
+
+
+def _valid_params_key(est):
+    """A hashable key of ``est``'s class and parameter values, or None when a value is
+    not plain (then it is validated every time)."""
+    cls = type(est)
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = tuple(cls._get_param_names())
+    parts = []
+    for name in names:
+        v = _plain(getattr(est, name, None))
+        if v is None and getattr(est, name, None) is not None:
+            return None
+        parts.append(v)
+    return (cls, tuple(parts))

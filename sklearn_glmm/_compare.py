@@ -19,10 +19,14 @@ from ._warn import user_stacklevel
 
 def _fit_info(est):
     check_is_fitted(est, "coef_")
-    d = est._objective.data
-    fam = est._family_obj
+    d = est.fit_result_.objective.data
+    fam = est.fit_result_.family
     base = fam.base.name if fam.zero_inflated else fam.name
     return dict(data=d, base=base, zi=fam.zero_inflated, npar=est.n_params_)
+
+
+# the words for a family block's model, by its prefix
+_PARTS = {"zi": "zero-inflation", "disp": "dispersion"}
 
 
 def _block_design(data, prefix):
@@ -40,8 +44,8 @@ def _same_data(models, names):
     d0 = models[0]._objective.data
     kind0 = models[0]._family_obj.has_trials
     for m, nm in zip(models[1:], names[1:]):
-        d = m._objective.data
-        if m._family_obj.has_trials != kind0:
+        d = m.fit_result_.objective.data
+        if m.fit_result_.family.has_trials != kind0:
             raise ValueError(
                 f"{names[0]} and {nm} model different kinds of outcome (binomial vs counts); "
                 "their likelihoods cannot be compared."
@@ -114,16 +118,22 @@ def _nesting(small, big):
     ds, db = s["data"], b["data"]
     if not np.allclose(ds.offset, db.offset):
         return "the offsets differ"
-    for prefix, part in (("zi", "zero-inflation"), ("disp", "dispersion")):
+    prefixes = {b.prefix for d in (ds, db) for b in d.family.blocks if b.prefix}
+    for prefix in sorted(prefixes):
+        part = _PARTS.get(prefix, prefix)
         Ds, Db = _block_design(ds, prefix), _block_design(db, prefix)
         if Ds is not None and Db is not None and not _in_span(Ds, Db):
             return f"its {part} model is not a subset of the larger model's"
+        # a block only the smaller model has (zero inflation, a dispersion: their
+        # families already differ; scale effects) is not nested in a model without it
+        if Ds is not None and Db is None:
+            return f"it has a {part} model, which the larger model has not"
     if not _in_span(ds.X, db.X):
         return "its fixed effects are not a subset of the larger model's"
-    for fa, fca in zip(ds.factors, small._factors):
+    for fa, fca in zip(ds.factors, small.fit_result_.factors):
         match = [
             (fb_, fcb)
-            for fb_, fcb in zip(db.factors, big._factors)
+            for fb_, fcb in zip(db.factors, big.fit_result_.factors)
             if len(fb_.codes) == len(fa.codes) and _same_partition(fa.codes, fb_.codes)
         ]
         if not match:

@@ -112,9 +112,9 @@ def confint(
     order = fixed_all + [n for n in pmap.names if n not in fixed_all]
     table = table.reindex(order if sel is None else [n for n in order if n in sel])
     if exponentiate:
-        if est._family_obj.link.ratio_name is None:
+        if est.fit_result_.family.link.ratio_name is None:
             raise ValueError(
-                f"exponentiate=True has no reading for the {est._family_obj.link.name} link "
+                f"exponentiate=True has no reading for the {est.fit_result_.family.link.name} link "
                 "(its coefficients are not log ratios); report them on the link scale."
             )
         fixed = [n for n in table.index if n in fixed_all]
@@ -143,7 +143,7 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
         )
     good = reps[ok]
     a = (1 - level) / 2
-    phi = pmap.to_phi(est._params)
+    phi = pmap.to_phi(est.fit_result_.params)
     rows = []
     for k in range(pmap.n):
         col = good[:, k]

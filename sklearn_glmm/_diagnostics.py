@@ -46,8 +46,8 @@ def overdispersion(est) -> OverdispersionResult:
     ratios well above 1 suggest overdispersion (try :class:`NegBinGLMM` or an
     observation-level random effect). The chi-square p-value is approximate.
     """
-    fam = est._family_obj
-    if fam.has_trials and np.all(est._train["trials"] == 1):
+    fam = est.fit_result_.family
+    if fam.has_trials and np.all(est.fit_result_.train["trials"] == 1):
         warnings.warn(
             "overdispersion is not identifiable for a binary (0/1) outcome; the Pearson ratio "
             "of a Bernoulli model carries no information about it.",
@@ -55,7 +55,7 @@ def overdispersion(est) -> OverdispersionResult:
             stacklevel=user_stacklevel(),
         )
     r = est.residuals(type="pearson")
-    w = est._train["w"]
+    w = est.fit_result_.train["w"]
     stat = float(np.sum(w * r**2))
     df = int(est.df_resid_)
     p = float(stats.chi2.sf(stat, df)) if df > 0 else np.nan
@@ -153,7 +153,7 @@ def scaled_residuals(est, n_sim=250, random_state=None, new_random_effects=True)
     rng = _rng(random_state)
     sims = simulate_response(est, n_sim, rng, new_random_effects)
     cond = sims if not new_random_effects else simulate_response(est, n_sim, rng, False)
-    return ScaledResiduals(est._train["y"], sims, rng, cond, est.fitted())
+    return ScaledResiduals(est.fit_result_.train["y"], sims, rng, cond, est.fitted())
 
 
 def ranef_table(est, cond_var=True, format="wide"):
@@ -169,9 +169,9 @@ def ranef_table(est, cond_var=True, format="wide"):
     if format not in ("wide", "long"):
         raise ValueError(f"format must be 'wide' or 'long', got {format!r}.")
     wide, longs = {}, []
-    for f in est._factors:
+    for f in est.fit_result_.factors:
         B = est.ranef_[f.name].copy()
-        C = est._ranef_condvar[f.name]
+        C = est.fit_result_.ranef_condvar[f.name]
         sd = np.sqrt(np.clip(np.diagonal(C, axis1=1, axis2=2), 0.0, None))
         if format == "long":
             for k, t in enumerate(f.term.names):

@@ -192,7 +192,7 @@ class _RawDataPredictions:
 
     def _no_groups(self, n):
         """Groups with no known level: every row at the population level."""
-        names = list(getattr(self, "_factor_order", []))
+        names = list(self.fit_result_.factor_order)
         if not names:
             return None
         return pd.DataFrame({name: np.full(n, None, dtype=object) for name in names})
@@ -221,7 +221,7 @@ class _RawDataPredictions:
                 "(population level)."
             )
         frame = _group_frame(state.bars, data)
-        return frame[list(self._factor_order)]
+        return frame[list(self.fit_result_.factor_order)]
 
     def _raw_offset(self, data, offset, complete):
         from .formula import _offset
@@ -275,7 +275,8 @@ class _RawDataPredictions:
             # rows without a known group: random effects at zero (no average on this scale)
             eta, _ = self._linear_predictor(inputs.X, inputs.groups, inputs.offset, "zero")
             return inputs.fill(eta)
-        if type in ("zprob", "conditional") and getattr(self._family_obj, "zero_inflated", 0):
+        family = self.fit_result_.family
+        if type in ("zprob", "conditional") and getattr(family, "zero_inflated", 0):
             # glmmTMB's: the structural-zero probability, and the count model's mean
             pi = estimators._CountGLMM.predict_zero_inflation(self, inputs.X)
             if type == "zprob":
@@ -284,7 +285,7 @@ class _RawDataPredictions:
                 inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
             )
             return inputs.fill(mu / (1.0 - pi))
-        if type == "disp" and any(b.prefix == "disp" for b in self._family_obj.blocks):
+        if type == "disp" and any(b.prefix == "disp" for b in family.blocks):
             # glmmTMB's: each row's dispersion (NB2 theta, NB1 / beta-binomial phi)
             return inputs.fill(self.predict_dispersion(inputs.X))
         raise ValueError(

@@ -18,6 +18,29 @@ class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
         self._forget_formula()
         return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
 
+    def _newdata(self, X, groups, offset, re_form, population):
+        """The estimator's inputs; raw data also give the columns of the scale model only
+        (``scale_only_columns``), from the scale formula."""
+        inputs = super()._newdata(X, groups, offset, re_form, population)
+        only = self._scale_only()
+        if not only or not self._is_raw(X):
+            return inputs
+        from .formula import design_matrix
+
+        data = X if inputs.rows is None else X.loc[inputs.rows]
+        try:
+            frame = design_matrix(self.scale_design_info_, data)
+        except ValueError as err:
+            raise ValueError(
+                f"the scale formula {self.scale_formula_!r} cannot be evaluated on these rows "
+                f"(a missing value in a variable of the scale model only?): {err}"
+            ) from None
+        design = inputs.X.copy()
+        for c in only:
+            design[c] = frame[c].to_numpy()
+        inputs.X = design
+        return inputs
+
     def decision_function(self, X, groups=None, *, offset=None, re_form=None):
         """The linear predictor; ``X`` may hold the formula's variables."""
         inputs = self._newdata(X, groups, offset, re_form, "zero")
@@ -48,6 +71,7 @@ def clmm(
     link: str = "logit",
     threshold: str = "flexible",
     *,
+    scale: str | None = None,
     nAGQ: int | None = None,  # noqa: N803 (R's name)
     n_agq: int | None = None,
     weights=None,
@@ -68,6 +92,15 @@ def clmm(
     link : {"logit", "probit", "cloglog", "loglog", "cauchit"}, default="logit"
         clm's links (its definitions of cloglog and loglog).
     threshold : {"flexible", "equidistant", "symmetric"}, default="flexible"
+    scale : str, default=None
+        Scale effects, as ``ordinal::clmm2``'s ``scale = ~ x``: a one-sided formula
+        (``"~ temp"``) whose terms set each row's latent scale,
+        ``P(Y <= j) = F((alpha_j - eta) / exp(s' zeta))``. Its intercept is fixed at
+        0, as clmm2's; factors are coded as R codes them (``tempwarm``). Columns that
+        are not terms of the location formula enter the scale model only
+        (``scale_only_columns``; clmm2's ``rating ~ contact, scale = ~ temp``).
+        ``scale_effects_`` holds the coefficients, named as clmm2 names them, and
+        ``scale_formula_`` the formula.
     nAGQ, n_agq : int, default=1
         Quadrature points (R's ``nAGQ``; 1 is the Laplace approximation). clmm's
         non-adaptive rule (negative ``nAGQ``) is not available.
@@ -111,22 +144,84 @@ def clmm(
     for values in (w_all, off_all):
         if values is not None:
             complete &= ~np.isnan(values)
+    complete &= _complete_in_scale(scale, data)  # R's na.omit drops them too
     design, keep = _parse(formula, data, complete)
+    scale_columns = _scale_columns(scale, data.loc[keep])
+    X_fit = design.X
+    only = [c for c in scale_columns if c not in design.X.columns]
+    scale_spec = None
+    if only:  # columns of the scale model only
+        frame, scale_spec = _scale_frame(scale, data.loc[keep])
+        X_fit = design.X.copy()
+        for c in only:
+            X_fit[c] = frame[c].to_numpy()
     estimator = OrdinalGLMM(
         random_effects=design.random_effects,
         link=link,
         threshold=threshold,
+        scale=None if not scale_columns else " + ".join(scale_columns),
+        scale_only_columns=only or None,
         n_agq=n_agq,
         **estimator_params,
     )
     estimator.fit(
-        design.X,
+        X_fit,
         design.y,
         groups=design.groups,
         sample_weight=None if w_all is None else w_all[keep],
         offset=_total_offset(design.offset, None if off_all is None else off_all[keep]),
     )
     estimator.formula_ = formula
+    if scale_columns:
+        estimator.scale_formula_ = "~" + str(scale).strip().lstrip("~").strip()
+    if scale_spec is not None:  # new data's columns of the scale model only
+        estimator.scale_design_info_ = scale_spec
     estimator.design_info_ = design.model_spec
     estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator
+
+
+def _scale_rhs(scale) -> str:
+    if not isinstance(scale, str):
+        raise TypeError(f"scale must be a one-sided formula such as '~ temp', got {scale!r}.")
+    rhs = scale.strip()
+    return rhs[1:].strip() if rhs.startswith("~") else rhs
+
+
+def _scale_frame(scale, data: pd.DataFrame):
+    """The R-named columns of a scale formula on ``data`` without the intercept, and the
+    formula's fitted model spec (for new data)."""
+    from .formula import _model_matrix, _r_frame
+
+    matrix = _model_matrix(_scale_rhs(scale), data)
+    return _r_frame(matrix)[0], matrix.model_spec
+
+
+def _complete_in_scale(scale, data: pd.DataFrame) -> np.ndarray:
+    """Rows without a missing value in the scale formula's variables."""
+    from .formula import _formulaic, _formulaic_text
+
+    if scale is None:
+        return np.ones(len(data), dtype=bool)
+    rhs = _scale_rhs(scale)
+    if not rhs or "|" in rhs:
+        return np.ones(len(data), dtype=bool)
+    variables = _formulaic().Formula(_formulaic_text(rhs, warn=False)).required_variables
+    used = [v for v in variables if v in data.columns]
+    return ~data[used].isna().any(axis=1).to_numpy()
+
+
+def _scale_columns(scale, data: pd.DataFrame) -> list[str]:
+    """The R-named columns of clmm2's scale formula (without its intercept, which clmm2
+    fixes at 0)."""
+    if scale is None:
+        return []
+    rhs = _scale_rhs(scale)
+    if "|" in rhs:
+        raise ValueError(
+            f"scale={scale!r}: random effects in the scale model are not supported; the "
+            "latent scale may depend on fixed predictors only (scale = ~ x)."
+        )
+    if rhs.replace(" ", "") in ("", "1", "0", "-1", "1-1", "1+-1"):
+        return []
+    return list(_scale_frame(scale, data)[0].columns)

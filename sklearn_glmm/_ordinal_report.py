@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._report import _compare_sentences, _effect_sentences, _random_sentences
+from ._report import _compare_sentences, _effect_sentences, _fmt_p, _random_sentences
 from .inference import confint
 
 
@@ -22,14 +23,15 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
     ci = confint(est, level=level, method=method)
     y = getattr(est, "_y_name", "y")
     outcome = f"a higher {y}" if outcome is None else outcome
-    kind = f"cumulative link ({est._family_obj.link.name} link, {est.threshold} thresholds)"
-    if est._factors:
+    res = est.fit_result_
+    kind = f"cumulative link ({res.family.link.name} link, {est.threshold} thresholds)"
+    if res.factors:
         approx = (
             "the Laplace approximation"
             if est.n_agq == 1
             else f"adaptive Gauss-Hermite quadrature ({est.n_agq} nodes)"
         )
-        groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in est._factors)
+        groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in res.factors)
         intro = (
             f"A {kind} mixed model was fitted by maximum likelihood ({approx}) to {est.nobs_} "
             f"observations of {len(est.classes_)} ordered classes with random effects for "
@@ -42,12 +44,11 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
         )
     parts = [intro]
     parts += _effect_sentences(est, ci, outcome, level, digits)
+    parts += _scale_sentences(est, ci, level, digits)
     parts += _random_sentences(est, ci, digits)
     th = est.thresholds_["estimate"]
     cuts = ", ".join(f"{name}: {value:.{digits}f}" for name, value in th.items())
-    parts.append(
-        f"The thresholds (on the latent {est._family_obj.link.scale_name} scale) were {cuts}."
-    )
+    parts.append(f"The thresholds (on the latent {res.family.link.scale_name} scale) were {cuts}.")
     parts += _compare_sentences(est, list(compare), digits)
     if est.is_singular_:
         parts.append(
@@ -57,3 +58,21 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
     if not est.converged_:
         parts.append("Warning: the optimiser reported convergence problems (see fit_record_).")
     return " ".join(parts)
+
+
+def _scale_sentences(est, ci, level, digits) -> list[str]:
+    """One sentence per scale effect: the factor ``exp(zeta)`` of the latent scale."""
+    if getattr(est, "_scale_design", None) is None:
+        return []
+    pct = f"{round(level * 100):d}%"
+    out = []
+    table = est.scale_effects_
+    for name in table.index:
+        z, p = table.loc[name, "estimate"], table.loc[name, "p_value"]
+        lo, hi = ci.loc[f"scale~{name}", "lower"], ci.loc[f"scale~{name}", "upper"]
+        r, a, b = (f"{v:.{digits}f}" for v in np.exp([z, lo, hi]))
+        out.append(
+            f"The latent scale (the spread of the latent variable) was multiplied by {r} per "
+            f"unit of {name} (exp(zeta), {pct} CI [{a}, {b}], {_fmt_p(p)})."
+        )
+    return out

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._ordinal_scale import formula_of
 from .summary import Summary, model_formula
+
+_COLUMNS = {
+    "estimate": "Estimate",
+    "std_error": "Std. Error",
+    "z_value": "z value",
+    "p_value": "Pr(>|z|)",
+}
 
 
 class OrdinalSummary(Summary):
@@ -20,6 +28,9 @@ class OrdinalSummary(Summary):
         The coefficients (``Estimate``, ``Std. Error``, ``z value``, ``Pr(>|z|)``).
     thresholds : pandas.DataFrame
         clmm's threshold coefficients (``Estimate``, ``Std. Error``, ``z value``).
+    scale_effects : pandas.DataFrame or None
+        With scale effects, clmm2's "Scale coefficients" (``Estimate``, ``Std. Error``,
+        ``z value``, ``Pr(>|z|)``), log scale.
     """
 
     def __init__(self, est):
@@ -37,6 +48,9 @@ class OrdinalSummary(Summary):
                 "cond.H": _condition_number(rec.hessian),
             }
         )
+        self.scale_effects = None
+        if getattr(est, "_scale_design", None) is not None:
+            self.scale_effects = est.scale_effects_.rename(columns=_COLUMNS)
         self.thresholds = est.threshold_coefficients_[["estimate", "std_error", "z_value"]].rename(
             columns={"estimate": "Estimate", "std_error": "Std. Error", "z_value": "z value"}
         )
@@ -49,8 +63,9 @@ class OrdinalSummary(Summary):
             else "the adaptive Gauss-Hermite quadrature approximation with "
             f"{est.n_agq} quadrature points"
         )
-        kind = "Cumulative Link Mixed Model" if est._factors else "Cumulative Link Model"
-        head = f"{kind} fitted with {method}" if est._factors else kind
+        res = est.fit_result_
+        kind = "Cumulative Link Mixed Model" if res.factors else "Cumulative Link Model"
+        head = f"{kind} fitted with {method}" if res.factors else kind
         fs = self.fit_statistics
         cells = [
             fs["link"],
@@ -64,16 +79,22 @@ class OrdinalSummary(Summary):
         ]
         widths = [max(len(k), len(c)) for k, c in zip(fs.index, cells)]
         # the thresholds are the intercepts: no "0 +", and "1" without fixed effects
-        formula = model_formula(est).replace(" ~ 0 + ", " ~ " if est._fixed_names else " ~ 1 + ", 1)
-        out = [head, "", f"formula: {formula}", ""]
+        formula = model_formula(est).replace(" ~ 0 + ", " ~ " if res.fixed_names else " ~ 1 + ", 1)
+        out = [head, "", f"formula: {formula}"]
+        if self.scale_effects is not None:
+            scale = getattr(est, "scale_formula_", None) or formula_of(est._scale_design)
+            out.append(f"scale:   {scale}")
+        out.append("")
         out.append(" " + " ".join(f"{k:<{w}}" for k, w in zip(fs.index, widths)))
         out.append(" " + " ".join(f"{c:<{w}}" for c, w in zip(cells, widths)))
-        if est._factors:
+        if res.factors:
             out += ["", "Random effects:"] + self._random_effects_lines()
-            groups = ", ".join(f"{f.name} {f.n_levels}" for f in est._factors)
+            groups = ", ".join(f"{f.name} {f.n_levels}" for f in res.factors)
             out.append(f"Number of groups:  {groups}")
         out += ["", "Coefficients:"]
         out += self._coef_lines(self.fixed_effects) if len(self.fixed_effects) else [" (none)"]
+        if self.scale_effects is not None:
+            out += ["", "Scale coefficients:"] + self._coef_lines(self.scale_effects)
         out += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
         out += ["", "Threshold coefficients:"] + self._threshold_lines()
         if getattr(est, "is_singular_", False):

@@ -23,10 +23,12 @@ def threshold_tables(est) -> tuple[pd.DataFrame, pd.DataFrame]:
     covariance of the estimates; the thresholds ``alpha = J a`` get theirs by the
     linear map, ``J V J'``.
     """
-    fam = est._family_obj
-    E = fam.n_extra
-    a = np.asarray(est._extra, dtype=float)
-    V = est._vcov_params[-E:, -E:]
+    res = est.fit_result_
+    fam = res.family
+    E = fam.J.shape[1]  # the threshold parameters (a scale block follows them)
+    k = res.layout.n_beta + res.layout.n_theta
+    a = np.asarray(res.extra[:E], dtype=float)
+    V = res.vcov[k : k + E, k : k + E]
     se_a = _se(V)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = a / se_a
@@ -37,7 +39,7 @@ def threshold_tables(est) -> tuple[pd.DataFrame, pd.DataFrame]:
             "z_value": z,
             "p_value": 2.0 * stats.norm.sf(np.abs(z)),
         },
-        index=pd.Index(list(fam.extra_names), name="threshold"),
+        index=pd.Index(list(fam.extra_names[:E]), name="threshold"),
     )
     alpha = fam.J @ a
     se_alpha = _se(fam.J @ V @ fam.J.T)

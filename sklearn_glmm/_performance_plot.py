@@ -25,13 +25,14 @@ def _subtitle(ax, title: str, subtitle: str) -> None:
 
 def _fixed_predictor(model) -> np.ndarray:
     """Linear predictor of the training rows with random effects at 0 (offset included)."""
-    data = model._objective.data
-    return data.X @ model._params[: data.n_beta] + data.offset
+    res = model.fit_result_
+    data = res.objective.data
+    return data.X @ res.beta + data.offset
 
 
 def _pp_counts(ax, model, sims) -> None:
     """Observed frequency of each count against the simulated data sets' 95 % ranges."""
-    y = np.asarray(model._train["y"], dtype=float)
+    y = np.asarray(model.fit_result_.train["y"], dtype=float)
     K = _default_max_count(y)
     ks = np.arange(K + 1)
 
@@ -68,7 +69,7 @@ def _pp_binomial(ax, model, sims) -> None:
 
 def panel_pp_check(ax, model, n_sim, random_state) -> None:
     sims = np.asarray(model.simulate(n_sim, random_state), dtype=float)
-    if model._family_obj.has_trials:
+    if model.fit_result_.family.has_trials:
         _pp_binomial(ax, model, sims)
     else:
         _pp_counts(ax, model, sims)
@@ -100,9 +101,8 @@ def panel_overdispersion(ax, model) -> None:
 
     mu = np.asarray(model.fitted(), dtype=float)
     res2 = np.asarray(model.residuals("response"), dtype=float) ** 2
-    var = model._family_obj.variance_eta(
-        model._train["eta"], np.ones_like(mu), model._family_values()
-    )
+    res = model.fit_result_
+    var = res.family.variance_eta(res.train["eta"], np.ones_like(mu), res.family_values())
     order = np.argsort(mu, kind="stable")
     k = int(np.clip(np.sqrt(len(mu)), 5, 30))
     chunks = [c for c in np.array_split(order, k) if len(c)]
@@ -171,10 +171,10 @@ def _applicable(model) -> list:
     """The panels that apply to the model's family and terms, in drawing order."""
     from ._performance_terms import model_terms
 
-    binomial = model._family_obj.has_trials
+    binomial = model.fit_result_.family.has_trials
     names = ["pp_check"]
     names += ["binned_residuals"] if binomial else ["overdispersion", "zero_inflation"]
-    names += ["reqq"] if model._factors else []
+    names += ["reqq"] if model.fit_result_.factors else []
     if len(model_terms(model).names) >= 2:
         names.append("vif")
     return names

@@ -55,7 +55,7 @@ def _formula_terms(est) -> Terms | None:
     spec = getattr(est, "design_info_", None)
     if spec is None or not hasattr(spec, "structure"):
         return None
-    fixed = list(est._fixed_names)
+    fixed = list(est.fit_result_.fixed_names)
     # the estimator's X is the model matrix without its intercept column, in order
     positions = [i for i, c in enumerate(spec.column_names) if c != "Intercept"]
     if len(positions) != len(fixed):
@@ -78,7 +78,7 @@ def _formula_terms(est) -> Terms | None:
 
 def _user_terms(est, terms: dict | None) -> Terms:
     """Each column its own term, except the groups the caller names."""
-    fixed = list(est._fixed_names)
+    fixed = list(est.fit_result_.fixed_names)
     terms = {} if terms is None else dict(terms)
     owner = {}
     for label, cols in terms.items():
@@ -120,7 +120,7 @@ def model_terms(est, terms: dict | None = None) -> Terms:
 
 def _coefficients(est):
     """(names, estimates, covariance) of the estimated (not aliased) fixed effects."""
-    V = est._vcov_fixed
+    V = est.fit_result_.vcov_fixed
     names = list(V.index)
     b = est.fixed_effects_["estimate"].loc[names].to_numpy(dtype=float)
     return names, b, V.to_numpy(dtype=float)

@@ -87,7 +87,7 @@ def check_mixed(est) -> None:
     """Raise unless ``est`` is a fitted mixed model (it has random effects)."""
     if not hasattr(est, "_fit_arrays"):
         raise ValueError(f"{type(est).__name__} is not fitted yet: call fit first.")
-    if not est._factors:
+    if not est.fit_result_.factors:
         raise ValueError("The model has no random effects (it was fitted without groups).")
 
 
@@ -117,10 +117,10 @@ def is_singular(est, tolerance: float = DEFAULT_TOLERANCE) -> bool:
 
 def _raw_z(est, k: int) -> np.ndarray:
     """The training rows' random-effect columns of factor ``k`` in the user's units."""
-    fd = est._objective.data.factors[k]
+    fd = est.fit_result_.objective.data.factors[k]
     # the optimiser sees Z T (slopes centred and scaled); T is triangular with a
     # non-zero diagonal, so the user's columns come back exactly
-    return fd.Z @ np.linalg.inv(est._z_maps[k])
+    return fd.Z @ np.linalg.inv(est.fit_result_.z_maps[k])
 
 
 def _mean_quadratic(Z: np.ndarray, S: np.ndarray) -> float:
@@ -130,9 +130,9 @@ def _mean_quadratic(Z: np.ndarray, S: np.ndarray) -> float:
 
 def random_parts(est) -> tuple[float, float, dict]:
     """(between-group variance, observation-level variance, intercept variance per factor)."""
-    n = len(est._train["y"])
+    n = len(est.fit_result_.train["y"])
     between, within, intercepts = 0.0, 0.0, {}
-    for k, f in enumerate(est._factors):
+    for k, f in enumerate(est.fit_result_.factors):
         S = est.random_effects_cov_[f.name].to_numpy()
         if f.term.intercept:
             intercepts[f.name] = float(S[0, 0])
@@ -147,8 +147,8 @@ def random_parts(est) -> tuple[float, float, dict]:
 
 def fixed_variance(est) -> float:
     """``var(X beta)`` on the training rows (no offset, no random effects)."""
-    data = est._objective.data
-    eta_fixed = data.X @ est._params[: data.n_beta]
+    data = est.fit_result_.objective.data
+    eta_fixed = data.X @ est.fit_result_.beta
     return float(np.var(eta_fixed, ddof=1)) if len(eta_fixed) > 1 else 0.0
 
 
@@ -164,9 +164,9 @@ def null_intercept(est) -> float:
     from ._engine.objective import Objective
     from ._engine.optimize import fit_objective, parameter_bounds, starting_point
 
-    data = est._objective.data
+    data = est.fit_result_.objective.data
     # the fit's own intercept column: 1 divided by its scale for large counts
-    c = float(est._scaling.get("intercept_scale", 1.0))
+    c = float(est.fit_result_.scaling.get("intercept_scale", 1.0))
     column = np.asfortranarray(np.full((len(data.y), 1), 1.0 / c))
     null = replace(data, X=column)
     obj = Objective(null, est.n_agq)
@@ -182,21 +182,22 @@ def null_intercept(est) -> float:
 
 def _count_variance(est, mu: float) -> float:
     """insight's family variance ``V`` at the null-model mean (see the module notes)."""
-    fam = est._family_obj
-    if getattr(est, "_disp_design", None) is not None:
+    fam = est.fit_result_.family
+    if est.fit_result_.disp_design is not None:
         raise ValueError(
             "the latent-scale variance of a model whose dispersion depends on predictors "
             "(dispersion='...') is not available: there is no single distribution variance."
         )
     if not fam.zero_inflated:
-        return float(fam.variance(mu, 1.0, est._extra))
+        return float(fam.variance(mu, 1.0, est.fit_result_.extra))
     # conditional count means of the training rows, random effects included
-    return fam.mixture_variance(np.exp(est._train["eta"]), est._family_values())
+    res = est.fit_result_
+    return fam.mixture_variance(np.exp(res.train["eta"]), res.family_values())
 
 
 def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:
     """(latent-scale distribution variance, null-model mean or None)."""
-    fam = est._family_obj
+    fam = est.fit_result_.family
     if fam.has_trials:
         if fam.n_extra or fam.link.latent_variance is None:
             raise ValueError(

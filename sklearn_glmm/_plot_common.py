@@ -67,12 +67,12 @@ def by_title(by) -> str | None:
 
 
 def is_binomial(est) -> bool:
-    return est._family_obj.has_trials
+    return est.fit_result_.family.has_trials
 
 
 def model_label(est) -> str:
     """The family and link of a fitted model, e.g. ``"Poisson GLMM (log link)"``."""
-    head, _, rest = est._family_obj.sentence_name().partition(" (")
+    head, _, rest = est.fit_result_.family.sentence_name().partition(" (")
     return f"{head[:1].upper()}{head[1:]} GLMM ({rest}"
 
 
@@ -109,7 +109,7 @@ def model_inputs(est, data, groups):
         from .formula import design_matrix
 
         X = with_data_columns(est, design_matrix(est.design_info_, data), data)
-        names = list(getattr(est, "_factor_order", []))
+        names = list(est.fit_result_.factor_order)
         if groups is None and names and all(c in data.columns for c in names):
             groups = data[names]
     elif frame and hasattr(est, "feature_names_in_"):

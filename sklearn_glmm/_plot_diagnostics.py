@@ -43,7 +43,7 @@ def _ranef_column(est, factor, term):
         raise ValueError(f"factor {name!r} is not one of {list(est.ranef_)}.")
     modes = est.ranef_[name]
     k = term if isinstance(term, (int, np.integer)) else list(modes.columns).index(term)
-    variances = np.asarray(est._ranef_condvar[name])[:, k, k]
+    variances = np.asarray(est.fit_result_.ranef_condvar[name])[:, k, k]
     return name, modes.columns[k], modes.iloc[:, k], variances
 
 
@@ -234,7 +234,7 @@ def simulate_cell_means(
         The same statistic in each simulated data set.
     """
     check_fitted(est)
-    tr = est._train
+    tr = est.fit_result_.train
     n = len(tr["y"])
     if simulated is None:
         simulated = est.simulate(n_sim, random_state, new_random_effects=new_random_effects)
@@ -384,13 +384,13 @@ def plot_rootogram(
     if max_count is not None and int(max_count) < 1:
         raise ValueError(f"max_count must be a positive integer, got {max_count!r}.")
     if X is None:
-        tr = est._train
+        tr = est.fit_result_.train
         yv, w = np.asarray(tr["y"], dtype=float), np.asarray(tr["w"], dtype=float)
         K = _default_max_count(yv) if max_count is None else int(max_count)
-        fam = est._family_obj
+        fam = est.fit_result_.family
         eta = np.asarray(tr["eta"], dtype=float)[:, None]
         below = fam.pmf_eta(
-            np.arange(K)[None, :], eta, est._family_values(column=True)
+            np.arange(K)[None, :], eta, est.fit_result_.family_values(column=True)
         )  # P(Y = k), k < K
         # the last bin pools the tail: P(Y >= K) = 1 - P(Y < K)
         tail = np.clip(1.0 - below.sum(axis=1), 0.0, None)

@@ -78,7 +78,7 @@ def _wald(est, tests):
     b = fe["estimate"].to_numpy()
     if not np.all(np.isfinite(b)):
         return np.nan, np.nan, np.nan
-    V = est._vcov_fixed.loc[tests, tests].to_numpy()
+    V = est.fit_result_.vcov_fixed.loc[tests, tests].to_numpy()
     try:
         w = float(b @ np.linalg.solve(V, b))
     except np.linalg.LinAlgError:

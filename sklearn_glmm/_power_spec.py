@@ -216,13 +216,13 @@ class GLMMSpec:
         check_is_fitted(est, "coef_")
         _check_constant_zero_inflation(est)
         if has_data(est):
-            d = est._objective.data
+            d = est.fit_result_.objective.data
             if offset is None and np.any(d.offset != 0):
                 raise ValueError(
                     "the model was fitted with an offset: pass offset='<column>' naming the "
                     "design's column of offsets (e.g. log exposure) for the simulated rows."
                 )
-            if trials == 1 and est._family_obj.has_trials and np.any(d.trials > 1):
+            if trials == 1 and est.fit_result_.family.has_trials and np.any(d.trials > 1):
                 raise ValueError(
                     "the model was fitted to binomial outcomes with several trials per row: "
                     "pass trials=<number of trials per simulated row>."
@@ -239,8 +239,9 @@ class GLMMSpec:
         cov = None
         if factors:
             cov = est.random_effects_cov_[factors[0]]
-            template.set_params(random_effects=" + ".join(_term_text(est._factors[0].term)))
-        params = {b.reported: getattr(est, b.attribute) for b in est._family_obj.blocks}
+            terms = _term_text(est.fit_result_.factors[0].term)
+            template.set_params(random_effects=" + ".join(terms))
+        params = {b.reported: getattr(est, b.attribute) for b in est.fit_result_.family.blocks}
         return cls(template, fe.to_dict(), cov, params, trials, offset)
 
 

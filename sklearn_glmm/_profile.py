@@ -28,9 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._engine.objective import lambda_matrices
 from ._engine.optimize import _run_lbfgsb, single_threaded_blas
-from ._results import beta_jacobian, internal_lambda, original_lambda
+from ._results import internal_lambda, original_lambda
 from ._state import carrying_data
 from ._warn import user_stacklevel
 from .exceptions import ProfileWarning, StandardErrorWarning
@@ -73,11 +72,12 @@ class ParamMap:
     """
 
     def __init__(self, est):
-        d = est._layout  # the parameter blocks: no data needed
+        res = est.fit_result_
+        d = res.layout  # the parameter blocks: no data needed
         self.p, self.T, self.E = d.n_beta, d.n_theta, d.n_extra
-        self.J = beta_jacobian(est._scaling)
+        self.J = res.beta_jacobian()
         self.Jinv = np.linalg.inv(self.J)
-        self.fixed_names = list(est._vcov_fixed.index)
+        self.fixed_names = list(res.vcov_fixed.index)
         self.names = list(self.fixed_names)
         self.lme4_names = list(self.fixed_names)
         self.kinds = ["fixed"] * self.p
@@ -85,7 +85,7 @@ class ParamMap:
         self.blocks = []
         self.structured = []  # (start, structure) of structured factors
         start, sig = self.p, 0
-        for f, T in zip(est._factors, est._z_maps):
+        for f, T in zip(res.factors, res.z_maps):
             if f.structure is not None:
                 st = f.structure
                 self.structured.append((start, st))
@@ -114,13 +114,13 @@ class ParamMap:
                     self.kinds.append("cor")
                     self.bounds.append((-1.0, 1.0))
             start += len(rows)
-        fam = est._family_obj
+        fam = res.family
         self.blocks_extra = []
         # the family's coefficients: identity, except a design's (zero inflation, the
         # dispersion), which map to the user's units (gamma = J gamma_internal) and are
         # linear (kind "zi" or "disp", glmmTMB's rows zi~x, disp~x)
         self.Je = np.eye(self.E)
-        designs = getattr(est, "_block_designs", None) or (None,) * len(fam.blocks)
+        designs = res.block_designs or (None,) * len(fam.blocks)
         j = 0
         for block, design in zip(fam.blocks, designs):
             if design is not None:
@@ -137,7 +137,7 @@ class ParamMap:
             self.names.append(block.reported)
             self.lme4_names.append(block.reported)
             self.kinds.append("extra")
-            self.bounds.append(tuple(est._bounds[self.p + self.T + j]))
+            self.bounds.append(tuple(res.bounds[self.p + self.T + j]))
             self.blocks_extra.append(block)
             j += 1
         self.Je_inv = np.linalg.inv(self.Je)
@@ -270,9 +270,8 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
     Parameters on a bound (a zero variance, NB theta at infinity) get NaN limits.
     """
     z = stats.norm.ppf(0.5 + level / 2.0)
-    x = est._params
+    x, V = est.fit_result_.params, est.fit_result_.vcov
     phi = pmap.to_phi(x)
-    V = est._vcov_params
     active = np.isfinite(np.diag(V))
     G = pmap.dphi_dx(x)
     Vphi = G[:, active] @ V[np.ix_(active, active)] @ G[:, active].T
@@ -323,11 +322,11 @@ class Profiler:
 
     def __init__(self, est, pmap: ParamMap, max_iter=500, tol=1e-10):
         self.est = est
-        self.obj = est._objective
+        self.obj = est.fit_result_.objective
         self.pmap = pmap
         self.max_iter = max_iter
         self.tol = tol
-        self.x_hat = est._params.copy()
+        self.x_hat = est.fit_result_.params.copy()
         self.phi_hat = pmap.to_phi(self.x_hat)
         self.u_keep = self.obj.u.copy()
         self.obj.u = self.u_keep.copy()
@@ -529,10 +528,8 @@ def lme4_name_map(est) -> dict:
 def random_effect_sds(est) -> list[tuple[str, str, float]]:
     """(factor, term, sd) of every random-effect term, in reported order."""
     out = []
-    d = est._layout
-    lams = lambda_matrices(d, est._params[d.n_beta : d.n_beta + d.n_theta]) if est._factors else []
-    for f, T, L in zip(est._factors, est._z_maps, lams):
-        Lo = original_lambda(T, L)
+    res = est.fit_result_
+    for f, Lo in zip(res.factors, res.random_lambdas()):
         sd = np.sqrt(np.diag(Lo @ Lo.T))
         out += [(f.name, t, float(v)) for t, v in zip(f.term.names, sd)]
     return out

@@ -47,10 +47,11 @@ _SUBJECTS = {
 
 
 def _effect_sentences(est, ci, outcome, level, digits):
-    link = est._family_obj.link
+    fam = est.fit_result_.family
+    link = fam.link
     ratio = _RATIO_ABBREVIATION.get(link.ratio_name)
     # a family whose mean is not the link's (a hurdle) says what exp(beta) multiplies
-    subject, verb = est._family_obj.ratio_subject or _SUBJECTS[link.ratio_name]
+    subject, verb = fam.ratio_subject or _SUBJECTS[link.ratio_name]
     subject = subject.format(outcome=outcome)
     # a link without a ratio reading (probit): coefficients on the link scale
     transform = np.exp if ratio is not None else np.asarray
@@ -79,9 +80,9 @@ def _effect_sentences(est, ci, outcome, level, digits):
 
 
 def _random_sentences(est, ci, digits):
-    scale = est._family_obj.link.scale_name
+    scale = est.fit_result_.family.link.scale_name
     out = []
-    for f in est._factors:
+    for f in est.fit_result_.factors:
         if getattr(f, "structure", None) is not None:
             out.append(_structured_sentence(f, ci, digits, scale))
             continue
@@ -185,11 +186,12 @@ def _dispersion_model_sentence(est, block, digits) -> str:
 
 def _dispersion_sentences(est, digits):
     out = []
-    for b in est._family_obj.blocks:
-        if getattr(est, "_zi_design", None) is not None and b.summary == "logit table":
+    res = est.fit_result_
+    for b in res.family.blocks:
+        if res.zi_design is not None and b.summary == "logit table":
             out.append(_zero_inflation_sentence(est, digits))
             continue
-        if getattr(est, "_disp_design", None) is not None and b.prefix == "disp":
+        if res.disp_design is not None and b.prefix == "disp":
             out.append(_dispersion_model_sentence(est, b, digits))
             continue
         if getattr(est, b.attribute[:-1] + "_at_boundary_", False):
@@ -217,7 +219,7 @@ def _marginal_sentences(est, level, digits):
     """The population-averaged effects (``marginal_coefs``) in one sentence."""
     from .marginal import conditional_marginal_table
 
-    if not est._factors:
+    if not est.fit_result_.factors:
         return []
     tab = conditional_marginal_table(est, level=level)
     ratio = _RATIO_ABBREVIATION.get(tab.attrs["scale"])
@@ -313,15 +315,15 @@ def report(
     """
     check_is_fitted(est, "coef_")
     ci = confint(est, level=level, method=method)
-    fam = est._family_obj
+    fam, factors = est.fit_result_.family, est.fit_result_.factors
     kind = fam.sentence_name()
-    if est._factors:
+    if factors:
         approx = (
             "the Laplace approximation"
             if est.n_agq == 1
             else f"adaptive Gauss-Hermite quadrature ({est.n_agq} nodes)"
         )
-        groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in est._factors)
+        groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in factors)
         intro = (
             f"A {kind} mixed model was fitted by maximum likelihood ({approx}) to {est.nobs_} "
             f"observations with random effects for {groups}."

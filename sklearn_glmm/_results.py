@@ -8,7 +8,6 @@ likelihood is unchanged and estimates map back exactly (``J`` below).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -18,8 +17,15 @@ from ._engine.converge import GRAD_TOL
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import SINGULAR_TOL
 from ._engine.separation import separated_coefficients, separation_message
-from ._tables import FactorArrays, FitArrays
-from ._tables import store as store_arrays
+from ._fit_result import (  # noqa: F401 (re-exported: the tools import them from here)
+    FactorLayout,
+    FitResult,
+    ParameterLayout,
+    beta_jacobian,
+    original_lambda,
+    parameter_layout,
+)
+from ._tables import FactorArrays, FitArrays, drop_tables
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
 from .exceptions import (
@@ -29,35 +35,6 @@ from .exceptions import (
     SingularFitWarning,
     StandardErrorWarning,
 )
-
-
-@dataclass(frozen=True)
-class FactorLayout:
-    """Where one factor's covariance parameters sit (what ``lambda_matrices`` reads)."""
-
-    q: int
-    n_levels: int
-    theta_rows: np.ndarray
-    theta_cols: np.ndarray
-    structure: object = None
-
-
-@dataclass(frozen=True)
-class ParameterLayout:
-    """The parameter vector's blocks, without the data: Wald intervals, ``summary`` and
-    population-level predictions at other parameter values need only this."""
-
-    n_beta: int
-    n_theta: int
-    n_extra: int
-    factors: tuple
-
-
-def parameter_layout(data) -> ParameterLayout:
-    factors = tuple(
-        FactorLayout(f.q, f.n_levels, f.theta_rows, f.theta_cols, f.structure) for f in data.factors
-    )
-    return ParameterLayout(data.n_beta, data.n_theta, data.n_extra, factors)
 
 
 def scale_design(X, names, fit_intercept, curvature=1.0):
@@ -136,11 +113,6 @@ def z_transform(factor, X) -> np.ndarray:
     return T
 
 
-def original_lambda(T: np.ndarray, L: np.ndarray) -> np.ndarray:
-    """Covariance factor in the user's units, ``T Lambda`` (``Sigma = Lo Lo'``)."""
-    return T @ L
-
-
 def internal_lambda(T: np.ndarray, Lo: np.ndarray) -> np.ndarray:
     """Lower-triangular ``Lambda`` with ``T Lambda Lambda' T' = Lo Lo'`` (diagonal >= 0)."""
     M = np.linalg.solve(T, Lo)
@@ -149,20 +121,6 @@ def internal_lambda(T: np.ndarray, Lo: np.ndarray) -> np.ndarray:
     L = R.T
     signs = np.where(np.diag(L) < 0, -1.0, 1.0)
     return L * signs[None, :]
-
-
-def beta_jacobian(scaling) -> np.ndarray:
-    """J with beta_original = J beta_internal (intercept first when fitted)."""
-    kept, means, scales = scaling["kept"], scaling["means"], scaling["scales"]
-    k0 = int(scaling["intercept"])
-    J = np.zeros((k0 + len(kept), k0 + len(kept)))
-    if k0:
-        J[0, 0] = 1.0 / scaling.get("intercept_scale", 1.0)
-    for j, k in enumerate(kept):
-        J[k0 + j, k0 + j] = 1.0 / scales[k]
-        if k0:
-            J[0, k0 + j] = -means[k] / scales[k]
-    return J
 
 
 def _ensure_state(obj, x, record):
@@ -180,14 +138,15 @@ def _ensure_state(obj, x, record):
         )
 
 
-def set_fitted_attributes(est, obj, x, record, data):
-    """Set every fitted attribute of ``est`` from the optimum ``x``."""
+def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
+    """Build the fit's :class:`FitResult` from the optimum ``x`` (``pending``: how the
+    design was made, ``_BaseGLMM._model_data``), keep it as ``est.fit_result_`` and
+    set every public fitted attribute of ``est`` from it."""
     _ensure_state(obj, x, record)
     p, T = data.n_beta, data.n_theta
     beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
     V, H = record.covariance, record.hessian
-    est._hessian = H
-    sc = est._scaling
+    sc = pending["scaling"]
     J = beta_jacobian(sc)
     beta = J @ beta_s
     Vb = J @ V[:p, :p] @ J.T
@@ -204,17 +163,39 @@ def set_fitted_attributes(est, obj, x, record, data):
     est_all[idx] = beta
     se_all[idx] = _standard_errors(Vb)
     # fixed_effects_, ranef_, ... are made from these arrays when first read
-    store_arrays(est, FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]))
-    est._vcov_params = V
-    est._layout = parameter_layout(data)
-    # conditional fit on the training rows, for residuals and diagnostics
-    est._train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
-    est._params = x.copy()
-    # the coefficients of the family's blocks (their values: _family_values)
-    est._extra = extra.copy()
-
-    _set_random_effects(est, obj, theta_s, data)
-    _set_family_params(est, extra, V, p + T, data)
+    arrays = FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx])
+    condvar, lambdas, singular = _random_effects(obj, theta_s, data, factors, pending, arrays)
+    _set_singular(est, singular)
+    block_se = _set_family_params(est, extra, V, p + T, data, pending, arrays)
+    # the conditional fit on the training rows, for residuals and diagnostics
+    train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
+    result = FitResult(
+        params=x.copy(),
+        layout=parameter_layout(data),
+        family=data.family,
+        record=record,
+        scaling=sc,
+        z_maps=pending["z_maps"],
+        vcov=V,
+        hessian=H,
+        bounds=bounds,
+        fixed_names=list(names),
+        factors=list(factors),
+        factor_order=list(pending["factor_order"]),
+        block_designs=pending["block_designs"],
+        zi_design=pending["zi_design"],
+        disp_design=pending["disp_design"],
+        arrays=arrays,
+        ranef_condvar=condvar,
+        lambdas=lambdas,
+        block_se=block_se,
+        owner=type(est).__name__,
+        # the objective stays with the model: profiles, refits and simulation need it
+        # (in memory; pickles carry it only with keep_data=True, see _state)
+        training=dict(objective=obj, train=train),
+    )
+    drop_tables(est)
+    est.fit_result_ = result
     n_obs = int(np.sum(data.weights > 0))
     npar = len(x)
     est.loglik_ = float(-0.5 * record.objective)
@@ -265,7 +246,7 @@ def _check_standard_errors(est, record, rows, se_all, idx):
 
 def _check_separation(est, data, beta_s):
     """Warn, naming the predictors, when some fixed effects have an infinite MLE."""
-    fam = est._family_obj
+    fam = est.fit_result_.family
     if not getattr(fam, "glm_separation", True):
         return  # a family whose separation this test does not describe checks its own
     use = data.weights > 0
@@ -290,7 +271,7 @@ def _check_separation(est, data, beta_s):
     cols = separated_coefficients(data.X, data.y, data.trials, data.weights, fam.has_trials)
     if cols is None:
         return
-    sc = est._scaling
+    sc = est.fit_result_.scaling
     k0 = int(sc["intercept"])
     slopes = [j for j in cols if j >= k0]
     if len(slopes) > 1:
@@ -310,7 +291,7 @@ def _check_separation(est, data, beta_s):
         else:
             size = np.abs(beta_s[slopes])
             slopes = [j for j, a in zip(slopes, size) if a >= 0.1 * size.max()]
-    names = [est._fixed_names[sc["kept"][j - k0]] for j in slopes]
+    names = [est.fit_result_.fixed_names[sc["kept"][j - k0]] for j in slopes]
     if not names:
         names = [INTERCEPT]
     msg = separation_message(names, fam.has_trials, False)
@@ -319,9 +300,9 @@ def _check_separation(est, data, beta_s):
 
 def _check_identifiable(est, data):
     """Warn when a factor's variance cannot be estimated from its levels."""
-    fam = est._family_obj
+    fam = est.fit_result_.family
     binary = fam.has_trials and bool(np.all(data.trials[data.weights > 0] <= 1))
-    for f in est._factors:
+    for f in est.fit_result_.factors:
         counts = np.bincount(f.codes[data.weights > 0], minlength=f.n_levels)
         counts = counts[counts > 0]
         if len(counts) <= 1:
@@ -362,11 +343,11 @@ def _check_group_separation(est, data):
     estimate grows without the data supporting it (lme4 reports the same large
     value, silently). The warning names the groups.
     """
-    fam = est._family_obj
+    fam = est.fit_result_.family
     if not fam.has_trials:
         return
     use = data.weights > 0
-    for f, fa in zip(est._factors, est._fit_arrays.factors):
+    for f, fa in zip(est.fit_result_.factors, est.fit_result_.arrays.factors):
         if not f.term.intercept:
             continue
         sd = float(np.sqrt(max(fa.cov[0, 0], 0.0)))
@@ -391,24 +372,25 @@ def _check_group_separation(est, data):
         )
 
 
-def _set_random_effects(est, obj, theta_s, data):
-    est._ranef_condvar, est._lambda = {}, {}
-    est._factor_order = list(est._factor_input_names)
-    singular = []
+def _random_effects(obj, theta_s, data, factors, pending, arrays):
+    """Each factor's covariance and modes in the user's units (added to ``arrays``);
+    the conditional covariances and Lambdas by factor, and the terms on a boundary."""
+    condvar, lambdas, singular = {}, {}, []
     lams = lambda_matrices(data, theta_s)
-    for fi, (f, T, L, fd) in enumerate(zip(est._factors, est._z_maps, lams, data.factors)):
+    z_maps = pending["z_maps"]
+    for fi, (f, T, L, fd) in enumerate(zip(factors, z_maps, lams, data.factors)):
         Lo = original_lambda(T, L)  # b = T Lambda u in the user's units
         S = Lo @ Lo.T
         names = f.term.names
         U = obj.u[fd.offset : fd.offset + fd.n_levels * fd.q].reshape(fd.n_levels, fd.q)
         B = U @ Lo.T
-        est._fit_arrays.factors.append(FactorArrays(f.name, f.levels, names, S, B))
+        arrays.factors.append(FactorArrays(f.name, f.levels, names, S, B))
         Ci = obj.conditional_variances(fi)
         if fd.structure is None:
-            est._ranef_condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
+            condvar[f.name] = np.einsum("ij,gjk,lk->gil", Lo, Ci, Lo)
         else:  # large blocks: matrix products, not einsum's O(q^4) loop
-            est._ranef_condvar[f.name] = np.matmul(np.matmul(Lo, Ci), Lo.T)
-        est._lambda[f.name] = Lo
+            condvar[f.name] = np.matmul(np.matmul(Lo, Ci), Lo.T)
+        lambdas[f.name] = Lo
         if fd.structure is not None:
             singular += _structure_singular(f, fd.structure, theta_s, data, fi)
             continue
@@ -422,6 +404,10 @@ def _set_random_effects(est, obj, theta_s, data):
             # earlier ones (|correlation| = 1) whatever its scale
             if diag[k] < SINGULAR_TOL or diag[k] < 1e-3 * row_norm[k]:
                 singular.append(f"{f.name}: {nm}")
+    return condvar, lambdas, singular
+
+
+def _set_singular(est, singular):
     est.is_singular_ = bool(singular)
     if singular:
         warnings.warn(
@@ -447,7 +433,7 @@ def _structure_singular(f, structure, theta_s, data, fi) -> list:
     return out
 
 
-def _set_family_params(est, extra, V, start, data):
+def _set_family_params(est, extra, V, start, data, pending, arrays):
     """Each of the family's parameter blocks: its reported value, standard error on the
     optimiser's scale and whether it is on its boundary (with the block's warning).
 
@@ -456,12 +442,14 @@ def _set_family_params(est, extra, V, start, data):
     and its coefficients are tabled (``zero_inflation_effects_``,
     ``dispersion_effects_``); it has no boundary. A scalar block that may have a design
     is tabled too, as its intercept (glmmTMB's ``fixef(m)$zi``, ``fixef(m)$disp``).
+    Returns each scalar block's standard error by name.
     """
     from . import exceptions
 
-    est._block_se = {}
-    blocks = est._family_obj.blocks
+    block_se = {}
+    blocks = data.family.blocks
     designs = data.extra_designs or (None,) * len(blocks)
+    effects = _BlockEffects(pending["block_designs"], blocks, arrays)
     j = 0
     for block, D in zip(blocks, designs):
         if D is not None:
@@ -470,37 +458,43 @@ def _set_family_params(est, extra, V, start, data):
             used = data.weights > 0
             setattr(est, block.attribute, float(np.mean(values[used])) if used.any() else np.nan)
             setattr(est, block.attribute[:-1] + "_at_boundary_", False)
-            est._block_se[block.name] = np.nan
-            _set_block_effects(est, block, extra[j : j + width], V, start + j, width)
+            block_se[block.name] = np.nan
+            effects.add(block, extra[j : j + width], V, start + j, width)
             j += width
             continue
         at_bound = block.is_at_bound(extra[j])
         setattr(est, block.attribute, block.reported_value(extra[j]))
         setattr(est, block.attribute[:-1] + "_at_boundary_", at_bound)
-        est._block_se[block.name] = _one_se(V, start + j)
+        block_se[block.name] = _one_se(V, start + j)
         if block.effects:
-            _set_block_effects(est, block, extra[j : j + 1], V, start + j, 1, at_bound)
+            effects.add(block, extra[j : j + 1], V, start + j, 1, at_bound)
         j += 1
         if at_bound:
             category = getattr(exceptions, block.warning)
             warnings.warn(block.at_bound_message, category, stacklevel=user_stacklevel())
+    return block_se
 
 
-def _set_block_effects(est, block, coefs, V, k, width, at_bound=False):
-    """A block's coefficients on its optimiser's scale (logit for zero inflation, log
-    for a dispersion) in the user's units: ``block.effects``, a table made when first
-    read. A constant dispersion on its boundary is the boundary's value on that scale
-    (log theta = inf), without a standard error; a zero inflation at 0 keeps its
-    internal bound."""
-    from ._zero_inflation import constant_design
+class _BlockEffects:
+    """Puts the family's coefficient tables' parts in ``arrays.blocks``."""
 
-    design = getattr(est, "_block_designs", None)
-    design = None if design is None else design[est._family_obj.blocks.index(block)]
-    edge = None
-    if at_bound and block.prefix == "disp":  # theta = inf, phi = 0: log scale +-inf
-        edge = _on_scale(block, block.at_bound_value)
-    parts = (design or constant_design(), coefs.copy(), V[k : k + width, k : k + width], edge)
-    est._fit_arrays.blocks[block.effects] = parts
+    def __init__(self, designs, blocks, arrays):
+        self.designs, self.blocks, self.arrays = designs, blocks, arrays
+
+    def add(self, block, coefs, V, k, width, at_bound=False):
+        """A block's coefficients on its optimiser's scale (logit for zero inflation, log
+        for a dispersion) in the user's units: ``block.effects``, a table made when first
+        read. A constant dispersion on its boundary is the boundary's value on that scale
+        (log theta = inf), without a standard error; a zero inflation at 0 keeps its
+        internal bound."""
+        from ._zero_inflation import constant_design
+
+        design = None if self.designs is None else self.designs[self.blocks.index(block)]
+        edge = None
+        if at_bound and block.prefix == "disp":  # theta = inf, phi = 0: log scale +-inf
+            edge = _on_scale(block, block.at_bound_value)
+        parts = (design or constant_design(), coefs.copy(), V[k : k + width, k : k + width], edge)
+        self.arrays.blocks[block.effects] = parts
 
 
 def _on_scale(block, value):
@@ -522,15 +516,16 @@ def _check_convergence(est, record):
         )
     rivals = getattr(record, "competing_modes", None)
     if rivals is not None and len(rivals):
-        levels = [str(v) for v in est._factors[0].levels[rivals][:10]]
+        factor = est.fit_result_.factors[0]
+        levels = [str(v) for v in factor.levels[rivals][:10]]
         why = (
             "; zeros explained by the count part or by the zero inflation"
-            if est._family_obj.zero_inflated
+            if est.fit_result_.family.zero_inflated
             else ""
         )
         msgs.append(
             f"the conditional distribution of the random effect has two comparable modes "
-            f"(or a nearly flat top) in {len(rivals)} level(s) of {est._factors[0].name!r} "
+            f"(or a nearly flat top) in {len(rivals)} level(s) of {factor.name!r} "
             f"({levels}{why}), where the Laplace approximation, taken at one mode, jumps "
             "between them and its optimum cannot be certified (adaptive quadrature "
             "integrates over both modes: n_agq=25, say)"

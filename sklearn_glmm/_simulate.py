@@ -39,11 +39,11 @@ def simulate_eta(est, n_sim: int, rng, new_random_effects: bool = True) -> np.nd
     (lme4's ``simulate(use.u = FALSE)``); ``False`` keeps the conditional modes
     (``use.u = TRUE``).
     """
-    d = est._objective.data
+    res = est.fit_result_
+    d = res.objective.data
     if not new_random_effects or not d.factors:
-        return np.repeat(est._train["eta"][:, None], n_sim, axis=1)
-    x = est._params
-    beta, theta = x[: d.n_beta], x[d.n_beta : d.n_beta + d.n_theta]
+        return np.repeat(res.train["eta"][:, None], n_sim, axis=1)
+    beta, theta = res.beta, res.theta
     eta = np.repeat((d.X @ beta + d.offset)[:, None], n_sim, axis=1)
     for f, L in zip(d.factors, lambda_matrices(d, theta)):
         U = rng.standard_normal((f.n_levels, f.q, n_sim))
@@ -62,22 +62,22 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
         raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")
     rng = _rng(random_state)
     eta = simulate_eta(est, int(n_sim), rng, new_random_effects)
-    fam, d = est._family_obj, est._objective.data
-    extra = est._family_values(column=True)  # per-row zero inflation as a column
+    fam, d = est.fit_result_.family, est.fit_result_.objective.data
+    extra = est.fit_result_.family_values(column=True)  # per-row zero inflation as a column
     trials = d.trials[:, None] * np.ones((1, eta.shape[1]))
     return fam.sample_eta(eta, trials, extra, rng)
 
 
 def refit(est, y):
     """Refit the model to outcome ``y`` on the same rows; (x, FitRecord)."""
-    obj0 = est._objective
-    data = replace(obj0.data, y=np.asarray(y, dtype=float))
+    res = est.fit_result_
+    data = replace(res.objective.data, y=np.asarray(y, dtype=float))
     obj = Objective(data, est.n_agq) if data.factors else GLMObjective(data)
-    bounds = est._bounds
+    bounds = res.bounds
     diag_idx = [k for k, b in enumerate(bounds[: data.n_beta + data.n_theta]) if b[0] == 0.0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x, record = fit_objective(obj, est._params.copy(), bounds, est.max_iter, est.tol, diag_idx)
+        x, record = fit_objective(obj, res.params.copy(), bounds, est.max_iter, est.tol, diag_idx)
     return x, record
 
 

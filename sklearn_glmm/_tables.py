@@ -1,8 +1,8 @@
 """The result tables of a fit, made from its arrays when first read.
 
-A fit keeps its estimates as arrays (:class:`FitArrays`). The pandas tables users
-read (``fixed_effects_``, ``ranef_``, ``random_effects_cov_``) are made from them
-on first access and kept from then on as ordinary instance attributes: building
+A fit keeps its estimates as arrays (:class:`FitArrays`, ``fit_result_.arrays``).
+The pandas tables users read (``fixed_effects_``, ``ranef_``, ``random_effects_cov_``)
+are made from them on first access and kept from then on as ordinary instance attributes: building
 them costs more than the rest of a small fit's bookkeeping, and the many refits of
 cross-validation, bootstraps and profiles seldom read them.
 """
@@ -67,23 +67,22 @@ class fitted_table:
     def __get__(self, est, owner=None):
         if est is None:
             return self
-        arrays = est.__dict__.get("_fit_arrays")
-        if arrays is None:
+        result = est.__dict__.get("fit_result_")
+        if result is None:
             raise AttributeError(
                 f"{type(est).__name__!r} object has no attribute {self.name!r}",
                 name=self.name,
                 obj=est,
             )
-        value = self.build(arrays)
+        value = self.build(result.arrays)
         est.__dict__[self.name] = value
         return value
 
 
-def store(est, arrays: FitArrays) -> None:
-    """Give ``est`` the arrays of a new fit; tables made from an earlier fit go."""
+def drop_tables(est) -> None:
+    """Forget the tables made from an earlier fit (before ``est`` gets a new one)."""
     for name in fitted_table.names:
         est.__dict__.pop(name, None)
-    est._fit_arrays = arrays
 
 
 def block_effects(attribute: str):

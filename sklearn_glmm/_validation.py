@@ -140,7 +140,7 @@ def densify(X):
 def check_unique_columns(X) -> None:
     """A DataFrame's column names must be unique: terms such as ``random_effects="1 + x"``
     and ``group_columns`` pick columns by name."""
-    if not isinstance(X, pd.DataFrame):
+    if not isinstance(X, pd.DataFrame) or X.columns.is_unique:
         return
     duplicated = X.columns[X.columns.duplicated()]
     if len(duplicated):

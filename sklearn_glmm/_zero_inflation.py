@@ -168,16 +168,4 @@ def values_at(est, Xa: np.ndarray, coefs: np.ndarray):
     ``coefs`` (the parameters' family part): ``coefs`` itself when no block has a
     design, else a float per scalar block and each row's value per block with a design
     (``logit pi``, a dispersion's log scale)."""
-    designs = getattr(est, "_block_designs", None)
-    if designs is None:
-        return coefs
-    out, k = [], 0
-    for design in designs:
-        if design is None:
-            out.append(float(coefs[k]))
-            k += 1
-        else:
-            w = len(design.names)
-            out.append(design.internal(Xa) @ coefs[k : k + w])
-            k += w
-    return tuple(out)
+    return est.fit_result_.block_values(Xa, coefs)

@@ -107,6 +107,14 @@ _COMMON_ATTRS = """
     is_singular_ : bool
     fit_record_ : FitRecord
         How the optimisation ran.
+    fit_result_ : FitResult
+        The outcome of the fit, which the attributes above are read from: the
+        parameters on the optimiser's scale (``params``; ``beta``, ``theta``,
+        ``extra``) and their covariance (``vcov``), the family, the fit record,
+        how the design was scaled (``scaling``, ``z_maps``; ``beta_jacobian``
+        maps back), the random effects' layout (``factors``, ``layout``) and,
+        in memory, the training data (``objective``, ``train``). Inference,
+        summaries and plots read it.
 """
 
 
@@ -505,7 +513,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
         # the largest mean is at the largest linear predictor (the mean increases with
         # it), with that row's values of the family's parameters (its zero inflation)
-        values = self._family_values()
+        values = self.fit_result_.family_values()
         if not used.any():
             self._support_inputs = (y_max, -np.inf, values)
             return
@@ -518,7 +526,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         check_is_fitted(self, "coef_")
         if "value" not in self._support:
             y_max, eta_hi, extra_hi = self._support_inputs
-            fam = self._family_obj
+            fam = self.fit_result_.family
             mu_hi = float(fam.mean(np.array([eta_hi]), extra_hi)[0])
             note = None
             if self.max_count is not None:
@@ -566,11 +574,11 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         pi : ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "coef_")
-        if not self._family_obj.zero_inflated:
+        if not self.fit_result_.family.zero_inflated:
             raise ValueError(
                 f"this {type(self).__name__} has no zero inflation (zero_inflation=False)."
             )
-        if getattr(self, "_zi_design", None) is None:
+        if self.fit_result_.zi_design is None:
             return np.full(self._validate_X(X, reset=False)[0].shape[0], self.zero_inflation_)
         logit = self._family_values(X)[-1]
         return 1.0 / (1.0 + np.exp(-logit))
@@ -639,7 +647,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         mu = self.predict(X, groups, offset=offset)
         y = np.asarray(y, dtype=float)
         w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
-        fam, extra, t = self._family_obj, self._family_values(X), np.ones_like(y)
+        fam, extra, t = self.fit_result_.family, self._family_values(X), np.ones_like(y)
         dev = np.sum(w * fam.unit_deviance(y, mu, t, extra))
         ybar = np.average(y, weights=w)
         dev0 = np.sum(w * fam.unit_deviance(y, np.full_like(y, ybar), t, extra))

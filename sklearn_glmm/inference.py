@@ -27,10 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compare import anova, compare_models
 from ._confint import confint, profile
-from ._engine.objective import lambda_matrices
 from ._report import report
-from ._results import beta_jacobian, original_lambda
-from ._zero_inflation import values_at
 from .performance import Anova
 
 __all__ = [
@@ -52,14 +49,6 @@ _GH_W = _GH_W / _GH_W.sum()
 # =====================================================================================
 # predictions with uncertainty
 # =====================================================================================
-def _fixed_design(est, Xa):
-    sc = est._scaling
-    cols = [Xa[:, k] for k in sc["kept"]]
-    if sc["intercept"]:
-        cols.insert(0, np.ones(Xa.shape[0]))
-    return np.column_stack(cols) if cols else np.zeros((Xa.shape[0], 0))
-
-
 def _mean_given(fam, eta, var, extra):
     """E[Y] when eta is normal with mean ``eta`` and variance ``var``."""
     return fam.mean_over_normal(eta, var, extra)
@@ -75,23 +64,12 @@ def _inv_link(fam, v):
 
 def _population_means(est, Xa, off, x, population):
     """Population-level means of rows ``Xa`` at internal parameters ``x``."""
-    d = est._layout
-    p, T = d.n_beta, d.n_theta
-    eta = _fixed_design(est, Xa) @ (beta_jacobian(est._scaling) @ x[:p]) + off
-    var = np.zeros(len(eta))
-    if population == "marginal" and est._factors:
-        for f, Tf, L in zip(est._factors, est._z_maps, lambda_matrices(d, x[p : p + T])):
-            Lo = original_lambda(Tf, L)
-            Z = f.z_matrix(Xa)
-            var += np.einsum("nq,qr,nr->n", Z, Lo @ Lo.T, Z)
-    extra = values_at(est, Xa, x[p + T :])  # each row's zero inflation, with predictors
-    return _mean_given(est._family_obj, eta, var, extra)
+    return est.fit_result_.population_means(Xa, x, off, population)
 
 
 def _delta(est, fun):
     """Value and covariance of ``fun(x)`` (a vector) by the delta method."""
-    x = est._params
-    V = est._vcov_params
+    x, V = est.fit_result_.params, est.fit_result_.vcov
     active = np.isfinite(np.diag(V))
     f0 = np.asarray(fun(x), dtype=float)
     G = np.zeros((len(f0), len(x)))
@@ -146,23 +124,23 @@ def predict_interval(
     Xa, off, index, groups_from_X = _prep(est, X, offset)
     eta, var = est._linear_predictor(X, groups, offset, population)
     groups = groups_from_X if groups is None else groups
-    D = _fixed_design(est, Xa)
-    Vb = est._vcov_fixed.to_numpy()
+    D = est.fit_result_.fixed_design(Xa)
+    Vb = est.fit_result_.vcov_fixed.to_numpy()
     v_eta = np.einsum("ni,ij,nj->n", D, Vb, D)
-    if include_random and est._factors and groups is not None:
+    if include_random and est.fit_result_.factors and groups is not None:
         from ._design import groups_columns
         from ._labels import match_levels
 
-        by_name = dict(zip(est._factor_order, groups_columns(groups, Xa.shape[0])))
-        for f in est._factors:
+        by_name = dict(zip(est.fit_result_.factor_order, groups_columns(groups, Xa.shape[0])))
+        for f in est.fit_result_.factors:
             codes = match_levels(f.levels, by_name[f.name], f.name)
             known = codes >= 0
             Z = f.z_matrix(Xa)[known]
-            C = est._ranef_condvar[f.name][codes[known]]
+            C = est.fit_result_.ranef_condvar[f.name][codes[known]]
             v_eta[known] += np.einsum("nq,nqr,nr->n", Z, C, Z)
     se = np.sqrt(np.clip(v_eta, 0.0, None))
     z = stats.norm.ppf(0.5 + level / 2.0)
-    fam, extra = est._family_obj, est._family_values(X)
+    fam, extra = est.fit_result_.family, est.fit_result_.family_values(Xa)
     if scale == "link":
         fit, lo, hi, se_out = eta, eta - z * se, eta + z * se, se
     else:
@@ -216,7 +194,7 @@ def marginal_means(
     if scale not in ("response", "link"):
         raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
     Xa, off, index, _ = _prep(est, X, offset)
-    fam = est._family_obj
+    fam = est.fit_result_.family
     z = stats.norm.ppf(0.5 + level / 2.0)
     out = {}
     for pop, prefix in (("zero", "conditional"), ("marginal", "marginal")):
@@ -258,7 +236,7 @@ def contrast(
     """
     if kind not in ("difference", "ratio", "odds_ratio"):
         raise ValueError(f"kind must be 'difference', 'ratio' or 'odds_ratio', got {kind!r}.")
-    fam = est._family_obj
+    fam = est.fit_result_.family
     if kind == "odds_ratio" and fam.link.ratio_name != "odds ratio":
         raise ValueError("kind='odds_ratio' needs a binomial model with a logit link.")
     A1, o1, *_ = _prep(est, X1, offset1)

@@ -42,8 +42,7 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from ._engine.objective import lambda_matrices
-from ._results import beta_jacobian, original_lambda
-from ._zero_inflation import values_at
+from ._results import original_lambda
 
 __all__ = ["conditional_marginal_table", "marginal_coefs"]
 
@@ -68,7 +67,8 @@ class _Rows:
 
 
 def _training_rows(est, sample_weight):
-    d = est._objective.data  # raises TrainingDataError on a model unpickled without data
+    # raises TrainingDataError on a model unpickled without its data
+    d = est.fit_result_.objective.data
     w = d.weights if sample_weight is None else _weights(sample_weight, d.X.shape[0])
     Z = [f.Z for f in d.factors]
     return _Rows(d.X, d.offset, Z, w, internal_z=True, family_values=d.extra_values)
@@ -90,15 +90,16 @@ def _weights(sample_weight, n):
 
 def _new_rows(est, X, offset, sample_weight):
     from ._plot_common import model_inputs
-    from .inference import _fixed_design, _prep
+    from .inference import _prep
 
+    res = est.fit_result_
     Xm, _, _ = model_inputs(est, X, None)
     Xa, off, _, _ = _prep(est, Xm, offset)
-    J = beta_jacobian(est._scaling)
-    Xi = _fixed_design(est, Xa) @ J  # X_original beta = X_original J beta_internal
-    Z = [f.z_matrix(Xa) for f in est._factors]
+    # X_original beta = X_original J beta_internal
+    Xi = res.fixed_design(Xa) @ res.beta_jacobian()
+    Z = [f.z_matrix(Xa) for f in res.factors]
     w = np.ones(Xa.shape[0]) if sample_weight is None else _weights(sample_weight, Xa.shape[0])
-    return _Rows(Xi, off, Z, w, internal_z=False, family_values=partial(values_at, est, Xa))
+    return _Rows(Xi, off, Z, w, internal_z=False, family_values=partial(res.block_values, Xa))
 
 
 def mean_over_normal(fam, eta, var, extra):
@@ -111,8 +112,9 @@ def mean_over_normal(fam, eta, var, extra):
 def _row_variances(est, rows, theta):
     """Variance of ``z'b`` per row at covariance parameters ``theta`` (internal)."""
     var = np.zeros(rows.Xi.shape[0])
-    lams = lambda_matrices(est._layout, theta)
-    for Z, L, T in zip(rows.Z, lams, est._z_maps):
+    res = est.fit_result_
+    lams = lambda_matrices(res.layout, theta)
+    for Z, L, T in zip(rows.Z, lams, res.z_maps):
         # internal Z columns pair with Lambda, the user's columns with T Lambda
         B = Z @ (L if rows.internal_z else original_lambda(T, L))
         var += np.einsum("nq,nq->n", B, B)
@@ -121,9 +123,9 @@ def _row_variances(est, rows, theta):
 
 def _marginal_beta(est, rows, x):
     """Marginal coefficients in the user's units at internal parameters ``x``."""
-    lay = est._layout
-    p, T = lay.n_beta, lay.n_theta
-    fam = est._family_obj
+    res = est.fit_result_
+    p, T = res.layout.n_beta, res.layout.n_theta
+    fam = res.family
     eta = rows.Xi @ x[:p] + rows.offset
     var = _row_variances(est, rows, x[p : p + T])
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
@@ -138,14 +140,14 @@ def _marginal_beta(est, rows, x):
     use = rows.weights > 0
     sw = np.sqrt(rows.weights[use])
     gamma, *_ = np.linalg.lstsq(rows.Xi[use] * sw[:, None], target[use] * sw, rcond=None)
-    return beta_jacobian(est._scaling) @ gamma
+    return res.beta_jacobian() @ gamma
 
 
 def _simulated_cov(est, fun, n_draws, random_state):
     """GLMMadaptive's standard errors: the spread of ``fun`` over parameter draws."""
     from ._simulate import _rng
 
-    x, V = est._params, est._vcov_params
+    x, V = est.fit_result_.params, est.fit_result_.vcov
     active = np.isfinite(np.diag(V))
     Va = V[np.ix_(active, active)]
     rng = _rng(random_state)
@@ -254,7 +256,7 @@ def marginal_coefs(
     def fun(x):
         return _marginal_beta(model, rows, x)
 
-    beta = fun(model._params)
+    beta = fun(model.fit_result_.params)
     k = len(beta)
     V = np.full((k, k), np.nan)
     if std_errors:
@@ -283,7 +285,7 @@ def marginal_coefs(
 
 
 def _ratio_transform(model, exponentiate):
-    link = model._family_obj.link
+    link = model.fit_result_.family.link
     if exponentiate is None:
         exponentiate = link.ratio_name is not None
     return bool(exponentiate), (link.ratio_name if exponentiate else None)
@@ -335,6 +337,6 @@ def conditional_marginal_table(
         out[name], out[f"{name}_lower"], out[f"{name}_upper"] = f(b), f(b - z * s), f(b + z * s)
     out["marginal_p_value"] = mc["p_value"].to_numpy()
     table = pd.DataFrame(out, index=fe.index.copy())
-    table.attrs["scale"] = ratio or model._family_obj.link.scale_name
+    table.attrs["scale"] = ratio or model.fit_result_.family.link.scale_name
     table.attrs["level"] = level
     return table

@@ -101,7 +101,7 @@ def _outcome(model, y, trials):
     encode = getattr(model, "_encode_outcome", None)
     if encode is not None:
         return encode(y), np.ones(n)
-    if not model._family_obj.has_trials:
+    if not model.fit_result_.family.has_trials:
         return np.asarray(y, dtype=float), np.ones(n)
     if trials is not None:
         return np.asarray(y, dtype=float), np.asarray(trials, dtype=float)
@@ -152,7 +152,7 @@ def pointwise_log_likelihood(
     loglik : ndarray of shape (n_samples,)
     """
     model, Xt, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
-    fam, extra = model._family_obj, model._family_values(Xt, column=True)
+    fam, extra = model.fit_result_.family, model._family_values(Xt, column=True)
     nodes = eta[:, None] + np.sqrt(var)[:, None] * _GH_Z[None, :]
     ll = fam.derivs(yv[:, None], nodes, t[:, None], np.ones_like(nodes), extra).loglik
     return logsumexp(ll + np.log(_GH_W)[None, :], axis=1)
@@ -199,9 +199,9 @@ def mean_deviance(
     conditional for known groups and averaged over the random effects otherwise.
     """
     model, Xt, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
-    extra = model._family_values(Xt)
-    mu = model._mean(eta, var, extra)
-    dev = model._family_obj.unit_deviance(yv, mu, t, extra)
+    fam, extra = model.fit_result_.family, model._family_values(Xt)
+    mu = fam.mean_over_normal(eta, var, extra)
+    dev = fam.unit_deviance(yv, mu, t, extra)
     return float(np.average(dev, weights=sample_weight))
 
 
@@ -246,7 +246,7 @@ def mean_absolute_class_error(
     """
     model, Xt = _ordinal_model(estimator, X)
     eta, var = model._linear_predictor(Xt, groups, offset, population)
-    pred = np.argmax(model._class_probabilities(eta, var), axis=1)
+    pred = np.argmax(model._class_probabilities(eta, var, Xt), axis=1)
     return float(np.average(np.abs(model._encode_outcome(y) - pred), weights=sample_weight))
 
 

@@ -17,7 +17,10 @@ from ._engine.families import make_family
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
+from ._frames import as_pandas
+from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
+from ._tables import block_effects, fitted_table
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
@@ -38,6 +41,19 @@ _ORDINAL_PARAMS = """
         clm's threshold structures: one free threshold per cut, equally spaced
         thresholds (``threshold.1``, ``spacing``), or thresholds symmetric around a
         centre (``central``, ``spacing.k``).
+    scale : str or None, default=None
+        Scale effects (``ordinal::clmm2``'s ``scale = ~ x``): feature names of ``X``
+        in the term syntax of ``random_effects`` (``"temp"``, ``"x1 + x2"``) whose
+        values set each row's latent scale, ``P(Y <= j) = F((alpha_j - eta) /
+        exp(s' zeta))``. The scale model has no intercept (clmm2 fixes it at 0), so
+        ``"x"``, ``"1 + x"`` and ``"0 + x"`` are one model; its predictors are
+        features of ``X`` and so also location effects, except those named in
+        ``scale_only_columns``. ``None``: one scale for every row.
+    scale_only_columns : str or list of str, default=None
+        Columns of a DataFrame ``X`` that enter the scale model only (clmm2's
+        ``rating ~ contact, scale = ~ temp``): taken out of the location model's
+        features (``feature_names_in_`` lists the location columns only), and needed
+        in ``X`` for predictions too. Each must be named in ``scale``.
     n_agq : int, default=1
         1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
         quadrature (one grouping factor with a scalar random effect, as clmm, or
@@ -83,6 +99,10 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         The threshold parameters as clmm reports them (``threshold.1`` and
         ``spacing`` for equidistant thresholds; the thresholds themselves for
         flexible ones), with ``std_error``, ``z_value``, ``p_value``.
+    scale_effects_ : DataFrame
+        With ``scale``: the scale coefficients ``zeta`` (log scale) indexed by the
+        predictors' names, with ``std_error``, ``z_value``, ``p_value`` (clmm2's
+        "Scale coefficients").
     """
         + _COMMON_ATTRS
         + _NOTES
@@ -108,8 +128,11 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         **{k: v for k, v in _PARAMETER_CONSTRAINTS.items() if k != "fit_intercept"},
         "link": [StrOptions(set(ORDINAL_LINKS))],
         "threshold": [StrOptions(set(THRESHOLDS))],
+        "scale": [str, None],
+        "scale_only_columns": [str, list, None],
     }
     __metadata_request__score = {"groups": False}
+    scale_effects_ = fitted_table(block_effects("scale_effects_"))
 
     def __init__(
         self,
@@ -117,6 +140,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         *,
         link="logit",
         threshold="flexible",
+        scale=None,
+        scale_only_columns=None,
         n_agq=1,
         group_columns=None,
         max_iter=1000,
@@ -126,6 +151,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         self.random_effects = random_effects
         self.link = link
         self.threshold = threshold
+        self.scale = scale
+        self.scale_only_columns = scale_only_columns
         self.n_agq = n_agq
         self.group_columns = group_columns
         self.max_iter = max_iter
@@ -193,12 +220,59 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
             threshold=self.threshold,
             labels=list(self.classes_),
             start=start,
+            scale=scale_term(self.scale) is not None,
         )
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):
         X_raw, y_raw, groups, w, off = super()._fit_inputs(X, y, groups, sample_weight, offset)
         self._fit_weights = w
+        # the scale model's design from the user's columns (predictions see them too),
+        # before the location model drops those aliased with its thresholds
+        slopes = scale_term(self.scale)
+        only = self._scale_only()
+        unused = [c for c in only if slopes is None or c not in slopes]
+        if unused:
+            raise ValueError(
+                f"scale_only_columns {unused} are not named in scale={self.scale!r}: a column "
+                "that enters the scale model only must be one of its predictors."
+            )
+        self._scale_design = None
+        if slopes is not None:
+            rows = self._with_scale_only(X_raw, X)
+            self._scale_design = scale_design(slopes, rows, list(self._fixed_names) + only)
+            self._scale_rows = rows  # the user's columns, for _block_designs_of only
         return _drop_constant_columns(X_raw, self._fixed_names), y_raw, groups, w, off
+
+    # -- columns of the scale model only --------------------------------------------
+    def _scale_only(self) -> list:
+        cols = self.scale_only_columns
+        if cols is None:
+            return []
+        return [cols] if isinstance(cols, str) else [str(c) for c in cols]
+
+    def _validate_X(self, X, reset: bool, with_groups: bool = False):
+        """The location model's columns: ``X`` without ``scale_only_columns``."""
+        only = self._scale_only()
+        if only:
+            X = _scale_only_frame(X, only).drop(columns=only)
+        return super()._validate_X(X, reset, with_groups)
+
+    def _with_scale_only(self, Xa, X):
+        """The location columns ``Xa`` followed by the scale-only columns of ``X``."""
+        only = self._scale_only()
+        if not only:
+            return Xa
+        values = _scale_only_frame(X, only)[only].to_numpy(dtype=float)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"scale_only_columns {only} have non-finite values (NaN or inf).")
+        return np.column_stack([Xa, values])
+
+    def _family_values(self, X=None, column: bool = False):
+        """The family's values for the rows of ``X``, scale-only columns included."""
+        if X is None or not self._scale_only() or getattr(self, "_scale_design", None) is None:
+            return super()._family_values(X, column)
+        rows = self._with_scale_only(self._validate_X(X, reset=False)[0], X)
+        return self.fit_result_.family_values(rows, column)
 
     def _model_data(self, X_raw, yv, trials, w, off, groups):
         if self.threshold != "flexible" and len(self.classes_) < 3:
@@ -208,6 +282,18 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
             )
         return super()._model_data(X_raw, yv, trials, w, off, groups)
 
+    def _block_designs_of(self, family, zi_term, disp_term, X_raw, names, pending):
+        """The scale model's design (``scale``) for the family's ``log_scale`` block."""
+        designs = super()._block_designs_of(family, zi_term, disp_term, X_raw, names, pending)
+        rows = self.__dict__.pop("_scale_rows", None)
+        if self._scale_design is None:
+            return designs
+        per_block = tuple(
+            self._scale_design if b.prefix == "scale" else None for b in family.blocks
+        )
+        pending["block_designs"] = per_block
+        return tuple(None if d is None else d.internal(rows) for d in per_block)
+
     def _learn_support(self, y, eta, weights):
         (self.thresholds_, self.threshold_coefficients_) = threshold_tables(self)
         self._y_codes = self._fit_weights = None  # only the starting thresholds needed them
@@ -215,15 +301,16 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
 
     def _check_ordinal_separation(self, y, weights):
         """Warn, naming the predictors, when some fixed effects have an infinite MLE."""
-        d = self._objective.data
-        beta = self._params[: d.n_beta]
+        res = self.fit_result_
+        d = res.objective.data
+        beta = res.beta
         # along a separating direction the optimiser drives the linear predictor far out
         if d.n_beta == 0 or np.max(np.abs(d.X @ beta)) <= 5.0:
             return
         cols = ordinal_separation(d.X, y, weights, len(self.classes_))
         if cols is None:
             return
-        names = [self._fixed_names[self._scaling["kept"][j]] for j in cols]
+        names = [res.fixed_names[res.scaling["kept"][j]] for j in cols]
         warnings.warn(
             f"complete or quasi-complete separation: predictor(s) {names} order the classes "
             "perfectly for some rows. Their estimates diverge (the maximum-likelihood values "
@@ -251,15 +338,27 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         group); ``population="zero"`` sets the random effect to zero.
         """
         eta, var = self._linear_predictor(X, groups, offset, population)
-        return self._class_probabilities(eta, var)
+        return self._class_probabilities(eta, var, X)
 
-    def _class_probabilities(self, eta, var):
-        fam = self._family_obj
+    def _class_probabilities(self, eta, var, X=None):
+        """Class probabilities at linear predictors with mean ``eta`` and variance ``var``
+        (averaged over a normal); ``X``: the rows, for their scale (with ``scale``)."""
+        fam = self.fit_result_.family
         if np.all(var == 0):
-            return fam.class_probabilities(eta, self._extra)
+            return fam.class_probabilities(eta, self._row_values(X))
         sd = np.sqrt(var)[:, None]
         nodes = eta[:, None] + sd * _GH_Z[None, :]
-        return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, self._extra), _GH_W)
+        extra = self._row_values(X, column=True)
+        return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, extra), _GH_W)
+
+    def _row_values(self, X, column=False):
+        """The family's values for the rows of ``X``; without scale effects the fitted
+        thresholds serve any rows."""
+        if getattr(self, "_scale_design", None) is None:
+            return self.fit_result_.extra
+        if X is None:
+            raise ValueError("the rows' predictors X are needed for their scale (scale=...).")
+        return self._family_values(X, column=column)
 
     def predict(self, X, groups=None, *, offset=None):
         """The most probable class."""
@@ -298,7 +397,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     # -- on the training rows -----------------------------------------------------
     def _train_probabilities(self):
         check_is_fitted(self, "coef_")
-        return self._family_obj.class_probabilities(self._train["eta"], self._extra)
+        res = self.fit_result_
+        return res.family.class_probabilities(res.train["eta"], res.family_values())
 
     def fitted(self):
         """Expected class index ``E[Y]`` on the training rows (random effects at their
@@ -314,7 +414,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         ``sign(y - E[Y]) sqrt(-2 log p(y))``.
         """
         p = self._train_probabilities()
-        y = self._train["y"]
+        y = self.fit_result_.train["y"]
         idx = np.arange(p.shape[1], dtype=float)
         mean = p @ idx
         if type == "response":
@@ -401,6 +501,23 @@ def _ordered_categories(y):
     if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
         return list(dtype.categories)
     return None
+
+
+def _scale_only_frame(X, only) -> pd.DataFrame:
+    """``X`` as a DataFrame holding the columns ``only`` (``scale_only_columns``)."""
+    frame = as_pandas(X)
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(
+            "scale_only_columns names columns of X, so X must be a DataFrame (got "
+            f"{type(X).__name__})."
+        )
+    missing = [c for c in only if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"scale_only_columns {missing} are not columns of X; available: "
+            f"{list(map(str, frame.columns))}."
+        )
+    return frame
 
 
 def _drop_constant_columns(X, names):

@@ -151,7 +151,7 @@ def icc(
     if v.singular:
         warnings.warn(_SINGULAR_WARNING.format(what="the ICC"), UserWarning, stacklevel=2)
     if by_group:
-        if any(len(f.term.names) > 1 or not f.term.intercept for f in model._factors):
+        if any(len(f.term.names) > 1 or not f.term.intercept for f in model.fit_result_.factors):
             warnings.warn(
                 "Model contains random slopes. Cannot compute accurate ICCs by group factors.",
                 UserWarning,
@@ -224,7 +224,8 @@ def r2(model, *, tolerance: float = DEFAULT_TOLERANCE) -> CheckSeries:
 
 
 def _is_bernoulli(model) -> bool:
-    return model._family_obj.has_trials and bool(np.all(model._train["trials"] == 1))
+    res = model.fit_result_
+    return res.family.has_trials and bool(np.all(res.train["trials"] == 1))
 
 
 def check_overdispersion(model) -> CheckTable:
@@ -313,13 +314,14 @@ def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
     >>> int(check_zeroinflation(m)["observed_zeros"].iloc[0]) == int((df["logins"] == 0).sum())
     True
     """
-    fam = model._family_obj
+    res = model.fit_result_
+    fam = res.family
     if fam.has_trials:
         raise ValueError("Model must be a count model (PoissonGLMM or NegBinGLMM).")
-    y = np.asarray(model._train["y"], dtype=float)
+    y = np.asarray(res.train["y"], dtype=float)
     observed = int(np.sum(y == 0))
-    eta = np.asarray(model._train["eta"], dtype=float)[:, None]
-    p0 = fam.pmf_eta(np.zeros(1), eta, model._family_values(column=True))
+    eta = np.asarray(res.train["eta"], dtype=float)[:, None]
+    p0 = fam.pmf_eta(np.zeros(1), eta, res.family_values(column=True))
     predicted = int(round(float(np.sum(p0))))
     ratio = predicted / observed if observed else np.nan
     table = CheckTable(
@@ -460,7 +462,8 @@ def check_collinearity(model, *, terms: dict | None = None, ci: float = 0.95) ->
             UserWarning,
             stacklevel=2,
         )
-    lo, hi = _terms.vif_interval(vif, len(model._train["y"]), len(model._vcov_fixed), ci)
+    res = model.fit_result_
+    lo, hi = _terms.vif_interval(vif, len(res.train["y"]), len(res.vcov_fixed), ci)
     table = CheckTable(
         {
             "Term": [t for t, _ in rows],
@@ -511,11 +514,12 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     >>> len(binned_residuals(m)) <= 22  # round(sqrt(500)) bins at most
     True
     """
-    if not model._family_obj.has_trials:
+    res = model.fit_result_
+    if not res.family.has_trials:
         raise ValueError("Binned residuals are for binomial models (BinomialGLMM).")
-    trials = np.asarray(model._train["trials"], dtype=float)
+    trials = np.asarray(res.train["trials"], dtype=float)
     pred = np.asarray(model.fitted(), dtype=float) / trials
-    resid = np.asarray(model._train["y"], dtype=float) / trials - pred
+    resid = np.asarray(res.train["y"], dtype=float) / trials - pred
     n = len(pred)
     k = int(np.round(np.sqrt(n))) if n_bins is None else int(n_bins)
     # R: breaks at sort(pred)[floor(n * (1:(k - 1)) / k)], bins closed on the right

@@ -32,7 +32,7 @@ def _label_text(value) -> str:
 
 def modelled_outcome(est) -> str | None:
     """Which probability a binomial model describes, e.g. ``P(y = 'no')``; None for counts."""
-    if not est._family_obj.has_trials:
+    if not est.fit_result_.family.has_trials:
         return None
     y = getattr(est, "_y_name", "y")
     if getattr(est, "_with_trials", False):
@@ -45,10 +45,10 @@ def model_formula(est) -> str:
     if getattr(est, "formula_", None):  # fitted through sklearn_glmm.formula
         return est.formula_
     lhs = getattr(est, "_y_name", "y")
-    fixed = ([] if est.fit_intercept else ["0"]) + list(est._fixed_names)
+    fixed = ([] if est.fit_intercept else ["0"]) + list(est.fit_result_.fixed_names)
     rhs = " + ".join(fixed) if fixed else "1"
     bars = []
-    for f in est._factors:
+    for f in est.fit_result_.factors:
         t = f.term
         inner = " + ".join((["1"] if t.intercept else ["0"]) + list(t.slopes))
         if getattr(t, "structure", None) is not None:
@@ -61,7 +61,7 @@ def model_formula(est) -> str:
 def random_effects_table(est) -> pd.DataFrame:
     """One row per random-effect term: Groups, Name, Variance, Std.Dev. and correlations."""
     rows = []
-    for f in est._factors:
+    for f in est.fit_result_.factors:
         S = est.random_effects_cov_[f.name].to_numpy()
         sd = np.sqrt(np.clip(np.diag(S), 0, None))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -81,12 +81,13 @@ def _structured_rows(est, f, S, sd) -> list:
     """A structured factor's rows: every level's variance, and on the first row its
     structure's correlation parameter as glmmTMB prints it (``0.60 (ar1)``)."""
     st = f.structure
-    k = est._layout.n_beta
-    for g in est._layout.factors:
+    res = est.fit_result_
+    k = res.layout.n_beta
+    for g in res.layout.factors:
         if g.structure is st:
             break
         k += len(g.theta_rows) if g.structure is None else g.structure.n_params
-    values = st.reported(est._params[k : k + st.n_params])[st.n_sd :]
+    values = st.reported(res.params[k : k + st.n_params])[st.n_sd :]
     if st.name == "toep":  # the correlation at each lag, one per row
         labels = ["(toep)"] + [f"lag {j}: {v:.2f}" for j, v in enumerate(values, start=1)]
     elif st.name == "ou":
@@ -113,7 +114,7 @@ def zero_inflation_formula(est) -> str:
     """The zero-inflation model as glmmTMB writes it: ``~1``, ``~x``, ``~0 + x``."""
     if getattr(est, "ziformula_", None):  # fitted through sklearn_glmm.formula
         return est.ziformula_
-    design = getattr(est, "_zi_design", None)
+    design = est.fit_result_.zi_design
     if design is None:
         return "~1"
     slopes = [n for n in design.names if n != INTERCEPT]
@@ -124,7 +125,7 @@ def dispersion_formula(est) -> str:
     """The dispersion model as glmmTMB writes it: ``~1``, ``~x``, ``~0 + x``."""
     if getattr(est, "dispformula_", None):  # fitted through sklearn_glmm.formula
         return est.dispformula_
-    return dispersion_formula_of(getattr(est, "_disp_design", None))
+    return dispersion_formula_of(est.fit_result_.disp_design)
 
 
 class Summary:
@@ -165,10 +166,11 @@ class Summary:
         self.zero_inflation = None if zi is None else zi.rename(columns=_COLUMNS)
         # the dispersion model's coefficients (log scale), glmmTMB's "Dispersion model"
         disp = getattr(est, "dispersion_effects_", None)
-        modelled = getattr(est, "_disp_design", None) is not None
+        modelled = est.fit_result_.disp_design is not None
         self.dispersion_model = disp.rename(columns=_COLUMNS) if modelled else None
         # the family's own parameters, by their reported names (nb_theta, zi_prob)
-        self.dispersion = {b.reported: getattr(est, b.attribute) for b in est._family_obj.blocks}
+        blocks = est.fit_result_.family.blocks
+        self.dispersion = {b.reported: getattr(est, b.attribute) for b in blocks}
 
     def _header(self):
         est = self.est
@@ -177,7 +179,7 @@ class Summary:
             if est.n_agq == 1
             else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {est.n_agq}"
         )
-        fam = est._family_obj
+        fam = est.fit_result_.family
         lines = [
             f"Generalized linear mixed model fit by maximum likelihood ({method}) "
             f"[{type(est).__name__}]",
@@ -187,11 +189,11 @@ class Summary:
         modelled = modelled_outcome(est)
         if modelled is not None:
             lines.append(f" Modelled: {modelled}")
-        if est._family_obj.zero_inflated:
+        if fam.zero_inflated:
             lines.append(f" Zero inflation: {zero_inflation_formula(est)}")
-        elif est._family_obj.zero_formula is not None:
-            lines.append(f" Zero inflation: {est._family_obj.zero_formula}")
-        if getattr(est, "_disp_design", None) is not None:
+        elif fam.zero_formula is not None:
+            lines.append(f" Zero inflation: {fam.zero_formula}")
+        if est.fit_result_.disp_design is not None:
             lines.append(f" Dispersion: {dispersion_formula(est)}")
         return lines
 
@@ -206,7 +208,7 @@ class Summary:
         out.append("".join(f"{v:>9.4f}" for v in self.scaled_residuals))
         out += ["", "Random effects:"]
         out += self._random_effects_lines()
-        ng = ", ".join(f"{f.name}, {f.n_levels}" for f in est._factors)
+        ng = ", ".join(f"{f.name}, {f.n_levels}" for f in est.fit_result_.factors)
         out.append(f"Number of obs: {est.nobs_}" + (f", groups:  {ng}" if ng else ""))
         out += self._dispersion_lines()
         out += ["", "Fixed effects:"]
@@ -252,16 +254,17 @@ class Summary:
         """``(block, internal value or None, reported value)`` of the blocks shown as
         ``kind``; the internal value is None for a block with a design (no single one)."""
         est = self.est
-        x = est._params
-        k = est._layout.n_beta + est._layout.n_theta
-        designs = getattr(est, "_block_designs", None) or (None,) * len(est._family_obj.blocks)
-        for b, design in zip(est._family_obj.blocks, designs):
+        res = est.fit_result_
+        x = res.params
+        k = res.layout.n_beta + res.layout.n_theta
+        designs = res.block_designs or (None,) * len(res.family.blocks)
+        for b, design in zip(res.family.blocks, designs):
             if b.summary == kind:
                 yield b, (None if design is not None else x[k]), getattr(est, b.attribute)
             k += 1 if design is None else len(design.names)
 
     def _dispersion_lines(self):
-        fam = self.est._family_obj
+        fam = self.est.fit_result_.family
         return [
             f"\nDispersion parameter for {fam.r_name} family (): {value:.3g}"
             for _, internal, value in self._blocks("dispersion")

@@ -7,6 +7,7 @@ the data written by ``generate.py`` there).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -187,11 +188,11 @@ def test_time_indicator_shortcuts_match_the_general_products(monkeypatch, shuffl
             perm = np.random.default_rng(0).permutation(len(obj.data.y))
             d = obj.data
             f = d.factors[0]
-            f2 = type(f)(**{**f.__dict__, "codes": f.codes[perm], "Z": f.Z[perm]})
-            d = type(d)(**{
-                **d.__dict__, "X": d.X[perm], "y": d.y[perm], "trials": d.trials[perm],
-                "weights": d.weights[perm], "offset": d.offset[perm], "factors": (f2,),
-            })  # fmt: skip
+            f2 = dataclasses.replace(f, codes=f.codes[perm], Z=f.Z[perm])
+            d = dataclasses.replace(
+                d, X=d.X[perm], y=d.y[perm], trials=d.trials[perm], weights=d.weights[perm],
+                offset=d.offset[perm], factors=(f2,),
+            )  # fmt: skip
             obj = Objective(d)
         assert (obj._indicator_cells(obj.data.factors[0]) is None) == general
         val, g = obj.value_and_grad(x)

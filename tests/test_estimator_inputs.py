@@ -595,6 +595,6 @@ def test_compare_structures_in_parallel_keeps_the_fits_data():
     X = pd.DataFrame(X0, columns=["a", "b"])
     result = compare_structures(PoissonGLMM(), ["1", "1 + a"], X, YC0, groups=G0, n_jobs=2)
     for m in result.estimators_.values():
-        assert "_objective" in vars(m) and "_pickle_with_data" not in vars(m)
+        assert m.fit_result_.has_data and "_pickle_with_data" not in vars(m)
         m.residuals()
     assert result.table["p_value"].notna().any()  # the likelihood-ratio test read the data

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -64,17 +65,17 @@ class FactorData:
     # None: the parameters are those entries (lme4's unstructured or diagonal factor)
     structure: object = None
 
-    @property
+    @cached_property
     def q(self) -> int:
         return self.Z.shape[1]
 
-    @property
+    @cached_property
     def mapped(self) -> bool:
         """Whether the optimiser's parameters differ from the Cholesky entries (a
         structure other than lme4's own parametrisation)."""
         return self.structure is not None and not self.structure.identity
 
-    @property
+    @cached_property
     def n_params(self) -> int:
         """Covariance parameters the optimiser sees for this factor."""
         return self.structure.n_params if self.mapped else len(self.theta_rows)
@@ -98,16 +99,16 @@ class ModelData:
     # per family block, None (a scalar) or its design (n, p_b); None: every block scalar
     extra_designs: tuple | None = None
 
-    @property
+    @cached_property
     def n_beta(self) -> int:
         return self.X.shape[1]
 
-    @property
+    @cached_property
     def n_theta(self) -> int:
         """Covariance parameters the optimiser sees (theta, or a structure's)."""
         return sum(f.n_params for f in self.factors)
 
-    @property
+    @cached_property
     def structured(self) -> bool:
         return any(f.mapped for f in self.factors)
 
@@ -121,7 +122,7 @@ class ModelData:
             k += f.n_params
         return np.concatenate(out)
 
-    @property
+    @cached_property
     def n_extra(self) -> int:
         """Coefficients of the family's blocks (one per scalar block)."""
         if self.extra_designs is None:
@@ -136,18 +137,18 @@ class ModelData:
         """Gradient in the blocks' coefficients from per-row derivatives (n_blocks, n)."""
         return _blocks.block_gradient(rows, self.extra_designs)
 
-    @property
+    @cached_property
     def extra_bounds(self) -> list:
         return _blocks.coefficient_bounds(self.family.blocks, self.extra_designs)
 
-    @property
+    @cached_property
     def extra_flat_side(self) -> tuple:
         return _blocks.coefficient_flat_sides(self.family.blocks, self.extra_designs)
 
     def default_extra(self) -> np.ndarray:
         return _blocks.coefficient_starts(self.family.blocks, self.extra_designs)
 
-    @property
+    @cached_property
     def n_u(self) -> int:
         return sum(f.n_levels * f.q for f in self.factors)
 
@@ -978,9 +979,7 @@ class GLMObjective:
         beta, extra = self._split(np.asarray(params, dtype=float))
         self.n_evals += 1
         eta = d.X @ beta + d.offset
-        self.state = dict(
-            eta=eta, extra=extra, der=d.family.derivs(d.y, eta, d.trials, d.weights, extra)
-        )
+        self.state = dict(eta=eta, extra=extra, der=self._derivs(eta, extra))
         val = float(-2.0 * self.state["der"].loglik.sum())
         return val if np.isfinite(val) else np.inf
 

@@ -10,11 +10,21 @@ For an outcome in classes ``0 < 1 < ... < K - 1`` (coded by their index),
 with ``alpha_{-1} = -inf`` and ``alpha_{K-1} = +inf``. The thresholds are the linear
 map ``alpha = J a`` of the family's parameters ``a`` (its blocks, one scalar each,
 see :mod:`.thresholds`); the number of blocks depends on ``K``, so a family object is
-made per fit. Thresholds out of order give no probability model: the log-density
-is ``-inf`` there, a failed evaluation for the optimiser.
+made per fit.
+
+With scale effects (``ordinal::clmm2``'s ``scale = ~ x``) the latent distribution's
+scale depends on each row: ``P(Y <= j) = F((alpha_j - eta) / exp(s))``, with
+``s = d' zeta`` a block with a design and no intercept (clmm2 fixes it at 0: the
+thresholds, coefficients and random effects set the overall scale). The family then
+receives a tuple of the threshold parameters (floats) and the rows' ``s`` (an array,
+broadcast against ``eta`` from the right).
+
+Thresholds out of order give no probability model: the log-density is ``-inf``
+there, a failed evaluation for the optimiser.
 
 Every derivative comes from the partial derivatives of ``log p`` in the two
-arguments ``x_u = alpha_y - eta`` and ``x_l = alpha_{y-1} - eta``, written with
+arguments ``x_u = (alpha_y - eta) / sigma`` and ``x_l = (alpha_{y-1} - eta) / sigma``
+(``sigma = 1`` without scale effects), written with
 ``r_u = f(x_u) / p`` and ``r_l = f(x_l) / p`` (computed on the log scale), so that
 nothing cancels where ``p`` is tiny.
 """
@@ -53,6 +63,28 @@ def _threshold_block(name: str, start: float) -> ParameterBlock:
     )
 
 
+# the log of the latent scale, s = d' zeta (no intercept: zeta = 0 is the model without)
+SCALE_BLOCK = ParameterBlock(
+    name="log_scale",
+    reported="scale",
+    bounds=(None, None),
+    start=0.0,
+    to_reported=np.exp,
+    attribute="_latent_scale_",
+    flat_side=None,  # no bound: the boundary fields below are never used
+    at_bound_value=np.nan,
+    at_bound_message="",
+    warning="",
+    label="Latent scale exp(s)",
+    summary="scale table",
+    section="Scale coefficients:",
+    sentence="",
+    at_bound_sentence="",
+    prefix="scale",
+    effects="scale_effects_",
+)
+
+
 def _log1mexp(a):
     """``log(1 - exp(a))`` for ``a <= 0``, accurate on both sides of ``-log 2``."""
     a = np.minimum(a, 0.0)
@@ -75,6 +107,9 @@ class CumulativeLink(Family):
         Class labels, for the thresholds' names (``"1|2"``); ``0, 1, ...`` by default.
     start : array of shape (n_classes - 1,), optional
         Starting thresholds (e.g. from the marginal cumulative proportions).
+    scale : bool, default=False
+        Whether the latent scale has its own predictors (a last block, ``log_scale``,
+        which the estimator gives a design without intercept).
     """
 
     name = "ordinal"
@@ -83,7 +118,9 @@ class CumulativeLink(Family):
     # the binomial / count separation test does not apply (see ordinal_separation)
     glm_separation = False
 
-    def __init__(self, n_classes, link="logit", threshold="flexible", labels=None, start=None):
+    def __init__(
+        self, n_classes, link="logit", threshold="flexible", labels=None, start=None, scale=False
+    ):
         if n_classes < 2:
             raise ValueError(f"an ordinal outcome needs at least 2 classes, got {n_classes}.")
         self.n_classes = int(n_classes)
@@ -98,14 +135,36 @@ class CumulativeLink(Family):
         elif len(names):
             a0 = start_parameters(self.J, np.linspace(-1.0, 1.0, n_classes - 1))
         self.blocks = tuple(_threshold_block(n, s) for n, s in zip(names, a0))
+        self.has_scale = bool(scale)
+        if self.has_scale:
+            self.blocks += (SCALE_BLOCK,)
 
     def describe(self) -> str:
         return f"cumulative  ( {self.link.name} )"
 
     # -- thresholds -------------------------------------------------------------
+    def split(self, extra):
+        """``(a, s)``: the threshold parameters and the rows' log scale (0.0 without
+        scale effects; with them, the last entry of the tuple the family receives)."""
+        E = self.J.shape[1]
+        if not self.has_scale:
+            return np.asarray(extra, dtype=float), 0.0
+        if not isinstance(extra, tuple):
+            raise TypeError(
+                "a cumulative link model with scale effects takes the blocks' values (a "
+                "tuple: thresholds, then the rows' log scale), not their coefficients."
+            )
+        return np.array([float(v) for v in extra[:E]]), np.asarray(extra[E], dtype=float)
+
     def alpha(self, extra) -> np.ndarray:
         """The thresholds ``alpha = J a``."""
-        return self.J @ np.asarray(extra, dtype=float)
+        return self.J @ self.split(extra)[0]
+
+    def _scaled(self, eta, extra):
+        """``(alpha_j - eta) / exp(s)``, shape ``eta.shape + (K - 1,)``."""
+        a, s = self.split(extra)
+        x = self.J @ a - np.asarray(eta, dtype=float)[..., None]
+        return x if not self.has_scale else x * np.exp(-s)[..., None]
 
     def mean_curvature(self, y, trials, weights) -> float:
         return 0.25
@@ -125,14 +184,18 @@ class CumulativeLink(Family):
         ``-s``, ``-s (1 + s)`` and ``-s (1 + s)(1 + 2 s)``. None when the thresholds
         are out of order.
         """
-        alpha = self.alpha(extra)
+        a, log_sigma = self.split(extra)
+        alpha = self.J @ a
         if not (np.all(np.diff(alpha) > 0) and np.all(np.isfinite(alpha))):
+            return None
+        if not np.all(np.isfinite(log_sigma)):
             return None
         k = np.asarray(y, dtype=np.intp) if const is None else const
         top, bottom = k == self.n_classes - 1, k == 0
         padded = np.concatenate([[0.0], alpha, [0.0]])
-        xu = padded[k + 1] - eta  # a placeholder for the top class
-        xl = padded[k] - eta  # a placeholder for the bottom class
+        inv = np.exp(-log_sigma)  # 1 / sigma, broadcast against eta
+        xu = (padded[k + 1] - eta) * inv  # a placeholder for the top class
+        xl = (padded[k] - eta) * inv  # a placeholder for the bottom class
         ln = self.link
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             upper = ~bottom & (top | (xl > 0))  # B is log S(x_l)
@@ -154,7 +217,7 @@ class CumulativeLink(Family):
         bl = [np.where(upper, d, zero) for d in Sl]
         du = [np.where(middle, np.where(upper, a, -b), zero) for a, b in zip(Su, Fu)]
         dl = [np.where(middle, np.where(upper, -a, b), zero) for a, b in zip(Sl, Fl)]
-        L = {"logp": logp}
+        L = {"logp": logp, "xu": xu, "xl": xl, "inv": inv}
         L["u"] = bu[0] + p1 * du[0]
         L["l"] = bl[0] + p1 * dl[0]
         L["uu"] = bu[1] + p2 * du[0] ** 2 + p1 * du[1]
@@ -173,21 +236,30 @@ class CumulativeLink(Family):
             inf = np.full(eta.shape, -np.inf)
             zero = np.zeros(eta.shape)
             return Derivs(inf, zero, zero, zero)
-        # eta enters both arguments with a minus sign
-        d1 = -(L["u"] + L["l"])
-        w = -(L["uu"] + 2.0 * L["ul"] + L["ll"])
-        w3 = L["uuu"] + 3.0 * L["uul"] + 3.0 * L["ull"] + L["lll"]
+        # eta enters both arguments as -eta / sigma
+        inv = L["inv"]
+        d1 = -(L["u"] + L["l"]) * inv
+        w = -(L["uu"] + 2.0 * L["ul"] + L["ll"]) * inv**2
+        w3 = (L["uuu"] + 3.0 * L["uul"] + 3.0 * L["ull"] + L["lll"]) * inv**3
         return _weighted(weights, L["logp"], d1, w, w3)
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
-        """Derivatives of ``loglik``, ``d1`` and ``w`` in the threshold parameters, (E, n)."""
+        """Derivatives of ``loglik``, ``d1`` and ``w`` in the threshold parameters and,
+        with scale effects, in each row's log scale ``s``: (n_blocks, n) each.
+
+        The thresholds enter ``x = (alpha - eta) / sigma`` through ``J / sigma``, so the
+        derivatives of ``d1`` and ``w`` carry one more factor ``1 / sigma``
+        than those of ``loglik``; ``s`` moves ``x`` by ``-x``, and ``d1`` and ``w``
+        also through their own factors ``sigma^-1`` and ``sigma^-2``.
+        """
         eta = np.asarray(eta, dtype=float)
         L = self._partials(y, eta, extra, const)
         n, E = len(eta), self.J.shape[1]
         if L is None:
-            zero = np.zeros((E, n))
+            zero = np.zeros((E + int(self.has_scale), n))
             return zero, zero, zero
-        # in x_u and x_l: d loglik, d d1, d w
+        inv = L["inv"]
+        # in x_u and x_l: d loglik, d d1, d w (of the unscaled forms)
         dl_u, dl_l = L["u"], L["l"]
         dd1_u, dd1_l = -(L["uu"] + L["ul"]), -(L["ul"] + L["ll"])
         dw_u = -(L["uuu"] + 2.0 * L["uul"] + L["ull"])
@@ -196,7 +268,17 @@ class CumulativeLink(Family):
         # J rows of the upper and lower thresholds of each row (zero beyond the ends)
         Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
         Ju, Jl = Jp[k + 1].T, Jp[k].T  # (E, n)
-        out = [Ju * a + Jl * b for a, b in ((dl_u, dl_l), (dd1_u, dd1_l), (dw_u, dw_l))]
+        pairs = ((dl_u, dl_l, inv), (dd1_u, dd1_l, inv**2), (dw_u, dw_l, inv**3))
+        out = [(Ju * a + Jl * b) * f for a, b, f in pairs]
+        if self.has_scale:
+            xu, xl = L["xu"], L["xl"]
+            m2 = L["uu"] + 2.0 * L["ul"] + L["ll"]
+            ds = (
+                -(xu * dl_u + xl * dl_l),
+                (L["u"] + L["l"] - xu * dd1_u - xl * dd1_l) * inv,
+                (2.0 * m2 - xu * dw_u - xl * dw_l) * inv**2,
+            )
+            out = [np.vstack([o, np.broadcast_to(d, (n,))[None, :]]) for o, d in zip(out, ds)]
         if weights is not None:
             out = [weights * o for o in out]
         return tuple(out)
@@ -204,9 +286,7 @@ class CumulativeLink(Family):
     # -- probabilities ------------------------------------------------------------
     def cumulative(self, eta, extra) -> np.ndarray:
         """``P(Y <= j)`` for ``j = 0, ..., K - 2``, shape ``eta.shape + (K - 1,)``."""
-        alpha = self.alpha(extra)
-        x = alpha - np.asarray(eta, dtype=float)[..., None]
-        return np.exp(self.link.log_cdf(x))
+        return np.exp(self.link.log_cdf(self._scaled(eta, extra)))
 
     def class_probabilities(self, eta, extra) -> np.ndarray:
         """``P(Y = k)``, shape ``eta.shape + (K,)``, each row summing to 1.
@@ -215,8 +295,8 @@ class CumulativeLink(Family):
         functions, whichever does not cancel.
         """
         eta = np.asarray(eta, dtype=float)
-        alpha = self.alpha(extra)
-        x = alpha - eta[..., None]
+        x = self._scaled(eta, extra)
+        eta = np.broadcast_to(eta, x.shape[:-1])
         with np.errstate(over="ignore", divide="ignore"):
             F = np.exp(self.link.log_cdf(x))
             S = np.exp(self.link.log_sf(x))
@@ -244,9 +324,11 @@ class CumulativeLink(Family):
         )
 
     def mean_derivative(self, eta, extra=()):
-        """``d E[Y] / d eta = sum_j f(alpha_j - eta)`` (``E[Y] = sum_j P(Y > j)``)."""
-        x = self.alpha(extra) - np.asarray(eta, dtype=float)[..., None]
-        return np.exp(self.link.log_pdf(x)).sum(axis=-1)
+        """``d E[Y] / d eta = sum_j f(x_j) / sigma`` (``E[Y] = sum_j P(Y > j)``), with
+        ``x_j = (alpha_j - eta) / sigma``."""
+        x = self._scaled(eta, extra)
+        d = np.exp(self.link.log_pdf(x)).sum(axis=-1)
+        return d if not self.has_scale else d * np.exp(-self.split(extra)[1])
 
     def unit_deviance(self, y, mu, trials, extra=()):
         raise NotImplementedError("use -2 log p(y) of the fitted probabilities.")
@@ -254,5 +336,5 @@ class CumulativeLink(Family):
     def sample_eta(self, eta, trials, extra, rng) -> np.ndarray:
         """Class indices drawn at linear predictors ``eta`` (inverse-CDF sampling)."""
         cum = self.cumulative(eta, extra)
-        u = rng.uniform(size=np.shape(eta))
+        u = rng.uniform(size=cum.shape[:-1])
         return np.sum(u[..., None] > cum, axis=-1).astype(float)

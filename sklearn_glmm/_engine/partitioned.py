@@ -1,0 +1,290 @@
+"""The objective of one grouping factor whose levels are split over partitions.
+
+With a single grouping factor every level is its own problem: the conditional modes,
+the Laplace (or AGQ) value of ``-2 log L`` and its gradient in ``(beta, theta, phi)``
+are sums over levels. When each level's rows sit in one partition, each partition
+holds the library's own :class:`~sklearn_glmm._engine.objective.Objective` on its
+rows (:class:`PartitionModel`, built once where the rows are), and one evaluation is
+one map-reduce: the outer parameters travel to every partition, a value and a
+gradient come back and are summed.
+
+:class:`PartitionedObjective` presents that sum with the interface the optimiser and
+the checks at the optimum use (``evaluate``, ``value_and_grad``, ``snapshot`` /
+``restore``, ``gauss_newton_diagonal``, the nested GLM), so that
+:func:`~sklearn_glmm._engine.optimize.fit_objective` and
+:func:`~sklearn_glmm._engine.converge.check_optimum` run unchanged on it. How the
+partitions are reached is the caller's: ``call(method, *args)`` runs a method of
+every partition's :class:`PartitionModel` and returns the results in partition
+order (``sklearn_glmm.dask`` does it with Dask actors).
+
+Order of calls of one evaluation: ``PartitionedObjective.value_and_grad(params)`` →
+every ``PartitionModel.value_and_grad(params)`` (its own conditional modes, warm
+started from its last ones) → values and gradients summed. A partition whose modes
+cannot be found makes the evaluation fail (``inf``), as a level does in memory.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .objective import GLMObjective, ModelData, Objective
+from .optimize import _run_lbfgsb, single_threaded_blas
+
+# snapshots a partition keeps. Each holds a state of the rows' size (the linear
+# predictor, the derivatives); the optimiser and its checks (``optimize``, ``converge``)
+# only ever restore the last snapshot taken, so two leave a margin
+_KEEP_SNAPSHOTS = 2
+
+
+class PartitionModel:
+    """One partition's rows and their objective, built once and kept where the rows are.
+
+    Parameters
+    ----------
+    data : ModelData
+        The partition's rows on the internal (scaled) scale; its factor's codes are
+        the partition's own levels, ``0 .. G_p - 1``.
+    n_agq : int
+        Quadrature nodes (1: Laplace).
+    """
+
+    def __init__(self, data: ModelData, n_agq: int = 1):
+        self.data = data
+        self.objective = Objective(data, n_agq)
+        self._glm = None
+        self._snapshots: dict = {}
+
+    def set_n_agq(self, n_agq: int) -> None:
+        self.objective.n_agq = n_agq
+
+    def evaluate(self, params) -> float:
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return float(self.objective.evaluate(params))
+
+    def value_and_grad(self, params):
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            val, g = self.objective.value_and_grad(params)
+        return float(val), g
+
+    def glm_value_and_grad(self, params):
+        """``-2 log L`` of the model without random effects and its gradient."""
+        if self._glm is None:
+            self._glm = GLMObjective(self.data)
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            val, g = self._glm.value_and_grad(params)
+        return float(val), g
+
+    def gauss_newton_diagonal(self) -> np.ndarray:
+        return self.objective.gauss_newton_diagonal()
+
+    def snapshot(self, key: int) -> None:
+        self._snapshots[key] = self.objective.snapshot()
+        for old in sorted(self._snapshots)[:-_KEEP_SNAPSHOTS]:
+            del self._snapshots[old]
+
+    def restore(self, key: int) -> None:
+        if key not in self._snapshots:
+            raise KeyError(
+                f"snapshot {key} is no longer kept (the last {_KEEP_SNAPSHOTS} are): a "
+                "partitioned objective restores only recent snapshots"
+            )
+        self.objective.restore(self._snapshots[key])
+
+    def counters(self) -> tuple[int, int]:
+        """PIRLS failures and Newton iterations so far."""
+        return self.objective.pirls_failures, self.objective.pirls_iterations
+
+    def modes(self):
+        """The conditional modes ``u`` (G_p, q) and the blocks of ``H^{-1}`` (G_p, q, q)
+        at the last evaluation."""
+        f = self.data.factors[0]
+        u = self.objective.u.reshape(f.n_levels, f.q)
+        return u, self.objective.conditional_variances(0)
+
+
+class PartitionedObjective(Objective):
+    """The sum over partitions of their objectives, as one :class:`Objective`.
+
+    A subclass so that the optimiser treats it as the mixed model's objective (its
+    Gauss-Newton scaling included); it holds no rows. ``data`` is the model's layout
+    with zero rows (the parameter blocks, the factor's levels and its covariance
+    layout), which is all the optimiser and the checks read from it.
+
+    Parameters
+    ----------
+    data : ModelData
+        The layout (zero rows; ``factors[0].n_levels`` the total number of levels).
+    n_agq : int
+    call : callable
+        ``call(method, *args) -> list``: runs ``PartitionModel.method(*args)`` on every
+        partition, results in partition order.
+    level_maps : list of ndarray
+        Each partition's levels as indices into the model's levels.
+    """
+
+    def __init__(self, data: ModelData, n_agq: int, call, level_maps):
+        self.data = data
+        self._call = call
+        self._n_agq = n_agq
+        self.level_maps = level_maps
+        self.n_evals = 0
+        self.pirls_failures = 0
+        self.global_modes = False
+        self._structured = False
+        self._single = True
+        self._last_key, self._last_val, self._last_grad = None, np.inf, None
+        self._predictor = None
+        self._snap_no = 0
+        self._glm_optimum = None
+        self.glm_max_iter = 200
+        self._last_params = None
+        self._modes = None
+        self.state = None
+        # wall time of the evaluations sent to the partitions, and their number
+        self.map_reduce_seconds = 0.0
+        self.map_reduce_calls = 0
+
+    # n_agq is changed by the optimiser between its stages: every partition follows
+    @property
+    def n_agq(self) -> int:
+        return self._n_agq
+
+    @n_agq.setter
+    def n_agq(self, value: int) -> None:
+        if value != self._n_agq:
+            self._call("set_n_agq", value)
+            self._n_agq = value
+            self._last_key, self._last_grad, self._predictor = None, None, None
+
+    def _start(self, params):
+        key = (params.tobytes(), self._n_agq)
+        if key != self._last_key:
+            self._last_key, self._last_grad, self._predictor = None, None, None
+            self._modes = None
+            self.n_evals += 1
+        return key
+
+    def evaluate(self, params) -> float:
+        params = np.asarray(params, dtype=float)
+        key = self._start(params)
+        if key == self._last_key:
+            return self._last_val
+        vals = self._timed("evaluate", params)
+        self._remember(key, params, vals)
+        return self._last_val
+
+    def value_and_grad(self, params):
+        params = np.asarray(params, dtype=float)
+        key = self._start(params)
+        if key == self._last_key and self._last_grad is not None:
+            return self._last_val, self._last_grad.copy()
+        if key == self._last_key and not np.isfinite(self._last_val):
+            return np.inf, np.zeros(len(params))
+        out = self._timed("value_and_grad", params)
+        self._remember(key, params, [v for v, _ in out])
+        if not np.isfinite(self._last_val):
+            return np.inf, np.zeros(len(params))
+        self._last_grad = np.sum([g for _, g in out], axis=0)
+        self._predictor = True  # every partition has its modes' derivatives
+        return self._last_val, self._last_grad.copy()
+
+    def _timed(self, method, params):
+        t0 = time.perf_counter()
+        out = self._call(method, params)
+        self.map_reduce_seconds += time.perf_counter() - t0
+        self.map_reduce_calls += 1
+        return out
+
+    def _remember(self, key, params, vals):
+        val = float(np.sum(vals))
+        self._last_key, self._last_val = key, val if np.isfinite(val) else np.inf
+        self._last_params = params.copy()
+        self.state = {} if np.isfinite(val) else None
+
+    def gradient(self, params) -> np.ndarray:
+        return self.value_and_grad(params)[1]
+
+    def gauss_newton_diagonal(self) -> np.ndarray:
+        return np.sum(self._call("gauss_newton_diagonal"), axis=0)
+
+    def snapshot(self):
+        self._snap_no += 1
+        self._call("snapshot", self._snap_no)
+        memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
+        return self._snap_no, memo, self._last_params, self.state
+
+    def restore(self, snap) -> None:
+        key, memo, params, state = snap
+        self._call("restore", key)
+        self._last_key, self._last_val, self._last_grad, self._predictor = memo
+        self._last_params, self.state, self._modes = params, state, None
+
+    # -- the nested GLM ---------------------------------------------------------
+    def glm_value_and_grad(self, params):
+        out = self._call("glm_value_and_grad", np.asarray(params, dtype=float))
+        val = float(np.sum([v for v, _ in out]))
+        if not np.isfinite(val):
+            return np.inf, np.zeros(len(params))
+        return val, np.sum([g for _, g in out], axis=0)
+
+    @property
+    def glm_optimum(self):
+        """The model without random effects at its optimum, ``(x, -2 log L)``.
+
+        Set from the starting values when the GLM was fitted there on every row;
+        otherwise fitted here on every partition (L-BFGS-B to a relative tolerance of
+        1e-9, as the in-memory check does) from the fixed effects and family
+        parameters of the last point evaluated: the mixed model's optimum when the
+        checks at the optimum ask.
+        """
+        if self._glm_optimum is not None and np.isfinite(self._glm_optimum[1]):
+            return self._glm_optimum
+        from .optimize import parameter_bounds
+
+        d = self.data
+        p, T = d.n_beta, d.n_theta
+        bounds = parameter_bounds(d)
+        keep = np.r_[np.arange(p), np.arange(p + T, len(bounds))]
+        if self._last_params is not None:
+            x0 = self._last_params[keep]
+        elif self._glm_optimum is not None:
+            x0 = self._glm_optimum[0]
+        else:
+            x0 = np.concatenate([np.zeros(p), d.default_extra()])
+        gb = [bounds[k] for k in keep]
+        res = _run_lbfgsb(self.glm_value_and_grad, x0, True, gb, self.glm_max_iter, 1e-9)
+        self._glm_optimum = (res.x, float(res.fun))
+        return self._glm_optimum
+
+    @glm_optimum.setter
+    def glm_optimum(self, value) -> None:
+        self._glm_optimum = value
+
+    # -- the fitted modes ---------------------------------------------------------
+    def collect_modes(self) -> None:
+        """Gather every partition's conditional modes into the model's level order."""
+        f = self.data.factors[0]
+        u = np.zeros((f.n_levels, f.q))
+        cv = np.zeros((f.n_levels, f.q, f.q))
+        for idx, (uk, ck) in zip(self.level_maps, self._call("modes")):
+            u[idx], cv[idx] = uk, ck
+        self._modes = (u.ravel(), cv)
+        fails = self._call("counters")
+        self.pirls_failures = int(sum(a for a, _ in fails))
+        self.pirls_iterations = int(sum(b for _, b in fails))
+
+    @property
+    def u(self) -> np.ndarray:
+        if self._modes is None:
+            self.collect_modes()
+        return self._modes[0]
+
+    def conditional_variances(self, f: int) -> np.ndarray:
+        if self._modes is None:
+            self.collect_modes()
+        return self._modes[1]
+
+    def scan_modes(self, params, gap: float = 3.0):  # pragma: no cover - log-concave only
+        raise NotImplementedError("a partitioned fit supports log-concave families only")

@@ -1,0 +1,255 @@
+"""The outcome of a fit, one frozen object (lme4's ``merMod`` from ``mkMerMod``).
+
+``fit`` ends by building a :class:`FitResult`: the optimum on the optimiser's scale
+and the map back to the user's units, the family, the fit record (MixedModels.jl's
+``OptSummary``), the covariance of the estimates and the layout of the random
+effects. The estimator keeps it as ``fit_result_`` and reads its public fitted
+attributes from it; inference, summaries, plots and model selection take it instead
+of the estimator's internals.
+
+It lives beside the estimators rather than in ``_engine``: it holds the scikit-learn
+layer's grouping factors (their labels and terms) and the designs of the family's
+blocks (named by feature), and it raises the library's ``TrainingDataError``. The
+maths it calls (``lambda_matrices``) is the engine's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from ._engine.blocks import rows_of
+from ._engine.objective import lambda_matrices
+from .exceptions import TrainingDataError
+
+
+@dataclass(frozen=True)
+class FactorLayout:
+    """Where one factor's covariance parameters sit (what ``lambda_matrices`` reads)."""
+
+    q: int
+    n_levels: int
+    theta_rows: np.ndarray
+    theta_cols: np.ndarray
+    structure: object = None
+
+
+@dataclass(frozen=True)
+class ParameterLayout:
+    """The parameter vector's blocks, without the data: Wald intervals, ``summary`` and
+    population-level predictions at other parameter values need only this."""
+
+    n_beta: int
+    n_theta: int
+    n_extra: int
+    factors: tuple
+
+
+def parameter_layout(data) -> ParameterLayout:
+    factors = tuple(
+        FactorLayout(f.q, f.n_levels, f.theta_rows, f.theta_cols, f.structure) for f in data.factors
+    )
+    return ParameterLayout(data.n_beta, data.n_theta, data.n_extra, factors)
+
+
+def beta_jacobian(scaling) -> np.ndarray:
+    """J with beta_original = J beta_internal (intercept first when fitted)."""
+    kept, means, scales = scaling["kept"], scaling["means"], scaling["scales"]
+    k0 = int(scaling["intercept"])
+    J = np.zeros((k0 + len(kept), k0 + len(kept)))
+    if k0:
+        J[0, 0] = 1.0 / scaling.get("intercept_scale", 1.0)
+    for j, k in enumerate(kept):
+        J[k0 + j, k0 + j] = 1.0 / scales[k]
+        if k0:
+            J[0, k0 + j] = -means[k] / scales[k]
+    return J
+
+
+def original_lambda(T: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Covariance factor in the user's units, ``T Lambda`` (``Sigma = Lo Lo'``)."""
+    return T @ L
+
+
+_NO_DATA = (
+    "this {owner} was unpickled without its training data, which this method needs "
+    "(profile and bootstrap intervals, simulate, residuals, fitted, scaled_residuals, "
+    "overdispersion, anova and the diagnostic plots); refit it, or fit it with "
+    "keep_data=True so that its pickles keep the data."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """The outcome of one fit.
+
+    Parameters are on the optimiser's scale: ``params = (beta, theta, extra)``
+    with ``beta`` the coefficients of the centred and scaled fixed-effect design
+    (``scaling``; ``beta_jacobian`` maps them to the user's units), ``theta`` the
+    covariance parameters of the random effects of the scaled Z columns
+    (``z_maps``: ``b = T b_internal``) and ``extra`` the coefficients of the
+    family's parameter blocks. ``vcov`` is their covariance (the inverse
+    Hessian of ``-log L``; NaN along flat or negative directions).
+
+    The training data (``objective``, the optimiser's objective with its data,
+    and ``train``, the conditional fit on the training rows) are kept in memory;
+    a pickle carries them only with ``keep_data=True`` (``without_data``).
+    """
+
+    params: np.ndarray  # (n_beta + n_theta + n_extra,), the optimiser's scale
+    layout: ParameterLayout
+    family: object
+    record: object  # the fit record, FitRecord (MixedModels.jl's OptSummary)
+    scaling: dict  # the fixed-effect design's centring and scaling (scale_design)
+    z_maps: tuple  # per factor, T with b = T b_internal (z_transform)
+    vcov: np.ndarray  # covariance of params
+    hessian: np.ndarray
+    bounds: list  # the optimiser's bounds on params
+    fixed_names: list  # the fixed-effect features
+    factors: list  # the grouping factors (``_design.Factor``): names, levels, terms
+    factor_order: list  # the grouping factors' names as passed to fit
+    block_designs: tuple | None  # per family block, its design (or None); None: all scalar
+    zi_design: object  # the zero-inflation design (``zero_inflation=``), or None
+    disp_design: object  # the dispersion design (``dispersion=``), or None
+    arrays: object  # the result tables' arrays in the user's units (``_tables.FitArrays``)
+    ranef_condvar: dict  # per factor, (n_levels, q, q) conditional covariances of b
+    lambdas: dict  # per factor, Lambda in the user's units (Sigma = Lo Lo')
+    block_se: dict  # per scalar family block, its standard error on the optimiser's scale
+    owner: str = "model"  # the estimator's class name, for messages
+    training: dict | None = field(default=None, repr=False)  # objective, train
+    data_summaries: dict | None = field(default=None, repr=False)  # when unpickled without data
+
+    def __repr__(self):
+        return (
+            f"FitResult(family={self.family.r_name!r}, n_params={len(self.params)}, "
+            f"factors={[f.name for f in self.factors]}, objective={self.record.objective:.6f}, "
+            f"converged={self.record.converged}, has_data={self.has_data})"
+        )
+
+    # -- the parameter vector's parts ----------------------------------------------
+    @property
+    def beta(self) -> np.ndarray:
+        """Fixed effects on the optimiser's (scaled) design."""
+        return self.params[: self.layout.n_beta]
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Covariance parameters of the random effects."""
+        p = self.layout.n_beta
+        return self.params[p : p + self.layout.n_theta]
+
+    @property
+    def extra(self) -> np.ndarray:
+        """Coefficients of the family's parameter blocks (NB theta, zero inflation, ...)."""
+        return self.params[self.layout.n_beta + self.layout.n_theta :]
+
+    # -- the training data -----------------------------------------------------------
+    @property
+    def has_data(self) -> bool:
+        return self.training is not None
+
+    def _training(self, name):
+        if self.training is None:
+            raise TrainingDataError(_NO_DATA.format(owner=self.owner))
+        return self.training[name]
+
+    @property
+    def objective(self):
+        """The objective of the fit with its data (``TrainingDataError`` without them)."""
+        return self._training("objective")
+
+    @property
+    def train(self) -> dict:
+        """The training rows' ``eta`` at the modes, ``y``, ``trials`` and weights ``w``."""
+        return self._training("train")
+
+    def without_data(self, summaries: dict) -> FitResult:
+        """This result without its training data, with ``summaries`` of them instead
+        (what a pickle carries without ``keep_data``)."""
+        factors = [dataclasses.replace(f, codes=None) for f in self.factors]
+        return dataclasses.replace(self, training=None, data_summaries=summaries, factors=factors)
+
+    # -- from the optimiser's scale to the user's -------------------------------------
+    def beta_jacobian(self) -> np.ndarray:
+        """J with beta (user's units, estimated columns) = J beta (optimiser's scale)."""
+        return beta_jacobian(self.scaling)
+
+    def fixed_design(self, Xa: np.ndarray) -> np.ndarray:
+        """The estimated columns of validated rows ``Xa``, an intercept first when fitted."""
+        sc = self.scaling
+        cols = [Xa[:, k] for k in sc["kept"]]
+        if sc["intercept"]:
+            cols.insert(0, np.ones(Xa.shape[0]))
+        return np.column_stack(cols) if cols else np.zeros((Xa.shape[0], 0))
+
+    def random_lambdas(self, params=None) -> list:
+        """Each factor's ``Lambda`` in the user's units at ``params`` (default: the fit)."""
+        if not self.factors:
+            return []
+        x = self.params if params is None else params
+        p, T = self.layout.n_beta, self.layout.n_theta
+        lams = lambda_matrices(self.layout, x[p : p + T])
+        return [original_lambda(Tf, L) for Tf, L in zip(self.z_maps, lams)]
+
+    def block_values(self, Xa: np.ndarray, coefs=None):
+        """The family's values of its blocks for rows ``Xa`` at internal coefficients
+        ``coefs`` (default: the fit's): ``coefs`` itself when no block has a design,
+        else a float per scalar block and each row's value per block with a design
+        (``logit pi``, a dispersion's log scale)."""
+        coefs = self.extra if coefs is None else coefs
+        if self.block_designs is None:
+            return coefs
+        out, k = [], 0
+        for design in self.block_designs:
+            if design is None:
+                out.append(float(coefs[k]))
+                k += 1
+            else:
+                w = len(design.names)
+                out.append(design.internal(Xa) @ coefs[k : k + w])
+                k += w
+        return tuple(out)
+
+    def family_values(self, Xa: np.ndarray | None = None, column: bool = False):
+        """The family's values of its blocks at the fit for rows ``Xa`` (the training
+        rows when None): the fitted coefficients when every block is a scalar, else each
+        row's value of a block with a design; ``column`` shapes those (n, 1), to
+        broadcast against (n, K) tables."""
+        if self.block_designs is None:
+            return self.extra
+        if Xa is None:  # the training rows (which pickles carry only with keep_data)
+            values = self.objective.data.extra_values(self.extra)
+        else:
+            values = self.block_values(Xa)
+        return rows_of(values, column=column)
+
+    def linear_predictor(self, Xa: np.ndarray, params=None, offset=0.0, population="zero"):
+        """Mean and variance of the population-level linear predictor of rows ``Xa``
+        at ``params``: the variance of the random effects with ``"marginal"``, none
+        with ``"zero"``."""
+        x = self.params if params is None else params
+        eta = self.fixed_design(Xa) @ (self.beta_jacobian() @ x[: self.layout.n_beta]) + offset
+        var = np.zeros(len(eta))
+        if population == "marginal":
+            for f, Lo in zip(self.factors, self.random_lambdas(x)):
+                Z = f.z_matrix(Xa)
+                var += np.einsum("nq,qr,nr->n", Z, Lo @ Lo.T, Z)
+        return eta, var
+
+    def population_means(self, Xa: np.ndarray, params=None, offset=0.0, population="marginal"):
+        """Population-level means of rows ``Xa`` at ``params`` (default: the fit's):
+        averaged over the random effects (``"marginal"``) or at zero (``"zero"``)."""
+        x = self.params if params is None else params
+        eta, var = self.linear_predictor(Xa, x, offset, population)
+        extra = self.block_values(Xa, x[self.layout.n_beta + self.layout.n_theta :])
+        return self.family.mean_over_normal(eta, var, extra)
+
+    @cached_property
+    def vcov_fixed(self):
+        """Covariance of the estimated fixed effects in the user's units (a DataFrame)."""
+        from ._tables import vcov_fixed
+
+        return vcov_fixed(self.arrays)

@@ -1,0 +1,101 @@
+"""Scale effects of an ordinal model (``ordinal::clmm2``'s ``scale = ~ x``).
+
+``OrdinalGLMM(scale="x1 + x2")`` lets the latent distribution's scale depend on
+predictors: ``P(Y <= j) = F((alpha_j - eta) / exp(s' zeta))``, with ``s`` the rows'
+values of ``x1``, ``x2`` (features of ``X``, in the term syntax of ``random_effects``).
+The scale model has no intercept, as clmm2's (its intercept is fixed at 0: the
+thresholds, the coefficients and the random-effect SDs already set the overall
+scale), so ``"x"``, ``"1 + x"`` and ``"0 + x"`` are the same model, and ``"1"`` (or
+``None``) is the model without scale effects. The engine sees the family's
+``log_scale`` block with this design: columns divided by their root mean square
+(not centred, which would change the model), ``zeta = J zeta_internal`` mapped back
+exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._design import parse_term
+from ._zero_inflation import ZeroInflationDesign
+
+WHAT = "scale"
+
+
+def scale_term(spec):
+    """The scale predictors' names (a tuple), or None without scale effects; a clear
+    error for anything else."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"{WHAT} must be None or a term string such as 'temp' or 'x1 + x2', got "
+            f"{type(spec).__name__}."
+        )
+    text = spec.strip()
+    if text.startswith("~"):
+        text = text[1:].strip()
+    if "|" in text:
+        raise ValueError(
+            f"{WHAT}={spec!r}: random effects in the scale model are not supported; the "
+            "latent scale may depend on fixed predictors only, e.g. scale='temp'."
+        )
+    if not text:
+        raise ValueError(f"{WHAT}={spec!r} is empty; use scale=None for no scale effects.")
+    try:
+        term = parse_term(text)
+    except ValueError as err:
+        raise ValueError(
+            f"{WHAT}={spec!r} is not a valid term: {err} Write the scale predictors by their "
+            "feature names, e.g. 'temp' or 'x1 + x2'."
+        ) from None
+    if term.diagonal or term.structure is not None:
+        raise ValueError(
+            f"{WHAT}={spec!r}: diag(...), '||' and covariance structures apply to random "
+            "effects only."
+        )
+    return tuple(term.slopes) or None
+
+
+def scale_design(slopes, X: np.ndarray, feature_names) -> ZeroInflationDesign:
+    """The scale model's design (no intercept) on the training rows ``X``.
+
+    Raises ValueError for a name that is not a feature, and for a constant predictor
+    (or a set of predictors adding up to a constant, such as every dummy of a
+    factor): a constant scale is the model's overall scale, which the thresholds,
+    coefficients and random-effect SDs already set, so its coefficient is not
+    identified.
+    """
+    names = list(feature_names)
+    missing = [s for s in slopes if s not in names]
+    if missing:
+        raise ValueError(
+            f"{WHAT} names {missing}, which are not features of X; available: {names}."
+        )
+    columns = [names.index(s) for s in slopes]
+    V = X[:, columns]
+    const = [s for s, sd in zip(slopes, V.std(axis=0)) if not sd > 0]
+    if const:
+        raise ValueError(
+            f"{WHAT} predictor(s) {const} are constant in the training data: a constant "
+            "scale is the model's overall scale, which the thresholds, coefficients and "
+            "random-effect SDs already set (clmm2 fixes the scale model's intercept at 0), "
+            "so its coefficient is not identified. Remove them from scale."
+        )
+    full = np.column_stack([np.ones(len(V)), V - V.mean(axis=0)])
+    if np.linalg.matrix_rank(full) < full.shape[1]:
+        raise ValueError(
+            f"the {WHAT} design {list(slopes)} is rank deficient (a predictor is a linear "
+            "combination of the others, or they add up to a constant as every dummy of a "
+            "factor does, which the scale model's fixed intercept makes unidentified): "
+            "remove the redundant predictor."
+        )
+    means = np.zeros(len(columns))
+    scales = np.sqrt(np.mean(V**2, axis=0))
+    J = np.diag(1.0 / scales)
+    return ZeroInflationDesign(list(slopes), columns, False, means, scales, J)
+
+
+def formula_of(design) -> str:
+    """The scale model as clmm2 writes it: ``~temp``, ``~x1 + x2``."""
+    return "~" + " + ".join(design.names)

@@ -1,0 +1,227 @@
+"""The fitted attributes of a partitioned fit (``sklearn_glmm.dask``).
+
+The in-memory fit's own helpers map the optimum to the user's units
+(``_results``); what they read from the training rows comes here from per-partition
+and per-level summaries instead:
+
+- the number of observations, the identifiability check (rows per level) and the
+  group-level separation check (successes and trials per level) — exact;
+- the separation check: whether every outcome is the same, and whether the linear
+  predictor went far out (the trigger of the in-memory test) — exact; the linear
+  programme naming the separated predictors needs every row, and runs (the in-memory
+  test itself) only when the rows are few enough to gather (``_SEPARATION_ROWS``);
+- ``summary``'s numbers: the Pearson overdispersion statistic (exact) and the
+  quartiles of the Pearson residuals (exact minimum and maximum; quartiles from a
+  sample of up to 20,000 rows per partition);
+- the support of the count predictions (the largest count and linear predictor).
+
+The training rows stay on the cluster: the result is one without its data
+(``FitResult.without_data``), so that methods needing them raise ``TrainingDataError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+from scipy import stats
+
+from . import _results
+from ._diagnostics import OverdispersionResult
+from ._engine.separation import separation_message
+from ._fit_result import FitResult
+from ._tables import FitArrays, drop_tables
+from ._warn import user_stacklevel
+from .exceptions import SeparationWarning
+
+_QUANTILES = [0, 0.25, 0.5, 0.75, 1]
+
+
+def light_factor(f):
+    """The factor without its levels and codes: what a worker needs for Z."""
+    return dataclasses.replace(f, levels=None, codes=None)
+
+
+def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, moms, gather_rows):
+    """The fit's :class:`~sklearn_glmm._fit_result.FitResult` and every fitted attribute
+    of ``est`` from the optimum ``x`` (``_results.set_fitted_attributes`` with the data's
+    summaries in place of its rows). ``gather_rows()`` returns every row as a
+    ``ModelData`` (for the separation test on few rows)."""
+    p, T = data.n_beta, data.n_theta
+    beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
+    V, H = record.covariance, record.hessian
+    sc = pending["scaling"]
+    J = _results.beta_jacobian(sc)
+    beta = J @ beta_s
+    Vb = J @ V[:p, :p] @ J.T
+    k0 = int(sc["intercept"])
+    coef = np.zeros(sc["p"])
+    coef[sc["kept"]] = beta[k0:]
+    est.coef_, est.intercept_ = coef, float(beta[0]) if k0 else 0.0
+    names = est._fixed_names
+    rows = ([_results.INTERCEPT] if k0 else []) + list(names)
+    est_all, se_all = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
+    est_all[idx] = beta
+    se_all[idx] = _results._standard_errors(Vb)
+    arrays = FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx])
+    condvar, lambdas, singular = _results._random_effects(
+        obj, theta_s, data, factors, pending, arrays
+    )
+    _results._set_singular(est, singular)
+    block_se = _results._set_family_params(est, extra, V, p + T, data, pending, arrays)
+    n_obs = int(sum(s["n_used"] for s in sums))
+    result = FitResult(
+        params=x.copy(),
+        layout=_results.parameter_layout(data),
+        family=data.family,
+        record=record,
+        scaling=sc,
+        z_maps=pending["z_maps"],
+        vcov=V,
+        hessian=H,
+        bounds=bounds,
+        fixed_names=list(names),
+        factors=list(factors),
+        factor_order=list(pending["factor_order"]),
+        block_designs=None,
+        zi_design=None,
+        disp_design=None,
+        arrays=arrays,
+        ranef_condvar=condvar,
+        lambdas=lambdas,
+        block_se=block_se,
+        owner=type(est).__name__,
+        training=None,  # the rows stay on the cluster
+    )
+    drop_tables(est)
+    est.fit_result_ = result
+    est.loglik_ = float(-0.5 * record.objective)
+    est.n_params_ = len(x)
+    est.nobs_ = n_obs
+    est.aic_ = -2.0 * est.loglik_ + 2.0 * len(x)
+    est.bic_ = -2.0 * est.loglik_ + np.log(n_obs) * len(x)
+    est.df_resid_ = n_obs - len(x)
+    est.n_iter_ = record.n_iter
+    est.fit_record_ = record
+    level = _level_sums(result, obj, sums)
+    _check_separation(est, sums, beta_s, gather_rows)
+    _check_levels(est, level)
+    _results._check_convergence(est, record)
+    _results._check_standard_errors(est, record, rows, se_all, idx)
+    est.converged_ = bool(record.converged)
+    _support(est, sums)
+    est.fit_result_ = result.without_data(_summaries(est, sums, moms, names))
+
+
+def _level_sums(result, obj, sums) -> dict:
+    """Rows, successes and trials of every level, in the model's level order."""
+    G = result.factors[0].n_levels
+    out = {k: np.zeros(G) for k in ("counts", "succ", "tot")}
+    for idx, s in zip(obj.level_maps, sums):
+        for k in out:
+            out[k][idx] = s[k]
+    return out
+
+
+def _check_levels(est, level) -> None:
+    """The in-memory identifiability and group-separation checks, on one row per level
+    carrying its sums (the checks read per-level sums only)."""
+    res = est.fit_result_
+    f = res.factors[0]
+    binary = res.family.has_trials
+    counts = np.minimum(level["counts"], 2).astype(np.intp)
+    codes = np.repeat(np.arange(f.n_levels), counts)
+    rows = SimpleNamespace(weights=np.ones(len(codes)), trials=np.ones(len(codes)))
+    if not binary:
+        rows.trials = np.full(len(codes), 2.0)
+    twin_result = SimpleNamespace(
+        family=res.family, factors=[dataclasses.replace(f, codes=codes)], arrays=res.arrays
+    )
+    twin = SimpleNamespace(fit_result_=twin_result)
+    _results._check_identifiable(twin, rows)
+    G = f.n_levels
+    per_level = SimpleNamespace(
+        weights=(level["counts"] > 0).astype(float), y=level["succ"], trials=level["tot"]
+    )
+    twin_result.factors = [dataclasses.replace(f, codes=np.arange(G))]
+    _results._check_group_separation(twin, per_level)
+
+
+# rows up to which the separation test's linear programme runs on the rows gathered
+_SEPARATION_ROWS = 200_000
+
+
+def _check_separation(est, sums, beta_s, gather_rows) -> None:
+    """Separation: every outcome the same, or the linear predictor far out (then the
+    in-memory test on the gathered rows when they are few)."""
+    fam = est.fit_result_.family
+    if fam.has_trials:
+        all_same = not (any(s["any_success"] for s in sums) and any(s["any_failure"] for s in sums))
+    else:
+        all_same = not any(s["any_success"] for s in sums)
+    if all_same:
+        warnings.warn(
+            separation_message([], fam.has_trials, True),
+            SeparationWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return
+    n_used = sum(s["n_used"] for s in sums)
+    if fam.has_trials:
+        far = max(s["eta_abs_max"] for s in sums) > 5.0
+    else:
+        ybar = sum(s["succ"].sum() for s in sums) / max(n_used, 1)
+        far = min(s["eta_min"] for s in sums) < np.log(ybar) - 5.0
+    if not far:
+        return
+    if sum(s["rows"] for s in sums) <= _SEPARATION_ROWS:
+        _results._check_separation(est, gather_rows(), beta_s)
+        return
+    warnings.warn(
+        "the fixed-effect linear predictor reaches extreme values (|eta| > 5 on the "
+        f"{fam.link.scale_name} scale): some fixed effects may be separated (an infinite "
+        "estimate). The test that names them (a linear programme over every row) is not "
+        "run on partitioned data of more than "
+        f"{_SEPARATION_ROWS:,} rows; fit a sample of the groups in memory to find them.",
+        SeparationWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def _support(est, sums) -> None:
+    """Count models: the largest count and linear predictor (``_learn_support``)."""
+    if est.fit_result_.family.has_trials:
+        return
+    top = max(sums, key=lambda s: s["eta_top"])
+    y_max = max(s["y_max"] for s in sums)
+    est._learn_support(np.array([y_max, 0.0]), np.array([top["eta_top"], -np.inf]), np.ones(2))
+
+
+def _summaries(est, sums, moms, names) -> dict:
+    """The numbers ``summary`` and ``report`` read from the training rows (``_state``)."""
+    res = est.fit_result_
+    binary = res.family.has_trials
+    r = np.sort(np.concatenate([s["r_sample"] for s in sums]))
+    q = np.quantile(r, _QUANTILES) if len(r) else np.full(5, np.nan)
+    q[0] = min(s["r_min"] for s in sums)
+    q[-1] = max(s["r_max"] for s in sums)
+    cols = np.all([m["binary_cols"][0] for m in moms], axis=0)
+    cols &= np.any([m["binary_cols"][1] for m in moms], axis=0)
+    cols &= np.any([m["binary_cols"][2] for m in moms], axis=0)
+    kept = res.scaling["kept"]
+    binary_columns = [nm for k, nm in enumerate(names) if k < len(cols) and cols[k] and k in kept]
+    over = None
+    if not binary:
+        stat = float(sum(s["pearson"] for s in sums))
+        df = int(est.df_resid_)
+        pv = float(stats.chi2.sf(stat, df)) if df > 0 else np.nan
+        over = OverdispersionResult(stat / df if df > 0 else np.nan, stat, df, pv)
+    return {
+        "pearson_quantiles": q,
+        "binary_outcome": binary,
+        "binary_columns": binary_columns,
+        "overdispersion": over,
+    }

@@ -1,0 +1,661 @@
+"""Fit one model from Dask collections partitioned by group (one grouping factor).
+
+With a single grouping factor the likelihood, its gradient and the conditional modes
+are sums over levels. :func:`fit_partitioned` keeps each partition's rows on the
+worker that holds them, builds the library's own objective there once (a Dask actor,
+:class:`~sklearn_glmm._engine.partitioned.PartitionModel`), and runs every outer
+evaluation as one map-reduce: the outer parameters (``beta``, ``theta``, the family's
+parameters) travel to the partitions, a value and a gradient come back. The optimiser
+and every check at the optimum are the in-memory fit's
+(:func:`~sklearn_glmm._engine.optimize.fit_objective`,
+:func:`~sklearn_glmm._engine.converge.check_optimum`), run on their sum.
+
+Order of calls:
+
+1. every partition becomes an actor holding its rows (``_partitioned_worker.Partition``);
+2. ``describe``: rows, column sums, the partition's group labels and outcome values
+   (one pass); the model's levels are their union, and a level seen in two partitions
+   is refused or the data shuffled by group (``split_groups``);
+3. ``moments``: the outcome coded, the centred columns' R factor (a tall-skinny QR)
+   and the sums of the outcome: the in-memory fit's internal centring and scaling,
+   its aliased-column test and the scaling of the random-effect columns, computed
+   from them exactly (``_summary_rows``);
+4. ``build``: each partition's internal rows and its objective;
+5. starting values as the in-memory fit finds them (``_partitioned_start``: the GLM
+   on every row of small data, or on the same strided subset of rows, the
+   moment-based variances from per-level sums, the same subset of levels for the
+   first stage on large data);
+6. ``fit_objective`` and ``check_optimum`` on the
+   :class:`~sklearn_glmm._engine.partitioned.PartitionedObjective`;
+7. the fitted attributes (``_set_attributes``), the conditional modes of every level
+   gathered, and the data checks from per-level summaries.
+
+Dask is imported only here, and only when this module is used.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from . import _partitioned_results as _pres
+from ._design import build_factors, factor_names
+from ._engine import optimize as _opt
+from ._engine.converge import check_optimum
+from ._engine.objective import ModelData, Objective, make_factor_data
+from ._engine.optimize import (
+    _laplace_stage,
+    fit_objective,
+    glm_start,
+    parameter_bounds,
+    single_threaded_blas,
+    starting_point,
+)
+from ._engine.partitioned import PartitionedObjective
+from ._engine.quadrature_vector import check_quadrature_structure
+from ._labels import check_distinct_labels
+from ._partitioned_worker import Partition, bundle
+from ._results import scale_design, z_transform
+
+__all__ = ["fit_partitioned"]
+
+_SPLIT_CHOICES = ("raise", "shuffle")
+
+
+# -- the client's side ---------------------------------------------------------------
+def fit_partitioned(
+    est,
+    X,
+    y,
+    groups,
+    *,
+    sample_weight=None,
+    offset=None,
+    client=None,
+    split_groups: str = "raise",
+    **fit_params,
+):
+    """Fit ``est`` to Dask collections whose partitions each hold whole groups.
+
+    Parameters
+    ----------
+    est : BinomialGLMM, PoissonGLMM or NegBinGLMM
+        An estimator of a log-concave family with one grouping factor (random
+        intercept or random slopes of that factor, Laplace or ``n_agq > 1``); its
+        parameters are used as for ``est.fit``.
+    X : dask.dataframe.DataFrame or dask.array.Array of shape (n_samples, n_features)
+        Fixed-effect predictors.
+    y : dask.dataframe.Series or dask.array.Array of shape (n_samples,)
+        Outcome (binary for ``BinomialGLMM``, counts otherwise).
+    groups : dask.dataframe.Series, dask.array.Array or str
+        The grouping factor, or the name of its column in ``X``; aligned with ``X``
+        partition by partition.
+    sample_weight, offset : dask collection of shape (n_samples,), default=None
+        Prior weights and a known term of the linear predictor, partitioned as ``X``.
+    client : distributed.Client, default=None
+        The cluster to run on; the current client (``distributed.get_client()``) when
+        None.
+    split_groups : {"raise", "shuffle"}, default="raise"
+        What to do when a group's rows are in several partitions: raise a
+        ``ValueError``, or shuffle the rows by group first (a full pass of data
+        movement over the cluster).
+
+    Returns
+    -------
+    est : the same estimator, fitted
+        With the fitted attributes of an in-memory fit (``fixed_effects_``,
+        ``random_effects_cov_``, ``ranef_``, ``loglik_``, ``converged_``,
+        ``fit_record_``, ...). The training rows stay on the cluster: methods that need
+        them (residuals, simulation, profiles, bootstrap) raise
+        ``TrainingDataError``, as for a model unpickled without its data.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd                        # doctest: +SKIP
+    >>> from distributed import Client                    # doctest: +SKIP
+    >>> from sklearn_glmm import PoissonGLMM              # doctest: +SKIP
+    >>> from sklearn_glmm.dask import fit_partitioned     # doctest: +SKIP
+    >>> client = Client()                                 # doctest: +SKIP
+    >>> ddf = dd.read_parquet("visits/")                  # doctest: +SKIP
+    >>> m = fit_partitioned(PoissonGLMM(), ddf[["age"]], ddf["visits"],
+    ...                     groups=ddf["clinic"])         # doctest: +SKIP
+    """
+    fit_params = {k: v for k, v in fit_params.items() if v is not None}
+    if fit_params:
+        raise NotImplementedError(
+            f"{sorted(fit_params)}: not available in a partitioned fit (a binary outcome for "
+            "BinomialGLMM, counts otherwise)."
+        )
+    if split_groups not in _SPLIT_CHOICES:
+        raise ValueError(f"split_groups must be one of {_SPLIT_CHOICES}, got {split_groups!r}.")
+    est._check_params()
+    family = _check_supported(est)
+    client = _client(client)
+    if groups is None and getattr(est, "group_columns", None) is not None:
+        cols = [est.group_columns] if isinstance(est.group_columns, str) else est.group_columns
+        if len(cols) != 1:
+            raise NotImplementedError(
+                f"a partitioned fit supports one grouping factor; group_columns={cols}."
+            )
+        groups = cols[0]
+    y_name = getattr(y, "name", None)
+    named_column = isinstance(groups, str)
+    X, y, groups, sample_weight, offset, gname, columns = _collections(
+        X, y, groups, sample_weight, offset
+    )
+    t_load = time.perf_counter()
+    parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
+    if info["split"]:
+        if split_groups == "raise":
+            _release(client, parts)
+            raise ValueError(
+                f"{info['split']} group(s) of {gname!r} have rows in more than one partition "
+                f"(e.g. {info['split_examples']}); each group's rows must be in one "
+                "partition. Repartition by group (ddf.shuffle(on=...), or set_index on the "
+                "grouping column), or pass split_groups='shuffle'."
+            )
+        _release(client, parts)
+        X, y, groups, sample_weight, offset = _shuffle(X, y, groups, sample_weight, offset)
+        parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
+    try:
+        est._y_name = "y" if y_name is None else str(y_name)
+        _feature_attributes(est, [str(c) for c in X.columns], columns, gname, named_column)
+        return _fit(est, family, X, gname, actors, info, t_load)
+    finally:
+        _release(client, parts)
+
+
+def _check_supported(est):
+    family = est._family()
+    unsupported = [
+        name
+        for name in ("zero_inflation", "dispersion", "hurdle", "truncated")
+        if getattr(est, name, None) not in (None, False)
+    ]
+    if (
+        unsupported
+        or not family.log_concave
+        or family.name not in ("binomial", "poisson", "negbin")
+    ):
+        raise NotImplementedError(
+            f"a partitioned fit supports BinomialGLMM (binary outcome), PoissonGLMM and "
+            f"NegBinGLMM without zero inflation, hurdle, truncation or a dispersion model; "
+            f"got {type(est).__name__} ({family.sentence_name()}"
+            + (f", {', '.join(unsupported)}" if unsupported else "")
+            + "). Fit it in memory with est.fit(X.compute(), y.compute(), groups=...)."
+        )
+    return family
+
+
+def _client(client):
+    if client is not None:
+        return client
+    try:
+        from distributed import get_client
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "a partitioned fit runs on a Dask cluster: install the extra "
+            "(pip install 'sklearn_glmm[dask]')."
+        ) from exc
+    try:
+        return get_client()
+    except ValueError as exc:
+        raise ValueError(
+            "no Dask client: start one first (from distributed import Client, LocalCluster; "
+            "client = Client(LocalCluster())) or pass client=..."
+        ) from exc
+
+
+def _is_dask(obj) -> bool:
+    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")
+
+
+def _collections(X, y, groups, sample_weight, offset):
+    """Dask DataFrames/Series for every argument, and the factor's name."""
+    import dask.array as da
+    import dask.dataframe as dd
+
+    if not _is_dask(X):
+        raise TypeError(
+            f"X must be a Dask DataFrame or Dask array, got {type(X).__name__}; for data in "
+            "memory use est.fit."
+        )
+    # how the in-memory fit would see X's columns: names (a frame, with its grouping
+    # column when groups names one) or none (an array)
+    columns = None
+    if isinstance(X, da.Array):
+        if X.ndim == 1:
+            X = X[:, None]
+        X = dd.from_dask_array(X.rechunk({1: -1}), columns=[f"x{k}" for k in range(X.shape[1])])
+    else:
+        columns = [str(c) for c in X.columns]
+    if isinstance(groups, str):
+        if groups not in X.columns:
+            raise ValueError(f"groups={groups!r} names no column of X; columns: {list(X.columns)}.")
+        gname = groups
+        groups, X = X[groups], X.drop(columns=[groups])
+    elif groups is None:
+        raise ValueError("a partitioned fit needs groups: a Dask Series or a column name of X.")
+    else:
+        if isinstance(groups, dd.DataFrame):
+            if len(groups.columns) != 1:
+                raise NotImplementedError(
+                    "a partitioned fit supports one grouping factor; crossed or nested "
+                    f"factors ({list(groups.columns)}) need the in-memory fit."
+                )
+            groups = groups[groups.columns[0]]
+        gname = None
+    out = []
+    for name, v in (
+        ("y", y),
+        ("groups", groups),
+        ("sample_weight", sample_weight),
+        ("offset", offset),
+    ):
+        if v is None:
+            out.append(None)
+            continue
+        if not _is_dask(v):
+            raise TypeError(
+                f"{name} must be a Dask collection partitioned as X, got {type(v).__name__}."
+            )
+        if isinstance(v, da.Array):
+            if v.ndim == 2 and v.shape[1] == 1:
+                v = v[:, 0]
+            v = dd.from_dask_array(v)
+        if v.npartitions != X.npartitions:
+            raise ValueError(
+                f"{name} has {v.npartitions} partitions but X has {X.npartitions}; they must "
+                "be partitioned alike (columns of one Dask DataFrame are)."
+            )
+        out.append(v)
+    y, groups, sample_weight, offset = out
+    if gname is None:
+        gname = factor_names(pd.Series([], name=getattr(groups, "name", None)))[0]
+    return X, y, groups, sample_weight, offset, gname, columns
+
+
+def _shuffle(X, y, groups, sample_weight, offset):
+    """The collections shuffled so that each group's rows are in one partition."""
+    import dask.dataframe as dd
+
+    names = ["__y", "__g", "__w", "__o"]
+    extra = [v for v in (y, groups, sample_weight, offset)]
+    cols = [v.rename(nm) for v, nm in zip(extra, names) if v is not None]
+    frame = dd.concat([X, *cols], axis=1).shuffle(on="__g")
+    out = [frame[list(X.columns)]]
+    for v, nm in zip(extra, names):
+        out.append(None if v is None else frame[nm])
+    return tuple(out)
+
+
+def _load(client, X, y, groups, sample_weight, offset, gname):
+    """The rows of every partition in one actor per worker, where they were computed;
+    their description.
+
+    One actor per worker (its partitions concatenated in partition order) keeps a
+    worker's evaluations in one thread and one round trip.
+    """
+    import dask
+    from distributed import wait
+
+    cols = [
+        c.to_delayed() if c is not None else None for c in (X, y, groups, sample_weight, offset)
+    ]
+    n_parts = len(cols[0])
+    per = [c if c is not None else [None] * n_parts for c in cols]
+    futures = client.compute([dask.delayed(bundle)(*args) for args in zip(*per)])
+    wait(futures)
+    who = client.who_has(futures)
+    by_worker: dict = {}
+    for k, f in enumerate(futures):
+        holders = who.get(f.key) or ["any"]
+        by_worker.setdefault(holders[0], []).append(k)
+    actor_futures, order = [], []
+    for addr, ks in by_worker.items():
+        where = {} if addr == "any" else {"workers": [addr]}
+        pieces = [futures[k] for k in ks]
+        actor_futures.append(client.submit(Partition, pieces, actor=True, pure=False, **where))
+        order.append(ks)
+    actors = [f.result() for f in actor_futures]
+    # the actors hold the rows now: the partitions' own copies can go
+    _release(client, futures)
+    descs = _gather([a.describe(gname) for a in actors])
+    info = _combine(descs, order)
+    # a worker whose partitions are all empty takes no part in the fit
+    keep = [k for k, d in enumerate(descs) if d["n"] > 0]
+    actors = [actors[k] for k in keep]
+    info["descs"] = [descs[k] for k in keep]
+    info["row_offsets"] = [info["row_offsets"][k] for k in keep]
+    if not actors:
+        raise ValueError("the collections have no rows.")
+    if info["split"]:
+        info["split_examples"] = _split_examples(actors, info["descs"])
+    return actor_futures, actors, info
+
+
+def _gather(actor_futures):
+    return [f.result() for f in actor_futures]
+
+
+def _release(client, futures) -> None:
+    for f in futures:
+        f.release()
+
+
+def _combine(descs, order) -> dict:
+    """The model's levels (sorted, as the in-memory fit orders them), groups split over
+    partitions, and where each partition's rows start in the whole data."""
+    levels = descs[0]["levels"]
+    for d in descs[1:]:
+        levels = levels.union(d["levels"], sort=False)
+    levels = levels.sort_values() if len(levels) else levels
+    n_split = sum(sum(d["piece_levels"]) for d in descs) - len(levels)
+    n_rows = np.zeros(sum(len(ks) for ks in order), dtype=np.int64)
+    for d, ks in zip(descs, order):
+        n_rows[ks] = d["piece_rows"]
+    starts = np.concatenate([[0], np.cumsum(n_rows)[:-1]])
+    row_offsets = [starts[ks] for ks in order]
+    return dict(descs=descs, levels=levels, split=n_split, row_offsets=row_offsets)
+
+
+def _split_examples(actors, descs) -> list:
+    """A few labels of groups split over partitions (for the error message)."""
+    out, known = [], pd.Index([])
+    for a, d in zip(actors, descs):
+        out += [str(v) for v in a.split_labels(known).result()]
+        known = known.union(d["levels"])
+        if len(out) >= 5:
+            break
+    return out[:5]
+
+
+def _fit(est, family, X, gname, actors, info, t_load):
+    t_begin = time.perf_counter()
+    descs, levels = info["descs"], info["levels"]
+    n = int(sum(d["n"] for d in descs))
+    _check_finite(descs, n)
+    names = [str(c) for c in X.columns]
+    pos = _outcome(est, family, descs)
+    means = np.sum([d["x_sum"] for d in descs], axis=0) / max(n, 1)
+    moms = _gather([a.moments(means, pos, family.has_trials) for a in actors])
+    _check_counts(family, moms)
+    if not sum(m["n_used"] for m in moms):
+        raise ValueError("sample_weight is zero for every row; at least one row needs weight > 0.")
+    curvature = family.mean_curvature(
+        np.array([sum(m["wy"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
+        np.array([sum(m["wt"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
+        np.array([sum(m["wsum"] for m in moms)]),
+    )
+    X_syn = _summary_rows(means, moms, n, est.fit_intercept)
+    _, scaling = scale_design(X_syn, names, est.fit_intercept, curvature)
+    terms = "1" if est.random_effects is None else est.random_effects
+    factors = build_factors(pd.Series(levels, name=gname), terms, names, len(levels), None)
+    f = factors[0]
+    check_distinct_labels(f.name, f.levels)
+    if f.structure is not None:
+        raise NotImplementedError(
+            f"the covariance structure {f.structure.name!r} is not available in a partitioned "
+            "fit; use an unstructured or diagonal term."
+        )
+    check_quadrature_structure(est.n_agq, [f.q])
+    # how the design was made, as the in-memory fit's _model_data leaves it
+    pending = dict(
+        scaling=scaling,
+        z_maps=(z_transform(f, X_syn),),
+        factor_order=[gname],
+        zi_design=None,
+        disp_design=None,
+        block_designs=None,
+    )
+    level_maps = [levels.get_indexer(d["levels"]) for d in descs]
+    worker_factor = _pres.light_factor(f)
+    spec = dict(scaling=scaling, factor=worker_factor, T=pending["z_maps"][0], family=family)
+    spec["n_agq"] = est.n_agq
+    _gather(
+        [
+            a.build(dict(spec, row_offsets=off, level_map=lm))
+            for a, lm, off in zip(actors, level_maps, info["row_offsets"])
+        ]
+    )
+    t_built = time.perf_counter()
+
+    def call(method, *args):
+        return _gather([a.call(method, *args) for a in actors])
+
+    n_beta = len(scaling["kept"]) + int(est.fit_intercept)
+    shell = _layout(n_beta, family, f, len(levels))
+    obj = PartitionedObjective(shell, est.n_agq, call, level_maps)
+    obj.glm_max_iter = est.max_iter
+    bounds = parameter_bounds(shell)
+    with single_threaded_blas():
+        x0 = _partitioned_start(obj, actors, n, bounds, est)
+        t_start = time.perf_counter()
+        x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
+        x = check_optimum(obj, x, record, bounds, est.max_iter, est.tol)
+    t_opt = time.perf_counter()
+    # where the time went: loading and preprocessing, the start, the optimisation and
+    # checks (their evaluations: one map-reduce each)
+    record.partitioned = dict(
+        n_partitions=len(actors),
+        load_seconds=t_begin - t_load,
+        preprocess_seconds=t_built - t_begin,
+        start_seconds=t_start - t_built,
+        optimise_seconds=t_opt - t_start,
+        evaluations=obj.n_evals,
+        map_reduce_calls=obj.map_reduce_calls,
+        map_reduce_seconds=obj.map_reduce_seconds,
+    )
+    obj.evaluate(x)
+    obj.collect_modes()
+    p, T = shell.n_beta, shell.n_theta
+    sums = _gather([a.summaries(x[:p], x[p + T :]) for a in actors])
+
+    def gather_rows():
+        return _rows_data(_gather([a.rows(1, None) for a in actors]), family, shell, False)
+
+    _pres.set_attributes(
+        est, obj, x, record, shell, factors, bounds, pending, sums, moms, gather_rows
+    )
+    return est
+
+
+def _check_finite(descs, n):
+    if n < 2:
+        raise ValueError(f"a model cannot be fitted to {n} row(s).")
+    for key, what in (
+        ("x_bad", "X has {} non-finite value(s) (NaN or inf); impute them or drop those rows."),
+        ("y_bad", "y has {} non-finite value(s) (NaN or inf); drop those rows."),
+        ("w_bad", "sample_weight has {} negative or non-finite value(s); weights must be >= 0."),
+        ("off_bad", "offset has {} non-finite value(s)."),
+    ):
+        bad = sum(d[key] for d in descs)
+        if bad:
+            raise ValueError("Input " + what.format(bad))
+
+
+def _feature_attributes(est, names, columns, gname, named_column) -> None:
+    """What ``_validate_X`` records at an in-memory fit: the frame's column names and
+    width (its grouping column included when ``groups`` named it), none for an array."""
+    if columns is None:
+        est.__dict__.pop("feature_names_in_", None)
+        est.n_features_in_ = len(names)
+        est._fixed_names_in = None
+    else:
+        est.feature_names_in_ = np.asarray(columns, dtype=object)
+        est.n_features_in_ = len(columns)
+        est._fixed_names_in = names if len(columns) != len(names) else None
+    est._fixed_names = names if columns is not None else [f"x{k}" for k in range(len(names))]
+    own = getattr(est, "group_columns", None) is not None
+    est._group_columns_fit = [gname] if named_column and not own else None
+
+
+def _outcome(est, family, descs):
+    """The positive class of a binary outcome (``est.classes_`` set as ``fit`` does)."""
+    if not family.has_trials:
+        kinds = {d["y_kind"] for d in descs}
+        if not kinds <= set("iufb"):
+            raise ValueError(f"a count outcome must be numeric; y has dtype kind(s) {kinds}.")
+        return None
+    vals = [d["y_values"] for d in descs]
+    if any(v is None for v in vals):
+        raise ValueError(
+            "BinomialGLMM in a partitioned fit needs a binary outcome (two classes); y has "
+            "more than two values (successes out of trials are not supported here)."
+        )
+    classes = np.unique(np.concatenate(vals))
+    est._prepare_y(classes, len(classes))
+    return est.classes_[est._pos_index]
+
+
+def _check_counts(family, moms):
+    if family.has_trials:
+        return
+    neg = sum(m["y_neg"] for m in moms)
+    if neg:
+        raise ValueError(f"y has {neg} negative value(s); count models need counts >= 0.")
+    if sum(m["y_nonint"] for m in moms):
+        from ._warn import user_stacklevel
+
+        warnings.warn(
+            "y has non-integer values; the count log-likelihood is evaluated as if they were "
+            "counts (quasi-likelihood). Round y if it holds counts.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def _summary_rows(means, moms, n, fit_intercept) -> np.ndarray:
+    """A few rows with the data's column means, standard deviations, root mean squares
+    and Gram matrix geometry: what the internal scaling and its aliased-column test read.
+
+    With ``R`` from the QR decomposition of the centred columns (stacked partitions'
+    factors, a tall-skinny QR), the rows ``means +- sqrt(p / n) R`` have the data's
+    means and covariance; without an intercept the uncentred ``R`` gives the data's
+    second moments.
+    """
+    p = len(means)
+    if p == 0:
+        return np.zeros((2, 0))
+    key = "R" if fit_intercept else "R_raw"
+    R = np.linalg.qr(np.vstack([m[key] for m in moms]), mode="r")
+    if R.shape[0] < p:
+        R = np.vstack([R, np.zeros((p - R.shape[0], p))])
+    A = np.sqrt(p / n) * R
+    E = np.vstack([A, -A])
+    return means + E if fit_intercept else E
+
+
+def _layout(n_beta, family, f, n_levels) -> ModelData:
+    """The model's layout with zero rows (what the optimiser reads from ``data``)."""
+    fdata = make_factor_data(
+        [np.zeros(0, dtype=np.intp)],
+        [np.zeros((0, f.q))],
+        [n_levels],
+        [(f.theta_rows, f.theta_cols)],
+        [None],
+    )
+    e = np.zeros(0)
+    return ModelData(np.zeros((0, n_beta)), e, e, e, e, family, fdata, None)
+
+
+def _rows_data(pieces, family, layout, renumber: bool) -> ModelData:
+    """A ModelData of rows gathered from the partitions (partition order = row order)."""
+    pieces = [p for p in pieces if p is not None]
+    cat = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    order = np.argsort(cat.pop("rows"), kind="stable")  # the rows in the data's order
+    cat = {k: v[order] for k, v in cat.items()}
+    codes = cat["codes"].astype(np.intp)
+    n_levels = layout.factors[0].n_levels
+    if renumber:
+        uniq, codes = np.unique(codes, return_inverse=True)
+        n_levels = len(uniq)
+    f = layout.factors[0]
+    fdata = make_factor_data(
+        [codes.astype(np.intp)], [cat["Z"]], [n_levels], [(f.theta_rows, f.theta_cols)], [None]
+    )
+    X = np.asfortranarray(cat["X"])
+    return ModelData(X, cat["y"], cat["trials"], cat["w"], cat["off"], family, fdata, None)
+
+
+def _partitioned_start(obj, actors, n, bounds, est):
+    """Starting values as the in-memory fit finds them (``optimize.starting_point`` and
+    the first stage on a subset of levels for large data)."""
+    layout, family = obj.data, obj.data.family
+    if n <= _opt._SUBSAMPLE_ROWS:
+        # small data: the start on every row, gathered (at most a few hundred thousand)
+        full = _rows_data(_gather([a.rows(1, None) for a in actors]), family, layout, False)
+        inner = Objective(full, 1)
+        x0 = starting_point(inner)
+        if hasattr(inner, "glm_optimum"):
+            obj.glm_optimum = inner.glm_optimum
+        del full, inner
+    else:
+        x0 = _large_start(obj, actors, n, layout, family)
+    if n < _opt._SUBSAMPLE_ROWS:
+        return x0
+    return _subset_stage(obj, actors, n, x0, bounds, est)
+
+
+def _large_start(obj, actors, n, layout, family):
+    """``starting_point`` for data above its subsampling size: the GLM on every
+    ``step``-th row, the variances from per-level sums over every row."""
+    step = n // _opt._SUBSAMPLE_TARGET + 1
+    sub = _rows_data(_gather([a.rows(step, None) for a in actors]), family, layout, True)
+    extra0 = layout.default_extra()
+    f = layout.factors[0]
+    theta0 = np.where(f.theta_rows == f.theta_cols, 0.5, 0.0)
+    with _opt._quiet_trial_points():
+        from ._engine.objective import GLMObjective
+
+        beta0 = glm_start(GLMObjective(sub), extra0)
+        if family.n_extra == 0:
+            sums = _gather([a.level_sums(beta0, extra0) for a in actors])
+            theta0 = _moment_start(f, sums, obj.level_maps)
+    return np.concatenate([beta0, theta0, extra0])
+
+
+def _moment_start(f, sums, level_maps) -> np.ndarray:
+    """``optimize._moment_theta`` from per-level sums: one row per level carrying its
+    sums reproduces the per-level sums it takes over the rows."""
+    from types import SimpleNamespace
+
+    from ._engine.optimize import _moment_theta
+
+    info = np.zeros((f.n_levels, f.q))
+    score = np.zeros((f.n_levels, f.q))
+    for idx, s in zip(level_maps, sums):
+        info[idx], score[idx] = s[0], s[1]
+    theta = np.zeros(len(f.theta_rows))
+    for k, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)):
+        if r != c:
+            continue
+        one = SimpleNamespace(
+            theta_rows=np.array([0]),
+            theta_cols=np.array([0]),
+            Z=np.ones((f.n_levels, 1)),
+            codes=np.arange(f.n_levels),
+            n_levels=f.n_levels,
+        )
+        der = SimpleNamespace(w=info[:, r], d1=score[:, r])
+        theta[k] = _moment_theta(one, der)[0]
+    return theta
+
+
+def _subset_stage(obj, actors, n, x0, bounds, est):
+    """``optimize._subsample_start``: the first stage on the same subset of levels."""
+    f = obj.data.factors[0]
+    n_pick = min(f.n_levels, max(500, int(f.n_levels * _opt._SUBSAMPLE_TARGET / n)))
+    if n_pick >= f.n_levels:
+        return x0
+    chosen = np.random.default_rng(0).choice(f.n_levels, size=n_pick, replace=False)
+    pieces = _gather([a.rows(0, chosen) for a in actors])
+    sub = Objective(_rows_data(pieces, obj.data.family, obj.data, True), 1)
+    n_cov = obj.data.n_beta + obj.data.n_theta
+    diag_idx = [k for k, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
+    with _opt._quiet_trial_points():
+        res = _laplace_stage(sub, x0, bounds, est.max_iter, est.tol, diag_idx)
+    return res.x if np.isfinite(res.fun) else x0

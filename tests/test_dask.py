@@ -1,0 +1,332 @@
+"""A model fitted from Dask collections partitioned by group equals the in-memory fit."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM  # noqa: E402
+from sklearn_glmm._engine import optimize  # noqa: E402
+from sklearn_glmm.dask import fit_partitioned  # noqa: E402
+from sklearn_glmm.exceptions import TrainingDataError  # noqa: E402
+
+RTOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def client():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        )
+        c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _data(family, n_groups=200, per=15, seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=len(g))
+    t = rng.uniform(0, 3, len(g))
+    b0 = rng.normal(0, 0.8, n_groups)[g]
+    b1 = rng.normal(0, 0.3, n_groups)[g]
+    eta = -0.3 + 0.5 * x + 0.2 * t + b0 + b1 * t
+    if family == "binomial":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    elif family == "negbin":
+        mu = np.exp(0.5 * eta)
+        y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    else:
+        y = rng.poisson(np.exp(0.5 * eta))
+    return pd.DataFrame(dict(x=x, t=t, y=y, id=g))
+
+
+def _by_group(df, n_parts):
+    """A Dask DataFrame of ``n_parts`` partitions, each holding whole groups."""
+    per = int(df.groupby("id").size().iloc[0])
+    n_groups = df["id"].nunique()
+    return dd.from_pandas(df, chunksize=per * -(-n_groups // n_parts), sort=False)
+
+
+def _model_warnings(records):
+    """The model's own warnings (the library's and scikit-learn's), not the cluster's."""
+    mine = [
+        w for w in records if w.category.__module__.split(".")[0] in ("sklearn_glmm", "sklearn")
+    ]
+    return sorted(str(w.message) for w in mine)
+
+
+def _same(m_mem, m_dask):
+    """Estimates, standard errors, log-likelihood and modes to RTOL (relative)."""
+    np.testing.assert_allclose(m_dask._params, m_mem._params, rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(m_dask.loglik_, m_mem.loglik_, rtol=1e-10)
+    fe_m, fe_d = m_mem.fixed_effects_, m_dask.fixed_effects_
+    np.testing.assert_allclose(fe_d["estimate"], fe_m["estimate"], rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(fe_d["std_error"], fe_m["std_error"], rtol=1e-4)
+    for name, cov in m_mem.random_effects_cov_.items():
+        np.testing.assert_allclose(m_dask.random_effects_cov_[name], cov, rtol=RTOL, atol=1e-9)
+        np.testing.assert_allclose(
+            m_dask.ranef_[name].to_numpy(), m_mem.ranef_[name].to_numpy(), rtol=1e-5, atol=1e-7
+        )
+        assert list(m_dask.ranef_[name].index) == list(m_mem.ranef_[name].index)
+    assert m_dask.converged_ == m_mem.converged_
+    assert m_dask.nobs_ == m_mem.nobs_
+    np.testing.assert_allclose(m_dask.aic_, m_mem.aic_, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "est_cls, family, re",
+    [
+        (BinomialGLMM, "binomial", None),
+        (BinomialGLMM, "binomial", "1 + t"),
+        (PoissonGLMM, "poisson", None),
+        (PoissonGLMM, "poisson", "1 + t"),
+    ],
+)
+def test_partitioned_equals_in_memory(client, est_cls, family, re):
+    df = _data(family)
+    ddf = _by_group(df, 3)
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        m_mem = est_cls(random_effects=re).fit(df[["x", "t"]], df["y"], groups=df["id"])
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        m_dask = fit_partitioned(est_cls(random_effects=re), ddf[["x", "t"]], ddf["y"], ddf["id"])
+    _same(m_mem, m_dask)
+    # the same checks warn (here: a singular random slope for the binomial data)
+    assert _model_warnings(w_dask) == _model_warnings(w_mem)
+    # predictions read only the fitted attributes
+    np.testing.assert_allclose(
+        m_dask.predict(df[["x", "t"]].iloc[:50], groups=df["id"].iloc[:50]),
+        m_mem.predict(df[["x", "t"]].iloc[:50], groups=df["id"].iloc[:50]),
+        rtol=1e-6,
+    )
+    assert "Random effects" in str(m_dask.summary())
+
+
+@pytest.mark.parametrize(
+    "est", [PoissonGLMM(random_effects="1 + t"), NegBinGLMM()], ids=["poisson", "negbin"]
+)
+def test_large_data_path(client, monkeypatch, est):
+    """Above the subsampling size the start comes from the same row and level subsets."""
+    monkeypatch.setattr(optimize, "_SUBSAMPLE_ROWS", 1_000)
+    monkeypatch.setattr(optimize, "_SUBSAMPLE_TARGET", 400)
+    df = _data("negbin" if isinstance(est, NegBinGLMM) else "poisson", 400, 10, seed=3)
+    m_mem = clone(est).fit(df[["x", "t"]], df["y"], groups=df["id"])
+    ddf = _by_group(df, 4)
+    m_dask = fit_partitioned(clone(est), ddf[["x", "t", "id"]], ddf["y"], groups="id")
+    _same(m_mem, m_dask)
+    # the grouping column named at fit is found in X at predict, as in memory
+    new = df[["x", "t", "id"]].iloc[:20]
+    np.testing.assert_allclose(
+        m_dask.predict(new, groups="id"),
+        m_mem.predict(new[["x", "t"]], groups=new["id"]),
+        rtol=1e-6,
+    )
+
+
+def test_probit_link(client):
+    df = _data("binomial", seed=12)
+    df["y"] = np.where(df["y"] == 1, "yes", "no")  # any two classes
+    m_mem = BinomialGLMM(link="probit").fit(df[["x", "t"]], df["y"], groups=df["id"])
+    ddf = _by_group(df, 2)
+    m_dask = fit_partitioned(BinomialGLMM(link="probit"), ddf[["x", "t"]], ddf["y"], ddf["id"])
+    _same(m_mem, m_dask)
+    assert list(m_dask.classes_) == list(m_mem.classes_) == ["no", "yes"]
+
+
+def test_negbin_and_quadrature(client):
+    df = _data("negbin", seed=5)
+    ddf = _by_group(df, 2)
+    for est in (NegBinGLMM(), BinomialGLMM(n_agq=5)):
+        y = df["y"] if isinstance(est, NegBinGLMM) else (df["y"] > 0).astype(int)
+        m_mem = est.fit(df[["x", "t"]], y, groups=df["id"])
+        yd = ddf["y"] if isinstance(est, NegBinGLMM) else (ddf["y"] > 0).astype(int)
+        m_dask = fit_partitioned(type(est)(**est.get_params()), ddf[["x", "t"]], yd, ddf["id"])
+        _same(m_mem, m_dask)
+
+
+def test_fit_accepts_dask_collections(client):
+    """``est.fit`` hands Dask collections to the partitioned fit."""
+    df = _data("binomial", seed=6)
+    ddf = _by_group(df, 2)
+    m_mem = BinomialGLMM(random_effects="1 + t").fit(df[["x", "t"]], df["y"], groups=df["id"])
+    m_dask = BinomialGLMM(random_effects="1 + t").fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"])
+    _same(m_mem, m_dask)
+    assert "Model: y ~" in str(m_dask.summary())
+    # grouping column named by the estimator
+    m_cols = BinomialGLMM(random_effects="1 + t", group_columns="id").fit(
+        ddf[["x", "t", "id"]], ddf["y"]
+    )
+    np.testing.assert_allclose(m_cols._params, m_mem._params, rtol=RTOL, atol=1e-9)
+    with pytest.raises(NotImplementedError, match="trials"):
+        BinomialGLMM().fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"], trials=ddf["y"] + 1)
+
+
+def test_aliased_column_dropped_as_in_memory(client):
+    """The aliased-column test reads the stacked partitions' R factor."""
+    from sklearn_glmm.exceptions import RankDeficiencyWarning
+
+    df = _data("binomial", seed=9)
+    df["x2"] = 2.0 * df["x"] - df["t"]
+    with pytest.warns(RankDeficiencyWarning):
+        m_mem = BinomialGLMM().fit(df[["x", "t", "x2"]], df["y"], groups=df["id"])
+    ddf = _by_group(df, 3)
+    with pytest.warns(RankDeficiencyWarning, match="x2"):
+        m_dask = fit_partitioned(BinomialGLMM(), ddf[["x", "t", "x2"]], ddf["y"], ddf["id"])
+    _same(m_mem, m_dask)
+    assert np.isnan(m_dask.fixed_effects_.loc["x2", "estimate"])
+
+
+def test_weights_and_offset(client):
+    df = _data("poisson", seed=10)
+    df["id"] = "g" + df["id"].astype(str)  # text labels: sorted as text ("g10" < "g2")
+    rng = np.random.default_rng(0)
+    df["w"] = rng.uniform(0.5, 2.0, len(df))
+    df["off"] = rng.normal(0.0, 0.2, len(df))
+    m_mem = PoissonGLMM(random_effects="1 + t").fit(
+        df[["x", "t"]], df["y"], groups=df["id"], sample_weight=df["w"], offset=df["off"]
+    )
+    ddf = _by_group(df, 2)
+    m_dask = fit_partitioned(
+        PoissonGLMM(random_effects="1 + t"),
+        ddf[["x", "t"]],
+        ddf["y"],
+        ddf["id"],
+        sample_weight=ddf["w"],
+        offset=ddf["off"],
+    )
+    _same(m_mem, m_dask)
+    with pytest.raises(ValueError, match="zero for every row"):
+        fit_partitioned(
+            PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], sample_weight=ddf["w"] * 0
+        )
+
+
+def test_separation_warns_as_in_memory(client):
+    """A separated predictor: the in-memory test runs on the gathered rows (few here)."""
+    df = _data("binomial", seed=11)
+    rng = np.random.default_rng(1)
+    df["sep"] = ((df["y"] == 1) & (rng.uniform(size=len(df)) < 0.3)).astype(float)
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        BinomialGLMM().fit(df[["x", "sep"]], df["y"], groups=df["id"])
+    ddf = _by_group(df, 2)
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        fit_partitioned(BinomialGLMM(), ddf[["x", "sep"]], ddf["y"], ddf["id"])
+    assert any("sep" in m for m in _model_warnings(w_mem))
+    assert _model_warnings(w_dask) == _model_warnings(w_mem)
+
+
+def test_empty_partitions(client):
+    """Partitions left empty by a filter take no part."""
+    df = _data("poisson", seed=8)
+    ddf = _by_group(df, 4)
+    keep = ddf[ddf["id"] >= 150]
+    m_mem = PoissonGLMM().fit(
+        df.loc[df["id"] >= 150, ["x", "t"]],
+        df.loc[df["id"] >= 150, "y"],
+        groups=df.loc[df["id"] >= 150, "id"],
+    )
+    m_dask = fit_partitioned(PoissonGLMM(), keep[["x", "t"]], keep["y"], keep["id"])
+    _same(m_mem, m_dask)
+
+
+def test_dask_arrays(client):
+    da = pytest.importorskip("dask.array")
+    df = _data("binomial", seed=2)
+    m_mem = BinomialGLMM().fit(df[["x", "t"]].to_numpy(), df["y"].to_numpy(), groups=df["id"])
+    X = da.from_array(df[["x", "t"]].to_numpy(), chunks=(1500, 2))
+    y = da.from_array(df["y"].to_numpy(), chunks=1500)
+    g = da.from_array(df["id"].to_numpy(), chunks=1500)
+    m_dask = fit_partitioned(BinomialGLMM(), X, y, g)
+    np.testing.assert_allclose(m_dask._params, m_mem._params, rtol=RTOL, atol=1e-9)
+    assert not hasattr(m_dask, "feature_names_in_") and m_dask.n_features_in_ == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = m_dask.predict_proba(df[["x", "t"]].to_numpy()[:5], groups=df["id"].to_numpy()[:5])
+    assert p.shape == (5, 2)
+
+
+def test_split_groups_refused_or_shuffled(client):
+    df = _data("binomial", seed=1).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    ddf = _by_group(df, 3)
+    with pytest.raises(ValueError, match="more than one partition"):
+        fit_partitioned(BinomialGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"])
+    m_mem = BinomialGLMM().fit(df[["x", "t"]], df["y"], groups=df["id"])
+    m_dask = fit_partitioned(
+        BinomialGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], split_groups="shuffle"
+    )
+    _same(m_mem, m_dask)
+
+
+def test_training_rows_stay_on_the_cluster(client):
+    df = _data("poisson", seed=4)
+    ddf = _by_group(df, 2)
+    m = fit_partitioned(PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"])
+    with pytest.raises(TrainingDataError):
+        m.residuals()
+    # summary's numbers come from per-partition sums: the Pearson statistic is exact
+    m_mem = PoissonGLMM().fit(df[["x", "t"]], df["y"], groups=df["id"])
+    ratio = m._data_summaries["overdispersion"].ratio
+    np.testing.assert_allclose(ratio, m_mem.overdispersion().ratio, rtol=1e-6)
+    assert m.predict_proba(df[["x", "t"]].iloc[:3]).shape[0] == 3
+    assert not m.fit_result_.has_data
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(
+        m2.predict(df[["x", "t"]].iloc[:5]), m.predict(df[["x", "t"]].iloc[:5])
+    )
+    assert "Random effects" in str(m2.summary())
+
+
+def test_bad_input(client):
+    df = _data("binomial")
+    ddf = _by_group(df, 2)
+    X, y, g = ddf[["x", "t"]], ddf["y"], ddf["id"]
+    with pytest.raises(TypeError, match="Dask"):
+        fit_partitioned(BinomialGLMM(), df[["x", "t"]], y, g)
+    with pytest.raises(NotImplementedError, match="zero_inflation"):
+        fit_partitioned(PoissonGLMM(zero_inflation=True), X, y, g)
+    with pytest.raises(ValueError, match="partitions"):
+        fit_partitioned(BinomialGLMM(), X, dd.from_pandas(df["y"], npartitions=3), g)
+    with pytest.raises(ValueError, match="split_groups"):
+        fit_partitioned(BinomialGLMM(), X, y, g, split_groups="merge")
+    with pytest.raises(ValueError, match="two classes|only one class"):
+        fit_partitioned(BinomialGLMM(), X, y * 0, g)
+    bad = df.copy()
+    bad.loc[3, "x"] = np.nan
+    bdd = _by_group(bad, 2)
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_partitioned(BinomialGLMM(), bdd[["x", "t"]], bdd["y"], bdd["id"])
+    with pytest.raises(ValueError, match="negative"):
+        fit_partitioned(PoissonGLMM(), X, y - 1, g)
+    with pytest.raises(ValueError, match="not a feature"):
+        fit_partitioned(BinomialGLMM(random_effects="1 + z"), X, y, g)
+
+
+@pytest.mark.slow
+def test_process_workers():
+    """Workers in their own processes: the objects travel by pickle."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    with cluster, distributed.Client(cluster) as c:
+        df = _data("binomial", n_groups=500, per=20, seed=7)
+        m_mem = BinomialGLMM(random_effects="1 + t").fit(df[["x", "t"]], df["y"], groups=df["id"])
+        ddf = _by_group(df, 4)
+        m_dask = fit_partitioned(
+            BinomialGLMM(random_effects="1 + t"), ddf[["x", "t"]], ddf["y"], ddf["id"], client=c
+        )
+        _same(m_mem, m_dask)
