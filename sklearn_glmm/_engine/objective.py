@@ -168,6 +168,16 @@ def make_factor_data(
     return tuple(out)
 
 
+def _indicator_columns(Z: np.ndarray) -> np.ndarray | None:
+    """The column of each row's single 1 when ``Z`` is an indicator matrix (a structured
+    factor's time levels), else None."""
+    t = np.argmax(Z, axis=1)
+    rows = np.arange(Z.shape[0])
+    if not np.all(Z[rows, t] == 1.0) or np.count_nonzero(Z) != Z.shape[0]:
+        return None
+    return t
+
+
 def lambda_matrices(data, theta: np.ndarray) -> list[np.ndarray]:
     """Lower-triangular relative covariance factor of every factor.
 
@@ -403,11 +413,36 @@ class Objective:
                 parts.append(g.sum(a[:, None] * v if mat else a * v))
             else:
                 a = a_vals[:, f.local : f.local + f.q]
-                if mat:
+                cells = self._indicator_cells(f) if mat and f.mapped else None
+                if cells is not None:
+                    # a time-indicator Z: row n's a is Lambda's row t_n, so the sums are
+                    # Lambda' (per level and time sums of v): O(n k + G q^2 k), not O(n q k)
+                    t, first, gc = cells
+                    C = gc.sum(v).reshape(f.n_levels, f.q, -1)
+                    lam = np.zeros((f.q, f.q))
+                    lam[first >= 0] = a[first[first >= 0]]  # absent times: no sums to carry
+                    parts.append(np.matmul(lam.T, C).reshape(-1, v.shape[1]))
+                elif mat:
                     parts.append(g.sum(a[:, :, None] * v[:, None, :]).reshape(-1, v.shape[1]))
                 else:
                     parts.append(g.sum(a * v[:, None]).ravel())
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _indicator_cells(self, f):
+        """For a factor whose Z is a time-indicator matrix: each row's time ``t``, a row
+        at each time (-1 if none; every row at a time has the same row of Z Lambda) and
+        the index of the (level, time) cells; None for other factors. Computed once per
+        factor."""
+        cache = self.__dict__.setdefault("_cells", {})
+        if id(f) not in cache:
+            t = _indicator_columns(f.Z)
+            if t is None:
+                cache[id(f)] = None
+            else:
+                first = np.full(f.q, -1)
+                first[t] = np.arange(len(t))
+                cache[id(f)] = (t, first, GroupIndex(f.codes * f.q + t, f.n_levels * f.q))
+        return cache[id(f)]
 
     def _row_sum(self, v):
         """Sums of a per-row quantity over the units damped separately in PIRLS."""
@@ -989,12 +1024,20 @@ class Objective:
         the mode equation (``dL' Z'd1`` per level) and the derivative."""
         Z, Kf = f.Z, K[:, f.local : f.local + f.q]
         ZtD = gi.sum(der.d1[:, None] * Z)  # (levels, q)
-        wZ = der.w[:, None] * Z
+        # sum_n w_n z_n' dL K_n = <dL, Z'WK>: one (q, q) product for every parameter
+        S = (der.w[:, None] * Z).T @ Kf
+        # a time-indicator Z (one 1 per row, at column t_n): z_n' dL u_n = (dL u_n)[t_n],
+        # O(q) per row instead of O(q^2)
+        cells = self._indicator_cells(f)
+        t = None if cells is None else cells[0]
         moves, dirs, gs = [], [], []
         for dL in self._directions(f):
-            mv = np.einsum("nq,nq->n", Z, Uc @ dL.T)
+            if t is None:
+                mv = np.einsum("nq,nq->n", Z, Uc @ dL.T)
+            else:
+                mv = np.einsum("nq,nq->n", dL[t], Uc)
             dr = ZtD @ dL
-            g = psi @ mv + np.sum(mf * dr) + 2.0 * np.sum(wZ * (Kf @ dL.T))
+            g = psi @ mv + np.sum(mf * dr) + 2.0 * np.sum(dL * S)
             moves.append(mv)
             dirs.append(dr)
             gs.append(g)
