@@ -619,7 +619,7 @@ class Objective:
         structured), a log-concave family, the Laplace approximation, and data small
         enough for a copy per value."""
         return bool(
-            self._scalar
+            getattr(self, "_scalar", False)  # not a partitioned objective's
             and not self._structured
             and self.n_agq == 1
             and getattr(self.data.family, "log_concave", False)
