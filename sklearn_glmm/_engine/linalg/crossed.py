@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
@@ -44,16 +45,22 @@ from .block import BlockSolver, NotPositiveDefinite
 LARGE_SCHUR = 500
 # a level of the eliminated factor whose partners exceed this share of the Schur
 # complement's size is summed by dense BLAS, the others as sparse products
-DENSE_SHARE = 0.08
+DENSE_SHARE = 0.05
 # conjugate gradients: relative residual, and the iterations before the exact factor
 CG_RTOL = 1e-11
 CG_MAX_ITER = 40
 # BLAS on every core for a dense Schur complement at least this large
 THREADED_SCHUR = 1500
 # entries of S^{-1} gathered at once in the selected inversion
-_GATHER_CELLS = 4_000_000
+_GATHER_CELLS = 2_000_000
 
 _CONTROLLER = None
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _all_cores(Q2: int):
@@ -63,8 +70,7 @@ def _all_cores(Q2: int):
         return nullcontext()
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return _CONTROLLER.limit(limits=max(1, cores or 1), user_api="blas")
+    return _CONTROLLER.limit(limits=_cores(), user_api="blas")
 
 
 def elimination_order(blocks: list[tuple[int, int, int]]) -> int:
@@ -106,6 +112,10 @@ class CrossedSolver:
         to_int = np.empty(Q, dtype=np.intp)
         first = np.arange(off, off + self.Q1)
         rest = np.setdiff1d(np.arange(Q), first)
+        # the most frequent entries first: the gathers from S^{-1} then mostly read its
+        # leading block, which stays in cache
+        counts = np.bincount(cols.ravel(), minlength=Q)[rest]
+        rest = rest[np.argsort(-counts, kind="stable")]
         self.perm = np.concatenate([first, rest])  # internal -> original
         to_int[self.perm] = np.arange(Q)
         loc = np.cumsum([0] + [b[2] for b in blocks])
@@ -133,6 +143,7 @@ class CrossedSolver:
         cols_c = np.concatenate([ca.ravel(), np.arange(Q2)])
         ptr, ind, pos = _pattern(rows_c, cols_c, (Q2, Q2))
         self._c_ptr, self._c_ind = ptr, ind
+        self._c_rows = np.repeat(np.arange(Q2), np.diff(ptr))
         self._c_pos, self._c_diag = pos[: ra.size].reshape(ra.shape), pos[ra.size :]
         # every row (level, a) of B shares its level's pattern: the entry of (level, b)
         # in the same column is ``(b - a) * nnz`` positions away
@@ -185,10 +196,13 @@ class CrossedSolver:
     def _schur(self) -> np.ndarray:
         """``S = C - B' A^{-1} B`` as a dense array (module docstring: sparse and dense
         parts)."""
-        S = self.C.toarray()
         light, heavy = self._light, self._heavy
         if len(light):
-            S -= (self.B[light].T @ self.M[light]).toarray()
+            S = (self.B[light].T @ self.M[light]).toarray()
+            np.negative(S, out=S)
+        else:
+            S = np.zeros((self.Q2, self.Q2))
+        S[self._c_rows, self._c_ind] += self.C.data
         if len(heavy):
             Bh = self.B[heavy].toarray()
             with _all_cores(self.Q2):
@@ -202,8 +216,8 @@ class CrossedSolver:
     def _factor(self) -> None:
         """The dense Cholesky factor of ``S`` and the log-determinant of ``H``."""
         S = self._schur()
-        with _all_cores(self.Q2):
-            L, info = scipy.linalg.lapack.dpotrf(S, lower=1, clean=1, overwrite_a=1)
+        with _all_cores(self.Q2):  # S.T: the same symmetric matrix, factorised in place
+            L, info = scipy.linalg.lapack.dpotrf(S.T, lower=1, clean=1, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefinite(f"Schur complement not positive definite (info {info})")
         self._L = self._precond = L
@@ -272,6 +286,7 @@ class CrossedSolver:
     # -- selected inversion -----------------------------------------------------
     @property
     def Sinv(self) -> np.ndarray:
+        """``S^{-1}``: its lower triangle (LAPACK potri), the upper one zero."""
         if self._Sinv is None:
             if self._L is None:
                 self._factor()
@@ -279,11 +294,16 @@ class CrossedSolver:
                 inv, info = scipy.linalg.lapack.dpotri(self._L, lower=1)
             if info != 0:
                 raise NotPositiveDefinite(f"cannot invert the Schur complement (info {info})")
-            lower = np.tril(inv)
-            lower += np.tril(lower, -1).T
-            # symmetric: a C-ordered view for the gathers by flat index
-            self._Sinv = lower if lower.flags.c_contiguous else lower.T
+            self._Sinv = inv
         return self._Sinv
+
+    def _sinv_at(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Entries ``S^{-1}[r, c]`` (broadcast), read from the lower triangle only."""
+        inv = self.Sinv
+        lo, hi = np.minimum(r, c), np.maximum(r, c)
+        if inv.flags.f_contiguous:  # entry (hi, lo) at hi + lo * Q2 in memory
+            return np.take(inv.T, lo * self.Q2 + hi)
+        return inv[hi, lo]
 
     def _pattern_P(self) -> np.ndarray:
         """``P = A^{-1} B S^{-1}`` on the pattern of ``B`` (aligned with its data)."""
@@ -294,27 +314,51 @@ class CrossedSolver:
         ptr, ind, nnz = self._b_ptr, self._b_ind, self._nnz
         if len(self._heavy):
             h = self._heavy
-            with _all_cores(Q2):
-                Ph = M[h].toarray() @ Sinv
+            with _all_cores(Q2):  # M_h S^{-1} from the lower triangle (BLAS symm)
+                Ph = scipy.linalg.blas.dsymm(1.0, Sinv, M[h].toarray(), side=1, lower=1)
             pos = np.concatenate([np.arange(ptr[r], ptr[r + 1]) for r in h])
             out[pos] = Ph[np.repeat(np.arange(len(h)), nnz[h]), ind[pos]]
-        rows, k = self._light, 0
+        rows, k, chunks = self._light, 0, []
         while k < len(rows):
             cost = nnz[rows[k:]].astype(np.int64) ** 2 * np.arange(1, len(rows) - k + 1)
-            chunk = rows[k : k + max(1, int(np.searchsorted(cost, _GATHER_CELLS, "right")))]
-            k += len(chunk)
-            dmax = int(nnz[chunk].max())
-            if dmax == 0:
-                continue
-            valid = np.arange(dmax)[None, :] < nnz[chunk][:, None]
-            pos = np.where(valid, ptr[chunk][:, None] + np.arange(dmax)[None, :], 0)
-            J = ind[pos]
-            mv = np.where(valid, M.data[pos], 0.0)
-            block = np.take(Sinv, J[:, :, None] * Q2 + J[:, None, :])
-            t = np.einsum("rij,rj->ri", block, mv)
-            out[pos[valid]] = t[valid]
+            chunks.append(rows[k : k + max(1, int(np.searchsorted(cost, _GATHER_CELLS, "right")))])
+            k += len(chunks[-1])
+
+        def fill(chunk):
+            out_pos, t = self._light_products(chunk, Sinv)
+            out[out_pos] = t
+
+        # the gathers wait on memory, not arithmetic: a thread per core overlaps them
+        workers = _cores() if Q2 >= THREADED_SCHUR else 1
+        if workers > 1 and len(chunks) > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(fill, chunks))
+        else:
+            for chunk in chunks:
+                fill(chunk)
         self._P = out
         return out
+
+    def _light_products(self, chunk: np.ndarray, Sinv: np.ndarray):
+        """``S^{-1}[J, J] m_J`` for the rows ``chunk`` of ``M`` (pattern ``J`` each),
+        padded to the longest row; returns the data positions and the values."""
+        ptr, ind, nnz, Q2 = self._b_ptr, self._b_ind, self._nnz, self.Q2
+        dmax = int(nnz[chunk].max())
+        valid = np.arange(dmax)[None, :] < nnz[chunk][:, None]
+        pos = np.where(valid, ptr[chunk][:, None] + np.arange(dmax)[None, :], 0)
+        J = np.where(valid, ind[pos], 0)
+        mv = np.where(valid, self.M.data[pos], 0.0)
+        # a row's columns are sorted: the entry of positions (a, b) is in the lower
+        # triangle at (J[max(a, b)], J[min(a, b)])
+        ab = np.arange(dmax)
+        lo, hi = np.minimum.outer(ab, ab), np.maximum.outer(ab, ab)
+        if Sinv.flags.f_contiguous:
+            flat = J[:, lo] * Q2 + J[:, hi]
+            block = np.take(Sinv.T, flat)
+        else:
+            block = Sinv[J[:, hi], J[:, lo]]
+        t = np.einsum("rij,rj->ri", block, mv)
+        return pos[valid], t[valid]
 
     def _g11(self) -> np.ndarray:
         """Blocks of ``H^{-1}`` of the eliminated factor's levels, (G1, q1, q1)."""
@@ -341,7 +385,7 @@ class CrossedSolver:
         g12 = -P[self._b_pos]
         out[:, :q1, q1:] = g12
         out[:, q1:, :q1] = np.swapaxes(g12, 1, 2)
-        out[:, q1:, q1:] = self.Sinv[self.col2[:, :, None], self.col2[:, None, :]]
+        out[:, q1:, q1:] = self._sinv_at(self.col2[:, :, None], self.col2[:, None, :])
         back = self.loc_back
         return out[:, back][:, :, back]
 
@@ -353,7 +397,7 @@ class CrossedSolver:
         to_int = np.empty(self.Q, dtype=np.intp)
         to_int[self.perm] = np.arange(self.Q)
         idx = to_int[off + np.arange(G)[:, None] * q + np.arange(q)[None, :]] - self.Q1
-        return self.Sinv[idx[:, :, None], idx[:, None, :]]
+        return self._sinv_at(idx[:, :, None], idx[:, None, :])
 
     def snapshot(self):
         return dict(vars(self)), self.first.snapshot()
