@@ -34,6 +34,15 @@ Two larger designs beyond the issue's list, for the solvers of several factors:
   a random intercept for each (40,000; ours, lme4, GPBoost).
 - ``crossed_40k``: binary, 1,000 subjects x 800 items, 40,000 random pairs (ours, lme4,
   GPBoost).
+
+Crossed designs with thousands of levels (``CROSSED_WORKLOADS``, timed by
+``run_crossed.py``):
+
+- ``recommender_1m``: binary, 6,040 users x 3,706 items, 1,000,000 distinct pairs with
+  log-normal activity and popularity (MovieLens-1M's shape), a random intercept for each.
+- ``insteval_bin``: lme4's ``InstEval`` with the rating dichotomised at 4,
+  ``y >= 4 ~ service + (1 | s) + (1 | d)`` (73,421 rows; 2,972 students x 1,128
+  lecturers); the rows come from R's lme4, so this one needs ``Rscript``.
 """
 
 from __future__ import annotations
@@ -418,6 +427,27 @@ _LIST = [
         large=True,
     ),
     Workload(
+        name="nb_rs_3k",
+        description="NB2 counts, correlated random intercept + slope, 300 people x 10 waves",
+        make=_negbin_slopes,
+        family="negbin",
+        y="y",
+        X=("time", "treatment"),
+        groups=("id",),
+        random_effects="1 + time",
+        r_calls={
+            "glmmTMB": "glmmTMB(y ~ time + treatment + (time | id), data = d, family = nbinom2)",
+            "glmer.nb": "glmer.nb(y ~ time + treatment + (time | id), data = d)",
+        },
+        issue={"glmmTMB": 2.9},
+    ),
+]
+
+WORKLOADS: dict[str, Workload] = {w.name: w for w in _LIST}
+
+# crossed designs with thousands of levels (benchmarks/run_crossed.py; issue 17)
+_CROSSED_LIST = [
+    Workload(
         name="recommender_1m",
         description="binary, 6,040 users x 3,706 items, 1,000,000 pairs (MovieLens-1M's shape)",
         make=_recommender,
@@ -441,21 +471,5 @@ _LIST = [
         r_calls={"lme4": "glmer(y ~ service + (1 | s) + (1 | d), data = d, family = binomial)"},
         large=True,
     ),
-    Workload(
-        name="nb_rs_3k",
-        description="NB2 counts, correlated random intercept + slope, 300 people x 10 waves",
-        make=_negbin_slopes,
-        family="negbin",
-        y="y",
-        X=("time", "treatment"),
-        groups=("id",),
-        random_effects="1 + time",
-        r_calls={
-            "glmmTMB": "glmmTMB(y ~ time + treatment + (time | id), data = d, family = nbinom2)",
-            "glmer.nb": "glmer.nb(y ~ time + treatment + (time | id), data = d)",
-        },
-        issue={"glmmTMB": 2.9},
-    ),
 ]
-
-WORKLOADS: dict[str, Workload] = {w.name: w for w in _LIST}
+CROSSED_WORKLOADS: dict[str, Workload] = {w.name: w for w in _CROSSED_LIST}

@@ -72,13 +72,15 @@ def test_solves_and_local_inverse_match_the_dense_solver():
     new, ref = CrossedSolver(cols, Q, blocks), BlockedSolver(cols, Q, blocks)
     assert new.elim == 1  # 70 levels eliminated, a Schur complement over 50
     ref.factorize(a_vals, w)
-    new.factorize(a_vals, w)  # the first: factorised at once
-    new.factorize(a_vals * 1.1, w)  # then lazily: a solve by conjugate gradients
-    ref.factorize(a_vals * 1.1, w)
     r = rng.standard_normal(Q)
-    assert new._L is None
+    new.factorize(a_vals, w)  # no factorisation yet: conjugate gradients with S's diagonal
     np.testing.assert_allclose(new.solve(r), ref.solve(r), rtol=1e-9, atol=1e-12)
-    assert new._L is None  # the conjugate gradients needed no new factorisation
+    assert new._L is None and new._precond is None
+    assert new.logdet == pytest.approx(ref.logdet, rel=1e-13)  # now factorised
+    new.factorize(a_vals * 1.1, w)
+    ref.factorize(a_vals * 1.1, w)
+    np.testing.assert_allclose(new.solve(r), ref.solve(r), rtol=1e-9, atol=1e-12)
+    assert new._L is None and new._precond is not None
     R = rng.standard_normal((Q, 3))
     np.testing.assert_allclose(new.solve(R), ref.solve(R), rtol=1e-12, atol=1e-13)
     assert new.logdet == pytest.approx(ref.logdet, rel=1e-13)

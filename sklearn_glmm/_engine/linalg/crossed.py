@@ -7,7 +7,8 @@
 * **One factorisation per evaluation.** ``factorize`` only forms the sparse blocks.
   The Newton steps of the conditional-mode search solve with ``S`` by conjugate
   gradients, preconditioned by the Cholesky factor of the last exact ``S`` (an earlier
-  step's or evaluation's, close to the current one). The dense Cholesky factor of ``S``
+  step's or evaluation's, close to the current one; before the first factorisation,
+  by the diagonal of ``S``). The dense Cholesky factor of ``S``
   is computed when the log-determinant, the gradient or a solve with many right-hand
   sides asks for it: once per evaluation, at the mode. Nothing is approximate: the
   value and the gradient come from that exact factorisation, and a conjugate-gradient
@@ -49,6 +50,7 @@ DENSE_SHARE = 0.05
 # conjugate gradients: relative residual, and the iterations before the exact factor
 CG_RTOL = 1e-11
 CG_MAX_ITER = 40
+CG_MAX_ITER_JACOBI = 200  # before the first factorisation: S's diagonal as preconditioner
 # BLAS on every core for a dense Schur complement at least this large
 THREADED_SCHUR = 1500
 # entries of S^{-1} gathered at once in the selected inversion
@@ -160,7 +162,7 @@ class CrossedSolver:
         self._nnz = nnz
 
     def _reset(self) -> None:
-        self._L = self._Sinv = self._P = self._g11_cache = None
+        self._L = self._Sinv = self._P = self._g11_cache = self._diag = None
         self._logdet = None
 
     # -- forming H ------------------------------------------------------------
@@ -190,7 +192,7 @@ class CrossedSolver:
             mdata += hinv[lev, a_of, b] * bdata[self._twins[b]]
         self.M = sp.csr_matrix((mdata, self._b_ind, self._b_ptr), shape=(self.Q1, Q2))
         self._reset()
-        if self._precond is None or w.min() < 0.0:
+        if w.min() < 0.0:
             self._factor()
 
     def _schur(self) -> np.ndarray:
@@ -236,8 +238,19 @@ class CrossedSolver:
     def _S_mul(self, v):
         return self.C @ v - self.B.T @ self._Ainv(self.B @ v)
 
+    def _jacobi(self) -> np.ndarray:
+        """The diagonal of ``S``: the preconditioner before any factorisation."""
+        if self._diag is None:
+            diag = self.C.diagonal() - np.bincount(
+                self._b_ind, self.B.data * self.M.data, minlength=self.Q2
+            )
+            self._diag = np.maximum(diag, 1e-12)
+        return self._diag
+
     def _precond_solve(self, r):
         L = self._precond
+        if L is None:
+            return r / self._jacobi()
         y = scipy.linalg.solve_triangular(L, r, lower=True, check_finite=False)
         return scipy.linalg.solve_triangular(L, y, lower=True, trans=1, check_finite=False)
 
@@ -251,7 +264,7 @@ class CrossedSolver:
         r = r2.copy()
         z = self._precond_solve(r)
         p, rz = z.copy(), r @ z
-        for _ in range(CG_MAX_ITER):
+        for _ in range(CG_MAX_ITER if self._precond is not None else CG_MAX_ITER_JACOBI):
             Sp = self._S_mul(p)
             pSp = p @ Sp
             if not pSp > 0.0:
