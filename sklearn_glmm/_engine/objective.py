@@ -314,7 +314,7 @@ _CONVEXITY_GRID = np.linspace(-30.0, 30.0, 601)
 _NEAR_MODE = 1e-8
 
 
-def _modes_found(dec: np.ndarray, obj: np.ndarray) -> bool:
+def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     """Whether every unit's Newton decrement ``dec`` says its mode is found.
 
     The decrement is twice the gain the next Newton step could bring: below 1e-20,
@@ -322,7 +322,7 @@ def _modes_found(dec: np.ndarray, obj: np.ndarray) -> bool:
     of a million rows) that its rounding cannot resolve 1e-20; the analytic gradient
     assumes a mode this exact.
     """
-    top = dec.max()
+    top = dec.max() if top is None else top
     if top < 1e-20:
         return True
     if top > 1e-8:  # far from the mode for any log-density below 1e14
@@ -831,7 +831,7 @@ class Objective:
                 raise NotPositiveDefinite("non-finite Newton step")
             dec = step * step * h
             top = dec.max()
-            if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj)):
+            if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj, top)):
                 converged = True
                 break
             # the penalised log-density may not decrease in any level (within rounding);
@@ -1100,6 +1100,8 @@ class Objective:
         """Derivatives in the family's extra parameters: the family's own
         ``extra_derivs`` where it has them, elementwise central differences otherwise."""
         d = self.data
+        if not d.n_extra:
+            return np.zeros(0)
         exact = getattr(d.family, "extra_derivs", None)
         if exact is not None:
             dl, dd1, dw = exact(d.y, eta, self._trials, self._w, extra, self._const)
