@@ -576,7 +576,7 @@ def render(rows: list[dict], markdown: bool) -> str:
         out = ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
         out += ["| " + " | ".join(line) + " |" for line in table]
     else:
-        widths = [17, 6, 8, 6, 8, 8, 8, 7, 9, 8, 9, 9, 8, 8, 9]
+        widths = [17, 6, 9, 6, 9, 9, 9, 8, 9, 9, 10, 10, 9, 9, 10]
         out = [
             "".join(
                 f"{h:>{w}}" if i else f"{h:<{w}}" for i, (h, w) in enumerate(zip(heads, widths))
