@@ -575,6 +575,8 @@ def render(rows: list[dict], markdown: bool) -> str:
                     f"{p['own_gain']:+.4f} from its value at ours: it stopped elsewhere"
                 )
                 notes.append(f"{row['case']}, {peer}: dLL {p['dll']:+.4f}; {why}")
+            elif "dll" in p and abs(p["dll"]) > 0.01:
+                notes.append(f"{row['case']}, {peer}: a different optimum, dLL {p['dll']:+.4f}")
     notes = list(dict.fromkeys(notes))
     if markdown:
         out = ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
