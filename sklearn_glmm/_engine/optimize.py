@@ -100,8 +100,10 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
         beta[0] = (eta0 - off) / d.X[0, 0]
     beta_start = beta.copy()
     ll_old = -np.inf
+    der = None
     for _ in range(max_iter):
-        der = obj._derivs(d.X @ beta + d.offset, extra0)
+        if der is None:  # else the derivatives at the point the line search accepted
+            der = obj._derivs(d.X @ beta + d.offset, extra0)
         # |w|: where the log-density is convex in eta (zero-truncated NB, zero-inflated, NB1
         # counts) a Newton step on the signed curvature can head for a minimum
         H = d.X.T @ (np.abs(der.w)[:, None] * d.X) + 1e-8 * np.eye(d.n_beta)
@@ -112,7 +114,8 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
         t = 1.0
         for _h in range(30):
             cand = beta + t * step
-            ll = obj._derivs(d.X @ cand + d.offset, extra0).loglik.sum()
+            der = obj._derivs(d.X @ cand + d.offset, extra0)
+            ll = der.loglik.sum()
             if np.isfinite(ll) and ll >= ll_old - 1e-10:
                 break
             t *= 0.5
