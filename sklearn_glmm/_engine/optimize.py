@@ -356,9 +356,13 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
         )
         return best.settle(res)
     fun = best
+    x0 = np.asarray(x0, dtype=float)
+    z0 = x0 * scale
 
     def fun_z(z):
-        val, g = fun(z / scale)
+        # the start as given, not a rounding away from it (``z0 / scale`` need not be
+        # ``x0``): the objective remembers its last point, and a new one costs an evaluation
+        val, g = fun(x0 if np.array_equal(z, z0) else z / scale)
         return val, g / scale
 
     zb = [
@@ -367,7 +371,7 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
     ]
     res = minimize(
         fun_z,
-        np.asarray(x0) * scale,
+        z0,
         jac=True,
         method="L-BFGS-B",
         bounds=zb,
