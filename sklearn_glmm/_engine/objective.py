@@ -287,8 +287,8 @@ class Objective:
         self.n_agq = n_agq
         self.pirls_max_iter = pirls_max_iter
         f0 = data.factors
-        cols = [f.offset + f.codes[:, None] * f.q + np.arange(f.q)[None, :] for f in f0]
-        self.cols = np.concatenate(cols, axis=1)  # (n, s)
+        # one factor's solver needs no columns of H per row (``cols`` makes them if asked)
+        self._cols = self._columns() if len(f0) > 1 else None
         self._single = len(f0) == 1
         self.groups = [GroupIndex(f.codes, f.n_levels) for f in f0]
         self.Q = data.n_u
@@ -318,6 +318,18 @@ class Objective:
         # search for the highest of several modes (families that are not log-concave);
         # switched on by the convergence checks (see sklearn_glmm._engine.converge)
         self.global_modes = False
+
+    @property
+    def cols(self) -> np.ndarray:
+        """Each row's columns of ``H`` (its random effects' indices), shape (n, s)."""
+        if self._cols is None:
+            self._cols = self._columns()
+        return self._cols
+
+    def _columns(self) -> np.ndarray:
+        f0 = self.data.factors
+        cols = [f.offset + f.codes[:, None] * f.q + np.arange(f.q)[None, :] for f in f0]
+        return np.concatenate(cols, axis=1)
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
@@ -359,8 +371,11 @@ class Objective:
                 parts.append(g.sum(a[:, None] * v if mat else a * v))
             else:
                 a = a_vals[:, f.local : f.local + f.q]
-                if mat:
-                    parts.append(g.sum(a[:, :, None] * v[:, None, :]).reshape(-1, v.shape[1]))
+                if mat:  # column by column: no (n, q, k) temporary
+                    out = np.empty((f.n_levels, f.q, v.shape[1]))
+                    for j in range(v.shape[1]):
+                        out[:, :, j] = g.sum(a * v[:, j, None])
+                    parts.append(out.reshape(-1, v.shape[1]))
                 else:
                     parts.append(g.sum(a * v[:, None]).ravel())
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -685,6 +700,9 @@ class Objective:
         self._last_key, self._last_grad = None, None
         beta, theta, extra = self._unpack(params)
         self.n_evals += 1
+        # the last point's per-row arrays are not read by the search (only its modes,
+        # ``self.u``): let them go before the new ones are made (a snapshot keeps its own)
+        self.state = None
         if not self._solve_modes(beta, theta, extra):
             return np.inf
         val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
@@ -771,7 +789,11 @@ class Objective:
                 direct[f.offset + col : sl.stop : f.q, len(g_theta)] = Dr
                 eta_moves.append((zr * Uc[:, col])[:, None])
                 g_theta.append(g)
-        R = -self._Atv(a_vals, der.w[:, None] * np.hstack(eta_moves))
+        # column by column: no (n, p + T) copies of the moves
+        moves = [e[:, j] for e in eta_moves for j in range(e.shape[1])]
+        R = np.empty((self.Q, len(moves)))
+        for j, mv in enumerate(moves):
+            R[:, j] = -self._Atv(a_vals, der.w * mv)
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
@@ -815,22 +837,31 @@ class Objective:
         der, u = s["der"], s["u"]
         a, zr = s["a_vals"][:, 0], d.factors[0].Z[:, 0]
         hinv = self.solver.hinv[:, 0, 0]
-        k = a * g.expand(hinv)  # H^{-1} a_i, the row's K
+        # per-row arrays in place where the order of operations allows: few temporaries
+        k = g.expand(hinv)
+        k *= a  # H^{-1} a_i, the row's K
         c = k * a
         v = der.w3 * c
         m = hinv * g.sum(a * v)
-        Am = a * g.expand(m)
-        psi = -2.0 * der.d1 + v - der.w * Am
+        Am = g.expand(m)
+        Am *= a
+        psi = -2.0 * der.d1
+        psi += v
+        del v
+        psi -= der.w * Am
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
+        del c, Am
         u_rows = g.expand(u)
         dz = g.sum(der.d1 * zr)
         wz = der.w * zr
         g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
+        del wz, k
         # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of the
         # mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
         wa = der.w * a
         J = np.empty((len(u), d.n_beta + 1))
-        J[:, :-1] = g.sum(wa[:, None] * d.X) * -hinv[:, None]
+        for j in range(d.n_beta):  # column by column: no (n, p) temporary
+            J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
         J[:, -1] = hinv * (dz - g.sum(wa * zr * u_rows))
         self._predictor = (u, s["bt"], J)
         return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
@@ -858,9 +889,11 @@ class Objective:
         for f, gi in zip(d.factors, self.groups):
             Jf = J[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q, -1)
             a = s["a_vals"][:, f.local : f.local + f.q]
-            D += np.einsum("nq,nqk->nk", a, gi.expand(Jf))
+            for k in range(D.shape[1]):  # column by column: no (n, q, k) temporary
+                D[:, k] += np.einsum("nq,nq->n", a, gi.expand(Jf[:, :, k]))
         w = np.maximum(s["der"].w, 0.0)
-        return 2.0 * (w @ (D * D)) + 2.0 * np.einsum("qk,qk->k", J, J)
+        D *= D
+        return 2.0 * (w @ D) + 2.0 * np.einsum("qk,qk->k", J, J)
 
     def _extra_gradient(self, eta, extra, c, Am):
         """Derivatives in the family's extra parameters: the family's own
@@ -891,6 +924,12 @@ class Objective:
         self.u, self.state, memo, solver = snap
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
         self.solver.restore(solver)
+
+    def release_state(self) -> None:
+        """Let the last evaluation's per-row arrays go (a fitted model keeps its
+        objective): the next call evaluates again, from the modes kept in ``u``."""
+        self.state = None
+        self._last_key, self._last_grad = None, None
 
     def value_and_grad(self, params):
         val = self.evaluate(params)

@@ -26,7 +26,9 @@ class Poisson(Family):
         mu = _exp(eta)
         neg_log_fact, log_y, zero = self.constant(y, trials) if const is None else const
         if zero is None:
-            loglik = y * eta - mu + neg_log_fact
+            loglik = y * eta  # in place, the same order of operations: few temporaries
+            loglik -= mu
+            loglik += neg_log_fact
         else:
             # large counts: y log(mu / y) - (mu - y) + log p(y | y), free of the cancellation
             # of y * eta and mu (each ~1e9 when y = 1e8, their difference O(1))
