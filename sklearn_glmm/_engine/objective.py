@@ -443,6 +443,7 @@ class Objective:
             near = dec < _NEAR_MODE  # full steps there (see _pirls_scalar)
             for _half in range(40):
                 u_try = u + t[self.u_unit] * step
+                eta_try = der_try = None  # the last try's arrays go first
                 eta_try = eta_fix + self._Au(a_vals, u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
@@ -601,7 +602,7 @@ class Objective:
         g = self.groups[0]
         a = a_vals[:, 0]
         a2 = a * a
-        eta = eta_fix + a * g.expand(u)
+        eta = self._scalar_eta(eta_fix, a, u)
         der = self._derivs(eta, extra)
         obj = g.sum(der.loglik) - 0.5 * u * u
         converged = False
@@ -631,7 +632,8 @@ class Objective:
             t = None
             accepted = False
             for _half in range(40):
-                eta_try = eta_fix + a * g.expand(u_try)
+                eta_try = der_try = None  # the last try's arrays go first
+                eta_try = self._scalar_eta(eta_fix, a, u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
                 ok = obj_try >= floor
@@ -649,7 +651,8 @@ class Objective:
                 # no decrease within 40 halvings: those levels stay where they were (the
                 # solve then fails unless they are already at their modes)
                 u_try = np.where(ok, u_try, u)
-                eta_try = eta_fix + a * g.expand(u_try)
+                eta_try = der_try = None
+                eta_try = self._scalar_eta(eta_fix, a, u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
             u, eta, der, obj = u_try, eta_try, der_try, obj_try
@@ -666,6 +669,13 @@ class Objective:
         self.u = u
         self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
         return u
+
+    def _scalar_eta(self, eta_fix, a, u):
+        """``eta_fix + a * u[codes]`` with one array of the rows' size."""
+        eta = self.groups[0].expand(u)
+        eta *= a
+        eta += eta_fix
+        return eta
 
     def _factorize(self, a_vals, w) -> bool:
         """Factorise H with the exact curvatures, or with negative ones clipped.
