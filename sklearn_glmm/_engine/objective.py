@@ -766,6 +766,8 @@ class Objective:
         der, a_vals, u = s["der"], s["a_vals"], s["u"]
         if hasattr(self.solver, "row_solve"):  # large blocks: no (n, q, q) array
             K = self.solver.row_solve(a_vals)
+        elif type(self.solver) is BlockSolver:  # one factor: no (n, q, q) array either
+            K = self._row_solve_blocks(a_vals)
         else:
             K = np.einsum("nij,nj->ni", self.solver.local_inverse(), a_vals)
         c = np.einsum("ni,ni->n", K, a_vals)
@@ -808,6 +810,19 @@ class Objective:
         self._predictor = (u, s["bt"], self.solver.solve(R))
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
+
+    def _row_solve_blocks(self, a_vals) -> np.ndarray:
+        """``H_j^{-1} a_i`` for every row ``i`` (of level ``j``) of one factor's
+        :class:`BlockSolver`, shape (n, q): the sums over ``j`` of
+        ``einsum("nij,nj->ni", local_inverse(), a_vals)`` taken entry by entry."""
+        hinv, g, q = self.solver.hinv, self.groups[0], a_vals.shape[1]
+        K = np.zeros_like(a_vals)
+        for i in range(q):
+            for j in range(q):
+                t = g.expand(hinv[:, i, j])
+                t *= a_vals[:, j]
+                K[:, i] += t
+        return K
 
     def _directions(self, f) -> np.ndarray:
         """``d Lambda / d p_k`` of a structured factor at the current parameters,
