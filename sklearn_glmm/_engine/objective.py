@@ -774,12 +774,22 @@ class Objective:
         v = der.w3 * c
         m = self.solver.solve(self._Atv(a_vals, v))
         Am = self._Au(a_vals, m)
-        psi = -2.0 * der.d1 + v - der.w * Am
+        # per-row arrays in place and let go when done with (the order of operations
+        # kept): few arrays of the rows' size at once
+        psi = -2.0 * der.d1
+        psi += v
+        del v
+        psi -= der.w * Am
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
+        del c, Am
         g_beta = d.X.T @ psi
         g_theta = []
         # the mode equation G = Lambda'Z'd1 - u = 0 moves with (beta, theta) as
-        # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta
-        eta_moves = [d.X]
+        # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta;
+        # its right-hand sides -A'W deta/dparam column by column, as each move is made
+        R = np.empty((self.Q, d.n_beta + d.n_theta))
+        for j in range(d.n_beta):
+            R[:, j] = -self._Atv(a_vals, der.w * d.X[:, j])
         direct = np.zeros((self.Q, d.n_theta))
         for f, gi in zip(d.factors, self.groups):
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
@@ -790,25 +800,20 @@ class Objective:
                 moves, dirs, gs = self._structure_terms(f, gi, Uc, mf, psi, der, K)
                 for k, (mv, dr, g) in enumerate(zip(moves, dirs, gs)):
                     direct[sl, k0 + k] = dr.ravel()
-                    eta_moves.append(mv[:, None])
+                    R[:, d.n_beta + k0 + k] = -self._Atv(a_vals, der.w * mv)
                     g_theta.append(g)
                 continue
             for r, col in zip(f.theta_rows, f.theta_cols):
                 zr = f.Z[:, r]
                 Dr = gi.sum(der.d1 * zr)
-                g = psi @ (zr * Uc[:, col]) + mf[:, col] @ Dr
+                mv = zr * Uc[:, col]
+                g = psi @ mv + mf[:, col] @ Dr
                 g += 2.0 * np.sum(der.w * zr * K[:, f.local + col])
                 direct[f.offset + col : sl.stop : f.q, len(g_theta)] = Dr
-                eta_moves.append((zr * Uc[:, col])[:, None])
+                R[:, d.n_beta + len(g_theta)] = -self._Atv(a_vals, der.w * mv)
                 g_theta.append(g)
-        # column by column: no (n, p + T) copies of the moves
-        moves = [e[:, j] for e in eta_moves for j in range(e.shape[1])]
-        R = np.empty((self.Q, len(moves)))
-        for j, mv in enumerate(moves):
-            R[:, j] = -self._Atv(a_vals, der.w * mv)
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
 
     def _row_solve_blocks(self, a_vals) -> np.ndarray:
