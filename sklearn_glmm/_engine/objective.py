@@ -906,16 +906,21 @@ class Objective:
         """
         d, s = self.data, self.state
         u, J = s["u"], self._predictor[2]
-        cols = [d.X]
+        # the columns of D written in place, one at a time
+        D = np.empty((d.X.shape[0], d.n_beta + d.n_theta))
+        D[:, : d.n_beta] = d.X
+        k = d.n_beta
         for f, gi in zip(d.factors, self.groups):
             Uc = gi.expand(u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q))
             if f.mapped:
                 for dL in self._directions(f):
-                    cols.append(np.einsum("nq,nq->n", f.Z, Uc @ dL.T)[:, None])
+                    D[:, k] = np.einsum("nq,nq->n", f.Z, Uc @ dL.T)
+                    k += 1
                 continue
             for r, col in zip(f.theta_rows, f.theta_cols):
-                cols.append((f.Z[:, r] * Uc[:, col])[:, None])
-        D = np.hstack(cols)
+                np.multiply(f.Z[:, r], Uc[:, col], out=D[:, k])
+                k += 1
+            del Uc
         for f, gi in zip(d.factors, self.groups):
             Jf = J[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q, -1)
             a = s["a_vals"][:, f.local : f.local + f.q]
@@ -945,13 +950,28 @@ class Objective:
         return d.extra_gradient(rows)
 
     def snapshot(self):
-        """Everything an evaluation changes: the mode, its factorisation, the memo."""
+        """Everything an evaluation changes: the mode, its factorisation, the memo.
+
+        Not the per-row arrays of the state (the size of the data): :meth:`restore`
+        makes them again from the mode, where the mode search stops at once.
+        """
         memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
-        return self.u, getattr(self, "state", None), memo, self.solver.snapshot()
+        at = None
+        if getattr(self, "state", None) is not None and self._last_key is not None:
+            at = np.frombuffer(self._last_key[0]).copy()
+        return self.u, at, memo, self.solver.snapshot()
 
     def restore(self, snap) -> None:
         """Return to the point of :meth:`snapshot` without evaluating it again."""
-        self.u, self.state, memo, solver = snap
+        u, at, memo, solver = snap
+        self.state = None
+        if at is not None:
+            # the state at the mode u: the search from there takes no step, so the
+            # arrays are those of the evaluation that found it
+            iterations = self.pirls_iterations
+            self.pirls(*self._unpack(at), u0=u)
+            self.pirls_iterations = iterations
+        self.u = u
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
         self.solver.restore(solver)
 
