@@ -956,21 +956,22 @@ class Objective:
         makes them again from the mode, where the mode search stops at once.
         """
         memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
-        at = None
-        if getattr(self, "state", None) is not None and self._last_key is not None:
-            at = np.frombuffer(self._last_key[0]).copy()
-        return self.u, at, memo, self.solver.snapshot()
+        state, at = getattr(self, "state", None), None
+        if state is not None and self._last_key is not None:  # else the state is kept
+            state, at = None, np.frombuffer(self._last_key[0]).copy()
+        return self.u, (state, at), memo, self.solver.snapshot()
 
     def restore(self, snap) -> None:
         """Return to the point of :meth:`snapshot` without evaluating it again."""
-        u, at, memo, solver = snap
-        self.state = None
+        u, (state, at), memo, solver = snap
+        self.state = state
         if at is not None:
             # the state at the mode u: the search from there takes no step, so the
             # arrays are those of the evaluation that found it
             iterations = self.pirls_iterations
             self.pirls(*self._unpack(at), u0=u)
             self.pirls_iterations = iterations
+            self.state["u"] = u  # the same values; the object the predictor refers to
         self.u = u
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
         self.solver.restore(solver)
