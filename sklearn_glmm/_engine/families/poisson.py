@@ -19,8 +19,10 @@ class Poisson(Family):
     log_concave = True  # w >= 0 everywhere
 
     def constant(self, y, trials):
-        """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
-        return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
+        """Parameter-free terms: -log y!, log y and the zero indicator for large counts
+        (``log y`` only with them: the log-density of small counts does not read it)."""
+        zero = _large_count_zeros(y)
+        return -special.gammaln(y + 1.0), None if zero is None else _log_y(y), zero
 
     def derivs(self, y, eta, trials, weights, extra=(), const=None):
         mu = _exp(eta)
