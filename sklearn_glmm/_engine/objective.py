@@ -949,15 +949,46 @@ class Objective:
             rows[k] = -2.0 * dl + c * dw + Am * dd1
         return d.extra_gradient(rows)
 
+    # the state at the last point evaluated; after :meth:`restore`, made again when read
+    _state = None
+    _pending = None  # (u, params) of a restored state not made yet
+
+    @property
+    def state(self):
+        """The last evaluation's mode and per-row arrays (None after a failed one)."""
+        if self._pending is not None:
+            self._make_restored_state()
+        return self._state
+
+    @state.setter
+    def state(self, value):
+        self._pending = None
+        self._state = value
+
+    def _make_restored_state(self) -> None:
+        """The state at a restored point, from its mode: the search from there takes no
+        step, so the arrays are those of the evaluation that found the mode."""
+        u, at = self._pending
+        self._pending = None
+        memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
+        solver, iterations = self.solver.snapshot(), self.pirls_iterations
+        self.pirls(*self._unpack(at), u0=u)
+        self._state["u"] = u  # the same values; the object the predictor refers to
+        self.u, self.pirls_iterations = u, iterations
+        self._last_key, self._last_val, self._last_grad, self._predictor = memo
+        self.solver.restore(solver)
+
     def snapshot(self):
         """Everything an evaluation changes: the mode, its factorisation, the memo.
 
-        Not the per-row arrays of the state (the size of the data): :meth:`restore`
-        makes them again from the mode, where the mode search stops at once.
+        Not the per-row arrays of the state (the size of the data): after
+        :meth:`restore` they are made again from the mode when first read.
         """
         memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
-        state, at = getattr(self, "state", None), None
-        if state is not None and self._last_key is not None:  # else the state is kept
+        state, at = self._state, None
+        if self._pending is not None:
+            at = self._pending[1]
+        elif state is not None and self._last_key is not None:  # else the state is kept
             state, at = None, np.frombuffer(self._last_key[0]).copy()
         return self.u, (state, at), memo, self.solver.snapshot()
 
@@ -965,16 +996,11 @@ class Objective:
         """Return to the point of :meth:`snapshot` without evaluating it again."""
         u, (state, at), memo, solver = snap
         self.state = state
-        if at is not None:
-            # the state at the mode u: the search from there takes no step, so the
-            # arrays are those of the evaluation that found it
-            iterations = self.pirls_iterations
-            self.pirls(*self._unpack(at), u0=u)
-            self.pirls_iterations = iterations
-            self.state["u"] = u  # the same values; the object the predictor refers to
         self.u = u
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
         self.solver.restore(solver)
+        if at is not None:
+            self._pending = (u, at)
 
     def release_state(self) -> None:
         """Let the last evaluation's per-row arrays go (a fitted model keeps its
