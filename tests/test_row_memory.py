@@ -139,3 +139,26 @@ def test_fitted_objective_keeps_no_state_and_evaluates_again():
     # the columns of H per row of a single factor are made only when asked for
     assert obj._cols is None or obj._cols.shape == (n, 1)
     assert obj.cols.shape == (n, 1)
+
+
+@pytest.mark.parametrize("fam,qs", [("poisson", (1,)), ("binomial", (2,)), ("poisson", (2, 1))])
+def test_restore_makes_the_same_state_from_the_mode(fam, qs):
+    levels = (40,) if len(qs) == 1 else (40, 7)
+    obj, params = _objective(fam, qs, levels=levels)
+    val, grad = obj.value_and_grad(params)
+    before = {k: v for k, v in obj.state.items()}
+    snap = obj.snapshot()
+    assert snap[1][0] is None  # the snapshot holds no per-row arrays
+    obj.value_and_grad(params * 1.1)
+    obj.restore(snap)
+    assert obj._state is None  # made when read
+    after = obj.state
+    for key in ("u", "eta", "a_vals", "eta_fix"):
+        np.testing.assert_array_equal(after[key], before[key])
+    for a, b in zip(after["der"], before["der"]):
+        np.testing.assert_array_equal(a, b)
+    assert after["u"] is obj.u
+    v2, g2 = obj.value_and_grad(params)  # the memo, as before
+    assert v2 == val
+    np.testing.assert_array_equal(g2, grad)
+    np.testing.assert_array_equal(obj.gradient(params), grad)
