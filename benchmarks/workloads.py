@@ -34,6 +34,15 @@ Two larger designs beyond the issue's list, for the solvers of several factors:
   a random intercept for each (40,000; ours, lme4, GPBoost).
 - ``crossed_40k``: binary, 1,000 subjects x 800 items, 40,000 random pairs (ours, lme4,
   GPBoost).
+
+Crossed designs with thousands of levels (``CROSSED_WORKLOADS``, timed by
+``run_crossed.py``):
+
+- ``recommender_1m``: binary, 6,040 users x 3,706 items, 1,000,000 distinct pairs with
+  log-normal activity and popularity (MovieLens-1M's shape), a random intercept for each.
+- ``insteval_bin``: lme4's ``InstEval`` with the rating dichotomised at 4,
+  ``y >= 4 ~ service + (1 | s) + (1 | d)`` (73,421 rows; 2,972 students x 1,128
+  lecturers); the rows come from R's lme4, so this one needs ``Rscript``.
 """
 
 from __future__ import annotations
@@ -217,6 +226,55 @@ def _crossed_large() -> pd.DataFrame:
     )
 
 
+def _recommender() -> pd.DataFrame:
+    """6,040 users x 3,706 items, 1,000,000 of the pairs: MovieLens-1M's shape.
+
+    Users' activity and items' popularity are log-normal (a user rates from about 20 to
+    2,000 items, as in MovieLens-1M); every user has at least 20 rows and every item at
+    least one; pairs are distinct.
+    """
+    rng = np.random.default_rng(1_000_000)
+    n_user, n_item, n = 6040, 3706, 1_000_000
+    pu = rng.lognormal(0.0, 1.0, n_user)
+    pi = rng.lognormal(0.0, 1.3, n_item)
+    pu, pi = pu / pu.sum(), pi / pi.sum()
+    first = np.concatenate(
+        [
+            np.repeat(np.arange(n_user), 20) * n_item + rng.choice(n_item, 20 * n_user, p=pi),
+            rng.choice(n_user, n_item, p=pu) * n_item + np.arange(n_item),
+        ]
+    )
+    keys = np.unique(first)
+    while len(keys) < n:
+        m = int((n - len(keys)) * 1.3) + 1000
+        more = rng.choice(n_user, m, p=pu) * n_item + rng.choice(n_item, m, p=pi)
+        more = np.setdiff1d(more, keys)
+        keys = np.concatenate([keys, rng.permutation(more)[: n - len(keys)]])
+    keys = rng.permutation(keys)
+    user, item = keys // n_item, keys % n_item
+    x = rng.standard_normal(n)
+    eta = -0.3 + 0.5 * x + rng.normal(0, 0.8, n_user)[user] + rng.normal(0, 0.6, n_item)[item]
+    return pd.DataFrame({"user": user, "item": item, "x": x, "y": rng.binomial(1, expit(eta))})
+
+
+def _insteval() -> pd.DataFrame:
+    """lme4's ``InstEval`` (73,421 ratings; 2,972 students x 1,128 lecturers), the
+    rating dichotomised at 4: read from R's lme4 once (it is R's data, not ours)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "insteval.csv"
+        code = (
+            "d <- lme4::InstEval; "
+            "d$y <- as.integer(as.integer(as.character(d$y)) >= 4); "
+            "d$service <- as.integer(d$service == '1'); "
+            f"write.csv(d[, c('s', 'd', 'service', 'y')], '{out}', row.names = FALSE)"
+        )
+        subprocess.run(["Rscript", "-e", code], check=True, capture_output=True)
+        return pd.read_csv(out)
+
+
 def _negbin_slopes() -> pd.DataFrame:
     df, _ = make_longitudinal(
         "negbin",
@@ -386,3 +444,32 @@ _LIST = [
 ]
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in _LIST}
+
+# crossed designs with thousands of levels (benchmarks/run_crossed.py; issue 17)
+_CROSSED_LIST = [
+    Workload(
+        name="recommender_1m",
+        description="binary, 6,040 users x 3,706 items, 1,000,000 pairs (MovieLens-1M's shape)",
+        make=_recommender,
+        family="binomial",
+        y="y",
+        X=("x",),
+        groups=("user", "item"),
+        random_effects={"user": "1", "item": "1"},
+        r_calls={"lme4": "glmer(y ~ x + (1 | user) + (1 | item), data = d, family = binomial)"},
+        large=True,
+    ),
+    Workload(
+        name="insteval_bin",
+        description="lme4's InstEval, rating >= 4: 2,972 students x 1,128 lecturers crossed",
+        make=_insteval,
+        family="binomial",
+        y="y",
+        X=("service",),
+        groups=("s", "d"),
+        random_effects={"s": "1", "d": "1"},
+        r_calls={"lme4": "glmer(y ~ service + (1 | s) + (1 | d), data = d, family = binomial)"},
+        large=True,
+    ),
+]
+CROSSED_WORKLOADS: dict[str, Workload] = {w.name: w for w in _CROSSED_LIST}

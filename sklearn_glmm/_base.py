@@ -21,9 +21,9 @@ from sklearn.utils.validation import (
 )
 
 from . import _dispersion as _disp
-from . import _results, _state, _tables
+from . import _random_only, _results, _state, _tables
 from . import _zero_inflation as _zi
-from ._design import build_factors, factor_names, groups_columns
+from ._design import build_factors, factor_names, groups_columns, prediction_design
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
@@ -144,6 +144,16 @@ class _BaseGLMM(BaseEstimator):
         # a copy: BaseEstimator's state may be the instance __dict__ itself
         return _state.pickled_state(self, dict(super().__getstate__()))
 
+    def __setstate__(self, state):
+        if "fit_result_" not in state and _state.fitted_before_result(state):
+            # nothing of such a fit is readable here: say so at load, not at first use
+            raise ValueError(
+                f"this {type(self).__name__} was pickled by an earlier version of sklearn_glmm, "
+                "which stored its fit in a form this version does not read; fit the model "
+                "again with this version and pickle it anew."
+            )
+        super().__setstate__(state)
+
     def __copy__(self):
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
@@ -204,7 +214,9 @@ class _BaseGLMM(BaseEstimator):
         return request is True or isinstance(request, str)
 
     def _split_groups(self, X, groups):
-        """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``."""
+        """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``, and
+        the ``random_only_columns`` (:meth:`_with_random_only` appends them again)."""
+        X = _random_only.drop(self, X)
         cols = getattr(self, "group_columns", None)
         if cols is None:
             cols = getattr(self, "_group_columns_fit", None)  # fit(X, y, groups="id")
@@ -227,14 +239,20 @@ class _BaseGLMM(BaseEstimator):
         return X.drop(columns=cols), X[cols]
 
     def _validate_X(self, X, reset: bool, with_groups: bool = False):
-        """Float array of the fixed-effect columns of ``X`` and the grouping columns read from it.
+        """Float array of the fixed-effect columns of ``X`` (then the
+        ``random_only_columns``, if any) and the grouping columns read from it.
 
         No fixed-effect column (the null model ``y ~ 1 + (1 | id)``) is allowed when the
         model has grouping factors: ``with_groups`` at fit, a fit without features at predict.
         """
         X = densify(as_pandas(X))  # polars, pyarrow, ... frames: names kept; sparse: dense
+        Xa, groups_from_X = self._validate_fixed_X(X, reset, with_groups)
+        return _random_only.append(self, X, Xa), groups_from_X
+
+    def _validate_fixed_X(self, X, reset: bool, with_groups: bool):
         check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
+        split = groups_from_X is not None or X_fixed is not X
         check_numeric_columns(X_fixed)
         min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
         if reset:
@@ -265,7 +283,7 @@ class _BaseGLMM(BaseEstimator):
             # the names and width of the whole frame, grouping columns included
             self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
             self.n_features_in_ = X.shape[1]
-        elif groups_from_X is None:
+        elif not split:
             with at_user_line():  # scikit-learn's warnings (feature names) name the user's line
                 Xa = validate_data(
                     self,
@@ -283,7 +301,7 @@ class _BaseGLMM(BaseEstimator):
                     X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=min_rows
                 )
         if reset:
-            fixed_names = None if groups_from_X is None else list(map(str, X_fixed.columns))
+            fixed_names = list(map(str, X_fixed.columns)) if split else None
             self._fixed_names_in = fixed_names
         bad = ~np.isfinite(Xa)
         if bad.any():
@@ -305,7 +323,8 @@ class _BaseGLMM(BaseEstimator):
                 f"{min_rows} is required by {type(self).__name__}."
             )
         if reset:
-            self._fixed_names_in = [] if groups_from_X is not None else None
+            split = groups_from_X is not None or X_fixed is not X
+            self._fixed_names_in = [] if split else None
         return np.empty((n, 0)), groups_from_X
 
     def _feature_names(self, n):
@@ -424,7 +443,9 @@ class _BaseGLMM(BaseEstimator):
         family.check_outcome(yv, w)
         names = self._fixed_names
         curvature = family.mean_curvature(yv, trials, w)
-        Xd, scaling = _results.scale_design(X_raw, names, self.fit_intercept, curvature)
+        Xd, scaling = _results.scale_design(
+            X_raw[:, : len(names)], names, self.fit_intercept, curvature
+        )
         if groups is None:
             if self._groups_requested():
                 raise ValueError(_groups_required_message(self))
@@ -434,7 +455,8 @@ class _BaseGLMM(BaseEstimator):
             factors = []
         else:
             terms = "1" if self.random_effects is None else self.random_effects
-            factors = build_factors(groups, terms, names, X_raw.shape[0], X_raw)
+            re_names = _random_only.names(self, names)  # X_raw: fixed, then random-only
+            factors = build_factors(groups, terms, re_names, X_raw.shape[0], X_raw)
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
         factor_order = factor_names(groups) if groups is not None else []
@@ -507,7 +529,7 @@ class _BaseGLMM(BaseEstimator):
             groups = groups_from_X
         n = Xa.shape[0]
         off = as_float_vector(offset, "offset", n, default=0.0)
-        eta = Xa @ self.coef_ + self.intercept_ + off
+        eta = Xa[:, : len(self.coef_)] @ self.coef_ + self.intercept_ + off
         var = np.zeros(n)
         res = self.fit_result_
         if not res.factors:
@@ -521,7 +543,9 @@ class _BaseGLMM(BaseEstimator):
                 )
             by_name = dict(zip(res.factor_order, cols))
         for f in res.factors:
-            Z = f.z_matrix(Xa)
+            S = self.random_effects_cov_[f.name].to_numpy()
+            # ar1 and ou at a new time: Z b is the conditional mean there, v_new the rest
+            Z, v_new = prediction_design(f, Xa, S)
             if groups is None:
                 codes = np.full(n, -1)
             else:
@@ -530,8 +554,8 @@ class _BaseGLMM(BaseEstimator):
             B = self.ranef_[f.name].to_numpy()
             eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])
             if population == "marginal":
-                S = self.random_effects_cov_[f.name].to_numpy()
                 var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
+                var += v_new
         # z'Sz >= 0; rounding can leave -1e-17 when S is singular
         return eta, np.maximum(var, 0.0)
 

@@ -172,12 +172,51 @@ def time_indicators(factor: Factor, t: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"{factor.term.structure}({factor.term.time}) of factor {factor.name!r}: "
             f"{int(unseen.sum())} row(s) have {factor.term.time} values not seen in fit "
-            f"(e.g. {t[unseen][0]!r}); its random effects are one per value seen in fit "
-            f"({len(levels)} values), so rows at other times cannot be predicted."
+            f"(e.g. {float(t[unseen][0])!r}); its random effects are one per value seen in fit "
+            f"({len(levels)} values), so rows at other times cannot be predicted"
+            + (
+                " here (predict, predict_proba and predict_mean extend ar1 and ou to new times)."
+                if factor.structure.extends_in_time
+                else f": {factor.term.structure} has no covariance for a new time (one SD per "
+                "time, or one correlation per lag)."
+            )
         )
     Z = np.zeros((len(t), len(levels)))
     Z[np.arange(len(t)), pos] = 1.0
     return Z
+
+
+def prediction_design(factor: Factor, X: np.ndarray, S: np.ndarray):
+    """Z for predictions and each row's variance beyond ``Z b``, shape ((n, q), (n,)).
+
+    A structured factor whose covariance extends in time (``ar1``, ``ou``) predicts
+    at a time not seen in fit with the conditional normal of the random effect there
+    given the fitted ones: its row of Z is ``S^{-1} c`` (``c`` its covariances with
+    them), so ``Z b`` is the conditional mean, and ``sigma^2 - c' S^{-1} c`` is the
+    variance left. Other factors: ``z_matrix`` and no extra variance.
+    """
+    n = X.shape[0]
+    st = factor.structure
+    if st is None or not st.extends_in_time:
+        return factor.z_matrix(X), np.zeros(n)
+    levels = factor.time_levels
+    t = np.asarray(X[:, factor.time_idx], dtype=float)
+    pos = np.clip(np.searchsorted(levels, t), 0, len(levels) - 1)
+    seen = levels[pos] == t
+    Z = np.zeros((n, len(levels)))
+    Z[np.flatnonzero(seen), pos[seen]] = 1.0
+    extra = np.zeros(n)
+    if not seen.all():
+        try:
+            C, v = st.new_time_covariance(S, levels, t[~seen])
+        except ValueError as e:
+            raise ValueError(
+                f"{factor.term.structure}({factor.term.time}) of factor {factor.name!r}: {e}."
+            ) from None
+        W = C @ np.linalg.pinv(S, hermitian=True)
+        Z[~seen] = W
+        extra[~seen] = np.maximum(v - np.einsum("nq,nq->n", W, C), 0.0)
+    return Z, extra
 
 
 def _time_levels(name: str, term: Term, X, feature_names: list[str]):

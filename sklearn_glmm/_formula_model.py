@@ -175,6 +175,7 @@ class _RawDataPredictions:
             if zero:
                 groups = self._no_groups(_num_samples(X))
             return _NewData(X, groups, offset, population)
+        from ._random_only import with_data_columns
         from .formula import design_matrix
 
         used = [*state.fixed_variables, *state.offset_variables, state.offset_column]
@@ -184,7 +185,7 @@ class _RawDataPredictions:
             raise ValueError("Every row of the data has a missing value in a variable used.")
         rows = None if complete.all() else complete
         data = X if rows is None else X.loc[complete]
-        X_design = design_matrix(state.model_spec, data)
+        X_design = with_data_columns(self, design_matrix(state.model_spec, data), data)
         groups = self._raw_groups(X, data, groups, zero, complete)
         offset = self._raw_offset(data, offset, complete)
         return _NewData(X_design, groups, offset, population, rows)

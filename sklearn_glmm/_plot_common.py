@@ -105,9 +105,10 @@ def model_inputs(est, data, groups):
         X = data[list(est.feature_names_in_)] if frame else data
         return X, None, (data[cols] if groups is None else groups)
     if frame and hasattr(est, "design_info_"):
+        from ._random_only import with_data_columns
         from .formula import design_matrix
 
-        X = design_matrix(est.design_info_, data)
+        X = with_data_columns(est, design_matrix(est.design_info_, data), data)
         names = list(est.fit_result_.factor_order)
         if groups is None and names and all(c in data.columns for c in names):
             groups = data[names]

@@ -161,7 +161,10 @@ class GLMMSpec:
         if self.random_cov is None:
             return None
         text = _template_term(self.estimator)
-        return parse_term("1" if text is None else text)
+        term = parse_term("1" if text is None else text)
+        if term.structure is not None:
+            raise NotImplementedError(_STRUCTURED)
+        return term
 
     @property
     def covariance(self) -> np.ndarray | None:
@@ -229,6 +232,8 @@ class GLMMSpec:
             raise ValueError(
                 f"power simulations support one grouping factor; this model has {factors}."
             )
+        if any(f.structure is not None for f in est._factors):
+            raise NotImplementedError(_STRUCTURED)
         fe = est.fixed_effects_["estimate"].dropna()
         template = clone(est)
         cov = None
@@ -238,6 +243,14 @@ class GLMMSpec:
             template.set_params(random_effects=" + ".join(terms))
         params = {b.reported: getattr(est, b.attribute) for b in est.fit_result_.family.blocks}
         return cls(template, fe.to_dict(), cov, params, trials, offset)
+
+
+_STRUCTURED = (
+    "power simulations draw random intercepts and slopes; a covariance structure over "
+    "time (ar1, cs, toep, ou) is not supported there. Simulate from the corresponding "
+    "unstructured or random-intercept model, or simulate the structured model's data "
+    "with est.simulate() and refit it in a loop."
+)
 
 
 def _check_constant_zero_inflation(estimator):

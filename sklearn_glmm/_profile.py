@@ -90,7 +90,7 @@ class ParamMap:
                 st = f.structure
                 self.structured.append((start, st))
                 for nm, kind, b in zip(
-                    structure_names(f), st.reported_kinds(), structure_phi_bounds(st)
+                    structure_names(f), st.reported_kinds(), st.reported_bounds()
                 ):
                     sig += 1
                     self.lme4_names.append(f".sig{sig:02d}")
@@ -167,12 +167,8 @@ class ParamMap:
         return phi
 
     def to_x(self, phi):
-        """Internal parameters for ``phi``; None when the correlations are not PSD."""
-        if self.structured:
-            raise NotImplementedError(
-                "profile intervals are not available for structured covariances (ar1, cs, toep, "
-                "ou); use confint(method='wald') or method='bootstrap'."
-            )
+        """Internal parameters for ``phi``; None when the correlations are not PSD (or a
+        structure's reported values are outside its domain)."""
         phi = np.asarray(phi, dtype=float)
         x = np.empty(self.n)
         x[: self.p] = self.Jinv @ phi[: self.p]
@@ -190,6 +186,11 @@ class ParamMap:
                 return None
             Lam = internal_lambda(T, sd[:, None] * LR)
             x[start : start + len(rows)] = Lam[rows, cols]
+        for start, st in self.structured:
+            p = st.from_reported(phi[start : start + st.n_params])
+            if p is None:
+                return None
+            x[start : start + st.n_params] = p
         x[self.p + self.T :] = self.Je_inv @ phi[self.p + self.T :]
         return x
 
@@ -199,8 +200,10 @@ class ParamMap:
         D[: self.p, : self.p] = self.Jinv
         D[self.p + self.T :, self.p + self.T :] = self.Je_inv
         x0 = self.to_x(phi)
-        for start, _q, rows, _cols, _s in self.blocks:
-            for j in range(start, start + len(rows)):
+        spans = [(start, len(rows)) for start, _q, rows, _c, _s in self.blocks]
+        spans += [(start, st.n_params) for start, st in self.structured]
+        for start, width in spans:
+            for j in range(start, start + width):
                 h = 1e-7
                 lo, hi = self.bounds[j]
                 up, dn = phi.copy(), phi.copy()
@@ -213,9 +216,7 @@ class ParamMap:
                 if xd is None:
                     xd, dn = x0, phi
                 if up[j] > dn[j]:
-                    D[start : start + len(rows), j] = (xu - xd)[start : start + len(rows)] / (
-                        up[j] - dn[j]
-                    )
+                    D[start : start + width, j] = (xu - xd)[start : start + width] / (up[j] - dn[j])
         return D
 
     def dphi_dx(self, x):
@@ -259,13 +260,6 @@ def structure_names(f) -> list:
         return sds + [f"rho_lag{k}|{f.name}" for k in range(1, st.n_cor + 1)]
     cor = "rate_ou" if st.name == "ou" else f"rho_{st.name}"
     return sds + [f"{cor}|{f.name}"]
-
-
-def structure_phi_bounds(st) -> list:
-    """Bounds of the reported parameters (for bootstrap and display)."""
-    return [(0.0, None)] * st.n_sd + [
-        (0.0, None) if kind == "sd" else (-1.0, 1.0) for kind in st.cor_kinds
-    ]
 
 
 # -- Wald intervals on every reported parameter ---------------------------------
@@ -482,8 +476,6 @@ def profile_table(est, level, parm=None, n_jobs=None):
     from joblib import Parallel, delayed
 
     pmap = ParamMap(est)
-    if pmap.structured:
-        pmap.to_x(pmap.to_phi(est.fit_result_.params))  # says which methods are available
     wald = wald_table(est, pmap, level)
     idx = [k for k, nm in enumerate(pmap.names) if parm is None or nm in parm]
     tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)

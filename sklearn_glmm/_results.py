@@ -108,7 +108,8 @@ def z_transform(factor, X) -> np.ndarray:
     for k in range(int(factor.term.intercept), q):
         sk = s[k] if s[k] > 0 else 1.0
         T[k, k] = 1.0 / sk
-        T[0, k] = -means[k] / sk
+        if centre:  # the intercept's column carries the centring (none without one)
+            T[0, k] = -means[k] / sk
     return T
 
 

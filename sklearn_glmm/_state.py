@@ -50,6 +50,12 @@ class result_alias:
         raise AttributeError(f"{self.name!r} is read-only: it reads fit_result_.{self.field}")
 
 
+def fitted_before_result(state: dict) -> bool:
+    """Whether a pickled ``state`` is a fitted model of the format before ``fit_result_``
+    (its fit spread over private attributes such as ``_params``)."""
+    return "_params" in state or "_family_obj" in state
+
+
 def has_data(est) -> bool:
     result = est.__dict__.get("fit_result_")
     return result is not None and result.has_data

@@ -172,7 +172,7 @@ def _check_supported(est):
     family = est._family()
     unsupported = [
         name
-        for name in ("zero_inflation", "dispersion", "hurdle", "truncated")
+        for name in ("zero_inflation", "dispersion", "hurdle", "truncated", "random_only_columns")
         if getattr(est, name, None) not in (None, False)
     ]
     if (
@@ -182,7 +182,8 @@ def _check_supported(est):
     ):
         raise NotImplementedError(
             f"a partitioned fit supports BinomialGLMM (binary outcome), PoissonGLMM and "
-            f"NegBinGLMM without zero inflation, hurdle, truncation or a dispersion model; "
+            f"NegBinGLMM without zero inflation, hurdle, truncation, a dispersion model or "
+            f"random_only_columns; "
             f"got {type(est).__name__} ({family.sentence_name()}"
             + (f", {', '.join(unsupported)}" if unsupported else "")
             + "). Fit it in memory with est.fit(X.compute(), y.compute(), groups=...)."

@@ -41,6 +41,12 @@ _COMMON_PARAMS = """
         Columns of a DataFrame ``X`` holding the grouping factors. They are
         taken out of the fixed effects and read again at predict time, so
         conditional predictions work inside cross-validation and pipelines.
+    random_only_columns : str or list of str, default=None
+        Columns of a DataFrame ``X`` that ``random_effects`` terms read but that are
+        not fixed effects: a structured term's time variable (``"ar1(day)"`` with
+        ``random_only_columns="day"`` is glmmTMB's ``y ~ x + ar1(0 + factor(day) | id)``,
+        without a linear trend in ``day``) or a random slope without a fixed slope
+        (lme4's ``y ~ x + (0 + z | id)``). They are read again at predict time.
     max_iter : int, default=1000
         Maximum number of optimiser iterations; reaching it raises a
         ``ConvergenceWarning`` and sets ``converged_ = False``.
@@ -77,6 +83,7 @@ _PARAMETER_CONSTRAINTS = {
     "n_agq": [Interval(Integral, 1, 50, closed="both")],
     "fit_intercept": ["boolean"],
     "group_columns": [str, "array-like", None],
+    "random_only_columns": [str, "array-like", None],
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither")],
     "keep_data": ["boolean"],
@@ -277,6 +284,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         n_agq=1,
         fit_intercept=True,
         group_columns=None,
+        random_only_columns=None,
         max_iter=1000,
         tol=1e-10,
         pos_label=None,
@@ -289,6 +297,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.n_agq = n_agq
         self.fit_intercept = fit_intercept
         self.group_columns = group_columns
+        self.random_only_columns = random_only_columns
         self.max_iter = max_iter
         self.tol = tol
         self.pos_label = pos_label
@@ -460,6 +469,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         zero_inflation=False,
         fit_intercept=True,
         group_columns=None,
+        random_only_columns=None,
         max_iter=1000,
         tol=1e-10,
         max_count=None,
@@ -474,6 +484,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         self.truncated = truncated
         self.fit_intercept = fit_intercept
         self.group_columns = group_columns
+        self.random_only_columns = random_only_columns
         self.max_iter = max_iter
         self.tol = tol
         self.max_count = max_count
@@ -783,6 +794,7 @@ class NegBinGLMM(_CountGLMM):
         zero_inflation=False,
         fit_intercept=True,
         group_columns=None,
+        random_only_columns=None,
         max_iter=1000,
         tol=1e-10,
         max_count=None,
@@ -798,6 +810,7 @@ class NegBinGLMM(_CountGLMM):
             zero_inflation=zero_inflation,
             fit_intercept=fit_intercept,
             group_columns=group_columns,
+            random_only_columns=random_only_columns,
             max_iter=max_iter,
             tol=tol,
             max_count=max_count,

@@ -114,6 +114,10 @@ class GLMMDesign:
         The fixed part's model spec; :func:`design_matrix` applies it to new data.
     formula : str
         The formula parsed.
+    random_only_columns : tuple of str
+        Time variables of structured terms that are not in the fixed part
+        (``y ~ x + ar1(0 + factor(day) | id)``): appended to ``X`` after the
+        fixed-effect columns, for the estimator's ``random_only_columns``.
     """
 
     X: pd.DataFrame
@@ -126,6 +130,7 @@ class GLMMDesign:
     dropped_rows: pd.Index = field(default_factory=lambda: pd.Index([]))
     model_spec: Any = None
     formula: str = ""
+    random_only_columns: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -351,7 +356,7 @@ def _random_effects(bars, data: pd.DataFrame, fixed_names: list[str]) -> dict[st
     structured: dict[str, str] = {}
     for bar in bars:
         if bar.structure is not None:
-            term = _structured_term(bar, fixed_names)
+            term = f"{bar.structure}({_structured_time(bar)})"
             for parts in _group_parts(bar.group):
                 name = ":".join(parts)
                 if name in structured or name in columns:
@@ -376,10 +381,29 @@ def _random_effects(bars, data: pd.DataFrame, fixed_names: list[str]) -> dict[st
     return {**{name: _term_string(*term) for name, term in columns.items()}, **structured}
 
 
-def _structured_term(bar, fixed_names: list[str]) -> str:
-    """``ar1(0 + factor(day) | id)`` -> ``"ar1(day)"``; ``ou(numFactor(t) + 0 | id)`` and
-    ``ou(t + 0 | id)`` -> ``"ou(t)"``. The time variable is read from X, so it must be a
-    (numeric) column of the fixed part."""
+def _random_only(bars, data: pd.DataFrame, fixed_names: list[str]) -> tuple[str, ...]:
+    """Time variables of structured terms that are not fixed-effect columns (glmmTMB's
+    ``y ~ x + ar1(0 + factor(day) | id)``): numeric columns of the data."""
+    out = []
+    for bar in bars:
+        if bar.structure is None:
+            continue
+        var = _structured_time(bar)
+        if var in fixed_names or var in out:
+            continue
+        if var not in data.columns or not pd.api.types.is_numeric_dtype(data[var]):
+            raise ValueError(
+                f"The time variable {var!r} of {bar.structure}({bar.lhs} | {bar.group}) must "
+                "be a numeric column of the data."
+            )
+        out.append(var)
+    return tuple(out)
+
+
+def _structured_time(bar) -> str:
+    """``ar1(0 + factor(day) | id)`` -> ``"day"``; ``ou(numFactor(t) + 0 | id)`` and
+    ``ou(t + 0 | id)`` -> ``"t"``: a numeric column of the data, in the fixed part or
+    not (then passed as ``random_only_columns``)."""
     parts = [p.strip() for p in bar.lhs.replace("-1", "+0").split("+")]
     parts = [p for p in parts if p and p != "0"]
     var = None
@@ -394,14 +418,7 @@ def _structured_term(bar, fixed_names: list[str]) -> str:
             f"{bar.structure}(0 + factor(day) | {bar.group}) with one time variable and no "
             "intercept."
         )
-    if var not in fixed_names:
-        raise ValueError(
-            f"The time variable {var!r} of {bar.structure}({bar.lhs} | {bar.group}) must also "
-            f"be a numeric term of the fixed part (random_effects read it from X, which has "
-            f"{fixed_names}): add {var} to the formula, e.g. 'y ~ x + {var} + "
-            f"{bar.structure}(0 + factor({var}) | {bar.group})'."
-        )
-    return f"{bar.structure}({var})"
+    return var
 
 
 def _merge_terms(name, first, second) -> tuple[bool, list, bool]:
@@ -458,6 +475,9 @@ def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
         keep &= complete
     complete = data.loc[keep]
     X, fit_intercept, spec = _fixed_design(pieces, complete)
+    random_only = _random_only(pieces.bars, complete, list(X.columns))
+    if random_only:  # after the fixed-effect columns, as the estimator appends them
+        X = X.assign(**{v: complete[v].to_numpy(dtype=float) for v in random_only})
     y, trials = _response(pieces.lhs, complete)
     design = GLMMDesign(
         X=X,
@@ -470,6 +490,7 @@ def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
         dropped_rows=data.index[~keep],
         model_spec=spec,
         formula=formula,
+        random_only_columns=random_only,
     )
     return design, keep
 
@@ -699,8 +720,11 @@ def _r_success_level(y: pd.Series):
     return None
 
 
-def _formula_state(formula: str, data: pd.DataFrame, model_spec, offset) -> FormulaState:
-    """What the fitted model needs to predict from data holding the formula's variables."""
+def _formula_state(
+    formula: str, data: pd.DataFrame, model_spec, offset, random_only=()
+) -> FormulaState:
+    """What the fitted model needs to predict from data holding the formula's variables
+    (``random_only``: time variables read from the data beside the fixed part)."""
     pieces = _split_formula(formula)
     columns = set(map(str, data.columns))
     offsets = _required([f"I({expr})" for expr in pieces.offsets]) if pieces.offsets else set()
@@ -709,7 +733,7 @@ def _formula_state(formula: str, data: pd.DataFrame, model_spec, offset) -> Form
         bars=pieces.bars,
         offsets=pieces.offsets,
         model_spec=model_spec,
-        fixed_variables=tuple(sorted(_required([pieces.fixed]) & columns)),
+        fixed_variables=tuple(sorted((_required([pieces.fixed]) | set(random_only)) & columns)),
         offset_variables=tuple(sorted(offsets & columns)),
         group_variables=tuple(sorted(_group_variables(pieces))),
         offset_column=offset if isinstance(offset, str) else None,
@@ -833,6 +857,11 @@ def glmer(
         "random_effects": design.random_effects,
         "n_agq": n_agq,
         "fit_intercept": design.fit_intercept,
+        **(
+            {"random_only_columns": list(design.random_only_columns)}
+            if design.random_only_columns
+            else {}
+        ),
         **family_params,
         **estimator_params,
     }
@@ -879,7 +908,9 @@ def glmer(
     if dispersion is not None:
         estimator.dispformula_ = "~" + dispersion
     estimator.design_info_ = design.model_spec
-    estimator._formula = _formula_state(formula, data, design.model_spec, offset)
+    estimator._formula = _formula_state(
+        formula, data, design.model_spec, offset, design.random_only_columns
+    )
     return estimator
 
 

@@ -7,6 +7,7 @@ the data written by ``generate.py`` there).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -89,6 +90,33 @@ def test_jacobian_against_finite_differences(st):
         np.testing.assert_allclose(J, num, atol=1e-7 * max(1.0, np.abs(J).max()))
 
 
+@pytest.mark.parametrize("st", STRUCTURES, ids=lambda s: f"{s.name}{s.q}")
+def test_reported_values_map_back_to_the_parameters(st):
+    """``from_reported`` inverts ``reported`` inside the bounds (profiles move along the
+    reported values), and says None outside the structure's domain."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        p = _random_params(st, rng)
+        back = st.from_reported(st.reported(p))
+        np.testing.assert_allclose(back, p, rtol=1e-7, atol=1e-9)
+        for v, (lo, hi) in zip(st.reported(p), st.reported_bounds()):
+            assert (lo is None or v >= lo - 1e-12) and (hi is None or v <= hi + 1e-12)
+    bad = st.reported(st.start(0.5))
+    bad[0] = -0.1  # a negative SD
+    assert st.from_reported(bad) is None
+    bad = st.reported(st.start(0.5))
+    bad[st.n_sd] = 1.5 if st.cor_kinds[0] == "cor" else -1.0  # no correlation / rate
+    assert st.from_reported(bad) is None
+
+
+def test_toeplitz_lag_correlations_of_no_correlation_matrix_are_refused():
+    st = Toeplitz(4)
+    ok = st.reported(st.start(0.5))
+    assert st.from_reported(ok) is not None
+    ok[4:] = [0.9, 0.0, 0.9]  # each in (-1, 1), but the matrix is not positive definite
+    assert st.from_reported(ok) is None
+
+
 def test_ar1_correlations_and_names():
     st = AR1(4)
     p = np.array([0.5, 1.0])  # rho = 1 / sqrt(2)
@@ -141,6 +169,37 @@ def test_objective_gradient_in_structure_parameters():
             e[k] = 1e-5
             num[k] = (obj.evaluate(x + e) - obj.evaluate(x - e)) / 2e-5
         np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_time_indicator_shortcuts_match_the_general_products(monkeypatch, shuffle):
+    """A structured factor's Z is a time indicator: the gradient's products use it
+    (O(n q) per parameter, sums per level and time). They give what the general dense
+    products give, rows in order or shuffled (levels not contiguous)."""
+    from sklearn_glmm._engine import objective as objective_module
+
+    x = np.concatenate([[0.3, 0.2], [0.5, 0.7, 0.6, 0.4, 0.3]])
+    out = []
+    for general in (False, True):
+        if general:
+            monkeypatch.setattr(objective_module, "_indicator_columns", lambda Z: None)
+        obj = _objective(CompoundSymmetry(4), q=4)
+        if shuffle:
+            perm = np.random.default_rng(0).permutation(len(obj.data.y))
+            d = obj.data
+            f = d.factors[0]
+            f2 = dataclasses.replace(f, codes=f.codes[perm], Z=f.Z[perm])
+            d = dataclasses.replace(
+                d, X=d.X[perm], y=d.y[perm], trials=d.trials[perm], weights=d.weights[perm],
+                offset=d.offset[perm], factors=(f2,),
+            )  # fmt: skip
+            obj = Objective(d)
+        assert (obj._indicator_cells(obj.data.factors[0]) is None) == general
+        val, g = obj.value_and_grad(x)
+        out.append((val, g, obj._predictor[2]))
+    assert out[0][0] == out[1][0]
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-10, atol=1e-12)
 
 
 def test_unstructured_through_the_structure_path_is_identical():
@@ -201,11 +260,9 @@ def test_structured_fit_attributes_and_errors():
     assert m.converged_ and not m.is_singular_
     text = str(m.summary())
     assert "(ar1)" in text and "ar1(0 + factor(day) | id)" in text
-    with pytest.raises(NotImplementedError, match="wald"):
-        m.confint(method="profile")
-    new = df.head(3).copy()
-    new.loc[0, "day"] = 9
-    with pytest.raises(ValueError, match="not seen in fit"):
+    new = df.head(3).astype({"day": float})
+    new.loc[0, "day"] = 6.5
+    with pytest.raises(ValueError, match="not on that grid"):
         m.predict(new[["day", "x"]], groups=new["id"])
     with pytest.raises(ValueError, match="not a feature"):
         PoissonGLMM(random_effects="ar1(week)").fit(X, df["count"], groups=df["id"])
@@ -214,6 +271,51 @@ def test_structured_fit_attributes_and_errors():
         PoissonGLMM(random_effects="ar1(day)").fit(
             one[["day", "x"]], one["count"], groups=one["id"]
         )
+
+
+def test_time_variable_only_in_the_random_part():
+    """random_only_columns: the time variable read by the structure but not a fixed
+    effect, through fit, predict (raw data for the formula model), pickles and clones."""
+    import pickle
+
+    from sklearn.base import clone
+
+    from sklearn_glmm.formula import glmmTMB
+
+    df = _data()
+    est = PoissonGLMM(random_effects="ar1(day)", random_only_columns="day", group_columns="id")
+    m = est.fit(df[["id", "day", "x"]], df["count"])
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "x"] and m.coef_.shape == (1,)
+    trend = PoissonGLMM(random_effects="ar1(day)").fit(
+        df[["day", "x"]], df["count"], groups=df["id"]
+    )
+    assert m.loglik_ != pytest.approx(trend.loglik_, abs=1.0)  # another model
+    assert "count ~ x + ar1(0 + factor(day) | id)" in str(m.summary())
+    f = glmmTMB("count ~ x + ar1(0 + factor(day) | id)", df, family="poisson")
+    assert f.random_only_columns == ["day"]
+    assert f.loglik_ == pytest.approx(m.loglik_, abs=1e-8)
+    rows = df.head(5)
+    np.testing.assert_allclose(f.predict(rows), m.predict(rows[["id", "day", "x"]]), rtol=1e-8)
+    np.testing.assert_allclose(m.predict(rows[["id", "day", "x"]]), m.fitted()[:5], rtol=1e-8)
+    again = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(again.predict(rows[["id", "day", "x"]]), m.fitted()[:5], rtol=1e-8)
+    assert clone(est).get_params()["random_only_columns"] == "day"
+    with pytest.raises(ValueError, match=r"\['day'\] are not columns of X"):
+        m.predict(rows[["id", "x"]])  # predictions read it again
+    with pytest.raises(ValueError, match="must be a pandas DataFrame"):
+        PoissonGLMM(random_effects="ar1(x1)", random_only_columns="x1").fit(
+            df[["day", "x"]].to_numpy(), df["count"], groups=df["id"]
+        )
+    with pytest.raises(ValueError, match="not columns of X"):
+        PoissonGLMM(random_effects="ar1(week)", random_only_columns="week").fit(
+            df[["day", "x"]], df["count"], groups=df["id"]
+        )
+    # only the random part: no fixed-effect column at all (y ~ 1 + ar1(...))
+    null = PoissonGLMM(random_effects="ar1(day)", random_only_columns="day").fit(
+        df[["day"]], df["count"], groups=df["id"]
+    )
+    assert list(null.fixed_effects_.index) == ["(Intercept)"]
+    assert null.loglik_ < m.loglik_
 
 
 def test_formula_front_end_matches_the_estimator():
@@ -226,13 +328,15 @@ def test_formula_front_end_matches_the_estimator():
     assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-8)
     m = glmmTMB("count ~ t + x + ou(numFactor(t) + 0 | id)", df, family="poisson")
     assert m.random_effects == {"id": "ou(t)"}
-    with pytest.raises(ValueError, match="fixed part"):
-        glmmTMB("count ~ x + cs(0 + factor(day) | id)", df, family="poisson")
+    with pytest.raises(ValueError, match="numeric column of the data"):
+        glmmTMB("count ~ x + cs(0 + factor(week) | id)", df.assign(week="a"), family="poisson")
 
 
 # -- glmmTMB 1.1.5 references ---------------------------------------------------------
-# glmmTMB's own binomial cs fit stops with false convergence (NA log-likelihood) and its
-# binomial toep fit fails (an error), so they are no references; the others are.
+# On covstruct.csv (one binary outcome per person and day) glmmTMB's own binomial cs fit
+# stops with false convergence (NA log-likelihood) and its binomial toep fit fails (an
+# error), so they are no references there; binary_repeated.csv (four binary outcomes per
+# person and day) is the binary cs and toep reference, where glmmTMB converges.
 FITS = {
     "pois_ar1": (PoissonGLMM, "count", ["day", "x"], "ar1(day)"),
     "pois_cs": (PoissonGLMM, "count", ["day", "x"], "cs(day)"),
@@ -240,18 +344,27 @@ FITS = {
     "pois_ou": (PoissonGLMM, "count", ["t", "x"], "ou(t)"),
     "bin_ar1": (BinomialGLMM, "bin", ["day", "x"], "ar1(day)"),
     "bin_ou": (BinomialGLMM, "bin", ["t", "x"], "ou(t)"),
+    "binrep_cs": (BinomialGLMM, "bin", ["day", "x"], "cs(day)"),
+    "binrep_toep": (BinomialGLMM, "bin", ["day", "x"], "toep(day)"),
+    # glmmTMB's y ~ x + ar1(0 + factor(day) | id): the time variable not a fixed effect
+    "pois_ar1_notrend": (PoissonGLMM, "count", ["day", "x"], "ar1(day)"),
+    "bin_ou_notrend": (BinomialGLMM, "bin", ["t", "x"], "ou(t)"),
+    # lme4's y ~ x + (0 + day | id): a random slope without its fixed slope
+    "pois_slope_notrend": (PoissonGLMM, "count", ["day", "x"], "0 + day"),
 }
 
 
-def _glmmtmb_reported(kind, theta):
-    """glmmTMB's theta (log SDs, then its correlation parameter) on the reported scale."""
+def _glmmtmb_reported(kind, theta, q):
+    """glmmTMB's theta (log SDs, then its correlation parameters) on the reported scale."""
     if kind == "ou":  # log SD, log rate
         return np.array([np.exp(theta[0]), np.exp(theta[1])])
-    sds, a = np.exp(theta[:-1]), theta[-1]
+    n_sd = q if kind in ("cs", "toep") else 1
+    sds, a = np.exp(theta[:n_sd]), theta[n_sd:]
     if kind == "cs":  # glmmTMB's cs: rho = lo + (1 - lo) plogis(a), lo = -1 / (q - 1)
         lo = -1.0 / (len(sds) - 1)
-        return np.concatenate([sds, [lo + (1 - lo) / (1 + np.exp(-a))]])
-    return np.concatenate([sds, [a / np.sqrt(1 + a * a)]])
+        return np.concatenate([sds, lo + (1 - lo) / (1 + np.exp(-a))])
+    # ar1's correlation and toep's lag correlations: a / sqrt(1 + a^2)
+    return np.concatenate([sds, a / np.sqrt(1 + a * a)])
 
 
 @pytest.mark.parametrize("model", sorted(FITS))
@@ -259,11 +372,16 @@ def test_against_glmmtmb(model):
     ref = pd.read_csv(HERE / "glmmtmb_fits.csv")
     ref = ref[ref.model == model]
     assert ref.loc[ref.kind == "version", "value"].item() == 115  # glmmTMB 1.1.5
+    assert ref.loc[ref.kind == "convergence", "value"].item() == 0  # glmmTMB converged
     cls, y, cols, term = FITS[model]
-    df = _data()
+    df = pd.read_csv(HERE / "binary_repeated.csv") if model.startswith("binrep") else _data()
     # R: glmmTMB(<y> ~ <cols> + <structure>(0 + factor(day) | id), family = ...)
-    m = cls(random_effects=term).fit(df[cols], df[y], groups=df["id"])
-    assert m.converged_
+    random_only = cols[0] if model.endswith("_notrend") else None
+    m = cls(random_effects=term, random_only_columns=random_only).fit(
+        df[cols], df[y], groups=df["id"]
+    )
+    assert m.converged_ and not m.is_singular_
+    assert list(m.fixed_effects_.index) == list(ref.loc[ref.kind == "fixed", "name"])
     assert m.loglik_ == pytest.approx(ref.loc[ref.kind == "loglik", "value"].item(), abs=0.01)
     fixed = ref[ref.kind == "fixed"].set_index("name")
     ours = m.fixed_effects_
@@ -280,13 +398,59 @@ def test_against_glmmtmb(model):
     sd, sd_ref = np.sqrt(np.diag(S)), np.sqrt(np.diag(S_ref))
     np.testing.assert_allclose(sd, sd_ref, rtol=0.02)
     np.testing.assert_allclose(S / np.outer(sd, sd), S_ref / np.outer(sd_ref, sd_ref), atol=0.02)
+    # glmmTMB's own parameters (its getME(m, "theta")) on the reported scale
     kind = term.split("(")[0]
-    if kind != "toep":  # glmmTMB's own parameters, where their transform is documented
-        theta = ref.loc[ref.kind == "theta", "value"].to_numpy()
-        want = _glmmtmb_reported(kind, theta)
-        ci = m.confint()
-        got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
-        np.testing.assert_allclose(got, want, rtol=0.02)
+    theta = ref.loc[ref.kind == "theta", "value"].to_numpy()
+    want = _glmmtmb_reported(kind, theta, len(sd))
+    ci = m.confint()
+    got = ci.loc[[n for n in ci.index if "|id" in n], "estimate"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=0.02, atol=0.005)
+
+
+def test_profile_intervals_of_structure_parameters():
+    """Profile intervals of the SD and the correlation of ar1 and of the SD and rate of
+    ou against glmmTMB's (``confint(m, method = "profile", parm = "theta_")``,
+    ``make_profile_fixture.R``), and the deviance at ar1's limits refitted with the
+    optimiser's own parameter held fixed is the chi-square cutoff."""
+    from scipy import optimize, stats
+
+    ref = pd.read_csv(HERE / "glmmtmb_profile.csv")
+    df = _data()
+    cutoff = stats.chi2.ppf(0.95, 1)
+    for model, cols, names in [
+        ("pois_ar1", ["day", "x"], ["sd_day|id", "rho_ar1|id"]),
+        ("pois_ou", ["t", "x"], ["sd_t|id", "rate_ou|id"]),
+    ]:
+        term = "ar1(day)" if model == "pois_ar1" else "ou(t)"
+        m = PoissonGLMM(random_effects=term).fit(df[cols], df["count"], groups=df["id"])
+        ci = m.confint(method="profile")
+        r = ref[ref.model == model]
+        sd_lim = np.exp(r.loc[r.name == "theta1", ["lower", "upper"]].to_numpy()[0])
+        np.testing.assert_allclose(ci.loc[names[0], ["lower", "upper"]], sd_lim, rtol=2e-3)
+        a = r.loc[r.name == "theta2", ["lower", "upper"]].to_numpy()[0]
+        want = a / np.sqrt(1 + a * a) if model == "pois_ar1" else np.exp(a)
+        np.testing.assert_allclose(ci.loc[names[1], ["lower", "upper"]], want, rtol=5e-3)
+        wald = m.confint()
+        for nm in names:  # a likelihood-ratio interval, not the Wald one
+            assert ci.loc[nm, "lower"] < ci.loc[nm, "estimate"] < ci.loc[nm, "upper"]
+            assert not np.allclose(ci.loc[nm, ["lower", "upper"]], wald.loc[nm, ["lower", "upper"]])
+    # ar1's correlation limits, checked on the optimiser's scale
+    m = PoissonGLMM(random_effects="ar1(day)").fit(df[["day", "x"]], df["count"], groups=df["id"])
+    lo, hi = m.confint(method="profile", parm=["rho_ar1|id"]).iloc[0, 1:]
+    obj, x_hat = m._objective, m._params.copy()
+    k = len(x_hat) - 1  # the ar1 parameter a, rho = a / sqrt(1 + a^2)
+    F_hat = obj.evaluate(x_hat)
+    for rho in (lo, hi):
+        a = rho / np.sqrt(1 - rho * rho)
+        bounds = list(m._bounds)
+        bounds[k] = (a, a)
+        x0 = x_hat.copy()
+        x0[k] = a
+        res = optimize.minimize(
+            obj.value_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+            options={"ftol": 1e-13, "gtol": 1e-8},
+        )  # fmt: skip
+        assert res.fun - F_hat == pytest.approx(cutoff, abs=0.01)
 
 
 def test_structured_factor_beside_a_crossed_factor():
@@ -311,6 +475,80 @@ def test_structured_factor_beside_a_crossed_factor():
         e[k] = 1e-5
         num[k] = (obj.evaluate(x + e) - obj.evaluate(x - e)) / 2e-5
     np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-4)
+
+
+def _log_ratio(m, new, ids):
+    """log of the predicted count of people ``ids`` over that of a new person, both
+    with the random effect at its conditional mean (``population="zero"``)."""
+    stranger = np.full(len(new), -1)
+    return np.log(m.predict(new, groups=ids, population="zero")) - np.log(
+        m.predict(new, groups=stranger, population="zero")
+    )
+
+
+def test_ar1_predicts_at_new_times_by_its_markov_property():
+    """Days 8 and 10 after days 1..6: AR1 is Markov, so a person's effect k steps after
+    the last day has mean rho^k b_6 and variance sigma^2 (1 - rho^(2k)) given the fitted
+    effects (an independent closed form of the conditional normal the prediction uses)."""
+    df = _data()
+    m = PoissonGLMM(random_effects="ar1(day)").fit(df[["day", "x"]], df["count"], groups=df["id"])
+    sd, rho = m.confint().loc[["sd_day|id", "rho_ar1|id"], "estimate"]
+    B = m.ranef_["id"]
+    ids = B.index[:5].to_numpy()
+    for k in (2, 4):
+        new = pd.DataFrame({"day": np.full(5, 6.0 + k), "x": 0.0})
+        np.testing.assert_allclose(_log_ratio(m, new, ids), rho**k * B["day6"][ids], atol=1e-10)
+        # population="marginal": the lognormal mean over what the fit leaves unknown
+        eta0 = np.log(m.predict(new, groups=np.full(5, -1), population="zero"))
+        v = sd**2 * (1 - rho ** (2 * k))
+        want = np.exp(eta0 + rho**k * B["day6"][ids].to_numpy() + v / 2)
+        np.testing.assert_allclose(m.predict(new, groups=ids), want, rtol=1e-10)
+        new_person = m.predict(new, groups=np.full(5, -1))
+        np.testing.assert_allclose(new_person, np.exp(eta0 + sd**2 / 2), rtol=1e-10)
+    # seen days are predicted from their own effect, as before
+    seen = pd.DataFrame({"day": [3.0], "x": [0.0]})
+    assert _log_ratio(m, seen, ids[:1])[0] == pytest.approx(B["day3"][ids[0]], abs=1e-12)
+
+
+def test_ou_predicts_between_and_after_the_fitted_times():
+    """OU is Markov in continuous time: between two fitted times its conditional mean is
+    the bridge of those two alone, after the last one ``exp(-rate dt) b_last``."""
+    df = _data()
+    m = PoissonGLMM(random_effects="ou(t)").fit(df[["t", "x"]], df["count"], groups=df["id"])
+    rate = m.confint().loc["rate_ou|id", "estimate"]
+    B = m.ranef_["id"]
+    times = np.sort(df["t"].unique())
+    ids = B.index[:4].to_numpy()
+    ta, tb, ts = times[3], times[4], 0.5 * (times[3] + times[4]) + 0.1
+    ra, rb, rab = np.exp(-rate * (ts - ta)), np.exp(-rate * (tb - ts)), np.exp(-rate * (tb - ta))
+    ba, bb = B.iloc[:4, 3].to_numpy(), B.iloc[:4, 4].to_numpy()
+    bridge = (ba * (ra - rb * rab) + bb * (rb - ra * rab)) / (1 - rab**2)
+    new = pd.DataFrame({"t": np.full(4, ts), "x": 0.0})
+    np.testing.assert_allclose(_log_ratio(m, new, ids), bridge, atol=1e-9)
+    after = pd.DataFrame({"t": np.full(4, times[-1] + 1.7), "x": 0.0})
+    np.testing.assert_allclose(
+        _log_ratio(m, after, ids), np.exp(-rate * 1.7) * B.iloc[:4, -1].to_numpy(), atol=1e-9
+    )
+
+
+def test_new_times_that_the_structure_cannot_extend_raise():
+    df = _data()
+    X = df[["day", "x"]]
+    new = pd.DataFrame({"day": [7.0], "x": [0.0]})
+    for term in ("cs(day)", "toep(day)"):
+        m = PoissonGLMM(random_effects=term).fit(X, df["count"], groups=df["id"])
+        with pytest.raises(ValueError, match="no covariance for a new time"):
+            m.predict(new, groups=[1])
+        np.testing.assert_allclose(  # seen times still predict
+            m.predict(X.head(4), groups=df["id"].head(4)), m.fitted()[:4], rtol=1e-10
+        )
+    # ar1 over unequally spaced days has no position for a new day
+    uneven = df[df["day"] != 3]
+    m = PoissonGLMM(random_effects="ar1(day)").fit(
+        uneven[["day", "x"]], uneven["count"], groups=uneven["id"]
+    )
+    with pytest.raises(ValueError, match="not equally spaced"):
+        m.predict(new, groups=[1])
 
 
 def test_ou_on_unit_spaced_times_is_ar1():
@@ -349,3 +587,20 @@ def test_quadrature_with_a_structure_is_refused_by_name(term):
     y = rng.poisson(2.0, len(ids))
     with pytest.raises(ValueError, match="not available with the covariance structure"):
         PoissonGLMM(term, n_agq=5).fit(X, y, groups=ids)
+
+
+def test_intercept_free_random_slope_keeps_its_variance():
+    """``"0 + z"``: the internal scaling of an intercept-free term keeps its column (a
+    simulated slope SD of 0.5 is recovered; an SD of 0 would mean the column was lost)."""
+    rng = np.random.default_rng(8)
+    ids = np.repeat(np.arange(300), 6)
+    z = rng.normal(size=len(ids)) + 2.0
+    b = rng.normal(scale=0.5, size=300)
+    y = rng.poisson(np.exp(0.2 + b[ids] * z))
+    X = pd.DataFrame({"z": z})
+    m = PoissonGLMM(random_effects="0 + z").fit(X, y, groups=ids)
+    sd = np.sqrt(m.random_effects_cov_["group"].iloc[0, 0])
+    assert sd == pytest.approx(0.5, abs=0.08)
+    # the same model on another scale of z: the same fit
+    m10 = PoissonGLMM(random_effects="0 + z").fit(X * 10, y, groups=ids)
+    assert m10.loglik_ == pytest.approx(m.loglik_, abs=1e-6)

@@ -297,6 +297,8 @@ def test_bad_input(client):
         fit_partitioned(BinomialGLMM(), df[["x", "t"]], y, g)
     with pytest.raises(NotImplementedError, match="zero_inflation"):
         fit_partitioned(PoissonGLMM(zero_inflation=True), X, y, g)
+    with pytest.raises(NotImplementedError, match="random_only_columns"):
+        fit_partitioned(BinomialGLMM(random_effects="0 + t", random_only_columns="t"), X, y, g)
     with pytest.raises(ValueError, match="partitions"):
         fit_partitioned(BinomialGLMM(), X, dd.from_pandas(df["y"], npartitions=3), g)
     with pytest.raises(ValueError, match="split_groups"):

@@ -106,3 +106,15 @@ def test_a_refit_replaces_the_result_and_its_tables():
         m.fit(X[:, :1], Y, groups=GROUPS)
     assert m.fit_result_ is not first
     assert list(m.fixed_effects_.index) != list(table.index)
+
+
+def test_pickle_of_the_format_before_the_result_is_refused_at_load():
+    """A fitted model pickled before ``fit_result_`` kept its fit in private attributes
+    (``_params``, ``_family_obj``, ...): loading one raises, saying to refit, instead of
+    a model whose every method fails."""
+    old_state = {"random_effects": "1", "_params": np.zeros(3), "_family_obj": None}
+    est = PoissonGLMM.__new__(PoissonGLMM)
+    with pytest.raises(ValueError, match="earlier version of sklearn_glmm"):
+        est.__setstate__(old_state)
+    # an unfitted estimator's state, or a fitted one of this version, loads
+    PoissonGLMM.__new__(PoissonGLMM).__setstate__({"random_effects": "1"})

@@ -6,6 +6,8 @@ size; results are reproducible and do not depend on n_jobs; failed refits are
 counted and named; the specification's simulator draws the distribution it says.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -446,3 +448,12 @@ def test_failed_studies_warn_with_their_own_class():
     from sklearn_glmm.exceptions import PowerSimulationWarning
 
     assert issubclass(PowerSimulationWarning, UserWarning)
+
+
+def test_covariance_structures_are_refused_by_name():
+    df = pd.read_csv(Path(__file__).parent / "fixtures" / "covstruct" / "covstruct.csv")
+    m = PoissonGLMM(random_effects="ar1(day)").fit(df[["day", "x"]], df["count"], groups=df["id"])
+    with pytest.raises(NotImplementedError, match="covariance structure over time"):
+        power_curve(m, "x", n_groups=[40], n_sim=2, random_state=0)
+    with pytest.raises(NotImplementedError, match="covariance structure over time"):
+        GLMMSpec(PoissonGLMM("ou(day)"), {"(Intercept)": 0.0, "day": 0.1}, random_cov=0.5)

@@ -436,3 +436,116 @@ def test_mean_over_a_normal_linear_predictor_at_any_sd(link, sd):
             limit=400,
         )[0] / np.sqrt(2.0 * np.pi)
         assert g == pytest.approx(ref, abs=1e-8)
+
+
+def _penalised_density_on_grid(obj, level, grid):
+    """Level ``level``'s penalised log-density at each value of its spherical random
+    effect in ``grid``, from the family's ``loglik`` alone (not its derivatives)."""
+    d, g = obj.data, obj.groups[0]
+    rows = g.codes == level
+    a = obj.state["a_vals"][rows, 0]
+    eta = obj.state["eta_fix"][rows] + a * grid[:, None]
+    extra = obj._unpack(np.frombuffer(obj._last_key[0]))[2]
+    const = tuple(c[rows] if isinstance(c, np.ndarray) else c for c in obj._const)
+    w = None if obj._w is None else obj._w[rows]
+    ll = d.family.loglik(d.y[rows], eta, None, w, extra, const)
+    return ll.sum(axis=1) - 0.5 * grid**2
+
+
+@pytest.mark.parametrize("seed", [988, 11, 12])
+def test_levels_proven_concave_have_one_mode(seed):
+    # the scan for competing modes skips levels whose penalised log-density is
+    # concave by a bound on each row's curvature: on a fine grid such a level's
+    # density has no convex stretch, and a level with two modes is never skipped
+    from fuzz_cases import make_case
+
+    case = make_case(seed)
+    params = dict(case["params"], zero_inflation=True)
+    est = PoissonGLMM(**{k: v for k, v in params.items() if k in PoissonGLMM().get_params()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(case["X"], case["y"], groups=case["groups"])
+    obj = est.fit_result_.objective
+    if not obj._scalar:
+        pytest.skip("the scan is for one scalar random effect")
+    obj.evaluate(est.fit_result_.params)
+    extra = obj._unpack(np.asarray(est.fit_result_.params))[2]
+    concave = obj._concave_levels(extra)
+    grid = np.linspace(-8.0, 8.0, 1601)
+    for level in np.flatnonzero(concave):
+        h = _penalised_density_on_grid(obj, level, grid)
+        second = np.diff(h, 2) / (grid[1] - grid[0]) ** 2
+        assert second.max() < 1e-6 * (1.0 + np.abs(h).max())
+    assert not concave[est.fit_record_.competing_modes].any()
+
+
+@pytest.mark.parametrize(
+    "family, kw",
+    [
+        ("poisson", dict(zero_inflation=True)),
+        ("negbin", dict(zero_inflation=True)),
+        ("negbin", dict(truncated=True)),
+        ("negbin1", dict(zero_inflation=True)),
+    ],
+)
+def test_curvature_bounds_are_above_every_curvature_of_the_log_density(family, kw):
+    # each outcome's bound on l''(eta), against second differences of the log-density
+    # itself on a fine grid of linear predictors
+    from sklearn_glmm._engine.families import make_family
+    from sklearn_glmm._engine.objective import _CONVEXITY_GRID
+
+    fam = make_family(family, kw.get("zero_inflation", False), truncated=kw.get("truncated", False))
+    y = np.arange(1 if kw.get("truncated") else 0, 12, dtype=float)[:, None]
+    extra = np.array([b.start for b in fam.blocks]) + 0.3
+    grid = np.linspace(-12.0, 12.0, 4801)
+    yy, eta = np.repeat(y[:, 0], len(grid)), np.tile(grid, len(y))
+    ll = fam.loglik(yy, eta, None, None, extra, fam.constant(yy, None)).reshape(len(y), -1)
+    eta = grid[None, :]
+    step = eta[0, 1] - eta[0, 0]
+    true_max = (np.diff(ll, 2, axis=1) / step**2).max(axis=1)
+
+    class _Obj:  # the pieces of an objective the bound reads
+        _trials, _w = None, None
+
+    from sklearn_glmm._engine.objective import ModelData, Objective
+
+    data = ModelData(
+        np.ones((len(y), 1)),
+        y[:, 0],
+        np.ones(len(y)),
+        np.ones(len(y)),
+        np.zeros(len(y)),
+        fam,
+        (),
+    )
+    holder = _Obj()
+    holder.data = data
+    bound = Objective._convexity_bounds(holder, extra)
+    assert _CONVEXITY_GRID[0] <= -12 and _CONVEXITY_GRID[-1] >= 12
+    np.testing.assert_array_less(true_max - 1e-4 * (1 + np.abs(true_max)), bound + 1e-12)
+    assert np.all(bound >= 0)
+
+
+@pytest.mark.parametrize("Est, kw", [(BinomialGLMM, {}), (PoissonGLMM, {}), (NegBinGLMM, {})])
+def test_probe_of_a_zero_variance_in_one_pass_equals_one_evaluation_per_value(Est, kw):
+    # the zero-variance probe of one scalar random effect evaluates all its values in
+    # one vectorised mode search: the same objective as evaluating each, state untouched
+    from sklearn_glmm._engine.optimize import _PROBE_GRID
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(25), 6)
+    x = rng.normal(size=len(g))
+    eta = 0.2 + 0.5 * x + rng.normal(0, 0.7, 25)[g]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta))) if Est is BinomialGLMM else rng.poisson(np.exp(eta))
+    est, _ = _fit(Est(random_effects="1", **kw), pd.DataFrame({"x": x}), y, g)
+    obj = est.fit_result_.objective
+    assert obj.can_batch_scales()
+    params = np.array(est.fit_result_.params)
+    before = obj.evaluate(params)
+    values = obj.laplace_at_scales(params, _PROBE_GRID)
+    assert obj.evaluate(params) == before and obj._last_key is not None
+    k = obj.data.n_beta
+    for t, val in zip(_PROBE_GRID, values):
+        xt = params.copy()
+        xt[k] = t
+        assert val == pytest.approx(obj.evaluate(xt), rel=1e-12, abs=1e-9)

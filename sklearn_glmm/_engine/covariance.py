@@ -15,8 +15,9 @@ the diagonal.
 
 To add a structure, subclass :class:`CorrelationStructure` with ``n_sd``,
 ``sd_index``, ``correlation`` / ``dcorrelation`` of its correlation parameters,
-``cor_bounds``, ``cor_start`` and its reported values and names, and register it
-in :data:`STRUCTURES`.
+``cor_bounds``, ``cor_start``, its reported values (``cor_values``) and their inverse
+(``cor_params``, for profiles), and register it in :data:`STRUCTURES`. A covariance
+that extends to new times (``ar1``, ``ou``) also gives ``new_time_covariance``.
 """
 
 from __future__ import annotations
@@ -163,6 +164,41 @@ class CorrelationStructure(CovarianceStructure):
     def reported_kinds(self) -> list:
         return ["sd"] * self.n_sd + list(self.cor_kinds)
 
+    def cor_params(self, values) -> np.ndarray | None:
+        """The correlation parameters with these reported values (the inverse of
+        :meth:`cor_values`); None when no parameters inside the bounds give them."""
+        raise NotImplementedError
+
+    def from_reported(self, values) -> np.ndarray | None:
+        """Parameters ``p`` with these reported values (the inverse of :meth:`reported`);
+        None outside the structure's domain (a negative SD, a correlation beyond its
+        bound, lag correlations of no positive definite matrix)."""
+        values = np.asarray(values, dtype=float)
+        sds = values[: self.n_sd]
+        if np.any(sds < 0):
+            return None
+        c = self.cor_params(values[self.n_sd :])
+        return None if c is None else np.concatenate([sds, c])
+
+    #: the covariance extends to times not seen in fit (``ar1``, ``ou``)
+    extends_in_time = False
+
+    def new_time_covariance(self, S, levels, t):
+        """Covariances of the random effects at new times ``t`` with those at the fitted
+        ``levels`` (shape (len(t), q)) and their variances (len(t),), read from the
+        fitted covariance ``S`` of the levels."""
+        raise NotImplementedError(
+            f"{self.name}: the covariance has no value at a time not seen in fit"
+        )
+
+    def reported_bounds(self) -> list:
+        """Bounds of the reported parameters: the images of the optimiser's bounds."""
+        out = [(0.0, None)] * self.n_sd
+        for lo, hi in self.cor_bounds():
+            v_lo, v_hi = (self.cor_values(np.array([v]))[0] for v in (lo, hi))
+            out.append((float(min(v_lo, v_hi)), float(max(v_lo, v_hi))))
+        return out
+
     def at_boundary(self, p) -> bool:
         """A correlation parameter on its bound (|correlation| near 1)."""
         c = np.asarray(p, dtype=float)[self.n_sd :]
@@ -183,6 +219,19 @@ def _a_of_rho(r: float) -> float:
     return r / np.sqrt(1.0 - r * r)
 
 
+def _bounded_a(values, bounds) -> np.ndarray | None:
+    """``a`` of correlations ``values`` (``rho = a / sqrt(1 + a^2)``), None when one is
+    outside its bounds on the ``a`` scale (a little slack for rounding)."""
+    r = np.asarray(values, dtype=float)
+    if np.any(np.abs(r) >= 1.0):
+        return None
+    a = r / np.sqrt(1.0 - r * r)
+    for v, (lo, hi) in zip(a, bounds):
+        if v < lo * (1 + 1e-9) - 1e-12 or v > hi * (1 + 1e-9) + 1e-12:
+            return None
+    return np.clip(a, [lo for lo, _ in bounds], [hi for _, hi in bounds])
+
+
 # |correlation| at most 0.9999: beyond it chol(R) loses most of its digits
 _RHO_MAX = 0.9999
 
@@ -196,6 +245,7 @@ class AR1(CorrelationStructure):
 
     name = "ar1"
     cor_kinds = ("cor",)
+    extends_in_time = True
 
     def __init__(self, q: int):
         super().__init__(q)
@@ -222,6 +272,35 @@ class AR1(CorrelationStructure):
 
     def cor_values(self, c):
         return np.array([_rho(c[0])[0]])
+
+    def cor_params(self, values):
+        return _bounded_a(values, self.cor_bounds())
+
+    def new_time_covariance(self, S, levels, t):
+        """The levels are positions 0, 1, ... one step apart; a new time extends them
+        when the levels are equally spaced and it falls on their grid (day 8 after days
+        1..6 is position 7): ``sigma^2 rho^|position - i|``."""
+        levels = np.asarray(levels, dtype=float)
+        steps = np.diff(levels)
+        h = steps[0]
+        if not np.allclose(steps, h, rtol=1e-9, atol=0.0):
+            raise ValueError(
+                "ar1 takes the fitted time values as consecutive steps; they are not equally "
+                f"spaced ({levels.tolist()}), so a new time has no position among them (ou "
+                "uses the times themselves)"
+            )
+        pos = (np.asarray(t, dtype=float) - levels[0]) / h
+        off = np.abs(pos - np.round(pos)) > 1e-9 * np.maximum(1.0, np.abs(pos))
+        if off.any():
+            raise ValueError(
+                f"ar1 over time values {levels[0]:g}, {levels[0] + h:g}, ... (steps of {h:g}): "
+                f"the new time {float(np.asarray(t)[off][0])!r} is not on that grid (ou takes "
+                "continuous times)"
+            )
+        var = S[0, 0]
+        rho = S[0, 1] / var if var > 0 else 0.0
+        lag = np.abs(np.round(pos)[:, None] - np.arange(len(levels))[None, :])
+        return var * rho**lag, np.full(len(pos), var)
 
 
 class CompoundSymmetry(CorrelationStructure):
@@ -253,6 +332,9 @@ class CompoundSymmetry(CorrelationStructure):
     def cor_values(self, c):
         return np.array([_rho(c[0])[0]])
 
+    def cor_params(self, values):
+        return _bounded_a(values, self.cor_bounds())
+
 
 class OrnsteinUhlenbeck(CorrelationStructure):
     """Ornstein-Uhlenbeck over continuous times (glmmTMB's ``ou``): one SD and
@@ -262,6 +344,7 @@ class OrnsteinUhlenbeck(CorrelationStructure):
     name = "ou"
     # a rate is positive: reported, and given Wald intervals, as an SD is (log scale)
     cor_kinds = ("sd",)
+    extends_in_time = True
 
     def __init__(self, times):
         times = np.asarray(times, dtype=float)
@@ -290,6 +373,25 @@ class OrnsteinUhlenbeck(CorrelationStructure):
     def cor_values(self, c):
         return np.array([np.exp(c[0])])
 
+    def cor_params(self, values):
+        (lo, hi), rate = self.cor_bounds()[0], float(np.asarray(values, dtype=float)[0])
+        if not rate > 0:
+            return None
+        c = np.log(rate)
+        if c < lo - 1e-9 * abs(lo) - 1e-12 or c > hi + 1e-9 * abs(hi) + 1e-12:
+            return None
+        return np.array([min(max(c, lo), hi)])
+
+    def new_time_covariance(self, S, levels, t):
+        """``sigma^2 exp(-rate |t - t_i|)``, the rate read from the first two times."""
+        levels = np.asarray(levels, dtype=float)
+        var = S[0, 0]
+        r01 = S[0, 1] / var if var > 0 else 0.0  # exp(-rate (t_1 - t_0))
+        d = np.abs(np.asarray(t, dtype=float)[:, None] - levels[None, :])
+        with np.errstate(divide="ignore"):
+            cor = np.power(max(r01, 0.0), d / (levels[1] - levels[0]))
+        return var * cor, np.full(d.shape[0], var)
+
 
 def _durbin_levinson(phi: np.ndarray) -> np.ndarray:
     """Autocorrelations ``r_1 .. r_m`` of a stationary process from its partial
@@ -306,6 +408,28 @@ def _durbin_levinson(phi: np.ndarray) -> np.ndarray:
         a = np.concatenate([a - p * a[::-1], [p]])
         v *= 1.0 - p * p
     return r[1:]
+
+
+def _partial_autocorrelations(r: np.ndarray) -> np.ndarray | None:
+    """The inverse of :func:`_durbin_levinson` (Levinson's recursion): partial
+    autocorrelations of the lag correlations ``r_1 .. r_m``; None when they are the
+    correlations of no positive definite Toeplitz matrix."""
+    r = np.r_[1.0, np.asarray(r, dtype=float)]
+    m = len(r) - 1
+    phi = np.zeros(m)
+    a = np.zeros(0)
+    v = 1.0
+    for k in range(1, m + 1):
+        num = r[k] - (a @ r[k - 1 : 0 : -1] if k > 1 else 0.0)
+        if v <= 0:
+            return None
+        p = num / v
+        if abs(p) >= 1.0:
+            return None
+        phi[k - 1] = p
+        a = np.concatenate([a - p * a[::-1], [p]])
+        v *= 1.0 - p * p
+    return phi
 
 
 class Toeplitz(CorrelationStructure):
@@ -336,6 +460,15 @@ class Toeplitz(CorrelationStructure):
 
     def cor_values(self, c):
         return _durbin_levinson(_rho(np.asarray(c, dtype=float))[0])
+
+    def cor_params(self, values):
+        phi = _partial_autocorrelations(values)
+        return None if phi is None else _bounded_a(phi, self.cor_bounds())
+
+    def reported_bounds(self):
+        # the lag correlations' joint domain is not a box: (-1, 1) each, and
+        # from_reported says None outside it
+        return [(0.0, None)] * self.n_sd + [(-1.0, 1.0)] * self.n_cor
 
     def correlation(self, c):
         return np.r_[1.0, self.cor_values(c)][self.lag]

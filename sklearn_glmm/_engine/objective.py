@@ -168,6 +168,16 @@ def make_factor_data(
     return tuple(out)
 
 
+def _indicator_columns(Z: np.ndarray) -> np.ndarray | None:
+    """The column of each row's single 1 when ``Z`` is an indicator matrix (a structured
+    factor's time levels), else None."""
+    t = np.argmax(Z, axis=1)
+    rows = np.arange(Z.shape[0])
+    if not np.all(Z[rows, t] == 1.0) or np.count_nonzero(Z) != Z.shape[0]:
+        return None
+    return t
+
+
 def lambda_matrices(data, theta: np.ndarray) -> list[np.ndarray]:
     """Lower-triangular relative covariance factor of every factor.
 
@@ -255,12 +265,56 @@ def _competing(h, top, gap):
     return np.flatnonzero(dip.any(axis=0))
 
 
+def _level_subset(g: GroupIndex, levels):
+    """The rows of ``levels`` (indices) and a :class:`GroupIndex` of those rows, the
+    levels numbered in the order given."""
+    rank = np.full(g.n_levels, -1)
+    rank[levels] = np.arange(len(levels))
+    sub = rank[g.codes]
+    rows = sub >= 0
+    return GroupIndex(sub[rows], len(levels)), rows
+
+
+def _rows_or_none(v, rows):
+    return None if v is None else v[rows]
+
+
+def _const_rows(const, rows):
+    """The family's parameter-free terms (an array, a tuple of arrays or None entries)
+    on some rows."""
+    if isinstance(const, tuple):
+        return tuple(_const_rows(c, rows) for c in const)
+    if isinstance(const, np.ndarray) and const.ndim and len(const) == len(rows):
+        return const[rows]
+    return const
+
+
+def _const_tiled(const, k: int):
+    """The family's parameter-free terms for ``k`` copies of the rows, one after another."""
+    if isinstance(const, tuple):
+        return tuple(_const_tiled(c, k) for c in const)
+    if isinstance(const, np.ndarray) and const.ndim:
+        return np.tile(const, k)
+    return const
+
+
+# Cholesky values of a zero diagonal tried by the optimiser's probe (link-scale SDs of
+# the internal, standardised columns): small ones matter for large counts
+_PROBE_SCALES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+# outcome values and linear-predictor grid of Objective._convexity_bounds: the largest
+# convex curvature of each outcome value's log-density
+_CONVEXITY_OUTCOMES = 60
+_CONVEXITY_GRID = np.linspace(-30.0, 30.0, 601)
+
+
 # Newton decrement (twice the expected gain) below which a step is taken without the
 # decrease test: the quadratic model is exact there to far below the log-density's rounding
 _NEAR_MODE = 1e-8
 
 
-def _modes_found(dec: np.ndarray, obj: np.ndarray) -> bool:
+def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     """Whether every unit's Newton decrement ``dec`` says its mode is found.
 
     The decrement is twice the gain the next Newton step could bring: below 1e-20,
@@ -268,7 +322,7 @@ def _modes_found(dec: np.ndarray, obj: np.ndarray) -> bool:
     of a million rows) that its rounding cannot resolve 1e-20; the analytic gradient
     assumes a mode this exact.
     """
-    top = dec.max()
+    top = dec.max() if top is None else top
     if top < 1e-20:
         return True
     if top > 1e-8:  # far from the mode for any log-density below 1e14
@@ -371,7 +425,16 @@ class Objective:
                 parts.append(g.sum(a[:, None] * v if mat else a * v))
             else:
                 a = a_vals[:, f.local : f.local + f.q]
-                if mat:  # column by column: no (n, q, k) temporary
+                cells = self._indicator_cells(f) if mat and f.mapped else None
+                if cells is not None:
+                    # a time-indicator Z: row n's a is Lambda's row t_n, so the sums are
+                    # Lambda' (per level and time sums of v): O(n k + G q^2 k), not O(n q k)
+                    t, first, gc = cells
+                    C = gc.sum(v).reshape(f.n_levels, f.q, -1)
+                    lam = np.zeros((f.q, f.q))
+                    lam[first >= 0] = a[first[first >= 0]]  # absent times: no sums to carry
+                    parts.append(np.matmul(lam.T, C).reshape(-1, v.shape[1]))
+                elif mat:  # column by column: no (n, q, k) temporary
                     out = np.empty((f.n_levels, f.q, v.shape[1]))
                     for j in range(v.shape[1]):
                         out[:, :, j] = g.sum(a * v[:, j, None])
@@ -379,6 +442,22 @@ class Objective:
                 else:
                     parts.append(g.sum(a * v[:, None]).ravel())
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _indicator_cells(self, f):
+        """For a factor whose Z is a time-indicator matrix: each row's time ``t``, a row
+        at each time (-1 if none; every row at a time has the same row of Z Lambda) and
+        the index of the (level, time) cells; None for other factors. Computed once per
+        factor."""
+        cache = self.__dict__.setdefault("_cells", {})
+        if id(f) not in cache:
+            t = _indicator_columns(f.Z)
+            if t is None:
+                cache[id(f)] = None
+            else:
+                first = np.full(f.q, -1)
+                first[t] = np.arange(len(t))
+                cache[id(f)] = (t, first, GroupIndex(f.codes * f.q + t, f.n_levels * f.q))
+        return cache[id(f)]
 
     def _row_sum(self, v):
         """Sums of a per-row quantity over the units damped separately in PIRLS."""
@@ -527,13 +606,15 @@ class Objective:
         if not self._scalar or self.state is None or not np.isfinite(val):
             return val, none
         beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
-        h = self._grid_objective(_SCAN_GRID, extra)
+        # levels whose log-density is concave have one mode, the one found: not scanned
+        levels = np.flatnonzero(~self._concave_levels(extra))
         top = self._unit_objective()
+        h = self._grid_objective(_SCAN_GRID, extra, levels)
         # a gain below 1e-7 is the flat top of one mode, not another mode
-        higher = h.max(axis=0) > top + 1e-7 * (1.0 + np.abs(top))
+        higher = h.max(axis=0) > top[levels] + 1e-7 * (1.0 + np.abs(top[levels]))
         if higher.any():
-            start = self._refine_top(h, extra)
-            start = np.where(higher, start, self.u)
+            start = self.u.copy()
+            start[levels] = np.where(higher, self._refine_top(h, extra, levels), self.u[levels])
             if self._keep_higher(beta, theta, extra, start, self.u.copy(), top):
                 val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
                 val = val if np.isfinite(val) else np.inf
@@ -546,7 +627,141 @@ class Objective:
         st = self.state
         curv = 1.0 + self.groups[0].sum(st["der"].w * st["a_vals"][:, 0] ** 2)
         flat = np.flatnonzero(curv < _FLAT_MODE)
-        return val, np.union1d(_competing(h, top, gap), flat).astype(np.intp)
+        competing = levels[_competing(h, top[levels], gap)]
+        return val, np.union1d(competing, flat).astype(np.intp)
+
+    def can_batch_scales(self) -> bool:
+        """Whether :meth:`laplace_at_scales` applies: one scalar random effect (not
+        structured), a log-concave family, the Laplace approximation, and data small
+        enough for a copy per value."""
+        return bool(
+            getattr(self, "_scalar", False)  # not a partitioned objective's
+            and not self._structured
+            and self.n_agq == 1
+            and getattr(self.data.family, "log_concave", False)
+            and len(self.data.y) * len(_PROBE_SCALES) <= _SCAN_CELLS
+        )
+
+    def laplace_at_scales(self, params, values) -> np.ndarray:
+        """The Laplace objective at ``params`` with the random effect's Cholesky value
+        replaced by each of ``values``: one vectorised mode search for all of them.
+
+        Equals :meth:`evaluate` at each point (to rounding) and leaves the objective's
+        state as it was. A point whose modes are not found is ``inf``, as in
+        :meth:`evaluate`. Only where :meth:`can_batch_scales`.
+        """
+        params = np.asarray(params, dtype=float)
+        values = np.asarray(values, dtype=float)
+        cov = self._cov
+        beta, _, extra = self._unpack(params)
+        self._cov = cov  # the state's own (``_unpack`` sets it)
+        d, g = self.data, self.groups[0]
+        K, G = len(values), g.n_levels
+        self.n_evals += K
+        # K copies of the rows, one after another: each copy's levels are contiguous
+        # runs again, so that one GroupIndex sums all of them
+        big = GroupIndex(np.add.outer(np.arange(K) * G, g.codes).ravel(), K * G)
+        y = np.tile(d.y, K)
+        trials = None if self._trials is None else np.tile(self._trials, K)
+        w = None if self._w is None else np.tile(self._w, K)
+        const = _const_tiled(self._const, K)
+        a = np.outer(values, d.factors[0].Z[:, 0]).ravel()
+        a2 = a * a
+        eta_fix = np.tile(d.X @ beta + d.offset, K)
+
+        def at(u):
+            der = d.family.derivs(y, eta_fix + a * big.expand(u), trials, w, extra, const)
+            return der, big.sum(der.loglik) - 0.5 * u * u
+
+        u = np.zeros(K * G)
+        der, obj = at(u)
+        ok = np.zeros(K * G, dtype=bool)
+        for _it in range(4 * self.pirls_max_iter):
+            h = 1.0 + big.sum(der.w * a2)
+            step = (big.sum(a * der.d1) - u) / h
+            dec = step * step * h
+            finite = np.isfinite(dec)
+            # as in _modes_found, level by level; a failed level stays failed
+            ok = finite & (
+                (dec < 1e-20)
+                | (np.abs(step) < 1e-11)
+                | ((dec < 1e-8) & (dec < 1e-22 * np.abs(obj)))
+            )
+            active = finite & ~ok
+            if not active.any():
+                break
+            step = np.where(active, step, 0.0)
+            floor = obj - 1e-12 * (1.0 + np.abs(obj))
+            t = np.where(active, 1.0, 0.0)
+            for _half in range(40):
+                der_try, obj_try = at(u + t * step)
+                bad = ~(obj_try >= floor) & (dec >= _NEAR_MODE) & (t > 0)
+                if not bad.any():
+                    break
+                t[bad] *= 0.5
+            else:
+                t[bad] = 0.0
+                der_try, obj_try = at(u + t * step)
+            u, der, obj = u + t * step, der_try, obj_try
+        dev = -2.0 * big.sum(der.loglik) + u * u + np.log(h)
+        per_value = dev.reshape(K, G).sum(axis=1)
+        found = ok.reshape(K, G).all(axis=1) & np.isfinite(per_value)
+        return np.where(found, per_value, np.inf)
+
+    def _concave_levels(self, extra) -> np.ndarray:
+        """Levels whose penalised log-density is strictly concave in their (scalar)
+        random effect: one mode, so the mode found is the highest.
+
+        The second derivative of level j's penalised log-density is
+        ``sum_i a_i^2 l_i''(eta_i) - 1``. Each row's ``l''`` is bounded above by the
+        largest value it takes over the linear predictor, for the row's outcome
+        (:meth:`_convexity_bounds`); a level with ``sum_i a_i^2 max(l_i'', 0) < 1``
+        (less 1 % for the bounds' own error) is therefore concave everywhere. Where no
+        such bound is computed (binomial trials, per-row family parameters, many
+        distinct outcomes), no level is.
+        """
+        g = self.groups[0]
+        bound = self._convexity_bounds(extra)
+        if bound is None:
+            return np.zeros(g.n_levels, dtype=bool)
+        a = self.state["a_vals"][:, 0]
+        return g.sum(a * a * bound) < 0.99
+
+    def _convexity_bounds(self, extra):
+        """Each row's largest ``l''(eta)`` over eta (0 where its log-density is concave),
+        times its prior weight; None where not computed (see :meth:`_concave_levels`)."""
+        d = self.data
+        if self._trials is not None or d.extra_designs is not None:
+            return None
+        y_vals, inverse = np.unique(d.y, return_inverse=True)
+        if len(y_vals) > _CONVEXITY_OUTCOMES:
+            return None
+        const_cache = {}
+
+        def curvature(eta):  # l'' of each outcome value (rows) at each eta (columns)
+            k = eta.shape[1]
+            y = np.repeat(y_vals, k)
+            if k not in const_cache:
+                const_cache[k] = d.family.constant(y, None)
+            eta = np.broadcast_to(eta, (len(y_vals), k)).ravel()
+            with np.errstate(all="ignore"):
+                der = d.family.derivs(y, eta, None, None, extra, const_cache[k])
+            return -der.w.reshape(len(y_vals), k)
+
+        coarse = _CONVEXITY_GRID
+        c = curvature(coarse[None, :])
+        if not np.all(np.isfinite(c)):
+            return None
+        # refined around each outcome's largest value (the grid's step, 0.1, leaves it
+        # within about 1e-3 of the true maximum for a smooth l''; the refinement, 1e-5)
+        centre = coarse[np.argmax(c, axis=1)][:, None]
+        fine = centre + np.linspace(-0.1, 0.1, 41)[None, :]
+        c_fine = curvature(fine)
+        if not np.all(np.isfinite(c_fine)):
+            return None
+        top = np.maximum(c.max(axis=1), c_fine.max(axis=1))
+        bound = np.maximum(top, 0.0)[inverse]
+        return bound if self._w is None else bound * self._w
 
     def _grid_start(self, u, obj, extra):
         """A second start for the mode search: ``u = 0``, or for a scalar random effect
@@ -559,36 +774,47 @@ class Objective:
         higher = best > obj + 1e-10 * (1.0 + np.abs(obj))
         return np.where(higher, best_u, u) if higher.any() else None
 
-    def _grid_objective(self, grid, extra) -> np.ndarray:
+    def _grid_objective(self, grid, extra, levels=None) -> np.ndarray:
         """Each level's penalised log-density at every value of ``grid`` for its
         (scalar) spherical random effect, shape (len(grid), n_levels).
 
         ``grid`` is one grid for every level, shape (K,), or one per level, (K, n_levels).
+        With ``levels`` (indices), only those levels' rows are computed: shape
+        (K, len(levels)), a per-level grid then (K, len(levels)).
         """
+        if levels is not None and not len(levels):
+            return np.empty((len(grid), 0))
         s, g = self.state, self.groups[0]
         a, eta_fix = s["a_vals"][:, 0], s["eta_fix"]
+        d = self.data
+        y, trials, w, const = d.y, self._trials, self._w, self._const
+        if levels is not None and len(levels) < g.n_levels:
+            g, rows = _level_subset(g, levels)
+            a, eta_fix, y = a[rows], eta_fix[rows], y[rows]
+            trials, w = _rows_or_none(trials, rows), _rows_or_none(w, rows)
+            const = _const_rows(const, rows)
         grid = np.broadcast_to(grid.reshape(len(grid), -1), (len(grid), g.n_levels))
         chunk = max(1, _SCAN_CELLS // max(len(eta_fix), 1))
         h = np.empty((len(grid), g.n_levels))
         for k in range(0, len(grid), chunk):
             v = grid[k : k + chunk]
-            d = self.data
             eta = eta_fix + a * g.expand(v.T).T
-            loglik = d.family.loglik(d.y, eta, self._trials, self._w, extra, self._const)
+            loglik = d.family.loglik(y, eta, trials, w, extra, const)
             h[k : k + chunk] = g.sum(loglik.T).T - 0.5 * v * v
         return h
 
-    def _refine_top(self, h, extra, rounds: int = 3) -> np.ndarray:
+    def _refine_top(self, h, extra, levels=None, rounds: int = 3) -> np.ndarray:
         """Each level's highest point of ``h`` (on ``_SCAN_GRID``), refined by finer grids
         around it: a start from which the search reaches the highest of two modes
-        that are close together."""
-        levels = np.arange(h.shape[1])
+        that are close together. ``levels``: the levels of ``h``'s columns (all by
+        default)."""
+        cols = np.arange(h.shape[1])
         top = np.argmax(h, axis=0)
         best, width = _SCAN_GRID[top], _SCAN_GRID[1] - _SCAN_GRID[0]
         for _ in range(rounds):
             grid = best + width * np.linspace(-1.0, 1.0, 17)[:, None]
-            hr = self._grid_objective(grid, extra)
-            best, width = grid[np.argmax(hr, axis=0), levels], width / 8.0
+            hr = self._grid_objective(grid, extra, levels)
+            best, width = grid[np.argmax(hr, axis=0), cols], width / 8.0
         return best
 
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
@@ -621,7 +847,7 @@ class Objective:
                 raise NotPositiveDefinite("non-finite Newton step")
             dec = step * step * h
             top = dec.max()
-            if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj)):
+            if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj, top)):
                 converged = True
                 break
             # the penalised log-density may not decrease in any level (within rounding);
@@ -788,8 +1014,10 @@ class Objective:
         # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta;
         # its right-hand sides -A'W deta/dparam column by column, as each move is made
         R = np.empty((self.Q, d.n_beta + d.n_theta))
+        # a structured factor's time-indicator sums take all the columns at once
+        kept = [] if any(f.mapped for f in d.factors) else None
         for j in range(d.n_beta):
-            R[:, j] = -self._Atv(a_vals, der.w * d.X[:, j])
+            self._put_rhs(R, j, a_vals, der.w, d.X[:, j], kept)
         direct = np.zeros((self.Q, d.n_theta))
         for f, gi in zip(d.factors, self.groups):
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
@@ -800,7 +1028,7 @@ class Objective:
                 moves, dirs, gs = self._structure_terms(f, gi, Uc, mf, psi, der, K)
                 for k, (mv, dr, g) in enumerate(zip(moves, dirs, gs)):
                     direct[sl, k0 + k] = dr.ravel()
-                    R[:, d.n_beta + k0 + k] = -self._Atv(a_vals, der.w * mv)
+                    self._put_rhs(R, d.n_beta + k0 + k, a_vals, der.w, mv, kept)
                     g_theta.append(g)
                 continue
             for r, col in zip(f.theta_rows, f.theta_cols):
@@ -810,11 +1038,22 @@ class Objective:
                 g = psi @ mv + mf[:, col] @ Dr
                 g += 2.0 * np.sum(der.w * zr * K[:, f.local + col])
                 direct[f.offset + col : sl.stop : f.q, len(g_theta)] = Dr
-                R[:, d.n_beta + len(g_theta)] = -self._Atv(a_vals, der.w * mv)
+                self._put_rhs(R, d.n_beta + len(g_theta), a_vals, der.w, mv, kept)
                 g_theta.append(g)
+        if kept is not None:
+            R[:] = -self._Atv(a_vals, der.w[:, None] * np.column_stack(kept))
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
+
+    def _put_rhs(self, R, j, a_vals, w, move, kept) -> None:
+        """Column ``j`` of the mode equation's right-hand sides, ``-Lambda'Z'W move``:
+        made now (one column at a time, no (n, k) arrays), or ``move`` kept in ``kept``
+        for one pass over all of them."""
+        if kept is None:
+            R[:, j] = -self._Atv(a_vals, w * move)
+        else:
+            kept.append(move)
 
     def _row_solve_blocks(self, a_vals) -> np.ndarray:
         """``H_j^{-1} a_i`` for every row ``i`` (of level ``j``) of one factor's
@@ -850,12 +1089,20 @@ class Objective:
         the mode equation (``dL' Z'd1`` per level) and the derivative."""
         Z, Kf = f.Z, K[:, f.local : f.local + f.q]
         ZtD = gi.sum(der.d1[:, None] * Z)  # (levels, q)
-        wZ = der.w[:, None] * Z
+        # sum_n w_n z_n' dL K_n = <dL, Z'WK>: one (q, q) product for every parameter
+        S = (der.w[:, None] * Z).T @ Kf
+        # a time-indicator Z (one 1 per row, at column t_n): z_n' dL u_n = (dL u_n)[t_n],
+        # O(q) per row instead of O(q^2)
+        cells = self._indicator_cells(f)
+        t = None if cells is None else cells[0]
         moves, dirs, gs = [], [], []
         for dL in self._directions(f):
-            mv = np.einsum("nq,nq->n", Z, Uc @ dL.T)
+            if t is None:
+                mv = np.einsum("nq,nq->n", Z, Uc @ dL.T)
+            else:
+                mv = np.einsum("nq,nq->n", dL[t], Uc)
             dr = ZtD @ dL
-            g = psi @ mv + np.sum(mf * dr) + 2.0 * np.sum(wZ * (Kf @ dL.T))
+            g = psi @ mv + np.sum(mf * dr) + 2.0 * np.sum(dL * S)
             moves.append(mv)
             dirs.append(dr)
             gs.append(g)
@@ -934,6 +1181,8 @@ class Objective:
         """Derivatives in the family's extra parameters: the family's own
         ``extra_derivs`` where it has them, elementwise central differences otherwise."""
         d = self.data
+        if not d.n_extra:
+            return np.zeros(0)
         exact = getattr(d.family, "extra_derivs", None)
         if exact is not None:
             dl, dd1, dw = exact(d.y, eta, self._trials, self._w, extra, self._const)

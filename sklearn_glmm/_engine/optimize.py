@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import ThreadpoolController
 
-from .objective import GLMObjective, Objective, subset_rows
+from .objective import _PROBE_SCALES, GLMObjective, Objective, subset_rows
 
 
 @dataclass
@@ -429,7 +429,7 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
 
 # Cholesky diagonals tried when one is found at zero (link-scale SDs of the internal,
 # standardised columns): small ones matter for large counts, whose data resolve them
-_PROBE_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+_PROBE_GRID = _PROBE_SCALES
 
 
 def _probe_zero_diagonal(obj, res, k, bounds):
@@ -446,7 +446,16 @@ def _probe_zero_diagonal(obj, res, k, bounds):
     obj.value_and_grad(res.x)
     at_x = obj.snapshot()
     scans = []
-    for sign in (1.0, -1.0) if partners else (None,):
+    batched = not partners and getattr(obj, "can_batch_scales", lambda: False)()
+    if batched:  # one scalar random effect: every value in one vectorised mode search
+        values = obj.laplace_at_scales(res.x, _PROBE_GRID)
+        scan = []
+        for t, val in zip(_PROBE_GRID, values):
+            xt = res.x.copy()
+            xt[k] = t
+            scan.append((float(val), xt))
+        scans.append(scan)
+    for sign in () if batched else (1.0, -1.0) if partners else (None,):
         scan = []
         for t in _PROBE_GRID:
             xt = res.x.copy()

@@ -19,6 +19,7 @@ from .block import (
     PaddedBlockSolver,
     SparseCoupledSolver,
 )
+from .crossed import LARGE_SCHUR, CrossedSolver, elimination_order
 from .nested import NestedSolver, elimination_costs, factor_codes, nesting_chain
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "SPARSE_COUPLING_MIN",
     "BlockSolver",
     "BlockedSolver",
+    "CrossedSolver",
     "InnerSolveFailure",
+    "LARGE_SCHUR",
     "NestedSolver",
     "NotPositiveDefinite",
     "PaddedBlockSolver",
@@ -41,7 +44,10 @@ def make_solver(cols: np.ndarray, Q: int, blocks: list[tuple[int, int, int]]):
     Elimination along nested factors when the first factor is nested in
     another (unless the factors crossed with the nesting make it the costlier
     way); otherwise the Schur complement over every factor after the first,
-    with the coupling block kept sparse when it would be mostly zeros.
+    with the coupling block kept sparse when it would be mostly zeros. A Schur
+    complement of :data:`LARGE_SCHUR` rows or more (thousands of items crossed
+    with users) goes to :class:`CrossedSolver`: one dense factorisation per
+    evaluation, and with two factors the cheaper of the two elimination orders.
     """
     codes = factor_codes(cols, blocks)
     chain = nesting_chain(codes, blocks)
@@ -49,6 +55,9 @@ def make_solver(cols: np.ndarray, Q: int, blocks: list[tuple[int, int, int]]):
         along_chain, schur = elimination_costs(codes, blocks, chain)
         if along_chain <= schur:
             return NestedSolver(cols, Q, blocks, chain)
+    _, Ge, qe = blocks[elimination_order(blocks)]
+    if Q - Ge * qe >= LARGE_SCHUR:
+        return CrossedSolver(cols, Q, blocks)
     _, G1, q1 = blocks[0]
     Q2 = Q - G1 * q1
     dense_size = G1 * q1 * Q2
