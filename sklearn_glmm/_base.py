@@ -394,6 +394,8 @@ class _BaseGLMM(BaseEstimator):
         # the result (fit_result_), the fitted attributes (unscaled), checks and warnings
         _results.set_fitted_attributes(self, obj, x, record, data, factors, bounds, pending)
         self._learn_support(yv, self.fit_result_.train["eta"], data.weights)
+        if hasattr(obj, "release_state"):  # the fitted model keeps the data, not the state
+            obj.release_state()
         return self
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):

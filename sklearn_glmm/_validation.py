@@ -153,9 +153,13 @@ def check_unique_columns(X) -> None:
 
 
 def as_float_vector(values, name: str, n_samples: int, *, default=None) -> np.ndarray:
-    """A finite float copy of a per-row argument (``offset``, ``trials``, ...)."""
+    """A finite float copy of a per-row argument (``offset``, ``trials``, ...).
+
+    Without ``values``, ``default`` in every row: a read-only view of one number, which
+    costs no memory per row.
+    """
     if values is None:
-        return np.full(n_samples, float(default)) if default is not None else None
+        return None if default is None else np.broadcast_to(float(default), (n_samples,))
     arr = np.asarray(values)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.ravel()

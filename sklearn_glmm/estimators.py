@@ -118,6 +118,11 @@ _COMMON_ATTRS = """
 """
 
 
+def _one_trial(n: int) -> np.ndarray:
+    """One trial in each of ``n`` rows: a read-only view of one number (no memory per row)."""
+    return np.broadcast_to(1.0, (n,))
+
+
 _COUNT_PARAMS = """\
     zero_inflation : bool or str, default=False
         ``True`` adds a constant zero-inflation probability (glmmTMB's
@@ -355,7 +360,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.classes_ = classes
         self._pos_index = _pos_index(classes, self.pos_label)
         self.pos_label_ = classes[self._pos_index]
-        return (yi == self._pos_index).astype(float), np.ones(n)
+        return (yi == self._pos_index).astype(float), _one_trial(n)
 
     def _proba_classes_1(self, p):
         """P(classes_[1]) from P(pos_label_)."""
@@ -495,7 +500,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
 
     def _prepare_y(self, y, n):
         yv = np.asarray(y, dtype=float)
-        return check_counts(yv), np.ones(n)
+        return check_counts(yv), _one_trial(n)
 
     def _learn_support(self, y, eta, weights):
         """Keep what ``max_count_`` and ``classes_`` are made from, when first read.

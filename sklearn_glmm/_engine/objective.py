@@ -341,8 +341,8 @@ class Objective:
         self.n_agq = n_agq
         self.pirls_max_iter = pirls_max_iter
         f0 = data.factors
-        cols = [f.offset + f.codes[:, None] * f.q + np.arange(f.q)[None, :] for f in f0]
-        self.cols = np.concatenate(cols, axis=1)  # (n, s)
+        # one factor's solver needs no columns of H per row (``cols`` makes them if asked)
+        self._cols = self._columns() if len(f0) > 1 else None
         self._single = len(f0) == 1
         self.groups = [GroupIndex(f.codes, f.n_levels) for f in f0]
         self.Q = data.n_u
@@ -372,6 +372,18 @@ class Objective:
         # search for the highest of several modes (families that are not log-concave);
         # switched on by the convergence checks (see sklearn_glmm._engine.converge)
         self.global_modes = False
+
+    @property
+    def cols(self) -> np.ndarray:
+        """Each row's columns of ``H`` (its random effects' indices), shape (n, s)."""
+        if self._cols is None:
+            self._cols = self._columns()
+        return self._cols
+
+    def _columns(self) -> np.ndarray:
+        f0 = self.data.factors
+        cols = [f.offset + f.codes[:, None] * f.q + np.arange(f.q)[None, :] for f in f0]
+        return np.concatenate(cols, axis=1)
 
     # -- pieces -----------------------------------------------------------
     def _unpack(self, params):
@@ -422,8 +434,11 @@ class Objective:
                     lam = np.zeros((f.q, f.q))
                     lam[first >= 0] = a[first[first >= 0]]  # absent times: no sums to carry
                     parts.append(np.matmul(lam.T, C).reshape(-1, v.shape[1]))
-                elif mat:
-                    parts.append(g.sum(a[:, :, None] * v[:, None, :]).reshape(-1, v.shape[1]))
+                elif mat:  # column by column: no (n, q, k) temporary
+                    out = np.empty((f.n_levels, f.q, v.shape[1]))
+                    for j in range(v.shape[1]):
+                        out[:, :, j] = g.sum(a * v[:, j, None])
+                    parts.append(out.reshape(-1, v.shape[1]))
                 else:
                     parts.append(g.sum(a * v[:, None]).ravel())
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -507,6 +522,7 @@ class Objective:
             near = dec < _NEAR_MODE  # full steps there (see _pirls_scalar)
             for _half in range(40):
                 u_try = u + t[self.u_unit] * step
+                eta_try = der_try = None  # the last try's arrays go first
                 eta_try = eta_fix + self._Au(a_vals, u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
@@ -812,7 +828,7 @@ class Objective:
         g = self.groups[0]
         a = a_vals[:, 0]
         a2 = a * a
-        eta = eta_fix + a * g.expand(u)
+        eta = self._scalar_eta(eta_fix, a, u)
         der = self._derivs(eta, extra)
         obj = g.sum(der.loglik) - 0.5 * u * u
         converged = False
@@ -842,7 +858,8 @@ class Objective:
             t = None
             accepted = False
             for _half in range(40):
-                eta_try = eta_fix + a * g.expand(u_try)
+                eta_try = der_try = None  # the last try's arrays go first
+                eta_try = self._scalar_eta(eta_fix, a, u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
                 ok = obj_try >= floor
@@ -860,7 +877,8 @@ class Objective:
                 # no decrease within 40 halvings: those levels stay where they were (the
                 # solve then fails unless they are already at their modes)
                 u_try = np.where(ok, u_try, u)
-                eta_try = eta_fix + a * g.expand(u_try)
+                eta_try = der_try = None
+                eta_try = self._scalar_eta(eta_fix, a, u_try)
                 der_try = self._derivs(eta_try, extra)
                 obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
             u, eta, der, obj = u_try, eta_try, der_try, obj_try
@@ -877,6 +895,13 @@ class Objective:
         self.u = u
         self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
         return u
+
+    def _scalar_eta(self, eta_fix, a, u):
+        """``eta_fix + a * u[codes]`` with one array of the rows' size."""
+        eta = self.groups[0].expand(u)
+        eta *= a
+        eta += eta_fix
+        return eta
 
     def _factorize(self, a_vals, w) -> bool:
         """Factorise H with the exact curvatures, or with negative ones clipped.
@@ -911,6 +936,9 @@ class Objective:
         self._last_key, self._last_grad = None, None
         beta, theta, extra = self._unpack(params)
         self.n_evals += 1
+        # the last point's per-row arrays are not read by the search (only its modes,
+        # ``self.u``): let them go before the new ones are made (a snapshot keeps its own)
+        self.state = None
         if not self._solve_modes(beta, theta, extra):
             return np.inf
         val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
@@ -964,18 +992,32 @@ class Objective:
         der, a_vals, u = s["der"], s["a_vals"], s["u"]
         if hasattr(self.solver, "row_solve"):  # large blocks: no (n, q, q) array
             K = self.solver.row_solve(a_vals)
+        elif type(self.solver) is BlockSolver:  # one factor: no (n, q, q) array either
+            K = self._row_solve_blocks(a_vals)
         else:
             K = np.einsum("nij,nj->ni", self.solver.local_inverse(), a_vals)
         c = np.einsum("ni,ni->n", K, a_vals)
         v = der.w3 * c
         m = self.solver.solve(self._Atv(a_vals, v))
         Am = self._Au(a_vals, m)
-        psi = -2.0 * der.d1 + v - der.w * Am
+        # per-row arrays in place and let go when done with (the order of operations
+        # kept): few arrays of the rows' size at once
+        psi = -2.0 * der.d1
+        psi += v
+        del v
+        psi -= der.w * Am
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
+        del c, Am
         g_beta = d.X.T @ psi
         g_theta = []
         # the mode equation G = Lambda'Z'd1 - u = 0 moves with (beta, theta) as
-        # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta
-        eta_moves = [d.X]
+        # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta;
+        # its right-hand sides -A'W deta/dparam column by column, as each move is made
+        R = np.empty((self.Q, d.n_beta + d.n_theta))
+        # a structured factor's time-indicator sums take all the columns at once
+        kept = [] if any(f.mapped for f in d.factors) else None
+        for j in range(d.n_beta):
+            self._put_rhs(R, j, a_vals, der.w, d.X[:, j], kept)
         direct = np.zeros((self.Q, d.n_theta))
         for f, gi in zip(d.factors, self.groups):
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
@@ -986,22 +1028,45 @@ class Objective:
                 moves, dirs, gs = self._structure_terms(f, gi, Uc, mf, psi, der, K)
                 for k, (mv, dr, g) in enumerate(zip(moves, dirs, gs)):
                     direct[sl, k0 + k] = dr.ravel()
-                    eta_moves.append(mv[:, None])
+                    self._put_rhs(R, d.n_beta + k0 + k, a_vals, der.w, mv, kept)
                     g_theta.append(g)
                 continue
             for r, col in zip(f.theta_rows, f.theta_cols):
                 zr = f.Z[:, r]
                 Dr = gi.sum(der.d1 * zr)
-                g = psi @ (zr * Uc[:, col]) + mf[:, col] @ Dr
+                mv = zr * Uc[:, col]
+                g = psi @ mv + mf[:, col] @ Dr
                 g += 2.0 * np.sum(der.w * zr * K[:, f.local + col])
                 direct[f.offset + col : sl.stop : f.q, len(g_theta)] = Dr
-                eta_moves.append((zr * Uc[:, col])[:, None])
+                self._put_rhs(R, d.n_beta + len(g_theta), a_vals, der.w, mv, kept)
                 g_theta.append(g)
-        R = -self._Atv(a_vals, der.w[:, None] * np.hstack(eta_moves))
+        if kept is not None:
+            R[:] = -self._Atv(a_vals, der.w[:, None] * np.column_stack(kept))
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
+
+    def _put_rhs(self, R, j, a_vals, w, move, kept) -> None:
+        """Column ``j`` of the mode equation's right-hand sides, ``-Lambda'Z'W move``:
+        made now (one column at a time, no (n, k) arrays), or ``move`` kept in ``kept``
+        for one pass over all of them."""
+        if kept is None:
+            R[:, j] = -self._Atv(a_vals, w * move)
+        else:
+            kept.append(move)
+
+    def _row_solve_blocks(self, a_vals) -> np.ndarray:
+        """``H_j^{-1} a_i`` for every row ``i`` (of level ``j``) of one factor's
+        :class:`BlockSolver`, shape (n, q): the sums over ``j`` of
+        ``einsum("nij,nj->ni", local_inverse(), a_vals)`` taken entry by entry."""
+        hinv, g, q = self.solver.hinv, self.groups[0], a_vals.shape[1]
+        K = np.zeros_like(a_vals)
+        for i in range(q):
+            for j in range(q):
+                t = g.expand(hinv[:, i, j])
+                t *= a_vals[:, j]
+                K[:, i] += t
+        return K
 
     def _directions(self, f) -> np.ndarray:
         """``d Lambda / d p_k`` of a structured factor at the current parameters,
@@ -1049,22 +1114,31 @@ class Objective:
         der, u = s["der"], s["u"]
         a, zr = s["a_vals"][:, 0], d.factors[0].Z[:, 0]
         hinv = self.solver.hinv[:, 0, 0]
-        k = a * g.expand(hinv)  # H^{-1} a_i, the row's K
+        # per-row arrays in place where the order of operations allows: few temporaries
+        k = g.expand(hinv)
+        k *= a  # H^{-1} a_i, the row's K
         c = k * a
         v = der.w3 * c
         m = hinv * g.sum(a * v)
-        Am = a * g.expand(m)
-        psi = -2.0 * der.d1 + v - der.w * Am
+        Am = g.expand(m)
+        Am *= a
+        psi = -2.0 * der.d1
+        psi += v
+        del v
+        psi -= der.w * Am
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
+        del c, Am
         u_rows = g.expand(u)
         dz = g.sum(der.d1 * zr)
         wz = der.w * zr
         g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
+        del wz, k
         # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of the
         # mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
         wa = der.w * a
         J = np.empty((len(u), d.n_beta + 1))
-        J[:, :-1] = g.sum(wa[:, None] * d.X) * -hinv[:, None]
+        for j in range(d.n_beta):  # column by column: no (n, p) temporary
+            J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
         J[:, -1] = hinv * (dz - g.sum(wa * zr * u_rows))
         self._predictor = (u, s["bt"], J)
         return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
@@ -1079,22 +1153,29 @@ class Objective:
         """
         d, s = self.data, self.state
         u, J = s["u"], self._predictor[2]
-        cols = [d.X]
+        # the columns of D written in place, one at a time
+        D = np.empty((d.X.shape[0], d.n_beta + d.n_theta))
+        D[:, : d.n_beta] = d.X
+        k = d.n_beta
         for f, gi in zip(d.factors, self.groups):
             Uc = gi.expand(u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q))
             if f.mapped:
                 for dL in self._directions(f):
-                    cols.append(np.einsum("nq,nq->n", f.Z, Uc @ dL.T)[:, None])
+                    D[:, k] = np.einsum("nq,nq->n", f.Z, Uc @ dL.T)
+                    k += 1
                 continue
             for r, col in zip(f.theta_rows, f.theta_cols):
-                cols.append((f.Z[:, r] * Uc[:, col])[:, None])
-        D = np.hstack(cols)
+                np.multiply(f.Z[:, r], Uc[:, col], out=D[:, k])
+                k += 1
+            del Uc
         for f, gi in zip(d.factors, self.groups):
             Jf = J[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q, -1)
             a = s["a_vals"][:, f.local : f.local + f.q]
-            D += np.einsum("nq,nqk->nk", a, gi.expand(Jf))
+            for k in range(D.shape[1]):  # column by column: no (n, q, k) temporary
+                D[:, k] += np.einsum("nq,nq->n", a, gi.expand(Jf[:, :, k]))
         w = np.maximum(s["der"].w, 0.0)
-        return 2.0 * (w @ (D * D)) + 2.0 * np.einsum("qk,qk->k", J, J)
+        D *= D
+        return 2.0 * (w @ D) + 2.0 * np.einsum("qk,qk->k", J, J)
 
     def _extra_gradient(self, eta, extra, c, Am):
         """Derivatives in the family's extra parameters: the family's own
@@ -1117,16 +1198,64 @@ class Objective:
             rows[k] = -2.0 * dl + c * dw + Am * dd1
         return d.extra_gradient(rows)
 
-    def snapshot(self):
-        """Everything an evaluation changes: the mode, its factorisation, the memo."""
+    # the state at the last point evaluated; after :meth:`restore`, made again when read
+    _state = None
+    _pending = None  # (u, params) of a restored state not made yet
+
+    @property
+    def state(self):
+        """The last evaluation's mode and per-row arrays (None after a failed one)."""
+        if self._pending is not None:
+            self._make_restored_state()
+        return self._state
+
+    @state.setter
+    def state(self, value):
+        self._pending = None
+        self._state = value
+
+    def _make_restored_state(self) -> None:
+        """The state at a restored point, from its mode: the search from there takes no
+        step, so the arrays are those of the evaluation that found the mode."""
+        u, at = self._pending
+        self._pending = None
         memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
-        return self.u, getattr(self, "state", None), memo, self.solver.snapshot()
+        solver, iterations = self.solver.snapshot(), self.pirls_iterations
+        self.pirls(*self._unpack(at), u0=u)
+        self._state["u"] = u  # the same values; the object the predictor refers to
+        self.u, self.pirls_iterations = u, iterations
+        self._last_key, self._last_val, self._last_grad, self._predictor = memo
+        self.solver.restore(solver)
+
+    def snapshot(self):
+        """Everything an evaluation changes: the mode, its factorisation, the memo.
+
+        Not the per-row arrays of the state (the size of the data): after
+        :meth:`restore` they are made again from the mode when first read.
+        """
+        memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
+        state, at = self._state, None
+        if self._pending is not None:
+            at = self._pending[1]
+        elif state is not None and self._last_key is not None:  # else the state is kept
+            state, at = None, np.frombuffer(self._last_key[0]).copy()
+        return self.u, (state, at), memo, self.solver.snapshot()
 
     def restore(self, snap) -> None:
         """Return to the point of :meth:`snapshot` without evaluating it again."""
-        self.u, self.state, memo, solver = snap
+        u, (state, at), memo, solver = snap
+        self.state = state
+        self.u = u
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
         self.solver.restore(solver)
+        if at is not None:
+            self._pending = (u, at)
+
+    def release_state(self) -> None:
+        """Let the last evaluation's per-row arrays go (a fitted model keeps its
+        objective): the next call evaluates again, from the modes kept in ``u``."""
+        self.state = None
+        self._last_key, self._last_grad = None, None
 
     def value_and_grad(self, params):
         val = self.evaluate(params)

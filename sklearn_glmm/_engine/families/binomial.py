@@ -57,21 +57,35 @@ class Binomial(Family):
             return _probit_derivs(y, eta, trials, weights, self._const(y, trials, const))
         if isinstance(self.link, CLogLogLink):
             return _cloglog_derivs(y, eta, trials, weights, self._const(y, trials, const))
-        # with e = exp(-|eta|) in (0, 1]: expit, mu (1 - mu) and log(1 + exp(eta))
-        # are free of overflow and cancellation on both sides of 0
-        e = np.exp(-np.abs(eta))
-        r = 1.0 / (1.0 + e)
-        mu = np.where(eta >= 0.0, r, e * r)
-        v = e * r * r
-        log1pexp = np.log1p(e) + np.maximum(eta, 0.0)
+        if not (isinstance(eta, np.ndarray) and eta.ndim and eta.dtype == np.float64):
+            return _logit_derivs(y, eta, trials, weights, self._const(y, trials, const))
+        # (computed in place, in the same order of operations as _logit_derivs: large
+        # data make few temporaries of their size)
+        e = np.abs(eta)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        r = 1.0 + e
+        np.divide(1.0, r, out=r)
+        mu = e * r
+        np.copyto(mu, r, where=eta >= 0.0)
+        v = e * r
+        v *= r
+        del r
+        log1pexp = np.log1p(e, out=e)
+        log1pexp += np.maximum(eta, 0.0)
         const = self.constant(y, trials) if const is None else const
+        loglik = y * eta
         if trials is None:
-            loglik = y * eta - log1pexp + const
+            loglik -= log1pexp
             d1, w = y - mu, v
         else:
-            loglik = y * eta - trials * log1pexp + const
+            loglik -= trials * log1pexp
             d1, w = y - trials * mu, trials * v
-        w3 = w * (1.0 - 2.0 * mu)
+        del log1pexp, e
+        loglik += const
+        t = np.multiply(mu, 2.0, out=mu)
+        np.subtract(1.0, t, out=t)
+        w3 = w * t
         return _weighted(weights, loglik, d1, w, w3)
 
     def _const(self, y, trials, const):
@@ -94,6 +108,25 @@ class Binomial(Family):
 
     def cdf(self, y, mu, trials, extra=()):
         return stats.binom.cdf(y, trials, mu)
+
+
+def _logit_derivs(y, eta, trials, weights, const):
+    """The logit link's derivatives of :meth:`Binomial.derivs` for any ``eta`` (a
+    scalar too): with e = exp(-|eta|) in (0, 1], expit, mu (1 - mu) and
+    log(1 + exp(eta)) are free of overflow and cancellation on both sides of 0."""
+    e = np.exp(-np.abs(eta))
+    r = 1.0 / (1.0 + e)
+    mu = np.where(eta >= 0.0, r, e * r)
+    v = e * r * r
+    log1pexp = np.log1p(e) + np.maximum(eta, 0.0)
+    if trials is None:
+        loglik = y * eta - log1pexp + const
+        d1, w = y - mu, v
+    else:
+        loglik = y * eta - trials * log1pexp + const
+        d1, w = y - trials * mu, trials * v
+    w3 = w * (1.0 - 2.0 * mu)
+    return _weighted(weights, loglik, d1, w, w3)
 
 
 def _failures(y, trials):

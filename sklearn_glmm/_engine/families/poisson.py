@@ -19,14 +19,18 @@ class Poisson(Family):
     log_concave = True  # w >= 0 everywhere
 
     def constant(self, y, trials):
-        """Parameter-free terms: -log y!, log y and the zero indicator for large counts."""
-        return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
+        """Parameter-free terms: -log y!, log y and the zero indicator for large counts
+        (``log y`` only with them: the log-density of small counts does not read it)."""
+        zero = _large_count_zeros(y)
+        return -special.gammaln(y + 1.0), None if zero is None else _log_y(y), zero
 
     def derivs(self, y, eta, trials, weights, extra=(), const=None):
         mu = _exp(eta)
         neg_log_fact, log_y, zero = self.constant(y, trials) if const is None else const
         if zero is None:
-            loglik = y * eta - mu + neg_log_fact
+            loglik = y * eta  # in place, the same order of operations: few temporaries
+            loglik -= mu
+            loglik += neg_log_fact
         else:
             # large counts: y log(mu / y) - (mu - y) + log p(y | y), free of the cancellation
             # of y * eta and mu (each ~1e9 when y = 1e8, their difference O(1))

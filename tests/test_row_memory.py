@@ -1,0 +1,164 @@
+"""The passes over rows written for memory (in place, column by column) give the values
+of the plain formulas they replace."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from objectives import simulated_objective
+
+from sklearn_glmm import BinomialGLMM, PoissonGLMM
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.families.binomial import _logit_derivs
+from sklearn_glmm._engine.groups import GroupIndex
+from sklearn_glmm._validation import as_float_vector, check_weights
+
+
+def _objective(fam, qs, levels=(40,), n=600, seed=3):
+    rng = np.random.default_rng(seed)
+    codes = [rng.integers(0, g, n) for g in levels]
+    return simulated_objective(fam, False, codes, qs, rng, 0.7)
+
+
+@pytest.mark.parametrize("with_trials", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_logit_derivs_in_place_are_the_plain_formulas_bit_for_bit(with_trials, weighted):
+    fam = make_family("binomial", False)
+    rng = np.random.default_rng(0)
+    eta = np.r_[rng.normal(0.0, 6.0, 2000), 800.0, -800.0, 0.0, -0.0, 1e-300]
+    n = len(eta)
+    trials = np.full(n, 4.0) if with_trials else None
+    y = rng.integers(0, 5 if with_trials else 2, n).astype(float)
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    const = fam.constant(y, trials)
+    got = fam.derivs(y, eta, trials, w, (), const)
+    want = _logit_derivs(y, eta, trials, w, const)
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b)
+    # a scalar linear predictor takes the plain formulas
+    s = fam.derivs(1.0, 0.3, None, None, (), 0.0)
+    assert s.loglik == pytest.approx(0.3 - np.log1p(np.exp(0.3)))
+
+
+def test_poisson_derivs_in_place_keep_the_plain_loglik():
+    fam = make_family("poisson", False)
+    rng = np.random.default_rng(1)
+    eta = rng.normal(0.0, 1.0, 3000)
+    y = rng.poisson(np.exp(eta)).astype(float)
+    const = fam.constant(y, None)
+    assert const[2] is None and const[1] is None  # small counts: no zeros, no log y
+    got = fam.derivs(y, eta, None, None, (), const).loglik
+    assert np.array_equal(got, y * eta - np.exp(eta) + const[0])
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_matrix_sums_onto_random_effects_column_by_column(contiguous):
+    obj, params = _objective("binomial", (2,))
+    obj.evaluate(params)
+    a_vals = obj.state["a_vals"]
+    v = np.random.default_rng(2).normal(size=(len(a_vals), 5))
+    g = obj.groups[0]
+    if contiguous:  # rows sorted by level: the reduceat path
+        order = np.argsort(obj.data.factors[0].codes, kind="stable")
+        g = GroupIndex(obj.data.factors[0].codes[order], obj.data.factors[0].n_levels)
+        assert g.contiguous
+        obj.groups = [g]
+        a_vals, v = a_vals[order], v[order]
+    want = g.sum(a_vals[:, :, None] * v[:, None, :]).reshape(-1, v.shape[1])
+    assert np.array_equal(obj._Atv(a_vals, v), want)
+    for j in range(v.shape[1]):
+        np.testing.assert_array_equal(obj._Atv(a_vals, v[:, j]), want[:, j])
+
+
+def test_row_solve_of_one_factor_equals_the_local_inverse_product():
+    obj, params = _objective("poisson", (2,))
+    obj.evaluate(params)
+    a_vals = obj.state["a_vals"]
+    want = np.einsum("nij,nj->ni", obj.solver.local_inverse(), a_vals)
+    np.testing.assert_allclose(obj._row_solve_blocks(a_vals), want, rtol=1e-15, atol=1e-300)
+
+
+def test_gradient_and_gauss_newton_diagonal_are_unchanged_by_the_column_passes():
+    """The gradient's and the Gauss-Newton diagonal's column-by-column products against
+    the (n, k) formulas they replace."""
+    obj, params = _objective("binomial", (2,))
+    obj.value_and_grad(params)
+    s, d, gi = obj.state, obj.data, obj.groups[0]
+    u, J = s["u"], obj._predictor[2]
+    f = d.factors[0]
+    Uc = gi.expand(u.reshape(f.n_levels, f.q))
+    cols = [d.X] + [(f.Z[:, r] * Uc[:, c])[:, None] for r, c in zip(f.theta_rows, f.theta_cols)]
+    D = np.hstack(cols)
+    Jf = J.reshape(f.n_levels, f.q, -1)
+    D = D + np.einsum("nq,nqk->nk", s["a_vals"], gi.expand(Jf))
+    w = np.maximum(s["der"].w, 0.0)
+    want = 2.0 * (w @ (D * D)) + 2.0 * np.einsum("qk,qk->k", J, J)
+    np.testing.assert_allclose(obj.gauss_newton_diagonal(), want, rtol=1e-13)
+
+
+def test_default_weights_and_offset_are_read_only_views():
+    w = check_weights(None, 5)
+    off = as_float_vector(None, "offset", 5, default=0.0)
+    assert w.strides == (0,) and not w.flags.writeable and np.all(w == 1.0)
+    assert off.strides == (0,) and np.all(off == 0.0)
+    assert as_float_vector(None, "trials", 5) is None
+
+
+@pytest.mark.parametrize("est", [PoissonGLMM(), BinomialGLMM(random_effects="1 + x0")])
+def test_explicit_unit_weights_and_zero_offset_fit_the_same(est):
+    rng = np.random.default_rng(4)
+    n, g = 1200, rng.integers(0, 60, 1200)
+    X = rng.normal(size=(n, 2))
+    eta = 0.2 + 0.4 * X[:, 0] + rng.normal(0, 0.6, 60)[g]
+    if isinstance(est, PoissonGLMM):
+        y = rng.poisson(np.exp(eta)).astype(float)
+    else:
+        y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = type(est)(**est.get_params()).fit(X, y, groups=g)
+        b = type(est)(**est.get_params()).fit(
+            X, y, groups=g, sample_weight=np.ones(n), offset=np.zeros(n)
+        )
+    assert a.loglik_ == b.loglik_
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_fitted_objective_keeps_no_state_and_evaluates_again():
+    rng = np.random.default_rng(5)
+    n, g = 1500, rng.integers(0, 80, 1500)
+    X = rng.normal(size=(n, 1))
+    y = rng.poisson(np.exp(0.3 + 0.2 * X[:, 0] + rng.normal(0, 0.5, 80)[g])).astype(float)
+    m = PoissonGLMM().fit(X, y, groups=g)
+    obj = m.fit_result_.objective
+    assert obj.state is None
+    assert obj.evaluate(m.fit_result_.params) == pytest.approx(-2.0 * m.loglik_, rel=1e-12)
+    assert obj.state is not None
+    # the columns of H per row of a single factor are made only when asked for
+    assert obj._cols is None or obj._cols.shape == (n, 1)
+    assert obj.cols.shape == (n, 1)
+
+
+@pytest.mark.parametrize("fam,qs", [("poisson", (1,)), ("binomial", (2,)), ("poisson", (2, 1))])
+def test_restore_makes_the_same_state_from_the_mode(fam, qs):
+    levels = (40,) if len(qs) == 1 else (40, 7)
+    obj, params = _objective(fam, qs, levels=levels)
+    val, grad = obj.value_and_grad(params)
+    before = {k: v for k, v in obj.state.items()}
+    snap = obj.snapshot()
+    assert snap[1][0] is None  # the snapshot holds no per-row arrays
+    obj.value_and_grad(params * 1.1)
+    obj.restore(snap)
+    assert obj._state is None  # made when read
+    after = obj.state
+    for key in ("u", "eta", "a_vals", "eta_fix"):
+        np.testing.assert_array_equal(after[key], before[key])
+    for a, b in zip(after["der"], before["der"]):
+        np.testing.assert_array_equal(a, b)
+    assert after["u"] is obj.u
+    v2, g2 = obj.value_and_grad(params)  # the memo, as before
+    assert v2 == val
+    np.testing.assert_array_equal(g2, grad)
+    np.testing.assert_array_equal(obj.gradient(params), grad)
