@@ -338,3 +338,11 @@ def test_bad_hurdle_terms_raise_clear_errors():
 def test_formula_refuses_a_random_effect_in_a_hurdles_ziformula():
     with pytest.raises((ValueError, NotImplementedError), match="not supported"):
         glmmTMB("yhp ~ x + (1 | id)", hp_data(), family="truncated_poisson", ziformula="~ (1 | id)")
+
+
+def test_bootstrap_intervals_cover_the_zero_part_and_dispersion_rows():
+    m = fitted("hnb2_zw_dx")
+    ci = quiet_fit(m.confint, method="bootstrap", n_boot=10, random_state=0)
+    for name in ["zi~(Intercept)", "zi~w", "disp~(Intercept)", "disp~x"]:
+        lo, hi = ci.loc[name, ["lower", "upper"]]
+        assert np.isfinite(lo) and np.isfinite(hi) and lo < hi, name
