@@ -346,3 +346,30 @@ def test_bootstrap_intervals_cover_the_zero_part_and_dispersion_rows():
     for name in ["zi~(Intercept)", "zi~w", "disp~(Intercept)", "disp~x"]:
         lo, hi = ci.loc[name, ["lower", "upper"]]
         assert np.isfinite(lo) and np.isfinite(hi) and lo < hi, name
+
+
+def test_profile_interval_of_a_zero_part_coefficient():
+    m = fitted("hp_zx")
+    wald = m.confint(parm=["zi~x"])
+    prof = m.confint(parm=["zi~x"], method="profile")
+    lo, hi = prof.loc["zi~x", ["lower", "upper"]]
+    assert lo < m.zero_inflation_effects_.loc["x", "estimate"] < hi
+    width = wald.loc["zi~x", "upper"] - wald.loc["zi~x", "lower"]
+    assert abs((hi - lo) - width) < 0.25 * width
+
+
+def test_gradient_with_quadrature():
+    # adaptive Gauss-Hermite quadrature with per-row zero part and dispersion values
+    X, g = _x()
+    est = NegBinGLMM(hurdle="1 + w", dispersion="1 + x", n_agq=5)
+    m = quiet_fit(est.fit, X, hp_data()["yhnb2"], groups=g)
+    assert m.converged_
+    obj = m._objective
+    x = m._params + np.random.default_rng(4).normal(0.0, 0.05, len(m._params))
+    _, grad = obj.value_and_grad(x)
+    for k in range(len(x)):
+        up, dn = x.copy(), x.copy()
+        up[k] += 1e-5
+        dn[k] -= 1e-5
+        fd = (obj.evaluate(up) - obj.evaluate(dn)) / 2e-5
+        assert grad[k] == pytest.approx(fd, rel=1e-5, abs=1e-5), k
