@@ -437,7 +437,7 @@ class _BaseGLMM(BaseEstimator):
         designs of the family's blocks) is left in ``_pending_result``, which ``fit``
         hands to the result.
         """
-        zi_term = _zi.zero_inflation_term(getattr(self, "zero_inflation", None))
+        zi_term, zi_what = self._zero_part_term()
         disp_term = _disp.dispersion_term(getattr(self, "dispersion", None))
         family = self._family()
         family.check_outcome(yv, w)
@@ -476,16 +476,28 @@ class _BaseGLMM(BaseEstimator):
             [f.structure for f in factors],
         )
         pending = dict(scaling=scaling, z_maps=tuple(z_maps), factor_order=factor_order)
-        designs = self._block_designs_of(family, zi_term, disp_term, X_raw, names, pending)
+        designs = self._block_designs_of(
+            family, (zi_term, zi_what), disp_term, X_raw, names, pending
+        )
         self._pending_result = pending
         return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
 
-    def _block_designs_of(self, family, zi_term, disp_term, X_raw, names, pending):
+    def _zero_part_term(self):
+        """The zero part's term and the parameter that gave it: ``zero_inflation``'s, or
+        a hurdle's (``hurdle="1 + x"``: glmmTMB's ``truncated_*`` family with
+        ``ziformula = ~ x``; ``hurdle=True`` is the constant)."""
+        hurdle = getattr(self, "hurdle", False)
+        if isinstance(hurdle, str):
+            return _zi.zero_inflation_term(hurdle, what="hurdle"), "hurdle"
+        return _zi.zero_inflation_term(getattr(self, "zero_inflation", None)), "zero_inflation"
+
+    def _block_designs_of(self, family, zi_part, disp_term, X_raw, names, pending):
         """The designs of the family's blocks with their own predictors (the
         zero-inflation and dispersion models), put in ``pending``: ``zi_design``,
         ``disp_design`` and ``block_designs`` (one design or None per block; None when
         every block is a scalar). Returns the internal matrices the engine gets."""
-        zi_design = None if zi_term is None else _zi.make_design(zi_term, X_raw, names)
+        zi_term, zi_what = zi_part
+        zi_design = None if zi_term is None else _zi.make_design(zi_term, X_raw, names, zi_what)
         disp_design = None
         if disp_term is not None:
             if not any(b.prefix == "disp" for b in family.blocks):

@@ -276,6 +276,11 @@ class _RawDataPredictions:
             eta, _ = self._linear_predictor(inputs.X, inputs.groups, inputs.offset, "zero")
             return inputs.fill(eta)
         family = self.fit_result_.family
+        if type == "zprob" and any(b.prefix == "zi" for b in family.blocks):
+            # glmmTMB's: a hurdle's probability of a zero (a truncated family's ziformula)
+            pi = estimators._CountGLMM.predict_zero_inflation(self, inputs.X)
+            if not getattr(family, "zero_inflated", 0):
+                return inputs.fill(pi)
         if type in ("zprob", "conditional") and getattr(family, "zero_inflated", 0):
             # glmmTMB's: the structural-zero probability, and the count model's mean
             pi = estimators._CountGLMM.predict_zero_inflation(self, inputs.X)

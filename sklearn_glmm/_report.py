@@ -151,8 +151,9 @@ def _structured_sentence(f, ci, digits, scale) -> str:
     )
 
 
-def _zero_inflation_sentence(est, digits) -> str:
-    """The zero-inflation model with predictors: its logit-scale slopes and mean probability."""
+def _zero_inflation_sentence(est, block, digits) -> str:
+    """The zero-inflation model (a hurdle's zero part) with predictors: its logit-scale
+    slopes and mean probability."""
     table = est.zero_inflation_effects_
     slopes = [
         f"{name} {row['estimate']:.{digits}f} (SE {row['std_error']:.{digits}f}, "
@@ -160,10 +161,11 @@ def _zero_inflation_sentence(est, digits) -> str:
         for name, row in table.iterrows()
         if name != "(Intercept)"
     ]
+    label = block.label[0].lower() + block.label[1:]
     return (
-        "The zero-inflation probability was modelled on the logit scale with coefficients "
+        f"The {label} was modelled on the logit scale with coefficients "
         f"{'; '.join(slopes)}; its mean over the observations was "
-        f"{est.zero_inflation_:.{digits}f}."
+        f"{getattr(est, block.attribute):.{digits}f}."
     )
 
 
@@ -189,7 +191,7 @@ def _dispersion_sentences(est, digits):
     res = est.fit_result_
     for b in res.family.blocks:
         if res.zi_design is not None and b.summary == "logit table":
-            out.append(_zero_inflation_sentence(est, digits))
+            out.append(_zero_inflation_sentence(est, b, digits))
             continue
         if res.disp_design is not None and b.prefix == "disp":
             out.append(_dispersion_model_sentence(est, b, digits))

@@ -65,14 +65,19 @@ class ZeroInflationDesign:
         return self.raw(X) @ gamma
 
 
-def zero_inflation_term(spec):
+def zero_inflation_term(spec, what: str = _WHAT):
     """``None`` (no zero inflation, or the constant: ``spec`` is a bool or an intercept
-    alone), or the parsed term of a string ``spec``; a clear error for anything else."""
+    alone), or the parsed term of a string ``spec``; a clear error for anything else.
+
+    ``what`` names the estimator parameter: ``"zero_inflation"``, or ``"hurdle"`` for a
+    hurdle model's zero part (``hurdle="1 + x"``, glmmTMB's ``truncated_*`` family with
+    ``ziformula = ~ x``), which is written and fitted the same way.
+    """
     if spec is None or isinstance(spec, (bool, np.bool_)):
         return None
     if not isinstance(spec, str):
         raise TypeError(
-            f"{_WHAT} must be False, True or a term string such as '1 + time', got "
+            f"{what} must be False, True or a term string such as '1 + time', got "
             f"{type(spec).__name__}."
         )
     text = spec.strip()
@@ -80,20 +85,20 @@ def zero_inflation_term(spec):
         text = text[1:].strip()
     if "|" in text:
         raise ValueError(
-            f"{_WHAT}={spec!r}: a random effect in the zero-inflation model (glmmTMB's "
-            "ziformula = ~ (1 | g)) is not supported; the zero-inflation probability may "
-            "depend on fixed predictors only, e.g. zero_inflation='1 + time'."
+            f"{what}={spec!r}: a random effect in the zero-inflation model (glmmTMB's "
+            "ziformula = ~ (1 | g)) is not supported; the probability of a zero may "
+            f"depend on fixed predictors only, e.g. {what}='1 + time'."
         )
     try:
         term = parse_term(text)
     except ValueError as err:
         raise ValueError(
-            f"{_WHAT}={spec!r} is not a valid term: {err} Write fixed predictors by their "
+            f"{what}={spec!r} is not a valid term: {err} Write fixed predictors by their "
             "feature names, e.g. '1 + time' or '0 + dose'."
         ) from None
     if term.diagonal or term.structure is not None:
         raise ValueError(
-            f"{_WHAT}={spec!r}: diag(...), '||' and covariance structures apply to random "
+            f"{what}={spec!r}: diag(...), '||' and covariance structures apply to random "
             "effects only."
         )
     return None if not term.slopes else term

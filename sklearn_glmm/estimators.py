@@ -132,11 +132,15 @@ _COUNT_PARAMS = """\
         ``zero_inflation_effects_`` holds its coefficients, and predictions use
         each row's probability. ``"1"`` is the constant model (``True``).
         Random effects in the zero-inflation model are not supported.
-    hurdle : bool, default=False
-        A hurdle model: a constant probability of a zero, and above zero the
-        count family truncated at zero, with the random effects (glmmTMB's
+    hurdle : bool or str, default=False
+        A hurdle model: a probability of a zero, and above zero the count
+        family truncated at zero, with the random effects (glmmTMB's
         ``truncated_poisson`` / ``truncated_nbinom2`` / ``truncated_nbinom1``
-        with ``ziformula = ~1``). Not with ``zero_inflation`` or ``truncated``.
+        with ``ziformula``). ``True`` is a constant probability
+        (``ziformula = ~1``); a term string over feature names, as for
+        ``zero_inflation`` (``"1 + time"``), gives it its own linear predictor on
+        the logit scale (``ziformula = ~ time``), tabled in
+        ``zero_inflation_effects_``. Not with ``zero_inflation`` or ``truncated``.
     truncated : bool, default=False
         The zero-truncated count model, for counts of at least 1 (glmmTMB's
         ``truncated_*`` families without ``ziformula``); zeros in ``y`` are an
@@ -456,7 +460,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
     _parameter_constraints = {
         **_PARAMETER_CONSTRAINTS,
         "zero_inflation": ["boolean", str],
-        "hurdle": ["boolean"],
+        "hurdle": ["boolean", str],
         "truncated": ["boolean"],
         "max_count": [Interval(Integral, 0, None, closed="left"), None],
     }
@@ -572,6 +576,8 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
 
         The zero-inflation model's probability for the rows of ``X``: the constant
         ``zero_inflation_`` for ``zero_inflation=True``, each row's own with predictors.
+        For a hurdle model, the probability of a zero (``zero_prob_``, or each row's
+        with ``hurdle="1 + x"``).
         It does not depend on the random effects.
 
         Returns
@@ -579,12 +585,14 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         pi : ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "coef_")
-        if not self.fit_result_.family.zero_inflated:
+        block = next((b for b in self.fit_result_.family.blocks if b.prefix == "zi"), None)
+        if block is None:
             raise ValueError(
                 f"this {type(self).__name__} has no zero inflation (zero_inflation=False)."
             )
         if self.fit_result_.zi_design is None:
-            return np.full(self._validate_X(X, reset=False)[0].shape[0], self.zero_inflation_)
+            value = getattr(self, block.attribute)
+            return np.full(self._validate_X(X, reset=False)[0].shape[0], value)
         logit = self._family_values(X)[-1]
         return 1.0 / (1.0 + np.exp(-logit))
 

@@ -782,8 +782,9 @@ def glmer(
         zero-inflation probability, ``"~0"`` none, and ``"~ x"`` a logit-linear model
         of it (``zero_inflation_effects_``, R's ``fixef(m)$zi``). Its variables must
         also be in the conditional model's fixed part; random effects in it
-        (``~ (1 | g)``) are not supported. With a ``truncated_*`` family, ``"~1"`` is the hurdle's
-        probability of a zero, as in glmmTMB.
+        (``~ (1 | g)``) are not supported. With a ``truncated_*`` family it is the hurdle's
+        probability of a zero, as in glmmTMB: ``"~1"`` a constant, ``"~ x"`` a
+        logit-linear model of it (``hurdle="1 + x"``).
     dispformula : str or None, default=None
         glmmTMB's dispersion formula (``nbinom2``, ``nbinom1``, ``betabinomial``):
         ``"~1"`` (the default) one dispersion, ``"~ x"`` a log-linear model of it
@@ -870,12 +871,11 @@ def glmer(
     if zero_inflation is True:
         params = with_zero_part(params)
     elif zero_inflation:
-        if params.get("truncated"):
-            raise NotImplementedError(
-                f"ziformula={ziformula!r} with a truncated family: the hurdle's probability "
-                "of a zero with predictors is not supported; use ziformula='~1'."
-            )
-        params["zero_inflation"] = zero_inflation
+        if params.pop("truncated", False):
+            # a truncated family's ziformula is the hurdle's zero part, as in glmmTMB
+            params["hurdle"] = zero_inflation
+        else:
+            params["zero_inflation"] = zero_inflation
     if dispersion is not None:
         columns = list(design.X.columns)
         params["dispersion"] = _zi_term(dispersion, data.loc[keep], columns, "dispformula")

@@ -189,10 +189,9 @@ class Summary:
         modelled = modelled_outcome(est)
         if modelled is not None:
             lines.append(f" Modelled: {modelled}")
-        if fam.zero_inflated:
+        if fam.zero_inflated or fam.zero_formula is not None:
+            # a hurdle's zero part too: glmmTMB's ziformula of a truncated family
             lines.append(f" Zero inflation: {zero_inflation_formula(est)}")
-        elif fam.zero_formula is not None:
-            lines.append(f" Zero inflation: {fam.zero_formula}")
         if est.fit_result_.disp_design is not None:
             lines.append(f" Dispersion: {dispersion_formula(est)}")
         return lines

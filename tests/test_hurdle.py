@@ -649,13 +649,18 @@ def test_hurdle_estimators_keep_the_scikit_learn_contract(estimator):
 
 
 @pytest.mark.parametrize("kind", ["hurdle", "truncated"])
-def test_a_dispersion_model_is_refused_for_hurdle_and_truncated_models(kind):
+def test_a_dispersion_model_fits_for_hurdle_and_truncated_models(kind):
+    # glmmTMB's dispformula = ~ x with truncated_nbinom2 (references against glmmTMB:
+    # tests/test_hurdle_predictors.py)
     rng = np.random.default_rng(0)
     n = 200
     X = pd.DataFrame({"x": rng.normal(size=n)})
     y = rng.poisson(2.0, n) + (1 if kind == "truncated" else 0)
-    with pytest.raises(NotImplementedError, match="dispersion model is not available"):
-        NegBinGLMM(dispersion="1 + x", **{kind: True}).fit(X, y, groups=rng.integers(0, 10, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NegBinGLMM(dispersion="1 + x", **{kind: True}).fit(X, y, groups=rng.integers(0, 10, n))
+    assert list(m.dispersion_effects_.index) == ["(Intercept)", "x"]
+    assert np.isfinite(m.loglik_)
 
 
 def test_the_hurdle_zero_part_has_its_coefficient_table():

@@ -231,6 +231,8 @@ HURDLE_ZERO = ParameterBlock(
     label="Probability of a zero (hurdle)",
     summary="logit table",
     section="Zero-inflation model (hurdle: P(Y = 0), logit scale):",
+    # glmmTMB models the hurdle's zero part with ziformula: rows zi~x, fixef(m)$zi
+    prefix="zi",
     effects="zero_inflation_effects_",
     sentence="The estimated probability of a zero (the hurdle) was {value}.",
     at_bound_sentence="The probability of a zero was estimated at 0 (its boundary): the data "

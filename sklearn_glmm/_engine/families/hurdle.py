@@ -10,7 +10,10 @@ A hurdle model adds a zero part: ``P(Y = 0) = pi`` and
 ``P(Y = y) = (1 - pi) f(y | mu) / (1 - f(0 | mu))`` for ``y > 0`` (glmmTMB's
 ``truncated_poisson`` / ``truncated_nbinom2`` / ``truncated_nbinom1`` with
 ``ziformula = ~1``). The random effects enter the count part; ``logit pi`` is a
-parameter block. The two parts factorise: the zeros carry no information on the
+parameter block, a constant or, with a design (glmmTMB's ``ziformula = ~ x``), one
+value per row. The count family's own parameters (NB2 ``log theta``, NB1 ``log phi``)
+may be per row too (a dispersion model, ``dispformula = ~ x``): every term is
+elementwise in them. The two parts factorise: the zeros carry no information on the
 count part.
 
 Writing ``s = -log f(0 | mu)`` (the count family's "zero rate": ``mu`` for the
@@ -28,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from ..blocks import HURDLE_ZERO
+from ..blocks import HURDLE_ZERO, rows_of, shift_block
 from .base import _ETA_MAX, _GH_W, _GH_Z, Family, _weighted
 
 # below this zero rate R and its scaled derivatives come from their series
@@ -134,8 +137,6 @@ class Truncated(Family):
                 "cannot occur in these data."
             )
 
-    per_row_blocks = False  # the count part's parameters are scalars here
-
     def mean_curvature(self, y, trials, weights) -> float:
         return self.base.mean_curvature(y, trials, weights)
 
@@ -143,7 +144,12 @@ class Truncated(Family):
         return self.base.constant(y, trials)
 
     def _count_extra(self, extra):
-        return np.asarray(extra, dtype=float)[: len(self.base.blocks)]
+        """The count family's values: a slice of the vector, or of the tuple of per-block
+        values (floats or per-row arrays) when a block has a design."""
+        n_base = len(self.base.blocks)
+        if isinstance(extra, tuple):
+            return extra[:n_base]
+        return np.asarray(extra, dtype=float)[:n_base]
 
     def _zero_prob(self, extra):
         return 0.0
@@ -171,9 +177,11 @@ class Truncated(Family):
         has them (NB2: a finite difference of a log-density of order 1e7 would be lost
         in its rounding), from central differences otherwise; the truncation's terms
         ``log(1 - f(0))``, small and smooth, from central differences; ``logit pi``
-        analytically.
+        analytically. Every term is elementwise in the parameters' values, so with per-row
+        values (a design) a shift of every row gives each row's derivative.
         """
-        extra = np.asarray(extra, dtype=float)
+        if not isinstance(extra, tuple):
+            extra = np.asarray(extra, dtype=float)
         eta = np.minimum(eta, _ETA_MAX)
         base_extra = self._count_extra(extra)
         n_base = len(base_extra)
@@ -182,16 +190,16 @@ class Truncated(Family):
         if n_base and exact is not None:
             dl[:n_base], dd1[:n_base], dw[:n_base] = exact(y, eta, trials, None, base_extra, const)
         for k in range(n_base):
-            step = np.zeros(n_base)
-            step[k] = _EXTRA_STEP
+            up = shift_block(base_extra, k, _EXTRA_STEP)
+            down = shift_block(base_extra, k, -_EXTRA_STEP)
             if exact is None:
-                dp = self.base.derivs(y, eta, trials, None, base_extra + step, const)
-                dm = self.base.derivs(y, eta, trials, None, base_extra - step, const)
+                dp = self.base.derivs(y, eta, trials, None, up, const)
+                dm = self.base.derivs(y, eta, trials, None, down, const)
                 dl[k] = (dp.loglik - dm.loglik) / (2 * _EXTRA_STEP)
                 dd1[k] = (dp.d1 - dm.d1) / (2 * _EXTRA_STEP)
                 dw[k] = (dp.w - dm.w) / (2 * _EXTRA_STEP)
-            gp = self._log_positive(eta, base_extra + step)
-            gm = self._log_positive(eta, base_extra - step)
+            gp = self._log_positive(eta, up)
+            gm = self._log_positive(eta, down)
             # loglik - G0, d1 - G1, w + G2
             dl[k] -= (gp[0] - gm[0]) / (2 * _EXTRA_STEP)
             dd1[k] -= (gp[1] - gm[1]) / (2 * _EXTRA_STEP)
@@ -232,7 +240,8 @@ class Truncated(Family):
         if np.all(var == 0):
             return self.mean(eta, extra)
         nodes = eta[..., None] + np.sqrt(var)[..., None] * _GH_Z
-        return self.mean(nodes, extra) @ _GH_W
+        # per-row values of the family's parameters (1-D eta) broadcast against the nodes
+        return self.mean(nodes, rows_of(extra, column=True)) @ _GH_W
 
     def _truncated_variance(self, eta, base_extra):
         eta = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX)
@@ -295,7 +304,7 @@ class Truncated(Family):
             up = above(mid)
             lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
         pi = self._zero_prob(extra)
-        if pi == 0.0:
+        if np.ndim(pi) == 0 and pi == 0.0:
             return hi
         return np.where(rng.random(eta.shape) < pi, 0.0, hi)
 
@@ -337,9 +346,10 @@ class Truncated(Family):
 class Hurdle(Truncated):
     """A hurdle model: P(Y = 0) = pi, and the zero-truncated count family above zero.
 
-    extra = [count family's..., logit pi]. The zeros' log-density ``log pi`` does
-    not depend on ``eta``; a positive count's is ``log(1 - pi)`` plus the truncated
-    count's.
+    extra = [count family's..., logit pi], or a tuple of per-block values (floats
+    or per-row arrays) when a block has a design: ``logit pi`` per row with
+    ``ziformula = ~ x``. The zeros' log-density ``log pi`` does not depend on ``eta``;
+    a positive count's is ``log(1 - pi)`` plus the truncated count's.
     """
 
     zero_formula = "~1"
@@ -365,10 +375,15 @@ class Hurdle(Truncated):
             )
 
     def _zero_prob(self, extra):
-        return float(special.expit(np.asarray(extra, dtype=float)[-1]))
+        """pi: a float, or one per row (``extra`` a tuple whose last entry is an array)."""
+        logit = extra[-1]
+        if np.ndim(logit):
+            return special.expit(np.asarray(logit, dtype=float))
+        return float(special.expit(logit))
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
-        extra = np.asarray(extra, dtype=float)
+        if not isinstance(extra, tuple):
+            extra = np.asarray(extra, dtype=float)
         ll, d1, w, w3 = self._truncated_derivs(y, eta, trials, self._count_extra(extra), const)
         logit_pi = extra[-1]
         log_pi = -np.logaddexp(0.0, -logit_pi)
