@@ -145,6 +145,7 @@ def test_fitted_objective_keeps_no_state_and_evaluates_again():
 def test_restore_makes_the_same_state_from_the_mode(fam, qs):
     levels = (40,) if len(qs) == 1 else (40, 7)
     obj, params = _objective(fam, qs, levels=levels)
+    obj.lazy_state_rows = 0  # as on large data
     val, grad = obj.value_and_grad(params)
     before = {k: v for k, v in obj.state.items()}
     snap = obj.snapshot()
@@ -162,3 +163,15 @@ def test_restore_makes_the_same_state_from_the_mode(fam, qs):
     assert v2 == val
     np.testing.assert_array_equal(g2, grad)
     np.testing.assert_array_equal(obj.gradient(params), grad)
+
+
+def test_small_data_snapshots_keep_the_state():
+    # below lazy_state_rows a restore returns the evaluated state itself (no new search)
+    obj, params = _objective("poisson", (1,), levels=(40,))
+    assert len(obj.data.y) <= obj.lazy_state_rows
+    obj.value_and_grad(params)
+    state = obj.state
+    snap = obj.snapshot()
+    obj.value_and_grad(params * 1.1)
+    obj.restore(snap)
+    assert obj._state is state and obj._pending is None

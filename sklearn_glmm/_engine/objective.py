@@ -1227,17 +1227,22 @@ class Objective:
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
         self.solver.restore(solver)
 
+    # rows above which a snapshot leaves out the per-row arrays (below, keeping them
+    # costs little memory, and making them again a mode search per restore)
+    lazy_state_rows = 50_000
+
     def snapshot(self):
         """Everything an evaluation changes: the mode, its factorisation, the memo.
 
-        Not the per-row arrays of the state (the size of the data): after
-        :meth:`restore` they are made again from the mode when first read.
+        On large data (over ``lazy_state_rows`` rows) not the per-row arrays of the
+        state: after :meth:`restore` they are made again from the mode when first read.
         """
         memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
         state, at = self._state, None
+        lazy = len(self.data.y) > self.lazy_state_rows
         if self._pending is not None:
             at = self._pending[1]
-        elif state is not None and self._last_key is not None:  # else the state is kept
+        elif lazy and state is not None and self._last_key is not None:  # else kept
             state, at = None, np.frombuffer(self._last_key[0]).copy()
         return self.u, (state, at), memo, self.solver.snapshot()
 
