@@ -301,6 +301,9 @@ def _const_tiled(const, k: int):
 # Cholesky values of a zero diagonal tried by the optimiser's probe (link-scale SDs of
 # the internal, standardised columns): small ones matter for large counts
 _PROBE_SCALES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# rows times values up to which they are probed in one pass (the fixed cost per
+# evaluation matters on small data; on large data one pass would hold many copies)
+_PROBE_CELLS = 500_000
 
 
 # outcome values and linear-predictor grid of Objective._convexity_bounds: the largest
@@ -639,7 +642,7 @@ class Objective:
             and not self._structured
             and self.n_agq == 1
             and getattr(self.data.family, "log_concave", False)
-            and len(self.data.y) * len(_PROBE_SCALES) <= _SCAN_CELLS
+            and len(self.data.y) * len(_PROBE_SCALES) <= _PROBE_CELLS
         )
 
     def laplace_at_scales(self, params, values) -> np.ndarray:
