@@ -47,6 +47,18 @@ class Term:
         return ([INTERCEPT] if self.intercept else []) + list(self.slopes)
 
 
+def fixed_term_text(spec: str, what: str, random_message: str) -> str:
+    """The term string of a model part with fixed predictors only (zero inflation,
+    a dispersion or scale model), without R's leading ``~``; a random effect (``|``)
+    raises, ``random_message`` saying what to write instead."""
+    text = spec.strip()
+    if text.startswith("~"):
+        text = text[1:].strip()
+    if "|" in text:
+        raise ValueError(f"{what}={spec!r}: {random_message}")
+    return text
+
+
 def parse_term(term: str) -> Term:
     """Parse lme4-style term syntax.
 

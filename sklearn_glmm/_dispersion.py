@@ -15,7 +15,7 @@ an ``OverdispersionWarning``).
 
 from __future__ import annotations
 
-from ._design import parse_term
+from ._design import fixed_term_text, parse_term
 from ._zero_inflation import ZeroInflationDesign, make_design
 
 WHAT = "dispersion"
@@ -32,14 +32,12 @@ def dispersion_term(spec):
         raise TypeError(
             f"{WHAT} must be None or a term string such as '1 + time', got {type(spec).__name__}."
         )
-    text = spec.strip()
-    if text.startswith("~"):
-        text = text[1:].strip()
-    if "|" in text:
-        raise ValueError(
-            f"{WHAT}={spec!r}: random effects in the dispersion model are not supported; "
-            "the dispersion may depend on fixed predictors only, e.g. dispersion='1 + time'."
-        )
+    text = fixed_term_text(
+        spec,
+        WHAT,
+        "random effects in the dispersion model are not supported; the dispersion may "
+        "depend on fixed predictors only, e.g. dispersion='1 + time'.",
+    )
     try:
         term = parse_term(text)
     except ValueError as err:

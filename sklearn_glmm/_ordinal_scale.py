@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._design import parse_term
+from ._design import fixed_term_text, parse_term
 from ._zero_inflation import ZeroInflationDesign
 
 WHAT = "scale"
@@ -32,14 +32,12 @@ def scale_term(spec):
             f"{WHAT} must be None or a term string such as 'temp' or 'x1 + x2', got "
             f"{type(spec).__name__}."
         )
-    text = spec.strip()
-    if text.startswith("~"):
-        text = text[1:].strip()
-    if "|" in text:
-        raise ValueError(
-            f"{WHAT}={spec!r}: random effects in the scale model are not supported; the "
-            "latent scale may depend on fixed predictors only, e.g. scale='temp'."
-        )
+    text = fixed_term_text(
+        spec,
+        WHAT,
+        "random effects in the scale model are not supported; the latent scale may depend "
+        "on fixed predictors only, e.g. scale='temp'.",
+    )
     if not text:
         raise ValueError(f"{WHAT}={spec!r} is empty; use scale=None for no scale effects.")
     try:

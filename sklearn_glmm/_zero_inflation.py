@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._design import INTERCEPT, parse_term
+from ._design import INTERCEPT, fixed_term_text, parse_term
 
 _WHAT = "zero_inflation"
 
@@ -80,15 +80,13 @@ def zero_inflation_term(spec, what: str = _WHAT):
             f"{what} must be False, True or a term string such as '1 + time', got "
             f"{type(spec).__name__}."
         )
-    text = spec.strip()
-    if text.startswith("~"):
-        text = text[1:].strip()
-    if "|" in text:
-        raise ValueError(
-            f"{what}={spec!r}: a random effect in the zero-inflation model (glmmTMB's "
-            "ziformula = ~ (1 | g)) is not supported; the probability of a zero may "
-            f"depend on fixed predictors only, e.g. {what}='1 + time'."
-        )
+    text = fixed_term_text(
+        spec,
+        what,
+        "a random effect in the zero-inflation model (glmmTMB's ziformula = ~ (1 | g)) is "
+        "not supported; the probability of a zero may depend on fixed predictors only, "
+        f"e.g. {what}='1 + time'.",
+    )
     try:
         term = parse_term(text)
     except ValueError as err:
