@@ -253,7 +253,9 @@ class _BaseGLMM(BaseEstimator):
         check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
         split = groups_from_X is not None or X_fixed is not X
-        check_numeric_columns(X_fixed)
+        # a frame's dtypes are made into a Series on each read: read them once
+        dtypes = list(X_fixed.dtypes) if isinstance(X_fixed, pd.DataFrame) else None
+        check_numeric_columns(X_fixed, dtypes)
         min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
         if reset:
             allow_empty = with_groups or groups_from_X is not None
@@ -275,7 +277,7 @@ class _BaseGLMM(BaseEstimator):
             )
         Xa = None
         if reset and not get_config()["array_api_dispatch"]:
-            Xa = numeric_frame_values(X_fixed, min_rows)
+            Xa = numeric_frame_values(X_fixed, min_rows, dtypes)
             if Xa is not None and not all(type(c) is str for c in X.columns):
                 Xa = None
         if Xa is not None:

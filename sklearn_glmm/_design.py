@@ -283,13 +283,22 @@ def factor_names(groups) -> list[str]:
     return [f"g{k}" for k in range(arr.shape[1])]
 
 
-def groups_columns(groups, n_samples: int) -> list[np.ndarray]:
-    """Split ``groups`` into one 1-D object/array per factor, validating its shape."""
+def groups_columns(groups, n_samples: int, strings_as_arrays: bool = False) -> list[np.ndarray]:
+    """Split ``groups`` into one 1-D object/array per factor, validating its shape.
+
+    ``strings_as_arrays``: pandas string columns stay pandas string arrays (they
+    factorise without a copy to Python objects)."""
     groups = as_pandas(groups)
+
+    def values(s: pd.Series):
+        if strings_as_arrays and isinstance(s.dtype, pd.StringDtype):
+            return s.array
+        return s.to_numpy()
+
     if isinstance(groups, pd.DataFrame):
-        cols = [groups.iloc[:, k].to_numpy() for k in range(groups.shape[1])]
+        cols = [values(groups.iloc[:, k]) for k in range(groups.shape[1])]
     elif isinstance(groups, pd.Series):
-        cols = [groups.to_numpy()]
+        cols = [values(groups)]
     else:
         arr = np.asarray(groups)
         if arr.ndim == 0:
@@ -330,8 +339,28 @@ def _isinf(values) -> np.ndarray:
     return np.zeros(len(arr), dtype=bool)
 
 
+def _missing_labels_message(name, n_missing: int, n_samples: int) -> str:
+    return (
+        f"groups column {name!r} has missing or infinite labels in {n_missing} of "
+        f"{n_samples} row(s); every row needs a group label (drop those rows or give "
+        "them a label)."
+    )
+
+
 def _factorize(name, values, n_samples: int) -> tuple[np.ndarray, pd.Index]:
     """Level codes (sorted levels) of one grouping column; missing labels raise."""
+    if isinstance(getattr(values, "dtype", None), pd.StringDtype):
+        # a pandas string array: factorised as it is, its levels sorted as Python
+        # sorts the same labels (by code point)
+        null = np.asarray(values.isna())
+        if null.any():
+            raise ValueError(_missing_labels_message(name, int(null.sum()), n_samples))
+        codes, uniques = values.factorize()
+        labels = uniques.to_numpy(dtype=object)
+        order = np.argsort(labels, kind="stable")
+        rank = np.empty(len(order), dtype=np.intp)
+        rank[order] = np.arange(len(order))
+        return rank[codes], pd.Index(labels[order], dtype=object, copy=False)
     arr = np.asarray(values)
     if arr.dtype == object and infer_dtype(arr, skipna=False) == "string":
         # only str labels: none missing or infinite, and the array factorises as it is
@@ -339,11 +368,7 @@ def _factorize(name, values, n_samples: int) -> tuple[np.ndarray, pd.Index]:
         return codes, pd.Index(levels, dtype=object)
     null = _isnull(values) | _isinf(values)
     if null.any():
-        raise ValueError(
-            f"groups column {name!r} has missing or infinite labels in {int(null.sum())} of "
-            f"{n_samples} row(s); every row needs a group label (drop those rows or give "
-            "them a label)."
-        )
+        raise ValueError(_missing_labels_message(name, int(null.sum()), n_samples))
     # native dtypes factorise much faster; mixed labels go through object
     native = arr.dtype.kind in "iufbUS"
     codes, levels = pd.factorize(arr if native else pd.Series(values, dtype=object), sort=True)
@@ -359,7 +384,7 @@ def build_factors(
     ``{factor name: term}`` naming each factor exactly once.
     """
     names = factor_names(groups)
-    cols = groups_columns(groups, n_samples)
+    cols = groups_columns(groups, n_samples, strings_as_arrays=True)
     if len(set(names)) != len(names):
         raise ValueError(f"groups has duplicated factor names {names}.")
     if isinstance(random_effects, dict):

@@ -315,6 +315,10 @@ _CONVEXITY_GRID = np.linspace(-30.0, 30.0, 601)
 # Newton decrement (twice the expected gain) below which a step is taken without the
 # decrease test: the quadratic model is exact there to far below the log-density's rounding
 _NEAR_MODE = 1e-8
+# per-row temporaries up to this many values (16 MB) are made at once: on small data
+# the cost is per numpy call, and column-by-column passes (which keep large data to
+# few arrays of the rows' size) only add calls
+_AT_ONCE_CELLS = 2_000_000
 
 
 def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
@@ -437,6 +441,9 @@ class Objective:
                     lam = np.zeros((f.q, f.q))
                     lam[first >= 0] = a[first[first >= 0]]  # absent times: no sums to carry
                     parts.append(np.matmul(lam.T, C).reshape(-1, v.shape[1]))
+                elif mat and a.size * v.shape[1] <= _AT_ONCE_CELLS:
+                    prod = (a[:, :, None] * v[:, None, :]).reshape(len(a), -1)
+                    parts.append(g.sum(prod).reshape(-1, v.shape[1]))
                 elif mat:  # column by column: no (n, q, k) temporary
                     out = np.empty((f.n_levels, f.q, v.shape[1]))
                     for j in range(v.shape[1]):
@@ -1018,7 +1025,11 @@ class Objective:
         # its right-hand sides -A'W deta/dparam column by column, as each move is made
         R = np.empty((self.Q, d.n_beta + d.n_theta))
         # a structured factor's time-indicator sums take all the columns at once
-        kept = [] if any(f.mapped for f in d.factors) else None
+        # (and small data, where one pass costs fewer calls than a pass per column)
+        small = a_vals.size * (d.n_beta + d.n_theta) <= _AT_ONCE_CELLS
+        kept = None
+        if small or any(f.mapped for f in d.factors):
+            kept = np.empty((len(a_vals), d.n_beta + d.n_theta))
         for j in range(d.n_beta):
             self._put_rhs(R, j, a_vals, der.w, d.X[:, j], kept)
         direct = np.zeros((self.Q, d.n_theta))
@@ -1044,25 +1055,29 @@ class Objective:
                 self._put_rhs(R, d.n_beta + len(g_theta), a_vals, der.w, mv, kept)
                 g_theta.append(g)
         if kept is not None:
-            R[:] = -self._Atv(a_vals, der.w[:, None] * np.column_stack(kept))
+            kept *= der.w[:, None]
+            R[:] = -self._Atv(a_vals, kept)
+            del kept
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
 
     def _put_rhs(self, R, j, a_vals, w, move, kept) -> None:
         """Column ``j`` of the mode equation's right-hand sides, ``-Lambda'Z'W move``:
-        made now (one column at a time, no (n, k) arrays), or ``move`` kept in ``kept``
-        for one pass over all of them."""
+        made now (one column at a time, no (n, k) arrays), or ``move`` kept as column
+        ``j`` of ``kept`` for one pass over all of them."""
         if kept is None:
             R[:, j] = -self._Atv(a_vals, w * move)
         else:
-            kept.append(move)
+            kept[:, j] = move
 
     def _row_solve_blocks(self, a_vals) -> np.ndarray:
         """``H_j^{-1} a_i`` for every row ``i`` (of level ``j``) of one factor's
         :class:`BlockSolver`, shape (n, q): the sums over ``j`` of
         ``einsum("nij,nj->ni", local_inverse(), a_vals)`` taken entry by entry."""
         hinv, g, q = self.solver.hinv, self.groups[0], a_vals.shape[1]
+        if a_vals.size * q <= _AT_ONCE_CELLS:
+            return np.einsum("nij,nj->ni", g.expand(hinv), a_vals)
         K = np.zeros_like(a_vals)
         for i in range(q):
             for j in range(q):

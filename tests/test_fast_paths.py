@@ -1,0 +1,93 @@
+"""Shortcuts for common inputs give exactly what the general code gives."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import _design, _validation
+from sklearn_glmm._engine import objective as objective_module
+
+
+def _aliased_by_loop(X, rel_tol=1e-7):
+    """Gram-Schmidt, column by column (the general path of ``aliased_columns``)."""
+    kept, dropped = [], []
+    for k in range(X.shape[1]):
+        x = X[:, k].astype(float)
+        norm, r = np.linalg.norm(x), x.copy()
+        for _ in range(2):
+            for q in kept:
+                r -= (q @ r) * q
+        rn = np.linalg.norm(r)
+        if norm == 0 or rn <= rel_tol * max(norm, 1.0):
+            dropped.append(k)
+        else:
+            kept.append(r / rn)
+    return dropped
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_aliased_columns_matches_gram_schmidt(seed):
+    rng = np.random.default_rng(seed)
+    n, p = int(rng.integers(3, 60)), int(rng.integers(1, 7))
+    X = rng.normal(size=(n, p)) * 10.0 ** rng.uniform(-3, 3, size=p)
+    X[:, 0] = 1.0
+    kind = seed % 4
+    if kind == 1 and p > 2:  # an exact combination
+        X[:, -1] = 2.0 * X[:, 1] - X[:, 0]
+    elif kind == 2 and p > 1:  # a constant column beside the intercept
+        X[:, -1] = 3.0
+    elif kind == 3 and p > 2:  # nearly aliased, just above and far below the threshold
+        X[:, -1] = X[:, 1] + 10.0 ** rng.uniform(-12, -2) * rng.normal(size=n)
+    assert _validation.aliased_columns(X) == _aliased_by_loop(X)
+
+
+def test_aliased_columns_more_columns_than_rows():
+    X = np.random.default_rng(0).normal(size=(3, 5))
+    assert _validation.aliased_columns(X) == _aliased_by_loop(X) == [3, 4]
+
+
+@pytest.mark.parametrize("dtype", ["str", "string", "string[python]"])
+def test_string_groups_factorise_as_object_labels(dtype):
+    rng = np.random.default_rng(1)
+    words = np.array(["b", "a", "é", "Z", "10", "9", "a b", "ß", "\U0001f600", "ａ"])
+    labels = pd.Series(words[rng.integers(0, len(words), 300)], dtype=dtype)
+    codes, levels = _design._factorize("g", labels.array, len(labels))
+    codes_obj, levels_obj = _design._factorize("g", labels.to_numpy(dtype=object), len(labels))
+    np.testing.assert_array_equal(codes, codes_obj)
+    assert list(levels) == list(levels_obj) == sorted(set(labels))
+    assert levels.dtype == object and all(type(v) is str for v in levels)
+
+
+def test_string_groups_with_missing_labels_raise():
+    labels = pd.Series(["a", "b", None, "a"], dtype="string")
+    with pytest.raises(ValueError, match="missing or infinite labels in 1 of 4"):
+        _design._factorize("g", labels.array, 4)
+
+
+def test_gradient_right_hand_sides_at_once_equal_column_by_column(monkeypatch):
+    """Small data form the mode equation's right-hand sides in one pass, large data
+    column by column: the same gradient and the same predicted modes."""
+    from sklearn_glmm import PoissonGLMM
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(40), 8)
+    t = np.tile(np.arange(8.0), 40)
+    x = rng.normal(size=len(g))
+    b = rng.normal(size=(40, 2)) * [0.5, 0.2]
+    y = rng.poisson(np.exp(0.3 + 0.2 * x + b[g, 0] + b[g, 1] * t))
+    X = pd.DataFrame({"x": x, "t": t})
+    m = PoissonGLMM(random_effects="1 + t").fit(X, y, groups=g)
+    obj, params = m.fit_result_.objective, m.fit_result_.params
+    at = params + 0.01
+
+    def gradient_and_step():
+        obj._last_key = None
+        obj.evaluate(at)
+        grad = obj.gradient(at)
+        return grad, obj._predictor[2].copy()
+
+    g_once, J_once = gradient_and_step()
+    monkeypatch.setattr(objective_module, "_AT_ONCE_CELLS", 0)
+    g_cols, J_cols = gradient_and_step()
+    np.testing.assert_allclose(g_once, g_cols, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(J_once, J_cols, rtol=1e-12, atol=1e-12)
