@@ -266,7 +266,10 @@ class _RawDataPredictions:
 
     # -- R's type= on predict -------------------------------------------------------------
     def _predict_type(self, inputs: _NewData, type):
-        if type == "response":
+        family = self.fit_result_.family
+        zero_part = any(b.prefix == "zi" for b in family.blocks)
+        if type == "response" or (type == "conditional" and not zero_part):
+            # without a zero part, glmmTMB's "conditional" mean is the response's
             mu = super().predict_mean(
                 inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
             )
@@ -275,14 +278,12 @@ class _RawDataPredictions:
             # rows without a known group: random effects at zero (no average on this scale)
             eta, _ = self._linear_predictor(inputs.X, inputs.groups, inputs.offset, "zero")
             return inputs.fill(eta)
-        family = self.fit_result_.family
-        if type == "zprob" and any(b.prefix == "zi" for b in family.blocks):
-            # glmmTMB's: a hurdle's probability of a zero (a truncated family's ziformula)
-            pi = estimators._CountGLMM.predict_zero_inflation(self, inputs.X)
-            if not getattr(family, "zero_inflated", 0):
-                return inputs.fill(pi)
-        if type in ("zprob", "conditional") and getattr(family, "zero_inflated", 0):
-            # glmmTMB's: the structural-zero probability, and the count model's mean
+        if type in ("zprob", "conditional") and zero_part:
+            # glmmTMB's: the probability of a structural zero (zero inflation) or of a zero
+            # (a hurdle: a truncated family's ziformula), and the conditional model's mean:
+            # the count model's without the zero inflation, or a hurdle's mean of the
+            # positive counts. Neither zero part depends on the random effects, so both
+            # are the mean over the random effects divided by 1 - pi.
             pi = estimators._CountGLMM.predict_zero_inflation(self, inputs.X)
             if type == "zprob":
                 return inputs.fill(pi)
@@ -294,8 +295,9 @@ class _RawDataPredictions:
             # glmmTMB's: each row's dispersion (NB2 theta, NB1 / beta-binomial phi)
             return inputs.fill(self.predict_dispersion(inputs.X))
         raise ValueError(
-            f"type must be 'response', 'link' or None (and 'zprob' or 'conditional' for a "
-            f"zero-inflated model, 'disp' for a family with a dispersion), got {type!r}."
+            f"type must be 'response', 'link', 'conditional' or None (and 'zprob' for a "
+            f"zero-inflated or hurdle model, 'disp' for a family with a dispersion), got "
+            f"{type!r}."
         )
 
     # -- methods taking raw data ---------------------------------------------------------------
@@ -426,7 +428,10 @@ class _CountFormula(_RawDataPredictions):
         ``type="response"`` is the expected count (as ``type=None``), ``type="link"`` its
         logarithm, offsets included. A zero-inflated model also has glmmTMB's
         ``type="zprob"`` (the probability of a structural zero) and
-        ``type="conditional"`` (the count model's mean, without the zero inflation).
+        ``type="conditional"`` (the count model's mean, without the zero inflation); a
+        hurdle model ``type="zprob"`` (the probability of a zero) and
+        ``type="conditional"`` (the mean of the positive counts, glmmTMB's for a
+        ``truncated_*`` family).
         ``X`` may hold the formula's variables; ``re_form=NA`` is R's ``re.form = NA``;
         see ``BinomialGLMM.predict`` of this module.
         """

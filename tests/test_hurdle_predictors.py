@@ -121,11 +121,13 @@ def test_reference_fits(case):
 
 @pytest.mark.parametrize("case", ["hp_zx", "hnb2_zw_dx", "tnb1_dx", "sal_hnb2_zmined"])
 def test_predictions_match_glmmtmb(case):
-    # R: predict(m, type = "response" | "zprob" | "disp")[1:6]
+    # R: predict(m, type = "response" | "zprob" | "conditional" | "disp")[1:6]
     ref = reference()[case]
     m = fitted(case)
     data = CASES[case][4]().head(6)
     np.testing.assert_allclose(m.predict(data), ref["predict"], rtol=2e-3)
+    # a hurdle's mean of the positive counts (a zero-truncated model's own mean)
+    np.testing.assert_allclose(m.predict(data, type="conditional"), ref["conditional"], rtol=2e-3)
     if CASES[case][2] is not None:
         np.testing.assert_allclose(m.predict(data, type="zprob"), ref["zprob"], rtol=2e-3)
     if "sigma_rows" in ref:
