@@ -31,8 +31,6 @@ from scipy import stats
 from . import _results
 from ._diagnostics import OverdispersionResult
 from ._engine.separation import separation_message
-from ._fit_result import FitResult
-from ._tables import FitArrays, drop_tables
 from ._warn import user_stacklevel
 from .exceptions import SeparationWarning
 
@@ -49,63 +47,23 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
     of ``est`` from the optimum ``x`` (``_results.set_fitted_attributes`` with the data's
     summaries in place of its rows). ``gather_rows()`` returns every row as a
     ``ModelData`` (for the separation test on few rows)."""
-    p, T = data.n_beta, data.n_theta
-    beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
-    V, H = record.covariance, record.hessian
-    sc = pending["scaling"]
-    J = _results.beta_jacobian(sc)
-    beta = J @ beta_s
-    Vb = J @ V[:p, :p] @ J.T
-    k0 = int(sc["intercept"])
-    coef = np.zeros(sc["p"])
-    coef[sc["kept"]] = beta[k0:]
-    est.coef_, est.intercept_ = coef, float(beta[0]) if k0 else 0.0
-    names = est._fixed_names
-    rows = ([_results.INTERCEPT] if k0 else []) + list(names)
-    est_all, se_all = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
-    idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
-    est_all[idx] = beta
-    se_all[idx] = _results._standard_errors(Vb)
-    arrays = FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx])
-    condvar, lambdas, singular = _results._random_effects(
-        obj, theta_s, data, factors, pending, arrays
-    )
-    _results._set_singular(est, singular)
-    block_se = _results._set_family_params(est, extra, V, p + T, data, pending, arrays)
-    n_obs = int(sum(s["n_used"] for s in sums))
-    result = FitResult(
-        params=x.copy(),
-        layout=_results.parameter_layout(data),
-        family=data.family,
-        record=record,
-        scaling=sc,
-        z_maps=pending["z_maps"],
-        vcov=V,
-        hessian=H,
-        bounds=bounds,
-        fixed_names=list(names),
-        factors=list(factors),
-        factor_order=list(pending["factor_order"]),
-        block_designs=None,
-        zi_design=None,
-        disp_design=None,
-        arrays=arrays,
-        ranef_condvar=condvar,
-        lambdas=lambdas,
-        block_se=block_se,
-        owner=type(est).__name__,
+    beta_s = x[: data.n_beta]
+    parts = _results.fitted_parameters(est, obj, x, record, data, factors, pending)
+    result = _results.make_result(
+        est,
+        x,
+        record,
+        data,
+        factors,
+        bounds,
+        pending,
+        parts,
+        designs=(None, None, None),
         training=None,  # the rows stay on the cluster
     )
-    drop_tables(est)
-    est.fit_result_ = result
-    est.loglik_ = float(-0.5 * record.objective)
-    est.n_params_ = len(x)
-    est.nobs_ = n_obs
-    est.aic_ = -2.0 * est.loglik_ + 2.0 * len(x)
-    est.bic_ = -2.0 * est.loglik_ + np.log(n_obs) * len(x)
-    est.df_resid_ = n_obs - len(x)
-    est.n_iter_ = record.n_iter
-    est.fit_record_ = record
+    names = est._fixed_names
+    rows, se_all, idx = parts.rows, parts.arrays.std_error, parts.idx
+    _results.publish(est, result, record, x, int(sum(s["n_used"] for s in sums)))
     level = _level_sums(result, obj, sums)
     _check_separation(est, sums, beta_s, gather_rows)
     _check_levels(est, level)

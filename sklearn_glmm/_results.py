@@ -8,6 +8,7 @@ likelihood is unchanged and estimates map back exactly (``J`` below).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -143,9 +144,55 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     design was made, ``_BaseGLMM._model_data``), keep it as ``est.fit_result_`` and
     set every public fitted attribute of ``est`` from it."""
     _ensure_state(obj, x, record)
+    p = data.n_beta
+    beta_s = x[:p]
+    parts = fitted_parameters(est, obj, x, record, data, factors, pending)
+    # the conditional fit on the training rows, for residuals and diagnostics
+    train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
+    result = make_result(
+        est,
+        x,
+        record,
+        data,
+        factors,
+        bounds,
+        pending,
+        parts,
+        designs=(pending["block_designs"], pending["zi_design"], pending["disp_design"]),
+        # the objective stays with the model: profiles, refits and simulation need it
+        # (in memory; pickles carry it only with keep_data=True, see _state)
+        training=dict(objective=obj, train=train),
+    )
+    publish(est, result, record, x, int(np.sum(data.weights > 0)))
+    rows, se_all, idx = parts.rows, parts.arrays.std_error, parts.idx
+    _check_separation(est, data, beta_s)
+    _check_identifiable(est, data)
+    _check_group_separation(est, data)
+    _check_convergence(est, record)
+    _check_standard_errors(est, record, rows, se_all, idx)
+    est.converged_ = bool(record.converged)
+
+
+@dataclass
+class FittedParameters:
+    """The optimum in the user's units: the fixed effects' table arrays, the random
+    effects' conditional variances and covariance factors, the family's blocks' SEs."""
+
+    rows: list
+    idx: list
+    arrays: FitArrays
+    condvar: object
+    lambdas: object
+    block_se: object
+
+
+def fitted_parameters(est, obj, x, record, data, factors, pending) -> FittedParameters:
+    """Map the internal optimum ``x`` back to the user's units; sets ``coef_``,
+    ``intercept_``, the singular flag and the family's parameters on ``est`` (shared by
+    the in-memory and the partitioned fits)."""
     p, T = data.n_beta, data.n_theta
     beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
-    V, H = record.covariance, record.hessian
+    V = record.covariance
     sc = pending["scaling"]
     J = beta_jacobian(sc)
     beta = J @ beta_s
@@ -155,8 +202,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     coef[sc["kept"]] = beta[k0:]
     est.coef_ = coef
     est.intercept_ = float(beta[0]) if k0 else 0.0
-    names = est._fixed_names
-    rows = ([INTERCEPT] if k0 else []) + list(names)
+    rows = ([INTERCEPT] if k0 else []) + list(est._fixed_names)
     est_all = np.full(len(rows), np.nan)
     se_all = np.full(len(rows), np.nan)
     idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
@@ -167,36 +213,43 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     condvar, lambdas, singular = _random_effects(obj, theta_s, data, factors, pending, arrays)
     _set_singular(est, singular)
     block_se = _set_family_params(est, extra, V, p + T, data, pending, arrays)
-    # the conditional fit on the training rows, for residuals and diagnostics
-    train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
-    result = FitResult(
+    return FittedParameters(rows, idx, arrays, condvar, lambdas, block_se)
+
+
+def make_result(est, x, record, data, factors, bounds, pending, parts, designs, training):
+    """The :class:`FitResult` of a fit; ``designs``: the family's blocks' designs
+    ``(block_designs, zi_design, disp_design)``."""
+    block_designs, zi_design, disp_design = designs
+    return FitResult(
         params=x.copy(),
         layout=parameter_layout(data),
         family=data.family,
         record=record,
-        scaling=sc,
+        scaling=pending["scaling"],
         z_maps=pending["z_maps"],
-        vcov=V,
-        hessian=H,
+        vcov=record.covariance,
+        hessian=record.hessian,
         bounds=bounds,
-        fixed_names=list(names),
+        fixed_names=list(est._fixed_names),
         factors=list(factors),
         factor_order=list(pending["factor_order"]),
-        block_designs=pending["block_designs"],
-        zi_design=pending["zi_design"],
-        disp_design=pending["disp_design"],
-        arrays=arrays,
-        ranef_condvar=condvar,
-        lambdas=lambdas,
-        block_se=block_se,
+        block_designs=block_designs,
+        zi_design=zi_design,
+        disp_design=disp_design,
+        arrays=parts.arrays,
+        ranef_condvar=parts.condvar,
+        lambdas=parts.lambdas,
+        block_se=parts.block_se,
         owner=type(est).__name__,
-        # the objective stays with the model: profiles, refits and simulation need it
-        # (in memory; pickles carry it only with keep_data=True, see _state)
-        training=dict(objective=obj, train=train),
+        training=training,
     )
+
+
+def publish(est, result, record, x, n_obs: int) -> None:
+    """Keep ``result`` as ``est.fit_result_`` and set the fit's summary attributes
+    (log-likelihood, AIC, BIC, residual degrees of freedom, iterations)."""
     drop_tables(est)
     est.fit_result_ = result
-    n_obs = int(np.sum(data.weights > 0))
     npar = len(x)
     est.loglik_ = float(-0.5 * record.objective)
     est.n_params_ = npar
@@ -206,12 +259,6 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     est.df_resid_ = n_obs - npar
     est.n_iter_ = record.n_iter
     est.fit_record_ = record
-    _check_separation(est, data, beta_s)
-    _check_identifiable(est, data)
-    _check_group_separation(est, data)
-    _check_convergence(est, record)
-    _check_standard_errors(est, record, rows, se_all, idx)
-    est.converged_ = bool(record.converged)
 
 
 def _standard_errors(V) -> np.ndarray:
