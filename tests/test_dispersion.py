@@ -7,16 +7,22 @@ Reference fits: ``tests/fixtures/dispersion/dispersion.json``, written by
 
 from __future__ import annotations
 
-import json
 import pickle
 import warnings
 from dataclasses import replace
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from glmmtmb_cases import (
+    assert_caller_data_unchanged,
+    assert_free_of_units,
+    assert_within_se,
+    fixture_csv,
+    fixture_json,
+    quiet_fit,
+)
 from scipy import special, stats
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
@@ -28,23 +34,13 @@ from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, start
 from sklearn_glmm.exceptions import OverdispersionWarning
 from sklearn_glmm.formula import glmmTMB
 
-FIXTURES = Path(__file__).parent / "fixtures" / "dispersion"
 
-
-@cache
 def reference() -> dict:
-    return json.loads((FIXTURES / "dispersion.json").read_text())
+    return fixture_json("dispersion", "dispersion.json")
 
 
-@cache
 def disp_data() -> pd.DataFrame:
-    return pd.read_csv(FIXTURES / "dispersion.csv")
-
-
-def quiet_fit(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
+    return fixture_csv("dispersion", "dispersion.csv")
 
 
 # the Python side of each call in make_dispersion.R
@@ -63,11 +59,6 @@ def fitted(case: str):
     return quiet_fit(glmmTMB, formula, disp_data(), family=family, dispformula=disp, ziformula=zi)
 
 
-def _compare(values: pd.Series, ref: dict, se_ref: dict, tol_se=0.05):
-    for name, r in ref.items():
-        assert abs(values[name] - r) <= tol_se * se_ref[name], (name, values[name], r)
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_reference_fits(case):
     # R: see the call in dispersion.json for each case (glmmTMB 1.1.5, make_dispersion.R)
@@ -77,9 +68,9 @@ def test_reference_fits(case):
     assert abs(m.loglik_ - ref["loglik"]) < 0.01
     fe, disp = m.fixed_effects_, m.dispersion_effects_
     assert list(disp.index) == list(ref["disp"])  # R's names: fixef(m)$disp
-    _compare(fe["estimate"], ref["fixef"], ref["se"])
+    assert_within_se(fe["estimate"], ref["fixef"], ref["se"])
     disp_se = {k.removeprefix("d~"): v for k, v in ref["disp_se"].items()}  # vcov(m)$disp
-    _compare(disp["estimate"], ref["disp"], disp_se)
+    assert_within_se(disp["estimate"], ref["disp"], disp_se)
     for name, se in ref["se"].items():
         assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
     for name, se in disp_se.items():
@@ -88,7 +79,7 @@ def test_reference_fits(case):
     assert sd == pytest.approx(ref["sd"], rel=0.02)
     if "zi" in ref:
         zi_se = {k.removeprefix("zi~"): v for k, v in ref["zi_se"].items()}
-        _compare(m.zero_inflation_effects_["estimate"], ref["zi"], zi_se)
+        assert_within_se(m.zero_inflation_effects_["estimate"], ref["zi"], zi_se)
         for name, se in zi_se.items():
             assert m.zero_inflation_effects_.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
 
@@ -251,25 +242,16 @@ def test_pickle_without_data_keeps_the_rows_dispersion():
 
 
 def test_caller_data_is_not_modified():
-    X, y, g = _xy()
-    X, y, g = X.copy(), y.copy(), g.copy()
-    before = (X.copy(), y.copy(), g.copy())
-    m = quiet_fit(NegBinGLMM(dispersion="1 + x").fit, X, y, groups=g)
-    m.predict_proba(X, groups=g)
-    pd.testing.assert_frame_equal(X, before[0])
-    pd.testing.assert_series_equal(y, before[1])
-    pd.testing.assert_series_equal(g, before[2])
+    def use(m, X, g):
+        m.predict_proba(X, groups=g)
+
+    assert_caller_data_unchanged(lambda: NegBinGLMM(dispersion="1 + x"), *_xy(), use)
 
 
 def test_results_do_not_depend_on_the_units_of_a_dispersion_predictor():
-    X, y, g = _xy()
     m1 = nb_model("1 + x + w")
-    X2 = X.assign(w=1000.0 + 100.0 * X["w"])
-    m2 = quiet_fit(NegBinGLMM(dispersion="1 + x + w").fit, X2, y, groups=g)
-    assert m2.loglik_ == pytest.approx(m1.loglik_, abs=1e-6)
-    d1, d2 = m1.dispersion_effects_, m2.dispersion_effects_
-    assert d2.loc["w", "estimate"] == pytest.approx(d1.loc["w", "estimate"] / 100.0, rel=1e-4)
-    assert d2.loc["x", "z_value"] == pytest.approx(d1.loc["x", "z_value"], rel=1e-4)
+    make = lambda: NegBinGLMM(dispersion="1 + x + w")  # noqa: E731
+    assert_free_of_units(make, "dispersion_effects_", *_xy(), m1)
 
 
 def test_an_intercept_alone_is_the_constant_model():

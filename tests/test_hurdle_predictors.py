@@ -10,16 +10,14 @@ Reference fits: ``tests/fixtures/hurdle_predictors/hurdle_predictors.json``, wri
 
 from __future__ import annotations
 
-import json
 import pickle
-import warnings
 from dataclasses import replace
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from glmmtmb_cases import assert_within_se, fixture_csv, fixture_json, quiet_fit
 from scipy import special
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
@@ -29,28 +27,17 @@ from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.objective import Objective
 from sklearn_glmm.formula import glmmTMB
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hurdle_predictors"
 
-
-@cache
 def reference() -> dict:
-    return json.loads((FIXTURES / "hurdle_predictors.json").read_text())
+    return fixture_json("hurdle_predictors", "hurdle_predictors.json")
 
 
-@cache
 def hp_data() -> pd.DataFrame:
-    return pd.read_csv(FIXTURES / "hurdle_predictors.csv")
+    return fixture_csv("hurdle_predictors", "hurdle_predictors.csv")
 
 
-@cache
 def salamanders() -> pd.DataFrame:
-    return pd.read_csv(FIXTURES.parent / "hurdle" / "salamanders.csv")
-
-
-def quiet_fit(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
+    return fixture_csv("hurdle", "salamanders.csv")
 
 
 F = " ~ x + w + (1 | id)"
@@ -78,11 +65,6 @@ def fitted(case: str):
     return quiet_fit(glmmTMB, formula, data(), family=family, ziformula=zi, dispformula=disp)
 
 
-def _compare(values: pd.Series, ref: dict, se_ref: dict, tol_se=0.05):
-    for name, r in ref.items():
-        assert abs(values[name] - r) <= tol_se * se_ref[name], (name, values[name], r)
-
-
 def _part_se(ref: dict, key: str) -> dict:
     # vcov(m)$zi names its rows "zi~x", vcov(m)$disp "d~x"; fixef(m) names them "x"
     se = ref[key]
@@ -100,7 +82,7 @@ def test_reference_fits(case):
     assert abs(m.loglik_ - ref["loglik"]) < 0.01
     assert m.n_params_ == ref["df"]
     fe = m.fixed_effects_
-    _compare(fe["estimate"], ref["fixef"], ref["se"])
+    assert_within_se(fe["estimate"], ref["fixef"], ref["se"])
     for name, se in ref["se"].items():
         assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
     sd = m.random_effects_cov_[m._factor_order[0]].to_numpy()[0, 0] ** 0.5
@@ -114,7 +96,7 @@ def test_reference_fits(case):
         if not se:  # vcov(m) leaves out a constant dispersion: its estimate alone
             assert table["estimate"].iloc[0] == pytest.approx(ref[part]["(Intercept)"], abs=1e-3)
             continue
-        _compare(table["estimate"], ref[part], se)
+        assert_within_se(table["estimate"], ref[part], se)
         for name, s in se.items():
             assert table.loc[name, "std_error"] == pytest.approx(s, rel=0.02)
 
