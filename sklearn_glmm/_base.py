@@ -112,32 +112,6 @@ class _BaseGLMM(BaseEstimator):
     ranef_ = _tables.fitted_table(_tables.ranef)
     zero_inflation_effects_ = _tables.fitted_table(_tables.block_effects("zero_inflation_effects_"))
     dispersion_effects_ = _tables.fitted_table(_tables.block_effects("dispersion_effects_"))
-    # Former private names of the result's fields, read-only, for code not yet reading
-    # fit_result_ (the library's own modules read the result).
-    _family_obj = _state.result_alias("family")
-    _factors = _state.result_alias("factors")
-    _params = _state.result_alias("params")
-    _extra = _state.result_alias("extra")
-    _layout = _state.result_alias("layout")
-    _vcov_params = _state.result_alias("vcov")
-    _vcov_fixed = _state.result_alias("vcov_fixed")
-    _hessian = _state.result_alias("hessian")
-    _bounds = _state.result_alias("bounds")
-    _ranef_condvar = _state.result_alias("ranef_condvar")
-    _lambda = _state.result_alias("lambdas")
-    _block_se = _state.result_alias("block_se")
-    _factor_order = _state.result_alias("factor_order")
-    _factor_input_names = _state.result_alias("factor_order")
-    _scaling = _state.result_alias("scaling")
-    _z_maps = _state.result_alias("z_maps")
-    _block_designs = _state.result_alias("block_designs")
-    _zi_design = _state.result_alias("zi_design")
-    _disp_design = _state.result_alias("disp_design")
-    _fit_arrays = _state.result_alias("arrays")
-    _data_summaries = _state.result_alias("data_summaries")
-    # the training data: in memory after fit, in pickles only with keep_data=True
-    _objective = _state.result_alias("objective")
-    _train = _state.result_alias("train")
 
     # -- pickles and copies -----------------------------------------------------
     def __getstate__(self):

@@ -41,8 +41,8 @@ def _block_design(data, prefix):
 
 
 def _same_data(models, names):
-    d0 = models[0]._objective.data
-    kind0 = models[0]._family_obj.has_trials
+    d0 = models[0].fit_result_.objective.data
+    kind0 = models[0].fit_result_.family.has_trials
     for m, nm in zip(models[1:], names[1:]):
         d = m.fit_result_.objective.data
         if m.fit_result_.family.has_trials != kind0:

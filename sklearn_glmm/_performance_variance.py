@@ -85,7 +85,7 @@ class VarianceComponents:
 
 def check_mixed(est) -> None:
     """Raise unless ``est`` is a fitted mixed model (it has random effects)."""
-    if not hasattr(est, "_fit_arrays"):
+    if not hasattr(est, "fit_result_"):
         raise ValueError(f"{type(est).__name__} is not fitted yet: call fit first.")
     if not est.fit_result_.factors:
         raise ValueError("The model has no random effects (it was fitted without groups).")

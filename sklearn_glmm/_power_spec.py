@@ -232,7 +232,7 @@ class GLMMSpec:
             raise ValueError(
                 f"power simulations support one grouping factor; this model has {factors}."
             )
-        if any(f.structure is not None for f in est._factors):
+        if any(f.structure is not None for f in est.fit_result_.factors):
             raise NotImplementedError(_STRUCTURED)
         fe = est.fixed_effects_["estimate"].dropna()
         template = clone(est)

@@ -20,36 +20,6 @@ import numpy as np
 _QUANTILES = [0, 0.25, 0.5, 0.75, 1]
 
 
-class result_alias:
-    """A read-only alias of a field of ``fit_result_`` under the estimator's former
-    private name (``_family_obj`` for ``fit_result_.family``), kept for code that has
-    not moved to the result yet. Without a fit the attribute does not exist
-    (``AttributeError``); the training data raise ``TrainingDataError`` on a model
-    unpickled without them.
-    """
-
-    def __init__(self, field: str):
-        self.field = field
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, est, owner=None):
-        if est is None:
-            return self
-        result = est.__dict__.get("fit_result_")
-        if result is None:
-            raise AttributeError(
-                f"{type(est).__name__!r} object has no attribute {self.name!r}",
-                name=self.name,
-                obj=est,
-            )
-        return getattr(result, self.field)
-
-    def __set__(self, est, value):
-        raise AttributeError(f"{self.name!r} is read-only: it reads fit_result_.{self.field}")
-
-
 def fitted_before_result(state: dict) -> bool:
     """Whether a pickled ``state`` is a fitted model of the format before ``fit_result_``
     (its fit spread over private attributes such as ``_params``)."""

@@ -162,7 +162,7 @@ def _simulated_cov(est, fun, n_draws, random_state):
 
 def _check_model(est):
     check_is_fitted(est, "coef_")
-    if not hasattr(est, "_family_obj"):
+    if not hasattr(est, "fit_result_"):
         raise TypeError(
             f"model must be a fitted BinomialGLMM, PoissonGLMM or NegBinGLMM, got "
             f"{type(est).__name__}."

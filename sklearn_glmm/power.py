@@ -92,7 +92,7 @@ def power_interval(
 def _as_spec(model, trials) -> GLMMSpec:
     if isinstance(model, GLMMSpec):
         return model
-    if hasattr(model, "coef_") and hasattr(model, "_family_obj"):
+    if hasattr(model, "coef_") and hasattr(model, "fit_result_"):
         return GLMMSpec.from_fitted(model, trials=trials)
     raise TypeError(
         "model must be a fitted BinomialGLMM / PoissonGLMM / NegBinGLMM or a GLMMSpec, "

@@ -316,8 +316,8 @@ def test_agq_standard_errors_match_the_objectives_curvature():
     """The standard errors come from differences of the gradient; differences of
     the value itself give the same ones."""
     m = _fit_without_convergence_warning(9)
-    obj, x = m._objective, m._params
-    se = np.sqrt(np.diag(m._vcov_params))
+    obj, x = m.fit_result_.objective, m.fit_result_.params
+    se = np.sqrt(np.diag(m.fit_result_.vcov))
     H = _value_hessian(obj, x)
     se_value = np.sqrt(np.diag(2.0 * np.linalg.inv(H)))
     np.testing.assert_allclose(se, se_value, rtol=0.02)

@@ -238,7 +238,7 @@ def test_fit_with_three_random_effects():
 def test_estimates_converge_with_the_number_of_nodes():
     data = _binary_slopes()
     fits = {k: _fit(k, data) for k in (3, 7, 15)}
-    x = {k: fits[k]._params for k in fits}
+    x = {k: fits[k].fit_result_.params for k in fits}
     assert np.abs(x[15] - x[7]).max() < 0.2 * np.abs(x[15] - x[3]).max()
     ll = {k: fits[k].loglik_ for k in fits}
     assert abs(ll[15] - ll[7]) < min(0.2 * abs(ll[15] - ll[3]), 0.01)
@@ -264,9 +264,9 @@ def _value_hessian(obj, x):
 
 def test_standard_errors_match_the_quadrature_objectives_curvature():
     m = _fit(9)
-    obj, x = m._objective, m._params
+    obj, x = m.fit_result_.objective, m.fit_result_.params
     assert obj.n_agq == 9
-    se = np.sqrt(np.diag(m._vcov_params))
+    se = np.sqrt(np.diag(m.fit_result_.vcov))
     se_value = np.sqrt(np.diag(2.0 * np.linalg.inv(_value_hessian(obj, x))))
     np.testing.assert_allclose(se, se_value, rtol=0.02)
 
@@ -285,9 +285,9 @@ def test_counts_and_ordinal_outcomes_fit_with_quadrature():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)  # 40 judges: a correlation of 1
         o = OrdinalGLMM(random_effects="1 + t", n_agq=5).fit(df, score, groups=codes)
-    assert o.converged_ and o._objective.n_agq == 5
+    assert o.converged_ and o.fit_result_.objective.n_agq == 5
     # the thresholds' derivatives too: the gradient near the optimum, against the value's
-    obj, x = o._objective, o._params + 0.05
+    obj, x = o.fit_result_.objective, o.fit_result_.params + 0.05
     _, grad = obj.value_and_grad(x)
     num = numeric_gradient(obj, x)
     np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-6 * np.abs(num).max())

@@ -437,12 +437,12 @@ def test_profile_intervals_of_structure_parameters():
     # ar1's correlation limits, checked on the optimiser's scale
     m = PoissonGLMM(random_effects="ar1(day)").fit(df[["day", "x"]], df["count"], groups=df["id"])
     lo, hi = m.confint(method="profile", parm=["rho_ar1|id"]).iloc[0, 1:]
-    obj, x_hat = m._objective, m._params.copy()
+    obj, x_hat = m.fit_result_.objective, m.fit_result_.params.copy()
     k = len(x_hat) - 1  # the ar1 parameter a, rho = a / sqrt(1 + a^2)
     F_hat = obj.evaluate(x_hat)
     for rho in (lo, hi):
         a = rho / np.sqrt(1 - rho * rho)
-        bounds = list(m._bounds)
+        bounds = list(m.fit_result_.bounds)
         bounds[k] = (a, a)
         x0 = x_hat.copy()
         x0[k] = a
@@ -466,8 +466,8 @@ def test_structured_factor_beside_a_crossed_factor():
     assert m.converged_
     assert set(m.random_effects_cov_) == {"id", "site"}
     assert m.random_effects_cov_["id"].shape == (6, 6)
-    obj = m._objective
-    x = m._params.copy() + 0.01
+    obj = m.fit_result_.objective
+    x = m.fit_result_.params.copy() + 0.01
     _v, g = obj.value_and_grad(x)
     num = np.zeros_like(x)
     for k in range(len(x)):

@@ -139,10 +139,10 @@ def test_a_fit_is_the_same_on_either_side_of_the_switch(monkeypatch):
     X, y, groups = _crossed_data()
     re = {"subject": "1", "item": "1"}
     small = BinomialGLMM(random_effects=re).fit(X, y, groups=groups)
-    assert not isinstance(small._objective.solver, CrossedSolver)
+    assert not isinstance(small.fit_result_.objective.solver, CrossedSolver)
     monkeypatch.setattr(linalg, "LARGE_SCHUR", 10)
     large = BinomialGLMM(random_effects=re).fit(X, y, groups=groups)
-    assert isinstance(large._objective.solver, CrossedSolver)
+    assert isinstance(large.fit_result_.objective.solver, CrossedSolver)
     assert large.loglik_ == pytest.approx(small.loglik_, abs=1e-7)
     np.testing.assert_allclose(large.coef_, small.coef_, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(large.fit_record_.final, small.fit_record_.final, atol=1e-5)

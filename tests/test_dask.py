@@ -67,7 +67,9 @@ def _model_warnings(records):
 
 def _same(m_mem, m_dask):
     """Estimates, standard errors, log-likelihood and modes to RTOL (relative)."""
-    np.testing.assert_allclose(m_dask._params, m_mem._params, rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(
+        m_dask.fit_result_.params, m_mem.fit_result_.params, rtol=RTOL, atol=1e-9
+    )
     np.testing.assert_allclose(m_dask.loglik_, m_mem.loglik_, rtol=1e-10)
     fe_m, fe_d = m_mem.fixed_effects_, m_dask.fixed_effects_
     np.testing.assert_allclose(fe_d["estimate"], fe_m["estimate"], rtol=RTOL, atol=1e-9)
@@ -167,7 +169,9 @@ def test_fit_accepts_dask_collections(client):
     m_cols = BinomialGLMM(random_effects="1 + t", group_columns="id").fit(
         ddf[["x", "t", "id"]], ddf["y"]
     )
-    np.testing.assert_allclose(m_cols._params, m_mem._params, rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(
+        m_cols.fit_result_.params, m_mem.fit_result_.params, rtol=RTOL, atol=1e-9
+    )
     with pytest.raises(NotImplementedError, match="trials"):
         BinomialGLMM().fit(ddf[["x", "t"]], ddf["y"], groups=ddf["id"], trials=ddf["y"] + 1)
 
@@ -250,7 +254,9 @@ def test_dask_arrays(client):
     y = da.from_array(df["y"].to_numpy(), chunks=1500)
     g = da.from_array(df["id"].to_numpy(), chunks=1500)
     m_dask = fit_partitioned(BinomialGLMM(), X, y, g)
-    np.testing.assert_allclose(m_dask._params, m_mem._params, rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(
+        m_dask.fit_result_.params, m_mem.fit_result_.params, rtol=RTOL, atol=1e-9
+    )
     assert not hasattr(m_dask, "feature_names_in_") and m_dask.n_features_in_ == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -278,7 +284,7 @@ def test_training_rows_stay_on_the_cluster(client):
         m.residuals()
     # summary's numbers come from per-partition sums: the Pearson statistic is exact
     m_mem = PoissonGLMM().fit(df[["x", "t"]], df["y"], groups=df["id"])
-    ratio = m._data_summaries["overdispersion"].ratio
+    ratio = m.fit_result_.data_summaries["overdispersion"].ratio
     np.testing.assert_allclose(ratio, m_mem.overdispersion().ratio, rtol=1e-6)
     assert m.predict_proba(df[["x", "t"]].iloc[:3]).shape[0] == 3
     assert not m.fit_result_.has_data

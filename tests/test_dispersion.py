@@ -75,7 +75,7 @@ def test_reference_fits(case):
         assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
     for name, se in disp_se.items():
         assert disp.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
-    sd = m.random_effects_cov_[m._factor_order[0]].to_numpy()[0, 0] ** 0.5
+    sd = m.random_effects_cov_[m.fit_result_.factor_order[0]].to_numpy()[0, 0] ** 0.5
     assert sd == pytest.approx(ref["sd"], rel=0.02)
     if "zi" in ref:
         zi_se = {k.removeprefix("zi~"): v for k, v in ref["zi_se"].items()}
@@ -412,15 +412,17 @@ def test_a_design_of_ones_is_the_constant_dispersion(family):
     else:
         est = NegBinGLMM(family=family)
         m = quiet_fit(est.fit, X, d["ynb2" if family == "nbinom2" else "ynb1"], groups=g)
-    data = m._objective.data
+    data = m.fit_result_.objective.data
     assert data.extra_designs is None
     ones = np.ones((len(data.y), 1))
     designed = replace(data, extra_designs=(ones,))
     obj = Objective(designed)
-    assert obj.evaluate(m._params) == pytest.approx(m._objective.evaluate(m._params), abs=1e-10)
+    assert obj.evaluate(m.fit_result_.params) == pytest.approx(
+        m.fit_result_.objective.evaluate(m.fit_result_.params), abs=1e-10
+    )
     x, record = quiet_fit(_refit, designed)
     assert -0.5 * record.objective == pytest.approx(m.loglik_, abs=1e-8)
-    np.testing.assert_allclose(x, m._params, atol=1e-4)
+    np.testing.assert_allclose(x, m.fit_result_.params, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -438,9 +440,9 @@ def test_gradient_in_the_dispersion_coefficients(family, disp, zi, n_agq):
     X, y, g = _xy("ynb2" if family == "nbinom2" else "ynb1")
     est = NegBinGLMM(dispersion=disp, family=family, zero_inflation=zi, n_agq=n_agq)
     m = quiet_fit(est.fit, X, y, groups=g)
-    obj = m._objective
+    obj = m.fit_result_.objective
     rng = np.random.default_rng(3)
-    x = m._params + rng.normal(0.0, 0.05, len(m._params))
+    x = m.fit_result_.params + rng.normal(0.0, 0.05, len(m.fit_result_.params))
     _, grad = obj.value_and_grad(x)
     p0 = len(x) - obj.data.n_extra
     for k in range(p0, len(x)):
@@ -456,8 +458,8 @@ def test_gradient_of_a_beta_binomial_dispersion_model():
     d = disp_data()
     est = BinomialGLMM(family="betabinomial", dispersion="1 + w")
     m = quiet_fit(est.fit, d[["x", "w"]], d["ybb"], groups=d["id"], trials=d["trials"])
-    obj = m._objective
-    x = m._params + 0.03
+    obj = m.fit_result_.objective
+    x = m.fit_result_.params + 0.03
     _, grad = obj.value_and_grad(x)
     for k in range(len(x) - 2, len(x)):
         up, dn = x.copy(), x.copy()
@@ -470,9 +472,9 @@ def test_gradient_of_a_beta_binomial_dispersion_model():
 def test_gradient_without_random_effects():
     X, y, _ = _xy()
     m = quiet_fit(NegBinGLMM(dispersion="1 + x + w").fit, X, y)
-    obj = m._objective
+    obj = m.fit_result_.objective
     assert isinstance(obj, GLMObjective)
-    x = m._params + 0.03
+    x = m.fit_result_.params + 0.03
     _, grad = obj.value_and_grad(x)
     for k in range(len(x)):
         up, dn = x.copy(), x.copy()

@@ -509,7 +509,7 @@ def test_unpickled_model_predicts_and_summarises_without_the_data(Est):
     m = Est(random_effects="1 + time").fit(X, y, groups=G0)
     u = _pickled(m)
     assert "_objective" not in vars(u) and "_train" not in vars(u)
-    assert all(f.codes is None for f in u._factors)
+    assert all(f.codes is None for f in u.fit_result_.factors)
     for method in ("predict", "predict_proba", "predict_mean"):
         np.testing.assert_allclose(getattr(u, method)(X, G0), getattr(m, method)(X, G0))
         np.testing.assert_allclose(getattr(u, method)(X), getattr(m, method)(X))

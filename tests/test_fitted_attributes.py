@@ -22,7 +22,7 @@ from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 from sklearn_glmm._design import build_factors
 from sklearn_glmm.exceptions import NoRandomEffectsWarning
 
-TABLES = ["fixed_effects_", "ranef_", "random_effects_cov_", "_vcov_fixed"]
+TABLES = ["fixed_effects_", "ranef_", "random_effects_cov_"]
 
 
 def _data(seed=0, n_groups=25, per=8):
@@ -44,7 +44,9 @@ def _fit(est, *args, **kwargs):
 
 def _assert_tables_equal(a, b):
     pd.testing.assert_frame_equal(a.fixed_effects_, b.fixed_effects_, check_exact=True)
-    pd.testing.assert_frame_equal(a._vcov_fixed, b._vcov_fixed, check_exact=True)
+    pd.testing.assert_frame_equal(
+        a.fit_result_.vcov_fixed, b.fit_result_.vcov_fixed, check_exact=True
+    )
     for name in ("ranef_", "random_effects_cov_"):
         ta, tb = getattr(a, name), getattr(b, name)
         assert list(ta) == list(tb)
@@ -74,7 +76,7 @@ def test_tables_match_the_estimates():
     assert fe.index.tolist() == ["(Intercept)", "time", "dose"]
     assert fe.columns.tolist() == ["estimate", "std_error", "z_value", "p_value"]
     np.testing.assert_array_equal(fe["estimate"], np.r_[m.intercept_, m.coef_])
-    np.testing.assert_allclose(np.diag(m._vcov_fixed), fe["std_error"] ** 2, rtol=1e-12)
+    np.testing.assert_allclose(np.diag(m.fit_result_.vcov_fixed), fe["std_error"] ** 2, rtol=1e-12)
     np.testing.assert_array_equal(fe["z_value"], fe["estimate"] / fe["std_error"])
     assert list(m.ranef_) == ["person"] and list(m.random_effects_cov_) == ["person"]
     modes, cov = m.ranef_["person"], m.random_effects_cov_["person"]
@@ -104,7 +106,7 @@ def test_refit_renews_tables_read_before():
     assert m.fixed_effects_ is not old_fe
     assert m.fixed_effects_.index.tolist() == ["(Intercept)", "time"]
     assert list(m.ranef_) == ["subject"] and old_re is not m.ranef_
-    assert m._vcov_fixed.shape == (2, 2)
+    assert m.fit_result_.vcov_fixed.shape == (2, 2)
     _assert_tables_equal(m, _fit(PoissonGLMM(), X[["time"]], y, groups=g.rename("subject")))
 
 

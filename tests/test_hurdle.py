@@ -217,7 +217,7 @@ def _check(m, ref, sd_abs=None):
     for name, value in ref["fixef"].items():
         assert fe.loc[name, "estimate"] == pytest.approx(value, abs=0.05 * ref["se"][name])
         assert fe.loc[name, "std_error"] == pytest.approx(ref["se"][name], rel=0.02)
-    cov = m.random_effects_cov_[m._factor_order[0]].to_numpy()
+    cov = m.random_effects_cov_[m.fit_result_.factor_order[0]].to_numpy()
     sd = np.sqrt(np.diag(cov))
     for k, value in enumerate(ref["sd"].values()):
         if sd_abs is None:
@@ -231,7 +231,7 @@ def _check(m, ref, sd_abs=None):
         assert value == pytest.approx(ref["sigma"], rel=0.02)
     if "zi_logit" in ref:
         assert special.logit(m.zero_prob_) == pytest.approx(ref["zi_logit"], abs=1e-4)
-        assert m._block_se["logit_zero"] == pytest.approx(ref["zi_se_logit"], rel=0.02)
+        assert m.fit_result_.block_se["logit_zero"] == pytest.approx(ref["zi_se_logit"], rel=0.02)
 
 
 SAL_X = ["minedno", "DOY"]
@@ -336,9 +336,13 @@ def test_simulations_have_the_fitted_means_and_zeros(hurdle_nb):
 def test_residuals_and_zero_check_use_the_hurdle_distribution(hurdle_nb):
     from sklearn_glmm.performance import check_zeroinflation
 
-    fam, eta, extra = hurdle_nb._family_obj, hurdle_nb._train["eta"], hurdle_nb._extra
+    fam, eta, extra = (
+        hurdle_nb.fit_result_.family,
+        hurdle_nb.fit_result_.train["eta"],
+        hurdle_nb.fit_result_.extra,
+    )
     pearson = hurdle_nb.residuals("pearson")
-    y = hurdle_nb._train["y"]
+    y = hurdle_nb.fit_result_.train["y"]
     expected = (y - fam.mean(eta, extra)) / np.sqrt(fam.variance_eta(eta, None, extra))
     np.testing.assert_allclose(pearson, expected)
     table = check_zeroinflation(hurdle_nb)
@@ -526,8 +530,10 @@ def test_held_out_log_likelihood_is_the_model_probability(hurdle_nb):
 
     X, y, g = SAL[SAL_X].head(30), SAL["count"].head(30), SAL["site"].head(30)
     ll = pointwise_log_likelihood(hurdle_nb, X, y, groups=g)
-    eta = hurdle_nb._train["eta"][:30]
-    expected = np.log(hurdle_nb._family_obj.pmf_eta(y.to_numpy(float), eta, hurdle_nb._extra))
+    eta = hurdle_nb.fit_result_.train["eta"][:30]
+    expected = np.log(
+        hurdle_nb.fit_result_.family.pmf_eta(y.to_numpy(float), eta, hurdle_nb.fit_result_.extra)
+    )
     np.testing.assert_allclose(ll, expected, rtol=1e-10)
     # a zero is impossible under a zero-truncated model
     pos = SAL[SAL["count"] > 0]

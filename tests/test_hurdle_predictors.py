@@ -85,7 +85,7 @@ def test_reference_fits(case):
     assert_within_se(fe["estimate"], ref["fixef"], ref["se"])
     for name, se in ref["se"].items():
         assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
-    sd = m.random_effects_cov_[m._factor_order[0]].to_numpy()[0, 0] ** 0.5
+    sd = m.random_effects_cov_[m.fit_result_.factor_order[0]].to_numpy()[0, 0] ** 0.5
     assert sd == pytest.approx(ref["sd"], rel=0.02)
     for part, attr in (("zi", "zero_inflation_effects_"), ("disp", "dispersion_effects_")):
         if part not in ref:
@@ -157,13 +157,15 @@ def test_a_constant_zero_part_is_todays_hurdle():
     m = quiet_fit(NegBinGLMM(hurdle=True).fit, X, y, groups=g)
     m1 = quiet_fit(NegBinGLMM(hurdle="1").fit, X, y, groups=g)
     assert m1.loglik_ == m.loglik_
-    data = m._objective.data
+    data = m.fit_result_.objective.data
     ones = np.ones((len(data.y), 1))
     designed = replace(data, extra_designs=(None, ones))
     obj = Objective(designed)
-    assert obj.evaluate(m._params) == pytest.approx(m._objective.evaluate(m._params), abs=1e-9)
-    _, g1 = obj.value_and_grad(m._params)
-    _, g0 = m._objective.value_and_grad(m._params)
+    assert obj.evaluate(m.fit_result_.params) == pytest.approx(
+        m.fit_result_.objective.evaluate(m.fit_result_.params), abs=1e-9
+    )
+    _, g1 = obj.value_and_grad(m.fit_result_.params)
+    _, g0 = m.fit_result_.objective.value_and_grad(m.fit_result_.params)
     np.testing.assert_allclose(g1, g0, atol=1e-8)
 
 
@@ -171,12 +173,14 @@ def test_a_constant_dispersion_design_is_the_scalar_block():
     X, g = _x()
     y = hp_data()["ytnb1"]
     m = quiet_fit(NegBinGLMM(truncated=True, family="nbinom1").fit, X, y, groups=g)
-    data = m._objective.data
+    data = m.fit_result_.objective.data
     designed = replace(data, extra_designs=(np.ones((len(data.y), 1)),))
     obj = Objective(designed)
-    assert obj.evaluate(m._params) == pytest.approx(m._objective.evaluate(m._params), abs=1e-9)
-    _, g1 = obj.value_and_grad(m._params)
-    _, g0 = m._objective.value_and_grad(m._params)
+    assert obj.evaluate(m.fit_result_.params) == pytest.approx(
+        m.fit_result_.objective.evaluate(m.fit_result_.params), abs=1e-9
+    )
+    _, g1 = obj.value_and_grad(m.fit_result_.params)
+    _, g0 = m.fit_result_.objective.value_and_grad(m.fit_result_.params)
     np.testing.assert_allclose(g1, g0, atol=1e-6)
 
 
@@ -193,8 +197,8 @@ def test_gradient_in_the_block_coefficients(kind, params, y):
     X, g = _x()
     est = (PoissonGLMM if kind == "hurdle" else NegBinGLMM)(**params)
     m = quiet_fit(est.fit, X, hp_data()[y], groups=g)
-    obj = m._objective
-    x = m._params + np.random.default_rng(3).normal(0.0, 0.05, len(m._params))
+    obj = m.fit_result_.objective
+    x = m.fit_result_.params + np.random.default_rng(3).normal(0.0, 0.05, len(m.fit_result_.params))
     _, grad = obj.value_and_grad(x)
     for k in range(len(x)):
         h = 1e-5
@@ -348,8 +352,8 @@ def test_gradient_with_quadrature():
     est = NegBinGLMM(hurdle="1 + w", dispersion="1 + x", n_agq=5)
     m = quiet_fit(est.fit, X, hp_data()["yhnb2"], groups=g)
     assert m.converged_
-    obj = m._objective
-    x = m._params + np.random.default_rng(4).normal(0.0, 0.05, len(m._params))
+    obj = m.fit_result_.objective
+    x = m.fit_result_.params + np.random.default_rng(4).normal(0.0, 0.05, len(m.fit_result_.params))
     _, grad = obj.value_and_grad(x)
     for k in range(len(x)):
         up, dn = x.copy(), x.copy()

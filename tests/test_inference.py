@@ -157,8 +157,8 @@ def test_param_map_round_trip_with_correlation():
         "sd_day_centered|user_id",
     ]
     assert pm.lme4_names[-3:] == [".sig01", ".sig02", ".sig03"]
-    phi = pm.to_phi(est._params)
-    np.testing.assert_allclose(pm.to_x(phi), est._params, atol=1e-12)
+    phi = pm.to_phi(est.fit_result_.params)
+    np.testing.assert_allclose(pm.to_x(phi), est.fit_result_.params, atol=1e-12)
     S = est.random_effects_cov_["user_id"].to_numpy()
     assert phi[-1] == pytest.approx(np.sqrt(S[1, 1]))
     assert phi[-2] == pytest.approx(S[0, 1] / np.sqrt(S[0, 0] * S[1, 1]))
@@ -366,8 +366,8 @@ def test_simulate_moments_new_random_effects_poisson():
     # Var Y = m + m^2 (exp(s^2) - 1)
     est, _, _ = fitted("pois_ri")
     sims = est.simulate(4000, random_state=1)
-    d = est._objective.data
-    eta = d.X @ est._params[: d.n_beta] + d.offset
+    d = est.fit_result_.objective.data
+    eta = d.X @ est.fit_result_.params[: d.n_beta] + d.offset
     s2 = est.random_effects_cov_["user_id"].iloc[0, 0]
     m = np.exp(eta + s2 / 2)
     v = m + m**2 * np.expm1(s2)
@@ -382,7 +382,7 @@ def test_simulate_moments_fixed_random_effects():
     est, _, _ = fitted("binom_trials")
     sims = est.simulate(5000, random_state=2, new_random_effects=False)
     fit = est.fitted()  # conditional expected successes
-    t = est._train["trials"]
+    t = est.fit_result_.train["trials"]
     p = fit / t
     se = np.sqrt(t * p * (1 - p) / sims.shape[1])
     assert np.all(np.abs(sims.mean(axis=1) - fit) < 5 * se + 1e-12)
@@ -455,7 +455,7 @@ def test_predict_interval_delta_method():
     X = d[spec["X"]].iloc[:5]
     link = est.predict_interval(X, scale="link", population="zero")
     D = np.column_stack([np.ones(5), X.to_numpy()])
-    V = est._vcov_fixed.to_numpy()
+    V = est.fit_result_.vcov_fixed.to_numpy()
     np.testing.assert_allclose(link["se"], np.sqrt(np.einsum("ni,ij,nj->n", D, V, D)))
     np.testing.assert_allclose(link["fit"], est.decision_function(X))
     resp = est.predict_interval(X, population="zero")

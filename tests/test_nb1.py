@@ -88,7 +88,7 @@ def test_zero_inflated_nbinom1_matches_glmmtmb():
     assert m.converged_ and ConvergenceWarning not in caught
     _check(m, ref)
     assert m.zero_inflation_ == pytest.approx(special.expit(ref["zi_logit"]), abs=0.01)
-    assert m._block_se["logit_zi"] == pytest.approx(ref["zi_se_logit"], rel=0.02)
+    assert m.fit_result_.block_se["logit_zi"] == pytest.approx(ref["zi_se_logit"], rel=0.02)
 
 
 def test_nbinom1_without_overdispersion_settles_at_phi_zero():

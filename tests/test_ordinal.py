@@ -186,9 +186,9 @@ def test_unordered_thresholds_are_a_failed_evaluation():
     assert np.all(d.loglik == -np.inf)
     X, y, wine = _wine()
     m = OrdinalGLMM().fit(X, y, groups=wine["judge"])
-    x = m._params.copy()
+    x = m.fit_result_.params.copy()
     x[-4:] = x[-4:][[1, 0, 2, 3]]
-    assert m._objective.evaluate(x) == np.inf
+    assert m.fit_result_.objective.evaluate(x) == np.inf
 
 
 # -- properties of the fitted model ------------------------------------------------------
@@ -225,9 +225,9 @@ def test_objective_at_zero_variance_equals_clm():
     X, y, wine = _wine()
     m = OrdinalGLMM().fit(X, y, groups=wine["judge"])
     ref = REF["wine_clm"]
-    beta_internal = np.array(ref["beta"]) * m._scaling["scales"]
+    beta_internal = np.array(ref["beta"]) * m.fit_result_.scaling["scales"]
     x = np.concatenate([beta_internal, [0.0], ref["alpha"]])
-    assert -0.5 * m._objective.evaluate(x) == pytest.approx(ref["loglik"], abs=1e-6)
+    assert -0.5 * m.fit_result_.objective.evaluate(x) == pytest.approx(ref["loglik"], abs=1e-6)
     assert m.loglik_ > ref["loglik"]
 
 
@@ -662,7 +662,7 @@ def test_tools_that_do_not_apply_say_so():
     )
     assert str(m2.summary()) == str(m.summary())
     # the derivative of E[Y] in eta
-    fam, a = m._family_obj, m._extra
+    fam, a = m.fit_result_.family, m.fit_result_.extra
     eta = np.linspace(-3, 8, 12)
     h = 1e-6
     np.testing.assert_allclose(
@@ -701,7 +701,7 @@ def test_quadrature_log_likelihood_equals_brute_force_integral(link):
     X, y, wine = _wine()
     g = wine["judge"].to_numpy()
     m = OrdinalGLMM(link=link, n_agq=25).fit(X, y, groups=g)
-    fam, a = m._family_obj, m._extra
+    fam, a = m.fit_result_.family, m.fit_result_.extra
     (cov,) = m.random_effects_cov_.values()
     sd = np.sqrt(cov.iloc[0, 0])
     z = np.linspace(-10, 10, 4001)

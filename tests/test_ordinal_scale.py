@@ -411,7 +411,7 @@ def test_vector_random_effects_with_scale_against_brute_force():
     X, y, g = _slope_data()
     m = OrdinalGLMM(random_effects="1 + x", scale="s").fit(X, y, groups=g)
     assert m.converged_ and np.isfinite(m.scale_effects_["std_error"]).all()
-    agq = -0.5 * Objective(m._objective.data, 15).evaluate(m._params)
+    agq = -0.5 * Objective(m.fit_result_.objective.data, 15).evaluate(m.fit_result_.params)
     assert agq == pytest.approx(_brute_force_loglik(m, X, y, g), abs=1e-4)
     assert abs(m.loglik_ - agq) < 2.0
 
@@ -422,7 +422,7 @@ def test_vector_random_effects_with_scale_agq_fit():
     m = OrdinalGLMM(random_effects="1 + x", scale="s", n_agq=5).fit(X, y, groups=g)
     assert m.converged_
     # at its optimum, a finer rule and the brute-force integral agree with it
-    fine = -0.5 * Objective(m._objective.data, 15).evaluate(m._params)
+    fine = -0.5 * Objective(m.fit_result_.objective.data, 15).evaluate(m.fit_result_.params)
     assert fine == pytest.approx(_brute_force_loglik(m, X, y, g), abs=1e-4)
     assert abs(m.loglik_ - fine) < 0.02
 
@@ -529,8 +529,10 @@ def test_objective_gradient_in_the_scale_block(n_agq):
     # differences of the objective, away from the optimum
     X, y, g = _wine()
     m = OrdinalGLMM(random_effects="1", scale="tempwarm", n_agq=n_agq).fit(X, y, groups=g)
-    obj = Objective(m._objective.data, n_agq)
-    p = m._params + 0.05 * np.random.default_rng(0).normal(size=len(m._params))
+    obj = Objective(m.fit_result_.objective.data, n_agq)
+    p = m.fit_result_.params + 0.05 * np.random.default_rng(0).normal(
+        size=len(m.fit_result_.params)
+    )
     _, grad = obj.value_and_grad(p)
     h = 1e-6
     fd = [(obj.evaluate(p + e) - obj.evaluate(p - e)) / (2 * h) for e in h * np.eye(len(p))]

@@ -377,7 +377,7 @@ def test_caterpillar_interval_width(binary):
     ax = P.plot_caterpillar(est)
     segments = ax.containers[0].lines[2][0].get_segments()
     half = np.array([(s[1][0] - s[0][0]) / 2 for s in segments])
-    sd = np.sqrt(est._ranef_condvar["id"][:, 0, 0])
+    sd = np.sqrt(est.fit_result_.ranef_condvar["id"][:, 0, 0])
     np.testing.assert_allclose(np.sort(half), np.sort(1.959964 * sd), rtol=1e-5)
 
 

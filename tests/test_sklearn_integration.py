@@ -175,7 +175,7 @@ def test_routing_off_says_so_and_does_not_fit_silently(binary):
         search = GridSearchCV(BinomialGLMM(), {"max_iter": [1000]}, cv=GroupKFold(2))
         with pytest.warns(NoRandomEffectsWarning, match="metadata routing, which is off"):
             search.fit(X, y, groups=ids)
-        assert search.best_estimator_._factors == []
+        assert search.best_estimator_.fit_result_.factors == []
         with pytest.raises(ValueError, match="does not accept the groups parameter"):
             make_pipeline(StandardScaler(), BinomialGLMM()).fit(X, y, groups=ids)
         with pytest.raises(RuntimeError, match="metadata routing is enabled"):

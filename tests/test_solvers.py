@@ -234,10 +234,10 @@ def test_nested_fit_equals_the_fit_through_the_schur_complement(monkeypatch):
     X, groups = pd.DataFrame({"x": x}), pd.DataFrame({"school": school, "cls": cls, "st": student})
     re = {"school": "1", "cls": "1 + x", "st": "1"}
     nested = PoissonGLMM(random_effects=re).fit(X, y, groups=groups)
-    assert isinstance(nested._objective.solver, NestedSolver)
+    assert isinstance(nested.fit_result_.objective.solver, NestedSolver)
     monkeypatch.setattr(laplace, "make_solver", BlockedSolver)
     dense = PoissonGLMM(random_effects=re).fit(X, y, groups=groups)
-    assert type(dense._objective.solver) is BlockedSolver
+    assert type(dense.fit_result_.objective.solver) is BlockedSolver
     assert nested.loglik_ == pytest.approx(dense.loglik_, abs=1e-8)
     np.testing.assert_allclose(nested.coef_, dense.coef_, rtol=1e-6, atol=1e-8)
     for name in re:

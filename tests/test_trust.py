@@ -61,8 +61,8 @@ def test_failed_inner_solve_is_not_kept_as_a_value():
 
 def test_objective_does_not_depend_on_the_order_of_evaluations():
     m, _ = _fit(PoissonGLMM(), pd.DataFrame({"time": TIME}), Y20, IDS)
-    obj = m._objective
-    x = m._params.copy()
+    obj = m.fit_result_.objective
+    x = m.fit_result_.params.copy()
     # history 1: straight to the optimum from u = 0
     obj.u = np.zeros_like(obj.u)
     obj._last_key = None
@@ -80,8 +80,8 @@ def test_objective_does_not_depend_on_the_order_of_evaluations():
 
 def test_a_failed_evaluation_is_infinite():
     m, _ = _fit(PoissonGLMM(), pd.DataFrame({"time": TIME}), Y20, IDS)
-    obj = m._objective
-    x = m._params.copy()
+    obj = m.fit_result_.objective
+    x = m.fit_result_.params.copy()
     x[obj.data.n_beta] = 50.0  # a huge variance, far from the last modes
     obj.pirls_max_iter = 1  # too few Newton steps to find the modes
     obj._last_key = None

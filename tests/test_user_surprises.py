@@ -234,7 +234,7 @@ def test_explicit_random_effects_need_groups_the_default_fits_a_glm(binary):
             est.fit(X, (y > 0).astype(int))
     with pytest.warns(NoRandomEffectsWarning):
         glm = BinomialGLMM().fit(X, y)
-    assert glm._factors == [] and glm.random_effects is None
+    assert glm.fit_result_.factors == [] and glm.random_effects is None
 
 
 def test_requested_groups_that_never_arrive_raise(binary):

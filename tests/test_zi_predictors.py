@@ -79,7 +79,7 @@ def test_reference_fits(case):
         assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
     for name, se in zi_se.items():
         assert zi.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
-    sd = m.random_effects_cov_[m._factor_order[0]].to_numpy()[0, 0] ** 0.5
+    sd = m.random_effects_cov_[m.fit_result_.factor_order[0]].to_numpy()[0, 0] ** 0.5
     assert sd == pytest.approx(ref["sd"], rel=0.02)
     if "sigma" in ref:  # NB2 theta, NB1 phi: glmmTMB's sigma(m)
         value = m.theta_ if CASES[case][1] == "nbinom2" else m.phi_
@@ -264,18 +264,20 @@ def test_a_design_of_ones_is_the_constant_block(zi_family):
     else:
         est = NegBinGLMM(zero_inflation=True, family=zi_family)
         m = quiet_fit(est.fit, X, d["ynb2" if zi_family == "nbinom2" else "ynb1"], groups=g)
-    data = m._objective.data
+    data = m.fit_result_.objective.data
     assert data.extra_designs is None
     ones = np.ones((len(data.y), 1))
     designed = replace(data, extra_designs=(None,) * (data.n_extra - 1) + (ones,))
     assert designed.n_extra == data.n_extra
     # the same objective at the same point ...
     obj = Objective(designed)
-    assert obj.evaluate(m._params) == pytest.approx(m._objective.evaluate(m._params), abs=1e-10)
+    assert obj.evaluate(m.fit_result_.params) == pytest.approx(
+        m.fit_result_.objective.evaluate(m.fit_result_.params), abs=1e-10
+    )
     # ... and the same optimum from a fit
     x, record = quiet_fit(_refit, designed)
     assert -0.5 * record.objective == pytest.approx(m.loglik_, abs=1e-8)
-    np.testing.assert_allclose(x, m._params, atol=1e-4)
+    np.testing.assert_allclose(x, m.fit_result_.params, atol=1e-4)
 
 
 @pytest.mark.parametrize("n_agq", [1, 5])
@@ -285,9 +287,9 @@ def test_gradient_in_the_zero_inflation_coefficients(n_agq, zi, family):
     X, y, g = _xy()
     est = NegBinGLMM(zero_inflation=zi, n_agq=n_agq, family=family)
     m = quiet_fit(est.fit, X, y, groups=g)
-    obj = m._objective
+    obj = m.fit_result_.objective
     rng = np.random.default_rng(3)
-    x = m._params + rng.normal(0.0, 0.05, len(m._params))
+    x = m.fit_result_.params + rng.normal(0.0, 0.05, len(m.fit_result_.params))
     _, grad = obj.value_and_grad(x)
     p0 = len(x) - obj.data.n_extra
     for k in range(p0 - 1, len(x)):  # NB log theta and the zi coefficients
@@ -302,9 +304,9 @@ def test_gradient_in_the_zero_inflation_coefficients(n_agq, zi, family):
 def test_gradient_without_random_effects():
     X, y, _ = _xy()
     m = quiet_fit(NegBinGLMM(zero_inflation="1 + x + w").fit, X, y)
-    obj = m._objective
+    obj = m.fit_result_.objective
     assert isinstance(obj, GLMObjective)
-    x = m._params + 0.03
+    x = m.fit_result_.params + 0.03
     _, grad = obj.value_and_grad(x)
     for k in range(len(x)):
         up, dn = x.copy(), x.copy()
@@ -377,8 +379,8 @@ def test_gradient_with_a_random_slope():
     # the general (non-scalar) Laplace gradient path
     X, y, g = _xy()
     m = quiet_fit(NegBinGLMM("1 + x", zero_inflation="1 + x + w").fit, X, y, groups=g)
-    obj = m._objective
-    x = m._params + np.random.default_rng(4).normal(0.0, 0.05, len(m._params))
+    obj = m.fit_result_.objective
+    x = m.fit_result_.params + np.random.default_rng(4).normal(0.0, 0.05, len(m.fit_result_.params))
     _, grad = obj.value_and_grad(x)
     for k in range(len(x)):
         up, dn = x.copy(), x.copy()
