@@ -116,3 +116,26 @@ def test_formula_front_end_reads_nbinom1():
     m = glmmTMB("y ~ x + (1 | id)", DATA, family="nbinom1")
     assert m.family == "nbinom1"
     assert m.loglik_ == pytest.approx(REF["nb1"]["loglik"], abs=0.01)
+
+
+@pytest.mark.parametrize("log_phi", [-6.0, -3.0, 0.2, 2.0])
+def test_extra_derivatives_are_analytic(log_phi):
+    """d/d log(phi) of the log-density, d1 and w against Richardson-extrapolated central
+    differences, scalar and per-row phi, with a count in the thousands."""
+    fam = make_family("negbin1")
+    rng = np.random.default_rng(0)
+    y = np.r_[rng.integers(1, 30, 10), 0.0, 5000.0]
+    eta = np.r_[rng.normal(1.0, 1.0, 11), np.log(4000.0)]
+    const = fam.constant(y, None)
+    for extra in (np.array([log_phi]), (np.full(len(y), log_phi),)):
+        exact = fam.extra_derivs(y, eta, None, None, extra, const)
+
+        def central(h):
+            up = fam.derivs(y, eta, None, None, np.array([log_phi + h]), const)
+            down = fam.derivs(y, eta, None, None, np.array([log_phi - h]), const)
+            return [(getattr(up, f) - getattr(down, f)) / (2 * h) for f in ("loglik", "d1", "w")]
+
+        coarse, fine = central(2e-3), central(1e-3)
+        for got, a, b in zip(exact, coarse, fine):
+            ref = (4.0 * b - a) / 3.0
+            np.testing.assert_allclose(got[0], ref, rtol=1e-7, atol=1e-7)

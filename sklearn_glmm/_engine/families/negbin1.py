@@ -50,6 +50,30 @@ class NegativeBinomial1(Family):
         d3 = k * a0 + 3.0 * k * k * a1 + k**3 * a2
         return _weighted(weights, loglik, d1, -d2, -d3)
 
+    def extra_derivs(self, y, eta, trials, weights, extra, const=None):
+        """Derivatives in ``log phi`` of ``loglik``, ``d1`` and ``w``, each (1, n).
+
+        With ``nu = log phi``, ``k`` moves as ``dk/dnu = -k`` and ``log(1 + phi)`` as
+        ``phi / (1 + phi)``; with ``a_m`` the k-derivatives of
+        ``A(k) = psi(y + k) - psi(k) - log(1 + phi)`` (as in :meth:`derivs`)::
+
+            d loglik / dnu = -k a0 - k phi / (1 + phi) + y / (1 + phi)
+            d d1 / dnu     = -k a0 - k^2 a1 - k phi / (1 + phi)
+            d w / dnu      =  k a0 + 3 k^2 a1 + k^3 a2 + k phi / (1 + phi)
+        """
+        phi = np.exp(extra[0])
+        k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
+        share = phi / (1.0 + phi)  # d log(1 + phi) / d nu
+        p0, p1, p2 = _polygamma_differences(y, k)
+        a0 = p0 - np.log1p(phi)
+        ka0, k2a1, kshare = k * a0, k * k * p1, k * share
+        dl = -ka0 - kshare + y / (1.0 + phi)
+        dd1 = -ka0 - k2a1 - kshare
+        dw = ka0 + 3.0 * k2a1 + k**3 * p2 + kshare
+        if weights is not None:
+            dl, dd1, dw = weights * dl, weights * dd1, weights * dw
+        return dl[None], dd1[None], dw[None]
+
     def log_p0(self, eta, extra):
         """log P(Y = 0 | eta) = -k log(1 + phi) and its eta-derivatives (all equal)."""
         phi = np.exp(extra[0])
