@@ -64,6 +64,39 @@ class BetaBinomial(Family):
         d3 = phi * v2 * dd + 3.0 * phi * phi * v * v1 * ee + phi**3 * v**3 * ff
         return _weighted(weights, loglik, d1, -d2, -d3)
 
+    def extra_derivs(self, y, eta, trials, weights, extra, const=None):
+        """Derivatives in ``log phi`` of ``loglik``, ``d1`` and ``w``, each (1, n).
+
+        ``a = mu phi`` and ``b = (1 - mu) phi`` move as ``a`` and ``b`` with
+        ``nu = log phi``; with the differences of :meth:`derivs`::
+
+            d loglik / dnu = a D_a + b D_b - phi (psi(t + phi) - psi(phi))
+            d d1 / dnu     = phi v (D + a D'_a - b D'_b)
+            d d2 / dnu     = phi v1 (D + a D'_a - b D'_b) + phi^2 v^2 (2 E + a E'_a + b E'_b)
+
+        (``D_a = psi(y + a) - psi(a)``, ``D = D_a - D_b``, ``E = D'_a + D'_b``, primes
+        the next polygamma's differences; ``w = -d2``).
+        """
+        phi = np.exp(extra[0])
+        t = np.ones_like(y) if trials is None else trials
+        mu = special.expit(eta)
+        v = mu * (1.0 - mu)
+        a, b = mu * phi, (1.0 - mu) * phi
+        f = t - y
+        ya0, ya1, ya2 = _polygamma_differences(y, a)
+        fb0, fb1, fb2 = _polygamma_differences(f, b)
+        tp0 = _polygamma_differences(t, phi)[0]
+        dd, ee = ya0 - fb0, ya1 + fb1
+        v1 = v * (1.0 - 2.0 * mu)
+        moved = dd + a * ya1 - b * fb1
+        dl = a * ya0 + b * fb0 - phi * tp0
+        dd1 = phi * v * moved
+        dd2 = phi * v1 * moved + phi * phi * v * v * (2.0 * ee + a * ya2 + b * fb2)
+        dw = -dd2
+        if weights is not None:
+            dl, dd1, dw = weights * dl, weights * dd1, weights * dw
+        return dl[None], dd1[None], dw[None]
+
     def mean(self, eta, extra=()):
         return special.expit(eta)
 
