@@ -206,7 +206,10 @@ def main(argv=None):
                 continue
             mm, tm, timing = _in_memory(n, n_parts, args.family, args.slope)
             per_eval_m = timing["seconds"] / max(mm.fit_record_.n_evaluations, 1)
-            rel = np.max(np.abs(md.fit_result_.params - mm.fit_result_.params) / np.maximum(np.abs(mm.fit_result_.params), 1e-12))
+            rel = np.max(
+                np.abs(md.fit_result_.params - mm.fit_result_.params)
+                / np.maximum(np.abs(mm.fit_result_.params), 1e-12)
+            )
             print(
                 f"  in memory: {tm:.1f} s total, {mm.fit_record_.n_evaluations} evaluations, "
                 f"{per_eval_m * 1e3:.0f} ms per evaluation ({timing['seconds']:.1f} s in "
