@@ -46,7 +46,7 @@ from .block import BlockSolver, NotPositiveDefinite
 LARGE_SCHUR = 500
 # a level of the eliminated factor whose partners exceed this share of the Schur
 # complement's size is summed by dense BLAS, the others as sparse products
-DENSE_SHARE = 0.05
+DENSE_SHARE = 0.08
 # conjugate gradients: relative residual, and the iterations before the exact factor
 CG_RTOL = 1e-11
 CG_MAX_ITER = 40
