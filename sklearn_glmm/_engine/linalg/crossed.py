@@ -15,9 +15,10 @@
   solve that does not reach its tolerance is done by the factorisation instead.
 * **Sparse where the coupling is sparse, dense BLAS where it is not.** ``B' A^{-1} B``
   sums an outer product per level of the eliminated factor (a user's items). Levels
-  with few partners are summed as sparse products; levels with many partners (a
-  heavy user rates a large share of the items) go through one dense matrix product,
-  where BLAS is faster than the sparse product's bookkeeping.
+  with few partners are summed as sparse products (in blocks of rows of ``S``, one per
+  core); levels with many partners (a heavy user rates a large share of the items) go
+  through one dense matrix product, where BLAS is faster than the sparse product's
+  bookkeeping.
 * **Selected inversion on the coupling's pattern.** The gradient needs ``H^{-1}`` only
   on the entries rows touch: ``S^{-1}`` (LAPACK potri), and ``P = A^{-1} B S^{-1}`` on
   the nonzero pattern of ``B`` (a user's items), by gathering ``S^{-1}`` on each
@@ -331,7 +332,7 @@ class CrossedSolver:
     # -- selected inversion -----------------------------------------------------
     @property
     def Sinv(self) -> np.ndarray:
-        """``S^{-1}``: its lower triangle (LAPACK potri), the upper one zero."""
+        """``S^{-1}``: its lower triangle (LAPACK potri); the upper one is never read."""
         if self._Sinv is None:
             if self._L is None:
                 self._factor()
