@@ -146,3 +146,21 @@ def test_a_fit_is_the_same_on_either_side_of_the_switch(monkeypatch):
     assert large.loglik_ == pytest.approx(small.loglik_, abs=1e-7)
     np.testing.assert_allclose(large.coef_, small.coef_, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(large.fit_record_.final, small.fit_record_.final, atol=1e-5)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_threaded_blocks_give_the_same_numbers(monkeypatch, share):
+    """The row blocks of the light levels' product, the threads of the gathers and the
+    in-place dense update (taken for a Schur complement of 1,500 or more rows) on a
+    small one: the same value, gradient and modes as the dense solver."""
+    monkeypatch.setattr(crossed, "THREADED_SCHUR", 0)
+    monkeypatch.setattr(crossed, "_GATHER_CELLS", 500)
+    monkeypatch.setattr(crossed, "_cores", lambda: 3)
+    monkeypatch.setattr(crossed, "DENSE_SHARE", share)
+    for qs in ((1, 1), (2, 1)):
+        new, ref, params = _pair("binomial", qs, (60, 45), seed=7)
+        assert (len(new.solver._heavy) == 0) == (share == 1.0)
+        assert (len(new.solver._schur_rows) > 2) == (len(new.solver._light) > 0)
+        for p in (params, params + 0.02):
+            assert_same_objective(new, ref, p)
+            np.testing.assert_allclose(new.u, ref.u, rtol=0, atol=1e-9)

@@ -15,9 +15,10 @@
   solve that does not reach its tolerance is done by the factorisation instead.
 * **Sparse where the coupling is sparse, dense BLAS where it is not.** ``B' A^{-1} B``
   sums an outer product per level of the eliminated factor (a user's items). Levels
-  with few partners are summed as sparse products; levels with many partners (a
-  heavy user rates a large share of the items) go through one dense matrix product,
-  where BLAS is faster than the sparse product's bookkeeping.
+  with few partners are summed as sparse products (in blocks of rows of ``S``, one per
+  core); levels with many partners (a heavy user rates a large share of the items) go
+  through one dense matrix product, where BLAS is faster than the sparse product's
+  bookkeeping.
 * **Selected inversion on the coupling's pattern.** The gradient needs ``H^{-1}`` only
   on the entries rows touch: ``S^{-1}`` (LAPACK potri), and ``P = A^{-1} B S^{-1}`` on
   the nonzero pattern of ``B`` (a user's items), by gathering ``S^{-1}`` on each
@@ -46,7 +47,7 @@ from .block import BlockSolver, NotPositiveDefinite
 LARGE_SCHUR = 500
 # a level of the eliminated factor whose partners exceed this share of the Schur
 # complement's size is summed by dense BLAS, the others as sparse products
-DENSE_SHARE = 0.05
+DENSE_SHARE = 0.08
 # conjugate gradients: relative residual, and the iterations before the exact factor
 CG_RTOL = 1e-11
 CG_MAX_ITER = 40
@@ -160,6 +161,13 @@ class CrossedSolver:
         light = np.flatnonzero(~heavy)
         self._light = light[np.argsort(nnz[light], kind="stable")]
         self._nnz = nnz
+        # rows of S in blocks of equal work for the light levels' sparse product: row k
+        # costs the partners of every light level that has k
+        work = np.bincount(self._b_ind, nnz[self._row_of] * ~heavy[self._row_of], minlength=Q2)
+        workers = _cores() if Q2 >= THREADED_SCHUR else 1
+        cum = np.cumsum(work)
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, workers) / workers) if Q2 else []
+        self._schur_rows = np.unique(np.concatenate([[0], cuts, [Q2]]).astype(np.int64))
 
     def _reset(self) -> None:
         self._L = self._Sinv = self._P = self._g11_cache = self._diag = None
@@ -197,29 +205,54 @@ class CrossedSolver:
 
     def _schur(self) -> np.ndarray:
         """``S = C - B' A^{-1} B`` as a dense array (module docstring: sparse and dense
-        parts)."""
-        light, heavy = self._light, self._heavy
+        parts). Complete in the lower triangle of ``S.T`` (the triangle LAPACK reads
+        there); with a scalar eliminated factor the heavy levels' part is subtracted
+        from that triangle only (BLAS syrk), in place."""
+        light, heavy, Q2 = self._light, self._heavy, self.Q2
+        S = np.empty((Q2, Q2))
         if len(light):
-            S = (self.B[light].T @ self.M[light]).toarray()
-            np.negative(S, out=S)
+            self._light_schur(S)
         else:
-            S = np.zeros((self.Q2, self.Q2))
+            S.fill(0.0)
         S[self._c_rows, self._c_ind] += self.C.data
         if len(heavy):
-            Bh = self.B[heavy].toarray()
-            with _all_cores(self.Q2):
-                if self.q1 == 1:  # A^{-1} diagonal: a symmetric product (BLAS syrk)
-                    R = Bh * np.sqrt(self.first.hinv[heavy, 0, 0])[:, None]
-                    S -= R.T @ R
+            R = self.B[heavy].toarray()
+            with _all_cores(Q2):
+                if self.q1 == 1:  # A^{-1} diagonal: a symmetric product
+                    R *= np.sqrt(self.first.hinv[heavy, 0, 0])[:, None]
+                    St = scipy.linalg.blas.dsyrk(-1.0, R.T, beta=1.0, c=S.T, lower=1, overwrite_c=1)
+                    S = St.T
                 else:
-                    S -= Bh.T @ self.M[heavy].toarray()
+                    S -= R.T @ self.M[heavy].toarray()
         return S
+
+    def _light_schur(self, S: np.ndarray) -> None:
+        """``S = -B_l' A_l^{-1} B_l`` over the light levels ``l``, by sparse products,
+        in blocks of rows of ``S`` of equal work (one per core: the products release
+        the interpreter lock)."""
+        light = self._light
+        Bt = self.B[light].T.tocsr()
+        Mn = self.M[light]
+        Mn.data *= -1.0
+
+        def rows(k):
+            r0, r1 = self._schur_rows[k], self._schur_rows[k + 1]
+            (Bt[r0:r1] @ Mn).toarray(out=S[r0:r1])
+
+        blocks = range(len(self._schur_rows) - 1)
+        if len(blocks) > 1:
+            with ThreadPoolExecutor(len(blocks)) as pool:
+                list(pool.map(rows, blocks))
+        else:
+            rows(0)
 
     def _factor(self) -> None:
         """The dense Cholesky factor of ``S`` and the log-determinant of ``H``."""
         S = self._schur()
-        with _all_cores(self.Q2):  # S.T: the same symmetric matrix, factorised in place
-            L, info = scipy.linalg.lapack.dpotrf(S.T, lower=1, clean=1, overwrite_a=1)
+        # S.T: the same symmetric matrix, factorised in place; the upper triangle of the
+        # factor is left as it was (never read: every use of L is of its lower triangle)
+        with _all_cores(self.Q2):
+            L, info = scipy.linalg.lapack.dpotrf(S.T, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefinite(f"Schur complement not positive definite (info {info})")
         self._L = self._precond = L
@@ -299,7 +332,7 @@ class CrossedSolver:
     # -- selected inversion -----------------------------------------------------
     @property
     def Sinv(self) -> np.ndarray:
-        """``S^{-1}``: its lower triangle (LAPACK potri), the upper one zero."""
+        """``S^{-1}``: its lower triangle (LAPACK potri); the upper one is never read."""
         if self._Sinv is None:
             if self._L is None:
                 self._factor()
@@ -327,10 +360,10 @@ class CrossedSolver:
         ptr, ind, nnz = self._b_ptr, self._b_ind, self._nnz
         if len(self._heavy):
             h = self._heavy
-            with _all_cores(Q2):  # M_h S^{-1} from the lower triangle (BLAS symm)
-                Ph = scipy.linalg.blas.dsymm(1.0, Sinv, M[h].toarray(), side=1, lower=1)
+            with _all_cores(Q2):  # S^{-1} M_h' from the lower triangle (BLAS symm)
+                PhT = scipy.linalg.blas.dsymm(1.0, Sinv, M[h].toarray().T, lower=1)
             pos = np.concatenate([np.arange(ptr[r], ptr[r + 1]) for r in h])
-            out[pos] = Ph[np.repeat(np.arange(len(h)), nnz[h]), ind[pos]]
+            out[pos] = PhT[ind[pos], np.repeat(np.arange(len(h)), nnz[h])]
         rows, k, chunks = self._light, 0, []
         while k < len(rows):
             cost = nnz[rows[k:]].astype(np.int64) ** 2 * np.arange(1, len(rows) - k + 1)
@@ -361,15 +394,16 @@ class CrossedSolver:
         pos = np.where(valid, ptr[chunk][:, None] + np.arange(dmax)[None, :], 0)
         J = np.where(valid, ind[pos], 0)
         mv = np.where(valid, self.M.data[pos], 0.0)
-        # a row's columns are sorted: the entry of positions (a, b) is in the lower
-        # triangle at (J[max(a, b)], J[min(a, b)])
-        ab = np.arange(dmax)
-        lo, hi = np.minimum.outer(ab, ab), np.maximum.outer(ab, ab)
+        # the entry (J[a], J[b]) of S^{-1} is read from the lower triangle, at
+        # (max, min); F-ordered, that is position min * Q2 + max of the flat array
+        Ja, Jb = J[:, :, None], J[:, None, :]
         if Sinv.flags.f_contiguous:
-            flat = J[:, lo] * Q2 + J[:, hi]
+            flat = np.minimum(Ja, Jb)
+            flat *= Q2
+            flat += np.maximum(Ja, Jb)
             block = np.take(Sinv.T, flat)
         else:
-            block = Sinv[J[:, hi], J[:, lo]]
+            block = Sinv[np.maximum(Ja, Jb), np.minimum(Ja, Jb)]
         t = np.einsum("rij,rj->ri", block, mv)
         return pos[valid], t[valid]
 
