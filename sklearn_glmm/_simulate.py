@@ -182,7 +182,7 @@ def _boot_chunk(est, seeds, new_random_effects):
 
 # replicates refitted together (one batch, one task for joblib); fixed, so that which
 # replicates share a batch does not depend on n_jobs
-_BOOT_CHUNK = 64
+_BOOT_CHUNK = 32
 
 
 def bootstrap_params(

@@ -81,14 +81,16 @@ class BatchedLaplace:
     def _tiled(self, v, R):
         return None if v is None else np.tile(v, R)
 
-    def evaluate(self, idx, params, U0):
+    def evaluate(self, idx, params, U0, with_scale: bool = False):
         """Value, gradient, modes and mode derivatives of replicates ``idx``.
 
         ``params`` (R, n_params), ``U0`` (R, G * q) starting modes. Returns
         ``(ok, value, grad, U, J)``: ``ok`` (R,) whether the replicate's modes were
         found and its value and gradient are finite (the others' entries are
         meaningless), ``U`` (R, G * q) and ``J`` (R, G * q, n_beta + n_theta) laid out
-        as the single objective's ``u`` and predictor.
+        as the single objective's ``u`` and predictor. With ``with_scale``, a sixth
+        item: the diagonal of the Gauss-Newton Hessian of every replicate (R, n_params),
+        ``Objective.gauss_newton_diagonal``'s (the optimiser's scale at its start).
 
         Arrays are kept per random-effect column (lists of (R, n) or (R, G) arrays):
         ``q`` is small, and elementwise passes over them beat products over tiny axes.
@@ -193,11 +195,32 @@ class BatchedLaplace:
         for u in U:
             value += np.sum(u * u, axis=1)
         ok &= np.isfinite(value)
-        grad, J = self._gradient(A, U, (D1, W, W3), Hinv)
+        grad, J = self._gradient(A, AA, U, (D1, W, W3), Hinv)
         ok &= np.all(np.isfinite(grad), axis=1)
-        return ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J
+        out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
+        return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
 
-    def _gradient(self, A, U, der, Hinv):
+    def _gauss_newton(self, A, U, W, J):
+        """``Objective.gauss_newton_diagonal`` of every replicate: ``2 D'WD + 2 J'J`` with
+        ``D = d eta / d(beta, theta)`` as the modes follow (``J``, (R, G, q, P))."""
+        d, f, q = self.data, self.f, self.q
+        p, codes = d.n_beta, self.codes
+        w = np.maximum(W, 0.0)
+        P = J.shape[3]
+        out = np.empty((W.shape[0], P))
+        thetas = list(zip(f.theta_rows, f.theta_cols))
+        for k in range(P):
+            if k < p:
+                D = np.broadcast_to(d.X[:, k], W.shape).copy()
+            else:
+                r_, col = thetas[k - p]
+                D = f.Z[:, r_] * U[col][:, codes]
+            for i in range(q):
+                D += A[i] * J[:, :, i, k][:, codes]
+            out[:, k] = 2.0 * np.sum(w * D * D, axis=1) + 2.0 * np.sum(J[..., k] ** 2, axis=(1, 2))
+        return out
+
+    def _gradient(self, A, AA, U, der, Hinv):
         """The single objective's analytic gradient (``Objective.gradient``) and mode
         derivatives ``J = H^{-1} dG/d(beta, theta)``, replicate by replicate."""
         d, f, q, G = self.data, self.f, self.q, self.G
@@ -209,10 +232,9 @@ class BatchedLaplace:
             return g.sum(v.reshape((R * n,) + v.shape[2:])).reshape((R, G) + v.shape[2:])
 
         d1, w, w3 = der
-        # H^{-1} a_n of every row; the blocks are symmetric
-        Hrows = {(i, j): Hinv[i][j][:, codes] for i in range(q) for j in range(i, q)}
-        K = [sum(Hrows[min(i, j), max(i, j)] * A[j] for j in range(q)) for i in range(q)]
-        c = sum(K[i] * A[i] for i in range(q))
+        H = {(i, j): Hinv[i][j] for i in range(q) for j in range(i, q)}  # symmetric blocks
+        # c_n = a_n' H^{-1} a_n of every row
+        c = sum((1.0 if i == j else 2.0) * (Hij[:, codes] * AA[i, j]) for (i, j), Hij in H.items())
         v = w3 * c
         s = [lsum(A[j] * v) for j in range(q)]
         m = [sum(Hinv[i][j] * s[j] for j in range(q)) for i in range(q)]
@@ -229,22 +251,32 @@ class BatchedLaplace:
             grad[:, j] = np.sum(psi * d.X[:, j], axis=1)
             for i in range(q):
                 rhs[i, :, :, j] = -lsum(wA[i] * d.X[:, j])
-        for k, (r_, col) in enumerate(zip(f.theta_rows, f.theta_cols)):
+        # a theta entry moves eta by z_r u_col of its level: the row sums it enters are
+        # per-level sums times u_col (u is constant over a level's rows)
+        sums = {}
+        for r_ in sorted(set(int(r) for r in f.theta_rows)):
             zr = f.Z[:, r_]
-            Dr = lsum(d1 * zr)
-            mv = zr * U[col][:, codes]
+            wz = w * zr
+            sums[r_] = (
+                lsum(psi * zr),  # psi'z_r per level
+                lsum(d1 * zr),  # the direct part, Z_r'd1 per level
+                [lsum(wz * A[j]) for j in range(q)],  # Z_r'W a_j per level
+            )
+        for k, (r_, col) in enumerate(zip(f.theta_rows, f.theta_cols)):
+            pz, Dr, wza = sums[int(r_)]
+            uc = U[col]
+            # sum_n w_n z_rn (H^{-1} a_n)_col = sum_levels sum_j Hinv[col][j] Z_r'W a_j
+            hk = sum(Hinv[col][j] * wza[j] for j in range(q))
             grad[:, p + k] = (
-                np.sum(psi * mv, axis=1)
-                + np.sum(m[col] * Dr, axis=1)
-                + 2.0 * np.sum(w * zr * K[col], axis=1)
+                np.sum(pz * uc, axis=1) + np.sum(m[col] * Dr, axis=1) + 2.0 * np.sum(hk, axis=1)
             )
             for i in range(q):
-                rhs[i, :, :, p + k] = -lsum(wA[i] * mv)
+                rhs[i, :, :, p + k] = -uc * wza[i]
             rhs[col, :, :, p + k] += Dr
         J = np.empty((R, G, q, p + n_t))
         for i in range(q):
             J[:, :, i] = sum(Hinv[i][j][:, :, None] * rhs[j] for j in range(q))
-        return grad, J.reshape(R, G * q, p + n_t)
+        return grad, J
 
 
 def _take(x, rows):
@@ -324,6 +356,12 @@ def _modes_found_rows(dec, obj, step):
     return small | (top < 1e-20) | ((top <= 1e-8) & exact)
 
 
+# largest move of a spherical random effect (prior SDs) taken from the first-order
+# predictor: beyond it (a zero variance probed at a large value) the linear
+# extrapolation overshoots, and the search starts from the last modes instead
+_PREDICTOR_REACH = 1.0
+
+
 class BatchMember(Objective):
     """One replicate's objective: evaluations are batched by a :class:`Lockstep`.
 
@@ -352,11 +390,14 @@ class BatchMember(Objective):
         start = self.u.copy()
         if self._predictor is not None and self._predictor[0] is self.u:
             _, ref, J = self._predictor
-            start += J @ (bt - ref)
-        out = self._lockstep.request(self._index, params, start)
+            move = J @ (bt - ref)
+            if np.abs(move).max() <= _PREDICTOR_REACH:
+                start += move
+        # the first point's Gauss-Newton diagonal (the optimiser's scale) comes with it
+        out = self._lockstep.request(self._index, params, start, self.n_evals == 0)
         if out is None:
             return super().evaluate(params)
-        val, grad, u, J = out
+        val, grad, u, J, gn = out
         self._unpack(params)  # the covariance parameters, as the single objective's
         self.n_evals += 1
         self.n_batched += 1
@@ -365,7 +406,15 @@ class BatchMember(Objective):
         self._predictor = (u, bt, J)
         self._pending = (u, params.copy())  # the per-row state, made when read
         self._last_key, self._last_val, self._last_grad = key, float(val), grad
+        self._scale_at = None if gn is None else (key, gn)
         return float(val)
+
+    _scale_at = None
+
+    def gauss_newton_diagonal(self) -> np.ndarray:
+        if self._scale_at is not None and self._scale_at[0] == self._last_key:
+            return self._scale_at[1].copy()
+        return super().gauss_newton_diagonal()
 
 
 class Lockstep:
@@ -388,11 +437,12 @@ class Lockstep:
         self._events = {}
         self._live = 0
 
-    def request(self, index, params, start):
-        """The batched ``(value, gradient, modes, mode derivatives)``, or None."""
+    def request(self, index, params, start, with_scale=False):
+        """The batched ``(value, gradient, modes, mode derivatives, Gauss-Newton
+        diagonal or None)``, or None."""
         event = self._events[index]
         with self._lock:
-            self._requests[index] = (np.array(params, dtype=float), start)
+            self._requests[index] = (np.array(params, dtype=float), start, with_scale)
             if len(self._requests) == self._live:
                 self._ready.notify()
         event.wait()
@@ -436,12 +486,21 @@ class Lockstep:
         idx = sorted(batch)
         params = np.stack([batch[i][0] for i in idx])
         U0 = np.stack([batch[i][1] for i in idx])
+        scale = [batch[i][2] for i in idx]
         try:
             with np.errstate(all="ignore"):
-                ok, val, grad, U, J = self.engine.evaluate(idx, params, U0)
+                ok, val, grad, U, J, *gn = self.engine.evaluate(idx, params, U0, any(scale))
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):
             return {i: None for i in idx}
         return {
-            i: (val[k], grad[k].copy(), U[k].copy(), J[k].copy()) if ok[k] else None
+            i: (
+                val[k],
+                grad[k].copy(),
+                U[k].copy(),
+                J[k].copy(),
+                gn[0][k].copy() if scale[k] else None,
+            )
+            if ok[k]
+            else None
             for k, i in enumerate(idx)
         }
