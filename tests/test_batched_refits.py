@@ -31,6 +31,13 @@ def _data(kind, seed=0, n_groups=30, n_per=12):
     elif kind == "bin_ri":
         y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
         est = BinomialGLMM(random_effects="1")
+    elif kind == "binom_trials_weights":
+        trials = rng.integers(1, 8, len(g))
+        y = rng.binomial(trials, 1 / (1 + np.exp(-eta)))
+        w = rng.choice([1.0, 2.0], len(g))
+        est = BinomialGLMM(random_effects="1 + x")
+        X = pd.DataFrame({"x": x})
+        return est.fit(X, y, groups=g, trials=trials, sample_weight=w)
     else:
         mu = np.exp(eta)
         y = rng.negative_binomial(3.0, 3.0 / (3.0 + mu))
@@ -39,7 +46,7 @@ def _data(kind, seed=0, n_groups=30, n_per=12):
     return est.fit(X, y, groups=g)
 
 
-@pytest.fixture(scope="module", params=["pois_slope", "bin_ri", "nb_ri"])
+@pytest.fixture(scope="module", params=["pois_slope", "bin_ri", "binom_trials_weights", "nb_ri"])
 def fitted(request):
     return request.param, _data(request.param)
 
@@ -125,3 +132,44 @@ def test_bootstrap_does_not_depend_on_n_jobs_or_batching(monkeypatch):
     c, ok_c = bootstrap_params(est, 10, random_state=5)
     np.testing.assert_array_equal(ok_a, ok_c)
     np.testing.assert_allclose(a[ok_a], c[ok_c], rtol=1e-6, atol=1e-7)
+
+
+def test_failed_batched_evaluations_fall_back_to_the_single_objective(monkeypatch):
+    est = _data("pois_slope")
+    Y = simulate_response(est, 6, np.random.default_rng(6))
+    one = [refit(est, Y[:, r]) for r in range(Y.shape[1])]
+    real = BatchedLaplace.evaluate
+    calls = {"n": 0}
+
+    def odd_ones_fail(self, idx, params, U0, with_scale=False):
+        out = list(real(self, idx, params, U0, with_scale))
+        calls["n"] += 1
+        out[0] = out[0] & (np.asarray(idx) % 2 == 0)  # not found: the single objective's
+        return tuple(out)
+
+    monkeypatch.setattr(BatchedLaplace, "evaluate", odd_ones_fail)
+    many = refit_many(est, Y)
+    assert calls["n"] > 0
+    for (x_b, rec_b), (x_s, rec_s) in zip(many, one):
+        assert rec_b.converged == rec_s.converged
+        np.testing.assert_allclose(x_b, x_s, rtol=1e-6, atol=1e-7)
+
+
+def test_an_error_in_one_refit_is_reported_not_swallowed(monkeypatch):
+    est = _data("pois_slope")
+    import sklearn_glmm._simulate as sim
+
+    real = sim._fit_and_check
+
+    def breaks_on_second(est_, obj, setup):
+        if getattr(obj, "_index", None) == 1:
+            raise RuntimeError("a bug")
+        return real(est_, obj, setup)
+
+    monkeypatch.setattr(sim, "_fit_and_check", breaks_on_second)
+    Y = simulate_response(est, 3, np.random.default_rng(7))
+    out = refit_many(est, Y)
+    assert isinstance(out[1], RuntimeError)
+    assert all(isinstance(o, tuple) for o in (out[0], out[2]))
+    with pytest.raises(RuntimeError, match="a bug"):
+        bootstrap_params(est, 8, random_state=0)  # chunks of two: batched
