@@ -25,9 +25,12 @@ def _data(kind, seed=0, n_groups=30, n_per=12):
     b0 = rng.normal(0, 0.6, n_groups)[g]
     b1 = rng.normal(0, 0.3, n_groups)[g]
     eta = 0.3 + 0.5 * x + b0
-    if kind == "pois_slope":
+    if kind in ("pois_slope", "pois_slope_shuffled"):
         y = rng.poisson(np.exp(eta + b1 * x))
         est = PoissonGLMM(random_effects="1 + x")
+        if kind == "pois_slope_shuffled":  # a level's rows not together
+            order = rng.permutation(len(g))
+            return est.fit(pd.DataFrame({"x": x[order]}), y[order], groups=g[order])
     elif kind == "bin_ri":
         y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
         est = BinomialGLMM(random_effects="1")
@@ -46,7 +49,10 @@ def _data(kind, seed=0, n_groups=30, n_per=12):
     return est.fit(X, y, groups=g)
 
 
-@pytest.fixture(scope="module", params=["pois_slope", "bin_ri", "binom_trials_weights", "nb_ri"])
+@pytest.fixture(
+    scope="module",
+    params=["pois_slope", "pois_slope_shuffled", "bin_ri", "binom_trials_weights", "nb_ri"],
+)
 def fitted(request):
     return request.param, _data(request.param)
 
@@ -119,13 +125,21 @@ def test_unconverged_refits_are_nan_rows(monkeypatch):
     assert np.all(np.isfinite(reps[ok]))
 
 
-def test_bootstrap_does_not_depend_on_n_jobs_or_batching(monkeypatch):
-    est = _data("bin_ri")
+@pytest.mark.parametrize("kind", ["bin_ri", "pois_slope"])
+def test_bootstrap_does_not_depend_on_n_jobs_or_batching(monkeypatch, kind):
+    est = _data(kind)
     a, ok_a = bootstrap_params(est, 10, random_state=5)
     b, ok_b = bootstrap_params(est, 10, random_state=5, n_jobs=2)
     np.testing.assert_array_equal(ok_a, ok_b)
     np.testing.assert_array_equal(a, b)
     import sklearn_glmm._simulate as sim
+
+    # nor on which replicates share a batch: a replicate's arithmetic is its own
+    monkeypatch.setattr(sim, "_BOOT_CHUNK", 2)  # five chunks, not four
+    d, ok_d = bootstrap_params(est, 10, random_state=5)
+    np.testing.assert_array_equal(ok_a, ok_d)
+    np.testing.assert_array_equal(a, d)
+    monkeypatch.undo()
 
     real = sim.refit_many
     monkeypatch.setattr(sim, "refit_many", lambda e, Y: real(e, Y, batched=False))
