@@ -63,6 +63,7 @@ class BatchedLaplace:
         f = data.factors[0]
         self.f, self.q, self.G = f, f.q, f.n_levels
         self.codes = f.codes
+        self._rows = GroupIndex(f.codes, f.n_levels)
         self.pirls_max_iter = pirls_max_iter
         w, trials, _ = _fixed_terms(data)
         self._w, self._trials = w, trials
@@ -70,6 +71,13 @@ class BatchedLaplace:
         self._const = [data.family.constant(y, trials) for y in self.Y]
         self._groups = {}
         self.n_batches = 0
+
+    def _expand(self, v: np.ndarray) -> np.ndarray:
+        """Per-level values (R, G) to each row's level value (R, n)."""
+        g = self._rows
+        if not g.contiguous:
+            return v[:, g.codes]
+        return np.repeat(v if g.in_order else v[:, g.run_codes], g.lengths, axis=1)
 
     def _index(self, R: int) -> GroupIndex:
         """Level sums over R copies of the rows, one after another (replicate-major)."""
@@ -109,7 +117,7 @@ class BatchedLaplace:
         eta_fix = _rows_times(beta, d.X) + d.offset  # (R, n)
         Y = self.Y[idx]
         const_all = _concat_const([self._const[i] for i in idx])
-        fam, codes = d.family, self.codes
+        fam, expand = d.family, self._expand
 
         def at(rows, U):
             """Derivatives and per-level penalised log-densities of replicates ``rows``
@@ -117,7 +125,7 @@ class BatchedLaplace:
             m = R if rows is None else len(rows)
             eta = _take(eta_fix, rows).copy()
             for k in range(q):
-                eta += _take(A[k], rows) * U[k][:, codes]
+                eta += _take(A[k], rows) * expand(U[k])
             trials, w = self._tiled(self._trials, m), self._tiled(self._w, m)
             const = _const_take(const_all, rows, R)
             der = fam.derivs(_take(Y, rows).ravel(), eta.ravel(), trials, w, (), const)
@@ -204,7 +212,7 @@ class BatchedLaplace:
         """``Objective.gauss_newton_diagonal`` of every replicate: ``2 D'WD + 2 J'J`` with
         ``D = d eta / d(beta, theta)`` as the modes follow (``J``, (R, G, q, P))."""
         d, f, q = self.data, self.f, self.q
-        p, codes = d.n_beta, self.codes
+        p, expand = d.n_beta, self._expand
         w = np.maximum(W, 0.0)
         P = J.shape[3]
         out = np.empty((W.shape[0], P))
@@ -214,9 +222,9 @@ class BatchedLaplace:
                 D = np.broadcast_to(d.X[:, k], W.shape).copy()
             else:
                 r_, col = thetas[k - p]
-                D = f.Z[:, r_] * U[col][:, codes]
+                D = f.Z[:, r_] * expand(U[col])
             for i in range(q):
-                D += A[i] * J[:, :, i, k][:, codes]
+                D += A[i] * expand(J[:, :, i, k])
             out[:, k] = 2.0 * np.sum(w * D * D, axis=1) + 2.0 * np.sum(J[..., k] ** 2, axis=(1, 2))
         return out
 
@@ -225,7 +233,7 @@ class BatchedLaplace:
         derivatives ``J = H^{-1} dG/d(beta, theta)``, replicate by replicate."""
         d, f, q, G = self.data, self.f, self.q, self.G
         R, n = A[0].shape
-        p, codes = d.n_beta, self.codes
+        p, expand = d.n_beta, self._expand
         g = self._index(R)
 
         def lsum(v):  # (R, n[, k]) -> (R, G[, k])
@@ -234,14 +242,14 @@ class BatchedLaplace:
         d1, w, w3 = der
         H = {(i, j): Hinv[i][j] for i in range(q) for j in range(i, q)}  # symmetric blocks
         # c_n = a_n' H^{-1} a_n of every row
-        c = sum((1.0 if i == j else 2.0) * (Hij[:, codes] * AA[i, j]) for (i, j), Hij in H.items())
+        c = sum((1.0 if i == j else 2.0) * (expand(Hij) * AA[i, j]) for (i, j), Hij in H.items())
         v = w3 * c
         s = [lsum(A[j] * v) for j in range(q)]
         m = [sum(Hinv[i][j] * s[j] for j in range(q)) for i in range(q)]
         wA = [w * A[i] for i in range(q)]
         psi = -2.0 * d1 + v
         for i in range(q):
-            psi -= wA[i] * m[i][:, codes]
+            psi -= wA[i] * expand(m[i])
         n_t = len(f.theta_rows)
         grad = np.empty((R, p + n_t))
         # the mode equation's derivative, -Lambda'Z'W d eta / d param (+ the direct part
