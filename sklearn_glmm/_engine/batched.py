@@ -136,6 +136,27 @@ class BatchedLaplace:
         pairs = [(a, b) for a in range(q) for b in range(a, q)]
         AA = {(a, b): A[a] * A[b] for a, b in pairs}
         U = [np.array(u) for u in np.asarray(U0, dtype=float).reshape(R, G, q).transpose(2, 0, 1)]
+        U, (LL, D1, W, W3), Hinv, logdet, ok = self._modes(at, A, AA, U)
+        value = -2.0 * LL.sum(axis=1) + logdet
+        for u in U:
+            value += np.sum(u * u, axis=1)
+        ok &= np.isfinite(value)
+        grad, J = self._gradient(A, AA, U, (D1, W, W3), Hinv)
+        ok &= np.all(np.isfinite(grad), axis=1)
+        out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
+        return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
+
+    def _modes(self, at, A, AA, U):
+        """Penalised IRLS for the modes of every replicate (``Objective.pirls``): each
+        from its own start ``U`` (q arrays (R, G)), with the single objective's Newton
+        steps, step halving level by level and stopping rule, replicate by replicate.
+
+        Returns ``(U, (loglik, d1, w, w3), Hinv, logdet, ok)`` at the modes, ``ok`` (R,)
+        whether each replicate's were found.
+        """
+        q, G = self.q, self.G
+        R = U[0].shape[0]
+        pairs = list(AA)
         every = np.arange(R)
         (LL, D1, W, W3), obj = at(None, U)
         Hinv = [[np.empty((R, G)) for _ in range(q)] for _ in range(q)]
@@ -198,15 +219,7 @@ class BatchedLaplace:
             for full, new in zip((LL, D1, W, W3), parts):
                 full[act] = new
             obj[act] = obj_try
-        ok = done & ~failed
-        value = -2.0 * LL.sum(axis=1) + logdet
-        for u in U:
-            value += np.sum(u * u, axis=1)
-        ok &= np.isfinite(value)
-        grad, J = self._gradient(A, AA, U, (D1, W, W3), Hinv)
-        ok &= np.all(np.isfinite(grad), axis=1)
-        out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
-        return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
+        return U, (LL, D1, W, W3), Hinv, logdet, done & ~failed
 
     def _gauss_newton(self, A, U, W, J):
         """``Objective.gauss_newton_diagonal`` of every replicate: ``2 D'WD + 2 J'J`` with
