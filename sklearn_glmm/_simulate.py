@@ -5,6 +5,12 @@ Everything works on the training rows through the objective's frozen
 weights), so no original data need be kept and a bootstrap refit skips input
 validation: it builds a new objective with the simulated outcome and reruns
 :func:`~sklearn_glmm._engine.optimize.fit_objective` from the fitted parameters.
+
+Replicates are refitted in fixed groups of :data:`_BOOT_CHUNK` (:func:`refit_many`):
+where :func:`~sklearn_glmm._engine.batched.can_batch` allows, each keeps its own
+optimiser and their evaluations are computed together
+(:mod:`sklearn_glmm._engine.batched`). Every refit is gradient-checked where its
+optimiser stopped (:func:`_fit_and_check`); one that fails is a NaN row.
 """
 
 from __future__ import annotations
