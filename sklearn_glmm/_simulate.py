@@ -23,9 +23,9 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
-from ._engine.converge import GRAD_TOL, scaled_gradient
+from ._engine.converge import GRAD_TOL, at_bound
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
-from ._engine.optimize import fit_objective, single_threaded_blas
+from ._engine.optimize import fit_objective, projected_gradient, single_threaded_blas
 from ._progress import Progress
 from ._state import carrying_data
 
@@ -84,9 +84,7 @@ def _refit_setup(est):
     data = res.objective.data
     bounds = res.bounds
     diag_idx = [k for k, b in enumerate(bounds[: data.n_beta + data.n_theta]) if b[0] == 0.0]
-    H = getattr(res.record, "hessian", None)
-    H = H if H is not None and np.all(np.isfinite(H)) else None
-    return res, bounds, diag_idx, H
+    return res, bounds, diag_idx, getattr(res.record, "hessian", None)
 
 
 def _fit_and_check(est, obj, setup):
@@ -94,8 +92,7 @@ def _fit_and_check(est, obj, setup):
 
     The record's ``converged`` includes a gradient check at the optimiser's end point:
     lme4's scaled gradient ``solve(chol(H), g)`` with the fitted model's Hessian ``H``
-    (a replicate's Hessian is close to it), or the projected gradient where ``H`` is
-    missing or not positive definite, at most
+    (a replicate's Hessian is close to it; :func:`_gradient_sizes`) at most
     :data:`~sklearn_glmm._engine.converge.GRAD_TOL` over the parameters off their
     bounds. The gradient there is remembered by the objective: the check costs no
     evaluation.
@@ -104,11 +101,42 @@ def _fit_and_check(est, obj, setup):
     x, record = fit_objective(obj, res.params.copy(), bounds, est.max_iter, est.tol, diag_idx)
     if record.converged and np.all(np.isfinite(x)):
         with np.errstate(all="ignore"):
-            _, g = obj.value_and_grad(x)
-        record.max_grad, record.max_scaled_grad = scaled_gradient(g, H, x, bounds)
+            val, g = obj.value_and_grad(x)
+        record.max_grad, record.max_scaled_grad = _gradient_sizes(g, H, x, bounds)
         record.gradient_ok = bool(record.max_scaled_grad <= GRAD_TOL)
-        record.converged = record.gradient_ok
+        record.converged = bool(record.gradient_ok and np.isfinite(val))
     return x, record
+
+
+def _gradient_sizes(g, H, x, bounds) -> tuple[float, float]:
+    """(max |gradient|, max |scaled gradient|) over the parameters off their bounds.
+
+    The scaled gradient is lme4's ``solve(chol(H), g)`` with the fitted model's Hessian
+    ``H``; where ``H`` (on the free parameters) is not finite and positive definite,
+    each component divided by the square root of its finite, positive diagonal entry
+    (the component itself where there is none). Each no larger than the raw one.
+    """
+    if not np.all(np.isfinite(g)):
+        return np.inf, np.inf
+    free = ~at_bound(x, bounds)
+    gf = projected_gradient(g, x, bounds)[free]
+    if not len(gf):
+        return 0.0, 0.0
+    raw = float(np.max(np.abs(gf)))
+    if H is None:
+        return raw, raw
+    Hf = H[np.ix_(free, free)]
+    if np.all(np.isfinite(Hf)):
+        try:
+            sg = np.linalg.solve(np.linalg.cholesky(Hf), gf)
+            return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
+        except np.linalg.LinAlgError:
+            pass
+    d = np.diag(Hf)
+    ok = np.isfinite(d) & (d > 0)
+    gf = np.abs(gf)
+    sg = np.where(ok, gf / np.sqrt(np.where(ok, d, 1.0)), gf)
+    return raw, float(np.max(np.minimum(sg, gf)))
 
 
 def refit(est, y):
@@ -117,11 +145,15 @@ def refit(est, y):
     The record's ``converged`` includes the gradient check of :func:`_fit_and_check`.
     """
     setup = _refit_setup(est)
-    data = replace(setup[0].objective.data, y=np.asarray(y, dtype=float))
-    obj = Objective(data, est.n_agq) if data.factors else GLMObjective(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _fit_and_check(est, obj, setup)
+        return _fit_and_check(est, _objective(est, y), setup)
+
+
+def _objective(est, y):
+    """The fitted model's objective with outcome ``y`` on the same rows."""
+    data = replace(est.fit_result_.objective.data, y=np.asarray(y, dtype=float))
+    return Objective(data, est.n_agq) if data.factors else GLMObjective(data)
 
 
 def refit_many(est, Y, batched: bool | None = None) -> list:
@@ -145,8 +177,7 @@ def refit_many(est, Y, batched: bool | None = None) -> list:
         if not batched:
             out = []
             for r in range(R):
-                obj = Objective(replace(data, y=Y[:, r]), est.n_agq) if data.factors else None
-                obj = obj if obj is not None else GLMObjective(replace(data, y=Y[:, r]))
+                obj = _objective(est, Y[:, r])
                 try:
                     out.append(_fit_and_check(est, obj, setup))
                 except Exception as exc:  # noqa: BLE001 - the caller decides what fails

@@ -187,3 +187,55 @@ def test_an_error_in_one_refit_is_reported_not_swallowed(monkeypatch):
     assert all(isinstance(o, tuple) for o in (out[0], out[2]))
     with pytest.raises(RuntimeError, match="a bug"):
         bootstrap_params(est, 8, random_state=0)  # chunks of two: batched
+
+
+def test_gradient_sizes_scale_by_the_fitted_hessian():
+    from sklearn_glmm._engine.converge import scaled_gradient
+    from sklearn_glmm._simulate import _gradient_sizes
+
+    rng = np.random.default_rng(8)
+    M = rng.standard_normal((4, 4))
+    H = M @ M.T + 4 * np.eye(4)
+    g = rng.standard_normal(4)
+    x = np.array([0.3, -0.2, 0.5, 1.0])
+    bounds = [(None, None)] * 2 + [(0.0, None)] * 2
+    assert _gradient_sizes(g, H, x, bounds) == pytest.approx(scaled_gradient(g, H, x, bounds))
+    # a parameter on its bound, pushed outwards: left out
+    x0 = x.copy()
+    x0[2] = 0.0
+    g0 = g.copy()
+    g0[2] = abs(g0[2]) + 10.0
+    raw, _ = _gradient_sizes(g0, H, x0, bounds)
+    assert raw == pytest.approx(np.max(np.abs(g0[[0, 1, 3]])))
+    # not positive definite, or not finite: each component scaled by its diagonal
+    Hbad = H.copy()
+    Hbad[0, 1] = Hbad[1, 0] = 100.0
+    expect = np.max(np.minimum(np.abs(g) / np.sqrt(np.diag(H)), np.abs(g)))
+    assert _gradient_sizes(g, Hbad, x, bounds)[1] == pytest.approx(expect)
+    Hnan = H.copy()
+    Hnan[0, 1] = Hnan[1, 0] = np.nan
+    assert _gradient_sizes(g, Hnan, x, bounds)[1] == pytest.approx(expect)
+    assert _gradient_sizes(g, None, x, bounds) == (np.max(np.abs(g)), np.max(np.abs(g)))
+    assert _gradient_sizes(np.r_[g[:3], np.nan], H, x, bounds) == (np.inf, np.inf)
+
+
+def test_a_refit_stopped_away_from_its_optimum_is_not_converged(monkeypatch):
+    import sklearn_glmm._simulate as sim
+
+    est = _data("pois_slope")
+    real = sim.fit_objective
+
+    def stops_early(obj, x0, bounds, max_iter, tol, diag_idx):
+        x, rec = real(obj, x0, bounds, max_iter, tol, diag_idx)
+        x = x.copy()
+        x[0] += 0.05  # the intercept moved off the optimum, the record still "converged"
+        rec.objective = obj.evaluate(x)
+        return x, rec
+
+    monkeypatch.setattr(sim, "fit_objective", stops_early)
+    y = simulate_response(est, 1, np.random.default_rng(9))[:, 0]
+    x, rec = refit(est, y)
+    assert not rec.converged and not rec.gradient_ok
+    assert rec.max_scaled_grad > 0.002
+    reps, ok = bootstrap_params(est, 4, random_state=0)
+    assert not ok.any() and np.all(np.isnan(reps))
