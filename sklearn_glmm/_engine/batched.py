@@ -14,15 +14,18 @@ Order of calls for one batched evaluation (:meth:`BatchedLaplace.evaluate`):
 
 1. ``Lambda`` and ``Z Lambda`` of every replicate, its fixed part ``X beta + offset``;
 2. penalised IRLS for the conditional modes of every replicate from its own start
-   (the single objective's first-order predictor), with the single objective's step
-   halving level by level and its stopping rule per replicate;
+   (its last modes moved by the first-order predictor, unless that moves a random
+   effect by more than ``_PREDICTOR_REACH`` prior SDs), with the single objective's
+   step halving level by level and its stopping rule per replicate;
 3. the Laplace value and its analytic gradient (the single objective's formulas),
-   and the derivative of the modes in the parameters (the next start).
+   the derivative of the modes in the parameters (the next start) and, at a
+   replicate's first point, the Gauss-Newton diagonal (the optimiser's scaling).
 
 The arithmetic of one replicate does not depend on the others in its batch, and a
 replicate whose batched evaluation does not succeed (no modes found, a non-finite
-value) is evaluated by the single objective instead, from the same start, with its
-fallbacks. Batched: one grouping factor with an unstructured (or diagonal)
+value) is evaluated by the single objective instead, from its last modes, with its
+fallbacks. The mode is unique (a log-concave family), so the start changes the cost
+of an evaluation, never its value. Batched: one grouping factor with an unstructured (or diagonal)
 covariance, the Laplace approximation, a log-concave family without parameters of
 its own (Poisson, binomial); other models refit one by one.
 """
