@@ -48,7 +48,9 @@ second: ``confint(method="bootstrap")`` with ``--n-boot`` replicates of the app-
 random-slope model ``logins ~ day_centered + (day_centered | user_id)`` (1,500 rows)
 and a ``power_curve`` of the power tutorial's binary model
 (``y ~ time + treatment + (1 | id)``, intercept -0.5, time -0.2, OR 0.6, SD 1) at
-``--power-groups`` people x 5 waves, ``--n-sim`` studies each.
+``--power-groups`` people x 5 waves, ``--n-sim`` studies each. The bootstrap's line
+gives its failed refits (dropped: not converged, or failing the gradient check) and
+how many of its evaluations were batched (``sklearn_glmm._engine.batched``).
 """
 
 from __future__ import annotations
@@ -312,6 +314,26 @@ def r_logliks(cases: list[str]) -> dict:
 # ---- throughput -----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _counting_batches():
+    """Counts of the batched passes and the replicate evaluations they held."""
+    from sklearn_glmm._engine import batched
+
+    counts = {"batches": 0, "evaluations": 0}
+    real = batched.BatchedLaplace.evaluate
+
+    def counted(self, idx, *args, **kwargs):
+        counts["batches"] += 1
+        counts["evaluations"] += len(idx)
+        return real(self, idx, *args, **kwargs)
+
+    batched.BatchedLaplace.evaluate = counted
+    try:
+        yield counts
+    finally:
+        batched.BatchedLaplace.evaluate = real
+
+
 def throughput(n_boot: int, power_groups: list[int], n_sim: int) -> dict:
     from sklearn_glmm import BinomialGLMM, PoissonGLMM
     from sklearn_glmm.datasets import load_app_logins
@@ -322,9 +344,9 @@ def throughput(n_boot: int, power_groups: list[int], n_sim: int) -> dict:
     est.fit(df[["day_centered"]], df["logins"], groups=df["user_id"])
     est.confint(method="bootstrap", n_boot=20, random_state=1)  # warm-up
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as w:
+    with warnings.catch_warnings(record=True) as w, _counting_batches() as batched:
         warnings.simplefilter("always")
-        est.confint(method="bootstrap", n_boot=n_boot, random_state=0)
+        ci = est.confint(method="bootstrap", n_boot=n_boot, random_state=0)
     boot_s = time.perf_counter() - t0
     boot_warn = sorted({str(x.message)[:160] for x in w})
 
@@ -350,6 +372,9 @@ def throughput(n_boot: int, power_groups: list[int], n_sim: int) -> dict:
             "refits_per_s": n_boot / boot_s,
             "target_s": BOOT_TARGET_S,
             "warnings": boot_warn,
+            "n_failed": int(ci.attrs.get("n_failed", 0)),
+            "batched_evaluations": batched["evaluations"],
+            "batches": batched["batches"],
         },
         "power": {
             "n_groups": power_groups,
@@ -633,7 +658,9 @@ def render_throughput(tp: dict, threads: str) -> str:
         [
             f"threads={threads}: bootstrap {b['n_boot']} replicates of the app-logins random-slope "
             f"model: {b['s']:.2f} s = {b['refits_per_s']:.0f} refits/s "
-            f"(target < {b['target_s']:.0f} s: {met[b['s'] < b['target_s']]})",
+            f"(target < {b['target_s']:.0f} s: {met[b['s'] < b['target_s']]}); "
+            f"{b['n_failed']} failed; {b['batched_evaluations']} evaluations in "
+            f"{b['batches']} batched passes",
             f"threads={threads}: power curve {len(p['n_groups'])} sizes "
             f"({p['n_groups']} x 5 waves) "
             f"x {p['n_sim']} simulations: {p['s']:.1f} s = {p['refits_per_s']:.0f} refits/s "

@@ -5,18 +5,27 @@ Everything works on the training rows through the objective's frozen
 weights), so no original data need be kept and a bootstrap refit skips input
 validation: it builds a new objective with the simulated outcome and reruns
 :func:`~sklearn_glmm._engine.optimize.fit_objective` from the fitted parameters.
+
+Replicates are refitted in fixed groups of :data:`_BOOT_CHUNK` (:func:`refit_many`):
+where :func:`~sklearn_glmm._engine.batched.can_batch` allows, each keeps its own
+optimiser and their evaluations are computed together
+(:mod:`sklearn_glmm._engine.batched`). Every refit is gradient-checked where its
+optimiser stopped (:func:`_fit_and_check`); one that fails is a NaN row.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
+from ._engine.converge import GRAD_TOL, at_bound
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
-from ._engine.optimize import fit_objective, single_threaded_blas
+from ._engine.optimize import fit_objective, projected_gradient, single_threaded_blas
 from ._progress import Progress
 from ._state import carrying_data
 
@@ -68,17 +77,120 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
     return fam.sample_eta(eta, trials, extra, rng)
 
 
-def refit(est, y):
-    """Refit the model to outcome ``y`` on the same rows; (x, FitRecord)."""
+def _refit_setup(est):
+    """What every refit of ``est`` shares: its fit result, bounds, zero-diagonal indices
+    and the Hessian at the fitted optimum (for the gradient check)."""
     res = est.fit_result_
-    data = replace(res.objective.data, y=np.asarray(y, dtype=float))
-    obj = Objective(data, est.n_agq) if data.factors else GLMObjective(data)
+    data = res.objective.data
     bounds = res.bounds
     diag_idx = [k for k, b in enumerate(bounds[: data.n_beta + data.n_theta]) if b[0] == 0.0]
+    return res, bounds, diag_idx, getattr(res.record, "hessian", None)
+
+
+def _fit_and_check(est, obj, setup):
+    """Fit ``obj`` from the fitted parameters; ``(x, record)``.
+
+    The record's ``converged`` includes a gradient check at the optimiser's end point:
+    lme4's scaled gradient ``solve(chol(H), g)`` with the fitted model's Hessian ``H``
+    (a replicate's Hessian is close to it; :func:`_gradient_sizes`) at most
+    :data:`~sklearn_glmm._engine.converge.GRAD_TOL` over the parameters off their
+    bounds. The gradient there is remembered by the objective: the check costs no
+    evaluation.
+    """
+    res, bounds, diag_idx, H = setup
+    x, record = fit_objective(obj, res.params.copy(), bounds, est.max_iter, est.tol, diag_idx)
+    if record.converged and np.all(np.isfinite(x)):
+        with np.errstate(all="ignore"):
+            val, g = obj.value_and_grad(x)
+        record.max_grad, record.max_scaled_grad = _gradient_sizes(g, H, x, bounds)
+        record.gradient_ok = bool(record.max_scaled_grad <= GRAD_TOL)
+        record.converged = bool(record.gradient_ok and np.isfinite(val))
+    return x, record
+
+
+def _gradient_sizes(g, H, x, bounds) -> tuple[float, float]:
+    """(max |gradient|, max |scaled gradient|) over the parameters off their bounds.
+
+    The scaled gradient is lme4's ``solve(chol(H), g)`` with the fitted model's Hessian
+    ``H``; where ``H`` (on the free parameters) is not finite and positive definite,
+    each component divided by the square root of its finite, positive diagonal entry
+    (the component itself where there is none). Each no larger than the raw one.
+    """
+    if not np.all(np.isfinite(g)):
+        return np.inf, np.inf
+    free = ~at_bound(x, bounds)
+    gf = projected_gradient(g, x, bounds)[free]
+    if not len(gf):
+        return 0.0, 0.0
+    raw = float(np.max(np.abs(gf)))
+    if H is None:
+        return raw, raw
+    Hf = H[np.ix_(free, free)]
+    if np.all(np.isfinite(Hf)):
+        try:
+            sg = np.linalg.solve(np.linalg.cholesky(Hf), gf)
+            return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
+        except np.linalg.LinAlgError:
+            pass
+    d = np.diag(Hf)
+    ok = np.isfinite(d) & (d > 0)
+    gf = np.abs(gf)
+    sg = np.where(ok, gf / np.sqrt(np.where(ok, d, 1.0)), gf)
+    return raw, float(np.max(np.minimum(sg, gf)))
+
+
+def refit(est, y):
+    """Refit the model to outcome ``y`` on the same rows, one by one; ``(x, FitRecord)``.
+
+    The record's ``converged`` includes the gradient check of :func:`_fit_and_check`.
+    """
+    setup = _refit_setup(est)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x, record = fit_objective(obj, res.params.copy(), bounds, est.max_iter, est.tol, diag_idx)
-    return x, record
+        return _fit_and_check(est, _objective(est, y), setup)
+
+
+def _objective(est, y):
+    """The fitted model's objective with outcome ``y`` on the same rows."""
+    data = replace(est.fit_result_.objective.data, y=np.asarray(y, dtype=float))
+    return Objective(data, est.n_agq) if data.factors else GLMObjective(data)
+
+
+def refit_many(est, Y, batched: bool | None = None) -> list:
+    """Refit the model to every column of ``Y`` (n_samples, R) on the same rows.
+
+    Returns one ``(x, FitRecord)`` per column, or the exception the refit raised. Where
+    :func:`~sklearn_glmm._engine.batched.can_batch` allows (and ``batched`` is not
+    False), the refits run in lock-step with their evaluations batched
+    (:mod:`sklearn_glmm._engine.batched`): each reaches the optimum :func:`refit` reaches,
+    by the same optimiser. ``batched=None``: batched for two or more columns.
+    """
+    Y = np.asarray(Y, dtype=float)
+    setup = _refit_setup(est)
+    data = setup[0].objective.data
+    R = Y.shape[1]
+    if batched is None:
+        batched = R > 1
+    batched = batched and data.factors and can_batch(data, est.n_agq)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if not batched:
+            out = []
+            for r in range(R):
+                obj = _objective(est, Y[:, r])
+                try:
+                    out.append(_fit_and_check(est, obj, setup))
+                except Exception as exc:  # noqa: BLE001 - the caller decides what fails
+                    out.append(exc)
+            return out
+        lockstep = Lockstep(BatchedLaplace(data, Y.T))
+        members = [BatchMember(replace(data, y=Y[:, r]), lockstep, r) for r in range(R)]
+        tasks = [partial(_fit_and_check, est, m, setup) for m in members]
+        with single_threaded_blas():  # entered once here: the tasks' own entries nest
+            return lockstep.run(tasks)
+
+
+_REFIT_FAILURES = (np.linalg.LinAlgError, ValueError, FloatingPointError)
 
 
 def _boot_chunk(est, seeds, new_random_effects):
@@ -87,17 +199,27 @@ def _boot_chunk(est, seeds, new_random_effects):
     pmap = ParamMap(est)
     out = np.full((len(seeds), pmap.n), np.nan)
     ok = np.zeros(len(seeds), dtype=bool)
-    for i, seed in enumerate(seeds):
-        rng = np.random.default_rng(seed)
-        y = simulate_response(est, 1, rng, new_random_effects)[:, 0]
-        try:
-            x, record = refit(est, y)
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+    Y = np.column_stack(
+        [
+            simulate_response(est, 1, np.random.default_rng(seed), new_random_effects)[:, 0]
+            for seed in seeds
+        ]
+    )
+    for i, fitted in enumerate(refit_many(est, Y)):
+        if isinstance(fitted, _REFIT_FAILURES):
             continue
+        if isinstance(fitted, BaseException):
+            raise fitted
+        x, record = fitted
         if record.converged and np.all(np.isfinite(x)):
             out[i] = pmap.to_phi(x)
             ok[i] = True
     return out, ok
+
+
+# replicates refitted together (one batch, one task for joblib); fixed, so that which
+# replicates share a batch does not depend on n_jobs
+_BOOT_CHUNK = 32
 
 
 def bootstrap_params(
@@ -115,8 +237,8 @@ def bootstrap_params(
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
     ss = np.random.SeedSequence(_rng(random_state).integers(0, 2**63 - 1))
     seeds = ss.spawn(int(n_boot))
-    n_chunks = max(1, min(int(n_boot), 4 * (1 if n_jobs in (None, 1) else abs(int(n_jobs)) + 1)))
-    n_chunks = max(n_chunks, int(np.ceil(n_boot / 25)))
+    # at least four chunks (work for parallel workers, steps of the progress bar)
+    n_chunks = max(min(4, int(n_boot)), int(np.ceil(n_boot / _BOOT_CHUNK)))
     chunks = [list(c) for c in np.array_split(np.arange(n_boot), n_chunks) if len(c)]
     bar = Progress(int(n_boot), progress, desc="bootstrap")
     results = []

@@ -1,0 +1,530 @@
+"""Batched refits: many outcome vectors on one design, evaluated in one vectorised pass.
+
+Bootstrap replicates share the design ``X``, the grouping factor and ``Z``; only the
+outcome differs. Each replicate keeps its own optimiser (the single fit's
+:func:`~sklearn_glmm._engine.optimize.fit_objective`: the same L-BFGS-B stages, zero
+probes and stopping rules), running in its own thread; its objective is a
+:class:`BatchMember`, whose evaluations are not computed one by one but handed to a
+:class:`Lockstep` scheduler. When every replicate still running waits for an
+evaluation, the scheduler computes all of them at once with :class:`BatchedLaplace`
+— arrays of shape (replicates, rows) and (replicates, levels, q) — and hands each its
+value, gradient and conditional modes.
+
+Order of calls for one batched evaluation (:meth:`BatchedLaplace.evaluate`):
+
+1. ``Lambda`` and ``Z Lambda`` of every replicate, its fixed part ``X beta + offset``;
+2. penalised IRLS for the conditional modes of every replicate from its own start
+   (its last modes moved by the first-order predictor, unless that moves a random
+   effect by more than ``_PREDICTOR_REACH`` prior SDs), with the single objective's
+   step halving level by level and its stopping rule per replicate;
+3. the Laplace value and its analytic gradient (the single objective's formulas),
+   the derivative of the modes in the parameters (the next start) and, at a
+   replicate's first point, the Gauss-Newton diagonal (the optimiser's scaling).
+
+The arithmetic of one replicate does not depend on the others in its batch, and a
+replicate whose batched evaluation does not succeed (no modes found, a non-finite
+value) is evaluated by the single objective instead, from its last modes, with its
+fallbacks. The mode is unique (a log-concave family), so the start changes the cost
+of an evaluation, never its value. Batched: one grouping factor with an unstructured (or diagonal)
+covariance, the Laplace approximation, a log-concave family without parameters of
+its own (Poisson, binomial); other models refit one by one.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .groups import GroupIndex
+from .objective import _NEAR_MODE, ModelData, Objective, _fixed_terms
+
+
+def can_batch(data: ModelData, n_agq: int) -> bool:
+    """Whether refits of the model described by ``data`` can be batched."""
+    fam = data.family
+    return bool(
+        n_agq == 1
+        and len(data.factors) == 1
+        and not data.factors[0].mapped
+        and getattr(fam, "log_concave", False)
+        and data.n_extra == 0
+        and data.extra_designs is None
+    )
+
+
+class BatchedLaplace:
+    """Laplace objective of many outcome vectors ``Y`` (R, n) on one model's design.
+
+    ``evaluate`` takes a subset of the replicates, each with its own parameters and
+    starting modes.
+    """
+
+    def __init__(self, data: ModelData, Y: np.ndarray, pirls_max_iter: int = 60):
+        self.data = data
+        self.Y = np.asarray(Y, dtype=float)
+        f = data.factors[0]
+        self.f, self.q, self.G = f, f.q, f.n_levels
+        self.codes = f.codes
+        self._rows = GroupIndex(f.codes, f.n_levels)
+        self.pirls_max_iter = pirls_max_iter
+        w, trials, _ = _fixed_terms(data)
+        self._w, self._trials = w, trials
+        # the family's parameter-free terms of every replicate's outcome
+        self._const = [data.family.constant(y, trials) for y in self.Y]
+        self._groups = {}
+        self.n_batches = 0
+
+    def _expand(self, v: np.ndarray) -> np.ndarray:
+        """Per-level values (R, G) to each row's level value (R, n)."""
+        g = self._rows
+        if not g.contiguous:
+            return v[:, g.codes]
+        return np.repeat(v if g.in_order else v[:, g.run_codes], g.lengths, axis=1)
+
+    def _index(self, R: int) -> GroupIndex:
+        """Level sums over R copies of the rows, one after another (replicate-major)."""
+        if R not in self._groups:
+            codes = np.add.outer(np.arange(R) * self.G, self.codes).ravel()
+            self._groups[R] = GroupIndex(codes, R * self.G)
+        return self._groups[R]
+
+    def _tiled(self, v, R):
+        return None if v is None else np.tile(v, R)
+
+    def evaluate(self, idx, params, U0, with_scale: bool = False):
+        """Value, gradient, modes and mode derivatives of replicates ``idx``.
+
+        ``params`` (R, n_params), ``U0`` (R, G * q) starting modes. Returns
+        ``(ok, value, grad, U, J)``: ``ok`` (R,) whether the replicate's modes were
+        found and its value and gradient are finite (the others' entries are
+        meaningless), ``U`` (R, G * q) and ``J`` (R, G * q, n_beta + n_theta) laid out
+        as the single objective's ``u`` and predictor. With ``with_scale``, a sixth
+        item: the diagonal of the Gauss-Newton Hessian of every replicate (R, n_params),
+        ``Objective.gauss_newton_diagonal``'s (the optimiser's scale at its start).
+
+        Arrays are kept per random-effect column (lists of (R, n) or (R, G) arrays):
+        ``q`` is small, and elementwise passes over them beat products over tiny axes.
+        Every sum runs along one replicate's own rows, so that its value does not
+        depend on the other replicates in the batch.
+        """
+        self.n_batches += 1
+        d, f, q, G = self.data, self.f, self.q, self.G
+        R, n = len(idx), len(d.y)
+        p, T = d.n_beta, d.n_theta
+        beta, theta = params[:, :p], params[:, p : p + T]
+        lam = np.zeros((R, q, q))
+        lam[:, f.theta_rows, f.theta_cols] = theta
+        # rows of Z Lambda, one (R, n) array per column
+        A = [sum(f.Z[:, k] * lam[:, k, col, None] for k in range(col, q)) for col in range(q)]
+        eta_fix = _rows_times(beta, d.X) + d.offset  # (R, n)
+        Y = self.Y[idx]
+        const_all = _concat_const([self._const[i] for i in idx])
+        fam, expand = d.family, self._expand
+
+        def at(rows, U):
+            """Derivatives and per-level penalised log-densities of replicates ``rows``
+            (indices into the batch, None: all) at modes ``U`` (q arrays (rows, G))."""
+            m = R if rows is None else len(rows)
+            eta = _take(eta_fix, rows).copy()
+            for k in range(q):
+                eta += _take(A[k], rows) * expand(U[k])
+            trials, w = self._tiled(self._trials, m), self._tiled(self._w, m)
+            const = _const_take(const_all, rows, R)
+            der = fam.derivs(_take(Y, rows).ravel(), eta.ravel(), trials, w, (), const)
+            parts = [x.reshape(m, n) for x in (der.loglik, der.d1, der.w, der.w3)]
+            obj = self._index(m).sum(der.loglik).reshape(m, G) - 0.5 * sum(u * u for u in U)
+            return parts, obj
+
+        pairs = [(a, b) for a in range(q) for b in range(a, q)]
+        AA = {(a, b): A[a] * A[b] for a, b in pairs}
+        U = [np.array(u) for u in np.asarray(U0, dtype=float).reshape(R, G, q).transpose(2, 0, 1)]
+        U, (LL, D1, W, W3), Hinv, logdet, ok = self._modes(at, A, AA, U)
+        value = -2.0 * LL.sum(axis=1) + logdet
+        for u in U:
+            value += np.sum(u * u, axis=1)
+        ok &= np.isfinite(value)
+        grad, J = self._gradient(A, AA, U, (D1, W, W3), Hinv)
+        ok &= np.all(np.isfinite(grad), axis=1)
+        out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
+        return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
+
+    def _modes(self, at, A, AA, U):
+        """Penalised IRLS for the modes of every replicate (``Objective.pirls``): each
+        from its own start ``U`` (q arrays (R, G)), with the single objective's Newton
+        steps, step halving level by level and stopping rule, replicate by replicate.
+
+        Returns ``(U, (loglik, d1, w, w3), Hinv, logdet, ok)`` at the modes, ``ok`` (R,)
+        whether each replicate's were found.
+        """
+        q, G = self.q, self.G
+        R = U[0].shape[0]
+        pairs = list(AA)
+        every = np.arange(R)
+        (LL, D1, W, W3), obj = at(None, U)
+        Hinv = [[np.empty((R, G)) for _ in range(q)] for _ in range(q)]
+        logdet = np.full(R, np.nan)
+        done = np.zeros(R, dtype=bool)
+        failed = np.zeros(R, dtype=bool)
+        act = every
+        # each replicate's own iterations: the arrays shrink to the replicates still
+        # searching, so that one slow replicate costs its own work only
+        for _it in range(self.pirls_max_iter):
+            m = len(act)
+            gs = self._index(m)
+            sub = None if m == R else act  # no copies while every replicate searches
+
+            def lsum(v, gs=gs, m=m):
+                return gs.sum(v.ravel()).reshape(m, G)
+
+            d1, wr, Ua = _take(D1, sub), _take(W, sub), [_take(u, sub) for u in U]
+            grad = [lsum(_take(A[k], sub) * d1) - Ua[k] for k in range(q)]
+            Hi, ld, pd = _spd_inverse(q, {ab: lsum(wr * _take(AA[ab], sub)) for ab in pairs})
+            step = [sum(Hi[i][j] * grad[j] for j in range(q)) for i in range(q)]
+            dec = sum(grad[i] * step[i] for i in range(q))
+            bad = ~pd | ~np.all(np.isfinite(dec), axis=1)
+            found = ~bad & _modes_found_rows(dec, obj[act], step)
+            failed[act[bad]] = True
+            done[act[found]] = True
+            for i in range(q):
+                for j in range(q):
+                    Hinv[i][j][act[found]] = Hi[i][j][found]
+            logdet[act[found]] = ld[found]
+            keep = ~(bad | found)
+            if not keep.any():
+                break
+            if not keep.all():
+                act = act[keep]
+                step = [st[keep] for st in step]
+                dec, Ua = dec[keep], [u[keep] for u in Ua]
+            sub = None if len(act) == R else act
+            obj_a = _take(obj, sub)
+            # step halving level by level, as the single objective's
+            near = dec < _NEAR_MODE
+            floor = obj_a - 1e-12 * (1.0 + np.abs(obj_a))
+            t = np.ones((len(act), G))
+            for _half in range(40):
+                U_try = [Ua[k] + t * step[k] for k in range(q)]
+                parts, obj_try = at(sub, U_try)
+                worse = ~(obj_try >= floor) & ~near & (t > 0)
+                if not worse.any():
+                    break
+                t[worse] *= 0.5
+            else:
+                t[worse] = 0.0
+                U_try = [Ua[k] + t * step[k] for k in range(q)]
+                parts, obj_try = at(sub, U_try)
+            if sub is None:
+                U, (LL, D1, W, W3), obj = U_try, parts, obj_try
+                continue
+            for k in range(q):
+                U[k][act] = U_try[k]
+            for full, new in zip((LL, D1, W, W3), parts):
+                full[act] = new
+            obj[act] = obj_try
+        return U, (LL, D1, W, W3), Hinv, logdet, done & ~failed
+
+    def _gauss_newton(self, A, U, W, J):
+        """``Objective.gauss_newton_diagonal`` of every replicate: ``2 D'WD + 2 J'J`` with
+        ``D = d eta / d(beta, theta)`` as the modes follow (``J``, (R, G, q, P))."""
+        d, f, q = self.data, self.f, self.q
+        p, expand = d.n_beta, self._expand
+        w = np.maximum(W, 0.0)
+        P = J.shape[3]
+        out = np.empty((W.shape[0], P))
+        thetas = list(zip(f.theta_rows, f.theta_cols))
+        for k in range(P):
+            if k < p:
+                D = np.broadcast_to(d.X[:, k], W.shape).copy()
+            else:
+                r_, col = thetas[k - p]
+                D = f.Z[:, r_] * expand(U[col])
+            for i in range(q):
+                D += A[i] * expand(J[:, :, i, k])
+            out[:, k] = 2.0 * np.sum(w * D * D, axis=1) + 2.0 * np.sum(J[..., k] ** 2, axis=(1, 2))
+        return out
+
+    def _gradient(self, A, AA, U, der, Hinv):
+        """The single objective's analytic gradient (``Objective.gradient``) and mode
+        derivatives ``J = H^{-1} dG/d(beta, theta)``, replicate by replicate."""
+        d, f, q, G = self.data, self.f, self.q, self.G
+        R, n = A[0].shape
+        p, expand = d.n_beta, self._expand
+        g = self._index(R)
+
+        def lsum(v):  # (R, n[, k]) -> (R, G[, k])
+            return g.sum(v.reshape((R * n,) + v.shape[2:])).reshape((R, G) + v.shape[2:])
+
+        d1, w, w3 = der
+        H = {(i, j): Hinv[i][j] for i in range(q) for j in range(i, q)}  # symmetric blocks
+        # c_n = a_n' H^{-1} a_n of every row
+        c = sum((1.0 if i == j else 2.0) * (expand(Hij) * AA[i, j]) for (i, j), Hij in H.items())
+        v = w3 * c
+        s = [lsum(A[j] * v) for j in range(q)]
+        m = [sum(Hinv[i][j] * s[j] for j in range(q)) for i in range(q)]
+        wA = [w * A[i] for i in range(q)]
+        psi = -2.0 * d1 + v
+        for i in range(q):
+            psi -= wA[i] * expand(m[i])
+        n_t = len(f.theta_rows)
+        grad = np.empty((R, p + n_t))
+        # the mode equation's derivative, -Lambda'Z'W d eta / d param (+ the direct part
+        # for theta), per level and random-effect column
+        rhs = np.zeros((q, R, G, p + n_t))
+        for j in range(p):
+            grad[:, j] = np.sum(psi * d.X[:, j], axis=1)
+            for i in range(q):
+                rhs[i, :, :, j] = -lsum(wA[i] * d.X[:, j])
+        # a theta entry moves eta by z_r u_col of its level: the row sums it enters are
+        # per-level sums times u_col (u is constant over a level's rows)
+        sums = {}
+        for r_ in sorted(set(int(r) for r in f.theta_rows)):
+            zr = f.Z[:, r_]
+            wz = w * zr
+            sums[r_] = (
+                lsum(psi * zr),  # psi'z_r per level
+                lsum(d1 * zr),  # the direct part, Z_r'd1 per level
+                [lsum(wz * A[j]) for j in range(q)],  # Z_r'W a_j per level
+            )
+        for k, (r_, col) in enumerate(zip(f.theta_rows, f.theta_cols)):
+            pz, Dr, wza = sums[int(r_)]
+            uc = U[col]
+            # sum_n w_n z_rn (H^{-1} a_n)_col = sum_levels sum_j Hinv[col][j] Z_r'W a_j
+            hk = sum(Hinv[col][j] * wza[j] for j in range(q))
+            grad[:, p + k] = (
+                np.sum(pz * uc, axis=1) + np.sum(m[col] * Dr, axis=1) + 2.0 * np.sum(hk, axis=1)
+            )
+            for i in range(q):
+                rhs[i, :, :, p + k] = -uc * wza[i]
+            rhs[col, :, :, p + k] += Dr
+        J = np.empty((R, G, q, p + n_t))
+        for i in range(q):
+            J[:, :, i] = sum(Hinv[i][j][:, :, None] * rhs[j] for j in range(q))
+        return grad, J
+
+
+def _take(x, rows):
+    """Rows ``rows`` of ``x``; all of it (no copy) for None."""
+    return x if rows is None else x[rows]
+
+
+def _const_take(const, rows, R):
+    """The family's parameter-free terms (R copies of the rows, one after another) of
+    replicates ``rows`` (None: all)."""
+    if rows is None:
+        return const
+    if isinstance(const, tuple):
+        return tuple(_const_take(c, rows, R) for c in const)
+    if isinstance(const, np.ndarray) and const.ndim:
+        return const.reshape(R, -1)[rows].ravel()
+    return const
+
+
+def _rows_times(beta, X):
+    """``X beta`` of every replicate, (R, n), column by column (no BLAS: a replicate's
+    values do not depend on its batch)."""
+    out = np.zeros((beta.shape[0], X.shape[0]))
+    for j in range(X.shape[1]):
+        out += beta[:, j, None] * X[:, j]
+    return out
+
+
+def _concat_const(parts):
+    """The family's parameter-free terms of several replicates, one after another."""
+    first = parts[0]
+    if isinstance(first, tuple):
+        return tuple(_concat_const([p[k] for p in parts]) for k in range(len(first)))
+    if isinstance(first, np.ndarray) and first.ndim:
+        return np.concatenate(parts)
+    return first
+
+
+def _spd_inverse(q, H):
+    """Inverses of per-level blocks given by their entries ``H[(a, b)]`` (R, G), a <= b,
+    the Laplace Hessian's ``I`` not yet added: ``(Hinv, logdet, pd)`` with ``Hinv[i][j]``
+    (R, G), the summed log-determinants (R,) and whether each replicate's blocks are all
+    positive definite (R,)."""
+    if q == 1:
+        h = 1.0 + H[(0, 0)]
+        pd = np.all(h > 0, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return [[1.0 / h]], np.log(h).sum(axis=1), pd
+    if q == 2:  # closed forms, as the single objective's BlockSolver
+        a, b, c = 1.0 + H[(0, 0)], H[(0, 1)], 1.0 + H[(1, 1)]
+        det = a * c - b * b
+        pd = np.all(a > 0, axis=1) & np.all(det > 0, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            off = -b / det
+            return [[c / det, off], [off, a / det]], np.log(det).sum(axis=1), pd
+    R, G = H[(0, 0)].shape
+    M = np.zeros((R, G, q, q))
+    for (a, b), v in H.items():
+        M[:, :, a, b] = M[:, :, b, a] = v
+    M[:, :, range(q), range(q)] += 1.0
+    eig_min = np.linalg.eigvalsh(M).min(axis=2)
+    pd = np.all(eig_min > 0, axis=1)
+    M = np.where(pd[:, None, None, None], M, np.eye(q))
+    L = np.linalg.cholesky(M)
+    Linv = np.linalg.inv(L)
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=(1, 2))
+    inv = np.einsum("rgki,rgkj->rgij", Linv, Linv)
+    return [[inv[:, :, i, j] for j in range(q)] for i in range(q)], logdet, pd
+
+
+def _modes_found_rows(dec, obj, step):
+    """``objective._modes_found`` (or a negligible step) for every replicate (rows of
+    ``dec``, ``obj`` (R, G) and ``step``, q arrays (R, G))."""
+    top = dec.max(axis=1)
+    small = np.max([np.abs(st).max(axis=1) for st in step], axis=0) < 1e-11
+    exact = np.all(dec < 1e-22 * np.abs(obj), axis=1)
+    return small | (top < 1e-20) | ((top <= 1e-8) & exact)
+
+
+# largest move of a spherical random effect (prior SDs) taken from the first-order
+# predictor: beyond it (a zero variance probed at a large value) the linear
+# extrapolation overshoots, and the search starts from the last modes instead
+_PREDICTOR_REACH = 1.0
+
+
+class BatchMember(Objective):
+    """One replicate's objective: evaluations are batched by a :class:`Lockstep`.
+
+    Everything else (the memo, snapshots, the Gauss-Newton scale, the zero probes)
+    is the single :class:`~sklearn_glmm._engine.objective.Objective`'s; the per-row
+    state of a batched point is made from its modes when first read. An evaluation
+    the batch cannot complete is the single objective's.
+    """
+
+    def __init__(self, data: ModelData, lockstep: Lockstep, index: int):
+        super().__init__(data, 1)
+        self._lockstep = lockstep
+        self._index = index
+        self.n_batched = 0
+
+    def evaluate(self, params) -> float:
+        params = np.asarray(params, dtype=float)
+        key = (params.tobytes(), self.n_agq)
+        if key == self._last_key:
+            return self._last_val
+        if self.n_agq != 1 or self.global_modes:
+            return super().evaluate(params)
+        d = self.data
+        p, T = d.n_beta, d.n_theta
+        bt = params[: p + T].copy()
+        start = self.u.copy()
+        if self._predictor is not None and self._predictor[0] is self.u:
+            _, ref, J = self._predictor
+            move = J @ (bt - ref)
+            if np.abs(move).max() <= _PREDICTOR_REACH:
+                start += move
+        # the first point's Gauss-Newton diagonal (the optimiser's scale) comes with it
+        out = self._lockstep.request(self._index, params, start, self.n_evals == 0)
+        if out is None:
+            return super().evaluate(params)
+        val, grad, u, J, gn = out
+        self._unpack(params)  # the covariance parameters, as the single objective's
+        self.n_evals += 1
+        self.n_batched += 1
+        self.state = None
+        self.u = u
+        self._predictor = (u, bt, J)
+        self._pending = (u, params.copy())  # the per-row state, made when read
+        self._last_key, self._last_val, self._last_grad = key, float(val), grad
+        self._scale_at = None if gn is None else (key, gn)
+        return float(val)
+
+    _scale_at = None
+
+    def gauss_newton_diagonal(self) -> np.ndarray:
+        if self._scale_at is not None and self._scale_at[0] == self._last_key:
+            return self._scale_at[1].copy()
+        return super().gauss_newton_diagonal()
+
+
+class Lockstep:
+    """Runs one task per replicate in its own thread and batches their evaluations.
+
+    A task's objective calls :meth:`request`, which waits; when every live task is
+    waiting, the pending evaluations are computed in one pass
+    (:meth:`BatchedLaplace.evaluate`) and each task resumes with its own result. Which
+    evaluations share a pass depends on the tasks' own logic only, not on timing.
+    Each task waits on its own event and only the scheduler is woken when a task
+    posts: no task is woken for another's result.
+    """
+
+    def __init__(self, engine: BatchedLaplace):
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._requests = {}
+        self._results = {}
+        self._events = {}
+        self._live = 0
+
+    def request(self, index, params, start, with_scale=False):
+        """The batched ``(value, gradient, modes, mode derivatives, Gauss-Newton
+        diagonal or None)``, or None."""
+        event = self._events[index]
+        with self._lock:
+            self._requests[index] = (np.array(params, dtype=float), start, with_scale)
+            if len(self._requests) == self._live:
+                self._ready.notify()
+        event.wait()
+        event.clear()
+        return self._results.pop(index)
+
+    def run(self, tasks) -> list:
+        """Run ``tasks`` (callables); their results, or the exception each raised."""
+        out = [None] * len(tasks)
+        self._live = len(tasks)
+        self._events = {k: threading.Event() for k in range(len(tasks))}
+
+        def body(k):
+            try:
+                out[k] = tasks[k]()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                out[k] = exc
+            finally:
+                with self._lock:
+                    self._live -= 1
+                    if self._live == 0 or len(self._requests) == self._live:
+                        self._ready.notify()
+
+        threads = [threading.Thread(target=body, args=(k,), daemon=True) for k in range(len(tasks))]
+        for t in threads:
+            t.start()
+        with self._lock:
+            while True:
+                self._ready.wait_for(lambda: self._live == 0 or len(self._requests) == self._live)
+                if self._live == 0:
+                    break
+                batch, self._requests = self._requests, {}
+                self._results.update(self._compute(batch))
+                for i in batch:
+                    self._events[i].set()
+        for t in threads:
+            t.join()
+        return out
+
+    def _compute(self, batch) -> dict:
+        idx = sorted(batch)
+        params = np.stack([batch[i][0] for i in idx])
+        U0 = np.stack([batch[i][1] for i in idx])
+        scale = [batch[i][2] for i in idx]
+        try:
+            with np.errstate(all="ignore"):
+                ok, val, grad, U, J, *gn = self.engine.evaluate(idx, params, U0, any(scale))
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            return {i: None for i in idx}
+        return {
+            i: (
+                val[k],
+                grad[k].copy(),
+                U[k].copy(),
+                J[k].copy(),
+                gn[0][k].copy() if scale[k] else None,
+            )
+            if ok[k]
+            else None
+            for k, i in enumerate(idx)
+        }

@@ -1,0 +1,241 @@
+"""Batched bootstrap refits: each replicate reaches the optimum of its own refit.
+
+Refits in lock-step (``sklearn_glmm._engine.batched``) batch the evaluations of many
+outcome vectors on one design; every replicate keeps the single fit's optimiser. The
+batched value, gradient and modes equal the single objective's, the estimates equal
+one-by-one refits, and failed or unconverged refits are reported as such.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm._engine.batched import BatchedLaplace, can_batch
+from sklearn_glmm._engine.objective import Objective
+from sklearn_glmm._simulate import bootstrap_params, refit, refit_many, simulate_response
+
+
+def _data(kind, seed=0, n_groups=30, n_per=12):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), n_per)
+    x = rng.standard_normal(len(g))
+    b0 = rng.normal(0, 0.6, n_groups)[g]
+    b1 = rng.normal(0, 0.3, n_groups)[g]
+    eta = 0.3 + 0.5 * x + b0
+    if kind in ("pois_slope", "pois_slope_shuffled"):
+        y = rng.poisson(np.exp(eta + b1 * x))
+        est = PoissonGLMM(random_effects="1 + x")
+        if kind == "pois_slope_shuffled":  # a level's rows not together
+            order = rng.permutation(len(g))
+            return est.fit(pd.DataFrame({"x": x[order]}), y[order], groups=g[order])
+    elif kind == "bin_ri":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+        est = BinomialGLMM(random_effects="1")
+    elif kind == "binom_trials_weights":
+        trials = rng.integers(1, 8, len(g))
+        y = rng.binomial(trials, 1 / (1 + np.exp(-eta)))
+        w = rng.choice([1.0, 2.0], len(g))
+        est = BinomialGLMM(random_effects="1 + x")
+        X = pd.DataFrame({"x": x})
+        return est.fit(X, y, groups=g, trials=trials, sample_weight=w)
+    else:
+        mu = np.exp(eta)
+        y = rng.negative_binomial(3.0, 3.0 / (3.0 + mu))
+        est = NegBinGLMM(random_effects="1")
+    X = pd.DataFrame({"x": x})
+    return est.fit(X, y, groups=g)
+
+
+@pytest.fixture(
+    scope="module",
+    params=["pois_slope", "pois_slope_shuffled", "bin_ri", "binom_trials_weights", "nb_ri"],
+)
+def fitted(request):
+    return request.param, _data(request.param)
+
+
+def test_batched_evaluation_equals_the_single_objective():
+    est = _data("pois_slope")
+    res = est.fit_result_
+    d = res.objective.data
+    assert can_batch(d, 1)
+    Y = simulate_response(est, 4, np.random.default_rng(1)).T
+    rng = np.random.default_rng(2)
+    P = res.params + 0.05 * rng.standard_normal((4, len(res.params)))
+    k_diag = [d.n_beta, d.n_beta + 2]
+    P[:, k_diag] = np.abs(P[:, k_diag])
+    engine = BatchedLaplace(d, Y)
+    ok, val, grad, U, J = engine.evaluate([0, 1, 2, 3], P, np.zeros((4, d.n_u)))
+    assert ok.all()
+    for r in range(4):
+        obj = Objective(replace(d, y=Y[r]), 1)
+        v, g = obj.value_and_grad(P[r])
+        assert val[r] == pytest.approx(v, rel=1e-12)
+        np.testing.assert_allclose(grad[r], g, rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(U[r], obj.u, atol=1e-10)
+        np.testing.assert_allclose(J[r], obj._predictor[2], atol=1e-10)
+    # a replicate's numbers do not depend on the others in its batch
+    ok2, val2, grad2, U2, _ = engine.evaluate([3, 1], P[[3, 1]], np.zeros((2, d.n_u)))
+    np.testing.assert_array_equal(val2, val[[3, 1]])
+    np.testing.assert_array_equal(grad2, grad[[3, 1]])
+
+
+def test_batched_refits_reach_the_single_refits_optimum(fitted):
+    kind, est = fitted
+    Y = simulate_response(est, 12, np.random.default_rng(3))
+    many = refit_many(est, Y)
+    one = [refit(est, Y[:, r]) for r in range(Y.shape[1])]
+    batched = can_batch(est.fit_result_.objective.data, est.n_agq)
+    assert batched == (kind != "nb_ri")  # NB's own parameter: refitted one by one
+    for (x_b, rec_b), (x_s, rec_s) in zip(many, one):
+        assert rec_b.converged == rec_s.converged
+        np.testing.assert_allclose(x_b, x_s, rtol=1e-6, atol=1e-7)
+        assert rec_b.objective == pytest.approx(rec_s.objective, rel=1e-10)
+
+
+def test_refit_records_the_gradient_check(fitted):
+    _, est = fitted
+    y = simulate_response(est, 1, np.random.default_rng(4))[:, 0]
+    x, rec = refit(est, y)
+    assert rec.converged and rec.gradient_ok
+    assert np.isfinite(rec.max_scaled_grad) and rec.max_scaled_grad <= 0.002
+
+
+def test_unconverged_refits_are_nan_rows(monkeypatch):
+    est = _data("pois_slope")
+    import sklearn_glmm._simulate as sim
+
+    real = sim._fit_and_check
+    calls = {"n": 0}
+
+    def every_third_fails(est_, obj, setup):
+        x, rec = real(est_, obj, setup)
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            rec.converged = False
+        return x, rec
+
+    monkeypatch.setattr(sim, "_fit_and_check", every_third_fails)
+    reps, ok = bootstrap_params(est, 9, random_state=0)
+    assert ok.sum() == 6
+    assert np.all(np.isnan(reps[~ok]))
+    assert np.all(np.isfinite(reps[ok]))
+
+
+@pytest.mark.parametrize("kind", ["bin_ri", "pois_slope"])
+def test_bootstrap_does_not_depend_on_n_jobs_or_batching(monkeypatch, kind):
+    est = _data(kind)
+    a, ok_a = bootstrap_params(est, 10, random_state=5)
+    b, ok_b = bootstrap_params(est, 10, random_state=5, n_jobs=2)
+    np.testing.assert_array_equal(ok_a, ok_b)
+    np.testing.assert_array_equal(a, b)
+    import sklearn_glmm._simulate as sim
+
+    # nor on which replicates share a batch: a replicate's arithmetic is its own
+    monkeypatch.setattr(sim, "_BOOT_CHUNK", 2)  # five chunks, not four
+    d, ok_d = bootstrap_params(est, 10, random_state=5)
+    np.testing.assert_array_equal(ok_a, ok_d)
+    np.testing.assert_array_equal(a, d)
+    monkeypatch.undo()
+
+    real = sim.refit_many
+    monkeypatch.setattr(sim, "refit_many", lambda e, Y: real(e, Y, batched=False))
+    c, ok_c = bootstrap_params(est, 10, random_state=5)
+    np.testing.assert_array_equal(ok_a, ok_c)
+    np.testing.assert_allclose(a[ok_a], c[ok_c], rtol=1e-6, atol=1e-7)
+
+
+def test_failed_batched_evaluations_fall_back_to_the_single_objective(monkeypatch):
+    est = _data("pois_slope")
+    Y = simulate_response(est, 6, np.random.default_rng(6))
+    one = [refit(est, Y[:, r]) for r in range(Y.shape[1])]
+    real = BatchedLaplace.evaluate
+    calls = {"n": 0}
+
+    def odd_ones_fail(self, idx, params, U0, with_scale=False):
+        out = list(real(self, idx, params, U0, with_scale))
+        calls["n"] += 1
+        out[0] = out[0] & (np.asarray(idx) % 2 == 0)  # not found: the single objective's
+        return tuple(out)
+
+    monkeypatch.setattr(BatchedLaplace, "evaluate", odd_ones_fail)
+    many = refit_many(est, Y)
+    assert calls["n"] > 0
+    for (x_b, rec_b), (x_s, rec_s) in zip(many, one):
+        assert rec_b.converged == rec_s.converged
+        np.testing.assert_allclose(x_b, x_s, rtol=1e-6, atol=1e-7)
+
+
+def test_an_error_in_one_refit_is_reported_not_swallowed(monkeypatch):
+    est = _data("pois_slope")
+    import sklearn_glmm._simulate as sim
+
+    real = sim._fit_and_check
+
+    def breaks_on_second(est_, obj, setup):
+        if getattr(obj, "_index", None) == 1:
+            raise RuntimeError("a bug")
+        return real(est_, obj, setup)
+
+    monkeypatch.setattr(sim, "_fit_and_check", breaks_on_second)
+    Y = simulate_response(est, 3, np.random.default_rng(7))
+    out = refit_many(est, Y)
+    assert isinstance(out[1], RuntimeError)
+    assert all(isinstance(o, tuple) for o in (out[0], out[2]))
+    with pytest.raises(RuntimeError, match="a bug"):
+        bootstrap_params(est, 8, random_state=0)  # chunks of two: batched
+
+
+def test_gradient_sizes_scale_by_the_fitted_hessian():
+    from sklearn_glmm._engine.converge import scaled_gradient
+    from sklearn_glmm._simulate import _gradient_sizes
+
+    rng = np.random.default_rng(8)
+    M = rng.standard_normal((4, 4))
+    H = M @ M.T + 4 * np.eye(4)
+    g = rng.standard_normal(4)
+    x = np.array([0.3, -0.2, 0.5, 1.0])
+    bounds = [(None, None)] * 2 + [(0.0, None)] * 2
+    assert _gradient_sizes(g, H, x, bounds) == pytest.approx(scaled_gradient(g, H, x, bounds))
+    # a parameter on its bound, pushed outwards: left out
+    x0 = x.copy()
+    x0[2] = 0.0
+    g0 = g.copy()
+    g0[2] = abs(g0[2]) + 10.0
+    raw, _ = _gradient_sizes(g0, H, x0, bounds)
+    assert raw == pytest.approx(np.max(np.abs(g0[[0, 1, 3]])))
+    # not positive definite, or not finite: each component scaled by its diagonal
+    Hbad = H.copy()
+    Hbad[0, 1] = Hbad[1, 0] = 100.0
+    expect = np.max(np.minimum(np.abs(g) / np.sqrt(np.diag(H)), np.abs(g)))
+    assert _gradient_sizes(g, Hbad, x, bounds)[1] == pytest.approx(expect)
+    Hnan = H.copy()
+    Hnan[0, 1] = Hnan[1, 0] = np.nan
+    assert _gradient_sizes(g, Hnan, x, bounds)[1] == pytest.approx(expect)
+    assert _gradient_sizes(g, None, x, bounds) == (np.max(np.abs(g)), np.max(np.abs(g)))
+    assert _gradient_sizes(np.r_[g[:3], np.nan], H, x, bounds) == (np.inf, np.inf)
+
+
+def test_a_refit_stopped_away_from_its_optimum_is_not_converged(monkeypatch):
+    import sklearn_glmm._simulate as sim
+
+    est = _data("pois_slope")
+    real = sim.fit_objective
+
+    def stops_early(obj, x0, bounds, max_iter, tol, diag_idx):
+        x, rec = real(obj, x0, bounds, max_iter, tol, diag_idx)
+        x = x.copy()
+        x[0] += 0.05  # the intercept moved off the optimum, the record still "converged"
+        rec.objective = obj.evaluate(x)
+        return x, rec
+
+    monkeypatch.setattr(sim, "fit_objective", stops_early)
+    y = simulate_response(est, 1, np.random.default_rng(9))[:, 0]
+    x, rec = refit(est, y)
+    assert not rec.converged and not rec.gradient_ok
+    assert rec.max_scaled_grad > 0.002
+    reps, ok = bootstrap_params(est, 4, random_state=0)
+    assert not ok.any() and np.all(np.isnan(reps))
