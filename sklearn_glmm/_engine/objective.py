@@ -149,6 +149,13 @@ class ModelData:
         return _blocks.coefficient_starts(self.family.blocks, self.extra_designs)
 
     @cached_property
+    def fixed_terms(self) -> tuple:
+        """Prior weights and binomial trials (None when all one) and the family's
+        parameter-free log-density terms: made once, shared by every objective of these
+        data (the mixed model's and its nested GLM's)."""
+        return _fixed_terms(self)
+
+    @cached_property
     def n_u(self) -> int:
         return sum(f.n_levels * f.q for f in self.factors)
 
@@ -162,10 +169,21 @@ def make_factor_data(
     for codes, Z, G, (rows, cols), st in zip(
         codes_list, Z_list, n_levels_list, layouts, structures
     ):
+        Z = _ones_view(Z)
         out.append(FactorData(codes, Z, G, rows, cols, off, loc, st))
         off += G * Z.shape[1]
         loc += Z.shape[1]
     return tuple(out)
+
+
+def _ones_view(Z: np.ndarray) -> np.ndarray:
+    """``Z`` itself, or for a single column of ones (a random intercept) a read-only view
+    of one number: the same values without an array of the rows' size."""
+    if Z.ndim != 2 or Z.shape[1] != 1 or not len(Z) or Z.strides[0] == 0:
+        return Z
+    if not np.all(Z == 1.0):
+        return Z
+    return np.broadcast_to(np.ones((1, 1)), Z.shape)
 
 
 def _indicator_columns(Z: np.ndarray) -> np.ndarray | None:
@@ -369,7 +387,7 @@ class Objective:
         self.n_evals = 0
         self.pirls_failures = 0
         self.pirls_iterations = 0
-        self._w, self._trials, self._const = _fixed_terms(data)
+        self._w, self._trials, self._const = data.fixed_terms
         self._last_key, self._last_val, self._last_grad = None, np.inf, None
         self._predictor = None
         # search for the highest of several modes (families that are not log-concave);
@@ -401,7 +419,10 @@ class Objective:
 
     def _a_vals(self, theta):
         if self._scalar:
-            return self.data.factors[0].Z * theta[0]
+            Z = self.data.factors[0].Z
+            if Z.strides[0] == 0:  # a view of one row (a random intercept): so is Z Lambda
+                return np.broadcast_to(Z[:1] * theta[0], Z.shape)
+            return Z * theta[0]
         lams = _cholesky_matrices(self.data, theta)
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
@@ -476,6 +497,13 @@ class Objective:
         d = self.data
         return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
 
+    def _derivs_summed(self, eta, extra, row_sum):
+        """The family's derivatives at ``eta`` without the per-row log-density, which
+        only its sums are read for: over each unit (``row_sum``) and over all rows (the
+        Laplace value's). Returns ``(derivs, unit sums, total)``."""
+        der = self._derivs(eta, extra)
+        return der._replace(loglik=None), row_sum(der.loglik), der.loglik.sum()
+
     # -- conditional modes --------------------------------------------------
     def pirls(self, beta, theta, extra, u0=None):
         """Penalised IRLS (Newton with step-halving) for the conditional modes.
@@ -505,9 +533,9 @@ class Objective:
             self.state["bt"] = bt
             return self.u
         eta = eta_fix + self._Au(a_vals, u)
-        der = self._derivs(eta, extra)
+        der, ll, total = self._derivs_summed(eta, extra, self._row_sum)
         units = self.n_units
-        obj = self._row_sum(der.loglik) - 0.5 * self._u_sum(u * u)
+        obj = ll - 0.5 * self._u_sum(u * u)
         converged = False
         for _it in range(self.pirls_max_iter):
             grad = self._Atv(a_vals, der.d1) - u
@@ -521,14 +549,16 @@ class Objective:
                 if not exact:  # the mode's own Hessian must be positive definite
                     self.solver.factorize(a_vals, der.w)
                 break
+            # the trials need only the step: the current point's per-row arrays go first
+            eta = der = None
             t = np.ones(units)
             near = dec < _NEAR_MODE  # full steps there (see _pirls_scalar)
             for _half in range(40):
                 u_try = u + t[self.u_unit] * step
                 eta_try = der_try = None  # the last try's arrays go first
                 eta_try = eta_fix + self._Au(a_vals, u_try)
-                der_try = self._derivs(eta_try, extra)
-                obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
+                der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
+                obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
                 worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))) & ~near
                 if not worse.any():
                     break
@@ -538,10 +568,12 @@ class Objective:
                 # solve then fails unless they are already at their modes)
                 t[worse] = 0.0
                 u_try = u + t[self.u_unit] * step
+                eta_try = der_try = None
                 eta_try = eta_fix + self._Au(a_vals, u_try)
-                der_try = self._derivs(eta_try, extra)
-                obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
+                der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
+                obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
             u, eta, der, obj = u_try, eta_try, der_try, obj_try
+            eta_try = der_try = None
         self.pirls_iterations += _it + 1
         if not converged:
             self.u = u  # the next start, though this solve failed
@@ -549,13 +581,23 @@ class Objective:
                 f"conditional modes not found in {self.pirls_max_iter} Newton steps"
             )
         self.u = u
-        self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra, bt=bt)
+        self.state = dict(
+            u=u,
+            eta=eta,
+            der=der,
+            a_vals=a_vals,
+            eta_fix=eta_fix,
+            extra=extra,
+            bt=bt,
+            ll=total,
+            ll_units=ll,
+        )
         return u
 
     def _unit_objective(self):
         """Penalised log-density of each unit (level) at the current modes."""
         s = self.state
-        return self._row_sum(s["der"].loglik) - 0.5 * self._u_sum(s["u"] * s["u"])
+        return s["ll_units"] - 0.5 * self._u_sum(s["u"] * s["u"])
 
     def _highest_modes(self, beta, theta, extra):
         """For a family that is not log-concave (zero inflation), the highest mode.
@@ -826,14 +868,15 @@ class Objective:
         Every level is a one-dimensional problem: the Newton step is
         ``(sum_i a_i d1_i - u_j) / h_j`` with ``h_j = 1 + sum_i w_i a_i^2``,
         written with as few array passes as possible (small data spend their
-        time in per-call overhead).
+        time in per-call overhead). A random intercept's ``a`` is one number
+        (``a_vals`` a read-only view of it): no per-row arrays of it are made.
         """
         g = self.groups[0]
-        a = a_vals[:, 0]
+        a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
         a2 = a * a
         eta = self._scalar_eta(eta_fix, a, u)
-        der = self._derivs(eta, extra)
-        obj = g.sum(der.loglik) - 0.5 * u * u
+        der, ll, total = self._derivs_summed(eta, extra, g.sum)
+        obj = ll - 0.5 * u * u
         converged = False
         # a log-concave family has w >= 0: h >= 1 needs no check
         concave = getattr(self.data.family, "log_concave", False)
@@ -853,6 +896,8 @@ class Objective:
             if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj, top)):
                 converged = True
                 break
+            # the trials need only the step: the current point's per-row arrays go first
+            eta = der = None
             # the penalised log-density may not decrease in any level (within rounding);
             # a level within a tiny Newton decrement of its mode takes the full step, as
             # its change is below the rounding of the log-density there
@@ -863,8 +908,8 @@ class Objective:
             for _half in range(40):
                 eta_try = der_try = None  # the last try's arrays go first
                 eta_try = self._scalar_eta(eta_fix, a, u_try)
-                der_try = self._derivs(eta_try, extra)
-                obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
+                der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
+                obj_try = ll - 0.5 * u_try * u_try
                 ok = obj_try >= floor
                 if ok.all():
                     accepted = True
@@ -882,9 +927,10 @@ class Objective:
                 u_try = np.where(ok, u_try, u)
                 eta_try = der_try = None
                 eta_try = self._scalar_eta(eta_fix, a, u_try)
-                der_try = self._derivs(eta_try, extra)
-                obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
+                der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
+                obj_try = ll - 0.5 * u_try * u_try
             u, eta, der, obj = u_try, eta_try, der_try, obj_try
+            eta_try = der_try = None
         self.pirls_iterations += _it + 1
         if not converged:
             self.u = u  # the next start, though this solve failed
@@ -896,7 +942,16 @@ class Objective:
         else:  # the mode's own Hessian, which must be positive definite
             self.solver.factorize(a_vals, der.w)
         self.u = u
-        self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
+        self.state = dict(
+            u=u,
+            eta=eta,
+            der=der,
+            a_vals=a_vals,
+            eta_fix=eta_fix,
+            extra=extra,
+            ll=total,
+            ll_units=ll,
+        )
         return u
 
     def _scalar_eta(self, eta_fix, a, u):
@@ -924,7 +979,7 @@ class Objective:
     def laplace(self) -> float:
         """-2 log L by the Laplace approximation at the current mode."""
         s = self.state
-        return float(-2.0 * s["der"].loglik.sum() + s["u"] @ s["u"] + self.solver.logdet)
+        return float(-2.0 * s["ll"] + s["u"] @ s["u"] + self.solver.logdet)
 
     def evaluate(self, params) -> float:
         """Objective value at ``params`` (Laplace, or AGQ when ``n_agq > 1``).
@@ -1112,37 +1167,59 @@ class Objective:
         return moves, dirs, gs
 
     def _gradient_scalar(self) -> np.ndarray:
-        """:meth:`gradient` for one factor with a scalar random effect (H diagonal)."""
+        """:meth:`gradient` for one factor with a scalar random effect (H diagonal).
+
+        Per-row arrays are made in place where the order of operations allows, and let
+        go when done with: besides the state, about three arrays of the rows' size at
+        once. A random intercept (``Z`` a view of ones, ``a`` one number) makes no
+        per-row arrays of ``a`` or ``Z``; its products with them are left out where
+        they are exact (a product with 1).
+        """
         d, s, g = self.data, self.state, self.groups[0]
         der, u = s["der"], s["u"]
-        a, zr = s["a_vals"][:, 0], d.factors[0].Z[:, 0]
+        a_vals, Z = s["a_vals"], d.factors[0].Z
+        a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
+        unit = Z.strides[0] == 0 and Z[0, 0] == 1.0  # a view of ones
+        zr = None if unit else Z[:, 0]
         hinv = self.solver.hinv[:, 0, 0]
-        # per-row arrays in place where the order of operations allows: few temporaries
         k = g.expand(hinv)
         k *= a  # H^{-1} a_i, the row's K
-        c = k * a
-        v = der.w3 * c
+        v = k * a  # c, the row's a_i' H^{-1} a_i
+        c = v.copy() if d.n_extra else None
+        v *= der.w3
         m = hinv * g.sum(a * v)
-        Am = g.expand(m)
-        Am *= a
         psi = -2.0 * der.d1
         psi += v
         del v
-        psi -= der.w * Am
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
-        del c, Am
+        Am = g.expand(m)
+        Am *= a
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am) if d.n_extra else np.zeros(0)
+        del c
+        Am *= der.w
+        psi -= Am
+        del Am
         u_rows = g.expand(u)
-        dz = g.sum(der.d1 * zr)
-        wz = der.w * zr
-        g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
-        del wz, k
+        if unit:
+            dz = g.sum(der.d1)
+            g_theta = psi @ u_rows + m @ dz + 2.0 * der.w @ k
+        else:
+            dz = g.sum(der.d1 * zr)
+            wz = der.w * zr
+            g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
+            del wz
+        del k
         # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of the
         # mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
         wa = der.w * a
         J = np.empty((len(u), d.n_beta + 1))
+        if unit:
+            u_rows *= wa
+        else:
+            u_rows *= wa * zr
+        J[:, -1] = hinv * (dz - g.sum(u_rows))
+        del u_rows
         for j in range(d.n_beta):  # column by column: no (n, p) temporary
             J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
-        J[:, -1] = hinv * (dz - g.sum(wa * zr * u_rows))
         self._predictor = (u, s["bt"], J)
         return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
 
@@ -1156,29 +1233,42 @@ class Objective:
         """
         d, s = self.data, self.state
         u, J = s["u"], self._predictor[2]
-        # the columns of D written in place, one at a time
-        D = np.empty((d.X.shape[0], d.n_beta + d.n_theta))
-        D[:, : d.n_beta] = d.X
-        k = d.n_beta
+        w = np.maximum(s["der"].w, 0.0)
+        out = np.empty(d.n_beta + d.n_theta)
+        # one column of D at a time: no (n, p + T) array
+        for k, col in enumerate(self._eta_moves(u)):
+            for f, gi in zip(d.factors, self.groups):
+                Jf = J[f.offset : f.offset + f.n_levels * f.q, k].reshape(f.n_levels, f.q)
+                a = s["a_vals"][:, f.local : f.local + f.q]
+                if f.q == 1:
+                    t = gi.expand(Jf[:, 0])
+                    t *= a[:, 0]
+                    col += t
+                else:
+                    col += np.einsum("nq,nq->n", a, gi.expand(Jf))
+                t = None
+            col *= col
+            out[k] = 2.0 * (w @ col) + 2.0 * (J[:, k] @ J[:, k])
+        return out
+
+    def _eta_moves(self, u):
+        """The columns of ``d eta / d (beta, theta)`` at fixed modes ``u``, one at a time
+        (each a new array): the fixed-effect columns, then ``z_r u_col`` of each
+        Cholesky entry, or ``Z dL u`` of each structure parameter."""
+        d = self.data
+        for j in range(d.n_beta):
+            yield np.array(d.X[:, j])
         for f, gi in zip(d.factors, self.groups):
-            Uc = gi.expand(u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q))
+            Uf = u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q)
             if f.mapped:
+                Uc = gi.expand(Uf)
                 for dL in self._directions(f):
-                    D[:, k] = np.einsum("nq,nq->n", f.Z, Uc @ dL.T)
-                    k += 1
+                    yield np.einsum("nq,nq->n", f.Z, Uc @ dL.T)
                 continue
             for r, col in zip(f.theta_rows, f.theta_cols):
-                np.multiply(f.Z[:, r], Uc[:, col], out=D[:, k])
-                k += 1
-            del Uc
-        for f, gi in zip(d.factors, self.groups):
-            Jf = J[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q, -1)
-            a = s["a_vals"][:, f.local : f.local + f.q]
-            for k in range(D.shape[1]):  # column by column: no (n, q, k) temporary
-                D[:, k] += np.einsum("nq,nq->n", a, gi.expand(Jf[:, :, k]))
-        w = np.maximum(s["der"].w, 0.0)
-        D *= D
-        return 2.0 * (w @ D) + 2.0 * np.einsum("qk,qk->k", J, J)
+                m = gi.expand(Uf[:, col])
+                m *= f.Z[:, r]
+                yield m
 
     def _extra_gradient(self, eta, extra, c, Am):
         """Derivatives in the family's extra parameters: the family's own
@@ -1288,7 +1378,7 @@ class GLMObjective:
         self.u = np.zeros(0)
         self.n_evals = 0
         self.pirls_failures = 0
-        self._w, self._trials, self._const = _fixed_terms(data)
+        self._w, self._trials, self._const = data.fixed_terms
 
     def _derivs(self, eta, extra):
         d = self.data
@@ -1308,9 +1398,13 @@ class GLMObjective:
         d = self.data
         beta, extra = self._split(np.asarray(params, dtype=float))
         self.n_evals += 1
+        self.state = None  # the last point's per-row arrays go first
         eta = d.X @ beta + d.offset
-        self.state = dict(eta=eta, extra=extra, der=self._derivs(eta, extra))
-        val = float(-2.0 * self.state["der"].loglik.sum())
+        der = self._derivs(eta, extra)
+        val = float(-2.0 * der.loglik.sum())
+        # what the gradient reads: the first derivatives (and eta, for the extra blocks)
+        self.state = dict(eta=eta, extra=extra, der=der._replace(loglik=None, w=None, w3=None))
+        del der
         return val if np.isfinite(val) else np.inf
 
     def value_and_grad(self, params):

@@ -52,7 +52,10 @@ def _weighted(weights, loglik, d1, w, w3) -> Derivs:
 
 def _exp(eta):
     # only overflow needs guarding: exp underflows to 0 gracefully
-    return np.exp(np.minimum(eta, _ETA_MAX))
+    out = np.minimum(eta, _ETA_MAX)
+    if isinstance(out, np.ndarray) and out.ndim:
+        return np.exp(out, out=out)  # in place: one array of eta's size
+    return np.exp(out)
 
 
 class Family:
