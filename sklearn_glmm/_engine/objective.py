@@ -351,6 +351,24 @@ def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     return bool(np.all(dec < 1e-22 * np.abs(obj)))
 
 
+class _State(dict):
+    """The mode and per-row arrays at the last point evaluated (``u``, ``eta``, ``der``,
+    ``a_vals``, ...). ``eta_fix = X beta + offset`` is not kept after the mode search
+    (the Laplace value and gradient do not read it): made again, the same values, when
+    first read."""
+
+    def __init__(self, data, **entries):
+        super().__init__(**entries)
+        self._data = data
+
+    def __missing__(self, key):
+        if key != "eta_fix":
+            raise KeyError(key)
+        d = self._data
+        value = self[key] = d.X @ self["beta"] + d.offset
+        return value
+
+
 class Objective:
     """Laplace / AGQ objective with warm-started conditional modes.
 
@@ -433,9 +451,15 @@ class Objective:
             uf = u[f.offset : f.offset + f.n_levels * f.q]
             if f.q == 1:
                 term = a_vals[:, f.local] * g.expand(uf)
-            else:
-                a = a_vals[:, f.local : f.local + f.q]
-                term = np.einsum("nq,nq->n", a, g.expand(uf.reshape(-1, f.q)))
+            else:  # column by column (the sum of einsum's "nq,nq->n"): no (n, q) array
+                uf = uf.reshape(-1, f.q)
+                term = g.expand(uf[:, 0])
+                term *= a_vals[:, f.local]
+                for k in range(1, f.q):
+                    t = g.expand(uf[:, k])
+                    t *= a_vals[:, f.local + k]
+                    term += t
+                    del t
             out = term if out is None else out + term
         return out
 
@@ -463,8 +487,11 @@ class Objective:
                     for j in range(v.shape[1]):
                         out[:, :, j] = g.sum(a * v[:, j, None])
                     parts.append(out.reshape(-1, v.shape[1]))
-                else:
-                    parts.append(g.sum(a * v[:, None]).ravel())
+                else:  # column by column: no (n, q) array
+                    out = np.empty((f.n_levels, f.q))
+                    for k in range(f.q):
+                        out[:, k] = g.sum(a[:, k] * v)
+                    parts.append(out.ravel())
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _indicator_cells(self, f):
@@ -493,15 +520,18 @@ class Objective:
             return v.reshape(self.n_units, -1).sum(axis=1)
         return np.array([v.sum()])
 
-    def _derivs(self, eta, extra):
+    def _derivs(self, eta, extra, third=True):
         d = self.data
-        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
+        if third or not getattr(d.family, "lazy_third", False):
+            return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
+        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const, third=False)
 
     def _derivs_summed(self, eta, extra, row_sum):
         """The family's derivatives at ``eta`` without the per-row log-density, which
         only its sums are read for: over each unit (``row_sum``) and over all rows (the
-        Laplace value's). Returns ``(derivs, unit sums, total)``."""
-        der = self._derivs(eta, extra)
+        Laplace value's); ``w3`` only where the family makes it at no cost (else the
+        gradient makes it, see :meth:`_third`). Returns ``(derivs, unit sums, total)``."""
+        der = self._derivs(eta, extra, third=False)
         return der._replace(loglik=None), row_sum(der.loglik), der.loglik.sum()
 
     # -- conditional modes --------------------------------------------------
@@ -530,7 +560,7 @@ class Objective:
         self._predictor = None
         if self._scalar:
             self._pirls_scalar(a_vals, eta_fix, extra, u)
-            self.state["bt"] = bt
+            self.state["bt"], self.state["beta"] = bt, beta.copy()
             return self.u
         eta = eta_fix + self._Au(a_vals, u)
         der, ll, total = self._derivs_summed(eta, extra, self._row_sum)
@@ -581,12 +611,13 @@ class Objective:
                 f"conditional modes not found in {self.pirls_max_iter} Newton steps"
             )
         self.u = u
-        self.state = dict(
+        self.state = _State(
+            self.data,
             u=u,
             eta=eta,
             der=der,
             a_vals=a_vals,
-            eta_fix=eta_fix,
+            beta=beta.copy(),
             extra=extra,
             bt=bt,
             ll=total,
@@ -942,15 +973,8 @@ class Objective:
         else:  # the mode's own Hessian, which must be positive definite
             self.solver.factorize(a_vals, der.w)
         self.u = u
-        self.state = dict(
-            u=u,
-            eta=eta,
-            der=der,
-            a_vals=a_vals,
-            eta_fix=eta_fix,
-            extra=extra,
-            ll=total,
-            ll_units=ll,
+        self.state = _State(
+            self.data, u=u, eta=eta, der=der, a_vals=a_vals, extra=extra, ll=total, ll_units=ll
         )
         return u
 
@@ -1041,10 +1065,13 @@ class Objective:
         ``psi' d eta/d param`` with ``psi = -2 d1 + v - r``, plus the terms where
         Lambda itself moves (theta) or the density's extra parameters move.
         """
+        self._third()
         if self.n_agq > 1:
             return agq_gradient(self)
         if self._scalar:
             return self._gradient_scalar()
+        if type(self.solver) is BlockSolver:
+            return self._gradient_blocks()
         d = self.data
         s = self.state
         der, a_vals, u = s["der"], s["a_vals"], s["u"]
@@ -1103,6 +1130,101 @@ class Objective:
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
+
+    def _third(self) -> None:
+        """The state's ``w3`` (the derivative of the curvatures), made at the mode when
+        the mode search left it out."""
+        s = self.state
+        der = s["der"]
+        if der.w3 is None:
+            d = self.data
+            w3 = d.family.third_derivative(
+                d.y, s["eta"], self._trials, self._w, s["extra"], self._const, der
+            )
+            s["der"] = der._replace(w3=w3)
+
+    def _gradient_blocks(self) -> np.ndarray:
+        """:meth:`gradient` for one unstructured factor of ``q >= 2`` random effects
+        (``H`` block-diagonal), with few arrays of the rows' size.
+
+        ``c_i = a_i' H_j^{-1} a_i`` is formed one column of ``K = H^{-1} a_i`` at a
+        time. The terms in theta need no per-row arrays: with ``S^r_j = sum_i w_i z_ir
+        a_i`` over level ``j``'s rows (``q`` sums per column ``r`` of ``Z``), the
+        derivative along the Cholesky entry ``(r, col)`` is ``P^r . u_col + m_col . D^r
+        + 2 sum_j (H_j^{-1} S^r_j)_col`` (``P^r``, ``D^r`` the level sums of ``psi z_r``
+        and ``d1 z_r``) and its right-hand side of the mode equation ``-u_j,col S^r_j``
+        plus ``D^r`` at the entry ``col``.
+        """
+        d, s, g = self.data, self.state, self.groups[0]
+        f = d.factors[0]
+        der, a_vals, u = s["der"], s["a_vals"], s["u"]
+        hinv, q, G = self.solver.hinv, f.q, f.n_levels
+        c = None
+        for i in range(q):  # K's column i, then c += K_i a_i (as einsum of K and a)
+            Ki = None
+            for j in range(q):
+                t = g.expand(hinv[:, i, j])
+                t *= a_vals[:, j]
+                if Ki is None:
+                    Ki = t
+                else:
+                    Ki += t
+                del t
+            Ki *= a_vals[:, i]
+            if c is None:
+                c = Ki
+            else:
+                c += Ki
+            del Ki
+        v = c.copy() if d.n_extra else c
+        v *= der.w3
+        m = self.solver.solve(self._Atv(a_vals, v))
+        psi = -2.0 * der.d1
+        psi += v
+        del v
+        Am = self._Au(a_vals, m)
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am) if d.n_extra else np.zeros(0)
+        del c
+        Am *= der.w
+        psi -= Am
+        del Am
+        g_beta = d.X.T @ psi
+        Uf, mf = u.reshape(G, q), m.reshape(G, q)
+        ones = self._ones_columns(f)
+        rows = sorted(set(f.theta_rows.tolist()))
+        D = {r: g.sum(der.d1) if ones[r] else g.sum(der.d1 * f.Z[:, r]) for r in rows}
+        P = {r: g.sum(psi) if ones[r] else g.sum(psi * f.Z[:, r]) for r in rows}
+        del psi
+        # the mode equation's right-hand sides (see gradient), in place of their solutions
+        R = np.empty((self.Q, d.n_beta + d.n_theta))
+        for j in range(d.n_beta):
+            R[:, j] = -self._Atv(a_vals, der.w * d.X[:, j])
+        S = {}
+        for r in rows:
+            wz = der.w if ones[r] else der.w * f.Z[:, r]
+            S[r] = np.empty((G, q))
+            for k in range(q):
+                S[r][:, k] = g.sum(wz * a_vals[:, k])
+            del wz
+        g_theta = np.empty(d.n_theta)
+        for k, (r, col) in enumerate(zip(f.theta_rows, f.theta_cols)):
+            HS = np.einsum("gij,gj->gi", hinv, S[r])
+            g_theta[k] = P[r] @ Uf[:, col] + mf[:, col] @ D[r] + 2.0 * HS[:, col].sum()
+            rhs = -(Uf[:, col, None] * S[r])
+            rhs[:, col] += D[r]
+            R[:, d.n_beta + k] = rhs.ravel()
+        for j in range(R.shape[1]):  # solved column by column, in place
+            R[:, j] = self.solver.solve(R[:, j])
+        self._predictor = (u, s["bt"], R)
+        return np.concatenate([g_beta, g_theta, g_extra])
+
+    def _ones_columns(self, f) -> tuple:
+        """Whether each column of the factor's ``Z`` is all ones (an intercept): its
+        products with them are left out (exact). Computed once per factor."""
+        cache = self.__dict__.setdefault("_ones", {})
+        if id(f) not in cache:
+            cache[id(f)] = tuple(bool(np.all(f.Z[:, r] == 1.0)) for r in range(f.q))
+        return cache[id(f)]
 
     def _put_rhs(self, R, j, a_vals, w, move, kept) -> None:
         """Column ``j`` of the mode equation's right-hand sides, ``-Lambda'Z'W move``:
@@ -1233,20 +1355,19 @@ class Objective:
         """
         d, s = self.data, self.state
         u, J = s["u"], self._predictor[2]
-        w = np.maximum(s["der"].w, 0.0)
+        w = s["der"].w
+        if not getattr(d.family, "log_concave", False):  # else w >= 0 already
+            w = np.maximum(w, 0.0)
         out = np.empty(d.n_beta + d.n_theta)
         # one column of D at a time: no (n, p + T) array
         for k, col in enumerate(self._eta_moves(u)):
             for f, gi in zip(d.factors, self.groups):
                 Jf = J[f.offset : f.offset + f.n_levels * f.q, k].reshape(f.n_levels, f.q)
-                a = s["a_vals"][:, f.local : f.local + f.q]
-                if f.q == 1:
-                    t = gi.expand(Jf[:, 0])
-                    t *= a[:, 0]
+                for r in range(f.q):  # the sum of einsum's "nq,nq->n", column by column
+                    t = gi.expand(Jf[:, r])
+                    t *= s["a_vals"][:, f.local + r]
                     col += t
-                else:
-                    col += np.einsum("nq,nq->n", a, gi.expand(Jf))
-                t = None
+                    del t
             col *= col
             out[k] = 2.0 * (w @ col) + 2.0 * (J[:, k] @ J[:, k])
         return out
@@ -1380,9 +1501,11 @@ class GLMObjective:
         self.pirls_failures = 0
         self._w, self._trials, self._const = data.fixed_terms
 
-    def _derivs(self, eta, extra):
+    def _derivs(self, eta, extra, third=True):
         d = self.data
-        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
+        if third or not getattr(d.family, "lazy_third", False):
+            return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
+        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const, third=False)
 
     def snapshot(self):
         return getattr(self, "state", None)
@@ -1400,7 +1523,7 @@ class GLMObjective:
         self.n_evals += 1
         self.state = None  # the last point's per-row arrays go first
         eta = d.X @ beta + d.offset
-        der = self._derivs(eta, extra)
+        der = self._derivs(eta, extra, third=False)
         val = float(-2.0 * der.loglik.sum())
         # what the gradient reads: the first derivatives (and eta, for the extra blocks)
         self.state = dict(eta=eta, extra=extra, der=der._replace(loglik=None, w=None, w3=None))
