@@ -170,6 +170,8 @@ def make_factor_data(
         codes_list, Z_list, n_levels_list, layouts, structures
     ):
         Z = _ones_view(Z)
+        if Z.ndim == 2 and Z.shape[1] > 1 and not Z.flags.f_contiguous:
+            Z = np.asfortranarray(Z)  # read column by column
         out.append(FactorData(codes, Z, G, rows, cols, off, loc, st))
         off += G * Z.shape[1]
         loc += Z.shape[1]
@@ -351,6 +353,67 @@ def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     return bool(np.all(dec < 1e-22 * np.abs(obj)))
 
 
+class _ZLambda:
+    """``Z Lambda`` of one factor (``q >= 2``), not formed: its products with the
+    random effects and the per-level sums through ``Z`` and ``Lambda`` (``L``), so that
+    no (n, q) array of it is made; a column of ``Z`` of ones multiplies nothing."""
+
+    def __init__(self, Z, L, ones, groups):
+        self.Z, self.L, self.ones, self.groups = Z, L, ones, groups
+
+    @property
+    def shape(self):
+        return self.Z.shape
+
+    def array(self) -> np.ndarray:
+        return self.Z @ self.L
+
+    def _column(self, values, m):
+        """``values[codes] * z_m`` (``values`` per level)."""
+        t = self.groups.expand(values)
+        if not self.ones[m]:
+            t *= self.Z[:, m]
+        return t
+
+    def rowdot(self, V) -> np.ndarray:
+        """Each row's ``z_i' V_j`` for per-level vectors ``V`` (n_levels, q)."""
+        out = self._column(V[:, 0], 0)
+        for m in range(1, V.shape[1]):
+            t = self._column(V[:, m], m)
+            out += t
+            del t
+        return out
+
+    def times(self, u) -> np.ndarray:
+        """Each row's ``z_i' Lambda u_j``, from ``(Lambda u_j)`` per level."""
+        return self.rowdot(u.reshape(-1, self.L.shape[0]) @ self.L.T)
+
+    def level_sums(self, v) -> np.ndarray:
+        """``Z'v`` per level, (n_levels, q)."""
+        g, q = self.groups, self.L.shape[0]
+        out = np.empty((g.n_levels, q))
+        for m in range(q):
+            out[:, m] = g.sum(v) if self.ones[m] else g.sum(self.Z[:, m] * v)
+        return out
+
+    def sums(self, v) -> np.ndarray:
+        """``Lambda' Z' v`` per level, flattened (n_levels * q,)."""
+        return (self.level_sums(v) @ self.L).ravel()
+
+    def gram(self, w) -> np.ndarray:
+        """``Z' W Z`` per level, (n_levels, q, q)."""
+        g, q, Z = self.groups, self.L.shape[0], self.Z
+        M = np.empty((g.n_levels, q, q))
+        for a in range(q):
+            wa = w if self.ones[a] else w * Z[:, a]
+            for b in range(a, q):
+                s = g.sum(wa) if self.ones[b] else g.sum(wa * Z[:, b])
+                M[:, a, b] = s
+                M[:, b, a] = s
+            del wa
+        return M
+
+
 class _State(dict):
     """The mode and per-row arrays at the last point evaluated (``u``, ``eta``, ``der``,
     ``a_vals``, ...). ``eta_fix = X beta + offset`` is not kept after the mode search
@@ -362,11 +425,14 @@ class _State(dict):
         self._data = data
 
     def __missing__(self, key):
-        if key != "eta_fix":
-            raise KeyError(key)
-        d = self._data
-        value = self[key] = d.X @ self["beta"] + d.offset
-        return value
+        if key == "eta_fix":
+            d = self._data
+            value = self[key] = d.X @ self["beta"] + d.offset
+            return value
+        if key == "a_vals" and "rows" in self:  # Z Lambda, not formed by the search
+            value = self[key] = self["rows"].array()
+            return value
+        raise KeyError(key)
 
 
 class Objective:
@@ -399,6 +465,8 @@ class Objective:
             self.n_units = 1
         # one factor with a scalar random effect (random intercepts): H is diagonal
         self._scalar = self._single and f0[0].q == 1
+        # one unstructured factor of q >= 2: Z Lambda is not formed (``_ZLambda``)
+        self._zrows = self._single and f0[0].q > 1 and type(self.solver) is BlockSolver
         self.u = np.zeros(self.Q)
         self._cov = np.zeros(data.n_theta)  # the last covariance parameters evaluated
         self._structured = data.structured
@@ -442,10 +510,15 @@ class Objective:
                 return np.broadcast_to(Z[:1] * theta[0], Z.shape)
             return Z * theta[0]
         lams = _cholesky_matrices(self.data, theta)
+        if self._zrows:
+            f = self.data.factors[0]
+            return _ZLambda(f.Z, lams[0], self._ones_columns(f), self.groups[0])
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
     def _Au(self, a_vals, u):
         """``Z Lambda u``: each row's random-effect contribution, factor by factor."""
+        if isinstance(a_vals, _ZLambda):
+            return a_vals.times(u)
         out = None
         for f, g in zip(self.data.factors, self.groups):
             uf = u[f.offset : f.offset + f.n_levels * f.q]
@@ -465,6 +538,10 @@ class Objective:
 
     def _Atv(self, a_vals, v):
         """``Lambda' Z' v``: per-row values summed onto the random effects."""
+        if isinstance(a_vals, _ZLambda):
+            if v.ndim == 1:
+                return a_vals.sums(v)
+            return np.column_stack([a_vals.sums(v[:, j]) for j in range(v.shape[1])])
         parts = []
         mat = v.ndim == 2  # several vectors at once, (n, k) -> (Q, k)
         for f, g in zip(self.data.factors, self.groups):
@@ -611,12 +688,14 @@ class Objective:
                 f"conditional modes not found in {self.pirls_max_iter} Newton steps"
             )
         self.u = u
+        # Z Lambda not formed: the state reads it as ``rows`` (``a_vals`` made if read)
+        rows = dict(rows=a_vals) if isinstance(a_vals, _ZLambda) else dict(a_vals=a_vals)
         self.state = _State(
             self.data,
             u=u,
             eta=eta,
             der=der,
-            a_vals=a_vals,
+            **rows,
             beta=beta.copy(),
             extra=extra,
             bt=bt,
@@ -1070,7 +1149,7 @@ class Objective:
             return agq_gradient(self)
         if self._scalar:
             return self._gradient_scalar()
-        if type(self.solver) is BlockSolver:
+        if self._zrows:
             return self._gradient_blocks()
         d = self.data
         s = self.state
@@ -1145,44 +1224,39 @@ class Objective:
 
     def _gradient_blocks(self) -> np.ndarray:
         """:meth:`gradient` for one unstructured factor of ``q >= 2`` random effects
-        (``H`` block-diagonal), with few arrays of the rows' size.
+        (``H`` block-diagonal), through ``Z`` and ``Lambda`` (``_ZLambda``), with few
+        arrays of the rows' size.
 
-        ``c_i = a_i' H_j^{-1} a_i`` is formed one column of ``K = H^{-1} a_i`` at a
-        time. The terms in theta need no per-row arrays: with ``S^r_j = sum_i w_i z_ir
-        a_i`` over level ``j``'s rows (``q`` sums per column ``r`` of ``Z``), the
-        derivative along the Cholesky entry ``(r, col)`` is ``P^r . u_col + m_col . D^r
-        + 2 sum_j (H_j^{-1} S^r_j)_col`` (``P^r``, ``D^r`` the level sums of ``psi z_r``
-        and ``d1 z_r``) and its right-hand side of the mode equation ``-u_j,col S^r_j``
-        plus ``D^r`` at the entry ``col``.
+        ``c_i = a_i' H_j^{-1} a_i = z_i' C_j z_i`` with ``C_j = Lambda H_j^{-1}
+        Lambda'``. The terms in theta need no per-row arrays: with ``S^r_j = sum_i w_i
+        z_ir a_i = Lambda' (Z'WZ)_j e_r`` (the factorisation's ``Z'WZ`` at the mode),
+        the derivative along the Cholesky entry ``(r, col)`` is ``P^r . u_col + m_col .
+        D^r + 2 sum_j (H_j^{-1} S^r_j)_col`` (``P^r``, ``D^r`` the level sums of ``psi
+        z_r`` and ``d1 z_r``) and its right-hand side of the mode equation ``-u_j,col
+        S^r_j`` plus ``D^r`` at the entry ``col``.
         """
-        d, s, g = self.data, self.state, self.groups[0]
+        d, s = self.data, self.state
         f = d.factors[0]
-        der, a_vals, u = s["der"], s["a_vals"], s["u"]
-        hinv, q, G = self.solver.hinv, f.q, f.n_levels
+        der, rows, u = s["der"], s["rows"], s["u"]
+        hinv, q, G, L = self.solver.hinv, f.q, f.n_levels, rows.L
+        C = np.einsum("ma,gab,nb->gmn", L, hinv, L)
         c = None
-        for i in range(q):  # K's column i, then c += K_i a_i (as einsum of K and a)
-            Ki = None
-            for j in range(q):
-                t = g.expand(hinv[:, i, j])
-                t *= a_vals[:, j]
-                if Ki is None:
-                    Ki = t
-                else:
-                    Ki += t
-                del t
-            Ki *= a_vals[:, i]
+        for m in range(q):  # c += z_m (C_j z_i)_m, one m at a time
+            t = rows.rowdot(C[:, m, :])
+            if not rows.ones[m]:
+                t *= f.Z[:, m]
             if c is None:
-                c = Ki
+                c = t
             else:
-                c += Ki
-            del Ki
-        v = c.copy() if d.n_extra else c
+                c += t
+            del t
+        v, c = (c.copy(), c) if d.n_extra else (c, None)  # c is read again with extras
         v *= der.w3
-        m = self.solver.solve(self._Atv(a_vals, v))
+        m = self.solver.solve(rows.sums(v))
         psi = -2.0 * der.d1
         psi += v
         del v
-        Am = self._Au(a_vals, m)
+        Am = rows.times(m)
         g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am) if d.n_extra else np.zeros(0)
         del c
         Am *= der.w
@@ -1190,28 +1264,21 @@ class Objective:
         del Am
         g_beta = d.X.T @ psi
         Uf, mf = u.reshape(G, q), m.reshape(G, q)
-        ones = self._ones_columns(f)
-        rows = sorted(set(f.theta_rows.tolist()))
-        D = {r: g.sum(der.d1) if ones[r] else g.sum(der.d1 * f.Z[:, r]) for r in rows}
-        P = {r: g.sum(psi) if ones[r] else g.sum(psi * f.Z[:, r]) for r in rows}
+        D = rows.level_sums(der.d1)
+        P = rows.level_sums(psi)
         del psi
         # the mode equation's right-hand sides (see gradient), in place of their solutions
         R = np.empty((self.Q, d.n_beta + d.n_theta))
         for j in range(d.n_beta):
-            R[:, j] = -self._Atv(a_vals, der.w * d.X[:, j])
-        S = {}
-        for r in rows:
-            wz = der.w if ones[r] else der.w * f.Z[:, r]
-            S[r] = np.empty((G, q))
-            for k in range(q):
-                S[r][:, k] = g.sum(wz * a_vals[:, k])
-            del wz
+            R[:, j] = -rows.sums(der.w * d.X[:, j])
+        M = self.solver.gram
         g_theta = np.empty(d.n_theta)
         for k, (r, col) in enumerate(zip(f.theta_rows, f.theta_cols)):
-            HS = np.einsum("gij,gj->gi", hinv, S[r])
-            g_theta[k] = P[r] @ Uf[:, col] + mf[:, col] @ D[r] + 2.0 * HS[:, col].sum()
-            rhs = -(Uf[:, col, None] * S[r])
-            rhs[:, col] += D[r]
+            S = M[:, :, r] @ L
+            HS = np.einsum("gij,gj->gi", hinv, S)
+            g_theta[k] = P[:, r] @ Uf[:, col] + mf[:, col] @ D[:, r] + 2.0 * HS[:, col].sum()
+            rhs = -(Uf[:, col, None] * S)
+            rhs[:, col] += D[:, r]
             R[:, d.n_beta + k] = rhs.ravel()
         for j in range(R.shape[1]):  # solved column by column, in place
             R[:, j] = self.solver.solve(R[:, j])
@@ -1361,13 +1428,7 @@ class Objective:
         out = np.empty(d.n_beta + d.n_theta)
         # one column of D at a time: no (n, p + T) array
         for k, col in enumerate(self._eta_moves(u)):
-            for f, gi in zip(d.factors, self.groups):
-                Jf = J[f.offset : f.offset + f.n_levels * f.q, k].reshape(f.n_levels, f.q)
-                for r in range(f.q):  # the sum of einsum's "nq,nq->n", column by column
-                    t = gi.expand(Jf[:, r])
-                    t *= s["a_vals"][:, f.local + r]
-                    col += t
-                    del t
+            col += self._Au(s["rows"] if "rows" in s else s["a_vals"], J[:, k])
             col *= col
             out[k] = 2.0 * (w @ col) + 2.0 * (J[:, k] @ J[:, k])
         return out

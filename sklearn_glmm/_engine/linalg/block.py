@@ -91,8 +91,20 @@ class BlockSolver:
         self._pairs = [(a, b) for a in range(q) for b in range(a, q)]
 
     def factorize(self, a_vals: np.ndarray, w: np.ndarray) -> None:
-        """Form and factorise H from row values ``a_vals`` (n, q) and curvatures ``w`` (n,)."""
+        """Form and factorise H from row values ``a_vals`` (n, q) and curvatures ``w`` (n,).
+
+        ``a_vals`` may also be ``Z Lambda`` not formed (an object with ``gram(w)``, the
+        levels' ``Z'WZ``, and ``L``, Lambda): ``H = Lambda' Z'WZ Lambda + I``, with
+        ``Z'WZ`` kept as ``gram`` (the gradient reads it).
+        """
         G, q = self.n_levels, self.q
+        if hasattr(a_vals, "gram"):
+            L = a_vals.L
+            self.gram = a_vals.gram(w)
+            H = np.einsum("ma,gmn,nb->gab", L, self.gram, L)
+            H[:, range(q), range(q)] += 1.0
+            self.hinv, self.logdet = block_inverse(H)
+            return
         if q == 1:
             self.set_diagonal(1.0 + self.groups.sum(w * a_vals[:, 0] ** 2))
             return
