@@ -415,24 +415,26 @@ class _ZLambda:
 
 
 class _State(dict):
-    """The mode and per-row arrays at the last point evaluated (``u``, ``eta``, ``der``,
-    ``a_vals``, ...). ``eta_fix = X beta + offset`` is not kept after the mode search
-    (the Laplace value and gradient do not read it): made again, the same values, when
-    first read."""
+    """The mode and per-row arrays at the last point evaluated (``u``, ``der``, ...).
 
-    def __init__(self, data, **entries):
+    Entries the Laplace value and gradient do not read are not kept after the mode
+    search, and made again (the same values) when first read: ``eta_fix = X beta +
+    offset``, ``a_vals`` (``Z Lambda``, when the search went through ``rows``) and,
+    for families without extra parameters and with the Laplace approximation, ``eta``.
+    ``make(state, key)`` makes them.
+    """
+
+    lazy = ("eta_fix", "a_vals", "eta")
+
+    def __init__(self, make, **entries):
         super().__init__(**entries)
-        self._data = data
+        self._make = make
 
     def __missing__(self, key):
-        if key == "eta_fix":
-            d = self._data
-            value = self[key] = d.X @ self["beta"] + d.offset
-            return value
-        if key == "a_vals" and "rows" in self:  # Z Lambda, not formed by the search
-            value = self[key] = self["rows"].array()
-            return value
-        raise KeyError(key)
+        if key not in self.lazy or (key == "a_vals" and "rows" not in self):
+            raise KeyError(key)
+        value = self[key] = self._make(self, key)
+        return value
 
 
 class Objective:
@@ -634,13 +636,19 @@ class Objective:
             # first-order move of the modes with (beta, theta), from the last gradient
             _, ref, J = self._predictor
             u += J @ (bt - ref)
+            del J  # (levels x parameters) let go with the predictor
         self._predictor = None
         if self._scalar:
             self._pirls_scalar(a_vals, eta_fix, extra, u)
             self.state["bt"], self.state["beta"] = bt, beta.copy()
+            del eta_fix  # the state's, let go when settled
+            self._settle_state()
             return self.u
-        eta = eta_fix + self._Au(a_vals, u)
+        # eta itself is not kept: made again from the mode if read (``_State``)
+        eta = self._Au(a_vals, u)
+        eta += eta_fix
         der, ll, total = self._derivs_summed(eta, extra, self._row_sum)
+        del eta
         units = self.n_units
         obj = ll - 0.5 * self._u_sum(u * u)
         converged = False
@@ -657,14 +665,16 @@ class Objective:
                     self.solver.factorize(a_vals, der.w)
                 break
             # the trials need only the step: the current point's per-row arrays go first
-            eta = der = None
+            der = None
             t = np.ones(units)
             near = dec < _NEAR_MODE  # full steps there (see _pirls_scalar)
             for _half in range(40):
                 u_try = u + t[self.u_unit] * step
-                eta_try = der_try = None  # the last try's arrays go first
-                eta_try = eta_fix + self._Au(a_vals, u_try)
+                der_try = None  # the last try's arrays go first
+                eta_try = self._Au(a_vals, u_try)
+                eta_try += eta_fix  # in place: eta_fix + Z Lambda u
                 der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
+                del eta_try
                 obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
                 worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))) & ~near
                 if not worse.any():
@@ -675,12 +685,14 @@ class Objective:
                 # solve then fails unless they are already at their modes)
                 t[worse] = 0.0
                 u_try = u + t[self.u_unit] * step
-                eta_try = der_try = None
-                eta_try = eta_fix + self._Au(a_vals, u_try)
+                der_try = None
+                eta_try = self._Au(a_vals, u_try)
+                eta_try += eta_fix  # in place: eta_fix + Z Lambda u
                 der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
+                del eta_try
                 obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
-            u, eta, der, obj = u_try, eta_try, der_try, obj_try
-            eta_try = der_try = None
+            u, der, obj = u_try, der_try, obj_try
+            der_try = None
         self.pirls_iterations += _it + 1
         if not converged:
             self.u = u  # the next start, though this solve failed
@@ -691,17 +703,19 @@ class Objective:
         # Z Lambda not formed: the state reads it as ``rows`` (``a_vals`` made if read)
         rows = dict(rows=a_vals) if isinstance(a_vals, _ZLambda) else dict(a_vals=a_vals)
         self.state = _State(
-            self.data,
+            self._state_entry,
             u=u,
-            eta=eta,
             der=der,
             **rows,
+            eta_fix=eta_fix,
             beta=beta.copy(),
             extra=extra,
             bt=bt,
             ll=total,
             ll_units=ll,
         )
+        del eta_fix  # the state's, let go when settled
+        self._settle_state()
         return u
 
     def _unit_objective(self):
@@ -984,8 +998,8 @@ class Objective:
         g = self.groups[0]
         a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
         a2 = a * a
-        eta = self._scalar_eta(eta_fix, a, u)
-        der, ll, total = self._derivs_summed(eta, extra, g.sum)
+        # eta itself is not kept: made again from the mode if read (``_State``)
+        der, ll, total = self._derivs_summed(self._scalar_eta(eta_fix, a, u), extra, g.sum)
         obj = ll - 0.5 * u * u
         converged = False
         # a log-concave family has w >= 0: h >= 1 needs no check
@@ -1007,7 +1021,7 @@ class Objective:
                 converged = True
                 break
             # the trials need only the step: the current point's per-row arrays go first
-            eta = der = None
+            der = None
             # the penalised log-density may not decrease in any level (within rounding);
             # a level within a tiny Newton decrement of its mode takes the full step, as
             # its change is below the rounding of the log-density there
@@ -1016,9 +1030,10 @@ class Objective:
             t = None
             accepted = False
             for _half in range(40):
-                eta_try = der_try = None  # the last try's arrays go first
+                der_try = None  # the last try's arrays go first
                 eta_try = self._scalar_eta(eta_fix, a, u_try)
                 der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
+                del eta_try
                 obj_try = ll - 0.5 * u_try * u_try
                 ok = obj_try >= floor
                 if ok.all():
@@ -1035,12 +1050,13 @@ class Objective:
                 # no decrease within 40 halvings: those levels stay where they were (the
                 # solve then fails unless they are already at their modes)
                 u_try = np.where(ok, u_try, u)
-                eta_try = der_try = None
+                der_try = None
                 eta_try = self._scalar_eta(eta_fix, a, u_try)
                 der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
+                del eta_try
                 obj_try = ll - 0.5 * u_try * u_try
-            u, eta, der, obj = u_try, eta_try, der_try, obj_try
-            eta_try = der_try = None
+            u, der, obj = u_try, der_try, obj_try
+            der_try = None
         self.pirls_iterations += _it + 1
         if not converged:
             self.u = u  # the next start, though this solve failed
@@ -1053,9 +1069,46 @@ class Objective:
             self.solver.factorize(a_vals, der.w)
         self.u = u
         self.state = _State(
-            self.data, u=u, eta=eta, der=der, a_vals=a_vals, extra=extra, ll=total, ll_units=ll
+            self._state_entry,
+            u=u,
+            der=der,
+            a_vals=a_vals,
+            eta_fix=eta_fix,
+            extra=extra,
+            ll=total,
+            ll_units=ll,
         )
         return u
+
+    def _state_entry(self, s, key):
+        """An entry of the state ``s`` not kept by the mode search (see ``_State``),
+        made again by the same operations as there: the same values."""
+        d = self.data
+        if key == "a_vals":
+            return s["rows"].array()
+        eta_fix = s.get("eta_fix")
+        if eta_fix is None:  # not kept for eta's sake either
+            eta_fix = d.X @ s["beta"] + d.offset
+        if key == "eta_fix":
+            return eta_fix
+        if self._scalar:
+            a = s["a_vals"]
+            return self._scalar_eta(eta_fix, a[0, 0] if a.strides[0] == 0 else a[:, 0], s["u"])
+        eta = self._Au(s["rows"] if "rows" in s else s["a_vals"], s["u"])
+        eta += eta_fix  # eta_fix + Z Lambda u, as the search makes it
+        return eta
+
+    def _settle_state(self) -> None:
+        """After the mode search: ``w3`` made at the mode where the search left it out
+        (from ``eta``, made from the search's ``eta_fix``), then ``eta_fix`` let go, and
+        ``eta`` where neither the gradient nor the value reads it (see ``_State``)."""
+        s = self.state
+        if s["der"].w3 is None:
+            s["eta"]  # made while eta_fix is at hand
+        s.pop("eta_fix")
+        self._third()
+        if not (self.data.n_extra or self.n_agq > 1):
+            s.pop("eta", None)
 
     def _scalar_eta(self, eta_fix, a, u):
         """``eta_fix + a * u[codes]`` with one array of the rows' size."""
@@ -1222,6 +1275,14 @@ class Objective:
             )
             s["der"] = der._replace(w3=w3)
 
+    def _drop_third(self):
+        """The state's derivatives without ``w3`` once the gradient has read it, where
+        the family makes it apart (made again from ``eta`` if asked for)."""
+        s = self.state
+        if getattr(self.data.family, "lazy_third", False):
+            s["der"] = s["der"]._replace(w3=None)
+        return s["der"]
+
     def _gradient_blocks(self) -> np.ndarray:
         """:meth:`gradient` for one unstructured factor of ``q >= 2`` random effects
         (``H`` block-diagonal), through ``Z`` and ``Lambda`` (``_ZLambda``), with few
@@ -1241,17 +1302,22 @@ class Objective:
         hinv, q, G, L = self.solver.hinv, f.q, f.n_levels, rows.L
         C = np.einsum("ma,gab,nb->gmn", L, hinv, L)
         c = None
-        for m in range(q):  # c += z_m (C_j z_i)_m, one m at a time
-            t = rows.rowdot(C[:, m, :])
-            if not rows.ones[m]:
-                t *= f.Z[:, m]
-            if c is None:
-                c = t
-            else:
-                c += t
-            del t
+        for a in range(q):  # c = sum over pairs of C_ab z_a z_b, one pair at a time
+            for b in range(a, q):
+                t = self.groups[0].expand(C[:, a, b] if a == b else 2.0 * C[:, a, b])
+                for r in {a, b}:
+                    if not rows.ones[r]:
+                        t *= f.Z[:, r]
+                if a == b and not rows.ones[a]:
+                    t *= f.Z[:, a]
+                if c is None:
+                    c = t
+                else:
+                    c += t
+                del t
         v, c = (c.copy(), c) if d.n_extra else (c, None)  # c is read again with extras
         v *= der.w3
+        der = self._drop_third()
         m = self.solver.solve(rows.sums(v))
         psi = -2.0 * der.d1
         psi += v
@@ -1376,6 +1442,7 @@ class Objective:
         v = k * a  # c, the row's a_i' H^{-1} a_i
         c = v.copy() if d.n_extra else None
         v *= der.w3
+        der = self._drop_third()
         m = hinv * g.sum(a * v)
         psi = -2.0 * der.d1
         psi += v

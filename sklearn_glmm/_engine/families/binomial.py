@@ -75,7 +75,8 @@ class Binomial(Family):
         v *= r
         del r
         log1pexp = np.log1p(e, out=e)
-        log1pexp += np.maximum(eta, 0.0)
+        # + max(eta, 0), without an array of it (adding 0 changes nothing)
+        np.add(log1pexp, eta, out=log1pexp, where=eta > 0.0)
         const = self.constant(y, trials) if const is None else const
         loglik = y * eta
         if trials is None:

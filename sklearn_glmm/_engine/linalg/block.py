@@ -100,6 +100,7 @@ class BlockSolver:
         G, q = self.n_levels, self.q
         if hasattr(a_vals, "gram"):
             L = a_vals.L
+            self.gram = self.hinv = None  # the last point's go first (a snapshot keeps its own)
             self.gram = a_vals.gram(w)
             H = np.einsum("ma,gmn,nb->gab", L, self.gram, L)
             H[:, range(q), range(q)] += 1.0
