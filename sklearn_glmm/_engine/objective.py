@@ -1277,9 +1277,11 @@ class Objective:
 
     def _drop_third(self):
         """The state's derivatives without ``w3`` once the gradient has read it, where
-        the family makes it apart (made again from ``eta`` if asked for)."""
+        the family makes it apart, on large data (over ``lazy_state_rows`` rows; made
+        again from ``eta`` if asked for)."""
         s = self.state
-        if getattr(self.data.family, "lazy_third", False):
+        large = len(self.data.y) > self.lazy_state_rows
+        if large and getattr(self.data.family, "lazy_third", False):
             s["der"] = s["der"]._replace(w3=None)
         return s["der"]
 
