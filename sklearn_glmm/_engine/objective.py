@@ -44,6 +44,7 @@ from .linalg import (
     PaddedBlockSolver,
     make_solver,
 )
+from .linalg.block import congruence
 from .quadrature import agq_deviance, agq_gradient
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -467,8 +468,14 @@ class Objective:
             self.n_units = 1
         # one factor with a scalar random effect (random intercepts): H is diagonal
         self._scalar = self._single and f0[0].q == 1
-        # one unstructured factor of q >= 2: Z Lambda is not formed (``_ZLambda``)
-        self._zrows = self._single and f0[0].q > 1 and type(self.solver) is BlockSolver
+        # large data (over ``lazy_state_rows`` rows): per-row arrays made again rather
+        # than kept, and products in fewer arrays (small data: fewer calls instead)
+        self._lean = len(data.y) > self.lazy_state_rows
+        # one unstructured factor of q >= 2 on large data: Z Lambda is not formed
+        self._zrows = (
+            self._lean and self._single and f0[0].q > 1 and type(self.solver) is BlockSolver
+        )
+        self._last_eta = None
         self.u = np.zeros(self.Q)
         self._cov = np.zeros(data.n_theta)  # the last covariance parameters evaluated
         self._structured = data.structured
@@ -526,6 +533,9 @@ class Objective:
             uf = u[f.offset : f.offset + f.n_levels * f.q]
             if f.q == 1:
                 term = a_vals[:, f.local] * g.expand(uf)
+            elif not self._lean:
+                a = a_vals[:, f.local : f.local + f.q]
+                term = np.einsum("nq,nq->n", a, g.expand(uf.reshape(-1, f.q)))
             else:  # column by column (the sum of einsum's "nq,nq->n"): no (n, q) array
                 uf = uf.reshape(-1, f.q)
                 term = g.expand(uf[:, 0])
@@ -566,6 +576,8 @@ class Objective:
                     for j in range(v.shape[1]):
                         out[:, :, j] = g.sum(a * v[:, j, None])
                     parts.append(out.reshape(-1, v.shape[1]))
+                elif not self._lean:
+                    parts.append(g.sum(a * v[:, None]).ravel())
                 else:  # column by column: no (n, q) array
                     out = np.empty((f.n_levels, f.q))
                     for k in range(f.q):
@@ -610,7 +622,9 @@ class Objective:
         only its sums are read for: over each unit (``row_sum``) and over all rows (the
         Laplace value's); ``w3`` only where the family makes it at no cost (else the
         gradient makes it, see :meth:`_third`). Returns ``(derivs, unit sums, total)``."""
-        der = self._derivs(eta, extra, third=False)
+        if not self._lean:  # small data: eta and w3 kept (no calls to make them again)
+            self._last_eta = eta
+        der = self._derivs(eta, extra, third=not self._lean)
         return der._replace(loglik=None), row_sum(der.loglik), der.loglik.sum()
 
     # -- conditional modes --------------------------------------------------
@@ -1103,6 +1117,9 @@ class Objective:
         (from ``eta``, made from the search's ``eta_fix``), then ``eta_fix`` let go, and
         ``eta`` where neither the gradient nor the value reads it (see ``_State``)."""
         s = self.state
+        if not self._lean:  # small data: the search's eta and eta_fix kept
+            s["eta"], self._last_eta = self._last_eta, None
+            return
         if s["der"].w3 is None:
             s["eta"]  # made while eta_fix is at hand
         s.pop("eta_fix")
@@ -1302,7 +1319,7 @@ class Objective:
         f = d.factors[0]
         der, rows, u = s["der"], s["rows"], s["u"]
         hinv, q, G, L = self.solver.hinv, f.q, f.n_levels, rows.L
-        C = np.einsum("ma,gab,nb->gmn", L, hinv, L)
+        C = congruence(hinv, L.T)  # Lambda H_j^{-1} Lambda
         c = None
         for a in range(q):  # c = sum over pairs of C_ab z_a z_b, one pair at a time
             for b in range(a, q):

@@ -50,6 +50,15 @@ def cholesky_inverse(L: np.ndarray) -> np.ndarray:
     return np.tril(inv) + np.tril(inv, -1).T
 
 
+def congruence(M: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """``L' M_g L`` for a batch of symmetric blocks ``M`` (G, q, q): two products on
+    (G q, q) views (BLAS), not a batched loop over the levels."""
+    G, q = M.shape[0], L.shape[0]
+    T = (M.reshape(-1, q) @ L).reshape(G, q, q)  # M_g L
+    # (M_g L)' L = L' M_g L, M_g symmetric
+    return (np.swapaxes(T, 1, 2).reshape(-1, q) @ L).reshape(G, q, q)
+
+
 def block_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
     """Inverses of a batch of SPD blocks ``H`` (G, q, q) and the sum of their log-determinants.
 
@@ -102,7 +111,7 @@ class BlockSolver:
             L = a_vals.L
             self.gram = self.hinv = None  # the last point's go first (a snapshot keeps its own)
             self.gram = a_vals.gram(w)
-            H = np.einsum("ma,gmn,nb->gab", L, self.gram, L)
+            H = congruence(self.gram, L)
             H[:, range(q), range(q)] += 1.0
             self.hinv, self.logdet = block_inverse(H)
             return
