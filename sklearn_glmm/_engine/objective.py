@@ -622,9 +622,11 @@ class Objective:
         only its sums are read for: over each unit (``row_sum``) and over all rows (the
         Laplace value's); ``w3`` only where the family makes it at no cost (else the
         gradient makes it, see :meth:`_third`). Returns ``(derivs, unit sums, total)``."""
-        if not self._lean:  # small data: eta and w3 kept (no calls to make them again)
+        if not self._lean:  # small data: eta, w3 and the log-density kept (fewer calls)
             self._last_eta = eta
-        der = self._derivs(eta, extra, third=not self._lean)
+            der = self._derivs(eta, extra)
+            return der, row_sum(der.loglik), None
+        der = self._derivs(eta, extra, third=False)
         return der._replace(loglik=None), row_sum(der.loglik), der.loglik.sum()
 
     # -- conditional modes --------------------------------------------------
@@ -654,7 +656,7 @@ class Objective:
         self._predictor = None
         if self._scalar:
             self._pirls_scalar(a_vals, eta_fix, extra, u)
-            self.state["bt"], self.state["beta"] = bt, beta.copy()
+            self.state["bt"], self.state["beta"] = bt, beta.copy() if self._lean else beta
             del eta_fix  # the state's, let go when settled
             self._settle_state()
             return self.u
@@ -722,7 +724,7 @@ class Objective:
             der=der,
             **rows,
             eta_fix=eta_fix,
-            beta=beta.copy(),
+            beta=beta.copy() if self._lean else beta,
             extra=extra,
             bt=bt,
             ll=total,
@@ -1152,7 +1154,8 @@ class Objective:
     def laplace(self) -> float:
         """-2 log L by the Laplace approximation at the current mode."""
         s = self.state
-        return float(-2.0 * s["ll"] + s["u"] @ s["u"] + self.solver.logdet)
+        ll = s["der"].loglik.sum() if s["ll"] is None else s["ll"]
+        return float(-2.0 * ll + s["u"] @ s["u"] + self.solver.logdet)
 
     def evaluate(self, params) -> float:
         """Objective value at ``params`` (Laplace, or AGQ when ``n_agq > 1``).
