@@ -232,7 +232,7 @@ def test_random_intercept_as_a_view_of_ones_gives_the_same_objective_bit_for_bit
 
 @pytest.mark.parametrize("fam,qs", [("binomial", (2,)), ("poisson", (3,))])
 def test_blocks_through_z_and_lambda_match_the_formed_z_lambda(fam, qs, monkeypatch):
-    """One factor of q >= 2 without Z Lambda formed (``_ZLambda``, large data) against
+    """One factor of q >= 2 without Z Lambda formed (``ZLambda``, large data) against
     the products with the formed (n, q) array (small data)."""
     ref, _ = _objective(fam, qs)
     assert not ref._zrows

@@ -44,7 +44,7 @@ from .linalg import (
     PaddedBlockSolver,
     make_solver,
 )
-from .linalg.block import congruence
+from .linalg.block import ZLambda, congruence
 from .quadrature import agq_deviance, agq_gradient
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -354,67 +354,6 @@ def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     return bool(np.all(dec < 1e-22 * np.abs(obj)))
 
 
-class _ZLambda:
-    """``Z Lambda`` of one factor (``q >= 2``), not formed: its products with the
-    random effects and the per-level sums through ``Z`` and ``Lambda`` (``L``), so that
-    no (n, q) array of it is made; a column of ``Z`` of ones multiplies nothing."""
-
-    def __init__(self, Z, L, ones, groups):
-        self.Z, self.L, self.ones, self.groups = Z, L, ones, groups
-
-    @property
-    def shape(self):
-        return self.Z.shape
-
-    def array(self) -> np.ndarray:
-        return self.Z @ self.L
-
-    def _column(self, values, m):
-        """``values[codes] * z_m`` (``values`` per level)."""
-        t = self.groups.expand(values)
-        if not self.ones[m]:
-            t *= self.Z[:, m]
-        return t
-
-    def rowdot(self, V) -> np.ndarray:
-        """Each row's ``z_i' V_j`` for per-level vectors ``V`` (n_levels, q)."""
-        out = self._column(V[:, 0], 0)
-        for m in range(1, V.shape[1]):
-            t = self._column(V[:, m], m)
-            out += t
-            del t
-        return out
-
-    def times(self, u) -> np.ndarray:
-        """Each row's ``z_i' Lambda u_j``, from ``(Lambda u_j)`` per level."""
-        return self.rowdot(u.reshape(-1, self.L.shape[0]) @ self.L.T)
-
-    def level_sums(self, v) -> np.ndarray:
-        """``Z'v`` per level, (n_levels, q)."""
-        g, q = self.groups, self.L.shape[0]
-        out = np.empty((g.n_levels, q))
-        for m in range(q):
-            out[:, m] = g.sum(v) if self.ones[m] else g.sum(self.Z[:, m] * v)
-        return out
-
-    def sums(self, v) -> np.ndarray:
-        """``Lambda' Z' v`` per level, flattened (n_levels * q,)."""
-        return (self.level_sums(v) @ self.L).ravel()
-
-    def gram(self, w) -> np.ndarray:
-        """``Z' W Z`` per level, (n_levels, q, q)."""
-        g, q, Z = self.groups, self.L.shape[0], self.Z
-        M = np.empty((g.n_levels, q, q))
-        for a in range(q):
-            wa = w if self.ones[a] else w * Z[:, a]
-            for b in range(a, q):
-                s = g.sum(wa) if self.ones[b] else g.sum(wa * Z[:, b])
-                M[:, a, b] = s
-                M[:, b, a] = s
-            del wa
-        return M
-
-
 class _State(dict):
     """The mode and per-row arrays at the last point evaluated (``u``, ``der``, ...).
 
@@ -521,12 +460,12 @@ class Objective:
         lams = _cholesky_matrices(self.data, theta)
         if self._zrows:
             f = self.data.factors[0]
-            return _ZLambda(f.Z, lams[0], self._ones_columns(f), self.groups[0])
+            return ZLambda(f.Z, lams[0], self._ones_columns(f), self.groups[0])
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
     def _Au(self, a_vals, u):
         """``Z Lambda u``: each row's random-effect contribution, factor by factor."""
-        if isinstance(a_vals, _ZLambda):
+        if isinstance(a_vals, ZLambda):
             return a_vals.times(u)
         out = None
         for f, g in zip(self.data.factors, self.groups):
@@ -550,7 +489,7 @@ class Objective:
 
     def _Atv(self, a_vals, v):
         """``Lambda' Z' v``: per-row values summed onto the random effects."""
-        if isinstance(a_vals, _ZLambda):
+        if isinstance(a_vals, ZLambda):
             if v.ndim == 1:
                 return a_vals.sums(v)
             return np.column_stack([a_vals.sums(v[:, j]) for j in range(v.shape[1])])
@@ -717,7 +656,7 @@ class Objective:
             )
         self.u = u
         # Z Lambda not formed: the state reads it as ``rows`` (``a_vals`` made if read)
-        rows = dict(rows=a_vals) if isinstance(a_vals, _ZLambda) else dict(a_vals=a_vals)
+        rows = dict(rows=a_vals) if isinstance(a_vals, ZLambda) else dict(a_vals=a_vals)
         self.state = _State(
             self._state_entry,
             u=u,
@@ -1307,7 +1246,7 @@ class Objective:
 
     def _gradient_blocks(self) -> np.ndarray:
         """:meth:`gradient` for one unstructured factor of ``q >= 2`` random effects
-        (``H`` block-diagonal), through ``Z`` and ``Lambda`` (``_ZLambda``), with few
+        (``H`` block-diagonal), through ``Z`` and ``Lambda`` (``ZLambda``), with few
         arrays of the rows' size.
 
         ``c_i = a_i' H_j^{-1} a_i = z_i' C_j z_i`` with ``C_j = Lambda H_j^{-1}

@@ -89,6 +89,67 @@ def block_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
     return np.einsum("gki,gkj->gij", Linv, Linv), logdet
 
 
+class ZLambda:
+    """``Z Lambda`` of one factor (``q >= 2``), not formed: its products with the
+    random effects and the per-level sums through ``Z`` and ``Lambda`` (``L``), so that
+    no (n, q) array of it is made; a column of ``Z`` of ones multiplies nothing."""
+
+    def __init__(self, Z, L, ones, groups):
+        self.Z, self.L, self.ones, self.groups = Z, L, ones, groups
+
+    @property
+    def shape(self):
+        return self.Z.shape
+
+    def array(self) -> np.ndarray:
+        return self.Z @ self.L
+
+    def _column(self, values, m):
+        """``values[codes] * z_m`` (``values`` per level)."""
+        t = self.groups.expand(values)
+        if not self.ones[m]:
+            t *= self.Z[:, m]
+        return t
+
+    def rowdot(self, V) -> np.ndarray:
+        """Each row's ``z_i' V_j`` for per-level vectors ``V`` (n_levels, q)."""
+        out = self._column(V[:, 0], 0)
+        for m in range(1, V.shape[1]):
+            t = self._column(V[:, m], m)
+            out += t
+            del t
+        return out
+
+    def times(self, u) -> np.ndarray:
+        """Each row's ``z_i' Lambda u_j``, from ``(Lambda u_j)`` per level."""
+        return self.rowdot(u.reshape(-1, self.L.shape[0]) @ self.L.T)
+
+    def level_sums(self, v) -> np.ndarray:
+        """``Z'v`` per level, (n_levels, q)."""
+        g, q = self.groups, self.L.shape[0]
+        out = np.empty((g.n_levels, q))
+        for m in range(q):
+            out[:, m] = g.sum(v) if self.ones[m] else g.sum(self.Z[:, m] * v)
+        return out
+
+    def sums(self, v) -> np.ndarray:
+        """``Lambda' Z' v`` per level, flattened (n_levels * q,)."""
+        return (self.level_sums(v) @ self.L).ravel()
+
+    def gram(self, w) -> np.ndarray:
+        """``Z' W Z`` per level, (n_levels, q, q)."""
+        g, q, Z = self.groups, self.L.shape[0], self.Z
+        M = np.empty((g.n_levels, q, q))
+        for a in range(q):
+            wa = w if self.ones[a] else w * Z[:, a]
+            for b in range(a, q):
+                s = g.sum(wa) if self.ones[b] else g.sum(wa * Z[:, b])
+                M[:, a, b] = s
+                M[:, b, a] = s
+            del wa
+        return M
+
+
 class BlockSolver:
     """Batched factorisation for one factor: ``n_levels`` independent ``q x q`` blocks."""
 
