@@ -297,6 +297,8 @@ def _check_separation(est, data, beta_s):
     if not getattr(fam, "glm_separation", True):
         return  # a family whose separation this test does not describe checks its own
     use = data.weights > 0
+    if use.all():  # every row: views, not copies of the rows' size
+        use = slice(None)
     y, t = data.y[use], data.trials[use]
     if fam.has_trials:
         all_same = bool(np.all(y[t > 0] <= 0) or np.all(y[t > 0] >= t[t > 0]))

@@ -4,6 +4,7 @@ of the plain formulas they replace."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from sklearn_glmm import BinomialGLMM, PoissonGLMM
 from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.families.binomial import _logit_derivs
 from sklearn_glmm._engine.groups import GroupIndex
+from sklearn_glmm._engine.objective import GLMObjective, Objective
 from sklearn_glmm._validation import as_float_vector, check_weights
 
 
@@ -141,28 +143,43 @@ def test_fitted_objective_keeps_no_state_and_evaluates_again():
     assert obj.cols.shape == (n, 1)
 
 
+@pytest.mark.parametrize("lean", [False, True])
 @pytest.mark.parametrize("fam,qs", [("poisson", (1,)), ("binomial", (2,)), ("poisson", (2, 1))])
-def test_restore_makes_the_same_state_from_the_mode(fam, qs):
+def test_restore_makes_the_same_state_from_the_mode(fam, qs, lean, monkeypatch):
     levels = (40,) if len(qs) == 1 else (40, 7)
+    if lean:  # the per-row arrays of large data: made again, not kept
+        monkeypatch.setattr(Objective, "lazy_state_rows", 0)
     obj, params = _objective(fam, qs, levels=levels)
-    obj.lazy_state_rows = 0  # as on large data
+    assert obj._lean == lean
+    obj.lazy_state_rows = 0  # snapshots as on large data
     val, grad = obj.value_and_grad(params)
-    before = {k: v for k, v in obj.state.items()}
+    keys = ("u", "eta", "a_vals", "eta_fix")
+    state = obj.state
+    before = {k: state[k] for k in keys}  # a_vals and eta_fix made when read
+    before_der = state["der"]
     snap = obj.snapshot()
     assert snap[1][0] is None  # the snapshot holds no per-row arrays
     obj.value_and_grad(params * 1.1)
     obj.restore(snap)
     assert obj._state is None  # made when read
     after = obj.state
-    for key in ("u", "eta", "a_vals", "eta_fix"):
+    for key in keys:
         np.testing.assert_array_equal(after[key], before[key])
-    for a, b in zip(after["der"], before["der"]):
-        np.testing.assert_array_equal(a, b)
+    if lean:  # its sums only
+        assert after["der"].loglik is None and before_der.loglik is None
+    else:
+        np.testing.assert_array_equal(after["der"].loglik, before_der.loglik)
+    np.testing.assert_array_equal(after["der"].d1, before_der.d1)
+    np.testing.assert_array_equal(after["der"].w, before_der.w)
+    # w3 made at the mode, the family's plain formula at the mode's eta
+    d = obj.data
+    want = d.family.derivs(d.y, before["eta"], obj._trials, obj._w, after["extra"], obj._const)
+    np.testing.assert_array_equal(after["der"].w3, want.w3)
     assert after["u"] is obj.u
     v2, g2 = obj.value_and_grad(params)  # the memo, as before
     assert v2 == val
     np.testing.assert_array_equal(g2, grad)
-    np.testing.assert_array_equal(obj.gradient(params), grad)
+    np.testing.assert_array_equal(obj.gradient(params), grad)  # w3 made again if let go
 
 
 def test_small_data_snapshots_keep_the_state():
@@ -175,3 +192,77 @@ def test_small_data_snapshots_keep_the_state():
     obj.value_and_grad(params * 1.1)
     obj.restore(snap)
     assert obj._state is state and obj._pending is None
+
+
+@pytest.mark.parametrize("with_trials", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_binomial_w3_made_apart_is_the_plain_one_bit_for_bit(with_trials, weighted):
+    fam = make_family("binomial", False)
+    rng = np.random.default_rng(6)
+    eta = np.r_[rng.normal(0.0, 6.0, 2000), 800.0, -800.0, 0.0, -0.0]
+    n = len(eta)
+    trials = np.full(n, 3.0) if with_trials else None
+    y = rng.integers(0, 4 if with_trials else 2, n).astype(float)
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    const = fam.constant(y, trials)
+    full = fam.derivs(y, eta, trials, w, (), const)
+    part = fam.derivs(y, eta, trials, w, (), const, third=False)
+    assert part.w3 is None
+    for a, b in zip(part[:3], full[:3]):
+        assert np.array_equal(a, b)
+    assert np.array_equal(fam.third_derivative(y, eta, trials, w, (), const, part), full.w3)
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_random_intercept_as_a_view_of_ones_gives_the_same_objective_bit_for_bit(lean, monkeypatch):
+    if lean:
+        monkeypatch.setattr(Objective, "lazy_state_rows", 0)
+    obj, params = _objective("binomial", (1,))
+    f = obj.data.factors[0]
+    assert f.Z.strides == (0, 0) and np.all(f.Z == 1.0)  # a view, not an array of ones
+    full = replace(obj.data, factors=(replace(f, Z=np.ones(f.Z.shape)),))
+    ref = Objective(full)
+    v, g = obj.value_and_grad(params)
+    v_ref, g_ref = ref.value_and_grad(params)
+    assert v == v_ref
+    np.testing.assert_array_equal(g, g_ref)
+    np.testing.assert_array_equal(obj.gauss_newton_diagonal(), ref.gauss_newton_diagonal())
+    assert obj.state["a_vals"].strides[0] == 0
+
+
+@pytest.mark.parametrize("fam,qs", [("binomial", (2,)), ("poisson", (3,))])
+def test_blocks_through_z_and_lambda_match_the_formed_z_lambda(fam, qs, monkeypatch):
+    """One factor of q >= 2 without Z Lambda formed (``ZLambda``, large data) against
+    the products with the formed (n, q) array (small data)."""
+    ref, _ = _objective(fam, qs)
+    assert not ref._zrows
+    monkeypatch.setattr(Objective, "lazy_state_rows", 0)
+    obj, params = _objective(fam, qs)
+    assert obj._zrows
+    v, g = obj.value_and_grad(params)
+    v_ref, g_ref = ref.value_and_grad(params)
+    assert v == pytest.approx(v_ref, rel=1e-13)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-9 * np.abs(g_ref).max())
+    np.testing.assert_allclose(obj._predictor[2], ref._predictor[2], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(obj.gauss_newton_diagonal(), ref.gauss_newton_diagonal(), rtol=1e-12)
+    rows = obj.state["rows"]
+    np.testing.assert_allclose(obj.state["a_vals"], ref.state["a_vals"], rtol=1e-15)
+    u = obj.state["u"]
+    np.testing.assert_allclose(rows.times(u), ref._Au(ref.state["a_vals"], u), rtol=1e-12)
+    np.testing.assert_allclose(
+        rows.sums(obj.state["der"].d1),
+        ref._Atv(ref.state["a_vals"], ref.state["der"].d1),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    assert "eta" not in obj.state and "eta_fix" not in obj.state  # made when read
+    np.testing.assert_allclose(obj.state["eta"], ref.state["eta"], rtol=1e-12, atol=1e-12)
+
+
+def test_nested_glm_state_keeps_first_derivatives_only():
+    obj, params = _objective("poisson", (1,))
+    glm = GLMObjective(obj.data)
+    glm.value_and_grad(params[:3])
+    der = glm.state["der"]
+    assert der.loglik is None and der.w is None and der.w3 is None and der.d1 is not None
+    assert glm._const is obj._const  # the parameter-free terms made once

@@ -44,6 +44,7 @@ from .linalg import (
     PaddedBlockSolver,
     make_solver,
 )
+from .linalg.block import ZLambda, congruence
 from .quadrature import agq_deviance, agq_gradient
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -149,6 +150,13 @@ class ModelData:
         return _blocks.coefficient_starts(self.family.blocks, self.extra_designs)
 
     @cached_property
+    def fixed_terms(self) -> tuple:
+        """Prior weights and binomial trials (None when all one) and the family's
+        parameter-free log-density terms: made once, shared by every objective of these
+        data (the mixed model's and its nested GLM's)."""
+        return _fixed_terms(self)
+
+    @cached_property
     def n_u(self) -> int:
         return sum(f.n_levels * f.q for f in self.factors)
 
@@ -162,10 +170,23 @@ def make_factor_data(
     for codes, Z, G, (rows, cols), st in zip(
         codes_list, Z_list, n_levels_list, layouts, structures
     ):
+        Z = _ones_view(Z)
+        if Z.ndim == 2 and Z.shape[1] > 1 and not Z.flags.f_contiguous:
+            Z = np.asfortranarray(Z)  # read column by column
         out.append(FactorData(codes, Z, G, rows, cols, off, loc, st))
         off += G * Z.shape[1]
         loc += Z.shape[1]
     return tuple(out)
+
+
+def _ones_view(Z: np.ndarray) -> np.ndarray:
+    """``Z`` itself, or for a single column of ones (a random intercept) a read-only view
+    of one number: the same values without an array of the rows' size."""
+    if Z.ndim != 2 or Z.shape[1] != 1 or not len(Z) or Z.strides[0] == 0:
+        return Z
+    if not np.all(Z == 1.0):
+        return Z
+    return np.broadcast_to(np.ones((1, 1)), Z.shape)
 
 
 def _indicator_columns(Z: np.ndarray) -> np.ndarray | None:
@@ -337,6 +358,29 @@ def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     return bool(np.all(dec < 1e-22 * np.abs(obj)))
 
 
+class _State(dict):
+    """The mode and per-row arrays at the last point evaluated (``u``, ``der``, ...).
+
+    Entries the Laplace value and gradient do not read are not kept after the mode
+    search, and made again (the same values) when first read: ``eta_fix = X beta +
+    offset``, ``a_vals`` (``Z Lambda``, when the search went through ``rows``) and,
+    for families without extra parameters and with the Laplace approximation, ``eta``.
+    ``make(state, key)`` makes them.
+    """
+
+    lazy = ("eta_fix", "a_vals", "eta")
+
+    def __init__(self, make, **entries):
+        super().__init__(**entries)
+        self._make = make
+
+    def __missing__(self, key):
+        if key not in self.lazy or (key == "a_vals" and "rows" not in self):
+            raise KeyError(key)
+        value = self[key] = self._make(self, key)
+        return value
+
+
 class Objective:
     """Laplace / AGQ objective with warm-started conditional modes.
 
@@ -367,13 +411,21 @@ class Objective:
             self.n_units = 1
         # one factor with a scalar random effect (random intercepts): H is diagonal
         self._scalar = self._single and f0[0].q == 1
+        # large data (over ``lazy_state_rows`` rows): per-row arrays made again rather
+        # than kept, and products in fewer arrays (small data: fewer calls instead)
+        self._lean = len(data.y) > self.lazy_state_rows
+        # one unstructured factor of q >= 2 on large data: Z Lambda is not formed
+        self._zrows = (
+            self._lean and self._single and f0[0].q > 1 and type(self.solver) is BlockSolver
+        )
+        self._last_eta = None
         self.u = np.zeros(self.Q)
         self._cov = np.zeros(data.n_theta)  # the last covariance parameters evaluated
         self._structured = data.structured
         self.n_evals = 0
         self.pirls_failures = 0
         self.pirls_iterations = 0
-        self._w, self._trials, self._const = _fixed_terms(data)
+        self._w, self._trials, self._const = data.fixed_terms
         self._last_key, self._last_val, self._last_grad = None, np.inf, None
         self._predictor = None
         # search for the highest of several modes (families that are not log-concave);
@@ -405,25 +457,46 @@ class Objective:
 
     def _a_vals(self, theta):
         if self._scalar:
-            return self.data.factors[0].Z * theta[0]
+            Z = self.data.factors[0].Z
+            if Z.strides[0] == 0:  # a view of one row (a random intercept): so is Z Lambda
+                return np.broadcast_to(Z[:1] * theta[0], Z.shape)
+            return Z * theta[0]
         lams = _cholesky_matrices(self.data, theta)
+        if self._zrows:
+            f = self.data.factors[0]
+            return ZLambda(f.Z, lams[0], self._ones_columns(f), self.groups[0])
         return np.concatenate([f.Z @ L for f, L in zip(self.data.factors, lams)], axis=1)
 
     def _Au(self, a_vals, u):
         """``Z Lambda u``: each row's random-effect contribution, factor by factor."""
+        if isinstance(a_vals, ZLambda):
+            return a_vals.times(u)
         out = None
         for f, g in zip(self.data.factors, self.groups):
             uf = u[f.offset : f.offset + f.n_levels * f.q]
             if f.q == 1:
                 term = a_vals[:, f.local] * g.expand(uf)
-            else:
+            elif not self._lean:
                 a = a_vals[:, f.local : f.local + f.q]
                 term = np.einsum("nq,nq->n", a, g.expand(uf.reshape(-1, f.q)))
+            else:  # column by column (the sum of einsum's "nq,nq->n"): no (n, q) array
+                uf = uf.reshape(-1, f.q)
+                term = g.expand(uf[:, 0])
+                term *= a_vals[:, f.local]
+                for k in range(1, f.q):
+                    t = g.expand(uf[:, k])
+                    t *= a_vals[:, f.local + k]
+                    term += t
+                    del t
             out = term if out is None else out + term
         return out
 
     def _Atv(self, a_vals, v):
         """``Lambda' Z' v``: per-row values summed onto the random effects."""
+        if isinstance(a_vals, ZLambda):
+            if v.ndim == 1:
+                return a_vals.sums(v)
+            return np.column_stack([a_vals.sums(v[:, j]) for j in range(v.shape[1])])
         parts = []
         mat = v.ndim == 2  # several vectors at once, (n, k) -> (Q, k)
         for f, g in zip(self.data.factors, self.groups):
@@ -449,8 +522,13 @@ class Objective:
                     for j in range(v.shape[1]):
                         out[:, :, j] = g.sum(a * v[:, j, None])
                     parts.append(out.reshape(-1, v.shape[1]))
-                else:
+                elif not self._lean:
                     parts.append(g.sum(a * v[:, None]).ravel())
+                else:  # column by column: no (n, q) array
+                    out = np.empty((f.n_levels, f.q))
+                    for k in range(f.q):
+                        out[:, k] = g.sum(a[:, k] * v)
+                    parts.append(out.ravel())
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _indicator_cells(self, f):
@@ -479,9 +557,23 @@ class Objective:
             return v.reshape(self.n_units, -1).sum(axis=1)
         return np.array([v.sum()])
 
-    def _derivs(self, eta, extra):
+    def _derivs(self, eta, extra, third=True):
         d = self.data
-        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
+        if third or not getattr(d.family, "lazy_third", False):
+            return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
+        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const, third=False)
+
+    def _derivs_summed(self, eta, extra, row_sum):
+        """The family's derivatives at ``eta`` without the per-row log-density, which
+        only its sums are read for: over each unit (``row_sum``) and over all rows (the
+        Laplace value's); ``w3`` only where the family makes it at no cost (else the
+        gradient makes it, see :meth:`_third`). Returns ``(derivs, unit sums, total)``."""
+        if not self._lean:  # small data: eta, w3 and the log-density kept (fewer calls)
+            self._last_eta = eta
+            der = self._derivs(eta, extra)
+            return der, row_sum(der.loglik), None
+        der = self._derivs(eta, extra, third=False)
+        return der._replace(loglik=None), row_sum(der.loglik), der.loglik.sum()
 
     # -- conditional modes --------------------------------------------------
     def pirls(self, beta, theta, extra, u0=None):
@@ -506,15 +598,21 @@ class Objective:
             # first-order move of the modes with (beta, theta), from the last gradient
             _, ref, J = self._predictor
             u += J @ (bt - ref)
+            del J  # (levels x parameters) let go with the predictor
         self._predictor = None
         if self._scalar:
             self._pirls_scalar(a_vals, eta_fix, extra, u)
-            self.state["bt"] = bt
+            self.state["bt"], self.state["beta"] = bt, beta.copy() if self._lean else beta
+            del eta_fix  # the state's, let go when settled
+            self._settle_state()
             return self.u
-        eta = eta_fix + self._Au(a_vals, u)
-        der = self._derivs(eta, extra)
+        # eta itself is not kept: made again from the mode if read (``_State``)
+        eta = self._Au(a_vals, u)
+        eta += eta_fix
+        der, ll, total = self._derivs_summed(eta, extra, self._row_sum)
+        del eta
         units = self.n_units
-        obj = self._row_sum(der.loglik) - 0.5 * self._u_sum(u * u)
+        obj = ll - 0.5 * self._u_sum(u * u)
         converged = False
         for _it in range(self.pirls_max_iter):
             grad = self._Atv(a_vals, der.d1) - u
@@ -528,14 +626,18 @@ class Objective:
                 if not exact:  # the mode's own Hessian must be positive definite
                     self.solver.factorize(a_vals, der.w)
                 break
+            # the trials need only the step: the current point's per-row arrays go first
+            der = None
             t = np.ones(units)
             near = dec < _NEAR_MODE  # full steps there (see _pirls_scalar)
             for _half in range(40):
                 u_try = u + t[self.u_unit] * step
-                eta_try = der_try = None  # the last try's arrays go first
-                eta_try = eta_fix + self._Au(a_vals, u_try)
-                der_try = self._derivs(eta_try, extra)
-                obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
+                der_try = None  # the last try's arrays go first
+                eta_try = self._Au(a_vals, u_try)
+                eta_try += eta_fix  # in place: eta_fix + Z Lambda u
+                der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
+                del eta_try
+                obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
                 worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))) & ~near
                 if not worse.any():
                     break
@@ -545,10 +647,14 @@ class Objective:
                 # solve then fails unless they are already at their modes)
                 t[worse] = 0.0
                 u_try = u + t[self.u_unit] * step
-                eta_try = eta_fix + self._Au(a_vals, u_try)
-                der_try = self._derivs(eta_try, extra)
-                obj_try = self._row_sum(der_try.loglik) - 0.5 * self._u_sum(u_try * u_try)
-            u, eta, der, obj = u_try, eta_try, der_try, obj_try
+                der_try = None
+                eta_try = self._Au(a_vals, u_try)
+                eta_try += eta_fix  # in place: eta_fix + Z Lambda u
+                der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
+                del eta_try
+                obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
+            u, der, obj = u_try, der_try, obj_try
+            der_try = None
         self.pirls_iterations += _it + 1
         if not converged:
             self.u = u  # the next start, though this solve failed
@@ -556,13 +662,28 @@ class Objective:
                 f"conditional modes not found in {self.pirls_max_iter} Newton steps"
             )
         self.u = u
-        self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra, bt=bt)
+        # Z Lambda not formed: the state reads it as ``rows`` (``a_vals`` made if read)
+        rows = dict(rows=a_vals) if isinstance(a_vals, ZLambda) else dict(a_vals=a_vals)
+        self.state = _State(
+            self._state_entry,
+            u=u,
+            der=der,
+            **rows,
+            eta_fix=eta_fix,
+            beta=beta.copy() if self._lean else beta,
+            extra=extra,
+            bt=bt,
+            ll=total,
+            ll_units=ll,
+        )
+        del eta_fix  # the state's, let go when settled
+        self._settle_state()
         return u
 
     def _unit_objective(self):
         """Penalised log-density of each unit (level) at the current modes."""
         s = self.state
-        return self._row_sum(s["der"].loglik) - 0.5 * self._u_sum(s["u"] * s["u"])
+        return s["ll_units"] - 0.5 * self._u_sum(s["u"] * s["u"])
 
     def _highest_modes(self, beta, theta, extra):
         """For a family that is not log-concave (zero inflation), the highest mode.
@@ -833,14 +954,15 @@ class Objective:
         Every level is a one-dimensional problem: the Newton step is
         ``(sum_i a_i d1_i - u_j) / h_j`` with ``h_j = 1 + sum_i w_i a_i^2``,
         written with as few array passes as possible (small data spend their
-        time in per-call overhead).
+        time in per-call overhead). A random intercept's ``a`` is one number
+        (``a_vals`` a read-only view of it): no per-row arrays of it are made.
         """
         g = self.groups[0]
-        a = a_vals[:, 0]
+        a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
         a2 = a * a
-        eta = self._scalar_eta(eta_fix, a, u)
-        der = self._derivs(eta, extra)
-        obj = g.sum(der.loglik) - 0.5 * u * u
+        # eta itself is not kept: made again from the mode if read (``_State``)
+        der, ll, total = self._derivs_summed(self._scalar_eta(eta_fix, a, u), extra, g.sum)
+        obj = ll - 0.5 * u * u
         converged = False
         # a log-concave family has w >= 0: h >= 1 needs no check
         concave = getattr(self.data.family, "log_concave", False)
@@ -860,6 +982,8 @@ class Objective:
             if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj, top)):
                 converged = True
                 break
+            # the trials need only the step: the current point's per-row arrays go first
+            der = None
             # the penalised log-density may not decrease in any level (within rounding);
             # a level within a tiny Newton decrement of its mode takes the full step, as
             # its change is below the rounding of the log-density there
@@ -868,10 +992,11 @@ class Objective:
             t = None
             accepted = False
             for _half in range(40):
-                eta_try = der_try = None  # the last try's arrays go first
+                der_try = None  # the last try's arrays go first
                 eta_try = self._scalar_eta(eta_fix, a, u_try)
-                der_try = self._derivs(eta_try, extra)
-                obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
+                der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
+                del eta_try
+                obj_try = ll - 0.5 * u_try * u_try
                 ok = obj_try >= floor
                 if ok.all():
                     accepted = True
@@ -887,11 +1012,13 @@ class Objective:
                 # no decrease within 40 halvings: those levels stay where they were (the
                 # solve then fails unless they are already at their modes)
                 u_try = np.where(ok, u_try, u)
-                eta_try = der_try = None
+                der_try = None
                 eta_try = self._scalar_eta(eta_fix, a, u_try)
-                der_try = self._derivs(eta_try, extra)
-                obj_try = g.sum(der_try.loglik) - 0.5 * u_try * u_try
-            u, eta, der, obj = u_try, eta_try, der_try, obj_try
+                der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
+                del eta_try
+                obj_try = ll - 0.5 * u_try * u_try
+            u, der, obj = u_try, der_try, obj_try
+            der_try = None
         self.pirls_iterations += _it + 1
         if not converged:
             self.u = u  # the next start, though this solve failed
@@ -903,8 +1030,50 @@ class Objective:
         else:  # the mode's own Hessian, which must be positive definite
             self.solver.factorize(a_vals, der.w)
         self.u = u
-        self.state = dict(u=u, eta=eta, der=der, a_vals=a_vals, eta_fix=eta_fix, extra=extra)
+        self.state = _State(
+            self._state_entry,
+            u=u,
+            der=der,
+            a_vals=a_vals,
+            eta_fix=eta_fix,
+            extra=extra,
+            ll=total,
+            ll_units=ll,
+        )
         return u
+
+    def _state_entry(self, s, key):
+        """An entry of the state ``s`` not kept by the mode search (see ``_State``),
+        made again by the same operations as there: the same values."""
+        d = self.data
+        if key == "a_vals":
+            return s["rows"].array()
+        eta_fix = s.get("eta_fix")
+        if eta_fix is None:  # not kept for eta's sake either
+            eta_fix = d.X @ s["beta"] + d.offset
+        if key == "eta_fix":
+            return eta_fix
+        if self._scalar:
+            a = s["a_vals"]
+            return self._scalar_eta(eta_fix, a[0, 0] if a.strides[0] == 0 else a[:, 0], s["u"])
+        eta = self._Au(s["rows"] if "rows" in s else s["a_vals"], s["u"])
+        eta += eta_fix  # eta_fix + Z Lambda u, as the search makes it
+        return eta
+
+    def _settle_state(self) -> None:
+        """After the mode search: ``w3`` made at the mode where the search left it out
+        (from ``eta``, made from the search's ``eta_fix``), then ``eta_fix`` let go, and
+        ``eta`` where neither the gradient nor the value reads it (see ``_State``)."""
+        s = self.state
+        if not self._lean:  # small data: the search's eta and eta_fix kept
+            s["eta"], self._last_eta = self._last_eta, None
+            return
+        if s["der"].w3 is None:
+            s["eta"]  # made while eta_fix is at hand
+        s.pop("eta_fix")
+        self._third()
+        if not (self.data.n_extra or self.n_agq > 1):
+            s.pop("eta", None)
 
     def _scalar_eta(self, eta_fix, a, u):
         """``eta_fix + a * u[codes]`` with one array of the rows' size."""
@@ -931,7 +1100,8 @@ class Objective:
     def laplace(self) -> float:
         """-2 log L by the Laplace approximation at the current mode."""
         s = self.state
-        return float(-2.0 * s["der"].loglik.sum() + s["u"] @ s["u"] + self.solver.logdet)
+        ll = s["der"].loglik.sum() if s["ll"] is None else s["ll"]
+        return float(-2.0 * ll + s["u"] @ s["u"] + self.solver.logdet)
 
     def evaluate(self, params) -> float:
         """Objective value at ``params`` (Laplace, or AGQ when ``n_agq > 1``).
@@ -993,10 +1163,13 @@ class Objective:
         ``psi' d eta/d param`` with ``psi = -2 d1 + v - r``, plus the terms where
         Lambda itself moves (theta) or the density's extra parameters move.
         """
+        self._third()
         if self.n_agq > 1:
             return agq_gradient(self)
         if self._scalar:
             return self._gradient_scalar()
+        if self._zrows:
+            return self._gradient_blocks()
         d = self.data
         s = self.state
         der, a_vals, u = s["der"], s["a_vals"], s["u"]
@@ -1061,6 +1234,104 @@ class Objective:
         R[:, d.n_beta :] += direct
         self._predictor = (u, s["bt"], self.solver.solve(R))
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
+
+    def _third(self) -> None:
+        """The state's ``w3`` (the derivative of the curvatures), made at the mode when
+        the mode search left it out."""
+        s = self.state
+        der = s["der"]
+        if der.w3 is None:
+            d = self.data
+            w3 = d.family.third_derivative(
+                d.y, s["eta"], self._trials, self._w, s["extra"], self._const, der
+            )
+            s["der"] = der._replace(w3=w3)
+
+    def _drop_third(self):
+        """The state's derivatives without ``w3`` once the gradient has read it, where
+        the family makes it apart, on large data (over ``lazy_state_rows`` rows; made
+        again from ``eta`` if asked for)."""
+        s = self.state
+        large = len(self.data.y) > self.lazy_state_rows
+        if large and getattr(self.data.family, "lazy_third", False):
+            s["der"] = s["der"]._replace(w3=None)
+        return s["der"]
+
+    def _gradient_blocks(self) -> np.ndarray:
+        """:meth:`gradient` for one unstructured factor of ``q >= 2`` random effects
+        (``H`` block-diagonal), through ``Z`` and ``Lambda`` (``ZLambda``), with few
+        arrays of the rows' size.
+
+        ``c_i = a_i' H_j^{-1} a_i = z_i' C_j z_i`` with ``C_j = Lambda H_j^{-1}
+        Lambda'``. The terms in theta need no per-row arrays: with ``S^r_j = sum_i w_i
+        z_ir a_i = Lambda' (Z'WZ)_j e_r`` (the factorisation's ``Z'WZ`` at the mode),
+        the derivative along the Cholesky entry ``(r, col)`` is ``P^r . u_col + m_col .
+        D^r + 2 sum_j (H_j^{-1} S^r_j)_col`` (``P^r``, ``D^r`` the level sums of ``psi
+        z_r`` and ``d1 z_r``) and its right-hand side of the mode equation ``-u_j,col
+        S^r_j`` plus ``D^r`` at the entry ``col``.
+        """
+        d, s = self.data, self.state
+        f = d.factors[0]
+        der, rows, u = s["der"], s["rows"], s["u"]
+        hinv, q, G, L = self.solver.hinv, f.q, f.n_levels, rows.L
+        C = congruence(hinv, L.T)  # Lambda H_j^{-1} Lambda
+        c = None
+        for a in range(q):  # c = sum over pairs of C_ab z_a z_b, one pair at a time
+            for b in range(a, q):
+                t = self.groups[0].expand(C[:, a, b] if a == b else 2.0 * C[:, a, b])
+                for r in {a, b}:
+                    if not rows.ones[r]:
+                        t *= f.Z[:, r]
+                if a == b and not rows.ones[a]:
+                    t *= f.Z[:, a]
+                if c is None:
+                    c = t
+                else:
+                    c += t
+                del t
+        v, c = (c.copy(), c) if d.n_extra else (c, None)  # c is read again with extras
+        v *= der.w3
+        der = self._drop_third()
+        m = self.solver.solve(rows.sums(v))
+        psi = -2.0 * der.d1
+        psi += v
+        del v
+        Am = rows.times(m)
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am) if d.n_extra else np.zeros(0)
+        del c
+        Am *= der.w
+        psi -= Am
+        del Am
+        g_beta = d.X.T @ psi
+        Uf, mf = u.reshape(G, q), m.reshape(G, q)
+        D = rows.level_sums(der.d1)
+        P = rows.level_sums(psi)
+        del psi
+        # the mode equation's right-hand sides (see gradient), in place of their solutions
+        R = np.empty((self.Q, d.n_beta + d.n_theta))
+        for j in range(d.n_beta):
+            R[:, j] = -rows.sums(der.w * d.X[:, j])
+        M = self.solver.gram
+        g_theta = np.empty(d.n_theta)
+        for k, (r, col) in enumerate(zip(f.theta_rows, f.theta_cols)):
+            S = M[:, :, r] @ L
+            HS = np.einsum("gij,gj->gi", hinv, S)
+            g_theta[k] = P[:, r] @ Uf[:, col] + mf[:, col] @ D[:, r] + 2.0 * HS[:, col].sum()
+            rhs = -(Uf[:, col, None] * S)
+            rhs[:, col] += D[:, r]
+            R[:, d.n_beta + k] = rhs.ravel()
+        for j in range(R.shape[1]):  # solved column by column, in place
+            R[:, j] = self.solver.solve(R[:, j])
+        self._predictor = (u, s["bt"], R)
+        return np.concatenate([g_beta, g_theta, g_extra])
+
+    def _ones_columns(self, f) -> tuple:
+        """Whether each column of the factor's ``Z`` is all ones (an intercept): its
+        products with them are left out (exact). Computed once per factor."""
+        cache = self.__dict__.setdefault("_ones", {})
+        if id(f) not in cache:
+            cache[id(f)] = tuple(bool(np.all(f.Z[:, r] == 1.0)) for r in range(f.q))
+        return cache[id(f)]
 
     def _put_rhs(self, R, j, a_vals, w, move, kept) -> None:
         """Column ``j`` of the mode equation's right-hand sides, ``-Lambda'Z'W move``:
@@ -1127,37 +1398,60 @@ class Objective:
         return moves, dirs, gs
 
     def _gradient_scalar(self) -> np.ndarray:
-        """:meth:`gradient` for one factor with a scalar random effect (H diagonal)."""
+        """:meth:`gradient` for one factor with a scalar random effect (H diagonal).
+
+        Per-row arrays are made in place where the order of operations allows, and let
+        go when done with: besides the state, about three arrays of the rows' size at
+        once. A random intercept (``Z`` a view of ones, ``a`` one number) makes no
+        per-row arrays of ``a`` or ``Z``; its products with them are left out where
+        they are exact (a product with 1).
+        """
         d, s, g = self.data, self.state, self.groups[0]
         der, u = s["der"], s["u"]
-        a, zr = s["a_vals"][:, 0], d.factors[0].Z[:, 0]
+        a_vals, Z = s["a_vals"], d.factors[0].Z
+        a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
+        unit = Z.strides[0] == 0 and Z[0, 0] == 1.0  # a view of ones
+        zr = None if unit else Z[:, 0]
         hinv = self.solver.hinv[:, 0, 0]
-        # per-row arrays in place where the order of operations allows: few temporaries
         k = g.expand(hinv)
         k *= a  # H^{-1} a_i, the row's K
-        c = k * a
-        v = der.w3 * c
+        v = k * a  # c, the row's a_i' H^{-1} a_i
+        c = v.copy() if d.n_extra else None
+        v *= der.w3
+        der = self._drop_third()
         m = hinv * g.sum(a * v)
-        Am = g.expand(m)
-        Am *= a
         psi = -2.0 * der.d1
         psi += v
         del v
-        psi -= der.w * Am
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
-        del c, Am
+        Am = g.expand(m)
+        Am *= a
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am) if d.n_extra else np.zeros(0)
+        del c
+        Am *= der.w
+        psi -= Am
+        del Am
         u_rows = g.expand(u)
-        dz = g.sum(der.d1 * zr)
-        wz = der.w * zr
-        g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
-        del wz, k
+        if unit:
+            dz = g.sum(der.d1)
+            g_theta = psi @ u_rows + m @ dz + 2.0 * der.w @ k
+        else:
+            dz = g.sum(der.d1 * zr)
+            wz = der.w * zr
+            g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
+            del wz
+        del k
         # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of the
         # mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
         wa = der.w * a
         J = np.empty((len(u), d.n_beta + 1))
+        if unit:
+            u_rows *= wa
+        else:
+            u_rows *= wa * zr
+        J[:, -1] = hinv * (dz - g.sum(u_rows))
+        del u_rows
         for j in range(d.n_beta):  # column by column: no (n, p) temporary
             J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
-        J[:, -1] = hinv * (dz - g.sum(wa * zr * u_rows))
         self._predictor = (u, s["bt"], J)
         return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
 
@@ -1171,29 +1465,35 @@ class Objective:
         """
         d, s = self.data, self.state
         u, J = s["u"], self._predictor[2]
-        # the columns of D written in place, one at a time
-        D = np.empty((d.X.shape[0], d.n_beta + d.n_theta))
-        D[:, : d.n_beta] = d.X
-        k = d.n_beta
+        w = s["der"].w
+        if not getattr(d.family, "log_concave", False):  # else w >= 0 already
+            w = np.maximum(w, 0.0)
+        out = np.empty(d.n_beta + d.n_theta)
+        # one column of D at a time: no (n, p + T) array
+        for k, col in enumerate(self._eta_moves(u)):
+            col += self._Au(s["rows"] if "rows" in s else s["a_vals"], J[:, k])
+            col *= col
+            out[k] = 2.0 * (w @ col) + 2.0 * (J[:, k] @ J[:, k])
+        return out
+
+    def _eta_moves(self, u):
+        """The columns of ``d eta / d (beta, theta)`` at fixed modes ``u``, one at a time
+        (each a new array): the fixed-effect columns, then ``z_r u_col`` of each
+        Cholesky entry, or ``Z dL u`` of each structure parameter."""
+        d = self.data
+        for j in range(d.n_beta):
+            yield np.array(d.X[:, j])
         for f, gi in zip(d.factors, self.groups):
-            Uc = gi.expand(u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q))
+            Uf = u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q)
             if f.mapped:
+                Uc = gi.expand(Uf)
                 for dL in self._directions(f):
-                    D[:, k] = np.einsum("nq,nq->n", f.Z, Uc @ dL.T)
-                    k += 1
+                    yield np.einsum("nq,nq->n", f.Z, Uc @ dL.T)
                 continue
             for r, col in zip(f.theta_rows, f.theta_cols):
-                np.multiply(f.Z[:, r], Uc[:, col], out=D[:, k])
-                k += 1
-            del Uc
-        for f, gi in zip(d.factors, self.groups):
-            Jf = J[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q, -1)
-            a = s["a_vals"][:, f.local : f.local + f.q]
-            for k in range(D.shape[1]):  # column by column: no (n, q, k) temporary
-                D[:, k] += np.einsum("nq,nq->n", a, gi.expand(Jf[:, :, k]))
-        w = np.maximum(s["der"].w, 0.0)
-        D *= D
-        return 2.0 * (w @ D) + 2.0 * np.einsum("qk,qk->k", J, J)
+                m = gi.expand(Uf[:, col])
+                m *= f.Z[:, r]
+                yield m
 
     def _extra_gradient(self, eta, extra, c, Am):
         """Derivatives in the family's extra parameters: the family's own
@@ -1303,11 +1603,13 @@ class GLMObjective:
         self.u = np.zeros(0)
         self.n_evals = 0
         self.pirls_failures = 0
-        self._w, self._trials, self._const = _fixed_terms(data)
+        self._w, self._trials, self._const = data.fixed_terms
 
-    def _derivs(self, eta, extra):
+    def _derivs(self, eta, extra, third=True):
         d = self.data
-        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
+        if third or not getattr(d.family, "lazy_third", False):
+            return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
+        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const, third=False)
 
     def snapshot(self):
         return getattr(self, "state", None)
@@ -1323,9 +1625,13 @@ class GLMObjective:
         d = self.data
         beta, extra = self._split(np.asarray(params, dtype=float))
         self.n_evals += 1
+        self.state = None  # the last point's per-row arrays go first
         eta = d.X @ beta + d.offset
-        self.state = dict(eta=eta, extra=extra, der=self._derivs(eta, extra))
-        val = float(-2.0 * self.state["der"].loglik.sum())
+        der = self._derivs(eta, extra, third=False)
+        val = float(-2.0 * der.loglik.sum())
+        # what the gradient reads: the first derivatives (and eta, for the extra blocks)
+        self.state = dict(eta=eta, extra=extra, der=der._replace(loglik=None, w=None, w3=None))
+        del der
         return val if np.isfinite(val) else np.inf
 
     def value_and_grad(self, params):

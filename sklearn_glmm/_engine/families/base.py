@@ -47,12 +47,16 @@ def _weighted(weights, loglik, d1, w, w3) -> Derivs:
     """Apply prior weights (``None`` means all ones and skips the products)."""
     if weights is None:
         return Derivs(loglik, d1, w, w3)
-    return Derivs(weights * loglik, weights * d1, weights * w, weights * w3)
+    w3 = None if w3 is None else weights * w3  # None: left out (``third=False``)
+    return Derivs(weights * loglik, weights * d1, weights * w, w3)
 
 
 def _exp(eta):
     # only overflow needs guarding: exp underflows to 0 gracefully
-    return np.exp(np.minimum(eta, _ETA_MAX))
+    out = np.minimum(eta, _ETA_MAX)
+    if isinstance(out, np.ndarray) and out.ndim:
+        return np.exp(out, out=out)  # in place: one array of eta's size
+    return np.exp(out)
 
 
 class Family:
@@ -121,6 +125,15 @@ class Family:
         inner = self.long_name.partition(" (")
         detail = f"{inner[2][:-1]}, " if inner[1] else ""
         return f"{inner[0]} ({detail}{self.link.name} link)"
+
+    # ``derivs`` takes ``third=False`` and then leaves ``w3`` out (None), to be made by
+    # ``third_derivative`` where it is needed (the gradient, at the mode, not at every
+    # trial point of the mode search)
+    lazy_third = False
+
+    def third_derivative(self, y, eta, trials, weights, extra, const, der):
+        """``w3`` at ``eta``, for the derivatives ``der`` made there without it."""
+        return self.derivs(y, eta, trials, weights, extra, const).w3
 
     def loglik(self, y, eta, trials, weights, extra, const=None):
         """The log-density alone (families may compute it without the derivatives)."""

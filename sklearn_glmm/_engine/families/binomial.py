@@ -51,8 +51,11 @@ class Binomial(Family):
             return 0.0
         return _log_choose(trials, y)
 
-    def derivs(self, y, eta, trials, weights, extra=(), const=None):
-        """``trials=None`` means one trial per row (binary outcomes)."""
+    lazy_third = True
+
+    def derivs(self, y, eta, trials, weights, extra=(), const=None, third=True):
+        """``trials=None`` means one trial per row (binary outcomes); ``third=False``
+        leaves ``w3`` out of the logit link's (None; see :meth:`third_derivative`)."""
         if isinstance(self.link, ProbitLink):
             return _probit_derivs(y, eta, trials, weights, self._const(y, trials, const))
         if isinstance(self.link, CLogLogLink):
@@ -72,21 +75,54 @@ class Binomial(Family):
         v *= r
         del r
         log1pexp = np.log1p(e, out=e)
-        log1pexp += np.maximum(eta, 0.0)
+        # + max(eta, 0), without an array of it (adding 0 changes nothing)
+        np.add(log1pexp, eta, out=log1pexp, where=eta > 0.0)
         const = self.constant(y, trials) if const is None else const
         loglik = y * eta
         if trials is None:
             loglik -= log1pexp
-            d1, w = y - mu, v
+            # without w3, mu is not read again: d1 is made in its place
+            d1 = y - mu if third else np.subtract(y, mu, out=mu)
+            w = v
         else:
             loglik -= trials * log1pexp
-            d1, w = y - trials * mu, trials * v
+            if third:
+                d1 = y - trials * mu
+            else:
+                d1 = np.subtract(y, np.multiply(trials, mu, out=mu), out=mu)
+            w = trials * v
         del log1pexp, e
         loglik += const
+        if not third:
+            return _weighted(weights, loglik, d1, w, None)
         t = np.multiply(mu, 2.0, out=mu)
         np.subtract(1.0, t, out=t)
         w3 = w * t
         return _weighted(weights, loglik, d1, w, w3)
+
+    def third_derivative(self, y, eta, trials, weights, extra, const, der):
+        """``w3 = w (1 - 2 mu)`` at ``eta`` for the derivatives ``der`` (their ``w``)
+        made without it: the values of :meth:`derivs`, in place."""
+        if not (
+            weights is None
+            and isinstance(self.link, LogitLink)
+            and isinstance(eta, np.ndarray)
+            and eta.ndim
+            and eta.dtype == np.float64
+        ):
+            return self.derivs(y, eta, trials, weights, extra, const).w3
+        e = np.abs(eta)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        r = 1.0 + e
+        np.divide(1.0, r, out=r)
+        e *= r  # mu, as in derivs
+        np.copyto(e, r, where=eta >= 0.0)
+        del r
+        t = np.multiply(e, 2.0, out=e)
+        np.subtract(1.0, t, out=t)
+        t *= der.w
+        return t
 
     def _const(self, y, trials, const):
         return self.constant(y, trials) if const is None else const

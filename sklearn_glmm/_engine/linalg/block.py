@@ -50,6 +50,15 @@ def cholesky_inverse(L: np.ndarray) -> np.ndarray:
     return np.tril(inv) + np.tril(inv, -1).T
 
 
+def congruence(M: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """``L' M_g L`` for a batch of symmetric blocks ``M`` (G, q, q): two products on
+    (G q, q) views (BLAS), not a batched loop over the levels."""
+    G, q = M.shape[0], L.shape[0]
+    T = (M.reshape(-1, q) @ L).reshape(G, q, q)  # M_g L
+    # (M_g L)' L = L' M_g L, M_g symmetric
+    return (np.swapaxes(T, 1, 2).reshape(-1, q) @ L).reshape(G, q, q)
+
+
 def block_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
     """Inverses of a batch of SPD blocks ``H`` (G, q, q) and the sum of their log-determinants.
 
@@ -80,6 +89,67 @@ def block_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
     return np.einsum("gki,gkj->gij", Linv, Linv), logdet
 
 
+class ZLambda:
+    """``Z Lambda`` of one factor (``q >= 2``), not formed: its products with the
+    random effects and the per-level sums through ``Z`` and ``Lambda`` (``L``), so that
+    no (n, q) array of it is made; a column of ``Z`` of ones multiplies nothing."""
+
+    def __init__(self, Z, L, ones, groups):
+        self.Z, self.L, self.ones, self.groups = Z, L, ones, groups
+
+    @property
+    def shape(self):
+        return self.Z.shape
+
+    def array(self) -> np.ndarray:
+        return self.Z @ self.L
+
+    def _column(self, values, m):
+        """``values[codes] * z_m`` (``values`` per level)."""
+        t = self.groups.expand(values)
+        if not self.ones[m]:
+            t *= self.Z[:, m]
+        return t
+
+    def rowdot(self, V) -> np.ndarray:
+        """Each row's ``z_i' V_j`` for per-level vectors ``V`` (n_levels, q)."""
+        out = self._column(V[:, 0], 0)
+        for m in range(1, V.shape[1]):
+            t = self._column(V[:, m], m)
+            out += t
+            del t
+        return out
+
+    def times(self, u) -> np.ndarray:
+        """Each row's ``z_i' Lambda u_j``, from ``(Lambda u_j)`` per level."""
+        return self.rowdot(u.reshape(-1, self.L.shape[0]) @ self.L.T)
+
+    def level_sums(self, v) -> np.ndarray:
+        """``Z'v`` per level, (n_levels, q)."""
+        g, q = self.groups, self.L.shape[0]
+        out = np.empty((g.n_levels, q))
+        for m in range(q):
+            out[:, m] = g.sum(v) if self.ones[m] else g.sum(self.Z[:, m] * v)
+        return out
+
+    def sums(self, v) -> np.ndarray:
+        """``Lambda' Z' v`` per level, flattened (n_levels * q,)."""
+        return (self.level_sums(v) @ self.L).ravel()
+
+    def gram(self, w) -> np.ndarray:
+        """``Z' W Z`` per level, (n_levels, q, q)."""
+        g, q, Z = self.groups, self.L.shape[0], self.Z
+        M = np.empty((g.n_levels, q, q))
+        for a in range(q):
+            wa = w if self.ones[a] else w * Z[:, a]
+            for b in range(a, q):
+                s = g.sum(wa) if self.ones[b] else g.sum(wa * Z[:, b])
+                M[:, a, b] = s
+                M[:, b, a] = s
+            del wa
+        return M
+
+
 class BlockSolver:
     """Batched factorisation for one factor: ``n_levels`` independent ``q x q`` blocks."""
 
@@ -91,8 +161,21 @@ class BlockSolver:
         self._pairs = [(a, b) for a in range(q) for b in range(a, q)]
 
     def factorize(self, a_vals: np.ndarray, w: np.ndarray) -> None:
-        """Form and factorise H from row values ``a_vals`` (n, q) and curvatures ``w`` (n,)."""
+        """Form and factorise H from row values ``a_vals`` (n, q) and curvatures ``w`` (n,).
+
+        ``a_vals`` may also be ``Z Lambda`` not formed (an object with ``gram(w)``, the
+        levels' ``Z'WZ``, and ``L``, Lambda): ``H = Lambda' Z'WZ Lambda + I``, with
+        ``Z'WZ`` kept as ``gram`` (the gradient reads it).
+        """
         G, q = self.n_levels, self.q
+        if hasattr(a_vals, "gram"):
+            L = a_vals.L
+            self.gram = self.hinv = None  # the last point's go first (a snapshot keeps its own)
+            self.gram = a_vals.gram(w)
+            H = congruence(self.gram, L)
+            H[:, range(q), range(q)] += 1.0
+            self.hinv, self.logdet = block_inverse(H)
+            return
         if q == 1:
             self.set_diagonal(1.0 + self.groups.sum(w * a_vals[:, 0] ** 2))
             return
