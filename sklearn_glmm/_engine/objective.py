@@ -1198,8 +1198,9 @@ class Objective:
         # its right-hand sides -A'W deta/dparam column by column, as each move is made
         R = np.empty((self.Q, d.n_beta + d.n_theta))
         # a structured factor's time-indicator sums take all the columns at once
-        # (and small data, where one pass costs fewer calls than a pass per column)
-        small = a_vals.size * (d.n_beta + d.n_theta) <= _AT_ONCE_CELLS
+        # (and one factor's small data, where one pass costs fewer calls than a pass per
+        # column; with several factors, whose sums are not over runs of rows, it does not)
+        small = len(d.factors) == 1 and a_vals.size * (d.n_beta + d.n_theta) <= _AT_ONCE_CELLS
         kept = None
         if small or any(f.mapped for f in d.factors):
             kept = np.empty((len(a_vals), d.n_beta + d.n_theta))
