@@ -254,7 +254,7 @@ def aliased_columns(X: np.ndarray, rel_tol: float = 1e-7) -> list[int]:
     if 0 < X.shape[1] <= X.shape[0]:
         # the common case in one Cholesky factorisation of X'X: its diagonal R_kk is
         # the length of column k off the span of the columns before it, the residual
-        # the loop below measures (to a relative 1e-6 or better at 100 times the
+        # Gram-Schmidt measures (to a relative 1e-6 or better at 100 times the
         # threshold); when every one is well clear of the threshold, none is aliased
         gram = X.T @ X
         try:
@@ -264,6 +264,11 @@ def aliased_columns(X: np.ndarray, rel_tol: float = 1e-7) -> list[int]:
         norms = np.sqrt(np.diag(gram))
         if len(r_kk) and np.all(r_kk > 100.0 * rel_tol * np.maximum(norms, 1.0)):
             return []
+    return _aliased_by_gram_schmidt(X, rel_tol)
+
+
+def _aliased_by_gram_schmidt(X: np.ndarray, rel_tol: float) -> list[int]:
+    """:func:`aliased_columns` column by column (Gram-Schmidt, twice over)."""
     kept: list[np.ndarray] = []
     dropped = []
     for k in range(X.shape[1]):

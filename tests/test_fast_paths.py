@@ -9,20 +9,7 @@ from sklearn_glmm._engine import objective as objective_module
 
 
 def _aliased_by_loop(X, rel_tol=1e-7):
-    """Gram-Schmidt, column by column (the general path of ``aliased_columns``)."""
-    kept, dropped = [], []
-    for k in range(X.shape[1]):
-        x = X[:, k].astype(float)
-        norm, r = np.linalg.norm(x), x.copy()
-        for _ in range(2):
-            for q in kept:
-                r -= (q @ r) * q
-        rn = np.linalg.norm(r)
-        if norm == 0 or rn <= rel_tol * max(norm, 1.0):
-            dropped.append(k)
-        else:
-            kept.append(r / rn)
-    return dropped
+    return _validation._aliased_by_gram_schmidt(np.asarray(X, dtype=float), rel_tol)
 
 
 @pytest.mark.parametrize("seed", range(40))
