@@ -37,7 +37,9 @@ import threading
 import numpy as np
 
 from .groups import GroupIndex
-from .objective import _NEAR_MODE, ModelData, Objective, _fixed_terms
+from .model_data import ModelData, _fixed_terms
+from .modes import _NEAR_MODE
+from .objective import Objective
 
 
 def can_batch(data: ModelData, n_agq: int) -> bool:

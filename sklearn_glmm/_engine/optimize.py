@@ -27,7 +27,8 @@ import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import ThreadpoolController
 
-from .objective import _PROBE_SCALES, GLMObjective, Objective, subset_rows
+from .modes import _PROBE_SCALES
+from .objective import GLMObjective, Objective, subset_rows
 
 
 @dataclass

@@ -1,0 +1,222 @@
+"""The internal model a fit evaluates: design, outcome and grouping factors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from . import blocks as _blocks
+
+
+@dataclass(frozen=True)
+class FactorData:
+    """Fixed inputs of one grouping factor on the internal scale."""
+
+    codes: np.ndarray  # (n,) level index
+    Z: np.ndarray  # (n, q) scaled Z columns
+    n_levels: int
+    theta_rows: np.ndarray
+    theta_cols: np.ndarray
+    offset: int  # start of this factor in u
+    local: int  # start of this factor in a row's local entries
+    # a structured covariance (``covariance.CorrelationStructure``): the optimiser sees
+    # its parameters, which map to the Cholesky entries at theta_rows/theta_cols;
+    # None: the parameters are those entries (lme4's unstructured or diagonal factor)
+    structure: object = None
+
+    @cached_property
+    def q(self) -> int:
+        return self.Z.shape[1]
+
+    @cached_property
+    def mapped(self) -> bool:
+        """Whether the optimiser's parameters differ from the Cholesky entries (a
+        structure other than lme4's own parametrisation)."""
+        return self.structure is not None and not self.structure.identity
+
+    @cached_property
+    def n_params(self) -> int:
+        """Covariance parameters the optimiser sees for this factor."""
+        return self.structure.n_params if self.mapped else len(self.theta_rows)
+
+    def cholesky_entries(self, p: np.ndarray) -> np.ndarray:
+        """The entries of Lambda (at theta_rows/theta_cols) for the parameters ``p``."""
+        return self.structure.theta(p) if self.mapped else p
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Everything the objective needs that does not change during a fit."""
+
+    X: np.ndarray  # (n, p)
+    y: np.ndarray
+    trials: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+    family: object
+    factors: tuple[FactorData, ...]
+    # per family block, None (a scalar) or its design (n, p_b); None: every block scalar
+    extra_designs: tuple | None = None
+
+    @cached_property
+    def n_beta(self) -> int:
+        return self.X.shape[1]
+
+    @cached_property
+    def n_theta(self) -> int:
+        """Covariance parameters the optimiser sees (theta, or a structure's)."""
+        return sum(f.n_params for f in self.factors)
+
+    @cached_property
+    def structured(self) -> bool:
+        return any(f.mapped for f in self.factors)
+
+    def cholesky_theta(self, params: np.ndarray) -> np.ndarray:
+        """Cholesky entries of every factor for the covariance parameters ``params``."""
+        if not self.structured:
+            return params
+        out, k = [], 0
+        for f in self.factors:
+            out.append(f.cholesky_entries(params[k : k + f.n_params]))
+            k += f.n_params
+        return np.concatenate(out)
+
+    @cached_property
+    def n_extra(self) -> int:
+        """Coefficients of the family's blocks (one per scalar block)."""
+        if self.extra_designs is None:
+            return self.family.n_extra
+        return _blocks.n_coefficients(self.family.blocks, self.extra_designs)
+
+    def extra_values(self, coefs):
+        """What the family receives for the blocks' coefficients (see ``blocks``)."""
+        return _blocks.block_values(coefs, self.extra_designs)
+
+    def extra_gradient(self, rows) -> np.ndarray:
+        """Gradient in the blocks' coefficients from per-row derivatives (n_blocks, n)."""
+        return _blocks.block_gradient(rows, self.extra_designs)
+
+    @cached_property
+    def extra_bounds(self) -> list:
+        return _blocks.coefficient_bounds(self.family.blocks, self.extra_designs)
+
+    @cached_property
+    def extra_flat_side(self) -> tuple:
+        return _blocks.coefficient_flat_sides(self.family.blocks, self.extra_designs)
+
+    def default_extra(self) -> np.ndarray:
+        return _blocks.coefficient_starts(self.family.blocks, self.extra_designs)
+
+    @cached_property
+    def fixed_terms(self) -> tuple:
+        """Prior weights and binomial trials (None when all one) and the family's
+        parameter-free log-density terms: made once, shared by every objective of these
+        data (the mixed model's and its nested GLM's)."""
+        return _fixed_terms(self)
+
+    @cached_property
+    def n_u(self) -> int:
+        return sum(f.n_levels * f.q for f in self.factors)
+
+
+def make_factor_data(
+    codes_list, Z_list, n_levels_list, layouts, structures=None
+) -> tuple[FactorData, ...]:
+    """Assemble :class:`FactorData` for every factor, assigning u offsets."""
+    out, off, loc = [], 0, 0
+    structures = [None] * len(codes_list) if structures is None else structures
+    for codes, Z, G, (rows, cols), st in zip(
+        codes_list, Z_list, n_levels_list, layouts, structures
+    ):
+        Z = _ones_view(Z)
+        if Z.ndim == 2 and Z.shape[1] > 1 and not Z.flags.f_contiguous:
+            Z = np.asfortranarray(Z)  # read column by column
+        out.append(FactorData(codes, Z, G, rows, cols, off, loc, st))
+        off += G * Z.shape[1]
+        loc += Z.shape[1]
+    return tuple(out)
+
+
+def _ones_view(Z: np.ndarray) -> np.ndarray:
+    """``Z`` itself, or for a single column of ones (a random intercept) a read-only view
+    of one number: the same values without an array of the rows' size."""
+    if Z.ndim != 2 or Z.shape[1] != 1 or not len(Z) or Z.strides[0] == 0:
+        return Z
+    if not np.all(Z == 1.0):
+        return Z
+    return np.broadcast_to(np.ones((1, 1)), Z.shape)
+
+
+def _indicator_columns(Z: np.ndarray) -> np.ndarray | None:
+    """The column of each row's single 1 when ``Z`` is an indicator matrix (a structured
+    factor's time levels), else None."""
+    t = np.argmax(Z, axis=1)
+    rows = np.arange(Z.shape[0])
+    if not np.all(Z[rows, t] == 1.0) or np.count_nonzero(Z) != Z.shape[0]:
+        return None
+    return t
+
+
+def lambda_matrices(data, theta: np.ndarray) -> list[np.ndarray]:
+    """Lower-triangular relative covariance factor of every factor.
+
+    ``theta`` holds the optimiser's covariance parameters (``data.n_theta``): the
+    Cholesky entries, or a structured factor's own parameters.
+    """
+    mats, k = [], 0
+    for f in data.factors:
+        L = np.zeros((f.q, f.q))
+        structure = getattr(f, "structure", None)
+        structure = None if structure is None or structure.identity else structure
+        nt = len(f.theta_rows) if structure is None else structure.n_params
+        pf = theta[k : k + nt]
+        L[f.theta_rows, f.theta_cols] = pf if structure is None else structure.theta(pf)
+        mats.append(L)
+        k += nt
+    return mats
+
+
+def _cholesky_matrices(data: ModelData, chol: np.ndarray) -> list[np.ndarray]:
+    """Lambda of every factor from its Cholesky entries."""
+    mats, k = [], 0
+    for f in data.factors:
+        L = np.zeros((f.q, f.q))
+        nt = len(f.theta_rows)
+        L[f.theta_rows, f.theta_cols] = chol[k : k + nt]
+        mats.append(L)
+        k += nt
+    return mats
+
+
+def _fixed_terms(data: ModelData):
+    """Prior weights and binomial trials (None when all one), and the parameter-free
+    log-density terms."""
+    w = None if np.all(data.weights == 1.0) else data.weights
+    trials = None if np.all(data.trials == 1.0) else data.trials
+    return w, trials, data.family.constant(data.y, trials)
+
+
+def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
+    """The model restricted to some rows, levels renumbered (for starting values)."""
+    codes, Zs, levels, layouts = [], [], [], []
+    structures = [f.structure for f in data.factors]
+    for f in data.factors:
+        uniq, new = np.unique(f.codes[mask], return_inverse=True)
+        codes.append(new.astype(np.intp))
+        Zs.append(f.Z[mask])
+        levels.append(len(uniq))
+        layouts.append((f.theta_rows, f.theta_cols))
+    return ModelData(
+        np.asfortranarray(data.X[mask]),
+        data.y[mask],
+        data.trials[mask],
+        data.weights[mask],
+        data.offset[mask],
+        data.family,
+        make_factor_data(codes, Zs, levels, layouts, structures),
+        None
+        if data.extra_designs is None
+        else tuple(None if D is None else D[mask] for D in data.extra_designs),
+    )

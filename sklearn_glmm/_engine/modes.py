@@ -1,0 +1,648 @@
+"""Conditional modes: the penalised IRLS search, and the checks for a highest mode."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .groups import GroupIndex
+from .linalg import InnerSolveFailure, NotPositiveDefinite
+from .linalg.block import ZLambda
+from .quadrature import agq_deviance
+
+# starting values of a second mode search for families that are not log-concave:
+# spherical random effects from -8 to 8 prior SDs
+_MODE_GRID = np.linspace(-8.0, 8.0, 9)
+# the scan at the optimum (Objective.scan_modes): quarter prior SDs; rows x grid
+# points evaluated at once
+_SCAN_GRID = np.linspace(-8.0, 8.0, 65)
+_SCAN_CELLS = 2_000_000
+_FLAT_MODE = 1e-3
+
+
+def _competing(h, top, gap):
+    """Levels (columns of ``h``) whose values on the grid dip and rise again.
+
+    A point lower than the highest points on both sides of it, by more than the
+    rounding of the log-density, with both within ``gap`` of the level's top
+    ``top``: two separate modes, both carrying mass.
+    """
+    left = np.maximum.accumulate(h, axis=0)[:-2]
+    right = np.maximum.accumulate(h[::-1], axis=0)[::-1][2:]
+    rim = np.minimum(left, right)
+    dip = (rim - h[1:-1] > 1e-6 * (1.0 + np.abs(top))) & (rim > top - gap)
+    return np.flatnonzero(dip.any(axis=0))
+
+
+def _level_subset(g: GroupIndex, levels):
+    """The rows of ``levels`` (indices) and a :class:`GroupIndex` of those rows, the
+    levels numbered in the order given."""
+    rank = np.full(g.n_levels, -1)
+    rank[levels] = np.arange(len(levels))
+    sub = rank[g.codes]
+    rows = sub >= 0
+    return GroupIndex(sub[rows], len(levels)), rows
+
+
+def _rows_or_none(v, rows):
+    return None if v is None else v[rows]
+
+
+def _const_rows(const, rows):
+    """The family's parameter-free terms (an array, a tuple of arrays or None entries)
+    on some rows."""
+    if isinstance(const, tuple):
+        return tuple(_const_rows(c, rows) for c in const)
+    if isinstance(const, np.ndarray) and const.ndim and len(const) == len(rows):
+        return const[rows]
+    return const
+
+
+def _const_tiled(const, k: int):
+    """The family's parameter-free terms for ``k`` copies of the rows, one after another."""
+    if isinstance(const, tuple):
+        return tuple(_const_tiled(c, k) for c in const)
+    if isinstance(const, np.ndarray) and const.ndim:
+        return np.tile(const, k)
+    return const
+
+
+# Cholesky values of a zero diagonal tried by the optimiser's probe (link-scale SDs of
+# the internal, standardised columns): small ones matter for large counts
+_PROBE_SCALES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# rows times values up to which they are probed in one pass (the fixed cost per
+# evaluation matters on small data; on large data one pass would hold many copies)
+_PROBE_CELLS = 500_000
+
+
+# outcome values and linear-predictor grid of Objective._convexity_bounds: the largest
+# convex curvature of each outcome value's log-density
+_CONVEXITY_OUTCOMES = 60
+_CONVEXITY_GRID = np.linspace(-30.0, 30.0, 601)
+
+
+# Newton decrement (twice the expected gain) below which a step is taken without the
+# decrease test: the quadratic model is exact there to far below the log-density's rounding
+_NEAR_MODE = 1e-8
+
+
+def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
+    """Whether every unit's Newton decrement ``dec`` says its mode is found.
+
+    The decrement is twice the gain the next Newton step could bring: below 1e-20,
+    or below 1e-22 of the penalised log-density ``obj`` when that is so large (a unit
+    of a million rows) that its rounding cannot resolve 1e-20; the analytic gradient
+    assumes a mode this exact.
+    """
+    top = dec.max() if top is None else top
+    if top < 1e-20:
+        return True
+    if top > 1e-8:  # far from the mode for any log-density below 1e14
+        return False
+    return bool(np.all(dec < 1e-22 * np.abs(obj)))
+
+
+class _State(dict):
+    """The mode and per-row arrays at the last point evaluated (``u``, ``der``, ...).
+
+    Entries the Laplace value and gradient do not read are not kept after the mode
+    search, and made again (the same values) when first read: ``eta_fix = X beta +
+    offset``, ``a_vals`` (``Z Lambda``, when the search went through ``rows``) and,
+    for families without extra parameters and with the Laplace approximation, ``eta``.
+    ``make(state, key)`` makes them.
+    """
+
+    lazy = ("eta_fix", "a_vals", "eta")
+
+    def __init__(self, make, **entries):
+        super().__init__(**entries)
+        self._make = make
+
+    def __missing__(self, key):
+        if key not in self.lazy or (key == "a_vals" and "rows" not in self):
+            raise KeyError(key)
+        value = self[key] = self._make(self, key)
+        return value
+
+
+class ModeSearch:
+    """The conditional-mode search of :class:`~sklearn_glmm._engine.objective.Objective`
+    (a mixin: it reads the objective's data, groups, solver and state)."""
+
+    # -- conditional modes --------------------------------------------------
+    def pirls(self, beta, theta, extra, u0=None):
+        """Penalised IRLS (Newton with step-halving) for the conditional modes.
+
+        1. eta, derivatives and the penalised log-density at the current u;
+        2. factorise H and take the Newton step H^{-1}(Lambda'Z'd1 - u);
+        3. halve the step, level by level, wherever the penalised log-density
+           would decrease; stop when every Newton decrement is negligible.
+
+        Sets ``self.state`` (u, eta, derivatives, a_vals) with the solver
+        factorised at the returned mode.
+        """
+        d = self.data
+        a_vals = self._a_vals(theta)
+        eta_fix = d.X @ beta + d.offset
+        u = (self.u if u0 is None else u0).copy()
+        # the parameters the optimiser moves (a structure's own, when there is one): the
+        # predictor below is a derivative in them
+        bt = np.concatenate([beta, self._cov if self._structured else theta])
+        if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
+            # first-order move of the modes with (beta, theta), from the last gradient
+            _, ref, J = self._predictor
+            u += J @ (bt - ref)
+            del J  # (levels x parameters) let go with the predictor
+        self._predictor = None
+        if self._scalar:
+            self._pirls_scalar(a_vals, eta_fix, extra, u)
+            self.state["bt"], self.state["beta"] = bt, beta.copy() if self._lean else beta
+            del eta_fix  # the state's, let go when settled
+            self._settle_state()
+            return self.u
+        # eta itself is not kept: made again from the mode if read (``_State``)
+        eta = self._Au(a_vals, u)
+        eta += eta_fix
+        der, ll, total = self._derivs_summed(eta, extra, self._row_sum)
+        del eta
+        units = self.n_units
+        obj = ll - 0.5 * self._u_sum(u * u)
+        converged = False
+        for _it in range(self.pirls_max_iter):
+            grad = self._Atv(a_vals, der.d1) - u
+            exact = self._factorize(a_vals, der.w)
+            step = self.solver.solve(grad)
+            dec = self._u_sum(grad * step)
+            if not np.all(np.isfinite(dec)):
+                raise NotPositiveDefinite("non-finite Newton step")
+            if _modes_found(dec, obj) or np.abs(step).max() < 1e-11:
+                converged = True
+                if not exact:  # the mode's own Hessian must be positive definite
+                    self.solver.factorize(a_vals, der.w)
+                break
+            # the trials need only the step: the current point's per-row arrays go first
+            der = None
+            t = np.ones(units)
+            near = dec < _NEAR_MODE  # full steps there (see _pirls_scalar)
+            for _half in range(40):
+                u_try = u + t[self.u_unit] * step
+                der_try = None  # the last try's arrays go first
+                eta_try = self._Au(a_vals, u_try)
+                eta_try += eta_fix  # in place: eta_fix + Z Lambda u
+                der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
+                del eta_try
+                obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
+                worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))) & ~near
+                if not worse.any():
+                    break
+                t[worse] *= 0.5
+            if worse.any():
+                # no decrease within 40 halvings: those units stay where they were (the
+                # solve then fails unless they are already at their modes)
+                t[worse] = 0.0
+                u_try = u + t[self.u_unit] * step
+                der_try = None
+                eta_try = self._Au(a_vals, u_try)
+                eta_try += eta_fix  # in place: eta_fix + Z Lambda u
+                der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
+                del eta_try
+                obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
+            u, der, obj = u_try, der_try, obj_try
+            der_try = None
+        self.pirls_iterations += _it + 1
+        if not converged:
+            self.u = u  # the next start, though this solve failed
+            raise InnerSolveFailure(
+                f"conditional modes not found in {self.pirls_max_iter} Newton steps"
+            )
+        self.u = u
+        # Z Lambda not formed: the state reads it as ``rows`` (``a_vals`` made if read)
+        rows = dict(rows=a_vals) if isinstance(a_vals, ZLambda) else dict(a_vals=a_vals)
+        self.state = _State(
+            self._state_entry,
+            u=u,
+            der=der,
+            **rows,
+            eta_fix=eta_fix,
+            beta=beta.copy() if self._lean else beta,
+            extra=extra,
+            bt=bt,
+            ll=total,
+            ll_units=ll,
+        )
+        del eta_fix  # the state's, let go when settled
+        self._settle_state()
+        return u
+
+    def _unit_objective(self):
+        """Penalised log-density of each unit (level) at the current modes."""
+        s = self.state
+        return s["ll_units"] - 0.5 * self._u_sum(s["u"] * s["u"])
+
+    def _highest_modes(self, beta, theta, extra):
+        """For a family that is not log-concave (zero inflation), the highest mode.
+
+        A level whose outcomes are all zero can have two modes (the zeros explained
+        by the count part or by the inflation); the Laplace approximation is taken
+        at the higher one. The search from the warm start is compared with one from
+        ``u = 0``, unit by unit, and the higher mode of each kept.
+        """
+        first_u, first_obj = self.u.copy(), self._unit_objective()
+        start = self._grid_start(first_u, first_obj, extra)
+        if start is not None:  # else no point of the grid beats the modes found
+            self._keep_higher(beta, theta, extra, start, first_u, first_obj)
+
+    def _keep_higher(self, beta, theta, extra, start, first_u, first_obj) -> bool:
+        """Search the modes again from ``start`` and keep, unit by unit, the higher of
+        these and the modes ``first_u`` (penalised log-densities ``first_obj``).
+
+        Returns whether any unit moved to a higher mode.
+        """
+        try:
+            self.pirls(beta, theta, extra, u0=start)
+        except InnerSolveFailure:
+            self.pirls(beta, theta, extra, u0=first_u)
+            return False
+        second = self._unit_objective()
+        better_first = first_obj > second + 1e-10 * (1.0 + np.abs(second))
+        if better_first.any():
+            u = np.where(better_first[self.u_unit], first_u, self.u)
+            self.pirls(beta, theta, extra, u0=u)
+        gain = self._unit_objective() - first_obj
+        return bool(np.any(gain > 1e-10 * (1.0 + np.abs(first_obj))))
+
+    def scan_modes(self, params, gap: float = 3.0):
+        """The objective at each level's highest mode, and the levels with two modes.
+
+        At ``params``, each level's penalised log-density is computed on a grid of
+        quarter prior SDs from -8 to 8 (scalar random effects). Where a point of the
+        grid beats the mode found, the search restarts there and the higher mode is
+        kept. A level whose density on the grid dips and rises again to within
+        ``gap`` of its top (a second mode holding more than about e^-3 of the mass)
+        makes the Laplace approximation, taken at one mode, unreliable there; so does
+        a mode whose curvature is below 1e-3 of the prior's (a nearly flat top).
+
+        Returns ``(value, levels)``: the objective (``-2 log L``) at the highest modes
+        and the indices of the levels with competing modes (none when the random
+        effect is not scalar, or with quadrature).
+        """
+        val = self.evaluate(params)
+        none = np.zeros(0, dtype=np.intp)
+        if not self._scalar or self.state is None or not np.isfinite(val):
+            return val, none
+        beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
+        # levels whose log-density is concave have one mode, the one found: not scanned
+        levels = np.flatnonzero(~self._concave_levels(extra))
+        top = self._unit_objective()
+        h = self._grid_objective(_SCAN_GRID, extra, levels)
+        # a gain below 1e-7 is the flat top of one mode, not another mode
+        higher = h.max(axis=0) > top[levels] + 1e-7 * (1.0 + np.abs(top[levels]))
+        if higher.any():
+            start = self.u.copy()
+            start[levels] = np.where(higher, self._refine_top(h, extra, levels), self.u[levels])
+            if self._keep_higher(beta, theta, extra, start, self.u.copy(), top):
+                val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
+                val = val if np.isfinite(val) else np.inf
+                self._last_key, self._last_grad, self._predictor = None, None, None
+                top = self._unit_objective()
+        if self.n_agq > 1:  # quadrature integrates over both modes where it has the nodes
+            return val, none
+        # a curvature at the mode below 1e-3 of the prior's: a nearly flat top, where the
+        # Laplace value moves with the mode's last digits (-log(H) / 2)
+        st = self.state
+        curv = 1.0 + self.groups[0].sum(st["der"].w * st["a_vals"][:, 0] ** 2)
+        flat = np.flatnonzero(curv < _FLAT_MODE)
+        competing = levels[_competing(h, top[levels], gap)]
+        return val, np.union1d(competing, flat).astype(np.intp)
+
+    def can_batch_scales(self) -> bool:
+        """Whether :meth:`laplace_at_scales` applies: one scalar random effect (not
+        structured), a log-concave family, the Laplace approximation, and data small
+        enough for a copy per value."""
+        return bool(
+            getattr(self, "_scalar", False)  # not a partitioned objective's
+            and not self._structured
+            and self.n_agq == 1
+            and getattr(self.data.family, "log_concave", False)
+            and len(self.data.y) * len(_PROBE_SCALES) <= _PROBE_CELLS
+        )
+
+    def laplace_at_scales(self, params, values) -> np.ndarray:
+        """The Laplace objective at ``params`` with the random effect's Cholesky value
+        replaced by each of ``values``: one vectorised mode search for all of them.
+
+        Equals :meth:`evaluate` at each point (to rounding) and leaves the objective's
+        state as it was. A point whose modes are not found is ``inf``, as in
+        :meth:`evaluate`. Only where :meth:`can_batch_scales`.
+        """
+        params = np.asarray(params, dtype=float)
+        values = np.asarray(values, dtype=float)
+        cov = self._cov
+        beta, _, extra = self._unpack(params)
+        self._cov = cov  # the state's own (``_unpack`` sets it)
+        d, g = self.data, self.groups[0]
+        K, G = len(values), g.n_levels
+        self.n_evals += K
+        # K copies of the rows, one after another: each copy's levels are contiguous
+        # runs again, so that one GroupIndex sums all of them
+        big = GroupIndex(np.add.outer(np.arange(K) * G, g.codes).ravel(), K * G)
+        y = np.tile(d.y, K)
+        trials = None if self._trials is None else np.tile(self._trials, K)
+        w = None if self._w is None else np.tile(self._w, K)
+        const = _const_tiled(self._const, K)
+        a = np.outer(values, d.factors[0].Z[:, 0]).ravel()
+        a2 = a * a
+        eta_fix = np.tile(d.X @ beta + d.offset, K)
+
+        def at(u):
+            der = d.family.derivs(y, eta_fix + a * big.expand(u), trials, w, extra, const)
+            return der, big.sum(der.loglik) - 0.5 * u * u
+
+        u = np.zeros(K * G)
+        der, obj = at(u)
+        ok = np.zeros(K * G, dtype=bool)
+        for _it in range(4 * self.pirls_max_iter):
+            h = 1.0 + big.sum(der.w * a2)
+            step = (big.sum(a * der.d1) - u) / h
+            dec = step * step * h
+            finite = np.isfinite(dec)
+            # as in _modes_found, level by level; a failed level stays failed
+            ok = finite & (
+                (dec < 1e-20)
+                | (np.abs(step) < 1e-11)
+                | ((dec < 1e-8) & (dec < 1e-22 * np.abs(obj)))
+            )
+            active = finite & ~ok
+            if not active.any():
+                break
+            step = np.where(active, step, 0.0)
+            floor = obj - 1e-12 * (1.0 + np.abs(obj))
+            t = np.where(active, 1.0, 0.0)
+            for _half in range(40):
+                der_try, obj_try = at(u + t * step)
+                bad = ~(obj_try >= floor) & (dec >= _NEAR_MODE) & (t > 0)
+                if not bad.any():
+                    break
+                t[bad] *= 0.5
+            else:
+                t[bad] = 0.0
+                der_try, obj_try = at(u + t * step)
+            u, der, obj = u + t * step, der_try, obj_try
+        dev = -2.0 * big.sum(der.loglik) + u * u + np.log(h)
+        per_value = dev.reshape(K, G).sum(axis=1)
+        found = ok.reshape(K, G).all(axis=1) & np.isfinite(per_value)
+        return np.where(found, per_value, np.inf)
+
+    def _concave_levels(self, extra) -> np.ndarray:
+        """Levels whose penalised log-density is strictly concave in their (scalar)
+        random effect: one mode, so the mode found is the highest.
+
+        The second derivative of level j's penalised log-density is
+        ``sum_i a_i^2 l_i''(eta_i) - 1``. Each row's ``l''`` is bounded above by the
+        largest value it takes over the linear predictor, for the row's outcome
+        (:meth:`_convexity_bounds`); a level with ``sum_i a_i^2 max(l_i'', 0) < 1``
+        (less 1 % for the bounds' own error) is therefore concave everywhere. Where no
+        such bound is computed (binomial trials, per-row family parameters, many
+        distinct outcomes), no level is.
+        """
+        g = self.groups[0]
+        bound = self._convexity_bounds(extra)
+        if bound is None:
+            return np.zeros(g.n_levels, dtype=bool)
+        a = self.state["a_vals"][:, 0]
+        return g.sum(a * a * bound) < 0.99
+
+    def _convexity_bounds(self, extra):
+        """Each row's largest ``l''(eta)`` over eta (0 where its log-density is concave),
+        times its prior weight; None where not computed (see :meth:`_concave_levels`)."""
+        d = self.data
+        if self._trials is not None or d.extra_designs is not None:
+            return None
+        y_vals, inverse = np.unique(d.y, return_inverse=True)
+        if len(y_vals) > _CONVEXITY_OUTCOMES:
+            return None
+        const_cache = {}
+
+        def curvature(eta):  # l'' of each outcome value (rows) at each eta (columns)
+            k = eta.shape[1]
+            y = np.repeat(y_vals, k)
+            if k not in const_cache:
+                const_cache[k] = d.family.constant(y, None)
+            eta = np.broadcast_to(eta, (len(y_vals), k)).ravel()
+            with np.errstate(all="ignore"):
+                der = d.family.derivs(y, eta, None, None, extra, const_cache[k])
+            return -der.w.reshape(len(y_vals), k)
+
+        coarse = _CONVEXITY_GRID
+        c = curvature(coarse[None, :])
+        if not np.all(np.isfinite(c)):
+            return None
+        # refined around each outcome's largest value (the grid's step, 0.1, leaves it
+        # within about 1e-3 of the true maximum for a smooth l''; the refinement, 1e-5)
+        centre = coarse[np.argmax(c, axis=1)][:, None]
+        fine = centre + np.linspace(-0.1, 0.1, 41)[None, :]
+        c_fine = curvature(fine)
+        if not np.all(np.isfinite(c_fine)):
+            return None
+        top = np.maximum(c.max(axis=1), c_fine.max(axis=1))
+        bound = np.maximum(top, 0.0)[inverse]
+        return bound if self._w is None else bound * self._w
+
+    def _grid_start(self, u, obj, extra):
+        """A second start for the mode search: ``u = 0``, or for a scalar random effect
+        the best of a grid of values per level (where its penalised log-density beats
+        the mode found), so that a mode far from both starts is found too."""
+        if not self._scalar:
+            return np.zeros(self.Q)
+        h = self._grid_objective(_MODE_GRID, extra)
+        best_u, best = _MODE_GRID[np.argmax(h, axis=0)], h.max(axis=0)
+        higher = best > obj + 1e-10 * (1.0 + np.abs(obj))
+        return np.where(higher, best_u, u) if higher.any() else None
+
+    def _grid_objective(self, grid, extra, levels=None) -> np.ndarray:
+        """Each level's penalised log-density at every value of ``grid`` for its
+        (scalar) spherical random effect, shape (len(grid), n_levels).
+
+        ``grid`` is one grid for every level, shape (K,), or one per level, (K, n_levels).
+        With ``levels`` (indices), only those levels' rows are computed: shape
+        (K, len(levels)), a per-level grid then (K, len(levels)).
+        """
+        if levels is not None and not len(levels):
+            return np.empty((len(grid), 0))
+        s, g = self.state, self.groups[0]
+        a, eta_fix = s["a_vals"][:, 0], s["eta_fix"]
+        d = self.data
+        y, trials, w, const = d.y, self._trials, self._w, self._const
+        if levels is not None and len(levels) < g.n_levels:
+            g, rows = _level_subset(g, levels)
+            a, eta_fix, y = a[rows], eta_fix[rows], y[rows]
+            trials, w = _rows_or_none(trials, rows), _rows_or_none(w, rows)
+            const = _const_rows(const, rows)
+        grid = np.broadcast_to(grid.reshape(len(grid), -1), (len(grid), g.n_levels))
+        chunk = max(1, _SCAN_CELLS // max(len(eta_fix), 1))
+        h = np.empty((len(grid), g.n_levels))
+        for k in range(0, len(grid), chunk):
+            v = grid[k : k + chunk]
+            eta = eta_fix + a * g.expand(v.T).T
+            loglik = d.family.loglik(y, eta, trials, w, extra, const)
+            h[k : k + chunk] = g.sum(loglik.T).T - 0.5 * v * v
+        return h
+
+    def _refine_top(self, h, extra, levels=None, rounds: int = 3) -> np.ndarray:
+        """Each level's highest point of ``h`` (on ``_SCAN_GRID``), refined by finer grids
+        around it: a start from which the search reaches the highest of two modes
+        that are close together. ``levels``: the levels of ``h``'s columns (all by
+        default)."""
+        cols = np.arange(h.shape[1])
+        top = np.argmax(h, axis=0)
+        best, width = _SCAN_GRID[top], _SCAN_GRID[1] - _SCAN_GRID[0]
+        for _ in range(rounds):
+            grid = best + width * np.linspace(-1.0, 1.0, 17)[:, None]
+            hr = self._grid_objective(grid, extra, levels)
+            best, width = grid[np.argmax(hr, axis=0), cols], width / 8.0
+        return best
+
+    def _pirls_scalar(self, a_vals, eta_fix, extra, u):
+        """:meth:`pirls` for one factor with a scalar random effect.
+
+        Every level is a one-dimensional problem: the Newton step is
+        ``(sum_i a_i d1_i - u_j) / h_j`` with ``h_j = 1 + sum_i w_i a_i^2``,
+        written with as few array passes as possible (small data spend their
+        time in per-call overhead). A random intercept's ``a`` is one number
+        (``a_vals`` a read-only view of it): no per-row arrays of it are made.
+        """
+        g = self.groups[0]
+        a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
+        a2 = a * a
+        # eta itself is not kept: made again from the mode if read (``_State``)
+        der, ll, total = self._derivs_summed(self._scalar_eta(eta_fix, a, u), extra, g.sum)
+        obj = ll - 0.5 * u * u
+        converged = False
+        # a log-concave family has w >= 0: h >= 1 needs no check
+        concave = getattr(self.data.family, "log_concave", False)
+        exact = True
+        for _it in range(self.pirls_max_iter):
+            h = 1.0 + g.sum(der.w * a2)
+            if not concave:
+                exact = h.min() > 0.0
+                if not exact:  # zero inflation: clip negative curvatures for a descent step
+                    h = 1.0 + g.sum(np.maximum(der.w, 0.0) * a2)
+            step = (g.sum(a * der.d1) - u) / h
+            big = float(np.abs(step).max())
+            if not math.isfinite(big):
+                raise NotPositiveDefinite("non-finite Newton step")
+            dec = step * step * h
+            top = dec.max()
+            if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj, top)):
+                converged = True
+                break
+            # the trials need only the step: the current point's per-row arrays go first
+            der = None
+            # the penalised log-density may not decrease in any level (within rounding);
+            # a level within a tiny Newton decrement of its mode takes the full step, as
+            # its change is below the rounding of the log-density there
+            floor = obj - 1e-12 * (1.0 + np.abs(obj))
+            u_try = u + step
+            t = None
+            accepted = False
+            for _half in range(40):
+                der_try = None  # the last try's arrays go first
+                eta_try = self._scalar_eta(eta_fix, a, u_try)
+                der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
+                del eta_try
+                obj_try = ll - 0.5 * u_try * u_try
+                ok = obj_try >= floor
+                if ok.all():
+                    accepted = True
+                    break
+                ok |= dec < _NEAR_MODE
+                if ok.all():
+                    accepted = True
+                    break
+                t = np.ones(len(u)) if t is None else t
+                t[~ok] *= 0.5
+                u_try = u + t * step
+            if not accepted:
+                # no decrease within 40 halvings: those levels stay where they were (the
+                # solve then fails unless they are already at their modes)
+                u_try = np.where(ok, u_try, u)
+                der_try = None
+                eta_try = self._scalar_eta(eta_fix, a, u_try)
+                der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
+                del eta_try
+                obj_try = ll - 0.5 * u_try * u_try
+            u, der, obj = u_try, der_try, obj_try
+            der_try = None
+        self.pirls_iterations += _it + 1
+        if not converged:
+            self.u = u  # the next start, though this solve failed
+            raise InnerSolveFailure(
+                f"conditional modes not found in {self.pirls_max_iter} Newton steps"
+            )
+        if exact:
+            self.solver.set_diagonal(h)
+        else:  # the mode's own Hessian, which must be positive definite
+            self.solver.factorize(a_vals, der.w)
+        self.u = u
+        self.state = _State(
+            self._state_entry,
+            u=u,
+            der=der,
+            a_vals=a_vals,
+            eta_fix=eta_fix,
+            extra=extra,
+            ll=total,
+            ll_units=ll,
+        )
+        return u
+
+    def _scalar_eta(self, eta_fix, a, u):
+        """``eta_fix + a * u[codes]`` with one array of the rows' size."""
+        eta = self.groups[0].expand(u)
+        eta *= a
+        eta += eta_fix
+        return eta
+
+    def _factorize(self, a_vals, w) -> bool:
+        """Factorise H with the exact curvatures, or with negative ones clipped.
+
+        A zero-inflated log-density is not concave everywhere, so H can be
+        indefinite away from the mode; a clipped H still gives a descent step.
+        Returns whether the exact curvatures were used.
+        """
+        try:
+            self.solver.factorize(a_vals, w)
+            return True
+        except NotPositiveDefinite:
+            self.solver.factorize(a_vals, np.maximum(w, 0.0))
+            return False
+
+    def _solve_modes(self, beta, theta, extra) -> bool:
+        """Conditional modes at the parameters, or ``False`` when none can be found.
+
+        The mode of a log-concave family is unique, so where the search starts
+        changes the cost, never the value: first from the last modes (moved by
+        their derivative), then from ``u = 0`` with a longer Newton budget. When
+        both fail the evaluation has failed; the caller reports ``inf``.
+        """
+        u_keep = self.u
+        try:
+            self.pirls(beta, theta, extra)
+            if self.global_modes:
+                self._highest_modes(beta, theta, extra)
+            return True
+        except InnerSolveFailure:
+            pass
+        max_iter = self.pirls_max_iter
+        self.pirls_max_iter = 4 * max_iter
+        try:
+            self.pirls(beta, theta, extra, u0=np.zeros(self.Q))
+            return True
+        except InnerSolveFailure:
+            # the last good modes stay as the next evaluation's start
+            self.u, self.state, self._predictor = u_keep, None, None
+            self.pirls_failures += 1
+            return False
+        finally:
+            self.pirls_max_iter = max_iter
