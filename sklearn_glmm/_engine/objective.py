@@ -137,7 +137,8 @@ class Objective(ModeSearch):
     def _a_vals(self, theta):
         if self._scalar:
             Z = self.data.factors[0].Z
-            if Z.strides[0] == 0:  # a view of one row (a random intercept): so is Z Lambda
+            if Z.strides[0] == 0 and self._lean:
+                # a view of one row (a random intercept on large data): so is Z Lambda
                 return np.broadcast_to(Z[:1] * theta[0], Z.shape)
             return Z * theta[0]
         lams = _cholesky_matrices(self.data, theta)
