@@ -227,7 +227,8 @@ def test_random_intercept_as_a_view_of_ones_gives_the_same_objective_bit_for_bit
     assert v == v_ref
     np.testing.assert_array_equal(g, g_ref)
     np.testing.assert_array_equal(obj.gauss_newton_diagonal(), ref.gauss_newton_diagonal())
-    assert obj.state["a_vals"].strides[0] == 0
+    # Z Lambda too is a view on large data; small data read a plain column
+    assert (obj.state["a_vals"].strides[0] == 0) == lean
 
 
 @pytest.mark.parametrize("fam,qs", [("binomial", (2,)), ("poisson", (3,))])
