@@ -149,7 +149,7 @@ def _quadrature(obj: Objective) -> _Quadrature:
     d1 = []
     for nodes in _blocks(obj.n_agq, n):
         b = _node_block(obj, nodes)
-        der = obj._derivs(b.eta, obj.state["extra"])
+        der = obj._derivs(b.eta, obj.state["extra"], third=False)  # loglik and d1 only
         ll = _level_sums(obj.groups[0], der.loglik)
         terms[nodes] = log_w[nodes, None] + ll - 0.5 * b.uk**2 + 0.5 * z[nodes, None] ** 2
         d1.append(der.d1)
@@ -185,7 +185,10 @@ def _gradient_blocks(obj: Objective, q: _Quadrature):
     n = len(obj.state["eta_fix"])
     for i, nodes in enumerate(_blocks(obj.n_agq, n)):
         b = _node_block(obj, nodes)
-        yield b, kept[i] if kept is not None else obj._derivs(b.eta, obj.state["extra"]).d1
+        yield (
+            b,
+            kept[i] if kept is not None else obj._derivs(b.eta, obj.state["extra"], third=False).d1,
+        )
 
 
 def _extra_partials(obj: Objective, eta: np.ndarray, fields: tuple[str, ...]) -> list[list]:

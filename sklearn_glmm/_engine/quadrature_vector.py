@@ -152,7 +152,7 @@ def _quadrature(obj: Objective) -> _VectorQuadrature:
     d1 = []
     half_z2 = 0.5 * np.einsum("ka,ka->k", z, z)
     for nodes in _blocks(len(z), n):
-        der = obj._derivs(_node_eta(obj, lev, nodes), s["extra"])
+        der = obj._derivs(_node_eta(obj, lev, nodes), s["extra"], third=False)
         uk = u + np.einsum("gab,kb->kga", lev.S, z[nodes])  # (k, G, q)
         ll = _q._level_sums(gi, der.loglik)
         terms[nodes] = (
@@ -189,7 +189,7 @@ def _node_sums(obj: Objective, qd: _VectorQuadrature, post: np.ndarray):
     g_extra = np.zeros((len(s["extra"]), n))
     for i, nodes in enumerate(_blocks(len(z), n)):
         eta = _node_eta(obj, qd.level, nodes)
-        d1 = kept[i] if kept is not None else obj._derivs(eta, s["extra"]).d1
+        d1 = kept[i] if kept is not None else obj._derivs(eta, s["extra"], third=False).d1
         P = _q._expand_levels(gi, post[nodes])
         D = d1 * P
         d1_sum += D.sum(axis=0)
