@@ -161,13 +161,8 @@ class ModeSearch:
             del eta_fix  # the state's, let go when settled
             self._settle_state()
             return self.u
-        # eta itself is not kept: made again from the mode if read (``_State``)
-        eta = self._Au(a_vals, u)
-        eta += eta_fix
-        der, ll, total = self._derivs_summed(eta, extra, self._row_sum)
-        del eta
+        der, ll, obj, total = self._at_modes(a_vals, eta_fix, extra, u)
         units = self.n_units
-        obj = ll - 0.5 * self._u_sum(u * u)
         converged = False
         for _it in range(self.pirls_max_iter):
             grad = self._Atv(a_vals, der.d1) - u
@@ -188,11 +183,7 @@ class ModeSearch:
             for _half in range(40):
                 u_try = u + t[self.u_unit] * step
                 der_try = None  # the last try's arrays go first
-                eta_try = self._Au(a_vals, u_try)
-                eta_try += eta_fix  # in place: eta_fix + Z Lambda u
-                der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
-                del eta_try
-                obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
+                der_try, ll, obj_try, total = self._at_modes(a_vals, eta_fix, extra, u_try)
                 worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))) & ~near
                 if not worse.any():
                     break
@@ -203,19 +194,12 @@ class ModeSearch:
                 t[worse] = 0.0
                 u_try = u + t[self.u_unit] * step
                 der_try = None
-                eta_try = self._Au(a_vals, u_try)
-                eta_try += eta_fix  # in place: eta_fix + Z Lambda u
-                der_try, ll, total = self._derivs_summed(eta_try, extra, self._row_sum)
-                del eta_try
-                obj_try = ll - 0.5 * self._u_sum(u_try * u_try)
+                der_try, ll, obj_try, total = self._at_modes(a_vals, eta_fix, extra, u_try)
             u, der, obj = u_try, der_try, obj_try
             der_try = None
         self.pirls_iterations += _it + 1
         if not converged:
-            self.u = u  # the next start, though this solve failed
-            raise InnerSolveFailure(
-                f"conditional modes not found in {self.pirls_max_iter} Newton steps"
-            )
+            self._search_failed(u)
         self.u = u
         # Z Lambda not formed: the state reads it as ``rows`` (``a_vals`` made if read)
         rows = dict(rows=a_vals) if isinstance(a_vals, ZLambda) else dict(a_vals=a_vals)
@@ -234,6 +218,29 @@ class ModeSearch:
         del eta_fix  # the state's, let go when settled
         self._settle_state()
         return u
+
+    def _at_modes(self, a_vals, eta_fix, extra, u):
+        """The family's derivatives at modes ``u``, each unit's log-density and penalised
+        log-density, and the rows' total log-density. eta itself is not kept: made
+        again from the mode if read (``_State``)."""
+        eta = self._Au(a_vals, u)
+        eta += eta_fix  # in place: eta_fix + Z Lambda u
+        der, ll, total = self._derivs_summed(eta, extra, self._row_sum)
+        del eta
+        return der, ll, ll - 0.5 * self._u_sum(u * u), total
+
+    def _at_scalar_modes(self, eta_fix, a, extra, u):
+        """:meth:`_at_modes` for one factor with a scalar random effect."""
+        eta = self._scalar_eta(eta_fix, a, u)
+        der, ll, total = self._derivs_summed(eta, extra, self.groups[0].sum)
+        del eta
+        return der, ll, ll - 0.5 * u * u, total
+
+    def _search_failed(self, u):
+        self.u = u  # the next start, though this solve failed
+        raise InnerSolveFailure(
+            f"conditional modes not found in {self.pirls_max_iter} Newton steps"
+        )
 
     def _unit_objective(self):
         """Penalised log-density of each unit (level) at the current modes."""
@@ -515,9 +522,7 @@ class ModeSearch:
         g = self.groups[0]
         a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
         a2 = a * a
-        # eta itself is not kept: made again from the mode if read (``_State``)
-        der, ll, total = self._derivs_summed(self._scalar_eta(eta_fix, a, u), extra, g.sum)
-        obj = ll - 0.5 * u * u
+        der, ll, obj, total = self._at_scalar_modes(eta_fix, a, extra, u)
         converged = False
         # a log-concave family has w >= 0: h >= 1 needs no check
         concave = getattr(self.data.family, "log_concave", False)
@@ -548,10 +553,7 @@ class ModeSearch:
             accepted = False
             for _half in range(40):
                 der_try = None  # the last try's arrays go first
-                eta_try = self._scalar_eta(eta_fix, a, u_try)
-                der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
-                del eta_try
-                obj_try = ll - 0.5 * u_try * u_try
+                der_try, ll, obj_try, total = self._at_scalar_modes(eta_fix, a, extra, u_try)
                 ok = obj_try >= floor
                 if ok.all():
                     accepted = True
@@ -568,18 +570,12 @@ class ModeSearch:
                 # solve then fails unless they are already at their modes)
                 u_try = np.where(ok, u_try, u)
                 der_try = None
-                eta_try = self._scalar_eta(eta_fix, a, u_try)
-                der_try, ll, total = self._derivs_summed(eta_try, extra, g.sum)
-                del eta_try
-                obj_try = ll - 0.5 * u_try * u_try
+                der_try, ll, obj_try, total = self._at_scalar_modes(eta_fix, a, extra, u_try)
             u, der, obj = u_try, der_try, obj_try
             der_try = None
         self.pirls_iterations += _it + 1
         if not converged:
-            self.u = u  # the next start, though this solve failed
-            raise InnerSolveFailure(
-                f"conditional modes not found in {self.pirls_max_iter} Newton steps"
-            )
+            self._search_failed(u)
         if exact:
             self.solver.set_diagonal(h)
         else:  # the mode's own Hessian, which must be positive definite
