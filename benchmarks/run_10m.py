@@ -33,6 +33,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from memory import status_kb  # benchmarks/memory.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the library of this checkout
@@ -76,14 +77,6 @@ def make_estimator(model: str):
     return BinomialGLMM(random_effects="1 + x0")
 
 
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
 def one_fit(model: str, n: int) -> dict:
     """Generate, fit once and measure (run in a fresh process)."""
     X, y, groups = make_data(model, n)
@@ -91,7 +84,7 @@ def one_fit(model: str, n: int) -> dict:
     input_bytes = X.nbytes + y.nbytes + groups.nbytes
     import sklearn_glmm  # noqa: F401  (imports before the baseline)
 
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     t0 = time.perf_counter()
@@ -99,8 +92,8 @@ def one_fit(model: str, n: int) -> dict:
         warnings.simplefilter("ignore")
         est.fit(X, y, groups=groups)
     seconds = time.perf_counter() - t0
-    peak = _status_kb("VmHWM")
-    after = _status_kb("VmRSS")
+    peak = status_kb("VmHWM")
+    after = status_kb("VmRSS")
     rec = est.fit_record_
     extra = (peak - before) * 1024
     return {

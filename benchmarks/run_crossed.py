@@ -40,6 +40,8 @@ import time
 import warnings
 from pathlib import Path
 
+from memory import status_kb  # benchmarks/memory.py, beside this script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT = ("recommender_1m", "insteval_bin", "crossed_40k")
@@ -51,14 +53,6 @@ def _workloads():
     from workloads import CROSSED_WORKLOADS, WORKLOADS
 
     return {**WORKLOADS, **CROSSED_WORKLOADS}
-
-
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
 
 
 def child(name: str, n: int, cache: Path | None) -> dict:
@@ -83,7 +77,7 @@ def child(name: str, n: int, cache: Path | None) -> dict:
             est.fit(X, y, groups=groups)
         times.append(time.perf_counter() - t0)
     try:
-        peak = _status_kb("VmHWM") / 1024
+        peak = status_kb("VmHWM") / 1024
     except (OSError, KeyError):
         peak = None
     return {

@@ -44,6 +44,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from memory import status_kb  # benchmarks/memory.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -83,19 +84,11 @@ def time_ours(w: Workload, n: int, cache: Path) -> dict:
     }
 
 
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
 def measure_memory(name: str, cache: Path) -> dict:
     """Peak resident memory of one fit: run in a fresh process (``--memory-of``)."""
     w = WORKLOADS[name]
     X, y, groups = load(w, cache)
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     try:  # reset the high-water mark, so the peak is the fit's and not the CSV reader's
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
@@ -104,7 +97,7 @@ def measure_memory(name: str, cache: Path) -> dict:
         how = "ru_maxrss (includes reading the CSV)"
     _fit_quietly(make_estimator(w), X, y, groups)
     try:
-        peak = _status_kb("VmHWM")
+        peak = status_kb("VmHWM")
     except (OSError, KeyError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"peak_mb": peak / 1024, "before_fit_mb": before / 1024, "how": how}
