@@ -1,17 +1,23 @@
 """What the tests of the families' blocks with predictors share: reading a frozen
 glmmTMB fixture, fitting without warnings, comparing estimates within a fraction of
 glmmTMB's standard errors, and the checks every block design must pass (the caller's
-data untouched, results free of a predictor's units)."""
+data untouched, results free of a predictor's units, a design of ones equal to the
+scalar block)."""
 
 from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from sklearn_glmm._engine.converge import check_optimum
+from sklearn_glmm._engine.objective import GLMObjective, Objective
+from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -60,3 +66,24 @@ def assert_free_of_units(make, table: str, X, y, g, m1):
     t1, t2 = getattr(m1, table), getattr(m2, table)
     assert t2.loc["w", "estimate"] == pytest.approx(t1.loc["w", "estimate"] / 100.0, rel=1e-4)
     assert t2.loc["x", "z_value"] == pytest.approx(t1.loc["x", "z_value"], rel=1e-4)
+
+
+def refit(data, n_agq=1):
+    """A fit of the engine's model data alone (tight tolerance); ``(x, record)``."""
+    obj = Objective(data, n_agq) if data.factors else GLMObjective(data)
+    bounds = parameter_bounds(data)
+    x, record = fit_objective(obj, starting_point(obj), bounds, 1000, 1e-10)
+    x = check_optimum(obj, x, record, bounds, 1000, 1e-10)
+    return x, record
+
+
+def designed_objective(m, designs, abs_tol):
+    """The objective of ``m``'s data with the family's blocks given ``designs`` (columns
+    of ones: the constant blocks written as designs), whose value at the fitted
+    parameters must be the scalar blocks' to ``abs_tol``."""
+    res = m.fit_result_
+    obj = Objective(replace(res.objective.data, extra_designs=designs))
+    assert obj.evaluate(res.params) == pytest.approx(
+        res.objective.evaluate(res.params), abs=abs_tol
+    )
+    return obj

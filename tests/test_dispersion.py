@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -19,18 +18,18 @@ from glmmtmb_cases import (
     assert_caller_data_unchanged,
     assert_free_of_units,
     assert_within_se,
+    designed_objective,
     fixture_csv,
     fixture_json,
     quiet_fit,
+    refit,
 )
 from scipy import special, stats
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
-from sklearn_glmm._engine.converge import check_optimum
 from sklearn_glmm._engine.families import make_family
-from sklearn_glmm._engine.objective import GLMObjective, Objective
-from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
+from sklearn_glmm._engine.objective import GLMObjective
 from sklearn_glmm.exceptions import OverdispersionWarning
 from sklearn_glmm.formula import glmmTMB
 
@@ -394,12 +393,6 @@ def test_per_row_extra_derivatives_against_finite_differences(name):
 
 
 # -- the engine ------------------------------------------------------------------------
-def _refit(data, n_agq=1):
-    obj = Objective(data, n_agq) if data.factors else GLMObjective(data)
-    bounds = parameter_bounds(data)
-    x, record = fit_objective(obj, starting_point(obj), bounds, 1000, 1e-10)
-    x = check_optimum(obj, x, record, bounds, 1000, 1e-10)
-    return x, record
 
 
 @pytest.mark.parametrize("family", ["nbinom2", "nbinom1", "betabinomial"])
@@ -415,12 +408,8 @@ def test_a_design_of_ones_is_the_constant_dispersion(family):
     data = m.fit_result_.objective.data
     assert data.extra_designs is None
     ones = np.ones((len(data.y), 1))
-    designed = replace(data, extra_designs=(ones,))
-    obj = Objective(designed)
-    assert obj.evaluate(m.fit_result_.params) == pytest.approx(
-        m.fit_result_.objective.evaluate(m.fit_result_.params), abs=1e-10
-    )
-    x, record = quiet_fit(_refit, designed)
+    designed = designed_objective(m, (ones,), abs_tol=1e-10).data
+    x, record = quiet_fit(refit, designed)
     assert -0.5 * record.objective == pytest.approx(m.loglik_, abs=1e-8)
     np.testing.assert_allclose(x, m.fit_result_.params, atol=1e-4)
 

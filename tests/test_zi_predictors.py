@@ -7,7 +7,6 @@ Reference fits: ``tests/fixtures/zi_predictors/zi.json``, written by ``make_zi.R
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -17,16 +16,16 @@ from glmmtmb_cases import (
     assert_caller_data_unchanged,
     assert_free_of_units,
     assert_within_se,
+    designed_objective,
     fixture_csv,
     fixture_json,
     quiet_fit,
+    refit,
 )
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from sklearn_glmm import NegBinGLMM, PoissonGLMM
-from sklearn_glmm._engine.converge import check_optimum
-from sklearn_glmm._engine.objective import GLMObjective, Objective
-from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
+from sklearn_glmm._engine.objective import GLMObjective
 from sklearn_glmm.exceptions import TrainingDataError
 from sklearn_glmm.formula import glmmTMB
 
@@ -246,12 +245,6 @@ def test_formula_refuses_a_random_effect_in_ziformula():
 
 
 # -- the engine ------------------------------------------------------------------------
-def _refit(data, n_agq=1):
-    obj = Objective(data, n_agq) if data.factors else GLMObjective(data)
-    bounds = parameter_bounds(data)
-    x, record = fit_objective(obj, starting_point(obj), bounds, 1000, 1e-10)
-    x = check_optimum(obj, x, record, bounds, 1000, 1e-10)
-    return x, record
 
 
 @pytest.mark.parametrize("zi_family", ["poisson", "nbinom2", "nbinom1"])
@@ -267,15 +260,12 @@ def test_a_design_of_ones_is_the_constant_block(zi_family):
     data = m.fit_result_.objective.data
     assert data.extra_designs is None
     ones = np.ones((len(data.y), 1))
-    designed = replace(data, extra_designs=(None,) * (data.n_extra - 1) + (ones,))
-    assert designed.n_extra == data.n_extra
+    designs = (None,) * (data.n_extra - 1) + (ones,)
     # the same objective at the same point ...
-    obj = Objective(designed)
-    assert obj.evaluate(m.fit_result_.params) == pytest.approx(
-        m.fit_result_.objective.evaluate(m.fit_result_.params), abs=1e-10
-    )
+    designed = designed_objective(m, designs, abs_tol=1e-10).data
+    assert designed.n_extra == data.n_extra
     # ... and the same optimum from a fit
-    x, record = quiet_fit(_refit, designed)
+    x, record = quiet_fit(refit, designed)
     assert -0.5 * record.objective == pytest.approx(m.loglik_, abs=1e-8)
     np.testing.assert_allclose(x, m.fit_result_.params, atol=1e-4)
 
