@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ordinal_data import wine as _wine
 from sklearn import set_config
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -26,18 +27,6 @@ from sklearn_glmm.exceptions import NoRandomEffectsWarning, RankDeficiencyWarnin
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ordinal"
 REF = json.loads((FIXTURES / "ordinal.json").read_text())
-
-
-def _wine():
-    wine = pd.read_csv(FIXTURES / "wine.csv")
-    X = pd.DataFrame(
-        {
-            "tempwarm": (wine["temp"] == "warm").astype(float),
-            "contactyes": (wine["contact"] == "yes").astype(float),
-        }
-    )
-    y = pd.Series(pd.Categorical(wine["rating"], ordered=True), name="rating")
-    return X, y, wine
 
 
 def _soup():

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ordinal_data import wine
 from scipy import special
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
@@ -35,15 +36,8 @@ REF = json.loads((FIXTURES / "ordinal_scale.json").read_text())
 
 
 def _wine():
-    wine = pd.read_csv(FIXTURES / "wine.csv")
-    X = pd.DataFrame(
-        {
-            "tempwarm": (wine["temp"] == "warm").astype(float),
-            "contactyes": (wine["contact"] == "yes").astype(float),
-        }
-    )
-    y = pd.Series(pd.Categorical(wine["rating"], ordered=True), name="rating")
-    return X, y, wine["judge"]
+    X, y, frame = wine()
+    return X, y, frame["judge"]
 
 
 def _soup():
