@@ -277,10 +277,14 @@ def factor_names(groups) -> list[str]:
         return [str(c) for c in groups.columns]
     if isinstance(groups, pd.Series):
         return [str(groups.name) if groups.name is not None else "group"]
-    arr = np.asarray(groups, dtype=object)
-    if arr.ndim == 1:
+    # the shape alone: an object copy of every label is not needed for it
+    if isinstance(groups, np.ndarray):
+        shape = groups.shape
+    else:
+        shape = np.asarray(groups, dtype=object).shape
+    if len(shape) == 1:
         return ["group"]
-    return [f"g{k}" for k in range(arr.shape[1])]
+    return [f"g{k}" for k in range(shape[1])]
 
 
 def groups_columns(groups, n_samples: int, strings_as_arrays: bool = False) -> list[np.ndarray]:

@@ -49,16 +49,30 @@ def scale_design(X, names, fit_intercept, curvature=1.0):
     """
     n, p = X.shape
     c = float(np.sqrt(curvature)) if curvature > 100.0 else 1.0
-    means = X.mean(axis=0) if (fit_intercept and n) else np.zeros(p)
-    scales = X.std(axis=0) if n else np.ones(p)
-    if not fit_intercept:
-        scales = np.sqrt(np.mean(X**2, axis=0)) if n else np.ones(p)
-    scales = np.where(scales > 0, scales, 1.0)
-    Xs = (X - means) / scales
-    full = np.column_stack([np.ones(n), Xs]) if fit_intercept else Xs
-    dropped = [k - int(fit_intercept) for k in aliased_columns(full)]
+    off = int(fit_intercept)
+    # written column by column into the (column-major) result: no temporaries of X's
+    # size, which matter on large data (X @ beta and X.T @ psi, the hot products, run
+    # single-threaded on its columns)
+    full = np.empty((n, p + off), order="F")
+    if fit_intercept:
+        full[:, 0] = 1.0
+    means, scales = np.zeros(p), np.ones(p)
+    for k in range(p):
+        col = full[:, off + k]
+        col[:] = X[:, k]
+        if n:
+            if fit_intercept:
+                means[k] = col.mean()
+                col -= means[k]
+            # the standard deviation (the root mean square without an intercept)
+            spread = float(np.sqrt(col @ col / n))
+            if spread > 0:
+                scales[k] = spread
+                col /= spread
+    dropped = [k - off for k in aliased_columns(full)]
     if c != 1.0:
-        full, scales = full / c, scales * c
+        full /= c
+        scales = scales * c
     if fit_intercept and -1 in dropped:
         dropped.remove(-1)
     if dropped:
@@ -70,7 +84,9 @@ def scale_design(X, names, fit_intercept, curvature=1.0):
             stacklevel=user_stacklevel(),
         )
     kept = [k for k in range(p) if k not in dropped]
-    Xd = full[:, ([0] if fit_intercept else []) + [k + int(fit_intercept) for k in kept]]
+    Xd = full
+    if dropped:
+        Xd = np.asfortranarray(full[:, ([0] if fit_intercept else []) + [k + off for k in kept]])
     scaling = dict(
         means=means,
         scales=scales,
@@ -80,8 +96,7 @@ def scale_design(X, names, fit_intercept, curvature=1.0):
         p=p,
         intercept_scale=c,
     )
-    # column-major: X @ beta and X.T @ psi are the hot products, single-threaded
-    return np.asfortranarray(Xd), scaling
+    return Xd, scaling
 
 
 def z_transform(factor, X) -> np.ndarray:
