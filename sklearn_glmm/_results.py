@@ -316,7 +316,9 @@ def _check_separation(est, data, beta_s):
         use = slice(None)
     y, t = data.y[use], data.trials[use]
     if fam.has_trials:
-        all_same = bool(np.all(y[t > 0] <= 0) or np.all(y[t > 0] >= t[t > 0]))
+        # masks of bools, not copies of the rows with trials
+        tried = t > 0
+        all_same = not np.any(tried & (y > 0)) or not np.any(tried & (y < t))
     else:
         all_same = bool(np.all(y <= 0))
     if all_same:

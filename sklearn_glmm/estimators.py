@@ -341,6 +341,12 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
             return yv, t
         if self.family == "betabinomial":
             raise ValueError(_BETABINOMIAL_TRIALS)
+        two = _two_numbers(y)
+        if two is not None:  # numeric labels with two values: no sort of every row
+            self.classes_ = two
+            self._pos_index = _pos_index(two, self.pos_label)
+            self.pos_label_ = two[self._pos_index]
+            return (y == self.pos_label_).astype(float), _one_trial(n)
         # a 1-D integer or bool array is "binary" or "multiclass", which the class count
         # below tells apart: only other labels need type_of_target
         if not (y.ndim == 1 and y.dtype.kind in "iub"):
@@ -413,6 +419,19 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
+
+
+def _two_numbers(y):
+    """The two values of a numeric 1-D outcome with exactly two (sorted, as
+    ``np.unique`` gives them), or None: other outcomes take the general path."""
+    if not (isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "fiub" and len(y)):
+        return None
+    lo, hi = y.min(), y.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi:
+        return None
+    if np.count_nonzero((y == lo) | (y == hi)) != len(y):
+        return None
+    return np.array([lo, hi], dtype=y.dtype)
 
 
 def _pos_index(classes: np.ndarray, pos_label) -> int:

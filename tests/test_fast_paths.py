@@ -78,3 +78,71 @@ def test_gradient_right_hand_sides_at_once_equal_column_by_column(monkeypatch):
     g_cols, J_cols = gradient_and_step()
     np.testing.assert_allclose(g_once, g_cols, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(J_once, J_cols, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array([0.0, 1.0, 1.0, 0.0, 1.0]),
+        np.array([7, 3, 3, 7, 3]),
+        np.array([True, False, True, True, False]),
+        np.array([-1.0, 1.0, 1.0, -1.0, 1.0]),
+        np.array([0.0, -0.0, 1.0, 0.0, 1.0]),
+    ],
+)
+@pytest.mark.parametrize("pos_label", [None, "first"])
+def test_two_numbers_label_like_np_unique(y, pos_label):
+    """Numeric outcomes with two values skip the sort of every row: the same classes,
+    their dtype, the modelled class and the 0/1 outcome as the general path."""
+    from sklearn_glmm import BinomialGLMM
+    from sklearn_glmm import estimators as est_module
+
+    classes, inverse = np.unique(y, return_inverse=True)
+    two = est_module._two_numbers(y)
+    np.testing.assert_array_equal(two, classes)
+    assert two.dtype == classes.dtype
+    label = None if pos_label is None else classes[0]
+    m = BinomialGLMM(pos_label=label)
+    yv, _ = m._prepare_y(y, len(y))
+    pos = 1 if label is None else 0
+    np.testing.assert_array_equal(yv, (inverse == pos).astype(float))
+    assert m.pos_label_ == classes[pos]
+    np.testing.assert_array_equal(m.classes_, classes)
+
+
+@pytest.mark.parametrize(
+    "y", [np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0]), np.array([0.0, np.nan, 1.0])]
+)
+def test_two_numbers_leaves_other_outcomes_to_the_general_path(y):
+    from sklearn_glmm import estimators as est_module
+
+    assert est_module._two_numbers(y) is None
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_internal_design_is_the_centred_and_scaled_columns(fit_intercept):
+    from sklearn_glmm import _results
+    from sklearn_glmm.exceptions import RankDeficiencyWarning
+
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.normal(5.0, 3.0, 50), rng.integers(0, 2, 50), np.full(50, 4.0)])
+    X_before = X.copy()
+    if fit_intercept:
+        with pytest.warns(RankDeficiencyWarning, match="'c'"):
+            Xd, scaling = _results.scale_design(X, ["a", "b", "c"], fit_intercept)
+    else:
+        Xd, scaling = _results.scale_design(X, ["a", "b", "c"], fit_intercept)
+    np.testing.assert_array_equal(X, X_before)
+    assert Xd.flags.f_contiguous
+    if fit_intercept:
+        means, scales = X.mean(axis=0), X.std(axis=0)
+        scales[2] = 1.0  # a constant column: dropped, as lme4 does
+        np.testing.assert_allclose(scaling["means"], means, rtol=1e-14)
+        np.testing.assert_allclose(scaling["scales"], scales, rtol=1e-14)
+        np.testing.assert_allclose(Xd[:, 0], 1.0)
+        np.testing.assert_allclose(Xd[:, 1:], ((X - means) / scales)[:, :2], atol=1e-14)
+        assert scaling["dropped"] == [2]
+    else:
+        rms = np.sqrt(np.mean(X**2, axis=0))
+        np.testing.assert_allclose(scaling["scales"], rms, rtol=1e-14)
+        np.testing.assert_allclose(Xd, X / rms, atol=1e-14)
