@@ -73,12 +73,15 @@ class Binomial(Family):
         np.copyto(mu, r, where=eta >= 0.0)
         v = e * r
         v *= r
-        del r
         log1pexp = np.log1p(e, out=e)
         # + max(eta, 0), without an array of it (adding 0 changes nothing)
         np.add(log1pexp, eta, out=log1pexp, where=eta > 0.0)
         const = self.constant(y, trials) if const is None else const
-        loglik = y * eta
+        # in r's memory, which is read no more: on large data a new array of the rows'
+        # size costs as much again as the product (its pages are zeroed first)
+        fits = r.shape == np.broadcast_shapes(np.shape(y), eta.shape)
+        loglik = np.multiply(y, eta, out=r if fits else None)
+        del r
         if trials is None:
             loglik -= log1pexp
             # without w3, mu is not read again: d1 is made in its place
