@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import blocks as _blocks
+from .families.base import Derivs
 from .groups import GroupIndex
 from .linalg import BlockSolver, PaddedBlockSolver, make_solver
 from .linalg.block import ZLambda, congruence
@@ -58,6 +59,22 @@ _LOG_2PI = np.log(2.0 * np.pi)
 # the cost is per numpy call, and column-by-column passes (which keep large data to
 # few arrays of the rows' size) only add calls
 _AT_ONCE_CELLS = 2_000_000
+# rows per block of the family's derivatives on large data (8 MB arrays of float64)
+_DERIV_BLOCK_ROWS = 1 << 20
+
+
+def _block_rows(v, rows: slice):
+    """Rows ``rows`` of a per-row array; anything else (None, a number) as it is."""
+    if isinstance(v, np.ndarray) and v.ndim:
+        return v[rows]
+    return v
+
+
+def _const_rows(const, rows: slice):
+    """Rows ``rows`` of a family's parameter-free terms (an array, a number or a tuple)."""
+    if isinstance(const, tuple):
+        return tuple(_block_rows(c, rows) for c in const)
+    return _block_rows(const, rows)
 
 
 class Objective(ModeSearch):
@@ -252,8 +269,35 @@ class Objective(ModeSearch):
             self._last_eta = eta
             der = self._derivs(eta, extra)
             return der, row_sum(der.loglik), None
-        der = self._derivs(eta, extra, third=False)
+        der = self._derivs_in_blocks(eta, extra)
         return der._replace(loglik=None), row_sum(der.loglik), der.loglik.sum()
+
+    def _derivs_in_blocks(self, eta, extra):
+        """:meth:`_derivs` without ``w3`` on blocks of rows (large data): the family's
+        temporaries, several per call, are then of a block's size, so that only the
+        three results are arrays of the rows' size (and new arrays above 32 MB, which
+        cost a zeroing pass by the kernel, are not made per call). The same values."""
+        n = len(eta)
+        if n <= 2 * _DERIV_BLOCK_ROWS or not all(np.ndim(v) == 0 for v in extra):
+            return self._derivs(eta, extra, third=False)
+        d = self.data
+        lazy = getattr(d.family, "lazy_third", False)
+        out = Derivs(np.empty(n), np.empty(n), np.empty(n), None)
+        for start in range(0, n, _DERIV_BLOCK_ROWS):
+            rows = slice(start, min(start + _DERIV_BLOCK_ROWS, n))
+            args = (
+                d.y[rows],
+                eta[rows],
+                _block_rows(self._trials, rows),
+                _block_rows(self._w, rows),
+                extra,
+                _const_rows(self._const, rows),
+            )
+            der = d.family.derivs(*args, third=False) if lazy else d.family.derivs(*args)
+            for full, part in zip(out[:3], der[:3]):
+                full[rows] = part
+            del der
+        return out
 
     def _state_entry(self, s, key):
         """An entry of the state ``s`` not kept by the mode search (see ``_State``),
