@@ -143,7 +143,12 @@ class ZLambda:
         for a in range(q):
             wa = w if self.ones[a] else w * Z[:, a]
             for b in range(a, q):
-                s = g.sum(wa) if self.ones[b] else g.sum(wa * Z[:, b])
+                if self.ones[b]:
+                    s = g.sum(wa)
+                elif b == q - 1 and wa is not w:  # wa's last use: the product in its place
+                    s = g.sum(np.multiply(wa, Z[:, b], out=wa))
+                else:
+                    s = g.sum(wa * Z[:, b])
                 M[:, a, b] = s
                 M[:, b, a] = s
             del wa
