@@ -174,8 +174,12 @@ class Objective(ModeSearch):
             if f.q == 1:
                 term = a_vals[:, f.local] * g.expand(uf)
             elif not self._lean:
-                a = a_vals[:, f.local : f.local + f.q]
-                term = np.einsum("nq,nq->n", a, g.expand(uf.reshape(-1, f.q)))
+                # the sum over q of einsum's "nq,nq->n", column by column: the same
+                # operations, without einsum's per-call cost on small data
+                U = g.expand(uf.reshape(-1, f.q))
+                term = a_vals[:, f.local] * U[:, 0]
+                for k in range(1, f.q):
+                    term += a_vals[:, f.local + k] * U[:, k]
             else:  # column by column (the sum of einsum's "nq,nq->n"): no (n, q) array
                 uf = uf.reshape(-1, f.q)
                 term = g.expand(uf[:, 0])
@@ -386,7 +390,9 @@ class Objective(ModeSearch):
             K = self._row_solve_blocks(a_vals)
         else:
             K = np.einsum("nij,nj->ni", self.solver.local_inverse(), a_vals)
-        c = np.einsum("ni,ni->n", K, a_vals)
+        c = K[:, 0] * a_vals[:, 0]  # einsum's "ni,ni->n", column by column
+        for k in range(1, K.shape[1]):
+            c += K[:, k] * a_vals[:, k]
         v = der.w3 * c
         m = self.solver.solve(self._Atv(a_vals, v))
         Am = self._Au(a_vals, m)

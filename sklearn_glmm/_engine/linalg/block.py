@@ -73,12 +73,11 @@ def block_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
     if q == 2:  # closed forms: batched LAPACK calls cost more than the arithmetic here
         a, b, c = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
         det = a * c - b * b
-        if not (np.all(a > 0) and np.all(det > 0)):
+        if len(det) and not (a.min() > 0 and det.min() > 0):
             raise NotPositiveDefinite("Laplace Hessian is not positive definite")
-        hinv = np.empty_like(H)
-        hinv[:, 0, 0] = c / det
-        hinv[:, 1, 1] = a / det
-        hinv[:, 0, 1] = hinv[:, 1, 0] = -b / det
+        # [c, -b; -b, a] / det in one division
+        hinv = np.stack([c, -b, -b, a], axis=1).reshape(-1, 2, 2)
+        hinv /= det[:, None, None]
         return hinv, float(np.sum(np.log(det)))
     try:
         L = np.linalg.cholesky(H)
@@ -164,6 +163,7 @@ class BlockSolver:
         self.n_levels = n_levels
         self.q = q
         self._pairs = [(a, b) for a in range(q) for b in range(a, q)]
+        self._pair_columns = tuple(np.array(c, dtype=np.intp) for c in zip(*self._pairs))
 
     def factorize(self, a_vals: np.ndarray, w: np.ndarray) -> None:
         """Form and factorise H from row values ``a_vals`` (n, q) and curvatures ``w`` (n,).
@@ -178,18 +178,19 @@ class BlockSolver:
             self.gram = self.hinv = None  # the last point's go first (a snapshot keeps its own)
             self.gram = a_vals.gram(w)
             H = congruence(self.gram, L)
-            H[:, range(q), range(q)] += 1.0
+            H.reshape(G, q * q)[:, :: q + 1] += 1.0
             self.hinv, self.logdet = block_inverse(H)
             return
         if q == 1:
             self.set_diagonal(1.0 + self.groups.sum(w * a_vals[:, 0] ** 2))
             return
-        H = np.zeros((G, q, q))
-        for a, b in self._pairs:
-            s = self.groups.sum(w * a_vals[:, a] * a_vals[:, b])
-            H[:, a, b] = s
-            H[:, b, a] = s
-        H[:, range(q), range(q)] += 1.0
+        # every pair's w a_a a_b in one (n, pairs) array and one pass of sums
+        first, second = self._pair_columns
+        S = self.groups.sum(w[:, None] * a_vals[:, first] * a_vals[:, second])
+        H = np.empty((G, q, q))
+        H[:, first, second] = S
+        H[:, second, first] = S
+        H.reshape(G, q * q)[:, :: q + 1] += 1.0
         self.hinv, self.logdet = block_inverse(H)
 
     def set_diagonal(self, h: np.ndarray) -> None:
