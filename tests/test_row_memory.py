@@ -11,6 +11,7 @@ import pytest
 from objectives import simulated_objective
 
 from sklearn_glmm import BinomialGLMM, PoissonGLMM
+from sklearn_glmm._engine.families import binomial as binomial_module
 from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.families.binomial import _logit_derivs
 from sklearn_glmm._engine.groups import GroupIndex
@@ -26,7 +27,11 @@ def _objective(fam, qs, levels=(40,), n=600, seed=3):
 
 @pytest.mark.parametrize("with_trials", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_logit_derivs_in_place_are_the_plain_formulas_bit_for_bit(with_trials, weighted):
+def test_logit_derivs_in_place_are_the_plain_formulas_bit_for_bit(
+    with_trials, weighted, monkeypatch
+):
+    # every size in place (small arrays take the plain formulas themselves)
+    monkeypatch.setattr(binomial_module, "_IN_PLACE_SIZE", 0)
     fam = make_family("binomial", False)
     rng = np.random.default_rng(0)
     eta = np.r_[rng.normal(0.0, 6.0, 2000), 800.0, -800.0, 0.0, -0.0, 1e-300]
@@ -196,7 +201,12 @@ def test_small_data_snapshots_keep_the_state():
 
 @pytest.mark.parametrize("with_trials", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_binomial_w3_made_apart_is_the_plain_one_bit_for_bit(with_trials, weighted):
+@pytest.mark.parametrize("in_place", [False, True])
+def test_binomial_w3_made_apart_is_the_plain_one_bit_for_bit(
+    with_trials, weighted, in_place, monkeypatch
+):
+    if in_place:
+        monkeypatch.setattr(binomial_module, "_IN_PLACE_SIZE", 0)
     fam = make_family("binomial", False)
     rng = np.random.default_rng(6)
     eta = np.r_[rng.normal(0.0, 6.0, 2000), 800.0, -800.0, 0.0, -0.0]

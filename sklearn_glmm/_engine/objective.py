@@ -664,8 +664,11 @@ class Objective(ModeSearch):
             u_rows *= wa * zr
         J[:, -1] = hinv * (dz - g.sum(u_rows))
         del u_rows
-        for j in range(d.n_beta):  # column by column: no (n, p) temporary
-            J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
+        if not self._lean:  # every column in one pass (small data: per-call cost)
+            J[:, :-1] = g.sum(wa[:, None] * d.X) * -hinv[:, None]
+        else:
+            for j in range(d.n_beta):  # column by column: no (n, p) temporary
+                J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
         self._predictor = (u, s["bt"], J)
         return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
 

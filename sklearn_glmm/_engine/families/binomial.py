@@ -8,6 +8,10 @@ from scipy import special, stats
 from ..links import CLogLogLink, Link, LogitLink, ProbitLink, make_link
 from .base import _ETA_MAX, Family, _log_choose, _weighted
 
+# above this many elements the logit's derivatives are made in place (few temporaries of
+# the data's size); below it the plain formulas make fewer numpy calls (the same values)
+_IN_PLACE_SIZE = 1 << 14
+
 
 class Binomial(Family):
     """Binomial outcome (successes out of ``trials``); logit, probit or cloglog link.
@@ -60,8 +64,11 @@ class Binomial(Family):
             return _probit_derivs(y, eta, trials, weights, self._const(y, trials, const))
         if isinstance(self.link, CLogLogLink):
             return _cloglog_derivs(y, eta, trials, weights, self._const(y, trials, const))
-        if not (isinstance(eta, np.ndarray) and eta.ndim and eta.dtype == np.float64):
-            return _logit_derivs(y, eta, trials, weights, self._const(y, trials, const))
+        if not (
+            isinstance(eta, np.ndarray) and eta.dtype == np.float64 and eta.size > _IN_PLACE_SIZE
+        ):
+            const = self._const(y, trials, const)
+            return _logit_derivs(y, eta, trials, weights, const, third)
         # (computed in place, in the same order of operations as _logit_derivs: large
         # data make few temporaries of their size)
         e = np.abs(eta)
@@ -79,7 +86,7 @@ class Binomial(Family):
         const = self.constant(y, trials) if const is None else const
         # in r's memory, which is read no more: on large data a new array of the rows'
         # size costs as much again as the product (its pages are zeroed first)
-        fits = r.shape == np.broadcast_shapes(np.shape(y), eta.shape)
+        fits = isinstance(y, np.ndarray) and y.shape == eta.shape
         loglik = np.multiply(y, eta, out=r if fits else None)
         del r
         if trials is None:
@@ -149,7 +156,7 @@ class Binomial(Family):
         return stats.binom.cdf(y, trials, mu)
 
 
-def _logit_derivs(y, eta, trials, weights, const):
+def _logit_derivs(y, eta, trials, weights, const, third=True):
     """The logit link's derivatives of :meth:`Binomial.derivs` for any ``eta`` (a
     scalar too): with e = exp(-|eta|) in (0, 1], expit, mu (1 - mu) and
     log(1 + exp(eta)) are free of overflow and cancellation on both sides of 0."""
@@ -164,7 +171,7 @@ def _logit_derivs(y, eta, trials, weights, const):
     else:
         loglik = y * eta - trials * log1pexp + const
         d1, w = y - trials * mu, trials * v
-    w3 = w * (1.0 - 2.0 * mu)
+    w3 = w * (1.0 - 2.0 * mu) if third else None
     return _weighted(weights, loglik, d1, w, w3)
 
 
