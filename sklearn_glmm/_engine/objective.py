@@ -59,6 +59,9 @@ _LOG_2PI = np.log(2.0 * np.pi)
 # the cost is per numpy call, and column-by-column passes (which keep large data to
 # few arrays of the rows' size) only add calls
 _AT_ONCE_CELLS = 2_000_000
+# designs up to this many cells have their columns' level sums taken in one pass (the
+# per-call cost dominates there; above it, column by column is as fast)
+_ONE_PASS_CELLS = 8192
 # rows per block of the family's derivatives on large data (8 MB arrays of float64)
 _DERIV_BLOCK_ROWS = 1 << 20
 
@@ -664,7 +667,7 @@ class Objective(ModeSearch):
             u_rows *= wa * zr
         J[:, -1] = hinv * (dz - g.sum(u_rows))
         del u_rows
-        if not self._lean:  # every column in one pass (small data: per-call cost)
+        if d.X.size <= _ONE_PASS_CELLS:  # every column in one pass: per-call cost
             J[:, :-1] = g.sum(wa[:, None] * d.X) * -hinv[:, None]
         else:
             for j in range(d.n_beta):  # column by column: no (n, p) temporary

@@ -124,6 +124,7 @@ class _Quadrature:
     terms: np.ndarray  # (n_agq, n_levels) log integrand t_jk
     log_sum: np.ndarray  # (n_levels,) log sum_k exp(t_jk)
     d1: list | None  # per block, the rows' d log p / d eta (n_agq, n), kept for one gradient
+    blocks: list | None = None  # the node blocks themselves, kept with d1
 
 
 def _inputs(obj: Objective) -> tuple:
@@ -146,16 +147,25 @@ def _quadrature(obj: Objective) -> _Quadrature:
     z, log_w = _rule(obj.n_agq)
     n = len(obj.state["eta_fix"])
     terms = np.empty((obj.n_agq, obj.groups[0].n_levels))
-    d1 = []
+    d1, blocks = [], []
     for nodes in _blocks(obj.n_agq, n):
         b = _node_block(obj, nodes)
         der = obj._derivs(b.eta, obj.state["extra"], third=False)  # loglik and d1 only
         ll = _level_sums(obj.groups[0], der.loglik)
         terms[nodes] = log_w[nodes, None] + ll - 0.5 * b.uk**2 + 0.5 * z[nodes, None] ** 2
         d1.append(der.d1)
+        blocks.append(b)
     log_sd = np.log(np.sqrt(obj.solver.hinv[:, 0, 0]))
-    keep = d1 if obj.n_agq * n <= _KEEP_ELEMENTS else None
-    q = _Quadrature(_inputs(obj), obj.n_agq, log_sd, terms, _logsumexp0(terms), keep)
+    keep = obj.n_agq * n <= _KEEP_ELEMENTS
+    q = _Quadrature(
+        _inputs(obj),
+        obj.n_agq,
+        log_sd,
+        terms,
+        _logsumexp0(terms),
+        d1 if keep else None,
+        blocks if keep else None,
+    )
     obj._agq_cache = q
     return q
 
@@ -181,14 +191,14 @@ def agq_deviance(obj: Objective, theta: np.ndarray) -> float:
 
 def _gradient_blocks(obj: Objective, q: _Quadrature):
     """Each node block with its rows' d1: kept by the evaluation (used once), or anew."""
-    kept, q.d1 = q.d1, None
+    kept, blocks, q.d1, q.blocks = q.d1, q.blocks, None, None
+    if kept is not None:
+        yield from zip(blocks, kept)
+        return
     n = len(obj.state["eta_fix"])
-    for i, nodes in enumerate(_blocks(obj.n_agq, n)):
+    for nodes in _blocks(obj.n_agq, n):
         b = _node_block(obj, nodes)
-        yield (
-            b,
-            kept[i] if kept is not None else obj._derivs(b.eta, obj.state["extra"], third=False).d1,
-        )
+        yield b, obj._derivs(b.eta, obj.state["extra"], third=False).d1
 
 
 def _extra_partials(obj: Objective, eta: np.ndarray, fields: tuple[str, ...]) -> list[list]:
