@@ -366,6 +366,8 @@ class _BaseGLMM(BaseEstimator):
             bounds = parameter_bounds(data)
             x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
             x = check_optimum(obj, x, record, bounds, self.max_iter, self.tol)
+        if hasattr(obj, "release_predictor"):  # the optimiser is done with it
+            obj.release_predictor()
 
         # the result (fit_result_), the fitted attributes (unscaled), checks and warnings
         _results.set_fitted_attributes(self, obj, x, record, data, factors, bounds, pending)

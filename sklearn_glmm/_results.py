@@ -154,6 +154,15 @@ def _ensure_state(obj, x, record):
         )
 
 
+def _fitted_eta(state) -> np.ndarray:
+    """The fitted linear predictor, the result's own array: a copy of the state's, or
+    (large data, where the state makes it when read) made for the result alone, so
+    that the state does not hold a second one."""
+    if hasattr(state, "fresh"):
+        return state.fresh("eta")
+    return state["eta"].copy()
+
+
 def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     """Build the fit's :class:`FitResult` from the optimum ``x`` (``pending``: how the
     design was made, ``_BaseGLMM._model_data``), keep it as ``est.fit_result_`` and
@@ -163,7 +172,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     beta_s = x[:p]
     parts = fitted_parameters(est, obj, x, record, data, factors, pending)
     # the conditional fit on the training rows, for residuals and diagnostics
-    train = dict(eta=obj.state["eta"].copy(), y=data.y, trials=data.trials, w=data.weights)
+    train = dict(eta=_fitted_eta(obj.state), y=data.y, trials=data.trials, w=data.weights)
     result = make_result(
         est,
         x,

@@ -148,6 +148,31 @@ def test_fitted_objective_keeps_no_state_and_evaluates_again():
     assert obj.cols.shape == (n, 1)
 
 
+def test_large_data_fit_makes_the_fitted_eta_once_and_lets_the_predictor_go(monkeypatch):
+    """Above lazy_state_rows the result's fitted eta is made for it alone (the state holds
+    no second one) and the modes' derivatives go once the optimum is checked: the same
+    fit, eta and evaluation of the fitted objective as on small data."""
+    rng = np.random.default_rng(8)
+    n, G = 2000, 100
+    g = np.repeat(np.arange(G), n // G)
+    t = np.tile(np.arange(n // G) - 9.5, G)
+    X = np.column_stack([t, rng.normal(size=n)])
+    b = rng.normal(0, [1.0, 0.2], (G, 2))
+    eta = -0.3 + 0.1 * t + 0.4 * X[:, 1] + b[g, 0] + b[g, 1] * t
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    small = BinomialGLMM(random_effects="1 + x0").fit(X, y, groups=g)
+    monkeypatch.setattr(Objective, "lazy_state_rows", 0)
+    lean = BinomialGLMM(random_effects="1 + x0").fit(X, y, groups=g)
+    assert lean.loglik_ == pytest.approx(small.loglik_, rel=1e-12, abs=1e-9)
+    np.testing.assert_allclose(
+        lean.fit_result_.train["eta"], small.fit_result_.train["eta"], rtol=1e-9, atol=1e-9
+    )
+    obj = lean.fit_result_.objective
+    assert obj.state is None and obj._predictor is None
+    assert small.fit_result_.objective._predictor is not None  # small data keep it
+    assert obj.evaluate(lean.fit_result_.params) == pytest.approx(-2.0 * lean.loglik_, rel=1e-12)
+
+
 @pytest.mark.parametrize("lean", [False, True])
 @pytest.mark.parametrize("fam,qs", [("poisson", (1,)), ("binomial", (2,)), ("poisson", (2, 1))])
 def test_restore_makes_the_same_state_from_the_mode(fam, qs, lean, monkeypatch):

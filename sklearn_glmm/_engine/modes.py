@@ -125,6 +125,13 @@ class _State(dict):
         value = self[key] = self._make(self, key)
         return value
 
+    def fresh(self, key) -> np.ndarray:
+        """A new array of entry ``key`` for the caller: a copy of a kept entry, or one
+        made for it alone (and not kept) where the state makes it when read."""
+        if key in self or key not in self.lazy:
+            return self[key].copy()
+        return self._make(self, key)
+
 
 class ModeSearch:
     """The conditional-mode search of :class:`~sklearn_glmm._engine.objective.Objective`

@@ -799,6 +799,14 @@ class Objective(ModeSearch):
         objective): the next call evaluates again, from the modes kept in ``u``."""
         self.state = None
         self._last_key, self._last_grad = None, None
+        self.release_predictor()
+
+    def release_predictor(self) -> None:
+        """On large data, let the modes' derivatives in the parameters go (levels x
+        parameters: the next evaluation's start, which the optimiser no longer needs
+        once the optimum is checked); the next evaluation starts from ``u`` itself."""
+        if self._lean:
+            self._predictor = None
 
     def value_and_grad(self, params):
         val = self.evaluate(params)
