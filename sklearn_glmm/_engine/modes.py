@@ -51,10 +51,14 @@ def _rows_or_none(v, rows):
 
 def _const_rows(const, rows):
     """The family's parameter-free terms (an array, a tuple of arrays or None entries)
-    on some rows."""
+    on some rows (a mask, or a slice)."""
     if isinstance(const, tuple):
         return tuple(_const_rows(c, rows) for c in const)
-    if isinstance(const, np.ndarray) and const.ndim and len(const) == len(rows):
+    if (
+        isinstance(const, np.ndarray)
+        and const.ndim
+        and (isinstance(rows, slice) or len(const) == len(rows))
+    ):
         return const[rows]
     return const
 

@@ -49,7 +49,7 @@ from .model_data import (  # noqa: F401
     make_factor_data,
     subset_rows,
 )
-from .modes import ModeSearch
+from .modes import ModeSearch, _const_rows, _rows_or_none
 from .quadrature import agq_deviance, agq_gradient
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -64,20 +64,6 @@ _AT_ONCE_CELLS = 2_000_000
 _ONE_PASS_CELLS = 8192
 # rows per block of the family's derivatives on large data (8 MB arrays of float64)
 _DERIV_BLOCK_ROWS = 1 << 20
-
-
-def _block_rows(v, rows: slice):
-    """Rows ``rows`` of a per-row array; anything else (None, a number) as it is."""
-    if isinstance(v, np.ndarray) and v.ndim:
-        return v[rows]
-    return v
-
-
-def _const_rows(const, rows: slice):
-    """Rows ``rows`` of a family's parameter-free terms (an array, a number or a tuple)."""
-    if isinstance(const, tuple):
-        return tuple(_block_rows(c, rows) for c in const)
-    return _block_rows(const, rows)
 
 
 class Objective(ModeSearch):
@@ -295,8 +281,8 @@ class Objective(ModeSearch):
             args = (
                 d.y[rows],
                 eta[rows],
-                _block_rows(self._trials, rows),
-                _block_rows(self._w, rows),
+                _rows_or_none(self._trials, rows),
+                _rows_or_none(self._w, rows),
                 extra,
                 _const_rows(self._const, rows),
             )

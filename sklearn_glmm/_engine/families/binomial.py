@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 from scipy import special, stats
 
@@ -41,6 +43,16 @@ class Binomial(Family):
             )
         self.link = link
 
+    @cached_property
+    def _other_link(self):
+        """The probit's or cloglog's derivatives, or None for the logit's (looked up
+        once: the derivatives are called many times per fit)."""
+        if isinstance(self.link, ProbitLink):
+            return _probit_derivs
+        if isinstance(self.link, CLogLogLink):
+            return _cloglog_derivs
+        return None
+
     def mean_curvature(self, y, trials, weights) -> float:
         """Typical curvature of one row's log-density: trials p (1 - p)."""
         wsum = np.sum(weights)
@@ -60,14 +72,13 @@ class Binomial(Family):
     def derivs(self, y, eta, trials, weights, extra=(), const=None, third=True):
         """``trials=None`` means one trial per row (binary outcomes); ``third=False``
         leaves ``w3`` out of the logit link's (None; see :meth:`third_derivative`)."""
-        if isinstance(self.link, ProbitLink):
-            return _probit_derivs(y, eta, trials, weights, self._const(y, trials, const))
-        if isinstance(self.link, CLogLogLink):
-            return _cloglog_derivs(y, eta, trials, weights, self._const(y, trials, const))
+        if const is None:
+            const = self.constant(y, trials)
+        if self._other_link is not None:
+            return self._other_link(y, eta, trials, weights, const)
         if not (
             isinstance(eta, np.ndarray) and eta.dtype == np.float64 and eta.size > _IN_PLACE_SIZE
         ):
-            const = self._const(y, trials, const)
             return _logit_derivs(y, eta, trials, weights, const, third)
         # (computed in place, in the same order of operations as _logit_derivs: large
         # data make few temporaries of their size)
@@ -83,7 +94,6 @@ class Binomial(Family):
         log1pexp = np.log1p(e, out=e)
         # + max(eta, 0), without an array of it (adding 0 changes nothing)
         np.add(log1pexp, eta, out=log1pexp, where=eta > 0.0)
-        const = self.constant(y, trials) if const is None else const
         # in r's memory, which is read no more: on large data a new array of the rows'
         # size costs as much again as the product (its pages are zeroed first)
         fits = isinstance(y, np.ndarray) and y.shape == eta.shape
@@ -133,9 +143,6 @@ class Binomial(Family):
         np.subtract(1.0, t, out=t)
         t *= der.w
         return t
-
-    def _const(self, y, trials, const):
-        return self.constant(y, trials) if const is None else const
 
     def mean(self, eta, extra=()):
         return self.link.inverse(eta)
