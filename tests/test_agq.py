@@ -104,7 +104,12 @@ def _agq_by_node(obj, params):
     sd = 1.0 / np.sqrt(H)
     p, n_par = d.n_beta, len(params)
 
-    def extra_diff(eta, field):  # (n, n_extra) central differences in the extra parameters
+    def extra_diff(eta, field):  # (n, n_extra) derivatives in the extra parameters
+        exact = getattr(d.family, "extra_derivs", None)
+        if exact is not None:  # the family's own (its central differences lose digits on
+            # large counts; test_dispersion compares the two at the nodes)
+            dl, dd1, dw = exact(d.y, eta, obj._trials, obj._w, extra, obj._const)
+            return np.asarray({"loglik": dl, "d1": dd1, "w": dw}[field]).T
         cols = []
         for e in range(len(extra)):
             h = np.zeros(len(extra))

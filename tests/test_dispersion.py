@@ -471,3 +471,32 @@ def test_gradient_without_random_effects():
         dn[k] -= 1e-5
         fd = (obj.evaluate(up) - obj.evaluate(dn)) / 2e-5
         assert grad[k] == pytest.approx(fd, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "family, disp, zi",
+    [("nbinom2", None, False), ("nbinom1", "1 + x", False), ("nbinom2", "1 + x", "1 + w")],
+)
+def test_quadrature_extra_partials_are_the_family_derivatives_at_every_node(family, disp, zi):
+    """The quadrature's derivatives in the family's parameters at the nodes' linear
+    predictors, (nodes, rows), come from the family's analytic ``extra_derivs`` on the
+    nodes' rows one block after another: the central differences they replace, to
+    their accuracy."""
+    from sklearn_glmm._engine import blocks, quadrature
+
+    X, y, g = _xy("ynb2" if family == "nbinom2" else "ynb1")
+    est = NegBinGLMM(dispersion=disp, family=family, zero_inflation=zi, n_agq=5)
+    m = quiet_fit(est.fit, X, y, groups=g)
+    obj = m.fit_result_.objective
+    obj.evaluate(m.fit_result_.params)
+    s = obj.state
+    eta = s["eta"] + np.linspace(-0.5, 0.5, 3)[:, None]  # three nodes' predictors
+    got = quadrature._extra_partials(obj, eta, ("loglik", "d1", "w"))
+    assert len(got) == len(s["extra"])
+    for e in range(len(s["extra"])):
+        up = obj._derivs(eta, blocks.shift_block(s["extra"], e, 1e-5))
+        dn = obj._derivs(eta, blocks.shift_block(s["extra"], e, -1e-5))
+        for k, field in enumerate(("loglik", "d1", "w")):
+            fd = (getattr(up, field) - getattr(dn, field)) / 2e-5
+            assert got[e][k].shape == eta.shape
+            np.testing.assert_allclose(got[e][k], fd, rtol=1e-6, atol=1e-7)

@@ -10,6 +10,7 @@ from .groups import GroupIndex
 from .linalg import InnerSolveFailure, NotPositiveDefinite
 from .linalg.block import ZLambda
 from .quadrature import agq_deviance
+from .rows import const_rows, const_tiled, rows_or_none
 
 # starting values of a second mode search for families that are not log-concave:
 # spherical random effects from -8 to 8 prior SDs
@@ -43,33 +44,6 @@ def _level_subset(g: GroupIndex, levels):
     sub = rank[g.codes]
     rows = sub >= 0
     return GroupIndex(sub[rows], len(levels)), rows
-
-
-def _rows_or_none(v, rows):
-    return None if v is None else v[rows]
-
-
-def _const_rows(const, rows):
-    """The family's parameter-free terms (an array, a tuple of arrays or None entries)
-    on some rows (a mask, or a slice)."""
-    if isinstance(const, tuple):
-        return tuple(_const_rows(c, rows) for c in const)
-    if (
-        isinstance(const, np.ndarray)
-        and const.ndim
-        and (isinstance(rows, slice) or len(const) == len(rows))
-    ):
-        return const[rows]
-    return const
-
-
-def _const_tiled(const, k: int):
-    """The family's parameter-free terms for ``k`` copies of the rows, one after another."""
-    if isinstance(const, tuple):
-        return tuple(_const_tiled(c, k) for c in const)
-    if isinstance(const, np.ndarray) and const.ndim:
-        return np.tile(const, k)
-    return const
 
 
 # Cholesky values of a zero diagonal tried by the optimiser's probe (link-scale SDs of
@@ -368,7 +342,7 @@ class ModeSearch:
         y = np.tile(d.y, K)
         trials = None if self._trials is None else np.tile(self._trials, K)
         w = None if self._w is None else np.tile(self._w, K)
-        const = _const_tiled(self._const, K)
+        const = const_tiled(self._const, K)
         a = np.outer(values, d.factors[0].Z[:, 0]).ravel()
         a2 = a * a
         eta_fix = np.tile(d.X @ beta + d.offset, K)
@@ -495,8 +469,8 @@ class ModeSearch:
         if levels is not None and len(levels) < g.n_levels:
             g, rows = _level_subset(g, levels)
             a, eta_fix, y = a[rows], eta_fix[rows], y[rows]
-            trials, w = _rows_or_none(trials, rows), _rows_or_none(w, rows)
-            const = _const_rows(const, rows)
+            trials, w = rows_or_none(trials, rows), rows_or_none(w, rows)
+            const = const_rows(const, rows)
         grid = np.broadcast_to(grid.reshape(len(grid), -1), (len(grid), g.n_levels))
         chunk = max(1, _SCAN_CELLS // max(len(eta_fix), 1))
         h = np.empty((len(grid), g.n_levels))

@@ -49,8 +49,9 @@ from .model_data import (  # noqa: F401
     make_factor_data,
     subset_rows,
 )
-from .modes import ModeSearch, _const_rows, _rows_or_none
+from .modes import ModeSearch
 from .quadrature import agq_deviance, agq_gradient
+from .rows import const_rows, rows_or_none
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -281,10 +282,10 @@ class Objective(ModeSearch):
             args = (
                 d.y[rows],
                 eta[rows],
-                _rows_or_none(self._trials, rows),
-                _rows_or_none(self._w, rows),
+                rows_or_none(self._trials, rows),
+                rows_or_none(self._w, rows),
                 extra,
-                _const_rows(self._const, rows),
+                const_rows(self._const, rows),
             )
             der = d.family.derivs(*args, third=False) if lazy else d.family.derivs(*args)
             for full, part in zip(out[:3], der[:3]):

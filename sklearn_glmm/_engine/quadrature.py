@@ -32,6 +32,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from .blocks import shift_block
+from .rows import const_tiled, tiled
 
 if TYPE_CHECKING:
     from .groups import GroupIndex
@@ -202,15 +203,40 @@ def _gradient_blocks(obj: Objective, q: _Quadrature):
 
 
 def _extra_partials(obj: Objective, eta: np.ndarray, fields: tuple[str, ...]) -> list[list]:
-    """For every extra parameter, the central differences (h = 1e-5) of the family's
-    ``fields`` at ``eta``: ``out[e][f]`` has the shape of ``eta``."""
+    """For every extra parameter, the derivatives of the family's ``fields`` at ``eta``
+    (the rows' linear predictors, or those at every node, (k, n)): ``out[e][f]`` has the
+    shape of ``eta``. The family's analytic ``extra_derivs`` where it has them (a
+    difference of log-densities of large counts is lost in their rounding), central
+    differences (h = 1e-5) otherwise."""
     extra = obj.state["extra"]
+    exact = getattr(obj.data.family, "extra_derivs", None)
+    if exact is not None:
+        return _exact_extra_partials(obj, exact, eta, fields)
     out = []
     for e in range(len(extra)):
         dp = obj._derivs(eta, shift_block(extra, e, 1e-5))
         dm = obj._derivs(eta, shift_block(extra, e, -1e-5))
         out.append([(getattr(dp, f) - getattr(dm, f)) / 2e-5 for f in fields])
     return out
+
+
+def _exact_extra_partials(obj, exact, eta, fields) -> list[list]:
+    """:func:`_extra_partials` from the family's ``extra_derivs``, which take one linear
+    predictor per row: the nodes' rows go one block after another, with the rows'
+    outcomes, trials, weights, parameter-free terms and per-row parameters repeated."""
+    d, extra = obj.data, obj.state["extra"]
+    n = eta.shape[-1]
+    k = eta.size // max(n, 1)
+    dl, dd1, dw = exact(
+        tiled(d.y, k),
+        eta.reshape(-1),
+        tiled(obj._trials, k),
+        tiled(obj._w, k),
+        tuple(tiled(v, k) for v in extra),
+        const_tiled(obj._const, k),
+    )
+    parts = {"loglik": dl, "d1": dd1, "w": dw}
+    return [[np.reshape(parts[f][e], eta.shape) for f in fields] for e in range(len(extra))]
 
 
 def agq_gradient(obj: Objective) -> np.ndarray:
