@@ -405,41 +405,32 @@ class BatchMember(Objective):
 
     def evaluate(self, params) -> float:
         params = np.asarray(params, dtype=float)
-        key = (params.tobytes(), self.n_agq)
-        if key == self._last_key:
-            return self._last_val
+        val = self.remembered(params)
+        if val is not None:
+            return val
         if self.n_agq != 1 or self.global_modes:
             return super().evaluate(params)
         d = self.data
-        p, T = d.n_beta, d.n_theta
-        bt = params[: p + T].copy()
         start = self.u.copy()
-        if self._predictor is not None and self._predictor[0] is self.u:
-            _, ref, J = self._predictor
-            move = J @ (bt - ref)
-            if np.abs(move).max() <= _PREDICTOR_REACH:
-                start += move
+        move = self.predicted_move(params[: d.n_beta + d.n_theta])
+        if move is not None and np.abs(move).max() <= _PREDICTOR_REACH:
+            start += move
         # the first point's Gauss-Newton diagonal (the optimiser's scale) comes with it
         out = self._lockstep.request(self._index, params, start, self.n_evals == 0)
         if out is None:
             return super().evaluate(params)
         val, grad, u, J, gn = out
-        self._unpack(params)  # the covariance parameters, as the single objective's
-        self.n_evals += 1
+        self.adopt(params, val, grad, u, J)
         self.n_batched += 1
-        self.state = None
-        self.u = u
-        self._predictor = (u, bt, J)
-        self._pending = (u, params.copy())  # the per-row state, made when read
-        self._last_key, self._last_val, self._last_grad = key, float(val), grad
-        self._scale_at = None if gn is None else (key, gn)
+        self._scale_at = None if gn is None else (params.copy(), gn)
         return float(val)
 
     _scale_at = None
 
     def gauss_newton_diagonal(self) -> np.ndarray:
-        if self._scale_at is not None and self._scale_at[0] == self._last_key:
-            return self._scale_at[1].copy()
+        at = self._scale_at
+        if at is not None and self.remembered(at[0]) is not None:
+            return at[1].copy()
         return super().gauss_newton_diagonal()
 
 

@@ -134,12 +134,10 @@ class ModeSearch:
         # the parameters the optimiser moves (a structure's own, when there is one): the
         # predictor below is a derivative in them
         bt = np.concatenate([beta, self._cov if self._structured else theta])
-        if u0 is None and self._predictor is not None and self._predictor[0] is self.u:
-            # first-order move of the modes with (beta, theta), from the last gradient
-            _, ref, J = self._predictor
-            u += J @ (bt - ref)
-            del J  # (levels x parameters) let go with the predictor
-        self._predictor = None
+        move = self.predicted_move(bt) if u0 is None else None
+        if move is not None:  # first-order move of the modes with (beta, theta)
+            u += move
+        self._predictor = None  # (levels x parameters) let go
         if self._scalar:
             self._pirls_scalar(a_vals, eta_fix, extra, u)
             self.state["bt"], self.state["beta"] = bt, beta.copy() if self._lean else beta

@@ -340,7 +340,7 @@ class Objective(ModeSearch):
         the optimiser, the Hessian and the convergence checks do) costs nothing.
         """
         params = np.asarray(params, dtype=float)
-        key = (params.tobytes(), self.n_agq)
+        key = self.memo_key(params)
         if key == self._last_key:
             return self._last_val
         self._last_key, self._last_grad = None, None
@@ -355,6 +355,37 @@ class Objective(ModeSearch):
         val = val if np.isfinite(val) else np.inf
         self._last_key, self._last_val = key, val
         return val
+
+    def memo_key(self, params: np.ndarray) -> tuple:
+        """What identifies an evaluation: the parameters' bytes and the quadrature."""
+        return (params.tobytes(), self.n_agq)
+
+    def remembered(self, params: np.ndarray):
+        """The value at ``params`` when it is the last point evaluated, else None."""
+        return self._last_val if self.memo_key(params) == self._last_key else None
+
+    def predicted_move(self, bt: np.ndarray):
+        """The modes' first-order move from the last point evaluated to ``bt`` (its
+        fixed effects and covariance parameters), from the modes' derivatives that the
+        last gradient left, or None when there are none for the current modes."""
+        if self._predictor is None or self._predictor[0] is not self.u:
+            return None
+        _, ref, J = self._predictor
+        return J @ (bt - ref)
+
+    def adopt(self, params, val, grad, u, J) -> None:
+        """Take an evaluation made elsewhere (a batch of replicates): its value,
+        gradient, modes and the modes' derivatives ``J``. The per-row state is made
+        from the modes when first read, as after :meth:`restore`."""
+        params = np.array(params, dtype=float)
+        d = self.data
+        self._unpack(params)  # the covariance parameters, as an evaluation sets them
+        self.n_evals += 1
+        self.state = None
+        self.u = u
+        self._predictor = (u, params[: d.n_beta + d.n_theta].copy(), J)
+        self._pending = (u, params)
+        self._last_key, self._last_val, self._last_grad = self.memo_key(params), float(val), grad
 
     def gradient(self, params) -> np.ndarray:
         """Analytic gradient of the Laplace objective at the state set by ``evaluate``.
