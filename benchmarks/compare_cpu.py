@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ def time_checkout(root: str, n: int, cases: list[str]) -> dict:
     process whose path starts with that checkout)."""
     sys.path[:0] = [root, str(Path(root) / "tests")]
     from reference import case_data, case_names, make_estimator
+    from timing import fit_times  # benchmarks/timing.py, beside this script
 
     import sklearn_glmm
 
@@ -48,16 +48,7 @@ def time_checkout(root: str, n: int, cases: list[str]) -> dict:
         raise RuntimeError(f"imported {sklearn_glmm.__file__}, not the checkout at {root}")
     out = {}
     for case in cases or case_names():
-        spec, X, y, groups, kw = case_data(case)
-        times = []
-        for rep in range(n + 1):
-            est = make_estimator(spec)
-            t0 = time.process_time()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                est.fit(X, y, groups=groups, **kw)
-            if rep:  # the first fit warms caches and imports
-                times.append(time.process_time() - t0)
+        times, est = fit_times(case, n, case_data, make_estimator, time.process_time)
         out[case] = {"seconds": float(np.percentile(times, 10)), "loglik": float(est.loglik_)}
     return out
 

@@ -24,8 +24,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,20 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from reference import case_data, case_names, load_reference, make_estimator  # noqa: E402
+from timing import fit_times  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 
 def time_ours(case: str, n: int) -> tuple[float, float]:
-    spec, X, y, groups, kw = case_data(case)
-    times = []
-    est = None
-    for rep in range(n + 1):
-        est = make_estimator(spec)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(X, y, groups=groups, **kw)
-        if rep:  # the first fit warms caches and imports
-            times.append(time.perf_counter() - t0)
+    times, est = fit_times(case, n, case_data, make_estimator)
     return float(np.median(times)), est.loglik_
 
 
