@@ -106,8 +106,8 @@ class _State(dict):
     def fresh(self, key) -> np.ndarray:
         """A new array of entry ``key`` for the caller: a copy of a kept entry, or one
         made for it alone (and not kept) where the state makes it when read."""
-        if key in self or key not in self.lazy:
-            return self[key].copy()
+        if key in self or key not in self.lazy or (key == "a_vals" and "rows" not in self):
+            return self[key].copy()  # kept, or not made by the state (a KeyError)
         return self._make(self, key)
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import blocks as _blocks
-from .families.base import Derivs
 from .groups import GroupIndex
 from .linalg import BlockSolver, PaddedBlockSolver, make_solver
 from .linalg.block import ZLambda, congruence
@@ -51,7 +50,6 @@ from .model_data import (  # noqa: F401
 )
 from .modes import ModeSearch
 from .quadrature import agq_deviance, agq_gradient
-from .rows import const_rows, rows_or_none
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -63,8 +61,6 @@ _AT_ONCE_CELLS = 2_000_000
 # designs up to this many cells have their columns' level sums taken in one pass (the
 # per-call cost dominates there; above it, column by column is as fast)
 _ONE_PASS_CELLS = 8192
-# rows per block of the family's derivatives on large data (8 MB arrays of float64)
-_DERIV_BLOCK_ROWS = 1 << 20
 
 
 class Objective(ModeSearch):
@@ -263,35 +259,8 @@ class Objective(ModeSearch):
             self._last_eta = eta
             der = self._derivs(eta, extra)
             return der, row_sum(der.loglik), None
-        der = self._derivs_in_blocks(eta, extra)
+        der = self._derivs(eta, extra, third=False)
         return der._replace(loglik=None), row_sum(der.loglik), der.loglik.sum()
-
-    def _derivs_in_blocks(self, eta, extra):
-        """:meth:`_derivs` without ``w3`` on blocks of rows (large data): the family's
-        temporaries, several per call, are then of a block's size, so that only the
-        three results are arrays of the rows' size (and new arrays above 32 MB, which
-        cost a zeroing pass by the kernel, are not made per call). The same values."""
-        n = len(eta)
-        if n <= 2 * _DERIV_BLOCK_ROWS or not all(np.ndim(v) == 0 for v in extra):
-            return self._derivs(eta, extra, third=False)
-        d = self.data
-        lazy = getattr(d.family, "lazy_third", False)
-        out = Derivs(np.empty(n), np.empty(n), np.empty(n), None)
-        for start in range(0, n, _DERIV_BLOCK_ROWS):
-            rows = slice(start, min(start + _DERIV_BLOCK_ROWS, n))
-            args = (
-                d.y[rows],
-                eta[rows],
-                rows_or_none(self._trials, rows),
-                rows_or_none(self._w, rows),
-                extra,
-                const_rows(self._const, rows),
-            )
-            der = d.family.derivs(*args, third=False) if lazy else d.family.derivs(*args)
-            for full, part in zip(out[:3], der[:3]):
-                full[rows] = part
-            del der
-        return out
 
     def _state_entry(self, s, key):
         """An entry of the state ``s`` not kept by the mode search (see ``_State``),
