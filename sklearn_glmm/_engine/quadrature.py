@@ -274,7 +274,7 @@ def agq_gradient(obj: Objective) -> np.ndarray:
     Collecting the terms in ``du~_j/dp`` into ``r_j`` and those in
     ``d eta_i/dp`` (mode held) into the row weights ``psi_i``, every parameter
     costs one product with per-row vectors. Derivatives in the extra parameters
-    use central differences of the family's log-density, ``d1`` and ``w``. With
+    are the family's own (:func:`_extra_partials`). With
     one node (``z = 0``, ``s = G = 0``) this is the Laplace gradient. As the
     Laplace gradient does, it leaves ``du~/d(beta, theta)`` on the objective as
     the next evaluation's starting modes.
