@@ -342,6 +342,17 @@ class Objective(ModeSearch):
         _, ref, J = self._predictor
         return J @ (bt - ref)
 
+    def keep_mode_derivatives(self, J: np.ndarray) -> None:
+        """Keep ``J = du/d(beta, theta)`` at the current modes (from a gradient): the
+        next evaluation's start, and the Gauss-Newton scale's input."""
+        s = self.state
+        self._predictor = (s["u"], s["bt"], J)
+
+    @property
+    def has_mode_derivatives(self) -> bool:
+        """Whether the last gradient left the modes' derivatives in the parameters."""
+        return self._predictor is not None
+
     def adopt(self, params, val, grad, u, J) -> None:
         """Take an evaluation made elsewhere (a batch of replicates): its value,
         gradient, modes and the modes' derivatives ``J``. The per-row state is made
@@ -436,7 +447,7 @@ class Objective(ModeSearch):
             R[:] = -self._Atv(a_vals, kept)
             del kept
         R[:, d.n_beta :] += direct
-        self._predictor = (u, s["bt"], self.solver.solve(R))
+        self.keep_mode_derivatives(self.solver.solve(R))
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
 
     def _third(self) -> None:
@@ -526,7 +537,7 @@ class Objective(ModeSearch):
             R[:, d.n_beta + k] = rhs.ravel()
         for j in range(R.shape[1]):  # solved column by column, in place
             R[:, j] = self.solver.solve(R[:, j])
-        self._predictor = (u, s["bt"], R)
+        self.keep_mode_derivatives(R)
         return np.concatenate([g_beta, g_theta, g_extra])
 
     def _ones_columns(self, f) -> tuple:
@@ -659,7 +670,7 @@ class Objective(ModeSearch):
         else:
             for j in range(d.n_beta):  # column by column: no (n, p) temporary
                 J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
-        self._predictor = (u, s["bt"], J)
+        self.keep_mode_derivatives(J)
         return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
 
     def gauss_newton_diagonal(self) -> np.ndarray:

@@ -397,7 +397,7 @@ def _optimiser_scale(obj, x0):
     if not isinstance(obj, Objective) or obj.data.n_extra:
         return None
     val, _ = obj.value_and_grad(x0)
-    if not np.isfinite(val) or obj._predictor is None:
+    if not np.isfinite(val) or not obj.has_mode_derivatives:
         return None
     h = obj.gauss_newton_diagonal()
     scale = np.ones(len(x0))

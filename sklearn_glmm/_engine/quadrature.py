@@ -330,7 +330,7 @@ def agq_gradient(obj: Objective) -> np.ndarray:
     J = np.empty((len(u), p + 1))
     J[:, :p] = gi.sum(wa[:, None] * d.X) * -hinv[:, None]
     J[:, p] = hinv * (gi.sum(der.d1 * zr) - gi.sum(wa * zr * u_rows))
-    obj._predictor = (u, s["bt"], J)
+    obj.keep_mode_derivatives(J)
     if n_blocks:
         partials = _extra_partials(obj, s["eta"], ("d1", "w"))
         for e, (dd1, dw) in enumerate(partials):

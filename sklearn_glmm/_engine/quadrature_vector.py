@@ -269,7 +269,7 @@ def agq_gradient_vector(obj: Objective) -> np.ndarray:
         per_row = psi * u_rows[:, col] + Sd[:, col] + rho_rows[:, col] * der.d1
         g_theta[k] = f.Z[:, r] @ (per_row + 2.0 * der.w * Ea[:, col])
     g = [d.X.T @ psi, g_theta]
-    obj._predictor = (s["u"], s["bt"], _mode_derivative(obj, lev))
+    obj.keep_mode_derivatives(_mode_derivative(obj, lev))
     if len(s["extra"]):
         partials = _q._extra_partials(obj, s["eta"], ("d1", "w"))
         for e, (dd1, dw) in enumerate(partials):
