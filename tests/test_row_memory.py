@@ -25,6 +25,19 @@ def _objective(fam, qs, levels=(40,), n=600, seed=3):
     return simulated_objective(fam, False, codes, qs, rng, 0.7)
 
 
+def _logit_inputs(seed, n_trials, with_trials, weighted, more=()):
+    """A binomial family and its inputs: 2,000 linear predictors with the extremes
+    (+-800, +-0 and ``more``) appended, outcomes, trials, weights and the constant."""
+    fam = make_family("binomial", False)
+    rng = np.random.default_rng(seed)
+    eta = np.r_[rng.normal(0.0, 6.0, 2000), 800.0, -800.0, 0.0, -0.0, more]
+    n = len(eta)
+    trials = np.full(n, n_trials) if with_trials else None
+    y = rng.integers(0, int(n_trials) + 1 if with_trials else 2, n).astype(float)
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    return fam, y, eta, trials, w, fam.constant(y, trials)
+
+
 @pytest.mark.parametrize("with_trials", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_logit_derivs_in_place_are_the_plain_formulas_bit_for_bit(
@@ -32,14 +45,7 @@ def test_logit_derivs_in_place_are_the_plain_formulas_bit_for_bit(
 ):
     # every size in place (small arrays take the plain formulas themselves)
     monkeypatch.setattr(binomial_module, "_IN_PLACE_SIZE", 0)
-    fam = make_family("binomial", False)
-    rng = np.random.default_rng(0)
-    eta = np.r_[rng.normal(0.0, 6.0, 2000), 800.0, -800.0, 0.0, -0.0, 1e-300]
-    n = len(eta)
-    trials = np.full(n, 4.0) if with_trials else None
-    y = rng.integers(0, 5 if with_trials else 2, n).astype(float)
-    w = rng.uniform(0.5, 2.0, n) if weighted else None
-    const = fam.constant(y, trials)
+    fam, y, eta, trials, w, const = _logit_inputs(0, 4.0, with_trials, weighted, (1e-300,))
     got = fam.derivs(y, eta, trials, w, (), const)
     want = _logit_derivs(y, eta, trials, w, const)
     for a, b in zip(got, want):
@@ -232,14 +238,7 @@ def test_binomial_w3_made_apart_is_the_plain_one_bit_for_bit(
 ):
     if in_place:
         monkeypatch.setattr(binomial_module, "_IN_PLACE_SIZE", 0)
-    fam = make_family("binomial", False)
-    rng = np.random.default_rng(6)
-    eta = np.r_[rng.normal(0.0, 6.0, 2000), 800.0, -800.0, 0.0, -0.0]
-    n = len(eta)
-    trials = np.full(n, 3.0) if with_trials else None
-    y = rng.integers(0, 4 if with_trials else 2, n).astype(float)
-    w = rng.uniform(0.5, 2.0, n) if weighted else None
-    const = fam.constant(y, trials)
+    fam, y, eta, trials, w, const = _logit_inputs(6, 3.0, with_trials, weighted)
     full = fam.derivs(y, eta, trials, w, (), const)
     part = fam.derivs(y, eta, trials, w, (), const, third=False)
     assert part.w3 is None
