@@ -445,10 +445,14 @@ class _BaseGLMM(BaseEstimator):
                 f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) is not available with "
                 f"the covariance structure {structured[0]!r}; use n_agq=1 (Laplace)."
             )
-        z_maps = [_results.z_transform(f, X_raw) for f in factors]
+        z_maps, z_internal = [], []
+        for f in factors:
+            T, Z = _results.design_view(f, scaling, Xd) or _internal_z(f, X_raw)
+            z_maps.append(T)
+            z_internal.append(Z)
         fdata = make_factor_data(
             [f.codes for f in factors],
-            [f.z_matrix(X_raw) @ T for f, T in zip(factors, z_maps)],
+            z_internal,
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
             [f.structure for f in factors],
@@ -805,6 +809,12 @@ class _BaseGLMM(BaseEstimator):
         for z, wt in zip(_GH_Z, _GH_W):
             out += wt * table(eta + np.sqrt(var) * z)
         return out
+
+
+def _internal_z(factor, X_raw):
+    """``(T, Z T)``: the factor's internal Z columns made from the raw predictors."""
+    T = _results.z_transform(factor, X_raw)
+    return T, factor.z_matrix(X_raw) @ T
 
 
 def _identity(structure) -> bool:

@@ -129,6 +129,39 @@ def z_transform(factor, X) -> np.ndarray:
     return T
 
 
+def design_view(factor, scaling, Xd):
+    """``(T, Z)`` with the factor's internal Z a view of columns of the internal design
+    ``Xd``, or None when its columns are not there side by side.
+
+    A correlated ``"1 + time"`` term next to a fixed intercept and a fixed ``time``
+    has internal Z columns equal to the design's first columns (the intercept, then
+    ``time`` centred and scaled the same way): sharing them spares an (n, q) array,
+    which is most of a large random-slope fit's memory after the data. ``T`` is made
+    from the design's own centring and scaling, so that the view is exactly ``Z T``
+    up to rounding.
+    """
+    term = factor.term
+    if factor.structure is not None or not factor.slope_idx:
+        return None
+    if scaling["intercept_scale"] != 1.0 or term.intercept != scaling["intercept"]:
+        return None
+    if term.intercept and term.diagonal:  # only scaled (centring would change the model)
+        return None
+    off, kept = int(scaling["intercept"]), scaling["kept"]
+    if any(j not in kept for j in factor.slope_idx):  # random-only or aliased columns
+        return None
+    cols = ([0] if term.intercept else []) + [off + kept.index(j) for j in factor.slope_idx]
+    if cols != list(range(cols[0], cols[0] + len(cols))):
+        return None
+    q = len(cols)
+    T = np.eye(q)
+    for k, j in enumerate(factor.slope_idx, start=int(term.intercept)):
+        T[k, k] = 1.0 / scaling["scales"][j]
+        if term.intercept:
+            T[0, k] = -scaling["means"][j] / scaling["scales"][j]
+    return T, Xd[:, cols[0] : cols[0] + q]
+
+
 def internal_lambda(T: np.ndarray, Lo: np.ndarray) -> np.ndarray:
     """Lower-triangular ``Lambda`` with ``T Lambda Lambda' T' = Lo Lo'`` (diagonal >= 0)."""
     M = np.linalg.solve(T, Lo)

@@ -55,6 +55,21 @@ def test_logit_derivs_in_place_are_the_plain_formulas_bit_for_bit(
     assert s.loglik == pytest.approx(0.3 - np.log1p(np.exp(0.3)))
 
 
+@pytest.mark.parametrize("with_trials", [False, True])
+@pytest.mark.parametrize("third", [False, True])
+def test_logit_derivs_in_eta_memory_are_the_same_bit_for_bit(with_trials, third, monkeypatch):
+    """``scratch=True`` makes some derivatives in ``eta``'s memory: the same values."""
+    monkeypatch.setattr(binomial_module, "_IN_PLACE_SIZE", 0)
+    fam, y, eta, trials, w, const = _logit_inputs(4, 3.0, with_trials, False, (1e-300,))
+    want = fam.derivs(y, eta, trials, w, (), const, third=third)
+    scratch = eta.copy()
+    got = fam.derivs(y, scratch, trials, w, (), const, third=third, scratch=True)
+    for a, b in zip(got, want):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    assert np.shares_memory(got.loglik, scratch)  # eta's memory was used
+    assert fam.scratch_eta
+
+
 def test_poisson_derivs_in_place_keep_the_plain_loglik():
     fam = make_family("poisson", False)
     rng = np.random.default_rng(1)
@@ -301,3 +316,117 @@ def test_nested_glm_state_keeps_first_derivatives_only():
     der = glm.state["der"]
     assert der.loglik is None and der.w is None and der.w3 is None and der.d1 is not None
     assert glm._const is obj._const  # the parameter-free terms made once
+
+
+@pytest.mark.parametrize("fam,qs", [("poisson", (1,)), ("binomial", (2,)), ("poisson", (2, 1))])
+@pytest.mark.parametrize("lean", [False, True])
+def test_gradient_without_mode_derivatives_is_the_same_gradient(fam, qs, lean, monkeypatch):
+    """The Hessian's shifted gradients leave the modes' derivatives out: the gradient
+    itself is the same, bit for bit, and the derivatives kept are the last ones made."""
+    if lean:
+        monkeypatch.setattr(Objective, "lazy_state_rows", 0)
+    levels = (40,) if len(qs) == 1 else (40, 7)
+    obj, params = _objective(fam, qs, levels=levels)
+    ref, _ = _objective(fam, qs, levels=levels)
+    g_ref = ref.value_and_grad(params)[1]
+    with obj.without_mode_derivatives():
+        g = obj.value_and_grad(params)[1]
+        assert not obj.has_mode_derivatives
+    assert obj.mode_derivatives_wanted
+    np.testing.assert_array_equal(g, g_ref)
+    np.testing.assert_array_equal(obj.gradient(params), g_ref)  # and now with them
+    np.testing.assert_array_equal(obj._predictor[2], ref._predictor[2])
+
+
+def test_hessian_on_large_data_keeps_single_precision_mode_derivatives(monkeypatch):
+    from sklearn_glmm._engine.optimize import hessian
+
+    obj, params = _objective("binomial", (2,))
+    H_small = hessian(obj, params)
+    assert obj._predictor[2].dtype == np.float64  # small data: as made
+    monkeypatch.setattr(Objective, "lazy_state_rows", 0)
+    lean, _ = _objective("binomial", (2,))
+    H = hessian(lean, params)
+    J = lean._predictor[2]
+    assert J.dtype == np.float32
+    np.testing.assert_allclose(J, obj._predictor[2], rtol=1e-6, atol=1e-6 * np.abs(J).max())
+    np.testing.assert_allclose(H, H_small, rtol=1e-6, atol=1e-8 * np.abs(H).max())
+    # the predicted start from them, in double precision
+    bt = params[: lean.data.n_beta + lean.data.n_theta] * 1.01
+    move = lean.predicted_move(bt)
+    assert move.dtype == np.float64
+    np.testing.assert_allclose(move, obj.predicted_move(bt), rtol=1e-5, atol=1e-9)
+    assert np.all(np.isfinite(lean.gauss_newton_diagonal()))
+
+
+def test_release_rows_keeps_the_memo_and_lets_the_rows_go(monkeypatch):
+    monkeypatch.setattr(Objective, "lazy_state_rows", 0)
+    obj, params = _objective("binomial", (2,))
+    val, grad = obj.value_and_grad(params)
+    d1 = obj.state["der"].d1
+    obj.release_rows()
+    assert obj._state is None  # made again when read
+    assert obj.value_and_grad(params)[0] == val  # the memo, not a new evaluation
+    np.testing.assert_array_equal(obj.state["der"].d1, d1)
+
+
+def test_random_slope_columns_are_a_view_of_the_design(monkeypatch):
+    """A correlated ``"1 + x0"`` term next to a fixed intercept and x0: its internal Z is
+    the design's first two columns, and the fit is the one with Z made apart."""
+    from sklearn_glmm import _results
+
+    rng = np.random.default_rng(11)
+    G, k = 60, 8
+    g = np.repeat(np.arange(G), k)
+    t = np.tile(np.arange(k) + 2000.0, G)  # calendar-like values: centring matters
+    X = np.column_stack([t, rng.normal(size=G * k)])
+    b = rng.normal(0, [0.8, 0.3], (G, 2))
+    eta = 0.2 + 0.1 * (t - 2003.5) + 0.5 * X[:, 1] + b[g, 0] + b[g, 1] * (t - 2003.5)
+    y = rng.poisson(np.exp(eta)).astype(float)
+    shared = PoissonGLMM(random_effects="1 + x0").fit(X, y, groups=g)
+    d = shared.fit_result_.objective.data
+    assert np.shares_memory(d.factors[0].Z, d.X) and d.factors[0].Z.flags.f_contiguous
+    monkeypatch.setattr(_results, "design_view", lambda *a: None)
+    apart = PoissonGLMM(random_effects="1 + x0").fit(X, y, groups=g)
+    d2 = apart.fit_result_.objective.data
+    assert not np.shares_memory(d2.factors[0].Z, d2.X)
+    np.testing.assert_allclose(d.factors[0].Z, d2.factors[0].Z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        shared.fit_result_.z_maps[0], apart.fit_result_.z_maps[0], rtol=1e-12
+    )
+    assert shared.loglik_ == pytest.approx(apart.loglik_, rel=1e-10)
+    np.testing.assert_allclose(shared.coef_, apart.coef_, rtol=1e-6)
+    np.testing.assert_allclose(
+        shared.random_effects_cov_["group"].to_numpy(),
+        apart.random_effects_cov_["group"].to_numpy(),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(shared.predict(X, groups=g), apart.predict(X, groups=g), rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "terms,fit_intercept,shared",
+    [
+        ("1 + x1", True, False),
+        ("0 + x0", True, False),
+        ("1 + x0", False, False),
+        ("x0", True, True),
+        ("diag(1 + x0)", True, False),
+    ],
+)
+def test_random_slope_columns_made_apart_where_the_design_has_other_columns(
+    terms, fit_intercept, shared
+):
+    """Z is a view only of side-by-side columns scaled alike: ``1 + x1`` (x1 not next to
+    the intercept), an intercept-free term and an uncorrelated one (neither centred)
+    and a model without a fixed intercept take their own Z."""
+    rng = np.random.default_rng(12)
+    G, k = 30, 6
+    g = np.repeat(np.arange(G), k)
+    X = np.column_stack([rng.normal(size=G * k), rng.normal(size=G * k)])
+    y = rng.poisson(np.exp(0.3 + 0.2 * X[:, 0] + rng.normal(0, 0.5, G)[g])).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM(random_effects=terms, fit_intercept=fit_intercept).fit(X, y, groups=g)
+    d = m.fit_result_.objective.data
+    assert np.shares_memory(d.factors[0].Z, d.X) == shared

@@ -192,6 +192,9 @@ def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         # with the family's extra parameters, on a subset of rows (large data) or when
         # Newton did not settle: fitted on every row from the mixed model's optimum (a
         # relative tolerance of 1e-9 leaves the bound within ~1e-6 of the GLM's optimum)
+        # the mixed model's per-row arrays go first on large data (made again from the
+        # modes when read): they and the GLM's own would otherwise be held at once
+        obj.release_rows()
         glm = GLMObjective(d)
         gb = [bounds[k] for k in keep]
         res = _run_lbfgsb(glm.value_and_grad, x[keep], True, gb, max_iter, 1e-9)

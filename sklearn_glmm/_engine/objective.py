@@ -29,6 +29,8 @@ that state. Adaptive Gauss-Hermite quadrature (``n_agq > 1``) adds
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from . import blocks as _blocks
@@ -244,11 +246,16 @@ class Objective(ModeSearch):
             return v.reshape(self.n_units, -1).sum(axis=1)
         return np.array([v.sum()])
 
-    def _derivs(self, eta, extra, third=True):
+    def _derivs(self, eta, extra, third=True, scratch=False):
+        """The family's derivatives at ``eta``; ``scratch``: ``eta`` is read no more,
+        and a family that can makes some of them in its memory."""
         d = self.data
         if third or not getattr(d.family, "lazy_third", False):
             return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
-        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const, third=False)
+        args = (d.y, eta, self._trials, self._w, extra, self._const)
+        if scratch and getattr(d.family, "scratch_eta", False):
+            return d.family.derivs(*args, third=False, scratch=True)
+        return d.family.derivs(*args, third=False)
 
     def _derivs_summed(self, eta, extra, row_sum):
         """The family's derivatives at ``eta`` without the per-row log-density, which
@@ -259,7 +266,7 @@ class Objective(ModeSearch):
             self._last_eta = eta
             der = self._derivs(eta, extra)
             return der, row_sum(der.loglik), None
-        der = self._derivs(eta, extra, third=False)
+        der = self._derivs(eta, extra, third=False, scratch=True)  # callers drop eta
         return der._replace(loglik=None), row_sum(der.loglik), der.loglik.sum()
 
     def _state_entry(self, s, key):
@@ -340,6 +347,8 @@ class Objective(ModeSearch):
         if self._predictor is None or self._predictor[0] is not self.u:
             return None
         _, ref, J = self._predictor
+        if J.dtype != np.float64:  # kept in single precision (compact_mode_derivatives)
+            return (J @ (bt - ref).astype(J.dtype)).astype(np.float64)
         return J @ (bt - ref)
 
     def keep_mode_derivatives(self, J: np.ndarray) -> None:
@@ -347,6 +356,31 @@ class Objective(ModeSearch):
         next evaluation's start, and the Gauss-Newton scale's input."""
         s = self.state
         self._predictor = (s["u"], s["bt"], J)
+
+    def compact_mode_derivatives(self) -> None:
+        """On large data, keep the modes' derivatives (levels x parameters) in single
+        precision from here on: they only set where a mode search starts, and the
+        Hessian's differences hold them beside a whole evaluation."""
+        if self._lean and self._predictor is not None:
+            u, ref, J = self._predictor
+            if J.dtype == np.float64:
+                self._predictor = (u, ref, J.astype(np.float32))
+
+    # whether a gradient also makes the modes' derivatives in the parameters (the next
+    # evaluation's start); off (:meth:`without_mode_derivatives`) where no next
+    # evaluation starts from the point, such as the Hessian's differences
+    mode_derivatives_wanted = True
+
+    @contextmanager
+    def without_mode_derivatives(self):
+        """Gradients inside leave the modes' derivatives out (a Laplace gradient's value
+        does not read them): less work, and no (levels x parameters) array."""
+        before = self.mode_derivatives_wanted
+        self.mode_derivatives_wanted = False
+        try:
+            yield
+        finally:
+            self.mode_derivatives_wanted = before
 
     @property
     def has_mode_derivatives(self) -> bool:
@@ -410,15 +444,16 @@ class Objective(ModeSearch):
         # the mode equation G = Lambda'Z'd1 - u = 0 moves with (beta, theta) as
         # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta;
         # its right-hand sides -A'W deta/dparam column by column, as each move is made
-        R = np.empty((self.Q, d.n_beta + d.n_theta))
+        want = self.mode_derivatives_wanted
+        R = np.empty((self.Q, d.n_beta + d.n_theta)) if want else None
         # a structured factor's time-indicator sums take all the columns at once
         # (and one factor's small data, where one pass costs fewer calls than a pass per
         # column; with several factors, whose sums are not over runs of rows, it does not)
         small = len(d.factors) == 1 and a_vals.size * (d.n_beta + d.n_theta) <= _AT_ONCE_CELLS
         kept = None
-        if small or any(f.mapped for f in d.factors):
+        if want and (small or any(f.mapped for f in d.factors)):
             kept = np.empty((len(a_vals), d.n_beta + d.n_theta))
-        for j in range(d.n_beta):
+        for j in range(d.n_beta if want else 0):
             self._put_rhs(R, j, a_vals, der.w, d.X[:, j], kept)
         direct = np.zeros((self.Q, d.n_theta))
         for f, gi in zip(d.factors, self.groups):
@@ -430,7 +465,8 @@ class Objective(ModeSearch):
                 moves, dirs, gs = self._structure_terms(f, gi, Uc, mf, psi, der, K)
                 for k, (mv, dr, g) in enumerate(zip(moves, dirs, gs)):
                     direct[sl, k0 + k] = dr.ravel()
-                    self._put_rhs(R, d.n_beta + k0 + k, a_vals, der.w, mv, kept)
+                    if want:
+                        self._put_rhs(R, d.n_beta + k0 + k, a_vals, der.w, mv, kept)
                     g_theta.append(g)
                 continue
             for r, col in zip(f.theta_rows, f.theta_cols):
@@ -440,14 +476,16 @@ class Objective(ModeSearch):
                 g = psi @ mv + mf[:, col] @ Dr
                 g += 2.0 * np.sum(der.w * zr * K[:, f.local + col])
                 direct[f.offset + col : sl.stop : f.q, len(g_theta)] = Dr
-                self._put_rhs(R, d.n_beta + len(g_theta), a_vals, der.w, mv, kept)
+                if want:
+                    self._put_rhs(R, d.n_beta + len(g_theta), a_vals, der.w, mv, kept)
                 g_theta.append(g)
-        if kept is not None:
-            kept *= der.w[:, None]
-            R[:] = -self._Atv(a_vals, kept)
-            del kept
-        R[:, d.n_beta :] += direct
-        self.keep_mode_derivatives(self.solver.solve(R))
+        if want:
+            if kept is not None:
+                kept *= der.w[:, None]
+                R[:] = -self._Atv(a_vals, kept)
+                del kept
+            R[:, d.n_beta :] += direct
+            self.keep_mode_derivatives(self.solver.solve(R))
         return np.concatenate([g_beta, np.array(g_theta), g_extra])
 
     def _third(self) -> None:
@@ -523,8 +561,9 @@ class Objective(ModeSearch):
         P = rows.level_sums(psi)
         del psi
         # the mode equation's right-hand sides (see gradient), in place of their solutions
-        R = np.empty((self.Q, d.n_beta + d.n_theta))
-        for j in range(d.n_beta):
+        want = self.mode_derivatives_wanted
+        R = np.empty((self.Q, d.n_beta + d.n_theta)) if want else None
+        for j in range(d.n_beta if want else 0):
             R[:, j] = -rows.sums(der.w * d.X[:, j])
         M = self.solver.gram
         g_theta = np.empty(d.n_theta)
@@ -532,12 +571,14 @@ class Objective(ModeSearch):
             S = M[:, :, r] @ L
             HS = np.einsum("gij,gj->gi", hinv, S)
             g_theta[k] = P[:, r] @ Uf[:, col] + mf[:, col] @ D[:, r] + 2.0 * HS[:, col].sum()
-            rhs = -(Uf[:, col, None] * S)
-            rhs[:, col] += D[:, r]
-            R[:, d.n_beta + k] = rhs.ravel()
-        for j in range(R.shape[1]):  # solved column by column, in place
-            R[:, j] = self.solver.solve(R[:, j])
-        self.keep_mode_derivatives(R)
+            if want:
+                rhs = -(Uf[:, col, None] * S)
+                rhs[:, col] += D[:, r]
+                R[:, d.n_beta + k] = rhs.ravel()
+        if want:
+            for j in range(R.shape[1]):  # solved column by column, in place
+                R[:, j] = self.solver.solve(R[:, j])
+            self.keep_mode_derivatives(R)
         return np.concatenate([g_beta, g_theta, g_extra])
 
     def _ones_columns(self, f) -> tuple:
@@ -655,6 +696,8 @@ class Objective(ModeSearch):
             g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
             del wz
         del k
+        if not self.mode_derivatives_wanted:
+            return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
         # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of the
         # mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
         wa = der.w * a
@@ -689,9 +732,10 @@ class Objective(ModeSearch):
         out = np.empty(d.n_beta + d.n_theta)
         # one column of D at a time: no (n, p + T) array
         for k, col in enumerate(self._eta_moves(u)):
-            col += self._Au(s["rows"] if "rows" in s else s["a_vals"], J[:, k])
+            jk = np.asarray(J[:, k], dtype=np.float64)  # (kept in single precision?)
+            col += self._Au(s["rows"] if "rows" in s else s["a_vals"], jk)
             col *= col
-            out[k] = 2.0 * (w @ col) + 2.0 * (J[:, k] @ J[:, k])
+            out[k] = 2.0 * (w @ col) + 2.0 * (jk @ jk)
         return out
 
     def _eta_moves(self, u):
@@ -792,6 +836,13 @@ class Objective(ModeSearch):
         if at is not None:
             self._pending = (u, at)
 
+    def release_rows(self) -> None:
+        """On large data (over ``lazy_state_rows`` rows), let the state's per-row arrays
+        go: made again from the modes when read, as after :meth:`restore`; the memo and
+        the modes stay."""
+        if self._lean:
+            self.restore(self.snapshot())
+
     def release_state(self) -> None:
         """Let the last evaluation's per-row arrays go (a fitted model keeps its
         objective): the next call evaluates again, from the modes kept in ``u``."""
@@ -831,11 +882,16 @@ class GLMObjective:
         self.pirls_failures = 0
         self._w, self._trials, self._const = data.fixed_terms
 
-    def _derivs(self, eta, extra, third=True):
+    def _derivs(self, eta, extra, third=True, scratch=False):
+        """The family's derivatives at ``eta``; ``scratch``: ``eta`` is read no more,
+        and a family that can makes some of them in its memory."""
         d = self.data
         if third or not getattr(d.family, "lazy_third", False):
             return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
-        return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const, third=False)
+        args = (d.y, eta, self._trials, self._w, extra, self._const)
+        if scratch and getattr(d.family, "scratch_eta", False):
+            return d.family.derivs(*args, third=False, scratch=True)
+        return d.family.derivs(*args, third=False)
 
     def snapshot(self):
         return getattr(self, "state", None)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -303,16 +303,21 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     Hm = np.zeros((n, n))
     # the gradient of the objective in use: Laplace, or the exact AGQ one
     g0 = obj.value_and_grad(x)[1]
+    if hasattr(obj, "compact_mode_derivatives"):
+        obj.compact_mode_derivatives()
     at_x = obj.snapshot()
     # forward differences of the analytic gradient: n gradients (the one at x is
     # remembered from the fit); their O(h) = 1e-4 relative error is far below
-    # what standard errors need. Each starts from the modes at x.
-    for k in range(n):
-        h = 1e-4 * max(1.0, abs(x[k]))
-        e = np.zeros(n)
-        e[k] = h
-        obj.restore(at_x)
-        Hm[:, k] = (obj.value_and_grad(x + e)[1] - g0) / h
+    # what standard errors need. Each starts from the modes at x (moved by their
+    # derivatives at x); no evaluation starts from the shifted points, so their
+    # gradients leave the modes' derivatives out.
+    with getattr(obj, "without_mode_derivatives", nullcontext)():
+        for k in range(n):
+            h = 1e-4 * max(1.0, abs(x[k]))
+            e = np.zeros(n)
+            e[k] = h
+            obj.restore(at_x)
+            Hm[:, k] = (obj.value_and_grad(x + e)[1] - g0) / h
     obj.restore(at_x)  # the fitted state (mode, factorisation) without a new evaluation
     return 0.5 * (Hm + Hm.T)
 

@@ -209,6 +209,12 @@ class PartitionedObjective(Objective):
     def gauss_newton_diagonal(self) -> np.ndarray:
         return np.sum(self._call("gauss_newton_diagonal"), axis=0)
 
+    def release_rows(self) -> None:
+        """Nothing here: the partitions hold the rows."""
+
+    def compact_mode_derivatives(self) -> None:
+        """Nothing here: the partitions hold the modes' derivatives."""
+
     def snapshot(self):
         self._snap_no += 1
         self._call("snapshot", self._snap_no)

@@ -69,9 +69,15 @@ class Binomial(Family):
 
     lazy_third = True
 
-    def derivs(self, y, eta, trials, weights, extra=(), const=None, third=True):
+    # derivs(..., scratch=True) may write into ``eta`` (see derivs)
+    scratch_eta = True
+
+    def derivs(self, y, eta, trials, weights, extra=(), const=None, third=True, scratch=False):
         """``trials=None`` means one trial per row (binary outcomes); ``third=False``
-        leaves ``w3`` out of the logit link's (None; see :meth:`third_derivative`)."""
+        leaves ``w3`` out of the logit link's (None; see :meth:`third_derivative`).
+        ``scratch=True``: the caller reads ``eta`` no more, and the logit link's
+        derivatives on large data are made partly in its memory (one array of the
+        rows' size fewer at once; the same values)."""
         if const is None:
             const = self.constant(y, trials)
         if self._other_link is not None:
@@ -87,17 +93,21 @@ class Binomial(Family):
         np.exp(e, out=e)
         r = 1.0 + e
         np.divide(1.0, r, out=r)
-        mu = e * r
-        np.copyto(mu, r, where=eta >= 0.0)
         v = e * r
         v *= r
+        if scratch:  # mu in r's memory: e r below zero, r itself above
+            mu = np.multiply(e, r, out=r, where=eta < 0.0)
+        else:
+            mu = e * r
+            np.copyto(mu, r, where=eta >= 0.0)
         log1pexp = np.log1p(e, out=e)
         # + max(eta, 0), without an array of it (adding 0 changes nothing)
         np.add(log1pexp, eta, out=log1pexp, where=eta > 0.0)
-        # in r's memory, which is read no more: on large data a new array of the rows'
-        # size costs as much again as the product (its pages are zeroed first)
+        # in memory that is read no more (r's, or eta's with scratch): on large data a
+        # new array of the rows' size costs as much again as the product (its pages
+        # are zeroed first)
         fits = isinstance(y, np.ndarray) and y.shape == eta.shape
-        loglik = np.multiply(y, eta, out=r if fits else None)
+        loglik = np.multiply(y, eta, out=(eta if scratch else r) if fits else None)
         del r
         if trials is None:
             loglik -= log1pexp
