@@ -356,6 +356,9 @@ class _BaseGLMM(BaseEstimator):
         sample_weight, offset = as_pandas(sample_weight), as_pandas(offset)
         X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
         yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
+        if np.may_share_memory(yv, y_raw):  # the caller's array, read in place: never written
+            yv = yv.view()
+            yv.flags.writeable = False
         data, factors = self._model_data(X_raw, yv, trials, w, off, groups)
         pending = self.__dict__.pop("_pending_result")  # how the design was made
         obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
@@ -374,6 +377,13 @@ class _BaseGLMM(BaseEstimator):
         self._learn_support(yv, self.fit_result_.train["eta"], data.weights)
         if hasattr(obj, "release_state"):  # the fitted model keeps the data, not the state
             obj.release_state()
+        if np.may_share_memory(data.y, y_raw):
+            # the fit read the caller's outcome in place (no copy of the rows' size while
+            # it ran); the model keeps its own, which later changes to the caller's array
+            # (a simulation reusing it, say) do not reach: profiles, refits and residuals
+            # read it
+            data.own_outcome()
+            self.fit_result_.train["y"] = data.y
         return self
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):

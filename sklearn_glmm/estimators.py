@@ -346,6 +346,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
             self.classes_ = two
             self._pos_index = _pos_index(two, self.pos_label)
             self.pos_label_ = two[self._pos_index]
+            if y.dtype == np.float64 and two.tolist() == [0.0, 1.0] and self._pos_index == 1:
+                return y, _one_trial(n)  # already the 0/1 outcome (read, never written)
             return (y == self.pos_label_).astype(float), _one_trial(n)
         # a 1-D integer or bool array is "binary" or "multiclass", which the class count
         # below tells apart: only other labels need type_of_target

@@ -499,3 +499,47 @@ def test_numpy_scalars_are_valid_parameters(binary):
 @pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM, NegBinGLMM])
 def test_parameter_constraints_pass_scikit_learns_check(Est):
     _quiet(check_param_validation, Est.__name__, Est())
+
+
+# -- the fitted model's training outcome is its own ----------------------------------------
+# A float outcome is read in place while fitting (no copy of the rows' size); the fitted
+# model then keeps a copy, so that reusing the array afterwards (a simulation loop
+# writing each replicate into one buffer, say) does not change the fitted model's
+# profiles, refits or residuals.
+
+
+@pytest.mark.parametrize("Est", [PoissonGLMM, BinomialGLMM])
+def test_changing_the_callers_outcome_after_fit_changes_nothing(Est):
+    from sklearn_glmm.inference import confint
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(25), 8)
+    X = rng.normal(size=(200, 1))
+    eta = 0.3 * X[:, 0] + rng.normal(0, 0.6, 25)[g]
+    if Est is PoissonGLMM:
+        y = rng.poisson(np.exp(eta)).astype(float)
+    else:
+        y = (rng.random(200) < 1 / (1 + np.exp(-eta))).astype(float)
+    original = y.copy()
+    m = _quiet(Est().fit, X, y, groups=g)
+    np.testing.assert_array_equal(y, original)  # not written while fitting
+    assert y.flags.writeable
+    assert not np.shares_memory(m.fit_result_.train["y"], y)
+    assert not np.shares_memory(m.fit_result_.objective.data.y, y)
+    before = _quiet(confint, m, method="profile")
+    y[:] = y[::-1]  # the caller reuses its array
+    after = _quiet(confint, m, method="profile")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_binary_outcome_read_in_place_only_when_it_is_the_0_1_outcome():
+    rng = np.random.default_rng(6)
+    g = np.repeat(np.arange(25), 8)
+    X = rng.normal(size=(200, 1))
+    y = (rng.random(200) < 1 / (1 + np.exp(-X[:, 0] - rng.normal(0, 0.5, 25)[g]))).astype(float)
+    ref = _quiet(BinomialGLMM().fit, X, y, groups=g)
+    for labels, pos_label, sign in [(2.0 * y, None, 1.0), (y, 0.0, -1.0), (y - 1.0, None, 1.0)]:
+        m = _quiet(BinomialGLMM(pos_label=pos_label).fit, X, labels, groups=g)
+        assert m.loglik_ == pytest.approx(ref.loglik_, rel=1e-10)
+        np.testing.assert_allclose(m.coef_, sign * ref.coef_, rtol=1e-7)
+        assert set(np.unique(m.fit_result_.train["y"])) == {0.0, 1.0}

@@ -64,6 +64,12 @@ class ModelData:
     def n_beta(self) -> int:
         return self.X.shape[1]
 
+    def own_outcome(self) -> None:
+        """Replace ``y`` by a copy of it, for a fit that read the caller's array in place:
+        the fitted model's data are then its own. (Only ``y`` changes, to the same
+        values: whatever was made from it stays valid.)"""
+        object.__setattr__(self, "y", np.array(self.y))
+
     @cached_property
     def n_theta(self) -> int:
         """Covariance parameters the optimiser sees (theta, or a structure's)."""

@@ -298,8 +298,8 @@ class Objective(ModeSearch):
         if s["der"].w3 is None:
             s["eta"]  # made while eta_fix is at hand
         s.pop("eta_fix")
-        self._third()
-        if not (self.data.n_extra or self.n_agq > 1):
+        self._third()  # (eta let go there, when read no more)
+        if not self._eta_read_again:
             s.pop("eta", None)
 
     # -- objective and gradient ---------------------------------------------
@@ -495,10 +495,19 @@ class Objective(ModeSearch):
         der = s["der"]
         if der.w3 is None:
             d = self.data
-            w3 = d.family.third_derivative(
-                d.y, s["eta"], self._trials, self._w, s["extra"], self._const, der
-            )
+            args = (self._trials, self._w, s["extra"], self._const, der)
+            if self._eta_read_again:
+                w3 = d.family.third_derivative(d.y, s["eta"], *args)
+            else:  # eta's own array (let go by the state), for the family to use
+                eta = s.pop("eta") if "eta" in s else s.fresh("eta")
+                w3 = d.family.third_derivative(d.y, eta, *args, scratch=True)
             s["der"] = der._replace(w3=w3)
+
+    @property
+    def _eta_read_again(self) -> bool:
+        """Whether the state's eta is read after the mode search: by the gradient of
+        the family's own parameters, and by the quadrature."""
+        return bool(self.data.n_extra or self.n_agq > 1)
 
     def _drop_third(self):
         """The state's derivatives without ``w3`` once the gradient has read it, where

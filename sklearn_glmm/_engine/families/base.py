@@ -131,8 +131,9 @@ class Family:
     # trial point of the mode search)
     lazy_third = False
 
-    def third_derivative(self, y, eta, trials, weights, extra, const, der):
-        """``w3`` at ``eta``, for the derivatives ``der`` made there without it."""
+    def third_derivative(self, y, eta, trials, weights, extra, const, der, scratch=False):
+        """``w3`` at ``eta``, for the derivatives ``der`` made there without it
+        (``scratch=True``: the caller reads ``eta`` no more; a family may use its memory)."""
         return self.derivs(y, eta, trials, weights, extra, const).w3
 
     def loglik(self, y, eta, trials, weights, extra, const=None):

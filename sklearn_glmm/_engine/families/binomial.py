@@ -130,9 +130,10 @@ class Binomial(Family):
         w3 = w * t
         return _weighted(weights, loglik, d1, w, w3)
 
-    def third_derivative(self, y, eta, trials, weights, extra, const, der):
+    def third_derivative(self, y, eta, trials, weights, extra, const, der, scratch=False):
         """``w3 = w (1 - 2 mu)`` at ``eta`` for the derivatives ``der`` (their ``w``)
-        made without it: the values of :meth:`derivs`, in place."""
+        made without it: the values of :meth:`derivs`, in place (``scratch=True``: in
+        ``eta``'s memory, which the caller reads no more)."""
         if not (
             weights is None
             and isinstance(self.link, LogitLink)
@@ -141,14 +142,15 @@ class Binomial(Family):
             and eta.dtype == np.float64
         ):
             return self.derivs(y, eta, trials, weights, extra, const).w3
-        e = np.abs(eta)
+        nonneg = eta >= 0.0
+        e = np.abs(eta, out=eta if scratch else None)
         np.negative(e, out=e)
         np.exp(e, out=e)
         r = 1.0 + e
         np.divide(1.0, r, out=r)
         e *= r  # mu, as in derivs
-        np.copyto(e, r, where=eta >= 0.0)
-        del r
+        np.copyto(e, r, where=nonneg)
+        del r, nonneg
         t = np.multiply(e, 2.0, out=e)
         np.subtract(1.0, t, out=t)
         t *= der.w
