@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from sklearn_glmm import _design, _validation
-from sklearn_glmm._engine import objective as objective_module
+from sklearn_glmm._engine import rows as rows_module
 
 
 def _aliased_by_loop(X, rel_tol=1e-7):
@@ -74,7 +74,7 @@ def test_gradient_right_hand_sides_at_once_equal_column_by_column(monkeypatch):
         return grad, obj._predictor[2].copy()
 
     g_once, J_once = gradient_and_step()
-    monkeypatch.setattr(objective_module, "_AT_ONCE_CELLS", 0)
+    monkeypatch.setattr(rows_module, "AT_ONCE_CELLS", 0)
     g_cols, J_cols = gradient_and_step()
     np.testing.assert_allclose(g_once, g_cols, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(J_once, J_cols, rtol=1e-12, atol=1e-12)

@@ -15,7 +15,7 @@ The objective is the deviance-like quantity ``F = -2 log L``:
 at the conditional mode ``u~`` (Laplace). ``W`` holds the exact curvatures of
 the log-density. Its gradient in ``(beta, theta, phi)`` is analytic: the
 envelope theorem for the first two terms and an adjoint solve for the mode's
-dependence in ``log|H|`` (see :meth:`Objective.gradient`).
+dependence in ``log|H|`` (``gradient.py``: :meth:`Objective.gradient`).
 
 A factor with a covariance structure (``covariance.py``: ar1, cs, toep, ou) has its own
 parameters in ``params`` in place of Lambda's entries: ``_unpack`` maps them to the
@@ -34,9 +34,11 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import blocks as _blocks
+from . import rows as _rows
+from .gradient import LaplaceGradient
 from .groups import GroupIndex
 from .linalg import BlockSolver, PaddedBlockSolver, make_solver
-from .linalg.block import ZLambda, congruence
+from .linalg.block import ZLambda
 
 # the model data and the mode search live in their own modules; their names are
 # imported from here by the rest of the library
@@ -51,21 +53,12 @@ from .model_data import (  # noqa: F401
     subset_rows,
 )
 from .modes import ModeSearch
-from .quadrature import agq_deviance, agq_gradient
+from .quadrature import agq_deviance
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
 
-# per-row temporaries up to this many values (16 MB) are made at once: on small data
-# the cost is per numpy call, and column-by-column passes (which keep large data to
-# few arrays of the rows' size) only add calls
-_AT_ONCE_CELLS = 2_000_000
-# designs up to this many cells have their columns' level sums taken in one pass (the
-# per-call cost dominates there; above it, column by column is as fast)
-_ONE_PASS_CELLS = 8192
-
-
-class Objective(ModeSearch):
+class Objective(ModeSearch, LaplaceGradient):
     """Laplace / AGQ objective with warm-started conditional modes.
 
     Parameters are packed as ``[beta (p), theta (T), extra (E)]``.
@@ -203,7 +196,7 @@ class Objective(ModeSearch):
                     lam = np.zeros((f.q, f.q))
                     lam[first >= 0] = a[first[first >= 0]]  # absent times: no sums to carry
                     parts.append(np.matmul(lam.T, C).reshape(-1, v.shape[1]))
-                elif mat and a.size * v.shape[1] <= _AT_ONCE_CELLS:
+                elif mat and a.size * v.shape[1] <= _rows.AT_ONCE_CELLS:
                     prod = (a[:, :, None] * v[:, None, :]).reshape(len(a), -1)
                     parts.append(g.sum(prod).reshape(-1, v.shape[1]))
                 elif mat:  # column by column: no (n, q, k) temporary
@@ -401,392 +394,6 @@ class Objective(ModeSearch):
         self._pending = (u, params)
         self._last_key, self._last_val, self._last_grad = self.memo_key(params), float(val), grad
 
-    def gradient(self, params) -> np.ndarray:
-        """Analytic gradient of the Laplace objective at the state set by ``evaluate``.
-
-        With ``c_i = a_i' H^{-1} a_i`` (a_i: row i of Z Lambda), ``v = w3 c``,
-        ``m = H^{-1} A'v`` and ``r = w (A m)``, every parameter's derivative is
-        ``psi' d eta/d param`` with ``psi = -2 d1 + v - r``, plus the terms where
-        Lambda itself moves (theta) or the density's extra parameters move.
-        """
-        self._third()
-        if self.n_agq > 1:
-            return agq_gradient(self)
-        if self._scalar:
-            return self._gradient_scalar()
-        if self._zrows:
-            return self._gradient_blocks()
-        d = self.data
-        s = self.state
-        der, a_vals, u = s["der"], s["a_vals"], s["u"]
-        if hasattr(self.solver, "row_solve"):  # large blocks: no (n, q, q) array
-            K = self.solver.row_solve(a_vals)
-        elif type(self.solver) is BlockSolver:  # one factor: no (n, q, q) array either
-            K = self._row_solve_blocks(a_vals)
-        else:
-            K = np.einsum("nij,nj->ni", self.solver.local_inverse(), a_vals)
-        c = K[:, 0] * a_vals[:, 0]  # einsum's "ni,ni->n", column by column
-        for k in range(1, K.shape[1]):
-            c += K[:, k] * a_vals[:, k]
-        v = der.w3 * c
-        m = self.solver.solve(self._Atv(a_vals, v))
-        Am = self._Au(a_vals, m)
-        # per-row arrays in place and let go when done with (the order of operations
-        # kept): few arrays of the rows' size at once
-        psi = -2.0 * der.d1
-        psi += v
-        del v
-        psi -= der.w * Am
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am)
-        del c, Am
-        g_beta = d.X.T @ psi
-        g_theta = []
-        # the mode equation G = Lambda'Z'd1 - u = 0 moves with (beta, theta) as
-        # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta;
-        # its right-hand sides -A'W deta/dparam column by column, as each move is made
-        want = self.mode_derivatives_wanted
-        R = np.empty((self.Q, d.n_beta + d.n_theta)) if want else None
-        # a structured factor's time-indicator sums take all the columns at once
-        # (and one factor's small data, where one pass costs fewer calls than a pass per
-        # column; with several factors, whose sums are not over runs of rows, it does not)
-        small = len(d.factors) == 1 and a_vals.size * (d.n_beta + d.n_theta) <= _AT_ONCE_CELLS
-        kept = None
-        if want and (small or any(f.mapped for f in d.factors)):
-            kept = np.empty((len(a_vals), d.n_beta + d.n_theta))
-        for j in range(d.n_beta if want else 0):
-            self._put_rhs(R, j, a_vals, der.w, d.X[:, j], kept)
-        direct = np.zeros((self.Q, d.n_theta))
-        for f, gi in zip(d.factors, self.groups):
-            sl = slice(f.offset, f.offset + f.n_levels * f.q)
-            Uc = gi.expand(u[sl].reshape(f.n_levels, f.q))
-            mf = m[sl].reshape(f.n_levels, f.q)
-            if f.mapped:
-                k0 = len(g_theta)
-                moves, dirs, gs = self._structure_terms(f, gi, Uc, mf, psi, der, K)
-                for k, (mv, dr, g) in enumerate(zip(moves, dirs, gs)):
-                    direct[sl, k0 + k] = dr.ravel()
-                    if want:
-                        self._put_rhs(R, d.n_beta + k0 + k, a_vals, der.w, mv, kept)
-                    g_theta.append(g)
-                continue
-            for r, col in zip(f.theta_rows, f.theta_cols):
-                zr = f.Z[:, r]
-                Dr = gi.sum(der.d1 * zr)
-                mv = zr * Uc[:, col]
-                g = psi @ mv + mf[:, col] @ Dr
-                g += 2.0 * np.sum(der.w * zr * K[:, f.local + col])
-                direct[f.offset + col : sl.stop : f.q, len(g_theta)] = Dr
-                if want:
-                    self._put_rhs(R, d.n_beta + len(g_theta), a_vals, der.w, mv, kept)
-                g_theta.append(g)
-        if want:
-            if kept is not None:
-                kept *= der.w[:, None]
-                R[:] = -self._Atv(a_vals, kept)
-                del kept
-            R[:, d.n_beta :] += direct
-            self.keep_mode_derivatives(self.solver.solve(R))
-        return np.concatenate([g_beta, np.array(g_theta), g_extra])
-
-    def _third(self) -> None:
-        """The state's ``w3`` (the derivative of the curvatures), made at the mode when
-        the mode search left it out."""
-        s = self.state
-        der = s["der"]
-        if der.w3 is None:
-            d = self.data
-            args = (self._trials, self._w, s["extra"], self._const, der)
-            if self._eta_read_again:
-                w3 = d.family.third_derivative(d.y, s["eta"], *args)
-            else:  # eta's own array (let go by the state), for the family to use
-                eta = s.pop("eta") if "eta" in s else s.fresh("eta")
-                w3 = d.family.third_derivative(d.y, eta, *args, scratch=True)
-            s["der"] = der._replace(w3=w3)
-
-    @property
-    def _eta_read_again(self) -> bool:
-        """Whether the state's eta is read after the mode search: by the gradient of
-        the family's own parameters, and by the quadrature."""
-        return bool(self.data.n_extra or self.n_agq > 1)
-
-    def _drop_third(self):
-        """The state's derivatives without ``w3`` once the gradient has read it, where
-        the family makes it apart, on large data (over ``lazy_state_rows`` rows; made
-        again from ``eta`` if asked for)."""
-        s = self.state
-        large = len(self.data.y) > self.lazy_state_rows
-        if large and getattr(self.data.family, "lazy_third", False):
-            s["der"] = s["der"]._replace(w3=None)
-        return s["der"]
-
-    def _gradient_blocks(self) -> np.ndarray:
-        """:meth:`gradient` for one unstructured factor of ``q >= 2`` random effects
-        (``H`` block-diagonal), through ``Z`` and ``Lambda`` (``ZLambda``), with few
-        arrays of the rows' size.
-
-        ``c_i = a_i' H_j^{-1} a_i = z_i' C_j z_i`` with ``C_j = Lambda H_j^{-1}
-        Lambda'``. The terms in theta need no per-row arrays: with ``S^r_j = sum_i w_i
-        z_ir a_i = Lambda' (Z'WZ)_j e_r`` (the factorisation's ``Z'WZ`` at the mode),
-        the derivative along the Cholesky entry ``(r, col)`` is ``P^r . u_col + m_col .
-        D^r + 2 sum_j (H_j^{-1} S^r_j)_col`` (``P^r``, ``D^r`` the level sums of ``psi
-        z_r`` and ``d1 z_r``) and its right-hand side of the mode equation ``-u_j,col
-        S^r_j`` plus ``D^r`` at the entry ``col``.
-        """
-        d, s = self.data, self.state
-        f = d.factors[0]
-        der, rows, u = s["der"], s["rows"], s["u"]
-        hinv, q, G, L = self.solver.hinv, f.q, f.n_levels, rows.L
-        C = congruence(hinv, L.T)  # Lambda H_j^{-1} Lambda
-        c = None
-        for a in range(q):  # c = sum over pairs of C_ab z_a z_b, one pair at a time
-            for b in range(a, q):
-                t = self.groups[0].expand(C[:, a, b] if a == b else 2.0 * C[:, a, b])
-                for r in {a, b}:
-                    if not rows.ones[r]:
-                        t *= f.Z[:, r]
-                if a == b and not rows.ones[a]:
-                    t *= f.Z[:, a]
-                if c is None:
-                    c = t
-                else:
-                    c += t
-                del t
-        v, c = (c.copy(), c) if d.n_extra else (c, None)  # c is read again with extras
-        v *= der.w3
-        der = self._drop_third()
-        m = self.solver.solve(rows.sums(v))
-        psi = -2.0 * der.d1
-        psi += v
-        del v
-        Am = rows.times(m)
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am) if d.n_extra else np.zeros(0)
-        del c
-        Am *= der.w
-        psi -= Am
-        del Am
-        g_beta = d.X.T @ psi
-        Uf, mf = u.reshape(G, q), m.reshape(G, q)
-        D = rows.level_sums(der.d1)
-        P = rows.level_sums(psi)
-        del psi
-        # the mode equation's right-hand sides (see gradient), in place of their solutions
-        want = self.mode_derivatives_wanted
-        R = np.empty((self.Q, d.n_beta + d.n_theta)) if want else None
-        for j in range(d.n_beta if want else 0):
-            R[:, j] = -rows.sums(der.w * d.X[:, j])
-        M = self.solver.gram
-        g_theta = np.empty(d.n_theta)
-        for k, (r, col) in enumerate(zip(f.theta_rows, f.theta_cols)):
-            S = M[:, :, r] @ L
-            HS = np.einsum("gij,gj->gi", hinv, S)
-            g_theta[k] = P[:, r] @ Uf[:, col] + mf[:, col] @ D[:, r] + 2.0 * HS[:, col].sum()
-            if want:
-                rhs = -(Uf[:, col, None] * S)
-                rhs[:, col] += D[:, r]
-                R[:, d.n_beta + k] = rhs.ravel()
-        if want:
-            for j in range(R.shape[1]):  # solved column by column, in place
-                R[:, j] = self.solver.solve(R[:, j])
-            self.keep_mode_derivatives(R)
-        return np.concatenate([g_beta, g_theta, g_extra])
-
-    def _ones_columns(self, f) -> tuple:
-        """Whether each column of the factor's ``Z`` is all ones (an intercept): its
-        products with them are left out (exact). Computed once per factor."""
-        cache = self.__dict__.setdefault("_ones", {})
-        if id(f) not in cache:
-            cache[id(f)] = tuple(bool(np.all(f.Z[:, r] == 1.0)) for r in range(f.q))
-        return cache[id(f)]
-
-    def _put_rhs(self, R, j, a_vals, w, move, kept) -> None:
-        """Column ``j`` of the mode equation's right-hand sides, ``-Lambda'Z'W move``:
-        made now (one column at a time, no (n, k) arrays), or ``move`` kept as column
-        ``j`` of ``kept`` for one pass over all of them."""
-        if kept is None:
-            R[:, j] = -self._Atv(a_vals, w * move)
-        else:
-            kept[:, j] = move
-
-    def _row_solve_blocks(self, a_vals) -> np.ndarray:
-        """``H_j^{-1} a_i`` for every row ``i`` (of level ``j``) of one factor's
-        :class:`BlockSolver`, shape (n, q): the sums over ``j`` of
-        ``einsum("nij,nj->ni", local_inverse(), a_vals)`` taken entry by entry."""
-        hinv, g, q = self.solver.hinv, self.groups[0], a_vals.shape[1]
-        if a_vals.size * q <= _AT_ONCE_CELLS:
-            return np.einsum("nij,nj->ni", g.expand(hinv), a_vals)
-        K = np.zeros_like(a_vals)
-        for i in range(q):
-            for j in range(q):
-                t = g.expand(hinv[:, i, j])
-                t *= a_vals[:, j]
-                K[:, i] += t
-        return K
-
-    def _directions(self, f) -> np.ndarray:
-        """``d Lambda / d p_k`` of a structured factor at the current parameters,
-        shape (n_params, q, q)."""
-        k = 0
-        for g in self.data.factors:
-            if g is f:
-                break
-            k += g.n_params
-        p = self._cov[k : k + f.n_params]
-        J = f.structure.jacobian(p)
-        out = np.zeros((f.n_params, f.q, f.q))
-        out[:, f.theta_rows, f.theta_cols] = J.T
-        return out
-
-    def _structure_terms(self, f, gi, Uc, mf, psi, der, K):
-        """A structured factor's gradient pieces, one per parameter ``p_k``, along
-        ``dL = d Lambda / d p_k`` (the Cholesky-entry terms summed with the Jacobian's
-        weights, in O(n q) each): how eta moves (``z_i' dL u_j``), the direct part of
-        the mode equation (``dL' Z'd1`` per level) and the derivative."""
-        Z, Kf = f.Z, K[:, f.local : f.local + f.q]
-        ZtD = gi.sum(der.d1[:, None] * Z)  # (levels, q)
-        # sum_n w_n z_n' dL K_n = <dL, Z'WK>: one (q, q) product for every parameter
-        S = (der.w[:, None] * Z).T @ Kf
-        # a time-indicator Z (one 1 per row, at column t_n): z_n' dL u_n = (dL u_n)[t_n],
-        # O(q) per row instead of O(q^2)
-        cells = self._indicator_cells(f)
-        t = None if cells is None else cells[0]
-        moves, dirs, gs = [], [], []
-        for dL in self._directions(f):
-            if t is None:
-                mv = np.einsum("nq,nq->n", Z, Uc @ dL.T)
-            else:
-                mv = np.einsum("nq,nq->n", dL[t], Uc)
-            dr = ZtD @ dL
-            g = psi @ mv + np.sum(mf * dr) + 2.0 * np.sum(dL * S)
-            moves.append(mv)
-            dirs.append(dr)
-            gs.append(g)
-        return moves, dirs, gs
-
-    def _gradient_scalar(self) -> np.ndarray:
-        """:meth:`gradient` for one factor with a scalar random effect (H diagonal).
-
-        Per-row arrays are made in place where the order of operations allows, and let
-        go when done with: besides the state, about three arrays of the rows' size at
-        once. A random intercept (``Z`` a view of ones, ``a`` one number) makes no
-        per-row arrays of ``a`` or ``Z``; its products with them are left out where
-        they are exact (a product with 1).
-        """
-        d, s, g = self.data, self.state, self.groups[0]
-        der, u = s["der"], s["u"]
-        a_vals, Z = s["a_vals"], d.factors[0].Z
-        a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
-        unit = Z.strides[0] == 0 and Z[0, 0] == 1.0  # a view of ones
-        zr = None if unit else Z[:, 0]
-        hinv = self.solver.hinv[:, 0, 0]
-        k = g.expand(hinv)
-        k *= a  # H^{-1} a_i, the row's K
-        v = k * a  # c, the row's a_i' H^{-1} a_i
-        c = v.copy() if d.n_extra else None
-        v *= der.w3
-        der = self._drop_third()
-        m = hinv * g.sum(a * v)
-        psi = -2.0 * der.d1
-        psi += v
-        del v
-        Am = g.expand(m)
-        Am *= a
-        g_extra = self._extra_gradient(s["eta"], s["extra"], c, Am) if d.n_extra else np.zeros(0)
-        del c
-        Am *= der.w
-        psi -= Am
-        del Am
-        u_rows = g.expand(u)
-        if unit:
-            dz = g.sum(der.d1)
-            g_theta = psi @ u_rows + m @ dz + 2.0 * der.w @ k
-        else:
-            dz = g.sum(der.d1 * zr)
-            wz = der.w * zr
-            g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
-            del wz
-        del k
-        if not self.mode_derivatives_wanted:
-            return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
-        # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of the
-        # mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
-        wa = der.w * a
-        J = np.empty((len(u), d.n_beta + 1))
-        if unit:
-            u_rows *= wa
-        else:
-            u_rows *= wa * zr
-        J[:, -1] = hinv * (dz - g.sum(u_rows))
-        del u_rows
-        if d.X.size <= _ONE_PASS_CELLS:  # every column in one pass: per-call cost
-            J[:, :-1] = g.sum(wa[:, None] * d.X) * -hinv[:, None]
-        else:
-            for j in range(d.n_beta):  # column by column: no (n, p) temporary
-                J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
-        self.keep_mode_derivatives(J)
-        return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
-
-    def gauss_newton_diagonal(self) -> np.ndarray:
-        """Diagonal of a Gauss-Newton approximation of the Hessian in (beta, theta).
-
-        With the modes following the parameters (``du = J dparam``, from the last
-        gradient), the linear predictor moves by ``D = d eta / d param`` and the
-        penalty by ``J``: ``2 D'WD + 2 J'J`` (curvatures clipped at 0). A scale for
-        the optimiser, not a Hessian for inference.
-        """
-        d, s = self.data, self.state
-        u, J = s["u"], self._predictor[2]
-        w = s["der"].w
-        if not getattr(d.family, "log_concave", False):  # else w >= 0 already
-            w = np.maximum(w, 0.0)
-        out = np.empty(d.n_beta + d.n_theta)
-        # one column of D at a time: no (n, p + T) array
-        for k, col in enumerate(self._eta_moves(u)):
-            jk = np.asarray(J[:, k], dtype=np.float64)  # (kept in single precision?)
-            col += self._Au(s["rows"] if "rows" in s else s["a_vals"], jk)
-            col *= col
-            out[k] = 2.0 * (w @ col) + 2.0 * (jk @ jk)
-        return out
-
-    def _eta_moves(self, u):
-        """The columns of ``d eta / d (beta, theta)`` at fixed modes ``u``, one at a time
-        (each a new array): the fixed-effect columns, then ``z_r u_col`` of each
-        Cholesky entry, or ``Z dL u`` of each structure parameter."""
-        d = self.data
-        for j in range(d.n_beta):
-            yield np.array(d.X[:, j])
-        for f, gi in zip(d.factors, self.groups):
-            Uf = u[f.offset : f.offset + f.n_levels * f.q].reshape(f.n_levels, f.q)
-            if f.mapped:
-                Uc = gi.expand(Uf)
-                for dL in self._directions(f):
-                    yield np.einsum("nq,nq->n", f.Z, Uc @ dL.T)
-                continue
-            for r, col in zip(f.theta_rows, f.theta_cols):
-                m = gi.expand(Uf[:, col])
-                m *= f.Z[:, r]
-                yield m
-
-    def _extra_gradient(self, eta, extra, c, Am):
-        """Derivatives in the family's extra parameters: the family's own
-        ``extra_derivs`` where it has them, elementwise central differences otherwise."""
-        d = self.data
-        if not d.n_extra:
-            return np.zeros(0)
-        exact = getattr(d.family, "extra_derivs", None)
-        if exact is not None:
-            dl, dd1, dw = exact(d.y, eta, self._trials, self._w, extra, self._const)
-            return d.extra_gradient(-2.0 * dl + c * dw + Am * dd1)
-        rows = np.zeros((len(extra), len(eta)))
-        for k in range(len(extra)):
-            h = 1e-5
-            ep, em = _blocks.shift_block(extra, k, h), _blocks.shift_block(extra, k, -h)
-            dp, dm = self._derivs(eta, ep), self._derivs(eta, em)
-            dl = (dp.loglik - dm.loglik) / (2 * h)
-            dw = (dp.w - dm.w) / (2 * h)
-            dd1 = (dp.d1 - dm.d1) / (2 * h)
-            rows[k] = -2.0 * dl + c * dw + Am * dd1
-        return d.extra_gradient(rows)
-
     # the state at the last point evaluated; after :meth:`restore`, made again when read
     _state = None
     _pending = None  # (u, params) of a restored state not made yet
@@ -891,16 +498,7 @@ class GLMObjective:
         self.pirls_failures = 0
         self._w, self._trials, self._const = data.fixed_terms
 
-    def _derivs(self, eta, extra, third=True, scratch=False):
-        """The family's derivatives at ``eta``; ``scratch``: ``eta`` is read no more,
-        and a family that can makes some of them in its memory."""
-        d = self.data
-        if third or not getattr(d.family, "lazy_third", False):
-            return d.family.derivs(d.y, eta, self._trials, self._w, extra, self._const)
-        args = (d.y, eta, self._trials, self._w, extra, self._const)
-        if scratch and getattr(d.family, "scratch_eta", False):
-            return d.family.derivs(*args, third=False, scratch=True)
-        return d.family.derivs(*args, third=False)
+    _derivs = Objective._derivs  # the same inputs: data, trials, weights, constant
 
     def snapshot(self):
         return getattr(self, "state", None)

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# per-row temporaries up to this many values (16 MB) are made at once: on small data
+# the cost is per numpy call, and column-by-column passes (which keep large data to
+# few arrays of the rows' size) only add calls
+AT_ONCE_CELLS = 2_000_000
+
 
 def rows_or_none(v, rows):
     """``v[rows]``, or None for None."""
