@@ -430,3 +430,42 @@ def test_random_slope_columns_made_apart_where_the_design_has_other_columns(
         m = PoissonGLMM(random_effects=terms, fit_intercept=fit_intercept).fit(X, y, groups=g)
     d = m.fit_result_.objective.data
     assert np.shares_memory(d.factors[0].Z, d.X) == shared
+
+
+def test_large_binary_slope_fit_equals_the_plain_paths(monkeypatch):
+    """60,000 rows take every large-data path at once (the state's lazy per-row arrays,
+    the logit's derivatives in place and in eta's memory, Z a view of the design, the
+    Hessian's shifted gradients without the modes' derivatives and single-precision
+    derivatives at the optimum): the fit of the plain paths, to rounding."""
+    from sklearn_glmm import _results
+
+    rng = np.random.default_rng(21)
+    G, k = 6000, 10
+    g = np.repeat(np.arange(G), k)
+    t = np.tile(np.arange(k) - 4.5, G)
+    X = np.column_stack([t, rng.normal(size=G * k)])
+    b = rng.normal(0, [1.0, 0.3], (G, 2))
+    eta = -0.4 + 0.15 * t + 0.5 * X[:, 1] + b[g, 0] + b[g, 1] * t
+    y = (rng.random(G * k) < 1 / (1 + np.exp(-eta))).astype(float)
+    assert len(y) > Objective.lazy_state_rows
+    large = _quiet_fit(BinomialGLMM(random_effects="1 + x0"), X, y, g)
+    assert np.shares_memory(
+        large.fit_result_.objective.data.factors[0].Z, large.fit_result_.objective.data.X
+    )
+    monkeypatch.setattr(Objective, "lazy_state_rows", 10**9)
+    monkeypatch.setattr(binomial_module, "_IN_PLACE_SIZE", 10**9)
+    monkeypatch.setattr(_results, "design_view", lambda *a: None)
+    plain = _quiet_fit(BinomialGLMM(random_effects="1 + x0"), X, y, g)
+    assert large.converged_ and plain.converged_
+    assert large.loglik_ == pytest.approx(plain.loglik_, rel=1e-11)
+    np.testing.assert_allclose(large.coef_, plain.coef_, rtol=1e-6)
+    np.testing.assert_allclose(large.intercept_, plain.intercept_, rtol=1e-6)
+    np.testing.assert_allclose(
+        large.fit_result_.vcov, plain.fit_result_.vcov, rtol=1e-4, atol=1e-10
+    )
+
+
+def _quiet_fit(est, X, y, g):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X, y, groups=g)
