@@ -4,9 +4,10 @@ groups, solver and state, as the mode search does).
 
 With ``c_i = a_i' H^{-1} a_i`` (``a_i``: row ``i`` of ``Z Lambda``), every parameter's
 derivative is ``psi' d eta / d param`` plus the terms where ``Lambda`` itself moves or
-the family's own parameters move; the paths below compute it for several factors
-(``gradient``), one factor of several random effects (``_gradient_blocks``) and one
-scalar random effect (``_gradient_scalar``), each with few arrays of the rows' size.
+the family's own parameters move. ``gradient`` computes it for any factors, and hands
+one scalar random effect to ``_gradient_scalar`` and, on large data, one factor of
+several random effects to ``_gradient_blocks`` (through ``Z`` and ``Lambda``, without
+``Z Lambda`` formed); each makes few arrays of the rows' size.
 A gradient also leaves the modes' derivatives in the parameters (the next
 evaluation's start) unless the objective is inside ``without_mode_derivatives``.
 """
