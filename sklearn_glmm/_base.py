@@ -356,7 +356,8 @@ class _BaseGLMM(BaseEstimator):
         sample_weight, offset = as_pandas(sample_weight), as_pandas(offset)
         X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
         yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
-        if np.may_share_memory(yv, y_raw):  # the caller's array, read in place: never written
+        in_place = np.may_share_memory(yv, y_raw)
+        if in_place:  # the caller's array, read in place: never written
             yv = yv.view()
             yv.flags.writeable = False
         data, factors = self._model_data(X_raw, yv, trials, w, off, groups)
@@ -377,7 +378,7 @@ class _BaseGLMM(BaseEstimator):
         self._learn_support(yv, self.fit_result_.train["eta"], data.weights)
         if hasattr(obj, "release_state"):  # the fitted model keeps the data, not the state
             obj.release_state()
-        if np.may_share_memory(data.y, y_raw):
+        if in_place:
             # the fit read the caller's outcome in place (no copy of the rows' size while
             # it ran); the model keeps its own, which later changes to the caller's array
             # (a simulation reusing it, say) do not reach: profiles, refits and residuals

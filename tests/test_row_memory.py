@@ -425,9 +425,7 @@ def test_random_slope_columns_made_apart_where_the_design_has_other_columns(
     g = np.repeat(np.arange(G), k)
     X = np.column_stack([rng.normal(size=G * k), rng.normal(size=G * k)])
     y = rng.poisson(np.exp(0.3 + 0.2 * X[:, 0] + rng.normal(0, 0.5, G)[g])).astype(float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = PoissonGLMM(random_effects=terms, fit_intercept=fit_intercept).fit(X, y, groups=g)
+    m = _quiet_fit(PoissonGLMM(random_effects=terms, fit_intercept=fit_intercept), X, y, g)
     d = m.fit_result_.objective.data
     assert np.shares_memory(d.factors[0].Z, d.X) == shared
 

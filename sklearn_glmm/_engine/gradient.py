@@ -74,16 +74,17 @@ class LaplaceGradient:
         # du = H^{-1} dG: dG/dbeta = -A'WX, dG/dtheta = (dA/dtheta)'d1 - A'W deta/dtheta;
         # its right-hand sides -A'W deta/dparam column by column, as each move is made
         want = self.mode_derivatives_wanted
-        R = np.empty((self.Q, d.n_beta + d.n_theta)) if want else None
         # a structured factor's time-indicator sums take all the columns at once
         # (and one factor's small data, where one pass costs fewer calls than a pass per
         # column; with several factors, whose sums are not over runs of rows, it does not)
         small = len(d.factors) == 1 and a_vals.size * (d.n_beta + d.n_theta) <= _rows.AT_ONCE_CELLS
-        kept = None
-        if want and (small or any(f.mapped for f in d.factors)):
-            kept = np.empty((len(a_vals), d.n_beta + d.n_theta))
-        for j in range(d.n_beta if want else 0):
-            self._put_rhs(R, j, a_vals, der.w, d.X[:, j], kept)
+        R = kept = None
+        if want:
+            R = np.empty((self.Q, d.n_beta + d.n_theta))
+            if small or any(f.mapped for f in d.factors):
+                kept = np.empty((len(a_vals), d.n_beta + d.n_theta))
+            for j in range(d.n_beta):
+                self._put_rhs(R, j, a_vals, der.w, d.X[:, j], kept)
         direct = np.zeros((self.Q, d.n_theta))
         for f, gi in zip(d.factors, self.groups):
             sl = slice(f.offset, f.offset + f.n_levels * f.q)
@@ -200,9 +201,11 @@ class LaplaceGradient:
         del psi
         # the mode equation's right-hand sides (see gradient), in place of their solutions
         want = self.mode_derivatives_wanted
-        R = np.empty((self.Q, d.n_beta + d.n_theta)) if want else None
-        for j in range(d.n_beta if want else 0):
-            R[:, j] = -rows.sums(der.w * d.X[:, j])
+        R = None
+        if want:
+            R = np.empty((self.Q, d.n_beta + d.n_theta))
+            for j in range(d.n_beta):
+                R[:, j] = -rows.sums(der.w * d.X[:, j])
         M = self.solver.gram
         g_theta = np.empty(d.n_theta)
         for k, (r, col) in enumerate(zip(f.theta_rows, f.theta_cols)):
@@ -334,25 +337,30 @@ class LaplaceGradient:
             g_theta = psi @ (zr * u_rows) + m @ dz + 2.0 * wz @ k
             del wz
         del k
-        if not self.mode_derivatives_wanted:
-            return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
-        # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of the
-        # mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
-        wa = der.w * a
-        J = np.empty((len(u), d.n_beta + 1))
-        if unit:
-            u_rows *= wa
-        else:
-            u_rows *= wa * zr
-        J[:, -1] = hinv * (dz - g.sum(u_rows))
-        del u_rows
+        grad = np.concatenate([d.X.T @ psi, [g_theta], g_extra])
+        if self.mode_derivatives_wanted:
+            # the implicit derivatives du/d(beta, theta) = H^{-1} dG/d(beta, theta) of
+            # the mode equation G = Lambda'Z'd1 - u = 0 give the next evaluation's start
+            wa = der.w * a
+            u_rows *= wa if unit else wa * zr
+            in_theta = hinv * (dz - g.sum(u_rows))
+            del u_rows
+            self.keep_mode_derivatives(self._scalar_mode_derivatives(wa, hinv, in_theta))
+        return grad
+
+    def _scalar_mode_derivatives(self, wa, hinv, in_theta) -> np.ndarray:
+        """The modes' derivatives of one scalar random effect: in the fixed effects,
+        ``-H^{-1}`` times the levels' sums of ``w a x_j`` (``wa``: each row's ``w a``),
+        then the one in theta, ``in_theta``."""
+        d, g = self.data, self.groups[0]
+        J = np.empty((len(hinv), d.n_beta + 1))
+        J[:, -1] = in_theta
         if d.X.size <= _ONE_PASS_CELLS:  # every column in one pass: per-call cost
             J[:, :-1] = g.sum(wa[:, None] * d.X) * -hinv[:, None]
         else:
             for j in range(d.n_beta):  # column by column: no (n, p) temporary
                 J[:, j] = g.sum(wa * d.X[:, j]) * -hinv
-        self.keep_mode_derivatives(J)
-        return np.concatenate([d.X.T @ psi, [g_theta], g_extra])
+        return J
 
     def gauss_newton_diagonal(self) -> np.ndarray:
         """Diagonal of a Gauss-Newton approximation of the Hessian in (beta, theta).

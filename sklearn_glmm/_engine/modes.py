@@ -97,8 +97,12 @@ class _State(dict):
         super().__init__(**entries)
         self._make = make
 
+    def _makes(self, key) -> bool:
+        """Whether the state makes entry ``key`` when read (``a_vals`` only from ``rows``)."""
+        return key in self.lazy and (key != "a_vals" or "rows" in self)
+
     def __missing__(self, key):
-        if key not in self.lazy or (key == "a_vals" and "rows" not in self):
+        if not self._makes(key):
             raise KeyError(key)
         value = self[key] = self._make(self, key)
         return value
@@ -106,7 +110,7 @@ class _State(dict):
     def fresh(self, key) -> np.ndarray:
         """A new array of entry ``key`` for the caller: a copy of a kept entry, or one
         made for it alone (and not kept) where the state makes it when read."""
-        if key in self or key not in self.lazy or (key == "a_vals" and "rows" not in self):
+        if key in self or not self._makes(key):
             return self[key].copy()  # kept, or not made by the state (a KeyError)
         return self._make(self, key)
 

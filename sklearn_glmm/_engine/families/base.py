@@ -130,6 +130,9 @@ class Family:
     # ``third_derivative`` where it is needed (the gradient, at the mode, not at every
     # trial point of the mode search)
     lazy_third = False
+    # ``derivs(..., scratch=True)`` and ``third_derivative(..., scratch=True)`` may write
+    # into ``eta``, which the caller then reads no more (the binomial's logit, in place)
+    scratch_eta = False
 
     def third_derivative(self, y, eta, trials, weights, extra, const, der, scratch=False):
         """``w3`` at ``eta``, for the derivatives ``der`` made there without it

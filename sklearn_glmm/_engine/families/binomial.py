@@ -69,8 +69,7 @@ class Binomial(Family):
 
     lazy_third = True
 
-    # derivs(..., scratch=True) may write into ``eta`` (see derivs)
-    scratch_eta = True
+    scratch_eta = True  # (see derivs and third_derivative)
 
     def derivs(self, y, eta, trials, weights, extra=(), const=None, third=True, scratch=False):
         """``trials=None`` means one trial per row (binary outcomes); ``third=False``
