@@ -146,3 +146,34 @@ def test_internal_design_is_the_centred_and_scaled_columns(fit_intercept):
         rms = np.sqrt(np.mean(X**2, axis=0))
         np.testing.assert_allclose(scaling["scales"], rms, rtol=1e-14)
         np.testing.assert_allclose(Xd, X / rms, atol=1e-14)
+
+
+def test_count_tables_give_the_same_numbers_as_the_rows():
+    # a function of the counts, evaluated once per count 0..max(y) and gathered by row,
+    # is the function itself, bit for bit; other outcomes take the rows' path
+    from scipy import special
+
+    from sklearn_glmm._engine.families.base import _lgamma_ratio, _lgamma_ratio_rows, by_count
+    from sklearn_glmm._engine.families.negbin import _digamma_shifted
+
+    rng = np.random.default_rng(0)
+    y = rng.negative_binomial(2, 0.2, 3000).astype(float)
+    for theta in (0.01, 2.5, 3e4, 2e5, 1e9):  # both sides of the Stirling switch
+        np.testing.assert_array_equal(_lgamma_ratio(y, theta), _lgamma_ratio_rows(y, theta))
+        np.testing.assert_array_equal(_digamma_shifted(y, theta), special.digamma(y + theta))
+    calls = []
+
+    def spy(c):
+        calls.append(len(c))
+        return c * 2.0
+
+    np.testing.assert_array_equal(by_count(y, spy), 2.0 * y)
+    assert calls == [int(y.max()) + 1]  # once per count
+    for other in (y + 0.5, np.r_[y, 1e7], y[:40], np.r_[y, -1.0], np.r_[y, np.nan]):
+        calls.clear()
+        out = by_count(other, spy)
+        assert calls == [len(other)]  # the rows themselves
+        np.testing.assert_array_equal(out, other * 2.0)
+    # per-row theta (a dispersion model) is never tabled
+    th = rng.uniform(1, 5, len(y))
+    np.testing.assert_array_equal(_lgamma_ratio(y, th), _lgamma_ratio_rows(y, th))

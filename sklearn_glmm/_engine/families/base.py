@@ -225,14 +225,44 @@ _Z_RANGE = 9.0  # standard normal mass beyond +-9: 2e-19
 _NODE_CELLS = 2_000_000  # rows x nodes evaluated at once
 
 
+def by_count(y, fn):
+    """``fn(y)`` for an elementwise ``fn``, from its values at the counts 0, 1, ..., max(y).
+
+    Count outcomes take few distinct values: where ``y`` holds whole numbers whose
+    largest is well below the number of rows, ``fn`` runs once per count and its values
+    are gathered by row. Each element is the same number ``fn`` gives for it directly.
+    Otherwise (fractional or very large values, few rows), ``fn(y)`` itself.
+    """
+    n = len(y) if np.ndim(y) == 1 else 0
+    if n < _COUNT_TABLE_ROWS:
+        return fn(y)
+    top = y.max()
+    if not (top < n // 4 and y.min() >= 0):  # also False for NaN
+        return fn(y)
+    idx = y.astype(np.intp)
+    if not np.array_equal(idx, y):
+        return fn(y)
+    return fn(np.arange(int(top) + 1, dtype=float))[idx]
+
+
+_COUNT_TABLE_ROWS = 64  # below it the table saves too little to pay for its checks
+
+
 def _lgamma_ratio(y, theta):
     """log Gamma(y + theta) - log Gamma(theta), accurate for very large theta.
 
     For ``theta`` above ``_STIRLING_SIZE`` the difference of Stirling's series is
     taken term by term, each in closed form (scipy's ``betaln`` loses 1e-6 to 1e-4
     there with counts of 1e4 to 1e6, which summed over rows shows in a
-    log-likelihood); below it, through ``betaln``.
+    log-likelihood); below it, through ``betaln``. With one ``theta`` for all rows it
+    is evaluated once per count (:func:`by_count`).
     """
+    if np.ndim(theta) == 0:
+        return by_count(y, lambda c: _lgamma_ratio_rows(c, theta))
+    return _lgamma_ratio_rows(y, theta)
+
+
+def _lgamma_ratio_rows(y, theta):
     # either may have more dimensions (quadrature nodes x rows, rows x counts)
     y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
     ypos = np.where(y > 0, y, 1.0)

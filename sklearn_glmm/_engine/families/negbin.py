@@ -16,6 +16,7 @@ from .base import (
     _log_y,
     _mu_minus_y,
     _weighted,
+    by_count,
 )
 from .poisson import Poisson
 
@@ -141,7 +142,7 @@ class NegativeBinomial2(Family):
         mmy = mu - y if zero is None else _mu_minus_y(y, eta, log_y, zero, mu)
         with np.errstate(over="ignore"):
             dl = theta * (
-                special.digamma(y + theta)
+                _digamma_shifted(y, theta)
                 - special.digamma(theta)
                 - np.logaddexp(0.0, eta - lt)
                 + mmy / tm
@@ -285,3 +286,10 @@ def _where_rows(at, limit, nb):
     tuple type as ``nb``)."""
     parts = tuple(np.where(at, p, q) for p, q in zip(limit, nb))
     return type(nb)(*parts) if hasattr(nb, "_fields") else parts
+
+
+def _digamma_shifted(y, theta):
+    """``digamma(y + theta)``; with one theta for all rows, once per count."""
+    if np.ndim(theta) == 0:
+        return by_count(y, lambda c: special.digamma(c + theta))
+    return special.digamma(y + theta)
