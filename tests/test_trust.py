@@ -194,6 +194,92 @@ def test_zero_inflation_at_its_boundary_is_an_honest_estimate():
     )
 
 
+def _poisson_panel(seed, G=150, T=6):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(G), T)
+    t = np.tile(np.arange(T, dtype=float), G)
+    y = rng.poisson(np.exp(1.2 + 0.1 * t + rng.normal(0, 0.5, G)[g]))  # no overdispersion
+    return pd.DataFrame({"t": t}), y, g
+
+
+def test_nb_on_poisson_data_leaves_the_theta_ridge_early_for_the_same_bound(monkeypatch):
+    # NB2 on Poisson counts: log theta drifts up a ridge that flattens like e^-log theta.
+    # The fit leaves it once less than RIDGE_GAIN is left to gain there and settles on
+    # the bound, the fit that follows the ridge to its end does the same in more steps.
+    from sklearn_glmm._engine import optimize
+
+    X, y, g = _poisson_panel(0)
+    fast, caught = _fit(NegBinGLMM(), X, y, g)
+    monkeypatch.setattr(optimize, "_ridge_stop", lambda obj, bounds: None)
+    slow, _ = _fit(NegBinGLMM(), X, y, g)
+    pois, _ = _fit(PoissonGLMM(), X, y, g)
+    assert fast.theta_at_boundary_ and slow.theta_at_boundary_ and fast.theta_ == np.inf
+    assert fast.converged_ and ConvergenceWarning not in caught
+    assert fast.fit_record_.n_evaluations < slow.fit_record_.n_evaluations
+    assert fast.loglik_ == pytest.approx(slow.loglik_, abs=1e-6)
+    assert fast.loglik_ == pytest.approx(pois.loglik_, abs=1e-5)
+    np.testing.assert_allclose(fast.coef_, slow.coef_, atol=1e-4)
+    np.testing.assert_allclose(
+        fast.fixed_effects_["std_error"], slow.fixed_effects_["std_error"], rtol=1e-3
+    )
+
+
+def test_a_ridge_stop_whose_bound_is_worse_resumes_the_fit(monkeypatch):
+    # a stop at the first iterate on data with theta = 2: the bound (theta = inf) is far
+    # worse than where the run stopped, so the fit goes on and ends where it always does
+    from sklearn_glmm._engine import optimize
+    from sklearn_glmm.datasets import make_longitudinal
+
+    df, _ = make_longitudinal("negbin", n_groups=60, nb_theta=2.0, random_state=5)
+    X, y, g = df[["time"]], df["y"], df["id"]
+    plain, _ = _fit(NegBinGLMM(), X, y, g)
+    stops = []
+
+    def always(obj, bounds):
+        def stop(x):
+            stops.append(x.copy())
+            return True
+
+        return stop
+
+    monkeypatch.setattr(optimize, "_ridge_stop", always)
+    resumed, caught = _fit(NegBinGLMM(), X, y, g)
+    assert stops  # the rule was asked, and ended the first run
+    assert not resumed.theta_at_boundary_ and resumed.converged_
+    assert ConvergenceWarning not in caught
+    assert resumed.loglik_ == pytest.approx(plain.loglik_, abs=1e-6)
+    assert resumed.theta_ == pytest.approx(plain.theta_, rel=1e-3)
+
+
+def test_the_ridge_stop_reads_only_evaluated_points_and_the_side_of_its_bound():
+    from sklearn_glmm._engine import optimize
+    from sklearn_glmm._engine.objective import Objective
+
+    X, y, g = _poisson_panel(0)
+    m, _ = _fit(NegBinGLMM(), X, y, g)
+    obj = m.fit_result_.objective
+    assert isinstance(obj, Objective)
+    bounds = optimize.parameter_bounds(obj.data)
+    stop = optimize._ridge_stop(obj, bounds)
+    x = np.array(m.fit_record_.final, dtype=float)
+    k = obj.data.n_beta + obj.data.n_theta
+    n_evals = obj.n_evals
+    below = x.copy()
+    below[k] = 3.0  # not on the flat side: no stop, and no evaluation
+    assert not stop(below) and obj.n_evals == n_evals
+    on_ridge = x.copy()
+    on_ridge[k] = 14.0
+    assert not stop(on_ridge) and obj.n_evals == n_evals  # not evaluated there: no stop
+    obj.value_and_grad(on_ridge)
+    g14 = obj.value_and_grad(on_ridge)[1][k]
+    assert -optimize.RIDGE_GAIN < g14 <= 0.0  # almost nothing left towards the bound
+    assert stop(on_ridge)
+    on_ridge[k] = 8.0
+    obj.value_and_grad(on_ridge)
+    assert -obj.value_and_grad(on_ridge)[1][k] > optimize.RIDGE_GAIN  # still a slope
+    assert not stop(on_ridge)
+
+
 def test_group_level_separation_is_named():
     # 43 binary rows in 8 groups, most of them all 0 or all 1: the variance runs away
     rng = np.random.default_rng(0)

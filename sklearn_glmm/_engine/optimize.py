@@ -348,9 +348,22 @@ class _BestPoint:
         return res
 
 
-def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
-    """L-BFGS-B; with ``scale`` it works on ``z = scale * x`` (a diagonal preconditioner)."""
+def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None, stop=None):
+    """L-BFGS-B; with ``scale`` it works on ``z = scale * x`` (a diagonal preconditioner).
+
+    ``stop(x)``, asked at every iterate, ends the run early when it says so
+    (``res.stopped`` is then True).
+    """
     best = _BestPoint(fun)
+    stopped = []
+
+    def callback(intermediate_result):
+        x = intermediate_result.x
+        if stop(x if scale is None else x / scale):
+            stopped.append(True)
+            raise StopIteration
+
+    callback = None if stop is None else callback
     if scale is None:
         res = minimize(
             best,
@@ -358,9 +371,12 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
             jac=jac,
             method="L-BFGS-B",
             bounds=bounds,
+            callback=callback,
             options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6, "maxcor": 20},
         )
-        return best.settle(res)
+        res = best.settle(res)
+        res.stopped = bool(stopped)
+        return res
     fun = best
     x0 = np.asarray(x0, dtype=float)
     z0 = x0 * scale
@@ -381,6 +397,7 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
         jac=True,
         method="L-BFGS-B",
         bounds=zb,
+        callback=callback,
         # |g_z| <= gtol / max(scale) keeps |g_x| <= gtol, the unscaled criterion
         options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6 / np.max(scale), "maxcor": 20},
     )
@@ -388,6 +405,7 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None):
     res.jac = res.jac * scale
     res = best.settle(res)
     res.scale = scale
+    res.stopped = bool(stopped)
     return res
 
 
@@ -410,21 +428,22 @@ def _optimiser_scale(obj, x0):
     return scale
 
 
-def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx):
+def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None):
     """L-BFGS-B on the Laplace objective, restarted away from zero variances.
 
     A Cholesky diagonal of exactly zero is a stationary point of the objective
     (the objective is even in it), so an optimiser that reaches it cannot leave.
     Each one found at zero is moved back into the interior and the fit resumed;
-    the better optimum is kept.
+    the better optimum is kept. ``stop`` (see :func:`_ridge_stop`) may end the
+    L-BFGS-B run early; the result says so (``stopped``).
     """
     scale = _optimiser_scale(obj, x0)
-    res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol, scale)
+    res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol, scale, stop)
     nit = res.nit
-    if _predicted_decrease(res, bounds) > RESTART_MIN_DECREASE:
+    if not res.stopped and _predicted_decrease(res, bounds) > RESTART_MIN_DECREASE:
         # A restart clears L-BFGS-B's curvature memory; it moves further when the
         # first run stopped on the ftol test with its own model predicting more.
-        res2 = _run_lbfgsb(obj.value_and_grad, res.x, True, bounds, max_iter, tol, scale)
+        res2 = _run_lbfgsb(obj.value_and_grad, res.x, True, bounds, max_iter, tol, scale, stop)
         nit += res2.nit
         if res2.fun <= res.fun:
             res = res2
@@ -568,40 +587,87 @@ def _predicted_decrease(res, bounds) -> float:
         return np.inf
 
 
-def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
+def _ridge_stop(obj, bounds):
+    """A ``stop`` rule for L-BFGS-B: a family parameter is drifting on its flat ridge
+    (past the flat side's threshold, see :func:`_settle_flat_extra`) with less than
+    ``RIDGE_GAIN`` of the objective left to gain along it; None for families without
+    such a side.
+
+    On the ridge the objective approaches its value at the bound like ``A e^(-x)`` (NB2
+    in log theta: the terms in 1/theta), so what is left to gain is about the
+    gradient's component towards the bound; L-BFGS-B would otherwise take a step of
+    about one unit per iteration all the way there. Read at iterates the objective
+    has just evaluated only (no evaluation of its own).
+    """
+    start = obj.data.n_beta + obj.data.n_theta
+    sides = [(start + j, side) for j, side in enumerate(obj.data.extra_flat_side) if side]
+    if not sides or not isinstance(obj, Objective):  # (a GLM's evaluations are cheap)
+        return None
+
+    def stop(x):
+        drifting = [
+            (k, direction)
+            for k, (direction, threshold) in sides
+            if (x[k] > threshold if direction == "upper" else x[k] < threshold)
+            and bounds[k][direction == "upper"] is not None
+        ]
+        if not drifting or obj.remembered(x) is None:
+            return False
+        g = obj.value_and_grad(x)[1]
+        # the objective's decrease per unit moved towards the bound
+        return any(
+            0.0 <= (-g[k] if direction == "upper" else g[k]) < RIDGE_GAIN
+            for k, direction in drifting
+        )
+
+    return stop
+
+
+RIDGE_GAIN = 1e-3  # of -2 log L, as the bound's tolerance in _settle_flat_extra
+
+
+def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, worse_by=1e-3):
     """Move extra parameters drifting on a flat ridge to their bound.
 
     Without overdispersion the NB2 likelihood keeps rising, ever more slowly, as
     theta grows; without zero inflation the zero-inflation probability drifts
     towards 0. The optimiser stops somewhere on such a ridge, where the Hessian
     is nearly singular and the other standard errors would be wrong. When the
-    bound is no worse (within 1e-3 in the objective), the fit is settled there:
-    an honest boundary estimate, reported as such, with the other parameters'
-    standard errors from the model without it.
+    bound is no worse (within ``worse_by`` = 1e-3 in the objective), the fit is
+    settled there: an honest boundary estimate, reported as such, with the other
+    parameters' standard errors from the model without it. After a :func:`_ridge_stop`
+    (``x`` short of the ridge's end by at most ``RIDGE_GAIN``) the bound must be no
+    worse than ``x`` itself (``worse_by=0``).
+
+    Returns ``(x, kept)``: ``kept`` says whether a drifting parameter stayed where it
+    was (its bound worse).
     """
     start = obj.data.n_beta + obj.data.n_theta
-    for j, side in enumerate(obj.data.extra_flat_side):
-        if side is None:
-            continue
-        k = start + j
-        lo, hi = bounds[k]
-        direction, threshold = side
-        bound = hi if direction == "upper" else lo
-        drifting = x[k] > threshold if direction == "upper" else x[k] < threshold
-        if not drifting or abs(x[k] - bound) < 1e-6:
-            continue
-        at_x = obj.snapshot()
-        x1 = x.copy()
-        x1[k] = bound
-        fixed = list(bounds)
-        fixed[k] = (bound, bound)
-        res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
-        if res.fun <= fun + 1e-3:
-            x, fun = res.x, float(res.fun)
-        else:
-            obj.restore(at_x)
+    sides = [(start + j, side) for j, side in enumerate(obj.data.extra_flat_side) if side]
+    kept = set()
+    # again while one moves: with one parameter on its bound another may start drifting
+    for _pass in range(len(sides)):
+        moved = False
+        for k, (direction, threshold) in sides:
+            bound = bounds[k][1] if direction == "upper" else bounds[k][0]
+            drifting = x[k] > threshold if direction == "upper" else x[k] < threshold
+            if k in kept or not drifting or abs(x[k] - bound) < 1e-6:
+                continue
+            at_x = obj.snapshot()
+            x1 = x.copy()
+            x1[k] = bound
+            fixed = list(bounds)
+            fixed[k] = (bound, bound)
+            res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
+            if res.fun <= fun + worse_by:
+                x, fun, moved = res.x, float(res.fun), True
+            else:
+                obj.restore(at_x)
+                kept.add(k)
+        if not moved:
+            break
     obj.evaluate(x)
-    return x
+    return x, bool(kept)
 
 
 def fit_objective(obj: Objective, x0: np.ndarray, bounds, max_iter: int, tol: float, diag_idx=None):
@@ -655,9 +721,19 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     record = FitRecord(initial=np.array(x0, dtype=float))
     n_agq = obj.n_agq
     obj.n_agq = 1
-    res = _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx)
+    res = _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, _ridge_stop(obj, bounds))
     record.stages.append(("laplace", float(res.fun), int(res.nit), str(res.message)))
-    x = _settle_flat_extra(obj, res.x, res.fun, bounds, max_iter, tol)
+    x, kept = _settle_flat_extra(
+        obj, res.x, res.fun, bounds, max_iter, tol, 0.0 if res.stopped else 1e-3
+    )
+    if res.stopped and kept:
+        # stopped on a ridge whose bound is worse than where it stopped: the fit goes
+        # on from there to its own end
+        nit = res.nit
+        res = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx)
+        res.nit += nit
+        record.stages.append(("laplace", float(res.fun), int(res.nit), str(res.message)))
+        x, _ = _settle_flat_extra(obj, res.x, res.fun, bounds, max_iter, tol)
     hit_max = res.nit >= max_iter
     if n_agq > 1:
         obj.n_agq = n_agq
