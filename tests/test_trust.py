@@ -251,7 +251,41 @@ def test_a_ridge_stop_whose_bound_is_worse_resumes_the_fit(monkeypatch):
     assert resumed.theta_ == pytest.approx(plain.theta_, rel=1e-3)
 
 
-def test_the_ridge_stop_reads_only_evaluated_points_and_the_side_of_its_bound():
+def test_a_ridge_end_whose_bound_is_worse_than_the_stopping_point_is_not_kept(monkeypatch):
+    # every log theta counted as past the flat side and any gradient as "little left":
+    # the run stops early on data with theta = 2, the fit on the bound (the Poisson
+    # limit) is far worse, and the fit goes on to the optimum it always reaches
+    from sklearn_glmm._engine import optimize
+    from sklearn_glmm.datasets import make_longitudinal
+
+    df, _ = make_longitudinal("negbin", n_groups=60, nb_theta=2.0, random_state=5)
+    X, y, g = df[["time"]], df["y"], df["id"]
+    plain, _ = _fit(NegBinGLMM(), X, y, g)
+    sides = optimize._flat_sides
+    monkeypatch.setattr(
+        optimize, "_flat_sides", lambda obj: [(k, (d, -10.0)) for k, (d, _) in sides(obj)]
+    )
+    monkeypatch.setattr(optimize, "RIDGE_GAIN", np.inf)
+    monkeypatch.setattr(optimize, "RIDGE_STEP", 0.0)
+    settle, tried = optimize._settle_after_ridge_stop, []
+
+    def spy(obj, res, *args):
+        out = settle(obj, res, *args)
+        tried.append(
+            (bool(optimize._ridge_ends(obj, res.x, optimize._flat_sides(obj), args[0])), out)
+        )
+        return out
+
+    monkeypatch.setattr(optimize, "_settle_after_ridge_stop", spy)
+    resumed, caught = _fit(NegBinGLMM(), X, y, g)
+    assert tried and tried[0][0] and tried[0][1] is None  # tried on the bound, not kept
+    assert not resumed.theta_at_boundary_ and resumed.converged_
+    assert ConvergenceWarning not in caught
+    assert resumed.loglik_ == pytest.approx(plain.loglik_, abs=1e-6)
+    assert resumed.theta_ == pytest.approx(plain.theta_, rel=1e-3)
+
+
+def test_the_ridge_stop_asks_for_a_walk_towards_the_bound_with_little_left_to_gain():
     from sklearn_glmm._engine import optimize
     from sklearn_glmm._engine.objective import Objective
 
@@ -260,24 +294,35 @@ def test_the_ridge_stop_reads_only_evaluated_points_and_the_side_of_its_bound():
     obj = m.fit_result_.objective
     assert isinstance(obj, Objective)
     bounds = optimize.parameter_bounds(obj.data)
-    stop = optimize._ridge_stop(obj, bounds)
-    x = np.array(m.fit_record_.final, dtype=float)
     k = obj.data.n_beta + obj.data.n_theta
+    x = np.array(m.fit_record_.final, dtype=float)
+
+    def at(lt, evaluate=True):
+        p = x.copy()
+        p[k] = lt
+        if evaluate:
+            obj.value_and_grad(p)
+        return p
+
+    stop = optimize._ridge_stop(obj, bounds)
+    assert not stop(at(13.3)) and stop(at(14.0))  # a step of 0.7 up the flat ridge
+    # the same two points in the other order: a step away from the bound
+    stop = optimize._ridge_stop(obj, bounds)
+    assert not stop(at(14.0)) and not stop(at(13.3))
+    # standing still (an interior optimum past the threshold looks like this)
+    stop = optimize._ridge_stop(obj, bounds)
+    assert not stop(at(14.0)) and not stop(at(14.0 + 1e-3))
+    # still a slope: more than RIDGE_GAIN left to gain
+    stop = optimize._ridge_stop(obj, bounds)
+    assert not stop(at(7.3)) and not stop(at(8.0))
+    assert -obj.value_and_grad(at(8.0))[1][k] > optimize.RIDGE_GAIN
+    # below the flat side, or a point the objective has not just evaluated: no stop,
+    # and no evaluation of its own
+    stop = optimize._ridge_stop(obj, bounds)
     n_evals = obj.n_evals
-    below = x.copy()
-    below[k] = 3.0  # not on the flat side: no stop, and no evaluation
-    assert not stop(below) and obj.n_evals == n_evals
-    on_ridge = x.copy()
-    on_ridge[k] = 14.0
-    assert not stop(on_ridge) and obj.n_evals == n_evals  # not evaluated there: no stop
-    obj.value_and_grad(on_ridge)
-    g14 = obj.value_and_grad(on_ridge)[1][k]
-    assert -optimize.RIDGE_GAIN < g14 <= 0.0  # almost nothing left towards the bound
-    assert stop(on_ridge)
-    on_ridge[k] = 8.0
-    obj.value_and_grad(on_ridge)
-    assert -obj.value_and_grad(on_ridge)[1][k] > optimize.RIDGE_GAIN  # still a slope
-    assert not stop(on_ridge)
+    assert not stop(at(3.0, evaluate=False)) and not stop(at(3.7, evaluate=False))
+    assert not stop(at(13.3, evaluate=False)) and not stop(at(14.0, evaluate=False))
+    assert obj.n_evals == n_evals
 
 
 def test_group_level_separation_is_named():

@@ -447,7 +447,8 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None):
         nit += res2.nit
         if res2.fun <= res.fun:
             res = res2
-    for k in [k for k in diag_idx if res.x[k] < 1e-3]:
+    # (a run stopped early is taken further by the caller, which probes there)
+    for k in [k for k in diag_idx if res.x[k] < 1e-3 and not res.stopped]:
         best_x = _probe_zero_diagonal(obj, res, k, bounds)
         if best_x is not None:
             res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol, scale)
@@ -596,78 +597,126 @@ def _ridge_stop(obj, bounds):
     On the ridge the objective approaches its value at the bound like ``A e^(-x)`` (NB2
     in log theta: the terms in 1/theta), so what is left to gain is about the
     gradient's component towards the bound; L-BFGS-B would otherwise take a step of
-    about one unit per iteration all the way there. Read at iterates the objective
-    has just evaluated only (no evaluation of its own).
+    about one unit per iteration all the way there. The rule also asks that the last
+    iteration gained less than ``RIDGE_GAIN`` (while the other parameters still move,
+    the ridge's gradient, coupled to them, says little) and moved the parameter towards
+    its bound by at least ``RIDGE_STEP`` (walking the ridge: at an interior optimum
+    past the threshold the gradient is small too, but the iterates stand still). Read
+    at iterates the objective has just evaluated only (no evaluation of its own).
     """
-    start = obj.data.n_beta + obj.data.n_theta
-    sides = [(start + j, side) for j, side in enumerate(obj.data.extra_flat_side) if side]
+    sides = _flat_sides(obj)
     if not sides or not isinstance(obj, Objective):  # (a GLM's evaluations are cheap)
         return None
 
+    last = [np.inf, None]  # the previous iterate's value and point
+
     def stop(x):
-        drifting = [
-            (k, direction)
-            for k, (direction, threshold) in sides
-            if (x[k] > threshold if direction == "upper" else x[k] < threshold)
-            and bounds[k][direction == "upper"] is not None
-        ]
-        if not drifting or obj.remembered(x) is None:
+        val = obj.remembered(x)
+        (prev_val, prev_x), last[:] = last, [np.inf if val is None else val, np.copy(x)]
+        if val is None or prev_x is None or not prev_val - val < RIDGE_GAIN:
             return False
-        g = obj.value_and_grad(x)[1]
-        # the objective's decrease per unit moved towards the bound
         return any(
-            0.0 <= (-g[k] if direction == "upper" else g[k]) < RIDGE_GAIN
-            for k, direction in drifting
+            (bound - x[k]) * (x[k] - prev_x[k]) > 0 and abs(x[k] - prev_x[k]) >= RIDGE_STEP
+            for k, bound in _ridge_ends(obj, x, sides, bounds)
         )
 
     return stop
 
 
 RIDGE_GAIN = 1e-3  # of -2 log L, as the bound's tolerance in _settle_flat_extra
+RIDGE_STEP = 0.25  # on the parameter's own scale (log theta, logit of zero inflation)
 
 
-def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, worse_by=1e-3):
+def _flat_sides(obj):
+    """``(k, (direction, threshold))`` of each parameter with a flat side."""
+    start = obj.data.n_beta + obj.data.n_theta
+    return [(start + j, side) for j, side in enumerate(obj.data.extra_flat_side) if side]
+
+
+def _drifting(x, sides, bounds):
+    """``(k, bound)`` of each parameter ``x[k]`` past its flat side's threshold and not
+    yet on the bound on that side."""
+    for k, (direction, threshold) in sides:
+        bound = bounds[k][1] if direction == "upper" else bounds[k][0]
+        past = x[k] > threshold if direction == "upper" else x[k] < threshold
+        if past and bound is not None and abs(x[k] - bound) >= 1e-6:
+            yield k, bound
+
+
+def _ridge_ends(obj, x, sides, bounds) -> list:
+    """``(k, bound)`` of the drifting parameters with less than ``RIDGE_GAIN`` of the
+    objective left to gain towards their bound (its decrease per unit moved there)."""
+    drifting = list(_drifting(x, sides, bounds))
+    if not drifting:
+        return []
+    g = obj.value_and_grad(x)[1]
+    return [(k, b) for k, b in drifting if 0.0 <= (b - x[k]) / abs(b - x[k]) * -g[k] < RIDGE_GAIN]
+
+
+def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
+    """After a :func:`_ridge_stop`: the fit with the parameters at a ridge's end on their
+    bounds, or None when that is no better than the point the run stopped at.
+
+    The fit is a whole Laplace stage (scaled, restarted, zero variances probed) with
+    those parameters held on their bounds: the others need not have converged where
+    the run stopped. It is kept only when it is no worse than the stopping point and
+    the ridge does not dip below it: the objective with those parameters back at their
+    stopping values and the others as now fitted is no lower.
+    """
+    ends = _ridge_ends(obj, res.x, _flat_sides(obj), bounds)
+    if not ends:
+        return None
+    at_stop = obj.snapshot()
+    fixed, x1 = list(bounds), res.x.copy()
+    for k, bound in ends:
+        fixed[k], x1[k] = (bound, bound), bound
+    r = _laplace_stage(obj, x1, fixed, max_iter, tol, diag_idx)
+    if r.fun <= res.fun:
+        at_bound = obj.snapshot()
+        back = r.x.copy()
+        moved = [k for k, _ in ends]
+        back[moved] = res.x[moved]
+        if obj.evaluate(back) >= r.fun:
+            obj.restore(at_bound)
+            return r
+    obj.restore(at_stop)
+    return None
+
+
+def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
     """Move extra parameters drifting on a flat ridge to their bound.
 
     Without overdispersion the NB2 likelihood keeps rising, ever more slowly, as
     theta grows; without zero inflation the zero-inflation probability drifts
     towards 0. The optimiser stops somewhere on such a ridge, where the Hessian
     is nearly singular and the other standard errors would be wrong. When the
-    bound is no worse (within ``worse_by`` = 1e-3 in the objective), the fit is
-    settled there: an honest boundary estimate, reported as such, with the other
-    parameters' standard errors from the model without it. After a :func:`_ridge_stop`
-    (``x`` short of the ridge's end by at most ``RIDGE_GAIN``) the bound must be no
-    worse than ``x`` itself (``worse_by=0``).
-
-    Returns ``(x, kept)``: ``kept`` says whether a drifting parameter stayed where it
-    was (its bound worse).
+    bound is no worse (within 1e-3 in the objective), the fit is settled there:
+    an honest boundary estimate, reported as such, with the other parameters'
+    standard errors from the model without it.
     """
     start = obj.data.n_beta + obj.data.n_theta
-    sides = [(start + j, side) for j, side in enumerate(obj.data.extra_flat_side) if side]
-    kept = set()
-    # again while one moves: with one parameter on its bound another may start drifting
-    for _pass in range(len(sides)):
-        moved = False
-        for k, (direction, threshold) in sides:
-            bound = bounds[k][1] if direction == "upper" else bounds[k][0]
-            drifting = x[k] > threshold if direction == "upper" else x[k] < threshold
-            if k in kept or not drifting or abs(x[k] - bound) < 1e-6:
-                continue
-            at_x = obj.snapshot()
-            x1 = x.copy()
-            x1[k] = bound
-            fixed = list(bounds)
-            fixed[k] = (bound, bound)
-            res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
-            if res.fun <= fun + worse_by:
-                x, fun, moved = res.x, float(res.fun), True
-            else:
-                obj.restore(at_x)
-                kept.add(k)
-        if not moved:
-            break
+    for j, side in enumerate(obj.data.extra_flat_side):
+        if side is None:
+            continue
+        k = start + j
+        lo, hi = bounds[k]
+        direction, threshold = side
+        bound = hi if direction == "upper" else lo
+        drifting = x[k] > threshold if direction == "upper" else x[k] < threshold
+        if not drifting or abs(x[k] - bound) < 1e-6:
+            continue
+        at_x = obj.snapshot()
+        x1 = x.copy()
+        x1[k] = bound
+        fixed = list(bounds)
+        fixed[k] = (bound, bound)
+        res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
+        if res.fun <= fun + 1e-3:
+            x, fun = res.x, float(res.fun)
+        else:
+            obj.restore(at_x)
     obj.evaluate(x)
-    return x, bool(kept)
+    return x
 
 
 def fit_objective(obj: Objective, x0: np.ndarray, bounds, max_iter: int, tol: float, diag_idx=None):
@@ -723,17 +772,15 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     obj.n_agq = 1
     res = _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, _ridge_stop(obj, bounds))
     record.stages.append(("laplace", float(res.fun), int(res.nit), str(res.message)))
-    x, kept = _settle_flat_extra(
-        obj, res.x, res.fun, bounds, max_iter, tol, 0.0 if res.stopped else 1e-3
-    )
-    if res.stopped and kept:
-        # stopped on a ridge whose bound is worse than where it stopped: the fit goes
-        # on from there to its own end
-        nit = res.nit
-        res = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx)
-        res.nit += nit
-        record.stages.append(("laplace", float(res.fun), int(res.nit), str(res.message)))
-        x, _ = _settle_flat_extra(obj, res.x, res.fun, bounds, max_iter, tol)
+    if res.stopped:
+        # left a ridge early: its bound, or on from the stopping point to the run's own end
+        settled = _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx)
+        if settled is None:
+            res, name = _laplace_stage(obj, res.x, bounds, max_iter, tol, diag_idx), "laplace"
+        else:
+            res, name = settled, "ridge bound"
+        record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
+    x = _settle_flat_extra(obj, res.x, res.fun, bounds, max_iter, tol)
     hit_max = res.nit >= max_iter
     if n_agq > 1:
         obj.n_agq = n_agq
