@@ -9,8 +9,10 @@ a false convergence warning, BLAS thread state left behind by concurrent fits.
 
 from __future__ import annotations
 
+import json
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -278,7 +280,7 @@ def test_a_ridge_end_whose_bound_is_worse_than_the_stopping_point_is_not_kept(mo
 
     monkeypatch.setattr(optimize, "_settle_after_ridge_stop", spy)
     resumed, caught = _fit(NegBinGLMM(), X, y, g)
-    assert tried and tried[0][0] and tried[0][1] is None  # tried on the bound, not kept
+    assert tried and tried[0][0] and tried[0][1][0] is None  # tried on the bound, not kept
     assert not resumed.theta_at_boundary_ and resumed.converged_
     assert ConvergenceWarning not in caught
     assert resumed.loglik_ == pytest.approx(plain.loglik_, abs=1e-6)
@@ -323,6 +325,33 @@ def test_the_ridge_stop_asks_for_a_walk_towards_the_bound_with_little_left_to_ga
     assert not stop(at(3.0, evaluate=False)) and not stop(at(3.7, evaluate=False))
     assert not stop(at(13.3, evaluate=False)) and not stop(at(14.0, evaluate=False))
     assert obj.n_evals == n_evals
+
+
+NB_RIDGE = Path(__file__).parent / "fixtures" / "nb_ridge"
+
+
+@pytest.mark.parametrize("early_stop", [False, True])
+@pytest.mark.parametrize("name", ["dip_small_counts", "dip_large_counts"])
+def test_nb_theta_peaking_short_of_the_poisson_limit_is_found(name, early_stop, monkeypatch):
+    # The NB2 likelihood peaks at a large finite theta (glmmTMB: 2.0e4 and 2.4e7) and
+    # falls back towards the Poisson limit; the optimiser steps over the peak onto the
+    # flat side, where the bound (theta = inf, the Poisson model's log-likelihood, 0.17
+    # and 0.06 lower) looked no worse. The scan back along the ridge finds the peak.
+    # glmmTMB(y ~ x... + (1 | g), family = nbinom2) (tests/fixtures/nb_ridge)
+    from sklearn_glmm._engine import optimize
+
+    ref = json.loads((NB_RIDGE / "nb_ridge.json").read_text())[name]
+    df = pd.read_csv(NB_RIDGE / f"{name}.csv")
+    X, y, g = df.filter(like="x"), df["y"], df["g"].astype(str)
+    if early_stop:  # the ridge left at once, walking it or not: the path after a stop
+        monkeypatch.setattr(optimize, "RIDGE_GAIN", np.inf)
+        monkeypatch.setattr(optimize, "RIDGE_STEP", 0.0)
+    m, caught = _fit(NegBinGLMM(), X, y, g)
+    assert m.converged_ and ConvergenceWarning not in caught
+    assert not m.theta_at_boundary_ and np.isfinite(m.theta_)
+    assert m.loglik_ == pytest.approx(ref["loglik_nb"], abs=1e-4)
+    assert m.loglik_ > ref["loglik_poisson"] + 0.05
+    assert m.theta_ == pytest.approx(ref["theta"], rel=0.05)
 
 
 def test_group_level_separation_is_named():

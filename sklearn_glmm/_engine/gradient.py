@@ -403,6 +403,23 @@ class LaplaceGradient:
                 m *= f.Z[:, r]
                 yield m
 
+    def extra_curvature(self, coefs: np.ndarray) -> np.ndarray:
+        """Curvature of -2 log p(y | modes) in each of the family's own coefficients at
+        the current modes (central differences of the log-density): a scale for the
+        optimiser, like :meth:`gauss_newton_diagonal`."""
+        d, s = self.data, self.state
+        eta = s["eta"]
+
+        def value(c):
+            return -2.0 * self._derivs(eta, d.extra_values(c), third=False).loglik.sum()
+
+        mid, out, h = value(coefs), np.empty(len(coefs)), 1e-3
+        for k in range(len(coefs)):
+            step = np.zeros(len(coefs))
+            step[k] = h
+            out[k] = abs(value(coefs + step) + value(coefs - step) - 2.0 * mid) / (h * h)
+        return out
+
     def _extra_gradient(self, eta, extra, c, Am):
         """Derivatives in the family's extra parameters: the family's own
         ``extra_derivs`` where it has them, elementwise central differences otherwise."""

@@ -409,26 +409,31 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None, stop=None):
     return res
 
 
-def _optimiser_scale(obj, x0):
+def _optimiser_scale(obj, x0, extras=False):
     """sqrt of the Gauss-Newton curvature of each parameter at the start, or None.
 
     On ``z = scale * x`` the objective's Hessian is near the identity, so that
     L-BFGS-B's first steps have the right length in every direction.
     """
     # extra parameters (NB theta, zero inflation) have no Gauss-Newton curvature here,
-    # and scaling the others around them unbalances the problem: no scaling then
-    if not isinstance(obj, Objective) or obj.data.n_extra:
+    # and scaling the others around them unbalances the problem: no scaling then, but
+    # with ``extras``, where their curvature at the modes scales them (a start near an
+    # optimum the unscaled run could not reach, see _settle_flat_extra)
+    if not isinstance(obj, Objective) or (obj.data.n_extra and not extras):
         return None
     val, _ = obj.value_and_grad(x0)
     if not np.isfinite(val) or not obj.has_mode_derivatives:
         return None
     h = obj.gauss_newton_diagonal()
-    scale = np.ones(len(x0))
-    scale[: len(h)] = np.sqrt(np.maximum(h, 1e-8 * max(float(np.max(h)), 1.0)))
-    return scale
+    if obj.data.n_extra:
+        curvature = obj.extra_curvature(x0[len(h) :])
+        if curvature is None:  # (not made where the rows are elsewhere)
+            return None
+        h = np.concatenate([h, curvature])
+    return np.sqrt(np.maximum(h, 1e-8 * max(float(np.max(h)), 1.0)))
 
 
-def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None):
+def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_extras=False):
     """L-BFGS-B on the Laplace objective, restarted away from zero variances.
 
     A Cholesky diagonal of exactly zero is a stationary point of the objective
@@ -437,7 +442,7 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None):
     the better optimum is kept. ``stop`` (see :func:`_ridge_stop`) may end the
     L-BFGS-B run early; the result says so (``stopped``).
     """
-    scale = _optimiser_scale(obj, x0)
+    scale = _optimiser_scale(obj, x0, scale_extras)
     res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol, scale, stop)
     nit = res.nit
     if not res.stopped and _predicted_decrease(res, bounds) > RESTART_MIN_DECREASE:
@@ -623,7 +628,8 @@ def _ridge_stop(obj, bounds):
     return stop
 
 
-RIDGE_GAIN = 1e-3  # of -2 log L, as the bound's tolerance in _settle_flat_extra
+FLAT_TOL = 1e-3  # of -2 log L: a bound no worse than this is settled on
+RIDGE_GAIN = FLAT_TOL  # of -2 log L: what is left to gain on a ridge when it is left
 RIDGE_STEP = 0.25  # on the parameter's own scale (log theta, logit of zero inflation)
 
 
@@ -653,46 +659,87 @@ def _ridge_ends(obj, x, sides, bounds) -> list:
     return [(k, b) for k, b in drifting if 0.0 <= (b - x[k]) / abs(b - x[k]) * -g[k] < RIDGE_GAIN]
 
 
+def _ridge_dip(obj, x, fun, k, threshold):
+    """A point back on parameter ``k``'s ridge lower than ``fun`` (its value on the
+    bound, at ``x``), or None.
+
+    The ridge need not fall all the way to the bound: the likelihood may peak at a
+    large but finite NB theta (a dispersion that only a few counts resolve, or counts
+    of 1e4 and more, for which theta of 1e7 is still overdispersion) and come back
+    down towards the Poisson limit, so that the optimiser, stopped anywhere beyond the
+    peak, sees a flat side. The objective is read at every ``RIDGE_SCAN_STEP`` from
+    the threshold to the bound, the other parameters as fitted on the bound (the ridge
+    barely moves them); when the lowest is lower by more than ``FLAT_TOL``, the vertex
+    of the parabola through it and its neighbours is returned.
+    """
+    at_bound = obj.snapshot()
+    bound = x[k]
+    n = max(1, int(np.ceil(abs(bound - threshold) / RIDGE_SCAN_STEP)))
+    grid = np.linspace(threshold, bound, n + 1)
+    vals = np.empty(n + 1)
+    vals[-1] = fun
+    for i, v in enumerate(grid[:-1]):
+        p = x.copy()
+        p[k] = v
+        vals[i] = obj.evaluate(p)
+    obj.restore(at_bound)
+    i = int(np.argmin(np.where(np.isfinite(vals), vals, np.inf)))
+    if not vals[i] < fun - FLAT_TOL:
+        return None
+    best = x.copy()
+    best[k] = grid[i]
+    if 0 < i < n:  # the vertex of the parabola through the lowest point and its neighbours
+        a, b, c = vals[i - 1 : i + 2]
+        if a + c - 2.0 * b > 0.0:
+            best[k] += 0.5 * (grid[1] - grid[0]) * (a - c) / (a + c - 2.0 * b)
+    return best
+
+
+RIDGE_SCAN_STEP = 3.0  # on the parameter's own scale (log theta, logit of zero inflation)
+
+
 def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
-    """After a :func:`_ridge_stop`: the fit with the parameters at a ridge's end on their
-    bounds, or None when that is no better than the point the run stopped at.
+    """After a :func:`_ridge_stop`: ``(fit, None)`` with the parameters at a ridge's end
+    on their bounds, or ``(None, x)``: the fit goes on from ``x``.
 
     The fit is a whole Laplace stage (scaled, restarted, zero variances probed) with
     those parameters held on their bounds: the others need not have converged where
-    the run stopped. It is kept only when it is no worse than the stopping point and
-    the ridge does not dip below it: the objective with those parameters back at their
-    stopping values and the others as now fitted is no lower.
+    the run stopped. It is kept when it is no worse than the stopping point and the
+    ridge has no dip below it (:func:`_ridge_dip`); otherwise the fit goes on from the
+    stopping point, or from the dip.
     """
-    ends = _ridge_ends(obj, res.x, _flat_sides(obj), bounds)
+    sides = dict(_flat_sides(obj))
+    ends = _ridge_ends(obj, res.x, list(sides.items()), bounds)
     if not ends:
-        return None
+        return None, res.x
     at_stop = obj.snapshot()
     fixed, x1 = list(bounds), res.x.copy()
     for k, bound in ends:
         fixed[k], x1[k] = (bound, bound), bound
     r = _laplace_stage(obj, x1, fixed, max_iter, tol, diag_idx)
     if r.fun <= res.fun:
-        at_bound = obj.snapshot()
-        back = r.x.copy()
-        moved = [k for k, _ in ends]
-        back[moved] = res.x[moved]
-        if obj.evaluate(back) >= r.fun:
-            obj.restore(at_bound)
-            return r
+        for k, _ in ends:
+            dip = _ridge_dip(obj, r.x, r.fun, k, sides[k][1])
+            if dip is not None:
+                return None, dip
+        return r, None
     obj.restore(at_stop)
-    return None
+    return None, res.x
 
 
-def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
+def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages):
     """Move extra parameters drifting on a flat ridge to their bound.
 
     Without overdispersion the NB2 likelihood keeps rising, ever more slowly, as
     theta grows; without zero inflation the zero-inflation probability drifts
     towards 0. The optimiser stops somewhere on such a ridge, where the Hessian
     is nearly singular and the other standard errors would be wrong. When the
-    bound is no worse (within 1e-3 in the objective), the fit is settled there:
+    bound is no worse (within ``FLAT_TOL`` = 1e-3 in the objective), the fit is settled there:
     an honest boundary estimate, reported as such, with the other parameters'
-    standard errors from the model without it.
+    standard errors from the model without it. Unless the ridge dips below the
+    bound's value on the way there (:func:`_ridge_dip`): the fit then goes on from
+    the dip, to the optimum the optimiser stepped over (a stage ``"ridge dip"`` of
+    ``stages``).
     """
     start = obj.data.n_beta + obj.data.n_theta
     for j, side in enumerate(obj.data.extra_flat_side):
@@ -711,7 +758,13 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol):
         fixed = list(bounds)
         fixed[k] = (bound, bound)
         res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
-        if res.fun <= fun + 1e-3:
+        near = res.fun <= fun + FLAT_TOL
+        dip = _ridge_dip(obj, res.x, res.fun, k, threshold) if near else None
+        if dip is not None:
+            res = _laplace_stage(obj, dip, bounds, max_iter, tol, diag_idx, scale_extras=True)
+            stages.append(("ridge dip", float(res.fun), int(res.nit), str(res.message)))
+            near = res.fun < fun
+        if near:
             x, fun = res.x, float(res.fun)
         else:
             obj.restore(at_x)
@@ -773,14 +826,17 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     res = _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, _ridge_stop(obj, bounds))
     record.stages.append(("laplace", float(res.fun), int(res.nit), str(res.message)))
     if res.stopped:
-        # left a ridge early: its bound, or on from the stopping point to the run's own end
-        settled = _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx)
+        # left a ridge early: its bound, or on to the run's own end (from where it
+        # stopped, or from a dip of the ridge below the bound)
+        settled, x = _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx)
         if settled is None:
-            res, name = _laplace_stage(obj, res.x, bounds, max_iter, tol, diag_idx), "laplace"
+            dip = x is not res.x  # (else the stopping point itself)
+            res = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx, scale_extras=dip)
+            name = "ridge dip" if dip else "laplace"
         else:
             res, name = settled, "ridge bound"
         record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
-    x = _settle_flat_extra(obj, res.x, res.fun, bounds, max_iter, tol)
+    x = _settle_flat_extra(obj, res.x, res.fun, bounds, max_iter, tol, diag_idx, record.stages)
     hit_max = res.nit >= max_iter
     if n_agq > 1:
         obj.n_agq = n_agq

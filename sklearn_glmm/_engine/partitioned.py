@@ -209,6 +209,10 @@ class PartitionedObjective(Objective):
     def gauss_newton_diagonal(self) -> np.ndarray:
         return np.sum(self._call("gauss_newton_diagonal"), axis=0)
 
+    def extra_curvature(self, coefs):
+        """None: the partitions hold the rows (the optimiser then runs unscaled)."""
+        return None
+
     def release_rows(self) -> None:
         """Nothing here: the partitions hold the rows."""
 
