@@ -280,7 +280,8 @@ def test_a_ridge_end_whose_bound_is_worse_than_the_stopping_point_is_not_kept(mo
 
     monkeypatch.setattr(optimize, "_settle_after_ridge_stop", spy)
     resumed, caught = _fit(NegBinGLMM(), X, y, g)
-    assert tried and tried[0][0] and tried[0][1][0] is None  # tried on the bound, not kept
+    # tried on the bound, not kept, and on from the stopping point
+    assert tried and tried[0][0] and tried[0][1][0] is None and not tried[0][1][2]
     assert not resumed.theta_at_boundary_ and resumed.converged_
     assert ConvergenceWarning not in caught
     assert resumed.loglik_ == pytest.approx(plain.loglik_, abs=1e-6)

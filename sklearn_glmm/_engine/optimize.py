@@ -639,24 +639,29 @@ def _flat_sides(obj):
     return [(start + j, side) for j, side in enumerate(obj.data.extra_flat_side) if side]
 
 
-def _drifting(x, sides, bounds):
-    """``(k, bound)`` of each parameter ``x[k]`` past its flat side's threshold and not
-    yet on the bound on that side."""
-    for k, (direction, threshold) in sides:
-        bound = bounds[k][1] if direction == "upper" else bounds[k][0]
-        past = x[k] > threshold if direction == "upper" else x[k] < threshold
-        if past and bound is not None and abs(x[k] - bound) >= 1e-6:
-            yield k, bound
+def _drift_bound(x, k, side, bounds):
+    """The bound on the flat side of parameter ``x[k]`` when it is past the side's
+    threshold and not yet on that bound, else None."""
+    direction, threshold = side
+    bound = bounds[k][1] if direction == "upper" else bounds[k][0]
+    past = x[k] > threshold if direction == "upper" else x[k] < threshold
+    return bound if past and bound is not None and abs(x[k] - bound) >= 1e-6 else None
+
+
+def _drifting(x, sides, bounds) -> list:
+    """``(k, bound)`` of each parameter drifting on its flat side (:func:`_drift_bound`)."""
+    out = [(k, _drift_bound(x, k, side, bounds)) for k, side in sides]
+    return [(k, b) for k, b in out if b is not None]
 
 
 def _ridge_ends(obj, x, sides, bounds) -> list:
     """``(k, bound)`` of the drifting parameters with less than ``RIDGE_GAIN`` of the
     objective left to gain towards their bound (its decrease per unit moved there)."""
-    drifting = list(_drifting(x, sides, bounds))
+    drifting = _drifting(x, sides, bounds)
     if not drifting:
         return []
     g = obj.value_and_grad(x)[1]
-    return [(k, b) for k, b in drifting if 0.0 <= (b - x[k]) / abs(b - x[k]) * -g[k] < RIDGE_GAIN]
+    return [(k, b) for k, b in drifting if 0.0 <= np.sign(b - x[k]) * -g[k] < RIDGE_GAIN]
 
 
 def _ridge_dip(obj, x, fun, k, threshold):
@@ -699,8 +704,9 @@ RIDGE_SCAN_STEP = 3.0  # on the parameter's own scale (log theta, logit of zero 
 
 
 def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
-    """After a :func:`_ridge_stop`: ``(fit, None)`` with the parameters at a ridge's end
-    on their bounds, or ``(None, x)``: the fit goes on from ``x``.
+    """After a :func:`_ridge_stop`: ``(fit, None, False)`` with the parameters at a
+    ridge's end on their bounds, or ``(None, x, dip)``: the fit goes on from ``x``, the
+    stopping point or (``dip``) a dip of the ridge.
 
     The fit is a whole Laplace stage (scaled, restarted, zero variances probed) with
     those parameters held on their bounds: the others need not have converged where
@@ -711,7 +717,7 @@ def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
     sides = dict(_flat_sides(obj))
     ends = _ridge_ends(obj, res.x, list(sides.items()), bounds)
     if not ends:
-        return None, res.x
+        return None, res.x, False
     at_stop = obj.snapshot()
     fixed, x1 = list(bounds), res.x.copy()
     for k, bound in ends:
@@ -721,10 +727,10 @@ def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
         for k, _ in ends:
             dip = _ridge_dip(obj, r.x, r.fun, k, sides[k][1])
             if dip is not None:
-                return None, dip
-        return r, None
+                return None, dip, True
+        return r, None, False
     obj.restore(at_stop)
-    return None, res.x
+    return None, res.x, False
 
 
 def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages):
@@ -734,23 +740,16 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages):
     theta grows; without zero inflation the zero-inflation probability drifts
     towards 0. The optimiser stops somewhere on such a ridge, where the Hessian
     is nearly singular and the other standard errors would be wrong. When the
-    bound is no worse (within ``FLAT_TOL`` = 1e-3 in the objective), the fit is settled there:
-    an honest boundary estimate, reported as such, with the other parameters'
-    standard errors from the model without it. Unless the ridge dips below the
+    bound is no worse (within ``FLAT_TOL`` = 1e-3 in the objective), the fit is
+    settled there: an honest boundary estimate, reported as such, with the other
+    parameters' standard errors from the model without it. Unless the ridge dips below the
     bound's value on the way there (:func:`_ridge_dip`): the fit then goes on from
     the dip, to the optimum the optimiser stepped over (a stage ``"ridge dip"`` of
     ``stages``).
     """
-    start = obj.data.n_beta + obj.data.n_theta
-    for j, side in enumerate(obj.data.extra_flat_side):
-        if side is None:
-            continue
-        k = start + j
-        lo, hi = bounds[k]
-        direction, threshold = side
-        bound = hi if direction == "upper" else lo
-        drifting = x[k] > threshold if direction == "upper" else x[k] < threshold
-        if not drifting or abs(x[k] - bound) < 1e-6:
+    for k, side in _flat_sides(obj):
+        bound = _drift_bound(x, k, side, bounds)
+        if bound is None:
             continue
         at_x = obj.snapshot()
         x1 = x.copy()
@@ -759,7 +758,7 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages):
         fixed[k] = (bound, bound)
         res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
         near = res.fun <= fun + FLAT_TOL
-        dip = _ridge_dip(obj, res.x, res.fun, k, threshold) if near else None
+        dip = _ridge_dip(obj, res.x, res.fun, k, side[1]) if near else None
         if dip is not None:
             res = _laplace_stage(obj, dip, bounds, max_iter, tol, diag_idx, scale_extras=True)
             stages.append(("ridge dip", float(res.fun), int(res.nit), str(res.message)))
@@ -828,9 +827,8 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     if res.stopped:
         # left a ridge early: its bound, or on to the run's own end (from where it
         # stopped, or from a dip of the ridge below the bound)
-        settled, x = _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx)
+        settled, x, dip = _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx)
         if settled is None:
-            dip = x is not res.x  # (else the stopping point itself)
             res = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx, scale_extras=dip)
             name = "ridge dip" if dip else "laplace"
         else:
