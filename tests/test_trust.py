@@ -355,6 +355,31 @@ def test_nb_theta_peaking_short_of_the_poisson_limit_is_found(name, early_stop, 
     assert m.theta_ == pytest.approx(ref["theta"], rel=0.05)
 
 
+def test_a_fit_the_optimiser_took_to_the_bound_itself_is_checked_for_a_dip():
+    # the settling reads the ridge back for a parameter already on its bound, unless
+    # the caller has just done so (``scanned``)
+    from sklearn_glmm._engine import optimize
+
+    df = pd.read_csv(NB_RIDGE / "dip_small_counts.csv")
+    m, _ = _fit(NegBinGLMM(), df.filter(like="x"), df["y"], df["g"].astype(str))
+    obj = m.fit_result_.objective
+    bounds = optimize.parameter_bounds(obj.data)
+    diag = [i for i, b in enumerate(bounds) if b[0] == 0.0]
+    k = obj.data.n_beta + obj.data.n_theta
+    on_bound = np.array(m.fit_record_.final, dtype=float)
+    on_bound[k] = bounds[k][1]
+    fun = obj.evaluate(on_bound)
+    stages = []
+    same = optimize._settle_flat_extra(
+        obj, on_bound, fun, bounds, 1000, 1e-10, diag, stages, scanned=True
+    )
+    assert np.array_equal(same, on_bound) and not stages
+    x = optimize._settle_flat_extra(obj, on_bound, fun, bounds, 1000, 1e-10, diag, stages)
+    assert [s[0] for s in stages] == ["ridge dip"]
+    assert x[k] == pytest.approx(m.fit_record_.final[k], abs=0.05)  # log theta about 9.9
+    assert obj.evaluate(x) < fun - 0.3  # -2 log L: 0.35 below the bound's
+
+
 def test_group_level_separation_is_named():
     # 43 binary rows in 8 groups, most of them all 0 or all 1: the variance runs away
     rng = np.random.default_rng(0)

@@ -648,6 +648,12 @@ def _drift_bound(x, k, side, bounds):
     return bound if past and bound is not None and abs(x[k] - bound) >= 1e-6 else None
 
 
+def _on_flat_bound(x, k, side, bounds) -> bool:
+    """Whether parameter ``x[k]`` is on the bound of its flat side."""
+    bound = bounds[k][1] if side[0] == "upper" else bounds[k][0]
+    return bound is not None and abs(x[k] - bound) < 1e-6
+
+
 def _drifting(x, sides, bounds) -> list:
     """``(k, bound)`` of each parameter drifting on its flat side (:func:`_drift_bound`)."""
     out = [(k, _drift_bound(x, k, side, bounds)) for k, side in sides]
@@ -733,7 +739,7 @@ def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
     return None, res.x, False
 
 
-def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages):
+def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages, scanned=False):
     """Move extra parameters drifting on a flat ridge to their bound.
 
     Without overdispersion the NB2 likelihood keeps rising, ever more slowly, as
@@ -742,31 +748,39 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages):
     is nearly singular and the other standard errors would be wrong. When the
     bound is no worse (within ``FLAT_TOL`` = 1e-3 in the objective), the fit is
     settled there: an honest boundary estimate, reported as such, with the other
-    parameters' standard errors from the model without it. Unless the ridge dips below the
-    bound's value on the way there (:func:`_ridge_dip`): the fit then goes on from
-    the dip, to the optimum the optimiser stepped over (a stage ``"ridge dip"`` of
-    ``stages``).
+    parameters' standard errors from the model without it. Unless the ridge dips
+    below the bound's value on the way there (:func:`_ridge_dip`, also read for a
+    parameter the optimiser itself took to the bound, unless ``scanned``): the fit
+    then goes on from the dip, to the optimum the optimiser stepped over (a stage
+    ``"ridge dip"`` of ``stages``).
     """
     for k, side in _flat_sides(obj):
         bound = _drift_bound(x, k, side, bounds)
-        if bound is None:
+        on_bound = bound is None and not scanned and _on_flat_bound(x, k, side, bounds)
+        if bound is None and not on_bound:
             continue
         at_x = obj.snapshot()
-        x1 = x.copy()
-        x1[k] = bound
-        fixed = list(bounds)
-        fixed[k] = (bound, bound)
-        res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
-        near = res.fun <= fun + FLAT_TOL
-        dip = _ridge_dip(obj, res.x, res.fun, k, side[1]) if near else None
+        if on_bound:  # the optimiser took it there itself
+            cand, cand_fun = x, fun
+        else:
+            x1 = x.copy()
+            x1[k] = bound
+            fixed = list(bounds)
+            fixed[k] = (bound, bound)
+            res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
+            cand, cand_fun = res.x, float(res.fun)
+            if not cand_fun <= fun + FLAT_TOL:
+                obj.restore(at_x)
+                continue
+        dip = _ridge_dip(obj, cand, cand_fun, k, side[1])
         if dip is not None:
             res = _laplace_stage(obj, dip, bounds, max_iter, tol, diag_idx, scale_extras=True)
             stages.append(("ridge dip", float(res.fun), int(res.nit), str(res.message)))
-            near = res.fun < fun
-        if near:
-            x, fun = res.x, float(res.fun)
-        else:
-            obj.restore(at_x)
+            if not res.fun < fun:
+                obj.restore(at_x)
+                continue
+            cand, cand_fun = res.x, float(res.fun)
+        x, fun = cand, cand_fun
     obj.evaluate(x)
     return x
 
@@ -834,7 +848,17 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
         else:
             res, name = settled, "ridge bound"
         record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
-    x = _settle_flat_extra(obj, res.x, res.fun, bounds, max_iter, tol, diag_idx, record.stages)
+    x = _settle_flat_extra(
+        obj,
+        res.x,
+        res.fun,
+        bounds,
+        max_iter,
+        tol,
+        diag_idx,
+        record.stages,
+        scanned=record.stages[-1][0] == "ridge bound",
+    )
     hit_max = res.nit >= max_iter
     if n_agq > 1:
         obj.n_agq = n_agq
