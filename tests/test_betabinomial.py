@@ -42,6 +42,40 @@ def test_log_density_is_the_betabinomial_pmf_and_sums_to_one():
     np.testing.assert_allclose(total, 1.0, rtol=1e-12)
 
 
+@pytest.mark.parametrize("log_phi", [2.0, 9.0, 15.0, 20.0])
+def test_log_density_is_exact_up_to_the_binomial_limit(log_phi):
+    # against 50-digit log-gamma functions: the difference of two betaln lost 1e-6 per
+    # row at phi = e^20 (the bound, where a fit settles on the binomial limit)
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    fam = make_family("betabinomial")
+    rng = np.random.default_rng(3)
+    t = rng.integers(1, 30, 60).astype(float)
+    eta = rng.normal(0.3, 1.2, 60)
+    y = np.array([rng.integers(0, k + 1) for k in t.astype(int)], dtype=float)
+    ll = fam.derivs(y, eta, t, None, np.array([log_phi])).loglik
+    phi = mpmath.e ** mpmath.mpf(log_phi)
+    L = mpmath.loggamma
+    for i in range(len(y)):
+        mu = 1 / (1 + mpmath.e ** -mpmath.mpf(eta[i]))
+        a, b, yi, fi = mu * phi, (1 - mu) * phi, int(y[i]), int(t[i] - y[i])
+        exact = (
+            L(yi + fi + 1)
+            - L(yi + 1)
+            - L(fi + 1)
+            + L(yi + a)
+            + L(fi + b)
+            - L(yi + fi + phi)
+            - L(a)
+            - L(b)
+            + L(phi)
+        )
+        assert ll[i] == pytest.approx(float(exact), abs=1e-10)  # (betaln: 2e-11 at e^9)
+    if log_phi == 20.0:  # within O(t^2 / phi) of the binomial limit, row by row
+        binom = stats.binom.logpmf(y, t, special.expit(eta))
+        np.testing.assert_allclose(ll, binom, atol=1e-6)
+
+
 @pytest.mark.parametrize("log_phi", [-1.0, 1.3, 12.0])
 def test_derivatives_match_finite_differences(log_phi):
     # log phi = 12: shapes of 1e5 and more, where the polygamma differences come

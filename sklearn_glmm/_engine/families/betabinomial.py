@@ -21,7 +21,7 @@ from scipy import special, stats
 
 from ..blocks import BETABINOMIAL_PHI
 from ..links import LogitLink
-from .base import Family, _log_choose, _polygamma_differences, _weighted
+from .base import Family, _lgamma_ratio, _log_choose, _polygamma_differences, _weighted
 from .binomial import Binomial
 
 
@@ -52,7 +52,10 @@ class BetaBinomial(Family):
         v = mu * (1.0 - mu)
         a, b = mu * phi, (1.0 - mu) * phi
         f = t - y
-        loglik = const + special.betaln(y + a, f + b) - special.betaln(a, b)
+        # log B(y + a, f + b) - log B(a, b) as three ratios log Gamma(n + s) - log Gamma(s)
+        # (a + b = phi, y + f = t): accurate however large phi, where the difference of
+        # two betaln loses 1e-6 per row (phi = e^20, the bound: the binomial limit)
+        loglik = const + _lgamma_ratio(y, a) + _lgamma_ratio(f, b) - _lgamma_ratio(t, phi)
         # D, E, F: differences of psi, psi', psi'' at (y + a, a) and (f + b, b)
         ya0, ya1, ya2 = _polygamma_differences(y, a)
         fb0, fb1, fb2 = _polygamma_differences(f, b)
