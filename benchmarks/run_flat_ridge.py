@@ -10,6 +10,11 @@ switched off). Reported per data set and in total: outer evaluations
 both converged.
 
     python benchmarks/run_flat_ridge.py [--sets 40] [--json out.json]
+
+``--families`` instead fits 60 panels of the other families with a flat side (NB1,
+beta-binomial, zero-truncated NB2, hurdle NB2, zero-inflated Poisson; counts without the
+extra dispersion or zeros) once each and prints evaluations, log-likelihood, convergence
+and warnings: run it in two checkouts to compare them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from sklearn_glmm import NegBinGLMM
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 from sklearn_glmm._engine import optimize
 
 THETAS = (np.inf, 500.0, 50.0, 5000.0)
@@ -53,11 +58,60 @@ def fit(X, y, g, zi, ridge_stop):
         optimize._ridge_stop = saved
 
 
+FAMILIES = ("nb1", "betabinomial", "hurdle_nb2", "truncated_nb2", "zip")
+
+
+def family_panel(seed):
+    """One panel of ``--families``: the estimator, X, y, groups and fit keywords."""
+    rng = np.random.default_rng(500 + seed)
+    G, T = int(rng.integers(20, 120)), int(rng.integers(3, 9))
+    g = np.repeat(np.arange(G), T)
+    t = np.tile(np.arange(T, dtype=float), G)
+    kind = FAMILIES[seed % len(FAMILIES)]
+    eta = rng.normal(0.5, 0.7) + 0.1 * t + rng.normal(0, rng.uniform(0.1, 1), G)[g]
+    X, kw = pd.DataFrame({"t": t}), {}
+    if kind == "betabinomial":
+        n = rng.integers(5, 20, len(g))
+        y = rng.binomial(n, 1 / (1 + np.exp(-eta)))
+        return kind, BinomialGLMM(family="betabinomial"), X, y, g, dict(trials=n)
+    y = rng.poisson(np.exp(eta))
+    if kind == "truncated_nb2":
+        keep = y > 0
+        return kind, NegBinGLMM(truncated=True), X[keep], y[keep], g[keep], kw
+    est = {
+        "nb1": NegBinGLMM(family="nbinom1"),
+        "hurdle_nb2": NegBinGLMM(hurdle=True),
+        "zip": PoissonGLMM(zero_inflation=True),
+    }[kind]
+    return kind, est, X, y, g, kw
+
+
+def families(n_sets=60):
+    total = 0
+    print("set  family          evaluations  loglik            converged  warnings")
+    for seed in range(n_sets):
+        kind, est, X, y, g, kw = family_panel(seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est.fit(X, y, groups=g, **kw)
+        names = sorted({w.category.__name__ for w in caught})
+        total += est.fit_record_.n_evaluations
+        print(
+            f"{seed:3d}  {kind:14s} {est.fit_record_.n_evaluations:6d}   {est.loglik_:16.8f}  "
+            f"{str(bool(est.converged_)):9s}  {', '.join(names)}"
+        )
+    print(f"evaluations in all: {total}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", type=int, default=40)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--families", action="store_true")
     args = ap.parse_args()
+    if args.families:
+        families()
+        return
     rows = []
     print("set   rows  theta  zi  evaluations  CPU ms (ridge followed -> left)  dLL  converged")
     for seed in range(args.sets):
