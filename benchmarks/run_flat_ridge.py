@@ -33,11 +33,15 @@ from sklearn_glmm._engine import optimize
 THETAS = (np.inf, 500.0, 50.0, 5000.0)
 
 
+def _panel(rng, groups, times):
+    """A balanced panel: the number of groups, each row's group and time."""
+    G, T = int(rng.integers(*groups)), int(rng.integers(*times))
+    return G, np.repeat(np.arange(G), T), np.tile(np.arange(T, dtype=float), G)
+
+
 def data(seed):
     rng = np.random.default_rng(100 + seed)
-    G, T = int(rng.integers(20, 200)), int(rng.integers(3, 10))
-    g = np.repeat(np.arange(G), T)
-    t = np.tile(np.arange(T, dtype=float), G)
+    G, g, t = _panel(rng, (20, 200), (3, 10))
     theta = THETAS[seed % len(THETAS)]
     mu = np.exp(rng.normal(0.5, 1) + 0.1 * t + rng.normal(0, rng.uniform(0.1, 1), G)[g])
     y = rng.poisson(mu if np.isinf(theta) else rng.gamma(theta, mu / theta))
@@ -64,9 +68,7 @@ FAMILIES = ("nb1", "betabinomial", "hurdle_nb2", "truncated_nb2", "zip")
 def family_panel(seed):
     """One panel of ``--families``: the estimator, X, y, groups and fit keywords."""
     rng = np.random.default_rng(500 + seed)
-    G, T = int(rng.integers(20, 120)), int(rng.integers(3, 9))
-    g = np.repeat(np.arange(G), T)
-    t = np.tile(np.arange(T, dtype=float), G)
+    G, g, t = _panel(rng, (20, 120), (3, 9))
     kind = FAMILIES[seed % len(FAMILIES)]
     eta = rng.normal(0.5, 0.7) + 0.1 * t + rng.normal(0, rng.uniform(0.1, 1), G)[g]
     X, kw = pd.DataFrame({"t": t}), {}
