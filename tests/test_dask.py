@@ -146,6 +146,23 @@ def test_probit_link(client):
     assert list(m_dask.classes_) == list(m_mem.classes_) == ["no", "yes"]
 
 
+def test_negbin_on_poisson_counts_leaves_the_theta_ridge_as_in_memory(client):
+    # theta runs to the Poisson limit: the run leaves the ridge early, the model is fitted
+    # on the bound and the ridge read back for a dip, each an evaluation of the partitions
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(150), 8)
+    x = rng.normal(size=len(g))
+    y = rng.poisson(np.exp(0.8 + 0.3 * x + rng.normal(0, 0.6, 150)[g]))
+    df = pd.DataFrame(dict(x=x, y=y, id=g))
+    m_mem = NegBinGLMM().fit(df[["x"]], df["y"], groups=df["id"])
+    ddf = _by_group(df, 3)
+    m_dask = fit_partitioned(NegBinGLMM(), ddf[["x", "id"]], ddf["y"], groups="id")
+    assert [s[0] for s in m_mem.fit_record_.stages] == ["laplace", "ridge bound"]
+    assert [s[0] for s in m_dask.fit_record_.stages] == ["laplace", "ridge bound"]
+    assert m_mem.theta_at_boundary_ and m_dask.theta_at_boundary_
+    _same(m_mem, m_dask)
+
+
 def test_negbin_and_quadrature(client):
     df = _data("negbin", seed=5)
     ddf = _by_group(df, 2)
