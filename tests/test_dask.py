@@ -14,7 +14,7 @@ distributed = pytest.importorskip("distributed")
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM  # noqa: E402
 from sklearn_glmm._engine import optimize  # noqa: E402
 from sklearn_glmm.dask import fit_partitioned  # noqa: E402
-from sklearn_glmm.exceptions import TrainingDataError  # noqa: E402
+from sklearn_glmm.exceptions import OverdispersionWarning, TrainingDataError  # noqa: E402
 
 RTOL = 1e-6
 
@@ -154,9 +154,11 @@ def test_negbin_on_poisson_counts_leaves_the_theta_ridge_as_in_memory(client):
     x = rng.normal(size=len(g))
     y = rng.poisson(np.exp(0.8 + 0.3 * x + rng.normal(0, 0.6, 150)[g]))
     df = pd.DataFrame(dict(x=x, y=y, id=g))
-    m_mem = NegBinGLMM().fit(df[["x"]], df["y"], groups=df["id"])
+    with pytest.warns(OverdispersionWarning):
+        m_mem = NegBinGLMM().fit(df[["x"]], df["y"], groups=df["id"])
     ddf = _by_group(df, 3)
-    m_dask = fit_partitioned(NegBinGLMM(), ddf[["x", "id"]], ddf["y"], groups="id")
+    with pytest.warns(OverdispersionWarning):
+        m_dask = fit_partitioned(NegBinGLMM(), ddf[["x", "id"]], ddf["y"], groups="id")
     assert [s[0] for s in m_mem.fit_record_.stages] == ["laplace", "ridge bound"]
     assert [s[0] for s in m_dask.fit_record_.stages] == ["laplace", "ridge bound"]
     assert m_mem.theta_at_boundary_ and m_dask.theta_at_boundary_
