@@ -643,14 +643,19 @@ def _drift_bound(x, k, side, bounds):
     """The bound on the flat side of parameter ``x[k]`` when it is past the side's
     threshold and not yet on that bound, else None."""
     direction, threshold = side
-    bound = bounds[k][1] if direction == "upper" else bounds[k][0]
+    bound = _side_bound(k, side, bounds)
     past = x[k] > threshold if direction == "upper" else x[k] < threshold
     return bound if past and bound is not None and abs(x[k] - bound) >= 1e-6 else None
 
 
+def _side_bound(k, side, bounds):
+    """The bound of parameter ``k`` on its flat side (``side``: direction, threshold)."""
+    return bounds[k][1] if side[0] == "upper" else bounds[k][0]
+
+
 def _on_flat_bound(x, k, side, bounds) -> bool:
     """Whether parameter ``x[k]`` is on the bound of its flat side."""
-    bound = bounds[k][1] if side[0] == "upper" else bounds[k][0]
+    bound = _side_bound(k, side, bounds)
     return bound is not None and abs(x[k] - bound) < 1e-6
 
 
@@ -709,6 +714,24 @@ def _ridge_dip(obj, x, fun, k, threshold):
 RIDGE_SCAN_STEP = 3.0  # on the parameter's own scale (log theta, logit of zero inflation)
 
 
+def _held(x, bounds, on):
+    """``x`` and ``bounds`` with each parameter ``k`` of ``on`` (``(k, value)``) held at
+    ``value``."""
+    x, bounds = np.array(x, dtype=float), list(bounds)
+    for k, value in on:
+        x[k], bounds[k] = value, (value, value)
+    return x, bounds
+
+
+def _fit_from_dip(obj, dip, bounds, max_iter, tol, diag_idx, stages):
+    """The Laplace stage from a dip of a ridge (:func:`_ridge_dip`), scaled by the family
+    parameters' curvature too (the unscaled run is what stepped over it); recorded as
+    the stage ``"ridge dip"`` of ``stages``."""
+    res = _laplace_stage(obj, dip, bounds, max_iter, tol, diag_idx, scale_extras=True)
+    stages.append(("ridge dip", float(res.fun), int(res.nit), str(res.message)))
+    return res
+
+
 def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
     """After a :func:`_ridge_stop`: ``(fit, None, False)`` with the parameters at a
     ridge's end on their bounds, or ``(None, x, dip)``: the fit goes on from ``x``, the
@@ -725,10 +748,7 @@ def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
     if not ends:
         return None, res.x, False
     at_stop = obj.snapshot()
-    fixed, x1 = list(bounds), res.x.copy()
-    for k, bound in ends:
-        fixed[k], x1[k] = (bound, bound), bound
-    r = _laplace_stage(obj, x1, fixed, max_iter, tol, diag_idx)
+    r = _laplace_stage(obj, *_held(res.x, bounds, ends), max_iter, tol, diag_idx)
     if r.fun <= res.fun:
         for k, _ in ends:
             dip = _ridge_dip(obj, r.x, r.fun, k, sides[k][1])
@@ -763,19 +783,15 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages, sca
         if on_bound:  # the optimiser took it there itself
             cand, cand_fun = x, fun
         else:
-            x1 = x.copy()
-            x1[k] = bound
-            fixed = list(bounds)
-            fixed[k] = (bound, bound)
-            res = _run_lbfgsb(obj.value_and_grad, x1, True, fixed, max_iter, tol)
+            x1, held = _held(x, bounds, [(k, bound)])
+            res = _run_lbfgsb(obj.value_and_grad, x1, True, held, max_iter, tol)
             cand, cand_fun = res.x, float(res.fun)
             if not cand_fun <= fun + FLAT_TOL:
                 obj.restore(at_x)
                 continue
         dip = _ridge_dip(obj, cand, cand_fun, k, side[1])
         if dip is not None:
-            res = _laplace_stage(obj, dip, bounds, max_iter, tol, diag_idx, scale_extras=True)
-            stages.append(("ridge dip", float(res.fun), int(res.nit), str(res.message)))
+            res = _fit_from_dip(obj, dip, bounds, max_iter, tol, diag_idx, stages)
             if not res.fun < fun:
                 obj.restore(at_x)
                 continue
@@ -842,12 +858,13 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
         # left a ridge early: its bound, or on to the run's own end (from where it
         # stopped, or from a dip of the ridge below the bound)
         settled, x, dip = _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx)
-        if settled is None:
-            res = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx, scale_extras=dip)
-            name = "ridge dip" if dip else "laplace"
+        if dip:
+            res = _fit_from_dip(obj, x, bounds, max_iter, tol, diag_idx, record.stages)
         else:
             res, name = settled, "ridge bound"
-        record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
+            if settled is None:
+                res, name = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx), "laplace"
+            record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
     x = _settle_flat_extra(
         obj,
         res.x,
