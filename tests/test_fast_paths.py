@@ -177,3 +177,33 @@ def test_count_tables_give_the_same_numbers_as_the_rows():
     # per-row theta (a dispersion model) is never tabled
     th = rng.uniform(1, 5, len(y))
     np.testing.assert_array_equal(_lgamma_ratio(y, th), _lgamma_ratio_rows(y, th))
+
+
+def test_negbin_memo_never_reads_a_changed_outcome_stale():
+    # the family remembers log Gamma(y + theta) - log Gamma(theta) for one model's terms;
+    # a caller's array changed in place between two calls gives the new values
+    from sklearn_glmm._engine.families.negbin import NegativeBinomial2
+
+    fam = NegativeBinomial2()
+    rng = np.random.default_rng(1)
+    y = rng.negative_binomial(3, 0.3, 500).astype(float)
+    eta = np.full(len(y), np.log(y.mean()))
+    extra = (np.log(3.0),)
+
+    def fresh(values):
+        return NegativeBinomial2().derivs(values, eta, None, None, extra).loglik
+
+    first = fam.derivs(y, eta, None, None, extra, fam.constant(y, None)).loglik
+    np.testing.assert_array_equal(first, fresh(y.copy()))
+    y[:] = y[::-1] + 1.0  # the same array object, other counts, the same log theta
+    for const in (fam.constant(y, None), None):
+        got = fam.derivs(y, eta, None, None, extra, const).loglik
+        np.testing.assert_array_equal(got, fresh(y.copy()))
+    # one model's terms at one theta: the value is reused, not recomputed
+    const = fam.constant(y, None)
+    fam.derivs(y, eta, None, None, extra, const)
+    kept = fam._memo[3]
+    got = fam.derivs(y, eta + 0.1, None, None, extra, const).loglik
+    assert fam._memo[3] is kept
+    want = NegativeBinomial2().derivs(y.copy(), eta + 0.1, None, None, extra).loglik
+    np.testing.assert_array_equal(got, want)

@@ -51,25 +51,30 @@ class NegativeBinomial2(Family):
         return -special.gammaln(y + 1.0), _log_y(y), _large_count_zeros(y)
 
     def __init__(self):
-        # (log theta, y, log Gamma(y + theta) - log Gamma(theta)); log theta a float, or
-        # the very array of per-row values (a dispersion model), compared by identity
+        # (log theta, const, y, log Gamma(y + theta) - log Gamma(theta)); log theta a
+        # float, or the very array of per-row values (a dispersion model), compared by
+        # identity. ``const`` is the tuple of parameter-free terms the library made from
+        # ``y`` for one model (``constant``): a value is reused only for that tuple and
+        # that ``y``, so a caller's array changed between two calls is never read stale.
         self._memo = None
 
-    def _lgamma_ratio(self, y, log_theta, theta):
-        """:func:`_lgamma_ratio`, remembered for the last (log theta, y): it is the
-        costliest term and the conditional-mode iterations ask for it many times at one
-        theta (per-row values are one array throughout an evaluation)."""
+    def _lgamma_ratio(self, y, log_theta, theta, const):
+        """:func:`_lgamma_ratio`, remembered for the last (log theta, const, y): it is
+        the costliest term and the conditional-mode iterations ask for it many times at
+        one theta (per-row values are one array throughout an evaluation)."""
+        if const is None:  # terms not made by the library for a model: nothing to key on
+            return _lgamma_ratio(y, theta)
         memo = self._memo
-        if memo is not None and memo[1] is y:
+        if memo is not None and memo[1] is const and memo[2] is y:
             key = memo[0]
             if key is log_theta or (
                 type(key) is not np.ndarray
                 and type(log_theta) is not np.ndarray
                 and key == log_theta
             ):
-                return memo[2]
+                return memo[3]
         val = _lgamma_ratio(y, theta)
-        self._memo = (log_theta, y, val)
+        self._memo = (log_theta, const, y, val)
         return val
 
     def __getstate__(self):
@@ -96,7 +101,7 @@ class NegativeBinomial2(Family):
         if zero is None:
             with np.errstate(over="ignore"):
                 loglik = (
-                    self._lgamma_ratio(y, lt, theta)
+                    self._lgamma_ratio(y, lt, theta, const)
                     + neg_log_fact
                     - theta * np.log1p(mu / theta)
                     + special.xlogy(y, r)
@@ -107,7 +112,7 @@ class NegativeBinomial2(Family):
                 mmy = _mu_minus_y(y, eta, log_y, zero, mu)
                 dev = y * (eta - log_y) - (y + theta) * np.log1p(mmy / (theta + y))
             loglik = dev + (
-                self._lgamma_ratio(y, lt, theta)
+                self._lgamma_ratio(y, lt, theta, const)
                 + neg_log_fact
                 - theta * np.log1p(y / theta)
                 + special.xlogy(y, y / (theta + y))
