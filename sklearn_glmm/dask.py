@@ -659,4 +659,5 @@ def _subset_stage(obj, actors, n, x0, bounds, est):
     diag_idx = [k for k, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
     with _opt._quiet_trial_points():
         res = _laplace_stage(sub, x0, bounds, est.max_iter, est.tol, diag_idx)
+    sub.release_state()  # as there: the subset's arrays go with its objective
     return res.x if np.isfinite(res.fun) else x0

@@ -467,3 +467,39 @@ def _quiet_fit(est, X, y, g):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return est.fit(X, y, groups=g)
+
+
+def test_subsample_objective_goes_with_its_stage(monkeypatch):
+    # the objective of the subsample start is let go when its stage ends, without
+    # waiting for the garbage collector (its state refers back to it)
+    import gc
+    import weakref
+
+    from sklearn_glmm._engine import objective as objective_module
+    from sklearn_glmm._engine import optimize
+
+    monkeypatch.setattr(optimize, "_SUBSAMPLE_ROWS", 2_000)
+    monkeypatch.setattr(optimize, "_SUBSAMPLE_TARGET", 500)
+    made = []
+    init = objective_module.Objective.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(objective_module.Objective, "__init__", spy)
+    rng = np.random.default_rng(0)
+    n, G = 8_000, 2_000
+    g = rng.integers(0, G, n)
+    X = rng.normal(size=(n, 1))
+    y = rng.poisson(np.exp(0.3 * X[:, 0] + 0.5 * rng.normal(size=G)[g]))
+    gc.collect()
+    gc.disable()
+    try:
+        est = PoissonGLMM().fit(X, y, groups=g)
+        alive = [r() for r in made if r() is not None]
+    finally:
+        gc.enable()
+    assert len(made) == 2  # the subsample's and the fit's
+    assert len(alive) == 1 and len(alive[0].data.y) == n  # the fitted model's only
+    assert est.converged_

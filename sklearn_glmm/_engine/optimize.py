@@ -839,6 +839,9 @@ def _subsample_start(obj, x0, bounds, max_iter, tol, diag_idx):
     chosen = np.random.default_rng(0).choice(f0.n_levels, size=n_pick, replace=False)
     sub = Objective(subset_rows(data, np.isin(f0.codes, chosen)), 1)
     res = _laplace_stage(sub, x0, bounds, max_iter, tol, diag_idx)
+    # its state refers back to it (a reference cycle): released now, the subset's
+    # arrays go with the objective instead of waiting for the garbage collector
+    sub.release_state()
     return res.x if np.isfinite(res.fun) else x0
 
 
