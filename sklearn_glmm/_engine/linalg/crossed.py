@@ -20,9 +20,11 @@
   through one dense matrix product, where BLAS is faster than the sparse product's
   bookkeeping.
 * **Selected inversion on the coupling's pattern.** The gradient needs ``H^{-1}`` only
-  on the entries rows touch: ``S^{-1}`` (LAPACK potri), and ``P = A^{-1} B S^{-1}`` on
-  the nonzero pattern of ``B`` (a user's items), by gathering ``S^{-1}`` on each
-  level's pattern (dense products again for the heavy levels), never ``P`` in full.
+  on the entries rows touch: ``S^{-1}`` (LAPACK potri, its lower triangle mirrored
+  into the upper one so that an entry is read wherever it is), and
+  ``P = A^{-1} B S^{-1}`` on the nonzero pattern of ``B`` (a user's items), by
+  gathering ``S^{-1}`` on each level's pattern (dense products again for the heavy
+  levels), never ``P`` in full.
 * **BLAS on every core** for the dense factorisation and inversion of a large ``S``
   (the fit otherwise runs BLAS on one thread, which suits many small blocks).
 * **The cheaper elimination order.** With two factors, the factor eliminated level by
@@ -83,6 +85,20 @@ def elimination_order(blocks: list[tuple[int, int, int]]) -> int:
         return 0
     sizes = [G * q for _, G, q in blocks]
     return 1 if sizes[0] < sizes[1] else 0
+
+
+def _mirror_lower(A: np.ndarray, block: int = 256) -> np.ndarray:
+    """``A`` symmetric from its lower triangle: the upper one overwritten by it, in
+    place, a block at a time (each block's copy stays in cache)."""
+    n = A.shape[0]
+    for i in range(0, n, block):
+        i1 = min(n, i + block)
+        diag = A[i:i1, i:i1]
+        upper = np.triu_indices(i1 - i, 1)
+        diag[upper] = diag.T[upper]
+        for j in range(i1, n, block):
+            A[i:i1, j : j + block] = A[j : j + block, i:i1].T
+    return A
 
 
 def _pattern(rows: np.ndarray, cols: np.ndarray, shape):
@@ -332,7 +348,8 @@ class CrossedSolver:
     # -- selected inversion -----------------------------------------------------
     @property
     def Sinv(self) -> np.ndarray:
-        """``S^{-1}``: its lower triangle (LAPACK potri); the upper one is never read."""
+        """``S^{-1}`` in full: LAPACK potri's lower triangle, mirrored into the upper one
+        (so that an entry is read at ``(r, c)`` whichever side it is on)."""
         if self._Sinv is None:
             if self._L is None:
                 self._factor()
@@ -340,16 +357,12 @@ class CrossedSolver:
                 inv, info = scipy.linalg.lapack.dpotri(self._L, lower=1)
             if info != 0:
                 raise NotPositiveDefinite(f"cannot invert the Schur complement (info {info})")
-            self._Sinv = inv
+            self._Sinv = _mirror_lower(inv)
         return self._Sinv
 
     def _sinv_at(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Entries ``S^{-1}[r, c]`` (broadcast), read from the lower triangle only."""
-        inv = self.Sinv
-        lo, hi = np.minimum(r, c), np.maximum(r, c)
-        if inv.flags.f_contiguous:  # entry (hi, lo) at hi + lo * Q2 in memory
-            return np.take(inv.T, lo * self.Q2 + hi)
-        return inv[hi, lo]
+        """Entries ``S^{-1}[r, c]`` (broadcast)."""
+        return self.Sinv[r, c]
 
     def _pattern_P(self) -> np.ndarray:
         """``P = A^{-1} B S^{-1}`` on the pattern of ``B`` (aligned with its data)."""
@@ -394,17 +407,11 @@ class CrossedSolver:
         pos = np.where(valid, ptr[chunk][:, None] + np.arange(dmax)[None, :], 0)
         J = np.where(valid, ind[pos], 0)
         mv = np.where(valid, self.M.data[pos], 0.0)
-        # the entry (J[a], J[b]) of S^{-1} is read from the lower triangle, at
-        # (max, min); F-ordered, that is position min * Q2 + max of the flat array
-        Ja, Jb = J[:, :, None], J[:, None, :]
-        if Sinv.flags.f_contiguous:
-            flat = np.minimum(Ja, Jb)
-            flat *= Q2
-            flat += np.maximum(Ja, Jb)
-            block = np.take(Sinv.T, flat)
-        else:
-            block = Sinv[np.maximum(Ja, Jb), np.minimum(Ja, Jb)]
-        t = np.einsum("rij,rj->ri", block, mv)
+        # the entry (J[a], J[b]) of the symmetric S^{-1}, at J[a] * Q2 + J[b] of its
+        # flat array in either memory order
+        flat = (J * Q2)[:, :, None] + J[:, None, :]
+        block = np.take(Sinv.T if Sinv.flags.f_contiguous else Sinv, flat)
+        t = np.matmul(block, mv[:, :, None])[:, :, 0]
         return pos[valid], t[valid]
 
     def _g11(self) -> np.ndarray:
