@@ -613,6 +613,21 @@ def _on_scale(block, value):
         return float(np.log(value) - np.log1p(-value))
 
 
+def _parameter_names(est, indices) -> str:
+    """Covariance parameters by index into the parameter vector, as ``factor: term``."""
+    res = est.fit_result_
+    k0, out = res.layout.n_beta, []
+    for f, fl in zip(res.factors, res.layout.factors):
+        n = len(fl.theta_rows) if fl.structure is None else fl.structure.n_params
+        for k in indices:
+            j = k - k0
+            if 0 <= j < n:
+                term = f.term.names[fl.theta_rows[j]] if fl.structure is None else f"SD {j}"
+                out.append(f"{f.name}: {term}")
+        k0 += n
+    return ", ".join(out)
+
+
 def _check_convergence(est, record):
     """Warn when the fit did not reach the optimum (checked for every fit, boundary or not)."""
     msgs = []
@@ -637,6 +652,13 @@ def _check_convergence(est, record):
             f"({levels}{why}), where the Laplace approximation, taken at one mode, jumps "
             "between them and its optimum cannot be certified (adaptive quadrature "
             "integrates over both modes: n_agq=25, say)"
+        )
+    rising = getattr(record, "rising_off_zero", ())
+    if rising:
+        names = _parameter_names(est, rising)
+        msgs.append(
+            f"a random-effect standard deviation is reported at zero ({names}), but the "
+            "log-likelihood is higher just above zero: that zero is not its maximum"
         )
     if record.negative_curvature:
         msgs.append(

@@ -357,3 +357,18 @@ def test_process_workers():
             BinomialGLMM(random_effects="1 + t"), ddf[["x", "t"]], ddf["y"], ddf["id"], client=c
         )
         _same(m_mem, m_dask)
+
+
+def test_tiny_sd_of_large_counts_as_in_memory(client):
+    # the zero-variance probe below 1e-3 reads the levels' information from every
+    # partition: the same SD of 2.3e-4 as in memory (tests/fixtures/tiny_sd)
+    from pathlib import Path
+
+    df = pd.read_csv(Path(__file__).parent / "fixtures" / "tiny_sd" / "poisson_tiny.csv")
+    df = df.rename(columns={"g": "id"}).sort_values("id", kind="stable")
+    m_mem = PoissonGLMM().fit(df[["x"]], df["y"], groups=df["id"])
+    ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
+    m_dask = fit_partitioned(PoissonGLMM(), ddf[["x", "id"]], ddf["y"], groups="id")
+    sd = float(np.sqrt(m_mem.random_effects_cov_["id"].iloc[0, 0]))
+    assert 2e-4 < sd < 3e-4 and m_mem.converged_ and m_dask.converged_
+    _same(m_mem, m_dask)

@@ -18,9 +18,15 @@ Order of calls in :func:`check_optimum` (after
 3. ``scan_modes`` — for a family that is not log-concave, each level's density is
    scanned on a fine grid at the optimum: a higher mode found there resumes the
    fit once; levels with two comparable modes are recorded (not converged);
-4. the record gets the gradient, the Hessian, its definiteness and ``converged``:
-   finite, within the iteration limit, scaled gradient at most ``GRAD_TOL`` and no
-   direction of negative curvature — for every fit, boundary (singular) or not.
+4. ``rising_off_zero`` — a variance on its zero bound has a zero gradient (the
+   objective is even in its Cholesky diagonal), so the gradient check cannot see
+   whether the likelihood rises just above it; where the Hessian's curvature there is
+   negative, the objective is evaluated one difference step above zero, and a fit
+   that is better there is not converged;
+5. the record gets the gradient, the Hessian, its definiteness and ``converged``:
+   finite, within the iteration limit, scaled gradient at most ``GRAD_TOL``, no
+   direction of negative curvature and no zero variance below which the likelihood
+   rises — for every fit, boundary (singular) or not.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 
 from .objective import GLMObjective
 from .optimize import (
+    _hessian_steps,
     _laplace_stage,
     _quiet_trial_points,
     _run_lbfgsb,
@@ -255,6 +262,45 @@ def _newton_step(obj, x, val, g, H, bounds):
     return None
 
 
+def rescaled_restart(obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record):
+    """The fit resumed from a point that fails the gradient check after the polish,
+    with the optimiser scaled by every parameter's curvature there (the family's own
+    parameters too: an unscaled run stalls where a standard deviation of 1e-3 and NB
+    theta in the hundreds of thousands meet), then polished again. Kept when lower;
+    a fit that passes the check never comes here."""
+    res = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx, scale_extras=True)
+    record.stages.append(("rescaled restart", float(res.fun), int(res.nit), str(res.message)))
+    if not res.fun < fun:
+        obj.evaluate(x)
+        return x, fun, H, grads
+    x2, H2, grads2 = newton_polish(obj, res.x, bounds)
+    return x2, obj.evaluate(x2), H2, grads2
+
+
+def rising_off_zero(obj, x, fun, H, diag_idx) -> tuple:
+    """The Cholesky diagonals at zero along which the objective falls (step 4 of the
+    module docstring): negative curvature in the Hessian there, and a lower value one
+    difference step above zero (by more than :data:`RISE_TOL`)."""
+    found = []
+    at_x = None
+    for k in diag_idx:
+        if x[k] != 0.0 or not H[k, k] < 0.0:
+            continue
+        if at_x is None:
+            at_x = obj.snapshot()
+        step = np.zeros(len(x))
+        step[k] = _hessian_steps(obj, x)[k]
+        obj.restore(at_x)
+        if obj.evaluate(x + step) < fun - RISE_TOL:
+            found.append(k)
+    if at_x is not None:
+        obj.restore(at_x)
+    return tuple(found)
+
+
+RISE_TOL = 1e-6  # of -2 log L
+
+
 def check_optimum(obj, x, record, bounds, max_iter, tol):
     """Steps 1–3 of the module docstring; returns the final ``x`` (record updated)."""
     n_cov = obj.data.n_beta + obj.data.n_theta
@@ -265,12 +311,17 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         x, fun = glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, H, grads = newton_polish(obj, x, bounds)
         fun = obj.evaluate(x)
+        if not grads[1] <= GRAD_TOL and np.isfinite(fun):
+            x, fun, H, grads = rescaled_restart(
+                obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record
+            )
         if not obj.data.family.log_concave and hasattr(obj, "scan_modes"):
             x, fun, H_scan, grads_scan = scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record)
             if H_scan is not None:
                 H, grads = H_scan, grads_scan
         record.objective = float(fun)
         record.max_grad, record.max_scaled_grad = grads
+        record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx)
     record.final = x
     record.hessian = H
     record.covariance, record.flat_directions, record.negative_curvature = curvature(H, x, bounds)
@@ -281,6 +332,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         and np.isfinite(record.objective)
         and record.gradient_ok
         and not record.negative_curvature
+        and not record.rising_off_zero
     )
     record.n_evaluations = obj.n_evals
     return x

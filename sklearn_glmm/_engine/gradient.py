@@ -384,6 +384,32 @@ class LaplaceGradient:
             out[k] = 2.0 * (w @ col) + 2.0 * (jk @ jk)
         return out
 
+    def level_information(self, k: int) -> float | None:
+        """The largest information one level holds about the random effect of the
+        Cholesky diagonal ``k`` (an index into the parameters), at the last point
+        evaluated: ``max_j sum_{i in j} w_i z_i^2`` with ``z`` that effect's column of
+        ``Z`` and ``w`` the rows' curvatures. ``1 / sqrt`` of it is the smallest standard
+        deviation the data resolve in one level. None for a structure's parameter, or
+        where the state holds no curvatures."""
+        d = self.data
+        j = k - d.n_beta
+        for f, gi in zip(d.factors, self.groups):
+            if j < 0:
+                return None
+            if j >= f.n_params:
+                j -= f.n_params
+                continue
+            if f.mapped or f.theta_rows[j] != f.theta_cols[j]:
+                return None
+            der = self.state.get("der") if self.state is not None else None
+            w = getattr(der, "w", None)
+            if w is None or np.ndim(w) != 1:
+                return None
+            z = f.Z[:, f.theta_rows[j]]
+            info = gi.sum(np.maximum(w, 0.0) * z * z)
+            return float(np.max(info)) if len(info) else None
+        return None
+
     def _eta_moves(self, u):
         """The columns of ``d eta / d (beta, theta)`` at fixed modes ``u``, one at a time
         (each a new array): the fixed-effect columns, then ``z_r u_col`` of each

@@ -310,16 +310,18 @@ class ModeSearch:
         competing = levels[_competing(h, top[levels], gap)]
         return val, np.union1d(competing, flat).astype(np.intp)
 
-    def can_batch_scales(self) -> bool:
-        """Whether :meth:`laplace_at_scales` applies: one scalar random effect (not
-        structured), a log-concave family, the Laplace approximation, and data small
-        enough for a copy per value."""
+    def can_batch_scales(self, n_values: int = len(_PROBE_SCALES)) -> bool:
+        """Whether :meth:`laplace_at_scales` applies to ``n_values`` values: one scalar
+        random effect (not structured), a log-concave family with one value of each
+        of its own parameters for all rows (not a dispersion model's per-row values),
+        the Laplace approximation, and data small enough for a copy per value."""
         return bool(
             getattr(self, "_scalar", False)  # not a partitioned objective's
             and not self._structured
             and self.n_agq == 1
             and getattr(self.data.family, "log_concave", False)
-            and len(self.data.y) * len(_PROBE_SCALES) <= _PROBE_CELLS
+            and self.data.extra_designs is None
+            and len(self.data.y) * n_values <= _PROBE_CELLS
         )
 
     def laplace_at_scales(self, params, values) -> np.ndarray:

@@ -49,6 +49,8 @@ class FitRecord:
     hessian_pd: bool = True
     flat_directions: bool = False
     negative_curvature: bool = False
+    # Cholesky diagonals at zero along which the objective still falls (indices)
+    rising_off_zero: tuple = ()
     glm_objective: float = np.nan  # -2 log L of the nested GLM (no random effects)
     competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
     hessian: np.ndarray = field(default=None, repr=False)
@@ -303,6 +305,7 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     Hm = np.zeros((n, n))
     # the gradient of the objective in use: Laplace, or the exact AGQ one
     g0 = obj.value_and_grad(x)[1]
+    steps = _hessian_steps(obj, x)
     if hasattr(obj, "compact_mode_derivatives"):
         obj.compact_mode_derivatives()
     at_x = obj.snapshot()
@@ -313,13 +316,43 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     # gradients leave the modes' derivatives out.
     with getattr(obj, "without_mode_derivatives", nullcontext)():
         for k in range(n):
-            h = 1e-4 * max(1.0, abs(x[k]))
+            h = steps[k]
             e = np.zeros(n)
             e[k] = h
             obj.restore(at_x)
             Hm[:, k] = (obj.value_and_grad(x + e)[1] - g0) / h
     obj.restore(at_x)  # the fitted state (mode, factorisation) without a new evaluation
     return 0.5 * (Hm + Hm.T)
+
+
+def _hessian_steps(obj, x) -> np.ndarray:
+    """Forward-difference steps at ``x`` (just evaluated with its gradient).
+
+    1e-4 of each parameter's size, at least 1e-4; but at most a tenth of the
+    parameter's standard error as its Gauss-Newton curvature puts it, where the data
+    are so informative (counts or trials in the thousands to millions) that 1e-4 of a
+    coefficient moves the linear predictor by many standard errors, and the
+    gradient's change over the step is then not its derivative. A Cholesky diagonal
+    below :data:`_SMALL_DIAGONAL` (not zero) also at most a hundredth of its value:
+    the curvature in a small standard deviation changes on the scale of the value.
+    """
+    steps = 1e-4 * np.maximum(1.0, np.abs(x))
+    try:
+        gn = obj.gauss_newton_diagonal() if getattr(obj, "has_mode_derivatives", False) else None
+    except (AttributeError, KeyError, TypeError):  # no state to read it from
+        gn = None
+    if gn is not None:
+        m = len(gn)
+        with np.errstate(divide="ignore"):
+            se = np.where(gn > 0.0, np.sqrt(2.0 / gn), np.inf)
+        steps[:m] = np.minimum(steps[:m], 0.1 * se)
+    for k in _column_partners(obj.data):
+        if 0.0 < x[k] < _SMALL_DIAGONAL:
+            steps[k] = min(steps[k], 1e-2 * x[k])
+    return steps
+
+
+_SMALL_DIAGONAL = 1e-2
 
 
 class _BestPoint:
@@ -456,7 +489,10 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
     for k in [k for k in diag_idx if res.x[k] < 1e-3 and not res.stopped]:
         best_x = _probe_zero_diagonal(obj, res, k, bounds)
         if best_x is not None:
-            res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol, scale)
+            # a value below the grid (data that resolve tiny SDs): the curvature there is
+            # far from the start's, and the run is scaled by its own
+            sc = _optimiser_scale(obj, best_x) if best_x[k] < _PROBE_GRID[0] else scale
+            res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol, sc)
             nit += res3.nit
             if res3.fun < res.fun - 1e-8:
                 res = res3
@@ -468,6 +504,27 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
 # Cholesky diagonals tried when one is found at zero (link-scale SDs of the internal,
 # standardised columns): small ones matter for large counts, whose data resolve them
 _PROBE_GRID = _PROBE_SCALES
+# below the grid, values down to this fraction of the smallest SD one level resolves
+# (1 / sqrt of its information): with many levels their spread resolves a tenth of it
+_PROBE_RESOLUTION = 0.03
+
+
+def _probe_grid(obj, k) -> tuple:
+    """The values tried for the zero diagonal ``k``: :data:`_PROBE_GRID`, preceded by
+    smaller ones (a factor 3 apart) where the data resolve standard deviations below
+    it. Counts or trials in the thousands give a level so much information that an
+    SD of 1e-4 is a clear optimum while 1e-3 is already worse than zero, so a grid
+    that starts at 1e-3 never sees it. Data that resolve only SDs above the grid's
+    smallest value get the grid alone."""
+    info = getattr(obj, "level_information", lambda k: None)(k)
+    if info is None or not info > 0.0:
+        return _PROBE_GRID
+    floor = _PROBE_RESOLUTION / np.sqrt(info)
+    small, t = [], _PROBE_GRID[0] / 3.0
+    while t >= floor:
+        small.append(t)
+        t /= 3.0
+    return tuple(reversed(small)) + tuple(_PROBE_GRID)
 
 
 def _probe_zero_diagonal(obj, res, k, bounds):
@@ -482,20 +539,21 @@ def _probe_zero_diagonal(obj, res, k, bounds):
     """
     partners = _column_partners(obj.data).get(k, [])
     obj.value_and_grad(res.x)
+    grid = _probe_grid(obj, k)
     at_x = obj.snapshot()
     scans = []
-    batched = not partners and getattr(obj, "can_batch_scales", lambda: False)()
+    batched = not partners and getattr(obj, "can_batch_scales", lambda n: False)(len(grid))
     if batched:  # one scalar random effect: every value in one vectorised mode search
-        values = obj.laplace_at_scales(res.x, _PROBE_GRID)
+        values = obj.laplace_at_scales(res.x, grid)
         scan = []
-        for t, val in zip(_PROBE_GRID, values):
+        for t, val in zip(grid, values):
             xt = res.x.copy()
             xt[k] = t
             scan.append((float(val), xt))
         scans.append(scan)
     for sign in () if batched else (1.0, -1.0) if partners else (None,):
         scan = []
-        for t in _PROBE_GRID:
+        for t in grid:
             xt = res.x.copy()
             xt[k] = t
             if sign is not None:

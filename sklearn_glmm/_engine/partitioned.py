@@ -79,6 +79,9 @@ class PartitionModel:
     def gauss_newton_diagonal(self) -> np.ndarray:
         return self.objective.gauss_newton_diagonal()
 
+    def level_information(self, k: int):
+        return self.objective.level_information(k)
+
     def snapshot(self, key: int) -> None:
         self._snapshots[key] = self.objective.snapshot()
         for old in sorted(self._snapshots)[:-_KEEP_SNAPSHOTS]:
@@ -208,6 +211,11 @@ class PartitionedObjective(Objective):
 
     def gauss_newton_diagonal(self) -> np.ndarray:
         return np.sum(self._call("gauss_newton_diagonal"), axis=0)
+
+    def level_information(self, k: int):
+        """As in memory: the largest over every partition's levels."""
+        found = [v for v in self._call("level_information", k) if v is not None]
+        return max(found) if found else None
 
     def extra_curvature(self, coefs):
         """None: the partitions hold the rows (the optimiser then runs unscaled)."""
