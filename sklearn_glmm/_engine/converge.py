@@ -281,20 +281,20 @@ def rising_off_zero(obj, x, fun, H, diag_idx) -> tuple:
     """The Cholesky diagonals at zero along which the objective falls (step 4 of the
     module docstring): negative curvature in the Hessian there, and a lower value one
     difference step above zero (by more than :data:`RISE_TOL`)."""
+    candidates = [k for k in diag_idx if x[k] == 0.0 and H[k, k] < 0.0]
+    if not candidates:
+        return ()
+    obj.value_and_grad(x)  # (remembered) the state the steps are read from
+    steps = _hessian_steps(obj, x)
+    at_x = obj.snapshot()
     found = []
-    at_x = None
-    for k in diag_idx:
-        if x[k] != 0.0 or not H[k, k] < 0.0:
-            continue
-        if at_x is None:
-            at_x = obj.snapshot()
-        step = np.zeros(len(x))
-        step[k] = _hessian_steps(obj, x)[k]
+    for k in candidates:
+        up = x.copy()
+        up[k] = steps[k]
         obj.restore(at_x)
-        if obj.evaluate(x + step) < fun - RISE_TOL:
+        if obj.evaluate(up) < fun - RISE_TOL:
             found.append(k)
-    if at_x is not None:
-        obj.restore(at_x)
+    obj.restore(at_x)
     return tuple(found)
 
 
