@@ -196,3 +196,23 @@ def test_a_point_that_fails_the_gradient_check_is_resumed_rescaled():
     assert fun2 < fun
     assert fun2 == pytest.approx(at_optimum, abs=1e-5)
     assert grads2[1] <= converge.GRAD_TOL
+
+
+def test_a_structure_whose_tiny_sd_needs_a_negative_correlation():
+    # AR1 over 4 waves, counts of 6e4: at a zero SD the correlation is undetermined and
+    # was left near +1, where no SD above zero is better; the optimum pairs an SD of
+    # 8e-4 with a correlation of -0.996. glmmTMB stops near zero (0.09 lower); its own
+    # likelihood at that point (fixed effects re-fitted) is the reference
+    d = _data("ar1_tiny")
+    ref = REF["ar1_tiny"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = PoissonGLMM(random_effects="ar1(day)", random_only_columns="day").fit(
+            d[["x", "day"]], d["y"], groups=d["g"]
+        )
+    assert ConvergenceWarning not in [w.category for w in caught] and est.converged_
+    assert est.loglik_ == pytest.approx(ref["glmmTMB_at_sd_8e_4"]["loglik"], abs=2e-4)
+    assert est.loglik_ > ref["glmmTMB"]["loglik"] + 0.05
+    (cov,) = est.random_effects_cov_.values()
+    assert np.sqrt(cov.iloc[0, 0]) == pytest.approx(8.06e-4, rel=2e-2)
+    assert cov.iloc[0, 1] / cov.iloc[0, 0] < -0.99

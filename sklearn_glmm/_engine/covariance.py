@@ -75,6 +75,11 @@ class CovarianceStructure:
         """Indices (in ``p``) of the parameters whose value 0 is a zero variance."""
         return [k for k, (lo, _hi) in enumerate(self.bounds()) if lo == 0.0]
 
+    def sd_columns(self, k: int) -> np.ndarray:
+        """The random effects (indices into ``q``) whose standard deviation is the
+        parameter ``k``; empty for a parameter that is not a standard deviation."""
+        return np.zeros(0, dtype=np.intp)
+
     def lambda_matrix(self, p: np.ndarray) -> np.ndarray:
         L = np.zeros((self.q, self.q))
         L[self.rows, self.cols] = self.theta(p)
@@ -103,6 +108,11 @@ class CorrelationStructure(CovarianceStructure):
     @property
     def sd_index(self) -> np.ndarray:
         return np.zeros(self.q, dtype=np.intp) if self.n_sd == 1 else np.arange(self.q)
+
+    def sd_columns(self, k: int) -> np.ndarray:
+        if k >= self.n_sd:
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(self.sd_index == k)
 
     def correlation(self, c: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -517,6 +527,11 @@ class Unstructured(CovarianceStructure):
 
     def jacobian(self, p):
         return np.eye(self.n_params)
+
+    def sd_columns(self, k: int) -> np.ndarray:
+        if self.rows[k] != self.cols[k]:
+            return np.zeros(0, dtype=np.intp)
+        return np.array([self.rows[k]], dtype=np.intp)
 
 
 #: structures selected by name in ``random_effects`` (``"ar1(day)"``); ``ou`` reads

@@ -385,12 +385,12 @@ class LaplaceGradient:
         return out
 
     def level_information(self, k: int) -> float | None:
-        """The largest information one level holds about the random effect of the
-        Cholesky diagonal ``k`` (an index into the parameters), at the last point
-        evaluated: ``max_j sum_{i in j} w_i z_i^2`` with ``z`` that effect's column of
-        ``Z`` and ``w`` the rows' curvatures. ``1 / sqrt`` of it is the smallest standard
-        deviation the data resolve in one level. None for a structure's parameter, or
-        where the state holds no curvatures."""
+        """The largest information one level holds about the random effects whose
+        standard deviation is the parameter ``k`` (a Cholesky diagonal, or a structure's
+        SD), at the last point evaluated: ``max_j sum_{i in j} w_i sum_r z_ir^2`` over
+        those effects' columns ``r`` of ``Z``, ``w`` the rows' curvatures. ``1 / sqrt``
+        of it is the smallest standard deviation the data resolve in one level. None for
+        a parameter that is not an SD, or where the state holds no curvatures."""
         d = self.data
         j = k - d.n_beta
         for f, gi in zip(d.factors, self.groups):
@@ -399,15 +399,18 @@ class LaplaceGradient:
             if j >= f.n_params:
                 j -= f.n_params
                 continue
-            if f.mapped or f.theta_rows[j] != f.theta_cols[j]:
-                return None
+            if f.mapped:
+                cols = f.structure.sd_columns(j)
+            else:
+                r = f.theta_rows[j]
+                cols = [r] if r == f.theta_cols[j] else []
             der = self.state.get("der") if self.state is not None else None
             w = getattr(der, "w", None)
-            if w is None or np.ndim(w) != 1:
+            if not len(cols) or w is None or np.ndim(w) != 1 or not gi.n_levels:
                 return None
-            z = f.Z[:, f.theta_rows[j]]
-            info = gi.sum(np.maximum(w, 0.0) * z * z)
-            return float(np.max(info)) if len(info) else None
+            w = np.maximum(w, 0.0)
+            info = sum(gi.sum(w * f.Z[:, r] ** 2) for r in cols)
+            return float(np.max(info))
         return None
 
     def _eta_moves(self, u):

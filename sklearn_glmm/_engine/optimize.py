@@ -332,9 +332,10 @@ def _hessian_steps(obj, x) -> np.ndarray:
     parameter's standard error as its Gauss-Newton curvature puts it, where the data
     are so informative (counts or trials in the thousands to millions) that 1e-4 of a
     coefficient moves the linear predictor by many standard errors, and the
-    gradient's change over the step is then not its derivative. A Cholesky diagonal
-    below :data:`_SMALL_DIAGONAL` (not zero) also at most a hundredth of its value:
-    the curvature in a small standard deviation changes on the scale of the value.
+    gradient's change over the step is then not its derivative. A Cholesky diagonal or
+    a structure's SD below :data:`_SMALL_DIAGONAL` (not zero) also at most a hundredth
+    of its value: the curvature in a small standard deviation changes on the scale of
+    the value.
     """
     steps = 1e-4 * np.maximum(1.0, np.abs(x))
     try:
@@ -346,10 +347,23 @@ def _hessian_steps(obj, x) -> np.ndarray:
         with np.errstate(divide="ignore"):
             se = np.where(gn > 0.0, np.sqrt(2.0 / gn), np.inf)
         steps[:m] = np.minimum(steps[:m], 0.1 * se)
-    for k in _column_partners(obj.data):
+    for k in _sd_parameters(obj.data):
         if 0.0 < x[k] < _SMALL_DIAGONAL:
             steps[k] = min(steps[k], 1e-2 * x[k])
     return steps
+
+
+def _sd_parameters(data) -> list:
+    """Indices of the parameters that are standard deviations: Cholesky diagonals, and
+    a structure's SD parameters."""
+    out, k = [], data.n_beta
+    for f in data.factors:
+        if f.mapped:
+            out += [k + j for j in range(f.n_params) if len(f.structure.sd_columns(j))]
+        else:
+            out += [k + j for j, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)) if r == c]
+        k += f.n_params
+    return out
 
 
 _SMALL_DIAGONAL = 1e-2
@@ -530,14 +544,17 @@ def _probe_grid(obj, k) -> tuple:
 def _probe_zero_diagonal(obj, res, k, bounds):
     """A point below the boundary value along the zero diagonal ``k``, or None.
 
-    Each probe sets the diagonal to a value of :data:`_PROBE_GRID` with both
-    signs of the entries below it in its column (the correlations it would
-    carry: an optimum at a negative correlation is not found from a positive
-    one), and lets the family's own parameters (NB theta, zero inflation)
-    re-adjust, since they may have absorbed the variation between groups while
-    the variance was zero. Every probe starts from the modes at the optimum.
+    Each probe sets the diagonal to a value of :func:`_probe_grid` with both
+    signs of the entries below it in its column, or of a structure's correlation
+    parameters (the correlations it would carry, undetermined while the SD is zero: an
+    optimum at a negative correlation is not found from a positive one), and lets the
+    family's own parameters (NB theta, zero inflation) re-adjust, since they may have
+    absorbed the variation between groups while the variance was zero. Every probe
+    starts from the modes at the optimum.
     """
-    partners = _column_partners(obj.data).get(k, [])
+    partners, fallback = _probe_partners(obj.data, k)
+    lo = np.array([-np.inf if bounds[i][0] is None else bounds[i][0] for i in partners])
+    hi = np.array([np.inf if bounds[i][1] is None else bounds[i][1] for i in partners])
     obj.value_and_grad(res.x)
     grid = _probe_grid(obj, k)
     at_x = obj.snapshot()
@@ -558,7 +575,8 @@ def _probe_zero_diagonal(obj, res, k, bounds):
             xt[k] = t
             if sign is not None:
                 cur = xt[partners]
-                xt[partners] = sign * np.where(cur != 0.0, np.abs(cur), 0.5 * t)
+                start = 0.5 * t if fallback is None else fallback
+                xt[partners] = np.clip(sign * np.where(cur != 0.0, np.abs(cur), start), lo, hi)
             obj.restore(at_x)
             scan.append((obj.evaluate(xt), xt))
         scans.append(scan)
@@ -580,6 +598,27 @@ def _probe_zero_diagonal(obj, res, k, bounds):
             best_val, best_x = val, xt
     obj.restore(at_x)
     return best_x
+
+
+def _probe_partners(data, k):
+    """The parameters a probe of the zero SD ``k`` tries with both signs, and their
+    values where they are zero (None: half the probed SD): the entries below a Cholesky
+    diagonal in its column, or the correlation parameters of a structure's SD (at
+    their start)."""
+    j = k - data.n_beta
+    for f in data.factors:
+        if j >= f.n_params:
+            j -= f.n_params
+            continue
+        if not f.mapped:
+            return _column_partners(data).get(k, []), None
+        st = f.structure
+        n_sd = getattr(st, "n_sd", None)
+        if n_sd is None or j >= n_sd or not len(st.sd_columns(j)):
+            return [], None
+        first = k - j
+        return list(range(first + n_sd, first + st.n_params)), st.start(1.0)[n_sd:]
+    return [], None
 
 
 def _with_family_parameters(obj, x, bounds):
