@@ -23,7 +23,13 @@ from sklearn.utils.validation import (
 from . import _dispersion as _disp
 from . import _random_only, _results, _state, _tables
 from . import _zero_inflation as _zi
-from ._design import build_factors, factor_names, groups_columns, prediction_design
+from ._design import (
+    build_factors,
+    check_uncentred_uncorrelated,
+    factor_names,
+    groups_columns,
+    prediction_design,
+)
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
@@ -448,6 +454,7 @@ class _BaseGLMM(BaseEstimator):
             factors = build_factors(groups, terms, re_names, X_raw.shape[0], X_raw)
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
+                check_uncentred_uncorrelated(f, X_raw)
         factor_order = factor_names(groups) if groups is not None else []
         check_quadrature_structure(self.n_agq, [f.q for f in factors])
         structured = [f.structure.name for f in factors if not _identity(f.structure)]

@@ -15,6 +15,7 @@ parametrised by a structure (``_engine.covariance``) whose parameters the optimi
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -23,6 +24,8 @@ from pandas.api.types import infer_dtype
 
 from ._engine.covariance import make_structure
 from ._frames import as_pandas
+from ._warn import user_stacklevel
+from .exceptions import IdentifiabilityWarning
 
 INTERCEPT = "(Intercept)"
 
@@ -443,3 +446,35 @@ def build_factors(
     # Largest factor first: it is the one whose block stays block-diagonal.
     factors.sort(key=lambda f: -f.n_levels * f.q)
     return factors
+
+
+# a slope whose mean is this many SDs from zero has a column nearly collinear with the
+# intercept's (cosine above 0.995)
+_UNCENTRED_RATIO = 10.0
+
+
+def check_uncentred_uncorrelated(factor: Factor, X: np.ndarray) -> None:
+    """Warn when an uncorrelated intercept and slope (``diag(1 + x)``, ``1 + x || g``)
+    have a slope variable far from zero (calendar years, say).
+
+    Its column is then nearly collinear with the intercept's, and an uncorrelated pair
+    is not the same model once the variable is shifted: the likelihood can have optima
+    far apart (an intercept SD in the hundreds cancelling the slope's contribution at
+    the variable's mean) that an optimisation from the usual start does not reach.
+    """
+    if factor.structure is not None or not (factor.term.intercept and factor.term.diagonal):
+        return
+    for name, j in zip(factor.term.names[1:], factor.slope_idx):
+        col = X[:, j]
+        mean, sd = float(np.mean(col)), float(np.std(col))
+        if sd > 0.0 and abs(mean) > _UNCENTRED_RATIO * sd:
+            warnings.warn(
+                f"grouping factor {factor.name!r}: the uncorrelated random intercept and "
+                f"slope of {name!r} have a slope variable far from zero (mean {mean:.4g}, "
+                f"SD {sd:.4g}). Its column is nearly collinear with the intercept's, and "
+                "an uncorrelated intercept and slope then have a likelihood with optima "
+                "far apart that the fit may not reach. Centre the variable (or measure "
+                f"it from a meaningful origin), or let the two correlate ('1 + {name}').",
+                IdentifiabilityWarning,
+                stacklevel=user_stacklevel(),
+            )

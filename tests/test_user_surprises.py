@@ -543,3 +543,22 @@ def test_binary_outcome_read_in_place_only_when_it_is_the_0_1_outcome():
         assert m.loglik_ == pytest.approx(ref.loglik_, rel=1e-10)
         np.testing.assert_allclose(m.coef_, sign * ref.coef_, rtol=1e-7)
         assert set(np.unique(m.fit_result_.train["y"])) == {0.0, 1.0}
+
+
+def test_uncorrelated_slope_of_an_uncentred_variable_is_warned_about():
+    # diag(1 + year): the slope column is nearly collinear with the intercept's, and an
+    # uncorrelated pair is not the same model once the variable is shifted; the fit can
+    # end at a local optimum far below the best one, so the specification is named
+    from sklearn_glmm.exceptions import IdentifiabilityWarning
+
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(30), 10)
+    year = np.tile(np.arange(2010, 2020), 30).astype(float)
+    y = rng.poisson(np.exp(0.5 + 0.05 * (year - 2015) + rng.normal(0, 0.3, 30)[g]))
+    X = pd.DataFrame({"year": year})
+    with pytest.warns(IdentifiabilityWarning, match="'year'.*far from zero.*Centre"):
+        PoissonGLMM(random_effects="diag(1 + year)").fit(X, y, groups=g)
+    for re, Xc in (("diag(1 + year)", X - X.mean()), ("1 + year", X)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", IdentifiabilityWarning)
+            PoissonGLMM(random_effects=re).fit(Xc, y, groups=g)
