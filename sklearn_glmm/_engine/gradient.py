@@ -392,26 +392,18 @@ class LaplaceGradient:
         of it is the smallest standard deviation the data resolve in one level. None for
         a parameter that is not an SD, or where the state holds no curvatures."""
         d = self.data
-        j = k - d.n_beta
-        for f, gi in zip(d.factors, self.groups):
-            if j < 0:
-                return None
-            if j >= f.n_params:
-                j -= f.n_params
-                continue
-            if f.mapped:
-                cols = f.structure.sd_columns(j)
-            else:
-                r = f.theta_rows[j]
-                cols = [r] if r == f.theta_cols[j] else []
-            der = self.state.get("der") if self.state is not None else None
-            w = getattr(der, "w", None)
-            if not len(cols) or w is None or np.ndim(w) != 1 or not gi.n_levels:
-                return None
-            w = np.maximum(w, 0.0)
-            info = sum(gi.sum(w * f.Z[:, r] ** 2) for r in cols)
-            return float(np.max(info))
-        return None
+        cols = d.sd_columns(k)
+        der = self.state.get("der") if self.state is not None else None
+        w = getattr(der, "w", None)
+        if not len(cols) or w is None or np.ndim(w) != 1:
+            return None
+        fi = d.locate(k)[0]
+        f, gi = d.factors[fi], self.groups[fi]
+        if not gi.n_levels:
+            return None
+        w = np.maximum(w, 0.0)
+        info = sum(gi.sum(w * f.Z[:, r] ** 2) for r in cols)
+        return float(np.max(info))
 
     def _eta_moves(self, u):
         """The columns of ``d eta / d (beta, theta)`` at fixed modes ``u``, one at a time

@@ -79,6 +79,31 @@ class ModelData:
     def structured(self) -> bool:
         return any(f.mapped for f in self.factors)
 
+    def locate(self, k: int):
+        """``(factor index, index within its parameters)`` of the covariance parameter
+        ``k`` (an index into the whole parameter vector), or None for another one."""
+        j = k - self.n_beta
+        if j < 0:
+            return None
+        for fi, f in enumerate(self.factors):
+            if j < f.n_params:
+                return fi, j
+            j -= f.n_params
+        return None
+
+    def sd_columns(self, k: int) -> np.ndarray:
+        """The columns of its factor's ``Z`` whose standard deviation is the parameter
+        ``k``: a Cholesky diagonal's column, or those of a structure's SD parameter;
+        empty for any other parameter."""
+        at = self.locate(k)
+        if at is None:
+            return np.zeros(0, dtype=np.intp)
+        f = self.factors[at[0]]
+        if f.mapped:
+            return f.structure.sd_columns(at[1])
+        r = f.theta_rows[at[1]]
+        return np.array([r] if r == f.theta_cols[at[1]] else [], dtype=np.intp)
+
     def cholesky_theta(self, params: np.ndarray) -> np.ndarray:
         """Cholesky entries of every factor for the covariance parameters ``params``."""
         if not self.structured:

@@ -356,14 +356,8 @@ def _hessian_steps(obj, x) -> np.ndarray:
 def _sd_parameters(data) -> list:
     """Indices of the parameters that are standard deviations: Cholesky diagonals, and
     a structure's SD parameters."""
-    out, k = [], data.n_beta
-    for f in data.factors:
-        if f.mapped:
-            out += [k + j for j in range(f.n_params) if len(f.structure.sd_columns(j))]
-        else:
-            out += [k + j for j, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)) if r == c]
-        k += f.n_params
-    return out
+    first = data.n_beta
+    return [k for k in range(first, first + data.n_theta) if len(data.sd_columns(k))]
 
 
 _SMALL_DIAGONAL = 1e-2
@@ -605,20 +599,18 @@ def _probe_partners(data, k):
     values where they are zero (None: half the probed SD): the entries below a Cholesky
     diagonal in its column, or the correlation parameters of a structure's SD (at
     their start)."""
-    j = k - data.n_beta
-    for f in data.factors:
-        if j >= f.n_params:
-            j -= f.n_params
-            continue
-        if not f.mapped:
-            return _column_partners(data).get(k, []), None
-        st = f.structure
-        n_sd = getattr(st, "n_sd", None)
-        if n_sd is None or j >= n_sd or not len(st.sd_columns(j)):
-            return [], None
-        first = k - j
-        return list(range(first + n_sd, first + st.n_params)), st.start(1.0)[n_sd:]
-    return [], None
+    at = data.locate(k)
+    if at is None:
+        return [], None
+    f = data.factors[at[0]]
+    if not f.mapped:
+        return _column_partners(data).get(k, []), None
+    st, j = f.structure, at[1]
+    n_sd = getattr(st, "n_sd", None)
+    if n_sd is None or not len(st.sd_columns(j)):  # (empty for a correlation parameter)
+        return [], None
+    first = k - j
+    return list(range(first + n_sd, first + st.n_params)), st.start(1.0)[n_sd:]
 
 
 def _with_family_parameters(obj, x, bounds):
