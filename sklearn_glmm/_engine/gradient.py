@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._config import get_config
 from . import blocks as _blocks
+from . import compiled
 from . import rows as _rows
 from .linalg import BlockSolver
 from .linalg.block import congruence
@@ -310,6 +312,8 @@ class LaplaceGradient:
         unit = Z.strides[0] == 0 and Z[0, 0] == 1.0  # a view of ones
         zr = None if unit else Z[:, 0]
         hinv = self.solver.hinv[:, 0, 0]
+        if get_config()["compiled"] and self._compiled_rows() is not None:
+            return self._compiled_gradient(der, u, a_vals, a, zr, hinv)
         k = g.expand(hinv)
         k *= a  # H^{-1} a_i, the row's K
         v = k * a  # c, the row's a_i' H^{-1} a_i
@@ -345,6 +349,27 @@ class LaplaceGradient:
             u_rows *= wa if unit else wa * zr
             in_theta = hinv * (dz - g.sum(u_rows))
             del u_rows
+            self.keep_mode_derivatives(self._scalar_mode_derivatives(wa, hinv, in_theta))
+        return grad
+
+    def _compiled_gradient(self, der, u, a_vals, a, zr, hinv) -> np.ndarray:
+        """:meth:`_gradient_scalar` with its per-row work by the compiled kernel
+        (``set_config(compiled=True)``; the models of ``ModeSearch._compiled_rows``)."""
+        d = self.data
+        one_a = a_vals.strides[0] == 0
+        psi, g_theta, wa, in_theta = compiled.scalar_gradient_rows(
+            der.d1,
+            der.w,
+            der.w3,
+            np.ascontiguousarray(u, dtype=float),
+            np.array([a], dtype=float) if one_a else np.ascontiguousarray(a, dtype=float),
+            np.zeros(0) if zr is None else np.ascontiguousarray(zr, dtype=float),
+            self._compiled[1],
+            np.ascontiguousarray(hinv, dtype=float),
+            self.mode_derivatives_wanted,
+        )
+        grad = np.concatenate([d.X.T @ psi, [g_theta]])
+        if self.mode_derivatives_wanted:
             self.keep_mode_derivatives(self._scalar_mode_derivatives(wa, hinv, in_theta))
         return grad
 

@@ -6,9 +6,15 @@ import math
 
 import numpy as np
 
+from .._config import get_config
+from . import compiled
+from .families.base import Derivs
+from .families.binomial import Binomial
+from .families.poisson import Poisson
 from .groups import GroupIndex
 from .linalg import InnerSolveFailure, NotPositiveDefinite
 from .linalg.block import ZLambda
+from .links import LogitLink, LogLink
 from .quadrature import agq_deviance
 from .rows import const_rows, const_tiled, rows_or_none
 
@@ -79,6 +85,14 @@ def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     if top > 1e-8:  # far from the mode for any log-density below 1e14
         return False
     return bool(np.all(dec < 1e-22 * np.abs(obj)))
+
+
+def _per_row(v, n: int) -> np.ndarray:
+    """``v`` (a number: the same for every row) as a contiguous float array of ``n``
+    values, for the compiled kernel: ``v`` itself when it is one."""
+    if isinstance(v, np.ndarray) and v.shape == (n,) and v.dtype == np.float64:
+        return np.ascontiguousarray(v)
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=float), (n,)))
 
 
 class _State(dict):
@@ -510,6 +524,8 @@ class ModeSearch:
         """
         g = self.groups[0]
         a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
+        if get_config()["compiled"] and self._compiled_modes(a_vals, a, eta_fix, extra, u):
+            return self.u
         a2 = a * a
         der, ll, obj, total = self._at_scalar_modes(eta_fix, a, extra, u)
         converged = False
@@ -581,6 +597,86 @@ class ModeSearch:
             ll_units=ll,
         )
         return u
+
+    def _compiled_modes(self, a_vals, a, eta_fix, extra, u) -> bool:
+        """:meth:`_pirls_scalar` by the compiled kernel (``set_config(compiled=True)``),
+        where it applies (:meth:`_compiled_rows`). Returns whether it ran.
+
+        The state is the kernel's: the rows' derivatives at the modes it found (the
+        numpy code's values to rounding; a state made again from the modes, after a
+        snapshot is restored, is made by the numpy code)."""
+        rows = self._compiled_rows()
+        if rows is None:
+            return False
+        family, codes, trials, weights, const = rows
+        n = len(codes)
+        # the outcome read at each call: the fitted model replaces it by its own copy
+        # (ModelData.own_outcome) after a fit that read the caller's array in place
+        y = self.data.y
+        one_a = a_vals.strides[0] == 0
+        u, h, eta, loglik, d1, w, w3, ll, its, status = compiled.scalar_modes(
+            _per_row(eta_fix, n),
+            np.array([a], dtype=float) if one_a else _per_row(a, n),
+            codes,
+            self.groups[0].n_levels,
+            _per_row(y, n),
+            trials,
+            weights,
+            const,
+            family,
+            u,
+            self.pirls_max_iter,
+            _NEAR_MODE,
+        )
+        self.pirls_iterations += its
+        if status == compiled.NOT_FINITE:
+            raise NotPositiveDefinite("non-finite Newton step")
+        if status != compiled.FOUND:
+            self._search_failed(u)
+        self.solver.set_diagonal(h)
+        self._last_eta = eta  # (small data keep it, see _derivs_summed)
+        self.u = u
+        self.state = _State(
+            self._state_entry,
+            u=u,
+            der=Derivs(loglik, d1, w, w3),
+            a_vals=a_vals,
+            eta_fix=eta_fix,
+            extra=extra,
+            ll=None,
+            ll_units=ll,
+        )
+        return True
+
+    def _compiled_rows(self):
+        """The kernel's family code and the rows' fixed inputs (level codes, trials,
+        weights, the log-density's parameter-free part), made once; None where the
+        kernel does not apply: it covers the Poisson family with the log link (counts
+        below the large-count form) and the binomial family with the logit link, on
+        data small enough to keep their per-row arrays."""
+        if self._compiled is False:
+            self._compiled = None
+            d = self.data
+            fam, n = d.family, len(d.y)
+            if self._lean or d.n_extra:
+                return None
+            if type(fam) is Poisson and isinstance(fam.link, LogLink):
+                neg_log_factorial, _log_y, zero = self._const
+                if zero is not None:  # large counts: numpy's cancellation-free form
+                    return None
+                family, const = compiled.POISSON_LOG, neg_log_factorial
+            elif type(fam) is Binomial and isinstance(fam.link, LogitLink):
+                family, const = compiled.BINOMIAL_LOGIT, self._const
+            else:
+                return None
+            self._compiled = (
+                family,
+                np.ascontiguousarray(self.groups[0].codes, dtype=np.intp),
+                _per_row(1.0 if self._trials is None else self._trials, n).copy(),
+                _per_row(1.0 if self._w is None else self._w, n).copy(),
+                _per_row(const, n).copy(),
+            )
+        return self._compiled
 
     def _scalar_eta(self, eta_fix, a, u):
         """``eta_fix + a * u[codes]`` with one array of the rows' size."""

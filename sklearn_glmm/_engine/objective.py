@@ -96,6 +96,7 @@ class Objective(ModeSearch, LaplaceGradient):
             self._lean and self._single and f0[0].q > 1 and type(self.solver) is BlockSolver
         )
         self._last_eta = None
+        self._compiled = False  # (ModeSearch._compiled_rows: not looked at yet)
         self.u = np.zeros(self.Q)
         self._cov = np.zeros(data.n_theta)  # the last covariance parameters evaluated
         self._structured = data.structured

@@ -1,0 +1,59 @@
+"""The library's global settings: ``set_config``, ``get_config``, ``config_context``.
+
+One setting so far, ``compiled``: whether the conditional-mode search and the gradient
+of a model with one scalar random effect (random intercepts) run as compiled kernels
+(numba, an optional extra) instead of numpy calls. The results are the same to
+rounding; only the time differs (see ``docs/performance.md``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from contextlib import contextmanager
+
+_CONFIG = {"compiled": False}
+
+
+def get_config() -> dict:
+    """The current settings, a new dict: ``{"compiled": bool}``."""
+    return dict(_CONFIG)
+
+
+def set_config(*, compiled: bool | None = None) -> None:
+    """Change the library's settings for the whole process.
+
+    Parameters
+    ----------
+    compiled : bool, optional
+        Run the conditional-mode search and the gradient of models with one grouping
+        factor and one scalar random effect (random intercepts, or one random slope
+        without an intercept) of the Poisson family with the log link or the binomial
+        family with the logit link, on up to 50,000 rows, as compiled kernels; other
+        models run the numpy code as before. Needs numba
+        (``pip install "sklearn_glmm[numba]"``). The first fit of a process loads the
+        kernels (under a second; the very first compiles them, a few seconds); after
+        that, an evaluation of the objective of such a model takes 0.4-0.7 of its
+        time, and a whole small fit about 0.8 (the rest of a fit is the optimiser's
+        and the checks' own work). Estimates, standard errors and log-likelihoods
+        agree with the numpy code's to rounding. Default False.
+    """
+    if compiled is not None:
+        if not isinstance(compiled, bool):
+            raise TypeError(f"compiled must be True or False, got {compiled!r}")
+        if compiled and importlib.util.find_spec("numba") is None:
+            raise ImportError(
+                "set_config(compiled=True) needs numba, which is not installed: "
+                'pip install "sklearn_glmm[numba]" (or pip install numba).'
+            )
+        _CONFIG["compiled"] = compiled
+
+
+@contextmanager
+def config_context(**settings):
+    """Settings of :func:`set_config` inside a ``with`` block, restored after it."""
+    before = get_config()
+    set_config(**settings)
+    try:
+        yield
+    finally:
+        _CONFIG.update(before)

@@ -1,0 +1,236 @@
+"""The compiled mode search (``set_config(compiled=True)``, numba) gives the numpy
+code's fits: the same estimates, standard errors, log-likelihoods, evaluations and
+warnings, to rounding."""
+
+import importlib.util
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from reference import case_data, make_estimator
+
+import sklearn_glmm
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, config_context
+from sklearn_glmm._engine import compiled
+from sklearn_glmm._engine.linalg import InnerSolveFailure
+
+pytest.importorskip("numba")
+
+# the reference cases with one scalar random effect of a Poisson (log) or binomial
+# (logit) model: the ones the kernel runs for
+COVERED = [
+    "pois_ri",
+    "pois_offset",
+    "tut_pois",
+    "bin_ri",
+    "binom_trials",
+    "singular_bin",
+    "bin_ri_agq7",
+    "binom_trials_agq",
+]
+
+
+@pytest.fixture
+def count_kernel(monkeypatch):
+    """The kernels' calls (a list of their names, appended to per call)."""
+    calls = []
+    for name in ("scalar_modes", "scalar_gradient_rows"):
+        inner = getattr(compiled, name)
+
+        def counted(*args, inner=inner, name=name):
+            calls.append(name)
+            return inner(*args)
+
+        monkeypatch.setattr(compiled, name, counted)
+    return calls
+
+
+def _fit(make, X, y, groups, compiled_on, **kw):
+    with config_context(compiled=compiled_on), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        est = make().fit(X, y, groups=groups, **kw)
+    return est, sorted({(x.category.__name__, str(x.message)) for x in w})
+
+
+def _same_fit(a, b, warn_a, warn_b):
+    np.testing.assert_allclose(b.fit_result_.params, a.fit_result_.params, rtol=1e-9, atol=1e-12)
+    assert abs(b.loglik_ - a.loglik_) < 1e-9
+    np.testing.assert_allclose(
+        b.fixed_effects_["std_error"], a.fixed_effects_["std_error"], rtol=1e-7
+    )
+    for name, cov in a.random_effects_cov_.items():
+        np.testing.assert_allclose(b.random_effects_cov_[name], cov, rtol=1e-8, atol=1e-14)
+        np.testing.assert_allclose(
+            b.ranef_[name].to_numpy(), a.ranef_[name].to_numpy(), rtol=1e-7, atol=1e-10
+        )
+    assert b.fit_record_.n_evaluations == a.fit_record_.n_evaluations
+    assert b.converged_ == a.converged_
+    assert warn_b == warn_a
+
+
+@pytest.mark.parametrize("case", COVERED)
+def test_reference_cases_as_numpy(case, count_kernel):
+    spec, X, y, groups, kw = case_data(case)
+    a, wa = _fit(lambda: make_estimator(spec), X, y, groups, False, **kw)
+    assert not count_kernel
+    b, wb = _fit(lambda: make_estimator(spec), X, y, groups, True, **kw)
+    # both kernels ran (quadrature fits start with a Laplace stage)
+    assert {"scalar_modes", "scalar_gradient_rows"} <= set(count_kernel)
+    _same_fit(a, b, wa, wb)
+
+
+def _data(seed, n_groups=30, per=12, family="binomial"):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=len(g))
+    b = rng.normal(0, 0.9, n_groups)[g]
+    eta = -0.4 + 0.7 * x + b
+    if family == "binomial":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    else:
+        y = rng.poisson(np.exp(eta))
+    return pd.DataFrame(dict(x=x, g=g, y=y))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weights_offsets_trials_and_shuffled_rows(seed, count_kernel):
+    # per-row weights, an offset, trials and rows whose groups are not contiguous (the
+    # level sums then go by codes, not runs)
+    rng = np.random.default_rng(100 + seed)
+    df = _data(seed).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    wts = rng.uniform(0.5, 2.0, len(df))
+    off = rng.normal(0, 0.2, len(df))
+    for make, y, kw in [
+        (BinomialGLMM, df["y"], dict(sample_weight=wts)),
+        (PoissonGLMM, _data(seed, family="poisson")["y"], dict(offset=off, sample_weight=wts)),
+        (BinomialGLMM, rng.binomial(8, 0.4, len(df)), dict(trials=np.full(len(df), 8))),
+    ]:
+        a, wa = _fit(make, df[["x"]], y, df["g"], False, **kw)
+        n = len(count_kernel)
+        b, wb = _fit(make, df[["x"]], y, df["g"], True, **kw)
+        assert len(count_kernel) > n
+        _same_fit(a, b, wa, wb)
+
+
+def test_slope_without_intercept_and_separated_groups(count_kernel):
+    # a scalar random slope (one value of Z Lambda per row), and groups whose outcomes
+    # are all 1 or all 0 (modes far from zero, step halving)
+    df = _data(7, n_groups=25, per=8)
+    df.loc[df["g"] < 3, "y"] = 1
+    df.loc[df["g"].between(3, 5), "y"] = 0
+    for re in ["1", "0 + x"]:
+        fits = [
+            _fit(lambda re=re: BinomialGLMM(random_effects=re), df[["x"]], df["y"], df["g"], on)
+            for on in (False, True)
+        ]
+        _same_fit(fits[0][0], fits[1][0], fits[0][1], fits[1][1])
+    assert count_kernel
+
+
+def test_objective_values_and_gradients_as_numpy():
+    # away from the optimum too: the value and gradient at points of the whole range
+    df = _data(3, family="poisson")
+    with config_context(compiled=False):
+        est = PoissonGLMM().fit(df[["x"]], df["y"], groups=df["g"])
+    obj, x0 = est.fit_result_.objective, np.asarray(est.fit_result_.params)
+    rng = np.random.default_rng(0)
+    for x in [x0, x0 + 0.3, np.r_[x0[:2] + rng.normal(0, 1, 2), 3.0], np.r_[x0[:2], 1e-4]]:
+        out = []
+        for on in (False, True):
+            obj.release_state()
+            obj.u = np.zeros_like(obj.u)
+            with config_context(compiled=on):
+                out.append(obj.value_and_grad(x))
+        assert np.isfinite(out[0][0])
+        np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-12)
+        np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-8, atol=1e-9)
+
+
+def test_failed_search_fails_as_in_numpy():
+    # a Newton budget of one step from far away: not found, whichever code runs
+    df = _data(4)
+    with config_context(compiled=False):
+        est = BinomialGLMM().fit(df[["x"]], df["y"], groups=df["g"])
+    obj = est.fit_result_.objective
+    beta, theta = np.asarray(est.fit_result_.params[:2]), np.array([2.0])
+    obj.pirls_max_iter = 1
+    for on in (False, True):
+        with config_context(compiled=on), pytest.raises(InnerSolveFailure):
+            obj.pirls(beta, theta, (), u0=np.full(obj.Q, 8.0))
+
+
+def test_not_covered_models_run_the_numpy_code(count_kernel):
+    rng = np.random.default_rng(5)
+    df = _data(5, family="poisson")
+    big = rng.poisson(2e5, len(df))  # large counts: the numpy code's cancellation-free form
+    with config_context(compiled=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        NegBinGLMM().fit(df[["x"]], df["y"], groups=df["g"])
+        PoissonGLMM().fit(df[["x"]], big, groups=df["g"])
+        BinomialGLMM(link="probit").fit(df[["x"]], (df["y"] > 0).astype(int), groups=df["g"])
+        PoissonGLMM(random_effects="1 + x").fit(df[["x"]], df["y"], groups=df["g"])
+    assert not count_kernel
+
+
+def test_config():
+    assert sklearn_glmm.get_config() == {"compiled": False}
+    with config_context(compiled=True):
+        assert sklearn_glmm.get_config()["compiled"] is True
+    assert sklearn_glmm.get_config()["compiled"] is False
+    with pytest.raises(TypeError, match="compiled must be True or False"):
+        sklearn_glmm.set_config(compiled="yes")
+    assert sklearn_glmm.get_config()["compiled"] is False
+
+
+def test_without_numba_a_clear_error(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a)
+    )
+    with pytest.raises(ImportError, match=r"needs numba.*pip install"):
+        sklearn_glmm.set_config(compiled=True)
+    assert sklearn_glmm.get_config()["compiled"] is False
+
+
+def test_outcome_read_at_each_search(count_kernel):
+    # a fit reads the caller's outcome in place and the model then keeps its own copy
+    # (data.own_outcome): the kernel reads the outcome the objective holds at each call,
+    # so changing the caller's array after the fit changes nothing
+    from sklearn_glmm.inference import confint
+
+    df = _data(8, family="poisson")
+    y = df["y"].to_numpy(dtype=float)
+    with config_context(compiled=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM().fit(df[["x"]], y, groups=df["g"])
+        before = confint(m, method="profile")
+        y[:] = y[::-1]
+        after = confint(m, method="profile")
+    pd.testing.assert_frame_equal(before, after)
+    assert count_kernel
+
+
+def test_state_made_again_from_the_modes_agrees(count_kernel):
+    # the kernel's state at its modes, and the numpy code's made again from them after a
+    # restore (as on large data): the same values to rounding
+    df = _data(9, family="poisson")
+    with config_context(compiled=False):
+        est = PoissonGLMM().fit(df[["x"]], df["y"], groups=df["g"])
+    obj, x = est.fit_result_.objective, np.asarray(est.fit_result_.params)
+    obj.release_state()
+    with config_context(compiled=True):
+        val, grad = obj.value_and_grad(x * 1.01)
+    assert count_kernel
+    before = obj.state
+    der = before["der"]
+    obj.lazy_state_rows = 0  # snapshots as on large data: no per-row arrays held
+    snap = obj.snapshot()
+    obj.value_and_grad(x)
+    obj.restore(snap)
+    after = obj.state
+    np.testing.assert_array_equal(after["u"], before["u"])
+    np.testing.assert_allclose(after["eta"], before["eta"], rtol=1e-15)
+    for name in ("loglik", "d1", "w", "w3"):
+        np.testing.assert_allclose(getattr(after["der"], name), getattr(der, name), rtol=1e-13)
+    np.testing.assert_allclose(obj.gradient(x * 1.01), grad, rtol=1e-10, atol=1e-12)
