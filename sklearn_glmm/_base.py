@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from numpy.polynomial.hermite_e import hermegauss
 from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
@@ -32,6 +31,7 @@ from ._design import (
 )
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
+from ._engine.families.base import normal_rule
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
 from ._engine.optimize import (
     fit_objective,
@@ -54,8 +54,6 @@ from ._validation import (
 from ._warn import at_user_line, user_stacklevel
 from .exceptions import NoRandomEffectsWarning
 
-_GH_Z, _GH_W = hermegauss(32)
-_GH_W = _GH_W / _GH_W.sum()
 # the largest linear predictor of a count's predictive distribution (a mean of 1e300)
 _ETA_TOP = float(np.log(1e300))
 
@@ -824,7 +822,9 @@ class _BaseGLMM(BaseEstimator):
         if np.all(var == 0):
             return table(eta)
         out = np.zeros((len(eta), K + 1))
-        for z, wt in zip(_GH_Z, _GH_W):
+        # the family's rule for means over a normal (Gauss-Hermite for small SDs, the
+        # trapezoidal rule on the link scale for large ones)
+        for z, wt in zip(*normal_rule(float(np.sqrt(np.max(var))))):
             out += wt * table(eta + np.sqrt(var) * z)
         return out
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numpy.polynomial.hermite_e import hermegauss
 from scipy import special, stats
 from sklearn.utils.validation import check_is_fitted
 
@@ -41,9 +40,6 @@ __all__ = [
     "profile",
     "report",
 ]
-
-_GH_Z, _GH_W = hermegauss(32)
-_GH_W = _GH_W / _GH_W.sum()
 
 
 # =====================================================================================

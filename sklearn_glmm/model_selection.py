@@ -45,8 +45,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._base import _GH_W, _GH_Z, _BaseGLMM
+from ._base import _BaseGLMM
 from ._compare import lrt_p_values, nested_in
+from ._engine.families.base import normal_rule
 from ._state import carrying_data
 from ._warn import user_stacklevel
 
@@ -133,7 +134,9 @@ def pointwise_log_likelihood(
     Rows of groups seen in training are conditional on their random-effect
     modes. Rows of new groups (or all rows when no groups are known) integrate
     the random effect out, :math:`\log \int p(y_i \mid \eta_i + z_i^\top b)\,
-    \phi(b)\, db` (32-node Gauss-Hermite), unless ``population="zero"``, which
+    \phi(b)\, db` (32-node Gauss-Hermite up to an SD of 1.5, beyond it the
+    trapezoidal rule on the link scale, as ``Family.mean_over_normal``), unless
+    ``population="zero"``, which
     sets it to zero (lme4's ``re.form = NA``).
 
     Parameters
@@ -153,9 +156,10 @@ def pointwise_log_likelihood(
     """
     model, Xt, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
     fam, extra = model.fit_result_.family, model._family_values(Xt, column=True)
-    nodes = eta[:, None] + np.sqrt(var)[:, None] * _GH_Z[None, :]
+    z, w = normal_rule(float(np.sqrt(np.max(var)))) if len(var) else (np.zeros(1), np.ones(1))
+    nodes = eta[:, None] + np.sqrt(var)[:, None] * z[None, :]
     ll = fam.derivs(yv[:, None], nodes, t[:, None], np.ones_like(nodes), extra).loglik
-    return logsumexp(ll + np.log(_GH_W)[None, :], axis=1)
+    return logsumexp(ll + np.log(w)[None, :], axis=1)
 
 
 def mean_log_likelihood(

@@ -12,8 +12,9 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _GH_W, _GH_Z, _BaseGLMM
+from ._base import _BaseGLMM
 from ._engine.families import make_family
+from ._engine.families.base import _NODE_CELLS, normal_rule
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
@@ -346,10 +347,20 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         fam = self.fit_result_.family
         if np.all(var == 0):
             return fam.class_probabilities(eta, self._row_values(X))
-        sd = np.sqrt(var)[:, None]
-        nodes = eta[:, None] + sd * _GH_Z[None, :]
+        sd = np.sqrt(var)
+        # the family's rule for means over a normal: Gauss-Hermite for small SDs, the
+        # trapezoidal rule on the link scale for large ones (a fixed rule errs by 1e-2
+        # in a probability at SD 9)
+        z, w = normal_rule(float(sd.max()))
         extra = self._row_values(X, column=True)
-        return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, extra), _GH_W)
+        out = np.empty((len(eta), len(self.classes_)))
+        step = max(1, _NODE_CELLS // (len(z) * len(self.classes_)))
+        for i in range(0, len(eta), step):
+            rows = slice(i, i + step)
+            nodes = eta[rows, None] + sd[rows, None] * z[None, :]
+            part = extra if np.ndim(extra) < 2 or len(extra) != len(eta) else extra[rows]
+            out[rows] = np.einsum("nzk,z->nk", fam.class_probabilities(nodes, part), w)
+        return out
 
     def _row_values(self, X, column=False):
         """The family's values for the rows of ``X``; without scale effects the fitted

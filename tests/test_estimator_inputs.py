@@ -388,6 +388,31 @@ def test_count_proba_rows_sum_to_one_with_the_tail_last(make, population):
         assert np.all(proba >= 0)
 
 
+def test_count_proba_of_a_new_group_with_a_large_sd_matches_the_integral():
+    # a new group's predictive distribution integrates the pmf over the random effect;
+    # a fixed 32-node Gauss-Hermite rule lost accuracy as the SD grew
+    from scipy import integrate, stats
+
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(80), 10)
+    x = rng.normal(size=len(g))
+    y = rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, 2.5, 80)[g]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM().fit(x[:, None], y, groups=g)
+    sd = float(np.sqrt(m.random_effects_cov_["group"].iloc[0, 0]))
+    assert sd > 2.0
+    rows = np.array([[-1.0], [0.5]])
+    proba = m.predict_proba(rows, max_count=6)
+    for i, eta in enumerate(m.intercept_ + rows[:, 0] * m.coef_[0]):
+
+        def pmf(b, k, eta=eta):
+            return stats.poisson.pmf(k, np.exp(eta + b)) * stats.norm.pdf(b, 0, sd)
+
+        want = [integrate.quad(pmf, -12 * sd, 12 * sd, args=(k,), limit=400)[0] for k in range(6)]
+        np.testing.assert_allclose(proba[i, :6], want, atol=1e-9)
+
+
 def test_count_proba_last_column_is_the_tail():
     from scipy import stats
 

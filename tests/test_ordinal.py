@@ -298,6 +298,39 @@ def test_predictions():
     assert m.score(X, y, g) == pytest.approx(np.mean(m.predict(X, g) == y.to_numpy()))
 
 
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_population_probabilities_with_a_large_sd_match_the_integral(link):
+    # the class probabilities of a new group are integrals over the random effect; with
+    # an SD of several units a fixed 32-node Gauss-Hermite rule erred by up to 4e-2
+    from scipy import integrate, stats
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(60), 12)
+    x = rng.normal(size=len(g))
+    latent = 0.8 * x + rng.normal(0, 6.0, 60)[g] + rng.logistic(size=len(g))
+    y = np.digitize(latent, [-4.0, -1.0, 1.0, 4.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = OrdinalGLMM(link=link).fit(x[:, None], y, groups=g)
+    sd = float(np.sqrt(m.random_effects_cov_["group"].iloc[0, 0]))
+    assert sd > 2.5  # where the fixed rule erred by more than 1e-4
+    F = {"logit": stats.logistic.cdf, "probit": stats.norm.cdf,
+         "cloglog": lambda t: -np.expm1(-np.exp(t))}[link]  # fmt: skip
+    alpha = m.thresholds_["estimate"].to_numpy()
+    rows = np.array([[-2.0], [0.0], [1.5]])
+    p = m.predict_proba(rows)
+    for i, eta in enumerate(rows[:, 0] * m.coef_[0]):
+        cum = [
+            integrate.quad(
+                lambda b, a=a, eta=eta: F(a - eta - b) * stats.norm.pdf(b, 0, sd),
+                -12 * sd, 12 * sd, points=[a - eta], limit=200, epsabs=1e-13,
+            )[0]
+            for a in alpha
+        ]  # fmt: skip
+        want = np.diff(np.concatenate([[0.0], cum, [1.0]]))
+        np.testing.assert_allclose(p[i], want, atol=1e-9)
+
+
 def test_sample_weight_equals_repeated_rows():
     X, y, wine = _wine()
     w = np.random.default_rng(0).integers(1, 4, size=len(y))

@@ -199,15 +199,7 @@ class Family:
         if np.all(var == 0):
             return self.mean(eta, extra)
         sd = np.sqrt(var)
-        top = float(sd.max())
-        if top <= _GH_MAX_SD:
-            z, w = _GH_Z, _GH_W
-        else:
-            h = _NODE_SPACING / top
-            k = int(np.ceil(_Z_RANGE / h))
-            z = np.arange(-k, k + 1) * h
-            w = np.exp(-0.5 * z * z)
-            w /= w.sum()
+        z, w = normal_rule(float(sd.max()))
         flat_eta, flat_sd = eta.reshape(-1), sd.reshape(-1)
         out = np.empty(flat_eta.shape)
         step = max(1, _NODE_CELLS // len(z))
@@ -218,7 +210,22 @@ class Family:
         return out.reshape(eta.shape)
 
 
-# the rules of Family.mean_over_normal
+def normal_rule(top_sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``z`` and weights ``w`` (summing to 1) of the rule that averages a function
+    of ``eta + sd z`` over the standard normal ``z`` for every SD up to ``top_sd``
+    (see :meth:`Family.mean_over_normal`): 32-node Gauss-Hermite up to
+    ``_GH_MAX_SD``, beyond it the trapezoidal rule with nodes ``_NODE_SPACING`` apart
+    on the link scale over +-``_Z_RANGE`` standard deviations."""
+    if top_sd <= _GH_MAX_SD:
+        return _GH_Z, _GH_W
+    h = _NODE_SPACING / top_sd
+    k = int(np.ceil(_Z_RANGE / h))
+    z = np.arange(-k, k + 1) * h
+    w = np.exp(-0.5 * z * z)
+    return z, w / w.sum()
+
+
+# the rules of Family.mean_over_normal (normal_rule)
 _GH_MAX_SD = 1.5
 _NODE_SPACING = 0.25  # on the link scale: resolves the inverse link's curvature
 _Z_RANGE = 9.0  # standard normal mass beyond +-9: 2e-19
