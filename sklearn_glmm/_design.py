@@ -453,6 +453,18 @@ def build_factors(
 _UNCENTRED_RATIO = 10.0
 
 
+def far_from_zero(X: np.ndarray, names) -> list[tuple[str, float, float]]:
+    """``(name, mean, SD)`` of the columns of ``X`` whose mean is more than
+    :data:`_UNCENTRED_RATIO` standard deviations from zero (calendar years, a shifted
+    scale)."""
+    out = []
+    for name, col in zip(names, np.asarray(X, dtype=float).T):
+        mean, sd = float(np.mean(col)), float(np.std(col))
+        if sd > 0.0 and abs(mean) > _UNCENTRED_RATIO * sd:
+            out.append((name, mean, sd))
+    return out
+
+
 def check_uncentred_uncorrelated(factor: Factor, X: np.ndarray) -> None:
     """Warn when an uncorrelated intercept and slope (``diag(1 + x)``, ``1 + x || g``)
     have a slope variable far from zero (calendar years, say).
@@ -464,17 +476,15 @@ def check_uncentred_uncorrelated(factor: Factor, X: np.ndarray) -> None:
     """
     if factor.structure is not None or not (factor.term.intercept and factor.term.diagonal):
         return
-    for name, j in zip(factor.term.names[1:], factor.slope_idx):
-        col = X[:, j]
-        mean, sd = float(np.mean(col)), float(np.std(col))
-        if sd > 0.0 and abs(mean) > _UNCENTRED_RATIO * sd:
-            warnings.warn(
-                f"grouping factor {factor.name!r}: the uncorrelated random intercept and "
-                f"slope of {name!r} have a slope variable far from zero (mean {mean:.4g}, "
-                f"SD {sd:.4g}). Its column is nearly collinear with the intercept's, and "
-                "an uncorrelated intercept and slope then have a likelihood with optima "
-                "far apart that the fit may not reach. Centre the variable (or measure "
-                f"it from a meaningful origin), or let the two correlate ('1 + {name}').",
-                IdentifiabilityWarning,
-                stacklevel=user_stacklevel(),
-            )
+    slopes = X[:, list(factor.slope_idx)]
+    for name, mean, sd in far_from_zero(slopes, factor.term.names[1:]):
+        warnings.warn(
+            f"grouping factor {factor.name!r}: the uncorrelated random intercept and "
+            f"slope of {name!r} have a slope variable far from zero (mean {mean:.4g}, "
+            f"SD {sd:.4g}). Its column is nearly collinear with the intercept's, and "
+            "an uncorrelated intercept and slope then have a likelihood with optima "
+            "far apart that the fit may not reach. Centre the variable (or measure "
+            f"it from a meaningful origin), or let the two correlate ('1 + {name}').",
+            IdentifiabilityWarning,
+            stacklevel=user_stacklevel(),
+        )

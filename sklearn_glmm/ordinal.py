@@ -13,6 +13,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
+from ._design import far_from_zero
 from ._engine.families import make_family
 from ._engine.families.base import _NODE_CELLS, normal_rule
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
@@ -25,7 +26,7 @@ from ._tables import block_effects, fitted_table
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
-from .exceptions import RankDeficiencyWarning, SeparationWarning
+from .exceptions import IdentifiabilityWarning, RankDeficiencyWarning, SeparationWarning
 
 _ORDINAL_PARAMS = """
     random_effects : str, dict or None, default=None
@@ -280,6 +281,20 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
             raise ValueError(
                 f"threshold={self.threshold!r} needs an outcome with 3 or more classes (got "
                 f"{len(self.classes_)}); use threshold='flexible'."
+            )
+        far = far_from_zero(X_raw[:, : len(self._fixed_names)], self._fixed_names)
+        if far:
+            far = [f"{name!r} (mean {mean:.4g}, SD {sd:.4g})" for name, mean, sd in far]
+            # the thresholds are the intercepts, and the internal design is scaled but
+            # not centred: such a column is nearly collinear with them
+            warnings.warn(
+                f"predictor(s) {', '.join(far)} far from zero: without an intercept the "
+                "thresholds play its role, and a column this far from zero is nearly "
+                "collinear with them, where the fit can stop short of the optimum (or "
+                "report NaN standard errors). Centre the column (subtract its mean): that "
+                "changes only the thresholds, by the coefficient times the mean.",
+                IdentifiabilityWarning,
+                stacklevel=user_stacklevel(),
             )
         return super()._model_data(X_raw, yv, trials, w, off, groups)
 

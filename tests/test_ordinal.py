@@ -331,6 +331,26 @@ def test_population_probabilities_with_a_large_sd_match_the_integral(link):
         np.testing.assert_allclose(p[i], want, atol=1e-9)
 
 
+def test_predictor_far_from_zero_is_warned_about():
+    # without an intercept the thresholds play its role; a column far from zero is
+    # nearly collinear with them (fits stopped short of the optimum, converged)
+    from sklearn_glmm.exceptions import IdentifiabilityWarning
+
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(30), 8)
+    x = rng.normal(size=len(g))
+    y = np.digitize(0.5 * x + rng.normal(0, 0.7, 30)[g] + rng.logistic(size=len(g)), [-1, 0, 1])
+    for shift, warned in [(0.0, False), (1e4, True)]:
+        X = pd.DataFrame({"year": x + shift})
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            OrdinalGLMM().fit(X, y, groups=g)
+        found = [str(x.message) for x in w if issubclass(x.category, IdentifiabilityWarning)]
+        assert bool(found) == warned
+        if warned:
+            assert "'year'" in found[0] and "Centre the column" in found[0]
+
+
 def test_sample_weight_equals_repeated_rows():
     X, y, wine = _wine()
     w = np.random.default_rng(0).integers(1, 4, size=len(y))
