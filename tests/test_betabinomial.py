@@ -42,10 +42,10 @@ def test_log_density_is_the_betabinomial_pmf_and_sums_to_one():
     np.testing.assert_allclose(total, 1.0, rtol=1e-12)
 
 
-@pytest.mark.parametrize("log_phi", [2.0, 9.0, 15.0, 20.0])
+@pytest.mark.parametrize("log_phi", [2.0, 9.0, 15.0, 19.9])
 def test_log_density_is_exact_up_to_the_binomial_limit(log_phi):
     # against 50-digit log-gamma functions: the difference of two betaln lost 1e-6 per
-    # row at phi = e^20 (the bound, where a fit settles on the binomial limit)
+    # row near phi = e^20 (the bound, which is the binomial limit itself)
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 50
     fam = make_family("betabinomial")
@@ -71,9 +71,35 @@ def test_log_density_is_exact_up_to_the_binomial_limit(log_phi):
             + L(phi)
         )
         assert ll[i] == pytest.approx(float(exact), abs=1e-10)  # (betaln: 2e-11 at e^9)
-    if log_phi == 20.0:  # within O(t^2 / phi) of the binomial limit, row by row
+    if log_phi == 19.9:  # within O(t^2 / phi) of the binomial limit, row by row
         binom = stats.binom.logpmf(y, t, special.expit(eta))
         np.testing.assert_allclose(ll, binom, atol=1e-6)
+
+
+def test_the_bound_is_the_binomial_limit():
+    # log phi on its upper bound is phi = infinity: the binomial log-density and
+    # derivatives exactly, and no dependence on phi (with a million trials phi = e^20
+    # still inflates the variance by 2e-3)
+    fam, binom = make_family("betabinomial"), make_family("binomial")
+    rng = np.random.default_rng(4)
+    t = np.full(40, 1e6)
+    eta = rng.normal(0.3, 0.5, 40)
+    y = rng.binomial(t.astype(np.int64), special.expit(eta)).astype(float)
+    const = fam.constant(y, t)
+    for log_phi in (20.0, np.full(40, 20.0)):
+        got = fam.derivs(y, eta, t, None, (log_phi,), const)
+        want = binom.derivs(y, eta, t, None, (), const)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+        assert not np.any(fam.extra_derivs(y, eta, t, None, (log_phi,), const)[0])
+    mixed = np.where(np.arange(40) < 20, 20.0, 3.0)  # a dispersion model: row by row
+    got = fam.derivs(y, eta, t, None, (mixed,), const).loglik
+    np.testing.assert_array_equal(got[:20], binom.derivs(y, eta, t, None, (), const).loglik[:20])
+    below = fam.derivs(y, eta, t, None, (np.array(3.0),), const).loglik
+    np.testing.assert_allclose(got[20:], below[20:], rtol=1e-13)
+    mu = special.expit(eta)
+    np.testing.assert_allclose(fam.variance(mu, t, (20.0,)), t * mu * (1 - mu))
+    np.testing.assert_allclose(fam.cdf(y, mu, t, (20.0,)), stats.binom.cdf(y, t, mu))
 
 
 @pytest.mark.parametrize("log_phi", [-1.0, 1.3, 12.0])
@@ -130,7 +156,25 @@ def test_binomial_data_settle_at_phi_infinity():
     cats = [w.category for w in caught]
     assert OverdispersionWarning in cats and ConvergenceWarning not in cats
     assert bb.phi_ == np.inf and bb.phi_at_boundary_
-    assert bb.loglik_ == pytest.approx(binom.loglik_, abs=1e-3)
+    assert bb.loglik_ == pytest.approx(binom.loglik_, abs=1e-6)
+
+
+def test_binomial_data_with_a_million_trials_reach_the_binomial_limit():
+    # phi = e^20 inflates the variance by (t - 1) / (phi + 1) = 2e-3 here: a fit reported
+    # at phi = inf must have the limit's log-likelihood (it was 0.01-0.04 below it)
+    rng = np.random.default_rng(505)
+    g = np.repeat(np.arange(20), 8)
+    x = rng.normal(size=len(g))
+    n = np.full(len(g), 1_000_000)
+    y = rng.binomial(n, special.expit(0.3 + 0.2 * x + rng.normal(0, 3e-4, 20)[g]))
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bb = BinomialGLMM(family="betabinomial").fit(X, y, groups=g, trials=n)
+    binom = BinomialGLMM().fit(X, y, groups=g, trials=n)
+    assert ConvergenceWarning not in [w.category for w in caught]
+    assert bb.phi_ == np.inf and bb.converged_
+    assert bb.loglik_ == pytest.approx(binom.loglik_, abs=1e-6)
 
 
 def test_binary_outcomes_are_refused():

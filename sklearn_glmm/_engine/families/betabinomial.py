@@ -23,6 +23,17 @@ from ..blocks import BETABINOMIAL_PHI
 from ..links import LogitLink
 from .base import Family, _lgamma_ratio, _log_choose, _polygamma_differences, _weighted
 from .binomial import Binomial
+from .negbin import _where_rows
+
+# log phi on its upper bound is phi = infinity, the binomial limit
+_UPPER = BETABINOMIAL_PHI.bounds[1]
+_BINOMIAL = Binomial()
+
+
+def _phi(extra):
+    """phi from ``log phi``: infinity on the upper bound (the binomial limit)."""
+    lt = np.asarray(extra[0], dtype=float)
+    return np.where(lt >= _UPPER, np.inf, np.exp(lt))
 
 
 class BetaBinomial(Family):
@@ -45,7 +56,17 @@ class BetaBinomial(Family):
         return _log_choose(trials, y)
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
-        phi = np.exp(extra[0])
+        lt = extra[0]
+        if type(lt) is not np.ndarray:  # a scalar (checked first: the common case)
+            if lt >= _UPPER:
+                # phi on its bound is phi = infinity: the binomial limit, exactly (with a
+                # million trials phi = e^20 still inflates the variance by 2e-3)
+                return _BINOMIAL.derivs(y, eta, trials, weights, (), const)
+        elif (lt >= _UPPER).any():  # per-row values (a dispersion model): row by row
+            at = lt >= _UPPER
+            bb = self.derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
+            return _where_rows(at, _BINOMIAL.derivs(y, eta, trials, weights, (), const), bb)
+        phi = np.exp(lt)
         t = np.ones_like(y) if trials is None else trials
         const = self.constant(y, trials) if const is None else const
         mu = special.expit(eta)
@@ -80,7 +101,16 @@ class BetaBinomial(Family):
         (``D_a = psi(y + a) - psi(a)``, ``D = D_a - D_b``, ``E = D'_a + D'_b``, primes
         the next polygamma's differences; ``w = -d2``).
         """
-        phi = np.exp(extra[0])
+        lt = extra[0]
+        if type(lt) is not np.ndarray:
+            if lt >= _UPPER:  # the binomial limit: no dependence on phi
+                zero = np.zeros((1, len(eta)))
+                return zero, zero, zero
+        elif (lt >= _UPPER).any():
+            at = lt >= _UPPER
+            bb = self.extra_derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
+            return _where_rows(at, (0.0, 0.0, 0.0), bb)
+        phi = np.exp(lt)
         t = np.ones_like(y) if trials is None else trials
         mu = special.expit(eta)
         v = mu * (1.0 - mu)
@@ -104,7 +134,7 @@ class BetaBinomial(Family):
         return special.expit(eta)
 
     def variance(self, mu, trials, extra):
-        phi = np.exp(extra[0])
+        phi = _phi(extra)
         return trials * mu * (1.0 - mu) * (1.0 + (trials - 1.0) / (phi + 1.0))
 
     def unit_deviance(self, y, mu, trials, extra):
@@ -115,11 +145,15 @@ class BetaBinomial(Family):
         return 2.0 * (a + b)
 
     def sample(self, mu, trials, extra, rng):
-        phi = np.exp(extra[0])
+        phi = _phi(extra)
         m = np.clip(mu, 1e-12, 1 - 1e-12)
-        p = rng.beta(m * phi, (1.0 - m) * phi)
+        limit = np.isinf(phi)  # the binomial limit
+        finite = np.where(limit, 1.0, phi)
+        p = np.where(limit, m, rng.beta(m * finite, (1.0 - m) * finite))
         return rng.binomial(trials.astype(np.int64), p).astype(float)
 
     def cdf(self, y, mu, trials, extra):
-        phi = np.exp(extra[0])
-        return stats.betabinom.cdf(y, trials, mu * phi, (1.0 - mu) * phi)
+        phi = _phi(extra)
+        finite = np.where(np.isinf(phi), 1.0, phi)
+        bb = stats.betabinom.cdf(y, trials, mu * finite, (1.0 - mu) * finite)
+        return np.where(np.isinf(phi), stats.binom.cdf(y, trials, mu), bb)
