@@ -665,6 +665,11 @@ def _check_convergence(est, record):
             "the Hessian of the log-likelihood has a direction of negative curvature (a saddle "
             "point, not a maximum)"
         )
+    if not record.converged and not msgs:  # never a silent converged_ = False
+        msgs.append(
+            "the optimisation did not end at a finite log-likelihood or within its "
+            f"iteration limit ({record.message})"
+        )
     if msgs:
         record.converged = False
         warnings.warn(

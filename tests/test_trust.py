@@ -735,3 +735,48 @@ def test_probe_of_a_zero_variance_in_one_pass_equals_one_evaluation_per_value(Es
         xt = params.copy()
         xt[k] = t
         assert val == pytest.approx(obj.evaluate(xt), rel=1e-12, abs=1e-9)
+
+
+def _counts(seed=3):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=len(g))
+    y = rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, 0.5, 30)[g]))
+    return pd.DataFrame({"x": x}), y, g
+
+
+def test_convergence_is_judged_at_the_final_point(monkeypatch):
+    # the optimisation's own end point can be infinite (a start where no conditional
+    # modes exist) while a later stage, a restart from the GLM, finds the optimum: the
+    # fit is then converged. It used to keep converged_ = False, with no warning.
+    import sklearn_glmm._base as base
+
+    real = base.fit_objective
+
+    def first_stage_infinite(*args, **kwargs):
+        x, record = real(*args, **kwargs)
+        record.objective, record.converged = np.inf, False
+        return x, record
+
+    monkeypatch.setattr(base, "fit_objective", first_stage_infinite)
+    X, y, g = _counts()
+    m, caught = _fit(PoissonGLMM(), X, y, g)
+    assert m.converged_ and ConvergenceWarning not in caught
+
+
+def test_not_converged_is_never_silent(monkeypatch):
+    # whatever the reason, converged_ = False comes with a ConvergenceWarning
+    import sklearn_glmm._base as base
+
+    real = base.fit_objective
+
+    def stopped_at_the_limit(*args, **kwargs):
+        x, record = real(*args, **kwargs)
+        record.hit_max = True  # (a stage stopped at max_iter, n_iter aside)
+        return x, record
+
+    monkeypatch.setattr(base, "fit_objective", stopped_at_the_limit)
+    X, y, g = _counts()
+    m, caught = _fit(PoissonGLMM(), X, y, g)
+    assert not m.converged_
+    assert ConvergenceWarning in caught

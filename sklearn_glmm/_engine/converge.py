@@ -327,8 +327,10 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     record.covariance, record.flat_directions, record.negative_curvature = curvature(H, x, bounds)
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
+    # (the optimisation's own end point may have been infinite where a later stage here,
+    # a restart from the GLM, found the optimum: finiteness is that of the final point)
     record.converged = bool(
-        record.converged
+        not record.hit_max
         and np.isfinite(record.objective)
         and record.gradient_ok
         and not record.negative_curvature

@@ -43,6 +43,7 @@ class FitRecord:
     optimizer: str = "L-BFGS-B"
     message: str = ""
     converged: bool = False
+    hit_max: bool = False  # a stage stopped at max_iter iterations
     max_grad: float = np.nan
     max_scaled_grad: float = np.nan
     gradient_ok: bool = True
@@ -981,6 +982,7 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     record.n_iter = int(sum(s[2] for s in record.stages))
     record.n_evaluations = obj.n_evals
     record.message = str(res.message)
+    record.hit_max = bool(hit_max)
     record.converged = bool(np.isfinite(record.objective) and not hit_max)
     record.seconds = time.perf_counter() - t0
     return x, record
