@@ -520,8 +520,9 @@ def _set_singular(est, singular):
     if singular:
         warnings.warn(
             "boundary (singular) fit: the random-effect variance or correlation of "
-            f"{', '.join(singular)} is estimated at its boundary (zero variance or "
-            "|correlation| = 1). Consider simplifying random_effects.",
+            f"{', '.join(singular)} is estimated at or next to its boundary (a variance "
+            "of zero or within lme4's tolerance of it, 1e-4 on the internal Cholesky "
+            "factor, or |correlation| = 1). Consider simplifying random_effects.",
             SingularFitWarning,
             stacklevel=user_stacklevel(),
         )
