@@ -31,22 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from reference import case_data, make_estimator  # noqa: E402
+from reference import COMPILED_CASES, case_data, make_estimator  # noqa: E402
 
 from sklearn_glmm import config_context  # noqa: E402
-
-# the reference cases with one scalar random effect of a Poisson (log) or binomial
-# (logit) model (tests/test_compiled.py checks the same list)
-CASES = [
-    "pois_ri",
-    "pois_offset",
-    "tut_pois",
-    "bin_ri",
-    "binom_trials",
-    "singular_bin",
-    "bin_ri_agq7",
-    "binom_trials_agq",
-]
 
 
 def _fit(case, compiled):
@@ -130,7 +117,7 @@ def time_power(n_sim: int) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--cases", default=",".join(COMPILED_CASES))
     ap.add_argument("--n", type=int, default=5, help="fits per case, setting and round")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--power", type=int, default=0, help="simulations per size (0: none)")

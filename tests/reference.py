@@ -14,6 +14,18 @@ from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = FIXTURES / "reference.json"
 _NOT_CASES = {"anova", "meta", "versions", "anova_bin"}
+# the cases with one scalar random effect of a Poisson (log) or binomial (logit) model:
+# the ones the compiled kernels cover (tests/test_compiled.py, benchmarks/run_compiled.py)
+COMPILED_CASES = (
+    "pois_ri",
+    "pois_offset",
+    "tut_pois",
+    "bin_ri",
+    "binom_trials",
+    "singular_bin",
+    "bin_ri_agq7",
+    "binom_trials_agq",
+)
 
 
 def load_reference() -> dict:

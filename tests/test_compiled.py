@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from reference import case_data, make_estimator
+from reference import COMPILED_CASES, case_data, make_estimator
 
 import sklearn_glmm
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, config_context
@@ -16,19 +16,6 @@ from sklearn_glmm._engine import compiled
 from sklearn_glmm._engine.linalg import InnerSolveFailure
 
 pytest.importorskip("numba")
-
-# the reference cases with one scalar random effect of a Poisson (log) or binomial
-# (logit) model: the ones the kernel runs for
-COVERED = [
-    "pois_ri",
-    "pois_offset",
-    "tut_pois",
-    "bin_ri",
-    "binom_trials",
-    "singular_bin",
-    "bin_ri_agq7",
-    "binom_trials_agq",
-]
 
 
 @pytest.fixture
@@ -69,7 +56,7 @@ def _same_fit(a, b, warn_a, warn_b):
     assert warn_b == warn_a
 
 
-@pytest.mark.parametrize("case", COVERED)
+@pytest.mark.parametrize("case", COMPILED_CASES)
 def test_reference_cases_as_numpy(case, count_kernel):
     spec, X, y, groups, kw = case_data(case)
     a, wa = _fit(lambda: make_estimator(spec), X, y, groups, False, **kw)

@@ -225,6 +225,21 @@ def normal_rule(top_sd: float) -> tuple[np.ndarray, np.ndarray]:
     return z, w / w.sum()
 
 
+def on_upper_bound(log_value, upper, limit, below):
+    """A family's arrays where its log-parameter sits on its upper bound, which stands
+    for the parameter's infinite limit (NB2 theta, beta-binomial phi): ``limit()`` (the
+    limit model's arrays, exactly) there and ``below(log_value)`` elsewhere, row by row
+    for per-row values (a dispersion model); None when no value is on the bound."""
+    if type(log_value) is not np.ndarray:  # a scalar (checked first: the common case)
+        return limit() if log_value >= upper else None
+    at = log_value >= upper
+    if not at.any():
+        return None
+    parts_below = below(np.where(at, 0.0, log_value))
+    parts = tuple(np.where(at, p, q) for p, q in zip(limit(), parts_below))
+    return type(parts_below)(*parts) if hasattr(parts_below, "_fields") else parts
+
+
 # the rules of Family.mean_over_normal (normal_rule)
 _GH_MAX_SD = 1.5
 _NODE_SPACING = 0.25  # on the link scale: resolves the inverse link's curvature

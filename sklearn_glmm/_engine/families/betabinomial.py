@@ -21,9 +21,15 @@ from scipy import special, stats
 
 from ..blocks import BETABINOMIAL_PHI
 from ..links import LogitLink
-from .base import Family, _lgamma_ratio, _log_choose, _polygamma_differences, _weighted
+from .base import (
+    Family,
+    _lgamma_ratio,
+    _log_choose,
+    _polygamma_differences,
+    _weighted,
+    on_upper_bound,
+)
 from .binomial import Binomial
-from .negbin import _where_rows
 
 # log phi on its upper bound is phi = infinity, the binomial limit
 _UPPER = BETABINOMIAL_PHI.bounds[1]
@@ -57,15 +63,16 @@ class BetaBinomial(Family):
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
         lt = extra[0]
-        if type(lt) is not np.ndarray:  # a scalar (checked first: the common case)
-            if lt >= _UPPER:
-                # phi on its bound is phi = infinity: the binomial limit, exactly (with a
-                # million trials phi = e^20 still inflates the variance by 2e-3)
-                return _BINOMIAL.derivs(y, eta, trials, weights, (), const)
-        elif (lt >= _UPPER).any():  # per-row values (a dispersion model): row by row
-            at = lt >= _UPPER
-            bb = self.derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
-            return _where_rows(at, _BINOMIAL.derivs(y, eta, trials, weights, (), const), bb)
+        # phi on its bound is phi = infinity: the binomial limit, exactly (with a million
+        # trials phi = e^20 still inflates the variance by 2e-3)
+        limit = on_upper_bound(
+            lt,
+            _UPPER,
+            lambda: _BINOMIAL.derivs(y, eta, trials, weights, (), const),
+            lambda lt: self.derivs(y, eta, trials, weights, (lt,), const),
+        )
+        if limit is not None:
+            return limit
         phi = np.exp(lt)
         t = np.ones_like(y) if trials is None else trials
         const = self.constant(y, trials) if const is None else const
@@ -102,14 +109,14 @@ class BetaBinomial(Family):
         the next polygamma's differences; ``w = -d2``).
         """
         lt = extra[0]
-        if type(lt) is not np.ndarray:
-            if lt >= _UPPER:  # the binomial limit: no dependence on phi
-                zero = np.zeros((1, len(eta)))
-                return zero, zero, zero
-        elif (lt >= _UPPER).any():
-            at = lt >= _UPPER
-            bb = self.extra_derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
-            return _where_rows(at, (0.0, 0.0, 0.0), bb)
+        limit = on_upper_bound(  # the binomial limit: no dependence on phi
+            lt,
+            _UPPER,
+            lambda: (np.zeros((1, len(eta))),) * 3,
+            lambda lt: self.extra_derivs(y, eta, trials, weights, (lt,), const),
+        )
+        if limit is not None:
+            return limit
         phi = np.exp(lt)
         t = np.ones_like(y) if trials is None else trials
         mu = special.expit(eta)

@@ -17,6 +17,7 @@ from .base import (
     _mu_minus_y,
     _weighted,
     by_count,
+    on_upper_bound,
 )
 from .poisson import Poisson
 
@@ -82,15 +83,16 @@ class NegativeBinomial2(Family):
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
         lt = extra[0]
-        if type(lt) is not np.ndarray:  # a scalar (checked first: the common case)
-            if lt >= _UPPER:
-                # theta on its bound is theta = infinity: the Poisson limit, exactly (the NB2
-                # terms of order 1e7 would leave rounding of 1e-3 in a log-likelihood there)
-                return _POISSON.derivs(y, eta, trials, weights, (), const)
-        elif (lt >= _UPPER).any():  # per-row values (a dispersion model): row by row
-            at = lt >= _UPPER
-            nb = self.derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
-            return _where_rows(at, _POISSON.derivs(y, eta, trials, weights, (), const), nb)
+        # theta on its bound is theta = infinity: the Poisson limit, exactly (the NB2
+        # terms of order 1e7 would leave rounding of 1e-3 in a log-likelihood there)
+        limit = on_upper_bound(
+            lt,
+            _UPPER,
+            lambda: _POISSON.derivs(y, eta, trials, weights, (), const),
+            lambda lt: self.derivs(y, eta, trials, weights, (lt,), const),
+        )
+        if limit is not None:
+            return limit
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)  # beyond it mu would overflow
         mu = np.exp(eta)
@@ -129,14 +131,14 @@ class NegativeBinomial2(Family):
         millions) is lost in its rounding. Zero on the bound (the Poisson limit).
         """
         lt = extra[0]
-        if type(lt) is not np.ndarray:
-            if lt >= _UPPER:
-                zero = np.zeros((1, len(eta)))
-                return zero, zero, zero
-        elif (lt >= _UPPER).any():
-            at = lt >= _UPPER
-            nb = self.extra_derivs(y, eta, trials, weights, (np.where(at, 0.0, lt),), const)
-            return _where_rows(at, (0.0, 0.0, 0.0), nb)
+        limit = on_upper_bound(
+            lt,
+            _UPPER,
+            lambda: (np.zeros((1, len(eta))),) * 3,
+            lambda lt: self.extra_derivs(y, eta, trials, weights, (lt,), const),
+        )
+        if limit is not None:
+            return limit
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
@@ -160,12 +162,11 @@ class NegativeBinomial2(Family):
 
     def log_p0(self, eta, extra):
         lt = extra[0]
-        if type(lt) is not np.ndarray:
-            if lt >= _UPPER:
-                return _POISSON.log_p0(eta)
-        elif (lt >= _UPPER).any():
-            nb = self.log_p0(eta, (np.where(lt >= _UPPER, 0.0, lt),))
-            return _where_rows(lt >= _UPPER, _POISSON.log_p0(eta), nb)
+        limit = on_upper_bound(
+            lt, _UPPER, lambda: _POISSON.log_p0(eta), lambda lt: self.log_p0(eta, (lt,))
+        )
+        if limit is not None:
+            return limit
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
@@ -180,13 +181,14 @@ class NegativeBinomial2(Family):
     def log_p0_extra_derivs(self, eta, extra):
         """Derivatives in ``log theta`` of :meth:`log_p0`'s first three arrays, each (1, n)."""
         lt = extra[0]
-        if type(lt) is not np.ndarray:
-            if lt >= _UPPER:
-                zero = np.zeros((1,) + np.shape(eta))
-                return zero, zero, zero
-        elif (lt >= _UPPER).any():
-            nb = self.log_p0_extra_derivs(eta, (np.where(lt >= _UPPER, 0.0, lt),))
-            return _where_rows(lt >= _UPPER, (0.0, 0.0, 0.0), nb)
+        limit = on_upper_bound(
+            lt,
+            _UPPER,
+            lambda: (np.zeros((1,) + np.shape(eta)),) * 3,
+            lambda lt: self.log_p0_extra_derivs(eta, (lt,)),
+        )
+        if limit is not None:
+            return limit
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
@@ -201,13 +203,14 @@ class NegativeBinomial2(Family):
         """``log s`` for ``s = -log P(Y = 0) = theta log(1 + mu / theta)`` and its
         eta-derivatives (zero-truncation), free of cancellation as ``mu / theta -> 0``."""
         log_theta = extra[0]
-        if type(log_theta) is not np.ndarray:
-            if log_theta >= _UPPER:
-                return _POISSON.log_zero_rate(eta)
-        elif (log_theta >= _UPPER).any():  # per-row values (a dispersion model)
-            at = log_theta >= _UPPER
-            nb = self.log_zero_rate(eta, (np.where(at, 0.0, log_theta),))
-            return _where_rows(at, _POISSON.log_zero_rate(eta), nb)
+        limit = on_upper_bound(
+            log_theta,
+            _UPPER,
+            lambda: _POISSON.log_zero_rate(eta),
+            lambda lt: self.log_zero_rate(eta, (lt,)),
+        )
+        if limit is not None:
+            return limit
         z = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX) - log_theta
         x = np.exp(np.minimum(z, _ETA_MAX))
         small = x < _SMALL_RATIO
@@ -284,13 +287,6 @@ _LOG_LOG1P_SERIES = (
 )
 # log theta on its upper bound is theta = infinity, the Poisson limit
 _UPPER = NB_THETA.bounds[1]
-
-
-def _where_rows(at, limit, nb):
-    """Row by row, the Poisson limit's arrays where ``at``, the NB2 ones elsewhere (same
-    tuple type as ``nb``)."""
-    parts = tuple(np.where(at, p, q) for p, q in zip(limit, nb))
-    return type(nb)(*parts) if hasattr(nb, "_fields") else parts
 
 
 def _digamma_shifted(y, theta):
