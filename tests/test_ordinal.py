@@ -331,6 +331,30 @@ def test_population_probabilities_with_a_large_sd_match_the_integral(link):
         np.testing.assert_allclose(p[i], want, atol=1e-9)
 
 
+def test_population_probabilities_with_scale_effects():
+    # per-row scales: a new group's probabilities are the average over the random
+    # effect of those at b (population="zero" with the offset b), here by a fine grid
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(40), 10)
+    x, s = rng.normal(size=400), rng.normal(size=400)
+    latent = 0.5 * x + rng.normal(0, 3.0, 40)[g] + rng.logistic(size=400) * np.exp(0.3 * s)
+    X = pd.DataFrame({"x": x, "s": s})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = OrdinalGLMM(scale="s").fit(X, np.digitize(latent, [-2, 0, 2]), groups=g)
+    sd = float(np.sqrt(m.random_effects_cov_["group"].iloc[0, 0]))
+    rows = X.iloc[:3]
+    p = m.predict_proba(rows)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    b = np.linspace(-10 * sd, 10 * sd, 4001)
+    wts = np.exp(-0.5 * (b / sd) ** 2)
+    at_b = np.stack(
+        [m.predict_proba(rows, population="zero", offset=np.full(3, v)) for v in b]
+    )  # (grid, rows, classes)
+    want = np.einsum("gnk,g->nk", at_b, wts / wts.sum())
+    np.testing.assert_allclose(p, want, atol=1e-8)
+
+
 def test_predictor_far_from_zero_is_warned_about():
     # without an intercept the thresholds play its role; a column far from zero is
     # nearly collinear with them (fits stopped short of the optimum, converged)
