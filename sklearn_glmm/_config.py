@@ -19,6 +19,11 @@ def get_config() -> dict:
     return dict(_CONFIG)
 
 
+def compiled_on() -> bool:
+    """Whether ``compiled`` is on (read in the engine's hot paths: no dict copy)."""
+    return _CONFIG["compiled"]
+
+
 def set_config(*, compiled: bool | None = None) -> None:
     """Change the library's settings for the whole process.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._config import get_config
+from .._config import compiled_on
 from . import blocks as _blocks
 from . import compiled
 from . import rows as _rows
@@ -312,7 +312,7 @@ class LaplaceGradient:
         unit = Z.strides[0] == 0 and Z[0, 0] == 1.0  # a view of ones
         zr = None if unit else Z[:, 0]
         hinv = self.solver.hinv[:, 0, 0]
-        if get_config()["compiled"] and self._compiled_rows() is not None:
+        if compiled_on() and self._compiled_rows() is not None:
             return self._compiled_gradient(der, u, a_vals, a, zr, hinv)
         k = g.expand(hinv)
         k *= a  # H^{-1} a_i, the row's K

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .._config import get_config
+from .._config import compiled_on
 from . import compiled
 from .families.base import Derivs
 from .families.binomial import Binomial
@@ -524,7 +524,7 @@ class ModeSearch:
         """
         g = self.groups[0]
         a = a_vals[0, 0] if a_vals.strides[0] == 0 else a_vals[:, 0]
-        if get_config()["compiled"] and self._compiled_modes(a_vals, a, eta_fix, extra, u):
+        if compiled_on() and self._compiled_modes(a_vals, a, eta_fix, extra, u):
             return self.u
         a2 = a * a
         der, ll, obj, total = self._at_scalar_modes(eta_fix, a, extra, u)
