@@ -780,3 +780,40 @@ def test_not_converged_is_never_silent(monkeypatch):
     m, caught = _fit(PoissonGLMM(), X, y, g)
     assert not m.converged_
     assert ConvergenceWarning in caught
+
+
+def test_an_infinite_start_is_shrunk_to_a_finite_one():
+    # a start where no conditional modes exist (large counts with the plain start's SD
+    # of 0.5) has its Cholesky diagonals shrunk until the objective is finite, instead
+    # of leaving the first stage at an infinite point for the restart from the GLM
+    from sklearn_glmm._engine.optimize import _finite_start
+
+    class Obj:
+        def __init__(self):
+            self.points = []
+
+        def evaluate(self, x):
+            self.points.append(np.array(x))
+            return np.inf if x[2] > 0.006 else 1.0
+
+    obj = Obj()
+    x = _finite_start(obj, np.array([0.3, -0.2, 0.5, 1.5]), [2])
+    np.testing.assert_allclose(x, [0.3, -0.2, 0.005, 1.5])  # 0.5 -> 0.05 -> 0.005
+    assert len(obj.points) == 3
+    obj = Obj()
+    np.testing.assert_array_equal(_finite_start(obj, np.array([0.0, 0.0, 0.001, 0.0]), [2]),
+                                  [0.0, 0.0, 0.001, 0.0])  # fmt: skip
+    assert len(obj.points) == 1  # a finite start: evaluated once, unchanged
+
+
+def test_fuzz_data_set_with_an_infinite_start_fits_from_the_shrunk_start():
+    # fuzz seed 85: the start had no conditional modes; the first stage now starts from
+    # a shrunk SD and reaches the optimum itself (before: an infinite first stage, and
+    # the restart from the GLM)
+    from fuzz_cases import make_case
+    from test_fuzz_truth import _fit as fuzz_fit
+
+    m, _ = fuzz_fit(make_case(85))
+    stages = m.fit_record_.stages
+    assert stages[0][0] == "laplace" and np.isfinite(stages[0][1])
+    assert m.converged_

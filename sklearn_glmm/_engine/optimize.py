@@ -935,6 +935,23 @@ def _subsample_start(obj, x0, bounds, max_iter, tol, diag_idx):
     return res.x if np.isfinite(res.fun) else x0
 
 
+def _finite_start(obj, x0, diag_idx):
+    """``x0``, or where the objective is infinite there (no conditional modes: counts in
+    the hundreds of thousands with a start of SD 0.5, say) the first of its Cholesky
+    diagonals shrunk by 10, 100, ... 1e4 at which it is finite (else ``x0`` itself: the
+    checks at the optimum restart from the GLM). A finite start is evaluated once here
+    and remembered by the objective for the optimiser's first evaluation."""
+    if not diag_idx or np.isfinite(obj.evaluate(x0)):
+        return x0
+    for shrink in _START_SHRINK:
+        x = np.array(x0, dtype=float)
+        x[diag_idx] *= shrink
+        if np.isfinite(obj.evaluate(x)):
+            return x
+    return x0
+
+
+_START_SHRINK = (1e-1, 1e-2, 1e-3, 1e-4)
 _SUBSAMPLE_ROWS = 200_000
 _SUBSAMPLE_TARGET = 50_000
 
@@ -945,6 +962,7 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     record = FitRecord(initial=np.array(x0, dtype=float))
     n_agq = obj.n_agq
     obj.n_agq = 1
+    x0 = _finite_start(obj, x0, diag_idx)
     res = _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, _ridge_stop(obj, bounds))
     record.stages.append(("laplace", float(res.fun), int(res.nit), str(res.message)))
     if res.stopped:
