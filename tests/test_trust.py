@@ -792,9 +792,9 @@ def test_an_infinite_start_is_shrunk_to_a_finite_one():
         def __init__(self):
             self.points = []
 
-        def evaluate(self, x):
+        def value_and_grad(self, x):
             self.points.append(np.array(x))
-            return np.inf if x[2] > 0.006 else 1.0
+            return (np.inf if x[2] > 0.006 else 1.0), np.zeros(len(x))
 
     obj = Obj()
     x = _finite_start(obj, np.array([0.3, -0.2, 0.5, 1.5]), [2])

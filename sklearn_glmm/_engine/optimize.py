@@ -939,14 +939,15 @@ def _finite_start(obj, x0, diag_idx):
     """``x0``, or where the objective is infinite there (no conditional modes: counts in
     the hundreds of thousands with a start of SD 0.5, say) the first of its Cholesky
     diagonals shrunk by 10, 100, ... 1e4 at which it is finite (else ``x0`` itself: the
-    checks at the optimum restart from the GLM). A finite start is evaluated once here
-    and remembered by the objective for the optimiser's first evaluation."""
-    if not diag_idx or np.isfinite(obj.evaluate(x0)):
+    checks at the optimum restart from the GLM). A finite start is evaluated here with
+    its gradient, the optimiser's first evaluation, which the objective remembers (a
+    partitioned one too: no second map-reduce)."""
+    if not diag_idx or np.isfinite(obj.value_and_grad(x0)[0]):
         return x0
     for shrink in _START_SHRINK:
         x = np.array(x0, dtype=float)
         x[diag_idx] *= shrink
-        if np.isfinite(obj.evaluate(x)):
+        if np.isfinite(obj.value_and_grad(x)[0]):
             return x
     return x0
 
