@@ -368,11 +368,11 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         # in a probability at SD 9)
         z, w = normal_rule(float(sd.max()))
         extra = self._row_values(X, column=True)
-        if getattr(self, "_scale_design", None) is not None:  # per-row values: one pass
-            nodes = eta[:, None] + sd[:, None] * z[None, :]
-            return np.einsum("nzk,z->nk", fam.class_probabilities(nodes, extra), w)
         out = np.empty((len(eta), len(self.classes_)))
-        step = max(1, _NODE_CELLS // (len(z) * len(self.classes_)))  # rows at once
+        # rows at once; with scale effects (per-row values in ``extra``) all in one pass
+        step = max(1, _NODE_CELLS // (len(z) * len(self.classes_)))
+        if getattr(self, "_scale_design", None) is not None:
+            step = max(1, len(eta))
         for i in range(0, len(eta), step):
             rows = slice(i, i + step)
             nodes = eta[rows, None] + sd[rows, None] * z[None, :]
