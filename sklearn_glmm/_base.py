@@ -40,6 +40,7 @@ from ._engine.optimize import (
     starting_point,
 )
 from ._engine.quadrature_vector import check_quadrature_structure
+from ._fit_result import centring_offset
 from ._frames import as_pandas
 from ._labels import check_distinct_labels, match_levels
 from ._validation import (
@@ -436,8 +437,12 @@ class _BaseGLMM(BaseEstimator):
         family.check_outcome(yv, w)
         names = self._fixed_names
         curvature = family.mean_curvature(yv, trials, w)
+        # without an intercept a family whose blocks absorb a shift of eta (an ordinal
+        # model's thresholds) still has its design centred: a column far from zero is
+        # otherwise nearly collinear with those blocks
+        shift = None if self.fit_intercept else family.eta_shift()
         Xd, scaling = _results.scale_design(
-            X_raw[:, : len(names)], names, self.fit_intercept, curvature
+            X_raw[:, : len(names)], names, self.fit_intercept, curvature, shift is not None
         )
         if groups is None:
             if self._groups_requested():
@@ -477,6 +482,8 @@ class _BaseGLMM(BaseEstimator):
         designs = self._block_designs_of(
             family, (zi_term, zi_what), disp_term, X_raw, names, pending
         )
+        if shift is not None:
+            scaling["extra_shift"] = _results.coefficient_shift(shift, designs)
         self._pending_result = pending
         return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
 
@@ -539,9 +546,11 @@ class _BaseGLMM(BaseEstimator):
             groups = groups_from_X
         n = Xa.shape[0]
         off = as_float_vector(offset, "offset", n, default=0.0)
-        eta = Xa[:, : len(self.coef_)] @ self.coef_ + self.intercept_ + off
-        var = np.zeros(n)
         res = self.fit_result_
+        eta = Xa[:, : len(self.coef_)] @ self.coef_ + self.intercept_ + off
+        if res.scaling.get("centred"):  # on the fit's scale: its blocks' values pair with it
+            eta += centring_offset(res.scaling, self.coef_)
+        var = np.zeros(n)
         if not res.factors:
             return eta, var
         if groups is not None:

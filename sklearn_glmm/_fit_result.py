@@ -69,6 +69,50 @@ def beta_jacobian(scaling) -> np.ndarray:
     return J
 
 
+def extra_shift_matrix(scaling, n_beta: int, n_extra: int) -> np.ndarray:
+    """``C`` (n_extra, n_beta): the family's coefficients in the user's units are
+    ``extra + C beta_internal``.
+
+    A design centred without an intercept (``scaling["centred"]``, an ordinal model)
+    has the internal linear predictor ``eta - m'beta`` (``m`` the columns' means); the
+    blocks that absorb a shift of ``eta`` (``extra_shift``, the thresholds) are
+    reported moved by ``m'beta`` along it, which gives the same likelihood at the
+    user's ``eta``. Zero otherwise.
+    """
+    C = np.zeros((n_extra, n_beta))
+    if scaling.get("centred"):
+        kept = scaling["kept"]
+        ratio = scaling["means"][kept] / scaling["scales"][kept]
+        C += np.outer(scaling["extra_shift"], ratio)
+    return C
+
+
+def shifted(x, V, C, p: int, start: int):
+    """Parameters ``x`` and their covariance ``V`` with the family's coefficients (from
+    ``start``) moved to the user's units, ``extra + C beta`` (:func:`extra_shift_matrix`;
+    ``beta`` the first ``p``). Entry by entry, so that a NaN in ``V`` reaches only the
+    entries it enters."""
+    pairs = list(zip(*np.nonzero(C)))
+    if not pairs:
+        return x, V
+    x, V = np.array(x, dtype=float), np.array(V, dtype=float)
+    for e, j in pairs:
+        x[start + e] += C[e, j] * x[j]
+        V[start + e] += C[e, j] * V[j]
+    for e, j in pairs:
+        V[:, start + e] += C[e, j] * V[:, j]
+    return x, V
+
+
+def centring_offset(scaling, coef) -> float:
+    """What the internal centring adds to ``X coef``: ``-m'coef`` for a design centred
+    without an intercept (an ordinal model), 0 otherwise."""
+    if not scaling.get("centred"):
+        return 0.0
+    kept = scaling["kept"]
+    return -float(scaling["means"][kept] @ np.asarray(coef)[kept])
+
+
 def original_lambda(T: np.ndarray, L: np.ndarray) -> np.ndarray:
     """Covariance factor in the user's units, ``T Lambda`` (``Sigma = Lo Lo'``)."""
     return T @ L
@@ -177,10 +221,26 @@ class FitResult:
         """J with beta (user's units, estimated columns) = J beta (optimiser's scale)."""
         return beta_jacobian(self.scaling)
 
+    def extra_shift_matrix(self) -> np.ndarray:
+        """``C`` with the family's coefficients in the user's units ``extra + C beta``
+        (``beta`` on the optimiser's scale): zero but for an ordinal model, whose
+        thresholds absorb its internal centring of the design."""
+        return extra_shift_matrix(self.scaling, self.layout.n_beta, self.layout.n_extra)
+
+    def reported(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(params, vcov)`` with the family's coefficients in the user's units (an
+        ordinal model's thresholds at ``X = 0``; :meth:`extra_shift_matrix`)."""
+        p, T = self.layout.n_beta, self.layout.n_theta
+        return shifted(self.params, self.vcov, self.extra_shift_matrix(), p, p + T)
+
     def fixed_design(self, Xa: np.ndarray) -> np.ndarray:
-        """The estimated columns of validated rows ``Xa``, an intercept first when fitted."""
+        """The estimated columns of validated rows ``Xa``, an intercept first when fitted
+        (centred as in the fit when it centred them without one)."""
         sc = self.scaling
-        cols = [Xa[:, k] for k in sc["kept"]]
+        if sc.get("centred"):
+            cols = [Xa[:, k] - sc["means"][k] for k in sc["kept"]]
+        else:
+            cols = [Xa[:, k] for k in sc["kept"]]
         if sc["intercept"]:
             cols.insert(0, np.ones(Xa.shape[0]))
         return np.column_stack(cols) if cols else np.zeros((Xa.shape[0], 0))

@@ -18,17 +18,19 @@ def _se(V) -> np.ndarray:
 def threshold_tables(est) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(thresholds_, threshold_coefficients_)`` from the fit.
 
-    The optimiser's threshold parameters ``a`` are clmm's (its ``alpha`` for the
-    threshold structure), so their standard errors come straight from the
-    covariance of the estimates; the thresholds ``alpha = J a`` get theirs by the
-    linear map, ``J V J'``.
+    The threshold parameters ``a`` are clmm's (its ``alpha`` for the threshold
+    structure), at ``X = 0``: the optimiser's, of the internally centred design, moved
+    by the centring's shift (``FitResult.reported``), with their covariance; the
+    thresholds ``alpha = J a`` get theirs by the linear map, ``J V J'``.
     """
     res = est.fit_result_
     fam = res.family
     E = fam.J.shape[1]  # the threshold parameters (a scale block follows them)
     k = res.layout.n_beta + res.layout.n_theta
-    a = np.asarray(res.extra[:E], dtype=float)
-    V = res.vcov[k : k + E, k : k + E]
+    # at X = 0 (the fit centres the design internally; the thresholds take the shift)
+    x, V = res.reported()
+    a = np.asarray(x[k : k + E], dtype=float)
+    V = V[k : k + E, k : k + E]
     se_a = _se(V)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = a / se_a

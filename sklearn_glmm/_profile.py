@@ -11,7 +11,9 @@ reported for ``phi``, the parameters people read:
   negative binomial, ``logit_zi``), shown transformed (``nb_theta``, ``zi_prob``).
 
 A profile fixes one coordinate of ``phi`` and minimises ``F = -2 log L`` over
-the others (L-BFGS-B with that coordinate's bounds set equal). Its signed root
+the others (L-BFGS-B), on the internal scale where the map is linear (:class:`_Slice`:
+the reported fixed effects of a predictor far from zero are nearly collinear with the
+intercept, the internal ones are not). Its signed root
 ``zeta = sign(phi_k - phi_k_hat) sqrt(F_profile - F_hat)`` crosses
 ``+-z_(1 - alpha/2)`` at the interval limits (lme4's ``profile``/``confint``).
 Order of calls in :func:`profile_limits`: Wald step from the estimate, secant
@@ -76,7 +78,6 @@ class ParamMap:
         d = res.layout  # the parameter blocks: no data needed
         self.p, self.T, self.E = d.n_beta, d.n_theta, d.n_extra
         self.J = res.beta_jacobian()
-        self.Jinv = np.linalg.inv(self.J)
         self.fixed_names = list(res.vcov_fixed.index)
         self.names = list(self.fixed_names)
         self.lme4_names = list(self.fixed_names)
@@ -140,19 +141,44 @@ class ParamMap:
             self.bounds.append(tuple(res.bounds[self.p + self.T + j]))
             self.blocks_extra.append(block)
             j += 1
-        self.Je_inv = np.linalg.inv(self.Je)
+        # the thresholds of a model whose design is centred internally are the reported
+        # ones less the centring's shift: phi_extra = Je (x_extra + C beta_internal)
+        self.K = self.Je @ res.extra_shift_matrix()
         self.extra_names = list(fam.extra_names)
         self.n = len(self.names)
+        # the coordinates whose map to phi is linear (fixed effects, the family's
+        # coefficients) and the covariance parameters'
+        self.lin = np.r_[0 : self.p, self.p + self.T : self.n]
+        self.theta = np.arange(self.p, self.p + self.T)
+        A = self.linear_matrix()
+        self.A_inv = np.linalg.inv(A) if len(A) else A
 
     # -- maps ------------------------------------------------------------------
+    def linear_matrix(self) -> np.ndarray:
+        """``A`` with ``phi[lin] = A x[lin]`` (fixed effects, then the family's
+        coefficients)."""
+        p, E = self.p, self.E
+        A = np.zeros((p + E, p + E))
+        A[:p, :p] = self.J
+        A[p:, :p] = self.K
+        A[p:, p:] = self.Je
+        return A
+
     def to_phi(self, x):
         x = np.asarray(x, dtype=float)
         phi = np.empty(self.n)
-        phi[: self.p] = self.J @ x[: self.p]
+        phi[self.lin] = self.linear_matrix() @ x[self.lin]
+        phi[self.theta] = self.theta_phi(x)
+        return phi
+
+    def theta_phi(self, x, internal=False) -> np.ndarray:
+        """The reported covariance parameters at ``x``; ``internal``: those of the
+        random effects of the internal (centred and scaled) Z columns."""
+        phi = np.empty(self.n)
         for start, q, rows, cols, T in self.blocks:
             L = np.zeros((q, q))
             L[rows, cols] = x[start : start + len(rows)]
-            Lo = original_lambda(T, L)
+            Lo = L if internal else original_lambda(T, L)
             S = Lo @ Lo.T
             sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
             for j, (r, c) in enumerate(zip(rows, cols)):
@@ -163,15 +189,15 @@ class ParamMap:
                     phi[start + j] = np.clip(S[r, c] / den, -1.0, 1.0) if den > 0 else 0.0
         for start, st in self.structured:
             phi[start : start + st.n_params] = st.reported(x[start : start + st.n_params])
-        phi[self.p + self.T :] = self.Je @ x[self.p + self.T :]
-        return phi
+        return phi[self.theta]
 
-    def to_x(self, phi):
-        """Internal parameters for ``phi``; None when the correlations are not PSD (or a
-        structure's reported values are outside its domain)."""
-        phi = np.asarray(phi, dtype=float)
+    def theta_to_x(self, phi_t, internal=False):
+        """Internal covariance parameters for reported ones ``phi_t`` (``internal``: of
+        the internal Z columns); None when the correlations are not PSD (or a
+        structure's values are outside its domain)."""
+        phi = np.zeros(self.n)
+        phi[self.theta] = phi_t
         x = np.empty(self.n)
-        x[: self.p] = self.Jinv @ phi[: self.p]
         for start, q, rows, cols, T in self.blocks:
             vals = phi[start : start + len(rows)]
             sd = np.zeros(q)
@@ -184,46 +210,80 @@ class ParamMap:
             LR = _psd_cholesky(R)
             if LR is None:
                 return None
-            Lam = internal_lambda(T, sd[:, None] * LR)
+            Lam = internal_lambda(np.eye(q) if internal else T, sd[:, None] * LR)
             x[start : start + len(rows)] = Lam[rows, cols]
         for start, st in self.structured:
             p = st.from_reported(phi[start : start + st.n_params])
             if p is None:
                 return None
             x[start : start + st.n_params] = p
-        x[self.p + self.T :] = self.Je_inv @ phi[self.p + self.T :]
+        return x[self.theta]
+
+    def to_x(self, phi):
+        """Internal parameters for ``phi``; None when the correlations are not PSD (or a
+        structure's reported values are outside its domain)."""
+        phi = np.asarray(phi, dtype=float)
+        x = np.empty(self.n)
+        x[self.lin] = self.A_inv @ phi[self.lin]
+        xt = self.theta_to_x(phi[self.theta])
+        if xt is None:
+            return None
+        x[self.theta] = xt
         return x
 
-    def dx_dphi(self, phi):
-        """Jacobian of ``to_x`` at ``phi`` (exact for the linear parts)."""
-        D = np.eye(self.n)
-        D[: self.p, : self.p] = self.Jinv
-        D[self.p + self.T :, self.p + self.T :] = self.Je_inv
-        x0 = self.to_x(phi)
+    def theta_jacobian(self, phi_t, internal=False) -> np.ndarray:
+        """Jacobian of :meth:`theta_to_x` at ``phi_t`` (central differences, one-sided at
+        a correlation's bound)."""
+        phi_t = np.asarray(phi_t, dtype=float)
+        D = np.eye(self.T)
+        x0 = self.theta_to_x(phi_t, internal)
         spans = [(start, len(rows)) for start, _q, rows, _c, _s in self.blocks]
         spans += [(start, st.n_params) for start, st in self.structured]
         for start, width in spans:
-            for j in range(start, start + width):
+            span = slice(start - self.p, start - self.p + width)
+            for i in range(start, start + width):
+                j = i - self.p
                 h = 1e-7
-                lo, hi = self.bounds[j]
-                up, dn = phi.copy(), phi.copy()
+                lo, hi = self.bounds[i]
+                up, dn = phi_t.copy(), phi_t.copy()
                 # steps stay inside [-1, 1] for correlations (sd is linear: any step works)
-                up[j] = phi[j] + h if hi is None else min(phi[j] + h, hi)
-                dn[j] = phi[j] - h if (lo is None or self.kinds[j] == "sd") else max(phi[j] - h, lo)
-                xu, xd = self.to_x(up), self.to_x(dn)
+                up[j] = phi_t[j] + h if hi is None else min(phi_t[j] + h, hi)
+                down = lo is None or self.kinds[i] == "sd"
+                dn[j] = phi_t[j] - h if down else max(phi_t[j] - h, lo)
+                xu, xd = self.theta_to_x(up, internal), self.theta_to_x(dn, internal)
                 if xu is None:
-                    xu, up = x0, phi
+                    xu, up = x0, phi_t
                 if xd is None:
-                    xd, dn = x0, phi
+                    xd, dn = x0, phi_t
                 if up[j] > dn[j]:
-                    D[start : start + width, j] = (xu - xd)[start : start + width] / (up[j] - dn[j])
+                    D[span, j] = (xu - xd)[span] / (up[j] - dn[j])
+        return D
+
+    def internal_factor(self, k):
+        """``a`` with ``phi_k = a psi_k`` for reported covariance parameter ``k`` and the
+        same parameter ``psi_k`` of the internal Z columns, or None when ``phi_k``
+        mixes several of them (an intercept's SD or correlation where the slopes are
+        centred internally)."""
+        for start, _q, rows, cols, T in self.blocks:
+            j = k - start
+            if 0 <= j < len(rows):
+                r, c = rows[j], cols[j]
+                if any(np.count_nonzero(T[i]) != 1 or T[i, i] == 0 for i in {r, c}):
+                    return None
+                return abs(T[r, r]) if r == c else float(np.sign(T[r, r] * T[c, c]))
+        return 1.0  # a structured factor's parameters: the same on both scales
+
+    def dx_dphi(self, phi):
+        """Jacobian of ``to_x`` at ``phi`` (exact for the linear parts)."""
+        D = np.zeros((self.n, self.n))
+        D[np.ix_(self.lin, self.lin)] = self.A_inv
+        D[np.ix_(self.theta, self.theta)] = self.theta_jacobian(np.asarray(phi)[self.theta])
         return D
 
     def dphi_dx(self, x):
         """Jacobian of ``to_phi`` at ``x`` by central differences (rho part)."""
         G = np.eye(self.n)
-        G[: self.p, : self.p] = self.J
-        G[self.p + self.T :, self.p + self.T :] = self.Je
+        G[np.ix_(self.lin, self.lin)] = self.linear_matrix()
         spans = [(start, len(rows)) for start, _q, rows, _c, _s in self.blocks]
         spans += [(start, st.n_params) for start, st in self.structured]
         for start, width in spans:
@@ -233,8 +293,7 @@ class ParamMap:
                 up[j] += h
                 dn[j] -= h
                 G[:, j] = (self.to_phi(up) - self.to_phi(dn)) / (2 * h)
-                G[: self.p, j] = 0.0
-                G[self.p + self.T :, j] = 0.0
+                G[self.lin, j] = 0.0
         return G
 
     def display(self, k, values):
@@ -317,6 +376,115 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
 
 
 # -- profiles ----------------------------------------------------------------------
+class _Slice:
+    """The free coordinates of the profile points of reported parameter ``k``.
+
+    ``F`` is minimised over internal coordinates wherever the map to the reported ones is
+    linear (the fixed effects and the family's coefficients), over the reported ones for
+    the covariance parameters. The reported fixed effects of a predictor far from zero
+    are nearly collinear with the intercept (or an ordinal model's thresholds), and an
+    optimiser over them stops short of the minimum; the internal ones (of centred and
+    scaled columns) are not. A linear ``phi_k = g'x`` is held at ``value`` by moving on
+    ``x_0 + Q z`` (``g'x_0 = value``, ``Q`` an orthonormal basis of ``g``'s complement),
+    which has the internal coordinates' conditioning. The covariance parameters are the
+    SDs and correlations of the internal Z columns' random effects, unless ``k`` is one
+    that mixes several of them (an intercept's SD where the slopes are centred
+    internally): the reported ones then.
+    """
+
+    def __init__(self, pmap, k, bounds_x):
+        self.pmap, self.k = pmap, k
+        self.lin, self.theta = pmap.lin, pmap.theta
+        A = pmap.linear_matrix()
+        box = np.array([bounds_x[i] != (None, None) for i in self.lin], dtype=bool)
+        pos = {i: j for j, i in enumerate(self.lin)}
+        self.g = None
+        if k in pos:
+            g = A[pos[k]]
+            if not np.any(box & (g != 0)):  # a combination of unbounded coordinates
+                self.g = g
+        self.free = ~box  # lin coordinates moved through Q (or freely)
+        self.boxed = np.flatnonzero(box)
+        if self.g is not None:
+            gf = self.g[self.free]
+            self.Q = _complement(gf)
+            self.along = gf / float(gf @ gf)  # times the value: g'x_0 = value
+        self.bounds_x = bounds_x
+        # the covariance parameters' scale: internal unless k mixes several of them
+        self.factor = pmap.internal_factor(k) if k in set(self.theta) else 1.0
+        self.internal = self.factor is not None
+
+    # -- u: the optimiser's vector ------------------------------------------------
+    def start(self, x, value):
+        """The optimiser's vector at (about) internal ``x``, with ``phi_k = value``; the
+        bounds of its entries."""
+        pm, k = self.pmap, self.k
+        xl = x[self.lin]
+        phi_t = pm.theta_phi(x, self.internal)
+        bounds = []
+        if self.g is not None:
+            z = self.Q.T @ (xl[self.free] - value * self.along)
+            bounds += [(None, None)] * len(z)
+            parts = [z]
+        else:
+            parts = [xl[self.free]]
+            bounds += [(None, None)] * int(self.free.sum())
+        xb = xl[self.boxed].copy()
+        for j, i in enumerate(self.lin[self.boxed]):
+            lo, hi = self.bounds_x[i]
+            if i == k:  # a bounded family parameter, reported as it is (NB theta's log)
+                lo = hi = value
+            xb[j] = np.clip(xb[j], -np.inf if lo is None else lo, np.inf if hi is None else hi)
+            bounds.append((lo, hi))
+        parts.append(xb)
+        for j, i in enumerate(self.theta):
+            lo, hi = pm.bounds[i]
+            if i == k:
+                lo = hi = phi_t[j] = value / self.factor if self.internal else value
+            # F is even in a standard deviation: an optimiser at exactly 0 cannot leave it
+            elif pm.kinds[i] == "sd" and phi_t[j] < 1e-4:
+                phi_t[j] = 0.05
+            lo_, hi_ = -np.inf if lo is None else lo, np.inf if hi is None else hi
+            phi_t[j] = np.clip(phi_t[j], lo_, hi_)
+            bounds.append((lo, hi))
+        parts.append(phi_t)
+        return np.concatenate(parts), bounds
+
+    def split(self, u):
+        nf = self.Q.shape[1] if self.g is not None else int(self.free.sum())
+        nb = len(self.boxed)
+        return u[:nf], u[nf : nf + nb], u[nf + nb :]
+
+    def to_x(self, u, value):
+        """Internal parameters at ``u``; None where the correlations are not PSD."""
+        pm = self.pmap
+        zf, xb, phi_t = self.split(u)
+        x = np.empty(pm.n)
+        xl = np.empty(len(self.lin))
+        xl[self.free] = value * self.along + self.Q @ zf if self.g is not None else zf
+        xl[self.boxed] = xb
+        x[self.lin] = xl
+        xt = pm.theta_to_x(phi_t, self.internal)
+        if xt is None:
+            return None
+        x[self.theta] = xt
+        return x
+
+    def gradient(self, u, gx):
+        """``dF/du`` from ``dF/dx``."""
+        _zf, _xb, phi_t = self.split(u)
+        gl = gx[self.lin]
+        gf = self.Q.T @ gl[self.free] if self.g is not None else gl[self.free]
+        gt = self.pmap.theta_jacobian(phi_t, self.internal).T @ gx[self.theta]
+        return np.concatenate([gf, gl[self.boxed], gt])
+
+
+def _complement(g) -> np.ndarray:
+    """Orthonormal basis (columns) of the vectors orthogonal to ``g``."""
+    Q, _ = np.linalg.qr(np.column_stack([g, np.eye(len(g))]))
+    return Q[:, 1 : len(g)]
+
+
 class Profiler:
     """Profiles of ``F = -2 log L`` along each reported parameter of a fitted model."""
 
@@ -326,58 +494,58 @@ class Profiler:
         self.pmap = pmap
         self.max_iter = max_iter
         self.tol = tol
+        self.bounds_x = [tuple(b) for b in est.fit_result_.bounds]
         self.x_hat = est.fit_result_.params.copy()
         self.phi_hat = pmap.to_phi(self.x_hat)
         self.u_keep = self.obj.u.copy()
         self.obj.u = self.u_keep.copy()
         self.F_hat = float(self.obj.evaluate(self.x_hat))
         self.lower_found = None  # (parameter, deviance) if profiling found a better fit
+        self._slices = {}
 
     def restore(self):
         self.obj.u = self.u_keep.copy()
         self.obj.evaluate(self.x_hat)
 
-    def _fun(self, phi):
-        x = self.pmap.to_x(phi)
-        if x is None:
-            return np.inf, np.zeros(len(phi))
-        # the analytic gradient of the objective in use (Laplace or AGQ)
-        val, g = self.obj.value_and_grad(x)
-        if not np.isfinite(val):
-            return np.inf, np.zeros(len(phi))
-        return val, self.pmap.dx_dphi(phi).T @ g
+    def _slice(self, k) -> _Slice:
+        if k not in self._slices:
+            self._slices[k] = _Slice(self.pmap, k, self.bounds_x)
+        return self._slices[k]
 
     def point(self, k, value, start):
-        """Minimum of F with ``phi_k = value``, started at ``start``; (F, phi)."""
-        pm = self.pmap
-        phi0 = np.array(start, dtype=float)
-        phi0[k] = value
-        for j, kind in enumerate(pm.kinds):
-            # F is even in a standard deviation, so an optimiser at exactly 0 cannot leave it
-            if kind == "sd" and j != k and phi0[j] < 1e-4:
-                phi0[j] = 0.05
-        bounds = list(pm.bounds)
-        bounds[k] = (value, value)
-        for j, (lo, hi) in enumerate(bounds):
-            phi0[j] = np.clip(phi0[j], -np.inf if lo is None else lo, np.inf if hi is None else hi)
-        if pm.to_x(phi0) is None:
-            phi0 = self.phi_hat.copy()
-            phi0[k] = value
-        res = _run_lbfgsb(self._fun, phi0, True, bounds, self.max_iter, self.tol)
-        if not np.isfinite(res.fun):
-            # restart from the estimate when the warm start led into trouble
-            self.obj.u = self.u_keep.copy()
-            phi0 = self.phi_hat.copy()
-            phi0[k] = value
-            res = _run_lbfgsb(self._fun, phi0, True, bounds, self.max_iter, self.tol)
-        return float(res.fun), res.x
+        """Minimum of F with ``phi_k = value``, started at internal ``start``; (F, x)."""
+        sl = self._slice(k)
+        u0, bounds = sl.start(np.asarray(start, dtype=float), value)
+        if sl.to_x(u0, value) is None:
+            u0, bounds = sl.start(self.x_hat, value)
+
+        def fun(u):
+            x = sl.to_x(u, value)
+            if x is None:
+                return np.inf, np.zeros(len(u))
+            # the analytic gradient of the objective in use (Laplace or AGQ)
+            val, g = self.obj.value_and_grad(x)
+            if not np.isfinite(val):
+                return np.inf, np.zeros(len(u))
+            return val, sl.gradient(u, g)
+
+        # a trial point whose likelihood overflows is worth +inf, not a message
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol)
+            if not np.isfinite(res.fun):
+                # restart from the estimate when the warm start led into trouble
+                self.obj.u = self.u_keep.copy()
+                u0, bounds = sl.start(self.x_hat, value)
+                res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol)
+        x = sl.to_x(res.x, value)
+        return float(res.fun), (self.x_hat if x is None else x)
 
     def zeta(self, k, value, start):
-        F, phi = self.point(k, value, start)
+        F, x = self.point(k, value, start)
         dev = F - self.F_hat
         if dev < -1e-3 and (self.lower_found is None or F < self.lower_found[1]):
             self.lower_found = (self.pmap.names[k], F)
-        return np.sign(value - self.phi_hat[k]) * np.sqrt(max(dev, 0.0)), phi
+        return np.sign(value - self.phi_hat[k]) * np.sqrt(max(dev, 0.0)), x
 
 
 def _initial_step(pmap, k, se_k, phi_k):
@@ -401,20 +569,20 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
     def clip(v):
         return v if bound is None else (min(v, bound) if direction > 0 else max(v, bound))
 
-    inside = (v_hat, 0.0, prof.phi_hat.copy())
+    inside = (v_hat, 0.0, prof.x_hat.copy())
     prev = inside
     v = clip(v_hat + direction * zc * step)
     outside = None
     for _ in range(40):
         if v == inside[0]:  # the estimate sits on the bound
             return v
-        z, phi = prof.zeta(k, v, inside[2])
+        z, x = prof.zeta(k, v, inside[2])
         trace.append((v, z))
         a = abs(z)
         if a >= zc:
-            outside = (v, a, phi)
+            outside = (v, a, x)
             break
-        prev, inside = inside, (v, a, phi)
+        prev, inside = inside, (v, a, x)
         if bound is not None and v == bound:
             return bound
         slope = (a - prev[1]) / abs(v - prev[0])
@@ -437,13 +605,13 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
             v = v1 - g1 * (v1 - v0) / (g1 - g0)
         if not (min(v0, v1) < v < max(v0, v1)):
             v = 0.5 * (v0 + v1)
-        z, phi = prof.zeta(k, v, p0)
+        z, x = prof.zeta(k, v, p0)
         trace.append((v, z))
         g = abs(z) - zc
         if abs(g) < _ZETA_TOL or abs(v1 - v0) < 1e-9 * max(1.0, abs(v)):
             return v
         if g < 0:
-            v0, g0, p0 = v, g, phi
+            v0, g0, p0 = v, g, x
             if side == -1:
                 g1 *= 0.5
             side = -1

@@ -23,8 +23,10 @@ from ._fit_result import (  # noqa: F401 (re-exported: the tools import them fro
     FitResult,
     ParameterLayout,
     beta_jacobian,
+    extra_shift_matrix,
     original_lambda,
     parameter_layout,
+    shifted,
 )
 from ._tables import FactorArrays, FitArrays, drop_tables
 from ._validation import aliased_columns
@@ -38,9 +40,11 @@ from .exceptions import (
 )
 
 
-def scale_design(X, names, fit_intercept, curvature=1.0):
+def scale_design(X, names, fit_intercept, curvature=1.0, centre=False):
     """Centre and scale the columns of X; drop aliased columns with a warning.
 
+    The columns are centred with an intercept, or without one when ``centre`` (an
+    ordinal model's thresholds take the centring's shift, see ``extra_shift_matrix``).
     Returns the internal design (intercept first when fitted) and the scaling
     record used to map coefficients back. With large counts (``curvature``, the
     typical Fisher weight, above 100) every column is divided further by
@@ -61,7 +65,7 @@ def scale_design(X, names, fit_intercept, curvature=1.0):
         col = full[:, off + k]
         col[:] = X[:, k]
         if n:
-            if fit_intercept:
+            if fit_intercept or centre:
                 means[k] = col.mean()
                 col -= means[k]
             # the standard deviation (the root mean square without an intercept)
@@ -96,7 +100,22 @@ def scale_design(X, names, fit_intercept, curvature=1.0):
         p=p,
         intercept_scale=c,
     )
+    if centre and not fit_intercept:
+        scaling["centred"] = True
     return Xd, scaling
+
+
+def coefficient_shift(shift, designs) -> np.ndarray:
+    """The family's per-block ``eta_shift`` over its coefficients (a block with a design
+    has several, which do not move)."""
+    if designs is None:
+        return np.asarray(shift, dtype=float)
+    out = []
+    for d, D in zip(shift, designs):
+        if D is not None and d != 0.0:
+            raise ValueError("a block with a design cannot absorb a shift of eta")
+        out += [float(d)] if D is None else [0.0] * D.shape[1]
+    return np.array(out)
 
 
 def z_transform(factor, X) -> np.ndarray:
@@ -269,7 +288,10 @@ def fitted_parameters(est, obj, x, record, data, factors, pending) -> FittedPara
     arrays = FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx])
     condvar, lambdas, singular = _random_effects(obj, theta_s, data, factors, pending, arrays)
     _set_singular(est, singular)
-    block_se = _set_family_params(est, extra, V, p + T, data, pending, arrays)
+    # the family's blocks in the user's units: an ordinal model's thresholds at X = 0
+    C = extra_shift_matrix(sc, p, len(extra))
+    xr, Vr = shifted(x, V, C, p, p + T)
+    block_se = _set_family_params(est, xr[p + T :], Vr, p + T, data, pending, arrays)
     return FittedParameters(rows, idx, arrays, condvar, lambdas, block_se)
 
 

@@ -13,12 +13,12 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
-from ._design import far_from_zero
 from ._engine.families import make_family
 from ._engine.families.base import _NODE_CELLS, normal_rule
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
+from ._fit_result import centring_offset
 from ._frames import as_pandas
 from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
@@ -26,7 +26,7 @@ from ._tables import block_effects, fitted_table
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
-from .exceptions import IdentifiabilityWarning, RankDeficiencyWarning, SeparationWarning
+from .exceptions import RankDeficiencyWarning, SeparationWarning
 
 _ORDINAL_PARAMS = """
     random_effects : str, dict or None, default=None
@@ -282,20 +282,6 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
                 f"threshold={self.threshold!r} needs an outcome with 3 or more classes (got "
                 f"{len(self.classes_)}); use threshold='flexible'."
             )
-        far = far_from_zero(X_raw[:, : len(self._fixed_names)], self._fixed_names)
-        if far:
-            far = [f"{name!r} (mean {mean:.4g}, SD {sd:.4g})" for name, mean, sd in far]
-            # the thresholds are the intercepts, and the internal design is scaled but
-            # not centred: such a column is nearly collinear with them
-            warnings.warn(
-                f"predictor(s) {', '.join(far)} far from zero: without an intercept the "
-                "thresholds play its role, and a column this far from zero is nearly "
-                "collinear with them, where the fit can stop short of the optimum (or "
-                "report NaN standard errors). Centre the column (subtract its mean): that "
-                "changes only the thresholds, by the coefficient times the mean.",
-                IdentifiabilityWarning,
-                stacklevel=user_stacklevel(),
-            )
         return super()._model_data(X_raw, yv, trials, w, off, groups)
 
     def _block_designs_of(self, family, zi_term, disp_term, X_raw, names, pending):
@@ -343,7 +329,9 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         Larger values mean higher classes: ``P(Y <= k) = F(alpha_k - eta)``.
         """
         eta, _ = self._linear_predictor(X, groups, offset, "zero")
-        return eta
+        # the fit's linear predictor is that of the internally centred design, whose
+        # thresholds are thresholds_ less the shift: back to X beta
+        return eta - centring_offset(self.fit_result_.scaling, self.coef_)
 
     def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):
         """``P(Y = k)`` for every class, shape (n_samples, n_classes), in ``classes_`` order.

@@ -125,6 +125,41 @@ def test_profile_sd_lower_limit_zero_when_deviance_at_zero_within_cutoff():
     assert hi > m.random_effects_cov_["id"].iloc[0, 0] ** 0.5
 
 
+def _origin_data(seed=1, n=400, g=30):
+    rng = np.random.default_rng(seed)
+    grp = np.repeat(np.arange(g), n // g + 1)[:n]
+    x, t = rng.normal(size=n), rng.uniform(0, 3, size=n)
+    eta = 0.2 + 0.5 * x + rng.normal(0, 0.7, g)[grp] + rng.normal(0, 0.3, g)[grp] * t
+    return pd.DataFrame({"x": x, "t": t}), grp, eta, rng
+
+
+@pytest.mark.parametrize("model", ["binomial", "poisson_slope"])
+def test_profile_does_not_depend_on_the_predictors_origin_or_units(model):
+    # the profile minimises over the internal (centred, scaled) parameters: over the
+    # reported ones a predictor shifted by 1e4 is nearly collinear with the intercept,
+    # and the binomial slope's interval came out at (0.589, 0.883) for (0.370, 0.891)
+    X, grp, eta, rng = _origin_data()
+    if model == "binomial":
+        X, y = X[["x"]], rng.binomial(1, special.expit(eta))
+        make, rows = BinomialGLMM, ["x", "sd_(Intercept)|group"]
+    else:
+        y = rng.poisson(np.exp(eta))
+        make = lambda: PoissonGLMM(random_effects="1 + t")  # noqa: E731
+        rows = ["x", "t", "sd_t|group"]
+    shift = np.r_[1e4, -300.0][: X.shape[1]]
+    units = np.r_[1e3, 1e-2][: X.shape[1]]
+    cis = []
+    for Xv in (X, X + shift, X * units):
+        m = _quiet_fit(make(), Xv, y, grp)
+        cis.append(m.confint(rows, method="profile"))
+    base = cis[0].to_numpy()
+    np.testing.assert_allclose(cis[1].to_numpy(), base, rtol=1e-5, atol=1e-8)
+    per_unit = np.r_[units, np.ones(len(rows) - X.shape[1])]
+    if model == "poisson_slope":
+        per_unit[-1] = units[1]  # the SD of the slope of t
+    np.testing.assert_allclose(cis[2].to_numpy() * per_unit[:, None], base, rtol=1e-5, atol=1e-8)
+
+
 def test_profile_trace_crosses_cutoff_and_names_map_to_lme4():
     est, _, _ = fitted("bin_ri")
     tr = est.profile(parm=["time"])

@@ -214,8 +214,11 @@ def test_objective_at_zero_variance_equals_clm():
     X, y, wine = _wine()
     m = OrdinalGLMM().fit(X, y, groups=wine["judge"])
     ref = REF["wine_clm"]
-    beta_internal = np.array(ref["beta"]) * m.fit_result_.scaling["scales"]
-    x = np.concatenate([beta_internal, [0.0], ref["alpha"]])
+    sc = m.fit_result_.scaling
+    beta_internal = np.array(ref["beta"]) * sc["scales"]
+    # the design is centred internally: its thresholds are clm's less m'beta
+    alpha_internal = np.array(ref["alpha"]) - sc["means"] @ np.array(ref["beta"])
+    x = np.concatenate([beta_internal, [0.0], alpha_internal])
     assert -0.5 * m.fit_result_.objective.evaluate(x) == pytest.approx(ref["loglik"], abs=1e-6)
     assert m.loglik_ > ref["loglik"]
 
@@ -355,38 +358,93 @@ def test_population_probabilities_with_scale_effects():
     np.testing.assert_allclose(p, want, atol=1e-8)
 
 
-def test_predictor_far_from_zero_is_warned_about():
-    # without an intercept the thresholds play its role; a column far from zero is
-    # nearly collinear with them (fits stopped short of the optimum, converged)
-    from sklearn_glmm.exceptions import IdentifiabilityWarning
-
-    rng = np.random.default_rng(11)
+def _ordinal_shift_data(seed=11):
+    rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(30), 8)
     x = rng.normal(size=len(g))
-    y = np.digitize(0.5 * x + rng.normal(0, 0.7, 30)[g] + rng.logistic(size=len(g)), [-1, 0, 1])
-    for shift, warned in [(0.0, False), (1e4, True)]:
-        X = pd.DataFrame({"year": x + shift})
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
-            OrdinalGLMM().fit(X, y, groups=g)
-        found = [str(x.message) for x in w if issubclass(x.category, IdentifiabilityWarning)]
-        assert bool(found) == warned
-        if warned:
-            assert "'year'" in found[0] and "Centre the column" in found[0]
+    t = rng.uniform(0, 2, size=len(g))
+    lat = 0.5 * x - 0.4 * t + rng.normal(0, 0.7, 30)[g] + rng.logistic(size=len(g))
+    return pd.DataFrame({"year": x, "t": t}), np.digitize(lat, [-1, 0, 1, 2]), g
 
 
-def test_sample_weight_equals_repeated_rows():
-    X, y, wine = _wine()
-    w = np.random.default_rng(0).integers(1, 4, size=len(y))
-    g = wine["judge"].to_numpy()
-    weighted = OrdinalGLMM().fit(X, y, groups=g, sample_weight=w)
-    rep = np.repeat(np.arange(len(y)), w)
-    repeated = OrdinalGLMM().fit(X.iloc[rep], y.iloc[rep], groups=g[rep])
-    assert weighted.loglik_ == pytest.approx(repeated.loglik_, rel=1e-8)
-    np.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-4)
+@pytest.mark.parametrize("threshold", ["flexible", "equidistant", "symmetric"])
+def test_fit_does_not_depend_on_the_predictors_origin_or_units(threshold):
+    # the design is centred internally and the thresholds moved back to X = 0: a
+    # predictor far from zero (nearly collinear with the thresholds) once made fits stop
+    # short of the optimum, some reported as converged
+    X, y, g = _ordinal_shift_data()
+    shift, units = np.array([1e4, -300.0]), np.array([1e3, 1e-2])
+    fits = []
+    for Xv in (X, X + shift, X * units):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fits.append(OrdinalGLMM(threshold=threshold).fit(Xv, y, groups=g))
+    base, moved, rescaled = fits
+    for m in (moved, rescaled):
+        assert m.loglik_ == pytest.approx(base.loglik_, abs=1e-7)
+        assert m.converged_
+    fe, fe_s = base.fixed_effects_, rescaled.fixed_effects_
+    np.testing.assert_allclose(moved.coef_, base.coef_, rtol=1e-6)
+    np.testing.assert_allclose(rescaled.coef_ * units, base.coef_, rtol=1e-6)
+    np.testing.assert_allclose(moved.fixed_effects_["std_error"], fe["std_error"], rtol=1e-5)
+    np.testing.assert_allclose(fe_s["std_error"] * units, fe["std_error"], rtol=1e-5)
+    # the thresholds at X = 0 move by the coefficients times the shift
+    th = base.thresholds_["estimate"].to_numpy()
     np.testing.assert_allclose(
-        weighted.thresholds_["estimate"], repeated.thresholds_["estimate"], rtol=1e-4
+        moved.thresholds_["estimate"], th + shift @ base.coef_, rtol=1e-7, atol=1e-6
     )
+    np.testing.assert_allclose(rescaled.thresholds_["estimate"], th, atol=1e-6)
+    np.testing.assert_allclose(
+        rescaled.thresholds_["std_error"], base.thresholds_["std_error"], rtol=1e-5
+    )
+    # their standard errors are those of alpha + shift'beta from the base fit's covariance
+    res = base.fit_result_
+    x, V = res.reported()
+    p, k = res.layout.n_beta, res.layout.n_beta + res.layout.n_theta
+    E = res.family.J.shape[1]
+    Jb = res.beta_jacobian()
+    for j in range(len(th)):
+        grad = np.zeros(len(x))
+        grad[k : k + E] = res.family.J[j]
+        grad[:p] = Jb.T @ shift[res.scaling["kept"]]
+        want = np.sqrt(grad @ V @ grad)
+        assert moved.thresholds_["std_error"].iloc[j] == pytest.approx(want, rel=1e-4)
+    # predictions and the linear predictor of the same rows
+    new = X.iloc[:12]
+    for groups in (g[:12], None):
+        p0 = base.predict_proba(new, groups)
+        np.testing.assert_allclose(moved.predict_proba(new + shift, groups), p0, atol=1e-8)
+        np.testing.assert_allclose(rescaled.predict_proba(new * units, groups), p0, atol=1e-8)
+    eta = base.decision_function(new, g[:12])
+    np.testing.assert_allclose(
+        moved.decision_function(new + shift, g[:12]), eta + shift @ base.coef_, rtol=1e-7
+    )
+    # P(Y <= k) = F(alpha_k - eta) with the reported thresholds and linear predictor
+    cum = np.cumsum(moved.predict_proba(new + shift, g[:12]), axis=1)[:, :-1]
+    eta_m = moved.decision_function(new + shift, g[:12])
+    want = 1.0 / (1.0 + np.exp(-(moved.thresholds_["estimate"].to_numpy() - eta_m[:, None])))
+    np.testing.assert_allclose(cum, want, atol=1e-8)
+
+
+def test_profile_and_bootstrap_do_not_depend_on_the_predictors_origin():
+    X, y, g = _ordinal_shift_data()
+    shift = np.array([1e4, -300.0])
+    base = OrdinalGLMM().fit(X, y, groups=g)
+    moved = OrdinalGLMM().fit(X + shift, y, groups=g)
+    rows = ["year", "t", "sd_(Intercept)|group"]
+    ci0 = base.confint(rows, method="profile")
+    ci1 = moved.confint(rows, method="profile")
+    np.testing.assert_allclose(ci1.to_numpy(), ci0.to_numpy(), rtol=1e-5)
+    # a threshold's interval moves with its estimate (it is the same parameter at X = 0)
+    t0 = base.confint(["0|1"], method="profile")
+    t1 = moved.confint(["0|1"], method="profile")
+    assert t1["estimate"].iloc[0] == pytest.approx(
+        t0["estimate"].iloc[0] + shift @ base.coef_, rel=1e-7
+    )
+    assert t1["upper"].iloc[0] - t1["lower"].iloc[0] > 0.0
+    b0 = base.confint(rows, method="bootstrap", n_boot=20, random_state=0)
+    b1 = moved.confint(rows, method="bootstrap", n_boot=20, random_state=0)
+    np.testing.assert_allclose(b1.to_numpy(), b0.to_numpy(), rtol=1e-4)
 
 
 def _simulated(n_groups=300, per=8, seed=0, link="logit"):
@@ -746,8 +804,10 @@ def test_offset_row_order_and_units_invariances():
     shifted = OrdinalGLMM().fit(X, y, groups=g, offset=np.full(len(y), 0.7))
     assert shifted.loglik_ == pytest.approx(m.loglik_, abs=1e-7)
     np.testing.assert_allclose(shifted.coef_, m.coef_, rtol=1e-5)
+    # (each threshold at X = 0 carries the coefficients' optimisation error times the
+    # columns' means: 1e-4 is 2e-4 of its standard error)
     np.testing.assert_allclose(
-        shifted.thresholds_["estimate"], m.thresholds_["estimate"] + 0.7, rtol=1e-5
+        shifted.thresholds_["estimate"], m.thresholds_["estimate"] + 0.7, atol=1e-4
     )
     # rows in another order, predictors in other units
     perm = np.random.default_rng(0).permutation(len(y))
@@ -767,7 +827,7 @@ def test_quadrature_log_likelihood_equals_brute_force_integral(link):
     X, y, wine = _wine()
     g = wine["judge"].to_numpy()
     m = OrdinalGLMM(link=link, n_agq=25).fit(X, y, groups=g)
-    fam, a = m.fit_result_.family, m.fit_result_.extra
+    fam, a = m.fit_result_.family, m.thresholds_["estimate"].to_numpy()
     (cov,) = m.random_effects_cov_.values()
     sd = np.sqrt(cov.iloc[0, 0])
     z = np.linspace(-10, 10, 4001)

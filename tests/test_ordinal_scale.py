@@ -531,3 +531,34 @@ def test_objective_gradient_in_the_scale_block(n_agq):
     h = 1e-6
     fd = [(obj.evaluate(p + e) - obj.evaluate(p - e)) / (2 * h) for e in h * np.eye(len(p))]
     np.testing.assert_allclose(grad, fd, atol=1e-6)
+
+
+def test_location_predictor_far_from_zero_with_scale_effects():
+    # the location design is centred internally (the thresholds take the shift); the
+    # scale model, which has no intercept, is left as it is
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(30), 8)
+    X = pd.DataFrame({"year": rng.normal(size=len(g)), "t": rng.uniform(0, 2, size=len(g))})
+    lat = 0.5 * X["year"] - 0.4 * X["t"] + rng.normal(0, 0.7, 30)[g] + rng.logistic(size=len(g))
+    y = np.digitize(lat, [-1, 0, 1, 2])
+    fits = []
+    for shift in (0.0, 1e4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fits.append(OrdinalGLMM(scale="t").fit(X + [shift, 0.0], y, groups=g))
+    base, moved = fits
+    assert moved.loglik_ == pytest.approx(base.loglik_, abs=1e-7)
+    np.testing.assert_allclose(moved.coef_, base.coef_, rtol=1e-6)
+    np.testing.assert_allclose(
+        moved.scale_effects_["estimate"], base.scale_effects_["estimate"], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        moved.thresholds_["estimate"],
+        base.thresholds_["estimate"] + 1e4 * base.coef_[0],
+        rtol=1e-7,
+    )
+    np.testing.assert_allclose(
+        moved.predict_proba(X.iloc[:8] + [1e4, 0.0], g[:8]),
+        base.predict_proba(X.iloc[:8], g[:8]),
+        atol=1e-8,
+    )

@@ -107,6 +107,13 @@ class Family:
     def default_extra(self) -> np.ndarray:
         return np.array([b.start for b in self.blocks], dtype=float)
 
+    def eta_shift(self):
+        """Per block, ``d`` with the same likelihood at ``eta + c`` and the blocks'
+        values plus ``c d``; None when no block absorbs a shift of ``eta`` (a design
+        without an intercept is then not centred internally). A cumulative link
+        model's thresholds do: its design, which has no intercept, is centred."""
+        return None
+
     def mean_curvature(self, y, trials, weights) -> float:
         """Typical curvature of one row's log-density at the mean outcome (for scaling)."""
         wsum = np.sum(weights)

@@ -156,6 +156,13 @@ class CumulativeLink(Family):
             )
         return np.array([float(v) for v in extra[:E]]), np.asarray(extra[E], dtype=float)
 
+    def eta_shift(self):
+        """The threshold parameters ``d`` with ``J d = 1``: ``P(Y <= j) = F(alpha_j -
+        eta)`` is unchanged when ``eta`` and every threshold move together (the
+        scale block, last, does not move)."""
+        d = np.linalg.lstsq(self.J, np.ones(self.J.shape[0]), rcond=None)[0]
+        return np.r_[d, np.zeros(int(self.has_scale))]
+
     def alpha(self, extra) -> np.ndarray:
         """The thresholds ``alpha = J a``."""
         return self.J @ self.split(extra)[0]
