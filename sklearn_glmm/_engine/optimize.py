@@ -487,6 +487,14 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
     scale = _optimiser_scale(obj, x0, scale_extras)
     res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol, scale, stop)
     nit = res.nit
+    if scale is None and _stuck_at_start(res, x0, bounds):
+        # the first step (of unit length) went where the objective is infinite (an
+        # ordinal model's thresholds out of order) and the line search gave up: steps
+        # scaled by every parameter's curvature, the family's included, go less far
+        scale = _optimiser_scale(obj, x0, extras=True)
+        if scale is not None:
+            res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol, scale, stop)
+            nit += res.nit
     if not res.stopped and _predicted_decrease(res, bounds) > RESTART_MIN_DECREASE:
         # A restart clears L-BFGS-B's curvature memory; it moves further when the
         # first run stopped on the ftol test with its own model predicting more.
@@ -508,6 +516,13 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
     res.nit = nit
     res.scale = scale
     return _snap_to_zero(obj, res, diag_idx)
+
+
+def _stuck_at_start(res, x0, bounds) -> bool:
+    """Whether L-BFGS-B ended where it started with a gradient far from zero there."""
+    if not np.isfinite(res.fun) or not np.array_equal(res.x, x0):
+        return False
+    return float(np.max(np.abs(projected_gradient(res.jac, res.x, bounds)), initial=0.0)) > 1e-3
 
 
 # Cholesky diagonals tried when one is found at zero (link-scale SDs of the internal,
