@@ -243,7 +243,8 @@ class ParamMap:
             span = slice(start - self.p, start - self.p + width)
             for i in range(start, start + width):
                 j = i - self.p
-                h = 1e-7
+                # (an SD of 1e4 in a slope variable's small units: a step relative to it)
+                h = 1e-7 * max(1.0, abs(phi_t[j])) if self.kinds[i] == "sd" else 1e-7
                 lo, hi = self.bounds[i]
                 up, dn = phi_t.copy(), phi_t.copy()
                 # steps stay inside [-1, 1] for correlations (sd is linear: any step works)
@@ -272,6 +273,19 @@ class ParamMap:
                     return None
                 return abs(T[r, r]) if r == c else float(np.sign(T[r, r] * T[c, c]))
         return 1.0  # a structured factor's parameters: the same on both scales
+
+    def far_origin(self, k) -> bool:
+        """Whether covariance parameter ``k`` mixes the internal ones (an intercept's SD
+        or correlation beside centred slopes) with a slope variable whose mean is more
+        than 10 SDs from zero: the parameter then describes the random effects at an
+        origin far outside the data."""
+        if self.kinds[k] not in ("sd", "cor") or self.internal_factor(k) is not None:
+            return False
+        for start, _q, rows, _c, T in self.blocks:
+            if 0 <= k - start < len(rows):
+                # a centred slope's column of T: -mean / SD in its first row
+                return bool(np.max(np.abs(T[0, 1:]), initial=0.0) > 10.0)
+        return False
 
     def dx_dphi(self, phi):
         """Jacobian of ``to_x`` at ``phi`` (exact for the linear parts)."""
@@ -392,7 +406,7 @@ class _Slice:
     internally): the reported ones then.
     """
 
-    def __init__(self, pmap, k, bounds_x):
+    def __init__(self, pmap, k, bounds_x, x_hat):
         self.pmap, self.k = pmap, k
         self.lin, self.theta = pmap.lin, pmap.theta
         A = pmap.linear_matrix()
@@ -413,6 +427,15 @@ class _Slice:
         # the covariance parameters' scale: internal unless k mixes several of them
         self.factor = pmap.internal_factor(k) if k in set(self.theta) else 1.0
         self.internal = self.factor is not None
+        # on the reported scale each SD is moved relative to its estimate (an intercept's
+        # SD near 1 beside a slope's of 1e-4 in the slope's units); internal SDs and
+        # correlations are of order 1 already
+        self.tscale = np.ones(len(self.theta))
+        if not self.internal:
+            phi_hat = pmap.theta_phi(x_hat)
+            for j, i in enumerate(self.theta):
+                if pmap.kinds[i] == "sd" and phi_hat[j] > 0:
+                    self.tscale[j] = phi_hat[j]
 
     # -- u: the optimiser's vector ------------------------------------------------
     def start(self, x, value):
@@ -446,14 +469,17 @@ class _Slice:
                 phi_t[j] = 0.05
             lo_, hi_ = -np.inf if lo is None else lo, np.inf if hi is None else hi
             phi_t[j] = np.clip(phi_t[j], lo_, hi_)
-            bounds.append((lo, hi))
-        parts.append(phi_t)
+            sc = self.tscale[j]
+            bounds.append((None if lo is None else lo / sc, None if hi is None else hi / sc))
+        parts.append(phi_t / self.tscale)
         return np.concatenate(parts), bounds
 
     def split(self, u):
+        """The parts of ``u``: the free linear coordinates, the bounded ones and the
+        covariance parameters (unscaled)."""
         nf = self.Q.shape[1] if self.g is not None else int(self.free.sum())
         nb = len(self.boxed)
-        return u[:nf], u[nf : nf + nb], u[nf + nb :]
+        return u[:nf], u[nf : nf + nb], u[nf + nb :] * self.tscale
 
     def to_x(self, u, value):
         """Internal parameters at ``u``; None where the correlations are not PSD."""
@@ -475,7 +501,7 @@ class _Slice:
         _zf, _xb, phi_t = self.split(u)
         gl = gx[self.lin]
         gf = self.Q.T @ gl[self.free] if self.g is not None else gl[self.free]
-        gt = self.pmap.theta_jacobian(phi_t, self.internal).T @ gx[self.theta]
+        gt = self.pmap.theta_jacobian(phi_t, self.internal).T @ gx[self.theta] * self.tscale
         return np.concatenate([gf, gl[self.boxed], gt])
 
 
@@ -509,7 +535,7 @@ class Profiler:
 
     def _slice(self, k) -> _Slice:
         if k not in self._slices:
-            self._slices[k] = _Slice(self.pmap, k, self.bounds_x)
+            self._slices[k] = _Slice(self.pmap, k, self.bounds_x, self.x_hat)
         return self._slices[k]
 
     def point(self, k, value, start):
@@ -682,6 +708,17 @@ def profile_table(est, level, parm=None, n_jobs=None):
                 ProfileWarning,
                 stacklevel=user_stacklevel(),
             )
+    far = [pmap.names[k] for k in idx if pmap.far_origin(k)]
+    if far:
+        warnings.warn(
+            f"the profiles of {far} describe the random effects where a slope variable is "
+            "zero, more than 10 SDs outside its data: the other parameters are then "
+            "optimised on the reported scale, nearly collinear there, and these limits are "
+            "unreliable. Centre the slope variable (or measure it from a meaningful origin) "
+            "to profile them; the other rows do not depend on the origin.",
+            ProfileWarning,
+            stacklevel=user_stacklevel(),
+        )
     table = table.iloc[idx]
     trace_df = pd.concat(traces, ignore_index=True) if traces else pd.DataFrame()
     return table, trace_df

@@ -158,6 +158,33 @@ def test_profile_does_not_depend_on_the_predictors_origin_or_units(model):
     if model == "poisson_slope":
         per_unit[-1] = units[1]  # the SD of the slope of t
     np.testing.assert_allclose(cis[2].to_numpy() * per_unit[:, None], base, rtol=1e-5, atol=1e-8)
+    if model == "poisson_slope":
+        # the intercept's SD and its correlation with the slope do not depend on t's
+        # units (only on its origin); they are profiled on the reported scale, each SD
+        # relative to its estimate (t's SD of 3e-4 in units of 1e3 beside 0.7)
+        rows = ["sd_(Intercept)|group", "cor_t.(Intercept)|group"]
+        m0 = _quiet_fit(make(), X, y, grp)
+        m2 = _quiet_fit(make(), X * units, y, grp)
+        c0, c2 = (m.confint(rows, method="profile").to_numpy() for m in (m0, m2))
+        np.testing.assert_allclose(c2, c0, rtol=1e-5, atol=1e-8)
+
+
+def test_profile_of_an_intercept_sd_at_a_far_origin_is_warned_about():
+    # the intercept's SD beside a slope is the SD where the slope variable is zero; far
+    # outside the data its profile is optimised on a nearly collinear scale
+    from sklearn_glmm.exceptions import ProfileWarning
+
+    X, grp, eta, rng = _origin_data()
+    y = rng.poisson(np.exp(eta))
+    rows = ["sd_(Intercept)|group", "sd_t|group"]
+    near = _quiet_fit(PoissonGLMM(random_effects="1 + t"), X, y, grp)
+    far = _quiet_fit(PoissonGLMM(random_effects="1 + t"), X + [0.0, 1e4], y, grp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProfileWarning)
+        near.confint(rows, method="profile")
+        far.confint(["sd_t|group"], method="profile")
+    with pytest.warns(ProfileWarning, match=r"\['sd_\(Intercept\)\|group'\].*Centre"):
+        far.confint(rows, method="profile")
 
 
 def test_profile_trace_crosses_cutoff_and_names_map_to_lme4():
