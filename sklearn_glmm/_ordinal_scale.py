@@ -14,10 +14,14 @@ exactly.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from ._design import fixed_term_text, parse_term
+from ._design import far_from_zero, fixed_term_text, parse_term
+from ._warn import user_stacklevel
 from ._zero_inflation import ZeroInflationDesign
+from .exceptions import IdentifiabilityWarning
 
 WHAT = "scale"
 
@@ -62,7 +66,9 @@ def scale_design(slopes, X: np.ndarray, feature_names) -> ZeroInflationDesign:
     (or a set of predictors adding up to a constant, such as every dummy of a
     factor): a constant scale is the model's overall scale, which the thresholds,
     coefficients and random-effect SDs already set, so its coefficient is not
-    identified.
+    identified. Warns (IdentifiabilityWarning) for a predictor whose mean is more than
+    10 SDs from zero: the model has no intercept, and such a column's zero is a
+    reference scale the other parameters may not be able to express.
     """
     names = list(feature_names)
     missing = [s for s in slopes if s not in names]
@@ -79,6 +85,19 @@ def scale_design(slopes, X: np.ndarray, feature_names) -> ZeroInflationDesign:
             "scale is the model's overall scale, which the thresholds, coefficients and "
             "random-effect SDs already set (clmm2 fixes the scale model's intercept at 0), "
             "so its coefficient is not identified. Remove them from scale."
+        )
+    far = [f"{n!r} (mean {m:.4g}, SD {sd:.4g})" for n, m, sd in far_from_zero(V, slopes)]
+    if far:
+        # exp(s' zeta) with no intercept: the predictors' zero is the reference scale
+        warnings.warn(
+            f"{WHAT} predictor(s) {', '.join(far)} far from zero: the scale model has no "
+            "intercept (clmm2 fixes it at 0), so a predictor's zero is the reference scale. "
+            "Shifting it by c is the same model with the thresholds, coefficients and "
+            "random-effect SDs multiplied by exp(zeta c); far from zero those can be too large "
+            "to represent, and the fit can stop far short of the optimum. Centre the column "
+            "(or measure it from a meaningful origin) for the scale model.",
+            IdentifiabilityWarning,
+            stacklevel=user_stacklevel(),
         )
     full = np.column_stack([np.ones(len(V)), V - V.mean(axis=0)])
     if np.linalg.matrix_rank(full) < full.shape[1]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._engine.model_data import lambda_matrices
 from ._results import internal_lambda
 
 # insight's tolerance for a variance component treated as zero (a singular fit)
@@ -110,9 +111,26 @@ def cholesky_diagonals(est) -> dict:
     return out
 
 
+def scaled_cholesky_diagonals(est) -> dict:
+    """Per factor, the diagonal of the Cholesky factor of the covariance of the random
+    effects of the fit's internal Z columns (slopes centred and scaled): lme4's
+    ``theta`` for predictors on that scale, and unlike it the same whatever the units
+    and origin of the predictors. A factor with a covariance structure (whose columns
+    are not scaled) has its diagonal in the user's units."""
+    res = est.fit_result_
+    lams = lambda_matrices(res.layout, res.theta)
+    user = cholesky_diagonals(est)
+    out = {}
+    for f, fl, L in zip(res.factors, res.layout.factors, lams):
+        out[f.name] = user[f.name] if fl.structure is not None else np.abs(np.diag(L))
+    return out
+
+
 def is_singular(est, tolerance: float = DEFAULT_TOLERANCE) -> bool:
-    """Any Cholesky diagonal of a random-effect covariance below ``tolerance``."""
-    return any(np.any(d < tolerance) for d in cholesky_diagonals(est).values())
+    """Any scaled Cholesky diagonal (:func:`scaled_cholesky_diagonals`) below
+    ``tolerance``: lme4's rule on the internal scale, so that the verdict does not
+    depend on the predictors' units or origin."""
+    return any(np.any(d < tolerance) for d in scaled_cholesky_diagonals(est).values())
 
 
 def _raw_z(est, k: int) -> np.ndarray:

@@ -80,6 +80,13 @@ def _delta(est, fun):
 
 def _prep(est, X, offset):
     check_is_fitted(est, "coef_")
+    if est.fit_result_.family.name == "ordinal":
+        # one mean per row on one link scale: an ordinal outcome has class probabilities
+        raise NotImplementedError(
+            "predict_interval, marginal_means and contrast are not available for "
+            "OrdinalGLMM: use predict_proba (without groups, population='marginal', the "
+            "population-averaged class probabilities) and confint for the parameters."
+        )
     Xa, groups_from_X = est._validate_X(X, reset=False)
     off = np.zeros(Xa.shape[0]) if offset is None else np.asarray(offset, dtype=float).ravel()
     if off.shape[0] != Xa.shape[0]:

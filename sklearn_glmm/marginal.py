@@ -240,6 +240,12 @@ def marginal_coefs(
     True
     """
     _check_model(model)
+    if model.fit_result_.family.name == "ordinal":
+        raise NotImplementedError(
+            "marginal_coefs is not available for OrdinalGLMM: it fits a mean model "
+            "g(E[Y]) = x'beta, which an ordinal outcome does not have; predict_proba(X) "
+            "without groups gives the population-averaged class probabilities."
+        )
     if se_method not in _SE_METHODS:
         raise ValueError(f"se_method must be one of {_SE_METHODS}, got {se_method!r}.")
     if not isinstance(n_draws, (int, np.integer)) or n_draws < 2:

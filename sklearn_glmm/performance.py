@@ -43,6 +43,7 @@ from ._performance_variance import (
     VarianceComponents,
     check_mixed,
     cholesky_diagonals,
+    scaled_cholesky_diagonals,
 )
 from ._performance_variance import variance_components as _components
 
@@ -316,8 +317,11 @@ def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
     """
     res = model.fit_result_
     fam = res.family
-    if fam.has_trials:
-        raise ValueError("Model must be a count model (PoissonGLMM or NegBinGLMM).")
+    if fam.has_trials or not hasattr(fam, "pmf"):  # binomial, ordinal
+        raise ValueError(
+            f"Model must be a count model (PoissonGLMM or NegBinGLMM), not "
+            f"{type(model).__name__} ({fam.sentence_name()})."
+        )
     y = np.asarray(res.train["y"], dtype=float)
     observed = int(np.sum(y == 0))
     eta = np.asarray(res.train["eta"], dtype=float)[:, None]
@@ -353,9 +357,14 @@ def check_singularity(model, tolerance: float = DEFAULT_TOLERANCE) -> CheckTable
     """Singular-fit check, as R's ``performance::check_singularity`` (lme4's rule).
 
     A fit is singular when a diagonal element of the Cholesky factor of a
-    random-effect covariance matrix (lme4's ``theta`` for a GLMM, in the
-    predictors' units) is below ``tolerance``: a variance of zero, or a term
-    perfectly correlated with the terms before it.
+    random-effect covariance matrix is below ``tolerance``: a variance of zero, or a
+    term perfectly correlated with the terms before it. The factor is that of the
+    random effects of the fit's internal columns (slopes centred and scaled:
+    ``Scaled_diagonal``), so that the verdict does not depend on the predictors'
+    units or origin; lme4's ``theta``, in the predictors' units, is listed beside it
+    (``Cholesky_diagonal``; the two agree for standardised predictors). performance
+    judges lme4's: a slope in large units (or far from zero) there makes a fit
+    singular, and ``icc`` and ``r2`` NaN, that is not.
 
     Parameters
     ----------
@@ -366,8 +375,8 @@ def check_singularity(model, tolerance: float = DEFAULT_TOLERANCE) -> CheckTable
     -------
     table : CheckTable
         One row per random-effect term: ``Group``, ``Term``, ``Variance``,
-        ``Cholesky_diagonal``, ``Singular``; ``detected`` is True for a
-        singular fit (what ``performance::check_singularity`` returns).
+        ``Cholesky_diagonal``, ``Scaled_diagonal``, ``Singular``; ``detected`` is True
+        for a singular fit (what ``performance::check_singularity`` returns).
 
     Examples
     --------
@@ -381,13 +390,13 @@ def check_singularity(model, tolerance: float = DEFAULT_TOLERANCE) -> CheckTable
     """
     check_mixed(model)
     rows = []
+    scaled = scaled_cholesky_diagonals(model)
     for name, diag in cholesky_diagonals(model).items():
         cov = model.random_effects_cov_[name]
         for k, term in enumerate(cov.index):
-            rows.append(
-                (name, term, float(cov.iloc[k, k]), float(diag[k]), bool(diag[k] < tolerance))
-            )
-    cols = ["Group", "Term", "Variance", "Cholesky_diagonal", "Singular"]
+            d = float(scaled[name][k])
+            rows.append((name, term, float(cov.iloc[k, k]), float(diag[k]), d, d < tolerance))
+    cols = ["Group", "Term", "Variance", "Cholesky_diagonal", "Scaled_diagonal", "Singular"]
     table = CheckTable(rows, columns=cols)
     detected = bool(table["Singular"].any())
     if detected:

@@ -810,14 +810,25 @@ def test_tools_that_do_not_apply_say_so():
 
     X, y, wine = _wine()
     m = _fit("wine_logit")
+    from sklearn_glmm import inference
+    from sklearn_glmm.marginal import marginal_coefs
+    from sklearn_glmm.performance import check_zeroinflation
+
     for call in (
         lambda: m.predict_interval(X),
         lambda: m.marginal_means(X),
         lambda: m.contrast(X, X),
         lambda: m.overdispersion(),
+        # the module's functions too (they returned NaN, or raised an unrelated error)
+        lambda: inference.predict_interval(m, X),
+        lambda: inference.marginal_means(m, X),
+        lambda: inference.contrast(m, X, X),
+        lambda: marginal_coefs(m),
     ):
         with pytest.raises(NotImplementedError, match="not available for OrdinalGLMM"):
             call()
+    with pytest.raises(ValueError, match="must be a count model.*OrdinalGLMM"):
+        check_zeroinflation(m)
     # a pickle without the training data predicts and summarises
     m2 = pickle.loads(pickle.dumps(m))
     np.testing.assert_allclose(

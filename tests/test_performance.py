@@ -234,7 +234,8 @@ def test_check_zeroinflation_verdicts():
 def test_check_singularity_matches_performance(name):
     out = P.check_singularity(fit(name))
     assert out.detected is REF[name]["singular"]
-    assert list(out.columns) == ["Group", "Term", "Variance", "Cholesky_diagonal", "Singular"]
+    cols = ["Group", "Term", "Variance", "Cholesky_diagonal", "Scaled_diagonal", "Singular"]
+    assert list(out.columns) == cols
 
 
 def test_check_singularity_table():
@@ -245,6 +246,35 @@ def test_check_singularity_table():
     np.testing.assert_allclose(out["Cholesky_diagonal"], np.diag(L), rtol=1e-8)
     assert "No singular fit detected." in repr(out)
     assert "Singular fit" in repr(P.check_singularity(fit("singular_bin")))
+
+
+def test_singularity_verdict_and_variance_components_do_not_depend_on_units():
+    # lme4's theta is in the predictors' units: a slope in large units (or far from
+    # zero) has a tiny Cholesky diagonal there, which performance's rule calls singular
+    # (ICC and R2 then NaN); the verdict reads the internal, scaled factor instead
+    rng = np.random.default_rng(0)
+    n, G = 400, 30
+    g = rng.integers(0, G, n)
+    x0, x1 = rng.normal(size=n), rng.normal(size=n) * 2 + 1
+    b0, b1 = rng.normal(0, 0.7, G), rng.normal(0, 0.3, G)
+    y = rng.poisson(np.exp(-0.3 + 0.3 * x0 + (0.2 + 0.5 * b1[g]) * x1 + b0[g]))
+    out = []
+    for x in (x1, x1 * 1e5, x1 + 1e6):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m = PoissonGLMM(random_effects="1 + x1").fit(
+                pd.DataFrame({"x0": x0, "x1": x}), y, groups=g
+            )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out.append((P.check_singularity(m), P.icc(m), P.r2(m)))
+        assert not [w for w in caught if "singular" in str(w.message).lower()]
+    for chk, icc, r2 in out:
+        assert not chk.detected
+        np.testing.assert_allclose(chk["Scaled_diagonal"], out[0][0]["Scaled_diagonal"], rtol=1e-5)
+        np.testing.assert_allclose(icc.to_numpy(), out[0][1].to_numpy(), rtol=1e-5)
+        np.testing.assert_allclose(r2.to_numpy(), out[0][2].to_numpy(), rtol=1e-5)
+    assert out[1][0]["Cholesky_diagonal"].iloc[1] < 1e-5  # lme4's theta in those units
 
 
 # ---------------------------------------------------------------------------
