@@ -466,16 +466,15 @@ _LARGE_LOGIT_SD = 5.0
 
 
 def _check_group_separation(est, data):
-    """Warn when a large binomial random-intercept variance rests on separated groups.
+    """Warn when a large random-intercept variance rests on separated groups.
 
-    A group whose outcomes are all 0 (or all successes) has a conditional mode that
-    runs towards infinity with the variance; with several such groups the variance
-    estimate grows without the data supporting it (lme4 reports the same large
-    value, silently). The warning names the groups.
+    A group whose outcomes are all 0 (or all successes; an ordinal group's all in the
+    lowest or all in the highest class: ``Family.separated_levels``) has a conditional
+    mode that runs towards infinity with the variance; with several such groups the
+    variance estimate grows without the data supporting it (lme4 and ordinal::clmm
+    report the same large value, silently). The warning names the groups.
     """
     fam = est.fit_result_.family
-    if not fam.has_trials:
-        return
     use = data.weights > 0
     for f, fa in zip(est.fit_result_.factors, est.fit_result_.arrays.factors):
         if not f.term.intercept:
@@ -483,17 +482,15 @@ def _check_group_separation(est, data):
         sd = float(np.sqrt(max(fa.cov[0, 0], 0.0)))
         if sd <= _LARGE_LOGIT_SD:
             continue
-        succ = np.bincount(f.codes[use], data.y[use], minlength=f.n_levels)
-        tot = np.bincount(f.codes[use], data.trials[use], minlength=f.n_levels)
-        sep = (tot > 0) & ((succ <= 0) | (succ >= tot))
-        if not sep.any():
+        sep = fam.separated_levels(data.y, data.trials, f.codes, f.n_levels, use)
+        if sep is None or not sep.any():
             continue
         labels = [str(v) for v in f.levels[sep][:10]]
         more = f" and {int(sep.sum()) - 10} more" if sep.sum() > 10 else ""
         warnings.warn(
             f"the random-intercept SD of grouping factor {f.name!r} is {sd:.3g} on the "
             f"{fam.link.scale_name} scale, and {int(sep.sum())} of its {f.n_levels} groups "
-            f"have all outcomes 0 or all 1 (group-level separation): {labels}{more}. Their "
+            f"have {fam.separated_outcomes} (group-level separation): {labels}{more}. Their "
             "effects are not identified by the data, and the variance estimate is driven by "
             "them; consider fewer random effects, pooling those groups, or a Bayesian prior "
             "on the variance.",

@@ -107,6 +107,20 @@ class Family:
     def default_extra(self) -> np.ndarray:
         return np.array([b.start for b in self.blocks], dtype=float)
 
+    # what a separated level's outcomes are, in words (see ``separated_levels``)
+    separated_outcomes = "all outcomes 0 or all 1"
+
+    def separated_levels(self, y, trials, codes, n_levels, use):
+        """Per level, whether its outcomes (rows ``use``) sit at one end of what the
+        family can observe, where its conditional mode runs off with the variance: for
+        successes out of trials, all 0 or all successes; None for a family without
+        such ends (counts)."""
+        if not self.has_trials:
+            return None
+        succ = np.bincount(codes[use], y[use], minlength=n_levels)
+        tot = np.bincount(codes[use], trials[use], minlength=n_levels)
+        return (tot > 0) & ((succ <= 0) | (succ >= tot))
+
     def eta_shift(self):
         """Per block, ``d`` with the same likelihood at ``eta + c`` and the blocks'
         values plus ``c d``; None when no block absorbs a shift of ``eta`` (a design

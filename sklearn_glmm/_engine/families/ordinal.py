@@ -156,6 +156,15 @@ class CumulativeLink(Family):
             )
         return np.array([float(v) for v in extra[:E]]), np.asarray(extra[E], dtype=float)
 
+    separated_outcomes = "all outcomes in the lowest class or all in the highest"
+
+    def separated_levels(self, y, trials, codes, n_levels, use):
+        c = codes[use]
+        tot = np.bincount(c, minlength=n_levels)
+        low = np.bincount(c, y[use] <= 0, minlength=n_levels)
+        high = np.bincount(c, y[use] >= self.n_classes - 1, minlength=n_levels)
+        return (tot > 0) & ((low >= tot) | (high >= tot))
+
     def eta_shift(self):
         """The threshold parameters ``d`` with ``J d = 1``: ``P(Y <= j) = F(alpha_j -
         eta)`` is unchanged when ``eta`` and every threshold move together (the
