@@ -10,7 +10,8 @@ Replicates are refitted in fixed groups of :data:`_BOOT_CHUNK` (:func:`refit_man
 where :func:`~sklearn_glmm._engine.batched.can_batch` allows, each keeps its own
 optimiser and their evaluations are computed together
 (:mod:`sklearn_glmm._engine.batched`). Every refit is gradient-checked where its
-optimiser stopped (:func:`_fit_and_check`); one that fails is a NaN row.
+optimiser stopped (:func:`_fit_and_check`); one that fails is resumed once, rescaled,
+and one that fails again is a NaN row.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from sklearn.utils import check_random_state
 from ._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
 from ._engine.converge import GRAD_TOL, at_bound
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
-from ._engine.optimize import fit_objective, projected_gradient, single_threaded_blas
+from ._engine.optimize import (
+    _laplace_stage,
+    fit_objective,
+    projected_gradient,
+    single_threaded_blas,
+)
 from ._progress import Progress
 from ._state import carrying_data
 
@@ -100,12 +106,30 @@ def _fit_and_check(est, obj, setup):
     res, bounds, diag_idx, H = setup
     x, record = fit_objective(obj, res.params.copy(), bounds, est.max_iter, est.tol, diag_idx)
     if record.converged and np.all(np.isfinite(x)):
-        with np.errstate(all="ignore"):
-            val, g = obj.value_and_grad(x)
-        record.max_grad, record.max_scaled_grad = _gradient_sizes(g, H, x, bounds)
-        record.gradient_ok = bool(record.max_scaled_grad <= GRAD_TOL)
-        record.converged = bool(record.gradient_ok and np.isfinite(val))
+        _check_gradient(obj, x, record, H, bounds)
+        if not record.gradient_ok and np.isfinite(record.objective):
+            # as a fit's checks do (converge.rescaled_restart): resumed with every
+            # parameter scaled by its curvature there, the family's too (L-BFGS-B stops
+            # on the relative change of the objective, short of the optimum on a ridge)
+            with np.errstate(all="ignore"):
+                r = _laplace_stage(
+                    obj, x, bounds, est.max_iter, est.tol, diag_idx, scale_extras=True
+                )
+            record.stages.append(("rescaled restart", float(r.fun), int(r.nit), str(r.message)))
+            if r.fun < record.objective and np.all(np.isfinite(r.x)):
+                x, record.objective = r.x, float(r.fun)
+                record.converged = r.nit < est.max_iter
+                _check_gradient(obj, x, record, H, bounds)
     return x, record
+
+
+def _check_gradient(obj, x, record, H, bounds):
+    """The gradient check of :func:`_fit_and_check` at ``x`` (record updated)."""
+    with np.errstate(all="ignore"):
+        val, g = obj.value_and_grad(x)
+    record.max_grad, record.max_scaled_grad = _gradient_sizes(g, H, x, bounds)
+    record.gradient_ok = bool(record.max_scaled_grad <= GRAD_TOL)
+    record.converged = bool(record.converged and record.gradient_ok and np.isfinite(val))
 
 
 def _gradient_sizes(g, H, x, bounds) -> tuple[float, float]:

@@ -232,10 +232,45 @@ def test_a_refit_stopped_away_from_its_optimum_is_not_converged(monkeypatch):
         rec.objective = obj.evaluate(x)
         return x, rec
 
-    monkeypatch.setattr(sim, "fit_objective", stops_early)
     y = simulate_response(est, 1, np.random.default_rng(9))[:, 0]
+    x_true, rec_true = refit(est, y)
+    monkeypatch.setattr(sim, "fit_objective", stops_early)
+    # the check catches it, and the refit is resumed (rescaled) to the optimum
+    x, rec = refit(est, y)
+    assert rec.stages[-1][0] == "rescaled restart" and rec.converged
+    np.testing.assert_allclose(x, x_true, atol=1e-3)
+    # when the resumed run cannot move either, the refit is not converged
+    monkeypatch.setattr(
+        sim,
+        "_laplace_stage",
+        lambda obj, x, *a, **k: type("R", (), dict(fun=np.inf, x=x, nit=0, message=""))(),
+    )
     x, rec = refit(est, y)
     assert not rec.converged and not rec.gradient_ok
     assert rec.max_scaled_grad > 0.002
     reps, ok = bootstrap_params(est, 4, random_state=0)
     assert not ok.any() and np.all(np.isnan(reps))
+
+
+def test_a_refit_short_of_the_optimum_is_resumed_rescaled():
+    # NB fitted to Poisson data: theta on a flat ridge towards its bound. L-BFGS-B stops
+    # on the relative change of the objective; one replicate ended with a scaled gradient
+    # above the check's tolerance and was dropped from the bootstrap. It is now resumed
+    # with every parameter scaled by its curvature (as a fit's checks do) and converges
+    # at the full fit's log-likelihood.
+    import warnings
+
+    from reference import case_data, make_estimator
+
+    spec, X, y, groups, kw = case_data("nb_on_poisson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = make_estimator(spec).fit(X, y, groups=groups, **kw)
+    y35 = simulate_response(est, 1, np.random.default_rng(35))[:, 0]
+    x, record = refit(est, y35)
+    assert [s[0] for s in record.stages][-1] == "rescaled restart"
+    assert record.converged
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = make_estimator(spec).fit(X, y35, groups=groups, **kw)
+    assert -0.5 * record.objective == pytest.approx(full.loglik_, abs=1e-6)
