@@ -431,11 +431,16 @@ class _Slice:
         # SD near 1 beside a slope's of 1e-4 in the slope's units); internal SDs and
         # correlations are of order 1 already
         self.tscale = np.ones(len(self.theta))
+        # an SD counts as zero below 1e-4 on the internal scale (unit_sd: one internal
+        # unit in the reported ones, where the SD is one term's)
+        self.unit_sd = np.ones(len(self.theta))
         if not self.internal:
             phi_hat = pmap.theta_phi(x_hat)
             for j, i in enumerate(self.theta):
-                if pmap.kinds[i] == "sd" and phi_hat[j] > 0:
-                    self.tscale[j] = phi_hat[j]
+                if pmap.kinds[i] == "sd":
+                    self.unit_sd[j] = pmap.internal_factor(i) or 1.0
+                    zero = phi_hat[j] < 1e-4 * self.unit_sd[j]
+                    self.tscale[j] = 0.05 * self.unit_sd[j] if zero else phi_hat[j]
 
     # -- u: the optimiser's vector ------------------------------------------------
     def start(self, x, value):
@@ -465,8 +470,8 @@ class _Slice:
             if i == k:
                 lo = hi = phi_t[j] = value / self.factor if self.internal else value
             # F is even in a standard deviation: an optimiser at exactly 0 cannot leave it
-            elif pm.kinds[i] == "sd" and phi_t[j] < 1e-4:
-                phi_t[j] = 0.05
+            elif pm.kinds[i] == "sd" and phi_t[j] < 1e-4 * self.unit_sd[j]:
+                phi_t[j] = 0.05 * self.unit_sd[j]
             lo_, hi_ = -np.inf if lo is None else lo, np.inf if hi is None else hi
             phi_t[j] = np.clip(phi_t[j], lo_, hi_)
             sc = self.tscale[j]
@@ -495,6 +500,33 @@ class _Slice:
             return None
         x[self.theta] = xt
         return x
+
+    def jacobian(self, u) -> np.ndarray:
+        """``dx/du`` at ``u`` (exact for the linear parts)."""
+        zf, xb, phi_t = self.split(u)
+        pm = self.pmap
+        M = np.zeros((pm.n, len(u)))
+        lin_free = self.lin[self.free]
+        nf, nb = len(zf), len(xb)
+        M[lin_free, :nf] = self.Q if self.g is not None else np.eye(nf)
+        M[self.lin[self.boxed], nf : nf + nb] = np.eye(nb)
+        D = pm.theta_jacobian(phi_t, self.internal) * self.tscale
+        M[np.ix_(self.theta, np.arange(nf + nb, len(u)))] = D
+        return M
+
+    def preconditioner(self, u, H):
+        """sqrt of the curvature of ``F`` along each entry of ``u``, from the fit's
+        Hessian ``H`` (``dx/du' H dx/du``): L-BFGS-B's first steps then have the right
+        length (a unit step in the thresholds' direction can put them out of order,
+        where the objective is infinite and the line search gives up). None where
+        ``H`` is not finite or a curvature is not positive."""
+        if H is None or not np.all(np.isfinite(H)):
+            return None
+        M = self.jacobian(u)
+        c = np.einsum("ij,ik,kj->j", M, H, M)
+        if not np.all(np.isfinite(c)) or np.any(c <= 0):
+            return None
+        return np.sqrt(c)
 
     def gradient(self, u, gx):
         """``dF/du`` from ``dF/dx``."""
@@ -527,6 +559,7 @@ class Profiler:
         self.obj.u = self.u_keep.copy()
         self.F_hat = float(self.obj.evaluate(self.x_hat))
         self.lower_found = None  # (parameter, deviance) if profiling found a better fit
+        self.hessian = getattr(est.fit_result_, "hessian", None)
         self._slices = {}
 
     def restore(self):
@@ -544,6 +577,7 @@ class Profiler:
         u0, bounds = sl.start(np.asarray(start, dtype=float), value)
         if sl.to_x(u0, value) is None:
             u0, bounds = sl.start(self.x_hat, value)
+        scale = sl.preconditioner(u0, self.hessian)
 
         def fun(u):
             x = sl.to_x(u, value)
@@ -557,12 +591,12 @@ class Profiler:
 
         # a trial point whose likelihood overflows is worth +inf, not a message
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol)
+            res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol, scale)
             if not np.isfinite(res.fun):
                 # restart from the estimate when the warm start led into trouble
                 self.obj.u = self.u_keep.copy()
                 u0, bounds = sl.start(self.x_hat, value)
-                res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol)
+                res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol, scale)
         x = sl.to_x(res.x, value)
         return float(res.fun), (self.x_hat if x is None else x)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from ordinal_data import wine as _wine
+from scipy import stats
 from sklearn import set_config
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -441,7 +442,9 @@ def test_profile_and_bootstrap_do_not_depend_on_the_predictors_origin():
     assert t1["estimate"].iloc[0] == pytest.approx(
         t0["estimate"].iloc[0] + shift @ base.coef_, rel=1e-7
     )
-    assert t1["upper"].iloc[0] - t1["lower"].iloc[0] > 0.0
+    # (its interval is wider there: the threshold at X = 0, far from the data, carries the
+    # coefficients' uncertainty times the shift)
+    assert t1["upper"].iloc[0] - t1["lower"].iloc[0] > t0["upper"].iloc[0] - t0["lower"].iloc[0]
     with warnings.catch_warnings():
         # every refit converges (a fifth of them once stopped at the start: its first
         # step put the thresholds out of order, see test_refits_whose_first_step...)
@@ -449,6 +452,42 @@ def test_profile_and_bootstrap_do_not_depend_on_the_predictors_origin():
         b0 = base.confint(rows, method="bootstrap", n_boot=20, random_state=0)
         b1 = moved.confint(rows, method="bootstrap", n_boot=20, random_state=0)
     np.testing.assert_allclose(b1.to_numpy(), b0.to_numpy(), rtol=1e-4)
+
+
+def test_threshold_profile_limits_are_where_the_deviance_reaches_the_cutoff():
+    # a threshold's profile once stopped short (its upper limit -0.29 for -0.18): the
+    # first step of unit length of each profile point's L-BFGS-B put the thresholds out
+    # of order, where the objective is infinite, and the line search gave up; the runs
+    # are preconditioned by the fit's curvature now
+    from scipy import optimize
+
+    from sklearn_glmm._profile import ParamMap
+
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(30), 14)[:400]
+    x = rng.normal(size=400)
+    lat = 0.2 + 0.5 * x + rng.normal(0, 0.7, 30)[g] + rng.logistic(size=400)
+    m = OrdinalGLMM().fit(x[:, None], np.digitize(lat, [-0.5, 0.5, 1.5]), groups=g)
+    ci = m.confint(["0|1"], method="profile")
+    pm = ParamMap(m)
+    obj, x_hat = m.fit_result_.objective, m.fit_result_.params
+    F_hat, k = obj.evaluate(x_hat), pm.names.index("0|1")
+    phi_hat = pm.to_phi(x_hat)
+    others = [j for j in range(pm.n) if j != k]
+    for limit in ci[["lower", "upper"]].to_numpy()[0]:
+        # the deviance minimised over the other parameters by Nelder-Mead (an
+        # independent search, on the reported scale) is the cutoff there
+
+        def F(v, limit=limit):
+            phi = phi_hat.copy()
+            phi[k], phi[others] = limit, v
+            x = pm.to_x(phi)
+            return np.inf if x is None else obj.evaluate(x)
+
+        best = optimize.minimize(
+            F, phi_hat[others], method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-9}
+        )
+        assert best.fun - F_hat == pytest.approx(stats.chi2.ppf(0.95, 1), abs=0.02)
 
 
 def test_refits_whose_first_step_crosses_the_thresholds_converge():
