@@ -117,7 +117,7 @@ def _fit_and_check(est, obj, setup):
                 )
             record.stages.append(("rescaled restart", float(r.fun), int(r.nit), str(r.message)))
             if r.fun < record.objective and np.all(np.isfinite(r.x)):
-                x, record.objective = r.x, float(r.fun)
+                x, record.objective, record.final = r.x, float(r.fun), r.x
                 record.converged = r.nit < est.max_iter
                 _check_gradient(obj, x, record, H, bounds)
     return x, record
