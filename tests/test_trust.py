@@ -624,6 +624,32 @@ def test_mean_over_a_normal_linear_predictor_at_any_sd(link, sd):
         assert g == pytest.approx(ref, abs=1e-8)
 
 
+@pytest.mark.parametrize("sd", [1e3, 1e5, 1e8])
+def test_mean_over_a_normal_with_a_huge_sd_has_bounded_nodes(sd):
+    # an SD of 1e8 on the link scale (a random slope on a column near 3e7) asked for 7e9
+    # trapezoid nodes: a MemoryError in predict_proba. The nodes are capped; the rule's
+    # error is then at most half a node's weight (2e-5 in a probability at 1e8)
+    from scipy import integrate
+
+    from sklearn_glmm._engine.families import make_family
+    from sklearn_glmm._engine.families.base import _MAX_NODES, normal_rule
+
+    assert len(normal_rule(sd)[0]) <= _MAX_NODES + 1
+    fam = make_family("binomial", link="logit")
+    eta = np.array([3.0, -77.7, 0.3 * sd])
+    got = fam.mean_over_normal(eta, np.full(3, sd * sd))
+    for m, g in zip(eta, got):
+
+        def f(t, m=m):
+            return fam.mean(np.array([m + sd * t]))[0] * np.exp(-t * t / 2) / np.sqrt(2 * np.pi)
+
+        # the step of the inverse link at -m / sd, integrated apart from the tails
+        c, wide = -m / sd, 50.0 / sd
+        parts = ((-12.0, c - wide), (c - wide, c + wide), (c + wide, 12.0))
+        ref = sum(integrate.quad(f, a, b, limit=2000, epsabs=1e-15)[0] for a, b in parts)
+        assert g == pytest.approx(ref, abs=1e-8 if sd < 2.8e3 else 2e-5)
+
+
 def _penalised_density_on_grid(obj, level, grid):
     """Level ``level``'s penalised log-density at each value of its spherical random
     effect in ``grid``, from the family's ``loglik`` alone (not its derivatives)."""

@@ -236,10 +236,14 @@ def normal_rule(top_sd: float) -> tuple[np.ndarray, np.ndarray]:
     of ``eta + sd z`` over the standard normal ``z`` for every SD up to ``top_sd``
     (see :meth:`Family.mean_over_normal`): 32-node Gauss-Hermite up to
     ``_GH_MAX_SD``, beyond it the trapezoidal rule with nodes ``_NODE_SPACING`` apart
-    on the link scale over +-``_Z_RANGE`` standard deviations."""
+    on the link scale over +-``_Z_RANGE`` standard deviations, at most
+    ``_MAX_NODES`` of them: for an SD above 2.8e3 on the link scale, where the inverse
+    link is a step against the normal's spread, the nodes are then further apart and
+    the rule errs by up to half a node's weight (4e-6 in a probability at an SD of 1e5,
+    2e-5 at 1e8)."""
     if top_sd <= _GH_MAX_SD:
         return _GH_Z, _GH_W
-    h = _NODE_SPACING / top_sd
+    h = max(_NODE_SPACING / top_sd, 2.0 * _Z_RANGE / _MAX_NODES)
     k = int(np.ceil(_Z_RANGE / h))
     z = np.arange(-k, k + 1) * h
     w = np.exp(-0.5 * z * z)
@@ -265,6 +269,9 @@ def on_upper_bound(log_value, upper, limit, below):
 _GH_MAX_SD = 1.5
 _NODE_SPACING = 0.25  # on the link scale: resolves the inverse link's curvature
 _Z_RANGE = 9.0  # standard normal mass beyond +-9: 2e-19
+# the trapezoidal rule's nodes at most (an SD of 1e8 once asked for 7e9 of them: a
+# MemoryError in predict_proba)
+_MAX_NODES = 200_000
 _NODE_CELLS = 2_000_000  # rows x nodes evaluated at once
 
 
