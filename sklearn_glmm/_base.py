@@ -561,7 +561,8 @@ class _BaseGLMM(BaseEstimator):
                     f"{len(res.factor_order)}: {res.factor_order}."
                 )
             by_name = dict(zip(res.factor_order, cols))
-        for f in res.factors:
+        lams = res.internal_lambdas() if population == "marginal" else None
+        for k, f in enumerate(res.factors):
             S = self.random_effects_cov_[f.name].to_numpy()
             # ar1 and ou at a new time: Z b is the conditional mean there, v_new the rest
             Z, v_new = prediction_design(f, Xa, S)
@@ -573,7 +574,14 @@ class _BaseGLMM(BaseEstimator):
             B = self.ranef_[f.name].to_numpy()
             eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])
             if population == "marginal":
-                var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
+                if f.structure is None:
+                    # z'Sz as |z'T L|^2 with the internal factor L (S = T L L'T'): z'T are
+                    # the internal, centred columns, so a slope variable far from zero
+                    # does not make z'Sz the difference of huge terms (1e-4 lost at 1e7)
+                    ZT = Z[~known] @ res.z_maps[k]
+                    var[~known] += np.sum((ZT @ lams[k]) ** 2, axis=1)
+                else:
+                    var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
                 var += v_new
         # z'Sz >= 0; rounding can leave -1e-17 when S is singular
         return eta, np.maximum(var, 0.0)

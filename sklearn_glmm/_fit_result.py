@@ -245,6 +245,13 @@ class FitResult:
             cols.insert(0, np.ones(Xa.shape[0]))
         return np.column_stack(cols) if cols else np.zeros((Xa.shape[0], 0))
 
+    def internal_lambdas(self, params=None) -> list:
+        """Each factor's ``Lambda`` of its internal (centred and scaled) Z columns at
+        ``params`` (default: the fit): ``b = T Lambda u`` with ``T`` its ``z_maps``."""
+        x = self.params if params is None else params
+        p, T = self.layout.n_beta, self.layout.n_theta
+        return lambda_matrices(self.layout, x[p : p + T])
+
     def random_lambdas(self, params=None) -> list:
         """Each factor's ``Lambda`` in the user's units at ``params`` (default: the fit)."""
         if not self.factors:
@@ -294,9 +301,11 @@ class FitResult:
         eta = self.fixed_design(Xa) @ (self.beta_jacobian() @ x[: self.layout.n_beta]) + offset
         var = np.zeros(len(eta))
         if population == "marginal":
-            for f, Lo in zip(self.factors, self.random_lambdas(x)):
-                Z = f.z_matrix(Xa)
-                var += np.einsum("nq,qr,nr->n", Z, Lo @ Lo.T, Z)
+            # |z'T L|^2 with the internal factor L: z'T are the internal, centred columns
+            # (z'Sz in the user's units is a difference of huge terms for a slope
+            # variable far from zero)
+            for f, T, L in zip(self.factors, self.z_maps, self.internal_lambdas(x)):
+                var += np.sum((f.z_matrix(Xa) @ T @ L) ** 2, axis=1)
         return eta, var
 
     def population_means(self, Xa: np.ndarray, params=None, offset=0.0, population="marginal"):

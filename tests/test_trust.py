@@ -843,3 +843,24 @@ def test_fuzz_data_set_with_an_infinite_start_fits_from_the_shrunk_start():
     stages = m.fit_record_.stages
     assert stages[0][0] == "laplace" and np.isfinite(stages[0][1])
     assert m.converged_
+
+
+def test_population_prediction_of_a_random_slope_far_from_zero():
+    # a new group's linear predictor has variance z'Sz; with z = [1, x] and x near 1e7
+    # that was the difference of terms of 1e12, and a probability moved by 1e-4. It is
+    # formed from the internal, centred columns now.
+    from sklearn_glmm import BinomialGLMM
+
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(40), 12)
+    x = rng.normal(size=len(g))
+    eta = 0.3 + 0.8 * x + rng.normal(0, 0.8, 40)[g] + rng.normal(0, 0.5, 40)[g] * x
+    y = rng.binomial(1, 1.0 / (1.0 + np.exp(-eta)))
+    probs = []
+    for shift in (0.0, 1e7):
+        X = pd.DataFrame({"x": x + shift})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = BinomialGLMM(random_effects="1 + x").fit(X, y, groups=g)
+        probs.append(m.predict_proba(X.iloc[:50])[:, 1])
+    np.testing.assert_allclose(probs[1], probs[0], atol=1e-7)
