@@ -574,12 +574,8 @@ class _BaseGLMM(BaseEstimator):
             B = self.ranef_[f.name].to_numpy()
             eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])
             if population == "marginal":
-                if f.structure is None:
-                    # z'Sz as |z'T L|^2 with the internal factor L (S = T L L'T'): z'T are
-                    # the internal, centred columns, so a slope variable far from zero
-                    # does not make z'Sz the difference of huge terms (1e-4 lost at 1e7)
-                    ZT = Z[~known] @ res.z_maps[k]
-                    var[~known] += np.sum((ZT @ lams[k]) ** 2, axis=1)
+                if f.structure is None:  # (ar1 and ou: Z and S of the new times)
+                    var[~known] += res.z_variance(k, Z[~known], lams[k])
                 else:
                     var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
                 var += v_new

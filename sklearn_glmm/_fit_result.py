@@ -256,10 +256,14 @@ class FitResult:
         """Each factor's ``Lambda`` in the user's units at ``params`` (default: the fit)."""
         if not self.factors:
             return []
-        x = self.params if params is None else params
-        p, T = self.layout.n_beta, self.layout.n_theta
-        lams = lambda_matrices(self.layout, x[p : p + T])
-        return [original_lambda(Tf, L) for Tf, L in zip(self.z_maps, lams)]
+        return [original_lambda(Tf, L) for Tf, L in zip(self.z_maps, self.internal_lambdas(params))]
+
+    def z_variance(self, k: int, Z: np.ndarray, L: np.ndarray) -> np.ndarray:
+        """``z'Sz`` of factor ``k`` for rows ``Z`` (its columns in the user's units), as
+        ``|z'T L|^2`` with its internal factor ``L`` (``S = T L L'T'``): ``z'T`` are the
+        internal, centred columns, so a slope variable far from zero does not make it the
+        difference of huge terms (a probability moved by 1e-4 at a shift of 1e7)."""
+        return np.sum((Z @ self.z_maps[k] @ L) ** 2, axis=1)
 
     def block_values(self, Xa: np.ndarray, coefs=None):
         """The family's values of its blocks for rows ``Xa`` at internal coefficients
@@ -301,11 +305,8 @@ class FitResult:
         eta = self.fixed_design(Xa) @ (self.beta_jacobian() @ x[: self.layout.n_beta]) + offset
         var = np.zeros(len(eta))
         if population == "marginal":
-            # |z'T L|^2 with the internal factor L: z'T are the internal, centred columns
-            # (z'Sz in the user's units is a difference of huge terms for a slope
-            # variable far from zero)
-            for f, T, L in zip(self.factors, self.z_maps, self.internal_lambdas(x)):
-                var += np.sum((f.z_matrix(Xa) @ T @ L) ** 2, axis=1)
+            for k, (f, L) in enumerate(zip(self.factors, self.internal_lambdas(x))):
+                var += self.z_variance(k, f.z_matrix(Xa), L)
         return eta, var
 
     def population_means(self, Xa: np.ndarray, params=None, offset=0.0, population="marginal"):

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._engine.model_data import lambda_matrices
 from ._results import internal_lambda
 
 # insight's tolerance for a variance component treated as zero (a singular fit)
@@ -118,7 +117,7 @@ def scaled_cholesky_diagonals(est) -> dict:
     and origin of the predictors. A factor with a covariance structure (whose columns
     are not scaled) has its diagonal in the user's units."""
     res = est.fit_result_
-    lams = lambda_matrices(res.layout, res.theta)
+    lams = res.internal_lambdas()
     user = cholesky_diagonals(est)
     out = {}
     for f, fl, L in zip(res.factors, res.layout.factors, lams):
