@@ -38,7 +38,7 @@ def _likert(n_people, waves, seed):
     treat = (g % 2).astype(float)
     eta = 0.3 * time_ + 0.8 * treat * time_ / waves + rng.normal(scale=1.0, size=n_people)[g]
     fam = make_family("ordinal", n_classes=5)
-    y = fam.sample_from_eta(eta, np.array([-1.0, 0.5, 2.0, 3.5]), rng).astype(int)
+    y = fam.sample_eta(eta, None, np.array([-1.0, 0.5, 2.0, 3.5]), rng).astype(int)
     return pd.DataFrame({"y": y + 1, "time": time_, "treat": treat, "g": g})
 
 
