@@ -536,6 +536,26 @@ def _scale_only_frame(X, only) -> pd.DataFrame:
     return frame
 
 
+def _centred(X) -> np.ndarray:
+    """Columns of ``X`` centred and scaled to unit standard deviation, for the rank check
+    with a constant: the check then does not depend on where a column's zero is (on the
+    raw ``[1, X]`` a column of SD 1 shifted by 3e7 is within the relative tolerance of a
+    constant). A column whose spread is rounding-level against its size (a constant
+    whose mean is off by an ulp) is zero."""
+    Xc = X - X.mean(axis=0)
+    spread = np.sqrt(np.mean(Xc * Xc, axis=0))
+    size = np.max(np.abs(X), axis=0)
+    live = spread > _ROUNDING_SPREAD * size
+    Xc[:, ~live] = 0.0
+    Xc[:, live] /= spread[live]
+    return Xc
+
+
+# a column's standard deviation at most this share of its largest magnitude is rounding
+# (about a thousand units in the last place of float64)
+_ROUNDING_SPREAD = 1e3 * np.finfo(float).eps
+
+
 def _drop_constant_columns(X, names):
     """``X`` with columns aliased with a constant set to 0 (then dropped as aliased).
 
@@ -545,7 +565,9 @@ def _drop_constant_columns(X, names):
     """
     if X.shape[1] == 0 or X.shape[0] == 0:
         return X
-    const = [k - 1 for k in aliased_columns(np.column_stack([np.ones(len(X)), X])) if k > 0]
+    const = [
+        k - 1 for k in aliased_columns(np.column_stack([np.ones(len(X)), _centred(X)])) if k > 0
+    ]
     if not const:
         return X
     warnings.warn(

@@ -267,6 +267,34 @@ def test_constant_column_is_dropped_with_a_clear_warning():
     assert m.loglik_ == pytest.approx(_fit("wine_logit").loglik_, abs=1e-6)
 
 
+@pytest.mark.parametrize("shift", [3e7, 1e8])
+def test_a_predictor_far_from_zero_is_not_taken_for_a_constant(shift):
+    # the check for columns aliased with a constant reads centred columns: on the raw
+    # [1, X] a dummy shifted by 3e7 is within the rank check's relative tolerance of a
+    # constant, and was dropped with a RankDeficiencyWarning
+    X, y, wine = _wine()
+    col = X.columns[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RankDeficiencyWarning)
+        m = OrdinalGLMM().fit(X.assign(**{col: X[col] + shift}), y, groups=wine["judge"])
+    ref = _fit("wine_logit")
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
+    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:fixed-effect model matrix is rank deficient")
+@pytest.mark.parametrize("value", [3e7, 0.1 * 3 / 3, 1e-12])
+def test_a_constant_far_from_zero_or_tiny_is_still_dropped(value):
+    X, y, wine = _wine()
+    # (0.1 * 3 / 3's mean is off by an ulp: the centred column is rounding, not data)
+    Xc = X.assign(const=np.full(len(X), value), tiny=np.full(len(X), 0.1))
+    with pytest.warns(RankDeficiencyWarning, match="thresholds play its role"):
+        m = OrdinalGLMM().fit(Xc, y, groups=wine["judge"])
+    assert np.isnan(m.fixed_effects_.loc["const", "estimate"])
+    assert np.isnan(m.fixed_effects_.loc["tiny", "estimate"])
+    assert m.loglik_ == pytest.approx(_fit("wine_logit").loglik_, abs=1e-6)
+
+
 def test_bad_input_is_a_clear_error():
     X, y, wine = _wine()
     with pytest.raises(ValueError, match="3 or more classes"):
