@@ -295,6 +295,42 @@ def test_a_constant_far_from_zero_or_tiny_is_still_dropped(value):
     assert m.loglik_ == pytest.approx(_fit("wine_logit").loglik_, abs=1e-6)
 
 
+def test_remembered_partials_follow_their_inputs():
+    # the family remembers its last partial derivatives (the engine asks for the
+    # derivatives in eta and in the thresholds at one point in turn): a changed input,
+    # even the same array changed in place, or a caller writing to a result, never
+    # returns stale values
+    import pickle
+
+    fam = make_family("ordinal", n_classes=5)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 50)
+    eta, a = rng.normal(size=50), np.array([-1.0, 0.5, 0.6, 0.7])
+    const = fam.constant(y, None)
+
+    def fresh(*args):
+        return make_family("ordinal", n_classes=5).derivs(*args)
+
+    def same(got, want):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+    fam.derivs(y, eta, None, None, a, const).loglik[:] = 0.0  # a caller writes to it
+    same(fam.derivs(y, eta, None, None, a, const), fresh(y, eta, None, None, a, const))
+    eta[3] += 1e-9  # in place
+    same(fam.derivs(y, eta, None, None, a, const), fresh(y, eta, None, None, a, const))
+    a2 = a + np.array([0.0, 0.0, 0.0, 1e-9])
+    same(fam.derivs(y, eta, None, None, a2, const), fresh(y, eta, None, None, a2, const))
+    y2 = np.where(y == 4, 3, y)
+    c2 = fam.constant(y2, None)
+    same(fam.derivs(y2, eta, None, None, a2, c2), fresh(y2, eta, None, None, a2, c2))
+    ex = fam.extra_derivs(y2, eta, None, None, a2, c2)
+    ex_fresh = make_family("ordinal", n_classes=5).extra_derivs(y2, eta, None, None, a2, c2)
+    same(ex, ex_fresh)
+    # a pickle leaves the remembered arrays out
+    assert fam._memo is not None and pickle.loads(pickle.dumps(fam))._memo is None
+
+
 def test_bad_input_is_a_clear_error():
     X, y, wine = _wine()
     with pytest.raises(ValueError, match="3 or more classes"):

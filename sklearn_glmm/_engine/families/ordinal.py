@@ -92,6 +92,10 @@ def _log1mexp(a):
         return np.where(a > -0.6931471805599453, np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
 
 
+# the largest linear predictor (rows x quadrature nodes) whose partials are remembered
+_MEMO_CELLS = 50_000
+
+
 class CumulativeLink(Family):
     """Cumulative link model for ``n_classes`` ordered classes; ``y`` is the class index.
 
@@ -199,14 +203,41 @@ class CumulativeLink(Family):
         ``s = 1 / expm1(-D)`` the derivatives of ``log(1 - e^D)`` in ``D`` are
         ``-s``, ``-s (1 + s)`` and ``-s (1 + s)(1 + 2 s)``. None when the thresholds
         are out of order.
+
+        The last call's result is remembered (its inputs compared by value; up to
+        :data:`_MEMO_CELLS` values of ``eta``): the engine asks for the derivatives in
+        ``eta`` and in the thresholds at the same point one after the other. The arrays
+        returned are not to be written to.
         """
         a, log_sigma = self.split(extra)
+        k = np.asarray(y, dtype=np.intp) if const is None else const
+        eta = np.asarray(eta, dtype=float)
+        key = (eta, k, a, log_sigma)
+        memo = self._memo
+        if memo is not None and all(
+            np.shape(m) == np.shape(v) and np.array_equal(m, v) for m, v in zip(memo[0], key)
+        ):
+            return memo[1]
+        L = self._compute_partials(eta, k, a, log_sigma)
+        # (on large data not kept: a dozen arrays of the rows' size would outlive the fit)
+        self._memo = None
+        if eta.size <= _MEMO_CELLS:
+            self._memo = (tuple(np.array(v, copy=True) for v in key), L)
+        return L
+
+    _memo = None  # (inputs, result) of the last _partials
+
+    def __getstate__(self):
+        return {k: v for k, v in vars(self).items() if k != "_memo"}
+
+    def _compute_partials(self, eta, k, a, log_sigma):
+        """:meth:`_partials` at the class indices ``k``, thresholds' parameters ``a``
+        and log scale ``log_sigma``."""
         alpha = self.J @ a
         if not (np.all(np.diff(alpha) > 0) and np.all(np.isfinite(alpha))):
             return None
         if not np.all(np.isfinite(log_sigma)):
             return None
-        k = np.asarray(y, dtype=np.intp) if const is None else const
         top, bottom = k == self.n_classes - 1, k == 0
         padded = np.concatenate([[0.0], alpha, [0.0]])
         inv = np.exp(-log_sigma)  # 1 / sigma, broadcast against eta
@@ -217,8 +248,9 @@ class CumulativeLink(Family):
             upper = ~bottom & (top | (xl > 0))  # B is log S(x_l)
             lfu, lsu = ln.log_cdf(xu), ln.log_sf(xu)
             lfl, lsl = ln.log_cdf(xl), ln.log_sf(xl)
-            Fu, Su = ln.log_cdf_derivs(xu), ln.log_sf_derivs(xu)
-            Fl, Sl = ln.log_cdf_derivs(xl), ln.log_sf_derivs(xl)
+            # first to third derivatives, stacked: (3, n) each
+            Fu, Su = np.stack(ln.log_cdf_derivs(xu)), np.stack(ln.log_sf_derivs(xu))
+            Fl, Sl = np.stack(ln.log_cdf_derivs(xl)), np.stack(ln.log_sf_derivs(xl))
             middle = ~top & ~bottom
             base = np.where(upper, lsl, lfu)
             D = np.where(upper, lsu - lsl, lfl - lfu)
@@ -227,12 +259,11 @@ class CumulativeLink(Family):
             s = np.where(middle, 1.0 / np.expm1(-D), 0.0)
         p1, p2 = -s, -s * (1.0 + s)
         p3 = p2 * (1.0 + 2.0 * s)
-        zero = np.zeros_like(eta)
         # B's derivatives in x_u (lower form) or x_l (upper form); D's in both
-        bu = [np.where(upper, zero, d) for d in Fu]
-        bl = [np.where(upper, d, zero) for d in Sl]
-        du = [np.where(middle, np.where(upper, a, -b), zero) for a, b in zip(Su, Fu)]
-        dl = [np.where(middle, np.where(upper, -a, b), zero) for a, b in zip(Sl, Fl)]
+        bu = np.where(upper, 0.0, Fu)
+        bl = np.where(upper, Sl, 0.0)
+        du = np.where(middle, np.where(upper, Su, -Fu), 0.0)
+        dl = np.where(middle, np.where(upper, -Sl, Fl), 0.0)
         L = {"logp": logp, "xu": xu, "xl": xl, "inv": inv}
         L["u"] = bu[0] + p1 * du[0]
         L["l"] = bl[0] + p1 * dl[0]
@@ -257,7 +288,8 @@ class CumulativeLink(Family):
         d1 = -(L["u"] + L["l"]) * inv
         w = -(L["uu"] + 2.0 * L["ul"] + L["ll"]) * inv**2
         w3 = (L["uuu"] + 3.0 * L["uul"] + 3.0 * L["ull"] + L["lll"]) * inv**3
-        return _weighted(weights, L["logp"], d1, w, w3)
+        # (a copy: the remembered partials stay as they were whatever the caller does)
+        return _weighted(weights, L["logp"].copy(), d1, w, w3)
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
         """Derivatives of ``loglik``, ``d1`` and ``w`` in the threshold parameters and,
