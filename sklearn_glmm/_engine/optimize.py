@@ -460,8 +460,12 @@ def _optimiser_scale(obj, x0, extras=False):
     # extra parameters (NB theta, zero inflation) have no Gauss-Newton curvature here,
     # and scaling the others around them unbalances the problem: no scaling then, but
     # with ``extras``, where their curvature at the modes scales them (a start near an
-    # optimum the unscaled run could not reach, see _settle_flat_extra)
-    if not isinstance(obj, Objective) or (obj.data.n_extra and not extras):
+    # optimum the unscaled run could not reach, see _settle_flat_extra), or for a family
+    # whose own parameters are always scaled so (an ordinal model's thresholds)
+    if not isinstance(obj, Objective):
+        return None
+    extras = extras or getattr(obj.data.family, "scales_own_parameters", False)
+    if obj.data.n_extra and not extras:
         return None
     val, _ = obj.value_and_grad(x0)
     if not np.isfinite(val) or not obj.has_mode_derivatives:

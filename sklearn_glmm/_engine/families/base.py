@@ -151,6 +151,11 @@ class Family:
     # ``third_derivative`` where it is needed (the gradient, at the mode, not at every
     # trial point of the mode search)
     lazy_third = False
+    # the optimiser is scaled by the curvature of the family's own parameters too from
+    # the start (their curvature at the modes; else they leave the fit unscaled, see
+    # optimize._optimiser_scale): an ordinal model's thresholds, location parameters as
+    # well-determined as the fixed effects
+    scales_own_parameters = False
     # ``derivs(..., scratch=True)`` and ``third_derivative(..., scratch=True)`` may write
     # into ``eta``, which the caller then reads no more (the binomial's logit, in place)
     scratch_eta = False

@@ -121,6 +121,7 @@ class CumulativeLink(Family):
     long_name = "cumulative link (ordinal)"
     # the binomial / count separation test does not apply (see ordinal_separation)
     glm_separation = False
+    scales_own_parameters = True  # the thresholds (see Family)
 
     def __init__(
         self, n_classes, link="logit", threshold="flexible", labels=None, start=None, scale=False
