@@ -22,7 +22,10 @@ class OrdinalSummary(Summary):
     Attributes
     ----------
     fit_statistics : pandas.Series
-        link, threshold, nobs, logLik, AIC, niter, max.grad, cond.H.
+        link, threshold, nobs, logLik, AIC, niter, max.grad, cond.H. The last three
+        describe this library's optimisation on its internal parameters (centred and
+        scaled predictors, thresholds at the predictors' means, Cholesky factors), not
+        clmm's: the same reading, not the same values.
     random_effects : pandas.DataFrame
     fixed_effects : pandas.DataFrame
         The coefficients (``Estimate``, ``Std. Error``, ``z value``, ``Pr(>|z|)``).
