@@ -14,8 +14,9 @@ from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = FIXTURES / "reference.json"
 _NOT_CASES = {"anova", "meta", "versions", "anova_bin"}
-# the cases with one scalar random effect of a Poisson (log) or binomial (logit) model:
-# the ones the compiled kernels cover (tests/test_compiled.py, benchmarks/run_compiled.py)
+# the cases with one scalar random effect of a Poisson (log), binomial (logit) or NB2
+# (log, one theta) model: the ones the compiled kernels cover (tests/test_compiled.py,
+# benchmarks/run_compiled.py); tut_nb's theta reaches its bound (the Poisson limit)
 COMPILED_CASES = (
     "pois_ri",
     "pois_offset",
@@ -25,6 +26,10 @@ COMPILED_CASES = (
     "singular_bin",
     "bin_ri_agq7",
     "binom_trials_agq",
+    "nb_ri",
+    "nb_offset",
+    "nb_on_poisson",
+    "tut_nb",
 )
 
 

@@ -3,13 +3,20 @@
 
 :func:`scalar_modes` is :meth:`ModeSearch._pirls_scalar
 <sklearn_glmm._engine.modes.ModeSearch._pirls_scalar>` for the Poisson family with the
-log link and the binomial family with the logit link, in one loop over the rows per
-step instead of about ten numpy calls: the same Newton steps, step halving, stopping
-rule and arithmetic (each row's log-density and derivatives in the order of
-``Poisson.derivs`` and ``_logit_derivs``, each level's sums in row order), so the modes
-agree with the numpy code to rounding. The caller makes the state at the modes with the
-numpy code. numba is imported on the first call, not with the library; the kernel is
-compiled once and cached on disk.
+log link, the binomial family with the logit link and the negative binomial family NB2
+with the log link (one ``log theta`` for all rows), in one loop over the rows per step
+instead of about ten numpy calls: the same Newton steps, step halving, stopping rule
+and arithmetic (each row's log-density and derivatives in the order of
+``Poisson.derivs``, ``_logit_derivs`` and ``NegativeBinomial2.derivs``, each level's
+sums in row order), so the modes agree with the numpy code to rounding. NB2's
+theta-dependent parameter-free term ``log Gamma(y + theta) - log Gamma(theta)`` is made
+by the numpy code and passed in with theta at each call; theta on its upper bound (the
+Poisson limit) runs the Poisson kernel, as the numpy code takes the Poisson
+derivatives there. The caller makes the state at the modes with the numpy code.
+:func:`scalar_gradient_rows` is the per-row part of the gradient (for any family: it
+reads the rows' derivatives), with the rows' terms the gradient in the family's own
+parameters reads. numba is imported on the first call, not with the library; the
+kernels are compiled once and cached on disk.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import numpy as np
 
 POISSON_LOG = 0
 BINOMIAL_LOGIT = 1
+NEGBIN2_LOG = 2
 # (families.base._ETA_MAX) exp(700) is finite in float64
 _ETA_MAX = 700.0
 
@@ -27,10 +35,27 @@ _ETA_MAX = 700.0
 FOUND, NOT_FOUND, NOT_FINITE = 0, 1, 2
 
 
-def _modes(eta_fix, a, codes, n_levels, y, trials, weights, const, family, u0, max_iter, near):
+def _modes(
+    eta_fix,
+    a,
+    codes,
+    n_levels,
+    y,
+    trials,
+    weights,
+    const,
+    family,
+    u0,
+    max_iter,
+    near,
+    theta,
+    const_theta,
+):
     """The scalar mode search (see the module docstring) from ``u0``. ``a`` holds one
     value (a random intercept) or one per row; ``y``, ``trials``, ``weights`` and
-    ``const`` (the log-density's parameter-free part) one per row.
+    ``const`` (the log-density's parameter-free part) one per row. For NB2, ``theta``
+    and ``const_theta`` (``log Gamma(y + theta) - log Gamma(theta)``, one per row);
+    unread (and ``const_theta`` empty) for the other families.
 
     Returns ``(u, iterations, status)``: the last modes, the Newton steps taken and
     :data:`FOUND`, :data:`NOT_FOUND` (the iteration limit) or :data:`NOT_FINITE`.
@@ -57,6 +82,17 @@ def _modes(eta_fix, a, codes, n_levels, y, trials, weights, const, family, u0, m
                 g1 = y[i] - mu
                 c2 = mu
                 c3 = mu
+            elif family == NEGBIN2_LOG:
+                mu = math.exp(min(e, _ETA_MAX))
+                tm = theta + mu
+                s = theta / tm
+                r = mu / tm
+                ll = const_theta[i] + const[i] - theta * math.log1p(mu / theta)
+                # scipy's xlogy(y, r): 0 for y == 0
+                ll = ll + (y[i] * math.log(r) if y[i] != 0.0 else 0.0)
+                g1 = s * (y[i] - mu)
+                c2 = s * r * (y[i] + theta)
+                c3 = c2 * (s - r)
             else:
                 ex = math.exp(-abs(e))
                 r = 1.0 / (1.0 + ex)
@@ -136,11 +172,13 @@ def _modes(eta_fix, a, codes, n_levels, y, trials, weights, const, family, u0, m
     return u, h, eta, ll_rows, d1, w, w3, level_ll, it + 1, status
 
 
-def _gradient_rows(d1, w, w3, u, a, z, codes, hinv, mode_derivatives):
+def _gradient_rows(d1, w, w3, u, a, z, codes, hinv, mode_derivatives, extra_rows):
     """The per-row part of ``LaplaceGradient._gradient_scalar`` in two passes over the
     rows: ``psi`` (the rows' weights of the fixed effects' gradient ``X'psi``), the
-    derivative in the Cholesky value ``g_theta`` and, with ``mode_derivatives``, the
-    rows' ``w a`` and the modes' derivative in theta (else empty arrays).
+    derivative in the Cholesky value ``g_theta``, with ``mode_derivatives`` the rows'
+    ``w a`` and the modes' derivative in theta, and with ``extra_rows`` the rows' ``c``
+    (``a' H^-1 a``) and ``A m`` the gradient in the family's own parameters reads (else
+    empty arrays).
 
     ``a`` holds one value (a random intercept) or one per row; ``z`` the random
     effect's column of ``Z``, empty for a column of ones (its products are left out, as
@@ -166,12 +204,17 @@ def _gradient_rows(d1, w, w3, u, a, z, codes, hinv, mode_derivatives):
     wk = 0.0
     wa = np.empty(n if mode_derivatives else 0)
     wau = np.zeros(n_levels)
+    c = np.empty(n if extra_rows else 0)
+    am = np.empty(n if extra_rows else 0)
     for i in range(n):
         j = codes[i]
         ai = a[0] if one_a else a[i]
         k = hinv[j] * ai
         p = -2.0 * d1[i] + psi[i] - m[j] * ai * w[i]
         psi[i] = p
+        if extra_rows:
+            c[i] = k * ai
+            am[i] = m[j] * ai
         if unit:
             g_theta += p * u[j]
             wk += w[i] * k
@@ -183,7 +226,7 @@ def _gradient_rows(d1, w, w3, u, a, z, codes, hinv, mode_derivatives):
             wau[j] += u[j] * (wa[i] if unit else wa[i] * z[i])
     g_theta += np.sum(m * dz) + 2.0 * wk
     in_theta = hinv * (dz - wau) if mode_derivatives else np.zeros(0)
-    return psi, g_theta, wa, in_theta
+    return psi, g_theta, wa, in_theta, c, am
 
 
 _KERNELS = {}

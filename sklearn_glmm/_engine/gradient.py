@@ -354,10 +354,12 @@ class LaplaceGradient:
 
     def _compiled_gradient(self, der, u, a_vals, a, zr, hinv) -> np.ndarray:
         """:meth:`_gradient_scalar` with its per-row work by the compiled kernel
-        (``set_config(compiled=True)``; the models of ``ModeSearch._compiled_rows``)."""
+        (``set_config(compiled=True)``; the models of ``ModeSearch._compiled_rows``).
+        The gradient in the family's own parameters is the numpy code's, from the rows'
+        ``c`` and ``A m`` the kernel makes."""
         d = self.data
         one_a = a_vals.strides[0] == 0
-        psi, g_theta, wa, in_theta = compiled.scalar_gradient_rows(
+        psi, g_theta, wa, in_theta, c, am = compiled.scalar_gradient_rows(
             der.d1,
             der.w,
             der.w3,
@@ -367,8 +369,12 @@ class LaplaceGradient:
             self._compiled[1],
             np.ascontiguousarray(hinv, dtype=float),
             self.mode_derivatives_wanted,
+            bool(d.n_extra),
         )
-        grad = np.concatenate([d.X.T @ psi, [g_theta]])
+        s = self.state
+        g_extra = self._extra_gradient(s["eta"], s["extra"], c, am) if d.n_extra else np.zeros(0)
+        del c, am
+        grad = np.concatenate([d.X.T @ psi, [g_theta], g_extra])
         if self.mode_derivatives_wanted:
             self.keep_mode_derivatives(self._scalar_mode_derivatives(wa, hinv, in_theta))
         return grad

@@ -10,6 +10,8 @@ from .._config import compiled_on
 from . import compiled
 from .families.base import Derivs
 from .families.binomial import Binomial
+from .families.negbin import _UPPER as _NB_UPPER
+from .families.negbin import NegativeBinomial2
 from .families.poisson import Poisson
 from .groups import GroupIndex
 from .linalg import InnerSolveFailure, NotPositiveDefinite
@@ -26,6 +28,8 @@ _MODE_GRID = np.linspace(-8.0, 8.0, 9)
 _SCAN_GRID = np.linspace(-8.0, 8.0, 65)
 _SCAN_CELLS = 2_000_000
 _FLAT_MODE = 1e-3
+# the compiled kernel's per-row input a family does not read
+_NO_ROWS = np.zeros(0)
 
 
 def _competing(h, top, gap):
@@ -613,6 +617,20 @@ class ModeSearch:
         # the outcome read at each call: the fitted model replaces it by its own copy
         # (ModelData.own_outcome) after a fit that read the caller's array in place
         y = self.data.y
+        theta, const_theta = 0.0, _NO_ROWS
+        if family == compiled.NEGBIN2_LOG:
+            lt = extra[0]
+            if type(lt) is np.ndarray:  # per-row values: the numpy code
+                return False
+            if lt >= _NB_UPPER:
+                # theta = infinity: the Poisson limit, as NegativeBinomial2.derivs takes it
+                family = compiled.POISSON_LOG
+            else:
+                # theta and its parameter-free term, as NegativeBinomial2.derivs makes
+                # them (the term remembered by the family for this theta)
+                theta = np.exp(lt)
+                const_theta = _per_row(self.data.family._lgamma_ratio(y, lt, theta, self._const), n)
+                theta = float(theta)
         one_a = a_vals.strides[0] == 0
         u, h, eta, loglik, d1, w, w3, ll, its, status = compiled.scalar_modes(
             _per_row(eta_fix, n),
@@ -627,6 +645,8 @@ class ModeSearch:
             u,
             self.pirls_max_iter,
             _NEAR_MODE,
+            theta,
+            const_theta,
         )
         self.pirls_iterations += its
         if status == compiled.NOT_FINITE:
@@ -651,20 +671,27 @@ class ModeSearch:
     def _compiled_rows(self):
         """The kernel's family code and the rows' fixed inputs (level codes, trials,
         weights, the log-density's parameter-free part), made once; None where the
-        kernel does not apply: it covers the Poisson family with the log link (counts
-        below the large-count form) and the binomial family with the logit link, on
-        data small enough to keep their per-row arrays."""
+        kernel does not apply: it covers the Poisson family with the log link and the
+        negative binomial family NB2 with the log link and one ``log theta`` for all
+        rows (no dispersion design), both with counts below the large-count form, and
+        the binomial family with the logit link, on data small enough to keep their
+        per-row arrays. NB2's theta and its theta-dependent term are inputs of each
+        call (:meth:`_compiled_modes`), not made here."""
         if self._compiled is False:
             self._compiled = None
             d = self.data
             fam, n = d.family, len(d.y)
-            if self._lean or d.n_extra:
+            if self._lean:
                 return None
-            if type(fam) is Poisson and isinstance(fam.link, LogLink):
+            nb2 = type(fam) is NegativeBinomial2 and d.extra_designs is None
+            if d.n_extra and not (nb2 and d.n_extra == 1):
+                return None
+            if type(fam) in (Poisson, NegativeBinomial2) and isinstance(fam.link, LogLink):
                 neg_log_factorial, _log_y, zero = self._const
                 if zero is not None:  # large counts: numpy's cancellation-free form
                     return None
-                family, const = compiled.POISSON_LOG, neg_log_factorial
+                family = compiled.NEGBIN2_LOG if nb2 else compiled.POISSON_LOG
+                const = neg_log_factorial
             elif type(fam) is Binomial and isinstance(fam.link, LogitLink):
                 family, const = compiled.BINOMIAL_LOGIT, self._const
             else:
