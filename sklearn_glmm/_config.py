@@ -32,12 +32,14 @@ def set_config(*, compiled: bool | None = None) -> None:
     compiled : bool, optional
         Run the conditional-mode search and the gradient of models with one grouping
         factor and one scalar random effect (random intercepts, or one random slope
-        without an intercept) of the Poisson family with the log link or the binomial
-        family with the logit link, on up to 50,000 rows, as compiled kernels; other
-        models run the numpy code as before. Needs numba
+        without an intercept) of the Poisson family with the log link, the binomial
+        family with the logit link or the negative binomial family NB2 with the log
+        link and one theta for all rows, on up to 50,000 rows, as compiled kernels;
+        other models (NB1, zero-inflated, hurdle and truncated models, a dispersion
+        model) run the numpy code as before. Needs numba
         (``pip install "sklearn_glmm[numba]"``). The first fit of a process loads the
         kernels (under a second; the very first compiles them, a few seconds); after
-        that, an evaluation of the objective of such a model takes 0.4-0.7 of its
+        that, an evaluation of the objective of such a model takes 0.4-0.75 of its
         time, and a whole small fit about 0.8 (the rest of a fit is the optimiser's
         and the checks' own work). Estimates, standard errors and log-likelihoods
         agree with the numpy code's to rounding. Default False.
