@@ -415,6 +415,14 @@ class _Slice:
         self.g = None
         if k in pos:
             g = A[pos[k]]
+            if np.count_nonzero(g) > 1:
+                # a combination that holds a bounded coordinate: the intercept of a
+                # zero-inflation or dispersion design, centred internally, whose internal
+                # intercept has the block's bounds (a guard against drifting on a flat
+                # ridge while fitting). The combination is held, its coordinates move
+                # freely; only a bounded parameter reported as it is (NB theta's log) is
+                # held at its value itself
+                box &= g == 0
             if not np.any(box & (g != 0)):  # a combination of unbounded coordinates
                 self.g = g
         self.free = ~box  # lin coordinates moved through Q (or freely)
