@@ -662,7 +662,10 @@ class _BaseGLMM(BaseEstimator):
         """Residuals on the training rows: "response", "pearson", "deviance" or "working".
 
         Conditional on the random-effect modes, as lme4's ``residuals(fit, type)``.
-        For binomial outcomes with trials the residuals are on the count scale.
+        For binomial outcomes with trials the residuals are on the count scale. With
+        ``sample_weight``, the Pearson and deviance residuals carry each row's prior
+        weight (times ``sqrt(w)``, as lme4's and glmmTMB's: their squares sum to the
+        Pearson statistic and the deviance); the response and working ones do not.
         """
         check_is_fitted(self, "coef_")
         res = self.fit_result_
@@ -670,13 +673,14 @@ class _BaseGLMM(BaseEstimator):
         y, t = tr["y"], tr["trials"]
         m = fam.mean(tr["eta"], extra)
         mu = m * self._binomial_scale()
+        w = tr["w"] if tr.get("w") is not None else 1.0
         if type == "response":
             return y - mu
         if type == "pearson":
-            return (y - mu) / np.sqrt(fam.variance_eta(tr["eta"], t, extra))
+            return np.sqrt(w) * (y - mu) / np.sqrt(fam.variance_eta(tr["eta"], t, extra))
         if type == "deviance":
             dev = fam.unit_deviance(y, m, t, extra)
-            return np.sign(y - mu) * np.sqrt(np.clip(dev, 0, None))
+            return np.sign(y - mu) * np.sqrt(w * np.clip(dev, 0, None))
         if type == "working":
             dmu = fam.mean_derivative(tr["eta"], extra) * self._binomial_scale()
             return (y - mu) / dmu

@@ -54,9 +54,8 @@ def overdispersion(est) -> OverdispersionResult:
             UserWarning,
             stacklevel=user_stacklevel(),
         )
-    r = est.residuals(type="pearson")
-    w = est.fit_result_.train["w"]
-    stat = float(np.sum(w * r**2))
+    r = est.residuals(type="pearson")  # (the prior weights' sqrt included)
+    stat = float(np.sum(r**2))
     df = int(est.df_resid_)
     p = float(stats.chi2.sf(stat, df)) if df > 0 else np.nan
     return OverdispersionResult(stat / df if df > 0 else np.nan, stat, df, p)

@@ -175,7 +175,8 @@ class Partition:
         eta = obj.state["eta"]
         extra_v = d.extra_values(extra)
         mu = fam.mean(eta, extra_v) * (d.trials if fam.has_trials else 1.0)
-        r = (d.y - mu) / np.sqrt(fam.variance_eta(eta, d.trials, extra_v))
+        # the Pearson residuals, with the prior weights' sqrt (as the estimator's)
+        r = np.sqrt(d.weights) * (d.y - mu) / np.sqrt(fam.variance_eta(eta, d.trials, extra_v))
         rng = np.random.default_rng(0)
         sample = r[used]
         if len(sample) > 20_000:
@@ -189,7 +190,7 @@ class Partition:
             any_failure=bool(np.any(d.y[used] < d.trials[used])),
             eta_abs_max=float(np.max(np.abs(eta_fix[used]), initial=0.0)),
             eta_min=float(np.min(eta_fix[used], initial=np.inf)),
-            pearson=float(np.sum(d.weights * r**2)),
+            pearson=float(np.sum(r**2)),
             r_min=float(np.min(r[used], initial=np.inf)),
             r_max=float(np.max(r[used], initial=-np.inf)),
             r_sample=np.sort(sample),

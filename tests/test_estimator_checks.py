@@ -88,6 +88,30 @@ def test_sample_weight_equals_repeated_rows(Est):
     )
 
 
+@pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM])
+@pytest.mark.parametrize("kind", ["pearson", "deviance"])
+def test_weighted_residuals_are_those_of_the_repeated_rows(Est, kind):
+    # lme4 and glmmTMB: a row of prior weight w has sqrt(w) times the residual of one
+    # of its copies, so that the squares sum as over the repeated rows (the Pearson
+    # statistic, the deviance); the response residuals carry no weight
+    X, y, g, w = _grouped_data("binomial" if Est is BinomialGLMM else "poisson")
+    weighted = Est().fit(X, y, groups=g, sample_weight=w)
+    repeated = Est().fit(X.repeat(w, axis=0), y.repeat(w), groups=g.repeat(w))
+    r_w, r_rep = weighted.residuals(kind), repeated.residuals(kind)
+    np.testing.assert_allclose(r_w, np.sqrt(w) * _first_copies(r_rep, w), rtol=1e-4, atol=1e-6)
+    assert np.sum(r_w**2) == pytest.approx(np.sum(r_rep**2), rel=1e-4)
+    resp = repeated.residuals("response")
+    np.testing.assert_allclose(
+        weighted.residuals("response")[w > 0], _first_copies(resp, w)[w > 0], rtol=1e-4, atol=1e-6
+    )
+
+
+def _first_copies(values, w):
+    """The value of each row's first copy in ``X.repeat(w)`` (0 where ``w`` is 0)."""
+    start = np.concatenate([[0], np.cumsum(w)[:-1]])
+    return np.where(w > 0, values[np.minimum(start, len(values) - 1)], 0.0)
+
+
 @pytest.mark.parametrize("Est", [PoissonGLMM, NegBinGLMM])
 def test_count_predictions_are_row_wise(Est):
     X, y, g, _ = _grouped_data("poisson", seed=1)
