@@ -427,20 +427,22 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
 
         ``"response"``: ``y - E[Y]`` with classes indexed 0, 1, ...; ``"pearson"``:
         divided by the standard deviation of the index; ``"deviance"``:
-        ``sign(y - E[Y]) sqrt(-2 log p(y))``.
+        ``sign(y - E[Y]) sqrt(-2 log p(y))``. With ``sample_weight``, the Pearson and
+        deviance residuals carry ``sqrt(w)``, as the other estimators'.
         """
         p = self._train_probabilities()
         y = self.fit_result_.train["y"]
+        w = np.sqrt(self.fit_result_.train["w"])
         idx = np.arange(p.shape[1], dtype=float)
         mean = p @ idx
         if type == "response":
             return y - mean
         if type == "pearson":
             var = p @ idx**2 - mean**2
-            return (y - mean) / np.sqrt(np.maximum(var, 1e-300))
+            return w * (y - mean) / np.sqrt(np.maximum(var, 1e-300))
         if type == "deviance":
             py = np.clip(p[np.arange(len(y)), y.astype(np.intp)], 1e-300, 1.0)
-            return np.sign(y - mean) * np.sqrt(-2.0 * np.log(py))
+            return w * np.sign(y - mean) * np.sqrt(-2.0 * np.log(py))
         raise ValueError(f"type must be 'response', 'pearson' or 'deviance', got {type!r}.")
 
     def simulate(self, n_sim=1, random_state=None, *, new_random_effects=True):

@@ -587,6 +587,11 @@ def test_sample_weight_equals_repeated_rows():
     np.testing.assert_allclose(
         weighted.thresholds_["estimate"], repeated.thresholds_["estimate"], rtol=1e-4
     )
+    # Pearson and deviance residuals carry sqrt(w): their squares sum as over the copies
+    for kind in ("pearson", "deviance"):
+        assert np.sum(weighted.residuals(kind) ** 2) == pytest.approx(
+            np.sum(repeated.residuals(kind) ** 2), rel=1e-5
+        )
 
 
 def _simulated(n_groups=300, per=8, seed=0, link="logit"):
