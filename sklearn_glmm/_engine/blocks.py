@@ -315,6 +315,31 @@ def coefficient_starts(blocks, designs) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
+def interior_coefficients(blocks, designs, coefs) -> np.ndarray:
+    """``coefs`` with each block that is past its flat side put back at its start.
+
+    A scalar block past its edge (no overdispersion, no zero inflation); a block with a
+    design any of whose rows' values is past it (the GLM's optimum on a ridge for some
+    rows: no zero inflation at all where a binary predictor is 0, its intercept and
+    slope running off together), all its coefficients. A start on a ridge stays there:
+    the gradient along it vanishes."""
+    out = np.array(coefs, dtype=float)
+    start = coefficient_starts(blocks, designs)
+    j = 0
+    for k, b in enumerate(blocks):
+        D = None if designs is None else designs[k]
+        w = 1 if D is None else D.shape[1]
+        side = b.flat_side
+        if side is not None:
+            direction, edge = side
+            values = out[j] if D is None else D @ out[j : j + w]
+            past = values > edge if direction == "upper" else values < edge
+            if np.any(past):
+                out[j : j + w] = start[j : j + w]
+        j += w
+    return out
+
+
 def coefficient_flat_sides(blocks, designs) -> tuple:
     """The flat side of each coefficient: a scalar block's own; none with a design (the
     probability varies over the rows, and no value of one coefficient ends a ridge)."""

@@ -27,6 +27,7 @@ import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import ThreadpoolController
 
+from .blocks import interior_coefficients
 from .modes import _PROBE_SCALES
 from .objective import GLMObjective, Objective, subset_rows
 
@@ -199,16 +200,10 @@ def _glm_with_extras(data, beta0, extra0):
 
 
 def _interior_extras(data, coefs):
-    """The family's parameters, each past its flat side (no overdispersion, no zero
-    inflation) put back at its default start: a start on the ridge stays there."""
-    out = np.array(coefs, dtype=float)
-    default = data.default_extra()
-    for k, side in enumerate(data.extra_flat_side):
-        if side is not None:
-            direction, edge = side
-            if (direction == "upper" and out[k] > edge) or (direction == "lower" and out[k] < edge):
-                out[k] = default[k]
-    return out
+    """The family's parameters, each block past its flat side (no overdispersion, no zero
+    inflation; for a block with a design, on some of its rows) put back at its default
+    start: a start on the ridge stays there (:func:`~.blocks.interior_coefficients`)."""
+    return interior_coefficients(data.family.blocks, data.extra_designs, coefs)
 
 
 def _structure_start(f, theta) -> np.ndarray:
@@ -910,6 +905,39 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages, sca
     return x
 
 
+def _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, stages):
+    """``x``, or a lower optimum found from its blocks' starts where the fit ended with a
+    block past its flat side on some rows (:func:`~.blocks.interior_coefficients`).
+
+    A zero-inflation model with a binary predictor has a ridge where the probability
+    for one of its values runs to 0 (its intercept and slope off together); the
+    gradient vanishes along it, so a fit that drifts onto it stays, below an interior
+    optimum. Resumed from the block's start with the other parameters where they are,
+    the better of the two is kept (a stage ``"block ridge"``); where the ridge is the
+    optimum (no zero inflation there), the fit returns to it.
+    """
+    p = obj.data.n_beta + obj.data.n_theta
+    if obj.data.extra_designs is None:
+        return x
+    inside = _interior_extras(obj.data, x[p:])
+    if np.array_equal(inside, x[p:]):
+        return x
+    fun = obj.evaluate(x)
+    at_x = obj.snapshot()
+    x1 = np.concatenate([x[:p], inside])
+    res = _laplace_stage(obj, x1, bounds, max_iter, tol, diag_idx)
+    stages.append(("block ridge", float(res.fun), int(res.nit), str(res.message)))
+    if res.fun < fun - RISE_TOL_RIDGE:
+        obj.evaluate(res.x)
+        return res.x
+    obj.restore(at_x)
+    return x
+
+
+# a restart off a block's ridge is kept when lower by more than this (-2 log L)
+RISE_TOL_RIDGE = 1e-6
+
+
 def fit_objective(obj: Objective, x0: np.ndarray, bounds, max_iter: int, tol: float, diag_idx=None):
     """Minimise ``obj`` from ``x0``; return the optimum and its :class:`FitRecord`.
 
@@ -1007,6 +1035,7 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
         record.stages,
         scanned=record.stages[-1][0] == "ridge bound",
     )
+    x = _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, record.stages)
     hit_max = res.nit >= max_iter
     if n_agq > 1:
         obj.n_agq = n_agq
