@@ -140,6 +140,20 @@ def test_nb2_slope_without_intercept(count_kernel):
     _same_fit(fits[0][0], fits[1][0], fits[0][1], fits[1][1])
 
 
+def _value_and_gradient_both_ways(obj, x):
+    """The objective's value and gradient at ``x`` from zero modes, numpy and compiled:
+    the same to rounding."""
+    out = []
+    for on in (False, True):
+        obj.release_state()
+        obj.u = np.zeros_like(obj.u)
+        with config_context(compiled=on):
+            out.append(obj.value_and_grad(x))
+    assert np.isfinite(out[0][0])
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-12)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-8, atol=1e-9)
+
+
 def test_objective_values_and_gradients_as_numpy():
     # away from the optimum too: the value and gradient at points of the whole range
     df = _data(3, family="poisson")
@@ -148,15 +162,7 @@ def test_objective_values_and_gradients_as_numpy():
     obj, x0 = est.fit_result_.objective, np.asarray(est.fit_result_.params)
     rng = np.random.default_rng(0)
     for x in [x0, x0 + 0.3, np.r_[x0[:2] + rng.normal(0, 1, 2), 3.0], np.r_[x0[:2], 1e-4]]:
-        out = []
-        for on in (False, True):
-            obj.release_state()
-            obj.u = np.zeros_like(obj.u)
-            with config_context(compiled=on):
-                out.append(obj.value_and_grad(x))
-        assert np.isfinite(out[0][0])
-        np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-12)
-        np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-8, atol=1e-9)
+        _value_and_gradient_both_ways(obj, x)
 
 
 @pytest.mark.parametrize("log_theta", [-3.0, 0.0, 2.0, 9.0, 17.0, 29.5])
@@ -202,15 +208,7 @@ def test_nb2_values_and_gradients_as_numpy(monkeypatch):
     )  # fmt: skip
     for lt in [x0[-1], -2.0, 3.0, 9.0, 20.0, 29.9, 30.0]:
         x = np.r_[x0[:-1], lt]
-        out = []
-        for on in (False, True):
-            obj.release_state()
-            obj.u = np.zeros_like(obj.u)
-            with config_context(compiled=on):
-                out.append(obj.value_and_grad(x))
-        assert np.isfinite(out[0][0])
-        np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-12)
-        np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-8, atol=1e-9)
+        _value_and_gradient_both_ways(obj, x)
         # the bound is the Poisson limit: the Poisson kernel, as derivs takes Poisson's
         want = compiled.POISSON_LOG if lt >= 30.0 else compiled.NEGBIN2_LOG
         assert families and set(families) == {want}
