@@ -575,6 +575,39 @@ def test_refits_whose_first_step_crosses_the_thresholds_converge():
             assert -0.5 * record.objective == pytest.approx(full.loglik_, abs=1e-6)
 
 
+def test_a_laplace_stage_stuck_at_its_start_is_run_again_scaled(monkeypatch):
+    # a family that does not scale its own parameters leaves L-BFGS-B unscaled; from the
+    # fitted estimate its first step of unit length puts an ordinal model's thresholds out
+    # of order on this simulated outcome (an infinite objective), and the line search
+    # gives up at the start. _laplace_stage runs such a run again scaled by every
+    # parameter's curvature (the ordinal family itself scales its thresholds from the
+    # start, so its fits do not come here: the net is for families that do not)
+    import dataclasses
+
+    from sklearn_glmm._engine import optimize
+    from sklearn_glmm._engine.families.ordinal import CumulativeLink
+    from sklearn_glmm._engine.objective import Objective
+    from sklearn_glmm._simulate import simulate_response
+
+    X, y, g = _ordinal_shift_data()
+    m = OrdinalGLMM().fit(X, y, groups=g)
+    y_sim = simulate_response(m, 1, np.random.default_rng(25))[:, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = OrdinalGLMM().fit(X, y_sim.astype(int), groups=g)
+    res = m.fit_result_
+    data = dataclasses.replace(res.objective.data, y=y_sim.astype(float))
+    x0, bounds = res.params.copy(), res.bounds
+    monkeypatch.setattr(CumulativeLink, "scales_own_parameters", False)
+    plain = optimize._run_lbfgsb(
+        Objective(data, 1).value_and_grad, x0, True, bounds, m.max_iter, m.tol
+    )
+    assert optimize._stuck_at_start(plain, x0, bounds)  # the case the net is for
+    staged = optimize._laplace_stage(Objective(data, 1), x0, bounds, m.max_iter, m.tol, [])
+    assert not np.array_equal(staged.x, x0)
+    assert -0.5 * staged.fun == pytest.approx(full.loglik_, abs=1e-6)
+
+
 def test_sample_weight_equals_repeated_rows():
     X, y, wine = _wine()
     w = np.random.default_rng(0).integers(1, 4, size=len(y))
