@@ -673,7 +673,7 @@ class _BaseGLMM(BaseEstimator):
         y, t = tr["y"], tr["trials"]
         m = fam.mean(tr["eta"], extra)
         mu = m * self._binomial_scale()
-        w = tr["w"] if tr.get("w") is not None else 1.0
+        w = tr["w"]
         if type == "response":
             return y - mu
         if type == "pearson":

@@ -567,9 +567,8 @@ def _drop_constant_columns(X, names):
     """
     if X.shape[1] == 0 or X.shape[0] == 0:
         return X
-    const = [
-        k - 1 for k in aliased_columns(np.column_stack([np.ones(len(X)), _centred(X)])) if k > 0
-    ]
+    # (centred columns: one aliased with the constant is zero, or a combination of others)
+    const = aliased_columns(_centred(X))
     if not const:
         return X
     warnings.warn(

@@ -916,9 +916,9 @@ def _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, stages):
     the better of the two is kept (a stage ``"block ridge"``); where the ridge is the
     optimum (no zero inflation there), the fit returns to it.
     """
-    p = obj.data.n_beta + obj.data.n_theta
     if obj.data.extra_designs is None:
         return x
+    p = obj.data.n_beta + obj.data.n_theta
     inside = _interior_extras(obj.data, x[p:])
     if np.array_equal(inside, x[p:]):
         return x
