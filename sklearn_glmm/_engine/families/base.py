@@ -236,7 +236,7 @@ class Family:
         return out.reshape(eta.shape)
 
 
-def normal_rule(top_sd: float) -> tuple[np.ndarray, np.ndarray]:
+def normal_rule(top_sd: float, growth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``z`` and weights ``w`` (summing to 1) of the rule that averages a function
     of ``eta + sd z`` over the standard normal ``z`` for every SD up to ``top_sd``
     (see :meth:`Family.mean_over_normal`): 32-node Gauss-Hermite up to
@@ -245,12 +245,22 @@ def normal_rule(top_sd: float) -> tuple[np.ndarray, np.ndarray]:
     ``_MAX_NODES`` of them: for an SD above 2.8e3 on the link scale, where the inverse
     link is a step against the normal's spread, the nodes are then further apart and
     the rule errs by up to half a node's weight (4e-6 in a probability at an SD of 1e5,
-    2e-5 at 1e8)."""
-    if top_sd <= _GH_MAX_SD:
+    2e-5 at 1e8).
+
+    ``growth > 0``: a function that grows like ``exp(growth * eta)`` at most and may
+    have singularities nearer the real line than an inverse link's (the truncated
+    count's excess over its mean, ``mu / expm1(mu)`` for the Poisson: poles at
+    ``log(2 pi k) +- i pi / 2``). The trapezoidal rule is then used at every SD, with
+    nodes at most ``_NODE_SPACING`` apart in ``z`` too, and its upper end moves out by
+    ``growth * top_sd`` standard deviations, where the product with the normal
+    density has its peak (``exp(g sd z)`` times the density is the density shifted by
+    ``g sd``)."""
+    if top_sd <= _GH_MAX_SD and growth == 0.0:
         return _GH_Z, _GH_W
-    h = max(_NODE_SPACING / top_sd, 2.0 * _Z_RANGE / _MAX_NODES)
+    reach = growth * top_sd
+    h = max(_NODE_SPACING / max(top_sd, 1.0), (2.0 * _Z_RANGE + reach) / _MAX_NODES)
     k = int(np.ceil(_Z_RANGE / h))
-    z = np.arange(-k, k + 1) * h
+    z = np.arange(-k, k + 1 + int(np.ceil(reach / h))) * h
     w = np.exp(-0.5 * z * z)
     return z, w / w.sum()
 

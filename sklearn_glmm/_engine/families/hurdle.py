@@ -32,7 +32,7 @@ import numpy as np
 from scipy import special
 
 from ..blocks import HURDLE_ZERO, rows_of, shift_block
-from .base import _ETA_MAX, _GH_W, _GH_Z, Family, _weighted
+from .base import _ETA_MAX, _NODE_CELLS, Family, _weighted, normal_rule
 
 # below this zero rate R and its scaled derivatives come from their series
 _SERIES_S = 0.5
@@ -234,14 +234,46 @@ class Truncated(Family):
         return (1.0 - self._zero_prob(extra)) * m * (1.0 - g1)
 
     def mean_over_normal(self, eta, var, extra=()):
-        """E[Y] over a normal ``eta`` (32-node Gauss-Hermite: the mean is not ``exp``)."""
+        """E[Y] over a normal ``eta`` with mean ``eta`` and variance ``var``.
+
+        The truncated mean is ``mu + c(eta)`` with ``c = mu / expm1(s)`` (``s`` the zero
+        rate): ``mu``'s average is ``exp(eta + var / 2)``, exactly, and ``c`` (at most 1
+        for the Poisson, growing like ``mu^(1 - theta)`` for NB2 with ``theta < 1``) is
+        averaged by the rule of :func:`~.base.normal_rule` for a function growing at most
+        like ``exp(eta)``. (A fixed Gauss-Hermite rule on the whole mean erred by up to
+        1e-4 relative at an SD of 2-3 and 1e-3 at 8.) Per-row values of the family's
+        parameters need a 1-D ``eta``.
+        """
         eta = np.asarray(eta, dtype=float)
-        var = np.broadcast_to(np.asarray(var, dtype=float), eta.shape)
+        var = np.broadcast_to(np.clip(np.asarray(var, dtype=float), 0.0, None), eta.shape)
         if np.all(var == 0):
             return self.mean(eta, extra)
-        nodes = eta[..., None] + np.sqrt(var)[..., None] * _GH_Z
-        # per-row values of the family's parameters (1-D eta) broadcast against the nodes
-        return self.mean(nodes, rows_of(extra, column=True)) @ _GH_W
+        base_extra = self._count_extra(extra)
+        sd = np.sqrt(var)
+        z, w = normal_rule(float(sd.max()), growth=1.0)
+        flat_eta, flat_sd = eta.reshape(-1), sd.reshape(-1)
+        excess = np.empty(flat_eta.shape)
+        step = max(1, _NODE_CELLS // len(z))
+        for i in range(0, len(flat_eta), step):
+            rows = slice(i, i + step)
+            nodes = flat_eta[rows, None] + flat_sd[rows, None] * z
+            excess[rows] = self._excess(nodes, rows_of(base_extra, rows, column=True)) @ w
+        mu = self.base.mean(eta + var / 2.0, base_extra)
+        return (1.0 - self._zero_prob(extra)) * (mu + excess.reshape(eta.shape))
+
+    def _excess(self, eta, base_extra):
+        """``c = mu / expm1(s)``: the truncated mean's excess over the count family's
+        ``mu`` (``s`` the zero rate), from ``log s`` without overflow."""
+        eta = np.minimum(eta, _ETA_MAX)
+        log_s = self.base.log_zero_rate(eta, base_extra)[0]
+        s = np.exp(np.minimum(log_s, _ETA_MAX))
+        # log expm1(s): s + log1p(-exp(-s)) for large s (expm1 overflows), and
+        # log s + log(expm1(s) / s) for small s (s underflows to 0 before log s does)
+        large = s > 1.0
+        s_big, s_small = np.where(large, s, 1.0), np.where(large, 1.0, s)
+        ratio = np.divide(np.expm1(s_small), s_small, out=np.ones_like(s_small), where=s_small > 0)
+        log_em1 = np.where(large, s_big + np.log1p(-np.exp(-s_big)), log_s + np.log(ratio))
+        return np.exp(eta - log_em1)
 
     def _truncated_variance(self, eta, base_extra):
         eta = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX)
