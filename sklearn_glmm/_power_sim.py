@@ -70,15 +70,23 @@ def _fit(spec, X, y, groups, offset):
 
 
 def _wald(est, tests):
-    """(estimate, standard error, p-value) of the Wald test of ``tests`` (a list)."""
-    fe = est.fixed_effects_.loc[tests]
+    """(estimate, standard error, p-value) of the Wald test of ``tests`` (a list).
+
+    Read from the fit's arrays, not its tables: the numbers of ``fixed_effects_`` and
+    ``vcov_fixed`` without making a data frame per simulated study.
+    """
+    a = est.fit_result_.arrays
+    rows = [a.terms.index(t) for t in tests]
+    b = a.estimate[rows]
     if len(tests) == 1:
-        row = fe.iloc[0]
-        return float(row["estimate"]), float(row["std_error"]), float(row["p_value"])
-    b = fe["estimate"].to_numpy()
+        se = float(a.std_error[rows[0]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = b[0] / se if se > 0 else np.nan
+        return float(b[0]), se, float(2 * stats.norm.sf(abs(z)))
     if not np.all(np.isfinite(b)):
         return np.nan, np.nan, np.nan
-    V = est.fit_result_.vcov_fixed.loc[tests, tests].to_numpy()
+    at = [a.vcov_terms.index(t) for t in tests]
+    V = a.vcov[np.ix_(at, at)]
     try:
         w = float(b @ np.linalg.solve(V, b))
     except np.linalg.LinAlgError:

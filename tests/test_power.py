@@ -6,6 +6,7 @@ size; results are reproducible and do not depend on n_jobs; failed refits are
 counted and named; the specification's simulator draws the distribution it says.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -457,3 +458,30 @@ def test_covariance_structures_are_refused_by_name():
         power_curve(m, "x", n_groups=[40], n_sim=2, random_state=0)
     with pytest.raises(NotImplementedError, match="covariance structure over time"):
         GLMMSpec(PoissonGLMM("ou(day)"), {"(Intercept)": 0.0, "day": 0.1}, random_cov=0.5)
+
+
+def test_wald_reads_the_numbers_of_the_fitted_tables():
+    # each simulated study's test reads the fit's arrays, not its tables: the same numbers
+    from sklearn_glmm._power_sim import _wald
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    X["a2"] = 2.0 * X["a"]  # aliased: NaN in the tables
+    g = np.repeat(np.arange(30), 10)
+    y = rng.poisson(np.exp(0.3 + 0.2 * X["a"] + rng.normal(size=30)[g]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM().fit(X, y, groups=g)
+    fe = m.fixed_effects_
+    for t in ["(Intercept)", "a", "b", "a2"]:
+        got = _wald(m, [t])
+        want = fe.loc[t, ["estimate", "std_error", "p_value"]].to_numpy(dtype=float)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(
+            np.array(got)[~np.isnan(want)], want[~np.isnan(want)], rtol=1e-14
+        )
+    b = fe.loc[["a", "b"], "estimate"].to_numpy()
+    V = m.fit_result_.vcov_fixed.loc[["a", "b"], ["a", "b"]].to_numpy()
+    p = stats.chi2.sf(b @ np.linalg.solve(V, b), 2)
+    assert _wald(m, ["a", "b"])[2] == pytest.approx(p, rel=1e-12)
+    assert np.isnan(_wald(m, ["a", "a2"])[2])
