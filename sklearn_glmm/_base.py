@@ -31,7 +31,7 @@ from ._design import (
 )
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
-from ._engine.families.base import normal_rule
+from ._engine.families.base import pmf_rule
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
 from ._engine.optimize import (
     fit_objective,
@@ -839,9 +839,9 @@ class _BaseGLMM(BaseEstimator):
         if np.all(var == 0):
             return table(eta)
         out = np.zeros((len(eta), K + 1))
-        # the family's rule for means over a normal (Gauss-Hermite for small SDs, the
-        # trapezoidal rule on the link scale for large ones)
-        for z, wt in zip(*normal_rule(float(np.sqrt(np.max(var))))):
+        # the rule for probabilities of counts up to K over a normal (Gauss-Hermite for
+        # small SDs, the trapezoidal rule on the link scale, as fine as the counts ask)
+        for z, wt in zip(*pmf_rule(fam, float(np.sqrt(np.max(var))), K, 1.0)):
             out += wt * table(eta + np.sqrt(var) * z)
         return out
 

@@ -47,7 +47,8 @@ from sklearn.utils.parallel import Parallel, delayed
 
 from ._base import _BaseGLMM
 from ._compare import lrt_p_values, nested_in
-from ._engine.families.base import normal_rule
+from ._engine.blocks import rows_of
+from ._engine.families.base import _NODE_CELLS, pmf_rule
 from ._state import carrying_data
 from ._warn import user_stacklevel
 
@@ -134,10 +135,11 @@ def pointwise_log_likelihood(
     Rows of groups seen in training are conditional on their random-effect
     modes. Rows of new groups (or all rows when no groups are known) integrate
     the random effect out, :math:`\log \int p(y_i \mid \eta_i + z_i^\top b)\,
-    \phi(b)\, db` (32-node Gauss-Hermite up to an SD of 1.5, beyond it the
-    trapezoidal rule on the link scale, as ``Family.mean_over_normal``), unless
-    ``population="zero"``, which
-    sets it to zero (lme4's ``re.form = NA``).
+    \phi(b)\, db` (32-node Gauss-Hermite where the integrand is smooth on the
+    normal's scale, otherwise the trapezoidal rule on the link scale with nodes as
+    close as the largest count or number of trials asks: the probability of a count
+    ``k`` is a bump about ``1 / sqrt(k)`` wide in the linear predictor), unless
+    ``population="zero"``, which sets it to zero (lme4's ``re.form = NA``).
 
     Parameters
     ----------
@@ -156,10 +158,19 @@ def pointwise_log_likelihood(
     """
     model, Xt, eta, var, yv, t = _predictive(estimator, X, y, groups, offset, trials, population)
     fam, extra = model.fit_result_.family, model._family_values(Xt, column=True)
-    z, w = normal_rule(float(np.sqrt(np.max(var)))) if len(var) else (np.zeros(1), np.ones(1))
-    nodes = eta[:, None] + np.sqrt(var)[:, None] * z[None, :]
-    ll = fam.derivs(yv[:, None], nodes, t[:, None], np.ones_like(nodes), extra).loglik
-    return logsumexp(ll + np.log(w)[None, :], axis=1)
+    if not len(var):
+        return np.zeros(0)
+    z, w = pmf_rule(fam, float(np.sqrt(np.max(var))), yv, t)
+    sd, log_w = np.sqrt(var), np.log(w)[None, :]
+    out = np.empty(len(eta))
+    step = max(1, _NODE_CELLS // len(z))  # rows x nodes at once
+    for i in range(0, len(eta), step):
+        r = slice(i, i + step)
+        nodes = eta[r, None] + sd[r, None] * z[None, :]
+        ones = np.ones_like(nodes)
+        ll = fam.derivs(yv[r, None], nodes, t[r, None], ones, rows_of(extra, r)).loglik
+        out[r] = logsumexp(ll + log_w, axis=1)
+    return out
 
 
 def mean_log_likelihood(

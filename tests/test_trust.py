@@ -921,3 +921,61 @@ def test_mean_over_a_normal_of_a_hurdle_count_with_per_row_parameters():
         assert got[i] == pytest.approx(ref, rel=1e-10)
     huge = fam.mean_over_normal(np.array([699.0]), np.array([4.0]), (0.0, 0.0))
     assert np.isfinite(huge[0]) and huge[0] > 0
+
+
+def _poisson_pmf_over_normal(k, b0, sd):
+    """P(Y = k) for Y ~ Poisson(exp(b0 + sd Z)), Z standard normal: a fine
+    trapezoidal rule (48,001 nodes over +-12 SDs)."""
+    from scipy import stats
+
+    z = np.linspace(-12.0, 12.0, 48_001)
+    w = np.exp(-0.5 * z * z)
+    w /= w.sum()
+    k = np.asarray(k)
+    return np.exp(stats.poisson.logpmf(k[:, None], np.exp(b0 + sd * z)[None, :])) @ w
+
+
+def test_count_probabilities_of_a_new_group_resolve_large_counts():
+    # P(Y = k) for a new group averages the pmf over the random effect; as a function of
+    # eta the pmf of a count k is a bump of width 1 / sqrt(k). With 32 Gauss-Hermite
+    # nodes at an SD of 1.26 and a mean of 57: P(Y = 200) was 0.045 of its value,
+    # P(Y = 20) 1.28 of it, and the log predictive density of y = 200 off by 3.1
+    from sklearn_glmm.model_selection import pointwise_log_likelihood
+
+    rng = np.random.default_rng(14)
+    g = np.repeat(np.arange(150), 8)
+    x = rng.normal(size=len(g))
+    y = rng.poisson(np.exp(4.0 + 0.3 * x + rng.normal(0, 1.45, 150)[g]))
+    d = pd.DataFrame({"g": g.astype(str), "x": x, "y": y})
+    m = PoissonGLMM(random_effects="1", max_count=400).fit(d[["x"]], d["y"], groups=d["g"])
+    sd = float(np.sqrt(m.random_effects_cov_["g"].iloc[0, 0]))
+    ks = np.array([0, 5, 20, 50, 100, 200, 399])
+    P = m.predict_proba(pd.DataFrame({"x": [0.0]}))[0]
+    ref = _poisson_pmf_over_normal(ks, m.intercept_, sd)
+    np.testing.assert_allclose(P[ks], ref, rtol=1e-7, atol=1e-15)
+    tail = 1.0 - _poisson_pmf_over_normal(np.arange(400), m.intercept_, sd).sum()
+    assert P[400] == pytest.approx(tail, rel=1e-6)
+    ll = pointwise_log_likelihood(m, pd.DataFrame({"x": np.zeros(len(ks))}), ks)
+    np.testing.assert_allclose(ll, np.log(ref), rtol=1e-8)
+
+
+def test_log_predictive_density_of_successes_out_of_many_trials():
+    # k successes out of n trials: a bump of width about 2 / sqrt(n) on the logit scale
+    from scipy import special, stats
+
+    from sklearn_glmm.model_selection import pointwise_log_likelihood
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(60), 5)
+    n = np.full(len(g), 500.0)
+    y = rng.binomial(500, special.expit(0.2 + rng.normal(0, 1.2, 60)[g]))
+    m = BinomialGLMM().fit(np.zeros((len(g), 0)), y, groups=g, trials=n)
+    sd = float(np.sqrt(m.random_effects_cov_["group"].iloc[0, 0]))
+    ks = np.array([10.0, 100.0, 250.0, 400.0])
+    ll = pointwise_log_likelihood(m, np.zeros((4, 0)), ks, trials=np.full(4, 500.0))
+    z = np.linspace(-12.0, 12.0, 48_001)
+    w = np.exp(-0.5 * z * z)
+    w /= w.sum()
+    p = special.expit(m.intercept_ + sd * z)
+    ref = np.log(np.exp(stats.binom.logpmf(ks[:, None], 500, p[None, :])) @ w)
+    np.testing.assert_allclose(ll, ref, rtol=1e-8)
