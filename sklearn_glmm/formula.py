@@ -35,6 +35,7 @@ from __future__ import annotations
 import ast
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,11 +156,48 @@ def _log(x, base=None):
     return np.log(x) if base is None else np.log(x) / np.log(base)
 
 
+class _OutsideLevels(ValueError):
+    """A value of ``factor(x, levels = c(...))`` outside its levels."""
+
+
+@contextmanager
+def _our_errors():
+    """formulaic wraps the errors of the transforms it calls; ours are raised as they are."""
+    from formulaic.errors import FormulaicError
+
+    try:
+        yield
+    except FormulaicError as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, _OutsideLevels):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
+
+
 def _factor(x, levels=None):
-    """R's ``factor(x)`` and ``factor(x, levels = c(...))``: treatment-coded levels."""
+    """R's ``factor(x)`` and ``factor(x, levels = c(...))``: treatment-coded levels.
+
+    A value outside ``levels`` raises: R makes it NA and drops its row, while the
+    coding would otherwise give it the reference level's all-zero row.
+    """
     from formulaic.transforms import C
 
-    return C(x) if levels is None else C(x, levels=list(levels))
+    if levels is None:
+        return C(x)
+    levels = list(levels)
+    values = pd.Series(np.asarray(x, dtype=object))
+    outside = ~(values.isin(levels) | values.isna())
+    if outside.any():
+        seen = sorted({str(v) for v in values[outside]})
+        raise _OutsideLevels(
+            f"factor(..., levels = c(...)): {int(outside.sum())} row(s) have values "
+            f"{seen[:10]} that are not among the levels {levels}. R turns them into "
+            "missing values (and a fit drops their rows); drop those rows from the data "
+            "(or list every level) for the same model."
+        )
+    return C(x, levels=levels)
 
 
 def _poly():
@@ -215,7 +253,10 @@ def _formulaic_text(rhs: str, warn: bool = True) -> str:
 def _model_matrix(rhs: str, data: pd.DataFrame):
     """formulaic's model matrix of ``~ rhs``; missing values raise (rows were dropped before)."""
     formulaic = _formulaic()
-    return formulaic.model_matrix(_formulaic_text(rhs), data, context=_context(), na_action="raise")
+    with _our_errors():
+        return formulaic.model_matrix(
+            _formulaic_text(rhs), data, context=_context(), na_action="raise"
+        )
 
 
 def _r_name(column: str) -> str:
@@ -294,6 +335,42 @@ def _variables(pieces: _Pieces) -> set[str]:
 
 def _group_variables(pieces: _Pieces) -> set[str]:
     return {c for bar in pieces.bars for factor in _group_parts(bar.group) for c in factor}
+
+
+def _kept_rows(data: pd.DataFrame, keep: np.ndarray, leave=frozenset()) -> pd.DataFrame:
+    """The rows ``keep`` of ``data`` (a copy) as R's model frame and model matrix read
+    them: the categories no kept row has dropped from categorical columns (an unused
+    first category would otherwise be the reference level and the others' coefficients
+    other contrasts than R's, an unused one an all-zero column), and logical columns
+    other than those in ``leave`` (the outcome's, the groups') made factors
+    (:func:`_r_logicals`)."""
+    out = data.loc[keep]
+    cats = [c for c in out.columns if isinstance(out[c].dtype, pd.CategoricalDtype)]
+    if cats:
+        out = out.assign(**{c: out[c].cat.remove_unused_categories() for c in cats})
+    return _r_logicals(out, leave)
+
+
+def _r_logicals(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
+    """Logical (True/False) columns, but those in ``leave``, as R's model matrix reads
+    them: a factor with the levels FALSE and TRUE, both always (``bTRUE`` under the
+    treatment contrasts; ``0 + b``, ``b:x`` and ``(0 + b | g)`` with a column per level).
+    As 0/1 numbers they would give other models for those terms."""
+    logical = [
+        c
+        for c in data.columns
+        if c not in leave and (data[c].dtype == bool or isinstance(data[c].dtype, pd.BooleanDtype))
+    ]
+    if not logical:
+        return data
+    return data.assign(
+        **{
+            c: pd.Categorical(
+                data[c].map({True: "TRUE", False: "FALSE"}), categories=["FALSE", "TRUE"]
+            )
+            for c in logical
+        }
+    )
 
 
 def _complete_rows(data: pd.DataFrame, pieces: _Pieces) -> np.ndarray:
@@ -473,7 +550,8 @@ def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
     keep = _complete_rows(data, pieces)
     if complete is not None:
         keep &= complete
-    complete = data.loc[keep]
+    outcome = _required([f"I({expr})" for expr in _response_parts(pieces.lhs)])
+    complete = _kept_rows(data, keep, outcome | _group_variables(pieces))
     X, fit_intercept, spec = _fixed_design(pieces, complete)
     random_only = _random_only(pieces.bars, complete, list(X.columns))
     if random_only:  # after the fixed-effect columns, as the estimator appends them
@@ -562,7 +640,8 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataMismatchWarning)
         try:
-            matrix = model_spec.get_model_matrix(data, context=_context())
+            with _our_errors():
+                matrix = model_spec.get_model_matrix(_r_logicals(data), context=_context())
         except DataMismatchWarning as exc:
             raise ValueError(_new_levels_message(model_spec, exc)) from None
     return _r_frame(matrix)[0]
@@ -867,7 +946,7 @@ def glmer(
         **estimator_params,
     }
     if isinstance(zero_inflation, str):
-        zero_inflation = _zi_term(zero_inflation, data.loc[keep], list(design.X.columns))
+        zero_inflation = _zi_term(zero_inflation, _kept_rows(data, keep), list(design.X.columns))
     if zero_inflation is True:
         params = with_zero_part(params)
     elif zero_inflation:
@@ -878,7 +957,7 @@ def glmer(
             params["zero_inflation"] = zero_inflation
     if dispersion is not None:
         columns = list(design.X.columns)
-        params["dispersion"] = _zi_term(dispersion, data.loc[keep], columns, "dispformula")
+        params["dispersion"] = _zi_term(dispersion, _kept_rows(data, keep), columns, "dispformula")
     sample_weight = None if w_all is None else w_all[keep]
     y, trials = design.y, design.trials
     if binomial and trials is None and sample_weight is not None:

@@ -426,3 +426,75 @@ def test_glmmtmb_poisson_matches_hand_built_estimator():
         df[["time", "treatment"]], df["y"], groups=df[["id"]]
     )
     np.testing.assert_allclose(fitted.coef_, manual.coef_, rtol=1e-6, atol=1e-8)
+
+
+def _r_frame_data(seed=7, n_groups=30, per=12):
+    """Binary outcomes with a three-level factor, a logical and a numeric predictor."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    n = len(g)
+    f = rng.choice(["lo", "mid", "hi"], n)
+    b = rng.random(n) < 0.5
+    x = rng.normal(size=n)
+    eta = -0.3 + 0.5 * (f == "mid") - 0.4 * (f == "hi") + 0.6 * x - 0.5 * b * x
+    eta = eta + rng.normal(0, 0.7, n_groups)[g]
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    return pd.DataFrame({"y": y, "f": f, "b": b, "x": x, "g": g})
+
+
+def _quiet_glmer(formula, data, **kw):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return glmer(formula, data, family="binomial", **kw)
+
+
+def test_factor_with_levels_raises_for_values_outside_them():
+    # R turns a value outside factor(x, levels = ...) into NA and drops its row; the
+    # rows were kept here, coded as the reference level
+    d = _r_frame_data()
+    with pytest.raises(ValueError, match=r"values \['hi'\] that are not among the levels"):
+        glmer("y ~ factor(f, levels = c('mid', 'lo')) + (1 | g)", d, family="binomial")
+    kept = d[d["f"] != "hi"]
+    m = _quiet_glmer("y ~ factor(f, levels = c('mid', 'lo')) + (1 | g)", kept)
+    assert m.nobs_ == len(kept)
+
+
+def test_unused_categories_are_dropped_as_r_drops_unused_levels():
+    # an unused first category was the reference level (other contrasts under R's
+    # names), an unused one an all-zero column (aliased; a variance for a random slope)
+    d = _r_frame_data()
+    used = pd.Categorical(d["f"], categories=["lo", "mid", "hi"])
+    unused = pd.Categorical(d["f"], categories=["none", "lo", "mid", "never", "hi"])
+    a = _quiet_glmer("y ~ fc + x + (1 | g)", d.assign(fc=used))
+    b = _quiet_glmer("y ~ fc + x + (1 | g)", d.assign(fc=unused))
+    assert list(b.fixed_effects_.index) == ["(Intercept)", "fcmid", "fchi", "x"]
+    pd.testing.assert_frame_equal(a.fixed_effects_, b.fixed_effects_)
+    a = _quiet_glmer("y ~ fc + (fc || g)", d.assign(fc=used))
+    b = _quiet_glmer("y ~ fc + (fc || g)", d.assign(fc=unused))
+    assert b.random_effects == a.random_effects
+    assert b.aic_ == pytest.approx(a.aic_, abs=1e-8)
+    # the caller's data keep their categories
+    frame = d.assign(fc=unused)
+    _quiet_glmer("y ~ fc + x + (1 | g)", frame)
+    assert list(frame["fc"].cat.categories) == ["none", "lo", "mid", "never", "hi"]
+
+
+def test_logical_columns_are_factors_with_levels_false_and_true():
+    # R's model matrix codes a logical as a factor: 0 + b has a column per level and
+    # b:x a slope per level; as a 0/1 number they gave other models
+    d = _r_frame_data()
+    s = d.assign(b=np.where(d["b"], "TRUE", "FALSE"))  # the same factor as strings
+    for formula, names in [
+        ("y ~ 0 + b + x + (1 | g)", ["bFALSE", "bTRUE", "x"]),
+        ("y ~ b:x + (1 | g)", ["(Intercept)", "bFALSE:x", "bTRUE:x"]),
+        ("y ~ x * b + (1 | g)", ["(Intercept)", "x", "bTRUE", "x:bTRUE"]),
+    ]:
+        m = _quiet_glmer(formula, d)
+        ref = _quiet_glmer(formula, s)
+        assert list(m.fixed_effects_.index) == names
+        pd.testing.assert_frame_equal(m.fixed_effects_, ref.fixed_effects_)
+        new = d.head(8).assign(b=d["b"].head(8).astype("boolean"))  # nullable logical
+        np.testing.assert_allclose(m.predict_proba(new), ref.predict_proba(s.head(8)))
+    assert d["b"].dtype == bool  # the caller's column is unchanged

@@ -225,7 +225,8 @@ def test_levels_poly_and_scale_state_from_training(binary):
     one = binary.iloc[[5]]  # one row: its own mean and SD would be meaningless
     X_train = design_matrix(m.design_info_, binary).iloc[[5]]
     np.testing.assert_allclose(m.predict_proba(one), m.predict_proba(X_train, one[["id"]]))
-    with pytest.raises(ValueError, match="not seen in fit"):
+    # a value outside factor(levels = ...) is not a level of the model
+    with pytest.raises(ValueError, match="not among the levels"):
         m.predict(binary.head(2).assign(site=["west", "east"]))
 
 
