@@ -231,6 +231,43 @@ class ParamMap:
         x[self.theta] = xt
         return x
 
+    @property
+    def correlations_coupled(self) -> bool:
+        """Whether some reported correlations have a joint domain that is not a box: a
+        Toeplitz structure's lag correlations, or the correlations of an unstructured
+        block of three or more random effects (positive definite together, not each)."""
+        many = any(len(rows) > 3 for _s, _q, rows, _c, _T in self.blocks)
+        return many or any(st.n_params - st.n_sd > 1 for _s, st in self.structured)
+
+    def correlation_anchor(self, phi_t, k) -> np.ndarray:
+        """Reported covariance parameters ``phi_t`` with the other correlations of the
+        block holding correlation ``k`` replaced by values that make it positive definite
+        whatever ``phi_t[k]`` in (-1, 1): zeros for an unstructured block (one nonzero
+        correlation), ``a^j cos(w j)`` at lag ``j`` for a Toeplitz structure (with
+        ``a^m cos(w m)`` the held lag ``m``'s value: a damped cosine is positive
+        definite). The segment from ``phi_t`` to it keeps ``phi_t[k]``; the domain is
+        convex, so where ``phi_t`` is outside it a point of the segment is inside."""
+        phi_t = np.asarray(phi_t, dtype=float)
+        out = phi_t.copy()
+        j = k - self.p
+        for start, _q, rows, cols, _T in self.blocks:
+            span = np.arange(start, start + len(rows)) - self.p
+            if j in span:
+                for i, (r, c) in zip(span, zip(rows, cols)):
+                    if r != c and i != j:
+                        out[i] = 0.0
+        for start, st in self.structured:
+            first = start - self.p + st.n_sd
+            n_cor = st.n_params - st.n_sd
+            if n_cor > 1 and first <= j < first + n_cor:
+                lag, v = j - first + 1, phi_t[j]
+                a = abs(v) ** (1.0 / lag)
+                w = 0.0 if v >= 0 else np.pi / lag
+                lags = np.arange(1, n_cor + 1)
+                out[first : first + n_cor] = a**lags * np.cos(w * lags)
+                out[j] = v
+        return out
+
     def theta_jacobian(self, phi_t, internal=False) -> np.ndarray:
         """Jacobian of :meth:`theta_to_x` at ``phi_t`` (central differences, one-sided at
         a correlation's bound)."""
@@ -509,6 +546,23 @@ class _Slice:
         x[self.theta] = xt
         return x
 
+    def inside(self, u, value):
+        """``u``, or a point on the segment from it to one whose other correlations
+        make the covariance positive definite with ``phi_k = value``
+        (:meth:`ParamMap.correlation_anchor`), the nearest to ``u`` of a few tried;
+        None when none is (``value`` on a correlation's bound)."""
+        if self.to_x(u, value) is not None:
+            return u
+        nf_nb = len(u) - len(self.theta)
+        phi_t = u[nf_nb:] * self.tscale
+        anchor = self.pmap.correlation_anchor(phi_t, self.k)
+        for t in (0.25, 0.5, 0.75, 0.9, 1.0):
+            cand = u.copy()
+            cand[nf_nb:] = ((1.0 - t) * phi_t + t * anchor) / self.tscale
+            if self.to_x(cand, value) is not None:
+                return cand
+        return None
+
     def jacobian(self, u) -> np.ndarray:
         """``dx/du`` at ``u`` (exact for the linear parts)."""
         zf, xb, phi_t = self.split(u)
@@ -585,6 +639,12 @@ class Profiler:
         u0, bounds = sl.start(np.asarray(start, dtype=float), value)
         if sl.to_x(u0, value) is None:
             u0, bounds = sl.start(self.x_hat, value)
+        # the other correlations at the start and at the estimate may be of no positive
+        # definite covariance with phi_k = value (Toeplitz lags, a block of three or more)
+        inside = sl.inside(u0, value)
+        if inside is None:
+            return np.inf, self.x_hat
+        u0 = inside
         scale = sl.preconditioner(u0, self.hessian)
 
         def fun(u):
@@ -606,7 +666,63 @@ class Profiler:
                 u0, bounds = sl.start(self.x_hat, value)
                 res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol, scale)
         x = sl.to_x(res.x, value)
-        return float(res.fun), (self.x_hat if x is None else x)
+        F, x = float(res.fun), (self.x_hat if x is None else x)
+        if self.pmap.correlations_coupled:
+            # the slice's L-BFGS-B stops where a step leaves the correlations' domain (an
+            # infinite objective); the minimum over the internal parameters, whose
+            # bounds are the domain, with phi_k = value as a constraint, may be lower
+            F2, x2 = self._constrained_point(k, value, x if np.isfinite(F) else start)
+            if F2 < F:
+                F, x = F2, x2
+        return F, x
+
+    def _constrained_point(self, k, value, start):
+        """(F, x): SLSQP over the internal parameters with ``phi_k = value``; (inf, x)
+        when it does not meet the constraint."""
+        from scipy import optimize
+
+        pm, obj = self.pmap, self.obj
+
+        def fun(x):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                val, g = obj.value_and_grad(x)
+            if not np.isfinite(val):
+                return 1e300, np.zeros(len(x))
+            return float(val), np.asarray(g, dtype=float)
+
+        def gap(x):
+            return pm.to_phi(x)[k] - value
+
+        def gap_jac(x):
+            h = 1e-7 * np.maximum(1.0, np.abs(x))
+            out = np.empty(len(x))
+            for i in range(len(x)):
+                up, dn = x.copy(), x.copy()
+                up[i] += h[i]
+                dn[i] -= h[i]
+                out[i] = (pm.to_phi(up)[k] - pm.to_phi(dn)[k]) / (2 * h[i])
+            return out
+
+        bounds = [(lo, hi) for lo, hi in self.bounds_x]
+        x0 = np.clip(
+            np.asarray(start, dtype=float),
+            [-np.inf if lo is None else lo for lo, _ in bounds],
+            [np.inf if hi is None else hi for _, hi in bounds],
+        )
+        res = optimize.minimize(
+            fun,
+            x0,
+            jac=True,
+            method="SLSQP",
+            bounds=bounds,
+            constraints=[{"type": "eq", "fun": gap, "jac": gap_jac}],
+            options={"maxiter": self.max_iter, "ftol": 1e-12},
+        )
+        x = np.asarray(res.x, dtype=float)
+        if abs(gap(x)) > 1e-8 * max(1.0, abs(value)):
+            return np.inf, x
+        F = float(obj.evaluate(x))
+        return (F if np.isfinite(F) else np.inf), x
 
     def zeta(self, k, value, start):
         F, x = self.point(k, value, start)

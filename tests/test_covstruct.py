@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from sklearn_glmm import BinomialGLMM, PoissonGLMM
 from sklearn_glmm._design import parse_term, theta_layout
@@ -604,3 +605,66 @@ def test_intercept_free_random_slope_keeps_its_variance():
     # the same model on another scale of z: the same fit
     m10 = PoissonGLMM(random_effects="0 + z").fit(X * 10, y, groups=ids)
     assert m10.loglik_ == pytest.approx(m.loglik_, abs=1e-6)
+
+
+def _toep_profile_fit():
+    d = pd.read_csv(Path(__file__).parent / "fixtures" / "toep_profile" / "data.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return PoissonGLMM(random_effects="toep(day)", random_only_columns="day").fit(
+            d[["day", "x"]], d["y"], groups=d["id"].astype(str)
+        )
+
+
+def _constrained_deviance(m, name, value):
+    """min F with the reported parameter ``name`` at ``value``: SLSQP over the internal
+    parameters from the estimate (the profile's own search starts from its last point)."""
+    from scipy import optimize
+
+    from sklearn_glmm._profile import ParamMap
+
+    pm, obj = ParamMap(m), m.fit_result_.objective
+    k = pm.names.index(name)
+
+    def F(x):
+        v = obj.evaluate(x)
+        return v if np.isfinite(v) else 1e10
+
+    r = optimize.minimize(
+        F,
+        m.fit_result_.params.copy(),
+        method="SLSQP",
+        bounds=[tuple(b) for b in m.fit_result_.bounds],
+        constraints=[{"type": "eq", "fun": lambda x: pm.to_phi(x)[k] - value}],
+        options={"maxiter": 500, "ftol": 1e-12},
+    )
+    assert abs(pm.to_phi(r.x)[k] - value) < 1e-6
+    return r.fun - obj.evaluate(m.fit_result_.params)
+
+
+def test_profile_of_a_toeplitz_lag_correlation_searches_the_whole_domain():
+    # the lag correlations' joint domain is not a box: with rho_lag2 held, the other
+    # lags at the start (and at the estimate) were of no positive definite matrix, and
+    # the profile raised a TypeError; where it ran, a search that stops at the domain's
+    # edge gave too high a deviance (a lower limit of 0.140 where the deviance is 3.10)
+    m = _toep_profile_fit()
+    ci = m.confint(method="profile", parm=["rho_lag2|id"])
+    lo, hi = ci.loc["rho_lag2|id", ["lower", "upper"]]
+    assert lo < ci.loc["rho_lag2|id", "estimate"] < hi
+    cut = stats.norm.ppf(0.975) ** 2
+    for v in (lo, hi):
+        assert _constrained_deviance(m, "rho_lag2|id", v) == pytest.approx(cut, abs=5e-3)
+
+
+@pytest.mark.slow
+def test_profiles_of_a_toeplitz_structure():
+    m = _toep_profile_fit()
+    ci = m.confint(method="profile", parm="random")
+    assert np.all(np.isfinite(ci[["lower", "upper"]].to_numpy()))
+    cut = stats.norm.ppf(0.975) ** 2
+    for name in ci.index:
+        for side in ("lower", "upper"):
+            v = ci.loc[name, side]
+            if name.startswith("rho") and abs(v) > 0.999:  # the domain's edge
+                continue
+            assert _constrained_deviance(m, name, v) == pytest.approx(cut, abs=5e-3), (name, side)
