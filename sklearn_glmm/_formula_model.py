@@ -172,6 +172,15 @@ class _RawDataPredictions:
         zero = _re_form_zero(re_form, state)
         population = _population(population, zero)
         if not self._is_raw(X):
+            if state is not None and offset is None and (state.offsets or state.offset_column):
+                # the design's columns alone: the offset would silently be 0
+                where = list(state.offsets) or [state.offset_column]
+                raise ValueError(
+                    f"X holds the design columns only, but the model's offset {where} is "
+                    "part of every prediction (as in R): pass data holding the variables "
+                    f"{sorted(state.offset_variables) or [state.offset_column]} "
+                    "(R's predict(m, newdata)), or offset=... with the design columns."
+                )
             if zero:
                 groups = self._no_groups(_num_samples(X))
             return _NewData(X, groups, offset, population)

@@ -380,9 +380,16 @@ def _complete_rows(data: pd.DataFrame, pieces: _Pieces) -> np.ndarray:
 
 
 def _labels(values: pd.Series) -> pd.Series:
-    """Group labels as strings; whole floats print without ".0", as R prints them."""
-    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values, 1) == 0):
-        values = values.astype(np.int64)
+    """Group labels as strings; whole floats print without ".0", as R prints them, also
+    beside missing values (which stay missing: a column of integer codes with a missing
+    value is float in pandas, and "1.0:1" would match no level of the fit)."""
+    if pd.api.types.is_float_dtype(values):
+        v = values.to_numpy(dtype=float)
+        present = ~np.isnan(v)
+        if np.all(np.mod(v[present], 1) == 0):
+            text = np.full(len(v), np.nan, dtype=object)
+            text[present] = v[present].astype(np.int64).astype(str)
+            return pd.Series(text, index=values.index, name=values.name)
     return values.astype(str)
 
 

@@ -127,6 +127,15 @@ def test_formula_offset_read_from_newdata(counts):
         m.predict(new.drop(columns="exposure"))
     with pytest.raises(ValueError, match="offset= as well"):
         m.predict(new, offset=np.zeros(3))
+    # without the offset's variable and the groups, the rest are the design's columns:
+    # read as the design, its offset was silently 0 (R: object 'exposure' not found)
+    design_only = new[["time", "treatment"]]
+    with pytest.raises(ValueError, match=r"offset \['log\(exposure\)'\].*\['exposure'\]"):
+        m.predict(design_only, type="link", re_form="~0")
+    np.testing.assert_allclose(
+        m.predict(design_only, type="link", re_form="~0", offset=np.log(new["exposure"])),
+        m.predict(new, type="link", re_form="~0"),
+    )
 
 
 def test_app_logins_predictions_of_tutorial_002():
@@ -327,3 +336,23 @@ def test_count_predict_proba_and_score_on_raw_data(counts):
     np.testing.assert_allclose(proba, m.predict_proba(X, rows[["id"]]))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
     assert m.score(rows, rows["y"]) == pytest.approx(m.score(X, rows["y"], rows[["id"]]))
+
+
+def test_nested_labels_of_new_data_with_a_missing_code():
+    # a missing g2 makes the integer codes float; the g2:g labels were then "1.0:1"
+    # for every row, which matched no fitted level: every row lost its g2:g effect
+    r = np.random.default_rng(7)
+    g = np.repeat(np.arange(1, 21), 30)
+    g2 = np.tile(np.repeat([1, 2, 3], 10), 20)
+    x = r.normal(size=600)
+    eta = 0.3 + 0.5 * x + r.normal(0, 0.6, 21)[g] + r.normal(0, 0.8, (21, 4))[g, g2]
+    d = pd.DataFrame({"cnt": r.poisson(np.exp(eta)), "x": x, "g": g, "g2": g2})
+    m = _quiet(glmer, "cnt ~ x + (1|g/g2)", d, "poisson")
+    nd = pd.DataFrame({"x": 0.0, "g": [1, 2, 3, 4], "g2": [1, 2, 3, 1]})
+    full = m.predict(nd, type="link")
+    nd.loc[3, "g2"] = np.nan
+    part = m.predict(nd, type="link")
+    np.testing.assert_allclose(part[:3], full[:3], rtol=1e-12)
+    # the row without its sub-group keeps the group's effect alone
+    only_g = m.predict(nd.iloc[[3]].drop(columns="g2").assign(g2=99), type="link")
+    np.testing.assert_allclose(part[3], only_g[0], rtol=1e-12)
