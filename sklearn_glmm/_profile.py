@@ -623,6 +623,7 @@ class Profiler:
         self.lower_found = None  # (parameter, deviance) if profiling found a better fit
         self.hessian = getattr(est.fit_result_, "hessian", None)
         self._slices = {}
+        self._warned = set()
 
     def restore(self):
         self.obj.u = self.u_keep.copy()
@@ -643,7 +644,12 @@ class Profiler:
         # definite covariance with phi_k = value (Toeplitz lags, a block of three or more)
         inside = sl.inside(u0, value)
         if inside is None:
-            return np.inf, self.x_hat
+            F, x = np.inf, self.x_hat
+            if self.pmap.correlations_coupled:
+                F, x = self._constrained_point(k, value, self.x_hat)
+            if not np.isfinite(F):
+                self._unresolved(k, value)
+            return F, x
         u0 = inside
         scale = sl.preconditioner(u0, self.hessian)
 
@@ -675,6 +681,21 @@ class Profiler:
             if F2 < F:
                 F, x = F2, x2
         return F, x
+
+    def _unresolved(self, k, value):
+        """Warn (once per parameter) that the profile at ``value`` found no point of the
+        covariance's domain: counted as beyond the limit, which may then be too near."""
+        name = self.pmap.names[k]
+        if name in self._warned:
+            return
+        self._warned.add(name)
+        warnings.warn(
+            f"the profile of {name} found no positive definite covariance with it at "
+            f"{value:.6g}; that value counts as beyond the interval's limit, which may "
+            "therefore be too near the estimate. Compare with method='bootstrap'.",
+            ProfileWarning,
+            stacklevel=user_stacklevel(),
+        )
 
     def _constrained_point(self, k, value, start):
         """(F, x): SLSQP over the internal parameters with ``phi_k = value``; (inf, x)
