@@ -225,15 +225,22 @@ class Family:
         if np.all(var == 0):
             return self.mean(eta, extra)
         sd = np.sqrt(var)
-        z, w = normal_rule(float(sd.max()))
-        flat_eta, flat_sd = eta.reshape(-1), sd.reshape(-1)
-        out = np.empty(flat_eta.shape)
-        step = max(1, _NODE_CELLS // len(z))
-        for i in range(0, len(flat_eta), step):
-            rows = slice(i, i + step)
-            nodes = flat_eta[rows, None] + flat_sd[rows, None] * z
-            out[rows] = self.mean(nodes, rows_of(extra, rows, column=True)) @ w
-        return out.reshape(eta.shape)
+        return over_nodes(self.mean, eta, sd, normal_rule(float(sd.max())), extra)
+
+
+def over_nodes(fn, eta, sd, rule, extra):
+    """``sum_k w_k fn(eta + sd z_k, extra)`` for every element, ``(z, w) = rule``, in
+    chunks of rows (at most ``_NODE_CELLS`` rows x nodes at once); per-row values of
+    the family's parameters in ``extra`` need a 1-D ``eta``."""
+    z, w = rule
+    flat_eta, flat_sd = eta.reshape(-1), sd.reshape(-1)
+    out = np.empty(flat_eta.shape)
+    step = max(1, _NODE_CELLS // len(z))
+    for i in range(0, len(flat_eta), step):
+        rows = slice(i, i + step)
+        nodes = flat_eta[rows, None] + flat_sd[rows, None] * z
+        out[rows] = fn(nodes, rows_of(extra, rows, column=True)) @ w
+    return out.reshape(eta.shape)
 
 
 def normal_rule(top_sd: float, growth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from ..blocks import HURDLE_ZERO, rows_of, shift_block
-from .base import _ETA_MAX, _NODE_CELLS, Family, _weighted, normal_rule
+from ..blocks import HURDLE_ZERO, shift_block
+from .base import _ETA_MAX, Family, _weighted, normal_rule, over_nodes
 
 # below this zero rate R and its scaled derivatives come from their series
 _SERIES_S = 0.5
@@ -250,16 +250,10 @@ class Truncated(Family):
             return self.mean(eta, extra)
         base_extra = self._count_extra(extra)
         sd = np.sqrt(var)
-        z, w = normal_rule(float(sd.max()), growth=1.0)
-        flat_eta, flat_sd = eta.reshape(-1), sd.reshape(-1)
-        excess = np.empty(flat_eta.shape)
-        step = max(1, _NODE_CELLS // len(z))
-        for i in range(0, len(flat_eta), step):
-            rows = slice(i, i + step)
-            nodes = flat_eta[rows, None] + flat_sd[rows, None] * z
-            excess[rows] = self._excess(nodes, rows_of(base_extra, rows, column=True)) @ w
+        rule = normal_rule(float(sd.max()), growth=1.0)
+        excess = over_nodes(self._excess, eta, sd, rule, base_extra)
         mu = self.base.mean(eta + var / 2.0, base_extra)
-        return (1.0 - self._zero_prob(extra)) * (mu + excess.reshape(eta.shape))
+        return (1.0 - self._zero_prob(extra)) * (mu + excess)
 
     def _excess(self, eta, base_extra):
         """``c = mu / expm1(s)``: the truncated mean's excess over the count family's
