@@ -1080,7 +1080,8 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
         self : FormulaTransformer
         """
         X = _check_frame(X)
-        matrix = _model_matrix(self._fixed_formula(), X)
+        # factors as glmer reads them: unused categories dropped, logicals FALSE/TRUE
+        matrix = _model_matrix(self._fixed_formula(), _kept_rows(X, np.ones(len(X), bool)))
         frame, self.fit_intercept_ = _r_frame(matrix)
         self.model_spec_ = matrix.model_spec
         self._feature_names_out = np.asarray(frame.columns, dtype=object)

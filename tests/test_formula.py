@@ -498,3 +498,17 @@ def test_logical_columns_are_factors_with_levels_false_and_true():
         new = d.head(8).assign(b=d["b"].head(8).astype("boolean"))  # nullable logical
         np.testing.assert_allclose(m.predict_proba(new), ref.predict_proba(s.head(8)))
     assert d["b"].dtype == bool  # the caller's column is unchanged
+
+
+def test_formula_transformer_reads_factors_as_glmer():
+    # fit and transform code logicals and unused categories as glmer does
+    X = pd.DataFrame(
+        {
+            "b": [True, False, True, False],
+            "x": [1.0, 2.0, 3.0, 4.0],
+            "fc": pd.Categorical(["a", "b", "a", "b"], categories=["z", "a", "b"]),
+        }
+    )
+    t = FormulaTransformer("0 + b + x + fc").fit(X)
+    assert list(t.get_feature_names_out()) == ["bFALSE", "bTRUE", "x", "fcb"]
+    np.testing.assert_array_equal(t.transform(X)["bTRUE"], [1.0, 0.0, 1.0, 0.0])
