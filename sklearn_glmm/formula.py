@@ -344,11 +344,16 @@ def _kept_rows(data: pd.DataFrame, keep: np.ndarray, leave=frozenset()) -> pd.Da
     other contrasts than R's, an unused one an all-zero column), and logical columns
     other than those in ``leave`` (the outcome's, the groups') made factors
     (:func:`_r_logicals`)."""
-    out = data.loc[keep]
-    cats = [c for c in out.columns if isinstance(out[c].dtype, pd.CategoricalDtype)]
+    return _r_factors(data.loc[keep], leave)
+
+
+def _r_factors(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
+    """``data`` with unused categories dropped and logicals made factors (see
+    :func:`_kept_rows`); ``data`` itself unchanged."""
+    cats = [c for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)]
     if cats:
-        out = out.assign(**{c: out[c].cat.remove_unused_categories() for c in cats})
-    return _r_logicals(out, leave)
+        data = data.assign(**{c: data[c].cat.remove_unused_categories() for c in cats})
+    return _r_logicals(data, leave)
 
 
 def _r_logicals(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
@@ -648,7 +653,7 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
         warnings.simplefilter("error", DataMismatchWarning)
         try:
             with _our_errors():
-                matrix = model_spec.get_model_matrix(_r_logicals(data), context=_context())
+                matrix = model_spec.get_model_matrix(_r_factors(data), context=_context())
         except DataMismatchWarning as exc:
             raise ValueError(_new_levels_message(model_spec, exc)) from None
     return _r_frame(matrix)[0]
@@ -1081,7 +1086,7 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
         """
         X = _check_frame(X)
         # factors as glmer reads them: unused categories dropped, logicals FALSE/TRUE
-        matrix = _model_matrix(self._fixed_formula(), _kept_rows(X, np.ones(len(X), bool)))
+        matrix = _model_matrix(self._fixed_formula(), _r_factors(X))
         frame, self.fit_intercept_ = _r_frame(matrix)
         self.model_spec_ = matrix.model_spec
         self._feature_names_out = np.asarray(frame.columns, dtype=object)
