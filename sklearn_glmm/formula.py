@@ -425,10 +425,18 @@ def _bar_columns(bar: _BarTerm, data: pd.DataFrame, fixed_names: list[str]) -> t
         raise ValueError(f"Random-effect term ({bar.lhs} | {bar.group}) has no columns.")
     absent = [s for s in slopes if s not in fixed_names]
     if absent:
+        hint = "Add them to the fixed part of the formula."
+        if not intercept and len(slopes) > 1:
+            # (0 + f | g) of a factor: a column per level, which the fixed part has only
+            # without an intercept (0 + f) or with the random intercept as well (1 + f | g)
+            hint = (
+                f"A factor's columns without an intercept ({bar.lhs} | {bar.group}) are "
+                "one per level: the fixed part has them all only without its intercept "
+                f"(0 + ...); or write (1 + ... | {bar.group}), the same model reparametrised."
+            )
         raise ValueError(
             f"Random slope(s) {absent} in ({bar.lhs} | {bar.group}) must also appear as fixed "
-            f"effects: random_effects refer to columns of X, which has {fixed_names}. "
-            "Add them to the fixed part of the formula."
+            f"effects: random_effects refer to columns of X, which has {fixed_names}. " + hint
         )
     return intercept, slopes
 

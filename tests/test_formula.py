@@ -512,3 +512,12 @@ def test_formula_transformer_reads_factors_as_glmer():
     t = FormulaTransformer("0 + b + x + fc").fit(X)
     assert list(t.get_feature_names_out()) == ["bFALSE", "bTRUE", "x", "fcb"]
     np.testing.assert_array_equal(t.transform(X)["bTRUE"], [1.0, 0.0, 1.0, 0.0])
+
+
+def test_factor_slopes_without_intercept_name_the_fix():
+    # (0 + f | g) has a column per level; adding f to the fixed part cannot give them
+    d = _r_frame_data()
+    with pytest.raises(ValueError, match=r"one per level.*\(0 \+ \.\.\.\)"):
+        glmer("y ~ f + (0 + f | g)", d, family="binomial")
+    m = _quiet_glmer("y ~ 0 + f + (0 + f | g)", d)
+    assert m.random_effects == {"g": "0 + fhi + flo + fmid"}
