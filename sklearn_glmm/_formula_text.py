@@ -252,6 +252,18 @@ def _check_r_operators(text: str) -> None:
             f"R's %in% operator in {text.strip()!r} is not supported (formulaic reads 'a %in% b' "
             "as 'b/a', R as 'a:b'): write 'a:b' or 'b/a' (b plus a within b)."
         )
+    coercion = re.search(r"(?<![\w.`])as\.(factor|numeric|integer|character|logical)\s*\(", text)
+    if coercion:
+        what = coercion.group(1)
+        instead = (
+            "factor(x) (a factor, as R's as.factor)"
+            if what == "factor"
+            else "a column of that type in data, or I(...) of a numeric expression"
+        )
+        raise ValueError(
+            f"R's as.{what}() in {text.strip()!r} is not available in formulas here: write "
+            f"{instead}."
+        )
     if re.search(r"(?<![\w.])\.(?![\w.])", top):
         raise ValueError(
             f"R's '.' (every other column of data) in {text.strip()!r} is not supported: list "

@@ -521,3 +521,12 @@ def test_factor_slopes_without_intercept_name_the_fix():
         glmer("y ~ f + (0 + f | g)", d, family="binomial")
     m = _quiet_glmer("y ~ 0 + f + (0 + f | g)", d)
     assert m.random_effects == {"g": "0 + fhi + flo + fmid"}
+
+
+def test_r_coercions_raise_with_what_to_write():
+    # as.factor(k) was a bare SyntaxError from formulaic (as is a Python keyword)
+    d = _r_frame_data().assign(k=lambda f: f["g"] % 3)
+    with pytest.raises(ValueError, match=r"as\.factor\(\).*write factor\(x\)"):
+        glmer("y ~ as.factor(k) + (1 | g)", d, family="binomial")
+    with pytest.raises(ValueError, match=r"as\.numeric\(\)"):
+        glmer("y ~ as.numeric(b) + (1 | g)", d, family="binomial")
