@@ -686,8 +686,8 @@ class Profiler:
         """Warn (once per parameter) that the profile at ``value`` found no point of the
         covariance's domain: counted as beyond the limit, which may then be too near."""
         name = self.pmap.names[k]
-        if name in self._warned:
-            return
+        if name in self._warned or value in self.pmap.bounds[k]:
+            return  # (a correlation of +-1: no positive definite covariance has it)
         self._warned.add(name)
         warnings.warn(
             f"the profile of {name} found no positive definite covariance with it at "
