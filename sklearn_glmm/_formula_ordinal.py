@@ -126,7 +126,7 @@ def clmm(
     >>> list(m.thresholds_.index)  # doctest: +SKIP
     ['1|2', '2|3', '3|4', '4|5']
     """
-    from .formula import _formula_state, _kept_rows, _parse, _row_values, _total_offset
+    from .formula import _formula_state, _parse, _r_factors, _row_values, _total_offset
 
     formula, data = check_formula_first(formula, data, "clmm")
     check_r_arguments(estimator_params, OrdinalGLMM, "clmm")
@@ -146,12 +146,13 @@ def clmm(
             complete &= ~np.isnan(values)
     complete &= _complete_in_scale(scale, data)  # R's na.omit drops them too
     design, keep = _parse(formula, data, complete)
-    scale_columns = _scale_columns(scale, _kept_rows(data, keep))
+    kept = _r_factors(data.loc[keep])  # the rows used, for the scale model
+    scale_columns = _scale_columns(scale, kept)
     X_fit = design.X
     only = [c for c in scale_columns if c not in design.X.columns]
     scale_spec = None
     if only:  # columns of the scale model only
-        frame, scale_spec = _scale_frame(scale, _kept_rows(data, keep))
+        frame, scale_spec = _scale_frame(scale, kept)
         X_fit = design.X.copy()
         for c in only:
             X_fit[c] = frame[c].to_numpy()

@@ -624,6 +624,7 @@ class Profiler:
         self.hessian = getattr(est.fit_result_, "hessian", None)
         self._slices = {}
         self._warned = set()
+        self.coupled = pmap.correlations_coupled  # the constrained search too (point)
 
     def restore(self):
         self.obj.u = self.u_keep.copy()
@@ -645,7 +646,7 @@ class Profiler:
         inside = sl.inside(u0, value)
         if inside is None:
             F, x = np.inf, self.x_hat
-            if self.pmap.correlations_coupled:
+            if self.coupled:
                 F, x = self._constrained_point(k, value, self.x_hat)
             if not np.isfinite(F):
                 self._unresolved(k, value)
@@ -673,7 +674,7 @@ class Profiler:
                 res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol, scale)
         x = sl.to_x(res.x, value)
         F, x = float(res.fun), (self.x_hat if x is None else x)
-        if self.pmap.correlations_coupled:
+        if self.coupled:
             # the slice's L-BFGS-B stops where a step leaves the correlations' domain (an
             # infinite objective); the minimum over the internal parameters, whose
             # bounds are the domain, with phi_k = value as a constraint, may be lower

@@ -337,19 +337,13 @@ def _group_variables(pieces: _Pieces) -> set[str]:
     return {c for bar in pieces.bars for factor in _group_parts(bar.group) for c in factor}
 
 
-def _kept_rows(data: pd.DataFrame, keep: np.ndarray, leave=frozenset()) -> pd.DataFrame:
-    """The rows ``keep`` of ``data`` (a copy) as R's model frame and model matrix read
-    them: the categories no kept row has dropped from categorical columns (an unused
-    first category would otherwise be the reference level and the others' coefficients
-    other contrasts than R's, an unused one an all-zero column), and logical columns
-    other than those in ``leave`` (the outcome's, the groups') made factors
-    (:func:`_r_logicals`)."""
-    return _r_factors(data.loc[keep], leave)
-
-
 def _r_factors(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
-    """``data`` with unused categories dropped and logicals made factors (see
-    :func:`_kept_rows`); ``data`` itself unchanged."""
+    """``data`` (a copy where anything changes) as R's model frame and model matrix read
+    it: the categories no row has dropped from categorical columns (an unused first
+    category would otherwise be the reference level and the others' coefficients other
+    contrasts than R's, an unused one an all-zero column), and logical columns other
+    than those in ``leave`` (the outcome's, the groups') made factors
+    (:func:`_r_logicals`). Applied to the rows a fit uses, and to new data."""
     cats = [c for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)]
     if cats:
         data = data.assign(**{c: data[c].cat.remove_unused_categories() for c in cats})
@@ -571,7 +565,7 @@ def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
     if complete is not None:
         keep &= complete
     outcome = _required([f"I({expr})" for expr in _response_parts(pieces.lhs)])
-    complete = _kept_rows(data, keep, outcome | _group_variables(pieces))
+    complete = _r_factors(data.loc[keep], outcome | _group_variables(pieces))
     X, fit_intercept, spec = _fixed_design(pieces, complete)
     random_only = _random_only(pieces.bars, complete, list(X.columns))
     if random_only:  # after the fixed-effect columns, as the estimator appends them
@@ -965,8 +959,11 @@ def glmer(
         **family_params,
         **estimator_params,
     }
+    # the rows used, for the zero-inflation and dispersion designs
+    zi_or_disp = isinstance(zero_inflation, str) or dispersion is not None
+    kept = _r_factors(data.loc[keep]) if zi_or_disp else None
     if isinstance(zero_inflation, str):
-        zero_inflation = _zi_term(zero_inflation, _kept_rows(data, keep), list(design.X.columns))
+        zero_inflation = _zi_term(zero_inflation, kept, list(design.X.columns))
     if zero_inflation is True:
         params = with_zero_part(params)
     elif zero_inflation:
@@ -977,7 +974,7 @@ def glmer(
             params["zero_inflation"] = zero_inflation
     if dispersion is not None:
         columns = list(design.X.columns)
-        params["dispersion"] = _zi_term(dispersion, _kept_rows(data, keep), columns, "dispformula")
+        params["dispersion"] = _zi_term(dispersion, kept, columns, "dispformula")
     sample_weight = None if w_all is None else w_all[keep]
     y, trials = design.y, design.trials
     if binomial and trials is None and sample_weight is not None:
