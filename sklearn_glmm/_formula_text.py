@@ -6,8 +6,9 @@ the offsets. Pure text handling: brackets are matched, ``+``/``-`` split only at
 the top level, and a minus inside a number's exponent is not a separator.
 
 The text formulaic reads is also made to mean what it means in R: ``^`` inside a
-call (``I(x^2)``) becomes Python's power ``**``, and ``%in%`` and ``.``, which
-formulaic reads differently from R, raise.
+call (``I(x^2)``) becomes Python's power ``**``, ``C(f, sum)`` names R's contrasts
+function as ``C(f, contr.sum)`` does, and ``%in%`` and ``.``, which formulaic reads
+differently from R, raise.
 """
 
 from __future__ import annotations
@@ -242,6 +243,42 @@ def _python_powers(text: str) -> str:
         if char == "^" and inside_call:
             chars[pos] = "**"
     return "".join(chars)
+
+
+# R's C(f, name) reads a bare name as the contrasts function contr.<name>
+_CONTRAST_NAMES = ("sum", "helmert", "poly", "treatment", "SAS")
+
+
+def _r_contrast_names(text: str) -> str:
+    """R's ``C(f, sum)`` as ``C(f, contr.sum)`` (also helmert, poly, treatment, SAS).
+
+    R's ``C()`` reads a bare name as its contrasts function; formulaic would evaluate
+    ``sum`` as Python's builtin (an obscure error) and ``helmert`` as a variable.
+    """
+    pieces, last = [], 0
+    for match in re.finditer(r"(?<![\w.])C\s*\(", text):
+        depth, commas = 0, []
+        for pos in range(match.end() - 1, len(text)):
+            char = text[pos]
+            if char in _OPEN:
+                depth += 1
+            elif char in _CLOSE:
+                depth -= 1
+                if depth == 0:
+                    break
+            elif char == "," and depth == 1:
+                commas.append(pos)
+        else:
+            continue
+        if not commas:
+            continue
+        end = commas[1] if len(commas) > 1 else pos
+        start = commas[0] + 1
+        if start < last or text[start:end].strip() not in _CONTRAST_NAMES:
+            continue
+        pieces += [text[last:start], f" contr.{text[start:end].strip()}"]
+        last = end
+    return "".join(pieces) + text[last:]
 
 
 def _check_r_operators(text: str) -> None:

@@ -64,6 +64,7 @@ from ._formula_text import (
     _group_parts,
     _Pieces,
     _python_powers,
+    _r_contrast_names,
     _response_parts,
     _split_formula,
     _warn_crossed_variable,
@@ -224,8 +225,11 @@ def _c(*values):
 
 def _context() -> dict[str, Any]:
     """Names formulas may use besides the data columns and formulaic's transforms."""
+    from ._formula_contrasts import RContrasts
+
     return {
         "np": np,
+        "contr": RContrasts,
         "factor": _factor,
         "c": _c,
         "poly": _poly(),
@@ -242,12 +246,13 @@ def _formulaic_text(rhs: str, warn: bool = True) -> str:
     """The right-hand side as formulaic should read it to mean what R means.
 
     ``^`` inside calls becomes ``**`` (``I(time^2)`` is a power; Python's ``^`` is XOR);
-    R's ``%in%`` and ``.`` raise. ``x^2`` outside ``I()`` warns: in R (and here) it is ``x``.
+    ``C(f, sum)`` is ``C(f, contr.sum)``; R's ``%in%`` and ``.`` raise. ``x^2`` outside
+    ``I()`` warns: in R (and here) it is ``x``.
     """
     _check_r_operators(rhs)
     if warn:
         _warn_crossed_variable(rhs)
-    return _python_powers(rhs)
+    return _python_powers(_r_contrast_names(rhs))
 
 
 def _model_matrix(rhs: str, data: pd.DataFrame):

@@ -530,3 +530,63 @@ def test_r_coercions_raise_with_what_to_write():
         glmer("y ~ as.factor(k) + (1 | g)", d, family="binomial")
     with pytest.raises(ValueError, match=r"as\.numeric\(\)"):
         glmer("y ~ as.numeric(b) + (1 | g)", d, family="binomial")
+
+
+def test_contrasts_named_as_in_r_c_function():
+    # C(f, sum) was an IndexError (formulaic read `sum` as Python's builtin) and
+    # C(f, helmert) a NameError; R's C() reads a bare name as contr.<name>
+    import pickle
+
+    from sklearn_glmm import BinomialGLMM
+
+    d = _r_frame_data()
+    short = _quiet_glmer("y ~ C(f, sum) + x + (1 | g)", d)
+    full = _quiet_glmer("y ~ C(f, contr.sum) + x + (1 | g)", d)
+    assert list(short.fixed_effects_.index) == [
+        "(Intercept)",
+        "C(f, contr.sum)1",
+        "C(f, contr.sum)2",
+        "x",
+    ]
+    np.testing.assert_array_equal(short.fixed_effects_["estimate"], full.fixed_effects_["estimate"])
+    # R's codings, built by hand (levels hi < lo < mid): sum-to-zero and Helmert
+    levels = ["hi", "lo", "mid"]
+    codings = {
+        "sum": np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]),
+        "helmert": np.array([[-1.0, -1.0], [1.0, -1.0], [0.0, 2.0]]),
+    }
+    for name, coding in codings.items():
+        m = _quiet_glmer(f"y ~ C(f, {name}) + x + (1 | g)", d)
+        hand = coding[d["f"].map(levels.index).to_numpy()]
+        X = pd.DataFrame({"c1": hand[:, 0], "c2": hand[:, 1], "x": d["x"]})
+        ref = BinomialGLMM().fit(X, d["y"], groups=d["g"])
+        np.testing.assert_allclose(
+            m.fixed_effects_["estimate"].to_numpy(),
+            ref.fixed_effects_["estimate"].to_numpy(),
+            rtol=1e-6,
+            atol=1e-8,
+        )
+        assert m.fixed_effects_.index[1:3].tolist() == [
+            f"C(f, contr.{name})1",
+            f"C(f, contr.{name})2",
+        ]
+    for name, first in [("poly", "C(f, contr.poly).L"), ("SAS", "C(f, contr.SAS)hi")]:
+        assert _quiet_glmer(f"y ~ C(f, {name}) + (1 | g)", d).fixed_effects_.index[1] == first
+    # a fitted model with R-named contrasts pickles and predicts the same
+    again = pickle.loads(pickle.dumps(short))
+    np.testing.assert_array_equal(
+        again.predict(d.head(20), type="link"), short.predict(d.head(20), type="link")
+    )
+
+
+def test_r_contrast_names_rewrites_only_c_calls():
+    from sklearn_glmm._formula_text import _r_contrast_names
+
+    assert _r_contrast_names("x + C(f,sum):x + C(h, helmert)") == (
+        "x + C(f, contr.sum):x + C(h, contr.helmert)"
+    )
+    assert _r_contrast_names("C(factor(f, levels=c('a', 'b')), poly)") == (
+        "C(factor(f, levels=c('a', 'b')), contr.poly)"
+    )
+    for text in ["C(f)", "C(f, contr.sum)", "xC(f, sum)", "sum + C(f, other)"]:
+        assert _r_contrast_names(text) == text
