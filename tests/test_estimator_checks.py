@@ -88,6 +88,19 @@ def test_sample_weight_equals_repeated_rows(Est):
     )
 
 
+def test_rows_of_weight_zero_are_not_observations():
+    # as R's glm (lme4 and glmmTMB count them): nobs_, and so BIC, are those of the
+    # fit without the rows, as are the likelihood and the estimates
+    X, y, g, w = _grouped_data("poisson")
+    assert np.any(w == 0)
+    weighted = PoissonGLMM().fit(X, y, groups=g, sample_weight=w)
+    keep = w > 0
+    subset = PoissonGLMM().fit(X[keep], y[keep], groups=g[keep], sample_weight=w[keep])
+    assert weighted.nobs_ == subset.nobs_ == np.count_nonzero(w)
+    assert weighted.loglik_ == pytest.approx(subset.loglik_, rel=1e-10)
+    assert weighted.bic_ == pytest.approx(subset.bic_, rel=1e-10)
+
+
 @pytest.mark.parametrize("Est", [BinomialGLMM, PoissonGLMM])
 @pytest.mark.parametrize("kind", ["pearson", "deviance"])
 def test_weighted_residuals_are_those_of_the_repeated_rows(Est, kind):
