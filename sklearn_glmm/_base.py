@@ -29,9 +29,11 @@ from ._design import (
     groups_columns,
     prediction_design,
 )
+from ._engine.blocks import rows_of
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.families.base import pmf_rule
+from ._engine.normal_average import log_mean_density
 from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
 from ._engine.optimize import (
     fit_objective,
@@ -838,12 +840,38 @@ class _BaseGLMM(BaseEstimator):
 
         if np.all(var == 0):
             return table(eta)
+        adaptive = _class_probabilities(fam, eta, np.sqrt(var), K, self._family_values(X))
+        if adaptive is not None:
+            return adaptive
+        # families whose probabilities are not log-concave (NB1, beta-binomial): one
+        # rule for every count, as fine as the largest asks
         out = np.zeros((len(eta), K + 1))
-        # the rule for probabilities of counts up to K over a normal (Gauss-Hermite for
-        # small SDs, the trapezoidal rule on the link scale, as fine as the counts ask)
         for z, wt in zip(*pmf_rule(fam, float(np.sqrt(np.max(var))), K, 1.0)):
             out += wt * table(eta + np.sqrt(var) * z)
         return out
+
+
+def _class_probabilities(fam, eta, sd, K, extra):
+    """P(Y = k) for k < K, each averaged over its row's normal linear predictor by its
+    own rule (:mod:`~sklearn_glmm._engine.normal_average`), and P(Y >= K) as 1 minus
+    their sum; None for a family without a log-concave split."""
+    n = len(eta)
+    rows = np.repeat(np.arange(n), K)
+    eta = np.minimum(np.nan_to_num(eta, nan=np.inf), _ETA_TOP)
+    log_p = log_mean_density(
+        fam,
+        np.tile(np.arange(K, dtype=float), n),
+        eta[rows],
+        sd[rows],
+        np.ones(n * K),
+        rows_of(extra, rows),
+    )
+    if log_p is None:
+        return None
+    out = np.empty((n, K + 1))
+    out[:, :K] = np.exp(log_p).reshape(n, K)
+    out[:, K] = np.clip(1.0 - out[:, :K].sum(axis=1), 0.0, 1.0)
+    return out
 
 
 def _internal_z(factor, X_raw):

@@ -49,6 +49,7 @@ from ._base import _BaseGLMM
 from ._compare import lrt_p_values, nested_in
 from ._engine.blocks import rows_of
 from ._engine.families.base import _NODE_CELLS, pmf_rule
+from ._engine.normal_average import log_mean_density
 from ._state import carrying_data
 from ._warn import user_stacklevel
 
@@ -135,11 +136,10 @@ def pointwise_log_likelihood(
     Rows of groups seen in training are conditional on their random-effect
     modes. Rows of new groups (or all rows when no groups are known) integrate
     the random effect out, :math:`\log \int p(y_i \mid \eta_i + z_i^\top b)\,
-    \phi(b)\, db` (32-node Gauss-Hermite where the integrand is smooth on the
-    normal's scale, otherwise the trapezoidal rule on the link scale with nodes as
-    close as the largest count or number of trials asks: the probability of a count
-    ``k`` is a bump about ``1 / sqrt(k)`` wide in the linear predictor), unless
-    ``population="zero"``, which sets it to zero (lme4's ``re.form = NA``).
+    \phi(b)\, db`, each row by its own rule around the integrand's peak (the
+    probability of a count ``k`` is a bump about ``1 / sqrt(k)`` wide in the linear
+    predictor; see :doc:`/sklearn_workflows`), unless ``population="zero"``, which
+    sets it to zero (lme4's ``re.form = NA``).
 
     Parameters
     ----------
@@ -160,6 +160,9 @@ def pointwise_log_likelihood(
     fam, extra = model.fit_result_.family, model._family_values(Xt, column=True)
     if not len(var):
         return np.zeros(0)
+    adaptive = log_mean_density(fam, yv, eta, np.sqrt(var), t, model._family_values(Xt))
+    if adaptive is not None:
+        return adaptive
     z, w = pmf_rule(fam, float(np.sqrt(np.max(var))), yv, t)
     sd, log_w = np.sqrt(var), np.log(w)[None, :]
     out = np.empty(len(eta))

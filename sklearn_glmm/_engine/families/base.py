@@ -187,6 +187,14 @@ class Family:
     def check_outcome(self, y, weights) -> None:
         """Raise ``ValueError`` for outcomes the family cannot describe (none here)."""
 
+    def log_concave_split(self, y, extra):
+        """``(a, b, family, extra')`` with ``P(Y = y | eta) = a + b P'(Y = y | eta)`` for
+        the outcomes ``y``: ``a``, ``b`` free of ``eta`` (None for 0 and 1) and ``P'`` the
+        density of ``family`` with ``extra'``, log-concave in ``eta``; None when the family
+        knows no such split. Averages of probabilities over a normal ``eta`` use it
+        (:mod:`~sklearn_glmm._engine.normal_average`)."""
+        return (None, None, self, extra) if self.log_concave else None
+
     # -- the distribution of Y given eta -------------------------------------
     # Callers holding a linear predictor ask these: a family whose distribution is
     # not a function of its mean alone (the hurdle) overrides them.

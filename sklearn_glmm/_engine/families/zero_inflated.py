@@ -71,6 +71,14 @@ class ZeroInflated(Family):
     def constant(self, y, trials):
         return self.base.constant(y, trials)
 
+    def log_concave_split(self, y, extra):
+        """``pi [y = 0] + (1 - pi) f(y | eta)``: the count family's density is the
+        log-concave part (when it is log-concave)."""
+        if not self.base.log_concave:
+            return None
+        base_extra, pi, _ = self._split(extra)
+        return np.where(np.asarray(y) == 0, pi, 0.0), 1.0 - pi, self.base, base_extra
+
     def derivs(self, y, eta, trials, weights, extra, const=None):
         base_extra, pi, logit_pi = self._split(extra)
         d = self.base.derivs(y, eta, trials, None, base_extra, const)
