@@ -25,8 +25,8 @@ from . import _zero_inflation as _zi
 from ._design import (
     build_factors,
     check_uncentred_uncorrelated,
+    factor_columns,
     factor_names,
-    groups_columns,
     prediction_design,
 )
 from ._engine.blocks import rows_of
@@ -546,6 +546,11 @@ class _BaseGLMM(BaseEstimator):
         named = getattr(self, "_group_columns_fit", None)  # predict(X, groups="id") after fit
         if groups is None or (isinstance(groups, str) and [groups] == named):
             groups = groups_from_X
+        elif groups_from_X is not None:
+            raise ValueError(
+                "Pass either groups or group_columns, not both: this model reads its grouping "
+                f"factors from X's columns {list(map(str, groups_from_X.columns))}."
+            )
         n = Xa.shape[0]
         off = as_float_vector(offset, "offset", n, default=0.0)
         res = self.fit_result_
@@ -556,13 +561,7 @@ class _BaseGLMM(BaseEstimator):
         if not res.factors:
             return eta, var
         if groups is not None:
-            cols = groups_columns(groups, n)
-            if len(cols) != len(res.factor_order):
-                raise ValueError(
-                    f"groups has {len(cols)} factor(s) but the model was fitted with "
-                    f"{len(res.factor_order)}: {res.factor_order}."
-                )
-            by_name = dict(zip(res.factor_order, cols))
+            by_name = factor_columns(groups, res.factor_order, n)
         lams = res.internal_lambdas() if population == "marginal" else None
         for k, f in enumerate(res.factors):
             S = self.random_effects_cov_[f.name].to_numpy()
@@ -635,7 +634,8 @@ class _BaseGLMM(BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Known levels use their conditional modes; unseen levels and ``None``
-            get population-level predictions.
+            get population-level predictions. A DataFrame's columns are matched to
+            the fitted factors by name (in any order); an array's by position.
         offset : array-like of shape (n_samples,), default=None
         population : {"marginal", "zero"}, default="marginal"
             For rows without a known level: ``"marginal"`` averages over the

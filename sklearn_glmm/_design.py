@@ -290,6 +290,35 @@ def factor_names(groups) -> list[str]:
     return [f"g{k}" for k in range(shape[1])]
 
 
+def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
+    """The fitted factors' columns of ``groups`` (new rows), by factor name.
+
+    A DataFrame names its factors: its columns are matched to the fitted factors by
+    name, in any order (a DataFrame with other names raises, unless the model was
+    fitted from unnamed columns ``g0``, ``g1``, ...). Arrays and a single Series are
+    read by position.
+    """
+    cols = groups_columns(groups, n_samples)
+    if len(cols) != len(factor_order):
+        raise ValueError(
+            f"groups has {len(cols)} factor(s) but the model was fitted with "
+            f"{len(factor_order)}: {factor_order}."
+        )
+    frame = as_pandas(groups)
+    if isinstance(frame, pd.DataFrame) and len(cols) > 1:
+        names = [str(c) for c in frame.columns]
+        unnamed = list(factor_order) == [f"g{k}" for k in range(len(factor_order))]
+        if sorted(names) == sorted(factor_order):
+            return {name: cols[names.index(name)] for name in factor_order}
+        if not unnamed:
+            raise ValueError(
+                f"groups' columns {names} are not the fitted grouping factors "
+                f"{list(factor_order)}: name the columns as in fit (their order does not "
+                "matter), or pass an array to match them by position."
+            )
+    return dict(zip(factor_order, cols))
+
+
 def groups_columns(groups, n_samples: int, strings_as_arrays: bool = False) -> list[np.ndarray]:
     """Split ``groups`` into one 1-D object/array per factor, validating its shape.
 

@@ -628,7 +628,8 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Grouping factor(s) of the rows. Rows of levels seen in training are
             predicted conditionally on their random-effect modes; unseen levels
-            and ``None`` follow ``population``.
+            and ``None`` follow ``population``. A DataFrame's columns are matched to
+            the fitted factors by name (in any order); an array's by position.
         offset : array-like of shape (n_samples,), default=None
             Known term added to the linear predictor (e.g. ``log(exposure)``),
             as in ``fit``.

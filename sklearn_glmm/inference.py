@@ -131,10 +131,10 @@ def predict_interval(
     Vb = est.fit_result_.vcov_fixed.to_numpy()
     v_eta = np.einsum("ni,ij,nj->n", D, Vb, D)
     if include_random and est.fit_result_.factors and groups is not None:
-        from ._design import groups_columns
+        from ._design import factor_columns
         from ._labels import match_levels
 
-        by_name = dict(zip(est.fit_result_.factor_order, groups_columns(groups, Xa.shape[0])))
+        by_name = factor_columns(groups, est.fit_result_.factor_order, Xa.shape[0])
         for f in est.fit_result_.factors:
             codes = match_levels(f.levels, by_name[f.name], f.name)
             known = codes >= 0

@@ -562,3 +562,42 @@ def test_uncorrelated_slope_of_an_uncentred_variable_is_warned_about():
         with warnings.catch_warnings():
             warnings.simplefilter("error", IdentifiabilityWarning)
             PoissonGLMM(random_effects=re).fit(Xc, y, groups=g)
+
+
+# -- several grouping factors at predict time: matched by name -----------------------------
+def _two_factor_fit():
+    rng = np.random.default_rng(3)
+    n = 400
+    school, rater = rng.integers(0, 8, n), rng.integers(0, 8, n)  # shared label sets
+    x = rng.normal(size=n)
+    eta = 0.5 + 0.3 * x + rng.normal(0, 0.8, 8)[school] + rng.normal(0, 0.5, 8)[rater]
+    y = rng.poisson(np.exp(eta))
+    G = pd.DataFrame({"school": school, "rater": rater})
+    X = pd.DataFrame({"x": x})
+    return PoissonGLMM().fit(X, y, groups=G), X, G, y
+
+
+def test_group_columns_at_predict_are_matched_by_name_not_position():
+    # the columns in another order gave each row the other factor's random effect
+    m, X, G, _ = _two_factor_fit()
+    new = X.head(6)
+    expected = np.exp(
+        m.intercept_
+        + new["x"].to_numpy() * m.coef_[0]
+        + m.ranef_["school"].to_numpy()[G["school"].head(6), 0]
+        + m.ranef_["rater"].to_numpy()[G["rater"].head(6), 0]
+    )
+    np.testing.assert_allclose(m.predict(new, G.head(6)), expected, rtol=1e-12)
+    np.testing.assert_allclose(m.predict(new, G.head(6)[["rater", "school"]]), expected, rtol=1e-12)
+    # arrays are read by position, as documented
+    np.testing.assert_allclose(m.predict(new, G.head(6).to_numpy()), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"not the fitted grouping factors \['school', 'rater'\]"):
+        m.predict(new, G.head(6).rename(columns={"school": "a", "rater": "b"}))
+
+
+def test_groups_and_group_columns_at_predict_raise_as_at_fit():
+    _, X, G, y = _two_factor_fit()
+    both = X.assign(school=G["school"], rater=G["rater"])
+    mc = PoissonGLMM(group_columns=["school", "rater"]).fit(both, y)
+    with pytest.raises(ValueError, match="either groups or group_columns"):
+        mc.predict(both.head(3), G.head(3) + 100)
