@@ -82,13 +82,13 @@ class ScaledResiduals:
         Mean of the simulations of each row.
     """
 
-    def __init__(self, observed, simulated, rng, conditional=None, conditional_mean=None):
+    def __init__(self, observed, simulated, rng, conditional=None, population_mean=None):
         self.observed = np.asarray(observed, dtype=float)
         self.simulated = np.asarray(simulated, dtype=float)
         self.fitted = self.simulated.mean(axis=1)
         self.residuals = _pit(self.observed, self.simulated, rng)
         self._cond = conditional
-        self._cond_mean = conditional_mean
+        self._mu0 = population_mean
 
     @property
     def n_sim(self) -> int:
@@ -104,17 +104,21 @@ class ScaledResiduals:
         }
 
     def test_dispersion(self) -> dict:
-        """Spread of the observed vs simulated outcomes around the fitted means.
+        """Spread of the observed vs simulated outcomes around the population-level means.
 
         ``statistic`` is the ratio observed / mean simulated variance of
-        ``y - mu`` (1 under the model); the two-sided p-value is the
-        simulation rank of the observed spread (DHARMa's ``testDispersion``).
-        It uses simulations conditional on the fitted random effects with
-        their conditional means ``mu``: simulations with new random effects
-        carry the between-group variance too, which leaves the test almost
-        without power (a limitation DHARMa documents).
+        ``y - mu0`` (1 under the model), ``mu0`` the means with the random effects
+        at zero (DHARMa's ``fittedPredictedResponse``, lme4's ``re.form = NA``); the
+        two-sided p-value is the simulation rank of the observed spread (DHARMa's
+        ``testDispersion``). It uses simulations conditional on the fitted random
+        effects: simulations with new random effects carry the between-group
+        variance too, which leaves the test almost without power (a limitation
+        DHARMa documents). Centred at the conditional means instead, the observed
+        spread would be too small: the modes are fitted to ``y`` and absorb part of
+        its variation, and the test would find underdispersion in most data sets
+        drawn from the model itself.
         """
-        sims, mu = self._cond, self._cond_mean
+        sims, mu = self._cond, self._mu0
         if sims is None:
             sims, mu = self.simulated, self.fitted
         obs = float(np.var(self.observed - mu))
@@ -152,7 +156,15 @@ def scaled_residuals(est, n_sim=250, random_state=None, new_random_effects=True)
     rng = _rng(random_state)
     sims = simulate_response(est, n_sim, rng, new_random_effects)
     cond = sims if not new_random_effects else simulate_response(est, n_sim, rng, False)
-    return ScaledResiduals(est.fit_result_.train["y"], sims, rng, cond, est.fitted())
+    return ScaledResiduals(est.fit_result_.train["y"], sims, rng, cond, _population_mean(est))
+
+
+def _population_mean(est):
+    """Means of the training rows with the random effects at zero (successes for trials)."""
+    res = est.fit_result_
+    d = res.objective.data
+    eta = d.X @ res.beta + d.offset
+    return res.family.mean(eta, res.family_values()) * est._binomial_scale()
 
 
 def ranef_table(est, cond_var=True, format="wide"):
