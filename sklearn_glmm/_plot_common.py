@@ -142,9 +142,8 @@ def observed_scale(y, trials) -> np.ndarray:
 
 
 def link_predictions(est, X, groups) -> np.ndarray:
-    """Linear predictor with random effects at their modes (0 for unknown levels)."""
-    if hasattr(est, "decision_function"):
-        return est.decision_function(X, groups)
+    """The model's linear predictor (of the mean ``predict_mean`` gives), random effects at
+    their modes (0 for unknown levels)."""
     return est._linear_predictor(X, groups, None, "zero")[0]
 
 

@@ -221,6 +221,21 @@ def check_trials(trials, y: np.ndarray, n_samples: int) -> np.ndarray:
             f"y (successes) exceeds trials in {int((y > t).sum())} row(s); y must be the number "
             "of successes out of trials."
         )
+    fractional = np.abs(y - np.round(y)) > 1e-6
+    if fractional.any():
+        if np.all(y <= 1.0) and (t > 1).any():
+            raise ValueError(
+                f"y looks like proportions ({int(fractional.sum())} row(s) between 0 and 1), "
+                "but with trials y is the number of successes: pass y * trials (R's "
+                "glm(prop ~ x, weights = n) is successes = prop * n out of n)."
+            )
+        warnings.warn(
+            f"y (successes) is not a whole number in {int(fractional.sum())} row(s); the "
+            "binomial likelihood of non-integer successes is not a probability (R warns "
+            "'non-integer #successes').",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     return t
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,6 +16,7 @@ from ._base import _BaseGLMM
 from ._engine.blocks import rows_of
 from ._engine.families import make_family
 from ._validation import check_counts, check_trials
+from ._warn import user_stacklevel
 
 _COMMON_PARAMS = """
     random_effects : str, dict or None, default=None
@@ -346,6 +348,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
             self.classes_ = two
             self._pos_index = _pos_index(two, self.pos_label)
             self.pos_label_ = two[self._pos_index]
+            if two.tolist() != [0, 1]:
+                self._warn_asymmetric_default()
             if y.dtype == np.float64 and two.tolist() == [0.0, 1.0] and self._pos_index == 1:
                 return y, _one_trial(n)  # already the 0/1 outcome (read, never written)
             return (y == self.pos_label_).astype(float), _one_trial(n)
@@ -372,7 +376,21 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         self.classes_ = classes
         self._pos_index = _pos_index(classes, self.pos_label)
         self.pos_label_ = classes[self._pos_index]
+        self._warn_asymmetric_default()
         return (yi == self._pos_index).astype(float), _one_trial(n)
+
+    def _warn_asymmetric_default(self):
+        """Labels other than 0/1 with an asymmetric link and no ``pos_label``: which class
+        is modelled changes the model (cloglog), so say which one it is."""
+        if self.pos_label is not None or self._family().link.symmetric:
+            return
+        warnings.warn(
+            f"with the {self._family().link.name} link, modelling one class or the other "
+            f"gives two different models; this fit models {self.classes_.tolist()[self._pos_index]!r} "
+            f"(classes_[1]) of {self.classes_.tolist()}. Pass pos_label= to choose.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
     def _proba_classes_1(self, p):
         """P(classes_[1]) from P(pos_label_)."""
@@ -382,11 +400,16 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         """Log-odds of ``classes_[1]`` (scikit-learn's convention); unknown levels get a
         random effect of zero.
 
-        This is the model's linear predictor when ``pos_label_`` is ``classes_[1]``
-        (the default) and its negative when ``pos_label_`` is ``classes_[0]``.
+        With the logit link this is the model's linear predictor when ``pos_label_``
+        is ``classes_[1]`` (the default) and its negative when ``pos_label_`` is
+        ``classes_[0]``; with the probit and cloglog links it is the log-odds of the
+        probability the linear predictor gives (not the linear predictor itself), so
+        that it is positive exactly where ``predict`` (at a random effect of zero)
+        gives ``classes_[1]``.
         """
         eta, _ = self._linear_predictor(X, groups, offset, "zero")
-        return eta if getattr(self, "_pos_index", 1) == 1 else -eta
+        odds = self.fit_result_.family.link.log_odds(eta)
+        return odds if getattr(self, "_pos_index", 1) == 1 else -odds
 
     def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):
         """Class probabilities, shape (n_samples, 2), columns ordered as ``classes_``.
@@ -408,14 +431,41 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         p1 = self._proba_classes_1(self.predict_mean(X, groups, offset=offset))
         return self.classes_[(p1 > 0.5).astype(int)]
 
-    def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
-        """Accuracy of ``predict`` (the classifier convention).
+    def score(self, X, y, groups=None, sample_weight=None, *, offset=None, trials=None):
+        """Accuracy of ``predict`` (the classifier convention); for a model fitted to
+        successes out of ``trials``, D^2 (the fraction of binomial deviance explained,
+        as the count models' ``score``), which needs the rows' ``trials``.
 
         Rows of known ``groups`` are predicted conditionally. Inside cross-validation
-        ``groups`` reach ``score`` only on request: ``set_score_request(groups=True)``.
+        ``groups`` (and ``trials``) reach ``score`` only on request:
+        ``set_score_request(groups=True, trials=True)``.
         """
-        y_pred = self.predict(X, groups, offset=offset)
-        return accuracy_score(y, y_pred, sample_weight=sample_weight)
+        check_is_fitted(self, "coef_")
+        if not getattr(self, "_with_trials", False):
+            if trials is not None:
+                raise ValueError(
+                    "trials were given to score, but the model was fitted to 0/1 outcomes "
+                    "without trials: score is the accuracy of its labels."
+                )
+            y_pred = self.predict(X, groups, offset=offset)
+            return accuracy_score(y, y_pred, sample_weight=sample_weight)
+        if trials is None:
+            raise ValueError(
+                "this model was fitted to successes out of trials: pass the rows' trials to "
+                "score (in cross-validation, with metadata routing: "
+                "set_score_request(trials=True)); score is then D^2, the fraction of "
+                "binomial deviance explained. The accuracy of 0/1 predictions against counts "
+                "of successes would mean nothing."
+            )
+        y = np.asarray(y, dtype=float)
+        t = check_trials(trials, y, len(y))
+        w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
+        p = self.predict_mean(X, groups, offset=offset)
+        fam, extra = self.fit_result_.family, self._family_values(X)
+        dev = np.sum(w * fam.unit_deviance(y, p, t, extra))
+        pooled = np.full_like(y, np.sum(w * y) / np.sum(w * t))
+        dev0 = np.sum(w * fam.unit_deviance(y, pooled, t, extra))
+        return 1.0 - dev / dev0 if dev0 > 0 else 0.0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

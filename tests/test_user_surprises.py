@@ -601,3 +601,76 @@ def test_groups_and_group_columns_at_predict_raise_as_at_fit():
     mc = PoissonGLMM(group_columns=["school", "rater"]).fit(both, y)
     with pytest.raises(ValueError, match="either groups or group_columns"):
         mc.predict(both.head(3), G.head(3) + 100)
+
+
+# -- binary links, trials and the score -----------------------------------------------------
+def _binary_link_data(seed=4, n_groups=40, per=8):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=len(g))
+    p = 1 - np.exp(-np.exp(-0.4 + 0.8 * x + rng.normal(0, 0.7, n_groups)[g]))
+    return pd.DataFrame({"x": x}), rng.random(len(g)) < p, g
+
+
+@pytest.mark.parametrize("link", ["probit", "cloglog"])
+def test_decision_function_is_the_log_odds_for_every_link(link):
+    # it was the linear predictor: with cloglog its sign disagreed with predict on a
+    # fifth of the rows (eta = 0 is P = 0.632)
+    X, y, g = _binary_link_data()
+    m = _quiet(BinomialGLMM(link=link).fit, X, y, groups=g)
+    p1 = m.predict_proba(X, g)[:, 1]
+    d = m.decision_function(X, g)
+    np.testing.assert_allclose(d, np.log(p1) - np.log1p(-p1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(d > 0, m.predict(X, g) == m.classes_[1])
+
+
+def test_cloglog_with_labels_says_which_class_it_models():
+    X, y, g = _binary_link_data()
+    labels = np.where(y, "event", "none")
+    with pytest.warns(UserWarning, match=r"this fit models 'none'"):
+        m = BinomialGLMM(link="cloglog").fit(X, labels, groups=g)
+    assert m.pos_label_ == "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        BinomialGLMM(link="cloglog", pos_label="event").fit(X, labels, groups=g)
+        BinomialGLMM(link="logit").fit(X, labels, groups=g)  # symmetric: no warning
+        BinomialGLMM(link="cloglog").fit(X, y.astype(int), groups=g)  # 0/1: no warning
+
+
+def _trials_data(seed=6):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(30), 6)
+    x = rng.normal(size=len(g))
+    t = rng.integers(1, 12, len(g)).astype(float)
+    y = rng.binomial(t.astype(int), 1 / (1 + np.exp(-(0.2 + 0.6 * x + rng.normal(0, 0.8, 30)[g]))))
+    return pd.DataFrame({"x": x}), y.astype(float), g, t
+
+
+def test_proportions_with_trials_raise_and_fractional_successes_warn():
+    X, y, g, t = _trials_data()
+    with pytest.raises(ValueError, match="looks like proportions"):
+        BinomialGLMM().fit(X, y / t, groups=g, trials=t)
+    with pytest.warns(UserWarning, match="not a whole number"):
+        _y = y.copy()
+        _y[0] = min(t[0], _y[0] + 0.5) if _y[0] < t[0] else _y[0] - 0.5
+        BinomialGLMM().fit(X, _y, groups=g, trials=t)
+
+
+def test_score_of_a_trials_model_is_its_deviance_explained():
+    # it was the accuracy of 0/1 labels against counts of successes
+    X, y, g, t = _trials_data()
+    m = BinomialGLMM().fit(X, y, groups=g, trials=t)
+    with pytest.raises(ValueError, match="pass the rows' trials to score"):
+        m.score(X, y, g)
+    p = m.predict_mean(X, g)
+    from scipy import stats
+
+    def deviance(q):
+        ll = stats.binom.logpmf(y, t, q)
+        sat = stats.binom.logpmf(y, t, y / t)
+        return 2 * np.sum(sat - ll)
+
+    expected = 1 - deviance(p) / deviance(np.full_like(p, y.sum() / t.sum()))
+    assert m.score(X, y, g, trials=t) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="fitted to 0/1 outcomes"):
+        BinomialGLMM().fit(X, (y > 0).astype(int), groups=g).score(X, y > 0, g, trials=t)

@@ -44,6 +44,9 @@ class Link:
     scale_name = ""
     ratio_name: str | None = None
     latent_variance: float | None = None
+    # a binary link with F(-eta) = 1 - F(eta): modelling the other class flips the
+    # coefficients' signs and leaves the model as it is (logit, probit; not cloglog)
+    symmetric = True
 
     def link(self, mu):
         raise NotImplementedError
@@ -54,6 +57,11 @@ class Link:
     def inverse_derivative(self, eta):
         """``d mu / d eta`` at ``eta``."""
         raise NotImplementedError
+
+    def log_odds(self, eta):
+        """``log(mu / (1 - mu))`` at ``eta`` for a probability ``mu`` (binary links)."""
+        mu = self.inverse(eta)
+        return np.log(mu) - np.log1p(-mu)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -86,6 +94,9 @@ class LogitLink(Link):
         mu = special.expit(eta)
         return mu * (1.0 - mu)
 
+    def log_odds(self, eta):
+        return np.asarray(eta, dtype=float)
+
 
 class ProbitLink(Link):
     """``eta = Phi^{-1}(mu)``: a latent normal threshold model."""
@@ -104,11 +115,16 @@ class ProbitLink(Link):
     def inverse_derivative(self, eta):
         return np.exp(-0.5 * np.asarray(eta) ** 2) / np.sqrt(2.0 * np.pi)
 
+    def log_odds(self, eta):
+        eta = np.asarray(eta, dtype=float)
+        return special.log_ndtr(eta) - special.log_ndtr(-eta)  # no cancellation in the tails
+
 
 class CLogLogLink(Link):
     """``eta = log(-log(1 - mu))``: discrete-time hazards; ``exp(beta)`` is a hazard ratio."""
 
     name = "cloglog"
+    symmetric = False
     scale_name = "complementary log-log"
     ratio_name = "hazard ratio"
     latent_variance = float(np.pi**2 / 6.0)
@@ -122,6 +138,11 @@ class CLogLogLink(Link):
     def inverse_derivative(self, eta):
         e = np.exp(np.minimum(eta, _ETA_MAX))
         return e * np.exp(-e)
+
+    def log_odds(self, eta):
+        # log(mu) = log(1 - exp(-e)), log(1 - mu) = -e with e = exp(eta)
+        e = np.exp(np.minimum(np.asarray(eta, dtype=float), _ETA_MAX))
+        return np.log(-np.expm1(-e)) + e
 
 
 class LogLink(Link):
