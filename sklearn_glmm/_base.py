@@ -401,6 +401,7 @@ class _BaseGLMM(BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         self._y_name = str(y.name) if getattr(y, "name", None) is not None else "y"
+        _check_outcome_not_in_X(X, y)
         y_arr = np.asarray(y)
         if y_arr.ndim == 2:
             with at_user_line():  # DataConversionWarning, as scikit-learn estimators
@@ -872,6 +873,28 @@ def _class_probabilities(fam, eta, sd, K, extra):
     out[:, :K] = np.exp(log_p).reshape(n, K)
     out[:, K] = np.clip(1.0 - out[:, :K].sum(axis=1), 0.0, 1.0)
     return out
+
+
+def _check_outcome_not_in_X(X, y):
+    """Raise when a column of the DataFrame ``X`` is the outcome itself (its name and its
+    values): fitted as a predictor it would explain y perfectly."""
+    name = getattr(y, "name", None)
+    if name is None or not isinstance(X, pd.DataFrame) or name not in X.columns:
+        return
+    column = X[name]
+    if not isinstance(column, pd.Series) or len(column) != len(y):
+        return
+    try:
+        same = bool(np.array_equal(column.to_numpy(), np.asarray(y)))
+    except (TypeError, ValueError):  # values that do not compare
+        same = False
+    if same:
+        raise ValueError(
+            f"X holds the outcome column {name!r} (the same values as y): as a predictor it "
+            "would explain y by itself. Drop it from X. (A clone of a formula model, as "
+            "cross-validation makes, is the plain estimator, which reads every column of X: "
+            "cross-validate make_pipeline(FormulaTransformer(formula), Estimator()) instead.)"
+        )
 
 
 def _internal_z(factor, X_raw):

@@ -384,10 +384,11 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         is modelled changes the model (cloglog), so say which one it is."""
         if self.pos_label is not None or self._family().link.symmetric:
             return
+        labels = self.classes_.tolist()
         warnings.warn(
             f"with the {self._family().link.name} link, modelling one class or the other "
-            f"gives two different models; this fit models {self.classes_.tolist()[self._pos_index]!r} "
-            f"(classes_[1]) of {self.classes_.tolist()}. Pass pos_label= to choose.",
+            f"gives two different models; this fit models {labels[self._pos_index]!r} "
+            f"(classes_[1]) of {labels}. Pass pos_label= to choose.",
             UserWarning,
             stacklevel=user_stacklevel(),
         )

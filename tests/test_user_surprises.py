@@ -674,3 +674,19 @@ def test_score_of_a_trials_model_is_its_deviance_explained():
     assert m.score(X, y, g, trials=t) == pytest.approx(expected, rel=1e-10)
     with pytest.raises(ValueError, match="fitted to 0/1 outcomes"):
         BinomialGLMM().fit(X, (y > 0).astype(int), groups=g).score(X, y > 0, g, trials=t)
+
+
+def test_the_outcome_as_a_column_of_x_raises():
+    # a clone of a glmer() model is the plain estimator: cross-validating it on the raw
+    # data frame fitted the outcome itself as a predictor
+    from sklearn.base import clone
+
+    df, _ = make_longitudinal("poisson", n_groups=20, random_state=2)
+    m = _quiet(formula.glmer, "y ~ time + treatment + (1 | id)", df, family="poisson")
+    with pytest.raises(ValueError, match="X holds the outcome column 'y'"):
+        clone(m).fit(df, df["y"], groups=df["id"])
+    with pytest.raises(ValueError, match="X holds the outcome column 'y'"):
+        PoissonGLMM().fit(df[["time", "y"]], df["y"].astype(float), groups=df["id"])
+    # a column that only shares the name is not the outcome
+    other = df[["time"]].assign(y=np.arange(len(df)))
+    _quiet(PoissonGLMM().fit, other, df["y"], groups=df["id"])
