@@ -421,6 +421,7 @@ class _BaseGLMM(BaseEstimator):
         y_raw = check_y_finite(y_arr, n)
         w = check_weights(sample_weight, n)
         off = as_float_vector(offset, "offset", n, default=0.0)
+        self._fit_offset = bool(np.any(off != 0.0))
         self._fixed_names = self._feature_names(X_raw.shape[1])
         return X_raw, y_raw, groups, w, off
 
@@ -553,6 +554,15 @@ class _BaseGLMM(BaseEstimator):
                 f"factors from X's columns {list(map(str, groups_from_X.columns))}."
             )
         n = Xa.shape[0]
+        if offset is None and getattr(self, "_fit_offset", False):
+            warnings.warn(
+                "the model was fitted with an offset, and these predictions have none: "
+                "they take it as 0 (an exposure of 1). Pass offset= for the rows' own "
+                "(in cross-validation, route it: set_score_request(offset=True)), or "
+                "offset=0 to say so.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
         off = as_float_vector(offset, "offset", n, default=0.0)
         res = self.fit_result_
         eta = Xa[:, : len(self.coef_)] @ self.coef_ + self.intercept_ + off

@@ -690,3 +690,21 @@ def test_the_outcome_as_a_column_of_x_raises():
     # a column that only shares the name is not the outcome
     other = df[["time"]].assign(y=np.arange(len(df)))
     _quiet(PoissonGLMM().fit, other, df["y"], groups=df["id"])
+
+
+def test_predicting_without_the_offset_of_the_fit_warns():
+    # cross-validation with routing off passes an offset to fit but not to score: the
+    # scores were of predictions at exposure 1, silently
+    df, _ = make_longitudinal("poisson", n_groups=20, random_state=5)
+    off = np.log(np.random.default_rng(5).uniform(0.2, 20.0, len(df)))
+    X = df[["time", "treatment"]]
+    m = PoissonGLMM().fit(X, df["y"], groups=df["id"], offset=off)
+    with pytest.warns(UserWarning, match="fitted with an offset, and these predictions have none"):
+        m.predict(X, df["id"])
+    with pytest.warns(UserWarning, match="fitted with an offset"):
+        m.score(X, df["y"], df["id"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        m.predict(X, df["id"], offset=off)
+        m.predict(X, df["id"], offset=np.zeros(len(df)))  # said explicitly
+        PoissonGLMM().fit(X, df["y"], groups=df["id"]).predict(X, df["id"])
