@@ -41,10 +41,16 @@ class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
         inputs.X = design
         return inputs
 
-    def decision_function(self, X, groups=None, *, offset=None, re_form=None):
+    def linear_predictor(self, X, groups=None, *, offset=None, re_form=None):
         """The linear predictor; ``X`` may hold the formula's variables."""
         inputs = self._newdata(X, groups, offset, re_form, "zero")
-        return inputs.fill(super().decision_function(inputs.X, inputs.groups, offset=inputs.offset))
+        return inputs.fill(super().linear_predictor(inputs.X, inputs.groups, offset=inputs.offset))
+
+    def decision_function(self, X, groups=None, *, offset=None, re_form=None):
+        """scikit-learn's class scores (see the estimator's method) from
+        ``predict_proba``; ``X`` may hold the formula's variables. Rows with a missing
+        value give NaN."""
+        return ordinal.class_scores(self.predict_proba(X, groups, offset=offset, re_form=re_form))
 
     def predict_proba(self, X, groups=None, *, offset=None, population=None, re_form=None):
         """``P(Y = k)`` per class; ``X`` may hold the formula's variables (R's ``newdata``),

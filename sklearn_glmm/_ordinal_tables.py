@@ -47,6 +47,6 @@ def threshold_tables(est) -> tuple[pd.DataFrame, pd.DataFrame]:
     se_alpha = _se(fam.J @ V @ fam.J.T)
     thresholds = pd.DataFrame(
         {"estimate": alpha, "std_error": se_alpha},
-        index=pd.Index(threshold_names(est.classes_), name="threshold"),
+        index=pd.Index(threshold_names(est.class_order_), name="threshold"),
     )
     return thresholds, coefs

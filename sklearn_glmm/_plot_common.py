@@ -144,6 +144,8 @@ def observed_scale(y, trials) -> np.ndarray:
 def link_predictions(est, X, groups) -> np.ndarray:
     """The model's linear predictor (of the mean ``predict_mean`` gives), random effects at
     their modes (0 for unknown levels)."""
+    if hasattr(est, "linear_predictor"):  # an ordinal model's (its decision_function
+        return est.linear_predictor(X, groups)  # is scikit-learn's per-class scores)
     return est._linear_predictor(X, groups, None, "zero")[0]
 
 

@@ -17,6 +17,12 @@ def _ordinal(est):
         )
 
 
+def _lowest_first(model, proba) -> np.ndarray:
+    """``predict_proba``'s columns (``classes_`` order) in the model's order, lowest
+    class first (``class_order_``)."""
+    return np.asarray(proba)[:, pd.Index(model.classes_).get_indexer(model.class_order_)]
+
+
 def plot_category_probabilities(
     model,
     data,
@@ -58,10 +64,10 @@ def plot_category_probabilities(
     X, g, _ = model_inputs(model, data, groups)
     t = column_values(data, time, len(data), "time")
     order = np.argsort(t, kind="stable")
-    p = np.asarray(model.predict_proba(X, g, population=population))[order]
+    p = _lowest_first(model, model.predict_proba(X, g, population=population))[order]
     t = t[order]
     ax = axes_or_new(ax)
-    labels = [str(c) for c in model.classes_]
+    labels = [str(c) for c in model.class_order_]
     if kind == "area":
         ax.stackplot(t, p.T, labels=labels, alpha=0.85)
         ax.set_ylim(0.0, 1.0)
@@ -85,18 +91,19 @@ def category_proportions(model, data, y, time, groups=None, *, population="margi
     Returns
     -------
     table : DataFrame
-        Indexed by time; columns ``("observed", class)`` and ``("predicted", class)``.
+        Indexed by time; columns ``("observed", class)`` and ``("predicted", class)``,
+        the classes lowest first (``class_order_``).
     """
     _ordinal(model)
     X, g, _ = model_inputs(model, data, groups)
     t = column_values(data, time, len(data), "time")
     yv = column_values(data, y, len(data), "y")
-    p = np.asarray(model.predict_proba(X, g, population=population))
-    codes = pd.Index(model.classes_).get_indexer(yv)
+    p = _lowest_first(model, model.predict_proba(X, g, population=population))
+    labels = list(model.class_order_)
+    codes = pd.Index(labels).get_indexer(yv)
     if np.any(codes < 0):
         raise ValueError("y holds values that are not classes of the model (classes_).")
-    onehot = np.eye(len(model.classes_))[codes]
-    labels = list(model.classes_)
+    onehot = np.eye(len(labels))[codes]
     obs = pd.DataFrame(onehot, columns=labels).groupby(t).mean()
     pred = pd.DataFrame(p, columns=labels).groupby(t).mean()
     return pd.concat({"observed": obs, "predicted": pred}, axis=1)
@@ -111,7 +118,7 @@ def plot_category_proportions(
     """
     table = category_proportions(model, data, y, time, groups, population=population)
     ax = axes_or_new(ax)
-    for lab in model.classes_:
+    for lab in model.class_order_:
         line = ax.plot(table.index, table[("predicted", lab)], label=str(lab))[0]
         ax.plot(table.index, table[("observed", lab)], "o", color=line.get_color(), ms=4)
     ax.set_xlabel(time if isinstance(time, str) else "time")

@@ -9,7 +9,6 @@ import pandas as pd
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
@@ -20,6 +19,7 @@ from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
 from ._fit_result import centring_offset
 from ._frames import as_pandas
+from ._ordinal_classes import category_order, ordinal_classes
 from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
@@ -92,8 +92,14 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The ordered classes: the categories' order of an ordered pandas
-        Categorical ``y``, sorted labels otherwise.
+        The class labels sorted (``np.unique`` order), as scikit-learn requires:
+        the columns of ``predict_proba`` and ``decision_function``, the order every
+        scikit-learn metric assumes.
+    class_order_ : ndarray of shape (n_classes,)
+        The model's order of the classes, lowest first (the thresholds' order): the
+        categories' order of a pandas Categorical ``y`` (ordered or not; categories
+        never observed dropped) or of a polars ``Enum``, the sorted labels otherwise.
+        Equal to ``classes_`` when the sorted order is the model's (integer labels).
     thresholds_ : DataFrame
         The thresholds ``alpha_k`` indexed by clm's names (``"1|2"``, ``"2|3"``,
         ... from the class labels), columns ``estimate`` and ``std_error``.
@@ -165,50 +171,37 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None):
         """Fit by maximum likelihood (Laplace, or AGQ with ``n_agq > 1``).
 
-        ``y`` holds the ordered outcome: an ordered pandas Categorical keeps its
-        categories' order (categories never observed are dropped, with a
-        warning); other labels are sorted. The caller's data are not modified.
+        ``y`` holds the ordered outcome. A pandas Categorical (ordered or not, as
+        R's factor levels) or a polars ``Enum`` gives the order of the classes, its
+        categories' (categories never observed are dropped, with a warning); other
+        labels are sorted, with a ``UserWarning`` for three or more labels that are
+        not numbers (text sorts alphabetically: "fair" < "good" < "poor"). The order
+        used is ``class_order_``. The caller's data are not modified.
+
+        scikit-learn's ``cross_val_predict(method="predict_proba")``,
+        ``VotingClassifier``, ``StackingClassifier`` and ``CalibratedClassifierCV``
+        pass ``y`` label-encoded in sorted order, which the model cannot tell from
+        the order of the scale: give them integer codes in the model's order (e.g.
+        ``pd.Categorical(y, categories=order).codes``).
         """
-        self._category_order = _ordered_categories(y)
+        self._category_order = category_order(y)
         return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
 
     def _prepare_y(self, y, n):
-        order = self._category_order
-        if order is None:
-            if not (y.ndim == 1 and y.dtype.kind in "iub"):
-                kind = type_of_target(y)
-                if kind not in ("binary", "multiclass"):
-                    raise ValueError(
-                        f"Unknown label type {kind!r}: OrdinalGLMM needs ordered class labels "
-                        "(integers, strings or an ordered pandas Categorical), not continuous "
-                        "values."
-                    )
-            classes, yi = np.unique(y, return_inverse=True)
-        else:
-            yi_all = pd.Categorical(y, categories=order, ordered=True).codes
-            present = np.unique(yi_all[yi_all >= 0])
-            missing = [c for k, c in enumerate(order) if k not in set(present)]
-            if missing:
-                warnings.warn(
-                    f"categories {missing} of the ordered outcome have no observations and are "
-                    "dropped: a threshold next to an empty category is not identified.",
-                    UserWarning,
-                    stacklevel=user_stacklevel(),
-                )
-            classes = pd.Index(order)[present].to_numpy()
-            yi = np.searchsorted(present, yi_all)
+        class_order, classes, codes = ordinal_classes(y, self._category_order)
         if len(classes) < 2:
             raise ValueError(
                 "OrdinalGLMM needs samples of at least 2 classes in y; only one class "
                 f"{classes.tolist()[0]!r} is present."
             )
+        self.class_order_ = class_order
         self.classes_ = classes
-        self._y_codes = yi.astype(float)
-        return yi.astype(float), np.ones(n)
+        self._y_codes = codes.astype(float)
+        return codes.astype(float), np.ones(n)
 
     def _family(self):
         y, w = self._y_codes, self._fit_weights
-        K = len(self.classes_)
+        K = len(self.class_order_)
         counts = np.bincount(y.astype(np.intp), weights=w, minlength=K)
         cum = np.cumsum(counts)[:-1] / max(counts.sum(), 1e-300)
         link = make_ordinal_link(self.link)
@@ -220,7 +213,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
             link=self.link,
             n_classes=K,
             threshold=self.threshold,
-            labels=list(self.classes_),
+            labels=list(self.class_order_),
             start=start,
             scale=scale_term(self.scale) is not None,
         )
@@ -323,26 +316,55 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         )
 
     # -- predictions --------------------------------------------------------------
-    def decision_function(self, X, groups=None, *, offset=None):
+    def linear_predictor(self, X, groups=None, *, offset=None):
         """The linear predictor ``eta = X beta (+ Z b)``; unknown levels get b = 0.
 
-        Larger values mean higher classes: ``P(Y <= k) = F(alpha_k - eta)``.
+        Larger values mean higher classes: ``P(Y <= k) = F(alpha_k - eta)`` for the
+        ``thresholds_`` and ``class_order_[k]``, the ``k``-th class from the lowest.
+        One score along the ordered scale; :meth:`decision_function` gives
+        scikit-learn's per-class scores.
         """
         eta, _ = self._linear_predictor(X, groups, offset, "zero")
         # the fit's linear predictor is that of the internally centred design, whose
         # thresholds are thresholds_ less the shift: back to X beta
         return eta - centring_offset(self.fit_result_.scaling, self.coef_)
 
+    def decision_function(self, X, groups=None, *, offset=None):
+        """scikit-learn's class scores: the log-probabilities ``predict`` compares.
+
+        With three or more classes, ``log P(Y = k)``, shape (n_samples, n_classes), in
+        ``classes_`` order: the row-wise argmax is ``predict``. With two classes,
+        ``log(P(classes_[1]) / P(classes_[0]))``, shape (n_samples,): positive where
+        ``predict`` gives ``classes_[1]``. The probabilities are ``predict_proba``'s
+        (population-averaged for new groups); probabilities below the smallest normal
+        float count as that value, so the scores are finite. The model's linear
+        predictor is :meth:`linear_predictor`.
+        """
+        return class_scores(self.predict_proba(X, groups, offset=offset))
+
     def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):
         """``P(Y = k)`` for every class, shape (n_samples, n_classes), in ``classes_`` order.
 
-        Rows of known groups use their conditional modes. For other rows
-        ``population="marginal"`` (default) averages the probabilities over the
-        random-effect distribution (the population-averaged prediction for a new
-        group); ``population="zero"`` sets the random effect to zero.
+        ``classes_`` are the sorted labels, the order scikit-learn's metrics assume;
+        ``class_order_`` is the model's order, lowest class first (the columns in that
+        order: ``proba[:, [list(m.classes_).index(c) for c in m.class_order_]]``).
+        Rows of known groups use their conditional modes.
+        For other rows ``population="marginal"`` (default) averages the probabilities
+        over the random-effect distribution (the population-averaged prediction for a
+        new group); ``population="zero"`` sets the random effect to zero.
         """
         eta, var = self._linear_predictor(X, groups, offset, population)
-        return self._class_probabilities(eta, var, X)
+        return self._class_probabilities(eta, var, X)[:, self._sorted_columns()]
+
+    def _sorted_columns(self) -> np.ndarray:
+        """Positions in ``class_order_`` of ``classes_``: ``p[:, this]`` reorders columns
+        in the model's order into scikit-learn's."""
+        return pd.Index(self.class_order_).get_indexer(self.classes_)
+
+    def _ordinal_columns(self) -> np.ndarray:
+        """Positions in ``classes_`` of ``class_order_``: ``p[:, this]`` reorders
+        ``predict_proba``'s columns into the model's order, lowest class first."""
+        return pd.Index(self.classes_).get_indexer(self.class_order_)
 
     def _class_probabilities(self, eta, var, X=None):
         """Class probabilities at linear predictors with mean ``eta`` and variance ``var``
@@ -382,8 +404,10 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         return self.classes_[np.argmax(p, axis=1)]
 
     def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
-        """Expected class index ``E[Y] = sum_k k P(Y = k)`` (classes indexed 0, 1, ...)."""
+        """Expected class index ``E[Y] = sum_k k P(Y = class_order_[k])`` (the classes
+        indexed 0, 1, ... from the lowest, as in ``class_order_``)."""
         p = self.predict_proba(X, groups, offset=offset, population=population)
+        p = np.asarray(p)[:, self._ordinal_columns()]
         return p @ np.arange(p.shape[1], dtype=float)
 
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
@@ -398,10 +422,10 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         return tags
 
     def _encode_outcome(self, y) -> np.ndarray:
-        """Class indices of labels ``y`` (for the scorers)."""
+        """Indices of labels ``y`` in ``class_order_`` (for the scorers)."""
         check_is_fitted(self, "coef_")
         y = np.asarray(y)
-        idx = pd.Index(self.classes_).get_indexer(y)
+        idx = pd.Index(self.class_order_).get_indexer(y)
         if np.any(idx < 0):
             bad = sorted({str(v) for v in y[idx < 0]})[:5]
             raise ValueError(
@@ -449,8 +473,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         """Class indices simulated for the training rows, shape (n_samples, n_sim).
 
         ``new_random_effects=True`` draws new random effects (clmm's population
-        view); ``False`` keeps the conditional modes. ``classes_[k]`` is the label
-        of index ``k``.
+        view); ``False`` keeps the conditional modes. ``class_order_[k]`` (the
+        ``k``-th class from the lowest) is the label of index ``k``.
         """
         from ._simulate import simulate_response
 
@@ -513,12 +537,17 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         return OrdinalSummary(self)
 
 
-def _ordered_categories(y):
-    """The categories of an ordered pandas Categorical ``y``, else None."""
-    dtype = getattr(y, "dtype", None)
-    if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
-        return list(dtype.categories)
-    return None
+def class_scores(proba) -> np.ndarray:
+    """scikit-learn's ``decision_function`` from class probabilities (columns in
+    ``classes_`` order): their logs, or for two classes ``log(p1 / p0)``; NaN rows
+    (a formula model's incomplete rows) stay NaN."""
+    logp = np.log(np.maximum(np.asarray(proba, dtype=float), _TINY))
+    if logp.shape[1] == 2:
+        return logp[:, 1] - logp[:, 0]
+    return logp
+
+
+_TINY = np.finfo(float).tiny
 
 
 def _scale_only_frame(X, only) -> pd.DataFrame:
