@@ -15,6 +15,7 @@ import pytest
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import get_scorer, log_loss, roc_auc_score
+from sklearn.model_selection import GroupKFold, cross_val_predict
 
 from sklearn_glmm import OrdinalGLMM
 from sklearn_glmm._plot_common import link_predictions
@@ -262,6 +263,26 @@ def test_labels_that_cannot_be_sorted_get_a_clear_error(three):
     mixed = np.array([1, "a", 2.5], dtype=object)[codes]
     with pytest.raises(ValueError, match="mix types"):
         OrdinalGLMM(group_columns="id").fit(X, mixed)
+
+
+def test_cross_val_predict_with_codes_in_the_model_order(three):
+    # the documented recipe: scikit-learn label-encodes y (sorted) before fitting the
+    # folds, so give it integer codes in the model's order
+    m, X, y, _ = three
+    codes = pd.Categorical(np.asarray(y), categories=ORDER).codes
+    cv = GroupKFold(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fits on a part of the groups
+        proba = cross_val_predict(
+            OrdinalGLMM(group_columns="id"), X, codes, cv=cv, groups=X["id"], method="predict_proba"
+        )
+        want = np.empty_like(proba)
+        for train, test in cv.split(X, codes, X["id"]):
+            f = OrdinalGLMM(group_columns="id").fit(X.iloc[train], y.iloc[train])
+            assert list(f.class_order_) == ORDER
+            p = f.predict_proba(X.iloc[test])
+            want[test] = p[:, [list(f.classes_).index(c) for c in ORDER]]
+    np.testing.assert_allclose(proba, want, atol=1e-8)
 
 
 # -- the formula front end ------------------------------------------------------------
