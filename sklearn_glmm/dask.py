@@ -169,6 +169,13 @@ def fit_partitioned(
 
 
 def _check_supported(est):
+    if est._family_name not in ("binomial", "poisson", "negbin"):
+        # (an ordinal model's family needs the classes of y, which fit has not read yet)
+        raise NotImplementedError(
+            f"a partitioned fit supports BinomialGLMM, PoissonGLMM and NegBinGLMM, not "
+            f"{type(est).__name__}. Fit it in memory with est.fit(X.compute(), y.compute(), "
+            "groups=...)."
+        )
     family = est._family()
     unsupported = [
         name

@@ -11,7 +11,7 @@ from sklearn.base import clone
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
-from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM  # noqa: E402
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, OrdinalGLMM, PoissonGLMM  # noqa: E402
 from sklearn_glmm._engine import optimize  # noqa: E402
 from sklearn_glmm.dask import fit_partitioned  # noqa: E402
 from sklearn_glmm.exceptions import OverdispersionWarning, TrainingDataError  # noqa: E402
@@ -324,6 +324,8 @@ def test_bad_input(client):
         fit_partitioned(PoissonGLMM(zero_inflation=True), X, y, g)
     with pytest.raises(NotImplementedError, match="random_only_columns"):
         fit_partitioned(BinomialGLMM(random_effects="0 + t", random_only_columns="t"), X, y, g)
+    with pytest.raises(NotImplementedError, match="not OrdinalGLMM"):  # not an AttributeError
+        fit_partitioned(OrdinalGLMM(), X, y, g)
     with pytest.raises(ValueError, match="partitions"):
         fit_partitioned(BinomialGLMM(), X, dd.from_pandas(df["y"], npartitions=3), g)
     with pytest.raises(ValueError, match="split_groups"):
