@@ -90,10 +90,11 @@ def clmm(
     ----------
     formula : str
         ``response ~ fixed terms + (1 | group) + ...`` with lme4's random-effect syntax
-        (see :func:`sklearn_glmm.formula.parse_glmm_formula`). The response is best an
-        ordered pandas Categorical column (its categories' order is the scale's);
-        other values are sorted. The fixed part's intercept is dropped (the thresholds
-        play its role).
+        (see :func:`sklearn_glmm.formula.parse_glmm_formula`). The response is best a
+        pandas Categorical column, ordered or not (its categories' order is the
+        scale's, as R's factor levels; ``class_order_``); other values are sorted,
+        with a warning for three or more text labels. The fixed part's intercept is
+        dropped (the thresholds play its role).
     data : pandas.DataFrame
     link : {"logit", "probit", "cloglog", "loglog", "cauchit"}, default="logit"
         clm's links (its definitions of cloglog and loglog).

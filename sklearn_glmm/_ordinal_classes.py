@@ -73,7 +73,7 @@ def ordinal_classes(y: np.ndarray, order) -> tuple[np.ndarray, np.ndarray, np.nd
     missing = [c for k, c in enumerate(order) if k not in set(present)]
     if missing:
         warnings.warn(
-            f"categories {missing} of the ordered outcome have no observations and are "
+            f"categories {missing} of the outcome have no observations and are "
             "dropped: a threshold next to an empty category is not identified.",
             UserWarning,
             stacklevel=user_stacklevel(),

@@ -256,7 +256,8 @@ def ordinal_log_loss(
 def mean_absolute_class_error(
     estimator, X, y, *, groups=None, offset=None, sample_weight=None, population="marginal"
 ) -> float:
-    """Mean ``|k(y) - k(predict)|`` over the class indices ``k`` of an ordinal model.
+    """Mean ``|k(y) - k(predict)|`` over the class indices ``k`` of an ordinal model
+    (positions in its ``class_order_``, lowest class first).
 
     A prediction one class away costs 1, two classes away 2, and so on (lower is
     better; the scorer ``"neg_mean_absolute_class_error"`` negates it). The
