@@ -662,10 +662,12 @@ class _BaseGLMM(BaseEstimator):
         return self._mean(eta, var, self._family_values(X))
 
     def fitted(self):
-        """Conditional means on the training rows (random effects at their modes)."""
+        """Conditional means on the training rows (random effects at their modes), as R's
+        ``fitted()``: for binomial outcomes with trials the probabilities (the mean per
+        trial), not the expected numbers of successes."""
         check_is_fitted(self, "coef_")
         res = self.fit_result_
-        return res.family.mean(res.train["eta"], res.family_values()) * self._binomial_scale()
+        return res.family.mean(res.train["eta"], res.family_values())
 
     def _binomial_scale(self):
         res = self.fit_result_
@@ -675,7 +677,9 @@ class _BaseGLMM(BaseEstimator):
         """Residuals on the training rows: "response", "pearson", "deviance" or "working".
 
         Conditional on the random-effect modes, as lme4's ``residuals(fit, type)``.
-        For binomial outcomes with trials the residuals are on the count scale. With
+        For binomial outcomes with trials, as R's: the response residuals are
+        proportions less probabilities (``y / trials - fitted()``); the Pearson,
+        deviance and working residuals are the same on either scale. With
         ``sample_weight``, the Pearson and deviance residuals carry each row's prior
         weight (times ``sqrt(w)``, as lme4's and glmmTMB's: their squares sum to the
         Pearson statistic and the deviance); the response and working ones do not.
@@ -688,7 +692,10 @@ class _BaseGLMM(BaseEstimator):
         mu = m * self._binomial_scale()
         w = tr["w"]
         if type == "response":
-            return y - mu
+            if not fam.has_trials:
+                return y - mu
+            # rows without trials (weight 0 in R) have no proportion: 0, as y - mu
+            return np.divide(y, t, out=np.zeros_like(m), where=t > 0) - np.where(t > 0, m, 0.0)
         if type == "pearson":
             return np.sqrt(w) * (y - mu) / np.sqrt(fam.variance_eta(tr["eta"], t, extra))
         if type == "deviance":

@@ -102,7 +102,9 @@ def panel_overdispersion(ax, model) -> None:
     mu = np.asarray(model.fitted(), dtype=float)
     res2 = np.asarray(model.residuals("response"), dtype=float) ** 2
     res = model.fit_result_
-    var = res.family.variance_eta(res.train["eta"], np.ones_like(mu), res.family_values())
+    # on the scale of fitted() and the response residuals: per trial with trials
+    t = res.train["trials"] if res.family.has_trials else np.ones_like(mu)
+    var = res.family.variance_eta(res.train["eta"], t, res.family_values()) / t**2
     order = np.argsort(mu, kind="stable")
     k = int(np.clip(np.sqrt(len(mu)), 5, 30))
     chunks = [c for c in np.array_split(order, k) if len(c)]

@@ -527,7 +527,7 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     if not res.family.has_trials:
         raise ValueError("Binned residuals are for binomial models (BinomialGLMM).")
     trials = np.asarray(res.train["trials"], dtype=float)
-    pred = np.asarray(model.fitted(), dtype=float) / trials
+    pred = np.asarray(model.fitted(), dtype=float)
     resid = np.asarray(res.train["y"], dtype=float) / trials - pred
     n = len(pred)
     k = int(np.round(np.sqrt(n))) if n_bins is None else int(n_bins)

@@ -443,9 +443,9 @@ def test_simulate_moments_new_random_effects_poisson():
 def test_simulate_moments_fixed_random_effects():
     est, _, _ = fitted("binom_trials")
     sims = est.simulate(5000, random_state=2, new_random_effects=False)
-    fit = est.fitted()  # conditional expected successes
+    p = est.fitted()  # conditional probabilities (R's fitted())
     t = est.fit_result_.train["trials"]
-    p = fit / t
+    fit = p * t  # expected successes
     se = np.sqrt(t * p * (1 - p) / sims.shape[1])
     assert np.all(np.abs(sims.mean(axis=1) - fit) < 5 * se + 1e-12)
     np.testing.assert_allclose(sims.var(axis=1), t * p * (1 - p), rtol=0.15, atol=0.05)

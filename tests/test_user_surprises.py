@@ -708,3 +708,15 @@ def test_predicting_without_the_offset_of_the_fit_warns():
         m.predict(X, df["id"], offset=off)
         m.predict(X, df["id"], offset=np.zeros(len(df)))  # said explicitly
         PoissonGLMM().fit(X, df["y"], groups=df["id"]).predict(X, df["id"])
+
+
+def test_fitted_and_response_residuals_with_trials_are_rs_proportions():
+    # R's fitted() of a cbind() model is the probability, its response residuals
+    # y / n - p; they were the expected successes and y - n p
+    X, y, g, t = _trials_data()
+    m = BinomialGLMM().fit(X, y, groups=g, trials=t)
+    p = m.predict_mean(X, g)
+    np.testing.assert_allclose(m.fitted(), p, rtol=1e-12)
+    np.testing.assert_allclose(m.residuals("response"), y / t - p, rtol=1e-12, atol=1e-15)
+    pearson = (y - t * p) / np.sqrt(t * p * (1 - p))  # the same on either scale
+    np.testing.assert_allclose(m.residuals("pearson"), pearson, rtol=1e-10)
