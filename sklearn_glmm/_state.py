@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._prediction_variance import pickled_summary
+
 _QUANTILES = [0, 0.25, 0.5, 0.75, 1]
 
 
@@ -78,6 +80,8 @@ def _summaries(est) -> dict:
         "binary_outcome": binary_outcome(est),
         "binary_columns": [n for n in est.fit_result_.fixed_names if binary_column(est, n)],
         "overdispersion": None,
+        # rows of known groups' prediction variances (predict_interval)
+        "joint_precision": pickled_summary(est.fit_result_),
     }
     if not out["binary_outcome"]:
         with warnings.catch_warnings():

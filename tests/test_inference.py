@@ -18,6 +18,7 @@ import pytest
 from scipy import special, stats
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, anova, compare_models
+from sklearn_glmm import _prediction_variance as pv
 from sklearn_glmm._profile import ParamMap
 from sklearn_glmm.datasets import make_longitudinal
 
@@ -544,10 +545,19 @@ def test_predict_interval_delta_method():
     np.testing.assert_allclose(resp["upper"], special.expit(link["upper"]))
     p = special.expit(link["fit"])
     np.testing.assert_allclose(resp["se"], p * (1 - p) * link["se"], rtol=1e-4)
-    # known groups add the conditional variance of their random effects
+    # known groups: the prediction error of x'beta + b. At the fitted variance its two
+    # parts are negatively correlated (the fixed intercept and a group's mode trade
+    # off): less than the sum of their variances; the default adds the variance's own
+    # uncertainty (5 binary rows per group: here more than that). Exact values against
+    # glmmTMB and a dense inverse in test_prediction_variance.py
     known = est.predict_interval(X, d["id"].iloc[:5], scale="link")
     cv = est.ranef()["id"]["condsd_(Intercept)"].loc[d["id"].iloc[:5].astype(str)].to_numpy()
-    np.testing.assert_allclose(known["se"] ** 2, link["se"] ** 2 + cv**2, rtol=1e-6)
+    res = est.fit_result_
+    codes = [res.factors[0].codes[:5]]
+    at_theta = pv.known_group_variance(res, X.to_numpy(float), [np.ones((5, 1))], codes, "schur")
+    assert np.all(at_theta < link["se"] ** 2 + cv**2)
+    assert np.all(known["se"] ** 2 > at_theta)
+    np.testing.assert_allclose(known["se"] ** 2, link["se"] ** 2 + cv**2, rtol=0.1)
     marg = est.predict_interval(X)  # unknown groups, averaged over the random effect
     np.testing.assert_allclose(marg["fit"], est.predict_proba(X)[:, 1])
 
