@@ -201,7 +201,7 @@ def _known_group_variance(est, Xa, groups, v_eta):
         f"predict_interval: {why}; the standard errors of rows of known groups add the "
         "fixed effects' variance and each factor's conditional variance of its random "
         "effects, leaving out their covariances (usually larger than glmmTMB's se.fit, by "
-        "2-16 % in typical fits, up to 84 % with an observation-level factor).",
+        "2-16 % in typical fits, 40-85 % with large counts or an observation-level factor).",
         UserWarning,
         stacklevel=user_stacklevel(),
     )

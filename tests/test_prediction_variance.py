@@ -30,14 +30,25 @@ def _fit(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-CASES = ["bin_ri", "bin_rs", "bin_crossed", "pois_olre", "nb2", "zip", "pois_ar1"]
+CASES = [
+    "bin_ri",
+    "bin_rs",
+    "bin_crossed",
+    "pois_olre",
+    "nb2",
+    "zip",
+    "pois_ar1",
+    "pois_offset",
+    "nb2_disp",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_known_group_se_matches_glmmtmb(case):
     """Against glmmTMB 1.1.5's predict(se.fit = TRUE) (make.R next to the fixtures):
     random intercept, random slope, crossed factors, an observation-level factor, NB2,
-    zero-inflated Poisson and an ar1 factor. The fits agree to the optimisers'
+    zero-inflated Poisson, an ar1 factor, an offset with prior weights and an NB2
+    dispersion depending on x. The fits agree to the optimisers'
     tolerances (log-likelihoods to 5e-8, linear predictors to 2e-5) and the SEs were
     measured to agree to 7e-6 relative in every case; rtol 1e-4 leaves room for the
     optimisers' differences and still fails the former per-factor sum (1-84 % off at
@@ -46,6 +57,10 @@ def test_known_group_se_matches_glmmtmb(case):
     ref = json.loads((FIXTURES / f"{case}.json").read_text())
     d = pd.read_csv(FIXTURES / f"{case}.csv")
     kw = {} if ref["ziformula"] == "~0" else {"ziformula": ref["ziformula"]}
+    if ref["dispformula"] != "~1":
+        kw["dispformula"] = ref["dispformula"]
+    if ref["weights"]:
+        kw["weights"] = d[ref["weights"]]
     m = _fit(glmmTMB, ref["formula"], d, family=ref["family"], **kw)
     assert m.loglik_ == pytest.approx(ref["loglik"], abs=1e-6)
     rows = d.iloc[:8]
