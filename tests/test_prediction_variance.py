@@ -322,3 +322,21 @@ def test_agq_fit_uses_the_laplace_precision():
     assert np.all(np.isfinite(a))
     np.testing.assert_allclose(a, b, rtol=0.05)
     assert not np.allclose(a, b, rtol=1e-6)
+
+
+def test_mode_derivatives_one_sided_at_a_bound():
+    """A parameter on an optimiser's bound: the modes' derivative by a one-sided
+    difference inside it (never an evaluation outside), close to the central one."""
+    d = pd.read_csv(FIXTURES / "nb2.csv")
+    m = _fit(glmmTMB, "y ~ x + f + (1 | g)", d, family="nbinom2")
+    res = m.fit_result_
+    central = pv.joint_precision(res).mode_derivatives()
+    bounds = [(lo, hi) for lo, hi in res.bounds]
+    p = res.layout.n_beta
+    for k in range(p, len(res.params)):
+        bounds[k] = (bounds[k][0], float(res.params[k]))  # upper bound at the estimate
+    at_bound = dataclasses.replace(res, bounds=bounds)
+    one_sided = pv.joint_precision(at_bound).mode_derivatives()
+    assert np.all(np.isfinite(one_sided))
+    np.testing.assert_allclose(one_sided, central, rtol=1e-2, atol=1e-3 * np.abs(central).max())
+    assert not np.allclose(one_sided, central, rtol=1e-9, atol=0)
