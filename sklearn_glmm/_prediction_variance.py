@@ -40,6 +40,7 @@ columns.
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
@@ -51,6 +52,8 @@ from scipy.sparse import linalg as splinalg
 MAX_SPARSE_U = 50_000
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# the modes' derivatives move the fit's objective and put it back: one at a time
+_LOCK = threading.RLock()
 
 
 class JointPrecision:
@@ -125,8 +128,12 @@ class JointPrecision:
         """``d b~ / d(theta, phi)`` in the user's units, (Q, T + E), by central
         differences of the conditional modes (NaN where the fit's covariance is; the
         objective is returned to the fit's point afterwards)."""
-        if self._dmodes is not None:
+        with _LOCK:
+            if self._dmodes is None:
+                self._dmodes = self._mode_derivatives()
             return self._dmodes
+
+    def _mode_derivatives(self) -> np.ndarray:
         res = self._res()
         obj, x, p = res.objective, res.params, self.p
         snap = obj.snapshot()
@@ -155,7 +162,6 @@ class JointPrecision:
                     out[:, j] = np.nan
         finally:
             obj.restore(snap)
-        self._dmodes = out
         return out
 
     def _b_modes(self, res, x, u):
@@ -220,13 +226,14 @@ def _inverse(S: np.ndarray) -> np.ndarray:
 
 def joint_precision(res) -> JointPrecision:
     """The fit's :class:`JointPrecision`, made once per fit result."""
-    jp = _CACHE.get(res)
-    if jp is None:
-        if res.has_data:
-            jp = JointPrecision.from_fit(res)
-        else:
-            jp = JointPrecision.from_state(res, res.data_summaries["joint_precision"])
-        _CACHE[res] = jp
+    with _LOCK:
+        jp = _CACHE.get(res)
+        if jp is None:
+            if res.has_data:
+                jp = JointPrecision.from_fit(res)
+            else:
+                jp = JointPrecision.from_state(res, res.data_summaries["joint_precision"])
+            _CACHE[res] = jp
     return jp
 
 
