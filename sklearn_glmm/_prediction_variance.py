@@ -50,6 +50,11 @@ from scipy.sparse import linalg as splinalg
 # random effects above which the exact variance for several factors is not attempted
 # (the sparse factorisation of D could fill in): the per-factor formula instead
 MAX_SPARSE_U = 50_000
+# the largest fit (training rows; a tenth with several grouping factors) whose pickle
+# makes the joint precision when predict_interval has not: the modes' derivatives
+# cost two objective evaluations per covariance or family parameter. Above it an
+# unpickled model falls back with a warning (keep_data=True keeps the rows instead)
+MAX_PICKLE_ROWS = 1_000_000
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # the modes' derivatives move the fit's objective and put it back: one at a time
@@ -242,6 +247,10 @@ def pickled_summary(res):
     (None when the exact variance is not available: see :func:`exact_unavailable`)."""
     if not res.factors or res.family.name == "ordinal" or exact_unavailable(res):
         return None
+    if res.has_data and _CACHE.get(res) is None:
+        rows = len(res.train["y"])
+        if rows > (MAX_PICKLE_ROWS if len(res.factors) == 1 else MAX_PICKLE_ROWS // 10):
+            return None  # not made for the pickle of a large fit (see MAX_PICKLE_ROWS)
     try:
         return joint_precision(res).state()
     except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError):
@@ -255,7 +264,9 @@ def exact_unavailable(res) -> str | None:
         return (
             "the fit holds neither its training rows nor the joint precision of the fixed "
             "and random effects made from them (a partitioned fit keeps its rows on the "
-            "cluster)"
+            "cluster; the pickle of a fit of more than 1,000,000 rows, 100,000 with several "
+            "grouping factors, does not carry it unless predict_interval ran before: fit "
+            "with keep_data=True to keep the rows in pickles)"
         )
     Q = sum(f.q * len(f.levels) for f in res.factors)
     if len(res.factors) > 1 and Q > MAX_SPARSE_U:

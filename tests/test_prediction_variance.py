@@ -340,3 +340,21 @@ def test_mode_derivatives_one_sided_at_a_bound():
     assert np.all(np.isfinite(one_sided))
     np.testing.assert_allclose(one_sided, central, rtol=1e-2, atol=1e-3 * np.abs(central).max())
     assert not np.allclose(one_sided, central, rtol=1e-9, atol=0)
+
+
+def test_the_pickle_of_a_large_fit_does_not_make_the_joint_precision(monkeypatch):
+    """Above MAX_PICKLE_ROWS a pickle carries the joint precision only when it was made
+    already; without it the unpickled model falls back, with the warning saying why."""
+    import sklearn_glmm._prediction_variance as pv
+
+    d = pd.read_csv(FIXTURES / "bin_ri.csv")
+    monkeypatch.setattr(pv, "MAX_PICKLE_ROWS", 10)
+    m = _fit(glmer, "y ~ x + f + (1 | g)", d, family="binomial")
+    u = pickle.loads(pickle.dumps(m))
+    with pytest.warns(UserWarning, match="does not carry it unless predict_interval ran"):
+        u.predict_interval(d.iloc[:3])
+    exact = m.predict_interval(d.iloc[:3])  # made now: the next pickle carries it
+    again = pickle.loads(pickle.dumps(m))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pd.testing.assert_frame_equal(again.predict_interval(d.iloc[:3]), exact)
