@@ -57,10 +57,16 @@ def _same_data(models, names):
             and np.array_equal(d.weights, d0.weights)
         )
         if not same:
+            if len(d.y) != len(d0.y):
+                what = f"{len(d0.y)} vs {len(d.y)} rows"
+            else:
+                what = (
+                    f"both have {len(d.y)} rows, but their outcomes, trials or weights differ "
+                    "row by row: other rows, or the same rows in another order"
+                )
             raise ValueError(
-                f"{names[0]} and {nm} were not fitted to the same data (outcome, trials, weights "
-                f"or number of observations differ: {len(d0.y)} vs {len(d.y)} rows); refit both "
-                "on the same rows."
+                f"{names[0]} and {nm} were not fitted to the same data ({what}); refit both "
+                "on the same rows, in the same order (as lme4's anova requires)."
             )
     if len({m.n_agq for m in models}) > 1:
         warnings.warn(

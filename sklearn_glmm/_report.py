@@ -59,14 +59,23 @@ def _effect_sentences(est, ci, outcome, level, digits):
     pct = f"{round(level * 100):d}%"
     out = []
     fe = est.fixed_effects_
+    partners = _interaction_partners(fe.index)
     for name in fe.index:
         if name == "(Intercept)" or not np.isfinite(fe.loc[name, "estimate"]):
             continue
         b, p = fe.loc[name, "estimate"], fe.loc[name, "p_value"]
         r, lo, hi = _fmt_ratio(transform([b, ci.loc[name, "lower"], ci.loc[name, "upper"]]), digits)
+        if ":" in name:  # an interaction: how much one variable's effect changes with another
+            label = f"ratio of {ratio}s" if ratio in _RATIO_ABBREVIATION.values() else ratio
+            stat = f"{label} = {r}, {pct} CI [{lo}, {hi}], {_fmt_p(p)}"
+            verdict = "was not significant" if p >= 1 - level else "was significant"
+            out.append(f"The interaction {name} {verdict} ({stat}).")
+            continue
         binary = _is_binary(est, name)
         unit = "" if binary else " per unit"
         stat = f"{ratio} = {r}{unit}, {pct} CI [{lo}, {hi}], {_fmt_p(p)}"
+        if name in partners:  # a main effect within an interaction: where the others are 0
+            stat = f"where {' and '.join(f'{o} = 0' for o in partners[name])}; {stat}"
         if p >= 1 - level:
             what = f"{name} (1 vs 0)" if binary else name
             out.append(f"{subject} {verb} not significantly associated with {what} ({stat}).")
@@ -76,6 +85,20 @@ def _effect_sentences(est, ci, outcome, level, digits):
         else:
             trend = "increased" if b > 0 else "decreased"
             out.append(f"{subject} {trend} with {name} ({stat}).")
+    return out
+
+
+def _interaction_partners(names) -> dict:
+    """For each term that enters an interaction (``x`` of ``x:fb``), the other terms
+    of its interactions, in order: its coefficient is its effect where they are 0."""
+    out: dict = {}
+    for name in names:
+        parts = str(name).split(":")
+        if len(parts) < 2:
+            continue
+        for k, part in enumerate(parts):
+            others = out.setdefault(part, [])
+            others.extend(o for o in parts[:k] + parts[k + 1 :] if o not in others)
     return out
 
 

@@ -241,8 +241,9 @@ def check_overdispersion(model) -> CheckTable:
     Parameters
     ----------
     model : fitted PoissonGLMM, NegBinGLMM, or BinomialGLMM with trials
-        Binary (0/1) outcomes carry no information on overdispersion and raise,
-        as in performance.
+        Binary (0/1) outcomes carry no information on overdispersion and raise
+        (performance 0.10.2 prints a ratio for them; ``m.overdispersion()`` gives the
+        same numbers, with a warning).
 
     Returns
     -------

@@ -346,8 +346,12 @@ def test_anova_refuses_non_nested_and_different_data():
     with pytest.raises(ValueError, match="not nested"):
         anova(nb, prs)  # NB random intercept vs Poisson random slope
     half = _quiet_fit(PoissonGLMM(), X.iloc[:900], y.iloc[:900], g.iloc[:900])
-    with pytest.raises(ValueError, match="same data"):
+    with pytest.raises(ValueError, match="same data.*900 vs 1500 rows"):
         anova(half, p)
+    order = np.random.default_rng(1).permutation(len(y))
+    shuffled = _quiet_fit(PoissonGLMM(), X.iloc[order], y.iloc[order], g.iloc[order])
+    with pytest.raises(ValueError, match="same rows in another order"):
+        anova(shuffled, prs)
     b, _, _ = fitted("bin_ri")
     with pytest.raises(ValueError, match="kinds of outcome"):
         anova(p, b)
@@ -622,6 +626,22 @@ def test_report_binomial_and_poisson():
     text = p.report(outcome="logins", compare=[nb])
     assert "IRR = " in text and "overdispersion ratio was" in text
     assert "likelihood-ratio test against the NegBinGLMM" in text
+
+
+def test_report_reads_main_effects_in_interactions_where_the_others_are_zero():
+    # "increased with time (OR per unit)" was time's effect at treatment = 0 only
+    est, spec, d = fitted("bin_ri")
+    X = d[spec["X"]].assign(**{"time:treatment": d["time"] * d["treatment"]})
+    m = _quiet_fit(BinomialGLMM(), X, d[spec["y"]], d[spec["groups"][0]])
+    text = m.report(outcome="the outcome")
+    ci = m.confint(exponentiate=True)
+    ratio = np.exp(m.fixed_effects_.loc["time:treatment", "estimate"])
+    assert "The interaction time:treatment was" in text
+    assert f"ratio of ORs = {ratio:.2f}, 95% CI [{ci.loc['time:treatment', 'lower']:.2f}" in text
+    assert "with time (where treatment = 0; OR = " in text
+    assert "treatment (1 vs 0) (where time = 0; OR = " in text or (
+        "treatment = 0 (where time = 0; OR = " in text
+    )
 
 
 # ---------------------------------------------------------------------------------
