@@ -412,6 +412,7 @@ class _BaseGLMM(BaseEstimator):
             if not (isinstance(X, pd.DataFrame) and groups in X.columns):
                 raise ValueError(f"groups={groups!r} names no column of X (a DataFrame).")
             self._group_columns_fit, groups = [groups], None
+        _check_groups_look_like_groups(groups, X, y)
         X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
@@ -890,6 +891,30 @@ def _class_probabilities(fam, eta, sd, K, extra):
     out[:, :K] = np.exp(log_p).reshape(n, K)
     out[:, K] = np.clip(1.0 - out[:, :K].sum(axis=1), 0.0, 1.0)
     return out
+
+
+def _check_groups_look_like_groups(groups, X, y):
+    """Clear messages for two slips: column names given as ``groups`` (a short list of
+    X's columns) and weights given as ``groups`` (the third positional argument of
+    scikit-learn's ``fit(X, y, sample_weight)``: non-integer numbers)."""
+    if isinstance(groups, (list, tuple)) and 0 < len(groups) != _num_samples(y):
+        if isinstance(X, pd.DataFrame) and all(
+            isinstance(g, str) and g in X.columns for g in groups
+        ):
+            raise ValueError(
+                f"groups={list(groups)!r} names columns of X: pass group_columns="
+                f"{list(groups)!r} to the estimator (or groups=X[{list(groups)!r}])."
+            )
+    values = groups.to_numpy() if isinstance(groups, pd.Series) else groups
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind == "f":
+        finite = values[np.isfinite(values)]
+        if len(finite) and np.any(finite != np.round(finite)):
+            warnings.warn(
+                "groups holds non-integer numbers; group labels are usually integers or "
+                "strings. fit's third argument is groups: weights go to sample_weight=.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
 
 
 def _check_outcome_not_in_X(X, y):

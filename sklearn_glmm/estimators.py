@@ -494,7 +494,16 @@ def _pos_index(classes: np.ndarray, pos_label) -> int:
     for k, c in enumerate(classes.tolist()):
         if c == pos_label:
             return k
-    raise ValueError(f"pos_label={pos_label!r} is not one of the classes in y: {classes.tolist()}.")
+    hint = ""
+    if isinstance(pos_label, str) and classes.dtype.kind in "iu" and classes.tolist() == [0, 1]:
+        hint = (
+            " scikit-learn's cross_val_predict, CalibratedClassifierCV and StackingClassifier "
+            "pass y label-encoded as 0, 1: leave pos_label=None there (the probabilities "
+            "of classes_[1] are the same)."
+        )
+    raise ValueError(
+        f"pos_label={pos_label!r} is not one of the classes in y: {classes.tolist()}.{hint}"
+    )
 
 
 # the support of a count model's predict_proba: learnt at fit up to this count

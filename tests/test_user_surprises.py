@@ -720,3 +720,32 @@ def test_fitted_and_response_residuals_with_trials_are_rs_proportions():
     np.testing.assert_allclose(m.residuals("response"), y / t - p, rtol=1e-12, atol=1e-15)
     pearson = (y - t * p) / np.sqrt(t * p * (1 - p))  # the same on either scale
     np.testing.assert_allclose(m.residuals("pearson"), pearson, rtol=1e-10)
+
+
+def test_slips_in_groups_get_clear_messages():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "x": rng.normal(size=200),
+            "id": np.repeat(np.arange(20), 10),
+            "site": np.repeat(range(4), 50),
+        }
+    )
+    y = rng.poisson(2, 200)
+    with pytest.raises(
+        ValueError, match=r"names columns of X: pass group_columns=\['id', 'site'\]"
+    ):
+        PoissonGLMM().fit(X, y, ["id", "site"])
+    # fit(X, y, w) as scikit-learn's estimators take it: w were read as group labels
+    with pytest.warns(UserWarning, match="fit's third argument is groups"):
+        _quiet_but(UserWarning, PoissonGLMM().fit, X[["x"]], y, rng.uniform(0.5, 2.0, 200))
+    with pytest.raises(ValueError, match="label-encoded as 0, 1"):
+        BinomialGLMM(pos_label="yes").fit(X[["x"]], (y > 2).astype(int), groups=X["id"])
+
+
+def _quiet_but(category, fun, *args, **kwargs):
+    """``fun`` with every warning silenced except ``category``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", category)
+        return fun(*args, **kwargs)
