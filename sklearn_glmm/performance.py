@@ -289,7 +289,9 @@ def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
 
     Predicted zeros are ``round(sum_i P(Y_i = 0))`` under the fitted model
     (conditional on the random-effect modes): Poisson or NB2 probabilities of a
-    zero at the fitted means, as performance computes them. For a zero-inflated
+    zero at the fitted means, as performance computes them; NB1's own probability
+    of a zero for an NB1 model (performance 0.10 takes glmmTMB's NB1 dispersion as an
+    NB2 size there, and counts other zeros). For a zero-inflated
     model the zero-inflation probability is included (performance 0.10 uses the
     count distribution at the overall mean there, which under-counts zeros).
 
