@@ -12,9 +12,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.multiclass import type_of_target
 
 from ._frames import as_pandas, nw
+from ._validation import check_class_labels
 from ._warn import user_stacklevel
 
 
@@ -48,13 +48,11 @@ def ordinal_classes(y: np.ndarray, order) -> tuple[np.ndarray, np.ndarray, np.nd
     """
     if order is None:
         class_order, codes = _unique(y, return_inverse=True)
-        if not (y.ndim == 1 and y.dtype.kind in "iub"):
-            kind = type_of_target(y)
-            if kind not in ("binary", "multiclass"):
-                raise ValueError(
-                    f"Unknown label type {kind!r}: OrdinalGLMM needs ordered class labels "
-                    "(integers, strings or a pandas Categorical), not continuous values."
-                )
+        check_class_labels(
+            y,
+            "OrdinalGLMM needs ordered class labels (integers, strings or a pandas "
+            "Categorical), not continuous values.",
+        )
         if len(class_order) >= 3 and class_order.dtype.kind not in "iufb":
             warnings.warn(
                 f"the classes of y are not numbers and y is not categorical: they are sorted, "

@@ -210,6 +210,20 @@ def check_counts(y: np.ndarray) -> np.ndarray:
     return y
 
 
+def check_class_labels(y: np.ndarray, what: str) -> None:
+    """Raise ``ValueError`` (``what`` says what is needed) for labels that are not classes.
+
+    A 1-D integer or bool array is "binary" or "multiclass", which the caller's class
+    count tells apart: only other labels need scikit-learn's ``type_of_target``."""
+    if y.ndim == 1 and y.dtype.kind in "iub":
+        return
+    from sklearn.utils.multiclass import type_of_target
+
+    kind = type_of_target(y)
+    if kind not in ("binary", "multiclass"):
+        raise ValueError(f"Unknown label type {kind!r}: {what}")
+
+
 def check_trials(trials, y: np.ndarray, n_samples: int) -> np.ndarray:
     t = as_float_vector(trials, "trials", n_samples)
     if (t < 0).any():

@@ -9,13 +9,12 @@ import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
 from ._engine.blocks import rows_of
 from ._engine.families import make_family
-from ._validation import check_counts, check_trials
+from ._validation import check_class_labels, check_counts, check_trials
 from ._warn import user_stacklevel
 
 _COMMON_PARAMS = """
@@ -353,15 +352,11 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
             if y.dtype == np.float64 and two.tolist() == [0.0, 1.0] and self._pos_index == 1:
                 return y, _one_trial(n)  # already the 0/1 outcome (read, never written)
             return (y == self.pos_label_).astype(float), _one_trial(n)
-        # a 1-D integer or bool array is "binary" or "multiclass", which the class count
-        # below tells apart: only other labels need type_of_target
-        if not (y.ndim == 1 and y.dtype.kind in "iub"):
-            kind = type_of_target(y)
-            if kind not in ("binary", "multiclass"):
-                raise ValueError(
-                    f"Unknown label type {kind!r}: BinomialGLMM needs a binary outcome (two "
-                    "classes). For proportions pass successes as y with trials=..."
-                )
+        check_class_labels(
+            y,
+            "BinomialGLMM needs a binary outcome (two classes). For proportions pass "
+            "successes as y with trials=...",
+        )
         classes, yi = np.unique(y, return_inverse=True)
         if len(classes) > 2:
             raise ValueError(
