@@ -493,8 +493,8 @@ def _pos_index(classes: np.ndarray, pos_label) -> int:
     if isinstance(pos_label, str) and classes.dtype.kind in "iu" and classes.tolist() == [0, 1]:
         hint = (
             " scikit-learn's cross_val_predict, CalibratedClassifierCV and StackingClassifier "
-            "pass y label-encoded as 0, 1: leave pos_label=None there (the probabilities "
-            "of classes_[1] are the same)."
+            "pass y label-encoded as 0, 1: leave pos_label=None there (with the logit and "
+            "probit links the probabilities of classes_[1] are the same)."
         )
     raise ValueError(
         f"pos_label={pos_label!r} is not one of the classes in y: {classes.tolist()}.{hint}"

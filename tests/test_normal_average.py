@@ -167,3 +167,19 @@ def test_a_rule_that_does_not_settle_warns(monkeypatch):
     monkeypatch.setattr(na, "_MAX_INTERVALS", 16)  # no room to refine
     with pytest.warns(ConvergenceWarning, match="did not settle"):
         na.log_mean_density(F.Poisson(), np.array([3.0]), np.zeros(1), np.ones(1), np.ones(1), ())
+
+
+def test_far_linear_predictors_settle_without_warnings():
+    # P(Y = 0) of a binary outcome at a linear predictor far above 0: 1 - expit(u) is
+    # exp(-u) to 1e-22, so its average over N(eta, sd^2) is exp(-eta + sd^2 / 2). The
+    # mode search moves about one unit per step there (exp(u) rules the curvature)
+    eta = np.array([50.0, 300.0, 50.0, 300.0])
+    sd = np.array([0.5, 0.5, 1.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = log_mean_density(F.Binomial(), np.zeros(4), eta, sd, np.ones(4), ())
+        counts = log_mean_density(
+            F.Poisson(), np.arange(4.0), np.full(4, 690.0), np.ones(4), np.ones(4), ()
+        )
+    np.testing.assert_allclose(out, -eta + sd**2 / 2, rtol=1e-12)
+    assert np.all(np.isfinite(counts)) and np.all(counts < -1e5)

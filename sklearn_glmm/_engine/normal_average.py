@@ -42,7 +42,7 @@ _REACH = 10.0  # the rule covers |u - mode| <= _REACH sd
 _FIRST_INTERVALS = 16  # intervals of t on each side of the mode, first rule
 _MAX_INTERVALS = 1024
 _AGREE = 1e-9  # successive sums agreeing to this (relative) end the refinement
-_NEWTON_STEPS = 100
+_NEWTON_STEPS = 2000  # a far start moves about one unit per step where exp(eta) rules
 _CELLS = 2_000_000  # elements x nodes evaluated at once
 
 
@@ -107,9 +107,9 @@ class _LogIntegrand:
             y, eta, trials, prec = y[:, None], eta[:, None], trials[:, None], prec[:, None]
         return y, eta, trials, prec, rows_of(self.extra, index, column=column)
 
-    def __call__(self, u):
-        """``(h, h', -h'')`` at one ``u`` per element."""
-        y, eta, trials, prec, extra = self._rows(u, None)
+    def __call__(self, u, index=None):
+        """``(h, h', -h'')`` at one ``u`` per element (of ``index``)."""
+        y, eta, trials, prec, extra = self._rows(u, index)
         d = self.family.derivs(y, u, trials, None, extra)
         dev = u - eta
         return d.loglik - 0.5 * prec * dev * dev, d.d1 - prec * dev, d.w + prec
@@ -122,20 +122,25 @@ class _LogIntegrand:
 
 
 def _mode(h_of, u, sd):
-    """Newton's method for the maximum of the concave ``h``: ``(mode, h, -h'')``."""
+    """Newton's method for the maximum of the concave ``h``: ``(mode, h, -h'')``, each
+    element iterated until its step is below 1e-8 of the integrand's scale (where the
+    search stops short, the rule is centred off the peak and its refinement still
+    decides when it has settled)."""
     h, g, c = h_of(u)
     cap = 2.0 * np.maximum(1.0, sd)  # no step beyond 2 sd at once
+    active = np.arange(len(u))
     for _ in range(_NEWTON_STEPS):
-        step = np.clip(g / c, -cap, cap)
+        ua, ha = u[active], h[active]
+        step = np.clip(g[active] / c[active], -cap[active], cap[active])
         for _ in range(60):
-            h_new, g_new, c_new = h_of(u + step)
-            worse = ~(h_new >= h - 1e-12 * np.abs(h))
+            h_new, g_new, c_new = h_of(ua + step, active)
+            worse = ~(h_new >= ha - 1e-12 * np.abs(ha))
             if not worse.any():
                 break
             step = np.where(worse, 0.5 * step, step)
-        u = u + step
-        h, g, c = h_new, g_new, c_new
-        if np.all(np.abs(step) * np.sqrt(c) <= 1e-8):
+        u[active], h[active], g[active], c[active] = ua + step, h_new, g_new, c_new
+        active = active[~(np.abs(step) * np.sqrt(c_new) <= 1e-8)]
+        if not len(active):
             break
     return u, h, c
 
