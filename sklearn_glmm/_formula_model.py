@@ -35,6 +35,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
 
 from . import estimators
+from ._frames import as_pandas
 
 __all__ = ["BinomialGLMM", "NegBinGLMM", "PoissonGLMM"]
 
@@ -171,6 +172,8 @@ class _RawDataPredictions:
         state = self._formula
         zero = _re_form_zero(re_form, state)
         population = _population(population, zero)
+        if state is not None:  # polars and other libraries' frames: the variables by name
+            X = as_pandas(X)
         if not self._is_raw(X):
             if state is not None and offset is None and (state.offsets or state.offset_column):
                 # the design's columns alone: the offset would silently be 0

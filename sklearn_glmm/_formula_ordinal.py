@@ -8,6 +8,7 @@ import pandas as pd
 from . import ordinal
 from ._formula_args import check_formula_first, check_r_arguments, resolve_n_agq
 from ._formula_model import _RAW_NOTE, _RawDataPredictions
+from ._frames import as_frame
 
 
 class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
@@ -96,6 +97,7 @@ def clmm(
         with a warning for three or more text labels. The fixed part's intercept is
         dropped (the thresholds play its role).
     data : pandas.DataFrame
+        Long-format data (polars and other narwhals-readable frames are read as pandas).
     link : {"logit", "probit", "cloglog", "loglog", "cauchit"}, default="logit"
         clm's links (its definitions of cloglog and loglog).
     threshold : {"flexible", "equidistant", "symmetric"}, default="flexible"
@@ -143,8 +145,7 @@ def clmm(
             "use nAGQ > 1 for adaptive Gauss-Hermite quadrature."
         )
     n_agq = resolve_n_agq(n_agq, nAGQ)
-    if not isinstance(data, pd.DataFrame):
-        data = pd.DataFrame(data)
+    data = as_frame(data)
     w_all = _row_values(weights, data, "weights")
     off_all = _row_values(offset, data, "offset")
     complete = np.ones(len(data), dtype=bool)

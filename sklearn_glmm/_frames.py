@@ -41,6 +41,14 @@ def as_pandas(obj):
     return obj
 
 
+def as_frame(data) -> pd.DataFrame:
+    """A formula's ``data`` as a pandas DataFrame: polars and other DataFrame libraries'
+    frames column by column (``pd.DataFrame(polars_frame)`` would lose the names), a
+    dict of columns or records as pandas reads them."""
+    data = as_pandas(data)
+    return data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+
+
 def _column_values(series):
     """A column's values as numpy, or a pandas Categorical for a categorical column."""
     dtype = series.dtype

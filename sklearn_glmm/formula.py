@@ -69,6 +69,7 @@ from ._formula_text import (
     _split_formula,
     _warn_crossed_variable,
 )
+from ._frames import as_frame, as_pandas
 
 __all__ = [
     "FormulaTransformer",
@@ -558,8 +559,7 @@ def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
     """The design and the positional mask of the rows kept (``complete``: rows with a missing
     weight or offset, which R's na.omit also drops)."""
     _formulaic()
-    if not isinstance(data, pd.DataFrame):
-        data = pd.DataFrame(data)
+    data = as_frame(data)
     pieces = _split_formula(formula)
     if not pieces.bars:
         raise ValueError(
@@ -861,7 +861,8 @@ def glmer(
         :func:`parse_glmm_formula` for the syntax read. It comes first and the data
         second, as in R (swapped arguments raise ``TypeError``).
     data : pandas.DataFrame
-        Long-format data.
+        Long-format data (a polars or other narwhals-readable DataFrame is read as
+        pandas, column by column; polars' ordered categorical is its ``Enum``).
     family : str, default=None (binomial)
         R's family as a string: ``"binomial"``, ``"poisson"``, ``"nbinom2"`` (glmmTMB's
         NB2, also ``"negbin"``), ``"nbinom1"``, ``"betabinomial"``, and glmmTMB's
@@ -942,8 +943,7 @@ def glmer(
     check_r_arguments(estimator_params, estimator_class, function)
     dispersion = _dispersion_rhs(dispformula, estimator_class)
     n_agq = resolve_n_agq(n_agq, nAGQ)
-    if not isinstance(data, pd.DataFrame):
-        data = pd.DataFrame(data)
+    data = as_frame(data)
     w_all = _row_values(weights, data, "weights")
     off_all = _row_values(offset, data, "offset")
     complete = np.ones(len(data), dtype=bool)
@@ -1143,12 +1143,13 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
 
 
 def _check_frame(X) -> pd.DataFrame:
-    if not isinstance(X, pd.DataFrame):
+    frame = as_pandas(X)  # polars and other libraries' frames, column by column
+    if not isinstance(frame, pd.DataFrame):
         raise TypeError(
-            "FormulaTransformer needs a pandas DataFrame: formulas refer to columns by name, "
-            f"got {type(X).__name__}."
+            "FormulaTransformer needs a DataFrame (pandas, polars, ...): formulas refer to "
+            f"columns by name, got {type(X).__name__}."
         )
-    return X
+    return frame
 
 
 from ._formula_ordinal import clmm  # noqa: E402 (it builds on this module)

@@ -590,3 +590,38 @@ def test_r_contrast_names_rewrites_only_c_calls():
     )
     for text in ["C(f)", "C(f, contr.sum)", "xC(f, sum)", "sum + C(f, other)"]:
         assert _r_contrast_names(text) == text
+
+
+def test_polars_data_fit_and_predict_as_pandas(long):
+    # pd.DataFrame(polars_frame) lost the column names: glmer and clmm failed on polars
+    pl = pytest.importorskip("polars")
+    from sklearn_glmm.formula import clmm
+
+    pdf = pl.from_pandas(long)
+    m_pl = _quiet_glmer("y ~ time + treatment + (1 | id)", pdf)
+    m_pd = _quiet_glmer("y ~ time + treatment + (1 | id)", long)
+    np.testing.assert_array_equal(m_pl.coef_, m_pd.coef_)
+    np.testing.assert_array_equal(
+        m_pl.predict_proba(pl.from_pandas(long.head(5))), m_pd.predict_proba(long.head(5))
+    )
+    ordered = long.assign(
+        r=pd.Categorical(
+            np.where(long["y"] > 0, "yes", "no"), categories=["yes", "no"], ordered=True
+        )
+    )
+    # polars' own ordered categorical is the Enum (from_pandas makes an unordered one)
+    enum = pl.from_pandas(ordered).with_columns(pl.col("r").cast(pl.Enum(["yes", "no"])))
+    o_pl = _quiet(clmm, "r ~ time + (1 | id)", enum)
+    o_pd = _quiet(clmm, "r ~ time + (1 | id)", ordered)
+    assert list(o_pl.class_order_) == list(o_pd.class_order_) == ["yes", "no"]
+    np.testing.assert_array_equal(o_pl.coef_, o_pd.coef_)
+    ft = FormulaTransformer("time * treatment")
+    pd.testing.assert_frame_equal(ft.fit(pdf).transform(pdf), ft.fit(long).transform(long))
+
+
+def _quiet(fun, *args, **kwargs):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fun(*args, **kwargs)
