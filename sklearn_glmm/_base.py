@@ -47,7 +47,9 @@ from ._frames import as_pandas
 from ._labels import check_distinct_labels, match_levels
 from ._validation import (
     as_float_vector,
+    check_groups_look_like_groups,
     check_numeric_columns,
+    check_outcome_not_in_X,
     check_unique_columns,
     check_weights,
     check_y_finite,
@@ -401,7 +403,7 @@ class _BaseGLMM(BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         self._y_name = str(y.name) if getattr(y, "name", None) is not None else "y"
-        _check_outcome_not_in_X(X, y)
+        check_outcome_not_in_X(X, y)
         y_arr = np.asarray(y)
         if y_arr.ndim == 2:
             with at_user_line():  # DataConversionWarning, as scikit-learn estimators
@@ -412,7 +414,7 @@ class _BaseGLMM(BaseEstimator):
             if not (isinstance(X, pd.DataFrame) and groups in X.columns):
                 raise ValueError(f"groups={groups!r} names no column of X (a DataFrame).")
             self._group_columns_fit, groups = [groups], None
-        _check_groups_look_like_groups(groups, X, y)
+        check_groups_look_like_groups(groups, X, y)
         X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
@@ -850,7 +852,7 @@ class _BaseGLMM(BaseEstimator):
 
         def table(eta):
             # linear predictors overflowing the mean put all the mass in the tail column
-            eta = np.minimum(np.nan_to_num(eta, nan=np.inf), _ETA_TOP)[:, None]
+            eta = _predictive_eta(eta)[:, None]
             out = np.empty((len(eta), K + 1))
             out[:, :K] = fam.pmf_eta(ks, eta, extra)
             tail = 1.0 - fam.cdf_eta(np.full((1, 1), K - 1.0), eta, np.ones((1, 1)), extra)
@@ -870,13 +872,19 @@ class _BaseGLMM(BaseEstimator):
         return out
 
 
+def _predictive_eta(eta):
+    """Linear predictors of a count's predictive distribution: those overflowing the
+    mean (and NaN) at the top, which puts all the mass in the tail column."""
+    return np.minimum(np.nan_to_num(eta, nan=np.inf), _ETA_TOP)
+
+
 def _class_probabilities(fam, eta, sd, K, extra):
     """P(Y = k) for k < K, each averaged over its row's normal linear predictor by its
     own rule (:mod:`~sklearn_glmm._engine.normal_average`), and P(Y >= K) as 1 minus
     their sum; None for a family without a log-concave split."""
     n = len(eta)
     rows = np.repeat(np.arange(n), K)
-    eta = np.minimum(np.nan_to_num(eta, nan=np.inf), _ETA_TOP)
+    eta = _predictive_eta(eta)
     log_p = log_mean_density(
         fam,
         np.tile(np.arange(K, dtype=float), n),
@@ -891,52 +899,6 @@ def _class_probabilities(fam, eta, sd, K, extra):
     out[:, :K] = np.exp(log_p).reshape(n, K)
     out[:, K] = np.clip(1.0 - out[:, :K].sum(axis=1), 0.0, 1.0)
     return out
-
-
-def _check_groups_look_like_groups(groups, X, y):
-    """Clear messages for two slips: column names given as ``groups`` (a short list of
-    X's columns) and weights given as ``groups`` (the third positional argument of
-    scikit-learn's ``fit(X, y, sample_weight)``: non-integer numbers)."""
-    if isinstance(groups, (list, tuple)) and 0 < len(groups) != _num_samples(y):
-        if isinstance(X, pd.DataFrame) and all(
-            isinstance(g, str) and g in X.columns for g in groups
-        ):
-            raise ValueError(
-                f"groups={list(groups)!r} names columns of X: pass group_columns="
-                f"{list(groups)!r} to the estimator (or groups=X[{list(groups)!r}])."
-            )
-    values = groups.to_numpy() if isinstance(groups, pd.Series) else groups
-    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind == "f":
-        finite = values[np.isfinite(values)]
-        if len(finite) and np.any(finite != np.round(finite)):
-            warnings.warn(
-                "groups holds non-integer numbers; group labels are usually integers or "
-                "strings. fit's third argument is groups: weights go to sample_weight=.",
-                UserWarning,
-                stacklevel=user_stacklevel(),
-            )
-
-
-def _check_outcome_not_in_X(X, y):
-    """Raise when a column of the DataFrame ``X`` is the outcome itself (its name and its
-    values): fitted as a predictor it would explain y perfectly."""
-    name = getattr(y, "name", None)
-    if name is None or not isinstance(X, pd.DataFrame) or name not in X.columns:
-        return
-    column = X[name]
-    if not isinstance(column, pd.Series) or len(column) != len(y):
-        return
-    try:
-        same = bool(np.array_equal(column.to_numpy(), np.asarray(y)))
-    except (TypeError, ValueError):  # values that do not compare
-        same = False
-    if same:
-        raise ValueError(
-            f"X holds the outcome column {name!r} (the same values as y): as a predictor it "
-            "would explain y by itself. Drop it from X. (A clone of a formula model, as "
-            "cross-validation makes, is the plain estimator, which reads every column of X: "
-            "cross-validate make_pipeline(FormulaTransformer(formula), Estimator()) instead.)"
-        )
 
 
 def _internal_z(factor, X_raw):

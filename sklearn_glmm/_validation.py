@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.utils.validation import _num_samples
 
 from ._warn import user_stacklevel
 
@@ -222,6 +223,52 @@ def check_class_labels(y: np.ndarray, what: str) -> None:
     kind = type_of_target(y)
     if kind not in ("binary", "multiclass"):
         raise ValueError(f"Unknown label type {kind!r}: {what}")
+
+
+def check_groups_look_like_groups(groups, X, y):
+    """Clear messages for two slips: column names given as ``groups`` (a short list of
+    X's columns) and weights given as ``groups`` (the third positional argument of
+    scikit-learn's ``fit(X, y, sample_weight)``: non-integer numbers)."""
+    if isinstance(groups, (list, tuple)) and 0 < len(groups) != _num_samples(y):
+        if isinstance(X, pd.DataFrame) and all(
+            isinstance(g, str) and g in X.columns for g in groups
+        ):
+            raise ValueError(
+                f"groups={list(groups)!r} names columns of X: pass group_columns="
+                f"{list(groups)!r} to the estimator (or groups=X[{list(groups)!r}])."
+            )
+    values = groups.to_numpy() if isinstance(groups, pd.Series) else groups
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind == "f":
+        finite = values[np.isfinite(values)]
+        if len(finite) and np.any(finite != np.round(finite)):
+            warnings.warn(
+                "groups holds non-integer numbers; group labels are usually integers or "
+                "strings. fit's third argument is groups: weights go to sample_weight=.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+
+
+def check_outcome_not_in_X(X, y):
+    """Raise when a column of the DataFrame ``X`` is the outcome itself (its name and its
+    values): fitted as a predictor it would explain y perfectly."""
+    name = getattr(y, "name", None)
+    if name is None or not isinstance(X, pd.DataFrame) or name not in X.columns:
+        return
+    column = X[name]
+    if not isinstance(column, pd.Series) or len(column) != len(y):
+        return
+    try:
+        same = bool(np.array_equal(column.to_numpy(), np.asarray(y)))
+    except (TypeError, ValueError):  # values that do not compare
+        same = False
+    if same:
+        raise ValueError(
+            f"X holds the outcome column {name!r} (the same values as y): as a predictor it "
+            "would explain y by itself. Drop it from X. (A clone of a formula model, as "
+            "cross-validation makes, is the plain estimator, which reads every column of X: "
+            "cross-validate make_pipeline(FormulaTransformer(formula), Estimator()) instead.)"
+        )
 
 
 def check_trials(trials, y: np.ndarray, n_samples: int) -> np.ndarray:

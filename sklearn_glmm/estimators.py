@@ -377,11 +377,12 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     def _warn_asymmetric_default(self):
         """Labels other than 0/1 with an asymmetric link and no ``pos_label``: which class
         is modelled changes the model (cloglog), so say which one it is."""
-        if self.pos_label is not None or self._family().link.symmetric:
+        link = self._family().link
+        if self.pos_label is not None or link.symmetric:
             return
         labels = self.classes_.tolist()
         warnings.warn(
-            f"with the {self._family().link.name} link, modelling one class or the other "
+            f"with the {link.name} link, modelling one class or the other "
             f"gives two different models; this fit models {labels[self._pos_index]!r} "
             f"(classes_[1]) of {labels}. Pass pos_label= to choose.",
             UserWarning,
@@ -455,13 +456,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
             )
         y = np.asarray(y, dtype=float)
         t = check_trials(trials, y, len(y))
-        w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
         p = self.predict_mean(X, groups, offset=offset)
-        fam, extra = self.fit_result_.family, self._family_values(X)
-        dev = np.sum(w * fam.unit_deviance(y, p, t, extra))
-        pooled = np.full_like(y, np.sum(w * y) / np.sum(w * t))
-        dev0 = np.sum(w * fam.unit_deviance(y, pooled, t, extra))
-        return 1.0 - dev / dev0 if dev0 > 0 else 0.0
+        return _deviance_explained(self, X, y, p, t, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -480,6 +476,17 @@ def _two_numbers(y):
     if np.count_nonzero((y == lo) | (y == hi)) != len(y):
         return None
     return np.array([lo, hi], dtype=y.dtype)
+
+
+def _deviance_explained(est, X, y, mu, trials, sample_weight) -> float:
+    """D^2: 1 - deviance(mu) / deviance of the weighted mean (per trial), the score of
+    the count models and of a binomial model with trials."""
+    w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
+    fam, extra = est.fit_result_.family, est._family_values(X)
+    dev = np.sum(w * fam.unit_deviance(y, mu, trials, extra))
+    null = np.full_like(y, np.sum(w * y) / np.sum(w * trials))
+    dev0 = np.sum(w * fam.unit_deviance(y, null, trials, extra))
+    return 1.0 - dev / dev0 if dev0 > 0 else 0.0
 
 
 def _pos_index(classes: np.ndarray, pos_label) -> int:
@@ -736,12 +743,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         """
         mu = self.predict(X, groups, offset=offset)
         y = np.asarray(y, dtype=float)
-        w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
-        fam, extra, t = self.fit_result_.family, self._family_values(X), np.ones_like(y)
-        dev = np.sum(w * fam.unit_deviance(y, mu, t, extra))
-        ybar = np.average(y, weights=w)
-        dev0 = np.sum(w * fam.unit_deviance(y, np.full_like(y, ybar), t, extra))
-        return 1.0 - dev / dev0 if dev0 > 0 else 0.0
+        return _deviance_explained(self, X, y, mu, np.ones_like(y), sample_weight)
 
 
 class PoissonGLMM(_CountGLMM):
