@@ -15,6 +15,9 @@ import pandas as pd
 from scipy import stats
 
 from ._design import INTERCEPT
+from ._engine.batched import can_batch
+from ._results import fixed_effect_arrays, singular_columns
+from ._simulate import fit_many
 
 
 @dataclass
@@ -30,12 +33,17 @@ class Outcome:
     n_obs: int = 0
 
 
-def simulate_data(spec, X: pd.DataFrame, groups, rng: np.random.Generator):
-    """Outcomes for the rows ``X`` (with ``groups``) drawn from ``spec``."""
-    n = len(X)
+def simulate_data(spec, X, groups, rng: np.random.Generator, n: int | None = None):
+    """Outcomes for the rows ``X`` (with ``groups``) drawn from ``spec``; ``X`` a
+    DataFrame, or a dict of its columns with ``n`` rows."""
+
+    def col(name):
+        return np.asarray(X[name], dtype=float)
+
+    n = len(X) if n is None else n
     eta = np.full(n, spec.fixed_effects.get(INTERCEPT, 0.0))
     for name in spec.features:
-        eta = eta + spec.fixed_effects[name] * X[name].to_numpy(dtype=float)
+        eta = eta + spec.fixed_effects[name] * col(name)
     term = spec.term
     if term is not None:
         levels, codes = np.unique(np.asarray(groups), return_inverse=True)
@@ -45,12 +53,11 @@ def simulate_data(spec, X: pd.DataFrame, groups, rng: np.random.Generator):
         root = vecs * np.sqrt(np.clip(vals, 0.0, None))
         B = rng.standard_normal((len(levels), len(term.names))) @ root.T
         Z = np.column_stack(
-            ([np.ones(n)] if term.intercept else [])
-            + [X[s].to_numpy(dtype=float) for s in term.slopes]
+            ([np.ones(n)] if term.intercept else []) + [col(s) for s in term.slopes]
         )
         eta = eta + np.einsum("nq,nq->n", Z, B[codes])
     if spec.offset is not None:
-        eta = eta + X[spec.offset].to_numpy(dtype=float)
+        eta = eta + col(spec.offset)
     fam, extra = spec.family, spec.extra
     mu = fam.mean(eta, extra)
     trials = np.full(n, float(spec.trials))
@@ -75,7 +82,11 @@ def _wald(est, tests):
     Read from the fit's arrays, not its tables: the numbers of ``fixed_effects_`` and
     ``vcov_fixed`` without making a data frame per simulated study.
     """
-    a = est.fit_result_.arrays
+    return _wald_arrays(est.fit_result_.arrays, tests)
+
+
+def _wald_arrays(a, tests):
+    """:func:`_wald` from a fit's fixed-effect arrays (``FitArrays``)."""
     rows = [a.terms.index(t) for t in tests]
     b = a.estimate[rows]
     if len(tests) == 1:
@@ -94,36 +105,61 @@ def _wald(est, tests):
     return np.nan, np.nan, float(stats.chi2.sf(w, len(tests))) if np.isfinite(w) else np.nan
 
 
-def run_study(spec, tests, method, design, n_groups, n_per_group, seed) -> Outcome:
-    """Simulate one data set, refit, and test the coefficients ``tests`` (a list)."""
+@dataclass
+class Study:
+    """The data of one simulated study."""
+
+    columns: dict  # the specification's columns, as float arrays
+    groups: object  # as the design gave them
+    y: np.ndarray
+    features: list
+    offset_name: str | None
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return pd.DataFrame({c: self.columns[c] for c in self.features})
+
+    @property
+    def offset(self):
+        return None if self.offset_name is None else self.columns[self.offset_name]
+
+
+def draw_study(spec, design, n_groups, n_per_group, seed) -> Study:
+    """The rows of one study (``design``) and its outcomes drawn from ``spec``."""
     rng = np.random.default_rng(seed)
     X, groups = design(n_groups, n_per_group, rng)
-    needed = spec.features + ([spec.offset] if spec.offset is not None else [])
+    term = spec.term
+    needed = list(
+        dict.fromkeys(
+            spec.features
+            + (list(term.slopes) if term is not None else [])
+            + ([spec.offset] if spec.offset is not None else [])
+        )
+    )
     missing = [c for c in needed if c not in X.columns]
     if missing:
         raise ValueError(
             f"the design's data have no column(s) {missing}, which the specification names; "
             f"it gave {list(X.columns)}."
         )
-    Xf = X[spec.features]
-    off = None if spec.offset is None else X[spec.offset].to_numpy(dtype=float)
-    y = simulate_data(spec, X, groups, rng)
-    out = Outcome(n_obs=len(y))
-    try:
-        full = _fit(spec, Xf, y, groups, off)
-        out.estimate, out.std_error, out.p_value = _wald(full, tests)
-        out.converged = bool(full.converged_)
-        out.singular = bool(getattr(full, "is_singular_", False))
-        if method == "lrt":
-            null = _fit(spec, Xf.drop(columns=tests), y, groups, off)
-            out.converged = out.converged and bool(null.converged_)
-            lr = max(2.0 * (full.loglik_ - null.loglik_), 0.0)
-            estimable = np.all(np.isfinite(full.fixed_effects_.loc[tests, "estimate"]))
-            out.p_value = float(stats.chi2.sf(lr, len(tests))) if estimable else np.nan
-    except Exception as exc:  # noqa: BLE001 - every failed refit is counted and named
-        out.error = f"{type(exc).__name__}: {exc}"
-        return out
-    if not np.isfinite(out.p_value):
+    cols = {c: X[c].to_numpy(dtype=float) for c in needed}
+    y = simulate_data(spec, cols, groups, rng, n=len(X))
+    return Study(cols, groups, y, list(spec.features), spec.offset)
+
+
+def _same_design(a: Study, b: Study) -> bool:
+    """Whether two studies have the same rows (columns, groups, offset)."""
+    ga, gb = np.asarray(a.groups), np.asarray(b.groups)
+    if ga.shape != gb.shape or not np.array_equal(ga, gb):
+        return False
+    return a.columns.keys() == b.columns.keys() and all(
+        np.array_equal(a.columns[c], b.columns[c]) for c in a.columns
+    )
+
+
+def _finish(out: Outcome, tests) -> Outcome:
+    """The outcome's error when the test gave no p-value."""
+    if out.error is None and not np.isfinite(out.p_value):
         what = tests[0] if len(tests) == 1 else tests
         out.error = (
             f"no p-value for {what!r} (estimate {out.estimate:.3g}, standard error "
@@ -132,11 +168,106 @@ def run_study(spec, tests, method, design, n_groups, n_per_group, seed) -> Outco
     return out
 
 
+def _failed(out: Outcome, exc: BaseException) -> Outcome:
+    out.error = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def run_study(spec, tests, method, study: Study):
+    """Refit one study's data and test the coefficients ``tests`` (a list).
+
+    Returns ``(outcome, (full, null))``: the fitted estimators (None where a fit
+    failed; ``null`` only for ``method="lrt"``), which a batch of studies on the same
+    rows refits the others with (:func:`run_batch`).
+    """
+    X, y, groups, off = study.X, study.y, study.groups, study.offset
+    out = Outcome(n_obs=len(y))
+    full = null = None
+    try:
+        full = _fit(spec, X, y, groups, off)
+        out.estimate, out.std_error, out.p_value = _wald(full, tests)
+        out.converged = bool(full.converged_)
+        out.singular = bool(getattr(full, "is_singular_", False))
+        if method == "lrt":
+            null = _fit(spec, X.drop(columns=tests), y, groups, off)
+            out.converged = out.converged and bool(null.converged_)
+            lr = max(2.0 * (full.loglik_ - null.loglik_), 0.0)
+            estimable = np.all(np.isfinite(full.fixed_effects_.loc[tests, "estimate"]))
+            out.p_value = float(stats.chi2.sf(lr, len(tests))) if estimable else np.nan
+    except Exception as exc:  # noqa: BLE001 - every failed refit is counted and named
+        return _failed(out, exc), (None, None)
+    return _finish(out, tests), (full, null)
+
+
+def _batchable(est) -> bool:
+    res = getattr(est, "fit_result_", None)
+    data = getattr(getattr(res, "objective", None), "data", None)
+    return bool(data is not None and data.factors and can_batch(data, est.n_agq))
+
+
+def run_batch(spec, tests, method, studies: list) -> list:
+    """Outcomes of studies on the same rows: the first fitted as :func:`run_study`
+    does, the others fitted together from its model (:func:`~._simulate.fit_many`:
+    each from its own start, with a fit's checks, its evaluations batched) where the
+    model allows, else one by one."""
+    first, (full, null) = run_study(spec, tests, method, studies[0])
+    rest = studies[1:]
+    templates = [full] + ([null] if method == "lrt" else [])
+    if not rest or not all(t is not None and _batchable(t) for t in templates):
+        return [first] + [run_study(spec, tests, method, st)[0] for st in rest]
+    Y = np.column_stack([st.y for st in rest])
+    fits = [fit_many(t, Y) for t in templates]
+    return [first] + [
+        _batched_outcome(templates, [f[r] for f in fits], tests, method, len(st.y))
+        for r, st in enumerate(rest)
+    ]
+
+
+def _batched_outcome(templates, fitted, tests, method, n_obs) -> Outcome:
+    """A study's outcome from the ``(x, FitRecord)`` of its fits (full model, and the
+    null model for ``method="lrt"``) on the models ``templates``."""
+    out = Outcome(n_obs=n_obs)
+    for f in fitted:
+        if isinstance(f, BaseException):
+            return _failed(out, f)
+    full = templates[0]
+    x, record = fitted[0]
+    res = full.fit_result_
+    p = res.objective.data.n_beta
+    arrays, _ = fixed_effect_arrays(
+        res.scaling, full._fixed_names, x[:p], record.covariance[:p, :p]
+    )
+    out.estimate, out.std_error, out.p_value = _wald_arrays(arrays, tests)
+    out.converged = bool(record.converged)
+    # the fit's singular test (unstructured covariances: a batch has no other)
+    out.singular = any(singular_columns(L) for L in res.internal_lambdas(x))
+    if method == "lrt":
+        null_record = fitted[1][1]
+        out.converged = out.converged and bool(null_record.converged)
+        lr = max(null_record.objective - record.objective, 0.0)
+        estimable = np.all(np.isfinite(arrays.estimate[[arrays.terms.index(t) for t in tests]]))
+        out.p_value = float(stats.chi2.sf(lr, len(tests))) if estimable else np.nan
+    return _finish(out, tests)
+
+
 def run_chunk(spec, test, method, design, tasks):
-    """Studies ``tasks`` = [(cell, n_groups, n_per_group, seed), ...], single-threaded BLAS."""
+    """Studies ``tasks`` = [(cell, n_groups, n_per_group, seed), ...], single-threaded BLAS.
+
+    Consecutive studies on the same rows (a design that does not draw them, such as
+    :func:`~sklearn_glmm.power.longitudinal_design`) are refitted as one batch
+    (:func:`run_batch`); which studies share a batch depends on ``tasks`` only.
+    """
     from ._engine.optimize import single_threaded_blas
 
     with single_threaded_blas():
-        return [
-            (cell, run_study(spec, test, method, design, g, k, seed)) for cell, g, k, seed in tasks
-        ]
+        drawn = [(cell, draw_study(spec, design, g, k, seed)) for cell, g, k, seed in tasks]
+        out, k = [], 0
+        while k < len(drawn):
+            cell, first = drawn[k]
+            end = k + 1
+            while end < len(drawn) and drawn[end][0] == cell and _same_design(first, drawn[end][1]):
+                end += 1
+            studies = [st for _, st in drawn[k:end]]
+            out += [(cell, o) for o in run_batch(spec, test, method, studies)]
+            k = end
+        return out

@@ -267,25 +267,17 @@ def fitted_parameters(est, obj, x, record, data, factors, pending) -> FittedPara
     ``intercept_``, the singular flag and the family's parameters on ``est`` (shared by
     the in-memory and the partitioned fits)."""
     p, T = data.n_beta, data.n_theta
-    beta_s, theta_s, extra = x[:p], x[p : p + T], x[p + T :]
+    theta_s, extra = x[p : p + T], x[p + T :]
     V = record.covariance
     sc = pending["scaling"]
-    J = beta_jacobian(sc)
-    beta = J @ beta_s
-    Vb = J @ V[:p, :p] @ J.T
+    # fixed_effects_, ranef_, ... are made from these arrays when first read
+    arrays, idx = fixed_effect_arrays(sc, est._fixed_names, x[:p], V[:p, :p])
+    rows, beta = arrays.terms, arrays.estimate[idx]
     k0 = int(sc["intercept"])
     coef = np.zeros(sc["p"])
     coef[sc["kept"]] = beta[k0:]
     est.coef_ = coef
     est.intercept_ = float(beta[0]) if k0 else 0.0
-    rows = ([INTERCEPT] if k0 else []) + list(est._fixed_names)
-    est_all = np.full(len(rows), np.nan)
-    se_all = np.full(len(rows), np.nan)
-    idx = ([0] if k0 else []) + [k0 + k for k in sc["kept"]]
-    est_all[idx] = beta
-    se_all[idx] = _standard_errors(Vb)
-    # fixed_effects_, ranef_, ... are made from these arrays when first read
-    arrays = FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx])
     condvar, lambdas, singular = _random_effects(obj, theta_s, data, factors, pending, arrays)
     _set_singular(est, singular)
     # the family's blocks in the user's units: an ordinal model's thresholds at X = 0
@@ -293,6 +285,23 @@ def fitted_parameters(est, obj, x, record, data, factors, pending) -> FittedPara
     xr, Vr = shifted(x, V, C, p, p + T)
     block_se = _set_family_params(est, xr[p + T :], Vr, p + T, data, pending, arrays)
     return FittedParameters(rows, idx, arrays, condvar, lambdas, block_se)
+
+
+def fixed_effect_arrays(scaling, names, beta_s, V_beta) -> tuple[FitArrays, list]:
+    """The fixed effects in the user's units from the internal ``beta_s`` and their
+    covariance ``V_beta``: ``(arrays, idx)``, ``arrays`` without factors (NaN rows for
+    aliased columns), ``idx`` the rows of the estimated columns."""
+    J = beta_jacobian(scaling)
+    beta = J @ beta_s
+    Vb = J @ V_beta @ J.T
+    k0 = int(scaling["intercept"])
+    rows = ([INTERCEPT] if k0 else []) + list(names)
+    est_all = np.full(len(rows), np.nan)
+    se_all = np.full(len(rows), np.nan)
+    idx = ([0] if k0 else []) + [k0 + k for k in scaling["kept"]]
+    est_all[idx] = beta
+    se_all[idx] = _standard_errors(Vb)
+    return FitArrays(rows, est_all, se_all, Vb, [rows[i] for i in idx]), idx
 
 
 def make_result(est, x, record, data, factors, bounds, pending, parts, designs, training):
@@ -521,17 +530,21 @@ def _random_effects(obj, theta_s, data, factors, pending, arrays):
         if fd.structure is not None:
             singular += _structure_singular(f, fd.structure, theta_s, data, fi)
             continue
-        # the singular test reads the internal factor, whose columns are centred and
-        # scaled: it does not depend on the units or origin of the predictors
-        diag = np.abs(np.diag(L))
-        row_norm = np.linalg.norm(L, axis=1)
-        for k, nm in enumerate(names):
-            # lme4's test (a Cholesky diagonal below 1e-4), plus a diagonal that is
-            # negligible against its row: that term is perfectly correlated with the
-            # earlier ones (|correlation| = 1) whatever its scale
-            if diag[k] < SINGULAR_TOL or diag[k] < 1e-3 * row_norm[k]:
-                singular.append(f"{f.name}: {nm}")
+        singular += [f"{f.name}: {names[k]}" for k in singular_columns(L)]
     return condvar, lambdas, singular
+
+
+def singular_columns(L) -> list:
+    """Columns of an unstructured factor's internal Cholesky factor ``L`` on the boundary.
+
+    The test reads the internal factor, whose columns are centred and scaled: it does
+    not depend on the units or origin of the predictors. lme4's test (a Cholesky
+    diagonal below 1e-4), plus a diagonal that is negligible against its row: that term
+    is perfectly correlated with the earlier ones (|correlation| = 1) whatever its scale.
+    """
+    diag = np.abs(np.diag(L))
+    row_norm = np.linalg.norm(L, axis=1)
+    return [k for k in range(len(diag)) if diag[k] < SINGULAR_TOL or diag[k] < 1e-3 * row_norm[k]]
 
 
 def _set_singular(est, singular):

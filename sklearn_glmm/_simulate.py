@@ -24,13 +24,15 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
-from ._engine.converge import GRAD_TOL, at_bound
+from ._engine.converge import GRAD_TOL, at_bound, check_optimum
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
 from ._engine.optimize import (
+    _SUBSAMPLE_ROWS,
     _laplace_stage,
     fit_objective,
     projected_gradient,
     single_threaded_blas,
+    starting_point,
 )
 from ._progress import Progress
 from ._state import carrying_data
@@ -212,6 +214,56 @@ def refit_many(est, Y, batched: bool | None = None) -> list:
         tasks = [partial(_fit_and_check, est, m, setup) for m in members]
         with single_threaded_blas():  # entered once here: the tasks' own entries nest
             return lockstep.run(tasks)
+
+
+def fit_many(est, Y) -> list:
+    """Fit the model afresh to every column of ``Y`` (n_samples, R) on the same rows.
+
+    Unlike :func:`refit_many` (the bootstrap's refits, started from the fitted
+    estimate and gradient-checked there), each column gets what a fit of the
+    estimator gets: its own starting point
+    (:func:`~sklearn_glmm._engine.optimize.starting_point`), the same optimiser and
+    every check at the optimum (:func:`~sklearn_glmm._engine.converge.check_optimum`:
+    the nested GLM, the Newton polish and Hessian, zero variances). Returns one
+    ``(x, FitRecord)`` per column (the record's ``covariance`` is the inverse Hessian
+    on the optimiser's scale), or the exception the fit raised. Batched where
+    :func:`~sklearn_glmm._engine.batched.can_batch` allows (two or more columns):
+    each fit keeps its own optimiser and checks, their evaluations are computed
+    together, and each reaches the optimum its fit one by one reaches.
+    """
+    Y = np.asarray(Y, dtype=float)
+    res = est.fit_result_
+    data, bounds = res.objective.data, res.bounds
+    R = Y.shape[1]
+    batched = R > 1 and bool(data.factors) and can_batch(data, est.n_agq)
+
+    def one(obj, glm_fit=None):
+        x0 = starting_point(obj, glm_fit)
+        x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
+        return check_optimum(obj, x, record, bounds, est.max_iter, est.tol), record
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if not batched:
+            out = []
+            for r in range(R):
+                try:
+                    out.append(one(_objective(est, Y[:, r])))
+                except Exception as exc:  # noqa: BLE001 - the caller decides what fails
+                    out.append(exc)
+            return out
+        engine = BatchedLaplace(data, Y.T)
+        lockstep = Lockstep(engine)
+        members = [BatchMember(replace(data, y=Y[:, r]), lockstep, r) for r in range(R)]
+        with single_threaded_blas():
+            # the GLM starts of all of them in one pass where a fit makes its own on
+            # every row (on a subset of large data's rows, each its own)
+            starts = [None] * R
+            if len(data.y) <= _SUBSAMPLE_ROWS:
+                with np.errstate(all="ignore"):
+                    beta0, F = engine.glm_starts()
+                starts = [(beta0[r], float(F[r])) for r in range(R)]
+            return lockstep.run([partial(one, m, s) for m, s in zip(members, starts)])
 
 
 _REFIT_FAILURES = (np.linalg.LinAlgError, ValueError, FloatingPointError)

@@ -179,9 +179,15 @@ def _tasks(cells, n_sim, random_state):
     return tasks
 
 
+_CHUNK = 25
+
+
 def _run(spec, test, method, design, tasks, n_jobs, progress):
     """Every study's outcome, in the order of ``tasks``."""
-    size = max(1, min(25, len(tasks) // (4 * (1 if n_jobs in (None, 1) else abs(n_jobs)))))
+    # at least four chunks (work for parallel workers, steps of the progress bar), of at
+    # most 25 studies (a batch of refits); fixed, so that the results do not depend on
+    # n_jobs (studies on the same rows within a chunk are refitted together)
+    size = max(1, min(_CHUNK, len(tasks) // 4))
     chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
     bar = Progress(len(tasks), bool(progress), desc="power")
     results = []

@@ -94,6 +94,102 @@ class BatchedLaplace:
     def _tiled(self, v, R):
         return None if v is None else np.tile(v, R)
 
+    def glm_starts(self, max_iter: int = 50):
+        """:func:`~sklearn_glmm._engine.optimize.glm_start` of every replicate (the
+        fixed effects of the model without random effects, on every row), vectorised:
+        the same Newton steps with step halving and stopping rule, replicate by
+        replicate. Returns ``(beta, F)``: (R, n_beta) clipped starts and (R,) ``-2 log
+        L`` at the GLM's optimum (NaN where Newton did not converge, or was clipped)."""
+        d = self.data
+        X, fam = d.X, d.family
+        R, n = self.Y.shape
+        p = d.n_beta
+        extra = d.extra_values(d.default_extra())
+        const_all = _concat_const(self._const)
+        beta = np.zeros((R, p))
+        has_intercept = p > 0 and np.all(X[:, 0] == X[0, 0]) and X[0, 0] != 0
+        wsum = np.sum(d.weights)
+        if has_intercept and wsum > 0:
+            ybar = np.sum(self.Y * d.weights, axis=1) / wsum
+            off = np.sum(d.weights * d.offset) / wsum
+            if not fam.has_trials:
+                eta0 = fam.link.link(np.maximum(ybar, 1e-8))
+            else:
+                tbar = np.sum(d.weights * d.trials) / wsum
+                pr = np.clip(ybar / tbar, 1e-8, 1 - 1e-8) if tbar > 0 else np.full(R, 0.5)
+                eta0 = fam.link.link(pr)
+            beta[:, 0] = (eta0 - off) / X[0, 0]
+        beta_start = beta.copy()
+
+        def derivs(rows, b):
+            m = len(rows)
+            eta = _rows_times(b, X) + d.offset
+            const = _const_take(const_all, rows, R)
+            der = fam.derivs(
+                self.Y[rows].ravel(),
+                eta.ravel(),
+                self._tiled(self._trials, m),
+                self._tiled(self._w, m),
+                extra,
+                const,
+            )
+            return der.loglik.reshape(m, n).sum(axis=1), der.d1.reshape(m, n), der.w.reshape(m, n)
+
+        ll_old = np.full(R, -np.inf)
+        done = np.zeros(R, dtype=bool)
+        live = np.ones(R, dtype=bool)  # still iterating
+        every = np.arange(R)
+        ll_b, d1, w = derivs(every, beta)
+        for _ in range(max_iter if p else 0):
+            act = np.flatnonzero(live)
+            if not len(act):
+                break
+            # row by row sums (no BLAS): a replicate's numbers do not depend on its batch
+            aw = np.abs(w[act])
+            H = np.empty((len(act), p, p))
+            for i in range(p):
+                for j in range(i, p):
+                    H[:, i, j] = H[:, j, i] = np.sum(aw * (X[:, i] * X[:, j]), axis=1)
+            H += 1e-8 * np.eye(p)
+            g = np.stack([np.sum(d1[act] * X[:, j], axis=1) for j in range(p)], axis=1)
+            step = np.full((len(act), p), np.nan)
+            for k in range(len(act)):  # a singular system stops that replicate, as glm_start
+                try:
+                    step[k] = np.linalg.solve(H[k], g[k])
+                except np.linalg.LinAlgError:
+                    live[act[k]] = False
+            ok = live[act]
+            act, step = act[ok], step[ok]
+            if not len(act):
+                break
+            t = np.ones(len(act))
+            cand = beta[act] + step
+            ll, d1a, wa = derivs(act, cand)
+            for _h in range(29):  # 30 tries, the last kept (as glm_start)
+                worse = ~(np.isfinite(ll) & (ll >= ll_old[act] - 1e-10))
+                if not worse.any():
+                    break
+                t[worse] *= 0.5
+                rows = act[worse]
+                cand[worse] = beta[rows] + t[worse, None] * step[worse]
+                ll[worse], d1a[worse], wa[worse] = derivs(rows, cand[worse])
+            beta[act], d1[act], w[act] = cand, d1a, wa
+            fin = np.abs(ll - ll_old[act]) < 1e-10 * (1 + np.abs(ll))
+            ll_old[act] = ll
+            done[act[fin]] = True
+            live[act[fin]] = False
+        if not p:
+            ll_old, done[:] = ll_b, True
+        bad = ~np.all(np.isfinite(beta), axis=1)
+        beta[bad], done[bad] = beta_start[bad], False
+        lim = 15.0 / np.maximum(np.sqrt(np.mean(X**2, axis=0)), 1e-12)
+        hi = np.broadcast_to(lim, (R, p)).copy()
+        if has_intercept and not fam.has_trials:
+            hi[:, 0] = np.maximum(lim[0], beta_start[:, 0] + lim[0])
+        clipped = np.clip(beta, -lim, hi)
+        exact = done & np.all(clipped == beta, axis=1) & np.isfinite(ll_old)
+        return clipped, np.where(exact, -2.0 * ll_old, np.nan)
+
     def evaluate(self, idx, params, U0, with_scale: bool = False):
         """Value, gradient, modes and mode derivatives of replicates ``idx``.
 
@@ -431,6 +527,15 @@ class BatchMember(Objective):
         at = self._scale_at
         if at is not None and self.remembered(at[0]) is not None:
             return at[1].copy()
+        if self._pending is not None and self.n_agq == 1 and not self.global_modes:
+            # a batched point whose per-row state is not made (the Hessian's steps
+            # read the scale at the optimum): the batch makes it from the same modes,
+            # instead of a mode search of this replicate alone
+            u, params = self._pending
+            out = self._lockstep.request(self._index, params, u.copy(), True)
+            if out is not None and out[4] is not None:
+                self._scale_at = (np.array(params, dtype=float), out[4])
+                return out[4].copy()
         return super().gauss_newton_diagonal()
 
 

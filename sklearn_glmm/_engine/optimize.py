@@ -147,7 +147,7 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
     return clipped, (-2.0 * float(ll_old) if exact else np.nan)
 
 
-def starting_point(obj) -> np.ndarray:
+def starting_point(obj, glm_fit=None) -> np.ndarray:
     """GLM fixed effects and family parameters, moment-based Cholesky diagonals.
 
     The diagonals start at a method-of-moments estimate from the GLM's scores
@@ -155,7 +155,8 @@ def starting_point(obj) -> np.ndarray:
     starts at 1): fewer evaluations, and fewer first steps that overshoot onto
     a zero variance. The family's own parameters start at the GLM's optimum
     (:func:`_glm_with_extras`), or at their defaults on large data (where the GLM
-    is fitted to a subset of rows).
+    is fitted to a subset of rows). ``glm_fit``: :func:`glm_start`'s ``(beta, F)`` on
+    every row when made elsewhere (a batch of replicates).
     """
     data = obj.data
     extra0 = data.default_extra()
@@ -164,8 +165,8 @@ def starting_point(obj) -> np.ndarray:
     ]
     # the GLM's trial steps may overflow (worth -inf to its line search, not a warning)
     with single_threaded_blas(), _quiet_trial_points():
-        glm = _glm_rows(obj)
-        beta0, value = glm_start(glm, extra0, with_value=True)
+        glm = _glm_rows(obj) if glm_fit is None else obj
+        beta0, value = glm_start(glm, extra0, with_value=True) if glm_fit is None else glm_fit
         if not data.n_extra and glm.data is data:
             # the GLM's optimum, kept for the check that the mixed model ends no lower
             # (on a subset of rows, the check fits it)
