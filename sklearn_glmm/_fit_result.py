@@ -16,6 +16,8 @@ maths it calls (``lambda_matrices``) is the engine's.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -323,3 +325,22 @@ class FitResult:
         from ._tables import vcov_fixed
 
         return vcov_fixed(self.arrays)
+
+
+_OBJECTIVE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def objective_lock(obj) -> threading.RLock:
+    """The lock of a fitted model's objective.
+
+    Profiles and ``predict_interval``'s modes' derivatives move the fit's objective
+    off the optimum and put it back; each holds this lock meanwhile, so that two of
+    them in threads of one process do not read each other's state (an evaluation's
+    modes, a gradient). Kept beside the objective, not on it: a pickle carries no lock.
+    """
+    with _LOCKS_GUARD:
+        lock = _OBJECTIVE_LOCKS.get(obj)
+        if lock is None:
+            lock = _OBJECTIVE_LOCKS[obj] = threading.RLock()
+        return lock

@@ -47,6 +47,8 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg as splinalg
 
+from ._fit_result import objective_lock
+
 # random effects above which the exact variance for several factors is not attempted
 # (the sparse factorisation of D could fill in): the per-factor formula instead
 MAX_SPARSE_U = 50_000
@@ -57,7 +59,7 @@ MAX_SPARSE_U = 50_000
 MAX_PICKLE_ROWS = 1_000_000
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# the modes' derivatives move the fit's objective and put it back: one at a time
+# one joint precision per fit, its modes' derivatives made once
 _LOCK = threading.RLock()
 
 
@@ -140,7 +142,12 @@ class JointPrecision:
 
     def _mode_derivatives(self) -> np.ndarray:
         res = self._res()
-        obj, x, p = res.objective, res.params, self.p
+        obj = res.objective
+        with objective_lock(obj):  # a profile in another thread moves it too
+            return self._moved_modes(res, obj)
+
+    def _moved_modes(self, res, obj) -> np.ndarray:
+        x, p = res.params, self.p
         snap = obj.snapshot()
         u0 = obj.u.copy()
         out = np.zeros((self.Q, len(x) - p))

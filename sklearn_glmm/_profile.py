@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from ._engine.optimize import _run_lbfgsb, single_threaded_blas
+from ._fit_result import objective_lock
 from ._results import internal_lambda, original_lambda
 from ._state import carrying_data
 from ._warn import user_stacklevel
@@ -832,16 +833,18 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
 def profile_parameter(est, k: int, level: float, se_k: float, max_iter=500, tol=1e-10):
     """Lower and upper profile limits of reported parameter ``k`` and its trace."""
     pmap = ParamMap(est)
-    prof = Profiler(est, pmap, max_iter, tol)
-    zc = stats.norm.ppf(0.5 + level / 2.0)
-    step = _initial_step(pmap, k, se_k, prof.phi_hat[k])
-    trace = [(prof.phi_hat[k], 0.0)]
-    try:
-        lower = profile_limit(prof, k, -1, zc, step, trace)
-        prof.obj.u = prof.u_keep.copy()
-        upper = profile_limit(prof, k, +1, zc, step, trace)
-    finally:
-        prof.restore()
+    # the profile moves the fit's objective and puts it back: one user at a time
+    with objective_lock(est.fit_result_.objective):
+        prof = Profiler(est, pmap, max_iter, tol)
+        zc = stats.norm.ppf(0.5 + level / 2.0)
+        step = _initial_step(pmap, k, se_k, prof.phi_hat[k])
+        trace = [(prof.phi_hat[k], 0.0)]
+        try:
+            lower = profile_limit(prof, k, -1, zc, step, trace)
+            prof.obj.u = prof.u_keep.copy()
+            upper = profile_limit(prof, k, +1, zc, step, trace)
+        finally:
+            prof.restore()
     return lower, upper, sorted(trace), prof.lower_found
 
 

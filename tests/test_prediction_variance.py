@@ -358,3 +358,34 @@ def test_the_pickle_of_a_large_fit_does_not_make_the_joint_precision(monkeypatch
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pd.testing.assert_frame_equal(again.predict_interval(d.iloc[:3]), exact)
+
+
+@pytest.mark.parametrize("tool", ["profile", "mode_derivatives"])
+def test_tools_that_move_the_objective_wait_for_its_lock(tool):
+    """Profiles and the modes' derivatives move the fit's objective and put it back:
+    each waits while another holds the objective's lock (threads of one process would
+    otherwise read each other's modes and gradients), and gives the same numbers."""
+    import threading
+
+    from sklearn_glmm._fit_result import objective_lock
+
+    d = _poisson_data()
+    m = _fit(glmer, "y ~ x + (1 | g)", d, family="poisson")
+    res = m.fit_result_
+
+    def run():
+        if tool == "profile":
+            return m.confint(method="profile", parm=["sd_(Intercept)|g"]).to_numpy()
+        pv._CACHE.pop(res, None)
+        return pv.joint_precision(res).mode_derivatives()
+
+    alone = run()
+    out = {}
+    worker = threading.Thread(target=lambda: out.setdefault("value", run()))
+    with objective_lock(res.objective):
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive()  # waiting for the lock, not moving the objective
+    worker.join(60)
+    assert not worker.is_alive()
+    np.testing.assert_allclose(out["value"], alone, rtol=1e-10)
