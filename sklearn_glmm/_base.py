@@ -775,7 +775,9 @@ class _BaseGLMM(BaseEstimator):
 
         ``new_random_effects=True`` draws new random effects (lme4's
         ``use.u = FALSE``); ``False`` keeps the conditional modes. Binomial
-        draws count successes out of the rows' trials (0/1 for a binary outcome).
+        draws count successes out of the rows' trials; for a binary outcome 0/1,
+        1 the modelled class ``pos_label_`` (``classes_[1]`` unless ``pos_label``
+        chose the other: ``np.where(draws == 1, pos_label_, other)`` gives labels).
         """
         from ._simulate import simulate_response
 

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
@@ -146,9 +147,9 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
     phi = pmap.to_phi(est.fit_result_.params)
     rows = []
     for k in range(pmap.n):
-        col = good[:, k]
-        lo, hi = np.quantile(col, [a, 1 - a]) if len(col) else (np.nan, np.nan)
-        rows.append([pmap.display(k, phi[k]), pmap.display(k, lo), pmap.display(k, hi)])
+        # on the reported scale, as boot.ci reads bootMer's statistics
+        lo, hi = percentile_limits(pmap.display(k, good[:, k]), [a, 1 - a])
+        rows.append([pmap.display(k, phi[k]), lo, hi])
     table = pd.DataFrame(
         np.asarray(rows, dtype=float), columns=["estimate", "lower", "upper"], index=pmap.names
     )
@@ -156,6 +157,32 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
     table.attrs["replicates"] = pd.DataFrame(shown, columns=pmap.names)
     table.attrs["n_failed"] = n_failed
     return table
+
+
+def percentile_limits(t, alpha) -> np.ndarray:
+    """Percentile limits of bootstrap replicates ``t`` at levels ``alpha``, by the rule of
+    R's ``boot.ci(type = "perc")`` (which lme4's ``confint(method = "boot")`` uses): the
+    ``(R + 1) alpha``-th order statistic of the ``R`` finite replicates, interpolated
+    between its neighbours on the normal quantile scale when not an integer; the
+    extreme order statistics outside ``[1, R]``. NaN without replicates."""
+    t = np.sort(np.asarray(t, dtype=float)[np.isfinite(t)])
+    R = len(t)
+    out = np.full(len(alpha), np.nan)
+    if not R:
+        return out
+    for i, a in enumerate(alpha):
+        rk = (R + 1) * a
+        k = int(np.trunc(rk))
+        if k <= 0:
+            out[i] = t[0]
+        elif k >= R:
+            out[i] = t[-1]
+        elif k == rk:
+            out[i] = t[k - 1]
+        else:
+            z, zk, zk1 = stats.norm.ppf([a, k / (R + 1), (k + 1) / (R + 1)])
+            out[i] = t[k - 1] + (z - zk) / (zk1 - zk) * (t[k] - t[k - 1])
+    return out
 
 
 def profile(est, parm=None, level: float = 0.95, n_jobs=None) -> pd.DataFrame:

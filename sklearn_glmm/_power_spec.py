@@ -186,8 +186,13 @@ class GLMMSpec:
         """A fresh, unfitted copy of the estimator for one refit."""
         est = clone(self.estimator)
         params = {"fit_intercept": INTERCEPT in self.fixed_effects}
-        if "group_columns" in est.get_params():
+        names = est.get_params()
+        if "group_columns" in names:
             params["group_columns"] = None  # the design passes groups explicitly
+        if "pos_label" in names:
+            # simulated binary outcomes are 0/1 with 1 the modelled class (the template's
+            # pos_label, whatever its label): the refit models 1
+            params["pos_label"] = None
         term = self.term
         params["random_effects"] = None if term is None else _template_term(self.estimator)
         return est.set_params(**params)

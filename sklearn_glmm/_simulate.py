@@ -73,7 +73,7 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
     """Draw outcomes for the training rows from the fitted model, shape (n_samples, n_sim).
 
     Binomial outcomes are numbers of successes out of the rows' trials (0/1 for
-    a binary outcome, coded as the index into ``classes_``).
+    a binary outcome, 1 the modelled class ``pos_label_``).
     """
     if not isinstance(n_sim, (int, np.integer)) or n_sim < 1:
         raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")

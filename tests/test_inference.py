@@ -291,6 +291,36 @@ def test_bootstrap_confint_reproducible_and_independent_of_n_jobs():
     assert np.all(np.abs(a.loc[fixed, "lower"] - w.loc[fixed, "lower"]) < 0.35 * width[fixed])
 
 
+def test_percentile_limits_are_boot_ci_perc():
+    # R: boot:::norm.inter(t, alpha), boot.ci(type = "perc")'s rule, which lme4's
+    # confint(method = "boot") uses (tests/fixtures/boot_percentile/make.R)
+    from sklearn_glmm._confint import percentile_limits
+
+    sets = json.loads((FIXTURES / "boot_percentile" / "limits.json").read_text())
+    rng = np.random.default_rng(0)
+    for s in sets:
+        t = rng.permutation(np.asarray(s["t"]))  # any order
+        got = percentile_limits(t, s["alpha"])
+        np.testing.assert_allclose(got, s["limits"], rtol=1e-12, atol=1e-12)
+        # not the interpolated quantile (type 7) inside the extreme order statistics
+        inner = (np.asarray(s["alpha"]) * (len(t) + 1) > 1) & (
+            np.asarray(s["alpha"]) * (len(t) + 1) < len(t)
+        )
+        assert not np.allclose(got[inner], np.quantile(t, np.asarray(s["alpha"])[inner]))
+
+
+def test_bootstrap_limits_are_the_percentiles_of_the_reported_replicates():
+    from sklearn_glmm._confint import percentile_limits
+
+    est, _, _ = fitted("binom_trials")
+    ci = est.confint(method="bootstrap", n_boot=40, level=0.9, random_state=3)
+    reps = ci.attrs["replicates"]
+    for name in ci.index:
+        lo, hi = percentile_limits(reps[name].to_numpy(), [0.05, 0.95])
+        assert ci.loc[name, "lower"] == pytest.approx(lo, rel=1e-12, abs=1e-14)
+        assert ci.loc[name, "upper"] == pytest.approx(hi, rel=1e-12, abs=1e-14)
+
+
 # ---------------------------------------------------------------------------------
 # anova and AIC tables
 # ---------------------------------------------------------------------------------

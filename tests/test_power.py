@@ -191,6 +191,25 @@ def test_from_fitted_model_and_resampled_design():
         design(5, 6, np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("labels", ["zero_one", "text"])
+def test_a_pilot_modelling_the_other_class_is_refitted_as_simulated(labels):
+    # the simulated outcome is 1 for the pilot's modelled class: the refits model 1, so
+    # the estimates keep the pilot's sign (they had the opposite one with pos_label=0,
+    # and text labels failed every study)
+    df, _ = make_longitudinal("binomial", n_groups=120, n_waves=4, random_state=0)
+    y, pos = df["y"], 0
+    if labels == "text":
+        y, pos = df["y"].map({0: "yes", 1: "no"}), "yes"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pilot = BinomialGLMM(pos_label=pos).fit(df[["time", "treatment"]], y, groups=df["id"])
+    b = pilot.fixed_effects_.loc["treatment", "estimate"]
+    assert b > 0.2  # the pilot models y == 0: the treatment raises it
+    pc = power_curve(pilot, "treatment", n_groups=120, n_per_group=4, n_sim=24, random_state=1)
+    assert pc["n_failed"].iloc[0] == 0
+    assert pc["mean_estimate"].iloc[0] == pytest.approx(b, abs=0.25)
+
+
 def test_simulated_data_follow_the_specification():
     from sklearn_glmm._power_sim import simulate_data
 
