@@ -49,6 +49,22 @@ def _rng(random_state) -> np.random.Generator:
     return np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
+def check_unweighted(est, what: str) -> None:
+    """Refuse a parametric bootstrap of a model fitted with prior weights (other than 0
+    and 1): the weights are not part of the model that generates outcomes, so
+    refitting simulated outcomes with them gives intervals of the wrong width (a row
+    of weight 2 is one draw counted twice, not two draws)."""
+    w = est.fit_result_.objective.data.weights
+    if np.any((w != 0.0) & (w != 1.0)):
+        raise ValueError(
+            f"{what} cannot bootstrap a model fitted with sample_weight other than 0 and 1: "
+            "it simulates new outcomes, and prior weights are not part of the model that "
+            "generates them (refitting the simulated outcomes with the weights gives "
+            "intervals of the wrong width). Use method='profile' or method='wald', or for "
+            "frequency weights repeat each row as often as its weight and bootstrap that fit."
+        )
+
+
 def simulate_eta(est, n_sim: int, rng, new_random_effects: bool = True) -> np.ndarray:
     """Linear predictors of the training rows, shape (n_samples, n_sim).
 
@@ -311,6 +327,7 @@ def bootstrap_params(
 
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
+    check_unweighted(est, "confint(method='bootstrap')")
     ss = np.random.SeedSequence(_rng(random_state).integers(0, 2**63 - 1))
     seeds = ss.spawn(int(n_boot))
     # at least four chunks (work for parallel workers, steps of the progress bar)

@@ -457,7 +457,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         y = np.asarray(y, dtype=float)
         t = check_trials(trials, y, len(y))
         p = self.predict_mean(X, groups, offset=offset)
-        return _deviance_explained(self, X, y, p, t, sample_weight)
+        return _deviance_explained(self, X, y, p, t, sample_weight, offset)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -478,15 +478,37 @@ def _two_numbers(y):
     return np.array([lo, hi], dtype=y.dtype)
 
 
-def _deviance_explained(est, X, y, mu, trials, sample_weight) -> float:
-    """D^2: 1 - deviance(mu) / deviance of the weighted mean (per trial), the score of
-    the count models and of a binomial model with trials."""
+def _deviance_explained(est, X, y, mu, trials, sample_weight, offset=None) -> float:
+    """D^2: 1 - deviance(mu) / deviance of the null model, the score of the count models
+    and of a binomial model with trials. The null model is R's: an intercept alone (the
+    weighted mean, per trial), and with an ``offset`` the intercept plus the offset
+    (else the exposure alone would count as deviance explained)."""
     w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
     fam, extra = est.fit_result_.family, est._family_values(X)
     dev = np.sum(w * fam.unit_deviance(y, mu, trials, extra))
-    null = np.full_like(y, np.sum(w * y) / np.sum(w * trials))
+    null = _null_means(fam, extra, y, trials, w, offset)
     dev0 = np.sum(w * fam.unit_deviance(y, null, trials, extra))
     return 1.0 - dev / dev0 if dev0 > 0 else 0.0
+
+
+def _null_means(fam, extra, y, trials, w, offset) -> np.ndarray:
+    """The null model's means: the weighted mean (per trial); with a non-zero offset,
+    ``mean(c + offset)`` at the intercept ``c`` of least deviance."""
+    ybar = np.sum(w * y) / np.sum(w * trials)
+    off = None if offset is None else np.broadcast_to(np.asarray(offset, float), y.shape)
+    top = 1.0 if fam.has_trials else np.inf
+    if off is None or not np.any(off != 0.0) or not 0.0 < ybar < top:
+        # without an offset; or every outcome on a bound (all zero, all successes), where
+        # the null mean is on it whatever the offset
+        return np.full_like(y, ybar)
+    from scipy.optimize import minimize_scalar
+
+    def deviance(c):
+        return float(np.sum(w * fam.unit_deviance(y, fam.mean(c + off, extra), trials, extra)))
+
+    c0 = float(fam.link.link(ybar)) - float(np.average(off, weights=w))
+    res = minimize_scalar(deviance, bracket=(c0 - 1.0, c0 + 1.0), tol=1e-12)
+    return fam.mean(res.x + off, extra)
 
 
 def _pos_index(classes: np.ndarray, pos_label) -> int:
@@ -736,14 +758,15 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         return self._count_proba(X, groups, offset, K, population)
 
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
-        """D^2, the fraction of deviance explained (as scikit-learn's PoissonRegressor).
+        """D^2, the fraction of deviance explained (as scikit-learn's PoissonRegressor),
+        against R's null model: an intercept, with the ``offset`` when one is given.
 
         Rows of known ``groups`` are predicted conditionally. Inside cross-validation
         ``groups`` reach ``score`` only on request: ``set_score_request(groups=True)``.
         """
         mu = self.predict(X, groups, offset=offset)
         y = np.asarray(y, dtype=float)
-        return _deviance_explained(self, X, y, mu, np.ones_like(y), sample_weight)
+        return _deviance_explained(self, X, y, mu, np.ones_like(y), sample_weight, offset)
 
 
 class PoissonGLMM(_CountGLMM):

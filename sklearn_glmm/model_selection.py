@@ -108,6 +108,14 @@ def _outcome(model, y, trials):
         return np.asarray(y, dtype=float), np.ones(n)
     if trials is not None:
         return np.asarray(y, dtype=float), np.asarray(trials, dtype=float)
+    if getattr(model, "_with_trials", False):
+        # successes out of trials, not labels: rows of 0 or 1 successes would otherwise
+        # be read as 0/1 labels of one trial each, without a word
+        raise ValueError(
+            "this model was fitted to successes out of trials: pass the rows' trials "
+            "(trials=...; in cross-validation, with metadata routing: "
+            "scorer.set_score_request(trials=True))."
+        )
     y = np.asarray(y)
     classes = model.classes_
     unknown = ~np.isin(y, classes)

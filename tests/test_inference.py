@@ -291,6 +291,21 @@ def test_bootstrap_confint_reproducible_and_independent_of_n_jobs():
     assert np.all(np.abs(a.loc[fixed, "lower"] - w.loc[fixed, "lower"]) < 0.35 * width[fixed])
 
 
+def test_bootstrap_of_a_weighted_fit_is_refused():
+    # a row of weight 2 would be one simulated draw counted twice: intervals about
+    # sqrt(2) too wide (against the same model on duplicated rows); weights 0 and 1 (rows
+    # left out or kept) are fine
+    df, _ = make_longitudinal("poisson", n_groups=30, n_waves=4, random_state=1)
+    X, y, g = df[["time", "treatment"]], df["y"], df["id"]
+    m = PoissonGLMM().fit(X, y, groups=g, sample_weight=np.full(len(y), 2.0))
+    with pytest.raises(ValueError, match="sample_weight other than 0 and 1.*profile"):
+        m.confint(method="bootstrap", n_boot=4, random_state=0)
+    w01 = (np.arange(len(y)) % 7 != 0).astype(float)
+    m01 = PoissonGLMM().fit(X, y, groups=g, sample_weight=w01)
+    ci = m01.confint(method="bootstrap", n_boot=4, random_state=0)
+    assert np.isfinite(ci["lower"]).all()
+
+
 def test_percentile_limits_are_boot_ci_perc():
     # R: boot:::norm.inter(t, alpha), boot.ci(type = "perc")'s rule, which lme4's
     # confint(method = "boot") uses (tests/fixtures/boot_percentile/make.R)

@@ -249,6 +249,21 @@ def test_trials_and_offset_reach_fit_and_scorer(routing):
         )
 
 
+def test_metrics_of_a_trials_model_without_trials_raise():
+    # rows of 0 or 1 successes out of several trials are not 0/1 labels: without the
+    # trials the metrics raise (they were the Bernoulli log-likelihood, without a word)
+    from sklearn_glmm.model_selection import mean_deviance, pointwise_log_likelihood
+
+    df, _ = make_longitudinal("binomial", n_groups=40, trials=(5, 14), random_state=2)
+    X, ids, trials = df[["time", "treatment"]], df["id"], df["trials"]
+    y = df["y"].clip(upper=1)  # every row 0 or 1 successes
+    m = BinomialGLMM().fit(X, y, ids, trials=trials)
+    for metric in (mean_log_likelihood, mean_deviance, pointwise_log_likelihood):
+        with pytest.raises(ValueError, match="successes out of trials"):
+            metric(m, X, y, groups=ids)
+        assert np.all(np.isfinite(metric(m, X, y, groups=ids, trials=trials)))
+
+
 # -- scoring: population-level and conditional regimes ---------------------------------
 def test_conditional_scoring_beats_population_under_kfold(routing, counts):
     X, y, ids, df = counts
@@ -297,6 +312,45 @@ def test_score_conventions(routing, binary, counts):
         clone(base).set_score_request(groups=True), Xc, yc, cv=cv, params={"groups": idc}
     )
     assert cond.mean() > default.mean()
+
+
+def test_score_with_an_offset_compares_with_the_intercept_plus_offset_null():
+    # R's null deviance with an offset: the intercept plus the offset. Counts that follow
+    # the exposure alone explain nothing (D^2 was 0.86 against a constant-mean null)
+    from scipy import optimize, special
+
+    rng = np.random.default_rng(1)
+    n = 600
+    g = np.repeat(np.arange(60), 10)
+    X = pd.DataFrame({"x": rng.normal(size=n)})
+    E = rng.uniform(0.5, 20, n)
+    y = rng.poisson(2.0 * E)
+    m = PoissonGLMM().fit(X, y, groups=g, offset=np.log(E))
+    mu = m.predict(X, g, offset=np.log(E))
+
+    def pois_dev(mu0):
+        return 2 * np.sum(special.xlogy(y, y / mu0) - (y - mu0))
+
+    mu0 = E * y.sum() / E.sum()  # the Poisson null with an offset, in closed form
+    assert m.score(X, y, g, offset=np.log(E)) == pytest.approx(
+        1 - pois_dev(mu) / pois_dev(mu0), rel=1e-9
+    )
+    assert abs(m.score(X, y, g, offset=np.log(E))) < 0.02
+    # binomial with trials: the null intercept solves its score equation
+    t = rng.integers(1, 9, n)
+    off = rng.normal(0, 0.8, n)
+    s = rng.binomial(t, special.expit(-0.3 + off + 0.4 * X["x"]))
+    b = BinomialGLMM().fit(X, s, groups=g, trials=t, offset=off)
+    c = optimize.brentq(lambda c: np.sum(s - t * special.expit(c + off)), -10, 10, xtol=1e-14)
+    p0, p = special.expit(c + off), b.predict_mean(X, g, offset=off)
+
+    def bin_dev(pr):
+        return 2 * np.sum(
+            special.xlogy(s, s / (t * pr)) + special.xlogy(t - s, (t - s) / (t - t * pr))
+        )
+
+    got = b.score(X, s, g, offset=off, trials=t)
+    assert got == pytest.approx(1 - bin_dev(p) / bin_dev(p0), rel=1e-7)
 
 
 def test_scorers_agree_with_sklearn_metrics(binary, counts):
