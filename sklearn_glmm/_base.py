@@ -536,6 +536,20 @@ class _BaseGLMM(BaseEstimator):
         raise NotImplementedError
 
     # -- prediction -----------------------------------------------------------
+    def _given_offset(self, offset, n: int) -> np.ndarray:
+        """The rows' offset (0 when None), with a warning when the model was fitted with
+        one and none is given."""
+        if offset is None and getattr(self, "_fit_offset", False):
+            warnings.warn(
+                "the model was fitted with an offset, and these predictions have none: "
+                "they take it as 0 (an exposure of 1). Pass offset= for the rows' own "
+                "(in cross-validation, route it: set_score_request(offset=True)), or "
+                "offset=0 to say so.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+        return as_float_vector(offset, "offset", n, default=0.0)
+
     def _linear_predictor(self, X, groups, offset, population):
         """Mean and variance of the linear predictor for each row of X.
 
@@ -557,16 +571,7 @@ class _BaseGLMM(BaseEstimator):
                 f"factors from X's columns {list(map(str, groups_from_X.columns))}."
             )
         n = Xa.shape[0]
-        if offset is None and getattr(self, "_fit_offset", False):
-            warnings.warn(
-                "the model was fitted with an offset, and these predictions have none: "
-                "they take it as 0 (an exposure of 1). Pass offset= for the rows' own "
-                "(in cross-validation, route it: set_score_request(offset=True)), or "
-                "offset=0 to say so.",
-                UserWarning,
-                stacklevel=user_stacklevel(),
-            )
-        off = as_float_vector(offset, "offset", n, default=0.0)
+        off = self._given_offset(offset, n)
         res = self.fit_result_
         eta = Xa[:, : len(self.coef_)] @ self.coef_ + self.intercept_ + off
         if res.scaling.get("centred"):  # on the fit's scale: its blocks' values pair with it

@@ -91,9 +91,7 @@ def _prep(est, X, offset):
             "population-averaged class probabilities) and confint for the parameters."
         )
     Xa, groups_from_X = est._validate_X(X, reset=False)
-    off = np.zeros(Xa.shape[0]) if offset is None else np.asarray(offset, dtype=float).ravel()
-    if off.shape[0] != Xa.shape[0]:
-        raise ValueError(f"offset has {off.shape[0]} values but X has {Xa.shape[0]} rows.")
+    off = est._given_offset(offset, Xa.shape[0])  # (warns: fitted with one, none given)
     index = X.index if isinstance(X, pd.DataFrame) else None
     return Xa, off, index, groups_from_X
 
@@ -142,7 +140,7 @@ def predict_interval(
     if scale not in ("response", "link"):
         raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
     Xa, off, index, groups_from_X = _prep(est, X, offset)
-    eta, var = est._linear_predictor(X, groups, offset, population)
+    eta, var = est._linear_predictor(X, groups, off, population)
     groups = groups_from_X if groups is None else groups
     D = est.fit_result_.fixed_design(Xa)
     Vb = est.fit_result_.vcov_fixed.to_numpy()

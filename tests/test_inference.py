@@ -655,6 +655,33 @@ def test_contrast_ratio_equals_exp_beta_for_log_link():
         m.contrast(X, X, kind="odds_ratio")
 
 
+def test_means_of_a_model_fitted_with_an_offset_warn_without_one():
+    # marginal_means and contrast took offset 0 without a word, where predict warns
+    import warnings as w
+
+    df, _ = make_longitudinal("poisson", n_groups=40, random_state=3)
+    X = df[["time", "treatment"]]
+    off = np.log(np.random.default_rng(0).uniform(1, 5, len(df)))
+    m = _quiet_fit(PoissonGLMM(), X, df["y"], df["id"], offset=off)
+    grid = X.head(3)
+    calls = {
+        "marginal_means": lambda **kw: m.marginal_means(grid, **kw),
+        "contrast": lambda **kw: m.contrast(grid.assign(treatment=1), grid, **kw),
+        "predict_interval": lambda **kw: m.predict_interval(grid, **kw),
+    }
+    for name, call in calls.items():
+        with pytest.warns(UserWarning, match="fitted with an offset") as rec:
+            call()
+        # (contrast: once for each side; the same user line, shown once by Python)
+        n = len([r for r in rec if "fitted with an offset" in str(r.message)])
+        assert n == (2 if name == "contrast" else 1), name
+    with w.catch_warnings():
+        w.simplefilter("error")
+        m.marginal_means(grid, offset=off[:3])
+        m.contrast(grid.assign(treatment=1), grid, offset1=off[:3], offset0=off[:3])
+        m.predict_interval(grid, offset=np.zeros(3))
+
+
 # ---------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------
