@@ -689,8 +689,10 @@ class _BaseGLMM(BaseEstimator):
         proportions less probabilities (``y / trials - fitted()``); the Pearson,
         deviance and working residuals are the same on either scale. With
         ``sample_weight``, the Pearson and deviance residuals carry each row's prior
-        weight (times ``sqrt(w)``, as lme4's and glmmTMB's: their squares sum to the
-        Pearson statistic and the deviance); the response and working ones do not.
+        weight (times ``sqrt(w)``, as lme4's: their squares sum to the Pearson
+        statistic and the deviance; glmmTMB leaves the weights out of its Pearson
+        residuals of a binomial model with trials); the response and working ones do
+        not.
         """
         check_is_fitted(self, "coef_")
         res = self.fit_result_
