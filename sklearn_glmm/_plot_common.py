@@ -141,12 +141,17 @@ def observed_scale(y, trials) -> np.ndarray:
     return y if trials is None else y / np.asarray(trials, dtype=float)
 
 
-def link_predictions(est, X, groups) -> np.ndarray:
+def link_predictions(est, X, groups, offset=None) -> np.ndarray:
     """The model's linear predictor (of the mean ``predict_mean`` gives), random effects at
     their modes (0 for unknown levels)."""
     if hasattr(est, "linear_predictor"):  # an ordinal model's (its decision_function
-        return est.linear_predictor(X, groups)  # is scikit-learn's per-class scores)
-    return est._linear_predictor(X, groups, None, "zero")[0]
+        return est.linear_predictor(X, groups, offset=offset)  # is per-class scores)
+    return est._linear_predictor(X, groups, offset, "zero")[0]
+
+
+def row_offset(data, offset, n: int):
+    """The rows' offset from a column name or an array (None: none given)."""
+    return None if offset is None else column_values(data, offset, n, "offset").astype(float)
 
 
 def choose_ids(ids: np.ndarray, n_ids: int, chosen, random_state) -> np.ndarray:

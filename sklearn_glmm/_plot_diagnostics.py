@@ -336,6 +336,7 @@ def plot_rootogram(
     y=None,
     groups=None,
     *,
+    offset=None,
     max_count: int | None = None,
     style: str = "hanging",
     ax: Axes | None = None,
@@ -359,6 +360,9 @@ def plot_rootogram(
     y : array-like of shape (n_samples,), default=None
         Observed counts of the rows of ``X``.
     groups : array-like of shape (n_samples,) or DataFrame, default=None
+    offset : array-like of shape (n_samples,), default=None
+        The offset of the rows of ``X`` for a model fitted with one (the training
+        rows keep their own).
     max_count : int, default=None
         The last bin, ``max_count+``: counts from ``max_count`` up are pooled.
         By default the 99.5% quantile of the observed counts (at least 10, at
@@ -402,7 +406,7 @@ def plot_rootogram(
         yv, w = np.asarray(y, dtype=float), np.ones(len(y))
         K = _default_max_count(yv) if max_count is None else int(max_count)
         # predict_proba's last column is the tail P(Y >= K): the pooled "K+" bin
-        expected = w @ est.predict_proba(Xp, g_pred, max_count=K)
+        expected = w @ est.predict_proba(Xp, g_pred, offset=offset, max_count=K)
     observed = np.bincount(np.clip(yv, 0, K).astype(int), weights=w, minlength=K + 1)
     ax = axes_or_new(ax)
     ks = np.arange(K + 1)

@@ -38,7 +38,9 @@ columns are matched to the estimator: a model fitted on a DataFrame uses the
 columns it was fitted on (extra columns such as ``id`` or ``y`` are ignored); a
 model from :func:`sklearn_glmm.formula.glmer` builds its design from the
 formula; ``group_columns`` are read from ``data``. Arguments such as ``time``,
-``y`` and ``by`` name a column of ``data`` or give an array with one value per row.
+``y``, ``by`` and ``offset`` name a column of ``data`` or give an array with one value
+per row. A model fitted with an offset (log exposure) predicts at the rows' ``offset``;
+without one its lines are at offset 0 (an exposure of 1), with a warning.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from ._plot_common import (
     probability_axis,
     pyplot,
     row_labels,
+    row_offset,
     time_axis,
     wrap_dims,
 )
@@ -253,10 +256,13 @@ def plot_spaghetti(
 # ---------------------------------------------------------------------------
 
 
-def _trajectory_frame(est, data, groups, time, y, by, trials, factor, n_ids, ids, random_state):
+def _trajectory_frame(
+    est, data, groups, time, y, by, trials, factor, n_ids, ids, random_state, offset=None
+):
     """Rows of the chosen people with their predictions on both scales."""
     X, g_pred, g_lab = model_inputs(est, data, groups)
     n = len(data)
+    off = row_offset(data, offset, n)
     person = person_labels(g_lab, factor, n)
     chosen = choose_ids(person, n_ids, ids, random_state)
     keep = pd.Series(person).isin(chosen).to_numpy()
@@ -265,8 +271,8 @@ def _trajectory_frame(est, data, groups, time, y, by, trials, factor, n_ids, ids
             "id": person,
             "t": column_values(data, time, n, "time").astype(float),
             "label": row_labels(data, by, n),
-            "mu": est.predict_mean(X, g_pred),
-            "eta": link_predictions(est, X, g_pred),
+            "mu": est.predict_mean(X, g_pred, offset=off),
+            "eta": link_predictions(est, X, g_pred, off),
         }
     )
     if y is not None:
@@ -392,6 +398,7 @@ def plot_trajectories(
     y=None,
     by=None,
     trials=None,
+    offset=None,
     n_ids: int = 12,
     ids=None,
     factor=None,
@@ -428,6 +435,10 @@ def plot_trajectories(
         colour each (one colour for all with ``facet=True``).
     trials : str or array-like of shape (n_samples,), default=None
         Binomial trials; observed points are then proportions.
+    offset : str or array-like of shape (n_samples,), default=None
+        The rows' offset (e.g. log exposure) for a model fitted with one; a column
+        name or the values. Without it the predictions are at offset 0, with a
+        warning.
     n_ids : int, default=12
         Number of people drawn at random.
     ids : sequence, default=None
@@ -476,7 +487,7 @@ def plot_trajectories(
     if not facet:
         ax = axes_or_new(ax)
     frame, _ = _trajectory_frame(
-        est, data, groups, time, y, by, trials, factor, n_ids, ids, random_state
+        est, data, groups, time, y, by, trials, factor, n_ids, ids, random_state, offset
     )
     person_title = factor_name(est, factor)
     column = "mu" if scale == "response" else "eta"
@@ -524,6 +535,7 @@ def plot_link_response(
     *,
     time,
     by=None,
+    offset=None,
     n_ids: int = 12,
     ids=None,
     factor=None,
@@ -538,7 +550,7 @@ def plot_link_response(
 
     Parameters
     ----------
-    est, data, groups, time, by, n_ids, ids, factor, random_state
+    est, data, groups, time, by, offset, n_ids, ids, factor, random_state
         As in :func:`plot_trajectories`.
     axes : sequence of two matplotlib.axes.Axes, default=None
         Where to draw; a new figure with two panels when None.
@@ -563,7 +575,7 @@ def plot_link_response(
     if len(axes) != 2:
         raise ValueError(f"axes must hold two Axes, got {len(axes)}.")
     frame, _ = _trajectory_frame(
-        est, data, groups, time, None, by, None, factor, n_ids, ids, random_state
+        est, data, groups, time, None, by, None, factor, n_ids, ids, random_state, offset
     )
     binomial = is_binomial(est)
     for ax, column in zip(axes, ("eta", "mu")):
@@ -583,6 +595,7 @@ def plot_conditional_marginal(
     *,
     time,
     by=None,
+    offset=None,
     ax: Axes | None = None,
 ) -> Axes:
     """Population curves: a typical person (random effect 0) vs the population average.
@@ -603,6 +616,8 @@ def plot_conditional_marginal(
     time : str or array-like of shape (n_samples,)
     by : str or array-like of shape (n_samples,), default=None
         One pair of lines per group.
+    offset : str or array-like of shape (n_samples,), default=None
+        The rows' offset for a model fitted with one (a column name or the values).
     ax : matplotlib.axes.Axes, default=None
 
     Returns
@@ -617,8 +632,9 @@ def plot_conditional_marginal(
     n = len(data)
     t = column_values(data, time, n, "time").astype(float)
     labels = row_labels(data, by, n)
-    zero = est.predict_mean(X, None, population="zero")
-    marginal = est.predict_mean(X, None, population="marginal")
+    off = row_offset(data, offset, n)
+    zero = est.predict_mean(X, None, population="zero", offset=off)
+    marginal = est.predict_mean(X, None, population="marginal", offset=off)
     colors = color_map(pd.unique(labels))
     for label in pd.unique(labels):
         rows = np.flatnonzero(labels == label)
@@ -642,6 +658,7 @@ def plot_predicted_vs_observed(
     y,
     by=None,
     trials=None,
+    offset=None,
     bins=None,
     ax: Axes | None = None,
 ) -> Axes:
@@ -661,6 +678,8 @@ def plot_predicted_vs_observed(
     by : str or array-like of shape (n_samples,), default=None
     trials : str or array-like of shape (n_samples,), default=None
         Binomial trials (proportions are then trial-weighted).
+    offset : str or array-like of shape (n_samples,), default=None
+        The rows' offset for a model fitted with one (a column name or the values).
     bins : int or sequence, default=None
         Bin a continuous time (see :func:`plot_observed_means`).
     ax : matplotlib.axes.Axes, default=None
@@ -677,7 +696,7 @@ def plot_predicted_vs_observed(
     w = None if trials is None else column_values(data, trials, n, "trials").astype(float)
     labels = row_labels(data, by, n)
     yv = observed_scale(column_values(data, y, n, "y"), w)
-    mu = est.predict_mean(X, g_pred)
+    mu = est.predict_mean(X, g_pred, offset=row_offset(data, offset, n))
     observed = cell_means(t, labels, yv, w, bins)
     predicted = cell_means(t, labels, mu, w, bins)
     colors = color_map(pd.unique(observed["label"]))

@@ -561,3 +561,42 @@ def test_unfitted_estimator_is_rejected(binary):
     df, _ = binary
     with pytest.raises(NotFittedError):
         P.plot_trajectories(BinomialGLMM(), df, df["id"], time="time")
+
+
+def test_plots_take_the_offset_of_a_model_fitted_with_one():
+    # without an offset argument the predicted lines were at exposure 1 (the warning's
+    # advice, pass offset=, could not be followed)
+    import warnings
+
+    rng = np.random.default_rng(0)
+    n_id, n_w = 30, 6
+    d = pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(n_id), n_w),
+            "t": np.tile(np.arange(n_w, dtype=float), n_id),
+            "x": rng.normal(size=n_id * n_w),
+            "logE": np.log(rng.uniform(2, 20, n_id * n_w)),
+        }
+    )
+    d["y"] = rng.poisson(np.exp(0.2 + 0.1 * d.t + d.logE + rng.normal(0, 0.3, n_id)[d.id]))
+    X = d[["x", "t"]]
+    m = PoissonGLMM().fit(X, d.y, groups=d.id, offset=d.logE)
+    want = pd.Series(m.predict(X, groups=d.id, offset=d.logE)).groupby(d.t).mean().to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "these predictions have none"
+        ax = P.plot_predicted_vs_observed(m, d, d.id, time="t", y="y", offset="logE")
+        np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), want, rtol=1e-10)
+        ax = P.plot_trajectories(m, d, d.id, time="t", y="y", offset=d.logE.to_numpy(), ids=[3])
+        rows = (d.id == 3).to_numpy()
+        mu = m.predict(X[rows], groups=d.id[rows], offset=d.logE[rows])
+        np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), mu, rtol=1e-10)
+        P.plot_link_response(m, d, d.id, time="t", offset="logE", ids=[3])
+        grid = d[d.id == 0]
+        ax = P.plot_conditional_marginal(m, grid, time="t", offset="logE")
+        zero = m.predict(grid[["x", "t"]], offset=grid.logE, population="zero")
+        np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), zero, rtol=1e-10)
+        P.plot_rootogram(m, X, d.y, d.id, offset=d.logE)
+    plt.close("all")
+    with pytest.warns(UserWarning, match="fitted with an offset"):
+        P.plot_predicted_vs_observed(m, d, d.id, time="t", y="y")
+    plt.close("all")
