@@ -295,8 +295,8 @@ def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
 
     A DataFrame names its factors: its columns are matched to the fitted factors by
     name, in any order (a DataFrame with other names raises, unless the model was
-    fitted from unnamed columns ``g0``, ``g1``, ...). Arrays and a single Series are
-    read by position.
+    fitted from unnamed columns ``g0``, ``g1``, ...: read by position then, with a
+    warning). Arrays and a single Series are read by position.
     """
     cols = groups_columns(groups, n_samples)
     if len(cols) != len(factor_order):
@@ -316,6 +316,16 @@ def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
                 f"{list(factor_order)}: name the columns as in fit (their order does not "
                 "matter), or pass an array to match them by position."
             )
+        # names the fit never saw: read by position, which a reordered frame gets wrong
+        warnings.warn(
+            f"the model's grouping factors were fitted from an array, unnamed "
+            f"({list(factor_order)}), and groups at prediction is a DataFrame with columns "
+            f"{names}: they are matched by position ({names[0]!r} as {factor_order[0]!r}, "
+            "...). Fit with a DataFrame of named groups to have them matched by name, or "
+            "pass an array (or columns named g0, g1, ...) in the fit's order.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     return dict(zip(factor_order, cols))
 
 

@@ -595,6 +595,25 @@ def test_group_columns_at_predict_are_matched_by_name_not_position():
         m.predict(new, G.head(6).rename(columns={"school": "a", "rater": "b"}))
 
 
+def test_named_groups_at_predict_of_a_model_fitted_unnamed_warn():
+    # fitted from an array (factors g0, g1): a named frame in another order was read by
+    # position without a word, each row getting the other factor's random effects
+    m, X, G, y = _two_factor_fit()
+    ma = PoissonGLMM().fit(X, y, groups=G.to_numpy())
+    new, g6 = X.head(6), G.head(6)
+    expected = m.predict(new, g6)
+    with pytest.warns(UserWarning, match=r"fitted from an array.*matched by position"):
+        got = ma.predict(new, g6)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)  # in the fit's order: right
+    with pytest.warns(UserWarning, match="matched by position"):
+        ma.predict(new, g6[["rater", "school"]])  # the silent case now warned about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(ma.predict(new, g6.to_numpy()), expected, rtol=1e-6)
+        named = g6.set_axis(["g0", "g1"], axis=1)[["g1", "g0"]]  # the fit's names, reordered
+        np.testing.assert_allclose(ma.predict(new, named), expected, rtol=1e-6)
+
+
 def test_groups_and_group_columns_at_predict_raise_as_at_fit():
     _, X, G, y = _two_factor_fit()
     both = X.assign(school=G["school"], rater=G["rater"])
