@@ -286,17 +286,18 @@ class FitResult:
                 k += w
         return tuple(out)
 
-    def family_values(self, Xa: np.ndarray | None = None, column: bool = False):
-        """The family's values of its blocks at the fit for rows ``Xa`` (the training
-        rows when None): the fitted coefficients when every block is a scalar, else each
-        row's value of a block with a design; ``column`` shapes those (n, 1), to
-        broadcast against (n, K) tables."""
+    def family_values(self, Xa: np.ndarray | None = None, column: bool = False, coefs=None):
+        """The family's values of its blocks at the fit (or at internal coefficients
+        ``coefs``) for rows ``Xa`` (the training rows when None): the coefficients when
+        every block is a scalar, else each row's value of a block with a design;
+        ``column`` shapes those (n, 1), to broadcast against (n, K) tables."""
+        coefs = self.extra if coefs is None else coefs
         if self.block_designs is None:
-            return self.extra
+            return coefs
         if Xa is None:  # the training rows (which pickles carry only with keep_data)
-            values = self.objective.data.extra_values(self.extra)
+            values = self.objective.data.extra_values(coefs)
         else:
-            values = self.block_values(Xa)
+            values = self.block_values(Xa, coefs)
         return rows_of(values, column=column)
 
     def linear_predictor(self, Xa: np.ndarray, params=None, offset=0.0, population="zero"):

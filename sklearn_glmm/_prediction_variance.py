@@ -293,13 +293,43 @@ def known_group_variance(res, Xa, rows_z, codes, vcov: str = "full") -> np.ndarr
     exact ``c' H^{-1} c`` at the fitted covariance parameters); see the module's
     docstring. A row of no known level has ``x' V_beta x``.
     """
+    out = np.empty(Xa.shape[0])
+    for rows, g, cond, G, Va in _row_gradients(res, Xa, rows_z, codes, vcov):
+        if vcov == "schur":
+            out[rows] = np.einsum("ni,ij,nj->n", g, joint_precision(res).V_schur, g) + cond
+        elif vcov == "fixed":
+            p = g.shape[1]
+            out[rows] = np.einsum("ni,ij,nj->n", g, Va[:p, :p], g) + cond
+        else:
+            out[rows] = np.einsum("ni,ij,nj->n", G, Va, G) + cond
+    return out
+
+
+def known_group_covariance(res, Xa, rows_z, codes) -> np.ndarray:
+    """Covariance of the prediction ``x'beta^ + z'b^`` of rows ``Xa`` with every
+    parameter (internal scale), (rows, n_params), as :func:`known_group_variance`'s
+    ``"full"`` reads it: the fixed effects directly, the covariance and family
+    parameters through the modes' derivatives."""
+    out = np.empty((Xa.shape[0], len(res.params)))
+    for rows, _g, _cond, G, Va in _row_gradients(res, Xa, rows_z, codes, "full"):
+        out[rows] = G @ Va
+    return out
+
+
+def _row_gradients(res, Xa, rows_z, codes, vcov):
+    """Chunks of rows ``(slice, g, cond, G, Va)``: ``g`` the prediction's derivative in
+    the fixed effects after the modes follow them, ``cond`` the modes' conditional
+    variance term, ``G`` (``"full"`` only) the derivative in every parameter and ``Va``
+    the fit's covariance with the parameters outside it (on a bound) left out, as in the
+    delta method of marginal_means (fixed effects never are)."""
     jp = joint_precision(res)
     p = jp.p
     m = Xa.shape[0]
     cb = res.fixed_design(Xa) @ res.beta_jacobian()  # (m, p) on the internal scale
     Cu = jp.row_matrix(rows_z, codes, lambdas=True)
     Zb = jp.row_matrix(rows_z, codes, lambdas=False) if vcov == "full" else None
-    out = np.empty(m)
+    act = np.isfinite(np.diag(jp.V_all)) | (np.arange(len(jp.V_all)) < p)
+    Va = np.where(np.outer(act, act), jp.V_all, 0.0)
     # several factors: D^{-1} c_u dense, in chunks of rows
     chunk = m if jp._lu is None else max(1, min(m, 4_000_000 // max(jp.Q, 1)))
     for s in range(0, m, chunk):
@@ -308,18 +338,8 @@ def known_group_variance(res, Xa, rows_z, codes, vcov: str = "full") -> np.ndarr
         DinvC = jp.solve(CuT)  # (Q, rows)
         cond = np.asarray(CuT.multiply(DinvC).sum(axis=0)).ravel()
         g = cb[s:e] - (jp.B.T @ DinvC).T  # d prediction / d beta, (rows, p)
-        if vcov == "schur":
-            out[s:e] = np.einsum("ni,ij,nj->n", g, jp.V_schur, g) + cond
-        elif vcov == "fixed":
-            V = jp.V_all[:p, :p]
-            out[s:e] = np.einsum("ni,ij,nj->n", g, V, g) + cond
-        else:
-            dB = jp.mode_derivatives()
-            G = np.hstack([g, np.asarray(Zb[s:e] @ dB)])
-            # parameters outside the covariance (on a bound) are left out, as in the
-            # delta method of marginal_means; fixed effects never are
-            act = np.isfinite(np.diag(jp.V_all)) | (np.arange(len(jp.V_all)) < p)
+        G = None
+        if vcov == "full":
+            G = np.hstack([g, np.asarray(Zb[s:e] @ jp.mode_derivatives())])
             G[:, ~act] = 0.0
-            Va = np.where(np.outer(act, act), jp.V_all, 0.0)
-            out[s:e] = np.einsum("ni,ij,nj->n", G, Va, G) + cond
-    return out
+        yield slice(s, e), g, cond, G, Va

@@ -145,8 +145,9 @@ def predict_interval(
     D = est.fit_result_.fixed_design(Xa)
     Vb = est.fit_result_.vcov_fixed.to_numpy()
     v_eta = np.einsum("ni,ij,nj->n", D, Vb, D)
+    known = None
     if include_random and est.fit_result_.factors and groups is not None:
-        v_eta = _known_group_variance(est, Xa, groups, v_eta)
+        v_eta, known = _known_group_variance(est, Xa, groups, v_eta)
     bad = ~np.isfinite(v_eta) | (v_eta < -1e-12 * np.maximum(1.0, np.abs(v_eta)))
     if bad.any():
         warnings.warn(
@@ -170,13 +171,73 @@ def predict_interval(
             2 * h
         )
         se_out = np.abs(slope) * se
+        direct = _family_gradient(est, Xa, eta, var)
+        if direct is not None:
+            # a mean that reads the family's parameters (zero inflation, a hurdle, a
+            # truncated count's dispersion): the delta method over them too, with their
+            # covariance with the prediction (glmmTMB's se.fit on the response scale);
+            # the interval on the log scale of the mean, which is positive
+            cov = _prediction_covariance(est, Xa, groups, known)
+            res = est.fit_result_
+            ex = np.arange(len(res.params) - len(res.extra), len(res.params))
+            Vee = np.nan_to_num(res.vcov[np.ix_(ex, ex)])
+            v_resp = (
+                slope**2 * np.where(bad, np.nan, np.clip(v_eta, 0.0, None))
+                + np.einsum("ni,ij,nj->n", direct, Vee, direct)
+                + 2.0 * slope * np.sum(cov[:, ex] * direct, axis=1)
+            )
+            se_out = np.sqrt(np.clip(v_resp, 0.0, None))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                spread = np.exp(z * se_out / fit)
+            lo, hi = fit / spread, fit * spread
     return pd.DataFrame({"fit": fit, "se": se_out, "lower": lo, "upper": hi}, index=index)
+
+
+def _family_gradient(est, Xa, eta, var):
+    """d mean / d (the family's internal coefficients) at fixed ``eta``, (rows, E), or
+    None where the mean does not read them (Poisson, binomial, NB2, ...)."""
+    res = est.fit_result_
+    fam, c = res.family, np.asarray(res.extra, dtype=float)
+    if not len(c):
+        return None
+    out = np.zeros((len(eta), len(c)))
+    for k in range(len(c)):
+        h = 1e-5 * max(1.0, abs(c[k]))
+        up, dn = c.copy(), c.copy()
+        up[k] += h
+        dn[k] -= h
+        plus = _mean_given(fam, eta, var, res.family_values(Xa, coefs=up))
+        minus = _mean_given(fam, eta, var, res.family_values(Xa, coefs=dn))
+        out[:, k] = (plus - minus) / (2 * h)
+    out = np.where(np.isfinite(out), out, 0.0)
+    return out if np.any(out != 0.0) else None
+
+
+def _prediction_covariance(est, Xa, groups, known):
+    """Covariance of each row's linear-predictor estimate with every parameter
+    (internal scale), (rows, n_params): rows of known groups with their modes (the
+    joint precision's, where ``known`` says it was used), the others through the fixed
+    effects alone."""
+    from . import _prediction_variance as _pv
+
+    res = est.fit_result_
+    V = np.nan_to_num(res.vcov)
+    p = res.layout.n_beta
+    cb = res.fixed_design(Xa) @ res.beta_jacobian()
+    out = cb @ V[:p, :]
+    if known is not None and known[0].any():
+        rows, (Zs, codes) = known
+        sub = [c[rows] for c in codes]
+        out[rows] = _pv.known_group_covariance(res, Xa[rows], [Z[rows] for Z in Zs], sub)
+    return out
 
 
 def _known_group_variance(est, Xa, groups, v_eta):
     """``v_eta`` with the rows of known groups' prediction-error variance of
     ``x'beta + z'b`` (``_prediction_variance``); the per-factor sum of the fixed
-    effects' and each random effect's conditional variance where that cannot be made."""
+    effects' and each random effect's conditional variance where that cannot be made.
+    Also ``(rows, (Z, codes))`` of the rows whose variance is the joint precision's,
+    or None."""
     from . import _prediction_variance as _pv
     from ._design import factor_columns
     from ._labels import match_levels
@@ -186,7 +247,7 @@ def _known_group_variance(est, Xa, groups, v_eta):
     codes = [match_levels(f.levels, by_name[f.name], f.name) for f in res.factors]
     Zs = [f.z_matrix(Xa) for f in res.factors]
     if not any((c >= 0).any() for c in codes):
-        return v_eta
+        return v_eta, None
     why = _pv.exact_unavailable(res)
     if why is None:
         anyknown = np.any([c >= 0 for c in codes], axis=0)
@@ -194,7 +255,7 @@ def _known_group_variance(est, Xa, groups, v_eta):
             v = _pv.known_group_variance(res, Xa, Zs, codes)
         except (np.linalg.LinAlgError, RuntimeError):  # D singular: NaN, said below
             v = np.full(len(v_eta), np.nan)
-        return np.where(anyknown, v, v_eta)
+        return np.where(anyknown, v, v_eta), (anyknown, (Zs, codes))
     warnings.warn(
         f"predict_interval: {why}; the standard errors of rows of known groups add the "
         "fixed effects' variance and each factor's conditional variance of its random "
@@ -208,7 +269,7 @@ def _known_group_variance(est, Xa, groups, v_eta):
         known = c >= 0
         C = res.ranef_condvar[f.name][c[known]]
         v_eta[known] += np.einsum("nq,nqr,nr->n", Z[known], C, Z[known])
-    return v_eta
+    return v_eta, None
 
 
 def _table_from_link(fam, g, se, z, scale, prefix):

@@ -389,3 +389,41 @@ def test_tools_that_move_the_objective_wait_for_its_lock(tool):
     worker.join(60)
     assert not worker.is_alive()
     np.testing.assert_allclose(out["value"], alone, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["zip", "hurdle_pois", "trunc_nb1"])
+def test_response_se_of_means_that_read_the_family_parameters_match_glmmtmb(case):
+    """glmmTMB's predict(type = "response", se.fit = TRUE) of zero-inflated, hurdle and
+    truncated models (tests/fixtures/predict_se_response/make.R): the mean reads the
+    zero part's coefficients (and a truncated count's dispersion), whose uncertainty and
+    covariance with the prediction the response-scale SE includes (it was left out: up
+    to 45 % too small)."""
+    from sklearn_glmm import NegBinGLMM, PoissonGLMM
+
+    base = FIXTURES.parent / "predict_se_response"
+    ref = json.loads((base / "se.json").read_text())[case]
+    files = {"zip": "zip.csv", "hurdle_pois": "hurdle_pois.csv", "trunc_nb1": "trunc_nb1.csv"}
+    d = pd.read_csv(base / files[case])
+    est = {
+        "zip": PoissonGLMM(zero_inflation="1 + x"),
+        "hurdle_pois": PoissonGLMM(hurdle="1 + x"),
+        "trunc_nb1": NegBinGLMM(truncated=True, family="nbinom1"),
+    }[case]
+    X = d[["x", "w"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = est.fit(X, d["y"], groups=d["g"], offset=d["logE"])
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=1e-4)
+    known = m.predict_interval(X.iloc[:8], d["g"].iloc[:8], offset=d["logE"].to_numpy()[:8])
+    np.testing.assert_allclose(known["fit"], ref["known_fit"], rtol=1e-4)
+    np.testing.assert_allclose(known["se"], ref["known_se"], rtol=2e-4)
+    grid = pd.DataFrame({"x": [0.0, 0.5], "w": [0.0, 1.0]})
+    pop = m.predict_interval(grid, offset=np.zeros(2), population="zero")
+    np.testing.assert_allclose(pop["fit"], ref["grid_fit"], rtol=1e-4)
+    np.testing.assert_allclose(pop["se"], ref["grid_se"], rtol=2e-4)
+    # the interval: symmetric on the log scale of the mean, and marginal_means agrees
+    np.testing.assert_allclose(
+        np.log(known["upper"] / known["fit"]), np.log(known["fit"] / known["lower"]), rtol=1e-9
+    )
+    mm = m.marginal_means(grid, offset=np.zeros(2))
+    np.testing.assert_allclose(mm["conditional_se"], pop["se"], rtol=1e-3)
