@@ -493,7 +493,11 @@ def _deviance_explained(est, X, y, mu, trials, sample_weight, offset=None) -> fl
 
 def _null_means(fam, extra, y, trials, w, offset) -> np.ndarray:
     """The null model's means: the weighted mean (per trial); with a non-zero offset,
-    ``mean(c + offset)`` at the intercept ``c`` of least deviance."""
+    ``mean(c + offset)`` at the intercept ``c`` of least deviance. Where the family's
+    mean also reads its own parameters (zero inflation, a hurdle, truncation: per row,
+    with predictors), the null is the weighted mean per unit of exposure,
+    ``exp(offset)`` times ``sum(w y) / sum(w exp(offset))``, which no parameter of the
+    model enters (a constant offset then changes nothing, as it changes no fit)."""
     ybar = np.sum(w * y) / np.sum(w * trials)
     off = None if offset is None else np.broadcast_to(np.asarray(offset, float), y.shape)
     top = 1.0 if fam.has_trials else np.inf
@@ -501,6 +505,10 @@ def _null_means(fam, extra, y, trials, w, offset) -> np.ndarray:
         # without an offset; or every outcome on a bound (all zero, all successes), where
         # the null mean is on it whatever the offset
         return np.full_like(y, ybar)
+    probe = np.resize([-1.0, 0.0, 1.0], y.shape)  # (the family's values may be per row)
+    if not np.array_equal(fam.mean(probe, extra), fam.link.inverse(probe)):
+        exposure = fam.link.inverse(off)
+        return exposure * (np.sum(w * y) / np.sum(w * exposure))
     from scipy.optimize import minimize_scalar
 
     def deviance(c):
