@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import special
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
 
@@ -291,7 +292,7 @@ class _RawDataPredictions:
             # rows without a known group: random effects at zero (no average on this scale)
             eta, _ = self._linear_predictor(inputs.X, inputs.groups, inputs.offset, "zero")
             return inputs.fill(eta)
-        if type in ("zprob", "conditional") and zero_part:
+        if type in ("zprob", "zlink", "conditional") and zero_part:
             # glmmTMB's: the probability of a structural zero (zero inflation) or of a zero
             # (a hurdle: a truncated family's ziformula), and the conditional model's mean:
             # the count model's without the zero inflation, or a hurdle's mean of the
@@ -300,6 +301,8 @@ class _RawDataPredictions:
             pi = estimators._CountGLMM.predict_zero_inflation(self, inputs.X)
             if type == "zprob":
                 return inputs.fill(pi)
+            if type == "zlink":  # glmmTMB's: the zero part's linear predictor, logit(pi)
+                return inputs.fill(special.logit(pi))
             mu = super().predict_mean(
                 inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
             )
@@ -308,8 +311,9 @@ class _RawDataPredictions:
             # glmmTMB's: each row's dispersion (NB2 theta, NB1 / beta-binomial phi)
             return inputs.fill(self.predict_dispersion(inputs.X))
         raise ValueError(
-            f"type must be 'response', 'link', 'conditional' or None (and 'zprob' for a "
-            f"zero-inflated or hurdle model, 'disp' for a family with a dispersion), got "
+            f"type must be 'response', 'link', 'conditional' or None (and 'zprob' or "
+            f"'zlink' for a zero-inflated or hurdle model, 'disp' for a family with a "
+            f"dispersion), got "
             f"{type!r}."
         )
 
@@ -440,7 +444,7 @@ class _CountFormula(_RawDataPredictions):
 
         ``type="response"`` is the expected count (as ``type=None``), ``type="link"`` its
         logarithm, offsets included. A zero-inflated model also has glmmTMB's
-        ``type="zprob"`` (the probability of a structural zero) and
+        ``type="zprob"`` (the probability of a structural zero; ``"zlink"`` its logit) and
         ``type="conditional"`` (the count model's mean, without the zero inflation); a
         hurdle model ``type="zprob"`` (the probability of a zero) and
         ``type="conditional"`` (the mean of the positive counts, glmmTMB's for a

@@ -116,6 +116,9 @@ def test_predictions_match_glmmtmb(case):
     np.testing.assert_allclose(m.predict(data, type="conditional"), ref["conditional"], rtol=2e-3)
     if CASES[case][2] is not None:
         np.testing.assert_allclose(m.predict(data, type="zprob"), ref["zprob"], rtol=2e-3)
+        # glmmTMB's type = "zlink": the zero part's linear predictor, qlogis(zprob)
+        zl = np.log(np.asarray(ref["zprob"]) / (1 - np.asarray(ref["zprob"])))
+        np.testing.assert_allclose(m.predict(data, type="zlink"), zl, rtol=5e-3, atol=2e-3)
     if "sigma_rows" in ref:
         np.testing.assert_allclose(m.predict(data, type="disp"), ref["sigma_rows"], rtol=2e-2)
 
