@@ -168,6 +168,15 @@ def test_studies_on_drawn_rows_are_fitted_one_by_one(spec, monkeypatch):
     assert not calls and pc["n_tested"].iloc[0] == 6
 
 
+def test_large_studies_are_fitted_one_by_one(spec, monkeypatch):
+    # above _BATCH_MAX_ROWS the per-row arithmetic outweighs what a batch saves
+    calls = []
+    monkeypatch.setattr(_power_sim, "fit_many", lambda *a: calls.append(1))
+    n = _power_sim._BATCH_MAX_ROWS // 5 + 1
+    pc = power_curve(spec, "treatment", n_groups=n, n_per_group=5, n_sim=4, random_state=0)
+    assert not calls and pc["n_tested"].iloc[0] == 4
+
+
 def test_a_failed_fit_in_a_batch_is_counted_with_its_message(spec, monkeypatch):
     real = _power_sim.fit_many
 
