@@ -246,6 +246,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _check_group_separation(est, data)
     _check_convergence(est, record)
     _check_standard_errors(est, record, rows, se_all, idx)
+    _check_block_ridge(est, data, x, record)
     est.converged_ = bool(record.converged)
 
 
@@ -371,12 +372,60 @@ def _check_standard_errors(est, record, rows, se_all, idx):
         if record.flat_directions
         else "the Hessian of the log-likelihood is not positive definite there"
     )
+    leaders = _flat_leader_names(est, record)
+    if leaders and not set(leaders) <= set(missing):
+        why = (
+            f"the Hessian of the log-likelihood is flat along a direction led by {leaders} "
+            "(a parameter running along a ridge of the likelihood, or not identified by "
+            "these data), and these move along it too"
+        )
     warnings.warn(
         f"standard errors of {missing} cannot be computed and are NaN: {why}. Simplify the "
         "model (random_effects, collinear predictors) or check the data for separation.",
         StandardErrorWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _check_block_ridge(est, data, x, record):
+    """Warn when the fit left a family block on its ridge (a zero-inflation probability
+    run to 0 on the rows of one value of a binary predictor): its coefficients' standard
+    errors are NaN, the others' are those of the model at the ridge's end."""
+    from ._engine.converge import ridge_parameters
+    from ._profile import ParamMap
+
+    ridge = ridge_parameters(data, np.asarray(x))
+    V = record.covariance
+    if not ridge or V is None:
+        return
+    names = ParamMap(est).names
+    nan = [names[k] for k in ridge if k < len(names) and not np.isfinite(V[k, k])]
+    if not nan:
+        return
+    warnings.warn(
+        f"the coefficients {nan} run along a ridge of the likelihood: on some rows the "
+        "probability they model goes to 0 (e.g. no excess zeros for one value of a binary "
+        "predictor), where the likelihood keeps rising ever more slowly. Their standard "
+        "errors are NaN (their estimates are where the optimiser stopped on the ridge); "
+        "the other parameters' are those of the model at the ridge's end. Drop the "
+        "predictor from that part of the model to have a standard error for the rest of it.",
+        StandardErrorWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def _flat_leader_names(est, record) -> list:
+    """The reported names of the parameters that lead the Hessian's flat directions."""
+    from ._engine.converge import flat_leaders
+    from ._profile import ParamMap
+
+    H, x = getattr(record, "hessian", None), getattr(record, "final", None)
+    if not record.flat_directions or H is None or x is None:
+        return []
+    names = ParamMap(est).names
+    if len(names) != len(x):
+        return []
+    return [names[k] for k in flat_leaders(H, np.asarray(x), est.fit_result_.bounds)]
 
 
 def _check_separation(est, data, beta_s):

@@ -78,3 +78,36 @@ def test_a_fit_started_on_the_ridge_leaves_it(monkeypatch):
         m = _fit("6")
     assert "block ridge" in [stage[0] for stage in m.fit_record_.stages]
     assert m.loglik_ == pytest.approx(_reference()["6"]["loglik"], abs=1e-4)
+
+
+def test_a_fit_whose_optimum_is_on_the_ridge_keeps_the_other_standard_errors():
+    # no excess zeros where w = 1: zi~w runs along the ridge (the likelihood's supremum
+    # is at its end). The flat direction's coupling to the other parameters (~1e-4 at
+    # the fit's point) made every standard error NaN; now only the zero part's are, with
+    # a warning naming them, and the others are those of the model at the ridge's end
+    from sklearn_glmm.exceptions import StandardErrorWarning
+
+    rng = np.random.default_rng(0)
+    n, G = 600, 40
+    g = rng.integers(0, G, n)
+    X = pd.DataFrame({"x": rng.normal(size=n), "w": rng.integers(0, 2, n).astype(float)})
+    mu = np.exp(0.5 + 0.25 * X["x"] - 0.4 * X["w"] + rng.normal(0, 0.3, G)[g])
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    y = np.where((X["w"] == 0) & (rng.random(n) < 0.4), 0, y)
+    with pytest.warns(StandardErrorWarning, match=r"\['zi~\(Intercept\)', 'zi~w'\] run along a ridge"):
+        m = NegBinGLMM(zero_inflation="1 + w").fit(X, y, groups=g)
+    assert m.zero_inflation_effects_.loc["w", "estimate"] < -10
+    se = m.fixed_effects_["std_error"]
+    assert np.all(np.isfinite(se)) and np.all(se > 0)
+    ci = m.confint()
+    assert np.isfinite(ci.loc["sd_(Intercept)|group", ["lower", "upper"]]).all()
+    # the others' standard errors: the model at the ridge's end (no zero inflation where
+    # w = 1), i.e. with the slope held at its value
+    res = m.fit_result_
+    H = res.record.hessian
+    keep = [k for k in range(len(res.params)) if k != len(res.params) - 1]
+    V = 2.0 * np.linalg.inv(H[np.ix_(keep, keep)])
+    J = res.beta_jacobian()
+    p = res.layout.n_beta
+    se_held = np.sqrt(np.diag(J @ V[:p, :p] @ J.T))
+    np.testing.assert_allclose(se.to_numpy(), se_held, rtol=1e-2)

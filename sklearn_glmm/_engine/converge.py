@@ -77,14 +77,17 @@ def scaled_gradient(g, H, x, bounds) -> tuple[float, float]:
     return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
 
 
-def curvature(H, x, bounds):
+def curvature(H, x, bounds, ridge=()):
     """Eigen-analysis of the Hessian over the free parameters.
 
     Returns ``(V, flat, negative)``: ``V = 2 H^{-1}`` on the free parameters (the
     covariance of the estimates, a pseudo-inverse over the well-determined
     directions, NaN for every parameter with a component along a flat or negative
     direction and for parameters on a bound), and whether flat / negative
-    directions exist.
+    directions exist. ``ridge``: parameters of a family block the fit left on its
+    ridge (a zero-inflation probability run to 0 on some rows, see
+    :func:`ridge_parameters`); a flat direction led by one of them leaves out only the
+    parameters with a sizeable component along it (:data:`_RIDGE_COMPONENT`).
     """
     n = len(x)
     free = ~at_bound(x, bounds)
@@ -94,17 +97,54 @@ def curvature(H, x, bounds):
     Hf = H[np.ix_(free, free)]
     if not np.all(np.isfinite(Hf)):
         return V, True, False
-    Vf, flat, negative = _pseudo_inverse(Hf)
+    on_ridge = np.isin(np.flatnonzero(free), np.asarray(ridge, dtype=int))
+    Vf, flat, negative = _pseudo_inverse(Hf, on_ridge)
     V[np.ix_(free, free)] = 2.0 * Vf
     return V, flat, negative
 
 
-def _pseudo_inverse(Hf):
+# a flat direction led by a block's ridge parameter: the others' components along it
+# are the coupling at the fit's point, which fades further along the ridge (the others
+# converge there); below this they keep their standard errors (of the model at the
+# ridge's end), above it they are NaN as along any flat direction
+_RIDGE_COMPONENT = 1e-2
+
+
+def ridge_parameters(data, x) -> list:
+    """Indices (into the parameter vector) of the coefficients of the family's blocks
+    that the fit left past their flat side on some rows: a zero-inflation probability
+    run to 0 where a binary predictor takes one value (its coefficients off along a
+    ridge on which the likelihood keeps rising ever more slowly)."""
+    from .blocks import interior_coefficients
+
+    if data.extra_designs is None or not data.n_extra:
+        return []
+    first = len(x) - data.n_extra
+    inside = interior_coefficients(data.family.blocks, data.extra_designs, x[first:])
+    return [first + k for k in np.flatnonzero(inside != x[first:])]
+
+
+def flat_leaders(H, x, bounds) -> list:
+    """Indices of the parameters that lead the Hessian's flat directions (the largest
+    component of each, on the unit-diagonal scale of :func:`_pseudo_inverse`)."""
+    free = np.flatnonzero(~at_bound(x, bounds))
+    Hf = H[np.ix_(free, free)]
+    if not len(free) or not np.all(np.isfinite(Hf)):
+        return []
+    diag = np.diag(Hf)
+    d = np.sqrt(np.where(diag > 0, diag, 1.0))
+    evals, evecs = np.linalg.eigh(Hf / np.outer(d, d))
+    top = max(float(np.max(np.abs(evals))), 1e-300)
+    flat = np.flatnonzero(np.abs(evals) <= _FLAT * top)
+    return sorted({int(free[np.argmax(np.abs(evecs[:, k]))]) for k in flat})
+
+
+def _pseudo_inverse(Hf, on_ridge=None):
     """``Hf^{-1}`` over its well-determined directions; NaN rows along the others.
 
     The eigen-analysis is of the matrix scaled to unit diagonal, so that flatness
     does not depend on the parameters' units; a diagonal that is not positive is
-    itself a flat or negative direction.
+    itself a flat or negative direction. ``on_ridge`` (a mask): see :func:`curvature`.
     """
     diag = np.diag(Hf)
     pos = diag > 0
@@ -125,7 +165,12 @@ def _pseudo_inverse(Hf):
     good = evals > _FLAT * top
     negative = bool(np.any(evals < -_FLAT * top) or np.any(diag < 0))
     inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T / np.outer(d, d)
-    undetermined = np.any(np.abs(evecs[:, ~good]) > 1e-6, axis=1) | ~pos
+    bad = evecs[:, ~good]
+    limit = np.full(bad.shape[1], 1e-6)
+    if on_ridge is not None and on_ridge.any():
+        led = on_ridge[np.argmax(np.abs(bad), axis=0)] & (evals[~good] > -_FLAT * top)
+        limit[led] = _RIDGE_COMPONENT
+    undetermined = np.any(np.abs(bad) > limit, axis=1) | ~pos
     inv[undetermined, :] = np.nan
     inv[:, undetermined] = np.nan
     return inv, bool(np.any(~good) or np.any(~pos)), negative
@@ -324,7 +369,9 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx)
     record.final = x
     record.hessian = H
-    record.covariance, record.flat_directions, record.negative_curvature = curvature(H, x, bounds)
+    record.covariance, record.flat_directions, record.negative_curvature = curvature(
+        H, x, bounds, ridge_parameters(obj.data, x)
+    )
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
     # (the optimisation's own end point may have been infinite where a later stage here,
