@@ -121,6 +121,10 @@ def _nesting(small, big):
             f"family {fs[0]}{' (zero-inflated)' if fs[1] else ''} is not a special case of "
             f"{fb[0]}{' (zero-inflated)' if fb[1] else ''}"
         )
+    link_s, link_b = small.fit_result_.family.link.name, big.fit_result_.family.link.name
+    if link_s != link_b:
+        # one link's models are not a special case of another's
+        return f"its link ({link_s}) is not the larger model's ({link_b})"
     ds, db = s["data"], b["data"]
     if not np.allclose(ds.offset, db.offset):
         return "the offsets differ"

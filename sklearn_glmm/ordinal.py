@@ -516,7 +516,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         self._not_for_ordinal(
             "overdispersion",
             "the class probabilities determine the whole distribution; check "
-            "the model with scaled_residuals() or plotting.plot_category_proportions.",
+            "the model with the uniformity of scaled_residuals() or "
+            "plotting.plot_category_proportions.",
         )
 
     def report(self, **kwargs):

@@ -383,6 +383,17 @@ def test_anova_random_intercept_vs_glm_uses_chi_bar_square():
     assert "p-value" in tab.attrs["note"] or "Pr(>Chisq)" in tab.attrs["note"]
 
 
+def test_anova_refuses_models_of_different_links():
+    # a logit model is no special case of a probit one: the test was made (p = 0.002)
+    b, spec, d = fitted("bin_ri")
+    X, y, g = d[spec["X"]], d[spec["y"]], d[spec["groups"][0]]
+    small = _quiet_fit(BinomialGLMM(), X.iloc[:, :1], y, g)
+    big = _quiet_fit(BinomialGLMM(link="probit"), X, y, g)
+    with pytest.raises(ValueError, match=r"its link \(logit\) is not the larger model's"):
+        anova(small, big)
+    assert np.isfinite(anova(small, b)["Pr(>Chisq)"].iloc[1])
+
+
 def test_anova_refuses_non_nested_and_different_data():
     p, spec, d = fitted("pois_ri")
     prs, _, _ = fitted("pois_rs")
