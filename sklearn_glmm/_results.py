@@ -399,7 +399,9 @@ def _check_block_ridge(est, data, x, record):
     if not ridge or V is None:
         return
     names = ParamMap(est).names
-    nan = [names[k] for k in ridge if k < len(names) and not np.isfinite(V[k, k])]
+    if len(names) != len(x):  # (the reported parameters are not the optimiser's)
+        return
+    nan = [names[k] for k in ridge if not np.isfinite(V[k, k])]
     if not nan:
         return
     warnings.warn(

@@ -131,12 +131,24 @@ def flat_leaders(H, x, bounds) -> list:
     Hf = H[np.ix_(free, free)]
     if not len(free) or not np.all(np.isfinite(Hf)):
         return []
-    diag = np.diag(Hf)
-    d = np.sqrt(np.where(diag > 0, diag, 1.0))
-    evals, evecs = np.linalg.eigh(Hf / np.outer(d, d))
-    top = max(float(np.max(np.abs(evals))), 1e-300)
-    flat = np.flatnonzero(np.abs(evals) <= _FLAT * top)
+    R, _, _ = _unit_diagonal(Hf)
+    evals, evecs = np.linalg.eigh(R)
+    flat = np.flatnonzero(np.abs(evals) <= _flat_level(evals))
     return sorted({int(free[np.argmax(np.abs(evecs[:, k]))]) for k in flat})
+
+
+def _unit_diagonal(Hf):
+    """``(R, d, pos)``: ``Hf`` scaled to unit diagonal, ``R = Hf / (d d')``, so that
+    flatness does not depend on the parameters' units (a diagonal that is not positive
+    is left unscaled: ``pos`` says where it is)."""
+    pos = np.diag(Hf) > 0
+    d = np.sqrt(np.where(pos, np.diag(Hf), 1.0))
+    return Hf / np.outer(d, d), d, pos
+
+
+def _flat_level(evals) -> float:
+    """Eigenvalues of the unit-diagonal Hessian at most this in size are flat."""
+    return _FLAT * max(float(np.max(np.abs(evals))), 1e-300)
 
 
 def _pseudo_inverse(Hf, on_ridge=None):
@@ -146,10 +158,7 @@ def _pseudo_inverse(Hf, on_ridge=None):
     does not depend on the parameters' units; a diagonal that is not positive is
     itself a flat or negative direction. ``on_ridge`` (a mask): see :func:`curvature`.
     """
-    diag = np.diag(Hf)
-    pos = diag > 0
-    d = np.sqrt(np.where(pos, diag, 1.0))
-    R = Hf / np.outer(d, d)
+    R, d, pos = _unit_diagonal(Hf)
     if pos.all():
         # the common case, without an eigen-decomposition: R positive definite with
         # lambda_min(R) >= 1 / trace(R^-1) above the flatness threshold
@@ -161,14 +170,14 @@ def _pseudo_inverse(Hf, on_ridge=None):
         except np.linalg.LinAlgError:
             pass
     evals, evecs = np.linalg.eigh(R)
-    top = max(float(np.max(np.abs(evals))), 1e-300)
-    good = evals > _FLAT * top
-    negative = bool(np.any(evals < -_FLAT * top) or np.any(diag < 0))
+    level = _flat_level(evals)
+    good = evals > level
+    negative = bool(np.any(evals < -level) or np.any(np.diag(Hf) < 0))
     inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T / np.outer(d, d)
     bad = evecs[:, ~good]
     limit = np.full(bad.shape[1], 1e-6)
     if on_ridge is not None and on_ridge.any():
-        led = on_ridge[np.argmax(np.abs(bad), axis=0)] & (evals[~good] > -_FLAT * top)
+        led = on_ridge[np.argmax(np.abs(bad), axis=0)] & (evals[~good] > -level)
         limit[led] = _RIDGE_COMPONENT
     undetermined = np.any(np.abs(bad) > limit, axis=1) | ~pos
     inv[undetermined, :] = np.nan
