@@ -17,13 +17,14 @@ cover binomial, Poisson and negative-binomial fits alike.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._simulate import _rng, simulate_response
+from ._simulate import _rng, conditional_eta, simulate_response
 from ._warn import user_stacklevel
 
 
@@ -82,16 +83,12 @@ class ScaledResiduals:
         Mean of the simulations of each row.
     """
 
-    def __init__(
-        self, observed, simulated, rng, conditional=None, population_mean=None, no_dispersion=None
-    ):
+    def __init__(self, observed, simulated, rng, dispersion=None):
         self.observed = np.asarray(observed, dtype=float)
         self.simulated = np.asarray(simulated, dtype=float)
         self.fitted = self.simulated.mean(axis=1)
         self.residuals = _pit(self.observed, self.simulated, rng)
-        self._cond = conditional
-        self._mu0 = population_mean
-        self._no_dispersion = no_dispersion  # why the dispersion test is not made
+        self._dispersion = dispersion  # () -> (observed statistic, simulated statistics)
 
     @property
     def n_sim(self) -> int:
@@ -107,28 +104,29 @@ class ScaledResiduals:
         }
 
     def test_dispersion(self) -> dict:
-        """Spread of the observed vs simulated outcomes around the population-level means.
+        """Pearson statistic of the fit against that of data sets simulated from it.
 
-        ``statistic`` is the ratio observed / mean simulated variance of
-        ``y - mu0`` (1 under the model), ``mu0`` the means with the random effects
-        at zero (DHARMa's ``fittedPredictedResponse``, lme4's ``re.form = NA``); the
-        two-sided p-value is the simulation rank of the observed spread (DHARMa's
-        ``testDispersion``). It uses simulations conditional on the fitted random
-        effects: simulations with new random effects carry the between-group
-        variance too, which leaves the test almost without power (a limitation
-        DHARMa documents). Centred at the conditional means instead, the observed
-        spread would be too small: the modes are fitted to ``y`` and absorb part of
-        its variation, and the test would find underdispersion in most data sets
-        drawn from the model itself.
+        ``statistic`` is the ratio of the observed Pearson statistic (the sum of the
+        squared Pearson residuals at the conditional modes, ``overdispersion``'s) to
+        its mean over the simulations, 1 under the model; the two-sided p-value is
+        the simulation rank of the observed statistic (DHARMa's ``testDispersion``).
+        Each simulated data set is drawn from the fitted model with new random
+        effects, and its statistic is taken at *its own* conditional modes, found at
+        the fitted parameters (a parametric bootstrap of the statistic with the
+        fixed effects and variances held at their estimates). The modes absorb part
+        of each group's variation from the observed outcomes and from the simulated
+        ones alike, so the reference distribution matches the observed statistic's:
+        simulations at the fitted modes (DHARMa's conditional ones) compared with
+        residuals at those modes find underdispersion in most data sets drawn from
+        the model, and simulations with new random effects around the population
+        means carry the between-group variance, which leaves almost no power.
+        Simulations whose modes could not be found are left out (with a warning).
         """
-        if self._no_dispersion is not None:
-            warnings.warn(self._no_dispersion, UserWarning, stacklevel=user_stacklevel())
+        if self._dispersion is None:
             return {"test": "dispersion", "statistic": np.nan, "p_value": np.nan}
-        sims, mu = self._cond, self._mu0
-        if sims is None:
-            sims, mu = self.simulated, self.fitted
-        obs = float(np.var(self.observed - mu))
-        sim = np.var(sims - mu[:, None], axis=0)
+        if not isinstance(self._dispersion, tuple):
+            self._dispersion = self._dispersion()
+        obs, sim = self._dispersion
         return self._sim_test("dispersion", obs, sim)
 
     def test_zero_inflation(self) -> dict:
@@ -161,27 +159,44 @@ def scaled_residuals(est, n_sim=250, random_state=None, new_random_effects=True)
     """DHARMa residuals of ``est`` from ``n_sim`` simulated data sets."""
     rng = _rng(random_state)
     sims = simulate_response(est, n_sim, rng, new_random_effects)
-    cond = sims if not new_random_effects else simulate_response(est, n_sim, rng, False)
-    why = None
-    if est.fit_result_.family.name == "ordinal":
-        # the conditional simulations hold each level at its (shrunken) mode, so they
-        # spread less around the population means than outcomes of the model do; with
-        # the few values of an ordinal outcome the test then rejected correct models
-        why = (
-            "the dispersion test is not made for an ordinal model (NaN): its simulations at "
-            "the random effects' modes spread less than the model's own outcomes, and it "
-            "rejected correct models. An ordinal outcome has no dispersion parameter; check "
-            "the uniformity of the scaled residuals and the proportional-odds assumption."
-        )
-    return ScaledResiduals(est.fit_result_.train["y"], sims, rng, cond, _population_mean(est), why)
+    # the dispersion test's data sets: drawn as the model draws them (new random
+    # effects), the residuals' own when they are so drawn
+    fresh = sims if new_random_effects else simulate_response(est, n_sim, rng, True)
+    y = est.fit_result_.train["y"]
+    return ScaledResiduals(y, sims, rng, partial(_dispersion_statistics, est, fresh))
 
 
-def _population_mean(est):
-    """Means of the training rows with the random effects at zero (successes for trials)."""
+def _pearson_statistic(est, y, eta) -> float:
+    """Sum of the squared Pearson residuals of outcome ``y`` at linear predictors
+    ``eta`` (``residuals(type="pearson")``'s, prior weights included)."""
     res = est.fit_result_
-    d = res.objective.data
-    eta = d.X @ res.beta + d.offset
-    return res.family.mean(eta, res.family_values()) * est._binomial_scale()
+    fam, extra, tr = res.family, res.family_values(), res.train
+    mu = fam.mean(eta, extra) * est._binomial_scale()
+    var = fam.variance_eta(eta, tr["trials"], extra)
+    keep = tr["w"] > 0
+    return float(np.sum(tr["w"][keep] * (y[keep] - mu[keep]) ** 2 / var[keep]))
+
+
+def _dispersion_statistics(est, Y):
+    """The observed Pearson statistic and those of the simulated outcomes ``Y``
+    (n_samples, n_sim), each at its own conditional modes at the fitted parameters."""
+    res = est.fit_result_
+    obs = _pearson_statistic(est, res.train["y"], res.train["eta"])
+    sim = np.full(Y.shape[1], np.nan)
+    with np.errstate(all="ignore"):
+        for k in range(Y.shape[1]):
+            eta = conditional_eta(est, Y[:, k])
+            if eta is not None:
+                sim[k] = _pearson_statistic(est, Y[:, k], eta)
+    bad = ~np.isfinite(sim)
+    if bad.any():
+        warnings.warn(
+            f"the dispersion test leaves out {int(bad.sum())} of its {len(sim)} simulated "
+            "data sets: their conditional modes were not found at the fitted parameters.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return obs, sim[~bad]
 
 
 def ranef_table(est, cond_var=True, format="wide"):

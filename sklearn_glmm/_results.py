@@ -206,7 +206,7 @@ def _ensure_state(obj, x, record):
         )
 
 
-def _fitted_eta(state) -> np.ndarray:
+def fitted_eta(state) -> np.ndarray:
     """The fitted linear predictor, the result's own array: a copy of the state's, or
     (large data, where the state makes it when read) made for the result alone, so
     that the state does not hold a second one."""
@@ -224,7 +224,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     beta_s = x[:p]
     parts = fitted_parameters(est, obj, x, record, data, factors, pending)
     # the conditional fit on the training rows, for residuals and diagnostics
-    train = dict(eta=_fitted_eta(obj.state), y=data.y, trials=data.trials, w=data.weights)
+    train = dict(eta=fitted_eta(obj.state), y=data.y, trials=data.trials, w=data.weights)
     result = make_result(
         est,
         x,

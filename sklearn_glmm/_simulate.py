@@ -35,6 +35,7 @@ from ._engine.optimize import (
     starting_point,
 )
 from ._progress import Progress
+from ._results import fitted_eta
 from ._state import carrying_data
 
 
@@ -190,6 +191,15 @@ def refit(est, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _fit_and_check(est, _objective(est, y), setup)
+
+
+def conditional_eta(est, y):
+    """Linear predictors of the training rows at the conditional modes of outcome ``y``
+    with the fitted parameters held (None where the modes are not found)."""
+    obj = _objective(est, y)
+    if not np.isfinite(obj.evaluate(est.fit_result_.params)):
+        return None
+    return fitted_eta(obj.state)
 
 
 def _objective(est, y):

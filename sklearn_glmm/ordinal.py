@@ -455,15 +455,15 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         deviance residuals carry ``sqrt(w)``, as the other estimators'.
         """
         p = self._train_probabilities()
-        y = self.fit_result_.train["y"]
-        w = np.sqrt(self.fit_result_.train["w"])
-        idx = np.arange(p.shape[1], dtype=float)
-        mean = p @ idx
+        res = self.fit_result_
+        y = res.train["y"]
+        w = np.sqrt(res.train["w"])
+        mean = p @ np.arange(p.shape[1], dtype=float)
         if type == "response":
             return y - mean
         if type == "pearson":
-            var = p @ idx**2 - mean**2
-            return w * (y - mean) / np.sqrt(np.maximum(var, 1e-300))
+            var = res.family.variance_eta(res.train["eta"], None, res.family_values())
+            return w * (y - mean) / np.sqrt(var)
         if type == "deviance":
             py = np.clip(p[np.arange(len(y)), y.astype(np.intp)], 1e-300, 1.0)
             return w * np.sign(y - mean) * np.sqrt(-2.0 * np.log(py))

@@ -364,6 +364,14 @@ class CumulativeLink(Family):
         p = self.class_probabilities(eta, extra)
         return p @ np.arange(self.n_classes, dtype=float)
 
+    def variance_eta(self, eta, trials=None, extra=()):
+        """Variance of the class index, ``sum_k k^2 P(Y = k) - E[Y]^2`` (the
+        denominator of its Pearson residuals)."""
+        p = self.class_probabilities(eta, extra)
+        k = np.arange(self.n_classes, dtype=float)
+        mean = p @ k
+        return np.maximum(p @ k**2 - mean**2, 1e-300)
+
     def variance(self, mu, trials, extra=()):
         raise NotImplementedError(
             "an ordinal outcome's variance is not a function of its mean: tools built on the "
