@@ -153,8 +153,50 @@ def _nesting(small, big):
             return (
                 f"its random-effect terms for {fca.name!r} are not a subset of the larger model's"
             )
-        if fa.q > 1 and not fca.term.diagonal and fcb.term.diagonal:
-            return f"its correlated terms for {fca.name!r} are not nested in uncorrelated ones"
+        why = _block_nesting(fa, fca, fb_, fcb)
+        if why is not None:
+            return f"its random-effect terms for {fca.name!r} {why}"
+    return None
+
+
+def _block_nesting(fa, fca, fb_, fcb):
+    """None when a factor's covariance block in the smaller model (``fa``, already in
+    the span of the larger's ``fb_``) is a special case of the larger's; otherwise why
+    it is not. An unstructured block holds every covariance of its span; a diagonal
+    one only those of a subset of its own columns without correlations; a structured
+    one (``ar1``, ``cs``, ...) the kinds its class lists in ``nests``."""
+    big = getattr(fb_, "structure", None)
+    big = None if big is None or big.identity else big
+    if big is None and not fcb.term.diagonal:
+        return None
+    kind = _block_kind(fa, fca, fb_)
+    if big is None:
+        if kind == "diagonal":
+            return None
+        return "are not a subset of the larger model's uncorrelated terms"
+    if kind == big.name or kind in big.nests:
+        return None
+    what = {"intercept": "a random intercept", "diagonal": "uncorrelated terms"}.get(
+        kind, f"{kind}({fca.term.time})" if kind else "their covariance"
+    )
+    return f"({what}) are not a special case of {big.name}({fcb.term.time})"
+
+
+def _block_kind(fa, fca, fb_):
+    """What the smaller model's block is in the larger's columns: ``"intercept"`` (one
+    constant column), ``"diagonal"`` (uncorrelated effects of some of the larger's own
+    columns), a structure's name (the same columns), or None."""
+    own = getattr(fa, "structure", None)
+    if own is not None and not own.identity:
+        same = fa.q == fb_.q and np.allclose(fa.Z, fb_.Z)
+        return fca.term.structure if same else None
+    A = np.linalg.lstsq(fb_.Z, fa.Z, rcond=None)[0]  # fa.Z = fb_.Z A
+    big_entries = np.abs(A) > 1e-8 * np.max(np.abs(A), axis=0, keepdims=True)
+    own_columns = np.all(big_entries.sum(axis=0) == 1) and np.all(big_entries.sum(axis=1) <= 1)
+    if own_columns and (fa.q == 1 or fca.term.diagonal):
+        return "diagonal"
+    if fa.q == 1 and np.ptp(fa.Z[:, 0]) == 0.0:
+        return "intercept"
     return None
 
 
@@ -166,11 +208,33 @@ def _boundary_mixture(small, big):
     q_s = sum(f.q for f in s["data"].factors)
     q_b = sum(f.q for f in b["data"].factors)
     fam_same = (s["base"], s["zi"]) == (b["base"], b["zi"])
+    if any(_changed_structure(f, s["data"].factors) for f in b["data"].factors):
+        # a structured block nests a smaller one at a boundary of its correlations
+        # (a random intercept at correlation 1), not at an added variance of zero
+        return None
     if fam_same and same_x and q_b == q_s + 1:
         return df  # one added variance (+ its correlations)
     if not fam_same and same_x and q_b == q_s and df == 1:
         return 1  # NB theta -> infinity, or zero-inflation -> 0
     return None
+
+
+def _changed_structure(fb_, small_factors) -> bool:
+    """Whether ``fb_`` is a structured block the smaller model has not as it is."""
+    st = getattr(fb_, "structure", None)
+    if st is None or st.identity:
+        return False
+    for fa in small_factors:
+        own = getattr(fa, "structure", None)
+        if (
+            own is not None
+            and own.name == st.name
+            and fa.q == fb_.q
+            and len(fa.codes) == len(fb_.codes)
+            and _same_partition(fa.codes, fb_.codes)
+        ):
+            return False
+    return True
 
 
 def lrt_p_values(small, big, chisq: float) -> tuple[float, float, str]:

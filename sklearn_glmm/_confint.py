@@ -64,10 +64,11 @@ def confint(
     level : float, default=0.95
     method : {"wald", "profile", "bootstrap"}, default="wald"
         ``"wald"``: estimate +- z SE (lme4's ``method = "Wald"`` for fixed
-        effects; SDs on the log scale and correlations on Fisher's z scale, as
-        glmmTMB). ``"profile"``: profile likelihood (lme4's default), including
-        a lower limit of exactly 0 for an SD whose profile at 0 stays within
-        the cutoff. ``"bootstrap"``: percentile intervals from ``n_boot``
+        effects; SDs on the log scale, as glmmTMB, and correlations on Fisher's z
+        scale, where glmmTMB uses its internal scale and other limits).
+        ``"profile"``: profile likelihood (lme4's default), including a lower limit
+        of exactly 0 for an SD whose profile at 0 stays within the cutoff.
+        ``"bootstrap"``: percentile intervals from ``n_boot``
         parametric-bootstrap refits (lme4's ``bootMer``).
     exponentiate : bool, default=False
         Exponentiate fixed-effect rows (odds ratios for binomial, rate ratios

@@ -257,7 +257,9 @@ def _time_levels(name: str, term: Term, X, feature_names: list[str]):
 
 
 def _level_label(time: str, v: float) -> str:
-    return f"{time}{v:g}"
+    """``day3``, ``date20230101``, ``t0.7``: the shortest digits that give back the value
+    (distinct times never share a name, as glmmTMB's level names)."""
+    return f"{time}{np.format_float_positional(float(v), trim='-')}"
 
 
 def theta_layout(q: int, diagonal: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -466,7 +466,9 @@ def _lrt_columns(table, fitted):
 
     Nesting is decided as ``anova`` decides it: the smaller model's fixed effects and
     random-effect terms lie in the span of the larger's, on the same grouping factors,
-    and its family is a special case of the larger's.
+    each covariance block is a special case of the larger's (an unstructured block holds
+    every covariance of its columns; a diagonal or structured one only some), and its
+    family is a special case of the larger's.
     """
     vs, chisq, df, p, p_bar = {}, {}, {}, {}, {}
     for lab, big in fitted.items():
@@ -474,7 +476,16 @@ def _lrt_columns(table, fitted):
         if not subs:
             continue
         best = max(subs, key=lambda la: (fitted[la].n_params_, table.loc[la, "logLik"]))
-        stat = max(2.0 * (table.loc[lab, "logLik"] - table.loc[best, "logLik"]), 0.0)
+        stat = 2.0 * (table.loc[lab, "logLik"] - table.loc[best, "logLik"])
+        if stat < -1e-3:
+            warnings.warn(
+                f"candidate {lab} has a lower log-likelihood than {best}, which is nested in "
+                "it: a fit did not reach its optimum; its likelihood-ratio statistic is set "
+                "to 0.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+        stat = max(stat, 0.0)
         vs[lab], chisq[lab] = best, stat
         df[lab] = big.n_params_ - fitted[best].n_params_
         p[lab], p_bar[lab], _ = lrt_p_values(fitted[best], big, stat)

@@ -673,3 +673,103 @@ def test_profiles_of_a_toeplitz_structure():
             if name.startswith("rho") and abs(v) > 0.999:  # the domain's edge
                 continue
             assert _constrained_deviance(m, name, v) == pytest.approx(cut, abs=5e-3), (name, side)
+
+
+@pytest.fixture(scope="module")
+def structure_fits():
+    df = _data()
+    for d in range(1, 7):
+        df[f"d{d}"] = (df["day"] == d).astype(float)
+    X = df[["day", "x"] + [f"d{d}" for d in range(1, 7)]]
+    terms = {
+        "1": "1",
+        "1 + day": "1 + day",
+        "ar1": "ar1(day)",
+        "cs": "cs(day)",
+        "toep": "toep(day)",
+        "diag": "diag(0 + d1 + d2 + d3 + d4 + d5 + d6)",
+        "us": "0 + d1 + d2 + d3 + d4 + d5 + d6",
+    }
+    fits = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, term in terms.items():
+            est = PoissonGLMM(
+                random_effects=term, random_only_columns=[f"d{d}" for d in range(1, 7)]
+            )
+            fits[name] = est.fit(X, df["count"], groups=df["id"])
+    return fits
+
+
+@pytest.mark.parametrize(
+    "small, big",
+    [("ar1", "cs"), ("1 + day", "cs"), ("1 + day", "toep"), ("1", "diag"), ("diag", "ar1")],
+)
+def test_a_structure_is_not_tested_against_one_that_does_not_contain_it(structure_fits, small, big):
+    # the columns of each pair span the same space, but the smaller covariance is not a
+    # special case of the larger (ar1's log-likelihood, -1158.10 as glmmTMB's, is above
+    # cs's -1167.94 with 5 more parameters); the test was made (Chisq -19.7, p = 1)
+    from sklearn_glmm import anova
+    from sklearn_glmm._compare import nested_in
+
+    s, b = structure_fits[small], structure_fits[big]
+    assert not nested_in(s, b)
+    with pytest.raises(ValueError, match="not a special case|not a subset"):
+        anova(s, b)
+
+
+@pytest.mark.parametrize(
+    "small, big",
+    [("1", "ar1"), ("1", "cs"), ("1", "toep"), ("cs", "toep"), ("ar1", "toep"), ("diag", "cs")]
+    + [("ar1", "us"), ("cs", "us"), ("1 + day", "us"), ("1", "us")],
+)
+def test_special_cases_of_a_structure_are_tested_against_it(structure_fits, small, big):
+    from sklearn_glmm import anova
+
+    s, b = structure_fits[small], structure_fits[big]
+    t = anova(s, b)
+    assert t["Df"].iloc[1] == b.n_params_ - s.n_params_
+    assert t["Chisq"].iloc[1] > -1e-3
+    # a structured block nests the random intercept at correlation 1, not at a zero
+    # variance: no 50:50 boundary mixture
+    if big != "us":
+        assert np.isnan(t["Pr(>Chisq) chi-bar"].iloc[1])
+
+
+def test_compare_structures_pairs_only_nested_structures():
+    from sklearn_glmm.model_selection import compare_structures
+
+    df = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = compare_structures(
+            PoissonGLMM(),
+            ["1", "1 + day", "ar1(day)", "cs(day)", "toep(day)"],
+            df[["day", "x"]],
+            df["count"],
+            groups=df["id"],
+        ).table
+    vs = table["lrt_vs"].to_dict()
+    # cs(day) was tested against "1 + day" (p = 2.8e-14), which it does not contain
+    assert vs["cs(day)"] == "1" and vs["ar1(day)"] == "1" and vs["1 + day"] == "1"
+    assert vs["toep(day)"] == "cs(day)"
+
+
+def test_time_levels_are_named_in_full():
+    # six significant digits named every day of a yyyymmdd date 'date2.02301e+07':
+    # identical rows in every table, and ranef(format="long"), report() and
+    # confint(parm=) failed
+    df = _data()
+    df["date"] = 20230100 + df["day"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM(random_effects="cs(date)", random_only_columns="date").fit(
+            df[["date", "x"]], df["count"], groups=df["id"]
+        )
+    names = [f"date{20230100 + d}" for d in range(1, 7)]
+    assert list(m.random_effects_cov_["id"].index) == names
+    assert list(m.ranef_["id"].columns) == names
+    ci = m.confint(parm=["sd_date20230103|id"])
+    assert len(ci) == 1
+    assert len(m.ranef(format="long")) == 6 * 120
+    assert "date20230106" in str(m.summary())

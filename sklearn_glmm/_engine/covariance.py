@@ -49,10 +49,17 @@ class CovarianceStructure:
     identity : bool
         ``theta(p) = p`` (the unstructured and diagonal Cholesky parametrisations,
         which the objective reads directly).
+    nests : frozenset
+        The smaller blocks over the same columns that are special cases of this
+        structure (likelihood-ratio tests against it are made for them):
+        ``"intercept"`` (one random intercept: every correlation 1, equal variances),
+        ``"diagonal"`` (uncorrelated effects with their own variances) and the names of
+        other structures.
     """
 
     name = ""
     identity = False
+    nests: frozenset = frozenset()
 
     def __init__(self, q: int):
         self.q = int(q)
@@ -254,6 +261,7 @@ class AR1(CorrelationStructure):
     """
 
     name = "ar1"
+    nests = frozenset({"intercept"})
     cor_kinds = ("cor",)
     extends_in_time = True
 
@@ -318,6 +326,7 @@ class CompoundSymmetry(CorrelationStructure):
     one correlation ``rho`` between every pair, ``rho > -1 / (q - 1)``."""
 
     name = "cs"
+    nests = frozenset({"intercept", "diagonal"})
     cor_kinds = ("cor",)
 
     @property
@@ -352,6 +361,7 @@ class OrnsteinUhlenbeck(CorrelationStructure):
     effects are one per distinct time ``t``."""
 
     name = "ou"
+    nests = frozenset({"intercept"})
     # a rate is positive: reported, and given Wald intervals, as an SD is (log scale)
     cor_kinds = ("sd",)
     extends_in_time = True
@@ -453,6 +463,7 @@ class Toeplitz(CorrelationStructure):
     """
 
     name = "toep"
+    nests = frozenset({"intercept", "diagonal", "cs", "ar1"})
 
     def __init__(self, q: int):
         super().__init__(q)
