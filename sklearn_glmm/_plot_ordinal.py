@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._plot_common import axes_or_new, column_values, model_inputs
+from ._plot_common import axes_or_new, column_values, model_inputs, row_offset
 
 
 def _ordinal(est):
@@ -31,6 +31,7 @@ def plot_category_probabilities(
     *,
     population="marginal",
     kind="area",
+    offset=None,
     ax=None,
     title=None,
 ):
@@ -52,6 +53,9 @@ def plot_category_probabilities(
         formula models).
     population : {"marginal", "zero"}, default="marginal"
     kind : {"area", "line"}, default="area"
+    offset : str or array-like of shape (n_samples,), default=None
+        The rows' offset for a model fitted with one; a column name or the values.
+        Without it the predictions are at offset 0, with a warning.
     ax : matplotlib Axes, default=None
 
     Returns
@@ -64,7 +68,9 @@ def plot_category_probabilities(
     X, g, _ = model_inputs(model, data, groups)
     t = column_values(data, time, len(data), "time")
     order = np.argsort(t, kind="stable")
-    p = _lowest_first(model, model.predict_proba(X, g, population=population))[order]
+    off = row_offset(data, offset, len(data))
+    proba = model.predict_proba(X, g, offset=off, population=population)
+    p = _lowest_first(model, proba)[order]
     t = t[order]
     ax = axes_or_new(ax)
     labels = [str(c) for c in model.class_order_]
@@ -82,11 +88,13 @@ def plot_category_probabilities(
     return ax
 
 
-def category_proportions(model, data, y, time, groups=None, *, population="marginal"):
+def category_proportions(model, data, y, time, groups=None, *, population="marginal", offset=None):
     """Observed and predicted proportions of every class at every time value.
 
     Predicted proportions are the mean predicted probabilities of the rows at each
-    time (conditional on known groups, population-averaged for the others).
+    time (conditional on known groups, population-averaged for the others); ``offset``
+    (a column name or the values) for a model fitted with one, as
+    :func:`plot_category_probabilities`.
 
     Returns
     -------
@@ -98,7 +106,8 @@ def category_proportions(model, data, y, time, groups=None, *, population="margi
     X, g, _ = model_inputs(model, data, groups)
     t = column_values(data, time, len(data), "time")
     yv = column_values(data, y, len(data), "y")
-    p = _lowest_first(model, model.predict_proba(X, g, population=population))
+    off = row_offset(data, offset, len(data))
+    p = _lowest_first(model, model.predict_proba(X, g, offset=off, population=population))
     labels = list(model.class_order_)
     codes = pd.Index(labels).get_indexer(yv)
     if np.any(codes < 0):
@@ -110,13 +119,13 @@ def category_proportions(model, data, y, time, groups=None, *, population="margi
 
 
 def plot_category_proportions(
-    model, data, y, time, groups=None, *, population="marginal", ax=None, title=None
+    model, data, y, time, groups=None, *, population="marginal", offset=None, ax=None, title=None
 ):
     """Observed (points) and predicted (lines) class proportions by time (wave).
 
     Parameters as :func:`category_proportions`; returns the matplotlib Axes.
     """
-    table = category_proportions(model, data, y, time, groups, population=population)
+    table = category_proportions(model, data, y, time, groups, population=population, offset=offset)
     ax = axes_or_new(ax)
     for lab in model.class_order_:
         line = ax.plot(table.index, table[("predicted", lab)], label=str(lab))[0]

@@ -600,3 +600,38 @@ def test_plots_take_the_offset_of_a_model_fitted_with_one():
     with pytest.warns(UserWarning, match="fitted with an offset"):
         P.plot_predicted_vs_observed(m, d, d.id, time="t", y="y")
     plt.close("all")
+
+
+def test_ordinal_plots_take_the_offset_of_a_model_fitted_with_one():
+    # category_proportions and plot_category_probabilities had no offset argument: their
+    # predictions were at offset 0 with a warning whose advice could not be followed
+    import warnings
+
+    from sklearn_glmm import OrdinalGLMM
+
+    rng = np.random.default_rng(1)
+    n_id, n_w = 40, 5
+    d = pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(n_id), n_w),
+            "t": np.tile(np.arange(n_w, dtype=float), n_id),
+            "off": rng.normal(0, 1, n_id * n_w),
+        }
+    )
+    lat = 0.3 * d.t + d.off + rng.normal(0, 1, n_id)[d.id] + rng.logistic(size=len(d))
+    d["y"] = np.digitize(lat, [0.0, 1.0, 2.0])
+    m = OrdinalGLMM().fit(d[["t"]], d.y, groups=d.id, offset=d.off)
+    proba = m.predict_proba(d[["t"]], d.id, offset=d.off)
+    want = pd.DataFrame(proba, columns=m.classes_).groupby(d.t).mean()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = P.category_proportions(m, d, "y", "t", d.id, offset="off")
+        np.testing.assert_allclose(table["predicted"].to_numpy(), want.to_numpy(), rtol=1e-10)
+        P.plot_category_proportions(m, d, "y", "t", d.id, offset=d.off.to_numpy())
+        one = d[d.id == 0]
+        ax = P.plot_category_probabilities(m, one, "t", one.id, kind="line", offset="off")
+        p0 = m.predict_proba(one[["t"]], one.id, offset=one.off)[:, 0]
+        np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), p0, rtol=1e-10)
+    plt.close("all")
+    with pytest.warns(UserWarning, match="offset"):
+        P.category_proportions(m, d, "y", "t", d.id)
