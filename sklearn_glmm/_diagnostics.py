@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._simulate import _rng, conditional_eta, simulate_response
+from ._simulate import _rng, conditional_etas, simulate_response
 from ._warn import user_stacklevel
 
 
@@ -182,12 +182,12 @@ def _dispersion_statistics(est, Y):
     (n_samples, n_sim), each at its own conditional modes at the fitted parameters."""
     res = est.fit_result_
     obs = _pearson_statistic(est, res.train["y"], res.train["eta"])
+    etas = conditional_etas(est, Y)
     sim = np.full(Y.shape[1], np.nan)
     with np.errstate(all="ignore"):
         for k in range(Y.shape[1]):
-            eta = conditional_eta(est, Y[:, k])
-            if eta is not None:
-                sim[k] = _pearson_statistic(est, Y[:, k], eta)
+            if np.all(np.isfinite(etas[:, k])):
+                sim[k] = _pearson_statistic(est, Y[:, k], etas[:, k])
     bad = ~np.isfinite(sim)
     if bad.any():
         warnings.warn(

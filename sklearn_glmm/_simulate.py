@@ -202,6 +202,39 @@ def conditional_eta(est, y):
     return fitted_eta(obj.state)
 
 
+#: values per batched array of :func:`conditional_etas` (replicates x rows), and the
+#: most rows it batches: beyond about 3,000 rows one search at a time is as fast (CPU
+#: time of 250 searches: 400 rows 0.06 s batched vs 0.25 s, 3,000 rows 0.41 vs 0.51,
+#: 6,000 rows equal, 10,000 rows 1.18 vs 0.80)
+_BATCH_VALUES = 2_000_000
+_BATCH_MAX_ROWS = 3_000
+
+
+def conditional_etas(est, Y):
+    """:func:`conditional_eta` of every column of ``Y`` (n_samples, R): ``(n_samples, R)``,
+    NaN columns where the modes are not found. Batched (:meth:`BatchedLaplace.
+    conditional_etas`) where :func:`~sklearn_glmm._engine.batched.can_batch` allows and
+    there are at most :data:`_BATCH_MAX_ROWS` rows, in chunks of about
+    :data:`_BATCH_VALUES` values; one by one otherwise."""
+    Y = np.asarray(Y, dtype=float)
+    n, R = Y.shape
+    out = np.full((n, R), np.nan)
+    data, params = est.fit_result_.objective.data, est.fit_result_.params
+    with np.errstate(all="ignore"):
+        if not (data.factors and can_batch(data, est.n_agq)) or n > _BATCH_MAX_ROWS:
+            for r in range(R):
+                eta = conditional_eta(est, Y[:, r])
+                if eta is not None:
+                    out[:, r] = eta
+            return out
+        step = max(1, _BATCH_VALUES // max(n, 1))
+        for lo in range(0, R, step):
+            ok, eta = BatchedLaplace(data, Y[:, lo : lo + step].T).conditional_etas(params)
+            eta[~ok] = np.nan
+            out[:, lo : lo + step] = eta.T
+    return out
+
+
 def _objective(est, y):
     """The fitted model's objective with outcome ``y`` on the same rows."""
     data = replace(est.fit_result_.objective.data, y=np.asarray(y, dtype=float))

@@ -274,3 +274,16 @@ def test_a_refit_short_of_the_optimum_is_resumed_rescaled():
         warnings.simplefilter("ignore")
         full = make_estimator(spec).fit(X, y35, groups=groups, **kw)
     assert -0.5 * record.objective == pytest.approx(full.loglik_, abs=1e-6)
+
+
+def test_batched_conditional_modes_equal_the_single_objective(fitted):
+    # the dispersion test's searches at the fitted parameters: batched where the
+    # family allows (NB has a parameter of its own: one by one), the same linear
+    # predictors as one search at a time
+    from sklearn_glmm._simulate import conditional_eta, conditional_etas
+
+    _kind, est = fitted
+    Y = simulate_response(est, 12, np.random.default_rng(3))
+    batched = conditional_etas(est, Y)
+    single = np.column_stack([conditional_eta(est, Y[:, k]) for k in range(12)])
+    np.testing.assert_allclose(batched, single, rtol=1e-12, atol=1e-12)

@@ -207,15 +207,9 @@ class BatchedLaplace:
         depend on the other replicates in the batch.
         """
         self.n_batches += 1
-        d, f, q, G = self.data, self.f, self.q, self.G
+        d, q, G = self.data, self.q, self.G
         R, n = len(idx), len(d.y)
-        p, T = d.n_beta, d.n_theta
-        beta, theta = params[:, :p], params[:, p : p + T]
-        lam = np.zeros((R, q, q))
-        lam[:, f.theta_rows, f.theta_cols] = theta
-        # rows of Z Lambda, one (R, n) array per column
-        A = [sum(f.Z[:, k] * lam[:, k, col, None] for k in range(col, q)) for col in range(q)]
-        eta_fix = _rows_times(beta, d.X) + d.offset  # (R, n)
+        A, eta_fix = self._linear_parts(params)
         Y = self.Y[idx]
         const_all = _concat_const([self._const[i] for i in idx])
         fam, expand = d.family, self._expand
@@ -246,6 +240,31 @@ class BatchedLaplace:
         ok &= np.all(np.isfinite(grad), axis=1)
         out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
         return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
+
+    def _linear_parts(self, params):
+        """The rows of ``Z Lambda`` (one (R, n) array per random-effect column) and
+        ``X beta + offset`` (R, n) of every replicate's parameters (R, n_params)."""
+        d, f, q = self.data, self.f, self.q
+        p, T = d.n_beta, d.n_theta
+        beta, theta = params[:, :p], params[:, p : p + T]
+        lam = np.zeros((len(params), q, q))
+        lam[:, f.theta_rows, f.theta_cols] = theta
+        A = [sum(f.Z[:, k] * lam[:, k, col, None] for k in range(col, q)) for col in range(q)]
+        return A, _rows_times(beta, d.X) + d.offset
+
+    def conditional_etas(self, params):
+        """Linear predictors of every replicate at its conditional modes, all at the
+        same parameters ``params``: ``(ok, eta)``, (R,) whether the modes were found
+        and (R, n). The modes are unique (a log-concave family): the single
+        objective's, whatever the start."""
+        R = self.Y.shape[0]
+        P = np.tile(np.asarray(params, dtype=float), (R, 1))
+        ok, _value, _grad, U, _J = self.evaluate(np.arange(R), P, np.zeros((R, self.G * self.q)))
+        A, eta = self._linear_parts(P)
+        U = U.reshape(R, self.G, self.q)
+        for k in range(self.q):
+            eta += A[k] * self._expand(U[:, :, k])
+        return ok, eta
 
     def _modes(self, at, A, AA, U):
         """Penalised IRLS for the modes of every replicate (``Objective.pirls``): each
