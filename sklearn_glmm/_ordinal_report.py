@@ -73,6 +73,6 @@ def _scale_sentences(est, ci, level, digits) -> list[str]:
         r, a, b = (f"{v:.{digits}f}" for v in np.exp([z, lo, hi]))
         out.append(
             f"The latent scale (the spread of the latent variable) was multiplied by {r} per "
-            f"unit of {name} (exp(zeta), {pct} CI [{a}, {b}], {_fmt_p(p)})."
+            f"unit of {name} (exp(zeta), {pct} CI [{a}, {b}], {_fmt_p(p, 1 - level)})."
         )
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -9,17 +10,38 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compare import anova
 from ._confint import confint
+from ._engine.optimize import SINGULAR_TOL
+from ._performance_terms import _formula_terms
+from ._results import singular_columns
 from ._state import binary_column, binary_outcome, overdispersion_result
 from .summary import modelled_outcome
 
 
-def _fmt_p(p):
+def _fmt_p(p, alpha: float = 0.05):
+    """``p = .03``, ``p < .001``: two decimals (three below .01), more where rounding
+    would carry ``p`` across the cut ``alpha`` the sentence's verdict uses (``p = .048``,
+    not ``p = .05``, for a significant effect)."""
     if not np.isfinite(p):
         return "p = NA"
     if p < 0.001:
         return "p < .001"
-    s = f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
-    return "p = " + s.lstrip("0") if s != "1.00" else "p > .99"
+    alpha = round(alpha, 12)  # 1 - 0.95 is 0.050000000000000044
+    for d in range(3 if p < 0.01 else 2, 6):
+        s = f"{p:.{d}f}"
+        if (float(s) < alpha) == (p < alpha):
+            break
+    else:
+        return f"p < {alpha:g}".replace("0.", ".")
+    return "p = " + s.lstrip("0") if float(s) < 1.0 else "p > .99"
+
+
+def _fmt_value(v, digits):
+    """``v`` to ``digits`` decimals, or to ``digits + 1`` significant digits where that
+    would print a non-zero value as zero (an SD of 1.5e-06 per second)."""
+    v = float(v)
+    if v != 0.0 and np.isfinite(v) and abs(v) < 0.5 * 10.0**-digits:
+        return f"{v:.{digits + 1}g}"
+    return f"{v:.{digits}f}"
 
 
 def _is_binary(est, name):
@@ -32,6 +54,12 @@ def _fmt_ratio(values, digits):
     values = [float(v) for v in values]
     for d in range(digits, 6):
         out = [f"{v:.{d}f}" for v in values]
+        if len(set(out)) == len(out):
+            return out
+    # ratios within 1e-5 of each other (a coefficient of 3e-07 per second): the
+    # significant digits that tell them apart
+    for d in range(7, 16):
+        out = [f"{v:.{d}g}" for v in values]
         if len(set(out)) == len(out):
             return out
     return out
@@ -50,8 +78,13 @@ def _effect_sentences(est, ci, outcome, level, digits):
     fam = est.fit_result_.family
     link = fam.link
     ratio = _RATIO_ABBREVIATION.get(link.ratio_name)
-    # a family whose mean is not the link's (a hurdle) says what exp(beta) multiplies
+    # a family whose mean is not the link's (a hurdle) says what exp(beta) multiplies;
+    # so does a zero-inflated one whose zero part varies (exp(beta) multiplies the count
+    # part's mean, not the expected count (1 - pi) mu)
     subject, verb = fam.ratio_subject or _SUBJECTS[link.ratio_name]
+    if getattr(fam, "zero_inflated", False) and est.fit_result_.zi_design is not None:
+        subject = "The mean of the count part of {outcome} (its non-structural zeros)"
+        verb = "was"
     subject = subject.format(outcome=outcome)
     # a link without a ratio reading (probit): coefficients on the link scale
     transform = np.exp if ratio is not None else np.asarray
@@ -60,6 +93,7 @@ def _effect_sentences(est, ci, outcome, level, digits):
     out = []
     fe = est.fixed_effects_
     partners = _interaction_partners(fe.index)
+    levels = _treatment_levels(est)
     for name in fe.index:
         if name == "(Intercept)" or not np.isfinite(fe.loc[name, "estimate"]):
             continue
@@ -67,24 +101,59 @@ def _effect_sentences(est, ci, outcome, level, digits):
         r, lo, hi = _fmt_ratio(transform([b, ci.loc[name, "lower"], ci.loc[name, "upper"]]), digits)
         if ":" in name:  # an interaction: how much one variable's effect changes with another
             label = f"ratio of {ratio}s" if ratio in _RATIO_ABBREVIATION.values() else ratio
-            stat = f"{label} = {r}, {pct} CI [{lo}, {hi}], {_fmt_p(p)}"
+            stat = f"{label} = {r}, {pct} CI [{lo}, {hi}], {_fmt_p(p, 1 - level)}"
             verdict = "was not significant" if p >= 1 - level else "was significant"
             out.append(f"The interaction {name} {verdict} ({stat}).")
             continue
         binary = _is_binary(est, name)
         unit = "" if binary else " per unit"
-        stat = f"{ratio} = {r}{unit}, {pct} CI [{lo}, {hi}], {_fmt_p(p)}"
+        stat = f"{ratio} = {r}{unit}, {pct} CI [{lo}, {hi}], {_fmt_p(p, 1 - level)}"
         if name in partners:  # a main effect within an interaction: where the others are 0
             stat = f"where {' and '.join(f'{o} = 0' for o in partners[name])}; {stat}"
+        # a formula factor's dummy compares its level with the reference level (not with
+        # "every other level", which "= 0" would say)
+        one, zero = (f"{name} = 1", f"{name} = 0")
+        if name in levels:
+            var, lev, ref = levels[name]
+            one, zero = f"{var} = {lev}", f"{var} = {ref} (the reference level)"
         if p >= 1 - level:
-            what = f"{name} (1 vs 0)" if binary else name
+            what = name
+            if binary:
+                what = f"{name} (1 vs 0)" if name not in levels else f"{var} ({lev} vs {ref})"
             out.append(f"{subject} {verb} not significantly associated with {what} ({stat}).")
         elif binary:
             more = "higher" if b > 0 else "lower"
-            out.append(f"{subject} {verb} {more} for {name} = 1 than for {name} = 0 ({stat}).")
+            out.append(f"{subject} {verb} {more} for {one} than for {zero} ({stat}).")
         else:
             trend = "increased" if b > 0 else "decreased"
             out.append(f"{subject} {trend} with {name} ({stat}).")
+    return out
+
+
+def _treatment_levels(est) -> dict:
+    """Fixed-effect name -> (variable, level, reference level) of every treatment-coded
+    dummy of a formula fit's factors (``conditiondrugA``: condition, drugA, ctrl)."""
+    terms = _formula_terms(est)
+    if terms is None or not terms.treatment:
+        return {}
+    spec = est.design_info_
+    state = getattr(spec, "encoder_state", None) or {}
+    out = {}
+    for entry in spec.structure:
+        label = str(entry.term)
+        if label not in terms.treatment or len(entry.term.factors) != 1:
+            continue
+        var = str(entry.term.factors[0])
+        found = [re.search(r"\[T\.(.*)\]$", str(c)) for c in entry.columns]
+        categories = state.get(var, (None, {}))[1].get("categories")
+        if categories is None or not all(found):
+            continue
+        shown = [m.group(1) for m in found]
+        ref = [str(c) for c in categories if str(c) not in shown]
+        if len(ref) != 1:
+            continue
+        for name, lev in zip(terms.columns[label], shown):
+            out[name] = (var, lev, ref[0])
     return out
 
 
@@ -105,29 +174,50 @@ def _interaction_partners(names) -> dict:
 def _random_sentences(est, ci, digits):
     scale = est.fit_result_.family.link.scale_name
     out = []
-    for f in est.fit_result_.factors:
+    lambdas = est.fit_result_.internal_lambdas()
+    for f, L in zip(est.fit_result_.factors, lambdas):
         if getattr(f, "structure", None) is not None:
             out.append(_structured_sentence(f, ci, digits, scale))
             continue
         S = est.random_effects_cov_[f.name].to_numpy()
         sd = np.sqrt(np.clip(np.diag(S), 0, None))
+        # the fit's own singularity rule (the internal, centred and scaled Cholesky
+        # factor): not an SD below a fixed number, which depends on the units
+        flagged = set(singular_columns(L))
+        zero = np.linalg.norm(L, axis=1) < SINGULAR_TOL
         parts = []
         for k, t in enumerate(f.term.names):
             kind = "random-intercept SD" if t == "(Intercept)" else f"random-slope SD of {t}"
             row = f"sd_{t}|{f.name}"
             ci_txt = ""
             if row in ci.index and np.isfinite(ci.loc[row, "lower"]):
-                ci_txt = (
-                    f", CI [{ci.loc[row, 'lower']:.{digits}f}, {ci.loc[row, 'upper']:.{digits}f}]"
+                lo, hi = (_fmt_value(ci.loc[row, c], digits) for c in ("lower", "upper"))
+                ci_txt = f", CI [{lo}, {hi}]"
+            note = ""
+            if k in flagged:
+                note = (
+                    " (estimated at zero: a singular fit)"
+                    if zero[k]
+                    else " (perfectly correlated with the terms before it: a singular fit)"
                 )
-            zero = " (estimated at zero: a singular fit)" if sd[k] < 1e-4 else ""
-            parts.append(f"the {kind} was {sd[k]:.{digits}f}{ci_txt}{zero}")
-        if len(sd) > 1 and not f.term.diagonal and np.all(sd > 0):
-            r = S[1, 0] / (sd[0] * sd[1])
-            parts.append(f"the correlation of {f.term.names[0]} and {f.term.names[1]} was {r:.2f}")
+            parts.append(f"the {kind} was {_fmt_value(sd[k], digits)}{ci_txt}{note}")
+        if len(sd) > 1 and not f.term.diagonal:
+            parts += _correlation_parts(f.term.names, S, sd)
         txt = "; ".join(parts)
         out.append(f"Across {f.n_levels} levels of {f.name}, {txt} (on the {scale} scale).")
     return out
+
+
+def _correlation_parts(names, S, sd) -> list:
+    """``the correlation of a and b was r``, every pair of terms with non-zero SDs."""
+    pairs = [(i, j) for j in range(len(sd)) for i in range(j) if sd[i] > 0 and sd[j] > 0]
+    if len(pairs) == 1:
+        i, j = pairs[0]
+        return [f"the correlation of {names[i]} and {names[j]} was {S[j, i] / (sd[i] * sd[j]):.2f}"]
+    if not pairs:
+        return []
+    each = ", ".join(f"{names[i]} and {names[j]} {S[j, i] / (sd[i] * sd[j]):.2f}" for i, j in pairs)
+    return [f"the correlations were: {each}"]
 
 
 _STRUCTURE_WORDS = {
@@ -305,11 +395,20 @@ def report(
     observations and of levels); each fixed effect other than the intercept as an
     odds ratio (logit link), hazard ratio (cloglog), incidence-rate ratio (counts) or
     link-scale coefficient (probit), with its ``level`` interval and Wald p-value (a
-    0/1 predictor as "1 vs 0", others per unit); each grouping factor's random-effect
-    SDs (and correlation) on the link scale; the family's own parameters (NB theta,
-    zero inflation) and the Pearson overdispersion ratio where they apply; one
+    0/1 predictor as "1 vs 0", a formula factor's level against its reference level,
+    others per unit); each grouping factor's random-effect SDs (and correlations) on
+    the link scale, a zero SD or a correlation of +-1 named as the fit's singularity
+    check finds it (on the internal, unit-free scale); the family's own parameters (NB
+    theta, zero inflation) and the Pearson overdispersion ratio where they apply; one
     sentence per model in ``compare``; notes on a singular fit or on convergence. A
-    binomial model's paragraph names the class it describes (``pos_label_``).
+    binomial model's paragraph names the class it describes (``pos_label_``). Where the
+    zero inflation has predictors, a count coefficient's ratio is that of the count
+    part's mean (the expected count is ``(1 - pi) mu``), and is so worded.
+
+    p-values have two decimals (three below .01, "p < .001" below .001), more where
+    rounding would carry them across ``1 - level`` (``p = .048``, never ``p = .05`` for a
+    significant effect). Values that would print as zero at ``digits`` decimals (an SD
+    per second) get significant digits instead.
 
     Parameters
     ----------

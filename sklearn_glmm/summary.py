@@ -10,6 +10,16 @@ from ._dispersion import formula_of as dispersion_formula_of
 from ._state import pearson_quantiles
 
 
+def _format_coef(v) -> str:
+    """Six decimals, or four significant digits in exponent form where six decimals
+    would print a non-zero value as 0.000000 (an effect per second) or take more than
+    the column (lme4's printCoefmat switches to significant digits likewise)."""
+    v = float(v)
+    if np.isfinite(v) and v != 0.0 and (abs(v) < 1e-4 or abs(v) >= 1e5):
+        return f"{v:.4e}"
+    return f"{v:.6f}"
+
+
 def _signif_stars(p):
     if not np.isfinite(p):
         return ""
@@ -240,11 +250,15 @@ class Summary:
         return lines
 
     def _coef_lines(self, table):
-        lines = [f"{'':<16}{'Estimate':>11}{'Std. Error':>12}{'z value':>9}{'Pr(>|z|)':>10}"]
+        # every name in full (lme4 does not cut them: treatment_group_A and _B differ
+        # only at their end)
+        w = max([16] + [len(str(name)) + 1 for name in table.index])
+        lines = [f"{'':<{w}}{'Estimate':>12}{'Std. Error':>12}{'z value':>9}{'Pr(>|z|)':>10}"]
         for name, r in table.iterrows():
             p = r["Pr(>|z|)"]
             lines.append(
-                f"{name[:16]:<16}{r['Estimate']:>11.6f}{r['Std. Error']:>12.6f}"
+                f"{str(name):<{w}}{_format_coef(r['Estimate']):>12}"
+                f"{_format_coef(r['Std. Error']):>12}"
                 f"{r['z value']:>9.3f}{_format_p(p):>10} {_signif_stars(p)}"
             )
         return lines
