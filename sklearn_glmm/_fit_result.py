@@ -120,11 +120,20 @@ def original_lambda(T: np.ndarray, L: np.ndarray) -> np.ndarray:
     return T @ L
 
 
+_NEEDS = (
+    "(profile and bootstrap intervals, simulate, residuals, fitted, scaled_residuals, "
+    "overdispersion, anova, compare_models, the performance checks and the diagnostic plots)"
+)
 _NO_DATA = (
     "this {owner} was unpickled without its training data, which this method needs "
-    "(profile and bootstrap intervals, simulate, residuals, fitted, scaled_residuals, "
-    "overdispersion, anova and the diagnostic plots); refit it, or fit it with "
-    "keep_data=True so that its pickles keep the data."
+    + _NEEDS
+    + "; refit it, or fit it with keep_data=True so that its pickles keep the data."
+)
+_PARTITIONED = (
+    "this {owner} was fitted by partitions (sklearn_glmm.dask): its training rows stay on "
+    "the cluster's workers, and this method needs them "
+    + _NEEDS
+    + ". Fit the model in memory for it (est.fit(X.compute(), y.compute(), groups=...))."
 )
 
 
@@ -167,6 +176,7 @@ class FitResult:
     owner: str = "model"  # the estimator's class name, for messages
     training: dict | None = field(default=None, repr=False)  # objective, train
     data_summaries: dict | None = field(default=None, repr=False)  # when unpickled without data
+    partitioned: bool = False  # fitted by partitions: the rows were never here
 
     def __repr__(self):
         return (
@@ -199,7 +209,8 @@ class FitResult:
 
     def _training(self, name):
         if self.training is None:
-            raise TrainingDataError(_NO_DATA.format(owner=self.owner))
+            message = _PARTITIONED if self.partitioned else _NO_DATA
+            raise TrainingDataError(message.format(owner=self.owner))
         return self.training[name]
 
     @property

@@ -61,6 +61,7 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
         designs=(None, None, None),
         training=None,  # the rows stay on the cluster
     )
+    result = dataclasses.replace(result, partitioned=True)
     names = est._fixed_names
     rows, se_all, idx = parts.rows, parts.arrays.std_error, parts.idx
     _results.publish(est, result, record, x, int(sum(s["n_used"] for s in sums)))
@@ -158,12 +159,32 @@ def _support(est, sums) -> None:
     est._learn_support(np.array([y_max, 0.0]), np.array([top["eta_top"], -np.inf]), np.ones(2))
 
 
+def _pooled_quantiles(sums) -> np.ndarray:
+    """Quantiles of the Pearson residuals of every worker's used rows. Exact where each
+    worker sent all of them; otherwise each sampled value stands for its worker's
+    ``n_used / len(sample)`` rows (pooled unweighted, a small worker's sample outweighed
+    a large one's: the third quartile came out +0.09 instead of -0.16)."""
+    parts = [s for s in sums if len(s["r_sample"])]
+    if not parts:
+        return np.full(len(_QUANTILES), np.nan)
+    r = np.concatenate([s["r_sample"] for s in parts])
+    if all(len(s["r_sample"]) == s["n_used"] for s in parts):
+        return np.quantile(r, _QUANTILES)
+    w = np.concatenate(
+        [np.full(len(s["r_sample"]), s["n_used"] / len(s["r_sample"])) for s in parts]
+    )
+    order = np.argsort(r, kind="stable")
+    r, w = r[order], w[order]
+    # the weighted empirical distribution, at the midpoints of each value's weight
+    cum = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return np.interp(_QUANTILES, cum, r)
+
+
 def _summaries(est, sums, moms, names) -> dict:
     """The numbers ``summary`` and ``report`` read from the training rows (``_state``)."""
     res = est.fit_result_
     binary = res.family.has_trials
-    r = np.sort(np.concatenate([s["r_sample"] for s in sums]))
-    q = np.quantile(r, _QUANTILES) if len(r) else np.full(5, np.nan)
+    q = _pooled_quantiles(sums)
     q[0] = min(s["r_min"] for s in sums)
     q[-1] = max(s["r_max"] for s in sums)
     cols = np.all([m["binary_cols"][0] for m in moms], axis=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._design import _factorize
+from ._design import _factorize, _isinf, _isnull
 from ._engine.objective import ModelData, make_factor_data
 from ._engine.partitioned import PartitionModel
 from ._validation import check_numeric_columns
@@ -56,12 +56,21 @@ class Partition:
     def describe(self, name: str) -> dict:
         """Rows, column sums, non-finite values, labels and outcome values."""
         n = len(self.X)
-        self.codes, levels = _factorize(name, self.labels, n) if n else (np.zeros(0, int), [])
+        # missing labels are counted here and reported by the driver, with the data's
+        # number of rows (not this worker's)
+        labels_bad = int(np.sum(_isnull(self.labels) | _isinf(self.labels))) if n else 0
+        if n and not labels_bad:
+            self.codes, levels = _factorize(name, self.labels, n)
+        else:
+            self.codes, levels = np.zeros(n, dtype=np.intp), []
         self.codes = self.codes.astype(np.intp)
         bad_w = int(np.sum(~np.isfinite(self.w) | (self.w < 0)))
         y_vals = None
+        y_missing = 0
         if self.y_raw.dtype.kind not in "iuf" or n == 0:
-            y_vals = np.unique(self.y_raw)
+            missing = np.asarray(pd.isna(pd.Series(self.y_raw, dtype=object)), dtype=bool)
+            y_missing = int(missing.sum())
+            y_vals = np.unique(self.y_raw[~missing]) if n else np.unique(self.y_raw)
         elif len(np.unique(self.y_raw[:1000])) <= 2:
             y_vals = np.unique(self.y_raw)
             y_vals = y_vals if len(y_vals) <= 2 else y_vals[:3]
@@ -74,7 +83,10 @@ class Partition:
             levels=pd.Index(levels),
             y_values=y_vals,
             y_kind=self.y_raw.dtype.kind,
-            y_bad=int(np.sum(~np.isfinite(self.y_raw))) if self.y_raw.dtype.kind in "iuf" else 0,
+            y_bad=int(np.sum(~np.isfinite(self.y_raw)))
+            if self.y_raw.dtype.kind in "iuf"
+            else y_missing,
+            labels_bad=labels_bad,
             w_bad=bad_w,
             off_bad=int(np.sum(~np.isfinite(self.off))),
         )
@@ -97,12 +109,20 @@ class Partition:
         else:
             self.y = self.y_raw.astype(np.float64)
         self.trials = np.ones(len(self.y))
+        # centred at this partition's own means, which the driver pools with the others'
+        # (the global means it sent are a sum of the data's values: a column with a
+        # large constant part, 1e9 + x, comes back off centre by more than its
+        # variation's rounding, and the aliased-column test would see that offset)
         Xc = self.X - means
+        d = Xc.mean(axis=0) if len(Xc) else np.zeros(Xc.shape[1])
+        Xc -= d
         R = np.linalg.qr(Xc, mode="r") if Xc.shape[1] else np.zeros((0, 0))
         Xu = np.linalg.qr(self.X, mode="r") if self.X.shape[1] else np.zeros((0, 0))
         used = self.w > 0
         return dict(
             R=R,
+            mean_shift=d,
+            rows=len(Xc),
             R_raw=Xu,
             wsum=float(self.w.sum()),
             wy=float(self.w @ self.y),

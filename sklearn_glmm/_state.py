@@ -34,9 +34,14 @@ def has_data(est) -> bool:
 
 
 def pearson_quantiles(est) -> np.ndarray:
-    """Min, quartiles and max of the Pearson residuals (``summary``'s "Scaled residuals")."""
+    """Min, quartiles and max of the Pearson residuals (``summary``'s "Scaled residuals")
+    of the rows with a positive prior weight (a row of weight 0 is no observation; R's
+    summary.glm leaves them out too)."""
     if has_data(est):
-        return np.quantile(est.residuals(type="pearson"), _QUANTILES)
+        used = est.fit_result_.train["w"] > 0
+        if not used.any():
+            return np.full(len(_QUANTILES), np.nan)
+        return np.quantile(est.residuals(type="pearson")[used], _QUANTILES)
     return est.fit_result_.data_summaries["pearson_quantiles"]
 
 

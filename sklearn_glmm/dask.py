@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from . import _partitioned_results as _pres
-from ._design import build_factors, factor_names
+from ._design import _missing_labels_message, build_factors, factor_names, parse_term
 from ._engine import optimize as _opt
 from ._engine.converge import check_optimum
 from ._engine.objective import ModelData, Objective, make_factor_data
@@ -168,7 +168,21 @@ def fit_partitioned(
         _release(client, parts)
 
 
+def _stacklevel():
+    from ._warn import user_stacklevel
+
+    return user_stacklevel()
+
+
 def _check_supported(est):
+    if getattr(est, "keep_data", False):
+        warnings.warn(
+            "keep_data=True has no effect on a partitioned fit: its training rows stay on "
+            "the cluster's workers, and the methods that need them raise (fit in memory "
+            "for them).",
+            UserWarning,
+            stacklevel=_stacklevel(),
+        )
     if est._family_name not in ("binomial", "poisson", "negbin"):
         # (an ordinal model's family needs the classes of y, which fit has not read yet)
         raise NotImplementedError(
@@ -332,6 +346,9 @@ def _load(client, X, y, groups, sample_weight, offset, gname):
     # the actors hold the rows now: the partitions' own copies can go
     _release(client, futures)
     descs = _gather([a.describe(gname) for a in actors])
+    labels_bad = sum(d["labels_bad"] for d in descs)
+    if labels_bad:  # with the data's number of rows, not a worker's
+        raise ValueError(_missing_labels_message(gname, labels_bad, sum(d["n"] for d in descs)))
     info = _combine(descs, order)
     # a worker whose partitions are all empty takes no part in the fit
     keep = [k for k, d in enumerate(descs) if d["n"] > 0]
@@ -398,22 +415,29 @@ def _fit(est, family, X, gname, actors, info, t_load):
         np.array([sum(m["wt"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
         np.array([sum(m["wsum"] for m in moms)]),
     )
-    X_syn = _summary_rows(means, moms, n, est.fit_intercept)
+    X_syn, shift = _summary_rows(moms, n, est.fit_intercept)
     _, scaling = scale_design(X_syn, names, est.fit_intercept, curvature)
+    if est.fit_intercept:
+        # the rows are centred (their means 0): the centring is the data's means
+        scaling["means"] = np.asarray(means, dtype=float) + shift
     terms = "1" if est.random_effects is None else est.random_effects
+    for text in terms.values() if isinstance(terms, dict) else [terms]:
+        # before the factor is built: a structure's levels would be read from X
+        structure = parse_term(text).structure if isinstance(text, str) else None
+        if structure is not None:
+            raise NotImplementedError(
+                f"the covariance structure {structure!r} is not available in a partitioned "
+                "fit; use an unstructured or diagonal term."
+            )
     factors = build_factors(pd.Series(levels, name=gname), terms, names, len(levels), None)
     f = factors[0]
     check_distinct_labels(f.name, f.levels)
-    if f.structure is not None:
-        raise NotImplementedError(
-            f"the covariance structure {f.structure.name!r} is not available in a partitioned "
-            "fit; use an unstructured or diagonal term."
-        )
     check_quadrature_structure(est.n_agq, [f.q])
     # how the design was made, as the in-memory fit's _model_data leaves it
     pending = dict(
         scaling=scaling,
-        z_maps=(z_transform(f, X_syn),),
+        # the slopes' centring reads the rows' means: the data's
+        z_maps=(z_transform(f, X_syn + scaling["means"] if est.fit_intercept else X_syn),),
         factor_order=[gname],
         zi_design=None,
         disp_design=None,
@@ -476,7 +500,7 @@ def _check_finite(descs, n):
         raise ValueError(f"a model cannot be fitted to {n} row(s).")
     for key, what in (
         ("x_bad", "X has {} non-finite value(s) (NaN or inf); impute them or drop those rows."),
-        ("y_bad", "y has {} non-finite value(s) (NaN or inf); drop those rows."),
+        ("y_bad", "y has {} missing or non-finite value(s) (NaN, None or inf); drop those rows."),
         ("w_bad", "sample_weight has {} negative or non-finite value(s); weights must be >= 0."),
         ("off_bad", "offset has {} non-finite value(s)."),
     ):
@@ -536,25 +560,37 @@ def _check_counts(family, moms):
         )
 
 
-def _summary_rows(means, moms, n, fit_intercept) -> np.ndarray:
-    """A few rows with the data's column means, standard deviations, root mean squares
-    and Gram matrix geometry: what the internal scaling and its aliased-column test read.
+def _summary_rows(moms, n, fit_intercept) -> tuple[np.ndarray, np.ndarray]:
+    """A few rows with the data's column standard deviations, root mean squares and
+    Gram matrix geometry: what the internal scaling and its aliased-column test read;
+    and the correction to the means the partitions were centred at.
 
-    With ``R`` from the QR decomposition of the centred columns (stacked partitions'
-    factors, a tall-skinny QR), the rows ``means +- sqrt(p / n) R`` have the data's
-    means and covariance; without an intercept the uncentred ``R`` gives the data's
-    second moments.
+    Each partition sends ``R`` of its columns centred at its own means (``d`` away from
+    the global means it was sent, over ``m`` rows); stacked with the rows
+    ``sqrt(m) (d - dbar)``, their QR gives ``R`` of the columns centred at the data's
+    means (``means + dbar``: Chan's pooling of partial moments). The rows
+    ``+- sqrt(p / n) R`` have the data's covariance and means 0: the caller sets the
+    centring. Added back onto these rows, or centred at means summed from the raw
+    values, a column with a large constant part (1e9 + x) lost its variation to
+    rounding and escaped the aliased-column test. Without an intercept the uncentred
+    ``R`` gives the data's second moments.
     """
-    p = len(means)
-    if p == 0:
-        return np.zeros((2, 0))
     key = "R" if fit_intercept else "R_raw"
-    R = np.linalg.qr(np.vstack([m[key] for m in moms]), mode="r")
+    p = moms[0][key].shape[1] if moms else 0
+    if p == 0:
+        return np.zeros((2, 0)), np.zeros(0)
+    shift = np.zeros(p)
+    blocks = [m[key] for m in moms]
+    if fit_intercept:
+        rows = np.array([m["rows"] for m in moms], dtype=float)
+        d = np.array([m["mean_shift"] for m in moms])
+        shift = rows @ d / rows.sum()
+        blocks.append(np.sqrt(rows)[:, None] * (d - shift))
+    R = np.linalg.qr(np.vstack(blocks), mode="r")
     if R.shape[0] < p:
         R = np.vstack([R, np.zeros((p - R.shape[0], p))])
     A = np.sqrt(p / n) * R
-    E = np.vstack([A, -A])
-    return means + E if fit_intercept else E
+    return np.vstack([A, -A]), shift
 
 
 def _layout(n_beta, family, f, n_levels) -> ModelData:

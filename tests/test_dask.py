@@ -374,3 +374,83 @@ def test_tiny_sd_of_large_counts_as_in_memory(client):
     sd = float(np.sqrt(m_mem.random_effects_cov_["id"].iloc[0, 0]))
     assert 2e-4 < sd < 3e-4 and m_mem.converged_ and m_dask.converged_
     _same(m_mem, m_dask)
+
+
+def test_a_column_with_a_large_constant_part_is_found_aliased(client):
+    # big = 1e9 + x: its centring at means summed from the raw values was off by more
+    # than its variation's rounding; the partitioned fit kept it (intercept -1.5e10, x
+    # -15.2, every standard error NaN) where the in-memory fit drops it
+    df = _data("poisson", n_groups=150, per=12, seed=4)
+    df["big"] = 1e9 + df["x"]
+    cols = ["x", "t", "big"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m_mem = PoissonGLMM().fit(df[cols], df["y"], groups=df["id"])
+        ddf = _by_group(df, 3)
+        m_dask = fit_partitioned(PoissonGLMM(), ddf[cols], ddf["y"], ddf["id"])
+    assert np.isnan(m_mem.fixed_effects_.loc["big", "estimate"])
+    assert np.isnan(m_dask.fixed_effects_.loc["big", "estimate"])
+    np.testing.assert_allclose(
+        m_dask.fixed_effects_.loc[["(Intercept)", "x", "t"]].to_numpy(),
+        m_mem.fixed_effects_.loc[["(Intercept)", "x", "t"]].to_numpy(),
+        rtol=1e-5,
+    )
+
+
+def _quartiles(m):
+    from sklearn_glmm._state import pearson_quantiles
+
+    return pearson_quantiles(m)
+
+
+def test_residual_quartiles_of_unequal_workers_and_zero_weights(client, monkeypatch):
+    # the workers' samples were pooled unweighted (a small worker's counted as much as a
+    # large one's), and the in-memory quartiles counted rows of weight 0 (residual 0)
+    from sklearn_glmm import _partitioned_results
+
+    df = _data("poisson", n_groups=200, per=10, seed=5)
+    rng = np.random.default_rng(0)
+    df["w"] = np.where(rng.random(len(df)) < 0.25, 0.0, 1.0)
+    m_mem = PoissonGLMM().fit(df[["x", "t"]], df["y"], groups=df["id"], sample_weight=df["w"])
+    used = df["w"].to_numpy() > 0
+    exact = np.quantile(m_mem.residuals("pearson")[used], [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(_quartiles(m_mem), exact)
+    big = df[df["id"] < 180]
+    small = df[df["id"] >= 180]
+    ddf = dd.concat([dd.from_pandas(big, npartitions=1), dd.from_pandas(small, npartitions=1)])
+    m_dask = fit_partitioned(
+        PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], sample_weight=ddf["w"]
+    )
+    np.testing.assert_allclose(_quartiles(m_dask), exact, rtol=1e-10)  # every row sent
+    # samples of 300 rows per worker: each stands for its worker's rows
+    sums = [
+        dict(r_sample=np.sort(rng.normal(0, 1, 300)), n_used=9000, r_min=-5, r_max=5),
+        dict(r_sample=np.sort(rng.normal(3, 1, 300)), n_used=1000, r_min=-5, r_max=5),
+    ]
+    q = _partitioned_results._pooled_quantiles(sums)
+    assert q[2] < 0.5  # the median of 9,000 rows around 0 and 1,000 around 3 (unweighted: 1.5)
+
+
+def test_partitioned_fit_errors_say_what_is_wrong(client):
+    df = _data("poisson", n_groups=60, per=8, seed=6)
+    ddf = _by_group(df, 2)
+    with pytest.warns(UserWarning, match="keep_data=True has no effect"):
+        m = fit_partitioned(PoissonGLMM(keep_data=True), ddf[["x", "t"]], ddf["y"], ddf["id"])
+    # not "unpickled without its training data ... fit it with keep_data=True"
+    with pytest.raises(TrainingDataError, match="fitted by partitions"):
+        m.residuals()
+    # a missing group label: counted over the data's rows, not one worker's
+    bad = df.astype({"id": float})
+    bad.loc[bad.index[-1], "id"] = np.nan
+    bddf = _by_group(bad, 2)
+    with pytest.raises(ValueError, match=f"missing or infinite labels in 1 of {len(df)} row"):
+        fit_partitioned(PoissonGLMM(), bddf[["x", "t"]], bddf["y"], bddf["id"])
+    # a missing value in a text outcome (was a bare TypeError from sorting)
+    txt = df.assign(y=np.where(df["y"] > 0, "yes", "no").astype(object))
+    txt.loc[txt.index[3], "y"] = None
+    tddf = _by_group(txt, 2)
+    with pytest.raises(ValueError, match="y has 1 missing or non-finite"):
+        fit_partitioned(BinomialGLMM(), tddf[["x", "t"]], tddf["y"], tddf["id"])
+    # a covariance structure: the documented NotImplementedError (was "needs the data X")
+    with pytest.raises(NotImplementedError, match="structure 'ar1' is not available"):
+        fit_partitioned(PoissonGLMM(random_effects="ar1(t)"), ddf[["x", "t"]], ddf["y"], ddf["id"])
