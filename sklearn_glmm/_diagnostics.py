@@ -136,6 +136,8 @@ class ScaledResiduals:
         return self._sim_test("zero-inflation", obs, sim)
 
     def _sim_test(self, name, obs, sim):
+        if not len(sim):  # no simulation could be used (warned where they were left out)
+            return {"test": name, "statistic": np.nan, "p_value": np.nan}
         m = float(np.mean(sim))
         ratio = obs / m if m > 0 else np.nan
         p = 2.0 * min(np.mean(sim >= obs), np.mean(sim <= obs))
