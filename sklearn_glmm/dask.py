@@ -143,6 +143,8 @@ def fit_partitioned(
         groups = cols[0]
     y_name = getattr(y, "name", None)
     named_column = isinstance(groups, str)
+    # (read before the arrays become frames of their own index)
+    unshufflable = _unshufflable(X, y, groups, sample_weight, offset)
     X, y, groups, sample_weight, offset, gname, columns = _collections(
         X, y, groups, sample_weight, offset
     )
@@ -158,6 +160,15 @@ def fit_partitioned(
                 "grouping column), or pass split_groups='shuffle'."
             )
         _release(client, parts)
+        if unshufflable:
+            raise ValueError(
+                f"{info['split']} group(s) of {gname!r} have rows in more than one partition, "
+                "and split_groups='shuffle' moves rows by their index: it needs X as a Dask "
+                "DataFrame and y, groups, sample_weight and offset as Dask Series of the same "
+                f"frame (got {', '.join(unshufflable)} as another type). Pass columns of one "
+                "Dask DataFrame (ddf[cols], ddf['y'], ddf['id']), or shuffle it yourself "
+                "(ddf.shuffle(on='id'))."
+            )
         X, y, groups, sample_weight, offset = _shuffle(X, y, groups, sample_weight, offset)
         parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
     try:
@@ -298,6 +309,18 @@ def _collections(X, y, groups, sample_weight, offset):
     if gname is None:
         gname = factor_names(pd.Series([], name=getattr(groups, "name", None)))[0]
     return X, y, groups, sample_weight, offset, gname, columns
+
+
+def _unshufflable(X, y, groups, sample_weight, offset) -> list:
+    """The inputs that ``split_groups='shuffle'`` cannot move: it moves rows by their
+    index, and a Dask array becomes a frame of a fresh index, which does not line up
+    with the others'."""
+    import dask.dataframe as dd
+
+    given = [("y", y), ("groups", groups), ("sample_weight", sample_weight), ("offset", offset)]
+    frames = (str, dd.Series, dd.DataFrame)
+    out = [nm for nm, v in given if v is not None and not isinstance(v, frames)]
+    return (["X"] if not isinstance(X, dd.DataFrame) else []) + out
 
 
 def _shuffle(X, y, groups, sample_weight, offset):

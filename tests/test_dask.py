@@ -454,3 +454,14 @@ def test_partitioned_fit_errors_say_what_is_wrong(client):
     # a covariance structure: the documented NotImplementedError (was "needs the data X")
     with pytest.raises(NotImplementedError, match="structure 'ar1' is not available"):
         fit_partitioned(PoissonGLMM(random_effects="ar1(t)"), ddf[["x", "t"]], ddf["y"], ddf["id"])
+
+
+def test_shuffle_of_dask_arrays_says_what_it_needs(client):
+    # Dask arrays get an index of their own: the shuffle failed with dask's "Unable to
+    # concatenate DataFrame with unknown division"
+    df = _data("poisson", n_groups=60, per=8, seed=7).sample(frac=1, random_state=0)
+    ddf = dd.from_pandas(df, npartitions=3, sort=False)  # groups split over partitions
+    y = ddf["y"].to_dask_array(lengths=True)
+    g = ddf["id"].to_dask_array(lengths=True)
+    with pytest.raises(ValueError, match="needs X as a Dask DataFrame and y, groups"):
+        fit_partitioned(PoissonGLMM(), ddf[["x", "t"]], y, g, split_groups="shuffle")
