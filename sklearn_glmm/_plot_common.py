@@ -109,9 +109,14 @@ def model_inputs(est, data, groups):
         from .formula import design_matrix
 
         X = with_data_columns(est, design_matrix(est.design_info_, data), data)
-        names = list(est.fit_result_.factor_order)
-        if groups is None and names and all(c in data.columns for c in names):
-            groups = data[names]
+        state = getattr(est, "_formula", None)
+        if groups is None and state is not None and state.group_variables:
+            if all(c in data.columns for c in state.group_variables):
+                # the formula's factors from their variables: nested (g/h) and
+                # interaction (g:h) factors are not columns of the data themselves
+                from .formula import _group_frame
+
+                groups = _group_frame(state.bars, data)[list(est.fit_result_.factor_order)]
     elif frame and hasattr(est, "feature_names_in_"):
         X = data[list(est.feature_names_in_)]
     else:
@@ -149,9 +154,21 @@ def link_predictions(est, X, groups, offset=None) -> np.ndarray:
     return est._linear_predictor(X, groups, offset, "zero")[0]
 
 
-def row_offset(data, offset, n: int):
-    """The rows' offset from a column name or an array (None: none given)."""
-    return None if offset is None else column_values(data, offset, n, "offset").astype(float)
+def row_offset(data, offset, n: int, est=None):
+    """The rows' offset from a column name or an array; without one, a formula model's
+    own (its ``offset()`` terms or offset column, evaluated on ``data`` as its predict
+    does; the design built from the data does not carry it); None otherwise."""
+    if offset is not None:
+        return column_values(data, offset, n, "offset").astype(float)
+    state = getattr(est, "_formula", None)
+    if state is None or not isinstance(data, pd.DataFrame):
+        return None
+    if not (state.offsets or state.offset_column):
+        return None
+    needed = list(state.offset_variables) + ([state.offset_column] if state.offset_column else [])
+    if not all(c in data.columns for c in needed):
+        return None  # predict says what is missing
+    return est._raw_offset(data, None, np.ones(n, dtype=bool))
 
 
 def choose_ids(ids: np.ndarray, n_ids: int, chosen, random_state) -> np.ndarray:

@@ -21,6 +21,7 @@ from ._plot_common import (
     model_label,
     probability_axis,
     row_labels,
+    row_offset,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -406,7 +407,8 @@ def plot_rootogram(
         yv, w = np.asarray(y, dtype=float), np.ones(len(y))
         K = _default_max_count(yv) if max_count is None else int(max_count)
         # predict_proba's last column is the tail P(Y >= K): the pooled "K+" bin
-        expected = w @ est.predict_proba(Xp, g_pred, offset=offset, max_count=K)
+        off = row_offset(X, offset, len(yv), est)
+        expected = w @ est.predict_proba(Xp, g_pred, offset=off, max_count=K)
     observed = np.bincount(np.clip(yv, 0, K).astype(int), weights=w, minlength=K + 1)
     ax = axes_or_new(ax)
     ks = np.arange(K + 1)

@@ -68,7 +68,7 @@ def plot_category_probabilities(
     X, g, _ = model_inputs(model, data, groups)
     t = column_values(data, time, len(data), "time")
     order = np.argsort(t, kind="stable")
-    off = row_offset(data, offset, len(data))
+    off = row_offset(data, offset, len(data), model)
     proba = model.predict_proba(X, g, offset=off, population=population)
     p = _lowest_first(model, proba)[order]
     t = t[order]
@@ -106,7 +106,7 @@ def category_proportions(model, data, y, time, groups=None, *, population="margi
     X, g, _ = model_inputs(model, data, groups)
     t = column_values(data, time, len(data), "time")
     yv = column_values(data, y, len(data), "y")
-    off = row_offset(data, offset, len(data))
+    off = row_offset(data, offset, len(data), model)
     p = _lowest_first(model, model.predict_proba(X, g, offset=off, population=population))
     labels = list(model.class_order_)
     codes = pd.Index(labels).get_indexer(yv)

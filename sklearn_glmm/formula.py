@@ -33,6 +33,7 @@ order, R's under ``LC_COLLATE=C``) and ``True`` is the success of a logical outc
 from __future__ import annotations
 
 import ast
+import copy
 import re
 import warnings
 from contextlib import contextmanager
@@ -353,7 +354,22 @@ def _r_factors(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
     cats = [c for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)]
     if cats:
         data = data.assign(**{c: data[c].cat.remove_unused_categories() for c in cats})
+    # pandas' string dtypes (convert_dtypes(), pyarrow-backed frames) as the text they
+    # hold: formula parsing would read them as numbers ("1", "2", "3" as one numeric
+    # covariate where R fits a factor)
+    texts = [c for c in data.columns if _is_text_dtype(data[c].dtype)]
+    if texts:
+        data = data.assign(
+            **{c: data[c].astype(object).where(data[c].notna(), np.nan) for c in texts}
+        )
     return _r_logicals(data, leave)
+
+
+def _is_text_dtype(dtype) -> bool:
+    """pandas' string dtypes (python or pyarrow storage), not object."""
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    return isinstance(dtype, pd.ArrowDtype) and dtype.kind in "OU"
 
 
 def _r_logicals(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
@@ -656,14 +672,50 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
     _formulaic()
     from formulaic.errors import DataMismatchWarning
 
+    data = _fitted_kinds(model_spec, _r_factors(data))
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataMismatchWarning)
         try:
             with _our_errors():
-                matrix = model_spec.get_model_matrix(_r_factors(data), context=_context())
+                # a copy: formulaic updates the spec's encoder state in place
+                spec = copy.deepcopy(model_spec)
+                matrix = spec.get_model_matrix(data, context=_context())
         except DataMismatchWarning as exc:
             raise ValueError(_new_levels_message(model_spec, exc)) from None
     return _r_frame(matrix)[0]
+
+
+def _fitted_kinds(model_spec, data: pd.DataFrame) -> pd.DataFrame:
+    """New data's columns as the fit read them: a variable fitted as a factor and given
+    as numbers (or logical values) is matched to the fitted levels where those are
+    numbers, and refused otherwise; formulaic would copy the number into every dummy
+    column of the factor without a word (R: "contrasts apply only to factors")."""
+    state = getattr(model_spec, "encoder_state", None) or {}
+    changed = {}
+    for name, (kind, info) in state.items():
+        if name not in data.columns or getattr(kind, "value", kind) != "categorical":
+            continue
+        col = data[name]
+        if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
+            continue
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            continue
+        levels = list((info or {}).get("categories") or [])
+        numeric = all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            for v in levels
+        )
+        values = col[col.notna()]
+        if levels and numeric and values.isin(levels).all():
+            changed[name] = pd.Categorical(col, categories=levels)
+            continue
+        raise ValueError(
+            f"column {name!r} was a factor in fit (levels {levels[:6]}"
+            f"{', ...' if len(levels) > 6 else ''}) but holds numbers in the new data, "
+            "which are not its levels; give it as in fit (text, or a pandas Categorical "
+            "with the fitted levels). R: 'contrasts apply only to factors'."
+        )
+    return data.assign(**changed) if changed else data
 
 
 def _new_levels_message(model_spec, warning) -> str:

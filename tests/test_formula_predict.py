@@ -356,3 +356,95 @@ def test_nested_labels_of_new_data_with_a_missing_code():
     # the row without its sub-group keeps the group's effect alone
     only_g = m.predict(nd.iloc[[3]].drop(columns="g2").assign(g2=99), type="link")
     np.testing.assert_allclose(part[3], only_g[0], rtol=1e-12)
+
+
+def _factor_data(seed=0):
+    rng = np.random.default_rng(seed)
+    n = 300
+    d = pd.DataFrame(
+        {
+            "h": rng.integers(1, 4, n),
+            "x": rng.normal(size=n),
+            "g": np.repeat(np.arange(30), 10),
+            "t": rng.uniform(1, 5, n),
+        }
+    )
+    eta = 0.3 + 0.4 * (d.h == 2) + 0.1 * (d.h == 3) + 0.1 * d.x + rng.normal(0, 0.5, 30)[d.g]
+    d["yc"] = rng.poisson(np.exp(eta + np.log(d.t)))
+    return d
+
+
+def test_a_factor_given_as_numbers_in_new_data():
+    # formulaic copied the number into every dummy column (hs2 = hs3 = value), without a
+    # word: predictions up to 1.6 off on the link scale, contrast(d.assign(hs=3),
+    # d.assign(hs=1)) a rate ratio of 3.28 for exp(hs3) = 1.15
+    from sklearn_glmm.formula import glmer
+
+    d = _factor_data()
+    text = d.assign(hs=d.h.astype(str))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("yc ~ hs + x + (1 | g)", text, family="poisson")
+    with pytest.raises(ValueError, match="'hs' was a factor in fit"):
+        m.predict(text.assign(hs=d.h))
+    spec_before = repr(m.design_info_.encoder_state)
+    with pytest.raises(ValueError):
+        m.predict(text.assign(hs=d.h.astype(float)))
+    assert repr(m.design_info_.encoder_state) == spec_before  # the fitted spec untouched
+    cat = d.assign(hs=pd.Categorical(d.h))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mc = glmer("yc ~ hs + x + (1 | g)", cat, family="poisson")
+    # numbers that are the fitted levels (a Categorical of ints) are those levels
+    np.testing.assert_allclose(mc.predict(cat.assign(hs=d.h)), mc.predict(cat), rtol=1e-12)
+    ratio = mc.contrast(cat.assign(hs=3), cat.assign(hs=1), kind="ratio")
+    want = np.exp(mc.fixed_effects_.loc["hs3", "estimate"])
+    assert ratio.loc["conditional", "estimate"] == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["string", "string[pyarrow]"])
+def test_pandas_string_columns_are_factors(dtype):
+    # read as numbers by the formula parser: "1", "2", "3" fitted as one numeric
+    # covariate (logLik -661.10 where R's factor fit has -648.22)
+    pytest.importorskip("pyarrow") if "pyarrow" in dtype else None
+    from sklearn_glmm.formula import glmer
+
+    d = _factor_data(1)
+    text = d.assign(hs=d.h.astype(str))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = glmer("yc ~ hs + x + (1 | g)", text, family="poisson")
+        m = glmer("yc ~ hs + x + (1 | g)", text.astype({"hs": dtype}), family="poisson")
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "hs2", "hs3", "x"]
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-8)
+    np.testing.assert_allclose(ref.predict(text.astype({"hs": dtype})), ref.predict(text))
+
+
+def test_plots_and_marginal_coefs_read_nested_groups_and_formula_offsets():
+    # nested (g/h) factors are no data columns: the plots' "conditional" predictions
+    # were population-averaged; a formula's offset() was dropped (marginal_coefs at
+    # exposure 1 with a warning, the plots raised although the data held t)
+    from sklearn_glmm import plotting as P
+    from sklearn_glmm.formula import glmer
+    from sklearn_glmm.marginal import marginal_coefs
+
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = _factor_data(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("yc ~ x + offset(log(t)) + (1 | g/h)", d, family="poisson")
+    want = pd.Series(m.predict(d)).groupby(d.h.to_numpy()).mean().to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = P.plot_predicted_vs_observed(m, d, time="h", y="yc")
+        np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), want, rtol=1e-10)
+        mc = marginal_coefs(m, d)
+    plt.close("all")
+    np.testing.assert_allclose(
+        mc["estimate"], marginal_coefs(m, d, offset=np.log(d.t))["estimate"], rtol=1e-12
+    )
