@@ -359,6 +359,18 @@ class _BaseGLMM(BaseEstimator):
             return fit_partitioned(
                 self, X, y, groups, sample_weight=sample_weight, offset=offset, **fit_params
             )
+        # a fit that raises leaves the estimator as it was: the inputs are read (new
+        # classes_, pos_label_, feature names) before a later check can refuse them, and
+        # a previous fit's coefficients would then predict under the new labels
+        before = dict(self.__dict__)
+        try:
+            return self._fit(X, y, groups, sample_weight, offset, fit_params)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, X, y, groups, sample_weight, offset, fit_params):
         self._check_params()
         # other libraries' series (polars, pyarrow, ...) as pandas: their names are kept
         y, groups = as_pandas(y), as_pandas(groups)

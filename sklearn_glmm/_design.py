@@ -298,7 +298,8 @@ def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
     A DataFrame names its factors: its columns are matched to the fitted factors by
     name, in any order (a DataFrame with other names raises, unless the model was
     fitted from unnamed columns ``g0``, ``g1``, ...: read by position then, with a
-    warning). Arrays and a single Series are read by position.
+    warning; one factor fitted unnamed, ``group``, is read by position). Arrays and a
+    single Series are read by position.
     """
     cols = groups_columns(groups, n_samples)
     if len(cols) != len(factor_order):
@@ -307,6 +308,17 @@ def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
             f"{len(factor_order)}: {factor_order}."
         )
     frame = as_pandas(groups)
+    if isinstance(frame, pd.DataFrame) and len(cols) == 1:
+        # one factor: a DataFrame names it too (a frame of 'site' read as the fitted
+        # 'id' put the sites' labels on people); fitted from an unnamed array or
+        # Series ('group'), it is read by position
+        name = str(frame.columns[0])
+        if name != factor_order[0] and factor_order[0] != "group":
+            raise ValueError(
+                f"groups' column {name!r} is not the fitted grouping factor "
+                f"{factor_order[0]!r}: name it as in fit, or pass a Series or an array to "
+                "read it by position."
+            )
     if isinstance(frame, pd.DataFrame) and len(cols) > 1:
         names = [str(c) for c in frame.columns]
         unnamed = list(factor_order) == [f"g{k}" for k in range(len(factor_order))]

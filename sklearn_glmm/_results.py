@@ -640,6 +640,13 @@ def _set_family_params(est, extra, V, start, data, pending, arrays):
 
     block_se = {}
     blocks = data.family.blocks
+    # a previous fit's family parameters go (theta_ of an NB2 fit is no estimate of a
+    # refit as NB1 or Poisson)
+    for name in est.__dict__.pop("_family_attributes", ()):
+        est.__dict__.pop(name, None)
+    est._family_attributes = [
+        name for b in blocks for name in (b.attribute, b.attribute[:-1] + "_at_boundary_")
+    ]
     designs = data.extra_designs or (None,) * len(blocks)
     effects = _BlockEffects(pending["block_designs"], blocks, arrays)
     j = 0

@@ -106,6 +106,16 @@ def _outcome(model, y, trials):
         return encode(y), np.ones(n)
     if not model.fit_result_.family.has_trials:
         return np.asarray(y, dtype=float), np.ones(n)
+    if trials is not None and not getattr(model, "_with_trials", False):
+        # a model of 0/1 labels: y holds labels (pos_label_ the modelled one), whatever
+        # trials of one say; read as successes they scored the other class with
+        # pos_label=0
+        if np.any(np.asarray(trials, dtype=float) != 1.0):
+            raise ValueError(
+                "trials were given, but the model was fitted to 0/1 outcomes without "
+                "trials: its scores read y as its labels."
+            )
+        trials = None
     if trials is not None:
         return np.asarray(y, dtype=float), np.asarray(trials, dtype=float)
     if getattr(model, "_with_trials", False):

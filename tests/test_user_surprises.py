@@ -768,3 +768,67 @@ def _quiet_but(category, fun, *args, **kwargs):
         warnings.simplefilter("ignore")
         warnings.simplefilter("always", category)
         return fun(*args, **kwargs)
+
+
+def _binary_frame(seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(40), 8)
+    x = rng.normal(size=len(g))
+    p = 1 / (1 + np.exp(-(0.2 + 0.8 * x + rng.normal(0, 1, 40)[g])))
+    y = np.where(rng.random(len(g)) < p, "yes", "no")
+    return pd.DataFrame({"x": x}), y, g
+
+
+def test_a_fit_that_raises_leaves_the_estimator_as_it_was():
+    # the new pos_label_ was set before the missing groups raised, and the old
+    # coefficients then predicted the other class (P(yes) 0.44 -> 0.56)
+    X, y, g = _binary_frame()
+    m = BinomialGLMM().fit(X, y, groups=g)
+    before = m.predict_proba(X, groups=g)
+    with pytest.raises(ValueError, match="no groups"):
+        m.set_params(pos_label="no", random_effects="1").fit(X, y)
+    assert m.pos_label_ == "yes"
+    np.testing.assert_array_equal(m.predict_proba(X, groups=g), before)
+
+
+def test_a_refit_drops_the_family_parameters_of_the_previous_fit():
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(30), 10)
+    X = pd.DataFrame({"x": rng.normal(size=len(g))})
+    y = rng.negative_binomial(3, 3 / (3 + np.exp(0.5 + 0.3 * X.x + rng.normal(0, 0.4, 30)[g])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NegBinGLMM().fit(X, y, groups=g)
+        assert hasattr(m, "theta_")
+        m.set_params(family="nbinom1").fit(X, y, groups=g)
+    assert hasattr(m, "phi_") and not hasattr(m, "theta_")
+    assert not hasattr(m, "theta_at_boundary_")
+
+
+def test_one_grouping_factor_named_otherwise_at_predict_raises():
+    # a frame of 'site' was read as the fitted 'id' (the sites' labels put on people)
+    X, y, g = _binary_frame(2)
+    G = pd.DataFrame({"id": g, "site": g % 7})
+    m = BinomialGLMM().fit(X, y, groups=G[["id"]])
+    with pytest.raises(ValueError, match="'site' is not the fitted grouping factor 'id'"):
+        m.predict_proba(X, groups=G[["site"]])
+    np.testing.assert_array_equal(
+        m.predict_proba(X, groups=G[["id"]]), m.predict_proba(X, groups=G["id"])
+    )
+    unnamed = BinomialGLMM().fit(X, y, groups=g)  # fitted unnamed: read by position
+    np.testing.assert_array_equal(
+        unnamed.predict_proba(X, groups=G[["id"]]), unnamed.predict_proba(X, groups=g)
+    )
+
+
+def test_scorers_of_a_label_model_read_labels_whatever_trials_of_one_say():
+    # with pos_label=0, trials of one made y successes of the other class (-1.22 for -0.50)
+    from sklearn_glmm.model_selection import mean_log_likelihood
+
+    X, y, g = _binary_frame(3)
+    y01 = (y == "yes").astype(int)
+    m = BinomialGLMM(pos_label=0).fit(X, y01, groups=g)
+    plain = mean_log_likelihood(m, X, y01, groups=g)
+    assert mean_log_likelihood(m, X, y01, groups=g, trials=np.ones(len(y01))) == plain
+    with pytest.raises(ValueError, match="fitted to 0/1 outcomes without trials"):
+        mean_log_likelihood(m, X, y01, groups=g, trials=np.full(len(y01), 2.0))
