@@ -377,11 +377,7 @@ def _r_logicals(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
     them: a factor with the levels FALSE and TRUE, both always (``bTRUE`` under the
     treatment contrasts; ``0 + b``, ``b:x`` and ``(0 + b | g)`` with a column per level).
     As 0/1 numbers they would give other models for those terms."""
-    logical = [
-        c
-        for c in data.columns
-        if c not in leave and (data[c].dtype == bool or isinstance(data[c].dtype, pd.BooleanDtype))
-    ]
+    logical = [c for c in data.columns if c not in leave and _is_logical(data[c])]
     if not logical:
         return data
     return data.assign(
@@ -392,6 +388,17 @@ def _r_logicals(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
             for c in logical
         }
     )
+
+
+def _is_logical(col: pd.Series) -> bool:
+    """A bool column, or an object column of True/False with missing values (what
+    pandas makes of a logical column holding NA)."""
+    if col.dtype == bool or isinstance(col.dtype, pd.BooleanDtype):
+        return True
+    if col.dtype != object:
+        return False
+    present = col[col.notna()]
+    return len(present) > 0 and all(isinstance(v, (bool, np.bool_)) for v in present)
 
 
 def _complete_rows(data: pd.DataFrame, pieces: _Pieces) -> np.ndarray:

@@ -448,3 +448,21 @@ def test_plots_and_marginal_coefs_read_nested_groups_and_formula_offsets():
     np.testing.assert_allclose(
         mc["estimate"], marginal_coefs(m, d, offset=np.log(d.t))["estimate"], rtol=1e-12
     )
+
+
+def test_a_logical_column_with_missing_values_is_a_factor():
+    # pandas stores a logical column with NA as object: it was not coded as R's
+    # FALSE/TRUE factor (coefficient bTrue, predictions refused as new levels)
+    d = _factor_data(3)
+    d["b"] = (d.x > 0).astype(object)
+    d.loc[d.index[5], "b"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("yc ~ b + x + (1 | g)", d, family="poisson")
+    assert "bTRUE" in m.fixed_effects_.index
+    new = d.head(4).copy()
+    new.loc[new.index[1], "b"] = None
+    p = m.predict(new, type="link")
+    assert np.isnan(p[1]) and np.all(np.isfinite(p[[0, 2, 3]]))
+    clean = d.head(4).assign(b=(d.x.head(4) > 0))
+    np.testing.assert_allclose(p[[0, 2, 3]], m.predict(clean, type="link")[[0, 2, 3]])
