@@ -95,7 +95,7 @@ def _new_rows(est, X, offset, sample_weight):
     res = est.fit_result_
     Xm, _, _ = model_inputs(est, X, None)
     if offset is None:  # a formula model's own offset, read from the data
-        offset = row_offset(X, None, len(Xm), est)
+        offset = row_offset(X, None, len(X), est)
     Xa, off, _, _ = _prep(est, Xm, offset)
     # X_original beta = X_original J beta_internal
     Xi = res.fixed_design(Xa) @ res.beta_jacobian()
