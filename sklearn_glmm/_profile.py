@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._engine.converge import at_bound
 from ._engine.optimize import _run_lbfgsb, single_threaded_blas
 from ._fit_result import objective_lock
 from ._results import internal_lambda, original_lambda
@@ -815,8 +816,14 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
         z, x = prof.zeta(k, v, p0)
         trace.append((v, z))
         g = abs(z) - zc
-        if abs(g) < _ZETA_TOL or abs(v1 - v0) < 1e-9 * max(1.0, abs(v)):
-            return v
+        if abs(g) < _ZETA_TOL:
+            return _checked_limit(prof, k, v, x)
+        if abs(v1 - v0) < 1e-9 * max(1.0, abs(v)):
+            if abs(g1 - g0) > 0.25:  # |zeta| jumps across the cutoff: no crossing
+                return _undetermined(
+                    prof, k, v, f"|zeta| jumps from {g0 + zc:.3g} to {g1 + zc:.3g} there"
+                )
+            return _checked_limit(prof, k, v, x)
         if g < 0:
             v0, g0, p0 = v, g, x
             if side == -1:
@@ -828,6 +835,69 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
                 g0 *= 0.5
             side = 1
     return v
+
+
+def _checked_limit(prof: Profiler, k: int, v: float, x) -> float:
+    """``v``, unless the profile's other parameters sit on an internal bound there that
+    they were off at the estimate: the minimum over them is then held by the bound, the
+    deviance there too large and the limit too near (a zero-inflation coefficient whose
+    intercept ran to its bound reported -41.4 where the profile stays flat to -inf)."""
+    bounds = prof.bounds_x
+    held = at_bound(np.asarray(x, dtype=float), bounds) & ~at_bound(prof.x_hat, bounds)
+    # the bounds of a zero-inflation or dispersion block with predictors hold its
+    # centred coordinates, which a moving slope drags; the others are the domain's
+    # edges (a variance of 0, theta at its Poisson limit), where the minimum is the
+    # profile's
+    held &= _design_block_coordinates(prof.est, len(bounds))
+    if not held.any():
+        return v
+    moving = _moving_coordinates(prof, k, x)
+    held &= ~moving
+    if not held.any():
+        return v
+    return _undetermined(prof, k, v, "the other parameters reach an internal bound there")
+
+
+def _design_block_coordinates(est, n: int) -> np.ndarray:
+    """The internal coordinates of the family blocks that have a design."""
+    res = est.fit_result_
+    out = np.zeros(n, dtype=bool)
+    designs = res.block_designs
+    if designs is None:
+        return out
+    j = res.layout.n_beta + res.layout.n_theta
+    for D in designs:
+        width = 1 if D is None else len(D.names)
+        if D is not None:
+            out[j : j + width] = True
+        j += width
+    return out
+
+
+def _moving_coordinates(prof: Profiler, k: int, x) -> np.ndarray:
+    """The internal coordinates that move the reported parameter ``k``."""
+    x = np.asarray(x, dtype=float)
+    out = np.zeros(len(x), dtype=bool)
+    base = prof.pmap.to_phi(x)[k]
+    for i in range(len(x)):
+        h = 1e-6 * max(1.0, abs(x[i]))
+        up = x.copy()
+        up[i] += h
+        out[i] = abs(prof.pmap.to_phi(up)[k] - base) > 1e-12 * max(1.0, abs(base))
+    return out
+
+
+def _undetermined(prof: Profiler, k: int, v: float, why: str) -> float:
+    """NaN with a warning: the profile does not cross its cutoff cleanly near ``v``."""
+    warnings.warn(
+        f"the profile limit of {prof.pmap.names[k]} is not determined (NaN): near "
+        f"{v:.6g} {why}, so the profile there is not the likelihood's. Its Wald interval, "
+        "or method='bootstrap', gives an interval; a profile that levels off below the "
+        "cutoff means an unbounded limit.",
+        ProfileWarning,
+        stacklevel=user_stacklevel(),
+    )
+    return np.nan
 
 
 def profile_parameter(est, k: int, level: float, se_k: float, max_iter=500, tol=1e-10):

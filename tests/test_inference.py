@@ -820,3 +820,17 @@ def test_profile_coverage_random_intercept_sd():
         ci = m.confint(parm="random", method="profile")
         hits.append(ci["lower"].iloc[0] <= info["re_sd"] <= ci["upper"].iloc[0])
     assert 0.91 <= np.mean(hits) <= 0.985
+
+
+def test_chi_bar_p_value_of_a_statistic_at_zero_is_one():
+    # the NB2 fit of Poisson data ends at theta's bound, its log-likelihood 1.6e-10 above
+    # the Poisson one: the chi-bar p-value was 1 or 0.49999 by its sign
+    rng = np.random.default_rng(14)
+    g = np.repeat(np.arange(40), 10)
+    X = pd.DataFrame({"x": rng.normal(size=len(g))})
+    y = rng.poisson(np.exp(0.5 + 0.3 * X.x + rng.normal(0, 0.5, 40)[g]))
+    pois = _quiet_fit(PoissonGLMM(), X, y, g)
+    nb = _quiet_fit(NegBinGLMM(), X, y, g)
+    t = anova(pois, nb)
+    assert abs(t["Chisq"].iloc[1]) < 1e-6
+    assert t["Pr(>Chisq) chi-bar"].iloc[1] == 1.0

@@ -7,6 +7,7 @@ Reference fits: ``tests/fixtures/zi_predictors/zi.json``, written by ``make_zi.R
 
 from __future__ import annotations
 
+import warnings
 from functools import cache
 
 import numpy as np
@@ -378,3 +379,30 @@ def test_gradient_with_a_random_slope():
         dn[k] -= 1e-5
         fd = (obj.evaluate(up) - obj.evaluate(dn)) / 2e-5
         assert grad[k] == pytest.approx(fd, rel=1e-5, abs=1e-5), k
+
+
+def test_a_profile_held_by_a_centred_bound_gives_no_limit():
+    # the w = 1 rows have few structural zeros: the profile of zi~w levels off (-0.52)
+    # towards -inf, as glmmTMB's; past -40 the zero part's centred intercept was held
+    # at its internal bound, the deviance climbed and -41.4 was reported as the limit
+    from sklearn_glmm.exceptions import ProfileWarning
+    from sklearn_glmm.formula import glmmTMB
+
+    rng = np.random.default_rng(3)
+    G, m = 30, 10
+    g = np.repeat(np.arange(G), m)
+    n = G * m
+    x = rng.normal(size=n)
+    w = rng.integers(0, 2, n).astype(float)
+    b = rng.normal(0, 0.5, G)[g]
+    mu = np.exp(0.8 + 0.4 * x + b)
+    pz = np.where(w == 1, 0.03, 0.3)
+    y = np.where(rng.random(n) < pz, 0, rng.negative_binomial(3.0, 3.0 / (3.0 + mu)))
+    d = pd.DataFrame(dict(g=g.astype(str), x=x, w=w, y=y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mm = glmmTMB("y ~ x + w + (1|g)", d, family="nbinom2", ziformula="~w")
+    with pytest.warns(ProfileWarning, match="limit of zi~w is not determined"):
+        ci = mm.confint(method="profile", parm=["zi~w"])
+    assert np.isnan(ci.loc["zi~w", "lower"])
+    assert -1.0 < ci.loc["zi~w", "upper"] < -0.85  # glmmTMB: -0.926
