@@ -819,7 +819,9 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
         if abs(g) < _ZETA_TOL:
             return _checked_limit(prof, k, v, x)
         if abs(v1 - v0) < 1e-9 * max(1.0, abs(v)):
-            if abs(g1 - g0) > 0.25:  # |zeta| jumps across the cutoff: no crossing
+            # |zeta| jumps across the cutoff: no crossing (an infinite zeta is the
+            # covariance's domain ending there, which _unresolved has said)
+            if np.isfinite(g1) and np.isfinite(g0) and abs(g1 - g0) > 0.25:
                 return _undetermined(
                     prof, k, v, f"|zeta| jumps from {g0 + zc:.3g} to {g1 + zc:.3g} there"
                 )
