@@ -718,14 +718,7 @@ class Profiler:
             return pm.to_phi(x)[k] - value
 
         def gap_jac(x):
-            h = 1e-7 * np.maximum(1.0, np.abs(x))
-            out = np.empty(len(x))
-            for i in range(len(x)):
-                up, dn = x.copy(), x.copy()
-                up[i] += h[i]
-                dn[i] -= h[i]
-                out[i] = (pm.to_phi(up)[k] - pm.to_phi(dn)[k]) / (2 * h[i])
-            return out
+            return _phi_gradient(pm, k, x)
 
         bounds = [(lo, hi) for lo, hi in self.bounds_x]
         x0 = np.clip(
@@ -853,8 +846,7 @@ def _checked_limit(prof: Profiler, k: int, v: float, x) -> float:
     held &= _design_block_coordinates(prof.est, len(bounds))
     if not held.any():
         return v
-    moving = _moving_coordinates(prof, k, x)
-    held &= ~moving
+    held &= _phi_gradient(prof.pmap, k, x) == 0.0  # not the coordinates that move it
     if not held.any():
         return v
     return _undetermined(prof, k, v, "the other parameters reach an internal bound there")
@@ -876,16 +868,17 @@ def _design_block_coordinates(est, n: int) -> np.ndarray:
     return out
 
 
-def _moving_coordinates(prof: Profiler, k: int, x) -> np.ndarray:
-    """The internal coordinates that move the reported parameter ``k``."""
+def _phi_gradient(pm, k: int, x) -> np.ndarray:
+    """Central differences of the reported parameter ``k`` in the internal ones (exactly
+    0 for a coordinate that does not move it)."""
     x = np.asarray(x, dtype=float)
-    out = np.zeros(len(x), dtype=bool)
-    base = prof.pmap.to_phi(x)[k]
+    h = 1e-7 * np.maximum(1.0, np.abs(x))
+    out = np.empty(len(x))
     for i in range(len(x)):
-        h = 1e-6 * max(1.0, abs(x[i]))
-        up = x.copy()
-        up[i] += h
-        out[i] = abs(prof.pmap.to_phi(up)[k] - base) > 1e-12 * max(1.0, abs(base))
+        up, dn = x.copy(), x.copy()
+        up[i] += h[i]
+        dn[i] -= h[i]
+        out[i] = (pm.to_phi(up)[k] - pm.to_phi(dn)[k]) / (2 * h[i])
     return out
 
 

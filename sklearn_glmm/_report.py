@@ -78,13 +78,11 @@ def _effect_sentences(est, ci, outcome, level, digits):
     fam = est.fit_result_.family
     link = fam.link
     ratio = _RATIO_ABBREVIATION.get(link.ratio_name)
-    # a family whose mean is not the link's (a hurdle) says what exp(beta) multiplies;
-    # so does a zero-inflated one whose zero part varies (exp(beta) multiplies the count
-    # part's mean, not the expected count (1 - pi) mu)
+    # a family whose mean is not the link's (a hurdle, a zero-inflated one whose zero
+    # part varies) says what exp(beta) multiplies
     subject, verb = fam.ratio_subject or _SUBJECTS[link.ratio_name]
-    if getattr(fam, "zero_inflated", False) and est.fit_result_.zi_design is not None:
-        subject = "The mean of the count part of {outcome} (its non-structural zeros)"
-        verb = "was"
+    if est.fit_result_.zi_design is not None and fam.varying_zero_subject:
+        subject, verb = fam.varying_zero_subject
     subject = subject.format(outcome=outcome)
     # a link without a ratio reading (probit): coefficients on the link scale
     transform = np.exp if ratio is not None else np.asarray

@@ -59,6 +59,7 @@ from ._engine.quadrature_vector import check_quadrature_structure
 from ._labels import check_distinct_labels
 from ._partitioned_worker import Partition, bundle
 from ._results import scale_design, z_transform
+from ._warn import user_stacklevel
 
 __all__ = ["fit_partitioned"]
 
@@ -179,12 +180,6 @@ def fit_partitioned(
         _release(client, parts)
 
 
-def _stacklevel():
-    from ._warn import user_stacklevel
-
-    return user_stacklevel()
-
-
 def _check_supported(est):
     if getattr(est, "keep_data", False):
         warnings.warn(
@@ -192,7 +187,7 @@ def _check_supported(est):
             "the cluster's workers, and the methods that need them raise (fit in memory "
             "for them).",
             UserWarning,
-            stacklevel=_stacklevel(),
+            stacklevel=user_stacklevel(),
         )
     if est._family_name not in ("binomial", "poisson", "negbin"):
         # (an ordinal model's family needs the classes of y, which fit has not read yet)
@@ -573,8 +568,6 @@ def _check_counts(family, moms):
     if neg:
         raise ValueError(f"y has {neg} negative value(s); count models need counts >= 0.")
     if sum(m["y_nonint"] for m in moms):
-        from ._warn import user_stacklevel
-
         warnings.warn(
             "y has non-integer values; the count log-likelihood is evaluated as if they were "
             "counts (quasi-likelihood). Round y if it holds counts.",

@@ -563,6 +563,12 @@ def test_unfitted_estimator_is_rejected(binary):
         P.plot_trajectories(BinomialGLMM(), df, df["id"], time="time")
 
 
+def _waves(n_id, n_w, **columns):
+    """People ``id`` by waves ``t`` (a person's rows together), with ``columns``."""
+    ids = np.repeat(np.arange(n_id), n_w)
+    return pd.DataFrame({"id": ids, "t": np.tile(np.arange(n_w, dtype=float), n_id), **columns})
+
+
 def test_plots_take_the_offset_of_a_model_fitted_with_one():
     # without an offset argument the predicted lines were at exposure 1 (the warning's
     # advice, pass offset=, could not be followed)
@@ -570,13 +576,8 @@ def test_plots_take_the_offset_of_a_model_fitted_with_one():
 
     rng = np.random.default_rng(0)
     n_id, n_w = 30, 6
-    d = pd.DataFrame(
-        {
-            "id": np.repeat(np.arange(n_id), n_w),
-            "t": np.tile(np.arange(n_w, dtype=float), n_id),
-            "x": rng.normal(size=n_id * n_w),
-            "logE": np.log(rng.uniform(2, 20, n_id * n_w)),
-        }
+    d = _waves(
+        n_id, n_w, x=rng.normal(size=n_id * n_w), logE=np.log(rng.uniform(2, 20, n_id * n_w))
     )
     d["y"] = rng.poisson(np.exp(0.2 + 0.1 * d.t + d.logE + rng.normal(0, 0.3, n_id)[d.id]))
     X = d[["x", "t"]]
@@ -611,13 +612,7 @@ def test_ordinal_plots_take_the_offset_of_a_model_fitted_with_one():
 
     rng = np.random.default_rng(1)
     n_id, n_w = 40, 5
-    d = pd.DataFrame(
-        {
-            "id": np.repeat(np.arange(n_id), n_w),
-            "t": np.tile(np.arange(n_w, dtype=float), n_id),
-            "off": rng.normal(0, 1, n_id * n_w),
-        }
-    )
+    d = _waves(n_id, n_w, off=rng.normal(0, 1, n_id * n_w))
     lat = 0.3 * d.t + d.off + rng.normal(0, 1, n_id)[d.id] + rng.logistic(size=len(d))
     d["y"] = np.digitize(lat, [0.0, 1.0, 2.0])
     m = OrdinalGLMM().fit(d[["t"]], d.y, groups=d.id, offset=d.off)

@@ -183,6 +183,9 @@ class Family:
     # (subject, verb) of the report's sentences on exp(beta) when the link's reading
     # ("the expected count") is not the family's; None otherwise
     ratio_subject: tuple[str, str] | None = None
+    # the same where the zero part has predictors (a zero-inflated family: exp(beta)
+    # then multiplies the count part's mean, not the expected count (1 - pi) mu)
+    varying_zero_subject: tuple[str, str] | None = None
 
     def check_outcome(self, y, weights) -> None:
         """Raise ``ValueError`` for outcomes the family cannot describe (none here)."""

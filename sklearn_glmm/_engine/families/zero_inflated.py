@@ -24,6 +24,10 @@ class ZeroInflated(Family):
 
     zero_inflated = True
     zero_formula = "~1"
+    varying_zero_subject = (
+        "The mean of the count part of {outcome} (its non-structural zeros)",
+        "was",
+    )
     log_concave = False  # a zero's log-density is not concave in eta
 
     def __init__(self, base):
