@@ -1,8 +1,9 @@
 """The library's global settings: ``set_config``, ``get_config``, ``config_context``.
 
 One setting so far, ``compiled``: whether the conditional-mode search and the gradient
-of a model with one scalar random effect (random intercepts) run as compiled kernels
-(numba, an optional extra) instead of numpy calls. The results are the same to
+of a model with one scalar random effect (random intercepts), and the batched
+evaluations of refits with one or two random effects per level, run as compiled
+kernels (numba, an optional extra) instead of numpy calls. The results are the same to
 rounding; only the time differs (see ``docs/performance.md``).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from contextlib import contextmanager
+from functools import partial
 
 _CONFIG = {"compiled": False}
 
@@ -36,7 +38,11 @@ def set_config(*, compiled: bool | None = None) -> None:
         family with the logit link or the negative binomial family NB2 with the log
         link and one theta for all rows, on up to 50,000 rows, as compiled kernels;
         other models (NB1, zero-inflated, hurdle and truncated models, a dispersion
-        model) run the numpy code as before. Needs numba
+        model) run the numpy code as before. The batched refits of the parametric
+        bootstrap and the power analysis (Poisson with the log link or binomial with
+        the logit link, one grouping factor with one or two random effects per level)
+        evaluate their replicates with a compiled kernel too. The library's own
+        parallel work (``n_jobs``) runs under the caller's setting. Needs numba
         (``pip install "sklearn_glmm[numba]"``). The first fit of a process loads the
         kernels (under a second; the very first compiles them, a few seconds); after
         that, an evaluation of the objective of such a model takes 0.4-0.75 of its
@@ -64,3 +70,14 @@ def config_context(**settings):
         yield
     finally:
         _CONFIG.update(before)
+
+
+def with_config(fn):
+    """``fn`` run under the caller's settings wherever it is called: the library's own
+    parallel work (joblib's worker processes do not inherit :func:`set_config`)."""
+    return partial(_call_with_config, get_config(), fn)
+
+
+def _call_with_config(settings, fn, *args, **kwargs):
+    with config_context(**settings):
+        return fn(*args, **kwargs)

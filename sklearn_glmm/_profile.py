@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._config import with_config
 from ._engine.converge import at_bound
 from ._engine.optimize import _run_lbfgsb, single_threaded_blas
 from ._fit_result import objective_lock
@@ -922,10 +923,8 @@ def profile_table(est, level, parm=None, n_jobs=None):
     idx = [k for k, nm in enumerate(pmap.names) if parm is None or nm in parm]
     tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)
     shipped = carrying_data(est)  # joblib workers receive the training data
-    jobs = [
-        delayed(profile_parameter)(shipped, k, level, wald["std_error"].iloc[k], 500, tol)
-        for k in idx
-    ]
+    task = with_config(profile_parameter)
+    jobs = [delayed(task)(shipped, k, level, wald["std_error"].iloc[k], 500, tol) for k in idx]
     # tiny BLAS calls inside L-BFGS-B are ~10x slower with OpenBLAS threads spinning
     with single_threaded_blas():
         if n_jobs in (None, 1):

@@ -23,6 +23,7 @@ from functools import partial
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._config import with_config
 from ._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
 from ._engine.converge import GRAD_TOL, at_bound, check_optimum
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
@@ -385,9 +386,9 @@ def bootstrap_params(
                 bar.update(len(c))
         else:
             shipped = carrying_data(est)  # joblib workers receive the training data
+            task = with_config(_boot_chunk)
             gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_boot_chunk)(shipped, [seeds[i] for i in c], new_random_effects)
-                for c in chunks
+                delayed(task)(shipped, [seeds[i] for i in c], new_random_effects) for c in chunks
             )
             for c, r in zip(chunks, gen):
                 results.append(r)

@@ -47,6 +47,7 @@ from sklearn.utils.parallel import Parallel, delayed
 
 from ._base import _BaseGLMM
 from ._compare import lrt_p_values, nested_in
+from ._config import with_config
 from ._engine.blocks import rows_of
 from ._engine.families.base import _NODE_CELLS, pmf_rule
 from ._engine.normal_average import log_mean_density
@@ -563,7 +564,7 @@ def compare_structures(
         raise ValueError(f"criterion must be 'aic' or 'bic', got {criterion!r}.")
     cands = _candidates(estimator, param_grid)
     results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_candidate)(est, X, y, groups, fit_params) for _, est, _ in cands
+        delayed(with_config(_fit_candidate))(est, X, y, groups, fit_params) for _, est, _ in cands
     )
     rows, fitted, params = {}, {}, {}
     for (label, _, prm), (est, error, caught) in zip(cands, results):

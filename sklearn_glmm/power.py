@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._config import with_config
 from ._design import INTERCEPT
 from ._power_sim import run_chunk
 from ._power_spec import GLMMSpec, longitudinal_design, resample_design
@@ -200,7 +201,7 @@ def _run(spec, test, method, design, tasks, n_jobs, progress):
             from joblib import Parallel, delayed
 
             gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(run_chunk)(spec, test, method, design, ch) for ch in chunks
+                delayed(with_config(run_chunk))(spec, test, method, design, ch) for ch in chunks
             )
             for ch, r in zip(chunks, gen):
                 results += r

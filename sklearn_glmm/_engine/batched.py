@@ -36,7 +36,11 @@ import threading
 
 import numpy as np
 
+from .._config import compiled_on
+from . import compiled
+from .families import Binomial, Poisson
 from .groups import GroupIndex
+from .links import LogitLink, LogLink
 from .model_data import ModelData, _fixed_terms
 from .modes import _NEAR_MODE
 from .objective import Objective
@@ -207,6 +211,10 @@ class BatchedLaplace:
         depend on the other replicates in the batch.
         """
         self.n_batches += 1
+        if compiled_on():
+            rows = self._compiled_rows()
+            if rows is not None:
+                return self._compiled_evaluate(rows, idx, params, U0, with_scale)
         d, q, G = self.data, self.q, self.G
         R, n = len(idx), len(d.y)
         A, eta_fix = self._linear_parts(params)
@@ -240,6 +248,75 @@ class BatchedLaplace:
         ok &= np.all(np.isfinite(grad), axis=1)
         out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
         return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
+
+    _compiled = False
+
+    def _compiled_rows(self):
+        """The compiled kernel's family code and fixed per-row inputs (made once), or
+        None where it does not apply: it covers one or two random effects per level,
+        the Poisson family with the log link (counts below the large-count form) and
+        the binomial family with the logit link."""
+        if self._compiled is False:
+            self._compiled = None
+            d, n = self.data, len(self.data.y)
+            fam = d.family
+            if type(fam) is Poisson and isinstance(fam.link, LogLink):
+                if any(c[2] is not None for c in self._const):  # large counts
+                    return None
+                family = compiled.POISSON_LOG
+                const = np.stack([c[0] for c in self._const])
+            elif type(fam) is Binomial and isinstance(fam.link, LogitLink):
+                family = compiled.BINOMIAL_LOGIT
+                const = np.stack([np.broadcast_to(c, (n,)) for c in self._const])
+            else:
+                return None
+            if self.q > 2:
+                return None
+
+            def per_row(v):
+                return np.ascontiguousarray(np.broadcast_to(1.0 if v is None else v, (n,)))
+
+            f = self.f
+            self._compiled = (
+                family,
+                np.ascontiguousarray(d.X, dtype=float),
+                per_row(d.offset),
+                np.ascontiguousarray(f.Z, dtype=float),
+                np.ascontiguousarray(f.codes, dtype=np.intp),
+                np.ascontiguousarray(f.theta_rows, dtype=np.intp),
+                np.ascontiguousarray(f.theta_cols, dtype=np.intp),
+                per_row(self._trials),
+                per_row(self._w),
+                np.ascontiguousarray(const, dtype=float),
+            )
+        return self._compiled
+
+    def _compiled_evaluate(self, rows, idx, params, U0, with_scale):
+        """:meth:`evaluate` by the compiled kernel (``set_config(compiled=True)``): the
+        same steps and formulas, replicate by replicate in loops over the rows."""
+        family, X, offset, Z, codes, t_rows, t_cols, trials, w, const = rows
+        idx = np.asarray(idx, dtype=np.intp)
+        ok, value, grad, U, J, gn = compiled.batched_laplace(
+            family,
+            X,
+            offset,
+            Z,
+            codes,
+            self.G,
+            t_rows,
+            t_cols,
+            trials,
+            w,
+            np.ascontiguousarray(self.Y[idx]),
+            np.ascontiguousarray(const[idx]),
+            np.ascontiguousarray(params, dtype=float),
+            np.ascontiguousarray(U0, dtype=float),
+            self.pirls_max_iter,
+            _NEAR_MODE,
+            bool(with_scale),
+        )
+        out = (ok, value, grad, U, J)
+        return out + (gn,) if with_scale else out
 
     def _linear_parts(self, params):
         """The rows of ``Z Lambda`` (one (R, n) array per random-effect column) and

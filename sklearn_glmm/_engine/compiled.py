@@ -15,8 +15,14 @@ Poisson limit) runs the Poisson kernel, as the numpy code takes the Poisson
 derivatives there. The caller makes the state at the modes with the numpy code.
 :func:`scalar_gradient_rows` is the per-row part of the gradient (for any family: it
 reads the rows' derivatives), with the rows' terms the gradient in the family's own
-parameters reads. numba is imported on the first call, not with the library; the
-kernels are compiled once and cached on disk.
+parameters reads. :func:`batched_laplace` is
+:meth:`BatchedLaplace.evaluate <sklearn_glmm._engine.batched.BatchedLaplace.evaluate>`
+(the bootstrap's and the power analysis's batched refits) for one or two random effects
+per level, Poisson with the log link or binomial with the logit link: each replicate's
+mode search, Laplace value, gradient, mode derivatives and Gauss-Newton diagonal in
+loops over its rows, the same steps and formulas. Each row's terms are one function,
+:func:`_row_terms`, for all kernels. numba is imported on the first call, not with the
+library; the kernels are compiled once and cached on disk.
 """
 
 from __future__ import annotations
@@ -33,6 +39,32 @@ _ETA_MAX = 700.0
 
 # status of a search: converged, the iteration limit reached, a non-finite Newton step
 FOUND, NOT_FOUND, NOT_FINITE = 0, 1, 2
+
+
+def _row_terms(family, y, e, trials, const, theta, const_theta, i):
+    """One row's log-density and its first three derivatives in ``eta`` (before prior
+    weights), in the order of ``Poisson.derivs``, ``_logit_derivs`` and
+    ``NegativeBinomial2.derivs``: ``(loglik, d1, w, w3)``. ``const`` is the row's
+    parameter-free term; NB2 reads ``theta`` and ``const_theta[i]``."""
+    if family == POISSON_LOG:
+        mu = math.exp(min(e, _ETA_MAX))
+        return y * e - mu + const, y - mu, mu, mu
+    if family == NEGBIN2_LOG:
+        mu = math.exp(min(e, _ETA_MAX))
+        tm = theta + mu
+        s = theta / tm
+        r = mu / tm
+        ll = const_theta[i] + const - theta * math.log1p(mu / theta)
+        # scipy's xlogy(y, r): 0 for y == 0
+        ll = ll + (y * math.log(r) if y != 0.0 else 0.0)
+        c2 = s * r * (y + theta)
+        return ll, s * (y - mu), c2, c2 * (s - r)
+    ex = math.exp(-abs(e))
+    r = 1.0 / (1.0 + ex)
+    m = r if e >= 0.0 else ex * r
+    log1pexp = math.log1p(ex) + max(e, 0.0)
+    c2 = trials * (ex * r * r)
+    return y * e - trials * log1pexp + const, y - trials * m, c2, c2 * (1.0 - 2.0 * m)
 
 
 def _modes(
@@ -76,32 +108,7 @@ def _modes(
             ai = a[0] if one_a else a[i]
             e = eta_fix[i] + ai * v[codes[i]]
             eta[i] = e
-            if family == POISSON_LOG:
-                mu = math.exp(min(e, _ETA_MAX))
-                ll = y[i] * e - mu + const[i]
-                g1 = y[i] - mu
-                c2 = mu
-                c3 = mu
-            elif family == NEGBIN2_LOG:
-                mu = math.exp(min(e, _ETA_MAX))
-                tm = theta + mu
-                s = theta / tm
-                r = mu / tm
-                ll = const_theta[i] + const[i] - theta * math.log1p(mu / theta)
-                # scipy's xlogy(y, r): 0 for y == 0
-                ll = ll + (y[i] * math.log(r) if y[i] != 0.0 else 0.0)
-                g1 = s * (y[i] - mu)
-                c2 = s * r * (y[i] + theta)
-                c3 = c2 * (s - r)
-            else:
-                ex = math.exp(-abs(e))
-                r = 1.0 / (1.0 + ex)
-                m = r if e >= 0.0 else ex * r
-                log1pexp = math.log1p(ex) + max(e, 0.0)
-                ll = y[i] * e - trials[i] * log1pexp + const[i]
-                g1 = y[i] - trials[i] * m
-                c2 = trials[i] * (ex * r * r)
-                c3 = c2 * (1.0 - 2.0 * m)
+            ll, g1, c2, c3 = _row_terms(family, y[i], e, trials[i], const[i], theta, const_theta, i)
             ll_rows[i] = weights[i] * ll
             d1[i] = weights[i] * g1
             w[i] = weights[i] * c2
@@ -229,6 +236,307 @@ def _gradient_rows(d1, w, w3, u, a, z, codes, hinv, mode_derivatives, extra_rows
     return psi, g_theta, wa, in_theta, c, am
 
 
+def _batched_laplace(
+    family,
+    X,
+    offset,
+    Z,
+    codes,
+    n_levels,
+    theta_rows,
+    theta_cols,
+    trials,
+    weights,
+    Y,
+    const,
+    params,
+    U0,
+    max_iter,
+    near,
+    with_scale,
+):
+    """``BatchedLaplace.evaluate`` for one grouping factor with one or two random effects
+    per level (``q`` columns of ``Z``), replicate by replicate: the modes by penalised
+    IRLS (the same Newton steps, step halving and stopping rule), the Laplace value, its
+    analytic gradient, the modes' derivatives ``J`` and, with ``with_scale``, the
+    Gauss-Newton diagonal, each in one or two loops over the rows.
+
+    ``Y`` and ``const`` (R, n): the replicates' outcomes and parameter-free terms;
+    ``params`` (R, n_beta + n_theta), ``U0`` (R, G * q). Returns ``(ok, value, grad, U,
+    J, gn)`` as :meth:`BatchedLaplace.evaluate` (``gn`` zeros without ``with_scale``).
+    """
+    R = params.shape[0]
+    n, p = X.shape
+    q = Z.shape[1]
+    G = n_levels
+    T = theta_rows.shape[0]
+    P = p + T
+    ok = np.zeros(R, dtype=np.bool_)
+    value = np.full(R, np.nan)
+    grad = np.full((R, P), np.nan)
+    U_out = np.zeros((R, G * q))
+    J_out = np.zeros((R, G * q, P))
+    gn = np.zeros((R, P))
+    no_rows = np.zeros(0)
+    eta_fix = np.empty(n)
+    A = np.empty((q, n))
+    ll = np.empty(n)
+    d1 = np.empty(n)
+    w = np.empty(n)
+    w3 = np.empty(n)
+    U = np.empty((G, q))
+    U_try = np.empty((G, q))
+    obj = np.empty(G)
+    obj_try = np.empty(G)
+    score = np.empty((G, q))
+    H = np.empty((G, 3))  # per level: entries (0, 0), (0, 1), (1, 1) of the Hessian
+    Hinv = np.empty((G, 3))
+    step = np.empty((G, q))
+    dec = np.empty(G)
+    floor = np.empty(G)
+    t = np.empty(G)
+    worse = np.zeros(G, dtype=np.bool_)
+    lam = np.zeros((q, q))
+
+    def at(y, cst, V, level_obj, score, H):
+        """Rows' derivatives at modes ``V`` (G, q), per-level penalised log-densities and,
+        in the same pass, the levels' sums of the Newton step (``A'd1`` and ``A'WA``)."""
+        for g in range(G):
+            level_obj[g] = 0.0
+            for k in range(q):
+                score[g, k] = 0.0
+            for k in range(3):
+                H[g, k] = 0.0
+        for i in range(n):
+            j = codes[i]
+            e = eta_fix[i]
+            for k in range(q):
+                e += A[k, i] * V[j, k]
+            a0, a1, a2, a3 = _row_terms(family, y[i], e, trials[i], cst[i], 0.0, no_rows, i)
+            ll[i] = weights[i] * a0
+            d1[i] = weights[i] * a1
+            w[i] = weights[i] * a2
+            w3[i] = weights[i] * a3
+            level_obj[j] += ll[i]
+            for k in range(q):
+                score[j, k] += A[k, i] * d1[i]
+            H[j, 0] += w[i] * (A[0, i] * A[0, i])
+            if q == 2:
+                H[j, 1] += w[i] * (A[0, i] * A[1, i])
+                H[j, 2] += w[i] * (A[1, i] * A[1, i])
+        for g in range(G):
+            s = 0.0
+            for k in range(q):
+                s += V[g, k] * V[g, k]
+            level_obj[g] -= 0.5 * s
+
+    for r in range(R):
+        y = Y[r]
+        cst = const[r]
+        # X beta + offset and the rows of Z Lambda
+        for i in range(n):
+            eta_fix[i] = 0.0
+        for j in range(p):
+            b = params[r, j]
+            for i in range(n):
+                eta_fix[i] += b * X[i, j]
+        for i in range(n):
+            eta_fix[i] += offset[i]
+        lam[:, :] = 0.0
+        for k in range(T):
+            lam[theta_rows[k], theta_cols[k]] = params[r, p + k]
+        for c in range(q):
+            for i in range(n):
+                s = 0.0
+                for k in range(c, q):
+                    s += Z[i, k] * lam[k, c]
+                A[c, i] = s
+        for g in range(G):
+            for k in range(q):
+                U[g, k] = U0[r, g * q + k]
+        at(y, cst, U, obj, score, H)
+        found = False
+        logdet = 0.0
+        for _it in range(max_iter):
+            pd = True
+            logdet = 0.0
+            for g in range(G):
+                for k in range(q):
+                    score[g, k] -= U[g, k]
+                if q == 1:
+                    h = 1.0 + H[g, 0]
+                    pd = pd and h > 0.0
+                    Hinv[g, 0] = 1.0 / h
+                    logdet += math.log(h) if h > 0.0 else math.nan
+                    step[g, 0] = Hinv[g, 0] * score[g, 0]
+                    dec[g] = score[g, 0] * step[g, 0]
+                else:
+                    a_ = 1.0 + H[g, 0]
+                    b_ = H[g, 1]
+                    c_ = 1.0 + H[g, 2]
+                    det = a_ * c_ - b_ * b_
+                    pd = pd and a_ > 0.0 and det > 0.0
+                    Hinv[g, 0] = c_ / det
+                    Hinv[g, 1] = -b_ / det
+                    Hinv[g, 2] = a_ / det
+                    logdet += math.log(det) if det > 0.0 else math.nan
+                    step[g, 0] = Hinv[g, 0] * score[g, 0] + Hinv[g, 1] * score[g, 1]
+                    step[g, 1] = Hinv[g, 1] * score[g, 0] + Hinv[g, 2] * score[g, 1]
+                    dec[g] = score[g, 0] * step[g, 0] + score[g, 1] * step[g, 1]
+            if not pd:
+                break
+            finite = True
+            top = -math.inf
+            big = 0.0
+            for g in range(G):
+                if not math.isfinite(dec[g]):
+                    finite = False
+                top = max(top, dec[g])
+                for k in range(q):
+                    big = max(big, abs(step[g, k]))
+            if not finite:
+                break
+            found = big < 1e-11 or top < 1e-20
+            if not found and top <= 1e-8:
+                found = True
+                for g in range(G):
+                    if not dec[g] < 1e-22 * abs(obj[g]):
+                        found = False
+                        break
+            if found:
+                break
+            for g in range(G):
+                floor[g] = obj[g] - 1e-12 * (1.0 + abs(obj[g]))
+                t[g] = 1.0
+            accepted = False
+            for _half in range(40):
+                for g in range(G):
+                    for k in range(q):
+                        U_try[g, k] = U[g, k] + t[g] * step[g, k]
+                at(y, cst, U_try, obj_try, score, H)
+                accepted = True
+                for g in range(G):
+                    worse[g] = not (obj_try[g] >= floor[g]) and not (dec[g] < near) and t[g] > 0.0
+                    if worse[g]:
+                        accepted = False
+                if accepted:
+                    break
+                for g in range(G):
+                    if worse[g]:
+                        t[g] *= 0.5
+            if not accepted:
+                for g in range(G):
+                    if worse[g]:
+                        t[g] = 0.0
+                    for k in range(q):
+                        U_try[g, k] = U[g, k] + t[g] * step[g, k]
+                at(y, cst, U_try, obj_try, score, H)
+            for g in range(G):
+                obj[g] = obj_try[g]
+                for k in range(q):
+                    U[g, k] = U_try[g, k]
+        if not found:
+            continue
+        # the Laplace value
+        total = 0.0
+        for i in range(n):
+            total += ll[i]
+        val = -2.0 * total + logdet
+        for k in range(q):
+            for g in range(G):
+                val += U[g, k] * U[g, k]
+        # the analytic gradient (BatchedLaplace._gradient), H^-1 blocks symmetric
+        s_ = np.zeros((G, q))
+        for i in range(n):
+            j = codes[i]
+            c = Hinv[j, 0] * (A[0, i] * A[0, i])
+            if q == 2:
+                c += 2.0 * (Hinv[j, 1] * (A[0, i] * A[1, i]))
+                c += Hinv[j, 2] * (A[1, i] * A[1, i])
+            v = w3[i] * c
+            ll[i] = v  # (v kept in ll: the value is made)
+            for k in range(q):
+                s_[j, k] += A[k, i] * v
+        m = np.empty((G, q))
+        for g in range(G):
+            if q == 1:
+                m[g, 0] = Hinv[g, 0] * s_[g, 0]
+            else:
+                m[g, 0] = Hinv[g, 0] * s_[g, 0] + Hinv[g, 1] * s_[g, 1]
+                m[g, 1] = Hinv[g, 1] * s_[g, 0] + Hinv[g, 2] * s_[g, 1]
+        gr = np.zeros(P)
+        rhs = np.zeros((G, q, P))
+        pz = np.zeros((q, G))
+        Dr = np.zeros((q, G))
+        wza = np.zeros((q, q, G))
+        for i in range(n):
+            j = codes[i]
+            psi = -2.0 * d1[i] + ll[i]
+            for k in range(q):
+                psi -= (w[i] * A[k, i]) * m[j, k]
+            for b in range(p):
+                gr[b] += psi * X[i, b]
+                for k in range(q):
+                    rhs[j, k, b] -= (w[i] * A[k, i]) * X[i, b]
+            for rz in range(q):
+                z = Z[i, rz]
+                pz[rz, j] += psi * z
+                Dr[rz, j] += d1[i] * z
+                for k in range(q):
+                    wza[rz, k, j] += (w[i] * z) * A[k, i]
+        for kt in range(T):
+            rz = theta_rows[kt]
+            col = theta_cols[kt]
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for g in range(G):
+                if q == 1:
+                    hk = Hinv[g, 0] * wza[rz, 0, g]
+                else:
+                    hk = Hinv[g, col] * wza[rz, 0, g] + Hinv[g, col + 1] * wza[rz, 1, g]
+                s1 += pz[rz, g] * U[g, col]
+                s2 += m[g, col] * Dr[rz, g]
+                s3 += hk
+                for k in range(q):
+                    rhs[g, k, p + kt] = -U[g, col] * wza[rz, k, g]
+                rhs[g, col, p + kt] += Dr[rz, g]
+            gr[p + kt] = s1 + s2 + 2.0 * s3
+        good = math.isfinite(val)
+        for k in range(P):
+            good = good and math.isfinite(gr[k])
+        value[r] = val
+        grad[r] = gr
+        for g in range(G):
+            for k in range(q):
+                U_out[r, g * q + k] = U[g, k]
+                for b in range(P):
+                    if q == 1:
+                        J_out[r, g, b] = Hinv[g, 0] * rhs[g, 0, b]
+                    else:
+                        J_out[r, g * 2 + k, b] = (
+                            Hinv[g, k] * rhs[g, 0, b] + Hinv[g, k + 1] * rhs[g, 1, b]
+                        )
+        ok[r] = good
+        if with_scale:
+            for b in range(P):
+                s = 0.0
+                for i in range(n):
+                    j = codes[i]
+                    if b < p:
+                        D = X[i, b]
+                    else:
+                        D = Z[i, theta_rows[b - p]] * U[j, theta_cols[b - p]]
+                    for k in range(q):
+                        D += A[k, i] * J_out[r, j * q + k, b]
+                    s += max(w[i], 0.0) * D * D
+                s2 = 0.0
+                for g in range(G * q):
+                    s2 += J_out[r, g, b] * J_out[r, g, b]
+                gn[r, b] = 2.0 * s + 2.0 * s2
+    return ok, value, grad, U_out, J_out, gn
+
+
 _KERNELS = {}
 
 
@@ -238,6 +546,10 @@ def _compiled(fn):
     if kernel is None:
         import numba
 
+        global _row_terms
+        if not hasattr(_row_terms, "py_func"):
+            # the kernels' shared row function, compiled first (numba calls compiled code)
+            _row_terms = numba.njit(cache=True)(_row_terms)
         kernel = _KERNELS[fn.__name__] = numba.njit(cache=True)(fn)
     return kernel
 
@@ -250,3 +562,8 @@ def scalar_modes(*args):
 def scalar_gradient_rows(*args):
     """:func:`_gradient_rows`, compiled."""
     return _compiled(_gradient_rows)(*args)
+
+
+def batched_laplace(*args):
+    """:func:`_batched_laplace`, compiled."""
+    return _compiled(_batched_laplace)(*args)
