@@ -220,6 +220,41 @@ def _poly():
     return r_poly
 
 
+def _relevel():
+    """R's ``relevel(f, ref = "b")``: the factor's levels (a categorical's in its order,
+    otherwise sorted) with ``ref`` first, treatment-coded against it; the levels are
+    those of the fitting data, kept for new data."""
+    from formulaic.transforms import stateful_transform
+
+    @stateful_transform
+    def r_relevel(x, ref=None, _state=None):
+        levels = _state.get("levels")
+        if levels is None:
+            meta = getattr(x, "__formulaic_metadata__", None)
+            values = pd.Series(np.asarray(x, dtype=object))
+            if meta is not None and getattr(meta, "levels", None) is not None:
+                found = list(meta.levels)
+            elif isinstance(getattr(x, "dtype", None), pd.CategoricalDtype):
+                found = list(x.cat.categories)
+            else:
+                found = sorted(values.dropna().unique(), key=_sort_key)
+            match = [v for v in found if v == ref or str(v) == str(ref)]
+            if ref is None or not match:
+                raise _OutsideLevels(
+                    f"relevel(..., ref = {ref!r}): {ref!r} is not a level of the factor "
+                    f"(its levels: {[str(v) for v in found][:20]}). Give one of them as ref."
+                )
+            levels = _state["levels"] = [match[0]] + [v for v in found if v is not match[0]]
+        return _factor(x, levels=levels)
+
+    return r_relevel
+
+
+def _sort_key(v):
+    """Sorted as formulaic sorts a factor's levels: numbers by value, text as text."""
+    return (0, v, "") if isinstance(v, (int, float, np.number)) else (1, 0, str(v))
+
+
 def _c(*values):
     """R's ``c(...)``, for arguments such as ``levels = c("b", "a")``."""
     return list(values)
@@ -235,6 +270,7 @@ def _context() -> dict[str, Any]:
         "factor": _factor,
         "c": _c,
         "poly": _poly(),
+        "relevel": _relevel(),
         "log": _log,
         "sqrt": np.sqrt,
         "log1p": np.log1p,

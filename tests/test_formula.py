@@ -461,6 +461,26 @@ def test_factor_with_levels_raises_for_values_outside_them():
     assert m.nobs_ == len(kept)
 
 
+def test_relevel_sets_the_reference_level_as_r():
+    # relevel(f, ref = "mid"): the levels in their order with "mid" first (R's model)
+    d = _r_frame_data()
+    a = _quiet_glmer("y ~ relevel(f, ref = 'mid') + x + (1 | g)", d)
+    b = _quiet_glmer("y ~ factor(f, levels = c('mid', 'hi', 'lo')) + x + (1 | g)", d)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    assert a.fixed_effects_.index[1:3].str.endswith(("hi", "lo")).all()
+    # the levels are the fitting data's: new data with one level predicts as the fit
+    one = d[d["f"] == "lo"].head(3)
+    np.testing.assert_allclose(a.predict_proba(one), b.predict_proba(one))
+    # a numeric factor's level given as text, and a categorical's order kept
+    h = _quiet_glmer("y ~ relevel(factor(k), ref = '3') + (1 | g)", d.assign(k=d["x"].gt(0) + 2))
+    assert list(h.fixed_effects_.index)[1].endswith("2")
+    cat = pd.Categorical(d["f"], categories=["mid", "lo", "hi"])
+    c = _quiet_glmer("y ~ relevel(fc, ref = 'hi') + x + (1 | g)", d.assign(fc=cat))
+    assert [n.split(")")[-1] for n in c.fixed_effects_.index[1:3]] == ["mid", "lo"]
+    with pytest.raises(ValueError, match=r"'placebo' is not a level of the factor"):
+        glmer("y ~ relevel(f, ref = 'placebo') + (1 | g)", d, family="binomial")
+
+
 def test_unused_categories_are_dropped_as_r_drops_unused_levels():
     # an unused first category was the reference level (other contrasts under R's
     # names), an unused one an all-zero column (aliased; a variance for a random slope)
