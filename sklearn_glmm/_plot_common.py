@@ -108,8 +108,9 @@ def model_inputs(est, data, groups):
         from ._random_only import with_data_columns
         from .formula import design_matrix
 
-        X = with_data_columns(est, design_matrix(est.design_info_, data), data)
         state = getattr(est, "_formula", None)
+        _check_complete(state, data)
+        X = with_data_columns(est, design_matrix(est.design_info_, data), data)
         if groups is None and state is not None and state.group_variables:
             if all(c in data.columns for c in state.group_variables):
                 # the formula's factors from their variables: nested (g/h) and
@@ -122,6 +123,23 @@ def model_inputs(est, data, groups):
     else:
         X = data
     return X, groups, groups
+
+
+def _check_complete(state, data) -> None:
+    """A formula model's tools read every row of ``data``: a missing value in a
+    variable of the model (which the fit left out with its row) raises, naming it."""
+    if state is None:
+        return
+    used = [*state.fixed_variables, *state.offset_variables, state.offset_column]
+    used = [c for c in dict.fromkeys(used) if c is not None and c in data.columns]
+    missing = data[used].isna()
+    if missing.to_numpy().any():
+        cols = [c for c in used if missing[c].any()]
+        raise ValueError(
+            f"{int(missing.any(axis=1).sum())} row(s) of data have a missing value in "
+            f"{cols}: the fit left such rows out, and this tool reads every row it is "
+            f"given. Pass the complete rows, e.g. data.dropna(subset={cols})."
+        )
 
 
 def person_labels(groups, factor, n: int) -> np.ndarray:

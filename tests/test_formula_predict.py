@@ -466,3 +466,32 @@ def test_a_logical_column_with_missing_values_is_a_factor():
     assert np.isnan(p[1]) and np.all(np.isfinite(p[[0, 2, 3]]))
     clean = d.head(4).assign(b=(d.x.head(4) > 0))
     np.testing.assert_allclose(p[[0, 2, 3]], m.predict(clean, type="link")[[0, 2, 3]])
+
+
+def test_tools_reading_every_row_name_the_missing_values():
+    # plots and marginal_coefs rebuild the design from every row given: a row the fit
+    # left out (a missing predictor) raised formulaic's null error
+    from sklearn_glmm import plotting
+    from sklearn_glmm.marginal import marginal_coefs
+
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(30), 6),
+            "t": np.tile(np.arange(6), 30),
+            "x": rng.normal(size=180),
+        }
+    )
+    d["y"] = rng.binomial(1, 1 / (1 + np.exp(-(0.2 * d["t"] + 0.5 * d["x"]))))
+    d.loc[[3, 17], "x"] = np.nan
+    m = _quiet(glmer, "y ~ t + x + (1 | id)", d)
+    assert m.nobs_ == 178
+    calls = [
+        lambda: plotting.plot_predicted_vs_observed(m, d, time="t", y="y"),
+        lambda: plotting.plot_trajectories(m, d, time="t"),
+        lambda: marginal_coefs(m, d),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"2 row\(s\) of data have a missing value in \['x'\]"):
+            call()
+    assert np.isfinite(marginal_coefs(m, d.dropna())["estimate"]).all()
