@@ -220,6 +220,23 @@ def _poly():
     return r_poly
 
 
+def _bs():
+    """R's ``bs(x, df, knots, degree, intercept)`` (formulaic's B-spline basis) extended
+    beyond the fitting data's range on new data, as R's ``predict`` does (formulaic
+    raises there by default)."""
+    from formulaic.transforms import TRANSFORMS, stateful_transform
+
+    basis = TRANSFORMS["bs"]
+
+    @stateful_transform
+    def r_bs(x, df=None, knots=None, degree=3, intercept=False, _state=None, **kwargs):
+        kwargs.setdefault("extrapolation", "extend")
+        kwargs.setdefault("include_intercept", intercept)
+        return basis(x, df=df, knots=knots, degree=degree, _state=_state, **kwargs)
+
+    return r_bs
+
+
 def _relevel():
     """R's ``relevel(f, ref = "b")``: the factor's levels (a categorical's in its order,
     otherwise sorted) with ``ref`` first, treatment-coded against it; the levels are
@@ -271,6 +288,7 @@ def _context() -> dict[str, Any]:
         "c": _c,
         "poly": _poly(),
         "relevel": _relevel(),
+        "bs": _bs(),
         "log": _log,
         "sqrt": np.sqrt,
         "log1p": np.log1p,

@@ -495,3 +495,21 @@ def test_tools_reading_every_row_name_the_missing_values():
         with pytest.raises(ValueError, match=r"2 row\(s\) of data have a missing value in \['x'\]"):
             call()
     assert np.isfinite(marginal_coefs(m, d.dropna())["estimate"]).all()
+
+
+def test_bs_extends_beyond_the_fitting_range_as_r():
+    # R's predict extrapolates a bs() basis on new data outside the fitting data's
+    # range; formulaic raises there unless asked to extend
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"x": rng.uniform(0, 4, 200), "g": np.repeat(np.arange(20), 10)})
+    d["y"] = rng.poisson(np.exp(0.5 + np.sin(d["x"])))
+    a = _quiet(glmer, "y ~ bs(x, df=4) + (1 | g)", d, "poisson")
+    b = _quiet(glmer, "y ~ bs(x, df=4, extrapolation='extend') + (1 | g)", d, "poisson")
+    c = _quiet(glmer, "y ~ bs(x, df=4, extrapolation='raise') + (1 | g)", d, "poisson")
+    np.testing.assert_array_equal(a.coef_, c.coef_)  # the fitting rows' basis is formulaic's
+    q = pd.DataFrame({"x": [-0.5, 2.0, 4.5], "g": [0, 0, 0]})
+    pa = a.predict(q, type="link", re_form="NA")
+    assert np.all(np.isfinite(pa))
+    np.testing.assert_allclose(pa, b.predict(q, type="link", re_form="NA"), rtol=1e-10)
+    with pytest.raises(Exception, match="extend beyond upper and/or lower bounds"):
+        c.predict(q, type="link", re_form="NA")
