@@ -478,13 +478,13 @@ class _BaseGLMM(BaseEstimator):
                 check_distinct_labels(f.name, f.levels)
                 check_uncentred_uncorrelated(f, X_raw)
         factor_order = factor_names(groups) if groups is not None else []
-        check_quadrature_structure(self.n_agq, [f.q for f in factors])
         structured = [f.structure.name for f in factors if not _identity(f.structure)]
         if self.n_agq > 1 and structured:
             raise ValueError(
                 f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) is not available with "
                 f"the covariance structure {structured[0]!r}; use n_agq=1 (Laplace)."
             )
+        check_quadrature_structure(self.n_agq, [f.q for f in factors])
         z_maps, z_internal = [], []
         for f in factors:
             T, Z = _results.design_view(f, scaling, Xd) or _internal_z(f, X_raw)

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
+from ._fit_result import fitted_n_agq
 from ._warn import user_stacklevel
 
 
@@ -68,10 +69,12 @@ def _same_data(models, names):
                 f"{names[0]} and {nm} were not fitted to the same data ({what}); refit both "
                 "on the same rows, in the same order (as lme4's anova requires)."
             )
-    if len({m.n_agq for m in models}) > 1:
+    # a model without random effects has an exact likelihood: comparable with any
+    approx = {fitted_n_agq(m) for m in models} - {None}
+    if len(approx) > 1:
         warnings.warn(
-            "the models use different likelihood approximations (n_agq differs); their "
-            "log-likelihoods are not strictly comparable.",
+            "the models use different likelihood approximations (n_agq differs: "
+            f"{sorted(approx)}); their log-likelihoods are not strictly comparable.",
             UserWarning,
             stacklevel=user_stacklevel(),
         )

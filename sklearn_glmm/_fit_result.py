@@ -177,6 +177,9 @@ class FitResult:
     training: dict | None = field(default=None, repr=False)  # objective, train
     data_summaries: dict | None = field(default=None, repr=False)  # when unpickled without data
     partitioned: bool = False  # fitted by partitions: the rows were never here
+    # the quadrature nodes of the fit's likelihood (1: the Laplace approximation); None:
+    # no random effects (an exact likelihood)
+    n_agq: int | None = None
 
     def __repr__(self):
         return (
@@ -341,6 +344,16 @@ class FitResult:
 
 _OBJECTIVE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
+
+
+def fitted_n_agq(est) -> int | None:
+    """The quadrature nodes ``est`` was fitted with (1: the Laplace approximation), not
+    its ``n_agq`` parameter (``set_params`` changes that before the next fit); None for a
+    model without random effects, whose likelihood is exact."""
+    res = est.fit_result_
+    if not res.factors:
+        return None
+    return est.n_agq if res.n_agq is None else res.n_agq
 
 
 def objective_lock(obj) -> threading.RLock:

@@ -113,6 +113,12 @@ def resolve_n_agq(n_agq, nAGQ) -> int:  # noqa: N803 (R's name)
     if n_agq is not None and nAGQ is not None:
         raise TypeError("Pass either nAGQ (R's name) or n_agq, not both.")
     value = nAGQ if nAGQ is not None else n_agq
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        raise ValueError(
+            "nAGQ=0 (lme4's faster estimate that optimises the fixed effects inside the "
+            "conditional-mode search) is not available: nAGQ=1 (the Laplace approximation, "
+            "the default) is the closest, and usually fast enough."
+        )
     return 1 if value is None else value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._fit_result import fitted_n_agq
 from ._report import _compare_sentences, _effect_sentences, _fmt_p, _random_sentences
 from .inference import confint
 
@@ -26,10 +27,11 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
     res = est.fit_result_
     kind = f"cumulative link ({res.family.link.name} link, {est.threshold} thresholds)"
     if res.factors:
+        n_agq = fitted_n_agq(est)
         approx = (
             "the Laplace approximation"
-            if est.n_agq == 1
-            else f"adaptive Gauss-Hermite quadrature ({est.n_agq} nodes)"
+            if n_agq == 1
+            else f"adaptive Gauss-Hermite quadrature ({n_agq} nodes)"
         )
         groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in res.factors)
         intro = (

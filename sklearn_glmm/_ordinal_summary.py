@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._fit_result import fitted_n_agq
 from ._ordinal_scale import formula_of
 from .summary import Summary, model_formula
 
@@ -60,11 +61,12 @@ class OrdinalSummary(Summary):
 
     def __str__(self):
         est = self.est
+        n_agq = fitted_n_agq(est) or 1
         method = (
             "the Laplace approximation"
-            if est.n_agq == 1
+            if n_agq == 1
             else "the adaptive Gauss-Hermite quadrature approximation with "
-            f"{est.n_agq} quadrature points"
+            f"{n_agq} quadrature points"
         )
         res = est.fit_result_
         kind = "Cumulative Link Mixed Model" if res.factors else "Cumulative Link Model"

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._fit_result import fitted_n_agq
 from ._results import internal_lambda
 
 # insight's tolerance for a variance component treated as zero (a singular fit)
@@ -186,7 +187,7 @@ def null_intercept(est) -> float:
     c = float(est.fit_result_.scaling.get("intercept_scale", 1.0))
     column = np.asfortranarray(np.full((len(data.y), 1), 1.0 / c))
     null = replace(data, X=column)
-    obj = Objective(null, est.n_agq)
+    obj = Objective(null, fitted_n_agq(est) or 1)
     with warnings.catch_warnings():
         # a null model's convergence warnings are not the user's model's
         warnings.simplefilter("ignore")

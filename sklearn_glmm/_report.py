@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._compare import anova
 from ._confint import confint
 from ._engine.optimize import SINGULAR_TOL
+from ._fit_result import fitted_n_agq
 from ._performance_terms import _formula_terms
 from ._results import singular_columns
 from ._state import binary_column, binary_outcome, overdispersion_result
@@ -440,10 +441,11 @@ def report(
     fam, factors = est.fit_result_.family, est.fit_result_.factors
     kind = fam.sentence_name()
     if factors:
+        n_agq = fitted_n_agq(est)
         approx = (
             "the Laplace approximation"
-            if est.n_agq == 1
-            else f"adaptive Gauss-Hermite quadrature ({est.n_agq} nodes)"
+            if n_agq == 1
+            else f"adaptive Gauss-Hermite quadrature ({n_agq} nodes)"
         )
         groups = ", ".join(f"{f.name} ({f.n_levels} levels)" for f in factors)
         intro = (

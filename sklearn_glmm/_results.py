@@ -331,6 +331,7 @@ def make_result(est, x, record, data, factors, bounds, pending, parts, designs, 
         block_se=parts.block_se,
         owner=type(est).__name__,
         training=training,
+        n_agq=int(est.n_agq) if factors else None,
     )
 
 

@@ -35,6 +35,7 @@ from ._engine.optimize import (
     single_threaded_blas,
     starting_point,
 )
+from ._fit_result import fitted_n_agq
 from ._progress import Progress
 from ._results import fitted_eta
 from ._state import carrying_data
@@ -222,7 +223,7 @@ def conditional_etas(est, Y):
     out = np.full((n, R), np.nan)
     data, params = est.fit_result_.objective.data, est.fit_result_.params
     with np.errstate(all="ignore"):
-        if not (data.factors and can_batch(data, est.n_agq)) or n > _BATCH_MAX_ROWS:
+        if not (data.factors and can_batch(data, _n_agq(est))) or n > _BATCH_MAX_ROWS:
             for r in range(R):
                 eta = conditional_eta(est, Y[:, r])
                 if eta is not None:
@@ -239,7 +240,13 @@ def conditional_etas(est, Y):
 def _objective(est, y):
     """The fitted model's objective with outcome ``y`` on the same rows."""
     data = replace(est.fit_result_.objective.data, y=np.asarray(y, dtype=float))
-    return Objective(data, est.n_agq) if data.factors else GLMObjective(data)
+    return Objective(data, _n_agq(est)) if data.factors else GLMObjective(data)
+
+
+def _n_agq(est) -> int:
+    """The quadrature nodes of the fit (refits use the fit's approximation, whatever
+    the estimator's ``n_agq`` parameter says now)."""
+    return fitted_n_agq(est) or 1
 
 
 def refit_many(est, Y, batched: bool | None = None) -> list:
@@ -257,7 +264,7 @@ def refit_many(est, Y, batched: bool | None = None) -> list:
     R = Y.shape[1]
     if batched is None:
         batched = R > 1
-    batched = batched and data.factors and can_batch(data, est.n_agq)
+    batched = batched and data.factors and can_batch(data, _n_agq(est))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if not batched:
@@ -295,7 +302,7 @@ def fit_many(est, Y) -> list:
     res = est.fit_result_
     data, bounds = res.objective.data, res.bounds
     R = Y.shape[1]
-    batched = R > 1 and bool(data.factors) and can_batch(data, est.n_agq)
+    batched = R > 1 and bool(data.factors) and can_batch(data, _n_agq(est))
 
     def one(obj, glm_fit=None):
         x0 = starting_point(obj, glm_fit)

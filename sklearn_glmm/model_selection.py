@@ -51,6 +51,7 @@ from ._config import with_config
 from ._engine.blocks import rows_of
 from ._engine.families.base import _NODE_CELLS, pmf_rule
 from ._engine.normal_average import log_mean_density
+from ._fit_result import fitted_n_agq
 from ._state import carrying_data
 from ._warn import user_stacklevel
 
@@ -508,6 +509,27 @@ def _lrt_columns(table, fitted):
     return table
 
 
+def _one_approximation(fitted: dict) -> None:
+    """Refuse candidates whose likelihoods are different approximations (``n_agq``):
+    their AIC, BIC and likelihood-ratio statistics would carry the approximation's
+    error. A candidate without random effects (an exact likelihood) goes with any."""
+    by = {}
+    for label, est in fitted.items():
+        k = fitted_n_agq(est)
+        if k is not None:
+            by.setdefault(k, []).append(label)
+    if len(by) > 1:
+        listed = "; ".join(f"n_agq={k}: {labels}" for k, labels in sorted(by.items()))
+        raise ValueError(
+            "compare_structures compares candidates under one likelihood approximation, but "
+            f"they were fitted with different n_agq ({listed}). Laplace (n_agq=1) and "
+            "quadrature log-likelihoods are different approximations of the same integral: "
+            "their AIC, BIC and likelihood-ratio statistics would rank the approximations, "
+            "not the models. Set one n_agq for every candidate (on the estimator, not in "
+            "param_grid); choose it by accuracy: the log-likelihood settles as n_agq grows."
+        )
+
+
 def compare_structures(
     estimator,
     param_grid,
@@ -522,8 +544,11 @@ def compare_structures(
     """Fit candidate structures on the same data; rank them by AIC or BIC, with nested LRTs.
 
     The information-criterion route to choosing ``random_effects`` (or
-    ``zero_inflation``, ``n_agq``, ...) without cross-validation: every
+    ``zero_inflation``, the family, ...) without cross-validation: every
     candidate is fitted once on all rows, as ``anova(m1, m2, ...)`` in lme4.
+    The candidates share one likelihood approximation: candidates with random
+    effects fitted with different ``n_agq`` raise (``n_agq`` is not a model to
+    choose but the accuracy of its integral; fix it for every candidate).
 
     Parameters
     ----------
@@ -591,6 +616,7 @@ def compare_structures(
         }
     if not rows:
         raise ValueError("Every candidate failed to fit; see the warnings above.")
+    _one_approximation(fitted)
     table = pd.DataFrame.from_dict(rows, orient="index")
     crit = table[criterion.upper()]
     table.insert(5, "delta", crit - crit.min())

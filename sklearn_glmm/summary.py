@@ -7,6 +7,7 @@ import pandas as pd
 
 from ._design import INTERCEPT
 from ._dispersion import formula_of as dispersion_formula_of
+from ._fit_result import fitted_n_agq
 from ._state import pearson_quantiles
 
 
@@ -184,10 +185,11 @@ class Summary:
 
     def _header(self):
         est = self.est
+        n_agq = fitted_n_agq(est) or 1
         method = (
             "Laplace Approximation"
-            if est.n_agq == 1
-            else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {est.n_agq}"
+            if n_agq == 1
+            else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {n_agq}"
         )
         fam = est.fit_result_.family
         lines = [

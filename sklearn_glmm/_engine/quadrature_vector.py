@@ -48,9 +48,10 @@ MAX_NODES = 8000
 def check_quadrature_structure(n_agq: int, qs: list[int]) -> None:
     """Raise ``ValueError`` naming the limitation when ``n_agq > 1`` cannot be used.
 
-    ``qs``: the number of random effects of every grouping factor.
+    ``qs``: the number of random effects of every grouping factor; none: a model
+    without random effects, whose likelihood is exact (``n_agq`` does not apply).
     """
-    if n_agq <= 1:
+    if n_agq <= 1 or not qs:
         return
     if len(qs) != 1:
         raise ValueError(
