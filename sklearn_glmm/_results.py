@@ -743,7 +743,9 @@ def _check_convergence(est, record):
             f"(or a nearly flat top) in {len(rivals)} level(s) of {factor.name!r} "
             f"({levels}{why}), where the Laplace approximation, taken at one mode, jumps "
             "between them and its optimum cannot be certified (adaptive quadrature "
-            "integrates over both modes: n_agq=25, say)"
+            "integrates over both modes only where its nodes, centred at one, reach the "
+            "other: try a large n_agq, 25 to 50, and keep it where the fit converges and "
+            "loglik_ no longer moves with n_agq)"
         )
     rising = getattr(record, "rising_off_zero", ())
     if rising:
