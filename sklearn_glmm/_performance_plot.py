@@ -55,7 +55,7 @@ def _pp_binomial(ax, model, sims) -> None:
     values = np.unique(np.round(eta, 8))
     if len(values) <= 10:
         # a design of a few cells: one group per cell
-        p = 1.0 / (1.0 + np.exp(-values))
+        p = model.fit_result_.family.link.inverse(values)  # the model's own link
         labels = np.array([f"{x:.2f}" for x in p])[np.searchsorted(values, np.round(eta, 8))]
         xlabel = "Predicted probability (random effects at 0)"
     else:

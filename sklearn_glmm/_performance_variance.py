@@ -8,8 +8,9 @@ Johnson & Schielzeth 2017):
   offsets and random effects are left out;
 * random: for every grouping factor with fewer levels than rows, the mean over
   rows of ``z_i' Sigma z_i`` (``z_i`` the row's random-effect columns), summed
-  over factors; with random slopes this depends on where the slope variable's
-  zero lies, as in insight;
+  over factors: ``Var(b0 + b1 x_i)`` averaged over the rows, which does not change
+  when a slope variable is shifted (only a factor's *intercept* variance, read by the
+  ICC by group, does);
 * dispersion: the same quantity for observation-level factors (one level per
   row), which model overdispersion and so count as residual variance;
 * distribution: the family's latent-scale variance -- pi^2 / 3 for the logit link;

@@ -151,22 +151,44 @@ def icc(
     v = _components(model, tolerance)
     if v.singular:
         warnings.warn(_SINGULAR_WARNING.format(what="the ICC"), UserWarning, stacklevel=2)
+    n = len(model.fit_result_.train["y"])
+    grouped = [f for f in model.fit_result_.factors if f.n_levels < n]
+    if not grouped:
+        # only observation-level random effects (residual variance): no grouping factor
+        # whose share an ICC would be (performance gives NA)
+        warnings.warn(
+            "the model's random effects are all observation-level (one level per row): "
+            "they model overdispersion, counted as residual variance, and there is no "
+            "grouping factor for an ICC (NaN).",
+            UserWarning,
+            stacklevel=2,
+        )
     if by_group:
-        if any(len(f.term.names) > 1 or not f.term.intercept for f in model.fit_result_.factors):
+        if any(len(f.term.names) > 1 or not f.term.intercept for f in grouped):
             warnings.warn(
-                "Model contains random slopes. Cannot compute accurate ICCs by group factors.",
+                "Model contains random slopes. Cannot compute accurate ICCs by group factors: "
+                "a factor's share is its intercept variance, the variance at the slope "
+                "variables' zero (centre them to read it at their mean).",
                 UserWarning,
                 stacklevel=2,
             )
-        denom = v.random + v.residual
-        table = CheckTable(
-            {"Group": list(v.intercept), "ICC": [x / denom for x in v.intercept.values()]}
-        )
+        denom = v.random + v.residual if grouped else np.nan
+        shares = [x / denom for x in v.intercept.values()]
+        if any(s > 1 for s in shares):
+            warnings.warn(
+                "an ICC by group is above 1: the intercept variance at the slope variables' "
+                "zero exceeds the whole random and residual variance of the data, so it is no "
+                "share of it (zero lies far from the data). Centre the slope variables.",
+                UserWarning,
+                stacklevel=2,
+            )
+        table = CheckTable({"Group": list(v.intercept), "ICC": shares})
         return with_text(table, "ICC by Group")
+    random = v.random if grouped else np.nan
     out = CheckSeries(
         {
-            "ICC_adjusted": v.random / (v.random + v.residual),
-            "ICC_conditional": v.random / (v.fixed + v.random + v.residual),
+            "ICC_adjusted": random / (random + v.residual),
+            "ICC_conditional": random / (v.fixed + random + v.residual),
         },
         name="ICC",
     )
@@ -272,7 +294,17 @@ def check_overdispersion(model) -> CheckTable:
             "p_value": [res.p_value],
         }
     )
-    detected = bool(res.p_value <= 0.05)
+    if not np.isfinite(res.p_value):
+        # no residual degrees of freedom (or no finite statistic): no verdict
+        detected, note = None, (
+            f"Overdispersion cannot be tested: {res.df} residual degrees of freedom "
+            "(rows minus parameters)."
+            if not res.df > 0
+            else "Overdispersion cannot be tested: the Pearson statistic is not finite."
+        )
+    else:
+        detected = bool(res.p_value <= 0.05)
+        note = "Overdispersion detected." if detected else "No overdispersion detected."
     body = key_values(
         [
             ("dispersion ratio", res.ratio),
@@ -280,7 +312,6 @@ def check_overdispersion(model) -> CheckTable:
             ("p-value", format_p(res.p_value)),
         ]
     )
-    note = "Overdispersion detected." if detected else "No overdispersion detected."
     return with_text(table, "Overdispersion test", note, detected, body)
 
 
@@ -533,6 +564,10 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     pred = np.asarray(model.fitted(), dtype=float)
     resid = np.asarray(res.train["y"], dtype=float) / trials - pred
     n = len(pred)
+    if n_bins is not None and (
+        isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1
+    ):
+        raise ValueError(f"n_bins must be a positive integer (or None: sqrt(n)), got {n_bins!r}.")
     k = int(np.round(np.sqrt(n))) if n_bins is None else int(n_bins)
     # R: breaks at sort(pred)[floor(n * (1:(k - 1)) / k)], bins closed on the right
     cuts = np.sort(pred)[np.floor(n * np.arange(1, k) / k).astype(int) - 1]
@@ -563,8 +598,15 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
         )
     cols = ["xbar", "ybar", "n", "x_lo", "x_hi", "se", "CI_low", "CI_high", "inside"]
     table = CheckTable(rows, columns=cols)
-    ok = float(table["inside"].mean()) if len(table) else np.nan
-    share = f"{round(100 * ok)}%" if ok == ok else "none"
+    if not len(table):
+        # no bin of two or more rows: nothing to judge (R stops with an error)
+        note = (
+            f"No bin holds two or more rows ({k} bins of {n} rows): the binned residuals "
+            "cannot judge the fit. Use fewer bins (n_bins=None: sqrt(n))."
+        )
+        return with_text(table, "Binned residuals", note, None)
+    ok = float(table["inside"].mean())
+    share = f"{round(100 * ok)}%"
     if ok < 0.8:
         note = f"Warning: Probably bad model fit. Only about {share} of the residuals are inside"
     elif ok < 0.95:

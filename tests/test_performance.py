@@ -462,3 +462,79 @@ def test_example_script_runs(tmp_path):
         assert text in run.stdout
     assert (tmp_path / "model_checks_counts.png").exists()
     assert (tmp_path / "model_checks_binary.png").exists()
+
+
+# ---------------------------------------------------------------------------
+# verdicts where a check has nothing to judge; labels; shares that are no shares
+# ---------------------------------------------------------------------------
+
+
+def test_binned_residuals_without_a_bin_give_no_verdict():
+    m = fit("bin_factor")
+    n = len(data("bin_factor"))
+    out = P.binned_residuals(m, n_bins=n)  # one row per bin: every bin dropped
+    assert len(out) == 0 and out.detected is None
+    assert out.note.startswith("No bin holds two or more rows")
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="n_bins must be a positive integer"):
+            P.binned_residuals(m, n_bins=bad)
+
+
+def test_overdispersion_without_residual_df_gives_no_verdict(monkeypatch):
+    from sklearn_glmm._diagnostics import OverdispersionResult
+
+    m = fit("pois_rs")
+    monkeypatch.setattr(
+        type(m), "overdispersion", lambda self: OverdispersionResult(np.nan, 3.2, 0, np.nan)
+    )
+    out = P.check_overdispersion(m)
+    assert out.detected is None
+    assert out.note == (
+        "Overdispersion cannot be tested: 0 residual degrees of freedom (rows minus parameters)."
+    )
+
+
+@pytest.mark.parametrize("link", ["probit", "cloglog"])
+def test_check_model_labels_cells_with_the_models_link(agg, link):
+    from sklearn_glmm._performance_plot import _fixed_predictor, _pp_binomial
+
+    d = data("bin_factor")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("y ~ f + (1 | id)", d, family=f"binomial(link = '{link}')")
+    fig, ax = agg.subplots()
+    _pp_binomial(ax, m, np.asarray(m.simulate(5, 0), dtype=float))
+    shown = sorted(t.get_text() for t in ax.get_xticklabels())
+    eta = np.unique(np.round(_fixed_predictor(m), 8))
+    p = m.fit_result_.family.link.inverse(eta)
+    assert shown == sorted(f"{x:.2f}" for x in p)
+    assert shown != sorted(f"{x:.2f}" for x in 1 / (1 + np.exp(-eta)))  # not the logit's
+
+
+def test_icc_by_group_above_one_warns():
+    d = data("pois_rs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        far = glmer("y ~ x + t + (1 + t | id)", d.assign(t=d["t"] + 100), family="poisson")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = P.icc(far, by_group=True)
+    assert out["ICC"].iloc[0] > 1
+    assert any("above 1" in str(w.message) for w in caught)
+    # the random variance itself does not depend on the slope variable's origin
+    near = P.variance_components(fit("pois_rs"))
+    assert quiet(P.variance_components, far).random == pytest.approx(near.random, rel=1e-3)
+
+
+def test_icc_of_observation_level_effects_only_is_nan():
+    rng = np.random.default_rng(5)
+    d = pd.DataFrame({"x": rng.normal(size=200), "obs": np.arange(200)})
+    d["y"] = rng.poisson(np.exp(1.5 + 0.3 * d["x"] + rng.normal(0, 0.5, 200)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("y ~ x + (1 | obs)", d, family="poisson")
+    with pytest.warns(UserWarning, match="all observation-level"):
+        out = P.icc(m)
+    assert np.isnan(out).all()
+    with pytest.warns(UserWarning, match="all observation-level"):
+        assert np.isnan(P.icc(m, by_group=True)["ICC"]).all()

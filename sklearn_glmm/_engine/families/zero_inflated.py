@@ -59,7 +59,9 @@ class ZeroInflated(Family):
         else:
             raise ValueError(
                 f"the latent-scale variance of a zero-inflated {self.base.r_name} model is not "
-                "available (R's insight defines it for Poisson and nbinom2)."
+                "available: the library gives insight's zero-inflated variances for Poisson "
+                "and NB2 counts only (insight's formula for zero-inflated NB1 is its own "
+                "approximation, not implemented here)."
             )
         return float(np.mean(pvar))
 
