@@ -296,12 +296,14 @@ def check_overdispersion(model) -> CheckTable:
     )
     if not np.isfinite(res.p_value):
         # no residual degrees of freedom (or no finite statistic): no verdict
-        detected, note = None, (
-            f"Overdispersion cannot be tested: {res.df} residual degrees of freedom "
-            "(rows minus parameters)."
-            if not res.df > 0
-            else "Overdispersion cannot be tested: the Pearson statistic is not finite."
-        )
+        detected = None
+        if not res.df > 0:
+            note = (
+                f"Overdispersion cannot be tested: {res.df} residual degrees of freedom "
+                "(rows minus parameters)."
+            )
+        else:
+            note = "Overdispersion cannot be tested: the Pearson statistic is not finite."
     else:
         detected = bool(res.p_value <= 0.05)
         note = "Overdispersion detected." if detected else "No overdispersion detected."
