@@ -25,7 +25,7 @@ def ordinal_report(est, level=0.95, method="wald", outcome=None, compare=(), dig
     y = getattr(est, "_y_name", "y")
     outcome = f"a higher {y}" if outcome is None else outcome
     res = est.fit_result_
-    kind = f"cumulative link ({res.family.link.name} link, {est.threshold} thresholds)"
+    kind = f"cumulative link ({res.family.link.name} link, {res.family.threshold} thresholds)"
     if res.factors:
         n_agq = fitted_n_agq(est)
         approx = (

@@ -42,8 +42,9 @@ class OrdinalSummary(Summary):
         rec = est.fit_record_
         self.fit_statistics = pd.Series(
             {
-                "link": est.link,
-                "threshold": est.threshold,
+                # the fitted model's, not the parameters' (set_params before a refit)
+                "link": est.fit_result_.family.link.name,
+                "threshold": est.fit_result_.family.threshold,
                 "nobs": est.nobs_,
                 "logLik": est.loglik_,
                 "AIC": est.aic_,

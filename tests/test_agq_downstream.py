@@ -92,3 +92,19 @@ def test_quadrature_messages_name_the_reason(binary):
 
     with pytest.raises(ValueError, match="nAGQ=0 .* is not available"):
         glmer("y ~ x + (1 | g)", X.assign(y=y, g=g), family="binomial", nAGQ=0)
+
+
+def test_ordinal_reports_name_the_fitted_link_and_thresholds():
+    from sklearn_glmm import OrdinalGLMM
+
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(30), 6)
+    x = rng.normal(size=180)
+    y = np.digitize(0.8 * x + rng.normal(0, 1, 30)[g] + rng.logistic(size=180), [-1, 0.5, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = OrdinalGLMM(link="probit", n_agq=5).fit(pd.DataFrame({"x": x}), y, groups=g)
+    m.set_params(link="logit", threshold="symmetric", n_agq=1)
+    text = str(m.summary())
+    assert "probit" in text and "symmetric" not in text and "5 quadrature points" in text
+    assert "probit link, flexible thresholds" in m.report()
