@@ -237,6 +237,28 @@ def _bs():
     return r_bs
 
 
+def _ns():
+    """R's ``ns(x, df, knots, intercept)`` (``splines::ns``): R's natural cubic spline
+    basis, its knots learnt from the fitting data (:mod:`._formula_splines`)."""
+    from formulaic.materializers import FactorValues
+    from formulaic.transforms import stateful_transform
+
+    from ._formula_splines import natural_spline_basis, natural_spline_knots
+
+    @stateful_transform
+    def r_ns(x, df=None, knots=None, intercept=False, _state=None):
+        if "interior" not in _state:
+            interior, boundary = natural_spline_knots(x, df, knots, intercept)
+            _state["interior"], _state["boundary"] = interior.tolist(), boundary.tolist()
+        basis = natural_spline_basis(
+            x, np.asarray(_state["interior"]), np.asarray(_state["boundary"]), intercept
+        )
+        names = tuple(str(k) for k in range(1, basis.shape[1] + 1))
+        return FactorValues(basis, column_names=names)
+
+    return r_ns
+
+
 def _relevel():
     """R's ``relevel(f, ref = "b")``: the factor's levels (a categorical's in its order,
     otherwise sorted) with ``ref`` first, treatment-coded against it; the levels are
@@ -289,6 +311,7 @@ def _context() -> dict[str, Any]:
         "poly": _poly(),
         "relevel": _relevel(),
         "bs": _bs(),
+        "ns": _ns(),
         "log": _log,
         "sqrt": np.sqrt,
         "log1p": np.log1p,

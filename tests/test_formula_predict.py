@@ -513,3 +513,48 @@ def test_bs_extends_beyond_the_fitting_range_as_r():
     np.testing.assert_allclose(pa, b.predict(q, type="link", re_form="NA"), rtol=1e-10)
     with pytest.raises(Exception, match="extend beyond upper and/or lower bounds"):
         c.predict(q, type="link", re_form="NA")
+
+
+def test_ns_is_rs_natural_spline_basis():
+    # tests/fixtures/splines/make.R: R's ns() on the data and beyond its range, and a
+    # glmer fit with it
+    import json
+    from pathlib import Path
+
+    from sklearn_glmm._formula_splines import natural_spline_basis, natural_spline_knots
+
+    here = Path(__file__).parent / "fixtures" / "splines"
+    ref = json.loads((here / "ns.json").read_text())
+    d = pd.read_csv(here / "ns.csv")
+    age = d["age"].to_numpy()
+    inner, bounds = natural_spline_knots(age, df=3)
+    np.testing.assert_allclose(
+        natural_spline_basis(age[:5], inner, bounds), ref["basis_first"], atol=1e-14
+    )
+    new = np.array([10, 18.5, 45, 79.9, 95])  # below, at and beyond the boundary knots
+    np.testing.assert_allclose(
+        natural_spline_basis(new, inner, bounds), ref["basis_new"], atol=1e-13
+    )
+    inner, bounds = natural_spline_knots(age, df=4, intercept=True)
+    np.testing.assert_allclose(
+        natural_spline_basis(age[:5], inner, bounds, intercept=True), ref["basis_int"], atol=1e-14
+    )
+    inner, bounds = natural_spline_knots(age, knots=[30, 50, 65])
+    np.testing.assert_allclose(
+        natural_spline_basis(age[:5], inner, bounds), ref["basis_knots"], atol=1e-14
+    )
+    m = _quiet(glmer, "y ~ ns(age, df=3) + (1 | g)", d, "poisson")
+    # glmer stops 2e-4 below the optimum glmmTMB and this fit reach: glmmTMB's is the
+    # reference
+    assert ref["loglik"][0] < ref["tmb_loglik"][0] - 1e-4
+    assert m.loglik_ == pytest.approx(ref["tmb_loglik"][0], abs=1e-6)
+    np.testing.assert_allclose(m.coef_, ref["tmb_fixef"][1:], rtol=1e-4)
+    assert list(m.fixed_effects_.index[1:]) == [
+        "ns(age, df=3)1",
+        "ns(age, df=3)2",
+        "ns(age, df=3)3",
+    ]
+    q = pd.DataFrame({"age": new, "g": np.nan})
+    np.testing.assert_allclose(
+        m.predict(q, type="link", re_form="NA"), ref["tmb_new_link"], atol=1e-5
+    )
