@@ -461,7 +461,12 @@ class _BaseGLMM(BaseEstimator):
         # otherwise nearly collinear with those blocks
         shift = None if self.fit_intercept else family.eta_shift()
         Xd, scaling = _results.scale_design(
-            X_raw[:, : len(names)], names, self.fit_intercept, curvature, shift is not None
+            X_raw[:, : len(names)],
+            names,
+            self.fit_intercept,
+            curvature,
+            shift is not None,
+            decorrelate=True,
         )
         if groups is None:
             if self._groups_requested():

@@ -68,7 +68,26 @@ def beta_jacobian(scaling) -> np.ndarray:
         J[k0 + j, k0 + j] = 1.0 / scales[k]
         if k0:
             J[0, k0 + j] = -means[k] / scales[k]
+    if "rotation" in scaling:  # decorrelated columns (_results._decorrelate)
+        J[:, k0:] = J[:, k0:] @ scaling["rotation"]
     return J
+
+
+def unrotated(scaling, X=None, beta=None):
+    """The internal design's columns and coefficients before :func:`_decorrelate`
+    (each column one of the user's, centred and scaled): ``(X, beta)``, either None
+    when not given; the same arrays when the design was not decorrelated."""
+    R = scaling.get("rotation_inverse")
+    if R is None:
+        return X, beta
+    k0 = int(scaling["intercept"])
+    if X is not None:
+        X = np.array(X, dtype=float)
+        X[:, k0:] = X[:, k0:] @ R
+    if beta is not None:
+        beta = np.array(beta, dtype=float)
+        beta[k0:] = scaling["rotation"] @ beta[k0:]
+    return X, beta
 
 
 def extra_shift_matrix(scaling, n_beta: int, n_extra: int) -> np.ndarray:
@@ -85,6 +104,8 @@ def extra_shift_matrix(scaling, n_beta: int, n_extra: int) -> np.ndarray:
     if scaling.get("centred"):
         kept = scaling["kept"]
         ratio = scaling["means"][kept] / scaling["scales"][kept]
+        if "rotation" in scaling:  # decorrelated columns (no intercept: all of them)
+            ratio = ratio @ scaling["rotation"]
         C += np.outer(scaling["extra_shift"], ratio)
     return C
 

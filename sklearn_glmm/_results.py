@@ -27,6 +27,7 @@ from ._fit_result import (  # noqa: F401 (re-exported: the tools import them fro
     original_lambda,
     parameter_layout,
     shifted,
+    unrotated,
 )
 from ._tables import FactorArrays, FitArrays, drop_tables
 from ._validation import aliased_columns
@@ -39,8 +40,14 @@ from .exceptions import (
     StandardErrorWarning,
 )
 
+# condition number of X'X (centred and scaled columns) above which the columns are also
+# decorrelated (:func:`_decorrelate`): nearly collinear columns (an uncentred covariate
+# in an interaction, x + 1e4 with a factor) leave the optimiser short of the optimum and
+# the Hessian numerically singular
+_DECORRELATE_ABOVE = 1e6
 
-def scale_design(X, names, fit_intercept, curvature=1.0, centre=False):
+
+def scale_design(X, names, fit_intercept, curvature=1.0, centre=False, decorrelate=False):
     """Centre and scale the columns of X; drop aliased columns with a warning.
 
     The columns are centred with an intercept, or without one when ``centre`` (an
@@ -49,7 +56,8 @@ def scale_design(X, names, fit_intercept, curvature=1.0, centre=False):
     record used to map coefficients back. With large counts (``curvature``, the
     typical Fisher weight, above 100) every column is divided further by
     ``sqrt(curvature)``: the fixed effects' curvature then stays of the order of
-    the covariance parameters', which L-BFGS needs to converge.
+    the covariance parameters', which L-BFGS needs to converge. With ``decorrelate``,
+    nearly collinear columns are also decorrelated (:func:`_decorrelate`).
     """
     n, p = X.shape
     c = float(np.sqrt(curvature)) if curvature > 100.0 else 1.0
@@ -102,7 +110,38 @@ def scale_design(X, names, fit_intercept, curvature=1.0, centre=False):
     )
     if centre and not fit_intercept:
         scaling["centred"] = True
+    if decorrelate:
+        Xd = _decorrelate(Xd, scaling)
     return Xd, scaling
+
+
+def _decorrelate(Xd, scaling):
+    """Replace the (centred, scaled) columns after the intercept by uncorrelated ones
+    when ``X'X`` is ill-conditioned (above :data:`_DECORRELATE_ABOVE`): ``X R^-1`` with
+    ``R'R = X'X / n``, so that the fit is the same whatever the origin and units of the
+    user's columns. ``scaling["rotation"]`` keeps ``R^-1`` (``beta = R^-1 beta_internal``
+    for those columns; :func:`~sklearn_glmm._fit_result.beta_jacobian`) and
+    ``scaling["rotation_inverse"]`` ``R``."""
+    k0 = int(scaling["intercept"])
+    n, m = Xd.shape[0], Xd.shape[1] - k0
+    if m < 2 or n == 0:
+        return Xd
+    cols = Xd[:, k0:]
+    G = (cols.T @ cols) / n
+    eig = np.linalg.eigvalsh(G)
+    if not eig[0] > 0 or eig[-1] <= _DECORRELATE_ABOVE * eig[0]:
+        return Xd
+    try:
+        R = np.linalg.cholesky(G).T
+    except np.linalg.LinAlgError:
+        return Xd
+    Rinv = np.linalg.solve(R, np.eye(m))
+    out = np.empty_like(Xd, order="F")
+    if k0:
+        out[:, 0] = Xd[:, 0]
+    out[:, k0:] = cols @ Rinv
+    scaling["rotation"], scaling["rotation_inverse"] = Rinv, R
+    return out
 
 
 def coefficient_shift(shift, designs) -> np.ndarray:
@@ -163,6 +202,8 @@ def design_view(factor, scaling, Xd):
     if factor.structure is not None or not factor.slope_idx:
         return None
     if scaling["intercept_scale"] != 1.0 or term.intercept != scaling["intercept"]:
+        return None
+    if "rotation" in scaling:  # decorrelated columns: not the Z columns
         return None
     if term.intercept and term.diagonal:  # only scaled (centring would change the model)
         return None
@@ -459,12 +500,14 @@ def _check_separation(est, data, beta_s):
         suspicious = np.min(eta) < np.log(np.average(y, weights=data.weights[use])) - 5.0
     if not suspicious:
         return
-    cols = separated_coefficients(data.X, data.y, data.trials, data.weights, fam.has_trials)
+    X_user, _ = unrotated(est.fit_result_.scaling, data.X)  # one column per predictor
+    cols = separated_coefficients(X_user, data.y, data.trials, data.weights, fam.has_trials)
     if cols is None:
         return
     sc = est.fit_result_.scaling
     k0 = int(sc["intercept"])
     slopes = [j for j in cols if j >= k0]
+    X_user, beta_s = unrotated(sc, data.X, beta_s)  # one column per predictor
     if len(slopes) > 1:
         # name the predictors without which the data are no longer separated; when
         # there are none (several separate on their own), the main components of the
@@ -473,7 +516,7 @@ def _check_separation(est, data, beta_s):
             j
             for j in slopes
             if separated_coefficients(
-                np.delete(data.X, j, axis=1), data.y, data.trials, data.weights, fam.has_trials
+                np.delete(X_user, j, axis=1), data.y, data.trials, data.weights, fam.has_trials
             )
             is None
         ]

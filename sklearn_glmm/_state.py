@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._fit_result import unrotated
 from ._prediction_variance import pickled_summary
 
 _QUANTILES = [0, 0.25, 0.5, 0.75, 1]
@@ -63,7 +64,8 @@ def binary_column(est, name) -> bool:
     if k not in sc["kept"]:
         return False
     j = sc["kept"].index(k) + int(sc["intercept"])
-    vals = np.unique(res.objective.data.X[:, j]) * sc["scales"][k] + sc["means"][k]
+    X, _ = unrotated(sc, res.objective.data.X)  # one column per predictor
+    vals = np.unique(X[:, j]) * sc["scales"][k] + sc["means"][k]
     return len(vals) == 2 and np.allclose(vals, [0.0, 1.0])
 
 

@@ -17,7 +17,7 @@ from ._engine.families.base import _NODE_CELLS, normal_rule
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
-from ._fit_result import centring_offset
+from ._fit_result import centring_offset, unrotated
 from ._frames import as_pandas
 from ._ordinal_classes import category_order, ordinal_classes
 from ._ordinal_scale import scale_design, scale_term
@@ -302,7 +302,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         # along a separating direction the optimiser drives the linear predictor far out
         if d.n_beta == 0 or np.max(np.abs(d.X @ beta)) <= 5.0:
             return
-        cols = ordinal_separation(d.X, y, weights, len(self.classes_))
+        X, _ = unrotated(res.scaling, d.X)  # one column per predictor
+        cols = ordinal_separation(X, y, weights, len(self.classes_))
         if cols is None:
             return
         names = [res.fixed_names[res.scaling["kept"][j]] for j in cols]
