@@ -34,6 +34,7 @@ Public functions:
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import numpy as np
@@ -42,7 +43,10 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from ._engine.objective import lambda_matrices
+from ._fit_result import beta_jacobian, unrotated
 from ._results import original_lambda
+from ._validation import aliased_columns
+from ._warn import user_stacklevel
 
 __all__ = ["conditional_marginal_table", "marginal_coefs"]
 
@@ -141,8 +145,29 @@ def _marginal_beta(est, rows, x):
         )
     use = rows.weights > 0
     sw = np.sqrt(rows.weights[use])
-    gamma, *_ = np.linalg.lstsq(rows.Xi[use] * sw[:, None], target[use] * sw, rcond=None)
-    return res.beta_jacobian() @ gamma
+    aliased = getattr(rows, "aliased", ())
+    if not aliased:
+        gamma, *_ = np.linalg.lstsq(rows.Xi[use] * sw[:, None], target[use] * sw, rcond=None)
+        return res.beta_jacobian() @ gamma
+    # coefficients the rows do not identify are left out of the least squares (R's NA):
+    # on the design's own centred and scaled columns, one per coefficient
+    Xu, _ = unrotated(res.scaling, rows.Xi[use] * sw[:, None])
+    keep = [j for j in range(Xu.shape[1]) if j not in aliased]
+    gamma = np.zeros(Xu.shape[1])
+    gamma[keep], *_ = np.linalg.lstsq(Xu[:, keep], target[use] * sw, rcond=None)
+    sc = {k: v for k, v in res.scaling.items() if not k.startswith("rotation")}
+    beta = beta_jacobian(sc) @ gamma
+    beta[list(aliased)] = np.nan
+    return beta
+
+
+def _unidentified(est, rows) -> tuple:
+    """Coefficients (internal order, the intercept first) the rows with positive
+    weight cannot identify: constant or collinear there (a factor level absent from
+    them, fewer rows than coefficients)."""
+    use = rows.weights > 0
+    Xu, _ = unrotated(est.fit_result_.scaling, rows.Xi[use] * np.sqrt(rows.weights[use])[:, None])
+    return tuple(aliased_columns(Xu))
 
 
 def _simulated_cov(est, fun, n_draws, random_state):
@@ -260,6 +285,16 @@ def marginal_coefs(
         rows = _new_rows(model, X, offset, sample_weight)
     fe = model.fixed_effects_
     kept = np.isfinite(fe["estimate"].to_numpy())
+    rows.aliased = _unidentified(model, rows)
+    if rows.aliased:
+        names = list(fe.index[kept][list(rows.aliased)])
+        warnings.warn(
+            f"marginal_coefs: the rows do not identify {names} (constant or collinear among "
+            "the rows with positive weight, e.g. a factor level none of them has): their "
+            "marginal coefficients are NaN, as R's lm gives NA. Pass rows that vary in them.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
     def fun(x):
         return _marginal_beta(model, rows, x)

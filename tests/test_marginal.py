@@ -456,3 +456,54 @@ def test_zero_inflation_with_predictors_uses_each_rows_probability():
     np.testing.assert_allclose(marginal_coefs(m, X)["estimate"], expected, atol=1e-10)
     # the zero inflation's slope on time pulls the marginal time coefficient down
     assert marginal_coefs(m).loc["time", "estimate"] < m.fixed_effects_.loc["time", "estimate"]
+
+
+def test_marginal_coefs_of_rows_that_do_not_identify_a_coefficient_are_nan():
+    # rows without a factor level (or a grid with x constant) cannot identify its
+    # coefficients: least squares gave the minimum-norm solution, which moved with the
+    # units of x (fc 0.182 here, 0.169 in other units; p = 0.0006 for a slope from three
+    # rows at x = 0); R's lm gives NA
+    rng = np.random.default_rng(8)
+    g = np.repeat(np.arange(60), 6)
+    f = rng.choice(["a", "b", "c"], len(g))
+    x = rng.normal(size=len(g))
+    eta = -0.4 + 0.8 * (f == "b") - 0.6 * (f == "c") + x + rng.normal(0, 1.2, 60)[g]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    X = pd.DataFrame({"fb": (f == "b") * 1.0, "fc": (f == "c") * 1.0, "x": x})
+    X["fb:x"], X["fc:x"] = X["fb"] * x, X["fc"] * x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM().fit(X, y, groups=g)
+    sub = X[f != "c"]
+    with pytest.warns(UserWarning, match=r"do not identify \['fc', 'fc:x'\]"):
+        mc = marginal_coefs(m, sub)
+    assert mc.loc[["fc", "fc:x"]].isna().all().all()
+    # the identified ones are the least squares without them (R's lm on the same targets)
+    full = marginal_coefs(m, sub[["fb", "x", "fb:x"]].assign(fc=0.0, **{"fc:x": 0.0})[X.columns])
+    assert np.isfinite(mc.loc[["(Intercept)", "fb", "x", "fb:x"], "estimate"]).all()
+    np.testing.assert_allclose(
+        mc.loc[["(Intercept)", "fb", "x", "fb:x"], "estimate"],
+        full.loc[["(Intercept)", "fb", "x", "fb:x"], "estimate"],
+        rtol=1e-10,
+    )
+    grid = pd.DataFrame({"fb": [0.0, 1, 0], "fc": [0.0, 0, 1], "x": 0.0, "fb:x": 0.0, "fc:x": 0.0})
+    with pytest.warns(UserWarning, match=r"do not identify \['x', 'fb:x', 'fc:x'\]"):
+        assert marginal_coefs(m, grid).loc[["x", "fb:x", "fc:x"], "estimate"].isna().all()
+    w = np.where(f == "c", 0.0, 1.0)
+    with pytest.warns(UserWarning, match="do not identify"):
+        assert np.isnan(marginal_coefs(m, sample_weight=w).loc["fc", "estimate"])
+
+
+def test_interval_levels_are_checked():
+    df, _ = make_longitudinal("binomial", n_groups=40, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM().fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    X = df[["time", "treatment"]].head(4)
+    for bad in (95, 0, 1.0, -0.5, "0.95"):
+        with pytest.raises(ValueError, match="level must be"):
+            m.marginal_means(X, level=bad)
+        with pytest.raises(ValueError, match="level must be"):
+            m.contrast(X.assign(treatment=1), X.assign(treatment=0), level=bad)
+        with pytest.raises(ValueError, match="level must be"):
+            m.predict_interval(X, level=bad)
