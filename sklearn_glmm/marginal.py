@@ -92,11 +92,34 @@ def _weights(sample_weight, n):
     return w
 
 
+def _check_formula_offset(est, X, offset) -> None:
+    """A formula model's offset is its formula's (``offset()`` terms, an offset column),
+    read from the rows as its predictions read it: rows without its variables, or an
+    ``offset=`` beside it, raise (an offset of 0 moves the coefficients of a non-log
+    link)."""
+    state = getattr(est, "_formula", None)
+    if state is None or not (state.offsets or state.offset_column):
+        return
+    if offset is not None:
+        raise ValueError(
+            "this model's offset is its formula's, read from X: do not pass offset= as well "
+            "(change the offset's variables in X instead)."
+        )
+    needed = list(state.offset_variables) + ([state.offset_column] if state.offset_column else [])
+    missing = [c for c in needed if not (isinstance(X, pd.DataFrame) and c in X.columns)]
+    if missing:
+        raise ValueError(
+            f"X lacks {missing}, used by the model's offset: the offset is part of every "
+            "row's mean (as in R), so the marginal model needs it; pass rows holding them."
+        )
+
+
 def _new_rows(est, X, offset, sample_weight):
     from ._plot_common import model_inputs, row_offset
     from .inference import _prep
 
     res = est.fit_result_
+    _check_formula_offset(est, X, offset)
     Xm, _, _ = model_inputs(est, X, None)
     if offset is None:  # a formula model's own offset, read from the data
         offset = row_offset(X, None, len(X), est)

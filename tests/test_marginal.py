@@ -507,3 +507,18 @@ def test_interval_levels_are_checked():
             m.contrast(X.assign(treatment=1), X.assign(treatment=0), level=bad)
         with pytest.raises(ValueError, match="level must be"):
             m.predict_interval(X, level=bad)
+
+
+def test_marginal_coefs_read_a_formula_offset_from_the_rows():
+    formula = pytest.importorskip("sklearn_glmm.formula")
+    df, _ = make_longitudinal("binomial", n_groups=60, random_state=3)
+    df["off"] = 0.8 * np.sin(3 * df["time"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = formula.glmer("y ~ time + treatment + offset(off) + (1 | id)", df, family="binomial")
+    np.testing.assert_allclose(marginal_coefs(m, df)["estimate"], marginal_coefs(m)["estimate"])
+    # without the offset's variable the rows were taken at offset 0 (other coefficients)
+    with pytest.raises(ValueError, match=r"X lacks \['off'\], used by the model's offset"):
+        marginal_coefs(m, df.drop(columns="off"))
+    with pytest.raises(ValueError, match="do not pass offset= as well"):
+        marginal_coefs(m, df, offset=np.zeros(len(df)))
