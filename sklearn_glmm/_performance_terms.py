@@ -11,17 +11,21 @@ of a factor, the columns of an interaction. Terms come from
 car's type II tests respect marginality: a term is tested after the terms it is
 contained in are set aside. Containment is read from the variables of each term
 (``f:x`` contains ``f`` and ``x``). Terms given by the caller take their
-variables from their names split at ``:``.
+variables from their names split at ``:``, and a term also contains every term
+whose columns' names (split at ``:``) its own columns' names include (the columns
+``fb:x``, ``fc:x`` contain ``fb``, ``fc`` and ``x``, whatever the terms are called).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg, stats
 
 from ._design import INTERCEPT
+from ._warn import user_stacklevel
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,54 @@ def _user_terms(est, terms: dict | None) -> Terms:
         if label not in columns:
             names.append(label)
             columns[label] = terms.get(label, [c])
-    variables = {label: frozenset(label.split(":")) for label in names}
+    variables = _contained_variables(names, columns)
+    _warn_split_interactions(names, columns)
     return Terms(names, columns, variables, bool(est.fit_intercept))
+
+
+def _column_parts(cols) -> frozenset:
+    return frozenset(part for c in cols for part in str(c).split(":"))
+
+
+def _contained_variables(names, columns) -> dict:
+    """Each term's variables for containment: its label's parts, and the label parts of
+    every term whose columns' parts its own columns' parts include."""
+    parts = {t: _column_parts(columns[t]) for t in names}
+    out = {}
+    for t in names:
+        found = set(t.split(":"))
+        for s in names:
+            if s != t and parts[s] <= parts[t]:
+                found |= set(s.split(":"))
+        out[t] = frozenset(found)
+    return out
+
+
+def _warn_split_interactions(names, columns) -> None:
+    """Warn where an interaction's columns are split over terms so that no term contains
+    a term whose columns they include (a factor grouped, its interaction columns not):
+    its type II test could not set the interaction aside."""
+    parts = {t: _column_parts(columns[t]) for t in names}
+    for t in names:
+        if len(columns[t]) < 2:
+            continue
+        partners = [
+            s
+            for s in names
+            if s != t
+            and not parts[t] <= parts[s]
+            and any(_column_parts([c]) & parts[s] for c in columns[t])
+            and all(len(str(c).split(":")) > 1 for c in columns[s])
+        ]
+        if partners:
+            warnings.warn(
+                f"Anova: the interaction columns {partners} include columns of the term "
+                f"{t!r} but are not one term that contains it, so its type II test cannot "
+                f"set them aside (car's marginality). Group them: terms={{'{t}:...': "
+                f"{[c for s in partners for c in columns[s]]}}}.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
 
 
 def model_terms(est, terms: dict | None = None) -> Terms:
@@ -129,8 +179,27 @@ def _coefficients(est):
 def _wald(L: np.ndarray, b: np.ndarray, V: np.ndarray) -> tuple[float, int]:
     """Wald chi-square of ``L b = 0`` and its degrees of freedom (rows of ``L``)."""
     Lb = L @ b
-    stat = float(Lb @ linalg.solve(L @ V @ L.T, Lb, assume_a="sym"))
+    try:
+        stat = float(Lb @ linalg.solve(L @ V @ L.T, Lb, assume_a="sym"))
+    except (np.linalg.LinAlgError, ValueError):
+        stat = np.nan
     return stat, L.shape[0]
+
+
+def _testable(idx, b, V) -> bool:
+    """Whether the estimates and covariance a test reads are finite."""
+    return bool(np.all(np.isfinite(b[idx])) and np.all(np.isfinite(V[np.ix_(idx, idx)])))
+
+
+def _warn_untested(untested) -> None:
+    if untested:
+        warnings.warn(
+            f"Anova: the terms {untested} cannot be tested (Chisq and p are NaN): the "
+            "covariance of the coefficients they involve is not finite (see the fit's "
+            "StandardErrorWarning).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _complement(H1: np.ndarray, H2: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -160,7 +229,7 @@ def type2_rows(est, info: Terms) -> list:
     """(term, Chisq, Df, p) for every term, type II (car's ``Anova.II.mer``)."""
     names, b, V = _coefficients(est)
     eye = np.eye(len(names))
-    rows = []
+    rows, untested = [], []
     for term in info.names:
         own = _indices(names, info.columns[term])
         relatives = [
@@ -170,10 +239,15 @@ def type2_rows(est, info: Terms) -> list:
         if not own:
             rows.append((term, *_row(np.nan, 0)))
             continue
+        if not _testable(rel + own, b, V):
+            rows.append((term, np.nan, len(own), np.nan))
+            untested.append(term)
+            continue
         H2 = eye[rel + own]
         L = H2 if not rel else _complement(eye[rel], H2, V)
         L = L[~np.all(np.abs(L) < 1e-12, axis=1)]
         rows.append((term, *(_row(*_wald(L, b, V)) if len(L) else _row(np.nan, 0))))
+    _warn_untested(untested)
     return rows
 
 
@@ -183,10 +257,15 @@ def type3_rows(est, info: Terms) -> list:
     eye = np.eye(len(names))
     labels = ([INTERCEPT] if info.intercept else []) + list(info.names)
     columns = {INTERCEPT: [INTERCEPT], **info.columns}
-    rows = []
+    rows, untested = [], []
     for term in labels:
         own = _indices(names, columns[term])
+        if own and not _testable(own, b, V):
+            rows.append((term, np.nan, len(own), np.nan))
+            untested.append(term)
+            continue
         rows.append((term, *(_row(*_wald(eye[own], b, V)) if own else _row(np.nan, 0))))
+    _warn_untested(untested)
     return rows
 
 

@@ -538,3 +538,45 @@ def test_icc_of_observation_level_effects_only_is_nan():
     assert np.isnan(out).all()
     with pytest.warns(UserWarning, match="all observation-level"):
         assert np.isnan(P.icc(m, by_group=True)["ICC"]).all()
+
+
+def _split_design():
+    from sklearn_glmm.formula import FormulaTransformer
+
+    d = data("bin_factor")
+    X = FormulaTransformer("f * x").fit_transform(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM().fit(X, d["y"], groups=d["id"])
+    return d, X, m
+
+
+def test_anova_reads_containment_from_the_columns_names():
+    # terms named without "a:b": the interaction's columns fb:x, fc:x still contain the
+    # factor's fb, fc and x (a type II test of f was a type III one: 11.6 for 4.5)
+    _, X, m = _split_design()
+    inter = [c for c in X.columns if ":" in c]
+    dummies = [c for c in X.columns if c not in inter and c != "x"]
+    named = P.Anova(m, terms={"f": dummies, "f:x": inter})
+    other = P.Anova(m, terms={"grp": dummies, "grp_by_x": inter})
+    np.testing.assert_allclose(other["Chisq"].to_numpy(), named["Chisq"].to_numpy())
+    ref = P.Anova(fit("bin_factor"))  # the formula's own terms
+    np.testing.assert_allclose(named["Chisq"].to_numpy(), ref["Chisq"].to_numpy(), rtol=1e-6)
+    # an interaction split over terms cannot be set aside: said
+    with pytest.warns(UserWarning, match="are not one term that contains it"):
+        P.Anova(m, terms={"f": dummies})
+
+
+def test_anova_without_a_finite_covariance_gives_nan_rows():
+    d = data("bin_factor")
+    y = d["y"].where(d["f"] != "c", 1)  # level c separates: every standard error NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("y ~ f * x + (1 | id)", d.assign(y=y), family="binomial")
+    assert m.fixed_effects_["std_error"].isna().any()
+    for kind in (2, 3):
+        with pytest.warns(UserWarning, match="cannot be tested"):
+            out = P.Anova(m, type=kind)
+        nan = out["Chisq"].isna()
+        assert nan.any() and out["Pr(>Chisq)"][nan].isna().all()
+        assert (out["Df"][nan] > 0).all()
