@@ -102,6 +102,11 @@ def model_inputs(est, data, groups):
     cols = getattr(est, "group_columns", None)
     if cols is not None:
         cols = [cols] if isinstance(cols, str) else list(cols)
+        if frame and groups is None and not all(c in data.columns for c in cols):
+            # no grouping labels: every row at the population level (tools that need
+            # labels say so when they read them)
+            missing = {c: None for c in cols if c not in data.columns}
+            return data.assign(**missing)[list(est.feature_names_in_)], None, None
         X = data[list(est.feature_names_in_)] if frame else data
         return X, None, (data[cols] if groups is None else groups)
     if frame and hasattr(est, "design_info_"):

@@ -627,8 +627,10 @@ def plot_conditional_marginal(
     """
     ax = axes_or_new(ax)
     X, _, _ = model_inputs(est, data, None)
-    if getattr(est, "group_columns", None) is not None:
-        raise ValueError("Pass data without the group_columns labels for population curves.")
+    cols = getattr(est, "group_columns", None)
+    if cols is not None:  # population curves: every row at the population level
+        cols = [cols] if isinstance(cols, str) else list(cols)
+        X = X.assign(**{c: None for c in cols})
     n = len(data)
     t = column_values(data, time, n, "time").astype(float)
     labels = row_labels(data, by, n)

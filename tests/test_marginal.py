@@ -522,3 +522,24 @@ def test_marginal_coefs_read_a_formula_offset_from_the_rows():
         marginal_coefs(m, df.drop(columns="off"))
     with pytest.raises(ValueError, match="do not pass offset= as well"):
         marginal_coefs(m, df, offset=np.zeros(len(df)))
+
+
+def test_population_tools_of_a_group_columns_model_need_no_labels():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from sklearn_glmm.plotting import plot_conditional_marginal
+
+    df, _ = make_longitudinal("binomial", n_groups=50, random_state=4)
+    X = df[["time", "treatment", "id"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM(random_effects="1 + time", group_columns="id").fit(X, df["y"])
+    pd.testing.assert_frame_equal(marginal_coefs(m, X[["time", "treatment"]]), marginal_coefs(m, X))
+    grid = pd.DataFrame({"time": [0.0, 1, 2, 3], "treatment": 1.0})
+    lines = []
+    for data in (grid, grid.assign(id=X["id"].iloc[0])):  # labels or none: the same curves
+        ax = plot_conditional_marginal(m, data, time="time")
+        lines.append([line.get_ydata() for line in ax.get_lines()])
+        matplotlib.pyplot.close("all")
+    for a, b in zip(*lines):
+        np.testing.assert_allclose(a, b)
