@@ -18,11 +18,14 @@ link the marginal log odds ratios are attenuated towards 0 (about
 The integral is one-dimensional whatever the random-effect structure: for a row,
 :math:`z^\top b` is normal with variance :math:`\sum_f z_f^\top\Sigma_f z_f`
 (summed over independent grouping factors). It is exact for the log link; for
-other links it is the trapezoidal rule on a grid of spacing at most 0.25 on the
-link scale over +-9 standard deviations, accurate to about 1e-15 for the logit,
-probit and cloglog links whatever the variance (a fixed Gauss-Hermite rule loses
-accuracy as the standard deviation grows: 32 nodes err by 1e-3 at SD 5). There is
-no Monte Carlo error.
+other links, while every row's SD is at most 1.5, 32-node Gauss-Hermite (within
+about 1e-8 for the logit and probit links; the cloglog's asymmetric tail errs by up
+to 4e-6 in a probability near SD 1.5), and above it the trapezoidal rule on a grid
+of spacing at most 0.25 on the link scale over +-9 standard deviations, accurate to
+about 1e-15 whatever the variance (a fixed Gauss-Hermite rule loses accuracy as the
+standard deviation grows: 32 nodes err by 1e-3 at SD 5). The rule is chosen by the
+largest SD among the rows computed together, so a row's value can differ by that
+much between calls with other rows. There is no Monte Carlo error.
 
 Public functions:
 
@@ -354,6 +357,12 @@ def _ratio_transform(model, exponentiate):
     link = model.fit_result_.family.link
     if exponentiate is None:
         exponentiate = link.ratio_name is not None
+    if exponentiate and link.ratio_name is None:
+        raise ValueError(
+            f"exponentiate=True: exp of a {link.name}-link coefficient is no ratio (odds or "
+            "rate ratios belong to the logit and log links); leave exponentiate unset or "
+            "False to show the coefficients on the link scale."
+        )
     return bool(exponentiate), (link.ratio_name if exponentiate else None)
 
 

@@ -543,3 +543,13 @@ def test_population_tools_of_a_group_columns_model_need_no_labels():
         matplotlib.pyplot.close("all")
     for a, b in zip(*lines):
         np.testing.assert_allclose(a, b)
+
+
+def test_exponentiated_probit_coefficients_are_refused():
+    df, _ = make_longitudinal("binomial", n_groups=40, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM(link="probit").fit(df[["time", "treatment"]], df["y"], groups=df["id"])
+    assert conditional_marginal_table(m).attrs["scale"] == "probit"
+    with pytest.raises(ValueError, match="is no ratio"):
+        conditional_marginal_table(m, exponentiate=True)
