@@ -67,7 +67,7 @@ def _formula_terms(est) -> Terms | None:
     name_of = dict(zip(positions, fixed))
     names, columns, variables, treatment = [], {}, {}, set()
     for entry in spec.structure:
-        label = str(entry.term)
+        label = str(entry.term).replace(" ** ", "^")  # R's spelling, as the coefficients'
         if label == "1":
             continue
         idx = [spec.column_names.index(c) for c in entry.columns]

@@ -766,4 +766,12 @@ def Anova(model, type: int | str = 2, *, terms: dict | None = None) -> CheckTabl
         )
     numeral = "II" if kind == 2 else "III"
     title = f"Analysis of Deviance Table (Type {numeral} Wald chisquare tests)"
+    blocks = model.fit_result_.block_designs
+    if blocks is not None and any(D is not None for D in blocks):
+        # car's component="cond": the zero-inflation / dispersion predictors are not tested
+        title += " of the conditional model"
+        note = (note + " " if note else "") + (
+            "The zero-inflation and dispersion predictors are not tested here; their "
+            "coefficients' z tests are in the model's tables (zero_inflation_effects_)."
+        )
     return with_text(table, title, note, None, anova_body(table, model._y_name))

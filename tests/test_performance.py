@@ -580,3 +580,20 @@ def test_anova_without_a_finite_covariance_gives_nan_rows():
         nan = out["Chisq"].isna()
         assert nan.any() and out["Pr(>Chisq)"][nan].isna().all()
         assert (out["Df"][nan] > 0).all()
+
+
+def test_anova_labels_and_the_conditional_model():
+    from sklearn_glmm.formula import glmmTMB
+
+    d = data("bin_factor")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("y ~ x + I(x^2) + f + (1 | id)", d, family="binomial")
+    assert "I(x^2)" in P.Anova(m).index  # as the coefficient is named (and R names it)
+    rng = np.random.default_rng(0)
+    counts = d.assign(c=rng.poisson(2, len(d)) * rng.binomial(1, 0.7, len(d)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zi = glmmTMB("c ~ x + f + (1 | id)", counts, family="poisson", ziformula="~x")
+    out = P.Anova(zi)
+    assert out.title.endswith("of the conditional model") and "zero-inflation" in out.note

@@ -223,10 +223,10 @@ class Family:
         Closed form for the log link (``exp(eta + var / 2)``). Otherwise 32-node
         Gauss-Hermite while every SD is at most ``_GH_MAX_SD`` (within about 1e-8 there
         for the logit and probit links; up to 4e-6 in a cloglog probability near the
-        limit, its asymmetric tail), and beyond it the trapezoidal rule with nodes a quarter of a unit
-        apart on the link scale: the inverse link's step is then narrow against the
-        normal's spread, which a Gauss-Hermite rule of fixed size resolves poorly
-        (1e-2 in a probability at SD 10), while the trapezoidal rule's error falls
+        limit, its asymmetric tail), and beyond it the trapezoidal rule with nodes a
+        quarter of a unit apart on the link scale: the inverse link's step is then narrow
+        against the normal's spread, which a Gauss-Hermite rule of fixed size resolves
+        poorly (1e-2 in a probability at SD 10), while the trapezoidal rule's error falls
         like ``exp(-2 pi d / h)`` for an integrand analytic in a strip of width ``d``.
         Per-row values of the family's parameters need a 1-D ``eta``.
         """
