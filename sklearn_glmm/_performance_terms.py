@@ -45,6 +45,8 @@ class Terms:
     treatment : frozenset or None
         Terms coded with treatment contrasts (formula fits); None when the
         coding is not known (columns given directly).
+    numeric : frozenset
+        The numeric (not categorical) variables of a formula fit.
     """
 
     names: list
@@ -52,6 +54,7 @@ class Terms:
     variables: dict
     intercept: bool
     treatment: frozenset | None = None
+    numeric: frozenset = frozenset()
 
 
 def _formula_terms(est) -> Terms | None:
@@ -77,7 +80,12 @@ def _formula_terms(est) -> Terms | None:
         # formulaic names a treatment-coded level f[T.level]
         if any("[T." in str(c) for c in entry.columns):
             treatment.add(label)
-    return Terms(names, columns, variables, bool(est.fit_intercept), frozenset(treatment))
+    kinds = getattr(spec, "encoder_state", None) or {}
+    # formulaic's kind of each variable (Factor.Kind.NUMERICAL's value)
+    numeric = frozenset(
+        v for v, st in kinds.items() if getattr(st[0], "value", None) == "numerical"
+    )
+    return Terms(names, columns, variables, bool(est.fit_intercept), frozenset(treatment), numeric)
 
 
 def _user_terms(est, terms: dict | None) -> Terms:

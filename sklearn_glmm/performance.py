@@ -681,14 +681,19 @@ def check_model(
 
 
 def _contrast_dependent(info) -> bool:
-    """Whether a type III test may be of an effect at a reference level: a term contained in
-    an interaction coded with treatment contrasts (or coded in a way not known here)."""
+    """Whether a type III test may be of an effect at a reference level or at a covariate's
+    zero: a term contained in an interaction coded with treatment contrasts, or in one
+    with a numeric covariate other than the term's own variables (or coded in a way not
+    known here)."""
     pairs = [
         (t, u) for t in info.names for u in info.names if info.variables[t] < info.variables[u]
     ]
     if info.treatment is None:
         return bool(pairs)
-    return any(u in info.treatment for _, u in pairs)
+    return any(
+        u in info.treatment or (info.variables[u] - info.variables[t]) & info.numeric
+        for t, u in pairs
+    )
 
 
 def Anova(model, type: int | str = 2, *, terms: dict | None = None) -> CheckTable:  # noqa: N802
@@ -760,9 +765,11 @@ def Anova(model, type: int | str = 2, *, terms: dict | None = None) -> CheckTabl
     note = ""
     if kind == 3 and _contrast_dependent(info):
         note = (
-            "Type III tests of terms contained in an interaction depend on the contrasts: with "
-            "treatment contrasts they test effects at the reference level. Use sum-to-zero "
-            "contrasts (C(f, contr.sum)) for the usual type III hypotheses."
+            "Type III tests of terms contained in an interaction depend on the contrasts and "
+            "on the origin of the covariates they interact with: with treatment contrasts they "
+            "test effects at the reference level, and next to a covariate at its zero. Use "
+            "sum-to-zero contrasts (C(f, contr.sum)) and centred covariates for the usual type "
+            "III hypotheses."
         )
     numeral = "II" if kind == 2 else "III"
     title = f"Analysis of Deviance Table (Type {numeral} Wald chisquare tests)"

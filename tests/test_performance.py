@@ -344,7 +344,8 @@ def test_anova_type3_with_sum_contrasts_matches_car():
     assert list(out.index) == ["(Intercept)", "C(f, contr.sum)", "x", "C(f, contr.sum):x"]
     assert_rel(out["Chisq"], ref["chisq"])
     assert_p(out["Pr(>Chisq)"], ref["p_value"])
-    assert out.note == ""  # no caveat: the factor is sum-coded
+    # sum-coded: no reference-level caveat, but the factor's test is at x = 0
+    assert "origin of the covariates" in out.note
     # type II does not depend on the contrasts
     assert_rel(P.Anova(m, type=2)["Chisq"], REF["bin_factor"]["anova2"]["chisq"])
 
@@ -597,3 +598,18 @@ def test_anova_labels_and_the_conditional_model():
         zi = glmmTMB("c ~ x + f + (1 | id)", counts, family="poisson", ziformula="~x")
     out = P.Anova(zi)
     assert out.title.endswith("of the conditional model") and "zero-inflation" in out.note
+
+
+def test_type3_note_for_interactions_with_covariates():
+    d = data("bin_factor")
+    rng = np.random.default_rng(2)
+    d = d.assign(z=rng.normal(size=len(d)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xz = glmer("y ~ x * z + f + (1 | id)", d, family="binomial")
+        nested = glmer("y ~ f + x:f + (1 | id)", d, family="binomial")
+        plain = glmer("y ~ x + z + f + (1 | id)", d, family="binomial")
+    # x's type III test in x * z is its effect at z = 0: the note says so
+    assert "origin of the covariates" in P.Anova(xz, type=3).note
+    assert "origin of the covariates" in P.Anova(nested, type=3).note
+    assert P.Anova(plain, type=3).note == ""
