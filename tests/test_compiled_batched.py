@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from joblib import Parallel, delayed
+from test_batched_refits import _data
 
 from sklearn_glmm import BinomialGLMM, PoissonGLMM, config_context, get_config
 from sklearn_glmm._config import with_config
@@ -19,34 +20,20 @@ pytest.importorskip("numba")
 
 
 def _fit(kind, seed=0, n_groups=25, n_per=10):
+    if kind in ("pois_slope", "bin_ri", "binom_trials_weights"):  # test_batched_refits'
+        return _data(kind, seed)
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(n_groups), n_per)
     x = rng.standard_normal(len(g))
-    b0 = rng.normal(0, 0.6, n_groups)[g]
     b1 = rng.normal(0, 0.3, n_groups)[g]
-    eta = 0.3 + 0.5 * x + b0
+    eta = 0.3 + 0.5 * x + rng.normal(0, 0.6, n_groups)[g]
     X = pd.DataFrame({"x": x})
-    if kind == "pois_slope":
-        return PoissonGLMM(random_effects="1 + x").fit(
-            X, rng.poisson(np.exp(eta + b1 * x)), groups=g
-        )
     if kind == "pois_offset_shuffled":  # a level's rows not together, an exposure
         t = rng.uniform(0.5, 3.0, len(g))
         y = rng.poisson(t * np.exp(eta))
         o = rng.permutation(len(g))
         est = PoissonGLMM(random_effects="1")
         return est.fit(X.iloc[o], y[o], groups=g[o], offset=np.log(t[o]))
-    if kind == "bin_ri":
-        return BinomialGLMM(random_effects="1").fit(
-            X, rng.binomial(1, 1 / (1 + np.exp(-eta))), groups=g
-        )
-    if kind == "binom_trials_weights":
-        trials = rng.integers(1, 8, len(g))
-        y = rng.binomial(trials, 1 / (1 + np.exp(-(eta + b1 * x))))
-        w = rng.choice([1.0, 2.0], len(g))
-        return BinomialGLMM(random_effects="1 + x").fit(
-            X, y, groups=g, trials=trials, sample_weight=w
-        )
     if kind == "probit":
         y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
         return BinomialGLMM(link="probit", random_effects="1").fit(X, y, groups=g)

@@ -67,6 +67,20 @@ def _row_terms(family, y, e, trials, const, theta, const_theta, i):
     return y * e - trials * log1pexp + const, y - trials * m, c2, c2 * (1.0 - 2.0 * m)
 
 
+def _modes_found(dec, obj, big, top):
+    """``modes._modes_found`` (or a step below 1e-11) for one search's levels: Newton
+    decrements ``dec``, penalised log-densities ``obj``, the largest step ``big`` and
+    the largest decrement ``top`` (NaN: not found)."""
+    if big < 1e-11 or top < 1e-20:
+        return True
+    if not top <= 1e-8:
+        return False
+    for j in range(dec.shape[0]):
+        if not dec[j] < 1e-22 * abs(obj[j]):
+            return False
+    return True
+
+
 def _modes(
     eta_fix,
     a,
@@ -139,14 +153,7 @@ def _modes(
             # NaN propagates, as in numpy's max (no test below then passes)
             if not math.isnan(top) and (math.isnan(dec[j]) or dec[j] > top):
                 top = dec[j]
-        found = big < 1e-11 or top < 1e-20
-        if not found and top < 1e-8:  # modes._modes_found
-            found = True
-            for j in range(n_levels):
-                if not dec[j] < 1e-22 * abs(obj[j]):
-                    found = False
-                    break
-        if found:
+        if _modes_found(dec, obj, big, top):
             status = FOUND
             break
         floor = obj - 1e-12 * (1.0 + np.abs(obj))
@@ -396,13 +403,7 @@ def _batched_laplace(
                     big = max(big, abs(step[g, k]))
             if not finite:
                 break
-            found = big < 1e-11 or top < 1e-20
-            if not found and top <= 1e-8:
-                found = True
-                for g in range(G):
-                    if not dec[g] < 1e-22 * abs(obj[g]):
-                        found = False
-                        break
+            found = _modes_found(dec, obj, big, top)
             if found:
                 break
             for g in range(G):
@@ -538,6 +539,7 @@ def _batched_laplace(
 
 
 _KERNELS = {}
+_SHARED = ("_row_terms", "_modes_found")
 
 
 def _compiled(fn):
@@ -546,10 +548,9 @@ def _compiled(fn):
     if kernel is None:
         import numba
 
-        global _row_terms
-        if not hasattr(_row_terms, "py_func"):
-            # the kernels' shared row function, compiled first (numba calls compiled code)
-            _row_terms = numba.njit(cache=True)(_row_terms)
+        for name in _SHARED:  # the kernels' shared functions, compiled first
+            if not hasattr(globals()[name], "py_func"):  # (numba calls compiled code)
+                globals()[name] = numba.njit(cache=True)(globals()[name])
         kernel = _KERNELS[fn.__name__] = numba.njit(cache=True)(fn)
     return kernel
 
