@@ -147,17 +147,21 @@ def _mean_quadratic(Z: np.ndarray, S: np.ndarray) -> float:
     return float(np.mean(np.einsum("nq,qr,nr->n", Z, S, Z)))
 
 
+def observation_level(est, factor) -> bool:
+    """insight's rule: a factor with as many levels as rows models overdispersion
+    (residual variance), not groups."""
+    return factor.n_levels == len(est.fit_result_.train["y"])
+
+
 def random_parts(est) -> tuple[float, float, dict]:
     """(between-group variance, observation-level variance, intercept variance per factor)."""
-    n = len(est.fit_result_.train["y"])
     between, within, intercepts = 0.0, 0.0, {}
     for k, f in enumerate(est.fit_result_.factors):
         S = est.random_effects_cov_[f.name].to_numpy()
         if f.term.intercept:
             intercepts[f.name] = float(S[0, 0])
         value = _mean_quadratic(_raw_z(est, k), S)
-        # insight: a factor with as many levels as rows models overdispersion
-        if f.n_levels == n:
+        if observation_level(est, f):
             within += value
         else:
             between += value

@@ -99,9 +99,8 @@ def model_inputs(est, data, groups):
     """
     check_fitted(est)
     frame = isinstance(data, pd.DataFrame)
-    cols = getattr(est, "group_columns", None)
+    cols = group_column_list(est)
     if cols is not None:
-        cols = [cols] if isinstance(cols, str) else list(cols)
         if frame and groups is None and not all(c in data.columns for c in cols):
             # no grouping labels: every row at the population level (tools that need
             # labels say so when they read them)
@@ -128,6 +127,14 @@ def model_inputs(est, data, groups):
     else:
         X = data
     return X, groups, groups
+
+
+def group_column_list(est) -> list | None:
+    """The estimator's ``group_columns`` as a list (None when it reads no groups from X)."""
+    cols = getattr(est, "group_columns", None)
+    if cols is None:
+        return None
+    return [cols] if isinstance(cols, str) else list(cols)
 
 
 def _check_complete(state, data) -> None:

@@ -500,14 +500,13 @@ def _check_separation(est, data, beta_s):
         suspicious = np.min(eta) < np.log(np.average(y, weights=data.weights[use])) - 5.0
     if not suspicious:
         return
-    X_user, _ = unrotated(est.fit_result_.scaling, data.X)  # one column per predictor
+    sc = est.fit_result_.scaling
+    X_user, beta_s = unrotated(sc, data.X, beta_s)  # one column per predictor
     cols = separated_coefficients(X_user, data.y, data.trials, data.weights, fam.has_trials)
     if cols is None:
         return
-    sc = est.fit_result_.scaling
     k0 = int(sc["intercept"])
     slopes = [j for j in cols if j >= k0]
-    X_user, beta_s = unrotated(sc, data.X, beta_s)  # one column per predictor
     if len(slopes) > 1:
         # name the predictors without which the data are no longer separated; when
         # there are none (several separate on their own), the main components of the

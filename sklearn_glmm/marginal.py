@@ -177,23 +177,27 @@ def _marginal_beta(est, rows, x):
         return res.beta_jacobian() @ gamma
     # coefficients the rows do not identify are left out of the least squares (R's NA):
     # on the design's own centred and scaled columns, one per coefficient
-    Xu, _ = unrotated(res.scaling, rows.Xi[use] * sw[:, None])
-    keep = [j for j in range(Xu.shape[1]) if j not in aliased]
-    gamma = np.zeros(Xu.shape[1])
-    gamma[keep], *_ = np.linalg.lstsq(Xu[:, keep], target[use] * sw, rcond=None)
+    Xu = rows.identified  # (weighted rows in use, the identified columns)
+    keep = [j for j in range(Xu.shape[1] + len(aliased)) if j not in aliased]
+    gamma = np.zeros(len(keep) + len(aliased))
+    gamma[keep], *_ = np.linalg.lstsq(Xu, target[use] * sw, rcond=None)
     sc = {k: v for k, v in res.scaling.items() if not k.startswith("rotation")}
     beta = beta_jacobian(sc) @ gamma
     beta[list(aliased)] = np.nan
     return beta
 
 
-def _unidentified(est, rows) -> tuple:
-    """Coefficients (internal order, the intercept first) the rows with positive
-    weight cannot identify: constant or collinear there (a factor level absent from
-    them, fewer rows than coefficients)."""
+def _identify(est, rows) -> None:
+    """Set ``rows.aliased``, the coefficients (internal order, the intercept first) the
+    rows with positive weight cannot identify (constant or collinear there: a factor
+    level absent from them, fewer rows than coefficients), and, when there are some,
+    ``rows.identified``: the weighted rows' design of the others, one centred and
+    scaled column per coefficient."""
     use = rows.weights > 0
     Xu, _ = unrotated(est.fit_result_.scaling, rows.Xi[use] * np.sqrt(rows.weights[use])[:, None])
-    return tuple(aliased_columns(Xu))
+    rows.aliased = tuple(aliased_columns(Xu))
+    if rows.aliased:
+        rows.identified = np.delete(Xu, rows.aliased, axis=1)
 
 
 def _simulated_cov(est, fun, n_draws, random_state):
@@ -311,7 +315,7 @@ def marginal_coefs(
         rows = _new_rows(model, X, offset, sample_weight)
     fe = model.fixed_effects_
     kept = np.isfinite(fe["estimate"].to_numpy())
-    rows.aliased = _unidentified(model, rows)
+    _identify(model, rows)
     if rows.aliased:
         names = list(fe.index[kept][list(rows.aliased)])
         warnings.warn(

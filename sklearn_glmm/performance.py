@@ -43,6 +43,7 @@ from ._performance_variance import (
     VarianceComponents,
     check_mixed,
     cholesky_diagonals,
+    observation_level,
     scaled_cholesky_diagonals,
 )
 from ._performance_variance import variance_components as _components
@@ -151,8 +152,7 @@ def icc(
     v = _components(model, tolerance)
     if v.singular:
         warnings.warn(_SINGULAR_WARNING.format(what="the ICC"), UserWarning, stacklevel=2)
-    n = len(model.fit_result_.train["y"])
-    grouped = [f for f in model.fit_result_.factors if f.n_levels < n]
+    grouped = [f for f in model.fit_result_.factors if not observation_level(model, f)]
     if not grouped:
         # only observation-level random effects (residual variance): no grouping factor
         # whose share an ICC would be (performance gives NA)

@@ -59,6 +59,7 @@ from ._plot_common import (
     color_map,
     column_values,
     factor_name,
+    group_column_list,
     is_binomial,
     link_predictions,
     model_inputs,
@@ -627,9 +628,8 @@ def plot_conditional_marginal(
     """
     ax = axes_or_new(ax)
     X, _, _ = model_inputs(est, data, None)
-    cols = getattr(est, "group_columns", None)
+    cols = group_column_list(est)
     if cols is not None:  # population curves: every row at the population level
-        cols = [cols] if isinstance(cols, str) else list(cols)
         X = X.assign(**{c: None for c in cols})
     n = len(data)
     t = column_values(data, time, n, "time").astype(float)

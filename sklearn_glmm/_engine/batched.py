@@ -42,7 +42,7 @@ from .families import Binomial, Poisson
 from .groups import GroupIndex
 from .links import LogitLink, LogLink
 from .model_data import ModelData, _fixed_terms
-from .modes import _NEAR_MODE
+from .modes import _NEAR_MODE, _per_row
 from .objective import Objective
 
 
@@ -272,21 +272,17 @@ class BatchedLaplace:
                 return None
             if self.q > 2:
                 return None
-
-            def per_row(v):
-                return np.ascontiguousarray(np.broadcast_to(1.0 if v is None else v, (n,)))
-
             f = self.f
             self._compiled = (
                 family,
                 np.ascontiguousarray(d.X, dtype=float),
-                per_row(d.offset),
+                _per_row(d.offset, n),
                 np.ascontiguousarray(f.Z, dtype=float),
                 np.ascontiguousarray(f.codes, dtype=np.intp),
                 np.ascontiguousarray(f.theta_rows, dtype=np.intp),
                 np.ascontiguousarray(f.theta_cols, dtype=np.intp),
-                per_row(self._trials),
-                per_row(self._w),
+                _per_row(1.0 if self._trials is None else self._trials, n),
+                _per_row(1.0 if self._w is None else self._w, n),
                 np.ascontiguousarray(const, dtype=float),
             )
         return self._compiled
