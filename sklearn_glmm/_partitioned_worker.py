@@ -232,6 +232,8 @@ def _binary_columns(X) -> np.ndarray:
 def _internal_design(X, sc) -> np.ndarray:
     """The rows of ``X`` on the internal scale ``scale_design`` chose (the same map)."""
     cols = [(X[:, k] - sc["means"][k]) / sc["scales"][k] for k in sc["kept"]]
+    if cols and "rotation" in sc:  # decorrelated columns (_results._decorrelate)
+        cols = list((np.column_stack(cols) @ sc["rotation"]).T)
     if sc["intercept"]:
         cols.insert(0, np.full(len(X), 1.0 / sc.get("intercept_scale", 1.0)))
     if not cols:

@@ -18,7 +18,8 @@ Order of calls:
    is refused or the data shuffled by group (``split_groups``);
 3. ``moments``: the outcome coded, the centred columns' R factor (a tall-skinny QR)
    and the sums of the outcome: the in-memory fit's internal centring and scaling,
-   its aliased-column test and the scaling of the random-effect columns, computed
+   its aliased-column test, its decorrelation of nearly collinear columns and the
+   scaling of the random-effect columns, computed
    from them exactly (``_summary_rows``);
 4. ``build``: each partition's internal rows and its objective;
 5. starting values as the in-memory fit finds them (``_partitioned_start``: the GLM
@@ -434,7 +435,8 @@ def _fit(est, family, X, gname, actors, info, t_load):
         np.array([sum(m["wsum"] for m in moms)]),
     )
     X_syn, shift = _summary_rows(moms, n, est.fit_intercept)
-    _, scaling = scale_design(X_syn, names, est.fit_intercept, curvature)
+    # the summary rows have the data's correlations: the same decorrelation as in memory
+    _, scaling = scale_design(X_syn, names, est.fit_intercept, curvature, decorrelate=True)
     if est.fit_intercept:
         # the rows are centred (their means 0): the centring is the data's means
         scaling["means"] = np.asarray(means, dtype=float) + shift

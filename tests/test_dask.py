@@ -465,3 +465,38 @@ def test_shuffle_of_dask_arrays_says_what_it_needs(client):
     g = ddf["id"].to_dask_array(lengths=True)
     with pytest.raises(ValueError, match="needs X as a Dask DataFrame and y, groups"):
         fit_partitioned(PoissonGLMM(), ddf[["x", "t"]], y, g, split_groups="shuffle")
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e4])
+def test_far_origin_in_an_interaction_as_in_memory(client, shift):
+    # y ~ f * x + h with x + 1e4: the centred fb:x is nearly fb; the in-memory fit
+    # decorrelates such a design, and so does the partitioned fit (it had stopped short
+    # of the optimum with NaN standard errors, reported as converged)
+    rng = np.random.default_rng(1)
+    n_groups, per = 60, 15
+    g = np.repeat(np.arange(n_groups), per)
+    n = len(g)
+    f = rng.choice(["a", "b", "c"], n)
+    h = rng.choice(["p", "q", "r", "s"], n)
+    x = rng.normal(size=n)
+    eta = -0.3 + 0.5 * x + 0.6 * (f == "c") * x - 0.2 * (h == "r")
+    y = rng.binomial(1, 1 / (1 + np.exp(-(eta + rng.normal(0, 0.7, n_groups)[g]))))
+    xs = x + shift
+    fb, fc = (f == "b") * 1.0, (f == "c") * 1.0
+    df = pd.DataFrame({"fb": fb, "fc": fc, "x": xs, "hq": (h == "q") * 1.0, "hr": (h == "r") * 1.0})
+    df["fb:x"], df["fc:x"] = fb * xs, fc * xs
+    cols = list(df.columns)
+    df["y"], df["id"] = y, g
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        m_mem = BinomialGLMM().fit(df[cols], df["y"], groups=df["id"])
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        ddf = _by_group(df, 3)
+        m_dask = fit_partitioned(BinomialGLMM(), ddf[cols], ddf["y"], ddf["id"])
+    assert ("rotation" in m_dask.fit_result_.scaling) == (shift > 0)
+    assert m_dask.converged_ and not _model_warnings(w_dask) and not _model_warnings(w_mem)
+    assert m_dask.loglik_ == pytest.approx(m_mem.loglik_, abs=1e-7)
+    fe_m, fe_d = m_mem.fixed_effects_, m_dask.fixed_effects_
+    np.testing.assert_allclose(fe_d["estimate"], fe_m["estimate"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fe_d["std_error"], fe_m["std_error"], rtol=1e-4)
