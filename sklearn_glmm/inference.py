@@ -336,6 +336,12 @@ def marginal_means(
     return pd.DataFrame(out, index=None if average else index)
 
 
+# a contrast's standard error at most this (relative to the means, or absolute on the log
+# scale of a ratio) is the finite differences' rounding of a contrast with no uncertainty
+# (a ratio of 2 from doubled exposures in a log-link model): 0, with no test
+_ROUNDING_SE = 1e-9
+
+
 def contrast(
     est,
     X1,
@@ -358,7 +364,11 @@ def contrast(
     table : pandas.DataFrame
         Rows ``conditional`` (random effects at 0) and ``marginal``
         (population-averaged); columns ``estimate, se, lower, upper, z, p_value``.
-        Ratios are tested against 1 on the log scale.
+        Ratios are tested against 1 on the log scale. A contrast the model fixes
+        without uncertainty (identical rows; a ratio of 2 from doubled exposures in a
+        log-link model) has ``se`` 0 and no test (``z``, ``p_value`` NaN): a standard
+        error below 1e-9 of the means (absolute on a ratio's log scale) is the finite
+        differences' rounding.
     """
     if kind not in ("difference", "ratio", "odds_ratio"):
         raise ValueError(f"kind must be 'difference', 'ratio' or 'odds_ratio', got {kind!r}.")
@@ -384,6 +394,15 @@ def contrast(
 
         v, V = _delta(est, fun)
         se = float(np.sqrt(max(V[0, 0], 0.0)))
+        # the means' size sets the differences' rounding; logs' rounding is absolute
+        size = 1.0
+        if kind == "difference":
+            x = est.fit_result_.params
+            size = max(
+                abs(_population_means(est, A, o, x, pop).mean()) for A, o in ((A1, o1), (A0, o0))
+            )
+        if se <= _ROUNDING_SE * size:
+            se = 0.0  # a contrast fixed by the model (an exact ratio): no test
         zs = v[0] / se if se > 0 else np.nan
         p = float(2 * stats.norm.sf(abs(zs))) if np.isfinite(zs) else np.nan
         lo, hi = v[0] - zq * se, v[0] + zq * se

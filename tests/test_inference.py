@@ -723,6 +723,29 @@ def test_contrast_ratio_equals_exp_beta_for_log_link():
         m.contrast(X, X, kind="odds_ratio")
 
 
+def test_a_contrast_without_uncertainty_has_no_test():
+    # doubling every row's exposure in a log-link model makes the ratio exactly 2: its
+    # standard error was finite-difference noise (2e-12) with z 7e11 and p 0; now 0 with
+    # z and p NaN, as for identical X1 and X0
+    df, _ = make_longitudinal("poisson", n_groups=40, random_state=3)
+    X = df[["time", "treatment"]]
+    expo = np.random.default_rng(0).uniform(1, 5, len(df))
+    m = _quiet_fit(PoissonGLMM(), X, df["y"], df["id"], offset=np.log(expo))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = m.contrast(X, X, offset1=np.log(2 * expo), offset0=np.log(expo), kind="ratio")
+        same = m.contrast(X, X, offset1=np.log(expo), offset0=np.log(expo))
+    for table, value in ((c, 2.0), (same, 0.0)):
+        np.testing.assert_allclose(table["estimate"], value, rtol=1e-12, atol=1e-15)
+        assert (table["se"] == 0).all()
+        assert table[["z", "p_value"]].isna().all().all()
+    # a real difference keeps its test
+    d = m.contrast(
+        X.assign(treatment=1), X.assign(treatment=0), offset1=np.log(expo), offset0=np.log(expo)
+    )
+    assert (d["se"] > 1e-4).all() and d["p_value"].notna().all()
+
+
 def test_means_of_a_model_fitted_with_an_offset_warn_without_one():
     # marginal_means and contrast took offset 0 without a word, where predict warns
     import warnings as w
