@@ -228,7 +228,9 @@ class Family:
         against the normal's spread, which a Gauss-Hermite rule of fixed size resolves
         poorly (1e-2 in a probability at SD 10), while the trapezoidal rule's error falls
         like ``exp(-2 pi d / h)`` for an integrand analytic in a strip of width ``d``.
-        Per-row values of the family's parameters need a 1-D ``eta``.
+        Per-row values of the family's parameters need a 1-D ``eta``; the rule is
+        chosen for each element of a 1-D ``eta`` by its own SD (not by the largest SD
+        of the elements computed with it).
         """
         eta = np.asarray(eta, dtype=float)
         var = np.broadcast_to(np.clip(np.asarray(var, dtype=float), 0.0, None), eta.shape)
@@ -237,7 +239,16 @@ class Family:
         if np.all(var == 0):
             return self.mean(eta, extra)
         sd = np.sqrt(var)
-        return over_nodes(self.mean, eta, sd, normal_rule(float(sd.max())), extra)
+        wide = sd > _GH_MAX_SD
+        if wide.all() or not wide.any() or eta.ndim != 1:
+            return over_nodes(self.mean, eta, sd, normal_rule(float(sd.max())), extra)
+        # each row by its own SD's rule, whatever the other rows computed with it
+        out = np.empty(eta.shape)
+        for rows in (np.flatnonzero(~wide), np.flatnonzero(wide)):
+            part = rows_of(extra, rows)
+            rule = normal_rule(float(sd[rows].max()))
+            out[rows] = over_nodes(self.mean, eta[rows], sd[rows], rule, part)
+        return out
 
 
 def over_nodes(fn, eta, sd, rule, extra):
