@@ -355,6 +355,18 @@ class FitResult:
         extra = self.block_values(Xa, x[self.layout.n_beta + self.layout.n_theta :])
         return self.family.mean_over_normal(eta, var, extra)
 
+    def undetermined(self) -> np.ndarray:
+        """Mask of the parameters without a variance although off their bounds (they
+        move along a flat direction of the likelihood: separation, parameters the data
+        do not identify). A function of them has no standard error either; parameters on
+        a bound (a zero variance) are held there, as the fit reports them."""
+        from ._engine.converge import at_bound
+
+        missing = ~np.isfinite(np.diag(self.vcov))
+        if not missing.any():
+            return missing
+        return missing & ~at_bound(self.params, self.bounds)
+
     @cached_property
     def vcov_fixed(self):
         """Covariance of the estimated fixed effects in the user's units (a DataFrame)."""

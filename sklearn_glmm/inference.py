@@ -67,18 +67,33 @@ def _population_means(est, Xa, off, x, population):
 
 
 def _delta(est, fun):
-    """Value and covariance of ``fun(x)`` (a vector) by the delta method."""
-    x, V = est.fit_result_.params, est.fit_result_.vcov
+    """Value and covariance of ``fun(x)`` (a vector) by the delta method; NaN rows and
+    columns for the elements that move with a parameter without a variance off its
+    bounds (:meth:`FitResult.undetermined`)."""
+    res = est.fit_result_
+    x, V = res.params, res.vcov
     active = np.isfinite(np.diag(V))
     f0 = np.asarray(fun(x), dtype=float)
     G = np.zeros((len(f0), len(x)))
-    for k in np.flatnonzero(active):
+    for k in np.flatnonzero(active | res.undetermined()):
         h = 1e-5 * max(1.0, abs(x[k]))
         e = np.zeros(len(x))
         e[k] = h
         G[:, k] = (np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * h)
     Va = V[np.ix_(active, active)]
-    return f0, G[:, active] @ Va @ G[:, active].T
+    cov = G[:, active] @ Va @ G[:, active].T
+    return f0, _without_undetermined(cov, G[:, ~active] != 0)
+
+
+def _without_undetermined(cov, moved):
+    """``cov`` with NaN rows and columns for the elements whose gradient along a
+    parameter without a variance (``moved``: elements x those parameters) is not 0."""
+    bad = np.any(moved, axis=1)
+    if bad.any():
+        cov = cov.copy()
+        cov[bad, :] = np.nan
+        cov[:, bad] = np.nan
+    return cov
 
 
 def _prep(est, X, offset):
@@ -195,6 +210,9 @@ def predict_interval(
                 + np.einsum("ni,ij,nj->n", direct, Vee, direct)
                 + 2.0 * slope * np.sum(cov[:, ex] * direct, axis=1)
             )
+            # (the family's parameters on a bound are held; one without a variance
+            # off its bounds leaves the means that read it without a standard error)
+            v_resp[np.any(direct[:, res.undetermined()[ex]] != 0, axis=1)] = np.nan
             se_out = np.sqrt(np.clip(v_resp, 0.0, None))
             with np.errstate(divide="ignore", invalid="ignore"):
                 spread = np.exp(z * se_out / fit)

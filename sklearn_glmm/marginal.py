@@ -203,18 +203,31 @@ def _identify(est, rows) -> None:
 def _simulated_cov(est, fun, n_draws, random_state):
     """GLMMadaptive's standard errors: the spread of ``fun`` over parameter draws."""
     from ._simulate import _rng
+    from .inference import _without_undetermined
 
-    x, V = est.fit_result_.params, est.fit_result_.vcov
+    res = est.fit_result_
+    x, V = res.params, res.vcov
     active = np.isfinite(np.diag(V))
     Va = V[np.ix_(active, active)]
     rng = _rng(random_state)
-    draws = rng.multivariate_normal(np.zeros(int(active.sum())), Va, size=n_draws)
+    draws = np.zeros((n_draws, 0))  # (no parameter with a variance: nothing to draw)
+    if active.any():
+        draws = rng.multivariate_normal(np.zeros(int(active.sum())), Va, size=n_draws)
     out = []
     for d in draws:
         xk = x.copy()
         xk[active] += d
         out.append(fun(xk))
-    return np.cov(np.asarray(out), rowvar=False).reshape(len(out[0]), len(out[0]))
+    k = len(out[0])
+    cov = np.cov(np.asarray(out), rowvar=False).reshape(k, k)
+    # the elements that move with a parameter without a variance (off its bounds)
+    f0 = np.asarray(fun(x), dtype=float)
+    moved = np.zeros((k, 0), dtype=bool)
+    for j in np.flatnonzero(res.undetermined()):
+        e = np.zeros(len(x))
+        e[j] = 1e-5 * max(1.0, abs(x[j]))
+        moved = np.column_stack([moved, np.asarray(fun(x + e)) != f0])
+    return _without_undetermined(cov, moved)
 
 
 def _check_model(est):

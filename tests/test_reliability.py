@@ -225,6 +225,28 @@ def test_quasi_separation_by_a_dummy_warns_naming_it():
     assert m.coef_[2] > 5  # far out along the separating direction, yet finite
 
 
+def test_uncertainty_of_means_is_not_zero_where_standard_errors_are_nan():
+    # with separation the fixed effects' covariance is NaN (a flat direction); the
+    # delta method kept only the parameters with a variance and reported the means and
+    # contrasts with standard error 0 and intervals of zero width
+    X, y, _, groups = _data()
+    X = X.assign(treated=(np.arange(N) % 7 == 0).astype(float))
+    y = np.where(X["treated"] == 1, 1, y)
+    m, _ = _record(lambda: BinomialGLMM().fit(X, y, groups=groups))
+    assert np.isnan(m.fixed_effects_["std_error"]).any()
+    grid = X.head(4)
+    means, _ = _record(lambda: m.marginal_means(grid))
+    for col in ("conditional_se", "marginal_se"):
+        assert means[col].isna().all()
+    c, _ = _record(lambda: m.contrast(X.assign(time=X["time"] + 1), X))
+    assert c["se"].isna().all() and c["p_value"].isna().all()
+    from sklearn_glmm.marginal import marginal_coefs
+
+    for how in ("delta", "simulation"):
+        mc, _ = _record(lambda how=how: marginal_coefs(m, se_method=how, n_draws=50))
+        assert mc["std_error"].isna().all()
+
+
 def test_count_category_with_only_zeros_warns_naming_it():
     X, _, y, groups = _data()
     X = X.assign(closed=(np.arange(N) % 5 == 0).astype(float))
