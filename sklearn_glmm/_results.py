@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ._conditioning import decorrelating_map
 from ._design import INTERCEPT
 from ._engine.converge import GRAD_TOL
 from ._engine.objective import lambda_matrices
@@ -39,12 +40,6 @@ from .exceptions import (
     SingularFitWarning,
     StandardErrorWarning,
 )
-
-# condition number of X'X (centred and scaled columns) above which the columns are also
-# decorrelated (:func:`_decorrelate`): nearly collinear columns (an uncentred covariate
-# in an interaction, x + 1e4 with a factor) leave the optimiser short of the optimum and
-# the Hessian numerically singular
-_DECORRELATE_ABOVE = 1e6
 
 
 def scale_design(X, names, fit_intercept, curvature=1.0, centre=False, decorrelate=False):
@@ -117,25 +112,18 @@ def scale_design(X, names, fit_intercept, curvature=1.0, centre=False, decorrela
 
 def _decorrelate(Xd, scaling):
     """Replace the (centred, scaled) columns after the intercept by uncorrelated ones
-    when ``X'X`` is ill-conditioned (above :data:`_DECORRELATE_ABOVE`): ``X R^-1`` with
+    when ``X'X`` is ill-conditioned
+    (:func:`~sklearn_glmm._conditioning.decorrelating_map`): ``X R^-1`` with
     ``R'R = X'X / n``, so that the fit is the same whatever the origin and units of the
     user's columns. ``scaling["rotation"]`` keeps ``R^-1`` (``beta = R^-1 beta_internal``
     for those columns; :func:`~sklearn_glmm._fit_result.beta_jacobian`) and
     ``scaling["rotation_inverse"]`` ``R``."""
     k0 = int(scaling["intercept"])
-    n, m = Xd.shape[0], Xd.shape[1] - k0
-    if m < 2 or n == 0:
-        return Xd
     cols = Xd[:, k0:]
-    G = (cols.T @ cols) / n
-    eig = np.linalg.eigvalsh(G)
-    if not eig[0] > 0 or eig[-1] <= _DECORRELATE_ABOVE * eig[0]:
+    found = decorrelating_map(cols)
+    if found is None:
         return Xd
-    try:
-        R = np.linalg.cholesky(G).T
-    except np.linalg.LinAlgError:
-        return Xd
-    Rinv = np.linalg.solve(R, np.eye(m))
+    Rinv, R = found
     out = np.empty_like(Xd, order="F")
     if k0:
         out[:, 0] = Xd[:, 0]
@@ -166,7 +154,9 @@ def z_transform(factor, X) -> np.ndarray:
     orthogonal columns, whatever the origin of the user's time scale (calendar
     days, say), and maps back exactly (``Sigma = T Sigma_internal T'``). An
     uncorrelated (``diag``) or intercept-free term is only scaled, since centring
-    would change its model.
+    would change its model. The slopes of an unstructured term that stay nearly
+    collinear after that (:func:`~sklearn_glmm._conditioning.decorrelating_map`) are
+    also decorrelated: the same model, whose optimum the optimiser then reaches.
     """
     if factor.structure is not None:
         # indicators of time levels: scaling them apart would break the structure
@@ -184,6 +174,14 @@ def z_transform(factor, X) -> np.ndarray:
         T[k, k] = 1.0 / sk
         if centre:  # the intercept's column carries the centring (none without one)
             T[0, k] = -means[k] / sk
+    if not factor.term.diagonal:
+        # an unstructured covariance is the same model in any basis of its columns:
+        # nearly collinear slopes ((1 + f * x | g) with x far from 0, a raw polynomial)
+        # are decorrelated as the fixed effects are
+        k0 = int(factor.term.intercept)
+        found = decorrelating_map((Z @ T)[:, k0:])
+        if found is not None:
+            T[:, k0:] = T[:, k0:] @ found[0]
     return T
 
 
@@ -286,7 +284,10 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _check_identifiable(est, data)
     _check_group_separation(est, data)
     _check_convergence(est, record)
-    _check_standard_errors(est, record, rows, se_all, idx)
+    from ._engine.converge import ridge_parameters
+
+    ridge = ridge_parameters(data, np.asarray(x))
+    _check_standard_errors(est, record, rows, se_all, idx, ridge)
     _check_block_ridge(est, data, x, record)
     est.converged_ = bool(record.converged)
 
@@ -403,9 +404,13 @@ def _one_se(V, k) -> float:
     return float(_standard_errors(V[k : k + 1, k : k + 1])[0])
 
 
-def _check_standard_errors(est, record, rows, se_all, idx):
-    """Warn, naming them, when fixed-effect standard errors could not be computed."""
+def _check_standard_errors(est, record, rows, se_all, idx, ridge=()):
+    """Warn, naming them, when standard errors could not be computed: the fixed
+    effects', and those of the other parameters off their bounds (the coefficients of
+    a zero-inflation or dispersion design; ``ridge``: the ones a block's ridge warning
+    names)."""
     missing = [rows[i] for i in idx if not np.isfinite(se_all[i])]
+    missing += _other_missing(est, record, ridge)
     if not missing:
         return
     why = (
@@ -427,6 +432,24 @@ def _check_standard_errors(est, record, rows, se_all, idx):
         StandardErrorWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _other_missing(est, record, ridge) -> list:
+    """Names of the family's parameters (a zero-inflation or dispersion design's
+    coefficients, NB theta, ...) without a variance although off their bounds
+    (:meth:`FitResult.undetermined`), but those in ``ridge``. (The covariance
+    parameters' standard errors are not tabled; a Wald interval names its own.)"""
+    from ._profile import ParamMap
+
+    res = est.fit_result_
+    k0 = res.layout.n_beta + res.layout.n_theta
+    left = [k for k in np.flatnonzero(res.undetermined()) if k >= k0 and k not in set(ridge)]
+    if not left or record.covariance is None:
+        return []
+    names = ParamMap(est).names
+    if len(names) != len(res.params):  # (the reported parameters are not the optimiser's)
+        return [f"parameter {k}" for k in left]
+    return [names[k] for k in left]
 
 
 def _check_block_ridge(est, data, x, record):

@@ -12,12 +12,14 @@ only an intercept (``"1"``) is the same model and is fitted as ``True``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._conditioning import decorrelating_map
 from ._design import INTERCEPT, fixed_term_text, parse_term
 
 _WHAT = "zero_inflation"
@@ -38,6 +40,9 @@ class ZeroInflationDesign:
         Centring and scaling of those columns on the training rows.
     J : ndarray
         ``gamma = J gamma_internal``.
+    rotation : ndarray or None
+        ``R^-1`` of the slopes' decorrelation (``_conditioning.decorrelating_map``)
+        when the centred and scaled slopes are nearly collinear, else None.
     """
 
     names: list
@@ -46,6 +51,7 @@ class ZeroInflationDesign:
     means: np.ndarray
     scales: np.ndarray
     J: np.ndarray
+    rotation: np.ndarray | None = None
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         """The design in the user's units, (n, p_zi)."""
@@ -58,6 +64,8 @@ class ZeroInflationDesign:
         D = self.raw(X)
         k0 = int(self.intercept)
         D[:, k0:] = (D[:, k0:] - self.means) / self.scales
+        if self.rotation is not None:
+            D[:, k0:] = D[:, k0:] @ self.rotation
         return np.asfortranarray(D)
 
     def logit(self, X: np.ndarray, gamma: np.ndarray) -> np.ndarray:
@@ -140,6 +148,14 @@ def make_design(term, X: np.ndarray, feature_names, what: str = _WHAT) -> ZeroIn
             f"the {what} design {design.names} is rank deficient (a column is a linear "
             "combination of the others): remove the redundant predictor."
         )
+    # nearly collinear slopes (an interaction or a raw polynomial far from 0) are
+    # decorrelated, as the fixed effects are: the same model, whose optimum the
+    # optimiser then reaches
+    found = decorrelating_map(D[:, k0:])
+    if found is not None:
+        J = J.copy()
+        J[:, k0:] = J[:, k0:] @ found[0]
+        design = dataclasses.replace(design, J=J, rotation=found[0])
     return design
 
 

@@ -7,6 +7,7 @@ Reference fits: ``tests/fixtures/zi_predictors/zi.json``, written by ``make_zi.R
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from functools import cache
 
@@ -406,3 +407,31 @@ def test_a_profile_held_by_a_centred_bound_gives_no_limit():
         ci = mm.confint(method="profile", parm=["zi~w"])
     assert np.isnan(ci.loc["zi~w", "lower"])
     assert -1.0 < ci.loc["zi~w", "upper"] < -0.85  # glmmTMB: -0.926
+
+
+def test_nan_standard_errors_of_the_zero_inflation_design_are_warned():
+    # the check named NaN standard errors of the fixed effects only: a zero-inflation
+    # coefficient without one (off its bounds) went unreported
+    from sklearn_glmm import _results
+    from sklearn_glmm.exceptions import StandardErrorWarning
+
+    df = zi_data()
+    m = quiet_fit(
+        PoissonGLMM(zero_inflation="1 + x").fit, df[["x", "w"]], df["ypois"], groups=df["id"]
+    )
+    res, record = m.fit_result_, m.fit_record_
+    k = len(res.params) - 1  # the zero inflation's slope
+    V = record.covariance.copy()
+    V[k, :] = V[:, k] = np.nan
+    record.covariance = V
+    m.fit_result_ = dataclasses.replace(res, vcov=V)
+    fe = m.fixed_effects_
+    idx = list(range(len(fe)))
+    with pytest.warns(StandardErrorWarning, match=r"zi~x"):
+        _results._check_standard_errors(m, record, list(fe.index), fe["std_error"].to_numpy(), idx)
+    # a parameter on the block's ridge is named by the ridge's own warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _results._check_standard_errors(
+            m, record, list(fe.index), fe["std_error"].to_numpy(), idx, ridge=[k]
+        )
