@@ -187,8 +187,14 @@ def _coefficients(est):
 def _wald(L: np.ndarray, b: np.ndarray, V: np.ndarray) -> tuple[float, int]:
     """Wald chi-square of ``L b = 0`` and its degrees of freedom (rows of ``L``)."""
     Lb = L @ b
+    S = L @ V @ L.T
+    # on the unit-diagonal scale: coefficients of very different units (x and x^2 with x
+    # near 1e4) made S numerically singular although their correlation is not
+    d = np.sqrt(np.diag(S))
     try:
-        stat = float(Lb @ linalg.solve(L @ V @ L.T, Lb, assume_a="sym"))
+        if not np.all(d > 0):
+            raise ValueError("a hypothesis without variance")
+        stat = float((Lb / d) @ linalg.solve(S / np.outer(d, d), Lb / d, assume_a="sym"))
     except (np.linalg.LinAlgError, ValueError):
         stat = np.nan
     return stat, L.shape[0]

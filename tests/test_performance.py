@@ -613,3 +613,25 @@ def test_type3_note_for_interactions_with_covariates():
     assert "origin of the covariates" in P.Anova(xz, type=3).note
     assert "origin of the covariates" in P.Anova(nested, type=3).note
     assert P.Anova(plain, type=3).note == ""
+
+
+def test_anova_of_a_raw_polynomial_far_from_zero_is_quiet_and_invariant():
+    # the Wald matrix of x and x^2 with x near 1e4 (coefficients of very different units)
+    # raised scipy's LinAlgWarning; the statistic does not depend on x's origin
+    import scipy.linalg
+
+    rng = np.random.default_rng(12)
+    g = np.repeat(np.arange(30), 20)
+    xc = rng.normal(size=len(g))
+    y = rng.poisson(np.exp(0.3 + 0.5 * xc + 0.2 * xc**2 + rng.normal(0, 0.5, 30)[g]))
+    stats = []
+    for shift in (0.0, 1e4):
+        X = pd.DataFrame({"x": xc + shift, "x2": (xc + shift) ** 2})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = PoissonGLMM().fit(X, y, groups=g)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
+            table = P.Anova(m, terms={"poly": ["x", "x2"]})
+        stats.append(float(table.loc["poly", "Chisq"]))
+    assert stats[1] == pytest.approx(stats[0], rel=1e-5)
