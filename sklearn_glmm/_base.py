@@ -567,13 +567,14 @@ class _BaseGLMM(BaseEstimator):
             )
         return as_float_vector(offset, "offset", n, default=0.0)
 
-    def _linear_predictor(self, X, groups, offset, population):
+    def _linear_predictor(self, X, groups, offset, population, known_groups=True):
         """Mean and variance of the linear predictor for each row of X.
 
         Known levels contribute their conditional modes. Rows whose level is
-        unknown (or ``groups=None``) contribute nothing with ``population="zero"``
-        (lme4's ``re.form = NA``), or their random effect's variance with
-        ``population="marginal"`` (averaged over the random-effect distribution).
+        unknown (or ``groups=None``, or every row with ``known_groups=False``)
+        contribute nothing with ``population="zero"`` (lme4's ``re.form = NA``), or
+        their random effect's variance with ``population="marginal"`` (averaged over
+        the random-effect distribution).
         """
         check_is_fitted(self, "coef_")
         if population not in ("marginal", "zero"):
@@ -603,7 +604,7 @@ class _BaseGLMM(BaseEstimator):
             S = self.random_effects_cov_[f.name].to_numpy()
             # ar1 and ou at a new time: Z b is the conditional mean there, v_new the rest
             Z, v_new = prediction_design(f, Xa, S)
-            if groups is None:
+            if groups is None or not known_groups:
                 codes = np.full(n, -1)
             else:
                 codes = match_levels(f.levels, by_name[f.name], f.name)

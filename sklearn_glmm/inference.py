@@ -145,15 +145,19 @@ def predict_interval(
     50,000 random effects over several grouping factors, or for a fit that holds
     neither its training rows nor that joint precision (a partitioned fit), it
     falls back with a warning to the fixed effects' variance plus each factor's
-    conditional variance (larger). A random effect of a level not seen in fit is
-    left out of the row's standard error; rows of no known group, or with
-    ``include_random=False``, have the fixed effects' variance alone. A standard
-    error that cannot be computed is NaN, with a warning.
+    conditional variance (an approximation, smaller or larger than the exact
+    standard error). A random effect of a level not seen in fit is
+    left out of the row's standard error; rows of no known group, and every row
+    with ``include_random=False`` (lme4's ``re.form = NA``: the prediction without
+    the groups' random effects, following ``population``), have the fixed effects'
+    variance alone. A standard error that cannot be computed is NaN, with a warning.
 
     Intervals are formed on the link scale and transformed, so they respect
     (0, 1) and (0, inf). Rows without a known group follow ``population`` (see
     ``predict_mean``); a marginal mean's interval reflects the fixed effects'
-    uncertainty only.
+    uncertainty only. (On the link scale their ``fit`` is the linear predictor's mean
+    ``x'beta``; on the response scale with ``population="marginal"`` it is the
+    population-averaged mean, which is not the inverse link of that.)
 
     Returns
     -------
@@ -164,7 +168,9 @@ def predict_interval(
     if scale not in ("response", "link"):
         raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
     Xa, off, index, groups_from_X = _prep(est, X, offset)
-    eta, var = est._linear_predictor(X, groups, off, population)
+    # without the random effects every row is a population-level prediction (lme4's
+    # re.form = NA), its fit as its standard error
+    eta, var = est._linear_predictor(X, groups, off, population, known_groups=include_random)
     groups = groups_from_X if groups is None else groups
     D = est.fit_result_.fixed_design(Xa)
     Vb = est.fit_result_.vcov_fixed.to_numpy()
@@ -286,8 +292,11 @@ def _known_group_variance(est, Xa, groups, v_eta):
     warnings.warn(
         f"predict_interval: {why}; the standard errors of rows of known groups add the "
         "fixed effects' variance and each factor's conditional variance of its random "
-        "effects, leaving out their covariances (usually larger than glmmTMB's se.fit, by "
-        "2-16 % in typical fits, 40-85 % with large counts or an observation-level factor).",
+        "effects, leaving out their covariances and how the variances' uncertainty moves "
+        "the modes: an approximation to glmmTMB's se.fit that can be smaller (by up to "
+        "about 25 % for small groups with binary outcomes) or larger (by 40-85 % with "
+        "large counts or an observation-level factor). Fit in memory for the exact "
+        "standard errors.",
         UserWarning,
         stacklevel=user_stacklevel(),
     )

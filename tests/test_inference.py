@@ -723,6 +723,24 @@ def test_contrast_ratio_equals_exp_beta_for_log_link():
         m.contrast(X, X, kind="odds_ratio")
 
 
+@pytest.mark.parametrize("scale", ["link", "response"])
+def test_predict_interval_without_random_effects_is_the_population_prediction(scale):
+    # include_random=False kept the groups' modes in the fit but gave it the fixed
+    # effects' standard error alone: an interval of no estimand (3x too narrow for the
+    # group's prediction, off the population value)
+    df, _ = make_longitudinal("binomial", n_groups=40, random_state=5)
+    X = df[["time", "treatment"]]
+    m = _quiet_fit(BinomialGLMM(), X, df["y"], df["id"])
+    rows, g = X.head(6), df["id"].head(6)
+    for population in ("zero", "marginal"):
+        kw = dict(scale=scale, population=population)
+        without = m.predict_interval(rows, g, include_random=False, **kw)
+        pop = m.predict_interval(rows, **kw)
+        pd.testing.assert_frame_equal(without, pop)
+    with_re = m.predict_interval(rows, g, scale=scale)
+    assert (with_re["se"] > without["se"]).all()
+
+
 def test_a_contrast_without_uncertainty_has_no_test():
     # doubling every row's exposure in a log-link model makes the ratio exactly 2: its
     # standard error was finite-difference noise (2e-12) with z 7e11 and p 0; now 0 with
