@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._conditioning import decorrelating_map
 from ._design import INTERCEPT
-from ._engine.converge import GRAD_TOL
+from ._engine.converge import GRAD_TOL, ridge_parameters
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import SINGULAR_TOL
 from ._engine.separation import separated_coefficients, separation_message
@@ -284,11 +284,9 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _check_identifiable(est, data)
     _check_group_separation(est, data)
     _check_convergence(est, record)
-    from ._engine.converge import ridge_parameters
-
     ridge = ridge_parameters(data, np.asarray(x))
     _check_standard_errors(est, record, rows, se_all, idx, ridge)
-    _check_block_ridge(est, data, x, record)
+    _check_block_ridge(est, x, record, ridge)
     est.converged_ = bool(record.converged)
 
 
@@ -452,14 +450,13 @@ def _other_missing(est, record, ridge) -> list:
     return [names[k] for k in left]
 
 
-def _check_block_ridge(est, data, x, record):
-    """Warn when the fit left a family block on its ridge (a zero-inflation probability
-    run to 0 on the rows of one value of a binary predictor): its coefficients' standard
-    errors are NaN, the others' are those of the model at the ridge's end."""
-    from ._engine.converge import ridge_parameters
+def _check_block_ridge(est, x, record, ridge):
+    """Warn when the fit left a family block on its ridge (``ridge``, the parameters
+    ``ridge_parameters`` found: a zero-inflation probability run to 0 on the rows of
+    one value of a binary predictor): its coefficients' standard errors are NaN, the
+    others' are those of the model at the ridge's end."""
     from ._profile import ParamMap
 
-    ridge = ridge_parameters(data, np.asarray(x))
     V = record.covariance
     if not ridge or V is None:
         return
