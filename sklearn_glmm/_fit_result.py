@@ -73,6 +73,21 @@ def beta_jacobian(scaling) -> np.ndarray:
     return J
 
 
+def sandwich(A, V, B=None) -> np.ndarray:
+    """``A V B'`` (``B`` defaults to ``A``) for a covariance ``V`` that is NaN on the
+    rows and columns of some coordinates (parameters without a variance): the entries
+    that weigh such a coordinate are NaN, the others the finite product (a plain
+    product would spread NaN through zero weights, ``0 * NaN``)."""
+    B = A if B is None else B
+    bad = ~np.isfinite(np.diag(V))
+    if not bad.any():
+        return A @ V @ B.T
+    out = A @ np.where(np.isfinite(V), V, 0.0) @ B.T
+    out[np.any(A[:, bad] != 0, axis=1), :] = np.nan
+    out[:, np.any(B[:, bad] != 0, axis=1)] = np.nan
+    return out
+
+
 def unrotated(scaling, X=None, beta=None):
     """The internal design's columns and coefficients before :func:`_decorrelate`
     (each column one of the user's, centred and scaled): ``(X, beta)``, either None

@@ -48,6 +48,10 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
     summaries in place of its rows). ``gather_rows()`` returns every row as a
     ``ModelData`` (for the separation test on few rows)."""
     beta_s = x[: data.n_beta]
+    separation = _gathered_separation(data.family, sums, beta_s, gather_rows, pending["scaling"])
+    if separation is not None:
+        rows_data, found = separation
+        _results._limit_covariance(record, x, bounds, rows_data, pending["scaling"], found)
     parts = _results.fitted_parameters(est, obj, x, record, data, factors, pending)
     result = _results.make_result(
         est,
@@ -66,7 +70,7 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
     rows, se_all, idx = parts.rows, parts.arrays.std_error, parts.idx
     _results.publish(est, result, record, x, int(sum(s["n_used"] for s in sums)))
     level = _level_sums(result, obj, sums)
-    _check_separation(est, sums, beta_s, gather_rows)
+    _check_separation(est, sums, beta_s, separation)
     _check_levels(est, level)
     _results._check_convergence(est, record)
     _results._check_standard_errors(est, record, rows, se_all, idx)
@@ -113,31 +117,52 @@ def _check_levels(est, level) -> None:
 _SEPARATION_ROWS = 200_000
 
 
-def _check_separation(est, sums, beta_s, gather_rows) -> None:
-    """Separation: every outcome the same, or the linear predictor far out (then the
-    in-memory test on the gathered rows when they are few)."""
-    fam = est.fit_result_.family
+def _all_same(fam, sums) -> bool:
     if fam.has_trials:
-        all_same = not (any(s["any_success"] for s in sums) and any(s["any_failure"] for s in sums))
-    else:
-        all_same = not any(s["any_success"] for s in sums)
-    if all_same:
+        return not (any(s["any_success"] for s in sums) and any(s["any_failure"] for s in sums))
+    return not any(s["any_success"] for s in sums)
+
+
+def _far(fam, sums) -> bool:
+    """Whether the fixed-effect linear predictor went far out somewhere (the sign of a
+    separating direction, which the in-memory test then looks for)."""
+    n_used = sum(s["n_used"] for s in sums)
+    if fam.has_trials:
+        return max(s["eta_abs_max"] for s in sums) > 5.0
+    ybar = sum(s["succ"].sum() for s in sums) / max(n_used, 1)
+    return min(s["eta_min"] for s in sums) < np.log(ybar) - 5.0
+
+
+def _gathered_separation(fam, sums, beta_s, gather_rows, scaling):
+    """``(rows, found)``: the gathered rows and the in-memory test's separating
+    directions (``_results._separation``) when the linear predictor went far out on
+    few rows and the data are separated; None otherwise."""
+    if _all_same(fam, sums) or not _far(fam, sums):
+        return None
+    if sum(s["rows"] for s in sums) > _SEPARATION_ROWS:
+        return None
+    rows = gather_rows()
+    found = _results._separation(fam, rows, beta_s, scaling)
+    return None if found is None or isinstance(found, str) else (rows, found)
+
+
+def _check_separation(est, sums, beta_s, separation) -> None:
+    """Separation: every outcome the same, or the linear predictor far out (then the
+    in-memory test on the gathered rows when they are few: ``separation``,
+    :func:`_gathered_separation`'s answer)."""
+    fam = est.fit_result_.family
+    if _all_same(fam, sums):
         warnings.warn(
             separation_message([], fam.has_trials, True),
             SeparationWarning,
             stacklevel=user_stacklevel(),
         )
         return
-    n_used = sum(s["n_used"] for s in sums)
-    if fam.has_trials:
-        far = max(s["eta_abs_max"] for s in sums) > 5.0
-    else:
-        ybar = sum(s["succ"].sum() for s in sums) / max(n_used, 1)
-        far = min(s["eta_min"] for s in sums) < np.log(ybar) - 5.0
-    if not far:
+    if not _far(fam, sums):
         return
     if sum(s["rows"] for s in sums) <= _SEPARATION_ROWS:
-        _results._check_separation(est, gather_rows(), beta_s)
+        if separation is not None:
+            _results._check_separation(est, separation[0], beta_s, separation[1])
         return
     warnings.warn(
         "the fixed-effect linear predictor reaches extreme values (|eta| > 5 on the "

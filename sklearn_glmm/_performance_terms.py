@@ -25,6 +25,7 @@ import numpy as np
 from scipy import linalg, stats
 
 from ._design import INTERCEPT
+from ._fit_result import sandwich
 from ._warn import user_stacklevel
 
 
@@ -187,7 +188,7 @@ def _coefficients(est):
 def _wald(L: np.ndarray, b: np.ndarray, V: np.ndarray) -> tuple[float, int]:
     """Wald chi-square of ``L b = 0`` and its degrees of freedom (rows of ``L``)."""
     Lb = L @ b
-    S = L @ V @ L.T
+    S = sandwich(L, V)
     # on the unit-diagonal scale: coefficients of very different units (x and x^2 with x
     # near 1e4) made S numerically singular although their correlation is not
     d = np.sqrt(np.diag(S))
@@ -223,7 +224,7 @@ def _complement(H1: np.ndarray, H2: np.ndarray, V: np.ndarray) -> np.ndarray:
     those of ``H1`` (the inner product is ``V``), so a higher-order term's
     coefficients do not enter the test of the lower-order one.
     """
-    M = H2 @ V @ H1.T
+    M = sandwich(H2, V, H1)
     U, s, _ = np.linalg.svd(M, full_matrices=True)
     rank = int(np.sum(s > max(M.shape) * np.finfo(float).eps * (s[0] if len(s) else 0.0)))
     return U[:, rank:].T @ H2

@@ -18,7 +18,12 @@ from ._design import INTERCEPT
 from ._engine.converge import GRAD_TOL, ridge_parameters
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import SINGULAR_TOL
-from ._engine.separation import separated_coefficients, separation_message
+from ._engine.separation import (
+    separated_coefficients,
+    separated_rows,
+    separating_directions,
+    separation_message,
+)
 from ._fit_result import (  # noqa: F401 (re-exported: the tools import them from here)
     FactorLayout,
     FitResult,
@@ -27,6 +32,7 @@ from ._fit_result import (  # noqa: F401 (re-exported: the tools import them fro
     extra_shift_matrix,
     original_lambda,
     parameter_layout,
+    sandwich,
     shifted,
     unrotated,
 )
@@ -261,6 +267,9 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _ensure_state(obj, x, record)
     p = data.n_beta
     beta_s = x[:p]
+    separation = _separation(data.family, data, beta_s, pending["scaling"])
+    if separation is not None and not isinstance(separation, str):
+        _limit_covariance(record, x, bounds, data, pending["scaling"], separation)
     parts = fitted_parameters(est, obj, x, record, data, factors, pending)
     # the conditional fit on the training rows, for residuals and diagnostics
     train = dict(eta=fitted_eta(obj.state), y=data.y, trials=data.trials, w=data.weights)
@@ -280,7 +289,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     )
     publish(est, result, record, x, int(np.sum(data.weights > 0)))
     rows, se_all, idx = parts.rows, parts.arrays.std_error, parts.idx
-    _check_separation(est, data, beta_s)
+    _check_separation(est, data, beta_s, separation)
     _check_identifiable(est, data)
     _check_group_separation(est, data)
     _check_convergence(est, record)
@@ -334,7 +343,7 @@ def fixed_effect_arrays(scaling, names, beta_s, V_beta) -> tuple[FitArrays, list
     aliased columns), ``idx`` the rows of the estimated columns."""
     J = beta_jacobian(scaling)
     beta = J @ beta_s
-    Vb = J @ V_beta @ J.T
+    Vb = sandwich(J, V_beta)
     k0 = int(scaling["intercept"])
     rows = ([INTERCEPT] if k0 else []) + list(names)
     est_all = np.full(len(rows), np.nan)
@@ -492,11 +501,13 @@ def _flat_leader_names(est, record) -> list:
     return [names[k] for k in flat_leaders(H, np.asarray(x), est.fit_result_.bounds)]
 
 
-def _check_separation(est, data, beta_s):
-    """Warn, naming the predictors, when some fixed effects have an infinite MLE."""
-    fam = est.fit_result_.family
+def _separation(fam, data, beta_s, sc):
+    """Whether the fixed effects are separated: None, ``"all"`` (every outcome the
+    same: the intercept diverges) or ``(X, directions, columns)``, ``X`` the design
+    with one column per predictor (:func:`unrotated`), the separating directions and
+    the columns moving along them (``_engine.separation.separating_directions``)."""
     if not getattr(fam, "glm_separation", True):
-        return  # a family whose separation this test does not describe checks its own
+        return None  # a family whose separation this test does not describe checks its own
     use = data.weights > 0
     if use.all():  # every row: views, not copies of the rows' size
         use = slice(None)
@@ -508,9 +519,7 @@ def _check_separation(est, data, beta_s):
     else:
         all_same = bool(np.all(y <= 0))
     if all_same:
-        msg = separation_message([], fam.has_trials, True)
-        warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
-        return
+        return "all"
     # Along a separating direction the optimiser drives the linear predictor of the
     # separated rows far out: the linear programme is only needed when it did.
     eta = (data.X @ beta_s + data.offset)[use]
@@ -519,12 +528,30 @@ def _check_separation(est, data, beta_s):
     else:
         suspicious = np.min(eta) < np.log(np.average(y, weights=data.weights[use])) - 5.0
     if not suspicious:
-        return
+        return None
+    X_user, _ = unrotated(sc, data.X)  # one column per predictor
+    found = separating_directions(X_user, data.y, data.trials, data.weights, fam.has_trials)
+    return None if found is None else (X_user, *found)
+
+
+_UNSET = object()
+
+
+def _check_separation(est, data, beta_s, found=_UNSET):
+    """Warn, naming the predictors, when some fixed effects have an infinite MLE
+    (``found``: :func:`_separation`'s answer, when already asked)."""
+    fam = est.fit_result_.family
     sc = est.fit_result_.scaling
-    X_user, beta_s = unrotated(sc, data.X, beta_s)  # one column per predictor
-    cols = separated_coefficients(X_user, data.y, data.trials, data.weights, fam.has_trials)
-    if cols is None:
+    if found is _UNSET:
+        found = _separation(fam, data, beta_s, sc)
+    if found is None:
         return
+    if isinstance(found, str):
+        msg = separation_message([], fam.has_trials, True)
+        warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
+        return
+    X_user, _, cols = found
+    _, beta_s = unrotated(sc, None, beta_s)
     k0 = int(sc["intercept"])
     slopes = [j for j in cols if j >= k0]
     if len(slopes) > 1:
@@ -549,6 +576,63 @@ def _check_separation(est, data, beta_s):
         names = [INTERCEPT]
     msg = separation_message(names, fam.has_trials, False)
     warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
+
+
+def _limit_covariance(record, x, bounds, data, sc, separation) -> None:
+    """The covariance of the separated fit's limit model, where it is determined.
+
+    Along a separating direction the likelihood rises towards a limit in which the
+    separated rows are fitted exactly and carry no information: the limit model is the
+    model of the other rows, where the fixed effects are determined up to the null
+    space ``F`` of those rows' design. The Hessian at the fit's (finite) point is flat
+    along ``F`` only numerically, so the eigen-analysis of :func:`curvature` finds the
+    flat directions with components of rounding size on every parameter and leaves
+    every fixed effect NaN (lme4 prints finite standard errors for the unaffected
+    ones). Here ``F`` is known exactly: the covariance is the inverse of the Hessian
+    on the complement of ``F`` (the same whichever complement, in the limit), NaN for
+    the internal parameters that move along ``F``. When the complement still has a
+    flat or negative direction, the covariance stays as :func:`curvature` made it.
+    """
+    from ._engine.converge import _pseudo_inverse, at_bound
+
+    H, V = record.hessian, record.covariance
+    if not record.flat_directions or H is None or V is None:
+        return
+    X_user, directions, _ = separation
+    fam = data.family
+    used = data.weights > 0
+    if fam.has_trials:
+        used &= data.trials > 0
+    keep = used & ~separated_rows(X_user, directions)
+    K = X_user[keep]
+    G = K.T @ K
+    evals, evecs = np.linalg.eigh(G)
+    null = evals <= 1e-10 * max(float(evals[-1]), 1e-300)
+    if not null.any():
+        return
+    F = evecs[:, null]
+    k0 = int(sc["intercept"])
+    if "rotation_inverse" in sc:  # the internal (decorrelated) coordinates
+        F = F.copy()
+        F[k0:] = sc["rotation_inverse"] @ F[k0:]
+    full = np.zeros((len(x), F.shape[1]))
+    full[: data.n_beta] = F
+    free = ~at_bound(x, bounds)
+    Ff = full[free]
+    if not np.all(np.isfinite(H[np.ix_(free, free)])) or np.linalg.matrix_rank(Ff) < F.shape[1]:
+        return
+    Q = np.linalg.qr(Ff, mode="complete")[0]
+    N = Q[:, F.shape[1] :]
+    inv, flat, negative = _pseudo_inverse(N.T @ H[np.ix_(free, free)] @ N)
+    if flat or negative:
+        return
+    Vf = N @ inv @ N.T
+    moving = np.any(np.abs(Ff) > 1e-8 * np.max(np.abs(Ff)), axis=1)
+    Vf[moving, :] = np.nan
+    Vf[:, moving] = np.nan
+    out = np.full_like(V, np.nan)
+    out[np.ix_(free, free)] = 2.0 * Vf
+    record.covariance = out
 
 
 def _check_identifiable(est, data):

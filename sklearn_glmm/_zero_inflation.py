@@ -21,6 +21,7 @@ from scipy import stats
 
 from ._conditioning import decorrelating_map
 from ._design import INTERCEPT, fixed_term_text, parse_term
+from ._fit_result import sandwich
 
 _WHAT = "zero_inflation"
 
@@ -165,7 +166,7 @@ def effects_table(design: ZeroInflationDesign, gamma_internal, V_internal) -> pd
     like ``fixef(m)$zi`` (``fixef(m)$disp``)."""
     J = design.J
     est = J @ gamma_internal
-    V = J @ V_internal @ J.T
+    V = sandwich(J, V_internal)
     var = np.diag(V)
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.where(var > 0, np.sqrt(np.where(var > 0, var, 1.0)), np.nan)

@@ -22,6 +22,7 @@ from sklearn_glmm.exceptions import (
     RankDeficiencyWarning,
     SeparationWarning,
     SingularFitWarning,
+    StandardErrorWarning,
 )
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -223,6 +224,40 @@ def test_quasi_separation_by_a_dummy_warns_naming_it():
     assert len(msgs) == 1 and "'treated'" in msgs[0] and "'time'" not in msgs[0]
     _assert_finite_fit(m)
     assert m.coef_[2] > 5  # far out along the separating direction, yet finite
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_separated_fit_keeps_the_limit_models_standard_errors(family):
+    # one separated dummy made every fixed effect's standard error NaN (the Hessian's
+    # numerically flat direction had rounding-size components on every parameter); the
+    # others are those of the limit model, the fit without the separated rows and
+    # predictor: their estimates and standard errors, as lme4's finite ones approximate
+    from sklearn_glmm.performance import Anova
+
+    X, y_bin, y_count, groups = _data()
+    X = X.assign(treated=(np.arange(N) % 7 == 0).astype(float))
+    if family == "binomial":
+        est, y = BinomialGLMM, np.where(X["treated"] == 1, 1, y_bin)
+    else:
+        est, y = PoissonGLMM, np.where(X["treated"] == 1, 0.0, y_count)
+    m, caught = _record(lambda: est().fit(X, y, groups=groups))
+    assert SeparationWarning in _categories(caught)
+    rest = X["treated"] == 0
+    limit, _ = _record(
+        lambda: est().fit(X.loc[rest, ["time", "dose"]], y[rest], groups=groups[rest])
+    )
+    a, b = m.fixed_effects_, limit.fixed_effects_
+    for name in ("time", "dose"):
+        assert a.loc[name, "estimate"] == pytest.approx(b.loc[name, "estimate"], rel=1e-4)
+        assert a.loc[name, "std_error"] == pytest.approx(b.loc[name, "std_error"], rel=1e-3)
+    # the separated coefficient has none; the intercept (internally the centred design's,
+    # which moves with it) neither
+    assert np.isnan(a.loc["treated", "std_error"]) and np.isnan(a.loc["(Intercept)", "std_error"])
+    msgs = [str(w.message) for w in caught if w.category is StandardErrorWarning]
+    assert len(msgs) == 1 and "'time'" not in msgs[0] and "'treated'" in msgs[0]
+    table = Anova(m)
+    assert table.loc["time", "Chisq"] == pytest.approx(Anova(limit).loc["time", "Chisq"], rel=2e-3)
+    assert np.isnan(table.loc["treated", "Chisq"])
 
 
 def test_uncertainty_of_means_is_not_zero_where_standard_errors_are_nan():

@@ -77,12 +77,12 @@ def _lp(c, A_ub, A_eq, tol):
     return _solve(c, A_ub, A_eq)
 
 
-def separated_coefficients(X, y, trials, weights, bounded) -> list[int] | None:
-    """Columns of ``X`` whose coefficient can move along a separating direction.
-
-    Returns ``None`` when the data are not separated, otherwise the indices of
-    the columns (possibly empty when the direction is degenerate).
-    """
+def separating_directions(X, y, trials, weights, bounded):
+    """Directions ``b`` of the fixed effects along which the log-likelihood keeps
+    rising, and the columns that move along them: ``None`` when the data are not
+    separated, otherwise ``(directions, columns)``: the direction of the largest gain
+    and, for each column it leaves still, one moving that column if there is one
+    (with at most ``_MAX_COEF_LPS`` columns)."""
     X = np.asarray(X, dtype=float)
     p = X.shape[1]
     if p == 0:
@@ -100,6 +100,7 @@ def separated_coefficients(X, y, trials, weights, bounded) -> list[int] | None:
     # HiGHS allows each constraint a 1e-7 violation: a gain below that is no direction
     if b is None or c @ b > -min(_TOL * scale * len(A_ub), 1e-4):
         return None
+    out = [b]
     moving = set(np.flatnonzero(np.abs(b) > 1e-6).tolist())
     if p <= _MAX_COEF_LPS:
         for j in range(p):
@@ -110,9 +111,31 @@ def separated_coefficients(X, y, trials, weights, bounded) -> list[int] | None:
             for sign in (1.0, -1.0):
                 bj = _lp(-sign * e, A_ub, A_eq, tol)
                 if bj is not None and abs(bj[j]) > 1e-6:
+                    out.append(bj)
                     moving.add(j)
                     break
-    return sorted(moving)
+    return out, sorted(moving)
+
+
+def separated_coefficients(X, y, trials, weights, bounded) -> list[int] | None:
+    """Columns of ``X`` whose coefficient can move along a separating direction.
+
+    Returns ``None`` when the data are not separated, otherwise the indices of
+    the columns (possibly empty when the direction is degenerate).
+    """
+    found = separating_directions(X, y, trials, weights, bounded)
+    return None if found is None else found[1]
+
+
+def separated_rows(X, directions) -> np.ndarray:
+    """Rows whose linear predictor moves along one of ``directions`` (the rows the
+    separation sends to a fitted probability of 0 or 1, or a mean of 0)."""
+    X = np.asarray(X, dtype=float)
+    scale = max(1.0, float(np.max(np.abs(X), initial=0.0)))
+    moved = np.zeros(X.shape[0], dtype=bool)
+    for b in directions:
+        moved |= np.abs(X @ b) > 1e-7 * scale
+    return moved
 
 
 def separation_message(names, bounded, all_degenerate) -> str:
