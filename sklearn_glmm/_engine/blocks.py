@@ -116,8 +116,10 @@ NB_THETA = ParameterBlock(
     flat_side=("upper", 7.0),
     at_bound_value=float("inf"),
     at_bound_message=(
-        "negative binomial theta ran to its upper limit (no overdispersion): the data are "
-        "consistent with a Poisson model, which is adequate here."
+        "negative binomial theta ran to its upper limit (no overdispersion, or too little "
+        "to estimate: a theta above about 1,100 raises the log-likelihood by less than 5e-4 "
+        "over the limit's): the data are consistent with a Poisson model, which is adequate "
+        "here."
     ),
     warning="OverdispersionWarning",
     label="Dispersion parameter (NB theta)",
