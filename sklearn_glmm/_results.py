@@ -621,9 +621,17 @@ def _limit_covariance(record, x, bounds, data, sc, separation) -> None:
     Ff = full[free]
     if not np.all(np.isfinite(H[np.ix_(free, free)])) or np.linalg.matrix_rank(Ff) < F.shape[1]:
         return
+    Hf = H[np.ix_(free, free)]
+    # the Hessian must be flat along F (on its unit-diagonal scale, as curvature's test)
+    d = np.sqrt(np.clip(np.diag(Hf), 1e-300, None))
+    Fs = Ff * d[:, None]
+    Fs /= np.linalg.norm(Fs, axis=0)
+    top = float(np.max(np.abs(np.linalg.eigvalsh(Hf / np.outer(d, d)))))
+    if np.max(np.abs(np.einsum("ik,ij,jk->k", Fs, Hf / np.outer(d, d), Fs))) > 1e-6 * top:
+        return
     Q = np.linalg.qr(Ff, mode="complete")[0]
     N = Q[:, F.shape[1] :]
-    inv, flat, negative = _pseudo_inverse(N.T @ H[np.ix_(free, free)] @ N)
+    inv, flat, negative = _pseudo_inverse(N.T @ Hf @ N)
     if flat or negative:
         return
     Vf = N @ inv @ N.T

@@ -133,8 +133,8 @@ def separated_rows(X, directions) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     scale = max(1.0, float(np.max(np.abs(X), initial=0.0)))
     moved = np.zeros(X.shape[0], dtype=bool)
-    for b in directions:
-        moved |= np.abs(X @ b) > 1e-7 * scale
+    for b in directions:  # (well above the linear programme's tolerance, 1e-7)
+        moved |= np.abs(X @ b) > 1e-5 * scale
     return moved
 
 
