@@ -331,6 +331,15 @@ class _RawDataPredictions:
         )
         return inputs.fill(mu)
 
+    def predict_dispersion(self, X):
+        """Each row's dispersion; see the estimator's ``predict_dispersion``.
+
+        ``X`` may hold the formula's variables (glmmTMB's ``predict(m, newdata, type =
+        "disp")``). Rows with a missing value in a variable used give NaN.
+        """
+        inputs = self._newdata(X, None, None, None, None)
+        return inputs.fill(super().predict_dispersion(inputs.X))
+
     def predict_interval(self, X, groups=None, *, offset=None, re_form=None, **kwargs):
         """Predictions with intervals; see the estimator's ``predict_interval``.
 

@@ -116,8 +116,13 @@ def scaled_cholesky_diagonals(est) -> dict:
     """Per factor, the diagonal of the Cholesky factor of the covariance of the random
     effects of the fit's internal Z columns (slopes centred and scaled): lme4's
     ``theta`` for predictors on that scale, and unlike it the same whatever the units
-    and origin of the predictors. A factor with a covariance structure (whose columns
-    are not scaled) has its diagonal in the user's units."""
+    and origin of the predictors. (Columns made from one variable, an interaction or a
+    raw polynomial ``x + I(x^2)``, are different columns at another origin of ``x``;
+    when they are nearly collinear the internal columns are also decorrelated, in
+    their order, which makes the later ones nearly those of the centred variable, so
+    the diagonals are then close to, not equal to, the centred fit's.) A factor with
+    a covariance structure (whose columns are not scaled) has its diagonal in the
+    user's units."""
     res = est.fit_result_
     lams = res.internal_lambdas()
     user = cholesky_diagonals(est)

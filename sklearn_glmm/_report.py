@@ -97,7 +97,10 @@ def _effect_sentences(est, ci, outcome, level, digits):
         if name == "(Intercept)" or not np.isfinite(fe.loc[name, "estimate"]):
             continue
         b, p = fe.loc[name, "estimate"], fe.loc[name, "p_value"]
-        r, lo, hi = _fmt_ratio(transform([b, ci.loc[name, "lower"], ci.loc[name, "upper"]]), digits)
+        # (a main effect at another predictor's far-away zero can overflow: inf, said so)
+        with np.errstate(over="ignore"):
+            values = transform([b, ci.loc[name, "lower"], ci.loc[name, "upper"]])
+        r, lo, hi = _fmt_ratio(values, digits)
         if ":" in name:  # an interaction: how much one variable's effect changes with another
             label = f"ratio of {ratio}s" if ratio in _RATIO_ABBREVIATION.values() else ratio
             stat = f"{label} = {r}, {pct} CI [{lo}, {hi}], {_fmt_p(p, 1 - level)}"

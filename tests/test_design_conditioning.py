@@ -224,3 +224,27 @@ def test_moderately_collinear_design_is_decorrelated():
     a, b = (f.fixed_effects_.loc["x2"] for f in fits)
     assert b["std_error"] == pytest.approx(a["std_error"], rel=5e-5)
     assert b["estimate"] == pytest.approx(a["estimate"], rel=1e-5)
+
+
+def test_a_dummy_stays_binary_after_decorrelation():
+    # x + x^2 + fb with x near 100: undoing the decorrelation left rounding on fb's
+    # values, and report() described the dummy as a continuous predictor ("per unit")
+    rng = np.random.default_rng(10)
+    g = np.repeat(np.arange(30), 20)
+    xc, fb = rng.normal(size=len(g)), rng.integers(0, 2, len(g)) * 1.0
+    y = rng.binomial(1, 1 / (1 + np.exp(-(0.3 * xc + 0.5 * fb + rng.normal(0, 0.5, 30)[g]))))
+    X = pd.DataFrame({"x": xc + 100, "x2": (xc + 100) ** 2, "fb": fb})
+    m, _ = _fit(BinomialGLMM(), X, y, g)
+    assert "rotation" in m.fit_result_.scaling
+    assert binary_column(m, "fb") and not binary_column(m, "x")
+
+
+def test_report_of_effects_at_a_far_origin_is_quiet():
+    # a dummy's effect at x = 0 with x near 1e4 overflows its odds ratio: numpy's
+    # RuntimeWarning leaked from report()
+    d = _data()
+    m, _ = _fit(BinomialGLMM(), _design(d, 1e4), d["y"], d["g"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        text = str(m.report())
+    assert "fc" in text

@@ -500,3 +500,23 @@ def test_quadrature_extra_partials_are_the_family_derivatives_at_every_node(fami
             fd = (getattr(up, field) - getattr(dn, field)) / 2e-5
             assert got[e][k].shape == eta.shape
             np.testing.assert_allclose(got[e][k], fd, rtol=1e-6, atol=1e-7)
+
+
+def test_formula_model_predicts_the_dispersion_from_its_variables():
+    # predict_dispersion of a formula fit refused the formula's variables (a text factor)
+    # where predict, predict_mean and predict_interval read them
+    rng = np.random.default_rng(4)
+    n = 300
+    d = pd.DataFrame({"x": rng.normal(size=n), "f": rng.choice(["a", "b"], n)})
+    d["g"] = rng.integers(0, 20, n)
+    theta = np.exp(0.5 + 0.6 * (d["f"] == "b"))
+    mu = np.exp(0.8 + 0.3 * d["x"])
+    d["y"] = rng.negative_binomial(theta, theta / (theta + mu))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmmTMB("y ~ x + f + (1 | g)", d, family="nbinom2", dispformula="~ f")
+    got = m.predict_dispersion(d.head(5))
+    delta = m.dispersion_effects_["estimate"].to_numpy()
+    np.testing.assert_allclose(got, np.exp(delta[0] + delta[1] * (d["f"].head(5) == "b")))
+    with_na = d.head(3).assign(f=["a", None, "b"])
+    assert np.isnan(m.predict_dispersion(with_na)[1])
