@@ -773,3 +773,45 @@ def test_time_levels_are_named_in_full():
     assert len(ci) == 1
     assert len(m.ranef(format="long")) == 6 * 120
     assert "date20230106" in str(m.summary())
+
+
+def _restart_case(seed):
+    """The data of a structure fit with a local optimum of its correlation."""
+    from scipy.special import expit
+
+    rng = np.random.default_rng(seed)
+    T = int(rng.choice([3, 4, 5, 6]))
+    N = int(rng.choice([30, 75, 150]))
+    sd = float(rng.choice([0.0, 0.0, 0.2]))
+    ids, day = np.repeat(np.arange(N), T), np.tile(np.arange(T), N)
+    x = rng.normal(size=N * T)
+    eta = 0.5 + 0.3 * x + rng.normal(0, sd, N)[ids]
+    if seed % 2:
+        y, est = (rng.random(N * T) < expit(eta)).astype(int), BinomialGLMM
+    else:
+        y, est = rng.poisson(np.exp(eta)), PoissonGLMM
+    return pd.DataFrame({"x": x, "day": day}), y, pd.DataFrame({"g": ids}), est
+
+
+@pytest.mark.parametrize("structure, seed", [("ar1", 13), ("ar1", 129), ("cs", 5)])
+def test_a_correlation_on_the_far_side_of_its_start_is_found(structure, seed):
+    # an ar1 fit started at rho = 0.3 stopped at a local optimum (or with its SD at 0)
+    # up to 0.9 below the optimum at a negative rho; a cs fit on its lower bound 0.08
+    # below one at rho = 0.9999; both converged, one without a warning
+    from scipy.optimize import minimize
+
+    X, y, g, est = _restart_case(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = est(random_effects=f"{structure}(day)", random_only_columns="day").fit(X, y, groups=g)
+    res = m.fit_result_
+    obj, x0 = res.objective, np.array(res.params)
+    best = obj.evaluate(x0)
+    k = len(x0) - 1  # the correlation parameter
+    for a in (-5.0, -1.0, 1.0, 5.0):
+        xs = x0.copy()
+        xs[k], xs[k - 1] = a, max(xs[k - 1], 0.3)
+        r = minimize(obj.value_and_grad, xs, jac=True, method="L-BFGS-B", bounds=res.bounds)
+        best = min(best, obj.evaluate(r.x))
+    assert m.converged_
+    assert -0.5 * best - m.loglik_ < 1e-6

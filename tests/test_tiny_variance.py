@@ -211,7 +211,9 @@ def test_a_structure_whose_tiny_sd_needs_a_negative_correlation():
             d[["x", "day"]], d["y"], groups=d["g"]
         )
     assert ConvergenceWarning not in [w.category for w in caught] and est.converged_
-    assert est.loglik_ == pytest.approx(ref["glmmTMB_at_sd_8e_4"]["loglik"], abs=2e-4)
+    # at least the likelihood there (the correlation's restarts reach 3e-4 higher; the
+    # likelihood keeps rising, by 1.5e-3 more, as rho runs to its bound -0.9999)
+    assert est.loglik_ >= ref["glmmTMB_at_sd_8e_4"]["loglik"] - 1e-6
     assert est.loglik_ > ref["glmmTMB"]["loglik"] + 0.05
     (cov,) = est.random_effects_cov_.values()
     assert np.sqrt(cov.iloc[0, 0]) == pytest.approx(8.06e-4, rel=2e-2)

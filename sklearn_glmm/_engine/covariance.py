@@ -107,6 +107,10 @@ class CorrelationStructure(CovarianceStructure):
     n_sd = 1
     n_cor = 1
     cor_names: tuple = ()
+    #: correlations the fit also starts from (``optimize._structure_restarts``): a
+    #: correlation can have a local optimum on the other side of its start (an ``ar1``
+    #: fit stopped at a positive rho, 0.9 below the optimum at a negative one)
+    restart_correlations: tuple = ()
 
     @property
     def n_params(self) -> int:
@@ -264,6 +268,7 @@ class AR1(CorrelationStructure):
     nests = frozenset({"intercept"})
     cor_kinds = ("cor",)
     extends_in_time = True
+    restart_correlations = (-0.6, 0.6, 0.95)
 
     def __init__(self, q: int):
         super().__init__(q)
@@ -328,6 +333,7 @@ class CompoundSymmetry(CorrelationStructure):
     name = "cs"
     nests = frozenset({"intercept", "diagonal"})
     cor_kinds = ("cor",)
+    restart_correlations = (-0.2, 0.6, 0.95)  # (those below -1 / (q - 1) are skipped)
 
     @property
     def n_sd(self) -> int:

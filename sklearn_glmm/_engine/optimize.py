@@ -1037,6 +1037,7 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
         scanned=record.stages[-1][0] == "ridge bound",
     )
     x = _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, record.stages)
+    x = _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record)
     hit_max = res.nit >= max_iter
     if n_agq > 1:
         obj.n_agq = n_agq
@@ -1054,6 +1055,44 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     record.converged = bool(np.isfinite(record.objective) and not hit_max)
     record.seconds = time.perf_counter() - t0
     return x, record
+
+
+def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
+    """``x``, or a lower optimum found by starting a covariance structure's correlation
+    from its ``restart_correlations`` (its SDs from at least their start).
+
+    A correlation's likelihood can have a local optimum on each side: an ``ar1`` fit
+    started at rho = 0.3 stopped there (or with its SD at 0, where the correlation is
+    flat) up to 0.9 in log-likelihood below the optimum at a negative rho, and a ``cs``
+    fit on its lower bound 0.08 below one at rho = 0.9999, both converged. A restart
+    that ends lower by more than 1e-6 is kept (a stage ``"structure restart"``).
+    """
+    data = obj.data
+    if not getattr(data, "structured", False):
+        return x
+    fun = float(obj.evaluate(x))
+    first = data.n_beta
+    for f in data.factors:
+        st, n = f.structure, f.n_params
+        starts = getattr(st, "restart_correlations", ()) if f.mapped else ()
+        if starts and st.n_cor == 1:
+            sd = slice(first, first + st.n_sd)
+            cor = first + st.n_sd
+            rho0 = float(st.cor_values(x[cor : cor + 1])[0])
+            for rho in starts:
+                c = st.cor_params([rho])
+                if c is None or abs(rho - rho0) < 0.2:
+                    continue
+                xs = np.array(x, dtype=float)
+                xs[cor] = c[0]
+                xs[sd] = np.maximum(xs[sd], record.initial[sd])
+                res = _laplace_stage(obj, xs, bounds, max_iter, tol, diag_idx)
+                if np.isfinite(res.fun) and res.fun < fun - 1e-6:
+                    x, fun = res.x, float(res.fun)
+                    record.stages.append(("structure restart", fun, int(res.nit), str(res.message)))
+        first += n
+    obj.evaluate(x)
+    return x
 
 
 def projected_gradient(g: np.ndarray, x: np.ndarray, bounds) -> np.ndarray:
