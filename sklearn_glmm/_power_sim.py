@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from scipy import stats
 
 from ._design import INTERCEPT
 from ._engine.batched import can_batch
-from ._results import fixed_effect_arrays, singular_columns
+from ._results import _limit_covariance, _separation, fixed_effect_arrays, singular_columns
 from ._simulate import fit_many
 
 
@@ -225,26 +226,43 @@ def run_batch(spec, tests, method, studies: list) -> list:
     Y = np.column_stack([st.y for st in rest])
     fits = [fit_many(t, Y) for t in templates]
     return [first] + [
-        _batched_outcome(templates, [f[r] for f in fits], tests, method, len(st.y))
+        _batched_outcome(templates, [f[r] for f in fits], tests, method, st.y)
         for r, st in enumerate(rest)
     ]
 
 
-def _batched_outcome(templates, fitted, tests, method, n_obs) -> Outcome:
+def _batched_outcome(templates, fitted, tests, method, y) -> Outcome:
     """A study's outcome from the ``(x, FitRecord)`` of its fits (full model, and the
-    null model for ``method="lrt"``) on the models ``templates``."""
-    out = Outcome(n_obs=n_obs)
+    null model for ``method="lrt"``) on the models ``templates``; ``y`` its outcome."""
+    out = Outcome(n_obs=len(y))
     for f in fitted:
         if isinstance(f, BaseException):
             return _failed(out, f)
     full = templates[0]
     x, record = fitted[0]
     res = full.fit_result_
-    p = res.objective.data.n_beta
+    d = res.objective.data
+    p = d.n_beta
+    # a separated study's other coefficients keep their standard errors, as the
+    # estimator's fit (``_results._limit_covariance``)
+    rows = SimpleNamespace(
+        X=d.X,
+        y=np.asarray(y, dtype=float),
+        trials=d.trials,
+        weights=d.weights,
+        offset=d.offset,
+        family=d.family,
+        n_beta=p,
+    )
+    found = _separation(d.family, rows, x[:p], res.scaling)
+    if found is not None and not isinstance(found, str):
+        _limit_covariance(record, x, res.bounds, rows, res.scaling, found)
     arrays, _ = fixed_effect_arrays(
         res.scaling, full._fixed_names, x[:p], record.covariance[:p, :p]
     )
     out.estimate, out.std_error, out.p_value = _wald_arrays(arrays, tests)
+    if isinstance(found, str):  # every outcome the same: no estimate means anything
+        out.std_error, out.p_value = np.nan, np.nan
     out.converged = bool(record.converged)
     # the fit's singular test (unstructured covariances: a batch has no other)
     out.singular = any(singular_columns(L) for L in res.internal_lambdas(x))

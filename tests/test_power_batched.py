@@ -194,3 +194,22 @@ def test_a_failed_fit_in_a_batch_is_counted_with_its_message(spec, monkeypatch):
         pc = power_curve(spec, "treatment", n_groups=30, n_per_group=3, n_sim=40, random_state=0)
     assert pc["n_failed"].iloc[0] == 1 and pc["n_tested"].iloc[0] == 39
     assert "LinAlgError: no Cholesky factor" in pc.attrs["failures"][0]
+
+
+def test_separated_studies_count_alike_batched_and_one_by_one(monkeypatch):
+    # tiny studies with rare events: many are separated; the estimator's fit keeps the
+    # unaffected coefficients' standard errors (the limit model's), and so must a batch
+    rare = GLMMSpec(
+        BinomialGLMM(random_effects="1"),
+        {"(Intercept)": -2.0, "time": -0.3, "treatment": np.log(0.6)},
+        random_cov=0.5,
+    )
+    kw = dict(n_groups=[6], n_per_group=3, n_sim=40, random_state=5)
+    batched = power_curve(rare, "treatment", **kw)
+    monkeypatch.setattr(_power_sim, "_batchable", lambda est: False)
+    one = power_curve(rare, "treatment", **kw)
+    exact = ["power", "n_rejected", "n_tested", "n_failed", "n_nonconverged", "n_singular"]
+    pd.testing.assert_frame_equal(batched[exact], one[exact])
+    np.testing.assert_allclose(
+        batched["mean_std_error"].to_numpy(), one["mean_std_error"].to_numpy(), rtol=1e-5
+    )
