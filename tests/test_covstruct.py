@@ -793,7 +793,9 @@ def _restart_case(seed):
     return pd.DataFrame({"x": x, "day": day}), y, pd.DataFrame({"g": ids}), est
 
 
-@pytest.mark.parametrize("structure, seed", [("ar1", 13), ("ar1", 129), ("cs", 5)])
+@pytest.mark.parametrize(
+    "structure, seed", [("ar1", 13), ("ar1", 129), ("ar1", 2), ("ar1", 8), ("cs", 5)]
+)
 def test_a_correlation_on_the_far_side_of_its_start_is_found(structure, seed):
     # an ar1 fit started at rho = 0.3 stopped at a local optimum (or with its SD at 0)
     # up to 0.9 below the optimum at a negative rho; a cs fit on its lower bound 0.08
