@@ -48,10 +48,12 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
     summaries in place of its rows). ``gather_rows()`` returns every row as a
     ``ModelData`` (for the separation test on few rows)."""
     beta_s = x[: data.n_beta]
-    separation = _gathered_separation(data.family, sums, beta_s, gather_rows, pending["scaling"])
-    if separation is not None:
-        rows_data, found = separation
-        _results._limit_covariance(record, x, bounds, rows_data, pending["scaling"], found)
+    separation = _gathered_separation(
+        data.family,
+        sums,
+        gather_rows,
+        lambda rows: _results.separation_with_limit(record, x, bounds, rows, pending["scaling"]),
+    )
     parts = _results.fitted_parameters(est, obj, x, record, data, factors, pending)
     result = _results.make_result(
         est,
@@ -133,16 +135,16 @@ def _far(fam, sums) -> bool:
     return min(s["eta_min"] for s in sums) < np.log(ybar) - 5.0
 
 
-def _gathered_separation(fam, sums, beta_s, gather_rows, scaling):
-    """``(rows, found)``: the gathered rows and the in-memory test's separating
-    directions (``_results._separation``) when the linear predictor went far out on
-    few rows and the data are separated; None otherwise."""
+def _gathered_separation(fam, sums, gather_rows, test):
+    """``(rows, found)``: the gathered rows and ``test(rows)``'s answer
+    (``_results.separation_with_limit``) when the linear predictor went far out on few
+    rows and the data are separated; None otherwise."""
     if _all_same(fam, sums) or not _far(fam, sums):
         return None
     if sum(s["rows"] for s in sums) > _SEPARATION_ROWS:
         return None
     rows = gather_rows()
-    found = _results._separation(fam, rows, beta_s, scaling)
+    found = test(rows)
     return None if found is None or isinstance(found, str) else (rows, found)
 
 

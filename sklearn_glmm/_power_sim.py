@@ -17,7 +17,7 @@ from scipy import stats
 
 from ._design import INTERCEPT
 from ._engine.batched import can_batch
-from ._results import _limit_covariance, _separation, fixed_effect_arrays, singular_columns
+from ._results import fixed_effect_arrays, separation_with_limit, singular_columns
 from ._simulate import fit_many
 
 
@@ -254,9 +254,7 @@ def _batched_outcome(templates, fitted, tests, method, y) -> Outcome:
         family=d.family,
         n_beta=p,
     )
-    found = _separation(d.family, rows, x[:p], res.scaling)
-    if found is not None and not isinstance(found, str):
-        _limit_covariance(record, x, res.bounds, rows, res.scaling, found)
+    found = separation_with_limit(record, x, res.bounds, rows, res.scaling)
     arrays, _ = fixed_effect_arrays(
         res.scaling, full._fixed_names, x[:p], record.covariance[:p, :p]
     )

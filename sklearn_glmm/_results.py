@@ -267,9 +267,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _ensure_state(obj, x, record)
     p = data.n_beta
     beta_s = x[:p]
-    separation = _separation(data.family, data, beta_s, pending["scaling"])
-    if separation is not None and not isinstance(separation, str):
-        _limit_covariance(record, x, bounds, data, pending["scaling"], separation)
+    separation = separation_with_limit(record, x, bounds, data, pending["scaling"])
     parts = fitted_parameters(est, obj, x, record, data, factors, pending)
     # the conditional fit on the training rows, for residuals and diagnostics
     train = dict(eta=fitted_eta(obj.state), y=data.y, trials=data.trials, w=data.weights)
@@ -446,17 +444,23 @@ def _other_missing(est, record, ridge) -> list:
     coefficients, NB theta, ...) without a variance although off their bounds
     (:meth:`FitResult.undetermined`), but those in ``ridge``. (The covariance
     parameters' standard errors are not tabled; a Wald interval names its own.)"""
-    from ._profile import ParamMap
 
     res = est.fit_result_
     k0 = res.layout.n_beta + res.layout.n_theta
     left = [k for k in np.flatnonzero(res.undetermined()) if k >= k0 and k not in set(ridge)]
     if not left or record.covariance is None:
         return []
+    names = _optimiser_names(est)
+    return [names[k] if names else f"parameter {k}" for k in left]
+
+
+def _optimiser_names(est) -> list | None:
+    """The reported parameters' names, one per optimiser parameter, or None when the
+    reported parameters are not the optimiser's."""
+    from ._profile import ParamMap
+
     names = ParamMap(est).names
-    if len(names) != len(res.params):  # (the reported parameters are not the optimiser's)
-        return [f"parameter {k}" for k in left]
-    return [names[k] for k in left]
+    return names if len(names) == len(est.fit_result_.params) else None
 
 
 def _check_block_ridge(est, x, record, ridge):
@@ -464,13 +468,12 @@ def _check_block_ridge(est, x, record, ridge):
     ``ridge_parameters`` found: a zero-inflation probability run to 0 on the rows of
     one value of a binary predictor): its coefficients' standard errors are NaN, the
     others' are those of the model at the ridge's end."""
-    from ._profile import ParamMap
 
     V = record.covariance
     if not ridge or V is None:
         return
-    names = ParamMap(est).names
-    if len(names) != len(x):  # (the reported parameters are not the optimiser's)
+    names = _optimiser_names(est)
+    if names is None:
         return
     nan = [names[k] for k in ridge if not np.isfinite(V[k, k])]
     if not nan:
@@ -490,13 +493,12 @@ def _check_block_ridge(est, x, record, ridge):
 def _flat_leader_names(est, record) -> list:
     """The reported names of the parameters that lead the Hessian's flat directions."""
     from ._engine.converge import flat_leaders
-    from ._profile import ParamMap
 
     H, x = getattr(record, "hessian", None), getattr(record, "final", None)
     if not record.flat_directions or H is None or x is None:
         return []
-    names = ParamMap(est).names
-    if len(names) != len(x):
+    names = _optimiser_names(est)
+    if names is None:
         return []
     return [names[k] for k in flat_leaders(H, np.asarray(x), est.fit_result_.bounds)]
 
@@ -576,6 +578,16 @@ def _check_separation(est, data, beta_s, found=_UNSET):
         names = [INTERCEPT]
     msg = separation_message(names, fam.has_trials, False)
     warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
+
+
+def separation_with_limit(record, x, bounds, data, sc):
+    """:func:`_separation` of the fit at ``x`` on the rows ``data``; where predictors
+    separate, ``record.covariance`` becomes the limit model's
+    (:func:`_limit_covariance`). Returns the separation (for :func:`_check_separation`)."""
+    found = _separation(data.family, data, x[: data.n_beta], sc)
+    if found is not None and not isinstance(found, str):
+        _limit_covariance(record, x, bounds, data, sc, found)
+    return found
 
 
 def _limit_covariance(record, x, bounds, data, sc, separation) -> None:
