@@ -536,16 +536,11 @@ def _separation(fam, data, beta_s, sc):
     return None if found is None else (X_user, *found)
 
 
-_UNSET = object()
-
-
-def _check_separation(est, data, beta_s, found=_UNSET):
+def _check_separation(est, data, beta_s, found):
     """Warn, naming the predictors, when some fixed effects have an infinite MLE
-    (``found``: :func:`_separation`'s answer, when already asked)."""
+    (``found``: :func:`_separation`'s answer on the rows ``data``)."""
     fam = est.fit_result_.family
     sc = est.fit_result_.scaling
-    if found is _UNSET:
-        found = _separation(fam, data, beta_s, sc)
     if found is None:
         return
     if isinstance(found, str):
