@@ -193,14 +193,15 @@ def predict_interval(
     if scale == "link":
         fit, lo, hi, se_out = eta, eta - z * se, eta + z * se, se
     else:
-        fit = _mean_given(fam, eta, var, extra)
-        lo = _mean_given(fam, eta - z * se, var, extra)
-        hi = _mean_given(fam, eta + z * se, var, extra)
-        h = 1e-5
-        slope = (_mean_given(fam, eta + h, var, extra) - _mean_given(fam, eta - h, var, extra)) / (
-            2 * h
-        )
-        se_out = np.abs(slope) * se
+        with np.errstate(over="ignore", invalid="ignore"):
+            fit = _mean_given(fam, eta, var, extra)
+            lo = _mean_given(fam, eta - z * se, var, extra)
+            hi = _mean_given(fam, eta + z * se, var, extra)
+            h = 1e-5
+            up, down = _mean_given(fam, eta + h, var, extra), _mean_given(fam, eta - h, var, extra)
+            slope = (up - down) / (2 * h)
+        _warn_overflow(fit)
+        se_out = np.where(np.isfinite(slope), np.abs(slope), np.nan) * se
         direct = _family_gradient(est, Xa, eta, var)
         if direct is not None:
             # a mean that reads the family's parameters (zero inflation, a hurdle, a
@@ -226,6 +227,20 @@ def predict_interval(
     return pd.DataFrame({"fit": fit, "se": se_out, "lower": lo, "upper": hi}, index=index)
 
 
+def _warn_overflow(fit):
+    """Warn of means beyond float64's range (their fit ``inf``, standard error NaN)."""
+    over = np.isinf(fit)
+    if over.any():
+        warnings.warn(
+            f"predict_interval: the mean of {int(over.sum())} of {len(fit)} rows is beyond "
+            "float64's range (a linear predictor above about 709.8 under the log link): "
+            "their fit is inf and their standard error NaN. Predictors far outside the "
+            "data, or in other units than in the fit, give such values.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 def _family_gradient(est, Xa, eta, var):
     """d mean / d (the family's internal coefficients) at fixed ``eta``, (rows, E), or
     None where the mean does not read them (Poisson, binomial, NB2, ...)."""
@@ -241,7 +256,8 @@ def _family_gradient(est, Xa, eta, var):
         dn[k] -= h
         plus = _mean_given(fam, eta, var, res.family_values(Xa, coefs=up))
         minus = _mean_given(fam, eta, var, res.family_values(Xa, coefs=dn))
-        out[:, k] = (plus - minus) / (2 * h)
+        with np.errstate(invalid="ignore"):  # (means beyond float64: inf - inf)
+            out[:, k] = (plus - minus) / (2 * h)
     out = np.where(np.isfinite(out), out, 0.0)
     return out if np.any(out != 0.0) else None
 

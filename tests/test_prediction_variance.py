@@ -427,3 +427,29 @@ def test_response_se_of_means_that_read_the_family_parameters_match_glmmtmb(case
     )
     mm = m.marginal_means(grid, offset=np.zeros(2))
     np.testing.assert_allclose(mm["conditional_se"], pop["se"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["poisson", "nbinom2"])
+def test_means_beyond_float64_are_inf_with_nan_se(family):
+    # a linear predictor of 705 has the mean exp(705) (finite), one of 900 overflows:
+    # inf with a NaN standard error and a warning, never the capped exp(700) with SE 0
+    from sklearn_glmm import NegBinGLMM, PoissonGLMM
+
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 30, 600)
+    x = rng.normal(size=600)
+    y = rng.poisson(np.exp(0.5 + 0.8 * x + rng.normal(0, 0.5, 30)[g]))
+    est = (PoissonGLMM() if family == "poisson" else NegBinGLMM()).fit(
+        pd.DataFrame({"x": x}), y, groups=g
+    )
+    Xn = pd.DataFrame({"x": [(705.0 - est.intercept_) / est.coef_[0]]})
+    Xn = pd.DataFrame({"x": [Xn["x"].iloc[0], 2.0 * Xn["x"].iloc[0]]})
+    eta = est.predict_interval(Xn, groups=[0, 0], scale="link")["fit"].to_numpy()
+    assert 700.0 < eta[0] < 709.0 and eta[1] > 710.0
+    mean = est.predict(Xn, groups=[0, 0])
+    np.testing.assert_allclose(mean[0], np.exp(eta[0]), rtol=1e-12)
+    assert mean[1] == np.inf
+    with pytest.warns(UserWarning, match="beyond float64's range"):
+        tab = est.predict_interval(Xn, groups=[0, 0])
+    assert np.isfinite(tab["se"].iloc[0]) and tab["se"].iloc[0] > 0
+    assert tab["fit"].iloc[1] == np.inf and np.isnan(tab["se"].iloc[1])

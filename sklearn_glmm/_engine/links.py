@@ -155,11 +155,15 @@ class LogLink(Link):
     def link(self, mu):
         return np.log(mu)
 
+    # not capped: a linear predictor beyond float64's range gives inf, as R's exp (a
+    # capped value would be a finite wrong mean, and a zero standard error beyond it)
     def inverse(self, eta):
-        return np.exp(np.minimum(eta, _ETA_MAX))
+        with np.errstate(over="ignore"):
+            return np.exp(np.asarray(eta, dtype=float))
 
     def inverse_derivative(self, eta):
-        return np.exp(np.minimum(eta, _ETA_MAX))
+        with np.errstate(over="ignore"):
+            return np.exp(np.asarray(eta, dtype=float))
 
 
 LINKS = {cls.name: cls for cls in (LogitLink, ProbitLink, CLogLogLink, LogLink)}

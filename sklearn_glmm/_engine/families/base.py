@@ -51,6 +51,14 @@ def _weighted(weights, loglik, d1, w, w3) -> Derivs:
     return Derivs(weights * loglik, weights * d1, weights * w, w3)
 
 
+def _exp_mean(eta):
+    """``exp(eta)`` for a model's mean (predictions, simulation, distributions): not
+    capped, so a linear predictor beyond float64's range gives ``inf``, as R's
+    ``exp``, never the finite ``exp(700)`` that the engine's derivatives use."""
+    with np.errstate(over="ignore"):
+        return np.exp(np.asarray(eta, dtype=float))
+
+
 def _exp(eta):
     # only overflow needs guarding: exp underflows to 0 gracefully
     out = np.minimum(eta, _ETA_MAX)

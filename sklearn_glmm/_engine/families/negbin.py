@@ -10,7 +10,7 @@ from ..links import LogLink
 from .base import (
     _ETA_MAX,
     Family,
-    _exp,
+    _exp_mean,
     _large_count_zeros,
     _lgamma_ratio,
     _log_y,
@@ -240,7 +240,7 @@ class NegativeBinomial2(Family):
         return log_s, S1, S2, S3
 
     def mean(self, eta, extra=()):
-        return _exp(eta)
+        return _exp_mean(eta)
 
     def variance(self, mu, trials, extra):
         return mu + mu**2 / np.exp(extra[0])

@@ -20,7 +20,14 @@ from scipy import special, stats
 
 from ..blocks import NB1_PHI
 from ..links import LogLink
-from .base import _ETA_MAX, Family, _exp, _lgamma_ratio, _polygamma_differences, _weighted
+from .base import (
+    _ETA_MAX,
+    Family,
+    _exp_mean,
+    _lgamma_ratio,
+    _polygamma_differences,
+    _weighted,
+)
 
 
 class NegativeBinomial1(Family):
@@ -89,7 +96,7 @@ class NegativeBinomial1(Family):
         return log_s, np.ones_like(eta), np.zeros_like(eta), np.zeros_like(eta)
 
     def mean(self, eta, extra=()):
-        return _exp(eta)
+        return _exp_mean(eta)
 
     def variance(self, mu, trials, extra):
         return mu * (1.0 + np.exp(extra[0]))

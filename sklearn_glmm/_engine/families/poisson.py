@@ -6,7 +6,7 @@ import numpy as np
 from scipy import special, stats
 
 from ..links import LogLink
-from .base import Family, _exp, _large_count_zeros, _log_y, _mu_minus_y, _weighted
+from .base import Family, _exp, _exp_mean, _large_count_zeros, _log_y, _mu_minus_y, _weighted
 
 
 class Poisson(Family):
@@ -49,7 +49,7 @@ class Poisson(Family):
         return eta, np.ones_like(eta), np.zeros_like(eta), np.zeros_like(eta)
 
     def mean(self, eta, extra=()):
-        return _exp(eta)
+        return _exp_mean(eta)
 
     def variance(self, mu, trials, extra=()):
         return mu
