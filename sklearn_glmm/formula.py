@@ -334,13 +334,44 @@ def _formulaic_text(rhs: str, warn: bool = True) -> str:
     return _python_powers(_r_contrast_names(rhs))
 
 
-def _model_matrix(rhs: str, data: pd.DataFrame):
-    """formulaic's model matrix of ``~ rhs``; missing values raise (rows were dropped before)."""
+def _model_matrix(rhs: str, data: pd.DataFrame, states: dict | None = None):
+    """formulaic's model matrix of ``~ rhs``; missing values raise (rows were dropped before).
+
+    ``states``: transforms' states learnt beforehand (by expression), used as they are;
+    the other transforms learn theirs from ``data``."""
     formulaic = _formulaic()
+    text = _formulaic_text(rhs)
+    if states:
+        text = formulaic.ModelSpec(formula=text, transform_state=copy.deepcopy(states))
     with _our_errors():
-        return formulaic.model_matrix(
-            _formulaic_text(rhs), data, context=_context(), na_action="raise"
-        )
+        return formulaic.model_matrix(text, data, context=_context(), na_action="raise")
+
+
+# transforms R evaluates on every row of the data (``model.frame``, before ``na.omit``
+# drops the rows missing another variable), so their knots, centre, scale or polynomial
+# coefficients come from every row where their own variable is present
+_LEARNT_ON_ALL_ROWS = ("ns(", "bs(", "poly(", "scale(")
+
+
+def _all_rows_states(rhs: str, data: pd.DataFrame) -> dict:
+    """The states of the ``ns``/``bs``/``poly``/``scale`` calls of ``~ rhs``, each learnt
+    from the rows of ``data`` where the call's own variables are present, as R learns
+    them (not only from the rows the model keeps)."""
+    formulaic = _formulaic()
+    states: dict = {}
+    for term in formulaic.Formula(_formulaic_text(rhs, warn=False)):
+        for factor in term.factors:
+            expr = str(factor.expr)
+            if not expr.startswith(_LEARNT_ON_ALL_ROWS) or expr in states:
+                continue
+            own = [v for v in formulaic.Formula(expr).required_variables if v in data.columns]
+            rows = data[own].notna().all(axis=1).to_numpy()
+            with _our_errors():
+                matrix = formulaic.model_matrix(
+                    f"0 + {expr}", data.loc[rows], context=_context(), na_action="raise"
+                )
+            states.update(matrix.model_spec.transform_state)
+    return states
 
 
 def _r_name(column: str) -> str:
@@ -631,9 +662,9 @@ def _merge_terms(name, first, second) -> tuple[bool, list, bool]:
     return first[0] or second[0], first[1] + second[1], True
 
 
-def _fixed_design(pieces: _Pieces, data: pd.DataFrame):
-    """(X, fit_intercept, model spec) of the fixed part."""
-    matrix = _model_matrix(pieces.fixed, data)
+def _fixed_design(pieces: _Pieces, data: pd.DataFrame, states: dict | None = None):
+    """(X, fit_intercept, model spec) of the fixed part (``states``: see _model_matrix)."""
+    matrix = _model_matrix(pieces.fixed, data, states)
     X, fit_intercept = _r_frame(matrix)
     return X, fit_intercept, matrix.model_spec
 
@@ -671,7 +702,9 @@ def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
         keep &= complete
     outcome = _required([f"I({expr})" for expr in _response_parts(pieces.lhs)])
     complete = _r_factors(data.loc[keep], outcome | _group_variables(pieces))
-    X, fit_intercept, spec = _fixed_design(pieces, complete)
+    # (with rows dropped, the basis transforms learn from every row, as R's do)
+    states = None if keep.all() else _all_rows_states(pieces.fixed, data)
+    X, fit_intercept, spec = _fixed_design(pieces, complete, states)
     random_only = _random_only(pieces.bars, complete, list(X.columns))
     if random_only:  # after the fixed-effect columns, as the estimator appends them
         X = X.assign(**{v: complete[v].to_numpy(dtype=float) for v in random_only})

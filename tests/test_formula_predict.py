@@ -559,3 +559,26 @@ def test_ns_is_rs_natural_spline_basis():
     np.testing.assert_allclose(
         m.predict(q, type="link", re_form="NA"), ref["tmb_new_link"], atol=1e-5
     )
+
+
+@pytest.mark.parametrize("kind", ["ns", "bs", "poly", "scale"])
+def test_basis_transforms_learn_from_every_row_as_r_does(kind):
+    # tests/fixtures/splines/na_rows.R: rows missing another variable (z, y), among them
+    # the extremes of age; R evaluates ns/bs/poly/scale on every row before na.omit, so
+    # the knots (a different model for ns and bs), polynomial coefficients, centre and
+    # scale come from all 240 rows, not from the 225 the model keeps
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).parent / "fixtures" / "splines"
+    ref = json.loads((here / "na_rows.json").read_text())[kind]
+    d = pd.read_csv(here / "na_rows.csv")
+    m = _quiet(glmer, ref["formula"], d, "poisson")
+    assert m.nobs_ == ref["n_rows"]
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=2e-5)
+    np.testing.assert_allclose(m.intercept_, ref["fixef"][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.coef_, ref["fixef"][1:], rtol=1e-4, atol=1e-5)
+    # new ages below and inside the range: the fitted state's basis (1e-4: the
+    # coefficients' agreement with R's optimiser, times the basis' size)
+    q = pd.DataFrame({"age": [15.0, 30.0, 55.0, 79.0], "z": 0.0, "g": np.nan})
+    np.testing.assert_allclose(m.predict(q, type="link", re_form="NA"), ref["new_link"], atol=1e-4)
