@@ -30,6 +30,7 @@ class _BarTerm:
     group: str
     diagonal: bool
     structure: str | None = None  # glmmTMB's ar1(), cs(), ou() over a time variable
+    double_bar: bool = False  # written (lhs || group), not diag(lhs | group)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def _bar_term(inner: str, piece: str) -> _BarTerm:
     lhs, group = inner[: bars[0]].strip(), inner[bars[-1] + 1 :].strip()
     if not lhs or not group:
         raise ValueError(f"Random-effect term {piece!r} needs both sides of '|'.")
-    return _BarTerm(lhs, group, double)
+    return _BarTerm(lhs, group, double, double_bar=double)
 
 
 # glmmTMB's covariance structures: us() is lme4's (expr | g), diag() its (expr || g)

@@ -364,7 +364,11 @@ def _all_rows_states(rhs: str, data: pd.DataFrame) -> dict:
             expr = str(factor.expr)
             if not expr.startswith(_LEARNT_ON_ALL_ROWS) or expr in states:
                 continue
-            own = [v for v in formulaic.Formula(expr).required_variables if v in data.columns]
+            try:
+                names = {n.id for n in ast.walk(ast.parse(expr)) if isinstance(n, ast.Name)}
+            except SyntaxError:
+                names = set(data.columns)
+            own = [v for v in data.columns if v in names]
             rows = data[own].notna().all(axis=1).to_numpy()
             with _our_errors():
                 matrix = formulaic.model_matrix(
@@ -578,11 +582,16 @@ def _term_string(intercept: bool, slopes: list[str], diagonal: bool) -> str:
     return f"diag({text})" if diagonal and len(slopes) + intercept > 1 else text
 
 
-def _random_effects(bars, data: pd.DataFrame, fixed_names: list[str]) -> dict[str, str]:
-    """Factor name -> term; two terms on one factor merge into a diagonal term."""
+def _random_effects(
+    bars, data: pd.DataFrame, fixed_names: list[str], lme4: bool = False
+) -> dict[str, str]:
+    """Factor name -> term; two terms on one factor merge into a diagonal term
+    (``lme4``: ``||`` read as lme4 reads it, see :func:`_check_lme4_double_bar`)."""
     columns: dict[str, tuple[bool, list, bool]] = {}
     structured: dict[str, str] = {}
     for bar in bars:
+        if lme4 and bar.double_bar:
+            _check_lme4_double_bar(bar, data)
         if bar.structure is not None:
             term = f"{bar.structure}({_structured_time(bar)})"
             for parts in _group_parts(bar.group):
@@ -607,6 +616,28 @@ def _random_effects(bars, data: pd.DataFrame, fixed_names: list[str]) -> dict[st
             "combined with another random-effect term on the same grouping factor."
         )
     return {**{name: _term_string(*term) for name, term in columns.items()}, **structured}
+
+
+def _check_lme4_double_bar(bar, data: pd.DataFrame) -> None:
+    """lme4 expands ``(x + f || g)`` term by term, ``(1 | g) + (0 + x | g) + (0 + f | g)``:
+    a factor's term is a correlated block over a column per level, which these models
+    do not fit beside the intercept; glmmTMB's reading (one variance per column of the
+    contrasts, ``diag(f | g)``) is another model, so the lme4 formula raises."""
+    matrix = _model_matrix(bar.lhs, data)
+    state = getattr(matrix.model_spec, "encoder_state", None) or {}
+    factors = [
+        name for name, (kind, _) in state.items() if getattr(kind, "value", kind) == "categorical"
+    ]
+    if factors:
+        raise NotImplementedError(
+            f"({bar.lhs} || {bar.group}) with the factor(s) {factors}: lme4 expands '||' "
+            f"term by term, here into terms such as (0 + {factors[0]} | {bar.group}), a "
+            "correlated block over one column per level of the factor beside the random "
+            "intercept, which is not available here. "
+            f"For one variance per column of the factor's contrasts (glmmTMB's reading of "
+            f"'||'), write diag({bar.lhs} | {bar.group}) (another model than lme4's); for "
+            f"correlated effects write ({bar.lhs} | {bar.group})."
+        )
 
 
 def _random_only(bars, data: pd.DataFrame, fixed_names: list[str]) -> tuple[str, ...]:
@@ -686,9 +717,9 @@ def _offset(offsets: tuple[str, ...], data: pd.DataFrame) -> pd.Series | None:
     return total.rename("offset")
 
 
-def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
+def _parse(formula: str, data, complete=None, lme4: bool = False) -> tuple[GLMMDesign, np.ndarray]:
     """The design and the positional mask of the rows kept (``complete``: rows with a missing
-    weight or offset, which R's na.omit also drops)."""
+    weight or offset, which R's na.omit also drops; ``lme4``: ``||`` read as lme4 reads it)."""
     _formulaic()
     data = as_frame(data)
     pieces = _split_formula(formula)
@@ -713,7 +744,7 @@ def _parse(formula: str, data, complete=None) -> tuple[GLMMDesign, np.ndarray]:
         X=X,
         y=y,
         groups=_group_frame(pieces.bars, complete),
-        random_effects=_random_effects(pieces.bars, complete, list(X.columns)),
+        random_effects=_random_effects(pieces.bars, complete, list(X.columns), lme4),
         fit_intercept=fit_intercept,
         trials=trials,
         offset=_offset(pieces.offsets, complete),
@@ -1119,7 +1150,7 @@ def glmer(
     for values in (w_all, off_all):
         if values is not None:
             complete &= ~np.isnan(values)  # R's na.omit drops them too
-    design, keep = _parse(formula, data, complete)
+    design, keep = _parse(formula, data, complete, lme4=function == "glmer")
     binomial = estimator_class.__name__ == "BinomialGLMM"
     params = {
         "random_effects": design.random_effects,

@@ -1,6 +1,7 @@
 """Tests for sklearn_glmm.formula: designs built from lme4 formulas."""
 
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -491,14 +492,32 @@ def test_unused_categories_are_dropped_as_r_drops_unused_levels():
     b = _quiet_glmer("y ~ fc + x + (1 | g)", d.assign(fc=unused))
     assert list(b.fixed_effects_.index) == ["(Intercept)", "fcmid", "fchi", "x"]
     pd.testing.assert_frame_equal(a.fixed_effects_, b.fixed_effects_)
-    a = _quiet_glmer("y ~ fc + (fc || g)", d.assign(fc=used))
-    b = _quiet_glmer("y ~ fc + (fc || g)", d.assign(fc=unused))
+    a = _quiet_glmer("y ~ fc + diag(fc | g)", d.assign(fc=used))
+    b = _quiet_glmer("y ~ fc + diag(fc | g)", d.assign(fc=unused))
     assert b.random_effects == a.random_effects
     assert b.aic_ == pytest.approx(a.aic_, abs=1e-8)
     # the caller's data keep their categories
     frame = d.assign(fc=unused)
     _quiet_glmer("y ~ fc + x + (1 | g)", frame)
     assert list(frame["fc"].cat.categories) == ["none", "lo", "mid", "never", "hi"]
+
+
+@pytest.mark.parametrize("lhs", ["f", "b", "x + f"])
+def test_double_bar_with_a_factor_is_lme4s_model_or_an_error(lhs):
+    # lme4 reads (f || g) of a factor as (1 | g) + (0 + f | g), a correlated block over
+    # every level; glmer fitted glmmTMB's diag(f | g) under lme4's formula (2-3 fewer
+    # covariance parameters, log-likelihood 0.4-1.2 below lme4's). glmmTMB's reading
+    # is diag(f | g), and glmmTMB() fits it; a numeric slope is the same in both
+    d = _r_frame_data()
+    with pytest.raises(NotImplementedError, match=r"lme4 expands '\|\|' term by term"):
+        glmer(f"y ~ x + f + b + ({lhs} || g)", d, family="binomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = glmmTMB(f"y ~ x + f + b + ({lhs} || g)", d, family="binomial")
+    d_ = _quiet_glmer(f"y ~ x + f + b + diag({lhs} | g)", d)
+    assert t.random_effects == d_.random_effects
+    assert t.loglik_ == d_.loglik_
+    assert _quiet_glmer("y ~ x + (x || g)", d).random_effects == {"g": "diag(1 + x)"}
 
 
 def test_logical_columns_are_factors_with_levels_false_and_true():
