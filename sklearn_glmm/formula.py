@@ -151,6 +151,8 @@ def _formulaic():
             "Formulas need the optional dependency 'formulaic'; install it with "
             "`pip install sklearn_glmm[formula]`."
         ) from exc
+    from . import _formula_coding  # noqa: F401  (registers R's coding for the specs)
+
     return formulaic
 
 
@@ -340,11 +342,15 @@ def _model_matrix(rhs: str, data: pd.DataFrame, states: dict | None = None):
     ``states``: transforms' states learnt beforehand (by expression), used as they are;
     the other transforms learn theirs from ``data``."""
     formulaic = _formulaic()
-    text = _formulaic_text(rhs)
-    if states:
-        text = formulaic.ModelSpec(formula=text, transform_state=copy.deepcopy(states))
+    from ._formula_coding import RCodingMaterializer
+
+    spec = formulaic.ModelSpec(
+        formula=_formulaic_text(rhs),
+        materializer=RCodingMaterializer,
+        transform_state=copy.deepcopy(states) if states else {},
+    )
     with _our_errors():
-        return formulaic.model_matrix(text, data, context=_context(), na_action="raise")
+        return formulaic.model_matrix(spec, data, context=_context(), na_action="raise")
 
 
 # transforms R evaluates on every row of the data (``model.frame``, before ``na.omit``

@@ -3,8 +3,10 @@ estimator, with R's coefficient names (tests/fixtures/make_fixtures.R)."""
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 from reference import FIXTURES, case_names, fitted, load_reference
 
 pytest.importorskip("formulaic")
-from sklearn_glmm.formula import glmer, glmmTMB  # noqa: E402
+from sklearn_glmm.formula import glmer, glmmTMB, parse_glmm_formula  # noqa: E402
 
 REF = load_reference()
 pytestmark = pytest.mark.skipif(not REF, reason="tests/fixtures/reference.json not generated")
@@ -73,3 +75,32 @@ def test_factor_predictor_gets_r_names_on_cbpp():
     for name, value in spec["fixef"].items():
         assert abs(m.fixed_effects_.loc[name, "estimate"] - value) <= 0.05 * spec["se"][name]
     assert m.loglik_ == pytest.approx(spec["loglik"], abs=0.01)
+
+
+_CODING = Path(__file__).parent / "fixtures" / "formula_coding"
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [k for k in json.loads((_CODING / "coding.json").read_text()) if not k.startswith("_")],
+)
+def test_interactions_are_coded_as_r_codes_them(formula):
+    # tests/fixtures/formula_coding/make.R: R codes a factor of an interaction by its
+    # contrasts only when the term without it is in the formula; with a margin missing
+    # (f:s, x + x:f:lg, f + s + f:s:lg) the design is R's, rank deficient, and the
+    # columns lme4 drops are dropped (their estimates NaN); before, formulaic's full-rank
+    # coding gave the same likelihood with other coefficients under R's names
+    ref = json.loads((_CODING / "coding.json").read_text())[formula]
+    d = pd.read_csv(_CODING / "coding.csv")
+    d["f"] = pd.Categorical(d["f"], categories=["c", "a", "b"])
+    X = parse_glmm_formula(formula, d).X
+    names = [n for n in ref["names"] if n != "(Intercept)"]
+    np.testing.assert_allclose(X[names].to_numpy()[:12], np.asarray(ref["X"])[:, -len(names) :])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer(formula, d, family="binomial")
+    table = m.fixed_effects_["estimate"]
+    kept = table[table.notna()]
+    assert list(kept.index) == ref["names"]
+    assert m.loglik_ >= ref["loglik"] - 1e-5
+    np.testing.assert_allclose(kept.to_numpy(), ref["fixef"], rtol=2e-3, atol=2e-3)
