@@ -491,8 +491,10 @@ class _BaseGLMM(BaseEstimator):
             )
         check_quadrature_structure(self.n_agq, [f.q for f in factors])
         z_maps, z_internal = [], []
+        row_w = _centring_weights(w, trials)
         for f in factors:
-            T, Z = _results.design_view(f, scaling, Xd) or _internal_z(f, X_raw)
+            view = _results.design_view(f, scaling, Xd) if row_w is None else None
+            T, Z = view or _internal_z(f, X_raw, row_w)
             z_maps.append(T)
             z_internal.append(Z)
         fdata = make_factor_data(
@@ -928,10 +930,22 @@ def _class_probabilities(fam, eta, sd, K, extra):
     return out
 
 
-def _internal_z(factor, X_raw):
+def _internal_z(factor, X_raw, row_weights=None):
     """``(T, Z T)``: the factor's internal Z columns made from the raw predictors."""
-    T = _results.z_transform(factor, X_raw)
+    T = _results.z_transform(factor, X_raw, row_weights)
     return T, factor.z_matrix(X_raw) @ T
+
+
+def _centring_weights(w, trials):
+    """The rows' weights in the random effects' centring (``z_transform``): prior
+    weights times binomial trials, or None where they are all equal (every row counts
+    the same; the design's own centring is then the random effects' too)."""
+    row_w = np.asarray(w, dtype=float)
+    if trials is not None:
+        row_w = row_w * np.asarray(trials, dtype=float)
+    if not len(row_w) or np.all(row_w == row_w[0]):
+        return None
+    return row_w
 
 
 def _identity(structure) -> bool:

@@ -151,7 +151,7 @@ def coefficient_shift(shift, designs) -> np.ndarray:
     return np.array(out)
 
 
-def z_transform(factor, X) -> np.ndarray:
+def z_transform(factor, X, row_weights=None) -> np.ndarray:
     """``T`` with internal Z columns ``Z T`` and original effects ``b = T b_internal``.
 
     Slope columns are divided by their spread so that the optimiser sees every
@@ -163,6 +163,12 @@ def z_transform(factor, X) -> np.ndarray:
     would change its model. The slopes of an unstructured term that stay nearly
     collinear after that (:func:`~sklearn_glmm._conditioning.decorrelating_map`) are
     also decorrelated: the same model, whose optimum the optimiser then reaches.
+
+    ``row_weights`` (prior weights times binomial trials, where they are not all
+    equal): the centre, spread and decorrelation are those of the weighted rows. The
+    Laplace approximation is the same in any basis, but adaptive quadrature's product
+    rule is not: with it a row of weight 0 would move the fit, and an integer weight
+    would not be that many copies of its row.
     """
     if factor.structure is not None:
         # indicators of time levels: scaling them apart would break the structure
@@ -172,9 +178,14 @@ def z_transform(factor, X) -> np.ndarray:
     T = np.eye(q)
     if not Z.shape[0]:
         return T
+    if row_weights is None:
+        share = None
+    else:
+        share = np.asarray(row_weights, dtype=float)
+        share = share / share.sum() if share.sum() > 0 else None
     centre = factor.term.intercept and not factor.term.diagonal
-    means = Z.mean(axis=0) if centre else np.zeros(q)
-    s = np.sqrt(np.mean((Z - means) ** 2, axis=0))
+    means = np.average(Z, axis=0, weights=share) if centre else np.zeros(q)
+    s = np.sqrt(np.average((Z - means) ** 2, axis=0, weights=share))
     for k in range(int(factor.term.intercept), q):
         sk = s[k] if s[k] > 0 else 1.0
         T[k, k] = 1.0 / sk
@@ -185,7 +196,10 @@ def z_transform(factor, X) -> np.ndarray:
         # nearly collinear slopes ((1 + f * x | g) with x far from 0, a raw polynomial)
         # are decorrelated as the fixed effects are
         k0 = int(factor.term.intercept)
-        found = decorrelating_map((Z @ T)[:, k0:])
+        cols = (Z @ T)[:, k0:]
+        if share is not None:  # the weighted rows' cross-products (weight 0: none)
+            cols = cols * np.sqrt(share * len(share))[:, None]
+        found = decorrelating_map(cols)
         if found is not None:
             T[:, k0:] = T[:, k0:] @ found[0]
     return T
