@@ -377,6 +377,15 @@ class _BaseGLMM(BaseEstimator):
         sample_weight, offset = as_pandas(sample_weight), as_pandas(offset)
         X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
         yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
+        if trials is not None and np.any(trials == 0):
+            # a row of 0 trials has no likelihood: it counts as a row of weight 0 (not
+            # among the observations, their residual df, BIC or the diagnostics)
+            w = np.where(trials > 0, w, 0.0)
+            if not np.any(w > 0):
+                raise ValueError(
+                    "every row has trials = 0 or sample_weight = 0: no row carries a "
+                    "likelihood. Give rows with at least one trial."
+                )
         in_place = np.may_share_memory(yv, y_raw)
         if in_place:  # the caller's array, read in place: never written
             yv = yv.view()
@@ -727,7 +736,12 @@ class _BaseGLMM(BaseEstimator):
             # rows without trials (weight 0 in R) have no proportion: 0, as y - mu
             return np.divide(y, t, out=np.zeros_like(m), where=t > 0) - np.where(t > 0, m, 0.0)
         if type == "pearson":
-            return np.sqrt(w) * (y - mu) / np.sqrt(fam.variance_eta(tr["eta"], t, extra))
+            # a row of weight 0 (or 0 trials: variance 0) has residual 0, as in R
+            var = fam.variance_eta(tr["eta"], t, extra)
+            out = np.zeros(len(y))
+            used = w > 0
+            out[used] = np.sqrt(w[used]) * (y - mu)[used] / np.sqrt(var[used])
+            return out
         if type == "deviance":
             dev = fam.unit_deviance(y, m, t, extra)
             return np.sign(y - mu) * np.sqrt(w * np.clip(dev, 0, None))

@@ -75,7 +75,9 @@ class ScaledResiduals:
     Attributes
     ----------
     residuals : ndarray of shape (n_samples,)
-        Scaled residuals, uniform on (0, 1) under the model.
+        Scaled residuals, uniform on (0, 1) under the model: one per training row in
+        the likelihood (rows of ``sample_weight`` 0, or of 0 binomial trials, are left
+        out, as from ``nobs_``).
     simulated : ndarray of shape (n_samples, n_sim)
         The simulated outcomes.
     observed : ndarray of shape (n_samples,)
@@ -165,6 +167,9 @@ def scaled_residuals(est, n_sim=250, random_state=None, new_random_effects=True)
     # effects), the residuals' own when they are so drawn
     fresh = sims if new_random_effects else simulate_response(est, n_sim, rng, True)
     y = est.fit_result_.train["y"]
+    used = np.asarray(est.fit_result_.train["w"]) > 0
+    if not used.all():  # rows of weight 0 (or 0 trials) are not the model's observations
+        y, sims = y[used], sims[used]
     return ScaledResiduals(y, sims, rng, partial(_dispersion_statistics, est, fresh))
 
 

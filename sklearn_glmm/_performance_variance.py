@@ -139,12 +139,20 @@ def is_singular(est, tolerance: float = DEFAULT_TOLERANCE) -> bool:
     return any(np.any(d < tolerance) for d in scaled_cholesky_diagonals(est).values())
 
 
+def _used(est) -> np.ndarray:
+    """The training rows in the likelihood: weight above 0 (binomial rows of 0 trials
+    have weight 0). Rows of weight 0 are not the model's observations (nor in
+    ``nobs_``), so the variances read over rows leave them out."""
+    return np.asarray(est.fit_result_.objective.data.weights) > 0
+
+
 def _raw_z(est, k: int) -> np.ndarray:
-    """The training rows' random-effect columns of factor ``k`` in the user's units."""
+    """The training rows' random-effect columns of factor ``k`` in the user's units
+    (the rows in the likelihood)."""
     fd = est.fit_result_.objective.data.factors[k]
     # the optimiser sees Z T (slopes centred and scaled); T is triangular with a
     # non-zero diagonal, so the user's columns come back exactly
-    return fd.Z @ np.linalg.inv(est.fit_result_.z_maps[k])
+    return (fd.Z @ np.linalg.inv(est.fit_result_.z_maps[k]))[_used(est)]
 
 
 def _mean_quadratic(Z: np.ndarray, S: np.ndarray) -> float:
@@ -155,7 +163,10 @@ def _mean_quadratic(Z: np.ndarray, S: np.ndarray) -> float:
 def observation_level(est, factor) -> bool:
     """insight's rule: a factor with as many levels as rows models overdispersion
     (residual variance), not groups."""
-    return factor.n_levels == len(est.fit_result_.train["y"])
+    used = _used(est)
+    if used.all():
+        return factor.n_levels == len(used)
+    return len(np.unique(np.asarray(factor.codes)[used])) == int(used.sum())
 
 
 def random_parts(est) -> tuple[float, float, dict]:
@@ -176,7 +187,7 @@ def random_parts(est) -> tuple[float, float, dict]:
 def fixed_variance(est) -> float:
     """``var(X beta)`` on the training rows (no offset, no random effects)."""
     data = est.fit_result_.objective.data
-    eta_fixed = data.X @ est.fit_result_.beta
+    eta_fixed = (data.X @ est.fit_result_.beta)[_used(est)]
     return float(np.var(eta_fixed, ddof=1)) if len(eta_fixed) > 1 else 0.0
 
 

@@ -216,7 +216,9 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         1 for 0/1 labels, ``True`` for booleans, the later string in Python's
         sort order (``"Yes" < "no"``: upper case sorts first, so ``{"Yes", "no"}``
         models ``"no"``; pass ``pos_label="Yes"``). ``summary()`` and ``report()``
-        name the class modelled. Ignored with ``trials`` (y counts successes).
+        name the class modelled. With ``trials`` (y counts successes) the model
+        describes a success: another value than None or 1 raises (pass
+        ``trials - y`` to model failures).
     family : {"binomial", "betabinomial"}, default="binomial"
         ``"betabinomial"`` (glmmTMB's ``betabinomial``): each row's success
         probability varies around its mean as a Beta distribution with dispersion
@@ -333,6 +335,14 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
     def _prepare_y(self, y, n, trials=None):
         self._with_trials = trials is not None
         if trials is not None:
+            if self.pos_label is not None and not (
+                isinstance(self.pos_label, (int, float, np.number)) and self.pos_label == 1
+            ):
+                raise ValueError(
+                    f"pos_label={self.pos_label!r} does not apply with trials: y counts the "
+                    "successes out of trials, and the model describes a success. To model "
+                    "the other outcome, pass y = trials - y (leave pos_label=None)."
+                )
             yv = np.asarray(y, dtype=float)
             t = check_trials(trials, yv, n)
             if self.family == "betabinomial" and np.all(t <= 1):

@@ -562,9 +562,11 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     res = model.fit_result_
     if not res.family.has_trials:
         raise ValueError("Binned residuals are for binomial models (BinomialGLMM).")
-    trials = np.asarray(res.train["trials"], dtype=float)
-    pred = np.asarray(model.fitted(), dtype=float)
-    resid = np.asarray(res.train["y"], dtype=float) / trials - pred
+    # the rows in the likelihood (weight 0, or 0 trials: not the model's observations)
+    used = np.asarray(res.train["w"]) > 0
+    trials = np.asarray(res.train["trials"], dtype=float)[used]
+    pred = np.asarray(model.fitted(), dtype=float)[used]
+    resid = np.asarray(res.train["y"], dtype=float)[used] / trials - pred
     n = len(pred)
     if n_bins is not None and (
         isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1

@@ -635,3 +635,80 @@ def test_anova_of_a_raw_polynomial_far_from_zero_is_quiet_and_invariant():
             table = P.Anova(m, terms={"poly": ["x", "x2"]})
         stats.append(float(table.loc["poly", "Chisq"]))
     assert stats[1] == pytest.approx(stats[0], rel=1e-5)
+
+
+def _with_padding(family, n_pad=60, seed=5):
+    """Data, and the same data with ``n_pad`` rows that carry no likelihood (weight 0,
+    or 0 binomial trials) at extreme predictors in their own groups."""
+    rng = np.random.default_rng(seed)
+    G, n = 40, 10
+    g = np.repeat(np.arange(G), n)
+    x = rng.normal(size=G * n)
+    eta = -0.2 + 0.7 * x + rng.normal(0, 0.7, G)[g]
+    t = rng.integers(1, 6, G * n).astype(float)
+    y = (
+        rng.binomial(t.astype(int), 1 / (1 + np.exp(-eta)))
+        if family == "binomial"
+        else (rng.poisson(np.exp(eta)))
+    )
+    pad_x = np.full(n_pad, 5.0)
+    X, Xp = pd.DataFrame({"x": x}), pd.DataFrame({"x": np.r_[x, pad_x]})
+    gp = np.r_[g, G + np.arange(n_pad) % 7]
+    yp = np.r_[y, np.zeros(n_pad)]
+    return X, y, g, t, Xp, yp, gp
+
+
+@pytest.mark.parametrize("how", ["weight", "trials"])
+def test_rows_without_likelihood_leave_r2_icc_and_residual_checks_as_they_are(how):
+    # rows of weight 0 (and binomial rows of 0 trials, which now count as such) are not
+    # the model's observations: R2 and ICC read var(X beta) and z'Sigma z over every
+    # training row (0.56 for 0.15 on a Poisson fit), binned and scaled residuals kept
+    # them, and rows of 0 trials were counted in nobs, df and BIC and made the
+    # overdispersion check NaN
+    family = "binomial" if how == "trials" else "poisson"
+    X, y, g, t, Xp, yp, gp = _with_padding(family)
+    cls = BinomialGLMM if family == "binomial" else PoissonGLMM
+    pad = len(yp) - len(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if how == "trials":
+            plain = cls().fit(X, y, groups=g, trials=t)
+            padded = cls().fit(Xp, yp, groups=gp, trials=np.r_[t, np.zeros(pad)])
+        else:
+            plain = cls().fit(X, y, groups=g)
+            padded = cls().fit(
+                Xp, yp, groups=gp, sample_weight=np.r_[np.ones(len(y)), np.zeros(pad)]
+            )
+    assert padded.loglik_ == pytest.approx(plain.loglik_, abs=1e-8)
+    assert (padded.nobs_, padded.df_resid_) == (plain.nobs_, plain.df_resid_)
+    assert padded.bic_ == pytest.approx(plain.bic_, abs=1e-6)
+    for name in ("r2", "icc"):
+        a, b = dict(getattr(P, name)(plain).items()), dict(getattr(P, name)(padded).items())
+        assert a.keys() == b.keys()
+        for key in a:  # (the two fits agree to the optimiser's tolerance, ~1e-6)
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (name, key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        od_a, od_b = plain.overdispersion(), padded.overdispersion()
+    assert od_b.ratio == pytest.approx(od_a.ratio, rel=1e-4)
+    sr = padded.scaled_residuals(n_sim=50, random_state=0)
+    assert len(sr.residuals) == len(y)
+    if family == "binomial":
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(P.binned_residuals(padded)),
+            pd.DataFrame(P.binned_residuals(plain)),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+
+
+def test_pos_label_with_trials_raises():
+    # with trials y counts successes; pos_label=0 was ignored without a word
+    X, y, g, t, *_ = _with_padding("binomial")
+    with pytest.raises(ValueError, match="does not apply with trials"):
+        BinomialGLMM(pos_label=0).fit(X, y, groups=g, trials=t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = BinomialGLMM(pos_label=1).fit(X, y, groups=g, trials=t)
+        none = BinomialGLMM().fit(X, y, groups=g, trials=t)
+    np.testing.assert_array_equal(one.coef_, none.coef_)
