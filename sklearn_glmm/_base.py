@@ -500,7 +500,8 @@ class _BaseGLMM(BaseEstimator):
             )
         check_quadrature_structure(self.n_agq, [f.q for f in factors])
         z_maps, z_internal = [], []
-        row_w = _centring_weights(w, trials)
+        # (the Laplace approximation is the same in any basis: weighted only for AGQ)
+        row_w = _centring_weights(w, trials) if self.n_agq > 1 else None
         for f in factors:
             view = _results.design_view(f, scaling, Xd) if row_w is None else None
             T, Z = view or _internal_z(f, X_raw, row_w)

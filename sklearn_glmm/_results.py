@@ -165,10 +165,10 @@ def z_transform(factor, X, row_weights=None) -> np.ndarray:
     also decorrelated: the same model, whose optimum the optimiser then reaches.
 
     ``row_weights`` (prior weights times binomial trials, where they are not all
-    equal): the centre, spread and decorrelation are those of the weighted rows. The
-    Laplace approximation is the same in any basis, but adaptive quadrature's product
-    rule is not: with it a row of weight 0 would move the fit, and an integer weight
-    would not be that many copies of its row.
+    equal; given for adaptive quadrature): the centre, spread and decorrelation are
+    those of the weighted rows. The Laplace approximation is the same in any basis, but
+    adaptive quadrature's product rule is not: with it a row of weight 0 would move the
+    fit, and an integer weight would not be that many copies of its row.
     """
     if factor.structure is not None:
         # indicators of time levels: scaling them apart would break the structure
