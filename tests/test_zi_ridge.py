@@ -112,3 +112,29 @@ def test_a_fit_whose_optimum_is_on_the_ridge_keeps_the_other_standard_errors():
     p = res.layout.n_beta
     se_held = np.sqrt(np.diag(J @ V[:p, :p] @ J.T))
     np.testing.assert_allclose(se.to_numpy(), se_held, rtol=1e-2)
+
+
+@pytest.mark.parametrize("case", ["nb2_b", "nb2_w", "nb1_b"])
+def test_the_ridges_end_gives_glmmtmbs_standard_errors_and_converges(case):
+    # tests/fixtures/zi_ridge/make_ends.R: the zero-inflation probability of some
+    # values of its predictor runs to 0. The Hessian there still coupled the other
+    # parameters with the direction along the ridge: standard errors up to 10 % above
+    # glmmTMB's without a word (nb2_b), or all NaN with a "saddle point"
+    # ConvergenceWarning (nb2_w, nb1_b); the ridge's end is the model they belong to
+    from sklearn_glmm.exceptions import ConvergenceWarning, StandardErrorWarning
+    from sklearn_glmm.formula import glmmTMB
+
+    here = Path(__file__).parent / "fixtures" / "zi_ridge"
+    ref = json.loads((here / "ends.json").read_text())[case]
+    d = pd.read_csv(here / "ends.csv")
+    y, family = ("y_p3", "nbinom1") if case == "nb1_b" else ("y_nb", "nbinom2")
+    zi = "~w" if case == "nb2_w" else "~b"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmmTMB(f"{y} ~ x + b + w + (1 | g)", d, family=family, ziformula=zi)
+    kinds = [w.category for w in caught]
+    assert ConvergenceWarning not in kinds and m.converged_
+    assert StandardErrorWarning in kinds  # the block's coefficients: NaN, named
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=1e-4)
+    np.testing.assert_allclose(m.fixed_effects_["std_error"], ref["se"], rtol=2e-3)
+    assert m.zero_inflation_effects_["std_error"].isna().all()
