@@ -135,8 +135,34 @@ def confint(
 
 
 def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
-    reps, ok = bootstrap_params(est, n_boot, random_state, n_jobs, progress)
+    reps, ok, separated, grouped = bootstrap_params(
+        est, n_boot, random_state, n_jobs, progress, with_separated=True
+    )
     n_failed = int((~ok).sum())
+    if grouped.any():
+        warnings.warn(
+            f"{int(grouped.sum())} of {len(ok)} bootstrap replicates have group-level "
+            "separation: a random-intercept SD above 5 on the log-odds scale resting on "
+            "groups whose outcomes are all the same, which the data do not determine (the "
+            "estimator warns of such a fit). Their values, large and arbitrary along a "
+            "flat likelihood, are among the replicates: limits they reach are not reliable. "
+            "Consider fewer random effects or more data per group.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+    if separated.any():
+        runs_off = [
+            pmap.names[k] for k in range(reps.shape[1]) if np.any(np.isinf(reps[separated, k]))
+        ]
+        warnings.warn(
+            f"{int(separated.sum())} of {len(ok)} bootstrap replicates are separated: "
+            f"{runs_off} have no finite estimate there (their maximum-likelihood estimate is "
+            "infinite). Those replicates count as +-inf for them, so a limit they reach is "
+            "infinite, and are left out of the other parameters' intervals (their values "
+            "are where the optimiser stopped along the ridge).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     if n_failed > 0.1 * len(ok):
         warnings.warn(
             f"{n_failed} of {len(ok)} bootstrap refits failed to converge and were dropped.",
@@ -163,10 +189,12 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
 def percentile_limits(t, alpha) -> np.ndarray:
     """Percentile limits of bootstrap replicates ``t`` at levels ``alpha``, by the rule of
     R's ``boot.ci(type = "perc")`` (which lme4's ``confint(method = "boot")`` uses): the
-    ``(R + 1) alpha``-th order statistic of the ``R`` finite replicates, interpolated
+    ``(R + 1) alpha``-th order statistic of the ``R`` replicates, interpolated
     between its neighbours on the normal quantile scale when not an integer; the
-    extreme order statistics outside ``[1, R]``. NaN without replicates."""
-    t = np.sort(np.asarray(t, dtype=float)[np.isfinite(t)])
+    extreme order statistics outside ``[1, R]``. NaN without replicates. Infinite
+    replicates (a separated refit's coefficient) are kept as order statistics, so
+    that a limit among them is infinite; NaN ones are left out."""
+    t = np.sort(np.asarray(t, dtype=float)[~np.isnan(t)])
     R = len(t)
     out = np.full(len(alpha), np.nan)
     if not R:
@@ -182,7 +210,10 @@ def percentile_limits(t, alpha) -> np.ndarray:
             out[i] = t[k - 1]
         else:
             z, zk, zk1 = stats.norm.ppf([a, k / (R + 1), (k + 1) / (R + 1)])
-            out[i] = t[k - 1] + (z - zk) / (zk1 - zk) * (t[k] - t[k - 1])
+            if np.isinf(t[k - 1]) or np.isinf(t[k]):  # between +-inf and a value: infinite
+                out[i] = t[k] if a > 0.5 else t[k - 1]
+            else:
+                out[i] = t[k - 1] + (z - zk) / (zk1 - zk) * (t[k] - t[k - 1])
     return out
 
 

@@ -336,12 +336,74 @@ def fit_many(est, Y) -> list:
 _REFIT_FAILURES = (np.linalg.LinAlgError, ValueError, FloatingPointError)
 
 
+def separated_moves(est, y, x) -> np.ndarray | None:
+    """For a refit to outcome ``y`` ending at ``x``: None when its fixed effects have
+    a finite maximum, else the direction (+1, -1, 0 per reported fixed effect) in
+    which each runs off along a separating direction of its data (the estimator's
+    separation test, ``_results._separation``): +1 / -1 for a coefficient whose
+    maximum-likelihood estimate is +inf / -inf, 0 for one left still."""
+    from ._fit_result import beta_jacobian
+    from ._results import _separation
+
+    res = est.fit_result_
+    data = replace(res.objective.data, y=np.asarray(y, dtype=float))
+    p = data.n_beta
+    found = _separation(data.family, data, np.asarray(x)[:p], res.scaling)
+    if found is None:
+        return None
+    k0 = int(res.scaling["intercept"])
+    move = np.zeros(p)
+    if isinstance(found, str):  # every outcome the same: the intercept runs off
+        if not k0:
+            return None
+        used = data.weights > 0
+        high = bool(np.any(data.y[used] > 0))  # all successes (or counts above 0)
+        move[0] = 1.0 if high else -1.0
+        return move
+    _, directions, _ = found
+    # the directions are in the unrotated internal columns: the user's coefficients
+    # move by J b (J without the decorrelating rotation)
+    J = beta_jacobian({k: v for k, v in res.scaling.items() if k != "rotation"})
+    for b in directions:
+        d = J @ np.asarray(b, dtype=float)
+        big = np.abs(d) > 1e-8 * max(float(np.max(np.abs(d))), 1e-300)
+        move = np.where((move == 0) & big, np.sign(d), move)
+    return move if np.any(move) else None
+
+
+def group_separated(est, y, x) -> bool:
+    """Whether a refit to outcome ``y`` ending at ``x`` has a random-intercept SD above
+    the estimator's limit (5 on the log-odds scale) resting on groups whose outcomes
+    are all at one end (``_results._check_group_separation``, which warns of such a
+    fit): its variance is weakly determined, and large."""
+    from ._engine.objective import lambda_matrices
+    from ._results import _LARGE_LOGIT_SD, original_lambda
+
+    res = est.fit_result_
+    data = res.objective.data
+    p = data.n_beta
+    use = data.weights > 0
+    lams = lambda_matrices(data, np.asarray(x)[p : p + data.n_theta])
+    for f, T, L in zip(res.factors, res.z_maps, lams):
+        if not f.term.intercept:
+            continue
+        Lo = original_lambda(T, L)
+        if np.sqrt(max(float((Lo @ Lo.T)[0, 0]), 0.0)) <= _LARGE_LOGIT_SD:
+            continue
+        sep = data.family.separated_levels(y, data.trials, f.codes, f.n_levels, use)
+        if sep is not None and sep.any():
+            return True
+    return False
+
+
 def _boot_chunk(est, seeds, new_random_effects):
     from ._profile import ParamMap
 
     pmap = ParamMap(est)
     out = np.full((len(seeds), pmap.n), np.nan)
     ok = np.zeros(len(seeds), dtype=bool)
+    separated = np.zeros(len(seeds), dtype=bool)
+    grouped = np.zeros(len(seeds), dtype=bool)
     Y = np.column_stack(
         [
             simulate_response(est, 1, np.random.default_rng(seed), new_random_effects)[:, 0]
@@ -354,10 +416,21 @@ def _boot_chunk(est, seeds, new_random_effects):
         if isinstance(fitted, BaseException):
             raise fitted
         x, record = fitted
-        if record.converged and np.all(np.isfinite(x)):
+        if not np.all(np.isfinite(x)):
+            continue
+        move = separated_moves(est, Y[:, i], x)
+        if move is not None:
+            # no finite estimate: the coefficients that run off count as +-inf, the
+            # rest (where the optimiser stopped along the ridge) as unknown
+            out[i] = np.nan
+            p = len(move)
+            out[i, :p] = np.where(move > 0, np.inf, np.where(move < 0, -np.inf, np.nan))
+            ok[i] = separated[i] = True
+        elif record.converged:
             out[i] = pmap.to_phi(x)
             ok[i] = True
-    return out, ok
+            grouped[i] = group_separated(est, Y[:, i], x)
+    return out, ok, separated, grouped
 
 
 # replicates refitted together (one batch, one task for joblib); fixed, so that which
@@ -366,13 +439,23 @@ _BOOT_CHUNK = 32
 
 
 def bootstrap_params(
-    est, n_boot, random_state=None, n_jobs=None, progress=False, new_random_effects=True
+    est,
+    n_boot,
+    random_state=None,
+    n_jobs=None,
+    progress=False,
+    new_random_effects=True,
+    with_separated=False,
 ):
     """Reported parameters of ``n_boot`` parametric-bootstrap refits.
 
     Returns ``(replicates, converged)``: an array of shape (n_boot, n_params)
     (NaN rows for refits that failed) and a boolean mask. Replicate ``i`` uses
-    its own child seed, so results do not depend on ``n_jobs``.
+    its own child seed, so results do not depend on ``n_jobs``. A replicate whose
+    fixed effects are separated (no finite estimate, :func:`separated_moves`) has
+    +-inf for the coefficients that run off and NaN for its other parameters, and
+    counts as converged; ``with_separated`` also returns the mask of those and that of
+    the replicates with group-level separation (:func:`group_separated`).
     """
     from joblib import Parallel, delayed
 
@@ -403,4 +486,6 @@ def bootstrap_params(
     bar.close()
     reps = np.vstack([r[0] for r in results])
     ok = np.concatenate([r[1] for r in results])
-    return reps, ok
+    separated = np.concatenate([r[2] for r in results])
+    grouped = np.concatenate([r[3] for r in results])
+    return (reps, ok, separated, grouped) if with_separated else (reps, ok)

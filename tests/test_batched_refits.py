@@ -287,3 +287,32 @@ def test_batched_conditional_modes_equal_the_single_objective(fitted):
     batched = conditional_etas(est, Y)
     single = np.column_stack([conditional_eta(est, Y[:, k]) for k in range(12)])
     np.testing.assert_allclose(batched, single, rtol=1e-12, atol=1e-12)
+
+
+def test_separated_bootstrap_replicates_count_as_infinite():
+    # a replicate whose outcomes are 1 at every x = 1 has no finite slope: it was kept
+    # at wherever its optimiser stopped (a finite upper limit of 181 for a slope of
+    # 3.5 on other data) without a word; now +inf, with a warning, and its other
+    # parameters are left out of their intervals
+    import warnings
+
+    from scipy.special import expit
+
+    rng = np.random.default_rng(6)
+    G = 20
+    g = np.repeat(np.arange(G), 3)
+    x = np.tile([0.0, 1.0, 1.0], G)
+    y = rng.binomial(1, expit(-0.5 + 3.0 * x + rng.normal(0, 0.3, G)[g]))
+    assert ((x == 1) & (y == 0)).any()  # the data themselves are not separated
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = BinomialGLMM().fit(X, y, groups=g)
+    with pytest.warns(UserWarning, match=r"replicates are separated: \['x'\]"):
+        ci = est.confint(method="bootstrap", n_boot=60, random_state=0)
+    reps = ci.attrs["replicates"]
+    sep = np.isinf(reps["x"]).to_numpy()
+    assert sep.any() and (reps["x"][sep] > 0).all()
+    assert reps.loc[sep, "(Intercept)"].isna().all()  # left still: not a bound
+    assert ci.loc["x", "upper"] == np.inf and np.isfinite(ci.loc["x", "lower"])
+    assert np.isfinite(ci.loc["(Intercept)", ["lower", "upper"]]).all()
