@@ -937,17 +937,26 @@ def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "
     """The estimator's ``zero_inflation`` (``dispersion``) for a ziformula's
     (dispformula's) right-hand side: its design columns, which must be columns of the
     conditional model's design ``X``."""
+    if re.search(r"\boffset\s*\(", rhs):
+        raise NotImplementedError(
+            f"offset() in a {what} is not available: the offset enters the conditional "
+            "model only (give it there, or as offset=)."
+        )
     frame, intercept = _r_frame(_model_matrix(rhs, data))
-    slopes = list(frame.columns)
+    # an interaction written in another order (x:f here, f:x there) is the same column
+    same = {frozenset(c.split(":")): c for c in fixed_names}
+    slopes = [c if c in fixed_names else same.get(frozenset(c.split(":")), c) for c in frame]
     if not slopes:
         return intercept
     absent = [c for c in slopes if c not in fixed_names]
     if absent:
         part = "zero-inflation" if what == "ziformula" else "dispersion"
         raise ValueError(
-            f"{what} column(s) {absent} must also appear in the conditional model: the "
-            f"{part} model is built from the columns of X, which has {fixed_names}. "
-            "Add them to the fixed part of the formula."
+            f"{what} column(s) {absent} are not columns of the conditional model: the "
+            f"{part} model is built from the columns of X, which has {fixed_names}, so a "
+            f"predictor of the {part} model alone (glmmTMB's model) is not available here. "
+            "Adding it to the conditional model fits another model (with its effect on the "
+            "mean too)."
         )
     return _term_string(intercept, slopes, False)
 

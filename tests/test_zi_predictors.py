@@ -435,3 +435,33 @@ def test_nan_standard_errors_of_the_zero_inflation_design_are_warned():
         _results._check_standard_errors(
             m, record, list(fe.index), fe["std_error"].to_numpy(), idx, ridge=[k]
         )
+
+
+def test_ziformula_columns_in_another_order_offsets_and_zi_only_predictors():
+    # x:fb in the ziformula is the conditional model's fb:x (it was refused, naming a
+    # column that is there); offset() there raised formulaic's NameError; a predictor
+    # of the zero part alone is refused saying that adding it elsewhere is another model
+    from sklearn_glmm.formula import glmmTMB
+
+    rng = np.random.default_rng(2)
+    n = 400
+    d = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "f": rng.choice(["a", "b"], n),
+            "w": rng.choice(["lo", "hi"], n),
+            "g": rng.integers(0, 20, n),
+            "off": rng.normal(0, 0.1, n),
+        }
+    )
+    d["y"] = rng.poisson(np.exp(0.3 + 0.5 * d["x"])) * (rng.random(n) > 0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = glmmTMB("y ~ f + x + f:x + (1 | g)", d, family="poisson", ziformula="~ x * f")
+        b = glmmTMB("y ~ f + x + f:x + (1 | g)", d, family="poisson", ziformula="~ f * x")
+    assert a.loglik_ == b.loglik_
+    assert list(a.zero_inflation_effects_.index) == ["(Intercept)", "x", "fb", "fb:x"]
+    with pytest.raises(NotImplementedError, match=r"offset\(\) in a ziformula is not available"):
+        glmmTMB("y ~ x + (1 | g)", d, family="poisson", ziformula="~ x + offset(off)")
+    with pytest.raises(ValueError, match="zero-inflation model alone .* is not available"):
+        glmmTMB("y ~ x + (1 | g)", d, family="poisson", ziformula="~ w")
