@@ -722,23 +722,15 @@ def ridge_end_covariance(record, x, bounds, data, gradient) -> None:
     # the checks at the optimum, off the ridge: a negative curvature or a gradient
     # along it (where the likelihood keeps rising ever more slowly) is not a failure
     # to reach the optimum of the model at the ridge's end
+    from ._engine.converge import judge, scaled_gradient
+
     free, N = done
-    g = np.asarray(gradient, dtype=float)[free]
     HN = N.T @ record.hessian[np.ix_(free, free)] @ N
-    gN = N.T @ g
-    try:
-        sg = np.linalg.solve(np.linalg.cholesky(HN), gN)
-    except np.linalg.LinAlgError:
-        return
-    record.negative_curvature = False
-    record.max_scaled_grad = float(np.max(np.minimum(np.abs(sg), np.abs(gN)))) if len(gN) else 0.0
+    gN = N.T @ np.asarray(gradient, dtype=float)[free]
+    record.negative_curvature = False  # the complement is positive definite (done)
+    record.max_scaled_grad = scaled_gradient(gN, HN, np.zeros(len(gN)), [(None, None)] * len(gN))[1]
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
-    record.converged = bool(
-        not record.hit_max
-        and np.isfinite(record.objective)
-        and record.gradient_ok
-        and not record.rising_off_zero
-    )
+    judge(record)
 
 
 def _check_identifiable(est, data):

@@ -355,6 +355,19 @@ def rising_off_zero(obj, x, fun, H, diag_idx) -> tuple:
 RISE_TOL = 1e-6  # of -2 log L
 
 
+def judge(record) -> None:
+    """``record.converged`` from its checks at the optimum: within ``max_iter``, a
+    finite objective, the scaled gradient, no negative curvature, no variance that
+    rises off zero."""
+    record.converged = bool(
+        not record.hit_max
+        and np.isfinite(record.objective)
+        and record.gradient_ok
+        and not record.negative_curvature
+        and not record.rising_off_zero
+    )
+
+
 def check_optimum(obj, x, record, bounds, max_iter, tol):
     """Steps 1–3 of the module docstring; returns the final ``x`` (record updated)."""
     n_cov = obj.data.n_beta + obj.data.n_theta
@@ -385,12 +398,6 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
     # (the optimisation's own end point may have been infinite where a later stage here,
     # a restart from the GLM, found the optimum: finiteness is that of the final point)
-    record.converged = bool(
-        not record.hit_max
-        and np.isfinite(record.objective)
-        and record.gradient_ok
-        and not record.negative_curvature
-        and not record.rising_off_zero
-    )
+    judge(record)
     record.n_evaluations = obj.n_evals
     return x
