@@ -761,6 +761,18 @@ def _initial_step(pmap, k, se_k, phi_k):
     return 0.5 * max(abs(phi_k), 1.0)
 
 
+def _at_bound(pm, k, direction, bound):
+    """The limit of a profile that stays inside the cutoff up to ``bound``: the bound
+    itself, but for a family parameter whose bound stands for its flat side's end (a
+    zero-inflation probability's logit bounded at -20 for 0, NB theta's log for the
+    Poisson limit), that end, +-inf on the internal scale (reported as 0 or inf)."""
+    if pm.kinds[k] == "extra":
+        side = pm.blocks_extra[k - pm.p - pm.T].flat_side
+        if side is not None and (side[0] == "upper") == (direction > 0):
+            return direction * np.inf
+    return bound
+
+
 def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float, trace):
     """Value of ``phi_k`` where the signed root reaches ``direction * zc`` (or a bound)."""
     pm = prof.pmap
@@ -786,7 +798,7 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
             break
         prev, inside = inside, (v, a, x)
         if bound is not None and v == bound:
-            return bound
+            return _at_bound(pm, k, direction, bound)
         slope = (a - prev[1]) / abs(v - prev[0])
         dist = abs(v - v_hat)
         dv = (zc - a) / slope * 1.05 if slope > 0 else 2.0 * dist

@@ -875,3 +875,20 @@ def test_chi_bar_p_value_of_a_statistic_at_zero_is_one():
     t = anova(pois, nb)
     assert abs(t["Chisq"].iloc[1]) < 1e-6
     assert t["Pr(>Chisq) chi-bar"].iloc[1] == 1.0
+
+
+def test_a_profile_that_stays_inside_the_cutoff_to_zero_inflations_bound_ends_at_zero():
+    # the zero-inflation probability's logit is bounded at -20 internally, for 0: a
+    # profile still inside the cutoff there has lower limit 0, not expit(-20) = 2e-9
+    rng = np.random.default_rng(2)
+    n_groups, per = 20, 5
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=n_groups * per)
+    y = rng.poisson(np.exp(0.2 + 0.4 * x + rng.normal(0, 0.4, n_groups)[g]))
+    y = np.where(rng.uniform(size=len(y)) < 0.08, 0, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM(zero_inflation=True).fit(pd.DataFrame({"x": x}), y, groups=g)
+        ci = m.confint(method="profile", parm=["zi_prob"])
+    assert ci.loc["zi_prob", "lower"] == 0.0
+    assert 0.0 < ci.loc["zi_prob", "estimate"] < ci.loc["zi_prob", "upper"] < 1.0
