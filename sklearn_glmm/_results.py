@@ -282,7 +282,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     p = data.n_beta
     beta_s = x[:p]
     separation = separation_with_limit(record, x, bounds, data, pending["scaling"])
-    ridge_end_covariance(record, x, bounds, data, obj.value_and_grad(x)[1])
+    ridge_end_covariance(record, x, bounds, data, obj)
     parts = fitted_parameters(est, obj, x, record, data, factors, pending)
     # the conditional fit on the training rows, for residuals and diagnostics
     train = dict(eta=fitted_eta(obj.state), y=data.y, trials=data.trials, w=data.weights)
@@ -679,7 +679,7 @@ def _covariance_off(record, x, bounds, full, flat_only=False):
     return free, N
 
 
-def ridge_end_covariance(record, x, bounds, data, gradient) -> None:
+def ridge_end_covariance(record, x, bounds, data, obj) -> None:
     """The covariance of the model at the end of a family block's ridge.
 
     A zero-inflation (or dispersion) design whose value on some rows is past the
@@ -700,10 +700,8 @@ def ridge_end_covariance(record, x, bounds, data, gradient) -> None:
     j = first
     for b, D in zip(data.family.blocks, data.extra_designs):
         w = 1 if D is None else D.shape[1]
-        side = b.flat_side
-        if D is not None and side is not None:
-            values = D @ x[j : j + w]
-            past = (values > side[1] if side[0] == "upper" else values < side[1]) & used
+        if D is not None and b.flat_side is not None:
+            past = b.past_flat_side(D @ x[j : j + w]) & used
             rest = used & ~past
             if past.any() and rest.any():
                 K = D[rest]
@@ -726,7 +724,7 @@ def ridge_end_covariance(record, x, bounds, data, gradient) -> None:
 
     free, N = done
     HN = N.T @ record.hessian[np.ix_(free, free)] @ N
-    gN = N.T @ np.asarray(gradient, dtype=float)[free]
+    gN = N.T @ np.asarray(obj.value_and_grad(x)[1], dtype=float)[free]
     record.negative_curvature = False  # the complement is positive definite (done)
     record.max_scaled_grad = scaled_gradient(gN, HN, np.zeros(len(gN)), [(None, None)] * len(gN))[1]
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
@@ -770,6 +768,18 @@ def _check_identifiable(est, data):
 _LARGE_LOGIT_SD = 5.0
 
 
+def separated_groups(fam, data, y, factor, cov):
+    """The groups of ``factor`` whose outcomes ``y`` are all at one end, where its
+    random-intercept SD (from its covariance ``cov`` in the user's units) is above
+    :data:`_LARGE_LOGIT_SD`; None where it has no intercept, a smaller SD or no such
+    group (group-level separation, see :func:`_check_group_separation`)."""
+    if not factor.term.intercept or np.sqrt(max(float(cov[0, 0]), 0.0)) <= _LARGE_LOGIT_SD:
+        return None
+    use = data.weights > 0
+    sep = fam.separated_levels(y, data.trials, factor.codes, factor.n_levels, use)
+    return sep if sep is not None and sep.any() else None
+
+
 def _check_group_separation(est, data):
     """Warn when a large random-intercept variance rests on separated groups.
 
@@ -780,16 +790,11 @@ def _check_group_separation(est, data):
     report the same large value, silently). The warning names the groups.
     """
     fam = est.fit_result_.family
-    use = data.weights > 0
     for f, fa in zip(est.fit_result_.factors, est.fit_result_.arrays.factors):
-        if not f.term.intercept:
+        sep = separated_groups(fam, data, data.y, f, fa.cov)
+        if sep is None:
             continue
         sd = float(np.sqrt(max(fa.cov[0, 0], 0.0)))
-        if sd <= _LARGE_LOGIT_SD:
-            continue
-        sep = fam.separated_levels(data.y, data.trials, f.codes, f.n_levels, use)
-        if sep is None or not sep.any():
-            continue
         labels = [str(v) for v in f.levels[sep][:10]]
         more = f" and {int(sep.sum()) - 10} more" if sep.sum() > 10 else ""
         warnings.warn(

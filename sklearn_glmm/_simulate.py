@@ -377,21 +377,15 @@ def group_separated(est, y, x) -> bool:
     are all at one end (``_results._check_group_separation``, which warns of such a
     fit): its variance is weakly determined, and large."""
     from ._engine.objective import lambda_matrices
-    from ._results import _LARGE_LOGIT_SD, original_lambda
+    from ._results import original_lambda, separated_groups
 
     res = est.fit_result_
     data = res.objective.data
     p = data.n_beta
-    use = data.weights > 0
     lams = lambda_matrices(data, np.asarray(x)[p : p + data.n_theta])
     for f, T, L in zip(res.factors, res.z_maps, lams):
-        if not f.term.intercept:
-            continue
         Lo = original_lambda(T, L)
-        if np.sqrt(max(float((Lo @ Lo.T)[0, 0]), 0.0)) <= _LARGE_LOGIT_SD:
-            continue
-        sep = data.family.separated_levels(y, data.trials, f.codes, f.n_levels, use)
-        if sep is not None and sep.any():
+        if separated_groups(data.family, data, y, f, Lo @ Lo.T) is not None:
             return True
     return False
 

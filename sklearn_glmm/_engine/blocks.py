@@ -93,6 +93,14 @@ class ParameterBlock:
         """The bound the flat side leads to."""
         return self.bounds[1] if self.flat_side[0] == "upper" else self.bounds[0]
 
+    def past_flat_side(self, values):
+        """Where ``values`` (the block's value, or its rows' values) are past its flat
+        side's edge, on the ridge towards its bound (False for a block without one)."""
+        if self.flat_side is None:
+            return np.zeros(np.shape(values), dtype=bool)
+        direction, edge = self.flat_side
+        return values > edge if direction == "upper" else values < edge
+
     def is_at_bound(self, value: float, tol: float = 1e-6) -> bool:
         return self.flat_side is not None and abs(value - self.bound()) <= tol
 
@@ -331,12 +339,9 @@ def interior_coefficients(blocks, designs, coefs) -> np.ndarray:
     for k, b in enumerate(blocks):
         D = None if designs is None else designs[k]
         w = 1 if D is None else D.shape[1]
-        side = b.flat_side
-        if side is not None:
-            direction, edge = side
+        if b.flat_side is not None:
             values = out[j] if D is None else D @ out[j : j + w]
-            past = values > edge if direction == "upper" else values < edge
-            if np.any(past):
+            if np.any(b.past_flat_side(values)):
                 out[j : j + w] = start[j : j + w]
         j += w
     return out
