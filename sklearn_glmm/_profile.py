@@ -669,12 +669,12 @@ class Profiler:
 
         # a trial point whose likelihood overflows is worth +inf, not a message
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol, scale)
+            res = _run_lbfgsb(fun, u0, bounds, self.max_iter, self.tol, scale)
             if not np.isfinite(res.fun):
                 # restart from the estimate when the warm start led into trouble
                 self.obj.u = self.u_keep.copy()
                 u0, bounds = sl.start(self.x_hat, value)
-                res = _run_lbfgsb(fun, u0, True, bounds, self.max_iter, self.tol, scale)
+                res = _run_lbfgsb(fun, u0, bounds, self.max_iter, self.tol, scale)
         x = sl.to_x(res.x, value)
         F, x = float(res.fun), (self.x_hat if x is None else x)
         if self.coupled:

@@ -316,3 +316,46 @@ def test_separated_bootstrap_replicates_count_as_infinite():
     assert reps.loc[sep, "(Intercept)"].isna().all()  # left still: not a bound
     assert ci.loc["x", "upper"] == np.inf and np.isfinite(ci.loc["x", "lower"])
     assert np.isfinite(ci.loc["(Intercept)", ["lower", "upper"]]).all()
+
+
+def test_points_in_one_request_equal_one_evaluation_after_another():
+    # a zero variance's probe hands its points to the batch together: each point's value
+    # is the one an evaluation from the same snapshot gives, and the state is left there
+    from sklearn_glmm._engine.batched import BatchMember, Lockstep
+
+    est = _data("pois_slope")
+    res = est.fit_result_
+    d = res.objective.data
+    Y = simulate_response(est, 3, np.random.default_rng(8))
+    k = d.n_beta + 2  # the slope's Cholesky diagonal
+    points = []
+    for t in (0.001, 0.03, 1.0):
+        x = res.params.copy()
+        x[k] = t
+        points.append(x)
+
+    def run(together):
+        lockstep = Lockstep(BatchedLaplace(d, Y.T))
+        members = [BatchMember(replace(d, y=Y[:, r]), lockstep, r) for r in range(3)]
+
+        def task(m):
+            m.value_and_grad(res.params)
+            at = m.snapshot()
+            if together:
+                values = m.evaluate_points(points, at)
+            else:
+                values = []
+                for x in points:
+                    m.restore(at)
+                    values.append(m.evaluate(x))
+                m.restore(at)
+            return values, m.evaluate(res.params), m.n_evals
+
+        passes = []
+        real = lockstep._compute
+        lockstep._compute = lambda batch: passes.append(len(batch)) or real(batch)
+        return lockstep.run([lambda m=m: task(m) for m in members]), len(passes)
+
+    (together, n_together), (apart, n_apart) = run(True), run(False)
+    assert together == apart  # the same values, bit for bit, and the same evaluations
+    assert n_together == 2 < n_apart == 4

@@ -333,8 +333,8 @@ def test_scaled_lbfgsb_finds_the_same_bounded_minimum():
 
     bounds = [(None, None), (None, None), (0.0, None)]
     x0 = np.array([1.0, 1.0, 1.0])
-    plain = _run_lbfgsb(fun, x0, True, bounds, 200, 1e-14)
-    scaled = _run_lbfgsb(fun, x0, True, bounds, 200, 1e-14, np.sqrt(np.diag(A)))
+    plain = _run_lbfgsb(fun, x0, bounds, 200, 1e-14)
+    scaled = _run_lbfgsb(fun, x0, bounds, 200, 1e-14, np.sqrt(np.diag(A)))
     np.testing.assert_allclose(scaled.x, plain.x, atol=1e-6)
     assert scaled.fun == pytest.approx(plain.fun, abs=1e-10)
     np.testing.assert_allclose(scaled.jac, fun(scaled.x)[1], atol=1e-12)  # in x units

@@ -602,9 +602,7 @@ def test_a_laplace_stage_stuck_at_its_start_is_run_again_scaled(monkeypatch):
     data = dataclasses.replace(res.objective.data, y=y_sim.astype(float))
     x0, bounds = res.params.copy(), res.bounds
     monkeypatch.setattr(CumulativeLink, "scales_own_parameters", False)
-    plain = optimize._run_lbfgsb(
-        Objective(data, 1).value_and_grad, x0, True, bounds, m.max_iter, m.tol
-    )
+    plain = optimize._run_lbfgsb(Objective(data, 1).value_and_grad, x0, bounds, m.max_iter, m.tol)
     assert optimize._stuck_at_start(plain, x0, bounds)  # the case the net is for
     staged = optimize._laplace_stage(Objective(data, 1), x0, bounds, m.max_iter, m.tol, [])
     assert not np.array_equal(staged.x, x0)

@@ -598,13 +598,9 @@ class BatchMember(Objective):
             return val
         if self.n_agq != 1 or self.global_modes:
             return super().evaluate(params)
-        d = self.data
-        start = self.u.copy()
-        move = self.predicted_move(params[: d.n_beta + d.n_theta])
-        if move is not None and np.abs(move).max() <= _PREDICTOR_REACH:
-            start += move
+        start = self._start_at(params)
         # the first point's Gauss-Newton diagonal (the optimiser's scale) comes with it
-        out = self._lockstep.request(self._index, params, start, self.n_evals == 0)
+        (out,) = self._lockstep.request(self._index, [(params, start, self.n_evals == 0)])
         if out is None:
             return super().evaluate(params)
         val, grad, u, J, gn = out
@@ -612,6 +608,50 @@ class BatchMember(Objective):
         self.n_batched += 1
         self._scale_at = None if gn is None else (params.copy(), gn)
         return float(val)
+
+    def _start_at(self, params) -> np.ndarray:
+        """The mode search's start at ``params`` from the current modes: moved by the
+        first-order predictor where that stays within ``_PREDICTOR_REACH``."""
+        d = self.data
+        start = self.u.copy()
+        move = self.predicted_move(params[: d.n_beta + d.n_theta])
+        if move is not None and np.abs(move).max() <= _PREDICTOR_REACH:
+            start += move
+        return start
+
+    def evaluate_points(self, points, at) -> list:
+        """The objective at each of ``points``, each from the snapshot ``at``: one
+        request to the batch for all of them (the values one evaluation after another
+        would give, each from ``at``'s modes). The state is left at ``at``."""
+        points = [np.asarray(x, dtype=float) for x in points]
+        self.restore(at)
+        ask = [
+            i
+            for i, x in enumerate(points)
+            if self.n_agq == 1 and not self.global_modes and self.remembered(x) is None
+        ]
+        outs = dict(
+            zip(
+                ask,
+                self._lockstep.request(
+                    self._index, [(points[i], self._start_at(points[i]), False) for i in ask]
+                ),
+            )
+            if ask
+            else ()
+        )
+        values = []
+        for i, x in enumerate(points):
+            out = outs.get(i)
+            if out is None:  # remembered, or not batched: the single objective's
+                self.restore(at)
+                values.append(Objective.evaluate(self, x))
+                continue
+            self.n_evals += 1
+            self.n_batched += 1
+            values.append(float(out[0]))
+        self.restore(at)
+        return values
 
     _scale_at = None
 
@@ -624,7 +664,7 @@ class BatchMember(Objective):
             # read the scale at the optimum): the batch makes it from the same modes,
             # instead of a mode search of this replicate alone
             u, params = self._pending
-            out = self._lockstep.request(self._index, params, u.copy(), True)
+            (out,) = self._lockstep.request(self._index, [(params, u.copy(), True)])
             if out is not None and out[4] is not None:
                 self._scale_at = (np.array(params, dtype=float), out[4])
                 return out[4].copy()
@@ -651,12 +691,13 @@ class Lockstep:
         self._events = {}
         self._live = 0
 
-    def request(self, index, params, start, with_scale=False):
-        """The batched ``(value, gradient, modes, mode derivatives, Gauss-Newton
-        diagonal or None)``, or None."""
+    def request(self, index, points):
+        """For each of ``points``, ``(params, start, with_scale)``, the batched ``(value,
+        gradient, modes, mode derivatives, Gauss-Newton diagonal or None)``, or None."""
         event = self._events[index]
+        points = [(np.array(x, dtype=float), start, scale) for x, start, scale in points]
         with self._lock:
-            self._requests[index] = (np.array(params, dtype=float), start, with_scale)
+            self._requests[index] = points
             if len(self._requests) == self._live:
                 self._ready.notify()
         event.wait()
@@ -697,24 +738,29 @@ class Lockstep:
         return out
 
     def _compute(self, batch) -> dict:
-        idx = sorted(batch)
-        params = np.stack([batch[i][0] for i in idx])
-        U0 = np.stack([batch[i][1] for i in idx])
-        scale = [batch[i][2] for i in idx]
+        """Every task's points in one pass (a task's points side by side: each
+        replicate's arithmetic reads its own rows only)."""
+        order = [(i, point) for i in sorted(batch) for point in batch[i]]
+        idx = [i for i, _ in order]
+        params = np.stack([point[0] for _, point in order])
+        U0 = np.stack([point[1] for _, point in order])
+        scale = [point[2] for _, point in order]
+        out = {i: [] for i in batch}
         try:
             with np.errstate(all="ignore"):
                 ok, val, grad, U, J, *gn = self.engine.evaluate(idx, params, U0, any(scale))
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            return {i: None for i in idx}
-        return {
-            i: (
-                val[k],
-                grad[k].copy(),
-                U[k].copy(),
-                J[k].copy(),
-                gn[0][k].copy() if scale[k] else None,
+            return {i: [None] * len(batch[i]) for i in batch}
+        for k, i in enumerate(idx):
+            out[i].append(
+                (
+                    val[k],
+                    grad[k].copy(),
+                    U[k].copy(),
+                    J[k].copy(),
+                    gn[0][k].copy() if scale[k] else None,
+                )
+                if ok[k]
+                else None
             )
-            if ok[k]
-            else None
-            for k, i in enumerate(idx)
-        }
+        return out

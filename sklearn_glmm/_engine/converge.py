@@ -258,7 +258,7 @@ def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         obj.release_rows()
         glm = GLMObjective(d)
         gb = [bounds[k] for k in keep]
-        res = _run_lbfgsb(glm.value_and_grad, x[keep], True, gb, max_iter, 1e-9)
+        res = _run_lbfgsb(glm.value_and_grad, x[keep], gb, max_iter, 1e-9)
         x_glm, glm_fun = res.x, float(res.fun)
     record.glm_objective = float(glm_fun)
     if not np.isfinite(glm_fun) or fun <= glm_fun + 1e-6:

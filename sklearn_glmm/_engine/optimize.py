@@ -24,10 +24,10 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
 from threadpoolctl import ThreadpoolController
 
 from .blocks import interior_coefficients
+from .lbfgsb import minimize_lbfgsb
 from .modes import _PROBE_SCALES
 from .objective import GLMObjective, Objective, subset_rows
 
@@ -196,7 +196,7 @@ def _glm_with_extras(data, beta0, extra0):
     """
     bounds = [(None, None)] * data.n_beta + list(data.extra_bounds)
     x0 = np.concatenate([beta0, extra0])
-    res = _run_lbfgsb(GLMObjective(data).value_and_grad, x0, True, bounds, 200, 1e-9)
+    res = _run_lbfgsb(GLMObjective(data).value_and_grad, x0, bounds, 200, 1e-9)
     return res.x, float(res.fun)
 
 
@@ -386,7 +386,7 @@ class _BestPoint:
         return res
 
 
-def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None, stop=None):
+def _run_lbfgsb(fun, x0, bounds, max_iter, tol, scale=None, stop=None):
     """L-BFGS-B; with ``scale`` it works on ``z = scale * x`` (a diagonal preconditioner).
 
     ``stop(x)``, asked at every iterate, ends the run early when it says so
@@ -403,15 +403,7 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None, stop=None):
 
     callback = None if stop is None else callback
     if scale is None:
-        res = minimize(
-            best,
-            x0,
-            jac=jac,
-            method="L-BFGS-B",
-            bounds=bounds,
-            callback=callback,
-            options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6, "maxcor": 20},
-        )
+        res = minimize_lbfgsb(best, x0, bounds, max_iter, tol, 1e-6, 20, callback)
         res = best.settle(res)
         res.stopped = bool(stopped)
         return res
@@ -429,16 +421,8 @@ def _run_lbfgsb(fun, x0, jac, bounds, max_iter, tol, scale=None, stop=None):
         (None if lo is None else lo * sc, None if hi is None else hi * sc)
         for (lo, hi), sc in zip(bounds, scale)
     ]
-    res = minimize(
-        fun_z,
-        z0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=zb,
-        callback=callback,
-        # |g_z| <= gtol / max(scale) keeps |g_x| <= gtol, the unscaled criterion
-        options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6 / np.max(scale), "maxcor": 20},
-    )
+    # |g_z| <= gtol / max(scale) keeps |g_x| <= gtol, the unscaled criterion
+    res = minimize_lbfgsb(fun_z, z0, zb, max_iter, tol, 1e-6 / np.max(scale), 20, callback)
     res.x = res.x / scale
     res.jac = res.jac * scale
     res = best.settle(res)
@@ -485,7 +469,7 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
     L-BFGS-B run early; the result says so (``stopped``).
     """
     scale = _optimiser_scale(obj, x0, scale_extras)
-    res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol, scale, stop)
+    res = _run_lbfgsb(obj.value_and_grad, x0, bounds, max_iter, tol, scale, stop)
     nit = res.nit
     if scale is None and _stuck_at_start(res, x0, bounds):
         # the first step (of unit length) went where the objective is infinite (an
@@ -493,12 +477,12 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
         # scaled by every parameter's curvature, the family's included, go less far
         scale = _optimiser_scale(obj, x0, extras=True)
         if scale is not None:
-            res = _run_lbfgsb(obj.value_and_grad, x0, True, bounds, max_iter, tol, scale, stop)
+            res = _run_lbfgsb(obj.value_and_grad, x0, bounds, max_iter, tol, scale, stop)
             nit += res.nit
     if not res.stopped and _predicted_decrease(res, bounds) > RESTART_MIN_DECREASE:
         # A restart clears L-BFGS-B's curvature memory; it moves further when the
         # first run stopped on the ftol test with its own model predicting more.
-        res2 = _run_lbfgsb(obj.value_and_grad, res.x, True, bounds, max_iter, tol, scale, stop)
+        res2 = _run_lbfgsb(obj.value_and_grad, res.x, bounds, max_iter, tol, scale, stop)
         nit += res2.nit
         if res2.fun <= res.fun:
             res = res2
@@ -509,7 +493,7 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
             # a value below the grid (data that resolve tiny SDs): the curvature there is
             # far from the start's, and the run is scaled by its own
             sc = _optimiser_scale(obj, best_x) if best_x[k] < _PROBE_GRID[0] else scale
-            res3 = _run_lbfgsb(obj.value_and_grad, best_x, True, bounds, max_iter, tol, sc)
+            res3 = _run_lbfgsb(obj.value_and_grad, best_x, bounds, max_iter, tol, sc)
             nit += res3.nit
             if res3.fun < res.fun - 1e-8:
                 res = res3
@@ -578,8 +562,9 @@ def _probe_zero_diagonal(obj, res, k, bounds):
             xt[k] = t
             scan.append((float(val), xt))
         scans.append(scan)
-    for sign in () if batched else (1.0, -1.0) if partners else (None,):
-        scan = []
+    signs = () if batched else (1.0, -1.0) if partners else (None,)
+    points = []
+    for sign in signs:
         for t in grid:
             xt = res.x.copy()
             xt[k] = t
@@ -587,9 +572,11 @@ def _probe_zero_diagonal(obj, res, k, bounds):
                 cur = xt[partners]
                 start = 0.5 * t if fallback is None else fallback
                 xt[partners] = np.clip(sign * np.where(cur != 0.0, np.abs(cur), start), lo, hi)
-            obj.restore(at_x)
-            scan.append((obj.evaluate(xt), xt))
-        scans.append(scan)
+            points.append(xt)
+    values = _values_from(obj, points, at_x)
+    for s in range(len(signs)):
+        part = slice(s * len(grid), (s + 1) * len(grid))
+        scans.append(list(zip(values[part], points[part])))
     # the best point of the scans; when it does not improve on the boundary and the
     # family has its own parameters, these re-fitted there and at the largest
     # diagonal (of the better sign there), where they may have absorbed the most
@@ -608,6 +595,21 @@ def _probe_zero_diagonal(obj, res, k, bounds):
             best_val, best_x = val, xt
     obj.restore(at_x)
     return best_x
+
+
+def _values_from(obj, points, at) -> list:
+    """The objective at each of ``points``, each evaluated from the snapshot ``at``
+    (its modes the search's start): the objective's own ``evaluate_points`` where it
+    has one (a batched replicate hands them to its batch in one pass), else one
+    evaluation after another."""
+    many = getattr(obj, "evaluate_points", None)
+    if many is not None:
+        return many(points, at)
+    values = []
+    for x in points:
+        obj.restore(at)
+        values.append(obj.evaluate(x))
+    return values
 
 
 def _probe_partners(data, k):
@@ -637,7 +639,7 @@ def _with_family_parameters(obj, x, bounds):
         return obj.evaluate(x), x
     held = [(v, v) for v in x[:n_fixed]] + list(bounds[n_fixed:])
     # a probe: the main stage that follows polishes the point found
-    r = _run_lbfgsb(obj.value_and_grad, x, True, held, 30, 1e-8)
+    r = _run_lbfgsb(obj.value_and_grad, x, held, 30, 1e-8)
     return float(r.fun), r.x
 
 
@@ -889,7 +891,7 @@ def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages, sca
             cand, cand_fun = x, fun
         else:
             x1, held = _held(x, bounds, [(k, bound)])
-            res = _run_lbfgsb(obj.value_and_grad, x1, True, held, max_iter, tol)
+            res = _run_lbfgsb(obj.value_and_grad, x1, held, max_iter, tol)
             cand, cand_fun = res.x, float(res.fun)
             if not cand_fun <= fun + FLAT_TOL:
                 obj.restore(at_x)
@@ -1042,7 +1044,7 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     if n_agq > 1:
         obj.n_agq = n_agq
         # the Laplace stage's scaling serves the (nearby) AGQ objective too
-        res = _run_lbfgsb(obj.value_and_grad, x, True, bounds, max_iter, tol, res.scale)
+        res = _run_lbfgsb(obj.value_and_grad, x, bounds, max_iter, tol, res.scale)
         record.stages.append(("agq", float(res.fun), int(res.nit), str(res.message)))
         x = res.x
         hit_max = hit_max or res.nit >= max_iter

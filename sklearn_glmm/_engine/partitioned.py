@@ -272,7 +272,7 @@ class PartitionedObjective(Objective):
         else:
             x0 = np.concatenate([np.zeros(p), d.default_extra()])
         gb = [bounds[k] for k in keep]
-        res = _run_lbfgsb(self.glm_value_and_grad, x0, True, gb, self.glm_max_iter, 1e-9)
+        res = _run_lbfgsb(self.glm_value_and_grad, x0, gb, self.glm_max_iter, 1e-9)
         self._glm_optimum = (res.x, float(res.fun))
         return self._glm_optimum
 
