@@ -276,8 +276,9 @@ def refit_many(est, Y, batched: bool | None = None) -> list:
                 except Exception as exc:  # noqa: BLE001 - the caller decides what fails
                     out.append(exc)
             return out
-        lockstep = Lockstep(BatchedLaplace(data, Y.T))
-        members = [BatchMember(replace(data, y=Y[:, r]), lockstep, r) for r in range(R)]
+        engine = BatchedLaplace(data, Y.T)
+        lockstep = Lockstep(engine)
+        members = [BatchMember(engine.member_data(r), lockstep, r) for r in range(R)]
         tasks = [partial(_fit_and_check, est, m, setup) for m in members]
         with single_threaded_blas():  # entered once here: the tasks' own entries nest
             return lockstep.run(tasks)
@@ -321,7 +322,7 @@ def fit_many(est, Y) -> list:
             return out
         engine = BatchedLaplace(data, Y.T)
         lockstep = Lockstep(engine)
-        members = [BatchMember(replace(data, y=Y[:, r]), lockstep, r) for r in range(R)]
+        members = [BatchMember(engine.member_data(r), lockstep, r) for r in range(R)]
         with single_threaded_blas():
             # the GLM starts of all of them in one pass where a fit makes its own on
             # every row (on a subset of large data's rows, each its own)

@@ -72,7 +72,7 @@ class BatchedLaplace:
         f = data.factors[0]
         self.f, self.q, self.G = f, f.q, f.n_levels
         self.codes = f.codes
-        self._rows = GroupIndex(f.codes, f.n_levels)
+        self._rows = f.group_index
         self.pirls_max_iter = pirls_max_iter
         w, trials, _ = _fixed_terms(data)
         self._w, self._trials = w, trials
@@ -94,6 +94,11 @@ class BatchedLaplace:
             codes = np.add.outer(np.arange(R) * self.G, self.codes).ravel()
             self._groups[R] = GroupIndex(codes, R * self.G)
         return self._groups[R]
+
+    def member_data(self, r: int) -> ModelData:
+        """The model data of replicate ``r`` (its outcome, and the family's terms of it
+        made here already)."""
+        return self.data.with_outcome(self.Y[r], self._const[r])
 
     def _tiled(self, v, R):
         return None if v is None else np.tile(v, R)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
 from . import blocks as _blocks
+from .groups import GroupIndex
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,12 @@ class FactorData:
     def n_params(self) -> int:
         """Covariance parameters the optimiser sees for this factor."""
         return self.structure.n_params if self.mapped else len(self.theta_rows)
+
+    @cached_property
+    def group_index(self) -> GroupIndex:
+        """Level sums and expansions over the rows: made once, shared by every
+        objective and solver on this factor (refits of other outcomes included)."""
+        return GroupIndex(self.codes, self.n_levels)
 
     def cholesky_entries(self, p: np.ndarray) -> np.ndarray:
         """The entries of Lambda (at theta_rows/theta_cols) for the parameters ``p``."""
@@ -146,6 +153,15 @@ class ModelData:
         parameter-free log-density terms: made once, shared by every objective of these
         data (the mixed model's and its nested GLM's)."""
         return _fixed_terms(self)
+
+    def with_outcome(self, y: np.ndarray, constant=None) -> ModelData:
+        """The same model with outcome ``y`` (a refit's); ``constant``, where given, is
+        the family's parameter-free terms of ``y`` (``family.constant``), made already."""
+        out = replace(self, y=y)
+        if constant is not None:
+            w, trials, _ = self.fixed_terms
+            out.__dict__["fixed_terms"] = (w, trials, constant)  # (a cached property)
+        return out
 
     @cached_property
     def n_u(self) -> int:

@@ -72,12 +72,12 @@ class Objective(ModeSearch, LaplaceGradient):
         # one factor's solver needs no columns of H per row (``cols`` makes them if asked)
         self._cols = self._columns() if len(f0) > 1 else None
         self._single = len(f0) == 1
-        self.groups = [GroupIndex(f.codes, f.n_levels) for f in f0]
+        self.groups = [f.group_index for f in f0]
         self.Q = data.n_u
         if len(f0) == 1:
             # a structured factor's blocks (one effect per time point) are large
             solver = PaddedBlockSolver if f0[0].mapped else BlockSolver
-            self.solver = solver(f0[0].codes, f0[0].n_levels, f0[0].q)
+            self.solver = solver(f0[0].codes, f0[0].n_levels, f0[0].q, f0[0].group_index)
             # Newton steps are damped level by level: each level is its own problem
             self.u_unit = np.repeat(np.arange(f0[0].n_levels), f0[0].q)
             self.n_units = f0[0].n_levels

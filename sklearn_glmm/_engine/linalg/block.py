@@ -157,9 +157,9 @@ class ZLambda:
 class BlockSolver:
     """Batched factorisation for one factor: ``n_levels`` independent ``q x q`` blocks."""
 
-    def __init__(self, codes: np.ndarray, n_levels: int, q: int):
+    def __init__(self, codes: np.ndarray, n_levels: int, q: int, groups: GroupIndex | None = None):
         self.codes = codes
-        self.groups = GroupIndex(codes, n_levels)
+        self.groups = GroupIndex(codes, n_levels) if groups is None else groups
         self.n_levels = n_levels
         self.q = q
         self._pairs = [(a, b) for a in range(q) for b in range(a, q)]
@@ -232,8 +232,8 @@ class PaddedBlockSolver(BlockSolver):
     blocks.
     """
 
-    def __init__(self, codes: np.ndarray, n_levels: int, q: int):
-        super().__init__(codes, n_levels, q)
+    def __init__(self, codes: np.ndarray, n_levels: int, q: int, groups: GroupIndex | None = None):
+        super().__init__(codes, n_levels, q, groups)
         counts = np.bincount(codes, minlength=n_levels)
         self._rows = np.argsort(codes, kind="stable")
         self._lev = codes[self._rows]
