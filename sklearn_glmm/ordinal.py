@@ -208,6 +208,11 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         start = link.link(np.clip(cum, 1e-4, 1.0 - 1e-4))
         if not np.all(np.diff(start) > 0):  # classes of (nearly) zero weight
             start = np.linspace(-1.0, 1.0, K - 1)
+        # P(Y <= j) = F(threshold_j - eta): with the offset in eta, the thresholds start
+        # by its (weighted) centre, so that a constant added to it only moves the start
+        off = getattr(self, "_start_offset", None)
+        if off is not None and np.size(off) and np.sum(w) > 0:
+            start = start + float(np.sum(w * off) / np.sum(w))
         return make_family(
             "ordinal",
             link=self.link,
@@ -220,7 +225,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
 
     def _fit_inputs(self, X, y, groups, sample_weight, offset):
         X_raw, y_raw, groups, w, off = super()._fit_inputs(X, y, groups, sample_weight, offset)
-        self._fit_weights = w
+        self._fit_weights, self._start_offset = w, off
         # the scale model's design from the user's columns (predictions see them too),
         # before the location model drops those aliased with its thresholds
         slopes = scale_term(self.scale)
@@ -291,7 +296,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
 
     def _learn_support(self, y, eta, weights):
         (self.thresholds_, self.threshold_coefficients_) = threshold_tables(self)
-        self._y_codes = self._fit_weights = None  # only the starting thresholds needed them
+        # only the starting thresholds needed them
+        self._y_codes = self._fit_weights = self._start_offset = None
         self._check_ordinal_separation(y, weights)
 
     def _check_ordinal_separation(self, y, weights):

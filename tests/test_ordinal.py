@@ -1063,3 +1063,61 @@ def test_the_dispersion_test_holds_its_level_for_an_ordinal_model():
         ratios.append(t.loc["dispersion", "statistic"])
     assert rejected <= 1
     assert np.mean(ratios) == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_constant_added_to_the_offset_only_moves_the_thresholds():
+    # log exposure in other units: the same model. From the start the threshold
+    # guesses give, the optimiser once stopped far from the optimum and the Newton
+    # polish clipped the SD onto zero there, a converged singular fit 0.24 below the
+    # optimum; a zero the polish makes is now probed as the main stage's end is
+    from sklearn_glmm.formula import clmm
+
+    rng = np.random.default_rng(21)
+    G, n = 40, 10
+    g = np.repeat(np.arange(G), n)
+    N = G * n
+    b0 = rng.normal(0, 0.6, G)
+    x = rng.normal(size=N)
+    lh = np.log(rng.uniform(0.5, 5, N))
+    t = np.tile(np.arange(n), G).astype(float)
+    mu = np.exp(0.3 + b0[g] + 0.3 * x + lh + 0.0 * t)
+    rng.negative_binomial(2, 2 / (2 + mu))  # (the stream of the data set first found)
+    rng.poisson(mu)
+    r = np.digitize(b0[g] + 0.5 * x + rng.logistic(size=N), [-1, 0.5, 1.5])
+    d = pd.DataFrame(dict(r=pd.Categorical(r, ordered=True), x=x, g=g, lh=lh))
+    fits = []
+    for shift in (0.0, -10.0, 30.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # neither a singular fit nor any other warning
+            fits.append(clmm("r ~ x + offset(lh) + (1 | g)", d.assign(lh=d.lh + shift)))
+    ref = fits[0]
+    assert ref.loglik_ == pytest.approx(-555.406164, abs=1e-5)  # clmm: -555.406181
+    for m in fits[1:]:
+        assert m.converged_ and not m.is_singular_
+        assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
+        sd = np.sqrt(m.random_effects_cov_["g"].to_numpy()[0, 0])
+        assert sd == pytest.approx(0.23894, abs=2e-4)
+
+
+@pytest.mark.parametrize("shift", [-24.0, 32.0])
+def test_the_thresholds_start_from_the_offsets_centre(shift):
+    # offsets far from zero: thresholds started from the class proportions alone were
+    # tens of units from the optimum and the fits ended thousands of log-likelihood
+    # units short (not converged)
+    from sklearn_glmm.formula import clmm
+
+    rng = np.random.default_rng(300)
+    G, n = 40, 10
+    g = np.repeat(np.arange(G), n)
+    N = G * n
+    b0 = rng.normal(0, 0.7, G)
+    x = rng.normal(size=N)
+    lh = np.log(rng.uniform(0.5, 5, N))
+    r = np.digitize(b0[g] + 0.5 * x + 0.5 * lh + rng.logistic(size=N), [-1, 0.5, 1.5])
+    d = pd.DataFrame(dict(r=pd.Categorical(r, ordered=True), x=x, g=g, lh=lh))
+    ref = clmm("r ~ x + offset(lh) + (1 | g)", d)
+    m = clmm("r ~ x + offset(lh) + (1 | g)", d.assign(lh=d.lh + shift))
+    assert m.converged_
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
+    a, b = m.thresholds_["estimate"].to_numpy(), ref.thresholds_["estimate"].to_numpy()
+    np.testing.assert_allclose(a, b + shift, atol=1e-4)

@@ -14,7 +14,9 @@ Order of calls in :func:`check_optimum` (after
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
-   halving) take the fit the rest of the way;
+   halving) take the fit the rest of the way; 2b. ``probe_new_zeros`` — a standard
+   deviation those steps put on zero is probed above zero, as the main stage's end
+   is, and the fit resumed from a better point;
 3. ``scan_modes`` — for a family that is not log-concave, each level's density is
    scanned on a fine grid at the optimum: a higher mode found there resumes the
    fit once; levels with two comparable modes are recorded (not converged);
@@ -331,6 +333,29 @@ def rescaled_restart(obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, rec
     return x2, obj.evaluate(x2), H2, grads2
 
 
+def probe_new_zeros(obj, before, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record):
+    """A standard deviation the polish (or its restart) put on zero, probed as the main
+    stage probes one it ends on (step 2b of the module docstring).
+
+    A projected Newton step clips a Cholesky diagonal it would take below zero onto
+    the bound; the objective is lower there than where the step started, but the
+    optimum may still lie above zero, past a rise the step did not see (an optimiser
+    stopped far from the optimum and polished from there). The zero is probed on the
+    main stage's grid and the fit resumed from a better point; kept when lower, and
+    polished again.
+    """
+    new = [k for k in diag_idx if x[k] == 0.0 and before[k] != 0.0]
+    if not new or not np.isfinite(fun):
+        return x, fun, H, grads
+    res = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx)
+    record.stages.append(("zero from the polish", float(res.fun), int(res.nit), str(res.message)))
+    if not res.fun < fun - 1e-8 or not np.all(np.isfinite(res.x)):
+        obj.evaluate(x)
+        return x, fun, H, grads
+    x2, H2, grads2 = newton_polish(obj, res.x, bounds)
+    return x2, obj.evaluate(x2), H2, grads2
+
+
 def rising_off_zero(obj, x, fun, H, diag_idx) -> tuple:
     """The Cholesky diagonals at zero along which the objective falls (step 4 of the
     module docstring): negative curvature in the Hessian there, and a lower value one
@@ -376,12 +401,16 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         fun = obj.evaluate(x)
         x, fun = highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
+        before_polish = x
         x, H, grads = newton_polish(obj, x, bounds)
         fun = obj.evaluate(x)
         if not grads[1] <= GRAD_TOL and np.isfinite(fun):
             x, fun, H, grads = rescaled_restart(
                 obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record
             )
+        x, fun, H, grads = probe_new_zeros(
+            obj, before_polish, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record
+        )
         if not obj.data.family.log_concave and hasattr(obj, "scan_modes"):
             x, fun, H_scan, grads_scan = scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record)
             if H_scan is not None:
