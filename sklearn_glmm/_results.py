@@ -763,17 +763,31 @@ def _check_identifiable(est, data):
         )
 
 
-# a random-intercept SD above this on the logit scale (odds ratios of e^10 between
+# a random-effect SD above this on the logit scale (odds ratios of e^10 between
 # typical groups) is checked for groups whose outcomes are all 0 or all 1
 _LARGE_LOGIT_SD = 5.0
 
 
-def separated_groups(fam, data, y, factor, cov):
-    """The groups of ``factor`` whose outcomes ``y`` are all at one end, where its
-    random-intercept SD (from its covariance ``cov`` in the user's units) is above
-    :data:`_LARGE_LOGIT_SD`; None where it has no intercept, a smaller SD or no such
-    group (group-level separation, see :func:`_check_group_separation`)."""
-    if not factor.term.intercept or np.sqrt(max(float(cov[0, 0]), 0.0)) <= _LARGE_LOGIT_SD:
+def random_part_sd(data, k, L) -> float:
+    """The SD of factor ``k``'s random part of the linear predictor, root mean square
+    over the rows in the likelihood: ``sqrt(mean z'Sz)``, with ``L`` its internal
+    ``Lambda``. It does not depend on the units or the origin of its slope variables
+    (the intercept's SD alone is that at slope variables of zero, which may lie far
+    from the data); with random intercepts only, it is their SD."""
+    use = data.weights > 0
+    if not use.any():
+        return 0.0
+    var = np.sum((data.factors[k].Z[use] @ L) ** 2, axis=1)
+    return float(np.sqrt(np.mean(var)))
+
+
+def separated_groups(fam, data, y, factor, k, L):
+    """The groups of ``factor`` (the ``k``-th, internal ``Lambda`` ``L``) whose outcomes
+    ``y`` are all at one end, where the SD of its random part
+    (:func:`random_part_sd`) is above :data:`_LARGE_LOGIT_SD`; None where it has no
+    intercept, a smaller SD or no such group (group-level separation, see
+    :func:`_check_group_separation`)."""
+    if not factor.term.intercept or random_part_sd(data, k, L) <= _LARGE_LOGIT_SD:
         return None
     use = data.weights > 0
     sep = fam.separated_levels(y, data.trials, factor.codes, factor.n_levels, use)
@@ -789,16 +803,18 @@ def _check_group_separation(est, data):
     variance estimate grows without the data supporting it (lme4 and ordinal::clmm
     report the same large value, silently). The warning names the groups.
     """
-    fam = est.fit_result_.family
-    for f, fa in zip(est.fit_result_.factors, est.fit_result_.arrays.factors):
-        sep = separated_groups(fam, data, data.y, f, fa.cov)
+    res = est.fit_result_
+    fam = res.family
+    for k, (f, L) in enumerate(zip(res.factors, res.internal_lambdas())):
+        sep = separated_groups(fam, data, data.y, f, k, L)
         if sep is None:
             continue
-        sd = float(np.sqrt(max(fa.cov[0, 0], 0.0)))
+        sd = random_part_sd(data, k, L)
         labels = [str(v) for v in f.levels[sep][:10]]
         more = f" and {int(sep.sum()) - 10} more" if sep.sum() > 10 else ""
+        what = "random-intercept SD" if f.q == 1 else "SD of the random effects (over its rows)"
         warnings.warn(
-            f"the random-intercept SD of grouping factor {f.name!r} is {sd:.3g} on the "
+            f"the {what} of grouping factor {f.name!r} is {sd:.3g} on the "
             f"{fam.link.scale_name} scale, and {int(sep.sum())} of its {f.n_levels} groups "
             f"have {fam.separated_outcomes} (group-level separation): {labels}{more}. Their "
             "effects are not identified by the data, and the variance estimate is driven by "

@@ -378,15 +378,14 @@ def group_separated(est, y, x) -> bool:
     are all at one end (``_results._check_group_separation``, which warns of such a
     fit): its variance is weakly determined, and large."""
     from ._engine.objective import lambda_matrices
-    from ._results import original_lambda, separated_groups
+    from ._results import separated_groups
 
     res = est.fit_result_
     data = res.objective.data
     p = data.n_beta
     lams = lambda_matrices(data, np.asarray(x)[p : p + data.n_theta])
-    for f, T, L in zip(res.factors, res.z_maps, lams):
-        Lo = original_lambda(T, L)
-        if separated_groups(data.family, data, y, f, Lo @ Lo.T) is not None:
+    for k, (f, L) in enumerate(zip(res.factors, lams)):
+        if separated_groups(data.family, data, y, f, k, L) is not None:
             return True
     return False
 

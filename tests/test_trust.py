@@ -403,6 +403,41 @@ def test_group_level_separation_is_named():
     assert _sd(m) > 5.0
 
 
+def _separation_warned(d, shift) -> bool:
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        BinomialGLMM(random_effects="1 + t").fit(d[["t"]].assign(t=d.t + shift), d.y, groups=d.g)
+    return any(issubclass(a.category, SeparationWarning) for a in w)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1990.0, -1e4])
+def test_group_separation_does_not_depend_on_a_slope_variables_origin(shift):
+    # the check read the intercept SD, which is that at t = 0: with t as calendar years
+    # the SD at year 0 (248) warned of separation on a fit with SDs of 0.2 over the data
+    rng = np.random.default_rng(1)
+    G, n = 40, 12
+    g = np.repeat(np.arange(G), n)
+    t = np.tile(np.arange(n), G).astype(float)
+    b0, b1 = rng.normal(0, 0.8, G), rng.normal(0, 0.15, G)
+    rng.normal(size=G * n)
+    y = rng.binomial(1, 1 / (1 + np.exp(-(-0.5 + b0[g] + (0.1 + b1[g]) * t))))
+    assert not _separation_warned(pd.DataFrame(dict(y=y, t=t, g=g)), shift)
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.5, 10.0])
+def test_group_separation_is_warned_of_at_any_origin(shift):
+    # 27 of 40 groups all 0 or all 1, random-part SD 5.2 over the rows: with time since
+    # baseline (t = 0..7) the intercept SD at t = 0 read 4.2 and no warning was given
+    rng = np.random.default_rng(38)
+    G, n = 40, 8
+    g = np.repeat(np.arange(G), n)
+    t = np.tile(np.arange(n), G).astype(float) - 3.5
+    b0 = rng.normal(0, 6, G)
+    b1 = 0.6 * b0 / 6 + rng.normal(0, 0.2, G)
+    y = rng.binomial(1, 1 / (1 + np.exp(-(b0[g] + (0.1 + b1[g]) * t))))
+    assert _separation_warned(pd.DataFrame(dict(y=y, t=t, g=g)), shift)
+
+
 def test_negative_binomial_with_counts_in_the_millions():
     rng = np.random.default_rng(6)
     G, T = 25, 12
