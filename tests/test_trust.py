@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_info
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 from sklearn_glmm.exceptions import (
+    OverdispersionWarning,
     SeparationWarning,
     SingularFitWarning,
     ZeroInflationWarning,
@@ -1029,3 +1030,27 @@ def test_log_predictive_density_of_successes_out_of_many_trials():
     p = special.expit(m.intercept_ + sd * z)
     ref = np.log(np.exp(stats.binom.logpmf(ks[:, None], 500, p[None, :])) @ w)
     np.testing.assert_allclose(ll, ref, rtol=1e-8)
+
+
+NB_LIMIT = Path(__file__).parent / "fixtures" / "nb_limit"
+
+
+@pytest.mark.parametrize("case", ["obs", "diag", "cs", "ar1"])
+def test_nb2_with_row_level_effects_is_not_below_its_poisson_limit(case):
+    # random effects of one row each take the variation theta takes: two basins, and the
+    # fit from the GLM's theta (about 2) ended converged up to 1.8 log-likelihood units
+    # below the Poisson model it nests (glmmTMB stops there too on obs and ar1)
+    from sklearn_glmm.formula import glmmTMB
+
+    ref = json.loads((NB_LIMIT / "nb_limit.json").read_text())[case]
+    d = pd.read_csv(NB_LIMIT / "panel.csv")
+    d["obs"] = [f"o{i}" for i in range(len(d))]
+    best = max(ref["poisson_loglik"], ref["nbinom2_loglik"])  # the higher of glmmTMB's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OverdispersionWarning)
+        pois = glmmTMB(ref["formula"], d, family="poisson")
+        nb = glmmTMB(ref["formula"], d, family="nbinom2")
+    assert pois.loglik_ == pytest.approx(ref["poisson_loglik"], abs=1e-4)
+    assert nb.converged_
+    assert nb.loglik_ >= best - 1e-4
+    assert nb.loglik_ >= pois.loglik_ - 1e-5

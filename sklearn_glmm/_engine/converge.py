@@ -10,7 +10,10 @@ Order of calls in :func:`check_optimum` (after
    covariance parameter at zero, so its maximised likelihood is a lower bound for
    the mixed model's. A fit that ends below it is restarted from the GLM's optimum
    (moving each zero variance off its boundary, as the main stage does) and the
-   better point kept;
+   better point kept; 1b. ``limit_bounds`` — likewise the nested model at each
+   family parameter's flat-side bound (NB2's Poisson limit, no zero inflation), where
+   random effects of one or two rows each can take the variation that parameter
+   takes: a fit below that model's maximum is fitted again from there;
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
@@ -37,10 +40,14 @@ import numpy as np
 
 from .objective import GLMObjective
 from .optimize import (
+    _flat_sides,
+    _held,
     _hessian_steps,
     _laplace_stage,
+    _on_flat_bound,
     _quiet_trial_points,
     _run_lbfgsb,
+    _side_bound,
     hessian,
     projected_gradient,
     single_threaded_blas,
@@ -276,6 +283,63 @@ def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     return x, fun
 
 
+def limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
+    """The better of ``x`` and the optima found from the nested models at the family's
+    flat-side bounds (step 1b of the module docstring).
+
+    A family parameter with a flat side ends, at its bound, in a nested model: NB2 at
+    theta = inf is the Poisson model, a zero-inflated model at probability 0 the model
+    without it, the beta-binomial at phi = inf the binomial. That model's maximum
+    (the same random effects, the rest of the parameters free) is a lower bound for the
+    full model's, as the GLM's is. Where a grouping factor has random effects of one
+    or two rows each (:data:`ROW_LEVEL_ROWS`: an observation-level effect, a
+    structure over time points with one row per person and time), they can take the
+    row-level variation the family's parameter takes, and the likelihood has two
+    basins; a fit that starts in the family's (from the GLM's theta) ended there up to
+    3.4 log-likelihood units below the optimum, converged by every other check. For such models each such
+    parameter not on its bound is held there and the model fitted (a stage ``"limit of
+    ..."``); where that is better, the full model is fitted again from there and the
+    better of the two kept. (With three or more rows per random effect no generated
+    data set had the second basin, and the check would cost a whole stage per fit.)
+    """
+    if not row_level_effects(obj.data):
+        return x, fun
+    at_x, moved = obj.snapshot(), False
+    for k, side in _flat_sides(obj):
+        if _on_flat_bound(x, k, side, bounds):
+            continue
+        bound = _side_bound(k, side, bounds)
+        if bound is None:
+            continue
+        x1, held = _held(x, bounds, [(k, bound)])
+        res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
+        name = f"limit of parameter {k}"
+        record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
+        if not res.fun < fun - 1e-6 or not np.all(np.isfinite(res.x)):
+            continue
+        full = _laplace_stage(obj, res.x, bounds, max_iter, tol, diag_idx)
+        record.stages.append(("from the limit", float(full.fun), int(full.nit), str(full.message)))
+        x, fun = (full.x, float(full.fun)) if full.fun <= res.fun else (res.x, float(res.fun))
+        moved = True
+    if moved:
+        obj.evaluate(x)
+    else:
+        obj.restore(at_x)
+    return x, fun
+
+
+# rows per random effect (a factor's rows over its levels times its effects per level)
+# up to which the effects are row-level, and a flat side's limit model is checked
+ROW_LEVEL_ROWS = 2.0
+
+
+def row_level_effects(data) -> bool:
+    """Whether some grouping factor has at most :data:`ROW_LEVEL_ROWS` rows (in the
+    likelihood) per random effect."""
+    n = float(np.count_nonzero(data.weights > 0))
+    return any(n <= ROW_LEVEL_ROWS * f.n_levels * f.q for f in data.factors)
+
+
 def newton_polish(obj, x, bounds):
     """Newton steps from ``x`` until lme4's gradient check passes.
 
@@ -401,6 +465,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         fun = obj.evaluate(x)
         x, fun = highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
+        x, fun = limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         before_polish = x
         x, H, grads = newton_polish(obj, x, bounds)
         fun = obj.evaluate(x)
