@@ -296,11 +296,12 @@ def limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     structure over time points with one row per person and time), they can take the
     row-level variation the family's parameter takes, and the likelihood has two
     basins; a fit that starts in the family's (from the GLM's theta) ended there up to
-    3.4 log-likelihood units below the optimum, converged by every other check. For such models each such
-    parameter not on its bound is held there and the model fitted (a stage ``"limit of
-    ..."``); where that is better, the full model is fitted again from there and the
-    better of the two kept. (With three or more rows per random effect no generated
-    data set had the second basin, and the check would cost a whole stage per fit.)
+    3.4 log-likelihood units below the optimum, converged by every other check. For
+    such models each such parameter not on its bound is held there and the model
+    fitted (a stage ``"limit of ..."``); where that is better, the full model is fitted
+    again from there and the better of the two kept. (With three or more rows per
+    random effect no generated data set had the second basin, and the check would
+    cost a whole stage per fit.)
     """
     if not row_level_effects(obj.data):
         return x, fun
