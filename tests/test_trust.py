@@ -1054,3 +1054,34 @@ def test_nb2_with_row_level_effects_is_not_below_its_poisson_limit(case):
     assert nb.converged_
     assert nb.loglik_ >= best - 1e-4
     assert nb.loglik_ >= pois.loglik_ - 1e-5
+
+
+@pytest.mark.parametrize("family", ["poisson", "betabinomial"])
+@pytest.mark.parametrize("shift", [60.0, 400.0])
+def test_a_large_constant_in_the_offset_is_taken_by_the_intercept(family, shift):
+    # the GLM start clipped the intercept to 15 around zero, not around the one that
+    # takes out the offset: from +400 (Poisson), +60 (beta-binomial) the fit raised a
+    # FloatingPointError telling the user to rescale predictors
+    from sklearn_glmm.formula import glmmTMB
+
+    rng = np.random.default_rng(21)
+    G, n = 40, 10
+    g = np.repeat(np.arange(G), n)
+    b0, x = rng.normal(0, 0.6, G), rng.normal(size=G * n)
+    lh = np.log(rng.uniform(0.5, 5, G * n))
+    if family == "poisson":
+        y = rng.poisson(np.exp(0.3 + b0[g] + 0.3 * x + lh))
+        form = "y ~ x + offset(lh) + (1 | g)"
+        d = pd.DataFrame(dict(y=y, x=x, g=g, lh=lh))
+    else:
+        p = 1 / (1 + np.exp(-(-0.5 + b0[g] + 0.3 * x + lh - 1.0)))
+        k = rng.binomial(12, rng.beta(5 * p, 5 * (1 - p)))
+        form = "cbind(k, 12 - k) ~ x + offset(lh) + (1 | g)"
+        d = pd.DataFrame(dict(k=k, x=x, g=g, lh=lh))
+    ref = glmmTMB(form, d, family=family)
+    m = glmmTMB(form, d.assign(lh=d.lh + shift), family=family)
+    assert m.converged_
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
+    b, c = m.fixed_effects_["estimate"], ref.fixed_effects_["estimate"]
+    assert b["x"] == pytest.approx(c["x"], abs=1e-5)
+    assert b["(Intercept)"] == pytest.approx(c["(Intercept)"] - shift, abs=1e-4)

@@ -93,6 +93,7 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
     # eta = 0 the first Newton step for counts of 1e3 or more overshoots into overflow.
     has_intercept = d.n_beta > 0 and np.all(d.X[:, 0] == d.X[0, 0]) and d.X[0, 0] != 0
     wsum = np.sum(d.weights)
+    shift = 0.0  # the intercept that takes out the offset's weighted mean
     if has_intercept and wsum > 0:
         ybar = np.sum(d.weights * d.y) / wsum
         off = np.sum(d.weights * d.offset) / wsum
@@ -103,6 +104,7 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
             p = min(max(ybar / tbar, 1e-8), 1 - 1e-8) if tbar > 0 else 0.5
             eta0 = d.family.link.link(p)
         beta[0] = (eta0 - off) / d.X[0, 0]
+        shift = -off / d.X[0, 0]
     beta_start = beta.copy()
     ll_old = -np.inf
     der = None
@@ -134,13 +136,16 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
     if not np.all(np.isfinite(beta)):
         beta, converged = beta_start, False
     # keep starting values moderate (separation would push them to infinity): |x beta| <= 15
-    # for a typical row; a log-link intercept may be large (counts of 1e8: 18.4) and
-    # cannot diverge upwards
+    # for a typical row, the intercept's window around the one that takes out the offset's
+    # mean (a constant added to the offset moves it, as it moves the optimum's); a log-link
+    # intercept may be large (counts of 1e8: 18.4) and cannot diverge upwards
     lim = 15.0 / np.maximum(np.sqrt(np.mean(d.X**2, axis=0)), 1e-12)
-    hi = lim.copy()
+    lo, hi = -lim, lim.copy()
+    if has_intercept:
+        lo[0], hi[0] = shift - lim[0], shift + lim[0]
     if has_intercept and not d.family.has_trials:
-        hi[0] = max(lim[0], beta_start[0] + lim[0])
-    clipped = np.clip(beta, -lim, hi)
+        hi[0] = max(hi[0], beta_start[0] + lim[0])
+    clipped = np.clip(beta, lo, hi)
     if not with_value:
         return clipped
     exact = converged and np.array_equal(clipped, beta) and np.isfinite(ll_old)
