@@ -211,3 +211,18 @@ def test_binary_and_cbind_outcomes_keep_the_default_family(binary):
     df["fail"] = df["trials"] - df["y"]
     m = _quiet(glmer, "cbind(y, fail) ~ time + (1 | id)", df, max_iter=5)
     assert type(m).__name__ == "BinomialGLMM"
+
+
+def test_an_unknown_argument_is_answered_with_the_functions_own_arguments():
+    from sklearn_glmm.formula import clmm
+
+    d = pd.DataFrame(
+        dict(
+            r=pd.Categorical(np.arange(30) % 3, ordered=True),
+            x=np.arange(30.0),
+            g=np.arange(30) % 5,
+        )
+    )
+    with pytest.raises(TypeError, match=r"It takes formula, data, link, threshold, scale") as e:
+        clmm("r ~ x + (1 | g)", d, family="binomial")
+    assert "family" not in str(e.value).split("It takes")[1]  # (it listed family, ziformula)
