@@ -103,7 +103,10 @@ def _check_levels(est, level) -> None:
     if not binary:
         rows.trials = np.full(len(codes), 2.0)
     twin_result = SimpleNamespace(
-        family=res.family, factors=[dataclasses.replace(f, codes=codes)], arrays=res.arrays
+        family=res.family,
+        factors=[dataclasses.replace(f, codes=codes)],
+        arrays=res.arrays,
+        internal_lambdas=res.internal_lambdas,
     )
     twin = SimpleNamespace(fit_result_=twin_result)
     _results._check_identifiable(twin, rows)

@@ -773,7 +773,11 @@ def random_part_sd(data, k, L) -> float:
     over the rows in the likelihood: ``sqrt(mean z'Sz)``, with ``L`` its internal
     ``Lambda``. It does not depend on the units or the origin of its slope variables
     (the intercept's SD alone is that at slope variables of zero, which may lie far
-    from the data); with random intercepts only, it is their SD."""
+    from the data); with random intercepts only, it is their SD. Without the rows (a
+    fit by partitions, whose checks read per-level sums): ``|L|_F``, the same in the
+    internal basis, whose columns the fit centres and scales over the rows."""
+    if getattr(data, "factors", None) is None:
+        return float(np.sqrt(np.sum(np.asarray(L) ** 2)))
     use = data.weights > 0
     if not use.any():
         return 0.0

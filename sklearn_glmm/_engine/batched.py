@@ -118,6 +118,7 @@ class BatchedLaplace:
         beta = np.zeros((R, p))
         has_intercept = p > 0 and np.all(X[:, 0] == X[0, 0]) and X[0, 0] != 0
         wsum = np.sum(d.weights)
+        shift = 0.0  # (glm_start's window for the intercept)
         if has_intercept and wsum > 0:
             ybar = np.sum(self.Y * d.weights, axis=1) / wsum
             off = np.sum(d.weights * d.offset) / wsum
@@ -128,6 +129,7 @@ class BatchedLaplace:
                 pr = np.clip(ybar / tbar, 1e-8, 1 - 1e-8) if tbar > 0 else np.full(R, 0.5)
                 eta0 = fam.link.link(pr)
             beta[:, 0] = (eta0 - off) / X[0, 0]
+            shift = -off / X[0, 0]
         beta_start = beta.copy()
 
         def derivs(rows, b):
@@ -192,10 +194,12 @@ class BatchedLaplace:
         bad = ~np.all(np.isfinite(beta), axis=1)
         beta[bad], done[bad] = beta_start[bad], False
         lim = 15.0 / np.maximum(np.sqrt(np.mean(X**2, axis=0)), 1e-12)
-        hi = np.broadcast_to(lim, (R, p)).copy()
+        lo, hi = np.broadcast_to(-lim, (R, p)).copy(), np.broadcast_to(lim, (R, p)).copy()
+        if has_intercept:
+            lo[:, 0], hi[:, 0] = shift - lim[0], shift + lim[0]
         if has_intercept and not fam.has_trials:
-            hi[:, 0] = np.maximum(lim[0], beta_start[:, 0] + lim[0])
-        clipped = np.clip(beta, -lim, hi)
+            hi[:, 0] = np.maximum(hi[:, 0], beta_start[:, 0] + lim[0])
+        clipped = np.clip(beta, lo, hi)
         exact = done & np.all(clipped == beta, axis=1) & np.isfinite(ll_old)
         return clipped, np.where(exact, -2.0 * ll_old, np.nan)
 
