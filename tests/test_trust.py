@@ -1085,3 +1085,28 @@ def test_a_large_constant_in_the_offset_is_taken_by_the_intercept(family, shift)
     b, c = m.fixed_effects_["estimate"], ref.fixed_effects_["estimate"]
     assert b["x"] == pytest.approx(c["x"], abs=1e-5)
     assert b["(Intercept)"] == pytest.approx(c["(Intercept)"] - shift, abs=1e-4)
+
+
+def test_a_refit_in_the_dispersions_basin_is_taken_to_the_poisson_limit(monkeypatch):
+    # bootstrap refits check the limit model as a fit does (row-level random effects)
+    import dataclasses
+
+    from sklearn_glmm._engine import converge
+    from sklearn_glmm._simulate import _fit_and_check, _objective, _refit_setup
+
+    d = pd.read_csv(NB_LIMIT / "panel.csv")
+    X, groups = d[["x"]], pd.Series([f"o{i}" for i in range(len(d))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pois = PoissonGLMM().fit(X, d.y, groups=groups)
+        nb = NegBinGLMM().fit(X, d.y, groups=groups)
+        with monkeypatch.context() as m:  # the fit that stops in the dispersion's basin
+            m.setattr(converge, "row_level_effects", lambda data: False)
+            stuck = NegBinGLMM().fit(X, d.y, groups=groups)
+    assert stuck.loglik_ < pois.loglik_ - 1.0 <= nb.loglik_ - 1.0
+    res, bounds, diag_idx, H = _refit_setup(nb)
+    setup = (dataclasses.replace(res, params=stuck.fit_result_.params), bounds, diag_idx, H)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, record = _fit_and_check(nb, _objective(nb, d.y.to_numpy()), setup)
+    assert -0.5 * record.objective >= pois.loglik_ - 1e-5
