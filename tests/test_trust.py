@@ -1110,3 +1110,48 @@ def test_a_refit_in_the_dispersions_basin_is_taken_to_the_poisson_limit(monkeypa
         warnings.simplefilter("ignore")
         x, record = _fit_and_check(nb, _objective(nb, d.y.to_numpy()), setup)
     assert -0.5 * record.objective >= pois.loglik_ - 1e-5
+
+
+def _row_level_case(seed, slope):
+    rng = np.random.default_rng(seed)
+    G = rng.integers(8, 25)
+    m = rng.integers(3, 8) if slope else rng.integers(2, 8)
+    g = np.repeat(np.arange(G), m)
+    n = len(g)
+    x = rng.normal(size=n)
+    u = rng.normal(0, rng.uniform(0.3, 1.5), G)
+    if slope:
+        v = rng.normal(0, rng.uniform(0.1, 1), G)
+        y = rng.poisson(np.exp(0.3 + 0.5 * x + u[g] + v[g] * x))
+        y[(rng.random(G) < 0.3)[g]] = 0
+        y[rng.random(n) < 0.2] = 0
+    else:
+        y = rng.poisson(np.exp(0.5 + 0.5 * x + u[g]))
+        y[rng.random(n) < 0.4] = 0
+        y[(rng.random(G) < 0.2)[g]] = 0
+    return pd.DataFrame({"x": x}), y, g
+
+
+def test_a_zero_inflation_limit_is_left_for_the_optimum_beyond_it():
+    # 14 groups of 4 rows, (1 + x | g): the limit check held zero inflation on its bound
+    # and refitted from exactly there, where the flat side's gradient is nil: a converged
+    # plain Poisson fit 1.21 below glmmTMB's -90.95039 (zi logit -2.4166)
+    X, y, g = _row_level_case(303, slope=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM(random_effects="1 + x", zero_inflation=True).fit(X, y, groups=g)
+    assert m.converged_
+    assert m.loglik_ == pytest.approx(-90.95039, abs=1e-4)
+    assert m.zero_inflation_ == pytest.approx(1 / (1 + np.exp(2.4166)), abs=2e-3)
+
+
+def test_a_hurdles_positive_rows_count_for_its_limit_check():
+    # 14 groups of 3 rows, but the count part reads the 12 positive rows (at most two per
+    # group): the NB hurdle ended at a singular fit 0.229 below its own Poisson limit
+    X, y, g = _row_level_case(303, slope=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb = NegBinGLMM(hurdle=True).fit(X, y, groups=g)
+        po = PoissonGLMM(hurdle=True).fit(X, y, groups=g)
+    assert nb.converged_
+    assert nb.loglik_ >= po.loglik_ - 1e-6

@@ -305,27 +305,34 @@ def limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     """
     if not row_level_effects(obj.data):
         return x, fun
-    at_x, moved = obj.snapshot(), False
-    for k, side in _flat_sides(obj):
-        if _on_flat_bound(x, k, side, bounds):
+    at_x, x0, fun0 = obj.snapshot(), x, fun
+    for k, side in _flat_sides(obj):  # each limit from the fit's own point
+        if _on_flat_bound(x0, k, side, bounds):
             continue
         bound = _side_bound(k, side, bounds)
         if bound is None:
             continue
-        x1, held = _held(x, bounds, [(k, bound)])
+        x1, held = _held(x0, bounds, [(k, bound)])
         res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
         name = f"limit of parameter {k}"
         record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
-        if not res.fun < fun - 1e-6 or not np.all(np.isfinite(res.x)):
+        if not res.fun < fun0 - 1e-6 or not np.all(np.isfinite(res.x)):
             continue
-        full = _laplace_stage(obj, res.x, bounds, max_iter, tol, diag_idx)
+        # the full model from the limit's optimum with the parameter back where the fit
+        # had it: on its bound the gradient along a flat side is nil, and a run from
+        # there stays (a limit better than a fit that had not converged is not the
+        # optimum for that)
+        start = res.x.copy()
+        start[k] = x0[k]
+        full = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
         record.stages.append(("from the limit", float(full.fun), int(full.nit), str(full.message)))
-        x, fun = (full.x, float(full.fun)) if full.fun <= res.fun else (res.x, float(res.fun))
-        moved = True
-    if moved:
-        obj.evaluate(x)
-    else:
+        for cand, val in ((res.x, float(res.fun)), (full.x, float(full.fun))):
+            if val < fun and np.all(np.isfinite(cand)):
+                x, fun = cand, val
+    if x is x0:
         obj.restore(at_x)
+    else:
+        obj.evaluate(x)
     return x, fun
 
 
@@ -337,7 +344,11 @@ ROW_LEVEL_ROWS = 2.0
 def row_level_effects(data) -> bool:
     """Whether some grouping factor has at most :data:`ROW_LEVEL_ROWS` rows (in the
     likelihood) per random effect."""
-    n = float(np.count_nonzero(data.weights > 0))
+    use = data.weights > 0
+    eta_rows = getattr(data.family, "rows_reading_eta", None)
+    if eta_rows is not None:  # a hurdle's zeros do not read the random effects
+        use &= eta_rows(data.y)
+    n = float(np.count_nonzero(use))
     return any(n <= ROW_LEVEL_ROWS * f.n_levels * f.q for f in data.factors)
 
 

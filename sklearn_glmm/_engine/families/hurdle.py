@@ -386,6 +386,12 @@ class Hurdle(Truncated):
         self.long_name = "hurdle " + base.long_name
         self.blocks = tuple(base.blocks) + (HURDLE_ZERO,)
 
+    @staticmethod
+    def rows_reading_eta(y):
+        """The rows whose log-density reads the linear predictor (and with it the random
+        effects): the positive counts; a zero's is ``log pi`` alone."""
+        return np.asarray(y) > 0
+
     def sentence_name(self) -> str:
         return "hurdle " + self.base.sentence_name()
 
