@@ -1155,3 +1155,31 @@ def test_a_hurdles_positive_rows_count_for_its_limit_check():
         po = PoissonGLMM(hurdle=True).fit(X, y, groups=g)
     assert nb.converged_
     assert nb.loglik_ >= po.loglik_ - 1e-6
+
+
+def test_both_flat_sides_limits_are_tried_from_the_fit():
+    # ZINB, diag(1 + x), 3 rows per group: the theta limit moved the fit onto its bound and
+    # the zero-inflation limit was then skipped; converged at the ZIP value, 0.125 below
+    # the NB fit without zero inflation (a point of this model; glmmTMB: -90.81943)
+    rng = np.random.default_rng(403)
+    G, m = rng.integers(5, 20), rng.integers(2, 8)
+    g = np.repeat(np.arange(G), m)
+    n = len(g)
+    x = rng.normal(size=n)
+    u = rng.normal(0, rng.uniform(0.2, 1.5), G)
+    v = rng.normal(0, rng.uniform(0.05, 0.8), G)
+    mu = np.exp(0.3 + 0.5 * x + u[g] + v[g] * x)
+    th = rng.uniform(0.5, 8)
+    y = rng.negative_binomial(th, th / (th + mu))
+    if rng.random() < 0.5:
+        y[(rng.random(G) < 0.25)[g]] = 0
+    if rng.random() < 0.5:
+        y[rng.random(n) < 0.2] = 0
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zinb = NegBinGLMM(random_effects="diag(1 + x)", zero_inflation=True).fit(X, y, groups=g)
+        nb = NegBinGLMM(random_effects="diag(1 + x)").fit(X, y, groups=g)
+    assert zinb.converged_
+    assert nb.loglik_ == pytest.approx(-90.81943, abs=1e-4)
+    assert zinb.loglik_ >= nb.loglik_ - 1e-6
