@@ -1183,3 +1183,27 @@ def test_both_flat_sides_limits_are_tried_from_the_fit():
     assert zinb.converged_
     assert nb.loglik_ == pytest.approx(-90.81943, abs=1e-4)
     assert zinb.loglik_ >= nb.loglik_ - 1e-6
+
+
+@pytest.mark.parametrize("seed", [1105, 1106, 1107])
+def test_a_dispersion_formula_on_poisson_counts_converges_at_the_limit(seed):
+    # every row's theta past the flat side: the whole dispersion block runs along the
+    # ridge to the Poisson model, and the checks are made off it (the Hessian there read a
+    # saddle point, or the gradient along the ridge failed the test: not converged)
+    rng = np.random.default_rng(seed)
+    G, m = rng.integers(15, 40), rng.integers(1, 4)
+    g = np.repeat(np.arange(G), m)
+    n = len(g)
+    x, z = rng.normal(size=n), rng.binomial(1, 0.5, n)
+    u = rng.normal(0, rng.uniform(0.2, 1.0), G)
+    y = rng.poisson(np.exp(0.8 + 0.5 * x + u[g]))
+    X = pd.DataFrame({"x": x, "z": z})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb = NegBinGLMM(dispersion="1 + z").fit(X, y, groups=g)
+        po = PoissonGLMM().fit(X, y, groups=g)
+    assert nb.converged_
+    assert nb.loglik_ == pytest.approx(po.loglik_, abs=1e-3)
+    se = nb.fixed_effects_["std_error"]
+    assert np.all(np.isfinite(se))  # the model at the ridge's end: the Poisson model's
+    np.testing.assert_allclose(se, po.fixed_effects_["std_error"], rtol=0.02)
