@@ -1065,6 +1065,25 @@ def test_the_dispersion_test_holds_its_level_for_an_ordinal_model():
     assert np.mean(ratios) == pytest.approx(1.0, abs=0.03)
 
 
+def _offset_panel(seed, sd, offset_in_latent, burn=False):
+    """40 groups of 10 ordinal answers (3 cut points) with a log-exposure offset ``lh``;
+    ``burn``: count draws first (the random stream of the data set first found)."""
+    rng = np.random.default_rng(seed)
+    G, n = 40, 10
+    g = np.repeat(np.arange(G), n)
+    N = G * n
+    b0 = rng.normal(0, sd, G)
+    x = rng.normal(size=N)
+    lh = np.log(rng.uniform(0.5, 5, N))
+    if burn:
+        mu = np.exp(0.3 + b0[g] + 0.3 * x + lh)
+        rng.negative_binomial(2, 2 / (2 + mu))
+        rng.poisson(mu)
+    latent = b0[g] + 0.5 * x + offset_in_latent * lh + rng.logistic(size=N)
+    r = np.digitize(latent, [-1, 0.5, 1.5])
+    return pd.DataFrame(dict(r=pd.Categorical(r, ordered=True), x=x, g=g, lh=lh))
+
+
 def test_a_constant_added_to_the_offset_only_moves_the_thresholds():
     # log exposure in other units: the same model. From the start the threshold
     # guesses give, the optimiser once stopped far from the optimum and the Newton
@@ -1072,19 +1091,7 @@ def test_a_constant_added_to_the_offset_only_moves_the_thresholds():
     # optimum; a zero the polish makes is now probed as the main stage's end is
     from sklearn_glmm.formula import clmm
 
-    rng = np.random.default_rng(21)
-    G, n = 40, 10
-    g = np.repeat(np.arange(G), n)
-    N = G * n
-    b0 = rng.normal(0, 0.6, G)
-    x = rng.normal(size=N)
-    lh = np.log(rng.uniform(0.5, 5, N))
-    t = np.tile(np.arange(n), G).astype(float)
-    mu = np.exp(0.3 + b0[g] + 0.3 * x + lh + 0.0 * t)
-    rng.negative_binomial(2, 2 / (2 + mu))  # (the stream of the data set first found)
-    rng.poisson(mu)
-    r = np.digitize(b0[g] + 0.5 * x + rng.logistic(size=N), [-1, 0.5, 1.5])
-    d = pd.DataFrame(dict(r=pd.Categorical(r, ordered=True), x=x, g=g, lh=lh))
+    d = _offset_panel(21, 0.6, 0.0, burn=True)
     fits = []
     for shift in (0.0, -10.0, 30.0):
         with warnings.catch_warnings():
@@ -1106,15 +1113,7 @@ def test_the_thresholds_start_from_the_offsets_centre(shift):
     # units short (not converged)
     from sklearn_glmm.formula import clmm
 
-    rng = np.random.default_rng(300)
-    G, n = 40, 10
-    g = np.repeat(np.arange(G), n)
-    N = G * n
-    b0 = rng.normal(0, 0.7, G)
-    x = rng.normal(size=N)
-    lh = np.log(rng.uniform(0.5, 5, N))
-    r = np.digitize(b0[g] + 0.5 * x + 0.5 * lh + rng.logistic(size=N), [-1, 0.5, 1.5])
-    d = pd.DataFrame(dict(r=pd.Categorical(r, ordered=True), x=x, g=g, lh=lh))
+    d = _offset_panel(300, 0.7, 0.5)
     ref = clmm("r ~ x + offset(lh) + (1 | g)", d)
     m = clmm("r ~ x + offset(lh) + (1 | g)", d.assign(lh=d.lh + shift))
     assert m.converged_
