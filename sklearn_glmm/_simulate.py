@@ -25,7 +25,7 @@ from sklearn.utils import check_random_state
 
 from ._config import with_config
 from ._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
-from ._engine.converge import GRAD_TOL, at_bound, check_optimum, limit_bounds
+from ._engine.converge import GRAD_TOL, at_bound, bound_from_start, check_optimum, limit_bounds
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
 from ._engine.optimize import (
     _SUBSAMPLE_ROWS,
@@ -128,9 +128,13 @@ def _fit_and_check(est, obj, setup):
     x, record = fit_objective(obj, res.params.copy(), bounds, est.max_iter, est.tol, diag_idx)
     if record.converged and np.all(np.isfinite(x)):
         # a family parameter's limit model, as a fit's checks read it where random
-        # effects of one or two rows each can take what the parameter takes
+        # effects of one or two rows each can take what the parameter takes, and where
+        # the fit ends on it (a family that is not log-concave)
         with np.errstate(all="ignore"):
             x, record.objective = limit_bounds(
+                obj, x, record.objective, bounds, est.max_iter, est.tol, diag_idx, record
+            )
+            x, record.objective = bound_from_start(
                 obj, x, record.objective, bounds, est.max_iter, est.tol, diag_idx, record
             )
         record.final = x

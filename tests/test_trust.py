@@ -1185,6 +1185,29 @@ def test_both_flat_sides_limits_are_tried_from_the_fit():
     assert zinb.loglik_ >= nb.loglik_ - 1e-6
 
 
+def test_a_zinb_ending_at_theta_inf_reaches_the_zip_optimum():
+    # zero inflation ~ 1 + w, 8 groups of 6 rows: theta ran to its bound along a path that
+    # ended in a lower basin of the (ZIP) Laplace objective there, converged 0.084 below
+    # the ZIP fit of the same model, which the ZINB nests
+    rng = np.random.default_rng(300)
+    G, m = rng.integers(8, 25), rng.integers(2, 8)
+    g = np.repeat(np.arange(G), m)
+    n = len(g)
+    x, w = rng.normal(size=n), rng.normal(size=n)
+    u = rng.normal(0, rng.uniform(0.3, 1.5), G)
+    y = rng.poisson(np.exp(0.3 + 0.5 * x + u[g]))
+    y[rng.random(n) < 1 / (1 + np.exp(-(-0.5 + 1.5 * w)))] = 0
+    y[(rng.random(G) < 0.3)[g]] = 0
+    X = pd.DataFrame({"x": x, "w": w})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zinb = NegBinGLMM(random_effects="1", zero_inflation="1 + w").fit(X, y, groups=g)
+        zip_ = PoissonGLMM(random_effects="1", zero_inflation="1 + w").fit(X, y, groups=g)
+    assert zip_.converged_ and zinb.converged_
+    assert zinb.loglik_ >= zip_.loglik_ - 1e-6
+    np.testing.assert_allclose(zinb.coef_, zip_.coef_, atol=1e-3)
+
+
 @pytest.mark.parametrize("seed", [1105, 1106, 1107])
 def test_a_dispersion_formula_on_poisson_counts_converges_at_the_limit(seed):
     # every row's theta past the flat side: the whole dispersion block runs along the
