@@ -382,6 +382,38 @@ class FitResult:
             return missing
         return missing & ~at_bound(self.params, self.bounds)
 
+    def delta_covariance(self, G: np.ndarray, diagonal: bool = False) -> np.ndarray:
+        """Covariance ``G V G'`` of functions of the parameters whose gradients (internal
+        scale) are the rows of ``G`` (``diagonal``: only its diagonal, the variances).
+
+        Parameters on a bound (a zero variance) are held there. A function that moves
+        with a parameter without a variance off its bounds (:meth:`undetermined`) has NaN
+        rows and columns, except, for a fit with separated fixed effects, a function
+        whose gradient is orthogonal to the separating directions (a linear predictor of
+        rows that are not separated, a mean over them): it is determined by the limit
+        model, and its variance is that model's (``FitRecord.limit_covariance``).
+        """
+        V = self.vcov
+        bad = np.any(G[:, ~np.isfinite(np.diag(V))] != 0, axis=1)
+        limit = getattr(self.record, "limit_covariance", None)
+        fine = np.zeros(len(G), dtype=bool)
+        if bad.any() and limit is not None:
+            Vl, F = limit
+            held = ~np.isfinite(np.diag(Vl))  # on a bound: held as in V
+            along = np.max(np.abs(G @ (F / np.linalg.norm(F, axis=0))), axis=1, initial=0.0)
+            fine = bad & (along <= _ORTHOGONAL * np.linalg.norm(G, axis=1))
+            fine &= ~np.any(G[:, held] != 0, axis=1)
+            bad &= ~fine
+        out = _quadratic(G, V, diagonal)
+        if fine.any():
+            lim = _quadratic(G, Vl, diagonal)
+            out = np.where(fine if diagonal else np.outer(fine, fine), lim, out)
+        if diagonal:
+            return np.where(bad, np.nan, out)
+        out[bad, :] = np.nan
+        out[:, bad] = np.nan
+        return out
+
     @cached_property
     def vcov_fixed(self):
         """Covariance of the estimated fixed effects in the user's units (a DataFrame)."""
@@ -389,6 +421,17 @@ class FitResult:
 
         return vcov_fixed(self.arrays)
 
+
+def _quadratic(G, V, diagonal):
+    """``G V G'`` (or its diagonal) over the parameters with a variance in ``V``."""
+    act = np.isfinite(np.diag(V))
+    Ga, Va = G[:, act], V[np.ix_(act, act)]
+    return np.einsum("ni,ij,nj->n", Ga, Va, Ga) if diagonal else Ga @ Va @ Ga.T
+
+
+# a gradient whose component along each separating direction is at most this fraction
+# of its length is orthogonal to them (finite differences of the delta method: ~1e-10)
+_ORTHOGONAL = 1e-6
 
 _OBJECTIVE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()

@@ -301,7 +301,12 @@ def known_group_variance(res, Xa, rows_z, codes, vcov: str = "full") -> np.ndarr
             p = g.shape[1]
             out[rows] = np.einsum("ni,ij,nj->n", g, Va[:p, :p], g) + cond
         else:
-            out[rows] = np.einsum("ni,ij,nj->n", G, Va, G) + cond
+            v = np.einsum("ni,ij,nj->n", G, Va, G)
+            lost = ~np.isfinite(v)
+            if lost.any() and getattr(res.record, "limit_covariance", None) is not None:
+                # a separated fit: rows the limit model determines (FitResult's rule)
+                v[lost] = res.delta_covariance(G[lost], diagonal=True)
+            out[rows] = v + cond
     return out
 
 

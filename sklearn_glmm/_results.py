@@ -670,6 +670,12 @@ def _covariance_off(record, x, bounds, full, flat_only=False):
     if flat or negative:
         return
     Vf = N @ inv @ N.T
+    if flat_only:
+        # a function whose gradient is orthogonal to F (the linear predictor of rows that
+        # are not separated) has this variance in the limit model
+        whole = np.full_like(V, np.nan)
+        whole[np.ix_(free, free)] = 2.0 * Vf
+        record.limit_covariance = (whole, full)
     moving = np.any(np.abs(Ff) > 1e-8 * np.max(np.abs(Ff)), axis=1)
     Vf[moving, :] = np.nan
     Vf[:, moving] = np.nan

@@ -80,9 +80,7 @@ def _delta(est, fun):
         e = np.zeros(len(x))
         e[k] = h
         G[:, k] = (np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * h)
-    Va = V[np.ix_(active, active)]
-    cov = G[:, active] @ Va @ G[:, active].T
-    return f0, _without_undetermined(cov, G[:, ~active] != 0)
+    return f0, res.delta_covariance(G)
 
 
 def _without_undetermined(cov, moved):
@@ -172,9 +170,15 @@ def predict_interval(
     # re.form = NA), its fit as its standard error
     eta, var = est._linear_predictor(X, groups, off, population, known_groups=include_random)
     groups = groups_from_X if groups is None else groups
-    D = est.fit_result_.fixed_design(Xa)
-    Vb = est.fit_result_.vcov_fixed.to_numpy()
-    v_eta = np.einsum("ni,ij,nj->n", D, Vb, D)
+    res = est.fit_result_
+    D = res.fixed_design(Xa)
+    v_eta = np.einsum("ni,ij,nj->n", D, res.vcov_fixed.to_numpy(), D)
+    if not np.all(np.isfinite(v_eta)) and getattr(res.record, "limit_covariance", None) is not None:
+        # a separated fit: rows whose linear predictor the limit model determines
+        lost = np.flatnonzero(~np.isfinite(v_eta))
+        G = np.zeros((len(lost), len(res.params)))
+        G[:, : D.shape[1]] = D[lost] @ res.beta_jacobian()
+        v_eta[lost] = res.delta_covariance(G, diagonal=True)
     known = None
     if include_random and est.fit_result_.factors and groups is not None:
         v_eta, known = _known_group_variance(est, Xa, groups, v_eta)

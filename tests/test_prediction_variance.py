@@ -453,3 +453,39 @@ def test_means_beyond_float64_are_inf_with_nan_se(family):
         tab = est.predict_interval(Xn, groups=[0, 0])
     assert np.isfinite(tab["se"].iloc[0]) and tab["se"].iloc[0] > 0
     assert tab["fit"].iloc[1] == np.inf and np.isnan(tab["se"].iloc[1])
+
+
+SEPARATION = Path(__file__).parent / "fixtures" / "separation_predict"
+
+
+def test_a_separated_fit_predicts_its_identified_rows():
+    # every g3 == "hi" row has y = 1: intercept and g3lo run apart and have no standard
+    # errors, but intercept + g3lo (the g3 == "lo" rows' linear predictor) is determined;
+    # its standard errors were NaN for every row (glmmTMB: 0.26, 0.25, 0.31)
+    d = pd.read_csv(SEPARATION / "data.csv")
+    ref = json.loads((SEPARATION / "predict.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("y ~ x + g3 + (1 | school)", d, family="binomial")
+    assert m.loglik_ == pytest.approx(ref["loglik"][0], abs=1e-3)
+    assert np.isnan(m.fixed_effects_.loc["g3lo", "std_error"])
+    rows = d.iloc[ref["rows"]]
+    lo = np.arange(3)  # the "lo" rows; the last two are separated
+    cases = [
+        ({"scale": "link", "re_form": "NA"}, "population_link"),
+        ({"scale": "response", "re_form": "NA"}, "population_response"),
+        ({"scale": "link"}, "conditional_link"),
+    ]
+    for kwargs, key in cases:
+        with pytest.warns(UserWarning, match="2 of 5 rows"):
+            table = m.predict_interval(rows, **kwargs)
+        np.testing.assert_allclose(table["fit"].to_numpy()[lo], ref[key][:3], rtol=1e-4)
+        np.testing.assert_allclose(table["se"].to_numpy()[lo], ref[key + "_se"][:3], rtol=1e-3)
+        assert table["se"].iloc[3:].isna().all()
+    means = m.marginal_means(rows)
+    np.testing.assert_allclose(
+        means["conditional_se"].to_numpy()[lo], ref["population_response_se"][:3], rtol=1e-3
+    )
+    assert means["conditional_se"].iloc[3:].isna().all()
+    diff = m.contrast(rows.iloc[[0]], rows.iloc[[1]])
+    assert np.all(np.isfinite(diff["se"])) and np.all(diff["se"] > 0)

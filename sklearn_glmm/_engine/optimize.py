@@ -57,6 +57,9 @@ class FitRecord:
     competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
     hessian: np.ndarray = field(default=None, repr=False)
     covariance: np.ndarray = field(default=None, repr=False)
+    # a separated fit's limit model: (its covariance on the complement of the
+    # separating directions, without NaN, and those directions as columns)
+    limit_covariance: tuple = field(default=None, repr=False)
     seconds: float = 0.0
     stages: list = field(default_factory=list)
 
