@@ -35,6 +35,7 @@ from ._engine.optimize import (
     single_threaded_blas,
     starting_point,
 )
+from ._engine.refit import whitened_refit, whitening
 from ._fit_result import fitted_n_agq
 from ._progress import Progress
 from ._results import fitted_eta
@@ -125,7 +126,13 @@ def _fit_and_check(est, obj, setup):
     evaluation.
     """
     res, bounds, diag_idx, H = setup
-    x, record = fit_objective(obj, res.params.copy(), bounds, est.max_iter, est.tol, diag_idx)
+    A = None
+    if _n_agq(est) == 1 and getattr(res.record, "hessian_pd", False):
+        A = whitening(obj.data, res.params, H, bounds)
+    if A is not None:  # on coordinates whitened by the fitted Hessian (_engine.refit)
+        x, record = whitened_refit(obj, res.params, A, bounds, est.max_iter, est.tol, diag_idx)
+    else:
+        x, record = fit_objective(obj, res.params.copy(), bounds, est.max_iter, est.tol, diag_idx)
     if record.converged and np.all(np.isfinite(x)):
         # a family parameter's limit model, as a fit's checks read it where random
         # effects of one or two rows each can take what the parameter takes, and where

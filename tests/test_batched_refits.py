@@ -223,18 +223,22 @@ def test_a_refit_stopped_away_from_its_optimum_is_not_converged(monkeypatch):
     import sklearn_glmm._simulate as sim
 
     est = _data("pois_slope")
-    real = sim.fit_objective
 
-    def stops_early(obj, x0, bounds, max_iter, tol, diag_idx):
-        x, rec = real(obj, x0, bounds, max_iter, tol, diag_idx)
-        x = x.copy()
-        x[0] += 0.05  # the intercept moved off the optimum, the record still "converged"
-        rec.objective = obj.evaluate(x)
-        return x, rec
+    def stops_early(real):
+        def run(obj, *args):
+            x, rec = real(obj, *args)
+            x = x.copy()
+            x[0] += 0.05  # the intercept moved off the optimum, the record still "converged"
+            rec.objective = obj.evaluate(x)
+            return x, rec
+
+        return run
 
     y = simulate_response(est, 1, np.random.default_rng(9))[:, 0]
     x_true, rec_true = refit(est, y)
-    monkeypatch.setattr(sim, "fit_objective", stops_early)
+    # (a refit from the fitted point runs on whitened coordinates, else the ordinary way)
+    monkeypatch.setattr(sim, "fit_objective", stops_early(sim.fit_objective))
+    monkeypatch.setattr(sim, "whitened_refit", stops_early(sim.whitened_refit))
     # the check catches it, and the refit is resumed (rescaled) to the optimum
     x, rec = refit(est, y)
     assert rec.stages[-1][0] == "rescaled restart" and rec.converged
