@@ -125,10 +125,28 @@ class Study:
         return None if self.offset_name is None else self.columns[self.offset_name]
 
 
+def _design_rows(out):
+    """``(X, groups)`` of a design's return value, or a clear error."""
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], pd.DataFrame)):
+        got = type(out).__name__ + (f" of length {len(out)}" if isinstance(out, tuple) else "")
+        raise TypeError(
+            "design(n_groups, n_per_group, rng) must return a pair (X, groups): a DataFrame "
+            f"with the model's columns and one group label per row; it returned a {got}. "
+            "A DataFrame with an id column: return (df.drop(columns='id'), df['id'])."
+        )
+    X, groups = out
+    if len(groups) != len(X):
+        raise ValueError(
+            f"design(...) returned {len(X)} rows of X and {len(groups)} group labels; "
+            "give one group label per row."
+        )
+    return X, np.asarray(groups)
+
+
 def draw_study(spec, design, n_groups, n_per_group, seed) -> Study:
     """The rows of one study (``design``) and its outcomes drawn from ``spec``."""
     rng = np.random.default_rng(seed)
-    X, groups = design(n_groups, n_per_group, rng)
+    X, groups = _design_rows(design(n_groups, n_per_group, rng))
     term = spec.term
     needed = list(
         dict.fromkeys(

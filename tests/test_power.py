@@ -286,6 +286,22 @@ def test_design_missing_columns(spec):
         power_curve(spec, "treatment", design=bad, n_sim=1)
 
 
+def test_a_design_returning_one_data_frame_is_told_what_to_return(spec):
+    def one_frame(n_groups, n_per_group, rng):
+        X, ids = longitudinal_design(n_groups, n_per_group, rng)
+        return X.assign(id=ids)
+
+    with pytest.raises(TypeError, match=r"must return a pair \(X, groups\).*DataFrame"):
+        power_curve(spec, "treatment", design=one_frame, n_sim=1)
+
+    def short_groups(n_groups, n_per_group, rng):
+        X, ids = longitudinal_design(n_groups, n_per_group, rng)
+        return X, ids[:-1]
+
+    with pytest.raises(ValueError, match="one group label per row"):
+        power_curve(spec, "treatment", design=short_groups, n_sim=1)
+
+
 def test_binomial_trials(spec):
     s = GLMMSpec(
         BinomialGLMM(random_effects="1"),
