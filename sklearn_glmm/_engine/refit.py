@@ -4,10 +4,11 @@ A parametric bootstrap refits the model to outcomes simulated from the fit, star
 from the fitted parameters ``x0``, whose Hessian ``H`` (of the objective, -2 log L) is
 known. On ``z`` with ``x = x0 + A z`` and ``A' H A = I`` (``A = L^-T``, ``H = L L'``)
 the replicate's objective has a Hessian near the identity: L-BFGS-B's first step is
-the Newton step with the fitted curvature, and its later steps correct the small
-difference. On the app-logins random-slope bootstrap this takes 27 % fewer
-evaluations than the run on the diagonally scaled parameters (12.6 -> 9.2 per
-replicate), to optima equal within L-BFGS-B's tolerance (objectives within 1e-6 of each
+the Newton step with the fitted curvature (``z`` is also scaled by the length of the
+first gradient, as L-BFGS-B's first step has unit length), and its later steps correct
+the small difference. On the app-logins random-slope bootstrap this takes 35 % fewer
+evaluations than the run on the diagonally scaled parameters (12.6 -> 8.2 per
+replicate), to optima equal within L-BFGS-B's tolerance (objectives within 2e-6 of each
 other, neither path systematically lower, on 300 replicates).
 
 The whitened run has no bounds: a mixed coordinate cannot keep a box. That is exact
@@ -93,8 +94,14 @@ def whitened_refit(obj, x0, A, bounds, max_iter, tol, diag_idx):
         return val, A.T @ g
 
     n = len(x0)
-    back = np.linalg.inv(A.T)  # g = A^-T g_z
     with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # L-BFGS-B's first step has unit length: on z scaled by the first gradient's
+        # length it is the whole Newton step (the gradient at x0 is the run's own first
+        # evaluation, remembered by the objective)
+        size = float(np.linalg.norm(A.T @ obj.value_and_grad(x0)[1]))
+        if np.isfinite(size) and size > 0.0:
+            A = A * size
+        back = np.linalg.inv(A.T)  # g = A^-T g_z
         # |g|_inf <= |A^-T|_inf |g_z|_inf: the bounded run's criterion on the gradient
         gtol = 1e-6 / float(np.max(np.sum(np.abs(back), axis=1)))
         res = minimize_lbfgsb(fun_z, np.zeros(n), [(None, None)] * n, max_iter, tol, gtol, 20)
