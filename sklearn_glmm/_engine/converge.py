@@ -310,34 +310,50 @@ def limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     if not row_level_effects(obj.data):
         return x, fun
     at_x, x0, fun0 = obj.snapshot(), x, fun
+    stage_args = (bounds, max_iter, tol, diag_idx, record)
     for k, side in _flat_sides(obj):  # each limit from the fit's own point
         if _on_flat_bound(x0, k, side, bounds):
             continue
         bound = _side_bound(k, side, bounds)
         if bound is None:
             continue
-        x1, held = _held(x0, bounds, [(k, bound)])
-        res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
-        name = f"limit of parameter {k}"
-        record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
-        if not res.fun < fun0 - 1e-6 or not np.all(np.isfinite(res.x)):
-            continue
         # the full model from the limit's optimum with the parameter back where the fit
         # had it: on its bound the gradient along a flat side is nil, and a run from
         # there stays (a limit better than a fit that had not converged is not the
         # optimum for that)
-        start = res.x.copy()
-        start[k] = x0[k]
-        full = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
-        record.stages.append(("from the limit", float(full.fun), int(full.nit), str(full.message)))
-        for cand, val in ((res.x, float(res.fun)), (full.x, float(full.fun))):
-            if val < fun and np.all(np.isfinite(cand)):
-                x, fun = cand, val
+        names = (f"limit of parameter {k}", "from the limit")
+        x, fun = _via_nested(obj, x0, k, bound, x0[k], fun0, (x, fun), names, stage_args)
+    return _settled(obj, at_x, x0, x), fun
+
+
+def _via_nested(obj, origin, k, bound, back, fun0, best, names, stage_args):
+    """The best of ``best`` (``(x, fun)``), the nested model with parameter ``k`` held at
+    ``bound`` fitted from ``origin``, and, where that is below ``fun0``, the full model
+    fitted from its optimum with the parameter at ``back`` (stages ``names``)."""
+    bounds, max_iter, tol, diag_idx, record = stage_args
+    x1, held = _held(origin, bounds, [(k, bound)])
+    res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
+    record.stages.append((names[0], float(res.fun), int(res.nit), str(res.message)))
+    if not res.fun < fun0 - 1e-6 or not np.all(np.isfinite(res.x)):
+        return best
+    start = res.x.copy()
+    start[k] = back
+    full = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
+    record.stages.append((names[1], float(full.fun), int(full.nit), str(full.message)))
+    x, fun = best
+    for cand, val in ((res.x, float(res.fun)), (full.x, float(full.fun))):
+        if val < fun and np.all(np.isfinite(cand)):
+            x, fun = cand, val
+    return x, fun
+
+
+def _settled(obj, at_x, x0, x):
+    """``x``, the objective's state put back at ``x0``'s (``at_x``) when it is ``x0``."""
     if x is x0:
         obj.restore(at_x)
     else:
         obj.evaluate(x)
-    return x, fun
+    return x
 
 
 def bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
@@ -358,28 +374,15 @@ def bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     if obj.data.family.log_concave or record.initial is None:
         return x, fun
     at_x, x0, fun0 = obj.snapshot(), x, fun
+    stage_args = (bounds, max_iter, tol, diag_idx, record)
     for k, side in _flat_sides(obj):
         on_bound = _on_flat_bound(x0, k, side, bounds)
         if not on_bound or _on_flat_bound(record.initial, k, side, bounds):
             continue  # (a start on the bound: the path was the nested model's own)
-        x1, held = _held(record.initial, bounds, [(k, x0[k])])
-        res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
-        name = f"bound of parameter {k} from the start"
-        record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
-        if not res.fun < fun0 - 1e-6 or not np.all(np.isfinite(res.x)):
-            continue
-        start = res.x.copy()
-        start[k] = record.initial[k]
-        full = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
-        record.stages.append(("from the bound", float(full.fun), int(full.nit), str(full.message)))
-        for cand, val in ((res.x, float(res.fun)), (full.x, float(full.fun))):
-            if val < fun and np.all(np.isfinite(cand)):
-                x, fun = cand, val
-    if x is x0:
-        obj.restore(at_x)
-    else:
-        obj.evaluate(x)
-    return x, fun
+        names = (f"bound of parameter {k} from the start", "from the bound")
+        start = record.initial
+        x, fun = _via_nested(obj, start, k, x0[k], start[k], fun0, (x, fun), names, stage_args)
+    return _settled(obj, at_x, x0, x), fun
 
 
 # rows per random effect (a factor's rows over its levels times its effects per level)
