@@ -218,3 +218,30 @@ def test_a_structure_whose_tiny_sd_needs_a_negative_correlation():
     (cov,) = est.random_effects_cov_.values()
     assert np.sqrt(cov.iloc[0, 0]) == pytest.approx(8.06e-4, rel=2e-2)
     assert cov.iloc[0, 1] / cov.iloc[0, 0] < -0.99
+
+
+@pytest.mark.parametrize("log_mean", [20.7, 23.0])
+def test_counts_of_a_billion_with_a_tiny_sd_reach_the_brute_force_optimum(log_mean):
+    # counts of 1e9 and 1e10 with an SD of 1e-4: the modes' Newton decrement stopped at
+    # ~1e-19, the rounding floor of y - mu there, every search at the optimum failed, and
+    # the fit ended 14-16 log-likelihood units short (ConvergenceWarning; glmmTMB: -5343.41
+    # and -5895.45)
+    rng = np.random.default_rng(7)
+    g = np.repeat(np.arange(30), 15)
+    x = rng.normal(size=len(g))
+    b = rng.normal(0, 1e-4, 30)
+    y = rng.poisson(np.exp(log_mean + 0.1 * x + b[g])).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = PoissonGLMM(random_effects="1").fit(pd.DataFrame({"x": x}), y, groups=g)
+    assert est.converged_
+    data = truth.GLMMData(np.column_stack([np.ones(len(g)), x]), y, g, "poisson")
+    params = {"beta": np.r_[est.intercept_, est.coef_], "sigma": _sd(est)}
+    # (1e-3: each row's log-density is a difference of terms of 2e10, rounded to ~1e-5)
+    assert truth.laplace_loglik(params, data) == pytest.approx(est.loglik_, abs=1e-3)
+    near = truth.best_nearby(
+        lambda v: truth.laplace_loglik(truth.unpack(v, data), data),
+        truth.pack(params, data),
+        max_evaluations=300,
+    )
+    assert near.value < est.loglik_ + 1e-3

@@ -91,6 +91,21 @@ def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     return bool(np.all(dec < 1e-22 * np.abs(obj)))
 
 
+# a search whose largest Newton decrement is below this and stops falling (by at least
+# a factor 4, twice in a row) is at the rounding floor of its derivatives: Newton's
+# quadratic convergence would take a decrement of 1e-12 below 1e-20 in one step. Counts
+# of 1e9 and more put it there: ``d1 = y - mu`` carries the rounding of ``eta`` times
+# ``mu`` (a decrement of ~1e-19 at 1e9 that no step reduces), and the search would
+# otherwise fail however close its modes are.
+_FLOOR_DEC = 1e-12
+
+
+def _stalled(top: float, prev: float | None, stalls: int) -> int:
+    """The count of successive Newton steps that left the largest decrement ``top`` at
+    the rounding floor (:data:`_FLOOR_DEC`; ``prev`` the previous step's)."""
+    return stalls + 1 if prev is not None and 0.25 * prev <= top <= _FLOOR_DEC else 0
+
+
 def _per_row(v, n: int) -> np.ndarray:
     """``v`` (a number: the same for every row) as a contiguous float array of ``n``
     values, for the compiled kernel: ``v`` itself when it is one."""
@@ -169,6 +184,7 @@ class ModeSearch:
         der, ll, obj, total = self._at_modes(a_vals, eta_fix, extra, u)
         units = self.n_units
         converged = False
+        prev, stalls = None, 0
         for _it in range(self.pirls_max_iter):
             grad = self._Atv(a_vals, der.d1) - u
             exact = self._factorize(a_vals, der.w)
@@ -176,7 +192,9 @@ class ModeSearch:
             dec = self._u_sum(grad * step)
             if not np.all(np.isfinite(dec)):
                 raise NotPositiveDefinite("non-finite Newton step")
-            if _modes_found(dec, obj) or np.abs(step).max() < 1e-11:
+            top = float(dec.max())
+            stalls, prev = _stalled(top, prev, stalls), top
+            if _modes_found(dec, obj) or np.abs(step).max() < 1e-11 or stalls >= 2:
                 converged = True
                 if not exact:  # the mode's own Hessian must be positive definite
                     self.solver.factorize(a_vals, der.w)
@@ -536,6 +554,7 @@ class ModeSearch:
         # a log-concave family has w >= 0: h >= 1 needs no check
         concave = getattr(self.data.family, "log_concave", False)
         exact = True
+        prev, stalls = None, 0
         for _it in range(self.pirls_max_iter):
             h = 1.0 + g.sum(der.w * a2)
             if not concave:
@@ -548,7 +567,11 @@ class ModeSearch:
                 raise NotPositiveDefinite("non-finite Newton step")
             dec = step * step * h
             top = dec.max()
+            stalls, prev = _stalled(top, prev, stalls), top
             if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj, top)):
+                converged = True
+                break
+            if stalls >= 2:  # at the rounding floor (see _FLOOR_DEC)
                 converged = True
                 break
             # the trials need only the step: the current point's per-row arrays go first
