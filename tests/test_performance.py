@@ -413,6 +413,24 @@ def agg():
     plt.close("all")
 
 
+def test_the_verdicts_say_how_the_checks_hold_their_level_in_mixed_models():
+    # a Poisson mixed model's data, fitted by it: "No overdispersion detected." is the
+    # verdict almost always (residuals at the modes) and "probable zero-inflation" often
+    # (zeros at the modes' means); the verdicts say so, a fit without random effects not
+    rng = np.random.default_rng(1011)
+    g = np.repeat(np.arange(100), 5)
+    X = pd.DataFrame({"x": rng.normal(size=len(g))})
+    y = rng.poisson(np.exp(0.3 + rng.normal(0, 0.7, 100)[g]))
+    mixed = PoissonGLMM().fit(X, y, groups=g)
+    od = P.check_overdispersion(mixed)
+    assert od["dispersion_ratio"].iloc[0] < 0.95 and od.detected is False
+    assert "conservative" in repr(od) and "test_dispersion()" in repr(od)
+    zi = P.check_zeroinflation(mixed)
+    assert zi.detected and "also flags data without zero inflation" in repr(zi)
+    glm = PoissonGLMM(random_effects=None).fit(X, y)
+    assert "conservative" not in repr(P.check_overdispersion(glm))
+
+
 def _titles(fig) -> list[str]:
     return [ax.get_title(loc="left").split("\n")[0] for ax in fig.axes if ax.get_visible()]
 
