@@ -149,13 +149,16 @@ _R_ONLY = {
 }
 
 
-_GLMER_TAKES = "formula, data, family, nAGQ (or n_agq), weights, offset, ziformula, dispformula"
+_GLMER_TAKES = (
+    *("formula", "data", "family", "nAGQ"),
+    *("weights", "offset", "ziformula", "dispformula"),
+)
 
 
 def check_r_arguments(params: dict, estimator_class, function: str, takes=_GLMER_TAKES) -> None:
     """Reject R's arguments that have no counterpart, and unknown ones, with a message
     saying what to do; ``params`` are the keyword arguments left for the estimator,
-    ``takes`` the function's own arguments (for the message)."""
+    ``takes`` the function's own arguments' names (for the message)."""
     for name in params:
         hint = _R_ONLY.get(name) or _R_ONLY.get(name.replace(".", "_"))
         if hint is not None:
@@ -173,10 +176,10 @@ def check_r_arguments(params: dict, estimator_class, function: str, takes=_GLMER
     unknown = sorted(set(params) - known)
     if unknown:
         # (the estimator's parameters the function takes as its own are listed once)
-        own = {"random_effects", "fit_intercept", "group_columns", "n_agq"}
-        own |= {w.strip("() ,") for w in takes.split()}
+        own = {"random_effects", "fit_intercept", "group_columns", "n_agq", *takes}
+        listed = ", ".join("nAGQ (or n_agq)" if t == "nAGQ" else t for t in takes)
         raise TypeError(
-            f"{function}() got unexpected argument(s) {unknown}. It takes {takes} and the "
+            f"{function}() got unexpected argument(s) {unknown}. It takes {listed} and the "
             "estimator's parameters "
             f"{sorted(known - own)}."
         )

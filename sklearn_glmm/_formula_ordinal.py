@@ -138,7 +138,7 @@ def clmm(
     from .formula import _formula_state, _parse, _r_factors, _row_values, _total_offset
 
     formula, data = check_formula_first(formula, data, "clmm")
-    takes = "formula, data, link, threshold, scale, nAGQ (or n_agq), weights, offset"
+    takes = ("formula", "data", "link", "threshold", "scale", "nAGQ", "weights", "offset")
     check_r_arguments(estimator_params, OrdinalGLMM, "clmm", takes)
     if nAGQ is not None and not isinstance(nAGQ, bool) and isinstance(nAGQ, int) and nAGQ < 0:
         raise ValueError(
