@@ -150,8 +150,14 @@ _R_ONLY = {
 
 
 _GLMER_TAKES = (
-    *("formula", "data", "family", "nAGQ"),
-    *("weights", "offset", "ziformula", "dispformula"),
+    "formula",
+    "data",
+    "family",
+    "nAGQ",
+    "weights",
+    "offset",
+    "ziformula",
+    "dispformula",
 )
 
 
