@@ -20,7 +20,8 @@ and a diagonal that ended a hair above zero on the bound, as the bounded run doe
 the whitened run could cross (a family's parameters, a structure's correlations):
 such models, fits with a parameter on a bound (where ``H`` is not the curvature of
 an interior optimum), AGQ fits and a Hessian that is not positive definite are refitted
-the ordinary way (:func:`whitened_refit` returns None).
+the ordinary way (:func:`whitening` returns None for them; the caller checks the
+quadrature and the Hessian's definiteness).
 """
 
 from __future__ import annotations
