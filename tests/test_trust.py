@@ -1208,6 +1208,46 @@ def test_a_zinb_ending_at_theta_inf_reaches_the_zip_optimum():
     np.testing.assert_allclose(zinb.coef_, zip_.coef_, atol=1e-3)
 
 
+def _small_counts(seed):
+    rng = np.random.default_rng(seed)
+    G, n = int(rng.integers(5, 15)), int(rng.integers(2, 7))
+    g = np.repeat(np.arange(G), n)
+    x = rng.standard_normal(len(g))
+    sd0, sd1 = rng.choice([0.0, 0.3, 1.0]), rng.choice([0.0, 0.3])
+    eta = rng.normal(0.5, 0.7) + 0.4 * x + rng.normal(0, sd0, G)[g] + rng.normal(0, sd1, G)[g] * x
+    mu = np.exp(eta)
+    kind = rng.integers(0, 3)
+    if kind == 0:
+        y = rng.poisson(mu)
+    elif kind == 1:
+        y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    else:
+        y = rng.poisson(mu) * (rng.random(len(g)) > 0.3)
+    return pd.DataFrame({"x": x}), y, g
+
+
+@pytest.mark.parametrize(
+    "seed, re, full, nested",
+    [
+        (18, "1", dict(zero_inflation=True), dict(zero_inflation=True)),
+        (141, "1 + x", dict(zero_inflation=True), dict(zero_inflation=True)),
+        (18, "1", dict(zero_inflation=True, family="nbinom1"), dict(zero_inflation=True)),
+        (39, "1 + x", dict(hurdle=True), dict(hurdle=True)),
+    ],
+)
+def test_a_fit_in_the_interior_is_not_below_its_nested_model(seed, re, full, nested):
+    # ZINB, ZINB1 and hurdle NB2 fits on small data ended in a local optimum with theta
+    # (phi) inside its range, converged 0.03-0.29 below the ZIP / hurdle Poisson fit they
+    # nest (glmmTMB stops in the same one on the first)
+    X, y, g = _small_counts(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb = NegBinGLMM(random_effects=re, **full).fit(X, y, groups=g)
+        po = PoissonGLMM(random_effects=re, **nested).fit(X, y, groups=g)
+    assert nb.converged_ and po.converged_
+    assert nb.loglik_ >= po.loglik_ - 1e-5
+
+
 @pytest.mark.parametrize("seed", [1105, 1106, 1107])
 def test_a_dispersion_formula_on_poisson_counts_converges_at_the_limit(seed):
     # every row's theta past the flat side: the whole dispersion block runs along the
