@@ -106,13 +106,19 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
 
 
 def _refit_setup(est):
-    """What every refit of ``est`` shares: its fit result, bounds, zero-diagonal indices
-    and the Hessian at the fitted optimum (for the gradient check)."""
+    """What every refit of ``est`` shares: its fit result, bounds, zero-diagonal indices,
+    the Hessian at the fitted optimum (for the gradient check) and the whitening of the
+    refits' coordinates by it (``_engine.refit``; None where the refits run the
+    ordinary way)."""
     res = est.fit_result_
     data = res.objective.data
     bounds = res.bounds
     diag_idx = [k for k, b in enumerate(bounds[: data.n_beta + data.n_theta]) if b[0] == 0.0]
-    return res, bounds, diag_idx, getattr(res.record, "hessian", None)
+    H = getattr(res.record, "hessian", None)
+    A = None
+    if _n_agq(est) == 1 and getattr(res.record, "hessian_pd", False):
+        A = whitening(data, res.params, H, bounds)
+    return res, bounds, diag_idx, H, A
 
 
 def _fit_and_check(est, obj, setup):
@@ -125,10 +131,7 @@ def _fit_and_check(est, obj, setup):
     bounds. The gradient there is remembered by the objective: the check costs no
     evaluation.
     """
-    res, bounds, diag_idx, H = setup
-    A = None
-    if _n_agq(est) == 1 and getattr(res.record, "hessian_pd", False):
-        A = whitening(obj.data, res.params, H, bounds)
+    res, bounds, diag_idx, H, A = setup
     if A is not None:  # on coordinates whitened by the fitted Hessian (_engine.refit)
         x, record = whitened_refit(obj, res.params, A, bounds, est.max_iter, est.tol, diag_idx)
     else:

@@ -1104,8 +1104,8 @@ def test_a_refit_in_the_dispersions_basin_is_taken_to_the_poisson_limit(monkeypa
             m.setattr(converge, "row_level_effects", lambda data: False)
             stuck = NegBinGLMM().fit(X, d.y, groups=groups)
     assert stuck.loglik_ < pois.loglik_ - 1.0 <= nb.loglik_ - 1.0
-    res, bounds, diag_idx, H = _refit_setup(nb)
-    setup = (dataclasses.replace(res, params=stuck.fit_result_.params), bounds, diag_idx, H)
+    res, bounds, diag_idx, H, A = _refit_setup(nb)
+    setup = (dataclasses.replace(res, params=stuck.fit_result_.params), bounds, diag_idx, H, A)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x, record = _fit_and_check(nb, _objective(nb, d.y.to_numpy()), setup)
