@@ -1270,3 +1270,42 @@ def test_a_dispersion_formula_on_poisson_counts_converges_at_the_limit(seed):
     se = nb.fixed_effects_["std_error"]
     assert np.all(np.isfinite(se))  # the model at the ridge's end: the Poisson model's
     np.testing.assert_allclose(se, po.fixed_effects_["std_error"], rtol=0.02)
+
+
+def _profile_at_sd(m, sd, starts, k=2):
+    """-2 log L minimised over the other parameters with the random intercept's SD (the
+    parameter after ``k`` fixed effects) held at ``sd``."""
+    from scipy.optimize import minimize
+
+    obj = m.fit_result_.objective
+
+    def f(z):
+        v = obj.evaluate(np.r_[z[:k], sd, z[k:]])
+        return v if np.isfinite(v) else 1e10
+
+    opts = dict(xatol=1e-8, fatol=1e-10, maxiter=4000)
+    return min(minimize(f, s, method="Nelder-Mead", options=opts).fun for s in starts)
+
+
+def test_a_singular_nb_fit_is_checked_against_the_profile_above_zero():
+    # eight groups of three rows: the group SD trades off against NB2's dispersion, and
+    # the profile likelihood over the SD has two basins, a local optimum at zero and the
+    # optimum at 1.5 (glmmTMB: -30.3494). The fit ended singular at -30.4226, converged:
+    # probing the zero SD with theta alone re-fitted left the intercept where the SD of
+    # zero had it (the mean of exp(b0 + u) moves with the SD)
+    x = [0.3431, -1.163, -0.1871, -0.3395, -0.2277, 0.5969, -1.279, 0.9667, -1.128, -0.1885,
+         0.887, 0.6637, -0.691, 1.7689, 0.3655, -0.9544, 0.0425, -0.8311, 0.4342, -1.3418,
+         0.48, -1.7705, 1.0966, 0.2722]  # fmt: skip
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 7, 12, 0, 9, 0, 3, 2, 0, 0, 0, 0, 0, 0, 0])
+    g = np.repeat(np.arange(8), 3)
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NegBinGLMM().fit(X, y, groups=g)
+    p = m.fit_result_.params
+    assert m.fit_result_.objective.evaluate(p) == pytest.approx(-2 * m.loglik_, abs=1e-8)
+    starts = [np.r_[p[:2], p[3:]], [0.0, 1.0, 0.0], [-1.0, 1.0, -0.5]]
+    best = min(_profile_at_sd(m, sd, starts) for sd in (0.0, 0.5, 1.0, 1.5, 2.0))
+    assert m.converged_
+    assert -2 * m.loglik_ <= best + 2e-6
+    assert _sd(m) > 1.0
