@@ -393,26 +393,7 @@ class FitResult:
         rows that are not separated, a mean over them): it is determined by the limit
         model, and its variance is that model's (``FitRecord.limit_covariance``).
         """
-        V = self.vcov
-        bad = np.any(G[:, ~np.isfinite(np.diag(V))] != 0, axis=1)
-        limit = getattr(self.record, "limit_covariance", None)
-        fine = np.zeros(len(G), dtype=bool)
-        if bad.any() and limit is not None:
-            Vl, F = limit
-            held = ~np.isfinite(np.diag(Vl))  # on a bound: held as in V
-            along = np.max(np.abs(G @ (F / np.linalg.norm(F, axis=0))), axis=1, initial=0.0)
-            fine = bad & (along <= _ORTHOGONAL * np.linalg.norm(G, axis=1))
-            fine &= ~np.any(G[:, held] != 0, axis=1)
-            bad &= ~fine
-        out = _quadratic(G, V, diagonal)
-        if fine.any():
-            lim = _quadratic(G, Vl, diagonal)
-            out = np.where(fine if diagonal else np.outer(fine, fine), lim, out)
-        if diagonal:
-            return np.where(bad, np.nan, out)
-        out[bad, :] = np.nan
-        out[:, bad] = np.nan
-        return out
+        return limit_delta(G, self.vcov, getattr(self.record, "limit_covariance", None), diagonal)
 
     @cached_property
     def vcov_fixed(self):
@@ -420,6 +401,33 @@ class FitResult:
         from ._tables import vcov_fixed
 
         return vcov_fixed(self.arrays)
+
+
+def limit_delta(G, V, limit, diagonal: bool = False) -> np.ndarray:
+    """``G V G'`` (its diagonal when ``diagonal``) for the gradients ``G`` (rows, in the
+    parameter vector) of functions of the parameters: NaN for a function that moves with
+    a parameter without a variance in ``V``, except, when ``limit`` (a separated fit's
+    ``FitRecord.limit_covariance``: the limit model's covariance and the separating
+    directions ``F``) is given, a function whose gradient is orthogonal to ``F``, which
+    gets the limit model's variance (see :meth:`FitResult.delta_covariance`)."""
+    bad = np.any(G[:, ~np.isfinite(np.diag(V))] != 0, axis=1)
+    fine = np.zeros(len(G), dtype=bool)
+    if bad.any() and limit is not None:
+        Vl, F = limit
+        held = ~np.isfinite(np.diag(Vl))  # on a bound: held as in V
+        along = np.max(np.abs(G @ (F / np.linalg.norm(F, axis=0))), axis=1, initial=0.0)
+        fine = bad & (along <= _ORTHOGONAL * np.linalg.norm(G, axis=1))
+        fine &= ~np.any(G[:, held] != 0, axis=1)
+        bad &= ~fine
+    out = _quadratic(G, V, diagonal)
+    if fine.any():
+        lim = _quadratic(G, Vl, diagonal)
+        out = np.where(fine if diagonal else np.outer(fine, fine), lim, out)
+    if diagonal:
+        return np.where(bad, np.nan, out)
+    out[bad, :] = np.nan
+    out[:, bad] = np.nan
+    return out
 
 
 def _quadratic(G, V, diagonal):

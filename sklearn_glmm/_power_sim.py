@@ -273,9 +273,8 @@ def _batched_outcome(templates, fitted, tests, method, y) -> Outcome:
         n_beta=p,
     )
     found = separation_with_limit(record, x, res.bounds, rows, res.scaling)
-    arrays, _ = fixed_effect_arrays(
-        res.scaling, full._fixed_names, x[:p], record.covariance[:p, :p]
-    )
+    limit = getattr(record, "limit_covariance", None)
+    arrays, _ = fixed_effect_arrays(res.scaling, full._fixed_names, x[:p], record.covariance, limit)
     out.estimate, out.std_error, out.p_value = _wald_arrays(arrays, tests)
     if isinstance(found, str):  # every outcome the same: no estimate means anything
         out.std_error, out.p_value = np.nan, np.nan

@@ -383,13 +383,13 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
     Parameters on a bound (a zero variance, NB theta at infinity) get NaN limits.
     """
     z = stats.norm.ppf(0.5 + level / 2.0)
-    x, V = est.fit_result_.params, est.fit_result_.vcov
+    x = est.fit_result_.params
     phi = pmap.to_phi(x)
-    active = np.isfinite(np.diag(V))
     G = pmap.dphi_dx(x)
-    Vphi = G[:, active] @ V[np.ix_(active, active)] @ G[:, active].T
-    touched = np.any(np.abs(G[:, ~active]) > 0, axis=1)
-    var = np.diag(Vphi)
+    # (a separated fit's coefficients that the separation does not move: the limit
+    # model's variances, as the fixed-effect table's)
+    var = est.fit_result_.delta_covariance(G, diagonal=True)
+    touched = ~np.isfinite(var)
     se = np.sqrt(np.where(var > 0, var, np.nan))  # a variance of 0 is no standard error
     se[touched] = np.nan
     for k, kind in enumerate(pmap.kinds):

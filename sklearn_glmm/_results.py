@@ -30,6 +30,7 @@ from ._fit_result import (  # noqa: F401 (re-exported: the tools import them fro
     ParameterLayout,
     beta_jacobian,
     extra_shift_matrix,
+    limit_delta,
     original_lambda,
     parameter_layout,
     sandwich,
@@ -334,7 +335,8 @@ def fitted_parameters(est, obj, x, record, data, factors, pending) -> FittedPara
     V = record.covariance
     sc = pending["scaling"]
     # fixed_effects_, ranef_, ... are made from these arrays when first read
-    arrays, idx = fixed_effect_arrays(sc, est._fixed_names, x[:p], V[:p, :p])
+    limit = getattr(record, "limit_covariance", None)
+    arrays, idx = fixed_effect_arrays(sc, est._fixed_names, x[:p], V, limit)
     rows, beta = arrays.terms, arrays.estimate[idx]
     k0 = int(sc["intercept"])
     coef = np.zeros(sc["p"])
@@ -346,17 +348,27 @@ def fitted_parameters(est, obj, x, record, data, factors, pending) -> FittedPara
     # the family's blocks in the user's units: an ordinal model's thresholds at X = 0
     C = extra_shift_matrix(sc, p, len(extra))
     xr, Vr = shifted(x, V, C, p, p + T)
-    block_se = _set_family_params(est, xr[p + T :], Vr, p + T, data, pending, arrays)
+    block_se = _set_family_params(est, xr[p + T :], Vr, p + T, data, pending, arrays, limit)
     return FittedParameters(rows, idx, arrays, condvar, lambdas, block_se)
 
 
-def fixed_effect_arrays(scaling, names, beta_s, V_beta) -> tuple[FitArrays, list]:
-    """The fixed effects in the user's units from the internal ``beta_s`` and their
-    covariance ``V_beta``: ``(arrays, idx)``, ``arrays`` without factors (NaN rows for
-    aliased columns), ``idx`` the rows of the estimated columns."""
+def fixed_effect_arrays(scaling, names, beta_s, V, limit=None) -> tuple[FitArrays, list]:
+    """The fixed effects in the user's units from the internal ``beta_s`` and the
+    covariance ``V`` of the parameters (the fixed effects first): ``(arrays, idx)``,
+    ``arrays`` without factors (NaN rows for aliased columns), ``idx`` the rows of the
+    estimated columns. ``limit``: a separated fit's limit model (``FitRecord.
+    limit_covariance``), whose variance a coefficient the separation does not move
+    gets (:func:`limit_delta`: the intercept of a predictor's other level, centred
+    internally, is such a coefficient)."""
     J = beta_jacobian(scaling)
     beta = J @ beta_s
-    Vb = sandwich(J, V_beta)
+    p = len(beta_s)
+    if limit is None:
+        Vb = sandwich(J, V[:p, :p])
+    else:
+        G = np.zeros((J.shape[0], V.shape[0]))
+        G[:, :p] = J
+        Vb = limit_delta(G, V, limit)
     k0 = int(scaling["intercept"])
     rows = ([INTERCEPT] if k0 else []) + list(names)
     est_all = np.full(len(rows), np.nan)
@@ -466,7 +478,21 @@ def _other_missing(est, record, ridge) -> list:
     if not left or record.covariance is None:
         return []
     names = _optimiser_names(est)
-    return [names[k] if names else f"parameter {k}" for k in left]
+    out, k = [], k0
+    designs = res.block_designs or (None,) * len(res.family.blocks)
+    for block, design in zip(res.family.blocks, designs):
+        width = 1 if design is None else len(design.names)
+        mine = [j for j in left if k <= j < k + width]
+        if mine and design is not None:
+            # a design's coefficients in the user's units, as tabled: the intercept of
+            # a centred design can be determined where the internal one is not (a
+            # separated fit's limit model)
+            table = getattr(est, block.effects)
+            out += [f"{block.prefix}~{t}" for t in table.index[table["std_error"].isna()]]
+        else:
+            out += [names[j] if names else f"parameter {j}" for j in mine]
+        k += width
+    return out
 
 
 def _optimiser_names(est) -> list | None:
@@ -637,7 +663,34 @@ def _limit_covariance(record, x, bounds, data, sc, separation) -> None:
         F[k0:] = sc["rotation_inverse"] @ F[k0:]
     full = np.zeros((len(x), F.shape[1]))
     full[: data.n_beta] = F
+    full = np.hstack([full, _block_null_space(data, keep, len(x))])
     _covariance_off(record, x, bounds, full, flat_only=True)
+
+
+def _block_null_space(data, keep, n_params) -> np.ndarray:
+    """Directions (columns, in the parameter vector) of the family's blocks with a
+    design that the rows ``keep`` do not see: a separated row's mean is 0 (or its
+    trials' all or none) in the limit, and its likelihood, 1, whatever its zero
+    inflation or dispersion, so a block's coefficients that move only those rows' values
+    (``zi ~ x2`` where every ``x2 = 1`` row is separated) are not determined either. A
+    hurdle's zeros are not fitted by the mean: none there."""
+    designs = getattr(data, "extra_designs", None)
+    if designs is None or getattr(data.family, "rows_reading_eta", None) is not None:
+        return np.zeros((n_params, 0))
+    cols = []
+    k = n_params - data.n_extra
+    for D in designs:
+        width = 1 if D is None else D.shape[1]
+        if D is not None:
+            K = D[keep]
+            evals, evecs = np.linalg.eigh(K.T @ K)
+            null = evals <= 1e-10 * max(float(evals[-1]), 1e-300)
+            for v in evecs[:, null].T:
+                col = np.zeros(n_params)
+                col[k : k + width] = v
+                cols.append(col)
+        k += width
+    return np.array(cols).T.reshape(n_params, len(cols))
 
 
 def _covariance_off(record, x, bounds, full, flat_only=False):
@@ -909,7 +962,7 @@ def _structure_singular(f, structure, theta_s, data, fi) -> list:
     return out
 
 
-def _set_family_params(est, extra, V, start, data, pending, arrays):
+def _set_family_params(est, extra, V, start, data, pending, arrays, limit=None):
     """Each of the family's parameter blocks: its reported value, standard error on the
     optimiser's scale and whether it is on its boundary (with the block's warning).
 
@@ -918,7 +971,8 @@ def _set_family_params(est, extra, V, start, data, pending, arrays):
     and its coefficients are tabled (``zero_inflation_effects_``,
     ``dispersion_effects_``); it has no boundary. A scalar block that may have a design
     is tabled too, as its intercept (glmmTMB's ``fixef(m)$zi``, ``fixef(m)$disp``).
-    Returns each scalar block's standard error by name.
+    Returns each scalar block's standard error by name. ``limit``: as for
+    :func:`fixed_effect_arrays`, for the coefficients of a block with a design.
     """
     from . import exceptions
 
@@ -932,7 +986,7 @@ def _set_family_params(est, extra, V, start, data, pending, arrays):
         name for b in blocks for name in (b.attribute, b.attribute[:-1] + "_at_boundary_")
     ]
     designs = data.extra_designs or (None,) * len(blocks)
-    effects = _BlockEffects(pending["block_designs"], blocks, arrays)
+    effects = _BlockEffects(pending["block_designs"], blocks, arrays, limit)
     j = 0
     for block, D in zip(blocks, designs):
         if D is not None:
@@ -961,8 +1015,8 @@ def _set_family_params(est, extra, V, start, data, pending, arrays):
 class _BlockEffects:
     """Puts the family's coefficient tables' parts in ``arrays.blocks``."""
 
-    def __init__(self, designs, blocks, arrays):
-        self.designs, self.blocks, self.arrays = designs, blocks, arrays
+    def __init__(self, designs, blocks, arrays, limit=None):
+        self.designs, self.blocks, self.arrays, self.limit = designs, blocks, arrays, limit
 
     def add(self, block, coefs, V, k, width, at_bound=False):
         """A block's coefficients on its optimiser's scale (logit for zero inflation, log
@@ -976,7 +1030,13 @@ class _BlockEffects:
         edge = None
         if at_bound and block.prefix == "disp":  # theta = inf, phi = 0: log scale +-inf
             edge = _on_scale(block, block.at_bound_value)
-        parts = (design or constant_design(), coefs.copy(), V[k : k + width, k : k + width], edge)
+        design = design or constant_design()
+        user_V = None  # (the table's own product of the design's map and V)
+        if self.limit is not None:
+            G = np.zeros((design.J.shape[0], V.shape[0]))
+            G[:, k : k + width] = design.J
+            user_V = limit_delta(G, V, self.limit)
+        parts = (design, coefs.copy(), V[k : k + width, k : k + width], edge, user_V)
         self.arrays.blocks[block.effects] = parts
 
 

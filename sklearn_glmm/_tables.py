@@ -96,8 +96,8 @@ def block_effects(attribute: str):
             raise AttributeError(f"this model has no {attribute!r}", name=attribute)
         from ._zero_inflation import effects_table
 
-        design, coefs, V, at_bound = parts
-        table = effects_table(design, coefs, V)
+        design, coefs, V, at_bound, user_V = parts
+        table = effects_table(design, coefs, V, user_V)
         if at_bound is not None:  # a constant on its boundary: no standard error
             table["estimate"] = at_bound
             table[["std_error", "z_value", "p_value"]] = np.nan

@@ -160,13 +160,14 @@ def make_design(term, X: np.ndarray, feature_names, what: str = _WHAT) -> ZeroIn
     return design
 
 
-def effects_table(design: ZeroInflationDesign, gamma_internal, V_internal) -> pd.DataFrame:
+def effects_table(design: ZeroInflationDesign, gamma_internal, V_internal, V_user=None):
     """``zero_inflation_effects_`` (``dispersion_effects_``): estimates on the logit
     (log) scale in the user's units with Wald standard errors, z and p values, indexed
-    like ``fixef(m)$zi`` (``fixef(m)$disp``)."""
+    like ``fixef(m)$zi`` (``fixef(m)$disp``). ``V_user``: the covariance in the user's
+    units where it is not the design's map of ``V_internal`` (a separated fit's)."""
     J = design.J
     est = J @ gamma_internal
-    V = sandwich(J, V_internal)
+    V = sandwich(J, V_internal) if V_user is None else V_user
     var = np.diag(V)
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.where(var > 0, np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
