@@ -224,25 +224,27 @@ def _batchable(est) -> bool:
     return bool(data is not None and data.factors and can_batch(data, est.n_agq))
 
 
-# studies of more rows are fitted one by one: the batch saves numpy's per-call cost,
-# which the per-row arithmetic outweighs on larger studies (a binary random-intercept
-# model's fits: 0.7x the time at 500 rows, about 1x at 1,500, 1.1x at 3,000)
+# studies of more rows are fitted one after another: the batch saves numpy's per-call
+# cost, which the per-row arithmetic outweighs on larger studies (a binary
+# random-intercept model's fits: 0.7x the time at 500 rows, about 1x at 1,500, 1.1x at
+# 3,000)
 _BATCH_MAX_ROWS = 1000
 
 
 def run_batch(spec, tests, method, studies: list) -> list:
     """Outcomes of studies on the same rows: the first fitted as :func:`run_study`
-    does, the others fitted together from its model (:func:`~._simulate.fit_many`:
-    each from its own start, with a fit's checks, its evaluations batched) where the
-    model allows and the studies are small, else one by one."""
+    does, the others from its model (:func:`~._simulate.fit_many`: each from its own
+    start, with a fit's checks; the estimator's validation, design and tables made
+    once), their evaluations batched where the model allows and the studies are small,
+    else one after another; a model the batch does not take, each by the estimator."""
     first, (full, null) = run_study(spec, tests, method, studies[0])
     rest = studies[1:]
     templates = [full] + ([null] if method == "lrt" else [])
     small = len(studies[0].y) <= _BATCH_MAX_ROWS
-    if not rest or not small or not all(t is not None and _batchable(t) for t in templates):
+    if not rest or not all(t is not None and _batchable(t) for t in templates):
         return [first] + [run_study(spec, tests, method, st)[0] for st in rest]
     Y = np.column_stack([st.y for st in rest])
-    fits = [fit_many(t, Y) for t in templates]
+    fits = [fit_many(t, Y, batched=small) for t in templates]
     return [first] + [
         _batched_outcome(templates, [f[r] for f in fits], tests, method, st.y)
         for r, st in enumerate(rest)

@@ -305,7 +305,7 @@ def refit_many(est, Y, batched: bool | None = None) -> list:
             return lockstep.run(tasks)
 
 
-def fit_many(est, Y) -> list:
+def fit_many(est, Y, batched: bool | None = None) -> list:
     """Fit the model afresh to every column of ``Y`` (n_samples, R) on the same rows.
 
     Unlike :func:`refit_many` (the bootstrap's refits, started from the fitted
@@ -316,15 +316,18 @@ def fit_many(est, Y) -> list:
     the nested GLM, the Newton polish and Hessian, zero variances). Returns one
     ``(x, FitRecord)`` per column (the record's ``covariance`` is the inverse Hessian
     on the optimiser's scale), or the exception the fit raised. Batched where
-    :func:`~sklearn_glmm._engine.batched.can_batch` allows (two or more columns):
-    each fit keeps its own optimiser and checks, their evaluations are computed
-    together, and each reaches the optimum its fit one by one reaches.
+    :func:`~sklearn_glmm._engine.batched.can_batch` allows (two or more columns, and
+    ``batched`` not False): each fit keeps its own optimiser and checks, their
+    evaluations are computed together, and each reaches the optimum its fit one by one
+    reaches. One by one, each is the estimator's own fit without its validation, design
+    and tables (the same model data, start, optimiser and checks).
     """
     Y = np.asarray(Y, dtype=float)
     res = est.fit_result_
     data, bounds = res.objective.data, res.bounds
     R = Y.shape[1]
-    batched = R > 1 and bool(data.factors) and can_batch(data, _n_agq(est))
+    if batched is None or batched:
+        batched = R > 1 and bool(data.factors) and can_batch(data, _n_agq(est))
 
     def one(obj, glm_fit=None):
         x0 = starting_point(obj, glm_fit)

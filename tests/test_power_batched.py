@@ -142,7 +142,7 @@ def test_power_with_batched_refits_equals_one_by_one(spec, method, monkeypatch):
     kw = dict(n_groups=[8, 40], n_per_group=3, n_sim=12, method=method, random_state=3)
     calls = []
     real = _power_sim.fit_many
-    monkeypatch.setattr(_power_sim, "fit_many", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(_power_sim, "fit_many", lambda *a, **k: calls.append(1) or real(*a, **k))
     batched = power_curve(spec, "treatment", **kw)
     assert calls  # the default design draws the same rows for every study of a size
     monkeypatch.setattr(_power_sim, "_batchable", lambda est: False)
@@ -168,13 +168,23 @@ def test_studies_on_drawn_rows_are_fitted_one_by_one(spec, monkeypatch):
     assert not calls and pc["n_tested"].iloc[0] == 6
 
 
-def test_large_studies_are_fitted_one_by_one(spec, monkeypatch):
-    # above _BATCH_MAX_ROWS the per-row arithmetic outweighs what a batch saves
+@pytest.mark.parametrize("method", ["wald", "lrt"])
+def test_large_studies_are_fitted_one_by_one(spec, method, monkeypatch):
+    # above _BATCH_MAX_ROWS the per-row arithmetic outweighs what a batch saves: the
+    # studies are fitted one after another from the first's model (without the
+    # estimator's validation, design and tables), with the estimator's outcomes
     calls = []
-    monkeypatch.setattr(_power_sim, "fit_many", lambda *a: calls.append(1))
+    real = _power_sim.fit_many
+    monkeypatch.setattr(
+        _power_sim, "fit_many", lambda *a, **k: calls.append(k["batched"]) or real(*a, **k)
+    )
     n = _power_sim._BATCH_MAX_ROWS // 5 + 1
-    pc = power_curve(spec, "treatment", n_groups=n, n_per_group=5, n_sim=4, random_state=0)
-    assert not calls and pc["n_tested"].iloc[0] == 4
+    kw = dict(n_groups=n, n_per_group=5, n_sim=12, method=method, random_state=0)
+    pc = power_curve(spec, "treatment", **kw)
+    assert calls and not any(calls) and pc["n_tested"].iloc[0] == 12
+    monkeypatch.setattr(_power_sim, "_batchable", lambda est: False)  # the estimator's fits
+    one = power_curve(spec, "treatment", **kw)
+    pd.testing.assert_frame_equal(pc, one)
 
 
 def test_a_failed_fit_in_a_batch_is_counted_with_its_message(spec, monkeypatch):
@@ -182,8 +192,8 @@ def test_a_failed_fit_in_a_batch_is_counted_with_its_message(spec, monkeypatch):
 
     calls = []
 
-    def one_fails(est, Y):
-        out = real(est, Y)
+    def one_fails(est, Y, **kw):
+        out = real(est, Y, **kw)
         if not calls:  # the second study of the first batch
             out[0] = np.linalg.LinAlgError("no Cholesky factor")
         calls.append(1)
