@@ -17,7 +17,7 @@ from ._conditioning import decorrelating_map
 from ._design import INTERCEPT
 from ._engine.converge import GRAD_TOL, ridge_parameters
 from ._engine.objective import lambda_matrices
-from ._engine.optimize import SINGULAR_TOL
+from ._engine.optimize import SINGULAR_TOL, single_threaded_blas
 from ._engine.separation import (
     separated_coefficients,
     separated_rows,
@@ -41,6 +41,7 @@ from ._tables import FactorArrays, FitArrays, drop_tables
 from ._validation import aliased_columns
 from ._warn import user_stacklevel
 from .exceptions import (
+    ApproximationWarning,
     IdentifiabilityWarning,
     RankDeficiencyWarning,
     SeparationWarning,
@@ -307,6 +308,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _check_identifiable(est, data)
     _check_group_separation(est, data)
     _check_convergence(est, record)
+    _check_laplace(est, obj, x, record, bounds)
     ridge = ridge_parameters(data, np.asarray(x))
     _check_standard_errors(est, record, rows, se_all, idx, ridge)
     _check_block_ridge(est, x, record, ridge)
@@ -527,6 +529,29 @@ def _check_block_ridge(est, x, record, ridge):
         "the other parameters' are those of the model at the ridge's end. Drop the "
         "predictor from that part of the model to have a standard error for the rest of it.",
         StandardErrorWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def _check_laplace(est, obj, x, record, bounds) -> None:
+    """Warn when adaptive quadrature would move a Laplace fit by more than
+    ``quadrature_check.SHIFT_TOL`` standard errors (``record.quadrature_shift``; a
+    converged fit of a model quadrature can fit, on at most ``CHECK_MAX_ROWS`` rows)."""
+    from ._engine import quadrature_check as qc
+
+    if not record.converged or not qc.applicable(obj, getattr(obj, "n_agq", 1)):
+        return
+    with single_threaded_blas():
+        record.quadrature_shift = qc.quadrature_shift(obj, x, record.hessian, bounds)
+    if record.quadrature_shift is None or not record.quadrature_shift > qc.SHIFT_TOL:
+        return
+    warnings.warn(
+        "the Laplace approximation is poor for these data: a Newton step of adaptive "
+        f"Gauss-Hermite quadrature ({qc.CHECK_NODES} nodes) from this fit moves an estimate by "
+        f"{record.quadrature_shift:.2g} standard errors (fit_record_.quadrature_shift), and "
+        "the quadrature's optimum may lie further. Refit with n_agq=9 or more (lme4's nAGQ) "
+        "and report that fit.",
+        ApproximationWarning,
         stacklevel=user_stacklevel(),
     )
 

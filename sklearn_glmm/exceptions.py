@@ -48,6 +48,11 @@ class StandardErrorWarning(UserWarning):
     """Some standard errors cannot be computed (reported as NaN)."""
 
 
+class ApproximationWarning(UserWarning):
+    """The Laplace approximation is poor for these data: adaptive Gauss-Hermite
+    quadrature moves the estimates (refit with ``n_agq`` above 1)."""
+
+
 class PowerSimulationWarning(UserWarning):
     """Some simulated studies of a power analysis gave no test (counted, not dropped)."""
 
@@ -58,6 +63,7 @@ class TrainingDataError(RuntimeError):
 
 
 __all__ = [
+    "ApproximationWarning",
     "ConvergenceWarning",
     "DataConversionWarning",
     "IdentifiabilityWarning",

@@ -60,6 +60,9 @@ class FitRecord:
     # a separated fit's limit model: (its covariance on the complement of the
     # separating directions, without NaN, and those directions as columns)
     limit_covariance: tuple = field(default=None, repr=False)
+    # a Laplace fit's distance, in standard errors, from a Newton step of the adaptive
+    # quadrature objective (``quadrature_check``); None where not computed
+    quadrature_shift: float = None
     seconds: float = 0.0
     stages: list = field(default_factory=list)
 

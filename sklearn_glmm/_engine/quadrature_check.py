@@ -1,0 +1,80 @@
+"""How far adaptive quadrature would move a Laplace fit: a check after the fit.
+
+The Laplace approximation of each level's integral is exact for a Gaussian
+integrand and good where a level's data are informative; with few binary rows per
+level, rare or nearly universal events, or a large random-effect SD (probit and
+cloglog links above all) it can be far off, and its optimum far from the maximum
+likelihood: on 400 groups of 5 probit rows with 0.5 % events the Laplace fit had an SD
+of 2.83 and a log-likelihood 55 units too high, where adaptive Gauss-Hermite
+quadrature gives 0.25. lme4 and glmmTMB report such fits without a word.
+
+For a model that quadrature can fit (one grouping factor with one random effect, a
+family without parameters of its own), the gradient of the quadrature objective
+(:data:`CHECK_NODES` nodes) at the Laplace optimum and the Laplace Hessian there give a
+Newton step towards the quadrature's optimum; its largest component in standard errors
+is the check's measure. On 136 simulated data sets of hard cases (binary logit, probit
+and cloglog, binomial with 5 trials, Poisson; 2-11 rows per level, SDs of 0.3-3, events
+from rare to nearly universal) it exceeded :data:`SHIFT_TOL` for 35 of the 36 whose
+quadrature fit (15 nodes) lay more than one standard error from the Laplace fit, and
+for 1 of the 84 where it lay within half a standard error; on 120 ordinary ones (logit,
+probit, Poisson and binomial, 3-19 rows per level, SDs of 0.2-1.5) for the 3 of the 4
+whose quadrature fit lay 0.5-0.87 standard errors away and none of the other 116 (there
+it was within 0.07 of the distance). The step is a first-order measure: where the two
+objectives' curvatures differ much it underestimates the distance, never a reason to
+skip a refit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .converge import at_bound
+from .objective import Objective
+
+CHECK_NODES = 9
+# the quadrature's gradient costs about CHECK_NODES Laplace evaluations' arithmetic on
+# the rows: above this many rows it is not computed (a fit costs tens of evaluations)
+CHECK_MAX_ROWS = 20_000
+SHIFT_TOL = 0.5  # standard errors
+
+
+def applicable(obj, n_agq: int) -> bool:
+    """Whether the check applies to the fit of ``obj`` with ``n_agq`` nodes."""
+    d = obj.data
+    return bool(
+        n_agq == 1
+        and type(obj) is Objective
+        and len(d.factors) == 1
+        and d.factors[0].q == 1
+        and not d.factors[0].mapped
+        and not d.n_extra
+        and d.family.log_concave
+        and len(d.y) <= CHECK_MAX_ROWS
+    )
+
+
+def quadrature_shift(obj, x, H, bounds) -> float | None:
+    """The largest component, in standard errors, of the Newton step of the quadrature
+    objective from the Laplace optimum ``x`` with the Laplace Hessian ``H`` (the
+    parameters off their bounds), or None where ``H`` is not positive definite there or
+    the quadrature's gradient is not finite."""
+    free = ~at_bound(x, bounds)
+    if H is None or not free.any():
+        return None
+    Hf = H[np.ix_(free, free)]
+    if not np.all(np.isfinite(Hf)):
+        return None
+    try:
+        L = np.linalg.cholesky(Hf)
+    except np.linalg.LinAlgError:
+        return None
+    quad = Objective(obj.data, CHECK_NODES)
+    with np.errstate(all="ignore"):
+        val, g = quad.value_and_grad(np.asarray(x, dtype=float))
+    if not np.isfinite(val) or not np.all(np.isfinite(g)):
+        return None
+    step = np.linalg.solve(Hf, g[free])
+    # standard errors: the objective is -2 log L, so the covariance is 2 H^-1
+    Linv = np.linalg.solve(L, np.eye(len(L)))
+    se = np.sqrt(2.0 * np.sum(Linv * Linv, axis=0))
+    return float(np.max(np.abs(step) / se))

@@ -1,0 +1,98 @@
+"""The check of a Laplace fit against adaptive quadrature (``_engine.quadrature_check``).
+
+Truth: ``tests/truth.py``'s adaptive quadrature with 60 nodes per level, an independent
+implementation of the marginal likelihood.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import truth
+
+from sklearn_glmm import BinomialGLMM, PoissonGLMM
+from sklearn_glmm.exceptions import ApproximationWarning
+
+
+def _binary(seed, G=200, n=5, b0=-3.0, sd=3.0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(G), n)
+    x = rng.normal(size=len(g))
+    eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    return pd.DataFrame({"x": x}), y, g
+
+
+def _params(m):
+    (S,) = m.random_effects_cov_.values()
+    return dict(beta=np.r_[m.intercept_, m.coef_], sigma=float(np.sqrt(S.iloc[0, 0])))
+
+
+def _fit(est, X, y, g):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = est.fit(X, y, groups=g)
+    return m, [w for w in caught if w.category is ApproximationWarning]
+
+
+def test_a_poor_laplace_fit_is_warned_of():
+    # rare events in groups of five with an SD of 3: the Laplace optimum (SD 3.78) is
+    # 2.3 units of the true log-likelihood below quadrature's (SD 3.09), converged and
+    # without a word (lme4 the same)
+    X, y, g = _binary(1)
+    m, warned = _fit(BinomialGLMM(), X, y, g)
+    assert m.converged_ and len(warned) == 1
+    assert "n_agq" in str(warned[0].message)
+    assert m.fit_record_.quadrature_shift > 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agq = BinomialGLMM(n_agq=25).fit(X, y, groups=g)
+    td = truth.GLMMData(np.c_[np.ones(len(y)), X["x"]], y, g, "binomial")
+    gap = truth.agq_loglik(_params(agq), td, 60) - truth.agq_loglik(_params(m), td, 60)
+    assert gap > 1.0
+    assert agq.fit_record_.quadrature_shift is None  # a quadrature fit is not checked
+
+
+def test_a_good_laplace_fit_is_not_warned_of():
+    # the same design with an SD of 0.5 and common events: the two agree to a third of
+    # a standard error
+    X, y, g = _binary(2, b0=0.0, sd=0.5)
+    m, warned = _fit(BinomialGLMM(), X, y, g)
+    assert not warned
+    assert 0.0 <= m.fit_record_.quadrature_shift < 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_check_measures_the_distance_to_the_quadrature_fit(seed):
+    # below the threshold the step is a close measure of the distance (in standard
+    # errors) between the Laplace fit and the quadrature fit
+    X, y, g = _binary(seed)
+    m, warned = _fit(BinomialGLMM(), X, y, g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agq = BinomialGLMM(n_agq=25).fit(X, y, groups=g)
+    H = m.fit_record_.hessian
+    se = np.sqrt(2.0 * np.diag(np.linalg.inv(H)))
+    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    assert not warned
+    assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)
+
+
+def test_models_quadrature_cannot_fit_are_not_checked():
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(40), 6)
+    h = np.tile(np.arange(6), 40)
+    x = rng.normal(size=len(g))
+    y = rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, 0.5, 40)[g]))
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slope = PoissonGLMM(random_effects="1 + x").fit(X, y, groups=g)
+        crossed = PoissonGLMM().fit(X, y, groups=pd.DataFrame({"g": g, "h": h}))
+        one = PoissonGLMM().fit(X, y, groups=g)
+    assert slope.fit_record_.quadrature_shift is None
+    assert crossed.fit_record_.quadrature_shift is None
+    assert one.fit_record_.quadrature_shift is not None
