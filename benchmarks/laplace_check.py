@@ -1,0 +1,105 @@
+"""How well the Laplace fit's check against adaptive quadrature measures the distance
+between the two fits (the counts of the docs' ``ApproximationWarning`` section,
+docs/troubleshooting.md; ``sklearn_glmm._engine.quadrature_check``).
+
+Each data set is fitted with the Laplace approximation and with 15-node adaptive
+quadrature; the distance between the two fits is the largest difference of the
+parameters in the Laplace fit's standard errors, and the check's measure is
+``fit_record_.quadrature_shift``. Two batteries: ``hard`` (binary logit, probit and
+cloglog, binomial with 5 trials, Poisson; 2-11 rows per level, SDs of 0.3-3, intercepts
+from rare to nearly universal events; seed 1, 150 draws) and ``ordinary`` (3-19 rows,
+SDs of 0.2-1.5, intercepts in -2..2; seed 2, 120 draws). Not a test: a few minutes.
+Run from the repository root:
+
+    python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sklearn_glmm import BinomialGLMM, PoissonGLMM
+from sklearn_glmm._engine.quadrature_check import SHIFT_TOL
+
+INVERSE = {
+    "logit": lambda e: 1 / (1 + np.exp(-e)),
+    "probit": stats.norm.cdf,
+    "cloglog": lambda e: 1 - np.exp(-np.exp(e)),
+}
+
+
+def draw(rng, battery):
+    """``(estimator factory, X, y, groups, fit keywords)`` of one data set, or None."""
+    if battery == "hard":
+        fam = rng.choice(["logit", "probit", "cloglog", "pois", "binom5"])
+        G, n = int(rng.integers(8, 300)), int(rng.integers(1, 12))
+        sd, b0 = float(rng.choice([0.3, 1.0, 2.0, 3.0])), float(rng.normal(-1, 2))
+    else:
+        fam = rng.choice(["logit", "logit", "probit", "pois", "binom5"])
+        G, n = int(rng.integers(10, 300)), int(rng.integers(3, 20))
+        sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-2, 2))
+    g = np.repeat(np.arange(G), n)
+    x = rng.normal(size=len(g))
+    eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
+    kw = {}
+    if fam == "pois":
+        y = rng.poisson(np.exp(np.clip(eta / 2, -20, 8)))
+        make = lambda a: PoissonGLMM(n_agq=a)  # noqa: E731
+    elif fam == "binom5":
+        y = rng.binomial(5, INVERSE["logit"](eta))
+        kw["trials"] = np.full(len(y), 5)
+        make = lambda a: BinomialGLMM(n_agq=a)  # noqa: E731
+    else:
+        y = rng.binomial(1, INVERSE[fam](eta))
+        make = lambda a, f=fam: BinomialGLMM(link=f, n_agq=a)  # noqa: E731
+    if y.min() == y.max() or n == 1:  # (one binary row per level is not identified)
+        return None
+    return make, pd.DataFrame({"x": x}), y, g, kw
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--battery", choices=["hard", "ordinary"], default="hard")
+    ap.add_argument("--n", type=int, default=None)
+    args = ap.parse_args(argv)
+    seed, n = (1, 150) if args.battery == "hard" else (2, 120)
+    rng = np.random.default_rng(seed)
+    true, measured = [], []
+    for _ in range(args.n or n):
+        case = draw(rng, args.battery)
+        if case is None:
+            continue
+        make, X, y, g, kw = case
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                lap = make(1).fit(X, y, groups=g, **kw)
+                agq = make(15).fit(X, y, groups=g, **kw)
+            except Exception as exc:  # noqa: BLE001 - a failed fit is reported, not counted
+                print("failed:", exc)
+                continue
+        shift = lap.fit_record_.quadrature_shift
+        if shift is None:
+            continue
+        H = lap.fit_record_.hessian
+        se = np.sqrt(np.clip(2.0 * np.diag(np.linalg.pinv(H)), 0.0, None))
+        d = np.abs(lap.fit_result_.params - agq.fit_result_.params)
+        true.append(float(np.max(d / np.where(se > 0, se, np.inf))))
+        measured.append(shift)
+    t, s = np.array(true), np.array(measured)
+    warn = s > SHIFT_TOL
+    print(f"{args.battery}: {len(t)} data sets, warned (measure > {SHIFT_TOL}) {warn.sum()}")
+    for lo, hi in [(0.0, 0.5), (0.5, 1.0), (1.0, np.inf)]:
+        band = (t >= lo) & (t < hi)
+        print(f"  distance {lo}-{hi} SE: {band.sum()} data sets, {np.sum(warn & band)} warned")
+    print(f"  largest |measure - distance| where the distance is below 1: "
+          f"{np.max(np.abs(s - t)[t < 1.0], initial=0.0):.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
