@@ -489,8 +489,11 @@ def _other_missing(est, record, ridge) -> list:
             # a design's coefficients in the user's units, as tabled: the intercept of
             # a centred design can be determined where the internal one is not (a
             # separated fit's limit model)
-            table = getattr(est, block.effects)
-            out += [f"{block.prefix}~{t}" for t in table.index[table["std_error"].isna()]]
+            G = np.zeros((len(design.names), len(res.params)))
+            G[:, k : k + width] = design.J
+            limit = getattr(record, "limit_covariance", None)
+            var = limit_delta(G, record.covariance, limit, diagonal=True)
+            out += [f"{block.prefix}~{t}" for t, v in zip(design.names, var) if np.isnan(v)]
         else:
             out += [names[j] if names else f"parameter {j}" for j in mine]
         k += width

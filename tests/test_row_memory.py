@@ -500,6 +500,7 @@ def test_subsample_objective_goes_with_its_stage(monkeypatch):
         alive = [r() for r in made if r() is not None]
     finally:
         gc.enable()
-    assert len(made) == 2  # the subsample's and the fit's
+    # the subsample's, the fit's and the Laplace check's (its quadrature objective)
+    assert len(made) == 3
     assert len(alive) == 1 and len(alive[0].data.y) == n  # the fitted model's only
     assert est.converged_

@@ -1309,3 +1309,66 @@ def test_a_singular_nb_fit_is_checked_against_the_profile_above_zero():
     assert m.converged_
     assert -2 * m.loglik_ <= best + 2e-6
     assert _sd(m) > 1.0
+
+
+@pytest.mark.parametrize(
+    "kind, y, x, g, sds",
+    [
+        # NB2 on six groups of three rows: the profile over the SD dips below its value at
+        # zero up to an SD of 1 (the probe grid's largest) and has the optimum at 2.7
+        # (glmmTMB: -30.6669); the fit ended singular at -31.1950, converged
+        (
+            "nb2",
+            [0, 0, 0, 4, 2, 0, 0, 0, 0, 0, 0, 0, 11, 0, 7, 12, 13, 0],
+            [-0.362, 0.8116, -1.2512, -1.2759, 1.0738, 1.1802, 1.7434, -0.1769, 0.9478,
+             0.5356, 0.2378, 0.8113, 0.3022, 1.7981, 0.7057, -0.4825, 0.8191, 0.9376],
+            np.repeat(np.arange(6), 3),
+            (0.0, 1.0, 2.0, 2.7, 3.5),
+        ),
+        # ZIP on five unbalanced groups: the SD trades off against the zero-inflation
+        # probability (SD 0 with pi 0.43, SD 2.04 with pi 0.13; glmmTMB: -36.0384); the
+        # fit ended singular at -37.3445, converged
+        (
+            "zip",
+            [4, 4, 0, 2, 2, 0, 6, 7, 3, 7, 4, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            [-0.9345, -0.7782, -0.8327, -0.6908, -2.1605, -0.5736, -0.4737, -0.223, -0.8724,
+             -0.3281, -0.5631, -0.4748, -1.2779, -0.9354, -1.0289, -1.6721, 1.1902, -0.2544,
+             0.941, 0.0505, 0.4674, 0.1136],
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4, 4, 4, 4, 4, 4],
+            (0.0, 1.0, 2.0, 3.0),
+        ),
+    ],
+)  # fmt: skip
+def test_a_singular_fit_is_not_below_the_profile_far_from_zero(kind, y, x, g, sds):
+    est = NegBinGLMM() if kind == "nb2" else PoissonGLMM(zero_inflation=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = est.fit(pd.DataFrame({"x": x}), np.array(y), groups=np.array(g))
+    p = m.fit_result_.params
+    starts = [np.r_[p[:2], p[3:]], [0.0, 0.0, 0.0], [-1.0, 0.5, -0.5]]
+    best = min(_profile_at_sd(m, sd, starts) for sd in sds)
+    assert m.converged_
+    assert -2 * m.loglik_ <= best + 2e-6
+    assert _sd(m) > 1.5
+
+
+def test_a_zinb_zero_sd_is_not_probed_into_a_false_laplace_basin():
+    # levels whose counts are all zero have a nearly flat conditional density at the
+    # mode, and away from the fit the Laplace objective is far too high there (at SD 2:
+    # -19.81 against a true -23.17). Probing the zero SD at SDs of 2 and 4 moved the fit
+    # there (-16.27, not converged); the fit at SD 0 is the true optimum's basin
+    # (glmmTMB: -20.4422). Truth: quadrature with 80 nodes per level
+    import truth
+
+    y = np.array([0, 0, 8, 3, 3, 0, 0, 1, 0, 0, 0, 0, 4, 0, 0, 0])
+    x = [2.2765, -1.4238, 0.4274, 0.4943, 0.9186, 0.6217, 1.7632, 0.8154, -1.5574, 0.1003,
+         -1.3326, 0.3593, -1.1842, -0.5038, -0.5651, -0.3172]  # fmt: skip
+    g = np.repeat(np.arange(8), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NegBinGLMM(zero_inflation=True).fit(pd.DataFrame({"x": x}), y, groups=g)
+    p = m.fit_result_.params
+    td = truth.GLMMData(np.c_[np.ones(len(y)), x], y, g, "negbin", zero_inflation=True)
+    params = dict(beta=p[:2], sigma=p[2], theta=np.exp(p[3]), zi=1 / (1 + np.exp(-p[4])))
+    assert m.converged_
+    assert m.loglik_ == pytest.approx(truth.agq_loglik(params, td, 80), abs=0.01)

@@ -72,8 +72,12 @@ def quadrature_shift(obj, x, H, bounds) -> float | None:
     except np.linalg.LinAlgError:
         return None
     quad = Objective(obj.data, CHECK_NODES)
-    with np.errstate(all="ignore"):
-        val, g = quad.value_and_grad(np.asarray(x, dtype=float))
+    try:
+        with np.errstate(all="ignore"):
+            val, g = quad.value_and_grad(np.asarray(x, dtype=float))
+    finally:
+        # its state refers back to it (a cycle): its arrays of the rows' size go now
+        quad.release_state()
     if not np.isfinite(val) or not np.all(np.isfinite(g)):
         return None
     step = np.linalg.solve(Hf, g[free])
