@@ -71,6 +71,7 @@ from ._formula_text import (
     _warn_crossed_variable,
 )
 from ._frames import as_frame, as_pandas
+from ._warn import user_stacklevel
 
 __all__ = [
     "FormulaTransformer",
@@ -556,6 +557,13 @@ def _group_frame(bars: tuple[_BarTerm, ...], data: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame(columns, index=data.index)
 
 
+def _without_intercept(lhs: str) -> str:
+    """``"0 + factor(day)"`` -> ``"factor(day)"``: a bar's left-hand side without its
+    ``0 +`` or ``- 1``."""
+    terms = [t.strip() for t in lhs.replace("- 1", "+ 0").replace("-1", "+0").split("+")]
+    return " + ".join(t for t in terms if t and t != "0")
+
+
 def _bar_columns(bar: _BarTerm, data: pd.DataFrame, fixed_names: list[str]) -> tuple[bool, list]:
     """(has intercept, slope column names) of a bar term's left-hand side."""
     if bar.lhs == "1":
@@ -570,10 +578,19 @@ def _bar_columns(bar: _BarTerm, data: pd.DataFrame, fixed_names: list[str]) -> t
         if not intercept and len(slopes) > 1:
             # (0 + f | g) of a factor: a column per level, which the fixed part has only
             # without an intercept (0 + f) or with the random intercept as well (1 + f | g)
+            # (an uncorrelated term, diag or ||, of the levels is another model than one
+            # with an intercept and contrasts: only the fixed part can be rewritten)
             hint = (
                 f"A factor's columns without an intercept ({bar.lhs} | {bar.group}) are "
-                "one per level: the fixed part has them all only without its intercept "
-                f"(0 + ...); or write (1 + ... | {bar.group}), the same model reparametrised."
+                "one per level: the fixed part has them all only without its intercept; "
+                f"write it as 'y ~ 0 + {_without_intercept(bar.lhs)} + ...', the same "
+                "fixed-effect model reparametrised"
+                + (
+                    "."
+                    if bar.diagonal
+                    else f", or write (1 + ... | {bar.group}), the same random-effect model "
+                    "reparametrised."
+                )
             )
         raise ValueError(
             f"Random slope(s) {absent} in ({bar.lhs} | {bar.group}) must also appear as fixed "
@@ -653,7 +670,7 @@ def _random_only(bars, data: pd.DataFrame, fixed_names: list[str]) -> tuple[str,
     for bar in bars:
         if bar.structure is None:
             continue
-        var = _structured_time(bar)
+        var = _structured_time(bar, warn=True)
         if var in fixed_names or var in out:
             continue
         if var not in data.columns or not pd.api.types.is_numeric_dtype(data[var]):
@@ -665,12 +682,12 @@ def _random_only(bars, data: pd.DataFrame, fixed_names: list[str]) -> tuple[str,
     return tuple(out)
 
 
-def _structured_time(bar) -> str:
+def _structured_time(bar, warn: bool = False) -> str:
     """``ar1(0 + factor(day) | id)`` -> ``"day"``; ``ou(numFactor(t) + 0 | id)`` and
     ``ou(t + 0 | id)`` -> ``"t"``: a numeric column of the data, in the fixed part or
     not (then passed as ``random_only_columns``)."""
-    parts = [p.strip() for p in bar.lhs.replace("-1", "+0").split("+")]
-    parts = [p for p in parts if p and p != "0"]
+    terms = bar.lhs.replace(" ", "").replace("-1", "+0").split("+")
+    parts = [p for p in terms if p and p != "0"]
     var = None
     if len(parts) == 1:
         m = re.fullmatch(
@@ -682,6 +699,25 @@ def _structured_time(bar) -> str:
             f"Cannot read {bar.structure}({bar.lhs} | {bar.group}): write "
             f"{bar.structure}(0 + factor(day) | {bar.group}) with one time variable and no "
             "intercept."
+        )
+    # what the term is read as, where glmmTMB warns or refuses (a structure over time
+    # points has no intercept; ar1, cs and toep take the time variable as a factor)
+    written = f"{bar.structure}({bar.lhs} | {bar.group})"
+    wrapped = re.match(r"\s*(factor|numFactor|as\.factor)\s*\(", parts[0]) is not None
+    read_as = []
+    if "0" not in terms:
+        read_as.append("without an intercept (a structure over time points has none)")
+    if not wrapped and bar.structure != "ou":
+        read_as.append(f"with {var!r} as a factor of its values")
+    if read_as and warn:
+        kind = "numFactor" if bar.structure == "ou" else "factor"
+        warnings.warn(
+            f"{written} is fitted {' and '.join(read_as)}, as "
+            f"{bar.structure}(0 + {kind}({var}) | {bar.group}); write it so to silence this "
+            "(glmmTMB warns of an intercept in ar1() and refuses a time variable that is not "
+            "a factor).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
         )
     return var
 

@@ -124,12 +124,31 @@ def test_intercept_only(long):
         ("cs(factor(time) + 0 | id)", "cs(time)"),
         ("toep(0 + factor(time) | id)", "toep(time)"),
         ("ou(numFactor(time) + 0 | id)", "ou(time)"),
+        ("ar1(factor(time) - 1 | id)", "ar1(time)"),  # (with spaces it was refused)
+        ("ou(time + 0 | id)", "ou(time)"),
     ],
 )
 def test_random_effect_terms(long, bar, term):
-    design = parse_glmm_formula(f"y ~ time + treatment + {bar}", long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the usual spellings: no warning
+        design = parse_glmm_formula(f"y ~ time + treatment + {bar}", long)
     assert design.random_effects == {"id": term}
     assert list(design.groups.columns) == ["id"]
+
+
+@pytest.mark.parametrize(
+    "bar, what",
+    [
+        ("ar1(factor(time) | id)", "without an intercept"),  # glmmTMB warns
+        ("ar1(0 + time | id)", "as a factor of its values"),  # glmmTMB refuses
+        ("cs(time | id)", r"none\) and with 'time' as a factor"),
+    ],
+)
+def test_structures_read_other_than_written_are_warned_of(long, bar, what):
+    with pytest.warns(UserWarning, match=what) as caught:
+        design = parse_glmm_formula(f"y ~ time + treatment + {bar}", long)
+    assert len(caught) == 1
+    assert design.random_effects == {"id": bar[: bar.index("(")] + "(time)"}
 
 
 @pytest.mark.parametrize("term", ["exp(pos + 0 | id)", "rr(0 + factor(time) | id)"])
@@ -556,7 +575,7 @@ def test_formula_transformer_reads_factors_as_glmer():
 def test_factor_slopes_without_intercept_name_the_fix():
     # (0 + f | g) has a column per level; adding f to the fixed part cannot give them
     d = _r_frame_data()
-    with pytest.raises(ValueError, match=r"one per level.*\(0 \+ \.\.\.\)"):
+    with pytest.raises(ValueError, match=r"one per level.*'y ~ 0 \+ f \+ \.\.\.'"):
         glmer("y ~ f + (0 + f | g)", d, family="binomial")
     m = _quiet_glmer("y ~ 0 + f + (0 + f | g)", d)
     assert m.random_effects == {"g": "0 + fhi + flo + fmid"}
@@ -664,3 +683,12 @@ def _quiet(fun, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fun(*args, **kwargs)
+
+
+def test_per_level_effects_not_in_the_fixed_part_get_a_true_hint(long):
+    # for an uncorrelated term the hint offered (1 + ... | id) as "the same model
+    # reparametrised": an intercept and contrasts, uncorrelated, are another model
+    for bar, other in (("diag(0 + factor(time) | id)", False), ("(0 + factor(time) | id)", True)):
+        with pytest.raises(ValueError, match=r"'y ~ 0 \+ factor\(time\) \+ \.\.\.'") as info:
+            parse_glmm_formula(f"y ~ treatment + factor(time) + {bar}", long)
+        assert ("same random-effect model" in str(info.value)) is other
