@@ -540,15 +540,41 @@ def _labels(values: pd.Series) -> pd.Series:
     return values.astype(str)
 
 
-def _group_frame(bars: tuple[_BarTerm, ...], data: pd.DataFrame) -> pd.DataFrame:
-    """One column per grouping factor; interactions labelled ``"1:2"``."""
-    columns = {}
+def _factor_names(bars) -> list[list[tuple[str, tuple]]]:
+    """Per bar term, ``(factor name, grouping variables)`` of each of its factors.
+
+    Unstructured terms on one grouping share its factor (they merge into one term); a
+    structured term (``ar1(...)``, ``cs(...)``) on a grouping that another term also
+    has gets a factor of its own with the same levels, named as glmmTMB names it in
+    ``VarCorr`` (``id.1``): ``(1 | id) + ar1(0 + factor(day) | id)`` is a random
+    intercept per person plus an AR(1) process over the days, whose effects add up.
+    """
+    plain = {":".join(p) for bar in bars if bar.structure is None for p in _group_parts(bar.group)}
+    taken, out = set(plain), []
     for bar in bars:
+        names = []
         for parts in _group_parts(bar.group):
+            name = ":".join(parts)
+            if bar.structure is not None:
+                base, k = name, 0
+                while name in taken:
+                    k += 1
+                    name = f"{base}.{k}"
+                taken.add(name)
+            names.append((name, tuple(parts)))
+        out.append(names)
+    return out
+
+
+def _group_frame(bars: tuple[_BarTerm, ...], data: pd.DataFrame) -> pd.DataFrame:
+    """One column per grouping factor; interactions labelled ``"1:2"`` (a structured
+    term beside another on its grouping: a column of its own, :func:`_factor_names`)."""
+    columns = {}
+    for names in _factor_names(bars):
+        for name, parts in names:
             missing = [c for c in parts if c not in data.columns]
             if missing:
                 raise ValueError(f"Grouping variable(s) {missing} are not columns of data.")
-            name = ":".join(parts)
             if len(parts) == 1:
                 columns[name] = data[parts[0]]
             else:
@@ -612,32 +638,20 @@ def _random_effects(
     (``lme4``: ``||`` read as lme4 reads it, see :func:`_check_lme4_double_bar`)."""
     columns: dict[str, tuple[bool, list, bool]] = {}
     structured: dict[str, str] = {}
-    for bar in bars:
+    for bar, names in zip(bars, _factor_names(bars)):
         if lme4 and bar.double_bar:
             _check_lme4_double_bar(bar, data)
         if bar.structure is not None:
             term = f"{bar.structure}({_structured_time(bar)})"
-            for parts in _group_parts(bar.group):
-                name = ":".join(parts)
-                if name in structured or name in columns:
-                    raise NotImplementedError(
-                        f"{bar.structure}(...) for {name!r} cannot be combined with another "
-                        "random-effect term on the same grouping factor."
-                    )
+            for name, _ in names:  # (a factor of its own beside another term)
                 structured[name] = term
             continue
         intercept, slopes = _bar_columns(bar, data, fixed_names)
-        for parts in _group_parts(bar.group):
-            name = ":".join(parts)
+        for name, _ in names:
             if name in columns:
                 columns[name] = _merge_terms(name, columns[name], (intercept, slopes, bar.diagonal))
             else:
                 columns[name] = (intercept, slopes, bar.diagonal)
-    if structured and set(structured) & set(columns):
-        raise NotImplementedError(
-            f"a structured term on {sorted(set(structured) & set(columns))} cannot be "
-            "combined with another random-effect term on the same grouping factor."
-        )
     return {**{name: _term_string(*term) for name, term in columns.items()}, **structured}
 
 

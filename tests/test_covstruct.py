@@ -817,3 +817,33 @@ def test_a_correlation_on_the_far_side_of_its_start_is_found(structure, seed):
         best = min(best, obj.evaluate(r.x))
     assert m.converged_
     assert -0.5 * best - m.loglik_ < 1e-6
+
+
+def test_a_random_intercept_beside_ar1_on_the_same_grouping():
+    # (1 | id) + ar1(0 + factor(day) | id) raised NotImplementedError: the structured
+    # term gets a factor of its own with the same levels, named as glmmTMB's VarCorr
+    # names it (id.1); its effects add to the intercept's. Reference: glmmTMB
+    import json
+
+    from sklearn_glmm.formula import glmmTMB
+
+    here = Path(__file__).parent / "fixtures" / "ri_ar1"
+    d = pd.read_csv(here / "data.csv")
+    raw = json.loads((here / "ref.json").read_text())
+    ref = {k: v[0] if isinstance(v, list) else v for k, v in raw.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = glmmTMB("count ~ x + (1 | id) + ar1(0 + factor(day) | id)", d, family="poisson")
+    assert m.random_effects == {"id": "1", "id.1": "ar1(day)"}
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=1e-6)
+    fe = m.fixed_effects_
+    for term in ("(Intercept)", "x"):
+        assert fe.loc[term, "estimate"] == pytest.approx(ref["fixef"][term][0], abs=1e-4)
+        assert fe.loc[term, "std_error"] == pytest.approx(ref["se"][term][0], rel=1e-3)
+    cov = m.random_effects_cov_
+    assert np.sqrt(cov["id"].iloc[0, 0]) == pytest.approx(ref["sd_intercept"], rel=1e-3)
+    S = cov["id.1"].to_numpy()
+    assert np.sqrt(S[0, 0]) == pytest.approx(ref["sd_ar1"], rel=1e-3)
+    assert S[0, 1] / S[0, 0] == pytest.approx(ref["rho"], abs=1e-3)
+    # new rows: the factor of its own is made from the same column
+    np.testing.assert_allclose(m.predict(d.head(8)), m.predict(d)[:8], rtol=1e-12)
