@@ -105,7 +105,7 @@ def _bar_term(inner: str, piece: str) -> _BarTerm:
 # glmmTMB's covariance structures: us() is lme4's (expr | g), diag() its (expr || g)
 _STRUCTURES = {"us": False, "diag": True}
 _TIME_STRUCTURES = ("ar1", "cs", "toep", "ou")
-_UNSUPPORTED = "exp gau mat rr homdiag propto equalto".split()
+_UNSUPPORTED = "exp gau mat rr homdiag propto equalto homcs hetar1 homtoep".split()
 
 
 def _covariance_term(piece: str) -> _BarTerm | None:

@@ -151,7 +151,9 @@ def test_structures_read_other_than_written_are_warned_of(long, bar, what):
     assert design.random_effects == {"id": bar[: bar.index("(")] + "(time)"}
 
 
-@pytest.mark.parametrize("term", ["exp(pos + 0 | id)", "rr(0 + factor(time) | id)"])
+@pytest.mark.parametrize(
+    "term", ["exp(pos + 0 | id)", "rr(0 + factor(time) | id)", "homcs(0 + factor(time) | id)"]
+)
 def test_unavailable_covariance_structures_are_named(long, term):
     with pytest.raises(ValueError, match="covariance structure .* not available"):
         parse_glmm_formula(f"y ~ time + {term}", long)
