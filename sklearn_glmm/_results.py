@@ -537,23 +537,25 @@ def _check_block_ridge(est, x, record, ridge):
 
 
 def _check_laplace(est, obj, x, record, bounds) -> None:
-    """Warn when adaptive quadrature would move a Laplace fit by more than
-    ``quadrature_check.SHIFT_TOL`` standard errors (``record.quadrature_shift``; a
-    converged fit of a model quadrature can fit, on at most ``CHECK_MAX_ROWS`` rows)."""
+    """Warn when the optimum of adaptive quadrature lies more than
+    ``quadrature_check.SHIFT_TOL`` standard errors from a Laplace fit (a converged fit of
+    a model quadrature can fit, on at most ``CHECK_MAX_ROWS`` rows). ``record.
+    quadrature_shift``: that distance where the Newton step of the quadrature objective
+    exceeded ``SCREEN_TOL`` (and it was fitted), else the step's length."""
     from ._engine import quadrature_check as qc
 
     if not record.converged or not qc.applicable(obj, getattr(obj, "n_agq", 1)):
         return
     with single_threaded_blas():
-        record.quadrature_shift = qc.quadrature_shift(obj, x, record.hessian, bounds)
-    if record.quadrature_shift is None or not record.quadrature_shift > qc.SHIFT_TOL:
+        step, distance = qc.quadrature_shift(obj, x, record.hessian, bounds)
+    record.quadrature_shift = step if distance is None else distance
+    if distance is None or not distance > qc.SHIFT_TOL:
         return
     warnings.warn(
-        "the Laplace approximation is poor for these data: a Newton step of adaptive "
-        f"Gauss-Hermite quadrature ({qc.CHECK_NODES} nodes) from this fit moves an estimate by "
-        f"{record.quadrature_shift:.2g} standard errors (fit_record_.quadrature_shift), and "
-        "the quadrature's optimum may lie further. Refit with n_agq=9 or more (lme4's nAGQ) "
-        "and report that fit.",
+        "the Laplace approximation is poor for these data: the optimum of adaptive "
+        f"Gauss-Hermite quadrature ({qc.CHECK_NODES} nodes) lies {distance:.2g} standard "
+        "errors from this fit in some parameter (fit_record_.quadrature_shift). Refit with "
+        "n_agq=9 or more (lme4's nAGQ) and report that fit.",
         ApproximationWarning,
         stacklevel=user_stacklevel(),
     )

@@ -684,15 +684,15 @@ def _random_only(bars, data: pd.DataFrame, fixed_names: list[str]) -> tuple[str,
     for bar in bars:
         if bar.structure is None:
             continue
-        var = _structured_time(bar, warn=True)
-        if var in fixed_names or var in out:
-            continue
-        if var not in data.columns or not pd.api.types.is_numeric_dtype(data[var]):
-            raise ValueError(
-                f"The time variable {var!r} of {bar.structure}({bar.lhs} | {bar.group}) must "
-                "be a numeric column of the data."
-            )
-        out.append(var)
+        var = _structured_time(bar)
+        if var not in fixed_names and var not in out:
+            if var not in data.columns or not pd.api.types.is_numeric_dtype(data[var]):
+                raise ValueError(
+                    f"The time variable {var!r} of {bar.structure}({bar.lhs} | {bar.group}) "
+                    "must be a numeric column of the data."
+                )
+            out.append(var)
+        _structured_time(bar, warn=True)  # (a term read otherwise than written, once valid)
     return tuple(out)
 
 
