@@ -1352,6 +1352,18 @@ def test_a_singular_fit_is_not_below_the_profile_far_from_zero(kind, y, x, g, sd
     assert _sd(m) > 1.5
 
 
+def _zinb_with_zero_groups():
+    """A zero-inflated NB2 fit on 8 groups of 2 rows, 4 of them all zero: ``(m, x, y, g)``."""
+    y = np.array([0, 0, 8, 3, 3, 0, 0, 1, 0, 0, 0, 0, 4, 0, 0, 0])
+    x = [2.2765, -1.4238, 0.4274, 0.4943, 0.9186, 0.6217, 1.7632, 0.8154, -1.5574, 0.1003,
+         -1.3326, 0.3593, -1.1842, -0.5038, -0.5651, -0.3172]  # fmt: skip
+    g = np.repeat(np.arange(8), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NegBinGLMM(zero_inflation=True).fit(pd.DataFrame({"x": x}), y, groups=g)
+    return m, x, y, g
+
+
 def test_a_zinb_zero_sd_is_not_probed_into_a_false_laplace_basin():
     # levels whose counts are all zero have a nearly flat conditional density at the
     # mode, and away from the fit the Laplace objective is far too high there (at SD 2:
@@ -1360,13 +1372,7 @@ def test_a_zinb_zero_sd_is_not_probed_into_a_false_laplace_basin():
     # (glmmTMB: -20.4422). Truth: quadrature with 80 nodes per level
     import truth
 
-    y = np.array([0, 0, 8, 3, 3, 0, 0, 1, 0, 0, 0, 0, 4, 0, 0, 0])
-    x = [2.2765, -1.4238, 0.4274, 0.4943, 0.9186, 0.6217, 1.7632, 0.8154, -1.5574, 0.1003,
-         -1.3326, 0.3593, -1.1842, -0.5038, -0.5651, -0.3172]  # fmt: skip
-    g = np.repeat(np.arange(8), 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = NegBinGLMM(zero_inflation=True).fit(pd.DataFrame({"x": x}), y, groups=g)
+    m, x, y, g = _zinb_with_zero_groups()
     p = m.fit_result_.params
     td = truth.GLMMData(np.c_[np.ones(len(y)), x], y, g, "negbin", zero_inflation=True)
     params = dict(beta=p[:2], sigma=p[2], theta=np.exp(p[3]), zi=1 / (1 + np.exp(-p[4])))
@@ -1381,13 +1387,7 @@ def test_a_profile_into_a_false_laplace_basin_does_not_ask_for_a_refit():
     # optimum; refit", and a refit would go there
     from sklearn_glmm.exceptions import ProfileWarning
 
-    y = np.array([0, 0, 8, 3, 3, 0, 0, 1, 0, 0, 0, 0, 4, 0, 0, 0])
-    x = [2.2765, -1.4238, 0.4274, 0.4943, 0.9186, 0.6217, 1.7632, 0.8154, -1.5574, 0.1003,
-         -1.3326, 0.3593, -1.1842, -0.5038, -0.5651, -0.3172]  # fmt: skip
-    g = np.repeat(np.arange(8), 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = NegBinGLMM(zero_inflation=True).fit(pd.DataFrame({"x": x}), y, groups=g)
+    m = _zinb_with_zero_groups()[0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m.confint(method="profile", parm=["x"])
