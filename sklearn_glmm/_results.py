@@ -354,6 +354,14 @@ def fitted_parameters(est, obj, x, record, data, factors, pending) -> FittedPara
     return FittedParameters(rows, idx, arrays, condvar, lambdas, block_se)
 
 
+def _mapped_limit(J, start, V, limit, diagonal=False) -> np.ndarray:
+    """The covariance (``diagonal``: the variances) of ``J`` times the parameters from
+    ``start`` on, through a separated fit's limit model (:func:`limit_delta`)."""
+    G = np.zeros((J.shape[0], V.shape[0]))
+    G[:, start : start + J.shape[1]] = J
+    return limit_delta(G, V, limit, diagonal)
+
+
 def fixed_effect_arrays(scaling, names, beta_s, V, limit=None) -> tuple[FitArrays, list]:
     """The fixed effects in the user's units from the internal ``beta_s`` and the
     covariance ``V`` of the parameters (the fixed effects first): ``(arrays, idx)``,
@@ -365,12 +373,7 @@ def fixed_effect_arrays(scaling, names, beta_s, V, limit=None) -> tuple[FitArray
     J = beta_jacobian(scaling)
     beta = J @ beta_s
     p = len(beta_s)
-    if limit is None:
-        Vb = sandwich(J, V[:p, :p])
-    else:
-        G = np.zeros((J.shape[0], V.shape[0]))
-        G[:, :p] = J
-        Vb = limit_delta(G, V, limit)
+    Vb = sandwich(J, V[:p, :p]) if limit is None else _mapped_limit(J, 0, V, limit)
     k0 = int(scaling["intercept"])
     rows = ([INTERCEPT] if k0 else []) + list(names)
     est_all = np.full(len(rows), np.nan)
@@ -489,10 +492,8 @@ def _other_missing(est, record, ridge) -> list:
             # a design's coefficients in the user's units, as tabled: the intercept of
             # a centred design can be determined where the internal one is not (a
             # separated fit's limit model)
-            G = np.zeros((len(design.names), len(res.params)))
-            G[:, k : k + width] = design.J
             limit = getattr(record, "limit_covariance", None)
-            var = limit_delta(G, record.covariance, limit, diagonal=True)
+            var = _mapped_limit(design.J, k, record.covariance, limit, diagonal=True)
             out += [f"{block.prefix}~{t}" for t, v in zip(design.names, var) if np.isnan(v)]
         else:
             out += [names[j] if names else f"parameter {j}" for j in mine]
@@ -1063,9 +1064,7 @@ class _BlockEffects:
         design = design or constant_design()
         user_V = None  # (the table's own product of the design's map and V)
         if self.limit is not None:
-            G = np.zeros((design.J.shape[0], V.shape[0]))
-            G[:, k : k + width] = design.J
-            user_V = limit_delta(G, V, self.limit)
+            user_V = _mapped_limit(design.J, k, V, self.limit)
         parts = (design, coefs.copy(), V[k : k + width, k : k + width], edge, user_V)
         self.arrays.blocks[block.effects] = parts
 

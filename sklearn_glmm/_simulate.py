@@ -326,8 +326,8 @@ def fit_many(est, Y, batched: bool | None = None) -> list:
     res = est.fit_result_
     data, bounds = res.objective.data, res.bounds
     R = Y.shape[1]
-    if batched is None or batched:
-        batched = R > 1 and bool(data.factors) and can_batch(data, _n_agq(est))
+    batched = batched is not False and R > 1 and bool(data.factors)
+    batched = batched and can_batch(data, _n_agq(est))
 
     def one(obj, glm_fit=None):
         x0 = starting_point(obj, glm_fit)

@@ -586,8 +586,7 @@ def _group_frame(bars: tuple[_BarTerm, ...], data: pd.DataFrame) -> pd.DataFrame
 def _without_intercept(lhs: str) -> str:
     """``"0 + factor(day)"`` -> ``"factor(day)"``: a bar's left-hand side without its
     ``0 +`` or ``- 1``."""
-    terms = [t.strip() for t in lhs.replace("- 1", "+ 0").replace("-1", "+0").split("+")]
-    return " + ".join(t for t in terms if t and t != "0")
+    return " + ".join(t for t in _lhs_terms(lhs) if t and t != "0")
 
 
 def _bar_columns(bar: _BarTerm, data: pd.DataFrame, fixed_names: list[str]) -> tuple[bool, list]:
@@ -692,16 +691,20 @@ def _random_only(bars, data: pd.DataFrame, fixed_names: list[str]) -> tuple[str,
                     "must be a numeric column of the data."
                 )
             out.append(var)
-        _structured_time(bar, warn=True)  # (a term read otherwise than written, once valid)
+        _warn_structured_reading(bar, var)  # (once the time variable is valid)
     return tuple(out)
 
 
-def _structured_time(bar, warn: bool = False) -> str:
+def _lhs_terms(lhs: str) -> list[str]:
+    """The ``+`` terms of a bar's left-hand side without spaces, ``- 1`` as ``0``."""
+    return lhs.replace(" ", "").replace("-1", "+0").split("+")
+
+
+def _structured_time(bar) -> str:
     """``ar1(0 + factor(day) | id)`` -> ``"day"``; ``ou(numFactor(t) + 0 | id)`` and
     ``ou(t + 0 | id)`` -> ``"t"``: a numeric column of the data, in the fixed part or
     not (then passed as ``random_only_columns``)."""
-    terms = bar.lhs.replace(" ", "").replace("-1", "+0").split("+")
-    parts = [p for p in terms if p and p != "0"]
+    parts = [p for p in _lhs_terms(bar.lhs) if p and p != "0"]
     var = None
     if len(parts) == 1:
         m = re.fullmatch(
@@ -714,26 +717,32 @@ def _structured_time(bar, warn: bool = False) -> str:
             f"{bar.structure}(0 + factor(day) | {bar.group}) with one time variable and no "
             "intercept."
         )
-    # what the term is read as, where glmmTMB warns or refuses (a structure over time
-    # points has no intercept; ar1, cs and toep take the time variable as a factor)
-    written = f"{bar.structure}({bar.lhs} | {bar.group})"
-    wrapped = re.match(r"\s*(factor|numFactor|as\.factor)\s*\(", parts[0]) is not None
+    return var
+
+
+def _warn_structured_reading(bar, var: str) -> None:
+    """Warn where a structured term (time variable ``var``) is read otherwise than it is
+    written, where glmmTMB warns or refuses: a structure over time points has no
+    intercept, and ar1, cs and toep take the time variable as a factor."""
+    terms = _lhs_terms(bar.lhs)
+    time = next(t for t in terms if t and t != "0")
+    wrapped = re.match(r"(factor|numFactor|as\.factor)\(", time) is not None
     read_as = []
     if "0" not in terms:
         read_as.append("without an intercept (a structure over time points has none)")
     if not wrapped and bar.structure != "ou":
         read_as.append(f"with {var!r} as a factor of its values")
-    if read_as and warn:
-        kind = "numFactor" if bar.structure == "ou" else "factor"
-        warnings.warn(
-            f"{written} is fitted {' and '.join(read_as)}, as "
-            f"{bar.structure}(0 + {kind}({var}) | {bar.group}); write it so to silence this "
-            "(glmmTMB warns of an intercept in ar1() and refuses a time variable that is not "
-            "a factor).",
-            UserWarning,
-            stacklevel=user_stacklevel(),
-        )
-    return var
+    if not read_as:
+        return
+    kind = "numFactor" if bar.structure == "ou" else "factor"
+    warnings.warn(
+        f"{bar.structure}({bar.lhs} | {bar.group}) is fitted {' and '.join(read_as)}, as "
+        f"{bar.structure}(0 + {kind}({var}) | {bar.group}); write it so to silence this "
+        "(glmmTMB warns of an intercept in ar1() and refuses a time variable that is not "
+        "a factor).",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def _merge_terms(name, first, second) -> tuple[bool, list, bool]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from .converge import at_bound
 from .objective import Objective
+from .optimize import _run_lbfgsb
 
 CHECK_NODES = 9
 # the quadrature's gradient costs about CHECK_NODES Laplace evaluations' arithmetic on
@@ -87,8 +88,6 @@ def quadrature_shift(obj, x, H, bounds) -> tuple[float | None, float | None]:
             step = float(np.max(np.abs(np.linalg.solve(Hf, g[free])) / se))
             if not step > SCREEN_TOL:
                 return step, None
-            from .optimize import _run_lbfgsb
-
             res = _run_lbfgsb(quad.value_and_grad, np.asarray(x, dtype=float), bounds, 200, 1e-10)
     finally:
         # its state refers back to it (a cycle): its arrays of the rows' size go now
