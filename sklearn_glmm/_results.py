@@ -283,7 +283,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _ensure_state(obj, x, record)
     p = data.n_beta
     beta_s = x[:p]
-    separation = separation_with_limit(record, x, bounds, data, pending["scaling"])
+    separation = separation_with_limit(record, x, bounds, data, pending["scaling"], obj)
     ridge_end_covariance(record, x, bounds, data, obj)
     parts = fitted_parameters(est, obj, x, record, data, factors, pending)
     # the conditional fit on the training rows, for residuals and diagnostics
@@ -647,17 +647,19 @@ def _check_separation(est, data, beta_s, found):
     warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
 
 
-def separation_with_limit(record, x, bounds, data, sc):
+def separation_with_limit(record, x, bounds, data, sc, obj=None):
     """:func:`_separation` of the fit at ``x`` on the rows ``data``; where predictors
     separate, ``record.covariance`` becomes the limit model's
-    (:func:`_limit_covariance`). Returns the separation (for :func:`_check_separation`)."""
+    (:func:`_limit_covariance`) and the checks at the optimum are those of the limit
+    model (:func:`_judge_off`; the gradient's only with the objective ``obj``).
+    Returns the separation (for :func:`_check_separation`)."""
     found = _separation(data.family, data, x[: data.n_beta], sc)
     if found is not None and not isinstance(found, str):
-        _limit_covariance(record, x, bounds, data, sc, found)
+        _limit_covariance(record, x, bounds, data, sc, found, obj)
     return found
 
 
-def _limit_covariance(record, x, bounds, data, sc, separation) -> None:
+def _limit_covariance(record, x, bounds, data, sc, separation, obj=None) -> None:
     """The covariance of the separated fit's limit model, where it is determined.
 
     Along a separating direction the likelihood rises towards a limit in which the
@@ -695,7 +697,7 @@ def _limit_covariance(record, x, bounds, data, sc, separation) -> None:
     full = np.zeros((len(x), F.shape[1]))
     full[: data.n_beta] = F
     full = np.hstack([full, _block_null_space(data, keep, len(x))])
-    _covariance_off(record, x, bounds, full, flat_only=True)
+    _judge_off(record, obj, x, _covariance_off(record, x, bounds, full, flat_only=True))
 
 
 def _block_null_space(data, keep, n_params) -> np.ndarray:
@@ -724,6 +726,27 @@ def _block_null_space(data, keep, n_params) -> np.ndarray:
     return np.array(cols).T.reshape(n_params, len(cols))
 
 
+def _flat_along(Hf, F) -> bool:
+    """Whether the Hessian ``Hf`` is flat along every column of ``F`` (relative to its
+    largest curvature, below 1e-6), on its unit-diagonal scale (as :func:`curvature`
+    reads it) or on the optimiser's scale (standardised predictors).
+
+    A coefficient that only separated rows inform (``x:grp`` in ``y ~ x * grp`` where
+    every ``grp = 1`` row is a success) has a unit diagonal on the first scale however
+    little weight those rows keep, so its direction is never flat there; on the
+    second its curvature is those rows' weight, which vanishes along the separation.
+    """
+    d = np.sqrt(np.clip(np.diag(Hf), 1e-300, None))
+    for s in (d, np.ones_like(d)):
+        Hs = Hf / np.outer(s, s)
+        Fs = F * s[:, None]
+        Fs = Fs / np.linalg.norm(Fs, axis=0)
+        top = float(np.max(np.abs(np.linalg.eigvalsh(Hs))))
+        if np.max(np.abs(np.einsum("ik,ij,jk->k", Fs, Hs, Fs))) <= 1e-6 * top:
+            return True
+    return False
+
+
 def _covariance_off(record, x, bounds, full, flat_only=False):
     """``record.covariance`` made the inverse of the Hessian on the complement of the
     directions ``full`` (columns, in the parameter vector), NaN for the parameters that
@@ -740,14 +763,8 @@ def _covariance_off(record, x, bounds, full, flat_only=False):
     if not np.all(np.isfinite(H[np.ix_(free, free)])) or np.linalg.matrix_rank(Ff) < full.shape[1]:
         return
     Hf = H[np.ix_(free, free)]
-    if flat_only:
-        # the Hessian must be flat along F (on its unit-diagonal scale, as curvature's)
-        d = np.sqrt(np.clip(np.diag(Hf), 1e-300, None))
-        Fs = Ff * d[:, None]
-        Fs /= np.linalg.norm(Fs, axis=0)
-        top = float(np.max(np.abs(np.linalg.eigvalsh(Hf / np.outer(d, d)))))
-        if np.max(np.abs(np.einsum("ik,ij,jk->k", Fs, Hf / np.outer(d, d), Fs))) > 1e-6 * top:
-            return
+    if flat_only and not _flat_along(Hf, Ff):
+        return
     Q = np.linalg.qr(Ff, mode="complete")[0]
     N = Q[:, full.shape[1] :]
     inv, flat, negative = _pseudo_inverse(N.T @ Hf @ N)
@@ -812,20 +829,27 @@ def ridge_end_covariance(record, x, bounds, data, obj) -> None:
         j += w
     if not directions:
         return
-    done = _covariance_off(record, x, bounds, np.column_stack(directions))
+    _judge_off(record, obj, x, _covariance_off(record, x, bounds, np.column_stack(directions)))
+
+
+def _judge_off(record, obj, x, done) -> None:
+    """The checks at the optimum on the complement of directions along which the
+    likelihood keeps rising ever more slowly (a ridge, a separation): a negative
+    curvature or a gradient along them is not a failure to reach the optimum of the
+    model at their end. ``done``: :func:`_covariance_off`'s answer (None: unchanged);
+    ``obj``: the objective, for the gradient (None: its check is left as it was)."""
     if done is None:
         return
-    # the checks at the optimum, off the ridge: a negative curvature or a gradient
-    # along it (where the likelihood keeps rising ever more slowly) is not a failure
-    # to reach the optimum of the model at the ridge's end
     from ._engine.converge import judge, scaled_gradient
 
     free, N = done
-    HN = N.T @ record.hessian[np.ix_(free, free)] @ N
-    gN = N.T @ np.asarray(obj.value_and_grad(x)[1], dtype=float)[free]
     record.negative_curvature = False  # the complement is positive definite (done)
-    record.max_scaled_grad = scaled_gradient(gN, HN, np.zeros(len(gN)), [(None, None)] * len(gN))[1]
-    record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
+    if obj is not None:  # (without it, the gradient's check stays that of every direction)
+        HN = N.T @ record.hessian[np.ix_(free, free)] @ N
+        gN = N.T @ np.asarray(obj.value_and_grad(x)[1], dtype=float)[free]
+        unbounded = [(None, None)] * len(gN)
+        record.max_scaled_grad = scaled_gradient(gN, HN, np.zeros(len(gN)), unbounded)[1]
+        record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
     judge(record)
 
 

@@ -22,6 +22,8 @@ from scipy.optimize import linprog
 _TOL = 1e-7
 _MAX_COEF_LPS = 60  # above this many fixed effects, name those of one direction only
 _BATCH = 2000  # rows added per round of constraint generation
+_MOVED = 1e-5  # |X b| above this (times the largest |X|): a row moves along b (well
+# above the linear programme's tolerance, 1e-7)
 
 
 def _constraints(X, y, trials, weights, bounded):
@@ -100,8 +102,8 @@ def separating_directions(X, y, trials, weights, bounded):
     # HiGHS allows each constraint a 1e-7 violation: a gain below that is no direction
     if b is None or c @ b > -min(_TOL * scale * len(A_ub), 1e-4):
         return None
-    out = [b]
-    moving = set(np.flatnonzero(np.abs(b) > 1e-6).tolist())
+    out = [b] + _directions_for_still_rows(A_ub, A_eq, b, scale, tol)
+    moving = {int(j) for d in out for j in np.flatnonzero(np.abs(d) > 1e-6)}
     if p <= _MAX_COEF_LPS:
         for j in range(p):
             if j in moving:
@@ -115,6 +117,32 @@ def separating_directions(X, y, trials, weights, bounded):
                     moving.add(j)
                     break
     return out, sorted(moving)
+
+
+def _directions_for_still_rows(A_ub, A_eq, b, scale, tol) -> list:
+    """Directions that move the rows of ``A_ub`` the direction ``b`` leaves still but
+    another direction can move.
+
+    The linear programme's solution is a vertex: it can hold a row at ``d = 0`` that
+    other separating directions move (with ``y ~ x * grp`` and every ``grp = 1`` row a
+    success, the largest gain tilts the direction along ``x:grp`` until one such row is
+    still). The set of separating directions is a convex cone, so the rows moved by
+    some direction are those moved by the sum of the directions found here, one
+    programme per round over the rows still left (each round moves at least one).
+    """
+    out = []
+    moved = A_ub @ b < -_MOVED * scale
+    while not moved.all():
+        c = A_ub[~moved].sum(axis=0)
+        d = _lp(c, A_ub, A_eq, tol)
+        if d is None or c @ d > -min(_TOL * scale * np.count_nonzero(~moved), 1e-4):
+            break
+        now = moved | (A_ub @ d < -_MOVED * scale)
+        if now.sum() == moved.sum():
+            break
+        out.append(d)
+        moved = now
+    return out
 
 
 def separated_coefficients(X, y, trials, weights, bounded) -> list[int] | None:
@@ -133,8 +161,8 @@ def separated_rows(X, directions) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     scale = max(1.0, float(np.max(np.abs(X), initial=0.0)))
     moved = np.zeros(X.shape[0], dtype=bool)
-    for b in directions:  # (well above the linear programme's tolerance, 1e-7)
-        moved |= np.abs(X @ b) > 1e-5 * scale
+    for b in directions:
+        moved |= np.abs(X @ b) > _MOVED * scale
     return moved
 
 
