@@ -224,16 +224,40 @@ def check_not_counts(y: pd.Series) -> None:
         )
 
 
+def _proportions(y: pd.Series):
+    """``y`` as floats when it holds proportions (numbers in [0, 1], not all 0 or 1)."""
+    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+        return None
+    p = y.to_numpy(dtype=float)
+    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1 or np.all(np.isin(p, (0, 1))):
+        return None
+    return p
+
+
+def check_not_proportions(y: pd.Series) -> None:
+    """A binomial outcome of proportions without weights raises: R reads them as
+    proportions of one trial each (with a warning of non-integer successes), the
+    estimator would read two distinct values as two classes and three as an error."""
+    p = _proportions(y)
+    if p is None:
+        return
+    raise ValueError(
+        f"The binomial outcome {y.name!r} holds proportions (values in [0, 1] other than "
+        f"0 and 1, e.g. {np.unique(p[(p > 0) & (p < 1)])[0]:g}) and no weights were given. "
+        "Pass the numbers of trials as weights= (R's binomial convention: the weights of "
+        "proportions are the trials) or write cbind(successes, failures) ~ ...; for two "
+        "classes coded as numbers, recode them as 0/1 or strings."
+    )
+
+
 def proportions_with_trials(y: pd.Series, weights: np.ndarray):
     """R's binomial ``weights``: with an outcome of proportions they are the trials.
 
     Returns ``(successes, trials)`` when ``y`` holds proportions (numbers in [0, 1], not
     all 0 or 1); None otherwise (the weights are then case weights).
     """
-    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-        return None
-    p = y.to_numpy(dtype=float)
-    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1 or np.all(np.isin(p, (0, 1))):
+    p = _proportions(y)
+    if p is None:
         return None
     successes = p * weights
     whole = np.round(successes)

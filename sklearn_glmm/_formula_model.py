@@ -37,6 +37,7 @@ from sklearn.utils.validation import _num_samples
 
 from . import estimators
 from ._frames import as_pandas
+from ._warn import user_stacklevel
 
 __all__ = ["BinomialGLMM", "NegBinGLMM", "PoissonGLMM"]
 
@@ -172,6 +173,7 @@ class _RawDataPredictions:
         """The estimator's inputs for ``X``, raw data or design (see the module)."""
         state = self._formula
         zero = _re_form_zero(re_form, state)
+        asked = population
         population = _population(population, zero)
         if state is not None:  # polars and other libraries' frames: the variables by name
             X = as_pandas(X)
@@ -199,7 +201,7 @@ class _RawDataPredictions:
         rows = None if complete.all() else complete
         data = X if rows is None else X.loc[complete]
         X_design = with_data_columns(self, design_matrix(state.model_spec, data), data)
-        groups = self._raw_groups(X, data, groups, zero, complete)
+        groups = self._raw_groups(X, data, groups, zero, complete, asked)
         offset = self._raw_offset(data, offset, complete)
         return _NewData(X_design, groups, offset, population, rows)
 
@@ -210,7 +212,7 @@ class _RawDataPredictions:
             return None
         return pd.DataFrame({name: np.full(n, None, dtype=object) for name in names})
 
-    def _raw_groups(self, X, data, groups, zero, complete):
+    def _raw_groups(self, X, data, groups, zero, complete, population=None):
         from .formula import _group_frame
 
         state = self._formula
@@ -225,7 +227,20 @@ class _RawDataPredictions:
                 )
             return groups if complete.all() else _safe_indexing(groups, np.flatnonzero(complete))
         if not present:
-            return None  # no groups: population level, as the estimator without groups
+            # no groups: population level, as the estimator without groups; lme4 raises
+            # ("object not found") unless re.form = NA, so a data frame that lost its
+            # grouping column is said, unless population= asked for that
+            if population is None and state.group_variables:
+                warnings.warn(
+                    f"The data hold none of the grouping column(s) "
+                    f"{list(state.group_variables)}: every row is predicted at the "
+                    "population level (averaged over the random effects). Pass the grouping "
+                    "column(s) for predictions conditional on the groups, or re_form=NA or "
+                    "population='marginal' to ask for population-level predictions.",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
+            return None
         missing = [c for c in state.group_variables if c not in X.columns]
         if missing:
             raise ValueError(

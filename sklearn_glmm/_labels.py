@@ -3,16 +3,22 @@
 The levels of a grouping factor are fixed at fit; new labels at prediction time are
 matched to them by :func:`match_levels`. A label is keyed by its text, with numbers
 written the way Python writes an integer when they are whole (``1``, ``1.0`` and
-``"1"`` share the key ``"1"``; ``"01"`` does not).
+``"1"`` share the key ``"1"``; ``"01"`` does not), dates and date-times the way R writes
+them (a ``Timestamp`` at midnight, a ``datetime.date`` and ``"2024-01-02"`` share the key
+``"2024-01-02"``).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
+from datetime import date, datetime
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+
+from ._warn import user_stacklevel
 
 # -- matching group labels at predict time --------------------------------------------------
 # A label not found among the fitted levels as it is matches by its text, numbers written the
@@ -21,8 +27,38 @@ import pandas as pd
 _NUMBER_TEXT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
 
+# a date-time's text as R writes it: its date at midnight, its local time without the time
+# zone; a date-time read back from a file ("2024-01-02 00:00:00+01:00") matches it too
+_DATE_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
+
+
+def _date_text(value) -> str:
+    """A date or date-time label's text: ``2024-01-02``, or ``2024-01-02 10:30:00``
+    (local time of a time-zone-aware one, as R's ``as.character`` writes it)."""
+    if not isinstance(value, datetime):  # a date
+        return value.isoformat()
+    stamp = pd.Timestamp(value).tz_localize(None)
+    if stamp == stamp.normalize():
+        return stamp.strftime("%Y-%m-%d")
+    return stamp.strftime("%Y-%m-%d %H:%M:%S") + (
+        f".{stamp.microsecond:06d}".rstrip("0") if stamp.microsecond else ""
+    )
+
+
 def label_key(value) -> str:
     """The text a group label matches by when its type differs from the fitted levels'."""
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    if isinstance(value, date) and not pd.isna(value):
+        return _date_text(value)
+    if isinstance(value, str) and _DATE_TEXT.fullmatch(value):
+        try:
+            return _date_text(pd.Timestamp(value).tz_localize(None))
+        except ValueError:  # (not a calendar date: "2024-13-45")
+            return value
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, Integral):
@@ -80,5 +116,36 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
                 "pass the labels with the type they were fitted with."
             )
         codes[retry] = alt
+        if (alt < 0).any():
+            _warn_other_kind(levels, asked[alt < 0], name)
     codes[missing] = -1
     return codes.astype(np.intp)
+
+
+def _kind(value) -> str:
+    key = label_key(value)
+    if _NUMBER_TEXT.fullmatch(key) or key in ("inf", "-inf", "nan"):
+        return "numbers"
+    if _DATE_TEXT.fullmatch(key):
+        return "dates"
+    return "text"
+
+
+def _warn_other_kind(levels, asked, name) -> None:
+    """Unmatched labels ``asked`` of another kind than every fitted level (text such as
+    ``"01"`` for levels fitted as the numbers 1, 2, ...): a grouping column written
+    another way (lme4 raises on new levels), whose rows would silently be predicted at
+    the population level. New groups of the fitted kind (cross-validation's) are not
+    warned of."""
+    fitted = {_kind(v) for v in levels}
+    other = [v for v in dict.fromkeys(asked) if _kind(v) not in fitted]
+    if not other:
+        return
+    warnings.warn(
+        f"{len(other)} group label(s) of factor {name!r} are not fitted levels and not of "
+        f"their kind ({'/'.join(sorted(fitted))}, e.g. {list(levels[:3])!r}): "
+        f"{other[:5]!r}. Their rows are predicted at the population level, as new groups; "
+        "pass the labels as they were fitted.",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )

@@ -26,8 +26,9 @@ c(...))``, ``log(x, base)``, ``poly(x, degree, raw = TRUE)``, ``sqrt``, ``TRUE``
 ``%in%`` and ``.``, which formulaic reads differently, raise.
 
 A binomial outcome's level order decides the class modelled, as in R: every level
-but the first of a pandas Categorical is a success; strings are sorted (Python's
-order, R's under ``LC_COLLATE=C``) and ``True`` is the success of a logical outcome.
+but the first of a pandas Categorical is a success; strings are sorted as R sorts them
+(:mod:`._collation`: ``"no"`` before ``"Yes"``; the levels of a text predictor too) and
+``True`` is the success of a logical outcome.
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _formula_model
+from ._collation import r_sorted
 from ._formula_args import (
     ESTIMATORS,
     FAMILY_PARAMS,
     LINKS,
     check_formula_first,
     check_not_counts,
+    check_not_proportions,
     check_r_arguments,
     parse_family,
     proportions_with_trials,
@@ -481,7 +484,23 @@ def _r_factors(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
         data = data.assign(
             **{c: data[c].astype(object).where(data[c].notna(), np.nan) for c in texts}
         )
-    return _r_logicals(data, leave)
+    return _r_logicals(_r_text_levels(data, leave), leave)
+
+
+def _r_text_levels(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
+    """Text columns (but those in ``leave``) as factors with R's level order
+    (:mod:`._collation`: ``"apple"`` before ``"Banana"``, where Python's order, which the
+    formula parser would use, puts upper case first and so another reference level)."""
+    found = {}
+    for c in data.columns:
+        if c in leave or not pd.api.types.is_object_dtype(data[c].dtype):
+            continue
+        values = pd.unique(data[c].dropna())
+        if len(values) and all(isinstance(v, str) for v in values):
+            levels = r_sorted(values)
+            if levels != sorted(values):
+                found[c] = pd.Categorical(data[c], categories=levels)
+    return data.assign(**found) if found else data
 
 
 def _is_text_dtype(dtype) -> bool:
@@ -793,6 +812,7 @@ def _parse(formula: str, data, complete=None, lme4: bool = False) -> tuple[GLMMD
             f"formula {formula!r} has no random-effect term such as '(1 | id)'; "
             "use a scikit-learn GLM for models without random effects."
         )
+    _check_no_time_columns(data, _variables(pieces) - _group_variables(pieces))
     keep = _complete_rows(data, pieces)
     if complete is not None:
         keep &= complete
@@ -819,6 +839,28 @@ def _parse(formula: str, data, complete=None, lme4: bool = False) -> tuple[GLMMD
         random_only_columns=random_only,
     )
     return design, keep
+
+
+def _check_no_time_columns(data: pd.DataFrame, names) -> None:
+    """A date, time or time-span column in a formula raises, naming the conversion (R reads
+    a Date as days since 1970, a date-time as seconds: rarely the scale meant)."""
+    from ._validation import _column_kind
+
+    for name in sorted(set(names) & set(map(str, data.columns))):
+        kind = _column_kind(data[name])
+        if kind == "time":
+            raise ValueError(
+                f"Data column {name!r} holds dates or times ({data[name].dtype}); the formula "
+                "needs numeric time. Add a numeric column, e.g. days since a fixed start (the "
+                f"same start at fit and predict): data['{name}_days'] = (data[{name!r}] - "
+                "pd.Timestamp('2020-01-01')) / pd.Timedelta(days=1), and use it in the formula."
+            )
+        if kind == "span":
+            raise ValueError(
+                f"Data column {name!r} holds time spans ({data[name].dtype}); the formula needs "
+                f"numbers. Add a numeric column, e.g. data['{name}_days'] = data[{name!r}] / "
+                "pd.Timedelta(days=1), and use it in the formula."
+            )
 
 
 def parse_glmm_formula(formula: str, data: pd.DataFrame) -> GLMMDesign:
@@ -1082,13 +1124,18 @@ def _r_success_level(y: pd.Series):
     """The class R's binomial family models: every level but the first is a success.
 
     A pandas Categorical's first category (of those present) is the failure, as the first
-    level of an R factor; None leaves the estimator's rule, which for strings (sorted),
-    booleans (True) and 0/1 numbers agrees with R's.
+    level of an R factor; of two strings, the later in R's order (:mod:`._collation`;
+    Python's puts upper case first); None leaves the estimator's rule, which for booleans
+    (True) and 0/1 numbers agrees with R's.
     """
     if isinstance(y.dtype, pd.CategoricalDtype):
         levels = y.cat.remove_unused_categories().cat.categories
         if len(levels) == 2:
             return levels[1]
+        return None
+    values = pd.unique(y.dropna()) if pd.api.types.is_object_dtype(y.dtype) else []
+    if len(values) == 2 and all(isinstance(v, str) for v in values):
+        return r_sorted(values)[1]  # R's order: "Yes" models "Yes" beside "no"
     return None
 
 
@@ -1224,6 +1271,11 @@ def glmer(
     for values in (w_all, off_all):
         if values is not None:
             complete &= ~np.isnan(values)  # R's na.omit drops them too
+    # and a row missing a variable of the zero-inflation or dispersion formula (glmmTMB's)
+    part_rhs = [r for r in (zero_inflation, dispersion) if isinstance(r, str)]
+    if part_rhs:
+        used = sorted(_required(part_rhs) & set(map(str, data.columns)))
+        complete &= ~data[used].isna().any(axis=1).to_numpy()
     design, keep = _parse(formula, data, complete, lme4=function == "glmer")
     binomial = estimator_class.__name__ == "BinomialGLMM"
     params = {
@@ -1262,6 +1314,8 @@ def glmer(
             (y, trials), sample_weight = proportions, None
     if family is None and trials is None:
         check_not_counts(y)
+    if binomial and trials is None and sample_weight is None:
+        check_not_proportions(y)
     fit_params = {
         "groups": design.groups,
         "offset": _total_offset(design.offset, None if off_all is None else off_all[keep]),

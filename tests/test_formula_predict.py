@@ -186,7 +186,8 @@ def test_raw_data_equals_hand_built_design(binary_fit, binary):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # X without feature names
         np.testing.assert_allclose(m.predict_proba(X.to_numpy(), g), m.predict_proba(X, g))
-    np.testing.assert_allclose(m.predict_proba(X), m.predict_proba(rows.drop(columns="id")))
+    without = m.predict_proba(rows.drop(columns="id"), population="marginal")
+    np.testing.assert_allclose(m.predict_proba(X), without)
     table = m.predict_interval(rows)
     pd.testing.assert_frame_equal(
         table, m.predict_interval(X, g).set_axis(rows.index), check_exact=False
@@ -217,8 +218,15 @@ def test_unseen_and_absent_groups(binary_fit, newdata):
     X = design_matrix(m.design_info_, newdata)
     # unseen id 999: population level as the estimator gives it (marginal by default)
     np.testing.assert_allclose(m.predict_proba(newdata)[2], m.predict_proba(X.iloc[[2]])[0])
-    # no grouping column: every row at the population level
-    np.testing.assert_allclose(m.predict_proba(newdata.drop(columns="id")), m.predict_proba(X))
+    # no grouping column: every row at the population level, said unless asked for (lme4
+    # raises: "object 'id' not found")
+    with pytest.warns(UserWarning, match=r"none of the grouping column\(s\) \['id'\]"):
+        without = m.predict_proba(newdata.drop(columns="id"))
+    np.testing.assert_allclose(without, m.predict_proba(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asked = m.predict_proba(newdata.drop(columns="id"), population="marginal")
+    np.testing.assert_allclose(asked, without)
     # groups= with a frame lacking the grouping column
     np.testing.assert_allclose(
         m.predict_proba(newdata.drop(columns="id"), groups=newdata[["id"]]),

@@ -326,18 +326,20 @@ def test_glmer_categorical_outcome_models_the_second_level_as_lme4(visits):
 
 
 def test_glmer_string_and_logical_outcomes(visits):
-    # String levels sorted as Python sorts them, R's order under LC_COLLATE = "C":
-    # Sys.setlocale("LC_COLLATE", "C"); d$answer <- ifelse(bits == 1, "Yes", "no")
-    # levels(factor(d$answer)): "Yes" "no"
+    # String levels sorted as R sorts them (its collation, even in C.UTF-8; Python's
+    # order, upper case first, is R's only under LC_COLLATE = "C"):
+    # d$answer <- ifelse(bits == 1, "Yes", "no"); levels(factor(d$answer)): "no" "Yes"
     # fixef(glmer(factor(answer) ~ treatment * time + (1 | pid), d, family = binomial)):
-    # 1.1212396075 -0.2142943055 -0.2538812974 -0.5130283644
+    # those of the categorical outcome above (the same rows are successes); under
+    # LC_COLLATE = "C" R models "no": 1.1212396075 -0.2142943055 -0.2538812974 ...
     m = _quiet(formula.glmer, "answer ~ treatment * time + (1 | pid)", visits)
-    assert m.pos_label_ == "no"
+    assert m.pos_label_ == "Yes"
     np.testing.assert_allclose(
         m.fixed_effects_["estimate"],
-        [1.1212396075, -0.2142943055, -0.2538812974, -0.5130283644],
+        [-1.1212528867, 0.2143205899, 0.2538834471, 0.5130244817],
         atol=2e-4,
     )
+    assert "Modelled: P(answer = 'Yes')" in str(m.summary())
     # a logical outcome models TRUE (R too)
     logical = _quiet(formula.glmer, "severe ~ treatment * time + (1 | pid)", visits)
     assert logical.pos_label_ is np.True_ or logical.pos_label_ is True
@@ -400,7 +402,12 @@ def test_labels_that_are_not_a_numbers_text_do_not_match(counts):
     X, y, ids = counts
     m = PoissonGLMM().fit(X, y, groups=ids)
     padded = ids.map(lambda v: f"0{v}")  # "01" is another label than 1
-    np.testing.assert_allclose(m.predict(X, groups=padded), m.predict(X))
+    with pytest.warns(UserWarning, match=r"12 group label\(s\) of factor .* not of their kind"):
+        np.testing.assert_allclose(m.predict(X, groups=padded), m.predict(X))
+    # new groups of the fitted kind (cross-validation's) are not warned of
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.predict(X, groups=ids + 100)
 
 
 def test_labels_that_differ_only_in_type_raise_in_fit_and_when_ambiguous(counts):
@@ -832,3 +839,107 @@ def test_scorers_of_a_label_model_read_labels_whatever_trials_of_one_say():
     assert mean_log_likelihood(m, X, y01, groups=g, trials=np.ones(len(y01))) == plain
     with pytest.raises(ValueError, match="fitted to 0/1 outcomes without trials"):
         mean_log_likelihood(m, X, y01, groups=g, trials=np.full(len(y01), 2.0))
+
+
+# =========================================================================================
+# messy data frames in the formula front end
+# =========================================================================================
+def _messy(seed=0, n_g=12, n_per=15):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(1, n_g + 1), n_per)
+    x = rng.normal(size=len(g))
+    f = rng.choice(["a", "b", "c"], size=len(g))
+    b = rng.normal(scale=0.8, size=n_g)[g - 1]
+    eta = -0.3 + 0.7 * x + np.where(f == "b", 0.5, 0) + np.where(f == "c", -0.6, 0) + b
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    cnt = rng.poisson(np.exp(0.2 + 0.4 * x + 0.7 * b))
+    return pd.DataFrame(dict(y=y, cnt=cnt, x=x, f=f, g=g))
+
+
+@pytest.mark.parametrize("values", [(0.2, 0.8), (0.0, 0.5), (0.2, 0.5, 0.8)])
+def test_proportions_without_weights_raise(values):
+    # two distinct proportions were read as two classes (the fit of the 0/1 outcome,
+    # R: -0.6154, 0.6251 with "non-integer #successes"); three raised "Unknown label type"
+    d = _messy()
+    d["p"] = np.asarray(values)[d.y.to_numpy() % len(values)]
+    with pytest.raises(ValueError, match=r"outcome 'p' holds proportions .* weights="):
+        formula.glmer("p ~ x + (1 | g)", d, family="binomial")
+
+
+def test_date_group_labels_match_as_r_writes_them():
+    # a date grouping factor fitted from Timestamps: the same dates read back from a file
+    # (text), as datetime.date, or time-zone aware were new groups (every row at the
+    # population level, 0.32 off); R's levels are the text "2024-01-02"
+    d = _messy()
+    start = pd.Timestamp("2024-01-01")
+    d["day"] = start + pd.to_timedelta(d["g"], unit="D")
+    m = _quiet(formula.glmer, "y ~ x + (1 | day)", d, family="binomial")
+    p0 = m.predict(d, type="response")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for day in (d.day.astype(str), d.day.dt.date, d.day.dt.strftime("%Y-%m-%dT00:00")):
+            np.testing.assert_allclose(m.predict(d.assign(day=day), type="response"), p0)
+    zoned = d.assign(day=d.day.dt.tz_localize("Europe/Berlin"))
+    mz = _quiet(formula.glmer, "y ~ x + (1 | day)", zoned, family="binomial")
+    as_text = zoned.assign(day=zoned.day.astype(str))  # "2024-01-02 00:00:00+01:00"
+    np.testing.assert_allclose(mz.predict(as_text), mz.predict(zoned))
+    np.testing.assert_allclose(mz.predict(d), mz.predict(zoned))
+
+
+def test_a_missing_zero_inflation_variable_drops_its_row():
+    # formulaic's "z contains null values after evaluation" was raised; glmmTMB drops the row
+    d = _messy()
+    d["z"] = np.random.default_rng(5).normal(size=len(d))
+    d.loc[[2, 17], "z"] = np.nan
+    m = _quiet(formula.glmmTMB, "cnt ~ x + z + (1 | g)", d, family="poisson", ziformula="~z")
+    hand = _quiet(
+        formula.glmmTMB, "cnt ~ x + z + (1 | g)", d.dropna(), family="poisson", ziformula="~z"
+    )
+    assert m.nobs_ == len(d) - 2
+    assert m.loglik_ == pytest.approx(hand.loglik_, abs=1e-8)
+    d = d.drop(columns="z").assign(w=d.z)  # not in the conditional model: our clear error
+    with pytest.raises(ValueError, match=r"ziformula column\(s\) \['w'\] are not columns"):
+        formula.glmmTMB("cnt ~ x + (1 | g)", d, family="poisson", ziformula="~w")
+
+
+@pytest.mark.parametrize("kind", ["time", "span"])
+def test_date_and_time_span_predictors_raise_clearly(kind):
+    # numpy's "ufunc 'multiply' cannot use operands with types int64 and <M8[us]"
+    d = _messy()
+    if kind == "time":
+        d["t"] = pd.date_range("2020-01-01", periods=len(d))
+    else:
+        d["t"] = pd.to_timedelta(np.abs(d.x), unit="D")
+    with pytest.raises(ValueError, match=r"Data column 't' holds .*pd.Timedelta\(days=1\)"):
+        formula.glmer("y ~ t + (1 | g)", d, family="binomial")
+
+
+def test_text_levels_in_rs_order():
+    # R sorts text case-insensitively, lower case first on ties, punctuation before digits
+    # before letters (ICU's collation, in C.UTF-8 too): fixtures/collation/make.R
+    from pathlib import Path
+
+    from sklearn_glmm._collation import r_sorted
+
+    here = Path(__file__).parent / "fixtures" / "collation"
+    labels = (here / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    ref = (here / "sorted.txt").read_text(encoding="utf-8").split("\n")[1:-1]
+    assert len(labels) == 300 and r_sorted(labels) == ref
+
+
+def test_a_text_predictors_reference_level_is_rs():
+    # "apple"/"Banana"/"cherry": Python's order made "Banana" the reference level, R's is
+    # "apple" (the model is the same; its coefficients are other contrasts)
+    d = _messy()
+    d["fr"] = d.f.map({"a": "apple", "b": "Banana", "c": "cherry"})
+    m = _quiet(formula.glmer, "y ~ x + fr + (1 | g)", d, family="binomial")
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "x", "frBanana", "frcherry"]
+    d["fc"] = pd.Categorical(d.fr, categories=["apple", "Banana", "cherry"])
+    by_category = _quiet(formula.glmer, "y ~ x + fc + (1 | g)", d, family="binomial")
+    np.testing.assert_allclose(m.fixed_effects_["estimate"], by_category.fixed_effects_["estimate"])
+    # new data: a subset of the levels, and the levels as a categorical in another order
+    p0 = m.predict(d, type="response")
+    rest = d.fr.to_numpy() != "apple"
+    np.testing.assert_allclose(m.predict(d[rest], type="response"), p0[rest])
+    other = pd.Categorical(d.fr, categories=["cherry", "Banana", "apple"])
+    np.testing.assert_allclose(m.predict(d.assign(fr=other), type="response"), p0)
