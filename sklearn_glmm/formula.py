@@ -948,7 +948,10 @@ def _fitted_kinds(model_spec, data: pd.DataFrame) -> pd.DataFrame:
     state = getattr(model_spec, "encoder_state", None) or {}
     changed = {}
     for name, (kind, info) in state.items():
-        if name not in data.columns or getattr(kind, "value", kind) != "categorical":
+        if getattr(kind, "value", kind) != "categorical":
+            continue
+        changed.update(_numbers_from_text(name, info, data))
+        if name not in data.columns:
             continue
         col = data[name]
         if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
@@ -971,6 +974,47 @@ def _fitted_kinds(model_spec, data: pd.DataFrame) -> pd.DataFrame:
             "with the fitted levels). R: 'contrasts apply only to factors'."
         )
     return data.assign(**changed) if changed else data
+
+
+def _check_finite_design(X: pd.DataFrame) -> None:
+    """A design column with infinite values (``log(t)`` where ``t`` is 0) raises naming
+    the column, as R's "NA/NaN/Inf in 'x'" (missing values were dropped before)."""
+    values = X.to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    cols = [str(c) for c in X.columns[bad.any(axis=0)]]
+    rows = list(X.index[bad.any(axis=1)][:5])
+    raise ValueError(
+        f"The design column(s) {cols} have {int(bad.sum())} infinite value(s) (rows {rows}"
+        f"{', ...' if bad.any(axis=1).sum() > 5 else ''}): e.g. log() of 0 or a division by "
+        "0 in the formula. Drop those rows or change the term (log(t + 1), or a model "
+        "for t = 0)."
+    )
+
+
+def _numbers_from_text(expr: str, info, data: pd.DataFrame) -> dict:
+    """Columns read by a factor fitted from numbers (``factor(k)``, levels 1, 2, 10) that
+    the new data give as the numbers' text (``"1"``, ``"10"``, read from a file): those
+    numbers, as R's factor levels, which are text, would match them."""
+    from ._labels import label_key
+
+    levels = list((info or {}).get("categories") or [])
+    if not levels or not all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        for v in levels
+    ):
+        return {}
+    by_text = {label_key(v): v for v in levels}
+    out = {}
+    for name in _expression_names(expr) & set(map(str, data.columns)):
+        col = data[name]
+        if not pd.api.types.is_object_dtype(col.dtype):
+            continue
+        values = col[col.notna()]
+        if len(values) and all(isinstance(v, str) and label_key(v) in by_text for v in values):
+            out[name] = col.map(lambda v: by_text[label_key(v)] if isinstance(v, str) else v)
+    return out
 
 
 def _new_levels_message(model_spec, warning) -> str:
@@ -1329,6 +1373,7 @@ def glmer(
         success = _r_success_level(y)
         if success is not None:
             params["pos_label"] = success
+    _check_finite_design(design.X)
     estimator = estimator_class(**params)
     estimator.fit(design.X, y, **fit_params)
     estimator.formula_ = formula

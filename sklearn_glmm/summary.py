@@ -37,8 +37,13 @@ def _format_p(p):
 
 
 def _label_text(value) -> str:
-    """A class label as Python writes it: 'no', 1, True (numpy scalars as plain values)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    """A class label as Python writes it: 'no', 1, True (numpy scalars as plain values; a
+    whole float as the integer it is, 1 for 1.0: a 0/1 outcome made float by a missing
+    value)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return repr(value)
 
 
 def modelled_outcome(est) -> str | None:

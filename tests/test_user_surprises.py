@@ -943,3 +943,31 @@ def test_a_text_predictors_reference_level_is_rs():
     np.testing.assert_allclose(m.predict(d[rest], type="response"), p0[rest])
     other = pd.Categorical(d.fr, categories=["cherry", "Banana", "apple"])
     np.testing.assert_allclose(m.predict(d.assign(fr=other), type="response"), p0)
+
+
+def test_a_factor_of_numbers_finds_their_text_in_new_data():
+    # factor(k) fitted from 1, 2, 10 refused "1", "2", "10" (a column read from a file);
+    # R's factor levels are text, and match
+    d = _messy()
+    d["k"] = np.tile([1, 2, 10], len(d) // 3)
+    m = _quiet(formula.glmer, "y ~ factor(k) + (1 | g)", d, family="binomial")
+    as_text = d.assign(k=d.k.astype(str))
+    np.testing.assert_allclose(m.predict(as_text, type="response"), m.predict(d, type="response"))
+    with pytest.raises(ValueError, match="not seen in fit"):
+        m.predict(as_text.assign(k=as_text.k.replace("10", "11")), type="response")
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")
+def test_an_infinite_design_value_names_its_column():
+    # "Input X has 1 non-finite value(s) ... SimpleImputer": the formula user passed no X
+    d = _messy()
+    d["t"] = np.where(np.arange(len(d)) == 4, 0.0, 1.5)
+    with pytest.raises(ValueError, match=r"design column\(s\) \['log\(t\)'\] have 1 infinite"):
+        formula.glmer("cnt ~ log(t) + (1 | g)", d, family="poisson")
+
+
+def test_a_01_outcome_made_float_by_a_missing_value_is_named_as_1():
+    d = _messy().astype({"y": float})
+    d.loc[3, "y"] = np.nan
+    m = _quiet(formula.glmer, "y ~ x + (1 | g)", d, family="binomial")
+    assert "Modelled: P(y = 1)" in str(m.summary())
