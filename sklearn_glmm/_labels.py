@@ -122,30 +122,35 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
     return codes.astype(np.intp)
 
 
-def _kind(value) -> str:
-    key = label_key(value)
-    if _NUMBER_TEXT.fullmatch(key) or key in ("inf", "-inf", "nan"):
-        return "numbers"
-    if _DATE_TEXT.fullmatch(key):
-        return "dates"
-    return "text"
+def _loose_key(value) -> str:
+    """A label's text without what a reformatting changes: surrounding spaces, case and
+    leading zeros (``" 01"``, ``"1"`` and 1 share one; ``"S01"`` and ``"s01"`` too)."""
+    text = label_key(value).strip().casefold()
+    if _LOOSE_NUMBER.fullmatch(text):
+        return label_key(float(text))
+    return text
+
+
+_LOOSE_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
 
 def _warn_other_kind(levels, asked, name) -> None:
-    """Unmatched labels ``asked`` of another kind than every fitted level (text such as
-    ``"01"`` for levels fitted as the numbers 1, 2, ...): a grouping column written
-    another way (lme4 raises on new levels), whose rows would silently be predicted at
-    the population level. New groups of the fitted kind (cross-validation's) are not
-    warned of."""
-    fitted = {_kind(v) for v in levels}
-    other = [v for v in dict.fromkeys(asked) if _kind(v) not in fitted]
-    if not other:
+    """Unmatched labels ``asked`` that are fitted levels written another way (``"01"``
+    for the level 1, ``"s01"`` for ``"S01"``): a grouping column reformatted (lme4
+    raises on new levels), whose rows would silently be predicted at the population
+    level. New groups (cross-validation's, a label such as ``"new"``) are not warned of."""
+    fitted = {}
+    for v in levels:
+        fitted.setdefault(_loose_key(v), v)
+    like = [(v, fitted[_loose_key(v)]) for v in dict.fromkeys(asked) if _loose_key(v) in fitted]
+    if not like:
         return
+    shown = ", ".join(f"{a!r} (fitted {b!r})" for a, b in like[:5])
     warnings.warn(
-        f"{len(other)} group label(s) of factor {name!r} are not fitted levels and not of "
-        f"their kind ({'/'.join(sorted(fitted))}, e.g. {list(levels[:3])!r}): "
-        f"{other[:5]!r}. Their rows are predicted at the population level, as new groups; "
-        "pass the labels as they were fitted.",
+        f"{len(like)} group label(s) of factor {name!r} are not fitted levels but look like "
+        f"them written another way: {shown}{', ...' if len(like) > 5 else ''}. Their rows "
+        "are predicted at the population level, as new groups; pass the labels as they "
+        "were fitted.",
         UserWarning,
         stacklevel=user_stacklevel(),
     )

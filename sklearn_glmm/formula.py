@@ -75,6 +75,7 @@ from ._formula_text import (
 )
 from ._frames import as_frame, as_pandas
 from ._warn import user_stacklevel
+from .exceptions import NoRandomEffectsWarning
 
 __all__ = [
     "FormulaTransformer",
@@ -801,16 +802,21 @@ def _offset(offsets: tuple[str, ...], data: pd.DataFrame) -> pd.Series | None:
     return total.rename("offset")
 
 
-def _parse(formula: str, data, complete=None, lme4: bool = False) -> tuple[GLMMDesign, np.ndarray]:
+def _parse(
+    formula: str, data, complete=None, lme4: bool = False, glm: bool = False
+) -> tuple[GLMMDesign, np.ndarray]:
     """The design and the positional mask of the rows kept (``complete``: rows with a missing
-    weight or offset, which R's na.omit also drops; ``lme4``: ``||`` read as lme4 reads it)."""
+    weight or offset, which R's na.omit also drops; ``lme4``: ``||`` read as lme4 reads it;
+    ``glm``: a formula without random-effect terms is read, glmmTMB's GLM)."""
     _formulaic()
     data = as_frame(data)
     pieces = _split_formula(formula)
-    if not pieces.bars:
+    if not pieces.bars and not glm:
         raise ValueError(
-            f"formula {formula!r} has no random-effect term such as '(1 | id)'; "
-            "use a scikit-learn GLM for models without random effects."
+            f"formula {formula!r} has no random-effect term such as '(1 | id)' (glmer "
+            "and clmm need one, as lme4's and ordinal's do); glmmTMB(formula, data, "
+            "family=...) fits the GLM without random effects, as glmmTMB does (e.g. for a "
+            "likelihood-ratio test against the mixed model)."
         )
     _check_no_time_columns(data, _variables(pieces) - _group_variables(pieces))
     keep = _complete_rows(data, pieces)
@@ -1320,7 +1326,9 @@ def glmer(
     if part_rhs:
         used = sorted(_required(part_rhs) & set(map(str, data.columns)))
         complete &= ~data[used].isna().any(axis=1).to_numpy()
-    design, keep = _parse(formula, data, complete, lme4=function == "glmer")
+    design, keep = _parse(
+        formula, data, complete, lme4=function == "glmer", glm=function == "glmmTMB"
+    )
     binomial = estimator_class.__name__ == "BinomialGLMM"
     params = {
         "random_effects": design.random_effects,
@@ -1361,7 +1369,8 @@ def glmer(
     if binomial and trials is None and sample_weight is None:
         check_not_proportions(y)
     fit_params = {
-        "groups": design.groups,
+        # glmmTMB's GLM (a formula without random-effect terms): no groups
+        "groups": design.groups if design.random_effects else None,
         "offset": _total_offset(design.offset, None if off_all is None else off_all[keep]),
         "sample_weight": sample_weight,
     }
@@ -1374,8 +1383,13 @@ def glmer(
         if success is not None:
             params["pos_label"] = success
     _check_finite_design(design.X)
+    if not design.random_effects:
+        params["random_effects"] = None
     estimator = estimator_class(**params)
-    estimator.fit(design.X, y, **fit_params)
+    with warnings.catch_warnings():
+        if not design.random_effects:  # asked for: a GLM, as glmmTMB fits it
+            warnings.simplefilter("ignore", NoRandomEffectsWarning)
+        estimator.fit(design.X, y, **fit_params)
     estimator.formula_ = formula
     if zero_inflation:
         estimator.ziformula_ = "~" + str(ziformula).strip().lstrip("~").strip()

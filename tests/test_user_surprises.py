@@ -402,7 +402,7 @@ def test_labels_that_are_not_a_numbers_text_do_not_match(counts):
     X, y, ids = counts
     m = PoissonGLMM().fit(X, y, groups=ids)
     padded = ids.map(lambda v: f"0{v}")  # "01" is another label than 1
-    with pytest.warns(UserWarning, match=r"12 group label\(s\) of factor .* not of their kind"):
+    with pytest.warns(UserWarning, match=r"12 group label\(s\) .* written another way"):
         np.testing.assert_allclose(m.predict(X, groups=padded), m.predict(X))
     # new groups of the fitted kind (cross-validation's) are not warned of
     with warnings.catch_warnings():
@@ -971,3 +971,22 @@ def test_a_01_outcome_made_float_by_a_missing_value_is_named_as_1():
     d.loc[3, "y"] = np.nan
     m = _quiet(formula.glmer, "y ~ x + (1 | g)", d, family="binomial")
     assert "Modelled: P(y = 1)" in str(m.summary())
+
+
+def test_glmmtmb_fits_the_glm_without_random_effects():
+    # glmmTMB("y ~ x") raised "no random-effect term"; glmmTMB fits the GLM, the null
+    # model of the likelihood-ratio test for the random intercept
+    from sklearn_glmm.inference import anova
+
+    d = _messy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NoRandomEffectsWarning: the GLM was asked for
+        m0 = formula.glmmTMB("cnt ~ x", d, family="poisson")
+    ref = _quiet(PoissonGLMM().fit, d[["x"]], d.cnt)
+    assert m0.loglik_ == pytest.approx(ref.loglik_, abs=1e-10)
+    m1 = _quiet(formula.glmmTMB, "cnt ~ x + (1 | g)", d, family="poisson")
+    table = anova(m0, m1)
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (m1.loglik_ - m0.loglik_), rel=1e-10)
+    assert m0.predict(d.head(3), type="response") == pytest.approx(ref.predict(d[["x"]].head(3)))
+    with pytest.raises(ValueError, match=r"glmmTMB\(formula, data, family=\.\.\.\) fits the GLM"):
+        formula.glmer("cnt ~ x", d, family="poisson")

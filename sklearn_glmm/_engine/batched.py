@@ -680,6 +680,13 @@ class BatchMember(Objective):
         return super().gauss_newton_diagonal()
 
 
+def _closed_lock() -> threading.Lock:
+    """A lock held from the start: ``acquire`` waits until another thread releases it."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 class Lockstep:
     """Runs one task per replicate in its own thread and batches their evaluations.
 
@@ -687,37 +694,45 @@ class Lockstep:
     waiting, the pending evaluations are computed in one pass
     (:meth:`BatchedLaplace.evaluate`) and each task resumes with its own result. Which
     evaluations share a pass depends on the tasks' own logic only, not on timing.
-    Each task waits on its own event and only the scheduler is woken when a task
-    posts: no task is woken for another's result.
+    Each task waits on a gate of its own (a lock the scheduler releases), and the
+    scheduler on one that the last task to post (or to finish) releases: plain locks,
+    no condition variables, so no task is woken for another's result and a hand-over
+    is one C call.
     """
 
     def __init__(self, engine: BatchedLaplace):
         self.engine = engine
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
+        self._lock = threading.Lock()  # guards _requests and _live
+        self._wake = _closed_lock()  # released when every live task waits, or none is left
         self._requests = {}
         self._results = {}
-        self._events = {}
+        self._gates = {}
         self._live = 0
+
+    def _post(self):
+        """(Under ``_lock``.) Wake the scheduler when every live task is waiting or none
+        is left: the tasks are all blocked then, so it happens once per pass."""
+        if self._live == 0 or len(self._requests) == self._live:
+            self._wake.release()
 
     def request(self, index, points):
         """For each of ``points``, ``(params, start, with_scale)``, the batched ``(value,
         gradient, modes, mode derivatives, Gauss-Newton diagonal or None)``, or None."""
-        event = self._events[index]
+        gate = self._gates[index]
         points = [(np.array(x, dtype=float), start, scale) for x, start, scale in points]
         with self._lock:
             self._requests[index] = points
-            if len(self._requests) == self._live:
-                self._ready.notify()
-        event.wait()
-        event.clear()
+            self._post()
+        gate.acquire()
         return self._results.pop(index)
 
     def run(self, tasks) -> list:
         """Run ``tasks`` (callables); their results, or the exception each raised."""
         out = [None] * len(tasks)
+        if not tasks:
+            return out
         self._live = len(tasks)
-        self._events = {k: threading.Event() for k in range(len(tasks))}
+        self._gates = {k: _closed_lock() for k in range(len(tasks))}
 
         def body(k):
             try:
@@ -727,21 +742,20 @@ class Lockstep:
             finally:
                 with self._lock:
                     self._live -= 1
-                    if self._live == 0 or len(self._requests) == self._live:
-                        self._ready.notify()
+                    self._post()
 
         threads = [threading.Thread(target=body, args=(k,), daemon=True) for k in range(len(tasks))]
         for t in threads:
             t.start()
-        with self._lock:
-            while True:
-                self._ready.wait_for(lambda: self._live == 0 or len(self._requests) == self._live)
+        while True:
+            self._wake.acquire()
+            with self._lock:
                 if self._live == 0:
                     break
                 batch, self._requests = self._requests, {}
-                self._results.update(self._compute(batch))
-                for i in batch:
-                    self._events[i].set()
+            self._results.update(self._compute(batch))
+            for i in batch:
+                self._gates[i].release()
         for t in threads:
             t.join()
         return out
