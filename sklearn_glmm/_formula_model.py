@@ -57,6 +57,7 @@ class FormulaState:
     group_variables: tuple[str, ...]  # data columns the grouping factors read
     offset_column: str | None = None  # glmer(offset="column")
     offset_array: bool = False  # glmer(offset=array): predict cannot rebuild it
+    random_only_specs: tuple = ()  # random-effect terms' own columns (formula._bar_only_columns)
 
 
 @dataclass
@@ -200,7 +201,14 @@ class _RawDataPredictions:
             raise ValueError("Every row of the data has a missing value in a variable used.")
         rows = None if complete.all() else complete
         data = X if rows is None else X.loc[complete]
-        X_design = with_data_columns(self, design_matrix(state.model_spec, data), data)
+        X_design = design_matrix(state.model_spec, data)
+        specs = getattr(state, "random_only_specs", ())  # (older pickles: none)
+        if specs:
+            from .formula import random_only_design
+
+            extra = random_only_design(specs, data)
+            data = data.assign(**{c: extra[c].to_numpy() for c in extra.columns})
+        X_design = with_data_columns(self, X_design, data)
         groups = self._raw_groups(X, data, groups, zero, complete, asked)
         offset = self._raw_offset(data, offset, complete)
         return _NewData(X_design, groups, offset, population, rows)

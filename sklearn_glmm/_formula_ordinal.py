@@ -155,6 +155,13 @@ def clmm(
             complete &= ~np.isnan(values)
     complete &= _complete_in_scale(scale, data)  # R's na.omit drops them too
     design, keep = _parse(formula, data, complete)
+    if design.random_only_columns:
+        raise NotImplementedError(
+            f"clmm: the random-effect term(s) of {formula!r} read columns the fixed part "
+            f"does not have ({list(design.random_only_columns)}); give them in the fixed "
+            "part too (for a factor f with an intercept, write (1 + f | g) for "
+            "(0 + f | g): the same model)."
+        )
     kept = _r_factors(data.loc[keep])  # the rows used, for the scale model
     scale_columns = _scale_columns(scale, kept)
     X_fit = design.X

@@ -124,9 +124,15 @@ class GLMMDesign:
     formula : str
         The formula parsed.
     random_only_columns : tuple of str
-        Time variables of structured terms that are not in the fixed part
-        (``y ~ x + ar1(0 + factor(day) | id)``): appended to ``X`` after the
-        fixed-effect columns, for the estimator's ``random_only_columns``.
+        Columns random-effect terms read that are not in the fixed part: time
+        variables of structured terms (``y ~ x + ar1(0 + factor(day) | id)``) and
+        columns of a term's own model matrix (lme4's ``y ~ x + f + (0 + f | id)``:
+        the level of ``f`` the fixed part's contrasts leave out; ``(0 + z | id)``
+        without ``z`` in the fixed part). Appended to ``X`` after the fixed-effect
+        columns, for the estimator's ``random_only_columns``.
+    random_only_specs : tuple of (formulaic.ModelSpec, tuple of str)
+        For the columns of a term's own model matrix: its model spec and the columns
+        taken from it (:func:`random_only_design` rebuilds them on new data).
     """
 
     X: pd.DataFrame
@@ -140,6 +146,7 @@ class GLMMDesign:
     model_spec: Any = None
     formula: str = ""
     random_only_columns: tuple[str, ...] = ()
+    random_only_specs: tuple = ()
 
 
 # ---------------------------------------------------------------------------
@@ -603,12 +610,6 @@ def _group_frame(bars: tuple[_BarTerm, ...], data: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame(columns, index=data.index)
 
 
-def _without_intercept(lhs: str) -> str:
-    """``"0 + factor(day)"`` -> ``"factor(day)"``: a bar's left-hand side without its
-    ``0 +`` or ``- 1``."""
-    return " + ".join(t for t in _lhs_terms(lhs) if t and t != "0")
-
-
 def _bar_columns(bar: _BarTerm, data: pd.DataFrame, fixed_names: list[str]) -> tuple[bool, list]:
     """(has intercept, slope column names) of a bar term's left-hand side."""
     if bar.lhs == "1":
@@ -618,28 +619,10 @@ def _bar_columns(bar: _BarTerm, data: pd.DataFrame, fixed_names: list[str]) -> t
     if not intercept and not slopes:
         raise ValueError(f"Random-effect term ({bar.lhs} | {bar.group}) has no columns.")
     absent = [s for s in slopes if s not in fixed_names]
-    if absent:
-        hint = "Add them to the fixed part of the formula."
-        if not intercept and len(slopes) > 1:
-            # (0 + f | g) of a factor: a column per level, which the fixed part has only
-            # without an intercept (0 + f) or with the random intercept as well (1 + f | g)
-            # (an uncorrelated term, diag or ||, of the levels is another model than one
-            # with an intercept and contrasts: only the fixed part can be rewritten)
-            hint = (
-                f"A factor's columns without an intercept ({bar.lhs} | {bar.group}) are "
-                "one per level: the fixed part has them all only without its intercept; "
-                f"write it as 'y ~ 0 + {_without_intercept(bar.lhs)} + ...', the same "
-                "fixed-effect model reparametrised"
-                + (
-                    "."
-                    if bar.diagonal
-                    else f", or write (1 + ... | {bar.group}), the same random-effect model "
-                    "reparametrised."
-                )
-            )
+    if absent:  # (the term's own columns are added to X first: _bar_only_columns)
         raise ValueError(
-            f"Random slope(s) {absent} in ({bar.lhs} | {bar.group}) must also appear as fixed "
-            f"effects: random_effects refer to columns of X, which has {fixed_names}. " + hint
+            f"Random slope(s) {absent} in ({bar.lhs} | {bar.group}) are not columns of X, "
+            f"which has {fixed_names}."
         )
     return intercept, slopes
 
@@ -830,6 +813,10 @@ def _parse(
     random_only = _random_only(pieces.bars, complete, list(X.columns))
     if random_only:  # after the fixed-effect columns, as the estimator appends them
         X = X.assign(**{v: complete[v].to_numpy(dtype=float) for v in random_only})
+    bar_frame, bar_specs = _bar_only_columns(pieces.bars, complete, list(X.columns))
+    if bar_specs:
+        X = pd.concat([X, bar_frame], axis=1)
+        random_only = random_only + tuple(bar_frame.columns)
     y, trials = _response(pieces.lhs, complete)
     design = GLMMDesign(
         X=X,
@@ -843,8 +830,38 @@ def _parse(
         model_spec=spec,
         formula=formula,
         random_only_columns=random_only,
+        random_only_specs=bar_specs,
     )
     return design, keep
+
+
+def _bar_only_columns(bars, data: pd.DataFrame, fixed_names: list[str]):
+    """Columns of the random-effect terms' own model matrices that the fixed part lacks
+    (lme4's ``y ~ x + f + (0 + f | id)``: the reference level's column; ``(0 + z | id)``
+    without ``z`` in the fixed part), as the estimator's random-only columns: their
+    frame and ``((spec, columns), ...)`` to rebuild them on new data. Structured terms
+    read their time variable instead (:func:`_random_only`)."""
+    frames, specs, taken = [], [], set(fixed_names)
+    for bar in bars:
+        if bar.structure is not None or bar.lhs == "1":
+            continue
+        matrix = _model_matrix(bar.lhs, data)
+        frame, _ = _r_frame(matrix)
+        absent = [c for c in frame.columns if c not in taken]
+        if not absent:
+            continue
+        taken.update(absent)
+        frames.append(frame[absent].set_axis(data.index).astype(float))
+        specs.append((matrix.model_spec, tuple(absent)))
+    if not specs:
+        return None, ()
+    return pd.concat(frames, axis=1), tuple(specs)
+
+
+def random_only_design(specs, data: pd.DataFrame) -> pd.DataFrame:
+    """The columns of :func:`_bar_only_columns` on new ``data``, from the fitted specs."""
+    frames = [design_matrix(spec, data)[list(cols)] for spec, cols in specs]
+    return pd.concat(frames, axis=1).astype(float)
 
 
 def _check_no_time_columns(data: pd.DataFrame, names) -> None:
@@ -1190,19 +1207,24 @@ def _r_success_level(y: pd.Series):
 
 
 def _formula_state(
-    formula: str, data: pd.DataFrame, model_spec, offset, random_only=()
+    formula: str, data: pd.DataFrame, model_spec, offset, random_only=(), random_only_specs=()
 ) -> FormulaState:
     """What the fitted model needs to predict from data holding the formula's variables
-    (``random_only``: time variables read from the data beside the fixed part)."""
+    (``random_only``: columns read beside the fixed part, time variables from the data;
+    ``random_only_specs``: random-effect terms' own columns, :func:`_bar_only_columns`)."""
     pieces = _split_formula(formula)
     columns = set(map(str, data.columns))
     offsets = _required([f"I({expr})" for expr in pieces.offsets]) if pieces.offsets else set()
+    read = _required([pieces.fixed]) | set(random_only)
+    if random_only_specs:  # the variables the terms' own columns are made from
+        read |= _required([bar.lhs for bar in pieces.bars if bar.structure is None])
     return FormulaState(
         formula=formula,
         bars=pieces.bars,
         offsets=pieces.offsets,
         model_spec=model_spec,
-        fixed_variables=tuple(sorted((_required([pieces.fixed]) | set(random_only)) & columns)),
+        random_only_specs=random_only_specs,
+        fixed_variables=tuple(sorted(read & columns)),
         offset_variables=tuple(sorted(offsets & columns)),
         group_variables=tuple(sorted(_group_variables(pieces))),
         offset_column=offset if isinstance(offset, str) else None,
@@ -1397,7 +1419,12 @@ def glmer(
         estimator.dispformula_ = "~" + dispersion
     estimator.design_info_ = design.model_spec
     estimator._formula = _formula_state(
-        formula, data, design.model_spec, offset, design.random_only_columns
+        formula,
+        data,
+        design.model_spec,
+        offset,
+        design.random_only_columns,
+        design.random_only_specs,
     )
     return estimator
 

@@ -1,7 +1,9 @@
 """Tests for sklearn_glmm.formula: designs built from lme4 formulas."""
 
+import json
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -206,9 +208,12 @@ def test_float_group_labels_print_like_r(nested):
     assert design.groups["school:klass"].iloc[0] == "1:1"
 
 
-def test_slope_must_be_fixed_effect(long):
-    with pytest.raises(ValueError, match="must also appear as fixed effects"):
-        parse_glmm_formula("y ~ treatment + (1 + time | id)", long)
+def test_a_slope_absent_from_the_fixed_part_is_a_random_only_column(long):
+    # lme4 fits y ~ treatment + (1 + time | id) (a random slope without a fixed one)
+    design = parse_glmm_formula("y ~ treatment + (1 + time | id)", long)
+    assert design.random_only_columns == ("time",)
+    assert design.random_effects == {"id": "1 + time"}
+    np.testing.assert_array_equal(design.X["time"], long["time"])
 
 
 # ---------------------------------------------------------------------------
@@ -574,13 +579,17 @@ def test_formula_transformer_reads_factors_as_glmer():
     np.testing.assert_array_equal(t.transform(X)["bTRUE"], [1.0, 0.0, 1.0, 0.0])
 
 
-def test_factor_slopes_without_intercept_name_the_fix():
-    # (0 + f | g) has a column per level; adding f to the fixed part cannot give them
+def test_factor_slopes_without_intercept_beside_the_fixed_contrasts():
+    # (0 + f | g) has a column per level; the fixed part's contrasts leave the reference
+    # level's out, which the term reads as its own (it raised, naming y ~ 0 + f + ...,
+    # the same model with the fixed part reparametrised)
     d = _r_frame_data()
-    with pytest.raises(ValueError, match=r"one per level.*'y ~ 0 \+ f \+ \.\.\.'"):
-        glmer("y ~ f + (0 + f | g)", d, family="binomial")
-    m = _quiet_glmer("y ~ 0 + f + (0 + f | g)", d)
+    m = _quiet_glmer("y ~ f + (0 + f | g)", d)
     assert m.random_effects == {"g": "0 + fhi + flo + fmid"}
+    assert m.random_only_columns == ["fhi"]
+    same = _quiet_glmer("y ~ 0 + f + (0 + f | g)", d)
+    assert same.random_effects == {"g": "0 + fhi + flo + fmid"}
+    assert m.loglik_ == pytest.approx(same.loglik_, abs=1e-6)
 
 
 def test_r_coercions_raise_with_what_to_write():
@@ -687,10 +696,55 @@ def _quiet(fun, *args, **kwargs):
         return fun(*args, **kwargs)
 
 
-def test_per_level_effects_not_in_the_fixed_part_get_a_true_hint(long):
-    # for an uncorrelated term the hint offered (1 + ... | id) as "the same model
-    # reparametrised": an intercept and contrasts, uncorrelated, are another model
-    for bar, other in (("diag(0 + factor(time) | id)", False), ("(0 + factor(time) | id)", True)):
-        with pytest.raises(ValueError, match=r"'y ~ 0 \+ factor\(time\) \+ \.\.\.'") as info:
-            parse_glmm_formula(f"y ~ treatment + factor(time) + {bar}", long)
-        assert ("same random-effect model" in str(info.value)) is other
+RANDOM_ONLY = Path(__file__).parent / "fixtures" / "random_only_terms"
+
+
+@pytest.fixture(scope="module")
+def random_only_terms():
+    return pd.read_csv(RANDOM_ONLY / "data.csv"), json.loads((RANDOM_ONLY / "ref.json").read_text())
+
+
+def test_a_factors_own_columns_in_a_random_term_beside_the_fixed_contrasts(random_only_terms):
+    # y ~ x + fr + (0 + fr | g), lme4's usual per-level effects: the term needs the
+    # reference level's column, which the fixed part (intercept and contrasts) has not;
+    # it raised "must also appear as fixed effects" with a rewrite as 0 + fr
+    d, ref = random_only_terms
+    m = _quiet(glmer, "y ~ x + fr + (0 + fr | g)", d, family="binomial")
+    r = ref["m1"]
+    assert m.random_only_columns == ["frapple"]
+    assert m.loglik_ >= r["loglik"] - 1e-6  # lme4's; glmmTMB's Hessian not positive definite
+    fe = m.fixed_effects_["estimate"]
+    assert list(fe.index) == list(r["fixef"])
+    np.testing.assert_allclose(fe, list(r["fixef"].values()), atol=5e-3)
+    sd = np.sqrt(np.diag(m.random_effects_cov_["g"].to_numpy()))
+    np.testing.assert_allclose(sd, r["sd"], atol=5e-3)
+    # new data: the term's columns rebuilt from the fitted levels (R's predict)
+    np.testing.assert_allclose(m.predict(d.head(5), type="response"), r["predict"], atol=2e-3)
+    np.testing.assert_allclose(
+        m.predict(d.iloc[::-1], type="response")[::-1], m.predict(d, type="response")
+    )
+
+
+@pytest.mark.parametrize("case", ["m2", "m3"])
+def test_random_terms_reading_columns_the_fixed_part_lacks(random_only_terms, case):
+    # m2: a random slope of x without a fixed x (lme4); m3: glmmTMB's diag(0 + f | g)
+    # beside the fixed intercept and contrasts of f
+    d, ref = random_only_terms
+    if case == "m2":
+        m = _quiet(glmer, "y ~ fr + (1 + x | g)", d, family="binomial")
+    else:
+        m = _quiet(glmmTMB, "cnt ~ x + f + diag(0 + f | g)", d, family="poisson")
+    r = ref[case]
+    assert m.loglik_ == pytest.approx(r["loglik"], abs=1e-5)
+    np.testing.assert_allclose(m.fixed_effects_["estimate"], list(r["fixef"].values()), atol=1e-3)
+    sd = np.sqrt(np.diag(m.random_effects_cov_["g"].to_numpy()))
+    np.testing.assert_allclose(sd, r["sd"], atol=1e-3)
+
+
+def test_clmm_refuses_random_only_columns(random_only_terms):
+    from sklearn_glmm.formula import clmm
+
+    d, _ = random_only_terms
+    d = d.assign(r=pd.Categorical(d.cnt.clip(0, 3)))
+    with pytest.raises(NotImplementedError, match=r"clmm: .*\(\['x'\]\)"):
+        clmm("r ~ fr + (1 + x | g)", d)
