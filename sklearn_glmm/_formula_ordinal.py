@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -9,6 +11,7 @@ from . import ordinal
 from ._formula_args import check_formula_first, check_r_arguments, resolve_n_agq
 from ._formula_model import _RAW_NOTE, _RawDataPredictions
 from ._frames import as_frame
+from ._warn import user_stacklevel
 
 
 class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
@@ -93,7 +96,8 @@ def clmm(
         ``response ~ fixed terms + (1 | group) + ...`` with lme4's random-effect syntax
         (see :func:`sklearn_glmm.formula.parse_glmm_formula`). The response is best a
         pandas Categorical column, ordered or not (its categories' order is the
-        scale's, as R's factor levels; ``class_order_``); other values are sorted,
+        scale's, as R's factor levels; ``class_order_``); other values are sorted (text
+        as R sorts it),
         with a warning for three or more text labels. The fixed part's intercept is
         dropped (the thresholds play its role).
     data : pandas.DataFrame
@@ -183,7 +187,7 @@ def clmm(
     )
     estimator.fit(
         X_fit,
-        design.y,
+        _r_ordered_text(design.y),
         groups=design.groups,
         sample_weight=None if w_all is None else w_all[keep],
         offset=_total_offset(design.offset, None if off_all is None else off_all[keep]),
@@ -196,6 +200,33 @@ def clmm(
     estimator.design_info_ = design.model_spec
     estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator
+
+
+def _r_ordered_text(y: pd.Series):
+    """A text outcome whose R order (:mod:`._collation`, ``"mild" < "Moderate"``) is not
+    Python's (upper case first) as a Categorical in R's order, as clmm's factor(y) has
+    it; with three or more classes the warning that the order is the text's, not
+    necessarily the scale's, is given here (the estimator trusts a Categorical)."""
+    from ._collation import r_sorted
+
+    if not pd.api.types.is_object_dtype(y.dtype):
+        return y
+    values = pd.unique(y.dropna())
+    if not len(values) or not all(isinstance(v, str) for v in values):
+        return y
+    order = r_sorted(values)
+    if order == sorted(values):
+        return y
+    if len(order) >= 3:
+        warnings.warn(
+            f"the classes of y are text and y is not categorical: they are sorted as R sorts "
+            f"them, and the model takes {order} as their order, lowest first. For another "
+            "order pass an ordered pandas Categorical, e.g. "
+            "pd.Categorical(y, categories=[...], ordered=True).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return pd.Series(pd.Categorical(y, categories=order), index=y.index, name=y.name)
 
 
 def _scale_rhs(scale) -> str:

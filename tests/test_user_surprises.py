@@ -990,3 +990,22 @@ def test_glmmtmb_fits_the_glm_without_random_effects():
     assert m0.predict(d.head(3), type="response") == pytest.approx(ref.predict(d[["x"]].head(3)))
     with pytest.raises(ValueError, match=r"glmmTMB\(formula, data, family=\.\.\.\) fits the GLM"):
         formula.glmer("cnt ~ x", d, family="poisson")
+
+
+def test_clmm_sorts_a_text_outcome_as_r_does():
+    # "mild" / "Moderate" / "severe": Python's order put "Moderate" lowest (upper case
+    # first), R's factor() has mild < Moderate < severe. R:
+    # d$r <- factor(d$r); coef(clmm(r ~ x + (1 | g), data = d)):
+    # mild|Moderate -0.2700764, Moderate|severe 1.0139144, x 0.5566363; logLik -247.9431
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(30), 8)
+    x = rng.normal(size=240)
+    eta = 0.8 * x + rng.normal(0, 0.7, 30)[g] + rng.logistic(size=240)
+    lab = np.array(["mild", "Moderate", "severe"])[np.digitize(eta, [-0.5, 0.8])]
+    d = pd.DataFrame(dict(r=lab, x=x, g=g))
+    with pytest.warns(UserWarning, match=r"sorted as R sorts them.*'mild', 'Moderate', 'severe'"):
+        m = formula.clmm("r ~ x + (1 | g)", d)
+    assert list(m.class_order_) == ["mild", "Moderate", "severe"]
+    assert m.loglik_ == pytest.approx(-247.9431, abs=1e-4)
+    np.testing.assert_allclose(np.asarray(m.thresholds_)[:, 0], [-0.2700764, 1.0139144], atol=2e-4)
+    assert m.fixed_effects_.loc["x", "estimate"] == pytest.approx(0.5566363, abs=2e-4)
