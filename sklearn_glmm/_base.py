@@ -515,8 +515,8 @@ class _BaseGLMM(BaseEstimator):
             [f.structure for f in factors],
         )
         pending = dict(scaling=scaling, z_maps=tuple(z_maps), factor_order=factor_order)
-        designs = self._block_designs_of(
-            family, (zi_term, zi_what), disp_term, X_raw, names, pending
+        designs = self._block_designs_of(  # (they may read the random-only columns too)
+            family, (zi_term, zi_what), disp_term, X_raw, _random_only.names(self, names), pending
         )
         if shift is not None:
             scaling["extra_shift"] = _results.coefficient_shift(shift, designs)

@@ -1,4 +1,6 @@
-"""Columns of X that random-effect terms read but the fixed effects do not.
+"""Columns of X that random-effect terms (or the zero-inflation, hurdle or dispersion
+model: glmmTMB's ``ziformula = ~ z`` with ``z`` not in the conditional model) read but
+the fixed effects do not.
 
 ``random_only_columns="day"`` takes ``day`` out of the fixed effects (as
 ``group_columns`` takes the grouping factors out) and appends it after them in the

@@ -43,11 +43,14 @@ _COMMON_PARAMS = """
         taken out of the fixed effects and read again at predict time, so
         conditional predictions work inside cross-validation and pipelines.
     random_only_columns : str or list of str, default=None
-        Columns of a DataFrame ``X`` that ``random_effects`` terms read but that are
-        not fixed effects: a structured term's time variable (``"ar1(day)"`` with
+        Columns of a DataFrame ``X`` that ``random_effects`` terms (or the
+        zero-inflation, hurdle or dispersion model) read but that are not fixed
+        effects: a structured term's time variable (``"ar1(day)"`` with
         ``random_only_columns="day"`` is glmmTMB's ``y ~ x + ar1(0 + factor(day) | id)``,
-        without a linear trend in ``day``) or a random slope without a fixed slope
-        (lme4's ``y ~ x + (0 + z | id)``). They are read again at predict time.
+        without a linear trend in ``day``), a random slope without a fixed slope
+        (lme4's ``y ~ x + (0 + z | id)``), or a predictor of the zero inflation alone
+        (``zero_inflation="1 + z"``: glmmTMB's ``ziformula = ~ z``). They are read again
+        at predict time.
     max_iter : int, default=1000
         Maximum number of optimiser iterations; reaching it raises a
         ``ConvergenceWarning`` and sets ``converged_ = False``.

@@ -1103,30 +1103,29 @@ def _zero_inflation_rhs(ziformula):
 
 def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "ziformula"):
     """The estimator's ``zero_inflation`` (``dispersion``) for a ziformula's
-    (dispformula's) right-hand side: its design columns, which must be columns of the
-    conditional model's design ``X``."""
+    (dispformula's) right-hand side, and its columns the conditional model's design
+    ``X`` lacks (glmmTMB's ``ziformula = ~ z`` with ``z`` a predictor of the zero
+    inflation alone): None, or ``(frame, spec, columns)`` to append to ``X`` as
+    random-only columns (columns the fixed effects do not read) and rebuild on new data
+    (:func:`random_only_design`)."""
     if re.search(r"\boffset\s*\(", rhs):
         raise NotImplementedError(
             f"offset() in a {what} is not available: the offset enters the conditional "
             "model only (give it there, or as offset=)."
         )
-    frame, intercept = _r_frame(_model_matrix(rhs, data))
+    matrix = _model_matrix(rhs, data)
+    frame, intercept = _r_frame(matrix)
     # an interaction written in another order (x:f here, f:x there) is the same column
     same = {frozenset(c.split(":")): c for c in fixed_names}
     slopes = [c if c in fixed_names else same.get(frozenset(c.split(":")), c) for c in frame]
     if not slopes:
-        return intercept
+        return intercept, None
     absent = [c for c in slopes if c not in fixed_names]
+    extra = None
     if absent:
-        part = "zero-inflation" if what == "ziformula" else "dispersion"
-        raise ValueError(
-            f"{what} column(s) {absent} are not columns of the conditional model: the "
-            f"{part} model is built from the columns of X, which has {fixed_names}, so a "
-            f"predictor of the {part} model alone (glmmTMB's model) is not available here. "
-            "Adding it to the conditional model fits another model (with its effect on the "
-            "mean too)."
-        )
-    return _term_string(intercept, slopes, False)
+        own = frame[absent].set_axis(data.index).astype(float)
+        extra = (own, matrix.model_spec, tuple(absent))
+    return _term_string(intercept, slopes, False), extra
 
 
 def _dispersion_rhs(dispformula, estimator_class):
@@ -1207,17 +1206,26 @@ def _r_success_level(y: pd.Series):
 
 
 def _formula_state(
-    formula: str, data: pd.DataFrame, model_spec, offset, random_only=(), random_only_specs=()
+    formula: str,
+    data: pd.DataFrame,
+    model_spec,
+    offset,
+    random_only=(),
+    random_only_specs=(),
+    part_texts=(),
 ) -> FormulaState:
     """What the fitted model needs to predict from data holding the formula's variables
     (``random_only``: columns read beside the fixed part, time variables from the data;
-    ``random_only_specs``: random-effect terms' own columns, :func:`_bar_only_columns`)."""
+    ``random_only_specs``: random-effect terms' own columns, :func:`_bar_only_columns`,
+    and the zero-inflation or dispersion model's, whose right-hand sides
+    ``part_texts`` are)."""
     pieces = _split_formula(formula)
     columns = set(map(str, data.columns))
     offsets = _required([f"I({expr})" for expr in pieces.offsets]) if pieces.offsets else set()
     read = _required([pieces.fixed]) | set(random_only)
     if random_only_specs:  # the variables the terms' own columns are made from
         read |= _required([bar.lhs for bar in pieces.bars if bar.structure is None])
+        read |= _required(list(part_texts)) if part_texts else set()
     return FormulaState(
         formula=formula,
         bars=pieces.bars,
@@ -1367,8 +1375,22 @@ def glmer(
     # the rows used, for the zero-inflation and dispersion designs
     zi_or_disp = isinstance(zero_inflation, str) or dispersion is not None
     kept = _r_factors(data.loc[keep]) if zi_or_disp else None
+    X_fit, own_specs = design.X, []
+
+    def block_term(rhs, what):
+        """A zero-inflation or dispersion term; its own columns appended to X."""
+        nonlocal X_fit
+        term, extra = _zi_term(rhs, kept, list(X_fit.columns), what)
+        if extra is not None:
+            frame, spec, cols = extra
+            X_fit = pd.concat([X_fit, frame], axis=1)
+            own_specs.append((spec, cols))
+            params["random_only_columns"] = [*params.get("random_only_columns", []), *cols]
+        return term
+
+    part_texts = [r for r in (zero_inflation, dispersion) if isinstance(r, str)]
     if isinstance(zero_inflation, str):
-        zero_inflation = _zi_term(zero_inflation, kept, list(design.X.columns))
+        zero_inflation = block_term(zero_inflation, "ziformula")
     if zero_inflation is True:
         params = with_zero_part(params)
     elif zero_inflation:
@@ -1378,8 +1400,7 @@ def glmer(
         else:
             params["zero_inflation"] = zero_inflation
     if dispersion is not None:
-        columns = list(design.X.columns)
-        params["dispersion"] = _zi_term(dispersion, kept, columns, "dispformula")
+        params["dispersion"] = block_term(dispersion, "dispformula")
     sample_weight = None if w_all is None else w_all[keep]
     y, trials = design.y, design.trials
     if binomial and trials is None and sample_weight is not None:
@@ -1404,14 +1425,14 @@ def glmer(
         success = _r_success_level(y)
         if success is not None:
             params["pos_label"] = success
-    _check_finite_design(design.X)
+    _check_finite_design(X_fit)
     if not design.random_effects:
         params["random_effects"] = None
     estimator = estimator_class(**params)
     with warnings.catch_warnings():
         if not design.random_effects:  # asked for: a GLM, as glmmTMB fits it
             warnings.simplefilter("ignore", NoRandomEffectsWarning)
-        estimator.fit(design.X, y, **fit_params)
+        estimator.fit(X_fit, y, **fit_params)
     estimator.formula_ = formula
     if zero_inflation:
         estimator.ziformula_ = "~" + str(ziformula).strip().lstrip("~").strip()
@@ -1423,8 +1444,9 @@ def glmer(
         data,
         design.model_spec,
         offset,
-        design.random_only_columns,
-        design.random_only_specs,
+        (*design.random_only_columns, *(c for _, cols in own_specs for c in cols)),
+        design.random_only_specs + tuple(own_specs),
+        part_texts,
     )
     return estimator
 

@@ -463,5 +463,51 @@ def test_ziformula_columns_in_another_order_offsets_and_zi_only_predictors():
     assert list(a.zero_inflation_effects_.index) == ["(Intercept)", "x", "fb", "fb:x"]
     with pytest.raises(NotImplementedError, match=r"offset\(\) in a ziformula is not available"):
         glmmTMB("y ~ x + (1 | g)", d, family="poisson", ziformula="~ x + offset(off)")
-    with pytest.raises(ValueError, match="zero-inflation model alone .* is not available"):
-        glmmTMB("y ~ x + (1 | g)", d, family="poisson", ziformula="~ w")
+    # a predictor of the zero part alone (it was refused): a random-only column of X
+    zi_only = _quiet(glmmTMB, "y ~ x + (1 | g)", d, family="poisson", ziformula="~ w")
+    assert zi_only.random_only_columns == ["wlo"]
+    assert list(zi_only.fixed_effects_.index) == ["(Intercept)", "x"]
+
+
+ZI_ONLY = "zi_only_predictors"
+
+
+def _quiet(fun, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fun(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "case, formula, kw",
+    [
+        ("zi", "y ~ x + (1 | g)", dict(family="poisson", ziformula="~ z")),
+        ("zi_f", "y ~ x + (1 | g)", dict(family="poisson", ziformula="~ z + f")),
+        ("disp", "c ~ x + (1 | g)", dict(family="nbinom2", dispformula="~ w")),
+    ],
+)
+def test_predictors_of_the_zero_inflation_or_dispersion_alone(case, formula, kw):
+    # glmmTMB's ziformula = ~ z / dispformula = ~ w with z, w absent from the
+    # conditional model: refused before ("not columns of the conditional model")
+    d = fixture_csv(ZI_ONLY, "data.csv")
+    ref = fixture_json(ZI_ONLY, "ref.json")[case]
+    m = _quiet(glmmTMB, formula, d, **kw)
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=1e-5)
+    part = m.zero_inflation_effects_ if "ziformula" in kw else m.dispersion_effects_
+    name = "zi" if "ziformula" in kw else "disp"
+    for table, r in ((m.fixed_effects_, ref["cond"]), (part, ref[name])):
+        assert list(table.index) == list(r["estimate"])
+        np.testing.assert_allclose(table["estimate"], list(r["estimate"].values()), atol=2e-4)
+        np.testing.assert_allclose(table["std_error"], list(r["se"].values()), rtol=2e-3)
+    if "predict" in ref:  # new data: the zero part's own columns rebuilt
+        np.testing.assert_allclose(m.predict(d.head(5), type="response"), ref["predict"], rtol=1e-4)
+    # the estimator: the column named in random_only_columns (read by the zero part only)
+    if case == "zi":
+        est = _quiet(
+            PoissonGLMM(zero_inflation="1 + z", random_only_columns="z").fit,
+            d[["x", "z"]],
+            d["y"],
+            groups=d["g"],
+        )
+        assert est.loglik_ == pytest.approx(m.loglik_, abs=1e-8)
+        assert list(est.fixed_effects_.index) == ["(Intercept)", "x"]
