@@ -523,6 +523,7 @@ def _check_block_ridge(est, x, record, ridge):
     if names is None:
         return
     nan = [names[k] for k in ridge if not np.isfinite(V[k, k])]
+    nan = [name for name in nan if _reported_se_missing(est, name)]
     if not nan:
         return
     warnings.warn(
@@ -535,6 +536,19 @@ def _check_block_ridge(est, x, record, ridge):
         StandardErrorWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _reported_se_missing(est, name: str) -> bool:
+    """Whether the reported coefficient ``name`` (``"zi~(Intercept)"``) has no standard
+    error in its block's table (a block intercept beside a ridge has the one of the
+    model at the ridge's end, though its internal parameter moves along the ridge)."""
+    prefix, _, term = name.partition("~")
+    for block in est.fit_result_.family.blocks:
+        if block.prefix == prefix and block.effects and term:
+            table = getattr(est, block.effects, None)
+            if table is not None and term in table.index:
+                return not np.isfinite(table.loc[term, "std_error"])
+    return True
 
 
 def _check_laplace(est, obj, x, record, bounds) -> None:
@@ -771,9 +785,10 @@ def _covariance_off(record, x, bounds, full, flat_only=False):
     if flat or negative:
         return
     Vf = N @ inv @ N.T
-    if flat_only:
+    if flat_only or getattr(record, "limit_covariance", None) is None:
         # a function whose gradient is orthogonal to F (the linear predictor of rows that
-        # are not separated) has this variance in the limit model
+        # are not separated; a zero-inflation intercept beside a ridge) has this variance
+        # in the limit model (a separation's is kept where a ridge follows it)
         whole = np.full_like(V, np.nan)
         whole[np.ix_(free, free)] = 2.0 * Vf
         record.limit_covariance = (whole, full)

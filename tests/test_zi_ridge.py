@@ -94,7 +94,7 @@ def test_a_fit_whose_optimum_is_on_the_ridge_keeps_the_other_standard_errors():
     mu = np.exp(0.5 + 0.25 * X["x"] - 0.4 * X["w"] + rng.normal(0, 0.3, G)[g])
     y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
     y = np.where((X["w"] == 0) & (rng.random(n) < 0.4), 0, y)
-    ridge = r"\['zi~\(Intercept\)', 'zi~w'\] run along a ridge"
+    ridge = r"the coefficients \['zi~w'\] run along a ridge"
     with pytest.warns(StandardErrorWarning, match=ridge):
         m = NegBinGLMM(zero_inflation="1 + w").fit(X, y, groups=g)
     assert m.zero_inflation_effects_.loc["w", "estimate"] < -10
@@ -112,6 +112,11 @@ def test_a_fit_whose_optimum_is_on_the_ridge_keeps_the_other_standard_errors():
     p = res.layout.n_beta
     se_held = np.sqrt(np.diag(J @ V[:p, :p] @ J.T))
     np.testing.assert_allclose(se.to_numpy(), se_held, rtol=1e-2)
+    # the zero part's intercept (the probability where w = 0, which stays inside) too
+    # (it was NaN with the slope): its internal parameter with the slope held
+    zi_se = m.zero_inflation_effects_["std_error"]
+    assert zi_se["(Intercept)"] == pytest.approx(np.sqrt(V[-1, -1]), rel=1e-2)
+    assert np.isnan(zi_se["w"])
 
 
 @pytest.mark.parametrize("case", ["nb2_b", "nb2_w", "nb1_b"])
@@ -137,4 +142,13 @@ def test_the_ridges_end_gives_glmmtmbs_standard_errors_and_converges(case):
     assert StandardErrorWarning in kinds  # the block's coefficients: NaN, named
     assert m.loglik_ == pytest.approx(ref["loglik"], abs=1e-4)
     np.testing.assert_allclose(m.fixed_effects_["std_error"], ref["se"], rtol=2e-3)
-    assert m.zero_inflation_effects_["std_error"].isna().all()
+    zi_se = m.zero_inflation_effects_["std_error"]
+    if case == "nb2_w":  # every level's probability off along the ridge (glmmTMB: 2566)
+        assert zi_se.isna().all()
+    else:
+        # the intercept (the probability where b is False, which does not run to 0) has
+        # the ridge's end model's standard error (it was NaN), the slope none
+        assert zi_se.iloc[0] == pytest.approx(ref["zi_se"][0], rel=2e-3)
+        assert np.isnan(zi_se.iloc[1])
+        msgs = [str(w.message) for w in caught if w.category is StandardErrorWarning]
+        assert any("['zi~bTRUE'] run along a ridge" in msg for msg in msgs), msgs
