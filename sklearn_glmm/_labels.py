@@ -117,7 +117,7 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
             )
         codes[retry] = alt
         if (alt < 0).any():
-            _warn_other_kind(levels, asked[alt < 0], name)
+            _warn_rewritten_labels(levels, asked[alt < 0], name)
     codes[missing] = -1
     return codes.astype(np.intp)
 
@@ -134,7 +134,7 @@ def _loose_key(value) -> str:
 _LOOSE_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
 
-def _warn_other_kind(levels, asked, name) -> None:
+def _warn_rewritten_labels(levels, asked, name) -> None:
     """Unmatched labels ``asked`` that are fitted levels written another way (``"01"``
     for the level 1, ``"s01"`` for ``"S01"``): a grouping column reformatted (lme4
     raises on new levels), whose rows would silently be predicted at the population
