@@ -6,8 +6,10 @@ the locale, even in ``C.UTF-8``: letters case-insensitively (``"apple" < "Banana
 accents after the plain letter (``"e" < "é"``), spaces and punctuation before digits
 before letters. Python's ``sorted`` compares code points (upper case first, ``"Yes" <
 "no"``), which is R's order only under ``LC_COLLATE=C``. :func:`r_sort_key` is the
-three-level key of ICU's root collation for the characters of everyday labels (letters,
-digits, spaces and ASCII punctuation; other characters sort after letters by code point).
+three-level key of ICU's root collation for the characters of everyday labels: Latin
+letters with or without accents (``"ø"`` as ``"o"``, ``"æ"`` as ``"ae"``, ``"ß"`` as
+``"ss"``; full-width forms and ligatures as their letters), digits, spaces and ASCII
+punctuation; other characters (other scripts) sort after the Latin letters by code point.
 """
 
 from __future__ import annotations
@@ -17,27 +19,45 @@ import unicodedata
 # ICU root collation's order of spaces and ASCII punctuation (all before digits)
 _PUNCTUATION = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
 _RANK = {c: k for k, c in enumerate(_PUNCTUATION)}
+# letters without a decomposition: sorted as these letters (with a secondary weight), or
+# as a letter of their own after the one named (ICU's root order)
+_AS_LETTERS = {"ø": "o", "đ": "d", "ł": "l", "ı": "i", "æ": "ae", "œ": "oe", "ß": "ss"}
+_AFTER = {"ŋ": "n", "þ": "z", "ð": "d", "ħ": "h", "ŧ": "t"}
 
 
-def _levels(ch: str) -> tuple[tuple[int, int], int, int]:
-    """(primary, secondary, tertiary) weights of one character."""
+def _levels(ch: str) -> list[tuple[tuple[float, float], int, int]]:
+    """(primary, secondary, tertiary) weights of one character (several for one that
+    sorts as several letters: ``"æ"`` as ``"ae"``)."""
     if ch in _RANK:
-        return (0, _RANK[ch]), 0, 0
+        return [((0, _RANK[ch]), 0, 0)]
     if ch.isdigit() and ch.isascii():
-        return (1, ord(ch)), 0, 0
-    base = unicodedata.normalize("NFD", ch)
-    plain = base[0]
+        return [((1, ord(ch)), 0, 0)]
+    if unicodedata.category(ch)[0] in "PSZ":  # other punctuation, symbols and spaces
+        return [((0, len(_PUNCTUATION) + ord(ch)), 0, 0)]
+    compat = unicodedata.normalize("NFKD", ch)
+    variant = 2 * int(compat != unicodedata.normalize("NFD", ch))  # full-width, ligature
+    if len(compat) > 1 and not unicodedata.combining(compat[1]):  # "ǆ", "½", "ﬁ"
+        return [(w[0], w[1], w[2] + variant) for c in compat for w in _levels(c)]
+    plain = compat[0]
+    accent = sum(ord(m) for m in compat[1:])  # 0 for a plain letter
+    upper = int(plain.isupper())
+    low = plain.lower()
+    if low in _AS_LETTERS:
+        return [((2, ord(c)), accent + 1, upper + variant) for c in _AS_LETTERS[low]]
+    if low in _AFTER:
+        return [((2, ord(_AFTER[low]) + 0.5), accent, upper + variant)]
     if plain.isalpha() and plain.isascii():
-        accent = sum(ord(m) for m in base[1:])  # 0 for a plain letter
-        return (2, ord(plain.lower())), accent, int(plain.isupper())
-    return (3, ord(ch)), 0, 0
+        return [((2, ord(low)), accent, upper + variant)]
+    if plain != ch and (plain.isdigit() or plain in _RANK):
+        return [(w[0], w[1] + accent, w[2] + variant) for w in _levels(plain)]
+    return [((3, ord(ch)), 0, 0)]
 
 
 def r_sort_key(text: str) -> tuple:
     """Sort key of ``text`` in R's collation (see the module): primary weights of the
     whole string first (letters without case or accents), then its accents, then its
     case."""
-    weights = [_levels(ch) for ch in str(text)]
+    weights = [w for ch in str(text) for w in _levels(ch)]
     return (
         tuple(w[0] for w in weights),
         tuple(w[1] for w in weights),

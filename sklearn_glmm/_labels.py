@@ -28,9 +28,10 @@ _NUMBER_TEXT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
 
 # a date-time's text as R writes it: its date at midnight, its local time without the time
-# zone; a date-time read back from a file ("2024-01-02 00:00:00+01:00") matches it too
+# zone; a date-time read back from a file ("2024-01-02 00:00:00+01:00", "2024/01/02")
+# matches it too
 _DATE_TEXT = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?"
+    r"[0-9]{4}([-/])[0-9]{2}\1[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?"
     r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
 )
 

@@ -492,7 +492,24 @@ def _r_factors(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
         data = data.assign(
             **{c: data[c].astype(object).where(data[c].notna(), np.nan) for c in texts}
         )
-    return _r_logicals(_r_text_levels(data, leave), leave)
+    return _r_logicals(_r_text_levels(_r_dates(data, leave), leave), leave)
+
+
+def _r_dates(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
+    """Date and date-time columns (but those in ``leave``) as factors of the dates' text
+    as R writes them (``factor(day)2024-01-02``), in time order; a formula reads them only
+    as factors (:func:`_check_no_time_columns`)."""
+    from ._labels import label_key
+
+    found = {}
+    for c in data.columns:
+        if c in leave or not pd.api.types.is_datetime64_any_dtype(data[c].dtype):
+            continue
+        stamps = pd.Series(pd.unique(data[c].dropna())).sort_values()
+        texts = [label_key(v) for v in stamps]
+        as_text = data[c].map(lambda v: None if pd.isna(v) else label_key(v))
+        found[c] = pd.Categorical(as_text, categories=list(dict.fromkeys(texts)))
+    return data.assign(**found) if found else data
 
 
 def _r_text_levels(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
@@ -801,19 +818,25 @@ def _parse(
             "family=...) fits the GLM without random effects, as glmmTMB does (e.g. for a "
             "likelihood-ratio test against the mixed model)."
         )
-    _check_no_time_columns(data, _variables(pieces) - _group_variables(pieces))
+    texts = [pieces.fixed, *(bar.lhs for bar in pieces.bars), *pieces.offsets]
+    _check_no_time_columns(data, _variables(pieces) - _group_variables(pieces), texts)
     keep = _complete_rows(data, pieces)
     if complete is not None:
         keep &= complete
     outcome = _required([f"I({expr})" for expr in _response_parts(pieces.lhs)])
-    complete = _r_factors(data.loc[keep], outcome | _group_variables(pieces))
+    groups = _group_variables(pieces)
+    complete = _r_factors(data.loc[keep], outcome | groups)
+    # a grouping variable that is a predictor too (y ~ f + (1 | f:g)) is coded there as
+    # new data will be, with R's levels; its labels stay as they are for the groups
+    shared = groups & _required(texts)
+    design_rows = _r_factors(data.loc[keep], outcome | (groups - shared)) if shared else complete
     # (with rows dropped, the basis transforms learn from every row, as R's do)
     states = None if keep.all() else _all_rows_states(pieces.fixed, data)
-    X, fit_intercept, spec = _fixed_design(pieces, complete, states)
-    random_only = _random_only(pieces.bars, complete, list(X.columns))
+    X, fit_intercept, spec = _fixed_design(pieces, design_rows, states)
+    random_only = _random_only(pieces.bars, design_rows, list(X.columns))
     if random_only:  # after the fixed-effect columns, as the estimator appends them
-        X = X.assign(**{v: complete[v].to_numpy(dtype=float) for v in random_only})
-    bar_frame, bar_specs = _bar_only_columns(pieces.bars, complete, list(X.columns))
+        X = X.assign(**{v: design_rows[v].to_numpy(dtype=float) for v in random_only})
+    bar_frame, bar_specs = _bar_only_columns(pieces.bars, design_rows, list(X.columns))
     if bar_specs:
         X = pd.concat([X, bar_frame], axis=1)
         random_only = random_only + tuple(bar_frame.columns)
@@ -822,7 +845,7 @@ def _parse(
         X=X,
         y=y,
         groups=_group_frame(pieces.bars, complete),
-        random_effects=_random_effects(pieces.bars, complete, list(X.columns), lme4),
+        random_effects=_random_effects(pieces.bars, design_rows, list(X.columns), lme4),
         fit_intercept=fit_intercept,
         trials=trials,
         offset=_offset(pieces.offsets, complete),
@@ -864,13 +887,20 @@ def random_only_design(specs, data: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, axis=1).astype(float)
 
 
-def _check_no_time_columns(data: pd.DataFrame, names) -> None:
+# calls whose argument is read as a factor's levels: a date column there is labels
+_FACTOR_CALL = re.compile(r"\b(?:factor|C|relevel)\s*\(\s*`?([A-Za-z_.][\w.]*)`?\s*[,)]")
+
+
+def _check_no_time_columns(data: pd.DataFrame, names, texts=()) -> None:
     """A date, time or time-span column in a formula raises, naming the conversion (R reads
-    a Date as days since 1970, a date-time as seconds: rarely the scale meant)."""
+    a Date as days since 1970, a date-time as seconds: rarely the scale meant), unless
+    every use of it in ``texts`` is as a factor (``factor(day)``: its dates are levels)."""
     from ._validation import _column_kind
 
     for name in sorted(set(names) & set(map(str, data.columns))):
         kind = _column_kind(data[name])
+        if kind is not None and texts and _only_as_factor(name, texts):
+            continue
         if kind == "time":
             raise ValueError(
                 f"Data column {name!r} holds dates or times ({data[name].dtype}); the formula "
@@ -884,6 +914,16 @@ def _check_no_time_columns(data: pd.DataFrame, names) -> None:
                 f"numbers. Add a numeric column, e.g. data['{name}_days'] = data[{name!r}] / "
                 "pd.Timedelta(days=1), and use it in the formula."
             )
+
+
+def _only_as_factor(name: str, texts) -> bool:
+    """Whether every use of the variable ``name`` in the formula texts is the argument of
+    ``factor()``, ``C()`` or ``relevel()``."""
+    for text in texts:
+        rest = _FACTOR_CALL.sub(lambda m: "1" if m.group(1) == name else m.group(0), text)
+        if name in _expression_names(rest):
+            return False
+    return True
 
 
 def parse_glmm_formula(formula: str, data: pd.DataFrame) -> GLMMDesign:

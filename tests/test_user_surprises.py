@@ -879,6 +879,8 @@ def test_date_group_labels_match_as_r_writes_them():
         warnings.simplefilter("error")
         for day in (d.day.astype(str), d.day.dt.date, d.day.dt.strftime("%Y-%m-%dT00:00")):
             np.testing.assert_allclose(m.predict(d.assign(day=day), type="response"), p0)
+    slashes = d.assign(day=d.day.dt.strftime("%Y/%m/%d"))  # another file's writing
+    np.testing.assert_allclose(m.predict(slashes, type="response"), p0)
     zoned = d.assign(day=d.day.dt.tz_localize("Europe/Berlin"))
     mz = _quiet(formula.glmer, "y ~ x + (1 | day)", zoned, family="binomial")
     as_text = zoned.assign(day=zoned.day.astype(str))  # "2024-01-02 00:00:00+01:00"
@@ -897,9 +899,9 @@ def test_a_missing_zero_inflation_variable_drops_its_row():
     )
     assert m.nobs_ == len(d) - 2
     assert m.loglik_ == pytest.approx(hand.loglik_, abs=1e-8)
-    d = d.drop(columns="z").assign(w=d.z)  # not in the conditional model: our clear error
-    with pytest.raises(ValueError, match=r"ziformula column\(s\) \['w'\] are not columns"):
-        formula.glmmTMB("cnt ~ x + (1 | g)", d, family="poisson", ziformula="~w")
+    # a predictor of the zero part alone: its missing rows dropped too
+    zi_only = _quiet(formula.glmmTMB, "cnt ~ x + (1 | g)", d, family="poisson", ziformula="~z")
+    assert zi_only.nobs_ == len(d) - 2
 
 
 @pytest.mark.parametrize("kind", ["time", "span"])
@@ -922,9 +924,10 @@ def test_text_levels_in_rs_order():
     from sklearn_glmm._collation import r_sorted
 
     here = Path(__file__).parent / "fixtures" / "collation"
-    labels = (here / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
-    ref = (here / "sorted.txt").read_text(encoding="utf-8").split("\n")[1:-1]
-    assert len(labels) == 300 and r_sorted(labels) == ref
+    for stem in ("", "_latin"):  # ASCII; Latin letters with accents, strokes, ligatures
+        labels = (here / f"labels{stem}.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        ref = (here / f"sorted{stem}.txt").read_text(encoding="utf-8").split("\n")[1:-1]
+        assert len(labels) == 300 and r_sorted(labels) == ref
 
 
 def test_a_text_predictors_reference_level_is_rs():
@@ -1009,3 +1012,38 @@ def test_clmm_sorts_a_text_outcome_as_r_does():
     assert m.loglik_ == pytest.approx(-247.9431, abs=1e-4)
     np.testing.assert_allclose(np.asarray(m.thresholds_)[:, 0], [-0.2700764, 1.0139144], atol=2e-4)
     assert m.fixed_effects_.loc["x", "estimate"] == pytest.approx(0.5566363, abs=2e-4)
+
+
+def test_a_date_column_as_a_factor():
+    # factor(day) of a date column raised with the date-predictor check; R fits it, its
+    # levels the dates' text: lme4's glmer(cnt ~ x + factor(day) + (1 | g), poisson) on
+    # these data (day as.Date): logLik -301.4544, terms factor(day)2024-01-02, ...
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"g": np.repeat(np.arange(12), 15), "x": rng.normal(size=180)})
+    d["h"] = np.arange(180) % 7
+    d["cnt"] = rng.poisson(np.exp(0.3 + 0.4 * d.x + 0.1 * d.h))
+    d["day"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(d.h, unit="D")
+    m = _quiet(formula.glmer, "cnt ~ x + factor(day) + (1 | g)", d, family="poisson")
+    assert m.loglik_ == pytest.approx(-301.4544, abs=1e-4)
+    assert list(m.fixed_effects_.index)[2:4] == ["factor(day)2024-01-02", "factor(day)2024-01-03"]
+    p0 = m.predict(d, type="response")
+    np.testing.assert_allclose(m.predict(d.assign(day=d.day.astype(str)), type="response"), p0)
+    with pytest.raises(ValueError, match=r"Data column 'day' holds dates"):
+        formula.glmer("cnt ~ x + day + factor(day) + (1 | g)", d, family="poisson")
+
+
+def test_a_text_predictor_that_is_also_a_grouping_variable_has_rs_levels():
+    # y ~ fr + (1 | fr:g): fr was left in Python's order (its labels are the groups'),
+    # so the fixed part's reference level was "Banana"; lme4 (R's order, apple first):
+    # logLik -119.0175, fixef -0.2559334 0.1818254 -0.5448444
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"g": np.repeat(np.arange(12), 15)})
+    d["fr"] = rng.choice(["apple", "Banana", "cherry"], 180)
+    d["y"] = (rng.random(180) < np.where(d.fr == "cherry", 0.25, 0.45)).astype(int)
+    m = _quiet(formula.glmer, "y ~ fr + (1 | fr:g)", d, family="binomial")
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "frBanana", "frcherry"]
+    np.testing.assert_allclose(
+        m.fixed_effects_["estimate"], [-0.2559334, 0.1818254, -0.5448444], atol=2e-4
+    )
+    p0 = m.predict(d, type="response")
+    np.testing.assert_allclose(m.predict(d.iloc[::-1], type="response")[::-1], p0)
