@@ -858,6 +858,11 @@ def _judge_off(record, obj, x, done) -> None:
     from ._engine.converge import judge, scaled_gradient
 
     free, N = done
+    before = record.converged
+    judge(record)
+    # a record whose verdict has another reason than its checks (a refit's restart that
+    # stopped at its iteration limit) is not made converged here
+    explained = record.converged == before
     record.negative_curvature = False  # the complement is positive definite (done)
     if obj is not None:  # (without it, the gradient's check stays that of every direction)
         HN = N.T @ record.hessian[np.ix_(free, free)] @ N
@@ -866,6 +871,8 @@ def _judge_off(record, obj, x, done) -> None:
         record.max_scaled_grad = scaled_gradient(gN, HN, np.zeros(len(gN)), unbounded)[1]
         record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
     judge(record)
+    if not explained:
+        record.converged = bool(before and record.converged)
 
 
 def _check_identifiable(est, data):

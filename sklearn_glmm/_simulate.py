@@ -161,6 +161,7 @@ def _fit_and_check(est, obj, setup):
             if r.fun < record.objective and np.all(np.isfinite(r.x)):
                 x, record.objective, record.final = r.x, float(r.fun), r.x
                 record.converged = r.nit < est.max_iter
+                record.hit_max = record.hit_max or not record.converged
                 _check_gradient(obj, x, record, H, bounds)
     return x, record
 

@@ -162,3 +162,29 @@ def test_every_row_a_direction_can_move_is_separated():
     X = np.column_stack([np.ones(200), x, grp, x * grp])
     directions, _ = separating_directions(X, y, np.ones(200), np.ones(200), True)
     assert np.array_equal(separated_rows(X, directions), grp == 1)
+
+
+def test_the_limit_models_checks_do_not_clear_another_verdict(data):
+    # the checks at a separated fit's limit model clear its negative curvature; a record
+    # not converged for another reason (a refit's restart stopped at its iteration limit,
+    # which its fields do not show) stays not converged
+    import copy
+
+    from sklearn_glmm._engine.converge import curvature
+    from sklearn_glmm._results import separation_with_limit
+
+    d, _ = data
+    m, _ = _fit(d)
+    res = m.fit_result_
+    obj, x = res.objective, res.params
+    for before in (True, False):
+        rec = copy.copy(res.record)
+        rec.covariance, rec.flat_directions, rec.negative_curvature = curvature(
+            rec.hessian, x, res.bounds
+        )
+        rec.limit_covariance = None
+        if not before:  # not converged for a reason its fields do not show
+            rec.converged, rec.negative_curvature = False, False
+        separation_with_limit(rec, x, res.bounds, obj.data, res.scaling, obj)
+        assert rec.limit_covariance is not None and not rec.negative_curvature
+        assert rec.converged is before
