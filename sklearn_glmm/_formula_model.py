@@ -58,6 +58,8 @@ class FormulaState:
     offset_column: str | None = None  # glmer(offset="column")
     offset_array: bool = False  # glmer(offset=array): predict cannot rebuild it
     random_only_specs: tuple = ()  # random-effect terms' own columns (formula._bar_only_columns)
+    random_variables: tuple = ()  # data columns only the random effects read
+    random_columns: tuple = ()  # random-only columns only the random effects read
 
 
 @dataclass
@@ -151,7 +153,7 @@ class _RawDataPredictions:
             self.__dict__.pop(name, None)
 
     # -- telling raw data from the design ---------------------------------------------------
-    def _is_raw(self, X) -> bool:
+    def _is_raw(self, X, zero: bool = False) -> bool:
         state = self._formula
         if state is None or not isinstance(X, pd.DataFrame):
             return False
@@ -159,11 +161,14 @@ class _RawDataPredictions:
         design = {str(c) for c in getattr(self, "feature_names_in_", [])}
         if columns == design:  # the design columns, as design_matrix builds them
             return False
-        if set(state.fixed_variables) <= columns:
+        needed = set(state.fixed_variables)
+        if zero:  # population level (re_form=NA): what only the random effects read is not
+            needed -= set(getattr(state, "random_variables", ()))
+        if needed <= columns:
             return True
         if design <= columns:
             return False
-        missing = sorted(set(state.fixed_variables) - columns)
+        missing = sorted(needed - columns)
         raise ValueError(
             f"The data lack the formula's variable(s) {missing} (formula {state.formula!r}). "
             "Pass a DataFrame holding the formula's variables, as R's predict(m, newdata), or "
@@ -178,7 +183,7 @@ class _RawDataPredictions:
         population = _population(population, zero)
         if state is not None:  # polars and other libraries' frames: the variables by name
             X = as_pandas(X)
-        if not self._is_raw(X):
+        if not self._is_raw(X, zero):
             if state is not None and offset is None and (state.offsets or state.offset_column):
                 # the design's columns alone: the offset would silently be 0
                 where = list(state.offsets) or [state.offset_column]
@@ -194,8 +199,12 @@ class _RawDataPredictions:
         from ._random_only import with_data_columns
         from .formula import design_matrix
 
+        # population level (re_form=NA): the columns only the random effects read are
+        # not used (lme4's predict(re.form = NA) does without them), zeros stand in
+        unused = set(getattr(state, "random_variables", ())) if zero else set()
+        spare = set(getattr(state, "random_columns", ())) if zero else set()
         used = [*state.fixed_variables, *state.offset_variables, state.offset_column]
-        used = [c for c in used if c in X.columns]  # absent offset variables raise below
+        used = [c for c in used if c in X.columns and c not in unused]  # (absent offsets raise)
         complete = ~X[used].isna().any(axis=1).to_numpy()
         if not complete.any():
             raise ValueError("Every row of the data has a missing value in a variable used.")
@@ -203,11 +212,14 @@ class _RawDataPredictions:
         data = X if rows is None else X.loc[complete]
         X_design = design_matrix(state.model_spec, data)
         specs = getattr(state, "random_only_specs", ())  # (older pickles: none)
+        specs = [(spec, cols) for spec, cols in specs if not set(cols) <= spare]
         if specs:
             from .formula import random_only_design
 
             extra = random_only_design(specs, data)
             data = data.assign(**{c: extra[c].to_numpy() for c in extra.columns})
+        if spare:
+            data = data.assign(**{c: np.zeros(len(data)) for c in spare})
         X_design = with_data_columns(self, X_design, data)
         groups = self._raw_groups(X, data, groups, zero, complete, asked)
         offset = self._raw_offset(data, offset, complete)

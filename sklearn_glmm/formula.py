@@ -1253,25 +1253,31 @@ def _formula_state(
     random_only=(),
     random_only_specs=(),
     part_texts=(),
+    random_columns=(),
 ) -> FormulaState:
     """What the fitted model needs to predict from data holding the formula's variables
     (``random_only``: columns read beside the fixed part, time variables from the data;
     ``random_only_specs``: random-effect terms' own columns, :func:`_bar_only_columns`,
     and the zero-inflation or dispersion model's, whose right-hand sides
-    ``part_texts`` are)."""
+    ``part_texts`` are; ``random_columns``: those of ``random_only`` that only the
+    random effects read, which population-level predictions do without)."""
     pieces = _split_formula(formula)
     columns = set(map(str, data.columns))
     offsets = _required([f"I({expr})" for expr in pieces.offsets]) if pieces.offsets else set()
+    parts = _required(list(part_texts)) if part_texts else set()
     read = _required([pieces.fixed]) | set(random_only)
     if random_only_specs:  # the variables the terms' own columns are made from
         read |= _required([bar.lhs for bar in pieces.bars if bar.structure is None])
-        read |= _required(list(part_texts)) if part_texts else set()
+        read |= parts
+    by_random = (read - _required([pieces.fixed]) - parts - offsets) & columns
     return FormulaState(
         formula=formula,
         bars=pieces.bars,
         offsets=pieces.offsets,
         model_spec=model_spec,
         random_only_specs=random_only_specs,
+        random_variables=tuple(sorted(by_random)),
+        random_columns=tuple(random_columns),
         fixed_variables=tuple(sorted(read & columns)),
         offset_variables=tuple(sorted(offsets & columns)),
         group_variables=tuple(sorted(_group_variables(pieces))),
@@ -1487,6 +1493,7 @@ def glmer(
         (*design.random_only_columns, *(c for _, cols in own_specs for c in cols)),
         design.random_only_specs + tuple(own_specs),
         part_texts,
+        design.random_only_columns,
     )
     return estimator
 

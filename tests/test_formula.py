@@ -748,3 +748,26 @@ def test_clmm_refuses_random_only_columns(random_only_terms):
     d = d.assign(r=pd.Categorical(d.cnt.clip(0, 3)))
     with pytest.raises(NotImplementedError, match=r"clmm: .*\(\['x'\]\)"):
         clmm("r ~ fr + (1 + x | g)", d)
+
+
+def test_population_predictions_do_without_what_only_random_effects_read():
+    # cnt ~ f + (1 + x | g): with re_form=NA a row missing x was NaN and data without x
+    # raised; lme4's predict(m, new, type = "response", re.form = NA) on these data
+    # (x of the first row NA): 1.742072 1.742072 1.475221 1.446368
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"g": np.repeat(np.arange(15), 12), "x": rng.normal(size=180)})
+    d["f"] = rng.choice(["a", "b", "c"], 180)
+    u = rng.normal(0, 0.4, 15)[d.g]
+    d["cnt"] = rng.poisson(np.exp(0.3 + 0.3 * (d.f == "b") + u * (1 + 0.5 * d.x)))
+    m = _quiet(glmer, "cnt ~ f + (1 + x | g)", d, family="poisson")
+    new = d.head(4).copy()
+    new.loc[new.index[0], "x"] = np.nan
+    lme4 = [1.742072, 1.742072, 1.475221, 1.446368]
+    np.testing.assert_allclose(m.predict(new, type="response", re_form="NA"), lme4, rtol=5e-4)
+    np.testing.assert_allclose(
+        m.predict(new.drop(columns="x"), type="response", re_form="NA"), lme4, rtol=5e-4
+    )
+    # conditional on the groups x is needed: NaN for its row (R: na.pass), as before
+    assert np.isnan(m.predict(new, type="response")[0])
+    with pytest.raises(ValueError, match=r"lack the formula's variable\(s\) \['x'\]"):
+        m.predict(new.drop(columns="x"), type="response")
