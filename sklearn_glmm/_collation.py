@@ -21,8 +21,8 @@ _PUNCTUATION = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
 _RANK = {c: k for k, c in enumerate(_PUNCTUATION)}
 # letters without a decomposition: sorted as these letters (with a secondary weight), or
 # as a letter of their own after the one named (ICU's root order)
-_AS_LETTERS = {"ø": "o", "đ": "d", "ł": "l", "ı": "i", "æ": "ae", "œ": "oe", "ß": "ss"}
-_AFTER = {"ŋ": "n", "þ": "z", "ð": "d", "ħ": "h", "ŧ": "t"}
+_AS_LETTERS = {"ø": "o", "đ": "d", "ð": "d", "ł": "l", "ħ": "h", "æ": "ae", "œ": "oe", "ß": "ss"}
+_AFTER = {"ŋ": "n", "þ": "z", "ı": "i", "ŧ": "t"}
 
 
 def _levels(ch: str) -> list[tuple[tuple[float, float], int, int]]:

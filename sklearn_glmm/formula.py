@@ -1147,7 +1147,7 @@ def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "
     ``X`` lacks (glmmTMB's ``ziformula = ~ z`` with ``z`` a predictor of the zero
     inflation alone): None, or ``(frame, spec, columns)`` to append to ``X`` as
     random-only columns (columns the fixed effects do not read) and rebuild on new data
-    (:func:`random_only_design`)."""
+    (:func:`random_only_design`); and the columns of ``X`` the term reads."""
     if re.search(r"\boffset\s*\(", rhs):
         raise NotImplementedError(
             f"offset() in a {what} is not available: the offset enters the conditional "
@@ -1159,13 +1159,13 @@ def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "
     same = {frozenset(c.split(":")): c for c in fixed_names}
     slopes = [c if c in fixed_names else same.get(frozenset(c.split(":")), c) for c in frame]
     if not slopes:
-        return intercept, None
+        return intercept, None, []
     absent = [c for c in slopes if c not in fixed_names]
     extra = None
     if absent:
         own = frame[absent].set_axis(data.index).astype(float)
         extra = (own, matrix.model_spec, tuple(absent))
-    return _term_string(intercept, slopes, False), extra
+    return _term_string(intercept, slopes, False), extra, slopes
 
 
 def _dispersion_rhs(dispformula, estimator_class):
@@ -1421,12 +1421,13 @@ def glmer(
     # the rows used, for the zero-inflation and dispersion designs
     zi_or_disp = isinstance(zero_inflation, str) or dispersion is not None
     kept = _r_factors(data.loc[keep]) if zi_or_disp else None
-    X_fit, own_specs = design.X, []
+    X_fit, own_specs, part_columns = design.X, [], set()
 
     def block_term(rhs, what):
         """A zero-inflation or dispersion term; its own columns appended to X."""
         nonlocal X_fit
-        term, extra = _zi_term(rhs, kept, list(X_fit.columns), what)
+        term, extra, reads = _zi_term(rhs, kept, list(X_fit.columns), what)
+        part_columns.update(reads)
         if extra is not None:
             frame, spec, cols = extra
             X_fit = pd.concat([X_fit, frame], axis=1)
@@ -1493,7 +1494,9 @@ def glmer(
         (*design.random_only_columns, *(c for _, cols in own_specs for c in cols)),
         design.random_only_specs + tuple(own_specs),
         part_texts,
-        design.random_only_columns,
+        # (a column the zero-inflation or dispersion model reads too is needed by every
+        # prediction: z in (0 + z | g) with ziformula = ~ z)
+        [c for c in design.random_only_columns if c not in part_columns],
     )
     return estimator
 

@@ -511,3 +511,18 @@ def test_predictors_of_the_zero_inflation_or_dispersion_alone(case, formula, kw)
         )
         assert est.loglik_ == pytest.approx(m.loglik_, abs=1e-8)
         assert list(est.fixed_effects_.index) == ["(Intercept)", "x"]
+
+
+def test_population_predictions_keep_a_zero_inflation_predictor_a_random_term_reads():
+    # day is the ar1 term's time (not a fixed effect) and the zero inflation's predictor:
+    # with re_form="NA" it was set to 0 as if only the random effects read it (every
+    # row's zprob the intercept's); glmmTMB's zprob does not depend on re.form here
+    rng = np.random.default_rng(3)
+    ids, days = 40, 5
+    d = pd.DataFrame({"id": np.repeat(np.arange(ids), days), "day": np.tile(np.arange(days), ids)})
+    d["x"] = rng.normal(size=len(d))
+    d["y"] = rng.poisson(np.exp(0.8 + 0.3 * d.x)) * (rng.random(len(d)) > 0.1 + 0.15 * d.day)
+    m = _quiet(glmmTMB, "y ~ x + ar1(0 + factor(day) | id)", d, family="poisson", ziformula="~ day")
+    conditional = m.predict(d.head(5), type="zprob")
+    assert np.ptp(conditional) > 0.5
+    np.testing.assert_allclose(m.predict(d.head(5), type="zprob", re_form="NA"), conditional)
