@@ -220,6 +220,15 @@ class _RawDataPredictions:
             data = data.assign(**{c: extra[c].to_numpy() for c in extra.columns})
         if spare:
             data = data.assign(**{c: np.zeros(len(data)) for c in spare})
+        dates = [  # a structured term's time variable given as dates, as at fit
+            c
+            for c in getattr(self, "random_only_columns", None) or ()
+            if c in data.columns and pd.api.types.is_datetime64_any_dtype(data[c].dtype)
+        ]
+        if dates:
+            from .formula import time_values
+
+            data = data.assign(**{c: time_values(data[c]) for c in dates})
         X_design = with_data_columns(self, X_design, data)
         groups = self._raw_groups(X, data, groups, zero, complete, asked)
         offset = self._raw_offset(data, offset, complete)

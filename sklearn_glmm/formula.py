@@ -698,21 +698,35 @@ def _check_lme4_double_bar(bar, data: pd.DataFrame) -> None:
 
 def _random_only(bars, data: pd.DataFrame, fixed_names: list[str]) -> tuple[str, ...]:
     """Time variables of structured terms that are not fixed-effect columns (glmmTMB's
-    ``y ~ x + ar1(0 + factor(day) | id)``): numeric columns of the data."""
+    ``y ~ x + ar1(0 + factor(day) | id)``): numeric or date columns of the data (``data``
+    as given, dates not yet factors; :func:`time_values`)."""
     out = []
     for bar in bars:
         if bar.structure is None:
             continue
         var = _structured_time(bar)
         if var not in fixed_names and var not in out:
-            if var not in data.columns or not pd.api.types.is_numeric_dtype(data[var]):
+            col = data[var] if var in data.columns else None
+            if col is None or not (
+                pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col)
+            ):
                 raise ValueError(
                     f"The time variable {var!r} of {bar.structure}({bar.lhs} | {bar.group}) "
-                    "must be a numeric column of the data."
+                    "must be a numeric or date column of the data."
                 )
             out.append(var)
         _warn_structured_reading(bar, var)  # (once the time variable is valid)
     return tuple(out)
+
+
+def time_values(column: pd.Series) -> np.ndarray:
+    """A structured term's time variable as numbers: a date as R's number of it, days
+    since 1970-01-01 (the local date of a time-zone-aware one)."""
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        if getattr(column.dt, "tz", None) is not None:
+            column = column.dt.tz_localize(None)
+        return ((column - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).to_numpy(float)
+    return column.to_numpy(dtype=float)
 
 
 def _lhs_terms(lhs: str) -> list[str]:
@@ -833,9 +847,9 @@ def _parse(
     # (with rows dropped, the basis transforms learn from every row, as R's do)
     states = None if keep.all() else _all_rows_states(pieces.fixed, data)
     X, fit_intercept, spec = _fixed_design(pieces, design_rows, states)
-    random_only = _random_only(pieces.bars, design_rows, list(X.columns))
+    random_only = _random_only(pieces.bars, data.loc[keep], list(X.columns))
     if random_only:  # after the fixed-effect columns, as the estimator appends them
-        X = X.assign(**{v: design_rows[v].to_numpy(dtype=float) for v in random_only})
+        X = X.assign(**{v: time_values(data.loc[keep, v]) for v in random_only})
     bar_frame, bar_specs = _bar_only_columns(pieces.bars, design_rows, list(X.columns))
     if bar_specs:
         X = pd.concat([X, bar_frame], axis=1)

@@ -329,7 +329,7 @@ def test_formula_front_end_matches_the_estimator():
     assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-8)
     m = glmmTMB("count ~ t + x + ou(numFactor(t) + 0 | id)", df, family="poisson")
     assert m.random_effects == {"id": "ou(t)"}
-    with pytest.raises(ValueError, match="numeric column of the data"):
+    with pytest.raises(ValueError, match="numeric or date column of the data"):
         glmmTMB("count ~ x + cs(0 + factor(week) | id)", df.assign(week="a"), family="poisson")
 
 

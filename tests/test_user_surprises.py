@@ -1052,3 +1052,19 @@ def test_a_text_predictor_that_is_also_a_grouping_variable_has_rs_levels():
     )
     p0 = m.predict(d, type="response")
     np.testing.assert_allclose(m.predict(d.iloc[::-1], type="response")[::-1], p0)
+
+
+def test_a_structured_terms_time_given_as_dates():
+    # ar1(0 + factor(date) | id) with a date column raised "must be a numeric column";
+    # glmmTMB fits it as the same model as with the weeks' index (logLik -158.866)
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"id": np.repeat(np.arange(20), 5), "day": np.tile(np.arange(5), 20)})
+    d["x"] = rng.normal(size=len(d))
+    d["y"] = rng.poisson(np.exp(0.3 + 0.3 * d.x + rng.normal(0, 0.4, len(d))))
+    d["date"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(d.day * 7, unit="D")
+    by_day = _quiet(formula.glmmTMB, "y ~ x + ar1(0 + factor(day) | id)", d, family="poisson")
+    by_date = _quiet(formula.glmmTMB, "y ~ x + ar1(0 + factor(date) | id)", d, family="poisson")
+    assert by_date.loglik_ == pytest.approx(-158.866, abs=1e-3)
+    assert by_date.loglik_ == pytest.approx(by_day.loglik_, abs=1e-8)
+    p_day = by_day.predict(d, type="response")
+    np.testing.assert_allclose(by_date.predict(d, type="response"), p_day)
