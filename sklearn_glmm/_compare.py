@@ -280,7 +280,9 @@ def _checked_models(models, names, minimum: int, too_few: str) -> list[str]:
     return names
 
 
-def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
+def anova(
+    *models, names=None, check_nested: bool = True, n_boot=None, random_state=None
+) -> pd.DataFrame:
     """Likelihood-ratio tests between nested fits, as R's ``anova(m1, m2, ...)``.
 
     Rows are sorted by the number of parameters (stably, as R does) and each
@@ -296,6 +298,15 @@ def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
         Refuse models that are not nested (fixed-effect and random-effect
         columns are checked for containment, not by name; Poisson is nested in
         negative binomial and both in their zero-inflated versions).
+    n_boot : int, default=None
+        Also a parametric-bootstrap p-value (pbkrtest's ``PBmodcomp``): ``n_boot``
+        data sets simulated from the smaller model, refitted by both; the p-value is
+        ``(1 + #{LR_b >= LR}) / (1 + n)`` over the ``n`` replicates whose refits
+        converged (column ``Pr(>Chisq) boot``; ``table.attrs["bootstrap"]`` holds each
+        pair's statistics). It needs no chi-square or chi-bar approximation: for a
+        variance tested at 0 with few groups, or a fixed effect with few groups.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the bootstrap's simulations.
 
     Returns
     -------
@@ -311,7 +322,7 @@ def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
     names = _checked_models(models, names, 2, "anova needs at least two fitted models.")
     order = sorted(range(len(models)), key=lambda i: models[i].n_params_)
     ms, ns = [models[i] for i in order], [names[i] for i in order]
-    rows = []
+    rows, boot = [], {}
     for j, m in enumerate(ms):
         row = {
             "npar": m.n_params_,
@@ -348,8 +359,13 @@ def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
             row["Pr(>Chisq)"] = p
             if mixture:
                 row["Pr(>Chisq) chi-bar"], row["chi-bar mixture"] = p_bar, mixture
+            if n_boot is not None:
+                p_boot, boot[ns[j]] = _bootstrap_p(prev, m, chisq, n_boot, random_state, ns[j])
+                row["Pr(>Chisq) boot"] = p_boot
         rows.append(row)
     table = pd.DataFrame(rows, index=pd.Index(ns, name="model"))
+    if n_boot is not None:
+        table.attrs["bootstrap"] = boot
     table["npar"] = table["npar"].astype(int)
     table["Df"] = table["Df"].astype("Int64")
     table.attrs["note"] = (
@@ -357,6 +373,26 @@ def anova(*models, names=None, check_nested: bool = True) -> pd.DataFrame:
         "boundary mixture in 'chi-bar mixture' where a variance is tested at 0."
     )
     return table
+
+
+def _bootstrap_p(small, large, chisq, n_boot, random_state, name):
+    """The parametric-bootstrap p-value of ``chisq`` (:func:`anova`'s ``n_boot``) and the
+    replicates' statistics (NaN where left out, with a warning)."""
+    from ._simulate import bootstrap_lrt
+
+    lr = bootstrap_lrt(small, large, n_boot, random_state)
+    used = lr[np.isfinite(lr)]
+    if len(used) < len(lr):
+        warnings.warn(
+            f"anova: {len(lr) - len(used)} of {len(lr)} bootstrap replicates for {name!r} "
+            "were left out (a refit failed or did not converge); the p-value uses the other "
+            f"{len(used)}.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+    if not len(used):
+        return np.nan, lr
+    return float((1 + np.sum(used >= chisq - 1e-8 * max(1.0, abs(chisq)))) / (1 + len(used))), lr
 
 
 def compare_models(*models, names=None, sort: bool = True) -> pd.DataFrame:

@@ -457,6 +457,38 @@ def _boot_chunk(est, seeds, new_random_effects):
 _BOOT_CHUNK = 32
 
 
+def bootstrap_lrt(small, large, n_boot, random_state=None) -> np.ndarray:
+    """Likelihood-ratio statistics ``2 (log L_large - log L_small)`` of ``n_boot`` data
+    sets simulated from the fitted ``small`` model (the null hypothesis), each refitted
+    by both models from their fitted parameters (:func:`refit_many`): the parametric
+    bootstrap's reference distribution of the statistic (pbkrtest's ``PBmodcomp``).
+    NaN where a refit failed or did not converge. Replicate ``i`` has its own child
+    seed."""
+    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
+    check_unweighted(small, "anova(..., n_boot=...)")
+    seeds = child_seeds(random_state, n_boot)
+    out = np.full(int(n_boot), np.nan)
+    with single_threaded_blas():
+        for c in np.array_split(np.arange(n_boot), int(np.ceil(n_boot / _BOOT_CHUNK))):
+            Y = np.column_stack(
+                [simulate_response(small, 1, np.random.default_rng(seeds[i]))[:, 0] for i in c]
+            )
+            for i, a, b in zip(c, refit_many(small, Y), refit_many(large, Y)):
+                if isinstance(a, BaseException) or isinstance(b, BaseException):
+                    continue
+                ra, rb = a[1], b[1]
+                if ra.converged and rb.converged and np.isfinite(ra.objective + rb.objective):
+                    out[i] = max(ra.objective - rb.objective, 0.0)
+    return out
+
+
+def child_seeds(random_state, n: int) -> list:
+    """One seed per replicate, spawned from ``random_state`` (replicate ``i`` draws from
+    ``np.random.default_rng(seeds[i])`` however the replicates are chunked)."""
+    return np.random.SeedSequence(_rng(random_state).integers(0, 2**63 - 1)).spawn(int(n))
+
+
 def bootstrap_params(
     est,
     n_boot,
@@ -481,8 +513,7 @@ def bootstrap_params(
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
     check_unweighted(est, "confint(method='bootstrap')")
-    ss = np.random.SeedSequence(_rng(random_state).integers(0, 2**63 - 1))
-    seeds = ss.spawn(int(n_boot))
+    seeds = child_seeds(random_state, n_boot)
     # at least four chunks (work for parallel workers, steps of the progress bar)
     n_chunks = max(min(4, int(n_boot)), int(np.ceil(n_boot / _BOOT_CHUNK)))
     chunks = [list(c) for c in np.array_split(np.arange(n_boot), n_chunks) if len(c)]

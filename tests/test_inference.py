@@ -383,6 +383,64 @@ def test_anova_random_intercept_vs_glm_uses_chi_bar_square():
     assert "p-value" in tab.attrs["note"] or "Pr(>Chisq)" in tab.attrs["note"]
 
 
+def _quiet(fun, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fun(*args, **kwargs)
+
+
+def _small_counts(sd=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(10), 10)
+    x = rng.normal(size=100)
+    y = rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, sd, 10)[g]))
+    return pd.DataFrame({"x": x}), y, g
+
+
+def test_anova_parametric_bootstrap_statistics_are_fresh_fits_of_simulated_data():
+    # the bootstrap's statistics: data simulated from the smaller model with each
+    # replicate's seed, both models refitted (from their fits, batched); fresh fits of the
+    # same data by new estimators give the same statistics
+    from sklearn_glmm._simulate import child_seeds, simulate_response
+
+    X, y, g = _small_counts()
+    small = _quiet_fit(PoissonGLMM(), X, y, None)
+    large = _quiet_fit(PoissonGLMM(), X, y, g)
+    tab = _quiet(anova, small, large, n_boot=12, random_state=3)
+    lr = tab.attrs["bootstrap"]["model2"]
+    assert np.all(np.isfinite(lr))
+    fresh = []
+    for seed in child_seeds(3, 12):
+        y_b = simulate_response(small, 1, np.random.default_rng(seed))[:, 0]
+        a = _quiet_fit(PoissonGLMM(), X, y_b, None)
+        b = _quiet_fit(PoissonGLMM(), X, y_b, g)
+        fresh.append(max(2.0 * (b.loglik_ - a.loglik_), 0.0))
+    np.testing.assert_allclose(lr, fresh, atol=1e-5)
+    chisq = tab["Chisq"].iloc[1]
+    expected = (1 + np.sum(np.asarray(fresh) >= chisq)) / 13
+    assert tab["Pr(>Chisq) boot"].iloc[1] == pytest.approx(expected)
+    # the same seed, the same table
+    again = _quiet(anova, small, large, n_boot=12, random_state=3)
+    np.testing.assert_array_equal(again.attrs["bootstrap"]["model2"], lr)
+
+
+def test_anova_parametric_bootstrap_p_values_at_the_extremes():
+    # a variance far from 0 (SD 1): no simulated statistic reaches it, p = 1 / (n + 1);
+    # NB against Poisson where the data have no overdispersion (LR 0): p = 1
+    X, y, g = _small_counts(sd=1.0)
+    glm = _quiet_fit(PoissonGLMM(), X, y, None)
+    ri = _quiet_fit(PoissonGLMM(), X, y, g)
+    tab = _quiet(anova, glm, ri, n_boot=19, random_state=0)
+    assert tab["Pr(>Chisq) boot"].iloc[1] == pytest.approx(1 / 20)
+    X0, y0, g0 = _small_counts(sd=0.3)
+    pois, nb = _quiet_fit(PoissonGLMM(), X0, y0, g0), _quiet_fit(NegBinGLMM(), X0, y0, g0)
+    tab = _quiet(anova, pois, nb, n_boot=19, random_state=0)
+    assert tab["Chisq"].iloc[1] < 1e-6 and tab["Pr(>Chisq) boot"].iloc[1] == 1.0
+    assert "Pr(>Chisq) boot" not in anova(glm, ri).columns
+    with pytest.raises(ValueError, match="n_boot must be a positive integer"):
+        anova(glm, ri, n_boot=0)
+
+
 def test_anova_refuses_models_of_different_links():
     # a logit model is no special case of a probit one: the test was made (p = 0.002)
     b, spec, d = fitted("bin_ri")
