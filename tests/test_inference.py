@@ -950,3 +950,22 @@ def test_a_profile_that_stays_inside_the_cutoff_to_zero_inflations_bound_ends_at
         ci = m.confint(method="profile", parm=["zi_prob"])
     assert ci.loc["zi_prob", "lower"] == 0.0
     assert 0.0 < ci.loc["zi_prob", "estimate"] < ci.loc["zi_prob", "upper"] < 1.0
+
+
+@pytest.mark.slow
+def test_anova_parametric_bootstrap_holds_its_level():
+    """Random intercept against the GLM at variance 0, 10 groups of 10: the bootstrap
+    p-value rejects about 5 % (chi-bar is right asymptotically; with few groups the
+    bootstrap's reference distribution is the exact one up to the estimates)."""
+    rejects, p_values = 0, []
+    for seed in range(80):
+        X, y, g = _small_counts(sd=0.0, seed=100 + seed)
+        glm = _quiet_fit(PoissonGLMM(), X, y, None)
+        ri = _quiet_fit(PoissonGLMM(), X, y, g)
+        p = _quiet(anova, glm, ri, n_boot=99, random_state=seed)["Pr(>Chisq) boot"].iloc[1]
+        p_values.append(p)
+        rejects += p <= 0.05
+    # 80 data sets at 5 %: a 99 % binomial band is 0-10 rejections
+    assert rejects <= 10
+    # and the p-values are spread (not all 1: the statistic's point mass at 0 is half)
+    assert np.mean(np.asarray(p_values) < 0.5) > 0.15
