@@ -197,9 +197,13 @@ class Summary:
             else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {n_agq}"
         )
         fam = est.fit_result_.family
+        title = (
+            f"Generalized linear mixed model fit by maximum likelihood ({method})"
+            if est.fit_result_.factors
+            else "Generalized linear model fit by maximum likelihood (no random effects)"
+        )
         lines = [
-            f"Generalized linear mixed model fit by maximum likelihood ({method}) "
-            f"[{type(est).__name__}]",
+            f"{title} [{type(est).__name__}]",
             f" Family: {fam.describe()}",
             f" Model: {model_formula(est)}",
         ]

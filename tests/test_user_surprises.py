@@ -996,6 +996,7 @@ def test_glmmtmb_fits_the_glm_without_random_effects():
     table = anova(m0, m1)
     assert table["Chisq"].iloc[1] == pytest.approx(2 * (m1.loglik_ - m0.loglik_), rel=1e-10)
     assert m0.predict(d.head(3), type="response") == pytest.approx(ref.predict(d[["x"]].head(3)))
+    assert str(m0.summary()).startswith("Generalized linear model fit by maximum likelihood")
     with pytest.raises(ValueError, match=r"glmmTMB\(formula, data, family=\.\.\.\) fits the GLM"):
         formula.glmer("cnt ~ x", d, family="poisson")
 
