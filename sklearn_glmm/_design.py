@@ -346,15 +346,18 @@ def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
 def groups_columns(groups, n_samples: int, strings_as_arrays: bool = False) -> list[np.ndarray]:
     """Split ``groups`` into one 1-D object/array per factor, validating its shape.
 
-    ``strings_as_arrays``: pandas string columns stay pandas string arrays (they
-    factorise without a copy to Python objects)."""
+    ``strings_as_arrays``: pandas string and categorical columns stay pandas arrays (they
+    factorise without a copy to Python objects; a categorical keeps its categories'
+    order)."""
     groups = as_pandas(groups)
 
     def values(s: pd.Series):
-        if strings_as_arrays and isinstance(s.dtype, pd.StringDtype):
+        if strings_as_arrays and isinstance(s.dtype, (pd.StringDtype, pd.CategoricalDtype)):
             return s.array
         return s.to_numpy()
 
+    if strings_as_arrays and isinstance(groups, pd.Categorical):
+        groups = pd.Series(groups)
     if isinstance(groups, pd.DataFrame):
         cols = [values(groups.iloc[:, k]) for k in range(groups.shape[1])]
     elif isinstance(groups, pd.Series):
@@ -408,7 +411,18 @@ def _missing_labels_message(name, n_missing: int, n_samples: int) -> str:
 
 
 def _factorize(name, values, n_samples: int) -> tuple[np.ndarray, pd.Index]:
-    """Level codes (sorted levels) of one grouping column; missing labels raise."""
+    """Level codes (sorted levels) of one grouping column; missing labels raise. A
+    categorical column's levels are its categories present, in their order (the order of
+    an R factor's levels, and of ``ranef``'s rows)."""
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        cat = pd.Categorical(values)
+        if (cat.codes < 0).any():
+            raise ValueError(_missing_labels_message(name, int((cat.codes < 0).sum()), n_samples))
+        present = np.unique(cat.codes)
+        rank = np.full(len(cat.categories), -1, dtype=np.intp)
+        rank[present] = np.arange(len(present))
+        levels = cat.categories[present].to_numpy()
+        return rank[cat.codes], pd.Index(levels, dtype=object if levels.dtype == object else None)
     if isinstance(getattr(values, "dtype", None), pd.StringDtype):
         # a pandas string array: factorised as it is, its levels sorted as Python
         # sorts the same labels (by code point)

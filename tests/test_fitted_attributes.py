@@ -227,6 +227,18 @@ def test_frame_checks_still_reject_bad_frames():
 # -- group labels --------------------------------------------------------------------------
 
 
+def test_a_categorical_grouping_columns_levels_keep_its_order():
+    # an R factor's levels order ranef's rows; sorted as text the levels of a categorical
+    # of "1".."12" came 1, 10, 11, 12, 2, ... (the fit itself the same)
+    labels = pd.Categorical(["b", "a", "c", "a", "b", "c"], categories=["c", "z", "a", "b"])
+    (factor,) = build_factors(pd.Series(labels, name="id"), "1", [], len(labels))
+    assert list(factor.levels) == ["c", "a", "b"]  # the categories present, in order
+    assert factor.levels.dtype == object
+    np.testing.assert_array_equal(factor.codes, [2, 1, 0, 1, 2, 0])
+    (plain,) = build_factors(np.asarray(labels), "1", [], len(labels))
+    assert list(plain.levels) == ["a", "b", "c"]
+
+
 @pytest.mark.parametrize(
     "labels",
     [
