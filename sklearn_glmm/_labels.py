@@ -124,15 +124,22 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
 
 
 def _loose_key(value) -> str:
-    """A label's text without what a reformatting changes: surrounding spaces, case and
-    leading zeros (``" 01"``, ``"1"`` and 1 share one; ``"S01"`` and ``"s01"`` too)."""
+    """A label's text without what a reformatting changes: surrounding spaces, case,
+    leading zeros (``" 01"``, ``"1"`` and 1 share one; ``"S01"`` and ``"s01"`` too) and
+    a date's separators (``"2024/1/8"``, ``"2024.01.08"``, ``"20240108"``)."""
     text = label_key(value).strip().casefold()
+    if _LOOSE_DATE.fullmatch(text):
+        try:
+            return _date_text(pd.Timestamp(text))
+        except ValueError:
+            pass
     if _LOOSE_NUMBER.fullmatch(text):
         return label_key(float(text))
     return text
 
 
 _LOOSE_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+_LOOSE_DATE = re.compile(r"[0-9]{4}(?:[./-][0-9]{1,2}[./-][0-9]{1,2}|[0-9]{4})")
 
 
 def _warn_rewritten_labels(levels, asked, name) -> None:

@@ -881,6 +881,10 @@ def test_date_group_labels_match_as_r_writes_them():
             np.testing.assert_allclose(m.predict(d.assign(day=day), type="response"), p0)
     slashes = d.assign(day=d.day.dt.strftime("%Y/%m/%d"))  # another file's writing
     np.testing.assert_allclose(m.predict(slashes, type="response"), p0)
+    # other writings of the same dates are not matched, but warned of (not silently new)
+    for fmt in ("%Y%m%d", "%Y.%m.%d"):
+        with pytest.warns(UserWarning, match="look like them written another way"):
+            m.predict(d.assign(day=d.day.dt.strftime(fmt)), type="response")
     zoned = d.assign(day=d.day.dt.tz_localize("Europe/Berlin"))
     mz = _quiet(formula.glmer, "y ~ x + (1 | day)", zoned, family="binomial")
     as_text = zoned.assign(day=zoned.day.astype(str))  # "2024-01-02 00:00:00+01:00"
