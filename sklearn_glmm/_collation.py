@@ -68,3 +68,16 @@ def r_sort_key(text: str) -> tuple:
 def r_sorted(values) -> list:
     """``values`` (strings) in R's order."""
     return sorted(values, key=r_sort_key)
+
+
+def text_levels(column) -> list | None:
+    """The distinct values of a column of Python strings (object dtype) in R's order, as
+    R's ``factor()`` makes them its levels; None for any other column."""
+    import pandas as pd
+
+    if not pd.api.types.is_object_dtype(column.dtype):
+        return None
+    values = pd.unique(column.dropna())
+    if not len(values) or not all(isinstance(v, str) for v in values):
+        return None
+    return r_sorted(values)

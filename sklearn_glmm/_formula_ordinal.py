@@ -207,15 +207,10 @@ def _r_ordered_text(y: pd.Series):
     Python's (upper case first) as a Categorical in R's order, as clmm's factor(y) has
     it; with three or more classes the warning that the order is the text's, not
     necessarily the scale's, is given here (the estimator trusts a Categorical)."""
-    from ._collation import r_sorted
+    from ._collation import text_levels
 
-    if not pd.api.types.is_object_dtype(y.dtype):
-        return y
-    values = pd.unique(y.dropna())
-    if not len(values) or not all(isinstance(v, str) for v in values):
-        return y
-    order = r_sorted(values)
-    if order == sorted(values):
+    order = text_levels(y)
+    if order is None or order == sorted(order):
         return y
     if len(order) >= 3:
         warnings.warn(

@@ -47,7 +47,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _formula_model
-from ._collation import r_sorted
+from ._collation import text_levels
 from ._formula_args import (
     ESTIMATORS,
     FAMILY_PARAMS,
@@ -518,13 +518,9 @@ def _r_text_levels(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
     formula parser would use, puts upper case first and so another reference level)."""
     found = {}
     for c in data.columns:
-        if c in leave or not pd.api.types.is_object_dtype(data[c].dtype):
-            continue
-        values = pd.unique(data[c].dropna())
-        if len(values) and all(isinstance(v, str) for v in values):
-            levels = r_sorted(values)
-            if levels != sorted(values):
-                found[c] = pd.Categorical(data[c], categories=levels)
+        levels = None if c in leave else text_levels(data[c])
+        if levels is not None and levels != sorted(levels):
+            found[c] = pd.Categorical(data[c], categories=levels)
     return data.assign(**found) if found else data
 
 
@@ -888,11 +884,19 @@ def _bar_only_columns(bars, data: pd.DataFrame, fixed_names: list[str]):
         if not absent:
             continue
         taken.update(absent)
-        frames.append(frame[absent].set_axis(data.index).astype(float))
-        specs.append((matrix.model_spec, tuple(absent)))
+        own, spec = _own_columns(matrix, frame, absent, data)
+        frames.append(own)
+        specs.append(spec)
     if not specs:
         return None, ()
     return pd.concat(frames, axis=1), tuple(specs)
+
+
+def _own_columns(matrix, frame, absent, data):
+    """A term's columns ``absent`` from ``X`` (``frame``: its model ``matrix`` with R's
+    names) as random-only columns on the rows ``data``, and ``(spec, columns)`` to
+    rebuild them on new data (:func:`random_only_design`)."""
+    return frame[absent].set_axis(data.index).astype(float), (matrix.model_spec, tuple(absent))
 
 
 def random_only_design(specs, data: pd.DataFrame) -> pd.DataFrame:
@@ -1027,7 +1031,13 @@ def _fitted_kinds(model_spec, data: pd.DataFrame) -> pd.DataFrame:
     for name, (kind, info) in state.items():
         if getattr(kind, "value", kind) != "categorical":
             continue
-        changed.update(_numbers_from_text(name, info, data))
+        levels = list((info or {}).get("categories") or [])
+        numeric = bool(levels) and all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            for v in levels
+        )
+        if numeric:
+            changed.update(_numbers_from_text(name, levels, data))
         if name not in data.columns:
             continue
         col = data[name]
@@ -1035,13 +1045,8 @@ def _fitted_kinds(model_spec, data: pd.DataFrame) -> pd.DataFrame:
             continue
         if isinstance(col.dtype, pd.CategoricalDtype):
             continue
-        levels = list((info or {}).get("categories") or [])
-        numeric = all(
-            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-            for v in levels
-        )
         values = col[col.notna()]
-        if levels and numeric and values.isin(levels).all():
+        if numeric and values.isin(levels).all():
             changed[name] = pd.Categorical(col, categories=levels)
             continue
         raise ValueError(
@@ -1070,18 +1075,12 @@ def _check_finite_design(X: pd.DataFrame) -> None:
     )
 
 
-def _numbers_from_text(expr: str, info, data: pd.DataFrame) -> dict:
-    """Columns read by a factor fitted from numbers (``factor(k)``, levels 1, 2, 10) that
-    the new data give as the numbers' text (``"1"``, ``"10"``, read from a file): those
-    numbers, as R's factor levels, which are text, would match them."""
+def _numbers_from_text(expr: str, levels: list, data: pd.DataFrame) -> dict:
+    """Columns read by a factor fitted from numbers (``factor(k)``, ``levels`` 1, 2, 10)
+    that the new data give as the numbers' text (``"1"``, ``"10"``, read from a file):
+    those numbers, as R's factor levels, which are text, would match them."""
     from ._labels import label_key
 
-    levels = list((info or {}).get("categories") or [])
-    if not levels or not all(
-        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-        for v in levels
-    ):
-        return {}
     by_text = {label_key(v): v for v in levels}
     out = {}
     for name in _expression_names(expr) & set(map(str, data.columns)):
@@ -1177,8 +1176,8 @@ def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "
     absent = [c for c in slopes if c not in fixed_names]
     extra = None
     if absent:
-        own = frame[absent].set_axis(data.index).astype(float)
-        extra = (own, matrix.model_spec, tuple(absent))
+        own, (spec, cols) = _own_columns(matrix, frame, absent, data)
+        extra = (own, spec, cols)
     return _term_string(intercept, slopes, False), extra, slopes
 
 
@@ -1253,9 +1252,9 @@ def _r_success_level(y: pd.Series):
         if len(levels) == 2:
             return levels[1]
         return None
-    values = pd.unique(y.dropna()) if pd.api.types.is_object_dtype(y.dtype) else []
-    if len(values) == 2 and all(isinstance(v, str) for v in values):
-        return r_sorted(values)[1]  # R's order: "Yes" models "Yes" beside "no"
+    levels = text_levels(y)
+    if levels is not None and len(levels) == 2:
+        return levels[1]  # R's order: "Yes" models "Yes" beside "no"
     return None
 
 

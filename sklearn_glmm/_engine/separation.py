@@ -79,6 +79,12 @@ def _lp(c, A_ub, A_eq, tol):
     return _solve(c, A_ub, A_eq)
 
 
+def _gain_floor(scale, n_rows) -> float:
+    """The least gain ``-c'b`` of a separating direction over ``n_rows`` constraint rows:
+    HiGHS allows each constraint a 1e-7 violation, a gain below that is no direction."""
+    return min(_TOL * scale * n_rows, 1e-4)
+
+
 def separating_directions(X, y, trials, weights, bounded):
     """Directions ``b`` of the fixed effects along which the log-likelihood keeps
     rising, and the columns that move along them: ``None`` when the data are not
@@ -99,8 +105,7 @@ def separating_directions(X, y, trials, weights, bounded):
     tol = 1e-9 * scale
     c = A_ub.sum(axis=0)
     b = _lp(c, A_ub, A_eq, tol)
-    # HiGHS allows each constraint a 1e-7 violation: a gain below that is no direction
-    if b is None or c @ b > -min(_TOL * scale * len(A_ub), 1e-4):
+    if b is None or c @ b > -_gain_floor(scale, len(A_ub)):
         return None
     out = [b] + _directions_for_still_rows(A_ub, A_eq, b, scale, tol)
     moving = {int(j) for d in out for j in np.flatnonzero(np.abs(d) > 1e-6)}
@@ -135,7 +140,7 @@ def _directions_for_still_rows(A_ub, A_eq, b, scale, tol) -> list:
     while not moved.all():
         c = A_ub[~moved].sum(axis=0)
         d = _lp(c, A_ub, A_eq, tol)
-        if d is None or c @ d > -min(_TOL * scale * np.count_nonzero(~moved), 1e-4):
+        if d is None or c @ d > -_gain_floor(scale, np.count_nonzero(~moved)):
             break
         now = moved | (A_ub @ d < -_MOVED * scale)
         if now.sum() == moved.sum():
