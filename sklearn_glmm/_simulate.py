@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._config import with_config
-from ._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
+from ._engine.batched import BatchedLaplace, BatchMember, can_batch, new_lockstep
 from ._engine.converge import GRAD_TOL, at_bound, bound_from_start, check_optimum, limit_bounds
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
 from ._engine.optimize import (
@@ -299,7 +299,7 @@ def refit_many(est, Y, batched: bool | None = None) -> list:
                     out.append(exc)
             return out
         engine = BatchedLaplace(data, Y.T)
-        lockstep = Lockstep(engine)
+        lockstep = new_lockstep(engine)
         members = [BatchMember(engine.member_data(r), lockstep, r) for r in range(R)]
         tasks = [partial(_fit_and_check, est, m, setup) for m in members]
         with single_threaded_blas():  # entered once here: the tasks' own entries nest
@@ -346,7 +346,7 @@ def fit_many(est, Y, batched: bool | None = None) -> list:
                     out.append(exc)
             return out
         engine = BatchedLaplace(data, Y.T)
-        lockstep = Lockstep(engine)
+        lockstep = new_lockstep(engine)
         members = [BatchMember(engine.member_data(r), lockstep, r) for r in range(R)]
         with single_threaded_blas():
             # the GLM starts of all of them in one pass where a fit makes its own on

@@ -322,10 +322,16 @@ def test_separated_bootstrap_replicates_count_as_infinite():
     assert np.isfinite(ci.loc["(Intercept)", ["lower", "upper"]]).all()
 
 
-def test_points_in_one_request_equal_one_evaluation_after_another():
+@pytest.mark.parametrize("scheduler", ["threads", "greenlets"])
+def test_points_in_one_request_equal_one_evaluation_after_another(scheduler):
     # a zero variance's probe hands its points to the batch together: each point's value
     # is the one an evaluation from the same snapshot gives, and the state is left there
-    from sklearn_glmm._engine.batched import BatchMember, Lockstep
+    from sklearn_glmm._engine.batched import BatchMember
+    from sklearn_glmm._engine.lockstep import GreenletLockstep, Lockstep
+
+    if scheduler == "greenlets":
+        pytest.importorskip("greenlet")
+        Lockstep = GreenletLockstep  # noqa: N806 - the scheduler under test
 
     est = _data("pois_slope")
     res = est.fit_result_

@@ -16,6 +16,7 @@ import pytest
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, _power_sim
 from sklearn_glmm._engine.batched import BatchedLaplace, BatchMember, Lockstep
+from sklearn_glmm._engine.lockstep import GreenletLockstep
 from sklearn_glmm._engine.objective import Objective
 from sklearn_glmm._engine.optimize import glm_start
 from sklearn_glmm._results import fixed_effect_arrays
@@ -100,15 +101,19 @@ def test_glm_starts_equal_glm_start():
     assert np.isnan(F[3]) and np.isnan(F[4])
 
 
-def test_batched_scale_at_a_batched_point_equals_the_single_objectives():
+@pytest.mark.parametrize("scheduler", [Lockstep, "greenlets"])
+def test_batched_scale_at_a_batched_point_equals_the_single_objectives(scheduler):
     # the Gauss-Newton scale at a point whose per-row state was not made (the Hessian's
     # steps read it at the optimum) is made by the batch from the same modes
+    if scheduler == "greenlets":
+        pytest.importorskip("greenlet")
+        scheduler = GreenletLockstep
     est, X, g, kw = _case("pois_slope")
     res = est.fit_result_
     d = res.objective.data
     Y = simulate_response(est, 3, np.random.default_rng(2)).T
     engine = BatchedLaplace(d, Y)
-    lock = Lockstep(engine)
+    lock = scheduler(engine)
     members = [BatchMember(replace(d, y=Y[r]), lock, r) for r in range(3)]
     x0 = res.params.copy()
     x1 = x0 + 0.02

@@ -3,12 +3,13 @@
 Bootstrap replicates share the design ``X``, the grouping factor and ``Z``; only the
 outcome differs. Each replicate keeps its own optimiser (the single fit's
 :func:`~sklearn_glmm._engine.optimize.fit_objective`: the same L-BFGS-B stages, zero
-probes and stopping rules), running in its own thread; its objective is a
-:class:`BatchMember`, whose evaluations are not computed one by one but handed to a
-:class:`Lockstep` scheduler. When every replicate still running waits for an
-evaluation, the scheduler computes all of them at once with :class:`BatchedLaplace`
-— arrays of shape (replicates, rows) and (replicates, levels, q) — and hands each its
-value, gradient and conditional modes.
+probes and stopping rules), running as a task of its own (a greenlet, or a thread
+without the ``greenlet`` package: :mod:`~sklearn_glmm._engine.lockstep`); its objective
+is a :class:`BatchMember`, whose evaluations are not computed one by one but handed to
+a :class:`~sklearn_glmm._engine.lockstep.Lockstep` scheduler. When every replicate
+still running waits for an evaluation, the scheduler computes all of them at once with
+:class:`BatchedLaplace` — arrays of shape (replicates, rows) and (replicates, levels,
+q) — and hands each its value, gradient and conditional modes.
 
 Order of calls for one batched evaluation (:meth:`BatchedLaplace.evaluate`):
 
@@ -32,8 +33,6 @@ its own (Poisson, binomial); other models refit one by one.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from .._config import compiled_on
@@ -41,6 +40,7 @@ from . import compiled
 from .families import Binomial, Poisson
 from .groups import GroupIndex
 from .links import LogitLink, LogLink
+from .lockstep import Lockstep, new_lockstep  # noqa: F401 - the schedulers of BatchMember
 from .model_data import ModelData, _fixed_terms
 from .modes import _NEAR_MODE, _per_row
 from .objective import Objective
@@ -586,7 +586,8 @@ _PREDICTOR_REACH = 1.0
 
 
 class BatchMember(Objective):
-    """One replicate's objective: evaluations are batched by a :class:`Lockstep`.
+    """One replicate's objective: evaluations are batched by a
+    :class:`~sklearn_glmm._engine.lockstep.Lockstep`.
 
     Everything else (the memo, snapshots, the Gauss-Newton scale, the zero probes)
     is the single :class:`~sklearn_glmm._engine.objective.Objective`'s; the per-row
@@ -678,112 +679,3 @@ class BatchMember(Objective):
                 self._scale_at = (np.array(params, dtype=float), out[4])
                 return out[4].copy()
         return super().gauss_newton_diagonal()
-
-
-def _closed_lock() -> threading.Lock:
-    """A lock held from the start: ``acquire`` waits until another thread releases it."""
-    lock = threading.Lock()
-    lock.acquire()
-    return lock
-
-
-class Lockstep:
-    """Runs one task per replicate in its own thread and batches their evaluations.
-
-    A task's objective calls :meth:`request`, which waits; when every live task is
-    waiting, the pending evaluations are computed in one pass
-    (:meth:`BatchedLaplace.evaluate`) and each task resumes with its own result. Which
-    evaluations share a pass depends on the tasks' own logic only, not on timing.
-    Each task waits on a gate of its own (a lock the scheduler releases), and the
-    scheduler on one that the last task to post (or to finish) releases: plain locks,
-    no condition variables, so no task is woken for another's result and a hand-over
-    is one C call.
-    """
-
-    def __init__(self, engine: BatchedLaplace):
-        self.engine = engine
-        self._lock = threading.Lock()  # guards _requests and _live
-        self._wake = _closed_lock()  # released when every live task waits, or none is left
-        self._requests = {}
-        self._results = {}
-        self._gates = {}
-        self._live = 0
-
-    def _post(self):
-        """(Under ``_lock``.) Wake the scheduler when every live task is waiting or none
-        is left: the tasks are all blocked then, so it happens once per pass."""
-        if self._live == 0 or len(self._requests) == self._live:
-            self._wake.release()
-
-    def request(self, index, points):
-        """For each of ``points``, ``(params, start, with_scale)``, the batched ``(value,
-        gradient, modes, mode derivatives, Gauss-Newton diagonal or None)``, or None."""
-        gate = self._gates[index]
-        points = [(np.array(x, dtype=float), start, scale) for x, start, scale in points]
-        with self._lock:
-            self._requests[index] = points
-            self._post()
-        gate.acquire()
-        return self._results.pop(index)
-
-    def run(self, tasks) -> list:
-        """Run ``tasks`` (callables); their results, or the exception each raised."""
-        out = [None] * len(tasks)
-        if not tasks:
-            return out
-        self._live = len(tasks)
-        self._gates = {k: _closed_lock() for k in range(len(tasks))}
-
-        def body(k):
-            try:
-                out[k] = tasks[k]()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                out[k] = exc
-            finally:
-                with self._lock:
-                    self._live -= 1
-                    self._post()
-
-        threads = [threading.Thread(target=body, args=(k,), daemon=True) for k in range(len(tasks))]
-        for t in threads:
-            t.start()
-        while True:
-            self._wake.acquire()
-            with self._lock:
-                if self._live == 0:
-                    break
-                batch, self._requests = self._requests, {}
-            self._results.update(self._compute(batch))
-            for i in batch:
-                self._gates[i].release()
-        for t in threads:
-            t.join()
-        return out
-
-    def _compute(self, batch) -> dict:
-        """Every task's points in one pass (a task's points side by side: each
-        replicate's arithmetic reads its own rows only)."""
-        order = [(i, point) for i in sorted(batch) for point in batch[i]]
-        idx = [i for i, _ in order]
-        params = np.stack([point[0] for _, point in order])
-        U0 = np.stack([point[1] for _, point in order])
-        scale = [point[2] for _, point in order]
-        out = {i: [] for i in batch}
-        try:
-            with np.errstate(all="ignore"):
-                ok, val, grad, U, J, *gn = self.engine.evaluate(idx, params, U0, any(scale))
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            return {i: [None] * len(batch[i]) for i in batch}
-        for k, i in enumerate(idx):
-            out[i].append(
-                (
-                    val[k],
-                    grad[k].copy(),
-                    U[k].copy(),
-                    J[k].copy(),
-                    gn[0][k].copy() if scale[k] else None,
-                )
-                if ok[k]
-                else None
-            )
-        return out
