@@ -225,10 +225,12 @@ def _batchable(est) -> bool:
 
 
 # studies of more rows are fitted one after another: the batch saves numpy's per-call
-# cost, which the per-row arithmetic outweighs on larger studies (a binary
-# random-intercept model's fits: 0.7x the time at 500 rows, about 1x at 1,500, 1.1x at
-# 3,000)
-_BATCH_MAX_ROWS = 1000
+# cost and the hand-overs, which the per-row arithmetic outweighs on larger studies (a
+# binary random-intercept model's 200 studies per size, greenlets scheduling the batch,
+# median of three alternating runs: 0.71x the time of one by one at 1,500 rows, 0.82x at
+# 2,000, 0.87x at 2,500, 1.0x at 3,000; with threads the batch was no faster above
+# 1,000 rows)
+_BATCH_MAX_ROWS = 3000
 
 
 def run_batch(spec, tests, method, studies: list) -> list:

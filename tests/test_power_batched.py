@@ -192,6 +192,18 @@ def test_large_studies_are_fitted_one_by_one(spec, method, monkeypatch):
     pd.testing.assert_frame_equal(pc, one)
 
 
+def test_studies_of_up_to_3000_rows_are_batched(spec, monkeypatch):
+    # the batch of a size's studies pays up to 3,000 rows (performance notes: 0.71x the
+    # time of one by one at 1,500 rows, with greenlets)
+    calls = []
+    real = _power_sim.fit_many
+    monkeypatch.setattr(
+        _power_sim, "fit_many", lambda *a, **k: calls.append(k["batched"]) or real(*a, **k)
+    )
+    pc = power_curve(spec, "treatment", n_groups=600, n_per_group=5, n_sim=3, random_state=0)
+    assert calls == [True] and pc["n_tested"].iloc[0] == 3
+
+
 def test_a_failed_fit_in_a_batch_is_counted_with_its_message(spec, monkeypatch):
     real = _power_sim.fit_many
 
