@@ -50,7 +50,9 @@ and a ``power_curve`` of the power tutorial's binary model
 (``y ~ time + treatment + (1 | id)``, intercept -0.5, time -0.2, OR 0.6, SD 1) at
 ``--power-groups`` people x 5 waves, ``--n-sim`` studies each. The bootstrap's line
 gives its failed refits (dropped: not converged, or failing the gradient check) and
-how many of its evaluations were batched (``sklearn_glmm._engine.batched``).
+how many of its evaluations were batched (``sklearn_glmm._engine.batched``). The batched
+refits run in greenlets where the ``greenlet`` package is installed (the library's
+default), or in threads with ``--scheduler threads``: the same results.
 """
 
 from __future__ import annotations
