@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,6 +18,7 @@ from scipy import stats
 
 from ._design import INTERCEPT
 from ._engine.batched import can_batch
+from ._power_spec import _covariance, longitudinal_design
 from ._results import fixed_effect_arrays, separation_with_limit, singular_columns
 from ._simulate import fit_many
 
@@ -34,9 +36,10 @@ class Outcome:
     n_obs: int = 0
 
 
-def simulate_data(spec, X, groups, rng: np.random.Generator, n: int | None = None):
+def simulate_data(spec, X, groups, rng: np.random.Generator, n: int | None = None, term=False):
     """Outcomes for the rows ``X`` (with ``groups``) drawn from ``spec``; ``X`` a
-    DataFrame, or a dict of its columns with ``n`` rows."""
+    DataFrame, or a dict of its columns with ``n`` rows. ``term``: ``spec.term`` where
+    the caller has it already."""
 
     def col(name):
         return np.asarray(X[name], dtype=float)
@@ -45,10 +48,11 @@ def simulate_data(spec, X, groups, rng: np.random.Generator, n: int | None = Non
     eta = np.full(n, spec.fixed_effects.get(INTERCEPT, 0.0))
     for name in spec.features:
         eta = eta + spec.fixed_effects[name] * col(name)
-    term = spec.term
+    if term is False:
+        term = spec.term
     if term is not None:
         levels, codes = np.unique(np.asarray(groups), return_inverse=True)
-        S = spec.covariance
+        S = _covariance(spec.random_cov, term.names)
         # eigen-factor: works for a singular (e.g. zero-variance) covariance too
         vals, vecs = np.linalg.eigh(S)
         root = vecs * np.sqrt(np.clip(vals, 0.0, None))
@@ -146,7 +150,10 @@ def _design_rows(out):
 def draw_study(spec, design, n_groups, n_per_group, seed) -> Study:
     """The rows of one study (``design``) and its outcomes drawn from ``spec``."""
     rng = np.random.default_rng(seed)
-    X, groups = _design_rows(design(n_groups, n_per_group, rng))
+    if design is longitudinal_design:  # draws nothing: the same rows for every study
+        X, groups = _longitudinal_rows(n_groups, n_per_group)  # (a dict of its columns)
+    else:
+        X, groups = _design_rows(design(n_groups, n_per_group, rng))
     term = spec.term
     needed = list(
         dict.fromkeys(
@@ -155,15 +162,30 @@ def draw_study(spec, design, n_groups, n_per_group, seed) -> Study:
             + ([spec.offset] if spec.offset is not None else [])
         )
     )
-    missing = [c for c in needed if c not in X.columns]
+    missing = [c for c in needed if c not in X]
     if missing:
         raise ValueError(
             f"the design's data have no column(s) {missing}, which the specification names; "
-            f"it gave {list(X.columns)}."
+            f"it gave {list(X)}."
         )
-    cols = {c: X[c].to_numpy(dtype=float) for c in needed}
-    y = simulate_data(spec, cols, groups, rng, n=len(X))
+    if isinstance(X, dict):
+        cols = {c: X[c] for c in needed}
+    else:
+        cols = {c: X[c].to_numpy(dtype=float) for c in needed}
+    y = simulate_data(spec, cols, groups, rng, n=len(groups), term=term)
     return Study(cols, groups, y, list(spec.features), spec.offset)
+
+
+@lru_cache(maxsize=16)
+def _longitudinal_rows(n_groups, n_per_group):
+    """:func:`~sklearn_glmm.power.longitudinal_design`'s columns (a dict of float arrays)
+    and groups, made once per size (it reads nothing from its generator), read-only:
+    every study of a size shares them."""
+    X, groups = _design_rows(longitudinal_design(n_groups, n_per_group, None))
+    cols = {c: X[c].to_numpy(dtype=float, copy=True) for c in X.columns}
+    for a in (*cols.values(), groups):
+        a.setflags(write=False)
+    return cols, groups
 
 
 def _same_design(a: Study, b: Study) -> bool:

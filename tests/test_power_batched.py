@@ -240,3 +240,27 @@ def test_separated_studies_count_alike_batched_and_one_by_one(monkeypatch):
     np.testing.assert_allclose(
         batched["mean_std_error"].to_numpy(), one["mean_std_error"].to_numpy(), rtol=1e-5
     )
+
+
+def test_the_default_designs_rows_made_once_give_the_same_studies(spec):
+    # longitudinal_design reads nothing from its generator: its rows are made once per
+    # size and shared (read-only), and each study's outcome is the one a design called
+    # afresh gives
+    from sklearn_glmm._power_sim import draw_study
+
+    def afresh(n_groups, n_per_group, rng):  # not the default design: called per study
+        return longitudinal_design(n_groups, n_per_group, rng)
+
+    for seed in (0, 1):
+        a = draw_study(spec, longitudinal_design, 40, 5, seed)
+        b = draw_study(spec, afresh, 40, 5, seed)
+        np.testing.assert_array_equal(a.y, b.y)
+        np.testing.assert_array_equal(a.groups, b.groups)
+        assert a.columns.keys() == b.columns.keys()
+        for c in a.columns:
+            np.testing.assert_array_equal(a.columns[c], b.columns[c])
+            assert not a.columns[c].flags.writeable
+    kw = dict(n_groups=[30, 40], n_per_group=4, n_sim=6, random_state=3)
+    pd.testing.assert_frame_equal(
+        power_curve(spec, "treatment", **kw), power_curve(spec, "treatment", design=afresh, **kw)
+    )
