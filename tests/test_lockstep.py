@@ -121,3 +121,32 @@ def test_a_task_that_raises_or_asks_nothing_leaves_the_others_their_results(sche
             BatchedLaplace(d, Y).evaluate([k], point(t)[None], start[None])[1][0] for t in range(n)
         ]
         assert got[k] == alone  # each replicate's own values, whoever shared its passes
+
+
+@pytest.mark.parametrize("scheduler", [lockstep.Lockstep, lockstep.GreenletLockstep])
+def test_tasks_resume_one_at_a_time_in_their_order(scheduler):
+    # after each pass the tasks run one after another, in the order of the list: never
+    # two at once (threads woken together would contend for the interpreter lock)
+    est = _fit("pois_slope")
+    d = est.fit_result_.objective.data
+    x0 = est.fit_result_.params
+    n = 8
+    Y = simulate_response(est, n, np.random.default_rng(5)).T
+    lock = scheduler(BatchedLaplace(d, Y))
+    start = np.zeros(d.n_u)
+    order, running = [], []
+
+    def task(k):
+        def run():
+            for t in range(3):
+                running.append(k)
+                assert running == [k]  # no other task is running now
+                order.append((t, k))
+                running.remove(k)
+                lock.request(k, [(x0 + 0.01 * t, start, False)])
+            return k
+
+        return run
+
+    assert lock.run([task(k) for k in range(n)]) == list(range(n))
+    assert order == [(t, k) for t in range(3) for k in range(n)]
