@@ -135,7 +135,7 @@ def test_bootstrap_does_not_depend_on_n_jobs_or_batching(monkeypatch, kind):
     import sklearn_glmm._simulate as sim
 
     # nor on which replicates share a batch: a replicate's arithmetic is its own
-    monkeypatch.setattr(sim, "_BOOT_CHUNK", 2)  # five chunks, not four
+    monkeypatch.setattr(sim, "_BOOT_CHUNK_SMALL", 2)  # five chunks, not four
     d, ok_d = bootstrap_params(est, 10, random_state=5)
     np.testing.assert_array_equal(ok_a, ok_d)
     np.testing.assert_array_equal(a, d)
@@ -369,3 +369,20 @@ def test_points_in_one_request_equal_one_evaluation_after_another(scheduler):
     (together, n_together), (apart, n_apart) = run(True), run(False)
     assert together == apart  # the same values, bit for bit, and the same evaluations
     assert n_together == 2 < n_apart == 4
+
+
+def test_small_data_bootstraps_refit_twice_as_many_replicates_per_batch(monkeypatch):
+    import sklearn_glmm._simulate as sim
+
+    est = _data("bin_ri")  # 360 rows
+    sizes = []
+    real = sim.refit_many
+    monkeypatch.setattr(sim, "refit_many", lambda e, Y: sizes.append(Y.shape[1]) or real(e, Y))
+    monkeypatch.setattr(sim, "_BOOT_CHUNK_SMALL", 4)  # (64 and 32: as few replicates)
+    monkeypatch.setattr(sim, "_BOOT_CHUNK", 2)
+    bootstrap_params(est, 16, random_state=0)
+    assert sizes == [4] * 4  # small data: the small-data batch
+    sizes.clear()
+    monkeypatch.setattr(sim, "_SMALL_ROWS", 100)  # large data: the other
+    bootstrap_params(est, 16, random_state=0)
+    assert sizes == [2] * 8
