@@ -40,7 +40,7 @@ from . import compiled
 from .families import Binomial, Poisson
 from .groups import GroupIndex
 from .links import LogitLink, LogLink
-from .lockstep import Lockstep, new_lockstep  # noqa: F401 - the schedulers of BatchMember
+from .lockstep import Lockstep, Scheduler, new_lockstep  # noqa: F401 - BatchMember's schedulers
 from .model_data import ModelData, _fixed_terms
 from .modes import _NEAR_MODE, _per_row
 from .objective import Objective
@@ -586,8 +586,8 @@ _PREDICTOR_REACH = 1.0
 
 
 class BatchMember(Objective):
-    """One replicate's objective: evaluations are batched by a
-    :class:`~sklearn_glmm._engine.lockstep.Lockstep`.
+    """One replicate's objective: evaluations are batched by a scheduler
+    (:mod:`~sklearn_glmm._engine.lockstep`).
 
     Everything else (the memo, snapshots, the Gauss-Newton scale, the zero probes)
     is the single :class:`~sklearn_glmm._engine.objective.Objective`'s; the per-row
@@ -595,7 +595,7 @@ class BatchMember(Objective):
     the batch cannot complete is the single objective's.
     """
 
-    def __init__(self, data: ModelData, lockstep: Lockstep, index: int):
+    def __init__(self, data: ModelData, lockstep: Scheduler, index: int):
         super().__init__(data, 1)
         self._lockstep = lockstep
         self._index = index

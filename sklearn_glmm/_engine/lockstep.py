@@ -47,7 +47,7 @@ def _greenlet_module():
     return greenlet
 
 
-def new_lockstep(engine) -> Lockstep:
+def new_lockstep(engine) -> Scheduler:
     """The scheduler for batched refits of ``engine``: greenlets where available
     (:class:`GreenletLockstep`), else threads (:class:`Lockstep`). Same results."""
     if USE_GREENLETS and _greenlet_module() is not None:
@@ -66,92 +66,22 @@ def _closed_lock() -> threading.Lock:
     return lock
 
 
-class Lockstep:
-    """Runs one task per replicate in its own thread and batches their evaluations.
-
-    A task's objective calls :meth:`request`, which waits; when every live task is
-    waiting, the pending evaluations are computed in one pass
-    (:meth:`BatchedLaplace.evaluate`) and each task resumes with its own result. Which
-    evaluations share a pass depends on the tasks' own logic only, not on timing.
-    Each task waits on a gate of its own (a lock), and the scheduler on one: plain
-    locks, no condition variables, so no task is woken for another's result and a
-    hand-over is one C call. The tasks run one at a time, in their order: the scheduler
-    opens the first task's gate, and a task that posts its request (or ends) opens the
-    next one's, the last the scheduler's. Woken all at once they would contend for the
-    interpreter lock (about 7 % of a bootstrap's time).
-    """
+class Scheduler:
+    """What both schedulers share: the engine, and one pass over the waiting tasks'
+    requests (:meth:`_compute`)."""
 
     def __init__(self, engine):
         self.engine = engine
-        self._lock = threading.Lock()  # guards _requests and _live
-        self._wake = _closed_lock()  # released when every live task waits, or none is left
-        self._requests = {}
-        self._results = {}
-        self._gates = {}
-        self._live = 0
-        self._turns = []  # tasks still to resume in this round, the next last
-
-    def _post(self):
-        """(Under ``_lock``.) Hand on: to the next task to resume, else to the scheduler
-        once every live task waits or none is left (once per pass)."""
-        if self._turns:
-            self._gates[self._turns.pop()].release()
-        elif self._live == 0 or len(self._requests) == self._live:
-            self._wake.release()
-
-    def _resume(self, tasks):
-        """(Under ``_lock``.) Resume ``tasks`` one after another, in their order."""
-        self._turns = sorted(tasks, reverse=True)
-        self._gates[self._turns.pop()].release()
 
     def request(self, index, points):
         """For each of ``points``, ``(params, start, with_scale)``, the batched ``(value,
         gradient, modes, mode derivatives, Gauss-Newton diagonal or None)``, or None.
         ``index`` is the task's position in :meth:`run`'s list."""
-        gate = self._gates[index]
-        points = _own(points)
-        with self._lock:
-            self._requests[index] = points
-            self._post()
-        gate.acquire()
-        return self._results.pop(index)
+        raise NotImplementedError
 
     def run(self, tasks) -> list:
         """Run ``tasks`` (callables); their results, or the exception each raised."""
-        out = [None] * len(tasks)
-        if not tasks:
-            return out
-        self._live = len(tasks)
-        self._gates = {k: _closed_lock() for k in range(len(tasks))}
-
-        def body(k):
-            self._gates[k].acquire()  # its turn to start
-            try:
-                out[k] = tasks[k]()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                out[k] = exc
-            finally:
-                with self._lock:
-                    self._live -= 1
-                    self._post()
-
-        threads = [threading.Thread(target=body, args=(k,), daemon=True) for k in range(len(tasks))]
-        for t in threads:
-            t.start()
-        with self._lock:
-            self._resume(range(len(tasks)))
-        while True:
-            self._wake.acquire()
-            with self._lock:
-                if self._live == 0:
-                    break
-                batch, self._requests = self._requests, {}
-            self._results.update(self._compute(batch))
-            with self._lock:
-                self._resume(batch)
-        for t in threads:
-            t.join()
-        return out
+        raise NotImplementedError
 
     def _compute(self, batch) -> dict:
         """Every task's points in one pass (a task's points side by side: each
@@ -182,12 +112,102 @@ class Lockstep:
         return out
 
 
+class Lockstep(Scheduler):
+    """Runs one task per replicate in its own thread and batches their evaluations.
+
+    A task's objective calls :meth:`request`, which waits; when every live task is
+    waiting, the pending evaluations are computed in one pass
+    (:meth:`BatchedLaplace.evaluate`) and each task resumes with its own result. Which
+    evaluations share a pass depends on the tasks' own logic only, not on timing.
+    Each task waits on a gate of its own (a lock), and the scheduler on one: plain
+    locks, no condition variables, so no task is woken for another's result and a
+    hand-over is one C call. The tasks run one at a time, in their order: the scheduler
+    opens the first task's gate, and a task that posts its request (or ends) opens the
+    next one's, the last the scheduler's. Woken all at once they would contend for the
+    interpreter lock (about 7 % of a bootstrap's time).
+    """
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self._lock = threading.Lock()  # guards _requests and _live
+        self._wake = _closed_lock()  # released when every live task waits, or none is left
+        self._requests = {}
+        self._results = {}
+        self._gates = {}
+        self._live = 0
+        self._turns = []  # tasks still to resume in this round, the next last
+
+    def _post(self):
+        """(Under ``_lock``.) Hand on: to the next task to resume, else to the scheduler
+        once every live task waits or none is left (once per pass)."""
+        if self._turns:
+            self._gates[self._turns.pop()].release()
+        elif self._live == 0 or len(self._requests) == self._live:
+            self._wake.release()
+
+    def _resume(self, tasks):
+        """(Under ``_lock``.) Resume ``tasks`` one after another, in their order."""
+        self._turns = sorted(tasks, reverse=True)
+        self._gates[self._turns.pop()].release()
+
+    def request(self, index, points):
+        gate = self._gates[index]
+        points = _own(points)
+        with self._lock:
+            self._requests[index] = points
+            self._post()
+        gate.acquire()
+        return self._results.pop(index)
+
+    def run(self, tasks) -> list:
+        out = [None] * len(tasks)
+        if not tasks:
+            return out
+        self._live = len(tasks)
+        self._gates = {k: _closed_lock() for k in range(len(tasks))}
+
+        def body(k):
+            self._gates[k].acquire()  # its turn to start
+            try:
+                out[k] = _outcome(tasks[k])
+            finally:
+                with self._lock:
+                    self._live -= 1
+                    self._post()
+
+        threads = [threading.Thread(target=body, args=(k,), daemon=True) for k in range(len(tasks))]
+        for t in threads:
+            t.start()
+        with self._lock:
+            self._resume(range(len(tasks)))
+        while True:
+            self._wake.acquire()
+            with self._lock:
+                if self._live == 0:
+                    break
+                batch, self._requests = self._requests, {}
+            self._results.update(self._compute(batch))
+            with self._lock:
+                self._resume(batch)
+        for t in threads:
+            t.join()
+        return out
+
+
+def _outcome(task):
+    """``task()``, or the exception it raised (the caller decides what fails)."""
+    try:
+        return task()
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        return exc
+
+
 def _own(points) -> list:
     """The points of a request, each's parameters a float array of its own."""
     return [(np.array(x, dtype=float), start, scale) for x, start, scale in points]
 
 
-class GreenletLockstep(Lockstep):
+class GreenletLockstep(Scheduler):
     """:class:`Lockstep` with each task in a greenlet instead of a thread: the same
     passes (every live task's next request, computed when all of them wait) in the
     order of the tasks, with a switch to the scheduler and back for a hand-over."""
@@ -207,10 +227,7 @@ class GreenletLockstep(Lockstep):
             return out
 
         def body(k):
-            try:
-                out[k] = tasks[k]()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                out[k] = exc
+            out[k] = _outcome(tasks[k])
 
         hub = self._hub = greenlet.getcurrent()
         lets = [greenlet.greenlet(partial(body, k), parent=hub) for k in range(len(tasks))]
