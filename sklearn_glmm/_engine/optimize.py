@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from . import laplace_hessian
 from .blocks import interior_coefficients
 from .lbfgsb import minimize_lbfgsb
 from .modes import _PROBE_SCALES
@@ -310,9 +311,13 @@ _BLAS_LOCK = threading.Lock()
 
 def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     n = len(x)
-    Hm = np.zeros((n, n))
     # the gradient of the objective in use: Laplace, or the exact AGQ one
-    g0 = obj.value_and_grad(x)[1]
+    val, g0 = obj.value_and_grad(x)
+    if np.isfinite(val) and laplace_hessian.applies(obj):
+        # one scalar random effect, a family with its fourth derivative: in closed form
+        # at the state just evaluated (no other point; exact where differences are not)
+        return laplace_hessian.laplace_hessian(obj)
+    Hm = np.zeros((n, n))
     steps = _hessian_steps(obj, x)
     if hasattr(obj, "compact_mode_derivatives"):
         obj.compact_mode_derivatives()

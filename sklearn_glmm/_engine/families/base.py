@@ -168,6 +168,15 @@ class Family:
     # into ``eta``, which the caller then reads no more (the binomial's logit, in place)
     scratch_eta = False
 
+    # ``fourth_derivative`` is made (the engine's exact Laplace Hessian reads it; see
+    # ``laplace_hessian``); without it the Hessian is taken by differences of the gradient
+    has_fourth_derivative = False
+
+    def fourth_derivative(self, eta, trials, weights):
+        """``w4 = d w3 / d eta`` at ``eta`` (weighted as :meth:`derivs`), where
+        :attr:`has_fourth_derivative`."""
+        raise NotImplementedError(f"the {self.name} family has no fourth derivative")
+
     def third_derivative(self, y, eta, trials, weights, extra, const, der, scratch=False):
         """``w3`` at ``eta``, for the derivatives ``der`` made there without it
         (``scratch=True``: the caller reads ``eta`` no more; a family may use its memory)."""

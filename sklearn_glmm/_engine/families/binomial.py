@@ -129,6 +129,23 @@ class Binomial(Family):
         w3 = w * t
         return _weighted(weights, loglik, d1, w, w3)
 
+    @property
+    def has_fourth_derivative(self) -> bool:
+        return isinstance(self.link, LogitLink)
+
+    def fourth_derivative(self, eta, trials, weights):
+        """The logit link's ``w4 = t v (1 - 6 v)``, ``v = mu (1 - mu)`` (``t`` the
+        trials), from ``e = exp(-|eta|)`` as :meth:`derivs` makes ``v``."""
+        if not isinstance(self.link, LogitLink):
+            raise NotImplementedError(f"no fourth derivative for the {self.link.name} link")
+        e = np.exp(-np.abs(eta))
+        r = 1.0 / (1.0 + e)
+        v = e * r * r
+        w4 = v * (1.0 - 6.0 * v)
+        if trials is not None:
+            w4 = trials * w4
+        return w4 if weights is None else weights * w4
+
     def third_derivative(self, y, eta, trials, weights, extra, const, der, scratch=False):
         """``w3 = w (1 - 2 mu)`` at ``eta`` for the derivatives ``der`` (their ``w``)
         made without it: the values of :meth:`derivs`, in place (``scratch=True``: in

@@ -38,6 +38,13 @@ class Poisson(Family):
             loglik = y * (eta - log_y) - _mu_minus_y(y, eta, log_y, zero, mu) + sat
         return _weighted(weights, loglik, y - mu, mu, mu)
 
+    has_fourth_derivative = True
+
+    def fourth_derivative(self, eta, trials, weights):
+        """``w4 = mu`` (every derivative of ``mu = exp(eta)`` is ``mu``)."""
+        mu = _exp(eta)
+        return mu if weights is None else weights * mu
+
     def log_p0(self, eta, extra=()):
         """log P(Y = 0 | eta) and its first three eta-derivatives."""
         mu = _exp(eta)

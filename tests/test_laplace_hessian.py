@@ -1,0 +1,168 @@
+"""The closed-form Hessian of the Laplace objective (one scalar random effect)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import BinomialGLMM, PoissonGLMM
+from sklearn_glmm._design import theta_layout
+from sklearn_glmm._engine import laplace_hessian as lh
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
+from sklearn_glmm._engine.optimize import hessian
+
+
+def _objective(
+    family,
+    rng,
+    *,
+    n_levels=25,
+    per=6,
+    slope=False,
+    trials=False,
+    weights=False,
+    offset=False,
+    shuffle=False,
+    link="logit",
+    sd=0.8,
+    n_agq=1,
+):
+    n = n_levels * per
+    codes = np.repeat(np.arange(n_levels), per)
+    if shuffle:  # levels' rows not contiguous: the sums go through bincount
+        codes = rng.permutation(codes)
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
+    z = X[:, [1]] if slope else np.ones((n, 1))
+    eta = X @ [0.2, 0.5, -0.3] + sd * rng.normal(size=n_levels)[codes] * z[:, 0]
+    t = rng.integers(1, 8, size=n).astype(float) if trials else np.ones(n)
+    if family == "binomial":
+        y = rng.binomial(t.astype(int), 1.0 / (1.0 + np.exp(-eta))).astype(float)
+        fam = make_family("binomial", False, link=None if link == "logit" else link)
+    else:
+        y = rng.poisson(np.exp(eta)).astype(float)
+        fam = make_family(family, False)
+    w = rng.uniform(0.5, 2.0, size=n) if weights else np.ones(n)
+    o = rng.normal(scale=0.5, size=n) if offset else np.zeros(n)
+    factors = make_factor_data([codes], [z], [n_levels], [theta_layout(1, False)])
+    data = ModelData(X, y, t if family == "binomial" else np.ones(n), w, o, fam, factors)
+    return Objective(data, n_agq)
+
+
+def _central_hessian(obj, x, h=1e-3):
+    """Central differences of the analytic gradient, Richardson-extrapolated from steps
+    h and h/2: error O(h^4), at most 3e-7 of the largest entry on these data (large
+    counts); a smaller step lets the mode search's rounding (about 1e-9 in the gradient)
+    in. Forward differences, which the fits took before, are off by about 1e-4."""
+
+    def central(step):
+        k = len(x)
+        H = np.zeros((k, k))
+        for j in range(k):
+            e = np.zeros(k)
+            e[j] = step * max(1.0, abs(x[j]))
+            gp, gm = obj.value_and_grad(x + e)[1], obj.value_and_grad(x - e)[1]
+            H[:, j] = (gp - gm) / (2 * e[j])
+        return 0.5 * (H + H.T)
+
+    return (4.0 * central(h / 2) - central(h)) / 3.0
+
+
+CASES = [
+    dict(family="poisson"),
+    dict(family="poisson", offset=True, weights=True),
+    dict(family="poisson", slope=True, shuffle=True),
+    dict(family="binomial"),
+    dict(family="binomial", trials=True, weights=True, offset=True),
+    dict(family="binomial", slope=True, trials=True, shuffle=True),
+    dict(family="binomial", per=2, sd=2.0),  # few binary rows per level, a large SD
+]
+
+
+@pytest.mark.parametrize("k", range(len(CASES)))
+@pytest.mark.parametrize("theta", [0.0, 0.05, 0.7, 1.6])
+def test_matches_differences_of_the_gradient(k, theta):
+    case = CASES[k]
+    rng = np.random.default_rng([k, int(theta * 100)])
+    obj = _objective(rng=rng, **case)
+    assert lh.applies(obj)
+    x = np.array([0.1, 0.4, -0.2, theta])
+    obj.value_and_grad(x)
+    H = lh.laplace_hessian(obj)
+    ref = _central_hessian(obj, x)
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(H, ref, atol=1e-6 * scale, rtol=0)
+    assert np.array_equal(H, H.T)
+
+
+def test_matches_second_differences_of_the_value():
+    """Independent of the analytic gradient: second differences of -2 log L itself."""
+    rng = np.random.default_rng(5)
+    obj = _objective("binomial", rng, trials=True, slope=True)
+    x = np.array([0.1, 0.4, -0.2, 0.6])
+    obj.value_and_grad(x)
+    H = lh.laplace_hessian(obj)
+    k, h = len(x), 1e-4
+    ref = np.zeros((k, k))
+    f = obj.evaluate
+    for i in range(k):
+        for j in range(k):
+            ei, ej = np.eye(k)[i] * h, np.eye(k)[j] * h
+            ref[i, j] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (
+                4 * h * h
+            )
+    np.testing.assert_allclose(H, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)
+
+
+def test_applies_only_where_exact():
+    rng = np.random.default_rng(1)
+    assert lh.applies(_objective("poisson", rng))
+    assert not lh.applies(_objective("binomial", rng, link="probit"))  # no w4
+    assert not lh.applies(_objective("negbin", rng))  # a family parameter
+    assert not lh.applies(_objective("poisson", rng, n_agq=5))  # quadrature
+
+
+def test_state_left_at_the_point():
+    """The closed form reads the state and evaluates nowhere else."""
+    rng = np.random.default_rng(2)
+    obj = _objective("poisson", rng)
+    x = np.array([0.1, 0.4, -0.2, 0.5])
+    val, g = obj.value_and_grad(x)
+    n_evals, u = obj.n_evals, obj.u.copy()
+    H = hessian(obj, x)
+    assert obj.n_evals == n_evals
+    assert np.array_equal(obj.u, u)
+    assert obj.value_and_grad(x)[0] == val
+    np.testing.assert_array_equal(H, lh.laplace_hessian(obj))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: (PoissonGLMM(), "poisson", False),
+        lambda: (BinomialGLMM(), "binomial", False),
+        lambda: (BinomialGLMM(random_effects="0 + x1"), "binomial", True),
+    ],
+)
+def test_fit_hessian_is_exact(make):
+    """A fit's Hessian (standard errors, checks at the optimum) is the closed form: it
+    agrees with extrapolated central differences to 1e-6, where forward differences
+    were off by about 1e-4."""
+    est, fam, slope = make()
+    rng = np.random.default_rng(11)
+    n_levels, per = 40, 8
+    g = np.repeat(np.arange(n_levels), per)
+    X = rng.normal(size=(n_levels * per, 2))
+    z = X[:, 0] if slope else 1.0
+    eta = 0.3 + X @ [0.5, -0.4] + 0.8 * rng.normal(size=n_levels)[g] * z
+    if fam == "poisson":
+        y = rng.poisson(np.exp(eta))
+    else:
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    est.fit(pd.DataFrame(X, columns=["x1", "x2"]), y, groups=g)
+    assert est.converged_
+    obj = Objective(est.fit_result_.objective.data, 1)
+    x = np.asarray(est.fit_record_.final, dtype=float)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(est.fit_record_.hessian, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
