@@ -96,6 +96,25 @@ def test_matches_differences_of_the_gradient(k, theta):
     assert np.array_equal(H, H.T)
 
 
+@pytest.mark.parametrize("log_theta", [-0.5, 1.0, 4.0])
+@pytest.mark.parametrize("slope", [False, True])
+def test_negative_binomial_block_and_theta_column(log_theta, slope):
+    """NB2: the (beta, theta) block in closed form at the fixed ``log theta``; its row
+    and column by forward differences (the Hessian the fit takes)."""
+    rng = np.random.default_rng([int(10 * log_theta) + 100, slope])
+    obj = _objective("negbin", rng, slope=slope, weights=True, offset=True)
+    assert lh.applies(obj)
+    x = np.array([0.1, 0.4, -0.2, 0.6, log_theta])
+    obj.value_and_grad(x)
+    block = lh.laplace_hessian(obj)
+    H = hessian(obj, x)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
+    np.testing.assert_array_equal(H[:4, :4], block)
+    np.testing.assert_allclose(H, ref, atol=1e-3 * np.abs(ref).max(), rtol=0)
+    assert np.array_equal(H, H.T)
+
+
 def test_matches_second_differences_of_the_value():
     """Independent of the analytic gradient: second differences of -2 log L itself."""
     rng = np.random.default_rng(5)
@@ -119,7 +138,7 @@ def test_applies_only_where_exact():
     rng = np.random.default_rng(1)
     assert lh.applies(_objective("poisson", rng))
     assert not lh.applies(_objective("binomial", rng, link="probit"))  # no w4
-    assert not lh.applies(_objective("negbin", rng))  # a family parameter
+    assert lh.applies(_objective("negbin", rng))  # its (beta, theta) block
     assert not lh.applies(_objective("poisson", rng, n_agq=5))  # quadrature
 
 

@@ -1,12 +1,14 @@
 """The exact Hessian of the Laplace objective for one scalar random effect.
 
-For one grouping factor with one random effect per level, Poisson with the log link
-or binomial with the logit link (families whose fourth derivative in ``eta`` is at
-hand, :meth:`Family.fourth_derivative`), every level is a one-dimensional problem and
-the Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` is a sum over levels of
-closed forms: no evaluation at other points, where forward differences of the
-gradient cost one evaluation per parameter (a third of a small fit's evaluations)
-and carry an error of about 1e-4 relative.
+For one grouping factor with one random effect per level and a log-concave family whose
+fourth derivative in ``eta`` is at hand (:meth:`Family.fourth_derivative`: Poisson
+with the log link, binomial with the logit link, NB2 with the log link), every level is
+a one-dimensional problem and the Hessian of ``F = -2 log L`` in ``p = (beta, theta)``
+is a sum over levels of closed forms: no evaluation at other points, where forward
+differences of the gradient cost one evaluation per parameter (a third of a small
+fit's evaluations) and carry an error of about 1e-4 relative. A family's own
+parameters (NB2's ``log theta``) are held at their values here; their rows and columns
+are taken by differences of the gradient (``optimize._hessian``), one evaluation each.
 
 With ``eta_i = f_i + a_i u_j`` (``a_i = z_i theta``), ``d_i, w_i, w3_i, w4_i`` the
 log-density's derivatives in ``eta`` (``w = -l''``, ``w3 = dw/deta``,
@@ -45,7 +47,7 @@ def applies(obj) -> bool:
     d = obj.data
     if type(obj) is not Objective or obj.n_agq != 1 or not getattr(obj, "_scalar", False):
         return False
-    if len(d.factors) != 1 or d.factors[0].mapped or d.n_extra or not d.family.log_concave:
+    if len(d.factors) != 1 or d.factors[0].mapped or not d.family.log_concave:
         return False
     return bool(getattr(d.family, "has_fourth_derivative", False))
 
@@ -65,7 +67,7 @@ def laplace_hessian(obj) -> np.ndarray:
     fam = d.family
     der = fam.derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
     w, d1, w3 = der.w, der.d1, der.w3
-    w4 = fam.fourth_derivative(eta, obj._trials, obj._w)
+    w4 = fam.fourth_derivative(d.y, eta, obj._trials, obj._w, s["extra"])
     X = d.X
     n, p = X.shape
     a_vals = s["a_vals"]

@@ -313,10 +313,15 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     n = len(x)
     # the gradient of the objective in use: Laplace, or the exact AGQ one
     val, g0 = obj.value_and_grad(x)
+    block = None
     if np.isfinite(val) and laplace_hessian.applies(obj):
-        # one scalar random effect, a family with its fourth derivative: in closed form
-        # at the state just evaluated (no other point; exact where differences are not)
-        return laplace_hessian.laplace_hessian(obj)
+        # one scalar random effect, a family with its fourth derivative: the block in
+        # (beta, theta) in closed form at the state just evaluated (no other point;
+        # exact where differences are not); the family's own parameters by differences
+        block = laplace_hessian.laplace_hessian(obj)
+        if len(block) == n:
+            return block
+    m = 0 if block is None else len(block)
     Hm = np.zeros((n, n))
     steps = _hessian_steps(obj, x)
     if hasattr(obj, "compact_mode_derivatives"):
@@ -328,13 +333,16 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     # derivatives at x); no evaluation starts from the shifted points, so their
     # gradients leave the modes' derivatives out.
     with getattr(obj, "without_mode_derivatives", nullcontext)():
-        for k in range(n):
+        for k in range(m, n):
             h = steps[k]
             e = np.zeros(n)
             e[k] = h
             obj.restore(at_x)
             Hm[:, k] = (obj.value_and_grad(x + e)[1] - g0) / h
     obj.restore(at_x)  # the fitted state (mode, factorisation) without a new evaluation
+    if block is not None:
+        Hm[:m, :m] = block
+        Hm[m:, :m] = Hm[:m, m:].T
     return 0.5 * (Hm + Hm.T)
 
 

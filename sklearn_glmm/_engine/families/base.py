@@ -172,7 +172,7 @@ class Family:
     # ``laplace_hessian``); without it the Hessian is taken by differences of the gradient
     has_fourth_derivative = False
 
-    def fourth_derivative(self, eta, trials, weights):
+    def fourth_derivative(self, y, eta, trials, weights, extra=()):
         """``w4 = d w3 / d eta`` at ``eta`` (weighted as :meth:`derivs`), where
         :attr:`has_fourth_derivative`."""
         raise NotImplementedError(f"the {self.name} family has no fourth derivative")

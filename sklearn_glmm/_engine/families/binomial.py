@@ -133,7 +133,7 @@ class Binomial(Family):
     def has_fourth_derivative(self) -> bool:
         return isinstance(self.link, LogitLink)
 
-    def fourth_derivative(self, eta, trials, weights):
+    def fourth_derivative(self, y, eta, trials, weights, extra=()):
         """The logit link's ``w4 = t v (1 - 6 v)``, ``v = mu (1 - mu)`` (``t`` the
         trials), from ``e = exp(-|eta|)`` as :meth:`derivs` makes ``v``."""
         if not isinstance(self.link, LogitLink):

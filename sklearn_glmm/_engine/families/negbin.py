@@ -124,6 +124,28 @@ class NegativeBinomial2(Family):
         w3 = w * (s - r)
         return _weighted(weights, loglik, d1, w, w3)
 
+    has_fourth_derivative = True
+
+    def fourth_derivative(self, y, eta, trials, weights, extra=()):
+        """``w4 = w (s^2 - 4 s r + r^2)`` (``s = theta / (mu + theta)``, ``r = 1 - s``: the
+        derivative in ``eta`` of ``w3 = w (s - r)``, as ``ds / d eta = -s r``); the
+        Poisson limit's on the bound."""
+        lt = extra[0]
+        limit = on_upper_bound(
+            lt,
+            _UPPER,
+            lambda: (_POISSON.fourth_derivative(y, eta, trials, weights),),
+            lambda lt: (self.fourth_derivative(y, eta, trials, weights, (lt,)),),
+        )
+        if limit is not None:
+            return limit[0]
+        theta = np.exp(lt)
+        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        tm = theta + mu
+        s, r = theta / tm, mu / tm
+        w4 = s * r * (y + theta) * (s * s - 4.0 * s * r + r * r)
+        return w4 if weights is None else weights * w4
+
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
         """Derivatives in ``log theta`` of ``loglik``, ``d1`` and ``w``, each (1, n).
 

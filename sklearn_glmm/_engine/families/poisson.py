@@ -40,7 +40,7 @@ class Poisson(Family):
 
     has_fourth_derivative = True
 
-    def fourth_derivative(self, eta, trials, weights):
+    def fourth_derivative(self, y, eta, trials, weights, extra=()):
         """``w4 = mu`` (every derivative of ``mu = exp(eta)`` is ``mu``)."""
         mu = _exp(eta)
         return mu if weights is None else weights * mu
