@@ -115,6 +115,23 @@ def test_negative_binomial_block_and_theta_column(log_theta, slope):
     assert np.array_equal(H, H.T)
 
 
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_large_data_state(family, monkeypatch):
+    """On large data the state keeps fewer per-row arrays (``w3`` made again, a random
+    intercept's ``a`` one number): the same Hessian."""
+    rng = np.random.default_rng(8)
+    small = _objective(family, rng, trials=family == "binomial")
+    monkeypatch.setattr(Objective, "lazy_state_rows", 10)
+    lean = Objective(small.data, 1)
+    assert lean._lean and not small._lean
+    x = np.array([0.1, 0.4, -0.2, 0.6])
+    small.value_and_grad(x)
+    lean.value_and_grad(x)
+    np.testing.assert_allclose(
+        lh.laplace_hessian(lean), lh.laplace_hessian(small), rtol=1e-12, atol=1e-12
+    )
+
+
 def test_matches_second_differences_of_the_value():
     """Independent of the analytic gradient: second differences of -2 log L itself."""
     rng = np.random.default_rng(5)

@@ -65,7 +65,9 @@ def laplace_hessian(obj) -> np.ndarray:
     d, s, gi = obj.data, obj.state, obj.groups[0]
     eta, u = np.asarray(s["eta"], dtype=float), s["u"]
     fam = d.family
-    der = fam.derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
+    der = s["der"]  # the mode search's, at these modes
+    if der.w3 is None:  # (left out on large data: made again)
+        der = fam.derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
     w, d1, w3 = der.w, der.d1, der.w3
     w4 = fam.fourth_derivative(d.y, eta, obj._trials, obj._w, s["extra"])
     X = d.X
