@@ -132,6 +132,53 @@ def test_large_data_state(family, monkeypatch):
     )
 
 
+def _vector_objective(family, rng, diagonal=False, n_levels=30, per=7, shuffle=False):
+    """Intercept and slope per level (correlated, or ``diagonal``)."""
+    n = n_levels * per
+    codes = np.repeat(np.arange(n_levels), per)
+    if shuffle:
+        codes = rng.permutation(codes)
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
+    b = rng.normal(size=(n_levels, 2)) * [0.7, 0.4]
+    eta = X @ [0.2, 0.5, -0.3] + b[codes, 0] + b[codes, 1] * X[:, 1]
+    t = np.ones(n)
+    if family == "binomial":
+        t = rng.integers(1, 5, size=n).astype(float)
+        y = rng.binomial(t.astype(int), 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    else:
+        y = rng.poisson(np.exp(eta)).astype(float)
+    fam = make_family(family, False)
+    factors = make_factor_data([codes], [X[:, :2]], [n_levels], [theta_layout(2, diagonal)])
+    w = rng.uniform(0.5, 2.0, size=n)
+    data = ModelData(X, y, t, w, rng.normal(scale=0.3, size=n), fam, factors)
+    return Objective(data, 1)
+
+
+@pytest.mark.parametrize("family", ["poisson", "binomial", "negbin"])
+@pytest.mark.parametrize("diagonal", [False, True])
+@pytest.mark.parametrize("cov", ["typical", "one zero", "strong correlation"])
+def test_two_random_effects_per_level(family, diagonal, cov):
+    """Intercept and slope: the modes' and ``H_j``'s vector and matrix forms."""
+    rng = np.random.default_rng([len(family), diagonal, len(cov)])
+    obj = _vector_objective(family, rng, diagonal=diagonal, shuffle=cov == "one zero")
+    assert lh.applies(obj) and not obj._scalar
+    theta = {
+        "typical": [0.7, 0.2, 0.4],
+        "one zero": [0.6, 0.3, 0.0],
+        "strong correlation": [0.8, 0.75, 0.05],
+    }[cov]
+    if diagonal:
+        theta = [theta[0], theta[2]]
+    extra = [1.2] if family == "negbin" else []
+    x = np.array([0.1, 0.4, -0.2, *theta, *extra])
+    obj.value_and_grad(x)
+    block = lh.laplace_hessian(obj)
+    m = len(block)
+    ref = _central_hessian(obj, x)[:m, :m]
+    np.testing.assert_allclose(block, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+    assert np.array_equal(block, block.T)
+
+
 def test_matches_second_differences_of_the_value():
     """Independent of the analytic gradient: second differences of -2 log L itself."""
     rng = np.random.default_rng(5)

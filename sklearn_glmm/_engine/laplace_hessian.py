@@ -1,16 +1,18 @@
-"""The exact Hessian of the Laplace objective for one scalar random effect.
+"""The exact Hessian of the Laplace objective for one grouping factor.
 
-For one grouping factor with one random effect per level and a log-concave family whose
-fourth derivative in ``eta`` is at hand (:meth:`Family.fourth_derivative`: Poisson
-with the log link, binomial with the logit link, NB2 with the log link), every level is
-a one-dimensional problem and the Hessian of ``F = -2 log L`` in ``p = (beta, theta)``
-is a sum over levels of closed forms: no evaluation at other points, where forward
+For one grouping factor (one random effect per level, or several with an unstructured
+or diagonal covariance) and a log-concave family whose fourth derivative in ``eta`` is
+at hand (:meth:`Family.fourth_derivative`: Poisson with the log link, binomial with the
+logit link, NB2 with the log link), every level is a small problem of its own and the
+Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` is a sum over levels of closed
+forms: no evaluation at other points, where forward
 differences of the gradient cost one evaluation per parameter (a third of a small
 fit's evaluations) and carry an error of about 1e-4 relative. A family's own
 parameters (NB2's ``log theta``) are held at their values here; their rows and columns
 are taken by differences of the gradient (``optimize._hessian``), one evaluation each.
 
-With ``eta_i = f_i + a_i u_j`` (``a_i = z_i theta``), ``d_i, w_i, w3_i, w4_i`` the
+For one random effect per level (:func:`_scalar_hessian`; :func:`_vector_hessian` is
+the same with vectors and matrices): with ``eta_i = f_i + a_i u_j`` (``a_i = z_i theta``), ``d_i, w_i, w3_i, w4_i`` the
 log-density's derivatives in ``eta`` (``w = -l''``, ``w3 = dw/deta``,
 ``w4 = dw3/deta``), the mode ``u_j`` solving ``G_j = sum_i a_i d_i - u_j = 0`` and
 ``h_j = 1 + sum_i w_i a_i^2``, a level contributes
@@ -39,23 +41,47 @@ from __future__ import annotations
 
 import numpy as np
 
+# the vector case's per-row arrays of (rows, P, q, q) cells at most; above, differences
+MAX_CELLS = 4_000_000
+
 
 def applies(obj) -> bool:
     """Whether :func:`laplace_hessian` gives the Hessian of ``obj``'s objective."""
     from .objective import Objective
 
     d = obj.data
-    if type(obj) is not Objective or obj.n_agq != 1 or not getattr(obj, "_scalar", False):
+    if type(obj) is not Objective or obj.n_agq != 1 or len(d.factors) != 1:
         return False
-    if len(d.factors) != 1 or d.factors[0].mapped or not d.family.log_concave:
+    f = d.factors[0]
+    if f.mapped or not d.family.log_concave:
         return False
-    return bool(getattr(d.family, "has_fourth_derivative", False))
+    if not getattr(d.family, "has_fourth_derivative", False):
+        return False
+    P = d.n_beta + d.n_theta
+    return bool(obj._scalar or len(d.y) * P * f.q * f.q <= MAX_CELLS)
 
 
 def laplace_hessian(obj) -> np.ndarray:
     """The Hessian of ``-2 log L`` (Laplace) in ``(beta, theta)`` at the objective's
     current state (its modes and their factorisation at the point last evaluated).
-    Only where :func:`applies`.
+    Only where :func:`applies`."""
+    return _scalar_hessian(obj) if obj._scalar else _vector_hessian(obj)
+
+
+def _derivatives(obj):
+    """The family's ``d1, w, w3, w4`` at the state's modes: the mode search's (``w3``
+    made again where large data left it out) and the fourth."""
+    d, s = obj.data, obj.state
+    eta = np.asarray(s["eta"], dtype=float)
+    der = s["der"]
+    if der.w3 is None:
+        der = d.family.derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
+    w4 = d.family.fourth_derivative(d.y, eta, obj._trials, obj._w, s["extra"])
+    return der.d1, der.w, der.w3, w4
+
+
+def _scalar_hessian(obj) -> np.ndarray:
+    """:func:`laplace_hessian` for a scalar random effect.
 
     ``A`` has one column (theta's, ``z``), so every sum over a level's rows of
     ``A_ip`` times something is a row and a column of the result, and the levels'
@@ -63,13 +89,8 @@ def laplace_hessian(obj) -> np.ndarray:
     products ``D' diag(c) D`` with ``c`` per row; nothing of size ``(n, P, P)``.
     """
     d, s, gi = obj.data, obj.state, obj.groups[0]
-    eta, u = np.asarray(s["eta"], dtype=float), s["u"]
-    fam = d.family
-    der = s["der"]  # the mode search's, at these modes
-    if der.w3 is None:  # (left out on large data: made again)
-        der = fam.derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
-    w, d1, w3 = der.w, der.d1, der.w3
-    w4 = fam.fourth_derivative(d.y, eta, obj._trials, obj._w, s["extra"])
+    u = s["u"]
+    d1, w, w3, w4 = _derivatives(obj)
     X = d.X
     n, p = X.shape
     a_vals = s["a_vals"]
@@ -107,4 +128,74 @@ def laplace_hessian(obj) -> np.ndarray:
     M[p, p] += 2.0 * hinv @ gi.sum(w * z * z)
     dhs = dh * hinv[:, None]
     H = -2.0 * (H_psi - 0.5 * (M - dhs.T @ dhs))
+    return 0.5 * (H + H.T)
+
+
+def _sym(M):
+    return M + M.T
+
+
+def _vector_hessian(obj) -> np.ndarray:
+    """:func:`laplace_hessian` for ``q >= 2`` random effects per level: the module
+    docstring's sums with ``a_i`` and ``U_jp`` vectors, ``h_j`` the matrix ``H_j``,
+    ``d log det H_j / dp = tr(H_j^-1 dH_j/dp)`` and ``d2 log det H_j / dp dq =
+    tr(H_j^-1 d2H_j/dp dq) - tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dp)``; the Cholesky entry
+    ``(r, c)`` of ``Lambda`` moves ``a_i = Lambda' z_i`` by ``A_i = z_ir e_c``.
+    Arrays of ``(rows, P, q, q)`` (:data:`MAX_CELLS` at most, :func:`applies`)."""
+    d, s, gi = obj.data, obj.state, obj.groups[0]
+    f = d.factors[0]
+    q, p, T = f.q, d.n_beta, d.n_theta
+    P, G = p + T, f.n_levels
+    d1, w, w3, w4 = _derivatives(obj)
+    n = len(w)
+    a = np.asarray(s["a_vals"], dtype=float)  # (n, q): a_i = Lambda' z_i
+    Z = np.broadcast_to(f.Z, (n, q))
+    rr, cc = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
+    Hinv = obj.solver.hinv  # (G, q, q)
+    u_rows = gi.expand(s["u"].reshape(G, q))
+    th = p + np.arange(T)
+    A = np.zeros((n, P, q))  # d a_i / dp (none for beta)
+    A[:, th, cc] = Z[:, rr]
+    E = np.empty((n, P))  # d eta_i / dp with the modes held
+    E[:, :p] = d.X
+    E[:, p:] = Z[:, rr] * u_rows[:, cc]
+
+    def level_sums(v):  # (n, ...) -> (G, ...)
+        return gi.sum(v.reshape(n, -1)).reshape((G,) + v.shape[1:])
+
+    rhs = level_sums(A * d1[:, None, None] - E[:, :, None] * (w[:, None] * a)[:, None, :])
+    U = np.einsum("gab,gpb->gpa", Hinv, rhs)  # the modes' derivatives (G, P, q)
+    U_rows = gi.expand(U.reshape(G, -1)).reshape(n, P, q)
+    D = E + np.einsum("na,npa->np", a, U_rows)  # eta's total derivatives
+    H_blocks = np.linalg.inv(Hinv)
+    H_psi = -(E * w[:, None]).T @ E + np.einsum("gpa,gab,gqb->pq", U, H_blocks, U)
+    # dH_j/dp and tr(H^-1 dH/dq H^-1 dH/dp)
+    aa = a[:, :, None] * a[:, None, :]
+    Aa = A[:, :, :, None] * a[:, None, None, :]
+    dH = level_sums(
+        (w3[:, None] * D)[:, :, None, None] * aa[:, None]
+        + w[:, None, None, None] * (Aa + np.swapaxes(Aa, 2, 3))
+    )
+    M = np.matmul(Hinv[:, None], dH)
+    tr_MM = np.einsum("gpab,gqba->pq", M, M)
+    # sum_j tr(H_j^-1 d2H_j/dp dq), the modes' second derivatives folded in through
+    # beta_j = H_j^-1 sum_i w3_i c_i a_i
+    Hinv_rows = gi.expand(Hinv.reshape(G, -1)).reshape(n, q, q)
+    k = np.einsum("nab,nb->na", Hinv_rows, a)
+    c = np.einsum("na,na->n", a, k)
+    bj = np.einsum("gab,gb->ga", Hinv, gi.sum((w3 * c)[:, None] * a))
+    b_rows = gi.expand(bj)
+    rho = np.einsum("na,na->n", b_rows, a)
+    gamma = np.einsum("npa,na->np", A, b_rows)
+    alpha = np.einsum("npa,na->np", A, k)
+    AU = np.einsum("npa,nqa->pq", A * (w3 * c - rho * w)[:, None, None], U_rows)
+    AHA = np.einsum("npa,nab,nqb->pq", A * w[:, None, None], Hinv_rows, A)
+    tr = (
+        (D * (w4 * c - rho * w3)[:, None]).T @ D
+        + _sym(AU)
+        - _sym((gamma * w[:, None]).T @ D)
+        + 2.0 * _sym((D * w3[:, None]).T @ alpha)
+        + 2.0 * AHA
+    )
+    H = -2.0 * (H_psi - 0.5 * (tr - tr_MM))
     return 0.5 * (H + H.T)
