@@ -5,21 +5,21 @@ or diagonal covariance) and a log-concave family whose fourth derivative in ``et
 at hand (:meth:`Family.fourth_derivative`: Poisson with the log link, binomial with the
 logit link, NB2 with the log link), every level is a small problem of its own and the
 Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` is a sum over levels of closed
-forms: no evaluation at other points, where forward
-differences of the gradient cost one evaluation per parameter (a third of a small
-fit's evaluations) and carry an error of about 1e-4 relative. A family's own
-parameters (NB2's ``log theta``) are held at their values here; their rows and columns
-are taken by differences of the gradient (``optimize._hessian``), one evaluation each.
+forms: no evaluation at other points, where forward differences of the gradient cost
+one evaluation per parameter (a third of a small fit's evaluations) and carry an error
+of about 1e-4 relative. A family's own parameters (NB2's ``log theta``) are held at
+their values here; their rows and columns are taken by differences of the gradient
+(``optimize._hessian``), one evaluation each.
 
 For one random effect per level (:func:`_scalar_hessian`; :func:`_vector_hessian` is
-the same with vectors and matrices): with ``eta_i = f_i + a_i u_j`` (``a_i = z_i theta``), ``d_i, w_i, w3_i, w4_i`` the
-log-density's derivatives in ``eta`` (``w = -l''``, ``w3 = dw/deta``,
-``w4 = dw3/deta``), the mode ``u_j`` solving ``G_j = sum_i a_i d_i - u_j = 0`` and
-``h_j = 1 + sum_i w_i a_i^2``, a level contributes
-``phi_j = psi_j - log(h_j) / 2`` with ``psi_j = sum_i l_i - u_j^2 / 2`` and
-``F = -2 sum_j phi_j``. Writing ``E_ip`` for the partial derivative of ``eta_i`` in
-``p`` with the mode held (``x_i`` for beta, ``z_i u_j`` for theta), ``A_ip`` for that
-of ``a_i`` (``z_i`` for theta, else 0):
+the same with vectors and matrices): with ``eta_i = f_i + a_i u_j``
+(``a_i = z_i theta``), ``d_i, w_i, w3_i, w4_i`` the log-density's derivatives in
+``eta`` (``w = -l''``, ``w3 = dw/deta``, ``w4 = dw3/deta``), the mode ``u_j`` solving
+``G_j = sum_i a_i d_i - u_j = 0`` and ``h_j = 1 + sum_i w_i a_i^2``, a level
+contributes ``phi_j = psi_j - log(h_j) / 2`` with ``psi_j = sum_i l_i - u_j^2 / 2``
+and ``F = -2 sum_j phi_j``. Writing ``E_ip`` for the partial derivative of ``eta_i``
+in ``p`` with the mode held (``x_i`` for beta, ``z_i u_j`` for theta), ``A_ip`` for
+that of ``a_i`` (``z_i`` for theta, else 0):
 
 * the mode's derivatives ``U_jp = (sum_i A_ip d_i - sum_i a_i w_i E_ip) / h_j``, and
   the total derivatives ``D_ip = E_ip + a_i U_jp`` of ``eta_i``;
