@@ -77,6 +77,9 @@ CASES = [
     dict(family="binomial", trials=True, weights=True, offset=True),
     dict(family="binomial", slope=True, trials=True, shuffle=True),
     dict(family="binomial", per=2, sd=2.0),  # few binary rows per level, a large SD
+    dict(family="binomial", link="probit", trials=True, weights=True),
+    dict(family="binomial", link="cloglog", slope=True, offset=True),
+    dict(family="binomial", link="probit", per=3, sd=2.0),
 ]
 
 
@@ -201,7 +204,8 @@ def test_matches_second_differences_of_the_value():
 def test_applies_only_where_exact():
     rng = np.random.default_rng(1)
     assert lh.applies(_objective("poisson", rng))
-    assert not lh.applies(_objective("binomial", rng, link="probit"))  # no w4
+    assert lh.applies(_objective("binomial", rng, link="probit"))
+    assert not lh.applies(_objective("negbin1", rng))  # not log-concave
     assert lh.applies(_objective("negbin", rng))  # its (beta, theta) block
     assert not lh.applies(_objective("poisson", rng, n_agq=5))  # quadrature
 
@@ -249,3 +253,51 @@ def test_fit_hessian_is_exact(make):
     x = np.asarray(est.fit_record_.final, dtype=float)
     ref = _central_hessian(obj, x)
     np.testing.assert_allclose(est.fit_record_.hessian, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
+@pytest.mark.parametrize(
+    "name, link, extra",
+    [
+        ("poisson", None, ()),
+        ("binomial", None, ()),
+        ("binomial", "probit", ()),
+        ("binomial", "cloglog", ()),
+        ("negbin", None, (0.7,)),
+        ("negbin", None, (30.0,)),  # log theta on its bound: the Poisson limit
+    ],
+)
+def test_fourth_derivative_is_that_of_w3(name, link, extra):
+    """Every family's ``fourth_derivative`` against extrapolated central differences of
+    its ``w3``, weighted, with trials for the binomial, in both tails."""
+    fam = make_family(name, False, link=link)
+    assert fam.has_fourth_derivative
+    rng = np.random.default_rng(4)
+    n = 300
+    eta = np.concatenate([np.linspace(-8.0, 4.0, n // 2), rng.normal(size=n // 2)])
+    w = rng.uniform(0.5, 2.0, size=n)
+    if name == "binomial":
+        t = rng.integers(1, 6, size=n).astype(float)
+        y = rng.binomial(t.astype(int), 0.4).astype(float)
+    else:
+        t, y = None, rng.poisson(3.0, size=n).astype(float)
+
+    def w3(e):
+        return fam.derivs(y, e, t, w, extra).w3
+
+    def central(h):
+        return (w3(eta + h) - w3(eta - h)) / (2.0 * h)
+
+    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
+    got = fam.fourth_derivative(y, eta, t, w, extra)
+    # the probit's w3 in its far tail (eta = -8) carries rounding of about 1e-7 relative
+    # (its inverse Mills ratio terms cancel), which the differences amplify to 3e-6
+    rtol = 2e-5 if link == "probit" else 1e-6
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=1e-9 * np.abs(ref).max())
+
+
+def test_families_without_a_fourth_derivative_say_so():
+    for name in ("negbin1", "betabinomial"):
+        fam = make_family(name, False)
+        assert not fam.has_fourth_derivative
+        with pytest.raises(NotImplementedError):
+            fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, fam.default_extra())

@@ -2,14 +2,15 @@
 
 For one grouping factor (one random effect per level, or several with an unstructured
 or diagonal covariance) and a log-concave family whose fourth derivative in ``eta`` is
-at hand (:meth:`Family.fourth_derivative`: Poisson with the log link, binomial with the
-logit link, NB2 with the log link), every level is a small problem of its own and the
-Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` is a sum over levels of closed
-forms: no evaluation at other points, where forward differences of the gradient cost
-one evaluation per parameter (a third of a small fit's evaluations) and carry an error
-of about 1e-4 relative. A family's own parameters (NB2's ``log theta``) are held at
-their values here; their rows and columns are taken by differences of the gradient
-(``optimize._hessian``), one evaluation each.
+at hand (:meth:`Family.fourth_derivative`: Poisson with the log link, binomial with
+the logit, probit or cloglog link, NB2 with the log link), every level is a small
+problem of its own and the Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` is a
+sum over levels of closed forms: no evaluation at other points, where forward
+differences of the gradient cost one evaluation per parameter (a third of a small
+fit's evaluations) and carry an error of about 1e-4 relative. A family's own
+parameters (NB2's ``log theta``) are held at their values here; their rows and
+columns are taken by differences of the gradient (``optimize._hessian``), one
+evaluation each.
 
 For one random effect per level (:func:`_scalar_hessian`; :func:`_vector_hessian` is
 the same with vectors and matrices): with ``eta_i = f_i + a_i u_j``

@@ -129,15 +129,16 @@ class Binomial(Family):
         w3 = w * t
         return _weighted(weights, loglik, d1, w, w3)
 
-    @property
-    def has_fourth_derivative(self) -> bool:
-        return isinstance(self.link, LogitLink)
+    has_fourth_derivative = True
 
     def fourth_derivative(self, y, eta, trials, weights, extra=()):
-        """The logit link's ``w4 = t v (1 - 6 v)``, ``v = mu (1 - mu)`` (``t`` the
-        trials), from ``e = exp(-|eta|)`` as :meth:`derivs` makes ``v``."""
-        if not isinstance(self.link, LogitLink):
-            raise NotImplementedError(f"no fourth derivative for the {self.link.name} link")
+        """``w4 = d w3 / d eta``: the logit's ``t v (1 - 6 v)`` (``v = mu (1 - mu)``, from
+        ``e = exp(-|eta|)`` as :meth:`derivs` makes ``v``); the probit's and cloglog's
+        one derivative past their ``w3`` (:func:`_probit_w4`, :func:`_cloglog_w4`)."""
+        if isinstance(self.link, ProbitLink):
+            return _probit_w4(y, eta, trials, weights)
+        if isinstance(self.link, CLogLogLink):
+            return _cloglog_w4(y, eta, trials, weights)
         e = np.exp(-np.abs(eta))
         r = 1.0 / (1.0 + e)
         v = e * r * r
@@ -249,3 +250,34 @@ def _cloglog_derivs(y, eta, trials, weights, const):
     w = f * u - y * dg
     w3 = f * u - y * ddg
     return _weighted(weights, loglik, d1, w, w3)
+
+
+def _probit_w4(y, eta, trials, weights):
+    """The probit's ``w4 = -(y m3(eta) + f m3(-eta))`` (``f`` the failures, ``m`` the
+    inverse Mills ratio and ``m1, m2`` its derivatives as in :func:`_probit_derivs`,
+    ``m3 = -m2 (x + m) - 2 m1 (1 + m1) - m m2``)."""
+    f = _failures(y, trials)
+
+    def m3(x):
+        m = np.exp(-0.5 * x * x - 0.5 * np.log(2.0 * np.pi) - special.log_ndtr(x))
+        m1 = -m * (x + m)
+        m2 = -m1 * (x + m) - m * (1.0 + m1)
+        return -m2 * (x + m) - 2.0 * m1 * (1.0 + m1) - m * m2
+
+    w4 = -(y * m3(eta) + f * m3(-eta))
+    return w4 if weights is None else weights * w4
+
+
+def _cloglog_w4(y, eta, trials, weights):
+    """The cloglog's ``w4 = f u - y g3``, ``g3`` one derivative past the ``g2`` of
+    :func:`_cloglog_derivs`: ``g3 = g2 (1 - u - g) - 2 g1 (u + g1) - g (u + g2)``."""
+    f = _failures(y, trials)
+    eta = np.minimum(eta, _ETA_MAX)
+    u = np.exp(eta)
+    with np.errstate(over="ignore"):
+        g = np.where(u > 1e-300, u / np.expm1(u), 1.0)
+    g1 = g * (1.0 - u - g)
+    g2 = g1 * (1.0 - u - g) - g * (u + g1)
+    g3 = g2 * (1.0 - u - g) - 2.0 * g1 * (u + g1) - g * (u + g2)
+    w4 = f * u - y * g3
+    return w4 if weights is None else weights * w4
