@@ -51,7 +51,10 @@ def applies(obj) -> bool:
     from .objective import Objective
 
     d = obj.data
-    if type(obj) is not Objective or obj.n_agq != 1 or len(d.factors) != 1:
+    # (a partitioned objective holds no rows: it sums its partitions' blocks)
+    if not isinstance(obj, Objective) or obj.n_agq != 1 or len(d.factors) != 1:
+        return False
+    if not len(d.y):
         return False
     f = d.factors[0]
     if f.mapped or not d.family.log_concave:

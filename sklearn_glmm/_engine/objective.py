@@ -482,6 +482,13 @@ class Objective(ModeSearch, LaplaceGradient):
             self._last_grad = self.gradient(params)
         return val, self._last_grad.copy()
 
+    def exact_hessian_block(self):
+        """The Hessian in ``(beta, theta)`` in closed form at the state of the last
+        point evaluated (:mod:`.laplace_hessian`), or None where it does not apply."""
+        from . import laplace_hessian
+
+        return laplace_hessian.laplace_hessian(self) if laplace_hessian.applies(self) else None
+
     # -- conditional distribution of u --------------------------------------
     def conditional_variances(self, f: int) -> np.ndarray:
         """Blocks of H^{-1} for factor ``f`` at the current mode, (n_levels, q, q)."""

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from . import laplace_hessian
 from .blocks import interior_coefficients
 from .lbfgsb import minimize_lbfgsb
 from .modes import _PROBE_SCALES
@@ -314,12 +313,12 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
     # the gradient of the objective in use: Laplace, or the exact AGQ one
     val, g0 = obj.value_and_grad(x)
     block = None
-    if np.isfinite(val) and laplace_hessian.applies(obj):
-        # one scalar random effect, a family with its fourth derivative: the block in
+    if np.isfinite(val) and hasattr(obj, "exact_hessian_block"):
+        # one grouping factor, a family with its fourth derivative: the block in
         # (beta, theta) in closed form at the state just evaluated (no other point;
         # exact where differences are not); the family's own parameters by differences
-        block = laplace_hessian.laplace_hessian(obj)
-        if len(block) == n:
+        block = obj.exact_hessian_block()
+        if block is not None and len(block) == n:
             return block
     m = 0 if block is None else len(block)
     Hm = np.zeros((n, n))

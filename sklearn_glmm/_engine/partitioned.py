@@ -79,6 +79,13 @@ class PartitionModel:
     def gauss_newton_diagonal(self) -> np.ndarray:
         return self.objective.gauss_newton_diagonal()
 
+    def exact_hessian_block(self, params):
+        """This partition's closed-form Hessian block at ``params`` (its levels' sums),
+        or None where it does not apply."""
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            val, _ = self.objective.value_and_grad(params)
+            return self.objective.exact_hessian_block() if np.isfinite(val) else None
+
     def level_information(self, k: int):
         return self.objective.level_information(k)
 
@@ -211,6 +218,16 @@ class PartitionedObjective(Objective):
 
     def gauss_newton_diagonal(self) -> np.ndarray:
         return np.sum(self._call("gauss_newton_diagonal"), axis=0)
+
+    def exact_hessian_block(self):
+        """The closed-form Hessian block at the last point evaluated: the sum of the
+        partitions' (every term is a sum over levels), or None where one has none."""
+        if self._last_params is None:
+            return None
+        blocks = self._timed("exact_hessian_block", self._last_params)
+        if any(b is None for b in blocks):
+            return None
+        return np.sum(blocks, axis=0)
 
     def level_information(self, k: int):
         """As in memory: the largest over every partition's levels."""
