@@ -104,6 +104,10 @@ def test_partitioned_equals_in_memory(client, est_cls, family, re):
         warnings.simplefilter("always")
         m_dask = fit_partitioned(est_cls(random_effects=re), ddf[["x", "t"]], ddf["y"], ddf["id"])
     _same(m_mem, m_dask)
+    # the Hessian in closed form both ways: the partitions' blocks summed
+    np.testing.assert_allclose(
+        m_dask.fit_record_.hessian, m_mem.fit_record_.hessian, rtol=1e-7, atol=1e-9
+    )
     # the same checks warn (here: a singular random slope for the binomial data)
     assert _model_warnings(w_dask) == _model_warnings(w_mem)
     # predictions read only the fitted attributes
