@@ -135,17 +135,15 @@ def _scalar_hessian(obj) -> np.ndarray:
     return 0.5 * (H + H.T)
 
 
-def _sym(M):
-    return M + M.T
-
-
 def _vector_hessian(obj) -> np.ndarray:
     """:func:`laplace_hessian` for ``q >= 2`` random effects per level: the module
     docstring's sums with ``a_i`` and ``U_jp`` vectors, ``h_j`` the matrix ``H_j``,
     ``d log det H_j / dp = tr(H_j^-1 dH_j/dp)`` and ``d2 log det H_j / dp dq =
     tr(H_j^-1 d2H_j/dp dq) - tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dp)``; the Cholesky entry
-    ``(r, c)`` of ``Lambda`` moves ``a_i = Lambda' z_i`` by ``A_i = z_ir e_c``.
-    Arrays of ``(rows, P, q, q)`` (:data:`MAX_CELLS` at most, :func:`applies`)."""
+    ``(r, c)`` of ``Lambda`` moves ``a_i = Lambda' z_i`` by ``A_i = z_ir e_c`` (only the
+    covariance parameters move ``a``: ``A`` is kept for them alone). Arrays of
+    ``(rows, P, q, q)`` (:data:`MAX_CELLS` at most, :func:`applies`); the sums over rows
+    and levels are products of matrices (``_dot``)."""
     d, s, gi = obj.data, obj.state, obj.groups[0]
     f = d.factors[0]
     q, p, T = f.q, d.n_beta, d.n_theta
@@ -155,11 +153,10 @@ def _vector_hessian(obj) -> np.ndarray:
     a = np.asarray(s["a_vals"], dtype=float)  # (n, q): a_i = Lambda' z_i
     Z = np.broadcast_to(f.Z, (n, q))
     rr, cc = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
-    Hinv = obj.solver.hinv  # (G, q, q)
+    Hinv = obj.solver.hinv  # (G, q, q), symmetric
     u_rows = gi.expand(s["u"].reshape(G, q))
-    th = p + np.arange(T)
-    A = np.zeros((n, P, q))  # d a_i / dp (none for beta)
-    A[:, th, cc] = Z[:, rr]
+    A = np.zeros((n, T, q))  # d a_i / d theta
+    A[:, np.arange(T), cc] = Z[:, rr]
     E = np.empty((n, P))  # d eta_i / dp with the modes held
     E[:, :p] = d.X
     E[:, p:] = Z[:, rr] * u_rows[:, cc]
@@ -167,39 +164,41 @@ def _vector_hessian(obj) -> np.ndarray:
     def level_sums(v):  # (n, ...) -> (G, ...)
         return gi.sum(v.reshape(n, -1)).reshape((G,) + v.shape[1:])
 
-    rhs = level_sums(A * d1[:, None, None] - E[:, :, None] * (w[:, None] * a)[:, None, :])
-    U = np.einsum("gab,gpb->gpa", Hinv, rhs)  # the modes' derivatives (G, P, q)
-    U_rows = gi.expand(U.reshape(G, -1)).reshape(n, P, q)
+    def rows(v):  # (G, ...) -> (n, ...)
+        return gi.expand(v.reshape(G, -1)).reshape((n,) + v.shape[1:])
+
+    rhs = -level_sums(E[:, :, None] * (w[:, None] * a)[:, None, :])
+    rhs[:, p:] += level_sums(A * d1[:, None, None])
+    U = np.matmul(rhs, Hinv)  # the modes' derivatives (G, P, q)
+    U_rows = rows(U)
     D = E + np.einsum("na,npa->np", a, U_rows)  # eta's total derivatives
-    H_blocks = np.linalg.inv(Hinv)
-    H_psi = -(E * w[:, None]).T @ E + np.einsum("gpa,gab,gqb->pq", U, H_blocks, U)
+    H_psi = -(E * w[:, None]).T @ E + _dot(np.matmul(U, np.linalg.inv(Hinv)), U)
     # dH_j/dp and tr(H^-1 dH/dq H^-1 dH/dp)
     aa = a[:, :, None] * a[:, None, :]
-    Aa = A[:, :, :, None] * a[:, None, None, :]
-    dH = level_sums(
-        (w3[:, None] * D)[:, :, None, None] * aa[:, None]
-        + w[:, None, None, None] * (Aa + np.swapaxes(Aa, 2, 3))
-    )
-    M = np.matmul(Hinv[:, None], dH)
-    tr_MM = np.einsum("gpab,gqba->pq", M, M)
+    dH = level_sums((w3[:, None] * D)[:, :, None, None] * aa[:, None])
+    wAa = (w[:, None, None] * A)[:, :, :, None] * a[:, None, None, :]
+    dH[:, p:] += level_sums(wAa + np.swapaxes(wAa, 2, 3))
+    M = np.matmul(Hinv[:, None], dH)  # (G, P, q, q)
+    tr_MM = _dot(M.reshape(G, P, q * q), np.swapaxes(M, 2, 3).reshape(G, P, q * q))
     # sum_j tr(H_j^-1 d2H_j/dp dq), the modes' second derivatives folded in through
     # beta_j = H_j^-1 sum_i w3_i c_i a_i
-    Hinv_rows = gi.expand(Hinv.reshape(G, -1)).reshape(n, q, q)
+    Hinv_rows = rows(Hinv)
     k = np.einsum("nab,nb->na", Hinv_rows, a)
     c = np.einsum("na,na->n", a, k)
-    bj = np.einsum("gab,gb->ga", Hinv, gi.sum((w3 * c)[:, None] * a))
-    b_rows = gi.expand(bj)
+    b_rows = rows(np.einsum("gab,gb->ga", Hinv, gi.sum((w3 * c)[:, None] * a)))
     rho = np.einsum("na,na->n", b_rows, a)
-    gamma = np.einsum("npa,na->np", A, b_rows)
-    alpha = np.einsum("npa,na->np", A, k)
-    AU = np.einsum("npa,nqa->pq", A * (w3 * c - rho * w)[:, None, None], U_rows)
-    AHA = np.einsum("npa,nab,nqb->pq", A * w[:, None, None], Hinv_rows, A)
-    tr = (
-        (D * (w4 * c - rho * w3)[:, None]).T @ D
-        + _sym(AU)
-        - _sym((gamma * w[:, None]).T @ D)
-        + 2.0 * _sym((D * w3[:, None]).T @ alpha)
-        + 2.0 * AHA
-    )
+    gamma = np.einsum("nta,na->nt", A, b_rows)  # beta_j' A_i, theta's columns
+    alpha = np.einsum("nta,na->nt", A, k)  # a_i' H_j^-1 A_i
+    tr = (D * (w4 * c - rho * w3)[:, None]).T @ D
+    AU = _dot(A * (w3 * c - rho * w)[:, None, None], U_rows)  # (T, P)
+    AU += 2.0 * (alpha * w3[:, None]).T @ D - (gamma * w[:, None]).T @ D
+    tr[p:] += AU
+    tr[:, p:] += AU.T
+    tr[p:, p:] += 2.0 * _dot(A * w[:, None, None], np.matmul(A, Hinv_rows))
     H = -2.0 * (H_psi - 0.5 * (tr - tr_MM))
     return 0.5 * (H + H.T)
+
+
+def _dot(X, Y):
+    """``sum over the first and last axes of X[., p, .] Y[., q, .]``: (P, Q)."""
+    return np.tensordot(X, Y, axes=([0, 2], [0, 2]))
