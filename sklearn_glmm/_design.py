@@ -359,7 +359,7 @@ def groups_columns(groups, n_samples: int, strings_as_arrays: bool = False) -> l
     if strings_as_arrays and isinstance(groups, pd.Categorical):
         groups = pd.Series(groups)
     if isinstance(groups, pd.DataFrame):
-        cols = [values(groups.iloc[:, k]) for k in range(groups.shape[1])]
+        cols = [values(col) for _, col in groups.items()]  # by position: names may repeat
     elif isinstance(groups, pd.Series):
         cols = [values(groups)]
     else:
