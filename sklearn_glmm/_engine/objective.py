@@ -487,7 +487,9 @@ class Objective(ModeSearch, LaplaceGradient):
         point evaluated (:mod:`.laplace_hessian`), or None where it does not apply."""
         from . import laplace_hessian
 
-        return laplace_hessian.laplace_hessian(self) if laplace_hessian.applies(self) else None
+        if self.state is None or not laplace_hessian.applies(self):  # (a failed evaluation)
+            return None
+        return laplace_hessian.laplace_hessian(self)
 
     # -- conditional distribution of u --------------------------------------
     def conditional_variances(self, f: int) -> np.ndarray:
