@@ -1,4 +1,4 @@
-"""The closed-form Hessian of the Laplace objective (one scalar random effect)."""
+"""The closed-form Hessian of the Laplace objective (one grouping factor)."""
 
 from __future__ import annotations
 
