@@ -182,6 +182,17 @@ def test_two_random_effects_per_level(family, diagonal, cov):
     assert np.array_equal(block, block.T)
 
 
+@pytest.mark.parametrize("family", ["poisson", "binomial"])
+def test_scalar_form_is_the_vector_form_at_one_effect(family):
+    """The scalar code is a specialisation (fewer arrays) of the vector one."""
+    rng = np.random.default_rng(12)
+    obj = _objective(family, rng, slope=True, weights=True, trials=family == "binomial")
+    x = np.array([0.1, 0.4, -0.2, 0.6])
+    obj.value_and_grad(x)
+    H = lh._scalar_hessian(obj)
+    np.testing.assert_allclose(lh._vector_hessian(obj), H, rtol=0, atol=1e-12 * np.abs(H).max())
+
+
 def test_matches_second_differences_of_the_value():
     """Independent of the analytic gradient: second differences of -2 log L itself."""
     rng = np.random.default_rng(5)

@@ -47,14 +47,11 @@ MAX_CELLS = 4_000_000
 
 
 def applies(obj) -> bool:
-    """Whether :func:`laplace_hessian` gives the Hessian of ``obj``'s objective."""
-    from .objective import Objective
-
+    """Whether :func:`laplace_hessian` gives the Hessian of ``obj``'s objective (an
+    :class:`~sklearn_glmm._engine.objective.Objective`)."""
     d = obj.data
     # (a partitioned objective holds no rows: it sums its partitions' blocks)
-    if not isinstance(obj, Objective) or obj.n_agq != 1 or len(d.factors) != 1:
-        return False
-    if not len(d.y):
+    if obj.n_agq != 1 or len(d.factors) != 1 or not len(d.y):
         return False
     f = d.factors[0]
     if f.mapped or not d.family.log_concave:
@@ -74,14 +71,15 @@ def laplace_hessian(obj) -> np.ndarray:
 
 def _derivatives(obj):
     """The family's ``d1, w, w3, w4`` at the state's modes: the mode search's (``w3``
-    made again where large data left it out) and the fourth."""
+    made by the family's ``third_derivative`` where large data left it out) and the
+    fourth."""
     d, s = obj.data, obj.state
     eta = np.asarray(s["eta"], dtype=float)
-    der = s["der"]
-    if der.w3 is None:
-        der = d.family.derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
-    w4 = d.family.fourth_derivative(d.y, eta, obj._trials, obj._w, s["extra"])
-    return der.d1, der.w, der.w3, w4
+    der, args = s["der"], (obj._trials, obj._w, s["extra"])
+    w3 = der.w3
+    if w3 is None:
+        w3 = d.family.third_derivative(d.y, eta, *args, obj._const, der)
+    return der.d1, der.w, w3, d.family.fourth_derivative(d.y, eta, *args)
 
 
 def _scalar_hessian(obj) -> np.ndarray:
