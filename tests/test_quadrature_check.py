@@ -118,3 +118,46 @@ def test_a_long_step_is_confirmed_by_the_quadrature_fit():
     true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
     assert not warned and true < 1.0
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.05)
+
+
+@pytest.mark.parametrize("family", ["binary", "poisson", "trials"])
+def test_the_check_reads_the_laplace_state_as_a_quadrature_objective_would(family):
+    # the check's quadrature value and gradient come from the Laplace fit's own state
+    # (its modes and curvatures): the same numbers as a quadrature objective of its own
+    # that searches the modes again from the fit's, and the Laplace objective's state,
+    # memo and modes' derivatives are left as they were
+    from sklearn_glmm._engine.objective import Objective
+    from sklearn_glmm._engine.quadrature_check import CHECK_NODES, _quadrature_objective
+
+    rng = np.random.default_rng(7)
+    G, n = 40, 6
+    g = np.repeat(np.arange(G), n)
+    x = rng.normal(size=G * n)
+    eta = -0.3 + 0.4 * x + rng.normal(0, 0.8, G)[g]
+    kw = {}
+    if family == "poisson":
+        est, y = PoissonGLMM(), rng.poisson(np.exp(eta))
+    elif family == "binary":
+        est, y = BinomialGLMM(), rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    else:
+        trials = rng.integers(1, 8, G * n)
+        est, y = BinomialGLMM(), rng.binomial(trials, 1 / (1 + np.exp(-eta)))
+        kw = {"trials": trials}
+    m = est.fit(pd.DataFrame({"x": x}), y, groups=g, **kw)
+    obj, x_hat = m.fit_result_.objective, m.fit_result_.params
+    assert type(obj) is Objective
+    obj.value_and_grad(x_hat)
+    state, grad = obj.state, obj.value_and_grad(x_hat)[1]
+    obj.keep_mode_derivatives(np.ones((len(obj.u), len(x_hat) - 1)))
+    predictor = obj._predictor
+    val, g_q = obj.quadrature_at_modes(x_hat, CHECK_NODES)
+    quad = _quadrature_objective(obj)
+    ref_val, ref_g = quad.value_and_grad(x_hat)
+    np.testing.assert_allclose(val, ref_val, rtol=1e-14)
+    np.testing.assert_allclose(g_q, ref_g, rtol=1e-10, atol=1e-10 * np.max(np.abs(ref_g)))
+    assert not np.allclose(g_q, grad)  # (a quadrature gradient, not the Laplace one)
+    assert obj.n_agq == 1 and obj.state is state and obj._predictor is predictor
+    assert obj.remembered(x_hat) is not None
+    np.testing.assert_array_equal(obj.value_and_grad(x_hat)[1], grad)
+    # a point other than the last evaluated: not from the state
+    assert obj.quadrature_at_modes(x_hat + 0.01, CHECK_NODES) is None

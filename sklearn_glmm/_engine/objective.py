@@ -482,6 +482,28 @@ class Objective(ModeSearch, LaplaceGradient):
             self._last_grad = self.gradient(params)
         return val, self._last_grad.copy()
 
+    def quadrature_at_modes(self, params, n_agq: int):
+        """``(value, gradient)`` of the ``n_agq``-node quadrature objective at ``params``,
+        the last point this Laplace objective evaluated, made from its state there: the
+        quadrature is centred at the same conditional modes and curvatures, so no mode
+        search (one from these modes stops where it starts). None where the state is not
+        at ``params`` (then evaluate a quadrature objective of its own). The Laplace
+        state, its memo and the optimiser's predictor are left as they were."""
+        if self.n_agq != 1 or self.state is None or self.remembered(params) is None:
+            return None
+        predictor = self._predictor
+        self.n_agq = n_agq
+        try:
+            _, theta, _ = self._unpack(np.asarray(params, dtype=float))
+            val = agq_deviance(self, theta)
+            if not np.isfinite(val):
+                return np.inf, np.zeros(len(params))
+            return val, self.gradient(params)
+        finally:
+            self.n_agq = 1
+            self._predictor = predictor
+            self._agq_cache = None  # its (nodes x rows) arrays go now
+
     def exact_hessian_block(self):
         """The Hessian in ``(beta, theta)`` in closed form at the state of the last
         point evaluated (:mod:`.laplace_hessian`), or None where it does not apply."""

@@ -79,19 +79,28 @@ def quadrature_shift(obj, x, H, bounds) -> tuple[float | None, float | None]:
     # standard errors: the objective is -2 log L, so the covariance is 2 H^-1
     Linv = np.linalg.solve(L, np.eye(len(L)))
     se = np.sqrt(2.0 * np.sum(Linv * Linv, axis=0))
-    quad = _quadrature_objective(obj)
+    x = np.asarray(x, dtype=float)
+    quad = None
     try:
         with np.errstate(all="ignore"):
-            val, g = quad.value_and_grad(np.asarray(x, dtype=float))
+            # the quadrature's value and gradient from the Laplace fit's state at x (its
+            # modes and curvatures), else from an objective of its own
+            vg = obj.quadrature_at_modes(x, CHECK_NODES)
+            if vg is None:
+                quad = _quadrature_objective(obj)
+                vg = quad.value_and_grad(x)
+            val, g = vg
             if not np.isfinite(val) or not np.all(np.isfinite(g)):
                 return None, None
             step = float(np.max(np.abs(np.linalg.solve(Hf, g[free])) / se))
             if not step > SCREEN_TOL:
                 return step, None
-            res = _run_lbfgsb(quad.value_and_grad, np.asarray(x, dtype=float), bounds, 200, 1e-10)
+            quad = quad or _quadrature_objective(obj)
+            res = _run_lbfgsb(quad.value_and_grad, x, bounds, 200, 1e-10)
     finally:
         # its state refers back to it (a cycle): its arrays of the rows' size go now
-        quad.release_state()
+        if quad is not None:
+            quad.release_state()
     if not np.isfinite(res.fun) or not res.fun <= val:
         return step, None
     return step, float(np.max(np.abs(res.x[free] - x[free]) / se))
