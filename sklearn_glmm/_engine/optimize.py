@@ -1119,10 +1119,7 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     x = _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record)
     hit_max = res.nit >= max_iter
     if n_agq > 1:
-        obj.n_agq = n_agq
-        # the Laplace stage's scaling serves the (nearby) AGQ objective too
-        res = _run_lbfgsb(obj.value_and_grad, x, bounds, max_iter, tol, res.scale)
-        record.stages.append(("agq", float(res.fun), int(res.nit), str(res.message)))
+        res = _agq_stage(obj, x, n_agq, bounds, max_iter, tol, res.scale, diag_idx, record.stages)
         x = res.x
         hit_max = hit_max or res.nit >= max_iter
     record.objective = float(obj.evaluate(x))
@@ -1134,6 +1131,33 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx):
     record.converged = bool(np.isfinite(record.objective) and not hit_max)
     record.seconds = time.perf_counter() - t0
     return x, record
+
+
+def _agq_stage(obj, x, n_agq, bounds, max_iter, tol, scale, diag_idx, stages):
+    """The quadrature objective (``n_agq`` nodes) minimised from the Laplace optimum ``x``
+    (``obj`` still on Laplace); ``obj`` is left on the quadrature.
+
+    The two optima are near and so are their curvatures: where the Laplace Hessian at
+    ``x`` is at hand in closed form and positive definite, with no parameter on a bound,
+    L-BFGS-B runs on coordinates whitened by it (:func:`.refit.whitened_run`: its first
+    step the Newton step with that curvature; about half the iterations of the scaled run
+    on the reference cases); else on the Laplace stage's scaling.
+    """
+    from .refit import whitened_run, whitening  # (it builds on this module)
+
+    A = None
+    if np.isfinite(obj.evaluate(x)):
+        H = obj.exact_hessian_block()
+        A = whitening(obj.data, x, H, bounds) if H is not None else None
+    obj.n_agq = n_agq
+    if A is not None:
+        return whitened_run(
+            obj, x, A, bounds, max_iter, tol, diag_idx, stages, "agq", "agq", newton_stop=True
+        )
+    # the Laplace stage's scaling serves the (nearby) AGQ objective too
+    res = _run_lbfgsb(obj.value_and_grad, x, bounds, max_iter, tol, scale)
+    stages.append(("agq", float(res.fun), int(res.nit), str(res.message)))
+    return res
 
 
 def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):

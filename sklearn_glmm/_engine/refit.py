@@ -79,51 +79,12 @@ def canonical_factors(data, x) -> np.ndarray:
 
 def whitened_refit(obj, x0, A, bounds, max_iter, tol, diag_idx):
     """Refit ``obj`` from ``x0`` on the whitened coordinates (``A``: :func:`whitening`);
-    ``(x, FitRecord)`` as :func:`~sklearn_glmm._engine.optimize.fit_objective` returns.
-
-    Where L-BFGS-B's own model still expects a decrease at its stop (as
-    :func:`~sklearn_glmm._engine.optimize._laplace_stage` restarts), or its end is not
-    finite, the fit goes on with the ordinary bounded stage from the better point.
-    """
+    ``(x, FitRecord)`` as :func:`~sklearn_glmm._engine.optimize.fit_objective` returns."""
     t0 = time.perf_counter()
     x0 = np.asarray(x0, dtype=float)
     record = FitRecord(initial=x0.copy())
-    best = _BestPoint(obj.value_and_grad)
-
-    def fun_z(z):
-        val, g = best(x0 if not z.any() else x0 + A @ z)
-        return val, A.T @ g
-
-    n = len(x0)
     with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        # L-BFGS-B's first step has unit length: on z scaled by the first gradient's
-        # length it is the whole Newton step (the gradient at x0 is the run's own first
-        # evaluation, remembered by the objective)
-        size = float(np.linalg.norm(A.T @ obj.value_and_grad(x0)[1]))
-        if np.isfinite(size) and size > 0.0:
-            A = A * size
-        back = np.linalg.inv(A.T)  # g = A^-T g_z
-        # |g|_inf <= |A^-T|_inf |g_z|_inf: the bounded run's criterion on the gradient
-        gtol = 1e-6 / float(np.max(np.sum(np.abs(back), axis=1)))
-        res = minimize_lbfgsb(fun_z, np.zeros(n), [(None, None)] * n, max_iter, tol, gtol, 20)
-        try:  # what L-BFGS-B's own model still expects to gain (on z)
-            left = float(0.5 * res.jac @ res.hess_inv.matvec(res.jac))
-        except (AttributeError, ValueError):
-            left = np.inf
-        if best.x is not None and not res.fun <= best.val:
-            left = np.inf  # it ended on a worse point than it saw: the best is kept
-        res.x, res.jac = x0 + A @ res.x, back @ res.jac
-        res = best.settle(res)
-        record.stages.append(("whitened", float(res.fun), int(res.nit), str(res.message)))
-        x = canonical_factors(obj.data, res.x)
-        if not np.array_equal(x, res.x):
-            res.x, res.fun = x, obj.evaluate(x)
-        if not np.isfinite(res.fun) or not left <= RESTART_MIN_DECREASE:
-            start = res.x if np.isfinite(res.fun) else x0
-            res = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
-            record.stages.append(("laplace", float(res.fun), int(res.nit), str(res.message)))
-        else:
-            res = _snap_to_zero(obj, res, diag_idx)
+        res = whitened_run(obj, x0, A, bounds, max_iter, tol, diag_idx, record.stages)
         x = res.x
         record.objective = float(obj.evaluate(x))
     record.final = x
@@ -134,3 +95,83 @@ def whitened_refit(obj, x0, A, bounds, max_iter, tol, diag_idx):
     record.converged = bool(np.isfinite(record.objective) and not record.hit_max)
     record.seconds = time.perf_counter() - t0
     return x, record
+
+
+def whitened_run(
+    obj,
+    x0,
+    A,
+    bounds,
+    max_iter,
+    tol,
+    diag_idx,
+    stages,
+    name="whitened",
+    bounded="laplace",
+    newton_stop=False,
+):
+    """L-BFGS-B on ``obj`` from ``x0`` on the whitened coordinates ``z`` (``x = x0 + A
+    z``); the result (``x``, ``fun``, ``nit``, ``message``) on the parameters, its stages
+    appended to ``stages`` (``name``, then ``bounded`` for the bounded run below).
+
+    Where L-BFGS-B's own model still expects a decrease at its stop (as
+    :func:`~sklearn_glmm._engine.optimize._laplace_stage` restarts), or its end is not
+    finite, the fit goes on with the ordinary bounded stage from the better point.
+
+    ``newton_stop``: the run also ends at an iterate where the decrease a Newton step
+    with ``A``'s curvature predicts, ``g' A A' g / 2``, is below a hundredth of ``tol``
+    relative to the objective (L-BFGS-B's own test asks for an iteration with less
+    decrease than ``tol``; after a Newton step that lands, the next can only probe
+    rounding, with up to 20 evaluations in its line search).
+    """
+    best = _BestPoint(obj.value_and_grad)
+    last = {}
+
+    def fun_z(z):
+        val, g = best(x0 if not z.any() else x0 + A @ z)
+        g_z = A.T @ g
+        last.update(z=np.array(z), val=val, g=g_z)
+        return val, g_z
+
+    def callback(intermediate_result):
+        z = intermediate_result.x
+        if "z" not in last or not np.array_equal(z, last["z"]) or not np.isfinite(last["val"]):
+            return
+        # on z = A0^-1 (x - x0) / size, the Hessian is size^2 times the identity
+        if 0.5 * float(last["g"] @ last["g"]) / scale2 <= 0.01 * tol * max(abs(last["val"]), 1.0):
+            raise StopIteration
+
+    n = len(x0)
+    # L-BFGS-B's first step has unit length: on z scaled by the first gradient's
+    # length it is the whole Newton step (the gradient at x0 is the run's own first
+    # evaluation, remembered by the objective)
+    size = float(np.linalg.norm(A.T @ obj.value_and_grad(x0)[1]))
+    scale2 = 1.0
+    if np.isfinite(size) and size > 0.0:
+        A = A * size
+        scale2 = size * size
+    back = np.linalg.inv(A.T)  # g = A^-T g_z
+    # |g|_inf <= |A^-T|_inf |g_z|_inf: the bounded run's criterion on the gradient
+    gtol = 1e-6 / float(np.max(np.sum(np.abs(back), axis=1)))
+    stop = callback if newton_stop else None
+    res = minimize_lbfgsb(fun_z, np.zeros(n), [(None, None)] * n, max_iter, tol, gtol, 20, stop)
+    if res.status == 99:  # (the callback's stop)
+        res.message = "CONVERGENCE: PREDICTED NEWTON DECREASE <= TOL / 100"
+    try:  # what L-BFGS-B's own model still expects to gain (on z)
+        left = float(0.5 * res.jac @ res.hess_inv.matvec(res.jac))
+    except (AttributeError, ValueError):
+        left = np.inf
+    if best.x is not None and not res.fun <= best.val:
+        left = np.inf  # it ended on a worse point than it saw: the best is kept
+    res.x, res.jac = x0 + A @ res.x, back @ res.jac
+    res = best.settle(res)
+    stages.append((name, float(res.fun), int(res.nit), str(res.message)))
+    x = canonical_factors(obj.data, res.x)
+    if not np.array_equal(x, res.x):
+        res.x, res.fun = x, obj.evaluate(x)
+    if not np.isfinite(res.fun) or not left <= RESTART_MIN_DECREASE:
+        start = res.x if np.isfinite(res.fun) else x0
+        res = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
+        stages.append((bounded, float(res.fun), int(res.nit), str(res.message)))
+        return res
+    return _snap_to_zero(obj, res, diag_idx)
