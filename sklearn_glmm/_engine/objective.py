@@ -506,10 +506,15 @@ class Objective(ModeSearch, LaplaceGradient):
 
     def exact_hessian_block(self):
         """The Hessian in ``(beta, theta)`` in closed form at the state of the last
-        point evaluated (:mod:`.laplace_hessian`), or None where it does not apply."""
-        from . import laplace_hessian
+        point evaluated (:mod:`.laplace_hessian`, or :mod:`.agq_hessian` for the
+        quadrature), or None where it does not apply."""
+        from . import agq_hessian, laplace_hessian
 
-        if self.state is None or not laplace_hessian.applies(self):  # (a failed evaluation)
+        if self.state is None:  # (a failed evaluation)
+            return None
+        if self.n_agq > 1:
+            return agq_hessian.agq_hessian(self) if agq_hessian.applies(self) else None
+        if not laplace_hessian.applies(self):
             return None
         return laplace_hessian.laplace_hessian(self)
 

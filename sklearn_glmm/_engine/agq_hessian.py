@@ -1,0 +1,150 @@
+"""The exact Hessian of the adaptive quadrature objective for one scalar random effect.
+
+The quadrature (:mod:`.quadrature`) puts level ``j``'s nodes at ``u_jk = u_j + z_k s_j``
+around its conditional mode ``u_j`` with ``s_j = h_j^(-1/2)``; with
+``t_jk = c_k + sum_i l_i(eta_ik) - u_jk^2 / 2`` (``eta_ik = f_i + a_i u_jk``, ``c_k`` the
+rule's constants) the objective is ``F = -2 sum_j [log s_j + log sum_k exp(t_jk)]``.
+Its Hessian in ``p = (beta, theta)`` needs, per level, the mode's first and second
+derivatives ``U_jp, U_jpq`` and those of ``h_j`` (the Laplace Hessian's quantities,
+:mod:`.laplace_hessian`), then, per node, with ``du_jkp = U_jp + z_k ds_jp`` and
+``Dk_ip = E_ikp + a_i du_jkp`` the total derivative of ``eta_ik`` (``E_ikp``: ``x_i``
+for beta, ``z_i u_jk`` for theta; ``A_ip = z_i`` for theta, else 0):
+
+* ``dt_jkp = sum_i d_ik Dk_ip - u_jk du_jkp``;
+* ``d2t_jkpq = -sum_i w_ik Dk_ip Dk_iq + sum_i d_ik (A_ip du_jkq + A_iq du_jkp)
+  + (sum_i d_ik a_i - u_jk) d2u_jkpq - du_jkp du_jkq``, ``d2u_jkpq = U_jpq + z_k d2s_jpq``;
+* with the node weights ``pi_jk`` (softmax of ``t_jk`` over ``k``) and ``m_j = sum_k
+  pi_jk dt_jk``: ``d2 log sum_k exp(t_jk) = sum_k pi_jk (d2t_jk + dt_jk dt_jk') - m_j m_j'``;
+* ``d2 log s_j = -(d2h_j / h_j - dh_j dh_j' / h_j^2) / 2``.
+
+The nodes' derivatives ``d, w`` come from one call of the family on all the nodes, the
+mode's ``d, w, w3, w4`` from the state (as for the Laplace Hessian). Arrays of
+``(nodes, rows, P, P)`` cells, :data:`MAX_CELLS` at most (:func:`applies`); above,
+differences of the gradient. ``tests/test_agq_hessian.py`` compares it with
+Richardson-extrapolated differences of the exact quadrature gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .laplace_hessian import _derivatives
+from .quadrature import _expand_levels, _level_sums, _rule
+
+MAX_CELLS = 4_000_000
+
+
+def applies(obj) -> bool:
+    """Whether :func:`agq_hessian` gives the Hessian of ``obj``'s quadrature objective."""
+    d = obj.data
+    if obj.n_agq <= 1 or not obj._scalar or len(d.factors) != 1 or not len(d.y):
+        return False
+    if d.factors[0].mapped or not getattr(d.family, "has_fourth_derivative", False):
+        return False
+    P = d.n_beta + d.n_theta
+    return bool(obj.n_agq * len(d.y) * P * P <= MAX_CELLS)
+
+
+def _sym_theta(M, V, k):
+    """``M`` with ``V`` (G, P) added to its row and column ``k`` (the entries where one
+    of the two parameters is theta)."""
+    M[..., k, :] += V
+    M[..., :, k] += V
+    return M
+
+
+def agq_hessian(obj) -> np.ndarray:
+    """The Hessian of the quadrature objective in ``(beta, theta)`` at the objective's
+    current state (only where :func:`applies`)."""
+    d, s, gi = obj.data, obj.state, obj.groups[0]
+    n, p = d.X.shape
+    P, k = p + 1, p  # theta's index
+    G = gi.n_levels
+    u = s["u"]
+    d0, w0, w3, w4 = _derivatives(obj)
+    a_vals = s["a_vals"]
+    a = a_vals[:, 0] if a_vals.shape[0] == n else np.full(n, a_vals[0, 0])
+    z = np.broadcast_to(d.factors[0].Z[:, 0], (n,))
+    hinv = obj.solver.hinv[:, 0, 0]
+    u_rows = gi.expand(u)
+
+    def sums(v):  # (n, ...) -> (G, ...)
+        return gi.sum(v.reshape(n, -1)).reshape((G,) + v.shape[1:])
+
+    # the mode's derivatives and those of h_j (laplace_hessian's docstring)
+    E = np.empty((n, P))
+    E[:, :p] = d.X
+    E[:, k] = z * u_rows
+    U = sums(-(w0 * a)[:, None] * E)
+    U[:, k] += gi.sum(z * d0)
+    U *= hinv[:, None]
+    D = E + a[:, None] * gi.expand(U)
+    DD = D[:, :, None] * D[:, None, :]
+    dh = sums((w3 * a * a)[:, None] * D)
+    dh[:, k] += 2.0 * gi.sum(w0 * a * z)
+    c = gi.sum(a * w0 * z)
+    U2 = sums((a * w3)[:, None, None] * DD)
+    U2 = -_sym_theta(U2, sums((w0 * z)[:, None] * D) + c[:, None] * U, k)
+    U2 *= hinv[:, None, None]
+    d2h = sums((w4 * a * a)[:, None, None] * DD)
+    _sym_theta(d2h, 2.0 * sums((w3 * a * z)[:, None] * D) + gi.sum(w3 * a * a * z)[:, None] * U, k)
+    d2h += gi.sum(w3 * a**3)[:, None, None] * U2
+    d2h[:, k, k] += 2.0 * gi.sum(w0 * z * z)
+    del DD
+    # the nodes' scale s_j = h_j^(-1/2) and its derivatives
+    sd = np.sqrt(hinv)
+    ds = -0.5 * (sd**3)[:, None] * dh
+    d2s = -0.5 * (sd**3)[:, None, None] * d2h + 0.75 * (sd**5)[:, None, None] * (
+        dh[:, :, None] * dh[:, None, :]
+    )
+    zk, _ = _rule(obj.n_agq)
+    uk = u[None, :] + zk[:, None] * sd[None, :]  # (K, G)
+    du = U[None] + zk[:, None, None] * ds[None]  # (K, G, P)
+    d2u = U2[None] + zk[:, None, None, None] * d2s[None]  # (K, G, P, P)
+    # every node's rows
+    K = len(zk)
+    Uk = _expand_levels(gi, uk)  # (K, n)
+    eta = s["eta_fix"][None, :] + a[None, :] * Uk
+    der = obj._derivs(eta, s["extra"], third=False)
+    dk, wk = der.d1, der.w
+    del der, eta
+    Dk = np.empty((K, n, P))
+    Dk[:, :, :p] = d.X[None]
+    Dk[:, :, k] = z[None, :] * Uk
+    Dk += a[None, :, None] * _node_rows(gi, du)
+
+    def node_sums(v):  # (K, n, ...) -> (K, G, ...)
+        flat = v.reshape(K, n, -1)
+        out = np.stack([gi.sum(flat[j]) for j in range(K)])
+        return out.reshape((K, G) + v.shape[2:])
+
+    dt = node_sums(dk[:, :, None] * Dk) - uk[:, :, None] * du
+    d2t = -node_sums(wk[:, :, None, None] * (Dk[:, :, :, None] * Dk[:, :, None, :]))
+    _sym_theta(d2t, _level_sums(gi, dk * z)[:, :, None] * du, k)
+    d2t += (_level_sums(gi, dk * a) - uk)[:, :, None, None] * d2u
+    d2t -= du[:, :, :, None] * du[:, :, None, :]
+    # the node weights: a softmax of the log integrand over the nodes
+    q = _node_weights(obj)
+    m = np.einsum("kg,kgp->gp", q, dt)
+    d2lse = np.einsum("kg,kgpq->gpq", q, d2t + dt[:, :, :, None] * dt[:, :, None, :])
+    d2lse -= m[:, :, None] * m[:, None, :]
+    d2log_s = -0.5 * (
+        d2h * hinv[:, None, None] - (dh[:, :, None] * dh[:, None, :]) * (hinv * hinv)[:, None, None]
+    )
+    H = -2.0 * np.sum(d2log_s + d2lse, axis=0)
+    return 0.5 * (H + H.T)
+
+
+def _node_rows(gi, v):
+    """Each row's level values for every node of ``v`` (K, G, P): (K, n, P)."""
+    K, G, P = v.shape
+    flat = np.swapaxes(v, 1, 2).reshape(K * P, G)
+    return np.swapaxes(_expand_levels(gi, flat).reshape(K, P, -1), 1, 2)
+
+
+def _node_weights(obj) -> np.ndarray:
+    """``pi_jk``, each level's weights of its nodes (K, G): the quadrature's terms."""
+    from .quadrature import _quadrature
+
+    q = _quadrature(obj)
+    return np.exp(q.terms - q.log_sum[None, :])
