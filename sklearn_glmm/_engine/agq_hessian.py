@@ -18,9 +18,10 @@ for beta, ``z_i u_jk`` for theta; ``A_ip = z_i`` for theta, else 0):
 * ``d2 log s_j = -(d2h_j / h_j - dh_j dh_j' / h_j^2) / 2``.
 
 The nodes' derivatives ``d, w`` come from one call of the family on all the nodes, the
-mode's ``d, w, w3, w4`` from the state (as for the Laplace Hessian). Arrays of
-``(nodes, rows, P, P)`` cells, :data:`MAX_CELLS` at most (:func:`applies`); above,
-differences of the gradient. ``tests/test_agq_hessian.py`` compares it with
+mode's ``d, w, w3, w4`` from the state (as for the Laplace Hessian). Arrays of (rows,
+nodes, P) and (levels, nodes, P, P), the sums over rows one pass for every node; at most
+:data:`MAX_CELLS` nodes x rows x P x P (:func:`applies`), above which the Hessian is
+taken by differences of the gradient. ``tests/test_agq_hessian.py`` compares it with
 Richardson-extrapolated differences of the exact quadrature gradient.
 """
 

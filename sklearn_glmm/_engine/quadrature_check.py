@@ -95,7 +95,8 @@ def quadrature_shift(obj, x, H, bounds) -> tuple[float | None, float | None]:
             step = float(np.max(np.abs(np.linalg.solve(Hf, g[free])) / se))
             if not step > SCREEN_TOL:
                 return step, None
-            quad = quad or _quadrature_objective(obj)
+            if quad is None:
+                quad = _quadrature_objective(obj)
             res = _run_lbfgsb(quad.value_and_grad, x, bounds, 200, 1e-10)
     finally:
         # its state refers back to it (a cycle): its arrays of the rows' size go now
