@@ -356,6 +356,8 @@ def test_agq_stage_on_coordinates_whitened_by_the_laplace_hessian(case, monkeypa
     # Laplace Hessian there: the optimum of the diagonally scaled run it replaces (an
     # objective no higher, the same estimates to the optimiser's tolerance), in fewer
     # evaluations
+    from sklearn.base import clone
+
     from sklearn_glmm import PoissonGLMM
 
     rng = np.random.default_rng(11)
@@ -374,9 +376,8 @@ def test_agq_stage_on_coordinates_whitened_by_the_laplace_hessian(case, monkeypa
     else:
         X, y, g = _random_slope_binary(3)
         est = BinomialGLMM(random_effects="1 + x", n_agq=3)
-    new = _agq_fit(est, X, y, g, True, monkeypatch, **kw)
-    old = _agq_fit(BinomialGLMM(**est.get_params()) if case != "poisson" else PoissonGLMM(
-        **est.get_params()), X, y, g, False, monkeypatch, **kw)  # fmt: skip
+    new = _agq_fit(clone(est), X, y, g, True, monkeypatch, **kw)
+    old = _agq_fit(clone(est), X, y, g, False, monkeypatch, **kw)
     assert new.converged_ and old.converged_
     assert new.fit_record_.stages[-1][0] == "agq"
     assert new.fit_record_.objective <= old.fit_record_.objective + 1e-9
