@@ -108,8 +108,15 @@ def test_negative_binomial_block_and_theta_column(log_theta, slope):
     obj = _objective("negbin", rng, slope=slope, weights=True, offset=True)
     assert lh.applies(obj)
     x = np.array([0.1, 0.4, -0.2, 0.6, log_theta])
+    check_block_and_theta_column(obj, x, lh.laplace_hessian)
+
+
+def check_block_and_theta_column(obj, x, closed_form):
+    """The (beta, theta) block of ``closed_form`` at ``x`` against extrapolated
+    differences, and the fit's Hessian: that block, log theta's row and column by
+    forward differences."""
     obj.value_and_grad(x)
-    block = lh.laplace_hessian(obj)
+    block = closed_form(obj)
     H = hessian(obj, x)
     ref = _central_hessian(obj, x)
     np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
