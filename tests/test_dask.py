@@ -92,6 +92,7 @@ def _same(m_mem, m_dask):
         (BinomialGLMM, "binomial", "1 + t"),
         (PoissonGLMM, "poisson", None),
         (PoissonGLMM, "poisson", "1 + t"),
+        (NegBinGLMM, "negbin", None),
     ],
 )
 def test_partitioned_equals_in_memory(client, est_cls, family, re):

@@ -113,8 +113,9 @@ def test_negative_binomial_block_and_theta_column(log_theta, slope):
 
 def check_block_and_theta_column(obj, x, closed_form):
     """The (beta, theta) block of ``closed_form`` at ``x`` against extrapolated
-    differences, and the fit's Hessian: that block, log theta's row and column by
-    forward differences."""
+    differences, and the fit's Hessian: that block, log theta's row and column in closed
+    form (Laplace, one scalar random effect: :func:`test_negative_binomial_theta_column`)
+    or by forward differences."""
     obj.value_and_grad(x)
     block = closed_form(obj)
     H = hessian(obj, x)
@@ -332,3 +333,64 @@ def test_families_without_a_fourth_derivative_say_so():
         assert not fam.has_fourth_derivative
         with pytest.raises(NotImplementedError):
             fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, fam.default_extra())
+
+
+@pytest.mark.parametrize("log_theta", [-0.5, 1.0, 4.0, 8.0])
+@pytest.mark.parametrize(
+    "opts", [{}, dict(weights=True, offset=True), dict(shuffle=True, per=3, sd=1.5, slope=True)]
+)
+def test_negative_binomial_theta_column(log_theta, opts):
+    """NB2's ``log theta`` row and column in closed form (one scalar random effect):
+    within 1e-6 of the largest entry of extrapolated differences of the gradient, and
+    the fit's Hessian is made of it and the block, no difference taken."""
+    rng = np.random.default_rng([int(10 * log_theta) + 200, len(opts)])
+    obj = _objective("negbin", rng, **opts)
+    x = np.array([0.1, 0.4, -0.2, 0.6, log_theta])
+    obj.value_and_grad(x)
+    col = lh.extra_column(obj)
+    block = lh.laplace_hessian(obj)
+    H = hessian(obj, x)
+    np.testing.assert_array_equal(H[4], col)
+    np.testing.assert_array_equal(H[:, 4], col)
+    np.testing.assert_array_equal(H[:4, :4], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(col, ref[4], atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
+def test_negative_binomial_theta_column_on_the_bound():
+    """Theta on its bound (the Poisson limit): no closed form, the row and column by
+    differences as before."""
+    from sklearn_glmm._engine.blocks import NB_THETA
+
+    rng = np.random.default_rng(3)
+    obj = _objective("negbin", rng)
+    x = np.array([0.1, 0.4, -0.2, 0.6, NB_THETA.bounds[1]])
+    obj.value_and_grad(x)
+    assert lh.laplace_hessian(obj) is not None and lh.extra_column(obj) is None
+
+
+@pytest.mark.parametrize("log_theta", [-1.0, 1.5, 6.0])
+@pytest.mark.parametrize("large_counts", [False, True])
+def test_negative_binomial_second_derivatives_in_log_theta(log_theta, large_counts):
+    """``NegativeBinomial2.extra_second_derivs`` against central differences in log theta
+    of ``extra_derivs`` (loglik, d1, w) and of ``derivs``' w3, weighted."""
+    fam = make_family("negbin", False)
+    rng = np.random.default_rng([int(10 * log_theta) + 50, large_counts])
+    n = 300
+    y = rng.poisson(4.0, n).astype(float)
+    if large_counts:  # the cancellation-free branch for counts above 1,000
+        y[:20] = rng.integers(2_000, 50_000, 20)
+    eta = np.log(np.maximum(y, 0.5)) + rng.normal(0, 0.5, n)
+    w = rng.uniform(0.5, 2.0, n)
+    const = fam.constant(y, None)
+    got = fam.extra_second_derivs(y, eta, None, w, (log_theta,), const)
+    h = 1e-4
+
+    def first(lt):
+        dl, dd1, dw = fam.extra_derivs(y, eta, None, w, (lt,), const)
+        return dl[0], dd1[0], dw[0], fam.derivs(y, eta, None, w, (lt,), const).w3
+
+    up, down = first(log_theta + h), first(log_theta - h)
+    for value, a, b in zip(got, up, down):
+        ref = (a - b) / (2 * h)
+        np.testing.assert_allclose(value, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())

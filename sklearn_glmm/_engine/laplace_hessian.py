@@ -8,9 +8,11 @@ problem of its own and the Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` 
 sum over levels of closed forms: no evaluation at other points, where forward
 differences of the gradient cost one evaluation per parameter (a third of a small
 fit's evaluations) and carry an error of about 1e-4 relative. A family's own
-parameters (NB2's ``log theta``) are held at their values here; their rows and
-columns are taken by differences of the gradient (``optimize._hessian``), one
-evaluation each.
+parameters (NB2's ``log theta``) are held at their values here; with one scalar random
+effect and a family that gives its second derivatives in its one parameter
+(``extra_second_derivs``: NB2), that parameter's row and column are in closed form too
+(:func:`extra_column`); otherwise they are taken by differences of the gradient
+(``optimize._hessian``), one evaluation each.
 
 For one random effect per level (:func:`_scalar_hessian`; :func:`_vector_hessian` is
 the same with vectors and matrices): with ``eta_i = f_i + a_i u_j``
@@ -90,27 +92,9 @@ def _scalar_hessian(obj) -> np.ndarray:
     ``(P, P)`` sums are needed only summed over the levels with per-level factors:
     products ``D' diag(c) D`` with ``c`` per row; nothing of size ``(n, P, P)``.
     """
-    d, s, gi = obj.data, obj.state, obj.groups[0]
-    u = s["u"]
-    d1, w, w3, w4 = _derivatives(obj)
-    X = d.X
-    n, p = X.shape
-    a_vals = s["a_vals"]
-    a = a_vals[:, 0] if a_vals.shape[0] == n else np.full(n, a_vals[0, 0])
-    z = np.broadcast_to(d.factors[0].Z[:, 0], (n,))
-    hinv = obj.solver.hinv[:, 0, 0]
-    u_rows = gi.expand(u)
-    E = np.empty((n, p + 1))  # d eta / d(beta, theta) with the modes held
-    E[:, :p] = X
-    E[:, p] = z * u_rows
+    gi, p = obj.groups[0], obj.data.n_beta
+    d1, w, w3, w4, a, z, hinv, u_rows, E, U, D = _scalar_parts(obj)
     wa = w * a
-    # the modes' derivatives U (levels, P) and eta's total derivatives D (rows, P)
-    U = gi.sum(-wa[:, None] * E)
-    U[:, p] += gi.sum(z * d1)
-    U *= hinv[:, None]
-    D = gi.expand(U)
-    D *= a[:, None]
-    D += E
     H_psi = -(E * w[:, None]).T @ E + (U * (1.0 / hinv)[:, None]).T @ U
     w3a2 = w3 * a * a
     dh = gi.sum(w3a2[:, None] * D)  # dh_j / dp
@@ -131,6 +115,86 @@ def _scalar_hessian(obj) -> np.ndarray:
     dhs = dh * hinv[:, None]
     H = -2.0 * (H_psi - 0.5 * (M - dhs.T @ dhs))
     return 0.5 * (H + H.T)
+
+
+def _scalar_parts(obj):
+    """One scalar random effect's quantities at the state: the family's ``d1, w, w3,
+    w4``, each row's ``a`` and ``z``, the levels' ``h^-1``, the rows' modes, ``E`` (d eta
+    / d(beta, theta) with the modes held), the modes' derivatives ``U`` (levels, P) and
+    eta's total derivatives ``D`` (rows, P)."""
+    d, s, gi = obj.data, obj.state, obj.groups[0]
+    d1, w, w3, w4 = _derivatives(obj)
+    n, p = d.X.shape
+    a_vals = s["a_vals"]
+    a = a_vals[:, 0] if a_vals.shape[0] == n else np.full(n, a_vals[0, 0])
+    z = np.broadcast_to(d.factors[0].Z[:, 0], (n,))
+    hinv = obj.solver.hinv[:, 0, 0]
+    u_rows = gi.expand(s["u"])
+    E = np.empty((n, p + 1))
+    E[:, :p] = d.X
+    E[:, p] = z * u_rows
+    U = gi.sum(-(w * a)[:, None] * E)
+    U[:, p] += gi.sum(z * d1)
+    U *= hinv[:, None]
+    D = gi.expand(U)
+    D *= a[:, None]
+    D += E
+    return d1, w, w3, w4, a, z, hinv, u_rows, E, U, D
+
+
+def extra_column(obj):
+    """The Hessian's row and column of a family's one own parameter (NB2's ``log
+    theta``, ``l`` below), for one scalar random effect at the objective's state:
+    ``(P + 1,)``, its entries with ``(beta, theta)`` then with itself; None where the
+    family does not give :meth:`extra_second_derivs` there (a theta per row, the bound).
+
+    The module docstring's sums with ``l`` beside ``p``: ``l`` moves no ``a_i`` and no
+    ``eta_i`` with the modes held, but the family's derivatives themselves (``d_l, w_l``
+    from ``extra_derivs``; ``loglik_ll, d_ll, w_ll, w3_l`` from
+    ``extra_second_derivs``): ``U_l = h^-1 sum_i a_i d_l``, ``D_il = a_i U_l``,
+    ``h U_lq = sum_i A_iq (d_l - w D_il) - sum_i a_i (w_l + w3 D_il) D_iq
+    - sum_i a_i w_i A_iq U_l``, ``h U_ll = sum_i a_i (d_ll - 2 w_l D_il - w3 D_il^2)``,
+    ``dh_l = sum_i (w_l + w3 D_il) a_i^2``, ``d2h_lq = sum_i [(w3_l + w4 D_il) a_i^2 D_iq
+    + w3 a_i^2 (A_iq U_l + a_i U_lq) + 2 (w_l + w3 D_il) a_i A_iq]``, ``d2h_ll = sum_i
+    (w_ll + 2 w3_l D_il + w4 D_il^2 + w3 a_i U_ll) a_i^2``; ``d2 psi / dl dq = sum_i d_l
+    E_iq + sum_j h_j U_l U_jq`` and ``d2 psi / dl2 = sum_i loglik_ll + sum_j h_j U_l^2``.
+    """
+    d, s, gi = obj.data, obj.state, obj.groups[0]
+    fam = d.family
+    if d.n_extra != 1 or d.extra_designs is not None or not hasattr(fam, "extra_second_derivs"):
+        return None
+    eta = np.asarray(s["eta"], dtype=float)
+    args = (d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
+    second = fam.extra_second_derivs(*args)
+    if second is None:
+        return None
+    l_ll, d_ll, w_ll, w3_l = second
+    _, d_l, w_l = (v[0] for v in fam.extra_derivs(*args))
+    d1, w, w3, w4, a, z, hinv, u_rows, E, U, D = _scalar_parts(obj)
+    p = d.n_beta
+    h = 1.0 / hinv
+    U_l = hinv * gi.sum(a * d_l)
+    D_l = a * gi.expand(U_l)
+    col = np.empty(p + 2)
+    col[: p + 1] = E.T @ d_l + (U * (h * U_l)[:, None]).sum(axis=0)
+    col[p + 1] = l_ll.sum() + h @ (U_l * U_l)
+    wl = w_l + w3 * D_l
+    U_lq = gi.sum(-(a * wl)[:, None] * D)
+    U_lq[:, p] += gi.sum(z * (d_l - w * D_l)) - gi.sum(a * w * z) * U_l
+    U_lq *= hinv[:, None]
+    U_ll = hinv * gi.sum(a * (d_ll - 2.0 * w_l * D_l - w3 * D_l * D_l))
+    a2 = a * a
+    w3a3 = gi.sum(w3 * a2 * a)
+    dh = gi.sum((w3 * a2)[:, None] * D)
+    dh[:, p] += gi.sum(2.0 * w * a * z)
+    dh_l = gi.sum(wl * a2)
+    d2h = gi.sum(((w3_l + w4 * D_l) * a2)[:, None] * D) + w3a3[:, None] * U_lq
+    d2h[:, p] += gi.sum(w3 * a2 * z) * U_l + 2.0 * gi.sum(wl * a * z)
+    d2h_ll = gi.sum((w_ll + 2.0 * w3_l * D_l + w4 * D_l * D_l) * a2) + w3a3 * U_ll
+    d2logh = np.empty(p + 2)
+    d2logh[: p + 1] = (d2h * hinv[:, None] - dh_l[:, None] * dh * (hinv * hinv)[:, None]).sum(0)
+    d2logh[p + 1] = (d2h_ll * hinv - dh_l * dh_l * hinv * hinv).sum()
+    return -2.0 * (col - 0.5 * d2logh)
 
 
 def _vector_hessian(obj) -> np.ndarray:

@@ -518,6 +518,19 @@ class Objective(ModeSearch, LaplaceGradient):
             return None
         return laplace_hessian.laplace_hessian(self)
 
+    def exact_extra_column(self):
+        """The Hessian's row and column of the family's one own parameter (NB2's ``log
+        theta``) in closed form at the state of the last point evaluated, beside
+        :meth:`exact_hessian_block` (:func:`.laplace_hessian.extra_column`: Laplace, one
+        scalar random effect), or None where it does not apply."""
+        from . import laplace_hessian
+
+        if self.state is None or self.n_agq != 1 or not self._scalar:
+            return None
+        if not laplace_hessian.applies(self):
+            return None
+        return laplace_hessian.extra_column(self)
+
     # -- conditional distribution of u --------------------------------------
     def conditional_variances(self, f: int) -> np.ndarray:
         """Blocks of H^{-1} for factor ``f`` at the current mode, (n_levels, q, q)."""

@@ -320,6 +320,16 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
         block = obj.exact_hessian_block()
         if block is not None and len(block) == n:
             return block
+        # a family's one own parameter (NB2's log theta) in closed form too, where given
+        col = None
+        if block is not None and len(block) == n - 1 and hasattr(obj, "exact_extra_column"):
+            col = obj.exact_extra_column()
+        if col is not None:
+            H = np.empty((n, n))
+            H[: n - 1, : n - 1] = block
+            H[n - 1, :] = col
+            H[:, n - 1] = col
+            return H
     m = 0 if block is None else len(block)
     Hm = np.zeros((n, n))
     steps = _hessian_steps(obj, x)

@@ -86,6 +86,13 @@ class PartitionModel:
             val, _ = self.objective.value_and_grad(params)
             return self.objective.exact_hessian_block() if np.isfinite(val) else None
 
+    def exact_extra_column(self, params):
+        """This partition's closed-form row and column of the family's own parameter at
+        ``params`` (its levels' sums), or None where it does not apply."""
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            val, _ = self.objective.value_and_grad(params)
+            return self.objective.exact_extra_column() if np.isfinite(val) else None
+
     def level_information(self, k: int):
         return self.objective.level_information(k)
 
@@ -228,6 +235,16 @@ class PartitionedObjective(Objective):
         if any(b is None for b in blocks):
             return None
         return np.sum(blocks, axis=0)
+
+    def exact_extra_column(self):
+        """The closed-form row and column of the family's own parameter at the last
+        point evaluated: the sum of the partitions', or None where one has none."""
+        if self._last_params is None:
+            return None
+        cols = self._timed("exact_extra_column", self._last_params)
+        if any(c is None for c in cols):
+            return None
+        return np.sum(cols, axis=0)
 
     def level_information(self, k: int):
         """As in memory: the largest over every partition's levels."""

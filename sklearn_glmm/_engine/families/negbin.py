@@ -182,6 +182,48 @@ class NegativeBinomial2(Family):
             dl, dd1, dw = weights * dl, weights * dd1, weights * dw
         return dl[None], dd1[None], dw[None]
 
+    def extra_second_derivs(self, y, eta, trials, weights, extra, const=None):
+        """Second derivatives for the closed-form Hessian's ``log theta`` row and column
+        (:func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): in ``log theta``
+        of ``loglik``, ``d1`` and ``w``, and the derivative of ``w3`` in ``log theta``,
+        each (n,), weighted as :meth:`derivs`; None for a theta per row or on the bound
+        (the Poisson limit: there the row and column are taken by differences). With
+        ``s = theta / (theta + mu)`` and ``r = 1 - s``: ``d1_l = s r (y - mu)``,
+        ``d1_ll = (r - s) d1_l``, ``w_l = s r (r - s)(y + theta) + s r theta``,
+        ``w_ll = s r [(r - s)^2 - 2 s r](y + theta) + 2 s r (r - s) theta + s r theta``,
+        ``w3_l = w_l (s - r) + 2 s r w`` and ``loglik_ll = loglik_l + theta^2
+        [psi'(y + theta) - psi'(theta)] + theta r - s^2 (mu - y)``."""
+        lt = extra[0]
+        if type(lt) is np.ndarray or lt >= _UPPER:
+            return None
+        theta = np.exp(lt)
+        eta = np.minimum(eta, _ETA_MAX)
+        mu = np.exp(eta)
+        tm = theta + mu
+        s, r = theta / tm, mu / tm
+        _, log_y, zero = self.constant(y, trials) if const is None else const
+        mmy = mu - y if zero is None else _mu_minus_y(y, eta, log_y, zero, mu)
+        sr = s * r
+        with np.errstate(over="ignore"):
+            dl = theta * (
+                _digamma_shifted(y, theta)
+                - special.digamma(theta)
+                - np.logaddexp(0.0, eta - lt)
+                + mmy / tm
+            )
+            trigamma = by_count(y, lambda c: special.polygamma(1, c + theta))
+            dll = dl + theta * theta * (trigamma - special.polygamma(1, theta))
+        dll += theta * r - s * s * mmy
+        d1_l = -sr * mmy
+        d1_ll = (r - s) * d1_l
+        yt = y + theta
+        w = sr * yt
+        w_l = sr * (r - s) * yt + sr * theta
+        w_ll = sr * ((r - s) ** 2 - 2.0 * sr) * yt + 2.0 * sr * (r - s) * theta + sr * theta
+        w3_l = w_l * (s - r) + 2.0 * sr * w
+        out = (dll, d1_ll, w_ll, w3_l)
+        return out if weights is None else tuple(weights * v for v in out)
+
     def log_p0(self, eta, extra):
         lt = extra[0]
         limit = on_upper_bound(
