@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .laplace_hessian import _derivatives
+from .laplace_hessian import _scalar_parts
 from .quadrature import _rule
 
 MAX_CELLS = 4_000_000
@@ -63,12 +63,8 @@ def agq_hessian(obj) -> np.ndarray:
     P, k = p + 1, p  # theta's index
     G = gi.n_levels
     u = s["u"]
-    d0, w0, w3, w4 = _derivatives(obj)
-    a_vals = s["a_vals"]
-    a = a_vals[:, 0] if a_vals.shape[0] == n else np.full(n, a_vals[0, 0])
-    z = np.broadcast_to(d.factors[0].Z[:, 0], (n,))
-    hinv = obj.solver.hinv[:, 0, 0]
-    u_rows = gi.expand(u)
+    # the mode's derivatives and those of h_j (laplace_hessian's docstring)
+    d0, w0, w3, w4, a, z, hinv, _, _, U, D, dh = _scalar_parts(obj)
 
     if gi.contiguous:
 
@@ -81,17 +77,7 @@ def agq_hessian(obj) -> np.ndarray:
         def sums(v):
             return np.asarray(S @ v.reshape(n, -1)).reshape((G,) + v.shape[1:])
 
-    # the mode's derivatives and those of h_j (laplace_hessian's docstring)
-    E = np.empty((n, P))
-    E[:, :p] = d.X
-    E[:, k] = z * u_rows
-    U = sums(-(w0 * a)[:, None] * E)
-    U[:, k] += gi.sum(z * d0)
-    U *= hinv[:, None]
-    D = E + a[:, None] * gi.expand(U)
     DD = D[:, :, None] * D[:, None, :]
-    dh = sums((w3 * a * a)[:, None] * D)
-    dh[:, k] += 2.0 * gi.sum(w0 * a * z)
     c = gi.sum(a * w0 * z)
     U2 = sums((a * w3)[:, None, None] * DD)
     U2 = -_sym_theta(U2, sums((w0 * z)[:, None] * D) + c[:, None] * U, k)

@@ -93,12 +93,10 @@ def _scalar_hessian(obj) -> np.ndarray:
     products ``D' diag(c) D`` with ``c`` per row; nothing of size ``(n, P, P)``.
     """
     gi, p = obj.groups[0], obj.data.n_beta
-    d1, w, w3, w4, a, z, hinv, u_rows, E, U, D = _scalar_parts(obj)
+    d1, w, w3, w4, a, z, hinv, u_rows, E, U, D, dh = _scalar_parts(obj)
     wa = w * a
     H_psi = -(E * w[:, None]).T @ E + (U * (1.0 / hinv)[:, None]).T @ U
     w3a2 = w3 * a * a
-    dh = gi.sum(w3a2[:, None] * D)  # dh_j / dp
-    dh[:, p] += gi.sum(2.0 * wa * z)
     # sum_j h_j^-1 d2h_j / dp dq, with f_j = h_j^-2 sum_i w3_i a_i^3 (the modes' second
     # derivatives enter through it)
     hr = gi.expand(hinv)
@@ -120,8 +118,8 @@ def _scalar_hessian(obj) -> np.ndarray:
 def _scalar_parts(obj):
     """One scalar random effect's quantities at the state: the family's ``d1, w, w3,
     w4``, each row's ``a`` and ``z``, the levels' ``h^-1``, the rows' modes, ``E`` (d eta
-    / d(beta, theta) with the modes held), the modes' derivatives ``U`` (levels, P) and
-    eta's total derivatives ``D`` (rows, P)."""
+    / d(beta, theta) with the modes held), the modes' derivatives ``U`` (levels, P),
+    eta's total derivatives ``D`` (rows, P) and ``dh_j / dp`` (levels, P)."""
     d, s, gi = obj.data, obj.state, obj.groups[0]
     d1, w, w3, w4 = _derivatives(obj)
     n, p = d.X.shape
@@ -139,7 +137,9 @@ def _scalar_parts(obj):
     D = gi.expand(U)
     D *= a[:, None]
     D += E
-    return d1, w, w3, w4, a, z, hinv, u_rows, E, U, D
+    dh = gi.sum((w3 * a * a)[:, None] * D)
+    dh[:, p] += gi.sum(2.0 * (w * a) * z)
+    return d1, w, w3, w4, a, z, hinv, u_rows, E, U, D, dh
 
 
 def extra_column(obj):
@@ -170,7 +170,7 @@ def extra_column(obj):
         return None
     l_ll, d_ll, w_ll, w3_l = second
     _, d_l, w_l = (v[0] for v in fam.extra_derivs(*args))
-    d1, w, w3, w4, a, z, hinv, u_rows, E, U, D = _scalar_parts(obj)
+    d1, w, w3, w4, a, z, hinv, u_rows, E, U, D, dh = _scalar_parts(obj)
     p = d.n_beta
     h = 1.0 / hinv
     U_l = hinv * gi.sum(a * d_l)
@@ -185,8 +185,6 @@ def extra_column(obj):
     U_ll = hinv * gi.sum(a * (d_ll - 2.0 * w_l * D_l - w3 * D_l * D_l))
     a2 = a * a
     w3a3 = gi.sum(w3 * a2 * a)
-    dh = gi.sum((w3 * a2)[:, None] * D)
-    dh[:, p] += gi.sum(2.0 * w * a * z)
     dh_l = gi.sum(wl * a2)
     d2h = gi.sum(((w3_l + w4 * D_l) * a2)[:, None] * D) + w3a3[:, None] * U_lq
     d2h[:, p] += gi.sum(w3 * a2 * z) * U_l + 2.0 * gi.sum(wl * a * z)

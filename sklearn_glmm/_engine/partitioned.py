@@ -229,22 +229,22 @@ class PartitionedObjective(Objective):
     def exact_hessian_block(self):
         """The closed-form Hessian block at the last point evaluated: the sum of the
         partitions' (every term is a sum over levels), or None where one has none."""
-        if self._last_params is None:
-            return None
-        blocks = self._timed("exact_hessian_block", self._last_params)
-        if any(b is None for b in blocks):
-            return None
-        return np.sum(blocks, axis=0)
+        return self._summed("exact_hessian_block")
 
     def exact_extra_column(self):
         """The closed-form row and column of the family's own parameter at the last
         point evaluated: the sum of the partitions', or None where one has none."""
+        return self._summed("exact_extra_column")
+
+    def _summed(self, method):
+        """The partitions' ``method`` at the last point evaluated, summed (every term is
+        a sum over levels), or None where one has none."""
         if self._last_params is None:
             return None
-        cols = self._timed("exact_extra_column", self._last_params)
-        if any(c is None for c in cols):
+        parts = self._timed(method, self._last_params)
+        if any(v is None for v in parts):
             return None
-        return np.sum(cols, axis=0)
+        return np.sum(parts, axis=0)
 
     def level_information(self, k: int):
         """As in memory: the largest over every partition's levels."""

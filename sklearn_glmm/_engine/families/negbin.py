@@ -161,13 +161,24 @@ class NegativeBinomial2(Family):
         )
         if limit is not None:
             return limit
+        theta, mu, tm, s, r, mmy, dl = self._log_theta_terms(y, eta, trials, lt, const)
+        dd1 = -s * r * mmy
+        dw = s * r * (2.0 * theta * mu + y * mu - theta * y) / tm
+        if weights is not None:
+            dl, dd1, dw = weights * dl, weights * dd1, weights * dw
+        return dl[None], dd1[None], dw[None]
+
+    def _log_theta_terms(self, y, eta, trials, lt, const):
+        """``theta, mu, theta + mu, s, r``, ``mu - y`` (without cancellation where mu is
+        near a large y) and the unweighted derivative of ``loglik`` in ``log theta``
+        ``lt`` (below the bound): what :meth:`extra_derivs` and
+        :meth:`extra_second_derivs` share."""
         theta = np.exp(lt)
         eta = np.minimum(eta, _ETA_MAX)
         mu = np.exp(eta)
         tm = theta + mu
         s, r = theta / tm, mu / tm
         _, log_y, zero = self.constant(y, trials) if const is None else const
-        # mu - y without cancellation where mu is near a large y
         mmy = mu - y if zero is None else _mu_minus_y(y, eta, log_y, zero, mu)
         with np.errstate(over="ignore"):
             dl = theta * (
@@ -176,11 +187,7 @@ class NegativeBinomial2(Family):
                 - np.logaddexp(0.0, eta - lt)
                 + mmy / tm
             )
-        dd1 = -s * r * mmy
-        dw = s * r * (2.0 * theta * mu + y * mu - theta * y) / tm
-        if weights is not None:
-            dl, dd1, dw = weights * dl, weights * dd1, weights * dw
-        return dl[None], dd1[None], dw[None]
+        return theta, mu, tm, s, r, mmy, dl
 
     def extra_second_derivs(self, y, eta, trials, weights, extra, const=None):
         """Second derivatives for the closed-form Hessian's ``log theta`` row and column
@@ -196,21 +203,9 @@ class NegativeBinomial2(Family):
         lt = extra[0]
         if type(lt) is np.ndarray or lt >= _UPPER:
             return None
-        theta = np.exp(lt)
-        eta = np.minimum(eta, _ETA_MAX)
-        mu = np.exp(eta)
-        tm = theta + mu
-        s, r = theta / tm, mu / tm
-        _, log_y, zero = self.constant(y, trials) if const is None else const
-        mmy = mu - y if zero is None else _mu_minus_y(y, eta, log_y, zero, mu)
+        theta, mu, tm, s, r, mmy, dl = self._log_theta_terms(y, eta, trials, lt, const)
         sr = s * r
         with np.errstate(over="ignore"):
-            dl = theta * (
-                _digamma_shifted(y, theta)
-                - special.digamma(theta)
-                - np.logaddexp(0.0, eta - lt)
-                + mmy / tm
-            )
             trigamma = by_count(y, lambda c: special.polygamma(1, c + theta))
             dll = dl + theta * theta * (trigamma - special.polygamma(1, theta))
         dll += theta * r - s * s * mmy
