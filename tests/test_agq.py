@@ -228,6 +228,35 @@ def test_agq_gradient_follows_the_latest_evaluation():
     np.testing.assert_allclose(grad3, ref_grad3, rtol=1e-7, atol=1e-7 * np.abs(grad3).max())
 
 
+@pytest.mark.parametrize("fam,zi", [("binomial", False), ("negbin", True)])
+def test_agq_gradient_without_mode_derivatives_is_the_same_gradient(fam, zi):
+    """Inside ``without_mode_derivatives`` (the Hessian's shifted points, the Laplace
+    fit's quadrature check) the quadrature's gradient leaves the modes' derivatives
+    out: the same gradient bit for bit, and the derivatives kept are the last ones
+    made."""
+    obj, params = _agq_objective(fam, zi, "shuffled")
+    ref, _ = _agq_objective(fam, zi, "shuffled")
+    g_ref = ref.value_and_grad(params)[1]
+    with obj.without_mode_derivatives():
+        g = obj.value_and_grad(params)[1]
+        assert not obj.has_mode_derivatives
+    np.testing.assert_array_equal(g, g_ref)
+    np.testing.assert_array_equal(obj.gradient(params), g_ref)  # and now with them
+    np.testing.assert_array_equal(obj._predictor[2], ref._predictor[2])
+
+
+def test_laplace_quadrature_check_leaves_the_mode_derivatives_as_they_were():
+    """The quadrature's value and gradient at a Laplace fit's modes (the check after a
+    Laplace fit) keep the Laplace gradient's mode derivatives: the next evaluation
+    starts from them."""
+    obj, params = _agq_objective("poisson", n_agq=1)
+    obj.value_and_grad(params)
+    before = obj._predictor
+    val, grad = obj.quadrature_at_modes(params, 9)
+    assert np.isfinite(val) and np.all(np.isfinite(grad))
+    assert obj._predictor is before and obj.n_agq == 1
+
+
 _LARGE_SD_CASES = [
     ("binomial", False, True),  # binary outcomes
     ("binomial", False, False),  # several trials

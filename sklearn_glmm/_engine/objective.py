@@ -498,7 +498,8 @@ class Objective(ModeSearch, LaplaceGradient):
             val = agq_deviance(self, theta)
             if not np.isfinite(val):
                 return np.inf, np.zeros(len(params))
-            return val, self.gradient(params)
+            with self.without_mode_derivatives():  # no evaluation starts from them
+                return val, self.gradient(params)
         finally:
             self.n_agq = 1
             self._predictor = predictor

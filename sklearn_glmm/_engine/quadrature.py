@@ -277,7 +277,7 @@ def agq_gradient(obj: Objective) -> np.ndarray:
     are the family's own (:func:`_extra_partials`). With
     one node (``z = 0``, ``s = G = 0``) this is the Laplace gradient. As the
     Laplace gradient does, it leaves ``du~/d(beta, theta)`` on the objective as
-    the next evaluation's starting modes.
+    the next evaluation's starting modes (not inside ``without_mode_derivatives``).
     """
     if not obj._scalar:
         from .quadrature_vector import agq_gradient_vector
@@ -325,12 +325,13 @@ def agq_gradient(obj: Objective) -> np.ndarray:
     # theta: eta_ik moves by z_i u_jk at the nodes (z_i u~_j at the mode, in psi),
     # G_j by sum_i z_i d1_i and H_j by 2 sum_i w_i a_i z_i
     g[p] = zr @ (psi * u_rows + gi.expand(sd) * d1_z + r_rows * der.d1 + 2.0 * e_rows * der.w * a)
-    # du~/d(beta, theta) = H^{-1} dG/d(beta, theta): the next evaluation's start
-    wa = der.w * a
-    J = np.empty((len(u), p + 1))
-    J[:, :p] = gi.sum(wa[:, None] * d.X) * -hinv[:, None]
-    J[:, p] = hinv * (gi.sum(der.d1 * zr) - gi.sum(wa * zr * u_rows))
-    obj.keep_mode_derivatives(J)
+    if obj.mode_derivatives_wanted:
+        # du~/d(beta, theta) = H^{-1} dG/d(beta, theta): the next evaluation's start
+        wa = der.w * a
+        J = np.empty((len(u), p + 1))
+        J[:, :p] = gi.sum(wa[:, None] * d.X) * -hinv[:, None]
+        J[:, p] = hinv * (gi.sum(der.d1 * zr) - gi.sum(wa * zr * u_rows))
+        obj.keep_mode_derivatives(J)
     if n_blocks:
         partials = _extra_partials(obj, s["eta"], ("d1", "w"))
         for e, (dd1, dw) in enumerate(partials):

@@ -236,7 +236,7 @@ def agq_gradient_vector(obj: Objective) -> np.ndarray:
     (``c_i = a_i' E_j a_i``) and those of the rows' ``deta_i/dp`` (mode held) into
     ``psi_i``, each parameter costs one product with per-row vectors. As the
     Laplace gradient does, it leaves ``du~/d(beta, theta)`` for the next
-    evaluation's starting modes.
+    evaluation's starting modes (not inside ``without_mode_derivatives``).
     """
     d, s, gi = obj.data, obj.state, obj.groups[0]
     qd = _quadrature(obj)
@@ -270,7 +270,8 @@ def agq_gradient_vector(obj: Objective) -> np.ndarray:
         per_row = psi * u_rows[:, col] + Sd[:, col] + rho_rows[:, col] * der.d1
         g_theta[k] = f.Z[:, r] @ (per_row + 2.0 * der.w * Ea[:, col])
     g = [d.X.T @ psi, g_theta]
-    obj.keep_mode_derivatives(_mode_derivative(obj, lev))
+    if obj.mode_derivatives_wanted:  # the next evaluation's start
+        obj.keep_mode_derivatives(_mode_derivative(obj, lev))
     if len(s["extra"]):
         partials = _q._extra_partials(obj, s["eta"], ("d1", "w"))
         for e, (dd1, dw) in enumerate(partials):
