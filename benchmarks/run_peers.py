@@ -36,6 +36,11 @@ builds its design too). A case a peer cannot fit is ``-`` with the reason; a pee
 that raises or warns is reported, not dropped. ``dLL`` is our log-likelihood minus the
 peer's (every constant included by every engine here).
 
+``--compiled`` also times ours with ``set_config(compiled=True)`` (numba's kernels, an
+optional extra; loaded in the untimed first fit), column ``ours c ms``. The summary gives
+each engine's median time on the cases it fits beside ours on the same cases, and the
+median over the cases of the fastest peer's time.
+
 ``--threads 1`` runs the engines with one thread each: ``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``RAYON_NUM_THREADS`` (glmm's thread
 pool) set to 1 in a fresh process, ``threadpoolctl`` limits and GPBoost's
@@ -96,14 +101,18 @@ def _timed(fit, n):
     return float(np.median(times)), times, out
 
 
-def time_ours(case: str, n: int) -> dict:
+def time_ours(case: str, n: int, compiled: bool = False) -> dict:
+    """Our fit of ``case``; ``compiled``: with ``set_config(compiled=True)`` (numba's
+    kernels, loaded in the untimed first fit)."""
     from reference import case_data, make_estimator
+
+    from sklearn_glmm import config_context
 
     spec, X, y, groups, kw = case_data(case)
 
     def fit():
         est = make_estimator(spec)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), config_context(compiled=compiled):
             warnings.simplefilter("ignore")
             est.fit(X, y, groups=groups, **kw)
         return est
@@ -417,6 +426,8 @@ def worker(args) -> dict:
     if "fits" in args.sections:
         for case in args.cases:
             row = {"ours": time_ours(case, args.n)}
+            if args.compiled:
+                row["ours_compiled"] = time_ours(case, args.n, compiled=True)
             if not args.no_glmm and _has("glmm"):
                 row["glmm"] = time_glmm(case, args.n)
             if not args.no_gpboost and _has("gpboost"):
@@ -458,6 +469,7 @@ def run_setting(args, threads: str) -> dict:
         ]
         cmd += ["--cases", *args.cases, "--scheduler", args.scheduler]
         cmd += ["--no-glmm"] * args.no_glmm + ["--no-gpboost"] * args.no_gpboost
+        cmd += ["--compiled"] * args.compiled
         subprocess.run(cmd, check=True, env=env, cwd=ROOT)
         out = json.loads(path.read_text())
     if "fits" in args.sections and not args.no_r:
@@ -535,6 +547,8 @@ def rows_of(setting: dict, ref_ll: dict) -> list[dict]:
             "ms_per_eval": 1000 * ours["s_per_evaluation"],
             "optimise_ms": 1000 * ours["optimise_s"],
         }
+        if "ours_compiled" in res:
+            row["compiled_ms"] = 1000 * res["ours_compiled"]["s"]
         r_s = (setting.get("r") or {}).get(case)
         row["R"] = {
             "engine": ref[case]["engine"],
@@ -568,7 +582,9 @@ def _f(x, spec):
 
 
 def render(rows: list[dict], markdown: bool) -> str:
-    heads = ["case", "rows", "ours ms", "evals", "ms/eval", "rest ms"]
+    compiled = any("compiled_ms" in r for r in rows)
+    heads = ["case", "rows", "ours ms"] + ["ours c ms"] * compiled
+    heads += ["evals", "ms/eval", "rest ms"]
     heads += ["R", "R ms", "R/ours", "dLL R"]
     heads += ["glmm ms", "glmm/ours", "dLL glmm", "GPB ms", "GPB/ours", "dLL GPB"]
     notes: list[str] = []
@@ -580,7 +596,8 @@ def render(rows: list[dict], markdown: bool) -> str:
 
     table = []
     for row in rows:
-        line = [row["case"], str(row["rows"]), _f(row["ours_ms"], ".1f"), str(row["evals"])]
+        line = [row["case"], str(row["rows"]), _f(row["ours_ms"], ".1f")]
+        line += [_f(row.get("compiled_ms"), ".1f")] * compiled + [str(row["evals"])]
         line += [_f(row["ms_per_eval"], ".2f"), _f(row["ours_ms"] - row["optimise_ms"], ".1f")]
         line += [row["R"]["engine"]]
         line += cell(row["R"]) + cell(row["glmm"]) + cell(row["GPBoost"])
@@ -615,7 +632,7 @@ def render(rows: list[dict], markdown: bool) -> str:
         out = ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
         out += ["| " + " | ".join(line) + " |" for line in table]
     else:
-        widths = [17, 6, 9, 6, 9, 9, 9, 9, 8, 9, 9, 10, 10, 9, 9, 10]
+        widths = [17, 6, 9] + [10] * compiled + [6, 9, 9, 9, 9, 8, 9, 9, 10, 10, 9, 9, 10]
         out = [
             "".join(
                 f"{h:>{w}}" if i else f"{h:<{w}}" for i, (h, w) in enumerate(zip(heads, widths))
@@ -637,6 +654,14 @@ def summarise(rows: list[dict]) -> list[str]:
         f"median evaluations per fit: {np.median([r['evals'] for r in rows]):.0f}; "
         f"median ms per evaluation: {np.median([r['ms_per_eval'] for r in rows]):.2f}"
     ]
+    if any("compiled_ms" in r for r in rows):
+        ratios = [r["compiled_ms"] / r["ours_ms"] for r in rows if "compiled_ms" in r]
+        out.append(
+            f"median ours compiled (set_config(compiled=True)): "
+            f"{np.median([r['compiled_ms'] for r in rows if 'compiled_ms' in r]):.1f} ms; "
+            f"compiled/numpy median {np.median(ratios):.2f}, range "
+            f"{min(ratios):.2f}-{max(ratios):.2f}"
+        )
     for peer in ("R", "glmm", "GPBoost"):
         ratios = [r[peer]["ratio"] for r in rows if r[peer].get("ratio")]
         if ratios:
@@ -646,13 +671,30 @@ def summarise(rows: list[dict]) -> list[str]:
                 f"range {min(ratios):.2f}-{max(ratios):.2f}, "
                 f"peer faster on {faster} of {len(ratios)} cases"
             )
-    fastest = []
+    # each engine's median time on the cases it fits, beside ours on the same cases: the
+    # level a median-time target can be read against on this machine
+    for peer in ("R", "glmm", "GPBoost"):
+        both = [(r[peer]["ms"], r["ours_ms"]) for r in rows if r[peer].get("ms")]
+        if both:
+            theirs, ours = zip(*both)
+            out.append(
+                f"{peer} median: {np.median(theirs):.1f} ms on the {len(both)} cases it fits "
+                f"(ours {np.median(ours):.1f} ms on the same cases)"
+            )
+    fastest, best = [], []
     for r in rows:
         peers = [(r[p]["ms"], p) for p in PEERS if r[p].get("ms")]
         if peers:
             ms, p = min(peers)
+            best.append((ms, r["ours_ms"]))
             if ms < r["ours_ms"]:
                 fastest.append(f"{r['case']} ({p} {ms / r['ours_ms']:.2f}x)")
+    if best:
+        peer_ms, ours_ms = zip(*best)
+        out.append(
+            f"fastest peer per case, median: {np.median(peer_ms):.1f} ms on {len(best)} cases "
+            f"(ours {np.median(ours_ms):.1f} ms on the same cases)"
+        )
     out.append(f"cases where a peer is faster than ours: {', '.join(fastest) or 'none'}")
     return out
 
@@ -704,6 +746,11 @@ def main(argv=None):
     ap.add_argument("--no-r", action="store_true", help="skip lme4 / glmmTMB")
     ap.add_argument("--no-glmm", action="store_true")
     ap.add_argument("--no-gpboost", action="store_true")
+    ap.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time ours with set_config(compiled=True) (needs numba): column 'ours c ms'",
+    )
     ap.add_argument("--json", type=Path, help="write every measurement to this JSON file")
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
