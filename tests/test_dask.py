@@ -93,6 +93,7 @@ def _same(m_mem, m_dask):
         (PoissonGLMM, "poisson", None),
         (PoissonGLMM, "poisson", "1 + t"),
         (NegBinGLMM, "negbin", None),
+        (NegBinGLMM, "negbin", "1 + t"),
     ],
 )
 def test_partitioned_equals_in_memory(client, est_cls, family, re):

@@ -357,6 +357,35 @@ def test_negative_binomial_theta_column(log_theta, opts):
     np.testing.assert_allclose(col, ref[4], atol=1e-6 * np.abs(ref).max(), rtol=0)
 
 
+@pytest.mark.parametrize("log_theta", [-0.5, 1.2, 4.0, 8.0])
+@pytest.mark.parametrize("diagonal", [False, True])
+@pytest.mark.parametrize("cov", ["typical", "one zero", "strong correlation"])
+def test_negative_binomial_theta_column_with_random_slopes(log_theta, diagonal, cov):
+    """NB2's ``log theta`` row and column in closed form with an intercept and a slope
+    per level (the vector sums): within 1e-6 of the largest entry of extrapolated
+    differences of the gradient, and the fit's Hessian is made of it and the block."""
+    rng = np.random.default_rng([int(10 * log_theta) + 300, diagonal, len(cov)])
+    obj = _vector_objective("negbin", rng, diagonal=diagonal, shuffle=cov == "one zero")
+    theta = {
+        "typical": [0.7, 0.2, 0.4],
+        "one zero": [0.6, 0.3, 0.0],
+        "strong correlation": [0.8, 0.75, 0.05],
+    }[cov]
+    if diagonal:
+        theta = [theta[0], theta[2]]
+    x = np.array([0.1, 0.4, -0.2, *theta, log_theta])
+    obj.value_and_grad(x)
+    col = lh.extra_column(obj)
+    block = lh.laplace_hessian(obj)
+    m = len(block)
+    H = hessian(obj, x)
+    np.testing.assert_array_equal(H[m], col)
+    np.testing.assert_array_equal(H[:, m], col)
+    np.testing.assert_array_equal(H[:m, :m], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(col, ref[m], atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
 def test_negative_binomial_theta_column_on_the_bound():
     """Theta on its bound (the Poisson limit): no closed form, the row and column by
     differences as before."""

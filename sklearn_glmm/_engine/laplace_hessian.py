@@ -8,11 +8,11 @@ problem of its own and the Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` 
 sum over levels of closed forms: no evaluation at other points, where forward
 differences of the gradient cost one evaluation per parameter (a third of a small
 fit's evaluations) and carry an error of about 1e-4 relative. A family's own
-parameters (NB2's ``log theta``) are held at their values here; with one scalar random
-effect and a family that gives its second derivatives in its one parameter
-(``extra_second_derivs``: NB2), that parameter's row and column are in closed form too
-(:func:`extra_column`); otherwise they are taken by differences of the gradient
-(``optimize._hessian``), one evaluation each.
+parameters (NB2's ``log theta``) are held at their values here; with a family that
+gives its second derivatives in its one parameter (``extra_second_derivs``: NB2, one
+value for all rows), that parameter's row and column are in closed form too
+(:func:`extra_column`; :func:`_vector_extra_column` for ``q >= 2``); otherwise they
+are taken by differences of the gradient (``optimize._hessian``), one evaluation each.
 
 For one random effect per level (:func:`_scalar_hessian`; :func:`_vector_hessian` is
 the same with vectors and matrices): with ``eta_i = f_i + a_i u_j``
@@ -144,7 +144,8 @@ def _scalar_parts(obj):
 
 def extra_column(obj):
     """The Hessian's row and column of a family's one own parameter (NB2's ``log
-    theta``, ``l`` below), for one scalar random effect at the objective's state:
+    theta``, ``l`` below), for one grouping factor at the objective's state (the sums
+    below for one scalar random effect; :func:`_vector_extra_column` for several):
     ``(P + 1,)``, its entries with ``(beta, theta)`` then with itself; None where the
     family does not give :meth:`extra_second_derivs` there (a theta per row, the bound).
 
@@ -168,8 +169,10 @@ def extra_column(obj):
     second = fam.extra_second_derivs(*args)
     if second is None:
         return None
-    l_ll, d_ll, w_ll, w3_l = second
     _, d_l, w_l = (v[0] for v in fam.extra_derivs(*args))
+    if not obj._scalar:
+        return _vector_extra_column(obj, (d_l, w_l), second)
+    l_ll, d_ll, w_ll, w3_l = second
     d1, w, w3, w4, a, z, hinv, u_rows, E, U, D, dh = _scalar_parts(obj)
     p = d.n_beta
     h = 1.0 / hinv
@@ -204,59 +207,126 @@ def _vector_hessian(obj) -> np.ndarray:
     covariance parameters move ``a``: ``A`` is kept for them alone). Arrays of
     ``(rows, P, q, q)`` (:data:`MAX_CELLS` at most, :func:`applies`); the sums over rows
     and levels are products of matrices (``_dot``)."""
-    d, s, gi = obj.data, obj.state, obj.groups[0]
-    f = d.factors[0]
-    q, p, T = f.q, d.n_beta, d.n_theta
-    P, G = p + T, f.n_levels
-    d1, w, w3, w4 = _derivatives(obj)
-    n = len(w)
-    a = np.asarray(s["a_vals"], dtype=float)  # (n, q): a_i = Lambda' z_i
-    Z = np.broadcast_to(f.Z, (n, q))
-    rr, cc = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
-    Hinv = obj.solver.hinv  # (G, q, q), symmetric
-    u_rows = gi.expand(s["u"].reshape(G, q))
-    A = np.zeros((n, T, q))  # d a_i / d theta
-    A[:, np.arange(T), cc] = Z[:, rr]
-    E = np.empty((n, P))  # d eta_i / dp with the modes held
-    E[:, :p] = d.X
-    E[:, p:] = Z[:, rr] * u_rows[:, cc]
-
-    def level_sums(v):  # (n, ...) -> (G, ...)
-        return gi.sum(v.reshape(n, -1)).reshape((G,) + v.shape[1:])
-
-    def rows(v):  # (G, ...) -> (n, ...)
-        return gi.expand(v.reshape(G, -1)).reshape((n,) + v.shape[1:])
-
-    rhs = -level_sums(E[:, :, None] * (w[:, None] * a)[:, None, :])
-    rhs[:, p:] += level_sums(A * d1[:, None, None])
-    U = np.matmul(rhs, Hinv)  # the modes' derivatives (G, P, q)
-    U_rows = rows(U)
-    D = E + np.einsum("na,npa->np", a, U_rows)  # eta's total derivatives
-    H_psi = -(E * w[:, None]).T @ E + _dot(np.matmul(U, np.linalg.inv(Hinv)), U)
-    # dH_j/dp and tr(H^-1 dH/dq H^-1 dH/dp)
-    aa = a[:, :, None] * a[:, None, :]
-    dH = level_sums((w3[:, None] * D)[:, :, None, None] * aa[:, None])
-    wAa = (w[:, None, None] * A)[:, :, :, None] * a[:, None, None, :]
-    dH[:, p:] += level_sums(wAa + np.swapaxes(wAa, 2, 3))
-    M = np.matmul(Hinv[:, None], dH)  # (G, P, q, q)
-    tr_MM = _dot(M.reshape(G, P, q * q), np.swapaxes(M, 2, 3).reshape(G, P, q * q))
+    v = _vector_parts(obj)
+    p, w, w3, w4, a, A, E, U, U_rows, D = (
+        v.p, v.w, v.w3, v.w4, v.a, v.A, v.E, v.U, v.U_rows, v.D
+    )  # fmt: skip
+    H_psi = -(E * w[:, None]).T @ E + _dot(np.matmul(U, np.linalg.inv(v.Hinv)), U)
+    tr_MM = _dot(v.M.reshape(v.G, v.P, -1), np.swapaxes(v.M, 2, 3).reshape(v.G, v.P, -1))
     # sum_j tr(H_j^-1 d2H_j/dp dq), the modes' second derivatives folded in through
     # beta_j = H_j^-1 sum_i w3_i c_i a_i
-    Hinv_rows = rows(Hinv)
-    k = np.einsum("nab,nb->na", Hinv_rows, a)
-    c = np.einsum("na,na->n", a, k)
-    b_rows = rows(np.einsum("gab,gb->ga", Hinv, gi.sum((w3 * c)[:, None] * a)))
+    c = v.c
+    b_rows = v.rows(np.einsum("gab,gb->ga", v.Hinv, v.level_sums((w3 * c)[:, None] * a)))
     rho = np.einsum("na,na->n", b_rows, a)
     gamma = np.einsum("nta,na->nt", A, b_rows)  # beta_j' A_i, theta's columns
-    alpha = np.einsum("nta,na->nt", A, k)  # a_i' H_j^-1 A_i
+    alpha = np.einsum("nta,na->nt", A, v.k)  # a_i' H_j^-1 A_i
     tr = (D * (w4 * c - rho * w3)[:, None]).T @ D
     AU = _dot(A * (w3 * c - rho * w)[:, None, None], U_rows)  # (T, P)
     AU += 2.0 * (alpha * w3[:, None]).T @ D - (gamma * w[:, None]).T @ D
     tr[p:] += AU
     tr[:, p:] += AU.T
-    tr[p:, p:] += 2.0 * _dot(A * w[:, None, None], np.matmul(A, Hinv_rows))
+    tr[p:, p:] += 2.0 * _dot(A * w[:, None, None], np.matmul(A, v.rows(v.Hinv)))
     H = -2.0 * (H_psi - 0.5 * (tr - tr_MM))
     return 0.5 * (H + H.T)
+
+
+class _VectorParts:
+    """The quantities of ``q >= 2`` random effects per level at the objective's state
+    (:func:`_vector_parts`), with the levels' sums and the rows' expansions of arrays
+    of any trailing shape."""
+
+    def __init__(self, obj):
+        d, s = obj.data, obj.state
+        self.gi = obj.groups[0]
+        f = d.factors[0]
+        q, p, T = f.q, d.n_beta, d.n_theta
+        self.q, self.p, self.T, self.P, self.G = q, p, T, p + T, f.n_levels
+        self.d1, self.w, self.w3, self.w4 = _derivatives(obj)
+        n = self.n = len(self.w)
+        self.a = np.asarray(s["a_vals"], dtype=float)  # (n, q): a_i = Lambda' z_i
+        Z = np.broadcast_to(f.Z, (n, q))
+        rr, cc = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
+        self.Hinv = obj.solver.hinv  # (G, q, q), symmetric
+        u_rows = self.gi.expand(s["u"].reshape(self.G, q))
+        self.A = np.zeros((n, T, q))  # d a_i / d theta
+        self.A[:, np.arange(T), cc] = Z[:, rr]
+        self.E = np.empty((n, self.P))  # d eta_i / dp with the modes held
+        self.E[:, :p] = d.X
+        self.E[:, p:] = Z[:, rr] * u_rows[:, cc]
+
+    def level_sums(self, v):  # (n, ...) -> (G, ...)
+        return self.gi.sum(v.reshape(self.n, -1)).reshape((self.G,) + v.shape[1:])
+
+    def rows(self, v):  # (G, ...) -> (n, ...)
+        return self.gi.expand(v.reshape(self.G, -1)).reshape((self.n,) + v.shape[1:])
+
+
+def _vector_parts(obj) -> _VectorParts:
+    """:class:`_VectorParts` with the modes' derivatives ``U`` (G, P, q) (and by row),
+    eta's total derivatives ``D`` (rows, P), ``M = H_j^-1 dH_j/dp`` (G, P, q, q), each
+    row's ``k = H_j^-1 a_i`` and ``c = a_i' H_j^-1 a_i``."""
+    v = _VectorParts(obj)
+    p, a, w, A, E = v.p, v.a, v.w, v.A, v.E
+    rhs = -v.level_sums(E[:, :, None] * (w[:, None] * a)[:, None, :])
+    rhs[:, p:] += v.level_sums(A * v.d1[:, None, None])
+    v.U = np.matmul(rhs, v.Hinv)  # the modes' derivatives (G, P, q)
+    v.U_rows = v.rows(v.U)
+    v.D = E + np.einsum("na,npa->np", a, v.U_rows)  # eta's total derivatives
+    # dH_j/dp, and M = H_j^-1 dH_j/dp
+    aa = a[:, :, None] * a[:, None, :]
+    dH = v.level_sums((v.w3[:, None] * v.D)[:, :, None, None] * aa[:, None])
+    wAa = (w[:, None, None] * A)[:, :, :, None] * a[:, None, None, :]
+    dH[:, p:] += v.level_sums(wAa + np.swapaxes(wAa, 2, 3))
+    v.M = np.matmul(v.Hinv[:, None], dH)  # (G, P, q, q)
+    v.k = np.einsum("nab,nb->na", v.rows(v.Hinv), a)
+    v.c = np.einsum("na,na->n", a, v.k)
+    return v
+
+
+def _vector_extra_column(obj, first, second):
+    """:func:`extra_column` for ``q >= 2`` random effects per level: its sums with
+    ``a_i``, ``U_l`` and ``U_jq`` vectors, ``h_j`` the matrix ``H_j`` (``first``: the
+    family's ``d_l, w_l``; ``second``: ``loglik_ll, d_ll, w_ll, w3_l``). With ``S_l =
+    sum_i a_i d_l = H_j U_l``: ``d2 psi / dl dq = sum_i d_l E_iq + U_jq' S_l`` and ``d2
+    psi / dl2 = sum_i loglik_ll + U_l' S_l``; ``H_j U_lq = sum_i A_iq (d_l - w D_il) -
+    sum_i a_i (w_l + w3 D_il) D_iq - sum_i w_i a_i A_iq' U_l``, ``H_j U_ll = sum_i a_i
+    (d_ll - 2 w_l D_il - w3 D_il^2)``; ``dH_l = sum_i (w_l + w3 D_il) a_i a_i'``,
+    ``d2H_lq = sum_i [(w3_l D_iq + w4 D_il D_iq + w3 (A_iq' U_l + a_i' U_lq)) a_i a_i'
+    + (w_l + w3 D_il) (A_iq a_i' + a_i A_iq')]``, ``d2H_ll = sum_i (w_ll + 2 w3_l D_il
+    + w4 D_il^2 + w3 a_i' U_ll) a_i a_i'``; the traces as :func:`_vector_hessian`'s."""
+    d_l, w_l = first
+    l_ll, d_ll, w_ll, w3_l = second
+    v = _vector_parts(obj)
+    p, a, w, w3, w4, A, D, c = v.p, v.a, v.w, v.w3, v.w4, v.A, v.D, v.c
+    S_l = v.level_sums(a * d_l[:, None])  # (G, q)
+    U_l = np.einsum("gab,gb->ga", v.Hinv, S_l)
+    U_l_rows = v.rows(U_l)
+    D_l = np.einsum("na,na->n", a, U_l_rows)
+    col = np.empty(v.P + 1)
+    col[: v.P] = v.E.T @ d_l + np.einsum("gpa,ga->p", v.U, S_l)
+    col[v.P] = l_ll.sum() + np.einsum("ga,ga->", U_l, S_l)
+    wl = w_l + w3 * D_l
+    AU_l = np.einsum("nta,na->nt", A, U_l_rows)  # A_iq' U_l, theta's columns
+    rhs = -v.level_sums(D[:, :, None] * (wl[:, None] * a)[:, None, :])
+    rhs[:, p:] += v.level_sums(A * (d_l - w * D_l)[:, None, None])
+    rhs[:, p:] -= v.level_sums(AU_l[:, :, None] * (w[:, None] * a)[:, None, :])
+    U_lq = np.matmul(rhs, v.Hinv)  # (G, P, q)
+    U_ll = np.einsum(
+        "gab,gb->ga", v.Hinv, v.level_sums(a * (d_ll - 2.0 * w_l * D_l - w3 * D_l * D_l)[:, None])
+    )
+    # tr(H_j^-1 d2H_j/dl dq) and tr(H_j^-1 d2H_j/dl2), summed over the levels
+    cw3a = v.level_sums((c * w3)[:, None] * a)  # (G, q)
+    tr = D.T @ (c * (w3_l + w4 * D_l)) + np.einsum("ga,gpa->p", cw3a, U_lq)
+    alpha = np.einsum("nta,na->nt", A, v.k)  # A_iq' H_j^-1 a_i
+    tr[p:] += AU_l.T @ (c * w3) + 2.0 * alpha.T @ wl
+    tr_ll = c @ (w_ll + 2.0 * w3_l * D_l + w4 * D_l * D_l) + np.einsum("ga,ga->", cw3a, U_ll)
+    # tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dl)
+    aa = a[:, :, None] * a[:, None, :]
+    M_l = np.matmul(v.Hinv, v.level_sums(wl[:, None, None] * aa))  # (G, q, q)
+    tr_MM = np.einsum("gpab,gba->p", v.M, M_l)
+    tr_MM_ll = np.einsum("gab,gba->", M_l, M_l)
+    d2logdet = np.append(tr - tr_MM, tr_ll - tr_MM_ll)
+    return -2.0 * (col - 0.5 * d2logdet)
 
 
 def _dot(X, Y):

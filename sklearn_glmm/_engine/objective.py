@@ -523,10 +523,10 @@ class Objective(ModeSearch, LaplaceGradient):
         """The Hessian's row and column of the family's one own parameter (NB2's ``log
         theta``) in closed form at the state of the last point evaluated, beside
         :meth:`exact_hessian_block` (:func:`.laplace_hessian.extra_column`: Laplace, one
-        scalar random effect), or None where it does not apply."""
+        grouping factor), or None where it does not apply."""
         from . import laplace_hessian
 
-        if self.state is None or self.n_agq != 1 or not self._scalar:
+        if self.state is None or self.n_agq != 1:
             return None
         if not laplace_hessian.applies(self):
             return None
