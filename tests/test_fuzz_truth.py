@@ -23,12 +23,21 @@ overdispersion). Each fit is checked against ``truth.py`` (numpy and scipy only)
   integral for AGQ with >= 25 nodes, else the fit's own approximation, computed
   independently) higher by more than 0.01;
 - ``below_glm``: the same kind of fit has a log-likelihood more than 0.01 below the
-  maximised log-likelihood of the nested GLM without random effects.
+  maximised log-likelihood of the nested GLM without random effects;
+- ``se_value``: such a fit, at an interior optimum (random-intercept SD above 1e-3, NB
+  theta finite, zero-inflation probability above 1e-3, no nearly flat Laplace mode, no
+  other failure), reports a fixed effect's ``std_error`` more than 1e-3 (relative) away
+  from that of the inverse Hessian of the objective it maximised (Laplace, or AGQ with
+  its nodes, 25 or more too), which ``truth.fixed_effect_standard_errors`` computes by
+  extrapolated second differences of the independent log-likelihood. Compared where
+  that computation's own error estimate is below 5e-4; the summary counts the fits
+  compared and those skipped, by reason.
 
 The value checks apply to every fit: ``loglik_`` is the log-likelihood at the reported
 parameters, whatever the warnings. The optimality checks apply to fits that claim
-success. The brute-force checks need one grouping factor with a scalar random
-intercept (``checkable`` cases); the others get the GLM and sanity checks.
+success. The brute-force checks and the standard errors need one grouping factor with
+a scalar random intercept (``checkable`` cases); the others get the GLM and sanity
+checks.
 
 Run ``python -m pytest -m slow tests/test_fuzz_truth.py`` for 1,500 data sets
 (``FUZZ_TRUTH_CASES`` and ``FUZZ_TRUTH_START`` choose others). One data set, with every
@@ -59,6 +68,17 @@ TOL_SAME_APPROX = 1e-4  # Laplace / AGQ against the independent Laplace / AGQ
 # say so (the library flags curvatures below 1e-3); its value is not compared.
 FLAT_LAPLACE = 1e-3
 ABSURD = 1e6
+# Standard errors: the reported ones against those of the Hessian of the independent
+# objective by extrapolated differences (truth.fixed_effect_standard_errors), compared
+# where that computation's own error estimate (truncation and rounding, a bound rather
+# than a guess: median 1.4e-5 in seeds 0-599, where the two agree to a median of 1e-8)
+# is below SE_NUMERICAL. A wrong closed form (a missing term, the Hessian of another
+# approximation, a coupling left out) moves SEs by percents; the library's Hessian by
+# differences of its gradient (zero-inflated fits) by 1e-4 at most in those seeds:
+# TOL_SE in between, twice SE_NUMERICAL.
+TOL_SE = 1e-3
+SE_NUMERICAL = 5e-4
+SE_MIN_SIGMA = 1e-3  # a random-intercept SD below this is at (or next to) its bound 0
 EXACT_NODES = 25  # AGQ rules checked against the integral itself (see the module notes)
 DOCUMENTED = (ValueError, FloatingPointError)
 # warnings about arithmetic or APIs, not about the fit: they do not excuse a wrong fit
@@ -75,6 +95,7 @@ FAILURE_KINDS = {
     "loglik_vs_integral": "AGQ >= 25 nodes: loglik_ != brute-force integral (> 1e-3)",
     "not_optimal": "converged, no warning, yet a better optimum nearby (> 0.01)",
     "below_glm": "converged, no warning, yet below the nested GLM (> 0.01)",
+    "se_value": "a fixed effect's std_error != that of the independent Hessian (> 1e-3 rel.)",
 }
 FAST_SEEDS = list(range(100_000, 100_030))
 N_SLOW = int(os.environ.get("FUZZ_TRUTH_CASES", "1500"))
@@ -98,6 +119,8 @@ class Outcome:
     warnings: list = field(default_factory=list)
     failures: list = field(default_factory=list)  # (kind, detail)
     numbers: dict = field(default_factory=dict)
+    # the standard errors: "compared", "skipped: <why>", or "" (not a clean checkable fit)
+    se_check: str = ""
     seconds: float = 0.0
 
     def fail(self, kind, detail):
@@ -237,6 +260,69 @@ def _against_truth(out, m, case, data):
         )
 
 
+def _se_skip_reason(out, m, case):
+    """Why the standard errors of a clean checkable fit are not compared ("" if they are)."""
+    params = fitted_params(m, case)
+    if out.failures:
+        return "another check failed"
+    if not params["sigma"] > SE_MIN_SIGMA:
+        return f"sigma below {SE_MIN_SIGMA:g}"
+    if not np.isfinite(params.get("theta", 1.0)):
+        return "NB theta infinite"
+    if case["zero_inflation"] and not params["zi"] > 1e-3:
+        return "zero inflation below 1e-3"
+    if out.numbers.get("min_curvature", np.inf) < FLAT_LAPLACE:
+        return "a nearly flat Laplace mode"
+    rows = ["(Intercept)", *map(str, case["X"].columns)]
+    if [str(r) for r in m.fixed_effects_.index] != rows:
+        return "fixed_effects_ rows not (Intercept) + X's columns"
+    if not np.all(np.isfinite(m.fixed_effects_["std_error"].to_numpy(dtype=float))):
+        return "a reported std_error not finite"
+    return ""
+
+
+def _standard_errors(out, m, case, data):
+    """The reported fixed-effect standard errors against the independent Hessian's."""
+    reason = _se_skip_reason(out, m, case)
+    if reason:
+        out.se_check = f"skipped: {reason}"
+        return
+    n_agq = case["params"].get("n_agq", 1)
+    # the objective the fit maximised: AGQ with its nodes, also with 25 nodes or more (the
+    # integral's curvature differs from the rule's by the rule's error: 5e-4 in an SE of
+    # seed 100020, AGQ with 25 nodes and a random-intercept SD of 4.2)
+    if n_agq > 1:
+        fun = lambda x: truth.agq_loglik(truth.unpack(x, data), data, n_agq)  # noqa: E731
+    else:
+        fun = lambda x: truth.laplace_loglik(truth.unpack(x, data), data)  # noqa: E731
+    t0 = time.perf_counter()
+    found = truth.fixed_effect_standard_errors(
+        fun, fitted_params(m, case), data, max_error=SE_NUMERICAL
+    )
+    nums = out.numbers
+    nums["se_truth_evaluations"] = found.n_evaluations
+    nums["se_truth_seconds"] = time.perf_counter() - t0
+    if found.se is None:
+        out.se_check = f"skipped: independent Hessian {found.reason}"
+        return
+    reported = m.fixed_effects_["std_error"].to_numpy(dtype=float)
+    rel = reported / found.se - 1.0
+    nums["se_reported"], nums["se_truth"] = reported, found.se
+    nums["se_rel_diff"], nums["se_truth_error"] = rel, found.error
+    nums["se_truth_step"] = found.step
+    if not found.error <= SE_NUMERICAL:
+        out.se_check = f"skipped: independent Hessian error > {SE_NUMERICAL:g}"
+        return
+    out.se_check = "compared"
+    if not np.max(np.abs(rel)) <= TOL_SE:
+        out.fail(
+            "se_value",
+            f"std_error {np.array2string(reported, precision=8)} vs independent "
+            f"{np.array2string(found.se, precision=8)} (relative "
+            f"{np.array2string(rel, precision=2)}, its error {found.error:.1e})",
+        )
+
+
 def check_case(seed: int) -> Outcome:
     """Fit the data set of ``seed`` and run every check."""
     t0 = time.perf_counter()
@@ -271,6 +357,8 @@ def check_fit(case, m, caught) -> Outcome:
                 "below_glm",
                 f"loglik_ {m.loglik_:.6f} vs nested GLM {out.numbers['glm_truth']:.6f}",
             )
+    if case["checkable"] and out.clean:
+        _standard_errors(out, m, case, data)
     return out
 
 
@@ -298,6 +386,7 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
         f"converged without warning {clean}",
         f"  Laplace value not compared (a level's mode nearly flat): {len(flat)} "
         f"{', '.join(map(str, flat[:max_seeds]))}",
+        _se_summary(outcomes),
         f"  {'failure kind':<20} {'count':>5}  example seeds",
     ]
     by_kind = defaultdict(list)
@@ -321,6 +410,27 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
         kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
         lines.append(f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed)}")
     return "\n".join(lines)
+
+
+def _se_summary(outcomes) -> str:
+    compared = [o for o in outcomes if o.se_check == "compared"]
+    n_se = sum(len(o.numbers["se_rel_diff"]) for o in compared)
+    seconds = sum(o.numbers.get("se_truth_seconds", 0.0) for o in outcomes)
+    line = f"  standard errors compared: {len(compared)} fits ({n_se} SEs, {seconds:.1f} s)"
+    if compared:
+        worst = max(compared, key=lambda o: np.max(np.abs(o.numbers["se_rel_diff"])))
+        line += (
+            f", largest relative difference {np.max(np.abs(worst.numbers['se_rel_diff'])):.1e}"
+            f" (seed {worst.seed}), largest error estimate "
+            f"{max(o.numbers['se_truth_error'] for o in compared):.1e}"
+        )
+    skipped = Counter(
+        o.se_check[len("skipped: ") :] for o in outcomes if o.se_check.startswith("skipped")
+    )
+    line += f"; skipped {sum(skipped.values())}"
+    if skipped:
+        line += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) + ")"
+    return line
 
 
 def _report(outcomes, capsys):
@@ -575,6 +685,36 @@ def test_truth_pack_and_unpack_are_inverse():
         assert back[k] == pytest.approx(params[k], rel=1e-12)
 
 
+def test_truth_standard_errors_from_differences_match_a_known_hessian():
+    # a log-likelihood with a known Hessian at its maximum (cubic and quartic terms that
+    # vanish there), on the packed coordinates of an NB model with a raw-scale predictor
+    rng = np.random.default_rng(9)
+    data = _small_data("negbin", rng)
+    data.X[:, 1] = data.X[:, 1] * 1e3 + 19_000.0
+    params = {"beta": np.array([-4.0, 2e-4]), "sigma": 0.05, "theta": 2.0}
+    x0 = truth.pack(params, data)
+    L = np.tril(rng.normal(size=(4, 4))) + 2.0 * np.eye(4)
+    D = np.diag(np.sqrt([3.0, 1.0, 0.3, 0.5]))  # sigma's steps capped at sigma itself
+    A = D @ L @ L.T @ D
+
+    def fun(x, noise=0.0):
+        d = x - x0
+        wobble = noise * np.sin(1e7 * np.sum(x * [1.0, 1.3, 1.7, 2.9]))  # like rounding
+        return -0.5 * d @ A @ d + 0.4 * d[0] ** 3 + 0.3 * d[0] ** 2 * d[1] - d[2] ** 4 + wobble
+
+    J = np.column_stack([truth.unpack(np.eye(4)[k], data)["beta"] for k in range(2)])
+    want = np.sqrt(np.diag(J @ np.linalg.inv(A)[:2, :2] @ J.T))
+    for noise in (0.0, 1e-9):
+        got = truth.fixed_effect_standard_errors(lambda x, n=noise: fun(x, n), params, data)
+        assert got.error <= 5e-4
+        np.testing.assert_allclose(got.se, want, rtol=max(got.error, 1e-9))
+    # a saddle is no maximum
+    got = truth.fixed_effect_standard_errors(
+        lambda x: fun(x) + 3.0 * (x - x0)[1] ** 2, params, data
+    )
+    assert got.se is None and got.reason == "not negative definite"
+
+
 # -- the harness catches wrong fits -----------------------------------------------------------
 
 
@@ -625,6 +765,20 @@ def test_harness_excuses_a_warned_fit_but_not_a_zero_standard_error():
     m.fixed_effects_ = table
     kinds = {k for k, _ in check_fit(case, m, caught + warned).failures}
     assert kinds == {"se_zero"}
+
+
+def test_harness_catches_a_wrong_standard_error():
+    case, m, caught = _ordinary_case()
+    assert check_fit(case, m, caught).se_check == "compared"
+    table = m.fixed_effects_.copy()
+    se = table["std_error"].to_numpy(dtype=float)
+    table["std_error"] = se * np.r_[1.0002, np.ones(len(se) - 1)]  # within TOL_SE
+    m.fixed_effects_ = table
+    assert not check_fit(case, m, caught).failures
+    table["std_error"] = se * np.r_[np.ones(len(se) - 1), 1.01]  # a wrong formula
+    m.fixed_effects_ = table
+    kinds = {k for k, _ in check_fit(case, m, caught).failures}
+    assert kinds == {"se_value"}
 
 
 # -- fits against the truth ----------------------------------------------------------------
@@ -692,6 +846,8 @@ def _main(argv):
         )
         for k, v in o.numbers.items():
             print(f"  {k}: {v}")
+        if o.se_check:
+            print(f"  standard errors: {o.se_check}")
         for kind, detail in o.failures:
             print(f"  FAIL {kind}: {detail}")
         if not o.failures:

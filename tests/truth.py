@@ -24,7 +24,12 @@ Every constant is included (log binomial coefficients, ``-log y!``), as in the l
 - :func:`glm_loglik`: the maximised log-likelihood of the nested GLM (no random effect;
   NB's theta and the zero-inflation probability free);
 - :func:`best_nearby`: Nelder-Mead (then Powell, when that improved anything) from a
-  given point, to see whether a better maximum lies next to a fit's.
+  given point, to see whether a better maximum lies next to a fit's;
+- :func:`fixed_effect_standard_errors`: the fixed effects' standard errors from the
+  Hessian of any of these log-likelihoods at its maximum, by central second differences
+  extrapolated over a ladder of steps (Richardson), with an estimate of their error.
+  For those differences the NB2 log-density keeps its terms in ``y`` free of rounding
+  that grows with ``y`` (log-Gamma ratios by Stirling's series for large counts).
 
 ``params`` is a dict: ``beta`` (coefficients of the columns of ``data.X``, the intercept
 column included), ``sigma`` (the random intercept's SD, 0 allowed), ``theta`` (NB only;
@@ -130,9 +135,26 @@ def _poisson(y, eta):
 
 
 def _lgamma_ratio(y, theta):
-    """log Gamma(y + theta) - log Gamma(theta) = log Gamma(y) - log B(y, theta) for y > 0."""
+    """log Gamma(y + theta) - log Gamma(theta) - log y!, for y >= 0.
+
+    Up to y = 1000 as log Gamma(y) - log B(y, theta) - log y!; above, whose log
+    Gammas are large numbers (6e9 at y = 3e8) whose rounding would move with theta,
+    from Stirling's series: with a = y + 1, c = theta - 1, log Gamma(a + c) - log Gamma(a)
+    = (a - 1/2) log1p(c / a) + c log(a + c) - c + tail(a + c) - tail(a).
+    """
     ypos = np.where(y > 0, y, 1.0)
-    return np.where(y > 0, special.gammaln(ypos) - special.betaln(ypos, theta), 0.0)
+    small = special.gammaln(ypos) - special.betaln(ypos, theta) - special.gammaln(ypos + 1.0)
+    a = np.maximum(ypos, 1000.0) + 1.0
+    c = theta - 1.0
+    large = (
+        (a - 0.5) * np.log1p(c / a)
+        + c * np.log(a + c)
+        - c
+        + _stirling_tail(a + c)
+        - _stirling_tail(a)
+        - special.gammaln(theta)
+    )
+    return np.where(y > 0, np.where(y > 1000.0, large, small), 0.0)
 
 
 def _stirling_tail(x):
@@ -152,21 +174,28 @@ def _negbin(y, eta, theta):
         ymm = _y_minus_mu(y, eta)
         # theta log(theta / (theta + mu)), free of the cancellation of two large logs
         size_term = -theta * np.log1p(np.exp(eta - log_theta))
+        # the terms in y are computed without rounding of order y x 1e-16 that moves with
+        # eta (1e-6 with counts of 1e8, enough to spoil second differences)
+        ypos = np.where(y > 0, y, 1.0)
         if theta < 1e4:
-            logp = _lgamma_ratio(y, theta) - special.gammaln(y + 1.0) + size_term
-            logp = logp + special.xlogy(y, r)
+            logp = _lgamma_ratio(y, theta) + size_term
+            # y log(mu / (theta + mu)) = -y log1p(theta / mu)
+            logp = logp + np.where(y > 0, -y * np.logaddexp(0.0, log_theta - eta), 0.0)
         else:
-            # Stirling's series for log Gamma(y + theta) - log Gamma(theta) - y log(theta + y),
-            # then y log((theta + y) / (theta + mu)) = y log1p((y - mu) / (theta + mu))
-            ratio = (
-                (theta - 0.5) * np.log1p(y / theta)
-                - y
-                + _stirling_tail(theta + y)
-                - _stirling_tail(theta)
+            # Stirling's series for log Gamma(y + theta) - log Gamma(theta) - y log(theta + y)
+            # + y, then y log((theta + y) / (theta + mu)) = y log1p((y - mu) / (theta + mu))
+            ratio = (theta - 0.5) * np.log1p(y / theta) + _stirling_tail(theta + y)
+            ratio = ratio - _stirling_tail(theta)
+            # y log y - y - log y!, by Stirling's series from y = 1000 (no large terms)
+            log_y = np.log(ypos)
+            big = np.maximum(ypos, 1000.0)
+            fact = np.where(
+                y >= 1000.0,
+                -0.5 * (_LOG_2PI + np.log(big)) - _stirling_tail(big),
+                ypos * log_y - ypos - special.gammaln(ypos + 1.0),
             )
-            y_eta_fact = np.where(y > 0, y * eta - special.gammaln(y + 1.0), 0.0)
-            logp = ratio + special.xlogy(y, 1.0 + ymm / np.exp(log_tm)) + y_eta_fact
-            logp = logp + size_term
+            in_y = y * np.log1p(ymm / np.exp(log_tm)) + y * (eta - log_y) + fact
+            logp = ratio + np.where(y > 0, in_y, 0.0) + size_term
     d1 = s * ymm
     d2 = -s * r * (y + theta)
     return logp, d1, d2
@@ -689,3 +718,179 @@ def best_nearby(fun, params, *, max_evaluations: int | None = None) -> Nearby:
             options={"xtol": 1e-5, "ftol": 1e-11, "maxfev": maxfev},
         )
     return Nearby(best[0], best[1], f0, count[0])
+
+
+# -- standard errors: the curvature of the log-likelihood at its maximum ------------------
+
+
+@dataclass
+class StandardErrors:
+    """What :func:`fixed_effect_standard_errors` found.
+
+    ``se``: the standard errors of ``beta`` (the columns of ``data.X``), ``None`` when not
+    computed (``reason`` says why); ``error``: their estimated relative error (the
+    largest over the coefficients); ``step``: the smallest of the steps behind the
+    estimate, in units of each coordinate's ``scale``.
+    """
+
+    se: np.ndarray | None
+    error: float = np.nan
+    step: float = np.nan
+    scale: np.ndarray | None = None
+    reason: str = ""
+    n_evaluations: int = 0
+
+
+def _coordinate_scales(f, x0, f0, cap):
+    """Per coordinate, the distance over which ``f`` falls by about 1/2 (its curvature
+    ``c`` by a second difference with ``c h^2`` between 1e-3 and 1, so that neither the
+    rounding of ``f`` nor its higher derivatives dominate), at most ``cap``; ``None``
+    where a coordinate's curvature is not positive."""
+    d = len(x0)
+    scale = np.empty(d)
+    for k in range(d):
+        h = 1e-3 * max(1.0, abs(x0[k]))
+        if np.isfinite(cap[k]):
+            h = min(h, 0.1 * cap[k])
+        c = np.nan
+        for _ in range(6):
+            e = np.zeros(d)
+            e[k] = h
+            c = -(f(x0 + e) + f(x0 - e) - 2.0 * f0) / h**2
+            if not (np.isfinite(c) and c > 0.0):
+                h *= 10.0  # rounding (or a curvature of the wrong sign): a longer step
+            elif c * h * h > 1.0:
+                h = 0.3 / np.sqrt(c)
+            elif c * h * h < 1e-3:
+                h = 0.1 / np.sqrt(c)
+            else:
+                break
+        if not (np.isfinite(c) and c > 0.0):
+            return None
+        scale[k] = min(1.0 / np.sqrt(c), cap[k])
+    return scale
+
+
+def difference_hessian(f, x0, f0, scale, h):
+    """The Hessian of ``f`` at ``x0`` in the coordinates ``u`` of ``x = x0 + scale * u``
+    by central second differences with step ``h`` in ``u``: the diagonal from
+    ``f(x0 +- h e_i)``, the off-diagonal from ``f(x0 +- h (e_i + e_j))`` less the diagonal
+    (``d (d + 1)`` evaluations, error ``O(h^2)`` in even powers of ``h``)."""
+    d = len(x0)
+    H = np.empty((d, d))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = h * scale[i]
+        H[i, i] = (f(x0 + e) + f(x0 - e) - 2.0 * f0) / h**2
+    for i in range(d):
+        for j in range(i + 1, d):
+            e = np.zeros(d)
+            e[i], e[j] = h * scale[i], h * scale[j]
+            both = (f(x0 + e) + f(x0 - e) - 2.0 * f0) / h**2
+            H[i, j] = H[j, i] = 0.5 * (both - H[i, i] - H[j, j])
+    return H
+
+
+def _rounding(f, x0, f0, scale, tau=1e-7):
+    """The rounding error of ``f`` near ``x0``: half the largest symmetric second
+    difference over ``tau`` scale units along two directions (where ``f`` itself moves
+    by ``tau^2 / 2`` ~ 5e-15 at a maximum, the gradient's part cancelling)."""
+    out = 0.0
+    for v in (np.ones(len(x0)), (-1.0) ** np.arange(len(x0))):
+        e = tau * scale * v
+        out = max(out, 0.5 * abs(f(x0 + e) + f(x0 - e) - 2.0 * f0))
+    return out
+
+
+def fixed_effect_standard_errors(fun, params: dict, data: GLMMData, *, max_error=5e-4):
+    """Standard errors of ``beta`` from the Hessian of the log-likelihood ``fun`` (a
+    function of :func:`pack`'s vector) at its maximum ``params``, by differences.
+
+    The covariance of the estimates is the inverse of the negative Hessian over every
+    parameter (``beta``, ``sigma``, ``log theta``, ``logit zi``); at a maximum its
+    ``beta`` block does not depend on how the others are parametrised. Each coordinate
+    is measured in its own scale (about one conditional standard error; ``sigma``'s at
+    most ``sigma`` itself, the log-likelihood being even in ``sigma``). Hessians by
+    central differences with steps ``h_k = 0.05 x 2^k`` scale units are extrapolated in
+    pairs (Richardson: ``E_k = (4 H(h_k) - H(h_{k+1})) / 3``, error ``O(h^4)``).
+
+    The error of the standard errors from ``E_k`` is estimated as the larger of two
+    bounds. Truncation: their largest relative difference from those of ``H(h_k)``
+    (whose truncation error is ``O(h^2)``, far above ``E_k``'s), or, where that is too
+    large, from those of ``E_{k+1}`` (about 16 times ``E_k``'s). Rounding: with the
+    rounding error ``eps`` of ``fun`` (:func:`_rounding`), each entry of ``E_k`` is off
+    by at most about ``8.5 eps / h_k^2``, and a relative standard error by at most half
+    the Hessian's error (Frobenius) times the norm of its inverse. ``E_0`` (steps 0.05
+    and 0.1) is taken when its error is below ``max_error``; otherwise the pairs of
+    extrapolations ``E_0`` and ``E_1`` (step 0.2 too), then also ``E_-1`` and ``E_1``
+    (0.025, 0.4), then one step further on the side that did best, and the
+    extrapolation with the smallest error.
+    """
+    x0 = pack(params, data)
+    d, p = len(x0), data.X.shape[1]
+    count = [0]
+
+    def f(x):
+        count[0] += 1
+        with np.errstate(all="ignore"):
+            return float(fun(x))
+
+    f0 = f(x0)
+    cap = np.full(d, np.inf)
+    cap[p] = abs(float(params["sigma"]))
+    scale = _coordinate_scales(f, x0, f0, cap)
+    if scale is None:
+        return StandardErrors(None, reason="not negative definite", n_evaluations=count[0])
+    eps = _rounding(f, x0, f0, scale)
+    # beta is linear in the packed coefficients: beta = J v
+    J = np.column_stack([unpack(np.eye(d)[k], data)["beta"] for k in range(p)])
+    hessians, extrapolated = {}, {}
+
+    def hessian(k):
+        if k not in hessians:
+            hessians[k] = difference_hessian(f, x0, f0, scale, 0.05 * 2.0**k)
+        return hessians[k]
+
+    def standard_errors(M):
+        """Of beta from the Hessian ``M`` in scale units, and the norm of its inverse
+        (None, inf unless negative definite)."""
+        if not np.all(np.isfinite(M)):
+            return None, np.inf
+        lowest = np.linalg.eigvalsh(-M).min()
+        if not lowest > 0.0:
+            return None, np.inf
+        cov = np.linalg.inv(-M)[:p, :p] * np.outer(scale[:p], scale[:p])
+        return np.sqrt(np.diag(J @ cov @ J.T)), 1.0 / lowest
+
+    def se_at(k):
+        """From the extrapolation ``E_k``, with its rounding bound."""
+        if k not in extrapolated:
+            se, norm = standard_errors((4.0 * hessian(k) - hessian(k + 1)) / 3.0)
+            rounding = 0.5 * d * 8.5 * eps / (0.05 * 2.0**k) ** 2 * norm
+            extrapolated[k] = se, rounding
+        return extrapolated[k]
+
+    def differ(a, b):
+        return np.inf if a is None or b is None else float(np.max(np.abs(a / b - 1.0)))
+
+    def error(k, against):
+        """E_k's error, its truncation judged against ``against``'s standard errors."""
+        se, rounding = se_at(k)
+        return max(differ(against, se), rounding)
+
+    errors = {0: error(0, standard_errors(hessian(0))[0])}
+    if errors[0] > max_error:
+        errors = {0: error(0, se_at(1)[0])}
+    if errors[0] > max_error:
+        errors[-1], errors[1] = error(-1, se_at(0)[0]), error(1, se_at(2)[0])
+        best = min(errors, key=errors.get)
+        if errors[best] > max_error and best != 0:  # one step further on the better side
+            errors[2 * best] = error(2 * best, se_at(2 * best + 1)[0])
+    best = min(errors, key=errors.get)
+    if not np.isfinite(errors[best]):
+        return StandardErrors(
+            None, scale=scale, reason="not negative definite", n_evaluations=count[0]
+        )
+    return StandardErrors(
+        se_at(best)[0], errors[best], 0.05 * 2.0**best, scale, n_evaluations=count[0]
+    )
