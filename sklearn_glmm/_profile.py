@@ -624,6 +624,8 @@ class Profiler:
         self.obj.u = self.u_keep.copy()
         self.F_hat = float(self.obj.evaluate(self.x_hat))
         self.lower_found = None  # (parameter, deviance) if profiling found a better fit
+        # whether the side being profiled passed a point below the fit's deviance
+        self.dipped = False
         self.hessian = getattr(est.fit_result_, "hessian", None)
         self._slices = {}
         self._warned = set()
@@ -745,8 +747,10 @@ class Profiler:
     def zeta(self, k, value, start):
         F, x = self.point(k, value, start)
         dev = F - self.F_hat
-        if dev < -1e-3 and (self.lower_found is None or F < self.lower_found[1]):
-            self.lower_found = (self.pmap.names[k], F)
+        if dev < -1e-3:
+            self.dipped = True
+            if self.lower_found is None or F < self.lower_found[1]:
+                self.lower_found = (self.pmap.names[k], F)
         return np.sign(value - self.phi_hat[k]) * np.sqrt(max(dev, 0.0)), x
 
 
@@ -759,7 +763,9 @@ def _lower_found_message(est, name, deviance) -> str:
     matched glmmTMB and the true integral: a profile point 6 units "better", its true
     likelihood 3 units worse)."""
     found = (
-        f"profiling {name} found a deviance {deviance:.4f} below the fit's {-2 * est.loglik_:.4f}"
+        f"profiling {name} found a deviance {deviance:.4f} below the fit's "
+        f"{-2 * est.loglik_:.4f} (its limit on each side where the profile went below the "
+        "fit's deviance is not reported: NaN)"
     )
     if est.fit_result_.family.log_concave:
         return (
@@ -942,12 +948,23 @@ def profile_parameter(est, k: int, level: float, se_k: float, max_iter=500, tol=
         step = _initial_step(pmap, k, se_k, prof.phi_hat[k])
         trace = [(prof.phi_hat[k], 0.0)]
         try:
-            lower = profile_limit(prof, k, -1, zc, step, trace)
+            lower = _side_limit(prof, k, -1, zc, step, trace)
             prof.obj.u = prof.u_keep.copy()
-            upper = profile_limit(prof, k, +1, zc, step, trace)
+            upper = _side_limit(prof, k, +1, zc, step, trace)
         finally:
             prof.restore()
     return lower, upper, sorted(trace), prof.lower_found
+
+
+def _side_limit(prof: Profiler, k: int, direction: int, zc: float, step: float, trace):
+    """:func:`profile_limit`, NaN where the search on that side passed a point below the
+    fit's deviance: the signed root is not defined there, and a crossing found beyond it
+    belongs to a profile that is not the likelihood's around the fit (a zero-inflated
+    Poisson fit's upper limit came out 0.58 SE beyond the crossing of the profile that
+    stays near the fit). The warning of :func:`profile_table` says why."""
+    prof.dipped = False
+    limit = profile_limit(prof, k, direction, zc, step, trace)
+    return np.nan if prof.dipped else limit
 
 
 def profile_table(est, level, parm=None, n_jobs=None):

@@ -1400,6 +1400,27 @@ def test_a_profile_into_a_false_laplace_basin_does_not_ask_for_a_refit():
     assert not any("refit (e.g." in msg for msg in found)
 
 
+def test_a_profile_limit_beyond_a_point_below_the_fit_is_nan():
+    # the same fit: the SD's profile upward walks into the false high region (deviance
+    # 28.5 against the fit's 40.9) and crossed its cutoff beyond it at SD 2.69, a limit
+    # of that region's profile, not of the likelihood around the fit; the side going
+    # down from the estimate (SD 0, on its bound) is the bound
+    from sklearn_glmm.exceptions import ProfileWarning
+
+    m = _zinb_with_zero_groups()[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ci = m.confint(method="profile", parm=["sd_(Intercept)|group"])
+    said = [str(w.message) for w in caught if w.category is ProfileWarning]
+    assert any("found a deviance" in msg and "NaN" in msg for msg in said), said
+    row = ci.loc["sd_(Intercept)|group"]
+    assert row["lower"] == 0.0
+    assert np.isnan(row["upper"])
+    # the profile's points are kept: the region below the fit's deviance among them
+    prof = ci.attrs["profile"]
+    assert (prof["parameter"] == "sd_(Intercept)|group").sum() > 3
+
+
 @pytest.mark.parametrize("family", ["nbinom2", "nbinom1"])
 def test_a_probe_into_a_saddle_of_a_false_laplace_basin_is_not_kept(family):
     # a group whose counts are all zero: re-fitting the fixed effects at the zero SD's
