@@ -1421,6 +1421,37 @@ def test_a_profile_limit_beyond_a_point_below_the_fit_is_nan():
     assert (prof["parameter"] == "sd_(Intercept)|group").sum() > 3
 
 
+def test_a_profile_limit_is_not_put_at_a_warm_start_that_stopped_too_high():
+    # Poisson, 25 rows in 4 groups (the fuzz suite's seed 354): the intercept's profile
+    # runs 10 SDs out with the random-intercept SD growing to 46. One warm-started inner
+    # minimisation stopped at a deviance of 173.2 where the minimum is 39.76; taken as
+    # the bracket's outer end (|zeta| 11.7) it put the lower limit at -46.61, whose
+    # |zeta| is 1.90, short of the cutoff, with no warning. At the reported limits the
+    # minimum over the other parameters, searched again from the estimate, must be at
+    # the cutoff
+    from fuzz_cases import make_case
+    from scipy import stats
+    from test_fuzz_truth import _fit
+
+    from sklearn_glmm._profile import ParamMap, Profiler
+
+    m, _ = _fit(make_case(354))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = m.confint(method="profile", parm=["(Intercept)"])
+    zc = stats.norm.ppf(0.975)
+    prof = Profiler(m, ParamMap(m))
+    try:
+        for limit in ci.loc["(Intercept)", ["lower", "upper"]]:
+            assert np.isfinite(limit)
+            prof.obj.u = prof.u_keep.copy()
+            z, _ = prof.zeta(0, float(limit), prof.x_hat)
+            assert abs(z) == pytest.approx(zc, abs=1e-3)
+    finally:
+        prof.restore()
+    assert ci.loc["(Intercept)", "lower"] < -50.0
+
+
 @pytest.mark.parametrize("family", ["nbinom2", "nbinom1"])
 def test_a_probe_into_a_saddle_of_a_false_laplace_basin_is_not_kept(family):
     # a group whose counts are all zero: re-fitting the fixed effects at the zero SD's
