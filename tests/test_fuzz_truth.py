@@ -31,7 +31,12 @@ overdispersion). Each fit is checked against ``truth.py`` (numpy and scipy only)
   its nodes, 25 or more too), which ``truth.fixed_effect_standard_errors`` computes by
   extrapolated second differences of the independent log-likelihood. Compared where
   that computation's own error estimate is below 5e-4; the summary counts the fits
-  compared and those skipped, by reason.
+  compared and those skipped, by reason;
+- ``se_variance``: in the same fits, the Wald standard error of the random-intercept SD,
+  of NB's ``log theta`` or of the zero-inflation probability's logit (read back from
+  ``confint(method="wald")``, whose intervals are symmetric on those scales) more than
+  1e-3 (relative) away from that of the same independent Hessian, or not finite;
+  compared where that Hessian's error estimate for the parameter is below 5e-4.
 
 The value checks apply to every fit: ``loglik_`` is the log-likelihood at the reported
 parameters, whatever the warnings. The optimality checks apply to fits that claim
@@ -58,6 +63,7 @@ import pandas as pd
 import pytest
 import truth
 from fuzz_cases import make_case
+from scipy import special, stats
 
 TOL_OPTIMUM = 0.01  # log-likelihood units: a better optimum or the nested GLM
 TOL_INTEGRAL = 1e-3  # AGQ with >= 25 nodes against the brute-force integral
@@ -96,6 +102,7 @@ FAILURE_KINDS = {
     "not_optimal": "converged, no warning, yet a better optimum nearby (> 0.01)",
     "below_glm": "converged, no warning, yet below the nested GLM (> 0.01)",
     "se_value": "a fixed effect's std_error != that of the independent Hessian (> 1e-3 rel.)",
+    "se_variance": "a Wald SE of the SD, NB theta or ZI != the independent Hessian's",
 }
 FAST_SEEDS = list(range(100_000, 100_030))
 N_SLOW = int(os.environ.get("FUZZ_TRUTH_CASES", "1500"))
@@ -321,6 +328,49 @@ def _standard_errors(out, m, case, data):
             f"{np.array2string(found.se, precision=8)} (relative "
             f"{np.array2string(rel, precision=2)}, its error {found.error:.1e})",
         )
+    _variance_standard_errors(out, m, case, found)
+
+
+def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
+    """The Wald standard errors of the random-intercept SD, NB's ``log theta`` and the
+    zero-inflation probability's logit (truth's packed coordinates after beta), read
+    back from ``confint(method="wald")``: the SD's interval is symmetric on the log scale
+    (``SE(log sd) = SE(sd) / sd``), theta's on the log scale, the probability's on the
+    logit scale."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = m.confint(method="wald")
+    z = stats.norm.ppf(0.975)
+    sd_row = next(r for r in ci.index if str(r).startswith("sd_"))
+    est, upper = ci.loc[sd_row, "estimate"], ci.loc[sd_row, "upper"]
+    out = [(sd_row, float(est * np.log(upper / est) / z))]
+    if case["family"] == "negbin":
+        est, upper = ci.loc["nb_theta", "estimate"], ci.loc["nb_theta", "upper"]
+        out.append(("nb_theta", float(np.log(upper / est) / z)))
+    if case["zero_inflation"]:
+        est, upper = ci.loc["zi_prob", "estimate"], ci.loc["zi_prob", "upper"]
+        out.append(("zi_prob", float((special.logit(upper) - special.logit(est)) / z)))
+    return out
+
+
+def _variance_standard_errors(out, m, case, found):
+    """The Wald SEs of the variance and family parameters against the independent ones."""
+    nums = out.numbers
+    nums["variance_se_compared"] = 0
+    for (name, reported), truth_se, err in zip(
+        wald_variance_standard_errors(m, case), found.other_se, found.other_error
+    ):
+        if not err <= SE_NUMERICAL:
+            continue
+        nums["variance_se_compared"] += 1
+        rel = reported / truth_se - 1.0 if np.isfinite(reported) else np.inf
+        nums[f"se_rel_diff {name}"] = rel
+        if not abs(rel) <= TOL_SE:
+            out.fail(
+                "se_variance",
+                f"{name}: Wald SE {reported:.8g} vs independent {truth_se:.8g} "
+                f"(relative {rel:.2e}, its error {err:.1e})",
+            )
 
 
 def check_case(seed: int) -> Outcome:
@@ -423,6 +473,18 @@ def _se_summary(outcomes) -> str:
             f", largest relative difference {np.max(np.abs(worst.numbers['se_rel_diff'])):.1e}"
             f" (seed {worst.seed}), largest error estimate "
             f"{max(o.numbers['se_truth_error'] for o in compared):.1e}"
+        )
+    variance = [
+        (abs(v), o.seed, k[len("se_rel_diff ") :])
+        for o in compared
+        for k, v in o.numbers.items()
+        if k.startswith("se_rel_diff ")
+    ]
+    if variance:
+        worst_v = max(variance)
+        line += (
+            f"; Wald SEs of SD / theta / ZI compared: {len(variance)}, largest relative "
+            f"difference {worst_v[0]:.1e} ({worst_v[2]}, seed {worst_v[1]})"
         )
     skipped = Counter(
         o.se_check[len("skipped: ") :] for o in outcomes if o.se_check.startswith("skipped")

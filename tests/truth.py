@@ -730,11 +730,16 @@ class StandardErrors:
     ``se``: the standard errors of ``beta`` (the columns of ``data.X``), ``None`` when not
     computed (``reason`` says why); ``error``: their estimated relative error (the
     largest over the coefficients); ``step``: the smallest of the steps behind the
-    estimate, in units of each coordinate's ``scale``.
+    estimate, in units of each coordinate's ``scale``. ``other_se``: from the same
+    Hessian, the standard errors of the other packed coordinates (``sigma``, then ``log
+    theta`` for NB, ``logit zi`` with zero inflation), each with its own estimated
+    relative error in ``other_error``.
     """
 
     se: np.ndarray | None
     error: float = np.nan
+    other_se: np.ndarray | None = None
+    other_error: np.ndarray | None = None
     step: float = np.nan
     scale: np.ndarray | None = None
     reason: str = ""
@@ -824,7 +829,9 @@ def fixed_effect_standard_errors(fun, params: dict, data: GLMMData, *, max_error
     and 0.1) is taken when its error is below ``max_error``; otherwise the pairs of
     extrapolations ``E_0`` and ``E_1`` (step 0.2 too), then also ``E_-1`` and ``E_1``
     (0.025, 0.4), then one step further on the side that did best, and the
-    extrapolation with the smallest error.
+    extrapolation with the smallest error. The steps are chosen for ``beta``'s standard
+    errors; those of the other coordinates come from the same extrapolation, each with
+    its own error estimate (the same two bounds).
     """
     x0 = pack(params, data)
     d, p = len(x0), data.X.shape[1]
@@ -852,15 +859,16 @@ def fixed_effect_standard_errors(fun, params: dict, data: GLMMData, *, max_error
         return hessians[k]
 
     def standard_errors(M):
-        """Of beta from the Hessian ``M`` in scale units, and the norm of its inverse
-        (None, inf unless negative definite)."""
+        """Of beta, then of the other coordinates, from the Hessian ``M`` in scale units,
+        and the norm of its inverse (None, inf unless negative definite)."""
         if not np.all(np.isfinite(M)):
             return None, np.inf
         lowest = np.linalg.eigvalsh(-M).min()
         if not lowest > 0.0:
             return None, np.inf
-        cov = np.linalg.inv(-M)[:p, :p] * np.outer(scale[:p], scale[:p])
-        return np.sqrt(np.diag(J @ cov @ J.T)), 1.0 / lowest
+        cov = np.linalg.inv(-M) * np.outer(scale, scale)
+        se_beta = np.sqrt(np.diag(J @ cov[:p, :p] @ J.T))
+        return np.concatenate([se_beta, np.sqrt(np.diag(cov)[p:])]), 1.0 / lowest
 
     def se_at(k):
         """From the extrapolation ``E_k``, with its rounding bound."""
@@ -871,26 +879,37 @@ def fixed_effect_standard_errors(fun, params: dict, data: GLMMData, *, max_error
         return extrapolated[k]
 
     def differ(a, b):
-        return np.inf if a is None or b is None else float(np.max(np.abs(a / b - 1.0)))
+        if a is None or b is None:
+            return np.full(d, np.inf)
+        return np.abs(a / b - 1.0)
 
     def error(k, against):
-        """E_k's error, its truncation judged against ``against``'s standard errors."""
+        """E_k's error per coordinate (beta's, then the others'), its truncation judged
+        against ``against``'s standard errors."""
         se, rounding = se_at(k)
-        return max(differ(against, se), rounding)
+        return np.maximum(differ(against, se), rounding)
 
+    # the steps are chosen for beta's standard errors (the largest of their errors)
     errors = {0: error(0, standard_errors(hessian(0))[0])}
-    if errors[0] > max_error:
+    if errors[0][:p].max() > max_error:
         errors = {0: error(0, se_at(1)[0])}
-    if errors[0] > max_error:
+    if errors[0][:p].max() > max_error:
         errors[-1], errors[1] = error(-1, se_at(0)[0]), error(1, se_at(2)[0])
-        best = min(errors, key=errors.get)
-        if errors[best] > max_error and best != 0:  # one step further on the better side
+        best = min(errors, key=lambda j: errors[j][:p].max())
+        if errors[best][:p].max() > max_error and best != 0:  # one step further that side
             errors[2 * best] = error(2 * best, se_at(2 * best + 1)[0])
-    best = min(errors, key=errors.get)
-    if not np.isfinite(errors[best]):
+    best = min(errors, key=lambda j: errors[j][:p].max())
+    if not np.isfinite(errors[best][:p].max()):
         return StandardErrors(
             None, scale=scale, reason="not negative definite", n_evaluations=count[0]
         )
+    se = se_at(best)[0]
     return StandardErrors(
-        se_at(best)[0], errors[best], 0.05 * 2.0**best, scale, n_evaluations=count[0]
+        se[:p],
+        float(errors[best][:p].max()),
+        se[p:],
+        errors[best][p:],
+        0.05 * 2.0**best,
+        scale,
+        n_evaluations=count[0],
     )
