@@ -211,13 +211,13 @@ def _inner(fun, z0):
     """Minimise ``fun`` (whitened at the estimate: about unit curvature there) from
     ``z0``: BFGS with central-difference gradients extrapolated over the steps 1e-2 and
     2e-2 (Richardson: truncation about 1e-8, rounding about 1e-10 where ``fun``'s noise
-    is 1e-12, see :func:`whitened_covariance`), to a gradient of 1e-7. Away from the
+    is 1e-12, see :func:`whitened_covariance`), to a gradient of 1e-5. Away from the
     estimate the curvature can be far from 1 (a random-intercept SD that falls from 0.3
     to 0.07 along a profile, where the Laplace log-likelihood flattens in it: 2e-4 in
     seed 438), and ``fun - min`` is about ``|g|^2 / (2 c)``: a gradient of 1e-3 had left
-    it 2e-3 above its minimum there; 1e-7 leaves 2e-11. Where ``fun`` is noisy the
-    gradient stops lower than its noise allows and BFGS ends on precision loss, at the
-    best point found."""
+    it 2e-3 above its minimum there (zeta 1e-3 off at the cutoff); 1e-5 leaves 2e-7
+    (zeta 1e-7 off). Where ``fun`` is noisy the gradient cannot reach that and BFGS ends
+    on precision loss, at the best point found."""
     if len(z0) == 0:
         return fun(z0), z0
 
@@ -232,7 +232,7 @@ def _inner(fun, z0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = optimize.minimize(
-            fun, z0, jac=grad, method="BFGS", options={"gtol": 1e-7, "maxiter": 400}
+            fun, z0, jac=grad, method="BFGS", options={"gtol": 1e-5, "maxiter": 400}
         )
     return float(res.fun), np.asarray(res.x)
 
