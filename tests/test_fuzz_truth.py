@@ -41,8 +41,12 @@ overdispersion). Each fit is checked against ``truth.py`` (numpy and scipy only)
 The value checks apply to every fit: ``loglik_`` is the log-likelihood at the reported
 parameters, whatever the warnings. The optimality checks apply to fits that claim
 success. The brute-force checks and the standard errors need one grouping factor with
-a scalar random intercept (``checkable`` cases); the others get the GLM and sanity
-checks.
+a scalar random intercept (``checkable`` cases). The other models (random slopes,
+correlated, diagonal or alone; crossed and nested factors), fitted by Laplace, get
+``loglik_value`` and ``not_optimal`` against the Laplace log-likelihood of
+``truth_dense.py`` (the joint mode of all random effects by dense Newton steps, with
+the log-determinant of the whole Hessian, at the fit's covariance matrices), unless
+zero-inflated (``dense_skip`` in the summary); every fit gets the GLM and sanity checks.
 
 Run ``python -m pytest -m slow tests/test_fuzz_truth.py`` for 1,500 data sets
 (``FUZZ_TRUTH_CASES`` and ``FUZZ_TRUTH_START`` choose others). One data set, with every
@@ -62,6 +66,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import truth
+import truth_dense
 from fuzz_cases import make_case
 from scipy import special, stats
 
@@ -97,9 +102,11 @@ FAILURE_KINDS = {
     "se_zero": "a standard error of exactly 0",
     "se_nan": "a NaN standard error without a warning",
     "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
+    "dense_value": "random slopes / several factors: loglik_ != dense Laplace (> 1e-4)",
     "flat_unwarned": "a level's curvature at its mode < 1e-3 of the prior's, without a warning",
     "loglik_vs_integral": "AGQ >= 25 nodes: loglik_ != brute-force integral (> 1e-3)",
     "not_optimal": "converged, no warning, yet a better optimum nearby (> 0.01)",
+    "dense_not_optimal": "the same, by the dense Laplace (random slopes / several factors)",
     "below_glm": "converged, no warning, yet below the nested GLM (> 0.01)",
     "se_value": "a fixed effect's std_error != that of the independent Hessian (> 1e-3 rel.)",
     "se_variance": "a Wald SE of the SD, NB theta or ZI != the independent Hessian's",
@@ -267,6 +274,59 @@ def _against_truth(out, m, case, data):
         )
 
 
+def dense_model(m, case):
+    """The fit's random-effects structure and covariance matrices for ``truth_dense``,
+    from its public attributes (``random_effects_cov_``: one matrix per factor, its rows
+    named by the term's columns)."""
+    groups, X = case["groups"], case["X"]
+    diagonal = str(case["params"]["random_effects"]).replace(" ", "").startswith("diag(")
+    terms, covs = [], []
+    for name, cov in m.random_effects_cov_.items():
+        col = groups if isinstance(groups, pd.Series) else groups[name]
+        codes = pd.factorize(np.asarray(col))[0]
+        columns = [
+            np.ones(len(codes)) if c == "(Intercept)" else X[c].to_numpy(dtype=float)
+            for c in cov.index
+        ]
+        terms.append(truth_dense.Term(codes, np.column_stack(columns), diagonal))
+        covs.append(cov.to_numpy(dtype=float))
+    return truth_dense.Structure(terms), covs
+
+
+def dense_params(m, case, covs) -> dict:
+    params = {"beta": np.r_[m.intercept_, np.asarray(m.coef_, dtype=float)], "cov": covs}
+    if case["family"] == "negbin":
+        params["theta"] = float(m.theta_)
+    return params
+
+
+def _against_dense_truth(out, m, case, data):
+    """loglik_ against the dense Laplace; a better optimum of it nearby."""
+    structure, covs = dense_model(m, case)
+    params = dense_params(m, case, covs)
+    nums = out.numbers
+    nums["laplace_dense"] = truth_dense.laplace_loglik(params, data, structure)
+    if np.isfinite(m.loglik_) and not abs(m.loglik_ - nums["laplace_dense"]) <= TOL_SAME_APPROX:
+        out.fail(
+            "dense_value", f"loglik_ {m.loglik_:.8f} vs dense Laplace {nums['laplace_dense']:.8f}"
+        )
+    if not out.clean:
+        return
+    fun = truth_dense.PackedLaplace(data, structure)
+    nearby = truth.best_nearby(fun, truth_dense.pack(params, data, structure))
+    nums["dense_at_fit"], nums["dense_best_nearby"] = nearby.start_value, nearby.value
+    if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
+        better = truth_dense.unpack(nearby.x, data, structure)
+        out.fail(
+            "dense_not_optimal",
+            f"{nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit "
+            f"(beta {np.round(better['beta'], 6)}, "
+            f"cov {[np.round(c, 6).tolist() for c in better['cov']]}"
+            + (f", theta {better['theta']:.6g}" if "theta" in better else "")
+            + ")",
+        )
+
+
 def _se_skip_reason(out, m, case):
     """Why the standard errors of a clean checkable fit are not compared ("" if they are)."""
     params = fitted_params(m, case)
@@ -400,6 +460,10 @@ def check_fit(case, m, caught) -> Outcome:
     data = truth_data(case)
     if case["checkable"]:
         _against_truth(out, m, case, data)
+    elif case["zero_inflation"] or case["params"].get("n_agq", 1) > 1:
+        out.numbers["dense_skip"] = "zero inflation" if case["zero_inflation"] else "AGQ"
+    else:
+        _against_dense_truth(out, m, case, data)
     if out.clean:
         out.numbers["glm_truth"] = truth.glm_loglik(data)
         if not m.loglik_ >= out.numbers["glm_truth"] - TOL_OPTIMUM:
@@ -428,12 +492,16 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     seconds = sum(o.seconds for o in outcomes)
     seeds = [o.seed for o in outcomes]
     flat = [o.seed for o in outcomes if o.numbers.get("min_curvature", np.inf) < FLAT_LAPLACE]
+    dense = sum("laplace_dense" in o.numbers for o in outcomes)
+    dense_skip = [o.seed for o in outcomes if "dense_skip" in o.numbers]
     lines = [
         f"fuzz against the truth: {n} data sets (seeds {min(seeds)}-{max(seeds)}), "
         f"{seconds:.1f} s ({100 * seconds / max(n, 1):.1f} s per 100)",
         f"  fitted {status['fitted']}, raised a documented error {status['raised']}, "
         f"crashed {status['crashed']}; checkable by brute force {checkable}; "
         f"converged without warning {clean}",
+        f"  random slopes or several factors against the dense Laplace: {dense} "
+        f"(not taken: {len(dense_skip)} zero-inflated or AGQ)",
         f"  Laplace value not compared (a level's mode nearly flat): {len(flat)} "
         f"{', '.join(map(str, flat[:max_seeds]))}",
         _se_summary(outcomes),
@@ -747,6 +815,92 @@ def test_truth_pack_and_unpack_are_inverse():
         assert back[k] == pytest.approx(params[k], rel=1e-12)
 
 
+def _dense_terms(data, rng, slope=False, crossed=False):
+    """One factor (the data's groups; a random slope of x too), or a second crossed one."""
+    n = len(data.y)
+    cols = data.X[:, :2] if slope else np.ones((n, 1))
+    terms = [truth_dense.Term(data.groups, cols)]
+    if crossed:
+        items = rng.integers(0, 4, n)
+        items[:4] = np.arange(4)
+        terms.append(truth_dense.Term(items, np.ones((n, 1))))
+    return truth_dense.Structure(terms)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson", "negbin"])
+def test_dense_truth_is_truths_laplace_for_one_random_intercept(family):
+    # two computations of one number: group by group with scalar modes, and jointly
+    # with the dense Hessian of all random effects
+    rng = np.random.default_rng(11)
+    data = _small_data("poisson" if family == "negbin" else family, rng, n_groups=8)
+    data = truth.GLMMData(data.X, data.y, data.groups, family)
+    beta = np.array([0.1, 0.4])
+    extra = {"theta": 2.5} if family == "negbin" else {}
+    for sigma in (0.0, 0.05, 0.8, 3.0):
+        one = truth.laplace_loglik({"beta": beta, "sigma": sigma, **extra}, data)
+        dense = truth_dense.laplace_loglik(
+            {"beta": beta, "cov": [np.array([[sigma**2]])], **extra},
+            data,
+            _dense_terms(data, rng),
+        )
+        assert dense == pytest.approx(one, abs=1e-9)
+
+
+def test_dense_truth_reduces_to_the_smaller_model_at_a_zero_variance():
+    rng = np.random.default_rng(12)
+    data = _small_data("poisson", rng, n_groups=8)
+    beta = np.array([0.1, 0.4])
+    one = truth.laplace_loglik({"beta": beta, "sigma": 0.8}, data)
+    slope = np.array([[0.64, 0.0], [0.0, 0.0]])
+    assert truth_dense.laplace_loglik(
+        {"beta": beta, "cov": [slope]}, data, _dense_terms(data, rng, slope=True)
+    ) == pytest.approx(one, abs=1e-9)
+    crossed = _dense_terms(data, rng, crossed=True)
+    zero_item = {"beta": beta, "cov": [np.array([[0.64]]), np.array([[0.0]])]}
+    assert truth_dense.laplace_loglik(zero_item, data, crossed) == pytest.approx(one, abs=1e-9)
+    # and a variance of the second factor changes it
+    with_item = {"beta": beta, "cov": [np.array([[0.64]]), np.array([[0.3]])]}
+    assert abs(truth_dense.laplace_loglik(with_item, data, crossed) - one) > 1e-3
+    # a correlation of +-1 (a singular 2 x 2 covariance) is a model of one column
+    c = np.array([[0.64, 0.8 * 0.5], [0.8 * 0.5, 0.25]])  # intercept + 0.625 x, SD 0.8
+    x = data.X[:, 1]
+    scalar = truth_dense.Structure([truth_dense.Term(data.groups, (1.0 + 0.625 * x)[:, None])])
+    assert truth_dense.laplace_loglik(
+        {"beta": beta, "cov": [c]}, data, _dense_terms(data, rng, slope=True)
+    ) == pytest.approx(
+        truth_dense.laplace_loglik({"beta": beta, "cov": [np.array([[0.64]])]}, data, scalar),
+        abs=1e-9,
+    )
+
+
+def test_dense_truth_pack_unpack_and_warm_started_searches():
+    rng = np.random.default_rng(13)
+    data = _small_data("negbin", rng, n_groups=8)
+    data.X[:, 1] = data.X[:, 1] * 1e3 + 2_000.0
+    structure = _dense_terms(data, rng, slope=True)
+    params = {
+        "beta": np.array([-3.0, 2e-3]),
+        "cov": [np.array([[0.5, -1e-4], [-1e-4, 1e-7]])],
+        "theta": 3.0,
+    }
+    back = truth_dense.unpack(truth_dense.pack(params, data, structure), data, structure)
+    np.testing.assert_allclose(back["beta"], params["beta"], rtol=1e-12)
+    np.testing.assert_allclose(back["cov"][0], params["cov"][0], rtol=1e-10, atol=1e-20)
+    assert back["theta"] == pytest.approx(3.0, rel=1e-12)
+    # a diagonal term packs its SDs only
+    diag = truth_dense.Structure([truth_dense.Term(data.groups, data.X[:, :2], diagonal=True)])
+    d = {**params, "cov": [np.diag([0.5, 1e-7])]}
+    n_full = len(truth_dense.pack(params, data, structure))
+    assert len(truth_dense.pack(d, data, diag)) == n_full - 1
+    # the packed objective, warm-started from the last mode, gives the cold values
+    fun = truth_dense.PackedLaplace(data, structure)
+    x0 = truth_dense.pack(params, data, structure)
+    for k in range(6):
+        x = x0 + 0.05 * rng.normal(size=len(x0)) * (k > 0)
+        cold = truth_dense.laplace_loglik(truth_dense.unpack(x, data, structure), data, structure)
+        assert fun(x) == pytest.approx(cold, abs=1e-9)
+
+
 def test_truth_standard_errors_from_differences_match_a_known_hessian():
     # a log-likelihood with a known Hessian at its maximum (cubic and quartic terms that
     # vanish there), on the packed coordinates of an NB model with a raw-scale predictor
@@ -841,6 +995,36 @@ def test_harness_catches_a_wrong_standard_error():
     m.fixed_effects_ = table
     kinds = {k for k, _ in check_fit(case, m, caught).failures}
     assert kinds == {"se_value"}
+
+
+def _dense_case(scenario):
+    """A generated data set of ``scenario`` whose fit passes every check, cleanly."""
+    for seed in range(300):
+        case = make_case(seed)
+        if case["scenario"] == scenario and not case["zero_inflation"]:
+            m, caught = _fit(case)
+            out = check_fit(case, m, caught)
+            if out.clean and not out.failures and "laplace_dense" in out.numbers:
+                return case, m, caught
+    raise AssertionError(f"no clean {scenario} case among the first 300 seeds")
+
+
+@pytest.mark.parametrize("scenario", ["crossed", "slopes"])
+def test_harness_catches_a_wrong_fit_of_slopes_or_crossed_factors(scenario):
+    case, m, caught = _dense_case(scenario)
+    loglik = m.loglik_
+    m.loglik_ = loglik + 0.01
+    assert {k for k, _ in check_fit(case, m, caught).failures} == {"dense_value"}
+    # a random-effect covariance off the optimum, with the log-likelihood of the new point
+    data = truth_data(case)
+    structure, covs = dense_model(m, case)
+    m.random_effects_cov_ = {k: v * 1.6 for k, v in m.random_effects_cov_.items()}
+    m.loglik_ = truth_dense.laplace_loglik(
+        dense_params(m, case, [c * 1.6 for c in covs]), data, structure
+    )
+    assert m.loglik_ < loglik - TOL_OPTIMUM
+    kinds = {k for k, _ in check_fit(case, m, caught).failures}
+    assert kinds == {"dense_not_optimal"}
 
 
 # -- fits against the truth ----------------------------------------------------------------

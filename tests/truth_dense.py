@@ -1,0 +1,222 @@
+"""The Laplace log-likelihood of any random-effects structure, by dense linear algebra.
+
+``truth.py`` integrates one scalar random intercept group by group. This module takes
+the other models of the fuzz suite: random slopes (correlated, ``diag(...)``, slope
+only) and several grouping factors (crossed or nested), where the random effects of
+different factors share rows and the integral no longer splits by group. With the
+random effects written ``b = Lambda u``, ``u ~ N(0, I)`` (``Lambda`` block-diagonal,
+each level of factor ``f`` with the lower-triangular factor ``L_f`` of its covariance,
+``L_f L_f' = Sigma_f``; a singular ``Sigma_f`` gives a column of zeros), the Laplace
+approximation is lme4's
+
+.. math::
+
+    \\log L \\approx \\max_u \\Big[\\sum_i \\log p(y_i \\mid x_i^\\top \\beta + o_i
+        + z_i^\\top \\Lambda u) - \\tfrac12 u^\\top u\\Big]
+        - \\tfrac12 \\log\\det(I + \\Lambda^\\top Z^\\top W Z \\Lambda)
+
+with ``W`` the negative second derivative of the row log-densities in the linear
+predictor at the mode (the exact curvature, as the library's Laplace fits use). The
+mode is found by damped Newton steps on the dense ``u`` (at most a few hundred entries
+in the fuzz suite's data sets). Row densities are ``truth.row_logpdf``; nothing here
+imports ``sklearn_glmm``.
+
+Models with zero inflation are not taken: their conditional log-density need not be
+concave in ``u``, and a dense search from ``u = 0`` could stop at another mode than the
+highest.
+
+``params`` is a dict as ``truth``'s (``beta``, ``theta`` for NB) with ``cov``: one
+covariance matrix per factor of the :class:`Structure`, in its order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import truth
+
+
+@dataclass
+class Term:
+    """One grouping factor: its level codes, its columns (``(n, k)``: ones for an
+    intercept, the predictor for a slope) and whether its covariance is diagonal."""
+
+    codes: np.ndarray
+    columns: np.ndarray
+    diagonal: bool = False
+
+    @property
+    def n_levels(self) -> int:
+        return int(self.codes.max()) + 1
+
+    @property
+    def k(self) -> int:
+        return self.columns.shape[1]
+
+
+@dataclass
+class Structure:
+    """The random-effects terms of a model, one per grouping factor."""
+
+    terms: list
+
+    def design(self, factors) -> np.ndarray:
+        """``Z Lambda`` (n, sum of levels x k) for the lower-triangular ``factors``."""
+        blocks = []
+        for term, L in zip(self.terms, factors):
+            M = term.columns @ L  # (n, k): row i's loadings on its level's u
+            A = np.zeros((len(term.codes), term.n_levels * term.k))
+            rows = np.arange(len(term.codes))
+            for s in range(term.k):
+                A[rows, term.codes * term.k + s] = M[:, s]
+            blocks.append(A)
+        return np.hstack(blocks)
+
+
+def psd_factor(S: np.ndarray) -> np.ndarray:
+    """A lower-triangular ``L`` with ``L L' = S`` for a positive semi-definite ``S``
+    (a pivot at zero, relative to the diagonal, gives a zero column)."""
+    S = np.asarray(S, dtype=float)
+    k = S.shape[0]
+    L = np.zeros((k, k))
+    top = max(float(np.max(np.abs(np.diag(S)))), 0.0)
+    for j in range(k):
+        d = S[j, j] - L[j, :j] @ L[j, :j]
+        if d <= 1e-13 * top or d <= 0.0:
+            continue
+        L[j, j] = np.sqrt(d)
+        for i in range(j + 1, k):
+            L[i, j] = (S[i, j] - L[i, :j] @ L[j, :j]) / L[j, j]
+    return L
+
+
+def _penalised(data, eta0, params, A, u):
+    ll, d1, d2 = truth.row_logpdf(data, eta0 + A @ u, params)
+    return float(np.sum(ll)) - 0.5 * float(u @ u), d1, d2
+
+
+def laplace_loglik(params: dict, data: truth.GLMMData, structure: Structure) -> float:
+    """The Laplace approximation of the log-likelihood at ``params`` (see the module
+    docstring); NaN where the parameters are not finite or the mode search fails."""
+    return _laplace(params, data, structure)[0]
+
+
+def _laplace(params, data, structure, start=None):
+    """The Laplace value and the mode ``u`` (its zero-variance columns left out); the
+    search starts at ``start`` when given and of the mode's length, else at zero."""
+    if data.zero_inflation:
+        raise ValueError("zero-inflated models are not taken (see the module docstring)")
+    beta = np.asarray(params["beta"], dtype=float)
+    covs = [np.asarray(c, dtype=float) for c in params["cov"]]
+    if not np.all(np.isfinite(beta)) or not all(np.all(np.isfinite(c)) for c in covs):
+        return np.nan, None
+    A = structure.design([psd_factor(c) for c in covs])
+    A = A[:, np.any(A != 0.0, axis=0)]  # columns of a zero variance carry nothing
+    eta0 = data.eta(beta)
+    u = np.zeros(A.shape[1])
+    if start is not None and len(start) == len(u):
+        u = start.copy()
+    eye = np.eye(len(u))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        g, d1, d2 = _penalised(data, eta0, params, A, u)
+        if not np.isfinite(g) and start is not None:
+            return _laplace(params, data, structure)
+        for _ in range(200):
+            grad = A.T @ d1 - u
+            H = A.T @ (-d2[:, None] * A) + eye
+            try:
+                step = np.linalg.solve(H, grad)
+            except np.linalg.LinAlgError:
+                return np.nan, None
+            decrement = float(grad @ step)  # twice Newton's predicted increase
+            if not np.isfinite(decrement):
+                return np.nan, None
+            if decrement <= 1e-13 * max(1.0, abs(g)):
+                break
+            t = 1.0
+            for _ in range(60):
+                g_new, d1_new, d2_new = _penalised(data, eta0, params, A, u + t * step)
+                if np.isfinite(g_new) and g_new >= g:
+                    break
+                t *= 0.5
+            else:
+                return np.nan, None
+            u = u + t * step
+            stalled = t < 1.0 and g_new - g <= 1e-15 * max(1.0, abs(g))
+            g, d1, d2 = g_new, d1_new, d2_new
+            if stalled:  # a gain at the rounding of g: the mode to rounding
+                break
+        # polish: full Newton steps while they shrink the gradient (at a mode found to
+        # the rounding of g, u can still be off by 1e-7, and log det H moves with it)
+        grad = A.T @ d1 - u
+        H = A.T @ (-d2[:, None] * A) + eye
+        for _ in range(8 if len(u) else 0):
+            u_new = u + np.linalg.solve(H, grad)
+            g_new, d1_new, d2_new = _penalised(data, eta0, params, A, u_new)
+            grad_new = A.T @ d1_new - u_new
+            if not (np.max(np.abs(grad_new)) < np.max(np.abs(grad)) and np.isfinite(g_new)):
+                break
+            u, g, d1, d2, grad = u_new, g_new, d1_new, d2_new, grad_new
+            H = A.T @ (-d2[:, None] * A) + eye
+        sign, logdet = np.linalg.slogdet(H)
+    if sign <= 0 or not np.isfinite(logdet):
+        return np.nan, None
+    return g - 0.5 * logdet, u
+
+
+class PackedLaplace:
+    """:func:`laplace_loglik` as a function of :func:`pack`'s vector, each mode search
+    started from the mode of the previous call (the log-density is concave in ``u``:
+    one mode, whatever the start; the searches of a Nelder-Mead run, at nearby points,
+    then take a step or two)."""
+
+    def __init__(self, data: truth.GLMMData, structure: Structure):
+        self.data, self.structure = data, structure
+        self._u = None
+
+    def __call__(self, x: np.ndarray) -> float:
+        params = unpack(x, self.data, self.structure)
+        value, u = _laplace(params, self.data, self.structure, self._u)
+        if u is not None:
+            self._u = u
+        return value
+
+
+# -- packed parameters, for a search near a fit ----------------------------------------
+
+
+def _free_entries(term: Term):
+    """The free entries ``(i, j)`` of a term's lower-triangular factor."""
+    if term.diagonal:
+        return [(i, i) for i in range(term.k)]
+    return [(i, j) for i in range(term.k) for j in range(i + 1)]
+
+
+def pack(params: dict, data: truth.GLMMData, structure: Structure) -> np.ndarray:
+    """[truth's scaled beta, each factor's free Cholesky entries, log theta (NB)]."""
+    base = truth.pack({**params, "sigma": 0.0}, data)
+    p = data.X.shape[1]
+    chol = []
+    for term, cov in zip(structure.terms, params["cov"]):
+        L = psd_factor(cov)
+        chol += [L[i, j] for i, j in _free_entries(term)]
+    return np.concatenate([base[:p], chol, base[p + 1 :]])
+
+
+def unpack(x: np.ndarray, data: truth.GLMMData, structure: Structure) -> dict:
+    """The inverse of :func:`pack` (a covariance made from its factor's entries)."""
+    p = data.X.shape[1]
+    k = p
+    covs = []
+    for term in structure.terms:
+        L = np.zeros((term.k, term.k))
+        for i, j in _free_entries(term):
+            L[i, j] = x[k]
+            k += 1
+        covs.append(L @ L.T)
+    rest = np.concatenate([x[:p], [0.0], x[k:]])
+    params = truth.unpack(rest, data)
+    params.pop("sigma")
+    params["cov"] = covs
+    return params
