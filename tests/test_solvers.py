@@ -8,6 +8,7 @@ from objectives import assert_same_objective, numeric_gradient, simulated_object
 
 from sklearn_glmm._engine.linalg import (
     BlockedSolver,
+    CrossedSolver,
     NotPositiveDefinite,
     SparseCoupledSolver,
     make_solver,
@@ -125,6 +126,39 @@ def test_nested_solver_with_a_variance_at_zero(name, zero):
     codes, qs = _design(name)
     nested, dense, Q, blocks = _solvers(codes, qs, zero=zero)
     _assert_same(nested, dense, Q, blocks, np.random.default_rng(3))
+
+
+def _dense_logdet(cols, Q, a_vals, w):
+    H = np.eye(Q)
+    for i in range(len(w)):
+        H[np.ix_(cols[i], cols[i])] += w[i] * np.outer(a_vals[i], a_vals[i])
+    return np.linalg.slogdet(H)[1]
+
+
+@pytest.mark.parametrize("qs", [(2, 1), (2, 2)])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_solvers_eliminate_ill_conditioned_blocks_accurately(qs, seed):
+    """Curvatures of 1e8-3e10 (counts in the billions) and a slope column nearly the
+    intercept's within each level: blocks whose determinant loses ~10 digits to
+    cancellation. Eliminated through an explicit inverse, the Schur complement came out
+    indefinite (an evaluation failed) or the log-determinant up to 3.8 off; through the
+    Cholesky factors every solver is within 1e-5 of the dense factorisation of H."""
+    rng = np.random.default_rng(seed)
+    codes = _nested_codes(rng, 6, 2)
+    cols, Q, blocks = _layout(codes, qs)
+    n = cols.shape[0]
+    x = 20.0 + 1e-3 * rng.normal(size=n)
+    a_vals = np.concatenate([np.column_stack([np.full(n, 0.13), 0.02 * x][:q]) for q in qs], axis=1)
+    w = 10 ** rng.uniform(8.0, 10.5, n)
+    reference = _dense_logdet(cols, Q, a_vals, w)
+    for solver in (
+        _nested_solver(cols, Q, blocks),
+        BlockedSolver(cols, Q, blocks),
+        SparseCoupledSolver(cols, Q, blocks),
+        CrossedSolver(cols, Q, blocks),
+    ):
+        solver.factorize(a_vals, w)
+        assert solver.logdet == pytest.approx(reference, abs=1e-5), type(solver).__name__
 
 
 def test_nested_solver_snapshot_restores_the_factorisation():

@@ -36,15 +36,24 @@ from dataclasses import dataclass
 import numpy as np
 import truth
 
+STRUCTURES = (None, "diagonal", "ar1", "cs", "toep")
+
 
 @dataclass
 class Term:
     """One grouping factor: its level codes, its columns (``(n, k)``: ones for an
-    intercept, the predictor for a slope) and whether its covariance is diagonal."""
+    intercept, the predictor for a slope, indicators of the times of a structured term)
+    and the structure of its covariance: ``None`` (unstructured), ``"diagonal"``, or over
+    the ``k`` times, ``"ar1"`` (``s^2 rho^|i-j|``), ``"cs"`` (one SD per time, one
+    correlation) and ``"toep"`` (one SD per time, one correlation per lag)."""
 
     codes: np.ndarray
     columns: np.ndarray
-    diagonal: bool = False
+    structure: str | None = None
+
+    def __post_init__(self):
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
 
     @property
     def n_levels(self) -> int:
@@ -111,6 +120,9 @@ def _laplace(params, data, structure, start=None):
     covs = [np.asarray(c, dtype=float) for c in params["cov"]]
     if not np.all(np.isfinite(beta)) or not all(np.all(np.isfinite(c)) for c in covs):
         return np.nan, None
+    for c in covs:  # a covariance matrix is positive semi-definite
+        if np.min(np.linalg.eigvalsh(c)) < -1e-10 * max(float(np.max(np.diag(c))), 1e-300):
+            return np.nan, None
     A = structure.design([psd_factor(c) for c in covs])
     A = A[:, np.any(A != 0.0, axis=0)]  # columns of a zero variance carry nothing
     eta0 = data.eta(beta)
@@ -186,35 +198,77 @@ class PackedLaplace:
 # -- packed parameters, for a search near a fit ----------------------------------------
 
 
-def _free_entries(term: Term):
-    """The free entries ``(i, j)`` of a term's lower-triangular factor."""
-    if term.diagonal:
-        return [(i, i) for i in range(term.k)]
-    return [(i, j) for i in range(term.k) for j in range(i + 1)]
+def _sds_and_correlations(cov):
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    outer = np.outer(sd, sd)
+    R = np.divide(cov, outer, out=np.zeros_like(cov), where=outer > 0)
+    return sd, R
+
+
+def _pack_term(term: Term, cov: np.ndarray) -> list:
+    k = term.k
+    if term.structure is None:
+        L = psd_factor(cov)
+        return [L[i, j] for i in range(k) for j in range(i + 1)]
+    sd, R = _sds_and_correlations(cov)
+    if term.structure == "diagonal":
+        return list(sd)
+    if term.structure == "ar1":
+        return [sd[0], float(np.arctanh(np.clip(R[0, 1], -1 + 1e-15, 1 - 1e-15)))]
+    if term.structure == "cs":
+        return [*sd, R[0, 1]]
+    return [*sd, *R[0, 1:]]  # toep
+
+
+def _n_packed(term: Term) -> int:
+    k = term.k
+    return {None: k * (k + 1) // 2, "diagonal": k, "ar1": 2, "cs": k + 1, "toep": 2 * k - 1}[
+        term.structure
+    ]
+
+
+def _unpack_term(term: Term, v: np.ndarray) -> np.ndarray:
+    k = term.k
+    lag = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :])
+    if term.structure is None:
+        L = np.zeros((k, k))
+        L[np.tril_indices(k)] = v
+        return L @ L.T
+    if term.structure == "diagonal":
+        return np.diag(np.asarray(v) ** 2)
+    if term.structure == "ar1":
+        return v[0] ** 2 * np.tanh(v[1]) ** lag
+    sd = np.abs(np.asarray(v[:k]))
+    if term.structure == "cs":
+        R = np.where(lag == 0, 1.0, v[k])
+    else:  # toep
+        R = np.r_[1.0, v[k:]][lag]
+    return R * np.outer(sd, sd)
 
 
 def pack(params: dict, data: truth.GLMMData, structure: Structure) -> np.ndarray:
-    """[truth's scaled beta, each factor's free Cholesky entries, log theta (NB)]."""
+    """[truth's scaled beta, each factor's covariance parameters, log theta (NB)]: the
+    free entries of the Cholesky factor (unstructured), the SDs (diagonal), the SD and
+    ``atanh(rho)`` (ar1), the SDs and the correlation (cs) or the lag correlations
+    (toep)."""
     base = truth.pack({**params, "sigma": 0.0}, data)
     p = data.X.shape[1]
-    chol = []
+    cov_part = []
     for term, cov in zip(structure.terms, params["cov"]):
-        L = psd_factor(cov)
-        chol += [L[i, j] for i, j in _free_entries(term)]
-    return np.concatenate([base[:p], chol, base[p + 1 :]])
+        cov_part += _pack_term(term, np.asarray(cov, dtype=float))
+    return np.concatenate([base[:p], cov_part, base[p + 1 :]])
 
 
 def unpack(x: np.ndarray, data: truth.GLMMData, structure: Structure) -> dict:
-    """The inverse of :func:`pack` (a covariance made from its factor's entries)."""
+    """The inverse of :func:`pack` (a cs or toep matrix that is not positive
+    semi-definite is returned as it is: :func:`laplace_loglik` gives NaN there)."""
     p = data.X.shape[1]
     k = p
     covs = []
     for term in structure.terms:
-        L = np.zeros((term.k, term.k))
-        for i, j in _free_entries(term):
-            L[i, j] = x[k]
-            k += 1
-        covs.append(L @ L.T)
+        m = _n_packed(term)
+        covs.append(_unpack_term(term, np.asarray(x[k : k + m], dtype=float)))
+        k += m
     rest = np.concatenate([x[:p], [0.0], x[k:]])
     params = truth.unpack(rest, data)
     params.pop("sigma")

@@ -145,6 +145,7 @@ class CrossedSolver:
         self.code1 = c[:, 0] // q1
         self.col2 = c[:, q1:] - self.Q1
         self.first = BlockSolver(self.code1, G1, q1)
+        self.first.keep_factor = q1 > 1
         self._init_patterns()
         self._precond = None  # Cholesky factor of an earlier exact S
         self._reset()
@@ -208,16 +209,22 @@ class CrossedSolver:
         cdata[self._c_diag] += 1.0
         self.B = sp.csr_matrix((bdata, self._b_ind, self._b_ptr), shape=(self.Q1, Q2))
         self.C = sp.csr_matrix((cdata, self._c_ind, self._c_ptr), shape=(Q2, Q2))
-        hinv = self.first.hinv
         lev = self._row_of // q1
         a_of = self._row_of % q1
-        mdata = np.zeros_like(bdata)
-        for b in range(q1):
-            mdata += hinv[lev, a_of, b] * bdata[self._twins[b]]
-        self.M = sp.csr_matrix((mdata, self._b_ind, self._b_ptr), shape=(self.Q1, Q2))
+        self.M = self._level_times(self.first.hinv, bdata, lev, a_of)
+        # S = C - K'K with K = L^{-1} B for blocks of several effects (the Cholesky
+        # arithmetic: see block_cholesky_inverse); B'M for scalar ones
+        self.K = self._level_times(self.first.linv, bdata, lev, a_of) if q1 > 1 else None
         self._reset()
         if w.min() < 0.0:
             self._factor()
+
+    def _level_times(self, blocks, bdata, lev, a_of) -> sp.csr_matrix:
+        """``blockdiag(blocks) @ B`` on B's pattern (every row of a level shares it)."""
+        out = np.zeros_like(bdata)
+        for b in range(self.q1):
+            out += blocks[lev, a_of, b] * bdata[self._twins[b]]
+        return sp.csr_matrix((out, self._b_ind, self._b_ptr), shape=(self.Q1, self.Q2))
 
     def _schur(self) -> np.ndarray:
         """``S = C - B' A^{-1} B`` as a dense array (module docstring: sparse and dense
@@ -232,14 +239,15 @@ class CrossedSolver:
             S.fill(0.0)
         S[self._c_rows, self._c_ind] += self.C.data
         if len(heavy):
-            R = self.B[heavy].toarray()
             with _all_cores(Q2):
                 if self.q1 == 1:  # A^{-1} diagonal: a symmetric product
+                    R = self.B[heavy].toarray()
                     R *= np.sqrt(self.first.hinv[heavy, 0, 0])[:, None]
                     St = scipy.linalg.blas.dsyrk(-1.0, R.T, beta=1.0, c=S.T, lower=1, overwrite_c=1)
                     S = St.T
                 else:
-                    S -= R.T @ self.M[heavy].toarray()
+                    Kh = self.K[heavy].toarray()
+                    S -= Kh.T @ Kh
         return S
 
     def _light_schur(self, S: np.ndarray) -> None:
@@ -247,8 +255,9 @@ class CrossedSolver:
         in blocks of rows of ``S`` of equal work (one per core: the products release
         the interpreter lock)."""
         light = self._light
-        Bt = self.B[light].T.tocsr()
-        Mn = self.M[light]
+        left, right = (self.B, self.M) if self.K is None else (self.K, self.K)
+        Bt = left[light].T.tocsr()
+        Mn = right[light]
         Mn.data *= -1.0
 
         def rows(k):

@@ -31,7 +31,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from ..groups import GroupIndex
-from .block import NotPositiveDefinite, block_inverse, cholesky_inverse
+from .block import NotPositiveDefinite, block_cholesky_inverse, block_inverse, cholesky_inverse
 
 
 def containing_levels(codes_a: np.ndarray, n_levels_a: int, codes_b: np.ndarray):
@@ -267,13 +267,18 @@ class NestedSolver:
         Dinv, M, N = [], [[None] * m for _ in range(m)], []
         logdet = 0.0
         for a in range(m):
-            hinv, ld = block_inverse(D[a])
+            if self.q[a] == 1:
+                linv = None
+                hinv, ld = block_inverse(D[a])
+            else:  # eliminated through the Cholesky factors (see _eliminate)
+                linv, ld = block_cholesky_inverse(D[a])
+                hinv = _t(linv) @ linv
             Dinv.append(hinv)
             logdet += ld
             for b in range(a + 1, m):
                 M[a][b] = hinv @ E[a][b]
             N.append(_block_diagonal_times(hinv, F[a]) if self.QT else None)
-            T = self._eliminate(a, D, E, F, T, M[a], N[a])
+            T = self._eliminate(a, D, E, F, T, M[a], N[a], linv)
         self._L = None
         if self.QT:
             try:
@@ -284,13 +289,18 @@ class NestedSolver:
         self.Dinv, self.M, self.N, self.logdet = Dinv, M, N, logdet
         self._sel = None  # the selected inverse, computed when first needed
 
-    def _eliminate(self, a: int, D, E, F, T, Ma, Na):
+    def _eliminate(self, a: int, D, E, F, T, Ma, Na, linv=None):
         """Subtract chain factor ``a``'s contributions from the later blocks; returns the new T.
 
         ``D``, ``E``, ``F`` (lists of the blocks, updated in place) of every
         level containing a level ``j`` of ``a`` lose ``E_j' D_j^{-1} E_j``,
         ``E_j' D_j^{-1} F_j``; the tail block loses ``F_j' D_j^{-1} F_j``.
+        With ``linv`` (the inverse Cholesky factors of the ``D_j``, blocks of several
+        effects), each product is ``(L_j^{-1} X)' (L_j^{-1} Y)``: Cholesky's arithmetic,
+        accurate where an explicit ``D_j^{-1}`` loses digits (``block_cholesky_inverse``).
         """
+        if linv is not None:
+            return self._eliminate_factored(a, D, E, F, T, linv)
         m, QT = len(self.chain), self.QT
         for b in range(a + 1, m):
             up, Et = self.up[a][b], _t(E[a][b])
@@ -302,6 +312,23 @@ class NestedSolver:
                 F[b] = F[b] - _csr(self._up_pattern[a][b], Et.ravel(), shape) @ Na
         if QT:
             T = T - (F[a].T @ Na).toarray()
+        return T
+
+    def _eliminate_factored(self, a: int, D, E, F, T, linv):
+        """:meth:`_eliminate` through ``K = L^{-1} E``, ``KF = L^{-1} F``."""
+        m, QT = len(self.chain), self.QT
+        K = {b: linv @ E[a][b] for b in range(a + 1, m)}
+        KF = _block_diagonal_times(linv, F[a]) if QT else None
+        for b in range(a + 1, m):
+            up, Kt = self.up[a][b], _t(K[b])
+            D[b] = D[b] - up(Kt @ K[b])
+            for c in range(b + 1, m):
+                E[b][c] = E[b][c] - up(Kt @ K[c])
+            if QT:
+                shape = (self.G[b] * self.q[b], self.G[a] * self.q[a])
+                F[b] = F[b] - _csr(self._up_pattern[a][b], Kt.ravel(), shape) @ KF
+        if QT:
+            T = T - (KF.T @ KF).toarray()
         return T
 
     def snapshot(self):
