@@ -192,7 +192,9 @@ def make_structure_case(seed: int) -> dict:
             theta = float(rng.choice([0.5, 2.0, 10.0]))
             mu = rng.gamma(theta, mu / theta)
             notes.append(f"theta={theta}")
-        y = rng.poisson(mu).astype(float)
+        # counts up to 1e12 (a predictor's scale of 10 under a random slope reaches
+        # further: beyond Poisson sampling)
+        y = rng.poisson(np.minimum(mu, 1e12)).astype(float)
         if np.all(y == 0):
             y[0] = 1.0
     notes.append(f"random_effects={random_effects!r}")

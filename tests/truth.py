@@ -38,6 +38,7 @@ column included), ``sigma`` (the random intercept's SD, 0 allowed), ``theta`` (N
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -699,6 +700,15 @@ def best_nearby(fun, params, *, max_evaluations: int | None = None) -> Nearby:
             best[0], best[1] = v, x
         return -v if np.isfinite(v) else np.inf
 
+    # a non-finite value is +inf to the minimisers; Powell's line search then does
+    # arithmetic on it (RuntimeWarnings, the search goes on)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _minimise(negf, d, maxfev, best, f0, count)
+
+
+def _minimise(negf, d, maxfev, best, f0, count):
+    """:func:`best_nearby`'s searches: Nelder-Mead, then Powell if that found better."""
     res = optimize.minimize(
         negf,
         np.zeros(d),
