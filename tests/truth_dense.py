@@ -85,14 +85,14 @@ class Structure:
 
 def psd_factor(S: np.ndarray) -> np.ndarray:
     """A lower-triangular ``L`` with ``L L' = S`` for a positive semi-definite ``S``
-    (a pivot at zero, relative to the diagonal, gives a zero column)."""
+    (a pivot at zero, to the rounding of its own diagonal entry, gives a zero column:
+    the variances of one matrix can be 1e12 apart)."""
     S = np.asarray(S, dtype=float)
     k = S.shape[0]
     L = np.zeros((k, k))
-    top = max(float(np.max(np.abs(np.diag(S)))), 0.0)
     for j in range(k):
         d = S[j, j] - L[j, :j] @ L[j, :j]
-        if d <= 1e-13 * top or d <= 0.0:
+        if d <= 1e-12 * S[j, j] or d <= 0.0:
             continue
         L[j, j] = np.sqrt(d)
         for i in range(j + 1, k):
@@ -213,11 +213,21 @@ def _pack_term(term: Term, cov: np.ndarray) -> list:
     sd, R = _sds_and_correlations(cov)
     if term.structure == "diagonal":
         return list(sd)
+    lags = [_lag_correlation(R, sd, lag) for lag in range(1, k)]
     if term.structure == "ar1":
-        return [sd[0], float(np.arctanh(np.clip(R[0, 1], -1 + 1e-15, 1 - 1e-15)))]
-    if term.structure == "cs":
-        return [*sd, R[0, 1]]
-    return [*sd, *R[0, 1:]]  # toep
+        return [sd.max(), float(np.arctanh(np.clip(lags[0], -1 + 1e-15, 1 - 1e-15)))]
+    if term.structure == "cs":  # one correlation: any pair of positive SDs has it
+        pairs = [R[i, j] for i in range(k) for j in range(i + 1, k) if sd[i] > 0 and sd[j] > 0]
+        return [*sd, float(pairs[0]) if pairs else 0.0]
+    return [*sd, *lags]  # toep
+
+
+def _lag_correlation(R, sd, lag):
+    """The correlation at ``lag``, read where both SDs are positive (0 where none is)."""
+    for i in range(len(sd) - lag):
+        if sd[i] > 0 and sd[i + lag] > 0:
+            return float(R[i, i + lag])
+    return 0.0
 
 
 def _n_packed(term: Term) -> int:
