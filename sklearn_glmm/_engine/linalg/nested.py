@@ -294,41 +294,29 @@ class NestedSolver:
 
         ``D``, ``E``, ``F`` (lists of the blocks, updated in place) of every
         level containing a level ``j`` of ``a`` lose ``E_j' D_j^{-1} E_j``,
-        ``E_j' D_j^{-1} F_j``; the tail block loses ``F_j' D_j^{-1} F_j``.
-        With ``linv`` (the inverse Cholesky factors of the ``D_j``, blocks of several
-        effects), each product is ``(L_j^{-1} X)' (L_j^{-1} Y)``: Cholesky's arithmetic,
-        accurate where an explicit ``D_j^{-1}`` loses digits (``block_cholesky_inverse``).
+        ``E_j' D_j^{-1} F_j``; the tail block loses ``F_j' D_j^{-1} F_j``: each
+        ``X' D_j^{-1} Y`` as ``X' (D_j^{-1} Y)`` (``Ma``, ``Na``), or with ``linv`` (the
+        inverse Cholesky factors of the ``D_j``, blocks of several effects) as
+        ``(L_j^{-1} X)' (L_j^{-1} Y)``: Cholesky's arithmetic, accurate where an explicit
+        ``D_j^{-1}`` loses digits (``block_cholesky_inverse``).
         """
-        if linv is not None:
-            return self._eliminate_factored(a, D, E, F, T, linv)
         m, QT = len(self.chain), self.QT
+        if linv is None:
+            left, right = E[a], Ma
+            f_left, f_right = (F[a], Na) if QT else (None, None)
+        else:
+            left = right = [None] * (a + 1) + [linv @ E[a][b] for b in range(a + 1, m)]
+            f_left = f_right = _block_diagonal_times(linv, F[a]) if QT else None
         for b in range(a + 1, m):
-            up, Et = self.up[a][b], _t(E[a][b])
-            D[b] = D[b] - up(Et @ Ma[b])
+            up, Lt = self.up[a][b], _t(left[b])
+            D[b] = D[b] - up(Lt @ right[b])
             for c in range(b + 1, m):
-                E[b][c] = E[b][c] - up(Et @ Ma[c])
+                E[b][c] = E[b][c] - up(Lt @ right[c])
             if QT:
                 shape = (self.G[b] * self.q[b], self.G[a] * self.q[a])
-                F[b] = F[b] - _csr(self._up_pattern[a][b], Et.ravel(), shape) @ Na
+                F[b] = F[b] - _csr(self._up_pattern[a][b], Lt.ravel(), shape) @ f_right
         if QT:
-            T = T - (F[a].T @ Na).toarray()
-        return T
-
-    def _eliminate_factored(self, a: int, D, E, F, T, linv):
-        """:meth:`_eliminate` through ``K = L^{-1} E``, ``KF = L^{-1} F``."""
-        m, QT = len(self.chain), self.QT
-        K = {b: linv @ E[a][b] for b in range(a + 1, m)}
-        KF = _block_diagonal_times(linv, F[a]) if QT else None
-        for b in range(a + 1, m):
-            up, Kt = self.up[a][b], _t(K[b])
-            D[b] = D[b] - up(Kt @ K[b])
-            for c in range(b + 1, m):
-                E[b][c] = E[b][c] - up(Kt @ K[c])
-            if QT:
-                shape = (self.G[b] * self.q[b], self.G[a] * self.q[a])
-                F[b] = F[b] - _csr(self._up_pattern[a][b], Kt.ravel(), shape) @ KF
-        if QT:
-            T = T - (KF.T @ KF).toarray()
+            T = T - (f_left.T @ f_right).toarray()
         return T
 
     def snapshot(self):
