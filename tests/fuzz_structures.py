@@ -213,3 +213,64 @@ def make_structure_case(seed: int) -> dict:
         "dense_terms": dense,
         "description": f"{scenario} {family} n={n} groups={n_groups} " + " ".join(notes),
     }
+
+
+def make_agq_case(seed: int) -> dict:
+    """One factor with a random intercept and slope (correlated, ``diag`` or the slope
+    alone) fitted by adaptive Gauss-Hermite quadrature with 25 nodes per dimension (a
+    product rule): its ``loglik_`` is checked against ``truth_dense.integral_loglik``.
+    The keys of :func:`make_structure_case`, with ``n_agq`` in ``params``."""
+    rng = np.random.default_rng([20_261_205, seed])
+    family = str(rng.choice(["binomial", "poisson", "negbin"], p=[0.4, 0.3, 0.3]))
+    term = str(rng.choice(["1 + x0", "diag(1 + x0)", "0 + x0"], p=[0.5, 0.3, 0.2]))
+    n_groups = int(rng.integers(4, 25))
+    n = int(rng.integers(40, 200))
+    codes = rng.integers(0, n_groups, n)
+    codes[:n_groups] = np.arange(n_groups)
+    x0 = rng.normal(size=n) * rng.choice([1.0, 3.0])
+    x1 = rng.integers(0, 2, n).astype(float)
+    X = pd.DataFrame({"x0": x0, "x1": x1})
+    k = 1 if term == "0 + x0" else 2
+    cov = _random_cov(rng, k, diagonal=term.startswith("diag"))
+    cov = cov * float(rng.choice([1.0, 4.0]))  # SDs up to 2: the rule's nodes matter
+    cols = np.column_stack([np.ones(n), x0][2 - k :])
+    eta = float(rng.normal(0.0, 0.7)) + 0.3 * x0 / x0.std() - 0.4 * x1
+    eta = eta + np.sum(_draw(rng, cov, n_groups)[codes] * cols, axis=1)
+    fit_params, notes = {}, []
+    if family == "binomial":
+        if rng.random() < 0.4:
+            trials = rng.integers(1, 10, n).astype(float)
+            y = rng.binomial(trials.astype(int), expit(eta)).astype(float)
+            fit_params["trials"] = trials
+            notes.append("trials")
+        else:
+            y = (rng.random(n) < expit(eta)).astype(int)
+            if y.min() == y.max():
+                y[0] = 1 - y[0]
+    else:
+        mu = np.exp(eta + np.log(2.0))
+        if family == "negbin" and rng.random() < 0.75:
+            theta = float(rng.choice([0.5, 2.0, 10.0]))
+            mu = rng.gamma(theta, mu / theta)
+            notes.append(f"theta={theta}")
+        y = rng.poisson(np.minimum(mu, 1e12)).astype(float)
+        if np.all(y == 0):
+            y[0] = 1.0
+    names = ["(Intercept)", "x0"][2 - k :]
+    structure = "diagonal" if term.startswith("diag") else None
+    return {
+        "seed": seed,
+        "scenario": "slopes_agq",
+        "family": family,
+        "zero_inflation": False,
+        "X": X,
+        "y": y,
+        "groups": pd.Series(codes, name="g"),
+        "estimator": ESTIMATORS[family],
+        "params": {"random_effects": term, "n_agq": 25},
+        "fit_params": fit_params,
+        "checkable": False,
+        "dense_terms": {"g": {"names": names, "columns": cols, "structure": structure}},
+        "description": f"slopes_agq {family} n={n} groups={n_groups} random_effects={term!r} "
+        + " ".join(notes),
+    }

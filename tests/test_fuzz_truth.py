@@ -71,7 +71,7 @@ import pytest
 import truth
 import truth_dense
 from fuzz_cases import make_case
-from fuzz_structures import make_structure_case
+from fuzz_structures import make_agq_case, make_structure_case
 from scipy import special, stats
 
 from sklearn_glmm.exceptions import OverdispersionWarning, SingularFitWarning
@@ -121,6 +121,7 @@ FAILURE_KINDS = {
     "not_optimal": "converged, no warning but singular / overdispersed, yet a better optimum "
     "nearby (> 0.01)",
     "dense_not_optimal": "the same, by the dense Laplace (random slopes / several factors)",
+    "dense_integral": "random slopes by AGQ >= 25 nodes: loglik_ != the integral (> 1e-3)",
     "below_glm": "converged, no warning but singular / overdispersed, yet below the nested "
     "GLM (> 0.01)",
     "se_value": "a fixed effect's std_error != that of the independent Hessian (> 1e-3 rel.)",
@@ -131,8 +132,12 @@ N_SLOW = int(os.environ.get("FUZZ_TRUTH_CASES", "1500"))
 SLOW_START = int(os.environ.get("FUZZ_TRUTH_START", "0"))
 
 
-def reproduction(seed: int, structures: bool = False) -> str:
-    flag = "--structures " if structures else ""
+# the generators of data sets: fuzz_cases (the default), and fuzz_structures' two
+GENERATORS = {"cases": make_case, "structures": make_structure_case, "agq": make_agq_case}
+
+
+def reproduction(seed: int, generator: str = "cases") -> str:
+    flag = "" if generator == "cases" else f"--{generator} "
     return f"PYTHONPATH=. python tests/test_fuzz_truth.py {flag}{seed}"
 
 
@@ -155,7 +160,7 @@ class Outcome:
     # the standard errors: "compared", "skipped: <why>", or "" (not a clean checkable fit)
     se_check: str = ""
     seconds: float = 0.0
-    structures: bool = False  # a data set of fuzz_structures
+    generator: str = "cases"  # the key of GENERATORS that made the data set
 
     def fail(self, kind, detail):
         assert kind in FAILURE_KINDS, kind
@@ -370,6 +375,37 @@ def _against_dense_truth(out, m, case, data):
         )
 
 
+def _against_dense_integral(out, m, case, data):
+    """AGQ with random slopes (a product rule of 25 or more nodes per dimension): loglik_
+    against the integral at the fitted parameters."""
+    structure, covs = dense_model(m, case)
+    params = dense_params(m, case, covs)
+    (term,) = structure.terms
+    nums = out.numbers
+    nums["integral_dense"] = truth_dense.integral_loglik(params, data, term)
+    if np.isfinite(m.loglik_) and not abs(m.loglik_ - nums["integral_dense"]) <= TOL_INTEGRAL:
+        out.fail(
+            "dense_integral",
+            f"loglik_ {m.loglik_:.8f} vs integral {nums['integral_dense']:.8f}",
+        )
+    if not out.claims_optimum:
+        return
+
+    def fun(x):
+        return truth_dense.integral_loglik(truth_dense.unpack(x, data, structure), data, term)
+
+    nearby = truth.best_nearby(fun, truth_dense.pack(params, data, structure))
+    nums["integral_at_fit"], nums["integral_best_nearby"] = nearby.start_value, nearby.value
+    if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
+        better = truth_dense.unpack(nearby.x, data, structure)
+        out.fail(
+            "dense_not_optimal",
+            f"integral {nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit "
+            f"(beta {np.round(better['beta'], 6)}, "
+            f"cov {[np.round(c, 6).tolist() for c in better['cov']]})",
+        )
+
+
 def _se_skip_reason(out, m, case):
     """Why the standard errors of a clean checkable fit are not compared ("" if they are)."""
     params = fitted_params(m, case)
@@ -476,14 +512,14 @@ def _variance_standard_errors(out, m, case, found):
             )
 
 
-def check_case(seed: int, structures: bool = False) -> Outcome:
-    """Fit the data set of ``seed`` (of ``fuzz_structures`` with ``structures``) and run
-    every check."""
+def check_case(seed: int, generator: str = "cases") -> Outcome:
+    """Fit the data set of ``seed`` (made by ``GENERATORS[generator]``) and run every
+    check."""
     t0 = time.perf_counter()
-    case = make_structure_case(seed) if structures else make_case(seed)
+    case = GENERATORS[generator](seed)
     m, caught = _fit(case)
     out = check_fit(case, m, caught)
-    out.structures = structures
+    out.generator = generator
     out.seconds = time.perf_counter() - t0
     return out
 
@@ -508,8 +544,13 @@ def check_fit(case, m, caught) -> Outcome:
     data = truth_data(case)
     if case["checkable"]:
         _against_truth(out, m, case, data)
-    elif case["zero_inflation"] or case["params"].get("n_agq", 1) > 1:
-        out.numbers["dense_skip"] = "zero inflation" if case["zero_inflation"] else "AGQ"
+    elif case["zero_inflation"]:
+        out.numbers["dense_skip"] = "zero inflation"
+    elif case["params"].get("n_agq", 1) > 1:
+        if case["params"]["n_agq"] >= EXACT_NODES and len(m.random_effects_cov_) == 1:
+            _against_dense_integral(out, m, case, data)
+        else:
+            out.numbers["dense_skip"] = "AGQ"
     else:
         _against_dense_truth(out, m, case, data)
     if out.claims_optimum:
@@ -527,8 +568,8 @@ def check_fit(case, m, caught) -> Outcome:
 # -- running many and reporting ----------------------------------------------------------
 
 
-def run_cases(seeds, structures: bool = False) -> list[Outcome]:
-    return [check_case(int(s), structures) for s in seeds]
+def run_cases(seeds, generator: str = "cases") -> list[Outcome]:
+    return [check_case(int(s), generator) for s in seeds]
 
 
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
@@ -542,6 +583,7 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     seeds = [o.seed for o in outcomes]
     flat = [o.seed for o in outcomes if o.numbers.get("min_curvature", np.inf) < FLAT_LAPLACE]
     dense = sum("laplace_dense" in o.numbers for o in outcomes)
+    integral = sum("integral_dense" in o.numbers for o in outcomes)
     dense_skip = [o.seed for o in outcomes if "dense_skip" in o.numbers]
     lines = [
         f"fuzz against the truth: {n} data sets (seeds {min(seeds)}-{max(seeds)}), "
@@ -550,8 +592,9 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
         f"crashed {status['crashed']}; checkable by brute force {checkable}; "
         f"converged without warning {clean}, with only a singular-fit or overdispersion "
         f"warning {claims - clean} (optima checked in both)",
-        f"  random slopes or several factors against the dense Laplace: {dense} "
-        f"(not taken: {len(dense_skip)} zero-inflated or AGQ)",
+        f"  random slopes or several factors against the dense Laplace: {dense}, by AGQ "
+        f"against the integral: {integral} (not taken: {len(dense_skip)} zero-inflated or "
+        "AGQ with fewer nodes)",
         f"  Laplace value not compared (a level's mode nearly flat): {len(flat)} "
         f"{', '.join(map(str, flat[:max_seeds]))}",
         _se_summary(outcomes),
@@ -577,7 +620,7 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     for o in failed[:40]:
         kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
         lines.append(
-            f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed, o.structures)}"
+            f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed, o.generator)}"
         )
     return "\n".join(lines)
 
@@ -953,6 +996,35 @@ def test_dense_truth_pack_unpack_and_warm_started_searches():
         assert fun(x) == pytest.approx(cold, abs=1e-9)
 
 
+@pytest.mark.parametrize("family", ["binomial", "poisson", "negbin"])
+def test_dense_integral_is_the_brute_force_integral_for_one_random_intercept(family):
+    rng = np.random.default_rng(14)
+    data = _small_data("poisson" if family == "negbin" else family, rng, n_groups=8)
+    data = truth.GLMMData(data.X, data.y, data.groups, family)
+    extra = {"theta": 2.5} if family == "negbin" else {}
+    term = truth_dense.Term(data.groups, np.ones((len(data.y), 1)))
+    for sigma in (0.0, 0.3, 1.5, 3.0):
+        brute = truth.marginal_loglik({"beta": [0.1, 0.4], "sigma": sigma, **extra}, data)
+        params = {"beta": [0.1, 0.4], "cov": [np.array([[sigma**2]])], **extra}
+        # the default 40 nodes within 1e-5 (1.8e-6 at an SD of 3), 100 nodes to 1e-7
+        assert truth_dense.integral_loglik(params, data, term) == pytest.approx(brute, abs=1e-5)
+        rule = truth_dense.integral_loglik(params, data, term, nodes=100)
+        assert rule == pytest.approx(brute, abs=1e-7)
+
+
+def test_dense_integral_with_a_random_slope_converges_in_its_nodes():
+    rng = np.random.default_rng(15)
+    data = _small_data("binomial", rng, n_groups=8, trials=np.full(40, 5.0))
+    term = truth_dense.Term(data.groups, data.X[:, :2])
+    params = {"beta": [0.1, 0.4], "cov": [np.array([[1.5, 0.6], [0.6, 0.9]])]}
+    values = [truth_dense.integral_loglik(params, data, term, nodes=k) for k in (30, 40, 60)]
+    assert values[1] == pytest.approx(values[2], abs=1e-9)
+    assert values[0] == pytest.approx(values[2], abs=1e-7)
+    # above the Laplace value's error scale: the two approximations differ here
+    laplace = truth_dense.laplace_loglik(params, data, truth_dense.Structure([term]))
+    assert abs(laplace - values[2]) > 1e-3
+
+
 def test_truth_standard_errors_from_differences_match_a_known_hessian():
     # a log-likelihood with a known Hessian at its maximum (cubic and quartic terms that
     # vanish there), on the packed coordinates of an NB model with a raw-scale predictor
@@ -1079,6 +1151,15 @@ def test_harness_catches_a_wrong_fit_of_slopes_or_crossed_factors(scenario):
     assert kinds == {"dense_not_optimal"}
 
 
+def test_harness_catches_a_wrong_quadrature_value_with_random_slopes():
+    case = make_agq_case(0)
+    m, caught = _fit(case)
+    out = check_fit(case, m, caught)
+    assert "integral_dense" in out.numbers and not out.failures
+    m.loglik_ += 0.005
+    assert {k for k, _ in check_fit(case, m, caught).failures} == {"dense_integral"}
+
+
 # -- fits against the truth ----------------------------------------------------------------
 
 
@@ -1140,7 +1221,7 @@ STRUCTURE_FAILED_BEFORE = {
 
 
 def test_fuzz_structures_against_the_dense_truth_fast_sample(capsys):
-    outcomes = run_cases(STRUCTURE_FAST_SEEDS, structures=True)
+    outcomes = run_cases(STRUCTURE_FAST_SEEDS, "structures")
     text = _report(outcomes, capsys)
     assert all("laplace_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
     assert not any(o.failures for o in outcomes), text
@@ -1148,30 +1229,50 @@ def test_fuzz_structures_against_the_dense_truth_fast_sample(capsys):
 
 @pytest.mark.parametrize("seed", sorted(STRUCTURE_FAILED_BEFORE))
 def test_fuzz_structure_data_sets_that_failed_before_the_engine_fixes(seed):
-    out = check_case(seed, structures=True)
+    out = check_case(seed, "structures")
     assert not out.failures, f"{STRUCTURE_FAILED_BEFORE[seed]}: {out.failures}"
 
 
 @pytest.mark.slow
 def test_fuzz_structures_against_the_dense_truth(capsys):
-    outcomes = run_cases(range(N_STRUCTURE_SLOW), structures=True)
+    outcomes = run_cases(range(N_STRUCTURE_SLOW), "structures")
+    text = _report(outcomes, capsys)
+    assert not any(o.failures for o in outcomes), text
+
+
+# Random slopes fitted by AGQ (a product rule of 25 nodes per dimension) against the
+# integral of truth_dense.integral_loglik
+AGQ_FAST_SEEDS = [100_000, 100_001, 100_002]
+N_AGQ_SLOW = int(os.environ.get("FUZZ_AGQ_CASES", "60"))
+
+
+def test_fuzz_slopes_by_quadrature_against_the_integral_fast_sample(capsys):
+    outcomes = run_cases(AGQ_FAST_SEEDS, "agq")
+    text = _report(outcomes, capsys)
+    assert all("integral_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
+    assert not any(o.failures for o in outcomes), text
+
+
+@pytest.mark.slow
+def test_fuzz_slopes_by_quadrature_against_the_integral(capsys):
+    outcomes = run_cases(range(N_AGQ_SLOW), "agq")
     text = _report(outcomes, capsys)
     assert not any(o.failures for o in outcomes), text
 
 
 def _main(argv):
     """``python tests/test_fuzz_truth.py SEED [SEED ...]`` or ``--range START STOP``;
-    ``--structures`` first for the data sets of ``fuzz_structures``."""
-    structures = argv[:1] == ["--structures"]
-    if structures:
-        argv = argv[1:]
+    ``--structures`` or ``--agq`` first for the data sets of ``fuzz_structures``."""
+    generator = "cases"
+    if argv[:1] in (["--structures"], ["--agq"]):
+        generator, argv = argv[0][2:], argv[1:]
     if argv[:1] == ["--range"]:
-        outcomes = run_cases(range(int(argv[1]), int(argv[2])), structures)
+        outcomes = run_cases(range(int(argv[1]), int(argv[2])), generator)
         print(summary(outcomes, max_seeds=12))
         return 1 if any(o.failures for o in outcomes) else 0
     for seed in map(int, argv):
-        o = check_case(seed, structures)
-        case = make_structure_case(seed) if structures else make_case(seed)
+        o = check_case(seed, generator)
+        case = GENERATORS[generator](seed)
         print(f"seed {seed}: {o.description}")
         est = f"{case['estimator'].__name__}({case['params']})"
         print(f"  estimator {est}, fit {list(case['fit_params'])}")

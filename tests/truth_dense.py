@@ -284,3 +284,71 @@ def unpack(x: np.ndarray, data: truth.GLMMData, structure: Structure) -> dict:
     params.pop("sigma")
     params["cov"] = covs
     return params
+
+
+# -- the integral itself, for one grouping factor ------------------------------------------
+
+
+def integral_loglik(params: dict, data: truth.GLMMData, term: Term, nodes: int = 40) -> float:
+    """The marginal log-likelihood of a model with ONE grouping factor (``term``; its level
+    codes must be ``data.groups``) whose levels carry ``k`` random effects, by a product
+    Gauss-Hermite rule of ``nodes`` per dimension centred at each level's mode and scaled
+    by its curvature there: per level ``log int exp(g_j(u)) N(u; 0, I) du`` with ``u``
+    over the directions of positive variance (``u = u_j + L_j^{-T} z``, ``L_j L_j'`` the
+    curvature of ``-g_j`` at the mode ``u_j``). The integrand is a Gaussian times a smooth
+    factor there; 40 ``nodes`` make the rule's own error negligible beside the 1e-3 the
+    checks allow (its tests: one effect against ``truth.marginal_loglik``, within 2e-6 at
+    an SD of 3 and 1e-9 with 100 nodes; a slope, 40 against 60 nodes).
+    """
+    if data.zero_inflation:
+        raise ValueError("zero-inflated models are not taken (see the module docstring)")
+    if not np.array_equal(term.codes, data.groups):
+        raise ValueError("the term's level codes must be data.groups")
+    cov = np.asarray(params["cov"][0], dtype=float)
+    if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(params["beta"])):
+        return np.nan
+    Lam = psd_factor(cov)
+    keep = np.any(Lam != 0.0, axis=0)
+    M = term.columns @ Lam[:, keep]  # (n, r): each row's loadings on its level's u
+    r = M.shape[1]
+    eta0 = data.eta(params["beta"])
+    if r == 0:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return float(np.sum(truth.row_logpdf(data, eta0, params)[0]))
+    # the modes, by _laplace on the loadings with an identity covariance; a level's
+    # direction that no row loads on stays at 0 (its integral is the prior's, 1)
+    whitened = Structure([Term(term.codes, M)])
+    value, u = _laplace({**params, "cov": [np.eye(r)]}, data, whitened)
+    if not np.isfinite(value):
+        return np.nan
+    loaded = np.any(whitened.design([np.eye(r)]) != 0.0, axis=0)
+    u_all = np.zeros(len(loaded))
+    u_all[loaded] = u
+    u = u_all
+    G = data.n_groups
+    U = u.reshape(G, r)  # the modes (levels in code order, then effects)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        _, d1, d2 = truth.row_logpdf(data, eta0 + np.sum(M * U[data.groups], axis=1), params)
+    # each level's curvature of -g at its mode: I + sum over its rows of -d2 m m'
+    H = np.eye(r) + data.group_sums((-d2)[:, None, None] * M[:, :, None] * M[:, None, :])
+    L = np.linalg.cholesky(H)  # (G, r, r)
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    grids = np.meshgrid(*([x] * r), indexing="ij")
+    Z = np.stack([g.ravel() for g in grids], axis=1)  # (K, r)
+    logw = np.sum(
+        np.log(np.stack([g.ravel() for g in np.meshgrid(*([w] * r), indexing="ij")], axis=1)),
+        axis=1,
+    )
+    logw -= r * 0.5 * np.log(2.0 * np.pi)  # weights of N(0, I)
+    # u_jK = U_j + L_j^{-T} z_K for every level and node
+    Linv_t = np.swapaxes(np.linalg.inv(L), 1, 2)  # (G, r, r)
+    UK = U[:, None, :] + np.einsum("gab,kb->gka", Linv_t, Z)  # (G, K, r)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        eta = eta0[:, None] + np.einsum("na,nka->nk", M, UK[data.groups])
+        ll = data.group_sums(truth.row_logpdf(data, eta, params)[0])  # (G, K)
+        log_f = ll - 0.5 * np.sum(UK**2, axis=2) + 0.5 * np.sum(Z**2, axis=1)[None, :]
+        log_f = np.where(np.isfinite(log_f), log_f, -np.inf)
+    logdet_L = np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
+    top = np.max(log_f + logw[None, :], axis=1, keepdims=True)
+    per_level = top[:, 0] + np.log(np.sum(np.exp(log_f + logw[None, :] - top), axis=1))
+    return float(np.sum(per_level - logdet_L))
