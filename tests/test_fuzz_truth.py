@@ -363,6 +363,8 @@ def _against_dense_truth(out, m, case, data):
     fun = truth_dense.PackedLaplace(data, structure)
     nearby = truth.best_nearby(fun, truth_dense.pack(params, data, structure))
     nums["dense_at_fit"], nums["dense_best_nearby"] = nearby.start_value, nearby.value
+    if out.clean and not out.failures:
+        _dense_standard_errors(out, m, case, data, structure, params)
     if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
         better = truth_dense.unpack(nearby.x, data, structure)
         out.fail(
@@ -373,6 +375,49 @@ def _against_dense_truth(out, m, case, data):
             + (f", theta {better['theta']:.6g}" if "theta" in better else "")
             + ")",
         )
+
+
+def _dense_skip_reason(m, case, params):
+    """Why the standard errors of a clean fit of several effects are not compared."""
+    for cov in params["cov"]:
+        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        if not np.min(sd) > SE_MIN_SIGMA:
+            return f"an SD below {SE_MIN_SIGMA:g}"
+        R = cov / np.outer(sd, sd)
+        if not np.min(np.linalg.eigvalsh(R)) > 1e-3:
+            return "a correlation matrix nearly singular"
+    if not np.isfinite(params.get("theta", 1.0)):
+        return "NB theta infinite"
+    rows = ["(Intercept)", *map(str, case["X"].columns)]
+    if [str(r) for r in m.fixed_effects_.index] != rows:
+        return "fixed_effects_ rows not (Intercept) + X's columns"
+    if not np.all(np.isfinite(m.fixed_effects_["std_error"].to_numpy(dtype=float))):
+        return "a reported std_error not finite"
+    return ""
+
+
+def _dense_standard_errors(out, m, case, data, structure, params):
+    """The reported fixed-effect standard errors against the dense Laplace's Hessian."""
+    reason = _dense_skip_reason(m, case, params)
+    if reason:
+        out.se_check = f"skipped: {reason}"
+        return
+    fun = truth_dense.PackedLaplace(data, structure)
+    packing = (
+        lambda q: truth_dense.pack(q, data, structure),
+        lambda x: truth_dense.unpack(x, data, structure),
+    )
+    t0 = time.perf_counter()
+    found = truth.fixed_effect_standard_errors(
+        fun,
+        params,
+        data,
+        max_error=SE_NUMERICAL,
+        packing=packing,
+        cap=truth_dense.pack_caps(params, data, structure),
+    )
+    out.numbers["se_truth_seconds"] = time.perf_counter() - t0
+    _compare_fixed_standard_errors(out, m, found)
 
 
 def _against_dense_integral(out, m, case, data):
@@ -445,12 +490,19 @@ def _standard_errors(out, m, case, data):
     found = truth.fixed_effect_standard_errors(
         fun, fitted_params(m, case), data, max_error=SE_NUMERICAL
     )
+    out.numbers["se_truth_seconds"] = time.perf_counter() - t0
+    if _compare_fixed_standard_errors(out, m, found):
+        _variance_standard_errors(out, m, case, found)
+
+
+def _compare_fixed_standard_errors(out, m, found) -> bool:
+    """``se_value``: the reported fixed-effect SEs against ``found``'s (True when they were
+    compared)."""
     nums = out.numbers
     nums["se_truth_evaluations"] = found.n_evaluations
-    nums["se_truth_seconds"] = time.perf_counter() - t0
     if found.se is None:
         out.se_check = f"skipped: independent Hessian {found.reason}"
-        return
+        return False
     reported = m.fixed_effects_["std_error"].to_numpy(dtype=float)
     rel = reported / found.se - 1.0
     nums["se_reported"], nums["se_truth"] = reported, found.se
@@ -458,7 +510,7 @@ def _standard_errors(out, m, case, data):
     nums["se_truth_step"] = found.step
     if not found.error <= SE_NUMERICAL:
         out.se_check = f"skipped: independent Hessian error > {SE_NUMERICAL:g}"
-        return
+        return False
     out.se_check = "compared"
     if not np.max(np.abs(rel)) <= TOL_SE:
         out.fail(
@@ -467,7 +519,7 @@ def _standard_errors(out, m, case, data):
             f"{np.array2string(found.se, precision=8)} (relative "
             f"{np.array2string(rel, precision=2)}, its error {found.error:.1e})",
         )
-    _variance_standard_errors(out, m, case, found)
+    return True
 
 
 def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:

@@ -817,7 +817,9 @@ def _rounding(f, x0, f0, scale, tau=1e-7):
     return out
 
 
-def fixed_effect_standard_errors(fun, params: dict, data: GLMMData, *, max_error=5e-4):
+def fixed_effect_standard_errors(
+    fun, params: dict, data: GLMMData, *, max_error=5e-4, packing=None, cap=None
+):
     """Standard errors of ``beta`` from the Hessian of the log-likelihood ``fun`` (a
     function of :func:`pack`'s vector) at its maximum ``params``, by differences.
 
@@ -842,8 +844,13 @@ def fixed_effect_standard_errors(fun, params: dict, data: GLMMData, *, max_error
     extrapolation with the smallest error. The steps are chosen for ``beta``'s standard
     errors; those of the other coordinates come from the same extrapolation, each with
     its own error estimate (the same two bounds).
+
+    ``packing`` (``(pack, unpack)``, functions of ``params`` and of a vector; default
+    this module's) and ``cap`` (each coordinate's largest scale; default ``sigma`` for
+    the SD, unbounded elsewhere) let other parametrisations in (``truth_dense``'s).
     """
-    x0 = pack(params, data)
+    pack_, unpack_ = packing or (lambda q: pack(q, data), lambda x: unpack(x, data))
+    x0 = pack_(params)
     d, p = len(x0), data.X.shape[1]
     count = [0]
 
@@ -853,14 +860,15 @@ def fixed_effect_standard_errors(fun, params: dict, data: GLMMData, *, max_error
             return float(fun(x))
 
     f0 = f(x0)
-    cap = np.full(d, np.inf)
-    cap[p] = abs(float(params["sigma"]))
-    scale = _coordinate_scales(f, x0, f0, cap)
+    if cap is None:
+        cap = np.full(d, np.inf)
+        cap[p] = abs(float(params["sigma"]))
+    scale = _coordinate_scales(f, x0, f0, np.asarray(cap, dtype=float))
     if scale is None:
         return StandardErrors(None, reason="not negative definite", n_evaluations=count[0])
     eps = _rounding(f, x0, f0, scale)
     # beta is linear in the packed coefficients: beta = J v
-    J = np.column_stack([unpack(np.eye(d)[k], data)["beta"] for k in range(p)])
+    J = np.column_stack([unpack_(np.eye(d)[k])["beta"] for k in range(p)])
     hessians, extrapolated = {}, {}
 
     def hessian(k):

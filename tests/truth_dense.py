@@ -256,6 +256,27 @@ def _unpack_term(term: Term, v: np.ndarray) -> np.ndarray:
     return R * np.outer(sd, sd)
 
 
+def pack_caps(params: dict, data: truth.GLMMData, structure: Structure) -> np.ndarray:
+    """The largest scale of each coordinate of :func:`pack` for differences: the value
+    itself where the log-likelihood is even in it (an SD, a Cholesky diagonal entry: a
+    step beyond zero comes back), unbounded elsewhere."""
+    x = pack(params, data, structure)
+    caps = np.full(len(x), np.inf)
+    k = data.X.shape[1]
+    for term in structure.terms:
+        q = term.k
+        if term.structure is None:
+            diagonal = [i * (i + 1) // 2 + i for i in range(q)]  # (i, i) in row-major tril
+        elif term.structure == "ar1":
+            diagonal = [0]
+        else:  # diag, cs, toep: the SDs first
+            diagonal = list(range(q))
+        for j in diagonal:
+            caps[k + j] = abs(x[k + j])
+        k += _n_packed(term)
+    return caps
+
+
 def pack(params: dict, data: truth.GLMMData, structure: Structure) -> np.ndarray:
     """[truth's scaled beta, each factor's covariance parameters, log theta (NB)]: the
     free entries of the Cholesky factor (unstructured), the SDs (diagonal), the SD and
