@@ -363,8 +363,6 @@ def _against_dense_truth(out, m, case, data):
     fun = truth_dense.PackedLaplace(data, structure)
     nearby = truth.best_nearby(fun, truth_dense.pack(params, data, structure))
     nums["dense_at_fit"], nums["dense_best_nearby"] = nearby.start_value, nearby.value
-    if out.clean and not out.failures:
-        _dense_standard_errors(out, m, case, data, structure, params)
     if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
         better = truth_dense.unpack(nearby.x, data, structure)
         out.fail(
@@ -375,6 +373,8 @@ def _against_dense_truth(out, m, case, data):
             + (f", theta {better['theta']:.6g}" if "theta" in better else "")
             + ")",
         )
+    if out.clean and not out.failures:
+        _dense_standard_errors(out, m, case, data, structure, params)
 
 
 def _dense_skip_reason(m, case, params):
