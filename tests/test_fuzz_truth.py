@@ -1294,7 +1294,7 @@ def test_fuzz_structures_against_the_dense_truth(capsys):
 
 # Random slopes fitted by AGQ (a product rule of 25 nodes per dimension) against the
 # integral of truth_dense.integral_loglik
-AGQ_FAST_SEEDS = [100_000, 100_001, 100_002]
+AGQ_FAST_SEEDS = [100_000]
 N_AGQ_SLOW = int(os.environ.get("FUZZ_AGQ_CASES", "60"))
 
 
