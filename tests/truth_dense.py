@@ -27,6 +27,15 @@ highest.
 
 ``params`` is a dict as ``truth``'s (``beta``, ``theta`` for NB) with ``cov``: one
 covariance matrix per factor of the :class:`Structure`, in its order.
+
+- :func:`laplace_loglik` (and :class:`PackedLaplace`, the same on :func:`pack`'s
+  vector, warm-started): the formula above;
+- :func:`pack` / :func:`unpack` / :func:`pack_caps`: the parameters as a vector for
+  ``truth.best_nearby`` and ``truth.fixed_effect_standard_errors`` (each covariance in
+  its own parameters: Cholesky entries, SDs, ``ar1``'s SD and ``atanh(rho)``, ``cs``'s
+  and ``toep``'s SDs and correlations);
+- :func:`integral_loglik`: the marginal log-likelihood itself for one grouping factor
+  with several effects per level, by a product Gauss-Hermite rule at each level's mode.
 """
 
 from __future__ import annotations
