@@ -74,6 +74,36 @@ def _structured_cov(rng, kind, q):
     return R * np.outer(sd, sd)
 
 
+def _outcome(rng, family, eta, fit_params, notes, p_trials, top_trials, count_shift=0.0):
+    """The outcome for the linear predictor ``eta``: binary, or successes out of 1 to
+    ``top_trials - 1`` trials with probability ``p_trials``; Poisson or NB2 counts (the
+    linear predictor shifted by ``count_shift``), NB overdispersed with probability 0.75.
+    Trials and notes are added to ``fit_params`` and ``notes``."""
+    n = len(eta)
+    if family == "binomial":
+        if rng.random() < p_trials:
+            trials = rng.integers(1, top_trials, n).astype(float)
+            y = rng.binomial(trials.astype(int), expit(eta)).astype(float)
+            fit_params["trials"] = trials
+            notes.append("trials")
+        else:
+            y = (rng.random(n) < expit(eta)).astype(int)
+            if y.min() == y.max():
+                y[0] = 1 - y[0]
+        return y
+    mu = np.exp(eta + count_shift)
+    if family == "negbin" and rng.random() < 0.75:
+        theta = float(rng.choice([0.5, 2.0, 10.0]))
+        mu = rng.gamma(theta, mu / theta)
+        notes.append(f"theta={theta}")
+    # counts up to 1e12 (a predictor's scale of 10 under a random slope reaches further:
+    # beyond Poisson sampling)
+    y = rng.poisson(np.minimum(mu, 1e12)).astype(float)
+    if np.all(y == 0):
+        y[0] = 1.0
+    return y
+
+
 def make_structure_case(seed: int) -> dict:
     """The data set and model of one seed (see the module docstring)."""
     rng = np.random.default_rng([20_261_204, seed])
@@ -176,27 +206,7 @@ def make_structure_case(seed: int) -> dict:
         w = rng.choice([0.5, 1.0, 2.0], size=n)
         fit_params["sample_weight"] = w
         notes.append("weights")
-    if family == "binomial":
-        if rng.random() < 0.35:
-            trials = rng.integers(1, 20, n).astype(float)
-            y = rng.binomial(trials.astype(int), expit(eta)).astype(float)
-            fit_params["trials"] = trials
-            notes.append("trials")
-        else:
-            y = (rng.random(n) < expit(eta)).astype(int)
-            if y.min() == y.max():
-                y[0] = 1 - y[0]
-    else:
-        mu = np.exp(eta)
-        if family == "negbin" and rng.random() < 0.75:
-            theta = float(rng.choice([0.5, 2.0, 10.0]))
-            mu = rng.gamma(theta, mu / theta)
-            notes.append(f"theta={theta}")
-        # counts up to 1e12 (a predictor's scale of 10 under a random slope reaches
-        # further: beyond Poisson sampling)
-        y = rng.poisson(np.minimum(mu, 1e12)).astype(float)
-        if np.all(y == 0):
-            y[0] = 1.0
+    y = _outcome(rng, family, eta, fit_params, notes, p_trials=0.35, top_trials=20)
     notes.append(f"random_effects={random_effects!r}")
     return {
         "seed": seed,
@@ -237,25 +247,7 @@ def make_agq_case(seed: int) -> dict:
     eta = float(rng.normal(0.0, 0.7)) + 0.3 * x0 / x0.std() - 0.4 * x1
     eta = eta + np.sum(_draw(rng, cov, n_groups)[codes] * cols, axis=1)
     fit_params, notes = {}, []
-    if family == "binomial":
-        if rng.random() < 0.4:
-            trials = rng.integers(1, 10, n).astype(float)
-            y = rng.binomial(trials.astype(int), expit(eta)).astype(float)
-            fit_params["trials"] = trials
-            notes.append("trials")
-        else:
-            y = (rng.random(n) < expit(eta)).astype(int)
-            if y.min() == y.max():
-                y[0] = 1 - y[0]
-    else:
-        mu = np.exp(eta + np.log(2.0))
-        if family == "negbin" and rng.random() < 0.75:
-            theta = float(rng.choice([0.5, 2.0, 10.0]))
-            mu = rng.gamma(theta, mu / theta)
-            notes.append(f"theta={theta}")
-        y = rng.poisson(np.minimum(mu, 1e12)).astype(float)
-        if np.all(y == 0):
-            y[0] = 1.0
+    y = _outcome(rng, family, eta, fit_params, notes, 0.4, 10, count_shift=np.log(2.0))
     names = ["(Intercept)", "x0"][2 - k :]
     structure = "diagonal" if term.startswith("diag") else None
     return {

@@ -361,20 +361,27 @@ def _against_dense_truth(out, m, case, data):
     if not out.claims_optimum:
         return
     fun = truth_dense.PackedLaplace(data, structure)
+    _dense_optimum(out, fun, params, data, structure, "dense")
+    if out.clean and not out.failures:
+        _dense_standard_errors(out, m, case, data, structure, params)
+
+
+def _dense_optimum(out, fun, params, data, structure, label):
+    """``dense_not_optimal``: ``best_nearby`` on ``fun`` (of truth_dense's packing) from
+    the fit; its values recorded as ``<label>_at_fit`` and ``<label>_best_nearby``."""
     nearby = truth.best_nearby(fun, truth_dense.pack(params, data, structure))
-    nums["dense_at_fit"], nums["dense_best_nearby"] = nearby.start_value, nearby.value
+    out.numbers[f"{label}_at_fit"] = nearby.start_value
+    out.numbers[f"{label}_best_nearby"] = nearby.value
     if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
         better = truth_dense.unpack(nearby.x, data, structure)
         out.fail(
             "dense_not_optimal",
-            f"{nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit "
+            f"{label} {nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit "
             f"(beta {np.round(better['beta'], 6)}, "
             f"cov {[np.round(c, 6).tolist() for c in better['cov']]}"
             + (f", theta {better['theta']:.6g}" if "theta" in better else "")
             + ")",
         )
-    if out.clean and not out.failures:
-        _dense_standard_errors(out, m, case, data, structure, params)
 
 
 def _dense_skip_reason(m, case, params):
@@ -439,16 +446,7 @@ def _against_dense_integral(out, m, case, data):
     def fun(x):
         return truth_dense.integral_loglik(truth_dense.unpack(x, data, structure), data, term)
 
-    nearby = truth.best_nearby(fun, truth_dense.pack(params, data, structure))
-    nums["integral_at_fit"], nums["integral_best_nearby"] = nearby.start_value, nearby.value
-    if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
-        better = truth_dense.unpack(nearby.x, data, structure)
-        out.fail(
-            "dense_not_optimal",
-            f"integral {nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit "
-            f"(beta {np.round(better['beta'], 6)}, "
-            f"cov {[np.round(c, 6).tolist() for c in better['cov']]})",
-        )
+    _dense_optimum(out, fun, params, data, structure, "integral")
 
 
 def _se_skip_reason(out, m, case):
