@@ -384,6 +384,16 @@ def _dense_optimum(out, fun, params, data, structure, label):
         )
 
 
+def _reported_se_skip_reason(m, case):
+    """Why the reported fixed-effect standard errors cannot be compared ("" if they can)."""
+    rows = ["(Intercept)", *map(str, case["X"].columns)]
+    if [str(r) for r in m.fixed_effects_.index] != rows:
+        return "fixed_effects_ rows not (Intercept) + X's columns"
+    if not np.all(np.isfinite(m.fixed_effects_["std_error"].to_numpy(dtype=float))):
+        return "a reported std_error not finite"
+    return ""
+
+
 def _dense_skip_reason(m, case, params):
     """Why the standard errors of a clean fit of several effects are not compared."""
     for cov in params["cov"]:
@@ -395,12 +405,7 @@ def _dense_skip_reason(m, case, params):
             return "a correlation matrix nearly singular"
     if not np.isfinite(params.get("theta", 1.0)):
         return "NB theta infinite"
-    rows = ["(Intercept)", *map(str, case["X"].columns)]
-    if [str(r) for r in m.fixed_effects_.index] != rows:
-        return "fixed_effects_ rows not (Intercept) + X's columns"
-    if not np.all(np.isfinite(m.fixed_effects_["std_error"].to_numpy(dtype=float))):
-        return "a reported std_error not finite"
-    return ""
+    return _reported_se_skip_reason(m, case)
 
 
 def _dense_standard_errors(out, m, case, data, structure, params):
@@ -462,12 +467,7 @@ def _se_skip_reason(out, m, case):
         return "zero inflation below 1e-3"
     if out.numbers.get("min_curvature", np.inf) < FLAT_LAPLACE:
         return "a nearly flat Laplace mode"
-    rows = ["(Intercept)", *map(str, case["X"].columns)]
-    if [str(r) for r in m.fixed_effects_.index] != rows:
-        return "fixed_effects_ rows not (Intercept) + X's columns"
-    if not np.all(np.isfinite(m.fixed_effects_["std_error"].to_numpy(dtype=float))):
-        return "a reported std_error not finite"
-    return ""
+    return _reported_se_skip_reason(m, case)
 
 
 def _standard_errors(out, m, case, data):
