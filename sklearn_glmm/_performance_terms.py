@@ -317,13 +317,17 @@ def vif_interval(vif: np.ndarray, n: int, p: int, level: float) -> tuple:
 
     ``n`` is the number of rows and ``p`` the number of fixed effects.
     """
+    vif = np.asarray(vif, dtype=float)
     r = 1.0 - 1.0 / vif
     se = np.sqrt((1.0 - r**2) ** 2 * (n - p - 1) ** 2 / ((n**2 - 1) * (n + 3)))
     z = stats.norm.ppf((1.0 + level) / 2.0)
-    # a VIF of exactly 1 (uncorrelated terms) has no interval: R gives [1, Inf]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         se_logit = se / (r * (1.0 - r))
         centre = np.log(r / (1.0 - r))
         lo = 1.0 / (1.0 + np.exp(-(centre - z * se_logit)))
         hi = 1.0 / (1.0 + np.exp(-(centre + z * se_logit)))
-        return 1.0 / (1.0 - lo), 1.0 / (1.0 - hi)
+        lo, hi = 1.0 / (1.0 - lo), 1.0 / (1.0 - hi)
+    # a VIF of 1 (uncorrelated terms; a rounding unit below it from the covariance's
+    # arithmetic) has no interval: R gives [1, Inf]
+    one = r <= 4.0 * np.finfo(float).eps
+    return np.where(one, 1.0, lo), np.where(one, np.inf, hi)

@@ -295,6 +295,18 @@ def test_check_collinearity_matches_performance(name):
     assert np.all(np.isinf(out["VIF_CI_high"][~finite]))
 
 
+def test_vif_interval_of_uncorrelated_terms():
+    """A VIF of 1, or a rounding unit below it (the covariance's arithmetic), has
+    performance's interval [1, Inf], not NaN; other VIFs keep theirs."""
+    from sklearn_glmm._performance_terms import vif_interval
+
+    vif = np.array([1.0, 1.0 - 1.1e-16, 2.5])
+    lo, hi = vif_interval(vif, 200, 3, 0.95)
+    np.testing.assert_array_equal(lo[:2], 1.0)
+    assert np.all(np.isposinf(hi[:2]))
+    assert 1.0 < lo[2] < 2.5 < hi[2] < np.inf
+
+
 def test_check_collinearity_layout_and_errors():
     out = P.check_collinearity(fit("bin_factor"))
     text = repr(out)
