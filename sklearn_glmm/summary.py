@@ -118,6 +118,74 @@ def _structured_rows(est, f, S, sd) -> list:
     return rows
 
 
+def fixed_effects_correlation(est) -> pd.DataFrame:
+    """The correlation matrix of the fixed-effect estimates (lme4's ``cov2cor(vcov(m))``);
+    NaN where a standard error is NaN or zero."""
+    V = est.fit_result_.vcov_fixed
+    sd = np.sqrt(np.diag(V.to_numpy()))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = V.to_numpy() / np.outer(sd, sd)
+    corr[~(np.outer(sd, sd) > 0)] = np.nan
+    np.fill_diagonal(corr, np.where(sd > 0, 1.0, np.nan))
+    return pd.DataFrame(corr, index=V.index, columns=V.columns)
+
+
+def _abbreviate_one(name: str, minlength: int) -> str:
+    """R's ``abbreviate(name, minlength)``: lower-case vowels dropped from the end, then
+    other lower-case letters, then the end cut; the first character always kept."""
+    chars = list(name.strip())
+    for drop in ("aeiou", "abcdefghijklmnopqrstuvwxyz"):
+        k = len(chars) - 1
+        while len(chars) > minlength and k > 0:
+            if chars[k] in drop:
+                del chars[k]
+            k -= 1
+    return "".join(chars[: max(minlength, 1)])
+
+
+def abbreviate(names, minlength: int) -> list:
+    """Abbreviations of ``names``, unique: names whose abbreviations collide get longer
+    ones (as R's ``abbreviate`` does), up to the names themselves."""
+    names = [str(n) for n in names]
+    length = {n: minlength for n in names}
+    while True:
+        out = [_abbreviate_one(n, length[n]) for n in names]
+        clash = {a for a in out if out.count(a) > 1}
+        grow = [n for n, a in zip(names, out) if a in clash and length[n] < len(n)]
+        if not grow:
+            return [a if a not in clash else n for n, a in zip(names, out)]
+        for n in grow:
+            length[n] += 1
+
+
+def correlation_lines(corr: pd.DataFrame, max_terms: int = 12) -> list:
+    """lme4's "Correlation of Fixed Effects" block: the lower triangle, three decimals,
+    rows and columns labelled by abbreviated names; over ``max_terms`` terms a note."""
+    p = len(corr)
+    if p < 2:
+        return []
+    if p > max_terms:
+        return [
+            "",
+            f"Correlation matrix not shown by default, as p = {p} > {max_terms}.",
+            "Use summary().fixed_effects_correlation or fit_result_.vcov_fixed if you need it",
+        ]
+    values = corr.to_numpy()
+    cells = ["NA" if not np.isfinite(v) else f"{v:.3f}" for v in values.ravel()]
+    width = max(len(c) for c in cells)
+    cells = np.array([c.rjust(width) for c in cells], dtype=object).reshape(p, p)
+    rows = abbreviate(corr.index, 11)[1:]
+    cols = abbreviate(corr.columns, 6)[:-1]
+    wr = max(len(r) for r in rows)
+    wc = [max(len(c), width) for c in cols]
+    lines = ["", "Correlation of Fixed Effects:"]
+    lines.append(" " * wr + "".join(f" {c:<{w}}" for c, w in zip(cols, wc)))
+    for i, r in enumerate(rows, start=1):
+        entries = [cells[i, j] if j < i else "" for j in range(p - 1)]
+        lines.append(f"{r:<{wr}}" + "".join(f" {e:<{w}}" for e, w in zip(entries, wc)))
+    return lines
+
+
 _COLUMNS = {
     "estimate": "Estimate",
     "std_error": "Std. Error",
@@ -159,6 +227,9 @@ class Summary:
         NB ``theta`` and the zero-inflation probability where the model has them.
     dispersion_model : pandas.DataFrame or None
         The dispersion model's coefficients (log scale) when it has predictors.
+    fixed_effects_correlation : pandas.DataFrame
+        The correlations of the fixed-effect estimates (lme4's "Correlation of Fixed
+        Effects", printed for 2 to 12 terms as lme4 prints it).
     """
 
     def __init__(self, est):
@@ -177,6 +248,7 @@ class Summary:
         )
         self.random_effects = random_effects_table(est)
         self.fixed_effects = est.fixed_effects_.rename(columns=_COLUMNS)
+        self.fixed_effects_correlation = fixed_effects_correlation(est)
         # the zero-inflation coefficients (logit scale), as glmmTMB's "Zero-inflation model"
         zi = getattr(est, "zero_inflation_effects_", None)
         self.zero_inflation = None if zi is None else zi.rename(columns=_COLUMNS)
@@ -236,6 +308,7 @@ class Summary:
         out += self._table_lines()
         out.append("---")
         out.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        out += correlation_lines(self.fixed_effects_correlation)
         if est.is_singular_:
             out.append("boundary (singular) fit: see help('isSingular')")
         if not est.converged_:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_glmm import PoissonGLMM
+from sklearn_glmm import BinomialGLMM, PoissonGLMM
 from sklearn_glmm._report import _fmt_p
 from sklearn_glmm.datasets import make_longitudinal
 
@@ -68,7 +68,9 @@ def test_report_and_summary_do_not_depend_on_the_units_of_a_slope():
     sd = float(np.sqrt(cov.iloc[1, 1]))
     assert 1e-7 < sd < 1e-5
     assert f"random-slope SD of t was {sd:.3g}" in text
-    (row,) = [line for line in str(sec.summary()).splitlines() if line.startswith("t ")]
+    lines = str(sec.summary()).splitlines()
+    table = lines[lines.index("Fixed effects:") : lines.index("---")]
+    (row,) = [line for line in table if line.startswith("t ")]
     est = sec.fixed_effects_.loc["t", "estimate"]
     assert f"{est:.4e}" in row and "0.000000" not in row
     assert "IRR = 1.00000 " not in text
@@ -145,3 +147,50 @@ def test_report_names_the_reference_level_of_a_formula_factor():
     text = m.report()
     assert "for condition = drugA than for condition = ctrl (the reference level)" in text
     assert "conditiondrugA = 0" not in text
+
+
+def test_correlation_of_fixed_effects_as_lme4_prints_it():
+    """The cbpp model: lme4's block, the lower triangle to three decimals under names
+    abbreviated as R's abbreviate() does; the numbers those of the summary's table."""
+    from reference import case_data, load_reference
+
+    spec, X, y, groups, kw = case_data("binom_trials")
+    m = _quiet(BinomialGLMM(), X, y, groups=groups, **kw)
+    s = m.summary()
+    R = s.fixed_effects_correlation
+    assert list(R.index) == list(m.fixed_effects_.index)
+    np.testing.assert_allclose(np.diag(R), 1.0)
+    lines = str(s).splitlines()
+    at = lines.index("Correlation of Fixed Effects:")
+    assert lines[at + 1] == "        (Intr) perid2 perid3"
+    r = R.to_numpy()
+    assert lines[at + 2] == f"period2 {r[1, 0]:.3f}              "
+    assert lines[at + 3] == f"period3 {r[2, 0]:.3f}  {r[2, 1]:.3f}       "
+    assert lines[at + 4] == f"period4 {r[3, 0]:.3f}  {r[3, 1]:.3f}  {r[3, 2]:.3f}"
+    # the same matrix as the reference engine's cov2cor(vcov(fit))
+    ref = load_reference()["binom_trials"]
+    V = np.array(ref["vcov"])
+    np.testing.assert_allclose(r, V / np.sqrt(np.outer(np.diag(V), np.diag(V))), atol=1e-4)
+
+
+def test_correlation_block_only_for_two_to_twelve_terms():
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(30), 10)
+    X = pd.DataFrame(rng.normal(size=(len(g), 13)), columns=[f"x{k}" for k in range(13)])
+    y = rng.poisson(np.exp(0.3 + rng.normal(0, 0.4, 30)[g]))
+    text = str(_quiet(PoissonGLMM(), X, y, groups=g).summary())
+    assert "Correlation matrix not shown by default, as p = 14 > 12." in text
+    assert "Correlation of Fixed Effects:" not in text
+    one = str(_quiet(PoissonGLMM(fit_intercept=False), X[["x0"]], y, groups=g).summary())
+    assert "Correlation" not in one
+
+
+def test_abbreviations_follow_r():
+    from sklearn_glmm.summary import abbreviate
+
+    # R 4: abbreviate(c("(Intercept)", "period2", "xs"), 6)
+    assert abbreviate(["(Intercept)", "period2", "xs"], 6) == ["(Intr)", "perid2", "xs"]
+    assert abbreviate(["treatment_group_A", "treatment_group_B"], 6) == ["trt__A", "trt__B"]
+    # names that would collide get longer abbreviations, up to themselves
+    out = abbreviate(["abcdefgh1", "abcdefgh2", "abcdefgh"], 3)
+    assert len(set(out)) == 3

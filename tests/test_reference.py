@@ -62,6 +62,23 @@ def test_fixed_effects(case):
 
 
 @pytest.mark.parametrize("case", CASES)
+def test_fixed_effect_correlations(case):
+    """summary()'s correlation of the fixed effects against ``cov2cor(vcov(fit))`` of
+    the reference engine: within 1e-4 of glmmTMB's (a Hessian by automatic
+    differentiation; at most 4e-6 apart on these cases), 5e-3 of lme4's (numerical
+    derivatives of its deviance; at most 1.7e-3 apart)."""
+    spec = REF[case]
+    names = list(spec["fixef"])
+    if len(names) < 2 or spec.get("singular"):
+        pytest.skip("one fixed effect, or a singular reference fit")
+    V = np.array(spec["vcov"], dtype=float)
+    ref = V / np.sqrt(np.outer(np.diag(V), np.diag(V)))
+    ours = fitted(case).summary().fixed_effects_correlation.loc[names, names].to_numpy()
+    tol = 1e-4 if spec["engine"] == "glmmTMB" else 5e-3
+    np.testing.assert_allclose(ours, ref, atol=tol, err_msg=spec["call"])
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_random_effect_sds(case):
     spec = REF[case]
     est = fitted(case)
