@@ -388,7 +388,9 @@ def test_against_glmmtmb(model):
     ours = m.fixed_effects_
     for name, row in fixed.iterrows():
         assert abs(ours.loc[name, "estimate"] - row["value"]) < 0.05 * row["se"], name
-        assert ours.loc[name, "std_error"] == pytest.approx(row["se"], rel=0.02), name
+        # glmmTMB's SEs are from an exact (AD) Hessian, ours from central differences of
+        # the gradient: within 1.2e-5 relative on these fits
+        assert ours.loc[name, "std_error"] == pytest.approx(row["se"], rel=5e-5), name
     # the implied covariance (glmmTMB's VarCorr): SDs within 2 %, correlations within 0.02
     cov = ref[ref.kind == "cov"]
     S_ref = np.zeros(m.random_effects_cov_["id"].shape)
