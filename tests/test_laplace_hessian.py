@@ -263,31 +263,6 @@ def test_differences_stay_inside_the_bounds():
     assert np.all(np.isfinite(H))
 
 
-def test_central_differences_start_the_second_point_from_the_first(monkeypatch):
-    """The second point of each central difference starts its mode search at its
-    third-order prediction from the first point's modes: fewer Newton steps on a crossed
-    fit (13 against 16 for its five parameters), the same Hessian to the mode search's
-    noise."""
-    from reference import fitted
-
-    from sklearn_glmm._engine import optimize
-
-    est = fitted("crossed_bin")
-    obj = Objective(est.fit_result_.objective.data, 1)
-    x = np.asarray(est.fit_record_.final, dtype=float)
-
-    def run():
-        obj.value_and_grad(x)
-        before = obj.pirls_iterations
-        return hessian(obj, x), obj.pirls_iterations - before
-
-    H, steps = run()
-    monkeypatch.setattr(optimize, "_mirrored_shift", lambda obj, at_x: None)
-    H_plain, steps_plain = run()
-    assert steps < steps_plain
-    np.testing.assert_allclose(H, H_plain, atol=1e-6 * np.abs(H_plain).max(), rtol=0)
-
-
 def test_applies_only_where_exact():
     rng = np.random.default_rng(1)
     assert lh.applies(_objective("poisson", rng))

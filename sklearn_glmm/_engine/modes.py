@@ -152,13 +152,6 @@ class ModeSearch:
     """The conditional-mode search of :class:`~sklearn_glmm._engine.objective.Objective`
     (a mixin: it reads the objective's data, groups, solver and state)."""
 
-    # added to the predicted start of the next mode search only (then cleared): the
-    # Hessian's differences put the second point of a central difference at its third-
-    # order prediction from the first point's modes
-    start_shift = None
-    # the first-order move of the modes the last search started with (None: none)
-    last_move = None
-
     # -- conditional modes --------------------------------------------------
     def pirls(self, beta, theta, extra, u0=None):
         """Penalised IRLS (Newton with step-halving) for the conditional modes.
@@ -181,9 +174,6 @@ class ModeSearch:
         move = self.predicted_move(bt) if u0 is None else None
         if move is not None:  # first-order move of the modes with (beta, theta)
             u += move
-            if self.start_shift is not None:
-                u += self.start_shift
-        self.start_shift, self.last_move = None, move
         self._predictor = None  # (levels x parameters) let go
         if self._scalar:
             self._pirls_scalar(a_vals, eta_fix, extra, u)

@@ -363,33 +363,15 @@ def _difference_column(obj, x, g0, at_x, k, h, bound) -> np.ndarray:
     e = np.zeros(len(x))
     e[k] = h
 
-    def grad(point, shift=None):
+    def grad(point):
         obj.restore(at_x)
-        obj.start_shift = shift
-        try:
-            return obj.value_and_grad(point)[1]
-        finally:
-            obj.start_shift = None
+        return obj.value_and_grad(point)[1]
 
     if up and down:
-        g_up = grad(x + e)
-        return (g_up - grad(x - e, _mirrored_shift(obj, at_x))) / (2.0 * h)
+        return (grad(x + e) - grad(x - e)) / (2.0 * h)
     if up or not down:
         return (grad(x + e) - g0) / h
     return (g0 - grad(x - e)) / h
-
-
-def _mirrored_shift(obj, at_x):
-    """Where the modes at ``x - e`` start, relative to their first-order prediction:
-    ``u(x + e) - u(x) - J e``, the second-order part of the move just found, which the
-    move to ``x - e`` shares (so that its search starts at ``u(x + e) - 2 J e``, within
-    O(e^3) of its mode instead of O(e^2)); None without a predicted move."""
-    move = getattr(obj, "last_move", None)
-    u_x = at_x[0] if isinstance(at_x, tuple) else None
-    if move is None or u_x is None or getattr(u_x, "shape", None) != move.shape:
-        return None
-    shift = obj.u - u_x - move
-    return shift if np.all(np.isfinite(shift)) else None
 
 
 def _hessian_steps(obj, x) -> np.ndarray:
