@@ -155,6 +155,17 @@ def _modes(
                 top = dec[j]
         if _modes_found(dec, obj, big, top):
             status = FOUND
+            if top > 1e-20:  # within the log-density's rounding: modes.ModeSearch._last_step
+                u_try = u + step
+                rows(u_try)
+                obj_try = level_ll - 0.5 * u_try * u_try
+                kept = True
+                for j in range(n_levels):
+                    kept = kept and obj_try[j] >= obj[j] - 1e-12 * (1.0 + abs(obj[j]))
+                if kept:
+                    u = u_try
+                else:
+                    rows(u)
             break
         floor = obj - 1e-12 * (1.0 + np.abs(obj))
         t = np.ones(n_levels)

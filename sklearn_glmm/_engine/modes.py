@@ -196,6 +196,10 @@ class ModeSearch:
             stalls, prev = _stalled(top, prev, stalls), top
             if _modes_found(dec, obj) or np.abs(step).max() < 1e-11 or stalls >= 2:
                 converged = True
+                if top > 1e-20:  # found within the log-density's rounding: see _last_step
+                    u, der, ll, obj, total = self._last_step(
+                        u, step, der, ll, obj, total, self._at_modes, (a_vals, eta_fix, extra)
+                    )
                 if not exact:  # the mode's own Hessian must be positive definite
                     self.solver.factorize(a_vals, der.w)
                 break
@@ -535,6 +539,23 @@ class ModeSearch:
             best, width = grid[np.argmax(hr, axis=0), cols], width / 8.0
         return best
 
+    def _last_step(self, u, step, der, ll, obj, total, at_modes, args):
+        """The Newton step just computed, taken at a point the search accepts as the mode
+        (a decrement within the log-density's rounding, or no progress left) where it
+        does not lower the penalised log-density beyond rounding.
+
+        The acceptance reads the value, which is flat at the mode; the gradient reads
+        the mode's stationarity, which is not: with counts of 1e6 a start 3e-12 from the
+        mode, accepted without a step, put the gradient 4e-4 off (1e-7 after the step).
+        The factorisation stays the one at ``u``: the curvature moves by the step's
+        size relative, far below what the gradient resolves.
+        """
+        u_try = u + step
+        der_try, ll_try, obj_try, total_try = at_modes(*args, u_try)
+        if np.all(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))):
+            return u_try, der_try, ll_try, obj_try, total_try
+        return u, der, ll, obj, total
+
     def _pirls_scalar(self, a_vals, eta_fix, extra, u):
         """:meth:`pirls` for one factor with a scalar random effect.
 
@@ -568,11 +589,13 @@ class ModeSearch:
             dec = step * step * h
             top = dec.max()
             stalls, prev = _stalled(top, prev, stalls), top
-            if big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj, top)):
+            found = big < 1e-11 or top < 1e-20 or (top < 1e-8 and _modes_found(dec, obj, top))
+            if found or stalls >= 2:  # (stalled: at the rounding floor, see _FLOOR_DEC)
                 converged = True
-                break
-            if stalls >= 2:  # at the rounding floor (see _FLOOR_DEC)
-                converged = True
+                if top > 1e-20:  # found within the log-density's rounding: see _last_step
+                    u, der, ll, obj, total = self._last_step(
+                        u, step, der, ll, obj, total, self._at_scalar_modes, (eta_fix, a, extra)
+                    )
                 break
             # the trials need only the step: the current point's per-row arrays go first
             der = None
