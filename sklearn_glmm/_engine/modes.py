@@ -545,7 +545,7 @@ class ModeSearch:
         does not lower the penalised log-density beyond rounding.
 
         The acceptance reads the value, which is flat at the mode; the gradient reads
-        the mode's stationarity, which is not: with counts of 1e6 a start 3e-12 from the
+        the mode's stationarity, which is not: with counts of 1e7 a start 3e-12 from the
         mode, accepted without a step, put the gradient 4e-4 off (1e-7 after the step).
         The factorisation stays the one at ``u``: the curvature moves by the step's
         size relative, far below what the gradient resolves.
