@@ -389,6 +389,10 @@ class BatchedLaplace:
                 for j in range(q):
                     Hinv[i][j][act[found]] = Hi[i][j][found]
             logdet[act[found]] = ld[found]
+            last = found & (dec.max(axis=1) > 1e-20)
+            if last.any():  # within the log-density's rounding: ModeSearch._last_step
+                steps = [st[last] for st in step]
+                self._last_step(at, act[last], steps, dec[last], U, (LL, D1, W, W3), obj)
             keep = ~(bad | found)
             if not keep.any():
                 break
@@ -422,6 +426,27 @@ class BatchedLaplace:
                 full[act] = new
             obj[act] = obj_try
         return U, (LL, D1, W, W3), Hinv, logdet, done & ~failed
+
+    @staticmethod
+    def _last_step(at, rows, step, dec, U, parts, obj):
+        """``ModeSearch._last_step`` for the replicates ``rows`` whose search accepts
+        their modes within the log-density's rounding: the Newton step just computed
+        (``step``, q arrays (rows, G); decrements ``dec`` (rows, G)) taken where every
+        decrement is below ``_NEAR_MODE`` or it lowers no level's penalised log-density
+        beyond rounding; ``U``, ``parts`` and ``obj`` updated in place."""
+        U_try = [U[k][rows] + step[k] for k in range(len(U))]
+        parts_try, obj_try = at(rows, U_try)
+        old = obj[rows]
+        kept = np.all(obj_try >= old - 1e-12 * (1.0 + np.abs(old)), axis=1)
+        kept |= dec.max(axis=1) < _NEAR_MODE
+        if not kept.any():
+            return
+        rows = rows[kept]
+        for k in range(len(U)):
+            U[k][rows] = U_try[k][kept]
+        for full, new in zip(parts, parts_try):
+            full[rows] = new[kept]
+        obj[rows] = obj_try[kept]
 
     def _gauss_newton(self, A, U, W, J):
         """``Objective.gauss_newton_diagonal`` of every replicate: ``2 D'WD + 2 J'J`` with

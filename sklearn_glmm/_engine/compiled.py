@@ -159,9 +159,11 @@ def _modes(
                 u_try = u + step
                 rows(u_try)
                 obj_try = level_ll - 0.5 * u_try * u_try
-                kept = True
-                for j in range(n_levels):
-                    kept = kept and obj_try[j] >= obj[j] - 1e-12 * (1.0 + abs(obj[j]))
+                kept = top < near
+                if not kept:
+                    kept = True
+                    for j in range(n_levels):
+                        kept = kept and obj_try[j] >= obj[j] - 1e-12 * (1.0 + abs(obj[j]))
                 if kept:
                     u = u_try
                 else:
@@ -416,6 +418,23 @@ def _batched_laplace(
                 break
             found = _modes_found(dec, obj, big, top)
             if found:
+                if top > 1e-20:  # within the log-density's rounding: modes.ModeSearch._last_step
+                    for g in range(G):
+                        for k in range(q):
+                            U_try[g, k] = U[g, k] + step[g, k]
+                    at(y, cst, U_try, obj_try, score, H)
+                    kept = top < near
+                    if not kept:
+                        kept = True
+                        for g in range(G):
+                            kept = kept and obj_try[g] >= obj[g] - 1e-12 * (1.0 + abs(obj[g]))
+                    if kept:
+                        for g in range(G):
+                            obj[g] = obj_try[g]
+                            for k in range(q):
+                                U[g, k] = U_try[g, k]
+                    else:
+                        at(y, cst, U, obj, score, H)
                 break
             for g in range(G):
                 floor[g] = obj[g] - 1e-12 * (1.0 + abs(obj[g]))

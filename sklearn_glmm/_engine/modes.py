@@ -198,7 +198,7 @@ class ModeSearch:
                 converged = True
                 if top > 1e-20:  # found within the log-density's rounding: see _last_step
                     u, der, ll, obj, total = self._last_step(
-                        u, step, der, ll, obj, total, self._at_modes, (a_vals, eta_fix, extra)
+                        u, step, dec, der, ll, obj, total, self._at_modes, (a_vals, eta_fix, extra)
                     )
                 if not exact:  # the mode's own Hessian must be positive definite
                     self.solver.factorize(a_vals, der.w)
@@ -539,20 +539,25 @@ class ModeSearch:
             best, width = grid[np.argmax(hr, axis=0), cols], width / 8.0
         return best
 
-    def _last_step(self, u, step, der, ll, obj, total, at_modes, args):
+    def _last_step(self, u, step, dec, der, ll, obj, total, at_modes, args):
         """The Newton step just computed, taken at a point the search accepts as the mode
         (a decrement within the log-density's rounding, or no progress left) where it
-        does not lower the penalised log-density beyond rounding.
+        does not lower the penalised log-density beyond rounding, or where every
+        decrement ``dec`` is below :data:`_NEAR_MODE` (the search's own rule for a step).
 
         The acceptance reads the value, which is flat at the mode; the gradient reads
         the mode's stationarity, which is not: with counts of 1e7 a start 3e-12 from the
         mode, accepted without a step, put the gradient 4e-4 off (1e-7 after the step).
         The factorisation stays the one at ``u``: the curvature moves by the step's
-        size relative, far below what the gradient resolves.
+        size relative, far below what the gradient resolves. Near the mode the step is
+        taken whatever the value does, as in the search: the value's rounding is that of
+        the rows' terms before their constants cancel (with 1e7 binomial trials a row's
+        terms are ~1e7, and a level's value of ~70 moved by -5e-9 over a step of 6e-12,
+        beyond ``1e-12 * |value|``), while the quadratic model is exact there.
         """
         u_try = u + step
         der_try, ll_try, obj_try, total_try = at_modes(*args, u_try)
-        if np.all(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))):
+        if dec.max() < _NEAR_MODE or np.all(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))):
             return u_try, der_try, ll_try, obj_try, total_try
         return u, der, ll, obj, total
 
@@ -593,8 +598,9 @@ class ModeSearch:
             if found or stalls >= 2:  # (stalled: at the rounding floor, see _FLOOR_DEC)
                 converged = True
                 if top > 1e-20:  # found within the log-density's rounding: see _last_step
+                    args = (eta_fix, a, extra)
                     u, der, ll, obj, total = self._last_step(
-                        u, step, der, ll, obj, total, self._at_scalar_modes, (eta_fix, a, extra)
+                        u, step, dec, der, ll, obj, total, self._at_scalar_modes, args
                     )
                 break
             # the trials need only the step: the current point's per-row arrays go first
