@@ -1522,13 +1522,18 @@ def test_gradient_does_not_depend_on_how_near_its_mode_search_starts(crossed, tr
         obj.restore(at)
         obj._predictor, obj._last_key, obj.u = None, None, start.copy()
         g = obj.value_and_grad(point)[1].copy()
-        return g, obj.u.copy()
+        # the closed-form Hessian (one factor) reads the curvature beside the derivatives
+        H = None if crossed else obj.exact_hessian_block()
+        return g, H, obj.u.copy()
 
-    g_cold, mode = gradient_from(np.zeros_like(obj.u))
+    g_cold, H_cold, mode = gradient_from(np.zeros_like(obj.u))
     kernels = [False] + ([True] if importlib.util.find_spec("numba") and not crossed else [])
     for compiled in kernels:  # the numpy search and the compiled one-factor kernel
         for offset in (1e-10, 1e-11, 3e-12, 1e-12, 1e-13):
             with config_context(compiled=compiled):
-                g, _ = gradient_from(mode + offset * rng.standard_normal(mode.shape))
+                g, H, _ = gradient_from(mode + offset * rng.standard_normal(mode.shape))
             msg = f"start {offset:g} off, compiled={compiled}"
             np.testing.assert_allclose(g, g_cold, rtol=0, atol=2e-6, err_msg=msg)
+            if H is not None:
+                atol = 1e-7 * np.abs(H_cold).max()
+                np.testing.assert_allclose(H, H_cold, rtol=0, atol=atol, err_msg=msg)

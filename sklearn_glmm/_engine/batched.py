@@ -392,7 +392,17 @@ class BatchedLaplace:
             last = found & (dec.max(axis=1) > 1e-20)
             if last.any():  # within the log-density's rounding: ModeSearch._last_step
                 steps = [st[last] for st in step]
-                self._last_step(at, act[last], steps, dec[last], U, (LL, D1, W, W3), obj)
+                moved = self._last_step(at, act[last], steps, dec[last], U, (LL, D1, W, W3), obj)
+                if len(moved):  # the factorisation at the modes kept, as the gradient reads it
+                    gm, mm = self._index(len(moved)), len(moved)
+                    sums = {ab: gm.sum((W[moved] * _take(AA[ab], moved)).ravel()).reshape(mm, G)
+                            for ab in pairs}  # fmt: skip
+                    Hm, ldm, pdm = _spd_inverse(q, sums)
+                    for i in range(q):
+                        for j in range(q):
+                            Hinv[i][j][moved] = Hm[i][j]
+                    logdet[moved] = ldm
+                    failed[moved[~pdm]] = True
             keep = ~(bad | found)
             if not keep.any():
                 break
@@ -433,20 +443,22 @@ class BatchedLaplace:
         their modes within the log-density's rounding: the Newton step just computed
         (``step``, q arrays (rows, G); decrements ``dec`` (rows, G)) taken where every
         decrement is below ``_NEAR_MODE`` or it lowers no level's penalised log-density
-        beyond rounding; ``U``, ``parts`` and ``obj`` updated in place."""
+        beyond rounding; ``U``, ``parts`` and ``obj`` updated in place. Returns the
+        replicates that moved."""
         U_try = [U[k][rows] + step[k] for k in range(len(U))]
         parts_try, obj_try = at(rows, U_try)
         old = obj[rows]
         kept = np.all(obj_try >= old - 1e-12 * (1.0 + np.abs(old)), axis=1)
         kept |= dec.max(axis=1) < _NEAR_MODE
         if not kept.any():
-            return
+            return rows[kept]
         rows = rows[kept]
         for k in range(len(U)):
             U[k][rows] = U_try[k][kept]
         for full, new in zip(parts, parts_try):
             full[rows] = new[kept]
         obj[rows] = obj_try[kept]
+        return rows
 
     def _gauss_newton(self, A, U, W, J):
         """``Objective.gauss_newton_diagonal`` of every replicate: ``2 D'WD + 2 J'J`` with

@@ -164,8 +164,13 @@ def _modes(
                     kept = True
                     for j in range(n_levels):
                         kept = kept and obj_try[j] >= obj[j] - 1e-12 * (1.0 + abs(obj[j]))
-                if kept:
+                if kept:  # the curvature at the modes returned, as the gradient reads it
                     u = u_try
+                    curv = np.zeros(n_levels)
+                    for i in range(n):
+                        ai = a[0] if one_a else a[i]
+                        curv[codes[i]] += w[i] * (ai * ai)
+                    h = 1.0 + curv
                 else:
                     rows(u)
             break
@@ -428,11 +433,28 @@ def _batched_laplace(
                         kept = True
                         for g in range(G):
                             kept = kept and obj_try[g] >= obj[g] - 1e-12 * (1.0 + abs(obj[g]))
-                    if kept:
+                    if kept:  # the levels' inverses at the modes kept, as the gradient reads
+                        logdet = 0.0
                         for g in range(G):
                             obj[g] = obj_try[g]
                             for k in range(q):
                                 U[g, k] = U_try[g, k]
+                            if q == 1:
+                                h = 1.0 + H[g, 0]
+                                pd = pd and h > 0.0
+                                Hinv[g, 0] = 1.0 / h
+                                logdet += math.log(h) if h > 0.0 else math.nan
+                            else:
+                                a_ = 1.0 + H[g, 0]
+                                b_ = H[g, 1]
+                                c_ = 1.0 + H[g, 2]
+                                det = a_ * c_ - b_ * b_
+                                pd = pd and a_ > 0.0 and det > 0.0
+                                Hinv[g, 0] = c_ / det
+                                Hinv[g, 1] = -b_ / det
+                                Hinv[g, 2] = a_ / det
+                                logdet += math.log(det) if det > 0.0 else math.nan
+                        found = pd
                     else:
                         at(y, cst, U, obj, score, H)
                 break

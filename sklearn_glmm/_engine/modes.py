@@ -197,9 +197,13 @@ class ModeSearch:
             if _modes_found(dec, obj) or np.abs(step).max() < 1e-11 or stalls >= 2:
                 converged = True
                 if top > 1e-20:  # found within the log-density's rounding: see _last_step
-                    u, der, ll, obj, total = self._last_step(
-                        u, step, dec, der, ll, obj, total, self._at_modes, (a_vals, eta_fix, extra)
+                    args = (a_vals, eta_fix, extra)
+                    moved, der, ll, obj, total = self._last_step(
+                        u, step, dec, der, ll, obj, total, self._at_modes, args
                     )
+                    if moved is not u:  # the factorisation at the modes the state holds
+                        exact = self._factorize(a_vals, der.w)
+                    u = moved
                 if not exact:  # the mode's own Hessian must be positive definite
                     self.solver.factorize(a_vals, der.w)
                 break
@@ -548,8 +552,10 @@ class ModeSearch:
         The acceptance reads the value, which is flat at the mode; the gradient reads
         the mode's stationarity, which is not: with counts of 1e7 a start 3e-12 from the
         mode, accepted without a step, put the gradient 4e-4 off (1e-7 after the step).
-        The factorisation stays the one at ``u``: the curvature moves by the step's
-        size relative, far below what the gradient resolves. Near the mode the step is
+        The callers then factorise again at the new modes: the closed-form Hessian
+        and the gradient read the curvature ``h`` beside the rows' derivatives, and
+        their sums cancel (counts of 1e9 on predictors of raw scale: an ``h`` kept from
+        13 digits before put the Hessian's entry for the SD 3.5 % off). Near the mode the step is
         taken whatever the value does, as in the search: the value's rounding is that of
         the rows' terms before their constants cancel (with 1e7 binomial trials a row's
         terms are ~1e7, and a level's value of ~70 moved by -5e-9 over a step of 6e-12,
@@ -599,9 +605,16 @@ class ModeSearch:
                 converged = True
                 if top > 1e-20:  # found within the log-density's rounding: see _last_step
                     args = (eta_fix, a, extra)
-                    u, der, ll, obj, total = self._last_step(
+                    moved, der, ll, obj, total = self._last_step(
                         u, step, dec, der, ll, obj, total, self._at_scalar_modes, args
                     )
+                    if moved is not u:  # the curvature at the modes the state holds
+                        h = 1.0 + g.sum(der.w * a2)
+                        if not concave:
+                            exact = h.min() > 0.0
+                            if not exact:
+                                h = 1.0 + g.sum(np.maximum(der.w, 0.0) * a2)
+                    u = moved
                 break
             # the trials need only the step: the current point's per-row arrays go first
             der = None
