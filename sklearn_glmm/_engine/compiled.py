@@ -204,6 +204,24 @@ def _modes(
     return u, h, eta, ll_rows, d1, w, w3, level_ll, it + 1, status
 
 
+def _level_inverse(H, g, q, Hinv):
+    """Level ``g``'s ``(1 + H)^-1`` into ``Hinv[g]`` (one or two random effects: the
+    entries (0, 0), (0, 1), (1, 1) of ``H``); returns its log-determinant and whether it
+    is positive definite."""
+    if q == 1:
+        h = 1.0 + H[g, 0]
+        Hinv[g, 0] = 1.0 / h
+        return (math.log(h) if h > 0.0 else math.nan), h > 0.0
+    a_ = 1.0 + H[g, 0]
+    b_ = H[g, 1]
+    c_ = 1.0 + H[g, 2]
+    det = a_ * c_ - b_ * b_
+    Hinv[g, 0] = c_ / det
+    Hinv[g, 1] = -b_ / det
+    Hinv[g, 2] = a_ / det
+    return (math.log(det) if det > 0.0 else math.nan), a_ > 0.0 and det > 0.0
+
+
 def _gradient_rows(d1, w, w3, u, a, z, codes, hinv, mode_derivatives, extra_rows):
     """The per-row part of ``LaplaceGradient._gradient_scalar`` in two passes over the
     rows: ``psi`` (the rows' weights of the fixed effects' gradient ``X'psi``), the
@@ -388,23 +406,13 @@ def _batched_laplace(
             for g in range(G):
                 for k in range(q):
                     score[g, k] -= U[g, k]
+                ld, level_pd = _level_inverse(H, g, q, Hinv)
+                pd = pd and level_pd
+                logdet += ld
                 if q == 1:
-                    h = 1.0 + H[g, 0]
-                    pd = pd and h > 0.0
-                    Hinv[g, 0] = 1.0 / h
-                    logdet += math.log(h) if h > 0.0 else math.nan
                     step[g, 0] = Hinv[g, 0] * score[g, 0]
                     dec[g] = score[g, 0] * step[g, 0]
                 else:
-                    a_ = 1.0 + H[g, 0]
-                    b_ = H[g, 1]
-                    c_ = 1.0 + H[g, 2]
-                    det = a_ * c_ - b_ * b_
-                    pd = pd and a_ > 0.0 and det > 0.0
-                    Hinv[g, 0] = c_ / det
-                    Hinv[g, 1] = -b_ / det
-                    Hinv[g, 2] = a_ / det
-                    logdet += math.log(det) if det > 0.0 else math.nan
                     step[g, 0] = Hinv[g, 0] * score[g, 0] + Hinv[g, 1] * score[g, 1]
                     step[g, 1] = Hinv[g, 1] * score[g, 0] + Hinv[g, 2] * score[g, 1]
                     dec[g] = score[g, 0] * step[g, 0] + score[g, 1] * step[g, 1]
@@ -439,21 +447,9 @@ def _batched_laplace(
                             obj[g] = obj_try[g]
                             for k in range(q):
                                 U[g, k] = U_try[g, k]
-                            if q == 1:
-                                h = 1.0 + H[g, 0]
-                                pd = pd and h > 0.0
-                                Hinv[g, 0] = 1.0 / h
-                                logdet += math.log(h) if h > 0.0 else math.nan
-                            else:
-                                a_ = 1.0 + H[g, 0]
-                                b_ = H[g, 1]
-                                c_ = 1.0 + H[g, 2]
-                                det = a_ * c_ - b_ * b_
-                                pd = pd and a_ > 0.0 and det > 0.0
-                                Hinv[g, 0] = c_ / det
-                                Hinv[g, 1] = -b_ / det
-                                Hinv[g, 2] = a_ / det
-                                logdet += math.log(det) if det > 0.0 else math.nan
+                            ld, level_pd = _level_inverse(H, g, q, Hinv)
+                            pd = pd and level_pd
+                            logdet += ld
                         found = pd
                     else:
                         at(y, cst, U, obj, score, H)
@@ -591,7 +587,7 @@ def _batched_laplace(
 
 
 _KERNELS = {}
-_SHARED = ("_row_terms", "_modes_found")
+_SHARED = ("_row_terms", "_modes_found", "_level_inverse")
 
 
 def _compiled(fn):
