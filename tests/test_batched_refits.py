@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, config_context
 from sklearn_glmm._engine.batched import BatchedLaplace, can_batch
 from sklearn_glmm._engine.objective import Objective
 from sklearn_glmm._simulate import bootstrap_params, refit, refit_many, simulate_response
@@ -396,8 +396,6 @@ def test_batched_gradient_does_not_depend_on_how_near_its_mode_search_starts(com
     of its modes stopped at once and its gradient was off by far more than its noise."""
     if compiled_kernel:
         pytest.importorskip("numba")
-    from sklearn_glmm import config_context
-
     rng = np.random.default_rng(7)
     g = np.repeat(np.arange(12), 8)
     x = rng.normal(size=len(g))

@@ -554,12 +554,13 @@ class ModeSearch:
         mode, accepted without a step, put the gradient 4e-4 off (1e-7 after the step).
         The callers then factorise again at the new modes: the closed-form Hessian
         and the gradient read the curvature ``h`` beside the rows' derivatives, and
-        their sums cancel (counts of 1e9 on predictors of raw scale: an ``h`` kept from
-        13 digits before put the Hessian's entry for the SD 3.5 % off). Near the mode the step is
-        taken whatever the value does, as in the search: the value's rounding is that of
-        the rows' terms before their constants cancel (with 1e7 binomial trials a row's
-        terms are ~1e7, and a level's value of ~70 moved by -5e-9 over a step of 6e-12,
-        beyond ``1e-12 * |value|``), while the quadratic model is exact there.
+        their sums cancel (counts to 9.5e7 on a predictor of raw scale: the ``h`` of the
+        point before the step put the Hessian's entry for the SD 3.5 % off). Near the
+        mode the step is taken whatever the value does, as in the search: the value's
+        rounding is that of the rows' terms before their constants cancel (with 1e7
+        binomial trials a row's terms are ~1e7, and a level's value of ~70 moved by
+        -5e-9 over a step of 6e-12, beyond ``1e-12 * |value|``), while the quadratic
+        model is exact there.
         """
         u_try = u + step
         der_try, ll_try, obj_try, total_try = at_modes(*args, u_try)
