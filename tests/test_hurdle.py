@@ -16,6 +16,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 import pytest
+from reference import REFERENCE_SE_REL
 from scipy import special, stats
 
 from sklearn_glmm import NegBinGLMM, PoissonGLMM
@@ -214,9 +215,13 @@ def _check(m, ref, sd_abs=None):
     assert m.loglik_ == pytest.approx(ref["loglik"], abs=0.01), ref["call"]
     assert m.n_params_ == ref["df"]
     fe = m.fixed_effects_
+    # an SD near zero (sd_abs): the optimum is flat along it and the estimates move with
+    # it (hurdle_nbinom1: glmmTMB's log-likelihood 7e-7 above ours at an SD of 0.0086
+    # against our 0.0100, the intercept's SE, 4.6, 5.9e-3 apart)
+    se_rel = REFERENCE_SE_REL if sd_abs is None else 0.01
     for name, value in ref["fixef"].items():
         assert fe.loc[name, "estimate"] == pytest.approx(value, abs=0.05 * ref["se"][name])
-        assert fe.loc[name, "std_error"] == pytest.approx(ref["se"][name], rel=0.02)
+        assert fe.loc[name, "std_error"] == pytest.approx(ref["se"][name], rel=se_rel)
     cov = m.random_effects_cov_[m.fit_result_.factor_order[0]].to_numpy()
     sd = np.sqrt(np.diag(cov))
     for k, value in enumerate(ref["sd"].values()):
@@ -601,7 +606,7 @@ def test_grouseticks_hurdles_by_formula_match_glmmtmb(key, formula, family):
     fe = m.fixed_effects_
     for name, value in ref["fixef"].items():
         assert fe.loc[name, "estimate"] == pytest.approx(value, abs=0.05 * ref["se"][name])
-        assert fe.loc[name, "std_error"] == pytest.approx(ref["se"][name], rel=0.02)
+        assert fe.loc[name, "std_error"] == pytest.approx(ref["se"][name], rel=REFERENCE_SE_REL)
     for factor, sd in ref["sds"].items():
         got = float(np.sqrt(m.random_effects_cov_[factor].iloc[0, 0]))
         assert got == pytest.approx(sd, rel=0.02)

@@ -24,6 +24,7 @@ from glmmtmb_cases import (
     quiet_fit,
     refit,
 )
+from reference import REFERENCE_SE_REL
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from sklearn_glmm import NegBinGLMM, PoissonGLMM
@@ -58,6 +59,13 @@ CASES = {
 }
 
 
+# sal_zinb2's zero inflation is near-separated by `mined` (zi~minedno -3.48, SE 3.0):
+# along that flat direction the two optima differ by 1.9e-4 (log-likelihoods 4e-9
+# apart), and the curvature there moves the SE by 4.3e-4 relative; ours is the same to
+# 1e-8 with halved and quartered difference steps, so the difference is the point's
+FLAT_ZI_SE_REL = {"sal_zinb2": 1e-3}
+
+
 @cache
 def fitted(case: str):
     formula, family, zi, data = CASES[case]
@@ -77,9 +85,10 @@ def test_reference_fits(case):
     zi_se = {k.removeprefix("zi~"): v for k, v in ref["zi_se"].items()}  # vcov(m)$zi names
     assert_within_se(zi["estimate"], ref["zi"], zi_se)
     for name, se in ref["se"].items():
-        assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
+        assert fe.loc[name, "std_error"] == pytest.approx(se, rel=REFERENCE_SE_REL)
     for name, se in zi_se.items():
-        assert zi.loc[name, "std_error"] == pytest.approx(se, rel=0.02)
+        rel = FLAT_ZI_SE_REL.get(case, REFERENCE_SE_REL)
+        assert zi.loc[name, "std_error"] == pytest.approx(se, rel=rel)
     sd = m.random_effects_cov_[m.fit_result_.factor_order[0]].to_numpy()[0, 0] ** 0.5
     assert sd == pytest.approx(ref["sd"], rel=0.02)
     if "sigma" in ref:  # NB2 theta, NB1 phi: glmmTMB's sigma(m)
