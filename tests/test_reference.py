@@ -56,7 +56,9 @@ def test_fixed_effects(case):
             f"{spec['call']}: {name} {fe.loc[name, 'estimate']} vs {value} (se {se})"
         )
         if not spec.get("singular"):
-            assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.02), (
+            # lme4's SEs come from its numerical Hessian: up to 4.7e-3 from ours
+            # (nested3_pois); glmmTMB's exact ones are held to 5e-5 below
+            assert fe.loc[name, "std_error"] == pytest.approx(se, rel=0.01), (
                 f"{spec['call']}: SE of {name}"
             )
 
