@@ -358,7 +358,6 @@ class BatchedLaplace:
         """
         q, G = self.q, self.G
         R = U[0].shape[0]
-        pairs = list(AA)
         every = np.arange(R)
         (LL, D1, W, W3), obj = at(None, U)
         Hinv = [[np.empty((R, G)) for _ in range(q)] for _ in range(q)]
@@ -378,30 +377,21 @@ class BatchedLaplace:
 
             d1, wr, Ua = _take(D1, sub), _take(W, sub), [_take(u, sub) for u in U]
             grad = [lsum(_take(A[k], sub) * d1) - Ua[k] for k in range(q)]
-            Hi, ld, pd = _spd_inverse(q, {ab: lsum(wr * _take(AA[ab], sub)) for ab in pairs})
+            Hi, ld, pd = self._level_inverses(wr, AA, sub, m)
             step = [sum(Hi[i][j] * grad[j] for j in range(q)) for i in range(q)]
             dec = sum(grad[i] * step[i] for i in range(q))
             bad = ~pd | ~np.all(np.isfinite(dec), axis=1)
             found = ~bad & _modes_found_rows(dec, obj[act], step)
             failed[act[bad]] = True
             done[act[found]] = True
-            for i in range(q):
-                for j in range(q):
-                    Hinv[i][j][act[found]] = Hi[i][j][found]
-            logdet[act[found]] = ld[found]
+            _put_inverses(Hinv, logdet, act[found], Hi, ld, found)
             last = found & (dec.max(axis=1) > 1e-20)
             if last.any():  # within the log-density's rounding: ModeSearch._last_step
                 steps = [st[last] for st in step]
                 moved = self._last_step(at, act[last], steps, dec[last], U, (LL, D1, W, W3), obj)
                 if len(moved):  # the factorisation at the modes kept, as the gradient reads it
-                    gm, mm = self._index(len(moved)), len(moved)
-                    sums = {ab: gm.sum((W[moved] * _take(AA[ab], moved)).ravel()).reshape(mm, G)
-                            for ab in pairs}  # fmt: skip
-                    Hm, ldm, pdm = _spd_inverse(q, sums)
-                    for i in range(q):
-                        for j in range(q):
-                            Hinv[i][j][moved] = Hm[i][j]
-                    logdet[moved] = ldm
+                    Hm, ldm, pdm = self._level_inverses(W[moved], AA, moved, len(moved))
+                    _put_inverses(Hinv, logdet, moved, Hm, ldm, slice(None))
                     failed[moved[~pdm]] = True
             keep = ~(bad | found)
             if not keep.any():
@@ -436,6 +426,13 @@ class BatchedLaplace:
                 full[act] = new
             obj[act] = obj_try
         return U, (LL, D1, W, W3), Hinv, logdet, done & ~failed
+
+    def _level_inverses(self, w, AA, rows, m):
+        """``_spd_inverse`` of every level's ``I + A'WA`` for the ``m`` replicates
+        ``rows`` (None: all), ``w`` their rows' curvatures (m, n)."""
+        gs = self._index(m)
+        sums = {ab: gs.sum((w * _take(v, rows)).ravel()).reshape(m, self.G) for ab, v in AA.items()}
+        return _spd_inverse(self.q, sums)
 
     @staticmethod
     def _last_step(at, rows, step, dec, U, parts, obj):
@@ -605,6 +602,15 @@ def _spd_inverse(q, H):
     logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=(1, 2))
     inv = np.einsum("rgki,rgkj->rgij", Linv, Linv)
     return [[inv[:, :, i, j] for j in range(q)] for i in range(q)], logdet, pd
+
+
+def _put_inverses(Hinv, logdet, rows, Hi, ld, sel):
+    """The level inverses ``Hi`` and log-determinants ``ld`` of the entries ``sel`` kept
+    as those of the replicates ``rows``."""
+    for i, row in enumerate(Hi):
+        for j, block in enumerate(row):
+            Hinv[i][j][rows] = block[sel]
+    logdet[rows] = ld[sel]
 
 
 def _modes_found_rows(dec, obj, step):

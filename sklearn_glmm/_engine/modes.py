@@ -75,6 +75,16 @@ _CONVEXITY_GRID = np.linspace(-30.0, 30.0, 601)
 _NEAR_MODE = 1e-8
 
 
+def _scalar_curvature(g, w, a2, concave: bool):
+    """Each level's ``h = 1 + sum w a^2`` and whether it is the exact curvature: for a
+    family that is not log-concave, where some ``h`` is not positive, the negative
+    curvatures are clipped (zero inflation: a descent step)."""
+    h = 1.0 + g.sum(w * a2)
+    if concave or h.min() > 0.0:
+        return h, True
+    return 1.0 + g.sum(np.maximum(w, 0.0) * a2), False
+
+
 def _modes_found(dec: np.ndarray, obj: np.ndarray, top=None) -> bool:
     """Whether every unit's Newton decrement ``dec`` says its mode is found.
 
@@ -586,14 +596,9 @@ class ModeSearch:
         converged = False
         # a log-concave family has w >= 0: h >= 1 needs no check
         concave = getattr(self.data.family, "log_concave", False)
-        exact = True
         prev, stalls = None, 0
         for _it in range(self.pirls_max_iter):
-            h = 1.0 + g.sum(der.w * a2)
-            if not concave:
-                exact = h.min() > 0.0
-                if not exact:  # zero inflation: clip negative curvatures for a descent step
-                    h = 1.0 + g.sum(np.maximum(der.w, 0.0) * a2)
+            h, exact = _scalar_curvature(g, der.w, a2, concave)
             step = (g.sum(a * der.d1) - u) / h
             big = float(np.abs(step).max())
             if not math.isfinite(big):
@@ -610,11 +615,7 @@ class ModeSearch:
                         u, step, dec, der, ll, obj, total, self._at_scalar_modes, args
                     )
                     if moved is not u:  # the curvature at the modes the state holds
-                        h = 1.0 + g.sum(der.w * a2)
-                        if not concave:
-                            exact = h.min() > 0.0
-                            if not exact:
-                                h = 1.0 + g.sum(np.maximum(der.w, 0.0) * a2)
+                        h, exact = _scalar_curvature(g, der.w, a2, concave)
                     u = moved
                 break
             # the trials need only the step: the current point's per-row arrays go first
