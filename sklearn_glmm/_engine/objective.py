@@ -466,6 +466,9 @@ class Objective(ModeSearch, LaplaceGradient):
         self.state = None
         self._last_key, self._last_grad = None, None
         self.release_predictor()
+        # the closed-form Hessian's patterns of several factors (made again if asked)
+        for key in ("_hessian_pattern", "_hessian_blocks", "_hessian_theta_columns"):
+            self.__dict__.pop(key, None)
 
     def release_predictor(self) -> None:
         """On large data, let the modes' derivatives in the parameters go (levels x
@@ -507,17 +510,23 @@ class Objective(ModeSearch, LaplaceGradient):
 
     def exact_hessian_block(self):
         """The Hessian in ``(beta, theta)`` in closed form at the state of the last
-        point evaluated (:mod:`.laplace_hessian`, or :mod:`.agq_hessian` for the
+        point evaluated (:mod:`.laplace_hessian`; :mod:`.laplace_hessian_factors` for
+        several factors where it is cheaper than differences; :mod:`.agq_hessian` for the
         quadrature), or None where it does not apply."""
-        from . import agq_hessian, laplace_hessian
+        from . import agq_hessian, laplace_hessian, laplace_hessian_factors
 
         if self.state is None:  # (a failed evaluation)
             return None
         if self.n_agq > 1:
             return agq_hessian.agq_hessian(self) if agq_hessian.applies(self) else None
-        if not laplace_hessian.applies(self):
-            return None
-        return laplace_hessian.laplace_hessian(self)
+        if laplace_hessian.applies(self):
+            return laplace_hessian.laplace_hessian(self)
+        if laplace_hessian_factors.applies(self):
+            try:
+                return laplace_hessian_factors.factors_hessian(self)
+            except np.linalg.LinAlgError:  # H not positive definite: differences
+                return None
+        return None
 
     def exact_extra_column(self):
         """The Hessian's row and column of the family's one own parameter (NB2's ``log

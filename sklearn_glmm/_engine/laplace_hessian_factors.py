@@ -1,0 +1,358 @@
+"""The exact Hessian of the Laplace objective for several grouping factors (crossed
+or nested).
+
+With several factors ``H = I + B'WB`` (``B = Z Lambda``, ``Q`` random effects) is not
+block-diagonal, and the second derivative of ``log det H`` needs
+``tr(H^-1 dH_p H^-1 dH_q)``, which reads ``H^-1`` far outside the entries the
+solvers' selected inverses hold. With the first (largest) factor's part of ``H``
+block-diagonal, ``H^-1`` is that part's inverse plus a correction of rank ``Q2`` (the
+other factors' random effects, :class:`_Inverse`), and every quantity below is a
+product with ``Q2`` columns: where ``Q2`` is small for the rows (:func:`applies`: a
+cost model against the ``2 P`` gradients of central differences, each with its own
+mode search) that is cheaper than the differences, and exact where they are not.
+
+The formulas are :mod:`.laplace_hessian`'s (its docstring; its ``_vector_hessian`` is
+this for one factor, level by level) with ``u`` all random effects and ``H`` one
+matrix. ``A_p = dB/dp`` is zero for ``beta``; the Cholesky entry ``(r, c)`` of factor
+``f``'s ``Lambda`` moves row ``i``'s entry in column ``(level of i, c)`` of ``f`` by
+``z_ir`` (one entry per row). With ``E_p`` the move of ``eta`` with the modes held,
+``U_p = H^-1 (A_p'd - B'W E_p)`` the modes' derivatives and ``D_p = E_p + B U_p``:
+
+* ``d2 psi / dp dq = -E_p'W E_q + U_p' H U_q``;
+* ``dH_p = A_p'WB + B'WA_p + B' diag(w3 D_p) B``;
+* ``tr(H^-1 d2H_pq) = sum_i [w4 D_ip D_iq + w3 D_ipq] k_i + 2 sum_i w3 (D_iq m_ip +
+  D_ip m_iq) + 2 sum_i w_i n_ipq`` with ``k_i = b_i'H^-1 b_i``, ``m_ip = a_ip'H^-1 b_i``,
+  ``n_ipq = a_ip'H^-1 a_iq`` (rows of ``B`` and ``A_p``) and ``D_pq = A_p U_q + A_q U_p
+  + B U_pq``, the modes' second derivatives entering through ``g = H^-1 B'(w3 k)``:
+  ``g' H U_pq = -[(A_p g)'W D_q + (A_q g)'W D_p + (B g)'(w3 D_p D_q) + (B g)'W (A_p U_q
+  + A_q U_p)]``;
+* ``d2 log det H / dp dq = tr(H^-1 d2H_pq) - tr(H^-1 dH_p H^-1 dH_q)``,
+
+and the Hessian of ``F = -2 log L`` is ``-2 d2 psi + d2 log det H``. A family's own
+parameters are left to differences of the gradient (``optimize._hessian``).
+``tests/test_laplace_hessian_factors.py`` compares it with extrapolated differences of
+the analytic gradient and, for one factor, with :mod:`.laplace_hessian`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .laplace_hessian import _derivatives
+from .linalg.block import block_cholesky_inverse, cholesky_inverse
+
+# the per-parameter matrices (P of Q x Q2) and the per-row arrays (rows * (T + s) *
+# max(Q2, P)) at most this many cells each
+MAX_CELLS = 4_000_000
+ROW_CELLS = 10_000_000
+# The cost model of :func:`applies`, in seconds (this machine's order of magnitude):
+# the closed form's matrix products (at _DENSE_RATE), its sparse products (at
+# _SPARSE_RATE), its per-row arrays (rows times P + (1 + T) Q2 cells, at _ROW_RATE) and a
+# fixed cost, against the 2 P gradients of central differences (each a mode search and
+# gradient: a fixed cost and a cost per row). Fitted to ``benchmarks/hessian.py``:
+# closed form against differences 2.3 against 6.6 ms (``grouseticks``), 2.6 against 7.4
+# (``nested3_pois``), 15 against 22 (``verbagg``), 12 against 13 (``crossed_bin``).
+_DENSE_RATE = 1e10
+_SPARSE_RATE = 1e9
+_ROW_RATE = 5e7
+_CLOSED_FIXED = 1.5e-3
+_EVAL_FIXED = 4e-4
+_EVAL_ROW = 2e-7
+
+
+def applies(obj) -> bool:
+    """Whether :func:`factors_hessian` gives the Hessian of ``obj``'s objective: Laplace,
+    two or more unstructured (or diagonal) factors, a log-concave family with its fourth
+    derivative, and the cost model above in favour of it (few random effects outside the
+    first factor for the rows)."""
+    d = obj.data
+    if obj.n_agq != 1 or len(d.factors) < 2 or not len(d.y):
+        return False
+    if any(f.mapped for f in d.factors) or not d.family.log_concave:
+        return False
+    if not getattr(d.family, "has_fourth_derivative", False):
+        return False
+    n, Q, P, T = len(d.y), float(obj.Q), d.n_beta + d.n_theta, d.n_theta
+    f0 = d.factors[0]
+    Q1 = float(f0.n_levels * f0.q)
+    Q2 = Q - Q1
+    ns = sum(f.q for f in d.factors)
+    if P * Q * Q2 > MAX_CELLS or n * (T + ns) * max(Q2, P) > ROW_CELLS:
+        return False
+    nnz = len(_pattern(obj)[1])
+    products = Q1 * Q2 * (f0.q + Q2) + Q2**3 + P * Q * Q2 * (Q2 + P) + n * Q2 * Q2 * (1 + T)
+    closed = products / _DENSE_RATE + P * nnz * Q2 / _SPARSE_RATE
+    closed += n * (P + (1 + T) * Q2) / _ROW_RATE + _CLOSED_FIXED
+    differences = 2 * P * (_EVAL_FIXED + _EVAL_ROW * n)
+    return bool(closed < differences)
+
+
+def _pattern(obj):
+    """The sparsity pattern of ``H = I + B'WB`` as CSR ``(indptr, indices)``, for every
+    row ``i`` and pair ``(a, b)`` of its columns the entry ``(cols_ia, cols_ib)``'s place
+    in it (n, s, s), and each entry's row. Made once per objective (the columns do not
+    change)."""
+    cache = obj.__dict__.get("_hessian_pattern")
+    if cache is None:
+        cols, Q = obj.cols, obj.Q
+        n, ns = cols.shape
+        lin = (cols[:, :, None] * Q + cols[:, None, :]).ravel()
+        uniq, inv = np.unique(lin, return_inverse=True)
+        indptr = np.zeros(Q + 1, dtype=np.intp)
+        np.cumsum(np.bincount(uniq // Q, minlength=Q), out=indptr[1:])
+        cache = (indptr, uniq % Q, inv.reshape(n, ns, ns), uniq // Q)
+        obj.__dict__["_hessian_pattern"] = cache
+    return cache
+
+
+class _Inverse:
+    """``H^-1`` of ``H = [[D1, C], [C', D2]]``, ``D1`` the first (largest) factor's
+    block-diagonal part (``G1`` blocks of ``q1``, ``Q1`` random effects) and ``Q2`` the
+    others': ``H^-1 = Delta + V S^-1 V'`` with ``Delta = diag(D1^-1, 0)``, ``V = [-D1^-1
+    C; I]`` and the Schur complement ``S = D2 - C' D1^-1 C`` (formed through the
+    blocks' Cholesky factors, as the solvers do). ``H``'s entries are ``data`` on the
+    pattern of :func:`_pattern`."""
+
+    def __init__(self, obj, data):
+        f0 = obj.data.factors[0]
+        Q, q1, G1 = obj.Q, f0.q, f0.n_levels
+        Q1 = G1 * q1
+        self.Q, self.q1, self.Q1 = Q, q1, Q1
+        self._indptr, self._indices = _pattern(obj)[:2]
+        self.blocks = _Blocks(obj)
+        D1 = self.blocks.diagonal(data)
+        D1[:, np.arange(q1), np.arange(q1)] += 1.0
+        C = self.blocks.coupling(data)  # (Q1, Q2)
+        D2 = self.blocks.rest(data)
+        D2[np.diag_indices(Q - Q1)] += 1.0
+        Linv, _ = block_cholesky_inverse(D1)
+        K = np.matmul(Linv, C.reshape(G1, q1, -1))  # L_j^-1 C_j
+        self.D1inv = np.matmul(np.swapaxes(Linv, 1, 2), Linv)
+        Kf = K.reshape(Q1, -1)
+        S = D2 - Kf.T @ Kf
+        # (one factor, as the tests compare it with the level-by-level form: no Schur part)
+        self.Sinv = cholesky_inverse(np.linalg.cholesky(S)) if len(S) else S
+        self.V = np.empty((Q, Q - Q1))
+        self.V[:Q1] = -np.matmul(np.swapaxes(Linv, 1, 2), K).reshape(Q1, -1)
+        self.V[Q1:] = np.eye(Q - Q1)
+        self.VS = self.V @ self.Sinv
+
+    def apply(self, X) -> np.ndarray:
+        """``H^-1 X`` for ``X`` of shape (Q,) or (Q, k)."""
+        out = self.VS @ (self.V.T @ X)
+        G1, q1 = self.D1inv.shape[0], self.q1
+        Xb = X[: self.Q1].reshape(G1, q1, -1)
+        out[: self.Q1] += np.matmul(self.D1inv, Xb).reshape((self.Q1,) + X.shape[1:])
+        return out
+
+    def rows(self, cols, vals):
+        """Rows ``x_i`` (one per data row, entries ``vals`` in columns ``cols``, (n, m))
+        in the form :meth:`forms` reads: the entries in the first factor's block of the
+        row's level (n, q1), ``V'x_i`` and ``S^-1 V'x_i`` (n, Q2). ``V'x_i`` sums the
+        rows of ``V`` the entries select (``-D1^-1 C`` for the first factor's, unit
+        vectors for the others'), so the cancellation between the two happens there,
+        row by row, before any product with ``S^-1``."""
+        n, q1, Q1 = len(cols), self.q1, self.Q1
+        first = np.zeros((n, q1))
+        Vx = None
+        rows = np.arange(n)
+        for j in range(cols.shape[1]):
+            c, v = cols[:, j], vals[:, j]
+            if c.min(initial=Q1) >= Q1:  # another factor's: a unit vector (one per row)
+                if Vx is None:
+                    Vx = np.zeros((n, self.V.shape[1]))
+                Vx[rows, c - Q1] += v
+                continue
+            mine = c < Q1  # the first factor's: a row of -D1^-1 C
+            first[rows[mine], c[mine] % q1] += v[mine]
+            term = np.take(self.V, c, axis=0)
+            term *= v[:, None]
+            if Vx is None:
+                Vx = term
+            else:
+                Vx += term
+        return first, Vx, Vx @ self.Sinv
+
+    def forms(self, x, y, level) -> np.ndarray:
+        """``x_i' H^-1 y_i`` for every row (``x``, ``y`` from :meth:`rows`; ``level``
+        each row's level of the first factor)."""
+        out = np.einsum("nk,nk->n", x[2], y[1])
+        out += np.einsum("nk,nkl,nl->n", x[0], self.D1inv[level], y[0])
+        return out
+
+    def trace_products(self, mats) -> np.ndarray:
+        """``tr(H^-1 A_p H^-1 A_q)`` for symmetric ``A_p`` (their entries on the pattern
+        of :func:`_pattern`): ``(P, P)``. With ``Y_p = A_p V``: ``tr(Delta A_p Delta
+        A_q) + 2 tr(S^-1 Y_q' Delta Y_p) + tr(S^-1 W_p S^-1 W_q)``, ``W_p = V' Y_p``;
+        ``Delta A_p Delta`` reads ``A_p``'s diagonal blocks of the first factor alone."""
+        P, Q1, q1 = len(mats), self.Q1, self.q1
+        G1 = self.D1inv.shape[0]
+        pattern, shape = (self._indices, self._indptr), (self.Q, self.Q)
+        Y = np.stack([sp.csr_matrix((m, *pattern), shape) @ self.V for m in mats])  # (P, Q, Q2)
+        Z = Y @ self.Sinv  # Y_p S^-1
+        X1 = np.matmul(self.D1inv[None], Y[:, :Q1].reshape(P, G1, q1, -1)).reshape(P, Q1, -1)
+        W = np.matmul(np.swapaxes(self.V[None, :Q1], 1, 2), Y[:, :Q1]) + Y[:, Q1:]
+        M = W @ self.Sinv
+        Gb = np.matmul(self.D1inv[None], np.stack([self.blocks.diagonal(m) for m in mats]))
+        out = _pairs(Gb.reshape(P, G1, q1, q1), np.swapaxes(Gb, 2, 3).reshape(P, G1, q1, q1))
+        out += 2.0 * _pairs(X1, Z[:, :Q1])
+        out += _pairs(M, np.swapaxes(M, 1, 2))
+        return 0.5 * (out + out.T)
+
+
+def _pairs(X, Y) -> np.ndarray:
+    """``<X_p, Y_q>`` (sums of elementwise products) for every ``p, q``: ``(P, P)``."""
+    P = len(X)
+    return X.reshape(P, -1) @ Y.reshape(P, -1).T
+
+
+class _Blocks:
+    """The first factor's diagonal blocks, the coupling block and the rest of a matrix on
+    the pattern of :func:`_pattern` (given as its entries there), dense."""
+
+    def __init__(self, obj):
+        cache = obj.__dict__.get("_hessian_blocks")
+        if cache is None:
+            f0 = obj.data.factors[0]
+            q1, Q1 = f0.q, f0.n_levels * f0.q
+            _, cols, _, rows = _pattern(obj)
+            d = (rows < Q1) & (cols < Q1)
+            cpl = (rows < Q1) & (cols >= Q1)
+            rest = (rows >= Q1) & (cols >= Q1)
+            cache = (
+                (d, rows[d] // q1, rows[d] % q1, cols[d] % q1),
+                (cpl, rows[cpl], cols[cpl] - Q1),
+                (rest, rows[rest] - Q1, cols[rest] - Q1),
+                (f0.n_levels, q1, Q1, obj.Q - Q1),
+            )
+            obj.__dict__["_hessian_blocks"] = cache
+        self._d, self._c, self._r, self._sizes = cache
+
+    def diagonal(self, m) -> np.ndarray:
+        G1, q1, _, _ = self._sizes
+        sel, g, k, l = self._d
+        out = np.zeros((G1, q1, q1))
+        out[g, k, l] = m[sel]
+        return out
+
+    def coupling(self, m) -> np.ndarray:
+        _, _, Q1, Q2 = self._sizes
+        sel, r, c = self._c
+        out = np.zeros((Q1, Q2))
+        out[r, c] = m[sel]
+        return out
+
+    def rest(self, m) -> np.ndarray:
+        _, _, _, Q2 = self._sizes
+        sel, r, c = self._r
+        out = np.zeros((Q2, Q2))
+        out[r, c] = m[sel]
+        return out
+
+
+def factors_hessian(obj) -> np.ndarray:
+    """The Hessian of ``-2 log L`` (Laplace) in ``(beta, theta)`` at the objective's
+    current state (its modes at the point last evaluated). Only where :func:`applies`;
+    raises ``numpy.linalg.LinAlgError`` where ``H`` is not positive definite there."""
+    d, s = obj.data, obj.state
+    _, w, w3, w4 = _derivatives(obj)
+    d1 = s["der"].d1
+    a = np.asarray(s["a_vals"], dtype=float)  # (n, s): row i's entries of B
+    cols = obj.cols  # (n, s): their columns
+    n, ns = a.shape
+    Q, p, T = obj.Q, d.n_beta, d.n_theta
+    P = p + T
+    u = np.asarray(s["u"], dtype=float)
+
+    # A_t (one entry per row: column At_col, value At_val) and E (n, P)
+    At_col, local = _theta_columns(obj)
+    At_val = np.empty((T, n))
+    t = 0
+    for f in d.factors:
+        Z = np.broadcast_to(f.Z, (n, f.q))
+        for r in f.theta_rows:
+            At_val[t] = Z[:, r]
+            t += 1
+    E = np.empty((n, P))
+    E[:, :p] = d.X
+    E[:, p:] = (At_val * u[At_col]).T
+
+    # H = I + B'WB on B'B's pattern, and its inverse
+    _, indices, slot, _ = _pattern(obj)
+    nnz = len(indices)
+    aa = (a[:, :, None] * a[:, None, :]).reshape(n, -1)
+    where = slot.reshape(n, -1).ravel()
+    Hinv = _Inverse(obj, np.bincount(where, (w[:, None] * aa).ravel(), minlength=nnz))
+
+    # the modes' derivatives U (Q, P) and eta's total derivatives D (n, P)
+    R = -_col_sums(cols, a[:, :, None] * (w[:, None] * E)[:, None, :], Q)
+    for t in range(T):
+        R[:, p + t] += np.bincount(At_col[t], At_val[t] * d1, minlength=Q)
+    U = Hinv.apply(R)
+    D = E + np.einsum("ns,nsp->np", a, U[cols])
+
+    # d2 psi / dp dq (U' H U = U' R)
+    H_psi = -(E * w[:, None]).T @ E + U.T @ R
+
+    # k_i = b_i'H^-1 b_i, m_it = a_it'H^-1 b_i, n_itu = a_it'H^-1 a_iu (b_i, a_it: rows
+    # of B and A_t)
+    level = d.factors[0].codes
+    rb = Hinv.rows(cols, a)
+    ra = [Hinv.rows(At_col[t][:, None], At_val[t][:, None]) for t in range(T)]
+    k = Hinv.forms(rb, rb, level)
+    m = np.column_stack([Hinv.forms(r, rb, level) for r in ra]) if T else np.zeros((n, 0))
+    nn = np.array([[Hinv.forms(r1, r2, level) for r2 in ra] for r1 in ra]).reshape(T, T, n)
+
+    # tr(H^-1 d2H_pq), the modes' second derivatives through g
+    g = Hinv.apply(_col_sums(cols, a * (w3 * k)[:, None], Q))
+    bg = np.einsum("ns,ns->n", a, g[cols])  # B g
+    ag = (At_val * g[At_col]).T  # (n, T): A_t g
+    AU = At_val[:, :, None] * U[At_col]  # (T, n, P): A_t U_q
+    tr = (D * (w4 * k - w3 * bg)[:, None]).T @ D
+    Y = np.einsum("tnq,n->tq", AU, w3 * k - w * bg)
+    Y += (2.0 * w3[:, None] * m - w[:, None] * ag).T @ D
+    tr[p:] += Y
+    tr[:, p:] += Y.T
+    tr[p:, p:] += 2.0 * np.einsum("tun,n->tu", nn, w)
+
+    # tr(H^-1 dH_p H^-1 dH_q), dH_p sparse (the pattern of B'B; A_t'B lies in it)
+    mats = []
+    for j in range(P):
+        data = np.bincount(where, ((w3 * D[:, j])[:, None] * aa).ravel(), minlength=nnz)
+        if j >= p:  # A_t'WB + B'WA_t
+            t = j - p
+            wa = ((w * At_val[t])[:, None] * a).ravel()
+            data += np.bincount(slot[:, local[t], :].ravel(), wa, minlength=nnz)
+            data += np.bincount(slot[:, :, local[t]].ravel(), wa, minlength=nnz)
+        mats.append(data)
+    tr_CC = Hinv.trace_products(mats)
+
+    out = -2.0 * H_psi + (tr - tr_CC)
+    return 0.5 * (out + out.T)
+
+
+def _theta_columns(obj):
+    """For each covariance parameter ``t``: the column of ``A_t``'s entry in every row
+    (T, n) and which of the row's columns it is (``local``; ``a_it`` is one of ``b_i``'s
+    columns). Made once per objective."""
+    cache = obj.__dict__.get("_hessian_theta_columns")
+    if cache is None:
+        factors = obj.data.factors
+        At_col = np.array(
+            [f.offset + f.codes * f.q + c for f in factors for c in f.theta_cols], dtype=np.intp
+        ).reshape(-1, len(obj.data.y))
+        local = [f.local + c for f in factors for c in f.theta_cols]
+        cache = (At_col, local)
+        obj.__dict__["_hessian_theta_columns"] = cache
+    return cache
+
+
+def _col_sums(cols, v, Q) -> np.ndarray:
+    """``sum_i`` of per-row, per-entry values ``v`` (n, s[, k]) onto the columns:
+    ``(Q[, k])``."""
+    if v.ndim == 2:
+        return np.bincount(cols.ravel(), v.ravel(), minlength=Q)
+    k = v.shape[2]
+    idx = (cols[:, :, None] * k + np.arange(k)).ravel()
+    return np.bincount(idx, v.ravel(), minlength=Q * k).reshape(Q, k)
