@@ -231,24 +231,24 @@ class _Blocks:
 
     def diagonal(self, m) -> np.ndarray:
         G1, q1, _, _ = self._sizes
-        sel, g, k, l = self._d
-        out = np.zeros((G1, q1, q1))
-        out[g, k, l] = m[sel]
-        return out
+        return _scatter(m, self._d, (G1, q1, q1))
 
     def coupling(self, m) -> np.ndarray:
         _, _, Q1, Q2 = self._sizes
-        sel, r, c = self._c
-        out = np.zeros((Q1, Q2))
-        out[r, c] = m[sel]
-        return out
+        return _scatter(m, self._c, (Q1, Q2))
 
     def rest(self, m) -> np.ndarray:
-        _, _, _, Q2 = self._sizes
-        sel, r, c = self._r
-        out = np.zeros((Q2, Q2))
-        out[r, c] = m[sel]
-        return out
+        Q2 = self._sizes[3]
+        return _scatter(m, self._r, (Q2, Q2))
+
+
+def _scatter(m, where, shape) -> np.ndarray:
+    """A dense array of ``shape`` with the pattern's entries ``m[sel]`` at ``idx``
+    (``where = (sel, *idx)``), zeros elsewhere."""
+    sel, *idx = where
+    out = np.zeros(shape)
+    out[tuple(idx)] = m[sel]
+    return out
 
 
 def factors_hessian(obj) -> np.ndarray:
