@@ -51,8 +51,8 @@ ROW_CELLS = 10_000_000
 # _SPARSE_RATE), its per-row arrays (rows times P + (1 + T) Q2 cells, at _ROW_RATE) and a
 # fixed cost, against the 2 P gradients of central differences (each a mode search and
 # gradient: a fixed cost and a cost per row). Fitted to ``benchmarks/hessian.py``:
-# closed form against differences 2.3 against 6.6 ms (``grouseticks``), 2.6 against 7.4
-# (``nested3_pois``), 15 against 22 (``verbagg``), 12 against 13 (``crossed_bin``).
+# closed form against differences 2.3 against 5.8 ms (``grouseticks``), 2.5 against 7.0
+# (``nested3_pois``), 14.5 against 22.6 (``verbagg``), 11.5 against 13.0 (``crossed_bin``).
 _DENSE_RATE = 1e10
 _SPARSE_RATE = 1e9
 _ROW_RATE = 5e7
