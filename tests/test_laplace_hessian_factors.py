@@ -9,7 +9,7 @@ from test_laplace_hessian import _central_hessian, _objective, _vector_objective
 
 from sklearn_glmm._design import theta_layout
 from sklearn_glmm._engine import laplace_hessian as lh
-from sklearn_glmm._engine import laplace_hessian_factors as ld
+from sklearn_glmm._engine import laplace_hessian_factors as lf
 from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
 from sklearn_glmm._engine.optimize import hessian
@@ -92,10 +92,10 @@ def test_matches_differences_of_the_gradient(k, values):
     case = CASES[k]
     rng = np.random.default_rng([k, int(100 * values[1])])
     obj = _two_factors(rng=rng, **case)
-    assert ld.applies(obj) and not lh.applies(obj)
+    assert lf.applies(obj) and not lh.applies(obj)
     x = np.array([0.1, 0.4, -0.2, *_theta(case, values)])
     obj.value_and_grad(x)
-    H = ld.factors_hessian(obj)
+    H = lf.factors_hessian(obj)
     ref = _central_hessian(obj, x)
     np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
     assert np.array_equal(H, H.T)
@@ -116,7 +116,7 @@ def test_one_factor_is_the_level_by_level_form(family, slope):
     obj.value_and_grad(x)
     ref = lh.laplace_hessian(obj)
     obj._cols = obj._columns()  # (one factor's objective makes its columns on request)
-    H = ld.factors_hessian(obj)
+    H = lf.factors_hessian(obj)
     np.testing.assert_allclose(H, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
 
 
@@ -125,10 +125,10 @@ def test_negative_binomial_block_and_theta_column():
     and column by differences of the gradient (the Hessian the fit takes)."""
     rng = np.random.default_rng(5)
     obj = _two_factors("negbin", rng, weights=True)
-    assert ld.applies(obj)
+    assert lf.applies(obj)
     x = np.array([0.1, 0.4, -0.2, 0.6, 0.4, 1.3])
     obj.value_and_grad(x)
-    block = ld.factors_hessian(obj)
+    block = lf.factors_hessian(obj)
     H = hessian(obj, x)
     ref = _central_hessian(obj, x)
     np.testing.assert_allclose(block, ref[:5, :5], atol=1e-6 * np.abs(ref[:5, :5]).max(), rtol=0)
@@ -147,22 +147,46 @@ def test_fit_uses_it_where_it_applies_and_differences_above(monkeypatch):
     evals = obj.n_evals
     f0 = obj.data.factors[0]
     Q2 = obj.Q - f0.n_levels * f0.q  # the random effects outside the first factor
-    monkeypatch.setattr(ld, "MAX_CELLS", len(x) * obj.Q * Q2 - 1)
+    monkeypatch.setattr(lf, "MAX_CELLS", len(x) * obj.Q * Q2 - 1)
     differences = hessian(obj, x)
     assert obj.n_evals - evals >= 2 * len(x)  # central differences did run
     np.testing.assert_allclose(differences, exact, atol=1e-5 * np.abs(exact).max(), rtol=0)
 
 
-def test_does_not_apply_to_quadrature_structures_or_non_log_concave():
+def test_three_nested_factors():
+    """Classrooms in schools in regions: two factors outside the first, their Schur
+    complement coupled."""
+    rng = np.random.default_rng(11)
+    n_c, per = 24, 6
+    n = n_c * per
+    c = rng.permutation(np.repeat(np.arange(n_c), per))
+    s, r = c // 4, c // 12  # 6 schools, 2 regions
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    eta = X @ [0.3, 0.4] + 0.5 * rng.normal(size=n_c)[c] + 0.4 * rng.normal(size=6)[s]
+    y = rng.poisson(np.exp(eta + 0.3 * rng.normal(size=2)[r])).astype(float)
+    one = theta_layout(1, False)
+    ones = np.ones((n, 1))
+    factors = make_factor_data([c, s, r], [ones, ones, ones], [n_c, 6, 2], [one, one, one])
+    fam = make_family("poisson", False)
+    obj = Objective(ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), fam, factors), 1)
+    assert lf.applies(obj)
+    x = np.array([0.3, 0.4, 0.5, 0.4, 0.3])
+    obj.value_and_grad(x)
+    H = lf.factors_hessian(obj)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
+def test_does_not_apply_to_one_factor_or_non_log_concave():
     rng = np.random.default_rng(3)
     obj = _two_factors("poisson", rng)
-    assert ld.applies(obj)
+    assert lf.applies(obj)
     one = _objective("poisson", rng)
-    assert not ld.applies(one)
+    assert not lf.applies(one)
     zi = make_family("poisson", True)
     data = obj.data
     zdata = ModelData(data.X, data.y, data.trials, data.weights, data.offset, zi, data.factors)
-    assert not ld.applies(Objective(zdata, 1))
+    assert not lf.applies(Objective(zdata, 1))
 
 
 def test_large_data_state(monkeypatch):
@@ -176,8 +200,8 @@ def test_large_data_state(monkeypatch):
     x = np.array([0.1, 0.4, -0.2, 0.7, 0.2, 0.4, 0.5])
     small.value_and_grad(x)
     lean.value_and_grad(x)
-    H = ld.factors_hessian(small)
-    np.testing.assert_allclose(ld.factors_hessian(lean), H, rtol=0, atol=1e-12 * np.abs(H).max())
+    H = lf.factors_hessian(small)
+    np.testing.assert_allclose(lf.factors_hessian(lean), H, rtol=0, atol=1e-12 * np.abs(H).max())
 
 
 def test_large_curvatures_of_an_uncentred_slope():
@@ -194,8 +218,8 @@ def test_large_curvatures_of_an_uncentred_slope():
     obj = Objective(est.fit_result_.objective.data, 1)
     x = np.asarray(est.fit_record_.final, dtype=float)
     obj.value_and_grad(x)
-    assert ld.applies(obj)
-    exact = ld.factors_hessian(obj)
+    assert lf.applies(obj)
+    exact = lf.factors_hessian(obj)
     obj.exact_hessian_block = lambda: None
     differences = hessian(obj, x)
     np.testing.assert_allclose(exact, differences, atol=5e-5 * np.abs(differences).max(), rtol=0)
@@ -216,4 +240,4 @@ def test_a_fitted_model_keeps_no_patterns():
     est = PoissonGLMM(random_effects="1").fit(X, d.y, groups=groups)
     fitted = est.fit_result_.objective
     assert not any(k.startswith("_hessian") for k in vars(fitted))
-    assert ld.applies(fitted)  # (so the fit's Hessian was the closed form)
+    assert lf.applies(fitted)  # (so the fit's Hessian was the closed form)
