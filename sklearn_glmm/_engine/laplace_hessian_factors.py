@@ -80,7 +80,7 @@ def applies(obj) -> bool:
     ns = sum(f.q for f in d.factors)
     if P * Q * Q2 > MAX_CELLS or n * (T + ns) * max(Q2, P) > ROW_CELLS:
         return False
-    nnz = len(_pattern(obj)[1])
+    nnz = len(layout(obj).indices)
     products = Q1 * Q2 * (f0.q + Q2) + Q2**3 + P * Q * Q2 * (Q2 + P) + n * Q2 * Q2 * (1 + T)
     closed = products / _DENSE_RATE + P * nnz * Q2 / _SPARSE_RATE
     closed += n * (P + (1 + T) * Q2) / _ROW_RATE + _CLOSED_FIXED
@@ -88,22 +88,72 @@ def applies(obj) -> bool:
     return bool(closed < differences)
 
 
-def _pattern(obj):
-    """The sparsity pattern of ``H = I + B'WB`` as CSR ``(indptr, indices)``, for every
-    row ``i`` and pair ``(a, b)`` of its columns the entry ``(cols_ia, cols_ib)``'s place
-    in it (n, s, s), and each entry's row. Made once per objective (the columns do not
-    change)."""
-    cache = obj.__dict__.get("_hessian_pattern")
-    if cache is None:
+class _Layout:
+    """What the closed form reads of the objective's random-effect columns, which do not
+    change: made once per objective (:func:`layout`) and let go with its state.
+
+    * ``indptr``, ``indices``: the sparsity pattern of ``H = I + B'WB`` (CSR);
+    * ``slot`` (n, s, s): for every row ``i`` and pair ``(a, b)`` of its columns, the
+      place of the entry ``(cols_ia, cols_ib)`` in the pattern;
+    * the pattern's entries in the first factor's diagonal blocks, the coupling block
+      and the rest (:meth:`diagonal`, :meth:`coupling`, :meth:`rest` make them dense);
+    * ``At_col`` (T, n): for each covariance parameter the column of ``A_t``'s entry in
+      every row, and ``local``: which of the row's columns it is (``a_it`` is one of
+      ``b_i``'s columns).
+    """
+
+    def __init__(self, obj):
         cols, Q = obj.cols, obj.Q
         n, ns = cols.shape
         lin = (cols[:, :, None] * Q + cols[:, None, :]).ravel()
         uniq, inv = np.unique(lin, return_inverse=True)
-        indptr = np.zeros(Q + 1, dtype=np.intp)
-        np.cumsum(np.bincount(uniq // Q, minlength=Q), out=indptr[1:])
-        cache = (indptr, uniq % Q, inv.reshape(n, ns, ns), uniq // Q)
-        obj.__dict__["_hessian_pattern"] = cache
-    return cache
+        self.indptr = np.zeros(Q + 1, dtype=np.intp)
+        np.cumsum(np.bincount(uniq // Q, minlength=Q), out=self.indptr[1:])
+        self.indices, self.slot = uniq % Q, inv.reshape(n, ns, ns)
+        rows, cols_ = uniq // Q, self.indices
+        factors = obj.data.factors
+        f0 = factors[0]
+        q1, Q1 = f0.q, f0.n_levels * f0.q
+        d = (rows < Q1) & (cols_ < Q1)
+        cpl = (rows < Q1) & (cols_ >= Q1)
+        rest = (rows >= Q1) & (cols_ >= Q1)
+        self._d = (d, rows[d] // q1, rows[d] % q1, cols_[d] % q1)
+        self._c = (cpl, rows[cpl], cols_[cpl] - Q1)
+        self._r = (rest, rows[rest] - Q1, cols_[rest] - Q1)
+        self.sizes = (f0.n_levels, q1, Q1, Q - Q1)
+        self.At_col = np.array(
+            [f.offset + f.codes * f.q + c for f in factors for c in f.theta_cols], dtype=np.intp
+        ).reshape(-1, n)
+        self.local = [f.local + c for f in factors for c in f.theta_cols]
+
+    def matrix(self, m) -> sp.csr_matrix:
+        """The ``(Q, Q)`` sparse matrix with entries ``m`` on the pattern."""
+        Q = len(self.indptr) - 1
+        return sp.csr_matrix((m, self.indices, self.indptr), shape=(Q, Q))
+
+    def diagonal(self, m) -> np.ndarray:
+        G1, q1, _, _ = self.sizes
+        return _scatter(m, self._d, (G1, q1, q1))
+
+    def coupling(self, m) -> np.ndarray:
+        _, _, Q1, Q2 = self.sizes
+        return _scatter(m, self._c, (Q1, Q2))
+
+    def rest(self, m) -> np.ndarray:
+        Q2 = self.sizes[3]
+        return _scatter(m, self._r, (Q2, Q2))
+
+
+# the attribute of an objective that holds its _Layout (Objective.release_state drops it)
+LAYOUT_KEY = "_hessian_layout"
+
+
+def layout(obj) -> _Layout:
+    """``obj``'s :class:`_Layout`, made on first use."""
+    out = obj.__dict__.get(LAYOUT_KEY)
+    if out is None:
+        out = obj.__dict__[LAYOUT_KEY] = _Layout(obj)
+    return out
 
 
 class _Inverse:
@@ -112,19 +162,18 @@ class _Inverse:
     others': ``H^-1 = Delta + V S^-1 V'`` with ``Delta = diag(D1^-1, 0)``, ``V = [-D1^-1
     C; I]`` and the Schur complement ``S = D2 - C' D1^-1 C`` (formed through the
     blocks' Cholesky factors, as the solvers do). ``H``'s entries are ``data`` on the
-    pattern of :func:`_pattern`."""
+    pattern of :class:`_Layout`."""
 
     def __init__(self, obj, data):
         f0 = obj.data.factors[0]
         Q, q1, G1 = obj.Q, f0.q, f0.n_levels
         Q1 = G1 * q1
         self.Q, self.q1, self.Q1 = Q, q1, Q1
-        self._indptr, self._indices = _pattern(obj)[:2]
-        self.blocks = _Blocks(obj)
-        D1 = self.blocks.diagonal(data)
+        self.layout = layout(obj)
+        D1 = self.layout.diagonal(data)
         D1[:, np.arange(q1), np.arange(q1)] += 1.0
-        C = self.blocks.coupling(data)  # (Q1, Q2)
-        D2 = self.blocks.rest(data)
+        C = self.layout.coupling(data)  # (Q1, Q2)
+        D2 = self.layout.rest(data)
         D2[np.diag_indices(Q - Q1)] += 1.0
         Linv, _ = block_cholesky_inverse(D1)
         K = np.matmul(Linv, C.reshape(G1, q1, -1))  # L_j^-1 C_j
@@ -183,18 +232,17 @@ class _Inverse:
 
     def trace_products(self, mats) -> np.ndarray:
         """``tr(H^-1 A_p H^-1 A_q)`` for symmetric ``A_p`` (their entries on the pattern
-        of :func:`_pattern`): ``(P, P)``. With ``Y_p = A_p V``: ``tr(Delta A_p Delta
+        of :class:`_Layout`): ``(P, P)``. With ``Y_p = A_p V``: ``tr(Delta A_p Delta
         A_q) + 2 tr(S^-1 Y_q' Delta Y_p) + tr(S^-1 W_p S^-1 W_q)``, ``W_p = V' Y_p``;
         ``Delta A_p Delta`` reads ``A_p``'s diagonal blocks of the first factor alone."""
         P, Q1, q1 = len(mats), self.Q1, self.q1
         G1 = self.D1inv.shape[0]
-        pattern, shape = (self._indices, self._indptr), (self.Q, self.Q)
-        Y = np.stack([sp.csr_matrix((m, *pattern), shape) @ self.V for m in mats])  # (P, Q, Q2)
+        Y = np.stack([self.layout.matrix(m) @ self.V for m in mats])  # (P, Q, Q2)
         Z = Y @ self.Sinv  # Y_p S^-1
         X1 = np.matmul(self.D1inv[None], Y[:, :Q1].reshape(P, G1, q1, -1)).reshape(P, Q1, -1)
         W = np.matmul(np.swapaxes(self.V[None, :Q1], 1, 2), Y[:, :Q1]) + Y[:, Q1:]
         M = W @ self.Sinv
-        Gb = np.matmul(self.D1inv[None], np.stack([self.blocks.diagonal(m) for m in mats]))
+        Gb = np.matmul(self.D1inv[None], np.stack([self.layout.diagonal(m) for m in mats]))
         out = _pairs(Gb.reshape(P, G1, q1, q1), np.swapaxes(Gb, 2, 3).reshape(P, G1, q1, q1))
         out += 2.0 * _pairs(X1, Z[:, :Q1])
         out += _pairs(M, np.swapaxes(M, 1, 2))
@@ -205,41 +253,6 @@ def _pairs(X, Y) -> np.ndarray:
     """``<X_p, Y_q>`` (sums of elementwise products) for every ``p, q``: ``(P, P)``."""
     P = len(X)
     return X.reshape(P, -1) @ Y.reshape(P, -1).T
-
-
-class _Blocks:
-    """The first factor's diagonal blocks, the coupling block and the rest of a matrix on
-    the pattern of :func:`_pattern` (given as its entries there), dense."""
-
-    def __init__(self, obj):
-        cache = obj.__dict__.get("_hessian_blocks")
-        if cache is None:
-            f0 = obj.data.factors[0]
-            q1, Q1 = f0.q, f0.n_levels * f0.q
-            _, cols, _, rows = _pattern(obj)
-            d = (rows < Q1) & (cols < Q1)
-            cpl = (rows < Q1) & (cols >= Q1)
-            rest = (rows >= Q1) & (cols >= Q1)
-            cache = (
-                (d, rows[d] // q1, rows[d] % q1, cols[d] % q1),
-                (cpl, rows[cpl], cols[cpl] - Q1),
-                (rest, rows[rest] - Q1, cols[rest] - Q1),
-                (f0.n_levels, q1, Q1, obj.Q - Q1),
-            )
-            obj.__dict__["_hessian_blocks"] = cache
-        self._d, self._c, self._r, self._sizes = cache
-
-    def diagonal(self, m) -> np.ndarray:
-        G1, q1, _, _ = self._sizes
-        return _scatter(m, self._d, (G1, q1, q1))
-
-    def coupling(self, m) -> np.ndarray:
-        _, _, Q1, Q2 = self._sizes
-        return _scatter(m, self._c, (Q1, Q2))
-
-    def rest(self, m) -> np.ndarray:
-        Q2 = self._sizes[3]
-        return _scatter(m, self._r, (Q2, Q2))
 
 
 def _scatter(m, where, shape) -> np.ndarray:
@@ -266,7 +279,8 @@ def factors_hessian(obj) -> np.ndarray:
     u = np.asarray(s["u"], dtype=float)
 
     # A_t (one entry per row: column At_col, value At_val) and E (n, P)
-    At_col, local = _theta_columns(obj)
+    lay = layout(obj)
+    At_col, local = lay.At_col, lay.local
     At_val = np.empty((T, n))
     t = 0
     for f in d.factors:
@@ -279,8 +293,7 @@ def factors_hessian(obj) -> np.ndarray:
     E[:, p:] = (At_val * u[At_col]).T
 
     # H = I + B'WB on B'B's pattern, and its inverse
-    _, indices, slot, _ = _pattern(obj)
-    nnz = len(indices)
+    slot, nnz = lay.slot, len(lay.indices)
     aa = (a[:, :, None] * a[:, None, :]).reshape(n, -1)
     where = slot.reshape(n, -1).ravel()
     Hinv = _Inverse(obj, np.bincount(where, (w[:, None] * aa).ravel(), minlength=nnz))
@@ -330,22 +343,6 @@ def factors_hessian(obj) -> np.ndarray:
 
     out = -2.0 * H_psi + (tr - tr_CC)
     return 0.5 * (out + out.T)
-
-
-def _theta_columns(obj):
-    """For each covariance parameter ``t``: the column of ``A_t``'s entry in every row
-    (T, n) and which of the row's columns it is (``local``; ``a_it`` is one of ``b_i``'s
-    columns). Made once per objective."""
-    cache = obj.__dict__.get("_hessian_theta_columns")
-    if cache is None:
-        factors = obj.data.factors
-        At_col = np.array(
-            [f.offset + f.codes * f.q + c for f in factors for c in f.theta_cols], dtype=np.intp
-        ).reshape(-1, len(obj.data.y))
-        local = [f.local + c for f in factors for c in f.theta_cols]
-        cache = (At_col, local)
-        obj.__dict__["_hessian_theta_columns"] = cache
-    return cache
 
 
 def _col_sums(cols, v, Q) -> np.ndarray:

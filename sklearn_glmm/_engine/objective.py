@@ -34,6 +34,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import blocks as _blocks
+from . import laplace_hessian_factors
 from . import rows as _rows
 from .gradient import LaplaceGradient
 from .groups import GroupIndex
@@ -466,9 +467,8 @@ class Objective(ModeSearch, LaplaceGradient):
         self.state = None
         self._last_key, self._last_grad = None, None
         self.release_predictor()
-        # the closed-form Hessian's patterns of several factors (made again if asked)
-        for key in ("_hessian_pattern", "_hessian_blocks", "_hessian_theta_columns"):
-            self.__dict__.pop(key, None)
+        # the closed-form Hessian's layout of several factors (made again if asked)
+        self.__dict__.pop(laplace_hessian_factors.LAYOUT_KEY, None)
 
     def release_predictor(self) -> None:
         """On large data, let the modes' derivatives in the parameters go (levels x
@@ -513,7 +513,7 @@ class Objective(ModeSearch, LaplaceGradient):
         point evaluated (:mod:`.laplace_hessian`; :mod:`.laplace_hessian_factors` for
         several factors where it is cheaper than differences; :mod:`.agq_hessian` for the
         quadrature), or None where it does not apply."""
-        from . import agq_hessian, laplace_hessian, laplace_hessian_factors
+        from . import agq_hessian, laplace_hessian
 
         if self.state is None:  # (a failed evaluation)
             return None
