@@ -6,10 +6,12 @@ block-diagonal, and the second derivative of ``log det H`` needs
 ``tr(H^-1 dH_p H^-1 dH_q)``, which reads ``H^-1`` far outside the entries the
 solvers' selected inverses hold. With the first (largest) factor's part of ``H``
 block-diagonal, ``H^-1`` is that part's inverse plus a correction of rank ``Q2`` (the
-other factors' random effects, :class:`_Inverse`), and every quantity below is a
-product with ``Q2`` columns: where ``Q2`` is small for the rows (:func:`applies`: a
-cost model against the ``2 P`` gradients of central differences, each with its own
-mode search) that is cheaper than the differences, and exact where they are not.
+other factors' random effects, ``G G'`` with ``G`` of ``Q2`` columns,
+:class:`_Inverse`), and every quantity below is a product with ``Q2`` columns: about
+``(1 + P) Q Q2^2`` for the matrices and ``Q2`` per row and form for the rows. Where
+that is small (:func:`applies`: a cost model against the ``2 P`` gradients of central
+differences, each with its own mode search) it is cheaper than the differences, and
+exact where they are not.
 
 The formulas are :mod:`.laplace_hessian`'s (its docstring; its ``_vector_hessian`` is
 this for one factor, level by level) with ``u`` all random effects and ``H`` one
@@ -37,28 +39,37 @@ the analytic gradient and, for one factor, with :mod:`.laplace_hessian`.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 from .laplace_hessian import _derivatives
-from .linalg.block import block_cholesky_inverse, cholesky_inverse
+from .linalg.block import block_cholesky_inverse
 
-# the per-parameter matrices (P of Q x Q2) and the per-row arrays (rows * (T + s) *
-# max(Q2, P)) at most this many cells each
+# the per-parameter matrices (P of Q x Q2) and the per-row arrays (rows * (T + s) * P)
+# at most this many cells each
 MAX_CELLS = 4_000_000
 ROW_CELLS = 10_000_000
-# The cost model of :func:`applies`, in seconds (this machine's order of magnitude):
-# the closed form's matrix products (at _DENSE_RATE), its sparse products (at
-# _SPARSE_RATE), its per-row arrays (rows times P + (1 + T) Q2 cells, at _ROW_RATE) and a
-# fixed cost, against the 2 P gradients of central differences (each a mode search and
-# gradient: a fixed cost and a cost per row). Fitted to ``benchmarks/hessian.py``:
-# closed form against differences 2.3 against 5.8 ms (``grouseticks``), 2.5 against 7.0
-# (``nested3_pois``), 14.5 against 22.6 (``verbagg``), 11.5 against 13.0 (``crossed_bin``).
-_DENSE_RATE = 1e10
-_SPARSE_RATE = 1e9
-_ROW_RATE = 5e7
-_CLOSED_FIXED = 1.5e-3
-_EVAL_FIXED = 4e-4
-_EVAL_ROW = 2e-7
+# the rows' forms are taken in chunks of rows of at most this many cells of ``G'x_i``
+ROW_CHUNK = 1 << 17
+# The cost model of :func:`applies`, in seconds (this machine's order of magnitude): the
+# closed form's dense products (at _DENSE_RATE), its sparse products (at _SPARSE_RATE),
+# its rows' forms (rows times Q2 cells per form, at _FORM_RATE), its other per-row
+# arrays (at _ROW_RATE) and a fixed cost, against the 2 P gradients of central
+# differences (each a mode search and gradient: a fixed cost, the Schur complement's
+# factorisations, the pattern's entries and the dense coupling of the first factor with
+# the others). Fitted to generated crossed binary designs (500-40,000 rows, 10-800
+# levels in the second factor, random intercepts and slopes) and ``crossed_40k``: each
+# side within about 30 % of its time, the choice right on all but one (where the two
+# were within 35 %).
+_DENSE_RATE = 1.6e10
+_SPARSE_RATE = 2.4e9
+_FORM_RATE = 1.8e9
+_ROW_RATE = 4.5e7
+_CLOSED_FIXED = 9e-4
+_EVAL_FIXED = 6.5e-4
+_EVAL_SCHUR = 7e-11
+_EVAL_PATTERN = 9e-9
+_EVAL_COUPLING = 4e-8
 
 
 def applies(obj) -> bool:
@@ -78,14 +89,16 @@ def applies(obj) -> bool:
     Q1 = float(f0.n_levels * f0.q)
     Q2 = Q - Q1
     ns = sum(f.q for f in d.factors)
-    if P * Q * Q2 > MAX_CELLS or n * (T + ns) * max(Q2, P) > ROW_CELLS:
+    if P * Q * Q2 > MAX_CELLS or n * (T + ns) * P > ROW_CELLS:
         return False
     nnz = len(layout(obj).indices)
-    products = Q1 * Q2 * (f0.q + Q2) + Q2**3 + P * Q * Q2 * (Q2 + P) + n * Q2 * Q2 * (1 + T)
-    closed = products / _DENSE_RATE + P * nnz * Q2 / _SPARSE_RATE
-    closed += n * (P + (1 + T) * Q2) / _ROW_RATE + _CLOSED_FIXED
-    differences = 2 * P * (_EVAL_FIXED + _EVAL_ROW * n)
-    return bool(closed < differences)
+    dense = Q1 * Q2 * (f0.q + Q2) + Q2**3 + (1 + P) * Q * Q2**2
+    forms = n * Q2 * (ns + 2 * T + 1 + T * (T + 1) / 2)
+    closed = dense / _DENSE_RATE + P * nnz * Q2 / _SPARSE_RATE + forms / _FORM_RATE
+    closed += n * P * (ns + T) / _ROW_RATE + _CLOSED_FIXED
+    gradient = _EVAL_FIXED + _EVAL_SCHUR * Q2**3 + _EVAL_PATTERN * nnz * ns
+    gradient += _EVAL_COUPLING * Q1 * Q2
+    return bool(closed < 2 * P * gradient)
 
 
 class _Layout:
@@ -94,7 +107,8 @@ class _Layout:
 
     * ``indptr``, ``indices``: the sparsity pattern of ``H = I + B'WB`` (CSR);
     * ``slot`` (n, s, s): for every row ``i`` and pair ``(a, b)`` of its columns, the
-      place of the entry ``(cols_ia, cols_ib)`` in the pattern;
+      place of the entry ``(cols_ia, cols_ib)`` in the pattern; :meth:`gather` makes
+      the ``(nnz, n)`` sparse matrix that sums per-row values onto the places;
     * the pattern's entries in the first factor's diagonal blocks, the coupling block
       and the rest (:meth:`diagonal`, :meth:`coupling`, :meth:`rest` make them dense);
     * ``At_col`` (T, n): for each covariance parameter the column of ``A_t``'s entry in
@@ -110,6 +124,11 @@ class _Layout:
         self.indptr = np.zeros(Q + 1, dtype=np.intp)
         np.cumsum(np.bincount(uniq // Q, minlength=Q), out=self.indptr[1:])
         self.indices, self.slot = uniq % Q, inv.reshape(n, ns, ns)
+        inv = inv.ravel()
+        self._order = np.argsort(inv, kind="stable")  # the (row, a, b) entries by place
+        self._gather_rows = self._order // (ns * ns)
+        self._gather_ptr = np.zeros(len(uniq) + 1, dtype=np.intp)
+        np.cumsum(np.bincount(inv, minlength=len(uniq)), out=self._gather_ptr[1:])
         rows, cols_ = uniq // Q, self.indices
         factors = obj.data.factors
         f0 = factors[0]
@@ -125,11 +144,29 @@ class _Layout:
             [f.offset + f.codes * f.q + c for f in factors for c in f.theta_cols], dtype=np.intp
         ).reshape(-1, n)
         self.local = [f.local + c for f in factors for c in f.theta_cols]
+        self._stack = None  # (P, indices, indptr) of :meth:`stacked`
 
-    def matrix(self, m) -> sp.csr_matrix:
-        """The ``(Q, Q)`` sparse matrix with entries ``m`` on the pattern."""
-        Q = len(self.indptr) - 1
-        return sp.csr_matrix((m, self.indices, self.indptr), shape=(Q, Q))
+    def gather(self, aa) -> sp.csr_matrix:
+        """The ``(nnz, n)`` sparse matrix whose product with per-row values ``v`` puts
+        ``sum_i v_i aa_iab`` on the place of every pair ``(cols_ia, cols_ib)`` (``aa``
+        of shape (n, s, s) or (n, s * s))."""
+        n = len(self.slot)
+        data = aa.reshape(-1)[self._order]
+        shape = (len(self.indices), n)
+        return sp.csr_matrix((data, self._gather_rows, self._gather_ptr), shape=shape)
+
+    def stacked(self, mats) -> sp.csr_matrix:
+        """The ``(P Q, Q)`` sparse matrix of the ``(Q, Q)`` matrices with entries
+        ``mats[p]`` on the pattern, one below the other."""
+        Q, nnz, P = len(self.indptr) - 1, len(self.indices), len(mats)
+        if self._stack is None or self._stack[0] != P:
+            indptr = (self.indptr[None, :-1] + nnz * np.arange(P)[:, None]).ravel()
+            indptr = np.append(indptr, P * nnz)
+            # (in the index type SciPy would convert them to, once)
+            kind = np.int32 if P * nnz < np.iinfo(np.int32).max else np.int64
+            self._stack = P, np.tile(self.indices, P).astype(kind), indptr.astype(kind)
+        _, indices, indptr = self._stack
+        return sp.csr_matrix((np.concatenate(mats), indices, indptr), shape=(P * Q, Q))
 
     def diagonal(self, m) -> np.ndarray:
         G1, q1, _, _ = self.sizes
@@ -159,10 +196,10 @@ def layout(obj) -> _Layout:
 class _Inverse:
     """``H^-1`` of ``H = [[D1, C], [C', D2]]``, ``D1`` the first (largest) factor's
     block-diagonal part (``G1`` blocks of ``q1``, ``Q1`` random effects) and ``Q2`` the
-    others': ``H^-1 = Delta + V S^-1 V'`` with ``Delta = diag(D1^-1, 0)``, ``V = [-D1^-1
-    C; I]`` and the Schur complement ``S = D2 - C' D1^-1 C`` (formed through the
-    blocks' Cholesky factors, as the solvers do). ``H``'s entries are ``data`` on the
-    pattern of :class:`_Layout`."""
+    others': ``H^-1 = Delta + V S^-1 V' = Delta + G G'`` with ``Delta = diag(D1^-1, 0)``,
+    ``V = [-D1^-1 C; I]``, the Schur complement ``S = D2 - C' D1^-1 C = L L'`` (formed
+    through the blocks' Cholesky factors, as the solvers do) and ``G = V L^-T`` (Q, Q2).
+    ``H``'s entries are ``data`` on the pattern of :class:`_Layout`."""
 
     def __init__(self, obj, data):
         f0 = obj.data.factors[0]
@@ -180,16 +217,18 @@ class _Inverse:
         self.D1inv = np.matmul(np.swapaxes(Linv, 1, 2), Linv)
         Kf = K.reshape(Q1, -1)
         S = D2 - Kf.T @ Kf
+        V = np.empty((Q - Q1, Q))  # V' (Q2, Q)
+        V[:, :Q1] = -np.matmul(np.swapaxes(Linv, 1, 2), K).reshape(Q1, -1).T
+        V[:, Q1:] = np.eye(Q - Q1)
         # (one factor, as the tests compare it with the level-by-level form: no Schur part)
-        self.Sinv = cholesky_inverse(np.linalg.cholesky(S)) if len(S) else S
-        self.V = np.empty((Q, Q - Q1))
-        self.V[:Q1] = -np.matmul(np.swapaxes(Linv, 1, 2), K).reshape(Q1, -1)
-        self.V[Q1:] = np.eye(Q - Q1)
-        self.VS = self.V @ self.Sinv
+        if len(S):
+            L = np.linalg.cholesky(S)
+            V = scipy.linalg.solve_triangular(L, V, lower=True, check_finite=False)
+        self.G = np.ascontiguousarray(V.T)
 
     def apply(self, X) -> np.ndarray:
         """``H^-1 X`` for ``X`` of shape (Q,) or (Q, k)."""
-        out = self.VS @ (self.V.T @ X)
+        out = self.G @ (self.G.T @ X)
         G1, q1 = self.D1inv.shape[0], self.q1
         Xb = X[: self.Q1].reshape(G1, q1, -1)
         out[: self.Q1] += np.matmul(self.D1inv, Xb).reshape((self.Q1,) + X.shape[1:])
@@ -198,53 +237,65 @@ class _Inverse:
     def rows(self, cols, vals):
         """Rows ``x_i`` (one per data row, entries ``vals`` in columns ``cols``, (n, m))
         in the form :meth:`forms` reads: the entries in the first factor's block of the
-        row's level (n, q1), ``V'x_i`` and ``S^-1 V'x_i`` (n, Q2). ``V'x_i`` sums the
-        rows of ``V`` the entries select (``-D1^-1 C`` for the first factor's, unit
-        vectors for the others'), so the cancellation between the two happens there,
-        row by row, before any product with ``S^-1``."""
+        row's level (n, q1) and ``G'x_i`` (n, Q2), the sum of the rows of ``G`` the
+        entries select: the cancellation between them happens there, row by row, on
+        vectors (sums of entries of ``G G'`` would cancel far larger terms)."""
         n, q1, Q1 = len(cols), self.q1, self.Q1
         first = np.zeros((n, q1))
-        Vx = None
         rows = np.arange(n)
+        Gx = np.take(self.G, cols[:, 0], axis=0)
+        Gx *= vals[:, :1]
         for j in range(cols.shape[1]):
             c, v = cols[:, j], vals[:, j]
-            if c.min(initial=Q1) >= Q1:  # another factor's: a unit vector (one per row)
-                if Vx is None:
-                    Vx = np.zeros((n, self.V.shape[1]))
-                Vx[rows, c - Q1] += v
-                continue
-            mine = c < Q1  # the first factor's: a row of -D1^-1 C
+            mine = c < Q1
             first[rows[mine], c[mine] % q1] += v[mine]
-            term = np.take(self.V, c, axis=0)
-            term *= v[:, None]
-            if Vx is None:
-                Vx = term
-            else:
-                Vx += term
-        return first, Vx, Vx @ self.Sinv
+            if j:
+                term = np.take(self.G, c, axis=0)
+                term *= v[:, None]
+                Gx += term
+        return first, Gx
 
     def forms(self, x, y, level) -> np.ndarray:
         """``x_i' H^-1 y_i`` for every row (``x``, ``y`` from :meth:`rows`; ``level``
         each row's level of the first factor)."""
-        out = np.einsum("nk,nk->n", x[2], y[1])
+        out = np.einsum("nk,nk->n", x[1], y[1])
         out += np.einsum("nk,nkl,nl->n", x[0], self.D1inv[level], y[0])
         return out
 
+    def row_forms(self, cols, a, At_col, At_val, level):
+        """``k_i = b_i'H^-1 b_i`` (n,), ``m_it = a_it'H^-1 b_i`` (n, T) and ``n_itu =
+        a_it'H^-1 a_iu`` (T, T, n) for the rows ``b_i`` of ``B`` (entries ``a`` in columns
+        ``cols``) and ``a_it`` of ``A_t`` (one entry ``At_val[t]`` in column
+        ``At_col[t]``), by chunks of rows (the chunk's ``G'x_i`` of ``ROW_CHUNK`` cells
+        at most)."""
+        n, T = len(cols), len(At_col)
+        k, m, nn = np.empty(n), np.empty((n, T)), np.empty((T, T, n))
+        step = max(64, ROW_CHUNK // max(1, self.G.shape[1]))
+        for lo in range(0, n, step):
+            sl = slice(lo, lo + step)
+            lv = level[sl]
+            rb = self.rows(cols[sl], a[sl])
+            ra = [self.rows(At_col[t, sl, None], At_val[t, sl, None]) for t in range(T)]
+            k[sl] = self.forms(rb, rb, lv)
+            for t in range(T):
+                m[sl, t] = self.forms(ra[t], rb, lv)
+                for u in range(t + 1):
+                    nn[t, u, sl] = nn[u, t, sl] = self.forms(ra[t], ra[u], lv)
+        return k, m, nn
+
     def trace_products(self, mats) -> np.ndarray:
         """``tr(H^-1 A_p H^-1 A_q)`` for symmetric ``A_p`` (their entries on the pattern
-        of :class:`_Layout`): ``(P, P)``. With ``Y_p = A_p V``: ``tr(Delta A_p Delta
-        A_q) + 2 tr(S^-1 Y_q' Delta Y_p) + tr(S^-1 W_p S^-1 W_q)``, ``W_p = V' Y_p``;
-        ``Delta A_p Delta`` reads ``A_p``'s diagonal blocks of the first factor alone."""
+        of :class:`_Layout`): ``(P, P)``. With ``Y_p = A_p G``: ``tr(Delta A_p Delta
+        A_q) + 2 tr(Y_q' Delta Y_p) + tr(M_p M_q)``, ``M_p = G' Y_p``; ``Delta A_p
+        Delta`` reads ``A_p``'s diagonal blocks of the first factor alone."""
         P, Q1, q1 = len(mats), self.Q1, self.q1
         G1 = self.D1inv.shape[0]
-        Y = np.stack([self.layout.matrix(m) @ self.V for m in mats])  # (P, Q, Q2)
-        Z = Y @ self.Sinv  # Y_p S^-1
+        Y = (self.layout.stacked(mats) @ self.G).reshape(P, self.Q, -1)  # (P, Q, Q2)
         X1 = np.matmul(self.D1inv[None], Y[:, :Q1].reshape(P, G1, q1, -1)).reshape(P, Q1, -1)
-        W = np.matmul(np.swapaxes(self.V[None, :Q1], 1, 2), Y[:, :Q1]) + Y[:, Q1:]
-        M = W @ self.Sinv
+        M = np.matmul(self.G.T[None], Y)
         Gb = np.matmul(self.D1inv[None], np.stack([self.layout.diagonal(m) for m in mats]))
         out = _pairs(Gb.reshape(P, G1, q1, q1), np.swapaxes(Gb, 2, 3).reshape(P, G1, q1, q1))
-        out += 2.0 * _pairs(X1, Z[:, :Q1])
+        out += 2.0 * _pairs(X1, Y[:, :Q1])
         out += _pairs(M, np.swapaxes(M, 1, 2))
         return 0.5 * (out + out.T)
 
@@ -294,16 +345,16 @@ def factors_hessian(obj) -> np.ndarray:
 
     # H = I + B'WB on B'B's pattern, and its inverse
     slot, nnz = lay.slot, len(lay.indices)
-    aa = (a[:, :, None] * a[:, None, :]).reshape(n, -1)
-    where = slot.reshape(n, -1).ravel()
-    Hinv = _Inverse(obj, np.bincount(where, (w[:, None] * aa).ravel(), minlength=nnz))
+    Bt_B = lay.gather(a[:, :, None] * a[:, None, :])  # B'diag(v)B = Bt_B @ v on the pattern
+    Hinv = _Inverse(obj, Bt_B @ w)
 
     # the modes' derivatives U (Q, P) and eta's total derivatives D (n, P)
-    R = -_col_sums(cols, a[:, :, None] * (w[:, None] * E)[:, None, :], Q)
+    B = sp.csr_matrix((a.ravel(), cols.ravel(), np.arange(0, n * ns + 1, ns)), shape=(n, Q))
+    R = -(B.T @ (w[:, None] * E))
     for t in range(T):
         R[:, p + t] += np.bincount(At_col[t], At_val[t] * d1, minlength=Q)
     U = Hinv.apply(R)
-    D = E + np.einsum("ns,nsp->np", a, U[cols])
+    D = E + B @ U
 
     # d2 psi / dp dq (U' H U = U' R)
     H_psi = -(E * w[:, None]).T @ E + U.T @ R
@@ -311,15 +362,11 @@ def factors_hessian(obj) -> np.ndarray:
     # k_i = b_i'H^-1 b_i, m_it = a_it'H^-1 b_i, n_itu = a_it'H^-1 a_iu (b_i, a_it: rows
     # of B and A_t)
     level = d.factors[0].codes
-    rb = Hinv.rows(cols, a)
-    ra = [Hinv.rows(At_col[t][:, None], At_val[t][:, None]) for t in range(T)]
-    k = Hinv.forms(rb, rb, level)
-    m = np.column_stack([Hinv.forms(r, rb, level) for r in ra]) if T else np.zeros((n, 0))
-    nn = np.array([[Hinv.forms(r1, r2, level) for r2 in ra] for r1 in ra]).reshape(T, T, n)
+    k, m, nn = Hinv.row_forms(cols, a, At_col, At_val, level)
 
     # tr(H^-1 d2H_pq), the modes' second derivatives through g
-    g = Hinv.apply(_col_sums(cols, a * (w3 * k)[:, None], Q))
-    bg = np.einsum("ns,ns->n", a, g[cols])  # B g
+    g = Hinv.apply(B.T @ (w3 * k))
+    bg = B @ g
     ag = (At_val * g[At_col]).T  # (n, T): A_t g
     AU = At_val[:, :, None] * U[At_col]  # (T, n, P): A_t U_q
     tr = (D * (w4 * k - w3 * bg)[:, None]).T @ D
@@ -330,26 +377,12 @@ def factors_hessian(obj) -> np.ndarray:
     tr[p:, p:] += 2.0 * np.einsum("tun,n->tu", nn, w)
 
     # tr(H^-1 dH_p H^-1 dH_q), dH_p sparse (the pattern of B'B; A_t'B lies in it)
-    mats = []
-    for j in range(P):
-        data = np.bincount(where, ((w3 * D[:, j])[:, None] * aa).ravel(), minlength=nnz)
-        if j >= p:  # A_t'WB + B'WA_t
-            t = j - p
-            wa = ((w * At_val[t])[:, None] * a).ravel()
-            data += np.bincount(slot[:, local[t], :].ravel(), wa, minlength=nnz)
-            data += np.bincount(slot[:, :, local[t]].ravel(), wa, minlength=nnz)
-        mats.append(data)
+    mats = (Bt_B @ (w3[:, None] * D)).T
+    for t in range(T):  # A_t'WB + B'WA_t
+        wa = ((w * At_val[t])[:, None] * a).ravel()
+        mats[p + t] += np.bincount(slot[:, local[t], :].ravel(), wa, minlength=nnz)
+        mats[p + t] += np.bincount(slot[:, :, local[t]].ravel(), wa, minlength=nnz)
     tr_CC = Hinv.trace_products(mats)
 
     out = -2.0 * H_psi + (tr - tr_CC)
     return 0.5 * (out + out.T)
-
-
-def _col_sums(cols, v, Q) -> np.ndarray:
-    """``sum_i`` of per-row, per-entry values ``v`` (n, s[, k]) onto the columns:
-    ``(Q[, k])``."""
-    if v.ndim == 2:
-        return np.bincount(cols.ravel(), v.ravel(), minlength=Q)
-    k = v.shape[2]
-    idx = (cols[:, :, None] * k + np.arange(k)).ravel()
-    return np.bincount(idx, v.ravel(), minlength=Q * k).reshape(Q, k)
