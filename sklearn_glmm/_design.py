@@ -301,7 +301,7 @@ def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
     warning; one factor fitted unnamed, ``group``, is read by position). Arrays and a
     single Series are read by position.
     """
-    cols = groups_columns(groups, n_samples)
+    cols = groups_columns(groups, n_samples, dates_as_objects=True)
     if len(cols) != len(factor_order):
         raise ValueError(
             f"groups has {len(cols)} factor(s) but the model was fitted with "
@@ -343,17 +343,23 @@ def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
     return dict(zip(factor_order, cols))
 
 
-def groups_columns(groups, n_samples: int, strings_as_arrays: bool = False) -> list[np.ndarray]:
+def groups_columns(
+    groups, n_samples: int, strings_as_arrays: bool = False, dates_as_objects: bool = False
+) -> list[np.ndarray]:
     """Split ``groups`` into one 1-D object/array per factor, validating its shape.
 
     ``strings_as_arrays``: pandas string and categorical columns stay pandas arrays (they
     factorise without a copy to Python objects; a categorical keeps its categories'
-    order)."""
+    order). ``dates_as_objects``: a pandas date-time column without a time zone gives
+    its ``Timestamp`` objects, local (wall) times, not NumPy's ``datetime64``, whose
+    labels :func:`~sklearn_glmm._labels.match_levels` cannot tell from UTC instants."""
     groups = as_pandas(groups)
 
     def values(s: pd.Series):
         if strings_as_arrays and isinstance(s.dtype, (pd.StringDtype, pd.CategoricalDtype)):
             return s.array
+        if dates_as_objects and s.dtype.kind == "M":
+            return s.astype(object).to_numpy()
         return s.to_numpy()
 
     if strings_as_arrays and isinstance(groups, pd.Categorical):

@@ -5,7 +5,8 @@ matched to them by :func:`match_levels`. A label is keyed by its text, with numb
 written the way Python writes an integer when they are whole (``1``, ``1.0`` and
 ``"1"`` share the key ``"1"``; ``"01"`` does not), dates and date-times the way R writes
 them (a ``Timestamp`` at midnight, a ``datetime.date`` and ``"2024-01-02"`` share the key
-``"2024-01-02"``).
+``"2024-01-02"``). A NumPy ``datetime64`` label (UTC, as pandas gives a time-zone-aware
+column's values) matches a time-zone-aware level by its text, else by its instant.
 """
 
 from __future__ import annotations
@@ -97,8 +98,12 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
     Labels match their level as they are (``1`` and ``1.0`` are equal numbers); a label of
     another type matches by its text (see ``label_key``), in both directions: a model fitted
     with 1.0 finds ``"1"``, one fitted with ``"1"`` finds 1.0. A label whose text fits two
-    fitted levels (``"1"`` and ``"1.0"`` fitted as strings) raises.
+    fitted levels (``"1"`` and ``"1.0"`` fitted as strings) raises. NumPy ``datetime64``
+    labels among time-zone-aware levels: :func:`_wall_time_or_instant`.
     """
+    instants = _aware_levels_by_instant(levels, values)
+    if instants is not None:
+        return _wall_time_or_instant(levels, values, instants, name)
     values = pd.Series(values, dtype=object)
     missing = np.asarray(pd.isna(values))
     codes = levels.get_indexer(values)
@@ -121,6 +126,41 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
             _warn_rewritten_labels(levels, asked[alt < 0], name)
     codes[missing] = -1
     return codes.astype(np.intp)
+
+
+def _aware_levels_by_instant(levels: pd.Index, values):
+    """Codes of a NumPy ``datetime64`` array of labels among time-zone-aware fitted
+    levels, read as instants in UTC (-1 where no level is that instant, and for NaT);
+    None for other labels or levels."""
+    if not (isinstance(values, np.ndarray) and values.dtype.kind == "M" and len(levels)):
+        return None
+    if not all(isinstance(v, pd.Timestamp) and v.tz is not None for v in levels):
+        return None
+    utc = pd.DatetimeIndex([v.tz_convert("UTC").tz_localize(None) for v in levels])
+    return utc.get_indexer(pd.DatetimeIndex(values.ravel())).astype(np.intp)
+
+
+def _wall_time_or_instant(levels, values, instants, name) -> np.ndarray:
+    """Codes of NumPy ``datetime64`` labels among time-zone-aware levels. NumPy's
+    date-times have no time zone: a naive pandas column's are local (wall) times, which
+    match a level by its text as R writes it, but pandas gives a time-zone-aware
+    column's ``.values`` as UTC instants (2024-01-01 00:00+01:00 becomes 2023-12-31
+    23:00), which by text would be new groups (daily levels) or the level an hour or
+    two away (hourly ones). Each label takes the level it is by wall time, else the one
+    it is as an instant; a label that is one level by wall time and another as an
+    instant raises."""
+    by_text = match_levels(levels, pd.Series(values, dtype=object), name)
+    clash = (by_text >= 0) & (instants >= 0) & (by_text != instants)
+    if clash.any():
+        label = pd.Timestamp(values.ravel()[clash][0])
+        raise ValueError(
+            f"group label {label} of factor {name!r} (a NumPy date-time, without a time "
+            f"zone) is the fitted level {levels[by_text[clash][0]]} as a local time and "
+            f"{levels[instants[clash][0]]} as an instant in UTC (as pandas gives a "
+            "time-zone-aware column's .values). Pass the labels with their time zone: the "
+            "pandas column itself, or values.tz_localize(...)."
+        )
+    return np.where(by_text >= 0, by_text, instants)
 
 
 def _loose_key(value) -> str:

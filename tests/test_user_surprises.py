@@ -892,6 +892,44 @@ def test_date_group_labels_match_as_r_writes_them():
     np.testing.assert_allclose(mz.predict(d), mz.predict(zoned))
 
 
+@pytest.mark.parametrize("freq", ["D", "h"])
+def test_a_time_zone_aware_groups_numpy_values(freq):
+    # pandas gives a time-zone-aware column's ``.values`` as UTC instants without the
+    # zone (2024-01-01 00:00+01:00 becomes 2023-12-31 23:00): by their text daily levels
+    # were new groups (population-level predictions, 0.58 off) and hourly ones the level
+    # an hour away (0.64 off). Daily: matched by the instant; hourly, where the array's
+    # values are levels both as local times and as instants: raises
+    rng = np.random.default_rng(3)
+    stamps = pd.date_range("2024-01-01", periods=12, freq=freq, tz="Europe/Berlin")
+    level = rng.integers(0, 12, 240)
+    g = pd.Series(stamps[level], name="t")
+    x = rng.normal(size=240)
+    y = rng.poisson(np.exp(0.3 + 0.4 * x + 0.6 * (level % 3 - 1)))
+    X = pd.DataFrame({"x": x})
+    m = PoissonGLMM().fit(X, y, groups=g)
+    fitted = m.predict(X, groups=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # (pandas on .values of such a column)
+        as_numpy = np.asarray(g.values)
+    assert as_numpy.dtype.kind == "M"
+    if freq == "h":
+        with pytest.raises(ValueError, match="as a local time and .* as an instant in UTC"):
+            m.predict(X, groups=as_numpy)
+        # local times without the zone in a pandas column: by their text, as R's levels
+        naive = g.dt.tz_localize(None)
+        np.testing.assert_allclose(m.predict(X, groups=naive), fitted, rtol=1e-12)
+        # the same as a NumPy array (no zone either way) is as ambiguous
+        with pytest.raises(ValueError, match="Pass the labels with their time zone"):
+            m.predict(X, groups=naive.to_numpy())
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(m.predict(X, groups=as_numpy), fitted, rtol=1e-12)
+    # an instant no level has is a new group (the population level), as any new label
+    later = as_numpy + np.timedelta64(1, "m")
+    np.testing.assert_allclose(m.predict(X, groups=later), m.predict(X, groups=["new"] * 240))
+
+
 def test_a_missing_zero_inflation_variable_drops_its_row():
     # formulaic's "z contains null values after evaluation" was raised; glmmTMB drops the row
     d = _messy()
