@@ -146,11 +146,30 @@ class _RawDataPredictions:
     """Prediction methods that read a formula's variables from a DataFrame (see the module)."""
 
     _formula: FormulaState | None = None
+    _fitted_rows: pd.Index | None = None  # data's index of the rows fitted
 
     def _forget_formula(self):
         self.__dict__.pop("_formula", None)
-        for name in ("formula_", "ziformula_", "design_info_"):
+        for name in ("formula_", "ziformula_", "design_info_", "_fitted_rows"):
             self.__dict__.pop(name, None)
+
+    # -- on the training rows ------------------------------------------------------------
+    def _on_fitted_rows(self, values, name):
+        rows = self._fitted_rows
+        if rows is None or len(rows) != len(values):
+            return values
+        return pd.Series(values, index=rows, name=name)
+
+    def fitted(self):
+        """The estimator's ``fitted()`` as a Series indexed by the rows of ``data`` it was
+        fitted on (R's named vector): rows dropped for missing values are not in it, and
+        ``data["fit"] = m.fitted()`` puts NaN on them."""
+        return self._on_fitted_rows(super().fitted(), "fitted")
+
+    def residuals(self, *args, **kwargs):
+        """The estimator's ``residuals(type)`` as a Series indexed by the rows of
+        ``data`` it was fitted on, as :meth:`fitted`."""
+        return self._on_fitted_rows(super().residuals(*args, **kwargs), "residuals")
 
     # -- telling raw data from the design ---------------------------------------------------
     def _is_raw(self, X, zero: bool = False) -> bool:

@@ -198,6 +198,7 @@ def clmm(
     if scale_spec is not None:  # new data's columns of the scale model only
         estimator.scale_design_info_ = scale_spec
     estimator.design_info_ = design.model_spec
+    estimator._fitted_rows = design.X.index
     estimator._formula = _formula_state(formula, data, design.model_spec, offset)
     return estimator
 

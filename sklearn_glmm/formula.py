@@ -1499,6 +1499,7 @@ def glmer(
     if dispersion is not None:
         estimator.dispformula_ = "~" + dispersion
     estimator.design_info_ = design.model_spec
+    estimator._fitted_rows = design.X.index
     estimator._formula = _formula_state(
         formula,
         data,

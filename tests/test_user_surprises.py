@@ -856,6 +856,37 @@ def _messy(seed=0, n_g=12, n_per=15):
     return pd.DataFrame(dict(y=y, cnt=cnt, x=x, f=f, g=g))
 
 
+@pytest.mark.parametrize("kind", ["glmer", "glmmTMB", "clmm"])
+def test_fitted_and_residuals_of_a_formula_fit_carry_the_rows_index(kind):
+    from sklearn.base import clone
+
+    # a formula fit drops the rows with a missing value; fitted() and residuals() were
+    # arrays of the fitted rows alone (R: a vector named by the rows), which a frame of
+    # all the rows could not take as a column
+    d = _messy()
+    d.index = pd.Index([f"r{k}" for k in range(len(d))])
+    d.loc[["r3", "r40"], "x"] = np.nan
+    d["r"] = pd.Categorical(np.clip(d.cnt, 0, 3), ordered=True)
+    if kind == "clmm":
+        m = _quiet(formula.clmm, "r ~ x + (1 | g)", d)
+    else:
+        fit = getattr(formula, kind)
+        m = _quiet(fit, "cnt ~ x + (1 | g)", d, family="poisson")
+    kept = d.index.drop(["r3", "r40"])
+    for out, name in ((m.fitted(), "fitted"), (m.residuals(), "residuals")):
+        assert isinstance(out, pd.Series) and out.name == name
+        assert out.index.equals(kept)
+    d["fit"] = m.fitted()
+    assert d.fit.isna().sum() == 2 and d.fit.notna().loc[kept].all()
+    # a clone fitted to the kept rows is the plain estimator (the formula forgotten):
+    # arrays, as any estimator's, of the same numbers
+    rows = d.loc[kept]
+    plain = _quiet(clone(m).fit, rows[["x"]], rows.r if kind == "clmm" else rows.cnt, groups=rows.g)
+    assert isinstance(plain.fitted(), np.ndarray)
+    np.testing.assert_allclose(m.fitted().to_numpy(), plain.fitted(), rtol=1e-6)
+    np.testing.assert_allclose(m.residuals().to_numpy(), plain.residuals(), rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("values", [(0.2, 0.8), (0.0, 0.5), (0.2, 0.5, 0.8)])
 def test_proportions_without_weights_raise(values):
     # two distinct proportions were read as two classes (the fit of the 0/1 outcome,
