@@ -5,8 +5,9 @@ matched to them by :func:`match_levels`. A label is keyed by its text, with numb
 written the way Python writes an integer when they are whole (``1``, ``1.0`` and
 ``"1"`` share the key ``"1"``; ``"01"`` does not), dates and date-times the way R writes
 them (a ``Timestamp`` at midnight, a ``datetime.date`` and ``"2024-01-02"`` share the key
-``"2024-01-02"``). A NumPy ``datetime64`` label (UTC, as pandas gives a time-zone-aware
-column's values) matches a time-zone-aware level by its text, else by its instant.
+``"2024-01-02"``). Where the labels or the levels have no time zone and the others
+have one, a date-time matches by its local time, else as an instant in UTC (as pandas
+gives a time-zone-aware column's ``.values``).
 """
 
 from __future__ import annotations
@@ -98,12 +99,17 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
     Labels match their level as they are (``1`` and ``1.0`` are equal numbers); a label of
     another type matches by its text (see ``label_key``), in both directions: a model fitted
     with 1.0 finds ``"1"``, one fitted with ``"1"`` finds 1.0. A label whose text fits two
-    fitted levels (``"1"`` and ``"1.0"`` fitted as strings) raises. NumPy ``datetime64``
-    labels among time-zone-aware levels: :func:`_wall_time_or_instant`.
+    fitted levels (``"1"`` and ``"1.0"`` fitted as strings) raises. Date-times with a
+    time zone on one side only: :func:`_wall_time_or_instant`.
     """
     instants = _aware_levels_by_instant(levels, values)
     if instants is not None:
         return _wall_time_or_instant(levels, values, instants, name)
+    return _match_by_text(levels, values, name)
+
+
+def _match_by_text(levels: pd.Index, values, name: str) -> np.ndarray:
+    """:func:`match_levels` without the date-times' instants: as they are, else by text."""
     values = pd.Series(values, dtype=object)
     missing = np.asarray(pd.isna(values))
     codes = levels.get_indexer(values)
@@ -129,36 +135,54 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
 
 
 def _aware_levels_by_instant(levels: pd.Index, values):
-    """Codes of a NumPy ``datetime64`` array of labels among time-zone-aware fitted
-    levels, read as instants in UTC (-1 where no level is that instant, and for NaT);
-    None for other labels or levels."""
-    if not (isinstance(values, np.ndarray) and values.dtype.kind == "M" and len(levels)):
+    """Codes of date-time labels among fitted date-time levels, read as instants in UTC
+    where one side has a time zone and the other has not (-1 where no level is that
+    instant, and for NaT); None for other labels or levels.
+
+    * NumPy ``datetime64`` labels among time-zone-aware levels: the labels are UTC;
+    * time-zone-aware labels among levels without a zone: the levels are taken as UTC
+      (a model fitted from such a column's ``.values``)."""
+    if not len(levels) or not all(isinstance(v, pd.Timestamp) for v in levels):
         return None
-    if not all(isinstance(v, pd.Timestamp) and v.tz is not None for v in levels):
+    aware = [v.tz is not None for v in levels]
+    if all(aware):
+        if not (isinstance(values, np.ndarray) and values.dtype.kind == "M"):
+            return None
+        utc = pd.DatetimeIndex([v.tz_convert("UTC").tz_localize(None) for v in levels])
+        return utc.get_indexer(pd.DatetimeIndex(values.ravel())).astype(np.intp)
+    if any(aware):
         return None
-    utc = pd.DatetimeIndex([v.tz_convert("UTC").tz_localize(None) for v in levels])
-    return utc.get_indexer(pd.DatetimeIndex(values.ravel())).astype(np.intp)
+    asked = pd.Series(values, dtype=object)
+    zoned = np.array([isinstance(v, pd.Timestamp) and v.tz is not None for v in asked])
+    if not zoned.any():
+        return None
+    codes = np.full(len(asked), -1, dtype=np.intp)
+    stamps = [v.tz_convert("UTC").tz_localize(None) for v in asked[zoned]]
+    codes[zoned] = pd.DatetimeIndex(list(levels)).get_indexer(pd.DatetimeIndex(stamps))
+    return codes
 
 
 def _wall_time_or_instant(levels, values, instants, name) -> np.ndarray:
-    """Codes of NumPy ``datetime64`` labels among time-zone-aware levels. NumPy's
-    date-times have no time zone: a naive pandas column's are local (wall) times, which
-    match a level by its text as R writes it, but pandas gives a time-zone-aware
-    column's ``.values`` as UTC instants (2024-01-01 00:00+01:00 becomes 2023-12-31
-    23:00), which by text would be new groups (daily levels) or the level an hour or
-    two away (hourly ones). Each label takes the level it is by wall time, else the one
-    it is as an instant; a label that is one level by wall time and another as an
-    instant raises."""
-    by_text = match_levels(levels, pd.Series(values, dtype=object), name)
+    """Codes of date-time labels where either they or the levels have no time zone
+    (:func:`_aware_levels_by_instant`). A date-time without a zone may be a local (wall)
+    time, which matches a level by its text as R writes it, or an instant in UTC, as
+    pandas gives a time-zone-aware column's ``.values`` (2024-01-01 00:00+01:00 becomes
+    2023-12-31 23:00), which by text would be a new group (daily levels) or the level an
+    hour or two away (hourly ones). Each label takes the level it is by local time, else
+    the one it is as an instant; a label that is one level by local time and another as
+    an instant raises."""
+    asked = pd.Series(np.asarray(values).ravel(), dtype=object)
+    by_text = _match_by_text(levels, asked, name)
     clash = (by_text >= 0) & (instants >= 0) & (by_text != instants)
     if clash.any():
-        label = pd.Timestamp(values.ravel()[clash][0])
+        k = int(np.flatnonzero(clash)[0])
         raise ValueError(
-            f"group label {label} of factor {name!r} (a NumPy date-time, without a time "
-            f"zone) is the fitted level {levels[by_text[clash][0]]} as a local time and "
-            f"{levels[instants[clash][0]]} as an instant in UTC (as pandas gives a "
-            "time-zone-aware column's .values). Pass the labels with their time zone: the "
-            "pandas column itself, or values.tz_localize(...)."
+            f"group label {pd.Timestamp(asked.iloc[k])} of factor {name!r} is the fitted "
+            f"level {levels[by_text[k]]} by its local time and {levels[instants[k]]} as "
+            "an instant in UTC (date-times without a time zone on one side: pandas gives "
+            "a time-zone-aware column's .values as UTC instants). Give the labels and "
+            "the fit the same kind of date-time: the pandas column itself, or "
+            ".dt.tz_localize(...) / .dt.tz_convert(None)."
         )
     return np.where(by_text >= 0, by_text, instants)
 

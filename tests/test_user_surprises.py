@@ -944,13 +944,13 @@ def test_a_time_zone_aware_groups_numpy_values(freq):
         as_numpy = np.asarray(g.values)
     assert as_numpy.dtype.kind == "M"
     if freq == "h":
-        with pytest.raises(ValueError, match="as a local time and .* as an instant in UTC"):
+        with pytest.raises(ValueError, match="by its local time and .* as an instant in UTC"):
             m.predict(X, groups=as_numpy)
         # local times without the zone in a pandas column: by their text, as R's levels
         naive = g.dt.tz_localize(None)
         np.testing.assert_allclose(m.predict(X, groups=naive), fitted, rtol=1e-12)
         # the same as a NumPy array (no zone either way) is as ambiguous
-        with pytest.raises(ValueError, match="Pass the labels with their time zone"):
+        with pytest.raises(ValueError, match="the same kind of date-time"):
             m.predict(X, groups=naive.to_numpy())
         return
     with warnings.catch_warnings():
@@ -959,6 +959,14 @@ def test_a_time_zone_aware_groups_numpy_values(freq):
     # an instant no level has is a new group (the population level), as any new label
     later = as_numpy + np.timedelta64(1, "m")
     np.testing.assert_allclose(m.predict(X, groups=later), m.predict(X, groups=["new"] * 240))
+    # the other way: fitted from the .values (UTC, no zone), asked with the column itself
+    # (every label a new group before, 3.0 off)
+    m_numpy = PoissonGLMM().fit(X, y, groups=as_numpy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(
+            m_numpy.predict(X, groups=g), m_numpy.predict(X, groups=as_numpy)
+        )
 
 
 def test_a_missing_zero_inflation_variable_drops_its_row():
