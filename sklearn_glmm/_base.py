@@ -50,6 +50,7 @@ from ._validation import (
     check_groups_look_like_groups,
     check_numeric_columns,
     check_outcome_not_in_X,
+    check_rows_aligned,
     check_unique_columns,
     check_weights,
     check_y_finite,
@@ -436,6 +437,8 @@ class _BaseGLMM(BaseEstimator):
                 raise ValueError(f"groups={groups!r} names no column of X (a DataFrame).")
             self._group_columns_fit, groups = [groups], None
         check_groups_look_like_groups(groups, X, y)
+        others = {"y": y, "groups": groups, "sample_weight": sample_weight, "offset": offset}
+        check_rows_aligned(X, others)
         X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
@@ -591,6 +594,7 @@ class _BaseGLMM(BaseEstimator):
         check_is_fitted(self, "coef_")
         if population not in ("marginal", "zero"):
             raise ValueError(f"population must be 'marginal' or 'zero', got {population!r}.")
+        check_rows_aligned(X, {"groups": as_pandas(groups), "offset": as_pandas(offset)})
         Xa, groups_from_X = self._validate_X(X, reset=False)
         named = getattr(self, "_group_columns_fit", None)  # predict(X, groups="id") after fit
         if groups is None or (isinstance(groups, str) and [groups] == named):

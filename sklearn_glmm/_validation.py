@@ -249,6 +249,33 @@ def check_groups_look_like_groups(groups, X, y):
             )
 
 
+def check_rows_aligned(X, others: dict) -> None:
+    """Warn where ``X`` (a DataFrame) and another pandas argument (``y``, ``groups``,
+    weights, offsets) hold the same row labels in another order. Rows are read by
+    position, as scikit-learn reads them, so each row would get another row's outcome or
+    group where a frame was sorted or shuffled and the other argument was not. (A
+    warning, not an error: where one of them was reset to 0, 1, ... after the same
+    shuffle, ``X.iloc[p].reset_index(drop=True)`` beside ``y[p]``, the positions do
+    match.)"""
+    if not isinstance(X, pd.DataFrame) or not X.index.is_unique:
+        return
+    index = X.index
+    for name, value in others.items():
+        other = value.index if isinstance(value, (pd.Series, pd.DataFrame)) else None
+        if other is None or len(other) != len(index) or other.equals(index):
+            continue
+        if other.is_unique and index.isin(other).all():
+            warnings.warn(
+                f"X and {name} hold the same row labels in another order (the first rows "
+                f"of X {list(index[:3])}, of {name} {list(other[:3])}). Rows are read by "
+                f"position, as in scikit-learn: unless the positions match, each row gets "
+                f"another row's {name}. Put {name} in X's order ({name}.loc[X.index]), or "
+                "pass arrays (.to_numpy()) where the positions already match.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+
+
 def check_outcome_not_in_X(X, y):
     """Raise when a column of the DataFrame ``X`` is the outcome itself (its name and its
     values): fitted as a predictor it would explain y perfectly."""

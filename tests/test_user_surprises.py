@@ -844,6 +844,30 @@ def test_scorers_of_a_label_model_read_labels_whatever_trials_of_one_say():
 # =========================================================================================
 # messy data frames in the formula front end
 # =========================================================================================
+def test_pandas_arguments_in_another_row_order_than_X_are_warned_of():
+    # rows are read by position (as scikit-learn reads them): a frame sorted while y or
+    # groups were not paired every row with another row's outcome or group, silently
+    rng = np.random.default_rng(7)
+    d = pd.DataFrame({"x": rng.normal(size=200), "id": rng.integers(0, 20, 200)})
+    d["y"] = rng.poisson(np.exp(0.3 + 0.4 * d.x + 0.3 * (d.id % 3)))
+    m = PoissonGLMM().fit(d[["x"]], d.y, groups=d.id)
+    X_sorted = d[["x"]].sort_values("x")
+    for name, call in (
+        ("y", lambda: PoissonGLMM().fit(X_sorted, d.y, groups=d.id.loc[X_sorted.index])),
+        ("groups", lambda: PoissonGLMM().fit(X_sorted, d.y.loc[X_sorted.index], groups=d.id)),
+        ("groups", lambda: m.predict(X_sorted, groups=d.id)),
+        ("offset", lambda: m.predict(X_sorted, groups=d.id.loc[X_sorted.index], offset=d.x)),
+    ):
+        with pytest.warns(UserWarning, match=rf"X and {name} hold the same row labels in another"):
+            _quiet_but(UserWarning, call)
+    # in X's order, as arrays, or with labels of their own (read by position): no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.predict(X_sorted, groups=d.id.loc[X_sorted.index])
+        m.predict(X_sorted, groups=d.id.to_numpy())
+        m.predict(X_sorted, groups=d.id.set_axis(np.arange(1000, 1200)))
+
+
 def _messy(seed=0, n_g=12, n_per=15):
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(1, n_g + 1), n_per)
