@@ -48,6 +48,7 @@ from ._labels import check_distinct_labels, match_levels
 from ._validation import (
     as_float_vector,
     check_groups_look_like_groups,
+    check_groups_not_in_X,
     check_numeric_columns,
     check_outcome_not_in_X,
     check_rows_aligned,
@@ -439,6 +440,7 @@ class _BaseGLMM(BaseEstimator):
         check_groups_look_like_groups(groups, X, y)
         others = {"y": y, "groups": groups, "sample_weight": sample_weight, "offset": offset}
         check_rows_aligned(X, others)
+        check_groups_not_in_X(X, groups)
         X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:

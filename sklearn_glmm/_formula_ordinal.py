@@ -11,6 +11,7 @@ from . import ordinal
 from ._formula_args import check_formula_first, check_r_arguments, resolve_n_agq
 from ._formula_model import _RAW_NOTE, _RawDataPredictions
 from ._frames import as_frame
+from ._validation import labels_in_X_meant
 from ._warn import user_stacklevel
 
 
@@ -185,13 +186,14 @@ def clmm(
         n_agq=n_agq,
         **estimator_params,
     )
-    estimator.fit(
-        X_fit,
-        _r_ordered_text(design.y),
-        groups=design.groups,
-        sample_weight=None if w_all is None else w_all[keep],
-        offset=_total_offset(design.offset, None if off_all is None else off_all[keep]),
-    )
+    with labels_in_X_meant():
+        estimator.fit(
+            X_fit,
+            _r_ordered_text(design.y),
+            groups=design.groups,
+            sample_weight=None if w_all is None else w_all[keep],
+            offset=_total_offset(design.offset, None if off_all is None else off_all[keep]),
+        )
     estimator.formula_ = formula
     if scale_columns:
         estimator.scale_formula_ = "~" + str(scale).strip().lstrip("~").strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -274,6 +275,53 @@ def check_rows_aligned(X, others: dict) -> None:
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
+
+
+# the start of check_groups_not_in_X's warning, which labels_in_X_meant silences
+_GROUPS_IN_X = "X's column .* holds the labels of the grouping factor"
+
+
+@contextmanager
+def labels_in_X_meant():
+    """Fits whose ``X`` a formula made: a grouping variable among its fixed predictors
+    (``y ~ year + (1 | year)``) is written there, so meant."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_GROUPS_IN_X)
+        yield
+
+
+def check_groups_not_in_X(X, groups) -> None:
+    """Warn where a numeric column of the DataFrame ``X`` holds a grouping factor's
+    labels (``X = df.drop(columns="y")`` with ``groups=df["id"]``): it is fitted as a
+    numeric predictor, a slope on the labels' numbers, which is rarely meant."""
+    if not isinstance(X, pd.DataFrame) or groups is None:
+        return
+    if isinstance(groups, pd.DataFrame):
+        given = [(str(c), groups[c].to_numpy()) for c in groups.columns]
+    elif isinstance(groups, pd.Series):
+        given = [(str(groups.name) if groups.name is not None else "groups", groups.to_numpy())]
+    else:
+        arr = np.asarray(groups)
+        if arr.ndim not in (1, 2):
+            return
+        given = [("groups", arr)] if arr.ndim == 1 else [(f"g{k}", a) for k, a in enumerate(arr.T)]
+    for name, labels in given:
+        if labels.dtype.kind not in "iuf" or len(labels) != len(X):
+            continue
+        for column in X.columns:
+            values = X[column]
+            if not isinstance(values, pd.Series) or values.dtype.kind not in "iufb":
+                continue
+            if np.array_equal(values.to_numpy(), labels):
+                warnings.warn(
+                    f"X's column {str(column)!r} holds the labels of the grouping factor "
+                    f"{name!r}: it is fitted as a numeric predictor, a slope on the labels' "
+                    f"numbers, which is rarely meant. Drop it from X "
+                    f"(X.drop(columns={str(column)!r})); keep it only for a real numeric "
+                    "trend (a year, with random effects per year).",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
 
 
 def check_outcome_not_in_X(X, y):

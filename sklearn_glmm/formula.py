@@ -74,6 +74,7 @@ from ._formula_text import (
     _warn_crossed_variable,
 )
 from ._frames import as_frame, as_pandas
+from ._validation import labels_in_X_meant
 from ._warn import user_stacklevel
 from .exceptions import NoRandomEffectsWarning
 
@@ -1489,7 +1490,7 @@ def glmer(
     if not design.random_effects:
         params["random_effects"] = None
     estimator = estimator_class(**params)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), labels_in_X_meant():
         if not design.random_effects:  # asked for: a GLM, as glmmTMB fits it
             warnings.simplefilter("ignore", NoRandomEffectsWarning)
         estimator.fit(X_fit, y, **fit_params)

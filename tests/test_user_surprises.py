@@ -21,6 +21,7 @@ from sklearn.utils.estimator_checks import check_param_validation
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, formula
 from sklearn_glmm._base import NoRandomEffectsWarning
 from sklearn_glmm.datasets import make_longitudinal
+from sklearn_glmm.exceptions import SingularFitWarning
 from sklearn_glmm.model_selection import pointwise_log_likelihood
 
 pytestmark = [
@@ -866,6 +867,25 @@ def test_pandas_arguments_in_another_row_order_than_X_are_warned_of():
         m.predict(X_sorted, groups=d.id.loc[X_sorted.index])
         m.predict(X_sorted, groups=d.id.to_numpy())
         m.predict(X_sorted, groups=d.id.set_axis(np.arange(1000, 1200)))
+
+
+def test_a_grouping_factors_labels_among_the_predictors_are_warned_of():
+    # X = df.drop(columns="y") with groups=df["id"]: the id's numbers were fitted as a
+    # predictor (a slope on the labels), silently
+    rng = np.random.default_rng(8)
+    d = pd.DataFrame({"x": rng.normal(size=200), "id": rng.integers(0, 20, 200)})
+    d["y"] = rng.poisson(np.exp(0.3 + 0.4 * d.x + 0.3 * (d.id % 3)))
+    with pytest.warns(UserWarning, match="X's column 'id' holds the labels of the grouping"):
+        _quiet_but(UserWarning, PoissonGLMM().fit, d[["x", "id"]], d.y, groups=d.id)
+    with pytest.warns(UserWarning, match="grouping factor 'groups'"):  # an array: by values
+        _quiet_but(UserWarning, PoissonGLMM().fit, d[["x", "id"]], d.y, groups=d.id.to_numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", category=SingularFitWarning)
+        PoissonGLMM().fit(d[["x"]], d.y, groups=d.id)
+        PoissonGLMM(group_columns="id").fit(d[["x", "id"]], d.y)  # taken out of X
+        # written in a formula, a numeric trend beside its own random effects is meant
+        formula.glmer("y ~ x + id + (1 | id)", d, family="poisson")
 
 
 def _messy(seed=0, n_g=12, n_per=15):
