@@ -50,6 +50,7 @@ from ._validation import (
     check_groups_look_like_groups,
     check_groups_not_in_X,
     check_numeric_columns,
+    check_offset_scale,
     check_outcome_not_in_X,
     check_rows_aligned,
     check_unique_columns,
@@ -450,6 +451,7 @@ class _BaseGLMM(BaseEstimator):
         y_raw = check_y_finite(y_arr, n)
         w = check_weights(sample_weight, n)
         off = as_float_vector(offset, "offset", n, default=0.0)
+        check_offset_scale(off)
         self._fit_offset = bool(np.any(off != 0.0))
         self._fixed_names = self._feature_names(X_raw.shape[1])
         return X_raw, y_raw, groups, w, off
@@ -582,7 +584,9 @@ class _BaseGLMM(BaseEstimator):
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
-        return as_float_vector(offset, "offset", n, default=0.0)
+        off = as_float_vector(offset, "offset", n, default=0.0)
+        check_offset_scale(off)
+        return off
 
     def _linear_predictor(self, X, groups, offset, population, known_groups=True):
         """Mean and variance of the linear predictor for each row of X.

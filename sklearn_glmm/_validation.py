@@ -185,6 +185,26 @@ def as_float_vector(values, name: str, n_samples: int, *, default=None) -> np.nd
     return arr.copy()
 
 
+# an offset beyond this on the link scale (a factor of 1e13 on a log-link mean, odds of
+# 1e13 on the logit scale) is an exposure passed as it is, not its logarithm
+OFFSET_LIMIT = 30.0
+
+
+def check_offset_scale(offset: np.ndarray) -> None:
+    """Warn where an offset reaches beyond :data:`OFFSET_LIMIT` on the link scale:
+    ``offset=df["days"]`` for an exposure, which belongs there as ``np.log(days)``."""
+    top = float(np.max(np.abs(offset), initial=0.0))
+    if top > OFFSET_LIMIT:
+        warnings.warn(
+            f"offset reaches {top:g}: an offset is added to the linear predictor (the link "
+            f"scale), so with a log link it multiplies a mean by exp({top:g}) = "
+            f"{np.exp(min(top, 709.0)):.1e}. An exposure (a time at risk, a population, a "
+            "number of trials of a count) goes in as its logarithm: offset=np.log(exposure).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 def check_weights(sample_weight, n_samples: int) -> np.ndarray:
     w = as_float_vector(sample_weight, "sample_weight", n_samples, default=1.0)
     if (w < 0).any():

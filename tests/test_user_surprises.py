@@ -888,6 +888,25 @@ def test_a_grouping_factors_labels_among_the_predictors_are_warned_of():
         formula.glmer("y ~ x + id + (1 | id)", d, family="poisson")
 
 
+def test_an_exposure_passed_as_the_offset_is_warned_of():
+    # offset=df["days"] instead of np.log(days): a mean multiplied by exp(days), fitted
+    # without a word (converged, the intercept absorbing what it can)
+    rng = np.random.default_rng(9)
+    d = pd.DataFrame({"x": rng.normal(size=200), "id": rng.integers(0, 20, 200)})
+    d["days"] = rng.integers(20, 200, 200).astype(float)
+    d["y"] = rng.poisson(d.days * np.exp(-3 + 0.3 * d.x))
+    with pytest.warns(UserWarning, match=r"offset reaches 19\d: .* offset=np.log\(exposure\)"):
+        m = _quiet_but(UserWarning, PoissonGLMM().fit, d[["x"]], d.y, groups=d.id, offset=d.days)
+    with pytest.warns(UserWarning, match="offset reaches"):
+        m.predict(d[["x"]], groups=d.id, offset=d.days)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", category=SingularFitWarning)
+        logged = PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.log(d.days))
+        logged.predict(d[["x"]], groups=d.id, offset=np.log(d.days))
+    assert logged.coef_[0] == pytest.approx(0.3, abs=0.1)
+
+
 def _messy(seed=0, n_g=12, n_per=15):
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(1, n_g + 1), n_per)
