@@ -185,21 +185,26 @@ def as_float_vector(values, name: str, n_samples: int, *, default=None) -> np.nd
     return arr.copy()
 
 
-# an offset beyond this on the link scale (a factor of 1e13 on a log-link mean, odds of
-# 1e13 on the logit scale) is an exposure passed as it is, not its logarithm
-OFFSET_LIMIT = 30.0
+# an offset whose values span more than this on the link scale (a factor of 7e10
+# between two rows' means under a log link) is an exposure passed as it is, not its
+# logarithm; a log exposure in other units is shifted by a constant, which keeps the span
+OFFSET_SPAN = 25.0
 
 
 def check_offset_scale(offset: np.ndarray) -> None:
-    """Warn where an offset reaches beyond :data:`OFFSET_LIMIT` on the link scale:
-    ``offset=df["days"]`` for an exposure, which belongs there as ``np.log(days)``."""
-    top = float(np.max(np.abs(offset), initial=0.0))
-    if top > OFFSET_LIMIT:
+    """Warn where an offset's values span more than :data:`OFFSET_SPAN` on the link
+    scale: ``offset=df["days"]`` for an exposure, which belongs there as
+    ``np.log(days)``."""
+    finite = offset[np.isfinite(offset)]
+    if not len(finite):
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi - lo > OFFSET_SPAN:
         warnings.warn(
-            f"offset reaches {top:g}: an offset is added to the linear predictor (the link "
-            f"scale), so with a log link it multiplies a mean by exp({top:g}) = "
-            f"{np.exp(min(top, 709.0)):.1e}. An exposure (a time at risk, a population, a "
-            "number of trials of a count) goes in as its logarithm: offset=np.log(exposure).",
+            f"offset spans {lo:g} to {hi:g}: an offset is added to the linear predictor (the "
+            f"link scale), so with a log link two rows' means differ by a factor of "
+            f"exp({hi - lo:g}) = {np.exp(min(hi - lo, 709.0)):.1e} from it alone. An exposure "
+            "(a time at risk, a population) goes in as its logarithm: offset=np.log(exposure).",
             UserWarning,
             stacklevel=user_stacklevel(),
         )
@@ -326,7 +331,7 @@ def check_groups_not_in_X(X, groups) -> None:
             return
         given = [("groups", arr)] if arr.ndim == 1 else [(f"g{k}", a) for k, a in enumerate(arr.T)]
     for name, labels in given:
-        if labels.dtype.kind not in "iuf" or len(labels) != len(X):
+        if labels.dtype.kind not in "iuf" or not len(labels) or len(labels) != len(X):
             continue
         for column in X.columns:
             values = X[column]

@@ -895,15 +895,17 @@ def test_an_exposure_passed_as_the_offset_is_warned_of():
     d = pd.DataFrame({"x": rng.normal(size=200), "id": rng.integers(0, 20, 200)})
     d["days"] = rng.integers(20, 200, 200).astype(float)
     d["y"] = rng.poisson(d.days * np.exp(-3 + 0.3 * d.x))
-    with pytest.warns(UserWarning, match=r"offset reaches 19\d: .* offset=np.log\(exposure\)"):
+    with pytest.warns(UserWarning, match=r"offset spans 2\d to 19\d: .* offset=np.log\(exp"):
         m = _quiet_but(UserWarning, PoissonGLMM().fit, d[["x"]], d.y, groups=d.id, offset=d.days)
-    with pytest.warns(UserWarning, match="offset reaches"):
+    with pytest.warns(UserWarning, match="offset spans"):
         m.predict(d[["x"]], groups=d.id, offset=d.days)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         warnings.filterwarnings("ignore", category=SingularFitWarning)
         logged = PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.log(d.days))
         logged.predict(d[["x"]], groups=d.id, offset=np.log(d.days))
+        # a log exposure in other units (a constant added): the same model, no warning
+        PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.log(d.days) + 40.0)
     assert logged.coef_[0] == pytest.approx(0.3, abs=0.1)
 
 
