@@ -372,9 +372,18 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         )
         classes, yi = np.unique(y, return_inverse=True)
         if len(classes) > 2:
+            counts = classes.dtype.kind in "iuf" and bool(
+                np.all(classes >= 0) and np.all(classes == np.round(classes))
+            )
+            hint = (
+                " If y counts successes out of several trials per row, pass the trials: "
+                "fit(X, y, groups, trials=n) (lme4's cbind(successes, failures))."
+                if counts
+                else ""
+            )
             raise ValueError(
                 "Only binary classification is supported: BinomialGLMM needs exactly two classes "
-                f"in y, got {len(classes)}: {classes[:5]}."
+                f"in y, got {len(classes)}: {classes[:5]}.{hint}"
             )
         if len(classes) < 2:
             raise ValueError(
