@@ -379,6 +379,8 @@ class _BaseGLMM(BaseEstimator):
         y, groups = as_pandas(y), as_pandas(groups)
         sample_weight, offset = as_pandas(sample_weight), as_pandas(offset)
         X_raw, y_raw, groups, w, off = self._fit_inputs(X, y, groups, sample_weight, offset)
+        if fit_params.get("trials") is not None:
+            check_rows_aligned(X, {"trials": fit_params["trials"]})
         yv, trials = self._prepare_y(y_raw, X_raw.shape[0], **fit_params)
         if trials is not None and np.any(trials == 0):
             # a row of 0 trials has no likelihood: it counts as a row of weight 0 (not

@@ -5,9 +5,10 @@ matched to them by :func:`match_levels`. A label is keyed by its text, with numb
 written the way Python writes an integer when they are whole (``1``, ``1.0`` and
 ``"1"`` share the key ``"1"``; ``"01"`` does not), dates and date-times the way R writes
 them (a ``Timestamp`` at midnight, a ``datetime.date`` and ``"2024-01-02"`` share the key
-``"2024-01-02"``). Where the labels or the levels have no time zone and the others
-have one, a date-time matches by its local time, else as an instant in UTC (as pandas
-gives a time-zone-aware column's ``.values``).
+``"2024-01-02"``). Time-zone-aware levels take NumPy ``datetime64`` labels (finer than a
+day) as instants in UTC, as pandas gives such a column's ``.values``, and labels with a
+UTC offset of their own as instants; a label that would match another way (by local time,
+or as an instant where one side has no time zone) is warned of, not matched.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def check_distinct_labels(name: str, levels: pd.Index) -> None:
     """Labels of one grouping column must not differ only in type (1 and "1" in one column)."""
     if levels.dtype != object or levels.inferred_type == "string":
         return
+    if _all_stamps(levels):  # (one local time twice, an hour apart where clocks go back)
+        return
     keys = _keys(levels)
     clash = keys.duplicated(keep=False)
     if clash.any():
@@ -99,21 +102,136 @@ def match_levels(levels: pd.Index, values, name: str) -> np.ndarray:
     Labels match their level as they are (``1`` and ``1.0`` are equal numbers); a label of
     another type matches by its text (see ``label_key``), in both directions: a model fitted
     with 1.0 finds ``"1"``, one fitted with ``"1"`` finds 1.0. A label whose text fits two
-    fitted levels (``"1"`` and ``"1.0"`` fitted as strings) raises. Date-times with a
-    time zone on one side only: :func:`_wall_time_or_instant`.
+    fitted levels (``"1"`` and ``"1.0"`` fitted as strings) raises. Date-times with a time
+    zone on one side only: :func:`_utc_codes` and :func:`_warn_instants`.
     """
-    instants = _aware_levels_by_instant(levels, values)
-    if instants is not None:
-        return _wall_time_or_instant(levels, values, instants, name)
-    return _match_by_text(levels, values, name)
+    codes = _utc_codes(levels, values, name)
+    if codes is not None:
+        return codes
+    asked = pd.Series(values, dtype=object)
+    codes = _match_by_text(levels, asked, name)
+    _warn_instants(levels, asked, codes, name)
+    return codes
 
 
-def _match_by_text(levels: pd.Index, values, name: str) -> np.ndarray:
-    """:func:`match_levels` without the date-times' instants: as they are, else by text."""
-    values = pd.Series(values, dtype=object)
+def _all_stamps(levels, aware=None) -> bool:
+    """Whether every level is a ``Timestamp`` (with a time zone, or without one)."""
+    if not len(levels) or not all(isinstance(v, pd.Timestamp) for v in levels):
+        return False
+    return aware is None or all((v.tz is not None) == aware for v in levels)
+
+
+def _utc_instants(stamps) -> pd.DatetimeIndex:
+    """Date-times as UTC instants without the zone (those without one taken as UTC)."""
+    return pd.DatetimeIndex(
+        [v.tz_convert("UTC").tz_localize(None) if v.tz is not None else v for v in stamps]
+    )
+
+
+def _utc_codes(levels: pd.Index, values, name: str):
+    """Codes of NumPy ``datetime64`` labels (finer than a day) among time-zone-aware
+    levels, or None for other labels or levels. NumPy's date-times have no time zone:
+    pandas gives a time-zone-aware column's values (``.values``) as its instants in UTC
+    (2024-01-01 00:00+01:00 becomes 2023-12-31 23:00), whose text would be a new group
+    (daily levels) or the level an hour or two away (hourly ones), while a naive
+    column's are local times. A label that is a level as an instant in UTC and no level
+    by its local time takes it; one that is a level only by its local time is warned of
+    and predicted as a new group; one that is one level as an instant and another by its
+    local time (hourly levels) raises."""
+    if not (isinstance(values, np.ndarray) and values.dtype.kind == "M"):
+        return None
+    if np.datetime_data(values.dtype)[0] in ("Y", "M", "W", "D"):  # calendar dates
+        return None
+    if not _all_stamps(levels, aware=True):
+        return None
+    stamps = pd.DatetimeIndex(values.ravel())
+    codes = _utc_instants(levels).get_indexer(stamps).astype(np.intp)
+    asked = pd.Series(list(stamps), dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (only whether they match)
+        local = _match_by_text(levels, asked, name)
+    clash = (codes >= 0) & (local >= 0) & (codes != local)
+    if clash.any():
+        k = int(np.flatnonzero(clash)[0])
+        raise ValueError(
+            f"group label {stamps[k]} of factor {name!r} (a NumPy date-time, without a time "
+            f"zone) is the fitted level {levels[codes[k]]} as an instant in UTC (as pandas "
+            f"gives a time-zone-aware column's .values) and {levels[local[k]]} by its local "
+            "time. Pass the labels with their time zone: the pandas column itself, or "
+            "pd.Series(values).dt.tz_localize(...)."
+        )
+    only_local = (codes < 0) & (local >= 0)
+    if only_local.any():
+        _warn_other_reading(
+            name,
+            asked[only_local],
+            levels[local[only_local]],
+            "are no fitted level as instants in UTC (NumPy date-times have no time zone; "
+            "pandas gives a time-zone-aware column's .values as UTC), but are the levels "
+            "{shown} by their local time",
+        )
+    return codes
+
+
+def _warn_instants(levels: pd.Index, asked: pd.Series, codes: np.ndarray, name: str) -> None:
+    """Warn where date-time labels matched no level, one side has a time zone and the
+    other has not, and the labels are levels as instants in UTC (the side without a zone
+    taken as UTC: a model fitted from, or labels taken from, a time-zone-aware column's
+    ``.values``): new groups otherwise, silently."""
+    retry = codes < 0
+    if not retry.any() or not _all_stamps(levels):
+        return
+    aware_levels = levels[0].tz is not None
+    if aware_levels and not _all_stamps(levels, aware=True):
+        return  # (levels of both kinds)
+    labels = asked[retry]
+    other = [isinstance(v, pd.Timestamp) and (v.tz is not None) != aware_levels for v in labels]
+    other = np.asarray(other, dtype=bool)
+    if not other.any():
+        return
+    cands = labels[other]
+    found = _utc_instants(levels).get_indexer(_utc_instants(cands))
+    if (found >= 0).any():
+        _warn_other_reading(
+            name,
+            cands[found >= 0],
+            levels[found[found >= 0]],
+            "are no fitted level by their local time, but are the levels {shown} as instants "
+            "in UTC (one of the two without a time zone: pandas gives a time-zone-aware "
+            "column's .values as UTC)",
+        )
+
+
+def _warn_other_reading(name, labels, levels, what: str) -> None:
+    shown = ", ".join(str(v) for v in list(dict.fromkeys(levels))[:3])
+    warnings.warn(
+        f"{len(labels)} date-time label(s) of factor {name!r} "
+        + what.format(shown=shown)
+        + ". Their rows are predicted as new groups. Give the labels the fit's kind of "
+        "date-time: the pandas column itself (with its time zone), or "
+        ".dt.tz_localize(...) / .dt.tz_convert(None).",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def _match_by_text(levels: pd.Index, values: pd.Series, name: str) -> np.ndarray:
+    """:func:`match_levels` without the date-times' readings: as they are, else by text."""
     missing = np.asarray(pd.isna(values))
     codes = levels.get_indexer(values)
     retry = (codes < 0) & ~missing
+    if retry.any() and _all_stamps(levels, aware=True):
+        # a time-zone-aware label, or text with a UTC offset of its own ("...T05:00:00Z",
+        # "...+02:00"), is an instant: compared as UTC instants (as objects, equal
+        # instants in two zones can hash apart where clocks go back; by its text it
+        # would be the local time of another offset's level)
+        utc = None
+        for i in np.flatnonzero(retry):
+            stamp = _offset_stamp(values.iloc[i])
+            if stamp is not None:
+                utc = _utc_instants(levels) if utc is None else utc
+                codes[i] = utc.get_indexer(_utc_instants([stamp]))[0]
+                retry[i] = False
     if retry.any():
         by_key: dict[str, int] = {}
         for code, key in enumerate(_keys(levels)):
@@ -134,57 +252,21 @@ def _match_by_text(levels: pd.Index, values, name: str) -> np.ndarray:
     return codes.astype(np.intp)
 
 
-def _aware_levels_by_instant(levels: pd.Index, values):
-    """Codes of date-time labels among fitted date-time levels, read as instants in UTC
-    where one side has a time zone and the other has not (-1 where no level is that
-    instant, and for NaT); None for other labels or levels.
-
-    * NumPy ``datetime64`` labels among time-zone-aware levels: the labels are UTC;
-    * time-zone-aware labels among levels without a zone: the levels are taken as UTC
-      (a model fitted from such a column's ``.values``)."""
-    if not len(levels) or not all(isinstance(v, pd.Timestamp) for v in levels):
-        return None
-    aware = [v.tz is not None for v in levels]
-    if all(aware):
-        if not (isinstance(values, np.ndarray) and values.dtype.kind == "M"):
-            return None
-        utc = pd.DatetimeIndex([v.tz_convert("UTC").tz_localize(None) for v in levels])
-        return utc.get_indexer(pd.DatetimeIndex(values.ravel())).astype(np.intp)
-    if any(aware):
-        return None
-    asked = pd.Series(values, dtype=object)
-    zoned = np.array([isinstance(v, pd.Timestamp) and v.tz is not None for v in asked])
-    if not zoned.any():
-        return None
-    codes = np.full(len(asked), -1, dtype=np.intp)
-    stamps = [v.tz_convert("UTC").tz_localize(None) for v in asked[zoned]]
-    codes[zoned] = pd.DatetimeIndex(list(levels)).get_indexer(pd.DatetimeIndex(stamps))
-    return codes
+_OFFSET = re.compile(r".*[T ][0-9:.]+(?:Z|[+-][0-9]{2}:?[0-9]{2})")
 
 
-def _wall_time_or_instant(levels, values, instants, name) -> np.ndarray:
-    """Codes of date-time labels where either they or the levels have no time zone
-    (:func:`_aware_levels_by_instant`). A date-time without a zone may be a local (wall)
-    time, which matches a level by its text as R writes it, or an instant in UTC, as
-    pandas gives a time-zone-aware column's ``.values`` (2024-01-01 00:00+01:00 becomes
-    2023-12-31 23:00), which by text would be a new group (daily levels) or the level an
-    hour or two away (hourly ones). Each label takes the level it is by local time, else
-    the one it is as an instant; a label that is one level by local time and another as
-    an instant raises."""
-    asked = pd.Series(np.asarray(values).ravel(), dtype=object)
-    by_text = _match_by_text(levels, asked, name)
-    clash = (by_text >= 0) & (instants >= 0) & (by_text != instants)
-    if clash.any():
-        k = int(np.flatnonzero(clash)[0])
-        raise ValueError(
-            f"group label {pd.Timestamp(asked.iloc[k])} of factor {name!r} is the fitted "
-            f"level {levels[by_text[k]]} by its local time and {levels[instants[k]]} as "
-            "an instant in UTC (date-times without a time zone on one side: pandas gives "
-            "a time-zone-aware column's .values as UTC instants). Give the labels and "
-            "the fit the same kind of date-time: the pandas column itself, or "
-            ".dt.tz_localize(...) / .dt.tz_convert(None)."
-        )
-    return np.where(by_text >= 0, by_text, instants)
+def _offset_stamp(value):
+    """A time-zone-aware ``Timestamp``, or a date-time text with a UTC offset (``Z``,
+    ``+02:00``) as its instant; else None."""
+    if isinstance(value, pd.Timestamp):
+        return value if value.tz is not None else None
+    if not (isinstance(value, str) and _DATE_TEXT.fullmatch(value) and _OFFSET.fullmatch(value)):
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError:
+        return None
+    return stamp if stamp.tz is not None else None
 
 
 def _loose_key(value) -> str:

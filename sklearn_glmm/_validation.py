@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils.validation import _num_samples
 
+from ._frames import as_pandas
 from ._warn import user_stacklevel
 
 
@@ -276,17 +277,22 @@ def check_groups_look_like_groups(groups, X, y):
 
 
 def check_rows_aligned(X, others: dict) -> None:
-    """Warn where ``X`` (a DataFrame) and another pandas argument (``y``, ``groups``,
-    weights, offsets) hold the same row labels in another order. Rows are read by
-    position, as scikit-learn reads them, so each row would get another row's outcome or
-    group where a frame was sorted or shuffled and the other argument was not. (A
-    warning, not an error: where one of them was reset to 0, 1, ... after the same
-    shuffle, ``X.iloc[p].reset_index(drop=True)`` beside ``y[p]``, the positions do
-    match.)"""
+    """Warn where ``X`` (a DataFrame with row labels of its own) and another pandas
+    argument (``y``, ``groups``, weights, offsets, trials) hold the same row labels in
+    another order. Rows are read by position, as scikit-learn reads them, so each row
+    would get another row's outcome or group where ``X`` was sorted or shuffled and the
+    other argument was not. An ``X`` whose index is ``0, 1, ..., n - 1`` says nothing
+    about which row is which (a frame rebuilt from a transformer's array, or reset
+    after a shuffle its partners went through too), so it is not compared; neither are
+    arguments with other labels (read by position, as scikit-learn does)."""
+    X = as_pandas(X)
     if not isinstance(X, pd.DataFrame) or not X.index.is_unique:
         return
     index = X.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return
     for name, value in others.items():
+        value = as_pandas(value)
         other = value.index if isinstance(value, (pd.Series, pd.DataFrame)) else None
         if other is None or len(other) != len(index) or other.equals(index):
             continue
@@ -294,9 +300,10 @@ def check_rows_aligned(X, others: dict) -> None:
             warnings.warn(
                 f"X and {name} hold the same row labels in another order (the first rows "
                 f"of X {list(index[:3])}, of {name} {list(other[:3])}). Rows are read by "
-                f"position, as in scikit-learn: unless the positions match, each row gets "
-                f"another row's {name}. Put {name} in X's order ({name}.loc[X.index]), or "
-                "pass arrays (.to_numpy()) where the positions already match.",
+                f"position, as in scikit-learn: if X was sorted or shuffled and {name} was "
+                f"not, each row gets another row's {name}; put {name} in X's order "
+                f"({name}.loc[X.index]). If the positions do match, pass arrays "
+                "(.to_numpy()).",
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
@@ -319,6 +326,7 @@ def check_groups_not_in_X(X, groups) -> None:
     """Warn where a numeric column of the DataFrame ``X`` holds a grouping factor's
     labels (``X = df.drop(columns="y")`` with ``groups=df["id"]``): it is fitted as a
     numeric predictor, a slope on the labels' numbers, which is rarely meant."""
+    X, groups = as_pandas(X), as_pandas(groups)
     if not isinstance(X, pd.DataFrame) or groups is None:
         return
     if isinstance(groups, pd.DataFrame):

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import _BaseGLMM
 from ._engine.blocks import rows_of
 from ._engine.families import make_family
-from ._validation import check_class_labels, check_counts, check_trials
+from ._validation import check_class_labels, check_counts, check_rows_aligned, check_trials
 from ._warn import user_stacklevel
 
 _COMMON_PARAMS = """
@@ -460,6 +460,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         ``set_score_request(groups=True, trials=True)``.
         """
         check_is_fitted(self, "coef_")
+        check_rows_aligned(X, {"y": y, "sample_weight": sample_weight, "trials": trials})
         if not getattr(self, "_with_trials", False):
             if trials is not None:
                 raise ValueError(
@@ -794,6 +795,7 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         Rows of known ``groups`` are predicted conditionally. Inside cross-validation
         ``groups`` reach ``score`` only on request: ``set_score_request(groups=True)``.
         """
+        check_rows_aligned(X, {"y": y, "sample_weight": sample_weight})
         mu = self.predict(X, groups, offset=offset)
         y = np.asarray(y, dtype=float)
         return _deviance_explained(self, X, y, mu, np.ones_like(y), sample_weight, offset)

@@ -53,6 +53,7 @@ from ._engine.families.base import _NODE_CELLS, pmf_rule
 from ._engine.normal_average import log_mean_density
 from ._fit_result import fitted_n_agq
 from ._state import carrying_data
+from ._validation import check_rows_aligned
 from ._warn import user_stacklevel
 
 __all__ = [
@@ -142,6 +143,7 @@ def _outcome(model, y, trials):
 
 
 def _predictive(estimator, X, y, groups, offset, trials, population):
+    check_rows_aligned(X, {"y": y, "trials": trials})
     model, Xt = _final_model(estimator, X)
     eta, var = model._linear_predictor(Xt, groups, offset, population)
     yv, t = _outcome(model, y, trials)

@@ -23,7 +23,7 @@ from ._ordinal_classes import category_order, ordinal_classes
 from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
-from ._validation import aliased_columns
+from ._validation import aliased_columns, check_rows_aligned
 from ._warn import user_stacklevel
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
 from .exceptions import RankDeficiencyWarning, SeparationWarning
@@ -419,6 +419,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
 
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
         """Accuracy of ``predict``; known ``groups`` are predicted conditionally."""
+        check_rows_aligned(X, {"y": y, "sample_weight": sample_weight})
         return accuracy_score(
             y, self.predict(X, groups, offset=offset), sample_weight=sample_weight
         )

@@ -861,12 +861,19 @@ def test_pandas_arguments_in_another_row_order_than_X_are_warned_of():
     ):
         with pytest.warns(UserWarning, match=rf"X and {name} hold the same row labels in another"):
             _quiet_but(UserWarning, call)
+    with pytest.warns(UserWarning, match="X and y hold the same row labels"):  # score too
+        m.score(X_sorted, d.y, groups=d.id.loc[X_sorted.index])
     # in X's order, as arrays, or with labels of their own (read by position): no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m.predict(X_sorted, groups=d.id.loc[X_sorted.index])
         m.predict(X_sorted, groups=d.id.to_numpy())
         m.predict(X_sorted, groups=d.id.set_axis(np.arange(1000, 1200)))
+        # an X rebuilt with a fresh index 0, 1, ... (a transformer's array) says nothing
+        # about which row is which: the data sorted by id, then X rebuilt, is in order
+        s = d.sort_values("id")
+        rebuilt = pd.DataFrame(s[["x"]].to_numpy() * 2.0, columns=["x"])
+        m.score(rebuilt, s.y, groups=s.id)
 
 
 def test_a_grouping_factors_labels_among_the_predictors_are_warned_of():
@@ -993,8 +1000,9 @@ def test_a_time_zone_aware_groups_numpy_values(freq):
     # pandas gives a time-zone-aware column's ``.values`` as UTC instants without the
     # zone (2024-01-01 00:00+01:00 becomes 2023-12-31 23:00): by their text daily levels
     # were new groups (population-level predictions, 0.58 off) and hourly ones the level
-    # an hour away (0.64 off). Daily: matched by the instant; hourly, where the array's
-    # values are levels both as local times and as instants: raises
+    # an hour away (0.64 off). NumPy date-times are read as UTC instants; where a label
+    # is one level that way and another by its local time (hourly levels), it raises;
+    # where it is a level only by its local time, it is warned of and a new group
     rng = np.random.default_rng(3)
     stamps = pd.date_range("2024-01-01", periods=12, freq=freq, tz="Europe/Berlin")
     level = rng.integers(0, 12, 240)
@@ -1004,34 +1012,63 @@ def test_a_time_zone_aware_groups_numpy_values(freq):
     X = pd.DataFrame({"x": x})
     m = PoissonGLMM().fit(X, y, groups=g)
     fitted = m.predict(X, groups=g)
+    new = m.predict(X, groups=["new"] * 240)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # (pandas on .values of such a column)
         as_numpy = np.asarray(g.values)
     assert as_numpy.dtype.kind == "M"
+    # local times without the zone in a pandas column: by their text, as R's levels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(m.predict(X, groups=g.dt.tz_localize(None)), fitted)
     if freq == "h":
-        with pytest.raises(ValueError, match="by its local time and .* as an instant in UTC"):
+        with pytest.raises(ValueError, match="as an instant in UTC .* by its local time"):
             m.predict(X, groups=as_numpy)
-        # local times without the zone in a pandas column: by their text, as R's levels
-        naive = g.dt.tz_localize(None)
-        np.testing.assert_allclose(m.predict(X, groups=naive), fitted, rtol=1e-12)
-        # the same as a NumPy array (no zone either way) is as ambiguous
-        with pytest.raises(ValueError, match="the same kind of date-time"):
-            m.predict(X, groups=naive.to_numpy())
+        with pytest.raises(ValueError, match="Pass the labels with their time zone"):
+            m.predict(X, groups=g.dt.tz_localize(None).to_numpy())  # as ambiguous
+        # the hour after the last level: the last level by its text, none as an instant
+        after = np.asarray(pd.Series([stamps[-1] + pd.Timedelta(hours=1)] * 240).values)
+        with pytest.warns(UserWarning, match=r"no fitted level as instants in UTC .* local"):
+            np.testing.assert_allclose(m.predict(X, groups=after), new)
         return
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(m.predict(X, groups=as_numpy), fitted, rtol=1e-12)
-    # an instant no level has is a new group (the population level), as any new label
-    later = as_numpy + np.timedelta64(1, "m")
-    np.testing.assert_allclose(m.predict(X, groups=later), m.predict(X, groups=["new"] * 240))
+        # an instant no level has is a new group (the population level), as any new label
+        later = as_numpy + np.timedelta64(1, "m")
+        np.testing.assert_allclose(m.predict(X, groups=later), new)
     # the other way: fitted from the .values (UTC, no zone), asked with the column itself
-    # (every label a new group before, 3.0 off)
+    # or with the .values in a pandas column: every label was a new group (3.0 off),
+    # silently; they are warned of now
     m_numpy = PoissonGLMM().fit(X, y, groups=as_numpy)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        np.testing.assert_allclose(
-            m_numpy.predict(X, groups=g), m_numpy.predict(X, groups=as_numpy)
-        )
+    with pytest.warns(UserWarning, match=r"240 date-time label\(s\) .* by their local time"):
+        m_numpy.predict(X, groups=g)
+    with pytest.warns(UserWarning, match=r"by their local time, but are the levels .* in UTC"):
+        m.predict(X, groups=pd.Series(as_numpy))
+    np.testing.assert_allclose(m_numpy.predict(X, groups=g.dt.tz_convert(None)), fitted)
+
+
+def test_time_zone_aware_labels_across_a_clock_change_and_with_offsets():
+    # hourly levels where clocks go back: 02:00+02:00 and 02:00+01:00 are two groups (the
+    # fit raised that they "differ only in type"); text with a UTC offset of its own is
+    # its instant ("05:00Z" is 06:00 in Berlin, not 05:00 by its text)
+    rng = np.random.default_rng(4)
+    stamps = pd.date_range("2024-10-27 00:00", periods=6, freq="h", tz="Europe/Berlin")
+    level = np.repeat(np.arange(6), 30)
+    X = pd.DataFrame({"x": rng.normal(size=180)})
+    y = rng.poisson(np.exp(0.3 + 0.7 * (level % 3 - 1)))
+    m = _quiet(PoissonGLMM().fit, X, y, groups=pd.Series(stamps[level], name="t"))
+    assert len(m.ranef_["t"]) == 6
+    one = X.iloc[:1]
+    for k in (2, 3):  # the two 02:00s
+        as_utc = stamps[k].tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+        expected = m.predict(one, groups=pd.Series([stamps[k]]))
+        assert expected != m.predict(one, groups=pd.Series([stamps[5 - k]]))
+        np.testing.assert_allclose(m.predict(one, groups=[as_utc]), expected)
+        in_utc = pd.Series([stamps[k].tz_convert("UTC")])  # aware, in another zone
+        np.testing.assert_allclose(m.predict(one, groups=in_utc), expected)
+    with pytest.raises(ValueError, match="matches the fitted levels"):  # a local 02:00
+        m.predict(one, groups=pd.Series([pd.Timestamp("2024-10-27 02:00")]))
 
 
 def test_a_missing_zero_inflation_variable_drops_its_row():
