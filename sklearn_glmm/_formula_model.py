@@ -37,6 +37,7 @@ from sklearn.utils.validation import _num_samples
 
 from . import estimators
 from ._frames import as_pandas
+from ._validation import check_rows_aligned
 from ._warn import user_stacklevel
 
 __all__ = ["BinomialGLMM", "NegBinGLMM", "PoissonGLMM"]
@@ -250,6 +251,8 @@ class _RawDataPredictions:
             data = data.assign(**{c: time_values(data[c]) for c in dates})
         X_design = with_data_columns(self, X_design, data)
         groups = self._raw_groups(X, data, groups, zero, complete, asked)
+        # (the raw data's rows are its own: a fresh index too is compared)
+        check_rows_aligned(X, {"offset": as_pandas(offset)}, rebuilt=False, frame="data")
         offset = self._raw_offset(data, offset, complete)
         return _NewData(X_design, groups, offset, population, rows)
 

@@ -276,7 +276,7 @@ def check_groups_look_like_groups(groups, X, y):
             )
 
 
-def check_rows_aligned(X, others: dict) -> None:
+def check_rows_aligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> None:
     """Warn where ``X`` (a DataFrame with row labels of its own) and another pandas
     argument (``y``, ``groups``, weights, offsets, trials) hold the same row labels in
     another order. Rows are read by position, as scikit-learn reads them, so each row
@@ -284,12 +284,15 @@ def check_rows_aligned(X, others: dict) -> None:
     other argument was not. An ``X`` whose index is ``0, 1, ..., n - 1`` says nothing
     about which row is which (a frame rebuilt from a transformer's array, or reset
     after a shuffle its partners went through too), so it is not compared; neither are
-    arguments with other labels (read by position, as scikit-learn does)."""
+    arguments with other labels (read by position, as scikit-learn does). ``rebuilt``:
+    whether ``X`` may be such a frame (not the ``data`` of a formula, whose index is its
+    own)."""
     X = as_pandas(X)
     if not isinstance(X, pd.DataFrame) or not X.index.is_unique:
         return
     index = X.index
-    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+    fresh = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    if rebuilt and fresh:
         return
     for name, value in others.items():
         value = as_pandas(value)
@@ -298,11 +301,11 @@ def check_rows_aligned(X, others: dict) -> None:
             continue
         if other.is_unique and index.isin(other).all():
             warnings.warn(
-                f"X and {name} hold the same row labels in another order (the first rows "
-                f"of X {list(index[:3])}, of {name} {list(other[:3])}). Rows are read by "
-                f"position, as in scikit-learn: if X was sorted or shuffled and {name} was "
-                f"not, each row gets another row's {name}; put {name} in X's order "
-                f"({name}.loc[X.index]). If the positions do match, pass arrays "
+                f"{frame} and {name} hold the same row labels in another order (the first "
+                f"rows of {frame} {list(index[:3])}, of {name} {list(other[:3])}). Rows are "
+                f"read by position: if {frame} was sorted or shuffled and {name} was not, "
+                f"each row gets another row's {name}; put {name} in {frame}'s order "
+                f"({name}.loc[{frame}.index]). If the positions do match, pass arrays "
                 "(.to_numpy()).",
                 UserWarning,
                 stacklevel=user_stacklevel(),

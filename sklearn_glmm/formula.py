@@ -74,7 +74,7 @@ from ._formula_text import (
     _warn_crossed_variable,
 )
 from ._frames import as_frame, as_pandas
-from ._validation import labels_in_X_meant
+from ._validation import check_rows_aligned, labels_in_X_meant
 from ._warn import user_stacklevel
 from .exceptions import NoRandomEffectsWarning
 
@@ -1222,6 +1222,7 @@ def _row_values(values, data: pd.DataFrame, name: str) -> np.ndarray | None:
                 f"{name}={values!r} names no column of data; columns: {list(data.columns)}."
             )
         return data[values].to_numpy(dtype=float)
+    check_rows_aligned(data, {name: values}, rebuilt=False, frame="data")
     values = np.asarray(values, dtype=float)
     if values.shape != (len(data),):
         raise ValueError(

@@ -876,6 +876,24 @@ def test_pandas_arguments_in_another_row_order_than_X_are_warned_of():
         m.score(rebuilt, s.y, groups=s.id)
 
 
+def test_a_formulas_weights_and_offset_in_another_row_order_are_warned_of():
+    # glmer(weights=Series) and predict(newdata, offset=Series) pair rows by position
+    # (as R's vectors): a Series in another order than the data gave other weights
+    # (coefficient 0.42 against 0.39), silently; data's own index 0, 1, ... counts too
+    d = _messy()
+    w = pd.Series(np.where(d.x > 0, 2.0, 1.0), index=d.index)
+    with pytest.warns(UserWarning, match="data and weights hold the same row labels"):
+        _quiet_but(UserWarning, formula.glmer, "cnt ~ x + (1 | g)", d, "poisson", weights=w[::-1])
+    m = _quiet(formula.glmer, "cnt ~ x + (1 | g)", d, family="poisson")
+    new = d.sample(frac=1, random_state=1)
+    with pytest.warns(UserWarning, match="data and offset hold the same row labels"):
+        m.predict(new, offset=np.log(1.0 + d.x.abs()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _quiet_but(UserWarning, formula.glmer, "cnt ~ x + (1 | g)", d, "poisson", weights=w)
+        m.predict(new, offset=np.log(1.0 + new.x.abs()))
+
+
 def test_a_grouping_factors_labels_among_the_predictors_are_warned_of():
     # X = df.drop(columns="y") with groups=df["id"]: the id's numbers were fitted as a
     # predictor (a slope on the labels), silently
