@@ -340,8 +340,10 @@ class _RawDataPredictions:
                 stacklevel=4,
             )
             return np.zeros(int(np.sum(complete)))  # said once: 0, as the warning says
-        if offset is not None and not complete.all():
-            offset = np.asarray(offset, dtype=float)[complete]
+        if offset is not None:  # (by position, its order checked against the data's)
+            offset = np.asarray(offset, dtype=float)
+            if not complete.all():
+                offset = offset[complete]
         return offset
 
     # -- R's type= on predict -------------------------------------------------------------
