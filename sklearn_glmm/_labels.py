@@ -83,7 +83,7 @@ def check_distinct_labels(name: str, levels: pd.Index) -> None:
     """Labels of one grouping column must not differ only in type (1 and "1" in one column)."""
     if levels.dtype != object or levels.inferred_type == "string":
         return
-    if _all_stamps(levels):  # (one local time twice, an hour apart where clocks go back)
+    if _all_stamps(levels, aware=True):  # (one local time twice where clocks go back)
         return
     keys = _keys(levels)
     clash = keys.duplicated(keep=False)
