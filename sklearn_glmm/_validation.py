@@ -286,9 +286,16 @@ def check_rows_aligned(X, others: dict, rebuilt: bool = True, frame: str = "X") 
     after a shuffle its partners went through too), so it is not compared; neither are
     arguments with other labels (read by position, as scikit-learn does). ``rebuilt``:
     whether ``X`` may be such a frame (not the ``data`` of a formula, whose index is its
-    own)."""
+    own). Where ``X`` is an array, the first pandas argument takes its place."""
     X = as_pandas(X)
-    if not isinstance(X, pd.DataFrame) or not X.index.is_unique:
+    if not isinstance(X, pd.DataFrame):
+        given = {n: v for n, v in ((n, as_pandas(v)) for n, v in others.items())}
+        given = {n: v for n, v in given.items() if isinstance(v, (pd.Series, pd.DataFrame))}
+        if len(given) < 2:
+            return
+        frame, X = next(iter(given.items()))
+        others = {n: v for n, v in given.items() if n != frame}
+    if not X.index.is_unique:
         return
     index = X.index
     fresh = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1

@@ -863,6 +863,10 @@ def test_pandas_arguments_in_another_row_order_than_X_are_warned_of():
             _quiet_but(UserWarning, call)
     with pytest.warns(UserWarning, match="X and y hold the same row labels"):  # score too
         m.score(X_sorted, d.y, groups=d.id.loc[X_sorted.index])
+    # X an array: y, the first pandas argument, takes its place
+    y_sorted = d.y.loc[X_sorted.index]
+    with pytest.warns(UserWarning, match="y and groups hold the same row labels"):
+        _quiet_but(UserWarning, PoissonGLMM().fit, X_sorted.to_numpy(), y_sorted, groups=d.id)
     # in X's order, as arrays, or with labels of their own (read by position): no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
