@@ -89,6 +89,12 @@ class Partition:
             labels_bad=labels_bad,
             w_bad=bad_w,
             off_bad=int(np.sum(~np.isfinite(self.off))),
+            off_range=_finite_range(self.off),
+            # for each column of X, whether it holds the (numeric) labels: the driver
+            # warns where it does on every worker (validation.check_groups_not_in_X)
+            label_columns=[bool(np.array_equal(c, self.labels)) for c in self.X.T]
+            if n and self.labels.dtype.kind in "iuf"
+            else None,
         )
 
     def split_labels(self, known) -> list:
@@ -219,6 +225,12 @@ class Partition:
             y_max=float(np.max(d.y[used], initial=0.0)),
             eta_top=float(eta[top]) if used.any() else -np.inf,
         )
+
+
+def _finite_range(v) -> tuple | None:
+    """The smallest and largest finite value of ``v``, or None."""
+    v = v[np.isfinite(v)]
+    return (float(v.min()), float(v.max())) if len(v) else None
 
 
 def _binary_columns(X) -> np.ndarray:

@@ -356,15 +356,20 @@ def check_groups_not_in_X(X, groups) -> None:
             if not isinstance(values, pd.Series) or values.dtype.kind not in "iufb":
                 continue
             if np.array_equal(values.to_numpy(), labels):
-                warnings.warn(
-                    f"X's column {str(column)!r} holds the labels of the grouping factor "
-                    f"{name!r}: it is fitted as a numeric predictor, a slope on the labels' "
-                    f"numbers, which is rarely meant. Drop it from X "
-                    f"(X.drop(columns={str(column)!r})); keep it only for a real numeric "
-                    "trend (a year, with random effects per year).",
-                    UserWarning,
-                    stacklevel=user_stacklevel(),
-                )
+                warn_labels_column(str(column), name)
+
+
+def warn_labels_column(column: str, name: str) -> None:
+    """:func:`check_groups_not_in_X`'s warning: ``column`` of X holds the labels of the
+    grouping factor ``name``."""
+    warnings.warn(
+        f"X's column {column!r} holds the labels of the grouping factor {name!r}: it is "
+        f"fitted as a numeric predictor, a slope on the labels' numbers, which is rarely "
+        f"meant. Drop it from X (X.drop(columns={column!r})); keep it only for a real "
+        "numeric trend (a year, with random effects per year).",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def check_outcome_not_in_X(X, y):

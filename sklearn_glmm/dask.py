@@ -60,6 +60,7 @@ from ._engine.quadrature_vector import check_quadrature_structure
 from ._labels import check_distinct_labels
 from ._partitioned_worker import Partition, bundle
 from ._results import scale_design, z_transform
+from ._validation import check_offset_scale, warn_labels_column
 from ._warn import user_stacklevel
 
 __all__ = ["fit_partitioned"]
@@ -173,12 +174,28 @@ def fit_partitioned(
             )
         X, y, groups, sample_weight, offset = _shuffle(X, y, groups, sample_weight, offset)
         parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
+    _input_warnings(info["descs"], [str(c) for c in X.columns], gname)
     try:
         est._y_name = "y" if y_name is None else str(y_name)
         _feature_attributes(est, [str(c) for c in X.columns], columns, gname, named_column)
         return _fit(est, family, X, gname, actors, info, t_load)
     finally:
         _release(client, parts)
+
+
+def _input_warnings(descs, columns, gname) -> None:
+    """The in-memory fit's warnings on its inputs, from the partitions' descriptions: an
+    offset whose values span more than ``OFFSET_SPAN`` (an exposure without its
+    logarithm), a column of X that holds the grouping factor's labels on every partition.
+    (The rows' order is the collections' own here: nothing to compare.)"""
+    ranges = [d["off_range"] for d in descs if d.get("off_range") is not None]
+    if ranges:
+        check_offset_scale(np.array([min(r[0] for r in ranges), max(r[1] for r in ranges)]))
+    flags = [d.get("label_columns") for d in descs if d["n"]]
+    if flags and all(f is not None for f in flags):
+        for column, same in zip(columns, np.logical_and.reduce([np.asarray(f) for f in flags])):
+            if same:
+                warn_labels_column(column, gname)
 
 
 def _check_supported(est):

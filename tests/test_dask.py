@@ -14,7 +14,11 @@ distributed = pytest.importorskip("distributed")
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, OrdinalGLMM, PoissonGLMM  # noqa: E402
 from sklearn_glmm._engine import optimize  # noqa: E402
 from sklearn_glmm.dask import fit_partitioned  # noqa: E402
-from sklearn_glmm.exceptions import OverdispersionWarning, TrainingDataError  # noqa: E402
+from sklearn_glmm.exceptions import (  # noqa: E402
+    OverdispersionWarning,
+    SingularFitWarning,
+    TrainingDataError,
+)
 
 RTOL = 1e-6
 
@@ -239,6 +243,25 @@ def test_weights_and_offset(client):
         fit_partitioned(
             PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], sample_weight=ddf["w"] * 0
         )
+
+
+def test_input_warnings_as_in_memory(client):
+    """An id column left in X and an exposure passed as the offset are warned of as in
+    memory (the partitions describe them; the driver warns)."""
+    df = _data("poisson", seed=12)
+    df["days"] = np.random.default_rng(1).integers(20, 200, len(df)).astype(float)
+    ddf = _by_group(df, 2)
+    with pytest.warns(UserWarning) as seen:
+        fit_partitioned(PoissonGLMM(), ddf[["x", "id"]], ddf["y"], ddf["id"], offset=ddf["days"])
+    messages = [str(w.message) for w in seen]
+    assert any(
+        "X's column 'id' holds the labels of the grouping factor 'id'" in m for m in messages
+    )
+    assert any(m.startswith("offset spans 2") for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", category=SingularFitWarning)
+        fit_partitioned(PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"])
 
 
 def test_separation_warns_as_in_memory(client):
