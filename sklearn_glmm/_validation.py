@@ -289,7 +289,7 @@ def check_rows_aligned(X, others: dict, rebuilt: bool = True, frame: str = "X") 
     own). Where ``X`` is an array, the first pandas argument takes its place."""
     X = as_pandas(X)
     if not isinstance(X, pd.DataFrame):
-        given = {n: v for n, v in ((n, as_pandas(v)) for n, v in others.items())}
+        given = {n: as_pandas(v) for n, v in others.items()}
         given = {n: v for n, v in given.items() if isinstance(v, (pd.Series, pd.DataFrame))}
         if len(given) < 2:
             return

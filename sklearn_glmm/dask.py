@@ -174,8 +174,8 @@ def fit_partitioned(
             )
         X, y, groups, sample_weight, offset = _shuffle(X, y, groups, sample_weight, offset)
         parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
-    _input_warnings(info["descs"], [str(c) for c in X.columns], gname)
     try:
+        _input_warnings(info["descs"], [str(c) for c in X.columns], gname)
         est._y_name = "y" if y_name is None else str(y_name)
         _feature_attributes(est, [str(c) for c in X.columns], columns, gname, named_column)
         return _fit(est, family, X, gname, actors, info, t_load)
