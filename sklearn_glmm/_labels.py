@@ -146,10 +146,13 @@ def _utc_codes(levels: pd.Index, values, name: str):
         return None
     stamps = pd.DatetimeIndex(values.ravel())
     codes = _utc_instants(levels).get_indexer(stamps).astype(np.intp)
-    asked = pd.Series(list(stamps), dtype=object)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # (only whether they match)
-        local = _match_by_text(levels, asked, name)
+    wall = pd.DatetimeIndex([v.tz_localize(None) for v in levels])  # the local times
+    if wall.is_unique:  # (their text's match, in one vectorised pass)
+        local = wall.get_indexer(stamps).astype(np.intp)
+    else:  # one local time twice (clocks going back): the text's own rules
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (only whether they match)
+            local = _match_by_text(levels, pd.Series(list(stamps), dtype=object), name)
     clash = (codes >= 0) & (local >= 0) & (codes != local)
     if clash.any():
         k = int(np.flatnonzero(clash)[0])
@@ -164,7 +167,7 @@ def _utc_codes(levels: pd.Index, values, name: str):
     if only_local.any():
         _warn_other_reading(
             name,
-            asked[only_local],
+            stamps[only_local],
             levels[local[only_local]],
             "are no fitted level as instants in UTC (NumPy date-times have no time zone; "
             "pandas gives a time-zone-aware column's .values as UTC), but are the levels "
