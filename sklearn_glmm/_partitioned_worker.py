@@ -12,7 +12,7 @@ import pandas as pd
 from ._design import _factorize, _isinf, _isnull
 from ._engine.objective import ModelData, make_factor_data
 from ._engine.partitioned import PartitionModel
-from ._validation import check_numeric_columns
+from ._validation import check_numeric_columns, offset_is_whole
 
 
 def bundle(*columns):
@@ -90,6 +90,7 @@ class Partition:
             w_bad=bad_w,
             off_bad=int(np.sum(~np.isfinite(self.off))),
             off_range=_finite_range(self.off),
+            off_whole=offset_is_whole(self.off),
             # for each column of X, whether it holds the (numeric) labels: the driver
             # warns where it does on every worker (validation.check_groups_not_in_X)
             label_columns=[bool(np.array_equal(c, self.labels)) for c in self.X.T]

@@ -192,10 +192,14 @@ def as_float_vector(values, name: str, n_samples: int, *, default=None) -> np.nd
 OFFSET_SPAN = 25.0
 
 
-def check_offset_scale(offset: np.ndarray) -> None:
-    """Warn where an offset's values span more than :data:`OFFSET_SPAN` on the link
-    scale: ``offset=df["days"]`` for an exposure, which belongs there as
-    ``np.log(days)``."""
+def check_offset_scale(offset: np.ndarray, whole: bool | None = None) -> None:
+    """Warn where an offset looks like an exposure passed as it is, which belongs there
+    as ``np.log(exposure)``: its values span more than :data:`OFFSET_SPAN` on the link
+    scale (``offset=df["population"]``), or they are whole numbers of at least 1, not all
+    equal (``offset=df["days"]``, days 1 to 14: a logarithm is a whole number only at an
+    exposure of 1, so a log exposure never looks so). ``whole``: whether every finite
+    value is a whole number of at least 1, when the caller knows it (a partitioned fit's
+    driver, from the partitions, with ``offset`` their smallest and largest values)."""
     finite = offset[np.isfinite(offset)]
     if not len(finite):
         return
@@ -209,6 +213,24 @@ def check_offset_scale(offset: np.ndarray) -> None:
             UserWarning,
             stacklevel=user_stacklevel(),
         )
+        return
+    if hi > lo and (offset_is_whole(finite) if whole is None else whole):
+        warnings.warn(
+            f"offset holds whole numbers from {lo:g} to {hi:g}: it is added to the linear "
+            "predictor (the link scale), so with a log link a row's mean is multiplied by "
+            f"exp(offset), up to {np.exp(hi - lo):.3g} times another's. An exposure (days at "
+            "risk, a number of trials or visits) goes in as its logarithm: "
+            "offset=np.log(exposure). If these are log-scale values, ignore this warning.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def offset_is_whole(offset: np.ndarray) -> bool:
+    """Whether every finite value of ``offset`` is a whole number of at least 1 (an
+    exposure's count of days, visits, people): :func:`check_offset_scale`'s second test."""
+    finite = offset[np.isfinite(offset)]
+    return bool(len(finite) and finite.min() >= 1.0 and np.all(finite == np.round(finite)))
 
 
 def check_weights(sample_weight, n_samples: int) -> np.ndarray:
@@ -339,10 +361,11 @@ def check_groups_not_in_X(X, groups) -> None:
     X, groups = as_pandas(X), as_pandas(groups)
     if not isinstance(X, pd.DataFrame) or groups is None:
         return
+    # (labels read as arrays only where numeric: a column of strings is never an X column's)
     if isinstance(groups, pd.DataFrame):
-        given = [(str(c), groups[c].to_numpy()) for c in groups.columns]
+        given = [(str(c), groups[c]) for c in groups.columns]
     elif isinstance(groups, pd.Series):
-        given = [(str(groups.name) if groups.name is not None else "groups", groups.to_numpy())]
+        given = [(str(groups.name) if groups.name is not None else "groups", groups)]
     else:
         arr = np.asarray(groups)
         if arr.ndim not in (1, 2):
@@ -350,6 +373,9 @@ def check_groups_not_in_X(X, groups) -> None:
         given = [("groups", arr)] if arr.ndim == 1 else [(f"g{k}", a) for k, a in enumerate(arr.T)]
     for name, labels in given:
         if labels.dtype.kind not in "iuf" or not len(labels) or len(labels) != len(X):
+            continue
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iuf":  # (a nullable integer column with missing labels)
             continue
         for column in X.columns:
             values = X[column]

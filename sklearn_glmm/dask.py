@@ -185,12 +185,17 @@ def fit_partitioned(
 
 def _input_warnings(descs, columns, gname) -> None:
     """The in-memory fit's warnings on its inputs, from the partitions' descriptions: an
-    offset whose values span more than ``OFFSET_SPAN`` (an exposure without its
-    logarithm), a column of X that holds the grouping factor's labels on every partition.
+    offset that looks like an exposure without its logarithm (values spanning more than
+    ``OFFSET_SPAN``, or whole numbers of at least 1), a column of X that holds the
+    grouping factor's labels on every partition.
     (The rows' order is the collections' own here: nothing to compare.)"""
-    ranges = [d["off_range"] for d in descs if d.get("off_range") is not None]
-    if ranges:
-        check_offset_scale(np.array([min(r[0] for r in ranges), max(r[1] for r in ranges)]))
+    given = [d for d in descs if d.get("off_range") is not None]
+    if given:
+        ranges = [d["off_range"] for d in given]
+        check_offset_scale(
+            np.array([min(r[0] for r in ranges), max(r[1] for r in ranges)]),
+            whole=all(d["off_whole"] for d in given),
+        )
     flags = [d.get("label_columns") for d in descs if d["n"]]
     if flags and all(f is not None for f in flags):
         for column, same in zip(columns, np.logical_and.reduce([np.asarray(f) for f in flags])):

@@ -262,6 +262,16 @@ def test_input_warnings_as_in_memory(client):
         warnings.simplefilter("error", UserWarning)
         warnings.filterwarnings("ignore", category=SingularFitWarning)
         fit_partitioned(PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"])
+    # an exposure of a narrow span (whole numbers of days, 1 to 14): whole on every part
+    df["days"] = np.random.default_rng(2).integers(1, 15, len(df))
+    ddf = _by_group(df, 2)
+    with pytest.warns(UserWarning, match="offset holds whole numbers from 1 to 14"):
+        fit_partitioned(PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], offset=ddf["days"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", category=SingularFitWarning)
+        off = np.log(ddf["days"])
+        fit_partitioned(PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], offset=off)
 
 
 def test_separation_warns_as_in_memory(client):

@@ -938,6 +938,30 @@ def test_an_exposure_passed_as_the_offset_is_warned_of():
     assert logged.coef_[0] == pytest.approx(0.3, abs=0.1)
 
 
+def test_an_exposure_of_a_narrow_span_passed_as_the_offset_is_warned_of():
+    # offset=df["days"] with days 1..14: a span under OFFSET_SPAN, fitted without a word
+    # before (each day multiplying the mean by e, the intercept absorbing what it can)
+    rng = np.random.default_rng(10)
+    d = pd.DataFrame({"x": rng.normal(size=300), "id": rng.integers(0, 30, 300)})
+    d["days"] = rng.integers(1, 15, 300)  # whole numbers, as a column of integers
+    d["y"] = rng.poisson(d.days * np.exp(-1 + 0.3 * d.x))
+    with pytest.warns(UserWarning, match=r"offset holds whole numbers from 1 to 14: .*np.log"):
+        m = _quiet_but(UserWarning, PoissonGLMM().fit, d[["x"]], d.y, groups=d.id, offset=d.days)
+    with pytest.warns(UserWarning, match="offset holds whole numbers"):
+        m.predict(d[["x"]], groups=d.id, offset=d.days)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", category=SingularFitWarning)
+        logged = PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.log(d.days))
+        logged.predict(d[["x"]], groups=d.id, offset=np.log(d.days))
+        # one exposure for every row (a constant), and 0/1 indicators, are not exposures
+        PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.full(300, 3.0))
+        PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=(d.x > 0).astype(float))
+        # log exposures of whole numbers of days (a log is whole only at an exposure of 1)
+        PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.log(d.days + 1.0))
+    assert logged.coef_[0] == pytest.approx(0.3, abs=0.1)
+
+
 def _messy(seed=0, n_g=12, n_per=15):
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(1, n_g + 1), n_per)
