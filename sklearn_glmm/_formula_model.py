@@ -459,14 +459,19 @@ class BinomialGLMM(_RawDataPredictions, estimators.BinomialGLMM):
         self._forget_formula()
         return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset, trials=trials)
 
-    def decision_function(self, X, groups=None, *, offset=None, re_form=None):
-        """Log-odds of ``classes_[1]``; unknown levels (and ``re_form=NA``) at zero.
+    def decision_function(self, X, groups=None, *, offset=None, population=None, re_form=None):
+        """Log-odds of ``classes_[1]``, those of ``predict_proba``'s probability; see the
+        estimator's method. ``re_form=NA`` (or ``population="zero"``): every row at a
+        random effect of zero.
 
         ``predict(X, type="link")`` gives R's linear predictor, the log-odds of
-        ``pos_label_``.
+        ``pos_label_`` with the logit link.
         """
-        inputs = self._newdata(X, groups, offset, re_form, "zero")
-        return inputs.fill(super().decision_function(inputs.X, inputs.groups, offset=inputs.offset))
+        inputs = self._newdata(X, groups, offset, re_form, population)
+        scores = super().decision_function(
+            inputs.X, inputs.groups, offset=inputs.offset, population=inputs.population
+        )
+        return inputs.fill(scores)
 
     def predict_proba(self, X, groups=None, *, offset=None, population=None, re_form=None):
         """Class probabilities, columns ordered as ``classes_``; see the estimator's method.

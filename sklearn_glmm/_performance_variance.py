@@ -16,9 +16,11 @@ Johnson & Schielzeth 2017):
 * distribution: the family's latent-scale variance -- pi^2 / 3 for the logit link;
   for log-link counts ``log(1 + V / mu^2)`` (the lognormal approximation), where
   ``mu = exp(b0)`` with ``b0`` the intercept of the *null model* (the same random
-  effects, no covariates) and ``V`` the family's variance at ``mu``: ``mu`` for
-  Poisson, ``mu (1 + mu / theta)`` for NB2 (``theta`` of the full model); with zero
-  inflation ``V`` is insight's ``mean((1 - p) (mu_i + p mu_i^2))`` (Poisson) or
+  effects, no covariates; insight 0.19's choice: Nakagawa et al. 2017, eq. 5.8, and
+  later insight versions take its mean ``exp(b0 + sigma^2 / 2)``) and ``V`` the
+  family's variance at ``mu``: ``mu`` for Poisson, ``mu (1 + mu / theta)`` for NB2
+  (``theta`` of the full model); with zero inflation ``V`` is insight's
+  ``mean((1 - p) (mu_i + p mu_i^2))`` (Poisson) or
   ``mean((1 - p) mu_i (1 + mu_i / theta) + mu_i^2 (p^2 + p))`` (NB2) over the
   rows' conditional count means ``mu_i``;
 * residual = distribution + dispersion.
@@ -60,7 +62,8 @@ class VarianceComponents:
     singular : bool
         Whether a Cholesky diagonal of a random-effect covariance is below the tolerance.
     null_mean : float or None
-        ``exp(b0)`` of the null model (count families only).
+        ``exp(b0)``, ``b0`` the null model's intercept (count families only; not the
+        null model's mean, ``exp(b0 + sigma^2 / 2)``).
     """
 
     fixed: float

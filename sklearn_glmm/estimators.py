@@ -415,19 +415,35 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         """P(classes_[1]) from P(pos_label_)."""
         return p if getattr(self, "_pos_index", 1) == 1 else 1.0 - p
 
-    def decision_function(self, X, groups=None, *, offset=None):
-        """Log-odds of ``classes_[1]`` (scikit-learn's convention); unknown levels get a
-        random effect of zero.
+    def decision_function(self, X, groups=None, *, offset=None, population="marginal"):
+        """Log-odds of ``classes_[1]`` (scikit-learn's convention): the log-odds of
+        ``predict_proba``'s probability, so that it is positive exactly where ``predict``
+        gives ``classes_[1]`` and ranks rows as the probabilities do.
 
-        With the logit link this is the model's linear predictor when ``pos_label_``
-        is ``classes_[1]`` (the default) and its negative when ``pos_label_`` is
-        ``classes_[0]``; with the probit and cloglog links it is the log-odds of the
-        probability the linear predictor gives (not the linear predictor itself), so
-        that it is positive exactly where ``predict`` (at a random effect of zero)
-        gives ``classes_[1]``.
+        Rows of known groups: with the logit link the model's linear predictor when
+        ``pos_label_`` is ``classes_[1]`` (the default) and its negative when it is
+        ``classes_[0]``; with the probit and cloglog links the log-odds of the
+        probability the linear predictor gives (not the linear predictor itself). Other
+        rows: with ``population="marginal"`` (default) the log-odds of the probability
+        averaged over the random-effect distribution (``predict_proba``'s); with
+        ``population="zero"`` of the probability at a random effect of zero (lme4's
+        ``re.form = NA``: the linear predictor itself with the logit link). The linear
+        predictor of any link is ``predict_interval(..., scale="link")``'s ``fit``.
         """
-        eta, _ = self._linear_predictor(X, groups, offset, "zero")
-        odds = self.fit_result_.family.link.log_odds(eta)
+        eta, var = self._linear_predictor(X, groups, offset, population)
+        link = self.fit_result_.family.link
+        odds = link.log_odds(eta)
+        averaged = var > 0.0
+        if averaged.any():
+            extra = self._family_values(X)
+            rows = [np.asarray(e)[averaged] if np.ndim(e) else e for e in extra]
+            e, v = eta[averaged], var[averaged]
+            p = self._mean(e, v, rows)
+            # the other class's probability by the link's symmetry where it has one
+            # (no cancellation in 1 - p near 1)
+            q = self._mean(-e, v, rows) if link.symmetric else 1.0 - p
+            with np.errstate(divide="ignore"):
+                odds[averaged] = np.log(p) - np.log(q)
         return odds if getattr(self, "_pos_index", 1) == 1 else -odds
 
     def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):

@@ -119,7 +119,9 @@ def icc(
     factors; the conditional ICC also counts the fixed effects' variance in
     the denominator: ``random / (fixed + random + residual)``. The residual
     variance is pi²/3 for a logit model and ``log(1 + V(mu) / mu²)`` for count
-    models, with the null model's mean ``mu`` (see :func:`variance_components`),
+    models, with ``mu = exp(b0)``, ``b0`` the null model's intercept (insight 0.19's
+    choice; Nakagawa et al. 2017, eq. 5.8, and later insight versions take
+    ``exp(b0 + sigma²/2)``, the null model's mean: see :func:`variance_components`),
     plus the variance of any observation-level random effect.
 
     Parameters
@@ -204,7 +206,10 @@ def r2(model, *, tolerance: float = DEFAULT_TOLERANCE) -> CheckSeries:
     random + residual)`` (fixed and random effects), with the latent-scale
     variances of :func:`variance_components` (Nakagawa, Johnson & Schielzeth
     2017): pi²/3 residual variance for logit models, the lognormal
-    approximation ``log(1 + V(mu) / mu²)`` at the null model's mean for counts.
+    approximation ``log(1 + V(mu) / mu²)`` for counts at ``mu = exp(b0)``, ``b0`` the
+    null model's intercept (insight 0.19's choice; the paper's eq. 5.8 and later
+    insight versions take the null model's mean ``exp(b0 + sigma²/2)``, which gives a
+    smaller residual variance and a higher R²).
 
     Parameters
     ----------

@@ -714,7 +714,7 @@ def test_predict_interval_delta_method():
     D = np.column_stack([np.ones(5), X.to_numpy()])
     V = est.fit_result_.vcov_fixed.to_numpy()
     np.testing.assert_allclose(link["se"], np.sqrt(np.einsum("ni,ij,nj->n", D, V, D)))
-    np.testing.assert_allclose(link["fit"], est.decision_function(X))
+    np.testing.assert_allclose(link["fit"], est.decision_function(X, population="zero"))
     resp = est.predict_interval(X, population="zero")
     np.testing.assert_allclose(resp["lower"], special.expit(link["lower"]))
     np.testing.assert_allclose(resp["upper"], special.expit(link["upper"]))

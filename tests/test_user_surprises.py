@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
+from scipy import special
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_validate
 from sklearn.utils._param_validation import InvalidParameterError
@@ -649,6 +650,38 @@ def test_decision_function_is_the_log_odds_for_every_link(link):
     d = m.decision_function(X, g)
     np.testing.assert_allclose(d, np.log(p1) - np.log1p(-p1), rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(d > 0, m.predict(X, g) == m.classes_[1])
+
+
+@pytest.mark.parametrize("link", ["logit", "cloglog"])
+def test_decision_function_agrees_with_predict_on_new_groups(link):
+    # it was the linear predictor at a random effect of zero, while predict and
+    # predict_proba average over the random effects: with cloglog their signs disagreed
+    # on new groups, and with random slopes roc_auc (which reads decision_function)
+    # ranked new groups' rows otherwise than the probabilities
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(60), 10)
+    t = rng.uniform(-2, 2, len(g))
+    eta = -0.5 + 0.8 * t + rng.normal(0, 2, 60)[g] + rng.normal(0, 0.8, 60)[g] * t
+    p = 1 - np.exp(-np.exp(eta)) if link == "cloglog" else special.expit(eta)
+    y = rng.binomial(1, p)
+    m = _quiet(
+        BinomialGLMM(link=link, random_effects="1 + time").fit,
+        pd.DataFrame({"time": t}),
+        y,
+        groups=g,
+    )
+    new = pd.DataFrame({"time": np.linspace(-6, 6, 121)})
+    for groups in (None, np.full(121, 999)):
+        d = m.decision_function(new, groups)
+        p1 = m.predict_proba(new, groups)[:, 1]
+        np.testing.assert_allclose(d, np.log(p1) - np.log1p(-p1), rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(d > 0, m.predict(new, groups) == m.classes_[1])
+    # population="zero": lme4's re.form = NA, the log-odds at a random effect of zero
+    eta0 = m.predict_interval(new, scale="link", population="zero")["fit"].to_numpy()
+    zero = m.decision_function(new, population="zero")
+    np.testing.assert_allclose(zero, m.fit_result_.family.link.log_odds(eta0), rtol=1e-12)
+    if link == "cloglog":  # the case that disagreed: some rows change sign
+        assert np.any((zero > 0) != (m.decision_function(new) > 0))
 
 
 def test_cloglog_with_labels_says_which_class_it_models():
