@@ -818,8 +818,8 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
     v = clip(v_hat + direction * zc * step)
     outside = None
     for _ in range(40):
-        if v == inside[0]:  # the estimate sits on the bound
-            return v
+        if v == inside[0]:  # the estimate sits on the bound (a flat side's end: that end)
+            return v if bound is None else _at_bound(pm, k, direction, bound)
         z, x = _verified_zeta(prof, k, v, inside[2], zc)
         trace.append((v, z))
         a = abs(z)
@@ -1008,7 +1008,11 @@ def profile_table(est, level, parm=None, n_jobs=None):
     from joblib import Parallel, delayed
 
     pmap = ParamMap(est)
-    wald = wald_table(est, pmap, level)
+    with warnings.catch_warnings():
+        # (the Wald standard errors only size the profiles' first steps here: their
+        # warning, which points to the profile, is not this method's)
+        warnings.simplefilter("ignore", StandardErrorWarning)
+        wald = wald_table(est, pmap, level)
     idx = [k for k, nm in enumerate(pmap.names) if parm is None or nm in parm]
     tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)
     shipped = carrying_data(est)  # joblib workers receive the training data

@@ -21,6 +21,7 @@ from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, anova, compare_m
 from sklearn_glmm import _prediction_variance as pv
 from sklearn_glmm._profile import ParamMap
 from sklearn_glmm.datasets import make_longitudinal
+from sklearn_glmm.exceptions import StandardErrorWarning
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REF_PATH = FIXTURES / "reference.json"
@@ -334,6 +335,27 @@ def test_bootstrap_limits_are_the_percentiles_of_the_reported_replicates():
         lo, hi = percentile_limits(reps[name].to_numpy(), [0.05, 0.95])
         assert ci.loc[name, "lower"] == pytest.approx(lo, rel=1e-12, abs=1e-14)
         assert ci.loc[name, "upper"] == pytest.approx(hi, rel=1e-12, abs=1e-14)
+
+
+def test_bootstrap_warns_of_any_refit_it_drops(monkeypatch):
+    # it warned only above 10 % of the refits: the failures are often the extreme draws,
+    # and dropping them moves a percentile limit inwards without a word
+    import sklearn_glmm._simulate as simulate
+
+    est, _, _ = fitted("binom_trials")
+    refit_many, calls = simulate.refit_many, []
+
+    def one_fails(est, Y, *args, **kwargs):  # (called once per batch of replicates)
+        out = list(refit_many(est, Y, *args, **kwargs))
+        if not calls:
+            out[0] = np.linalg.LinAlgError("a refit that failed")
+        calls.append(len(out))
+        return out
+
+    monkeypatch.setattr(simulate, "refit_many", one_fails)
+    with pytest.warns(UserWarning, match=r"1 of 20 bootstrap refits failed .* other 19"):
+        ci = est.confint(method="bootstrap", n_boot=20, random_state=3)
+    assert ci.attrs["n_failed"] == 1 and len(ci.attrs["replicates"]) == 19
 
 
 # ---------------------------------------------------------------------------------
@@ -950,6 +972,35 @@ def test_a_profile_that_stays_inside_the_cutoff_to_zero_inflations_bound_ends_at
         ci = m.confint(method="profile", parm=["zi_prob"])
     assert ci.loc["zi_prob", "lower"] == 0.0
     assert 0.0 < ci.loc["zi_prob", "estimate"] < ci.loc["zi_prob", "upper"] < 1.0
+
+
+def test_a_zero_inflation_fitted_on_its_bound_has_profile_lower_limit_zero():
+    # the estimate itself on the bound (data without zero inflation): the profile's lower
+    # limit was the bound as it is, expit(-20) = 2e-9, not the 0 it stands for
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(20), 8)
+    x = rng.normal(size=len(g))
+    y = rng.poisson(np.exp(0.7 + 0.3 * x + rng.normal(0, 0.5, 20)[g]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM(zero_inflation=True).fit(pd.DataFrame({"x": x}), y, groups=g)
+        ci = m.confint(method="profile", parm=["zi_prob"])
+    assert ci.loc["zi_prob", "estimate"] < 1e-8  # (on the bound)
+    assert ci.loc["zi_prob", "lower"] == 0.0
+    assert 0.0 < ci.loc["zi_prob", "upper"] < 0.2
+
+
+def test_profile_intervals_do_not_give_the_wald_warning():
+    # a singular fit's SD has no Wald standard error; the profile's interval for it is
+    # finite, and the Wald warning ("... Use method='profile'") is not the profile's
+    X, y, g = _small_counts(sd=0.0, seed=3)
+    m = _quiet_fit(PoissonGLMM(), X, y, g)
+    with pytest.warns(StandardErrorWarning, match="Use method='profile'"):
+        assert m.confint().isna().any(axis=None)  # (the Wald interval of the SD: NaN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StandardErrorWarning)
+        ci = m.confint(method="profile")
+    assert np.isfinite(ci.to_numpy()).all()
 
 
 @pytest.mark.slow
