@@ -1,4 +1,5 @@
-"""R's coding of factors in interactions, for formulaic's model matrices.
+"""R's coding of factors for formulaic's model matrices: in interactions, and of logical
+and ordered factors.
 
 R's ``model.matrix`` codes each factor of a term by its contrasts when the term without
 that factor is empty or contained in an earlier term of the formula (terms ordered by
@@ -20,7 +21,9 @@ from __future__ import annotations
 import functools
 import operator
 
-from formulaic.materializers import PandasMaterializer
+import numpy as np
+import pandas as pd
+from formulaic.materializers import FactorValues, PandasMaterializer
 from formulaic.materializers.types import ScopedFactor, ScopedTerm
 from formulaic.parser.types import Factor
 from interface_meta import override
@@ -46,6 +49,43 @@ def _signature(scoped_terms) -> list:
     ]
 
 
+def _logical_as_factor(value):
+    """An expression's logical values (``I(x > 5)``, ``I(f == "a")``) as R's model matrix
+    reads a logical: a factor with the levels FALSE and TRUE (``I(x > 5)TRUE``; ``0 +
+    I(x > 5)`` and ``I(x > 5):z`` with a column per level), not a 0/1 number, which gives
+    those terms other models. Other values as they are."""
+    if (
+        isinstance(value, FactorValues)
+        and value.__formulaic_metadata__.kind is not Factor.Kind.UNKNOWN
+    ):
+        return value
+    raw = getattr(value, "__wrapped__", value)
+    dtype = getattr(raw, "dtype", None)
+    if dtype is None or not (np.dtype(bool) == dtype or isinstance(dtype, pd.BooleanDtype)):
+        return value
+    if np.ndim(raw) != 1:
+        return value
+    labels = pd.Series(raw).map({True: "TRUE", False: "FALSE"})
+    factor = pd.Categorical(labels, categories=["FALSE", "TRUE"])
+    return pd.Series(factor, index=raw.index) if isinstance(raw, pd.Series) else factor
+
+
+def _ordered_as_polynomial(value):
+    """An ordered categorical column as R's model matrix reads an ordered factor: coded
+    by polynomial contrasts (R's default ``contr.poly``: ``o.L``, ``o.Q``, ...), or by a
+    column per level where R codes it so (``0 + o``); other values as they are. With
+    treatment contrasts the fixed part would be the same model with other coefficients,
+    but a term whose variances are per column (glmmTMB's ``diag(o | g)``, ``(o || g)``)
+    another model."""
+    if not (isinstance(value, pd.Series) and isinstance(value.dtype, pd.CategoricalDtype)):
+        return value
+    if not value.dtype.ordered:
+        return value
+    from formulaic.transforms.contrasts import C, PolyContrasts
+
+    return C(value, PolyContrasts())
+
+
 class RCodingMaterializer(PandasMaterializer):
     """formulaic's pandas materializer with R's coding of factors in interactions.
 
@@ -56,6 +96,16 @@ class RCodingMaterializer(PandasMaterializer):
 
     REGISTER_NAME = "sklearn_glmm_r_coding"
     REGISTER_PRECEDENCE = -1000
+
+    @override
+    def _lookup(self, name):
+        value, variables = super()._lookup(name)
+        return _ordered_as_polynomial(value), variables
+
+    @override
+    def _evaluate(self, expr, metadata, spec):
+        value, variables = super()._evaluate(expr, metadata, spec)
+        return _logical_as_factor(value), variables
 
     @override
     def _get_scoped_terms(self, terms, ensure_full_rank=True):

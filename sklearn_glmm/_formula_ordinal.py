@@ -245,15 +245,15 @@ def _scale_frame(scale, data: pd.DataFrame):
 
 def _complete_in_scale(scale, data: pd.DataFrame) -> np.ndarray:
     """Rows without a missing value in the scale formula's variables."""
-    from .formula import _formulaic, _formulaic_text
+    from .formula import _required
 
     if scale is None:
         return np.ones(len(data), dtype=bool)
     rhs = _scale_rhs(scale)
     if not rhs or "|" in rhs:
         return np.ones(len(data), dtype=bool)
-    variables = _formulaic().Formula(_formulaic_text(rhs, warn=False)).required_variables
-    used = [v for v in variables if v in data.columns]
+    variables = _required([rhs])  # (x.1 is one variable, not x)
+    used = [v for v in data.columns if v in variables]
     return ~data[used].isna().any(axis=1).to_numpy()
 
 

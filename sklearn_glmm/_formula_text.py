@@ -17,6 +17,8 @@ import re
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
+
 from ._warn import user_stacklevel
 
 _OPEN, _CLOSE = "([{", ")]}"
@@ -244,6 +246,37 @@ def _python_powers(text: str) -> str:
         if char == "^" and inside_call:
             chars[pos] = "**"
     return "".join(chars)
+
+
+# an R name with a dot in it (``x.1``, ``site.id``, ``.x``): formulaic's Python would read
+# ``x.1`` as an attribute of ``x`` (or a syntax error inside a call)
+_DOTTED_NAME = re.compile(r"(?<![\w.`])([A-Za-z]\w*(?:\.\w*)+|\.[A-Za-z_][\w.]*)")
+
+
+def _quote_dotted_names(text: str) -> str:
+    """R's variable names with dots in backquotes, as formulaic reads them: ``x.1`` is one
+    variable in R, for formulaic's Python an attribute of ``x`` (its rows dropped where
+    ``x`` is missing, ``log(x.1)`` a syntax error). Left as they are: text in quotes or
+    backquotes, names of calls (``is.na(x)``), keyword arguments (``Boundary.knots =``),
+    R's contrast functions (``contr.sum``) and NumPy's names (``np.pi``)."""
+    outside = np.zeros(len(text), dtype=bool)
+    for pos, _, _ in _scan(text):
+        outside[pos] = True
+    pieces, last = [], 0
+    for match in _DOTTED_NAME.finditer(text):
+        start, end = match.span(1)
+        name = match.group(1)
+        rest = text[end:].lstrip()
+        if (
+            not outside[start:end].all()
+            or name.split(".")[0] in ("contr", "np")
+            or rest.startswith("(")
+            or (rest.startswith("=") and not rest.startswith("=="))
+        ):
+            continue
+        pieces += [text[last:start], f"`{name}`"]
+        last = end
+    return "".join(pieces) + text[last:] if pieces else text
 
 
 # R's C(f, name) reads a bare name as the contrasts function contr.<name>

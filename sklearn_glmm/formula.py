@@ -68,6 +68,7 @@ from ._formula_text import (
     _group_parts,
     _Pieces,
     _python_powers,
+    _quote_dotted_names,
     _r_contrast_names,
     _response_parts,
     _split_formula,
@@ -218,6 +219,40 @@ def _factor(x, levels=None):
     return C(x, levels=levels)
 
 
+def _r_factor():
+    """R's ``factor(x)`` and ``factor(x, levels = c(...))`` (:func:`_factor`), the listed
+    levels that no row of the fitting data holds dropped, as R's model frame drops
+    unused levels (an unused first level would otherwise be the reference, the others'
+    coefficients contrasts against it, and an unused one an all-zero column); the levels
+    kept are the fit's, also for new data."""
+    from formulaic.transforms import stateful_transform
+
+    @stateful_transform
+    def r_factor(x, levels=None, _state=None):
+        if levels is None:
+            return _factor(x)
+        kept = _state.get("levels")
+        if kept is None:
+            values = pd.Series(np.asarray(x, dtype=object))
+            present = pd.Series(list(levels), dtype=object).isin(values.dropna())
+            kept = _state["levels"] = [v for v, p in zip(levels, present) if p]
+        else:
+            values = pd.Series(np.asarray(x, dtype=object))
+            unused = values.isin(list(levels)) & ~values.isin(kept)
+            if unused.any():
+                seen = sorted({str(v) for v in values[unused]})
+                raise _OutsideLevels(
+                    f"factor(..., levels = c(...)): {int(unused.sum())} row(s) have the "
+                    f"level(s) {seen[:10]}, listed in levels but held by no row of the "
+                    f"fitting data, whose unused levels the model dropped (as R's model "
+                    f"frame does); the model knows {list(kept)}. R's predict raises too "
+                    '("factor has new levels").'
+                )
+        return _factor(x, levels=kept)
+
+    return r_factor
+
+
 def _poly():
     """R's ``poly(x, degree, raw)``: formulaic's orthonormal basis (R's numbers, also on new
     data), with raw powers' columns numbered from 1 as R numbers them."""
@@ -277,7 +312,8 @@ def _ns():
 def _relevel():
     """R's ``relevel(f, ref = "b")``: the factor's levels (a categorical's in its order,
     otherwise sorted) with ``ref`` first, treatment-coded against it; the levels are
-    those of the fitting data, kept for new data."""
+    those of the fitting data, kept for new data. A number ``ref`` is a position, as R
+    reads it (``ref = 2``: the second level)."""
     from formulaic.transforms import stateful_transform
 
     @stateful_transform
@@ -292,7 +328,19 @@ def _relevel():
                 found = list(x.cat.categories)
             else:
                 found = sorted(values.dropna().unique(), key=_sort_key)
-            match = [v for v in found if v == ref or str(v) == str(ref)]
+            if isinstance(ref, (int, float, np.number)) and not isinstance(ref, bool):
+                # R reads a number as the level's position (relevel(f, ref = 2): the
+                # second level), not as a level's value
+                if not (float(ref).is_integer() and 1 <= ref <= len(found)):
+                    raise _OutsideLevels(
+                        f"relevel(..., ref = {ref!r}): a number is a level's position, as in "
+                        f"R, and the factor has {len(found)} levels "
+                        f"({[str(v) for v in found][:20]}). Give a position from 1 to "
+                        f'{len(found)}, or the level\'s text (ref = "{found[0]}").'
+                    )
+                match = [found[int(ref) - 1]]
+            else:
+                match = [v for v in found if v == ref or str(v) == str(ref)]
             if ref is None or not match:
                 raise _OutsideLevels(
                     f"relevel(..., ref = {ref!r}): {ref!r} is not a level of the factor "
@@ -321,7 +369,7 @@ def _context() -> dict[str, Any]:
     return {
         "np": np,
         "contr": RContrasts,
-        "factor": _factor,
+        "factor": _r_factor(),
         "c": _c,
         "poly": _poly(),
         "relevel": _relevel(),
@@ -346,7 +394,7 @@ def _formulaic_text(rhs: str, warn: bool = True) -> str:
     _check_r_operators(rhs)
     if warn:
         _warn_crossed_variable(rhs)
-    return _python_powers(_r_contrast_names(rhs))
+    return _python_powers(_r_contrast_names(_quote_dotted_names(rhs)))
 
 
 def _model_matrix(rhs: str, data: pd.DataFrame, states: dict | None = None):
@@ -383,9 +431,8 @@ def _all_rows_states(rhs: str, data: pd.DataFrame) -> dict:
             expr = str(factor.expr)
             if not expr.startswith(_LEARNT_ON_ALL_ROWS) or expr in states:
                 continue
-            try:
-                names = {n.id for n in ast.walk(ast.parse(expr)) if isinstance(n, ast.Name)}
-            except SyntaxError:
+            names = _expression_names(expr)
+            if expr in names:  # (not parsed: every column's rows)
                 names = set(data.columns)
             own = [v for v in data.columns if v in names]
             rows = data[own].notna().all(axis=1).to_numpy()
@@ -399,8 +446,15 @@ def _all_rows_states(rhs: str, data: pd.DataFrame) -> dict:
 
 def _r_name(column: str) -> str:
     """R's name for a formulaic column: ``trt[T.treat]:sex[T.male]`` -> ``trttreat:sexmale``,
-    ``I(time ** 2)`` -> ``I(time^2)``."""
-    return _LEVEL.sub(r"\1", str(column)).replace(" ** ", "^")
+    ``I(time ** 2)`` -> ``I(time^2)``, ``log(`x.1`)`` -> ``log(x.1)`` (R backquotes only
+    names that are not syntactic)."""
+    name = _LEVEL.sub(r"\1", str(column)).replace(" ** ", "^")
+    return _SYNTACTIC_QUOTED.sub(r"\1", name) if "`" in name else name
+
+
+# a backquoted name R writes without quotes (letters, digits, dots and underscores, not
+# starting with a digit, an underscore or a dot and a digit)
+_SYNTACTIC_QUOTED = re.compile(r"`((?:[A-Za-z]|\.(?![0-9]))[\w.]*)`")
 
 
 def _r_frame(matrix) -> tuple[pd.DataFrame, bool]:
@@ -436,16 +490,15 @@ def _evaluate(expr: str, data: pd.DataFrame) -> pd.Series:
 def _required(texts: list[str]) -> set[str]:
     """Names the formula texts use (callers intersect them with the data's columns).
 
-    formulaic's ``required_variables`` leaves out the arguments of its stateful transforms
-    (``time`` in ``poly(time, 2)``, ``w`` in ``center(w)``), so every factor's expression
-    is read for the names it uses.
+    Every factor's expression is read for the names it uses: formulaic's
+    ``required_variables`` leaves out the arguments of its stateful transforms (``time``
+    in ``poly(time, 2)``) and reads a name with a dot, ``x.1`` (backquoted or not), as
+    ``x``, whose missing values would drop rows the model does not read.
     """
     formulaic = _formulaic()
     names = set()
     for text in texts:
-        formula = formulaic.Formula(_formulaic_text(text, warn=False))
-        names |= set(formula.required_variables)
-        for term in formula:
+        for term in formulaic.Formula(_formulaic_text(text, warn=False)):
             for factor in term.factors:
                 names |= _expression_names(factor.expr)
     return names
@@ -456,10 +509,14 @@ def _expression_names(expr: str) -> set[str]:
     backquotes (a column name with spaces) is one name."""
     quoted = set(re.findall(r"`([^`]*)`", expr))
     try:
-        tree = ast.parse(re.sub(r"`[^`]*`", "_", expr), mode="eval")
+        tree = ast.parse(re.sub(r"`[^`]*`", _QUOTED, expr), mode="eval")
     except SyntaxError:
         return quoted | {expr}
-    return quoted | {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return quoted | (names - {_QUOTED})
+
+
+_QUOTED = "_backquoted_name_"  # (stands for a backquoted name while the rest is parsed)
 
 
 def _variables(pieces: _Pieces) -> set[str]:
@@ -847,7 +904,9 @@ def _parse(
     random_only = _random_only(pieces.bars, data.loc[keep], list(X.columns))
     if random_only:  # after the fixed-effect columns, as the estimator appends them
         X = X.assign(**{v: time_values(data.loc[keep, v]) for v in random_only})
-    bar_frame, bar_specs = _bar_only_columns(pieces.bars, design_rows, list(X.columns))
+    bar_frame, bar_specs = _bar_only_columns(
+        pieces.bars, design_rows, list(X.columns), None if keep.all() else data
+    )
     if bar_specs:
         X = pd.concat([X, bar_frame], axis=1)
         random_only = random_only + tuple(bar_frame.columns)
@@ -869,17 +928,19 @@ def _parse(
     return design, keep
 
 
-def _bar_only_columns(bars, data: pd.DataFrame, fixed_names: list[str]):
+def _bar_only_columns(bars, data: pd.DataFrame, fixed_names: list[str], all_rows=None):
     """Columns of the random-effect terms' own model matrices that the fixed part lacks
     (lme4's ``y ~ x + f + (0 + f | id)``: the reference level's column; ``(0 + z | id)``
     without ``z`` in the fixed part), as the estimator's random-only columns: their
     frame and ``((spec, columns), ...)`` to rebuild them on new data. Structured terms
-    read their time variable instead (:func:`_random_only`)."""
+    read their time variable instead (:func:`_random_only`). ``all_rows``: the data
+    before rows were dropped, where the basis transforms learn (as the fixed part's)."""
     frames, specs, taken = [], [], set(fixed_names)
     for bar in bars:
         if bar.structure is not None or bar.lhs == "1":
             continue
-        matrix = _model_matrix(bar.lhs, data)
+        states = None if all_rows is None else _all_rows_states(bar.lhs, all_rows)
+        matrix = _model_matrix(bar.lhs, data, states)
         frame, _ = _r_frame(matrix)
         absent = [c for c in frame.columns if c not in taken]
         if not absent:

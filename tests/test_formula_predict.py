@@ -590,3 +590,58 @@ def test_basis_transforms_learn_from_every_row_as_r_does(kind):
     # coefficients' agreement with R's optimiser, times the basis' size)
     q = pd.DataFrame({"age": [15.0, 30.0, 55.0, 79.0], "z": 0.0, "g": np.nan})
     np.testing.assert_allclose(m.predict(q, type="link", re_form="NA"), ref["new_link"], atol=1e-4)
+
+
+def _spellings():
+    from pathlib import Path
+
+    d = pd.read_csv(Path(__file__).parent / "fixtures" / "formula_spellings" / "spellings.csv")
+    d["o"] = pd.Categorical(d["o"], categories=["low", "mid", "high"], ordered=True)
+    return d
+
+
+def test_new_data_read_as_the_fit_read_r_spellings():
+    # tests/fixtures/formula_spellings: the fits are R's; new data are coded as the fit's
+    d = _spellings()
+    new = d.head(8).copy()
+    # a name with a dot reads that column alone: new data need no column x, and its
+    # missing values do not make predictions missing
+    m = _quiet(glmer, "y ~ log(z.2) + poly(x.1, 2) + (1 | g)", d, family="binomial")
+    p = m.predict(new.drop(columns="x"), type="link", re_form="NA")
+    assert np.isfinite(p).all()
+    np.testing.assert_allclose(p, m.predict(new, type="link", re_form="NA"))
+    # an ordered factor: polynomial contrasts in new data too, one level or all
+    m = _quiet(glmer, "y ~ w + o + (1 | g)", d, family="binomial")
+    one = new.assign(o=pd.Categorical(["mid"] * 8, categories=["low", "mid", "high"], ordered=True))
+    X = design_matrix(m._formula.model_spec, one)
+    np.testing.assert_allclose(
+        X[["o.L", "o.Q"]].to_numpy(), [[0.0, -np.sqrt(2 / 3)]] * 8, atol=1e-12
+    )
+    # a logical expression: both levels known, whatever new data hold
+    m = _quiet(glmer, "y ~ 0 + I(w > 0.5) + (1 | g)", d, family="binomial")
+    low = new.assign(w=-1.0)
+    b = m.fixed_effects_["estimate"]
+    np.testing.assert_allclose(m.predict(low, type="link", re_form="NA"), b["I(w > 0.5)FALSE"])
+
+
+def test_factor_levels_unused_at_fit_and_relevel_positions():
+    d = _spellings()
+    m = _quiet(
+        glmer, "y ~ w + factor(f, levels = c('Z', 'a', 'b', 'c')) + (1 | g)", d, family="binomial"
+    )
+    names = list(m.fixed_effects_.index)
+    assert names[2:] == [
+        "factor(f, levels=c('Z', 'a', 'b', 'c'))b",
+        "factor(f, levels=c('Z', 'a', 'b', 'c'))c",
+    ]
+    # a level no row of the fit held is none of the model's: new data with it raise, as R's
+    with pytest.raises(
+        ValueError, match=r"level\(s\) \['Z'\], listed in levels but held by no row"
+    ):
+        m.predict(d.head(3).assign(f="Z"), re_form="NA")
+    # relevel(ref = <number>) is the level at that position (k's levels 2, 5, 7: "5")
+    two = _quiet(glmer, "y ~ w + relevel(factor(k), ref = 2) + (1 | g)", d, family="binomial")
+    five = _quiet(glmer, "y ~ w + relevel(factor(k), ref = '5') + (1 | g)", d, family="binomial")
+    np.testing.assert_allclose(two.fixed_effects_["estimate"], five.fixed_effects_["estimate"])
+    with pytest.raises(ValueError, match="a number is a level's position, as in R"):
+        glmer("y ~ w + relevel(factor(k), ref = 7) + (1 | g)", d, family="binomial")
