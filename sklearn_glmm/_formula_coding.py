@@ -86,26 +86,23 @@ def _ordered_as_polynomial(value):
     return C(value, PolyContrasts())
 
 
-class RCodingMaterializer(PandasMaterializer):
-    """formulaic's pandas materializer with R's coding of factors in interactions.
+# the name under which the model specs of earlier versions recorded their materializer:
+# R's coding of interactions only (ordered factors treatment-coded, logical expressions
+# numbers); their pickled models predict as they were fitted
+LEGACY_CODING = "sklearn_glmm_r_coding"
+
+
+class InteractionCodingMaterializer(PandasMaterializer):
+    """formulaic's pandas materializer with R's coding of factors in interactions: the
+    coding of model specs made by earlier versions (:data:`LEGACY_CODING`).
 
     Registered under its own name (a model spec records its materializer by name), not
     for an input type and below every other materializer's precedence: only the specs
     that name it use it.
     """
 
-    REGISTER_NAME = "sklearn_glmm_r_coding"
+    REGISTER_NAME = LEGACY_CODING
     REGISTER_PRECEDENCE = -1000
-
-    @override
-    def _lookup(self, name):
-        value, variables = super()._lookup(name)
-        return _ordered_as_polynomial(value), variables
-
-    @override
-    def _evaluate(self, expr, metadata, spec):
-        value, variables = super()._evaluate(expr, metadata, spec)
-        return _logical_as_factor(value), variables
 
     @override
     def _get_scoped_terms(self, terms, ensure_full_rank=True):
@@ -154,3 +151,21 @@ class RCodingMaterializer(PandasMaterializer):
             out.append((term, [ScopedTerm(factors=scoped, scale=scale)]))
             earlier.append(names)
         return out
+
+
+class RCodingMaterializer(InteractionCodingMaterializer):
+    """R's coding of factors in interactions, of logical expressions (a FALSE/TRUE
+    factor) and of ordered factors (polynomial contrasts): the specs this version makes."""
+
+    REGISTER_NAME = "sklearn_glmm_r_coding_2"
+    REGISTER_PRECEDENCE = -1000
+
+    @override
+    def _lookup(self, name):
+        value, variables = super()._lookup(name)
+        return _ordered_as_polynomial(value), variables
+
+    @override
+    def _evaluate(self, expr, metadata, spec):
+        value, variables = super()._evaluate(expr, metadata, spec)
+        return _logical_as_factor(value), variables

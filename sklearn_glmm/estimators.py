@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import _BaseGLMM
 from ._engine.blocks import rows_of
 from ._engine.families import make_family
+from ._engine.families.base import log_odds_over_normal
 from ._validation import check_class_labels, check_counts, check_rows_aligned, check_trials
 from ._warn import user_stacklevel
 
@@ -434,16 +435,8 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         link = self.fit_result_.family.link
         odds = link.log_odds(eta)
         averaged = var > 0.0
-        if averaged.any():
-            extra = self._family_values(X)
-            rows = [np.asarray(e)[averaged] if np.ndim(e) else e for e in extra]
-            e, v = eta[averaged], var[averaged]
-            p = self._mean(e, v, rows)
-            # the other class's probability by the link's symmetry where it has one
-            # (no cancellation in 1 - p near 1)
-            q = self._mean(-e, v, rows) if link.symmetric else 1.0 - p
-            with np.errstate(divide="ignore"):
-                odds[averaged] = np.log(p) - np.log(q)
+        if averaged.any():  # (the binomial families' mean per trial is the inverse link's)
+            odds[averaged] = log_odds_over_normal(link, eta[averaged], var[averaged])
         return odds if getattr(self, "_pos_index", 1) == 1 else -odds
 
     def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):

@@ -195,8 +195,9 @@ def _our_errors():
         raise cause from None
 
 
-def _factor(x, levels=None):
-    """R's ``factor(x)`` and ``factor(x, levels = c(...))``: treatment-coded levels.
+def _factor(x, levels=None, contrasts=None):
+    """R's ``factor(x)`` and ``factor(x, levels = c(...))``: treatment-coded levels (or
+    ``contrasts``).
 
     A value outside ``levels`` raises: R makes it NA and drops its row, while the
     coding would otherwise give it the reference level's all-zero row.
@@ -204,7 +205,7 @@ def _factor(x, levels=None):
     from formulaic.transforms import C
 
     if levels is None:
-        return C(x)
+        return C(x, contrasts)
     levels = list(levels)
     values = pd.Series(np.asarray(x, dtype=object))
     outside = ~(values.isin(levels) | values.isna())
@@ -216,7 +217,16 @@ def _factor(x, levels=None):
             "missing values (and a fit drops their rows); drop those rows from the data "
             "(or list every level) for the same model."
         )
-    return C(x, levels=levels)
+    return C(x, contrasts, levels=levels)
+
+
+def _r_text(value) -> str:
+    """A level's text as R writes it: ``TRUE``/``FALSE``, whole numbers without ``.0``."""
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _r_factor():
@@ -224,21 +234,41 @@ def _r_factor():
     levels that no row of the fitting data holds dropped, as R's model frame drops
     unused levels (an unused first level would otherwise be the reference, the others'
     coefficients contrasts against it, and an unused one an all-zero column); the levels
-    kept are the fit's, also for new data."""
+    kept are the fit's, also for new data. ``factor()`` of an ordered factor is ordered,
+    as in R: polynomial contrasts (whatever kind of column new data give)."""
     from formulaic.transforms import stateful_transform
+    from formulaic.transforms.contrasts import PolyContrasts
 
     @stateful_transform
     def r_factor(x, levels=None, _state=None):
+        if "ordered" not in _state:  # (the fit)
+            dtype = getattr(x, "dtype", None)
+            _state["ordered"] = bool(getattr(dtype, "ordered", False))
+        contrasts = PolyContrasts() if _state["ordered"] else None
         if levels is None:
-            return _factor(x)
+            return _factor(x, contrasts=contrasts)
         kept = _state.get("levels")
         if kept is None:
+            # matched by their text, as R's factor() matches (7 is the level "7", TRUE
+            # the level "TRUE" of a logical column), kept as the values the rows hold
             values = pd.Series(np.asarray(x, dtype=object))
-            present = pd.Series(list(levels), dtype=object).isin(values.dropna())
-            kept = _state["levels"] = [v for v, p in zip(levels, present) if p]
+            by_text = {_r_text(v): v for v in values.dropna().unique()}
+            listed = dict.fromkeys(_r_text(v) for v in levels)
+            kept = _state["levels"] = [by_text[t] for t in listed if t in by_text]
+            if not kept:
+                present = values.dropna()
+                shown = sorted({str(v) for v in present})[:10]
+                kind = type(present.iloc[0]).__name__ if len(present) else "none"
+                raise _OutsideLevels(
+                    f"factor(..., levels = c(...)): no row holds any of the levels {levels} "
+                    f"(the values are {shown}, of type {kind}): give the levels as the "
+                    "column holds them (numbers for a numeric column, text for text)."
+                )
         else:
             values = pd.Series(np.asarray(x, dtype=object))
-            unused = values.isin(list(levels)) & ~values.isin(kept)
+            texts = values.map(_r_text, na_action="ignore")
+            listed, known = [_r_text(v) for v in levels], [_r_text(v) for v in kept]
+            unused = texts.isin(listed) & ~texts.isin(known)
             if unused.any():
                 seen = sorted({str(v) for v in values[unused]})
                 raise _OutsideLevels(
@@ -248,7 +278,7 @@ def _r_factor():
                     f"frame does); the model knows {list(kept)}. R's predict raises too "
                     '("factor has new levels").'
                 )
-        return _factor(x, levels=kept)
+        return _factor(x, levels=kept, contrasts=contrasts)
 
     return r_factor
 
@@ -339,6 +369,17 @@ def _relevel():
                         f'{len(found)}, or the level\'s text (ref = "{found[0]}").'
                     )
                 match = [found[int(ref) - 1]]
+                same = [v for v in found if _r_text(v) == _r_text(ref)]
+                if same and same[0] != match[0]:
+                    warnings.warn(
+                        f"relevel(..., ref = {ref!r}) reads a number as a position, as R "
+                        f"does: the reference level is the one at position {int(ref)}, "
+                        f"{match[0]!r}, not the level {same[0]!r} (levels "
+                        f"{[str(v) for v in found][:10]}). "
+                        f'For that level write ref = "{_r_text(same[0])}".',
+                        UserWarning,
+                        stacklevel=user_stacklevel(),
+                    )
             else:
                 match = [v for v in found if v == ref or str(v) == str(ref)]
             if ref is None or not match:
@@ -362,14 +403,16 @@ def _c(*values):
     return list(values)
 
 
-def _context() -> dict[str, Any]:
-    """Names formulas may use besides the data columns and formulaic's transforms."""
+def _context(legacy: bool = False) -> dict[str, Any]:
+    """Names formulas may use besides the data columns and formulaic's transforms
+    (``legacy``: for a model spec of an earlier version, :data:`LEGACY_CODING`, whose
+    ``factor(levels=)`` kept every listed level and read no ordered factor)."""
     from ._formula_contrasts import RContrasts
 
     return {
         "np": np,
         "contr": RContrasts,
-        "factor": _r_factor(),
+        "factor": _factor if legacy else _r_factor(),
         "c": _c,
         "poly": _poly(),
         "relevel": _relevel(),
@@ -1070,6 +1113,8 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
     _formulaic()
     from formulaic.errors import DataMismatchWarning
 
+    from ._formula_coding import LEGACY_CODING
+
     data = _fitted_kinds(model_spec, _r_factors(data))
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataMismatchWarning)
@@ -1077,7 +1122,8 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
             with _our_errors():
                 # a copy: formulaic updates the spec's encoder state in place
                 spec = copy.deepcopy(model_spec)
-                matrix = spec.get_model_matrix(data, context=_context())
+                legacy = getattr(spec, "materializer", None) == LEGACY_CODING
+                matrix = spec.get_model_matrix(data, context=_context(legacy))
         except DataMismatchWarning as exc:
             raise ValueError(_new_levels_message(model_spec, exc)) from None
     return _r_frame(matrix)[0]
@@ -1102,7 +1148,11 @@ def _fitted_kinds(model_spec, data: pd.DataFrame) -> pd.DataFrame:
             changed.update(_numbers_from_text(name, levels, data))
         if name not in data.columns:
             continue
-        col = data[name]
+        col = changed.get(name, data[name])
+        ordered = _ordered_in_fit(info)
+        if ordered is not None:  # a column the fit read as it was (not through a call)
+            changed.update(_as_fitted_factor(name, col, levels, ordered))
+            col = changed.get(name, col)
         if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
             continue
         if isinstance(col.dtype, pd.CategoricalDtype):
@@ -1118,6 +1168,33 @@ def _fitted_kinds(model_spec, data: pd.DataFrame) -> pd.DataFrame:
             "with the fitted levels). R: 'contrasts apply only to factors'."
         )
     return data.assign(**changed) if changed else data
+
+
+def _ordered_in_fit(info) -> bool | None:
+    """Whether a factor of a model spec was read as ordered (polynomial contrasts) or not
+    (other contrasts), from its encoder state; None where the state does not say."""
+    from formulaic.transforms.contrasts import PolyContrasts
+
+    contrasts = getattr((info or {}).get("contrasts"), "contrasts", None)
+    if contrasts is None:
+        return None
+    return isinstance(contrasts, PolyContrasts)
+
+
+def _as_fitted_factor(name: str, col: pd.Series, levels: list, ordered: bool) -> dict:
+    """A data column of new data as the fit read it: ordered (polynomial contrasts) or
+    not, whichever kind of column new data give (text from a file for an ordered fit, an
+    ordered Categorical for a fit from text), as R's predict codes new data by the fit's
+    contrasts. Values outside the fitted levels are left to raise there."""
+    is_cat = isinstance(col.dtype, pd.CategoricalDtype)
+    if is_cat and bool(col.dtype.ordered) == ordered:
+        return {}
+    if not ordered:
+        return {name: col.cat.as_unordered()} if is_cat else {}
+    present = col[col.notna()]
+    if not len(levels) or not pd.Series(present.to_numpy(dtype=object)).isin(levels).all():
+        return {}
+    return {name: pd.Categorical(col.to_numpy(dtype=object), categories=levels, ordered=True)}
 
 
 def _check_finite_design(X: pd.DataFrame) -> None:

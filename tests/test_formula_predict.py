@@ -645,3 +645,79 @@ def test_factor_levels_unused_at_fit_and_relevel_positions():
     np.testing.assert_allclose(two.fixed_effects_["estimate"], five.fixed_effects_["estimate"])
     with pytest.raises(ValueError, match="a number is a level's position, as in R"):
         glmer("y ~ w + relevel(factor(k), ref = 7) + (1 | g)", d, family="binomial")
+
+
+def test_factor_of_an_ordered_factor_is_ordered_and_new_data_take_the_fit_s_kind():
+    # R's factor() keeps an ordered factor ordered: polynomial contrasts, which glmmTMB's
+    # diag() reads (it was treatment-coded: another model there)
+    from sklearn_glmm.formula import glmmTMB
+
+    d = _spellings()
+    bare = _quiet(glmmTMB, "y ~ w + diag(o | g)", d, family="binomial")
+    called = _quiet(glmmTMB, "y ~ w + diag(factor(o) | g)", d, family="binomial")
+    assert called.loglik_ == pytest.approx(bare.loglik_, abs=1e-8)
+    m = _quiet(glmer, "y ~ w + factor(o) + (1 | g)", d, family="binomial")
+    assert list(m.fixed_effects_.index)[2:] == ["factor(o).L", "factor(o).Q"]
+    # new data give the factor as text (read from a file) or unordered: coded as fitted
+    new = d.head(12)
+    as_text = new.assign(o=new["o"].astype(str))
+    unordered = new.assign(o=new["o"].cat.as_unordered())
+    for model in (m, _quiet(glmer, "y ~ w + o + (1 | g)", d, family="binomial")):
+        want = model.predict(new, type="link", re_form="NA")
+        for other in (as_text, unordered):
+            np.testing.assert_allclose(model.predict(other, type="link", re_form="NA"), want)
+    # fitted from text, given an ordered factor: treatment-coded as fitted
+    text = _quiet(glmer, "y ~ w + o + (1 | g)", d.assign(o=d["o"].astype(str)), family="binomial")
+    np.testing.assert_allclose(
+        text.predict(new, type="link", re_form="NA"),
+        text.predict(as_text, type="link", re_form="NA"),
+    )
+
+
+def test_factor_levels_are_matched_by_their_text_as_r_does():
+    d = _spellings()
+    by_number = _quiet(
+        glmer, "y ~ w + factor(k, levels = c(7, 5, 2)) + (1 | g)", d, family="binomial"
+    )
+    by_text = _quiet(
+        glmer, "y ~ w + factor(k, levels = c('7', '5', '2')) + (1 | g)", d, family="binomial"
+    )
+    np.testing.assert_allclose(
+        by_text.fixed_effects_["estimate"].to_numpy(),
+        by_number.fixed_effects_["estimate"].to_numpy(),
+    )
+    with pytest.raises(ValueError, match="no row holds any of the levels"):
+        glmer("y ~ w + factor(k, levels = c('x', 'y')) + (1 | g)", d, family="binomial")
+    with pytest.warns(UserWarning, match="reads a number as a position, as R does"):
+        glmer("y ~ w + relevel(factor(k), ref = 2) + (1 | g)", d, family="binomial")
+
+
+def test_model_specs_of_earlier_versions_predict_as_they_were_fitted():
+    # a spec recorded under the earlier materializer's name (a model pickled before
+    # ordered factors took polynomial contrasts and factor(levels=) dropped unused levels)
+    # is applied with that version's coding: the same columns as when it was fitted
+    import formulaic
+
+    from sklearn_glmm import formula as formula_module
+    from sklearn_glmm._formula_coding import LEGACY_CODING, InteractionCodingMaterializer
+
+    d = _spellings().assign(b=lambda t: t["w"] > 0.5)
+    rhs = "w + o + factor(f, levels=c('Z', 'a', 'b', 'c')) + I(w > 0.5)"
+    spec = formulaic.ModelSpec(formula=rhs, materializer=InteractionCodingMaterializer)
+    fitted = formulaic.model_matrix(spec, d, context=formula_module._context(legacy=True))
+    assert fitted.model_spec.materializer == LEGACY_CODING
+    new = d.iloc[[3, 1, 4, 1, 5]]
+    got = design_matrix(fitted.model_spec, new)
+    want = formulaic.model_matrix(
+        fitted.model_spec, new, context=formula_module._context(legacy=True)
+    )
+    assert list(got.columns) == [
+        "w",
+        "omid",
+        "ohigh",
+        "factor(f, levels=c('Z', 'a', 'b', 'c'))a",
+        "factor(f, levels=c('Z', 'a', 'b', 'c'))b",
+        "factor(f, levels=c('Z', 'a', 'b', 'c'))c",
+        "I(w > 0.5)",
+    ]
+    np.testing.assert_allclose(got.to_numpy(), np.asarray(want)[:, 1:])

@@ -684,6 +684,34 @@ def test_decision_function_agrees_with_predict_on_new_groups(link):
         assert np.any((zero > 0) != (m.decision_function(new) > 0))
 
 
+def test_new_groups_log_odds_stay_finite_and_exact_in_the_tails():
+    # the averaged probability of a cloglog model rounds to 1 where the linear predictor
+    # passes ~9: log(p) - log(1 - p) was +inf there (roc_auc then raised); each of p and
+    # 1 - p is now summed on the log scale, checked here by quadrature of each integrand
+    # scaled by its peak
+    from scipy import integrate, optimize
+
+    from sklearn_glmm._engine.families.base import log_odds_over_normal
+    from sklearn_glmm._engine.links import CLogLogLink, LogitLink, ProbitLink
+
+    def log_mean(log_f, eta, sd):
+        def g(z):
+            return log_f(eta + sd * z) - 0.5 * z * z
+
+        peak = -optimize.minimize_scalar(lambda z: -g(z), bounds=(-40, 40), method="bounded").fun
+        val, _ = integrate.quad(lambda z: np.exp(g(z) - peak), -40, 40, points=[0.0], limit=400)
+        return peak + np.log(val / np.sqrt(2 * np.pi))
+
+    for link in (CLogLogLink(), LogitLink(), ProbitLink()):
+        for eta, sd in [(-3.0, 0.7), (2.0, 1.0), (9.0, 2.0), (15.0, 1.0), (30.0, 3.0)]:
+            got = log_odds_over_normal(link, np.array([eta]), np.array([sd * sd]))[0]
+            want = log_mean(lambda e, k=link: k.log_probabilities(e)[0], eta, sd) - log_mean(
+                lambda e, k=link: k.log_probabilities(e)[1], eta, sd
+            )
+            assert np.isfinite(got)
+            assert got == pytest.approx(want, rel=1e-6, abs=1e-6), (link.name, eta, sd)
+
+
 def test_cloglog_with_labels_says_which_class_it_models():
     X, y, g = _binary_link_data()
     labels = np.where(y, "event", "none")

@@ -63,6 +63,12 @@ class Link:
         mu = self.inverse(eta)
         return np.log(mu) - np.log1p(-mu)
 
+    def log_probabilities(self, eta):
+        """``(log mu, log(1 - mu))`` at ``eta`` for a probability ``mu`` (binary links),
+        each without cancellation or underflow where the other is near 1."""
+        mu = self.inverse(eta)
+        return np.log(mu), np.log1p(-mu)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -97,6 +103,10 @@ class LogitLink(Link):
     def log_odds(self, eta):
         return np.asarray(eta, dtype=float)
 
+    def log_probabilities(self, eta):
+        eta = np.asarray(eta, dtype=float)
+        return -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
+
 
 class ProbitLink(Link):
     """``eta = Phi^{-1}(mu)``: a latent normal threshold model."""
@@ -118,6 +128,10 @@ class ProbitLink(Link):
     def log_odds(self, eta):
         eta = np.asarray(eta, dtype=float)
         return special.log_ndtr(eta) - special.log_ndtr(-eta)  # no cancellation in the tails
+
+    def log_probabilities(self, eta):
+        eta = np.asarray(eta, dtype=float)
+        return special.log_ndtr(eta), special.log_ndtr(-eta)
 
 
 class CLogLogLink(Link):
@@ -143,6 +157,15 @@ class CLogLogLink(Link):
         # log(mu) = log(1 - exp(-e)), log(1 - mu) = -e with e = exp(eta)
         e = np.exp(np.minimum(np.asarray(eta, dtype=float), _ETA_MAX))
         return np.log(-np.expm1(-e)) + e
+
+    def log_probabilities(self, eta):
+        # log(1 - exp(-e)) is eta - e / 2 to rounding where e is tiny (and e itself may
+        # underflow there); log(1 - mu) = -e
+        eta = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX)
+        e = np.exp(eta)
+        with np.errstate(divide="ignore"):
+            log_mu = np.where(e < 1e-10, eta - e / 2.0, np.log(-np.expm1(-e)))
+        return log_mu, -e
 
 
 class LogLink(Link):

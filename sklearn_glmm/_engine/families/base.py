@@ -283,6 +283,74 @@ def over_nodes(fn, eta, sd, rule, extra):
     return out.reshape(eta.shape)
 
 
+def log_odds_over_normal(link, eta, var) -> np.ndarray:
+    """``log(p / (1 - p))`` of the probability ``p = E[mu(eta + sd z)]`` averaged over
+    the normal ``z`` (a binary link's ``mu``), ``p`` and ``1 - p`` each on the log scale:
+    finite and accurate where ``1 - p`` rounds to 0 (a cloglog probability at a linear
+    predictor of 9).
+
+    By the rules of :meth:`Family.mean_over_normal` (so that the sign is that of
+    ``p - 1/2`` from the probability the predictions use); where either probability is
+    below ``_TAIL``, whose integrand then peaks far in the normal's tail, beyond those
+    rules' nodes, each is taken by an adaptive Gauss-Hermite rule centred at its
+    integrand's peak (:func:`_adaptive_log_mean`)."""
+    eta = np.asarray(eta, dtype=float).reshape(-1)
+    sd = np.sqrt(np.broadcast_to(np.clip(np.asarray(var, dtype=float), 0.0, None), eta.shape))
+    log_p, log_q = np.empty(eta.shape), np.empty(eta.shape)
+    wide = sd > _GH_MAX_SD
+    for rows in (np.flatnonzero(~wide), np.flatnonzero(wide)):
+        if not len(rows):
+            continue
+        z, w = normal_rule(float(sd[rows].max()))
+        with np.errstate(divide="ignore"):
+            log_w = np.log(w)
+        step = max(1, _NODE_CELLS // len(z))
+        for i in range(0, len(rows), step):
+            part = rows[i : i + step]
+            log_mu, log_rest = link.log_probabilities(eta[part, None] + sd[part, None] * z)
+            log_p[part] = special.logsumexp(log_mu + log_w, axis=1)
+            log_q[part] = special.logsumexp(log_rest + log_w, axis=1)
+    tail = np.flatnonzero((np.minimum(log_p, log_q) < np.log(_TAIL)) & (sd > 0))
+    if len(tail):
+        e, s = eta[tail], sd[tail]
+        log_p[tail] = _adaptive_log_mean(lambda x: link.log_probabilities(x)[0], e, s)
+        log_q[tail] = _adaptive_log_mean(lambda x: link.log_probabilities(x)[1], e, s)
+    return log_p - log_q
+
+
+_TAIL = 1e-8  # a probability below it is averaged by the adaptive rule (log_odds_over_normal)
+_ADAPTIVE_NODES = hermegauss(32)
+
+
+def _adaptive_log_mean(log_f, eta, sd) -> np.ndarray:
+    """``log E[f(eta + sd z)]`` over the standard normal ``z`` for a log-concave ``f``
+    given by ``log_f``: Gauss-Hermite nodes centred at the peak ``z*`` of
+    ``g(z) = log f(eta + sd z) - z^2 / 2`` (Newton's method on its central differences;
+    ``g`` is strictly concave) and scaled by ``1 / sqrt(-g''(z*))``, summed on the log
+    scale, so that a mean of 1e-40 whose mass lies 15 SDs out is found as exactly as
+    one of 0.5."""
+
+    def g(z):
+        return log_f(eta[:, None] + sd[:, None] * z) - 0.5 * z * z
+
+    h = 1e-4
+    z = np.zeros(len(eta))
+    for _ in range(100):
+        lo, mid, hi = g(np.column_stack([z - h, z, z + h])).T
+        slope = (hi - lo) / (2.0 * h)
+        curve = np.minimum((hi - 2.0 * mid + lo) / (h * h), -1.0)
+        step = np.clip(-slope / curve, -5.0, 5.0)
+        z = z + step
+        if np.all(np.abs(step) < 1e-10 * (1.0 + np.abs(z))):
+            break
+    lo, mid, hi = g(np.column_stack([z - h, z, z + h])).T
+    scale = 1.0 / np.sqrt(-np.minimum((hi - 2.0 * mid + lo) / (h * h), -1.0))
+    x, w = _ADAPTIVE_NODES
+    nodes = z[:, None] + scale[:, None] * x
+    terms = g(nodes) + 0.5 * x * x + np.log(w)
+    return np.log(scale) + special.logsumexp(terms, axis=1) - 0.5 * np.log(2.0 * np.pi)
+
+
 def normal_rule(top_sd: float, growth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``z`` and weights ``w`` (summing to 1) of the rule that averages a function
     of ``eta + sd z`` over the standard normal ``z`` for every SD up to ``top_sd``
