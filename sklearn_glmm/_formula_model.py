@@ -143,6 +143,22 @@ def _population(population, zero: bool) -> str:
     return "marginal" if population is None else population
 
 
+def _warn_no_groups(state) -> None:
+    """Warn that data without the grouping column(s) are predicted at the population
+    level: lme4 raises there ("object not found") unless ``re.form = NA``."""
+    if not state.group_variables:
+        return
+    warnings.warn(
+        f"The data hold none of the grouping column(s) {list(state.group_variables)}: "
+        "every row is predicted at the population level (averaged over the random "
+        "effects; at random effects of zero for type='link'). Pass the grouping column(s) "
+        "for predictions conditional on the groups, "
+        "or re_form=NA or population='marginal' to ask for population-level predictions.",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 class _RawDataPredictions:
     """Prediction methods that read a formula's variables from a DataFrame (see the module)."""
 
@@ -195,8 +211,10 @@ class _RawDataPredictions:
             f"the design columns {sorted(design)}."
         )
 
-    def _newdata(self, X, groups, offset, re_form, population) -> _NewData:
-        """The estimator's inputs for ``X``, raw data or design (see the module)."""
+    def _newdata(self, X, groups, offset, re_form, population, groups_read=True) -> _NewData:
+        """The estimator's inputs for ``X``, raw data or design (see the module);
+        ``groups_read``: whether what is asked depends on the random effects (data without
+        the grouping column(s) are then warned of)."""
         state = self._formula
         zero = _re_form_zero(re_form, state)
         asked = population
@@ -215,6 +233,13 @@ class _RawDataPredictions:
                 )
             if zero:
                 groups = self._no_groups(_num_samples(X))
+            elif state is not None and groups is None and asked is None and groups_read:
+                # design columns that are the formula's variables too (a model with numeric
+                # predictors only) may be R's newdata without its grouping column, said as
+                # for raw data; other design columns are the estimator's X (groups=None:
+                # the population level, as documented there)
+                if set(map(str, X.columns)) == set(state.fixed_variables):
+                    _warn_no_groups(state)
             return _NewData(X, groups, offset, population)
         from ._random_only import with_data_columns
         from .formula import design_matrix
@@ -250,7 +275,7 @@ class _RawDataPredictions:
 
             data = data.assign(**{c: time_values(data[c]) for c in dates})
         X_design = with_data_columns(self, X_design, data)
-        groups = self._raw_groups(X, data, groups, zero, complete, asked)
+        groups = self._raw_groups(X, data, groups, zero, complete, asked, groups_read)
         # (the raw data's rows are its own: a fresh index too is compared)
         check_rows_aligned(X, {"offset": as_pandas(offset)}, rebuilt=False, frame="data")
         offset = self._raw_offset(data, offset, complete)
@@ -263,7 +288,7 @@ class _RawDataPredictions:
             return None
         return pd.DataFrame({name: np.full(n, None, dtype=object) for name in names})
 
-    def _raw_groups(self, X, data, groups, zero, complete, population=None):
+    def _raw_groups(self, X, data, groups, zero, complete, population=None, groups_read=True):
         from .formula import _group_frame
 
         state = self._formula
@@ -281,16 +306,8 @@ class _RawDataPredictions:
             # no groups: population level, as the estimator without groups; lme4 raises
             # ("object not found") unless re.form = NA, so a data frame that lost its
             # grouping column is said, unless population= asked for that
-            if population is None and state.group_variables:
-                warnings.warn(
-                    f"The data hold none of the grouping column(s) "
-                    f"{list(state.group_variables)}: every row is predicted at the "
-                    "population level (averaged over the random effects). Pass the grouping "
-                    "column(s) for predictions conditional on the groups, or re_form=NA or "
-                    "population='marginal' to ask for population-level predictions.",
-                    UserWarning,
-                    stacklevel=user_stacklevel(),
-                )
+            if population is None and groups_read:
+                _warn_no_groups(state)
             return None
         missing = [c for c in state.group_variables if c not in X.columns]
         if missing:
@@ -405,7 +422,7 @@ class _RawDataPredictions:
         ``X`` may hold the formula's variables (glmmTMB's ``predict(m, newdata, type =
         "disp")``). Rows with a missing value in a variable used give NaN.
         """
-        inputs = self._newdata(X, None, None, None, None)
+        inputs = self._newdata(X, None, None, None, None, groups_read=False)
         return inputs.fill(super().predict_dispersion(inputs.X))
 
     def predict_interval(self, X, groups=None, *, offset=None, re_form=None, **kwargs):
@@ -427,15 +444,15 @@ class _RawDataPredictions:
 
         ``X`` may hold the formula's variables.
         """
-        inputs = self._newdata(X, None, offset, None, None)
+        inputs = self._newdata(X, None, offset, None, None, groups_read=False)
         inputs.require_complete("marginal_means")
         return super().marginal_means(inputs.X, offset=inputs.offset, **kwargs)
 
     def contrast(self, X1, X0, *, offset1=None, offset0=None, **kwargs):
         """Average contrasts; see the estimator's ``contrast``. ``X1`` and ``X0`` may hold
         the formula's variables."""
-        one = self._newdata(X1, None, offset1, None, None)
-        zero = self._newdata(X0, None, offset0, None, None)
+        one = self._newdata(X1, None, offset1, None, None, groups_read=False)
+        zero = self._newdata(X0, None, offset0, None, None, groups_read=False)
         one.require_complete("contrast")
         zero.require_complete("contrast")
         return super().contrast(one.X, zero.X, offset1=one.offset, offset0=zero.offset, **kwargs)
@@ -534,7 +551,9 @@ class _CountFormula(_RawDataPredictions):
         ``X`` may hold the formula's variables; ``re_form=NA`` is R's ``re.form = NA``;
         see ``BinomialGLMM.predict`` of this module.
         """
-        inputs = self._newdata(X, groups, offset, re_form, population)
+        # (the zero-inflation and dispersion models have no random effects)
+        reads = type not in ("zprob", "zlink", "disp")
+        inputs = self._newdata(X, groups, offset, re_form, population, groups_read=reads)
         return self._predict_type(inputs, "response" if type is None else type)
 
     def predict_proba(self, X, groups=None, *, offset=None, population=None, re_form=None, **kw):

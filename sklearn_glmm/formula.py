@@ -1670,8 +1670,25 @@ def glmmTMB(formula: str, data: pd.DataFrame = None, family: str | None = None, 
     >>> from sklearn_glmm.formula import glmmTMB
     >>> df, _ = make_longitudinal("negbin", random_state=0)
     >>> m = glmmTMB("y ~ time + treatment + (1 | id)", df, family="nbinom2")  # doctest: +SKIP
+
+    R matches an abbreviated argument name to the one it begins uniquely: ``zi = ~ 1``
+    (glmmTMB's examples write it so) is ``ziformula``, ``disp =`` is ``dispformula``;
+    so here.
     """
+    for name in [k for k in kwargs if k not in _GLMMTMB_ARGUMENTS]:
+        full = [a for a in _GLMMTMB_ARGUMENTS if a.startswith(name)]
+        if len(full) == 1 and full[0] in ("ziformula", "dispformula") and full[0] not in kwargs:
+            kwargs[full[0]] = kwargs.pop(name)
     return glmer(formula, data, family, _function="glmmTMB", **kwargs)
+
+
+# R's glmmTMB()'s arguments, among which R matches an abbreviated name (zi: ziformula; d is
+# data, dispformula or doFit: no match)
+_GLMMTMB_ARGUMENTS = (
+    "formula", "data", "family", "ziformula", "dispformula", "weights", "offset",
+    "contrasts", "na.action", "se", "verbose", "doFit", "control", "REML", "start", "map",
+    "sparseX",
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------

@@ -597,10 +597,14 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     ):
         raise ValueError(f"n_bins must be a positive integer (or None: sqrt(n)), got {n_bins!r}.")
     k = int(np.round(np.sqrt(n))) if n_bins is None else int(n_bins)
-    # R: breaks at sort(pred)[floor(n * (1:(k - 1)) / k)], bins closed on the right
-    cuts = np.sort(pred)[np.floor(n * np.arange(1, k) / k).astype(int) - 1]
+    # R: breaks at sort(pred)[floor(n * (1:(k - 1)) / k)], bins closed on the right; the
+    # probabilities rounded to 1e-12 for it, so that rows of the same fitted value (the
+    # same covariates and group) are in one bin whatever their last bits (rounding
+    # apart by 3e-17, they were split between two)
+    key = np.round(pred, 12)
+    cuts = np.sort(key)[np.floor(n * np.arange(1, k) / k).astype(int) - 1]
     breaks = np.unique(np.concatenate([[-np.inf], cuts, [np.inf]]))
-    bins = np.searchsorted(breaks, pred, side="left")
+    bins = np.searchsorted(breaks, key, side="left")
     z = stats.norm.ppf(0.975)
     rows = []
     for b in range(1, len(breaks)):

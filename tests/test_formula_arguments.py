@@ -226,3 +226,17 @@ def test_an_unknown_argument_is_answered_with_the_functions_own_arguments():
     with pytest.raises(TypeError, match=r"It takes formula, data, link, threshold, scale") as e:
         clmm("r ~ x + (1 | g)", d, family="binomial")
     assert "family" not in str(e.value).split("It takes")[1]  # (it listed family, ziformula)
+
+
+def test_glmmtmb_reads_r_s_abbreviations_of_its_formula_arguments():
+    # glmmTMB's own examples write zi = ~1: R matches it to ziformula (an abbreviation
+    # that begins one argument's name only); d could be data, dispformula or doFit
+    df, _ = make_longitudinal("poisson", n_groups=40, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = glmmTMB("y ~ time + (1 | id)", df, family="poisson", ziformula="~1")
+        short = glmmTMB("y ~ time + (1 | id)", df, family="poisson", zi="~1")
+    assert short.loglik_ == full.loglik_
+    assert short.zero_inflation_ == full.zero_inflation_
+    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['d'\]"):
+        glmmTMB("y ~ time + (1 | id)", df, family="poisson", d="~1")

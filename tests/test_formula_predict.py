@@ -281,7 +281,9 @@ def test_null_model_reads_groups_from_raw_data(binary):
     X = design_matrix(m.design_info_, rows)
     assert X.shape == (3, 0)
     np.testing.assert_allclose(m.predict_proba(rows), m.predict_proba(X, rows["id"]))
-    np.testing.assert_allclose(m.predict_proba(rows[[]]), m.predict_proba(X))
+    # (data without columns: R's newdata without its grouping column, said)
+    with pytest.warns(UserWarning, match=r"none of the grouping column\(s\) \['id'\]"):
+        np.testing.assert_allclose(m.predict_proba(rows[[]]), m.predict_proba(X))
 
 
 def test_offset_column_and_offset_array(counts):
@@ -721,3 +723,20 @@ def test_model_specs_of_earlier_versions_predict_as_they_were_fitted():
         "I(w > 0.5)",
     ]
     np.testing.assert_allclose(got.to_numpy(), np.asarray(want)[:, 1:])
+
+
+def test_data_without_the_grouping_column_are_said_also_when_they_are_the_design():
+    # a model with numeric predictors only: new data of its variables are its design
+    # columns, which took the estimator's path, predicted at the population level without
+    # the warning data of other models get (lme4 raises there: "object not found")
+    d = _spellings()
+    m = _quiet(glmer, "y ~ w + (1 | g)", d, family="binomial")
+    new = pd.DataFrame({"w": [-1.0, 0.0, 1.0]})
+    with pytest.warns(UserWarning, match=r"none of the grouping column\(s\) \['g'\]"):
+        marginal = m.predict(new, type="response")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        np.testing.assert_allclose(m.predict(new, type="response", population="marginal"), marginal)
+        zero = m.predict(new, type="response", re_form="NA")
+        m.marginal_means(new)  # (population level by definition: nothing to say)
+    assert not np.allclose(zero, marginal)

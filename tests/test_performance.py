@@ -328,6 +328,25 @@ def test_binned_residuals_match_performance(name):
     assert out["inside"].mean() == pytest.approx(ref["resid_ok"], abs=1e-9)
 
 
+def test_binned_residuals_keep_rows_of_one_fitted_value_together(monkeypatch):
+    # rows with the same covariates and group have one fitted probability, which two
+    # computations may round 3e-17 apart: they were then split between two bins
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(40), 10)  # per person 2 conditions x 5 replicates: ties
+    x = np.tile(np.repeat([0.0, 1.0], 5), 40)
+    y = rng.binomial(1, 1 / (1 + np.exp(-(-0.3 + 0.8 * x + rng.normal(0, 1, 40)[g]))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM().fit(pd.DataFrame({"x": x}), y, groups=g)
+    exact = P.binned_residuals(m)
+    p = np.asarray(m.fitted(), dtype=float)
+    jitter = np.where(np.arange(len(p)) % 2 == 0, np.nextafter(p, 2.0), np.nextafter(p, -1.0))
+    monkeypatch.setattr(type(m), "fitted", lambda self: jitter)
+    noisy = P.binned_residuals(m)
+    np.testing.assert_array_equal(noisy["n"].to_numpy(), exact["n"].to_numpy())
+    np.testing.assert_allclose(noisy["ybar"].to_numpy(), exact["ybar"].to_numpy(), atol=1e-12)
+
+
 def test_binned_residuals_need_binomial():
     with pytest.raises(ValueError, match="binomial"):
         P.binned_residuals(fit("pois_rs"))
