@@ -211,10 +211,13 @@ class _RawDataPredictions:
             f"the design columns {sorted(design)}."
         )
 
-    def _newdata(self, X, groups, offset, re_form, population, groups_read=True) -> _NewData:
+    def _newdata(
+        self, X, groups, offset, re_form, population, groups_read=True, r_call=False
+    ) -> _NewData:
         """The estimator's inputs for ``X``, raw data or design (see the module);
         ``groups_read``: whether what is asked depends on the random effects (data without
-        the grouping column(s) are then warned of)."""
+        the grouping column(s) are then warned of); ``r_call``: R's
+        ``predict(m, newdata, type = ...)``, whose data may be the design columns."""
         state = self._formula
         zero = _re_form_zero(re_form, state)
         asked = population
@@ -233,12 +236,14 @@ class _RawDataPredictions:
                 )
             if zero:
                 groups = self._no_groups(_num_samples(X))
-            elif state is not None and groups is None and asked is None and groups_read:
-                # design columns that are the formula's variables too (a model with numeric
-                # predictors only) may be R's newdata without its grouping column, said as
-                # for raw data; other design columns are the estimator's X (groups=None:
-                # the population level, as documented there)
-                if set(map(str, X.columns)) == set(state.fixed_variables):
+            elif r_call and groups is None and asked is None and groups_read:
+                # R's predict(m, newdata, type = ...) with design columns that are the
+                # formula's variables too (a model with numeric predictors only): newdata
+                # without its grouping column, said as for raw data. The estimator's calls
+                # (predict_proba(X), scorers) with X the design: groups=None is the
+                # population level, as documented there
+                columns = set(map(str, getattr(X, "columns", ())))
+                if isinstance(X, pd.DataFrame) and columns == set(state.fixed_variables):
                     _warn_no_groups(state)
             return _NewData(X, groups, offset, population)
         from ._random_only import with_data_columns
@@ -522,7 +527,7 @@ class BinomialGLMM(_RawDataPredictions, estimators.BinomialGLMM):
             For rows without a known group: ``"marginal"`` (the default) averages over the
             random effects, ``"zero"`` sets them to zero (R's ``allow.new.levels = TRUE``).
         """
-        inputs = self._newdata(X, groups, offset, re_form, population)
+        inputs = self._newdata(X, groups, offset, re_form, population, r_call=type is not None)
         if type is not None:
             return self._predict_type(inputs, type)
         inputs.require_complete("Classes")
@@ -553,7 +558,9 @@ class _CountFormula(_RawDataPredictions):
         """
         # (the zero-inflation and dispersion models have no random effects)
         reads = type not in ("zprob", "zlink", "disp")
-        inputs = self._newdata(X, groups, offset, re_form, population, groups_read=reads)
+        inputs = self._newdata(
+            X, groups, offset, re_form, population, groups_read=reads, r_call=type is not None
+        )
         return self._predict_type(inputs, "response" if type is None else type)
 
     def predict_proba(self, X, groups=None, *, offset=None, population=None, re_form=None, **kw):

@@ -23,10 +23,10 @@ class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
         self._forget_formula()
         return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
 
-    def _newdata(self, X, groups, offset, re_form, population):
+    def _newdata(self, X, groups, offset, re_form, population, **kwargs):
         """The estimator's inputs; raw data also give the columns of the scale model only
         (``scale_only_columns``), from the scale formula."""
-        inputs = super()._newdata(X, groups, offset, re_form, population)
+        inputs = super()._newdata(X, groups, offset, re_form, population, **kwargs)
         only = self._scale_only()
         if not only or not self._is_raw(X):
             return inputs

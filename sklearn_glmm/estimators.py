@@ -435,8 +435,10 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         link = self.fit_result_.family.link
         odds = link.log_odds(eta)
         averaged = var > 0.0
-        if averaged.any():  # (the binomial families' mean per trial is the inverse link's)
-            odds[averaged] = log_odds_over_normal(link, eta[averaged], var[averaged])
+        if averaged.any():
+            extra = [np.asarray(e)[averaged] if np.ndim(e) else e for e in self._family_values(X)]
+            family = self.fit_result_.family
+            odds[averaged] = log_odds_over_normal(family, eta[averaged], var[averaged], extra)
         return odds if getattr(self, "_pos_index", 1) == 1 else -odds
 
     def predict_proba(self, X, groups=None, *, offset=None, population="marginal"):

@@ -247,30 +247,35 @@ def _r_factor():
         contrasts = PolyContrasts() if _state["ordered"] else None
         if levels is None:
             return _factor(x, contrasts=contrasts)
+        # values matched to the listed levels by their text, as R's factor() matches (7 is
+        # the level "7", TRUE the level "TRUE" of a logical column), and coded as the
+        # listed levels (their names, whatever kind of column new data give)
+        listed = {}
+        for v in levels:
+            listed.setdefault(_r_text(v), v)
+        values = pd.Series(np.asarray(x, dtype=object))
+        texts = values.map(_r_text, na_action="ignore")
+        as_listed = texts.map(listed)
+        values = values.where(as_listed.isna(), as_listed)  # (others raise in _factor)
+        if isinstance(x, pd.Series):
+            values.index = x.index
         kept = _state.get("levels")
         if kept is None:
-            # matched by their text, as R's factor() matches (7 is the level "7", TRUE
-            # the level "TRUE" of a logical column), kept as the values the rows hold
-            values = pd.Series(np.asarray(x, dtype=object))
-            by_text = {_r_text(v): v for v in values.dropna().unique()}
-            listed = dict.fromkeys(_r_text(v) for v in levels)
-            kept = _state["levels"] = [by_text[t] for t in listed if t in by_text]
+            present = set(texts.dropna())
+            kept = _state["levels"] = [v for t, v in listed.items() if t in present]
             if not kept:
-                present = values.dropna()
-                shown = sorted({str(v) for v in present})[:10]
-                kind = type(present.iloc[0]).__name__ if len(present) else "none"
+                held = values.dropna()
+                shown = sorted({str(v) for v in held})[:10]
+                kind = type(held.iloc[0]).__name__ if len(held) else "none"
                 raise _OutsideLevels(
                     f"factor(..., levels = c(...)): no row holds any of the levels {levels} "
-                    f"(the values are {shown}, of type {kind}): give the levels as the "
-                    "column holds them (numbers for a numeric column, text for text)."
+                    f"(the values are {shown}, of type {kind})."
                 )
         else:
-            values = pd.Series(np.asarray(x, dtype=object))
-            texts = values.map(_r_text, na_action="ignore")
-            listed, known = [_r_text(v) for v in levels], [_r_text(v) for v in kept]
-            unused = texts.isin(listed) & ~texts.isin(known)
+            known = {_r_text(v) for v in kept}
+            unused = texts.isin(list(listed)) & ~texts.isin(known)
             if unused.any():
-                seen = sorted({str(v) for v in values[unused]})
+                seen = sorted({str(v) for v in values[unused.to_numpy()]})
                 raise _OutsideLevels(
                     f"factor(..., levels = c(...)): {int(unused.sum())} row(s) have the "
                     f"level(s) {seen[:10]}, listed in levels but held by no row of the "
@@ -278,7 +283,7 @@ def _r_factor():
                     f"frame does); the model knows {list(kept)}. R's predict raises too "
                     '("factor has new levels").'
                 )
-        return _factor(x, levels=kept, contrasts=contrasts)
+        return _factor(values, levels=kept, contrasts=contrasts)
 
     return r_factor
 

@@ -550,6 +550,18 @@ def check_collinearity(model, *, terms: dict | None = None, ci: float = 0.95) ->
     )
 
 
+def _ties_merged(values: np.ndarray, rel: float = 1e-12) -> np.ndarray:
+    """``values`` with each run of sorted values within ``rel`` (relative) of the one
+    before given the run's first value: ties up to rounding made exact ties."""
+    order = np.argsort(values, kind="stable")
+    s = values[order]
+    new_run = np.r_[True, np.diff(s) > rel * np.abs(s[1:])]
+    first = np.maximum.accumulate(np.where(new_run, np.arange(len(s)), 0))
+    out = np.empty_like(values)
+    out[order] = s[first]
+    return out
+
+
 def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     """Binned residuals of a binomial model, as R's ``performance::binned_residuals``.
 
@@ -598,10 +610,10 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
         raise ValueError(f"n_bins must be a positive integer (or None: sqrt(n)), got {n_bins!r}.")
     k = int(np.round(np.sqrt(n))) if n_bins is None else int(n_bins)
     # R: breaks at sort(pred)[floor(n * (1:(k - 1)) / k)], bins closed on the right; the
-    # probabilities rounded to 1e-12 for it, so that rows of the same fitted value (the
-    # same covariates and group) are in one bin whatever their last bits (rounding
-    # apart by 3e-17, they were split between two)
-    key = np.round(pred, 12)
+    # probabilities within 1e-12 of each other (relative) taken as one for it, so that
+    # rows of the same fitted value (the same covariates and group) are in one bin
+    # whatever their last bits (rounding apart by 3e-17, they were split between two)
+    key = _ties_merged(pred)
     cuts = np.sort(key)[np.floor(n * np.arange(1, k) / k).astype(int) - 1]
     breaks = np.unique(np.concatenate([[-np.inf], cuts, [np.inf]]))
     bins = np.searchsorted(breaks, key, side="left")

@@ -281,9 +281,7 @@ def test_null_model_reads_groups_from_raw_data(binary):
     X = design_matrix(m.design_info_, rows)
     assert X.shape == (3, 0)
     np.testing.assert_allclose(m.predict_proba(rows), m.predict_proba(X, rows["id"]))
-    # (data without columns: R's newdata without its grouping column, said)
-    with pytest.warns(UserWarning, match=r"none of the grouping column\(s\) \['id'\]"):
-        np.testing.assert_allclose(m.predict_proba(rows[[]]), m.predict_proba(X))
+    np.testing.assert_allclose(m.predict_proba(rows[[]]), m.predict_proba(X))
 
 
 def test_offset_column_and_offset_array(counts):
@@ -739,4 +737,23 @@ def test_data_without_the_grouping_column_are_said_also_when_they_are_the_design
         np.testing.assert_allclose(m.predict(new, type="response", population="marginal"), marginal)
         zero = m.predict(new, type="response", re_form="NA")
         m.marginal_means(new)  # (population level by definition: nothing to say)
+        # the estimator's calls on its design (scorers: predict_proba, decision_function)
+        # without groups: the population level, as the estimator documents
+        np.testing.assert_allclose(m.predict_proba(new)[:, 1], marginal)
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        m.decision_function(new.to_numpy())  # (an array: it raised on its columns)
     assert not np.allclose(zero, marginal)
+
+
+def test_ordinal_formula_models_keep_their_messages_for_group_free_methods():
+    # the ordinal model's own _newdata did not take the new keyword: marginal_means,
+    # contrast and predict_dispersion raised a TypeError instead of their messages
+    from sklearn_glmm.formula import clmm
+
+    d = _spellings()
+    d["r"] = pd.Categorical(pd.qcut(d["w"], 3, labels=["lo", "mid", "hi"]), ordered=True)
+    m = _quiet(clmm, "r ~ x.1 + (1 | g)", d)
+    with pytest.raises(NotImplementedError, match="marginal_means is not available"):
+        m.marginal_means(d)
+    with pytest.raises(ValueError, match="has no dispersion parameter"):
+        m.predict_dispersion(d)

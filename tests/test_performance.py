@@ -345,6 +345,11 @@ def test_binned_residuals_keep_rows_of_one_fitted_value_together(monkeypatch):
     noisy = P.binned_residuals(m)
     np.testing.assert_array_equal(noisy["n"].to_numpy(), exact["n"].to_numpy())
     np.testing.assert_allclose(noisy["ybar"].to_numpy(), exact["ybar"].to_numpy(), atol=1e-12)
+    # ties up to rounding are relative: distinct probabilities of 1e-15 stay distinct
+    from sklearn_glmm.performance import _ties_merged
+
+    tiny = np.array([3e-15, 1e-15, 2e-15, np.nextafter(1e-15, 1.0)])
+    np.testing.assert_array_equal(_ties_merged(tiny), [3e-15, 1e-15, 2e-15, 1e-15])
 
 
 def test_binned_residuals_need_binomial():

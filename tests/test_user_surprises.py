@@ -686,30 +686,41 @@ def test_decision_function_agrees_with_predict_on_new_groups(link):
 
 def test_new_groups_log_odds_stay_finite_and_exact_in_the_tails():
     # the averaged probability of a cloglog model rounds to 1 where the linear predictor
-    # passes ~9: log(p) - log(1 - p) was +inf there (roc_auc then raised); each of p and
-    # 1 - p is now summed on the log scale, checked here by quadrature of each integrand
-    # scaled by its peak
+    # passes ~9: log(p) - log(1 - p) was +inf there (roc_auc then raised); in the tails
+    # each of p and 1 - p is now averaged on the log scale, checked here by quadrature of
+    # each integrand scaled by its peak (SDs narrow and wide: an adaptive rule for the
+    # first, the wide rule's own nodes for the second, which a first version got wrong)
     from scipy import integrate, optimize
 
+    from sklearn_glmm._engine.families import make_family
     from sklearn_glmm._engine.families.base import log_odds_over_normal
-    from sklearn_glmm._engine.links import CLogLogLink, LogitLink, ProbitLink
 
     def log_mean(log_f, eta, sd):
         def g(z):
             return log_f(eta + sd * z) - 0.5 * z * z
 
-        peak = -optimize.minimize_scalar(lambda z: -g(z), bounds=(-40, 40), method="bounded").fun
-        val, _ = integrate.quad(lambda z: np.exp(g(z) - peak), -40, 40, points=[0.0], limit=400)
-        return peak + np.log(val / np.sqrt(2 * np.pi))
+        peak = optimize.minimize_scalar(lambda z: -g(z), bounds=(-60, 60), method="bounded")
+        top, at = -peak.fun, peak.x
+        val, _ = integrate.quad(
+            lambda z: np.exp(g(z) - top), -60, 60, points=sorted({0.0, at, -eta / sd}), limit=800
+        )
+        return top + np.log(val / np.sqrt(2 * np.pi))
 
-    for link in (CLogLogLink(), LogitLink(), ProbitLink()):
-        for eta, sd in [(-3.0, 0.7), (2.0, 1.0), (9.0, 2.0), (15.0, 1.0), (30.0, 3.0)]:
-            got = log_odds_over_normal(link, np.array([eta]), np.array([sd * sd]))[0]
+    cases = [(-3.0, 0.7), (2.0, 1.0), (9.0, 2.0), (15.0, 1.0), (30.0, 3.0), (-60.0, 10.0)]
+    for name in ("cloglog", "logit", "probit"):
+        family = make_family("binomial", link=name)
+        link = family.link
+        for eta, sd in cases + [(-45.0, 5.0), (57.0, 10.0)]:
+            got = log_odds_over_normal(family, np.array([eta]), np.array([sd * sd]))[0]
             want = log_mean(lambda e, k=link: k.log_probabilities(e)[0], eta, sd) - log_mean(
                 lambda e, k=link: k.log_probabilities(e)[1], eta, sd
             )
             assert np.isfinite(got)
-            assert got == pytest.approx(want, rel=1e-6, abs=1e-6), (link.name, eta, sd)
+            assert got == pytest.approx(want, rel=1e-6, abs=1e-6), (name, eta, sd)
+        # increasing in the linear predictor across the switch to the log scale
+        grid = np.linspace(-70.0, -40.0, 301)
+        scores = log_odds_over_normal(family, grid, np.full(301, 100.0))
+        assert np.all(np.diff(scores) > 0), name
 
 
 def test_cloglog_with_labels_says_which_class_it_models():

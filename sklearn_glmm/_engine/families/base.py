@@ -283,72 +283,73 @@ def over_nodes(fn, eta, sd, rule, extra):
     return out.reshape(eta.shape)
 
 
-def log_odds_over_normal(link, eta, var) -> np.ndarray:
+def log_odds_over_normal(family, eta, var, extra=()) -> np.ndarray:
     """``log(p / (1 - p))`` of the probability ``p = E[mu(eta + sd z)]`` averaged over
-    the normal ``z`` (a binary link's ``mu``), ``p`` and ``1 - p`` each on the log scale:
-    finite and accurate where ``1 - p`` rounds to 0 (a cloglog probability at a linear
-    predictor of 9).
+    the normal ``z`` (a binary family's ``mu``), finite and accurate where ``p`` or
+    ``1 - p`` rounds to 0 (a cloglog probability at a linear predictor of 9).
 
-    By the rules of :meth:`Family.mean_over_normal` (so that the sign is that of
-    ``p - 1/2`` from the probability the predictions use); where either probability is
-    below ``_TAIL``, whose integrand then peaks far in the normal's tail, beyond those
-    rules' nodes, each is taken by an adaptive Gauss-Hermite rule centred at its
-    integrand's peak (:func:`_adaptive_log_mean`)."""
+    ``p`` is :meth:`Family.mean_over_normal`'s, the probability predictions use (so the
+    sign is that of ``p - 1/2``). Where ``p`` or ``1 - p`` is below ``_TAIL``, its
+    integrand's mass lies far in the normal's tail, beyond that rule's nodes: each is
+    then averaged on the log scale around its integrand's peak
+    (:func:`_peak_log_mean`)."""
     eta = np.asarray(eta, dtype=float).reshape(-1)
-    sd = np.sqrt(np.broadcast_to(np.clip(np.asarray(var, dtype=float), 0.0, None), eta.shape))
-    log_p, log_q = np.empty(eta.shape), np.empty(eta.shape)
-    wide = sd > _GH_MAX_SD
-    for rows in (np.flatnonzero(~wide), np.flatnonzero(wide)):
-        if not len(rows):
-            continue
-        z, w = normal_rule(float(sd[rows].max()))
-        with np.errstate(divide="ignore"):
-            log_w = np.log(w)
-        step = max(1, _NODE_CELLS // len(z))
-        for i in range(0, len(rows), step):
-            part = rows[i : i + step]
-            log_mu, log_rest = link.log_probabilities(eta[part, None] + sd[part, None] * z)
-            log_p[part] = special.logsumexp(log_mu + log_w, axis=1)
-            log_q[part] = special.logsumexp(log_rest + log_w, axis=1)
-    tail = np.flatnonzero((np.minimum(log_p, log_q) < np.log(_TAIL)) & (sd > 0))
+    var = np.broadcast_to(np.clip(np.asarray(var, dtype=float), 0.0, None), eta.shape)
+    p = family.mean_over_normal(eta, var, extra)
+    with np.errstate(divide="ignore"):
+        out = np.log(p) - np.log1p(-p)
+    sd = np.sqrt(var)
+    tail = np.flatnonzero((np.minimum(p, 1.0 - p) < _TAIL) & (sd > 0))
     if len(tail):
-        e, s = eta[tail], sd[tail]
-        log_p[tail] = _adaptive_log_mean(lambda x: link.log_probabilities(x)[0], e, s)
-        log_q[tail] = _adaptive_log_mean(lambda x: link.log_probabilities(x)[1], e, s)
-    return log_p - log_q
+        link, e, s = family.link, eta[tail], sd[tail]
+        out[tail] = _peak_log_mean(lambda x: link.log_probabilities(x)[0], e, s) - (
+            _peak_log_mean(lambda x: link.log_probabilities(x)[1], e, s)
+        )
+    return out
 
 
-_TAIL = 1e-8  # a probability below it is averaged by the adaptive rule (log_odds_over_normal)
-_ADAPTIVE_NODES = hermegauss(32)
+_TAIL = 1e-8  # a probability below it is averaged on the log scale (log_odds_over_normal)
+_PEAK_REACH = 12.0  # standard normal units either side of the peak (mass beyond: e^-72)
 
 
-def _adaptive_log_mean(log_f, eta, sd) -> np.ndarray:
+def _peak_log_mean(log_f, eta, sd) -> np.ndarray:
     """``log E[f(eta + sd z)]`` over the standard normal ``z`` for a log-concave ``f``
-    given by ``log_f``: Gauss-Hermite nodes centred at the peak ``z*`` of
-    ``g(z) = log f(eta + sd z) - z^2 / 2`` (Newton's method on its central differences;
-    ``g`` is strictly concave) and scaled by ``1 / sqrt(-g''(z*))``, summed on the log
-    scale, so that a mean of 1e-40 whose mass lies 15 SDs out is found as exactly as
-    one of 0.5."""
+    given by ``log_f``, summed on the log scale: the trapezoidal rule over
+    ``+-_PEAK_REACH`` around the peak ``z*`` of ``g(z) = log f(eta + sd z) - z^2 / 2``
+    (found by Newton's method on central differences; ``g'' <= -1``, so the integrand
+    falls at least as fast as a unit normal from it), nodes ``_NODE_SPACING`` apart on
+    the link scale as :func:`normal_rule`'s (at most a quarter of a standard normal
+    unit): a mean of 1e-40 whose mass lies 15 SDs out is found as exactly as one of
+    0.5, and a link's steep step at a wide SD is resolved."""
 
-    def g(z):
-        return log_f(eta[:, None] + sd[:, None] * z) - 0.5 * z * z
+    def g(z, e=eta, s=sd):
+        return log_f(e[:, None] + s[:, None] * z) - 0.5 * z * z
 
     h = 1e-4
     z = np.zeros(len(eta))
-    for _ in range(100):
+    for _ in range(200):
         lo, mid, hi = g(np.column_stack([z - h, z, z + h])).T
         slope = (hi - lo) / (2.0 * h)
         curve = np.minimum((hi - 2.0 * mid + lo) / (h * h), -1.0)
-        step = np.clip(-slope / curve, -5.0, 5.0)
+        reach = 5.0 + np.abs(z)  # (a peak hundreds of SDs out is reached in a few steps)
+        step = np.clip(-slope / curve, -reach, reach)
         z = z + step
-        if np.all(np.abs(step) < 1e-10 * (1.0 + np.abs(z))):
+        if np.all(np.abs(step) < 1e-8 * (1.0 + np.abs(z))):
             break
-    lo, mid, hi = g(np.column_stack([z - h, z, z + h])).T
-    scale = 1.0 / np.sqrt(-np.minimum((hi - 2.0 * mid + lo) / (h * h), -1.0))
-    x, w = _ADAPTIVE_NODES
-    nodes = z[:, None] + scale[:, None] * x
-    terms = g(nodes) + 0.5 * x * x + np.log(w)
-    return np.log(scale) + special.logsumexp(terms, axis=1) - 0.5 * np.log(2.0 * np.pi)
+    spacing = np.minimum(0.25, _NODE_SPACING / sd)
+    out = np.empty(len(eta))
+    for rows in np.array_split(np.argsort(spacing), max(1, len(eta) // 256)):
+        k = np.arange(
+            -np.ceil(_PEAK_REACH / spacing[rows].min()),
+            np.ceil(_PEAK_REACH / spacing[rows].min()) + 1,
+        )
+        step = max(1, _NODE_CELLS // len(k))
+        for i in range(0, len(rows), step):
+            part = rows[i : i + step]
+            nodes = z[part, None] + spacing[part, None] * k
+            vals = g(nodes, eta[part], sd[part])
+            out[part] = np.log(spacing[part]) + special.logsumexp(vals, axis=1)
+    return out - 0.5 * np.log(2.0 * np.pi)
 
 
 def normal_rule(top_sd: float, growth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
