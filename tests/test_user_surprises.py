@@ -989,16 +989,24 @@ def test_a_grouping_factors_labels_among_the_predictors_are_warned_of():
         formula.glmer("y ~ x + id + (1 | id)", d, family="poisson")
 
 
-def test_an_exposure_passed_as_the_offset_is_warned_of():
-    # offset=df["days"] instead of np.log(days): a mean multiplied by exp(days), fitted
-    # without a word (converged, the intercept absorbing what it can)
+@pytest.mark.parametrize(
+    "low, high, match",
+    [
+        # offset=df["days"] instead of np.log(days): a mean multiplied by exp(days),
+        # fitted without a word (converged, the intercept absorbing what it can)
+        (20.0, 200.0, r"offset spans 2\d to 19\d: .* offset=np.log\(exp"),
+        # days 1..14: a span under OFFSET_SPAN, whole numbers (a column of integers)
+        (1, 15, r"offset holds whole numbers from 1 to 14: .*np.log"),
+    ],
+)
+def test_an_exposure_passed_as_the_offset_is_warned_of(low, high, match):
     rng = np.random.default_rng(9)
-    d = pd.DataFrame({"x": rng.normal(size=200), "id": rng.integers(0, 20, 200)})
-    d["days"] = rng.integers(20, 200, 200).astype(float)
-    d["y"] = rng.poisson(d.days * np.exp(-3 + 0.3 * d.x))
-    with pytest.warns(UserWarning, match=r"offset spans 2\d to 19\d: .* offset=np.log\(exp"):
+    d = pd.DataFrame({"x": rng.normal(size=300), "id": rng.integers(0, 30, 300)})
+    d["days"] = rng.integers(low, high, 300)
+    d["y"] = rng.poisson(d.days * np.exp(-2 + 0.3 * d.x))
+    with pytest.warns(UserWarning, match=match):
         m = _quiet_but(UserWarning, PoissonGLMM().fit, d[["x"]], d.y, groups=d.id, offset=d.days)
-    with pytest.warns(UserWarning, match="offset spans"):
+    with pytest.warns(UserWarning, match=match):
         m.predict(d[["x"]], groups=d.id, offset=d.days)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
@@ -1007,29 +1015,10 @@ def test_an_exposure_passed_as_the_offset_is_warned_of():
         logged.predict(d[["x"]], groups=d.id, offset=np.log(d.days))
         # a log exposure in other units (a constant added): the same model, no warning
         PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.log(d.days) + 40.0)
-    assert logged.coef_[0] == pytest.approx(0.3, abs=0.1)
-
-
-def test_an_exposure_of_a_narrow_span_passed_as_the_offset_is_warned_of():
-    # offset=df["days"] with days 1..14: a span under OFFSET_SPAN, fitted without a word
-    # before (each day multiplying the mean by e, the intercept absorbing what it can)
-    rng = np.random.default_rng(10)
-    d = pd.DataFrame({"x": rng.normal(size=300), "id": rng.integers(0, 30, 300)})
-    d["days"] = rng.integers(1, 15, 300)  # whole numbers, as a column of integers
-    d["y"] = rng.poisson(d.days * np.exp(-1 + 0.3 * d.x))
-    with pytest.warns(UserWarning, match=r"offset holds whole numbers from 1 to 14: .*np.log"):
-        m = _quiet_but(UserWarning, PoissonGLMM().fit, d[["x"]], d.y, groups=d.id, offset=d.days)
-    with pytest.warns(UserWarning, match="offset holds whole numbers"):
-        m.predict(d[["x"]], groups=d.id, offset=d.days)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        warnings.filterwarnings("ignore", category=SingularFitWarning)
-        logged = PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.log(d.days))
-        logged.predict(d[["x"]], groups=d.id, offset=np.log(d.days))
-        # one exposure for every row (a constant), and 0/1 indicators, are not exposures
+        # one exposure for every row (a constant), 0/1 indicators, and log exposures of
+        # whole numbers of days (a log is whole only at an exposure of 1) are not exposures
         PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.full(300, 3.0))
         PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=(d.x > 0).astype(float))
-        # log exposures of whole numbers of days (a log is whole only at an exposure of 1)
         PoissonGLMM().fit(d[["x"]], d.y, groups=d.id, offset=np.log(d.days + 1.0))
     assert logged.coef_[0] == pytest.approx(0.3, abs=0.1)
 
