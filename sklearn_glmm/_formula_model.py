@@ -236,7 +236,7 @@ class _RawDataPredictions:
                 )
             if zero:
                 groups = self._no_groups(_num_samples(X))
-            elif r_call and groups is None and asked is None and groups_read:
+            elif state is not None and r_call and groups is None and asked is None and groups_read:
                 # R's predict(m, newdata, type = ...) with design columns that are the
                 # formula's variables too (a model with numeric predictors only): newdata
                 # without its grouping column, said as for raw data. The estimator's calls

@@ -757,3 +757,15 @@ def test_ordinal_formula_models_keep_their_messages_for_group_free_methods():
         m.marginal_means(d)
     with pytest.raises(ValueError, match="has no dispersion parameter"):
         m.predict_dispersion(d)
+
+
+def test_a_refitted_formula_model_predicts_with_type_without_groups():
+    # a refit forgets the formula: predict(X, type=...) without groups is the estimator's
+    # population level (the no-groups check read the forgotten formula's variables)
+    d = _spellings()
+    m = _quiet(glmer, "y ~ w + (1 | g)", d, family="binomial")
+    _quiet(m.fit, d[["w"]], d["y"], groups=d["g"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        p = m.predict(d[["w"]].head(3), type="response")
+    np.testing.assert_allclose(p, m.predict_mean(d[["w"]].head(3)))
