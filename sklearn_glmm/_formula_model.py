@@ -242,8 +242,8 @@ class _RawDataPredictions:
                 # without its grouping column, said as for raw data. The estimator's calls
                 # (predict_proba(X), scorers) with X the design: groups=None is the
                 # population level, as documented there
-                columns = set(map(str, getattr(X, "columns", ())))
-                if isinstance(X, pd.DataFrame) and columns == set(state.fixed_variables):
+                is_frame = isinstance(X, pd.DataFrame)
+                if is_frame and set(map(str, X.columns)) == set(state.fixed_variables):
                     _warn_no_groups(state)
             return _NewData(X, groups, offset, population)
         from ._random_only import with_data_columns

@@ -436,7 +436,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         odds = link.log_odds(eta)
         averaged = var > 0.0
         if averaged.any():
-            extra = [np.asarray(e)[averaged] if np.ndim(e) else e for e in self._family_values(X)]
+            extra = rows_of(self._family_values(X), averaged)
             family = self.fit_result_.family
             odds[averaged] = log_odds_over_normal(family, eta[averaged], var[averaged], extra)
         return odds if getattr(self, "_pos_index", 1) == 1 else -odds
