@@ -451,6 +451,7 @@ def _model_matrix(rhs: str, data: pd.DataFrame, states: dict | None = None):
     ``states``: transforms' states learnt beforehand (by expression), used as they are;
     the other transforms learn theirs from ``data``."""
     formulaic = _formulaic()
+    _check_no_shadowed_calls(rhs, data)
     from ._formula_coding import RCodingMaterializer
 
     spec = formulaic.ModelSpec(
@@ -473,6 +474,7 @@ def _all_rows_states(rhs: str, data: pd.DataFrame) -> dict:
     from the rows of ``data`` where the call's own variables are present, as R learns
     them (not only from the rows the model keeps)."""
     formulaic = _formulaic()
+    _check_no_shadowed_calls(rhs, data)
     states: dict = {}
     for term in formulaic.Formula(_formulaic_text(rhs, warn=False)):
         for factor in term.factors:
@@ -553,27 +555,91 @@ def _required(texts: list[str]) -> set[str]:
 
 
 def _expression_names(expr: str) -> set[str]:
-    """Names an expression reads: ``poly(time, 2)`` -> {"poly", "time"}; a name in
-    backquotes (a column name with spaces) is one name."""
+    """Names an expression reads as values: ``poly(time, 2)`` -> {"time"} (R's
+    ``all.vars``: a function's name is not a variable, and a data column of that name is
+    not read); a name in backquotes (a column name with spaces) is one name."""
     quoted = set(re.findall(r"`([^`]*)`", expr))
     try:
         tree = ast.parse(re.sub(r"`[^`]*`", _QUOTED, expr), mode="eval")
     except SyntaxError:
         return quoted | {expr}
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-    return quoted | (names - {_QUOTED})
+    return quoted | (names - _called_only(tree) - {_QUOTED})
+
+
+def _called_only(tree) -> set[str]:
+    """Names an expression's tree uses only as the function of a call."""
+    funcs = _call_functions(tree)
+    values = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs}
+    return set(funcs.values()) - values
+
+
+def _call_functions(tree) -> dict[int, str]:
+    """The name nodes of a tree that are the function of a call: ``{id(node): name}``."""
+    return {
+        id(node.func): node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+
+
+def _check_no_shadowed_calls(rhs: str, data) -> None:
+    """Raise where a column of ``data`` has the name of a function the formula calls.
+
+    R looks a called name up among functions only (a column ``log`` does not hide
+    ``log()``); formulaic reads the column first, and the call would fail with a
+    message that does not say why."""
+    shadowed = _shadowing(rhs, data)
+    if shadowed:
+        name = shadowed[0]
+        raise ValueError(
+            f"the data have a column named {name!r}, and the formula calls the function "
+            f"{name}(): the column would be read in place of the function (R reads "
+            f"{name}() as the function). Rename the column, e.g. "
+            f"data.rename(columns={{{name!r}: {name + '_'!r}}}), and write the new name in "
+            "the formula where it is read as a variable."
+        )
+
+
+def _shadowing(rhs: str, data, read: bool = True) -> list:
+    """The columns of ``data`` named as a function the formula ``rhs`` calls (``read``:
+    ``rhs`` is R's text, not formulaic's)."""
+    if not hasattr(data, "columns"):
+        return []
+    text = re.sub(r"`[^`]*`", _QUOTED, _formulaic_text(rhs, warn=False) if read else rhs)
+    try:  # (the formula's operators read as sums: the calls are what is looked at)
+        tree = ast.parse(re.sub(r"[~:|]", "+", text), mode="eval")
+    except SyntaxError:
+        return []
+    called = set(_call_functions(tree).values())
+    return [c for c in data.columns if str(c) in called]
 
 
 _QUOTED = "_backquoted_name_"  # (stands for a backquoted name while the rest is parsed)
 
 
 def _variables(pieces: _Pieces) -> set[str]:
-    """Names the formula uses (callers intersect them with the data's columns)."""
+    """Names the formula uses (callers intersect them with the data's columns), those
+    of removed terms included: R's model frame reads every variable the formula writes,
+    and ``y ~ w + x - x`` drops the rows where ``x`` is missing."""
     formulas = [pieces.fixed, *(bar.lhs for bar in pieces.bars)]
     # Offsets and responses are single expressions: "a - b" is a difference, not a removal.
     expressions = [*pieces.offsets, *_response_parts(pieces.lhs)]
     names = _required(formulas + [f"I({expr})" for expr in expressions])
+    removals = [_removals_added(text) for text in formulas if "-" in text]
+    if removals:
+        names |= _required(removals)
     return names | _group_variables(pieces)
+
+
+def _removals_added(text: str) -> str:
+    """``text`` with every minus sign outside backquotes and quotes a plus: the same
+    names, each removed term's among them (``w + x - x`` -> ``w + x + x``)."""
+    return re.sub(
+        r"`[^`]*`|\"[^\"]*\"|'[^']*'|-",
+        lambda m: "+" if m.group(0) == "-" else m.group(0),
+        text,
+    )
 
 
 def _group_variables(pieces: _Pieces) -> set[str]:
@@ -1127,6 +1193,9 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
             with _our_errors():
                 # a copy: formulaic updates the spec's encoder state in place
                 spec = copy.deepcopy(model_spec)
+                # (a column named as a function the formula calls was not in the fit's
+                # data, and is not read: R reads the function)
+                data = data.drop(columns=_shadowing(str(spec.formula), data, read=False))
                 legacy = getattr(spec, "materializer", None) == LEGACY_CODING
                 matrix = spec.get_model_matrix(data, context=_context(legacy))
         except DataMismatchWarning as exc:

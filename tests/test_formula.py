@@ -347,6 +347,34 @@ def test_missing_values_inside_stateful_transforms_drop_rows(long):
     ) == [1, 4, 7]
 
 
+@pytest.mark.parametrize(
+    "rhs",
+    ["time + treatment - treatment", "time - treatment", "time + time:treatment - time:treatment"],
+)
+def test_variables_of_removed_terms_drop_their_missing_rows(long, rhs):
+    # R's model frame reads every variable the formula writes (lme4: nobs 46 of 48)
+    df = long.copy()
+    df.loc[[2, 9], "treatment"] = np.nan
+    design = parse_glmm_formula(f"y ~ {rhs} + (1 | id)", df)
+    assert list(design.dropped_rows) == [2, 9]
+    assert "treatment" not in design.X.columns
+
+
+def test_a_column_named_as_a_called_function(long):
+    df = long.assign(log=np.arange(len(long)) % 3, time1=long["time"] + 1.0)
+    # read as a variable where no call has its name, as R reads it
+    design = parse_glmm_formula("y ~ log + I(log * 2) + (1 | id)", df)
+    assert list(design.X.columns) == ["log", "I(log * 2)"]
+    # R reads log() as the function; here a clear error, not formulaic's "not callable"
+    for rhs in ["log(time1)", "treatment:log(time1)"]:
+        with pytest.raises(ValueError, match="column named 'log'.*calls the function log"):
+            parse_glmm_formula(f"y ~ {rhs} + (1 | id)", df)
+    # a fitted model given new data with such a column (not a variable of the model)
+    design = parse_glmm_formula("y ~ log(time1) + (1 | id)", df.drop(columns="log"))
+    new = df.iloc[[0, 5]]
+    pd.testing.assert_frame_equal(design_matrix(design.model_spec, new), design.X.loc[new.index])
+
+
 def test_design_matrix_on_new_data(veg):
     design = parse_glmm_formula("y ~ trt * sex + (1 | id)", veg)
     new = veg.iloc[[3, 0, 17]]
