@@ -175,6 +175,54 @@ def _log(x, base=None):
     return np.log(x) if base is None else np.log(x) / np.log(base)
 
 
+def _parallel(reduce):
+    """R's ``pmin``/``pmax``: elementwise over any number of arguments."""
+
+    def apply(*args):
+        if not args:
+            raise ValueError("pmin()/pmax() need at least one argument")
+        out = np.asarray(args[0], dtype=float)
+        for a in args[1:]:
+            out = reduce(out, np.asarray(a, dtype=float))
+        return out
+
+    return apply
+
+
+def _round(x, digits=0):
+    """R's ``round(x, digits)`` (halves to even, as R's IEC 60559 rounding)."""
+    return np.round(np.asarray(x, dtype=float), int(digits))
+
+
+# R's elementwise functions beside formulaic's (log, log2, log10, exp, scale, ...)
+_R_MATH = {
+    "sqrt": np.sqrt,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "abs": np.abs,
+    "pmin": _parallel(np.minimum),
+    "pmax": _parallel(np.maximum),
+    "floor": np.floor,
+    "ceiling": np.ceil,
+    "trunc": np.trunc,
+    "round": _round,
+    "sign": np.sign,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "plogis": lambda q: _special().expit(q),
+    "qlogis": lambda p: _special().logit(p),
+    "pnorm": lambda q: _special().ndtr(q),
+    "qnorm": lambda p: _special().ndtri(p),
+}
+
+
+def _special():
+    import scipy.special
+
+    return scipy.special
+
+
 class _OutsideLevels(ValueError):
     """A value of ``factor(x, levels = c(...))`` outside its levels."""
 
@@ -424,9 +472,7 @@ def _context(legacy: bool = False) -> dict[str, Any]:
         "bs": _bs(),
         "ns": _ns(),
         "log": _log,
-        "sqrt": np.sqrt,
-        "log1p": np.log1p,
-        "abs": np.abs,
+        **_R_MATH,
         "TRUE": True,
         "FALSE": False,
     }

@@ -375,6 +375,40 @@ def test_a_column_named_as_a_called_function(long):
     pd.testing.assert_frame_equal(design_matrix(design.model_spec, new), design.X.loc[new.index])
 
 
+def test_r_elementwise_functions(long):
+    from scipy.special import expit, logit, ndtr, ndtri
+
+    df = long.assign(u=np.linspace(0.05, 0.95, len(long)), v=np.linspace(-2.5, 3.5, len(long)))
+    rhs = (
+        "pmin(v, 1) + pmax(v, 0, u) + floor(v) + ceiling(v) + round(v) + round(v, 1) + "
+        "trunc(v) + sign(v) + plogis(v) + qlogis(u) + pnorm(v) + qnorm(u) + expm1(u) + cos(v)"
+    )
+    X = parse_glmm_formula(f"y ~ {rhs} + (1 | id)", df).X
+    v, u = df["v"].to_numpy(), df["u"].to_numpy()
+    expected = [
+        np.minimum(v, 1),
+        np.maximum(np.maximum(v, 0), u),
+        np.floor(v),
+        np.ceil(v),
+        np.round(v),
+        np.round(v, 1),
+        np.trunc(v),
+        np.sign(v),
+        expit(v),
+        logit(u),
+        ndtr(v),
+        ndtri(u),
+        np.expm1(u),
+        np.cos(v),
+    ]
+    assert list(X.columns)[:2] == ["pmin(v, 1)", "pmax(v, 0, u)"]
+    np.testing.assert_allclose(X.to_numpy(), np.column_stack(expected), rtol=1e-15)
+    # R rounds halves to even (IEC 60559)
+    half = long.assign(h=np.resize([0.5, 1.5, 2.5, -0.5], len(long)))
+    h = parse_glmm_formula("y ~ round(h) + (1 | id)", half).X["round(h)"]
+    np.testing.assert_array_equal(h.to_numpy()[:4], [0.0, 2.0, 2.0, -0.0])
+
+
 def test_design_matrix_on_new_data(veg):
     design = parse_glmm_formula("y ~ trt * sex + (1 | id)", veg)
     new = veg.iloc[[3, 0, 17]]
