@@ -6,13 +6,15 @@ Imports no Dask: the class runs as a Dask actor, one per partition.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from ._design import _factorize, _isinf, _isnull
 from ._engine.objective import ModelData, make_factor_data
 from ._engine.partitioned import PartitionModel
-from ._validation import check_numeric_columns, offset_is_whole
+from ._validation import check_numeric_columns, check_rows_aligned, offset_is_whole
 
 
 def bundle(*columns):
@@ -26,7 +28,9 @@ class Partition:
 
     def __init__(self, pieces):
         Xs, ys, gs, ws, offs = [], [], [], [], []
+        self.order_warnings = []
         for X, y, g, w, off in pieces:
+            self.order_warnings += _order_warnings(X, y, g, w, off)
             if isinstance(X, pd.DataFrame):
                 check_numeric_columns(X)
             X = np.asarray(X, dtype=np.float64)
@@ -91,6 +95,7 @@ class Partition:
             off_bad=int(np.sum(~np.isfinite(self.off))),
             off_range=_finite_range(self.off),
             off_whole=offset_is_whole(self.off),
+            order_warnings=self.order_warnings[:1],
             # for each column of X, whether it holds the (numeric) labels: the driver
             # warns where it does on every worker (validation.check_groups_not_in_X)
             label_columns=[bool(np.array_equal(c, self.labels)) for c in self.X.T]
@@ -252,3 +257,13 @@ def _internal_design(X, sc) -> np.ndarray:
     if not cols:
         return np.asfortranarray(np.zeros((len(X), 0)))
     return np.asfortranarray(np.column_stack(cols))
+
+
+def _order_warnings(X, y, g, w, off) -> list[str]:
+    """The in-memory fit's row-order warnings (:func:`check_rows_aligned`) for one
+    partition's pieces, as messages for the driver to give."""
+    others = {"y": y, "groups": g, "sample_weight": w, "offset": off}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_rows_aligned(X, {k: v for k, v in others.items() if v is not None})
+    return [str(c.message) for c in caught]

@@ -187,8 +187,17 @@ def _input_warnings(descs, columns, gname) -> None:
     """The in-memory fit's warnings on its inputs, from the partitions' descriptions: an
     offset that looks like an exposure without its logarithm (values spanning more than
     ``OFFSET_SPAN``, or whole numbers of at least 1), a column of X that holds the
-    grouping factor's labels on every partition.
-    (The rows' order is the collections' own here: nothing to compare.)"""
+    grouping factor's labels on every partition, a partition whose ``y``, ``groups``,
+    ``sample_weight`` or ``offset`` holds ``X``'s row labels in another order (compared
+    partition by partition: the pieces are paired by position)."""
+    order = next((m for d in descs for m in d.get("order_warnings", ())), None)
+    if order is not None:
+        warnings.warn(
+            f"in a partition: {order} (Columns of X's own Dask DataFrame, ddf['y'], are "
+            "partitioned and ordered as X.)",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     given = [d for d in descs if d.get("off_range") is not None]
     if given:
         ranges = [d["off_range"] for d in given]

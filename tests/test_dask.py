@@ -274,6 +274,21 @@ def test_input_warnings_as_in_memory(client):
         fit_partitioned(PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], offset=off)
 
 
+def test_row_order_compared_partition_by_partition(client):
+    """y holding X's row labels in another order (each partition's rows shuffled) is
+    warned of as in memory; columns of X's own frame are not."""
+    df = _data("binomial", n_groups=60, per=6, seed=4)
+    df.index = df.index + 1000  # (labels of their own: X's index is not 0..n-1)
+    ddf = _by_group(df, 2)
+    shuffled = ddf["y"].map_partitions(lambda s: s.sample(frac=1.0, random_state=0))
+    with pytest.warns(UserWarning, match="in a partition: X and y hold the same row labels"):
+        fit_partitioned(BinomialGLMM(), ddf[["x", "t"]], shuffled, ddf["id"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", category=SingularFitWarning)
+        fit_partitioned(BinomialGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"])
+
+
 def test_separation_warns_as_in_memory(client):
     """A separated predictor: the in-memory test runs on the gathered rows (few here)."""
     df = _data("binomial", seed=11)
