@@ -90,8 +90,7 @@ def parse_term(term: str) -> Term:
             f"Invalid random_effects term {term!r}: write only the left-hand side of lme4's "
             "'(... | group)'; the grouping factor comes from `groups`."
         )
-    text = text.replace("-", "+ -")
-    parts = [p.strip() for p in text.split("+") if p.strip()]
+    parts = _signed_parts(text)
     if not parts:
         raise ValueError(f"Empty random_effects term {term!r}; use '1' for a random intercept.")
     intercept = True
@@ -113,6 +112,29 @@ def parse_term(term: str) -> Term:
     if not intercept and not slopes:
         raise ValueError(f"random_effects term {term!r} has no intercept and no slope.")
     return Term(intercept, tuple(slopes), diagonal)
+
+
+def _signed_parts(text: str) -> list[str]:
+    """The terms of a sum, split at its ``+`` and ``-`` outside parentheses, brackets and
+    quotes (``"1 + log(z + 1) - x"`` -> ``["1", "log(z + 1)", "-x"]``): a removed
+    term keeps its minus sign."""
+    parts, current, depth, quote = [], "", 0, None
+    for ch in text:
+        if quote is not None:
+            quote = None if ch == quote else quote
+        elif ch in "`'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and ch in "+-":
+            parts.append(current.strip())
+            current = "-" if ch == "-" else ""
+            continue
+        current += ch
+    parts.append(current.strip())
+    return [p for p in parts if p.strip("- ")]
 
 
 #: covariance structures over the levels of a time variable (``"ar1(day)"``)

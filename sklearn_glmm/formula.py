@@ -1056,7 +1056,9 @@ def _parse(
     complete = _r_factors(data.loc[keep], outcome | groups)
     # a grouping variable that is a predictor too (y ~ f + (1 | f:g)) is coded there as
     # new data will be, with R's levels; its labels stay as they are for the groups
-    shared = groups & _required(texts)
+    # (an offset is one expression: "0.5 * log(t)" a product, not a scaled term)
+    offsets = [f"I({expr})" for expr in pieces.offsets]
+    shared = groups & _required([pieces.fixed, *(bar.lhs for bar in pieces.bars), *offsets])
     design_rows = _r_factors(data.loc[keep], outcome | (groups - shared)) if shared else complete
     # (with rows dropped, the basis transforms learn from every row, as R's do)
     states = None if keep.all() else _all_rows_states(pieces.fixed, data)

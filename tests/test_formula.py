@@ -139,6 +139,29 @@ def test_random_effect_terms(long, bar, term):
 
 
 @pytest.mark.parametrize(
+    "bar", ["(1 + log(time + 1) | id)", "(log(time + 1) | id)", "diag(1 + log(time + 1) | id)"]
+)
+def test_random_slope_of_an_expression_holding_a_sum(long, bar):
+    # the term's sum is split outside the call's parentheses (it named "log(time")
+    fitted = glmmTMB(f"y ~ log(time + 1) + {bar}", long, family="binomial")
+    plain = glmmTMB(
+        f"y ~ lt + {bar.replace('log(time + 1)', 'lt')}",
+        long.assign(lt=np.log(long["time"] + 1)),
+        family="binomial",
+    )
+    assert list(fitted.random_effects.values())[0].count("log(time + 1)") == 1
+    np.testing.assert_allclose(fitted.loglik_, plain.loglik_, rtol=1e-10)
+
+
+def test_random_effects_term_sums_split_outside_parentheses():
+    from sklearn_glmm._design import parse_term
+
+    t = parse_term("1 + log(z + 1) + I(z - 2) - 1")
+    assert (t.intercept, t.slopes) == (False, ("log(z + 1)", "I(z - 2)"))
+    assert parse_term("diag(0 + log(z - 1))").slopes == ("log(z - 1)",)
+
+
+@pytest.mark.parametrize(
     "bar, what",
     [
         ("ar1(factor(time) | id)", "without an intercept"),  # glmmTMB warns
@@ -228,6 +251,22 @@ def test_cbind_response():
     pd.testing.assert_series_equal(design.y, df["y"])
     np.testing.assert_array_equal(design.trials, df["trials"])
     assert design.trials.name == "trials"
+
+
+@pytest.mark.parametrize("offset", ["0.5 * log(n)", "log(n) / 2", "log(n) * 0.5 + 0"])
+def test_an_offset_is_one_expression(long, offset):
+    # a product with a number is R's arithmetic, not a scaled formula term
+    df = long.assign(n=np.arange(1, len(long) + 1))
+    design = parse_glmm_formula(f"y ~ time + offset({offset}) + (1 | id)", df)
+    np.testing.assert_allclose(design.offset, 0.5 * np.log(df["n"]), rtol=1e-15)
+    m = glmer(f"y ~ time + offset({offset}) + (1 | id)", df, family="binomial")
+    np.testing.assert_allclose(
+        m.predict(df.iloc[:4], type="link", re_form="NA"),
+        m.fixed_effects_["estimate"].iloc[0]
+        + m.fixed_effects_["estimate"].iloc[1] * df["time"].iloc[:4]
+        + 0.5 * np.log(df["n"].iloc[:4]),
+        rtol=1e-12,
+    )
 
 
 def test_offsets_are_summed(long):
