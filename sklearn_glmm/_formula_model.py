@@ -119,16 +119,42 @@ def _re_form_zero(re_form, state: FormulaState | None) -> bool:
             from ._formula_text import _split_formula
 
             try:
-                bars = set(_split_formula("_" + re_form).bars)
+                bars = _split_formula("_" + re_form).bars
+                same = _random_structure(bars) == _random_structure(state.bars)
             except ValueError:
-                bars = None
-            if bars == set(state.bars):
+                same = False
+            if same:
                 return False
     raise NotImplementedError(
         f"re_form={re_form!r} is not available: use None (R's re.form = NULL: random effects "
         "of the groups in the data) or NA / 'NA' / '~0' (R's re.form = NA: random effects at "
         "zero). A formula with only some of the random-effect terms is not read."
     )
+
+
+def _random_structure(bars) -> dict:
+    """The random effects bar terms give, whatever their spelling: for each grouping
+    (its variables, as a set: ``g2:g1`` is ``g1:g2``, ``g1/g2`` is ``g1 + g1:g2``) the
+    blocks of correlated effects (``(x | g)`` is ``(1 + x | g)``; ``(x || g)``,
+    ``diag(x | g)`` and ``(1 | g) + (0 + x | g)`` are the same blocks). Raises
+    ``ValueError`` for a term it cannot read."""
+    from ._design import parse_term
+    from ._formula_text import _group_parts
+
+    out: dict = {}
+    for bar in bars:
+        if bar.structure is not None:
+            blocks = {(bar.structure, bar.lhs.replace(" ", ""))}
+        else:
+            term = parse_term(bar.lhs)
+            effects = ["1"] * term.intercept + [s.replace(" ", "") for s in term.slopes]
+            if bar.diagonal or term.diagonal:
+                blocks = {frozenset([e]) for e in effects}
+            else:
+                blocks = {frozenset(effects)}
+        for parts in _group_parts(bar.group):
+            out.setdefault(frozenset(parts), set()).update(blocks)
+    return out
 
 
 def _population(population, zero: bool) -> str:

@@ -196,6 +196,38 @@ def test_raw_data_equals_hand_built_design(binary_fit, binary):
     np.testing.assert_allclose(m.predict(binary, type="response"), m.fitted(), rtol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "rhs, equal, other",
+    [
+        ("x + (x | g)", ["~(1 + x | g)", "~(x|g)"], ["~(1 | g)", "~(x || g)"]),
+        ("x + (x || g)", ["~(1 | g) + (0 + x | g)", "~diag(1 + x | g)"], ["~(1 + x | g)"]),
+        (
+            "x + (1 | g1/g2)",
+            ["~(1 | g1) + (1 | g2:g1)", "~(1 | g2:g1) + (1 | g1)", "~(1 | g1) + (1 | g1:g2)"],
+            ["~(1 | g1)", "~(1 | g2)"],
+        ),
+    ],
+)
+def test_re_form_naming_every_term_in_another_spelling(rhs, equal, other):
+    # R's predict reads a re.form holding every random-effect term as re.form = NULL
+    rng = np.random.default_rng(5)
+    n = 240
+    df = pd.DataFrame(
+        {"x": rng.normal(size=n), "g": rng.integers(0, 12, n), "g1": rng.integers(0, 6, n)}
+    )
+    df["g2"] = rng.integers(0, 4, n)
+    df["y"] = rng.binomial(1, 1 / (1 + np.exp(-(0.3 + df["x"] + rng.normal(0, 1, 12)[df["g"]]))))
+    m = _quiet(glmer, f"y ~ {rhs}", df, family="binomial")
+    conditional = m.predict(df.iloc[:20], type="link")
+    for re_form in equal:
+        np.testing.assert_array_equal(
+            m.predict(df.iloc[:20], type="link", re_form=re_form), conditional
+        )
+    for re_form in other:
+        with pytest.raises(NotImplementedError, match="only some of the random-effect terms"):
+            m.predict(df.iloc[:20], type="link", re_form=re_form)
+
+
 def test_re_form_spellings(binary_fit, newdata):
     m = binary_fit
     zero = m.predict_proba(newdata.drop(columns="id"), population="zero")
