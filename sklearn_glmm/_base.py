@@ -626,14 +626,21 @@ class _BaseGLMM(BaseEstimator):
         lams = res.internal_lambdas() if population == "marginal" else None
         for k, f in enumerate(res.factors):
             S = self.random_effects_cov_[f.name].to_numpy()
-            # ar1 and ou at a new time: Z b is the conditional mean there, v_new the rest
-            Z, v_new = prediction_design(f, Xa, S)
             if groups is None or not known_groups:
                 codes = np.full(n, -1)
             else:
                 codes = match_levels(f.levels, by_name[f.name], f.name)
             known = codes >= 0
             B = self.ranef_[f.name].to_numpy()
+            if population == "zero":
+                # the rows of no known group read no random-effect column (a structured
+                # term's time there need not be one its effects can be extended to)
+                if known.any():
+                    Z, _ = prediction_design(f, Xa[known], S)
+                    eta[known] += np.einsum("nq,nq->n", Z, B[codes[known]])
+                continue
+            # ar1 and ou at a new time: Z b is the conditional mean there, v_new the rest
+            Z, v_new = prediction_design(f, Xa, S)
             eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])
             if population == "marginal":
                 if f.structure is None:  # (ar1 and ou: Z and S of the new times)

@@ -298,12 +298,14 @@ def _known_group_variance(est, Xa, groups, v_eta):
     res = est.fit_result_
     by_name = factor_columns(groups, res.factor_order, Xa.shape[0])
     codes = [match_levels(f.levels, by_name[f.name], f.name) for f in res.factors]
-    Zs = [f.z_matrix(Xa) for f in res.factors]
-    if not any((c >= 0).any() for c in codes):
+    anyknown = np.any([c >= 0 for c in codes], axis=0)
+    if not anyknown.any():
         return v_eta, None
+    # (the random-effect columns of rows of known groups: the others read none, and a
+    # structured term's time value of such a row need not be one seen in fit)
+    Zs = [_known_rows_z(f, Xa, anyknown) for f in res.factors]
     why = _pv.exact_unavailable(res)
     if why is None:
-        anyknown = np.any([c >= 0 for c in codes], axis=0)
         try:
             v = _pv.known_group_variance(res, Xa, Zs, codes)
         except (np.linalg.LinAlgError, RuntimeError):  # D singular: NaN, said below
@@ -326,6 +328,16 @@ def _known_group_variance(est, Xa, groups, v_eta):
         C = res.ranef_condvar[f.name][c[known]]
         v_eta[known] += np.einsum("nq,nqr,nr->n", Z[known], C, Z[known])
     return v_eta, None
+
+
+def _known_rows_z(factor, Xa, rows):
+    """The factor's random-effect columns of ``Xa``'s ``rows``; zeros elsewhere."""
+    if rows.all():
+        return factor.z_matrix(Xa)
+    Z = factor.z_matrix(Xa[rows])
+    out = np.zeros((len(rows), Z.shape[1]), dtype=Z.dtype)
+    out[rows] = Z
+    return out
 
 
 def _table_from_link(fam, g, se, z, scale, prefix):

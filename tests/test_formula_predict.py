@@ -801,3 +801,22 @@ def test_a_refitted_formula_model_predicts_with_type_without_groups():
         warnings.simplefilter("error", UserWarning)
         p = m.predict(d[["w"]].head(3), type="response")
     np.testing.assert_allclose(p, m.predict_mean(d[["w"]].head(3)))
+
+
+def test_population_interval_of_a_structured_model_at_new_times():
+    # re_form=NA reads no random effect, so times not seen in fit are not needed (glmmTMB's
+    # predict(re.form = NA, se.fit = TRUE)); the fixed effects' variance alone
+    from sklearn_glmm.formula import glmmTMB
+
+    df, _ = make_longitudinal("poisson", n_groups=30, n_waves=5, re_sd=0.5, random_state=3)
+    m = _quiet(glmmTMB, "y ~ time + ar1(factor(time) + 0 | id)", df, family="poisson")
+    new = df.iloc[:6].assign(time=df["time"].iloc[:6] + 0.5)
+    table = m.predict_interval(new, scale="link", re_form="NA")
+    np.testing.assert_allclose(table["fit"], m.predict(new, type="link", re_form="NA"))
+    D = np.column_stack([np.ones(6), new["time"]])
+    beta = m.fixed_effects_["estimate"].to_numpy()
+    np.testing.assert_allclose(m.predict(new, type="link", re_form="NA"), D @ beta)
+    V = m.fit_result_.vcov_fixed.to_numpy()
+    np.testing.assert_allclose(table["se"], np.sqrt(np.einsum("ni,ij,nj->n", D, V, D)))
+    # rows of known groups at times seen in fit still read their random effects
+    assert m.predict_interval(df.iloc[:6], scale="link")["se"].gt(0).all()
