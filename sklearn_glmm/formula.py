@@ -1822,9 +1822,11 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
     """Turn a DataFrame into the fixed-effect model matrix of a formula.
 
     Learns the fixed part of ``formula`` -- the right-hand side without bar
-    terms and offsets -- on ``fit`` (factor levels, ``center``/``scale``
-    statistics) and applies it on ``transform``, naming columns as R does and
-    leaving out the intercept (the estimators fit it).
+    terms -- on ``fit`` (factor levels, ``center``/``scale`` statistics) and applies
+    it on ``transform``, naming columns as R does and leaving out the intercept (the
+    estimators fit it). The random-effect terms are the estimator's
+    ``random_effects`` (its default, ``"1"``, is ``(1 | g)``; set slopes there). A
+    formula with ``offset()`` raises: the offset goes to the estimator's ``fit``.
 
     Parameters
     ----------
@@ -1857,7 +1859,19 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
 
     def _fixed_formula(self) -> str:
         text = self.formula if "~" in self.formula else f"_ ~ {self.formula}"
-        return _split_formula(text).fixed
+        pieces = _split_formula(text)
+        if pieces.offsets:
+            # (the columns it makes are the estimator's X: an offset would be dropped,
+            # and the pipeline would fit another model than glmer's)
+            written = " + ".join(f"offset({expr})" for expr in pieces.offsets)
+            raise ValueError(
+                f"FormulaTransformer makes the fixed-effect columns only, and the formula's "
+                f"{written} cannot reach the estimator from here. Remove it from the formula "
+                "and pass the offset to the estimator's fit, e.g. "
+                "pipe.fit(df, y, poissonglmm__offset=np.log(df['exposure'])) (or route it "
+                "with set_fit_request(offset=True)); glmer() reads it from the formula."
+            )
+        return pieces.fixed
 
     def fit(self, X: pd.DataFrame, y=None):
         """Learn the fixed part's encoding from ``X``.

@@ -359,6 +359,23 @@ def test_formula_transformer(veg):
         transformer.transform(veg.to_numpy())
 
 
+def test_formula_transformer_refuses_an_offset_it_cannot_pass_on():
+    from sklearn_glmm import PoissonGLMM
+
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame({"x": rng.normal(size=300), "g": rng.integers(0, 20, 300)})
+    df["expo"] = rng.uniform(1, 9, 300)
+    df["y"] = rng.poisson(df["expo"] * np.exp(-1.2 + 0.3 * df["x"]))
+    formula = "y ~ x + offset(log(expo)) + (1 | g)"
+    with pytest.raises(ValueError, match=r"offset\(log\(expo\)\) cannot reach the estimator"):
+        FormulaTransformer(formula).fit(df)
+    # what the message says: the offset to the estimator's fit, as glmer reads it
+    pipe = make_pipeline(FormulaTransformer("y ~ x + (1 | g)"), PoissonGLMM())
+    pipe.fit(df, df["y"], poissonglmm__groups=df["g"], poissonglmm__offset=np.log(df["expo"]))
+    ref = glmer(formula, df, family="poisson")
+    np.testing.assert_allclose(pipe[-1].coef_, ref.coef_, rtol=1e-6)
+
+
 def test_formula_transformer_in_pipeline(veg):
     pipe = make_pipeline(FormulaTransformer("trt * sex"), LogisticRegression())
     pipe.fit(veg, veg["y"])
