@@ -351,7 +351,7 @@ class _RawDataPredictions:
         return frame[list(self.fit_result_.factor_order)]
 
     def _raw_offset(self, data, offset, complete):
-        from .formula import _offset
+        from .formula import _offset, _shadowing
 
         state = self._formula
         parts = []
@@ -362,6 +362,10 @@ class _RawDataPredictions:
                     f"The data lack {absent}, used by the formula's offset() term(s) "
                     f"{list(state.offsets)}, which are part of every prediction (as in R)."
                 )
+            # (a column named as a function an offset calls is not read: R reads the
+            # function; at fit such a column raised)
+            unread = {c for e in state.offsets for c in _shadowing(f"I({e})", data)}
+            data = data.drop(columns=sorted(unread - set(state.offset_variables), key=str))
             parts.append(_offset(state.offsets, data).to_numpy(dtype=float))
         if state.offset_column is not None:
             if state.offset_column in data.columns:

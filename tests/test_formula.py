@@ -429,6 +429,12 @@ def test_a_column_named_as_a_called_function(long):
     design = parse_glmm_formula("y ~ log(time1) + (1 | id)", df.drop(columns="log"))
     new = df.iloc[[0, 5]]
     pd.testing.assert_frame_equal(design_matrix(design.model_spec, new), design.X.loc[new.index])
+    # and the offset() terms' functions
+    m = glmer("y ~ time + offset(log(time1)) + (1 | id)", df.drop(columns="log"), family="binomial")
+    new = df.iloc[:6].drop(columns="log")
+    expected = m.predict(new, type="link")
+    shadows = new.assign(log=2.0, I=3.0)
+    np.testing.assert_array_equal(m.predict(shadows, type="link"), expected)
 
 
 def test_r_elementwise_functions(long):
