@@ -137,6 +137,23 @@ def _signed_parts(text: str) -> list[str]:
     return [p for p in parts if p.strip("- ")]
 
 
+def resolve_features(names, feature_names) -> tuple[list[str], list[str]]:
+    """The features a term's ``names`` name, and the names naming none. A name is a
+    feature as written, or, written in backquotes, the feature inside them: R's quoting
+    of a name holding ``+``, ``-`` or spaces (```age_18-30```, a factor level's column),
+    which a term's sum would otherwise split."""
+    features = set(feature_names)
+    found, missing = [], []
+    for name in names:
+        if name in features:
+            found.append(name)
+        elif len(name) > 2 and name[0] == name[-1] == "`" and name[1:-1] in features:
+            found.append(name[1:-1])
+        else:
+            missing.append(name)
+    return found, missing
+
+
 #: covariance structures over the levels of a time variable (``"ar1(day)"``)
 TIME_STRUCTURES = ("ar1", "cs", "toep", "ou")
 
@@ -508,14 +525,14 @@ def build_factors(
     factors = []
     for name, values in zip(names, cols):
         term = parse_term(terms[name])
-        slope_idx = []
-        for s in term.slopes:
-            if s not in feature_names:
-                raise ValueError(
-                    f"random_effects term for factor {name!r} names {s!r}, which is not a feature. "
-                    f"Available features: {feature_names}."
-                )
-            slope_idx.append(feature_names.index(s))
+        slopes, missing = resolve_features(term.slopes, feature_names)
+        if missing:
+            raise ValueError(
+                f"random_effects term for factor {name!r} names {missing[0]!r}, which is not a "
+                f"feature. Available features: {feature_names}."
+            )
+        term = replace(term, slopes=tuple(slopes))
+        slope_idx = [feature_names.index(s) for s in slopes]
         codes, levels = _factorize(name, values, n_samples)
         structure, time_idx, time_levels = None, None, None
         if term.structure is not None:

@@ -140,7 +140,14 @@ def clmm(
     >>> list(m.thresholds_.index)  # doctest: +SKIP
     ['1|2', '2|3', '3|4', '4|5']
     """
-    from .formula import _formula_state, _parse, _r_factors, _row_values, _total_offset
+    from .formula import (
+        _formula_state,
+        _parse,
+        _r_factors,
+        _row_values,
+        _term_name,
+        _total_offset,
+    )
 
     formula, data = check_formula_first(formula, data, "clmm")
     takes = ("formula", "data", "link", "threshold", "scale", "nAGQ", "weights", "offset")
@@ -181,7 +188,7 @@ def clmm(
         random_effects=design.random_effects,
         link=link,
         threshold=threshold,
-        scale=None if not scale_columns else " + ".join(scale_columns),
+        scale=None if not scale_columns else " + ".join(map(_term_name, scale_columns)),
         scale_only_columns=only or None,
         n_agq=n_agq,
         **estimator_params,

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from ._design import far_from_zero, fixed_term_text, parse_term
+from ._design import far_from_zero, fixed_term_text, parse_term, resolve_features
 from ._warn import user_stacklevel
 from ._zero_inflation import ZeroInflationDesign
 from .exceptions import IdentifiabilityWarning
@@ -71,7 +71,7 @@ def scale_design(slopes, X: np.ndarray, feature_names) -> ZeroInflationDesign:
     reference scale the other parameters may not be able to express.
     """
     names = list(feature_names)
-    missing = [s for s in slopes if s not in names]
+    slopes, missing = resolve_features(slopes, names)
     if missing:
         raise ValueError(
             f"{WHAT} names {missing}, which are not features of X; available: {names}."

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from ._conditioning import decorrelating_map
-from ._design import INTERCEPT, fixed_term_text, parse_term
+from ._design import INTERCEPT, fixed_term_text, parse_term, resolve_features
 from ._fit_result import sandwich
 
 _WHAT = "zero_inflation"
@@ -115,11 +115,12 @@ def make_design(term, X: np.ndarray, feature_names, what: str = _WHAT) -> ZeroIn
     """The design of ``term`` on the training rows ``X`` (``what``: the estimator
     parameter that gave it, for messages; the dispersion model uses it too)."""
     names = list(feature_names)
-    missing = [s for s in term.slopes if s not in names]
+    slopes, missing = resolve_features(term.slopes, names)
     if missing:
         raise ValueError(
             f"{what} names {missing}, which are not features of X; available: {names}."
         )
+    term = dataclasses.replace(term, slopes=tuple(slopes))
     columns = [names.index(s) for s in term.slopes]
     V = X[:, columns]
     if term.intercept:

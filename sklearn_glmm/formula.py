@@ -859,9 +859,18 @@ def _bar_columns(bar: _BarTerm, data: pd.DataFrame, fixed_names: list[str]) -> t
 
 
 def _term_string(intercept: bool, slopes: list[str], diagonal: bool) -> str:
-    """``(True, ["time"], False)`` -> ``"1 + time"``; diagonal -> ``"diag(1 + time)"``."""
-    text = " + ".join(["1" if intercept else "0", *slopes])
+    """``(True, ["time"], False)`` -> ``"1 + time"``; diagonal -> ``"diag(1 + time)"``.
+    A column name the term's sum would split (a factor level's ``age18-30``,
+    ``trtdrug+``) is written in backquotes, R's quoting, which the estimators read."""
+    text = " + ".join(["1" if intercept else "0", *map(_term_name, slopes)])
     return f"diag({text})" if diagonal and len(slopes) + intercept > 1 else text
+
+
+def _term_name(name: str) -> str:
+    """``name`` as a term's sum reads it whole (:func:`_term_string`)."""
+    from ._design import _signed_parts
+
+    return name if _signed_parts(name) == [name] else f"`{name}`"
 
 
 def _random_effects(

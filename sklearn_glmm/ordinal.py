@@ -230,7 +230,8 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         # before the location model drops those aliased with its thresholds
         slopes = scale_term(self.scale)
         only = self._scale_only()
-        unused = [c for c in only if slopes is None or c not in slopes]
+        named = set(slopes or ()) | {s[1:-1] for s in slopes or () if s[:1] == s[-1:] == "`"}
+        unused = [c for c in only if c not in named]
         if unused:
             raise ValueError(
                 f"scale_only_columns {unused} are not named in scale={self.scale!r}: a column "

@@ -895,3 +895,57 @@ def test_population_predictions_do_without_what_only_random_effects_read():
     assert np.isnan(m.predict(new, type="response")[0])
     with pytest.raises(ValueError, match=r"lack the formula's variable\(s\) \['x'\]"):
         m.predict(new.drop(columns="x"), type="response")
+
+
+def test_factor_levels_holding_plus_or_minus_in_terms():
+    # level columns such as "age18-30" and "trtdrug+" are one name each in random-effect,
+    # zero-inflation and dispersion terms (they were split at "-" and "+"); the same model
+    # as with levels renamed
+    rng = np.random.default_rng(11)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "age": rng.choice(["18-30", "31-40", "41+"], n),
+            "g": rng.integers(0, 20, n),
+            "x": rng.normal(size=n),
+        }
+    )
+    mu = np.exp(0.5 + 0.3 * df["x"] + df["age"].map({"18-30": 0.0, "31-40": 0.4, "41+": -0.3}))
+    df["y"] = rng.poisson(mu) * (rng.uniform(size=n) > 0.2)
+    plain = df.assign(age=df["age"].map({"18-30": "a", "31-40": "b", "41+": "c"}))
+    for call in [
+        lambda d: glmer("y ~ x + age + (age | g)", d, family="poisson"),
+        lambda d: glmmTMB("y ~ x + age + (1 | g)", d, family="poisson", ziformula="~age"),
+        lambda d: glmmTMB("y ~ x + age + (1 | g)", d, family="nbinom2", dispformula="~age"),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            odd, ref = call(df), call(plain)
+        np.testing.assert_allclose(odd.loglik_, ref.loglik_, rtol=1e-9)
+    # the estimators read R's backquotes around such a name
+    from sklearn_glmm import PoissonGLMM
+
+    X = pd.get_dummies(df[["x", "age"]], drop_first=True, dtype=float)
+    quoted = PoissonGLMM(random_effects="1 + `age_41+`", zero_inflation="1 + `age_31-40`")
+    named = PoissonGLMM(random_effects="1 + age_41+", zero_inflation="1 + age_31-40")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quoted.fit(X, df["y"], groups=df["g"])
+    assert list(quoted.random_effects_cov_["g"].columns) == ["(Intercept)", "age_41+"]
+    with pytest.raises(ValueError):
+        named.fit(X, df["y"], groups=df["g"])
+    # and clmm's scale formula
+    from sklearn_glmm.formula import clmm
+
+    lat = 0.5 * df["x"] + rng.normal(0, 1, 20)[df["g"]] + rng.logistic(size=n)
+    df["r"] = pd.Categorical(np.digitize(lat * np.where(df["age"] == "41+", 2.0, 1.0), [-1, 0, 1]))
+    plain["r"] = df["r"]
+    odd = _quiet_fit(clmm, "r ~ x + (1 | g)", df, scale="~age")
+    ref = _quiet_fit(clmm, "r ~ x + (1 | g)", plain, scale="~age")
+    np.testing.assert_allclose(odd.loglik_, ref.loglik_, rtol=1e-9)
+
+
+def _quiet_fit(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
