@@ -570,12 +570,31 @@ def _evaluate(expr: str, data: pd.DataFrame) -> pd.Series:
     expr = expr.strip()
     if expr in data.columns:
         return data[expr].rename(expr)
-    matrix = _model_matrix(f"0 + I({expr})", data)
+    # a logical expression, I(y > 5), is 0/1 here (an outcome, trials, an offset: R's
+    # arithmetic on TRUE and FALSE), not the FALSE/TRUE factor a predictor's is
+    inner = f"1 * ({expr})" if _is_logical_expression(expr) else expr
+    matrix = _model_matrix(f"0 + I({inner})", data)
     if matrix.shape[1] != 1:
         raise ValueError(
             f"Expression {expr!r} must give one numeric column, got {matrix.shape[1]}."
         )
     return pd.Series(np.asarray(matrix)[:, 0], index=data.index, name=expr)
+
+
+def _is_logical_expression(expr: str) -> bool:
+    """Whether ``expr`` (``y > 5``, ``I(y > 5)``, ``a == 1 & b``) is a comparison or a
+    logical combination of them."""
+    try:
+        node = ast.parse(re.sub(r"`[^`]*`", _QUOTED, expr), mode="eval").body
+    except SyntaxError:
+        return False
+    while isinstance(node, ast.Call) and getattr(node.func, "id", None) == "I" and node.args:
+        node = node.args[0]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr)):
+        return True
+    return isinstance(node, (ast.Compare, ast.BoolOp)) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.Invert))
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -949,3 +949,17 @@ def _quiet_fit(fn, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("lhs", ["I(y > 5)", "y > 5", "I((y > 5) & (x > -9))"])
+def test_a_logical_outcome_is_true_for_success(lhs):
+    # R's glmer(I(y > 5) ~ ...): TRUE is a success (a predictor's I(x > 5) is a factor)
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"x": rng.normal(size=300), "g": rng.integers(0, 15, 300)})
+    df["y"] = rng.poisson(np.exp(1.6 + 0.4 * df["x"]))
+    m = _quiet_fit(glmer, f"{lhs} ~ x + (1 | g)", df, family="binomial")
+    ref = _quiet_fit(
+        glmer, "hi ~ x + (1 | g)", df.assign(hi=(df["y"] > 5).astype(int)), family="binomial"
+    )
+    np.testing.assert_allclose(m.loglik_, ref.loglik_, rtol=1e-12)
+    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-10)
