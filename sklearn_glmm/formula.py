@@ -189,6 +189,16 @@ def _parallel(reduce):
     return apply
 
 
+def _ifelse(test, yes, no):
+    """R's ``ifelse(test, yes, no)``: elementwise (text values make a factor)."""
+    out = np.where(np.asarray(test, dtype=bool), yes, no)
+    if out.dtype.kind not in "US":
+        return out
+    index = test.index if isinstance(test, pd.Series) else None
+    values = pd.Series(out.astype(object), index=index)
+    return values.astype(pd.CategoricalDtype(text_levels(values)))
+
+
 def _round(x, digits=0):
     """R's ``round(x, digits)`` (halves to even, as R's IEC 60559 rounding)."""
     return np.round(np.asarray(x, dtype=float), int(digits))
@@ -206,6 +216,7 @@ _R_MATH = {
     "ceiling": np.ceil,
     "trunc": np.trunc,
     "round": _round,
+    "ifelse": _ifelse,
     "sign": np.sign,
     "sin": np.sin,
     "cos": np.cos,

@@ -963,3 +963,22 @@ def test_a_logical_outcome_is_true_for_success(lhs):
     )
     np.testing.assert_allclose(m.loglik_, ref.loglik_, rtol=1e-12)
     np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-10)
+
+
+def test_ifelse_as_r():
+    rng = np.random.default_rng(6)
+    df = pd.DataFrame({"x": rng.uniform(1, 5, 300), "g": rng.integers(0, 15, 300)})
+    df["y"] = rng.binomial(1, 1 / (1 + np.exp(-(df["x"] - 3))))
+    numeric = _quiet_fit(glmer, "y ~ ifelse(x > 3, 1, 0) + (1 | g)", df, family="binomial")
+    ref = _quiet_fit(
+        glmer, "y ~ hi + (1 | g)", df.assign(hi=(df["x"] > 3) * 1.0), family="binomial"
+    )
+    np.testing.assert_allclose(numeric.loglik_, ref.loglik_, rtol=1e-12)
+    # text values are a factor with R's levels ("old" the reference)
+    text = _quiet_fit(glmer, "y ~ ifelse(x > 3, 'young', 'old') + (1 | g)", df, family="binomial")
+    assert text.fixed_effects_.index[-1].endswith("young")
+    np.testing.assert_allclose(text.loglik_, ref.loglik_, rtol=1e-9)
+    # new data holding one of the two values
+    full = text.predict(df, type="link")
+    few = df["x"] > 3
+    np.testing.assert_allclose(text.predict(df[few], type="link"), full[few.to_numpy()], rtol=1e-12)
