@@ -516,11 +516,32 @@ def _check_block_ridge(est, x, record, ridge):
     one value of a binary predictor): its coefficients' standard errors are NaN, the
     others' are those of the model at the ridge's end."""
 
+    from ._engine.converge import at_bound
+
     V = record.covariance
     if not ridge or V is None:
         return
     names = _optimiser_names(est)
     if names is None:
+        return
+    # a ridge the optimiser followed to a coefficient's box bound (a zero-inflation
+    # intercept at logit -20): the likelihood may still rise along it
+    bounds = est.fit_result_.bounds
+    stopped = [names[k] for k in ridge if at_bound(x[k : k + 1], bounds[k : k + 1])[0]]
+    if stopped:
+        along = [names[k] for k in ridge]
+        warnings.warn(
+            f"the coefficients {along} followed a ridge of the likelihood (a probability "
+            f"this part of the model gives went to 0 on some rows) to the bound of "
+            f"{stopped}, where the fit stopped: the likelihood rises further along the "
+            "ridge, so the log-likelihood (AIC, likelihood-ratio tests) is that of the "
+            "point the bound set, and the estimates of these coefficients describe that "
+            "point, not the data; their standard errors are NaN. The data hold little "
+            "evidence for these predictors there: compare with the model without them "
+            "(or without that part of the model).",
+            StandardErrorWarning,
+            stacklevel=user_stacklevel(),
+        )
         return
     nan = [names[k] for k in ridge if not np.isfinite(V[k, k])]
     nan = [name for name in nan if _reported_se_missing(est, name)]

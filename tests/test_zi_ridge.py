@@ -152,3 +152,27 @@ def test_the_ridges_end_gives_glmmtmbs_standard_errors_and_converges(case):
         assert np.isnan(zi_se.iloc[1])
         msgs = [str(w.message) for w in caught if w.category is StandardErrorWarning]
         assert any("['zi~bTRUE'] run along a ridge" in msg for msg in msgs), msgs
+
+
+def test_a_ridge_stopped_by_the_intercepts_bound_leaves_no_standard_errors():
+    # counts without any zero inflation, zi ~ x: the probability runs to 0 on most rows
+    # and the intercept stops at its bound (logit -20) with the slope beside it; the
+    # slope's standard error there was conditional on the bound (z = -8.3 on data
+    # without zero inflation): now NaN with the block's other coefficients, and said
+    from sklearn_glmm.exceptions import StandardErrorWarning
+    from sklearn_glmm.formula import glmmTMB
+
+    rng = np.random.default_rng(27)
+    n, G = 300, 20
+    g = rng.integers(0, G, n)
+    x = rng.normal(size=n)
+    rng.choice(["a", "b"], n)  # (the draws of the generator the case came from)
+    mu = np.exp(0.4 + 0.5 * x + rng.normal(0, 0.5, G)[g])
+    d = pd.DataFrame({"y": rng.negative_binomial(2, 2 / (2 + mu)), "x": x, "g": g})
+    with pytest.warns(StandardErrorWarning, match=r"to the bound of \['zi~\(Intercept\)'\]"):
+        m = glmmTMB("y ~ x + (1 | g)", d, family="nbinom2", ziformula="~x")
+    zi = m.zero_inflation_effects_
+    assert zi["estimate"].iloc[0] < -15  # (on the ridge)
+    assert zi["std_error"].isna().all() and zi["p_value"].isna().all()
+    assert np.isfinite(m.fixed_effects_["std_error"]).all()
+    assert m.converged_

@@ -112,6 +112,14 @@ def curvature(H, x, bounds, ridge=()):
     on_ridge = np.isin(np.flatnonzero(free), np.asarray(ridge, dtype=int))
     Vf, flat, negative = _pseudo_inverse(Hf, on_ridge)
     V[np.ix_(free, free)] = 2.0 * Vf
+    ridge = np.asarray(ridge, dtype=int)
+    if len(ridge) and not free[ridge].all():
+        # a ridge the optimiser followed to a coefficient's box bound (a zero-inflation
+        # intercept at logit -20) goes on past it: the coefficients along it have no
+        # covariance, whose value at the bound would be conditional on the bound alone
+        # (a slope beside it looked decisive on data without any zero inflation)
+        V[ridge, :] = np.nan
+        V[:, ridge] = np.nan
     return V, flat, negative
 
 
