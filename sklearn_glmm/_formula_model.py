@@ -87,7 +87,8 @@ class _NewData:
             bad = np.flatnonzero(~self.rows)
             raise ValueError(
                 f"{what} cannot be given for rows with a missing value in a variable of the "
-                f"model (row position(s) {bad[:10].tolist()}); drop them, or use "
+                "model, or a value a transform of the formula makes not finite (row "
+                f"position(s) {bad[:10].tolist()}); drop them, or use "
                 "predict(..., type='response') / predict_proba, which give NaN for them as R's "
                 "predict does."
             )
@@ -183,6 +184,43 @@ def _warn_no_groups(state) -> None:
         UserWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _finite_rows(X, inputs: _NewData, complete) -> _NewData:
+    """``inputs`` without the rows where a transform of the formula gave a value that
+    is not finite (``log`` of 0 or of a negative number on new data): they predict NaN,
+    as R's ``predict`` gives them, with a warning naming them (``complete``: the rows of
+    ``X`` that ``inputs`` holds)."""
+    numeric = inputs.X.select_dtypes("number")
+    bad = ~np.isfinite(numeric.to_numpy(dtype=float)).all(axis=1)
+    columns = [str(c) for c in numeric.columns[~np.isfinite(numeric.to_numpy(float)).all(axis=0)]]
+    if inputs.offset is not None:
+        off_bad = ~np.isfinite(np.asarray(inputs.offset, dtype=float))
+        bad |= off_bad
+        columns += ["the offset"] if off_bad.any() else []
+    if not bad.any():
+        return inputs
+    kept = np.flatnonzero(complete)
+    labels = list(X.index[kept[bad]][:3]) if isinstance(X, pd.DataFrame) else list(kept[bad][:3])
+    warnings.warn(
+        f"{int(bad.sum())} row(s) of the data (e.g. {labels}) give a value of {columns} that "
+        "is not finite (a transform outside its domain: log of 0 or of a negative number, "
+        "say): their predictions are NaN (R's predict gives NaN there, or -Inf on the "
+        "link scale for a log of 0).",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+    rows = np.array(complete, dtype=bool)
+    rows[kept[bad]] = False
+    if not rows.any():
+        raise ValueError(
+            f"Every row of the data gives a value of {columns} that is not finite (log of 0 "
+            "or of a negative number, say): nothing to predict."
+        )
+    keep = np.flatnonzero(~bad)
+    groups = None if inputs.groups is None else _safe_indexing(inputs.groups, keep)
+    offset = None if inputs.offset is None else np.asarray(inputs.offset)[keep]
+    return _NewData(inputs.X.iloc[keep], groups, offset, inputs.population, rows)
 
 
 class _RawDataPredictions:
@@ -286,7 +324,7 @@ class _RawDataPredictions:
             raise ValueError("Every row of the data has a missing value in a variable used.")
         rows = None if complete.all() else complete
         data = X if rows is None else X.loc[complete]
-        X_design = design_matrix(state.model_spec, data)
+        X_design = design_matrix(state.model_spec, data, na_action="ignore")
         specs = getattr(state, "random_only_specs", ())  # (older pickles: none)
         specs = [(spec, cols) for spec, cols in specs if not set(cols) <= spare]
         if specs:
@@ -310,7 +348,7 @@ class _RawDataPredictions:
         # (the raw data's rows are its own: a fresh index too is compared)
         check_rows_aligned(X, {"offset": as_pandas(offset)}, rebuilt=False, frame="data")
         offset = self._raw_offset(data, offset, complete)
-        return _NewData(X_design, groups, offset, population, rows)
+        return _finite_rows(X, _NewData(X_design, groups, offset, population, rows), complete)
 
     def _no_groups(self, n):
         """Groups with no known level: every row at the population level."""
@@ -366,7 +404,7 @@ class _RawDataPredictions:
             # function; at fit such a column raised)
             unread = {c for e in state.offsets for c in _shadowing(f"I({e})", data)}
             data = data.drop(columns=sorted(unread - set(state.offset_variables), key=str))
-            parts.append(_offset(state.offsets, data).to_numpy(dtype=float))
+            parts.append(_offset(state.offsets, data, "ignore").to_numpy(dtype=float))
         if state.offset_column is not None:
             if state.offset_column in data.columns:
                 parts.append(data[state.offset_column].to_numpy(dtype=float))

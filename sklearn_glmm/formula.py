@@ -502,8 +502,12 @@ def _formulaic_text(rhs: str, warn: bool = True) -> str:
     return _python_powers(_r_contrast_names(_quote_dotted_names(rhs)))
 
 
-def _model_matrix(rhs: str, data: pd.DataFrame, states: dict | None = None):
-    """formulaic's model matrix of ``~ rhs``; missing values raise (rows were dropped before).
+def _model_matrix(
+    rhs: str, data: pd.DataFrame, states: dict | None = None, na_action: str = "raise"
+):
+    """formulaic's model matrix of ``~ rhs``; missing values raise (rows were dropped
+    before; ``na_action="ignore"``: a value a transform makes missing, ``log(-1)`` on new
+    data, is kept, for the caller to name).
 
     ``states``: transforms' states learnt beforehand (by expression), used as they are;
     the other transforms learn theirs from ``data``."""
@@ -517,7 +521,7 @@ def _model_matrix(rhs: str, data: pd.DataFrame, states: dict | None = None):
         transform_state=copy.deepcopy(states) if states else {},
     )
     with _our_errors():
-        return formulaic.model_matrix(spec, data, context=_context(), na_action="raise")
+        return formulaic.model_matrix(spec, data, context=_context(), na_action=na_action)
 
 
 # transforms R evaluates on every row of the data (``model.frame``, before ``na.omit``
@@ -576,15 +580,16 @@ def _r_frame(matrix) -> tuple[pd.DataFrame, bool]:
     return frame.astype(float), has_intercept
 
 
-def _evaluate(expr: str, data: pd.DataFrame) -> pd.Series:
-    """One variable: a data column as is, or an expression evaluated by formulaic."""
+def _evaluate(expr: str, data: pd.DataFrame, na_action: str = "raise") -> pd.Series:
+    """One variable: a data column as is, or an expression evaluated by formulaic
+    (``na_action``: see :func:`_model_matrix`)."""
     expr = expr.strip()
     if expr in data.columns:
         return data[expr].rename(expr)
     # a logical expression, I(y > 5), is 0/1 here (an outcome, trials, an offset: R's
     # arithmetic on TRUE and FALSE), not the FALSE/TRUE factor a predictor's is
     inner = f"1 * ({expr})" if _is_logical_expression(expr) else expr
-    matrix = _model_matrix(f"0 + I({inner})", data)
+    matrix = _model_matrix(f"0 + I({inner})", data, na_action=na_action)
     if matrix.shape[1] != 1:
         raise ValueError(
             f"Expression {expr!r} must give one numeric column, got {matrix.shape[1]}."
@@ -1061,11 +1066,13 @@ def _response(lhs: str, data: pd.DataFrame) -> tuple[pd.Series, pd.Series | None
     return successes.rename(parts[0]), (successes + failures).rename("trials")
 
 
-def _offset(offsets: tuple[str, ...], data: pd.DataFrame) -> pd.Series | None:
-    """Sum of the ``offset(...)`` terms, or None."""
+def _offset(
+    offsets: tuple[str, ...], data: pd.DataFrame, na_action: str = "raise"
+) -> pd.Series | None:
+    """Sum of the ``offset(...)`` terms, or None (``na_action``: see :func:`_model_matrix`)."""
     if not offsets:
         return None
-    total = sum(_evaluate(expr, data).astype(float) for expr in offsets)
+    total = sum(_evaluate(expr, data, na_action).astype(float) for expr in offsets)
     return total.rename("offset")
 
 
@@ -1253,7 +1260,7 @@ def parse_glmm_formula(formula: str, data: pd.DataFrame) -> GLMMDesign:
     return _parse(formula, data)[0]
 
 
-def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
+def design_matrix(model_spec, data: pd.DataFrame, na_action: str = "raise") -> pd.DataFrame:
     """Apply a fitted formula's fixed part to new data, with R's column names.
 
     Parameters
@@ -1262,6 +1269,9 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
         ``GLMMDesign.model_spec`` or a ``glmer`` fit's ``design_info_``.
     data : pandas.DataFrame
         New rows holding the fixed-effect variables.
+    na_action : {"raise", "ignore"}, default="raise"
+        What a missing value a transform makes (``log`` of a negative number) does:
+        raise, or stay in the column (NaN), for the caller to handle.
 
     Returns
     -------
@@ -1284,7 +1294,7 @@ def design_matrix(model_spec, data: pd.DataFrame) -> pd.DataFrame:
                 # data, and is not read: R reads the function)
                 data = data.drop(columns=_shadowing(str(spec.formula), data, read=False))
                 legacy = getattr(spec, "materializer", None) == LEGACY_CODING
-                matrix = spec.get_model_matrix(data, context=_context(legacy))
+                matrix = spec.get_model_matrix(data, context=_context(legacy), na_action=na_action)
         except DataMismatchWarning as exc:
             raise ValueError(_new_levels_message(model_spec, exc)) from None
     return _r_frame(matrix)[0]

@@ -103,6 +103,27 @@ def test_missing_predictor_gives_nan_as_r(binary_fit, newdata):
         binary_fit.predict(nd)  # classes have no NaN
 
 
+def test_a_transform_out_of_its_domain_on_a_new_row_gives_nan_there(counts):
+    # R: log(z) with z <= 0, or offset(log(exposure)) with exposure 0, on one new row:
+    # NaN (or -Inf) for that row only; it raised for the whole frame
+    m = _quiet(
+        glmer,
+        "y ~ log(time + 1) + treatment + offset(log(exposure)) + (1 | id)",
+        counts,
+        "poisson",
+    )
+    new = counts.iloc[:5].reset_index(drop=True)
+    full = m.predict(new, type="response")
+    for column, value in [("time", -1.0), ("time", -3.0), ("exposure", 0.0)]:
+        bad = new.assign(**{column: new[column].where(new.index != 2, value)})
+        with pytest.warns(UserWarning, match=r"1 row\(s\) of the data \(e.g. \[2\]\)"):
+            got = m.predict(bad, type="response")
+        assert np.isnan(got[2])
+        np.testing.assert_allclose(got[[0, 1, 3, 4]], full[[0, 1, 3, 4]], rtol=1e-12)
+    with pytest.raises(ValueError, match="transform of the formula makes not finite"):
+        _quiet(m.predict_interval, bad)
+
+
 def test_formula_offset_read_from_newdata(counts):
     # R: p <- glmer(y ~ time + treatment + offset(log(exposure)) + (1 | id), d, poisson,
     #               control = glmerControl(optimizer = "bobyqa"))
