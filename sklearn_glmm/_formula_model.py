@@ -385,6 +385,16 @@ class _RawDataPredictions:
                 "of them (predictions conditional on the groups), or none or re_form=NA "
                 "(population level)."
             )
+        gaps = [c for c in state.group_variables if data[c].isna().any()]
+        if gaps:
+            n_gaps = int(data[gaps].isna().any(axis=1).sum())
+            warnings.warn(
+                f"{n_gaps} row(s) of the data have no value of the grouping column(s) "
+                f"{gaps}: they are predicted as rows of a new group of the factors reading "
+                "that column (lme4 refuses them unless allow.new.levels = TRUE).",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
         frame = _group_frame(state.bars, data)
         return frame[list(self.fit_result_.factor_order)]
 
