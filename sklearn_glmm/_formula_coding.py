@@ -90,6 +90,8 @@ def _ordered_as_polynomial(value):
 # R's coding of interactions only (ordered factors treatment-coded, logical expressions
 # numbers); their pickled models predict as they were fitted
 LEGACY_CODING = "sklearn_glmm_r_coding"
+# the model specs of the version before R's deparsed column names
+PYTHON_NAMES = "sklearn_glmm_r_coding_2"
 
 
 class InteractionCodingMaterializer(PandasMaterializer):
@@ -155,9 +157,10 @@ class InteractionCodingMaterializer(PandasMaterializer):
 
 class RCodingMaterializer(InteractionCodingMaterializer):
     """R's coding of factors in interactions, of logical expressions (a FALSE/TRUE
-    factor) and of ordered factors (polynomial contrasts): the specs this version makes."""
+    factor) and of ordered factors (polynomial contrasts): the specs this version makes.
+    Their columns take R's deparsed names (:mod:`._formula_names`)."""
 
-    REGISTER_NAME = "sklearn_glmm_r_coding_2"
+    REGISTER_NAME = "sklearn_glmm_r_coding_3"
     REGISTER_PRECEDENCE = -1000
 
     @override
@@ -169,3 +172,12 @@ class RCodingMaterializer(InteractionCodingMaterializer):
     def _evaluate(self, expr, metadata, spec):
         value, variables = super()._evaluate(expr, metadata, spec)
         return _logical_as_factor(value), variables
+
+
+class PythonNamesMaterializer(RCodingMaterializer):
+    """The coding of :class:`RCodingMaterializer` for model specs of the earlier version
+    that named columns in formulaic's Python style (``ns(x, df=3)1``, ``I(age / 10)``):
+    their fitted models keep those names."""
+
+    REGISTER_NAME = PYTHON_NAMES
+    REGISTER_PRECEDENCE = -1001

@@ -573,7 +573,12 @@ def _r_frame(matrix) -> tuple[pd.DataFrame, bool]:
     frame = pd.DataFrame(matrix)
     has_intercept = "Intercept" in frame.columns
     frame = frame.drop(columns="Intercept") if has_intercept else frame
-    names = [_r_name(c) for c in frame.columns]
+    from ._formula_coding import LEGACY_CODING, PYTHON_NAMES
+    from ._formula_names import r_column_name
+
+    # (the specs of earlier versions keep the names their models were fitted with)
+    earlier = getattr(matrix.model_spec, "materializer", None) in (LEGACY_CODING, PYTHON_NAMES)
+    names = [(_r_name if earlier else r_column_name)(c) for c in frame.columns]
     if len(set(names)) != len(names):
         raise ValueError(f"Column names collide after renaming to R's style: {names}.")
     frame.columns = names

@@ -612,10 +612,10 @@ def test_ns_is_rs_natural_spline_basis():
     assert ref["loglik"][0] < ref["tmb_loglik"][0] - 1e-4
     assert m.loglik_ == pytest.approx(ref["tmb_loglik"][0], abs=1e-6)
     np.testing.assert_allclose(m.coef_, ref["tmb_fixef"][1:], rtol=1e-4)
-    assert list(m.fixed_effects_.index[1:]) == [
-        "ns(age, df=3)1",
-        "ns(age, df=3)2",
-        "ns(age, df=3)3",
+    assert list(m.fixed_effects_.index[1:]) == [  # R's names
+        "ns(age, df = 3)1",
+        "ns(age, df = 3)2",
+        "ns(age, df = 3)3",
     ]
     q = pd.DataFrame({"age": new, "g": np.nan})
     np.testing.assert_allclose(
@@ -685,8 +685,8 @@ def test_factor_levels_unused_at_fit_and_relevel_positions():
     )
     names = list(m.fixed_effects_.index)
     assert names[2:] == [
-        "factor(f, levels=c('Z', 'a', 'b', 'c'))b",
-        "factor(f, levels=c('Z', 'a', 'b', 'c'))c",
+        'factor(f, levels = c("Z", "a", "b", "c"))b',
+        'factor(f, levels = c("Z", "a", "b", "c"))c',
     ]
     # a level no row of the fit held is none of the model's: new data with it raise, as R's
     with pytest.raises(
