@@ -231,7 +231,7 @@ class _RawDataPredictions:
 
     def _forget_formula(self):
         self.__dict__.pop("_formula", None)
-        for name in ("formula_", "ziformula_", "design_info_", "_fitted_rows", "_proportions"):
+        for name in ("formula_", "ziformula_", "design_info_", "_fitted_rows"):
             self.__dict__.pop(name, None)
 
     # -- on the training rows ------------------------------------------------------------
@@ -558,15 +558,6 @@ class BinomialGLMM(_RawDataPredictions, estimators.BinomialGLMM):
         """Fit as :class:`sklearn_glmm.BinomialGLMM` does (the formula is forgotten)."""
         self._forget_formula()
         return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset, trials=trials)
-
-    def simulate(self, n_sim=1, random_state=None, *, new_random_effects=True):
-        """Outcomes simulated for the training rows; see the estimator's method. An outcome
-        of proportions with the trials as ``weights`` is simulated as proportions (R's
-        ``simulate``), which the same call refits; otherwise as the estimator's."""
-        sims = super().simulate(n_sim, random_state, new_random_effects=new_random_effects)
-        if getattr(self, "_proportions", False):
-            return sims / np.asarray(self.fit_result_.train["trials"], dtype=float)[:, None]
-        return sims
 
     def decision_function(self, X, groups=None, *, offset=None, population=None, re_form=None):
         """Log-odds of ``classes_[1]``, those of ``predict_proba``'s probability; see the

@@ -1810,8 +1810,6 @@ def glmer(
             warnings.simplefilter("ignore", NoRandomEffectsWarning)
         estimator.fit(X_fit, y, **fit_params)
     estimator.formula_ = formula
-    if binomial and trials is not None and design.trials is None:
-        estimator._proportions = True  # (its simulate gives proportions, as R's)
     if zero_inflation:
         estimator.ziformula_ = "~" + str(ziformula).strip().lstrip("~").strip()
     if dispersion is not None:

@@ -158,13 +158,6 @@ def test_proportions_with_weights_are_successes_out_of_trials(cbpp):
     np.testing.assert_allclose(m.coef_, cbind.coef_, rtol=1e-8)
     with pytest.raises(ValueError, match="whole number of successes"):
         glmer("prop ~ period + (1 | herd)", df, weights=df["trials"] + 0.5)
-    # simulated as proportions, R's simulate(), which the same call refits
-    sims = m.simulate(2, random_state=0)
-    np.testing.assert_array_equal(
-        sims, cbind.simulate(2, random_state=0) / df[["trials"]].to_numpy()
-    )
-    assert sims.max() <= 1.0
-    _quiet(glmer, "psim ~ period + (1 | herd)", df.assign(psim=sims[:, 0]), weights="trials")
 
 
 # ---------------------------------------------------------------------------
