@@ -190,18 +190,69 @@ def _parallel(reduce):
 
 
 def _ifelse(test, yes, no):
-    """R's ``ifelse(test, yes, no)``: elementwise (text values make a factor)."""
-    out = np.where(np.asarray(test, dtype=bool), yes, no)
-    if out.dtype.kind not in "US":
-        return out
+    """R's ``ifelse(test, yes, no)``, elementwise: numbers give a numeric column,
+    ``TRUE``/``FALSE`` a logical one (a FALSE/TRUE factor in the design), anything else
+    text (numbers among them as R writes them), a factor with R's levels."""
     index = test.index if isinstance(test, pd.Series) else None
-    values = pd.Series(out.astype(object), index=index)
+    picked = np.where(
+        np.asarray(test, dtype=bool), np.asarray(yes, dtype=object), np.asarray(no, dtype=object)
+    )
+    values = pd.Series(picked, index=index, dtype=object)
+    if all(isinstance(v, (bool, np.bool_)) for v in picked):
+        return values.astype(bool)
+    if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in picked):
+        return values.astype(float)
+    values = values.map(_r_text)
     return values.astype(pd.CategoricalDtype(text_levels(values)))
 
 
+def _r_text(value) -> str:
+    """A value as R's ``as.character`` writes it (``1`` for 1.0, ``TRUE``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _distribution(function, inverse: bool):
+    """R's ``pnorm(q, mean, sd)`` / ``qnorm`` / ``plogis(q, location, scale)`` /
+    ``qlogis`` from the standard distribution's ``function``."""
+
+    def apply(value, centre=0.0, spread=1.0, **named):
+        centre = named.pop("mean", named.pop("location", centre))
+        spread = named.pop("sd", named.pop("scale", spread))
+        if named:
+            raise TypeError(f"unexpected argument(s) {sorted(named)}")
+        value = np.asarray(value, dtype=float)
+        if inverse:
+            return centre + spread * function(value)
+        return function((value - centre) / spread)
+
+    return apply
+
+
 def _round(x, digits=0):
-    """R's ``round(x, digits)`` (halves to even, as R's IEC 60559 rounding)."""
-    return np.round(np.asarray(x, dtype=float), int(digits))
+    """R's ``round(x, digits)``: ``digits = 0`` halves to even (IEC 60559); otherwise,
+    as R (since 4.0.0), the nearer of the two decimals with ``digits`` digits around
+    ``x`` (``round(0.15, 1)`` is 0.1: the double 0.15 is below 0.15), a tie going to the
+    even last digit."""
+    x = np.asarray(x, dtype=float)
+    d = int(np.floor(float(digits) + 0.5))
+    if d == 0:
+        return np.round(x)
+    sign = np.where(x < 0, -1.0, 1.0)
+    a = np.abs(x)
+    scale = 10.0**d
+    scaled = a * scale
+    low = np.floor(scaled)
+    down, up = low / scale, np.ceil(scaled) / scale
+    below, above = a - down, up - a
+    out = np.where((above < below) | ((above == below) & (np.fmod(low, 2.0) == 1.0)), up, down)
+    with np.errstate(divide="ignore"):
+        # (R leaves a number with more digits than a double holds as it is)
+        as_is = ~np.isfinite(a) | (a == 0.0) | (np.log10(a) + d > 15)
+    return sign * np.where(as_is, a, out)
 
 
 # R's elementwise functions beside formulaic's (log, log2, log10, exp, scale, ...)
@@ -221,10 +272,11 @@ _R_MATH = {
     "sin": np.sin,
     "cos": np.cos,
     "tan": np.tan,
-    "plogis": lambda q: _special().expit(q),
-    "qlogis": lambda p: _special().logit(p),
-    "pnorm": lambda q: _special().ndtr(q),
-    "qnorm": lambda p: _special().ndtri(p),
+    "plogis": _distribution(lambda q: _special().expit(q), inverse=False),
+    "qlogis": _distribution(lambda p: _special().logit(p), inverse=True),
+    "pnorm": _distribution(lambda q: _special().ndtr(q), inverse=False),
+    "qnorm": _distribution(lambda p: _special().ndtri(p), inverse=True),
+    "pi": np.pi,
 }
 
 

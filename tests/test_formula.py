@@ -465,7 +465,13 @@ def test_r_elementwise_functions(long):
     ]
     assert list(X.columns)[:2] == ["pmin(v, 1)", "pmax(v, 0, u)"]
     np.testing.assert_allclose(X.to_numpy(), np.column_stack(expected), rtol=1e-15)
-    # R rounds halves to even (IEC 60559)
+    # R rounds halves to even (IEC 60559); with digits, the nearer decimal
+    from sklearn_glmm.formula import _round
+
+    r = pd.read_csv(Path(__file__).parent / "fixtures" / "r_round" / "round.csv", dtype=str)
+    x = r["x"].astype(float).to_numpy()
+    for d in (0, 1, 2, 3, -1, -2):
+        np.testing.assert_array_equal(_round(x, d), r[f"d{d}"].astype(float).to_numpy())
     half = long.assign(h=np.resize([0.5, 1.5, 2.5, -0.5], len(long)))
     h = parse_glmm_formula("y ~ round(h) + (1 | id)", half).X["round(h)"]
     np.testing.assert_array_equal(h.to_numpy()[:4], [0.0, 2.0, 2.0, -0.0])
@@ -982,3 +988,32 @@ def test_ifelse_as_r():
     full = text.predict(df, type="link")
     few = df["x"] > 3
     np.testing.assert_allclose(text.predict(df[few], type="link"), full[few.to_numpy()], rtol=1e-12)
+
+
+def test_r_spellings_of_the_elementwise_functions():
+    # (lme4 on these data: the same log-likelihoods and names; checked in R 4.2.2)
+    rng = np.random.default_rng(9)
+    df = pd.DataFrame({"x": rng.uniform(1, 5, 300), "g": rng.integers(0, 15, 300)})
+    df["y"] = rng.binomial(1, 1 / (1 + np.exp(-(df["x"] - 3))))
+    X = parse_glmm_formula(
+        "y ~ sin(2*pi*x/12) + pnorm(x, 3, 2) + plogis(x, location=1) + "
+        "qnorm(pnorm(x, mean=3, sd=2)) + (1 | g)",
+        df,
+    ).X
+    x = df["x"].to_numpy()
+    from scipy.special import expit, ndtr
+
+    np.testing.assert_allclose(X["sin(2 * pi * x/12)"], np.sin(2 * np.pi * x / 12), rtol=1e-15)
+    np.testing.assert_allclose(X["pnorm(x, 3, 2)"], ndtr((x - 3) / 2), rtol=1e-15)
+    np.testing.assert_allclose(X["plogis(x, location = 1)"], expit(x - 1), rtol=1e-15)
+    np.testing.assert_allclose(X["qnorm(pnorm(x, mean = 3, sd = 2))"], (x - 3) / 2, rtol=1e-12)
+    # ifelse() of TRUE/FALSE is logical (a FALSE/TRUE factor), of text and numbers text
+    hi = df.assign(hi=df["x"] > 3)
+    ref = _quiet_fit(glmer, "y ~ hi + (1 | g)", hi, family="binomial")
+    for rhs, name in [
+        ("ifelse(x > 3, TRUE, FALSE)", "ifelse(x > 3, TRUE, FALSE)TRUE"),
+        ("ifelse(x > 3, 'a', 1)", 'ifelse(x > 3, "a", 1)a'),
+    ]:
+        m = _quiet_fit(glmer, f"y ~ {rhs} + (1 | g)", df, family="binomial")
+        assert list(m.fixed_effects_.index) == ["(Intercept)", name]
+        np.testing.assert_allclose(m.loglik_, ref.loglik_, rtol=1e-10)
