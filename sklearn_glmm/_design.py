@@ -116,13 +116,14 @@ def parse_term(term: str) -> Term:
 
 def _signed_parts(text: str) -> list[str]:
     """The terms of a sum, split at its ``+`` and ``-`` outside parentheses, brackets and
-    quotes (``"1 + log(z + 1) - x"`` -> ``["1", "log(z + 1)", "-x"]``): a removed
-    term keeps its minus sign."""
+    backquotes (``"1 + log(z + 1) - x"`` -> ``["1", "log(z + 1)", "-x"]``): a removed
+    term keeps its minus sign. (Quotes of strings are inside calls; a name's apostrophe,
+    ``fO'Neil``, is not one.)"""
     parts, current, depth, quote = [], "", 0, None
     for ch in text:
         if quote is not None:
             quote = None if ch == quote else quote
-        elif ch in "`'\"":
+        elif ch == "`" and current.strip() in ("", "-"):  # (a name R quotes)
             quote = ch
         elif ch in "([{":
             depth += 1
@@ -135,6 +136,17 @@ def _signed_parts(text: str) -> list[str]:
         current += ch
     parts.append(current.strip())
     return [p for p in parts if p.strip("- ")]
+
+
+def is_whole_term_name(name: str) -> bool:
+    """Whether a term's sum reads ``name`` as one name: no ``+`` or ``-`` outside its
+    parentheses, which balance (a factor level's ``age18-30`` or ``x)`` do not)."""
+    depth = 0
+    for ch in name:
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(ch, 0)
+        if depth < 0 or (depth == 0 and ch in "+-"):
+            return False
+    return depth == 0 and not name.startswith("`")
 
 
 def resolve_features(names, feature_names) -> tuple[list[str], list[str]]:

@@ -960,9 +960,10 @@ def _term_string(intercept: bool, slopes: list[str], diagonal: bool) -> str:
 
 def _term_name(name: str) -> str:
     """``name`` as a term's sum reads it whole (:func:`_term_string`)."""
-    from ._design import _signed_parts
+    from ._design import is_whole_term_name
 
-    return name if _signed_parts(name) == [name] else f"`{name}`"
+    quoted = len(name) > 1 and name[0] == name[-1] == "`"  # (R's name of `my var`)
+    return name if quoted or is_whole_term_name(name) or "`" in name else f"`{name}`"
 
 
 def _random_effects(

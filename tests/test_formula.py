@@ -1017,3 +1017,32 @@ def test_r_spellings_of_the_elementwise_functions():
         m = _quiet_fit(glmer, f"y ~ {rhs} + (1 | g)", df, family="binomial")
         assert list(m.fixed_effects_.index) == ["(Intercept)", name]
         np.testing.assert_allclose(m.loglik_, ref.loglik_, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [
+        ["a", "O'Neil", "Zed"],
+        ["a", "don't", "zed"],
+        ["a", "x)", "z"],
+        ["a", "b(", "c"],
+        ["a", "b`c", "d"],
+    ],
+)
+def test_factor_levels_with_quotes_or_brackets_in_terms(levels):
+    # a level's apostrophe, bracket or backquote is part of one name in a term's sum (the
+    # sum was cut there: "fO'Neil + fZed" read as one name)
+    rng = np.random.default_rng(3)
+    n = 300
+    df = pd.DataFrame(
+        {"f": rng.choice(levels, n), "g": rng.integers(0, 15, n), "x": rng.normal(size=n)}
+    )
+    df["y"] = rng.poisson(np.exp(0.3 + 0.3 * df["x"]))
+    plain = df.assign(f=df["f"].map(dict(zip(levels, ["a", "b", "c"]))))
+    for call in [
+        lambda d: glmer("y ~ x + f + (f | g)", d, family="poisson"),
+        lambda d: glmmTMB("y ~ x + f + (1 | g)", d, family="poisson", ziformula="~f + x"),
+    ]:
+        np.testing.assert_allclose(
+            _quiet_fit(call, df).loglik_, _quiet_fit(call, plain).loglik_, rtol=1e-9
+        )
