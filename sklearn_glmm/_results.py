@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._conditioning import decorrelating_map
 from ._design import INTERCEPT
-from ._engine.converge import GRAD_TOL, ridge_parameters
+from ._engine.converge import GRAD_TOL, ridge_blocks, ridge_parameters
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import SINGULAR_TOL, single_threaded_blas
 from ._engine.separation import (
@@ -311,7 +311,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _check_laplace(est, obj, x, record, bounds)
     ridge = ridge_parameters(data, np.asarray(x))
     _check_standard_errors(est, record, rows, se_all, idx, ridge)
-    _check_block_ridge(est, x, record, ridge)
+    _check_block_ridge(est, x, record, ridge, ridge_blocks(data, np.asarray(x)))
     est.converged_ = bool(record.converged)
 
 
@@ -510,11 +510,13 @@ def _optimiser_names(est) -> list | None:
     return names if len(names) == len(est.fit_result_.params) else None
 
 
-def _check_block_ridge(est, x, record, ridge):
+def _check_block_ridge(est, x, record, ridge, blocks=()):
     """Warn when the fit left a family block on its ridge (``ridge``, the parameters
     ``ridge_parameters`` found: a zero-inflation probability run to 0 on the rows of
     one value of a binary predictor): its coefficients' standard errors are NaN, the
-    others' are those of the model at the ridge's end."""
+    others' are those of the model at the ridge's end. A block (of ``blocks``, those
+    parameters by block) whose ridge stopped at a coefficient's box bound is said apart:
+    its log-likelihood is a lower bound, its coefficients' covariance NaN (``curvature``)."""
 
     from ._engine.converge import at_bound
 
@@ -525,32 +527,39 @@ def _check_block_ridge(est, x, record, ridge):
     if names is None:
         return
     # a ridge the optimiser followed to a coefficient's box bound (a zero-inflation
-    # intercept at logit -20): the likelihood may still rise along it
+    # intercept at logit -20): the likelihood still rises along it
     bounds = est.fit_result_.bounds
-    stopped = [names[k] for k in ridge if at_bound(x[k : k + 1], bounds[k : k + 1])[0]]
-    if stopped:
-        along = [names[k] for k in ridge]
+    stopped_blocks = [
+        b for b in blocks if any(at_bound(x[k : k + 1], bounds[k : k + 1])[0] for k in b)
+    ]
+    for block in stopped_blocks:
+        along = [names[k] for k in block]
+        at = [names[k] for k in block if at_bound(x[k : k + 1], bounds[k : k + 1])[0]]
         warnings.warn(
-            f"the coefficients {along} followed a ridge of the likelihood (a probability "
-            f"this part of the model gives went to 0 on some rows) to the bound of "
-            f"{stopped}, where the fit stopped: the likelihood rises further along the "
-            "ridge, so the log-likelihood (AIC, likelihood-ratio tests) is that of the "
-            "point the bound set, and the estimates of these coefficients describe that "
-            "point, not the data; their standard errors are NaN. The data hold little "
-            "evidence for these predictors there: compare with the model without them "
-            "(or without that part of the model).",
+            f"the coefficients {along} followed a ridge of the likelihood (on some rows "
+            "this part of the model ran to its limit: a probability to 0 or 1, a "
+            f"dispersion to its Poisson or binomial limit) to the bound of {at}, where "
+            "the fit stopped: the likelihood rises further along the ridge, so the "
+            "log-likelihood (AIC, likelihood-ratio tests) is a lower bound of the maximum, "
+            "and these coefficients' estimates describe the point the bound set, not the "
+            "data; their standard errors are NaN. The data may still hold strong evidence "
+            "for these predictors (zeros on every row past some value of one): compare "
+            "the log-likelihood with the model without them, this one's being a lower bound.",
             StandardErrorWarning,
             stacklevel=user_stacklevel(),
         )
-        return
+    if stopped_blocks:
+        done = {k for b in stopped_blocks for k in b}
+        ridge = [k for k in ridge if k not in done]
     nan = [names[k] for k in ridge if not np.isfinite(V[k, k])]
     nan = [name for name in nan if _reported_se_missing(est, name)]
     if not nan:
         return
     warnings.warn(
-        f"the coefficients {nan} run along a ridge of the likelihood: on some rows the "
-        "probability they model goes to 0 (e.g. no excess zeros for one value of a binary "
-        "predictor), where the likelihood keeps rising ever more slowly. Their standard "
+        f"the coefficients {nan} run along a ridge of the likelihood: on some rows what "
+        "they model reaches its limit (a zero-inflation probability 0: no excess zeros for "
+        "one value of a binary predictor; a dispersion its Poisson limit), where the "
+        "likelihood keeps rising ever more slowly. Their standard "
         "errors are NaN (their estimates are where the optimiser stopped on the ridge); "
         "the other parameters' are those of the model at the ridge's end. Drop the "
         "predictor from that part of the model to have a standard error for the rest of it.",

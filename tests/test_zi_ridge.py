@@ -176,3 +176,27 @@ def test_a_ridge_stopped_by_the_intercepts_bound_leaves_no_standard_errors():
     assert zi["std_error"].isna().all() and zi["p_value"].isna().all()
     assert np.isfinite(m.fixed_effects_["std_error"]).all()
     assert m.converged_
+
+
+def test_a_stopped_ridge_is_said_block_by_block():
+    # a dispersion ridge (theta to its Poisson limit where w = 0) beside a zero-inflation
+    # ridge stopped at its intercept's bound: each block is said on its own terms
+    from sklearn_glmm.exceptions import StandardErrorWarning
+    from sklearn_glmm.formula import glmmTMB
+
+    rng = np.random.default_rng(0)
+    n, G = 800, 30
+    g = rng.integers(0, G, n)
+    d = pd.DataFrame({"x": rng.normal(size=n), "w": rng.integers(0, 2, n), "g": g})
+    mu = np.exp(1.5 + 0.3 * d["x"] + rng.normal(0, 0.3, G)[g])
+    d["y"] = np.where(d["w"] == 0, rng.poisson(mu), rng.negative_binomial(1.0, 1.0 / (1.0 + mu)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmmTMB("y ~ x + (1 | g)", d, family="nbinom2", dispformula="~w", ziformula="~w")
+    said = [str(w.message) for w in caught if w.category is StandardErrorWarning]
+    stopped = [msg for msg in said if "to the bound of" in msg]
+    assert len(stopped) == 1 and "disp~" not in stopped[0] and "'zi~w'" in stopped[0]
+    assert m.zero_inflation_effects_["std_error"].isna().all()
+    # (the dispersion block's covariance is its own ridge's, not set by the zero part's
+    # bound)
+    assert not m.dispersion_effects_["std_error"].isna().all()

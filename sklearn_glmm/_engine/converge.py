@@ -89,7 +89,7 @@ def scaled_gradient(g, H, x, bounds) -> tuple[float, float]:
     return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
 
 
-def curvature(H, x, bounds, ridge=()):
+def curvature(H, x, bounds, ridge=(), ridge_blocks=()):
     """Eigen-analysis of the Hessian over the free parameters.
 
     Returns ``(V, flat, negative)``: ``V = 2 H^{-1}`` on the free parameters (the
@@ -100,6 +100,8 @@ def curvature(H, x, bounds, ridge=()):
     ridge (a zero-inflation probability run to 0 on some rows, see
     :func:`ridge_parameters`); a flat direction led by one of them leaves out only the
     parameters with a sizeable component along it (:data:`_RIDGE_COMPONENT`).
+    ``ridge_blocks``: those parameters by block; a block one of whose parameters the
+    ridge took to its box bound has no covariance (see below).
     """
     n = len(x)
     free = ~at_bound(x, bounds)
@@ -112,14 +114,16 @@ def curvature(H, x, bounds, ridge=()):
     on_ridge = np.isin(np.flatnonzero(free), np.asarray(ridge, dtype=int))
     Vf, flat, negative = _pseudo_inverse(Hf, on_ridge)
     V[np.ix_(free, free)] = 2.0 * Vf
-    ridge = np.asarray(ridge, dtype=int)
-    if len(ridge) and not free[ridge].all():
-        # a ridge the optimiser followed to a coefficient's box bound (a zero-inflation
-        # intercept at logit -20) goes on past it: the coefficients along it have no
-        # covariance, whose value at the bound would be conditional on the bound alone
-        # (a slope beside it looked decisive on data without any zero inflation)
-        V[ridge, :] = np.nan
-        V[:, ridge] = np.nan
+    for block in ridge_blocks:
+        block = np.asarray(block, dtype=int)
+        if len(block) and not free[block].all():
+            # a ridge the optimiser followed to a coefficient's box bound (a
+            # zero-inflation intercept at logit -20) goes on past it: the block's
+            # coefficients along it have no covariance, whose value at the bound would be
+            # conditional on the bound alone (a slope beside it looked decisive on data
+            # without any zero inflation)
+            V[block, :] = np.nan
+            V[:, block] = np.nan
     return V, flat, negative
 
 
@@ -142,6 +146,22 @@ def ridge_parameters(data, x) -> list:
     first = len(x) - data.n_extra
     inside = interior_coefficients(data.family.blocks, data.extra_designs, x[first:])
     return [first + k for k in np.flatnonzero(inside != x[first:])]
+
+
+def ridge_blocks(data, x) -> list:
+    """:func:`ridge_parameters` grouped by the family block they belong to."""
+    ridge = set(ridge_parameters(data, x))
+    if not ridge:
+        return []
+    designs = data.extra_designs
+    k, out = len(x) - data.n_extra, []
+    for D in designs:
+        width = 1 if D is None else D.shape[1]
+        mine = [j for j in range(k, k + width) if j in ridge]
+        if mine:
+            out.append(mine)
+        k += width
+    return out
 
 
 def flat_leaders(H, x, bounds) -> list:
@@ -559,7 +579,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     record.final = x
     record.hessian = H
     record.covariance, record.flat_directions, record.negative_curvature = curvature(
-        H, x, bounds, ridge_parameters(obj.data, x)
+        H, x, bounds, ridge_parameters(obj.data, x), ridge_blocks(obj.data, x)
     )
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
