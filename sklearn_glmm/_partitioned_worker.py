@@ -28,9 +28,12 @@ class Partition:
 
     def __init__(self, pieces):
         Xs, ys, gs, ws, offs = [], [], [], [], []
-        self.order_warnings = []
+        self.order_warnings, self.index_ranges = [], []
         for X, y, g, w, off in pieces:
+            # (an X whose partitions' indexes make 0..n-1 is not compared: the driver
+            # reads the ranges, :func:`sklearn_glmm.dask._input_warnings`)
             self.order_warnings += _order_warnings(X, y, g, w, off)
+            self.index_ranges.append(_index_range(X))
             if isinstance(X, pd.DataFrame):
                 check_numeric_columns(X)
             X = np.asarray(X, dtype=np.float64)
@@ -96,6 +99,7 @@ class Partition:
             off_range=_finite_range(self.off),
             off_whole=offset_is_whole(self.off),
             order_warnings=self.order_warnings[:1],
+            index_ranges=self.index_ranges,
             # for each column of X, whether it holds the (numeric) labels: the driver
             # warns where it does on every worker (validation.check_groups_not_in_X)
             label_columns=[bool(np.array_equal(c, self.labels)) for c in self.X.T]
@@ -267,3 +271,12 @@ def _order_warnings(X, y, g, w, off) -> list[str]:
         warnings.simplefilter("always")
         check_rows_aligned(X, {k: v for k, v in others.items() if v is not None})
     return [str(c.message) for c in caught]
+
+
+def _index_range(X):
+    """``(start, stop)`` of a partition's index that is a run of consecutive integers
+    (a RangeIndex of step 1), else None."""
+    index = getattr(X, "index", None)
+    if isinstance(index, pd.RangeIndex) and index.step == 1:
+        return (int(index.start), int(index.stop))
+    return None

@@ -175,7 +175,9 @@ def fit_partitioned(
         X, y, groups, sample_weight, offset = _shuffle(X, y, groups, sample_weight, offset)
         parts, actors, info = _load(client, X, y, groups, sample_weight, offset, gname)
     try:
-        _input_warnings(info["descs"], [str(c) for c in X.columns], gname)
+        _input_warnings(
+            info["descs"], [str(c) for c in X.columns], gname, info.get("fresh_index", False)
+        )
         est._y_name = "y" if y_name is None else str(y_name)
         _feature_attributes(est, [str(c) for c in X.columns], columns, gname, named_column)
         return _fit(est, family, X, gname, actors, info, t_load)
@@ -183,15 +185,33 @@ def fit_partitioned(
         _release(client, parts)
 
 
-def _input_warnings(descs, columns, gname) -> None:
+def _fresh_index(descs, order) -> bool:
+    """Whether X's partitions' indexes, in partition order, make ``0, 1, ..., n - 1``
+    (a frame rebuilt from an array: its labels say nothing about which row is which,
+    and the in-memory fit does not compare them either)."""
+    ranges = {}
+    for d, parts in zip(descs, order):
+        for k, r in zip(parts, d.get("index_ranges", [None] * len(parts))):
+            ranges[k] = r
+    nxt = 0
+    for k in sorted(ranges):
+        r = ranges[k]
+        if r is None or r[0] != nxt:
+            return False
+        nxt = r[1]
+    return True
+
+
+def _input_warnings(descs, columns, gname, fresh=False) -> None:
     """The in-memory fit's warnings on its inputs, from the partitions' descriptions: an
     offset that looks like an exposure without its logarithm (values spanning more than
     ``OFFSET_SPAN``, or whole numbers of at least 1), a column of X that holds the
     grouping factor's labels on every partition, a partition whose ``y``, ``groups``,
     ``sample_weight`` or ``offset`` holds ``X``'s row labels in another order (compared
-    partition by partition: the pieces are paired by position)."""
+    partition by partition: the pieces are paired by position; not where X's index is a
+    fresh ``0..n-1``, ``fresh``, as in memory)."""
     order = next((m for d in descs for m in d.get("order_warnings", ())), None)
-    if order is not None:
+    if order is not None and not fresh:
         warnings.warn(
             f"in a partition: {order} (Columns of X's own Dask DataFrame, ddf['y'], are "
             "partitioned and ordered as X.)",
@@ -400,6 +420,7 @@ def _load(client, X, y, groups, sample_weight, offset, gname):
     if labels_bad:  # with the data's number of rows, not a worker's
         raise ValueError(_missing_labels_message(gname, labels_bad, sum(d["n"] for d in descs)))
     info = _combine(descs, order)
+    info["fresh_index"] = _fresh_index(descs, order)
     # a worker whose partitions are all empty takes no part in the fit
     keep = [k for k, d in enumerate(descs) if d["n"] > 0]
     actors = [actors[k] for k in keep]

@@ -287,6 +287,16 @@ def test_row_order_compared_partition_by_partition(client):
         warnings.simplefilter("error", UserWarning)
         warnings.filterwarnings("ignore", category=SingularFitWarning)
         fit_partitioned(BinomialGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"])
+        # X rebuilt from an array (its partitions' indexes make 0..n-1) beside a y of
+        # other labels in the same positions: not compared, as in memory
+        base = df.reset_index(drop=True)  # (ordered by id: its labels 0..n-1)
+        sorted_df = base.sample(frac=1.0, random_state=1).sort_values("id", kind="stable")
+        rebuilt = pd.DataFrame(sorted_df[["x", "t"]].to_numpy(), columns=["x", "t"])
+        X = dd.from_pandas(rebuilt, chunksize=len(df) // 2, sort=False)
+        y = dd.from_pandas(sorted_df["y"], chunksize=len(df) // 2, sort=False)
+        g = dd.from_pandas(sorted_df["id"], chunksize=len(df) // 2, sort=False)
+        BinomialGLMM().fit(rebuilt, sorted_df["y"], groups=sorted_df["id"])  # (silent)
+        fit_partitioned(BinomialGLMM(), X, y, g)
 
 
 def test_separation_warns_as_in_memory(client):
