@@ -564,7 +564,7 @@ def _model_matrix(
     ``states``: transforms' states learnt beforehand (by expression), used as they are;
     the other transforms learn theirs from ``data``."""
     formulaic = _formulaic()
-    _check_no_shadowed_calls(rhs, data)
+    data = _unshadowed(rhs, data)
     from ._formula_coding import RCodingMaterializer
 
     spec = formulaic.ModelSpec(
@@ -587,7 +587,7 @@ def _all_rows_states(rhs: str, data: pd.DataFrame) -> dict:
     from the rows of ``data`` where the call's own variables are present, as R learns
     them (not only from the rows the model keeps)."""
     formulaic = _formulaic()
-    _check_no_shadowed_calls(rhs, data)
+    data = _unshadowed(rhs, data)
     states: dict = {}
     for term in formulaic.Formula(_formulaic_text(rhs, warn=False)):
         for factor in term.factors:
@@ -721,36 +721,42 @@ def _call_functions(tree) -> dict[int, str]:
     }
 
 
-def _check_no_shadowed_calls(rhs: str, data) -> None:
-    """Raise where a column of ``data`` has the name of a function the formula calls.
-
-    R looks a called name up among functions only (a column ``log`` does not hide
-    ``log()``); formulaic reads the column first, and the call would fail with a
-    message that does not say why."""
-    shadowed = _shadowing(rhs, data)
-    if shadowed:
-        name = shadowed[0]
+def _unshadowed(rhs: str, data):
+    """``data`` without its columns named as a function the formula calls, which the
+    formula does not read (R looks a called name up among functions only: a column
+    ``c`` does not hide ``c()``; formulaic would read the column). Raises where such a
+    column is also read as a variable: formulaic cannot tell the two apart."""
+    shadowed, values = _shadowing(rhs, data, with_values=True)
+    both = [c for c in shadowed if str(c) in values]
+    if both:
+        name = both[0]
         raise ValueError(
-            f"the data have a column named {name!r}, and the formula calls the function "
-            f"{name}(): the column would be read in place of the function (R reads "
-            f"{name}() as the function). Rename the column, e.g. "
-            f"data.rename(columns={{{name!r}: {name + '_'!r}}}), and write the new name in "
-            "the formula where it is read as a variable."
+            f"the data have a column named {name!r}, which the formula reads as a variable "
+            f"and also calls as the function {name}(): here a name is one or the other. "
+            f"Rename the column, e.g. data.rename(columns={{{name!r}: {name + '_'!r}}}), "
+            "and write the new name in the formula where it is read as a variable."
         )
+    return data.drop(columns=shadowed) if shadowed else data
 
 
-def _shadowing(rhs: str, data, read: bool = True) -> list:
+def _shadowing(rhs: str, data, read: bool = True, with_values: bool = False):
     """The columns of ``data`` named as a function the formula ``rhs`` calls (``read``:
-    ``rhs`` is R's text, not formulaic's)."""
+    ``rhs`` is R's text, not formulaic's); ``with_values``: also the names the formula
+    reads as values."""
     if not hasattr(data, "columns"):
-        return []
+        return ([], set()) if with_values else []
     text = re.sub(r"`[^`]*`", _QUOTED, _formulaic_text(rhs, warn=False) if read else rhs)
     try:  # (the formula's operators read as sums: the calls are what is looked at)
         tree = ast.parse(re.sub(r"[~:|]", "+", text), mode="eval")
     except SyntaxError:
-        return []
-    called = set(_call_functions(tree).values())
-    return [c for c in data.columns if str(c) in called]
+        return ([], set()) if with_values else []
+    funcs = _call_functions(tree)
+    called = set(funcs.values())
+    shadowed = [c for c in data.columns if str(c) in called]
+    if not with_values:
+        return shadowed
+    values = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs}
+    return shadowed, values
 
 
 _QUOTED = "_backquoted_name_"  # (stands for a backquoted name while the rest is parsed)

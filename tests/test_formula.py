@@ -421,10 +421,15 @@ def test_a_column_named_as_a_called_function(long):
     # read as a variable where no call has its name, as R reads it
     design = parse_glmm_formula("y ~ log + I(log * 2) + (1 | id)", df)
     assert list(design.X.columns) == ["log", "I(log * 2)"]
-    # R reads log() as the function; here a clear error, not formulaic's "not callable"
-    for rhs in ["log(time1)", "treatment:log(time1)"]:
-        with pytest.raises(ValueError, match="column named 'log'.*calls the function log"):
-            parse_glmm_formula(f"y ~ {rhs} + (1 | id)", df)
+    # R reads log() as the function, and a column of that name the formula does not
+    # read is left aside (formulaic read the column: "not callable")
+    for rhs in ["log(time1)", "treatment:log(time1)", "factor(treatment, levels = c(1, 0))"]:
+        with_column = parse_glmm_formula(f"y ~ {rhs} + (1 | id)", df.assign(c=1.0))
+        without = parse_glmm_formula(f"y ~ {rhs} + (1 | id)", df.drop(columns="log"))
+        pd.testing.assert_frame_equal(with_column.X, without.X)
+    # a name both read as a variable and called: a clear error
+    with pytest.raises(ValueError, match="column named 'log'.*reads as a variable and also"):
+        parse_glmm_formula("y ~ log + log(time1) + (1 | id)", df)
     # a fitted model given new data with such a column (not a variable of the model)
     design = parse_glmm_formula("y ~ log(time1) + (1 | id)", df.drop(columns="log"))
     new = df.iloc[[0, 5]]
