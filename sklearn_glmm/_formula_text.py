@@ -248,6 +248,60 @@ def _python_powers(text: str) -> str:
     return "".join(chars)
 
 
+_COMPARISON = re.compile(r"[<>]=?|==|!=")
+
+
+def _r_logical_precedence(text: str) -> str:
+    """R's ``&`` binds looser than its comparisons, Python's tighter: inside calls each
+    operand of an ``&`` holding a comparison is put in brackets, ``I(x > 0 & k > 1)`` ->
+    ``I((x > 0) & (k > 1))`` (as Python it was ``x > (0 & k) > 1``: an error, or with
+    integers ``a == (1 & b)``, another number)."""
+    if "&" not in text:
+        return text
+    opens: list[int] = []
+    cuts: dict[int, list[int]] = {}  # bracket's open position -> its ',' and '&' positions
+    amps: set[int] = set()  # brackets holding an '&' at their own level
+    pairs = []
+    for pos, char, inside_call in _scan(text):
+        if char in _OPEN:
+            opens.append(pos)
+            cuts[pos] = []
+        elif char in _CLOSE and opens:
+            pairs.append((opens.pop(), pos))
+        elif opens and inside_call and char in ",&":
+            cuts[opens[-1]].append(pos)
+            if char == "&":
+                amps.add(opens[-1])
+    inserts = []
+    for start, end in pairs:
+        if start not in amps:
+            continue
+        bounds = [start, *cuts[start], end]
+        for a, b in zip(bounds, bounds[1:]):
+            joined = text[a] == "&" or text[b] == "&"
+            piece = text[a + 1 : b]
+            if joined and _COMPARISON.search(piece) and not _bracketed(piece):
+                lead = len(piece) - len(piece.lstrip())
+                trail = len(piece.rstrip())
+                inserts += [(a + 1 + lead, "("), (a + 1 + trail, ")")]
+    for pos, mark in sorted(inserts, reverse=True):
+        text = text[:pos] + mark + text[pos:]
+    return text
+
+
+def _bracketed(piece: str) -> bool:
+    """Whether ``piece`` is one bracketed group, ``(x > 0)``."""
+    piece = piece.strip()
+    if not (piece.startswith("(") and piece.endswith(")")):
+        return False
+    depth = 0
+    for k, ch in enumerate(piece):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and k < len(piece) - 1:
+            return False
+    return True
+
+
 # an R name with a dot in it (``x.1``, ``site.id``, ``.x``): formulaic's Python would read
 # ``x.1`` as an attribute of ``x`` (or a syntax error inside a call)
 _DOTTED_NAME = re.compile(r"(?<![\w.`])([A-Za-z]\w*(?:\.\w*)+|\.[A-Za-z_][\w.]*)")

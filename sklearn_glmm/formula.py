@@ -70,6 +70,7 @@ from ._formula_text import (
     _python_powers,
     _quote_dotted_names,
     _r_contrast_names,
+    _r_logical_precedence,
     _response_parts,
     _split_formula,
     _warn_crossed_variable,
@@ -551,7 +552,7 @@ def _formulaic_text(rhs: str, warn: bool = True) -> str:
     _check_r_operators(rhs)
     if warn:
         _warn_crossed_variable(rhs)
-    return _python_powers(_r_contrast_names(_quote_dotted_names(rhs)))
+    return _r_logical_precedence(_python_powers(_r_contrast_names(_quote_dotted_names(rhs))))
 
 
 def _model_matrix(

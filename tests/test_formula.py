@@ -1051,3 +1051,22 @@ def test_factor_levels_with_quotes_or_brackets_in_terms(levels):
         np.testing.assert_allclose(
             _quiet_fit(call, df).loglik_, _quiet_fit(call, plain).loglik_, rtol=1e-9
         )
+
+
+def test_r_precedence_of_and_against_comparisons():
+    # R: x > 0 & k > 1 is (x > 0) & (k > 1); Python read x > (0 & k) > 1 (an error), and
+    # with integers a == (1 & b), another column
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "x": rng.normal(size=200),
+            "k": rng.integers(0, 4, 200),
+            "b": rng.integers(0, 2, 200),
+            "g": rng.integers(0, 10, 200),
+            "y": rng.integers(0, 2, 200),
+        }
+    )
+    X = parse_glmm_formula("y ~ I(x > 0 & k > 1) + I(k == 1 & b) + (1 | g)", df).X
+    assert list(X.columns) == ["I(x > 0 & k > 1)TRUE", "I(k == 1 & b)TRUE"]
+    np.testing.assert_array_equal(X.iloc[:, 0], ((df["x"] > 0) & (df["k"] > 1)).astype(float))
+    np.testing.assert_array_equal(X.iloc[:, 1], ((df["k"] == 1) & (df["b"] != 0)).astype(float))
