@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._conditioning import decorrelating_map
 from ._design import INTERCEPT
-from ._engine.converge import GRAD_TOL, ridge_blocks, ridge_parameters
+from ._engine.converge import GRAD_TOL, ridge_parameters, stopped_blocks
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import SINGULAR_TOL, single_threaded_blas
 from ._engine.separation import (
@@ -285,6 +285,13 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     beta_s = x[:p]
     separation = separation_with_limit(record, x, bounds, data, pending["scaling"], obj)
     ridge_end_covariance(record, x, bounds, data, obj)
+    stopped = stopped_blocks(data, np.asarray(x), bounds)
+    if stopped and record.covariance is not None:
+        # (a block stopped at its intercept's bound has no covariance, whatever the
+        # ridge's end or a separation's limit model gave the others: ``curvature``)
+        for block in stopped:
+            record.covariance[block, :] = np.nan
+            record.covariance[:, block] = np.nan
     parts = fitted_parameters(est, obj, x, record, data, factors, pending)
     # the conditional fit on the training rows, for residuals and diagnostics
     train = dict(eta=fitted_eta(obj.state), y=data.y, trials=data.trials, w=data.weights)
@@ -311,7 +318,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _check_laplace(est, obj, x, record, bounds)
     ridge = ridge_parameters(data, np.asarray(x))
     _check_standard_errors(est, record, rows, se_all, idx, ridge)
-    _check_block_ridge(est, x, record, ridge, ridge_blocks(data, np.asarray(x)))
+    _check_block_ridge(est, x, record, ridge, stopped)
     est.converged_ = bool(record.converged)
 
 
@@ -515,26 +522,22 @@ def _check_block_ridge(est, x, record, ridge, blocks=()):
     ``ridge_parameters`` found: a zero-inflation probability run to 0 on the rows of
     one value of a binary predictor): its coefficients' standard errors are NaN, the
     others' are those of the model at the ridge's end. A block (of ``blocks``, those
-    parameters by block) whose ridge stopped at a coefficient's box bound is said apart:
-    its log-likelihood is a lower bound, its coefficients' covariance NaN (``curvature``)."""
-
-    from ._engine.converge import at_bound
+    coefficients by block, :func:`stopped_blocks`) whose ridge stopped at its intercept's
+    box bound is said apart: the log-likelihood is a lower bound, the block's covariance
+    NaN (``curvature``)."""
 
     V = record.covariance
-    if not ridge or V is None:
+    if not (ridge or blocks) or V is None:
         return
     names = _optimiser_names(est)
     if names is None:
         return
     # a ridge the optimiser followed to a coefficient's box bound (a zero-inflation
     # intercept at logit -20): the likelihood still rises along it
-    bounds = est.fit_result_.bounds
-    stopped_blocks = [
-        b for b in blocks if any(at_bound(x[k : k + 1], bounds[k : k + 1])[0] for k in b)
-    ]
+    stopped_blocks = list(blocks)
     for block in stopped_blocks:
         along = [names[k] for k in block]
-        at = [names[k] for k in block if at_bound(x[k : k + 1], bounds[k : k + 1])[0]]
+        at = [names[block[0]]]  # (the block's intercept: stopped_blocks)
         warnings.warn(
             f"the coefficients {along} followed a ridge of the likelihood (on some rows "
             "this part of the model ran to its limit: a probability to 0 or 1, a "

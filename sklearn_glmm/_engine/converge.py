@@ -89,7 +89,7 @@ def scaled_gradient(g, H, x, bounds) -> tuple[float, float]:
     return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
 
 
-def curvature(H, x, bounds, ridge=(), ridge_blocks=()):
+def curvature(H, x, bounds, ridge=(), stopped=()):
     """Eigen-analysis of the Hessian over the free parameters.
 
     Returns ``(V, flat, negative)``: ``V = 2 H^{-1}`` on the free parameters (the
@@ -100,8 +100,8 @@ def curvature(H, x, bounds, ridge=(), ridge_blocks=()):
     ridge (a zero-inflation probability run to 0 on some rows, see
     :func:`ridge_parameters`); a flat direction led by one of them leaves out only the
     parameters with a sizeable component along it (:data:`_RIDGE_COMPONENT`).
-    ``ridge_blocks``: those parameters by block; a block one of whose parameters the
-    ridge took to its box bound has no covariance (see below).
+    ``stopped``: the coefficients of each block whose ridge the fit followed to a box
+    bound (:func:`stopped_blocks`), which have no covariance (see below).
     """
     n = len(x)
     free = ~at_bound(x, bounds)
@@ -114,16 +114,14 @@ def curvature(H, x, bounds, ridge=(), ridge_blocks=()):
     on_ridge = np.isin(np.flatnonzero(free), np.asarray(ridge, dtype=int))
     Vf, flat, negative = _pseudo_inverse(Hf, on_ridge)
     V[np.ix_(free, free)] = 2.0 * Vf
-    for block in ridge_blocks:
+    for block in stopped:
+        # a ridge the optimiser followed to a coefficient's box bound (a zero-inflation
+        # intercept at logit -20) goes on past it: the block's coefficients have no
+        # covariance, whose value at the bound would be conditional on the bound alone
+        # (a slope beside it looked decisive on data without any zero inflation)
         block = np.asarray(block, dtype=int)
-        if len(block) and not free[block].all():
-            # a ridge the optimiser followed to a coefficient's box bound (a
-            # zero-inflation intercept at logit -20) goes on past it: the block's
-            # coefficients along it have no covariance, whose value at the bound would be
-            # conditional on the bound alone (a slope beside it looked decisive on data
-            # without any zero inflation)
-            V[block, :] = np.nan
-            V[:, block] = np.nan
+        V[block, :] = np.nan
+        V[:, block] = np.nan
     return V, flat, negative
 
 
@@ -148,20 +146,39 @@ def ridge_parameters(data, x) -> list:
     return [first + k for k in np.flatnonzero(inside != x[first:])]
 
 
-def ridge_blocks(data, x) -> list:
-    """:func:`ridge_parameters` grouped by the family block they belong to."""
-    ridge = set(ridge_parameters(data, x))
-    if not ridge:
+def stopped_blocks(data, x, bounds) -> list:
+    """The coefficients (indices) of each family block with a design whose intercept
+    the fit left on its box bound (a zero-inflation intercept at logit -20, a
+    dispersion's at log theta 30) beside slopes: the block ran along a ridge that goes
+    on past the bound (on some rows its value ran to the block's limit), and the fit
+    stopped there."""
+    if data.extra_designs is None or not data.n_extra:
         return []
-    designs = data.extra_designs
     k, out = len(x) - data.n_extra, []
-    for D in designs:
+    for block, D in zip(data.family.blocks, data.extra_designs):
         width = 1 if D is None else D.shape[1]
-        mine = [j for j in range(k, k + width) if j in ridge]
-        if mine:
-            out.append(mine)
+        if width > 1 and _near_flat_bound(x[k], block.flat_side, bounds[k]):
+            out.append(list(range(k, k + width)))
         k += width
     return out
+
+
+# how near its box bound, as a share of the bound's distance from the flat side's edge,
+# a block's intercept stopped on the ridge (L-BFGS-B can stop a little short of it where
+# the likelihood no longer moves: log theta 29.98 of 30)
+_STOP_SHARE = 0.01
+
+
+def _near_flat_bound(value, side, bound) -> bool:
+    """Whether a block's intercept ``value`` is at (or within :data:`_STOP_SHARE` of)
+    the box bound on its flat side ``side`` (direction, edge)."""
+    if side is None:
+        return False
+    direction, edge = side
+    end = bound[1] if direction == "upper" else bound[0]
+    if end is None:
+        return False
+    return abs(value - end) <= max(1e-6, _STOP_SHARE * abs(end - edge))
 
 
 def flat_leaders(H, x, bounds) -> list:
@@ -416,6 +433,74 @@ def bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     return _settled(obj, at_x, x0, x), fun
 
 
+def nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
+    """The better of ``x`` and the model whose family blocks' designs keep their
+    intercepts alone (``zi ~ 1`` for ``zi ~ x``), fitted from ``x`` with the blocks'
+    slopes held at 0, and, where that is better, the full model fitted again from it;
+    where a block's intercept is then past its flat side, the same with the intercept on
+    that side's bound too (the block's limit: no zero inflation).
+
+    The nested models' maxima are lower bounds of the full model's; a fit of
+    ``ziformula = ~poly(x, 2)`` on data with constant zero inflation ended 0.14
+    log-likelihood units below the ``zi ~ 1`` fit (a likelihood-ratio statistic of
+    -0.29), converged by every other check, and fits along a block's ridge up to 0.04
+    below it (1 of 300 and 3 of 500 generated data sets). A stage ``"block slopes at
+    0"`` on every fit with such a design (its columns centred, the held model is the
+    intercept-only block)."""
+    data = obj.data
+    if data.extra_designs is None or not data.n_extra:
+        return x, fun
+    held_idx, ends, k = [], [], len(x) - data.n_extra
+    origin = np.array(x, dtype=float)
+    for block, D in zip(data.family.blocks, data.extra_designs):
+        width = 1 if D is None else D.shape[1]
+        if width > 1 and bool(np.all(D[:, 0] == 1.0)):
+            held_idx += list(range(k + 1, k + width))
+            # (from the block's own start: a fit left on a ridge is where the gradient
+            # of the nested model vanishes too)
+            origin[k] = block.start
+            if block.flat_side is not None:
+                ends.append((k, block.flat_side))
+        k += width
+    if not held_idx:
+        return x, fun
+    at_x, x0 = obj.snapshot(), x
+    stage_args = (bounds, max_iter, tol, diag_idx, record)
+    slopes_at_0 = [(j, 0.0) for j in held_idx]
+    start = _held(origin, bounds, slopes_at_0)
+    x, fun = _nested_stage(obj, x, fun, start, "block slopes at 0", stage_args)
+    # an intercept past its block's flat side (no zero inflation at the centre): the
+    # block's limit, its intercept on that bound as well (the zi ~ 1 fit's own check)
+    at_limit = []
+    for j, side in ends:
+        end = _side_bound(j, side, bounds)
+        past = x[j] < side[1] if side[0] == "lower" else x[j] > side[1]
+        if end is not None and past:
+            at_limit.append((j, end))
+    if at_limit:
+        start = _held(x, bounds, slopes_at_0 + at_limit)
+        x, fun = _nested_stage(obj, x, fun, start, "block at its limit", stage_args)
+    return _settled(obj, at_x, x0, x), fun
+
+
+def _nested_stage(obj, x, fun, start_held, name, stage_args):
+    """The better of ``(x, fun)``, the nested model fitted from ``start_held`` (a start
+    and the bounds holding its parameters) and, where that is better, the full model
+    fitted again from its optimum (stages ``name`` and ``"from " + name``)."""
+    bounds, max_iter, tol, diag_idx, record = stage_args
+    x1, held = start_held
+    res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
+    record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
+    if not (res.fun < fun - 1e-6 and np.all(np.isfinite(res.x))):
+        return x, fun
+    full = _laplace_stage(obj, res.x, bounds, max_iter, tol, diag_idx)
+    record.stages.append((f"from {name}", float(full.fun), int(full.nit), str(full.message)))
+    for cand, val in ((res.x, float(res.fun)), (full.x, float(full.fun))):
+        if val < fun and np.all(np.isfinite(cand)):
+            x, fun = cand, val
+    return x, fun
+
+
 # rows per random effect (a factor's rows over its levels times its effects per level)
 # up to which the effects are row-level, and a flat side's limit model is checked
 ROW_LEVEL_ROWS = 2.0
@@ -559,6 +644,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         x, fun = glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
+        x, fun = nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         before_polish = x
         x, H, grads = newton_polish(obj, x, bounds)
         fun = obj.evaluate(x)
@@ -579,7 +665,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     record.final = x
     record.hessian = H
     record.covariance, record.flat_directions, record.negative_curvature = curvature(
-        H, x, bounds, ridge_parameters(obj.data, x), ridge_blocks(obj.data, x)
+        H, x, bounds, ridge_parameters(obj.data, x), stopped_blocks(obj.data, x, bounds)
     )
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
