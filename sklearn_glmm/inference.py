@@ -223,7 +223,18 @@ def predict_interval(
             )
             # (the family's parameters on a bound are held; one without a variance
             # off its bounds leaves the means that read it without a standard error)
-            v_resp[np.any(direct[:, res.undetermined()[ex]] != 0, axis=1)] = np.nan
+            lost = np.any(direct[:, res.undetermined()[ex]] != 0, axis=1) & ~bad
+            v_resp[lost] = np.nan
+            if lost.any():
+                warnings.warn(
+                    f"predict_interval: the standard error of {int(lost.sum())} of "
+                    f"{len(lost)} rows on the response scale cannot be computed: their mean "
+                    "reads a zero-inflation or dispersion coefficient without a variance "
+                    "(see the fit's StandardErrorWarning): NaN. scale='link' gives the "
+                    "conditional model's.",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
             se_out = np.sqrt(np.clip(v_resp, 0.0, None))
             with np.errstate(divide="ignore", invalid="ignore"):
                 spread = np.exp(z * se_out / fit)

@@ -176,6 +176,11 @@ def test_a_ridge_stopped_by_the_intercepts_bound_leaves_no_standard_errors():
     assert zi["std_error"].isna().all() and zi["p_value"].isna().all()
     assert np.isfinite(m.fixed_effects_["std_error"]).all()
     assert m.converged_
+    # the mean's interval reads those coefficients: NaN, said
+    with pytest.warns(UserWarning, match="response scale cannot be computed"):
+        table = m.predict_interval(d.head(3))
+    assert table["se"].isna().all()
+    assert np.isfinite(m.predict_interval(d.head(3), scale="link")["se"]).all()
 
 
 def test_a_stopped_ridge_is_said_block_by_block():
@@ -265,3 +270,29 @@ def test_a_zero_inflation_design_is_never_below_its_intercept_only_model(
         full = NegBinGLMM(zero_inflation=zi, **kw).fit(X, y, groups=g)
     assert full.loglik_ >= nested.loglik_ - 1e-6
     assert full.loglik_ == pytest.approx(reference, abs=5e-3)
+
+
+def test_a_binary_ridge_whose_centred_intercept_reaches_the_bound_keeps_its_end():
+    # no excess zeros where w = 1 (97 % of rows): the centred intercept reaches -20 along
+    # that ridge, which has a model at its end (glmmTMB: zi intercept SE 0.3351), so it is
+    # not said to have stopped there, and the intercept keeps that standard error
+    from sklearn_glmm.exceptions import StandardErrorWarning
+    from sklearn_glmm.formula import glmmTMB
+
+    rng = np.random.default_rng(221)
+    n, G = 1000, 25
+    g = rng.integers(0, G, n)
+    x = rng.normal(size=n)
+    b = rng.normal(0, 0.4, G)[g]
+    w = (rng.random(n) < 0.97).astype(int)
+    mu = np.exp(1.5 + 0.3 * x + b)
+    y = rng.negative_binomial(5.0, 5.0 / (5.0 + mu))
+    y = np.where((w == 0) & (rng.random(n) < 0.5), 0, y)
+    d = pd.DataFrame({"y": y, "x": x, "w": w, "g": g})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmmTMB("y ~ x + (1 | g)", d, family="nbinom2", ziformula="~w")
+    said = [str(c.message) for c in caught if c.category is StandardErrorWarning]
+    assert not any("to the bound of" in msg for msg in said)
+    assert any("['zi~w'] run along a ridge" in msg for msg in said)
+    assert m.zero_inflation_effects_["std_error"].iloc[0] == pytest.approx(0.3351, rel=2e-3)

@@ -43,6 +43,7 @@ import numpy as np
 
 from .objective import GLMObjective
 from .optimize import (
+    FLAT_TOL,
     _flat_sides,
     _held,
     _hessian_steps,
@@ -155,12 +156,33 @@ def stopped_blocks(data, x, bounds) -> list:
     if data.extra_designs is None or not data.n_extra:
         return []
     k, out = len(x) - data.n_extra, []
+    used = np.asarray(data.weights) > 0
     for block, D in zip(data.family.blocks, data.extra_designs):
         width = 1 if D is None else D.shape[1]
-        if width > 1 and _near_flat_bound(x[k], block.flat_side, bounds[k]):
+        if (
+            width > 1
+            and _near_flat_bound(x[k], block.flat_side, bounds[k])
+            and not _ridge_has_an_end(block, D, x[k : k + width], used)
+        ):
             out.append(list(range(k, k + width)))
         k += width
     return out
+
+
+def _ridge_has_an_end(block, D, coefs, used) -> bool:
+    """Whether a block's ridge has a model at its end: the rows past the flat side are
+    those where some direction of the coefficients moves nothing else (one value of a
+    binary predictor), the other rows' values then determined (the centred intercept
+    can reach its bound along it; the results read that end model, as glmmTMB's
+    numbers). Not so where the past rows lie beyond a boundary in a continuous
+    predictor, whose limit is a step, not a model of this block."""
+    past = block.past_flat_side(D @ coefs) & used
+    rest = used & ~past
+    if not (past.any() and rest.any()):
+        return False
+    K = D[rest]
+    evals = np.linalg.eigvalsh(K.T @ K)
+    return bool(np.any(evals <= 1e-10 * max(float(evals[-1]), 1e-300)))
 
 
 # how near its box bound, as a share of the bound's distance from the flat side's edge,
@@ -491,7 +513,9 @@ def _nested_stage(obj, x, fun, start_held, name, stage_args):
     x1, held = start_held
     res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
     record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
-    if not (res.fun < fun - 1e-6 and np.all(np.isfinite(res.x))):
+    # (better by FLAT_TOL of -2 log L at least: less is a ridge's own slow rise, which
+    # the checks at the optimum read off the ridge)
+    if not (res.fun < fun - FLAT_TOL and np.all(np.isfinite(res.x))):
         return x, fun
     full = _laplace_stage(obj, res.x, bounds, max_iter, tol, diag_idx)
     record.stages.append((f"from {name}", float(full.fun), int(full.nit), str(full.message)))
