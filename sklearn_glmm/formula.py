@@ -207,15 +207,6 @@ def _ifelse(test, yes, no):
     return values.astype(pd.CategoricalDtype(text_levels(values)))
 
 
-def _r_text(value) -> str:
-    """A value as R's ``as.character`` writes it (``1`` for 1.0, ``TRUE``)."""
-    if isinstance(value, (bool, np.bool_)):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _distribution(function, inverse: bool):
     """R's ``pnorm(q, mean, sd)`` / ``qnorm`` / ``plogis(q, location, scale)`` /
     ``qlogis`` from the standard distribution's ``function``."""
