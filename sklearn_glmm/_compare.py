@@ -110,6 +110,8 @@ _FAMILY_NESTS = {  # small -> bigger families it is a boundary case of
     ("poisson", True): {("negbin", True), ("negbin1", True)},
     # the Poisson count part of a hurdle or zero-truncated model: NB2 as theta -> infinity,
     # NB1 as phi -> 0
+    # the binomial: the beta-binomial as its dispersion phi -> infinity
+    ("binomial", False): {("betabinomial", False)},
     ("hurdle_poisson", False): {("hurdle_negbin", False), ("hurdle_negbin1", False)},
     ("truncated_poisson", False): {("truncated_negbin", False), ("truncated_negbin1", False)},
 }

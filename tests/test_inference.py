@@ -957,6 +957,24 @@ def test_chi_bar_p_value_of_a_statistic_at_zero_is_one():
     assert t["Pr(>Chisq) chi-bar"].iloc[1] == 1.0
 
 
+def test_the_binomial_is_nested_in_the_beta_binomial():
+    # the beta-binomial's binomial limit (phi to infinity), as Poisson in NB2: a boundary
+    # test (it was refused as not nested)
+    rng = np.random.default_rng(1)
+    n, G = 400, 25
+    g = rng.integers(0, G, n)
+    X = pd.DataFrame({"x": rng.normal(size=n)})
+    t = rng.integers(5, 15, n)
+    p = 1 / (1 + np.exp(-(-0.3 + 0.5 * X["x"] + rng.normal(0, 0.5, G)[g])))
+    y = rng.binomial(t, rng.beta(p * 4, (1 - p) * 4))
+    binom = _quiet_fit(BinomialGLMM(), X, y, g, trials=t)
+    beta = _quiet_fit(BinomialGLMM(family="betabinomial"), X, y, g, trials=t)
+    table = anova(binom, beta)
+    chisq = table["Chisq"].iloc[1]
+    assert chisq == pytest.approx(2 * (beta.loglik_ - binom.loglik_)) and chisq > 100
+    assert table["chi-bar mixture"].iloc[1] == "0.5*chi2(0) + 0.5*chi2(1)"
+
+
 def test_a_profile_that_stays_inside_the_cutoff_to_zero_inflations_bound_ends_at_zero():
     # the zero-inflation probability's logit is bounded at -20 internally, for 0: a
     # profile still inside the cutoff there has lower limit 0, not expit(-20) = 2e-9
