@@ -412,7 +412,7 @@ class _RawDataPredictions:
                 )
             # (a column named as a function an offset calls is not read: R reads the
             # function; at fit such a column raised)
-            unread = {c for e in state.offsets for c in _shadowing(f"I({e})", data)}
+            unread = {c for e in state.offsets for c in _shadowing(f"I({e})", data)[0]}
             data = data.drop(columns=sorted(unread - set(state.offset_variables), key=str))
             parts.append(_offset(state.offsets, data, "ignore").to_numpy(dtype=float))
         if state.offset_column is not None:

@@ -15,7 +15,13 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._conditioning import decorrelating_map
 from ._design import INTERCEPT
-from ._engine.converge import GRAD_TOL, ridge_parameters, stopped_blocks
+from ._engine.converge import (
+    GRAD_TOL,
+    ridge_end_null,
+    ridge_parameters,
+    stopped_blocks,
+    without_covariance,
+)
 from ._engine.objective import lambda_matrices
 from ._engine.optimize import SINGULAR_TOL, single_threaded_blas
 from ._engine.separation import (
@@ -286,12 +292,10 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     separation = separation_with_limit(record, x, bounds, data, pending["scaling"], obj)
     ridge_end_covariance(record, x, bounds, data, obj)
     stopped = stopped_blocks(data, np.asarray(x), bounds)
-    if stopped and record.covariance is not None:
+    if record.covariance is not None:
         # (a block stopped at its intercept's bound has no covariance, whatever the
         # ridge's end or a separation's limit model gave the others: ``curvature``)
-        for block in stopped:
-            record.covariance[block, :] = np.nan
-            record.covariance[:, block] = np.nan
+        without_covariance(record.covariance, stopped)
     parts = fitted_parameters(est, obj, x, record, data, factors, pending)
     # the conditional fit on the training rows, for residuals and diagnostics
     train = dict(eta=fitted_eta(obj.state), y=data.y, trials=data.trials, w=data.weights)
@@ -859,15 +863,11 @@ def ridge_end_covariance(record, x, bounds, data, obj) -> None:
     for b, D in zip(data.family.blocks, data.extra_designs):
         w = 1 if D is None else D.shape[1]
         if D is not None and b.flat_side is not None:
-            past = b.past_flat_side(D @ x[j : j + w]) & used
-            rest = used & ~past
-            if past.any() and rest.any():
-                K = D[rest]
-                evals, evecs = np.linalg.eigh(K.T @ K)
-                null = evals <= 1e-10 * max(float(evals[-1]), 1e-300)
-                for k in np.flatnonzero(null):
+            past, N = ridge_end_null(b, D, x[j : j + w], used)
+            if past.any() and N is not None:
+                for k in range(N.shape[1]):
                     col = np.zeros(len(x))
-                    col[j : j + w] = evecs[:, k]
+                    col[j : j + w] = N[:, k]
                     directions.append(col)
             elif past.any():  # every row past it: the whole block runs to its limit
                 for k in range(w):

@@ -718,7 +718,7 @@ def _unshadowed(rhs: str, data):
     formula does not read (R looks a called name up among functions only: a column
     ``c`` does not hide ``c()``; formulaic would read the column). Raises where such a
     column is also read as a variable: formulaic cannot tell the two apart."""
-    shadowed, values = _shadowing(rhs, data, with_values=True)
+    shadowed, values = _shadowing(rhs, data)
     both = [c for c in shadowed if str(c) in values]
     if both:
         name = both[0]
@@ -731,24 +731,20 @@ def _unshadowed(rhs: str, data):
     return data.drop(columns=shadowed) if shadowed else data
 
 
-def _shadowing(rhs: str, data, read: bool = True, with_values: bool = False):
-    """The columns of ``data`` named as a function the formula ``rhs`` calls (``read``:
-    ``rhs`` is R's text, not formulaic's); ``with_values``: also the names the formula
-    reads as values."""
+def _shadowing(rhs: str, data, read: bool = True) -> tuple[list, set]:
+    """The columns of ``data`` named as a function the formula ``rhs`` calls, and the
+    names the formula reads as values (``read``: ``rhs`` is R's text, not formulaic's)."""
     if not hasattr(data, "columns"):
-        return ([], set()) if with_values else []
+        return [], set()
     text = re.sub(r"`[^`]*`", _QUOTED, _formulaic_text(rhs, warn=False) if read else rhs)
     try:  # (the formula's operators read as sums: the calls are what is looked at)
         tree = ast.parse(re.sub(r"[~:|]", "+", text), mode="eval")
     except SyntaxError:
-        return ([], set()) if with_values else []
+        return [], set()
     funcs = _call_functions(tree)
     called = set(funcs.values())
-    shadowed = [c for c in data.columns if str(c) in called]
-    if not with_values:
-        return shadowed
     values = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs}
-    return shadowed, values
+    return [c for c in data.columns if str(c) in called], values
 
 
 _QUOTED = "_backquoted_name_"  # (stands for a backquoted name while the rest is parsed)
@@ -1348,7 +1344,7 @@ def design_matrix(model_spec, data: pd.DataFrame, na_action: str = "raise") -> p
                 spec = copy.deepcopy(model_spec)
                 # (a column named as a function the formula calls was not in the fit's
                 # data, and is not read: R reads the function)
-                data = data.drop(columns=_shadowing(str(spec.formula), data, read=False))
+                data = data.drop(columns=_shadowing(str(spec.formula), data, read=False)[0])
                 legacy = getattr(spec, "materializer", None) == LEGACY_CODING
                 matrix = spec.get_model_matrix(data, context=_context(legacy), na_action=na_action)
         except DataMismatchWarning as exc:

@@ -115,14 +115,11 @@ def curvature(H, x, bounds, ridge=(), stopped=()):
     on_ridge = np.isin(np.flatnonzero(free), np.asarray(ridge, dtype=int))
     Vf, flat, negative = _pseudo_inverse(Hf, on_ridge)
     V[np.ix_(free, free)] = 2.0 * Vf
-    for block in stopped:
-        # a ridge the optimiser followed to a coefficient's box bound (a zero-inflation
-        # intercept at logit -20) goes on past it: the block's coefficients have no
-        # covariance, whose value at the bound would be conditional on the bound alone
-        # (a slope beside it looked decisive on data without any zero inflation)
-        block = np.asarray(block, dtype=int)
-        V[block, :] = np.nan
-        V[:, block] = np.nan
+    # a ridge the optimiser followed to a coefficient's box bound (a zero-inflation
+    # intercept at logit -20) goes on past it: the block's coefficients have no
+    # covariance, whose value at the bound would be conditional on the bound alone (a
+    # slope beside it looked decisive on data without any zero inflation)
+    without_covariance(V, stopped)
     return V, flat, negative
 
 
@@ -169,6 +166,21 @@ def stopped_blocks(data, x, bounds) -> list:
     return out
 
 
+def ridge_end_null(block, D, coefs, used):
+    """``(past, N)``: the used rows whose value of the block (design ``D``, coefficients
+    ``coefs``) is past its flat side, and the directions of the coefficients that move
+    no other used row (columns of ``N``, the null space of ``D`` on those rows; None
+    where no other row is left): the block's ridge, along which only the past rows'
+    values move."""
+    past = block.past_flat_side(D @ coefs) & used
+    rest = used & ~past
+    if not rest.any():
+        return past, None
+    K = D[rest]
+    evals, evecs = np.linalg.eigh(K.T @ K)
+    return past, evecs[:, evals <= 1e-10 * max(float(evals[-1]), 1e-300)]
+
+
 def _ridge_has_an_end(block, D, coefs, used) -> bool:
     """Whether a block's ridge has a model at its end: the rows past the flat side are
     those where some direction of the coefficients moves nothing else (one value of a
@@ -176,13 +188,16 @@ def _ridge_has_an_end(block, D, coefs, used) -> bool:
     can reach its bound along it; the results read that end model, as glmmTMB's
     numbers). Not so where the past rows lie beyond a boundary in a continuous
     predictor, whose limit is a step, not a model of this block."""
-    past = block.past_flat_side(D @ coefs) & used
-    rest = used & ~past
-    if not (past.any() and rest.any()):
-        return False
-    K = D[rest]
-    evals = np.linalg.eigvalsh(K.T @ K)
-    return bool(np.any(evals <= 1e-10 * max(float(evals[-1]), 1e-300)))
+    past, N = ridge_end_null(block, D, coefs, used)
+    return bool(past.any() and N is not None and N.shape[1] > 0)
+
+
+def without_covariance(V, blocks) -> None:
+    """``V`` (in place) with no covariance for the coefficients of ``blocks``."""
+    for block in blocks:
+        block = np.asarray(block, dtype=int)
+        V[block, :] = np.nan
+        V[:, block] = np.nan
 
 
 # how near its box bound, as a share of the bound's distance from the flat side's edge,
@@ -388,22 +403,24 @@ def limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         # there stays (a limit better than a fit that had not converged is not the
         # optimum for that)
         names = (f"limit of parameter {k}", "from the limit")
-        x, fun = _via_nested(obj, x0, k, bound, x0[k], fun0, (x, fun), names, stage_args)
+        x, fun = _via_nested(obj, x0, [(k, bound)], [(k, x0[k])], fun0, (x, fun), names, stage_args)
     return _settled(obj, at_x, x0, x), fun
 
 
-def _via_nested(obj, origin, k, bound, back, fun0, best, names, stage_args):
-    """The best of ``best`` (``(x, fun)``), the nested model with parameter ``k`` held at
-    ``bound`` fitted from ``origin``, and, where that is below ``fun0``, the full model
-    fitted from its optimum with the parameter at ``back`` (stages ``names``)."""
+def _via_nested(obj, origin, holds, back, fun0, best, names, stage_args, gain=1e-6):
+    """The best of ``best`` (``(x, fun)``), the nested model with each parameter ``k`` of
+    ``holds`` (``(k, value)``) held at its value fitted from ``origin``, and, where that
+    is below ``fun0`` by more than ``gain``, the full model fitted from its optimum with
+    the parameters of ``back`` (``(k, value)``) put at their values (stages ``names``)."""
     bounds, max_iter, tol, diag_idx, record = stage_args
-    x1, held = _held(origin, bounds, [(k, bound)])
+    x1, held = _held(origin, bounds, holds)
     res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
     record.stages.append((names[0], float(res.fun), int(res.nit), str(res.message)))
-    if not res.fun < fun0 - 1e-6 or not np.all(np.isfinite(res.x)):
+    if not res.fun < fun0 - gain or not np.all(np.isfinite(res.x)):
         return best
     start = res.x.copy()
-    start[k] = back
+    for k, value in back:
+        start[k] = value
     full = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
     record.stages.append((names[1], float(full.fun), int(full.nit), str(full.message)))
     x, fun = best
@@ -451,7 +468,9 @@ def bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
             continue  # (a start on the bound: the path was the nested model's own)
         names = (f"bound of parameter {k} from the start", "from the bound")
         start = record.initial
-        x, fun = _via_nested(obj, start, k, bound, start[k], fun0, (x, fun), names, stage_args)
+        x, fun = _via_nested(
+            obj, start, [(k, bound)], [(k, start[k])], fun0, (x, fun), names, stage_args
+        )
     return _settled(obj, at_x, x0, x), fun
 
 
@@ -489,8 +508,10 @@ def nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     at_x, x0 = obj.snapshot(), x
     stage_args = (bounds, max_iter, tol, diag_idx, record)
     slopes_at_0 = [(j, 0.0) for j in held_idx]
-    start = _held(origin, bounds, slopes_at_0)
-    x, fun = _nested_stage(obj, x, fun, start, "block slopes at 0", stage_args)
+    # (kept where better by FLAT_TOL of -2 log L at least: less is a ridge's own slow
+    # rise, which the checks at the optimum read off the ridge)
+    names = ("block slopes at 0", "from block slopes at 0")
+    x, fun = _via_nested(obj, origin, slopes_at_0, [], fun, (x, fun), names, stage_args, FLAT_TOL)
     # an intercept past its block's flat side (no zero inflation at the centre): the
     # block's limit, its intercept on that bound as well (the zi ~ 1 fit's own check)
     at_limit = []
@@ -500,29 +521,10 @@ def nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         if end is not None and past:
             at_limit.append((j, end))
     if at_limit:
-        start = _held(x, bounds, slopes_at_0 + at_limit)
-        x, fun = _nested_stage(obj, x, fun, start, "block at its limit", stage_args)
+        names = ("block at its limit", "from block at its limit")
+        holds = slopes_at_0 + at_limit
+        x, fun = _via_nested(obj, x, holds, [], fun, (x, fun), names, stage_args, FLAT_TOL)
     return _settled(obj, at_x, x0, x), fun
-
-
-def _nested_stage(obj, x, fun, start_held, name, stage_args):
-    """The better of ``(x, fun)``, the nested model fitted from ``start_held`` (a start
-    and the bounds holding its parameters) and, where that is better, the full model
-    fitted again from its optimum (stages ``name`` and ``"from " + name``)."""
-    bounds, max_iter, tol, diag_idx, record = stage_args
-    x1, held = start_held
-    res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
-    record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
-    # (better by FLAT_TOL of -2 log L at least: less is a ridge's own slow rise, which
-    # the checks at the optimum read off the ridge)
-    if not (res.fun < fun - FLAT_TOL and np.all(np.isfinite(res.x))):
-        return x, fun
-    full = _laplace_stage(obj, res.x, bounds, max_iter, tol, diag_idx)
-    record.stages.append((f"from {name}", float(full.fun), int(full.nit), str(full.message)))
-    for cand, val in ((res.x, float(res.fun)), (full.x, float(full.fun))):
-        if val < fun and np.all(np.isfinite(cand)):
-            x, fun = cand, val
-    return x, fun
 
 
 # rows per random effect (a factor's rows over its levels times its effects per level)
