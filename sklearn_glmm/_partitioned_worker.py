@@ -6,15 +6,13 @@ Imports no Dask: the class runs as a Dask actor, one per partition.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
 from ._design import _factorize, _isinf, _isnull
 from ._engine.objective import ModelData, make_factor_data
 from ._engine.partitioned import PartitionModel
-from ._validation import check_numeric_columns, check_rows_aligned, offset_is_whole
+from ._validation import check_numeric_columns, offset_is_whole, rows_misaligned
 
 
 def bundle(*columns):
@@ -264,13 +262,10 @@ def _internal_design(X, sc) -> np.ndarray:
 
 
 def _order_warnings(X, y, g, w, off) -> list[str]:
-    """The in-memory fit's row-order warnings (:func:`check_rows_aligned`) for one
-    partition's pieces, as messages for the driver to give."""
+    """The in-memory fit's row-order warnings for one partition's pieces, as messages
+    for the driver to give (the worker's threads do not touch the warnings' state)."""
     others = {"y": y, "groups": g, "sample_weight": w, "offset": off}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        check_rows_aligned(X, {k: v for k, v in others.items() if v is not None})
-    return [str(c.message) for c in caught]
+    return rows_misaligned(X, {k: v for k, v in others.items() if v is not None})
 
 
 def _index_range(X):

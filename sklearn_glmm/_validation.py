@@ -299,6 +299,12 @@ def check_groups_look_like_groups(groups, X, y):
 
 
 def check_rows_aligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> None:
+    """Warn of each of :func:`rows_misaligned`'s messages."""
+    for message in rows_misaligned(X, others, rebuilt, frame):
+        warnings.warn(message, UserWarning, stacklevel=user_stacklevel())
+
+
+def rows_misaligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> list[str]:
     """Warn where ``X`` (a DataFrame with row labels of its own) and another pandas
     argument (``y``, ``groups``, weights, offsets, trials) hold the same row labels in
     another order. Rows are read by position, as scikit-learn reads them, so each row
@@ -308,37 +314,38 @@ def check_rows_aligned(X, others: dict, rebuilt: bool = True, frame: str = "X") 
     after a shuffle its partners went through too), so it is not compared; neither are
     arguments with other labels (read by position, as scikit-learn does). ``rebuilt``:
     whether ``X`` may be such a frame (not the ``data`` of a formula, whose index is its
-    own). Where ``X`` is an array, the first pandas argument takes its place."""
+    own). Where ``X`` is an array, the first pandas argument takes its place. Returns the
+    messages (no warning: a partition's worker sends them to the driver)."""
     X = as_pandas(X)
     if not isinstance(X, pd.DataFrame):
         given = {n: as_pandas(v) for n, v in others.items()}
         given = {n: v for n, v in given.items() if isinstance(v, (pd.Series, pd.DataFrame))}
         if len(given) < 2:
-            return
+            return []
         frame, X = next(iter(given.items()))
         others = {n: v for n, v in given.items() if n != frame}
     if not X.index.is_unique:
-        return
+        return []
     index = X.index
     fresh = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
     if rebuilt and fresh:
-        return
+        return []
+    messages = []
     for name, value in others.items():
         value = as_pandas(value)
         other = value.index if isinstance(value, (pd.Series, pd.DataFrame)) else None
         if other is None or len(other) != len(index) or other.equals(index):
             continue
         if other.is_unique and index.isin(other).all():
-            warnings.warn(
+            messages.append(
                 f"{frame} and {name} hold the same row labels in another order (the first "
                 f"rows of {frame} {list(index[:3])}, of {name} {list(other[:3])}). Rows are "
                 f"read by position: if {frame} was sorted or shuffled and {name} was not, "
                 f"each row gets another row's {name}; put {name} in {frame}'s order "
                 f"({name}.loc[{frame}.index]). If the positions do match, pass arrays "
-                "(.to_numpy()).",
-                UserWarning,
-                stacklevel=user_stacklevel(),
+                "(.to_numpy())."
             )
+    return messages
 
 
 # the start of check_groups_not_in_X's warning, which labels_in_X_meant silences
