@@ -30,11 +30,12 @@ from ._design import (
     prediction_design,
 )
 from ._engine.blocks import rows_of
+from ._engine.compiled_objective import make_objective
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.families.base import pmf_rule
 from ._engine.normal_average import log_mean_density
-from ._engine.objective import GLMObjective, ModelData, Objective, make_factor_data
+from ._engine.objective import GLMObjective, ModelData, make_factor_data
 from ._engine.optimize import (
     fit_objective,
     parameter_bounds,
@@ -397,7 +398,7 @@ class _BaseGLMM(BaseEstimator):
             yv.flags.writeable = False
         data, factors = self._model_data(X_raw, yv, trials, w, off, groups)
         pending = self.__dict__.pop("_pending_result")  # how the design was made
-        obj = Objective(data, self.n_agq) if factors else GLMObjective(data)
+        obj = make_objective(data, self.n_agq) if factors else GLMObjective(data)
 
         # optimisation (one BLAS thread throughout: many small products)
         with single_threaded_blas():

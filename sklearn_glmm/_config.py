@@ -1,10 +1,10 @@
 """The library's global settings: ``set_config``, ``get_config``, ``config_context``.
 
 One setting so far, ``compiled``: whether the conditional-mode search and the gradient
-of a model with one scalar random effect (random intercepts), and the batched
-evaluations of refits with one or two random effects per level, run as compiled
-kernels (numba, an optional extra) instead of numpy calls. The results are the same to
-rounding; only the time differs (see ``docs/performance.md``).
+of a model with one scalar random effect (random intercepts), the whole evaluations of
+Laplace fits with one or two random effects per level, and the batched evaluations of
+refits, run as compiled kernels (numba, an optional extra) instead of numpy calls. The
+results are the same to rounding; only the time differs (see ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -38,16 +38,20 @@ def set_config(*, compiled: bool | None = None) -> None:
         family with the logit link or the negative binomial family NB2 with the log
         link and one theta for all rows, on up to 50,000 rows, as compiled kernels;
         other models (NB1, zero-inflated, hurdle and truncated models, a dispersion
-        model) run the numpy code as before. The batched refits of the parametric
-        bootstrap and the power analysis (Poisson with the log link or binomial with
-        the logit link, one grouping factor with one or two random effects per level)
-        evaluate their replicates with a compiled kernel too. The library's own
+        model) run the numpy code as before. Laplace fits of Poisson models with the
+        log link and binomial models with the logit link with one grouping factor and
+        one or two random effects per level (an intercept and a slope, correlated or
+        not), on up to 50,000 rows, evaluate the objective, its gradient and the modes'
+        derivatives in one kernel call (the batched refits' kernel, a batch of one). The
+        batched refits of the parametric bootstrap and the power analysis (the same
+        models) evaluate their replicates with that kernel too. The library's own
         parallel work (``n_jobs``) runs under the caller's setting. Needs numba
         (``pip install "sklearn_glmm[numba]"``). The first fit of a process loads the
         kernels (under a second; the very first compiles them, a few seconds); after
         that, an evaluation of the objective of such a model takes 0.4-0.75 of its
-        time, and a whole small fit about 0.8 (the rest of a fit is the optimiser's
-        and the checks' own work). Estimates, standard errors and log-likelihoods
+        time, and a whole small fit about 0.8-0.9 with one random effect per level and
+        0.5-0.6 with two (the rest of a fit is the optimiser's and the checks' own
+        work). Estimates, standard errors and log-likelihoods
         agree with the numpy code's to rounding. Default False.
     """
     if compiled is not None:

@@ -23,9 +23,10 @@ _NOT_CASES = {"anova", "meta", "versions", "anova_bin"}
 # other SE is within 5e-5 (they were compared to 2 % before the Hessian by central
 # differences)
 REFERENCE_SE_REL = 1e-4
-# the cases with one scalar random effect of a Poisson (log), binomial (logit) or NB2
-# (log, one theta) model: the ones the compiled kernels cover (tests/test_compiled.py,
-# benchmarks/run_compiled.py); tut_nb's theta reaches its bound (the Poisson limit)
+# the cases the compiled kernels cover (tests/test_compiled.py, benchmarks/run_compiled.py):
+# one scalar random effect of a Poisson (log), binomial (logit) or NB2 (log, one theta)
+# model, and a Laplace fit of one or two random effects per level of a Poisson or
+# binomial model (the batched kernel); tut_nb's theta reaches its bound (the Poisson limit)
 COMPILED_CASES = (
     "pois_ri",
     "pois_offset",
@@ -39,6 +40,9 @@ COMPILED_CASES = (
     "nb_offset",
     "nb_on_poisson",
     "tut_nb",
+    "bin_rs",
+    "pois_rs",
+    "bin_diag",
 )
 
 

@@ -83,6 +83,35 @@ def test_batched_evaluation_equals_the_single_objective():
     np.testing.assert_array_equal(grad2, grad[[3, 1]])
 
 
+@pytest.mark.parametrize("compiled_on", [False, True])
+def test_an_adopted_evaluation_reads_its_own_factorisation(compiled_on):
+    # a batched evaluation is adopted with its modes only: the state made from them
+    # when read (the Hessian, the conditional variances, the gradient of a snapshot)
+    # must come with that point's factorisation of H, not the one the objective last
+    # made at another point (the Hessian read it: a saddle reported at a maximum)
+    from sklearn_glmm._engine.compiled_objective import CompiledObjective, _engine
+
+    if compiled_on:
+        pytest.importorskip("numba")
+    est = _data("pois_slope")
+    d, x = est.fit_result_.objective.data, np.asarray(est.fit_result_.params)
+    fresh = Objective(d, 1)
+    fresh.value_and_grad(x)
+    H, cv = fresh.exact_hessian_block(), fresh.conditional_variances(0)
+    with config_context(compiled=compiled_on):
+        obj = CompiledObjective(d, _engine(d))
+        Objective.evaluate(obj, x * 1.3)  # the numpy code's factorisation, elsewhere
+        obj.value_and_grad(x)  # adopted
+        assert obj.n_batched == 1
+        snap = obj.snapshot()
+        Objective.evaluate(obj, x * 0.7)
+        obj.restore(snap)
+        np.testing.assert_allclose(obj.exact_hessian_block(), H, rtol=1e-7)
+        obj.value_and_grad(x * 1.01)
+        obj.value_and_grad(x)  # adopted again (the memo holds the last point only)
+        np.testing.assert_allclose(obj.conditional_variances(0), cv, rtol=1e-8)
+
+
 def test_batched_refits_reach_the_single_refits_optimum(fitted):
     kind, est = fitted
     Y = simulate_response(est, 12, np.random.default_rng(3))

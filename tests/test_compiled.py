@@ -1,6 +1,7 @@
-"""The compiled mode search (``set_config(compiled=True)``, numba) gives the numpy
-code's fits of Poisson, binomial and NB2 models: the same estimates, standard errors,
-log-likelihoods, evaluations and warnings, to rounding."""
+"""The compiled kernels (``set_config(compiled=True)``, numba) give the numpy code's fits
+of Poisson, binomial and NB2 models (the scalar mode search and gradient; the whole
+Laplace evaluation of one or two random effects per level): the same estimates, standard
+errors, log-likelihoods, evaluations, checks and warnings, to rounding."""
 
 import importlib.util
 import warnings
@@ -13,6 +14,7 @@ from reference import COMPILED_CASES, case_data, make_estimator
 import sklearn_glmm
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, config_context
 from sklearn_glmm._engine import compiled
+from sklearn_glmm._engine.compiled_objective import CompiledObjective
 from sklearn_glmm._engine.linalg import InnerSolveFailure
 
 pytest.importorskip("numba")
@@ -22,7 +24,7 @@ pytest.importorskip("numba")
 def count_kernel(monkeypatch):
     """The kernels' calls (a list of their names, appended to per call)."""
     calls = []
-    for name in ("scalar_modes", "scalar_gradient_rows"):
+    for name in ("scalar_modes", "scalar_gradient_rows", "batched_laplace"):
         inner = getattr(compiled, name)
 
         def counted(*args, inner=inner, name=name):
@@ -55,6 +57,11 @@ def _same_fit(a, b, warn_a, warn_b, rtol=1e-9, ranef_atol=1e-10):
         )
     assert b.fit_record_.n_evaluations == a.fit_record_.n_evaluations
     assert b.converged_ == a.converged_
+    # the Laplace approximation's check against quadrature ran on both (or neither)
+    qa, qb = a.fit_record_.quadrature_shift, b.fit_record_.quadrature_shift
+    assert (qa is None) == (qb is None)
+    if qa is not None:
+        np.testing.assert_allclose(qb, qa, rtol=1e-5, atol=1e-8)
     assert warn_b == warn_a
 
 
@@ -73,8 +80,15 @@ def test_reference_cases_as_numpy(case, count_kernel):
     a, wa = _fit(lambda: make_estimator(spec), X, y, groups, False, **kw)
     assert not count_kernel
     b, wb = _fit(lambda: make_estimator(spec), X, y, groups, True, **kw)
-    # both kernels ran (quadrature fits start with a Laplace stage)
-    assert {"scalar_modes", "scalar_gradient_rows"} <= set(count_kernel)
+    # the kernels ran: a Laplace fit of a Poisson or binomial model is evaluated by the
+    # batched kernel (a batch of one), the others' mode search and gradient by the
+    # scalar kernels (quadrature fits start with a Laplace stage)
+    whole = isinstance(b.fit_result_.objective, CompiledObjective)
+    assert whole == (int(spec.get("n_agq") or 1) == 1 and spec["family"] != "nbinom2")
+    if whole and spec["random_effects"] == "1":
+        assert b.fit_record_.quadrature_shift is not None  # checked against quadrature
+    kernels = {"batched_laplace"} if whole else {"scalar_modes", "scalar_gradient_rows"}
+    assert kernels <= set(count_kernel)
     _same_fit(a, b, wa, wb, **_ROUNDING_MAGNIFIED.get(case, {}))
 
 
@@ -128,6 +142,44 @@ def test_slope_without_intercept_and_separated_groups(count_kernel):
         ]
         _same_fit(fits[0][0], fits[1][0], fits[0][1], fits[1][1])
     assert count_kernel
+
+
+def test_compiled_objective_falls_back_and_pickles(count_kernel, monkeypatch):
+    # an evaluation the kernel does not complete is the numpy objective's (the same
+    # optimum); a pickle of the model with its data leaves the kernel's engine out and
+    # makes it again for a profile
+    import pickle
+
+    from sklearn_glmm._engine import lockstep
+    from sklearn_glmm.inference import confint
+
+    df = _data(14, family="poisson")
+    a, wa = _fit(lambda: PoissonGLMM(random_effects="1 + x"), df[["x"]], df["y"], df["g"], False)
+    failed = []
+
+    def fail_every_other(self, batch):
+        failed.append(len(failed) % 2 == 0)
+        if failed[-1]:
+            return {i: [None] * len(batch[i]) for i in batch}
+        return real(self, batch)
+
+    real = lockstep.Scheduler._compute
+    monkeypatch.setattr(lockstep.Scheduler, "_compute", fail_every_other)
+    b, wb = _fit(lambda: PoissonGLMM(random_effects="1 + x"), df[["x"]], df["y"], df["g"], True)
+    assert any(failed) and not all(failed)
+    monkeypatch.setattr(lockstep.Scheduler, "_compute", real)
+    np.testing.assert_allclose(b.fit_result_.params, a.fit_result_.params, rtol=1e-6)
+    assert abs(b.loglik_ - a.loglik_) < 1e-8
+    b.keep_data = True
+    c = pickle.loads(pickle.dumps(b))
+    assert c.fit_result_.objective._lockstep is None
+    n = len(count_kernel)
+    with config_context(compiled=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof_b = confint(b, method="profile", parm=["x"])
+        prof_c = confint(c, method="profile", parm=["x"])
+    assert len(count_kernel) > n
+    pd.testing.assert_frame_equal(prof_b, prof_c)
 
 
 def test_nb2_slope_without_intercept(count_kernel):
@@ -249,7 +301,11 @@ def test_not_covered_models_run_the_numpy_code(count_kernel):
         NegBinGLMM().fit(df[["x"]], big, groups=df["g"])
         PoissonGLMM().fit(df[["x"]], big, groups=df["g"])
         BinomialGLMM(link="probit").fit(df[["x"]], (df["y"] > 0).astype(int), groups=df["g"])
-        PoissonGLMM(random_effects="1 + x").fit(df[["x"]], df["y"], groups=df["g"])
+        # three random effects per level; two grouping factors
+        three = df.assign(z=df["x"] ** 2)
+        PoissonGLMM(random_effects="1 + x + z").fit(three[["x", "z"]], df["y"], groups=df["g"])
+        two = pd.DataFrame({"g": df["g"], "h": np.arange(len(df)) % 7})
+        PoissonGLMM(random_effects="1 + x").fit(df[["x"]], df["y"], groups=two)
     assert not count_kernel
 
 
@@ -314,3 +370,26 @@ def test_state_made_again_from_the_modes_agrees(count_kernel):
     for name in ("loglik", "d1", "w", "w3"):
         np.testing.assert_allclose(getattr(after["der"], name), getattr(der, name), rtol=1e-13)
     np.testing.assert_allclose(obj.gradient(x * 1.01), grad, rtol=1e-10, atol=1e-12)
+
+
+def test_a_level_block_rounding_to_singular_is_not_an_exception(count_kernel):
+    # a slope variable 1e4 from its zero: a level's 2 x 2 block (1 + A'WA) has entries
+    # of 1e16 and more, and its determinant can round to zero or below at a profile's
+    # far points. The kernel reads that as the numpy code does (not positive definite:
+    # that evaluation is the numpy objective's), where numba's Python semantics raised
+    # ZeroDivisionError out of the profile
+    from test_inference import _origin_data
+
+    from sklearn_glmm.exceptions import ProfileWarning
+
+    X, grp, eta, rng = _origin_data()
+    y = rng.poisson(np.exp(eta))
+    rows = ["sd_(Intercept)|group", "sd_t|group"]
+    with config_context(compiled=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        far = PoissonGLMM(random_effects="1 + t").fit(X + [0.0, 1e4], y, groups=grp)
+    assert isinstance(far.fit_result_.objective, CompiledObjective)
+    with config_context(compiled=True):
+        with pytest.warns(ProfileWarning, match=r"\['sd_\(Intercept\)\|group'\].*Centre"):
+            far.confint(rows, method="profile")
+    assert "batched_laplace" in count_kernel

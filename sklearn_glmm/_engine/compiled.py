@@ -210,12 +210,18 @@ def _level_inverse(H, g, q, Hinv):
     is positive definite."""
     if q == 1:
         h = 1.0 + H[g, 0]
+        if not h > 0.0:
+            Hinv[g, 0] = math.nan
+            return math.nan, False
         Hinv[g, 0] = 1.0 / h
         return (math.log(h) if h > 0.0 else math.nan), h > 0.0
     a_ = 1.0 + H[g, 0]
     b_ = H[g, 1]
     c_ = 1.0 + H[g, 2]
     det = a_ * c_ - b_ * b_
+    if not det > 0.0:  # rounding (entries of 1e16 and more), or NaN: not positive definite
+        Hinv[g, 0] = Hinv[g, 1] = Hinv[g, 2] = math.nan
+        return math.nan, False
     Hinv[g, 0] = c_ / det
     Hinv[g, 1] = -b_ / det
     Hinv[g, 2] = a_ / det
@@ -591,15 +597,19 @@ _SHARED = ("_row_terms", "_modes_found", "_level_inverse")
 
 
 def _compiled(fn):
-    """``fn`` compiled by numba on first use (cached on disk)."""
+    """``fn`` compiled by numba on first use (cached on disk). A division by zero gives
+    numpy's inf or NaN (``error_model="numpy"``), which the kernels' checks of finite
+    steps and values read as the numpy code's do, instead of raising
+    ``ZeroDivisionError`` (numba's default, Python's semantics)."""
     kernel = _KERNELS.get(fn.__name__)
     if kernel is None:
         import numba
 
+        jit = numba.njit(cache=True, error_model="numpy")
         for name in _SHARED:  # the kernels' shared functions, compiled first
             if not hasattr(globals()[name], "py_func"):  # (numba calls compiled code)
-                globals()[name] = numba.njit(cache=True)(globals()[name])
-        kernel = _KERNELS[fn.__name__] = numba.njit(cache=True)(fn)
+                globals()[name] = jit(globals()[name])
+        kernel = _KERNELS[fn.__name__] = jit(fn)
     return kernel
 
 

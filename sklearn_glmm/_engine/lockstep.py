@@ -95,7 +95,7 @@ class Scheduler:
         try:
             with np.errstate(all="ignore"):
                 ok, val, grad, U, J, *gn = self.engine.evaluate(idx, params, U0, any(scale))
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+        except (np.linalg.LinAlgError, ValueError, ArithmeticError):
             return {i: [None] * len(batch[i]) for i in batch}
         for k, i in enumerate(idx):
             out[i].append(

@@ -65,6 +65,10 @@ class Objective(ModeSearch, LaplaceGradient):
     Parameters are packed as ``[beta (p), theta (T), extra (E)]``.
     """
 
+    # whether the objective holds its rows (a partitioned one does not): checks that
+    # evaluate another objective on the same rows apply to it
+    holds_rows = True
+
     def __init__(self, data: ModelData, n_agq: int = 1, pirls_max_iter: int = 60):
         self.data = data
         self.n_agq = n_agq
@@ -394,11 +398,17 @@ class Objective(ModeSearch, LaplaceGradient):
         self.u = u
         self._predictor = (u, params[: d.n_beta + d.n_theta].copy(), J)
         self._pending = (u, params)
+        # the solver holds another point's factorisation (or none): the state's is made
+        # with it, and kept
+        self._solver_stale = True
         self._last_key, self._last_val, self._last_grad = self.memo_key(params), float(val), grad
 
     # the state at the last point evaluated; after :meth:`restore`, made again when read
     _state = None
     _pending = None  # (u, params) of a restored state not made yet
+    # whether the solver's factorisation is not the pending point's (an adopted
+    # evaluation): set until the state is made
+    _solver_stale = False
 
     @property
     def state(self):
@@ -410,12 +420,14 @@ class Objective(ModeSearch, LaplaceGradient):
     @state.setter
     def state(self, value):
         self._pending = None
+        self._solver_stale = False
         self._state = value
 
     def _make_restored_state(self) -> None:
         """The state at a restored point, from its mode: the search from there takes no
         step, so the arrays are those of the evaluation that found the mode."""
         u, at = self._pending
+        stale = self._solver_stale
         self._pending = None
         memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
         solver, iterations = self.solver.snapshot(), self.pirls_iterations
@@ -423,7 +435,8 @@ class Objective(ModeSearch, LaplaceGradient):
         self._state["u"] = u  # the same values; the object the predictor refers to
         self.u, self.pirls_iterations = u, iterations
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
-        self.solver.restore(solver)
+        if not stale:  # the point's own factorisation, put back (else the search's)
+            self.solver.restore(solver)
 
     # rows above which a snapshot leaves out the per-row arrays (below, keeping them
     # costs little memory, and making them again a mode search per restore)
@@ -442,7 +455,9 @@ class Objective(ModeSearch, LaplaceGradient):
             at = self._pending[1]
         elif lazy and state is not None and self._last_key is not None:  # else kept
             state, at = None, np.frombuffer(self._last_key[0]).copy()
-        return self.u, (state, at), memo, self.solver.snapshot()
+        # (an adopted point's factorisation is not made yet: None, made with the state)
+        solver = None if self._solver_stale else self.solver.snapshot()
+        return self.u, (state, at), memo, solver
 
     def restore(self, snap) -> None:
         """Return to the point of :meth:`snapshot` without evaluating it again."""
@@ -450,9 +465,11 @@ class Objective(ModeSearch, LaplaceGradient):
         self.state = state
         self.u = u
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
-        self.solver.restore(solver)
+        if solver is not None:
+            self.solver.restore(solver)
         if at is not None:
             self._pending = (u, at)
+            self._solver_stale = solver is None
 
     def release_rows(self) -> None:
         """On large data (over ``lazy_state_rows`` rows), let the state's per-row arrays
@@ -544,6 +561,7 @@ class Objective(ModeSearch, LaplaceGradient):
     # -- conditional distribution of u --------------------------------------
     def conditional_variances(self, f: int) -> np.ndarray:
         """Blocks of H^{-1} for factor ``f`` at the current mode, (n_levels, q, q)."""
+        self.state  # noqa: B018 - a pending point's factorisation is made with its state
         return self.solver.level_inverse(f)
 
 

@@ -141,6 +141,8 @@ class PartitionedObjective(Objective):
         Each partition's levels as indices into the model's levels.
     """
 
+    holds_rows = False
+
     def __init__(self, data: ModelData, n_agq: int, call, level_maps):
         self.data = data
         self._call = call

@@ -49,7 +49,8 @@ def applicable(obj, n_agq: int) -> bool:
     d = obj.data
     return bool(
         n_agq == 1
-        and type(obj) is Objective
+        and isinstance(obj, Objective)
+        and obj.holds_rows
         and len(d.factors) == 1
         and d.factors[0].q == 1
         and not d.factors[0].mapped
