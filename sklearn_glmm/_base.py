@@ -625,12 +625,16 @@ class _BaseGLMM(BaseEstimator):
         if groups is not None:
             by_name = factor_columns(groups, res.factor_order, n)
         lams = res.internal_lambdas() if population == "marginal" else None
+        gaps = {}
         for k, f in enumerate(res.factors):
             S = self.random_effects_cov_[f.name].to_numpy()
             if groups is None or not known_groups:
                 codes = np.full(n, -1)
             else:
                 codes = match_levels(f.levels, by_name[f.name], f.name)
+                n_missing = int(pd.isna(pd.Series(by_name[f.name], dtype=object)).sum())
+                if n_missing:
+                    gaps[f.name] = n_missing
             known = codes >= 0
             B = self.ranef_[f.name].to_numpy()
             if population == "zero":
@@ -649,6 +653,16 @@ class _BaseGLMM(BaseEstimator):
                 else:
                     var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
                 var += v_new
+        if gaps and not getattr(groups, "attrs", {}).get(MISSING_LABELS_SAID):
+            warnings.warn(
+                f"groups has missing labels (NaN or None) of the grouping factor(s) {gaps} "
+                "(rows per factor): those rows are predicted as rows of a new group of that "
+                "factor (lme4 refuses them unless allow.new.levels = TRUE). Give their "
+                "labels, or pass population-level predictions on purpose with a label no "
+                "group has.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
         # z'Sz >= 0; rounding can leave -1e-17 when S is singular
         return eta, np.maximum(var, 0.0)
 
@@ -963,6 +977,11 @@ def _class_probabilities(fam, eta, sd, K, extra):
     out[:, :K] = np.exp(log_p).reshape(n, K)
     out[:, K] = np.clip(1.0 - out[:, :K].sum(axis=1), 0.0, 1.0)
     return out
+
+
+# a grouping frame's ``attrs`` key: its missing labels are the caller's own (the formula
+# front end's population level, or rows it has warned of), not warned of again
+MISSING_LABELS_SAID = "sklearn_glmm_missing_labels_said"
 
 
 def _internal_z(factor, X_raw, row_weights=None):

@@ -36,6 +36,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
 
 from . import estimators
+from ._base import MISSING_LABELS_SAID
 from ._frames import as_pandas
 from ._validation import check_rows_aligned
 from ._warn import user_stacklevel
@@ -223,6 +224,14 @@ def _finite_rows(X, inputs: _NewData, complete) -> _NewData:
     return _NewData(inputs.X.iloc[keep], groups, offset, inputs.population, rows)
 
 
+def _said(frame: pd.DataFrame) -> pd.DataFrame:
+    """The grouping frame the front end made from the data: its missing labels (the
+    population level asked for, or rows without a grouping value, warned of here) are
+    not warned of again by the estimator (``MISSING_LABELS_SAID``)."""
+    frame.attrs[MISSING_LABELS_SAID] = True
+    return frame
+
+
 class _RawDataPredictions:
     """Prediction methods that read a formula's variables from a DataFrame (see the module)."""
 
@@ -355,7 +364,7 @@ class _RawDataPredictions:
         names = list(self.fit_result_.factor_order)
         if not names:
             return None
-        return pd.DataFrame({name: np.full(n, None, dtype=object) for name in names})
+        return _said(pd.DataFrame({name: np.full(n, None, dtype=object) for name in names}))
 
     def _raw_groups(self, X, data, groups, zero, complete, population=None, groups_read=True):
         from .formula import _group_frame
@@ -396,7 +405,7 @@ class _RawDataPredictions:
                 stacklevel=user_stacklevel(),
             )
         frame = _group_frame(state.bars, data)
-        return frame[list(self.fit_result_.factor_order)]
+        return _said(frame[list(self.fit_result_.factor_order)])
 
     def _raw_offset(self, data, offset, complete):
         from .formula import _offset, _shadowing

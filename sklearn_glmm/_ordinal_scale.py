@@ -94,7 +94,9 @@ def scale_design(slopes, X: np.ndarray, feature_names) -> ZeroInflationDesign:
             "intercept (clmm2 fixes it at 0), so a predictor's zero is the reference scale. "
             "Shifting it by c is the same model with the thresholds, coefficients and "
             "random-effect SDs multiplied by exp(zeta c); far from zero those can be too large "
-            "to represent, and the fit can stop far short of the optimum. Centre the column "
+            "or too small to represent: the fit can stop far short of the optimum, or reach "
+            "it with standard errors, Wald intervals and profiles that are wrong (its "
+            "curvature is then computed on a badly scaled parametrisation). Centre the column "
             "(or measure it from a meaningful origin) for the scale model.",
             IdentifiabilityWarning,
             stacklevel=user_stacklevel(),

@@ -110,6 +110,11 @@ def test_an_adopted_evaluation_reads_its_own_factorisation(compiled_on):
         obj.value_and_grad(x * 1.01)
         obj.value_and_grad(x)  # adopted again (the memo holds the last point only)
         np.testing.assert_allclose(obj.conditional_variances(0), cv, rtol=1e-8)
+        # the per-row arrays let go (a fitted model's objective): the point stays pending
+        Objective.evaluate(obj, x * 1.3)
+        obj.value_and_grad(x)
+        obj.release_state()
+        np.testing.assert_allclose(obj.conditional_variances(0), cv, rtol=1e-8)
 
 
 def test_batched_refits_reach_the_single_refits_optimum(fitted):

@@ -415,6 +415,15 @@ def test_nested_labels_of_new_data_with_a_missing_code():
     with pytest.warns(UserWarning, match=r"1 row\(s\) of the data have no value of .*\['g2'\]"):
         part = m.predict(nd, type="link")
     np.testing.assert_allclose(part[:3], full[:3], rtol=1e-12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.predict(nd, type="link")
+    # said once, by the front end (the estimator does not say it again of its groups)
+    assert len([w for w in caught if "missing labels" in str(w.message)]) == 0
+    assert len([w for w in caught if "no value of" in str(w.message)]) == 1
+    with warnings.catch_warnings():  # the population level asked for: nothing to say
+        warnings.simplefilter("error")
+        m.predict(nd.iloc[:3], type="link", re_form="NA")
     # the row without its sub-group keeps the group's effect alone
     only_g = m.predict(nd.iloc[[3]].drop(columns="g2").assign(g2=99), type="link")
     np.testing.assert_allclose(part[3], only_g[0], rtol=1e-12)

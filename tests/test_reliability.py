@@ -411,8 +411,14 @@ def test_unseen_other_dtype_or_missing_groups_predict_population_level():
     known = m.predict(rows, groups=groups[:6])
     new = np.array([999, "stranger", np.nan, None, 0, "0"], dtype=object)
     pred, caught = _record(lambda: m.predict(rows, groups=new))
-    assert not caught
+    # a missing label (fit refuses them; lme4 too at predict) is said; unseen ones are not
+    assert [str(w.message) for w in caught] == [
+        str(w.message) for w in caught if "missing labels" in str(w.message)
+    ]
+    assert len(caught) == 1 and "{'group': 2}" in str(caught[0].message)
     np.testing.assert_allclose(pred[:4], population[:4])  # unseen, str, NaN, None
+    _, quiet = _record(lambda: m.predict(rows.iloc[[0, 1, 4, 5]], groups=new[[0, 1, 4, 5]]))
+    assert not quiet
     np.testing.assert_allclose(pred[4:], known[4:])  # level 0 given as int and as "0"
     as_float = m.predict(rows, groups=groups[:6].astype(float))
     np.testing.assert_allclose(as_float, known)

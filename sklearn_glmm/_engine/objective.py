@@ -480,8 +480,13 @@ class Objective(ModeSearch, LaplaceGradient):
 
     def release_state(self) -> None:
         """Let the last evaluation's per-row arrays go (a fitted model keeps its
-        objective): the next call evaluates again, from the modes kept in ``u``."""
+        objective): the next call evaluates again, from the modes kept in ``u``. An
+        adopted point whose state is not made yet stays pending: the solver holds no
+        factorisation of it, and its readers make it with the state."""
+        pending = self._pending if self._solver_stale else None
         self.state = None
+        if pending is not None:
+            self._pending, self._solver_stale = pending, True
         self._last_key, self._last_grad = None, None
         self.release_predictor()
         # the closed-form Hessian's layout of several factors (made again if asked)
