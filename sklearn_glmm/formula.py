@@ -347,8 +347,14 @@ def _r_factor():
         if "ordered" not in _state:  # (the fit)
             dtype = getattr(x, "dtype", None)
             _state["ordered"] = bool(getattr(dtype, "ordered", False))
+            _state["r_text"] = True  # (models of earlier versions keep their values)
         contrasts = PolyContrasts() if _state["ordered"] else None
         if levels is None:
+            if _state.get("r_text"):
+                if "r_levels" not in _state:  # (the fit: the levels in the values' order)
+                    _state["r_levels"] = _r_number_levels(x)
+                if _state["r_levels"] is not None:
+                    x = _as_r_levels(x, _state["r_levels"])
             return _factor(x, contrasts=contrasts)
         # values matched to the listed levels by their text, as R's factor() matches (7 is
         # the level "7", TRUE the level "TRUE" of a logical column), and coded as the
@@ -389,6 +395,36 @@ def _r_factor():
         return _factor(values, levels=kept, contrasts=contrasts)
 
     return r_factor
+
+
+def _r_number_levels(x) -> list | None:
+    """The level names of ``factor(x)`` of the fitting values where R names them
+    otherwise than their Python text, in the values' order (floats: ``2`` for 2.0, 2
+    before 10; logicals: ``FALSE``, ``TRUE``), else None (text, categories and integers
+    have R's names already)."""
+    raw = getattr(x, "__wrapped__", x)
+    values = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw, dtype=object))
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return None
+    held = values.dropna()
+    kinds = {type(v) for v in held}
+    if kinds and all(issubclass(k, (float, np.floating, bool, np.bool_)) for k in kinds):
+        return list(dict.fromkeys(_r_text(v) for v in sorted(set(held))))
+    return None
+
+
+def _as_r_levels(x, levels: list):
+    """Numbers and logicals as the factor R makes of them: each value by its text as R
+    writes it (``factor(k)2`` for 2.0, ``factor(k > 2)TRUE``), the fit's ``levels`` in
+    their order first (new data, 2 or 2.0 of any kind, find their level by that text;
+    other texts after them, new levels the design refuses)."""
+    raw = getattr(x, "__wrapped__", x)
+    values = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw, dtype=object))
+    texts = values.astype(object).map(_r_text, na_action="ignore")
+    others = [t for t in dict.fromkeys(texts.dropna()) if t not in set(levels)]
+    out = pd.Categorical(texts, categories=list(levels) + others)
+    # (a Series for formulaic's checks of missing values, which read no bare Categorical)
+    return pd.Series(out, index=values.index)
 
 
 def _poly():
