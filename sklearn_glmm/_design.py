@@ -227,11 +227,25 @@ class Factor:
         return np.column_stack(cols)
 
 
+def time_values(t) -> np.ndarray:
+    """A time variable's values as time points: each rounded to 15 significant digits,
+    as R's ``factor()`` and glmmTMB's ``numFactor()`` label them, so that values equal
+    to that precision are one time point (``0.3`` and ``0.1 * 3``, which differ in their
+    last bit, would otherwise be two, one more step of an ``ar1`` chain, or a singular
+    ``ou`` correlation). Each distinct value is rounded once."""
+    t = np.asarray(t, dtype=float)
+    if not t.size:
+        return t
+    values, where = np.unique(t, return_inverse=True)
+    rounded = np.array([float(f"{v:.15g}") if np.isfinite(v) else v for v in values])
+    return rounded[where.reshape(t.shape)]
+
+
 def time_indicators(factor: Factor, t: np.ndarray) -> np.ndarray:
     """One indicator column per time level of a structured factor; a value not among
     the levels seen in fit has no random effect to predict with, and raises."""
     levels = factor.time_levels
-    t = np.asarray(t, dtype=float)
+    t = time_values(t)
     pos = np.clip(np.searchsorted(levels, t), 0, len(levels) - 1)
     unseen = levels[pos] != t
     if unseen.any():
@@ -266,7 +280,7 @@ def prediction_design(factor: Factor, X: np.ndarray, S: np.ndarray):
     if st is None or not st.extends_in_time:
         return factor.z_matrix(X), np.zeros(n)
     levels = factor.time_levels
-    t = np.asarray(X[:, factor.time_idx], dtype=float)
+    t = time_values(X[:, factor.time_idx])
     pos = np.clip(np.searchsorted(levels, t), 0, len(levels) - 1)
     seen = levels[pos] == t
     Z = np.zeros((n, len(levels)))
@@ -298,7 +312,7 @@ def _time_levels(name: str, term: Term, X, feature_names: list[str]):
     t = np.asarray(X[:, j], dtype=float)
     if not np.all(np.isfinite(t)):
         raise ValueError(f"The time variable {term.time!r} has missing or infinite values.")
-    levels = np.unique(t)
+    levels = np.unique(time_values(t))
     if len(levels) < 2:
         raise ValueError(
             f"{term.structure}({term.time}) for factor {name!r} needs at least two distinct "

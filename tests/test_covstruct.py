@@ -849,3 +849,53 @@ def test_a_random_intercept_beside_ar1_on_the_same_grouping():
     assert S[0, 1] / S[0, 0] == pytest.approx(ref["rho"], abs=1e-3)
     # new rows: the factor of its own is made from the same column
     np.testing.assert_allclose(m.predict(d.head(8)), m.predict(d)[:8], rtol=1e-12)
+
+
+def test_times_equal_to_fifteen_digits_are_one_time_point():
+    # 0.3 and 0.1 * 3 differ in their last bit: R's factor() and glmmTMB's numFactor()
+    # label both "0.3", one time point; as two, ar1 had one more step in its chain
+    # (log-likelihood 0.35 below glmmTMB's on an audit's data) and ou a correlation of 1
+    rng = np.random.default_rng(3)
+    n_id, days = 60, np.arange(1, 7)
+    ids = np.repeat(np.arange(n_id), len(days))
+    day = np.tile(days, n_id)
+    b = rng.multivariate_normal(np.zeros(6), 0.5 * 0.8 ** np.abs(days[:, None] - days), n_id)
+    y = rng.poisson(np.exp(0.2 + b[ids, day - 1]))
+    t = day / 10.0
+    t_mixed = t.copy()
+    third = np.flatnonzero(day == 3)
+    t_mixed[third[::2]] = 0.1 * 3  # 0.30000000000000004
+    assert len(np.unique(t_mixed)) == 7
+    fits = {}
+    for name, tt in [("clean", t), ("mixed", t_mixed)]:
+        X = pd.DataFrame({"t": tt, "x": rng.normal(size=len(tt)) * 0})
+        for st in ("ar1", "ou"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m = PoissonGLMM(random_effects=f"{st}(t)", random_only_columns="t").fit(
+                    X[["t"]], y, groups=ids
+                )
+            fits[name, st] = m
+    for st in ("ar1", "ou"):
+        a, b_ = fits["clean", st], fits["mixed", st]
+        cols = list(b_.random_effects_cov_["group"].columns)
+        assert len(cols) == 6 and "t0.3" in cols
+        assert cols == list(a.random_effects_cov_["group"].columns)
+        assert b_.loglik_ == pytest.approx(a.loglik_, abs=1e-8)
+        # new data at either spelling are the same time point
+        new = pd.DataFrame({"t": [0.3, 0.1 * 3]})
+        p = b_.predict(new, groups=np.array([0, 0]))
+        assert p[0] == p[1]
+
+
+def test_ou_at_a_new_time_reads_its_rate_where_it_is_precise():
+    # the first two times 1e-11 apart: their correlation is 1 - 5e-12, from which the
+    # rate has only about five digits; another pair's correlation gives it to rounding
+    levels = np.array([0.0, 1e-11, 1.0, 2.0, 3.0])
+    rate, var = 0.4, 0.64
+    S = var * np.exp(-rate * np.abs(levels[:, None] - levels[None, :]))
+    st = OrnsteinUhlenbeck(levels)
+    C, v = st.new_time_covariance(S, levels, np.array([0.5, 7.0]))
+    exact = var * np.exp(-rate * np.abs(np.array([0.5, 7.0])[:, None] - levels[None, :]))
+    np.testing.assert_allclose(C, exact, rtol=1e-12)
+    np.testing.assert_allclose(v, var)

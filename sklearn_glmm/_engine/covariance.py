@@ -409,13 +409,19 @@ class OrnsteinUhlenbeck(CorrelationStructure):
         return np.array([min(max(c, lo), hi)])
 
     def new_time_covariance(self, S, levels, t):
-        """``sigma^2 exp(-rate |t - t_i|)``, the rate read from the first two times."""
+        """``sigma^2 exp(-rate |t - t_i|)``, the rate read from the correlation of the
+        first time with the one where it is nearest ``exp(-1)`` (``rate`` times their
+        gap near 1: the first two times can be so close that their correlation rounds
+        to 1 in its last digits, and ``rate`` read from it is then imprecise)."""
         levels = np.asarray(levels, dtype=float)
         var = S[0, 0]
-        r01 = S[0, 1] / var if var > 0 else 0.0  # exp(-rate (t_1 - t_0))
+        r = S[0, 1:] / var if var > 0 else np.zeros(len(levels) - 1)  # exp(-rate gap)
+        gaps = levels[1:] - levels[0]
+        inside = np.flatnonzero((r > 0.0) & (r < 1.0))
+        k = inside[np.argmin(np.abs(np.log(-np.log(r[inside]))))] if len(inside) else 0
         d = np.abs(np.asarray(t, dtype=float)[:, None] - levels[None, :])
         with np.errstate(divide="ignore"):
-            cor = np.power(max(r01, 0.0), d / (levels[1] - levels[0]))
+            cor = np.power(max(r[k], 0.0), d / gaps[k])
         return var * cor, np.full(d.shape[0], var)
 
 
