@@ -324,11 +324,16 @@ def _factor(x, levels=None, contrasts=None):
 
 
 def _r_text(value) -> str:
-    """A level's text as R writes it: ``TRUE``/``FALSE``, whole numbers without ``.0``."""
+    """A level's text as R writes it: ``TRUE``/``FALSE``, whole numbers without ``.0``,
+    other numbers to 15 significant digits (``0.1 * 3`` is ``0.3``, as R's
+    ``as.character``)."""
     if isinstance(value, (bool, np.bool_)):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if float(value).is_integer():
+            return str(int(value))
+        if np.isfinite(value):
+            return f"{float(value):.15g}"
     return str(value)
 
 

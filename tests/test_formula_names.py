@@ -67,3 +67,17 @@ def test_models_of_the_earlier_naming_keep_their_names():
         "I(1 / x)",
     ]
     np.testing.assert_allclose(got.to_numpy(), np.asarray(fitted)[:4, 1:])
+
+
+def test_factor_of_numbers_equal_to_fifteen_digits_is_one_level():
+    # R's factor() labels numbers by as.character (15 significant digits): 0.3 and
+    # 0.1 * 3, which differ in their last bit, are the level "0.3"
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(20), 10)
+    k = np.where(rng.random(200) < 0.5, 0.3, 0.1 * 3)
+    k[:50] = 0.7
+    d = pd.DataFrame({"k": k, "g": g, "y": rng.binomial(1, 0.4, 200)})
+    m = _fit("factor(k)", d)
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "factor(k)0.7"]
+    p = m.predict(pd.DataFrame({"k": [0.3, 0.1 * 3], "g": [0, 0]}), type="link")
+    assert p[0] == p[1]
