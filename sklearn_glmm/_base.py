@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import numpy as np
@@ -112,6 +113,29 @@ def _groups_required_message(est) -> str:
             "meta-estimator's fit (or params={'groups': ...} for cross_validate)."
         )
     return msg + " Leave random_effects unset (None) to fit a GLM without random effects."
+
+
+def _groups_by_keyword(method):
+    """``fit`` or ``score`` warning where a third positional argument is given: it is
+    read as ``groups``, where scikit-learn's estimators read ``sample_weight``
+    (``score(X, y, w)`` conditioned rows on the groups whose labels equal their
+    weights, and scored unweighted, silently). The signature is ``method``'s
+    (scikit-learn's metadata routing reads it)."""
+
+    @functools.wraps(method)
+    def checked(self, X, y=None, *args, **kwargs):
+        if args and args[0] is not None:
+            warnings.warn(
+                f"{type(self).__name__}.{method.__name__}: the third positional argument is "
+                "read as groups (the grouping factor), where scikit-learn's estimators read "
+                "sample_weight. Pass groups=... by keyword (or sample_weight=... for weights).",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+        return method(self, X, y, *args, **kwargs)
+
+    checked.__groups_checked__ = True
+    return checked
 
 
 class _BaseGLMM(BaseEstimator):
@@ -324,7 +348,15 @@ class _BaseGLMM(BaseEstimator):
             return [str(c) for c in self.feature_names_in_]
         return [f"x{k}" for k in range(n)]
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("fit", "score"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "__groups_checked__", False):
+                setattr(cls, name, _groups_by_keyword(method))
+
     # -- fit --------------------------------------------------------------------
+    @_groups_by_keyword
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, **fit_params):
         """Fit the model by maximum likelihood (Laplace or adaptive Gauss-Hermite).
 

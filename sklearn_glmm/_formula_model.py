@@ -566,7 +566,9 @@ class BinomialGLMM(_RawDataPredictions, estimators.BinomialGLMM):
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None, trials=None):
         """Fit as :class:`sklearn_glmm.BinomialGLMM` does (the formula is forgotten)."""
         self._forget_formula()
-        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset, trials=trials)
+        return super().fit(
+            X, y, groups=groups, sample_weight=sample_weight, offset=offset, trials=trials
+        )
 
     def decision_function(self, X, groups=None, *, offset=None, population=None, re_form=None):
         """Log-odds of ``classes_[1]``, those of ``predict_proba``'s probability; see the
@@ -628,7 +630,7 @@ class _CountFormula(_RawDataPredictions):
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None):
         """Fit as the estimator does (the formula is forgotten)."""
         self._forget_formula()
-        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
+        return super().fit(X, y, groups=groups, sample_weight=sample_weight, offset=offset)
 
     def predict(self, X, groups=None, *, offset=None, population=None, type=None, re_form=None):
         """Expected count; with ``type``, R's ``predict(m, newdata, type=)``.

@@ -21,7 +21,7 @@ class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
     def fit(self, X, y, groups=None, *, sample_weight=None, offset=None):
         """Fit as :class:`sklearn_glmm.OrdinalGLMM` does (the formula is forgotten)."""
         self._forget_formula()
-        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
+        return super().fit(X, y, groups=groups, sample_weight=sample_weight, offset=offset)
 
     def _newdata(self, X, groups, offset, re_form, population, **kwargs):
         """The estimator's inputs; raw data also give the columns of the scale model only

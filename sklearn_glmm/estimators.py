@@ -334,7 +334,9 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         Otherwise ``y`` holds two classes of any type; ``pos_label`` says which
         one the model describes.
         """
-        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset, trials=trials)
+        return super().fit(
+            X, y, groups=groups, sample_weight=sample_weight, offset=offset, trials=trials
+        )
 
     def _prepare_y(self, y, n, trials=None):
         self._with_trials = trials is not None
@@ -457,7 +459,23 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         return np.column_stack([1.0 - p1, p1])
 
     def predict(self, X, groups=None, *, offset=None):
-        """Most probable class."""
+        """Most probable class.
+
+        A model fitted to successes out of ``trials`` predicts no class (its outcome is
+        a count): this raises, naming what to use instead, so that a scorer comparing
+        ``predict`` with the outcome (``accuracy``, ``neg_mean_squared_error``) does not
+        compare 0/1 labels with counts.
+        """
+        if getattr(self, "_with_trials", False):
+            raise ValueError(
+                "this model was fitted to successes out of trials: its outcome is a count, "
+                "and predict's 0/1 class would be compared with counts (scikit-learn's "
+                "accuracy or squared-error scorers). Use predict_mean(X, groups) for the "
+                "probability of success (times the rows' trials: the expected successes; "
+                "a formula model: predict(newdata, type='response')), and score (D^2, "
+                "with trials) or the library's scorers (sklearn_glmm.model_selection) to "
+                "score it."
+            )
         p1 = self._proba_classes_1(self.predict_mean(X, groups, offset=offset))
         return self.classes_[(p1 > 0.5).astype(int)]
 

@@ -185,7 +185,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         ``pd.Categorical(y, categories=order).codes``).
         """
         self._category_order = category_order(y)
-        return super().fit(X, y, groups, sample_weight=sample_weight, offset=offset)
+        return super().fit(X, y, groups=groups, sample_weight=sample_weight, offset=offset)
 
     def _prepare_y(self, y, n):
         class_order, classes, codes = ordinal_classes(y, self._category_order)

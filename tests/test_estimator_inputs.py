@@ -119,7 +119,7 @@ def test_warnings_through_a_subclass_fit_name_the_callers_line():
     # a user's subclass that wraps fit: the warning names the user's code, not the package
     class MyModel(BinomialGLMM):
         def fit(self, X, y, groups=None, **kw):
-            return super().fit(X, y, groups, **kw)
+            return super().fit(X, y, groups=groups, **kw)
 
     caught = _record(lambda: MyModel().fit(X0, YB0))
     assert [w.filename for w in caught] == [__file__]
@@ -271,7 +271,7 @@ def test_polars_binomial_with_text_groups_and_labels(pl):
     m = BinomialGLMM().fit(frame.select("time"), frame["answer"], groups=frame["id"])
     assert list(m.classes_) == ["no", "yes"] and list(m.ranef_) == ["id"]
     assert m.predict_proba(frame.select("time"), frame["id"]).shape == (_N, 2)
-    assert 0 <= m.score(frame.select("time"), frame["answer"], frame["id"]) <= 1
+    assert 0 <= m.score(frame.select("time"), frame["answer"], groups=frame["id"]) <= 1
 
 
 def test_polars_non_numeric_column_error(pl):
@@ -538,7 +538,7 @@ def test_unpickled_model_predicts_and_summarises_without_the_data(Est):
     for method in ("predict", "predict_proba", "predict_mean"):
         np.testing.assert_allclose(getattr(u, method)(X, G0), getattr(m, method)(X, G0))
         np.testing.assert_allclose(getattr(u, method)(X), getattr(m, method)(X))
-    assert u.score(X, y, G0) == pytest.approx(m.score(X, y, G0))
+    assert u.score(X, y, groups=G0) == pytest.approx(m.score(X, y, groups=G0))
     pd.testing.assert_frame_equal(u.fixed_effects_, m.fixed_effects_)
     pd.testing.assert_frame_equal(u.ranef_["group"], m.ranef_["group"])
     pd.testing.assert_frame_equal(u.confint(method="wald"), m.confint(method="wald"))

@@ -396,7 +396,7 @@ def test_count_predict_proba_and_score_on_raw_data(counts):
     proba = m.predict_proba(rows)
     np.testing.assert_allclose(proba, m.predict_proba(X, rows[["id"]]))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
-    assert m.score(rows, rows["y"]) == pytest.approx(m.score(X, rows["y"], rows[["id"]]))
+    assert m.score(rows, rows["y"]) == pytest.approx(m.score(X, rows["y"], groups=rows[["id"]]))
 
 
 def test_nested_labels_of_new_data_with_a_missing_code():

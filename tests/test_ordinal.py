@@ -365,8 +365,8 @@ def test_predictions():
     np.testing.assert_allclose(np.cumsum(zero, axis=1)[:, :-1], cum0, rtol=1e-10)
     # averaging spreads the mass out to the extreme classes
     assert np.all(marg[:, 0] >= zero[:, 0] - 1e-12) and np.all(marg[:, -1] >= zero[:, -1] - 1e-12)
-    assert 0.0 <= m.score(X, y, g) <= 1.0
-    assert m.score(X, y, g) == pytest.approx(np.mean(m.predict(X, g) == y.to_numpy()))
+    assert 0.0 <= m.score(X, y, groups=g) <= 1.0
+    assert m.score(X, y, groups=g) == pytest.approx(np.mean(m.predict(X, g) == y.to_numpy()))
 
 
 @pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])

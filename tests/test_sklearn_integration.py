@@ -6,6 +6,7 @@ scoring regimes (population-level under GroupKFold, conditional under KFold via
 selection, ``n_jobs=2`` and a Dask ``LocalCluster``.
 """
 
+import inspect
 import os
 import pickle
 import subprocess
@@ -233,7 +234,7 @@ def test_trials_and_offset_reach_fit_and_scorer(routing):
     manual = []
     for train, test in cv:
         m = BinomialGLMM().fit(
-            X.iloc[train], y.iloc[train], ids.iloc[train], trials=trials.iloc[train]
+            X.iloc[train], y.iloc[train], groups=ids.iloc[train], trials=trials.iloc[train]
         )
         manual.append(mean_log_likelihood(m, X.iloc[test], y.iloc[test], trials=trials.iloc[test]))
     np.testing.assert_allclose(res["test_score"], manual, rtol=1e-10)
@@ -257,7 +258,7 @@ def test_metrics_of_a_trials_model_without_trials_raise():
     df, _ = make_longitudinal("binomial", n_groups=40, trials=(5, 14), random_state=2)
     X, ids, trials = df[["time", "treatment"]], df["id"], df["trials"]
     y = df["y"].clip(upper=1)  # every row 0 or 1 successes
-    m = BinomialGLMM().fit(X, y, ids, trials=trials)
+    m = BinomialGLMM().fit(X, y, groups=ids, trials=trials)
     for metric in (mean_log_likelihood, mean_deviance, pointwise_log_likelihood):
         with pytest.raises(ValueError, match="successes out of trials"):
             metric(m, X, y, groups=ids)
@@ -300,10 +301,10 @@ def test_score_conventions(routing, binary, counts):
     X, y, ids, _ = binary
     m = BinomialGLMM().fit(X, y, groups=ids)
     assert m.score(X, y) == accuracy_score(y, m.predict(X))
-    assert m.score(X, y, ids) == accuracy_score(y, m.predict(X, ids))
+    assert m.score(X, y, groups=ids) == accuracy_score(y, m.predict(X, ids))
     Xc, yc, idc, _ = counts
     p = PoissonGLMM("1 + time").fit(Xc, yc, groups=idc)
-    assert p.score(Xc, yc, idc) > p.score(Xc, yc)  # D^2, conditional vs population
+    assert p.score(Xc, yc, groups=idc) > p.score(Xc, yc)  # D^2, conditional vs population
     # default score ignores groups (population-level); requesting them scores conditionally
     cv = KFold(3, shuffle=True, random_state=0)
     base = PoissonGLMM("1 + time").set_fit_request(groups=True)
@@ -332,10 +333,10 @@ def test_score_with_an_offset_compares_with_the_intercept_plus_offset_null():
         return 2 * np.sum(special.xlogy(y, y / mu0) - (y - mu0))
 
     mu0 = E * y.sum() / E.sum()  # the Poisson null with an offset, in closed form
-    assert m.score(X, y, g, offset=np.log(E)) == pytest.approx(
+    assert m.score(X, y, groups=g, offset=np.log(E)) == pytest.approx(
         1 - pois_dev(mu) / pois_dev(mu0), rel=1e-9
     )
-    assert abs(m.score(X, y, g, offset=np.log(E))) < 0.02
+    assert abs(m.score(X, y, groups=g, offset=np.log(E))) < 0.02
     # binomial with trials: the null intercept solves its score equation
     t = rng.integers(1, 9, n)
     off = rng.normal(0, 0.8, n)
@@ -349,8 +350,29 @@ def test_score_with_an_offset_compares_with_the_intercept_plus_offset_null():
             special.xlogy(s, s / (t * pr)) + special.xlogy(t - s, (t - s) / (t - t * pr))
         )
 
-    got = b.score(X, s, g, offset=off, trials=t)
+    got = b.score(X, s, groups=g, offset=off, trials=t)
     assert got == pytest.approx(1 - bin_dev(p) / bin_dev(p0), rel=1e-7)
+    # predict's 0/1 class of a model of counts: scikit-learn's accuracy and squared-error
+    # scorers compared them with the counts (accuracy 0.3, MSE -2.6, silently)
+    with pytest.raises(ValueError, match="successes out of trials.*predict_mean"):
+        b.predict(X, g, offset=off)
+    from sklearn.model_selection import GroupKFold, cross_validate
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        est = BinomialGLMM().set_fit_request(groups=True, trials=True)
+        for scoring in ("accuracy", "neg_mean_squared_error"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = cross_validate(
+                    est,
+                    X,
+                    s,
+                    cv=GroupKFold(3),
+                    params={"groups": g, "trials": t},
+                    scoring=scoring,
+                    error_score=np.nan,
+                )
+            assert np.all(np.isnan(out["test_score"]))
 
 
 def test_score_with_an_offset_of_a_zero_inflated_model():
@@ -369,7 +391,8 @@ def test_score_with_an_offset_of_a_zero_inflated_model():
     y = np.where(zero, 0, rng.poisson(mu))
     a = PoissonGLMM(zero_inflation="1 + x").fit(X, y, groups=g)
     b = PoissonGLMM(zero_inflation="1 + x").fit(X, y, groups=g, offset=np.full(n, 0.5))
-    assert a.score(X, y, g) == pytest.approx(b.score(X, y, g, offset=np.full(n, 0.5)), rel=1e-5)
+    shifted = b.score(X, y, groups=g, offset=np.full(n, 0.5))
+    assert a.score(X, y, groups=g) == pytest.approx(shifted, rel=1e-5)
     m = PoissonGLMM(zero_inflation="1 + x").fit(X, y, groups=g, offset=off)
 
     def dev(mu0):
@@ -377,7 +400,7 @@ def test_score_with_an_offset_of_a_zero_inflated_model():
 
     rate = np.exp(off) * y.sum() / np.exp(off).sum()
     want = 1 - dev(m.predict(X, g, offset=off)) / dev(rate)
-    assert m.score(X, y, g, offset=off) == pytest.approx(want, rel=1e-9)
+    assert m.score(X, y, groups=g, offset=off) == pytest.approx(want, rel=1e-9)
 
 
 def test_scorers_agree_with_sklearn_metrics(binary, counts):
@@ -684,3 +707,45 @@ def test_example_forecasts_better_conditionally():
     conditional = rows["GLMM, conditional (group_columns='id')"]
     assert conditional < rows["GLMM, population-level"] - 0.05  # log-loss
     assert "best: {'random_effects': '1 + time'}" in out
+
+
+def test_rows_of_equal_inputs_get_equal_population_probabilities():
+    # the average over the random effect's nodes was a matrix-vector product, whose
+    # blocking put 1e-16 between equal rows depending on their position: ties broken at
+    # random, which a rank-based score (roc_auc) reads, and differently per pos_label
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(50), 20)
+    x = rng.integers(0, 3, 1000).astype(float)
+    y = rng.binomial(1, 1 / (1 + np.exp(-(0.3 * x + rng.normal(0, 1, 50)[g]))))
+    m = BinomialGLMM().fit(pd.DataFrame({"x": x}), y, groups=g)
+    X = pd.DataFrame({"x": np.tile([0.0, 1.0, 2.0], 40000)})  # several chunks of rows
+    p = m.predict_proba(X)[:, 1]
+    d = m.decision_function(X)
+    for v in (0.0, 1.0, 2.0):
+        rows = X["x"].to_numpy() == v
+        assert len(np.unique(p[rows])) == 1 and len(np.unique(d[rows])) == 1
+
+
+def test_a_positional_third_argument_is_groups_and_says_so():
+    # scikit-learn's fit(X, y, sample_weight) and score(X, y, sample_weight): weights
+    # given there were read as group labels, silently (rows conditioned on the groups
+    # whose labels equal their weights; the score unweighted)
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(1, 41), 10)
+    X = pd.DataFrame({"x": rng.normal(size=400)})
+    y = rng.poisson(np.exp(0.3 * X["x"] + rng.normal(0, 0.5, 41)[ids]))
+    w = rng.integers(1, 4, 400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = PoissonGLMM().fit(X, y, groups=ids)
+        m.score(X, y, groups=ids, sample_weight=w)
+        m.score(X, y, None, w)  # (None in the third place reads nothing)
+    for call in (lambda: PoissonGLMM().fit(X, y, ids), lambda: m.score(X, y, w)):
+        with pytest.warns(UserWarning, match="third positional argument is read as groups"):
+            call()
+    # the signatures scikit-learn's metadata routing reads are the methods' own
+    assert "groups" in inspect.signature(PoissonGLMM.fit).parameters
+    assert "sample_weight" in inspect.signature(BinomialGLMM.score).parameters
+    with sklearn.config_context(enable_metadata_routing=True):
+        est = PoissonGLMM().set_fit_request(groups=True).set_score_request(groups=True)
+        assert est.get_metadata_routing().fit.requests["groups"] is True

@@ -760,7 +760,7 @@ def test_score_of_a_trials_model_is_its_deviance_explained():
     X, y, g, t = _trials_data()
     m = BinomialGLMM().fit(X, y, groups=g, trials=t)
     with pytest.raises(ValueError, match="pass the rows' trials to score"):
-        m.score(X, y, g)
+        m.score(X, y, groups=g)
     p = m.predict_mean(X, g)
     from scipy import stats
 
@@ -770,9 +770,9 @@ def test_score_of_a_trials_model_is_its_deviance_explained():
         return 2 * np.sum(sat - ll)
 
     expected = 1 - deviance(p) / deviance(np.full_like(p, y.sum() / t.sum()))
-    assert m.score(X, y, g, trials=t) == pytest.approx(expected, rel=1e-10)
+    assert m.score(X, y, groups=g, trials=t) == pytest.approx(expected, rel=1e-10)
     with pytest.raises(ValueError, match="fitted to 0/1 outcomes"):
-        BinomialGLMM().fit(X, (y > 0).astype(int), groups=g).score(X, y > 0, g, trials=t)
+        BinomialGLMM().fit(X, (y > 0).astype(int), groups=g).score(X, y > 0, groups=g, trials=t)
 
 
 def test_the_outcome_as_a_column_of_x_raises():
@@ -801,7 +801,7 @@ def test_predicting_without_the_offset_of_the_fit_warns():
     with pytest.warns(UserWarning, match="fitted with an offset, and these predictions have none"):
         m.predict(X, df["id"])
     with pytest.warns(UserWarning, match="fitted with an offset"):
-        m.score(X, df["y"], df["id"])
+        m.score(X, df["y"], groups=df["id"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         m.predict(X, df["id"], offset=off)
@@ -834,7 +834,7 @@ def test_slips_in_groups_get_clear_messages():
     with pytest.raises(
         ValueError, match=r"names columns of X: pass group_columns=\['id', 'site'\]"
     ):
-        PoissonGLMM().fit(X, y, ["id", "site"])
+        PoissonGLMM().fit(X, y, groups=["id", "site"])
     # fit(X, y, w) as scikit-learn's estimators take it: w were read as group labels
     with pytest.warns(UserWarning, match="fit's third argument is groups"):
         _quiet_but(UserWarning, PoissonGLMM().fit, X[["x"]], y, rng.uniform(0.5, 2.0, 200))

@@ -279,7 +279,14 @@ def over_nodes(fn, eta, sd, rule, extra):
     for i in range(0, len(flat_eta), step):
         rows = slice(i, i + step)
         nodes = flat_eta[rows, None] + flat_sd[rows, None] * z
-        out[rows] = fn(nodes, rows_of(extra, rows, column=True)) @ w
+        values = fn(nodes, rows_of(extra, rows, column=True))
+        # node by node, elementwise: rows of equal eta and sd get equal sums wherever
+        # they sit (a matrix-vector product's blocking put 1e-16 between them, breaking
+        # the ties a rank-based score such as roc_auc reads)
+        acc = values[:, 0] * w[0]
+        for k in range(1, len(w)):
+            acc += values[:, k] * w[k]
+        out[rows] = acc
     return out.reshape(eta.shape)
 
 
