@@ -237,9 +237,31 @@ def _count_variance(est, mu: float) -> float:
     return fam.mixture_variance(np.exp(res.train["eta"]), res.family_values())
 
 
+def _ordinal_latent_variance(fam, what: str) -> float:
+    """The latent variable's variance of a cumulative link model (R's insight for
+    ``clmm``: pi^2/3 for the logit link, 1 for the probit, pi^2/6 for cloglog and
+    loglog), which the ICC and Nakagawa's R2 put beside the random-effect variance."""
+    if getattr(fam, "has_scale", False):
+        raise ValueError(
+            f"{what} of an ordinal model with scale effects: the latent variable's variance "
+            "differs by row (exp(2 s'zeta) times the link's), so there is no one ICC or R2; "
+            "fit without scale= for them."
+        )
+    variance = getattr(fam.link, "latent_variance", None)
+    if variance is None:
+        raise ValueError(
+            f"{what} of an ordinal model with the {fam.link.name} link: its latent "
+            "distribution has no finite variance (R's insight has none either); use the "
+            "logit, probit, cloglog or loglog link."
+        )
+    return float(variance)
+
+
 def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:
     """(latent-scale distribution variance, null-model mean or None)."""
     fam = est.fit_result_.family
+    if getattr(fam, "n_classes", None) is not None:  # a cumulative link (ordinal) model
+        return _ordinal_latent_variance(fam, what), None
     if fam.has_trials:
         if fam.n_extra or fam.link.latent_variance is None:
             raise ValueError(
