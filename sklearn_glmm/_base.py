@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import warnings
 
 import numpy as np
@@ -349,10 +350,14 @@ class _BaseGLMM(BaseEstimator):
         return [f"x{k}" for k in range(n)]
 
     def __init_subclass__(cls, **kwargs):
+        # every class's own fit and score (or a mixin's) whose third parameter is groups
         super().__init_subclass__(**kwargs)
         for name in ("fit", "score"):
-            method = cls.__dict__.get(name)
-            if method is not None and not getattr(method, "__groups_checked__", False):
+            method = getattr(cls, name, None)
+            if method is None or getattr(method, "__groups_checked__", False):
+                continue
+            params = list(inspect.signature(method).parameters)
+            if params[3:4] == ["groups"]:  # (self, X, y, groups, ...)
                 setattr(cls, name, _groups_by_keyword(method))
 
     # -- fit --------------------------------------------------------------------

@@ -241,13 +241,30 @@ def time_values(t) -> np.ndarray:
     return rounded[where.reshape(t.shape)]
 
 
+def _time_positions(levels: np.ndarray, t) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's position among the sorted time ``levels`` and whether it is one of
+    them: equal to a level, or equal to it to 15 significant digits (:func:`time_values`;
+    the levels of a model pickled before they were rounded are matched as they are)."""
+    t = np.asarray(t, dtype=float)
+    pos = np.clip(np.searchsorted(levels, t), 0, len(levels) - 1)
+    seen = levels[pos] == t
+    if not seen.all():
+        rounded = time_values(levels)
+        other = np.flatnonzero(~seen)
+        r = time_values(t[other])
+        p = np.clip(np.searchsorted(rounded, r), 0, len(levels) - 1)
+        hit = rounded[p] == r
+        pos[other[hit]], seen[other[hit]] = p[hit], True
+    return pos, seen
+
+
 def time_indicators(factor: Factor, t: np.ndarray) -> np.ndarray:
     """One indicator column per time level of a structured factor; a value not among
     the levels seen in fit has no random effect to predict with, and raises."""
     levels = factor.time_levels
-    t = time_values(t)
-    pos = np.clip(np.searchsorted(levels, t), 0, len(levels) - 1)
-    unseen = levels[pos] != t
+    t = np.asarray(t, dtype=float)
+    pos, seen = _time_positions(levels, t)
+    unseen = ~seen
     if unseen.any():
         raise ValueError(
             f"{factor.term.structure}({factor.term.time}) of factor {factor.name!r}: "
@@ -281,8 +298,7 @@ def prediction_design(factor: Factor, X: np.ndarray, S: np.ndarray):
         return factor.z_matrix(X), np.zeros(n)
     levels = factor.time_levels
     t = time_values(X[:, factor.time_idx])
-    pos = np.clip(np.searchsorted(levels, t), 0, len(levels) - 1)
-    seen = levels[pos] == t
+    pos, seen = _time_positions(levels, t)
     Z = np.zeros((n, len(levels)))
     Z[np.flatnonzero(seen), pos[seen]] = 1.0
     extra = np.zeros(n)

@@ -380,7 +380,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
             )
             hint = (
                 " If y counts successes out of several trials per row, pass the trials: "
-                "fit(X, y, groups, trials=n) (lme4's cbind(successes, failures))."
+                "fit(X, y, groups=groups, trials=n) (lme4's cbind(successes, failures))."
                 if counts
                 else ""
             )

@@ -411,10 +411,13 @@ def _r_number_levels(x) -> list | None:
     values = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw, dtype=object))
     if isinstance(values.dtype, pd.CategoricalDtype):
         return None
-    held = values.dropna()
+    kind = values.dtype.kind
+    if kind in "iu":  # (integers and text: R's names already)
+        return None
+    held = pd.unique(values.dropna())
     kinds = {type(v) for v in held}
     if kinds and all(issubclass(k, (float, np.floating, bool, np.bool_)) for k in kinds):
-        return list(dict.fromkeys(_r_text(v) for v in sorted(set(held))))
+        return list(dict.fromkeys(_r_text(v) for v in sorted(held)))
     return None
 
 
@@ -425,8 +428,12 @@ def _as_r_levels(x, levels: list):
     other texts after them, new levels the design refuses)."""
     raw = getattr(x, "__wrapped__", x)
     values = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw, dtype=object))
-    texts = values.astype(object).map(_r_text, na_action="ignore")
-    others = [t for t in dict.fromkeys(texts.dropna()) if t not in set(levels)]
+    # each distinct value's text made once
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    names = np.array([_r_text(v) for v in uniques], dtype=object)
+    texts = np.where(codes >= 0, names[np.maximum(codes, 0)] if len(names) else None, None)
+    known = set(levels)
+    others = [t for t in dict.fromkeys(names) if t not in known]
     out = pd.Categorical(texts, categories=list(levels) + others)
     # (a Series for formulaic's checks of missing values, which read no bare Categorical)
     return pd.Series(out, index=values.index)

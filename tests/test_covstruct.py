@@ -899,3 +899,33 @@ def test_ou_at_a_new_time_reads_its_rate_where_it_is_precise():
     exact = var * np.exp(-rate * np.abs(np.array([0.5, 7.0])[:, None] - levels[None, :]))
     np.testing.assert_allclose(C, exact, rtol=1e-12)
     np.testing.assert_allclose(v, var)
+
+
+def test_times_of_sixteen_digits_and_models_pickled_before_the_rounding_predict():
+    # times k / 3 need 16-17 digits: the levels are kept to 15, and the data's own
+    # values find them; a model pickled before the levels were rounded (its levels the
+    # exact values) finds its rows as before, in predictions and their intervals
+    import dataclasses
+
+    rng = np.random.default_rng(4)
+    ids = np.repeat(np.arange(40), 5)
+    t = np.tile(np.arange(1, 6) / 3.0, 40)
+    y = rng.poisson(np.exp(0.3 + rng.normal(0, 0.6, 40)[ids]))
+    X = pd.DataFrame({"t": t})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM(random_effects="ou(t)", random_only_columns="t").fit(X, y, groups=ids)
+    before = m.predict_interval(X.iloc[:10], groups=ids[:10])
+    assert np.all(np.isfinite(np.asarray(before, dtype=float)))
+    res = m.fit_result_
+    f = res.factors[0]
+    assert not np.array_equal(f.time_levels, np.unique(t))  # rounded to 15 digits
+    old = dataclasses.replace(f, time_levels=np.unique(t))  # as a pickle made before
+    res.factors[0] = old
+    try:
+        after = m.predict_interval(X.iloc[:10], groups=ids[:10])
+    finally:
+        res.factors[0] = f
+    np.testing.assert_allclose(
+        np.asarray(after, dtype=float), np.asarray(before, dtype=float), rtol=1e-9
+    )

@@ -280,13 +280,12 @@ def over_nodes(fn, eta, sd, rule, extra):
         rows = slice(i, i + step)
         nodes = flat_eta[rows, None] + flat_sd[rows, None] * z
         values = fn(nodes, rows_of(extra, rows, column=True))
-        # node by node, elementwise: rows of equal eta and sd get equal sums wherever
-        # they sit (a matrix-vector product's blocking put 1e-16 between them, breaking
-        # the ties a rank-based score such as roc_auc reads)
-        acc = values[:, 0] * w[0]
-        for k in range(1, len(w)):
-            acc += values[:, k] * w[k]
-        out[rows] = acc
+        # einsum's loop sums each row in the same order wherever the row sits, so rows
+        # of equal eta and sd get equal values (a BLAS matrix-vector product's blocking
+        # put 1e-16 between them, breaking the ties a rank-based score such as roc_auc
+        # reads; einsum gave one value per repeated row at every row alignment tried,
+        # and is faster)
+        out[rows] = np.einsum("ij,j->i", values, w)
     return out.reshape(eta.shape)
 
 
