@@ -851,3 +851,22 @@ def test_population_interval_of_a_structured_model_at_new_times():
     np.testing.assert_allclose(table["se"], np.sqrt(np.einsum("ni,ij,nj->n", D, V, D)))
     # rows of known groups at times seen in fit still read their random effects
     assert m.predict_interval(df.iloc[:6], scale="link")["se"].gt(0).all()
+
+
+def test_cbind_model_refuses_predicts_class():
+    # a model of successes out of trials: predict's 0/1 class compared with counts by
+    # scikit-learn's accuracy scorer gave a number, silently
+    from sklearn.metrics import get_scorer
+
+    rng = np.random.default_rng(5)
+    d = pd.DataFrame({"id": np.repeat(np.arange(20), 5), "x": rng.normal(size=100)})
+    d["n"] = rng.integers(2, 9, 100)
+    d["y"] = rng.binomial(d["n"], 0.4)
+    d["f"] = d["n"] - d["y"]
+    m = _quiet(glmer, "cbind(y, f) ~ x + (1|id)", d, "binomial")
+    with pytest.raises(ValueError, match="successes out of trials.*type='response'"):
+        m.predict(d)
+    with pytest.raises(ValueError, match="successes out of trials"):
+        get_scorer("accuracy")(m, d, d["y"])
+    p = m.predict(d, type="response")
+    assert np.all((p > 0) & (p < 1))
