@@ -135,8 +135,10 @@ def _check_fitted(m, X, groups):
     for cov in m.random_effects_cov_.values():
         assert np.all(np.isfinite(cov.to_numpy()))
     assert isinstance(m.converged_, bool)
+    # (a model of successes out of trials predicts no class: its probability instead)
+    predict = m.predict_mean if getattr(m, "_with_trials", False) else m.predict
     for g in (groups, None, pd.DataFrame(groups).astype(str) + "-never-seen"):
-        _check_predictions(m, m.predict(X, groups=g))
+        _check_predictions(m, predict(X, groups=g))
 
 
 def _check_predictions(m, pred):
