@@ -293,7 +293,9 @@ def test_binary_outcome_checks():
     with pytest.raises(ValueError, match="Only binary classification.*got 3"):
         BinomialGLMM().fit(X, np.arange(40) % 3, groups=g)
     # counts of successes without their trials: the message says where the trials go
-    with pytest.raises(ValueError, match=r"got 5: .* pass the trials: fit\(X, y, groups, trials="):
+    with pytest.raises(
+        ValueError, match=r"got 5: .* pass the trials: fit\(X, y, groups=groups, trials="
+    ):
         BinomialGLMM().fit(X, np.arange(40) % 5, groups=g)
     with pytest.raises(ValueError, match=r"got 3: \['a' 'b' 'c'\]\.$"):  # labels: no hint
         BinomialGLMM().fit(X, np.array(["a", "b", "c"])[np.arange(40) % 3], groups=g)
