@@ -616,15 +616,8 @@ class BinomialGLMM(_RawDataPredictions, estimators.BinomialGLMM):
             For rows without a known group: ``"marginal"`` (the default) averages over the
             random effects, ``"zero"`` sets them to zero (R's ``allow.new.levels = TRUE``).
         """
-        if type is None and getattr(self, "_with_trials", False):
-            raise ValueError(
-                "this model was fitted to successes out of trials (cbind(successes, "
-                "failures) or weights): its outcome is a count, and predict's 0/1 class "
-                "would be compared with counts. Use predict(newdata, type='response') for "
-                "the probability of success (times the rows' trials: the expected "
-                "successes), and score (D^2, with trials) or the library's scorers "
-                "(sklearn_glmm.model_selection) to score it."
-            )
+        if type is None:
+            self._refuse_class_of_counts("predict(newdata, type='response')")
         inputs = self._newdata(X, groups, offset, re_form, population, r_call=type is not None)
         if type is not None:
             return self._predict_type(inputs, type)

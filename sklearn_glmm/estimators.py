@@ -466,18 +466,22 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         ``predict`` with the outcome (``accuracy``, ``neg_mean_squared_error``) does not
         compare 0/1 labels with counts.
         """
+        self._refuse_class_of_counts("predict_mean(X, groups)")
+        p1 = self._proba_classes_1(self.predict_mean(X, groups, offset=offset))
+        return self.classes_[(p1 > 0.5).astype(int)]
+
+    def _refuse_class_of_counts(self, probability: str) -> None:
+        """Raise for a model fitted to successes out of trials, naming ``probability``
+        (the call that gives its probability of success) instead of a class."""
         if getattr(self, "_with_trials", False):
             raise ValueError(
                 "this model was fitted to successes out of trials: its outcome is a count, "
                 "and predict's 0/1 class would be compared with counts (scikit-learn's "
-                "accuracy or squared-error scorers). Use predict_mean(X, groups) for the "
-                "probability of success (times the rows' trials: the expected successes; "
-                "a formula model: predict(newdata, type='response')), and score (D^2, "
-                "with trials) or the library's scorers (sklearn_glmm.model_selection) to "
-                "score it."
+                f"accuracy or squared-error scorers). Use {probability} for the probability "
+                "of success (times the rows' trials: the expected successes), and score "
+                "(D^2, with trials) or the library's scorers (sklearn_glmm.model_selection) "
+                "to score it."
             )
-        p1 = self._proba_classes_1(self.predict_mean(X, groups, offset=offset))
-        return self.classes_[(p1 > 0.5).astype(int)]
 
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None, trials=None):
         """Accuracy of ``predict`` (the classifier convention); for a model fitted to

@@ -402,13 +402,18 @@ def _r_factor():
     return r_factor
 
 
+def _as_series(x) -> pd.Series:
+    """A transform's input (a Series, an array, formulaic's wrapped values) as a Series."""
+    raw = getattr(x, "__wrapped__", x)
+    return raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw, dtype=object))
+
+
 def _r_number_levels(x) -> list | None:
     """The level names of ``factor(x)`` of the fitting values where R names them
     otherwise than their Python text, in the values' order (floats: ``2`` for 2.0, 2
     before 10; logicals: ``FALSE``, ``TRUE``), else None (text, categories and integers
     have R's names already)."""
-    raw = getattr(x, "__wrapped__", x)
-    values = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw, dtype=object))
+    values = _as_series(x)
     if isinstance(values.dtype, pd.CategoricalDtype):
         return None
     kind = values.dtype.kind
@@ -426,8 +431,7 @@ def _as_r_levels(x, levels: list):
     writes it (``factor(k)2`` for 2.0, ``factor(k > 2)TRUE``), the fit's ``levels`` in
     their order first (new data, 2 or 2.0 of any kind, find their level by that text;
     other texts after them, new levels the design refuses)."""
-    raw = getattr(x, "__wrapped__", x)
-    values = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw, dtype=object))
+    values = _as_series(x)
     # each distinct value's text made once
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     names = np.array([_r_text(v) for v in uniques], dtype=object)
