@@ -179,6 +179,52 @@ def test_count_tables_give_the_same_numbers_as_the_rows():
     np.testing.assert_array_equal(_lgamma_ratio(y, th), _lgamma_ratio_rows(y, th))
 
 
+def test_count_tables_of_runs_give_the_same_numbers_as_the_rows():
+    # one theta per run of rows (a batch of replicates, each with its own): tabled per
+    # count and run, bit for bit the rows' values; values changing from row to row,
+    # fractional, negative, missing or huge counts and few rows take the rows' path
+    from scipy import special
+
+    from sklearn_glmm._engine.families.base import (
+        _lgamma_ratio,
+        _lgamma_ratio_rows,
+        by_count_in_runs,
+    )
+    from sklearn_glmm._engine.families.negbin import _digamma_shifted
+
+    rng = np.random.default_rng(1)
+    y = rng.negative_binomial(2, 0.2, 4000).astype(float)
+    th = np.repeat([0.01, 2.5, 3e4, 2e5, 1e9, 2.5, 7.0, 30.0], 500)  # a value again later
+    np.testing.assert_array_equal(_lgamma_ratio(y, th), _lgamma_ratio_rows(y, th))
+    np.testing.assert_array_equal(_digamma_shifted(y, th), special.digamma(y + th))
+    calls = []
+
+    def spy(c, v):
+        calls.append(np.broadcast_shapes(np.shape(c), np.shape(v)))
+        return c * v
+
+    np.testing.assert_array_equal(by_count_in_runs(y, th, spy), y * th)
+    assert calls == [(8, int(y.max()) + 1)]  # once per count and run
+    wobbly = th.copy()
+    wobbly[::2] += 1e-9
+    cases = [
+        (y, wobbly),
+        (y + 0.5, th),
+        (np.r_[y, 1e7], np.r_[th, 1.0]),
+        (y[:40], th[:40]),
+        (np.r_[y, -1.0], np.r_[th, 1.0]),
+        (np.r_[y, np.nan], np.r_[th, 1.0]),
+    ]
+    for yy, vv in cases:
+        calls.clear()
+        out = by_count_in_runs(yy, vv, spy)
+        assert calls == [(len(yy),)]  # the rows themselves
+        np.testing.assert_array_equal(out, yy * vv)
+    # a missing value is a run of its own, whose rows are missing as theirs would be
+    nan_end = np.r_[th[:-1], np.nan]
+    np.testing.assert_array_equal(by_count_in_runs(y, nan_end, spy), y * nan_end)
+
+
 def test_negbin_memo_never_reads_a_changed_outcome_stale():
     # the family remembers log Gamma(y + theta) - log Gamma(theta) for one model's terms;
     # a caller's array changed in place between two calls gives the new values

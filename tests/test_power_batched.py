@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, _power_sim
-from sklearn_glmm._engine.batched import BatchedLaplace, BatchMember, Lockstep
+from sklearn_glmm._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
 from sklearn_glmm._engine.lockstep import GreenletLockstep
 from sklearn_glmm._engine.objective import Objective
 from sklearn_glmm._engine.optimize import glm_start
@@ -46,7 +46,11 @@ def _case(kind, seed=0, n_groups=25, n_per=8):
         y = rng.binomial(trials, 1 / (1 + np.exp(-eta)))
         est = BinomialGLMM(random_effects="1 + x")
         kw.update(trials=trials, sample_weight=rng.choice([1.0, 2.0], len(g)))
-    else:  # negative binomial: not batched, fitted one by one
+    elif kind == "nb_slope":  # NB2's own parameter, batched too
+        mu = np.exp(eta + b1 * (x - 10.0) / 3.0)
+        y = rng.negative_binomial(3.0, 3.0 / (3.0 + mu))
+        est = NegBinGLMM(random_effects="1 + x")
+    else:
         mu = np.exp(eta)
         y = rng.negative_binomial(3.0, 3.0 / (3.0 + mu))
         est = NegBinGLMM()
@@ -56,9 +60,12 @@ def _case(kind, seed=0, n_groups=25, n_per=8):
     return est, X, g, kw
 
 
-@pytest.mark.parametrize("kind", ["pois_slope", "bin_ri", "binom_trials_weights", "nb_ri"])
+@pytest.mark.parametrize(
+    "kind", ["pois_slope", "bin_ri", "binom_trials_weights", "nb_ri", "nb_slope"]
+)
 def test_fit_many_equals_the_estimators_fits(kind):
     est, X, g, kw = _case(kind)
+    assert can_batch(est.fit_result_.objective.data, 1)
     Y = simulate_response(est, 6, np.random.default_rng(1))
     fits = fit_many(est, Y)
     res = est.fit_result_

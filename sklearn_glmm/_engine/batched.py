@@ -28,7 +28,9 @@ value) is evaluated by the single objective instead, from its last modes, with i
 fallbacks. The mode is unique (a log-concave family), so the start changes the cost
 of an evaluation, never its value. Batched: one grouping factor with an unstructured (or diagonal)
 covariance, the Laplace approximation, a log-concave family without parameters of
-its own (Poisson, binomial); other models refit one by one.
+its own (Poisson, binomial) or whose parameters batch (``Family.batches_extras``:
+NB2's log theta, each replicate's own, passed to the family as a value per row and
+differentiated by its exact ``extra_derivs``); other models refit one by one.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def can_batch(data: ModelData, n_agq: int) -> bool:
         and len(data.factors) == 1
         and not data.factors[0].mapped
         and getattr(fam, "log_concave", False)
-        and data.n_extra == 0
+        and (data.n_extra == 0 or getattr(fam, "batches_extras", False))
         and data.extra_designs is None
     )
 
@@ -76,8 +78,11 @@ class BatchedLaplace:
         self.pirls_max_iter = pirls_max_iter
         w, trials, _ = _fixed_terms(data)
         self._w, self._trials = w, trials
-        # the family's parameter-free terms of every replicate's outcome
+        # the family's parameter-free terms of every replicate's outcome (its single
+        # objective's), and of all of them made at once (the batch's: one form for all,
+        # where a family's form depends on the outcome, as for counts above 1,000)
         self._const = [data.family.constant(y, trials) for y in self.Y]
+        self._joint = None
         self._groups = {}
         self.n_batches = 0
 
@@ -100,6 +105,14 @@ class BatchedLaplace:
         made here already)."""
         return self.data.with_outcome(self.Y[r], self._const[r])
 
+    def _joint_const(self, idx=None):
+        """The family's parameter-free terms of replicates ``idx`` (None: all), one
+        after another, made from every replicate's outcome at once."""
+        if self._joint is None:
+            R = self.Y.shape[0]
+            self._joint = self.data.family.constant(self.Y.ravel(), self._tiled(self._trials, R))
+        return _const_take(self._joint, idx, self.Y.shape[0])
+
     def _tiled(self, v, R):
         return None if v is None else np.tile(v, R)
 
@@ -114,7 +127,7 @@ class BatchedLaplace:
         R, n = self.Y.shape
         p = d.n_beta
         extra = d.extra_values(d.default_extra())
-        const_all = _concat_const(self._const)
+        const_all = self._joint_const()
         beta = np.zeros((R, p))
         has_intercept = p > 0 and np.all(X[:, 0] == X[0, 0]) and X[0, 0] != 0
         wsum = np.sum(d.weights)
@@ -227,8 +240,7 @@ class BatchedLaplace:
         d, q, G = self.data, self.q, self.G
         R, n = len(idx), len(d.y)
         A, eta_fix = self._linear_parts(params)
-        Y = self.Y[idx]
-        const_all = _concat_const([self._const[i] for i in idx])
+        inputs = self._row_inputs(idx, params)
         fam, expand = d.family, self._expand
 
         def at(rows, U):
@@ -238,9 +250,7 @@ class BatchedLaplace:
             eta = _take(eta_fix, rows).copy()
             for k in range(q):
                 eta += _take(A[k], rows) * expand(U[k])
-            trials, w = self._tiled(self._trials, m), self._tiled(self._w, m)
-            const = _const_take(const_all, rows, R)
-            der = fam.derivs(_take(Y, rows).ravel(), eta.ravel(), trials, w, (), const)
+            der = fam.derivs(*inputs(rows, eta.ravel()))
             parts = [x.reshape(m, n) for x in (der.loglik, der.d1, der.w, der.w3)]
             obj = self._index(m).sum(der.loglik).reshape(m, G) - 0.5 * sum(u * u for u in U)
             return parts, obj
@@ -253,10 +263,61 @@ class BatchedLaplace:
         for u in U:
             value += np.sum(u * u, axis=1)
         ok &= np.isfinite(value)
-        grad, J = self._gradient(A, AA, U, (D1, W, W3), Hinv)
+        grad, J, Am_c = self._gradient(A, AA, U, (D1, W, W3), Hinv)
+        if d.n_extra:
+            grad = np.concatenate([grad, self._extra_gradient(inputs, eta_fix, A, U, Am_c)], 1)
         ok &= np.all(np.isfinite(grad), axis=1)
         out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
         return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
+
+    def _row_inputs(self, idx, params):
+        """``inputs(rows, eta)``: the family's ``derivs`` arguments for replicates
+        ``rows`` (indices into the batch ``idx``, None: all) at linear predictors ``eta``
+        (their rows one replicate after another). The outcome, trials, weights, the
+        family's own parameters (each replicate's value on each of its rows) and its
+        parameter-free terms are made once per set of replicates: the same arrays on
+        every call, as a family remembers its costliest terms by them (NB2's
+        log-gamma ratio, for one theta per replicate throughout an evaluation)."""
+        d = self.data
+        R, n = len(idx), len(d.y)
+        Y = self.Y[idx]
+        const_all = self._joint_const(np.asarray(idx, dtype=np.intp))
+        own = np.asarray(params, dtype=float)[:, d.n_beta + d.n_theta :]
+        made = [None]  # the last set's (rows, arrays): rows held, so never another's id
+
+        def inputs(rows, eta):
+            if made[0] is None or made[0][0] is not rows:
+                m = R if rows is None else len(rows)
+                extra = tuple(np.repeat(_take(own[:, k], rows), n) for k in range(own.shape[1]))
+                made[0] = (
+                    rows,
+                    _take(Y, rows).ravel(),
+                    self._tiled(self._trials, m),
+                    self._tiled(self._w, m),
+                    extra,
+                    _const_take(const_all, rows, R),
+                )
+            _, y, trials, w, extra, const = made[0]
+            return y, eta, trials, w, extra, const
+
+        return inputs
+
+    def _extra_gradient(self, inputs, eta_fix, A, U, Am_c):
+        """The gradient in the family's own parameters of every replicate (R, E): the
+        single objective's (``LaplaceGradient._extra_gradient``), ``-2 dl + c dw + (A m)
+        dd1`` summed over a replicate's rows, with ``c`` and ``A m`` (``Am_c``) those of
+        :meth:`_gradient`, the family's exact derivatives at the modes."""
+        R, n = eta_fix.shape
+        eta = eta_fix.copy()
+        for k in range(self.q):
+            eta += A[k] * self._expand(U[k])
+        Am, c = Am_c
+        dl, dd1, dw = self.data.family.extra_derivs(*inputs(None, eta.ravel()))
+        out = np.empty((R, len(dl)))
+        for k in range(len(dl)):
+            rows = -2.0 * dl[k].reshape(R, n) + c * dw[k].reshape(R, n) + Am * dd1[k].reshape(R, n)
+            out[:, k] = np.sum(rows, axis=1)
+        return out
 
     _compiled = False
 
@@ -497,6 +558,7 @@ class BatchedLaplace:
         m = [sum(Hinv[i][j] * s[j] for j in range(q)) for i in range(q)]
         wA = [w * A[i] for i in range(q)]
         psi = -2.0 * d1 + v
+        Am = sum(A[i] * expand(m[i]) for i in range(q)) if d.n_extra else None
         for i in range(q):
             psi -= wA[i] * expand(m[i])
         n_t = len(f.theta_rows)
@@ -533,7 +595,7 @@ class BatchedLaplace:
         J = np.empty((R, G, q, p + n_t))
         for i in range(q):
             J[:, :, i] = sum(Hinv[i][j][:, :, None] * rhs[j] for j in range(q))
-        return grad, J
+        return grad, J, (Am, c)
 
 
 def _take(x, rows):
@@ -560,16 +622,6 @@ def _rows_times(beta, X):
     for j in range(X.shape[1]):
         out += beta[:, j, None] * X[:, j]
     return out
-
-
-def _concat_const(parts):
-    """The family's parameter-free terms of several replicates, one after another."""
-    first = parts[0]
-    if isinstance(first, tuple):
-        return tuple(_concat_const([p[k] for p in parts]) for k in range(len(first)))
-    if isinstance(first, np.ndarray) and first.ndim:
-        return np.concatenate(parts)
-    return first
 
 
 def _spd_inverse(q, H):

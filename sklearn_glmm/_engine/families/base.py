@@ -86,6 +86,11 @@ class Family:
         A zero-inflation probability is part of the model.
     log_concave : bool
         The log-density is concave in ``eta`` everywhere (``w >= 0``).
+    batches_extras : bool
+        Refits of a model of this family with its own parameters (one value each,
+        no design) can be batched (:mod:`~sklearn_glmm._engine.batched`): ``derivs``
+        and ``extra_derivs`` take each parameter as an array of per-row values (one
+        replicate's value on each of its rows), and ``extra_derivs`` is exact.
     """
 
     name = ""
@@ -95,6 +100,7 @@ class Family:
     has_trials = False
     zero_inflated = False
     log_concave = True
+    batches_extras = False
 
     @property
     def n_extra(self) -> int:
@@ -457,6 +463,30 @@ def by_count(y, fn):
 _COUNT_TABLE_ROWS = 64  # below it the table saves too little to pay for its checks
 
 
+def by_count_in_runs(y, v, fn):
+    """``fn(y, v)`` for an elementwise ``fn`` of counts ``y`` and per-row values ``v``
+    that stay the same over runs of rows (a batch of replicates, each with its own
+    value on its rows, one replicate after another), from a table of ``fn`` at the
+    counts 0, 1, ..., max(y) for each run's value, gathered by row. Each element is the
+    same number ``fn`` gives for it directly. Otherwise (values that change from row
+    to row, fractional or very large counts, few rows), ``fn(y, v)`` itself.
+    """
+    n = len(y) if np.ndim(y) == 1 and np.shape(v) == np.shape(y) else 0
+    if n < _COUNT_TABLE_ROWS:
+        return fn(y, v)
+    starts = np.flatnonzero(v[1:] != v[:-1]) + 1  # (NaN values: a run each)
+    top = y.max()
+    if not ((len(starts) + 1) * (top + 1) < n // 4 and y.min() >= 0):  # False for NaN
+        return fn(y, v)
+    idx = y.astype(np.intp)
+    if not np.array_equal(idx, y):
+        return fn(y, v)
+    first = np.concatenate([[0], starts])
+    run = np.repeat(np.arange(len(first)), np.diff(np.append(first, n)))
+    table = fn(np.arange(int(top) + 1, dtype=float)[None, :], v[first][:, None])
+    return table[run, idx]
+
+
 def _lgamma_ratio(y, theta):
     """log Gamma(y + theta) - log Gamma(theta), accurate for very large theta.
 
@@ -464,11 +494,12 @@ def _lgamma_ratio(y, theta):
     taken term by term, each in closed form (scipy's ``betaln`` loses 1e-6 to 1e-4
     there with counts of 1e4 to 1e6, which summed over rows shows in a
     log-likelihood); below it, through ``betaln``. With one ``theta`` for all rows it
-    is evaluated once per count (:func:`by_count`).
+    is evaluated once per count (:func:`by_count`), and with one per run of rows once
+    per count and run (:func:`by_count_in_runs`).
     """
     if np.ndim(theta) == 0:
         return by_count(y, lambda c: _lgamma_ratio_rows(c, theta))
-    return _lgamma_ratio_rows(y, theta)
+    return by_count_in_runs(y, theta, _lgamma_ratio_rows)
 
 
 def _lgamma_ratio_rows(y, theta):

@@ -17,6 +17,7 @@ from .base import (
     _mu_minus_y,
     _weighted,
     by_count,
+    by_count_in_runs,
     on_upper_bound,
 )
 from .poisson import Poisson
@@ -35,6 +36,7 @@ class NegativeBinomial2(Family):
     link = LogLink()
     log_concave = True  # w >= 0 everywhere
     blocks = (NB_THETA,)
+    batches_extras = True  # log theta per row as a dispersion model's
 
     def mean_curvature(self, y, trials, weights) -> float:
         """Typical Fisher weight of one row, mu theta / (mu + theta), at the starting
@@ -349,7 +351,8 @@ _UPPER = NB_THETA.bounds[1]
 
 
 def _digamma_shifted(y, theta):
-    """``digamma(y + theta)``; with one theta for all rows, once per count."""
+    """``digamma(y + theta)``; with one theta for all rows (or per run of rows), once
+    per count (and run)."""
     if np.ndim(theta) == 0:
         return by_count(y, lambda c: special.digamma(c + theta))
-    return special.digamma(y + theta)
+    return by_count_in_runs(y, theta, lambda c, t: special.digamma(c + t))
