@@ -469,3 +469,27 @@ def test_batched_gradient_does_not_depend_on_how_near_its_mode_search_starts(com
         np.testing.assert_allclose(
             grad_near[r], grad[0], rtol=0, atol=2e-6, err_msg=f"start {offset:g} off"
         )
+
+
+def test_replicates_with_and_without_counts_above_1000_batch_together():
+    # the family's terms of large counts take another form (mu - y without rounding):
+    # made for the batch from every replicate at once, one form for all, so that
+    # replicates on either side of 1,000 are evaluated together, as the single
+    # objective evaluates each
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(20), 5)
+    x = rng.standard_normal(len(g))
+    y = rng.poisson(np.exp(6.72 + 0.05 * x + rng.normal(0, 0.05, 20)[g]))
+    est = PoissonGLMM().fit(pd.DataFrame({"x": x}), y, groups=g)
+    d = est.fit_result_.objective.data
+    Y = simulate_response(est, 6, np.random.default_rng(1)).T
+    big = Y.max(axis=1) > 1000
+    assert big[0] and not big.all()
+    P = np.tile(est.fit_result_.params, (6, 1))
+    ok, val, grad, U, _ = BatchedLaplace(d, Y).evaluate(np.arange(6), P, np.zeros((6, d.n_u)))
+    assert ok.all()
+    for r in range(6):
+        obj = Objective(replace(d, y=Y[r]), 1)
+        v, g1 = obj.value_and_grad(P[r])
+        assert val[r] == pytest.approx(v, rel=1e-12)
+        np.testing.assert_allclose(grad[r], g1, rtol=1e-7, atol=1e-6)
