@@ -57,6 +57,8 @@ def plot_category_probabilities(
         The rows' offset for a model fitted with one; a column name or the values.
         Without it the predictions are at offset 0, with a warning.
     ax : matplotlib Axes, default=None
+    title : str, default=None
+        The axes' title.
 
     Returns
     -------
@@ -123,7 +125,8 @@ def plot_category_proportions(
 ):
     """Observed (points) and predicted (lines) class proportions by time (wave).
 
-    Parameters as :func:`category_proportions`; returns the matplotlib Axes.
+    Parameters as :func:`category_proportions`, and ``ax`` and ``title`` (the axes' title);
+    returns the matplotlib Axes.
     """
     table = category_proportions(model, data, y, time, groups, population=population, offset=offset)
     ax = axes_or_new(ax)

@@ -376,8 +376,18 @@ def marginal_means(
 
     Parameters
     ----------
+    est : fitted estimator
+        The model (``est.marginal_means(X, ...)`` passes itself).
     X : array-like of shape (n_samples, n_features)
         Covariate rows (e.g. a grid of time x treatment).
+    offset : array-like of shape (n_samples,), default=None
+        The rows' offset for a model fitted with one (without it the means are at
+        offset 0, with a warning).
+    level : float, default=0.95
+        Confidence level of the intervals.
+    scale : {"response", "link"}, default="response"
+        The means, standard errors and limits on the response scale (limits
+        transformed from the link scale's), or on the link scale itself.
     average : bool, default=False
         Average the means over the rows (one row out: an average prediction).
 
