@@ -459,6 +459,8 @@ def _check_standard_errors(est, record, rows, se_all, idx, ridge=()):
     names)."""
     missing = [rows[i] for i in idx if not np.isfinite(se_all[i])]
     missing += _other_missing(est, record, ridge)
+    variances = _covariance_missing(est)
+    missing += variances
     if not missing:
         return
     why = (
@@ -474,12 +476,37 @@ def _check_standard_errors(est, record, rows, se_all, idx, ridge=()):
             "(a parameter running along a ridge of the likelihood, or not identified by "
             "these data), and these move along it too"
         )
+    if variances:
+        why += (
+            f"; the data do not determine {variances}: the estimates reported for them are "
+            "where the optimiser stopped, not estimates (their Wald intervals are NaN)"
+        )
     warnings.warn(
         f"standard errors of {missing} cannot be computed and are NaN: {why}. Simplify the "
         "model (random_effects, collinear predictors) or check the data for separation.",
         StandardErrorWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _covariance_missing(est) -> list:
+    """Names of the reported random-effect SDs and correlations without a variance
+    although off their bounds (:meth:`FitResult.undetermined`): they move along a flat
+    direction of the likelihood, which the data do not determine (a structure's SD of a
+    time no row has, say)."""
+    res = est.fit_result_
+    p, T = res.layout.n_beta, res.layout.n_theta
+    if not res.undetermined()[p : p + T].any():
+        return []
+    from ._profile import ParamMap
+
+    pmap = ParamMap(est)
+    var = res.delta_covariance(pmap.dphi_dx(res.params), diagonal=True)
+    return [
+        name
+        for name, kind, v in zip(pmap.names, pmap.kinds, var)
+        if kind in ("sd", "cor") and not np.isfinite(v)
+    ]
 
 
 def _other_missing(est, record, ridge) -> list:

@@ -929,3 +929,32 @@ def test_times_of_sixteen_digits_and_models_pickled_before_the_rounding_predict(
     np.testing.assert_allclose(
         np.asarray(after, dtype=float), np.asarray(before, dtype=float), rtol=1e-9
     )
+
+
+@pytest.mark.parametrize("term", ["cs(day)", "toep(day)"])
+def test_an_sd_of_a_time_no_row_has_is_said_to_be_undetermined(term):
+    # every row of day 3 at weight 0: the structure's SD of day 3 has no data, the
+    # likelihood is flat in it, and its value is where the optimiser stopped; the fit
+    # says so (its Wald interval is NaN) and, for cs, the rest is the fit without them
+    from sklearn_glmm.exceptions import StandardErrorWarning
+
+    df = pd.read_csv(Path(__file__).parent / "fixtures" / "covstruct" / "covstruct.csv")
+    w = (df["day"] != 3).astype(float).to_numpy()
+    with pytest.warns(StandardErrorWarning, match=r"sd_day3\|id") as caught:
+        m = PoissonGLMM(random_effects=term).fit(
+            df[["day", "x"]], df["count"], groups=df["id"], sample_weight=w
+        )
+    said = [str(c.message) for c in caught if issubclass(c.category, StandardErrorWarning)]
+    assert all("sd_day1|id" not in s for s in said)
+    ci = m.confint(parm="random")
+    assert np.isnan(ci.loc["sd_day3|id", ["lower", "upper"]].to_numpy()).all()
+    assert np.isfinite(ci.loc["sd_day1|id", ["lower", "upper"]].to_numpy()).all()
+    if term.startswith("toep"):
+        return  # (deleting the rows drops the level: days 2 and 4 one lag apart there)
+    keep = w > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dropped = PoissonGLMM(random_effects=term).fit(
+            df[["day", "x"]][keep], df["count"][keep], groups=df["id"][keep]
+        )
+    assert m.loglik_ == pytest.approx(dropped.loglik_, abs=1e-5)
