@@ -41,10 +41,11 @@ def set_config(*, compiled: bool | None = None) -> None:
         model) run the numpy code as before. Laplace fits of Poisson models with the
         log link and binomial models with the logit link with one grouping factor and
         one or two random effects per level (an intercept and a slope, correlated or
-        not), on up to 50,000 rows, evaluate the objective, its gradient and the modes'
-        derivatives in one kernel call (the batched refits' kernel, a batch of one). The
-        batched refits of the parametric bootstrap and the power analysis (the same
-        models) evaluate their replicates with that kernel too. The library's own
+        not), and of NB2 models with two, on up to 50,000 rows, evaluate the objective,
+        its gradient and the modes' derivatives in one kernel call (the batched refits'
+        kernel, a batch of one). The batched refits of the parametric bootstrap and the
+        power analysis (these models, and NB2 with one random effect per level)
+        evaluate their replicates with that kernel too. The library's own
         parallel work (``n_jobs``) runs under the caller's setting. Needs numba
         (``pip install "sklearn_glmm[numba]"``). The first fit of a process loads the
         kernels (under a second; the very first compiles them, a few seconds); after

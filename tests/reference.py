@@ -26,7 +26,8 @@ REFERENCE_SE_REL = 1e-4
 # the cases the compiled kernels cover (tests/test_compiled.py, benchmarks/run_compiled.py):
 # one scalar random effect of a Poisson (log), binomial (logit) or NB2 (log, one theta)
 # model, and a Laplace fit of one or two random effects per level of a Poisson or
-# binomial model (the batched kernel); tut_nb's theta reaches its bound (the Poisson limit)
+# binomial model, or of two of an NB2 model (the batched kernel); tut_nb's theta reaches
+# its bound (the Poisson limit)
 COMPILED_CASES = (
     "pois_ri",
     "pois_offset",
@@ -43,6 +44,7 @@ COMPILED_CASES = (
     "bin_rs",
     "pois_rs",
     "bin_diag",
+    "nb_rs",
 )
 
 

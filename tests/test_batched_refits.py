@@ -15,6 +15,7 @@ import pytest
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, config_context
 from sklearn_glmm._engine.batched import BatchedLaplace, can_batch
 from sklearn_glmm._engine.objective import Objective
+from sklearn_glmm._engine.optimize import glm_start
 from sklearn_glmm._simulate import bootstrap_params, refit, refit_many, simulate_response
 
 
@@ -473,23 +474,44 @@ def test_batched_gradient_does_not_depend_on_how_near_its_mode_search_starts(com
 
 def test_replicates_with_and_without_counts_above_1000_batch_together():
     # the family's terms of large counts take another form (mu - y without rounding):
-    # made for the batch from every replicate at once, one form for all, so that
-    # replicates on either side of 1,000 are evaluated together, as the single
-    # objective evaluates each
+    # a batch of replicates on either side of 1,000 evaluates each form's replicates
+    # together, each in its own form, as the single objective does (their
+    # concatenation failed, and every replicate fell back to the single objective);
+    # a replicate's numbers do not depend on the others in its batch
     rng = np.random.default_rng(0)
     g = np.repeat(np.arange(20), 5)
     x = rng.standard_normal(len(g))
-    y = rng.poisson(np.exp(6.72 + 0.05 * x + rng.normal(0, 0.05, 20)[g]))
-    est = PoissonGLMM().fit(pd.DataFrame({"x": x}), y, groups=g)
+    mu = np.exp(6.4 + 0.05 * x + rng.normal(0, 0.3, 20)[g])
+    y = rng.negative_binomial(50.0, 50.0 / (50.0 + mu))
+    est = NegBinGLMM().fit(pd.DataFrame({"x": x}), y, groups=g)
     d = est.fit_result_.objective.data
     Y = simulate_response(est, 6, np.random.default_rng(1)).T
+    Y[1:4] = np.minimum(Y[1:4], 1000.0)
+    Y[0, 0] = Y[4, 1] = 1500.0
     big = Y.max(axis=1) > 1000
     assert big[0] and not big.all()
     P = np.tile(est.fit_result_.params, (6, 1))
-    ok, val, grad, U, _ = BatchedLaplace(d, Y).evaluate(np.arange(6), P, np.zeros((6, d.n_u)))
+    engine = BatchedLaplace(d, Y)
+    ok, val, grad, U, _ = engine.evaluate(np.arange(6), P, np.zeros((6, d.n_u)))
     assert ok.all()
     for r in range(6):
         obj = Objective(replace(d, y=Y[r]), 1)
         v, g1 = obj.value_and_grad(P[r])
         assert val[r] == pytest.approx(v, rel=1e-12)
         np.testing.assert_allclose(grad[r], g1, rtol=1e-7, atol=1e-6)
+    small = int(np.flatnonzero(~big)[0])
+    for idx in ([small], [small, 0], [0, small]):
+        _, val2, grad2, _, _ = engine.evaluate(idx, P[idx], np.zeros((len(idx), d.n_u)))
+        np.testing.assert_array_equal(val2, val[idx])
+        np.testing.assert_array_equal(grad2, grad[idx])
+        # and in a batch of those replicates only
+        alone = BatchedLaplace(d, Y[idx]).evaluate(
+            np.arange(len(idx)), P[idx], np.zeros((len(idx), d.n_u))
+        )
+        np.testing.assert_array_equal(alone[1], val[idx])
+        np.testing.assert_array_equal(alone[2], grad[idx])
+    beta, F = engine.glm_starts()
+    for r in range(6):
+        b1, f1 = glm_start(Objective(replace(d, y=Y[r]), 1), d.default_extra(), with_value=True)
+        np.testing.assert_allclose(beta[r], b1, rtol=1e-9, atol=1e-9)
+        assert F[r] == pytest.approx(f1, rel=1e-12)

@@ -20,8 +20,8 @@ pytest.importorskip("numba")
 
 
 def _fit(kind, seed=0, n_groups=25, n_per=10):
-    if kind in ("pois_slope", "bin_ri", "binom_trials_weights"):  # test_batched_refits'
-        return _data(kind, seed)
+    if kind in ("pois_slope", "bin_ri", "binom_trials_weights", "nb_ri", "nb_slope"):
+        return _data(kind, seed)  # test_batched_refits'
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(n_groups), n_per)
     x = rng.standard_normal(len(g))
@@ -63,6 +63,8 @@ def _evaluate_both(est, R=6, seed=1, scale=0.05):
     Y = simulate_response(est, R, np.random.default_rng(seed)).T
     rng = np.random.default_rng(seed + 1)
     P = res.params * (1.0 + scale * rng.standard_normal((R, len(res.params))))
+    if d.n_extra:  # NB2's log theta: one replicate on its bound (the Poisson limit)
+        P[2, -1] = res.bounds[-1][1]
     U0 = 0.3 * rng.standard_normal((R, d.n_u))
     engine = BatchedLaplace(d, Y)
     out = {}
@@ -73,7 +75,8 @@ def _evaluate_both(est, R=6, seed=1, scale=0.05):
 
 
 @pytest.mark.parametrize(
-    "kind", ["pois_slope", "pois_offset_shuffled", "bin_ri", "binom_trials_weights"]
+    "kind",
+    ["pois_slope", "pois_offset_shuffled", "bin_ri", "binom_trials_weights", "nb_ri", "nb_slope"],
 )
 def test_batched_evaluation_as_numpy(kind, kernel_calls):
     est = _fit(kind)
@@ -131,7 +134,7 @@ def test_large_counts_run_the_numpy_code(kernel_calls):
     np.testing.assert_array_equal(out[True][1], out[False][1])
 
 
-@pytest.mark.parametrize("kind", ["pois_slope", "bin_ri"])
+@pytest.mark.parametrize("kind", ["pois_slope", "bin_ri", "nb_slope"])
 def test_bootstrap_as_numpy(kind, kernel_calls):
     est = _fit(kind)
     a, ok_a = bootstrap_params(est, 12, random_state=3)

@@ -36,10 +36,13 @@ differentiated by its exact ``extra_derivs``); other models refit one by one.
 from __future__ import annotations
 
 import numpy as np
+from scipy import special
 
 from .._config import compiled_on
 from . import compiled
 from .families import Binomial, Poisson
+from .families.base import _lgamma_ratio
+from .families.negbin import NegativeBinomial2, _digamma_shifted
 from .groups import GroupIndex
 from .links import LogitLink, LogLink
 from .lockstep import Lockstep, Scheduler, new_lockstep  # noqa: F401 - BatchMember's schedulers
@@ -79,10 +82,11 @@ class BatchedLaplace:
         w, trials, _ = _fixed_terms(data)
         self._w, self._trials = w, trials
         # the family's parameter-free terms of every replicate's outcome (its single
-        # objective's), and of all of them made at once (the batch's: one form for all,
-        # where a family's form depends on the outcome, as for counts above 1,000)
+        # objective's) and their form: a family's depends on the outcome (counts above
+        # 1,000 take a cancellation-free one), and replicates of one form are
+        # evaluated together, each in its own
         self._const = [data.family.constant(y, trials) for y in self.Y]
-        self._joint = None
+        self._forms = np.array([_form(c) for c in self._const])
         self._groups = {}
         self.n_batches = 0
 
@@ -105,13 +109,13 @@ class BatchedLaplace:
         made here already)."""
         return self.data.with_outcome(self.Y[r], self._const[r])
 
-    def _joint_const(self, idx=None):
-        """The family's parameter-free terms of replicates ``idx`` (None: all), one
-        after another, made from every replicate's outcome at once."""
-        if self._joint is None:
-            R = self.Y.shape[0]
-            self._joint = self.data.family.constant(self.Y.ravel(), self._tiled(self._trials, R))
-        return _const_take(self._joint, idx, self.Y.shape[0])
+    def _by_form(self, idx):
+        """The positions in ``idx`` of each form of the family's terms, or None where
+        the replicates ``idx`` share one."""
+        forms = self._forms[np.asarray(idx, dtype=np.intp)]
+        if len(forms) == 0 or np.all(forms == forms[0]):
+            return None
+        return [np.flatnonzero(forms == f) for f in np.unique(forms)]
 
     def _tiled(self, v, R):
         return None if v is None else np.tile(v, R)
@@ -122,12 +126,19 @@ class BatchedLaplace:
         the same Newton steps with step halving and stopping rule, replicate by
         replicate. Returns ``(beta, F)``: (R, n_beta) clipped starts and (R,) ``-2 log
         L`` at the GLM's optimum (NaN where Newton did not converge, or was clipped)."""
+        parts = self._by_form(np.arange(self.Y.shape[0]))
+        if parts is not None:  # each form's replicates on their own
+            beta, F = np.empty((self.Y.shape[0], self.data.n_beta)), np.empty(self.Y.shape[0])
+            for sel in parts:
+                part = BatchedLaplace(self.data, self.Y[sel], self.pirls_max_iter)
+                beta[sel], F[sel] = part.glm_starts(max_iter)
+            return beta, F
         d = self.data
         X, fam = d.X, d.family
         R, n = self.Y.shape
         p = d.n_beta
         extra = d.extra_values(d.default_extra())
-        const_all = self._joint_const()
+        const_all = _concat_const(self._const)
         beta = np.zeros((R, p))
         has_intercept = p > 0 and np.all(X[:, 0] == X[0, 0]) and X[0, 0] != 0
         wsum = np.sum(d.weights)
@@ -232,6 +243,17 @@ class BatchedLaplace:
         Every sum runs along one replicate's own rows, so that its value does not
         depend on the other replicates in the batch.
         """
+        parts = self._by_form(idx)
+        if parts is not None:  # each form's replicates on their own
+            idx, params, U0 = np.asarray(idx, dtype=np.intp), np.asarray(params), np.asarray(U0)
+            outs = [self.evaluate(idx[sel], params[sel], U0[sel], with_scale) for sel in parts]
+            merged = []
+            for k, first in enumerate(outs[0]):
+                full = np.empty((len(idx),) + first.shape[1:], dtype=first.dtype)
+                for sel, out in zip(parts, outs):
+                    full[sel] = out[k]
+                merged.append(full)
+            return tuple(merged)
         self.n_batches += 1
         if compiled_on():
             rows = self._compiled_rows()
@@ -281,7 +303,7 @@ class BatchedLaplace:
         d = self.data
         R, n = len(idx), len(d.y)
         Y = self.Y[idx]
-        const_all = self._joint_const(np.asarray(idx, dtype=np.intp))
+        const_all = _concat_const([self._const[i] for i in idx])
         own = np.asarray(params, dtype=float)[:, d.n_beta + d.n_theta :]
         made = [None]  # the last set's (rows, arrays): rows held, so never another's id
 
@@ -324,16 +346,17 @@ class BatchedLaplace:
     def _compiled_rows(self):
         """The compiled kernel's family code and fixed per-row inputs (made once), or
         None where it does not apply: it covers one or two random effects per level,
-        the Poisson family with the log link (counts below the large-count form) and
-        the binomial family with the logit link."""
+        the Poisson family and NB2 with the log link (counts below the large-count form)
+        and the binomial family with the logit link."""
         if self._compiled is False:
             self._compiled = None
             d, n = self.data, len(self.data.y)
             fam = d.family
-            if type(fam) is Poisson and isinstance(fam.link, LogLink):
+            if type(fam) in (Poisson, NegativeBinomial2) and isinstance(fam.link, LogLink):
                 if any(c[2] is not None for c in self._const):  # large counts
                     return None
-                family = compiled.POISSON_LOG
+                nb2 = type(fam) is NegativeBinomial2
+                family = compiled.NEGBIN2_LOG if nb2 else compiled.POISSON_LOG
                 const = np.stack([c[0] for c in self._const])
             elif type(fam) is Binomial and isinstance(fam.link, LogitLink):
                 family = compiled.BINOMIAL_LOGIT
@@ -362,6 +385,23 @@ class BatchedLaplace:
         same steps and formulas, replicate by replicate in loops over the rows."""
         family, X, offset, Z, codes, t_rows, t_cols, trials, w, const = rows
         idx = np.asarray(idx, dtype=np.intp)
+        params = np.asarray(params, dtype=float)
+        R, n = len(idx), len(self.data.y)
+        thetas, const_theta, digammas = np.zeros(R), np.zeros((R, 0)), np.zeros((R, 0))
+        if family == compiled.NEGBIN2_LOG:
+            # theta's terms of each replicate, as NegativeBinomial2.derivs and
+            # extra_derivs make them (one theta per replicate: tabled by count and run);
+            # theta on its upper bound is infinite: the Poisson limit's rows
+            lt = params[:, -1]
+            limit = lt >= self.data.extra_bounds[0][1]
+            thetas = np.where(limit, np.inf, np.exp(np.where(limit, 0.0, lt)))
+            const_theta, digammas = np.zeros((R, n)), np.zeros((R, n))
+            if not limit.all():
+                y = self.Y[idx[~limit]].ravel()
+                theta_rows = np.repeat(thetas[~limit], n)
+                const_theta[~limit] = _lgamma_ratio(y, theta_rows).reshape(-1, n)
+                dig = _digamma_shifted(y, theta_rows) - special.digamma(theta_rows)
+                digammas[~limit] = dig.reshape(-1, n)
         ok, value, grad, U, J, gn = compiled.batched_laplace(
             family,
             X,
@@ -380,6 +420,9 @@ class BatchedLaplace:
             self.pirls_max_iter,
             _NEAR_MODE,
             bool(with_scale),
+            thetas,
+            np.ascontiguousarray(const_theta),
+            np.ascontiguousarray(digammas),
         )
         out = (ok, value, grad, U, J)
         return out + (gn,) if with_scale else out
@@ -613,6 +656,25 @@ def _const_take(const, rows, R):
     if isinstance(const, np.ndarray) and const.ndim:
         return const.reshape(R, -1)[rows].ravel()
     return const
+
+
+def _form(const) -> int:
+    """Which of the family's parameter-free terms are made (a bit per term of a tuple):
+    the form of its log-density for these outcomes."""
+    if not isinstance(const, tuple):
+        return 0
+    return sum(1 << k for k, c in enumerate(const) if c is not None)
+
+
+def _concat_const(parts):
+    """The family's parameter-free terms of several replicates of one form, one after
+    another."""
+    first = parts[0]
+    if isinstance(first, tuple):
+        return tuple(_concat_const([p[k] for p in parts]) for k in range(len(first)))
+    if isinstance(first, np.ndarray) and first.ndim:
+        return np.concatenate(parts)
+    return first
 
 
 def _rows_times(beta, X):

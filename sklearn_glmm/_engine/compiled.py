@@ -18,7 +18,10 @@ reads the rows' derivatives), with the rows' terms the gradient in the family's 
 parameters reads. :func:`batched_laplace` is
 :meth:`BatchedLaplace.evaluate <sklearn_glmm._engine.batched.BatchedLaplace.evaluate>`
 (the bootstrap's and the power analysis's batched refits) for one or two random effects
-per level, Poisson with the log link or binomial with the logit link: each replicate's
+per level, Poisson or NB2 with the log link or binomial with the logit link (NB2's theta
+terms made by the numpy code for each replicate's theta, as for the scalar kernel, and
+its gradient in log theta in the kernel; a replicate's theta on its bound is the Poisson
+limit's rows): each replicate's
 mode search, Laplace value, gradient, mode derivatives and Gauss-Newton diagonal in
 loops over its rows, the same steps and formulas. Each row's terms are one function,
 :func:`_row_terms`, for all kernels. numba is imported on the first call, not with the
@@ -303,6 +306,9 @@ def _batched_laplace(
     max_iter,
     near,
     with_scale,
+    thetas,
+    const_theta,
+    digammas,
 ):
     """``BatchedLaplace.evaluate`` for one grouping factor with one or two random effects
     per level (``q`` columns of ``Z``), replicate by replicate: the modes by penalised
@@ -311,8 +317,13 @@ def _batched_laplace(
     Gauss-Newton diagonal, each in one or two loops over the rows.
 
     ``Y`` and ``const`` (R, n): the replicates' outcomes and parameter-free terms;
-    ``params`` (R, n_beta + n_theta), ``U0`` (R, G * q). Returns ``(ok, value, grad, U,
-    J, gn)`` as :meth:`BatchedLaplace.evaluate` (``gn`` zeros without ``with_scale``).
+    ``params`` (R, n_beta + n_theta [+ 1]), ``U0`` (R, G * q). For NB2, each
+    replicate's ``theta`` (``thetas``, (R,)), its term ``log Gamma(y + theta) - log
+    Gamma(theta)`` (``const_theta``) and ``digamma(y + theta) - digamma(theta)``
+    (``digammas``), (R, n) each, made by the numpy code; the gradient then has a last
+    entry in ``log theta`` (``BatchedLaplace._extra_gradient``). Returns ``(ok, value,
+    grad, U, J, gn)`` as :meth:`BatchedLaplace.evaluate` (``gn`` zeros without
+    ``with_scale``).
     """
     R = params.shape[0]
     n, p = X.shape
@@ -320,9 +331,10 @@ def _batched_laplace(
     G = n_levels
     T = theta_rows.shape[0]
     P = p + T
+    nb2 = family == NEGBIN2_LOG
     ok = np.zeros(R, dtype=np.bool_)
     value = np.full(R, np.nan)
-    grad = np.full((R, P), np.nan)
+    grad = np.full((R, P + 1 if nb2 else P), np.nan)
     U_out = np.zeros((R, G * q))
     J_out = np.zeros((R, G * q, P))
     gn = np.zeros((R, P))
@@ -347,7 +359,7 @@ def _batched_laplace(
     worse = np.zeros(G, dtype=np.bool_)
     lam = np.zeros((q, q))
 
-    def at(y, cst, V, level_obj, score, H):
+    def at(fam_r, y, cst, theta, cth, V, level_obj, score, H):
         """Rows' derivatives at modes ``V`` (G, q), per-level penalised log-densities and,
         in the same pass, the levels' sums of the Newton step (``A'd1`` and ``A'WA``)."""
         for g in range(G):
@@ -361,7 +373,7 @@ def _batched_laplace(
             e = eta_fix[i]
             for k in range(q):
                 e += A[k, i] * V[j, k]
-            a0, a1, a2, a3 = _row_terms(family, y[i], e, trials[i], cst[i], 0.0, no_rows, i)
+            a0, a1, a2, a3 = _row_terms(fam_r, y[i], e, trials[i], cst[i], theta, cth, i)
             ll[i] = weights[i] * a0
             d1[i] = weights[i] * a1
             w[i] = weights[i] * a2
@@ -382,6 +394,12 @@ def _batched_laplace(
     for r in range(R):
         y = Y[r]
         cst = const[r]
+        theta = thetas[r] if nb2 else 0.0
+        cth = const_theta[r] if nb2 else no_rows
+        # theta on its upper bound (infinite here): the Poisson limit's rows, as
+        # NegativeBinomial2.derivs takes them, and no gradient in log theta
+        limit = nb2 and theta == math.inf
+        fam_r = POISSON_LOG if limit else family
         # X beta + offset and the rows of Z Lambda
         for i in range(n):
             eta_fix[i] = 0.0
@@ -403,7 +421,7 @@ def _batched_laplace(
         for g in range(G):
             for k in range(q):
                 U[g, k] = U0[r, g * q + k]
-        at(y, cst, U, obj, score, H)
+        at(fam_r, y, cst, theta, cth, U, obj, score, H)
         found = False
         logdet = 0.0
         for _it in range(max_iter):
@@ -441,7 +459,7 @@ def _batched_laplace(
                     for g in range(G):
                         for k in range(q):
                             U_try[g, k] = U[g, k] + step[g, k]
-                    at(y, cst, U_try, obj_try, score, H)
+                    at(fam_r, y, cst, theta, cth, U_try, obj_try, score, H)
                     kept = top < near
                     if not kept:
                         kept = True
@@ -458,7 +476,7 @@ def _batched_laplace(
                             logdet += ld
                         found = pd
                     else:
-                        at(y, cst, U, obj, score, H)
+                        at(fam_r, y, cst, theta, cth, U, obj, score, H)
                 break
             for g in range(G):
                 floor[g] = obj[g] - 1e-12 * (1.0 + abs(obj[g]))
@@ -468,7 +486,7 @@ def _batched_laplace(
                 for g in range(G):
                     for k in range(q):
                         U_try[g, k] = U[g, k] + t[g] * step[g, k]
-                at(y, cst, U_try, obj_try, score, H)
+                at(fam_r, y, cst, theta, cth, U_try, obj_try, score, H)
                 accepted = True
                 for g in range(G):
                     worse[g] = not (obj_try[g] >= floor[g]) and not (dec[g] < near) and t[g] > 0.0
@@ -485,7 +503,7 @@ def _batched_laplace(
                         t[g] = 0.0
                     for k in range(q):
                         U_try[g, k] = U[g, k] + t[g] * step[g, k]
-                at(y, cst, U_try, obj_try, score, H)
+                at(fam_r, y, cst, theta, cth, U_try, obj_try, score, H)
             for g in range(G):
                 obj[g] = obj_try[g]
                 for k in range(q):
@@ -561,7 +579,37 @@ def _batched_laplace(
         for k in range(P):
             good = good and math.isfinite(gr[k])
         value[r] = val
-        grad[r] = gr
+        for k in range(P):
+            grad[r, k] = gr[k]
+        if limit:
+            grad[r, P] = 0.0
+        elif nb2:
+            # in log theta (BatchedLaplace._extra_gradient): -2 dl + c dw + (A m) dd1 over
+            # the rows, NegativeBinomial2.extra_derivs's terms at the modes
+            ge = 0.0
+            dig = digammas[r]
+            for i in range(n):
+                j = codes[i]
+                e = eta_fix[i]
+                am = 0.0
+                for k in range(q):
+                    e += A[k, i] * U[j, k]
+                    am += A[k, i] * m[j, k]
+                c = Hinv[j, 0] * (A[0, i] * A[0, i])
+                if q == 2:
+                    c += 2.0 * (Hinv[j, 1] * (A[0, i] * A[1, i]))
+                    c += Hinv[j, 2] * (A[1, i] * A[1, i])
+                mu = math.exp(min(e, _ETA_MAX))
+                tm = theta + mu
+                s_r = (theta / tm) * (mu / tm)
+                mmy = mu - y[i]
+                dl = theta * (dig[i] - math.log1p(mu / theta) + mmy / tm)
+                dd1 = -s_r * mmy
+                dw = s_r * (2.0 * theta * mu + y[i] * mu - theta * y[i]) / tm
+                wt = weights[i]
+                ge += -2.0 * (wt * dl) + c * (wt * dw) + am * (wt * dd1)
+            grad[r, P] = ge
+            good = good and math.isfinite(ge)
         for g in range(G):
             for k in range(q):
                 U_out[r, g * q + k] = U[g, k]

@@ -2,8 +2,9 @@
 
 Under ``set_config(compiled=True)``, a model the batched refits' compiled kernel covers
 (:func:`~sklearn_glmm._engine.compiled.batched_laplace`: one grouping factor with one
-or two random effects per level, unstructured or diagonal, Poisson with the log link
-or binomial with the logit link, the Laplace approximation) is fitted with the
+or two random effects per level, unstructured or diagonal, Poisson or NB2 with the log
+link or binomial with the logit link, the Laplace approximation; NB2 with one random
+effect per level keeps the single objective's own compiled search) is fitted with the
 objective of a batch of one replicate: each evaluation, with its gradient, its modes'
 derivatives in the parameters and (at the first point) the Gauss-Newton diagonal, is
 one call of the kernel instead of the numpy code's passes over the rows. It is the
@@ -86,6 +87,8 @@ def make_objective(data, n_agq: int) -> Objective:
     ``MAX_ROWS`` rows), else :class:`~sklearn_glmm._engine.objective.Objective`."""
     if compiled_on() and n_agq == 1 and len(data.y) <= MAX_ROWS and can_batch(data, n_agq):
         engine = _engine(data)
-        if engine._compiled_rows() is not None:
+        # (NB2 with one random effect per level: the single objective's own compiled
+        # search is faster, its theta terms made once per theta)
+        if engine._compiled_rows() is not None and not (data.n_extra and engine.q == 1):
             return CompiledObjective(data, engine)
     return Objective(data, n_agq)

@@ -55,10 +55,11 @@ class NegativeBinomial2(Family):
 
     def __init__(self):
         # (log theta, const, y, log Gamma(y + theta) - log Gamma(theta)); log theta a
-        # float, or the very array of per-row values (a dispersion model), compared by
-        # identity. ``const`` is the tuple of parameter-free terms the library made from
-        # ``y`` for one model (``constant``): a value is reused only for that tuple and
-        # that ``y``, so a caller's array changed between two calls is never read stale.
+        # float, or a copy of the array of per-row values (a dispersion model, a batch
+        # of replicates), compared by value. ``const`` is the tuple of parameter-free
+        # terms the library made from ``y`` for one model (``constant``): a value is
+        # reused only for that tuple and that ``y``, so a caller's array changed between
+        # two calls is never read stale.
         self._memo = None
 
     def _lgamma_ratio(self, y, log_theta, theta, const):
@@ -68,16 +69,15 @@ class NegativeBinomial2(Family):
         if const is None:  # terms not made by the library for a model: nothing to key on
             return _lgamma_ratio(y, theta)
         memo = self._memo
+        array = type(log_theta) is np.ndarray
         if memo is not None and memo[1] is const and memo[2] is y:
             key = memo[0]
-            if key is log_theta or (
-                type(key) is not np.ndarray
-                and type(log_theta) is not np.ndarray
-                and key == log_theta
+            if (type(key) is np.ndarray) == array and (
+                np.array_equal(key, log_theta) if array else key == log_theta
             ):
                 return memo[3]
         val = _lgamma_ratio(y, theta)
-        self._memo = (log_theta, const, y, val)
+        self._memo = (log_theta.copy() if array else log_theta, const, y, val)
         return val
 
     def __getstate__(self):
