@@ -253,3 +253,16 @@ def test_negbin_memo_never_reads_a_changed_outcome_stale():
     assert fam._memo[3] is kept
     want = NegativeBinomial2().derivs(y.copy(), eta + 0.1, None, None, extra).loglik
     np.testing.assert_array_equal(got, want)
+    # per-row log theta (a dispersion model, a batch of replicates): a new array of the
+    # same values reuses it (the Poisson limit's rows make one at each call); the
+    # caller's array changed in place, or other values, are computed again
+    lt = np.linspace(0.5, 2.0, len(y))
+    fam.derivs(y, eta, None, None, (lt,), const)
+    kept = fam._memo[3]
+    fam.derivs(y, eta, None, None, (lt.copy(),), const)
+    assert fam._memo[3] is kept
+    lt[:10] += 1.0
+    got = fam.derivs(y, eta, None, None, (lt,), const).loglik
+    assert fam._memo[3] is not kept
+    want = NegativeBinomial2().derivs(y.copy(), eta, None, None, (lt.copy(),)).loglik
+    np.testing.assert_array_equal(got, want)
