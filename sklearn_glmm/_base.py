@@ -264,6 +264,7 @@ class _BaseGLMM(BaseEstimator):
     def _validate_fixed_X(self, X, reset: bool, with_groups: bool):
         check_unique_columns(X)
         X_fixed, groups_from_X = self._split_groups(X, None)
+        self._check_column_labels(X_fixed, reset)
         split = groups_from_X is not None or X_fixed is not X
         # a frame's dtypes are made into a Series on each read: read them once
         dtypes = list(X_fixed.dtypes) if isinstance(X_fixed, pd.DataFrame) else None
@@ -325,6 +326,25 @@ class _BaseGLMM(BaseEstimator):
                 "SimpleImputer) or drop those rows."
             )
         return Xa, groups_from_X
+
+    def _check_column_labels(self, X_fixed, reset: bool) -> None:
+        """A frame whose column labels are not all strings (integers, tuples of a
+        MultiIndex) has no feature names for scikit-learn to check at prediction: its
+        labels are kept at fit, and a frame at prediction with other labels, or the same
+        in another order, is refused (its columns would be read by position)."""
+        labels = None
+        if isinstance(X_fixed, pd.DataFrame) and not all(type(c) is str for c in X_fixed.columns):
+            labels = list(X_fixed.columns)
+        if reset:
+            self._column_labels = labels
+            return
+        fitted = getattr(self, "_column_labels", None)
+        if fitted is not None and labels is not None and labels != fitted:
+            raise ValueError(
+                f"X has the columns {labels[:10]}, but the model was fitted with the columns "
+                f"{fitted[:10]} in that order: pass the same columns in the same order "
+                "(they are read by position)."
+            )
 
     def _validate_empty_X(self, X, X_fixed, groups_from_X, reset, min_rows):
         """``_validate_X`` for an X without fixed-effect columns: an (n, 0) array."""

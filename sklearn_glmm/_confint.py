@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
 from ._simulate import bootstrap_params
+from ._validation import check_bool
 from ._warn import user_stacklevel
 from .summary import modelled_outcome
 
@@ -97,6 +98,7 @@ def confint(
     check_is_fitted(est, "coef_")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}.")
+    exponentiate = check_bool(exponentiate, "exponentiate")
     method = str(method).lower()
     pmap = ParamMap(est)
     sel = _select(pmap, parm, est.fixed_effects_.index)
@@ -176,6 +178,17 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
         )
     good = reps[ok]
     a = (1 - level) / 2
+    R = len(good)
+    if R and (int((R + 1) * a) <= 0 or int((R + 1) * (1 - a)) >= R):
+        # boot.ci's warning: a limit is the smallest or largest replicate itself
+        warnings.warn(
+            f"extreme order statistics used as endpoints: with {R} bootstrap replicates "
+            f"the {level:.0%} percentile limits are the smallest and largest replicates, "
+            f"not percentiles (it takes at least {int(np.ceil(1 / a))} replicates); use "
+            "n_boot=1000 or more for such intervals.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     phi = pmap.to_phi(est.fit_result_.params)
     rows = []
     for k in range(pmap.n):

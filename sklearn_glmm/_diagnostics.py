@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from ._simulate import _rng, conditional_etas, simulate_response
+from ._validation import check_bool
 from ._warn import user_stacklevel
 
 
@@ -161,6 +162,7 @@ class ScaledResiduals:
 
 def scaled_residuals(est, n_sim=250, random_state=None, new_random_effects=True):
     """DHARMa residuals of ``est`` from ``n_sim`` simulated data sets."""
+    _check_n_sim(n_sim)
     rng = _rng(random_state)
     sims = simulate_response(est, n_sim, rng, new_random_effects)
     # the dispersion test's data sets: drawn as the model draws them (new random
@@ -171,6 +173,32 @@ def scaled_residuals(est, n_sim=250, random_state=None, new_random_effects=True)
     if not used.all():  # rows of weight 0 (or 0 trials) are not the model's observations
         y, sims = y[used], sims[used]
     return ScaledResiduals(y, sims, rng, partial(_dispersion_statistics, est, fresh))
+
+
+# a scaled residual is the outcome's quantile among n_sim simulations: below these
+# counts the quantiles are so coarse that the tests read their coarseness as misfit
+# (refused), or too coarse for their p-values to mean much (warned)
+MIN_SCALED_SIMS, FEW_SCALED_SIMS = 10, 100
+
+
+def _check_n_sim(n_sim) -> None:
+    if isinstance(n_sim, (bool, np.bool_)) or not isinstance(n_sim, (int, np.integer)):
+        raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")
+    if n_sim < MIN_SCALED_SIMS:
+        raise ValueError(
+            f"n_sim={n_sim} is too few for scaled residuals: each is the outcome's quantile "
+            f"among n_sim simulated outcomes, and with fewer than {MIN_SCALED_SIMS} the "
+            "tests read the coarse quantiles as misfit. Use n_sim=250 (DHARMa's default) "
+            "or more."
+        )
+    if n_sim < FEW_SCALED_SIMS:
+        warnings.warn(
+            f"n_sim={n_sim}: scaled residuals from fewer than {FEW_SCALED_SIMS} simulations "
+            "are coarse quantiles, and the tests' p-values read them as they are; use "
+            "n_sim=250 (DHARMa's default) or more for the tests.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _pearson_statistic(est, y, eta) -> float:
@@ -226,6 +254,7 @@ def ranef_table(est, cond_var=True, format="wide"):
     """
     if format not in ("wide", "long"):
         raise ValueError(f"format must be 'wide' or 'long', got {format!r}.")
+    cond_var = check_bool(cond_var, "cond_var")
     wide, longs = {}, []
     for f in est.fit_result_.factors:
         B = est.ranef_[f.name].copy()

@@ -220,18 +220,24 @@ class GLMMSpec:
 
         check_is_fitted(est, "coef_")
         _check_constant_zero_inflation(est)
-        if has_data(est):
-            d = est.fit_result_.objective.data
-            if offset is None and np.any(d.offset != 0):
-                raise ValueError(
-                    "the model was fitted with an offset: pass offset='<column>' naming the "
-                    "design's column of offsets (e.g. log exposure) for the simulated rows."
-                )
-            if trials == 1 and est.fit_result_.family.has_trials and np.any(d.trials > 1):
-                raise ValueError(
-                    "the model was fitted to binomial outcomes with several trials per row: "
-                    "pass trials=<number of trials per simulated row>."
-                )
+        # (read from the data where the model keeps them, else from what the fit noted:
+        # a model pickled without its data knows it too)
+        d = est.fit_result_.objective.data if has_data(est) else None
+        with_offset = np.any(d.offset != 0) if d is not None else getattr(est, "_fit_offset", False)
+        if offset is None and with_offset:
+            raise ValueError(
+                "the model was fitted with an offset: pass offset='<column>' naming the "
+                "design's column of offsets (e.g. log exposure) for the simulated rows."
+            )
+        if d is not None:
+            several = est.fit_result_.family.has_trials and np.any(d.trials > 1)
+        else:  # (models pickled before the fit noted it: trials given at all)
+            several = getattr(est, "_several_trials", getattr(est, "_with_trials", False))
+        if trials == 1 and several:
+            raise ValueError(
+                "the model was fitted to binomial outcomes with several trials per row: "
+                "pass trials=<number of trials per simulated row>."
+            )
         factors = list(est.random_effects_cov_)
         if len(factors) > 1:
             raise ValueError(

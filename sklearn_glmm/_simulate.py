@@ -40,6 +40,7 @@ from ._fit_result import fitted_n_agq
 from ._progress import Progress
 from ._results import fitted_eta
 from ._state import carrying_data
+from ._validation import check_bool
 
 
 def _rng(random_state) -> np.random.Generator:
@@ -95,8 +96,9 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
     Binomial outcomes are numbers of successes out of the rows' trials (0/1 for
     a binary outcome, 1 the modelled class ``pos_label_``).
     """
-    if not isinstance(n_sim, (int, np.integer)) or n_sim < 1:
+    if isinstance(n_sim, (bool, np.bool_)) or not isinstance(n_sim, (int, np.integer)) or n_sim < 1:
         raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")
+    new_random_effects = check_bool(new_random_effects, "new_random_effects")
     rng = _rng(random_state)
     eta = simulate_eta(est, int(n_sim), rng, new_random_effects)
     fam, d = est.fit_result_.family, est.fit_result_.objective.data
@@ -523,7 +525,11 @@ def bootstrap_params(
     """
     from joblib import Parallel, delayed
 
-    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+    if (
+        isinstance(n_boot, (bool, np.bool_))
+        or not isinstance(n_boot, (int, np.integer))
+        or n_boot < 1
+    ):
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
     check_unweighted(est, "confint(method='bootstrap')")
     seeds = child_seeds(random_state, n_boot)

@@ -173,6 +173,7 @@ def as_float_vector(values, name: str, n_samples: int, *, default=None) -> np.nd
         raise ValueError(f"{name} must be 1-D of shape (n_samples,), got shape {arr.shape}.")
     if len(arr) != n_samples:
         raise ValueError(f"{name} has {len(arr)} rows but X has {n_samples}; they must match.")
+    _refuse_non_real(arr, name)
     try:
         arr = arr.astype(float)
     except (TypeError, ValueError) as exc:
@@ -231,6 +232,37 @@ def offset_is_whole(offset: np.ndarray) -> bool:
     exposure's count of days, visits, people): :func:`check_offset_scale`'s second test."""
     finite = offset[np.isfinite(offset)]
     return bool(len(finite) and finite.min() >= 1.0 and np.all(finite == np.round(finite)))
+
+
+def _refuse_non_real(arr: np.ndarray, name: str) -> None:
+    """Raise for dates, time spans and complex numbers, which numpy would turn into
+    numbers silently (nanoseconds since 1970, the real part)."""
+    kind = arr.dtype.kind
+    if kind in "mMc":
+        what = {"M": "dates or times", "m": "time spans", "c": "complex numbers"}[kind]
+        raise ValueError(
+            f"{name} holds {what} (dtype {arr.dtype}); it must hold real numbers. Convert "
+            "it first (a time span to a number of units, e.g. days)."
+        )
+
+
+def numeric_outcome(y, what: str = "counts") -> np.ndarray:
+    """A float copy or view of a numeric outcome ``y`` (counts, successes), refusing
+    dates, time spans, complex numbers and text with a clear error."""
+    arr = np.asarray(y)
+    _refuse_non_real(arr, "y")
+    try:
+        return np.asarray(arr, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"y must hold numbers ({what}) for this model: {exc}") from exc
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` of a True/False option, refused unless a bool (a string such as
+    ``"no"`` would read as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
 
 
 def check_weights(sample_weight, n_samples: int) -> np.ndarray:
@@ -431,6 +463,15 @@ def check_trials(trials, y: np.ndarray, n_samples: int) -> np.ndarray:
     t = as_float_vector(trials, "trials", n_samples)
     if (t < 0).any():
         raise ValueError(f"trials has {int((t < 0).sum())} negative value(s); trials must be >= 0.")
+    partial = np.abs(t - np.round(t)) > 1e-6
+    if partial.any():
+        warnings.warn(
+            f"trials is not a whole number in {int(partial.sum())} row(s); the binomial "
+            "likelihood of a fractional number of trials is not a probability. Pass whole "
+            "numbers of trials (proportions go in y times trials).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     if (y < 0).any():
         raise ValueError("y (successes) must be >= 0 when trials is given.")
     if (y > t).any():

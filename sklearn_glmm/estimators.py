@@ -15,7 +15,15 @@ from ._base import _BaseGLMM
 from ._engine.blocks import rows_of
 from ._engine.families import make_family
 from ._engine.families.base import log_odds_over_normal
-from ._validation import check_class_labels, check_counts, check_rows_aligned, check_trials
+from ._validation import (
+    check_class_labels,
+    check_counts,
+    check_rows_aligned,
+    check_trials,
+    check_weights,
+    check_y_finite,
+    numeric_outcome,
+)
 from ._warn import user_stacklevel
 
 _COMMON_PARAMS = """
@@ -51,7 +59,9 @@ _COMMON_PARAMS = """
         without a linear trend in ``day``), a random slope without a fixed slope
         (lme4's ``y ~ x + (0 + z | id)``), or a predictor of the zero inflation alone
         (``zero_inflation="1 + z"``: glmmTMB's ``ziformula = ~ z``). They are read again
-        at predict time.
+        at predict time. A column named here that no term reads is in no part of the
+        model (a comparison of ``"1"`` with ``"ar1(day)"`` keeps ``day`` out of both
+        models' fixed effects this way).
     max_iter : int, default=1000
         Maximum number of optimiser iterations; reaching it raises a
         ``ConvergenceWarning`` and sets ``converged_ = False``.
@@ -349,10 +359,12 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
                     "successes out of trials, and the model describes a success. To model "
                     "the other outcome, pass y = trials - y (leave pos_label=None)."
                 )
-            yv = np.asarray(y, dtype=float)
+            yv = numeric_outcome(y, "successes")
             t = check_trials(trials, yv, n)
             if self.family == "betabinomial" and np.all(t <= 1):
                 raise ValueError(_BETABINOMIAL_TRIALS)
+            # (kept without the data: the power tools read it from a pickled model)
+            self._several_trials = bool(np.any(t > 1))
             self.classes_ = np.array([0, 1])
             self.pos_label_, self._pos_index = 1, 1
             return yv, t
@@ -500,8 +512,10 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
                     "trials were given to score, but the model was fitted to 0/1 outcomes "
                     "without trials: score is the accuracy of its labels."
                 )
+            y = check_y_finite(y, _n_rows(X))
+            w = None if sample_weight is None else check_weights(sample_weight, len(y))
             y_pred = self.predict(X, groups, offset=offset)
-            return accuracy_score(y, y_pred, sample_weight=sample_weight)
+            return accuracy_score(y, y_pred, sample_weight=w)
         if trials is None:
             raise ValueError(
                 "this model was fitted to successes out of trials: pass the rows' trials to "
@@ -510,15 +524,27 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
                 "binomial deviance explained. The accuracy of 0/1 predictions against counts "
                 "of successes would mean nothing."
             )
-        y = np.asarray(y, dtype=float)
+        y = _score_outcome(y, _n_rows(X))
         t = check_trials(trials, y, len(y))
+        w = None if sample_weight is None else check_weights(sample_weight, len(y))
         p = self.predict_mean(X, groups, offset=offset)
-        return _deviance_explained(self, X, y, p, t, sample_weight, offset)
+        return _deviance_explained(self, X, y, p, t, w, offset)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
+
+
+def _n_rows(X) -> int:
+    """The number of rows of ``X`` (an array, a frame or a sparse matrix)."""
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
+def _score_outcome(y, n: int) -> np.ndarray:
+    """``score``'s numeric outcome, checked as ``fit`` checks it: one value per row of
+    ``X``, finite, a number."""
+    return numeric_outcome(check_y_finite(y, n))
 
 
 def _two_numbers(y):
@@ -671,9 +697,19 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         tags.target_tags.positive_only = True  # y holds counts
         return tags
 
-    def _prepare_y(self, y, n):
-        yv = np.asarray(y, dtype=float)
-        return check_counts(yv), _one_trial(n)
+    def _prepare_y(self, y, n, **fit_params):
+        if fit_params:
+            name = next(iter(fit_params))
+            hint = (
+                ": trials belong to BinomialGLMM (successes out of trials); a count "
+                "model's exposure goes in offset=np.log(exposure)"
+                if name == "trials"
+                else ""
+            )
+            raise TypeError(
+                f"{type(self).__name__}.fit() got an unexpected keyword argument {name!r}{hint}."
+            )
+        return check_counts(numeric_outcome(y)), _one_trial(n)
 
     def _learn_support(self, y, eta, weights):
         """Keep what ``max_count_`` and ``classes_`` are made from, when first read.
@@ -829,9 +865,10 @@ class _CountGLMM(RegressorMixin, _BaseGLMM):
         ``groups`` reach ``score`` only on request: ``set_score_request(groups=True)``.
         """
         check_rows_aligned(X, {"y": y, "sample_weight": sample_weight})
+        y = check_counts(_score_outcome(y, _n_rows(X)))
+        w = None if sample_weight is None else check_weights(sample_weight, len(y))
         mu = self.predict(X, groups, offset=offset)
-        y = np.asarray(y, dtype=float)
-        return _deviance_explained(self, X, y, mu, np.ones_like(y), sample_weight, offset)
+        return _deviance_explained(self, X, y, mu, np.ones_like(y), w, offset)
 
 
 class PoissonGLMM(_CountGLMM):

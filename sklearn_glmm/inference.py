@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._compare import anova, compare_models
 from ._confint import confint, profile
 from ._report import report
+from ._validation import check_bool
 from ._warn import user_stacklevel
 from .performance import Anova
 
@@ -165,6 +166,7 @@ def predict_interval(
     """
     if scale not in ("response", "link"):
         raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
+    include_random = check_bool(include_random, "include_random")
     Xa, off, index, groups_from_X = _prep(est, X, offset)
     # without the random effects every row is a population-level prediction (lme4's
     # re.form = NA), its fit as its standard error
@@ -399,6 +401,7 @@ def marginal_means(
     """
     if scale not in ("response", "link"):
         raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
+    average = check_bool(average, "average")
     Xa, off, index, _ = _prep(est, X, offset)
     fam = est.fit_result_.family
     z = stats.norm.ppf(0.5 + _checked_level(level) / 2.0)

@@ -23,7 +23,7 @@ from ._ordinal_classes import category_order, ordinal_classes
 from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
-from ._validation import aliased_columns, check_rows_aligned
+from ._validation import aliased_columns, check_rows_aligned, check_weights, check_y_finite
 from ._warn import user_stacklevel
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
 from .exceptions import RankDeficiencyWarning, SeparationWarning
@@ -194,6 +194,17 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
                 "OrdinalGLMM needs samples of at least 2 classes in y; only one class "
                 f"{classes.tolist()[0]!r} is present."
             )
+        w = getattr(self, "_fit_weights", None)
+        if w is not None and len(w) == len(codes):
+            weight = np.bincount(codes, weights=w, minlength=len(class_order))
+            empty = [c for c, v in zip(class_order.tolist(), weight) if not v > 0]
+            if empty:
+                raise ValueError(
+                    f"classes {empty} of y occur only in rows of sample_weight 0: the "
+                    "thresholds next to a class without observations are not identified. "
+                    "Drop those rows (or give them weight), or merge the class with a "
+                    "neighbour."
+                )
         self.class_order_ = class_order
         self.classes_ = classes
         self._y_codes = codes.astype(float)
@@ -421,9 +432,9 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
         """Accuracy of ``predict``; known ``groups`` are predicted conditionally."""
         check_rows_aligned(X, {"y": y, "sample_weight": sample_weight})
-        return accuracy_score(
-            y, self.predict(X, groups, offset=offset), sample_weight=sample_weight
-        )
+        y = check_y_finite(y, X.shape[0] if hasattr(X, "shape") else len(X))
+        w = None if sample_weight is None else check_weights(sample_weight, len(y))
+        return accuracy_score(y, self.predict(X, groups, offset=offset), sample_weight=w)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

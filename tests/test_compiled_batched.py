@@ -157,3 +157,26 @@ def test_parallel_work_runs_under_the_callers_settings():
     assert task()  # the captured setting, not the current one
     assert Parallel(n_jobs=2)(delayed(task)() for _ in range(2)) == [True, True]
     assert not get_config()["compiled"]
+
+
+def test_replicates_below_the_large_count_form_run_the_kernel_in_a_mixed_batch(kernel_calls):
+    # replicates whose counts pass 1,000 take the numpy code's cancellation-free form;
+    # the others of the same batch run the kernel, each with the numbers it has alone
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(20), 8)
+    y = rng.poisson(np.exp(6.3 + rng.normal(0, 0.2, 20)[g]))
+    est = PoissonGLMM(random_effects="1").fit(np.zeros((len(g), 0)), y, groups=g)
+    d = est.fit_result_.objective.data
+    Y = simulate_response(est, 4, np.random.default_rng(1)).T
+    Y[:2] = np.minimum(Y[:2], 1000.0)
+    Y[2:, 0] = 1500.0
+    P = np.tile(est.fit_result_.params, (4, 1))
+    U0 = np.zeros((4, d.n_u))
+    with config_context(compiled=True):
+        both = BatchedLaplace(d, Y).evaluate(np.arange(4), P, U0)
+        assert kernel_calls == [2]  # the two below 1,000
+        alone = BatchedLaplace(d, Y[:2]).evaluate(np.arange(2), P[:2], U0[:2])
+    np.testing.assert_array_equal(both[1][:2], alone[1])
+    numpy = BatchedLaplace(d, Y).evaluate(np.arange(4), P, U0)
+    np.testing.assert_array_equal(both[1][2:], numpy[1][2:])
+    np.testing.assert_allclose(both[1], numpy[1], rtol=1e-12)

@@ -556,7 +556,7 @@ _DATA_HUNGRY = {
     "simulate": lambda m: m.simulate(),
     "residuals": lambda m: m.residuals(),
     "fitted": lambda m: m.fitted(),
-    "scaled residuals": lambda m: m.scaled_residuals(n_sim=5),
+    "scaled residuals": lambda m: m.scaled_residuals(n_sim=100),
     "overdispersion": lambda m: m.overdispersion(),
 }
 

@@ -256,7 +256,7 @@ class BatchedLaplace:
             return tuple(merged)
         self.n_batches += 1
         if compiled_on():
-            rows = self._compiled_rows()
+            rows = self.compiled_for(idx)
             if rows is not None:
                 return self._compiled_evaluate(rows, idx, params, U0, with_scale)
         d, q, G = self.data, self.q, self.G
@@ -343,18 +343,28 @@ class BatchedLaplace:
 
     _compiled = False
 
+    def compiled_for(self, idx):
+        """The compiled kernel's inputs (:meth:`_compiled_rows`) where it covers the
+        replicates ``idx``, else None: their counts below the large-count form (a
+        family's other form of its log-density, which the kernel does not have)."""
+        rows = self._compiled_rows()
+        if rows is None or self._large[np.asarray(idx, dtype=np.intp)].any():
+            return None
+        return rows
+
     def _compiled_rows(self):
         """The compiled kernel's family code and fixed per-row inputs (made once), or
         None where it does not apply: it covers one or two random effects per level,
-        the Poisson family and NB2 with the log link (counts below the large-count form)
-        and the binomial family with the logit link."""
+        the Poisson family and NB2 with the log link and the binomial family with the
+        logit link. (Which replicates it covers: :meth:`compiled_for`.)"""
         if self._compiled is False:
             self._compiled = None
             d, n = self.data, len(self.data.y)
             fam = d.family
+            self._large = np.zeros(len(self._const), dtype=bool)
             if type(fam) in (Poisson, NegativeBinomial2) and isinstance(fam.link, LogLink):
-                if any(c[2] is not None for c in self._const):  # large counts
-                    return None
+                # counts in the large-count form (mu - y without rounding)
+                self._large = np.array([c[2] is not None for c in self._const])
                 nb2 = type(fam) is NegativeBinomial2
                 family = compiled.NEGBIN2_LOG if nb2 else compiled.POISSON_LOG
                 const = np.stack([c[0] for c in self._const])

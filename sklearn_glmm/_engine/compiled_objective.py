@@ -89,6 +89,6 @@ def make_objective(data, n_agq: int) -> Objective:
         engine = _engine(data)
         # (NB2 with one random effect per level: the single objective's own compiled
         # search is faster, its theta terms made once per theta)
-        if engine._compiled_rows() is not None and not (data.n_extra and engine.q == 1):
+        if engine.compiled_for([0]) is not None and not (data.n_extra and engine.q == 1):
             return CompiledObjective(data, engine)
     return Objective(data, n_agq)
