@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
 from ._simulate import bootstrap_params
-from ._validation import check_bool
+from ._validation import check_bool, check_level
 from ._warn import user_stacklevel
 from .summary import modelled_outcome
 
@@ -96,8 +96,7 @@ def confint(
     ['estimate', 'lower', 'upper']
     """
     check_is_fitted(est, "coef_")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}.")
+    level = check_level(level)
     exponentiate = check_bool(exponentiate, "exponentiate")
     method = str(method).lower()
     pmap = ParamMap(est)

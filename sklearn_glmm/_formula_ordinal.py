@@ -10,7 +10,7 @@ import pandas as pd
 from . import ordinal
 from ._formula_args import check_formula_first, check_r_arguments, resolve_n_agq
 from ._formula_model import _RAW_NOTE, _RawDataPredictions
-from ._frames import as_frame
+from ._frames import as_frame, check_rows_left
 from ._validation import labels_in_X_meant
 from ._warn import user_stacklevel
 
@@ -167,6 +167,7 @@ def clmm(
             complete &= ~np.isnan(values)
     complete &= _complete_in_scale(scale, data)  # R's na.omit drops them too
     design, keep = _parse(formula, data, complete)
+    check_rows_left(data, keep)
     if design.random_only_columns:
         raise NotImplementedError(
             f"clmm: the random-effect term(s) of {formula!r} read columns the fixed part "

@@ -189,14 +189,21 @@ def _group_parts(group: str) -> list[list[str]]:
     """Grouping factors as lists of columns, outermost first, as lme4 expands them.
 
     ``"id"`` -> [["id"]]; ``"a:b"`` -> [["a", "b"]]; ``"a/b"`` -> [["a"], ["b", "a"]]
-    (lme4 names the nested factor ``b:a``).
+    (lme4 names the nested factor ``b:a``). A name in R's backquotes (a column named
+    ``my id`` written with backquotes around it) is the column of that name.
     """
-    if re.search(r"[^\w.:/\s]", group):
+    quoted = re.findall(r"`([^`]*)`", group)
+    count = iter(range(len(quoted)))
+    plain = re.sub(r"`[^`]*`", lambda m: f"__quoted{next(count)}__", group)
+    if "`" in plain or re.search(r"[^\w.:/\s]", plain):
         raise ValueError(
             f"Grouping factor {group!r} must be column names joined by ':' or '/' "
             "(compute other groupings as a column first)."
         )
-    levels = [[c.strip() for c in part.split(":")] for part in group.split("/")]
+    names = {f"__quoted{k}__": name for k, name in enumerate(quoted)}
+    levels = [
+        [names.get(c.strip(), c.strip()) for c in part.split(":")] for part in plain.split("/")
+    ]
     if not all(all(level) for level in levels):
         raise ValueError(f"Cannot read the grouping factor {group!r}.")
     factors, inner = [], []

@@ -46,7 +46,33 @@ def as_frame(data) -> pd.DataFrame:
     frames column by column (``pd.DataFrame(polars_frame)`` would lose the names), a
     dict of columns or records as pandas reads them."""
     data = as_pandas(data)
-    return data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    if isinstance(data, np.ndarray):
+        raise TypeError(
+            f"data is a numpy array of shape {data.shape}: a formula reads its variables by "
+            "name, so data must be a pandas DataFrame (or another DataFrame library's frame, "
+            "or a dict of columns)."
+        )
+    data = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    repeated = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+    if repeated:
+        raise ValueError(
+            f"data has repeated column names {repeated}: a formula reads each variable by "
+            "name; rename or drop the copies."
+        )
+    return data
+
+
+def check_rows_left(data: pd.DataFrame, keep) -> None:
+    """Raise where a formula's model frame has no rows: none in ``data``, or every one
+    missing a variable the formula reads (R's na.omit)."""
+    if len(data) == 0:
+        raise ValueError("data has no rows.")
+    if not np.any(keep):
+        raise ValueError(
+            f"every one of the {len(data)} rows of data has a missing value in a variable "
+            "the formula reads (or in weights / offset), so no row is left to fit (R's "
+            "na.omit drops such rows). Check those columns."
+        )
 
 
 def _column_values(series):

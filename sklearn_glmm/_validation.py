@@ -257,6 +257,15 @@ def numeric_outcome(y, what: str = "counts") -> np.ndarray:
         raise ValueError(f"y must hold numbers ({what}) for this model: {exc}") from exc
 
 
+def check_level(level) -> float:
+    """``level`` of an interval, a number in (0, 1) (``level=95`` raises: not a percent)."""
+    if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.number)):
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1) (0.95 for 95 %), got {level!r}.")
+    return float(level)
+
+
 def check_bool(value, name: str) -> bool:
     """``value`` of a True/False option, refused unless a bool (a string such as
     ``"no"`` would read as True)."""

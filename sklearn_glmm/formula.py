@@ -75,7 +75,7 @@ from ._formula_text import (
     _split_formula,
     _warn_crossed_variable,
 )
-from ._frames import as_frame, as_pandas
+from ._frames import as_frame, as_pandas, check_rows_left
 from ._validation import check_rows_aligned, labels_in_X_meant
 from ._warn import user_stacklevel
 from .exceptions import NoRandomEffectsWarning
@@ -1833,6 +1833,7 @@ def glmer(
     design, keep = _parse(
         formula, data, complete, lme4=function == "glmer", glm=function == "glmmTMB"
     )
+    check_rows_left(data, keep)
     binomial = estimator_class.__name__ == "BinomialGLMM"
     params = {
         "random_effects": design.random_effects,

@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._compare import anova, compare_models
 from ._confint import confint, profile
 from ._report import report
-from ._validation import check_bool
+from ._validation import check_bool, check_level
 from ._warn import user_stacklevel
 from .performance import Anova
 
@@ -110,15 +110,6 @@ def _prep(est, X, offset):
     return Xa, off, index, groups_from_X
 
 
-def _checked_level(level) -> float:
-    """``level`` of an interval, a number in (0, 1) (``level=95`` raises: not a percent)."""
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.number)):
-        raise ValueError(f"level must be a number in (0, 1), got {level!r}.")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1) (0.95 for 95 %), got {level!r}.")
-    return float(level)
-
-
 def predict_interval(
     est,
     X,
@@ -194,7 +185,7 @@ def predict_interval(
             stacklevel=user_stacklevel(),
         )
     se = np.sqrt(np.where(bad, np.nan, np.clip(v_eta, 0.0, None)))
-    z = stats.norm.ppf(0.5 + _checked_level(level) / 2.0)
+    z = stats.norm.ppf(0.5 + check_level(level) / 2.0)
     fam, extra = est.fit_result_.family, est.fit_result_.family_values(Xa)
     if scale == "link":
         fit, lo, hi, se_out = eta, eta - z * se, eta + z * se, se
@@ -404,7 +395,7 @@ def marginal_means(
     average = check_bool(average, "average")
     Xa, off, index, _ = _prep(est, X, offset)
     fam = est.fit_result_.family
-    z = stats.norm.ppf(0.5 + _checked_level(level) / 2.0)
+    z = stats.norm.ppf(0.5 + check_level(level) / 2.0)
     out = {}
     for pop, prefix in (("zero", "conditional"), ("marginal", "marginal")):
 
@@ -462,7 +453,7 @@ def contrast(
     A0, o0, *_ = _prep(est, X0, offset0)
     if A1.shape != A0.shape:
         raise ValueError("X1 and X0 must have the same shape (the same rows, changed values).")
-    zq = stats.norm.ppf(0.5 + _checked_level(level) / 2.0)
+    zq = stats.norm.ppf(0.5 + check_level(level) / 2.0)
     rows = {}
     for pop, label in (("zero", "conditional"), ("marginal", "marginal")):
 

@@ -48,7 +48,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._engine.objective import lambda_matrices
 from ._fit_result import beta_jacobian, unrotated
 from ._results import original_lambda
-from ._validation import aliased_columns
+from ._validation import aliased_columns, check_level
 from ._warn import user_stacklevel
 
 __all__ = ["conditional_marginal_table", "marginal_coefs"]
@@ -416,8 +416,7 @@ def conditional_marginal_table(
         ``marginal_upper`` and ``marginal_p_value``. ``table.attrs["scale"]``
         names the scale (e.g. ``"odds ratio"`` or ``"log-odds"``).
     """
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}.")
+    level = check_level(level)
     mc = marginal_coefs(model, X, **kwargs)
     fe = model.fixed_effects_
     z = stats.norm.ppf(0.5 + level / 2.0)

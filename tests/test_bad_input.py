@@ -177,3 +177,29 @@ def test_a_pickled_models_trials_and_offset_are_asked_for_by_the_power_tools(dat
         with pytest.raises(ValueError, match=what):
             GLMMSpec.from_fitted(pickle.loads(pickle.dumps(m)))
     assert GLMMSpec.from_fitted(pickle.loads(pickle.dumps(mt)), trials=10).trials == 10
+
+
+def test_formula_data_that_cannot_be_read_is_said(data):
+    pytest.importorskip("formulaic")
+    from sklearn_glmm.formula import glmer
+
+    X, g, _, binary, _ = data
+    df = X.assign(yb=binary, id=g)
+    with pytest.raises(ValueError, match="data has no rows"):
+        glmer("yb ~ x + (1 | id)", df.iloc[:0])
+    with pytest.raises(ValueError, match="every one of the 200 rows of data has a missing"):
+        glmer("yb ~ w + (1 | id)", df.assign(w=np.nan))
+    with pytest.raises(TypeError, match="data is a numpy array"):
+        glmer("yb ~ x + (1 | id)", df.to_numpy())
+    with pytest.raises(ValueError, match=r"repeated column names \['x'\]"):
+        glmer("yb ~ x + (1 | id)", pd.concat([df, df[["x"]]], axis=1))
+    # R's backquotes around a grouping column's name
+    m = _fit_formula(glmer, "yb ~ x + (1 | `my id`)", df.rename(columns={"id": "my id"}))
+    ref = _fit_formula(glmer, "yb ~ x + (1 | id)", df)
+    assert m.loglik_ == pytest.approx(ref.loglik_, rel=1e-10)
+
+
+def _fit_formula(fn, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args)
