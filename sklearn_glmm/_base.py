@@ -50,6 +50,7 @@ from ._frames import as_pandas
 from ._labels import check_distinct_labels, match_levels
 from ._validation import (
     as_float_vector,
+    check_group_names,
     check_groups_look_like_groups,
     check_groups_not_in_X,
     check_numeric_columns,
@@ -498,6 +499,7 @@ class _BaseGLMM(BaseEstimator):
             if not (isinstance(X, pd.DataFrame) and groups in X.columns):
                 raise ValueError(f"groups={groups!r} names no column of X (a DataFrame).")
             self._group_columns_fit, groups = [groups], None
+        check_group_names(groups)
         check_groups_look_like_groups(groups, X, y)
         others = {"y": y, "groups": groups, "sample_weight": sample_weight, "offset": offset}
         check_rows_aligned(X, others)

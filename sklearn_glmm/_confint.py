@@ -27,6 +27,14 @@ from .summary import modelled_outcome
 def _select(pmap: ParamMap, parm, extra_names=()):
     if parm is None:
         return None
+    if not isinstance(parm, str) and not (
+        isinstance(parm, (list, tuple, np.ndarray, pd.Index))
+        and all(isinstance(p, str) for p in parm)
+    ):
+        raise TypeError(
+            "parm must be None, 'fixed', 'random', a parameter's name or a list of names, "
+            f"got {parm!r}."
+        )
     if isinstance(parm, str):
         if parm in ("fixed", "beta_"):
             return [n for n, k in zip(pmap.names, pmap.kinds) if k == "fixed"]

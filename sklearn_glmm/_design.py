@@ -24,6 +24,7 @@ from pandas.api.types import infer_dtype
 
 from ._engine.covariance import make_structure
 from ._frames import as_pandas
+from ._validation import check_group_names
 from ._warn import user_stacklevel
 from .exceptions import IdentifiabilityWarning
 
@@ -446,7 +447,8 @@ def groups_columns(
     if strings_as_arrays and isinstance(groups, pd.Categorical):
         groups = pd.Series(groups)
     if isinstance(groups, pd.DataFrame):
-        cols = [values(col) for _, col in groups.items()]  # by position: names may repeat
+        check_group_names(groups)
+        cols = [values(col) for _, col in groups.items()]
     elif isinstance(groups, pd.Series):
         cols = [values(groups)]
     else:
@@ -532,7 +534,13 @@ def _factorize(name, values, n_samples: int) -> tuple[np.ndarray, pd.Index]:
         raise ValueError(_missing_labels_message(name, int(null.sum()), n_samples))
     # native dtypes factorise much faster; mixed labels go through object
     native = arr.dtype.kind in "iufbUS"
-    codes, levels = pd.factorize(arr if native else pd.Series(values, dtype=object), sort=True)
+    try:
+        codes, levels = pd.factorize(arr if native else pd.Series(values, dtype=object), sort=True)
+    except TypeError as exc:  # lists, dicts, arrays: not labels
+        raise ValueError(
+            f"groups column {name!r} holds values that cannot be group labels ({exc}); give "
+            "one label (a number or a string) per row."
+        ) from exc
     return codes, pd.Index(levels)
 
 

@@ -34,6 +34,9 @@ def drop(est, X):
             "random_only_columns names columns of X, so X must be a pandas DataFrame "
             f"(got {type(X).__name__})."
         )
+    twice = sorted({c for c in cols if cols.count(c) > 1})
+    if twice:
+        raise ValueError(f"random_only_columns names {twice} more than once.")
     missing = [c for c in cols if c not in X.columns]
     if missing:
         raise ValueError(

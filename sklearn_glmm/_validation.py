@@ -402,6 +402,18 @@ def labels_in_X_meant():
         yield
 
 
+def check_group_names(groups) -> None:
+    """Raise where a DataFrame of grouping factors repeats a column name (each factor is
+    named by its column)."""
+    groups = as_pandas(groups)
+    if isinstance(groups, pd.DataFrame) and groups.columns.duplicated().any():
+        repeated = sorted({str(c) for c in groups.columns[groups.columns.duplicated()]})
+        raise ValueError(
+            f"groups has repeated column names {repeated}: each grouping factor is named "
+            "by its column; rename or drop the copies."
+        )
+
+
 def check_groups_not_in_X(X, groups) -> None:
     """Warn where a numeric column of the DataFrame ``X`` holds a grouping factor's
     labels (``X = df.drop(columns="y")`` with ``groups=df["id"]``): it is fitted as a

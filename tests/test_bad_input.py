@@ -203,3 +203,23 @@ def _fit_formula(fn, *args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fn(*args)
+
+
+def test_arguments_that_cannot_be_read_name_themselves(data):
+    X, g, counts, *_ = data
+    G = pd.DataFrame({"a": g, "b": g % 3})
+    with pytest.raises(ValueError, match=r"groups has repeated column names \['a'\]"):
+        PoissonGLMM().fit(X, counts, groups=pd.concat([G["a"], G["a"]], axis=1))
+    with pytest.raises(ValueError, match="cannot be group labels"):
+        PoissonGLMM().fit(X, counts, groups=pd.Series([[v] for v in g]))
+    with pytest.raises(ValueError, match=r"random_only_columns names \['x'\] more than once"):
+        PoissonGLMM(random_only_columns=["x", "x"]).fit(X, counts, groups=g)
+    m = _fit(PoissonGLMM(), X, counts, groups=g)
+    with pytest.raises(ValueError, match="level must be a number in"):
+        m.confint(level="0.95")
+    with pytest.raises(TypeError, match="parm must be None"):
+        m.confint(parm=1)
+    with pytest.raises(ValueError, match="digits must be a whole number"):
+        m.report(digits=-1)
+    with pytest.raises(ValueError, match=r"y has 199 rows but X has 200"):
+        m.score(X, counts[:-1], groups=g)
