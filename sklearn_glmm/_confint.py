@@ -186,13 +186,14 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
     good = reps[ok]
     a = (1 - level) / 2
     R = len(good)
-    if R and (int((R + 1) * a) <= 0 or int((R + 1) * (1 - a)) >= R):
+    if R and _extreme_limits(R, a):
         # boot.ci's warning: a limit is the smallest or largest replicate itself
+        enough = next(r for r in range(R + 1, 10**7) if not _extreme_limits(r, a))
         warnings.warn(
             f"extreme order statistics used as endpoints: with {R} bootstrap replicates "
             f"the {level:.0%} percentile limits are the smallest and largest replicates, "
-            f"not percentiles (it takes at least {int(np.ceil(1 / a))} replicates); use "
-            "n_boot=1000 or more for such intervals.",
+            f"not percentiles (it takes at least {enough} replicates; many more for "
+            "limits that do not move with the seed: 1,000 or more at 95 %).",
             UserWarning,
             stacklevel=user_stacklevel(),
         )
@@ -209,6 +210,12 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
     table.attrs["replicates"] = pd.DataFrame(shown, columns=pmap.names)
     table.attrs["n_failed"] = n_failed
     return table
+
+
+def _extreme_limits(R: int, a: float) -> bool:
+    """Whether :func:`percentile_limits` of ``R`` replicates at ``a`` and ``1 - a`` takes
+    the smallest or largest replicate itself (``boot.ci``'s "extreme order statistics")."""
+    return int((R + 1) * a) <= 0 or int((R + 1) * (1 - a)) >= R
 
 
 def percentile_limits(t, alpha) -> np.ndarray:

@@ -185,6 +185,15 @@ def _response_parts(lhs: str) -> list[str]:
     return [inner[: commas[0]].strip(), inner[commas[0] + 1 :].strip()]
 
 
+def factor_label(parts) -> str:
+    """A grouping factor's name from its columns (``_group_parts``), as lme4 deparses it:
+    ``b:a``; inside an interaction a name that is not a syntactic R name (``b c``) is
+    written in backquotes, as R's deparse writes it."""
+    if len(parts) == 1:
+        return parts[0]
+    return ":".join(p if re.fullmatch(r"[A-Za-z.][\w.]*", p) else f"`{p}`" for p in parts)
+
+
 def _group_parts(group: str) -> list[list[str]]:
     """Grouping factors as lists of columns, outermost first, as lme4 expands them.
 

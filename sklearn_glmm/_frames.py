@@ -46,7 +46,7 @@ def as_frame(data) -> pd.DataFrame:
     frames column by column (``pd.DataFrame(polars_frame)`` would lose the names), a
     dict of columns or records as pandas reads them."""
     data = as_pandas(data)
-    if isinstance(data, np.ndarray):
+    if isinstance(data, np.ndarray) and data.dtype.names is None:  # (a record array: names)
         raise TypeError(
             f"data is a numpy array of shape {data.shape}: a formula reads its variables by "
             "name, so data must be a pandas DataFrame (or another DataFrame library's frame, "

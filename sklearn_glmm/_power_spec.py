@@ -205,14 +205,15 @@ class GLMMSpec:
         )
 
     @classmethod
-    def from_fitted(cls, est, *, trials: int = 1, offset: str | None = None) -> GLMMSpec:
+    def from_fitted(cls, est, *, trials: int | None = None, offset: str | None = None) -> GLMMSpec:
         """The parameters of a fitted model (one grouping factor) as a specification.
 
         Fixed effects (aliased columns left out), the random effects' covariance and
         the family's parameters are the estimates; ``trials`` is the number of
-        binomial trials per simulated row and ``offset`` the design's column holding
-        the offset. A model fitted with several trials per row or with an offset
-        needs them said again: its estimates are per trial and per unit of exposure.
+        binomial trials per simulated row (default 1) and ``offset`` the design's
+        column holding the offset. A model fitted with several trials per row or with an
+        offset needs them said again: its estimates are per trial and per unit of
+        exposure.
         """
         from sklearn.utils.validation import check_is_fitted
 
@@ -233,7 +234,7 @@ class GLMMSpec:
             several = est.fit_result_.family.has_trials and np.any(d.trials > 1)
         else:  # (models pickled before the fit noted it: trials given at all)
             several = getattr(est, "_several_trials", getattr(est, "_with_trials", False))
-        if trials == 1 and several:
+        if trials is None and several:
             raise ValueError(
                 "the model was fitted to binomial outcomes with several trials per row: "
                 "pass trials=<number of trials per simulated row>."
@@ -253,7 +254,7 @@ class GLMMSpec:
             terms = _term_text(est.fit_result_.factors[0].term)
             template.set_params(random_effects=" + ".join(terms))
         params = {b.reported: getattr(est, b.attribute) for b in est.fit_result_.family.blocks}
-        return cls(template, fe.to_dict(), cov, params, trials, offset)
+        return cls(template, fe.to_dict(), cov, params, 1 if trials is None else trials, offset)
 
 
 _STRUCTURED = (

@@ -259,6 +259,8 @@ def numeric_outcome(y, what: str = "counts") -> np.ndarray:
 
 def check_level(level) -> float:
     """``level`` of an interval, a number in (0, 1) (``level=95`` raises: not a percent)."""
+    if isinstance(level, np.ndarray) and level.ndim == 0:  # (a 0-d array: its number)
+        level = level[()]
     if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.number)):
         raise ValueError(f"level must be a number in (0, 1), got {level!r}.")
     if not 0 < level < 1:

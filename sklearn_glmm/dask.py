@@ -180,6 +180,11 @@ def fit_partitioned(
         )
         est._y_name = "y" if y_name is None else str(y_name)
         _feature_attributes(est, [str(c) for c in X.columns], columns, gname, named_column)
+        # (as an in-memory fit notes it: the power tools ask for the offset again)
+        est._fit_offset = any(
+            r is not None and (r[0] != 0.0 or r[1] != 0.0)
+            for r in (d.get("off_range") for d in info["descs"])
+        )
         return _fit(est, family, X, gname, actors, info, t_load)
     finally:
         _release(client, parts)

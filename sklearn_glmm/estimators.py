@@ -350,6 +350,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
 
     def _prepare_y(self, y, n, trials=None):
         self._with_trials = trials is not None
+        self._several_trials = False
         if trials is not None:
             if self.pos_label is not None and not (
                 isinstance(self.pos_label, (int, float, np.number)) and self.pos_label == 1

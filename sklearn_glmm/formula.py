@@ -74,6 +74,7 @@ from ._formula_text import (
     _response_parts,
     _split_formula,
     _warn_crossed_variable,
+    factor_label,
 )
 from ._frames import as_frame, as_pandas, check_rows_left
 from ._validation import check_rows_aligned, labels_in_X_meant
@@ -945,12 +946,14 @@ def _factor_names(bars) -> list[list[tuple[str, tuple]]]:
     ``VarCorr`` (``id.1``): ``(1 | id) + ar1(0 + factor(day) | id)`` is a random
     intercept per person plus an AR(1) process over the days, whose effects add up.
     """
-    plain = {":".join(p) for bar in bars if bar.structure is None for p in _group_parts(bar.group)}
+    plain = {
+        factor_label(p) for bar in bars if bar.structure is None for p in _group_parts(bar.group)
+    }
     taken, out = set(plain), []
     for bar in bars:
         names = []
         for parts in _group_parts(bar.group):
-            name = ":".join(parts)
+            name = factor_label(parts)
             if bar.structure is not None:
                 base, k = name, 0
                 while name in taken:
@@ -1879,10 +1882,12 @@ def glmer(
         params["dispersion"] = block_term(dispersion, "dispformula")
     sample_weight = None if w_all is None else w_all[keep]
     y, trials = design.y, design.trials
+    proportions_weights = False
     if binomial and trials is None and sample_weight is not None:
         proportions = proportions_with_trials(y, sample_weight)
         if proportions is not None:  # R: the weights of proportions are the trials
             (y, trials), sample_weight = proportions, None
+            proportions_weights = True
     if family is None and trials is None:
         check_not_counts(y)
     if binomial and trials is None and sample_weight is None:
@@ -1908,6 +1913,8 @@ def glmer(
     with warnings.catch_warnings(), labels_in_X_meant():
         if not design.random_effects:  # asked for: a GLM, as glmmTMB fits it
             warnings.simplefilter("ignore", NoRandomEffectsWarning)
+        if proportions_weights:  # R's binomial weights: whole successes are what it asks
+            warnings.filterwarnings("ignore", message="trials is not a whole number")
         estimator.fit(X_fit, y, **fit_params)
     estimator.formula_ = formula
     if zero_inflation:

@@ -19,7 +19,7 @@ from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
 from ._fit_result import centring_offset, unrotated
 from ._frames import as_pandas
-from ._ordinal_classes import category_order, ordinal_classes
+from ._ordinal_classes import _unique, category_order, ordinal_classes
 from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
@@ -196,14 +196,13 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
             )
         w = getattr(self, "_fit_weights", None)
         if w is not None and len(w) == len(codes):
-            weight = np.bincount(codes, weights=w, minlength=len(class_order))
-            empty = [c for c, v in zip(class_order.tolist(), weight) if not v > 0]
-            if empty:
+            class_order, classes, codes = _without_unweighted_classes(
+                class_order, classes, codes, w
+            )
+            if len(classes) < 2:
                 raise ValueError(
-                    f"classes {empty} of y occur only in rows of sample_weight 0: the "
-                    "thresholds next to a class without observations are not identified. "
-                    "Drop those rows (or give them weight), or merge the class with a "
-                    "neighbour."
+                    "OrdinalGLMM needs samples of at least 2 classes in y among the rows of "
+                    f"positive sample_weight; only {classes.tolist()} is there."
                 )
         self.class_order_ = class_order
         self.classes_ = classes
@@ -606,6 +605,28 @@ def _centred(X) -> np.ndarray:
 # a column's standard deviation at most this share of its largest magnitude is rounding
 # (about a thousand units in the last place of float64)
 _ROUNDING_SPREAD = 1e3 * np.finfo(float).eps
+
+
+def _without_unweighted_classes(class_order, classes, codes, w):
+    """``(class_order, classes, codes)`` without the classes whose rows all have weight 0,
+    as ``ordinal::clm`` drops them (the levels of ``y[weights > 0]``): the thresholds next
+    to a class without observations are not identified. Their rows (of weight 0, outside
+    the likelihood) take the code of the class below them (above, for the lowest)."""
+    weight = np.bincount(codes, weights=w, minlength=len(class_order))
+    kept = weight > 0
+    if kept.all():
+        return class_order, classes, codes
+    warnings.warn(
+        f"classes {class_order[~kept].tolist()} of y occur only in rows of sample_weight 0 "
+        "and are dropped (as clm drops them): a threshold next to a class without "
+        "observations is not identified.",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+    new = np.cumsum(kept) - 1  # each class's code among the kept ones
+    below = np.maximum(new, 0)  # (a dropped class: the kept one below it, or the lowest)
+    order = class_order[kept]
+    return order, _unique(order), below[codes]
 
 
 def _drop_constant_columns(X, names):

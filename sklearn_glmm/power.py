@@ -259,7 +259,7 @@ def power_curve(
     n_sim: int = 200,
     level: float = 0.95,
     interval: str = "clopper-pearson",
-    trials: int = 1,
+    trials: int | None = None,
     random_state=None,
     n_jobs: int | None = None,
     progress: bool = False,
@@ -301,8 +301,9 @@ def power_curve(
     level : float, default=0.95
         Coverage of the Monte Carlo interval of the power.
     interval : {"clopper-pearson", "wilson"}, default="clopper-pearson"
-    trials : int, default=1
-        Binomial trials per row when ``model`` is a fitted estimator.
+    trials : int, default=None
+        Binomial trials per row when ``model`` is a fitted estimator (None: 1, which a
+        model fitted with several trials per row refuses: its estimates are per trial).
     random_state : int, numpy.random.Generator or None, default=None
         Seed; with the same seed the results do not depend on ``n_jobs``.
     n_jobs : int, default=None

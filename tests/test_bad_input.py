@@ -136,11 +136,21 @@ def test_frames_with_labels_that_are_not_strings_keep_their_column_order(data):
         m.predict(Xi.to_numpy(), groups=g)  # an array: read by position, as fitted
 
 
-def test_an_ordinal_class_only_in_rows_of_weight_0_is_refused(data):
+def test_an_ordinal_class_only_in_rows_of_weight_0_is_dropped_as_clm_drops_it(data):
+    # its thresholds are not identified (one was reported at 22.5, SE 6313, silently):
+    # the class is dropped with a warning, and the fit is that without its rows
     X, g, _, _, ordinal = data
     w = (ordinal != 3).astype(float)
-    with pytest.raises(ValueError, match=r"classes \[3\] of y occur only in rows of sample_weight"):
-        OrdinalGLMM().fit(X, ordinal, groups=g, sample_weight=w)
+    with pytest.warns(UserWarning, match=r"classes \[3\] of y occur only in rows of sample_weight"):
+        m = _fit_quiet_but(OrdinalGLMM(), X, ordinal, g, sample_weight=w)
+    keep = w > 0
+    ref = _fit(OrdinalGLMM(), X[keep], ordinal[keep], groups=g[keep])
+    assert list(m.classes_) == [0, 1, 2] == list(ref.classes_)
+    assert m.loglik_ == pytest.approx(ref.loglik_, rel=1e-9)
+    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-4, atol=1e-5)  # (optimisers)
+    assert m.predict_proba(X[:3], groups=g[:3]).shape == (3, 3)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        OrdinalGLMM().fit(X, ordinal, groups=g, sample_weight=(ordinal == 0).astype(float))
 
 
 def test_bootstrap_limits_at_the_extreme_replicates_are_said(data):
@@ -177,6 +187,10 @@ def test_a_pickled_models_trials_and_offset_are_asked_for_by_the_power_tools(dat
         with pytest.raises(ValueError, match=what):
             GLMMSpec.from_fitted(pickle.loads(pickle.dumps(m)))
     assert GLMMSpec.from_fitted(pickle.loads(pickle.dumps(mt)), trials=10).trials == 10
+    assert GLMMSpec.from_fitted(pickle.loads(pickle.dumps(mt)), trials=1).trials == 1
+    # the same estimator refitted to 0/1 outcomes forgets the trials
+    _fit(mt, X, (counts > 1).astype(int), groups=g)
+    assert GLMMSpec.from_fitted(pickle.loads(pickle.dumps(mt))).trials == 1
 
 
 def test_formula_data_that_cannot_be_read_is_said(data):
@@ -193,10 +207,38 @@ def test_formula_data_that_cannot_be_read_is_said(data):
         glmer("yb ~ x + (1 | id)", df.to_numpy())
     with pytest.raises(ValueError, match=r"repeated column names \['x'\]"):
         glmer("yb ~ x + (1 | id)", pd.concat([df, df[["x"]]], axis=1))
-    # R's backquotes around a grouping column's name
+    # R's backquotes around a grouping column's name; nested, named as lme4 names it
     m = _fit_formula(glmer, "yb ~ x + (1 | `my id`)", df.rename(columns={"id": "my id"}))
     ref = _fit_formula(glmer, "yb ~ x + (1 | id)", df)
     assert m.loglik_ == pytest.approx(ref.loglik_, rel=1e-10)
+    df2 = df.assign(site=g % 4).rename(columns={"id": "b c"})
+    nested = _fit_formula(glmer, "yb ~ x + (1 | site/`b c`)", df2)
+    assert sorted(nested.random_effects_cov_) == ["`b c`:site", "site"]
+    # a record array has names: a frame
+    rec = _fit_formula(glmer, "yb ~ x + (1 | id)", df.to_records(index=False))
+    assert rec.loglik_ == pytest.approx(ref.loglik_, rel=1e-10)
+
+
+def test_fractional_weights_of_proportions_are_rs_trials_without_a_warning(data):
+    # R's binomial weights with an outcome of proportions: whole successes are all it
+    # asks (its warning is for successes that are not whole), whatever the weights
+    pytest.importorskip("formulaic")
+    from sklearn_glmm.formula import glmer
+
+    X, g, counts, *_ = data
+    w = np.full(len(g), 2.5)
+    p = np.where(counts > 1, 0.4, 0.8)  # p * 2.5: 1 or 2 successes
+    df = X.assign(p=p, w=w, id=g)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="trials is not a whole number")
+        _fit_formula_quiet_but_trials(glmer, df)
+
+
+def _fit_formula_quiet_but_trials(glmer, df):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.filterwarnings("error", message="trials is not a whole number")
+        return glmer("p ~ x + (1 | id)", df, family="binomial", weights="w")
 
 
 def _fit_formula(fn, *args):
@@ -217,6 +259,7 @@ def test_arguments_that_cannot_be_read_name_themselves(data):
     m = _fit(PoissonGLMM(), X, counts, groups=g)
     with pytest.raises(ValueError, match="level must be a number in"):
         m.confint(level="0.95")
+    pd.testing.assert_frame_equal(m.confint(level=np.array(0.9)), m.confint(level=0.9))
     with pytest.raises(TypeError, match="parm must be None"):
         m.confint(parm=1)
     with pytest.raises(ValueError, match="digits must be a whole number"):

@@ -239,6 +239,12 @@ def test_weights_and_offset(client):
         offset=ddf["off"],
     )
     _same(m_mem, m_dask)
+    # the power tools ask for the offset again, as of the in-memory fit
+    from sklearn_glmm import GLMMSpec
+
+    assert m_dask._fit_offset and m_mem._fit_offset
+    with pytest.raises(ValueError, match="fitted with an offset"):
+        GLMMSpec.from_fitted(m_dask)
     with pytest.raises(ValueError, match="zero for every row"):
         fit_partitioned(
             PoissonGLMM(), ddf[["x", "t"]], ddf["y"], ddf["id"], sample_weight=ddf["w"] * 0
