@@ -472,6 +472,14 @@ def test_batched_gradient_does_not_depend_on_how_near_its_mode_search_starts(com
         )
 
 
+def _as_single_objectives(d, Y, P, val, grad):
+    """Each replicate's batched value and gradient are its single objective's."""
+    for r in range(len(Y)):
+        v, g1 = Objective(replace(d, y=Y[r]), 1).value_and_grad(P[r])
+        assert val[r] == pytest.approx(v, rel=1e-12)
+        np.testing.assert_allclose(grad[r], g1, rtol=1e-7, atol=1e-6)
+
+
 def test_replicates_with_and_without_counts_above_1000_batch_together():
     # the family's terms of large counts take another form (mu - y without rounding):
     # a batch of replicates on either side of 1,000 evaluates each form's replicates
@@ -494,11 +502,7 @@ def test_replicates_with_and_without_counts_above_1000_batch_together():
     engine = BatchedLaplace(d, Y)
     ok, val, grad, U, _ = engine.evaluate(np.arange(6), P, np.zeros((6, d.n_u)))
     assert ok.all()
-    for r in range(6):
-        obj = Objective(replace(d, y=Y[r]), 1)
-        v, g1 = obj.value_and_grad(P[r])
-        assert val[r] == pytest.approx(v, rel=1e-12)
-        np.testing.assert_allclose(grad[r], g1, rtol=1e-7, atol=1e-6)
+    _as_single_objectives(d, Y, P, val, grad)
     small = int(np.flatnonzero(~big)[0])
     for idx in ([small], [small, 0], [0, small]):
         _, val2, grad2, _, _ = engine.evaluate(idx, P[idx], np.zeros((len(idx), d.n_u)))
