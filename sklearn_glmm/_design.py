@@ -91,6 +91,11 @@ def parse_term(term: str) -> Term:
             f"Invalid random_effects term {term!r}: write only the left-hand side of lme4's "
             "'(... | group)'; the grouping factor comes from `groups`."
         )
+    if re.search(r"[+-]\s*$", text):  # (R reads no sum that ends with its operator either)
+        raise ValueError(
+            f"Invalid random_effects term {term!r}: it ends with {text.strip()[-1]!r}, so a "
+            "term is missing after it (e.g. '1 + time')."
+        )
     parts = _signed_parts(text)
     if not parts:
         raise ValueError(f"Empty random_effects term {term!r}; use '1' for a random intercept.")

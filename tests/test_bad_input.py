@@ -266,3 +266,13 @@ def test_arguments_that_cannot_be_read_name_themselves(data):
         m.report(digits=-1)
     with pytest.raises(ValueError, match=r"y has 199 rows but X has 200"):
         m.score(X, counts[:-1], groups=g)
+
+
+@pytest.mark.parametrize("term", ["1 +", "1 + x -", "diag(1 + x +)"])
+def test_a_term_that_ends_with_its_operator_is_refused(data, term):
+    # "1 +" was read as "1": a slope meant there left out without a word
+    X, g, counts, *_ = data
+    with pytest.raises(ValueError, match="a term is missing after it"):
+        PoissonGLMM(random_effects=term).fit(X, counts, groups=g)
+    with pytest.raises(ValueError, match="a term is missing after it"):
+        PoissonGLMM(zero_inflation=term).fit(X, counts, groups=g)
