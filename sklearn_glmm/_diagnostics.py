@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from ._simulate import _rng, conditional_etas, simulate_response
-from ._validation import check_bool
+from ._validation import check_bool, check_positive_count
 from ._warn import user_stacklevel
 
 
@@ -182,8 +182,7 @@ MIN_SCALED_SIMS, FEW_SCALED_SIMS = 10, 100
 
 
 def _check_n_sim(n_sim) -> None:
-    if isinstance(n_sim, (bool, np.bool_)) or not isinstance(n_sim, (int, np.integer)):
-        raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")
+    check_positive_count(n_sim, "n_sim")
     if n_sim < MIN_SCALED_SIMS:
         raise ValueError(
             f"n_sim={n_sim} is too few for scaled residuals: each is the outcome's quantile "

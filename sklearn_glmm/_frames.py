@@ -41,6 +41,13 @@ def as_pandas(obj):
     return obj
 
 
+def repeated_names(frame: pd.DataFrame) -> list:
+    """The column names a DataFrame repeats, each once, in order (empty when unique)."""
+    if frame.columns.is_unique:
+        return []
+    return list(dict.fromkeys(frame.columns[frame.columns.duplicated()].tolist()))
+
+
 def as_frame(data) -> pd.DataFrame:
     """A formula's ``data`` as a pandas DataFrame: polars and other DataFrame libraries'
     frames column by column (``pd.DataFrame(polars_frame)`` would lose the names), a
@@ -53,7 +60,7 @@ def as_frame(data) -> pd.DataFrame:
             "or a dict of columns)."
         )
     data = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
-    repeated = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+    repeated = repeated_names(data)
     if repeated:
         raise ValueError(
             f"data has repeated column names {repeated}: a formula reads each variable by "

@@ -40,7 +40,7 @@ from ._fit_result import fitted_n_agq
 from ._progress import Progress
 from ._results import fitted_eta
 from ._state import carrying_data
-from ._validation import check_bool
+from ._validation import check_bool, check_positive_count
 
 
 def _rng(random_state) -> np.random.Generator:
@@ -96,8 +96,7 @@ def simulate_response(est, n_sim: int = 1, random_state=None, new_random_effects
     Binomial outcomes are numbers of successes out of the rows' trials (0/1 for
     a binary outcome, 1 the modelled class ``pos_label_``).
     """
-    if isinstance(n_sim, (bool, np.bool_)) or not isinstance(n_sim, (int, np.integer)) or n_sim < 1:
-        raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")
+    check_positive_count(n_sim, "n_sim")
     new_random_effects = check_bool(new_random_effects, "new_random_effects")
     rng = _rng(random_state)
     eta = simulate_eta(est, int(n_sim), rng, new_random_effects)
@@ -478,8 +477,7 @@ def bootstrap_lrt(small, large, n_boot, random_state=None) -> np.ndarray:
     bootstrap's reference distribution of the statistic (pbkrtest's ``PBmodcomp``).
     NaN where a refit failed or did not converge. Replicate ``i`` has its own child
     seed."""
-    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
+    check_positive_count(n_boot, "n_boot")
     check_unweighted(small, "anova(..., n_boot=...)")
     seeds = child_seeds(random_state, n_boot)
     out = np.full(int(n_boot), np.nan)
@@ -525,12 +523,7 @@ def bootstrap_params(
     """
     from joblib import Parallel, delayed
 
-    if (
-        isinstance(n_boot, (bool, np.bool_))
-        or not isinstance(n_boot, (int, np.integer))
-        or n_boot < 1
-    ):
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
+    check_positive_count(n_boot, "n_boot")
     check_unweighted(est, "confint(method='bootstrap')")
     seeds = child_seeds(random_state, n_boot)
     # at least four chunks (work for parallel workers, steps of the progress bar)

@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils.validation import _num_samples
 
-from ._frames import as_pandas
+from ._frames import as_pandas, repeated_names
 from ._warn import user_stacklevel
 
 
@@ -146,11 +146,8 @@ def densify(X):
 def check_unique_columns(X) -> None:
     """A DataFrame's column names must be unique: terms such as ``random_effects="1 + x"``
     and ``group_columns`` pick columns by name."""
-    if not isinstance(X, pd.DataFrame) or X.columns.is_unique:
-        return
-    duplicated = X.columns[X.columns.duplicated()]
-    if len(duplicated):
-        names = list(dict.fromkeys(duplicated.tolist()))
+    names = repeated_names(X) if isinstance(X, pd.DataFrame) else []
+    if names:
         raise ValueError(
             f"X has duplicated column name(s) {names}: every column needs its own name (terms "
             "such as random_effects='1 + x' and group_columns pick columns by name). Rename "
@@ -266,6 +263,13 @@ def check_level(level) -> float:
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1) (0.95 for 95 %), got {level!r}.")
     return float(level)
+
+
+def check_positive_count(value, name: str) -> int:
+    """A number of simulations or replicates: a whole number >= 1 (not a bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
 
 
 def check_bool(value, name: str) -> bool:
@@ -408,8 +412,8 @@ def check_group_names(groups) -> None:
     """Raise where a DataFrame of grouping factors repeats a column name (each factor is
     named by its column)."""
     groups = as_pandas(groups)
-    if isinstance(groups, pd.DataFrame) and groups.columns.duplicated().any():
-        repeated = sorted({str(c) for c in groups.columns[groups.columns.duplicated()]})
+    repeated = repeated_names(groups) if isinstance(groups, pd.DataFrame) else []
+    if repeated:
         raise ValueError(
             f"groups has repeated column names {repeated}: each grouping factor is named "
             "by its column; rename or drop the copies."

@@ -25,7 +25,7 @@ from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
 from ._validation import aliased_columns, check_rows_aligned, check_weights, check_y_finite
 from ._warn import user_stacklevel
-from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS
+from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS, _n_rows
 from .exceptions import RankDeficiencyWarning, SeparationWarning
 
 _ORDINAL_PARAMS = """
@@ -431,7 +431,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
     def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
         """Accuracy of ``predict``; known ``groups`` are predicted conditionally."""
         check_rows_aligned(X, {"y": y, "sample_weight": sample_weight})
-        y = check_y_finite(y, X.shape[0] if hasattr(X, "shape") else len(X))
+        y = check_y_finite(y, _n_rows(X))
         w = None if sample_weight is None else check_weights(sample_weight, len(y))
         return accuracy_score(y, self.predict(X, groups, offset=offset), sample_weight=w)
 

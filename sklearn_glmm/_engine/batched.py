@@ -668,6 +668,15 @@ def _const_take(const, rows, R):
     return const
 
 
+def _rows_times(beta, X):
+    """``X beta`` of every replicate, (R, n), column by column (no BLAS: a replicate's
+    values do not depend on its batch)."""
+    out = np.zeros((beta.shape[0], X.shape[0]))
+    for j in range(X.shape[1]):
+        out += beta[:, j, None] * X[:, j]
+    return out
+
+
 def _form(const) -> int:
     """Which of the family's parameter-free terms are made (a bit per term of a tuple):
     the form of its log-density for these outcomes."""
@@ -685,15 +694,6 @@ def _concat_const(parts):
     if isinstance(first, np.ndarray) and first.ndim:
         return np.concatenate(parts)
     return first
-
-
-def _rows_times(beta, X):
-    """``X beta`` of every replicate, (R, n), column by column (no BLAS: a replicate's
-    values do not depend on its batch)."""
-    out = np.zeros((beta.shape[0], X.shape[0]))
-    for j in range(X.shape[1]):
-        out += beta[:, j, None] * X[:, j]
-    return out
 
 
 def _spd_inverse(q, H):

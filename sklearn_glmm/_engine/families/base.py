@@ -451,16 +451,25 @@ def by_count(y, fn):
     n = len(y) if np.ndim(y) == 1 else 0
     if n < _COUNT_TABLE_ROWS:
         return fn(y)
-    top = y.max()
-    if not (top < n // 4 and y.min() >= 0):  # also False for NaN
+    table = _table_codes(y, lambda top: top < n // 4)
+    if table is None:
         return fn(y)
-    idx = y.astype(np.intp)
-    if not np.array_equal(idx, y):
-        return fn(y)
-    return fn(np.arange(int(top) + 1, dtype=float))[idx]
+    idx, counts = table
+    return fn(counts)[idx]
 
 
 _COUNT_TABLE_ROWS = 64  # below it the table saves too little to pay for its checks
+
+
+def _table_codes(y, small):
+    """``(indices, counts)``: ``y`` as indices into a table of the counts 0, 1, ...,
+    max(y), or None: where ``y`` holds whole numbers >= 0 whose largest passes ``small``
+    (False for NaN)."""
+    top = y.max()
+    if not (small(top) and y.min() >= 0):
+        return None
+    idx = y.astype(np.intp)
+    return (idx, np.arange(int(top) + 1, dtype=float)) if np.array_equal(idx, y) else None
 
 
 def by_count_in_runs(y, v, fn):
@@ -475,16 +484,13 @@ def by_count_in_runs(y, v, fn):
     if n < _COUNT_TABLE_ROWS:
         return fn(y, v)
     starts = np.flatnonzero(v[1:] != v[:-1]) + 1  # (NaN values: a run each)
-    top = y.max()
-    if not ((len(starts) + 1) * (top + 1) < n // 4 and y.min() >= 0):  # False for NaN
+    table = _table_codes(y, lambda top: (len(starts) + 1) * (top + 1) < n // 4)
+    if table is None:
         return fn(y, v)
-    idx = y.astype(np.intp)
-    if not np.array_equal(idx, y):
-        return fn(y, v)
+    idx, counts = table
     first = np.concatenate([[0], starts])
     run = np.repeat(np.arange(len(first)), np.diff(np.append(first, n)))
-    table = fn(np.arange(int(top) + 1, dtype=float)[None, :], v[first][:, None])
-    return table[run, idx]
+    return fn(counts[None, :], v[first][:, None])[run, idx]
 
 
 def _lgamma_ratio(y, theta):
