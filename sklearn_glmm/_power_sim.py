@@ -133,6 +133,8 @@ def _design_rows(out):
     """``(X, groups)`` of a design's return value, or a clear error."""
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], pd.DataFrame)):
         got = type(out).__name__ + (f" of length {len(out)}" if isinstance(out, tuple) else "")
+        if isinstance(out, tuple) and len(out) == 2:
+            got = f"pair whose X is a {type(out[0]).__name__}, not a DataFrame"
         raise TypeError(
             "design(n_groups, n_per_group, rng) must return a pair (X, groups): a DataFrame "
             f"with the model's columns and one group label per row; it returned a {got}. "

@@ -50,24 +50,49 @@ def _covariance(random_cov, names: list[str]) -> np.ndarray:
                 f"random_cov as a dict gives one standard deviation per random-effect term: "
                 f"expected keys {names}, got {sorted(map(str, random_cov))}."
             )
-        S = np.diag([float(random_cov[n]) ** 2 for n in names])
+        S = np.diag([_sd(random_cov[n], f"random_cov[{n!r}]") ** 2 for n in names])
     elif np.ndim(random_cov) == 0:
         if q != 1:
             raise ValueError(
                 f"a single number for random_cov is the SD of one random effect, but the term "
                 f"has {q} ({names}); pass a dict of SDs or a {q} x {q} covariance matrix."
             )
-        S = np.array([[float(random_cov) ** 2]])
+        S = np.array([[_sd(random_cov, "random_cov") ** 2]])
     else:
         S = np.asarray(random_cov, dtype=float)
-    if S.shape != (q, q) or not np.all(np.isfinite(S)) or not np.allclose(S, S.T):
+    if S.shape != (q, q):
         raise ValueError(
-            f"random_cov must be a symmetric {q} x {q} covariance matrix for the terms {names}, "
+            f"random_cov must be a {q} x {q} covariance matrix for the terms {names}, "
             f"got shape {S.shape}."
         )
+    if not np.all(np.isfinite(S)):
+        raise ValueError(f"random_cov must hold finite numbers, got {S.tolist()}.")
+    if not np.allclose(S, S.T):
+        raise ValueError(f"random_cov must be a symmetric matrix, got {S.tolist()}.")
     if np.linalg.eigvalsh(S).min() < -1e-10 * max(1.0, np.abs(S).max()):
         raise ValueError("random_cov is not positive semi-definite (a negative variance).")
     return S
+
+
+def _sd(value, name: str) -> float:
+    """A standard deviation given as a number: finite and not negative."""
+    try:
+        sd = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a standard deviation (a number), got {value!r}.") from None
+    if not np.isfinite(sd) or sd < 0:
+        raise ValueError(
+            f"{name} is a standard deviation and must be a finite number >= 0, got {value!r}."
+        )
+    return sd
+
+
+def _number(value, name: str) -> float:
+    """A parameter value given as a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}.") from None
 
 
 def _internal_value(block, value: float) -> float:
@@ -127,7 +152,10 @@ class GLMMSpec:
                 "(use GLMMSpec.from_fitted for a fitted one)."
             )
         _check_constant_zero_inflation(self.estimator)
-        fe = {str(k): float(v) for k, v in dict(self.fixed_effects).items()}
+        fe = {
+            str(k): _number(v, f"fixed_effects[{str(k)!r}]")
+            for k, v in dict(self.fixed_effects).items()
+        }
         bad = [k for k, v in fe.items() if not np.isfinite(v)]
         if bad:
             raise ValueError(f"fixed_effects must be finite numbers; {bad} are not.")
@@ -139,7 +167,10 @@ class GLMMSpec:
             raise ValueError("trials > 1 is for binomial models only.")
         if self.offset is not None and not isinstance(self.offset, str):
             raise TypeError(f"offset must name a column of the design, got {self.offset!r}.")
-        given = {str(k): float(v) for k, v in dict(self.family_params or {}).items()}
+        given = {
+            str(k): _number(v, f"family_params[{str(k)!r}]")
+            for k, v in dict(self.family_params or {}).items()
+        }
         names = [b.reported for b in fam.blocks]
         if set(given) != set(names):
             raise ValueError(
@@ -319,6 +350,12 @@ def resample_design(X: pd.DataFrame, groups) -> Callable:
     g = np.asarray(groups)
     if g.shape != (len(X),):
         raise ValueError(f"groups must have one label per row of X ({len(X)}), got {g.shape}.")
+    missing = pd.isna(g)
+    if missing.any():
+        raise ValueError(
+            f"groups has {int(missing.sum())} missing label(s) (NaN or None); drop those rows "
+            "of X and groups, or give them a label."
+        )
     labels, codes = np.unique(g, return_inverse=True)
     rows_of = [np.flatnonzero(codes == k) for k in range(len(labels))]
     frame = X.reset_index(drop=True).copy()

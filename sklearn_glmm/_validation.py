@@ -254,14 +254,15 @@ def numeric_outcome(y, what: str = "counts") -> np.ndarray:
         raise ValueError(f"y must hold numbers ({what}) for this model: {exc}") from exc
 
 
-def check_level(level) -> float:
-    """``level`` of an interval, a number in (0, 1) (``level=95`` raises: not a percent)."""
+def check_level(level, name: str = "level", example: str = "0.95 for 95 %") -> float:
+    """``level`` of an interval (or another probability such as a test's ``alpha``), a
+    number in (0, 1) (``level=95`` raises: not a percent)."""
     if isinstance(level, np.ndarray) and level.ndim == 0:  # (a 0-d array: its number)
         level = level[()]
     if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.number)):
-        raise ValueError(f"level must be a number in (0, 1), got {level!r}.")
+        raise ValueError(f"{name} must be a number in (0, 1), got {level!r}.")
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1) (0.95 for 95 %), got {level!r}.")
+        raise ValueError(f"{name} must be in (0, 1) ({example}), got {level!r}.")
     return float(level)
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ from ._design import INTERCEPT
 from ._power_sim import run_chunk
 from ._power_spec import GLMMSpec, longitudinal_design, resample_design
 from ._progress import Progress
+from ._validation import check_level, check_positive_count
 from .exceptions import PowerSimulationWarning
 
 __all__ = [
@@ -102,7 +103,11 @@ def _as_spec(model, trials) -> GLMMSpec:
 
 
 def _grid(values, name, allow_none=False) -> list:
-    seq = values if isinstance(values, (Sequence, np.ndarray)) else [values]
+    seq = (
+        values
+        if isinstance(values, (Sequence, np.ndarray)) and not isinstance(values, str)
+        else [values]
+    )
     out = []
     for v in seq:
         if v is None and allow_none:
@@ -120,7 +125,7 @@ def _check_test(spec, test, method) -> list[str]:
     """The tested coefficients as a list, checked against the model and the method."""
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
-    tests = [test] if isinstance(test, str) else list(test)
+    tests = [test] if isinstance(test, str) or not isinstance(test, Iterable) else list(test)
     if not tests or not all(isinstance(t, str) for t in tests) or len(set(tests)) < len(tests):
         raise ValueError(
             f"test must name a fixed effect or a list of distinct fixed effects, got {test!r}."
@@ -328,10 +333,9 @@ def power_curve(
     spec = _as_spec(model, trials)
     tests = _check_test(spec, test, method)
     spec = _with_effect(spec, tests, effect)
-    if not 0 < alpha < 1 or not 0 < level < 1:
-        raise ValueError(f"alpha and level must be in (0, 1), got {alpha!r} and {level!r}.")
-    if not isinstance(n_sim, (int, np.integer)) or n_sim < 1:
-        raise ValueError(f"n_sim must be a positive integer, got {n_sim!r}.")
+    alpha = check_level(alpha, "alpha", "0.05 for 5 %")
+    level = check_level(level)
+    n_sim = check_positive_count(n_sim, "n_sim")
     if interval not in _INTERVALS:
         raise ValueError(f"interval must be one of {_INTERVALS}, got {interval!r}.")
     if design is None:

@@ -277,6 +277,40 @@ def test_specification_errors(spec):
         power_curve("model", "treatment")
 
 
+def test_parameters_and_options_are_checked_by_name(spec):
+    """Negative or missing SDs, text where a number belongs and True as a count are
+    refused naming the argument (a negative SD was squared, True ran one study, a
+    string grid was read character by character)."""
+    ri = BinomialGLMM(random_effects="1")
+    for bad in (-1.0, np.nan, {"(Intercept)": -2.0}):
+        with pytest.raises(ValueError, match="random_cov.*standard deviation.*>= 0"):
+            GLMMSpec(ri, {"(Intercept)": 0.0}, random_cov=bad)
+    with pytest.raises(ValueError, match="random_cov must be a symmetric matrix"):
+        GLMMSpec(
+            BinomialGLMM(random_effects="1 + time"),
+            {"time": 0.1},
+            random_cov=[[1.0, 0.5], [0.2, 1.0]],
+        )
+    with pytest.raises(TypeError, match=r"fixed_effects\['\(Intercept\)'\] must be a number"):
+        GLMMSpec(ri, {"(Intercept)": "abc"}, random_cov=1.0)
+    with pytest.raises(TypeError, match=r"family_params\['nb_theta'\] must be a number"):
+        GLMMSpec(NegBinGLMM(), {"(Intercept)": 0.0}, family_params={"nb_theta": "two"})
+    with pytest.raises(ValueError, match="n_sim"):
+        power_curve(spec, "treatment", n_sim=True)
+    with pytest.raises(ValueError, match="alpha must be a number"):
+        power_curve(spec, "treatment", alpha="0.05", n_sim=1)
+    with pytest.raises(ValueError, match="n_groups must hold positive integers, got '10'"):
+        power_curve(spec, "treatment", n_groups="10", n_sim=1)
+    with pytest.raises(ValueError, match="test must name a fixed effect"):
+        power_curve(spec, 3, n_sim=1)
+
+
+def test_resample_design_refuses_missing_group_labels():
+    X = pd.DataFrame({"time": [1.0, 2, 3, 4], "treatment": [0.0, 1, 0, 1]})
+    with pytest.raises(ValueError, match="groups has 1 missing label"):
+        resample_design(X, [1, np.nan, 2, 2])
+
+
 def test_design_missing_columns(spec):
     def bad(n_groups, n_per_group, rng):
         X, ids = longitudinal_design(n_groups, n_per_group, rng)
@@ -300,6 +334,13 @@ def test_a_design_returning_one_data_frame_is_told_what_to_return(spec):
 
     with pytest.raises(ValueError, match="one group label per row"):
         power_curve(spec, "treatment", design=short_groups, n_sim=1)
+
+    def array_X(n_groups, n_per_group, rng):
+        X, ids = longitudinal_design(n_groups, n_per_group, rng)
+        return X.to_numpy(), ids
+
+    with pytest.raises(TypeError, match="a pair whose X is a ndarray, not a DataFrame"):
+        power_curve(spec, "treatment", design=array_X, n_sim=1)
 
 
 def test_binomial_trials(spec):
