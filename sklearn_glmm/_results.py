@@ -947,7 +947,7 @@ def _check_identifiable(est, data):
                 "has a single level: a variance cannot be estimated from one group (lme4 "
                 "refuses such a model). Use a fixed effect, or no random effect, instead."
             )
-        elif counts.max() == 1 and (binary or f.q > 1 or not f.term.intercept):
+        elif counts.max() == 1 and (binary or fam.latent_error or f.q > 1 or not f.term.intercept):
             why = (
                 "has one observation per level: "
                 + (
@@ -955,6 +955,10 @@ def _check_identifiable(est, data):
                     "identifiable (it is confounded with the Bernoulli variance). "
                     if binary
                     else "random slopes need several observations per level. "
+                    if f.q > 1 or not f.term.intercept
+                    else "with an ordinal outcome an observation-level random intercept is "
+                    "not identifiable (it is confounded with the latent variable's own error; "
+                    "only the link's shape tells them apart). "
                 )
                 + "Its variance estimate is arbitrary; remove this random effect."
             )

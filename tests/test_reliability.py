@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, OrdinalGLMM, PoissonGLMM
 from sklearn_glmm.exceptions import (
     IdentifiabilityWarning,
     OverdispersionWarning,
@@ -184,6 +184,21 @@ def test_groups_of_size_one_with_binary_outcome_warn_unidentifiable():
     msgs = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
     assert msgs and "one observation per level" in msgs[0]
     _assert_finite_fit(m)
+
+
+def test_groups_of_size_one_with_ordinal_outcome_warn_unidentifiable():
+    # the random intercept is confounded with the latent variable's logistic error: the
+    # estimate below is an arbitrary point of a nearly flat ridge (the true SD is 1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    latent = 0.8 * x + rng.normal(size=300) + rng.logistic(size=300)
+    y = np.digitize(latent, [-1.0, 0.0, 1.0])
+    m, caught = _record(lambda: OrdinalGLMM().fit(x[:, None], y, groups=np.arange(300)))
+    msgs = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
+    assert msgs and "ordinal outcome" in msgs[0] and "latent variable" in msgs[0]
+    # two rows per level identify it: no warning
+    _, caught = _record(lambda: OrdinalGLMM().fit(x[:, None], y, groups=np.arange(300) // 2))
+    assert IdentifiabilityWarning not in _categories(caught)
 
 
 def test_groups_of_size_one_with_counts_fit_quietly():

@@ -91,6 +91,10 @@ class Family:
         no design) can be batched (:mod:`~sklearn_glmm._engine.batched`): ``derivs``
         and ``extra_derivs`` take each parameter as an array of per-row values (one
         replicate's value on each of its rows), and ``extra_derivs`` is exact.
+    latent_error : bool
+        The outcome is a latent variable with an error of fixed variance cut into
+        classes (ordinal): with one row per level, a random intercept is confounded
+        with that error (as a binary outcome's is with the Bernoulli variance).
     """
 
     name = ""
@@ -101,6 +105,7 @@ class Family:
     zero_inflated = False
     log_concave = True
     batches_extras = False
+    latent_error = False
 
     @property
     def n_extra(self) -> int:

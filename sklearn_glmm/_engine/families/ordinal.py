@@ -122,6 +122,7 @@ class CumulativeLink(Family):
     # the binomial / count separation test does not apply (see ordinal_separation)
     glm_separation = False
     scales_own_parameters = True  # the thresholds (see Family)
+    latent_error = True
 
     def __init__(
         self, n_classes, link="logit", threshold="flexible", labels=None, start=None, scale=False
