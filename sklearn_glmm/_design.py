@@ -343,6 +343,34 @@ def _time_levels(name: str, term: Term, X, feature_names: list[str]):
     return j, levels
 
 
+# a structured term over this many time values or more, of which no group has more than
+# a quarter, is told of its cost (one random effect per value in every group)
+_MANY_TIMES = 50
+
+
+def _check_sparse_times(name: str, term: Term, codes, t, levels) -> None:
+    """Warn when a structured term's time variable has many values that the groups do
+    not share (a continuous measurement read as time points): each group still has one
+    random effect per value, and the fit's cost grows with the cube of their number."""
+    T = len(levels)
+    if T < _MANY_TIMES:
+        return
+    pos = np.searchsorted(levels, time_values(np.asarray(t, dtype=float)))
+    most = int(np.max(np.bincount(np.unique(codes * T + pos) // T)))
+    if 4 * most > T:
+        return
+    warnings.warn(
+        f"{term.structure}({term.time}) of factor {name!r}: {term.time!r} has {T} distinct "
+        f"values but no group has more than {most} of them. Every group has one random "
+        f"effect per value ({T}), and the fit's cost grows with the cube of that number, "
+        "so it can take minutes. If {0!r} is a continuous measurement rather than time "
+        "points the groups share, round it to a grid of time points (or count it from "
+        "each group's first time).".format(term.time),
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 def _level_label(time: str, v: float) -> str:
     """``day3``, ``date20230101``, ``t0.7``: the shortest digits that give back the value
     (distinct times never share a name, as glmmTMB's level names)."""
@@ -592,6 +620,7 @@ def build_factors(
         structure, time_idx, time_levels = None, None, None
         if term.structure is not None:
             time_idx, time_levels = _time_levels(name, term, X, feature_names)
+            _check_sparse_times(name, term, codes, X[:, time_idx], time_levels)
             labels = tuple(_level_label(term.time, v) for v in time_levels)
             term = replace(term, level_names=labels)
             structure = make_structure(term.structure, time_levels)

@@ -958,3 +958,27 @@ def test_an_sd_of_a_time_no_row_has_is_said_to_be_undetermined(term):
             df[["day", "x"]][keep], df["count"][keep], groups=df["id"][keep]
         )
     assert m.loglik_ == pytest.approx(dropped.loglik_, abs=1e-5)
+
+
+@pytest.mark.parametrize("term", ["cs(x)", "ar1(x)"])
+def test_a_continuous_time_variable_is_told_of_its_cost(term):
+    """A continuous column as a structure's time gives every group one random effect per
+    distinct value (200 here, 10 per group): said before the fit (which takes minutes),
+    not after; a diary's shared days are not."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(20), 10)
+    X = pd.DataFrame({"x": rng.normal(size=200)})
+    y = rng.poisson(2.0, size=200)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*distinct values but no group")
+        with pytest.raises(UserWarning, match=r"'x' has 200 distinct values.*more than 10"):
+            PoissonGLMM(random_effects=term).fit(X, y, groups=g)
+    # 60 shared days, each group observed on 40 of them: no such warning
+    days = np.concatenate([np.sort(rng.choice(60, 40, replace=False)) for _ in range(5)])
+    gd = np.repeat(np.arange(5), 40)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*distinct values but no group")
+        warnings.filterwarnings("ignore", category=SingularFitWarning)
+        PoissonGLMM(random_effects="ar1(day)").fit(
+            pd.DataFrame({"day": days}), rng.poisson(2.0, size=200), groups=gd
+        )
