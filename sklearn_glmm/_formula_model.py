@@ -64,6 +64,29 @@ class FormulaState:
     random_columns: tuple = ()  # random-only columns only the random effects read
 
 
+def _check_numeric_columns(model_spec, data: pd.DataFrame) -> None:
+    """Raise for variables the fit coded as numbers that the new data hold as text or
+    True/False (formulaic would code them as categories and fail with a list of the
+    columns it generated)."""
+    numeric = [
+        name
+        for name, (kind, _) in getattr(model_spec, "encoder_state", {}).items()
+        if getattr(kind, "value", None) == "numerical" and name in data.columns
+    ]
+    kinds = pd.api.types
+    text = [
+        c
+        for c in numeric
+        if not kinds.is_numeric_dtype(data[c].dtype) or kinds.is_bool_dtype(data[c].dtype)
+    ]
+    if text:
+        raise ValueError(
+            f"the data's column(s) {text} were numbers at fit but are {data[text[0]].dtype} "
+            "here: convert them to numbers (e.g. pd.to_numeric, or .astype(float) for "
+            "True/False) before predicting."
+        )
+
+
 @dataclass
 class _NewData:
     """Inputs for the estimator's methods, and the rows they describe."""
@@ -264,6 +287,13 @@ class _RawDataPredictions:
     # -- telling raw data from the design ---------------------------------------------------
     def _is_raw(self, X, zero: bool = False) -> bool:
         state = self._formula
+        if state is not None and isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
+            raise TypeError(
+                f"X is a numpy array of {X.dtype} values: a formula model predicts from a "
+                "DataFrame holding the formula's variables by name (R's predict(m, newdata)), "
+                "or from a numeric array of the design columns "
+                f"{[str(c) for c in getattr(self, 'feature_names_in_', [])]}."
+            )
         if state is None or not isinstance(X, pd.DataFrame):
             return False
         columns = set(map(str, X.columns))
@@ -333,6 +363,7 @@ class _RawDataPredictions:
             raise ValueError("Every row of the data has a missing value in a variable used.")
         rows = None if complete.all() else complete
         data = X if rows is None else X.loc[complete]
+        _check_numeric_columns(state.model_spec, data)
         X_design = design_matrix(state.model_spec, data, na_action="ignore")
         specs = getattr(state, "random_only_specs", ())  # (older pickles: none)
         specs = [(spec, cols) for spec, cols in specs if not set(cols) <= spare]

@@ -65,6 +65,16 @@ def _top_level(text: str, separators: str):
         raise ValueError(f"Unbalanced brackets or quotes in {text!r}.")
 
 
+def check_brackets(text: str, what: str) -> None:
+    """Raise ``ValueError`` naming the argument ``what`` for a formula whose brackets or
+    quotes do not balance."""
+    try:
+        for _ in _top_level(text, ""):
+            pass
+    except ValueError:
+        raise ValueError(f"{what}={text!r}: its brackets or quotes do not balance.") from None
+
+
 def _split_signed(text: str) -> list[tuple[str, str]]:
     """Split at top-level ``+``/``-``: ``"a*b - 1 + (1|g)"`` -> [("+","a*b"), ("-","1"), ...]."""
     pieces, sign, start = [], "+", 0

@@ -74,6 +74,7 @@ from ._formula_text import (
     _response_parts,
     _split_formula,
     _warn_crossed_variable,
+    check_brackets,
     factor_label,
 )
 from ._frames import as_frame, as_pandas, check_rows_left
@@ -1205,6 +1206,12 @@ def _parse(
     if complete is not None:
         keep &= complete
     outcome = _required([f"I({expr})" for expr in _response_parts(pieces.lhs)])
+    unknown = sorted(outcome - set(map(str, data.columns)) - set(_context()))
+    if unknown:
+        raise ValueError(
+            f"the response {pieces.lhs.strip()!r} reads {unknown}, which the data do not "
+            f"hold (columns: {list(map(str, data.columns))[:20]})."
+        )
     groups = _group_variables(pieces)
     complete = _r_factors(data.loc[keep], outcome | groups)
     # a grouping variable that is a predictor too (y ~ f + (1 | f:g)) is coded there as
@@ -1556,6 +1563,7 @@ def _zero_inflation_rhs(ziformula):
         raise ValueError(
             f"ziformula must be a one-sided formula such as '~1' or '~ x', got {ziformula!r}."
         )
+    check_brackets(ziformula, "ziformula")
     rhs = ziformula.strip()[1:].strip()
     if "|" in rhs:
         raise NotImplementedError(
@@ -1607,6 +1615,7 @@ def _dispersion_rhs(dispformula, estimator_class):
         raise ValueError(
             f"dispformula must be a one-sided formula such as '~1' or '~ x', got {dispformula!r}."
         )
+    check_brackets(dispformula, "dispformula")
     rhs = dispformula.strip()[1:].strip()
     if rhs.replace(" ", "") == "1":
         return None

@@ -219,6 +219,32 @@ def test_formula_data_that_cannot_be_read_is_said(data):
     assert rec.loglik_ == pytest.approx(ref.loglik_, rel=1e-10)
 
 
+def test_formula_slips_are_said_in_the_formula_s_terms(data):
+    """An unknown response, unbalanced brackets in a ziformula or dispformula, and new
+    data whose numeric column holds text (or True/False), or an array of text: clear
+    errors, not formulaic's internal rewrites (I(nope), ANSI codes, generated columns)."""
+    pytest.importorskip("formulaic")
+    from sklearn_glmm.formula import glmer, glmmTMB
+
+    X, g, counts, binary, _ = data
+    df = X.assign(yb=binary, yc=counts, id=g, f=np.array(["a", "b", "c"])[g % 3])
+    with pytest.raises(ValueError, match=r"the response 'nope' reads \['nope'\]"):
+        glmer("nope ~ x + (1 | id)", df)
+    with pytest.raises(ValueError, match=r"ziformula='~ \(x': its brackets"):
+        glmmTMB("yc ~ x + (1 | id)", df, family="poisson", ziformula="~ (x")
+    with pytest.raises(ValueError, match=r"dispformula='~ \(x': its brackets"):
+        glmmTMB("yc ~ x + (1 | id)", df, family="nbinom2", dispformula="~ (x")
+    m = _fit_formula(glmer, "yb ~ x + f + (1 | id)", df)
+    for column in (df.x.astype(str), df.x.astype(object), df.x > 0):
+        with pytest.raises(ValueError, match=r"column\(s\) \['x'\] were numbers at fit"):
+            m.predict_proba(df.assign(x=column))
+    with pytest.raises(TypeError, match="X is a numpy array of object values"):
+        m.predict_proba(df.to_numpy())
+    # numbers of another numeric dtype predict as before
+    same = m.predict_proba(df.assign(x=df.x.astype("Float64")))
+    np.testing.assert_allclose(same, m.predict_proba(df))
+
+
 def test_fractional_weights_of_proportions_are_rs_trials_without_a_warning(data):
     # R's binomial weights with an outcome of proportions: whole successes are all it
     # asks (its warning is for successes that are not whole), whatever the weights
