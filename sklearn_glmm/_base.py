@@ -504,6 +504,7 @@ class _BaseGLMM(BaseEstimator):
         others = {"y": y, "groups": groups, "sample_weight": sample_weight, "offset": offset}
         check_rows_aligned(X, others)
         check_groups_not_in_X(X, groups)
+        _check_formula_intercept(self, X)
         X_raw, groups_from_X = self._validate_X(X, reset=True, with_groups=groups is not None)
         if groups_from_X is not None:
             if groups is not None:
@@ -1036,6 +1037,27 @@ def _class_probabilities(fam, eta, sd, K, extra):
     out[:, :K] = np.exp(log_p).reshape(n, K)
     out[:, K] = np.clip(1.0 - out[:, :K].sum(axis=1), 0.0, 1.0)
     return out
+
+
+# a design frame's ``attrs`` key: whether the formula that made it (FormulaTransformer)
+# keeps the intercept, which the estimator's fit_intercept must follow
+FORMULA_INTERCEPT = "sklearn_glmm_formula_intercept"
+
+
+def _check_formula_intercept(est, X) -> None:
+    """Raise where ``X`` is a :class:`~sklearn_glmm.formula.FormulaTransformer`'s output
+    whose formula has no intercept (``- 1``, ``0 +``) and the estimator fits one: the
+    pipeline would fit another model than the formula's, silently."""
+    attrs = getattr(X, "attrs", None)
+    if not isinstance(attrs, dict) or attrs.get(FORMULA_INTERCEPT) is not False:
+        return
+    if getattr(est, "fit_intercept", False):
+        raise ValueError(
+            "X comes from a FormulaTransformer whose formula has no intercept ('- 1' or "
+            f"'0 +'), but {type(est).__name__} has fit_intercept=True and would add one (a "
+            "model other than the formula's). Set fit_intercept=False on the estimator, e.g. "
+            f"{type(est).__name__}(fit_intercept=False), or keep the intercept in the formula."
+        )
 
 
 # a grouping frame's ``attrs`` key: its missing labels are the caller's own (the formula

@@ -47,6 +47,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _formula_model
+from ._base import FORMULA_INTERCEPT
 from ._collation import text_levels
 from ._formula_args import (
     ESTIMATORS,
@@ -1994,7 +1995,8 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
     Learns the fixed part of ``formula`` -- the right-hand side without bar
     terms -- on ``fit`` (factor levels, ``center``/``scale`` statistics) and applies
     it on ``transform``, naming columns as R does and leaving out the intercept (the
-    estimators fit it). The random-effect terms are the estimator's
+    estimators fit it; a formula without one, ``y ~ x - 1``, needs the estimator's
+    ``fit_intercept=False``, which its ``fit`` checks). The random-effect terms are the estimator's
     ``random_effects`` (its default, ``"1"``, is ``(1 | g)``; set slopes there). A
     formula with ``offset()`` raises: the offset goes to the estimator's ``fit``.
 
@@ -2081,7 +2083,10 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
             Columns named as R names them; the index of ``X`` is kept.
         """
         check_is_fitted(self, "model_spec_")
-        return design_matrix(self.model_spec_, _check_frame(X))
+        out = design_matrix(self.model_spec_, _check_frame(X))
+        # (the estimator that follows checks its fit_intercept against the formula's)
+        out.attrs[FORMULA_INTERCEPT] = bool(self.fit_intercept_)
+        return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """R's names of the output columns, e.g. ``["trttreat", "sexmale"]``.

@@ -376,6 +376,30 @@ def test_formula_transformer_refuses_an_offset_it_cannot_pass_on():
     np.testing.assert_allclose(pipe[-1].coef_, ref.coef_, rtol=1e-6)
 
 
+def test_a_formula_without_intercept_needs_the_estimator_without_one():
+    """make_pipeline(FormulaTransformer('y ~ x - 1 ...'), PoissonGLMM()) fitted an
+    intercept the formula leaves out (another model, silently); now refused until the
+    estimator's fit_intercept follows, and then it is glmer's model."""
+    from sklearn_glmm import PoissonGLMM
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"x": rng.normal(size=300), "g": rng.integers(0, 20, 300)})
+    df["y"] = rng.poisson(np.exp(0.8 + 0.3 * df["x"]))
+    formula = "y ~ x - 1 + (1 | g)"
+    pipe = make_pipeline(FormulaTransformer(formula), PoissonGLMM())
+    with pytest.raises(ValueError, match="formula has no intercept.*fit_intercept=False"):
+        pipe.fit(df, df["y"], poissonglmm__groups=df["g"])
+    pipe.set_params(poissonglmm__fit_intercept=False)
+    pipe.fit(df, df["y"], poissonglmm__groups=df["g"])
+    ref = glmer(formula, df, family="poisson")
+    np.testing.assert_allclose(pipe[-1].coef_, ref.coef_, rtol=1e-6)
+    assert pipe[-1].intercept_ == 0.0
+    # with the intercept in the formula, either setting of the estimator is the caller's
+    make_pipeline(FormulaTransformer("y ~ x + (1 | g)"), PoissonGLMM(fit_intercept=False)).fit(
+        df, df["y"], poissonglmm__groups=df["g"]
+    )
+
+
 def test_formula_transformer_in_pipeline(veg):
     pipe = make_pipeline(FormulaTransformer("trt * sex"), LogisticRegression())
     pipe.fit(veg, veg["y"])
