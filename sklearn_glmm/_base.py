@@ -239,7 +239,9 @@ class _BaseGLMM(BaseEstimator):
         if not isinstance(X, pd.DataFrame):
             raise ValueError(
                 "group_columns names columns of X, so X must be a pandas DataFrame "
-                f"(got {type(X).__name__})."
+                f"(got {type(X).__name__}). In a Pipeline, a step before the estimator made "
+                "the array: set its output to pandas (step.set_output(transform='pandas'); "
+                "OneHotEncoder(sparse_output=False) first for an encoder)."
             )
         missing = [c for c in cols if c not in X.columns]
         if missing:

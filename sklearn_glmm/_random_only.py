@@ -32,7 +32,9 @@ def drop(est, X):
     if not isinstance(X, pd.DataFrame):
         raise ValueError(
             "random_only_columns names columns of X, so X must be a pandas DataFrame "
-            f"(got {type(X).__name__})."
+            f"(got {type(X).__name__}). In a Pipeline, a step before the estimator made "
+            "the array: set its output to pandas (step.set_output(transform='pandas'); "
+            "OneHotEncoder(sparse_output=False) first for an encoder)."
         )
     twice = sorted({c for c in cols if cols.count(c) > 1})
     if twice:

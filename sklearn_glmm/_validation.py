@@ -410,9 +410,14 @@ def labels_in_X_meant():
 
 
 def check_group_names(groups) -> None:
-    """Raise where a DataFrame of grouping factors repeats a column name (each factor is
-    named by its column)."""
+    """Raise where ``groups`` is one value, not one per row, or a DataFrame of grouping
+    factors repeats a column name (each factor is named by its column)."""
     groups = as_pandas(groups)
+    if groups is not None and not isinstance(groups, str) and np.ndim(groups) == 0:
+        raise ValueError(
+            f"groups must be array-like of shape (n_samples,) or (n_samples, n_factors) (one "
+            f"label per row), got the single value {groups!r}."
+        )
     repeated = repeated_names(groups) if isinstance(groups, pd.DataFrame) else []
     if repeated:
         raise ValueError(
@@ -422,12 +427,22 @@ def check_group_names(groups) -> None:
 
 
 def check_groups_not_in_X(X, groups) -> None:
-    """Warn where a numeric column of the DataFrame ``X`` holds a grouping factor's
-    labels (``X = df.drop(columns="y")`` with ``groups=df["id"]``): it is fitted as a
-    numeric predictor, a slope on the labels' numbers, which is rarely meant."""
+    """Warn where a numeric column of ``X`` (a DataFrame, or an array whose columns are
+    named ``x0``, ``x1``, ... as the fit names them) holds a grouping factor's labels
+    (``X = df.drop(columns="y")`` with ``groups=df["id"]``): it is fitted as a numeric
+    predictor, a slope on the labels' numbers, which is rarely meant."""
     X, groups = as_pandas(X), as_pandas(groups)
-    if not isinstance(X, pd.DataFrame) or groups is None:
+    if groups is None:
         return
+    if not isinstance(X, pd.DataFrame):
+        # an array (a ColumnTransformer's passthrough, df.to_numpy()): its columns by position
+        arr = np.asarray(X) if isinstance(X, np.ndarray) else None
+        if arr is None or arr.ndim != 2 or arr.dtype.kind not in "iufb":
+            return
+        X = pd.DataFrame(arr, columns=[f"x{j}" for j in range(arr.shape[1])], copy=False)
+        positions = {f"x{j}": j for j in range(arr.shape[1])}
+    else:
+        positions = {}
     # (labels read as arrays only where numeric: a column of strings is never an X column's)
     if isinstance(groups, pd.DataFrame):
         given = [(str(c), groups[c]) for c in groups.columns]
@@ -449,17 +464,23 @@ def check_groups_not_in_X(X, groups) -> None:
             if not isinstance(values, pd.Series) or values.dtype.kind not in "iufb":
                 continue
             if np.array_equal(values.to_numpy(), labels):
-                warn_labels_column(str(column), name)
+                warn_labels_column(str(column), name, positions.get(column))
 
 
-def warn_labels_column(column: str, name: str) -> None:
+def warn_labels_column(column: str, name: str, position: int | None = None) -> None:
     """:func:`check_groups_not_in_X`'s warning: ``column`` of X holds the labels of the
-    grouping factor ``name``."""
+    grouping factor ``name`` (``position``: X is an array, the column's index)."""
+    drop = (
+        f"X.drop(columns={column!r})"
+        if position is None
+        else f"column {position} of the array; in a ColumnTransformer, leave the grouping "
+        "column out of the columns passed through"
+    )
     warnings.warn(
         f"X's column {column!r} holds the labels of the grouping factor {name!r}: it is "
         f"fitted as a numeric predictor, a slope on the labels' numbers, which is rarely "
-        f"meant. Drop it from X (X.drop(columns={column!r})); keep it only for a real "
-        "numeric trend (a year, with random effects per year).",
+        f"meant. Drop it from X ({drop}); keep it only for a real numeric trend (a year, "
+        "with random effects per year).",
         UserWarning,
         stacklevel=user_stacklevel(),
     )

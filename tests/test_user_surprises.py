@@ -980,10 +980,24 @@ def test_a_grouping_factors_labels_among_the_predictors_are_warned_of():
         _quiet_but(UserWarning, PoissonGLMM().fit, d[["x", "id"]], d.y, groups=d.id)
     with pytest.warns(UserWarning, match="grouping factor 'groups'"):  # an array: by values
         _quiet_but(UserWarning, PoissonGLMM().fit, d[["x", "id"]], d.y, groups=d.id.to_numpy())
+    # an array X (df.to_numpy(), a ColumnTransformer's passthrough): by position
+    with pytest.warns(UserWarning, match="X's column 'x1' holds the labels.*column 1 of the"):
+        _quiet_but(UserWarning, PoissonGLMM().fit, d[["x", "id"]].to_numpy(), d.y, groups=d.id)
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(
+        ColumnTransformer([("num", StandardScaler(), ["x"])], remainder="passthrough"),
+        PoissonGLMM(),
+    )
+    with pytest.warns(UserWarning, match="holds the labels of the grouping factor 'id'"):
+        _quiet_but(UserWarning, pipe.fit, d[["x", "id"]], d.y, poissonglmm__groups=d.id)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         warnings.filterwarnings("ignore", category=SingularFitWarning)
         PoissonGLMM().fit(d[["x"]], d.y, groups=d.id)
+        PoissonGLMM().fit(d[["x"]].to_numpy(), d.y, groups=d.id)
         PoissonGLMM(group_columns="id").fit(d[["x", "id"]], d.y)  # taken out of X
         # written in a formula, a numeric trend beside its own random effects is meant
         formula.glmer("y ~ x + id + (1 | id)", d, family="poisson")
@@ -1359,3 +1373,20 @@ def test_a_structured_terms_time_given_as_dates():
     assert by_date.loglik_ == pytest.approx(by_day.loglik_, abs=1e-8)
     p_day = by_day.predict(d, type="response")
     np.testing.assert_allclose(by_date.predict(d, type="response"), p_day)
+
+
+def test_one_value_as_groups_and_arrays_for_named_columns_are_told_the_fix():
+    rng = np.random.default_rng(8)
+    d = pd.DataFrame({"x": rng.normal(size=100), "id": rng.integers(0, 10, 100)})
+    y = rng.poisson(2.0, size=100)
+    for one in (5, np.int64(3)):
+        with pytest.raises(ValueError, match="groups must be array-like.*got the single value"):
+            PoissonGLMM().fit(d[["x"]], y, groups=one)
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), PoissonGLMM(group_columns="id"))
+    with pytest.raises(ValueError, match=r"must be a pandas DataFrame.*set_output\(transform="):
+        pipe.fit(d, y)
+    pipe[0].set_output(transform="pandas")
+    _quiet(pipe.fit, d, y)
