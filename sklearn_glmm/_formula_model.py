@@ -648,7 +648,7 @@ class BinomialGLMM(_RawDataPredictions, estimators.BinomialGLMM):
             random effects, ``"zero"`` sets them to zero (R's ``allow.new.levels = TRUE``).
         """
         if type is None:
-            self._refuse_class_of_counts("predict(newdata, type='response')")
+            self._refuse_class_of_counts("predict(newdata, type='response')", "predict")
         inputs = self._newdata(X, groups, offset, re_form, population, r_call=type is not None)
         if type is not None:
             return self._predict_type(inputs, type)

@@ -446,6 +446,9 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         ``re.form = NA``: the linear predictor itself with the logit link). The linear
         predictor of any link is ``predict_interval(..., scale="link")``'s ``fit``.
         """
+        self._refuse_class_of_counts(
+            "predict_interval(X, groups, scale='link')", "decision_function"
+        )
         eta, var = self._linear_predictor(X, groups, offset, population)
         link = self.fit_result_.family.link
         odds = link.log_odds(eta)
@@ -467,6 +470,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         random effect of exactly zero). ``predict_mean`` gives the probability
         of ``pos_label_``.
         """
+        self._refuse_class_of_counts("predict_mean(X, groups)", "predict_proba")
         p = self.predict_mean(X, groups, offset=offset, population=population)
         p1 = self._proba_classes_1(p)
         return np.column_stack([1.0 - p1, p1])
@@ -479,18 +483,25 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         ``predict`` with the outcome (``accuracy``, ``neg_mean_squared_error``) does not
         compare 0/1 labels with counts.
         """
-        self._refuse_class_of_counts("predict_mean(X, groups)")
+        self._refuse_class_of_counts("predict_mean(X, groups)", "predict")
         p1 = self._proba_classes_1(self.predict_mean(X, groups, offset=offset))
         return self.classes_[(p1 > 0.5).astype(int)]
 
-    def _refuse_class_of_counts(self, probability: str) -> None:
+    def _refuse_class_of_counts(self, probability: str, method: str) -> None:
         """Raise for a model fitted to successes out of trials, naming ``probability``
-        (the call that gives its probability of success) instead of a class."""
+        (the call that gives its probability of success) instead of a class (``method``:
+        ``predict``, ``predict_proba`` or ``decision_function``)."""
         if getattr(self, "_with_trials", False):
+            compared = (
+                "predict's 0/1 class would be compared with counts (scikit-learn's accuracy "
+                "or squared-error scorers)"
+                if method == "predict"
+                else f"{method}'s two classes would be scored against counts read as 0/1 "
+                "labels (scikit-learn's log-loss, ROC AUC or Brier scorers)"
+            )
             raise ValueError(
                 "this model was fitted to successes out of trials: its outcome is a count, "
-                "and predict's 0/1 class would be compared with counts (scikit-learn's "
-                f"accuracy or squared-error scorers). Use {probability} for the probability "
+                f"not a class, and {compared}. Use {probability} for the probability "
                 "of success (times the rows' trials: the expected successes), and score "
                 "(D^2, with trials) or the library's scorers (sklearn_glmm.model_selection) "
                 "to score it."

@@ -356,17 +356,24 @@ def test_score_with_an_offset_compares_with_the_intercept_plus_offset_null():
     # scorers compared them with the counts (accuracy 0.3, MSE -2.6, silently)
     with pytest.raises(ValueError, match="successes out of trials.*predict_mean"):
         b.predict(X, g, offset=off)
+    # and the two classes of predict_proba / decision_function: log-loss and ROC AUC read
+    # the counts as 0/1 labels (where y held two values, silently)
+    with pytest.raises(ValueError, match="successes out of trials.*log-loss, ROC AUC"):
+        b.predict_proba(X, g, offset=off)
+    with pytest.raises(ValueError, match="successes out of trials.*scale='link'"):
+        b.decision_function(X, g, offset=off)
     from sklearn.model_selection import GroupKFold, cross_validate
 
     with sklearn.config_context(enable_metadata_routing=True):
         est = BinomialGLMM().set_fit_request(groups=True, trials=True)
-        for scoring in ("accuracy", "neg_mean_squared_error"):
+        s01 = np.minimum(s, 1)  # counts of 0 and 1 only: read as labels without an error
+        for scoring in ("accuracy", "neg_mean_squared_error", "neg_log_loss", "roc_auc"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 out = cross_validate(
                     est,
                     X,
-                    s,
+                    s01,
                     cv=GroupKFold(3),
                     params={"groups": g, "trials": t},
                     scoring=scoring,
