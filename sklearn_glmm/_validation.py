@@ -487,8 +487,11 @@ def warn_labels_column(column: str, name: str, position: int | None = None) -> N
 
 
 def check_outcome_not_in_X(X, y):
-    """Raise when a column of the DataFrame ``X`` is the outcome itself (its name and its
-    values): fitted as a predictor it would explain y perfectly."""
+    """Raise when a column of ``X`` is the outcome itself (a DataFrame's: its name and its
+    values; an array's: its values): fitted as a predictor it would explain y perfectly."""
+    if isinstance(X, np.ndarray):
+        _check_outcome_not_in_array(X, y)
+        return
     name = getattr(y, "name", None)
     if name is None or not isinstance(X, pd.DataFrame) or name not in X.columns:
         return
@@ -505,6 +508,28 @@ def check_outcome_not_in_X(X, y):
             "would explain y by itself. Drop it from X. (A clone of a formula model, as "
             "cross-validation makes, is the plain estimator, which reads every column of X: "
             "cross-validate make_pipeline(FormulaTransformer(formula), Estimator()) instead.)"
+        )
+
+
+def _check_outcome_not_in_array(X: np.ndarray, y) -> None:
+    """:func:`check_outcome_not_in_X` for an array ``X`` (``df.to_numpy()``, a
+    ColumnTransformer's passthrough): a column equal to a numeric ``y`` in every row."""
+    values = np.asarray(y)
+    if (
+        X.ndim != 2
+        or X.dtype.kind not in "iufb"
+        or values.ndim != 1
+        or values.dtype.kind not in "iufb"
+        or len(values) != X.shape[0]
+        or len(values) < 10
+    ):
+        return
+    same = [j for j in range(X.shape[1]) if np.array_equal(X[:, j], values)]
+    if same:
+        raise ValueError(
+            f"column {same[0]} of X (an array) holds the same values as y in every row: the "
+            "outcome is among the predictors, and would explain y by itself. Drop it from X "
+            "(in a ColumnTransformer, leave the outcome out of the columns passed through)."
         )
 
 

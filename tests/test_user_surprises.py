@@ -1390,3 +1390,22 @@ def test_one_value_as_groups_and_arrays_for_named_columns_are_told_the_fix():
         pipe.fit(d, y)
     pipe[0].set_output(transform="pandas")
     _quiet(pipe.fit, d, y)
+
+
+def test_the_outcome_in_an_array_X_is_refused_as_in_a_frame():
+    # a ColumnTransformer's passthrough kept y's column: fitted as a predictor, silently
+    rng = np.random.default_rng(8)
+    d = pd.DataFrame({"x": rng.normal(size=200), "id": rng.integers(0, 20, 200)})
+    d["y"] = rng.poisson(np.exp(0.3 + 0.4 * d.x))
+    with pytest.raises(ValueError, match="column 1 of X .* holds the same values as y"):
+        PoissonGLMM().fit(d[["x", "y"]].to_numpy(), d.y, groups=d.id)
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(
+        ColumnTransformer([("num", StandardScaler(), ["x"])], remainder="passthrough"),
+        PoissonGLMM(),
+    )
+    with pytest.raises(ValueError, match="holds the same values as y"):
+        pipe.fit(d[["x", "y"]], d.y, poissonglmm__groups=d.id)
