@@ -15,6 +15,7 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from ._fit_result import fitted_n_agq
+from ._validation import reads_fitted_models
 from ._warn import user_stacklevel
 
 
@@ -282,6 +283,7 @@ def _checked_models(models, names, minimum: int, too_few: str) -> list[str]:
     return names
 
 
+@reads_fitted_models
 def anova(
     *models, names=None, check_nested: bool = True, n_boot=None, random_state=None
 ) -> pd.DataFrame:
@@ -397,6 +399,7 @@ def _bootstrap_p(small, large, chisq, n_boot, random_state, name):
     return float((1 + np.sum(used >= chisq - 1e-8 * max(1.0, abs(chisq)))) / (1 + len(used))), lr
 
 
+@reads_fitted_models
 def compare_models(*models, names=None, sort: bool = True) -> pd.DataFrame:
     """AIC/BIC table across any fits to the same data (nested or not).
 

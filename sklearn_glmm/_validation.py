@@ -631,3 +631,60 @@ def _aliased_by_gram_schmidt(X: np.ndarray, rel_tol: float) -> list[int]:
         else:
             kept.append(r / rn)
     return dropped
+
+
+def fitted_glmm(model):
+    """The fitted model inside ``model``: a Pipeline's final step, a fitted search's
+    ``best_estimator_`` (for the functions that read the fitted model alone, not new
+    data), or ``model`` itself."""
+    from sklearn.pipeline import Pipeline
+
+    while True:
+        if isinstance(model, Pipeline) and len(model):
+            model = model[-1]
+        elif not hasattr(model, "fit_result_") and hasattr(model, "best_estimator_"):
+            model = model.best_estimator_  # (refit=False: no best_estimator_, said below)
+        else:
+            return model
+
+
+def reads_fitted_models(func):
+    """Let ``func(model, ...)`` (``func(*models, ...)``) take a fitted Pipeline or search
+    for the model at its end (:func:`fitted_glmm`)."""
+    import functools
+    import inspect
+
+    variadic = next(iter(inspect.signature(func).parameters.values())).kind is (
+        inspect.Parameter.VAR_POSITIONAL
+    )
+
+    @functools.wraps(func)
+    def call(*args, **kwargs):
+        if variadic:
+            args = tuple(fitted_glmm(m) for m in args)
+        elif args:
+            args = (fitted_glmm(args[0]), *args[1:])
+        elif "model" in kwargs:
+            kwargs["model"] = fitted_glmm(kwargs["model"])
+        return func(*args, **kwargs)
+
+    return call
+
+
+def fitted_glmm_for_data(model, call: str):
+    """The fitted model inside ``model`` for a function that also reads data ``X``: a
+    fitted search's ``best_estimator_``; a Pipeline raises (its final step sees ``X``
+    transformed by the steps before it, which the function cannot know it should do)."""
+    from sklearn.pipeline import Pipeline
+
+    while not hasattr(model, "fit_result_") and hasattr(model, "best_estimator_"):
+        model = model.best_estimator_
+    if isinstance(model, Pipeline):
+        if len(model) == 1:
+            return fitted_glmm_for_data(model[-1], call)
+        raise TypeError(
+            f"{call} takes the fitted model and the data it reads, got a Pipeline: pass its "
+            "final step and X as that step sees it, "
+            f"{call}(pipe[-1], pipe[:-1].transform(X), ...)."
+        )
+    return model

@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._compare import anova, compare_models
 from ._confint import confint, profile
 from ._report import report
-from ._validation import check_bool, check_level
+from ._validation import check_bool, check_level, fitted_glmm_for_data
 from ._warn import user_stacklevel
 from .performance import Anova
 
@@ -155,6 +155,7 @@ def predict_interval(
         On the ``scale`` asked for (``"response"``: probability or mean count;
         ``"link"``: log-odds or log mean).
     """
+    est = fitted_glmm_for_data(est, "predict_interval")
     if scale not in ("response", "link"):
         raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
     include_random = check_bool(include_random, "include_random")
@@ -390,6 +391,7 @@ def marginal_means(
         Columns ``conditional``, ``conditional_se``, ``conditional_lower``,
         ``conditional_upper`` and the same for ``marginal``.
     """
+    est = fitted_glmm_for_data(est, "marginal_means")
     if scale not in ("response", "link"):
         raise ValueError(f"scale must be 'response' or 'link', got {scale!r}.")
     average = check_bool(average, "average")
@@ -444,6 +446,7 @@ def contrast(
         error below 1e-9 of the means (absolute on a ratio's log scale) is the finite
         differences' rounding.
     """
+    est = fitted_glmm_for_data(est, "contrast")
     if kind not in ("difference", "ratio", "odds_ratio"):
         raise ValueError(f"kind must be 'difference', 'ratio' or 'odds_ratio', got {kind!r}.")
     fam = est.fit_result_.family

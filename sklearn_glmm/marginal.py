@@ -48,7 +48,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._engine.objective import lambda_matrices
 from ._fit_result import beta_jacobian, unrotated
 from ._results import original_lambda
-from ._validation import aliased_columns, check_level
+from ._validation import aliased_columns, check_level, fitted_glmm, fitted_glmm_for_data
 from ._warn import user_stacklevel
 
 __all__ = ["conditional_marginal_table", "marginal_coefs"]
@@ -309,6 +309,7 @@ def marginal_coefs(
     >>> bool(abs(mc.loc["treatment", "estimate"]) < abs(b_cond))  # attenuated
     True
     """
+    model = fitted_glmm(model) if X is None else fitted_glmm_for_data(model, "marginal_coefs")
     _check_model(model)
     if model.fit_result_.family.name == "ordinal":
         raise NotImplementedError(

@@ -47,6 +47,7 @@ from ._performance_variance import (
     scaled_cholesky_diagonals,
 )
 from ._performance_variance import variance_components as _components
+from ._validation import reads_fitted_models
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -74,6 +75,7 @@ _SINGULAR_WARNING = (
 )
 
 
+@reads_fitted_models
 def variance_components(model, *, tolerance: float = DEFAULT_TOLERANCE) -> VarianceComponents:
     """Latent-scale variance components, as R's ``insight::get_variance``.
 
@@ -109,6 +111,7 @@ def variance_components(model, *, tolerance: float = DEFAULT_TOLERANCE) -> Varia
     return _components(model, tolerance)
 
 
+@reads_fitted_models
 def icc(
     model, *, by_group: bool = False, tolerance: float = DEFAULT_TOLERANCE
 ) -> CheckSeries | CheckTable:
@@ -198,6 +201,7 @@ def icc(
     return with_text(out, "Intraclass Correlation Coefficient", body=body)
 
 
+@reads_fitted_models
 def r2(model, *, tolerance: float = DEFAULT_TOLERANCE) -> CheckSeries:
     """Nakagawa's marginal and conditional R², as R's ``performance::r2_nakagawa``.
 
@@ -256,6 +260,7 @@ def _is_bernoulli(model) -> bool:
     return res.family.has_trials and bool(np.all(res.train["trials"] == 1))
 
 
+@reads_fitted_models
 def check_overdispersion(model) -> CheckTable:
     """Pearson chi-square test of overdispersion, as R's ``performance::check_overdispersion``.
 
@@ -339,6 +344,7 @@ _LIBERAL_ZEROS = (
 )
 
 
+@reads_fitted_models
 def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
     """Observed vs predicted zeros, as R's ``performance::check_zeroinflation``.
 
@@ -413,6 +419,7 @@ def check_zeroinflation(model, tolerance: float = 0.05) -> CheckTable:
     return with_text(table, "Check for zero-inflation", note, detected, body)
 
 
+@reads_fitted_models
 def check_singularity(model, tolerance: float = DEFAULT_TOLERANCE) -> CheckTable:
     """Singular-fit check, as R's ``performance::check_singularity`` (lme4's rule).
 
@@ -472,6 +479,7 @@ def check_singularity(model, tolerance: float = DEFAULT_TOLERANCE) -> CheckTable
     return with_text(table, "Check for singular fit", note, detected)
 
 
+@reads_fitted_models
 def check_collinearity(model, *, terms: dict | None = None, ci: float = 0.95) -> CheckTable:
     """Variance inflation factors of the fixed effects, as R's ``performance::check_collinearity``.
 
@@ -562,6 +570,7 @@ def _ties_merged(values: np.ndarray, rel: float = 1e-12) -> np.ndarray:
     return out
 
 
+@reads_fitted_models
 def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     """Binned residuals of a binomial model, as R's ``performance::binned_residuals``.
 
@@ -661,6 +670,7 @@ def binned_residuals(model, n_bins: int | None = None) -> CheckTable:
     return with_text(table, "Binned residuals", note, bool(ok < 0.95))
 
 
+@reads_fitted_models
 def check_model(
     model,
     *,
@@ -738,6 +748,7 @@ def _contrast_dependent(info) -> bool:
     )
 
 
+@reads_fitted_models
 def Anova(model, type: int | str = 2, *, terms: dict | None = None) -> CheckTable:  # noqa: N802
     """Type II or III Wald chi-square tests per model term, as R's ``car::Anova``.
 

@@ -756,3 +756,45 @@ def test_a_positional_third_argument_is_groups_and_says_so():
     with sklearn.config_context(enable_metadata_routing=True):
         est = PoissonGLMM().set_fit_request(groups=True).set_score_request(groups=True)
         assert est.get_metadata_routing().fit.requests["groups"] is True
+
+
+def test_model_checks_take_a_fitted_pipeline_or_search():
+    """performance.*, anova and compare_models read the fitted model alone: a fitted
+    Pipeline or search stands for the model at its end (they said 'not fitted yet');
+    functions that also read data refuse a Pipeline, naming what to pass."""
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_glmm import anova, compare_models, inference, performance
+    from sklearn_glmm.datasets import make_longitudinal
+    from sklearn_glmm.marginal import marginal_coefs
+
+    df, _ = make_longitudinal("poisson", n_groups=40, n_waves=6, random_state=14)
+    X, y, g = df[["time", "treatment"]], df["y"], df["id"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = make_pipeline(StandardScaler(), PoissonGLMM()).fit(X, y, poissonglmm__groups=g)
+        search = GridSearchCV(
+            PoissonGLMM(group_columns="id"), {"n_agq": [1, 3]}, cv=GroupKFold(3)
+        ).fit(df[["id", "time", "treatment"]], y, groups=g)
+    m = pipe[-1]
+    assert performance.icc(pipe).equals(performance.icc(m))
+    assert performance.r2(pipe).equals(performance.r2(m))
+    assert performance.icc(search).equals(performance.icc(search.best_estimator_))
+    assert performance.check_singularity(model=pipe).equals(performance.check_singularity(m))
+    pd.testing.assert_frame_equal(compare_models(pipe, m), compare_models(m, m))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pd.testing.assert_frame_equal(anova(pipe, m), anova(m, m))
+    pd.testing.assert_frame_equal(marginal_coefs(pipe), marginal_coefs(m))
+    Xt = pipe[:-1].transform(X)
+    with pytest.raises(TypeError, match=r"got a Pipeline.*predict_interval\(pipe\[-1\]"):
+        inference.predict_interval(pipe, X)
+    with pytest.raises(TypeError, match="got a Pipeline"):
+        marginal_coefs(pipe, X)
+    pd.testing.assert_frame_equal(
+        inference.marginal_means(search, df[["id", "time", "treatment"]]),
+        inference.marginal_means(search.best_estimator_, df[["id", "time", "treatment"]]),
+    )
+    assert inference.predict_interval(m, Xt).shape[0] == len(X)
