@@ -365,6 +365,8 @@ def rows_misaligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> 
     own). Where ``X`` is an array, the first pandas argument takes its place. Returns the
     messages (no warning: a partition's worker sends them to the driver)."""
     X = as_pandas(X)
+    if isinstance(X, pd.DataFrame) and rebuilt and _fresh_index(X.index):
+        X = None  # (its labels say nothing: the other arguments are compared instead)
     if not isinstance(X, pd.DataFrame):
         given = {n: as_pandas(v) for n, v in others.items()}
         given = {n: v for n, v in given.items() if isinstance(v, (pd.Series, pd.DataFrame))}
@@ -372,11 +374,8 @@ def rows_misaligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> 
             return []
         frame, X = next(iter(given.items()))
         others = {n: v for n, v in given.items() if n != frame}
-    if not X.index.is_unique:
-        return []
     index = X.index
-    fresh = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
-    if rebuilt and fresh:
+    if rebuilt and _fresh_index(index):
         return []
     messages = []
     for name, value in others.items():
@@ -384,7 +383,7 @@ def rows_misaligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> 
         other = value.index if isinstance(value, (pd.Series, pd.DataFrame)) else None
         if other is None or len(other) != len(index) or other.equals(index):
             continue
-        if other.is_unique and index.isin(other).all():
+        if _same_labels(index, other):
             messages.append(
                 f"{frame} and {name} hold the same row labels in another order (the first "
                 f"rows of {frame} {list(index[:3])}, of {name} {list(other[:3])}). Rows are "
@@ -394,6 +393,22 @@ def rows_misaligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> 
                 "(.to_numpy())."
             )
     return messages
+
+
+def _fresh_index(index) -> bool:
+    """``0, 1, ..., n - 1``: labels that say nothing about which row is which."""
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+
+
+def _same_labels(index, other) -> bool:
+    """The two indexes hold the same row labels (in any order); with repeated labels
+    (frames concatenated without ``ignore_index``), each as many times."""
+    if index.is_unique and other.is_unique:
+        return bool(index.isin(other).all())
+    try:
+        return bool(np.array_equal(np.sort(index.to_numpy()), np.sort(other.to_numpy())))
+    except TypeError:  # labels that do not sort
+        return False
 
 
 # the start of check_groups_not_in_X's warning, which labels_in_X_meant silences

@@ -950,6 +950,18 @@ def test_pandas_arguments_in_another_row_order_than_X_are_warned_of():
         s = d.sort_values("id")
         rebuilt = pd.DataFrame(s[["x"]].to_numpy() * 2.0, columns=["x"])
         m.score(rebuilt, s.y, groups=s.id)
+    # such an X leaves y and groups to be compared with each other, as for an array
+    with pytest.warns(UserWarning, match="y and groups hold the same row labels"):
+        _quiet_but(UserWarning, PoissonGLMM().fit, rebuilt, s.y, groups=d.id)
+    # repeated labels (two frames concatenated without ignore_index), X shuffled with y
+    both = pd.concat([d.iloc[:100], d.iloc[100:].set_axis(np.arange(100))])
+    mixed = both.sample(frac=1.0, random_state=0)
+    with pytest.warns(UserWarning, match="X and groups hold the same row labels"):
+        _quiet_but(UserWarning, PoissonGLMM().fit, mixed[["x"]], mixed.y, groups=both.id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=SingularFitWarning)
+        PoissonGLMM().fit(mixed[["x"]], mixed.y, groups=mixed.id)
 
 
 def test_a_formulas_weights_and_offset_in_another_row_order_are_warned_of():
