@@ -363,9 +363,9 @@ def _check_sparse_times(name: str, term: Term, codes, t, levels) -> None:
         f"{term.structure}({term.time}) of factor {name!r}: {term.time!r} has {T} distinct "
         f"values but no group has more than {most} of them. Every group has one random "
         f"effect per value ({T}), and the fit's cost grows with the cube of that number, "
-        "so it can take minutes. If {0!r} is a continuous measurement rather than time "
-        "points the groups share, round it to a grid of time points (or count it from "
-        "each group's first time).".format(term.time),
+        f"so it can take minutes. If {term.time!r} is a continuous measurement rather than "
+        "time points the groups share, round it to a grid of time points (or count it from "
+        "each group's first time).",
         UserWarning,
         stacklevel=user_stacklevel(),
     )
