@@ -278,3 +278,25 @@ def test_nested_fit_equals_the_fit_through_the_schur_complement(monkeypatch):
         np.testing.assert_allclose(
             nested.random_effects_cov_[name], dense.random_effects_cov_[name], atol=1e-6
         )
+
+
+@pytest.mark.parametrize("q", [2, 3])
+@pytest.mark.parametrize("keep_factor", [False, True])
+def test_a_block_singular_to_rounding_fails_instead_of_giving_a_step(q, keep_factor):
+    """Curvatures of 1e18 on a level's rows that share their random-effect values (a
+    mode search started far from the mode): H = w a a' + I rounds to a singular block,
+    whose factorisation went through with a log-determinant and Newton steps of
+    rounding (a step of exactly 0 for a gradient of 3e19 in a fit, where the search
+    then accepted that point as the mode: a value of 1e20 where 1784 was right). Now
+    it fails, so the search starts again from zero. Curvatures of 1e12 on the same rows
+    keep their digits."""
+    from sklearn_glmm._engine.linalg import BlockSolver
+
+    row = np.array([0.5, -0.017, 0.01])[:q]
+    a_vals = np.tile(row, (3, 1))
+    solver = BlockSolver(np.zeros(3, dtype=np.intp), 1, q)
+    solver.keep_factor = keep_factor
+    with pytest.raises(NotPositiveDefinite, match="singular to rounding"):
+        solver.factorize(a_vals, np.full(3, 1e18))
+    solver.factorize(a_vals, np.full(3, 1e12))
+    assert solver.logdet == pytest.approx(np.log1p(3e12 * row @ row), abs=1e-6)

@@ -2,7 +2,8 @@
 
 Data: ``tests/fixtures/trust/*.csv`` (written by ``make_trust_data.py``, seeded; the
 Salamanders CSV by ``make_trust.R``). R fits: ``tests/fixtures/trust/trust.json``
-(``make_trust.R``; lme4 1.1-31, glmmTMB 1.1.5). Each case records every R fit of the
+(``make_trust.R``; lme4 1.1-31, glmmTMB 1.1.5; case 8's data are literal, see
+``make_trust_data.py``). Each case records every R fit of the
 model under ``fits`` and names the one compared with under ``reference``: of lme4
 (``glmerControl(tolPwrss = 1e-12)``) and glmmTMB, the higher log-likelihood
 (``reference_why`` says which and why; case 2 also counts the fits of the same model
@@ -113,7 +114,7 @@ def _messages(caught, category=Warning):
 
 
 def test_fixture_cases_present():
-    assert len(CASES) == 18
+    assert len(CASES) == 19
     for case in CASES:
         ref = _reference(case)
         assert ref["loglik_full"] is not None, case
@@ -289,3 +290,23 @@ def test_case7_zero_variance_equals_glm():
     glm = REF["case7_zero_variance"]["glm"]
     assert est.loglik_ >= glm["loglik"] - 1e-6
     assert est.is_singular_ == REF["case7_zero_variance"]["fits"]["lme4"]["singular"]
+
+
+# ---------------------------------------------------------------------------
+# Case 8: a singular optimum far from the best one (Poisson counts near 6e4)
+# ---------------------------------------------------------------------------
+def test_case8_a_singular_optimum_is_not_kept_below_a_better_one():
+    # R: glmmTMB(y ~ x1 + (1 + x1 | id), data = d, family = poisson)
+    #    logLik -830.8657, SDs 0.0945 and 0.0052, correlation -0.9999 (singular
+    #    convergence (7)); glmer with tolPwrss = 1e-12 fails (PIRLS step-halvings), and
+    #    glmer's defaults end singular at -840.14. From the moment-based start (slope SD
+    #    2) the fit ended converged and singular at -870.29, correlation -1 with SDs
+    #    1.26 and 0.99: the restart from the plain start finds the better optimum.
+    _assert_matches_reference("case8_slope_basin", se=False)
+    est, _ = _fit("case8_slope_basin")
+    assert est.converged_
+    assert any(stage[0] == "singular restart" for stage in est.fit_record_.stages)
+    ref = _reference("case8_slope_basin")
+    ours = est.fixed_effects_["std_error"]
+    for name, value in ref["se"].items():  # a singular fit's SEs: within 10 %
+        assert ours[name] == pytest.approx(value, rel=0.1), (name, ours[name], value)

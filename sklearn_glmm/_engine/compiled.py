@@ -34,6 +34,8 @@ import math
 
 import numpy as np
 
+from .linalg.block import ROUNDED_PIVOT
+
 POISSON_LOG = 0
 BINOMIAL_LOGIT = 1
 NEGBIN2_LOG = 2
@@ -222,7 +224,9 @@ def _level_inverse(H, g, q, Hinv):
     b_ = H[g, 1]
     c_ = 1.0 + H[g, 2]
     det = a_ * c_ - b_ * b_
-    if not det > 0.0:  # rounding (entries of 1e16 and more), or NaN: not positive definite
+    # rounding (entries of 1e16 and more: a determinant cancelled to below ROUNDED_PIVOT
+    # of its terms, linalg.block's rule), or NaN: not positive definite
+    if not det > ROUNDED_PIVOT * a_ * c_:
         Hinv[g, 0] = Hinv[g, 1] = Hinv[g, 2] = math.nan
         return math.nan, False
     Hinv[g, 0] = c_ / det

@@ -38,6 +38,25 @@ class NotPositiveDefinite(InnerSolveFailure):
     """The Laplace Hessian is not positive definite at the current point."""
 
 
+# a block's pivot (a Schur complement of its diagonal entry) below this fraction of the
+# entry has lost all but ~2 of its digits to cancellation: ``H = Lambda'Z'WZ Lambda + I``
+# with curvatures of 1e19 on rows of one level that share their slope value (a mode
+# search started far from the mode) rounds to a singular block, whose "inverse" gave a
+# Newton step of exactly 0 and a mode accepted at a point 1e19 from it
+ROUNDED_PIVOT = 1e-13
+
+
+def _rounded_away(pivot: np.ndarray, entry: np.ndarray) -> bool:
+    """Whether some pivot is within rounding of its diagonal entry's cancellation."""
+    return bool(len(pivot) and np.any(pivot <= ROUNDED_PIVOT * entry))
+
+
+_SINGULAR_TO_ROUNDING = (
+    "a block of the Laplace Hessian is singular to rounding (its pivot cancelled to "
+    "below 1e-13 of its diagonal)"
+)
+
+
 def cholesky_inverse(L: np.ndarray) -> np.ndarray:
     """``S^{-1}`` from the lower Cholesky factor ``L`` of ``S`` (LAPACK potri).
 
@@ -75,17 +94,30 @@ def block_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
         det = a * c - b * b
         if len(det) and not (a.min() > 0 and det.min() > 0):
             raise NotPositiveDefinite("Laplace Hessian is not positive definite")
+        if _rounded_away(det, a * c):
+            raise NotPositiveDefinite(_SINGULAR_TO_ROUNDING)
         # [c, -b; -b, a] / det in one division
         hinv = np.stack([c, -b, -b, a], axis=1).reshape(-1, 2, 2)
         hinv /= det[:, None, None]
         return hinv, float(np.sum(np.log(det)))
+    L = _checked_cholesky(H)
+    Linv = np.linalg.inv(L)
+    logdet = float(2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
+    return np.einsum("gki,gkj->gij", Linv, Linv), logdet
+
+
+def _checked_cholesky(H: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a batch of blocks ``H`` (G, q, q); raises
+    :class:`NotPositiveDefinite` where a block is not positive definite, or is singular
+    to rounding (:data:`ROUNDED_PIVOT`)."""
     try:
         L = np.linalg.cholesky(H)
     except np.linalg.LinAlgError as exc:
         raise NotPositiveDefinite(str(exc)) from exc
-    Linv = np.linalg.inv(L)
-    logdet = float(2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
-    return np.einsum("gki,gkj->gij", Linv, Linv), logdet
+    pivots = np.diagonal(L, axis1=1, axis2=2) ** 2
+    if _rounded_away(pivots.ravel(), np.diagonal(H, axis1=1, axis2=2).ravel()):
+        raise NotPositiveDefinite(_SINGULAR_TO_ROUNDING)
+    return L
 
 
 def block_cholesky_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
@@ -109,16 +141,15 @@ def block_cholesky_inverse(H: np.ndarray) -> tuple[np.ndarray, float]:
         d = c - l21 * l21
         if len(d) and not d.min() > 0:
             raise NotPositiveDefinite("Laplace Hessian is not positive definite")
+        if _rounded_away(d, c):
+            raise NotPositiveDefinite(_SINGULAR_TO_ROUNDING)
         l22 = np.sqrt(d)
         Linv = np.zeros((G, 2, 2))
         Linv[:, 0, 0] = 1.0 / l11
         Linv[:, 1, 1] = 1.0 / l22
         Linv[:, 1, 0] = -l21 / (l11 * l22)
         return Linv, float(2.0 * np.sum(np.log(l11) + np.log(l22)))
-    try:
-        L = np.linalg.cholesky(H)
-    except np.linalg.LinAlgError as exc:
-        raise NotPositiveDefinite(str(exc)) from exc
+    L = _checked_cholesky(H)
     logdet = float(2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
     return np.linalg.inv(L), logdet
 
@@ -293,10 +324,7 @@ class PaddedBlockSolver(BlockSolver):
         A = self._pad(a_vals)
         H = np.matmul(np.swapaxes(A * self._pad(w)[:, :, None], 1, 2), A)
         H[:, range(self.q), range(self.q)] += 1.0
-        try:
-            L = np.linalg.cholesky(H)
-        except np.linalg.LinAlgError as exc:
-            raise NotPositiveDefinite(str(exc)) from exc
+        L = _checked_cholesky(H)
         Linv = np.linalg.inv(L)
         self.logdet = float(2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
         self.hinv = np.matmul(np.swapaxes(Linv, 1, 2), Linv)
