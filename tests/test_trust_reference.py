@@ -114,7 +114,7 @@ def _messages(caught, category=Warning):
 
 
 def test_fixture_cases_present():
-    assert len(CASES) == 19
+    assert len(CASES) == 20
     for case in CASES:
         ref = _reference(case)
         assert ref["loglik_full"] is not None, case
@@ -310,3 +310,28 @@ def test_case8_a_singular_optimum_is_not_kept_below_a_better_one():
     ours = est.fixed_effects_["std_error"]
     for name, value in ref["se"].items():  # a singular fit's SEs: within 10 %
         assert ours[name] == pytest.approx(value, rel=0.1), (name, ours[name], value)
+
+
+# ---------------------------------------------------------------------------
+# Case 9: standard errors where the curvature at the modes is large
+# ---------------------------------------------------------------------------
+def test_case9_standard_errors_of_large_counts_do_not_move_with_units():
+    # R: glmmTMB(y ~ x1 + (1 + x1 | id), data = d, family = poisson)
+    #    logLik -5475.8637, SE(x1) 0.276893, SE(Intercept) 0.354783; glmer with
+    #    tolPwrss = 1e-12 fails (PIRLS step-halvings). Counts to 1.1e6 with slope SDs
+    #    near 2: the closed-form Hessian's sums cancel, and SE(x1) came out 0.2775 here,
+    #    0.2809 with x1 / 1000 and 0.2801 with x1 * 1000; by differences of the gradient
+    #    every unit gives glmmTMB's to 1e-4.
+    _assert_matches_reference("case9_large_count_slopes")
+    est, _ = _fit("case9_large_count_slopes")
+    X, y, groups = _data("case9_large_count_slopes")
+    se = est.fixed_effects_.loc["x1", "std_error"]
+    ref = _reference("case9_large_count_slopes")["se"]["x1"]
+    assert se == pytest.approx(ref, rel=1e-3)
+    for c in (1e-3, 1e3):
+        other = make_estimator(REF["case9_large_count_slopes"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            other.fit(X * c, y, groups=groups)
+        assert other.loglik_ == pytest.approx(est.loglik_, abs=1e-6)
+        assert other.fixed_effects_.loc["x1", "std_error"] * c == pytest.approx(se, rel=1e-3)
