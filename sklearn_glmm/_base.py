@@ -26,6 +26,7 @@ from . import _random_only, _results, _state, _tables
 from . import _zero_inflation as _zi
 from ._design import (
     build_factors,
+    check_slopes_vary_within_levels,
     check_uncentred_uncorrelated,
     factor_columns,
     factor_names,
@@ -563,6 +564,7 @@ class _BaseGLMM(BaseEstimator):
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
                 check_uncentred_uncorrelated(f, X_raw)
+                check_slopes_vary_within_levels(f, X_raw)
         factor_order = factor_names(groups) if groups is not None else []
         structured = [f.structure.name for f in factors if not _identity(f.structure)]
         if self.n_agq > 1 and structured:

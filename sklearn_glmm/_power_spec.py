@@ -76,6 +76,8 @@ def _covariance(random_cov, names: list[str]) -> np.ndarray:
 
 def _sd(value, name: str) -> float:
     """A standard deviation given as a number: finite and not negative."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a standard deviation (a number), got {value!r}.")
     try:
         sd = float(value)
     except (TypeError, ValueError):
@@ -88,7 +90,9 @@ def _sd(value, name: str) -> float:
 
 
 def _number(value, name: str) -> float:
-    """A parameter value given as a number."""
+    """A parameter value given as a number (True/False is not one)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, got {value!r}.")
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -384,13 +384,18 @@ def rows_misaligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> 
         if other is None or len(other) != len(index) or other.equals(index):
             continue
         if _same_labels(index, other):
+            reorder = (
+                f"{name}.loc[{frame}.index]"
+                if index.is_unique
+                else f"the labels repeat, so .loc would repeat rows: reset both indexes "
+                f"before sorting or shuffling, or reorder {name} by the same positions"
+            )
             messages.append(
                 f"{frame} and {name} hold the same row labels in another order (the first "
                 f"rows of {frame} {list(index[:3])}, of {name} {list(other[:3])}). Rows are "
                 f"read by position: if {frame} was sorted or shuffled and {name} was not, "
                 f"each row gets another row's {name}; put {name} in {frame}'s order "
-                f"({name}.loc[{frame}.index]). If the positions do match, pass arrays "
-                "(.to_numpy())."
+                f"({reorder}). If the positions do match, pass arrays (.to_numpy())."
             )
     return messages
 
@@ -502,8 +507,9 @@ def warn_labels_column(column: str, name: str, position: int | None = None) -> N
 
 
 def check_outcome_not_in_X(X, y):
-    """Raise when a column of ``X`` is the outcome itself (a DataFrame's: its name and its
-    values; an array's: its values): fitted as a predictor it would explain y perfectly."""
+    """Raise when a column of the DataFrame ``X`` is the outcome itself (its name and its
+    values), warn where a column of an array ``X`` equals it: fitted as a predictor it
+    would explain y perfectly."""
     if isinstance(X, np.ndarray):
         _check_outcome_not_in_array(X, y)
         return
@@ -528,7 +534,8 @@ def check_outcome_not_in_X(X, y):
 
 def _check_outcome_not_in_array(X: np.ndarray, y) -> None:
     """:func:`check_outcome_not_in_X` for an array ``X`` (``df.to_numpy()``, a
-    ColumnTransformer's passthrough): a column equal to a numeric ``y`` in every row."""
+    ColumnTransformer's passthrough): a column equal to a numeric ``y`` in every row is
+    warned of."""
     values = np.asarray(y)
     if (
         X.ndim != 2
@@ -541,10 +548,15 @@ def _check_outcome_not_in_array(X: np.ndarray, y) -> None:
         return
     same = [j for j in range(X.shape[1]) if np.array_equal(X[:, j], values)]
     if same:
-        raise ValueError(
-            f"column {same[0]} of X (an array) holds the same values as y in every row: the "
-            "outcome is among the predictors, and would explain y by itself. Drop it from X "
-            "(in a ColumnTransformer, leave the outcome out of the columns passed through)."
+        # (warned, not refused: without a name, a predictor that separates a binary
+        # outcome, or a lagged count equal to it on few rows, looks the same)
+        warnings.warn(
+            f"column {same[0]} of X (an array) holds the same values as y in every row: if "
+            "it is the outcome (a ColumnTransformer's passthrough keeps it), it explains y "
+            "by itself as a predictor; drop it from X (in a ColumnTransformer, leave the "
+            "outcome out of the columns passed through).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -658,9 +670,20 @@ def fitted_glmm(model):
         if isinstance(model, Pipeline) and len(model):
             model = model[-1]
         elif not hasattr(model, "fit_result_") and hasattr(model, "best_estimator_"):
-            model = model.best_estimator_  # (refit=False: no best_estimator_, said below)
+            model = model.best_estimator_
         else:
+            _check_search_refitted(model)
             return model
+
+
+def _check_search_refitted(model) -> None:
+    """Raise for a search fitted with ``refit=False``: it holds no fitted model."""
+    if hasattr(model, "best_params_") and not hasattr(model, "fit_result_"):
+        raise TypeError(
+            f"this {type(model).__name__} was fitted with refit=False, so it holds no fitted "
+            "model: fit one with its best_params_ (estimator.set_params(**search."
+            "best_params_).fit(...)), or search with refit=True."
+        )
 
 
 def reads_fitted_models(func):
@@ -694,6 +717,7 @@ def fitted_glmm_for_data(model, call: str):
 
     while not hasattr(model, "fit_result_") and hasattr(model, "best_estimator_"):
         model = model.best_estimator_
+    _check_search_refitted(model)
     if isinstance(model, Pipeline):
         if len(model) == 1:
             return fitted_glmm_for_data(model[-1], call)

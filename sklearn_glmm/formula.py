@@ -1996,7 +1996,8 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
     terms -- on ``fit`` (factor levels, ``center``/``scale`` statistics) and applies
     it on ``transform``, naming columns as R does and leaving out the intercept (the
     estimators fit it; a formula without one, ``y ~ x - 1``, needs the estimator's
-    ``fit_intercept=False``, which its ``fit`` checks). The random-effect terms are the estimator's
+    ``fit_intercept=False``, which its ``fit`` checks when this transformer's output
+    reaches it directly). The random-effect terms are the estimator's
     ``random_effects`` (its default, ``"1"``, is ``(1 | g)``; set slopes there). A
     formula with ``offset()`` raises: the offset goes to the estimator's ``fit``.
 

@@ -446,6 +446,25 @@ def test_tiny_sd_of_large_counts_as_in_memory(client):
     _same(m_mem, m_dask)
 
 
+def test_large_curvatures_take_the_hessian_by_differences_as_in_memory(client):
+    # trust case 9 (counts to 1.1e6): the partitions' largest curvature, one map-reduce,
+    # sends the partitioned fit's Hessian to differences as the in-memory fit's (its
+    # closed form gave SE(x1) 0.2859, 0.2755, 0.2821 in three units of x1)
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "trust" / "case9_large_count_slopes.csv"
+    df = pd.read_csv(path).sort_values("id", kind="stable").reset_index(drop=True)
+    est = PoissonGLMM(random_effects="1 + x1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m_mem = clone(est).fit(df[["x1"]], df["y"], groups=df["id"])
+        ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=2, sort=True)
+        m_dask = fit_partitioned(clone(est), ddf[["x1", "id"]], ddf["y"], groups="id")
+    se = m_mem.fixed_effects_.loc["x1", "std_error"]
+    assert m_dask.fixed_effects_.loc["x1", "std_error"] == pytest.approx(se, rel=1e-4)
+    assert se == pytest.approx(0.276893, rel=1e-3)  # glmmTMB's (trust.json)
+
+
 def test_a_column_with_a_large_constant_part_is_found_aliased(client):
     # big = 1e9 + x: its centring at means summed from the raw values was off by more
     # than its variation's rounding; the partitioned fit kept it (intercept -1.5e10, x

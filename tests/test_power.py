@@ -291,8 +291,11 @@ def test_parameters_and_options_are_checked_by_name(spec):
             {"time": 0.1},
             random_cov=[[1.0, 0.5], [0.2, 1.0]],
         )
-    with pytest.raises(TypeError, match=r"fixed_effects\['\(Intercept\)'\] must be a number"):
-        GLMMSpec(ri, {"(Intercept)": "abc"}, random_cov=1.0)
+    for bad in ("abc", True):
+        with pytest.raises(TypeError, match=r"fixed_effects\['\(Intercept\)'\] must be a num"):
+            GLMMSpec(ri, {"(Intercept)": bad}, random_cov=1.0)
+    with pytest.raises(TypeError, match="random_cov must be a standard deviation"):
+        GLMMSpec(ri, {"(Intercept)": 0.0}, random_cov=True)
     with pytest.raises(TypeError, match=r"family_params\['nb_theta'\] must be a number"):
         GLMMSpec(NegBinGLMM(), {"(Intercept)": 0.0}, family_params={"nb_theta": "two"})
     with pytest.raises(ValueError, match="n_sim"):

@@ -201,6 +201,25 @@ def test_groups_of_size_one_with_ordinal_outcome_warn_unidentifiable():
     assert IdentifiabilityWarning not in _categories(caught)
 
 
+def test_a_random_slope_of_a_level_predictor_warns_unidentifiable():
+    # treatment given per school: (1 + treatment | school) has one random effect's worth
+    # of information per school; its slope variance rests on how the spread between
+    # schools changes with treatment (Poisson fits of such slopes ended at optima up to
+    # 4.9 below another, converged, without a word)
+    rng = np.random.default_rng(3)
+    school = np.repeat(np.arange(30), 8)
+    treated = (np.arange(30) % 2)[school].astype(float)
+    x = rng.normal(size=240)
+    y = rng.poisson(np.exp(1.0 + 0.3 * treated + 0.2 * x + rng.normal(0, 0.4, 30)[school]))
+    X = pd.DataFrame({"treated": treated, "x": x})
+    _, caught = _record(lambda: PoissonGLMM(random_effects="1 + treated").fit(X, y, groups=school))
+    msgs = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
+    assert msgs and "random slope of 'treated'" in msgs[0] and "several optima" in msgs[0]
+    # a slope that varies within schools: no such warning
+    _, caught = _record(lambda: PoissonGLMM(random_effects="1 + x").fit(X, y, groups=school))
+    assert not any("does not vary within" in str(w.message) for w in caught)
+
+
 def test_groups_of_size_one_with_counts_fit_quietly():
     # an observation-level random effect is a legitimate overdispersion model for counts
     X, _, y, _ = _data()

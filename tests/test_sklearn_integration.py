@@ -798,3 +798,11 @@ def test_model_checks_take_a_fitted_pipeline_or_search():
         inference.marginal_means(search.best_estimator_, df[["id", "time", "treatment"]]),
     )
     assert inference.predict_interval(m, Xt).shape[0] == len(X)
+    # a search fitted with refit=False holds no model: said, not "not fitted yet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unrefitted = GridSearchCV(
+            PoissonGLMM(group_columns="id"), {"n_agq": [1]}, cv=GroupKFold(3), refit=False
+        ).fit(df[["id", "time", "treatment"]], y, groups=g)
+    with pytest.raises(TypeError, match="refit=False, so it holds no fitted model"):
+        performance.icc(unrefitted)

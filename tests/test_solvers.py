@@ -283,7 +283,7 @@ def test_nested_fit_equals_the_fit_through_the_schur_complement(monkeypatch):
 @pytest.mark.parametrize("q", [2, 3])
 @pytest.mark.parametrize("keep_factor", [False, True])
 def test_a_block_singular_to_rounding_fails_instead_of_giving_a_step(q, keep_factor):
-    """Curvatures of 1e18 on a level's rows that share their random-effect values (a
+    """Curvatures of 3e18 on a level's rows that share their random-effect values (a
     mode search started far from the mode): H = w a a' + I rounds to a singular block,
     whose factorisation went through with a log-determinant and Newton steps of
     rounding (a step of exactly 0 for a gradient of 3e19 in a fit, where the search
@@ -297,6 +297,13 @@ def test_a_block_singular_to_rounding_fails_instead_of_giving_a_step(q, keep_fac
     solver = BlockSolver(np.zeros(3, dtype=np.intp), 1, q)
     solver.keep_factor = keep_factor
     with pytest.raises(NotPositiveDefinite, match="singular to rounding"):
-        solver.factorize(a_vals, np.full(3, 1e18))
+        solver.factorize(a_vals, np.full(3, 3e18))
     solver.factorize(a_vals, np.full(3, 1e12))
     assert solver.logdet == pytest.approx(np.log1p(3e12 * row @ row), abs=1e-6)
+    # the batched refits' blocks (bootstrap, power) follow the same rule
+    from sklearn_glmm._engine.batched import _spd_inverse
+
+    for w, holds in ((3e18, False), (1e12, True)):
+        M = 3.0 * w * np.outer(row, row)
+        entries = {(a, b): np.array([[M[a, b]]]) for a in range(q) for b in range(a, q)}
+        assert bool(_spd_inverse(q, entries)[2][0]) is holds

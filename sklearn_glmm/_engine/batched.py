@@ -44,6 +44,7 @@ from .families import Binomial, Poisson
 from .families.base import _lgamma_ratio
 from .families.negbin import NegativeBinomial2, _digamma_shifted
 from .groups import GroupIndex
+from .linalg.block import ROUNDED_PIVOT
 from .links import LogitLink, LogLink
 from .lockstep import Lockstep, Scheduler, new_lockstep  # noqa: F401 - BatchMember's schedulers
 from .model_data import ModelData, _fixed_terms
@@ -709,7 +710,8 @@ def _spd_inverse(q, H):
     if q == 2:  # closed forms, as the single objective's BlockSolver
         a, b, c = 1.0 + H[(0, 0)], H[(0, 1)], 1.0 + H[(1, 1)]
         det = a * c - b * b
-        pd = np.all(a > 0, axis=1) & np.all(det > 0, axis=1)
+        # (a determinant cancelled to rounding is no factorisation: linalg.block's rule)
+        pd = np.all(a > 0, axis=1) & np.all(det > ROUNDED_PIVOT * a * c, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             off = -b / det
             return [[c / det, off], [off, a / det]], np.log(det).sum(axis=1), pd
@@ -722,6 +724,8 @@ def _spd_inverse(q, H):
     pd = np.all(eig_min > 0, axis=1)
     M = np.where(pd[:, None, None, None], M, np.eye(q))
     L = np.linalg.cholesky(M)
+    pivots = np.diagonal(L, axis1=2, axis2=3) ** 2
+    pd &= np.all(pivots > ROUNDED_PIVOT * np.diagonal(M, axis1=2, axis2=3), axis=(1, 2))
     Linv = np.linalg.inv(L)
     logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=(1, 2))
     inv = np.einsum("rgki,rgkj->rgij", Linv, Linv)

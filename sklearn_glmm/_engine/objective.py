@@ -530,6 +530,15 @@ class Objective(ModeSearch, LaplaceGradient):
             self._predictor = predictor
             self._agq_cache = None  # its (nodes x rows) arrays go now
 
+    def max_curvature(self):
+        """The largest curvature (a row's ``-l''`` in ``eta``) at the modes of the last
+        point evaluated, or None (no state)."""
+        try:
+            w = self.state["der"].w
+        except (TypeError, KeyError, AttributeError):
+            return None
+        return float(np.max(w)) if np.size(w) else None
+
     def exact_hessian_block(self):
         """The Hessian in ``(beta, theta)`` in closed form at the state of the last
         point evaluated (:mod:`.laplace_hessian`; :mod:`.laplace_hessian_factors` for

@@ -309,24 +309,23 @@ _BLAS_DEPTH = 0
 _BLAS_LOCK = threading.Lock()
 
 
-# a curvature at the modes (a row's -l'') from which the Hessian is taken by differences
-# of the gradient, not in closed form: the closed form's sums over rows cancel (terms of
-# the fourth derivative, the curvature, times the modes' derivatives), and with counts
-# near 1e6 and random-slope SDs near 2 its entries moved by 1-4 % between points 1e-13
-# apart (the slope's standard error 0.2775 to 0.2809 with the predictor's units, where
-# differences give 0.27687-0.27690 in every unit and glmmTMB 0.276893); at counts of
-# 1e5 the move is 6e-5
+# a curvature at the modes (a row's -l'': a Poisson row's mean, a binomial row's
+# n p (1 - p)) from which the Hessian is taken by differences of the gradient, not in
+# closed form: the closed form's sums over rows cancel (terms of the fourth derivative,
+# the curvature, times the modes' derivatives), and with means up to 1.1e6 and
+# random-slope SDs near 2 its entries moved by 1-4 % between points 1e-13 apart (the
+# slope's standard error 0.2775 to 0.2809 with the predictor's units, where differences
+# give 0.27687-0.27690 in every unit and glmmTMB 0.276893); at means of 1e5 the move is
+# 6e-5
 CLOSED_FORM_MAX_CURVATURE = 1e5
 
 
 def _closed_form_cancels(obj) -> bool:
-    """Whether the objective's state has a curvature of :data:`CLOSED_FORM_MAX_CURVATURE`
-    or more (the closed-form Hessian would be rounding there)."""
-    try:
-        w = obj.state["der"].w
-    except (TypeError, KeyError, AttributeError):  # (no state, or rows held elsewhere)
-        return False
-    return bool(np.size(w) and np.max(w) >= CLOSED_FORM_MAX_CURVATURE)
+    """Whether the last point evaluated has a curvature of
+    :data:`CLOSED_FORM_MAX_CURVATURE` or more at its modes, in memory or over a
+    partitioned fit's partitions (the closed-form Hessian would be rounding there)."""
+    top = getattr(obj, "max_curvature", lambda: None)()
+    return top is not None and top >= CLOSED_FORM_MAX_CURVATURE
 
 
 def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
@@ -1251,14 +1250,16 @@ def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
 def _singular_restart(obj, x, bounds, max_iter, tol, diag_idx, record):
     """``x``, or a lower optimum from the plain start (Cholesky diagonals 0.5, no
     correlation) where the fit ended singular in a factor with several random effects
-    (lme4's unstructured or diagonal covariance) started elsewhere.
+    (lme4's unstructured or diagonal covariance) started elsewhere, one of whose slopes
+    is of a predictor of the level itself (:attr:`FactorData.level_constant`).
 
-    A random intercept and slope can have a local optimum on the boundary in each
+    The variance of such a slope rests on how the spread between levels changes with
+    the predictor, and its likelihood can have a local optimum on the boundary in each
     direction: a Poisson fit of counts near 6e4 (102 rows, 40 groups) started at the
     moment estimates (slope SD 2) ended converged and singular, correlation -1, 39.4 in
     log-likelihood below the optimum with SDs near 0.1 and 0.005 that glmmTMB and the
     plain start reach. A restart that ends lower by more than 1e-6 is kept (a stage
-    ``"singular restart"``).
+    ``"singular restart"``; one that does not, ``"singular restart, not kept"``).
     """
     data = obj.data
     xs, first = np.array(record.initial, dtype=float), data.n_beta
@@ -1269,19 +1270,24 @@ def _singular_restart(obj, x, bounds, max_iter, tol, diag_idx, record):
             on_diagonal = f.theta_rows == f.theta_cols
             plain = np.where(on_diagonal, 0.5, 0.0)
             at_zero = [k for k in part[on_diagonal] if k in diag and x[k] < SINGULAR_TOL]
-            if at_zero and not np.array_equal(xs[part], plain):
+            if at_zero and not np.array_equal(xs[part], plain) and f.level_constant:
                 singular = True
                 xs[part] = plain
         first += f.n_params
     if not singular:
         return x
     fun = float(obj.evaluate(x))
+    at_x = obj.snapshot()
     # (where it is infinite, as a fit's own start: diagonals shrunk until finite)
     res = _laplace_stage(obj, _finite_start(obj, xs, diag_idx), bounds, max_iter, tol, diag_idx)
     if np.isfinite(res.fun) and res.fun < fun - 1e-6:
         record.stages.append(("singular restart", float(res.fun), int(res.nit), str(res.message)))
-        x = res.x
-    obj.evaluate(x)
+        obj.evaluate(res.x)
+        return res.x
+    record.stages.append(
+        ("singular restart, not kept", float(res.fun), int(res.nit), str(res.message))
+    )
+    obj.restore(at_x)
     return x
 
 

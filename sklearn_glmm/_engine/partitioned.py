@@ -86,6 +86,12 @@ class PartitionModel:
             val, _ = self.objective.value_and_grad(params)
             return self.objective.exact_hessian_block() if np.isfinite(val) else None
 
+    def max_curvature(self, params):
+        """This partition's largest curvature at the modes at ``params``, or None."""
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            val, _ = self.objective.value_and_grad(params)
+            return self.objective.max_curvature() if np.isfinite(val) else None
+
     def exact_extra_column(self, params):
         """This partition's closed-form row and column of the family's own parameter at
         ``params`` (its levels' sums), or None where it does not apply."""
@@ -232,6 +238,14 @@ class PartitionedObjective(Objective):
         """The closed-form Hessian block at the last point evaluated: the sum of the
         partitions' (every term is a sum over levels), or None where one has none."""
         return self._summed("exact_hessian_block")
+
+    def max_curvature(self):
+        """The largest curvature at the modes of the last point evaluated, over every
+        partition's rows (one map-reduce), or None."""
+        if self._last_params is None:
+            return None
+        found = [v for v in self._timed("max_curvature", self._last_params) if v is not None]
+        return max(found) if found else None
 
     def exact_extra_column(self):
         """The closed-form row and column of the family's own parameter at the last

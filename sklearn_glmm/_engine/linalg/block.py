@@ -38,12 +38,15 @@ class NotPositiveDefinite(InnerSolveFailure):
     """The Laplace Hessian is not positive definite at the current point."""
 
 
-# a block's pivot (a Schur complement of its diagonal entry) below this fraction of the
-# entry has lost all but ~2 of its digits to cancellation: ``H = Lambda'Z'WZ Lambda + I``
-# with curvatures of 1e19 on rows of one level that share their slope value (a mode
-# search started far from the mode) rounds to a singular block, whose "inverse" gave a
-# Newton step of exactly 0 and a mode accepted at a point 1e19 from it
-ROUNDED_PIVOT = 1e-13
+# a block's pivot (a Schur complement of its diagonal entry) at or below this fraction
+# of the entry has no digits left (the entry's rounding is 1.1e-16 of it):
+# ``H = Lambda'Z'WZ Lambda + I`` with curvatures of 1e19 on rows of one level that share
+# their slope value (a mode search started far from the mode) rounds to a singular
+# block, whose "inverse" gave a Newton step of exactly 0 and a mode accepted at a point
+# 1e19 from it. Above it the factorisation keeps some digits (blocks of counts near
+# 1e11 on such rows, pivots near 1e-13 of their entries, gave log-likelihoods within
+# 0.2 of exact values), and a failure there would hold a fit far from its optimum
+ROUNDED_PIVOT = 1e-15
 
 
 def _rounded_away(pivot: np.ndarray, entry: np.ndarray) -> bool:
@@ -53,7 +56,7 @@ def _rounded_away(pivot: np.ndarray, entry: np.ndarray) -> bool:
 
 _SINGULAR_TO_ROUNDING = (
     "a block of the Laplace Hessian is singular to rounding (its pivot cancelled to "
-    "below 1e-13 of its diagonal)"
+    "below 1e-15 of its diagonal)"
 )
 
 
