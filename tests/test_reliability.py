@@ -215,6 +215,12 @@ def test_a_random_slope_of_a_level_predictor_warns_unidentifiable():
     _, caught = _record(lambda: PoissonGLMM(random_effects="1 + treated").fit(X, y, groups=school))
     msgs = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
     assert msgs and "random slope of 'treated'" in msgs[0] and "several optima" in msgs[0]
+    # hardly varying within schools (jitter of 1e-5 of its SD): the same
+    jittered = X.assign(treated=treated + 1e-5 * 0.5 * rng.standard_normal(240))
+    _, caught = _record(
+        lambda: PoissonGLMM(random_effects="1 + treated").fit(jittered, y, groups=school)
+    )
+    assert any("random slope of 'treated'" in str(w.message) for w in caught)
     # a slope that varies within schools: no such warning
     _, caught = _record(lambda: PoissonGLMM(random_effects="1 + x").fit(X, y, groups=school))
     assert not any("does not vary within" in str(w.message) for w in caught)

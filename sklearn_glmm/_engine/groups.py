@@ -49,3 +49,30 @@ class GroupIndex:
         if not self.contiguous:
             return u[self.codes]
         return np.repeat(u if self.in_order else u[self.run_codes], self.lengths, axis=0)
+
+
+# a column whose pooled within-level SD is at most this fraction of its SD is a
+# predictor of the level itself, or nearly (values jittered by 1e-4 of their SD behaved
+# as constant ones: several optima, fits ending up to 39 in log-likelihood low)
+LEVEL_CONSTANT_SHARE = 1e-3
+
+
+def level_constant_columns(codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """For each column of ``Z`` (n, q): whether it varies between levels but not (or
+    hardly: :data:`LEVEL_CONSTANT_SHARE`) within them. False for every column where no
+    level has two rows, and for a constant column (an intercept's)."""
+    Z = np.asarray(Z, dtype=float)
+    Z = Z[:, None] if Z.ndim == 1 else Z
+    out = np.zeros(Z.shape[1], dtype=bool)
+    counts = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.intp)
+    if not (counts > 1).any():
+        return out
+    n_levels = len(counts)
+    for j, z in enumerate(Z.T):
+        total = float(np.std(z))
+        if total == 0.0:
+            continue
+        mean = np.bincount(codes, z, minlength=n_levels) / np.maximum(counts, 1)
+        within = float(np.sqrt(np.mean((z - mean[codes]) ** 2)))
+        out[j] = within <= LEVEL_CONSTANT_SHARE * total
+    return out

@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from . import blocks as _blocks
-from .groups import GroupIndex
+from .groups import GroupIndex, level_constant_columns
 
 
 @dataclass(frozen=True)
@@ -33,24 +33,11 @@ class FactorData:
 
     @cached_property
     def level_constant(self) -> bool:
-        """Whether a column of ``Z`` that varies between levels is constant within every
-        level of two or more rows: a random slope of a predictor of the level itself,
-        whose variance only the spread between levels identifies (weakly: its
-        likelihood can have several optima)."""
-        order = np.argsort(self.codes, kind="stable")
-        codes = self.codes[order]
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        several = np.diff(np.r_[starts, len(codes)]) > 1
-        if not several.any():
-            return False
-        for z in self.Z.T:
-            values = z[order]
-            if np.ptp(values) == 0.0:  # (an intercept's column)
-                continue
-            spread = np.maximum.reduceat(values, starts) - np.minimum.reduceat(values, starts)
-            if not np.any(spread[several] > 0.0):
-                return True
-        return False
+        """Whether a column of ``Z`` varies between levels but not (or hardly) within
+        them (:func:`.groups.level_constant_columns`): a random slope of a predictor of
+        the level itself, whose variance only the spread between levels identifies
+        (weakly: its likelihood can have several optima)."""
+        return bool(level_constant_columns(self.codes, self.Z).any())
 
     @cached_property
     def mapped(self) -> bool:
