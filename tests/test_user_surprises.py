@@ -982,6 +982,18 @@ def test_a_formulas_weights_and_offset_in_another_row_order_are_warned_of():
         m.predict(new, offset=np.log(1.0 + new.x.abs()))
 
 
+def _scaled_x_passthrough():
+    """``x`` scaled, the other columns passed through (as an array), then the model."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        ColumnTransformer([("num", StandardScaler(), ["x"])], remainder="passthrough"),
+        PoissonGLMM(),
+    )
+
+
 def test_a_grouping_factors_labels_among_the_predictors_are_warned_of():
     # X = df.drop(columns="y") with groups=df["id"]: the id's numbers were fitted as a
     # predictor (a slope on the labels), silently
@@ -995,14 +1007,7 @@ def test_a_grouping_factors_labels_among_the_predictors_are_warned_of():
     # an array X (df.to_numpy(), a ColumnTransformer's passthrough): by position
     with pytest.warns(UserWarning, match="X's column 'x1' holds the labels.*column 1 of the"):
         _quiet_but(UserWarning, PoissonGLMM().fit, d[["x", "id"]].to_numpy(), d.y, groups=d.id)
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    pipe = make_pipeline(
-        ColumnTransformer([("num", StandardScaler(), ["x"])], remainder="passthrough"),
-        PoissonGLMM(),
-    )
+    pipe = _scaled_x_passthrough()
     with pytest.warns(UserWarning, match="holds the labels of the grouping factor 'id'"):
         _quiet_but(UserWarning, pipe.fit, d[["x", "id"]], d.y, poissonglmm__groups=d.id)
     with warnings.catch_warnings():
@@ -1411,13 +1416,6 @@ def test_the_outcome_in_an_array_X_is_warned_of():
     d["y"] = rng.poisson(np.exp(0.3 + 0.4 * d.x))
     with pytest.warns(UserWarning, match="column 1 of X .* holds the same values as y"):
         _quiet_but(UserWarning, PoissonGLMM().fit, d[["x", "y"]].to_numpy(), d.y, groups=d.id)
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    pipe = make_pipeline(
-        ColumnTransformer([("num", StandardScaler(), ["x"])], remainder="passthrough"),
-        PoissonGLMM(),
-    )
+    pipe = _scaled_x_passthrough()
     with pytest.warns(UserWarning, match="holds the same values as y"):
         _quiet_but(UserWarning, pipe.fit, d[["x", "y"]], d.y, poissonglmm__groups=d.id)
