@@ -440,9 +440,8 @@ def report(
         The sentences joined by spaces.
     """
     check_is_fitted(est, "coef_")
-    if isinstance(digits, (bool, np.bool_)) or not isinstance(digits, (int, np.integer)):
-        raise ValueError(f"digits must be a whole number of decimals >= 0, got {digits!r}.")
-    if digits < 0:
+    whole = isinstance(digits, (int, np.integer)) and not isinstance(digits, (bool, np.bool_))
+    if not whole or digits < 0:
         raise ValueError(f"digits must be a whole number of decimals >= 0, got {digits!r}.")
     ci = confint(est, level=level, method=method)
     fam, factors = est.fit_result_.family, est.fit_result_.factors

@@ -667,13 +667,18 @@ def fitted_glmm(model):
     from sklearn.pipeline import Pipeline
 
     while True:
-        if isinstance(model, Pipeline) and len(model):
-            model = model[-1]
-        elif not hasattr(model, "fit_result_") and hasattr(model, "best_estimator_"):
-            model = model.best_estimator_
-        else:
-            _check_search_refitted(model)
+        model = _searched_model(model)
+        if not (isinstance(model, Pipeline) and len(model)):
             return model
+        model = model[-1]
+
+
+def _searched_model(model):
+    """A fitted search's ``best_estimator_`` (a search's of searches too), or ``model``."""
+    while not hasattr(model, "fit_result_") and hasattr(model, "best_estimator_"):
+        model = model.best_estimator_
+    _check_search_refitted(model)
+    return model
 
 
 def _check_search_refitted(model) -> None:
@@ -715,9 +720,7 @@ def fitted_glmm_for_data(model, call: str):
     transformed by the steps before it, which the function cannot know it should do)."""
     from sklearn.pipeline import Pipeline
 
-    while not hasattr(model, "fit_result_") and hasattr(model, "best_estimator_"):
-        model = model.best_estimator_
-    _check_search_refitted(model)
+    model = _searched_model(model)
     if isinstance(model, Pipeline):
         if len(model) == 1:
             return fitted_glmm_for_data(model[-1], call)
