@@ -26,11 +26,11 @@ from . import _random_only, _results, _state, _tables
 from . import _zero_inflation as _zi
 from ._design import (
     build_factors,
-    check_slopes_vary_within_levels,
-    check_uncentred_uncorrelated,
+    check_slope_variables,
     factor_columns,
     factor_names,
     prediction_design,
+    slope_spread,
 )
 from ._engine.blocks import rows_of
 from ._engine.compiled_objective import make_objective
@@ -563,8 +563,7 @@ class _BaseGLMM(BaseEstimator):
             factors = build_factors(groups, terms, re_names, X_raw.shape[0], X_raw)
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
-                check_uncentred_uncorrelated(f, X_raw)
-                check_slopes_vary_within_levels(f, X_raw)
+                check_slope_variables(f, slope_spread(f, X_raw))
         factor_order = factor_names(groups) if groups is not None else []
         structured = [f.structure.name for f in factors if not _identity(f.structure)]
         if self.n_agq > 1 and structured:

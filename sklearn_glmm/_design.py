@@ -23,7 +23,7 @@ import pandas as pd
 from pandas.api.types import infer_dtype
 
 from ._engine.covariance import make_structure
-from ._engine.groups import level_constant_columns
+from ._engine.groups import level_constant_from_spread, level_spread, spread_sd
 from ._frames import as_pandas
 from ._validation import check_group_names
 from ._warn import user_stacklevel
@@ -663,7 +663,26 @@ def far_from_zero(X: np.ndarray, names) -> list[tuple[str, float, float]]:
     return out
 
 
-def check_slopes_vary_within_levels(factor: Factor, X: np.ndarray) -> None:
+def slope_spread(factor: Factor, X: np.ndarray) -> np.ndarray | None:
+    """:func:`~._engine.groups.level_spread` of ``factor``'s slope variables (the
+    columns of ``X`` its slopes read), or None where it has none (or a structure): what
+    :func:`check_slope_variables` reads. A partitioned fit pools its partitions'."""
+    if factor.structure is not None or not factor.slope_idx:
+        return None
+    return level_spread(factor.codes, np.asarray(X[:, list(factor.slope_idx)], dtype=float))
+
+
+def check_slope_variables(factor: Factor, spread: np.ndarray | None) -> None:
+    """The warnings of :func:`check_slopes_vary_within_levels` and
+    :func:`check_uncentred_uncorrelated` from the slope variables' spread
+    (:func:`slope_spread`)."""
+    if spread is None:
+        return
+    check_slopes_vary_within_levels(factor, spread)
+    check_uncentred_uncorrelated(factor, spread)
+
+
+def check_slopes_vary_within_levels(factor: Factor, spread: np.ndarray) -> None:
     """Warn when a random slope's variable does not vary (or hardly varies) within the
     levels of its factor (a predictor of the level itself: a school's treatment arm, a
     site's altitude; :func:`~._engine.groups.level_constant_columns`).
@@ -675,11 +694,8 @@ def check_slopes_vary_within_levels(factor: Factor, X: np.ndarray) -> None:
     another optimum; the fit restarts from several points (``optimize``), which finds
     it on most such data, not all.
     """
-    if factor.structure is not None or not factor.slope_idx:
-        return
     names = factor.term.names[1:] if factor.term.intercept else factor.term.names
-    columns = np.asarray(X[:, list(factor.slope_idx)], dtype=float)
-    for name, flat in zip(names, level_constant_columns(factor.codes, columns)):
+    for name, flat in zip(names, level_constant_from_spread(spread)):
         if not flat:
             continue
         warnings.warn(
@@ -696,7 +712,7 @@ def check_slopes_vary_within_levels(factor: Factor, X: np.ndarray) -> None:
         )
 
 
-def check_uncentred_uncorrelated(factor: Factor, X: np.ndarray) -> None:
+def check_uncentred_uncorrelated(factor: Factor, spread: np.ndarray) -> None:
     """Warn when an uncorrelated intercept and slope (``diag(1 + x)``, ``1 + x || g``)
     have a slope variable far from zero (calendar years, say).
 
@@ -705,10 +721,12 @@ def check_uncentred_uncorrelated(factor: Factor, X: np.ndarray) -> None:
     far apart (an intercept SD in the hundreds cancelling the slope's contribution at
     the variable's mean) that an optimisation from the usual start does not reach.
     """
-    if factor.structure is not None or not (factor.term.intercept and factor.term.diagonal):
+    if not (factor.term.intercept and factor.term.diagonal):
         return
-    slopes = X[:, list(factor.slope_idx)]
-    for name, mean, sd in far_from_zero(slopes, factor.term.names[1:]):
+    means, sds = spread[1], spread_sd(spread)
+    for name, mean, sd in zip(factor.term.names[1:], means, sds):
+        if not (sd > 0.0 and abs(mean) > _UNCENTRED_RATIO * sd):
+            continue
         warnings.warn(
             f"grouping factor {factor.name!r}: the uncorrelated random intercept and "
             f"slope of {name!r} have a slope variable far from zero (mean {mean:.4g}, "

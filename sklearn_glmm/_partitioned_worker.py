@@ -6,10 +6,13 @@ Imports no Dask: the class runs as a Dask actor, one per partition.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
-from ._design import _factorize, _isinf, _isnull
+from ._design import _factorize, _isinf, _isnull, slope_spread
+from ._engine.groups import level_spread
 from ._engine.objective import ModelData, make_factor_data
 from ._engine.partitioned import PartitionModel
 from ._validation import check_numeric_columns, offset_is_whole, rows_misaligned
@@ -152,6 +155,12 @@ class Partition:
         sc, factor, T = spec["scaling"], spec["factor"], spec["T"]
         Xd = _internal_design(self.X, sc)
         Z = factor.z_matrix(self.X) @ T
+        # what the driver's checks of the slopes read (each level's rows are here):
+        # the slope variables' spread, raw, and the internal Z's (the restarts')
+        self.spreads = (
+            slope_spread(dataclasses.replace(factor, codes=self.codes), self.X),
+            level_spread(self.codes, Z),
+        )
         self.row_index = np.concatenate(
             [off + np.arange(k) for off, k in zip(spec["row_offsets"], self.piece_rows)]
         )
@@ -164,6 +173,12 @@ class Partition:
         self.model = PartitionModel(data, spec["n_agq"])
         # the internal rows replace the raw columns, outcome and labels
         self.X = self.y_raw = self.labels = self.piece_labels = None
+
+    def level_spreads(self) -> tuple:
+        """The slope variables' :func:`~sklearn_glmm._design.slope_spread` and the
+        internal Z's :func:`~sklearn_glmm._engine.groups.level_spread` (after
+        :meth:`build`)."""
+        return self.spreads
 
     def call(self, method: str, *args):
         return getattr(self.model, method)(*args)

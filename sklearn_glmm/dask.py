@@ -36,6 +36,7 @@ Dask is imported only here, and only when this module is used.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 
@@ -43,9 +44,16 @@ import numpy as np
 import pandas as pd
 
 from . import _partitioned_results as _pres
-from ._design import _missing_labels_message, build_factors, factor_names, parse_term
+from ._design import (
+    _missing_labels_message,
+    build_factors,
+    check_slope_variables,
+    factor_names,
+    parse_term,
+)
 from ._engine import optimize as _opt
 from ._engine.converge import check_optimum
+from ._engine.groups import pooled_spread
 from ._engine.objective import ModelData, Objective, make_factor_data
 from ._engine.optimize import (
     _laplace_stage,
@@ -530,13 +538,19 @@ def _fit(est, family, X, gname, actors, info, t_load):
             for a, lm, off in zip(actors, level_maps, info["row_offsets"])
         ]
     )
+    # the in-memory design's checks of the slopes, on the partitions' pooled spreads
+    spreads = _gather([a.level_spreads() for a in actors])
+    raw = [s[0] for s in spreads]
+    check_slope_variables(f, None if raw[0] is None else pooled_spread(raw))
     t_built = time.perf_counter()
 
     def call(method, *args):
         return _gather([a.call(method, *args) for a in actors])
 
     n_beta = len(scaling["kept"]) + int(est.fit_intercept)
-    shell = _layout(n_beta, family, f, len(levels))
+    # (the layout has no rows: the restarts of a level predictor's slope read the
+    # spread of the partitions' Z)
+    shell = _layout(n_beta, family, f, len(levels), pooled_spread([s[1] for s in spreads]))
     obj = PartitionedObjective(shell, est.n_agq, call, level_maps)
     obj.glm_max_iter = est.max_iter
     bounds = parameter_bounds(shell)
@@ -668,8 +682,9 @@ def _summary_rows(moms, n, fit_intercept) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack([A, -A]), shift
 
 
-def _layout(n_beta, family, f, n_levels) -> ModelData:
-    """The model's layout with zero rows (what the optimiser reads from ``data``)."""
+def _layout(n_beta, family, f, n_levels, spread=None) -> ModelData:
+    """The model's layout with zero rows (what the optimiser reads from ``data``); the
+    spread of the rows' Z columns (:func:`~._engine.groups.level_spread`) as given."""
     fdata = make_factor_data(
         [np.zeros(0, dtype=np.intp)],
         [np.zeros((0, f.q))],
@@ -677,6 +692,7 @@ def _layout(n_beta, family, f, n_levels) -> ModelData:
         [(f.theta_rows, f.theta_cols)],
         [None],
     )
+    fdata = (dataclasses.replace(fdata[0], spread=spread),)
     e = np.zeros(0)
     return ModelData(np.zeros((0, n_beta)), e, e, e, e, family, fdata, None)
 

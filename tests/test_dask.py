@@ -465,6 +465,57 @@ def test_large_curvatures_take_the_hessian_by_differences_as_in_memory(client):
     assert se == pytest.approx(0.276893, rel=1e-3)  # glmmTMB's (trust.json)
 
 
+def test_a_slope_of_a_level_predictor_is_warned_of_and_restarted_as_in_memory(client):
+    # trust case 8 (x1 constant within ids, counts near 6e4): the in-memory fit warns and
+    # restarts from other starts to the better optimum; the partitioned fit's shell has
+    # no rows, so both read the partitions' pooled spreads of x1
+    from pathlib import Path
+
+    from sklearn_glmm.exceptions import IdentifiabilityWarning
+
+    path = Path(__file__).parent / "fixtures" / "trust" / "case8_slope_basin.csv"
+    df = pd.read_csv(path).sort_values("id", kind="stable").reset_index(drop=True)
+    est = PoissonGLMM(random_effects="1 + x1")
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        m_mem = clone(est).fit(df[["x1"]], df["y"], groups=df["id"])
+    ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        m_dask = fit_partitioned(clone(est), ddf[["x1", "id"]], ddf["y"], groups="id")
+    for caught in (w_mem, w_dask):
+        msgs = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
+        assert any("random slope of 'x1'" in m for m in msgs), msgs
+    for m in (m_mem, m_dask):
+        assert any(stage[0] == "level slope restart" for stage in m.fit_record_.stages)
+    assert m_dask.loglik_ == pytest.approx(m_mem.loglik_, abs=1e-6)
+    assert m_mem.loglik_ == pytest.approx(-830.8657, abs=1e-3)  # glmmTMB's (trust.json)
+    # a slope varying within ids: neither the warning nor the restarts
+    df["x2"] = np.random.default_rng(0).normal(size=len(df))
+    ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = fit_partitioned(
+            PoissonGLMM(random_effects="1 + x2"), ddf[["x2", "id"]], ddf["y"], groups="id"
+        )
+    assert not any("random slope of" in str(w.message) for w in caught)
+    assert not any("level slope" in stage[0] for stage in m.fit_record_.stages)
+
+
+def test_an_uncorrelated_slope_far_from_zero_is_warned_of_as_in_memory(client):
+    from sklearn_glmm.exceptions import IdentifiabilityWarning
+
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(30), 10)
+    year = np.tile(np.arange(2010, 2020), 30).astype(float)
+    y = rng.poisson(np.exp(0.5 + 0.05 * (year - 2015) + rng.normal(0, 0.3, 30)[g]))
+    df = pd.DataFrame({"year": year, "y": y, "id": g})
+    ddf = dd.from_pandas(df, npartitions=3, sort=False)
+    est = PoissonGLMM(random_effects="diag(1 + year)")
+    with pytest.warns(IdentifiabilityWarning, match="'year'.*far from zero .mean 2014, SD 2.87"):
+        fit_partitioned(clone(est), ddf[["year"]], ddf["y"], ddf["id"])
+
+
 def test_a_column_with_a_large_constant_part_is_found_aliased(client):
     # big = 1e9 + x: its centring at means summed from the raw values was off by more
     # than its variation's rounding; the partitioned fit kept it (intercept -1.5e10, x

@@ -355,3 +355,45 @@ def test_singular_fit_reports_an_exact_zero_variance():
     assert m.random_effects_cov_["group"].to_numpy()[0, 0] == 0.0
     assert m.loglik_ == pytest.approx(glm.loglik_, abs=1e-6)
     assert np.isnan(m.confint(method="wald").iloc[-1]["upper"])  # on the bound: no Wald limit
+
+
+# -- the level-constant test of random-slope columns ----------------------------------
+@pytest.mark.parametrize("value", [0.3, 1 / 3, 1e-3 / 3, 2.9])
+@pytest.mark.parametrize("n", [10, 57, 1000])
+def test_a_constant_column_is_not_taken_for_a_predictor_of_the_level(value, n):
+    # a constant's squares about its mean are the mean's rounding (0.3 over ten rows:
+    # 3e-32, and 0 within each level): a constant column (an intercept's) is not a
+    # column varying between levels only
+    from sklearn_glmm._engine.groups import level_constant_columns
+
+    codes = np.repeat(np.arange(n // 2 + 1), 2)[:n]
+    assert not level_constant_columns(codes, np.full(n, value))[0]
+
+
+def test_level_spreads_of_parts_pool_to_the_whole():
+    # a partitioned fit pools its partitions' spreads (each level's rows in one part)
+    from sklearn_glmm._engine.groups import (
+        level_constant_columns,
+        level_constant_from_spread,
+        level_spread,
+        pooled_spread,
+    )
+
+    rng = np.random.default_rng(0)
+    codes = np.repeat(np.arange(40), 5)
+    shifts = 1e6 + rng.normal(size=40)  # far from zero: a naive pooling cancels
+    Z = np.c_[
+        np.ones(200),
+        shifts[codes],
+        rng.normal(size=200),
+        shifts[codes] + 1e-5 * rng.normal(size=200),
+    ]
+    whole = level_spread(codes, Z)
+    parts = [
+        level_spread(np.unique(codes[a:b], return_inverse=True)[1], Z[a:b])
+        for a, b in [(0, 50), (50, 130), (130, 200), (200, 200)]
+    ]
+    np.testing.assert_allclose(pooled_spread(parts), whole, rtol=1e-9, atol=1e-12)
+    expected = [False, True, False, True]
+    assert list(level_constant_columns(codes, Z)) == expected
+    assert list(level_constant_from_spread(pooled_spread(parts))) == expected

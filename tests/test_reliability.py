@@ -223,7 +223,7 @@ def test_a_random_slope_of_a_level_predictor_warns_unidentifiable():
     assert any("random slope of 'treated'" in str(w.message) for w in caught)
     # a slope that varies within schools: no such warning
     _, caught = _record(lambda: PoissonGLMM(random_effects="1 + x").fit(X, y, groups=school))
-    assert not any("does not vary within" in str(w.message) for w in caught)
+    assert not any("random slope of 'x'" in str(w.message) for w in caught)
 
 
 def test_groups_of_size_one_with_counts_fit_quietly():

@@ -57,22 +57,66 @@ class GroupIndex:
 LEVEL_CONSTANT_SHARE = 1e-3
 
 
+def level_spread(codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """Per column of ``Z`` (n, q): what :func:`level_constant_columns` reads, shape
+    (5, q): the rows, their mean, the squares about that mean, the squares about each
+    level's mean, and the levels with two rows or more. Two sets of rows with no level
+    in common combine exactly (:func:`pooled_spread`): a partitioned fit sums its
+    partitions'."""
+    Z = np.asarray(Z, dtype=float)
+    Z = Z[:, None] if Z.ndim == 1 else Z
+    out = np.zeros((5, Z.shape[1]))
+    n = len(codes)
+    if not n:
+        return out
+    counts = np.bincount(codes)
+    out[0] = n
+    out[4] = np.count_nonzero(counts > 1)
+    for j, z in enumerate(Z.T):
+        mean = float(np.mean(z))
+        level_mean = np.bincount(codes, z, minlength=len(counts)) / np.maximum(counts, 1)
+        out[1, j] = mean
+        out[2, j] = float(np.sum((z - mean) ** 2))
+        out[3, j] = float(np.sum((z - level_mean[codes]) ** 2))
+    return out
+
+
+def pooled_spread(parts) -> np.ndarray:
+    """:func:`level_spread` of the rows of several parts, from theirs (each level's rows
+    in one part): the squares about the overall mean pooled as Chan et al.'s."""
+    parts = [np.asarray(p, dtype=float) for p in parts if p is not None and p[0, 0] > 0]
+    if not parts:
+        return np.zeros((5, 0))
+    out = np.zeros_like(parts[0])
+    n = sum(p[0, 0] for p in parts)
+    mean = sum(p[0] * p[1] for p in parts) / n
+    out[0], out[1] = n, mean
+    out[2] = sum(p[2] + p[0] * (p[1] - mean) ** 2 for p in parts)
+    out[3] = sum(p[3] for p in parts)
+    out[4] = sum(p[4] for p in parts)
+    return out
+
+
+def spread_sd(spread: np.ndarray) -> np.ndarray:
+    """Each column's standard deviation (population, as ``np.std``) from its spread."""
+    return np.sqrt(spread[2] / np.maximum(spread[0], 1.0))
+
+
+def level_constant_from_spread(spread: np.ndarray) -> np.ndarray:
+    """:func:`level_constant_columns` from the columns' :func:`level_spread`."""
+    n = np.maximum(spread[0], 1.0)
+    total, within = np.sqrt(spread[2] / n), np.sqrt(spread[3] / n)
+    # a constant column's squares about its mean are the mean's rounding (1e-17 of 0.3
+    # over ten rows), not a spread: at most 1e-13 of the mean
+    varies = total > _CONSTANT_ROUNDING * np.abs(spread[1])
+    return (spread[4] > 0) & varies & (within <= LEVEL_CONSTANT_SHARE * total)
+
+
+_CONSTANT_ROUNDING = 1e-13
+
+
 def level_constant_columns(codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """For each column of ``Z`` (n, q): whether it varies between levels but not (or
     hardly: :data:`LEVEL_CONSTANT_SHARE`) within them. False for every column where no
     level has two rows, and for a constant column (an intercept's)."""
-    Z = np.asarray(Z, dtype=float)
-    Z = Z[:, None] if Z.ndim == 1 else Z
-    out = np.zeros(Z.shape[1], dtype=bool)
-    counts = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.intp)
-    if not (counts > 1).any():
-        return out
-    n_levels = len(counts)
-    for j, z in enumerate(Z.T):
-        total = float(np.std(z))
-        if total == 0.0:
-            continue
-        mean = np.bincount(codes, z, minlength=n_levels) / np.maximum(counts, 1)
-        within = float(np.sqrt(np.mean((z - mean[codes]) ** 2)))
-        out[j] = within <= LEVEL_CONSTANT_SHARE * total
-    return out
+    return level_constant_from_spread(level_spread(codes, Z))

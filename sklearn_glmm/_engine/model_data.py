@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from . import blocks as _blocks
-from .groups import GroupIndex, level_constant_columns
+from .groups import GroupIndex, level_constant_columns, level_constant_from_spread
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,9 @@ class FactorData:
     # its parameters, which map to the Cholesky entries at theta_rows/theta_cols;
     # None: the parameters are those entries (lme4's unstructured or diagonal factor)
     structure: object = None
+    # the columns' :func:`.groups.level_spread` where the rows are elsewhere (a
+    # partitioned fit's layout, pooled from its partitions); None: read from Z
+    spread: np.ndarray | None = None
 
     @cached_property
     def q(self) -> int:
@@ -37,6 +40,8 @@ class FactorData:
         them (:func:`.groups.level_constant_columns`): a random slope of a predictor of
         the level itself, whose variance only the spread between levels identifies
         (weakly: its likelihood can have several optima)."""
+        if self.spread is not None:
+            return bool(level_constant_from_spread(self.spread).any())
         return bool(level_constant_columns(self.codes, self.Z).any())
 
     @cached_property

@@ -1292,7 +1292,10 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
                 xs[part] = entries
             starts.append(xs)
     fun = float(obj.evaluate(x))
-    at_x, best = obj.snapshot(), None
+    # the state at the point kept: restored from a snapshot, or (a partitioned
+    # objective, whose snapshots do not outlive an optimisation) evaluated again
+    keep = obj.restores_early_snapshots
+    at_x, best = obj.snapshot() if keep else None, None
     for xs in starts:
         # (where it is infinite, as a fit's own start: diagonals shrunk until finite)
         res = _laplace_stage(obj, _finite_start(obj, xs, diag_idx), bounds, max_iter, tol, diag_idx)
@@ -1301,8 +1304,11 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
         record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
         if kept:
             obj.evaluate(res.x)  # (its state, kept to be put back)
-            x, fun, best = res.x, float(res.fun), obj.snapshot()
-    obj.restore(at_x if best is None else best)
+            x, fun, best = res.x, float(res.fun), obj.snapshot() if keep else None
+    if keep:
+        obj.restore(at_x if best is None else best)
+    else:
+        obj.evaluate(x)
     return x
 
 

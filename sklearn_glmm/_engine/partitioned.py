@@ -148,6 +148,9 @@ class PartitionedObjective(Objective):
     """
 
     holds_rows = False
+    # the partitions keep only the last snapshots (``_KEEP_SNAPSHOTS``): one taken
+    # before a whole optimisation cannot be restored after it
+    restores_early_snapshots = False
 
     def __init__(self, data: ModelData, n_agq: int, call, level_maps):
         self.data = data
