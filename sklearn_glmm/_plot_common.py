@@ -85,6 +85,40 @@ def factor_name(est, factor) -> str:
     return str(names[k]) if k < len(names) else "group"
 
 
+def plots_fitted_model(data: str | None = None):
+    """Let a plot ``func(model, ...)`` take a fitted Pipeline or search: the model at
+    its end (:func:`~._validation.fitted_glmm`) where the plot reads the model alone,
+    or its argument ``data`` is None; where it reads rows of ``data``, a fitted
+    search's best model, and a Pipeline is refused with the call to make
+    (:func:`~._validation.fitted_glmm_for_data`: its final step sees the rows
+    transformed by the steps before it)."""
+    import functools
+    import inspect
+
+    from ._validation import fitted_glmm, fitted_glmm_for_data
+
+    def wrap(func):
+        signature = inspect.signature(func)
+        first = next(iter(signature.parameters))
+
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            bound = signature.bind_partial(*args, **kwargs)
+            if first in bound.arguments:
+                model = bound.arguments[first]
+                reads = data is not None and bound.arguments.get(data) is not None
+                if reads:
+                    model = fitted_glmm_for_data(model, func.__name__, data == "data")
+                else:
+                    model = fitted_glmm(model)
+                bound.arguments[first] = model
+            return func(*bound.args, **bound.kwargs)
+
+        return call
+
+    return wrap
+
+
 def check_fitted(est):
     from sklearn.utils.validation import check_is_fitted
 

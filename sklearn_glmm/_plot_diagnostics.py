@@ -19,6 +19,7 @@ from ._plot_common import (
     is_binomial,
     model_inputs,
     model_label,
+    plots_fitted_model,
     probability_axis,
     row_labels,
     row_offset,
@@ -48,6 +49,7 @@ def _ranef_column(est, factor, term):
     return name, modes.columns[k], modes.iloc[:, k], variances
 
 
+@plots_fitted_model()
 def plot_ranef_qq(est, factor=None, term=0, *, ax: Axes | None = None) -> Axes:
     """Normal QQ plot of the conditional modes of one random-effect term.
 
@@ -90,6 +92,7 @@ def plot_ranef_qq(est, factor=None, term=0, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
+@plots_fitted_model()
 def plot_caterpillar(
     est,
     factor=None,
@@ -145,6 +148,7 @@ def plot_caterpillar(
 # ---------------------------------------------------------------------------
 
 
+@plots_fitted_model()
 def plot_residuals(
     est, type: str = "pearson", *, n_bins: int | None = None, ax: Axes | None = None
 ) -> Axes:
@@ -194,6 +198,7 @@ def plot_residuals(
     return ax
 
 
+@plots_fitted_model("data")
 def simulate_cell_means(
     est,
     data,
@@ -257,6 +262,7 @@ def simulate_cell_means(
     )
 
 
+@plots_fitted_model("data")
 def plot_ppc(
     est,
     data,
@@ -331,6 +337,7 @@ def plot_ppc(
     return ax
 
 
+@plots_fitted_model("X")
 def plot_rootogram(
     est,
     X=None,

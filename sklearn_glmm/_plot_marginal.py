@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._design import INTERCEPT
-from ._plot_common import axes_or_new
+from ._plot_common import axes_or_new, plots_fitted_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
 
+@plots_fitted_model("X")
 def plot_marginal_coefs(
     est,
     X=None,

@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._plot_common import axes_or_new, column_values, model_inputs, row_offset
+from ._plot_common import (
+    axes_or_new,
+    column_values,
+    model_inputs,
+    plots_fitted_model,
+    row_offset,
+)
 
 
 def _ordinal(est):
@@ -23,6 +29,7 @@ def _lowest_first(model, proba) -> np.ndarray:
     return np.asarray(proba)[:, pd.Index(model.classes_).get_indexer(model.class_order_)]
 
 
+@plots_fitted_model("data")
 def plot_category_probabilities(
     model,
     data,
@@ -90,6 +97,7 @@ def plot_category_probabilities(
     return ax
 
 
+@plots_fitted_model("data")
 def category_proportions(model, data, y, time, groups=None, *, population="marginal", offset=None):
     """Observed and predicted proportions of every class at every time value.
 
@@ -120,6 +128,7 @@ def category_proportions(model, data, y, time, groups=None, *, population="margi
     return pd.concat({"observed": obs, "predicted": pred}, axis=1)
 
 
+@plots_fitted_model("data")
 def plot_category_proportions(
     model, data, y, time, groups=None, *, population="marginal", offset=None, ax=None, title=None
 ):

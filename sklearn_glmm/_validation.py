@@ -714,16 +714,26 @@ def reads_fitted_models(func):
     return call
 
 
-def fitted_glmm_for_data(model, call: str):
+def fitted_glmm_for_data(model, call: str, frame: bool = False):
     """The fitted model inside ``model`` for a function that also reads data ``X``: a
     fitted search's ``best_estimator_``; a Pipeline raises (its final step sees ``X``
-    transformed by the steps before it, which the function cannot know it should do)."""
+    transformed by the steps before it, which the function cannot know it should do).
+    ``frame``: the function reads a data frame of other columns too (a plot's time and
+    outcome), said in the advice."""
     from sklearn.pipeline import Pipeline
 
     model = _searched_model(model)
     if isinstance(model, Pipeline):
         if len(model) == 1:
-            return fitted_glmm_for_data(model[-1], call)
+            return fitted_glmm_for_data(model[-1], call, frame)
+        if frame:
+            raise TypeError(
+                f"{call} takes the fitted model and the data it reads, got a Pipeline (its "
+                "final step sees the rows transformed by the steps before it): pass "
+                f"{call}(pipe[-1], data, ...) with data holding the model's columns as that "
+                "step sees them (pipe[:-1].transform(X), a DataFrame with "
+                "set_output(transform='pandas')) beside the other columns the plot reads."
+            )
         raise TypeError(
             f"{call} takes the fitted model and the data it reads, got a Pipeline: pass its "
             "final step and X as that step sees it, "

@@ -66,6 +66,7 @@ from ._plot_common import (
     observed_scale,
     outcome_axis,
     person_labels,
+    plots_fitted_model,
     probability_axis,
     pyplot,
     row_labels,
@@ -390,6 +391,7 @@ def _facet_legend(axes, new_figure, title):
         axes[-1].legend(list(entries.values()), list(entries), title=title, frameon=False)
 
 
+@plots_fitted_model("data")
 def plot_trajectories(
     est,
     data: pd.DataFrame,
@@ -529,6 +531,7 @@ def plot_trajectories(
     return axes
 
 
+@plots_fitted_model("data")
 def plot_link_response(
     est,
     data: pd.DataFrame,
@@ -590,6 +593,7 @@ def plot_link_response(
     return axes
 
 
+@plots_fitted_model("data")
 def plot_conditional_marginal(
     est,
     data: pd.DataFrame,
@@ -651,6 +655,7 @@ def plot_conditional_marginal(
     return ax
 
 
+@plots_fitted_model("data")
 def plot_predicted_vs_observed(
     est,
     data: pd.DataFrame,

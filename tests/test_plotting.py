@@ -630,3 +630,62 @@ def test_ordinal_plots_take_the_offset_of_a_model_fitted_with_one():
     plt.close("all")
     with pytest.warns(UserWarning, match="offset"):
         P.category_proportions(m, d, "y", "t", d.id)
+
+
+# ---------------------------------------------------------------------------
+# fitted Pipelines and searches
+# ---------------------------------------------------------------------------
+def _scaled_pipeline(df):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(
+        StandardScaler().set_output(transform="pandas"),
+        PoissonGLMM(random_effects="1 + time"),
+    )
+    return pipe.fit(df[FEATURES], df["y"], poissonglmm__groups=df["id"])
+
+
+def test_plots_of_the_model_alone_take_a_fitted_pipeline_or_search(counts):
+    # the model at its end, as the model checks take it (they failed with scikit-learn's
+    # "has no attribute" or a TypeError)
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+
+    df, _ = counts
+    pipe = _scaled_pipeline(df)
+    search = GridSearchCV(
+        PoissonGLMM(group_columns="id"), {"random_effects": ["1", "1 + time"]}, cv=GroupKFold(2)
+    ).fit(df[[*FEATURES, "id"]], df["y"], groups=df["id"])
+    for model, inner in ((pipe, pipe[-1]), (search, search.best_estimator_)):
+        for plot in (P.plot_ranef_qq, P.plot_caterpillar, P.plot_residuals, P.plot_rootogram):
+            got, want = plot(model), plot(inner)
+            for a, b in zip(np.ravel(got), np.ravel(want)):
+                assert a.get_title() == b.get_title()
+                assert len(a.collections) + len(a.lines) == len(b.collections) + len(b.lines)
+        ax = P.plot_marginal_coefs(model)
+        assert ax.get_yticklabels()
+
+
+def test_plots_reading_rows_refuse_a_pipeline_naming_its_final_step(counts):
+    # its final step sees the rows transformed by the steps before it
+    df, _ = counts
+    pipe = _scaled_pipeline(df)
+    calls = {
+        "plot_trajectories": lambda: P.plot_trajectories(pipe, df, df["id"], time="time", y="y"),
+        "plot_link_response": lambda: P.plot_link_response(pipe, df, df["id"], time="time"),
+        "plot_conditional_marginal": lambda: P.plot_conditional_marginal(pipe, df, time="time"),
+        "plot_predicted_vs_observed": lambda: P.plot_predicted_vs_observed(
+            pipe, df, df["id"], time="time", y="y"
+        ),
+        "plot_ppc": lambda: P.plot_ppc(pipe, df, "time"),
+        "simulate_cell_means": lambda: P.simulate_cell_means(pipe, df, "time"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=rf"{name}\(pipe\[-1\], data, \.\.\.\)"):
+            call()
+    with pytest.raises(TypeError, match=r"plot_rootogram\(pipe\[-1\], pipe\[:-1\]\.transform"):
+        P.plot_rootogram(pipe, df[FEATURES], df["id"])
+    # as advised: the same plot as the final step's on the rows it saw
+    seen = pipe[:-1].transform(df[FEATURES])
+    ax = P.plot_trajectories(pipe[-1], df.assign(**seen), df["id"], time="time", y="y")
+    assert ax.lines
