@@ -170,7 +170,7 @@ class Partition:
             [self.codes], [Z], [n_levels], [(factor.theta_rows, factor.theta_cols)], [None]
         )
         data = ModelData(Xd, self.y, self.trials, self.w, self.off, spec["family"], fdata, None)
-        self.model = PartitionModel(data, spec["n_agq"])
+        self.model = PartitionModel(data, spec["n_agq"], self.level_map)
         # the internal rows replace the raw columns, outcome and labels
         self.X = self.y_raw = self.labels = self.piece_labels = None
 

@@ -465,15 +465,20 @@ def test_large_curvatures_take_the_hessian_by_differences_as_in_memory(client):
     assert se == pytest.approx(0.276893, rel=1e-3)  # glmmTMB's (trust.json)
 
 
-def test_a_slope_of_a_level_predictor_is_warned_of_and_restarted_as_in_memory(client):
-    # trust case 8 (x1 constant within ids, counts near 6e4): the in-memory fit warns and
-    # restarts from other starts to the better optimum; the partitioned fit's shell has
-    # no rows, so both read the partitions' pooled spreads of x1
+@pytest.mark.parametrize(
+    "case, loglik", [("case8_slope_basin", -830.8657), ("case10_level_slope_moments", -815.0073)]
+)
+def test_a_slope_of_a_level_predictor_is_warned_of_and_restarted_as_in_memory(client, case, loglik):
+    # trust cases 8 and 10 (x1 constant or nearly within ids, counts near 6e4 and 2e5):
+    # the in-memory fit warns and restarts from other starts to the better optimum (case
+    # 10: from the moment estimate of the covariance, from the levels' effects); the
+    # partitioned fit's layout has no rows, so it reads the partitions' pooled spreads
+    # of x1 and their levels' effects
     from pathlib import Path
 
     from sklearn_glmm.exceptions import IdentifiabilityWarning
 
-    path = Path(__file__).parent / "fixtures" / "trust" / "case8_slope_basin.csv"
+    path = Path(__file__).parent / "fixtures" / "trust" / f"{case}.csv"
     df = pd.read_csv(path).sort_values("id", kind="stable").reset_index(drop=True)
     est = PoissonGLMM(random_effects="1 + x1")
     with warnings.catch_warnings(record=True) as w_mem:
@@ -489,7 +494,7 @@ def test_a_slope_of_a_level_predictor_is_warned_of_and_restarted_as_in_memory(cl
     for m in (m_mem, m_dask):
         assert any(stage[0] == "level slope restart" for stage in m.fit_record_.stages)
     assert m_dask.loglik_ == pytest.approx(m_mem.loglik_, abs=1e-6)
-    assert m_mem.loglik_ == pytest.approx(-830.8657, abs=1e-3)  # glmmTMB's (trust.json)
+    assert m_mem.loglik_ == pytest.approx(loglik, abs=1e-3)  # glmmTMB's (trust.json)
     # a slope varying within ids: neither the warning nor the restarts
     df["x2"] = np.random.default_rng(0).normal(size=len(df))
     ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
@@ -514,6 +519,84 @@ def test_an_uncorrelated_slope_far_from_zero_is_warned_of_as_in_memory(client):
     est = PoissonGLMM(random_effects="diag(1 + year)")
     with pytest.warns(IdentifiabilityWarning, match="'year'.*far from zero .mean 2014, SD 2.87"):
         fit_partitioned(clone(est), ddf[["year"]], ddf["y"], ddf["id"])
+
+
+def test_a_negative_binomial_slope_on_few_groups_runs_the_in_memory_checks(client):
+    # the check of a family parameter's limit runs where random effects have two rows
+    # or fewer each: it counted the rows of the partitioned layout (none) and ran on
+    # every partitioned NB fit, restoring a snapshot the partitions no longer kept
+    # (KeyError); the partitions now keep the snapshots the driver holds
+    rng = np.random.default_rng(32)
+    g = np.repeat(np.arange(3), 20)
+    x = rng.normal(size=60)
+    t = rng.integers(2000, 2021, 60).astype(float)
+    tc = (t - t.mean()) / t.std()
+    eta = -0.3 + 0.5 * x + 0.2 * tc + rng.normal(0, 0.05, 3)[g] + rng.normal(0, 0.5, 3)[g] * tc
+    mu = 1e4 * np.exp(0.5 * eta)
+    df = pd.DataFrame(dict(x=x, t=t, y=rng.negative_binomial(2.0, 2.0 / (2.0 + mu)), id=g))
+    parts = [df[df["id"].isin(ids)] for ids in ([0, 1], [2])]
+    ddf = dd.concat([dd.from_pandas(p, npartitions=1, sort=False) for p in parts])
+    est = NegBinGLMM(random_effects="1 + t")
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        m_mem = clone(est).fit(df[["x", "t"]], df["y"], groups=df["id"])
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        m_dask = fit_partitioned(clone(est), ddf[["x", "t"]], ddf["y"], ddf["id"])
+    stages = [[s[0] for s in m.fit_record_.stages] for m in (m_mem, m_dask)]
+    assert stages[0] == stages[1]
+    assert m_dask.loglik_ == pytest.approx(m_mem.loglik_, abs=1e-6)
+    assert _model_warnings(w_dask) == _model_warnings(w_mem)
+
+
+def test_partitions_keep_the_snapshots_their_driver_holds():
+    # a snapshot taken before many later ones (a whole optimisation's) is restored as
+    # taken; one the driver freed is forgotten by the partitions (partitions in this
+    # process, their calls made in turn)
+    import gc
+
+    from sklearn_glmm._design import theta_layout
+    from sklearn_glmm._engine.families import make_family
+    from sklearn_glmm._engine.objective import ModelData, make_factor_data
+    from sklearn_glmm._engine.partitioned import PartitionedObjective, PartitionModel
+
+    rng = np.random.default_rng(0)
+    fam = make_family("poisson", False)
+
+    def rows(n_levels, per):
+        codes = np.repeat(np.arange(n_levels), per)
+        X = np.column_stack([np.ones(len(codes)), rng.normal(size=len(codes))])
+        y = rng.poisson(np.exp(0.3 + 0.5 * X[:, 1] + rng.normal(0, 0.5, n_levels)[codes]))
+        f = make_factor_data([codes], [X[:, :1]], [n_levels], [theta_layout(1, False)])
+        ones = np.ones(len(y))
+        return ModelData(X, y.astype(float), ones, ones, np.zeros(len(y)), fam, f)
+
+    maps = [np.arange(0, 10), np.arange(10, 25)]
+    parts = [PartitionModel(rows(10, 4), 1, maps[0]), PartitionModel(rows(15, 3), 1, maps[1])]
+    layout_f = make_factor_data(
+        [np.zeros(0, np.intp)], [np.zeros((0, 1))], [25], [theta_layout(1, False)]
+    )
+    e = np.zeros(0)
+    layout = ModelData(np.zeros((0, 2)), e, e, e, e, fam, layout_f)
+
+    def call(method, *args):
+        return [getattr(p, method)(*args) for p in parts]
+
+    obj = PartitionedObjective(layout, 1, call, maps)
+    x = np.array([0.3, 0.5, 0.6])
+    value = obj.evaluate(x)
+    modes = [p.objective.u.copy() for p in parts]
+    early = obj.snapshot()
+    for k in range(30):
+        obj.evaluate(x * (1.0 + 1e-2 * (k + 1)))
+        obj.snapshot()  # freed at once: forgotten with the next one
+    gc.collect()
+    obj.snapshot()
+    assert all(len(p._snapshots) <= 3 for p in parts)
+    obj.restore(early)  # (it was the KeyError of a snapshot the partitions had dropped)
+    for p, u in zip(parts, modes):
+        assert np.array_equal(p.objective.u, u)
+    assert obj.evaluate(x) == value
 
 
 def test_a_column_with_a_large_constant_part_is_found_aliased(client):

@@ -397,3 +397,43 @@ def test_level_spreads_of_parts_pool_to_the_whole():
     expected = [False, True, False, True]
     assert list(level_constant_columns(codes, Z)) == expected
     assert list(level_constant_from_spread(pooled_spread(parts))) == expected
+
+
+def test_level_variance_moments_recover_the_covariance_of_a_level_predictors_slope():
+    # each level's effect acts through its one row t_j = (1, x_j): its variance is
+    # t_j' S t_j, and the squared one-step effects around the model without random
+    # effects, less their sampling variance, estimate S (the start of a restart);
+    # checked against the S drawn from, with many levels and large counts
+    from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
+    from sklearn_glmm._engine.optimize import _level_variance_thetas
+
+    rng = np.random.default_rng(5)
+    G, per = 4000, 3
+    codes = np.repeat(np.arange(G), per)
+    x = rng.normal(size=G)[codes]
+    S = np.array([[0.25, -0.12], [-0.12, 0.16]])
+    b = rng.multivariate_normal(np.zeros(2), S, size=G)
+    eta = 5.0 + 0.3 * x + b[codes, 0] + b[codes, 1] * x
+    y = rng.poisson(np.exp(eta)).astype(float)
+    X = np.column_stack([np.ones(len(y)), x])
+    Z = X.copy()
+    factors = make_factor_data([codes], [Z], [G], [theta_layout(2, False)])
+    ones = np.ones(len(y))
+    data = ModelData(X, y, ones, ones, np.zeros(len(y)), make_family("poisson", False), factors)
+    f = data.factors[0]
+    assert f.level_constant and f.rows_alike_within_levels
+    obj = Objective(data)
+    glm = np.array([np.log(y.mean()), 0.0, 0.0, 0.0, 0.0])  # (off along t: taken out)
+    full, edge = _level_variance_thetas(f, lambda shifts: obj.level_effects(0, glm, shifts))
+    L = np.zeros((2, 2))
+    L[f.theta_rows, f.theta_cols] = full
+    np.testing.assert_allclose(L @ L.T, S, atol=0.04)
+    # the rank-one start on the boundary: the same SDs, correlation -1 (S's sign)
+    E = np.zeros((2, 2))
+    E[f.theta_rows, f.theta_cols] = edge
+    np.testing.assert_allclose(np.diag(E @ E.T), np.diag(L @ L.T), rtol=1e-12)
+    assert E[1, 1] == 0.0 and E[1, 0] < 0.0 < E[0, 0]
+    # a slope varying within levels: not alike
+    Zw = np.column_stack([np.ones(len(y)), rng.normal(size=len(y))])
+    other = make_factor_data([codes], [Zw], [G], [theta_layout(2, False)])[0]
+    assert not other.rows_alike_within_levels

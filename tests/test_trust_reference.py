@@ -114,7 +114,7 @@ def _messages(caught, category=Warning):
 
 
 def test_fixture_cases_present():
-    assert len(CASES) == 20
+    assert len(CASES) == 21
     for case in CASES:
         ref = _reference(case)
         assert ref["loglik_full"] is not None, case
@@ -321,6 +321,22 @@ def test_case8_a_singular_optimum_is_not_kept_below_a_better_one():
     ours = est.fixed_effects_["std_error"]
     for name, value in ref["se"].items():  # a singular fit's SEs: within 10 %
         assert ours[name] == pytest.approx(value, rel=0.1), (name, ours[name], value)
+
+
+# ---------------------------------------------------------------------------
+# Case 10: a slope of a predictor nearly constant within groups, whose best optimum
+# only the covariance's moment estimate from the groups' effects starts near
+# ---------------------------------------------------------------------------
+def test_case10_the_moment_start_of_a_level_predictors_slope_reaches_the_optimum():
+    # R: glmmTMB(y ~ x1 + (1 + x1 | id), data = d, family = poisson)
+    #    logLik -815.0073, singular (correlation -1), a non-positive-definite Hessian;
+    #    glmer's defaults -815.0072 (singular), glmmTMB on standardised x1 the same;
+    #    glmer with tolPwrss = 1e-12 stops (PIRLS step-halvings). The moment-based start
+    #    and the other restarts' starts ended converged 1.05 below (-816.06, an interior
+    #    optimum that lme4's defaults also reach on standardised x1)
+    _assert_matches_reference("case10_level_slope_moments", se=False)
+    est, _ = _fit("case10_level_slope_moments")
+    assert any(stage[0] == "level slope restart" for stage in est.fit_record_.stages)
 
 
 # ---------------------------------------------------------------------------

@@ -388,7 +388,7 @@ def limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     random effect no generated data set had the second basin, and the check would
     cost a whole stage per fit.)
     """
-    if not row_level_effects(obj.data):
+    if not row_level_effects(obj):
         return x, fun
     at_x, x0, fun0 = obj.snapshot(), x, fun
     stage_args = (bounds, max_iter, tol, diag_idx, record)
@@ -532,15 +532,14 @@ def nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
 ROW_LEVEL_ROWS = 2.0
 
 
-def row_level_effects(data) -> bool:
+def row_level_effects(obj) -> bool:
     """Whether some grouping factor has at most :data:`ROW_LEVEL_ROWS` rows (in the
-    likelihood) per random effect."""
-    use = data.weights > 0
-    eta_rows = getattr(data.family, "rows_reading_eta", None)
-    if eta_rows is not None:  # a hurdle's zeros do not read the random effects
-        use &= eta_rows(data.y)
-    n = float(np.count_nonzero(use))
-    return any(n <= ROW_LEVEL_ROWS * f.n_levels * f.q for f in data.factors)
+    likelihood, reading the random effects: :meth:`rows_reading_effects`) per random
+    effect."""
+    if not obj.data.factors:
+        return False
+    n = float(obj.rows_reading_effects())
+    return any(n <= ROW_LEVEL_ROWS * f.n_levels * f.q for f in obj.data.factors)
 
 
 def newton_polish(obj, x, bounds):

@@ -415,6 +415,30 @@ class LaplaceGradient:
             out[k] = 2.0 * (w @ col) + 2.0 * (jk @ jk)
         return out
 
+    def rows_reading_effects(self) -> int:
+        """The rows in the likelihood (weight above 0) that read the random effects (a
+        hurdle's zeros do not)."""
+        d = self.data
+        use = d.weights > 0
+        eta_rows = getattr(d.family, "rows_reading_eta", None)
+        if eta_rows is not None:
+            use &= eta_rows(d.y)
+        return int(np.count_nonzero(use))
+
+    def level_effects(self, k: int, params: np.ndarray, shifts: np.ndarray):
+        """Per level of factor ``k``: the mean of its rows of ``Z`` (G, q), and the sums
+        of the rows' curvatures ``w`` and scores ``d1`` (G,) at the fixed effects (and
+        family parameters) of ``params`` with each level's linear predictor moved by its
+        ``shifts`` (G,): a Newton step of each level's own effect is ``d1 / w``."""
+        d = self.data
+        f, gi = d.factors[k], self.groups[k]
+        beta, extra = params[: d.n_beta], d.extra_values(params[d.n_beta + d.n_theta :])
+        eta = d.X @ beta + d.offset + gi.expand(np.asarray(shifts, dtype=float))
+        der = self._derivs(eta, extra, third=False)
+        counts = np.bincount(f.codes, minlength=f.n_levels)
+        t = gi.sum(np.asarray(f.Z, dtype=float)) / np.maximum(counts, 1)[:, None]
+        return t, gi.sum(der.w), gi.sum(der.d1)
+
     def level_information(self, k: int) -> float | None:
         """The largest information one level holds about the random effects whose
         standard deviation is the parameter ``k`` (a Cholesky diagonal, or a structure's

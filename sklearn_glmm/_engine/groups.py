@@ -115,6 +115,17 @@ def level_constant_from_spread(spread: np.ndarray) -> np.ndarray:
 _CONSTANT_ROUNDING = 1e-13
 
 
+def constant_within_levels(spread: np.ndarray) -> np.ndarray:
+    """Per column of its :func:`level_spread`: whether it is constant, or nearly
+    (:data:`LEVEL_CONSTANT_SHARE`), within every level: a level predictor's column, or a
+    constant one."""
+    n = np.maximum(spread[0], 1.0)
+    total, within = np.sqrt(spread[2] / n), np.sqrt(spread[3] / n)
+    return (within <= LEVEL_CONSTANT_SHARE * total) | (
+        within <= _CONSTANT_ROUNDING * np.abs(spread[1])
+    )
+
+
 def level_constant_columns(codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """For each column of ``Z`` (n, q): whether it varies between levels but not (or
     hardly: :data:`LEVEL_CONSTANT_SHARE`) within them. False for every column where no

@@ -8,7 +8,12 @@ from functools import cached_property
 import numpy as np
 
 from . import blocks as _blocks
-from .groups import GroupIndex, level_constant_columns, level_constant_from_spread
+from .groups import (
+    GroupIndex,
+    constant_within_levels,
+    level_constant_from_spread,
+    level_spread,
+)
 
 
 @dataclass(frozen=True)
@@ -35,14 +40,25 @@ class FactorData:
         return self.Z.shape[1]
 
     @cached_property
+    def level_spread(self) -> np.ndarray:
+        """The columns' :func:`.groups.level_spread` (given, or read from ``Z``)."""
+        return self.spread if self.spread is not None else level_spread(self.codes, self.Z)
+
+    @cached_property
     def level_constant(self) -> bool:
         """Whether a column of ``Z`` varies between levels but not (or hardly) within
         them (:func:`.groups.level_constant_columns`): a random slope of a predictor of
         the level itself, whose variance only the spread between levels identifies
         (weakly: its likelihood can have several optima)."""
-        if self.spread is not None:
-            return bool(level_constant_from_spread(self.spread).any())
-        return bool(level_constant_columns(self.codes, self.Z).any())
+        return bool(level_constant_from_spread(self.level_spread).any())
+
+    @cached_property
+    def rows_alike_within_levels(self) -> bool:
+        """Whether every column of ``Z`` is constant (or nearly) within each level
+        (:func:`.groups.constant_within_levels`): each level's random effects then act
+        through one row ``t_j`` of ``Z``, as one scalar effect of variance
+        ``t_j' Sigma t_j``."""
+        return bool(constant_within_levels(self.level_spread).all())
 
     @cached_property
     def mapped(self) -> bool:

@@ -68,9 +68,6 @@ class Objective(ModeSearch, LaplaceGradient):
     # whether the objective holds its rows (a partitioned one does not): checks that
     # evaluate another objective on the same rows apply to it
     holds_rows = True
-    # whether a snapshot taken before a whole optimisation can still be restored after
-    # it (a partitioned objective keeps only its last ones)
-    restores_early_snapshots = True
 
     def __init__(self, data: ModelData, n_agq: int = 1, pirls_max_iter: int = 60):
         self.data = data

@@ -26,16 +26,29 @@ cannot be found makes the evaluation fail (``inf``), as a level does in memory.
 from __future__ import annotations
 
 import time
+import weakref
 
 import numpy as np
 
 from .objective import GLMObjective, ModelData, Objective
 from .optimize import _run_lbfgsb, single_threaded_blas
 
-# snapshots a partition keeps. Each holds a state of the rows' size (the linear
-# predictor, the derivatives); the optimiser and its checks (``optimize``, ``converge``)
-# only ever restore the last snapshot taken, so two leave a margin
-_KEEP_SNAPSHOTS = 2
+# snapshots a partition keeps at most. It keeps those the driver still holds (each
+# :class:`_Snapshot` the optimiser and its checks keep in a local variable while they
+# try other points; released when it is freed); each holds the mode and, on up to
+# ``Objective.lazy_state_rows`` rows, the state of the rows' size. A bound on memory:
+# the fits hold three or four at a time
+_MAX_SNAPSHOTS = 16
+
+
+class _Snapshot:
+    """A partitioned objective's snapshot: its key in the partitions and the driver's
+    own state (while one is alive, the partitions keep theirs)."""
+
+    __slots__ = ("key", "memo", "params", "state", "__weakref__")
+
+    def __init__(self, key, memo, params, state):
+        self.key, self.memo, self.params, self.state = key, memo, params, state
 
 
 class PartitionModel:
@@ -48,10 +61,15 @@ class PartitionModel:
         the partition's own levels, ``0 .. G_p - 1``.
     n_agq : int
         Quadrature nodes (1: Laplace).
+    level_map : ndarray, optional
+        The partition's levels as indices into the model's levels (default: the same).
     """
 
-    def __init__(self, data: ModelData, n_agq: int = 1):
+    def __init__(self, data: ModelData, n_agq: int = 1, level_map=None):
         self.data = data
+        # this partition's levels as indices into the model's levels
+        n_levels = data.factors[0].n_levels if data.factors else 0
+        self.level_map = np.arange(n_levels) if level_map is None else np.asarray(level_map)
         self.objective = Objective(data, n_agq)
         self._glm = None
         self._snapshots: dict = {}
@@ -102,16 +120,29 @@ class PartitionModel:
     def level_information(self, k: int):
         return self.objective.level_information(k)
 
-    def snapshot(self, key: int) -> None:
+    def rows_reading_effects(self) -> int:
+        return self.objective.rows_reading_effects()
+
+    def level_effects(self, k: int, params, shifts):
+        """As in memory, for this partition's levels (``shifts`` of every level of the
+        model, read at :attr:`level_map`)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self.objective.level_effects(k, params, np.asarray(shifts)[self.level_map])
+
+    def snapshot(self, key: int, released=()) -> None:
+        """Keep the objective's state as ``key``; forget the snapshots ``released`` (the
+        driver holds them no more)."""
+        for old in released:
+            self._snapshots.pop(old, None)
         self._snapshots[key] = self.objective.snapshot()
-        for old in sorted(self._snapshots)[:-_KEEP_SNAPSHOTS]:
+        for old in sorted(self._snapshots)[:-_MAX_SNAPSHOTS]:
             del self._snapshots[old]
 
     def restore(self, key: int) -> None:
         if key not in self._snapshots:
             raise KeyError(
-                f"snapshot {key} is no longer kept (the last {_KEEP_SNAPSHOTS} are): a "
-                "partitioned objective restores only recent snapshots"
+                f"snapshot {key} is no longer kept (at most {_MAX_SNAPSHOTS} are held at "
+                "once): a partitioned objective restores only snapshots its driver holds"
             )
         self.objective.restore(self._snapshots[key])
 
@@ -148,9 +179,6 @@ class PartitionedObjective(Objective):
     """
 
     holds_rows = False
-    # the partitions keep only the last snapshots (``_KEEP_SNAPSHOTS``): one taken
-    # before a whole optimisation cannot be restored after it
-    restores_early_snapshots = False
 
     def __init__(self, data: ModelData, n_agq: int, call, level_maps):
         self.data = data
@@ -165,6 +193,8 @@ class PartitionedObjective(Objective):
         self._last_key, self._last_val, self._last_grad = None, np.inf, None
         self._predictor = None
         self._snap_no = 0
+        self._rows_reading = None  # (rows_reading_effects, counted once)
+        self._released: list = []  # keys of snapshots freed here, to tell the partitions
         self._glm_optimum = None
         self.glm_max_iter = 200
         self._last_params = None
@@ -270,6 +300,21 @@ class PartitionedObjective(Objective):
         found = [v for v in self._call("level_information", k) if v is not None]
         return max(found) if found else None
 
+    def rows_reading_effects(self) -> int:
+        """As in memory: the partitions' rows (the layout has none)."""
+        if self._rows_reading is None:
+            self._rows_reading = int(sum(self._call("rows_reading_effects")))
+        return self._rows_reading
+
+    def level_effects(self, k: int, params, shifts):
+        """As in memory, each partition's levels put in their places."""
+        f = self.data.factors[k]
+        t, w, d1 = np.zeros((f.n_levels, f.q)), np.zeros(f.n_levels), np.zeros(f.n_levels)
+        parts = self._call("level_effects", k, params, np.asarray(shifts, dtype=float))
+        for idx, (t_p, w_p, d1_p) in zip(self.level_maps, parts):
+            t[idx], w[idx], d1[idx] = t_p, w_p, d1_p
+        return t, w, d1
+
     def extra_curvature(self, coefs):
         """None: the partitions hold the rows (the optimiser then runs unscaled)."""
         return None
@@ -281,13 +326,19 @@ class PartitionedObjective(Objective):
         """Nothing here: the partitions hold the modes' derivatives."""
 
     def snapshot(self):
+        """The state at the last point: each partition keeps its own under a key until
+        the returned snapshot is freed (told with the next snapshot)."""
         self._snap_no += 1
-        self._call("snapshot", self._snap_no)
+        released = list(self._released)
+        self._released.clear()
+        self._call("snapshot", self._snap_no, released)
         memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
-        return self._snap_no, memo, self._last_params, self.state
+        snap = _Snapshot(self._snap_no, memo, self._last_params, self.state)
+        weakref.finalize(snap, self._released.append, self._snap_no)
+        return snap
 
     def restore(self, snap) -> None:
-        key, memo, params, state = snap
+        key, memo, params, state = snap.key, snap.memo, snap.params, snap.state
         self._call("restore", key)
         self._last_key, self._last_val, self._last_grad, self._predictor = memo
         self._last_params, self.state, self._modes = params, state, None
