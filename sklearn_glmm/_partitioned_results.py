@@ -75,10 +75,27 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
     _check_separation(est, sums, beta_s, separation)
     _check_levels(est, level)
     _results._check_convergence(est, record)
+    _check_laplace(est, x, record, bounds, sums, gather_rows)
     _results._check_standard_errors(est, record, rows, se_all, idx)
     est.converged_ = bool(record.converged)
     _support(est, sums)
     est.fit_result_ = result.without_data(_summaries(est, sums, moms, names))
+
+
+def _check_laplace(est, x, record, bounds, sums, gather_rows) -> None:
+    """The in-memory check of the Laplace approximation (``_results._check_laplace``:
+    how far adaptive quadrature would move the fit) on the rows gathered to the client,
+    where it applies (at most ``quadrature_check.CHECK_MAX_ROWS`` rows)."""
+    from ._engine import quadrature_check as qc
+    from ._engine.objective import Objective
+
+    if not record.converged or sum(s["rows"] for s in sums) > qc.CHECK_MAX_ROWS:
+        return
+    local = Objective(gather_rows(), 1)
+    if not qc.applicable(local, est.n_agq):
+        return
+    local.evaluate(x)  # (the Laplace state at the optimum, which the check reads)
+    _results._check_laplace(est, local, x, record, bounds)
 
 
 def _level_sums(result, obj, sums) -> dict:
@@ -88,6 +105,7 @@ def _level_sums(result, obj, sums) -> dict:
     for idx, s in zip(obj.level_maps, sums):
         for k in out:
             out[k][idx] = s[k]
+    out["zz"] = np.sum([s["zz"] for s in sums], axis=0)  # (summed over every row used)
     return out
 
 
@@ -112,7 +130,10 @@ def _check_levels(est, level) -> None:
     _results._check_identifiable(twin, rows)
     G = f.n_levels
     per_level = SimpleNamespace(
-        weights=(level["counts"] > 0).astype(float), y=level["succ"], trials=level["tot"]
+        weights=(level["counts"] > 0).astype(float),
+        y=level["succ"],
+        trials=level["tot"],
+        z_moments=level["zz"] / max(level["counts"].sum(), 1.0),
     )
     twin_result.factors = [dataclasses.replace(f, codes=np.arange(G))]
     _results._check_group_separation(twin, per_level)

@@ -231,7 +231,9 @@ class Partition:
         if len(sample) > 20_000:
             sample = rng.choice(sample, 20_000, replace=False)
         top = int(np.argmax(np.where(used, eta, -np.inf))) if used.any() else 0
+        Zu = np.asarray(d.factors[0].Z, dtype=float)[used]
         return dict(
+            zz=Zu.T @ Zu,  # (the random part's SD over the rows: _results.random_part_sd)
             counts=np.bincount(self.codes[used], minlength=G),
             succ=np.bincount(self.codes[used], d.y[used], minlength=G),
             tot=np.bincount(self.codes[used], d.trials[used], minlength=G),

@@ -982,10 +982,11 @@ def random_part_sd(data, k, L) -> float:
     ``Lambda``. It does not depend on the units or the origin of its slope variables
     (the intercept's SD alone is that at slope variables of zero, which may lie far
     from the data); with random intercepts only, it is their SD. Without the rows (a
-    fit by partitions, whose checks read per-level sums): ``|L|_F``, the same in the
-    internal basis, whose columns the fit centres and scales over the rows."""
+    fit by partitions, whose checks read per-level sums): from the rows' mean of
+    ``z z'`` (``data.z_moments``, pooled over the partitions), ``sqrt(tr(L' M L))``."""
     if getattr(data, "factors", None) is None:
-        return float(np.sqrt(np.sum(np.asarray(L) ** 2)))
+        L = np.asarray(L, dtype=float)
+        return float(np.sqrt(max(np.trace(L.T @ data.z_moments @ L), 0.0)))
     use = data.weights > 0
     if not use.any():
         return 0.0

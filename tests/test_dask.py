@@ -599,6 +599,66 @@ def test_partitions_keep_the_snapshots_their_driver_holds():
     assert obj.evaluate(x) == value
 
 
+@pytest.mark.parametrize(
+    "seed, sd, re, weighted", [(38, 4.0, "1 + t + x", False), (603, 5.0, "1 + t", True)]
+)
+def test_group_level_separation_reads_the_random_parts_sd_over_the_rows(
+    client, seed, sd, re, weighted
+):
+    # the partitioned check read |Lambda|_F for the SD of the random part, which is the
+    # rows' sqrt(mean z'Sz) only for orthonormal internal columns: with correlated
+    # slopes it warned where the in-memory fit does not (an SD of 6 for one below 5),
+    # and with rows of weight 0 it printed another SD (8.64 for 8.74)
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(40), 12)
+    x = rng.normal(size=480)
+    t = 0.8 * x + 0.6 * rng.normal(size=480) + 1.0
+    y = rng.binomial(1, 1 / (1 + np.exp(-(rng.normal(0, sd, 40)[g] + 0.5 * x))))
+    df = pd.DataFrame(dict(x=x, t=t, y=y, id=g))
+    kw_mem, kw_dask = {}, {}
+    if weighted:
+        df["w"] = np.where(rng.random(480) < 0.3, 0.0, 1.0) * (1 + 4 * (t > 1.5))
+    ddf = _by_group(df, 3)
+    if weighted:
+        kw_mem, kw_dask = dict(sample_weight=df["w"]), dict(sample_weight=ddf["w"])
+    est = BinomialGLMM(random_effects=re)
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        clone(est).fit(df[["x", "t"]], df["y"], groups=df["id"], **kw_mem)
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        fit_partitioned(clone(est), ddf[["x", "t"]], ddf["y"], ddf["id"], **kw_dask)
+    assert _model_warnings(w_dask) == _model_warnings(w_mem)
+    assert weighted == any("group-level separation" in m for m in _model_warnings(w_mem))
+
+
+def test_a_poor_laplace_approximation_is_warned_of_as_in_memory(client):
+    # rare events, random-intercept SD 3: quadrature's optimum lies 2.9 SEs from the
+    # Laplace fit; the check (in memory only) now runs on the rows gathered to the
+    # client (at most 20,000 rows)
+    from sklearn_glmm.exceptions import ApproximationWarning
+
+    rng = np.random.default_rng(42)
+    g = np.repeat(np.arange(150), 4)
+    x = rng.normal(size=600)
+    eta = -4.0 + 0.5 * x + rng.normal(0, 3.0, 150)[g]
+    df = pd.DataFrame(dict(x=x, y=rng.binomial(1, 1 / (1 + np.exp(-eta))), id=g))
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        m_mem = BinomialGLMM().fit(df[["x"]], df["y"], groups=df["id"])
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        m_dask = fit_partitioned(BinomialGLMM(), *_split(_by_group(df, 2), ["x"]))
+    assert ApproximationWarning in {w.category for w in w_dask}
+    assert _model_warnings(w_dask) == _model_warnings(w_mem)
+    shifts = [m.fit_record_.quadrature_shift for m in (m_mem, m_dask)]
+    assert shifts[1] == pytest.approx(shifts[0], rel=1e-8) and shifts[0] > 1.0
+
+
+def _split(ddf, columns):
+    return ddf[columns], ddf["y"], ddf["id"]
+
+
 def test_a_column_with_a_large_constant_part_is_found_aliased(client):
     # big = 1e9 + x: its centring at means summed from the raw values was off by more
     # than its variation's rounding; the partitioned fit kept it (intercept -1.5e10, x
