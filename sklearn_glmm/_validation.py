@@ -732,7 +732,8 @@ def fitted_glmm_for_data(model, call: str, frame: bool = False):
                 "final step sees the rows transformed by the steps before it): pass "
                 f"{call}(pipe[-1], data, ...) with data holding the model's columns as that "
                 "step sees them (pipe[:-1].transform(X), a DataFrame with "
-                "set_output(transform='pandas')) beside the other columns the plot reads."
+                "set_output(transform='pandas')) beside the other columns the plot reads "
+                "(a copy of a rescaled time column in its raw units for the axis)."
             )
         raise TypeError(
             f"{call} takes the fitted model and the data it reads, got a Pipeline: pass its "

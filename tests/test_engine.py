@@ -394,6 +394,10 @@ def test_level_spreads_of_parts_pool_to_the_whole():
         for a, b in [(0, 50), (50, 130), (130, 200), (200, 200)]
     ]
     np.testing.assert_allclose(pooled_spread(parts), whole, rtol=1e-9, atol=1e-12)
+    # a constant column's SD is 0, not its mean's rounding (it read "far from zero")
+    from sklearn_glmm._engine.groups import spread_sd
+
+    assert spread_sd(level_spread(codes, np.full(200, 0.3)))[0] == 0.0
     expected = [False, True, False, True]
     assert list(level_constant_columns(codes, Z)) == expected
     assert list(level_constant_from_spread(pooled_spread(parts))) == expected
@@ -433,6 +437,16 @@ def test_level_variance_moments_recover_the_covariance_of_a_level_predictors_slo
     E[f.theta_rows, f.theta_cols] = edge
     np.testing.assert_allclose(np.diag(E @ E.T), np.diag(L @ L.T), rtol=1e-12)
     assert E[1, 1] == 0.0 and E[1, 0] < 0.0 < E[0, 0]
+    # a diagonal covariance (diag(1 + x)): its variances, one start
+    S_diag = np.diag([0.25, 0.16])
+    b = rng.multivariate_normal(np.zeros(2), S_diag, size=G)
+    y = rng.poisson(np.exp(5.0 + 0.3 * x + b[codes, 0] + b[codes, 1] * x)).astype(float)
+    diag_f = make_factor_data([codes], [Z], [G], [theta_layout(2, True)])
+    data = ModelData(X, y, ones, ones, np.zeros(len(y)), make_family("poisson", False), diag_f)
+    obj = Objective(data)
+    glm = np.array([np.log(y.mean()), 0.0, 0.0, 0.0])
+    (sds,) = _level_variance_thetas(data.factors[0], lambda s: obj.level_effects(0, glm, s))
+    np.testing.assert_allclose(sds, [0.5, 0.4], atol=0.04)
     # a slope varying within levels: not alike
     Zw = np.column_stack([np.ones(len(y)), rng.normal(size=len(y))])
     other = make_factor_data([codes], [Zw], [G], [theta_layout(2, False)])[0]

@@ -685,7 +685,9 @@ def test_plots_reading_rows_refuse_a_pipeline_naming_its_final_step(counts):
             call()
     with pytest.raises(TypeError, match=r"plot_rootogram\(pipe\[-1\], pipe\[:-1\]\.transform"):
         P.plot_rootogram(pipe, df[FEATURES], df["id"])
-    # as advised: the same plot as the final step's on the rows it saw
+    # as advised: the final step on the rows as it saw them, the time axis in the raw
+    # time (a copy: the model's own time column is rescaled)
     seen = pipe[:-1].transform(df[FEATURES])
-    ax = P.plot_trajectories(pipe[-1], df.assign(**seen), df["id"], time="time", y="y")
-    assert ax.lines
+    data = df.assign(**seen, time_raw=df["time"])
+    ax = P.plot_trajectories(pipe[-1], data, df["id"], time="time_raw", y="y")
+    assert ax.lines and ax.get_xlim()[1] > seen["time"].max()

@@ -98,8 +98,10 @@ def pooled_spread(parts) -> np.ndarray:
 
 
 def spread_sd(spread: np.ndarray) -> np.ndarray:
-    """Each column's standard deviation (population, as ``np.std``) from its spread."""
-    return np.sqrt(spread[2] / np.maximum(spread[0], 1.0))
+    """Each column's standard deviation (population, as ``np.std``) from its spread; 0
+    for a constant column (whose squares about its mean are the mean's rounding)."""
+    sd = np.sqrt(spread[2] / np.maximum(spread[0], 1.0))
+    return np.where(sd > _CONSTANT_ROUNDING * np.abs(spread[1]), sd, 0.0)
 
 
 def level_constant_from_spread(spread: np.ndarray) -> np.ndarray:

@@ -1251,10 +1251,10 @@ def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
 # starts of a factor's Cholesky entries tried where one of its slopes is of a predictor
 # of the level itself: the plain start, a small one, (two random effects) each sign of
 # the correlation with a small intercept, and where every column is alike within levels
-# the moment estimate of the covariance from the levels' effects and its rank-one
-# version (:func:`_level_variance_thetas`). On 10 Poisson data sets with such slopes
-# (counts 20 to 6e4) the moment start ended 0.2-39.4 below the best of these on 8; each
-# start alone found the best on 3 to 6 of them
+# the moment estimate of the covariance from the levels' effects and (with
+# correlations) its rank-one version (:func:`_level_variance_thetas`). On 10 Poisson
+# data sets with such slopes (counts 20 to 6e4) the moment start ended 0.2-39.4 below
+# the best of these on 8; each start alone found the best on 3 to 6 of them
 _LEVEL_SLOPE_DIAGONALS = (0.5, 0.05)
 _LEVEL_SLOPE_SIGNED = ((0.1, 0.5, 0.1), (0.1, -0.5, 0.1))
 
@@ -1269,8 +1269,9 @@ def _level_variance_thetas(f, effects) -> list:
     ``t_j' S t_j``, so ``c_j^2 - 1 / w_j`` (less its sampling variance) regressed on the
     products ``t_j t_j'`` estimates ``S`` (levels weighted by their information, those
     whose shift runs away left out), which is put on the positive definite side and
-    factored; and its rank-one version on the boundary. Empty where too few levels are
-    left, or no variance."""
+    factored; and (with correlations) its rank-one version on the boundary: the same
+    SDs, every correlation +-1. A diagonal covariance's variances alone, one start.
+    Empty where too few levels are left, or no variance."""
     shifts = np.zeros(f.n_levels)
     for _ in range(_LEVEL_EFFECT_STEPS):
         t, w, d1 = effects(shifts)
@@ -1281,7 +1282,9 @@ def _level_variance_thetas(f, effects) -> list:
             break
     t, w, _ = effects(shifts)
     ok = (w > 1e-8) & (np.abs(shifts) < _LEVEL_EFFECT_LIMIT)
-    pairs = [(a, b) for a in range(f.q) for b in range(a + 1)]
+    # a diagonal covariance (lme4's ``||``, ``diag()``): its variances alone
+    diagonal = bool(np.all(f.theta_rows == f.theta_cols))
+    pairs = [(a, b) for a in range(f.q) for b in range(a + 1) if a == b or not diagonal]
     if ok.sum() <= len(pairs):
         return []
     c, tt, sampling = shifts[ok], t[ok], 1.0 / w[ok]
@@ -1300,6 +1303,8 @@ def _level_variance_thetas(f, effects) -> list:
     if not np.all(np.isfinite(vals)) or vals[-1] <= 0.0:
         return []
     S = (vecs * np.maximum(vals, 1e-4 * vals[-1])) @ vecs.T
+    if diagonal:  # (the Cholesky factor of a diagonal S: its SDs)
+        return [np.sqrt(np.diag(S))[f.theta_rows]]
     # and on the boundary: the same SDs, every correlation +-1 with the signs of the
     # leading eigenvector (a level's variance the square of a line in t_j, where such
     # fits often end)

@@ -329,8 +329,9 @@ class PartitionedObjective(Objective):
         """The state at the last point: each partition keeps its own under a key until
         the returned snapshot is freed (told with the next snapshot)."""
         self._snap_no += 1
-        released = list(self._released)
-        self._released.clear()
+        released = []
+        while self._released:  # (one by one: a finalizer may append meanwhile)
+            released.append(self._released.pop())
         self._call("snapshot", self._snap_no, released)
         memo = (self._last_key, self._last_val, self._last_grad, self._predictor)
         snap = _Snapshot(self._snap_no, memo, self._last_params, self.state)
