@@ -152,10 +152,10 @@ def _all_same(fam, sums) -> bool:
 def _far(fam, sums) -> bool:
     """Whether the fixed-effect linear predictor went far out somewhere (the sign of a
     separating direction, which the in-memory test then looks for)."""
-    n_used = sum(s["n_used"] for s in sums)
     if fam.has_trials:
         return max(s["eta_abs_max"] for s in sums) > 5.0
-    ybar = sum(s["succ"].sum() for s in sums) / max(n_used, 1)
+    # the prior weights' mean outcome, as in memory (``_results._separation``)
+    ybar = sum(s["wy"] for s in sums) / max(sum(s["wsum"] for s in sums), 1e-300)
     return min(s["eta_min"] for s in sums) < np.log(ybar) - 5.0
 
 

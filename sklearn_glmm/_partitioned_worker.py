@@ -234,6 +234,8 @@ class Partition:
         Zu = np.asarray(d.factors[0].Z, dtype=float)[used]
         return dict(
             zz=Zu.T @ Zu,  # (the random part's SD over the rows: _results.random_part_sd)
+            wy=float(d.weights[used] @ d.y[used]),  # (the weighted mean outcome)
+            wsum=float(d.weights[used].sum()),
             counts=np.bincount(self.codes[used], minlength=G),
             succ=np.bincount(self.codes[used], d.y[used], minlength=G),
             tot=np.bincount(self.codes[used], d.trials[used], minlength=G),

@@ -655,6 +655,38 @@ def test_a_poor_laplace_approximation_is_warned_of_as_in_memory(client):
     assert shifts[1] == pytest.approx(shifts[0], rel=1e-8) and shifts[0] > 1.0
 
 
+def test_the_separation_trigger_reads_the_weighted_mean_outcome_as_in_memory():
+    # Poisson rows of counts near 500 weighted 0.02 beside counts near 0.3 weighted 50:
+    # the in-memory trigger (a linear predictor 5 below the log of the weighted mean
+    # outcome, 0.39) is at -5.9; the partitioned one read the unweighted mean (150), 0
+    from sklearn_glmm._engine.families import make_family
+    from sklearn_glmm._partitioned_results import _far
+
+    fam = make_family("poisson", False)
+    y = np.r_[np.full(30, 500.0), np.full(70, 0.3)]
+    w = np.r_[np.full(30, 0.02), np.full(70, 50.0)]
+    sums = [
+        dict(
+            eta_min=-2.0,
+            wy=float(w[:50] @ y[:50]),
+            wsum=float(w[:50].sum()),
+            n_used=50,
+            succ=np.array([y[:50].sum()]),
+        ),
+        dict(
+            eta_min=-1.0,
+            wy=float(w[50:] @ y[50:]),
+            wsum=float(w[50:].sum()),
+            n_used=50,
+            succ=np.array([y[50:].sum()]),
+        ),
+    ]
+    in_memory = -2.0 < np.log(np.average(y, weights=w)) - 5.0
+    assert _far(fam, sums) == in_memory == False  # noqa: E712
+    sums[0]["eta_min"] = -6.5
+    assert _far(fam, sums)
+
+
 def _split(ddf, columns):
     return ddf[columns], ddf["y"], ddf["id"]
 
