@@ -1260,18 +1260,18 @@ _LEVEL_SLOPE_SIGNED = ((0.1, 0.5, 0.1), (0.1, -0.5, 0.1))
 
 
 def _level_variance_thetas(f, effects) -> list:
-    """Two starts of the Cholesky entries of factor ``f`` whose rows of ``Z`` are alike
-    within each level
-    (``t_j``, :attr:`FactorData.rows_alike_within_levels`), by the method of moments
-    from the levels' own effects ``c_j`` around the model without random effects (a few
-    Newton steps of each level's shift of the linear predictor, ``effects(shifts)`` ->
-    ``(t, w, d1)``, :meth:`level_effects`): each level's effect is one scalar of variance
-    ``t_j' S t_j``, so ``c_j^2 - 1 / w_j`` (less its sampling variance) regressed on the
-    products ``t_j t_j'`` estimates ``S`` (levels weighted by their information, those
-    whose shift runs away left out), which is put on the positive definite side and
-    factored; and (with correlations) its rank-one version on the boundary: the same
-    SDs, every correlation +-1. A diagonal covariance's variances alone, one start.
-    Empty where too few levels are left, or no variance."""
+    """Starts of the Cholesky entries of factor ``f`` whose rows of ``Z`` are alike
+    within each level (``t_j``, :attr:`FactorData.rows_alike_within_levels`), by the
+    method of moments from the levels' own effects ``c_j`` around the model without
+    random effects (a few Newton steps of each level's shift of the linear predictor,
+    ``effects(shifts)`` -> ``(t, w, d1)``, :meth:`level_effects`): each level's effect
+    is one scalar of variance ``t_j' S t_j``, so ``c_j^2 - 1 / w_j`` (the square less
+    its sampling variance) regressed on the products ``t_j t_j'`` estimates ``S``
+    (levels weighted by their information, those whose shift runs away left out),
+    which is put on the positive definite side and factored; and, for a term with
+    correlations, its rank-one version on the boundary: the same SDs, every
+    correlation +-1. A diagonal covariance's SDs alone (one start). Empty where too
+    few levels are left, or no variance."""
     shifts = np.zeros(f.n_levels)
     for _ in range(_LEVEL_EFFECT_STEPS):
         t, w, d1 = effects(shifts)
@@ -1330,11 +1330,10 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
     with SDs near 0.1 and 0.005 that glmmTMB and the plain start reach; others ended at
     interior optima 4.9 below. Each start (:data:`_LEVEL_SLOPE_DIAGONALS`, and for two
     random effects :data:`_LEVEL_SLOPE_SIGNED`; where every column of the factor is
-    alike within levels, the moment estimate :func:`_level_variance_thetas` and its
-    rank-one version: on a Poisson data set the only start that reached lme4's
-    optimum, 1.05 above the others)
-    is a whole Laplace stage; one that ends lower by more than 1e-6 is kept (a stage
-    ``"level slope restart"``; the others ``"level slope restart, not kept"``).
+    alike within levels, the moment estimates of :func:`_level_variance_thetas`: on a
+    Poisson data set the only start that reached lme4's optimum, 1.05 above the
+    others) is a whole Laplace stage; one that ends lower by more than 1e-6 is kept (a
+    stage ``"level slope restart"``; the others ``"level slope restart, not kept"``).
     """
     data = obj.data
     first, parts = data.n_beta, []
