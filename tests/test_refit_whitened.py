@@ -123,3 +123,26 @@ def test_refits_of_a_level_predictors_slope_reach_a_fresh_fits_optimum():
             fresh = clone(est).fit(X, Y[:, r], groups=g)
             assert record.objective <= -2.0 * fresh.loglik_ + 1e-3, r
             assert any(s[0].startswith("level slope restart") for s in record.stages)
+
+
+def test_refits_from_a_bound_of_a_level_predictors_slope_try_a_fresh_fits_starts():
+    # counts near e^10.5, the slope's variance on its bound at the fit: refitted the
+    # ordinary way, with the further starts made from the fitted estimate one replicate
+    # ended 3.7 in -2 log L above a fresh fit of its outcome (two others below it); the
+    # starts are now a fresh fit's own, and its start itself is tried
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(40), 3)
+    x = rng.standard_normal(120)
+    z = np.repeat(rng.standard_normal(40), 3)
+    b = rng.standard_normal((40, 2)) * [0.1, 0.01]
+    y = rng.poisson(np.exp(10.5 + 0.1 * x + 0.2 * z + b[g, 0] + b[g, 1] * z))
+    X = pd.DataFrame({"x": x, "z": z})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = PoissonGLMM("1 + z").fit(X, y, groups=g)
+        Y = simulate_response(est, 60, random_state=1001)[:, [5, 16, 46]]
+        for r, (_, record) in enumerate(refit_many(est, Y, batched=False)):
+            fresh = clone(est).fit(X, Y[:, r], groups=g)
+            assert record.objective <= -2.0 * fresh.loglik_ + 1e-3, r

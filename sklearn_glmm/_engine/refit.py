@@ -78,18 +78,19 @@ def canonical_factors(data, x) -> np.ndarray:
     return x
 
 
-def whitened_refit(obj, x0, A, bounds, max_iter, tol, diag_idx):
+def whitened_refit(obj, x0, A, bounds, max_iter, tol, diag_idx, refit_base=None):
     """Refit ``obj`` from ``x0`` on the whitened coordinates (``A``: :func:`whitening`);
     ``(x, FitRecord)`` as :func:`~sklearn_glmm._engine.optimize.fit_objective` returns.
     A factor with a random slope of a predictor of the level itself is fitted again
-    from the starts a fit tries for it (``optimize._level_slope_restarts``: such a
-    likelihood can have several optima, and the replicate's need not be the fit's)."""
+    from the starts a fit tries for it (``optimize._level_slope_restarts``, made from
+    ``refit_base()``, a fresh fit's start: such a likelihood can have several optima,
+    and the replicate's need not be the fit's)."""
     t0 = time.perf_counter()
     x0 = np.asarray(x0, dtype=float)
     record = FitRecord(initial=x0.copy())
     with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         res = whitened_run(obj, x0, A, bounds, max_iter, tol, diag_idx, record.stages)
-        x = _level_slope_restarts(obj, res.x, bounds, max_iter, tol, diag_idx, record)
+        x = _level_slope_restarts(obj, res.x, bounds, max_iter, tol, diag_idx, record, refit_base)
         record.objective = float(obj.evaluate(x))
     record.final = x
     record.n_iter = int(sum(s[2] for s in record.stages))
