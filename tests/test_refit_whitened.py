@@ -100,29 +100,40 @@ def test_whitening_applies_only_where_the_run_needs_no_bounds():
     assert whitening(d2, r2.params, r2.record.hessian, r2.bounds) is None
 
 
+def _level_slope_refits(n_groups, per, sds, intercept, n_sim, columns, **refit):
+    """A Poisson fit of ``1 + z``, z constant within groups (drawn with fixed seeds),
+    and its refits of the ``columns`` of ``n_sim`` simulated outcomes against fresh
+    fits of them:
+    ``(refit's -2 log L, fresh fit's, refit's stages)`` for each."""
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.standard_normal(n_groups * per)
+    z = np.repeat(rng.standard_normal(n_groups), per)
+    b = rng.standard_normal((n_groups, 2)) * sds
+    slope_x, slope_z = (0.2, 0.3) if intercept < 10 else (0.1, 0.2)
+    y = rng.poisson(np.exp(intercept + slope_x * x + slope_z * z + b[g, 0] + b[g, 1] * z))
+    X = pd.DataFrame({"x": x, "z": z})
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = PoissonGLMM("1 + z").fit(X, y, groups=g)
+        Y = simulate_response(est, n_sim, random_state=1001)[:, columns]
+        for r, (_, record) in enumerate(refit_many(est, Y, **refit)):
+            fresh = clone(est).fit(X, Y[:, r], groups=g)
+            out.append((record.objective, -2.0 * fresh.loglik_, record.stages))
+    return out
+
+
 def test_refits_of_a_level_predictors_slope_reach_a_fresh_fits_optimum():
     # a random slope of z, constant within groups: its likelihood can have several
     # optima, and a fit tries other starts for it; the bootstrap's whitened refits did
     # not, and one of these 20 replicates ended 0.54 in -2 log L above a fresh fit of
     # its outcome, converged
-    from sklearn.base import clone
-
-    rng = np.random.default_rng(1)
-    g = np.repeat(np.arange(30), 4)
-    x = rng.standard_normal(120)
-    z = np.repeat(rng.standard_normal(30), 4)
-    b = rng.standard_normal((30, 2)) * [0.3, 0.1]
-    y = rng.poisson(np.exp(5.0 + 0.2 * x + 0.3 * z + b[g, 0] + b[g, 1] * z))
-    X = pd.DataFrame({"x": x, "z": z})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est = PoissonGLMM("1 + z").fit(X, y, groups=g)
-        Y = simulate_response(est, 20, random_state=1001)
-        refits = refit_many(est, Y)
-        for r, (_, record) in enumerate(refits):
-            fresh = clone(est).fit(X, Y[:, r], groups=g)
-            assert record.objective <= -2.0 * fresh.loglik_ + 1e-3, r
-            assert any(s[0].startswith("level slope restart") for s in record.stages)
+    for refit, fresh, stages in _level_slope_refits(30, 4, [0.3, 0.1], 5.0, 20, list(range(20))):
+        assert refit <= fresh + 1e-3
+        assert any(s[0].startswith("level slope restart") for s in stages)
 
 
 def test_refits_from_a_bound_of_a_level_predictors_slope_try_a_fresh_fits_starts():
@@ -130,19 +141,6 @@ def test_refits_from_a_bound_of_a_level_predictors_slope_try_a_fresh_fits_starts
     # ordinary way, with the further starts made from the fitted estimate one replicate
     # ended 3.7 in -2 log L above a fresh fit of its outcome (two others below it); the
     # starts are now a fresh fit's own, and its start itself is tried
-    from sklearn.base import clone
-
-    rng = np.random.default_rng(1)
-    g = np.repeat(np.arange(40), 3)
-    x = rng.standard_normal(120)
-    z = np.repeat(rng.standard_normal(40), 3)
-    b = rng.standard_normal((40, 2)) * [0.1, 0.01]
-    y = rng.poisson(np.exp(10.5 + 0.1 * x + 0.2 * z + b[g, 0] + b[g, 1] * z))
-    X = pd.DataFrame({"x": x, "z": z})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est = PoissonGLMM("1 + z").fit(X, y, groups=g)
-        Y = simulate_response(est, 60, random_state=1001)[:, [5, 16, 46]]
-        for r, (_, record) in enumerate(refit_many(est, Y, batched=False)):
-            fresh = clone(est).fit(X, Y[:, r], groups=g)
-            assert record.objective <= -2.0 * fresh.loglik_ + 1e-3, r
+    cases = _level_slope_refits(40, 3, [0.1, 0.01], 10.5, 60, [5, 16, 46], batched=False)
+    for refit, fresh, _ in cases:
+        assert refit <= fresh + 1e-3
