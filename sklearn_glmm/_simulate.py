@@ -336,8 +336,9 @@ def fit_many(est, Y, batched: bool | None = None) -> list:
     evaluations are computed together, and each reaches the optimum its fit one by one
     reaches (to the optimiser's tolerance: where the likelihood has several optima, a
     slope of a level predictor on counts near 4e4, the two paths' rounding differs
-    enough for another optimum, 1.19 in -2 log L lower batched on one of 60 outcomes). One by one, each is the estimator's own fit without its validation, design
-    and tables (the same model data, start, optimiser and checks).
+    enough for another optimum, 1.19 in -2 log L lower batched on one of 60
+    outcomes). One by one, each is the estimator's own fit without its validation,
+    design and tables (the same model data, start, optimiser and checks).
     """
     Y = np.asarray(Y, dtype=float)
     res = est.fit_result_
