@@ -655,12 +655,17 @@ def far_from_zero(X: np.ndarray, names) -> list[tuple[str, float, float]]:
     """``(name, mean, SD)`` of the columns of ``X`` whose mean is more than
     :data:`_UNCENTRED_RATIO` standard deviations from zero (calendar years, a shifted
     scale)."""
-    out = []
-    for name, col in zip(names, np.asarray(X, dtype=float).T):
-        mean, sd = float(np.mean(col)), float(np.std(col))
-        if sd > 0.0 and abs(mean) > _UNCENTRED_RATIO * sd:
-            out.append((name, mean, sd))
-    return out
+    X = np.asarray(X, dtype=float)
+    return _far_from_zero(names, np.mean(X, axis=0), np.std(X, axis=0))
+
+
+def _far_from_zero(names, means, sds) -> list[tuple[str, float, float]]:
+    """:func:`far_from_zero` from the columns' means and SDs."""
+    return [
+        (name, float(mean), float(sd))
+        for name, mean, sd in zip(names, means, sds)
+        if sd > 0.0 and abs(mean) > _UNCENTRED_RATIO * sd
+    ]
 
 
 def slope_spread(factor: Factor, X: np.ndarray) -> np.ndarray | None:
@@ -723,10 +728,7 @@ def check_uncentred_uncorrelated(factor: Factor, spread: np.ndarray) -> None:
     """
     if not (factor.term.intercept and factor.term.diagonal):
         return
-    means, sds = spread[1], spread_sd(spread)
-    for name, mean, sd in zip(factor.term.names[1:], means, sds):
-        if not (sd > 0.0 and abs(mean) > _UNCENTRED_RATIO * sd):
-            continue
+    for name, mean, sd in _far_from_zero(factor.term.names[1:], spread[1], spread_sd(spread)):
         warnings.warn(
             f"grouping factor {factor.name!r}: the uncorrelated random intercept and "
             f"slope of {name!r} have a slope variable far from zero (mean {mean:.4g}, "

@@ -97,35 +97,37 @@ def pooled_spread(parts) -> np.ndarray:
     return out
 
 
+def _sds(spread: np.ndarray):
+    """``(total, within, rounding)``: each column's SD, its SD within levels, and the
+    spread its mean's rounding makes (a constant column's squares about its mean are
+    that rounding, 1e-17 of 0.3 over ten rows, not a spread: up to 1e-13 of the mean)."""
+    n = np.maximum(spread[0], 1.0)
+    rounding = _CONSTANT_ROUNDING * np.abs(spread[1])
+    return np.sqrt(spread[2] / n), np.sqrt(spread[3] / n), rounding
+
+
+_CONSTANT_ROUNDING = 1e-13
+
+
 def spread_sd(spread: np.ndarray) -> np.ndarray:
     """Each column's standard deviation (population, as ``np.std``) from its spread; 0
-    for a constant column (whose squares about its mean are the mean's rounding)."""
-    sd = np.sqrt(spread[2] / np.maximum(spread[0], 1.0))
-    return np.where(sd > _CONSTANT_ROUNDING * np.abs(spread[1]), sd, 0.0)
+    for a constant column."""
+    total, _, rounding = _sds(spread)
+    return np.where(total > rounding, total, 0.0)
 
 
 def level_constant_from_spread(spread: np.ndarray) -> np.ndarray:
     """:func:`level_constant_columns` from the columns' :func:`level_spread`."""
-    n = np.maximum(spread[0], 1.0)
-    total, within = np.sqrt(spread[2] / n), np.sqrt(spread[3] / n)
-    # a constant column's squares about its mean are the mean's rounding (1e-17 of 0.3
-    # over ten rows), not a spread: at most 1e-13 of the mean
-    varies = total > _CONSTANT_ROUNDING * np.abs(spread[1])
-    return (spread[4] > 0) & varies & (within <= LEVEL_CONSTANT_SHARE * total)
-
-
-_CONSTANT_ROUNDING = 1e-13
+    total, within, rounding = _sds(spread)
+    return (spread[4] > 0) & (total > rounding) & (within <= LEVEL_CONSTANT_SHARE * total)
 
 
 def constant_within_levels(spread: np.ndarray) -> np.ndarray:
     """Per column of its :func:`level_spread`: whether it is constant, or nearly
     (:data:`LEVEL_CONSTANT_SHARE`), within every level: a level predictor's column, or a
     constant one."""
-    n = np.maximum(spread[0], 1.0)
-    total, within = np.sqrt(spread[2] / n), np.sqrt(spread[3] / n)
-    return (within <= LEVEL_CONSTANT_SHARE * total) | (
-        within <= _CONSTANT_ROUNDING * np.abs(spread[1])
-    )
+    total, within, rounding = _sds(spread)
+    return (within <= LEVEL_CONSTANT_SHARE * total) | (within <= rounding)
 
 
 def level_constant_columns(codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
