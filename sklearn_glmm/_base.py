@@ -29,6 +29,7 @@ from ._design import (
     check_slope_variables,
     factor_columns,
     factor_names,
+    has_level_slopes,
     prediction_design,
     slope_spread,
 )
@@ -37,6 +38,7 @@ from ._engine.compiled_objective import make_objective
 from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.families.base import pmf_rule
+from ._engine.groups import used_rows
 from ._engine.normal_average import log_mean_density
 from ._engine.objective import GLMObjective, ModelData, make_factor_data
 from ._engine.optimize import (
@@ -550,6 +552,9 @@ class _BaseGLMM(BaseEstimator):
             shift is not None,
             decorrelate=True,
         )
+        # the rows that carry the likelihood, where some do not (what the slopes'
+        # spreads read), and per factor whether a slope variable is the level's own
+        used, level_slopes = used_rows(w), []
         if groups is None:
             if self._groups_requested():
                 raise ValueError(_groups_required_message(self))
@@ -563,7 +568,9 @@ class _BaseGLMM(BaseEstimator):
             factors = build_factors(groups, terms, re_names, X_raw.shape[0], X_raw)
             for f in factors:
                 check_distinct_labels(f.name, f.levels)
-                check_slope_variables(f, slope_spread(f, X_raw))
+                spread = slope_spread(f, X_raw, used)
+                check_slope_variables(f, spread)
+                level_slopes.append(has_level_slopes(spread))
         factor_order = factor_names(groups) if groups is not None else []
         structured = [f.structure.name for f in factors if not _identity(f.structure)]
         if self.n_agq > 1 and structured:
@@ -586,6 +593,8 @@ class _BaseGLMM(BaseEstimator):
             [f.n_levels for f in factors],
             [(f.theta_rows, f.theta_cols) for f in factors],
             [f.structure for f in factors],
+            used,
+            level_slopes,
         )
         pending = dict(scaling=scaling, z_maps=tuple(z_maps), factor_order=factor_order)
         designs = self._block_designs_of(  # (they may read the random-only columns too)

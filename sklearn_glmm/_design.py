@@ -668,13 +668,21 @@ def _far_from_zero(names, means, sds) -> list[tuple[str, float, float]]:
     ]
 
 
-def slope_spread(factor: Factor, X: np.ndarray) -> np.ndarray | None:
+def slope_spread(factor: Factor, X: np.ndarray, rows=None) -> np.ndarray | None:
     """:func:`~._engine.groups.level_spread` of ``factor``'s slope variables (the
-    columns of ``X`` its slopes read), or None where it has none (or a structure): what
-    :func:`check_slope_variables` reads. A partitioned fit pools its partitions'."""
+    columns of ``X`` its slopes read) on the ``rows`` with weight above 0 (None: every
+    row), or None where it has none (or a structure): what :func:`check_slope_variables`
+    reads. A partitioned fit pools its partitions'."""
     if factor.structure is not None or not factor.slope_idx:
         return None
-    return level_spread(factor.codes, np.asarray(X[:, list(factor.slope_idx)], dtype=float))
+    X = np.asarray(X[:, list(factor.slope_idx)], dtype=float)
+    return level_spread(factor.codes, X, rows)
+
+
+def has_level_slopes(spread: np.ndarray | None) -> bool:
+    """Whether a slope variable of this :func:`slope_spread` is a predictor of the level
+    itself (:func:`~._engine.groups.level_constant_columns`)."""
+    return spread is not None and bool(level_constant_from_spread(spread).any())
 
 
 def check_slope_variables(factor: Factor, spread: np.ndarray | None) -> None:

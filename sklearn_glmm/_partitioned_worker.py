@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._design import _factorize, _isinf, _isnull, slope_spread
-from ._engine.groups import level_spread
+from ._engine.groups import level_spread, used_rows
 from ._engine.objective import ModelData, make_factor_data
 from ._engine.partitioned import PartitionModel
 from ._validation import check_numeric_columns, offset_is_whole, rows_misaligned
@@ -156,10 +156,12 @@ class Partition:
         Xd = _internal_design(self.X, sc)
         Z = factor.z_matrix(self.X) @ T
         # what the driver's checks of the slopes read (each level's rows are here):
-        # the slope variables' spread, raw, and the internal Z's (the restarts')
+        # the slope variables' spread, raw, and the internal Z's (the restarts'), on
+        # the rows with weight above 0
+        used = used_rows(self.w)
         self.spreads = (
-            slope_spread(dataclasses.replace(factor, codes=self.codes), self.X),
-            level_spread(self.codes, Z),
+            slope_spread(dataclasses.replace(factor, codes=self.codes), self.X, used),
+            level_spread(self.codes, Z, used),
         )
         self.row_index = np.concatenate(
             [off + np.arange(k) for off, k in zip(spec["row_offsets"], self.piece_rows)]

@@ -130,7 +130,9 @@ def _fresh_start(obj):
 
 
 def _fit_and_check(est, obj, setup):
-    """Fit ``obj`` from the fitted parameters; ``(x, record)``.
+    """Fit ``obj`` from the fitted parameters (and, for a random slope of a predictor
+    of the level itself, from a fresh fit's start and the starts made from it:
+    ``optimize._level_slope_restarts``); ``(x, record)``.
 
     The record's ``converged`` includes a gradient check at the optimiser's end point:
     lme4's scaled gradient ``solve(chol(H), g)`` with the fitted model's Hessian ``H``

@@ -49,6 +49,7 @@ from ._design import (
     build_factors,
     check_slope_variables,
     factor_names,
+    has_level_slopes,
     parse_term,
 )
 from ._engine import optimize as _opt
@@ -541,7 +542,8 @@ def _fit(est, family, X, gname, actors, info, t_load):
     # the in-memory design's checks of the slopes, on the partitions' pooled spreads
     spreads = _gather([a.level_spreads() for a in actors])
     raw = [s[0] for s in spreads]
-    check_slope_variables(f, None if raw[0] is None else pooled_spread(raw))
+    raw = None if raw[0] is None else pooled_spread(raw)
+    check_slope_variables(f, raw)
     t_built = time.perf_counter()
 
     def call(method, *args):
@@ -550,7 +552,8 @@ def _fit(est, family, X, gname, actors, info, t_load):
     n_beta = len(scaling["kept"]) + int(est.fit_intercept)
     # (the layout has no rows: the restarts of a level predictor's slope read the
     # spread of the partitions' Z)
-    shell = _layout(n_beta, family, f, len(levels), pooled_spread([s[1] for s in spreads]))
+    spread = pooled_spread([s[1] for s in spreads])
+    shell = _layout(n_beta, family, f, len(levels), spread, has_level_slopes(raw))
     obj = PartitionedObjective(shell, est.n_agq, call, level_maps)
     obj.glm_max_iter = est.max_iter
     bounds = parameter_bounds(shell)
@@ -682,9 +685,11 @@ def _summary_rows(moms, n, fit_intercept) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack([A, -A]), shift
 
 
-def _layout(n_beta, family, f, n_levels, spread=None) -> ModelData:
+def _layout(n_beta, family, f, n_levels, spread=None, level_slopes=False) -> ModelData:
     """The model's layout with zero rows (what the optimiser reads from ``data``); the
-    spread of the rows' Z columns (:func:`~._engine.groups.level_spread`) as given."""
+    spread of the rows' Z columns (:func:`~._engine.groups.level_spread`) and whether a
+    slope variable is the level's own (:attr:`~._engine.model_data.FactorData.
+    level_slopes`) as given."""
     fdata = make_factor_data(
         [np.zeros(0, dtype=np.intp)],
         [np.zeros((0, f.q))],
@@ -692,7 +697,7 @@ def _layout(n_beta, family, f, n_levels, spread=None) -> ModelData:
         [(f.theta_rows, f.theta_cols)],
         [None],
     )
-    fdata = (dataclasses.replace(fdata[0], spread=spread),)
+    fdata = (dataclasses.replace(fdata[0], spread=spread, level_slopes=level_slopes),)
     e = np.zeros(0)
     return ModelData(np.zeros((0, n_beta)), e, e, e, e, family, fdata, None)
 

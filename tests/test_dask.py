@@ -507,6 +507,34 @@ def test_a_slope_of_a_level_predictor_is_warned_of_and_restarted_as_in_memory(cl
     assert not any("level slope" in stage[0] for stage in m.fit_record_.stages)
 
 
+def test_rows_of_weight_0_do_not_decide_a_level_predictors_slope_partitioned(client):
+    # trust case 10 with one more row per id of weight 0 and x1 = 0: the partitions'
+    # spreads read the rows with weight above 0, as in memory (on every row, x1 varied
+    # within ids: no warning, no restart, a fit 1.05 below)
+    from pathlib import Path
+
+    from sklearn_glmm.exceptions import IdentifiabilityWarning
+
+    path = Path(__file__).parent / "fixtures" / "trust" / "case10_level_slope_moments.csv"
+    df = pd.read_csv(path)
+    extra = df.groupby("id", as_index=False).first().assign(x1=0.0, y=0)
+    df = pd.concat([df.assign(w=1.0), extra.assign(w=0.0)], ignore_index=True)
+    df = df.sort_values("id", kind="stable").reset_index(drop=True)
+    ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = fit_partitioned(
+            PoissonGLMM(random_effects="1 + x1"),
+            ddf[["x1", "id"]],
+            ddf["y"],
+            groups="id",
+            sample_weight=ddf["w"],
+        )
+    assert any(w.category is IdentifiabilityWarning for w in caught)
+    assert any(stage[0] == "level slope restart" for stage in m.fit_record_.stages)
+    assert m.loglik_ == pytest.approx(-815.0073, abs=1e-3)  # glmmTMB's (trust.json)
+
+
 def test_an_uncorrelated_slope_far_from_zero_is_warned_of_as_in_memory(client):
     from sklearn_glmm.exceptions import IdentifiabilityWarning
 

@@ -226,6 +226,24 @@ def test_a_random_slope_of_a_level_predictor_warns_unidentifiable():
     assert not any("random slope of 'x'" in str(w.message) for w in caught)
 
 
+def test_a_level_predictors_slope_beside_a_nearly_collinear_one_is_restarted():
+    # z constant within groups, x = z + small within-group noise: the internal Z mixes the
+    # nearly collinear pair (no internal column is then constant within groups), and
+    # the restarts the warning promises ran only with z's slope before x's
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(60), 5)
+    z = np.repeat(rng.standard_normal(60), 5)
+    x = z + 0.02 * rng.standard_normal(300)
+    b = rng.standard_normal((60, 3)) * [0.3, 0.1, 0.2]
+    y = rng.poisson(np.exp(2.0 + 0.2 * x + b[g, 0] + b[g, 1] * x + b[g, 2] * z))
+    X = pd.DataFrame({"x": x, "z": z})
+    for terms in ("1 + x + z", "1 + z + x"):
+        m, caught = _record(lambda t=terms: PoissonGLMM(random_effects=t).fit(X, y, groups=g))
+        assert any("random slope of 'z'" in str(w.message) for w in caught)
+        stages = [s[0] for s in m.fit_record_.stages]
+        assert any(s.startswith("level slope restart") for s in stages), (terms, stages)
+
+
 def test_groups_of_size_one_with_counts_fit_quietly():
     # an observation-level random effect is a legitimate overdispersion model for counts
     X, _, y, _ = _data()

@@ -35,6 +35,8 @@ import pytest
 from reference import make_estimator
 from sklearn.exceptions import ConvergenceWarning
 
+from sklearn_glmm.exceptions import IdentifiabilityWarning
+
 HERE = Path(__file__).parent / "fixtures" / "trust"
 REF = json.loads((HERE / "trust.json").read_text())
 CASES = sorted(name for name, spec in REF.items() if isinstance(spec, dict) and "fits" in spec)
@@ -337,6 +339,42 @@ def test_case10_the_moment_start_of_a_level_predictors_slope_reaches_the_optimum
     _assert_matches_reference("case10_level_slope_moments", se=False)
     est, _ = _fit("case10_level_slope_moments")
     assert any(stage[0] == "level slope restart" for stage in est.fit_record_.stages)
+
+
+def test_case10_rows_of_weight_0_do_not_decide_whether_a_slope_is_a_level_predictors():
+    # one more row per id with weight 0 and x1 = 0 (a missing value filled on a row the
+    # analysis leaves out): the likelihood is the same, and so is x1's being constant
+    # within each id on the rows it reads. Read on every row, x1 varied within ids: no
+    # IdentifiabilityWarning, no restart, and the fit ended converged 1.05 below
+    X, y, groups = _data("case10_level_slope_moments")
+    first = ~groups.iloc[:, 0].duplicated().to_numpy()
+    X0 = pd.concat([X, X[first].assign(x1=0.0)], ignore_index=True)
+    y0 = pd.concat([y, y[first] * 0], ignore_index=True)
+    g0 = pd.concat([groups, groups[first]], ignore_index=True)
+    w = np.r_[np.ones(len(y)), np.zeros(int(first.sum()))]
+    est = make_estimator(REF["case10_level_slope_moments"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X0, y0, groups=g0, sample_weight=w)
+    assert any(issubclass(c.category, IdentifiabilityWarning) for c in caught)
+    assert any(stage[0] == "level slope restart" for stage in est.fit_record_.stages)
+    base, _ = _fit("case10_level_slope_moments")
+    assert est.loglik_ == pytest.approx(base.loglik_, abs=1e-4)
+
+
+def test_case10_a_kept_restart_that_ran_out_of_iterations_is_not_converged():
+    # the restart that reaches the optimum takes 37 iterations, the first stage 16: with
+    # max_iter=25 the kept restart stopped at its limit, which the record read off the
+    # first stage alone (hit_max False: only the later checks could tell)
+    X, y, groups = _data("case10_level_slope_moments")
+    est = make_estimator(REF["case10_level_slope_moments"]).set_params(max_iter=25)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y, groups=groups)
+    kept = [s for s in est.fit_record_.stages if s[0] == "level slope restart"]
+    assert kept and kept[-1][2] >= 25
+    assert est.fit_record_.hit_max and not est.converged_
+    assert any(issubclass(c.category, ConvergenceWarning) for c in caught)
 
 
 # ---------------------------------------------------------------------------

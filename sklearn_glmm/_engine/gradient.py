@@ -426,17 +426,19 @@ class LaplaceGradient:
         return int(np.count_nonzero(use))
 
     def level_effects(self, k: int, params: np.ndarray, shifts: np.ndarray):
-        """Per level of factor ``k``: the mean of its rows of ``Z`` (G, q), and the sums
-        of the rows' curvatures ``w`` and scores ``d1`` (G,) at the fixed effects (and
-        family parameters) of ``params`` with each level's linear predictor moved by its
-        ``shifts`` (G,): a Newton step of each level's own effect is ``d1 / w``."""
+        """Per level of factor ``k``: the mean of its rows of ``Z`` (G, q) with weight
+        above 0, and the sums of the rows' curvatures ``w`` and scores ``d1`` (G,) at the
+        fixed effects (and family parameters) of ``params`` with each level's linear
+        predictor moved by its ``shifts`` (G,): a Newton step of each level's own effect
+        is ``d1 / w``."""
         d = self.data
         f, gi = d.factors[k], self.groups[k]
         beta, extra = params[: d.n_beta], d.extra_values(params[d.n_beta + d.n_theta :])
         eta = d.X @ beta + d.offset + gi.expand(np.asarray(shifts, dtype=float))
         der = self._derivs(eta, extra, third=False)
-        counts = np.bincount(f.codes, minlength=f.n_levels)
-        t = gi.sum(np.asarray(f.Z, dtype=float)) / np.maximum(counts, 1)[:, None]
+        used = (d.weights > 0.0).astype(float)
+        counts = gi.sum(used)
+        t = gi.sum(np.asarray(f.Z, dtype=float) * used[:, None]) / np.maximum(counts, 1.0)[:, None]
         return t, gi.sum(der.w), gi.sum(der.d1)
 
     def level_information(self, k: int) -> float | None:

@@ -57,14 +57,18 @@ class GroupIndex:
 LEVEL_CONSTANT_SHARE = 1e-3
 
 
-def level_spread(codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
+def level_spread(codes: np.ndarray, Z: np.ndarray, rows=None) -> np.ndarray:
     """Per column of ``Z`` (n, q): what :func:`level_constant_columns` reads, shape
     (5, q): the rows, their mean, the squares about that mean, the squares about each
     level's mean, and the levels with two rows or more. Two sets of rows with no level
     in common combine exactly (:func:`pooled_spread`): a partitioned fit sums its
-    partitions'."""
+    partitions'. ``rows``: a mask of the rows to read (those that carry the likelihood,
+    weight above 0: a row of weight 0 says nothing of how a variable varies within its
+    level in the model, :func:`used_rows`); None, every row."""
     Z = np.asarray(Z, dtype=float)
     Z = Z[:, None] if Z.ndim == 1 else Z
+    if rows is not None:
+        codes, Z = np.asarray(codes)[rows], Z[rows]
     out = np.zeros((5, Z.shape[1]))
     n = len(codes)
     if not n:
@@ -79,6 +83,13 @@ def level_spread(codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
         out[2, j] = float(np.sum((z - mean) ** 2))
         out[3, j] = float(np.sum((z - level_mean[codes]) ** 2))
     return out
+
+
+def used_rows(weights) -> np.ndarray | None:
+    """The mask of the rows with weight above 0 where some have none, else None (every
+    row): the rows :func:`level_spread` reads."""
+    used = np.asarray(weights) > 0.0
+    return None if used.all() else used
 
 
 def pooled_spread(parts) -> np.ndarray:

@@ -13,6 +13,7 @@ from .groups import (
     constant_within_levels,
     level_constant_from_spread,
     level_spread,
+    used_rows,
 )
 
 
@@ -34,6 +35,12 @@ class FactorData:
     # the columns' :func:`.groups.level_spread` where the rows are elsewhere (a
     # partitioned fit's layout, pooled from its partitions); None: read from Z
     spread: np.ndarray | None = None
+    # the mask of the rows with weight above 0 where some have none (what the spread
+    # reads: :func:`.groups.used_rows`); None: every row
+    used_rows: np.ndarray | None = None
+    # whether a slope variable (on the user's columns, before the internal Z mixes a
+    # nearly collinear pair) is a predictor of the level itself (:attr:`level_constant`)
+    level_slopes: bool = False
 
     @cached_property
     def q(self) -> int:
@@ -41,16 +48,21 @@ class FactorData:
 
     @cached_property
     def level_spread(self) -> np.ndarray:
-        """The columns' :func:`.groups.level_spread` (given, or read from ``Z``)."""
-        return self.spread if self.spread is not None else level_spread(self.codes, self.Z)
+        """The columns' :func:`.groups.level_spread` (given, or read from ``Z`` on the
+        rows with weight above 0)."""
+        if self.spread is not None:
+            return self.spread
+        return level_spread(self.codes, self.Z, self.used_rows)
 
     @cached_property
     def level_constant(self) -> bool:
         """Whether a column of ``Z`` varies between levels but not (or hardly) within
-        them (:func:`.groups.level_constant_columns`): a random slope of a predictor of
-        the level itself, whose variance only the spread between levels identifies
-        (weakly: its likelihood can have several optima)."""
-        return bool(level_constant_from_spread(self.level_spread).any())
+        them (:func:`.groups.level_constant_columns`), or a slope variable does
+        (``level_slopes``: the internal Z mixes a nearly collinear pair of slopes, one
+        of which varies within levels): a random slope of a predictor of the level
+        itself, whose variance only the spread between levels identifies (weakly: its
+        likelihood can have several optima)."""
+        return self.level_slopes or bool(level_constant_from_spread(self.level_spread).any())
 
     @cached_property
     def rows_alike_within_levels(self) -> bool:
@@ -198,18 +210,26 @@ class ModelData:
 
 
 def make_factor_data(
-    codes_list, Z_list, n_levels_list, layouts, structures=None
+    codes_list, Z_list, n_levels_list, layouts, structures=None, used=None, level_slopes=None
 ) -> tuple[FactorData, ...]:
-    """Assemble :class:`FactorData` for every factor, assigning u offsets."""
+    """Assemble :class:`FactorData` for every factor, assigning u offsets. ``used``: the
+    rows with weight above 0 (:func:`.groups.used_rows`); ``level_slopes``: per factor,
+    whether a slope variable is a predictor of the level (:attr:`FactorData.
+    level_constant`)."""
     out, off, loc = [], 0, 0
     structures = [None] * len(codes_list) if structures is None else structures
-    for codes, Z, G, (rows, cols), st in zip(
-        codes_list, Z_list, n_levels_list, layouts, structures
+    level_slopes = [False] * len(codes_list) if level_slopes is None else level_slopes
+    for codes, Z, G, (rows, cols), st, flat in zip(
+        codes_list, Z_list, n_levels_list, layouts, structures, level_slopes
     ):
         Z = _ones_view(Z)
         if Z.ndim == 2 and Z.shape[1] > 1 and not Z.flags.f_contiguous:
             Z = np.asfortranarray(Z)  # read column by column
-        out.append(FactorData(codes, Z, G, rows, cols, off, loc, st))
+        out.append(
+            FactorData(
+                codes, Z, G, rows, cols, off, loc, st, used_rows=used, level_slopes=bool(flat)
+            )
+        )
         off += G * Z.shape[1]
         loc += Z.shape[1]
     return tuple(out)
@@ -291,7 +311,15 @@ def subset_rows(data: ModelData, mask: np.ndarray) -> ModelData:
         data.weights[mask],
         data.offset[mask],
         data.family,
-        make_factor_data(codes, Zs, levels, layouts, structures),
+        make_factor_data(
+            codes,
+            Zs,
+            levels,
+            layouts,
+            structures,
+            used_rows(data.weights[mask]),
+            [f.level_slopes for f in data.factors],
+        ),
         None
         if data.extra_designs is None
         else tuple(None if D is None else D[mask] for D in data.extra_designs),

@@ -1176,8 +1176,11 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx, refit_base=None):
     )
     x = _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, record.stages)
     x = _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record)
-    x = _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record, refit_base)
-    hit_max = res.nit >= max_iter
+    x, restart_nit = _level_slope_restarts(
+        obj, x, bounds, max_iter, tol, diag_idx, record, refit_base
+    )
+    # (the iterations of the stage whose end is kept: a restart's where one was)
+    hit_max = (res.nit if restart_nit is None else restart_nit) >= max_iter
     if n_agq > 1:
         res = _agq_stage(obj, x, n_agq, bounds, max_iter, tol, res.scale, diag_idx, record.stages)
         x = res.x
@@ -1346,7 +1349,8 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record, refit
     stage ``"level slope restart"``; the others ``"level slope restart, not kept"``).
     ``refit_base()``, for a refit from another point (a bootstrap replicate's, from the
     fitted estimate): a fresh fit's start, from which the starts are then made, and
-    tried itself.
+    tried itself. Returns ``(x, nit)``: ``nit`` the iterations of the restart kept (to
+    be read against ``max_iter``), None where none was.
     """
     data = obj.data
     first, parts = data.n_beta, []
@@ -1355,7 +1359,7 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record, refit
             parts.append((f, np.arange(first, first + f.n_params)))
         first += f.n_params
     if not parts:
-        return x
+        return x, None
     # a refit's starts are a fresh fit's (its start, and the others made from it):
     # from the fitted estimate alone, bootstrap replicates ended up to 3.7 in -2 log L
     # above a fresh fit of their outcome (and others below: neither reaches the lowest
@@ -1385,7 +1389,7 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record, refit
     if base is not None:  # a refit: also from the fresh fit's own start itself
         starts.append(base)
     fun = float(obj.evaluate(x))
-    at_x, best = obj.snapshot(), None
+    at_x, best, nit = obj.snapshot(), None, None
     for xs in starts:
         # (where it is infinite, as a fit's own start: diagonals shrunk until finite)
         res = _laplace_stage(obj, _finite_start(obj, xs, diag_idx), bounds, max_iter, tol, diag_idx)
@@ -1394,9 +1398,9 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record, refit
         record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
         if kept:
             obj.evaluate(res.x)  # (its state, kept to be put back)
-            x, fun, best = res.x, float(res.fun), obj.snapshot()
+            x, fun, best, nit = res.x, float(res.fun), obj.snapshot(), int(res.nit)
     obj.restore(at_x if best is None else best)
-    return x
+    return x, nit
 
 
 def projected_gradient(g: np.ndarray, x: np.ndarray, bounds) -> np.ndarray:

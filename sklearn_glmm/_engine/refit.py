@@ -90,13 +90,16 @@ def whitened_refit(obj, x0, A, bounds, max_iter, tol, diag_idx, refit_base=None)
     record = FitRecord(initial=x0.copy())
     with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         res = whitened_run(obj, x0, A, bounds, max_iter, tol, diag_idx, record.stages)
-        x = _level_slope_restarts(obj, res.x, bounds, max_iter, tol, diag_idx, record, refit_base)
+        x, restart_nit = _level_slope_restarts(
+            obj, res.x, bounds, max_iter, tol, diag_idx, record, refit_base
+        )
         record.objective = float(obj.evaluate(x))
     record.final = x
     record.n_iter = int(sum(s[2] for s in record.stages))
     record.n_evaluations = obj.n_evals
     record.message = str(res.message)
-    record.hit_max = bool(res.nit >= max_iter)
+    # (the iterations of the run whose end is kept: a restart's where one was)
+    record.hit_max = bool((res.nit if restart_nit is None else restart_nit) >= max_iter)
     record.converged = bool(np.isfinite(record.objective) and not record.hit_max)
     record.seconds = time.perf_counter() - t0
     return x, record
