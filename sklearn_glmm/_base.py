@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -66,7 +65,7 @@ from ._validation import (
     densify,
     numeric_frame_values,
 )
-from ._warn import at_user_line, user_stacklevel
+from ._warn import at_user_line, user_stacklevel, warn
 from .exceptions import NoRandomEffectsWarning
 
 # the largest linear predictor of a count's predictive distribution (a mean of 1e300)
@@ -130,7 +129,7 @@ def _groups_by_keyword(method):
     @functools.wraps(method)
     def checked(self, X, y=None, *args, **kwargs):
         if args and args[0] is not None:
-            warnings.warn(
+            warn(
                 f"{type(self).__name__}.{method.__name__}: the third positional argument is "
                 "read as groups (the grouping factor), where scikit-learn's estimators read "
                 "sample_weight. Pass groups=... by keyword (or sample_weight=... for weights).",
@@ -558,9 +557,7 @@ class _BaseGLMM(BaseEstimator):
         if groups is None:
             if self._groups_requested():
                 raise ValueError(_groups_required_message(self))
-            warnings.warn(
-                _no_groups_message(), NoRandomEffectsWarning, stacklevel=user_stacklevel()
-            )
+            warn(_no_groups_message(), NoRandomEffectsWarning, stacklevel=user_stacklevel())
             factors = []
         else:
             terms = "1" if self.random_effects is None else self.random_effects
@@ -651,7 +648,7 @@ class _BaseGLMM(BaseEstimator):
         """The rows' offset (0 when None), with a warning when the model was fitted with
         one and none is given."""
         if offset is None and getattr(self, "_fit_offset", False):
-            warnings.warn(
+            warn(
                 "the model was fitted with an offset, and these predictions have none: "
                 "they take it as 0 (an exposure of 1). Pass offset= for the rows' own "
                 "(in cross-validation, route it: set_score_request(offset=True)), or "
@@ -726,7 +723,7 @@ class _BaseGLMM(BaseEstimator):
                     var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
                 var += v_new
         if gaps and not getattr(groups, "attrs", {}).get(MISSING_LABELS_SAID):
-            warnings.warn(
+            warn(
                 f"groups has missing labels (NaN or None) of the grouping factor(s) {gaps} "
                 "(rows per factor): those rows are predicted as rows of a new group of that "
                 "factor (lme4 refuses them unless allow.new.levels = TRUE). Give their "

@@ -7,8 +7,6 @@ comparison R would print without complaint.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -16,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._fit_result import fitted_n_agq
 from ._validation import reads_fitted_models
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 
 def _fit_info(est):
@@ -73,7 +71,7 @@ def _same_data(models, names):
     # a model without random effects has an exact likelihood: comparable with any
     approx = {fitted_n_agq(m) for m in models} - {None}
     if len(approx) > 1:
-        warnings.warn(
+        warn(
             "the models use different likelihood approximations (n_agq differs: "
             f"{sorted(approx)}); their log-likelihoods are not strictly comparable.",
             UserWarning,
@@ -352,7 +350,7 @@ def anova(
             chisq = 2.0 * (m.loglik_ - prev.loglik_)
             df = m.n_params_ - prev.n_params_
             if chisq < -1e-3:
-                warnings.warn(
+                warn(
                     f"{ns[j]} has a lower log-likelihood than the smaller {ns[j - 1]}: a fit did "
                     "not reach its optimum.",
                     UserWarning,
@@ -387,7 +385,7 @@ def _bootstrap_p(small, large, chisq, n_boot, random_state, name):
     lr = bootstrap_lrt(small, large, n_boot, random_state)
     used = lr[np.isfinite(lr)]
     if len(used) < len(lr):
-        warnings.warn(
+        warn(
             f"anova: {len(lr) - len(used)} of {len(lr)} bootstrap replicates for {name!r} "
             "were left out (a refit failed or did not converge); the p-value uses the other "
             f"{len(used)}.",

@@ -10,24 +10,34 @@ results are the same to rounding; only the time differs (see ``docs/performance.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from contextlib import contextmanager
 from functools import partial
 
+# the process's settings (set_config), and each thread's own inside a config_context
+# block (as scikit-learn's: a block in one thread does not reach the others)
 _CONFIG = {"compiled": False}
+_local = threading.local()
+
+
+def _current() -> dict:
+    local = getattr(_local, "config", None)
+    return _CONFIG if local is None else local
 
 
 def get_config() -> dict:
-    """The current settings, a new dict: ``{"compiled": bool}``."""
-    return dict(_CONFIG)
+    """The current settings of this thread, a new dict: ``{"compiled": bool}``."""
+    return dict(_current())
 
 
 def compiled_on() -> bool:
     """Whether ``compiled`` is on (read in the engine's hot paths: no dict copy)."""
-    return _CONFIG["compiled"]
+    return _current()["compiled"]
 
 
 def set_config(*, compiled: bool | None = None) -> None:
-    """Change the library's settings for the whole process.
+    """Change the library's settings for the whole process (every thread outside a
+    :func:`config_context` block).
 
     Parameters
     ----------
@@ -63,18 +73,21 @@ def set_config(*, compiled: bool | None = None) -> None:
                 "set_config(compiled=True) needs numba, which is not installed: "
                 'pip install "sklearn_glmm[numba]" (or pip install numba).'
             )
-        _CONFIG["compiled"] = compiled
+        _current()["compiled"] = compiled
 
 
 @contextmanager
 def config_context(**settings):
-    """Settings of :func:`set_config` inside a ``with`` block, restored after it."""
-    before = get_config()
-    set_config(**settings)
+    """Settings of :func:`set_config` inside a ``with`` block, for this thread alone
+    (other threads keep theirs), restored after it (blocks in several threads end in
+    any order)."""
+    before = getattr(_local, "config", None)
+    _local.config = dict(_current())
     try:
+        set_config(**settings)
         yield
     finally:
-        _CONFIG.update(before)
+        _local.config = before
 
 
 def with_config(fn):

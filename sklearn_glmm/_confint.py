@@ -7,8 +7,6 @@ refits in :mod:`sklearn_glmm._simulate`.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -17,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
 from ._simulate import bootstrap_params
 from ._validation import check_bool, check_level
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 from .summary import modelled_outcome
 
 
@@ -149,7 +147,7 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
     )
     n_failed = int((~ok).sum())
     if grouped.any():
-        warnings.warn(
+        warn(
             f"{int(grouped.sum())} of {len(ok)} bootstrap replicates have group-level "
             "separation: a random-intercept SD above 5 on the log-odds scale resting on "
             "groups whose outcomes are all the same, which the data do not determine (the "
@@ -163,7 +161,7 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
         runs_off = [
             pmap.names[k] for k in range(reps.shape[1]) if np.any(np.isinf(reps[separated, k]))
         ]
-        warnings.warn(
+        warn(
             f"{int(separated.sum())} of {len(ok)} bootstrap replicates are separated: "
             f"{runs_off} have no finite estimate there (their maximum-likelihood estimate is "
             "infinite). Those replicates count as +-inf for them, so a limit they reach is "
@@ -175,7 +173,7 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
     if n_failed:
         # any: the refits that fail are often the extreme draws, whose loss moves a
         # percentile limit inwards (a 2.5 % tail can go whole with 10 % of them)
-        warnings.warn(
+        warn(
             f"{n_failed} of {len(ok)} bootstrap refits failed to converge and were dropped: "
             f"the intervals use the other {len(ok) - n_failed}. The failed refits are often "
             "the most extreme draws, so limits may lie too far in; many failures point to "
@@ -189,7 +187,7 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
     if R and _extreme_limits(R, a):
         # boot.ci's warning: a limit is the smallest or largest replicate itself
         enough = next(r for r in range(R + 1, 10**7) if not _extreme_limits(r, a))
-        warnings.warn(
+        warn(
             f"extreme order statistics used as endpoints: with {R} bootstrap replicates "
             f"the {level:.0%} percentile limits are the smallest and largest replicates, "
             f"not percentiles (it takes at least {enough} replicates; many more for "

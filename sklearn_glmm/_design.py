@@ -15,7 +15,6 @@ parametrised by a structure (``_engine.covariance``) whose parameters the optimi
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -26,7 +25,7 @@ from ._engine.covariance import make_structure
 from ._engine.groups import level_constant_from_spread, level_spread, spread_sd
 from ._frames import as_pandas
 from ._validation import check_group_names
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 from .exceptions import IdentifiabilityWarning
 
 INTERCEPT = "(Intercept)"
@@ -360,7 +359,7 @@ def _check_sparse_times(name: str, term: Term, codes, t, levels) -> None:
     most = int(np.max(np.bincount(np.unique(codes * T + pos) // T)))
     if 4 * most > T:
         return
-    warnings.warn(
+    warn(
         f"{term.structure}({term.time}) of factor {name!r}: {term.time!r} has {T} distinct "
         f"values but no group has more than {most} of them. Every group has one random "
         f"effect per value ({T}), and the fit's cost grows with the cube of that number "
@@ -448,7 +447,7 @@ def factor_columns(groups, factor_order: list, n_samples: int) -> dict:
                 "matter), or pass an array to match them by position."
             )
         # names the fit never saw: read by position, which a reordered frame gets wrong
-        warnings.warn(
+        warn(
             f"the model's grouping factors were fitted from an array, unnamed "
             f"({list(factor_order)}), and groups at prediction is a DataFrame with columns "
             f"{names}: they are matched by position ({names[0]!r} as {factor_order[0]!r}, "
@@ -711,7 +710,7 @@ def check_slopes_vary_within_levels(factor: Factor, spread: np.ndarray) -> None:
     for name, flat in zip(names, level_constant_from_spread(spread)):
         if not flat:
             continue
-        warnings.warn(
+        warn(
             f"grouping factor {factor.name!r}: the random slope of {name!r} has a variable "
             f"that does not vary (or hardly varies) within the levels of {factor.name!r} (a "
             "predictor of the level itself). Its variance and correlation are identified "
@@ -737,7 +736,7 @@ def check_uncentred_uncorrelated(factor: Factor, spread: np.ndarray) -> None:
     if not (factor.term.intercept and factor.term.diagonal):
         return
     for name, mean, sd in _far_from_zero(factor.term.names[1:], spread[1], spread_sd(spread)):
-        warnings.warn(
+        warn(
             f"grouping factor {factor.name!r}: the uncorrelated random intercept and "
             f"slope of {name!r} have a slope variable far from zero (mean {mean:.4g}, "
             f"SD {sd:.4g}). Its column is nearly collinear with the intercept's, and "

@@ -16,7 +16,6 @@ cover binomial, Poisson and negative-binomial fits alike.
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 from typing import NamedTuple
 
@@ -26,7 +25,7 @@ from scipy import stats
 
 from ._simulate import _rng, conditional_etas, simulate_response
 from ._validation import check_bool, check_positive_count
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 
 class OverdispersionResult(NamedTuple):
@@ -50,7 +49,7 @@ def overdispersion(est) -> OverdispersionResult:
     """
     fam = est.fit_result_.family
     if fam.has_trials and np.all(est.fit_result_.train["trials"] == 1):
-        warnings.warn(
+        warn(
             "overdispersion is not identifiable for a binary (0/1) outcome; the Pearson ratio "
             "of a Bernoulli model carries no information about it.",
             UserWarning,
@@ -191,7 +190,7 @@ def _check_n_sim(n_sim) -> None:
             "or more."
         )
     if n_sim < FEW_SCALED_SIMS:
-        warnings.warn(
+        warn(
             f"n_sim={n_sim}: scaled residuals from fewer than {FEW_SCALED_SIMS} simulations "
             "are coarse quantiles, and the tests' p-values read them as they are; use "
             "n_sim=250 (DHARMa's default) or more for the tests.",
@@ -224,7 +223,7 @@ def _dispersion_statistics(est, Y):
                 sim[k] = _pearson_statistic(est, Y[:, k], etas[:, k])
     bad = ~np.isfinite(sim)
     if bad.any():
-        warnings.warn(
+        warn(
             f"the dispersion test leaves out {int(bad.sum())} of its {len(sim)} simulated "
             "data sets: their conditional modes were not found at the fitted parameters.",
             UserWarning,

@@ -26,7 +26,6 @@ Refitting it (``fit``) or cloning it forgets the formula: it is then the plain e
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +38,7 @@ from . import estimators
 from ._base import MISSING_LABELS_SAID
 from ._frames import as_pandas
 from ._validation import check_rows_aligned
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 __all__ = ["BinomialGLMM", "NegBinGLMM", "PoissonGLMM"]
 
@@ -199,7 +198,7 @@ def _warn_no_groups(state) -> None:
     level: lme4 raises there ("object not found") unless ``re.form = NA``."""
     if not state.group_variables:
         return
-    warnings.warn(
+    warn(
         f"The data hold none of the grouping column(s) {list(state.group_variables)}: "
         "every row is predicted at the population level (averaged over the random "
         "effects; at random effects of zero for type='link'). Pass the grouping column(s) "
@@ -226,7 +225,7 @@ def _finite_rows(X, inputs: _NewData, complete) -> _NewData:
         return inputs
     kept = np.flatnonzero(complete)
     labels = list(X.index[kept[bad]][:3]) if isinstance(X, pd.DataFrame) else list(kept[bad][:3])
-    warnings.warn(
+    warn(
         f"{int(bad.sum())} row(s) of the data (e.g. {labels}) give a value of {columns} that "
         "is not finite (a transform outside its domain: log of 0 or of a negative number, "
         "say): their predictions are NaN (R's predict gives NaN there, or -Inf on the "
@@ -428,7 +427,7 @@ class _RawDataPredictions:
         gaps = [c for c in state.group_variables if data[c].isna().any()]
         if gaps:
             n_gaps = int(data[gaps].isna().any(axis=1).sum())
-            warnings.warn(
+            warn(
                 f"{n_gaps} row(s) of the data have no value of the grouping column(s) "
                 f"{gaps}: they are predicted as rows of a new group of the factors reading "
                 "that column (lme4 refuses them unless allow.new.levels = TRUE).",
@@ -471,7 +470,7 @@ class _RawDataPredictions:
         if parts:
             return np.sum(parts, axis=0)
         if offset is None and state.offset_array:
-            warnings.warn(
+            warn(
                 "The model was fitted with an offset given as an array; predictions from data "
                 "take it as 0 (as lme4's predict with newdata does). Pass offset=... to "
                 "predict, or name a column (offset='log_exposure') or write offset() in the "

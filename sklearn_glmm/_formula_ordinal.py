@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
@@ -12,7 +10,7 @@ from ._formula_args import check_formula_first, check_r_arguments, resolve_n_agq
 from ._formula_model import _RAW_NOTE, _RawDataPredictions
 from ._frames import as_frame, check_rows_left
 from ._validation import labels_in_X_meant
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 
 class OrdinalGLMM(_RawDataPredictions, ordinal.OrdinalGLMM):
@@ -224,7 +222,7 @@ def _r_ordered_text(y: pd.Series):
     if order is None or order == sorted(order):
         return y
     if len(order) >= 3:
-        warnings.warn(
+        warn(
             f"the classes of y are text and y is not categorical: they are sorted as R sorts "
             f"them, and the model takes {order} as their order, lowest first. For another "
             "order pass an ordered pandas Categorical, e.g. "

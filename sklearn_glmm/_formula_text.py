@@ -14,12 +14,11 @@ differently from R, raise.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 _OPEN, _CLOSE = "([{", ")]}"
 
@@ -428,7 +427,7 @@ def _warn_crossed_variable(text: str) -> None:
     match = re.search(r"(?<![\w.)\]}`'\"])([A-Za-z_.][\w.]*)\s*(\^|\*\*)\s*(\d+)", top)
     if match:
         name, power = match.group(1), match.group(3)
-        warnings.warn(
+        warn(
             f"'{match.group(0).strip()}' outside I() is R's crossing operator, which leaves a "
             f"single variable as it is (the term is '{name}'); write I({name}^{power}) for the "
             "power.",

@@ -14,14 +14,13 @@ or as an instant where one side has no time zone) is warned of, not matched.
 from __future__ import annotations
 
 import re
-import warnings
 from datetime import date, datetime
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 
-from ._warn import user_stacklevel
+from ._warn import quiet, user_stacklevel, warn
 
 # -- matching group labels at predict time --------------------------------------------------
 # A label not found among the fitted levels as it is matches by its text, numbers written the
@@ -150,8 +149,7 @@ def _utc_codes(levels: pd.Index, values, name: str):
     if wall.is_unique:  # (their text's match, in one vectorised pass)
         local = wall.get_indexer(stamps).astype(np.intp)
     else:  # one local time twice (clocks going back): the text's own rules
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # (only whether they match)
+        with quiet():  # (only whether they match)
             local = _match_by_text(levels, pd.Series(list(stamps), dtype=object), name)
     clash = (codes >= 0) & (local >= 0) & (codes != local)
     if clash.any():
@@ -207,7 +205,7 @@ def _warn_instants(levels: pd.Index, asked: pd.Series, codes: np.ndarray, name: 
 
 def _warn_other_reading(name, labels, levels, what: str) -> None:
     shown = ", ".join(str(v) for v in list(dict.fromkeys(levels))[:3])
-    warnings.warn(
+    warn(
         f"{len(labels)} date-time label(s) of factor {name!r} "
         + what.format(shown=shown)
         + ". Their rows are predicted as new groups. Give the labels the fit's kind of "
@@ -303,7 +301,7 @@ def _warn_rewritten_labels(levels, asked, name) -> None:
     if not like:
         return
     shown = ", ".join(f"{a!r} (fitted {b!r})" for a, b in like[:5])
-    warnings.warn(
+    warn(
         f"{len(like)} group label(s) of factor {name!r} are not fitted levels but look like "
         f"them written another way: {shown}{', ...' if len(like) > 5 else ''}. Their rows "
         "are predicted at the population level, as new groups; pass the labels as they "

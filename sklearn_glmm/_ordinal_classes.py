@@ -8,14 +8,12 @@ order), the order every scikit-learn metric assumes for ``predict_proba``'s colu
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
 from ._frames import as_pandas, nw
 from ._validation import check_class_labels
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 
 def category_order(y):
@@ -54,7 +52,7 @@ def ordinal_classes(y: np.ndarray, order) -> tuple[np.ndarray, np.ndarray, np.nd
             "Categorical), not continuous values.",
         )
         if len(class_order) >= 3 and class_order.dtype.kind not in "iufb":
-            warnings.warn(
+            warn(
                 f"the classes of y are not numbers and y is not categorical: they are sorted, "
                 f"and the model takes {class_order.tolist()} as their order, lowest first. "
                 "For another order pass an ordered pandas Categorical, e.g. "
@@ -70,7 +68,7 @@ def ordinal_classes(y: np.ndarray, order) -> tuple[np.ndarray, np.ndarray, np.nd
     present = np.unique(codes_all)
     missing = [c for k, c in enumerate(order) if k not in set(present)]
     if missing:
-        warnings.warn(
+        warn(
             f"categories {missing} of the outcome have no observations and are "
             "dropped: a threshold next to an empty category is not identified.",
             UserWarning,

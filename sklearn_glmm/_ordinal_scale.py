@@ -14,12 +14,10 @@ exactly.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ._design import far_from_zero, fixed_term_text, parse_term, resolve_features
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 from ._zero_inflation import ZeroInflationDesign
 from .exceptions import IdentifiabilityWarning
 
@@ -89,7 +87,7 @@ def scale_design(slopes, X: np.ndarray, feature_names) -> ZeroInflationDesign:
     far = [f"{n!r} (mean {m:.4g}, SD {sd:.4g})" for n, m, sd in far_from_zero(V, slopes)]
     if far:
         # exp(s' zeta) with no intercept: the predictors' zero is the reference scale
-        warnings.warn(
+        warn(
             f"{WHAT} predictor(s) {', '.join(far)} far from zero: the scale model has no "
             "intercept (clmm2 fixes it at 0), so a predictor's zero is the reference scale. "
             "Shifting it by c is the same model with the thresholds, coefficients and "

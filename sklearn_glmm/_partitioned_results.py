@@ -22,7 +22,6 @@ The training rows stay on the cluster: the result is one without its data
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -31,7 +30,7 @@ from scipy import stats
 from . import _results
 from ._diagnostics import OverdispersionResult
 from ._engine.separation import separation_message
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 from .exceptions import SeparationWarning
 
 _QUANTILES = [0, 0.25, 0.5, 0.75, 1]
@@ -178,7 +177,7 @@ def _check_separation(est, sums, beta_s, separation) -> None:
     :func:`_gathered_separation`'s answer)."""
     fam = est.fit_result_.family
     if _all_same(fam, sums):
-        warnings.warn(
+        warn(
             separation_message([], fam.has_trials, True),
             SeparationWarning,
             stacklevel=user_stacklevel(),
@@ -190,7 +189,7 @@ def _check_separation(est, sums, beta_s, separation) -> None:
         if separation is not None:
             _results._check_separation(est, separation[0], beta_s, separation[1])
         return
-    warnings.warn(
+    warn(
         "the fixed-effect linear predictor reaches extreme values (|eta| > 5 on the "
         f"{fam.link.scale_name} scale): some fixed effects may be separated (an infinite "
         "estimate). The test that names them (a linear programme over every row) is not "

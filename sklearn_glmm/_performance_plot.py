@@ -7,12 +7,11 @@ simulated-proportion check of binomial models and the rootogram are the plots of
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ._plot_common import pyplot
 from ._plot_diagnostics import _default_max_count, plot_ppc, plot_ranef_qq, plot_rootogram
+from ._warn import quiet
 
 PANELS = ("pp_check", "binned_residuals", "overdispersion", "zero_inflation", "reqq", "vif")
 _GREEN, _BLUE, _RED = "#3aaf85", "#1b6ca8", "#cd201f"  # performance's colours
@@ -215,9 +214,8 @@ def draw_check_model(model, check, n_sim, random_state, figsize):
     size = figsize or (5.0 * ncols, 3.6 * nrows)
     fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
     flat = axes.ravel()
-    with warnings.catch_warnings():
-        # the panels restate the tables' verdicts; their warnings were given by the checks
-        warnings.simplefilter("ignore", UserWarning)
+    # the panels restate the tables' verdicts; their warnings were given by the checks
+    with quiet(UserWarning):
         for ax, draw in zip(flat, draws):
             draw(ax)
     for ax in flat[len(draws) :]:

@@ -18,7 +18,6 @@ whose columns' names (split at ``:``) its own columns' names include (the column
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +25,7 @@ from scipy import linalg, stats
 
 from ._design import INTERCEPT
 from ._fit_result import sandwich
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def _warn_split_interactions(names, columns) -> None:
             and all(len(str(c).split(":")) > 1 for c in columns[s])
         ]
         if partners:
-            warnings.warn(
+            warn(
                 f"Anova: the interaction columns {partners} include columns of the term "
                 f"{t!r} but are not one term that contains it, so its type II test cannot "
                 f"set them aside (car's marginality). Group them: terms={{'{t}:...': "
@@ -208,7 +207,7 @@ def _testable(idx, b, V) -> bool:
 
 def _warn_untested(untested) -> None:
     if untested:
-        warnings.warn(
+        warn(
             f"Anova: the terms {untested} cannot be tested (Chisq and p are NaN): the "
             "covariance of the coefficients they involve is not finite (see the fit's "
             "StandardErrorWarning).",

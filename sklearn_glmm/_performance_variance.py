@@ -28,13 +28,13 @@ Johnson & Schielzeth 2017):
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ._fit_result import fitted_n_agq
 from ._results import internal_lambda
+from ._warn import quiet, warn
 
 # insight's tolerance for a variance component treated as zero (a singular fit)
 DEFAULT_TOLERANCE = 1e-5
@@ -212,9 +212,7 @@ def null_intercept(est) -> float:
     column = np.asfortranarray(np.full((len(data.y), 1), 1.0 / c))
     null = replace(data, X=column)
     obj = Objective(null, fitted_n_agq(est) or 1)
-    with warnings.catch_warnings():
-        # a null model's convergence warnings are not the user's model's
-        warnings.simplefilter("ignore")
+    with quiet():  # a null model's convergence warnings are not the user's model's
         x0 = starting_point(obj)
         bounds = parameter_bounds(null)
         x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
@@ -277,7 +275,7 @@ def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:
         )
     mu = float(np.exp(null_intercept(est)))
     if mu < 6:
-        warnings.warn(
+        warn(
             f"mu of {mu:.1f} is too close to zero, estimate of {what} may be unreliable "
             "(the lognormal approximation of the count variance needs larger means).",
             UserWarning,

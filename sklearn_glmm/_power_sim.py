@@ -7,7 +7,6 @@ the order in which studies run.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
@@ -21,6 +20,7 @@ from ._engine.batched import can_batch
 from ._power_spec import _covariance, longitudinal_design
 from ._results import fixed_effect_arrays, separation_with_limit, singular_columns
 from ._simulate import fit_many
+from ._warn import quiet
 
 
 @dataclass
@@ -74,8 +74,7 @@ def _fit(spec, X, y, groups, offset):
     kw = {} if offset is None else {"offset": offset}
     if spec.trials > 1:
         kw["trials"] = np.full(len(y), spec.trials)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():  # (each study's fit: this thread's warnings alone)
         if spec.term is None:
             return est.fit(X, y, **kw)
         return est.fit(X, y, groups=groups, **kw)

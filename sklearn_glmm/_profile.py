@@ -24,8 +24,6 @@ exactly 0), then Illinois regula falsi inside the bracket.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -36,7 +34,7 @@ from ._engine.optimize import _run_lbfgsb, single_threaded_blas
 from ._fit_result import objective_lock
 from ._results import internal_lambda, original_lambda
 from ._state import carrying_data
-from ._warn import user_stacklevel
+from ._warn import quiet, user_stacklevel, warn
 from .exceptions import ProfileWarning, StandardErrorWarning
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
@@ -398,7 +396,7 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
             se[k] = np.nan
     missing = [pmap.names[k] for k in range(pmap.n) if np.isnan(se[k]) and not touched[k]]
     if missing:
-        warnings.warn(
+        warn(
             f"Wald standard errors of {missing} cannot be computed (a parameter on its "
             "boundary, or a flat direction of the likelihood): their intervals are NaN. Use "
             "method='profile' or method='bootstrap' for them.",
@@ -695,7 +693,7 @@ class Profiler:
         if name in self._warned or value in self.pmap.bounds[k]:
             return  # (a correlation of +-1: no positive definite covariance has it)
         self._warned.add(name)
-        warnings.warn(
+        warn(
             f"the profile of {name} found no positive definite covariance with it at "
             f"{value:.6g}; that value counts as beyond the interval's limit, which may "
             "therefore be too near the estimate. Compare with method='bootstrap'.",
@@ -834,7 +832,7 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
         dv = (zc - a) / slope * 1.05 if slope > 0 else 2.0 * dist
         v = clip(v + direction * float(np.clip(dv, 0.25 * dist, 4.0 * dist)))
     if outside is None:
-        warnings.warn(
+        warn(
             f"profile for {pm.names[k]} did not reach the cutoff; its limit is unbounded.",
             ProfileWarning,
             stacklevel=user_stacklevel(),
@@ -963,7 +961,7 @@ def _phi_gradient(pm, k: int, x) -> np.ndarray:
 
 def _undetermined(prof: Profiler, k: int, v: float, why: str) -> float:
     """NaN with a warning: the profile does not cross its cutoff cleanly near ``v``."""
-    warnings.warn(
+    warn(
         f"the profile limit of {prof.pmap.names[k]} is not determined (NaN): near "
         f"{v:.6g} {why}, so the profile there is not the likelihood's. Its Wald interval, "
         "or method='bootstrap', gives an interval; a profile that levels off below the "
@@ -1008,10 +1006,9 @@ def profile_table(est, level, parm=None, n_jobs=None):
     from joblib import Parallel, delayed
 
     pmap = ParamMap(est)
-    with warnings.catch_warnings():
-        # (the Wald standard errors only size the profiles' first steps here: their
-        # warning, which points to the profile, is not this method's)
-        warnings.simplefilter("ignore", StandardErrorWarning)
+    # (the Wald standard errors only size the profiles' first steps here: their
+    # warning, which points to the profile, is not this method's)
+    with quiet(StandardErrorWarning):
         wald = wald_table(est, pmap, level)
     idx = [k for k, nm in enumerate(pmap.names) if parm is None or nm in parm]
     tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)
@@ -1041,14 +1038,14 @@ def profile_table(est, level, parm=None, n_jobs=None):
             )
         )
         if lower_found is not None:
-            warnings.warn(
+            warn(
                 _lower_found_message(est, *lower_found),
                 ProfileWarning,
                 stacklevel=user_stacklevel(),
             )
     far = [pmap.names[k] for k in idx if pmap.far_origin(k)]
     if far:
-        warnings.warn(
+        warn(
             f"the profiles of {far} describe the random effects where a slope variable is "
             "zero, more than 10 SDs outside its data: the other parameters are then "
             "optimised on the reported scale, nearly collinear there, and these limits are "

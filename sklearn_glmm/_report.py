@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -15,6 +14,7 @@ from ._fit_result import fitted_n_agq
 from ._performance_terms import _formula_terms
 from ._results import singular_columns
 from ._state import binary_column, binary_outcome, overdispersion_result
+from ._warn import quiet
 from .summary import modelled_outcome
 
 
@@ -317,8 +317,7 @@ def _dispersion_sentences(est, digits):
             out.append(b.sentence.format(value=f"{getattr(est, b.attribute):.{digits}f}"))
     if binary_outcome(est):
         return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():
         od = overdispersion_result(est)
     verdict = (
         "indicating overdispersion (consider NegBinGLMM or an observation-level random effect)"

@@ -7,7 +7,6 @@ likelihood is unchanged and estimates map back exactly (``J`` below).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +44,7 @@ from ._fit_result import (  # noqa: F401 (re-exported: the tools import them fro
 )
 from ._tables import FactorArrays, FitArrays, drop_tables
 from ._validation import aliased_columns
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 from .exceptions import (
     ApproximationWarning,
     IdentifiabilityWarning,
@@ -97,7 +96,7 @@ def scale_design(X, names, fit_intercept, curvature=1.0, centre=False, decorrela
     if fit_intercept and -1 in dropped:
         dropped.remove(-1)
     if dropped:
-        warnings.warn(
+        warn(
             f"fixed-effect model matrix is rank deficient: dropping column(s) "
             f"{[names[k] for k in dropped]} (constant or a linear combination of other "
             "columns), as lme4 does. Their rows of fixed_effects_ are NaN and their coef_ 0.",
@@ -481,7 +480,7 @@ def _check_standard_errors(est, record, rows, se_all, idx, ridge=()):
             f"; the data do not determine {variances}: the estimates reported for them are "
             "where the optimiser stopped, not estimates (their Wald intervals are NaN)"
         )
-    warnings.warn(
+    warn(
         f"standard errors of {missing} cannot be computed and are NaN: {why}. Simplify the "
         "model (random_effects, collinear predictors) or check the data for separation.",
         StandardErrorWarning,
@@ -569,7 +568,7 @@ def _check_block_ridge(est, x, record, ridge, blocks=()):
     for block in stopped_blocks:
         along = [names[k] for k in block]
         at = [names[block[0]]]  # (the block's intercept: stopped_blocks)
-        warnings.warn(
+        warn(
             f"the coefficients {along} followed a ridge of the likelihood (on some rows "
             "this part of the model ran to its limit: a probability to 0 or 1, a "
             f"dispersion to its Poisson or binomial limit) to the bound of {at}, where "
@@ -589,7 +588,7 @@ def _check_block_ridge(est, x, record, ridge, blocks=()):
     nan = [name for name in nan if _reported_se_missing(est, name)]
     if not nan:
         return
-    warnings.warn(
+    warn(
         f"the coefficients {nan} run along a ridge of the likelihood: on some rows what "
         "they model reaches its limit (a zero-inflation probability 0: no excess zeros for "
         "one value of a binary predictor; a dispersion its Poisson limit), where the "
@@ -630,7 +629,7 @@ def _check_laplace(est, obj, x, record, bounds) -> None:
     record.quadrature_shift = step if distance is None else distance
     if distance is None or not distance > qc.SHIFT_TOL:
         return
-    warnings.warn(
+    warn(
         "the Laplace approximation is poor for these data: the optimum of adaptive "
         f"Gauss-Hermite quadrature ({qc.CHECK_NODES} nodes) lies {distance:.2g} standard "
         "errors from this fit in some parameter (fit_record_.quadrature_shift). Refit with "
@@ -695,7 +694,7 @@ def _check_separation(est, data, beta_s, found):
         return
     if isinstance(found, str):
         msg = separation_message([], fam.has_trials, True)
-        warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
+        warn(msg, SeparationWarning, stacklevel=user_stacklevel())
         return
     X_user, _, cols = found
     _, beta_s = unrotated(sc, None, beta_s)
@@ -722,7 +721,7 @@ def _check_separation(est, data, beta_s, found):
     if not names:
         names = [INTERCEPT]
     msg = separation_message(names, fam.has_trials, False)
-    warnings.warn(msg, SeparationWarning, stacklevel=user_stacklevel())
+    warn(msg, SeparationWarning, stacklevel=user_stacklevel())
 
 
 def separation_with_limit(record, x, bounds, data, sc, obj=None):
@@ -964,7 +963,7 @@ def _check_identifiable(est, data):
             )
         else:
             continue
-        warnings.warn(
+        warn(
             f"grouping factor {f.name!r} {why}",
             IdentifiabilityWarning,
             stacklevel=user_stacklevel(),
@@ -1026,7 +1025,7 @@ def _check_group_separation(est, data):
         labels = [str(v) for v in f.levels[sep][:10]]
         more = f" and {int(sep.sum()) - 10} more" if sep.sum() > 10 else ""
         what = "random-intercept SD" if f.q == 1 else "SD of the random effects (over its rows)"
-        warnings.warn(
+        warn(
             f"the {what} of grouping factor {f.name!r} is {sd:.3g} on the "
             f"{fam.link.scale_name} scale, and {int(sep.sum())} of its {f.n_levels} groups "
             f"have {fam.separated_outcomes} (group-level separation): {labels}{more}. Their "
@@ -1080,7 +1079,7 @@ def singular_columns(L) -> list:
 def _set_singular(est, singular):
     est.is_singular_ = bool(singular)
     if singular:
-        warnings.warn(
+        warn(
             "boundary (singular) fit: the random-effect variance or correlation of "
             f"{', '.join(singular)} is estimated at or next to its boundary (a variance "
             "of zero or within lme4's tolerance of it, 1e-4 on the internal Cholesky "
@@ -1150,7 +1149,7 @@ def _set_family_params(est, extra, V, start, data, pending, arrays, limit=None):
         j += 1
         if at_bound:
             category = getattr(exceptions, block.warning)
-            warnings.warn(block.at_bound_message, category, stacklevel=user_stacklevel())
+            warn(block.at_bound_message, category, stacklevel=user_stacklevel())
     return block_se
 
 
@@ -1249,7 +1248,7 @@ def _check_convergence(est, record):
         )
     if msgs:
         record.converged = False
-        warnings.warn(
+        warn(
             "Model failed to converge: " + "; ".join(msgs) + ". Try rescaling predictors, "
             "simplifying random_effects, or increasing max_iter.",
             ConvergenceWarning,

@@ -17,7 +17,6 @@ and one that fails again is a NaN row.
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import replace
 from functools import partial
 
@@ -42,6 +41,7 @@ from ._progress import Progress
 from ._results import fitted_eta
 from ._state import carrying_data
 from ._validation import check_bool, check_positive_count
+from ._warn import quiet
 
 
 def _rng(random_state) -> np.random.Generator:
@@ -228,8 +228,7 @@ def refit(est, y):
     The record's ``converged`` includes the gradient check of :func:`_fit_and_check`.
     """
     setup = _refit_setup(est)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():  # (the refits' own warnings: this thread's alone)
         return _fit_and_check(est, _objective(est, y), setup)
 
 
@@ -303,8 +302,7 @@ def refit_many(est, Y, batched: bool | None = None) -> list:
     if batched is None:
         batched = R > 1
     batched = batched and data.factors and can_batch(data, _n_agq(est))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():  # (the refits' own warnings: this thread's alone)
         if not batched:
             out = []
             for r in range(R):
@@ -354,8 +352,7 @@ def fit_many(est, Y, batched: bool | None = None) -> list:
         x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
         return check_optimum(obj, x, record, bounds, est.max_iter, est.tol), record
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():  # (the refits' own warnings: this thread's alone)
         if not batched:
             out = []
             for r in range(R):

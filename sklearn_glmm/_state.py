@@ -19,6 +19,7 @@ import numpy as np
 
 from ._fit_result import unrotated
 from ._prediction_variance import pickled_summary
+from ._warn import quiet
 
 _QUANTILES = [0, 0.25, 0.5, 0.75, 1]
 
@@ -82,7 +83,6 @@ def overdispersion_result(est):
 
 def _summaries(est) -> dict:
     """The numbers ``summary`` and ``report`` read from the training data."""
-    import warnings
 
     out = {
         "pearson_quantiles": pearson_quantiles(est),
@@ -93,8 +93,7 @@ def _summaries(est) -> dict:
         "joint_precision": pickled_summary(est.fit_result_),
     }
     if not out["binary_outcome"]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             out["overdispersion"] = overdispersion_result(est)
     return out
 

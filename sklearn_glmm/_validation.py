@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -11,7 +10,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import _num_samples
 
 from ._frames import as_pandas, repeated_names
-from ._warn import user_stacklevel
+from ._warn import quiet, user_stacklevel, warn
 
 
 def numeric_frame_values(X, min_rows: int, dtypes=None):
@@ -203,7 +202,7 @@ def check_offset_scale(offset: np.ndarray, whole: bool | None = None) -> None:
         return
     lo, hi = float(finite.min()), float(finite.max())
     if hi - lo > OFFSET_SPAN:
-        warnings.warn(
+        warn(
             f"offset spans {lo:g} to {hi:g}: an offset is added to the linear predictor (the "
             f"link scale), so with a log link two rows' means differ by a factor of "
             f"exp({hi - lo:g}) = {np.exp(min(hi - lo, 709.0)):.1e} from it alone. An exposure "
@@ -213,7 +212,7 @@ def check_offset_scale(offset: np.ndarray, whole: bool | None = None) -> None:
         )
         return
     if hi > lo and (offset_is_whole(finite) if whole is None else whole):
-        warnings.warn(
+        warn(
             f"offset holds whole numbers from {lo:g} to {hi:g}: it is added to the linear "
             "predictor (the link scale), so with a log link a row's mean is multiplied by "
             f"exp(offset), up to {np.exp(hi - lo):.3g} times another's. An exposure (days at "
@@ -299,7 +298,7 @@ def check_counts(y: np.ndarray) -> np.ndarray:
             f"y has {int((y < 0).sum())} negative value(s); count models need counts >= 0."
         )
     if np.any(y != np.round(y)):
-        warnings.warn(
+        warn(
             "y has non-integer values; the count log-likelihood is evaluated as if they were "
             "counts (quasi-likelihood). Round y if it holds counts.",
             UserWarning,
@@ -338,7 +337,7 @@ def check_groups_look_like_groups(groups, X, y):
     if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind == "f":
         finite = values[np.isfinite(values)]
         if len(finite) and np.any(finite != np.round(finite)):
-            warnings.warn(
+            warn(
                 "groups holds non-integer numbers; group labels are usually integers or "
                 "strings. fit's third argument is groups: weights go to sample_weight=.",
                 UserWarning,
@@ -349,7 +348,7 @@ def check_groups_look_like_groups(groups, X, y):
 def check_rows_aligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> None:
     """Warn of each of :func:`rows_misaligned`'s messages."""
     for message in rows_misaligned(X, others, rebuilt, frame):
-        warnings.warn(message, UserWarning, stacklevel=user_stacklevel())
+        warn(message, UserWarning, stacklevel=user_stacklevel())
 
 
 def rows_misaligned(X, others: dict, rebuilt: bool = True, frame: str = "X") -> list[str]:
@@ -424,8 +423,7 @@ _GROUPS_IN_X = "X's column .* holds the labels of the grouping factor"
 def labels_in_X_meant():
     """Fits whose ``X`` a formula made: a grouping variable among its fixed predictors
     (``y ~ year + (1 | year)``) is written there, so meant."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_GROUPS_IN_X)
+    with quiet(message=_GROUPS_IN_X):
         yield
 
 
@@ -496,7 +494,7 @@ def warn_labels_column(column: str, name: str, position: int | None = None) -> N
         else f"column {position} of the array; in a ColumnTransformer, leave the grouping "
         "column out of the columns passed through"
     )
-    warnings.warn(
+    warn(
         f"X's column {column!r} holds the labels of the grouping factor {name!r}: it is "
         f"fitted as a numeric predictor, a slope on the labels' numbers, which is rarely "
         f"meant. Drop it from X ({drop}); keep it only for a real numeric trend (a year, "
@@ -550,7 +548,7 @@ def _check_outcome_not_in_array(X: np.ndarray, y) -> None:
     if same:
         # (warned, not refused: without a name, a predictor that separates a binary
         # outcome, or a lagged count equal to it on few rows, looks the same)
-        warnings.warn(
+        warn(
             f"column {same[0]} of X (an array) holds the same values as y in every row: if "
             "it is the outcome (a ColumnTransformer's passthrough keeps it), it explains y "
             "by itself as a predictor; drop it from X (in a ColumnTransformer, leave the "
@@ -566,7 +564,7 @@ def check_trials(trials, y: np.ndarray, n_samples: int) -> np.ndarray:
         raise ValueError(f"trials has {int((t < 0).sum())} negative value(s); trials must be >= 0.")
     partial = np.abs(t - np.round(t)) > 1e-6
     if partial.any():
-        warnings.warn(
+        warn(
             f"trials is not a whole number in {int(partial.sum())} row(s); the binomial "
             "likelihood of a fractional number of trials is not a probability. Pass whole "
             "numbers of trials (proportions go in y times trials).",
@@ -588,7 +586,7 @@ def check_trials(trials, y: np.ndarray, n_samples: int) -> np.ndarray:
                 "but with trials y is the number of successes: pass y * trials (R's "
                 "glm(prop ~ x, weights = n) is successes = prop * n out of n)."
             )
-        warnings.warn(
+        warn(
             f"y (successes) is not a whole number in {int(fractional.sum())} row(s); the "
             "binomial likelihood of non-integer successes is not a probability (R warns "
             "'non-integer #successes').",

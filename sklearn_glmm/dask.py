@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -70,7 +69,7 @@ from ._labels import check_distinct_labels
 from ._partitioned_worker import Partition, bundle
 from ._results import scale_design, z_transform
 from ._validation import check_offset_scale, warn_labels_column
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 __all__ = ["fit_partitioned"]
 
@@ -226,7 +225,7 @@ def _input_warnings(descs, columns, gname, fresh=False) -> None:
     fresh ``0..n-1``, ``fresh``, as in memory)."""
     order = next((m for d in descs for m in d.get("order_warnings", ())), None)
     if order is not None and not fresh:
-        warnings.warn(
+        warn(
             f"in a partition: {order} (Columns of X's own Dask DataFrame, ddf['y'], are "
             "partitioned and ordered as X.)",
             UserWarning,
@@ -248,7 +247,7 @@ def _input_warnings(descs, columns, gname, fresh=False) -> None:
 
 def _check_supported(est):
     if getattr(est, "keep_data", False):
-        warnings.warn(
+        warn(
             "keep_data=True has no effect on a partitioned fit: its training rows stay on "
             "the cluster's workers, and the methods that need them raise (fit in memory "
             "for them).",
@@ -644,7 +643,7 @@ def _check_counts(family, moms):
     if neg:
         raise ValueError(f"y has {neg} negative value(s); count models need counts >= 0.")
     if sum(m["y_nonint"] for m in moms):
-        warnings.warn(
+        warn(
             "y has non-integer values; the count log-likelihood is evaluated as if they were "
             "counts (quasi-likelihood). Round y if it holds counts.",
             UserWarning,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,7 +23,7 @@ from ._validation import (
     check_y_finite,
     numeric_outcome,
 )
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 _COMMON_PARAMS = """
     random_effects : str, dict or None, default=None
@@ -419,7 +418,7 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         if self.pos_label is not None or link.symmetric:
             return
         labels = self.classes_.tolist()
-        warnings.warn(
+        warn(
             f"with the {link.name} link, modelling one class or the other "
             f"gives two different models; this fit models {labels[self._pos_index]!r} "
             f"(classes_[1]) of {labels}. Pass pos_label= to choose.",

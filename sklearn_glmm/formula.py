@@ -34,6 +34,7 @@ but the first of a pandas Categorical is a success; strings are sorted as R sort
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import re
 import warnings
@@ -80,7 +81,7 @@ from ._formula_text import (
 )
 from ._frames import as_frame, as_pandas, check_rows_left
 from ._validation import check_rows_aligned, labels_in_X_meant
-from ._warn import user_stacklevel
+from ._warn import process_filters, quiet, user_stacklevel, warn
 from .exceptions import NoRandomEffectsWarning
 
 __all__ = [
@@ -534,7 +535,7 @@ def _relevel():
                 match = [found[int(ref) - 1]]
                 same = [v for v in found if _r_text(v) == _r_text(ref)]
                 if same and same[0] != match[0]:
-                    warnings.warn(
+                    warn(
                         f"relevel(..., ref = {ref!r}) reads a number as a position, as R "
                         f"does: the reference level is the one at position {int(ref)}, "
                         f"{match[0]!r}, not the level {same[0]!r} (levels "
@@ -1136,7 +1137,7 @@ def _warn_structured_reading(bar, var: str) -> None:
     if not read_as:
         return
     kind = "numFactor" if bar.structure == "ou" else "factor"
-    warnings.warn(
+    warn(
         f"{bar.structure}({bar.lhs} | {bar.group}) is fitted {' and '.join(read_as)}, as "
         f"{bar.structure}(0 + {kind}({var}) | {bar.group}); write it so to silence this "
         "(glmmTMB warns of an intercept in ar1() and refuses a time variable that is not "
@@ -1399,7 +1400,7 @@ def design_matrix(model_spec, data: pd.DataFrame, na_action: str = "raise") -> p
     from ._formula_coding import LEGACY_CODING
 
     data = _fitted_kinds(model_spec, _r_factors(data))
-    with warnings.catch_warnings():
+    with process_filters():
         warnings.simplefilter("error", DataMismatchWarning)
         try:
             with _our_errors():
@@ -1920,11 +1921,11 @@ def glmer(
     if not design.random_effects:
         params["random_effects"] = None
     estimator = estimator_class(**params)
-    with warnings.catch_warnings(), labels_in_X_meant():
+    with contextlib.ExitStack() as quieted, labels_in_X_meant():
         if not design.random_effects:  # asked for: a GLM, as glmmTMB fits it
-            warnings.simplefilter("ignore", NoRandomEffectsWarning)
+            quieted.enter_context(quiet(NoRandomEffectsWarning))
         if proportions_weights:  # R's binomial weights: whole successes are what it asks
-            warnings.filterwarnings("ignore", message="trials is not a whole number")
+            quieted.enter_context(quiet(message="trials is not a whole number"))
         estimator.fit(X_fit, y, **fit_params)
     estimator.formula_ = formula
     if zero_inflation:

@@ -19,8 +19,6 @@ report in :mod:`._report`; their public functions are re-exported here.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from scipy import special, stats
@@ -30,7 +28,7 @@ from ._compare import anova, compare_models
 from ._confint import confint, profile
 from ._report import report
 from ._validation import check_bool, check_level, fitted_glmm_for_data
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 from .performance import Anova
 
 __all__ = [
@@ -178,7 +176,7 @@ def predict_interval(
         v_eta, known = _known_group_variance(est, Xa, groups, v_eta)
     bad = ~np.isfinite(v_eta) | (v_eta < -1e-12 * np.maximum(1.0, np.abs(v_eta)))
     if bad.any():
-        warnings.warn(
+        warn(
             f"predict_interval: the standard error of {int(bad.sum())} of {len(v_eta)} rows "
             "cannot be computed (the fit's covariance is not finite or not positive "
             "definite there; see fit_record_ and the convergence warnings): NaN.",
@@ -220,7 +218,7 @@ def predict_interval(
             lost = np.any(direct[:, res.undetermined()[ex]] != 0, axis=1) & ~bad
             v_resp[lost] = np.nan
             if lost.any():
-                warnings.warn(
+                warn(
                     f"predict_interval: the standard error of {int(lost.sum())} of "
                     f"{len(lost)} rows on the response scale cannot be computed: their mean "
                     "reads a zero-inflation or dispersion coefficient without a variance "
@@ -240,7 +238,7 @@ def _warn_overflow(fit):
     """Warn of means beyond float64's range (their fit ``inf``, standard error NaN)."""
     over = np.isinf(fit)
     if over.any():
-        warnings.warn(
+        warn(
             f"predict_interval: the mean of {int(over.sum())} of {len(fit)} rows is beyond "
             "float64's range (a linear predictor above about 709.8 under the log link): "
             "their fit is inf and their standard error NaN. Predictors far outside the "
@@ -316,7 +314,7 @@ def _known_group_variance(est, Xa, groups, v_eta):
         except (np.linalg.LinAlgError, RuntimeError):  # D singular: NaN, said below
             v = np.full(len(v_eta), np.nan)
         return np.where(anyknown, v, v_eta), (anyknown, (Zs, codes))
-    warnings.warn(
+    warn(
         f"predict_interval: {why}; the standard errors of rows of known groups add the "
         "fixed effects' variance and each factor's conditional variance of its random "
         "effects, leaving out their covariances and how the variances' uncertainty moves "

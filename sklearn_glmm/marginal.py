@@ -37,7 +37,6 @@ Public functions:
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 
 import numpy as np
@@ -49,7 +48,7 @@ from ._engine.objective import lambda_matrices
 from ._fit_result import beta_jacobian, unrotated
 from ._results import original_lambda
 from ._validation import aliased_columns, check_level, fitted_glmm, fitted_glmm_for_data
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 
 __all__ = ["conditional_marginal_table", "marginal_coefs"]
 
@@ -332,7 +331,7 @@ def marginal_coefs(
     _identify(model, rows)
     if rows.aliased:
         names = list(fe.index[kept][list(rows.aliased)])
-        warnings.warn(
+        warn(
             f"marginal_coefs: the rows do not identify {names} (constant or collinear among "
             "the rows with positive weight, e.g. a factor level none of them has): their "
             "marginal coefficients are NaN, as R's lm gives NA. Pass rows that vary in them.",

@@ -30,7 +30,6 @@ Examples
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,7 +53,7 @@ from ._engine.normal_average import log_mean_density
 from ._fit_result import fitted_n_agq
 from ._state import carrying_data
 from ._validation import check_rows_aligned
-from ._warn import user_stacklevel
+from ._warn import recorded, user_stacklevel, warn
 
 __all__ = [
     "GLMMScorer",
@@ -464,8 +463,7 @@ def _candidates(estimator, param_grid):
 
 
 def _fit_candidate(est, X, y, groups, fit_params):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded() as caught:  # (this thread's: a candidate's warnings alone)
         try:
             est.fit(X, y, groups=groups, **fit_params)
         except (ValueError, TypeError, np.linalg.LinAlgError) as exc:
@@ -492,7 +490,7 @@ def _lrt_columns(table, fitted):
         best = max(subs, key=lambda la: (fitted[la].n_params_, table.loc[la, "logLik"]))
         stat = 2.0 * (table.loc[lab, "logLik"] - table.loc[best, "logLik"])
         if stat < -1e-3:
-            warnings.warn(
+            warn(
                 f"candidate {lab} has a lower log-likelihood than {best}, which is nested in "
                 "it: a fit did not reach its optimum; its likelihood-ratio statistic is set "
                 "to 0.",
@@ -597,14 +595,14 @@ def compare_structures(
     for (label, _, prm), (est, error, caught) in zip(cands, results):
         params[label] = prm
         if error is not None:
-            warnings.warn(
+            warn(
                 f"candidate {label!r} failed to fit: {error}",
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
             continue
         for category, text in caught:  # replay what the fit said, naming the candidate
-            warnings.warn(f"[{label}] {text}", category, stacklevel=user_stacklevel())
+            warn(f"[{label}] {text}", category, stacklevel=user_stacklevel())
         est.__dict__.pop("_pickle_with_data", None)  # the twin of a fit made in this process
         fitted[label] = est
         rows[label] = {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin
@@ -24,7 +22,7 @@ from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
 from ._validation import aliased_columns, check_rows_aligned, check_weights, check_y_finite
-from ._warn import user_stacklevel
+from ._warn import user_stacklevel, warn
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS, _n_rows
 from .exceptions import RankDeficiencyWarning, SeparationWarning
 
@@ -324,7 +322,7 @@ class OrdinalGLMM(ClassifierMixin, _BaseGLMM):
         if cols is None:
             return
         names = [res.fixed_names[res.scaling["kept"][j]] for j in cols]
-        warnings.warn(
+        warn(
             f"complete or quasi-complete separation: predictor(s) {names} order the classes "
             "perfectly for some rows. Their estimates diverge (the maximum-likelihood values "
             "are infinite) and the reported values, standard errors and p-values for them are "
@@ -616,7 +614,7 @@ def _without_unweighted_classes(class_order, classes, codes, w):
     kept = weight > 0
     if kept.all():
         return class_order, classes, codes
-    warnings.warn(
+    warn(
         f"classes {class_order[~kept].tolist()} of y occur only in rows of sample_weight 0 "
         "and are dropped (as clm drops them): a threshold next to a class without "
         "observations is not identified.",
@@ -642,7 +640,7 @@ def _drop_constant_columns(X, names):
     const = aliased_columns(_centred(X))
     if not const:
         return X
-    warnings.warn(
+    warn(
         f"column(s) {[names[k] for k in const]} of X are constant (alone or with other "
         "columns, as a full set of dummy columns): an ordinal model has no intercept (the "
         "thresholds play its role), so their coefficients are not identified and they are "

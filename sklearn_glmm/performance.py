@@ -21,7 +21,6 @@ and verdict R prints. The variance definitions behind the ICC and R² are those 
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +47,7 @@ from ._performance_variance import (
 )
 from ._performance_variance import variance_components as _components
 from ._validation import reads_fitted_models
+from ._warn import warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -156,12 +156,12 @@ def icc(
     """
     v = _components(model, tolerance)
     if v.singular:
-        warnings.warn(_SINGULAR_WARNING.format(what="the ICC"), UserWarning, stacklevel=2)
+        warn(_SINGULAR_WARNING.format(what="the ICC"), UserWarning, stacklevel=2)
     grouped = [f for f in model.fit_result_.factors if not observation_level(model, f)]
     if not grouped:
         # only observation-level random effects (residual variance): no grouping factor
         # whose share an ICC would be (performance gives NA)
-        warnings.warn(
+        warn(
             "the model's random effects are all observation-level (one level per row): "
             "they model overdispersion, counted as residual variance, and there is no "
             "grouping factor for an ICC (NaN).",
@@ -170,7 +170,7 @@ def icc(
         )
     if by_group:
         if any(len(f.term.names) > 1 or not f.term.intercept for f in grouped):
-            warnings.warn(
+            warn(
                 "Model contains random slopes. Cannot compute accurate ICCs by group factors: "
                 "a factor's share is its intercept variance, the variance at the slope "
                 "variables' zero (centre them to read it at their mean).",
@@ -180,7 +180,7 @@ def icc(
         denom = v.random + v.residual if grouped else np.nan
         shares = [x / denom for x in v.intercept.values()]
         if any(s > 1 for s in shares):
-            warnings.warn(
+            warn(
                 "an ICC by group is above 1: the intercept variance at the slope variables' "
                 "zero exceeds the whole random and residual variance of the data, so it is no "
                 "share of it (zero lies far from the data). Centre the slope variables.",
@@ -240,7 +240,7 @@ def r2(model, *, tolerance: float = DEFAULT_TOLERANCE) -> CheckSeries:
     """
     v = _components(model, tolerance, what="r-squared")
     if v.singular:
-        warnings.warn(
+        warn(
             "Random effect variances not available. Returned R2 does not account for random "
             "effects.",
             UserWarning,
@@ -527,13 +527,11 @@ def check_collinearity(model, *, terms: dict | None = None, ci: float = 0.95) ->
     if len(info.names) < 2:
         raise ValueError("Not enough model terms (at least two) to check for multicollinearity.")
     if not info.intercept:
-        warnings.warn(
-            "Model has no intercept. VIFs may not be sensible.", UserWarning, stacklevel=2
-        )
+        warn("Model has no intercept. VIFs may not be sensible.", UserWarning, stacklevel=2)
     rows = _terms.gvif_rows(model, info)
     vif = np.array([v for _, v in rows])
     if any(len(info.variables[t]) > 1 for t, _ in rows) and np.any(vif > 10):
-        warnings.warn(
+        warn(
             "Model has interaction terms. VIFs might be inflated. You may check multicollinearity "
             "among predictors of a model without interaction terms.",
             UserWarning,

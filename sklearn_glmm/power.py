@@ -38,7 +38,6 @@ Example
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -51,6 +50,7 @@ from ._power_sim import run_chunk
 from ._power_spec import GLMMSpec, longitudinal_design, resample_design
 from ._progress import Progress
 from ._validation import check_level, check_positive_count
+from ._warn import warn
 from .exceptions import PowerSimulationWarning
 
 __all__ = [
@@ -357,7 +357,7 @@ def power_curve(
     seconds = time.perf_counter() - start
     table, failures = _summarise(cells, results, int(n_sim), alpha, level, interval)
     if failures:
-        warnings.warn(
+        warn(
             f"{len(failures)} of {len(tasks)} simulated studies gave no test of {test!r} and "
             f"are left out of the power (counted in n_failed); the first: {failures[0]}",
             PowerSimulationWarning,

@@ -30,11 +30,9 @@ None and callers use the fixed rule.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from .._warn import user_stacklevel
+from .._warn import user_stacklevel, warn
 from ..exceptions import ConvergenceWarning
 from .blocks import rows_of
 
@@ -165,7 +163,7 @@ def _log_sum(h_of, mode, h_mode, s, top):
         if not len(todo):
             break
         if n >= _MAX_INTERVALS:
-            warnings.warn(
+            warn(
                 f"the average of {len(todo)} probabilities over the random effect did not "
                 f"settle with {2 * n + 1} nodes; they may be inaccurate.",
                 ConvergenceWarning,
