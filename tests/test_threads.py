@@ -155,3 +155,21 @@ def test_a_config_context_block_acts_on_its_own_thread():
         t.join(30)
     assert seen == {"inside": True, "after": False}
     assert get_config()["compiled"] is False
+
+
+def test_the_package_warns_through_its_own_warn_and_never_swaps_the_filters():
+    # warnings.warn would bypass this thread's quiet()/recorded() blocks, and a
+    # catch_warnings block around the package's own calls acts on every thread
+    from pathlib import Path
+
+    import sklearn_glmm
+
+    root = Path(sklearn_glmm.__file__).parent
+    offenders = [
+        f"{path.relative_to(root)}: {needle}"
+        for path in root.rglob("*.py")
+        if path.name != "_warn.py"
+        for needle in ("warnings.warn(", "catch_warnings(")
+        if needle in path.read_text()
+    ]
+    assert not offenders, offenders
