@@ -34,7 +34,7 @@ import numpy as np
 
 from ._fit_result import fitted_n_agq
 from ._results import internal_lambda
-from ._warn import quiet, warn
+from ._warn import quiet, user_stacklevel, warn
 
 # insight's tolerance for a variance component treated as zero (a singular fit)
 DEFAULT_TOLERANCE = 1e-5
@@ -279,7 +279,7 @@ def distribution_variance(est, what: str = "ICC") -> tuple[float, float | None]:
             f"mu of {mu:.1f} is too close to zero, estimate of {what} may be unreliable "
             "(the lognormal approximation of the count variance needs larger means).",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     return float(np.log1p(_count_variance(est, mu) / mu**2)), mu
 

@@ -132,8 +132,8 @@ class at_user_line:
     say) at the user's line.
 
     Inside, every warning is recorded (``"always"``; :func:`process_filters`); on the
-    way out each one is issued again from the first frame outside the package, where the
-    user's filters apply.
+    way out each one is issued again (:func:`warn`) from the first frame outside the
+    package, where the user's filters apply.
     """
 
     def __enter__(self):
@@ -147,5 +147,7 @@ class at_user_line:
         if exc[0] is None:
             level = user_stacklevel()
             for w in self._caught:
-                warnings.warn(w.message, w.category, stacklevel=level)
+                # (through warn: a quiet() or recorded() block of this thread takes them,
+                # as the package's own)
+                warn(w.message, w.category, stacklevel=level)
         return False

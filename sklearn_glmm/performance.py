@@ -47,7 +47,7 @@ from ._performance_variance import (
 )
 from ._performance_variance import variance_components as _components
 from ._validation import reads_fitted_models
-from ._warn import warn
+from ._warn import user_stacklevel, warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -156,7 +156,7 @@ def icc(
     """
     v = _components(model, tolerance)
     if v.singular:
-        warn(_SINGULAR_WARNING.format(what="the ICC"), UserWarning, stacklevel=2)
+        warn(_SINGULAR_WARNING.format(what="the ICC"), UserWarning, stacklevel=user_stacklevel())
     grouped = [f for f in model.fit_result_.factors if not observation_level(model, f)]
     if not grouped:
         # only observation-level random effects (residual variance): no grouping factor
@@ -166,7 +166,7 @@ def icc(
             "they model overdispersion, counted as residual variance, and there is no "
             "grouping factor for an ICC (NaN).",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     if by_group:
         if any(len(f.term.names) > 1 or not f.term.intercept for f in grouped):
@@ -175,7 +175,7 @@ def icc(
                 "a factor's share is its intercept variance, the variance at the slope "
                 "variables' zero (centre them to read it at their mean).",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         denom = v.random + v.residual if grouped else np.nan
         shares = [x / denom for x in v.intercept.values()]
@@ -185,7 +185,7 @@ def icc(
                 "zero exceeds the whole random and residual variance of the data, so it is no "
                 "share of it (zero lies far from the data). Centre the slope variables.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         table = CheckTable({"Group": list(v.intercept), "ICC": shares})
         return with_text(table, "ICC by Group")
@@ -244,7 +244,7 @@ def r2(model, *, tolerance: float = DEFAULT_TOLERANCE) -> CheckSeries:
             "Random effect variances not available. Returned R2 does not account for random "
             "effects.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
         marginal, conditional = v.fixed / (v.fixed + v.residual), np.nan
     else:
@@ -527,7 +527,11 @@ def check_collinearity(model, *, terms: dict | None = None, ci: float = 0.95) ->
     if len(info.names) < 2:
         raise ValueError("Not enough model terms (at least two) to check for multicollinearity.")
     if not info.intercept:
-        warn("Model has no intercept. VIFs may not be sensible.", UserWarning, stacklevel=2)
+        warn(
+            "Model has no intercept. VIFs may not be sensible.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     rows = _terms.gvif_rows(model, info)
     vif = np.array([v for _, v in rows])
     if any(len(info.variables[t]) > 1 for t, _ in rows) and np.any(vif > 10):
@@ -535,7 +539,7 @@ def check_collinearity(model, *, terms: dict | None = None, ci: float = 0.95) ->
             "Model has interaction terms. VIFs might be inflated. You may check multicollinearity "
             "among predictors of a model without interaction terms.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     res = model.fit_result_
     lo, hi = _terms.vif_interval(vif, len(res.train["y"]), len(res.vcov_fixed), ci)

@@ -173,3 +173,33 @@ def test_the_package_warns_through_its_own_warn_and_never_swaps_the_filters():
         if needle in path.read_text()
     ]
     assert not offenders, offenders
+
+
+def test_compare_structures_labels_other_packages_warnings_of_each_candidate():
+    # scikit-learn's warning of a candidate's fit (a column-vector y) is replayed with
+    # the candidate's label at the caller's line, as the package's own are
+    X, y, g = _counts()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare_structures(PoissonGLMM(), ["1", "1 + x"], X, y[:, None], groups=g)
+    conv = [w for w in caught if w.category.__name__ == "DataConversionWarning"]
+    assert sorted(str(w.message).split("]")[0] for w in conv) == ["[1", "[1 + x"]
+    assert all(w.filename == __file__ for w in conv)
+
+
+def test_the_performance_functions_warnings_name_the_callers_line():
+    from sklearn_glmm import performance
+
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(15), 8)
+    x = rng.normal(size=len(g))
+    y = rng.poisson(np.exp(-1 + 0.5 * x))  # no variation between groups: singular
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM().fit(pd.DataFrame({"x": x}), y, groups=g)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        performance.icc(m)
+        performance.r2(m)
+    assert caught
+    assert all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
