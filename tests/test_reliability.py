@@ -244,6 +244,57 @@ def test_a_level_predictors_slope_beside_a_nearly_collinear_one_is_restarted():
         assert any(s.startswith("level slope restart") for s in stages), (terms, stages)
 
 
+def _arm_data(seed, time=False):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(40), 8)
+    arm = (np.arange(40) % 2)[g].astype(float)
+    t = np.tile(np.arange(8) / 7.0, 40)
+    b = rng.multivariate_normal([0, 0], [[1.0, -0.5], [-0.5, 1.0]], size=40)
+    eta = -1.0 + 0.5 * arm + b[g, 0] + b[g, 1] * arm
+    if time:  # and a slope of time (SD 1)
+        eta = eta + 0.3 * t + rng.normal(size=40)[g] * t
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    return pd.DataFrame({"arm": arm, "time": t}), y, g
+
+
+def test_a_slope_of_a_two_valued_level_predictor_is_flat_not_a_saddle():
+    # (1 + arm | id) with arm constant within id: the likelihood reads the covariance
+    # only through the variance of each arm's levels, so it is constant along a line of
+    # (slope SD, correlation); rounding read its zero curvature as negative, and 4 of
+    # these 10 data sets (10 of 30) ended "Model failed to converge ... a saddle point"
+    # at the maximum. The direction is flat: converged, its SEs NaN, named
+    for seed in range(10):
+        X, y, g = _arm_data(seed)
+        m, caught = _record(
+            lambda X=X, y=y, g=g: BinomialGLMM(random_effects="1 + arm").fit(X, y, groups=g)
+        )
+        assert m.converged_, seed
+        assert ConvergenceWarning not in _categories(caught), seed
+        assert m.fit_record_.unidentified is not None
+        assert m.fit_record_.unidentified.shape[1] == 1
+        assert np.isfinite(m.fixed_effects_["std_error"]).all()
+
+
+def test_unidentified_covariance_directions_are_those_the_levels_do_not_see():
+    from sklearn_glmm._engine.converge import unidentified_directions
+
+    def directions(X, y, g, terms):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = BinomialGLMM(random_effects=terms).fit(X, y, groups=g)
+        res = m.fit_result_
+        u = unidentified_directions(res.objective, res.params, res.bounds)
+        return 0 if u is None else u.shape[1]
+
+    X, y, g = _arm_data(3, time=True)  # (no SD on its bound)
+    assert directions(X, y, g, "1 + arm") == 1  # Var(b0), Var(b0 + b1): 2 of 3
+    assert directions(X, y, g, "1 + arm + time") == 1  # 5 of 6
+    assert directions(X, y, g, "1 + time") == 0  # a slope varying within levels
+    # a level predictor of many values identifies the covariance
+    x = np.random.default_rng(1).normal(size=40)[g]
+    assert directions(X.assign(x=x), y, g, "1 + x") == 0
+
+
 def test_groups_of_size_one_with_counts_fit_quietly():
     # an observation-level random effect is a legitimate overdispersion model for counts
     X, _, y, _ = _data()

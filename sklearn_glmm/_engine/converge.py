@@ -90,7 +90,72 @@ def scaled_gradient(g, H, x, bounds) -> tuple[float, float]:
     return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
 
 
-def curvature(H, x, bounds, ridge=(), stopped=()):
+def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
+    """Directions of the parameters (columns, on the free Cholesky entries of a factor)
+    along which the likelihood is constant by construction, or None.
+
+    Level ``j``'s random effects ``b_j ~ N(0, S)`` act through its rows of Z, ``Z_j
+    b_j``, whose covariance ``Z_j S Z_j'`` is all the likelihood reads of ``S``: the
+    compression of ``S`` onto the span of the level's rows. Where a slope's variable is
+    constant within levels and takes few values (a treatment arm of two values: ``(1 +
+    arm | id)`` identifies the variance of each arm's levels, not the slope's SD and the
+    correlation apart; with a slope of time beside it, one covariance fewer), some
+    changes ``D`` of ``S`` change none of them (``G_j D G_j = 0`` for every level's Gram
+    matrix ``G_j = Z_j' Z_j``), and ``S`` moves along a line (or more) of equal
+    likelihood. At an optimum the Hessian is zero along its tangent (on the Cholesky
+    entries at ``x``); rounding can read it as negative curvature (a saddle, at a
+    maximum). Only for a factor with a slope of a predictor of the level itself
+    (:attr:`FactorData.level_constant`), on a model that holds its rows."""
+    data = obj.data
+    if not data.factors or not getattr(obj, "holds_rows", False):
+        return None
+    free = ~at_bound(x, bounds)
+    used = (np.asarray(data.weights) > 0.0).astype(float)
+    out, first = [], data.n_beta
+    for k, f in enumerate(data.factors):
+        block = np.arange(first, first + f.n_params)
+        first += f.n_params
+        cols = free[block]
+        if f.q < 2 or f.mapped or not f.level_constant or not cols.any():
+            continue
+        q, Z, gi = f.q, np.asarray(f.Z, dtype=float), obj.groups[k]
+        G = np.empty((f.n_levels, q, q))  # each level's Gram matrix, at unit size
+        for a in range(q):
+            for b in range(a + 1):
+                G[:, a, b] = G[:, b, a] = gi.sum(Z[:, a] * Z[:, b] * used)
+        size = np.max(np.abs(G), axis=(1, 2))
+        G = G[size > 0] / size[size > 0, None, None]
+        # sum over levels of (G_j kron G_j)^2: its null space holds vec(D) of every D
+        # with G_j D G_j = 0 for all j
+        G2 = G @ G
+        A = np.einsum("jac,jbd->abcd", G2, G2).reshape(q * q, q * q)
+        L = np.zeros((q, q))
+        L[f.theta_rows, f.theta_cols] = x[block]
+        # vec(dS) per Cholesky entry: E L' + L E'
+        Dm = np.zeros((q * q, len(block)))
+        for i, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)):
+            E = np.zeros((q, q))
+            E[r, c] = 1.0
+            Dm[:, i] = (E @ L.T + L @ E.T).ravel()
+        Dm = Dm[:, cols]
+        M = Dm.T @ A @ Dm
+        vals, vecs = np.linalg.eigh(0.5 * (M + M.T))
+        top = max(float(vals[-1]), 0.0)
+        null = vecs[:, vals <= _UNIDENTIFIED * top] if top > 0.0 else vecs[:, :0]
+        if null.shape[1]:
+            full = np.zeros((len(x), null.shape[1]))
+            full[block[cols]] = null
+            out.append(full)
+    return np.hstack(out) if out else None
+
+
+# an eigenvalue of the Cholesky entries' curvature in the levels' compressions of the
+# covariance at most this share of the largest is a direction they do not see (exactly:
+# the arithmetic's rounding, squared twice in the sums)
+_UNIDENTIFIED = 1e-13
+
+
+def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None):
     """Eigen-analysis of the Hessian over the free parameters.
 
     Returns ``(V, flat, negative)``: ``V = 2 H^{-1}`` on the free parameters (the
@@ -103,6 +168,8 @@ def curvature(H, x, bounds, ridge=(), stopped=()):
     parameters with a sizeable component along it (:data:`_RIDGE_COMPONENT`).
     ``stopped``: the coefficients of each block whose ridge the fit followed to a box
     bound (:func:`stopped_blocks`), which have no covariance (see below).
+    ``unidentified``: directions along which the likelihood is constant by construction
+    (:func:`unidentified_directions`): taken out of the Hessian (flat, not negative).
     """
     n = len(x)
     free = ~at_bound(x, bounds)
@@ -112,6 +179,10 @@ def curvature(H, x, bounds, ridge=(), stopped=()):
     Hf = H[np.ix_(free, free)]
     if not np.all(np.isfinite(Hf)):
         return V, True, False
+    if unidentified is not None:
+        N = np.linalg.qr(unidentified[free])[0]
+        P = np.eye(len(Hf)) - N @ N.T
+        Hf = P @ Hf @ P
     on_ridge = np.isin(np.flatnonzero(free), np.asarray(ridge, dtype=int))
     Vf, flat, negative = _pseudo_inverse(Hf, on_ridge)
     V[np.ix_(free, free)] = 2.0 * Vf
@@ -689,8 +760,14 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx)
     record.final = x
     record.hessian = H
+    record.unidentified = unidentified_directions(obj, x, bounds)
     record.covariance, record.flat_directions, record.negative_curvature = curvature(
-        H, x, bounds, ridge_parameters(obj.data, x), stopped_blocks(obj.data, x, bounds)
+        H,
+        x,
+        bounds,
+        ridge_parameters(obj.data, x),
+        stopped_blocks(obj.data, x, bounds),
+        record.unidentified,
     )
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL

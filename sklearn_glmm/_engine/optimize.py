@@ -55,6 +55,9 @@ class FitRecord:
     # Cholesky diagonals at zero along which the objective still falls (indices)
     rising_off_zero: tuple = ()
     glm_objective: float = np.nan  # -2 log L of the nested GLM (no random effects)
+    # directions of the parameters along which the likelihood is constant by
+    # construction (``converge.unidentified_directions``: columns), or None
+    unidentified: np.ndarray = field(default=None, repr=False)
     competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
     hessian: np.ndarray = field(default=None, repr=False)
     covariance: np.ndarray = field(default=None, repr=False)
