@@ -535,6 +535,32 @@ def test_rows_of_weight_0_do_not_decide_a_level_predictors_slope_partitioned(cli
     assert m.loglik_ == pytest.approx(-815.0073, abs=1e-3)  # glmmTMB's (trust.json)
 
 
+def test_a_slope_of_a_two_valued_level_predictor_is_flat_partitioned_as_in_memory(client):
+    # the arms' variances alone are identified: the line of equal likelihood is taken
+    # out of the curvature from the partitions' sums over their levels, as in memory (a
+    # rounding-negative curvature along it read as a saddle)
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(40), 8)
+    arm = (np.arange(40) % 2)[g].astype(float)
+    b = rng.multivariate_normal([0, 0], [[1.0, -0.5], [-0.5, 1.0]], size=40)
+    y = rng.binomial(1, 1 / (1 + np.exp(-(-1.0 + 0.5 * arm + b[g, 0] + b[g, 1] * arm))))
+    df = pd.DataFrame({"arm": arm, "y": y, "id": g})
+    est = BinomialGLMM(random_effects="1 + arm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m_mem = clone(est).fit(df[["arm"]], df["y"], groups=df["id"])
+    ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = fit_partitioned(clone(est), ddf[["arm", "id"]], ddf["y"], groups="id")
+    assert not any(w.category is ConvergenceWarning for w in caught)
+    assert m.converged_ and m_mem.converged_
+    assert m.fit_record_.unidentified.shape[1] == m_mem.fit_record_.unidentified.shape[1] == 1
+    assert m.loglik_ == pytest.approx(m_mem.loglik_, abs=1e-6)
+
+
 def test_an_uncorrelated_slope_far_from_zero_is_warned_of_as_in_memory(client):
     from sklearn_glmm.exceptions import IdentifiabilityWarning
 

@@ -105,12 +105,12 @@ def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
     likelihood. At an optimum the Hessian is zero along its tangent (on the Cholesky
     entries at ``x``); rounding can read it as negative curvature (a saddle, at a
     maximum). Only for a factor with a slope of a predictor of the level itself
-    (:attr:`FactorData.level_constant`), on a model that holds its rows."""
+    (:attr:`FactorData.level_constant`); the sums over levels are the objective's
+    (:meth:`level_gram_products`: a partitioned one adds its partitions')."""
     data = obj.data
-    if not data.factors or not getattr(obj, "holds_rows", False):
+    if not data.factors or not hasattr(obj, "level_gram_products"):
         return None
     free = ~at_bound(x, bounds)
-    used = (np.asarray(data.weights) > 0.0).astype(float)
     out, first = [], data.n_beta
     for k, f in enumerate(data.factors):
         block = np.arange(first, first + f.n_params)
@@ -118,17 +118,10 @@ def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
         cols = free[block]
         if f.q < 2 or f.mapped or not f.level_constant or not cols.any():
             continue
-        q, Z, gi = f.q, np.asarray(f.Z, dtype=float), obj.groups[k]
-        G = np.empty((f.n_levels, q, q))  # each level's Gram matrix, at unit size
-        for a in range(q):
-            for b in range(a + 1):
-                G[:, a, b] = G[:, b, a] = gi.sum(Z[:, a] * Z[:, b] * used)
-        size = np.max(np.abs(G), axis=(1, 2))
-        G = G[size > 0] / size[size > 0, None, None]
+        q = f.q
         # sum over levels of (G_j kron G_j)^2: its null space holds vec(D) of every D
         # with G_j D G_j = 0 for all j
-        G2 = G @ G
-        A = np.einsum("jac,jbd->abcd", G2, G2).reshape(q * q, q * q)
+        A = obj.level_gram_products(k)
         L = np.zeros((q, q))
         L[f.theta_rows, f.theta_cols] = x[block]
         # vec(dS) per Cholesky entry: E L' + L E'

@@ -441,6 +441,26 @@ class LaplaceGradient:
         t = gi.sum(np.asarray(f.Z, dtype=float) * used[:, None]) / np.maximum(counts, 1.0)[:, None]
         return t, gi.sum(der.w), gi.sum(der.d1)
 
+    def level_gram_products(self, k: int) -> np.ndarray:
+        """``sum_j (G_j G_j) kron (G_j G_j)`` over the levels of factor ``k``, shape (q^2,
+        q^2): ``G_j`` the Gram matrix ``Z_j' Z_j`` of level ``j``'s rows of Z (with weight
+        above 0), each at unit size (its largest entry). Its null space holds ``vec(D)``
+        of every change ``D`` of the factor's covariance that no level's compression
+        ``Z_j S Z_j'`` sees (``G_j D G_j = 0``: ``converge.unidentified_directions``).
+        Sums over levels: a partitioned objective adds its partitions'."""
+        d = self.data
+        f, gi, q = d.factors[k], self.groups[k], d.factors[k].q
+        used = (np.asarray(d.weights) > 0.0).astype(float)
+        Z = np.asarray(f.Z, dtype=float)
+        G = np.empty((f.n_levels, q, q))
+        for a in range(q):
+            for b in range(a + 1):
+                G[:, a, b] = G[:, b, a] = gi.sum(Z[:, a] * Z[:, b] * used)
+        size = np.max(np.abs(G), axis=(1, 2)) if f.n_levels else np.zeros(0)
+        G = G[size > 0] / size[size > 0, None, None]
+        G2 = G @ G
+        return np.einsum("jac,jbd->abcd", G2, G2).reshape(q * q, q * q)
+
     def level_information(self, k: int) -> float | None:
         """The largest information one level holds about the random effects whose
         standard deviation is the parameter ``k`` (a Cholesky diagonal, or a structure's

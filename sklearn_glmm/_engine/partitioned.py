@@ -123,6 +123,10 @@ class PartitionModel:
     def rows_reading_effects(self) -> int:
         return self.objective.rows_reading_effects()
 
+    def level_gram_products(self, k: int):
+        """As in memory, over this partition's levels."""
+        return self.objective.level_gram_products(k)
+
     def level_effects(self, k: int, params, shifts):
         """As in memory, for this partition's levels (``shifts`` of every level of the
         model, read at :attr:`level_map`)."""
@@ -305,6 +309,10 @@ class PartitionedObjective(Objective):
         if self._rows_reading is None:
             self._rows_reading = int(sum(self._call("rows_reading_effects")))
         return self._rows_reading
+
+    def level_gram_products(self, k: int):
+        """As in memory: the partitions' sums over their levels, added."""
+        return sum(self._call("level_gram_products", k))
 
     def level_effects(self, k: int, params, shifts):
         """As in memory, each partition's levels put in their places."""
