@@ -293,6 +293,20 @@ def test_unidentified_covariance_directions_are_those_the_levels_do_not_see():
     # a level predictor of many values identifies the covariance
     x = np.random.default_rng(1).normal(size=40)[g]
     assert directions(X.assign(x=x), y, g, "1 + x") == 0
+    # a slope's time SD on its bound: the change no level sees leaves the covariances
+    # (locally identified); the Hessian judges it (it read a curvature of 1.7 there)
+    X2, y2, g2 = _arm_data(2, time=True)
+    assert directions(X2, y2, g2, "1 + arm + time") == 0
+    # three doses: identified at any point, a slope's Cholesky diagonal near 0 too (an
+    # entry that moves S little is not a direction S does not see)
+    dose = (np.arange(40) % 3)[g].astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM(random_effects="1 + dose").fit(X.assign(dose=dose), y, groups=g)
+    res = m.fit_result_
+    near = np.array(res.params, dtype=float)
+    near[-1] = 2e-6  # (the slope's diagonal, just off its bound)
+    assert unidentified_directions(res.objective, near, res.bounds) is None
 
 
 def test_groups_of_size_one_with_counts_fit_quietly():
