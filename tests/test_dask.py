@@ -465,6 +465,19 @@ def test_large_curvatures_take_the_hessian_by_differences_as_in_memory(client):
     assert se == pytest.approx(0.276893, rel=1e-3)  # glmmTMB's (trust.json)
 
 
+def _fit_in_memory_and_partitioned(est, df, column):
+    """``est`` fitted to ``df``'s ``y`` on ``column`` grouped by ``id``, in memory and from
+    three partitions by id: ``(in memory, its warnings, partitioned, its warnings)``."""
+    with warnings.catch_warnings(record=True) as w_mem:
+        warnings.simplefilter("always")
+        m_mem = clone(est).fit(df[[column]], df["y"], groups=df["id"])
+    ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
+    with warnings.catch_warnings(record=True) as w_dask:
+        warnings.simplefilter("always")
+        m_dask = fit_partitioned(clone(est), ddf[[column, "id"]], ddf["y"], groups="id")
+    return m_mem, list(w_mem), m_dask, list(w_dask)
+
+
 @pytest.mark.parametrize(
     "case, loglik", [("case8_slope_basin", -830.8657), ("case10_level_slope_moments", -815.0073)]
 )
@@ -480,14 +493,9 @@ def test_a_slope_of_a_level_predictor_is_warned_of_and_restarted_as_in_memory(cl
 
     path = Path(__file__).parent / "fixtures" / "trust" / f"{case}.csv"
     df = pd.read_csv(path).sort_values("id", kind="stable").reset_index(drop=True)
-    est = PoissonGLMM(random_effects="1 + x1")
-    with warnings.catch_warnings(record=True) as w_mem:
-        warnings.simplefilter("always")
-        m_mem = clone(est).fit(df[["x1"]], df["y"], groups=df["id"])
-    ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
-    with warnings.catch_warnings(record=True) as w_dask:
-        warnings.simplefilter("always")
-        m_dask = fit_partitioned(clone(est), ddf[["x1", "id"]], ddf["y"], groups="id")
+    m_mem, w_mem, m_dask, w_dask = _fit_in_memory_and_partitioned(
+        PoissonGLMM(random_effects="1 + x1"), df, "x1"
+    )
     for caught in (w_mem, w_dask):
         msgs = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
         assert any("random slope of 'x1'" in m for m in msgs), msgs
@@ -547,15 +555,10 @@ def test_a_slope_of_a_two_valued_level_predictor_is_flat_partitioned_as_in_memor
     b = rng.multivariate_normal([0, 0], [[1.0, -0.5], [-0.5, 1.0]], size=40)
     y = rng.binomial(1, 1 / (1 + np.exp(-(-1.0 + 0.5 * arm + b[g, 0] + b[g, 1] * arm))))
     df = pd.DataFrame({"arm": arm, "y": y, "id": g})
-    est = BinomialGLMM(random_effects="1 + arm")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m_mem = clone(est).fit(df[["arm"]], df["y"], groups=df["id"])
-    ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=3, sort=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m = fit_partitioned(clone(est), ddf[["arm", "id"]], ddf["y"], groups="id")
-    assert not any(w.category is ConvergenceWarning for w in caught)
+    m_mem, w_mem, m, caught = _fit_in_memory_and_partitioned(
+        BinomialGLMM(random_effects="1 + arm"), df, "arm"
+    )
+    assert not any(w.category is ConvergenceWarning for w in w_mem + caught)
     assert m.converged_ and m_mem.converged_
     assert m.fit_record_.unidentified.shape[1] == m_mem.fit_record_.unidentified.shape[1] == 1
     assert m.loglik_ == pytest.approx(m_mem.loglik_, abs=1e-6)
