@@ -207,7 +207,38 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
     shown = np.column_stack([pmap.display(k, good[:, k]) for k in range(pmap.n)])
     table.attrs["replicates"] = pd.DataFrame(shown, columns=pmap.names)
     table.attrs["n_failed"] = n_failed
+    free = unidentified_parameters(est, pmap)
+    if free:
+        # each replicate ends at some point of its own line of equal likelihood: the
+        # percentiles of such a parameter are those of where the optimiser stopped
+        table.loc[free, ["lower", "upper"]] = np.nan
+        warn(
+            f"{free} are not identified by these data (the likelihood is the same along a "
+            "line of their values: fit_record_.unidentified), so their bootstrap intervals "
+            "are NaN: each replicate ends at an arbitrary point of that line.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     return table
+
+
+def unidentified_parameters(est, pmap) -> list:
+    """The reported parameters that move along the fit's directions of equal likelihood
+    (``fit_record_.unidentified``: a covariance the levels do not identify)."""
+    N = getattr(est.fit_result_.record, "unidentified", None)
+    if N is None:
+        return []
+    x = np.asarray(est.fit_result_.params, dtype=float)
+    phi = np.asarray(pmap.to_phi(x), dtype=float)
+    moved = np.zeros(pmap.n, dtype=bool)
+    h = 1e-6
+    for n in np.asarray(N, dtype=float).T:
+        step = h * n / max(float(np.max(np.abs(n))), 1e-300)
+        d = np.asarray(pmap.to_phi(x + step), dtype=float) - np.asarray(
+            pmap.to_phi(x - step), dtype=float
+        )
+        moved |= np.abs(d) > 1e-4 * h * (1.0 + np.abs(phi))
+    return [pmap.names[k] for k in np.flatnonzero(moved)]
 
 
 def _extreme_limits(R: int, a: float) -> bool:

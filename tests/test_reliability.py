@@ -275,6 +275,23 @@ def test_a_slope_of_a_two_valued_level_predictor_is_flat_not_a_saddle():
         assert np.isfinite(m.fixed_effects_["std_error"]).all()
 
 
+def test_bootstrap_limits_of_a_covariance_the_levels_do_not_identify_are_nan():
+    # each replicate of a two-valued arm's fit ends somewhere on its own line of equal
+    # likelihood: the slope SD's percentile interval excluded values of the maximum
+    # likelihood, without a word. The intercept SD (arm 0's levels) is identified
+    X, y, g = _arm_data(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ci = m.confint(method="bootstrap", n_boot=20, random_state=1)
+    free = ["cor_arm.(Intercept)|group", "sd_arm|group"]
+    assert ci.loc[free, ["lower", "upper"]].isna().all().all()
+    assert ci.drop(index=free)[["lower", "upper"]].notna().all().all()
+    assert any("not identified" in str(w.message) for w in caught)
+
+
 def test_unidentified_covariance_directions_are_those_the_levels_do_not_see():
     from sklearn_glmm._engine.converge import unidentified_directions
 
