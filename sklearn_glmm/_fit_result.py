@@ -391,9 +391,20 @@ class FitResult:
         rows and columns, except, for a fit with separated fixed effects, a function
         whose gradient is orthogonal to the separating directions (a linear predictor of
         rows that are not separated, a mean over them): it is determined by the limit
-        model, and its variance is that model's (``FitRecord.limit_covariance``).
+        model, and its variance is that model's (``FitRecord.limit_covariance``); for a
+        covariance the levels do not identify, a function whose gradient is orthogonal to
+        the directions of equal likelihood (``FitRecord.unidentified``) has the variance
+        over the identified directions (``FitRecord.identified_covariance``).
         """
-        return limit_delta(G, self.vcov, getattr(self.record, "limit_covariance", None), diagonal)
+        limit = getattr(self.record, "limit_covariance", None)
+        if limit is None:
+            # a covariance the levels do not identify: a function orthogonal to its
+            # directions of equal likelihood has the identified directions' variance
+            Vi = getattr(self.record, "identified_covariance", None)
+            N = getattr(self.record, "unidentified", None)
+            if Vi is not None and N is not None:
+                limit = (Vi, N)
+        return limit_delta(G, self.vcov, limit, diagonal)
 
     @cached_property
     def vcov_fixed(self):

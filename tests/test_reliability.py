@@ -292,6 +292,26 @@ def test_bootstrap_limits_of_a_covariance_the_levels_do_not_identify_are_nan():
     assert any("not identified" in str(w.message) for w in caught)
 
 
+def test_marginal_means_of_a_covariance_the_levels_do_not_identify_are_the_identified_models():
+    # a population mean reads each arm's variance alone (identified): its SE is that of
+    # the model of the arms' variances, diag(0 + arm0 + arm1) (it was NaN, without a word)
+    X, y, g = _arm_data(0)
+    X = X.assign(arm0=1.0 - X["arm"], arm1=X["arm"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g)
+        d = BinomialGLMM(
+            random_effects="diag(0 + arm0 + arm1)", random_only_columns=["arm0", "arm1"]
+        ).fit(X[["arm", "arm0", "arm1"]], y, groups=g)
+    assert m.loglik_ == pytest.approx(d.loglik_, abs=1e-6)
+    rows = [0, 8]  # one person of each arm
+    ours = m.marginal_means(X[["arm"]].iloc[rows])
+    theirs = d.marginal_means(X[["arm", "arm0", "arm1"]].iloc[rows])
+    np.testing.assert_allclose(ours["marginal_se"], theirs["marginal_se"], rtol=2e-3)
+    c = m.contrast(X[["arm"]].assign(arm=1.0), X[["arm"]].assign(arm=0.0))
+    assert np.isfinite(c.loc["marginal", "se"])
+
+
 def test_unidentified_covariance_directions_are_those_the_levels_do_not_see():
     from sklearn_glmm._engine.converge import unidentified_directions
 

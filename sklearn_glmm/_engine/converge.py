@@ -195,6 +195,32 @@ def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None):
     return V, flat, negative
 
 
+def identified_covariance(H, x, bounds, unidentified):
+    """``2 H^-1`` over the directions the likelihood identifies, where it is constant
+    along ``unidentified`` (:func:`unidentified_directions`) and curved along every
+    other direction of the free parameters; NaN for parameters on a bound; None
+    otherwise. A function of the parameters whose gradient is orthogonal to
+    ``unidentified`` (a prediction, a mean, each arm's variance) has its variance from
+    it (:meth:`FitResult.delta_covariance`)."""
+    if unidentified is None or H is None or not np.all(np.isfinite(H)):
+        return None
+    free = ~at_bound(x, bounds)
+    Hf = H[np.ix_(free, free)]
+    Hp = _without_flat(Hf, unidentified[free])
+    if Hp is Hf:
+        return None
+    R, d, _ = _unit_diagonal(Hp)
+    evals, evecs = np.linalg.eigh(R)
+    level = _flat_level(evals)
+    good = evals > level
+    if np.any(evals < -level) or good.sum() != len(R) - unidentified.shape[1]:
+        return None
+    inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T / np.outer(d, d)
+    V = np.full(H.shape, np.nan)
+    V[np.ix_(free, free)] = 2.0 * inv
+    return V
+
+
 def _without_flat(Hf, N):
     """``Hf`` with the directions ``N`` (columns) taken out where its curvature along
     them is nil to the Hessian's accuracy (:data:`_FLAT_ALONG`, on the unit-diagonal
@@ -801,6 +827,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         stopped_blocks(obj.data, x, bounds),
         record.unidentified,
     )
+    record.identified_covariance = identified_covariance(H, x, bounds, record.unidentified)
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
     # (the optimisation's own end point may have been infinite where a later stage here,

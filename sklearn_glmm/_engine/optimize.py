@@ -58,6 +58,8 @@ class FitRecord:
     # directions of the parameters along which the likelihood is constant by
     # construction (``converge.unidentified_directions``: columns), or None
     unidentified: np.ndarray = field(default=None, repr=False)
+    # the covariance over the identified directions (``converge.identified_covariance``)
+    identified_covariance: np.ndarray = field(default=None, repr=False)
     competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
     hessian: np.ndarray = field(default=None, repr=False)
     covariance: np.ndarray = field(default=None, repr=False)
