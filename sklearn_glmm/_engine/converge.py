@@ -209,13 +209,9 @@ def identified_covariance(H, x, bounds, unidentified):
     Hp = _without_flat(Hf, unidentified[free])
     if Hp is Hf:
         return None
-    R, d, _ = _unit_diagonal(Hp)
-    evals, evecs = np.linalg.eigh(R)
-    level = _flat_level(evals)
-    good = evals > level
-    if np.any(evals < -level) or good.sum() != len(R) - unidentified.shape[1]:
+    inv, evals, _, good, level = _eigen_inverse(*_unit_diagonal(Hp)[:2])
+    if np.any(evals < -level) or good.sum() != len(Hp) - unidentified.shape[1]:
         return None
-    inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T / np.outer(d, d)
     V = np.full(H.shape, np.nan)
     V[np.ix_(free, free)] = 2.0 * inv
     return V
@@ -374,6 +370,17 @@ def _flat_level(evals) -> float:
     return _FLAT * max(float(np.max(np.abs(evals))), 1e-300)
 
 
+def _eigen_inverse(R, d):
+    """``(inv, evals, evecs, good, level)``: the inverse of ``R d d'`` (``R`` at unit
+    diagonal, :func:`_unit_diagonal`) over the eigen-directions of ``R`` above the
+    flatness level (``good``), from its eigen-decomposition."""
+    evals, evecs = np.linalg.eigh(R)
+    level = _flat_level(evals)
+    good = evals > level
+    inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T / np.outer(d, d)
+    return inv, evals, evecs, good, level
+
+
 def _pseudo_inverse(Hf, on_ridge=None):
     """``Hf^{-1}`` over its well-determined directions; NaN rows along the others.
 
@@ -392,11 +399,8 @@ def _pseudo_inverse(Hf, on_ridge=None):
                 return r_inv / np.outer(d, d), False, False
         except np.linalg.LinAlgError:
             pass
-    evals, evecs = np.linalg.eigh(R)
-    level = _flat_level(evals)
-    good = evals > level
+    inv, evals, evecs, good, level = _eigen_inverse(R, d)
     negative = bool(np.any(evals < -level) or np.any(np.diag(Hf) < 0))
-    inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T / np.outer(d, d)
     bad = evecs[:, ~good]
     limit = np.full(bad.shape[1], 1e-6)
     if on_ridge is not None and on_ridge.any():

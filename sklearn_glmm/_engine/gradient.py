@@ -436,7 +436,7 @@ class LaplaceGradient:
         beta, extra = params[: d.n_beta], d.extra_values(params[d.n_beta + d.n_theta :])
         eta = d.X @ beta + d.offset + gi.expand(np.asarray(shifts, dtype=float))
         der = self._derivs(eta, extra, third=False)
-        used = (d.weights > 0.0).astype(float)
+        used = _used(d)
         counts = gi.sum(used)
         t = gi.sum(np.asarray(f.Z, dtype=float) * used[:, None]) / np.maximum(counts, 1.0)[:, None]
         return t, gi.sum(der.w), gi.sum(der.d1)
@@ -450,7 +450,7 @@ class LaplaceGradient:
         Sums over levels: a partitioned objective adds its partitions'."""
         d = self.data
         f, gi, q = d.factors[k], self.groups[k], d.factors[k].q
-        used = (np.asarray(d.weights) > 0.0).astype(float)
+        used = _used(d)
         Z = np.asarray(f.Z, dtype=float)
         G = np.empty((f.n_levels, q, q))
         for a in range(q):
@@ -538,3 +538,8 @@ class LaplaceGradient:
             dd1 = (dp.d1 - dm.d1) / (2 * h)
             rows[k] = -2.0 * dl + c * dw + Am * dd1
         return d.extra_gradient(rows)
+
+
+def _used(data) -> np.ndarray:
+    """1 for the rows with weight above 0 (those that carry the likelihood), else 0."""
+    return (np.asarray(data.weights) > 0.0).astype(float)
