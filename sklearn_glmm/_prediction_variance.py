@@ -133,8 +133,9 @@ class JointPrecision:
 
     def mode_derivatives(self) -> np.ndarray:
         """``d b~ / d(theta, phi)`` in the user's units, (Q, T + E), by central
-        differences of the conditional modes (NaN where the fit's covariance is; the
-        objective is returned to the fit's point afterwards)."""
+        differences of the conditional modes (0 for a parameter on a bound, held there;
+        NaN where the moved objective is not finite; the objective is returned to the
+        fit's point afterwards)."""
         with _LOCK:
             if self._dmodes is None:
                 self._dmodes = self._mode_derivatives()
@@ -148,13 +149,14 @@ class JointPrecision:
 
     def _moved_modes(self, res, obj) -> np.ndarray:
         x, p = res.params, self.p
+        moved = np.isfinite(np.diag(self.V_all)) | res.undetermined()
         snap = obj.snapshot()
         u0 = obj.u.copy()
         out = np.zeros((self.Q, len(x) - p))
         try:
             for j, k in enumerate(range(p, len(x))):
-                if not np.isfinite(self.V_all[k, k]):
-                    continue  # not in the covariance (a bound): left out, as _delta does
+                if not moved[k]:
+                    continue  # on a bound (held there): left out, as _delta does
                 h = 1e-4 * max(1.0, abs(x[k]))
                 lo, hi = _bound(res.bounds, k)
                 # central, or one-sided next to a bound of the optimiser
@@ -303,8 +305,11 @@ def known_group_variance(res, Xa, rows_z, codes, vcov: str = "full") -> np.ndarr
         else:
             v = np.einsum("ni,ij,nj->n", G, Va, G)
             lost = ~np.isfinite(v)
-            if lost.any() and getattr(res.record, "limit_covariance", None) is not None:
-                # a separated fit: rows the limit model determines (FitResult's rule)
+            if lost.any():
+                # rows that move with a parameter without a variance: those the fit
+                # determines all the same (a separated fit's limit model, a covariance
+                # the levels do not identify: FitResult.delta_covariance's rule) get
+                # their variance, the others NaN
                 v[lost] = res.delta_covariance(G[lost], diagonal=True)
             out[rows] = v + cond
     return out
@@ -316,8 +321,17 @@ def known_group_covariance(res, Xa, rows_z, codes) -> np.ndarray:
     ``"full"`` reads it: the fixed effects directly, the covariance and family
     parameters through the modes' derivatives."""
     out = np.empty((Xa.shape[0], len(res.params)))
+    Vi = getattr(res.record, "identified_covariance", None)
     for rows, _g, _cond, G, Va in _row_gradients(res, Xa, rows_z, codes, "full"):
-        out[rows] = G @ Va
+        c = G @ Va
+        lost = ~np.all(np.isfinite(c), axis=1)
+        if lost.any() and Vi is not None:
+            # a covariance the levels do not identify: rows whose variance is over the
+            # identified directions (delta_covariance) have their covariances there too
+            fine = np.isfinite(res.delta_covariance(G[lost], diagonal=True))
+            idx = np.flatnonzero(lost)[fine]
+            c[idx] = G[idx] @ np.nan_to_num(Vi)
+        out[rows] = c
     return out
 
 
@@ -333,7 +347,9 @@ def _row_gradients(res, Xa, rows_z, codes, vcov):
     cb = res.fixed_design(Xa) @ res.beta_jacobian()  # (m, p) on the internal scale
     Cu = jp.row_matrix(rows_z, codes, lambdas=True)
     Zb = jp.row_matrix(rows_z, codes, lambdas=False) if vcov == "full" else None
-    act = np.isfinite(np.diag(jp.V_all)) | (np.arange(len(jp.V_all)) < p)
+    # held: the parameters on a bound (a zero variance); one without a variance off its
+    # bounds (FitResult.undetermined) stays in, its NaN marking the rows it moves
+    act = np.isfinite(np.diag(jp.V_all)) | res.undetermined() | (np.arange(len(jp.V_all)) < p)
     Va = np.where(np.outer(act, act), jp.V_all, 0.0)
     # several factors: D^{-1} c_u dense, in chunks of rows
     chunk = m if jp._lu is None else max(1, min(m, 4_000_000 // max(jp.Q, 1)))

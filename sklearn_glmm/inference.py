@@ -179,7 +179,8 @@ def predict_interval(
         warn(
             f"predict_interval: the standard error of {int(bad.sum())} of {len(v_eta)} rows "
             "cannot be computed (the fit's covariance is not finite or not positive "
-            "definite there; see fit_record_ and the convergence warnings): NaN.",
+            "definite there, or the prediction moves with a parameter the data do not "
+            "determine; see fit_record_ and the fit's warnings): NaN.",
             UserWarning,
             stacklevel=user_stacklevel(),
         )

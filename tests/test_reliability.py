@@ -312,6 +312,34 @@ def test_marginal_means_of_a_covariance_the_levels_do_not_identify_are_the_ident
     assert np.isfinite(c.loc["marginal", "se"])
 
 
+def test_predict_interval_of_a_covariance_the_levels_do_not_identify_is_the_identified_models():
+    # a known group's prediction reads its own arm's variance (identified): its SE is that
+    # of the model of the arms' variances (the covariance parameters without a variance
+    # were left out as if on a bound: 0.75-0.95 of it, without a word). A group predicted
+    # at the other arm reads the undetermined part: NaN with a warning
+    X, y, g = _arm_data(3)
+    X = X.assign(arm0=1.0 - X["arm"], arm1=X["arm"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g)
+        d = BinomialGLMM(
+            random_effects="diag(0 + arm0 + arm1)", random_only_columns=["arm0", "arm1"]
+        ).fit(X[["arm", "arm0", "arm1"]], y, groups=g)
+    rows = [0, 8]  # a person of arm 0, one of arm 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = m.predict_interval(X[["arm"]].iloc[rows], g[rows], scale="link")
+    theirs = d.predict_interval(X[["arm", "arm0", "arm1"]].iloc[rows], g[rows], scale="link")
+    np.testing.assert_allclose(ours["fit"], theirs["fit"], atol=1e-4)
+    np.testing.assert_allclose(ours["se"], theirs["se"], rtol=2e-3)
+    other = X[["arm"]].iloc[[0]].assign(arm=1.0)  # person 0 (arm 0) at arm 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = m.predict_interval(other, g[[0]], scale="link")
+    assert np.isnan(out["se"]).all()
+    assert any("cannot be computed" in str(w.message) for w in caught)
+
+
 def test_unidentified_covariance_directions_are_those_the_levels_do_not_see():
     from sklearn_glmm._engine.converge import unidentified_directions
 
