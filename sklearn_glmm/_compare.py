@@ -241,26 +241,64 @@ def _changed_structure(fb_, small_factors) -> bool:
     return True
 
 
+def unidentified_count(est) -> int:
+    """How many of a fit's parameters the data do not identify: the directions of
+    equal likelihood of a covariance the levels do not identify
+    (``fit_record_.unidentified``; a slope of a two-valued level predictor)."""
+    N = getattr(getattr(est, "fit_record_", None), "unidentified", None)
+    return 0 if N is None else int(N.shape[1])
+
+
+def tested_df(small, big) -> int:
+    """Degrees of freedom of the likelihood-ratio test of ``small`` in ``big``: the
+    difference in the parameters the data identify (R's anova counts every parameter:
+    ``(1 | id)`` against ``(1 + arm | id)`` with a two-valued arm adds one identified
+    variance, the second arm's, and R's Df is 2)."""
+    return (big.n_params_ - unidentified_count(big)) - (small.n_params_ - unidentified_count(small))
+
+
 def lrt_p_values(small, big, chisq: float) -> tuple[float, float, str]:
     """Likelihood-ratio p-values of ``small`` (nested) against ``big``.
 
-    Returns the naive chi-square p-value (as R prints), the 50:50 chi-bar-square
-    p-value when the test puts one variance on its boundary (NaN otherwise) and
-    the name of that mixture ("" otherwise).
+    Returns the chi-square p-value on :func:`tested_df` degrees of freedom (as R prints
+    where every parameter is identified), the 50:50 chi-bar-square p-value when the
+    test puts one variance on its boundary (NaN otherwise, and for a fit with
+    parameters the data do not identify, whose boundary is not that of its
+    parameters) and the name of that mixture ("" otherwise).
     """
-    df = big.n_params_ - small.n_params_
+    df = tested_df(small, big)
     if df <= 0:
         return np.nan, np.nan, ""
     # a statistic within the fits' rounding of 0 is 0 (its sign is noise: the
     # chi-bar p-value was 1 at -1e-7 and 0.49999 at +6e-11)
     chisq = 0.0 if chisq < 1e-6 else chisq
     p = float(stats.chi2.sf(chisq, df))
+    if unidentified_count(small) or unidentified_count(big):
+        return p, np.nan, ""
     k = _boundary_mixture(small, big)
     if k is None:
         return p, np.nan, ""
     p1 = stats.chi2.sf(chisq, k)
     p0 = stats.chi2.sf(chisq, k - 1) if k > 1 else float(chisq <= 0)
     return p, float(0.5 * p0 + 0.5 * p1), f"0.5*chi2({k - 1}) + 0.5*chi2({k})"
+
+
+def unidentified_df_warning(small_name, small, big_name, big) -> None:
+    """Say that a test's Df counts the identified parameters only (R's counts all)."""
+    which = [
+        f"{name} ({unidentified_count(m)})"
+        for name, m in ((small_name, small), (big_name, big))
+        if unidentified_count(m)
+    ]
+    warn(
+        f"{' and '.join(which)}: parameters the data do not identify (a covariance the "
+        "levels do not identify, see the fit's StandardErrorWarning). The likelihood-ratio "
+        f"test of {small_name} in {big_name} has Df {tested_df(small, big)}, the difference "
+        f"in identified parameters (R's anova counts every parameter: "
+        f"{big.n_params_ - small.n_params_}), and no chi-bar p-value.",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def nested_in(small, big) -> bool:
@@ -348,7 +386,9 @@ def anova(
                         "needs nested models; use compare_models() for AIC/BIC."
                     )
             chisq = 2.0 * (m.loglik_ - prev.loglik_)
-            df = m.n_params_ - prev.n_params_
+            df = tested_df(prev, m)
+            if df != m.n_params_ - prev.n_params_:
+                unidentified_df_warning(ns[j - 1], prev, ns[j], m)
             if chisq < -1e-3:
                 warn(
                     f"{ns[j]} has a lower log-likelihood than the smaller {ns[j - 1]}: a fit did "

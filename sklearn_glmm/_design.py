@@ -705,10 +705,16 @@ def check_slopes_vary_within_levels(factor: Factor, spread: np.ndarray) -> None:
     Poisson fits with such a slope ended converged up to 39 in log-likelihood below
     another optimum; the fit restarts from several points (``optimize``), which finds
     it on most such data, not all.
+
+    Not for an uncorrelated term without an intercept whose levels each read one
+    column (``diag(0 + arm0 + arm1)`` with an indicator per arm, ``(0 + dose | site)``):
+    each column's variance is then that of its levels' effects, a random intercept's
+    of its own levels.
     """
     names = factor.term.names[1:] if factor.term.intercept else factor.term.names
-    for name, flat in zip(names, level_constant_from_spread(spread)):
-        if not flat:
+    alone = not factor.term.intercept and (factor.term.diagonal or len(names) == 1)
+    for name, flat, shared in zip(names, level_constant_from_spread(spread), spread[5]):
+        if not flat or (alone and shared == 0):
             continue
         warn(
             f"grouping factor {factor.name!r}: the random slope of {name!r} has a variable "

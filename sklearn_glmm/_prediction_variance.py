@@ -149,7 +149,7 @@ class JointPrecision:
 
     def _moved_modes(self, res, obj) -> np.ndarray:
         x, p = res.params, self.p
-        moved = np.isfinite(np.diag(self.V_all)) | res.undetermined()
+        moved = np.isfinite(np.diag(self.V_all)) | undetermined_covariance(res)
         snap = obj.snapshot()
         u0 = obj.u.copy()
         out = np.zeros((self.Q, len(x) - p))
@@ -222,6 +222,17 @@ def _z_lambda(data, lams):
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(n, int(data.n_u)),
     )
+
+
+def undetermined_covariance(res) -> np.ndarray:
+    """Mask of the covariance parameters without a variance off their bounds
+    (:meth:`FitResult.undetermined`: a covariance the levels do not identify, a flat
+    direction among them)."""
+    out = res.undetermined().copy()
+    p, T = res.layout.n_beta, res.layout.n_theta
+    out[:p] = False
+    out[p + T :] = False
+    return out
 
 
 def _bound(bounds, k):
@@ -347,9 +358,12 @@ def _row_gradients(res, Xa, rows_z, codes, vcov):
     cb = res.fixed_design(Xa) @ res.beta_jacobian()  # (m, p) on the internal scale
     Cu = jp.row_matrix(rows_z, codes, lambdas=True)
     Zb = jp.row_matrix(rows_z, codes, lambdas=False) if vcov == "full" else None
-    # held: the parameters on a bound (a zero variance); one without a variance off its
-    # bounds (FitResult.undetermined) stays in, its NaN marking the rows it moves
-    act = np.isfinite(np.diag(jp.V_all)) | res.undetermined() | (np.arange(len(jp.V_all)) < p)
+    # held: the parameters on a bound (a zero variance) and the family's coefficients a
+    # ridge took (held at the ridge's end, as the fit's limit model); a covariance
+    # parameter without a variance off its bounds stays in, its NaN marking the rows
+    # it moves
+    act = np.isfinite(np.diag(jp.V_all)) | undetermined_covariance(res)
+    act[:p] = True
     Va = np.where(np.outer(act, act), jp.V_all, 0.0)
     # several factors: D^{-1} c_u dense, in chunks of rows
     chunk = m if jp._lu is None else max(1, min(m, 4_000_000 // max(jp.Q, 1)))

@@ -15,7 +15,7 @@ from ._performance_terms import _formula_terms
 from ._results import singular_columns
 from ._state import binary_column, binary_outcome, overdispersion_result
 from ._warn import quiet
-from .summary import modelled_outcome
+from .summary import modelled_outcome, undetermined_covariance
 
 
 def _fmt_p(p, alpha: float = 0.05):
@@ -176,6 +176,7 @@ def _interaction_partners(names) -> dict:
 def _random_sentences(est, ci, digits):
     scale = est.fit_result_.family.link.scale_name
     out = []
+    undetermined = undetermined_covariance(est)
     lambdas = est.fit_result_.internal_lambdas()
     for f, L in zip(est.fit_result_.factors, lambdas):
         if getattr(f, "structure", None) is not None:
@@ -207,6 +208,13 @@ def _random_sentences(est, ci, digits):
             parts += _correlation_parts(f.term.names, S, sd)
         txt = "; ".join(parts)
         out.append(f"Across {f.n_levels} levels of {f.name}, {txt} (on the {scale} scale).")
+        free = [n for n in undetermined if n.endswith(f"|{f.name}")]
+        if free:
+            out.append(
+                f"The data do not identify {', '.join(free)} (a random slope of a predictor "
+                f"of the level of {f.name} itself): the values shown are one point of a set "
+                "of equal likelihood."
+            )
     return out
 
 

@@ -45,7 +45,7 @@ from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._base import _BaseGLMM
-from ._compare import lrt_p_values, nested_in
+from ._compare import lrt_p_values, nested_in, tested_df, unidentified_df_warning
 from ._config import with_config
 from ._engine.blocks import rows_of
 from ._engine.families.base import _NODE_CELLS, pmf_rule
@@ -499,7 +499,9 @@ def _lrt_columns(table, fitted):
             )
         stat = max(stat, 0.0)
         vs[lab], chisq[lab] = best, stat
-        df[lab] = big.n_params_ - fitted[best].n_params_
+        df[lab] = tested_df(fitted[best], big)
+        if df[lab] != big.n_params_ - fitted[best].n_params_:
+            unidentified_df_warning(best, fitted[best], lab, big)
         p[lab], p_bar[lab], _ = lrt_p_values(fitted[best], big, stat)
     table["lrt_vs"] = pd.Series(vs, dtype=object)
     table["Chisq"] = pd.Series(chisq, dtype=float)

@@ -74,6 +74,18 @@ def model_formula(est) -> str:
     return f"{lhs} ~ {' + '.join([rhs] + bars)}"
 
 
+def undetermined_covariance(est) -> list:
+    """The reported covariance parameters (``sd_arm|id``, ``cor_arm.(Intercept)|id``)
+    that move along the fit's directions of equal likelihood
+    (``fit_record_.unidentified``), or []."""
+    if getattr(est.fit_result_.record, "unidentified", None) is None:
+        return []
+    from ._confint import unidentified_parameters
+    from ._profile import ParamMap
+
+    return unidentified_parameters(est, ParamMap(est))
+
+
 def random_effects_table(est) -> pd.DataFrame:
     """One row per random-effect term: Groups, Name, Variance, Std.Dev. and correlations."""
     rows = []
@@ -311,6 +323,13 @@ class Summary:
         out += correlation_lines(self.fixed_effects_correlation)
         if est.is_singular_:
             out.append("boundary (singular) fit: see help('isSingular')")
+        free = undetermined_covariance(est)
+        if free:
+            out.append(
+                f"not identified by the data: {', '.join(free)} (a random slope of a "
+                "predictor of the level itself; shown at the point of largest determinant "
+                "of the covariance among those of equal likelihood)"
+            )
         if not est.converged_:
             out.append("Warning: the model did not converge (see fit_record_).")
         return "\n".join(out)

@@ -872,3 +872,26 @@ def test_far_origin_in_an_interaction_as_in_memory(client, shift):
     fe_m, fe_d = m_mem.fixed_effects_, m_dask.fixed_effects_
     np.testing.assert_allclose(fe_d["estimate"], fe_m["estimate"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fe_d["std_error"], fe_m["std_error"], rtol=1e-4)
+
+
+def test_a_covariance_the_levels_do_not_identify_is_reported_at_the_same_point(client):
+    # (1 + arm | id) with a two-valued arm: a line of equal likelihood, each fit moved to
+    # its point of largest det S (the partitions' sums of the levels' Gram products):
+    # in memory and partitioned at the same point, whatever the optimisers' paths
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(40), 8)
+    arm = (np.arange(40) % 2)[g].astype(float)
+    b = rng.multivariate_normal([0, 0], [[1.0, -0.5], [-0.5, 1.0]], size=40)
+    eta = -1.0 + 0.5 * arm + b[g, 0] + b[g, 1] * arm
+    df = pd.DataFrame({"arm": arm, "id": g, "y": rng.binomial(1, 1 / (1 + np.exp(-eta)))})
+    est = BinomialGLMM(random_effects="1 + arm")
+    m_mem, _, m_dask, _ = _fit_in_memory_and_partitioned(est, df, "arm")
+    assert m_mem.fit_record_.unidentified is not None
+    assert m_dask.fit_record_.unidentified is not None
+    np.testing.assert_allclose(
+        m_dask.random_effects_cov_["id"].to_numpy(),
+        m_mem.random_effects_cov_["id"].to_numpy(),
+        atol=1e-4,
+    )
+    arms = np.array([[1.0, 0.0], [1.0, 1.0]]) @ m_mem.random_effects_cov_["id"].to_numpy()
+    assert abs((arms @ np.array([[1.0, 1.0], [0.0, 1.0]]))[0, 1]) < 1e-4  # uncorrelated arms

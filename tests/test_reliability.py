@@ -244,7 +244,7 @@ def test_a_level_predictors_slope_beside_a_nearly_collinear_one_is_restarted():
         assert any(s.startswith("level slope restart") for s in stages), (terms, stages)
 
 
-def _arm_data(seed, time=False):
+def _arm_data(seed, time=False, counts=False):
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(40), 8)
     arm = (np.arange(40) % 2)[g].astype(float)
@@ -253,7 +253,11 @@ def _arm_data(seed, time=False):
     eta = -1.0 + 0.5 * arm + b[g, 0] + b[g, 1] * arm
     if time:  # and a slope of time (SD 1)
         eta = eta + 0.3 * t + rng.normal(size=40)[g] * t
-    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    if counts:  # negative binomial, theta 2
+        mu = np.exp(eta + 1.0)
+        y = rng.negative_binomial(2, 2 / (2 + mu))
+    else:
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
     return pd.DataFrame({"arm": arm, "time": t}), y, g
 
 
@@ -338,6 +342,105 @@ def test_predict_interval_of_a_covariance_the_levels_do_not_identify_is_the_iden
         out = m.predict_interval(other, g[[0]], scale="link")
     assert np.isnan(out["se"]).all()
     assert any("cannot be computed" in str(w.message) for w in caught)
+
+
+def test_a_covariance_the_levels_do_not_identify_is_reported_at_its_largest_determinant():
+    # the optimiser stopped anywhere on the line of equal likelihood (its end too, with a
+    # singular S and finite Wald intervals for parameters the data do not determine).
+    # The fit is now the line's point of largest det S: for two arms, the arms' effects
+    # uncorrelated, which is the fit of diag(0 + arm0 + arm1)
+    T = np.array([[1.0, 0.0], [1.0, 1.0]])  # (b0, b1) -> (arm 0's effect, arm 1's)
+    for seed in (0, 1, 3):
+        X, y, g = _arm_data(seed)
+        X = X.assign(arm0=1.0 - X["arm"], arm1=X["arm"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g)
+            d = BinomialGLMM(
+                random_effects="diag(0 + arm0 + arm1)", random_only_columns=["arm0", "arm1"]
+            ).fit(X[["arm", "arm0", "arm1"]], y, groups=g)
+        arms = T @ m.random_effects_cov_["group"].to_numpy() @ T.T
+        np.testing.assert_allclose(
+            arms, np.diag(np.diag(d.random_effects_cov_["group"].to_numpy())), atol=2e-4
+        )
+    # a slope of time beside it: fits that ended at the line's end (singular) are moved
+    # inside; the likelihood is the same along the line, and no point of it has a larger
+    # determinant
+    X, y, g = _arm_data(0, time=True, counts=True)
+    m, caught = _record(lambda: NegBinGLMM(random_effects="1 + arm + time").fit(X, y, groups=g))
+    assert m.converged_ and not m.is_singular_
+    assert SingularFitWarning not in _categories(caught)
+    assert m.fit_record_.unidentified is not None
+    ci = m.confint()
+    assert ci.loc["sd_arm|group", ["lower", "upper"]].isna().all()
+    res = m.fit_result_
+    obj, x = res.objective, np.array(res.params, dtype=float)
+    f0 = obj.evaluate(x)
+    f = obj.data.factors[0]
+    block = slice(obj.data.n_beta, obj.data.n_beta + f.n_params)
+    L = np.zeros((3, 3))
+    L[f.theta_rows, f.theta_cols] = x[block]
+    S = L @ L.T
+    dL = np.zeros((3, 3))
+    dL[f.theta_rows, f.theta_cols] = res.record.unidentified[block, 0]
+    N = dL @ L.T + L @ dL.T  # the change of S along the line
+    for h in (-0.2, -0.05, 0.05, 0.2):
+        Sh = S + h * N / np.abs(N).max()
+        xh = x.copy()
+        xh[block] = np.linalg.cholesky(Sh)[f.theta_rows, f.theta_cols]
+        # (a generic change of this size moves -2 log L by 0.06-0.3)
+        assert obj.evaluate(xh) == pytest.approx(f0, abs=1e-6)
+        assert np.linalg.det(Sh) < np.linalg.det(S)
+    obj.evaluate(x)
+
+
+def test_likelihood_ratio_tests_count_the_parameters_the_data_identify():
+    # (1 | id) against (1 + arm | id) with a two-valued arm adds one identified variance
+    # (the second arm's): Df 1 and its chi-square p, with a warning (R's anova says Df 2)
+    from scipy import stats
+
+    from sklearn_glmm import anova
+    from sklearn_glmm.model_selection import compare_structures
+
+    X, y, g = _arm_data(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m0 = BinomialGLMM().fit(X[["arm"]], y, groups=g)
+        m = BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = anova(m0, m)
+    lr = 2.0 * (m.loglik_ - m0.loglik_)
+    assert t["Df"].iloc[1] == 1
+    assert t["Pr(>Chisq)"].iloc[1] == pytest.approx(stats.chi2.sf(lr, 1))
+    assert np.isnan(t["Pr(>Chisq) chi-bar"].iloc[1])
+    assert any("Df 1" in str(w.message) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cs = compare_structures(BinomialGLMM(), ["1", "1 + arm"], X[["arm"]], y, groups=g)
+    assert cs.table.loc["1 + arm", "Df"] == 1
+    assert cs.table.loc["1 + arm", "p_value"] == pytest.approx(stats.chi2.sf(lr, 1))
+
+
+def test_one_variance_per_arm_does_not_warn_of_a_level_predictor_slope():
+    # diag(0 + arm0 + arm1): each level reads one column, so each arm's variance is a
+    # random intercept's of its own levels (it warned twice that the variances are
+    # weakly identified, while the docs recommend it). The correlated version and a
+    # slope beside an intercept keep the warning
+    X, y, g = _arm_data(0)
+    X = X.assign(arm0=1.0 - X["arm"], arm1=X["arm"])
+    kw = dict(random_only_columns=["arm0", "arm1"])
+    _, caught = _record(
+        lambda: BinomialGLMM(random_effects="diag(0 + arm0 + arm1)", **kw).fit(
+            X[["arm", "arm0", "arm1"]], y, groups=g
+        )
+    )
+    assert IdentifiabilityWarning not in _categories(caught)
+    m, caught = _record(lambda: BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g))
+    assert any("random slope of 'arm'" in str(w.message) for w in caught)
+    # summary and report name the parameters the data do not identify
+    assert "not identified by the data: cor_arm.(Intercept)|group, sd_arm|group" in str(m.summary())
+    assert "The data do not identify" in m.report()
 
 
 def test_unidentified_covariance_directions_are_those_the_levels_do_not_see():

@@ -59,8 +59,10 @@ LEVEL_CONSTANT_SHARE = 1e-3
 
 def level_spread(codes: np.ndarray, Z: np.ndarray, rows=None) -> np.ndarray:
     """Per column of ``Z`` (n, q): what :func:`level_constant_columns` reads, shape
-    (5, q): the rows, their mean, the squares about that mean, the squares about each
-    level's mean, and the levels with two rows or more. Two sets of rows with no level
+    (6, q): the rows, their mean, the squares about that mean, the squares about each
+    level's mean, the levels with two rows or more, and the levels whose mean of this
+    column and of another are both nonzero (0 for every column: each level reads one
+    column, an arm's indicator in ``diag(0 + arm0 + arm1)``). Two sets of rows with no level
     in common combine exactly (:func:`pooled_spread`): a partitioned fit sums its
     partitions'. ``rows``: a mask of the rows to read (those that carry the likelihood,
     weight above 0: a row of weight 0 says nothing of how a variable varies within its
@@ -69,19 +71,23 @@ def level_spread(codes: np.ndarray, Z: np.ndarray, rows=None) -> np.ndarray:
     Z = Z[:, None] if Z.ndim == 1 else Z
     if rows is not None:
         codes, Z = np.asarray(codes)[rows], Z[rows]
-    out = np.zeros((5, Z.shape[1]))
+    out = np.zeros((6, Z.shape[1]))
     n = len(codes)
     if not n:
         return out
     counts = np.bincount(codes)
     out[0] = n
     out[4] = np.count_nonzero(counts > 1)
+    nonzero = np.zeros((len(counts), Z.shape[1]), dtype=bool)
     for j, z in enumerate(Z.T):
         mean = float(np.mean(z))
         level_mean = np.bincount(codes, z, minlength=len(counts)) / np.maximum(counts, 1)
         out[1, j] = mean
         out[2, j] = float(np.sum((z - mean) ** 2))
         out[3, j] = float(np.sum((z - level_mean[codes]) ** 2))
+        nonzero[:, j] = (counts > 0) & (np.abs(level_mean) > 1e-13 * np.max(np.abs(z)))
+    others = nonzero.sum(axis=1)[:, None] - nonzero
+    out[5] = np.count_nonzero(nonzero & (others > 0), axis=0)
     return out
 
 
@@ -97,7 +103,7 @@ def pooled_spread(parts) -> np.ndarray:
     in one part): the squares about the overall mean pooled as Chan et al.'s."""
     parts = [np.asarray(p, dtype=float) for p in parts if p is not None and p[0, 0] > 0]
     if not parts:
-        return np.zeros((5, 0))
+        return np.zeros((6, 0))
     out = np.zeros_like(parts[0])
     n = sum(p[0, 0] for p in parts)
     mean = sum(p[0] * p[1] for p in parts) / n
@@ -105,6 +111,7 @@ def pooled_spread(parts) -> np.ndarray:
     out[2] = sum(p[2] + p[0] * (p[1] - mean) ** 2 for p in parts)
     out[3] = sum(p[3] for p in parts)
     out[4] = sum(p[4] for p in parts)
+    out[5] = sum(p[5] for p in parts)
     return out
 
 
