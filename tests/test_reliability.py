@@ -394,6 +394,19 @@ def test_a_covariance_the_levels_do_not_identify_is_reported_at_its_largest_dete
     obj.evaluate(x)
 
 
+def test_an_identified_level_predictor_slope_is_not_moved():
+    # a slope of a level predictor of many values identifies the covariance: nothing to
+    # move (an antisymmetric change, which every level leaves unseen, has no symmetric
+    # part: it was read as a direction of rounding and the fit moved along it)
+    X, y, g = _arm_data(4)
+    x = np.random.default_rng(1).normal(size=40)[g]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM(random_effects="1 + x").fit(X.assign(x=x)[["x"]], y, groups=g)
+    assert not any(s[0].startswith("central point") for s in m.fit_record_.stages)
+    assert m.fit_record_.unidentified is None
+
+
 def test_likelihood_ratio_tests_count_the_parameters_the_data_identify():
     # (1 | id) against (1 + arm | id) with a two-valued arm adds one identified variance
     # (the second arm's): Df 1 and its chi-square p, with a warning (R's anova says Df 2)

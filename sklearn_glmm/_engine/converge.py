@@ -76,7 +76,7 @@ def at_bound(x, bounds, tol=1e-6) -> np.ndarray:
     return out
 
 
-def scaled_gradient(g, H, x, bounds) -> tuple[float, float]:
+def scaled_gradient(g, H, x, bounds, unidentified=None) -> tuple[float, float]:
     """(max |gradient|, max |scaled gradient|) over the parameters off their bounds.
 
     The scaled gradient is lme4's ``solve(chol(H), g)`` (each component no larger
@@ -87,8 +87,11 @@ def scaled_gradient(g, H, x, bounds) -> tuple[float, float]:
     if not len(gf):
         return 0.0, 0.0
     raw = float(np.max(np.abs(gf)))
+    Hf = H[np.ix_(free, free)]
+    if unidentified is not None:
+        Hf = _flat_filled(Hf, unidentified[free])
     try:
-        sg = np.linalg.solve(np.linalg.cholesky(H[np.ix_(free, free)]), gf)
+        sg = np.linalg.solve(np.linalg.cholesky(Hf), gf)
     except np.linalg.LinAlgError:
         return raw, raw
     return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
@@ -215,14 +218,15 @@ def central_covariances(obj, x, bounds) -> np.ndarray:
 
 
 def _symmetric_basis(U, q) -> np.ndarray:
-    """An orthonormal basis (m, q, q) of the symmetric parts of the columns ``vec(D)``."""
+    """An orthonormal basis (m, q, q) of the symmetric parts of the columns ``vec(D)``
+    (orthonormal themselves): an antisymmetric column, which every level with one row
+    pattern leaves unseen (``G D G = 0`` for a Gram matrix ``G`` of rank 1), has none."""
     if not U.shape[1]:
         return np.zeros((0, q, q))
     D = U.T.reshape(-1, q, q)
     D = 0.5 * (D + D.transpose(0, 2, 1)).reshape(len(D), -1)
     _, sv, vt = np.linalg.svd(D, full_matrices=False)
-    keep = sv > 1e-8 * max(float(sv[0]), 1e-300) if len(sv) else sv > 0
-    return vt[keep].reshape(-1, q, q)
+    return vt[sv > 1e-8].reshape(-1, q, q)
 
 
 def _largest_log_det(S, N, max_iter=100):
@@ -332,6 +336,19 @@ def identified_covariance(H, x, bounds, unidentified):
     V = np.full(H.shape, np.nan)
     V[np.ix_(free, free)] = 2.0 * inv
     return V
+
+
+def _flat_filled(Hf, N):
+    """``Hf`` with its curvature along directions of equal likelihood ``N`` (nil:
+    :func:`_without_flat`) set to 1 on the unit-diagonal scale, for the scaled
+    gradient: divided by their curvature of 0 (the Hessian's rounding), the gradient's
+    rounding along them read as a failed check."""
+    Hp = _without_flat(Hf, N)
+    if Hp is Hf:
+        return Hf
+    d = _unit_diagonal(Hf)[1]
+    Ns = np.linalg.qr(d[:, None] * N)[0]
+    return Hp + (Ns @ Ns.T) * np.outer(d, d)
 
 
 def _without_flat(Hf, N):
@@ -882,12 +899,38 @@ def to_central_covariances(obj, x, fun, H, grads, bounds, record):
     at_x = obj.snapshot()
     fun2 = obj.evaluate(x2)
     record.stages.append(("central point of an unidentified covariance", float(fun2), 0, ""))
-    if not fun2 <= fun + RISE_TOL:
+    # (the same likelihood to the conditional modes' tolerance: 1e-5 of -2 log L of 8,000
+    # by where the modes' iterations start; a guard, not a test)
+    if not fun2 <= fun + max(RISE_TOL, _CENTRAL_TOL * abs(fun)):
         obj.restore(at_x)
         return x, fun, H, grads
-    _, g = obj.value_and_grad(x2)
-    H2 = hessian(obj, x2)
-    return x2, fun2, H2, scaled_gradient(g, H2, x2, bounds)
+    return _identified_polish(obj, x2, bounds)
+
+
+def _identified_polish(obj, x, bounds):
+    """Newton steps from ``x`` on the directions the likelihood identifies (the
+    Hessian's nil curvature along :func:`unidentified_directions` filled,
+    :func:`_flat_filled`) until lme4's gradient check passes there; ``(x, objective, H,
+    (max |g|, max |scaled g|))`` at the end. The plain polish's Newton steps need a
+    positive definite Hessian, which such a fit does not have."""
+    for step_no in range(_POLISH_STEPS + 1):
+        val, g = obj.value_and_grad(x)
+        H = hessian(obj, x)
+        N = unidentified_directions(obj, x, bounds)
+        grads = scaled_gradient(g, H, x, bounds, N)
+        if N is None or not np.isfinite(val) or grads[1] <= GRAD_TOL or step_no == _POLISH_STEPS:
+            return x, val, H, grads
+        free = ~at_bound(x, bounds)
+        Hn = H.copy()
+        Hn[np.ix_(free, free)] = _flat_filled(H[np.ix_(free, free)], N[free])
+        x_new = _newton_step(obj, x, val, g, Hn, bounds)
+        if x_new is None:
+            obj.evaluate(x)
+            return x, val, H, grads
+        x = x_new
+
+
+_CENTRAL_TOL = 1e-8
 
 
 def rising_off_zero(obj, x, fun, H, diag_idx) -> tuple:
@@ -959,6 +1002,11 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     record.final = x
     record.hessian = H
     record.unidentified = unidentified_directions(obj, x, bounds)
+    if record.unidentified is not None and np.all(np.isfinite(H)):
+        # the gradient check on the identified directions (the scale of the others is nil)
+        _, g = obj.value_and_grad(x)
+        grads = scaled_gradient(g, H, x, bounds, record.unidentified)
+        record.max_grad, record.max_scaled_grad = grads
     record.covariance, record.flat_directions, record.negative_curvature = curvature(
         H,
         x,

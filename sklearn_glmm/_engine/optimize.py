@@ -1180,10 +1180,17 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx, refit_base=None):
         scanned=record.stages[-1][0] == "ridge bound",
     )
     x = _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, record.stages)
+    settled = x
     x = _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record)
     x, restart_nit = _level_slope_restarts(
         obj, x, bounds, max_iter, tol, diag_idx, record, refit_base
     )
+    if not np.array_equal(x, settled):
+        # a restart's end: a family parameter it left drifting on its flat side (NB2's
+        # theta towards the Poisson limit) settled as the first stage's was
+        x = _settle_flat_extra(
+            obj, x, float(obj.evaluate(x)), bounds, max_iter, tol, diag_idx, record.stages
+        )
     # (the iterations of the stage whose end is kept: a restart's where one was)
     hit_max = (res.nit if restart_nit is None else restart_nit) >= max_iter
     if n_agq > 1:

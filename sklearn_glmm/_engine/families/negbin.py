@@ -9,6 +9,7 @@ from ..blocks import NB_THETA
 from ..links import LogLink
 from .base import (
     _ETA_MAX,
+    _STIRLING_SIZE,
     Family,
     _exp_mean,
     _large_count_zeros,
@@ -61,6 +62,7 @@ class NegativeBinomial2(Family):
         # reused only for that tuple and that ``y``, so a caller's array changed between
         # two calls is never read stale.
         self._memo = None
+        self._saturated_memo = None
 
     def _lgamma_ratio(self, y, log_theta, theta, const):
         """:func:`_lgamma_ratio`, remembered for the last (log theta, const, y): it is
@@ -80,8 +82,29 @@ class NegativeBinomial2(Family):
         self._memo = (log_theta.copy() if array else log_theta, const, y, val)
         return val
 
+    def _saturated(self, y, log_theta, theta, const):
+        """``log p(y | mu = y)`` of each row for large counts, without the cancellation
+        of terms of order ``y log y`` (1e12 for counts of 1e11: rounding of 1e-4 that
+        moved with theta): ``log Gamma(y + theta) - log Gamma(theta) - log y!`` as
+        ``-log B(y, theta) - log y``, and ``y log(y / (y + theta))`` as ``-y
+        log1p(theta / y)``. Remembered as :meth:`_lgamma_ratio` is (the same key)."""
+        if const is None:
+            return _saturated_rows(y, theta)
+        memo = self._saturated_memo
+        array = type(log_theta) is np.ndarray
+        if memo is not None and memo[1] is const and memo[2] is y:
+            key = memo[0]
+            if (type(key) is np.ndarray) == array and (
+                np.array_equal(key, log_theta) if array else key == log_theta
+            ):
+                return memo[3]
+        val = _saturated_rows(y, theta)
+        self._saturated_memo = (log_theta.copy() if array else log_theta, const, y, val)
+        return val
+
     def __getstate__(self):
-        return {k: v for k, v in vars(self).items() if k != "_memo"} | {"_memo": None}
+        skip = ("_memo", "_saturated_memo")
+        return {k: v for k, v in vars(self).items() if k not in skip} | dict.fromkeys(skip)
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
         lt = extra[0]
@@ -112,14 +135,8 @@ class NegativeBinomial2(Family):
                 )
         else:
             # large counts: log p(y | mu) - log p(y | y), free of cancellation, plus log p(y | y)
-            with np.errstate(over="ignore"):
-                mmy = _mu_minus_y(y, eta, log_y, zero, mu)
-                dev = y * (eta - log_y) - (y + theta) * np.log1p(mmy / (theta + y))
-            loglik = dev + (
-                self._lgamma_ratio(y, lt, theta, const)
-                + neg_log_fact
-                - theta * np.log1p(y / theta)
-                + special.xlogy(y, y / (theta + y))
+            loglik = _large_count_loglik(y, eta, log_y, zero, mu, theta, lt) + self._saturated(
+                y, lt, theta, const
             )
         d1 = s * (y - mu)
         w = s * r * (y + theta)
@@ -348,6 +365,44 @@ _LOG_LOG1P_SERIES = (
 )
 # log theta on its upper bound is theta = infinity, the Poisson limit
 _UPPER = NB_THETA.bounds[1]
+
+
+def _large_count_loglik(y, eta, log_y, zero, mu, theta, log_theta):
+    """``log p(y | mu) - log p(y | y)`` of NB2 rows, free of cancellation for large
+    counts. With ``t = eta - log y`` and ``rho = theta / (theta + y)`` it is ``-theta t -
+    (y + theta) log1p(rho expm1(-t))``: each term of order theta, where ``y t`` and
+    ``(y + theta) log((theta + mu) / (theta + y))`` are each of order ``y`` (rounding of
+    1e-5 a row for counts of 1e11, which made the objective rough). Rows with ``y = 0``:
+    ``-theta log1p(mu / theta)``; rows where ``expm1(-t)`` overflows (``mu`` below
+    ``y`` by more than e^700) or ``theta`` exceeds ``y``: the direct form."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = np.minimum(eta, _ETA_MAX) - log_y
+        rho = theta / (theta + y)
+        em = np.expm1(-t)
+        stable = -theta * t - (y + theta) * np.log1p(rho * em)
+        mmy = _mu_minus_y(y, eta, log_y, zero, mu)
+        direct = y * t - (y + theta) * np.log1p(mmy / (theta + y))
+    # (theta above y: the stable form's terms are of order theta, the direct form's y)
+    use = (y > 0) & (theta <= y) & np.isfinite(stable)
+    return np.where(use, stable, direct)
+
+
+def _saturated_rows(y, theta):
+    """:meth:`NegativeBinomial2._saturated` without the memo."""
+    y = np.asarray(y, dtype=float)
+    theta = np.broadcast_to(np.asarray(theta, dtype=float), y.shape)
+    pos = y > 0
+    yp = np.where(pos, y, 1.0)
+    small = theta <= _STIRLING_SIZE
+    ts = np.where(small, theta, 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        coef = np.where(
+            small,
+            -special.betaln(yp, ts) - np.log(yp),
+            _lgamma_ratio(yp, theta) - special.gammaln(yp + 1.0),
+        )
+        out = coef - theta * np.log1p(yp / theta) - yp * np.log1p(theta / yp)
+    return np.where(pos, out, 0.0)
 
 
 def _digamma_shifted(y, theta):
