@@ -1277,12 +1277,17 @@ def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
 # of the level itself: the plain start, a small one, a large one, (two random effects)
 # each sign of the correlation with a small intercept, and where every column is alike
 # within levels the moment estimate of the covariance from the levels' effects and
-# (with correlations) its rank-one version (:func:`_level_variance_thetas`). On 10
+# (with correlations) its rank-one version (:func:`_level_variance_thetas`), and last,
+# for three random effects or more, the best optimum so far put on the rank-one
+# boundary (:func:`_rank_one_version`). On 10
 # Poisson data sets with such slopes (counts 20 to 6e4) the moment start ended 0.2-39.4
 # below the best of these on 8; each start alone found the best on 3 to 6 of them. The
 # large one (2) is the only start that reached the optimum on a binomial and a negative
 # binomial data set of 8 levels, some without any success or count (SDs near 5 there;
-# the others ended 0.71 and 2.09 below, converged)
+# the others ended 0.71 and 2.09 below, converged). With a slope of time beside the
+# level predictor's (binomial, 12 levels), every start but the rank-one version of the
+# optimum reached ended converged at a local optimum 0.0105 below the rank-one one
+# glmer's Nelder-Mead reaches
 _LEVEL_SLOPE_DIAGONALS = (0.5, 0.05, 2.0)
 _LEVEL_SLOPE_SIGNED = ((0.1, 0.5, 0.1), (0.1, -0.5, 0.1))
 
@@ -1336,10 +1341,37 @@ def _level_variance_thetas(f, effects) -> list:
     # and on the boundary: the same SDs, every correlation +-1 with the signs of the
     # leading eigenvector (a level's variance the square of a line in t_j, where such
     # fits often end)
-    top = np.where(vecs[:, -1] < 0.0, -1.0, 1.0) * np.sqrt(np.diag(S))
-    edge = np.zeros((f.q, f.q))
-    edge[:, 0] = top if top[0] >= 0.0 else -top
+    edge = _rank_one_cholesky(S, vecs[:, -1])
     return [L[f.theta_rows, f.theta_cols] for L in (np.linalg.cholesky(S), edge)]
+
+
+def _rank_one_cholesky(S, lead) -> np.ndarray:
+    """The Cholesky factor (q, q) of the covariance with the SDs of ``S`` and every
+    correlation +-1 with the signs of ``lead`` (its leading eigenvector): a first column
+    of SDs, first entry at least 0, the others 0."""
+    top = np.where(lead < 0.0, -1.0, 1.0) * np.sqrt(np.maximum(np.diag(S), 0.0))
+    edge = np.zeros_like(S)
+    edge[:, 0] = top if top[0] >= 0.0 else -top
+    return edge
+
+
+def _rank_one_version(x, parts):
+    """``x`` with the covariance of each factor of three random effects or more
+    (unstructured) among ``parts`` put on the boundary: the same SDs, every correlation
+    +-1 with the signs of its leading eigenvector (:func:`_rank_one_cholesky`); None
+    where that changes nothing (no such factor, or each already of rank one). Two
+    random effects have a start for each sign of their correlation instead
+    (:data:`_LEVEL_SLOPE_SIGNED`); three have four patterns of signs, of which the
+    optimum reached picks one."""
+    xs = np.array(x, dtype=float)
+    for f, part in parts:
+        if f.q < 3 or f.n_params != f.q * (f.q + 1) // 2:
+            continue
+        L = np.zeros((f.q, f.q))
+        L[f.theta_rows, f.theta_cols] = x[part]
+        S = L @ L.T
+        xs[part] = _rank_one_cholesky(S, np.linalg.eigh(S)[1][:, -1])[f.theta_rows, f.theta_cols]
+    return None if np.allclose(xs, x, rtol=1e-6, atol=1e-8) else xs
 
 
 _LEVEL_EFFECT_STEPS = 20
@@ -1360,8 +1392,10 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record, refit
     random effects :data:`_LEVEL_SLOPE_SIGNED`; where every column of the factor is
     alike within levels, the moment estimates of :func:`_level_variance_thetas`: on a
     Poisson data set the only start that reached lme4's optimum, 1.05 above the
-    others) is a whole Laplace stage; one that ends lower by more than 1e-6 is kept (a
-    stage ``"level slope restart"``; the others ``"level slope restart, not kept"``).
+    others; last, for three random effects or more, the best optimum so far with every
+    correlation +-1, :func:`_rank_one_version`) is a whole Laplace stage; one that
+    ends lower by more than 1e-6 is kept (a stage ``"level slope restart"``; the others
+    ``"level slope restart, not kept"``).
     ``refit_base()``, for a refit from another point (a bootstrap replicate's, from the
     fitted estimate): a fresh fit's start, from which the starts are then made, and
     tried itself. Returns ``(x, nit)``: ``nit`` the iterations of the restart kept (to
@@ -1405,7 +1439,11 @@ def _level_slope_restarts(obj, x, bounds, max_iter, tol, diag_idx, record, refit
         starts.append(base)
     fun = float(obj.evaluate(x))
     at_x, best, nit = obj.snapshot(), None, None
-    for xs in starts:
+    for xs in [*starts, None]:
+        if xs is None:  # last: the best optimum so far, of rank one
+            xs = _rank_one_version(x, parts)
+            if xs is None:
+                break
         # (where it is infinite, as a fit's own start: diagonals shrunk until finite)
         res = _laplace_stage(obj, _finite_start(obj, xs, diag_idx), bounds, max_iter, tol, diag_idx)
         kept = bool(np.isfinite(res.fun) and res.fun < fun - 1e-6)
