@@ -242,10 +242,14 @@ def _changed_structure(fb_, small_factors) -> bool:
 
 
 def unidentified_count(est) -> int:
-    """How many of a fit's parameters the data do not identify: the directions of
-    equal likelihood of a covariance the levels do not identify
-    (``fit_record_.unidentified``; a slope of a two-valued level predictor)."""
-    N = getattr(getattr(est, "fit_record_", None), "unidentified", None)
+    """How many of a fit's parameters the data do not identify: those of a covariance
+    the levels do not identify (a slope of a two-valued level predictor), counted from
+    the design (``fit_record_.n_unidentified``), whatever the point the fit ended at."""
+    record = getattr(est, "fit_record_", None)
+    count = getattr(record, "n_unidentified", None)
+    if count is not None:
+        return int(count)
+    N = getattr(record, "unidentified", None)
     return 0 if N is None else int(N.shape[1])
 
 

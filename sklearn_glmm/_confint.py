@@ -224,13 +224,15 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
 
 def unidentified_parameters(est, pmap) -> list:
     """The reported parameters that move along the fit's directions of equal likelihood
-    (``fit_record_.unidentified``: a covariance the levels do not identify)."""
+    (``fit_record_.unidentified``: a covariance the levels do not identify), or along its
+    set of equal likelihood (:meth:`FitResult.moves_on_set`)."""
     N = getattr(est.fit_result_.record, "unidentified", None)
+    on_set = est.fit_result_.moves_on_set(pmap.to_phi)
+    moved = np.zeros(pmap.n, dtype=bool) if on_set is None else on_set
     if N is None:
-        return []
+        return [pmap.names[k] for k in np.flatnonzero(moved)]
     x = np.asarray(est.fit_result_.params, dtype=float)
     phi = np.asarray(pmap.to_phi(x), dtype=float)
-    moved = np.zeros(pmap.n, dtype=bool)
     h = 1e-6
     for n in np.asarray(N, dtype=float).T:
         step = h * n / max(float(np.max(np.abs(n))), 1e-300)

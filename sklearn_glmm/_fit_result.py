@@ -382,6 +382,22 @@ class FitResult:
             return missing
         return missing & ~at_bound(self.params, self.bounds)
 
+    def moves_on_set(self, fun) -> np.ndarray | None:
+        """Mask of the elements of ``fun(params)`` (a vector function of the internal
+        parameters) that change along the fit's set of equal likelihood (a covariance
+        the levels do not identify: ``FitRecord.set_points``), or None without one. Read
+        at points of the set, not from a gradient: a function can be stationary at the
+        fit's point and still move along the set."""
+        pts = getattr(self.record, "set_points", None)
+        if pts is None or not len(pts):
+            return None
+        f0 = np.asarray(fun(self.params), dtype=float)
+        moved = np.zeros(f0.shape, dtype=bool)
+        for x in pts:
+            f = np.asarray(fun(x), dtype=float)
+            moved |= ~(np.abs(f - f0) <= 1e-6 * (1.0 + np.abs(f0)))
+        return moved
+
     def delta_covariance(self, G: np.ndarray, diagonal: bool = False) -> np.ndarray:
         """Covariance ``G V G'`` of functions of the parameters whose gradients (internal
         scale) are the rows of ``G`` (``diagonal``: only its diagonal, the variances).

@@ -387,6 +387,11 @@ def wald_table(est, pmap: ParamMap, level: float) -> pd.DataFrame:
     # (a separated fit's coefficients that the separation does not move: the limit
     # model's variances, as the fixed-effect table's)
     var = est.fit_result_.delta_covariance(G, diagonal=True)
+    # (a parameter that moves along a set of equal likelihood is not determined, even
+    # where it is stationary at the fit's point)
+    moved = est.fit_result_.moves_on_set(pmap.to_phi)
+    if moved is not None:
+        var = np.where(moved, np.nan, var)
     touched = ~np.isfinite(var)
     se = np.sqrt(np.where(var > 0, var, np.nan))  # a variance of 0 is no standard error
     se[touched] = np.nan

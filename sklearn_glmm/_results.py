@@ -477,8 +477,9 @@ def _check_standard_errors(est, record, rows, se_all, idx, ridge=()):
         )
     if variances:
         why += (
-            f"; the data do not determine {variances}: the estimates reported for them are "
-            "where the optimiser stopped, not estimates (their Wald intervals are NaN)"
+            f"; the data do not determine {variances}: the values reported for them are "
+            "one point of a set of equal likelihood, not estimates (their Wald intervals "
+            "are NaN)"
         )
     warn(
         f"standard errors of {missing} cannot be computed and are NaN: {why}. Simplify the "
@@ -495,12 +496,15 @@ def _covariance_missing(est) -> list:
     time no row has, say)."""
     res = est.fit_result_
     p, T = res.layout.n_beta, res.layout.n_theta
-    if not res.undetermined()[p : p + T].any():
+    if not res.undetermined()[p : p + T].any() and res.record.set_points is None:
         return []
     from ._profile import ParamMap
 
     pmap = ParamMap(est)
     var = res.delta_covariance(pmap.dphi_dx(res.params), diagonal=True)
+    moved = res.moves_on_set(pmap.to_phi)  # (stationary at the fit's point, too)
+    if moved is not None:
+        var = np.where(moved, np.nan, var)
     return [
         name
         for name, kind, v in zip(pmap.names, pmap.kinds, var)

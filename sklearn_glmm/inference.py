@@ -79,7 +79,9 @@ def _delta(est, fun):
         e = np.zeros(len(x))
         e[k] = h
         G[:, k] = (np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * h)
-    return f0, res.delta_covariance(G)
+    cov = res.delta_covariance(G)
+    moved = res.moves_on_set(fun)  # (a function stationary at the fit's point, too)
+    return f0, cov if moved is None else _without_undetermined(cov, moved[:, None])
 
 
 def _without_undetermined(cov, moved):

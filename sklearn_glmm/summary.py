@@ -78,7 +78,11 @@ def undetermined_covariance(est) -> list:
     """The reported covariance parameters (``sd_arm|id``, ``cor_arm.(Intercept)|id``)
     that move along the fit's directions of equal likelihood
     (``fit_record_.unidentified``), or []."""
-    if getattr(est.fit_result_.record, "unidentified", None) is None:
+    record = est.fit_result_.record
+    if (
+        getattr(record, "unidentified", None) is None
+        and getattr(record, "set_points", None) is None
+    ):
         return []
     from ._confint import unidentified_parameters
     from ._profile import ParamMap

@@ -435,6 +435,81 @@ def test_likelihood_ratio_tests_count_the_parameters_the_data_identify():
     assert cs.table.loc["1 + arm", "p_value"] == pytest.approx(stats.chi2.sf(lr, 1))
 
 
+def test_the_tests_and_intervals_of_an_unidentified_covariance_do_not_depend_on_its_point():
+    # (a) the Df of a likelihood-ratio test counts the parameters the design identifies:
+    # a fit that ended where its set of equal likelihood is one point (singular) still
+    # has a parameter the design does not identify (Df 4 against R's 3 before)
+    from sklearn_glmm import anova
+
+    X, y, g = _arm_data(0, time=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = BinomialGLMM(random_effects="1 + arm").fit(X, y, groups=g)
+        big = BinomialGLMM(random_effects="1 + arm + time").fit(X, y, groups=g)
+        t = anova(small, big)
+    assert small.fit_record_.n_unidentified == big.fit_record_.n_unidentified == 1
+    assert t["Df"].iloc[1] == 3
+    # (b) a parameter stationary at the central point still moves along the set (the arm
+    # coded -1/+1: the correlation): no Wald or bootstrap interval, named in summary
+    X, y, g = _arm_data(1)
+    X = X.assign(arm=2.0 * X["arm"] - 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g)
+        ci = m.confint()
+    cor = "cor_arm.(Intercept)|group"
+    assert ci.loc[cor, ["lower", "upper"]].isna().all()
+    assert cor in str(m.summary())
+    assert len(m.fit_record_.set_points) == 2
+
+
+def test_a_fit_moved_to_its_central_point_passes_the_gradient_check_there():
+    # NB (1 + arm + time | id), 150 ids: the Hessian at the central point is flat along
+    # the set, and the gradient check divided by that nil curvature (a raw gradient of
+    # 0.0021 read as a failed check: converged_ False, a ConvergenceWarning)
+    rng = np.random.default_rng(7)
+    n, per = 150, 8
+    g = np.repeat(np.arange(n), per)
+    arm = (np.arange(n) % 2)[g].astype(float)
+    t = np.tile(np.arange(per) / (per - 1.0), n)
+    b = rng.multivariate_normal([0, 0], [[1.0, -0.5], [-0.5, 1.0]], size=n)
+    eta = -1.0 + 0.5 * arm + b[g, 0] + b[g, 1] * arm + 0.3 * t + rng.normal(size=n)[g] * t
+    y = rng.negative_binomial(2, 2 / (2 + np.exp(eta + 1.0)))
+    X = pd.DataFrame({"arm": arm, "time": t})
+    m, caught = _record(lambda: NegBinGLMM(random_effects="1 + arm + time").fit(X, y, groups=g))
+    assert any(s[0].startswith("central point") for s in m.fit_record_.stages)
+    assert m.converged_ and ConvergenceWarning not in _categories(caught)
+    assert m.fit_record_.max_scaled_grad < 1e-3
+
+
+def test_a_correlated_effect_per_arm_is_not_a_saddle():
+    # lme4's (0 + trt | id) with an indicator per arm: the arms' covariance is not
+    # identified, and the fit ends at the arms uncorrelated, where the curvature along it
+    # is nil; rounding made its diagonal in the Hessian negative, which skipped the
+    # direction's removal: "failed to converge ... a saddle point" on 6 of 10 data sets
+    kw = dict(random_only_columns=["arm0", "arm1"])
+    for seed in (2, 3):
+        X, y, g = _arm_data(seed)
+        X = X.assign(arm0=1.0 - X["arm"], arm1=X["arm"])
+        m, caught = _record(
+            lambda X=X, y=y, g=g: BinomialGLMM(random_effects="0 + arm0 + arm1", **kw).fit(
+                X[["arm", "arm0", "arm1"]], y, groups=g
+            )
+        )
+        assert m.converged_ and ConvergenceWarning not in _categories(caught), seed
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = BinomialGLMM(random_effects="diag(0 + arm0 + arm1)", **kw).fit(
+                X[["arm", "arm0", "arm1"]], y, groups=g
+            )
+        assert m.loglik_ == pytest.approx(d.loglik_, abs=1e-6)
+        np.testing.assert_allclose(
+            m.random_effects_cov_["group"].to_numpy(),
+            d.random_effects_cov_["group"].to_numpy(),
+            atol=1e-4,
+        )
+
+
 def test_one_variance_per_arm_does_not_warn_of_a_level_predictor_slope():
     # diag(0 + arm0 + arm1): each level reads one column, so each arm's variance is a
     # random intercept's of its own levels (it warned twice that the variances are

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .equal_likelihood import central_covariances, design_count, points_on_the_set, unseen_changes
 from .objective import GLMObjective
 from .optimize import (
     FLAT_TOL,
@@ -126,7 +127,7 @@ def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
         if f.q < 2 or f.mapped or not f.level_constant or not cols.any():
             continue
         q = f.q
-        U = _unseen_changes(obj, k)
+        U = unseen_changes(obj, k)
         if not U.shape[1]:
             continue
         L = np.zeros((q, q))
@@ -152,131 +153,6 @@ def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
             full[block[cols]] = np.linalg.qr(null)[0]
             out.append(full)
     return np.hstack(out) if out else None
-
-
-# an eigenvalue of the Cholesky entries' curvature in the levels' compressions of the
-# covariance at most this share of the largest is a direction they do not see (exactly:
-# the arithmetic's rounding, squared twice in the sums)
-_UNIDENTIFIED = 1e-13
-
-
-def _unseen_changes(obj, k) -> np.ndarray:
-    """The changes ``D`` of factor ``k``'s covariance that no level sees, as columns
-    ``vec(D)`` (row-major, ``q^2`` long): the null space of ``sum_j (G_j G_j) kron (G_j
-    G_j)`` (of the data alone, whatever the point; see :func:`unidentified_directions`)."""
-    A = obj.level_gram_products(k)
-    vals, vecs = np.linalg.eigh(0.5 * (A + A.T))
-    top = max(float(vals[-1]), 0.0) if len(vals) else 0.0
-    return vecs[:, vals <= _UNIDENTIFIED * top] if top > 0.0 else vecs[:, :0]
-
-
-def central_covariances(obj, x, bounds) -> np.ndarray:
-    """``x`` with each covariance the levels do not identify moved, along the changes
-    no level sees (:func:`_unseen_changes`: the likelihood reads none of them), to the
-    point of largest ``log det S`` on that set of equal likelihood; ``x`` itself when
-    there is none (or the set is unbounded, or has no interior).
-
-    The optimiser stops anywhere on the set, its end too, where ``S`` is singular (a
-    boundary fit in appearance, with standard errors conditional on the bound for
-    parameters the data do not determine). The point of largest determinant is one
-    point whatever the path, the units or the centring of the slopes' variables (a
-    change of basis multiplies the determinant by a constant); for a two-valued arm,
-    ``(1 + arm | id)``, it is the point where the arms' effects are uncorrelated, the
-    fit of ``diag(0 + arm0 + arm1)``. Only for a factor with a slope of a predictor of
-    the level itself and an unstructured covariance."""
-    data = obj.data
-    if not data.factors or not hasattr(obj, "level_gram_products"):
-        return x
-    out, first = None, data.n_beta
-    for k, f in enumerate(data.factors):
-        block = np.arange(first, first + f.n_params)
-        first += f.n_params
-        q = f.q
-        if q < 2 or f.mapped or not f.level_constant or f.n_params != q * (q + 1) // 2:
-            continue
-        N = _symmetric_basis(_unseen_changes(obj, k), q)
-        if not len(N):
-            continue
-        L = np.zeros((q, q))
-        L[f.theta_rows, f.theta_cols] = x[block]
-        S = L @ L.T
-        t = _largest_log_det(S, N)
-        if t is None or np.linalg.norm(t) <= 1e-10 * max(float(np.trace(S)), 1e-300):
-            continue  # (none, or there already)
-        try:
-            L2 = np.linalg.cholesky(S + np.tensordot(t, N, axes=1))
-        except np.linalg.LinAlgError:
-            continue
-        new = L2[f.theta_rows, f.theta_cols]
-        lo = np.array([-np.inf if bounds[i][0] is None else bounds[i][0] for i in block])
-        hi = np.array([np.inf if bounds[i][1] is None else bounds[i][1] for i in block])
-        if not np.all((new >= lo) & (new <= hi)):
-            continue
-        out = x.copy() if out is None else out
-        out[block] = new
-    return x if out is None else out
-
-
-def _symmetric_basis(U, q) -> np.ndarray:
-    """An orthonormal basis (m, q, q) of the symmetric parts of the columns ``vec(D)``
-    (orthonormal themselves): an antisymmetric column, which every level with one row
-    pattern leaves unseen (``G D G = 0`` for a Gram matrix ``G`` of rank 1), has none."""
-    if not U.shape[1]:
-        return np.zeros((0, q, q))
-    D = U.T.reshape(-1, q, q)
-    D = 0.5 * (D + D.transpose(0, 2, 1)).reshape(len(D), -1)
-    _, sv, vt = np.linalg.svd(D, full_matrices=False)
-    return vt[sv > 1e-8].reshape(-1, q, q)
-
-
-def _largest_log_det(S, N, max_iter=100):
-    """``t`` maximising ``log det(S + sum_i t_i N_i)`` (a concave function), or None
-    when ``S + sum t_i N_i`` is never positive definite or the maximum is not finite
-    (a direction ``N`` that no level sees and adds variance without end)."""
-    m = len(N)
-    size = max(float(np.trace(S)), 1e-300)
-
-    def smallest(t):
-        return float(np.linalg.eigvalsh(S + np.tensordot(t, N, axes=1))[0])
-
-    t = np.zeros(m)
-    if smallest(t) <= 1e-10 * size:
-        # a point inside first: the smallest eigenvalue is concave in t
-        from scipy.optimize import minimize
-
-        simplex = np.vstack([t, 0.1 * size * np.eye(m)])
-        r = minimize(
-            lambda v: -smallest(v),
-            t,
-            method="Nelder-Mead",
-            options=dict(xatol=1e-10 * size, fatol=1e-12 * size, initial_simplex=simplex),
-        )
-        t = np.asarray(r.x, dtype=float)
-        if not smallest(t) > 1e-6 * size:
-            return None
-    for _ in range(max_iter):
-        M = S + np.tensordot(t, N, axes=1)
-        P = np.linalg.solve(M, N)  # M^-1 N_i
-        g = np.trace(P, axis1=1, axis2=2)
-        H = np.einsum("iab,jba->ij", P, P)  # minus the Hessian: positive definite
-        step = np.linalg.solve(H, g)
-        decrement = float(g @ step)
-        if decrement <= 1e-20:
-            return t
-        base = np.linalg.slogdet(M)[1]
-        a = 1.0
-        for _ in range(60):
-            cand = t + a * step
-            sign, val = np.linalg.slogdet(S + np.tensordot(cand, N, axes=1))
-            if sign > 0 and val >= base + 0.25 * a * decrement:
-                break
-            a *= 0.5
-        else:
-            return t
-        t = cand
-        if np.linalg.norm(t) > 1e8 * size:
-            return None
-    return None
 
 
 def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None):
@@ -356,9 +232,9 @@ def _without_flat(Hf, N):
     them is nil to the Hessian's accuracy (:data:`_FLAT_ALONG`, on the unit-diagonal
     scale): a direction of equal likelihood at an optimum has none, and a point that
     is not one (a parameter near its bound, a saddle beside the line) keeps its own."""
-    R, d, pos = _unit_diagonal(Hf)
-    if not pos.all():
-        return Hf
+    # (a diagonal not above zero is left unscaled: the flat direction's own, where it
+    # leads, is its rounding, 0 or just below; the curvature along it decides)
+    R, d, _ = _unit_diagonal(Hf)
     Ns = np.linalg.qr(d[:, None] * N)[0]  # the directions on the unit-diagonal scale
     along = Ns.T @ R @ Ns
     scale = max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300)
@@ -1016,6 +892,9 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         record.unidentified,
     )
     record.identified_covariance = identified_covariance(H, x, bounds, record.unidentified)
+    record.n_unidentified = design_count(obj)
+    if record.n_unidentified:
+        record.set_points = points_on_the_set(obj, x, bounds)
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.gradient_ok = record.max_scaled_grad <= GRAD_TOL
     # (the optimisation's own end point may have been infinite where a later stage here,

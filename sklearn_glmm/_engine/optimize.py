@@ -60,6 +60,11 @@ class FitRecord:
     unidentified: np.ndarray = field(default=None, repr=False)
     # the covariance over the identified directions (``converge.identified_covariance``)
     identified_covariance: np.ndarray = field(default=None, repr=False)
+    # parameters the levels do not identify, from the design (``equal_likelihood.
+    # design_count``), and points of their set of equal likelihood around the fit
+    # (rows: ``equal_likelihood.points_on_the_set``), or None
+    n_unidentified: int = 0
+    set_points: np.ndarray = field(default=None, repr=False)
     competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
     hessian: np.ndarray = field(default=None, repr=False)
     covariance: np.ndarray = field(default=None, repr=False)

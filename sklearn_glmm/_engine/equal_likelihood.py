@@ -1,0 +1,278 @@
+"""Sets of equal likelihood of a covariance the levels do not identify.
+
+Level ``j``'s random effects act through ``Z_j b_j``, whose covariance ``Z_j S Z_j'``
+is all the likelihood reads of ``S``. With a random slope of a predictor of the level
+itself that takes few values (a treatment arm: ``(1 + arm | id)``), some changes ``D``
+of ``S`` change no level's compression (``G_j D G_j = 0`` for every level's Gram matrix
+``G_j = Z_j' Z_j``: :func:`unseen_changes`), and the likelihood is the same at every
+covariance ``S + D`` that is positive semi-definite: a set of equal likelihood, a
+segment for two arms.
+
+This module reads that set from the data and a fitted ``S``:
+
+- :func:`design_count`: how many parameters of the factor's parametrisation the levels
+  do not identify, from the design alone (the degrees of freedom a likelihood-ratio
+  test does not count), whatever the point;
+- :func:`central_covariances`: the point of the set of largest ``log det S`` (the
+  determinant over the covariances' range where every point of the set is singular):
+  one point whatever the optimiser's path, the units or the centring of the slope's
+  variable (a change of basis multiplies the determinant by a constant); for two arms
+  the point where the arms' effects are uncorrelated, the fit of ``diag(0 + arm0 +
+  arm1)``;
+- :func:`points_on_the_set`: points of the set around it, on which a reported parameter
+  that moves along the set is told from one that does not (a parameter can be
+  stationary at the central point and still move along the set).
+
+Only factors with an unstructured covariance (lme4's Cholesky parametrisation, every
+entry free) are moved; :func:`design_count` reads any Cholesky pattern.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# an eigenvalue of the Cholesky entries' curvature in the levels' compressions of the
+# covariance at most this share of the largest is a direction they do not see (exactly:
+# the arithmetic's rounding, squared twice in the sums)
+UNSEEN = 1e-13
+# an eigenvalue of S at most this share of its trace is zero (the set's face)
+_ZERO = 1e-10
+# a point of the set for the reported parameters: this share of the way to its edge
+_AROUND = 0.5
+
+
+def unseen_changes(obj, k) -> np.ndarray:
+    """The changes ``D`` of factor ``k``'s covariance that no level sees, as columns
+    ``vec(D)`` (row-major, ``q^2`` long): the null space of ``sum_j (G_j G_j) kron (G_j
+    G_j)`` (of the data alone, whatever the point)."""
+    A = obj.level_gram_products(k)
+    vals, vecs = np.linalg.eigh(0.5 * (A + A.T))
+    top = max(float(vals[-1]), 0.0) if len(vals) else 0.0
+    return vecs[:, vals <= UNSEEN * top] if top > 0.0 else vecs[:, :0]
+
+
+def symmetric_basis(U, q) -> np.ndarray:
+    """An orthonormal basis (m, q, q) of the symmetric parts of the columns ``vec(D)``
+    (orthonormal themselves): an antisymmetric column, which every level with one row
+    pattern leaves unseen (``G D G = 0`` for a Gram matrix ``G`` of rank 1), has none."""
+    if not U.shape[1]:
+        return np.zeros((0, q, q))
+    D = U.T.reshape(-1, q, q)
+    D = 0.5 * (D + D.transpose(0, 2, 1)).reshape(len(D), -1)
+    _, sv, vt = np.linalg.svd(D, full_matrices=False)
+    return vt[sv > 1e-8].reshape(-1, q, q)
+
+
+def _factors(obj):
+    """``(k, f, block)`` of each factor with a slope of a predictor of the level itself:
+    ``block`` the indices of its parameters in the parameter vector."""
+    data = obj.data
+    if not data.factors or not hasattr(obj, "level_gram_products"):
+        return
+    first = data.n_beta
+    for k, f in enumerate(data.factors):
+        block = np.arange(first, first + f.n_params)
+        first += f.n_params
+        if f.q >= 2 and not f.mapped and f.level_constant:
+            yield k, f, block
+
+
+def _unstructured(f) -> bool:
+    return f.n_params == f.q * (f.q + 1) // 2
+
+
+def design_count(obj) -> int:
+    """How many parameters the levels do not identify, from the design alone: per
+    factor, the dimension of the unseen changes (:func:`unseen_changes`, symmetric)
+    that its Cholesky pattern can make (its tangent at a generic point)."""
+    total = 0
+    for k, f, _ in _factors(obj):
+        N = symmetric_basis(unseen_changes(obj, k), f.q)
+        if not len(N):
+            continue
+        if _unstructured(f):
+            total += len(N)
+            continue
+        q = f.q
+        L = np.zeros((q, q))
+        L[f.theta_rows, f.theta_cols] = np.random.default_rng(0).uniform(0.5, 1.5, f.n_params)
+        T = []
+        for r, c in zip(f.theta_rows, f.theta_cols):
+            E = np.zeros((q, q))
+            E[r, c] = 1.0
+            T.append((E @ L.T + L @ E.T).ravel())
+        T = np.array(T).T
+        Nm = N.reshape(len(N), -1).T
+        rank = np.linalg.matrix_rank
+        total += rank(T) + rank(Nm) - rank(np.hstack([T, Nm]))
+    return int(total)
+
+
+def central_covariances(obj, x, bounds) -> np.ndarray:
+    """``x`` with each unstructured covariance the levels do not identify moved along
+    its set of equal likelihood to the set's point of largest ``log det S`` (see the
+    module's docstring); ``x`` itself when there is nothing to move (no such set, an
+    unbounded one, or a search that did not finish)."""
+    out = None
+    for k, f, block in _factors(obj):
+        if not _unstructured(f):
+            continue
+        problem = _set_problem(obj, k, f, x[block])
+        if problem is None:
+            continue
+        S, M, P, s0 = problem
+        s = _largest_log_det(P.T @ S @ P, P.T @ M @ P, s0)
+        size = max(float(np.trace(S)), 1e-300)
+        if s is None or np.linalg.norm(s) <= 1e-10 * size:
+            continue  # (none, or there already)
+        new = _entries(f, S + np.tensordot(s, M, axes=1), bounds, block)
+        if new is None:
+            continue
+        out = x.copy() if out is None else out
+        out[block] = new
+    return x if out is None else out
+
+
+def points_on_the_set(obj, x, bounds) -> np.ndarray:
+    """Points of the sets of equal likelihood through ``x`` (rows): for each direction
+    of each factor's set, one on either side, half-way to the set's edge (a fixed
+    distance where it has none). Empty when there is no such set."""
+    out = []
+    for k, f, block in _factors(obj):
+        if not _unstructured(f):
+            continue
+        problem = _set_problem(obj, k, f, x[block])
+        if problem is None:
+            continue
+        S, M, P, _ = problem
+        Sr = P.T @ S @ P
+        try:
+            C = np.linalg.cholesky(Sr)
+        except np.linalg.LinAlgError:
+            continue
+        size = max(float(np.trace(S)), 1e-300)
+        for Mj in M:
+            Mr = P.T @ Mj @ P
+            W = np.linalg.solve(C, np.linalg.solve(C, Mr).T)  # C^-1 M C^-T
+            lam = np.linalg.eigvalsh(0.5 * (W + W.T))
+            # S + t M_j stays positive semi-definite for -1/max(lam) <= t <= -1/min(lam)
+            hi = -1.0 / lam[0] if lam[0] < 0 else size
+            lo = -1.0 / lam[-1] if lam[-1] > 0 else -size
+            for t in (_AROUND * lo, _AROUND * hi):
+                new = _entries(f, S + t * Mj, bounds, block)
+                if new is not None:
+                    xp = np.array(x, dtype=float)
+                    xp[block] = new
+                    out.append(xp)
+    return np.array(out) if out else np.zeros((0, len(x)))
+
+
+def _set_problem(obj, k, f, theta):
+    """``(S, M, P, s0)`` of factor ``k``'s set of equal likelihood through its Cholesky
+    entries ``theta``: its covariances ``S + sum_j s_j M_j`` (M: (m, q, q)), positive
+    semi-definite where ``P' (S + sum s_j M_j) P`` is positive definite (``P`` the
+    identity where some point of the set is positive definite; else the range of ``S``,
+    the set's face, with ``M`` the changes that stay on it) and ``s0`` a point inside;
+    None where the set is the point ``S``."""
+    q = f.q
+    N = symmetric_basis(unseen_changes(obj, k), q)
+    if not len(N):
+        return None
+    L = np.zeros((q, q))
+    L[f.theta_rows, f.theta_cols] = theta
+    S = L @ L.T
+    size = max(float(np.trace(S)), 1e-300)
+    start = _inside(S, N, size)
+    if start is not None:
+        return S, N, np.eye(q), start
+    # every point of the set is singular: the changes that keep S's null space
+    vals, vecs = np.linalg.eigh(S)
+    P, Q = vecs[:, vals > _ZERO * size], vecs[:, vals <= _ZERO * size]
+    if not P.shape[1] or not Q.shape[1]:
+        return None
+    C = np.array([np.concatenate([(Q.T @ Nj @ Q).ravel(), (Q.T @ Nj @ P).ravel()]) for Nj in N])
+    _, sv, vt = np.linalg.svd(C.T)
+    B = vt[int(np.sum(sv > 1e-8)) :].T  # (m, r): sum_i B_ij N_i keeps the null space
+    if not B.shape[1]:
+        return None
+    M = np.tensordot(B.T, N, axes=1)
+    # on the face exactly (its rounding off it, a variance of 1e-10, taken away)
+    S = P @ (P.T @ S @ P) @ P.T
+    return 0.5 * (S + S.T), M, P, np.zeros(B.shape[1])
+
+
+def _inside(S, N, size):
+    """A ``t`` with ``S + sum t_i N_i`` positive definite, or None."""
+
+    def smallest(t):
+        return float(np.linalg.eigvalsh(S + np.tensordot(t, N, axes=1))[0])
+
+    t = np.zeros(len(N))
+    if smallest(t) > _ZERO * size:
+        return t
+    # the smallest eigenvalue is concave in t
+    from scipy.optimize import minimize
+
+    simplex = np.vstack([t, 0.1 * size * np.eye(len(N))])
+    r = minimize(
+        lambda v: -smallest(v),
+        t,
+        method="Nelder-Mead",
+        options=dict(xatol=1e-10 * size, fatol=1e-12 * size, initial_simplex=simplex),
+    )
+    t = np.asarray(r.x, dtype=float)
+    return t if smallest(t) > 1e-6 * size else None
+
+
+def _largest_log_det(S, N, t, max_iter=100):
+    """``t`` maximising ``log det(S + sum_i t_i N_i)`` (concave) from ``t`` (where it is
+    positive definite) by Newton's method, or None when the maximum is not finite (a
+    change that no level sees and adds variance without end) or the search stalls
+    before it."""
+    size = max(float(np.trace(S)), 1e-300)
+    t = np.array(t, dtype=float)
+    for _ in range(max_iter):
+        M = S + np.tensordot(t, N, axes=1)
+        P = np.linalg.solve(M, N)  # M^-1 N_i
+        g = np.trace(P, axis1=1, axis2=2)
+        H = np.einsum("iab,jba->ij", P, P)  # minus the Hessian: positive definite
+        step = np.linalg.solve(H, g)
+        decrement = float(g @ step)
+        if decrement <= 1e-20:
+            return t
+        base = np.linalg.slogdet(M)[1]
+        a = 1.0
+        for _ in range(60):
+            cand = t + a * step
+            sign, val = np.linalg.slogdet(S + np.tensordot(cand, N, axes=1))
+            if sign > 0 and val >= base + 0.25 * a * decrement:
+                break
+            a *= 0.5
+        else:
+            # no ascent along Newton's direction: there to the arithmetic's accuracy,
+            # or not found
+            return t if decrement <= 1e-12 else None
+        t = cand
+        if np.linalg.norm(t) > 1e8 * size:
+            return None
+    return None
+
+
+def _entries(f, S, bounds, block):
+    """Factor ``f``'s Cholesky entries of the positive semi-definite ``S`` (a zero
+    diagonal where it is singular), or None outside the bounds or where ``S`` is not
+    positive semi-definite to its rounding."""
+    q = f.q
+    size = max(float(np.trace(S)), 1e-300)
+    L = np.zeros((q, q))
+    for j in range(q):
+        d = S[j, j] - L[j, :j] @ L[j, :j]
+        if d > _ZERO * size:
+            L[j, j] = np.sqrt(d)
+            L[j + 1 :, j] = (S[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]) / L[j, j]
+    if not np.allclose(L @ L.T, S, rtol=0.0, atol=1e-8 * size):
+        return None
+    new = L[f.theta_rows, f.theta_cols]
+    lo = np.array([-np.inf if bounds[i][0] is None else bounds[i][0] for i in block])
+    hi = np.array([np.inf if bounds[i][1] is None else bounds[i][1] for i in block])
+    return new if np.all((new >= lo) & (new <= hi)) else None
