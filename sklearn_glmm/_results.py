@@ -496,7 +496,7 @@ def _covariance_missing(est) -> list:
     time no row has, say)."""
     res = est.fit_result_
     p, T = res.layout.n_beta, res.layout.n_theta
-    if not res.undetermined()[p : p + T].any() and res.record.set_points is None:
+    if not res.undetermined()[p : p + T].any() and getattr(res.record, "set_points", None) is None:
         return []
     from ._profile import ParamMap
 

@@ -26,9 +26,10 @@ def _fit(d, terms):
 
 def test_negative_binomial_log_density_of_large_counts_is_exact():
     # log p(y | mu, theta) of counts up to 4e11: the large-count form summed terms of
-    # order y log y (2.5e12) whose rounding (up to 8e-4 a row) moved with theta and mu,
-    # and made the objective rough at 1e-3 (a convergence verdict that changed with the
-    # units of a predictor). Against exact arithmetic
+    # order y log y (2.5e12) whose rounding (up to 8e-4 a row; 2e-4 to 8 for theta above
+    # 1e5, its Poisson side) moved with theta and mu, and made the objective rough at
+    # 1e-3 (a convergence verdict that changed with the units of a predictor, NB fits of
+    # such counts not converged). Against exact arithmetic
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 50
 
@@ -41,10 +42,11 @@ def test_negative_binomial_log_density_of_large_counts_is_exact():
     fam = NegativeBinomial2()
     y = np.array([0.0, 1.0, 5.0, 1e3, 12345.0, 1e5, 7e7, 2e9, 1e11, 3.7e11])
     eta = np.log(np.maximum(y, 1.0)) + np.random.default_rng(0).normal(size=len(y)) * 2.0
-    for theta in (0.3, 1.73, 50.0):
+    for theta in (1e-3, 0.3, 1.73, 50.0, 1e4, 1e6, 1e8):
         der = fam.derivs(y, eta, None, None, (np.log(theta),), fam.constant(y, None))
         truth = np.array([exact(a, b, theta) for a, b in zip(y, eta)])
-        np.testing.assert_allclose(der.loglik, truth, rtol=0, atol=1e-8)
+        # (the rounding of the value itself where mu is far from y: 1e-16 of it)
+        np.testing.assert_allclose(der.loglik, truth, rtol=1e-14, atol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -68,3 +70,22 @@ def test_the_convergence_verdict_does_not_depend_on_a_predictors_units(name, ter
         assert m.fixed_effects_.loc["(Intercept)", "estimate"] == pytest.approx(
             fits[0].fixed_effects_.loc["(Intercept)", "estimate"], abs=1e-3
         )
+
+
+def test_a_fit_of_large_counts_on_the_poisson_side_converges_on_a_smooth_objective():
+    # counts near 1e11, theta near 1e6: the saturated term's rounding (2e-4 a row) made
+    # the objective rough along log theta (a central difference of 37.8 against an
+    # analytic derivative of 0.03) and the fit ended not converged
+    d = pd.read_csv(FIXTURES / "nb_large_counts_poisson_side.csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = NegBinGLMM().fit(d[["x"]], d["y"], groups=d["g"])
+    assert m.converged_
+    assert not [w for w in caught if "Convergence" in w.category.__name__]
+    res = m.fit_result_
+    obj, x = res.objective, np.array(res.params, dtype=float)
+    g = obj.value_and_grad(x)[1]
+    e = np.zeros_like(x)
+    e[-1] = 1e-5
+    central = (obj.evaluate(x + e) - obj.evaluate(x - e)) / 2e-5
+    assert central == pytest.approx(g[-1], abs=1e-4)

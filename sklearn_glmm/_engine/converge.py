@@ -767,8 +767,9 @@ def probe_new_zeros(obj, before, x, fun, H, grads, bounds, max_iter, tol, diag_i
 
 def to_central_covariances(obj, x, fun, H, grads, bounds, record):
     """The fit moved to :func:`central_covariances`' point of its set of equal
-    likelihood (kept when the objective there is the same, to :data:`RISE_TOL`), with
-    its Hessian and gradient there."""
+    likelihood (kept when the objective there is the same, to :data:`RISE_TOL` or
+    :data:`_CENTRAL_TOL` of it) and polished on the identified directions there
+    (:func:`_identified_polish`), with its Hessian and gradient."""
     x2 = central_covariances(obj, x, bounds)
     if x2 is x or not np.isfinite(fun):
         return x, fun, H, grads

@@ -9,7 +9,6 @@ from ..blocks import NB_THETA
 from ..links import LogLink
 from .base import (
     _ETA_MAX,
-    _STIRLING_SIZE,
     Family,
     _exp_mean,
     _large_count_zeros,
@@ -85,9 +84,8 @@ class NegativeBinomial2(Family):
     def _saturated(self, y, log_theta, theta, const):
         """``log p(y | mu = y)`` of each row for large counts, without the cancellation
         of terms of order ``y log y`` (1e12 for counts of 1e11: rounding of 1e-4 that
-        moved with theta): ``log Gamma(y + theta) - log Gamma(theta) - log y!`` as
-        ``-log B(y, theta) - log y``, and ``y log(y / (y + theta))`` as ``-y
-        log1p(theta / y)``. Remembered as :meth:`_lgamma_ratio` is (the same key)."""
+        moved with theta): :func:`_saturated_rows`. Remembered as :meth:`_lgamma_ratio`
+        is (the same key)."""
         if const is None:
             return _saturated_rows(y, theta)
         memo = self._saturated_memo
@@ -375,7 +373,7 @@ def _large_count_loglik(y, eta, log_y, zero, mu, theta, log_theta):
     1e-5 a row for counts of 1e11, which made the objective rough). Rows with ``y = 0``:
     ``-theta log1p(mu / theta)``; rows where ``expm1(-t)`` overflows (``mu`` below
     ``y`` by more than e^700) or ``theta`` exceeds ``y``: the direct form."""
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         t = np.minimum(eta, _ETA_MAX) - log_y
         rho = theta / (theta + y)
         em = np.expm1(-t)
@@ -388,21 +386,41 @@ def _large_count_loglik(y, eta, log_y, zero, mu, theta, log_theta):
 
 
 def _saturated_rows(y, theta):
-    """:meth:`NegativeBinomial2._saturated` without the memo."""
+    """:meth:`NegativeBinomial2._saturated` without the memo: with Stirling's remainder
+    ``delta(z) = log Gamma(z) - (z - 1/2) log z + z - log(2 pi) / 2``, ``log p(y | mu =
+    y) = log(theta / (2 pi y (y + theta))) / 2 + delta(y + theta) - delta(theta) -
+    delta(y)`` exactly, every term small whatever ``y`` and ``theta`` (the terms of order
+    ``y log y`` and ``theta log theta`` cancel in closed form)."""
     y = np.asarray(y, dtype=float)
     theta = np.broadcast_to(np.asarray(theta, dtype=float), y.shape)
     pos = y > 0
     yp = np.where(pos, y, 1.0)
-    small = theta <= _STIRLING_SIZE
-    ts = np.where(small, theta, 1.0)
     with np.errstate(over="ignore", invalid="ignore"):
-        coef = np.where(
-            small,
-            -special.betaln(yp, ts) - np.log(yp),
-            _lgamma_ratio(yp, theta) - special.gammaln(yp + 1.0),
+        out = (
+            -0.5 * (np.log1p(yp / theta) + np.log(yp))
+            - _HALF_LOG_2PI
+            + _stirling_remainder(yp + theta)
+            - _stirling_remainder(theta)
+            - _stirling_remainder(yp)
         )
-        out = coef - theta * np.log1p(yp / theta) - yp * np.log1p(theta / yp)
     return np.where(pos, out, 0.0)
+
+
+_HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+
+
+def _stirling_remainder(z):
+    """``log Gamma(z) - ((z - 1/2) log z - z + log(2 pi) / 2)``: from ``gammaln`` below
+    20 (terms below 60, rounding of 1e-14), from Stirling's series above (its first five
+    terms; the sixth is below 1e-17 there)."""
+    z = np.asarray(z, dtype=float)
+    big = z >= 20.0
+    r = 1.0 / np.where(big, z, 20.0)
+    r2 = r * r
+    series = r * (1 / 12 - r2 * (1 / 360 - r2 * (1 / 1260 - r2 * (1 / 1680 - r2 / 1188))))
+    zs = np.where(big, 1.0, z)
+    direct = special.gammaln(zs) - (zs - 0.5) * np.log(zs) + zs - _HALF_LOG_2PI
+    return np.where(big, series, direct)
 
 
 def _digamma_shifted(y, theta):
