@@ -296,10 +296,11 @@ def test_bootstrap_limits_of_a_covariance_the_levels_do_not_identify_are_nan():
     assert any("not identified" in str(w.message) for w in caught)
 
 
-def test_marginal_means_of_a_covariance_the_levels_do_not_identify_are_the_identified_models():
-    # a population mean reads each arm's variance alone (identified): its SE is that of
-    # the model of the arms' variances, diag(0 + arm0 + arm1) (it was NaN, without a word)
-    X, y, g = _arm_data(0)
+def _arm_and_arms_models(seed):
+    """``(X, y, g, m, d)``: ``m`` the fit of ``(1 + arm | group)`` to ``_arm_data(seed)``
+    and ``d`` that of the arms' variances, ``diag(0 + arm0 + arm1)``, on ``X`` with the
+    indicators ``arm0``, ``arm1``."""
+    X, y, g = _arm_data(seed)
     X = X.assign(arm0=1.0 - X["arm"], arm1=X["arm"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -307,6 +308,13 @@ def test_marginal_means_of_a_covariance_the_levels_do_not_identify_are_the_ident
         d = BinomialGLMM(
             random_effects="diag(0 + arm0 + arm1)", random_only_columns=["arm0", "arm1"]
         ).fit(X[["arm", "arm0", "arm1"]], y, groups=g)
+    return X, y, g, m, d
+
+
+def test_marginal_means_of_a_covariance_the_levels_do_not_identify_are_the_identified_models():
+    # a population mean reads each arm's variance alone (identified): its SE is that of
+    # the model of the arms' variances, diag(0 + arm0 + arm1) (it was NaN, without a word)
+    X, y, g, m, d = _arm_and_arms_models(0)
     assert m.loglik_ == pytest.approx(d.loglik_, abs=1e-6)
     rows = [0, 8]  # one person of each arm
     ours = m.marginal_means(X[["arm"]].iloc[rows])
@@ -321,14 +329,7 @@ def test_predict_interval_of_a_covariance_the_levels_do_not_identify_is_the_iden
     # of the model of the arms' variances (the covariance parameters without a variance
     # were left out as if on a bound: 0.75-0.95 of it, without a word). A group predicted
     # at the other arm reads the undetermined part: NaN with a warning
-    X, y, g = _arm_data(3)
-    X = X.assign(arm0=1.0 - X["arm"], arm1=X["arm"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g)
-        d = BinomialGLMM(
-            random_effects="diag(0 + arm0 + arm1)", random_only_columns=["arm0", "arm1"]
-        ).fit(X[["arm", "arm0", "arm1"]], y, groups=g)
+    X, y, g, m, d = _arm_and_arms_models(3)
     rows = [0, 8]  # a person of arm 0, one of arm 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -351,14 +352,7 @@ def test_a_covariance_the_levels_do_not_identify_is_reported_at_its_largest_dete
     # uncorrelated, which is the fit of diag(0 + arm0 + arm1)
     T = np.array([[1.0, 0.0], [1.0, 1.0]])  # (b0, b1) -> (arm 0's effect, arm 1's)
     for seed in (0, 1, 3):
-        X, y, g = _arm_data(seed)
-        X = X.assign(arm0=1.0 - X["arm"], arm1=X["arm"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            m = BinomialGLMM(random_effects="1 + arm").fit(X[["arm"]], y, groups=g)
-            d = BinomialGLMM(
-                random_effects="diag(0 + arm0 + arm1)", random_only_columns=["arm0", "arm1"]
-            ).fit(X[["arm", "arm0", "arm1"]], y, groups=g)
+        *_, m, d = _arm_and_arms_models(seed)
         arms = T @ m.random_effects_cov_["group"].to_numpy() @ T.T
         np.testing.assert_allclose(
             arms, np.diag(np.diag(d.random_effects_cov_["group"].to_numpy())), atol=2e-4

@@ -114,13 +114,7 @@ def central_covariances(obj, x, bounds) -> np.ndarray:
     module's docstring); ``x`` itself when there is nothing to move (no such set, an
     unbounded one, or a search that did not finish)."""
     out = None
-    for k, f, block in _factors(obj):
-        if not _unstructured(f):
-            continue
-        problem = _set_problem(obj, k, f, x[block])
-        if problem is None:
-            continue
-        S, M, P, s0 = problem
+    for f, block, (S, M, P, s0) in _problems(obj, x):
         s = _largest_log_det(P.T @ S @ P, P.T @ M @ P, s0)
         size = max(float(np.trace(S)), 1e-300)
         if s is None or np.linalg.norm(s) <= 1e-10 * size:
@@ -138,13 +132,7 @@ def points_on_the_set(obj, x, bounds) -> np.ndarray:
     of each factor's set, one on either side, half-way to the set's edge (a fixed
     distance where it has none). Empty when there is no such set."""
     out = []
-    for k, f, block in _factors(obj):
-        if not _unstructured(f):
-            continue
-        problem = _set_problem(obj, k, f, x[block])
-        if problem is None:
-            continue
-        S, M, P, _ = problem
+    for f, block, (S, M, P, _) in _problems(obj, x):
         Sr = P.T @ S @ P
         try:
             C = np.linalg.cholesky(Sr)
@@ -165,6 +153,16 @@ def points_on_the_set(obj, x, bounds) -> np.ndarray:
                     xp[block] = new
                     out.append(xp)
     return np.array(out) if out else np.zeros((0, len(x)))
+
+
+def _problems(obj, x):
+    """``(f, block, (S, M, P, s0))`` of each unstructured factor whose set of equal
+    likelihood through ``x`` is more than a point (:func:`_set_problem`)."""
+    for k, f, block in _factors(obj):
+        if _unstructured(f):
+            problem = _set_problem(obj, k, f, x[block])
+            if problem is not None:
+                yield f, block, problem
 
 
 def _set_problem(obj, k, f, theta):

@@ -67,28 +67,21 @@ class NegativeBinomial2(Family):
         """:func:`_lgamma_ratio`, remembered for the last (log theta, const, y): it is
         the costliest term and the conditional-mode iterations ask for it many times at
         one theta (per-row values are one array throughout an evaluation)."""
-        if const is None:  # terms not made by the library for a model: nothing to key on
-            return _lgamma_ratio(y, theta)
-        memo = self._memo
-        array = type(log_theta) is np.ndarray
-        if memo is not None and memo[1] is const and memo[2] is y:
-            key = memo[0]
-            if (type(key) is np.ndarray) == array and (
-                np.array_equal(key, log_theta) if array else key == log_theta
-            ):
-                return memo[3]
-        val = _lgamma_ratio(y, theta)
-        self._memo = (log_theta.copy() if array else log_theta, const, y, val)
-        return val
+        return self._remembered("_memo", _lgamma_ratio, y, log_theta, theta, const)
 
     def _saturated(self, y, log_theta, theta, const):
         """``log p(y | mu = y)`` of each row for large counts, without the cancellation
         of terms of order ``y log y`` (1e12 for counts of 1e11: rounding of 1e-4 that
         moved with theta): :func:`_saturated_rows`. Remembered as :meth:`_lgamma_ratio`
         is (the same key)."""
-        if const is None:
-            return _saturated_rows(y, theta)
-        memo = self._saturated_memo
+        return self._remembered("_saturated_memo", _saturated_rows, y, log_theta, theta, const)
+
+    def _remembered(self, slot, fun, y, log_theta, theta, const):
+        """``fun(y, theta)``, remembered in attribute ``slot`` for the last (log theta,
+        const, y); computed afresh for terms not made by the library (``const`` None)."""
+        if const is None:  # terms not made by the library for a model: nothing to key on
+            return fun(y, theta)
+        memo = getattr(self, slot)
         array = type(log_theta) is np.ndarray
         if memo is not None and memo[1] is const and memo[2] is y:
             key = memo[0]
@@ -96,8 +89,8 @@ class NegativeBinomial2(Family):
                 np.array_equal(key, log_theta) if array else key == log_theta
             ):
                 return memo[3]
-        val = _saturated_rows(y, theta)
-        self._saturated_memo = (log_theta.copy() if array else log_theta, const, y, val)
+        val = fun(y, theta)
+        setattr(self, slot, (log_theta.copy() if array else log_theta, const, y, val))
         return val
 
     def __getstate__(self):
