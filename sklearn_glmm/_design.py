@@ -706,13 +706,14 @@ def check_slopes_vary_within_levels(factor: Factor, spread: np.ndarray) -> None:
     another optimum; the fit restarts from several points (``optimize``), which finds
     it on most such data, not all.
 
-    Not for an uncorrelated term without an intercept whose levels each read one
-    column (``diag(0 + arm0 + arm1)`` with an indicator per arm, ``(0 + dose | site)``):
-    each column's variance is then that of its levels' effects, a random intercept's
-    of its own levels.
+    Not for a term without an intercept whose levels each read one column (``(0 +
+    trt | id)``, ``diag(0 + arm0 + arm1)`` with an indicator per arm, ``(0 + dose |
+    site)``): each column's variance is then that of its levels' effects, a random
+    intercept's of its own levels (the correlations of a correlated term are not
+    identified at all, and said so with the fit's standard errors).
     """
     names = factor.term.names[1:] if factor.term.intercept else factor.term.names
-    alone = not factor.term.intercept and (factor.term.diagonal or len(names) == 1)
+    alone = not factor.term.intercept
     for name, flat, shared in zip(names, level_constant_from_spread(spread), spread[5]):
         if not flat or (alone and shared == 0):
             continue

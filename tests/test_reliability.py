@@ -476,6 +476,42 @@ def test_a_fit_moved_to_its_central_point_passes_the_gradient_check_there():
     assert m.fit_record_.max_scaled_grad < 1e-3
 
 
+def test_three_arms_with_one_variance_at_zero_converge_at_one_point():
+    # (1 + a1 + a2 | id), one arm's variance 0 at the optimum: every point of the set is
+    # singular. The central point is taken on its face (the other two arms
+    # uncorrelated, whatever the reference arm), and the directions of the set that are
+    # flat are taken out of the Hessian while the one that leaves the face is not (all
+    # or none: "a saddle point" on 3 of 6 fits)
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(60), 8)
+    arm = (np.arange(60) % 3)[g]
+    eff = rng.normal(size=60) * np.sqrt(np.array([1.0, 0.5, 2.0]))[np.arange(60) % 3]
+    eta = -0.5 + 0.3 * (arm == 1) - 0.2 * (arm == 2) + eff[g]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    ind = pd.DataFrame({f"a{k}": (arm == k).astype(float) for k in range(3)})
+    covs = []
+    for ref in range(3):
+        cols = [f"a{k}" for k in range(3) if k != ref]
+        m, caught = _record(
+            lambda cols=cols: BinomialGLMM(random_effects="1 + " + " + ".join(cols)).fit(
+                ind[cols], y, groups=g
+            )
+        )
+        assert m.converged_ and ConvergenceWarning not in _categories(caught), ref
+        # the arms' covariance: arm k's effect is b0 + b_k (b0 alone for the reference)
+        T = np.zeros((3, 3))
+        T[:, 0] = 1.0
+        for j, c in enumerate(cols):
+            T[int(c[1]), j + 1] = 1.0
+        covs.append(T @ m.random_effects_cov_["group"].to_numpy() @ T.T)
+    for A in covs:
+        zero = int(np.argmin(np.diag(A)))
+        assert A[zero, zero] < 1e-8
+        others = [k for k in range(3) if k != zero]
+        assert abs(A[others[0], others[1]]) < 1e-6  # uncorrelated
+        np.testing.assert_allclose(np.diag(A), np.diag(covs[0]), atol=2e-4)
+
+
 def test_a_correlated_effect_per_arm_is_not_a_saddle():
     # lme4's (0 + trt | id) with an indicator per arm: the arms' covariance is not
     # identified, and the fit ends at the arms uncorrelated, where the curvature along it
@@ -523,6 +559,17 @@ def test_one_variance_per_arm_does_not_warn_of_a_level_predictor_slope():
     # summary and report name the parameters the data do not identify
     assert "not identified by the data: cor_arm.(Intercept)|group, sd_arm|group" in str(m.summary())
     assert "The data do not identify" in m.report()
+    # lme4's (0 + trt | id), a random intercept per arm: no level-predictor warning, the
+    # correlation named as undetermined
+    from sklearn_glmm.formula import glmer
+
+    d = pd.DataFrame({"y": y, "id": g, "trt": np.where(X["arm"] == 1, "drug", "placebo")})
+    m, caught = _record(lambda: glmer("y ~ trt + (0 + trt | id)", d, family="binomial"))
+    assert IdentifiabilityWarning not in _categories(caught)
+    assert any(
+        w.category is StandardErrorWarning and "cor_trtplacebo.trtdrug|id" in str(w.message)
+        for w in caught
+    )
 
 
 def test_unidentified_covariance_directions_are_those_the_levels_do_not_see():

@@ -203,9 +203,10 @@ def identified_covariance(H, x, bounds, unidentified):
         return None
     free = ~at_bound(x, bounds)
     Hf = H[np.ix_(free, free)]
-    Hp = _without_flat(Hf, unidentified[free])
-    if Hp is Hf:
-        return None
+    got = _flat_projection(Hf, unidentified[free])
+    if got is None or got[1].shape[1] != unidentified.shape[1]:
+        return None  # (only some of them flat: not the covariance it describes)
+    Hp = got[0]
     inv, evals, _, good, level = _eigen_inverse(*_unit_diagonal(Hp)[:2])
     if np.any(evals < -level) or good.sum() != len(Hp) - unidentified.shape[1]:
         return None
@@ -219,35 +220,48 @@ def _flat_filled(Hf, N):
     :func:`_without_flat`) set to 1 on the unit-diagonal scale, for the scaled
     gradient: divided by their curvature of 0 (the Hessian's rounding), the gradient's
     rounding along them read as a failed check."""
-    Hp = _without_flat(Hf, N)
-    if Hp is Hf:
+    got = _flat_projection(Hf, N)
+    if got is None:
         return Hf
-    d = _unit_diagonal(Hf)[1]
-    Ns = np.linalg.qr(d[:, None] * N)[0]
-    return Hp + (Ns @ Ns.T) * np.outer(d, d)
+    Hp, F, d = got
+    return Hp + (F @ F.T) * np.outer(d, d)
 
 
 def _without_flat(Hf, N):
-    """``Hf`` with the directions ``N`` (columns) taken out where its curvature along
-    them is nil to the Hessian's accuracy (:data:`_FLAT_ALONG`, on the unit-diagonal
-    scale): a direction of equal likelihood at an optimum has none, and a point that
-    is not one (a parameter near its bound, a saddle beside the line) keeps its own."""
+    """``Hf`` with the directions in the span of ``N`` (columns) along which its
+    curvature is nil to the Hessian's accuracy taken out (:func:`_flat_projection`), or
+    ``Hf`` itself where there is none."""
+    got = _flat_projection(Hf, N)
+    return Hf if got is None else got[0]
+
+
+def _flat_projection(Hf, N):
+    """``(Hp, F, d)``: ``Hf`` with the directions ``F`` (columns, orthonormal on the
+    unit-diagonal scale ``d``) taken out, ``F`` those in the span of ``N`` along which
+    its curvature is nil to the Hessian's accuracy (:data:`_FLAT_ALONG`, on the
+    unit-diagonal scale); None where there is none. A direction of equal likelihood at
+    an optimum has none; one that is not (a parameter near its bound, a saddle beside
+    the line, a direction that leaves the set at second order on its face) keeps its
+    own."""
     # (a diagonal not above zero is left unscaled: the flat direction's own, where it
     # leads, is its rounding, 0 or just below; the curvature along it decides)
     R, d, _ = _unit_diagonal(Hf)
     Ns = np.linalg.qr(d[:, None] * N)[0]  # the directions on the unit-diagonal scale
     along = Ns.T @ R @ Ns
     scale = max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300)
-    if not np.max(np.abs(np.linalg.eigvalsh(0.5 * (along + along.T)))) <= _FLAT_ALONG * scale:
-        return Hf
-    P = np.eye(len(R)) - Ns @ Ns.T
+    w, V = np.linalg.eigh(0.5 * (along + along.T))
+    flat = np.abs(w) <= _FLAT_ALONG * scale
+    if not flat.any():
+        return None
+    F = Ns @ V[:, flat]
+    P = np.eye(len(R)) - F @ F.T
     out = P @ R @ P
     out = 0.5 * (out + out.T)
     # (a parameter wholly along them: its diagonal is nil, not a rounding below zero)
     diag = np.diag(out).copy()
     diag[np.abs(diag) <= 1e-12 * scale] = 0.0
     np.fill_diagonal(out, diag)
-    return out * np.outer(d, d)
+    return out * np.outer(d, d), F, d
 
 
 # the largest curvature, relative to the Hessian's largest (unit-diagonal scale), along

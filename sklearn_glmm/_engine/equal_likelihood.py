@@ -116,12 +116,11 @@ def central_covariances(obj, x, bounds) -> np.ndarray:
     out = None
     for f, block, (S, M, P, s0) in _problems(obj, x):
         s = _largest_log_det(P.T @ S @ P, P.T @ M @ P, s0)
-        size = max(float(np.trace(S)), 1e-300)
-        if s is None or np.linalg.norm(s) <= 1e-10 * size:
-            continue  # (none, or there already)
-        new = _entries(f, S + np.tensordot(s, M, axes=1), bounds, block)
-        if new is None:
+        if s is None:
             continue
+        new = _entries(f, _on_face(S + np.tensordot(s, M, axes=1), P), bounds, block)
+        if new is None or np.allclose(new, x[block], rtol=0.0, atol=1e-10):
+            continue  # (there already: on a face, a variance of its rounding set to 0)
         out = x.copy() if out is None else out
         out[block] = new
     return x if out is None else out
@@ -147,7 +146,7 @@ def points_on_the_set(obj, x, bounds) -> np.ndarray:
             hi = -1.0 / lam[0] if lam[0] < 0 else size
             lo = -1.0 / lam[-1] if lam[-1] > 0 else -size
             for t in (_AROUND * lo, _AROUND * hi):
-                new = _entries(f, S + t * Mj, bounds, block)
+                new = _entries(f, _on_face(S + t * Mj, P), bounds, block)
                 if new is not None:
                     xp = np.array(x, dtype=float)
                     xp[block] = new
@@ -195,8 +194,7 @@ def _set_problem(obj, k, f, theta):
         return None
     M = np.tensordot(B.T, N, axes=1)
     # on the face exactly (its rounding off it, a variance of 1e-10, taken away)
-    S = P @ (P.T @ S @ P) @ P.T
-    return 0.5 * (S + S.T), M, P, np.zeros(B.shape[1])
+    return _on_face(S, P), M, P, np.zeros(B.shape[1])
 
 
 def _inside(S, N, size):
@@ -254,6 +252,15 @@ def _largest_log_det(S, N, t, max_iter=100):
         if np.linalg.norm(t) > 1e8 * size:
             return None
     return None
+
+
+def _on_face(S, P):
+    """``S`` on the range ``P`` of its set's face (the changes that keep the null space
+    do so to the rounding of their basis only); ``S`` itself where the face is all."""
+    if P.shape[1] == len(S):
+        return S
+    out = P @ (P.T @ S @ P) @ P.T
+    return 0.5 * (out + out.T)
 
 
 def _entries(f, S, bounds, block):
