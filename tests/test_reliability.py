@@ -476,6 +476,22 @@ def test_a_fit_moved_to_its_central_point_passes_the_gradient_check_there():
     assert m.fit_record_.max_scaled_grad < 1e-3
 
 
+def test_a_flat_direction_coupled_to_another_is_not_taken_out_of_the_hessian():
+    # a direction of the set with nil curvature but coupled to an identified parameter
+    # is no direction of equal likelihood there: H is indefinite (a saddle along (1, 0,
+    # -0.3)), which taking it out would hide
+    from sklearn_glmm._engine.converge import curvature
+
+    H = np.array([[0.0, 0.0, 0.3], [0.0, 1.0, 0.0], [0.3, 0.0, 1.0]])
+    bounds = [(None, None)] * 3
+    _, _, negative = curvature(H, np.full(3, 0.5), bounds, unidentified=np.eye(3)[:, :2])
+    assert negative
+    # uncoupled, the flat direction is taken out and the rest is positive definite
+    H[0, 2] = H[2, 0] = 0.0
+    V, _, negative = curvature(H, np.full(3, 0.5), bounds, unidentified=np.eye(3)[:, :2])
+    assert not negative and np.isnan(V[0, 0]) and np.isfinite(V[2, 2])
+
+
 def test_three_arms_with_one_variance_at_zero_converge_at_one_point():
     # (1 + a1 + a2 | id), one arm's variance 0 at the optimum: every point of the set is
     # singular. The central point is taken on its face (the other two arms

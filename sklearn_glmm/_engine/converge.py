@@ -250,7 +250,10 @@ def _flat_projection(Hf, N):
     along = Ns.T @ R @ Ns
     scale = max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300)
     w, V = np.linalg.eigh(0.5 * (along + along.T))
-    flat = np.abs(w) <= _FLAT_ALONG * scale
+    # flat: nil curvature along it and nil coupling to the other directions (a coupling
+    # c beside a curvature of 1 hides a saddle of c^2: at most the flatness threshold)
+    coupling = np.linalg.norm(R @ (Ns @ V), axis=0)
+    flat = (np.abs(w) <= _FLAT_ALONG * scale) & (coupling <= np.sqrt(_FLAT_ALONG) * scale)
     if not flat.any():
         return None
     F = Ns @ V[:, flat]
