@@ -45,7 +45,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .equal_likelihood import central_covariances, design_count, points_on_the_set, unseen_changes
+from .equal_likelihood import (
+    central_covariances,
+    design_count,
+    points_on_the_set,
+    unidentified_directions,
+)
 from .objective import GLMObjective
 from .optimize import (
     FLAT_TOL,
@@ -96,63 +101,6 @@ def scaled_gradient(g, H, x, bounds, unidentified=None) -> tuple[float, float]:
     except np.linalg.LinAlgError:
         return raw, raw
     return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
-
-
-def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
-    """Directions of the parameters (columns, on the free Cholesky entries of a factor)
-    along which the likelihood is constant by construction, or None.
-
-    Level ``j``'s random effects ``b_j ~ N(0, S)`` act through its rows of Z, ``Z_j
-    b_j``, whose covariance ``Z_j S Z_j'`` is all the likelihood reads of ``S``: the
-    compression of ``S`` onto the span of the level's rows. Where a slope's variable is
-    constant within levels and takes few values (a treatment arm of two values: ``(1 +
-    arm | id)`` identifies the variance of each arm's levels, not the slope's SD and the
-    correlation apart; with a slope of time beside it, one covariance fewer), some
-    changes ``D`` of ``S`` change none of them (``G_j D G_j = 0`` for every level's Gram
-    matrix ``G_j = Z_j' Z_j``), and ``S`` moves along a line (or more) of equal
-    likelihood. At an optimum the Hessian is zero along its tangent (on the Cholesky
-    entries at ``x``); rounding can read it as negative curvature (a saddle, at a
-    maximum). Only for a factor with a slope of a predictor of the level itself
-    (:attr:`FactorData.level_constant`); the sums over levels are the objective's
-    (:meth:`level_gram_products`: a partitioned one adds its partitions')."""
-    data = obj.data
-    if not data.factors or not hasattr(obj, "level_gram_products"):
-        return None
-    free = ~at_bound(x, bounds)
-    out, first = [], data.n_beta
-    for k, f in enumerate(data.factors):
-        block = np.arange(first, first + f.n_params)
-        first += f.n_params
-        cols = free[block]
-        if f.q < 2 or f.mapped or not f.level_constant or not cols.any():
-            continue
-        q = f.q
-        U = unseen_changes(obj, k)
-        if not U.shape[1]:
-            continue
-        L = np.zeros((q, q))
-        L[f.theta_rows, f.theta_cols] = x[block]
-        # vec(dS) per Cholesky entry (E L' + L E'), each at unit length: a direction of
-        # the entries whose dS is such a change (not merely small: near a zero diagonal
-        # an entry moves S little, and is no less identified for that)
-        Dm = np.zeros((q * q, len(block)))
-        for i, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)):
-            E = np.zeros((q, q))
-            E[r, c] = 1.0
-            Dm[:, i] = (E @ L.T + L @ E.T).ravel()
-        Dm = Dm[:, cols]
-        size = np.linalg.norm(Dm, axis=0)
-        if not np.all(size > 0.0):
-            continue
-        seen = (Dm - U @ (U.T @ Dm)) / size  # the part of each dS some level sees
-        _, sv, vt = np.linalg.svd(seen)
-        rank = int(np.sum(sv > 1e-8 * max(float(sv[0]), 1e-300))) if len(sv) else 0
-        null = vt[rank:].T / size[:, None]
-        if null.shape[1]:
-            full = np.zeros((len(x), null.shape[1]))
-            full[block[cols]] = np.linalg.qr(null)[0]
-            out.append(full)
-    return np.hstack(out) if out else None
 
 
 def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None):

@@ -10,6 +10,8 @@ segment for two arms.
 
 This module reads that set from the data and a fitted ``S``:
 
+- :func:`unidentified_directions`: the directions of the Cholesky entries at a point
+  along which the likelihood is constant (taken out of the Hessian by ``converge``);
 - :func:`design_count`: how many parameters of the factor's parametrisation the levels
   do not identify, from the design alone (the degrees of freedom a likelihood-ratio
   test does not count), whatever the point;
@@ -93,19 +95,63 @@ def design_count(obj) -> int:
         if _unstructured(f):
             total += len(N)
             continue
-        q = f.q
-        L = np.zeros((q, q))
-        L[f.theta_rows, f.theta_cols] = np.random.default_rng(0).uniform(0.5, 1.5, f.n_params)
-        T = []
-        for r, c in zip(f.theta_rows, f.theta_cols):
-            E = np.zeros((q, q))
-            E[r, c] = 1.0
-            T.append((E @ L.T + L @ E.T).ravel())
-        T = np.array(T).T
+        generic = np.random.default_rng(0).uniform(0.5, 1.5, f.n_params)
+        T = cholesky_tangent(f, generic)
         Nm = N.reshape(len(N), -1).T
         rank = np.linalg.matrix_rank
         total += rank(T) + rank(Nm) - rank(np.hstack([T, Nm]))
     return int(total)
+
+
+def cholesky_tangent(f, theta) -> np.ndarray:
+    """``vec(dS)`` (row-major, columns) per Cholesky entry of factor ``f`` at its entries
+    ``theta``: ``E L' + L E'`` for the entry's unit matrix ``E``, shape (q^2, n_params)."""
+    q = f.q
+    L = np.zeros((q, q))
+    L[f.theta_rows, f.theta_cols] = theta
+    out = np.zeros((q * q, len(f.theta_rows)))
+    for i, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)):
+        E = np.zeros((q, q))
+        E[r, c] = 1.0
+        out[:, i] = (E @ L.T + L @ E.T).ravel()
+    return out
+
+
+def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
+    """Directions of the parameters (columns, on the free Cholesky entries of a factor)
+    along which the likelihood is constant by construction, or None: those whose
+    change of ``S`` no level sees (:func:`unseen_changes`; see the module's docstring).
+    At an optimum the Hessian is zero along them (on the Cholesky entries at ``x``);
+    rounding can read it as negative curvature (a saddle, at a maximum). The sums over
+    levels are the objective's (:meth:`level_gram_products`: a partitioned one adds its
+    partitions')."""
+    from .converge import at_bound
+
+    free = ~at_bound(x, bounds)
+    out = []
+    for k, f, block in _factors(obj):
+        cols = free[block]
+        if not cols.any():
+            continue
+        U = unseen_changes(obj, k)
+        if not U.shape[1]:
+            continue
+        # each entry's dS at unit length: a direction of the entries whose dS is such a
+        # change (not merely small: near a zero diagonal an entry moves S little, and is
+        # no less identified for that)
+        Dm = cholesky_tangent(f, x[block])[:, cols]
+        size = np.linalg.norm(Dm, axis=0)
+        if not np.all(size > 0.0):
+            continue
+        seen = (Dm - U @ (U.T @ Dm)) / size  # the part of each dS some level sees
+        _, sv, vt = np.linalg.svd(seen)
+        rank = int(np.sum(sv > 1e-8 * max(float(sv[0]), 1e-300))) if len(sv) else 0
+        null = vt[rank:].T / size[:, None]
+        if null.shape[1]:
+            full = np.zeros((len(x), null.shape[1]))
+            full[block[cols]] = np.linalg.qr(null)[0]
+            out.append(full)
+    return np.hstack(out) if out else None
 
 
 def central_covariances(obj, x, bounds) -> np.ndarray:

@@ -446,7 +446,7 @@ class LaplaceGradient:
         q^2): ``G_j`` the Gram matrix ``Z_j' Z_j`` of level ``j``'s rows of Z (with weight
         above 0), each at unit size (its largest entry). Its null space holds ``vec(D)``
         of every change ``D`` of the factor's covariance that no level's compression
-        ``Z_j S Z_j'`` sees (``G_j D G_j = 0``: ``converge.unidentified_directions``).
+        ``Z_j S Z_j'`` sees (``G_j D G_j = 0``: ``equal_likelihood.unidentified_directions``).
         Sums over levels: a partitioned objective adds its partitions'."""
         d = self.data
         f, gi, q = d.factors[k], self.groups[k], d.factors[k].q

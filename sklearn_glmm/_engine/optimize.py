@@ -56,7 +56,7 @@ class FitRecord:
     rising_off_zero: tuple = ()
     glm_objective: float = np.nan  # -2 log L of the nested GLM (no random effects)
     # directions of the parameters along which the likelihood is constant by
-    # construction (``converge.unidentified_directions``: columns), or None
+    # construction (``equal_likelihood.unidentified_directions``: columns), or None
     unidentified: np.ndarray = field(default=None, repr=False)
     # the covariance over the identified directions (``converge.identified_covariance``)
     identified_covariance: np.ndarray = field(default=None, repr=False)
