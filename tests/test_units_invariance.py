@@ -49,6 +49,37 @@ def test_negative_binomial_log_density_of_large_counts_is_exact():
         np.testing.assert_allclose(der.loglik, truth, rtol=1e-14, atol=1e-9)
 
 
+def test_negative_binomial_derivatives_in_log_theta_are_exact():
+    # the first and second derivatives of log p(y | mu, theta) in log theta, which the
+    # gradient, the closed-form Hessian and the bootstrap's batched kernel read: towards
+    # the Poisson limit each was a sum of terms of order y for a value of order y /
+    # theta (3e-8 of it lost at theta = 1e3, 0.1 at 1e6, all of it at 1e8). Against
+    # derivatives of the log-density in exact arithmetic
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+
+    def loglik(y, lt, mu):
+        th = mpmath.exp(lt)
+        out = mpmath.loggamma(y + th) - mpmath.loggamma(th) + th * mpmath.log(th / (th + mu))
+        return out + (y * mpmath.log(mu / (th + mu)) if y > 0 else 0)
+
+    fam = NegativeBinomial2()
+    y = np.array([0.0, 1.0, 5.0, 30.0, 1e3, 1e5, 2e7])
+    for theta in (0.3, 3.0, 1e3, 1e5, 1e6, 1e8, 1e12):
+        lt = float(np.log(theta))
+        for shift in (-3.0, -0.2, 0.0, 0.5, 2.0):
+            eta = np.log(np.maximum(y, 1.0)) + shift
+            const = fam.constant(y, None)  # (counts above 1e3: the large-count forms)
+            dl = fam.extra_derivs(y, eta, None, None, (lt,), const)[0][0]
+            dll = fam.extra_second_derivs(y, eta, None, None, (lt,), const)[0]
+            for k in range(len(y)):
+                at = (mpmath.mpf(y[k]), mpmath.exp(mpmath.mpf(eta[k])))
+                d1 = float(mpmath.diff(lambda v, at=at: loglik(at[0], v, at[1]), lt))
+                d2 = float(mpmath.diff(lambda v, at=at: loglik(at[0], v, at[1]), lt, 2))
+                assert dl[k] == pytest.approx(d1, rel=1e-12, abs=1e-300), (theta, shift, y[k])
+                assert dll[k] == pytest.approx(d2, rel=1e-12, abs=1e-300), (theta, shift, y[k])
+
+
 @pytest.mark.parametrize(
     "name, terms",
     [("nb_poisson_limit_level_slope", ["v"]), ("nb_large_counts_arm_time", ["v", "time"])],

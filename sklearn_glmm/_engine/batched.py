@@ -36,13 +36,12 @@ differentiated by its exact ``extra_derivs``); other models refit one by one.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from .._config import compiled_on
 from . import compiled
 from .families import Binomial, Poisson
 from .families.base import _lgamma_ratio
-from .families.negbin import NegativeBinomial2, _digamma_shifted
+from .families.negbin import NegativeBinomial2, digamma_part
 from .groups import GroupIndex
 from .linalg.block import ROUNDED_PIVOT
 from .links import LogitLink, LogLink
@@ -411,8 +410,7 @@ class BatchedLaplace:
                 y = self.Y[idx[~limit]].ravel()
                 theta_rows = np.repeat(thetas[~limit], n)
                 const_theta[~limit] = _lgamma_ratio(y, theta_rows).reshape(-1, n)
-                dig = _digamma_shifted(y, theta_rows) - special.digamma(theta_rows)
-                digammas[~limit] = dig.reshape(-1, n)
+                digammas[~limit] = digamma_part(y, theta_rows).reshape(-1, n)
         ok, value, grad, U, J, gn = compiled.batched_laplace(
             family,
             X,

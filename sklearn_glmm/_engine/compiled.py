@@ -323,8 +323,9 @@ def _batched_laplace(
     ``Y`` and ``const`` (R, n): the replicates' outcomes and parameter-free terms;
     ``params`` (R, n_beta + n_theta [+ 1]), ``U0`` (R, G * q). For NB2, each
     replicate's ``theta`` (``thetas``, (R,)), its term ``log Gamma(y + theta) - log
-    Gamma(theta)`` (``const_theta``) and ``digamma(y + theta) - digamma(theta)``
-    (``digammas``), (R, n) each, made by the numpy code; the gradient then has a last
+    Gamma(theta)`` (``const_theta``) and the digamma term of the derivative in ``log
+    theta`` (``digammas``, :func:`~sklearn_glmm._engine.families.negbin.digamma_part`),
+    (R, n) each, made by the numpy code; the gradient then has a last
     entry in ``log theta`` (``BatchedLaplace._extra_gradient``). Returns ``(ok, value,
     grad, U, J, gn)`` as :meth:`BatchedLaplace.evaluate` (``gn`` zeros without
     ``with_scale``).
@@ -607,7 +608,10 @@ def _batched_laplace(
                 tm = theta + mu
                 s_r = (theta / tm) * (mu / tm)
                 mmy = mu - y[i]
-                dl = theta * (dig[i] - math.log1p(mu / theta) + mmy / tm)
+                if theta >= _SERIES_THETA:  # (NegativeBinomial2._log_theta_terms)
+                    dl = dig[i] + theta * _log1p_minus(-mmy / tm)
+                else:
+                    dl = dig[i] + theta * (mmy / tm - math.log1p(mu / theta))
                 dd1 = -s_r * mmy
                 dw = s_r * (2.0 * theta * mu + y[i] * mu - theta * y[i]) / tm
                 wt = weights[i]
@@ -644,8 +648,23 @@ def _batched_laplace(
     return ok, value, grad, U_out, J_out, gn
 
 
+def _log1p_minus(u):
+    """:func:`~sklearn_glmm._engine.families.negbin.log1p_minus` of one value: ``log1p(u)
+    - u`` by the same series for ``|u| < 1/4``, the direct difference elsewhere."""
+    if abs(u) >= 0.25:
+        return math.log1p(u) - u
+    v = u / (2.0 + u)
+    v2 = v * v
+    acc = 0.0
+    for k in range(_LOG1P_TERMS - 1, -1, -1):
+        acc = acc * v2 + 1.0 / (2 * k + 3)
+    return -u * u / (2.0 + u) + 2.0 * v * v2 * acc
+
+
+_LOG1P_TERMS = 12  # (families.negbin._LOG1P_TERMS)
+_SERIES_THETA = 100.0  # (families.negbin._SERIES_THETA)
 _KERNELS = {}
-_SHARED = ("_row_terms", "_modes_found", "_level_inverse")
+_SHARED = ("_row_terms", "_modes_found", "_level_inverse", "_log1p_minus")
 
 
 def _compiled(fn):

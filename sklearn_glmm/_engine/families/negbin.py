@@ -190,13 +190,19 @@ class NegativeBinomial2(Family):
         s, r = theta / tm, mu / tm
         _, log_y, zero = self.constant(y, trials) if const is None else const
         mmy = mu - y if zero is None else _mu_minus_y(y, eta, log_y, zero, mu)
-        with np.errstate(over="ignore"):
-            dl = theta * (
-                _digamma_shifted(y, theta)
-                - special.digamma(theta)
-                - np.logaddexp(0.0, eta - lt)
-                + mmy / tm
-            )
+        # theta [psi(y + theta) - psi(theta) - log(1 + mu / theta) + (mu - y) / (theta +
+        # mu)]: for large theta (near the Poisson limit) each term is of order y where the
+        # sum is of order y / theta; there it is the digamma excess plus theta [log1p(u) -
+        # u], u = (y - mu) / (theta + mu), both free of that cancellation
+        part = digamma_part(y, theta)
+        big = theta >= _SERIES_THETA
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.all(big):
+                dl = part + theta * log1p_minus(-mmy / tm)
+            else:
+                dl = part + theta * (mmy / tm - np.logaddexp(0.0, eta - lt))
+                if np.any(big):
+                    dl = np.where(big, part + theta * log1p_minus(-mmy / tm), dl)
         return theta, mu, tm, s, r, mmy, dl
 
     def extra_second_derivs(self, y, eta, trials, weights, extra, const=None):
@@ -215,10 +221,15 @@ class NegativeBinomial2(Family):
             return None
         theta, mu, tm, s, r, mmy, dl = self._log_theta_terms(y, eta, trials, lt, const)
         sr = s * r
-        with np.errstate(over="ignore"):
-            trigamma = by_count(y, lambda c: special.polygamma(1, c + theta))
-            dll = dl + theta * theta * (trigamma - special.polygamma(1, theta))
-        dll += theta * r - s * s * mmy
+        # theta^2 [psi'(y + theta) - psi'(theta)] + theta r - s^2 (mu - y): for large theta
+        # the trigamma excess plus s^2 (mu - y)^2 / (y + theta), without the cancellation
+        # of terms of order y (the identity: theta r - s^2 (mu - y) - theta y / (y +
+        # theta) = s^2 (mu - y)^2 / (y + theta))
+        with np.errstate(over="ignore", invalid="ignore"):
+            if theta >= _SERIES_THETA:
+                dll = dl + trigamma_part(y, theta) + s * s * mmy * (mmy / (y + theta))
+            else:
+                dll = dl + trigamma_part(y, theta) + theta * r - s * s * mmy
         d1_l = -sr * mmy
         d1_ll = (r - s) * d1_l
         yt = y + theta
@@ -416,9 +427,89 @@ def _stirling_remainder(z):
     return np.where(big, series, direct)
 
 
-def _digamma_shifted(y, theta):
-    """``digamma(y + theta)``; with one theta for all rows (or per run of rows), once
-    per count (and run)."""
+def digamma_part(y, theta):
+    """Each row's digamma term of the derivative in ``log theta``: for ``theta`` of at
+    least :data:`_SERIES_THETA` the excess ``theta [psi(y + theta) - psi(theta) - log1p(y
+    / theta)]`` (of order ``y / theta``, where the digamma difference and the logarithm
+    are each of order ``y / theta`` more), below it ``theta [psi(y + theta) -
+    psi(theta)]``. With one theta for all rows (or per run of rows), once per count (and
+    run)."""
     if np.ndim(theta) == 0:
-        return by_count(y, lambda c: special.digamma(c + theta))
-    return by_count_in_runs(y, theta, lambda c, t: special.digamma(c + t))
+        return by_count(y, lambda c: _digamma_part_rows(c, theta))
+    return by_count_in_runs(y, theta, _digamma_part_rows)
+
+
+def trigamma_part(y, theta):
+    """As :func:`digamma_part`, of the second derivative: the excess ``theta^2 [psi'(y
+    + theta) - psi'(theta) + y / (theta (y + theta))]`` (of order ``y / theta``) for
+    large theta, ``theta^2 [psi'(y + theta) - psi'(theta)]`` below."""
+    if np.ndim(theta) == 0:
+        return by_count(y, lambda c: _trigamma_part_rows(c, theta))
+    return by_count_in_runs(y, theta, _trigamma_part_rows)
+
+
+# from this theta on, the polygamma terms are the excesses, from the asymptotic series
+# (their truncation below 1e-15 of the value); below it the direct differences
+_SERIES_THETA = 100.0
+
+
+def _polygamma_series_parts(y, theta):
+    """``(y / s, t, theta)`` with ``s = y + theta``, ``t = theta / s``, and where the
+    series applies, for the excesses' series in powers of ``1 / theta``: ``(s^n -
+    theta^n) / (s theta)^n = (y / s) (1 + t + ... + t^(n-1)) / theta^n``, free of
+    overflow."""
+    y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
+    big = theta >= _SERIES_THETA
+    tb = np.where(big, theta, _SERIES_THETA)
+    s = tb + y
+    return y / s, tb / s, tb, big, y, theta
+
+
+def _digamma_part_rows(y, theta):
+    ys, t, tb, big, y, theta = _polygamma_series_parts(y, theta)
+    # psi(x) ~ log x - 1/(2x) - 1/(12x^2) + 1/(120x^4) - 1/(252x^6), differenced
+    p2 = 1.0 + t
+    p4 = p2 * (1.0 + t * t)
+    p6 = p2 * (1.0 + t * t * (1.0 + t * t))
+    inv = 1.0 / tb
+    series = ys * (0.5 + inv * (p2 / 12.0 - inv * inv * (p4 / 120.0 - inv * inv * p6 / 252.0)))
+    ts = np.where(big, 1.0, theta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = ts * (special.digamma(y + ts) - special.digamma(ts))
+    return np.where(big, series, direct)
+
+
+def _trigamma_part_rows(y, theta):
+    ys, t, tb, big, y, theta = _polygamma_series_parts(y, theta)
+    # psi'(x) ~ 1/x + 1/(2x^2) + 1/(6x^3) - 1/(30x^5) + 1/(42x^7), differenced
+    p2 = 1.0 + t
+    p3 = 1.0 + t * p2
+    p5 = 1.0 + t * (1.0 + t * p3)
+    p7 = 1.0 + t * (1.0 + t * p5)
+    inv = 1.0 / tb
+    series = -ys * (p2 / 2.0 + inv * (p3 / 6.0 - inv * inv * (p5 / 30.0 - inv * inv * p7 / 42.0)))
+    ts = np.where(big, 1.0, theta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = (ts * ts) * (special.polygamma(1, y + ts) - special.polygamma(1, ts))
+    return np.where(big, series, direct)
+
+
+def log1p_minus(u):
+    """``log1p(u) - u`` for ``u > -1``, free of the cancellation near 0: with ``v = u /
+    (2 + u)`` it is ``-u^2 / (2 + u) + 2 v^3 (1/3 + v^2/5 + v^4/7 + ...)`` for ``|u| <
+    1/4`` (``|v| < 1/7``: twelve terms), the direct difference elsewhere."""
+    u = np.asarray(u, dtype=float)
+    small = np.abs(u) < 0.25
+    us = np.where(small, u, 0.0)
+    v = us / (2.0 + us)
+    v2 = v * v
+    acc = np.zeros_like(v)
+    for k in range(_LOG1P_TERMS - 1, -1, -1):
+        acc = acc * v2 + 1.0 / (2 * k + 3)
+    series = -us * us / (2.0 + us) + 2.0 * v * v2 * acc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = np.log1p(u) - u
+    return np.where(small, series, direct)
+
+
+_LOG1P_TERMS = 12
