@@ -25,6 +25,7 @@ from . import _random_only, _results, _state, _tables
 from . import _zero_inflation as _zi
 from ._design import (
     build_factors,
+    check_aliased_factors,
     check_slope_variables,
     factor_columns,
     factor_names,
@@ -593,6 +594,7 @@ class _BaseGLMM(BaseEstimator):
             used,
             level_slopes,
         )
+        check_aliased_factors(factors, fdata, w)
         pending = dict(scaling=scaling, z_maps=tuple(z_maps), factor_order=factor_order)
         designs = self._block_designs_of(  # (they may read the random-only columns too)
             family, (zi_term, zi_what), disp_term, X_raw, _random_only.names(self, names), pending

@@ -694,6 +694,32 @@ def check_slope_variables(factor: Factor, spread: np.ndarray | None) -> None:
     check_uncentred_uncorrelated(factor, spread)
 
 
+def check_aliased_factors(factors, factor_data, weights) -> None:
+    """Warn when grouping factors group the rows identically (each level of one is one
+    level of the other: ``(1 | school/class)`` with one class per school, or a factor
+    given twice under two names) and the likelihood reads their covariances only
+    together (:func:`~._engine.equal_likelihood.aliased_groups`; ``factor_data`` the
+    engine's, in the order of ``factors``): the split between them is not determined,
+    and the fit reports no standard errors for it."""
+    from ._engine.equal_likelihood import aliased_groups
+
+    for group, _ in aliased_groups(factor_data, weights):
+        names = [factors[k].name for k in group]
+        listed = ", ".join(repr(n) for n in names)
+        warn(
+            f"grouping factors {listed} group the rows identically (each level of one is "
+            "one level of the other), and the likelihood reads their random effects' "
+            "covariances only together: some changes of one, offset by the other's, leave "
+            "it unchanged (for random intercepts, only the sum of their variances counts). "
+            "How it is split between them is not determined: the reported split is one of "
+            f"many with the same likelihood, without standard errors. Keep one of them "
+            f"(with one {names[-1]!r} per {names[0]!r}, the model with {names[0]!r} alone "
+            "is the same model).",
+            IdentifiabilityWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 def check_slopes_vary_within_levels(factor: Factor, spread: np.ndarray) -> None:
     """Warn when a random slope's variable does not vary (or hardly varies) within the
     levels of its factor (a predictor of the level itself: a school's treatment arm, a

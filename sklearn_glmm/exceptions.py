@@ -28,8 +28,9 @@ class OverdispersionWarning(UserWarning):
 
 class IdentifiabilityWarning(UserWarning):
     """A random-effect variance cannot be estimated from these groups (one level; one
-    observation per level of a binary outcome or of a random slope), or is poorly
-    identified (an uncorrelated intercept and slope of a variable far from zero)."""
+    observation per level of a binary outcome or of a random slope; two factors that
+    group the rows identically), or is poorly identified (an uncorrelated intercept and
+    slope of a variable far from zero)."""
 
 
 class RankDeficiencyWarning(UserWarning):

@@ -46,6 +46,8 @@ from __future__ import annotations
 import numpy as np
 
 from .equal_likelihood import (
+    aliased_count,
+    aliased_directions,
     central_covariances,
     design_count,
     points_on_the_set,
@@ -163,6 +165,33 @@ def identified_covariance(H, x, bounds, unidentified):
     return V
 
 
+def _aliased_removed(H, x, bounds, N):
+    """``H`` with the directions ``N`` (columns) taken out on the free parameters, on
+    the unit-diagonal scale: directions of equal likelihood by the design (factors that
+    group the rows identically, :func:`~.equal_likelihood.aliased_directions`), along
+    which its own curvature is the optimiser's tolerance."""
+    free = ~at_bound(x, bounds)
+    R, d, _ = _unit_diagonal(H[np.ix_(free, free)])
+    F = np.linalg.qr(d[:, None] * N[free])[0]
+    scale = max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300)
+    H = H.copy()
+    H[np.ix_(free, free)] = _taken_out(R, F, scale) * np.outer(d, d)
+    return H
+
+
+def _taken_out(R, F, scale):
+    """``R`` (unit diagonal) with the orthonormal directions ``F`` (columns) taken out,
+    ``P R P`` with ``P = I - F F'``; a parameter wholly along them gets a nil diagonal,
+    not a rounding below zero (relative to ``scale``, ``R``'s largest eigenvalue)."""
+    P = np.eye(len(R)) - F @ F.T
+    out = P @ R @ P
+    out = 0.5 * (out + out.T)
+    diag = np.diag(out).copy()
+    diag[np.abs(diag) <= 1e-12 * scale] = 0.0
+    np.fill_diagonal(out, diag)
+    return out
+
+
 def _flat_filled(Hf, N):
     """``Hf`` with its curvature along directions of equal likelihood ``N`` (nil:
     :func:`_without_flat`) set to 1 on the unit-diagonal scale, for the scaled
@@ -205,14 +234,7 @@ def _flat_projection(Hf, N):
     if not flat.any():
         return None
     F = Ns @ V[:, flat]
-    P = np.eye(len(R)) - F @ F.T
-    out = P @ R @ P
-    out = 0.5 * (out + out.T)
-    # (a parameter wholly along them: its diagonal is nil, not a rounding below zero)
-    diag = np.diag(out).copy()
-    diag[np.abs(diag) <= 1e-12 * scale] = 0.0
-    np.fill_diagonal(out, diag)
-    return out * np.outer(d, d), F, d
+    return _taken_out(R, F, scale) * np.outer(d, d), F, d
 
 
 # the largest curvature, relative to the Hessian's largest (unit-diagonal scale), along
@@ -844,6 +866,13 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     record.final = x
     record.hessian = H
     record.unidentified = unidentified_directions(obj, x, bounds)
+    aliased = aliased_directions(obj, x, bounds)
+    if aliased is not None and np.all(np.isfinite(H)):
+        # flat by the design whatever the Hessian reads along them (its curvature there
+        # is the gradient's along the sum of the variances, the optimiser's tolerance)
+        H = _aliased_removed(H, x, bounds, aliased)
+        joint = (record.unidentified, aliased) if record.unidentified is not None else (aliased,)
+        record.unidentified = np.hstack(joint)
     if record.unidentified is not None and np.all(np.isfinite(H)):
         # the gradient check on the identified directions (the scale of the others is nil)
         _, g = obj.value_and_grad(x)
@@ -858,7 +887,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         record.unidentified,
     )
     record.identified_covariance = identified_covariance(H, x, bounds, record.unidentified)
-    record.n_unidentified = design_count(obj)
+    record.n_unidentified = design_count(obj) + aliased_count(obj)
     if record.n_unidentified:
         record.set_points = points_on_the_set(obj, x, bounds)
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)

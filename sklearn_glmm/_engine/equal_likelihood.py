@@ -72,10 +72,12 @@ def _factors(obj):
     if not data.factors or not hasattr(obj, "level_gram_products"):
         return
     first = data.n_beta
+    # (a factor that groups the rows as another does has its sets with it: _aliased)
+    joint = {k for group, _, _ in _aliased(obj) for k in group}
     for k, f in enumerate(data.factors):
         block = np.arange(first, first + f.n_params)
         first += f.n_params
-        if f.q >= 2 and not f.mapped and f.level_constant:
+        if f.q >= 2 and not f.mapped and f.level_constant and k not in joint:
             yield k, f, block
 
 
@@ -134,24 +136,150 @@ def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
         if not cols.any():
             continue
         U = unseen_changes(obj, k)
-        if not U.shape[1]:
-            continue
-        # each entry's dS at unit length: a direction of the entries whose dS is such a
-        # change (not merely small: near a zero diagonal an entry moves S little, and is
-        # no less identified for that)
-        Dm = cholesky_tangent(f, x[block])[:, cols]
-        size = np.linalg.norm(Dm, axis=0)
-        if not np.all(size > 0.0):
-            continue
-        seen = (Dm - U @ (U.T @ Dm)) / size  # the part of each dS some level sees
-        _, sv, vt = np.linalg.svd(seen)
-        rank = int(np.sum(sv > 1e-8 * max(float(sv[0]), 1e-300))) if len(sv) else 0
-        null = vt[rank:].T / size[:, None]
-        if null.shape[1]:
-            full = np.zeros((len(x), null.shape[1]))
-            full[block[cols]] = np.linalg.qr(null)[0]
+        full = _unseen_directions(U, cholesky_tangent(f, x[block])[:, cols], block[cols], len(x))
+        if full is not None:
             out.append(full)
     return np.hstack(out) if out else None
+
+
+def _unseen_directions(U, Dm, index, n):
+    """Directions of the parameters (columns, ``n`` long, on the entries ``index``) whose
+    change of the covariances, ``Dm`` per entry (columns ``vec(dS)``), lies in the
+    unseen changes ``U`` (orthonormal columns); None where there is none."""
+    if not U.shape[1]:
+        return None
+    # each entry's dS at unit length: a direction of the entries whose dS is such a
+    # change (not merely small: near a zero diagonal an entry moves S little, and is no
+    # less identified for that)
+    size = np.linalg.norm(Dm, axis=0)
+    if not np.all(size > 0.0):
+        return None
+    seen = (Dm - U @ (U.T @ Dm)) / size  # the part of each dS some level sees
+    _, sv, vt = np.linalg.svd(seen)
+    rank = int(np.sum(sv > 1e-8 * max(float(sv[0]), 1e-300))) if len(sv) else 0
+    null = vt[rank:].T / size[:, None]
+    if not null.shape[1]:
+        return None
+    full = np.zeros((n, null.shape[1]))
+    full[index] = np.linalg.qr(null)[0]
+    return full
+
+
+def aliased_groups(factors, weights) -> list[tuple[tuple[int, ...], int]]:
+    """``(group, count)`` for each group of unstructured factors (``FactorData``) that
+    group the rows with weight above 0 identically (:func:`~.groups.aliased_factors`)
+    and whose covariances the likelihood reads only together: ``count`` parameters of
+    their Cholesky patterns make changes no level sees (their tangent at a generic
+    point against :func:`_joint_unseen`; one for two random intercepts, whose variances
+    count only by their sum; none for ``(1 | id) + (0 + x | id)``, lme4's ``||`` terms,
+    where ``x`` varies within ``id``)."""
+    from .groups import aliased_factors
+
+    if len(factors) < 2:
+        return []
+    n = len(np.asarray(weights))
+    if any(f.mapped or len(f.codes) != n for f in factors):
+        return []
+    used = np.asarray(weights) > 0.0
+    out = []
+    rng = np.random.default_rng(0)
+    for group in aliased_factors([f.codes for f in factors], used):
+        fs = [factors[k] for k in group]
+        U = _joint_unseen(fs, used)
+        if not U.shape[1]:
+            continue
+        T = _joint_tangent(fs, [rng.uniform(0.5, 1.5, f.n_params) for f in fs])
+        rank = np.linalg.matrix_rank
+        count = rank(T) + rank(U) - rank(np.hstack([T, U]))
+        if count:
+            out.append((group, int(count)))
+    return out
+
+
+def _aliased(obj):
+    """``(group, blocks, count)`` of each of :func:`aliased_groups` of the objective's
+    factors: ``blocks`` the indices of each one's parameters in the parameter vector.
+    Read from the rows, so only where the objective holds them (in memory)."""
+    data = obj.data
+    if len(data.factors) < 2 or not hasattr(obj, "groups"):
+        return
+    memo = getattr(obj, "_aliased_groups", None)
+    if memo is not None and memo[0] is data:  # (the rows' property: read once per data)
+        groups = memo[1]
+    else:
+        groups = aliased_groups(data.factors, data.weights)
+        obj._aliased_groups = (data, groups)
+    starts = np.cumsum([data.n_beta] + [f.n_params for f in data.factors])
+    for group, count in groups:
+        yield group, [np.arange(starts[k], starts[k + 1]) for k in group], count
+
+
+def _joint_unseen(fs, used) -> np.ndarray:
+    """The unseen changes (:func:`unseen_changes`) of the factors ``fs`` taken as one
+    factor, their columns of Z side by side (each level of one is one of the others'),
+    as columns ``vec(D)`` of the joint covariance; ``used`` the rows with weight above
+    0."""
+    f0 = fs[0]
+    Zs = [np.asarray(f.Z, dtype=float) for f in fs]
+    Z = np.hstack([np.broadcast_to(z, (len(f0.codes), z.shape[1])) for z in Zs])
+    w = used.astype(float)
+    q = Z.shape[1]
+    G = np.zeros((f0.n_levels, q, q))
+    for a in range(q):
+        for b in range(a + 1):
+            G[:, a, b] = G[:, b, a] = np.bincount(
+                f0.codes, Z[:, a] * Z[:, b] * w, minlength=f0.n_levels
+            )
+    size = np.max(np.abs(G), axis=(1, 2))
+    G = G[size > 0] / size[size > 0, None, None]
+    G2 = G @ G
+    A = np.einsum("jac,jbd->abcd", G2, G2).reshape(q * q, q * q)
+    vals, vecs = np.linalg.eigh(0.5 * (A + A.T))
+    top = max(float(vals[-1]), 0.0) if len(vals) else 0.0
+    return vecs[:, vals <= UNSEEN * top] if top > 0.0 else vecs[:, :0]
+
+
+def _joint_tangent(fs, thetas) -> np.ndarray:
+    """:func:`cholesky_tangent` of each factor of ``fs`` at its entries ``thetas``,
+    placed in the joint covariance's diagonal blocks: ``(Q^2, sum of n_params)``."""
+    Q = sum(f.q for f in fs)
+    out, first = [], 0
+    for f, th in zip(fs, thetas):
+        T = cholesky_tangent(f, th).reshape(f.q, f.q, -1)
+        big = np.zeros((Q, Q, T.shape[2]))
+        big[first : first + f.q, first : first + f.q] = T
+        out.append(big.reshape(Q * Q, -1))
+        first += f.q
+    return np.hstack(out)
+
+
+def aliased_directions(obj, x, bounds) -> np.ndarray | None:
+    """Directions of the parameters (columns) along which the likelihood is constant
+    because factors group the rows identically (:func:`aliased_groups`): the changes of
+    their covariances, together, that no level sees (one factor's variance up, the
+    other's down, for two random intercepts); None where there is none."""
+    from .converge import at_bound
+
+    free = ~at_bound(x, bounds)
+    used = np.asarray(obj.data.weights) > 0.0
+    out = []
+    for group, blocks, _ in _aliased(obj):
+        fs = [obj.data.factors[k] for k in group]
+        index = np.concatenate(blocks)
+        cols = free[index]
+        if not cols.any():
+            continue
+        Dm = _joint_tangent(fs, [x[b] for b in blocks])[:, cols]
+        full = _unseen_directions(_joint_unseen(fs, used), Dm, index[cols], len(x))
+        if full is not None:
+            out.append(full)
+    return np.hstack(out) if out else None
+
+
+def aliased_count(obj) -> int:
+    """How many parameters factors that group the rows identically leave undetermined
+    (:func:`aliased_groups`), from the design alone."""
+    return sum(count for _, _, count in _aliased(obj))
 
 
 def central_covariances(obj, x, bounds) -> np.ndarray:

@@ -153,3 +153,35 @@ def level_constant_columns(codes: np.ndarray, Z: np.ndarray) -> np.ndarray:
     hardly: :data:`LEVEL_CONSTANT_SHARE`) within them. False for every column where no
     level has two rows, and for a constant column (an intercept's)."""
     return level_constant_from_spread(level_spread(codes, Z))
+
+
+def aliased_factors(codes_list, used=None) -> list[tuple[int, ...]]:
+    """Groups (two or more, indices into ``codes_list``) of grouping factors whose levels
+    group the rows with weight above 0 (``used``, :func:`used_rows`; None: every row)
+    identically: each level of one is one level of each other (``(1 | school/class)``
+    with one class per school, two columns that relabel one factor). Their random
+    effects' covariances are then read by the likelihood only through their sum."""
+    if len(codes_list) < 2:
+        return []
+    cols = [np.asarray(c)[used] if used is not None else np.asarray(c) for c in codes_list]
+    if not len(cols[0]):
+        return []
+    groups, seen = [], set()
+    for a in range(len(cols)):
+        if a in seen:
+            continue
+        ua = np.unique(cols[a], return_inverse=True)[1]
+        group = [a]
+        for b in range(a + 1, len(cols)):
+            if b in seen:
+                continue
+            ub = np.unique(cols[b], return_inverse=True)[1]
+            if ua.max() != ub.max():
+                continue
+            pairs = np.unique(ua.astype(np.int64) * (ub.max() + 1) + ub)
+            if len(pairs) == ua.max() + 1:
+                group.append(b)
+        if len(group) > 1:
+            seen.update(group)
+            groups.append(tuple(group))
+    return groups

@@ -1,0 +1,109 @@
+"""Grouping factors that group the rows identically: only the sum of their variances is
+identified (``(1 | school/class)`` with one class per school)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm._engine.groups import aliased_factors
+from sklearn_glmm.exceptions import IdentifiabilityWarning, StandardErrorWarning
+
+
+def _schools(seed, family, n_schools=30, reps=8):
+    rng = np.random.default_rng(seed)
+    school = np.repeat(np.arange(n_schools), reps)
+    x = rng.normal(size=len(school))
+    eta = 0.3 + 0.5 * x + rng.normal(0, 0.7, n_schools)[school]
+    if family == "binomial":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float)
+    else:
+        y = rng.poisson(np.exp(eta)).astype(float)
+    X = pd.DataFrame({"x": x})
+    # one class per school: the class factor relabels the schools
+    groups = pd.DataFrame({"school": school, "class": 1000 + 7 * school})
+    return X, y, groups
+
+
+def _fit(Est, X, y, groups):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = Est().fit(X, y, groups=groups)
+    return m, caught
+
+
+@pytest.mark.parametrize(
+    "Est, family, seed",
+    [
+        (PoissonGLMM, "poisson", 1),
+        (PoissonGLMM, "poisson", 3),  # was a "saddle point" on this maximum
+        (NegBinGLMM, "poisson", 1),  # SEs of 15.7 on log scale, finite, without a warning
+        (BinomialGLMM, "binomial", 1),  # Wald interval (0, inf) for each SD
+    ],
+)
+def test_aliased_factors_are_said_and_their_split_has_no_standard_errors(Est, family, seed):
+    X, y, groups = _schools(seed, family)
+    m, caught = _fit(Est, X, y, groups)
+    said = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
+    assert len(said) == 1 and "'school', 'class'" in said[0]
+    assert "group the rows identically" in said[0]
+    assert any(w.category is StandardErrorWarning for w in caught)
+    assert m.converged_
+    # the same maximum as the model with one of them
+    m1, _ = _fit(Est, X, y, groups[["school"]])
+    assert m.loglik_ == pytest.approx(m1.loglik_, abs=1e-6)
+    total = sum(float(np.asarray(v)[0, 0]) for v in m.random_effects_cov_.values())
+    alone = float(np.asarray(m1.random_effects_cov_["school"])[0, 0])
+    assert total == pytest.approx(alone, rel=1e-3)
+    ci = m.confint(method="wald")
+    sds = [r for r in ci.index if r.startswith("sd_")]
+    assert len(sds) == 2 and ci.loc[sds, ["lower", "upper"]].isna().all().all()
+    # what the likelihood identifies keeps its standard errors
+    se, se1 = m.fixed_effects_["std_error"], m1.fixed_effects_["std_error"]
+    np.testing.assert_allclose(se.to_numpy(), se1.to_numpy(), rtol=1e-3)
+    assert m.fit_record_.n_unidentified == 1
+
+
+def test_factors_that_differ_on_one_level_are_not_aliased():
+    X, y, groups = _schools(1, "poisson")
+    groups = groups.copy()
+    groups.loc[groups.index[:4], "class"] = -1  # a school with two classes
+    m, caught = _fit(PoissonGLMM, X, y, groups)
+    assert not any(w.category is IdentifiabilityWarning for w in caught)
+    assert m.fit_record_.n_unidentified == 0
+
+
+def test_aliased_factors_are_read_on_the_rows_that_carry_the_likelihood():
+    a = np.repeat(np.arange(5), 4)
+    b = a.copy()
+    b[0] = 9  # a second level of b inside level 0 of a: not aliased
+    assert aliased_factors([a, b]) == []
+    used = np.ones(len(a), dtype=bool)
+    used[0] = False  # unless that row has weight 0
+    assert aliased_factors([a, b], used) == [(0, 1)]
+    c = (a * 3 + 1) % 7  # a relabelling
+    assert aliased_factors([a, c, b]) == [(0, 1)]
+    assert aliased_factors([a, np.arange(len(a))]) == []
+
+
+def test_two_terms_on_one_factor_that_the_levels_identify_are_not_aliased():
+    # lme4's (1 + x || id): two terms on the same grouping, each variance identified
+    # (x varies within id); the rows are grouped identically, the covariances are not
+    # read only together
+    from sklearn_glmm.formula import glmer
+
+    rng = np.random.default_rng(2)
+    ids = np.repeat(np.arange(25), 8)
+    x = rng.normal(size=len(ids))
+    eta = 0.2 + 0.5 * x + rng.normal(0, 0.6, 25)[ids] + rng.normal(0, 0.4, 25)[ids] * x
+    d = pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "id": ids})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmer("y ~ x + (1 + x || id)", d, family="poisson")
+    assert not any(w.category is IdentifiabilityWarning for w in caught)
+    assert m.converged_ and m.fit_record_.n_unidentified == 0
+    assert np.isfinite(m.confint(method="wald").filter(like="sd_", axis=0).to_numpy()).all()
