@@ -38,7 +38,13 @@ Order of calls in :func:`check_optimum` (after
 5. the record gets the gradient, the Hessian, its definiteness and ``converged``:
    finite, within the iteration limit, scaled gradient at most ``GRAD_TOL``, no
    direction of negative curvature and no zero variance below which the likelihood
-   rises — for every fit, boundary (singular) or not.
+   rises — for every fit, boundary (singular) or not; 5b. ``along_set_not_lower`` —
+   where the fit has a set of equal likelihood and the Hessian's negative curvature
+   lies in its directions' span, the objective is evaluated along it: the set bends
+   in the Cholesky entries, and the gradient left at the optimum reads that bend as
+   negative curvature; where nothing near is lower (by ``RISE_TOL``), those directions
+   are taken out of the Hessian as the set's flat ones are (a stage ``"negative
+   curvature along the set"``); fits without such a set evaluate nothing here.
 """
 
 from __future__ import annotations
@@ -84,11 +90,13 @@ def at_bound(x, bounds, tol=1e-6) -> np.ndarray:
     return out
 
 
-def scaled_gradient(g, H, x, bounds, unidentified=None) -> tuple[float, float]:
+def scaled_gradient(g, H, x, bounds, unidentified=None, along_set=False) -> tuple[float, float]:
     """(max |gradient|, max |scaled gradient|) over the parameters off their bounds.
 
     The scaled gradient is lme4's ``solve(chol(H), g)`` (each component no larger
     than the raw one); where H is not positive definite the raw gradient stands.
+    ``unidentified``, ``along_set``: the directions :func:`curvature` takes out, whose
+    curvature is filled here (:func:`_flat_filled`).
     """
     free = ~at_bound(x, bounds)
     gf = projected_gradient(g, x, bounds)[free]
@@ -97,7 +105,7 @@ def scaled_gradient(g, H, x, bounds, unidentified=None) -> tuple[float, float]:
     raw = float(np.max(np.abs(gf)))
     Hf = H[np.ix_(free, free)]
     if unidentified is not None:
-        Hf = _flat_filled(Hf, unidentified[free])
+        Hf = _flat_filled(Hf, unidentified[free], along_set)
     try:
         sg = np.linalg.solve(np.linalg.cholesky(Hf), gf)
     except np.linalg.LinAlgError:
@@ -105,7 +113,7 @@ def scaled_gradient(g, H, x, bounds, unidentified=None) -> tuple[float, float]:
     return raw, float(np.max(np.minimum(np.abs(sg), np.abs(gf))))
 
 
-def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None):
+def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None, along_set=False):
     """Eigen-analysis of the Hessian over the free parameters.
 
     Returns ``(V, flat, negative)``: ``V = 2 H^{-1}`` on the free parameters (the
@@ -120,6 +128,9 @@ def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None):
     bound (:func:`stopped_blocks`), which have no covariance (see below).
     ``unidentified``: directions along which the likelihood is constant by construction
     (:func:`unidentified_directions`): taken out of the Hessian (flat, not negative).
+    ``along_set``: the Hessian's directions of negative curvature in their span
+    (:func:`_negative_in_set`) were found to be the set's bend, not a saddle
+    (:func:`along_set_not_lower`): taken out as well.
     """
     n = len(x)
     free = ~at_bound(x, bounds)
@@ -131,6 +142,8 @@ def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None):
         return V, True, False
     if unidentified is not None:
         Hf = _without_flat(Hf, unidentified[free])
+        bent = _bend_projection(Hf, unidentified[free]) if along_set else None
+        Hf = Hf if bent is None else bent[0]
     on_ridge = np.isin(np.flatnonzero(free), np.asarray(ridge, dtype=int))
     Vf, flat, negative = _pseudo_inverse(Hf, on_ridge)
     V[np.ix_(free, free)] = 2.0 * Vf
@@ -142,21 +155,25 @@ def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None):
     return V, flat, negative
 
 
-def identified_covariance(H, x, bounds, unidentified):
+def identified_covariance(H, x, bounds, unidentified, along_set=False):
     """``2 H^-1`` over the directions the likelihood identifies, where it is constant
     along ``unidentified`` (:func:`unidentified_directions`) and curved along every
     other direction of the free parameters; NaN for parameters on a bound; None
     otherwise. A function of the parameters whose gradient is orthogonal to
     ``unidentified`` (a prediction, a mean, each arm's variance) has its variance from
-    it (:meth:`FitResult.delta_covariance`)."""
+    it (:meth:`FitResult.delta_covariance`). ``along_set``: as :func:`curvature`'s."""
     if unidentified is None or H is None or not np.all(np.isfinite(H)):
         return None
     free = ~at_bound(x, bounds)
     Hf = H[np.ix_(free, free)]
-    got = _flat_projection(Hf, unidentified[free])
-    if got is None or got[1].shape[1] != unidentified.shape[1]:
+    N = unidentified[free]
+    got = _flat_projection(Hf, N)
+    Hp, n_out = (Hf, 0) if got is None else (got[0], got[1].shape[1])
+    bent = _bend_projection(Hp, N) if along_set else None
+    if bent is not None:
+        Hp, n_out = bent[0], n_out + bent[1].shape[1]
+    if n_out != unidentified.shape[1]:
         return None  # (only some of them flat: not the covariance it describes)
-    Hp = got[0]
     inv, evals, _, good, level = _eigen_inverse(*_unit_diagonal(Hp)[:2])
     if np.any(evals < -level) or good.sum() != len(Hp) - unidentified.shape[1]:
         return None
@@ -175,33 +192,25 @@ def _aliased_removed(H, x, bounds, N):
     F = np.linalg.qr(d[:, None] * N[free])[0]
     scale = max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300)
     H = H.copy()
-    H[np.ix_(free, free)] = _taken_out(R, F, scale) * np.outer(d, d)
+    H[np.ix_(free, free)] = _taken_out(R, F, d, scale)
     return H
 
 
-def _taken_out(R, F, scale):
-    """``R`` (unit diagonal) with the orthonormal directions ``F`` (columns) taken out,
-    ``P R P`` with ``P = I - F F'``; a parameter wholly along them gets a nil diagonal,
-    not a rounding below zero (relative to ``scale``, ``R``'s largest eigenvalue)."""
-    P = np.eye(len(R)) - F @ F.T
-    out = P @ R @ P
-    out = 0.5 * (out + out.T)
-    diag = np.diag(out).copy()
-    diag[np.abs(diag) <= 1e-12 * scale] = 0.0
-    np.fill_diagonal(out, diag)
-    return out
-
-
-def _flat_filled(Hf, N):
+def _flat_filled(Hf, N, along_set=False):
     """``Hf`` with its curvature along directions of equal likelihood ``N`` (nil:
-    :func:`_without_flat`) set to 1 on the unit-diagonal scale, for the scaled
-    gradient: divided by their curvature of 0 (the Hessian's rounding), the gradient's
-    rounding along them read as a failed check."""
+    :func:`_without_flat`; with ``along_set``, the set's bend too: :func:`_bend_projection`)
+    set to 1 on the unit-diagonal scale, for the scaled gradient: divided by their
+    curvature of 0 (the Hessian's rounding), the gradient's rounding along them read as
+    a failed check."""
     got = _flat_projection(Hf, N)
-    if got is None:
-        return Hf
-    Hp, F, d = got
-    return Hp + (F @ F.T) * np.outer(d, d)
+    out = Hf if got is None else got[0]
+    bent = _bend_projection(out, N) if along_set else None
+    if bent is not None:
+        out, F, d = bent
+        out = out + (F @ F.T) * np.outer(d, d)
+    if got is not None:
+        out = out + (got[1] @ got[1].T) * np.outer(got[2], got[2])
+    return out
 
 
 def _without_flat(Hf, N):
@@ -234,7 +243,56 @@ def _flat_projection(Hf, N):
     if not flat.any():
         return None
     F = Ns @ V[:, flat]
-    return _taken_out(R, F, scale) * np.outer(d, d), F, d
+    return _taken_out(R, F, d, scale), F, d
+
+
+def _taken_out(R, F, d, scale):
+    """``P R P`` (``P = I - F F'``: the directions ``F``, orthonormal columns, taken out
+    of ``R``, the Hessian on its unit-diagonal scale ``d``; ``scale`` its largest
+    eigenvalue's size) on the Hessian's own scale."""
+    P = np.eye(len(R)) - F @ F.T
+    out = P @ R @ P
+    out = 0.5 * (out + out.T)
+    # (a parameter wholly along them: its diagonal is nil, not a rounding below zero)
+    diag = np.diag(out).copy()
+    diag[np.abs(diag) <= 1e-12 * scale] = 0.0
+    np.fill_diagonal(out, diag)
+    return out * np.outer(d, d)
+
+
+def _negative_in_set(Hp, N):
+    """``(W, d, F)``: the eigen-directions of negative curvature of ``Hp`` (columns ``W``,
+    on its unit-diagonal scale ``d``), where each lies in the span of the directions of
+    equal likelihood ``N`` to all but :data:`_FLAT_ALONG` of its square, and ``F`` an
+    orthonormal basis of their parts in that span (what is taken out of the Hessian:
+    none of it on an identified parameter, a fixed effect, whose standard error it would
+    take); None where there is none, or one leaves the span (a coupling to an identified
+    direction, a saddle off the set). ``Hp``: the free parameters' Hessian with the set's
+    flat directions taken out (:func:`_without_flat`)."""
+    R, d, _ = _unit_diagonal(Hp)
+    evals, evecs = np.linalg.eigh(R)
+    W = evecs[:, evals < -_flat_level(evals)]
+    if not W.shape[1]:
+        return None
+    Ns = np.linalg.qr(d[:, None] * N)[0]
+    inside = Ns @ (Ns.T @ W)
+    if np.any(np.sum((W - inside) ** 2, axis=0) > _FLAT_ALONG):
+        return None
+    return W, d, np.linalg.qr(inside)[0]
+
+
+def _bend_projection(Hp, N):
+    """``(Hb, F, d)``: ``Hp`` with :func:`_negative_in_set`'s directions ``F`` (columns,
+    orthonormal on ``Hp``'s unit-diagonal scale ``d``, in the span of ``N``) taken out,
+    as :func:`_flat_projection` takes out the flat ones; None where there is none (or
+    one leaves the span)."""
+    got = _negative_in_set(Hp, N)
+    if got is None:
+        return None
+    _, d, F = got
+    R = Hp / np.outer(d, d)
+    scale = max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300)
+    return _taken_out(R, F, d, scale), F, d
 
 
 # the largest curvature, relative to the Hessian's largest (unit-diagonal scale), along
@@ -820,6 +878,71 @@ def rising_off_zero(obj, x, fun, H, diag_idx) -> tuple:
 
 RISE_TOL = 1e-6  # of -2 log L
 
+# steps (unit-diagonal scale: about a standard error at 1) along a direction of negative
+# curvature in the set's span, smallest first (below the first, 2.4e-4, a curvature of
+# the unit-diagonal Hessian's size, under 30, lowers the objective by less than RISE_TOL)
+_SET_STEPS = 2.0 ** -np.arange(12, -1, -1)
+
+
+def along_set_not_lower(obj, x, fun, H, bounds, unidentified) -> tuple:
+    """``(not_lower, lowest)``: whether the Hessian's negative curvature at ``x`` lies
+    in the span of the directions of equal likelihood ``unidentified`` (each direction
+    of it: :func:`_negative_in_set`) with the objective nowhere lower along it, by more
+    than :data:`RISE_TOL`, at the steps :data:`_SET_STEPS` on either side; and the lowest
+    value evaluated (None where nothing was, NaN at a failed evaluation).
+
+    The set is linear in the covariance ``S`` but bends in its Cholesky entries, and
+    the curvature of the objective along a curve of the set is nil: the Hessian's along
+    its tangent ``v`` is then ``v'Hv = -g . theta''(v, v)``, the gradient ``g`` left at
+    the optimum (within lme4's tolerance, nil only at an exact optimum) times the set's
+    bend ``theta''``. Along the straight line the objective falls by about the
+    gradient's own Newton decrement (2e-8 of -2 log L on arm fits that read as
+    saddles), then rises as the line leaves the set. A saddle on the set (a direction
+    that leaves its face at second order into a variance the likelihood wants larger)
+    falls by more. Each step is evaluated from ``x``'s state, the steps of one side
+    ascending until the objective has risen past :data:`RISE_TOL` (farther is not
+    near); a failed evaluation is not a confirmation.
+    """
+    free = ~at_bound(x, bounds)
+    Hf = H[np.ix_(free, free)]
+    got = _negative_in_set(_without_flat(Hf, unidentified[free]), unidentified[free])
+    if got is None:
+        return False, None
+    W, d, _ = got
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    obj.value_and_grad(x)  # (remembered) the state the steps are read from
+    at_x = obj.snapshot()
+    lowest = np.inf
+    try:
+        for w in W.T:
+            v = np.zeros(len(x))
+            v[free] = w / d
+            for side in (v, -v):
+                low = _lowest_on_line(obj, at_x, x, side, fun, lo, hi)
+                lowest = min(lowest, low)
+                if not low >= fun - RISE_TOL:  # (NaN: a failed evaluation)
+                    return False, low
+    finally:
+        obj.restore(at_x)
+    return True, lowest
+
+
+def _lowest_on_line(obj, at_x, x, v, fun, lo, hi) -> float:
+    """The lowest objective at ``x + h v`` (clipped to the bounds ``lo``, ``hi``) over
+    the steps ``h`` of :data:`_SET_STEPS`, ascending until one is farther than
+    :data:`RISE_TOL` from ``fun``; NaN at a failed evaluation."""
+    lowest = np.inf
+    for h in _SET_STEPS:
+        obj.restore(at_x)
+        val = float(obj.evaluate(np.clip(x + h * v, lo, hi)))
+        if not np.isfinite(val):
+            return np.nan
+        lowest = min(lowest, val)
+        if abs(val - fun) > RISE_TOL:
+            break
+    return lowest
+
 
 def judge(record) -> None:
     """``record.converged`` from its checks at the optimum: within ``max_iter``, a
@@ -832,6 +955,42 @@ def judge(record) -> None:
         and not record.negative_curvature
         and not record.rising_off_zero
     )
+
+
+def _set_bend(obj, x, H, bounds, record) -> bool:
+    """Step 5b of the module docstring: whether a fit with a set of equal likelihood
+    has its negative curvature from the set's bend alone (:func:`along_set_not_lower`),
+    recorded as a stage with the lowest value evaluated; False without evaluating
+    anything where it has no such set."""
+    if record.unidentified is None or not np.all(np.isfinite(H)):
+        return False
+    with single_threaded_blas(), _quiet_trial_points():
+        bend, lowest = along_set_not_lower(obj, x, record.objective, H, bounds, record.unidentified)
+    if lowest is not None:
+        verdict = "not lower: the set's bend" if bend else "lower, or a failed evaluation"
+        record.stages.append(("negative curvature along the set", float(lowest), 0, verdict))
+    return bend
+
+
+def _curvature_and_gradient(obj, x, H, bounds, record) -> None:
+    """The record's covariance, flat and negative directions, gradient check on the
+    identified directions and covariance over them, at ``x`` with the Hessian ``H``:
+    the set's flat directions taken out (:func:`curvature`), and its bend where the
+    objective is nowhere lower along it (step 5b of the module docstring)."""
+    N = record.unidentified
+    args = (H, x, bounds, ridge_parameters(obj.data, x), stopped_blocks(obj.data, x, bounds), N)
+    record.covariance, record.flat_directions, record.negative_curvature = curvature(*args)
+    along_set = record.negative_curvature and _set_bend(obj, x, H, bounds, record)
+    if along_set:
+        record.covariance, record.flat_directions, record.negative_curvature = curvature(
+            *args, along_set=True
+        )
+    if N is not None and np.all(np.isfinite(H)):
+        # the gradient check on the identified directions (the scale of the others is nil)
+        _, g = obj.value_and_grad(x)
+        grads = scaled_gradient(g, H, x, bounds, N, along_set)
+        record.max_grad, record.max_scaled_grad = grads
+    record.identified_covariance = identified_covariance(H, x, bounds, N, along_set)
 
 
 def check_optimum(obj, x, record, bounds, max_iter, tol):
@@ -873,20 +1032,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         H = _aliased_removed(H, x, bounds, aliased)
         joint = (record.unidentified, aliased) if record.unidentified is not None else (aliased,)
         record.unidentified = np.hstack(joint)
-    if record.unidentified is not None and np.all(np.isfinite(H)):
-        # the gradient check on the identified directions (the scale of the others is nil)
-        _, g = obj.value_and_grad(x)
-        grads = scaled_gradient(g, H, x, bounds, record.unidentified)
-        record.max_grad, record.max_scaled_grad = grads
-    record.covariance, record.flat_directions, record.negative_curvature = curvature(
-        H,
-        x,
-        bounds,
-        ridge_parameters(obj.data, x),
-        stopped_blocks(obj.data, x, bounds),
-        record.unidentified,
-    )
-    record.identified_covariance = identified_covariance(H, x, bounds, record.unidentified)
+    _curvature_and_gradient(obj, x, H, bounds, record)
     record.n_unidentified = design_count(obj) + aliased_count(obj)
     if record.n_unidentified:
         record.set_points = points_on_the_set(obj, x, bounds)
