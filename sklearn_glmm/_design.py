@@ -711,10 +711,11 @@ def check_aliased_factors(factors, factor_data, weights) -> None:
             "one level of the other), and the likelihood reads their random effects' "
             "covariances only together: some changes of one, offset by the other's, leave "
             "it unchanged (for random intercepts, only the sum of their variances counts). "
-            "How it is split between them is not determined: the reported split is one of "
-            f"many with the same likelihood, without standard errors. Keep one of them "
-            f"(with one {names[-1]!r} per {names[0]!r}, the model with {names[0]!r} alone "
-            "is the same model).",
+            "How it is split between them is not determined: the reported split (where it "
+            "can be, the one of largest determinant) is one of many with the same "
+            "likelihood, without standard errors. Keep one of them, with the random effects "
+            "of all (for random intercepts alone, the model with one of the factors is the "
+            "same model).",
             IdentifiabilityWarning,
             stacklevel=user_stacklevel(),
         )

@@ -331,8 +331,9 @@ class Summary:
         if free:
             out.append(
                 f"not identified by the data: {', '.join(free)} (a random slope of a "
-                "predictor of the level itself; shown at the point of largest determinant "
-                "of the covariance among those of equal likelihood)"
+                "predictor of the level itself, or grouping factors that group the rows "
+                "identically; shown at the point of largest determinant of the covariances "
+                "among those of equal likelihood)"
             )
         if not est.converged_:
             out.append("Warning: the model did not converge (see fit_record_).")

@@ -107,3 +107,58 @@ def test_two_terms_on_one_factor_that_the_levels_identify_are_not_aliased():
     assert not any(w.category is IdentifiabilityWarning for w in caught)
     assert m.converged_ and m.fit_record_.n_unidentified == 0
     assert np.isfinite(m.confint(method="wald").filter(like="sd_", axis=0).to_numpy()).all()
+
+
+def test_a_split_that_ends_with_a_singular_covariance_is_moved_to_the_central_point():
+    # (1 + x | school) + (1 + z | cls), one class per school: the optimiser ended with
+    # cls's correlation at -1 (a Cholesky diagonal on its bound), where the set of equal
+    # likelihood has no first-order direction and both intercept SDs had finite Wald
+    # intervals, (0.30, 0.96) and (0.0017, 16.9); the fit is moved to the set's point of
+    # largest determinant, one point whatever the path
+    from sklearn_glmm.formula import glmer
+
+    rng = np.random.default_rng(1)
+    n, reps = 30, 8
+    s = np.repeat(np.arange(n), reps)
+    x = rng.normal(size=len(s))
+    eta = 0.3 + 0.5 * x + rng.normal(0, 0.7, n)[s] + 0.4 * rng.normal(0, 1, n)[s] * x
+    d = pd.DataFrame(dict(y=rng.poisson(np.exp(eta)), x=x, school=s, cls=1000 + 7 * s))
+    d["z"] = np.random.default_rng(5).normal(size=len(d))
+    formula = "y ~ x + z + (1 + x|school) + (1 + z|cls)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmer(formula, d, family="poisson")
+    assert any(w.category is IdentifiabilityWarning for w in caught)
+    assert m.converged_ and not m.is_singular_
+    ci = m.confint(method="wald")
+    for name in ("sd_(Intercept)|school", "sd_(Intercept)|cls", "cor_z.(Intercept)|cls"):
+        assert ci.loc[name, ["lower", "upper"]].isna().all(), name
+    assert np.isfinite(ci.loc["sd_x|school", ["lower", "upper"]]).all()
+    # the same point from rows in another order
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m2 = glmer(formula, d.sample(frac=1.0, random_state=3), family="poisson")
+    assert m2.loglik_ == pytest.approx(m.loglik_, abs=1e-7)
+    np.testing.assert_allclose(
+        m2.random_effects_cov_["cls"], m.random_effects_cov_["cls"], rtol=1e-3, atol=1e-6
+    )
+
+
+def test_a_structured_covariance_elsewhere_leaves_the_aliased_pair_found():
+    # (1 | id) + (1 | id2) + ar1(0 + factor(day) | id), id2 relabelling id: the ar1 term
+    # switched the detection off for every factor ("a saddle point" at the maximum, the
+    # split counted in likelihood-ratio tests)
+    from sklearn_glmm.formula import glmmTMB
+
+    rng = np.random.default_rng(4)
+    ids = np.repeat(np.arange(30), 6)
+    day = np.tile(np.arange(6), 30)
+    x = rng.normal(size=len(ids))
+    eta = 0.2 + 0.4 * x + rng.normal(0, 0.6, 30)[ids]
+    d = pd.DataFrame(dict(y=rng.poisson(np.exp(eta)), x=x, id=ids, id2=ids + 500, day=day))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmmTMB("y ~ x + (1|id) + (1|id2) + ar1(0 + factor(day)|id)", d, family="poisson")
+    said = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
+    assert len(said) == 1 and "'id', 'id2'" in said[0]
+    assert m.converged_ and m.fit_record_.n_unidentified == 1

@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 
+from .families.negbin import _LOG1P_TERMS, _SERIES_THETA
 from .linalg.block import ROUNDED_PIVOT
 
 POISSON_LOG = 0
@@ -609,7 +610,8 @@ def _batched_laplace(
                 s_r = (theta / tm) * (mu / tm)
                 mmy = mu - y[i]
                 if theta >= _SERIES_THETA:  # (NegativeBinomial2._log_theta_terms)
-                    dl = dig[i] + theta * _log1p_minus(-mmy / tm)
+                    ratio = math.log1p(y[i] / theta) - math.log1p(mu / theta)
+                    dl = dig[i] + theta * _log1p_minus(-mmy / tm, ratio)
                 else:
                     dl = dig[i] + theta * (mmy / tm - math.log1p(mu / theta))
                 dd1 = -s_r * mmy
@@ -648,11 +650,12 @@ def _batched_laplace(
     return ok, value, grad, U_out, J_out, gn
 
 
-def _log1p_minus(u):
+def _log1p_minus(u, log1p_u):
     """:func:`~sklearn_glmm._engine.families.negbin.log1p_minus` of one value: ``log1p(u)
-    - u`` by the same series for ``|u| < 1/4``, the direct difference elsewhere."""
+    - u`` by the same series for ``|u| < 1/4``, elsewhere ``log1p_u - u`` (``log1p_u``
+    made without rounding ``1 + u``)."""
     if abs(u) >= 0.25:
-        return math.log1p(u) - u
+        return log1p_u - u
     v = u / (2.0 + u)
     v2 = v * v
     acc = 0.0
@@ -661,8 +664,6 @@ def _log1p_minus(u):
     return -u * u / (2.0 + u) + 2.0 * v * v2 * acc
 
 
-_LOG1P_TERMS = 12  # (families.negbin._LOG1P_TERMS)
-_SERIES_THETA = 100.0  # (families.negbin._SERIES_THETA)
 _KERNELS = {}
 _SHARED = ("_row_terms", "_modes_found", "_level_inverse", "_log1p_minus")
 

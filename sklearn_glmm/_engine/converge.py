@@ -1024,14 +1024,12 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx)
     record.final = x
     record.hessian = H
-    record.unidentified = unidentified_directions(obj, x, bounds)
+    record.unidentified = unidentified_directions(obj, x, bounds)  # (the aliased too)
     aliased = aliased_directions(obj, x, bounds)
     if aliased is not None and np.all(np.isfinite(H)):
         # flat by the design whatever the Hessian reads along them (its curvature there
         # is the gradient's along the sum of the variances, the optimiser's tolerance)
         H = _aliased_removed(H, x, bounds, aliased)
-        joint = (record.unidentified, aliased) if record.unidentified is not None else (aliased,)
-        record.unidentified = np.hstack(joint)
     _curvature_and_gradient(obj, x, H, bounds, record)
     record.n_unidentified = design_count(obj) + aliased_count(obj)
     if record.n_unidentified:

@@ -139,6 +139,9 @@ def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
         full = _unseen_directions(U, cholesky_tangent(f, x[block])[:, cols], block[cols], len(x))
         if full is not None:
             out.append(full)
+    aliased = aliased_directions(obj, x, bounds)
+    if aliased is not None:
+        out.append(aliased)
     return np.hstack(out) if out else None
 
 
@@ -175,15 +178,16 @@ def aliased_groups(factors, weights) -> list[tuple[tuple[int, ...], int]]:
     where ``x`` varies within ``id``)."""
     from .groups import aliased_factors
 
-    if len(factors) < 2:
-        return []
     n = len(np.asarray(weights))
-    if any(f.mapped or len(f.codes) != n for f in factors):
+    # (a structured covariance is not a Cholesky pattern: left out, wherever it is)
+    plain = [k for k, f in enumerate(factors) if not f.mapped and len(f.codes) == n]
+    if len(plain) < 2:
         return []
     used = np.asarray(weights) > 0.0
     out = []
     rng = np.random.default_rng(0)
-    for group in aliased_factors([f.codes for f in factors], used):
+    for among in aliased_factors([factors[k].codes for k in plain], used):
+        group = tuple(plain[k] for k in among)
         fs = [factors[k] for k in group]
         U = _joint_unseen(fs, used)
         if not U.shape[1]:
@@ -330,23 +334,71 @@ def points_on_the_set(obj, x, bounds) -> np.ndarray:
 
 def _problems(obj, x):
     """``(f, block, (S, M, P, s0))`` of each unstructured factor whose set of equal
-    likelihood through ``x`` is more than a point (:func:`_set_problem`)."""
+    likelihood through ``x`` is more than a point (:func:`_set_problem`), and of each
+    group of such factors that group the rows identically, taken as one factor of a
+    block-diagonal covariance (:class:`_Joint`)."""
     for k, f, block in _factors(obj):
         if _unstructured(f):
-            problem = _set_problem(obj, k, f, x[block])
+            N = symmetric_basis(unseen_changes(obj, k), f.q)
+            problem = _set_problem(N, f, x[block])
             if problem is not None:
                 yield f, block, problem
+    used = np.asarray(obj.data.weights) > 0.0
+    for group, blocks, _ in _aliased(obj):
+        fs = [obj.data.factors[k] for k in group]
+        if not all(_unstructured(f) for f in fs):
+            continue
+        joint = _Joint(fs)
+        block = np.concatenate(blocks)
+        problem = _set_problem(joint.unseen(_joint_unseen(fs, used)), joint, x[block])
+        if problem is not None:
+            yield joint, block, problem
 
 
-def _set_problem(obj, k, f, theta):
-    """``(S, M, P, s0)`` of factor ``k``'s set of equal likelihood through its Cholesky
-    entries ``theta``: its covariances ``S + sum_j s_j M_j`` (M: (m, q, q)), positive
-    semi-definite where ``P' (S + sum s_j M_j) P`` is positive definite (``P`` the
-    identity where some point of the set is positive definite; else the range of ``S``,
-    the set's face, with ``M`` the changes that stay on it) and ``s0`` a point inside;
-    None where the set is the point ``S``."""
+class _Joint:
+    """Factors that group the rows identically as one factor whose covariance is
+    block-diagonal, a block each (their Cholesky entries side by side): what
+    :func:`_set_problem` and :func:`_entries` read of a factor."""
+
+    def __init__(self, fs):
+        offsets = np.cumsum([0] + [f.q for f in fs])
+        self.q = int(offsets[-1])
+        self.theta_rows = np.concatenate([f.theta_rows + o for f, o in zip(fs, offsets)])
+        self.theta_cols = np.concatenate([f.theta_cols + o for f, o in zip(fs, offsets)])
+        self.blocks = [(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
+
+    def unseen(self, U) -> np.ndarray:
+        """An orthonormal basis (m, q, q) of the block-diagonal symmetric changes in the
+        span of the unseen changes ``U`` (columns ``vec(D)`` of the joint covariance):
+        the changes each factor's own covariance can make (none across them)."""
+        q = self.q
+        inside = np.zeros((q, q), dtype=bool)
+        for a, b in self.blocks:
+            inside[a:b, a:b] = True
+        # the symmetric block-diagonal matrices, orthonormal as vec(D)
+        basis = []
+        for i, j in zip(*np.nonzero(np.triu(inside))):
+            E = np.zeros((q, q))
+            E[i, j] = E[j, i] = 1.0
+            basis.append(E.ravel() / np.linalg.norm(E))
+        B = np.array(basis).T
+        if not U.shape[1]:
+            return np.zeros((0, q, q))
+        # B c in span(U): the null space of (I - U U') B
+        _, sv, vt = np.linalg.svd(B - U @ (U.T @ B))
+        rank = int(np.sum(sv > 1e-8))
+        return (B @ vt[rank:].T).T.reshape(-1, q, q)
+
+
+def _set_problem(N, f, theta):
+    """``(S, M, P, s0)`` of the set of equal likelihood of factor ``f`` (or
+    :class:`_Joint`) through its Cholesky entries ``theta``, along the unseen changes
+    ``N`` ((m, q, q), symmetric): its covariances ``S + sum_j s_j M_j`` (M: (m, q, q)),
+    positive semi-definite where ``P' (S + sum s_j M_j) P`` is positive definite (``P``
+    the identity where some point of the set is positive definite; else the range of
+    ``S``, the set's face, with ``M`` the changes that stay on it) and ``s0`` a point
+    inside; None where the set is the point ``S``."""
     q = f.q
-    N = symmetric_basis(unseen_changes(obj, k), q)
     if not len(N):
         return None
     L = np.zeros((q, q))

@@ -196,13 +196,19 @@ class NegativeBinomial2(Family):
         # u], u = (y - mu) / (theta + mu), both free of that cancellation
         part = digamma_part(y, theta)
         big = theta >= _SERIES_THETA
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            # log(1 + mu / theta), and log((theta + y) / (theta + mu)) as the difference of
+            # logarithms (where mu is far above theta + y, 1 + u rounds)
+            log_mu = np.logaddexp(0.0, eta - lt)
+            if np.any(big):
+                ratio = np.log1p(y / theta) - log_mu
+                near = part + theta * log1p_minus(-mmy / tm, ratio)
             if np.all(big):
-                dl = part + theta * log1p_minus(-mmy / tm)
+                dl = near
             else:
-                dl = part + theta * (mmy / tm - np.logaddexp(0.0, eta - lt))
+                dl = part + theta * (mmy / tm - log_mu)
                 if np.any(big):
-                    dl = np.where(big, part + theta * log1p_minus(-mmy / tm), dl)
+                    dl = np.where(big, near, dl)
         return theta, mu, tm, s, r, mmy, dl
 
     def extra_second_derivs(self, y, eta, trials, weights, extra, const=None):
@@ -494,10 +500,12 @@ def _trigamma_part_rows(y, theta):
     return np.where(big, series, direct)
 
 
-def log1p_minus(u):
+def log1p_minus(u, log1p_u=None):
     """``log1p(u) - u`` for ``u > -1``, free of the cancellation near 0: with ``v = u /
     (2 + u)`` it is ``-u^2 / (2 + u) + 2 v^3 (1/3 + v^2/5 + v^4/7 + ...)`` for ``|u| <
-    1/4`` (``|v| < 1/7``: twelve terms), the direct difference elsewhere."""
+    1/4`` (``|v| < 1/7``: twelve terms), the direct difference elsewhere, from
+    ``log1p_u`` where given (``log(1 + u)`` made without rounding ``1 + u``: near ``u =
+    -1`` it is all in that rounding)."""
     u = np.asarray(u, dtype=float)
     small = np.abs(u) < 0.25
     us = np.where(small, u, 0.0)
@@ -508,7 +516,7 @@ def log1p_minus(u):
         acc = acc * v2 + 1.0 / (2 * k + 3)
     series = -us * us / (2.0 + us) + 2.0 * v * v2 * acc
     with np.errstate(divide="ignore", invalid="ignore"):
-        direct = np.log1p(u) - u
+        direct = (np.log1p(u) if log1p_u is None else log1p_u) - u
     return np.where(small, series, direct)
 
 
