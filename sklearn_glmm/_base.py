@@ -696,7 +696,7 @@ class _BaseGLMM(BaseEstimator):
         if groups is not None:
             by_name = factor_columns(groups, res.factor_order, n)
         lams = res.internal_lambdas() if population == "marginal" else None
-        gaps = {}
+        gaps, known_rows = {}, []
         for k, f in enumerate(res.factors):
             S = self.random_effects_cov_[f.name].to_numpy()
             if groups is None or not known_groups:
@@ -707,6 +707,7 @@ class _BaseGLMM(BaseEstimator):
                 if n_missing:
                     gaps[f.name] = n_missing
             known = codes >= 0
+            known_rows.append(known)
             B = self.ranef_[f.name].to_numpy()
             if population == "zero":
                 # the rows of no known group read no random-effect column (a structured
@@ -724,6 +725,7 @@ class _BaseGLMM(BaseEstimator):
                 else:
                     var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
                 var += v_new
+        _warn_split_rows(res, known_rows)
         if gaps and not getattr(groups, "attrs", {}).get(MISSING_LABELS_SAID):
             warn(
                 f"groups has missing labels (NaN or None) of the grouping factor(s) {gaps} "
@@ -1135,3 +1137,28 @@ def _valid_params_key(est):
             return None
         parts.append(v)
     return (cls, tuple(parts))
+
+
+def _warn_split_rows(res, known_rows) -> None:
+    """Warn where rows have a known level of one of a group of factors that group the
+    rows identically and a new level of another (``fit_record_.aliased``): their
+    prediction reads how the covariance is split between those factors, which the data
+    do not determine (a new class in a known school under ``(1 | school/class)`` with
+    one class per school)."""
+    for group in getattr(res.record, "aliased", ()):
+        if len(known_rows) <= max(group):
+            continue
+        known = np.array([known_rows[k] for k in group])
+        mixed = known.any(axis=0) & ~known.all(axis=0)
+        if mixed.any():
+            names = [res.factors[k].name for k in group]
+            warn(
+                f"{int(mixed.sum())} row(s) have a known level of some of the grouping "
+                f"factors {names} and a new level of others. These factors group the "
+                "fitted rows identically, so the data do not determine how the random "
+                "effects' variance is split between them, and these rows' predictions "
+                "read that split (the reported one, of largest determinant, is a "
+                "convention). Rows whose levels are all known, or all new, do not.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )

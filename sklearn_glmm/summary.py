@@ -332,8 +332,8 @@ class Summary:
             out.append(
                 f"not identified by the data: {', '.join(free)} (a random slope of a "
                 "predictor of the level itself, or grouping factors that group the rows "
-                "identically; shown at the point of largest determinant of the covariances "
-                "among those of equal likelihood)"
+                "identically; shown, where the covariances are unstructured, at the point "
+                "of largest determinant among those of equal likelihood)"
             )
         if not est.converged_:
             out.append("Warning: the model did not converge (see fit_record_).")

@@ -162,3 +162,83 @@ def test_a_structured_covariance_elsewhere_leaves_the_aliased_pair_found():
     said = [str(w.message) for w in caught if w.category is IdentifiabilityWarning]
     assert len(said) == 1 and "'id', 'id2'" in said[0]
     assert m.converged_ and m.fit_record_.n_unidentified == 1
+
+
+def _two_slopes(seed, shift=0.0):
+    rng = np.random.default_rng(seed)
+    n, reps = 30, 8
+    s = np.repeat(np.arange(n), reps)
+    x = rng.normal(size=len(s))
+    eta = 0.3 + 0.5 * x + rng.normal(0, 0.7, n)[s] + 0.4 * rng.normal(0, 1, n)[s] * x
+    d = pd.DataFrame(dict(y=rng.poisson(np.exp(eta)), x=x, school=s, cls=1000 + 7 * s))
+    d["z"] = np.random.default_rng(seed + 4).normal(size=len(d)) + shift
+    return d
+
+
+def test_the_central_point_does_not_depend_on_a_slope_variables_centring():
+    # the log-det search stalled between its stopping rule and the rounding of log det
+    # (z + 100): the fit stayed at the set's edge, singular, with school's intercept
+    # variance 0.291 for 0.175 and a finite interval for its SD
+    from sklearn_glmm.formula import glmer
+
+    fits = []
+    for shift in (0.0, 100.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = glmer("y ~ x + z + (1 + x|school) + (1 + z|cls)", _two_slopes(1, shift), "poisson")
+        fits.append(m)
+        ci = m.confint(method="wald")
+        assert ci.loc["sd_(Intercept)|school", ["lower", "upper"]].isna().all()
+    a, b = (np.asarray(m.random_effects_cov_["school"]) for m in fits)
+    np.testing.assert_allclose(a, b, rtol=1e-4)
+
+
+def test_a_thin_set_still_leaves_the_split_without_intervals():
+    # cls's z-slope variance near 0: every point of the set nearly singular (largest
+    # smallest eigenvalue 5e-7 of the trace), taken for its face; the split's SDs had
+    # Wald intervals of (1e-44, 2e43) and the summary no note
+    from sklearn_glmm.formula import glmer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer("y ~ x + z + (1 + x|school) + (1 + z|cls)", _two_slopes(8), family="poisson")
+        ci = m.confint(method="wald")
+    for name in ("sd_(Intercept)|school", "sd_(Intercept)|cls", "cor_x.(Intercept)|school"):
+        assert ci.loc[name, ["lower", "upper"]].isna().all(), name
+    assert "not identified by the data" in str(m.summary())
+
+
+def test_a_prediction_that_reads_the_split_is_warned_of():
+    # a new class in a known school (one class per school): its prediction reads how the
+    # variance is split between school and class, which the data do not determine
+    X, y, groups = _schools(1, "poisson")
+    m, _ = _fit(PoissonGLMM, X, y, groups)
+    new = pd.DataFrame({"school": groups["school"].iloc[:3], "class": [-1, -2, -3]})
+    with pytest.warns(UserWarning, match="do not determine how the random effects"):
+        m.predict(X.iloc[:3], groups=new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # all known, or all new: identified
+        m.predict(X.iloc[:3], groups=groups.iloc[:3])
+        m.predict(X.iloc[:3], groups=pd.DataFrame({"school": [-1, -2, -3], "class": [-1] * 3}))
+
+
+def test_the_largest_log_det_search_ends_at_its_maximum():
+    # a concave problem with an interior maximum, from positive definite starts: the
+    # search returned None on 55 of 2,000 (a Newton decrement stuck between 1e-20 and
+    # the rounding of log det, the line search accepting steps that changed nothing)
+    from sklearn_glmm._engine.equal_likelihood import _largest_log_det
+
+    N = np.zeros((1, 4, 4))
+    N[0, 0, 0], N[0, 2, 2] = 2**-0.5, -(2**-0.5)
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        A = rng.normal(size=(2, 2)) * rng.uniform(0.05, 1)
+        B = rng.normal(size=(2, 2)) * rng.uniform(0.05, 1)
+        S = np.zeros((4, 4))
+        S[:2, :2] = A @ A.T + 1e-3 * np.eye(2)
+        S[2:, 2:] = B @ B.T + 1e-3 * np.eye(2)
+        t = _largest_log_det(S, N, np.zeros(1))
+        assert t is not None
+        # the maximum: d/dt log det(S + t N) = tr((S + t N)^-1 N) = 0
+        grad = np.trace(np.linalg.solve(S + t[0] * N[0], N[0]))
+        assert abs(grad) < 1e-6 * np.linalg.norm(np.linalg.inv(S + t[0] * N[0]))

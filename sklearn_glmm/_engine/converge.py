@@ -54,6 +54,7 @@ import numpy as np
 from .equal_likelihood import (
     aliased_count,
     aliased_directions,
+    aliased_factor_groups,
     central_covariances,
     design_count,
     points_on_the_set,
@@ -815,18 +816,26 @@ def to_central_covariances(obj, x, fun, H, grads, bounds, record):
     likelihood (kept when the objective there is the same, to :data:`RISE_TOL` or
     :data:`_CENTRAL_TOL` of it) and polished on the identified directions there
     (:func:`_identified_polish`), with its Hessian and gradient."""
-    x2 = central_covariances(obj, x, bounds)
-    if x2 is x or not np.isfinite(fun):
-        return x, fun, H, grads
-    at_x = obj.snapshot()
-    fun2 = obj.evaluate(x2)
-    record.stages.append(("central point of an unidentified covariance", float(fun2), 0, ""))
-    # (the same likelihood to the conditional modes' tolerance: 1e-5 of -2 log L of 8,000
-    # by where the modes' iterations start; a guard, not a test)
-    if not fun2 <= fun + max(RISE_TOL, _CENTRAL_TOL * abs(fun)):
-        obj.restore(at_x)
-        return x, fun, H, grads
-    return _identified_polish(obj, x2, bounds)
+    # (the polish's Newton steps can take a covariance back to its set's edge, a
+    # Cholesky diagonal clipped at 0 where the identified directions still had a little
+    # to gain: the move is then made again from there, a few times at most)
+    for _ in range(_CENTRAL_ROUNDS):
+        x2 = central_covariances(obj, x, bounds)
+        if x2 is x or not np.isfinite(fun):
+            return x, fun, H, grads
+        at_x = obj.snapshot()
+        fun2 = obj.evaluate(x2)
+        record.stages.append(("central point of an unidentified covariance", float(fun2), 0, ""))
+        # (the same likelihood to the conditional modes' tolerance: 1e-5 of -2 log L of
+        # 8,000 by where the modes' iterations start; a guard, not a test)
+        if not fun2 <= fun + max(RISE_TOL, _CENTRAL_TOL * abs(fun)):
+            obj.restore(at_x)
+            return x, fun, H, grads
+        x, fun, H, grads = _identified_polish(obj, x2, bounds)
+    return x, fun, H, grads
+
+
+_CENTRAL_ROUNDS = 3
 
 
 def _identified_polish(obj, x, bounds):
@@ -1032,6 +1041,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         H = _aliased_removed(H, x, bounds, aliased)
     _curvature_and_gradient(obj, x, H, bounds, record)
     record.n_unidentified = design_count(obj) + aliased_count(obj)
+    record.aliased = aliased_factor_groups(obj)
     if record.n_unidentified:
         record.set_points = points_on_the_set(obj, x, bounds)
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)

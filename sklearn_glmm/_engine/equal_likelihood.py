@@ -280,6 +280,12 @@ def aliased_directions(obj, x, bounds) -> np.ndarray | None:
     return np.hstack(out) if out else None
 
 
+def aliased_factor_groups(obj) -> tuple:
+    """The groups (factor indices) of :func:`aliased_groups` of the objective's
+    factors."""
+    return tuple(group for group, _, _ in _aliased(obj))
+
+
 def aliased_count(obj) -> int:
     """How many parameters factors that group the rows identically leave undetermined
     (:func:`aliased_groups`), from the design alone."""
@@ -309,7 +315,10 @@ def points_on_the_set(obj, x, bounds) -> np.ndarray:
     of each factor's set, one on either side, half-way to the set's edge (a fixed
     distance where it has none). Empty when there is no such set."""
     out = []
-    for f, block, (S, M, P, _) in _problems(obj, x):
+    for f, block, (S, M, P, s0) in _problems(obj, x):
+        # (from a point inside the set: at its edge, S singular where a variance the
+        # identified directions want at 0 stopped just above it, the set has no width)
+        S = S + np.tensordot(s0, M, axes=1)
         Sr = P.T @ S @ P
         try:
             C = np.linalg.cholesky(Sr)
@@ -405,10 +414,21 @@ def _set_problem(N, f, theta):
     L[f.theta_rows, f.theta_cols] = theta
     S = L @ L.T
     size = max(float(np.trace(S)), 1e-300)
-    start = _inside(S, N, size)
-    if start is not None:
+    start, low = _inside(S, N, size)
+    if low > 1e-6 * size:
         return S, N, np.eye(q), start
-    # every point of the set is singular: the changes that keep S's null space
+    face = _face_problem(S, N, size)
+    if face is not None:
+        return face
+    # no face to stay on, and every point nearly singular (a variance the identified
+    # directions want at 0 stopped just above it, moving with the set's directions):
+    # a thin set, still positive definite inside
+    return (S, N, np.eye(q), start) if low > _ZERO * size else None
+
+
+def _face_problem(S, N, size):
+    """``(S, M, P, s0)`` of a set every point of which is singular: the changes that
+    keep ``S``'s null space (:func:`_set_problem`), or None where none does."""
     vals, vecs = np.linalg.eigh(S)
     P, Q = vecs[:, vals > _ZERO * size], vecs[:, vals <= _ZERO * size]
     if not P.shape[1] or not Q.shape[1]:
@@ -424,14 +444,15 @@ def _set_problem(N, f, theta):
 
 
 def _inside(S, N, size):
-    """A ``t`` with ``S + sum t_i N_i`` positive definite, or None."""
+    """``(t, smallest)``: the ``t`` found with ``S + sum t_i N_i`` the most positive
+    definite and its smallest eigenvalue (``inf`` where ``S`` itself is)."""
 
     def smallest(t):
         return float(np.linalg.eigvalsh(S + np.tensordot(t, N, axes=1))[0])
 
     t = np.zeros(len(N))
     if smallest(t) > _ZERO * size:
-        return t
+        return t, np.inf
     # the smallest eigenvalue is concave in t
     from scipy.optimize import minimize
 
@@ -443,7 +464,7 @@ def _inside(S, N, size):
         options=dict(xatol=1e-10 * size, fatol=1e-12 * size, initial_simplex=simplex),
     )
     t = np.asarray(r.x, dtype=float)
-    return t if smallest(t) > 1e-6 * size else None
+    return t, smallest(t)
 
 
 def _largest_log_det(S, N, t, max_iter=100):
@@ -453,7 +474,13 @@ def _largest_log_det(S, N, t, max_iter=100):
     before it."""
     size = max(float(np.trace(S)), 1e-300)
     t = np.array(t, dtype=float)
+    decrement = np.inf
     for _ in range(max_iter):
+        if decrement <= _AT_MAXIMUM:
+            # Newton's step from within 1e-14 of the maximum (in log det) has put it
+            # there to the arithmetic's accuracy; the line search below cannot tell
+            # closer steps apart (their gains are below the rounding of log det)
+            return t
         M = S + np.tensordot(t, N, axes=1)
         P = np.linalg.solve(M, N)  # M^-1 N_i
         g = np.trace(P, axis1=1, axis2=2)
@@ -478,6 +505,11 @@ def _largest_log_det(S, N, t, max_iter=100):
         if np.linalg.norm(t) > 1e8 * size:
             return None
     return None
+
+
+# a Newton decrement (twice the gain left in log det, to second order) at which the
+# next full step ends the search
+_AT_MAXIMUM = 1e-14
 
 
 def _on_face(S, P):

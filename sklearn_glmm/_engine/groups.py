@@ -166,22 +166,26 @@ def aliased_factors(codes_list, used=None) -> list[tuple[int, ...]]:
     cols = [np.asarray(c)[used] if used is not None else np.asarray(c) for c in codes_list]
     if not len(cols[0]):
         return []
+    # each factor's levels on these rows as 0..K-1 (once per factor)
+    inverse = [np.unique(c, return_inverse=True)[1].ravel() for c in cols]
+    count = [int(u.max()) + 1 for u in inverse]
     groups, seen = [], set()
     for a in range(len(cols)):
         if a in seen:
             continue
-        ua = np.unique(cols[a], return_inverse=True)[1]
         group = [a]
         for b in range(a + 1, len(cols)):
-            if b in seen:
-                continue
-            ub = np.unique(cols[b], return_inverse=True)[1]
-            if ua.max() != ub.max():
-                continue
-            pairs = np.unique(ua.astype(np.int64) * (ub.max() + 1) + ub)
-            if len(pairs) == ua.max() + 1:
+            if b not in seen and count[b] == count[a] and _one_to_one(inverse[a], inverse[b]):
                 group.append(b)
         if len(group) > 1:
             seen.update(group)
             groups.append(tuple(group))
     return groups
+
+
+def _one_to_one(ua, ub) -> bool:
+    """Whether level codes ``ua`` and ``ub`` (0..K-1 each, K levels both) map each level
+    of one to one level of the other: ``ub`` a function of ``ua`` (O(rows))."""
+    image = np.empty(int(ua.max()) + 1, dtype=ub.dtype)
+    image[ua] = ub
+    return bool(np.array_equal(image[ua], ub))

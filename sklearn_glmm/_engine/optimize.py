@@ -65,6 +65,9 @@ class FitRecord:
     # (rows: ``equal_likelihood.points_on_the_set``), or None
     n_unidentified: int = 0
     set_points: np.ndarray = field(default=None, repr=False)
+    # groups of factors (indices) that group the rows identically and whose covariances
+    # the likelihood reads only together (``equal_likelihood.aliased_groups``)
+    aliased: tuple = ()
     competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
     hessian: np.ndarray = field(default=None, repr=False)
     covariance: np.ndarray = field(default=None, repr=False)

@@ -459,45 +459,59 @@ def trigamma_part(y, theta):
 _SERIES_THETA = 100.0
 
 
-def _polygamma_series_parts(y, theta):
-    """``(y / s, t, theta)`` with ``s = y + theta``, ``t = theta / s``, and where the
-    series applies, for the excesses' series in powers of ``1 / theta``: ``(s^n -
-    theta^n) / (s theta)^n = (y / s) (1 + t + ... + t^(n-1)) / theta^n``, free of
-    overflow."""
+def _digamma_part_rows(y, theta):
+    if np.ndim(theta) == 0:  # (one theta: one branch)
+        y = np.asarray(y, dtype=float)
+        if theta >= _SERIES_THETA:
+            return _digamma_series(y, theta)
+        return theta * (special.digamma(y + theta) - special.digamma(theta))
     y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
     big = theta >= _SERIES_THETA
-    tb = np.where(big, theta, _SERIES_THETA)
-    s = tb + y
-    return y / s, tb / s, tb, big, y, theta
-
-
-def _digamma_part_rows(y, theta):
-    ys, t, tb, big, y, theta = _polygamma_series_parts(y, theta)
-    # psi(x) ~ log x - 1/(2x) - 1/(12x^2) + 1/(120x^4) - 1/(252x^6), differenced
-    p2 = 1.0 + t
-    p4 = p2 * (1.0 + t * t)
-    p6 = p2 * (1.0 + t * t * (1.0 + t * t))
-    inv = 1.0 / tb
-    series = ys * (0.5 + inv * (p2 / 12.0 - inv * inv * (p4 / 120.0 - inv * inv * p6 / 252.0)))
     ts = np.where(big, 1.0, theta)
     with np.errstate(divide="ignore", invalid="ignore"):
         direct = ts * (special.digamma(y + ts) - special.digamma(ts))
-    return np.where(big, series, direct)
+    return np.where(big, _digamma_series(y, np.where(big, theta, _SERIES_THETA)), direct)
 
 
 def _trigamma_part_rows(y, theta):
-    ys, t, tb, big, y, theta = _polygamma_series_parts(y, theta)
+    if np.ndim(theta) == 0:
+        y = np.asarray(y, dtype=float)
+        if theta >= _SERIES_THETA:
+            return _trigamma_series(y, theta)
+        return theta * theta * (special.polygamma(1, y + theta) - special.polygamma(1, theta))
+    y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
+    big = theta >= _SERIES_THETA
+    ts = np.where(big, 1.0, theta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = (ts * ts) * (special.polygamma(1, y + ts) - special.polygamma(1, ts))
+    return np.where(big, _trigamma_series(y, np.where(big, theta, _SERIES_THETA)), direct)
+
+
+def _series_parts(y, theta):
+    """``(y / s, t, 1 / theta)`` with ``s = y + theta``, ``t = theta / s``: the
+    excesses' series in powers of ``1 / theta`` read ``(s^n - theta^n) / (s theta)^n =
+    (y / s) (1 + t + ... + t^(n-1)) / theta^n``, free of overflow."""
+    s = theta + y
+    return y / s, theta / s, 1.0 / theta
+
+
+def _digamma_series(y, theta):
+    # psi(x) ~ log x - 1/(2x) - 1/(12x^2) + 1/(120x^4) - 1/(252x^6), differenced
+    ys, t, inv = _series_parts(y, theta)
+    p2 = 1.0 + t
+    p4 = p2 * (1.0 + t * t)
+    p6 = p2 * (1.0 + t * t * (1.0 + t * t))
+    return ys * (0.5 + inv * (p2 / 12.0 - inv * inv * (p4 / 120.0 - inv * inv * p6 / 252.0)))
+
+
+def _trigamma_series(y, theta):
     # psi'(x) ~ 1/x + 1/(2x^2) + 1/(6x^3) - 1/(30x^5) + 1/(42x^7), differenced
+    ys, t, inv = _series_parts(y, theta)
     p2 = 1.0 + t
     p3 = 1.0 + t * p2
     p5 = 1.0 + t * (1.0 + t * p3)
     p7 = 1.0 + t * (1.0 + t * p5)
-    inv = 1.0 / tb
-    series = -ys * (p2 / 2.0 + inv * (p3 / 6.0 - inv * inv * (p5 / 30.0 - inv * inv * p7 / 42.0)))
-    ts = np.where(big, 1.0, theta)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        direct = (ts * ts) * (special.polygamma(1, y + ts) - special.polygamma(1, ts))
-    return np.where(big, series, direct)
+    return -ys * (p2 / 2.0 + inv * (p3 / 6.0 - inv * inv * (p5 / 30.0 - inv * inv * p7 / 42.0)))
 
 
 def log1p_minus(u, log1p_u=None):
