@@ -242,3 +242,14 @@ def test_the_largest_log_det_search_ends_at_its_maximum():
         # the maximum: d/dt log det(S + t N) = tr((S + t N)^-1 N) = 0
         grad = np.trace(np.linalg.solve(S + t[0] * N[0], N[0]))
         assert abs(grad) < 1e-6 * np.linalg.norm(np.linalg.inv(S + t[0] * N[0]))
+    # a two-arm fit's covariance; its maximum is where det(S + t N), a concave
+    # quadratic, peaks
+    S = np.array(
+        [[0.2702936910664385, 0.3012555059096179], [0.3012555059096179, 0.34156017563291224]]
+    )
+    N = np.array([[[-(2**-0.5), 0.0], [0.0, 2**-0.5]]])
+    t = _largest_log_det(S, N, np.zeros(1))
+    # det(S + t N) = (a - t c)(b + t c) - off^2 with c = 2^-1/2: its peak
+    c = 2**-0.5
+    peak = (S[0, 0] - S[1, 1]) / (2 * c)
+    assert t is not None and t[0] == pytest.approx(peak, abs=1e-9)

@@ -902,3 +902,29 @@ def test_every_warning_and_exception_class_is_on_the_troubleshooting_page():
     page = (Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md").read_text()
     missing = [name for name in exc.__all__ if f"`{name}`" not in page]
     assert not missing, f"document these on docs/troubleshooting.md: {missing}"
+
+
+def test_the_central_point_of_two_arms_does_not_depend_on_the_rows_order():
+    # (1 + a1 | id), arm 0's variance 0: the log-det search's decrement floored at
+    # 1.4e-14 in one order of the rows and the search ran out its iterations on steps
+    # too small to change anything; the move was skipped and the fit reported another
+    # point of the set (log det S -5.07 for -4.48), with the same likelihood
+    rng = np.random.default_rng(28)
+    n_id = 60
+    g = np.repeat(np.arange(n_id), 8)
+    arm = (np.arange(n_id) % 2)[g]
+    eff = rng.normal(size=n_id) * np.sqrt(np.array([0.0, 1.0]))[np.arange(n_id) % 2]
+    eta = -0.3 + 0.3 * (arm == 1) + eff[g]
+    X = pd.DataFrame({"a1": (arm == 1).astype(float)})
+    y = rng.poisson(np.exp(eta + 0.5)).astype(float)
+    covs = []
+    for perm in (None, np.random.default_rng(1028).permutation(len(y))):
+        Xp, yp, gp = (
+            (X, y, g) if perm is None else (X.iloc[perm].reset_index(drop=True), y[perm], g[perm])
+        )
+        m, _ = _record(
+            lambda Xp=Xp, yp=yp, gp=gp: PoissonGLMM(random_effects="1 + a1").fit(Xp, yp, groups=gp)
+        )
+        assert m.converged_
+        covs.append(m.random_effects_cov_["group"].to_numpy())
+    np.testing.assert_allclose(covs[0], covs[1], rtol=1e-4, atol=1e-8)

@@ -39,6 +39,11 @@ import numpy as np
 UNSEEN = 1e-13
 # an eigenvalue of S at most this share of its trace is zero (the set's face)
 _ZERO = 1e-10
+# the smallest eigenvalue, relative to the trace, of the most positive definite point of
+# a set that keeps no face, from which it is a thin set rather than a point: above the
+# optimiser's leftover of a variance at zero (1e-11 to 7e-10 on arm fits), below a
+# slope's variance near 0 that moves with the set (4e-8 to 5e-7)
+_THIN = 1e-8
 # a point of the set for the reported parameters: this share of the way to its edge
 _AROUND = 0.5
 
@@ -423,7 +428,7 @@ def _set_problem(N, f, theta):
     # no face to stay on, and every point nearly singular (a variance the identified
     # directions want at 0 stopped just above it, moving with the set's directions):
     # a thin set, still positive definite inside
-    return (S, N, np.eye(q), start) if low > _ZERO * size else None
+    return (S, N, np.eye(q), start) if low > _THIN * size else None
 
 
 def _face_problem(S, N, size):
@@ -471,16 +476,17 @@ def _largest_log_det(S, N, t, max_iter=100):
     """``t`` maximising ``log det(S + sum_i t_i N_i)`` (concave) from ``t`` (where it is
     positive definite) by Newton's method, or None when the maximum is not finite (a
     change that no level sees and adds variance without end) or the search stalls
-    before it."""
+    before it.
+
+    Far from the maximum each step is damped until ``log det`` rises enough (Armijo);
+    within :data:`_NEAR_MAXIMUM` of it (Newton's decrement, about twice the gain left)
+    full steps are taken, whose gains the rounding of ``log det`` would hide from that
+    test (on a thin set, 1e-7 of it), until the decrement stops falling: there to the
+    arithmetic's accuracy."""
     size = max(float(np.trace(S)), 1e-300)
     t = np.array(t, dtype=float)
-    decrement = np.inf
+    previous = np.inf
     for _ in range(max_iter):
-        if decrement <= _AT_MAXIMUM:
-            # Newton's step from within 1e-14 of the maximum (in log det) has put it
-            # there to the arithmetic's accuracy; the line search below cannot tell
-            # closer steps apart (their gains are below the rounding of log det)
-            return t
         M = S + np.tensordot(t, N, axes=1)
         P = np.linalg.solve(M, N)  # M^-1 N_i
         g = np.trace(P, axis1=1, axis2=2)
@@ -489,6 +495,18 @@ def _largest_log_det(S, N, t, max_iter=100):
         decrement = float(g @ step)
         if decrement <= 1e-20:
             return t
+        if decrement <= _NEAR_MAXIMUM:
+            if decrement > 0.5 * previous:
+                return t  # (the rounding's floor: quadratic convergence has ended)
+            previous = decrement
+            cand = t + step
+            try:
+                np.linalg.cholesky(S + np.tensordot(cand, N, axes=1))
+            except np.linalg.LinAlgError:
+                return t
+            t = cand
+            continue
+        previous = decrement
         base = np.linalg.slogdet(M)[1]
         a = 1.0
         for _ in range(60):
@@ -498,18 +516,16 @@ def _largest_log_det(S, N, t, max_iter=100):
                 break
             a *= 0.5
         else:
-            # no ascent along Newton's direction: there to the arithmetic's accuracy,
-            # or not found
-            return t if decrement <= 1e-12 else None
+            return None  # no ascent along Newton's direction far from the maximum
         t = cand
         if np.linalg.norm(t) > 1e8 * size:
             return None
-    return None
+    return t if previous <= _NEAR_MAXIMUM else None
 
 
-# a Newton decrement (twice the gain left in log det, to second order) at which the
-# next full step ends the search
-_AT_MAXIMUM = 1e-14
+# a Newton decrement (about twice the gain left in log det) below which Newton's full
+# steps are taken
+_NEAR_MAXIMUM = 1e-6
 
 
 def _on_face(S, P):
