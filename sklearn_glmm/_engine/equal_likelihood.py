@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .groups import aliased_factors, gram_products
+
 # an eigenvalue of the Cholesky entries' curvature in the levels' compressions of the
 # covariance at most this share of the largest is a direction they do not see (exactly:
 # the arithmetic's rounding, squared twice in the sums)
@@ -52,7 +54,12 @@ def unseen_changes(obj, k) -> np.ndarray:
     """The changes ``D`` of factor ``k``'s covariance that no level sees, as columns
     ``vec(D)`` (row-major, ``q^2`` long): the null space of ``sum_j (G_j G_j) kron (G_j
     G_j)`` (of the data alone, whatever the point)."""
-    A = obj.level_gram_products(k)
+    return _null_columns(obj.level_gram_products(k))
+
+
+def _null_columns(A) -> np.ndarray:
+    """An orthonormal basis (columns) of the null space of the levels' products ``A``
+    (:func:`~.groups.gram_products`), to :data:`UNSEEN` of its largest eigenvalue."""
     vals, vecs = np.linalg.eigh(0.5 * (A + A.T))
     top = max(float(vals[-1]), 0.0) if len(vals) else 0.0
     return vecs[:, vals <= UNSEEN * top] if top > 0.0 else vecs[:, :0]
@@ -181,8 +188,6 @@ def aliased_groups(factors, weights) -> list[tuple[tuple[int, ...], int]]:
     point against :func:`_joint_unseen`; one for two random intercepts, whose variances
     count only by their sum; none for ``(1 | id) + (0 + x | id)``, lme4's ``||`` terms,
     where ``x`` varies within ``id``)."""
-    from .groups import aliased_factors
-
     n = len(np.asarray(weights))
     # (a structured covariance is not a Cholesky pattern: left out, wherever it is)
     plain = [k for k, f in enumerate(factors) if not f.mapped and len(f.codes) == n]
@@ -239,13 +244,7 @@ def _joint_unseen(fs, used) -> np.ndarray:
             G[:, a, b] = G[:, b, a] = np.bincount(
                 f0.codes, Z[:, a] * Z[:, b] * w, minlength=f0.n_levels
             )
-    size = np.max(np.abs(G), axis=(1, 2))
-    G = G[size > 0] / size[size > 0, None, None]
-    G2 = G @ G
-    A = np.einsum("jac,jbd->abcd", G2, G2).reshape(q * q, q * q)
-    vals, vecs = np.linalg.eigh(0.5 * (A + A.T))
-    top = max(float(vals[-1]), 0.0) if len(vals) else 0.0
-    return vecs[:, vals <= UNSEEN * top] if top > 0.0 else vecs[:, :0]
+    return _null_columns(gram_products(G))
 
 
 def _joint_tangent(fs, thetas) -> np.ndarray:

@@ -20,6 +20,7 @@ from .._config import compiled_on
 from . import blocks as _blocks
 from . import compiled
 from . import rows as _rows
+from .groups import gram_products
 from .linalg import BlockSolver
 from .linalg.block import congruence
 from .quadrature import agq_gradient
@@ -456,10 +457,7 @@ class LaplaceGradient:
         for a in range(q):
             for b in range(a + 1):
                 G[:, a, b] = G[:, b, a] = gi.sum(Z[:, a] * Z[:, b] * used)
-        size = np.max(np.abs(G), axis=(1, 2)) if f.n_levels else np.zeros(0)
-        G = G[size > 0] / size[size > 0, None, None]
-        G2 = G @ G
-        return np.einsum("jac,jbd->abcd", G2, G2).reshape(q * q, q * q)
+        return gram_products(G)
 
     def level_information(self, k: int) -> float | None:
         """The largest information one level holds about the random effects whose

@@ -189,3 +189,15 @@ def _one_to_one(ua, ub) -> bool:
     image = np.empty(int(ua.max()) + 1, dtype=ub.dtype)
     image[ua] = ub
     return bool(np.array_equal(image[ua], ub))
+
+
+def gram_products(G) -> np.ndarray:
+    """``sum_j (G_j G_j) kron (G_j G_j)`` over the levels' Gram matrices ``G`` ((levels,
+    q, q)), each at unit size (its largest entry; a level without rows left out), shape
+    (q^2, q^2): its null space holds ``vec(D)`` of every change ``D`` that no level's
+    compression sees (``G_j D G_j = 0``)."""
+    q = G.shape[1]
+    size = np.max(np.abs(G), axis=(1, 2)) if len(G) else np.zeros(0)
+    G = G[size > 0] / size[size > 0, None, None]
+    G2 = G @ G
+    return np.einsum("jac,jbd->abcd", G2, G2).reshape(q * q, q * q)

@@ -460,31 +460,33 @@ _SERIES_THETA = 100.0
 
 
 def _digamma_part_rows(y, theta):
-    if np.ndim(theta) == 0:  # (one theta: one branch)
-        y = np.asarray(y, dtype=float)
-        if theta >= _SERIES_THETA:
-            return _digamma_series(y, theta)
-        return theta * (special.digamma(y + theta) - special.digamma(theta))
-    y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
-    big = theta >= _SERIES_THETA
-    ts = np.where(big, 1.0, theta)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        direct = ts * (special.digamma(y + ts) - special.digamma(ts))
-    return np.where(big, _digamma_series(y, np.where(big, theta, _SERIES_THETA)), direct)
+    return _part_rows(y, theta, _digamma_series, _digamma_direct)
 
 
 def _trigamma_part_rows(y, theta):
+    return _part_rows(y, theta, _trigamma_series, _trigamma_direct)
+
+
+def _part_rows(y, theta, series, direct):
+    """``series(y, theta)`` where theta is at least :data:`_SERIES_THETA`, else
+    ``direct(y, theta)``: for one theta one branch, for theta per row (or broadcast
+    against ``y``) both, each where it applies."""
     if np.ndim(theta) == 0:
         y = np.asarray(y, dtype=float)
-        if theta >= _SERIES_THETA:
-            return _trigamma_series(y, theta)
-        return theta * theta * (special.polygamma(1, y + theta) - special.polygamma(1, theta))
+        return series(y, theta) if theta >= _SERIES_THETA else direct(y, theta)
     y, theta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(theta, dtype=float))
     big = theta >= _SERIES_THETA
-    ts = np.where(big, 1.0, theta)
     with np.errstate(divide="ignore", invalid="ignore"):
-        direct = (ts * ts) * (special.polygamma(1, y + ts) - special.polygamma(1, ts))
-    return np.where(big, _trigamma_series(y, np.where(big, theta, _SERIES_THETA)), direct)
+        small = direct(y, np.where(big, 1.0, theta))
+    return np.where(big, series(y, np.where(big, theta, _SERIES_THETA)), small)
+
+
+def _digamma_direct(y, theta):
+    return theta * (special.digamma(y + theta) - special.digamma(theta))
+
+
+def _trigamma_direct(y, theta):
+    return theta * theta * (special.polygamma(1, y + theta) - special.polygamma(1, theta))
 
 
 def _series_parts(y, theta):
