@@ -52,11 +52,12 @@ from __future__ import annotations
 import numpy as np
 
 from .equal_likelihood import (
-    aliased_count,
     aliased_directions,
     aliased_factor_groups,
     central_covariances,
     design_count,
+    joined,
+    level_directions,
     points_on_the_set,
     unidentified_directions,
 )
@@ -142,9 +143,7 @@ def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None, along_set=F
     if not np.all(np.isfinite(Hf)):
         return V, True, False
     if unidentified is not None:
-        Hf = _without_flat(Hf, unidentified[free])
-        bent = _bend_projection(Hf, unidentified[free]) if along_set else None
-        Hf = Hf if bent is None else bent[0]
+        Hf = _set_projection(Hf, unidentified[free], along_set)[0]
     on_ridge = np.isin(np.flatnonzero(free), np.asarray(ridge, dtype=int))
     Vf, flat, negative = _pseudo_inverse(Hf, on_ridge)
     V[np.ix_(free, free)] = 2.0 * Vf
@@ -167,13 +166,8 @@ def identified_covariance(H, x, bounds, unidentified, along_set=False):
         return None
     free = ~at_bound(x, bounds)
     Hf = H[np.ix_(free, free)]
-    N = unidentified[free]
-    got = _flat_projection(Hf, N)
-    Hp, n_out = (Hf, 0) if got is None else (got[0], got[1].shape[1])
-    bent = _bend_projection(Hp, N) if along_set else None
-    if bent is not None:
-        Hp, n_out = bent[0], n_out + bent[1].shape[1]
-    if n_out != unidentified.shape[1]:
+    Hp, taken = _set_projection(Hf, unidentified[free], along_set)
+    if sum(F.shape[1] for F, _ in taken) != unidentified.shape[1]:
         return None  # (only some of them flat: not the covariance it describes)
     inv, evals, _, good, level = _eigen_inverse(*_unit_diagonal(Hp)[:2])
     if np.any(evals < -level) or good.sum() != len(Hp) - unidentified.shape[1]:
@@ -189,11 +183,10 @@ def _aliased_removed(H, x, bounds, N):
     group the rows identically, :func:`~.equal_likelihood.aliased_directions`), along
     which its own curvature is the optimiser's tolerance."""
     free = ~at_bound(x, bounds)
-    R, d, _ = _unit_diagonal(H[np.ix_(free, free)])
-    F = np.linalg.qr(d[:, None] * N[free])[0]
-    scale = max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300)
+    Hf = H[np.ix_(free, free)]
+    d = _unit_diagonal(Hf)[1]
     H = H.copy()
-    H[np.ix_(free, free)] = _taken_out(R, F, d, scale)
+    H[np.ix_(free, free)] = _removed(Hf, np.linalg.qr(d[:, None] * N[free])[0], d)
     return H
 
 
@@ -203,14 +196,9 @@ def _flat_filled(Hf, N, along_set=False):
     set to 1 on the unit-diagonal scale, for the scaled gradient: divided by their
     curvature of 0 (the Hessian's rounding), the gradient's rounding along them read as
     a failed check."""
-    got = _flat_projection(Hf, N)
-    out = Hf if got is None else got[0]
-    bent = _bend_projection(out, N) if along_set else None
-    if bent is not None:
-        out, F, d = bent
+    out, taken = _set_projection(Hf, N, along_set)
+    for F, d in taken:
         out = out + (F @ F.T) * np.outer(d, d)
-    if got is not None:
-        out = out + (got[1] @ got[1].T) * np.outer(got[2], got[2])
     return out
 
 
@@ -218,8 +206,24 @@ def _without_flat(Hf, N):
     """``Hf`` with the directions in the span of ``N`` (columns) along which its
     curvature is nil to the Hessian's accuracy taken out (:func:`_flat_projection`), or
     ``Hf`` itself where there is none."""
+    return _set_projection(Hf, N, False)[0]
+
+
+def _set_projection(Hf, N, along_set):
+    """``(Hp, taken)``: ``Hf`` with the directions of the set of equal likelihood ``N``
+    (columns) taken out where its curvature along them is nil (:func:`_flat_projection`)
+    and, with ``along_set``, its bend (:func:`_bend_projection`); ``taken`` the ``(F,
+    d)`` of each taken out (orthonormal columns on the unit-diagonal scale ``d``)."""
+    taken = []
     got = _flat_projection(Hf, N)
-    return Hf if got is None else got[0]
+    if got is not None:
+        Hf = got[0]
+        taken.append(got[1:])
+    bent = _bend_projection(Hf, N) if along_set else None
+    if bent is not None:
+        Hf = bent[0]
+        taken.append(bent[1:])
+    return Hf, taken
 
 
 def _flat_projection(Hf, N):
@@ -291,9 +295,13 @@ def _bend_projection(Hp, N):
     if got is None:
         return None
     _, d, F = got
-    R = Hp / np.outer(d, d)
-    scale = max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300)
-    return _taken_out(R, F, d, scale), F, d
+    return _removed(Hp, F, d), F, d
+
+
+def _removed(Hf, F, d):
+    """:func:`_taken_out` of ``Hf`` on its unit-diagonal scale ``d``."""
+    R = Hf / np.outer(d, d)
+    return _taken_out(R, F, d, max(float(np.max(np.abs(np.linalg.eigvalsh(R)))), 1e-300))
 
 
 # the largest curvature, relative to the Hessian's largest (unit-diagonal scale), along
@@ -1033,14 +1041,14 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx)
     record.final = x
     record.hessian = H
-    record.unidentified = unidentified_directions(obj, x, bounds)  # (the aliased too)
     aliased = aliased_directions(obj, x, bounds)
+    record.unidentified = joined(level_directions(obj, x, bounds), aliased)
     if aliased is not None and np.all(np.isfinite(H)):
         # flat by the design whatever the Hessian reads along them (its curvature there
         # is the gradient's along the sum of the variances, the optimiser's tolerance)
         H = _aliased_removed(H, x, bounds, aliased)
     _curvature_and_gradient(obj, x, H, bounds, record)
-    record.n_unidentified = design_count(obj) + aliased_count(obj)
+    record.n_unidentified = design_count(obj)
     record.aliased = aliased_factor_groups(obj)
     if record.n_unidentified:
         record.set_points = points_on_the_set(obj, x, bounds)

@@ -25,6 +25,11 @@ This module reads that set from the data and a fitted ``S``:
   that moves along the set is told from one that does not (a parameter can be
   stationary at the central point and still move along the set).
 
+Grouping factors that group the rows identically (``(1 | school/class)`` with one class
+per school) read the same way taken together, their covariances one block-diagonal
+covariance (:func:`aliased_groups`, :func:`aliased_directions`, :class:`_Joint`): the
+likelihood reads only their sum's compression.
+
 Only factors with an unstructured covariance (lme4's Cholesky parametrisation, every
 entry free) are moved; :func:`design_count` reads any Cholesky pattern.
 """
@@ -100,8 +105,9 @@ def _unstructured(f) -> bool:
 def design_count(obj) -> int:
     """How many parameters the levels do not identify, from the design alone: per
     factor, the dimension of the unseen changes (:func:`unseen_changes`, symmetric)
-    that its Cholesky pattern can make (its tangent at a generic point)."""
-    total = 0
+    that its Cholesky pattern can make (its tangent at a generic point); and those of
+    factors that group the rows identically (:func:`aliased_groups`)."""
+    total = sum(count for _, _, count in _aliased(obj))
     for k, f, _ in _factors(obj):
         N = symmetric_basis(unseen_changes(obj, k), f.q)
         if not len(N):
@@ -110,11 +116,14 @@ def design_count(obj) -> int:
             total += len(N)
             continue
         generic = np.random.default_rng(0).uniform(0.5, 1.5, f.n_params)
-        T = cholesky_tangent(f, generic)
-        Nm = N.reshape(len(N), -1).T
-        rank = np.linalg.matrix_rank
-        total += rank(T) + rank(Nm) - rank(np.hstack([T, Nm]))
+        total += _shared_dimension(cholesky_tangent(f, generic), N.reshape(len(N), -1).T)
     return int(total)
+
+
+def _shared_dimension(T, U) -> int:
+    """The dimension of the intersection of the column spans of ``T`` and ``U``."""
+    rank = np.linalg.matrix_rank
+    return int(rank(T) + rank(U) - rank(np.hstack([T, U])))
 
 
 def cholesky_tangent(f, theta) -> np.ndarray:
@@ -132,13 +141,27 @@ def cholesky_tangent(f, theta) -> np.ndarray:
 
 
 def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
+    """Directions of the parameters (columns, on the free Cholesky entries) along which
+    the likelihood is constant by construction, or None: each factor's
+    (:func:`level_directions`) and those of factors that group the rows identically
+    (:func:`aliased_directions`)."""
+    return joined(level_directions(obj, x, bounds), aliased_directions(obj, x, bounds))
+
+
+def joined(*directions) -> np.ndarray | None:
+    """The columns of those of ``directions`` that are not None, side by side; None
+    where all are."""
+    parts = [d for d in directions if d is not None]
+    return np.hstack(parts) if parts else None
+
+
+def level_directions(obj, x, bounds) -> np.ndarray | None:
     """Directions of the parameters (columns, on the free Cholesky entries of a factor)
-    along which the likelihood is constant by construction, or None: those whose
-    change of ``S`` no level sees (:func:`unseen_changes`; see the module's docstring).
-    At an optimum the Hessian is zero along them (on the Cholesky entries at ``x``);
-    rounding can read it as negative curvature (a saddle, at a maximum). The sums over
-    levels are the objective's (:meth:`level_gram_products`: a partitioned one adds its
-    partitions')."""
+    whose change of ``S`` no level sees (:func:`unseen_changes`; see the module's
+    docstring), or None. At an optimum the Hessian is zero along them (on the Cholesky
+    entries at ``x``); rounding can read it as negative curvature (a saddle, at a
+    maximum). The sums over levels are the objective's (:meth:`level_gram_products`: a
+    partitioned one adds its partitions')."""
     from .converge import at_bound
 
     free = ~at_bound(x, bounds)
@@ -151,10 +174,7 @@ def unidentified_directions(obj, x, bounds) -> np.ndarray | None:
         full = _unseen_directions(U, cholesky_tangent(f, x[block])[:, cols], block[cols], len(x))
         if full is not None:
             out.append(full)
-    aliased = aliased_directions(obj, x, bounds)
-    if aliased is not None:
-        out.append(aliased)
-    return np.hstack(out) if out else None
+    return joined(*out)
 
 
 def _unseen_directions(U, Dm, index, n):
@@ -203,10 +223,9 @@ def aliased_groups(factors, weights) -> list[tuple[tuple[int, ...], int]]:
         if not U.shape[1]:
             continue
         T = _joint_tangent(fs, [rng.uniform(0.5, 1.5, f.n_params) for f in fs])
-        rank = np.linalg.matrix_rank
-        count = rank(T) + rank(U) - rank(np.hstack([T, U]))
+        count = _shared_dimension(T, U)
         if count:
-            out.append((group, int(count)))
+            out.append((group, count))
     return out
 
 
@@ -278,22 +297,14 @@ def aliased_directions(obj, x, bounds) -> np.ndarray | None:
         if not cols.any():
             continue
         Dm = _joint_tangent(fs, [x[b] for b in blocks])[:, cols]
-        full = _unseen_directions(_joint_unseen(fs, used), Dm, index[cols], len(x))
-        if full is not None:
-            out.append(full)
-    return np.hstack(out) if out else None
+        out.append(_unseen_directions(_joint_unseen(fs, used), Dm, index[cols], len(x)))
+    return joined(*out)
 
 
 def aliased_factor_groups(obj) -> tuple:
     """The groups (factor indices) of :func:`aliased_groups` of the objective's
     factors."""
     return tuple(group for group, _, _ in _aliased(obj))
-
-
-def aliased_count(obj) -> int:
-    """How many parameters factors that group the rows identically leave undetermined
-    (:func:`aliased_groups`), from the design alone."""
-    return sum(count for _, _, count in _aliased(obj))
 
 
 def central_covariances(obj, x, bounds) -> np.ndarray:
