@@ -6,7 +6,7 @@ Usage (from the repository root)::
     python benchmarks/hessian.py pois_ri bin_rs --repeats 100
 
 For each reference case, the fitted model's objective is rebuilt at its optimum and the
-Hessian the checks at the optimum compute (``optimize._hessian``) is timed both ways,
+Hessian the checks at the optimum compute (``hessian._hessian``) is timed both ways,
 alternating call by call in one process under one BLAS thread (as the fits): as the
 fits compute it (in closed form, ``_engine/laplace_hessian.py``, where it applies, or
 ``_engine/laplace_hessian_factors.py`` for crossed and nested factors where its cost model
@@ -33,8 +33,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from reference import case_data, case_names, make_estimator  # noqa: E402
 
+from sklearn_glmm._engine.blas import single_threaded_blas  # noqa: E402
+from sklearn_glmm._engine.hessian import _hessian  # noqa: E402
 from sklearn_glmm._engine.objective import Objective  # noqa: E402
-from sklearn_glmm._engine.optimize import _hessian, single_threaded_blas  # noqa: E402
 
 
 def _differences_only(obj, x):

@@ -33,6 +33,7 @@ from ._design import (
     prediction_design,
     slope_spread,
 )
+from ._engine.blas import single_threaded_blas
 from ._engine.blocks import rows_of
 from ._engine.compiled_objective import make_objective
 from ._engine.converge import check_optimum
@@ -41,13 +42,9 @@ from ._engine.families.base import pmf_rule
 from ._engine.groups import used_rows
 from ._engine.normal_average import log_mean_density
 from ._engine.objective import GLMObjective, ModelData, make_factor_data
-from ._engine.optimize import (
-    fit_objective,
-    parameter_bounds,
-    single_threaded_blas,
-    starting_point,
-)
+from ._engine.optimize import fit_objective
 from ._engine.quadrature_vector import check_quadrature_structure
+from ._engine.start import parameter_bounds, starting_point
 from ._fit_result import centring_offset
 from ._frames import as_pandas
 from ._labels import check_distinct_labels, match_levels

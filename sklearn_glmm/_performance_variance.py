@@ -204,7 +204,8 @@ def null_intercept(est) -> float:
     """
     from ._engine.converge import check_optimum
     from ._engine.objective import Objective
-    from ._engine.optimize import fit_objective, parameter_bounds, starting_point
+    from ._engine.optimize import fit_objective
+    from ._engine.start import parameter_bounds, starting_point
 
     data = est.fit_result_.objective.data
     # the fit's own intercept column: 1 divided by its scale for large counts

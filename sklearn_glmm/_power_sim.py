@@ -324,7 +324,7 @@ def run_chunk(spec, test, method, design, tasks):
     :func:`~sklearn_glmm.power.longitudinal_design`) are refitted as one batch
     (:func:`run_batch`); which studies share a batch depends on ``tasks`` only.
     """
-    from ._engine.optimize import single_threaded_blas
+    from ._engine.blas import single_threaded_blas
 
     with single_threaded_blas():
         drawn = [(cell, draw_study(spec, design, g, k, seed)) for cell, g, k, seed in tasks]

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compare import anova
 from ._confint import confint
-from ._engine.optimize import SINGULAR_TOL
+from ._engine.stage import SINGULAR_TOL
 from ._fit_result import fitted_n_agq
 from ._performance_terms import _formula_terms
 from ._results import singular_columns

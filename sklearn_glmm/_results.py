@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._conditioning import decorrelating_map
 from ._design import INTERCEPT
+from ._engine.blas import single_threaded_blas
 from ._engine.converge import (
     GRAD_TOL,
     ridge_end_null,
@@ -22,13 +23,13 @@ from ._engine.converge import (
     without_covariance,
 )
 from ._engine.objective import lambda_matrices
-from ._engine.optimize import SINGULAR_TOL, single_threaded_blas
 from ._engine.separation import (
     separated_coefficients,
     separated_rows,
     separating_directions,
     separation_message,
 )
+from ._engine.stage import SINGULAR_TOL
 from ._fit_result import (  # noqa: F401 (re-exported: the tools import them from here)
     FactorLayout,
     FitResult,

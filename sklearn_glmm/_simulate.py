@@ -25,17 +25,13 @@ from sklearn.utils import check_random_state
 
 from ._config import with_config
 from ._engine.batched import BatchedLaplace, BatchMember, can_batch, new_lockstep
+from ._engine.blas import single_threaded_blas
 from ._engine.converge import GRAD_TOL, at_bound, bound_from_start, check_optimum, limit_bounds
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
-from ._engine.optimize import (
-    _SUBSAMPLE_ROWS,
-    _laplace_stage,
-    fit_objective,
-    projected_gradient,
-    single_threaded_blas,
-    starting_point,
-)
+from ._engine.optimize import fit_objective
 from ._engine.refit import whitened_refit, whitening
+from ._engine.stage import _laplace_stage, projected_gradient
+from ._engine.start import _SUBSAMPLE_ROWS, starting_point
 from ._fit_result import fitted_n_agq
 from ._progress import Progress
 from ._results import fitted_eta
@@ -124,7 +120,7 @@ def _refit_setup(est):
 
 
 def _fresh_start(obj):
-    """A fresh fit's start on ``obj``'s outcome (``optimize.starting_point``)."""
+    """A fresh fit's start on ``obj``'s outcome (``start.starting_point``)."""
     with np.errstate(all="ignore"):
         return starting_point(obj)
 
@@ -132,7 +128,7 @@ def _fresh_start(obj):
 def _fit_and_check(est, obj, setup):
     """Fit ``obj`` from the fitted parameters (and, for a random slope of a predictor
     of the level itself, from a fresh fit's start and the starts made from it:
-    ``optimize._level_slope_restarts``); ``(x, record)``.
+    ``restarts._level_slope_restarts``); ``(x, record)``.
 
     The record's ``converged`` includes a gradient check at the optimiser's end point:
     lme4's scaled gradient ``solve(chol(H), g)`` with the fitted model's Hessian ``H``
@@ -326,7 +322,7 @@ def fit_many(est, Y, batched: bool | None = None) -> list:
     Unlike :func:`refit_many` (the bootstrap's refits, started from the fitted
     estimate and gradient-checked there), each column gets what a fit of the
     estimator gets: its own starting point
-    (:func:`~sklearn_glmm._engine.optimize.starting_point`), the same optimiser and
+    (:func:`~sklearn_glmm._engine.start.starting_point`), the same optimiser and
     every check at the optimum (:func:`~sklearn_glmm._engine.converge.check_optimum`:
     the nested GLM, the Newton polish and Hessian, zero variances). Returns one
     ``(x, FitRecord)`` per column (the record's ``covariance`` is the inverse Hessian

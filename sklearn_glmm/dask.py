@@ -51,20 +51,17 @@ from ._design import (
     has_level_slopes,
     parse_term,
 )
-from ._engine import optimize as _opt
+from ._engine import start as _start
+from ._engine.blas import single_threaded_blas
 from ._engine.converge import check_optimum
 from ._engine.groups import pooled_spread
+from ._engine.lbfgsb import _quiet_trial_points
 from ._engine.objective import ModelData, Objective, make_factor_data
-from ._engine.optimize import (
-    _laplace_stage,
-    fit_objective,
-    glm_start,
-    parameter_bounds,
-    single_threaded_blas,
-    starting_point,
-)
+from ._engine.optimize import fit_objective
 from ._engine.partitioned import PartitionedObjective
 from ._engine.quadrature_vector import check_quadrature_structure
+from ._engine.stage import _laplace_stage
+from ._engine.start import glm_start, parameter_bounds, starting_point
 from ._labels import check_distinct_labels
 from ._partitioned_worker import Partition, bundle
 from ._results import scale_design, z_transform
@@ -721,10 +718,10 @@ def _rows_data(pieces, family, layout, renumber: bool) -> ModelData:
 
 
 def _partitioned_start(obj, actors, n, bounds, est):
-    """Starting values as the in-memory fit finds them (``optimize.starting_point`` and
+    """Starting values as the in-memory fit finds them (``start.starting_point`` and
     the first stage on a subset of levels for large data)."""
     layout, family = obj.data, obj.data.family
-    if n <= _opt._SUBSAMPLE_ROWS:
+    if n <= _start._SUBSAMPLE_ROWS:
         # small data: the start on every row, gathered (at most a few hundred thousand)
         full = _rows_data(_gather([a.rows(1, None) for a in actors]), family, layout, False)
         inner = Objective(full, 1)
@@ -734,7 +731,7 @@ def _partitioned_start(obj, actors, n, bounds, est):
         del full, inner
     else:
         x0 = _large_start(obj, actors, n, layout, family)
-    if n < _opt._SUBSAMPLE_ROWS:
+    if n < _start._SUBSAMPLE_ROWS:
         return x0
     return _subset_stage(obj, actors, n, x0, bounds, est)
 
@@ -742,12 +739,12 @@ def _partitioned_start(obj, actors, n, bounds, est):
 def _large_start(obj, actors, n, layout, family):
     """``starting_point`` for data above its subsampling size: the GLM on every
     ``step``-th row, the variances from per-level sums over every row."""
-    step = n // _opt._SUBSAMPLE_TARGET + 1
+    step = n // _start._SUBSAMPLE_TARGET + 1
     sub = _rows_data(_gather([a.rows(step, None) for a in actors]), family, layout, True)
     extra0 = layout.default_extra()
     f = layout.factors[0]
     theta0 = np.where(f.theta_rows == f.theta_cols, 0.5, 0.0)
-    with _opt._quiet_trial_points():
+    with _quiet_trial_points():
         from ._engine.objective import GLMObjective
 
         beta0 = glm_start(GLMObjective(sub), extra0)
@@ -758,11 +755,11 @@ def _large_start(obj, actors, n, layout, family):
 
 
 def _moment_start(f, sums, level_maps) -> np.ndarray:
-    """``optimize._moment_theta`` from per-level sums: one row per level carrying its
+    """``start._moment_theta`` from per-level sums: one row per level carrying its
     sums reproduces the per-level sums it takes over the rows."""
     from types import SimpleNamespace
 
-    from ._engine.optimize import _moment_theta
+    from ._engine.start import _moment_theta
 
     info = np.zeros((f.n_levels, f.q))
     score = np.zeros((f.n_levels, f.q))
@@ -787,7 +784,7 @@ def _moment_start(f, sums, level_maps) -> np.ndarray:
 def _subset_stage(obj, actors, n, x0, bounds, est):
     """``optimize._subsample_start``: the first stage on the same subset of levels."""
     f = obj.data.factors[0]
-    n_pick = min(f.n_levels, max(500, int(f.n_levels * _opt._SUBSAMPLE_TARGET / n)))
+    n_pick = min(f.n_levels, max(500, int(f.n_levels * _start._SUBSAMPLE_TARGET / n)))
     if n_pick >= f.n_levels:
         return x0
     chosen = np.random.default_rng(0).choice(f.n_levels, size=n_pick, replace=False)
@@ -795,7 +792,7 @@ def _subset_stage(obj, actors, n, x0, bounds, est):
     sub = Objective(_rows_data(pieces, obj.data.family, obj.data, True), 1)
     n_cov = obj.data.n_beta + obj.data.n_theta
     diag_idx = [k for k, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
-    with _opt._quiet_trial_points():
+    with _quiet_trial_points():
         res = _laplace_stage(sub, x0, bounds, est.max_iter, est.tol, diag_idx)
     sub.release_state()  # as there: the subset's arrays go with its objective
     return res.x if np.isfinite(res.fun) else x0

@@ -17,7 +17,8 @@ import pytest
 
 from sklearn_glmm._engine.converge import check_optimum
 from sklearn_glmm._engine.objective import GLMObjective, Objective
-from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
+from sklearn_glmm._engine.optimize import fit_objective
+from sklearn_glmm._engine.start import parameter_bounds, starting_point
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

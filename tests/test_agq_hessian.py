@@ -13,7 +13,7 @@ from test_laplace_hessian import CASES, _central_hessian, _objective, check_bloc
 
 from sklearn_glmm import BinomialGLMM, PoissonGLMM
 from sklearn_glmm._engine import agq_hessian as ah
-from sklearn_glmm._engine.optimize import hessian
+from sklearn_glmm._engine.hessian import hessian
 
 
 @pytest.mark.parametrize("k", range(len(CASES)))

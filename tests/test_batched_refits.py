@@ -15,7 +15,7 @@ import pytest
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, config_context
 from sklearn_glmm._engine.batched import BatchedLaplace, can_batch
 from sklearn_glmm._engine.objective import Objective
-from sklearn_glmm._engine.optimize import glm_start
+from sklearn_glmm._engine.start import glm_start
 from sklearn_glmm._simulate import bootstrap_params, refit, refit_many, simulate_response
 
 

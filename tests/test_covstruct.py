@@ -28,7 +28,8 @@ from sklearn_glmm._engine.covariance import (
 )
 from sklearn_glmm._engine.families import make_family
 from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
-from sklearn_glmm._engine.optimize import fit_objective, parameter_bounds, starting_point
+from sklearn_glmm._engine.optimize import fit_objective
+from sklearn_glmm._engine.start import parameter_bounds, starting_point
 from sklearn_glmm.exceptions import SingularFitWarning
 
 HERE = Path(__file__).parent / "fixtures" / "covstruct"

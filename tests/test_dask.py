@@ -12,7 +12,7 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, OrdinalGLMM, PoissonGLMM  # noqa: E402
-from sklearn_glmm._engine import optimize  # noqa: E402
+from sklearn_glmm._engine import start  # noqa: E402
 from sklearn_glmm.dask import fit_partitioned  # noqa: E402
 from sklearn_glmm.exceptions import (  # noqa: E402
     OverdispersionWarning,
@@ -130,8 +130,8 @@ def test_partitioned_equals_in_memory(client, est_cls, family, re):
 )
 def test_large_data_path(client, monkeypatch, est):
     """Above the subsampling size the start comes from the same row and level subsets."""
-    monkeypatch.setattr(optimize, "_SUBSAMPLE_ROWS", 1_000)
-    monkeypatch.setattr(optimize, "_SUBSAMPLE_TARGET", 400)
+    monkeypatch.setattr(start, "_SUBSAMPLE_ROWS", 1_000)
+    monkeypatch.setattr(start, "_SUBSAMPLE_TARGET", 400)
     df = _data("negbin" if isinstance(est, NegBinGLMM) else "poisson", 400, 10, seed=3)
     m_mem = clone(est).fit(df[["x", "t"]], df["y"], groups=df["id"])
     ddf = _by_group(df, 4)

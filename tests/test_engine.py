@@ -267,7 +267,7 @@ def test_mode_predictor_is_the_derivative_of_the_modes(fam, qs, levels):
 
 def test_moment_start_is_near_the_random_effect_sd():
     """The starting Cholesky diagonal estimates the random-intercept SD from the GLM."""
-    from sklearn_glmm._engine.optimize import starting_point
+    from sklearn_glmm._engine.start import starting_point
 
     rng = np.random.default_rng(11)
     G, m, sd = 300, 20, 0.8
@@ -323,7 +323,7 @@ def test_negbin_remembered_log_gamma_ratio_follows_theta_and_data():
 
 
 def test_scaled_lbfgsb_finds_the_same_bounded_minimum():
-    from sklearn_glmm._engine.optimize import _run_lbfgsb
+    from sklearn_glmm._engine.lbfgsb import _run_lbfgsb
 
     A = np.array([[400.0, 30.0, 0.0], [30.0, 9.0, 0.5], [0.0, 0.5, 0.04]])
     b = np.array([10.0, -3.0, 0.2])
@@ -409,7 +409,7 @@ def test_level_variance_moments_recover_the_covariance_of_a_level_predictors_slo
     # effects, less their sampling variance, estimate S (the start of a restart);
     # checked against the S drawn from, with many levels and large counts
     from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
-    from sklearn_glmm._engine.optimize import _level_variance_thetas
+    from sklearn_glmm._engine.restarts import _level_variance_thetas
 
     rng = np.random.default_rng(5)
     G, per = 4000, 3

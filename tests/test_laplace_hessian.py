@@ -10,8 +10,8 @@ from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
 from sklearn_glmm._design import theta_layout
 from sklearn_glmm._engine import laplace_hessian as lh
 from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.hessian import hessian
 from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
-from sklearn_glmm._engine.optimize import hessian
 
 
 def _objective(

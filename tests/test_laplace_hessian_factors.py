@@ -11,8 +11,8 @@ from sklearn_glmm._design import theta_layout
 from sklearn_glmm._engine import laplace_hessian as lh
 from sklearn_glmm._engine import laplace_hessian_factors as lf
 from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.hessian import hessian
 from sklearn_glmm._engine.objective import ModelData, Objective, make_factor_data
-from sklearn_glmm._engine.optimize import hessian
 
 
 def _two_factors(
@@ -138,7 +138,7 @@ def test_negative_binomial_block_and_theta_column():
 
 
 def test_fit_uses_it_where_it_applies_and_differences_above(monkeypatch):
-    """``optimize.hessian`` takes the closed form for a small crossed model, and
+    """``hessian.hessian`` takes the closed form for a small crossed model, and
     central differences once its matrices exceed :data:`MAX_CELLS`: the two agree."""
     rng = np.random.default_rng(9)
     obj = _two_factors("binomial", rng, trials=True)

@@ -589,7 +589,7 @@ def test_a_laplace_stage_stuck_at_its_start_is_run_again_scaled(monkeypatch):
     # start, so its fits do not come here: the net is for families that do not)
     import dataclasses
 
-    from sklearn_glmm._engine import optimize
+    from sklearn_glmm._engine import lbfgsb, stage
     from sklearn_glmm._engine.families.ordinal import CumulativeLink
     from sklearn_glmm._engine.objective import Objective
     from sklearn_glmm._simulate import simulate_response
@@ -604,9 +604,9 @@ def test_a_laplace_stage_stuck_at_its_start_is_run_again_scaled(monkeypatch):
     data = dataclasses.replace(res.objective.data, y=y_sim.astype(float))
     x0, bounds = res.params.copy(), res.bounds
     monkeypatch.setattr(CumulativeLink, "scales_own_parameters", False)
-    plain = optimize._run_lbfgsb(Objective(data, 1).value_and_grad, x0, bounds, m.max_iter, m.tol)
-    assert optimize._stuck_at_start(plain, x0, bounds)  # the case the net is for
-    staged = optimize._laplace_stage(Objective(data, 1), x0, bounds, m.max_iter, m.tol, [])
+    plain = lbfgsb._run_lbfgsb(Objective(data, 1).value_and_grad, x0, bounds, m.max_iter, m.tol)
+    assert stage._stuck_at_start(plain, x0, bounds)  # the case the net is for
+    staged = stage._laplace_stage(Objective(data, 1), x0, bounds, m.max_iter, m.tol, [])
     assert not np.array_equal(staged.x, x0)
     assert -0.5 * staged.fun == pytest.approx(full.loglik_, abs=1e-6)
 

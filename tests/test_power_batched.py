@@ -18,7 +18,7 @@ from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, _power_sim
 from sklearn_glmm._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
 from sklearn_glmm._engine.lockstep import GreenletLockstep
 from sklearn_glmm._engine.objective import Objective
-from sklearn_glmm._engine.optimize import glm_start
+from sklearn_glmm._engine.start import glm_start
 from sklearn_glmm._results import fixed_effect_arrays
 from sklearn_glmm._simulate import fit_many, simulate_response
 from sklearn_glmm.power import GLMMSpec, longitudinal_design, power_curve

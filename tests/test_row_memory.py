@@ -339,7 +339,7 @@ def test_gradient_without_mode_derivatives_is_the_same_gradient(fam, qs, lean, m
 
 
 def test_hessian_on_large_data_keeps_single_precision_mode_derivatives(monkeypatch):
-    from sklearn_glmm._engine.optimize import hessian
+    from sklearn_glmm._engine.hessian import hessian
 
     # the differences of the gradient (models without the closed form: crossed factors,
     # quadrature, other families)
@@ -479,10 +479,10 @@ def test_subsample_objective_goes_with_its_stage(monkeypatch):
     import weakref
 
     from sklearn_glmm._engine import objective as objective_module
-    from sklearn_glmm._engine import optimize
+    from sklearn_glmm._engine import start
 
-    monkeypatch.setattr(optimize, "_SUBSAMPLE_ROWS", 2_000)
-    monkeypatch.setattr(optimize, "_SUBSAMPLE_TARGET", 500)
+    monkeypatch.setattr(start, "_SUBSAMPLE_ROWS", 2_000)
+    monkeypatch.setattr(start, "_SUBSAMPLE_TARGET", 500)
     made = []
     init = objective_module.Objective.__init__
 

@@ -21,7 +21,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn_glmm import NegBinGLMM, PoissonGLMM
 from sklearn_glmm._engine import converge as C
 from sklearn_glmm._engine.equal_likelihood import unidentified_directions
-from sklearn_glmm._engine.optimize import FitRecord, hessian
+from sklearn_glmm._engine.hessian import hessian
+from sklearn_glmm._engine.optimize import FitRecord
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 

@@ -21,7 +21,7 @@ import truth
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
-from sklearn_glmm._engine import optimize
+from sklearn_glmm._engine import stage
 
 HERE = Path(__file__).parent / "fixtures" / "tiny_sd"
 REF = json.loads((HERE / "tiny_sd.json").read_text())
@@ -108,7 +108,7 @@ def _assert_brute_force_optimum(est, data, tol, gain):
 def test_a_zero_the_likelihood_rises_from_is_not_reported_as_converged(monkeypatch):
     # the probe without its values below the grid (as before it had them): the fit ends
     # on the boundary, and the check at the optimum says that it is not the maximum
-    monkeypatch.setattr(optimize, "_PROBE_RESOLUTION", np.inf)
+    monkeypatch.setattr(stage, "_PROBE_RESOLUTION", np.inf)
     est, caught = _fit("poisson_tiny")
     assert _sd(est) == 0.0
     assert ConvergenceWarning in caught
@@ -139,12 +139,12 @@ def test_probe_values_below_the_grid_only_for_data_that_resolve_them():
         def level_information(self, k):
             return self.info
 
-    assert optimize._probe_grid(Obj(None), 2) == tuple(optimize._PROBE_GRID)
-    assert optimize._probe_grid(Obj(300.0), 2) == tuple(optimize._PROBE_GRID)  # SD 0.06
-    grid = optimize._probe_grid(Obj(2e7), 2)  # one level resolves an SD of 2.2e-4
-    small = grid[: len(grid) - len(optimize._PROBE_GRID)]
-    assert small and min(small) >= optimize._PROBE_RESOLUTION / np.sqrt(2e7)
-    assert np.all(np.diff(grid) > 0) and max(small) < optimize._PROBE_GRID[0]
+    assert stage._probe_grid(Obj(None), 2) == tuple(stage._PROBE_GRID)
+    assert stage._probe_grid(Obj(300.0), 2) == tuple(stage._PROBE_GRID)  # SD 0.06
+    grid = stage._probe_grid(Obj(2e7), 2)  # one level resolves an SD of 2.2e-4
+    small = grid[: len(grid) - len(stage._PROBE_GRID)]
+    assert small and min(small) >= stage._PROBE_RESOLUTION / np.sqrt(2e7)
+    assert np.all(np.diff(grid) > 0) and max(small) < stage._PROBE_GRID[0]
 
 
 def test_a_dispersion_model_whose_variance_reaches_zero_fits():
@@ -186,7 +186,8 @@ def test_units_of_a_predictor_do_not_change_a_hard_negative_binomial_fit():
 
 def test_a_point_that_fails_the_gradient_check_is_resumed_rescaled():
     from sklearn_glmm._engine import converge
-    from sklearn_glmm._engine.optimize import FitRecord, parameter_bounds
+    from sklearn_glmm._engine.optimize import FitRecord
+    from sklearn_glmm._engine.start import parameter_bounds
 
     est, _ = _fit("nb2_tiny")
     obj, x_opt = est.fit_result_.objective, np.array(est.fit_result_.params)

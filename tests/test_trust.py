@@ -259,25 +259,23 @@ def test_a_ridge_end_whose_bound_is_worse_than_the_stopping_point_is_not_kept(mo
     # every log theta counted as past the flat side and any gradient as "little left":
     # the run stops early on data with theta = 2, the fit on the bound (the Poisson
     # limit) is far worse, and the fit goes on to the optimum it always reaches
-    from sklearn_glmm._engine import optimize
+    from sklearn_glmm._engine import optimize, ridge
     from sklearn_glmm.datasets import make_longitudinal
 
     df, _ = make_longitudinal("negbin", n_groups=60, nb_theta=2.0, random_state=5)
     X, y, g = df[["time"]], df["y"], df["id"]
     plain, _ = _fit(NegBinGLMM(), X, y, g)
-    sides = optimize._flat_sides
+    sides = ridge._flat_sides
     monkeypatch.setattr(
-        optimize, "_flat_sides", lambda obj: [(k, (d, -10.0)) for k, (d, _) in sides(obj)]
+        ridge, "_flat_sides", lambda obj: [(k, (d, -10.0)) for k, (d, _) in sides(obj)]
     )
-    monkeypatch.setattr(optimize, "RIDGE_GAIN", np.inf)
-    monkeypatch.setattr(optimize, "RIDGE_STEP", 0.0)
-    settle, tried = optimize._settle_after_ridge_stop, []
+    monkeypatch.setattr(ridge, "RIDGE_GAIN", np.inf)
+    monkeypatch.setattr(ridge, "RIDGE_STEP", 0.0)
+    settle, tried = ridge._settle_after_ridge_stop, []
 
     def spy(obj, res, *args):
         out = settle(obj, res, *args)
-        tried.append(
-            (bool(optimize._ridge_ends(obj, res.x, optimize._flat_sides(obj), args[0])), out)
-        )
+        tried.append((bool(ridge._ridge_ends(obj, res.x, ridge._flat_sides(obj), args[0])), out))
         return out
 
     monkeypatch.setattr(optimize, "_settle_after_ridge_stop", spy)
@@ -291,14 +289,14 @@ def test_a_ridge_end_whose_bound_is_worse_than_the_stopping_point_is_not_kept(mo
 
 
 def test_the_ridge_stop_asks_for_a_walk_towards_the_bound_with_little_left_to_gain():
-    from sklearn_glmm._engine import optimize
+    from sklearn_glmm._engine import ridge, start
     from sklearn_glmm._engine.objective import Objective
 
     X, y, g = _poisson_panel(0)
     m, _ = _fit(NegBinGLMM(), X, y, g)
     obj = m.fit_result_.objective
     assert isinstance(obj, Objective)
-    bounds = optimize.parameter_bounds(obj.data)
+    bounds = start.parameter_bounds(obj.data)
     k = obj.data.n_beta + obj.data.n_theta
     x = np.array(m.fit_record_.final, dtype=float)
 
@@ -309,21 +307,21 @@ def test_the_ridge_stop_asks_for_a_walk_towards_the_bound_with_little_left_to_ga
             obj.value_and_grad(p)
         return p
 
-    stop = optimize._ridge_stop(obj, bounds)
+    stop = ridge._ridge_stop(obj, bounds)
     assert not stop(at(13.3)) and stop(at(14.0))  # a step of 0.7 up the flat ridge
     # the same two points in the other order: a step away from the bound
-    stop = optimize._ridge_stop(obj, bounds)
+    stop = ridge._ridge_stop(obj, bounds)
     assert not stop(at(14.0)) and not stop(at(13.3))
     # standing still (an interior optimum past the threshold looks like this)
-    stop = optimize._ridge_stop(obj, bounds)
+    stop = ridge._ridge_stop(obj, bounds)
     assert not stop(at(14.0)) and not stop(at(14.0 + 1e-3))
     # still a slope: more than RIDGE_GAIN left to gain
-    stop = optimize._ridge_stop(obj, bounds)
+    stop = ridge._ridge_stop(obj, bounds)
     assert not stop(at(7.3)) and not stop(at(8.0))
-    assert -obj.value_and_grad(at(8.0))[1][k] > optimize.RIDGE_GAIN
+    assert -obj.value_and_grad(at(8.0))[1][k] > ridge.RIDGE_GAIN
     # below the flat side, or a point the objective has not just evaluated: no stop,
     # and no evaluation of its own
-    stop = optimize._ridge_stop(obj, bounds)
+    stop = ridge._ridge_stop(obj, bounds)
     n_evals = obj.n_evals
     assert not stop(at(3.0, evaluate=False)) and not stop(at(3.7, evaluate=False))
     assert not stop(at(13.3, evaluate=False)) and not stop(at(14.0, evaluate=False))
@@ -341,14 +339,14 @@ def test_nb_theta_peaking_short_of_the_poisson_limit_is_found(name, early_stop, 
     # flat side, where the bound (theta = inf, the Poisson model's log-likelihood, 0.17
     # and 0.06 lower) looked no worse. The scan back along the ridge finds the peak.
     # glmmTMB(y ~ x... + (1 | g), family = nbinom2) (tests/fixtures/nb_ridge)
-    from sklearn_glmm._engine import optimize
+    from sklearn_glmm._engine import ridge
 
     ref = json.loads((NB_RIDGE / "nb_ridge.json").read_text())[name]
     df = pd.read_csv(NB_RIDGE / f"{name}.csv")
     X, y, g = df.filter(like="x"), df["y"], df["g"].astype(str)
     if early_stop:  # the ridge left at once, walking it or not: the path after a stop
-        monkeypatch.setattr(optimize, "RIDGE_GAIN", np.inf)
-        monkeypatch.setattr(optimize, "RIDGE_STEP", 0.0)
+        monkeypatch.setattr(ridge, "RIDGE_GAIN", np.inf)
+        monkeypatch.setattr(ridge, "RIDGE_STEP", 0.0)
     m, caught = _fit(NegBinGLMM(), X, y, g)
     assert m.converged_ and ConvergenceWarning not in caught
     assert not m.theta_at_boundary_ and np.isfinite(m.theta_)
@@ -360,23 +358,23 @@ def test_nb_theta_peaking_short_of_the_poisson_limit_is_found(name, early_stop, 
 def test_a_fit_the_optimiser_took_to_the_bound_itself_is_checked_for_a_dip():
     # the settling reads the ridge back for a parameter already on its bound, unless
     # the caller has just done so (``scanned``)
-    from sklearn_glmm._engine import optimize
+    from sklearn_glmm._engine import ridge, start
 
     df = pd.read_csv(NB_RIDGE / "dip_small_counts.csv")
     m, _ = _fit(NegBinGLMM(), df.filter(like="x"), df["y"], df["g"].astype(str))
     obj = m.fit_result_.objective
-    bounds = optimize.parameter_bounds(obj.data)
+    bounds = start.parameter_bounds(obj.data)
     diag = [i for i, b in enumerate(bounds) if b[0] == 0.0]
     k = obj.data.n_beta + obj.data.n_theta
     on_bound = np.array(m.fit_record_.final, dtype=float)
     on_bound[k] = bounds[k][1]
     fun = obj.evaluate(on_bound)
     stages = []
-    same = optimize._settle_flat_extra(
+    same = ridge._settle_flat_extra(
         obj, on_bound, fun, bounds, 1000, 1e-10, diag, stages, scanned=True
     )
     assert np.array_equal(same, on_bound) and not stages
-    x = optimize._settle_flat_extra(obj, on_bound, fun, bounds, 1000, 1e-10, diag, stages)
+    x = ridge._settle_flat_extra(obj, on_bound, fun, bounds, 1000, 1e-10, diag, stages)
     assert [s[0] for s in stages] == ["ridge dip"]
     assert x[k] == pytest.approx(m.fit_record_.final[k], abs=0.05)  # log theta about 9.9
     assert obj.evaluate(x) < fun - 0.3  # -2 log L: 0.35 below the bound's
@@ -794,7 +792,7 @@ def test_curvature_bounds_are_above_every_curvature_of_the_log_density(family, k
 def test_probe_of_a_zero_variance_in_one_pass_equals_one_evaluation_per_value(Est, kw):
     # the zero-variance probe of one scalar random effect evaluates all its values in
     # one vectorised mode search: the same objective as evaluating each, state untouched
-    from sklearn_glmm._engine.optimize import _PROBE_GRID
+    from sklearn_glmm._engine.stage import _PROBE_GRID
 
     rng = np.random.default_rng(5)
     g = np.repeat(np.arange(25), 6)
@@ -864,7 +862,7 @@ def test_an_infinite_start_is_shrunk_to_a_finite_one():
     # a start where no conditional modes exist (large counts with the plain start's SD
     # of 0.5) has its Cholesky diagonals shrunk until the objective is finite, instead
     # of leaving the first stage at an infinite point for the restart from the GLM
-    from sklearn_glmm._engine.optimize import _finite_start
+    from sklearn_glmm._engine.stage import _finite_start
 
     class Obj:
         def __init__(self):

@@ -121,7 +121,7 @@ class BatchedLaplace:
         return None if v is None else np.tile(v, R)
 
     def glm_starts(self, max_iter: int = 50):
-        """:func:`~sklearn_glmm._engine.optimize.glm_start` of every replicate (the
+        """:func:`~sklearn_glmm._engine.start.glm_start` of every replicate (the
         fixed effects of the model without random effects, on every row), vectorised:
         the same Newton steps with step halving and stopping rule, replicate by
         replicate. Returns ``(beta, F)``: (R, n_beta) clipped starts and (R,) ``-2 log

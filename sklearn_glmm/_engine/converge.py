@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blas import single_threaded_blas
 from .equal_likelihood import (
     aliased_directions,
     aliased_factor_groups,
@@ -61,21 +62,11 @@ from .equal_likelihood import (
     points_on_the_set,
     unidentified_directions,
 )
+from .hessian import _hessian_steps, hessian
+from .lbfgsb import _quiet_trial_points, _run_lbfgsb
 from .objective import GLMObjective
-from .optimize import (
-    FLAT_TOL,
-    _flat_sides,
-    _held,
-    _hessian_steps,
-    _laplace_stage,
-    _on_flat_bound,
-    _quiet_trial_points,
-    _run_lbfgsb,
-    _side_bound,
-    hessian,
-    projected_gradient,
-    single_threaded_blas,
-)
+from .ridge import FLAT_TOL, _flat_sides, _held, _on_flat_bound, _side_bound
+from .stage import _laplace_stage, projected_gradient
 
 GRAD_TOL = 0.002  # lme4's check.conv.grad tolerance
 _POLISH_STEPS = 8

@@ -107,7 +107,7 @@ class CorrelationStructure(CovarianceStructure):
     n_sd = 1
     n_cor = 1
     cor_names: tuple = ()
-    #: correlations the fit also starts from (``optimize._structure_restarts``): a
+    #: correlations the fit also starts from (``restarts._structure_restarts``): a
     #: correlation can have a local optimum on the other side of its start (an ``ar1``
     #: fit stopped at a positive rho, 0.9 below the optimum at a negative one)
     restart_correlations: tuple = ()

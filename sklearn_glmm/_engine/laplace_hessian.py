@@ -12,7 +12,7 @@ parameters (NB2's ``log theta``) are held at their values here; with a family th
 gives its second derivatives in its one parameter (``extra_second_derivs``: NB2, one
 value for all rows), that parameter's row and column are in closed form too
 (:func:`extra_column`; :func:`_vector_extra_column` for ``q >= 2``); otherwise they
-are taken by differences of the gradient (``optimize._hessian``), one evaluation each.
+are taken by differences of the gradient (``hessian._hessian``), one evaluation each.
 
 For one random effect per level (:func:`_scalar_hessian`; :func:`_vector_hessian` is
 the same with vectors and matrices): with ``eta_i = f_i + a_i u_j``

@@ -31,7 +31,7 @@ matrix. ``A_p = dB/dp`` is zero for ``beta``; the Cholesky entry ``(r, c)`` of f
 * ``d2 log det H / dp dq = tr(H^-1 d2H_pq) - tr(H^-1 dH_p H^-1 dH_q)``,
 
 and the Hessian of ``F = -2 log L`` is ``-2 d2 psi + d2 log det H``. A family's own
-parameters are left to differences of the gradient (``optimize._hessian``).
+parameters are left to differences of the gradient (``hessian._hessian``).
 ``tests/test_laplace_hessian_factors.py`` compares it with extrapolated differences of
 the analytic gradient and, for one factor, with :mod:`.laplace_hessian`.
 """

@@ -15,6 +15,11 @@ SciPy's, bit for bit; only the layers are left out.
 first use the driver is checked against ``minimize`` on a small bounded problem (the
 same iterates and result, exactly); where that check fails (another SciPy, another
 signature) every run goes through ``minimize``.
+
+:func:`_run_lbfgsb` is the engine's run of it: on coordinates scaled by a diagonal
+preconditioner where given, the best point evaluated kept (:class:`_BestPoint`), an early
+stop by a rule of the caller's; trial points' floating-point warnings are off while the
+engine optimises (:func:`_quiet_trial_points`).
 """
 
 from __future__ import annotations
@@ -198,3 +203,81 @@ def _same_as_scipy() -> bool:
         and len(ours_path) == len(stops)
         and all(np.array_equal(a, b) for a, b in zip(ours_path, stops))
     )
+
+
+def _quiet_trial_points():
+    """Floating-point warnings off while the optimiser probes: a trial point whose
+    likelihood overflows is worth +inf to it (the objective says so), not a message to
+    the user. The final estimates are checked for finiteness separately."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+class _BestPoint:
+    """The objective, remembering the best finite point it was evaluated at.
+
+    A failed evaluation is worth ``inf`` to L-BFGS-B; its line search may still end
+    on such a point (or stop with a worse one than it saw). The result is then the
+    best point evaluated, never the failed one.
+    """
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.val, self.x = np.inf, None
+
+    def __call__(self, x):
+        val, g = self.fun(x)
+        if val < self.val:
+            self.val, self.x = val, np.array(x, dtype=float)
+        return val, g
+
+    def settle(self, res):
+        if self.x is not None and not res.fun <= self.val:
+            val, g = self.fun(self.x)
+            res.x, res.fun, res.jac = self.x, val, g
+            res.message = f"{res.message} (best point evaluated kept)"
+        return res
+
+
+def _run_lbfgsb(fun, x0, bounds, max_iter, tol, scale=None, stop=None):
+    """L-BFGS-B; with ``scale`` it works on ``z = scale * x`` (a diagonal preconditioner).
+
+    ``stop(x)``, asked at every iterate, ends the run early when it says so
+    (``res.stopped`` is then True).
+    """
+    best = _BestPoint(fun)
+    stopped = []
+
+    def callback(intermediate_result):
+        x = intermediate_result.x
+        if stop(x if scale is None else x / scale):
+            stopped.append(True)
+            raise StopIteration
+
+    callback = None if stop is None else callback
+    if scale is None:
+        res = minimize_lbfgsb(best, x0, bounds, max_iter, tol, 1e-6, 20, callback)
+        res = best.settle(res)
+        res.stopped = bool(stopped)
+        return res
+    fun = best
+    x0 = np.asarray(x0, dtype=float)
+    z0 = x0 * scale
+
+    def fun_z(z):
+        # the start as given, not a rounding away from it (``z0 / scale`` need not be
+        # ``x0``): the objective remembers its last point, and a new one costs an evaluation
+        val, g = fun(x0 if np.array_equal(z, z0) else z / scale)
+        return val, g / scale
+
+    zb = [
+        (None if lo is None else lo * sc, None if hi is None else hi * sc)
+        for (lo, hi), sc in zip(bounds, scale)
+    ]
+    # |g_z| <= gtol / max(scale) keeps |g_x| <= gtol, the unscaled criterion
+    res = minimize_lbfgsb(fun_z, z0, zb, max_iter, tol, 1e-6 / np.max(scale), 20, callback)
+    res.x = res.x / scale
+    res.jac = res.jac * scale
+    res = best.settle(res)
+    res.scale = scale
+    res.stopped = bool(stopped)
+    return res

@@ -30,8 +30,9 @@ import weakref
 
 import numpy as np
 
+from .blas import single_threaded_blas
+from .lbfgsb import _run_lbfgsb
 from .objective import GLMObjective, ModelData, Objective
-from .optimize import _run_lbfgsb, single_threaded_blas
 
 # snapshots a partition keeps at most. It keeps those the driver still holds (each
 # :class:`_Snapshot` the optimiser and its checks keep in a local variable while they
@@ -372,7 +373,7 @@ class PartitionedObjective(Objective):
         """
         if self._glm_optimum is not None and np.isfinite(self._glm_optimum[1]):
             return self._glm_optimum
-        from .optimize import parameter_bounds
+        from .start import parameter_bounds
 
         d = self.data
         p, T = d.n_beta, d.n_theta

@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from .converge import at_bound
+from .lbfgsb import _run_lbfgsb
 from .objective import Objective
-from .optimize import _run_lbfgsb
 
 CHECK_NODES = 9
 # the quadrature's gradient costs about CHECK_NODES Laplace evaluations' arithmetic on

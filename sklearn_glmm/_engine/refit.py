@@ -16,7 +16,7 @@ for the Cholesky entries of an unstructured covariance, where any real lower-tri
 factor is a covariance and flipping the sign of one of its columns leaves it
 unchanged; the result is put back on the canonical factor (non-negative diagonal),
 and a diagonal that ended a hair above zero on the bound, as the bounded run does
-(:func:`~sklearn_glmm._engine.optimize._snap_to_zero`). Other parameters have bounds
+(:func:`~sklearn_glmm._engine.stage._snap_to_zero`). Other parameters have bounds
 the whitened run could cross (a family's parameters, a structure's correlations):
 such models, fits with a parameter on a bound (where ``H`` is not the curvature of
 an interior optimum), AGQ fits and a Hessian that is not positive definite are refitted
@@ -31,16 +31,11 @@ import time
 import numpy as np
 from scipy import linalg
 
-from .lbfgsb import minimize_lbfgsb
-from .optimize import (
-    RESTART_MIN_DECREASE,
-    FitRecord,
-    _BestPoint,
-    _laplace_stage,
-    _level_slope_restarts,
-    _snap_to_zero,
-    single_threaded_blas,
-)
+from .blas import single_threaded_blas
+from .lbfgsb import _BestPoint, minimize_lbfgsb
+from .optimize import FitRecord
+from .restarts import _level_slope_restarts
+from .stage import RESTART_MIN_DECREASE, _laplace_stage, _snap_to_zero
 
 
 def whitening(data, x0, H, bounds):
@@ -82,7 +77,7 @@ def whitened_refit(obj, x0, A, bounds, max_iter, tol, diag_idx, refit_base=None)
     """Refit ``obj`` from ``x0`` on the whitened coordinates (``A``: :func:`whitening`);
     ``(x, FitRecord)`` as :func:`~sklearn_glmm._engine.optimize.fit_objective` returns.
     A factor with a random slope of a predictor of the level itself is fitted again
-    from the starts a fit tries for it (``optimize._level_slope_restarts``, made from
+    from the starts a fit tries for it (``restarts._level_slope_restarts``, made from
     ``refit_base()``, a fresh fit's start: such a likelihood can have several optima,
     and the replicate's need not be the fit's)."""
     t0 = time.perf_counter()
@@ -123,7 +118,7 @@ def whitened_run(
     appended to ``stages`` (``name``, then ``bounded`` for the bounded run below).
 
     Where L-BFGS-B's own model still expects a decrease at its stop (as
-    :func:`~sklearn_glmm._engine.optimize._laplace_stage` restarts), or its end is not
+    :func:`~sklearn_glmm._engine.stage._laplace_stage` restarts), or its end is not
     finite, the fit goes on with the ordinary bounded stage from the better point.
 
     ``newton_stop``: the run also ends at an iterate where the decrease a Newton step

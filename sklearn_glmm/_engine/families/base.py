@@ -172,7 +172,7 @@ class Family:
     lazy_third = False
     # the optimiser is scaled by the curvature of the family's own parameters too from
     # the start (their curvature at the modes; else they leave the fit unscaled, see
-    # optimize._optimiser_scale): an ordinal model's thresholds, location parameters as
+    # stage._optimiser_scale): an ordinal model's thresholds, location parameters as
     # well-determined as the fixed effects
     scales_own_parameters = False
     # ``derivs(..., scratch=True)`` and ``third_derivative(..., scratch=True)`` may write

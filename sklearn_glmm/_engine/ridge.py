@@ -1,0 +1,253 @@
+"""Family parameters on a flat ridge (NB theta running to the Poisson limit, zero
+inflation to none): the optimiser stopped while it drifts, the parameter settled on its
+bound where that is no worse, and blocks of parameters moved off their ridge."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lbfgsb import _run_lbfgsb
+from .objective import Objective
+from .stage import _laplace_stage
+from .start import _interior_extras
+
+
+def _ridge_stop(obj, bounds):
+    """A ``stop`` rule for L-BFGS-B: a family parameter is drifting on its flat ridge
+    (past the flat side's threshold, see :func:`_settle_flat_extra`) with less than
+    ``RIDGE_GAIN`` of the objective left to gain along it; None for families without
+    such a side.
+
+    On the ridge the objective approaches its value at the bound like ``A e^(-x)`` (NB2
+    in log theta: the terms in 1/theta), so what is left to gain is about the
+    gradient's component towards the bound; L-BFGS-B would otherwise take a step of
+    about one unit per iteration all the way there. The rule also asks that the last
+    iteration gained less than ``RIDGE_GAIN`` (while the other parameters still move,
+    the ridge's gradient, coupled to them, says little) and moved the parameter towards
+    its bound by at least ``RIDGE_STEP`` (walking the ridge: at an interior optimum
+    past the threshold the gradient is small too, but the iterates stand still). Read
+    at iterates the objective has just evaluated only (no evaluation of its own).
+    """
+    sides = _flat_sides(obj)
+    if not sides or not isinstance(obj, Objective):  # (a GLM's evaluations are cheap)
+        return None
+
+    last = [np.inf, None]  # the previous iterate's value and point
+
+    def stop(x):
+        val = obj.remembered(x)
+        (prev_val, prev_x), last[:] = last, [np.inf if val is None else val, np.copy(x)]
+        if val is None or prev_x is None or not prev_val - val < RIDGE_GAIN:
+            return False
+        return any(
+            (bound - x[k]) * (x[k] - prev_x[k]) > 0 and abs(x[k] - prev_x[k]) >= RIDGE_STEP
+            for k, bound in _ridge_ends(obj, x, sides, bounds)
+        )
+
+    return stop
+
+
+FLAT_TOL = 1e-3  # of -2 log L: a bound no worse than this is settled on
+RIDGE_GAIN = FLAT_TOL  # of -2 log L: what is left to gain on a ridge when it is left
+RIDGE_STEP = 0.25  # on the parameter's own scale (log theta, logit of zero inflation)
+
+
+def _flat_sides(obj):
+    """``(k, (direction, threshold))`` of each parameter with a flat side."""
+    start = obj.data.n_beta + obj.data.n_theta
+    return [(start + j, side) for j, side in enumerate(obj.data.extra_flat_side) if side]
+
+
+def _drift_bound(x, k, side, bounds):
+    """The bound on the flat side of parameter ``x[k]`` when it is past the side's
+    threshold and not yet on that bound, else None."""
+    direction, threshold = side
+    bound = _side_bound(k, side, bounds)
+    past = x[k] > threshold if direction == "upper" else x[k] < threshold
+    return bound if past and bound is not None and abs(x[k] - bound) >= 1e-6 else None
+
+
+def _side_bound(k, side, bounds):
+    """The bound of parameter ``k`` on its flat side (``side``: direction, threshold)."""
+    return bounds[k][1] if side[0] == "upper" else bounds[k][0]
+
+
+def _on_flat_bound(x, k, side, bounds) -> bool:
+    """Whether parameter ``x[k]`` is on the bound of its flat side."""
+    bound = _side_bound(k, side, bounds)
+    return bound is not None and abs(x[k] - bound) < 1e-6
+
+
+def _drifting(x, sides, bounds) -> list:
+    """``(k, bound)`` of each parameter drifting on its flat side (:func:`_drift_bound`)."""
+    out = [(k, _drift_bound(x, k, side, bounds)) for k, side in sides]
+    return [(k, b) for k, b in out if b is not None]
+
+
+def _ridge_ends(obj, x, sides, bounds) -> list:
+    """``(k, bound)`` of the drifting parameters with less than ``RIDGE_GAIN`` of the
+    objective left to gain towards their bound (its decrease per unit moved there)."""
+    drifting = _drifting(x, sides, bounds)
+    if not drifting:
+        return []
+    g = obj.value_and_grad(x)[1]
+    return [(k, b) for k, b in drifting if 0.0 <= np.sign(b - x[k]) * -g[k] < RIDGE_GAIN]
+
+
+def _ridge_dip(obj, x, fun, k, threshold):
+    """A point back on parameter ``k``'s ridge lower than ``fun`` (its value on the
+    bound, at ``x``), or None.
+
+    The ridge need not fall all the way to the bound: the likelihood may peak at a
+    large but finite NB theta (a dispersion that only a few counts resolve, or counts
+    of 1e4 and more, for which theta of 1e7 is still overdispersion) and come back
+    down towards the Poisson limit, so that the optimiser, stopped anywhere beyond the
+    peak, sees a flat side. The objective is read at every ``RIDGE_SCAN_STEP`` from
+    the threshold to the bound, the other parameters as fitted on the bound (the ridge
+    barely moves them); when the lowest is lower by more than ``FLAT_TOL``, the vertex
+    of the parabola through it and its neighbours is returned.
+    """
+    at_bound = obj.snapshot()
+    bound = x[k]
+    n = max(1, int(np.ceil(abs(bound - threshold) / RIDGE_SCAN_STEP)))
+    grid = np.linspace(threshold, bound, n + 1)
+    vals = np.empty(n + 1)
+    vals[-1] = fun
+    for i, v in enumerate(grid[:-1]):
+        p = x.copy()
+        p[k] = v
+        vals[i] = obj.evaluate(p)
+    obj.restore(at_bound)
+    i = int(np.argmin(np.where(np.isfinite(vals), vals, np.inf)))
+    if not vals[i] < fun - FLAT_TOL:
+        return None
+    best = x.copy()
+    best[k] = grid[i]
+    if 0 < i < n:  # the vertex of the parabola through the lowest point and its neighbours
+        a, b, c = vals[i - 1 : i + 2]
+        if a + c - 2.0 * b > 0.0:
+            best[k] += 0.5 * (grid[1] - grid[0]) * (a - c) / (a + c - 2.0 * b)
+    return best
+
+
+RIDGE_SCAN_STEP = 3.0  # on the parameter's own scale (log theta, logit of zero inflation)
+
+
+def _held(x, bounds, on):
+    """``x`` and ``bounds`` with each parameter ``k`` of ``on`` (``(k, value)``) held at
+    ``value``."""
+    x, bounds = np.array(x, dtype=float), list(bounds)
+    for k, value in on:
+        x[k], bounds[k] = value, (value, value)
+    return x, bounds
+
+
+def _fit_from_dip(obj, dip, bounds, max_iter, tol, diag_idx, stages):
+    """The Laplace stage from a dip of a ridge (:func:`_ridge_dip`), scaled by the family
+    parameters' curvature too (the unscaled run is what stepped over it); recorded as
+    the stage ``"ridge dip"`` of ``stages``."""
+    res = _laplace_stage(obj, dip, bounds, max_iter, tol, diag_idx, scale_extras=True)
+    stages.append(("ridge dip", float(res.fun), int(res.nit), str(res.message)))
+    return res
+
+
+def _settle_after_ridge_stop(obj, res, bounds, max_iter, tol, diag_idx):
+    """After a :func:`_ridge_stop`: ``(fit, None, False)`` with the parameters at a
+    ridge's end on their bounds, or ``(None, x, dip)``: the fit goes on from ``x``, the
+    stopping point or (``dip``) a dip of the ridge.
+
+    The fit is a whole Laplace stage (scaled, restarted, zero variances probed) with
+    those parameters held on their bounds: the others need not have converged where
+    the run stopped. It is kept when it is no worse than the stopping point and the
+    ridge has no dip below it (:func:`_ridge_dip`); otherwise the fit goes on from the
+    stopping point, or from the dip.
+    """
+    sides = dict(_flat_sides(obj))
+    ends = _ridge_ends(obj, res.x, list(sides.items()), bounds)
+    if not ends:
+        return None, res.x, False
+    at_stop = obj.snapshot()
+    r = _laplace_stage(obj, *_held(res.x, bounds, ends), max_iter, tol, diag_idx)
+    if r.fun <= res.fun:
+        for k, _ in ends:
+            dip = _ridge_dip(obj, r.x, r.fun, k, sides[k][1])
+            if dip is not None:
+                return None, dip, True
+        return r, None, False
+    obj.restore(at_stop)
+    return None, res.x, False
+
+
+def _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, stages, scanned=False):
+    """Move extra parameters drifting on a flat ridge to their bound.
+
+    Without overdispersion the NB2 likelihood keeps rising, ever more slowly, as
+    theta grows; without zero inflation the zero-inflation probability drifts
+    towards 0. The optimiser stops somewhere on such a ridge, where the Hessian
+    is nearly singular and the other standard errors would be wrong. When the
+    bound is no worse (within ``FLAT_TOL`` = 1e-3 in the objective), the fit is
+    settled there: an honest boundary estimate, reported as such, with the other
+    parameters' standard errors from the model without it. Unless the ridge dips
+    below the bound's value on the way there (:func:`_ridge_dip`, also read for a
+    parameter the optimiser itself took to the bound, unless ``scanned``): the fit
+    then goes on from the dip, to the optimum the optimiser stepped over (a stage
+    ``"ridge dip"`` of ``stages``).
+    """
+    for k, side in _flat_sides(obj):
+        bound = _drift_bound(x, k, side, bounds)
+        on_bound = bound is None and not scanned and _on_flat_bound(x, k, side, bounds)
+        if bound is None and not on_bound:
+            continue
+        at_x = obj.snapshot()
+        if on_bound:  # the optimiser took it there itself
+            cand, cand_fun = x, fun
+        else:
+            x1, held = _held(x, bounds, [(k, bound)])
+            res = _run_lbfgsb(obj.value_and_grad, x1, held, max_iter, tol)
+            cand, cand_fun = res.x, float(res.fun)
+            if not cand_fun <= fun + FLAT_TOL:
+                obj.restore(at_x)
+                continue
+        dip = _ridge_dip(obj, cand, cand_fun, k, side[1])
+        if dip is not None:
+            res = _fit_from_dip(obj, dip, bounds, max_iter, tol, diag_idx, stages)
+            if not res.fun < fun:
+                obj.restore(at_x)
+                continue
+            cand, cand_fun = res.x, float(res.fun)
+        x, fun = cand, cand_fun
+    obj.evaluate(x)
+    return x
+
+
+def _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, stages):
+    """``x``, or a lower optimum found from its blocks' starts where the fit ended with a
+    block past its flat side on some rows (:func:`~.blocks.interior_coefficients`).
+
+    A zero-inflation model with a binary predictor has a ridge where the probability
+    for one of its values runs to 0 (its intercept and slope off together); the
+    gradient vanishes along it, so a fit that drifts onto it stays, below an interior
+    optimum. Resumed from the block's start with the other parameters where they are,
+    the better of the two is kept (a stage ``"block ridge"``); where the ridge is the
+    optimum (no zero inflation there), the fit returns to it.
+    """
+    if obj.data.extra_designs is None:
+        return x
+    p = obj.data.n_beta + obj.data.n_theta
+    inside = _interior_extras(obj.data, x[p:])
+    if np.array_equal(inside, x[p:]):
+        return x
+    fun = obj.evaluate(x)
+    at_x = obj.snapshot()
+    x1 = np.concatenate([x[:p], inside])
+    res = _laplace_stage(obj, x1, bounds, max_iter, tol, diag_idx)
+    stages.append(("block ridge", float(res.fun), int(res.nit), str(res.message)))
+    if res.fun < fun - RISE_TOL_RIDGE:
+        obj.evaluate(res.x)
+        return res.x
+    obj.restore(at_x)
+    return x
+
+
+# a restart off a block's ridge is kept when lower by more than this (-2 log L)
+RISE_TOL_RIDGE = 1e-6
