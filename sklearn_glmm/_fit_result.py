@@ -375,7 +375,7 @@ class FitResult:
         move along a flat direction of the likelihood: separation, parameters the data
         do not identify). A function of them has no standard error either; parameters on
         a bound (a zero variance) are held there, as the fit reports them."""
-        from ._engine.converge import at_bound
+        from ._engine.curvature import at_bound
 
         missing = ~np.isfinite(np.diag(self.vcov))
         if not missing.any():

@@ -30,7 +30,7 @@ from scipy import stats
 
 from ._config import with_config
 from ._engine.blas import single_threaded_blas
-from ._engine.converge import at_bound
+from ._engine.curvature import at_bound
 from ._engine.lbfgsb import _run_lbfgsb
 from ._fit_result import objective_lock
 from ._results import internal_lambda, original_lambda

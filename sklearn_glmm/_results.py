@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._conditioning import decorrelating_map
 from ._design import INTERCEPT
 from ._engine.blas import single_threaded_blas
-from ._engine.converge import (
+from ._engine.curvature import (
     GRAD_TOL,
     ridge_end_null,
     ridge_parameters,
@@ -646,7 +646,7 @@ def _check_laplace(est, obj, x, record, bounds) -> None:
 
 def _flat_leader_names(est, record) -> list:
     """The reported names of the parameters that lead the Hessian's flat directions."""
-    from ._engine.converge import flat_leaders
+    from ._engine.curvature import flat_leaders
 
     H, x = getattr(record, "hessian", None), getattr(record, "final", None)
     if not record.flat_directions or H is None or x is None:
@@ -835,7 +835,7 @@ def _covariance_off(record, x, bounds, full, flat_only=False):
     move along them; left as it is when the complement is not positive definite (or,
     ``flat_only``, when the Hessian is not flat along them). Returns ``(free, N)``, the
     free parameters and a basis of the complement among them, or None when left."""
-    from ._engine.converge import _pseudo_inverse, at_bound
+    from ._engine.curvature import _pseudo_inverse, at_bound
 
     H, V = record.hessian, record.covariance
     if H is None or V is None:
@@ -919,7 +919,8 @@ def _judge_off(record, obj, x, done) -> None:
     ``obj``: the objective, for the gradient (None: its check is left as it was)."""
     if done is None:
         return
-    from ._engine.converge import judge, scaled_gradient
+    from ._engine.converge import judge
+    from ._engine.curvature import scaled_gradient
 
     free, N = done
     before = record.converged

@@ -26,7 +26,9 @@ from sklearn.utils import check_random_state
 from ._config import with_config
 from ._engine.batched import BatchedLaplace, BatchMember, can_batch, new_lockstep
 from ._engine.blas import single_threaded_blas
-from ._engine.converge import GRAD_TOL, at_bound, bound_from_start, check_optimum, limit_bounds
+from ._engine.converge import check_optimum
+from ._engine.curvature import GRAD_TOL, at_bound
+from ._engine.nested_models import bound_from_start, limit_bounds
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
 from ._engine.optimize import fit_objective
 from ._engine.refit import whitened_refit, whitening
@@ -133,7 +135,7 @@ def _fit_and_check(est, obj, setup):
     The record's ``converged`` includes a gradient check at the optimiser's end point:
     lme4's scaled gradient ``solve(chol(H), g)`` with the fitted model's Hessian ``H``
     (a replicate's Hessian is close to it; :func:`_gradient_sizes`) at most
-    :data:`~sklearn_glmm._engine.converge.GRAD_TOL` over the parameters off their
+    :data:`~sklearn_glmm._engine.curvature.GRAD_TOL` over the parameters off their
     bounds. The gradient there is remembered by the objective: the check costs no
     evaluation.
     """
@@ -162,7 +164,7 @@ def _fit_and_check(est, obj, setup):
         record.final = x
         _check_gradient(obj, x, record, H, bounds)
         if not record.gradient_ok and np.isfinite(record.objective):
-            # as a fit's checks do (converge.rescaled_restart): resumed with every
+            # as a fit's checks do (polish.rescaled_restart): resumed with every
             # parameter scaled by its curvature there, the family's too (L-BFGS-B stops
             # on the relative change of the objective, short of the optimum on a ridge)
             with np.errstate(all="ignore"):

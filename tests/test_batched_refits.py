@@ -239,7 +239,7 @@ def test_an_error_in_one_refit_is_reported_not_swallowed(monkeypatch):
 
 
 def test_gradient_sizes_scale_by_the_fitted_hessian():
-    from sklearn_glmm._engine.converge import scaled_gradient
+    from sklearn_glmm._engine.curvature import scaled_gradient
     from sklearn_glmm._simulate import _gradient_sizes
 
     rng = np.random.default_rng(8)

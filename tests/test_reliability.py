@@ -480,7 +480,7 @@ def test_a_flat_direction_coupled_to_another_is_not_taken_out_of_the_hessian():
     # a direction of the set with nil curvature but coupled to an identified parameter
     # is no direction of equal likelihood there: H is indefinite (a saddle along (1, 0,
     # -0.3)), which taking it out would hide
-    from sklearn_glmm._engine.converge import curvature
+    from sklearn_glmm._engine.curvature import curvature
 
     H = np.array([[0.0, 0.0, 0.3], [0.0, 1.0, 0.0], [0.3, 0.0, 1.0]])
     bounds = [(None, None)] * 3
@@ -589,7 +589,7 @@ def test_one_variance_per_arm_does_not_warn_of_a_level_predictor_slope():
 
 
 def test_unidentified_covariance_directions_are_those_the_levels_do_not_see():
-    from sklearn_glmm._engine.converge import unidentified_directions
+    from sklearn_glmm._engine.equal_likelihood import unidentified_directions
 
     def directions(X, y, g, terms):
         with warnings.catch_warnings():

@@ -170,7 +170,7 @@ def test_the_limit_models_checks_do_not_clear_another_verdict(data):
     # which its fields do not show) stays not converged
     import copy
 
-    from sklearn_glmm._engine.converge import curvature
+    from sklearn_glmm._engine.curvature import curvature
     from sklearn_glmm._results import separation_with_limit
 
     d, _ = data

@@ -185,7 +185,7 @@ def test_units_of_a_predictor_do_not_change_a_hard_negative_binomial_fit():
 
 
 def test_a_point_that_fails_the_gradient_check_is_resumed_rescaled():
-    from sklearn_glmm._engine import converge
+    from sklearn_glmm._engine import curvature, polish
     from sklearn_glmm._engine.optimize import FitRecord
     from sklearn_glmm._engine.start import parameter_bounds
 
@@ -200,12 +200,12 @@ def test_a_point_that_fails_the_gradient_check_is_resumed_rescaled():
     x[3] -= 1.0
     at_optimum = obj.evaluate(x_opt)
     fun = obj.evaluate(x)
-    x2, fun2, H2, grads2 = converge.rescaled_restart(
+    x2, fun2, H2, grads2 = polish.rescaled_restart(
         obj, x, fun, None, (np.inf, np.inf), bounds, 200, 1e-9, diag_idx, FitRecord(x)
     )
     assert fun2 < fun
     assert fun2 == pytest.approx(at_optimum, abs=1e-5)
-    assert grads2[1] <= converge.GRAD_TOL
+    assert grads2[1] <= curvature.GRAD_TOL
 
 
 def test_a_structure_whose_tiny_sd_needs_a_negative_correlation():

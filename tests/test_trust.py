@@ -1090,7 +1090,7 @@ def test_a_refit_in_the_dispersions_basin_is_taken_to_the_poisson_limit(monkeypa
     # bootstrap refits check the limit model as a fit does (row-level random effects)
     import dataclasses
 
-    from sklearn_glmm._engine import converge
+    from sklearn_glmm._engine import nested_models
     from sklearn_glmm._simulate import _fit_and_check, _objective, _refit_setup
 
     d = pd.read_csv(NB_LIMIT / "panel.csv")
@@ -1100,7 +1100,7 @@ def test_a_refit_in_the_dispersions_basin_is_taken_to_the_poisson_limit(monkeypa
         pois = PoissonGLMM().fit(X, d.y, groups=groups)
         nb = NegBinGLMM().fit(X, d.y, groups=groups)
         with monkeypatch.context() as m:  # the fit that stops in the dispersion's basin
-            m.setattr(converge, "row_level_effects", lambda obj: False)
+            m.setattr(nested_models, "row_level_effects", lambda obj: False)
             stuck = NegBinGLMM().fit(X, d.y, groups=groups)
     assert stuck.loglik_ < pois.loglik_ - 1.0 <= nb.loglik_ - 1.0
     res, bounds, diag_idx, H, A = _refit_setup(nb)

@@ -162,7 +162,7 @@ def level_directions(obj, x, bounds) -> np.ndarray | None:
     entries at ``x``); rounding can read it as negative curvature (a saddle, at a
     maximum). The sums over levels are the objective's (:meth:`level_gram_products`: a
     partitioned one adds its partitions')."""
-    from .converge import at_bound
+    from .curvature import at_bound
 
     free = ~at_bound(x, bounds)
     out = []
@@ -285,7 +285,7 @@ def aliased_directions(obj, x, bounds) -> np.ndarray | None:
     because factors group the rows identically (:func:`aliased_groups`): the changes of
     their covariances, together, that no level sees (one factor's variance up, the
     other's down, for two random intercepts); None where there is none."""
-    from .converge import at_bound
+    from .curvature import at_bound
 
     free = ~at_bound(x, bounds)
     used = np.asarray(obj.data.weights) > 0.0

@@ -66,7 +66,7 @@ class FitRecord:
     # directions of the parameters along which the likelihood is constant by
     # construction (``equal_likelihood.unidentified_directions``: columns), or None
     unidentified: np.ndarray = field(default=None, repr=False)
-    # the covariance over the identified directions (``converge.identified_covariance``)
+    # the covariance over the identified directions (``curvature.identified_covariance``)
     identified_covariance: np.ndarray = field(default=None, repr=False)
     # parameters the levels do not identify, from the design (``equal_likelihood.
     # design_count``), and points of their set of equal likelihood around the fit

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .converge import at_bound
+from .curvature import at_bound
 from .lbfgsb import _run_lbfgsb
 from .objective import Objective
 

@@ -97,7 +97,7 @@ def _probed_basin_holds(obj, x, bounds) -> bool:
     true likelihood 1.3 higher) ends where the Hessian is positive definite."""
     if obj.data.family.log_concave:
         return True
-    from .converge import at_bound  # (converge builds on this module)
+    from .curvature import at_bound
 
     free = ~at_bound(x, bounds)
     H = hessian(obj, x)[np.ix_(free, free)]
