@@ -502,7 +502,7 @@ def test_halving_search_on_subsamples_gives_finite_scores():
 
 
 def test_competing_modes_are_found_on_the_grid():
-    from sklearn_glmm._engine.modes import _competing
+    from sklearn_glmm._engine.mode_scan import _competing
 
     grid = np.linspace(-8.0, 8.0, 65)
     one = -0.5 * (grid - 1.0) ** 2  # one mode
@@ -754,7 +754,7 @@ def test_curvature_bounds_are_above_every_curvature_of_the_log_density(family, k
     # each outcome's bound on l''(eta), against second differences of the log-density
     # itself on a fine grid of linear predictors
     from sklearn_glmm._engine.families import make_family
-    from sklearn_glmm._engine.modes import _CONVEXITY_GRID
+    from sklearn_glmm._engine.mode_scan import _CONVEXITY_GRID
 
     fam = make_family(family, kw.get("zero_inflation", False), truncated=kw.get("truncated", False))
     y = np.arange(1 if kw.get("truncated") else 0, 12, dtype=float)[:, None]

@@ -1,0 +1,245 @@
+"""The highest conditional mode where there may be several: a level's penalised
+log-density of a family that is not log-concave (zero inflation) can have two modes, and
+the Laplace approximation is taken at the higher one. A mixin of
+:class:`~sklearn_glmm._engine.objective.Objective` (through
+:class:`~sklearn_glmm._engine.modes.ModeSearch`): a second search from a grid of starts,
+and at the optimum a scan of each level's density on a fine grid, which also finds the
+levels with two comparable modes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .groups import GroupIndex
+from .linalg import InnerSolveFailure
+from .quadrature import agq_deviance
+from .rows import const_rows, rows_or_none
+
+# starting values of a second mode search for families that are not log-concave:
+# spherical random effects from -8 to 8 prior SDs
+_MODE_GRID = np.linspace(-8.0, 8.0, 9)
+# the scan at the optimum (Objective.scan_modes): quarter prior SDs; rows x grid
+# points evaluated at once
+_SCAN_GRID = np.linspace(-8.0, 8.0, 65)
+_SCAN_CELLS = 2_000_000
+_FLAT_MODE = 1e-3
+
+# outcome values and linear-predictor grid of Objective._convexity_bounds: the largest
+# convex curvature of each outcome value's log-density
+_CONVEXITY_OUTCOMES = 60
+_CONVEXITY_GRID = np.linspace(-30.0, 30.0, 601)
+
+
+def _competing(h, top, gap):
+    """Levels (columns of ``h``) whose values on the grid dip and rise again.
+
+    A point lower than the highest points on both sides of it, by more than the
+    rounding of the log-density, with both within ``gap`` of the level's top
+    ``top``: two separate modes, both carrying mass.
+    """
+    left = np.maximum.accumulate(h, axis=0)[:-2]
+    right = np.maximum.accumulate(h[::-1], axis=0)[::-1][2:]
+    rim = np.minimum(left, right)
+    dip = (rim - h[1:-1] > 1e-6 * (1.0 + np.abs(top))) & (rim > top - gap)
+    return np.flatnonzero(dip.any(axis=0))
+
+
+def _level_subset(g: GroupIndex, levels):
+    """The rows of ``levels`` (indices) and a :class:`GroupIndex` of those rows, the
+    levels numbered in the order given."""
+    rank = np.full(g.n_levels, -1)
+    rank[levels] = np.arange(len(levels))
+    sub = rank[g.codes]
+    rows = sub >= 0
+    return GroupIndex(sub[rows], len(levels)), rows
+
+
+class ModeScan:
+    """The search for the highest of several conditional modes (a mixin of
+    :class:`~sklearn_glmm._engine.modes.ModeSearch`: it reads the objective's data,
+    groups, state and mode search)."""
+
+    def _highest_modes(self, beta, theta, extra):
+        """For a family that is not log-concave (zero inflation), the highest mode.
+
+        A level whose outcomes are all zero can have two modes (the zeros explained
+        by the count part or by the inflation); the Laplace approximation is taken
+        at the higher one. The search from the warm start is compared with one from
+        ``u = 0``, unit by unit, and the higher mode of each kept.
+        """
+        first_u, first_obj = self.u.copy(), self._unit_objective()
+        start = self._grid_start(first_u, first_obj, extra)
+        if start is not None:  # else no point of the grid beats the modes found
+            self._keep_higher(beta, theta, extra, start, first_u, first_obj)
+
+    def _keep_higher(self, beta, theta, extra, start, first_u, first_obj) -> bool:
+        """Search the modes again from ``start`` and keep, unit by unit, the higher of
+        these and the modes ``first_u`` (penalised log-densities ``first_obj``).
+
+        Returns whether any unit moved to a higher mode.
+        """
+        try:
+            self.pirls(beta, theta, extra, u0=start)
+        except InnerSolveFailure:
+            self.pirls(beta, theta, extra, u0=first_u)
+            return False
+        second = self._unit_objective()
+        better_first = first_obj > second + 1e-10 * (1.0 + np.abs(second))
+        if better_first.any():
+            u = np.where(better_first[self.u_unit], first_u, self.u)
+            self.pirls(beta, theta, extra, u0=u)
+        gain = self._unit_objective() - first_obj
+        return bool(np.any(gain > 1e-10 * (1.0 + np.abs(first_obj))))
+
+    def scan_modes(self, params, gap: float = 3.0):
+        """The objective at each level's highest mode, and the levels with two modes.
+
+        At ``params``, each level's penalised log-density is computed on a grid of
+        quarter prior SDs from -8 to 8 (scalar random effects). Where a point of the
+        grid beats the mode found, the search restarts there and the higher mode is
+        kept. A level whose density on the grid dips and rises again to within
+        ``gap`` of its top (a second mode holding more than about e^-3 of the mass)
+        makes the Laplace approximation, taken at one mode, unreliable there; so does
+        a mode whose curvature is below 1e-3 of the prior's (a nearly flat top).
+
+        Returns ``(value, levels)``: the objective (``-2 log L``) at the highest modes
+        and the indices of the levels with competing modes (none when the random
+        effect is not scalar, or with quadrature).
+        """
+        val = self.evaluate(params)
+        none = np.zeros(0, dtype=np.intp)
+        if not self._scalar or self.state is None or not np.isfinite(val):
+            return val, none
+        beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
+        # levels whose log-density is concave have one mode, the one found: not scanned
+        levels = np.flatnonzero(~self._concave_levels(extra))
+        top = self._unit_objective()
+        h = self._grid_objective(_SCAN_GRID, extra, levels)
+        # a gain below 1e-7 is the flat top of one mode, not another mode
+        higher = h.max(axis=0) > top[levels] + 1e-7 * (1.0 + np.abs(top[levels]))
+        if higher.any():
+            start = self.u.copy()
+            start[levels] = np.where(higher, self._refine_top(h, extra, levels), self.u[levels])
+            if self._keep_higher(beta, theta, extra, start, self.u.copy(), top):
+                val = agq_deviance(self, theta) if self.n_agq > 1 else self.laplace()
+                val = val if np.isfinite(val) else np.inf
+                self._last_key, self._last_grad, self._predictor = None, None, None
+                top = self._unit_objective()
+        if self.n_agq > 1:  # quadrature integrates over both modes where it has the nodes
+            return val, none
+        # a curvature at the mode below 1e-3 of the prior's: a nearly flat top, where the
+        # Laplace value moves with the mode's last digits (-log(H) / 2)
+        st = self.state
+        curv = 1.0 + self.groups[0].sum(st["der"].w * st["a_vals"][:, 0] ** 2)
+        flat = np.flatnonzero(curv < _FLAT_MODE)
+        competing = levels[_competing(h, top[levels], gap)]
+        return val, np.union1d(competing, flat).astype(np.intp)
+
+    def _concave_levels(self, extra) -> np.ndarray:
+        """Levels whose penalised log-density is strictly concave in their (scalar)
+        random effect: one mode, so the mode found is the highest.
+
+        The second derivative of level j's penalised log-density is
+        ``sum_i a_i^2 l_i''(eta_i) - 1``. Each row's ``l''`` is bounded above by the
+        largest value it takes over the linear predictor, for the row's outcome
+        (:meth:`_convexity_bounds`); a level with ``sum_i a_i^2 max(l_i'', 0) < 1``
+        (less 1 % for the bounds' own error) is therefore concave everywhere. Where no
+        such bound is computed (binomial trials, per-row family parameters, many
+        distinct outcomes), no level is.
+        """
+        g = self.groups[0]
+        bound = self._convexity_bounds(extra)
+        if bound is None:
+            return np.zeros(g.n_levels, dtype=bool)
+        a = self.state["a_vals"][:, 0]
+        return g.sum(a * a * bound) < 0.99
+
+    def _convexity_bounds(self, extra):
+        """Each row's largest ``l''(eta)`` over eta (0 where its log-density is concave),
+        times its prior weight; None where not computed (see :meth:`_concave_levels`)."""
+        d = self.data
+        if self._trials is not None or d.extra_designs is not None:
+            return None
+        y_vals, inverse = np.unique(d.y, return_inverse=True)
+        if len(y_vals) > _CONVEXITY_OUTCOMES:
+            return None
+        const_cache = {}
+
+        def curvature(eta):  # l'' of each outcome value (rows) at each eta (columns)
+            k = eta.shape[1]
+            y = np.repeat(y_vals, k)
+            if k not in const_cache:
+                const_cache[k] = d.family.constant(y, None)
+            eta = np.broadcast_to(eta, (len(y_vals), k)).ravel()
+            with np.errstate(all="ignore"):
+                der = d.family.derivs(y, eta, None, None, extra, const_cache[k])
+            return -der.w.reshape(len(y_vals), k)
+
+        coarse = _CONVEXITY_GRID
+        c = curvature(coarse[None, :])
+        if not np.all(np.isfinite(c)):
+            return None
+        # refined around each outcome's largest value (the grid's step, 0.1, leaves it
+        # within about 1e-3 of the true maximum for a smooth l''; the refinement, 1e-5)
+        centre = coarse[np.argmax(c, axis=1)][:, None]
+        fine = centre + np.linspace(-0.1, 0.1, 41)[None, :]
+        c_fine = curvature(fine)
+        if not np.all(np.isfinite(c_fine)):
+            return None
+        top = np.maximum(c.max(axis=1), c_fine.max(axis=1))
+        bound = np.maximum(top, 0.0)[inverse]
+        return bound if self._w is None else bound * self._w
+
+    def _grid_start(self, u, obj, extra):
+        """A second start for the mode search: ``u = 0``, or for a scalar random effect
+        the best of a grid of values per level (where its penalised log-density beats
+        the mode found), so that a mode far from both starts is found too."""
+        if not self._scalar:
+            return np.zeros(self.Q)
+        h = self._grid_objective(_MODE_GRID, extra)
+        best_u, best = _MODE_GRID[np.argmax(h, axis=0)], h.max(axis=0)
+        higher = best > obj + 1e-10 * (1.0 + np.abs(obj))
+        return np.where(higher, best_u, u) if higher.any() else None
+
+    def _grid_objective(self, grid, extra, levels=None) -> np.ndarray:
+        """Each level's penalised log-density at every value of ``grid`` for its
+        (scalar) spherical random effect, shape (len(grid), n_levels).
+
+        ``grid`` is one grid for every level, shape (K,), or one per level, (K, n_levels).
+        With ``levels`` (indices), only those levels' rows are computed: shape
+        (K, len(levels)), a per-level grid then (K, len(levels)).
+        """
+        if levels is not None and not len(levels):
+            return np.empty((len(grid), 0))
+        s, g = self.state, self.groups[0]
+        a, eta_fix = s["a_vals"][:, 0], s["eta_fix"]
+        d = self.data
+        y, trials, w, const = d.y, self._trials, self._w, self._const
+        if levels is not None and len(levels) < g.n_levels:
+            g, rows = _level_subset(g, levels)
+            a, eta_fix, y = a[rows], eta_fix[rows], y[rows]
+            trials, w = rows_or_none(trials, rows), rows_or_none(w, rows)
+            const = const_rows(const, rows)
+        grid = np.broadcast_to(grid.reshape(len(grid), -1), (len(grid), g.n_levels))
+        chunk = max(1, _SCAN_CELLS // max(len(eta_fix), 1))
+        h = np.empty((len(grid), g.n_levels))
+        for k in range(0, len(grid), chunk):
+            v = grid[k : k + chunk]
+            eta = eta_fix + a * g.expand(v.T).T
+            loglik = d.family.loglik(y, eta, trials, w, extra, const)
+            h[k : k + chunk] = g.sum(loglik.T).T - 0.5 * v * v
+        return h
+
+    def _refine_top(self, h, extra, levels=None, rounds: int = 3) -> np.ndarray:
+        """Each level's highest point of ``h`` (on ``_SCAN_GRID``), refined by finer grids
+        around it: a start from which the search reaches the highest of two modes
+        that are close together. ``levels``: the levels of ``h``'s columns (all by
+        default)."""
+        cols = np.arange(h.shape[1])
+        top = np.argmax(h, axis=0)
+        best, width = _SCAN_GRID[top], _SCAN_GRID[1] - _SCAN_GRID[0]
+        for _ in range(rounds):
+            grid = best + width * np.linspace(-1.0, 1.0, 17)[:, None]
+            hr = self._grid_objective(grid, extra, levels)
+            best, width = grid[np.argmax(hr, axis=0), cols], width / 8.0
+        return best
