@@ -58,7 +58,8 @@ class FormulaState:
     group_variables: tuple[str, ...]  # data columns the grouping factors read
     offset_column: str | None = None  # glmer(offset="column")
     offset_array: bool = False  # glmer(offset=array): predict cannot rebuild it
-    random_only_specs: tuple = ()  # random-effect terms' own columns (formula._bar_only_columns)
+    # random-effect terms' own columns (_formula_parse._bar_only_columns)
+    random_only_specs: tuple = ()
     random_variables: tuple = ()  # data columns only the random effects read
     random_columns: tuple = ()  # random-only columns only the random effects read
 
@@ -367,7 +368,7 @@ class _RawDataPredictions:
         specs = getattr(state, "random_only_specs", ())  # (older pickles: none)
         specs = [(spec, cols) for spec, cols in specs if not set(cols) <= spare]
         if specs:
-            from .formula import random_only_design
+            from ._formula_parse import random_only_design
 
             extra = random_only_design(specs, data)
             data = data.assign(**{c: extra[c].to_numpy() for c in extra.columns})
@@ -379,7 +380,7 @@ class _RawDataPredictions:
             if c in data.columns and pd.api.types.is_datetime64_any_dtype(data[c].dtype)
         ]
         if dates:
-            from .formula import time_values
+            from ._formula_parse import time_values
 
             data = data.assign(**{c: time_values(data[c]) for c in dates})
         X_design = with_data_columns(self, X_design, data)
@@ -397,7 +398,7 @@ class _RawDataPredictions:
         return _said(pd.DataFrame({name: np.full(n, None, dtype=object) for name in names}))
 
     def _raw_groups(self, X, data, groups, zero, complete, population=None, groups_read=True):
-        from .formula import _group_frame
+        from ._formula_data import _group_frame
 
         state = self._formula
         if zero:
@@ -438,7 +439,8 @@ class _RawDataPredictions:
         return _said(frame[list(self.fit_result_.factor_order)])
 
     def _raw_offset(self, data, offset, complete):
-        from .formula import _offset, _shadowing
+        from ._formula_functions import _shadowing
+        from ._formula_parse import _offset
 
         state = self._formula
         parts = []

@@ -138,14 +138,9 @@ def clmm(
     >>> list(m.thresholds_.index)  # doctest: +SKIP
     ['1|2', '2|3', '3|4', '4|5']
     """
-    from .formula import (
-        _formula_state,
-        _parse,
-        _r_factors,
-        _row_values,
-        _term_name,
-        _total_offset,
-    )
+    from ._formula_data import _r_factors
+    from ._formula_parse import _parse, _term_name
+    from .formula import _formula_state, _row_values, _total_offset
 
     formula, data = check_formula_first(formula, data, "clmm")
     takes = ("formula", "data", "link", "threshold", "scale", "nAGQ", "weights", "offset")
@@ -243,7 +238,8 @@ def _scale_rhs(scale) -> str:
 def _scale_frame(scale, data: pd.DataFrame):
     """The R-named columns of a scale formula on ``data`` without the intercept, and the
     formula's fitted model spec (for new data)."""
-    from .formula import _model_matrix, _r_frame
+    from ._formula_data import _r_frame
+    from ._formula_functions import _model_matrix
 
     matrix = _model_matrix(_scale_rhs(scale), data)
     return _r_frame(matrix)[0], matrix.model_spec
@@ -251,7 +247,7 @@ def _scale_frame(scale, data: pd.DataFrame):
 
 def _complete_in_scale(scale, data: pd.DataFrame) -> np.ndarray:
     """Rows without a missing value in the scale formula's variables."""
-    from .formula import _required
+    from ._formula_data import _required
 
     if scale is None:
         return np.ones(len(data), dtype=bool)

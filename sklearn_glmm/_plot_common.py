@@ -153,7 +153,7 @@ def model_inputs(est, data, groups):
             if all(c in data.columns for c in state.group_variables):
                 # the formula's factors from their variables: nested (g/h) and
                 # interaction (g:h) factors are not columns of the data themselves
-                from .formula import _group_frame
+                from ._formula_data import _group_frame
 
                 groups = _group_frame(state.bars, data)[list(est.fit_result_.factor_order)]
     elif frame and hasattr(est, "feature_names_in_"):

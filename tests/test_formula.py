@@ -495,7 +495,7 @@ def test_r_elementwise_functions(long):
     assert list(X.columns)[:2] == ["pmin(v, 1)", "pmax(v, 0, u)"]
     np.testing.assert_allclose(X.to_numpy(), np.column_stack(expected), rtol=1e-15)
     # R rounds halves to even (IEC 60559); with digits, the nearer decimal
-    from sklearn_glmm.formula import _round
+    from sklearn_glmm._formula_functions import _round
 
     r = pd.read_csv(Path(__file__).parent / "fixtures" / "r_round" / "round.csv", dtype=str)
     x = r["x"].astype(float).to_numpy()

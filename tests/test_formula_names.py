@@ -49,7 +49,7 @@ def test_models_of_the_earlier_naming_keep_their_names():
     # names its model was fitted with
     import formulaic
 
-    from sklearn_glmm import formula as formula_module
+    from sklearn_glmm import _formula_functions as formula_module
     from sklearn_glmm._formula_coding import PYTHON_NAMES, PythonNamesMaterializer
 
     d = pd.read_csv(HERE / "names.csv")

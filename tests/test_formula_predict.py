@@ -761,7 +761,7 @@ def test_model_specs_of_earlier_versions_predict_as_they_were_fitted():
     # is applied with that version's coding: the same columns as when it was fitted
     import formulaic
 
-    from sklearn_glmm import formula as formula_module
+    from sklearn_glmm import _formula_functions as formula_module
     from sklearn_glmm._formula_coding import LEGACY_CODING, InteractionCodingMaterializer
 
     d = _spellings().assign(b=lambda t: t["w"] > 0.5)
