@@ -4,10 +4,10 @@ Generated panels (fixed seeds): counts with no overdispersion or very little (th
 500 or 5,000, at these sizes often estimated as infinite) and, for comparison, theta = 50;
 every third one fitted with zero inflation. Each is fitted twice: as the library does
 (L-BFGS-B leaves the ridge once less than ``RIDGE_GAIN`` is left to gain along it,
-``optimize._ridge_stop``) and with the ridge followed to L-BFGS-B's own stop (the rule
-switched off). Reported per data set and in total: outer evaluations
-(``fit_record_.n_evaluations``), CPU seconds, the log-likelihood difference and whether
-both converged.
+``ridge._ridge_stop``) and with the ridge followed to L-BFGS-B's own stop (the rule
+switched off on ``optimize``, where ``fit_objective`` reads it). Reported per data set
+and in total: outer evaluations (``fit_record_.n_evaluations``), CPU seconds, the
+log-likelihood difference and whether both converged.
 
     python benchmarks/run_flat_ridge.py [--sets 40] [--json out.json]
 

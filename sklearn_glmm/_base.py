@@ -21,7 +21,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _dispersion as _disp
-from . import _random_only, _results, _state, _tables
+from . import _random_only, _results, _scaling, _state, _tables
 from . import _zero_inflation as _zi
 from ._design import (
     build_factors,
@@ -541,7 +541,7 @@ class _BaseGLMM(BaseEstimator):
         # model's thresholds) still has its design centred: a column far from zero is
         # otherwise nearly collinear with those blocks
         shift = None if self.fit_intercept else family.eta_shift()
-        Xd, scaling = _results.scale_design(
+        Xd, scaling = _scaling.scale_design(
             X_raw[:, : len(names)],
             names,
             self.fit_intercept,
@@ -578,7 +578,7 @@ class _BaseGLMM(BaseEstimator):
         # (the Laplace approximation is the same in any basis: weighted only for AGQ)
         row_w = _centring_weights(w, trials) if self.n_agq > 1 else None
         for f in factors:
-            view = _results.design_view(f, scaling, Xd) if row_w is None else None
+            view = _scaling.design_view(f, scaling, Xd) if row_w is None else None
             T, Z = view or _internal_z(f, X_raw, row_w)
             z_maps.append(T)
             z_internal.append(Z)
@@ -597,7 +597,7 @@ class _BaseGLMM(BaseEstimator):
             family, (zi_term, zi_what), disp_term, X_raw, _random_only.names(self, names), pending
         )
         if shift is not None:
-            scaling["extra_shift"] = _results.coefficient_shift(shift, designs)
+            scaling["extra_shift"] = _scaling.coefficient_shift(shift, designs)
         self._pending_result = pending
         return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
 
@@ -1077,7 +1077,7 @@ MISSING_LABELS_SAID = "sklearn_glmm_missing_labels_said"
 
 def _internal_z(factor, X_raw, row_weights=None):
     """``(T, Z T)``: the factor's internal Z columns made from the raw predictors."""
-    T = _results.z_transform(factor, X_raw, row_weights)
+    T = _scaling.z_transform(factor, X_raw, row_weights)
     return T, factor.z_matrix(X_raw) @ T
 
 

@@ -730,7 +730,7 @@ def check_slopes_vary_within_levels(factor: Factor, spread: np.ndarray) -> None:
     slope's variance and correlation are identified only through how the spread between
     levels changes with ``x``: weakly, with a likelihood that can have several optima.
     Poisson fits with such a slope ended converged up to 39 in log-likelihood below
-    another optimum; the fit restarts from several points (``optimize``), which finds
+    another optimum; the fit restarts from several points (``restarts``), which finds
     it on most such data, not all.
 
     Not for a term without an intercept whose levels each read one column (``(0 +

@@ -68,7 +68,7 @@ def beta_jacobian(scaling) -> np.ndarray:
         J[k0 + j, k0 + j] = 1.0 / scales[k]
         if k0:
             J[0, k0 + j] = -means[k] / scales[k]
-    if "rotation" in scaling:  # decorrelated columns (_results._decorrelate)
+    if "rotation" in scaling:  # decorrelated columns (_scaling._decorrelate)
         J[:, k0:] = J[:, k0:] @ scaling["rotation"]
     return J
 

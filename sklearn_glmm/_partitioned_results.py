@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import stats
 
-from . import _results
+from . import _fit_checks, _results
 from ._diagnostics import OverdispersionResult
 from ._engine.separation import separation_message
 from ._warn import user_stacklevel, warn
@@ -51,7 +51,7 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
         data.family,
         sums,
         gather_rows,
-        lambda rows: _results.separation_with_limit(record, x, bounds, rows, pending["scaling"]),
+        lambda rows: _fit_checks.separation_with_limit(record, x, bounds, rows, pending["scaling"]),
     )
     parts = _results.fitted_parameters(est, obj, x, record, data, factors, pending)
     result = _results.make_result(
@@ -73,16 +73,16 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
     level = _level_sums(result, obj, sums)
     _check_separation(est, sums, beta_s, separation)
     _check_levels(est, level)
-    _results._check_convergence(est, record)
+    _fit_checks._check_convergence(est, record)
     _check_laplace(est, x, record, bounds, sums, gather_rows)
-    _results._check_standard_errors(est, record, rows, se_all, idx)
+    _fit_checks._check_standard_errors(est, record, rows, se_all, idx)
     est.converged_ = bool(record.converged)
     _support(est, sums)
     est.fit_result_ = result.without_data(_summaries(est, sums, moms, names))
 
 
 def _check_laplace(est, x, record, bounds, sums, gather_rows) -> None:
-    """The in-memory check of the Laplace approximation (``_results._check_laplace``:
+    """The in-memory check of the Laplace approximation (``_fit_checks._check_laplace``:
     how far adaptive quadrature would move the fit) on the rows gathered to the client,
     where it applies (at most ``quadrature_check.CHECK_MAX_ROWS`` rows)."""
     from ._engine import quadrature_check as qc
@@ -94,7 +94,7 @@ def _check_laplace(est, x, record, bounds, sums, gather_rows) -> None:
     if not qc.applicable(local, est.n_agq):
         return
     local.evaluate(x)  # (the Laplace state at the optimum, which the check reads)
-    _results._check_laplace(est, local, x, record, bounds)
+    _fit_checks._check_laplace(est, local, x, record, bounds)
 
 
 def _level_sums(result, obj, sums) -> dict:
@@ -126,7 +126,7 @@ def _check_levels(est, level) -> None:
         internal_lambdas=res.internal_lambdas,
     )
     twin = SimpleNamespace(fit_result_=twin_result)
-    _results._check_identifiable(twin, rows)
+    _fit_checks._check_identifiable(twin, rows)
     G = f.n_levels
     per_level = SimpleNamespace(
         weights=(level["counts"] > 0).astype(float),
@@ -135,7 +135,7 @@ def _check_levels(est, level) -> None:
         z_moments=level["zz"] / max(level["counts"].sum(), 1.0),
     )
     twin_result.factors = [dataclasses.replace(f, codes=np.arange(G))]
-    _results._check_group_separation(twin, per_level)
+    _fit_checks._check_group_separation(twin, per_level)
 
 
 # rows up to which the separation test's linear programme runs on the rows gathered
@@ -153,14 +153,14 @@ def _far(fam, sums) -> bool:
     separating direction, which the in-memory test then looks for)."""
     if fam.has_trials:
         return max(s["eta_abs_max"] for s in sums) > 5.0
-    # the prior weights' mean outcome, as in memory (``_results._separation``)
+    # the prior weights' mean outcome, as in memory (``_fit_checks._separation``)
     ybar = sum(s["wy"] for s in sums) / max(sum(s["wsum"] for s in sums), 1e-300)
     return min(s["eta_min"] for s in sums) < np.log(ybar) - 5.0
 
 
 def _gathered_separation(fam, sums, gather_rows, test):
     """``(rows, found)``: the gathered rows and ``test(rows)``'s answer
-    (``_results.separation_with_limit``) when the linear predictor went far out on few
+    (``_fit_checks.separation_with_limit``) when the linear predictor went far out on few
     rows and the data are separated; None otherwise."""
     if _all_same(fam, sums) or not _far(fam, sums):
         return None
@@ -187,7 +187,7 @@ def _check_separation(est, sums, beta_s, separation) -> None:
         return
     if sum(s["rows"] for s in sums) <= _SEPARATION_ROWS:
         if separation is not None:
-            _results._check_separation(est, separation[0], beta_s, separation[1])
+            _fit_checks._check_separation(est, separation[0], beta_s, separation[1])
         return
     warn(
         "the fixed-effect linear predictor reaches extreme values (|eta| > 5 on the "

@@ -235,7 +235,7 @@ class Partition:
         top = int(np.argmax(np.where(used, eta, -np.inf))) if used.any() else 0
         Zu = np.asarray(d.factors[0].Z, dtype=float)[used]
         return dict(
-            zz=Zu.T @ Zu,  # (the random part's SD over the rows: _results.random_part_sd)
+            zz=Zu.T @ Zu,  # (the random part's SD over the rows: _fit_checks.random_part_sd)
             wy=float(d.weights[used] @ d.y[used]),  # (the weighted mean outcome)
             wsum=float(d.weights[used].sum()),
             counts=np.bincount(self.codes[used], minlength=G),
@@ -273,7 +273,7 @@ def _binary_columns(X) -> np.ndarray:
 def _internal_design(X, sc) -> np.ndarray:
     """The rows of ``X`` on the internal scale ``scale_design`` chose (the same map)."""
     cols = [(X[:, k] - sc["means"][k]) / sc["scales"][k] for k in sc["kept"]]
-    if cols and "rotation" in sc:  # decorrelated columns (_results._decorrelate)
+    if cols and "rotation" in sc:  # decorrelated columns (_scaling._decorrelate)
         cols = list((np.column_stack(cols) @ sc["rotation"]).T)
     if sc["intercept"]:
         cols.insert(0, np.full(len(X), 1.0 / sc.get("intercept_scale", 1.0)))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ._fit_result import fitted_n_agq
-from ._results import internal_lambda
+from ._scaling import internal_lambda
 from ._warn import quiet, user_stacklevel, warn
 
 # insight's tolerance for a variance component treated as zero (a singular fit)

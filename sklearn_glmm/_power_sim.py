@@ -17,8 +17,9 @@ from scipy import stats
 
 from ._design import INTERCEPT
 from ._engine.batched import can_batch
+from ._fit_checks import separation_with_limit
 from ._power_spec import _covariance, longitudinal_design
-from ._results import fixed_effect_arrays, separation_with_limit, singular_columns
+from ._results import fixed_effect_arrays, singular_columns
 from ._simulate import fit_many
 from ._warn import quiet
 
@@ -289,7 +290,7 @@ def _batched_outcome(templates, fitted, tests, method, y) -> Outcome:
     d = res.objective.data
     p = d.n_beta
     # a separated study's other coefficients keep their standard errors, as the
-    # estimator's fit (``_results._limit_covariance``)
+    # estimator's fit (``_fit_checks._limit_covariance``)
     rows = SimpleNamespace(
         X=d.X,
         y=np.asarray(y, dtype=float),

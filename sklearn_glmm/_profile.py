@@ -33,7 +33,8 @@ from ._engine.blas import single_threaded_blas
 from ._engine.curvature import at_bound
 from ._engine.lbfgsb import _run_lbfgsb
 from ._fit_result import objective_lock
-from ._results import internal_lambda, original_lambda
+from ._results import original_lambda
+from ._scaling import internal_lambda
 from ._state import carrying_data
 from ._warn import quiet, user_stacklevel, warn
 from .exceptions import ProfileWarning, StandardErrorWarning

@@ -380,10 +380,10 @@ def separated_moves(est, y, x) -> np.ndarray | None:
     """For a refit to outcome ``y`` ending at ``x``: None when its fixed effects have
     a finite maximum, else the direction (+1, -1, 0 per reported fixed effect) in
     which each runs off along a separating direction of its data (the estimator's
-    separation test, ``_results._separation``): +1 / -1 for a coefficient whose
+    separation test, ``_fit_checks._separation``): +1 / -1 for a coefficient whose
     maximum-likelihood estimate is +inf / -inf, 0 for one left still."""
+    from ._fit_checks import _separation
     from ._fit_result import beta_jacobian
-    from ._results import _separation
 
     res = est.fit_result_
     data = replace(res.objective.data, y=np.asarray(y, dtype=float))
@@ -414,10 +414,10 @@ def separated_moves(est, y, x) -> np.ndarray | None:
 def group_separated(est, y, x) -> bool:
     """Whether a refit to outcome ``y`` ending at ``x`` has a random-intercept SD above
     the estimator's limit (5 on the log-odds scale) resting on groups whose outcomes
-    are all at one end (``_results._check_group_separation``, which warns of such a
+    are all at one end (``_fit_checks._check_group_separation``, which warns of such a
     fit): its variance is weakly determined, and large."""
     from ._engine.objective import lambda_matrices
-    from ._results import separated_groups
+    from ._fit_checks import separated_groups
 
     res = est.fit_result_
     data = res.objective.data

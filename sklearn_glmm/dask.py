@@ -64,7 +64,7 @@ from ._engine.stage import _laplace_stage
 from ._engine.start import glm_start, parameter_bounds, starting_point
 from ._labels import check_distinct_labels
 from ._partitioned_worker import Partition, bundle
-from ._results import scale_design, z_transform
+from ._scaling import scale_design, z_transform
 from ._validation import check_offset_scale, warn_labels_column
 from ._warn import user_stacklevel, warn
 

@@ -130,12 +130,29 @@ def test_partitioned_equals_in_memory(client, est_cls, family, re):
 )
 def test_large_data_path(client, monkeypatch, est):
     """Above the subsampling size the start comes from the same row and level subsets."""
+    from sklearn_glmm import dask as dask_module
+
     monkeypatch.setattr(start, "_SUBSAMPLE_ROWS", 1_000)
     monkeypatch.setattr(start, "_SUBSAMPLE_TARGET", 400)
+    # (both paths take their subsets: in memory the GLM's rows, partitioned the start's)
+    subsets, glm_rows, large_start = [], start._glm_rows, dask_module._large_start
+
+    def spy_rows(obj):
+        out = glm_rows(obj)
+        subsets.append(("memory", out is not obj))
+        return out
+
+    def spy_start(*args):
+        subsets.append(("partitioned", True))
+        return large_start(*args)
+
+    monkeypatch.setattr(start, "_glm_rows", spy_rows)
+    monkeypatch.setattr(dask_module, "_large_start", spy_start)
     df = _data("negbin" if isinstance(est, NegBinGLMM) else "poisson", 400, 10, seed=3)
     m_mem = clone(est).fit(df[["x", "t"]], df["y"], groups=df["id"])
     ddf = _by_group(df, 4)
     m_dask = fit_partitioned(clone(est), ddf[["x", "t", "id"]], ddf["y"], groups="id")
+    assert ("memory", True) in subsets and ("partitioned", True) in subsets
     _same(m_mem, m_dask)
     # the grouping column named at fit is found in X at predict, as in memory
     new = df[["x", "t", "id"]].iloc[:20]

@@ -4,7 +4,7 @@ Centring and scaling each column leaves an uncentred covariate's interaction col
 nearly collinear with the factor's dummies (``f * x`` with ``x + 1e4``); the optimiser
 then stopped short of the optimum (0.8 below it) with a numerically singular Hessian
 and every standard error NaN, while the fit said it converged. Such designs are now
-decorrelated internally (``_results._decorrelate``): the same log-likelihood, estimates
+decorrelated internally (``_scaling._decorrelate``): the same log-likelihood, estimates
 and standard errors whatever the origin.
 """
 

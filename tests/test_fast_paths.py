@@ -121,7 +121,7 @@ def test_two_numbers_leaves_other_outcomes_to_the_general_path(y):
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_internal_design_is_the_centred_and_scaled_columns(fit_intercept):
-    from sklearn_glmm import _results
+    from sklearn_glmm import _scaling
     from sklearn_glmm.exceptions import RankDeficiencyWarning
 
     rng = np.random.default_rng(2)
@@ -129,9 +129,9 @@ def test_internal_design_is_the_centred_and_scaled_columns(fit_intercept):
     X_before = X.copy()
     if fit_intercept:
         with pytest.warns(RankDeficiencyWarning, match="'c'"):
-            Xd, scaling = _results.scale_design(X, ["a", "b", "c"], fit_intercept)
+            Xd, scaling = _scaling.scale_design(X, ["a", "b", "c"], fit_intercept)
     else:
-        Xd, scaling = _results.scale_design(X, ["a", "b", "c"], fit_intercept)
+        Xd, scaling = _scaling.scale_design(X, ["a", "b", "c"], fit_intercept)
     np.testing.assert_array_equal(X, X_before)
     assert Xd.flags.f_contiguous
     if fit_intercept:

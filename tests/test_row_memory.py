@@ -376,7 +376,7 @@ def test_release_rows_keeps_the_memo_and_lets_the_rows_go(monkeypatch):
 def test_random_slope_columns_are_a_view_of_the_design(monkeypatch):
     """A correlated ``"1 + x0"`` term next to a fixed intercept and x0: its internal Z is
     the design's first two columns, and the fit is the one with Z made apart."""
-    from sklearn_glmm import _results
+    from sklearn_glmm import _scaling
 
     rng = np.random.default_rng(11)
     G, k = 60, 8
@@ -389,7 +389,7 @@ def test_random_slope_columns_are_a_view_of_the_design(monkeypatch):
     shared = PoissonGLMM(random_effects="1 + x0").fit(X, y, groups=g)
     d = shared.fit_result_.objective.data
     assert np.shares_memory(d.factors[0].Z, d.X) and d.factors[0].Z.flags.f_contiguous
-    monkeypatch.setattr(_results, "design_view", lambda *a: None)
+    monkeypatch.setattr(_scaling, "design_view", lambda *a: None)
     apart = PoissonGLMM(random_effects="1 + x0").fit(X, y, groups=g)
     d2 = apart.fit_result_.objective.data
     assert not np.shares_memory(d2.factors[0].Z, d2.X)
@@ -438,7 +438,7 @@ def test_large_binary_slope_fit_equals_the_plain_paths(monkeypatch):
     the logit's derivatives in place and in eta's memory, Z a view of the design, the
     Hessian's shifted gradients without the modes' derivatives and single-precision
     derivatives at the optimum): the fit of the plain paths, to rounding."""
-    from sklearn_glmm import _results
+    from sklearn_glmm import _scaling
 
     rng = np.random.default_rng(21)
     G, k = 6000, 10
@@ -455,7 +455,7 @@ def test_large_binary_slope_fit_equals_the_plain_paths(monkeypatch):
     )
     monkeypatch.setattr(Objective, "lazy_state_rows", 10**9)
     monkeypatch.setattr(binomial_module, "_IN_PLACE_SIZE", 10**9)
-    monkeypatch.setattr(_results, "design_view", lambda *a: None)
+    monkeypatch.setattr(_scaling, "design_view", lambda *a: None)
     plain = _quiet_fit(BinomialGLMM(random_effects="1 + x0"), X, y, g)
     assert large.converged_ and plain.converged_
     assert large.loglik_ == pytest.approx(plain.loglik_, rel=1e-11)

@@ -1,4 +1,4 @@
-"""Standard errors of a separated fit's limit model (``_results._limit_covariance``).
+"""Standard errors of a separated fit's limit model (``_fit_checks._limit_covariance``).
 
 A count coefficient that runs to -inf (every ``x2 = 1`` row is 0) leaves the other
 coefficients determined by the other rows: the count intercept (internally centred, so
@@ -171,7 +171,7 @@ def test_the_limit_models_checks_do_not_clear_another_verdict(data):
     import copy
 
     from sklearn_glmm._engine.curvature import curvature
-    from sklearn_glmm._results import separation_with_limit
+    from sklearn_glmm._fit_checks import separation_with_limit
 
     d, _ = data
     m, _ = _fit(d)

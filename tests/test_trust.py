@@ -339,15 +339,23 @@ def test_nb_theta_peaking_short_of_the_poisson_limit_is_found(name, early_stop, 
     # flat side, where the bound (theta = inf, the Poisson model's log-likelihood, 0.17
     # and 0.06 lower) looked no worse. The scan back along the ridge finds the peak.
     # glmmTMB(y ~ x... + (1 | g), family = nbinom2) (tests/fixtures/nb_ridge)
-    from sklearn_glmm._engine import ridge
+    from sklearn_glmm._engine import optimize, ridge
 
     ref = json.loads((NB_RIDGE / "nb_ridge.json").read_text())[name]
     df = pd.read_csv(NB_RIDGE / f"{name}.csv")
     X, y, g = df.filter(like="x"), df["y"], df["g"].astype(str)
+    settled, settle = [], optimize._settle_after_ridge_stop
     if early_stop:  # the ridge left at once, walking it or not: the path after a stop
         monkeypatch.setattr(ridge, "RIDGE_GAIN", np.inf)
         monkeypatch.setattr(ridge, "RIDGE_STEP", 0.0)
+
+        def spy(*args):
+            settled.append(True)
+            return settle(*args)
+
+        monkeypatch.setattr(optimize, "_settle_after_ridge_stop", spy)
     m, caught = _fit(NegBinGLMM(), X, y, g)
+    assert bool(settled) == early_stop  # (the stop's path taken where it is asked for)
     assert m.converged_ and ConvergenceWarning not in caught
     assert not m.theta_at_boundary_ and np.isfinite(m.theta_)
     assert m.loglik_ == pytest.approx(ref["loglik_nb"], abs=1e-4)

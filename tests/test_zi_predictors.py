@@ -421,7 +421,7 @@ def test_a_profile_held_by_a_centred_bound_gives_no_limit():
 def test_nan_standard_errors_of_the_zero_inflation_design_are_warned():
     # the check named NaN standard errors of the fixed effects only: a zero-inflation
     # coefficient without one (off its bounds) went unreported
-    from sklearn_glmm import _results
+    from sklearn_glmm import _fit_checks
     from sklearn_glmm.exceptions import StandardErrorWarning
 
     df = zi_data()
@@ -437,11 +437,13 @@ def test_nan_standard_errors_of_the_zero_inflation_design_are_warned():
     fe = m.fixed_effects_
     idx = list(range(len(fe)))
     with pytest.warns(StandardErrorWarning, match=r"zi~x"):
-        _results._check_standard_errors(m, record, list(fe.index), fe["std_error"].to_numpy(), idx)
+        _fit_checks._check_standard_errors(
+            m, record, list(fe.index), fe["std_error"].to_numpy(), idx
+        )
     # a parameter on the block's ridge is named by the ridge's own warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _results._check_standard_errors(
+        _fit_checks._check_standard_errors(
             m, record, list(fe.index), fe["std_error"].to_numpy(), idx, ridge=[k]
         )
 

@@ -28,8 +28,9 @@ Order of calls in :func:`check_optimum` (after
    fit once; levels with two comparable modes are recorded (not converged);
 3b. ``to_central_covariances`` — a covariance the levels do not identify (a random
    slope of a two-valued level predictor) has a set of equal likelihood: the fit is
-   moved to its point of largest ``det S`` (:func:`central_covariances`), one point
-   whatever the optimiser's path, and the Hessian taken there;
+   moved to its point of largest ``det S``
+   (:func:`.equal_likelihood.central_covariances`), one point whatever the optimiser's
+   path, and the Hessian taken there;
 4. ``rising_off_zero`` — a variance on its zero bound has a zero gradient (the
    objective is even in its Cholesky diagonal), so the gradient check cannot see
    whether the likelihood rises just above it; where the Hessian's curvature there is

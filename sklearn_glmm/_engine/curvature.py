@@ -67,10 +67,11 @@ def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None, along_set=F
     ``stopped``: the coefficients of each block whose ridge the fit followed to a box
     bound (:func:`stopped_blocks`), which have no covariance (see below).
     ``unidentified``: directions along which the likelihood is constant by construction
-    (:func:`unidentified_directions`): taken out of the Hessian (flat, not negative).
+    (:func:`.equal_likelihood.unidentified_directions`): taken out of the Hessian (flat,
+    not negative).
     ``along_set``: the Hessian's directions of negative curvature in their span
     (:func:`_negative_in_set`) were found to be the set's bend, not a saddle
-    (:func:`along_set_not_lower`): taken out as well.
+    (:func:`.converge.along_set_not_lower`): taken out as well.
     """
     n = len(x)
     free = ~at_bound(x, bounds)
@@ -95,8 +96,8 @@ def curvature(H, x, bounds, ridge=(), stopped=(), unidentified=None, along_set=F
 
 def identified_covariance(H, x, bounds, unidentified, along_set=False):
     """``2 H^-1`` over the directions the likelihood identifies, where it is constant
-    along ``unidentified`` (:func:`unidentified_directions`) and curved along every
-    other direction of the free parameters; NaN for parameters on a bound; None
+    along ``unidentified`` (:func:`.equal_likelihood.unidentified_directions`) and curved
+    along every other direction of the free parameters; NaN for parameters on a bound; None
     otherwise. A function of the parameters whose gradient is orthogonal to
     ``unidentified`` (a prediction, a mean, each arm's variance) has its variance from
     it (:meth:`FitResult.delta_covariance`). ``along_set``: as :func:`curvature`'s."""

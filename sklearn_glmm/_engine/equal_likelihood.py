@@ -11,7 +11,7 @@ segment for two arms.
 This module reads that set from the data and a fitted ``S``:
 
 - :func:`unidentified_directions`: the directions of the Cholesky entries at a point
-  along which the likelihood is constant (taken out of the Hessian by ``converge``);
+  along which the likelihood is constant (taken out of the Hessian by ``curvature``);
 - :func:`design_count`: how many parameters of the factor's parametrisation the levels
   do not identify, from the design alone (the degrees of freedom a likelihood-ratio
   test does not count), whatever the point;

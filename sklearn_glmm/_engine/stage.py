@@ -46,7 +46,7 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
     A Cholesky diagonal of exactly zero is a stationary point of the objective
     (the objective is even in it), so an optimiser that reaches it cannot leave.
     Each one found at zero is moved back into the interior and the fit resumed;
-    the better optimum is kept. ``stop`` (see :func:`_ridge_stop`) may end the
+    the better optimum is kept. ``stop`` (see :func:`.ridge._ridge_stop`) may end the
     L-BFGS-B run early; the result says so (``stopped``).
     """
     scale = _optimiser_scale(obj, x0, scale_extras)
@@ -97,7 +97,7 @@ def _probed_basin_holds(obj, x, bounds) -> bool:
     true likelihood 1.3 higher) ends where the Hessian is positive definite."""
     if obj.data.family.log_concave:
         return True
-    from .curvature import at_bound
+    from .curvature import at_bound  # (curvature builds on this module)
 
     free = ~at_bound(x, bounds)
     H = hessian(obj, x)[np.ix_(free, free)]
