@@ -591,7 +591,6 @@ class _BaseGLMM(BaseEstimator):
             used,
             level_slopes,
         )
-        check_aliased_factors(factors, fdata, w)
         pending = dict(scaling=scaling, z_maps=tuple(z_maps), factor_order=factor_order)
         designs = self._block_designs_of(  # (they may read the random-only columns too)
             family, (zi_term, zi_what), disp_term, X_raw, _random_only.names(self, names), pending
@@ -599,7 +598,9 @@ class _BaseGLMM(BaseEstimator):
         if shift is not None:
             scaling["extra_shift"] = _scaling.coefficient_shift(shift, designs)
         self._pending_result = pending
-        return ModelData(Xd, yv, trials, w, off, family, fdata, designs), factors
+        data = ModelData(Xd, yv, trials, w, off, family, fdata, designs)
+        check_aliased_factors(factors, data.aliased)
+        return data, factors
 
     def _zero_part_term(self):
         """The zero part's term and the parameter that gave it: ``zero_inflation``'s, or

@@ -694,16 +694,15 @@ def check_slope_variables(factor: Factor, spread: np.ndarray | None) -> None:
     check_uncentred_uncorrelated(factor, spread)
 
 
-def check_aliased_factors(factors, factor_data, weights) -> None:
+def check_aliased_factors(factors, aliased) -> None:
     """Warn when grouping factors group the rows identically (each level of one is one
     level of the other: ``(1 | school/class)`` with one class per school, or a factor
     given twice under two names) and the likelihood reads their covariances only
-    together (:func:`~._engine.equal_likelihood.aliased_groups`; ``factor_data`` the
-    engine's, in the order of ``factors``): the split between them is not determined,
-    and the fit reports no standard errors for it."""
-    from ._engine.equal_likelihood import aliased_groups
-
-    for group, _ in aliased_groups(factor_data, weights):
+    together (``aliased``: the model data's
+    :func:`~._engine.equal_likelihood.aliased_groups`, factor indices in the order of
+    ``factors``): the split between them is not determined, and the fit reports no
+    standard errors for it."""
+    for group, _ in aliased:
         names = [factors[k].name for k in group]
         listed = ", ".join(repr(n) for n in names)
         warn(

@@ -236,12 +236,7 @@ def _aliased(obj):
     data = obj.data
     if len(data.factors) < 2 or not hasattr(obj, "groups"):
         return
-    memo = getattr(obj, "_aliased_groups", None)
-    if memo is not None and memo[0] is data:  # (the rows' property: read once per data)
-        groups = memo[1]
-    else:
-        groups = aliased_groups(data.factors, data.weights)
-        obj._aliased_groups = (data, groups)
+    groups = data.aliased  # (the rows' property: found once per data)
     starts = np.cumsum([data.n_beta] + [f.n_params for f in data.factors])
     for group, count in groups:
         yield group, [np.arange(starts[k], starts[k + 1]) for k in group], count

@@ -8,6 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from . import blocks as _blocks
+from .equal_likelihood import aliased_groups
 from .groups import (
     GroupIndex,
     constant_within_levels,
@@ -122,6 +123,14 @@ class ModelData:
     def n_theta(self) -> int:
         """Covariance parameters the optimiser sees (theta, or a structure's)."""
         return sum(f.n_params for f in self.factors)
+
+    @cached_property
+    def aliased(self) -> list:
+        """``(group, count)`` for each group of factors that group the rows identically
+        and whose covariances the likelihood reads only together
+        (:func:`~.equal_likelihood.aliased_groups`): a property of the factors and the
+        weights, found once per data (the design's warning and the engine read it)."""
+        return aliased_groups(self.factors, self.weights)
 
     @cached_property
     def structured(self) -> bool:
