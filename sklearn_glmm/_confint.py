@@ -12,7 +12,8 @@ import pandas as pd
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
-from ._profile import ParamMap, lme4_name_map, profile_table, wald_table
+from ._param_map import ParamMap, lme4_name_map, wald_table
+from ._profile import profile_table
 from ._simulate import bootstrap_params
 from ._validation import check_bool, check_level
 from ._warn import user_stacklevel, warn

@@ -90,7 +90,7 @@ def _covariance_missing(est) -> list:
     p, T = res.layout.n_beta, res.layout.n_theta
     if not res.undetermined()[p : p + T].any() and getattr(res.record, "set_points", None) is None:
         return []
-    from ._profile import ParamMap
+    from ._param_map import ParamMap
 
     pmap = ParamMap(est)
     var = res.delta_covariance(pmap.dphi_dx(res.params), diagonal=True)
@@ -137,7 +137,7 @@ def _other_missing(est, record, ridge) -> list:
 def _optimiser_names(est) -> list | None:
     """The reported parameters' names, one per optimiser parameter, or None when the
     reported parameters are not the optimiser's."""
-    from ._profile import ParamMap
+    from ._param_map import ParamMap
 
     names = ParamMap(est).names
     return names if len(names) == len(est.fit_result_.params) else None

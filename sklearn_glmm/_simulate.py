@@ -430,7 +430,7 @@ def group_separated(est, y, x) -> bool:
 
 
 def _boot_chunk(est, seeds, new_random_effects):
-    from ._profile import ParamMap
+    from ._param_map import ParamMap
 
     pmap = ParamMap(est)
     out = np.full((len(seeds), pmap.n), np.nan)

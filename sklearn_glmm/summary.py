@@ -85,7 +85,7 @@ def undetermined_covariance(est) -> list:
     ):
         return []
     from ._confint import unidentified_parameters
-    from ._profile import ParamMap
+    from ._param_map import ParamMap
 
     return unidentified_parameters(est, ParamMap(est))
 

@@ -624,7 +624,7 @@ def _constrained_deviance(m, name, value):
     parameters from the estimate (the profile's own search starts from its last point)."""
     from scipy import optimize
 
-    from sklearn_glmm._profile import ParamMap
+    from sklearn_glmm._param_map import ParamMap
 
     pm, obj = ParamMap(m), m.fit_result_.objective
     k = pm.names.index(name)

@@ -19,7 +19,7 @@ from scipy import special, stats
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, anova, compare_models
 from sklearn_glmm import _prediction_variance as pv
-from sklearn_glmm._profile import ParamMap
+from sklearn_glmm._param_map import ParamMap
 from sklearn_glmm.datasets import make_longitudinal
 from sklearn_glmm.exceptions import StandardErrorWarning
 

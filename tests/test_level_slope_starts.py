@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM
-from sklearn_glmm._profile import ParamMap
+from sklearn_glmm._param_map import ParamMap
 
 HERE = Path(__file__).parent / "fixtures" / "level_slopes"
 REF = json.loads((HERE / "reference.json").read_text())

@@ -530,7 +530,7 @@ def test_threshold_profile_limits_are_where_the_deviance_reaches_the_cutoff():
     # are preconditioned by the fit's curvature now
     from scipy import optimize
 
-    from sklearn_glmm._profile import ParamMap
+    from sklearn_glmm._param_map import ParamMap
 
     rng = np.random.default_rng(1)
     g = np.repeat(np.arange(30), 14)[:400]

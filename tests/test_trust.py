@@ -1444,7 +1444,8 @@ def test_a_profile_limit_is_not_put_at_a_warm_start_that_stopped_too_high():
     from scipy import stats
     from test_fuzz_truth import _fit
 
-    from sklearn_glmm._profile import ParamMap, Profiler
+    from sklearn_glmm._param_map import ParamMap
+    from sklearn_glmm._profile import Profiler
 
     m, _ = _fit(make_case(354))
     with warnings.catch_warnings():
