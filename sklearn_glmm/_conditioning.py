@@ -7,7 +7,7 @@ around 500). The optimiser then stops short of the optimum along the nearly flat
 direction and the Hessian is numerically singular. Replacing the columns ``C`` by
 ``C R^-1`` (``R'R = C'C / n``) makes them uncorrelated with unit spread; the
 coefficients map back exactly, ``b = R^-1 b_internal``. Every design the optimiser
-sees goes through :func:`decorrelating_map`: the fixed effects (``_results``), the
+sees goes through :func:`decorrelating_map`: the fixed effects (``_scaling.scale_design``), the
 random-effect columns of an unstructured term (``_scaling.z_transform``) and the
 designs of the family's blocks (zero inflation, hurdle, dispersion:
 ``_zero_inflation.make_design``).

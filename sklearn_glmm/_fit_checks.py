@@ -83,7 +83,7 @@ def _check_standard_errors(est, record, rows, se_all, idx, ridge=()):
 
 def _covariance_missing(est) -> list:
     """Names of the reported random-effect SDs and correlations without a variance
-    although off their bounds (:meth:`FitResult.undetermined`): they move along a flat
+    although off their bounds (:meth:`._fit_result.FitResult.undetermined`): they move along a flat
     direction of the likelihood, which the data do not determine (a structure's SD of a
     time no row has, say)."""
     res = est.fit_result_
@@ -107,7 +107,7 @@ def _covariance_missing(est) -> list:
 def _other_missing(est, record, ridge) -> list:
     """Names of the family's parameters (a zero-inflation or dispersion design's
     coefficients, NB theta, ...) without a variance although off their bounds
-    (:meth:`FitResult.undetermined`), but those in ``ridge``. (The covariance
+    (:meth:`._fit_result.FitResult.undetermined`), but those in ``ridge``. (The covariance
     parameters' standard errors are not tabled; a Wald interval names its own.)"""
 
     res = est.fit_result_
@@ -148,7 +148,7 @@ def _check_block_ridge(est, x, record, ridge, blocks=()):
     ``ridge_parameters`` found: a zero-inflation probability run to 0 on the rows of
     one value of a binary predictor): its coefficients' standard errors are NaN, the
     others' are those of the model at the ridge's end. A block (of ``blocks``, those
-    coefficients by block, :func:`stopped_blocks`) whose ridge stopped at its intercept's
+    coefficients by block, ``curvature.stopped_blocks``) whose ridge stopped at its intercept's
     box bound is said apart: the log-likelihood is a lower bound, the block's covariance
     NaN (``curvature``)."""
 
@@ -339,13 +339,13 @@ def _limit_covariance(record, x, bounds, data, sc, separation, obj=None) -> None
     separated rows are fitted exactly and carry no information: the limit model is the
     model of the other rows, where the fixed effects are determined up to the null
     space ``F`` of those rows' design. The Hessian at the fit's (finite) point is flat
-    along ``F`` only numerically, so the eigen-analysis of :func:`curvature` finds the
+    along ``F`` only numerically, so the eigen-analysis of ``curvature.curvature`` finds the
     flat directions with components of rounding size on every parameter and leaves
     every fixed effect NaN (lme4 prints finite standard errors for the unaffected
     ones). Here ``F`` is known exactly: the covariance is the inverse of the Hessian
     on the complement of ``F`` (the same whichever complement, in the limit), NaN for
     the internal parameters that move along ``F``. When the complement still has a
-    flat or negative direction, the covariance stays as :func:`curvature` made it.
+    flat or negative direction, the covariance stays as ``curvature.curvature`` made it.
     """
     H, V = record.hessian, record.covariance
     if not record.flat_directions or H is None or V is None:
@@ -401,7 +401,7 @@ def _block_null_space(data, keep, n_params) -> np.ndarray:
 
 def _flat_along(Hf, F) -> bool:
     """Whether the Hessian ``Hf`` is flat along every column of ``F`` (relative to its
-    largest curvature, below 1e-6), on its unit-diagonal scale (as :func:`curvature`
+    largest curvature, below 1e-6), on its unit-diagonal scale (as ``curvature.curvature``
     reads it) or on the optimiser's scale (standardised predictors).
 
     A coefficient that only separated rows inform (``x:grp`` in ``y ~ x * grp`` where
@@ -468,7 +468,7 @@ def ridge_end_covariance(record, x, bounds, data, obj) -> None:
     predictor) runs along a ridge on which only those rows' values move, towards a
     model where they are at the boundary. The Hessian at the fit's point still couples
     the other parameters with the direction along the ridge (a small curvature there,
-    not flat enough for :func:`curvature` to leave it out), which inflated their
+    not flat enough for ``curvature.curvature`` to leave it out), which inflated their
     standard errors by up to 10 % and the block intercept's by half, against the
     model at the ridge's end (glmmTMB's numbers). The ridge's directions are the
     block coefficients' null space on the other rows (every coefficient of the block

@@ -168,7 +168,7 @@ def _r_factors(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
 def _r_dates(data: pd.DataFrame, leave=frozenset()) -> pd.DataFrame:
     """Date and date-time columns (but those in ``leave``) as factors of the dates' text
     as R writes them (``factor(day)2024-01-02``), in time order; a formula reads them only
-    as factors (:func:`_check_no_time_columns`)."""
+    as factors (:func:`._formula_parse._check_no_time_columns`)."""
     from ._labels import label_key
 
     found = {}

@@ -65,7 +65,7 @@ from ._formula_args import (
 from ._formula_data import _group_variables, _r_factors, _r_frame, _required
 from ._formula_functions import _model_matrix
 from ._formula_model import FormulaState
-from ._formula_parse import (
+from ._formula_parse import (  # (GLMMDesign: public, and earlier pickles name it here)
     GLMMDesign,
     _check_finite_design,
     _own_columns,
@@ -147,7 +147,7 @@ def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "
     ``X`` lacks (glmmTMB's ``ziformula = ~ z`` with ``z`` a predictor of the zero
     inflation alone): None, or ``(frame, spec, columns)`` to append to ``X`` as
     random-only columns (columns the fixed effects do not read) and rebuild on new data
-    (:func:`random_only_design`); and the columns of ``X`` the term reads."""
+    (:func:`._formula_parse.random_only_design`); and the columns of ``X`` the term reads."""
     if re.search(r"\boffset\s*\(", rhs):
         raise NotImplementedError(
             f"offset() in a {what} is not available: the offset enters the conditional "
@@ -259,7 +259,7 @@ def _formula_state(
 ) -> FormulaState:
     """What the fitted model needs to predict from data holding the formula's variables
     (``random_only``: columns read beside the fixed part, time variables from the data;
-    ``random_only_specs``: random-effect terms' own columns, :func:`_bar_only_columns`,
+    ``random_only_specs``: random-effect terms' own columns, ``_formula_parse._bar_only_columns``,
     and the zero-inflation or dispersion model's, whose right-hand sides
     ``part_texts`` are; ``random_columns``: those of ``random_only`` that only the
     random effects read, which population-level predictions do without)."""
