@@ -1,8 +1,8 @@
 """Confidence intervals for every reported parameter: Wald, profile likelihood, bootstrap.
 
 ``confint`` is the public entry (re-exported by :mod:`sklearn_glmm.inference`); the
-Wald and profile computations live in :mod:`sklearn_glmm._profile`, the bootstrap
-refits in :mod:`sklearn_glmm._simulate`.
+parameters' map and Wald intervals live in :mod:`sklearn_glmm._param_map`, the profiles
+in :mod:`sklearn_glmm._profile`, the bootstrap refits in :mod:`sklearn_glmm._simulate`.
 """
 
 from __future__ import annotations

@@ -417,13 +417,3 @@ def lme4_name_map(est) -> dict:
     """Our row names -> lme4's ``oldNames = TRUE`` names (``.sig01``, ...)."""
     pmap = ParamMap(est)
     return dict(zip(pmap.names, pmap.lme4_names))
-
-
-def random_effect_sds(est) -> list[tuple[str, str, float]]:
-    """(factor, term, sd) of every random-effect term, in reported order."""
-    out = []
-    res = est.fit_result_
-    for f, Lo in zip(res.factors, res.random_lambdas()):
-        sd = np.sqrt(np.diag(Lo @ Lo.T))
-        out += [(f.name, t, float(v)) for t, v in zip(f.term.names, sd)]
-    return out

@@ -17,7 +17,7 @@ the reported fixed effects of a predictor far from zero are nearly collinear wit
 intercept, the internal ones are not). Its signed root
 ``zeta = sign(phi_k - phi_k_hat) sqrt(F_profile - F_hat)`` crosses
 ``+-z_(1 - alpha/2)`` at the interval limits (lme4's ``profile``/``confint``).
-Order of calls in :func:`profile_limits`: Wald step from the estimate, secant
+Order of calls in :func:`profile_limit`: Wald step from the estimate, secant
 extrapolation until the cutoff is bracketed (or a bound is reached: a
 standard deviation whose profile at 0 stays inside the cutoff has lower limit
 exactly 0), then Illinois regula falsi inside the bracket.

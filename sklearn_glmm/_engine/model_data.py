@@ -208,6 +208,8 @@ class ModelData:
         """The same model with outcome ``y`` (a refit's); ``constant``, where given, is
         the family's parameter-free terms of ``y`` (``family.constant``), made already."""
         out = replace(self, y=y)
+        if "aliased" in self.__dict__:  # (its factors and weights: the same groups)
+            out.__dict__["aliased"] = self.__dict__["aliased"]
         if constant is not None:
             w, trials, _ = self.fixed_terms
             out.__dict__["fixed_terms"] = (w, trials, constant)  # (a cached property)
