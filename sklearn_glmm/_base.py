@@ -1,4 +1,8 @@
-"""The estimator shared by every family: validation, fit, predictions, fitted attributes."""
+"""The estimator shared by every family: its parameters, fit, predictions, pickles.
+
+Its inputs' validation (:mod:`._estimator_inputs`), the linear predictor and means of new
+data (:mod:`._estimator_predict`) and the methods that hand over to the tools
+(:mod:`._estimator_tools`) are mixins it inherits."""
 
 from __future__ import annotations
 
@@ -12,12 +16,7 @@ from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import (
-    _num_features,
-    _num_samples,
-    check_array,
-    check_is_fitted,
     column_or_1d,
-    validate_data,
 )
 
 from . import _dispersion as _disp
@@ -27,10 +26,8 @@ from ._design import (
     build_factors,
     check_aliased_factors,
     check_slope_variables,
-    factor_columns,
     factor_names,
     has_level_slopes,
-    prediction_design,
     slope_spread,
 )
 from ._engine.blas import single_threaded_blas
@@ -45,23 +42,21 @@ from ._engine.objective import GLMObjective, ModelData, make_factor_data
 from ._engine.optimize import fit_objective
 from ._engine.quadrature_vector import check_quadrature_structure
 from ._engine.start import parameter_bounds, starting_point
-from ._fit_result import centring_offset
+from ._estimator_inputs import _Inputs
+from ._estimator_predict import _Predictions
+from ._estimator_tools import _FitTools
 from ._frames import as_pandas
-from ._labels import check_distinct_labels, match_levels
+from ._labels import check_distinct_labels
 from ._validation import (
     as_float_vector,
     check_group_names,
     check_groups_look_like_groups,
     check_groups_not_in_X,
-    check_numeric_columns,
     check_offset_scale,
     check_outcome_not_in_X,
     check_rows_aligned,
-    check_unique_columns,
     check_weights,
     check_y_finite,
-    densify,
-    numeric_frame_values,
 )
 from ._warn import at_user_line, user_stacklevel, warn
 from .exceptions import NoRandomEffectsWarning
@@ -83,14 +78,6 @@ def _no_groups_message() -> str:
             " and est.set_fit_request(groups=True), or use group_columns."
         )
     return msg
-
-
-def _has_no_columns(X) -> bool:
-    """Whether X is two-dimensional with zero columns (other inputs go to validate_data)."""
-    try:
-        return _num_features(X) == 0
-    except TypeError:
-        return False
 
 
 def _groups_required_message(est) -> str:
@@ -140,7 +127,7 @@ def _groups_by_keyword(method):
     return checked
 
 
-class _BaseGLMM(BaseEstimator):
+class _BaseGLMM(_Inputs, _Predictions, _FitTools, BaseEstimator):
     """Generalized linear mixed model fitted by maximum likelihood (see subclasses)."""
 
     _family_name = "binomial"
@@ -217,160 +204,6 @@ class _BaseGLMM(BaseEstimator):
             if len(_VALID_PARAMS) > 256:
                 _VALID_PARAMS.clear()
             _VALID_PARAMS.add(key)
-
-    def _groups_requested(self) -> bool:
-        """Whether this estimator declared a mixed model: ``random_effects`` set, or
-        ``set_fit_request(groups=True)`` (or an alias) called."""
-        if self.random_effects is not None:
-            return True
-        request = self._get_metadata_request().fit.requests.get("groups")
-        return request is True or isinstance(request, str)
-
-    def _split_groups(self, X, groups):
-        """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``, and
-        the ``random_only_columns`` (:meth:`_with_random_only` appends them again)."""
-        X = _random_only.drop(self, X)
-        cols = getattr(self, "group_columns", None)
-        if cols is None:
-            cols = getattr(self, "_group_columns_fit", None)  # fit(X, y, groups="id")
-        if cols is None:
-            return X, groups
-        cols = [cols] if isinstance(cols, str) else list(cols)
-        if not isinstance(X, pd.DataFrame):
-            raise ValueError(
-                "group_columns names columns of X, so X must be a pandas DataFrame "
-                f"(got {type(X).__name__}). In a Pipeline, a step before the estimator made "
-                "the array: set its output to pandas (step.set_output(transform='pandas'); "
-                "OneHotEncoder(sparse_output=False) first for an encoder)."
-            )
-        missing = [c for c in cols if c not in X.columns]
-        if missing:
-            raise ValueError(
-                f"grouping column(s) {missing} (group_columns, or groups= naming columns at fit) "
-                f"are not columns of X; available: {list(X.columns)}."
-            )
-        if groups is not None:
-            raise ValueError("Pass either groups or group_columns, not both.")
-        return X.drop(columns=cols), X[cols]
-
-    def _validate_X(self, X, reset: bool, with_groups: bool = False):
-        """Float array of the fixed-effect columns of ``X`` (then the
-        ``random_only_columns``, if any) and the grouping columns read from it.
-
-        No fixed-effect column (the null model ``y ~ 1 + (1 | id)``) is allowed when the
-        model has grouping factors: ``with_groups`` at fit, a fit without features at predict.
-        """
-        X = densify(as_pandas(X))  # polars, pyarrow, ... frames: names kept; sparse: dense
-        Xa, groups_from_X = self._validate_fixed_X(X, reset, with_groups)
-        return _random_only.append(self, X, Xa), groups_from_X
-
-    def _validate_fixed_X(self, X, reset: bool, with_groups: bool):
-        check_unique_columns(X)
-        X_fixed, groups_from_X = self._split_groups(X, None)
-        self._check_column_labels(X_fixed, reset)
-        split = groups_from_X is not None or X_fixed is not X
-        # a frame's dtypes are made into a Series on each read: read them once
-        dtypes = list(X_fixed.dtypes) if isinstance(X_fixed, pd.DataFrame) else None
-        check_numeric_columns(X_fixed, dtypes)
-        min_rows = 2 if reset else 1  # a model cannot be fitted to a single row
-        if reset:
-            allow_empty = with_groups or groups_from_X is not None
-        else:
-            allow_empty = len(getattr(self, "_fixed_names", [None])) == 0
-        if _has_no_columns(X_fixed):
-            if allow_empty:
-                return self._validate_empty_X(X, X_fixed, groups_from_X, reset, min_rows)
-            name, n = type(self).__name__, _num_samples(X_fixed)
-            if not reset:
-                raise ValueError(
-                    f"X has 0 features, but {name} is expecting {len(self._fixed_names)} "
-                    "fixed-effect feature(s) as input."
-                )
-            raise ValueError(
-                f"Found array with 0 feature(s) (shape=({n}, 0)) while a minimum of 1 is "
-                f"required by {name}. Without fixed-effect columns (the null model "
-                "y ~ 1 + (1 | id)) pass groups."
-            )
-        Xa = None
-        if reset and not get_config()["array_api_dispatch"]:
-            Xa = numeric_frame_values(X_fixed, min_rows, dtypes)
-            if Xa is not None and not all(type(c) is str for c in X.columns):
-                Xa = None
-        if Xa is not None:
-            # what validate_data records for a frame whose columns are named by strings:
-            # the names and width of the whole frame, grouping columns included
-            self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
-            self.n_features_in_ = X.shape[1]
-        elif not split:
-            with at_user_line():  # scikit-learn's warnings (feature names) name the user's line
-                Xa = validate_data(
-                    self,
-                    X,
-                    reset=reset,
-                    dtype=np.float64,
-                    ensure_all_finite=False,
-                    ensure_min_samples=min_rows,
-                )
-        else:
-            # names and width are those of the whole frame, grouping columns included
-            with at_user_line():
-                validate_data(self, X, reset=reset, skip_check_array=True)
-                Xa = check_array(
-                    X_fixed, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=min_rows
-                )
-        if reset:
-            fixed_names = list(map(str, X_fixed.columns)) if split else None
-            self._fixed_names_in = fixed_names
-        bad = ~np.isfinite(Xa)
-        if bad.any():
-            raise ValueError(
-                f"Input X has {int(bad.sum())} non-finite value(s) (NaN or inf) in "
-                f"{int(bad.any(axis=1).sum())} row(s); impute them (e.g. sklearn.impute."
-                "SimpleImputer) or drop those rows."
-            )
-        return Xa, groups_from_X
-
-    def _check_column_labels(self, X_fixed, reset: bool) -> None:
-        """A frame whose column labels are not all strings (integers, tuples of a
-        MultiIndex) has no feature names for scikit-learn to check at prediction: its
-        labels are kept at fit, and a frame at prediction with other labels, or the same
-        in another order, is refused (its columns would be read by position)."""
-        labels = None
-        if isinstance(X_fixed, pd.DataFrame) and not all(type(c) is str for c in X_fixed.columns):
-            labels = list(X_fixed.columns)
-        if reset:
-            self._column_labels = labels
-            return
-        fitted = getattr(self, "_column_labels", None)
-        if fitted is not None and labels is not None and labels != fitted:
-            raise ValueError(
-                f"X has the columns {labels[:10]}, but the model was fitted with the columns "
-                f"{fitted[:10]} in that order: pass the same columns in the same order "
-                "(they are read by position)."
-            )
-
-    def _validate_empty_X(self, X, X_fixed, groups_from_X, reset, min_rows):
-        """``_validate_X`` for an X without fixed-effect columns: an (n, 0) array."""
-        with at_user_line():
-            validate_data(self, X, reset=reset, skip_check_array=True)
-        n = _num_samples(X_fixed)
-        if n < min_rows:
-            raise ValueError(
-                f"Found array with {n} sample(s) (shape=({n}, 0)) while a minimum of "
-                f"{min_rows} is required by {type(self).__name__}."
-            )
-        if reset:
-            split = groups_from_X is not None or X_fixed is not X
-            self._fixed_names_in = [] if split else None
-        return np.empty((n, 0)), groups_from_X
-
-    def _feature_names(self, n):
-        names = getattr(self, "_fixed_names_in", None)
-        if names is not None:
-            return names
-        if hasattr(self, "feature_names_in_"):
-            return [str(c) for c in self.feature_names_in_]
-        return [f"x{k}" for k in range(n)]
 
     def __init_subclass__(cls, **kwargs):
         # every class's own fit and score (or a mixin's) whose third parameter is groups
@@ -643,352 +476,6 @@ class _BaseGLMM(BaseEstimator):
     def _prepare_y(self, y, n, **fit_params):
         raise NotImplementedError
 
-    # -- prediction -----------------------------------------------------------
-    def _given_offset(self, offset, n: int) -> np.ndarray:
-        """The rows' offset (0 when None), with a warning when the model was fitted with
-        one and none is given."""
-        if offset is None and getattr(self, "_fit_offset", False):
-            warn(
-                "the model was fitted with an offset, and these predictions have none: "
-                "they take it as 0 (an exposure of 1). Pass offset= for the rows' own "
-                "(in cross-validation, route it: set_score_request(offset=True)), or "
-                "offset=0 to say so.",
-                UserWarning,
-                stacklevel=user_stacklevel(),
-            )
-        off = as_float_vector(offset, "offset", n, default=0.0)
-        check_offset_scale(off)
-        return off
-
-    def _linear_predictor(self, X, groups, offset, population, known_groups=True):
-        """Mean and variance of the linear predictor for each row of X.
-
-        Known levels contribute their conditional modes. Rows whose level is
-        unknown (or ``groups=None``, or every row with ``known_groups=False``)
-        contribute nothing with ``population="zero"`` (lme4's ``re.form = NA``), or
-        their random effect's variance with ``population="marginal"`` (averaged over
-        the random-effect distribution).
-        """
-        check_is_fitted(self, "coef_")
-        if population not in ("marginal", "zero"):
-            raise ValueError(f"population must be 'marginal' or 'zero', got {population!r}.")
-        check_rows_aligned(X, {"groups": as_pandas(groups), "offset": as_pandas(offset)})
-        Xa, groups_from_X = self._validate_X(X, reset=False)
-        named = getattr(self, "_group_columns_fit", None)  # predict(X, groups="id") after fit
-        if groups is None or (isinstance(groups, str) and [groups] == named):
-            groups = groups_from_X
-        elif groups_from_X is not None:
-            raise ValueError(
-                "Pass either groups or group_columns, not both: this model reads its grouping "
-                f"factors from X's columns {list(map(str, groups_from_X.columns))}."
-            )
-        n = Xa.shape[0]
-        off = self._given_offset(offset, n)
-        res = self.fit_result_
-        eta = Xa[:, : len(self.coef_)] @ self.coef_ + self.intercept_ + off
-        if res.scaling.get("centred"):  # on the fit's scale: its blocks' values pair with it
-            eta += centring_offset(res.scaling, self.coef_)
-        var = np.zeros(n)
-        if not res.factors:
-            return eta, var
-        if groups is not None:
-            by_name = factor_columns(groups, res.factor_order, n)
-        lams = res.internal_lambdas() if population == "marginal" else None
-        gaps, known_rows = {}, []
-        for k, f in enumerate(res.factors):
-            S = self.random_effects_cov_[f.name].to_numpy()
-            if groups is None or not known_groups:
-                codes = np.full(n, -1)
-            else:
-                codes = match_levels(f.levels, by_name[f.name], f.name)
-                n_missing = int(pd.isna(pd.Series(by_name[f.name], dtype=object)).sum())
-                if n_missing:
-                    gaps[f.name] = n_missing
-            known = codes >= 0
-            known_rows.append(known)
-            B = self.ranef_[f.name].to_numpy()
-            if population == "zero":
-                # the rows of no known group read no random-effect column (a structured
-                # term's time there need not be one its effects can be extended to)
-                if known.any():
-                    Z, _ = prediction_design(f, Xa[known], S)
-                    eta[known] += np.einsum("nq,nq->n", Z, B[codes[known]])
-                continue
-            # ar1 and ou at a new time: Z b is the conditional mean there, v_new the rest
-            Z, v_new = prediction_design(f, Xa, S)
-            eta[known] += np.einsum("nq,nq->n", Z[known], B[codes[known]])
-            if population == "marginal":
-                if f.structure is None:  # (ar1 and ou: Z and S of the new times)
-                    var[~known] += res.z_variance(k, Z[~known], lams[k])
-                else:
-                    var[~known] += np.einsum("nq,qr,nr->n", Z[~known], S, Z[~known])
-                var += v_new
-        _warn_split_rows(res, known_rows)
-        if gaps and not getattr(groups, "attrs", {}).get(MISSING_LABELS_SAID):
-            warn(
-                f"groups has missing labels (NaN or None) of the grouping factor(s) {gaps} "
-                "(rows per factor): those rows are predicted as rows of a new group of that "
-                "factor (lme4 refuses them unless allow.new.levels = TRUE). Give their "
-                "labels, or pass population-level predictions on purpose with a label no "
-                "group has.",
-                UserWarning,
-                stacklevel=user_stacklevel(),
-            )
-        # z'Sz >= 0; rounding can leave -1e-17 when S is singular
-        return eta, np.maximum(var, 0.0)
-
-    def _mean(self, eta, var, extra):
-        """E[Y] given a normal linear predictor with mean ``eta`` and variance ``var``
-        (``extra``: the family's values for these rows, ``_family_values``)."""
-        return self.fit_result_.family.mean_over_normal(eta, var, extra)
-
-    def _family_values(self, X=None, column: bool = False):
-        """The family's values of its blocks for the rows of ``X`` (the training rows when
-        None): the fitted scalars, or for a block with a design (zero inflation, the
-        dispersion) each row's value (``logit pi``, ``log theta``). ``column`` shapes
-        per-row values (n, 1), to broadcast against (n, K) tables."""
-        res = self.fit_result_
-        if X is None or res.block_designs is None:
-            return res.family_values(column=column)
-        return res.family_values(self._validate_X(X, reset=False)[0], column)
-
-    def predict_dispersion(self, X):
-        """Each row's dispersion (glmmTMB's ``predict(m, newdata, type = "disp")``).
-
-        The family's dispersion on its reported scale: NB2 ``theta``, NB1 or
-        beta-binomial ``phi``; from the rows' predictors with a dispersion model
-        (``dispersion="1 + x"``), the constant otherwise.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        dispersion : ndarray of shape (n_samples,)
-        """
-        check_is_fitted(self, "coef_")
-        res = self.fit_result_
-        blocks = res.family.blocks
-        k = next((i for i, b in enumerate(blocks) if b.prefix == "disp"), None)
-        if k is None:
-            raise ValueError(
-                f"this {type(self).__name__} ({res.family.r_name}) has no dispersion parameter."
-            )
-        n = self._validate_X(X, reset=False)[0].shape[0]
-        if res.disp_design is None:
-            return np.full(n, getattr(self, blocks[k].attribute), dtype=float)
-        return np.asarray(blocks[k].to_reported(self._family_values(X)[k]), dtype=float)
-
-    def predict_mean(self, X, groups=None, *, offset=None, population="marginal"):
-        """Expected outcome (probability for binomial, mean count otherwise).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
-            Known levels use their conditional modes; unseen levels and ``None``
-            get population-level predictions. A DataFrame's columns are matched to
-            the fitted factors by name (in any order); an array's by position.
-        offset : array-like of shape (n_samples,), default=None
-        population : {"marginal", "zero"}, default="marginal"
-            For rows without a known level: ``"marginal"`` averages over the
-            random-effect distribution (population-averaged, the calibrated
-            prediction for a new group); ``"zero"`` sets the random effect to
-            zero (lme4's ``re.form = NA``, the "typical" group).
-
-        Returns
-        -------
-        mu : ndarray of shape (n_samples,)
-        """
-        eta, var = self._linear_predictor(X, groups, offset, population)
-        return self._mean(eta, var, self._family_values(X))
-
-    def fitted(self):
-        """Conditional means on the training rows (random effects at their modes), as R's
-        ``fitted()``: for binomial outcomes with trials the probabilities (the mean per
-        trial), not the expected numbers of successes."""
-        check_is_fitted(self, "coef_")
-        res = self.fit_result_
-        return res.family.mean(res.train["eta"], res.family_values())
-
-    def _binomial_scale(self):
-        res = self.fit_result_
-        return res.train["trials"] if res.family.has_trials else 1.0
-
-    def residuals(self, type="deviance"):
-        """Residuals on the training rows: "response", "pearson", "deviance" or "working".
-
-        Conditional on the random-effect modes, as lme4's ``residuals(fit, type)``.
-        For binomial outcomes with trials, as R's: the response residuals are
-        proportions less probabilities (``y / trials - fitted()``); the Pearson,
-        deviance and working residuals are the same on either scale. With
-        ``sample_weight``, the Pearson and deviance residuals carry each row's prior
-        weight (times ``sqrt(w)``, as lme4's: their squares sum to the Pearson
-        statistic and the deviance; glmmTMB leaves the weights out of its Pearson
-        residuals of a binomial model with trials); the response and working ones do
-        not.
-        """
-        check_is_fitted(self, "coef_")
-        res = self.fit_result_
-        tr, fam, extra = res.train, res.family, res.family_values()
-        y, t = tr["y"], tr["trials"]
-        m = fam.mean(tr["eta"], extra)
-        mu = m * self._binomial_scale()
-        w = tr["w"]
-        if type == "response":
-            if not fam.has_trials:
-                return y - mu
-            # rows without trials (weight 0 in R) have no proportion: 0, as y - mu
-            return np.divide(y, t, out=np.zeros_like(m), where=t > 0) - np.where(t > 0, m, 0.0)
-        if type == "pearson":
-            # a row of weight 0 (or 0 trials: variance 0) has residual 0, as in R
-            var = fam.variance_eta(tr["eta"], t, extra)
-            out = np.zeros(len(y))
-            used = w > 0
-            out[used] = np.sqrt(w[used]) * (y - mu)[used] / np.sqrt(var[used])
-            return out
-        if type == "deviance":
-            dev = fam.unit_deviance(y, m, t, extra)
-            return np.sign(y - mu) * np.sqrt(w * np.clip(dev, 0, None))
-        if type == "working":
-            dmu = fam.mean_derivative(tr["eta"], extra) * self._binomial_scale()
-            return (y - mu) / dmu
-        raise ValueError(
-            f"type must be 'response', 'pearson', 'deviance' or 'working', got {type!r}."
-        )
-
-    # -- summaries --------------------------------------------------------------
-    def summary(self):
-        """An lme4-like summary; prints as text and exposes its tables as DataFrames."""
-        from .summary import Summary
-
-        check_is_fitted(self, "coef_")
-        return Summary(self)
-
-    # -- inference and diagnostics: thin wrappers over sklearn_glmm.inference -----
-    def confint(self, parm=None, level=0.95, method="wald", **kwargs):
-        """Confidence intervals for the fixed effects and the variance parameters.
-
-        lme4's ``confint(fit, method = ...)``; :func:`sklearn_glmm.inference.confint`
-        applied to this estimator.
-
-        Parameters
-        ----------
-        parm : None, str or list of str, default=None
-            Rows to compute: every parameter (None); ``"fixed"`` or ``"random"``
-            (lme4's ``"beta_"`` / ``"theta_"``); or a list of names, ours
-            (``"time"``, ``"sd_(Intercept)|id"``) or lme4's (``".sig01"``).
-        level : float, default=0.95
-            Coverage of the intervals, in (0, 1).
-        method : {"wald", "profile", "bootstrap"}, default="wald"
-            Wald (SDs on the log scale, correlations on Fisher's z scale; NaN for a
-            parameter on its bound), profile likelihood (lme4's default), or
-            percentile intervals from parametric-bootstrap refits.
-        **kwargs
-            ``exponentiate`` (bool: odds, rate or hazard ratios for the fixed
-            effects; refused for the probit link), ``n_boot`` (int, default 500),
-            ``random_state``, ``n_jobs`` and ``progress`` (bootstrap and profiles).
-
-        Returns
-        -------
-        table : pandas.DataFrame
-            Columns ``estimate``, ``lower``, ``upper`` (and ``std_error`` for Wald),
-            indexed by parameter; ``table.attrs`` holds the method, the level,
-            lme4's names of the rows and, for a binomial model, the class modelled.
-        """
-        from .inference import confint
-
-        return confint(self, parm, level, method, **kwargs)
-
-    def profile(self, parm=None, level=0.95, n_jobs=None):
-        """Profile traces (lme4's ``profile``); see :func:`sklearn_glmm.inference.profile`."""
-        from .inference import profile
-
-        return profile(self, parm, level, n_jobs)
-
-    def ranef(self, cond_var=True, format="wide"):
-        """Conditional modes per factor with conditional SDs (lme4's ``ranef(condVar = TRUE)``).
-
-        See :func:`sklearn_glmm._diagnostics.ranef_table` for the layouts.
-        """
-        from ._diagnostics import ranef_table
-
-        check_is_fitted(self, "coef_")
-        return ranef_table(self, cond_var, format)
-
-    def simulate(self, n_sim=1, random_state=None, *, new_random_effects=True):
-        """Outcomes simulated for the training rows, shape (n_samples, n_sim).
-
-        ``new_random_effects=True`` draws new random effects (lme4's
-        ``use.u = FALSE``); ``False`` keeps the conditional modes. Binomial
-        draws count successes out of the rows' trials; for a binary outcome 0/1,
-        1 the modelled class ``pos_label_`` (``classes_[1]`` unless ``pos_label``
-        chose the other: ``np.where(draws == 1, pos_label_, other)`` gives labels).
-        """
-        from ._simulate import simulate_response
-
-        check_is_fitted(self, "coef_")
-        return simulate_response(self, n_sim, random_state, new_random_effects)
-
-    def overdispersion(self):
-        """Pearson overdispersion ratio, chi-square statistic, df and p-value."""
-        from ._diagnostics import overdispersion
-
-        check_is_fitted(self, "coef_")
-        return overdispersion(self)
-
-    def scaled_residuals(self, n_sim=250, random_state=None, *, new_random_effects=True):
-        """Simulation-based (DHARMa) residuals with uniformity/dispersion/zero tests."""
-        from ._diagnostics import scaled_residuals
-
-        check_is_fitted(self, "coef_")
-        return scaled_residuals(self, n_sim, random_state, new_random_effects)
-
-    def predict_interval(self, X, groups=None, **kwargs):
-        """Predictions with delta-method SEs and intervals; see ``inference.predict_interval``."""
-        from .inference import predict_interval
-
-        return predict_interval(self, X, groups, **kwargs)
-
-    def marginal_means(self, X, **kwargs):
-        """Conditional and population-averaged means; see ``inference.marginal_means``."""
-        from .inference import marginal_means
-
-        return marginal_means(self, X, **kwargs)
-
-    def contrast(self, X1, X0, **kwargs):
-        """Average conditional and marginal contrasts; see ``inference.contrast``."""
-        from .inference import contrast
-
-        return contrast(self, X1, X0, **kwargs)
-
-    def report(self, **kwargs):
-        """A results paragraph: effects, random-effect SDs, dispersion, comparisons.
-
-        :func:`sklearn_glmm.inference.report` applied to this estimator.
-
-        Parameters
-        ----------
-        **kwargs
-            ``level`` (float, default 0.95: coverage of the intervals), ``method``
-            (``"wald"``, ``"profile"`` or ``"bootstrap"``), ``outcome`` (str,
-            default ``"the outcome"``: how the outcome is named, "The odds of
-            {outcome} ..."), ``compare`` (fitted estimators on the same data, each
-            compared by a likelihood-ratio test and AIC) and ``digits`` (int,
-            default 2).
-
-        Returns
-        -------
-        paragraph : str
-            Effects as odds, rate or hazard ratios (coefficients on the link
-            scale for the probit link) with intervals and Wald p-values; the
-            random-effect SDs; the family's own parameters; the comparisons.
-        """
-        from .inference import report
-
-        return report(self, **kwargs)
-
     def _learn_support(self, y, eta, weights):
         """Fitted attributes that depend on the outcome's support (count models)."""
 
@@ -1071,11 +558,6 @@ def _check_formula_intercept(est, X) -> None:
         )
 
 
-# a grouping frame's ``attrs`` key: its missing labels are the caller's own (the formula
-# front end's population level, or rows it has warned of), not warned of again
-MISSING_LABELS_SAID = "sklearn_glmm_missing_labels_said"
-
-
 def _internal_z(factor, X_raw, row_weights=None):
     """``(T, Z T)``: the factor's internal Z columns made from the raw predictors."""
     T = _scaling.z_transform(factor, X_raw, row_weights)
@@ -1135,28 +617,3 @@ def _valid_params_key(est):
             return None
         parts.append(v)
     return (cls, tuple(parts))
-
-
-def _warn_split_rows(res, known_rows) -> None:
-    """Warn where rows have a known level of one of a group of factors that group the
-    rows identically and a new level of another (``fit_record_.aliased``): their
-    prediction reads how the covariance is split between those factors, which the data
-    do not determine (a new class in a known school under ``(1 | school/class)`` with
-    one class per school)."""
-    for group in getattr(res.record, "aliased", ()):
-        if len(known_rows) <= max(group):
-            continue
-        known = np.array([known_rows[k] for k in group])
-        mixed = known.any(axis=0) & ~known.all(axis=0)
-        if mixed.any():
-            names = [res.factors[k].name for k in group]
-            warn(
-                f"{int(mixed.sum())} row(s) have a known level of some of the grouping "
-                f"factors {names} and a new level of others. These factors group the "
-                "fitted rows identically, so the data do not determine how the random "
-                "effects' variance is split between them, and these rows' predictions "
-                "read that split (the reported one, of largest determinant, is a "
-                "convention). Rows whose levels are all known, or all new, do not.",
-                UserWarning,
-                stacklevel=user_stacklevel(),
-            )

@@ -35,7 +35,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
 
 from . import estimators
-from ._base import MISSING_LABELS_SAID
+from ._estimator_predict import MISSING_LABELS_SAID
 from ._frames import as_pandas
 from ._validation import check_rows_aligned
 from ._warn import user_stacklevel, warn
