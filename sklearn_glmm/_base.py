@@ -15,9 +15,7 @@ import pandas as pd
 from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.validation import (
-    column_or_1d,
-)
+from sklearn.utils.validation import column_or_1d
 
 from . import _dispersion as _disp
 from . import _random_only, _results, _scaling, _state, _tables

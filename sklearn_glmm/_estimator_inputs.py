@@ -37,7 +37,8 @@ class _Inputs:
 
     def _split_groups(self, X, groups):
         """Take grouping factors named in ``group_columns`` out of a DataFrame ``X``, and
-        the ``random_only_columns`` (:meth:`_with_random_only` appends them again)."""
+        the ``random_only_columns`` (:func:`._random_only.append`, in :meth:`_validate_X`,
+        appends them again)."""
         X = _random_only.drop(self, X)
         cols = getattr(self, "group_columns", None)
         if cols is None:
