@@ -28,6 +28,7 @@ from ._formula_text import (
     _r_logical_precedence,
     _warn_crossed_variable,
 )
+from ._optional import require
 from ._warn import user_stacklevel, warn
 
 # ---------------------------------------------------------------------------
@@ -37,13 +38,11 @@ from ._warn import user_stacklevel, warn
 
 def _formulaic():
     """Import formulaic, or tell the user how to install it."""
-    try:
-        import formulaic
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Formulas need the optional dependency 'formulaic'; install it with "
-            "`pip install sklearn_glmm[formula]`."
-        ) from exc
+    formulaic = require(
+        "formulaic",
+        "Formulas need the optional dependency 'formulaic'; install it with "
+        "`pip install sklearn_glmm[formula]`.",
+    )
     from . import _formula_coding  # noqa: F401  (registers R's coding for the specs)
 
     return formulaic

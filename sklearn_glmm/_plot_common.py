@@ -7,18 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ._optional import require
+
 
 def pyplot():
     """Import matplotlib.pyplot, or tell the user how to install it."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Plots need the optional dependency 'matplotlib': install it with "
-            "`python -m pip install matplotlib`, or install sklearn_glmm with its "
-            '`plot` extra (`python -m pip install -e ".[plot]"` from a clone).'
-        ) from exc
-    return plt
+    return require(
+        "matplotlib.pyplot",
+        "Plots need the optional dependency 'matplotlib': install it with "
+        "`python -m pip install matplotlib`, or install sklearn_glmm with its "
+        '`plot` extra (`python -m pip install -e ".[plot]"` from a clone).',
+    )
 
 
 def axes_or_new(ax, figsize=(6.0, 4.0)):

@@ -63,6 +63,7 @@ from ._engine.quadrature_vector import check_quadrature_structure
 from ._engine.stage import _laplace_stage
 from ._engine.start import glm_start, parameter_bounds, starting_point
 from ._labels import check_distinct_labels
+from ._optional import require
 from ._partitioned_worker import Partition, bundle
 from ._scaling import scale_design, z_transform
 from ._validation import check_offset_scale, warn_labels_column
@@ -283,15 +284,13 @@ def _check_supported(est):
 def _client(client):
     if client is not None:
         return client
+    distributed = require(
+        "distributed",
+        "a partitioned fit runs on a Dask cluster: install the extra "
+        "(pip install 'sklearn_glmm[dask]').",
+    )
     try:
-        from distributed import get_client
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "a partitioned fit runs on a Dask cluster: install the extra "
-            "(pip install 'sklearn_glmm[dask]')."
-        ) from exc
-    try:
-        return get_client()
+        return distributed.get_client()
     except ValueError as exc:
         raise ValueError(
             "no Dask client: start one first (from distributed import Client, LocalCluster; "
