@@ -64,7 +64,6 @@ from ._formula_args import (
 )
 from ._formula_data import _group_variables, _r_factors, _r_frame, _required
 from ._formula_functions import _model_matrix
-from ._formula_model import FormulaState
 from ._formula_parse import (  # (GLMMDesign: public, and earlier pickles name it here)
     GLMMDesign,
     _check_finite_design,
@@ -74,6 +73,7 @@ from ._formula_parse import (  # (GLMMDesign: public, and earlier pickles name i
     design_matrix,
     parse_glmm_formula,
 )
+from ._formula_predictions import FormulaState
 from ._formula_text import (
     _split_formula,
     check_brackets,
