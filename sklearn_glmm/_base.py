@@ -47,14 +47,16 @@ from ._frames import as_pandas
 from ._labels import check_distinct_labels
 from ._validation import (
     as_float_vector,
+    check_offset_scale,
+    check_weights,
+    check_y_finite,
+)
+from ._validation_rows import (
     check_group_names,
     check_groups_look_like_groups,
     check_groups_not_in_X,
-    check_offset_scale,
     check_outcome_not_in_X,
     check_rows_aligned,
-    check_weights,
-    check_y_finite,
 )
 from ._warn import at_user_line, user_stacklevel, warn
 from .exceptions import NoRandomEffectsWarning

@@ -24,7 +24,7 @@ from pandas.api.types import infer_dtype
 from ._engine.covariance import make_structure
 from ._engine.groups import level_constant_from_spread, level_spread, spread_sd
 from ._frames import as_pandas
-from ._validation import check_group_names
+from ._validation_rows import check_group_names
 from ._warn import user_stacklevel, warn
 from .exceptions import IdentifiabilityWarning
 

@@ -12,7 +12,11 @@ from ._design import factor_columns, prediction_design
 from ._fit_result import centring_offset
 from ._frames import as_pandas
 from ._labels import match_levels
-from ._validation import as_float_vector, check_offset_scale, check_rows_aligned
+from ._validation import (
+    as_float_vector,
+    check_offset_scale,
+)
+from ._validation_rows import check_rows_aligned
 from ._warn import user_stacklevel, warn
 
 # a grouping frame's ``attrs`` key: its missing labels are the caller's own (the formula

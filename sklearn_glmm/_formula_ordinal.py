@@ -10,7 +10,7 @@ from ._formula_args import check_formula_first, check_r_arguments, resolve_n_agq
 from ._formula_model import _RAW_NOTE
 from ._formula_predictions import _RawDataPredictions
 from ._frames import as_frame, check_rows_left
-from ._validation import labels_in_X_meant
+from ._validation_rows import labels_in_X_meant
 from ._warn import user_stacklevel, warn
 
 

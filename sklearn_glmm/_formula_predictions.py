@@ -17,7 +17,7 @@ from sklearn.utils.validation import _num_samples
 from . import estimators
 from ._estimator_predict import MISSING_LABELS_SAID
 from ._frames import as_pandas
-from ._validation import check_rows_aligned
+from ._validation_rows import check_rows_aligned
 from ._warn import user_stacklevel, warn
 
 _NA_TEXT = {"NA", "~0", "~-1", "NAN"}

@@ -15,7 +15,11 @@ from ._design import _factorize, _isinf, _isnull, slope_spread
 from ._engine.groups import level_spread, used_rows
 from ._engine.objective import ModelData, make_factor_data
 from ._engine.partitioned import PartitionModel
-from ._validation import check_numeric_columns, offset_is_whole, rows_misaligned
+from ._validation import (
+    check_numeric_columns,
+    offset_is_whole,
+)
+from ._validation_rows import rows_misaligned
 
 
 def bundle(*columns):

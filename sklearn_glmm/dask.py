@@ -66,7 +66,8 @@ from ._labels import check_distinct_labels
 from ._optional import require
 from ._partitioned_worker import Partition, bundle
 from ._scaling import scale_design, z_transform
-from ._validation import check_offset_scale, warn_labels_column
+from ._validation import check_offset_scale
+from ._validation_rows import warn_labels_column
 from ._warn import user_stacklevel, warn
 
 __all__ = ["fit_partitioned"]

@@ -17,12 +17,12 @@ from ._engine.families.base import log_odds_over_normal
 from ._validation import (
     check_class_labels,
     check_counts,
-    check_rows_aligned,
     check_trials,
     check_weights,
     check_y_finite,
     numeric_outcome,
 )
+from ._validation_rows import check_rows_aligned
 from ._warn import user_stacklevel, warn
 
 _COMMON_PARAMS = """

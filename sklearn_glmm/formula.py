@@ -79,7 +79,10 @@ from ._formula_text import (
     check_brackets,
 )
 from ._frames import as_frame, as_pandas, check_rows_left
-from ._validation import check_rows_aligned, labels_in_X_meant
+from ._validation_rows import (
+    check_rows_aligned,
+    labels_in_X_meant,
+)
 from ._warn import quiet
 from .exceptions import NoRandomEffectsWarning
 

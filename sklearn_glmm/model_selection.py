@@ -52,7 +52,7 @@ from ._engine.families.base import _NODE_CELLS, pmf_rule
 from ._engine.normal_average import log_mean_density
 from ._fit_result import fitted_n_agq
 from ._state import carrying_data
-from ._validation import check_rows_aligned
+from ._validation_rows import check_rows_aligned
 from ._warn import recorded, user_stacklevel, warn
 
 __all__ = [

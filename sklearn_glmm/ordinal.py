@@ -21,7 +21,12 @@ from ._ordinal_classes import _unique, category_order, ordinal_classes
 from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
 from ._tables import block_effects, fitted_table
-from ._validation import aliased_columns, check_rows_aligned, check_weights, check_y_finite
+from ._validation import (
+    aliased_columns,
+    check_weights,
+    check_y_finite,
+)
+from ._validation_rows import check_rows_aligned
 from ._warn import user_stacklevel, warn
 from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS, _n_rows
 from .exceptions import RankDeficiencyWarning, SeparationWarning
