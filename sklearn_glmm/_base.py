@@ -24,7 +24,6 @@ from ._design import (
     build_factors,
     check_aliased_factors,
     check_slope_variables,
-    factor_names,
     has_level_slopes,
     slope_spread,
 )
@@ -44,6 +43,7 @@ from ._estimator_inputs import _Inputs
 from ._estimator_predict import _Predictions
 from ._estimator_tools import _FitTools
 from ._frames import as_pandas
+from ._group_columns import factor_names
 from ._labels import check_distinct_labels
 from ._validation import (
     as_float_vector,

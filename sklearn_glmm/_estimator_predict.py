@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from ._design import factor_columns, prediction_design
+from ._design import prediction_design
 from ._fit_result import centring_offset
 from ._frames import as_pandas
+from ._group_columns import factor_columns
 from ._labels import match_levels
 from ._validation import (
     as_float_vector,

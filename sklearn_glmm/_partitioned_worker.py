@@ -11,10 +11,15 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ._design import _factorize, _isinf, _isnull, slope_spread
+from ._design import slope_spread
 from ._engine.groups import level_spread, used_rows
 from ._engine.objective import ModelData, make_factor_data
 from ._engine.partitioned import PartitionModel
+from ._group_columns import (
+    _factorize,
+    _isinf,
+    _isnull,
+)
 from ._validation import (
     check_numeric_columns,
     offset_is_whole,

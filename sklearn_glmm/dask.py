@@ -44,10 +44,8 @@ import pandas as pd
 
 from . import _partitioned_results as _pres
 from ._design import (
-    _missing_labels_message,
     build_factors,
     check_slope_variables,
-    factor_names,
     has_level_slopes,
     parse_term,
 )
@@ -62,6 +60,10 @@ from ._engine.partitioned import PartitionedObjective
 from ._engine.quadrature_vector import check_quadrature_structure
 from ._engine.stage import _laplace_stage
 from ._engine.start import glm_start, parameter_bounds, starting_point
+from ._group_columns import (
+    _missing_labels_message,
+    factor_names,
+)
 from ._labels import check_distinct_labels
 from ._optional import require
 from ._partitioned_worker import Partition, bundle

@@ -298,7 +298,7 @@ def _known_group_variance(est, Xa, groups, v_eta):
     Also ``(rows, (Z, codes))`` of the rows whose variance is the joint precision's,
     or None."""
     from . import _prediction_variance as _pv
-    from ._design import factor_columns
+    from ._group_columns import factor_columns
     from ._labels import match_levels
 
     res = est.fit_result_

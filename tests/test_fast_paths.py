@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_glmm import _design, _validation
+from sklearn_glmm import _group_columns, _validation
 from sklearn_glmm._engine import rows as rows_module
 
 
@@ -38,8 +38,10 @@ def test_string_groups_factorise_as_object_labels(dtype):
     rng = np.random.default_rng(1)
     words = np.array(["b", "a", "é", "Z", "10", "9", "a b", "ß", "\U0001f600", "ａ"])
     labels = pd.Series(words[rng.integers(0, len(words), 300)], dtype=dtype)
-    codes, levels = _design._factorize("g", labels.array, len(labels))
-    codes_obj, levels_obj = _design._factorize("g", labels.to_numpy(dtype=object), len(labels))
+    codes, levels = _group_columns._factorize("g", labels.array, len(labels))
+    codes_obj, levels_obj = _group_columns._factorize(
+        "g", labels.to_numpy(dtype=object), len(labels)
+    )
     np.testing.assert_array_equal(codes, codes_obj)
     assert list(levels) == list(levels_obj) == sorted(set(labels))
     assert levels.dtype == object and all(type(v) is str for v in levels)
@@ -48,7 +50,7 @@ def test_string_groups_factorise_as_object_labels(dtype):
 def test_string_groups_with_missing_labels_raise():
     labels = pd.Series(["a", "b", None, "a"], dtype="string")
     with pytest.raises(ValueError, match="missing or infinite labels in 1 of 4"):
-        _design._factorize("g", labels.array, 4)
+        _group_columns._factorize("g", labels.array, 4)
 
 
 def test_gradient_right_hand_sides_at_once_equal_column_by_column(monkeypatch):
