@@ -36,37 +36,40 @@ Dask is imported only here, and only when this module is used.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
 import pandas as pd
 
 from . import _partitioned_results as _pres
+from ._dask_load import (
+    _client,
+    _collections,
+    _gather,
+    _load,
+    _release,
+    _shuffle,
+    _unshufflable,
+)
+from ._dask_start import (
+    _layout,
+    _partitioned_start,
+    _rows_data,
+)
 from ._design import (
     build_factors,
     check_slope_variables,
     has_level_slopes,
     parse_term,
 )
-from ._engine import start as _start
 from ._engine.blas import single_threaded_blas
 from ._engine.converge import check_optimum
 from ._engine.groups import pooled_spread
-from ._engine.lbfgsb import _quiet_trial_points
-from ._engine.objective import ModelData, Objective, make_factor_data
 from ._engine.optimize import fit_objective
 from ._engine.partitioned import PartitionedObjective
 from ._engine.quadrature_vector import check_quadrature_structure
-from ._engine.stage import _laplace_stage
-from ._engine.start import glm_start, parameter_bounds, starting_point
-from ._group_columns import (
-    _missing_labels_message,
-    factor_names,
-)
+from ._engine.start import parameter_bounds
 from ._labels import check_distinct_labels
-from ._optional import require
-from ._partitioned_worker import Partition, bundle
 from ._scaling import scale_design, z_transform
 from ._validation import check_offset_scale
 from ._validation_rows import warn_labels_column
@@ -199,23 +202,6 @@ def fit_partitioned(
         _release(client, parts)
 
 
-def _fresh_index(descs, order) -> bool:
-    """Whether X's partitions' indexes, in partition order, make ``0, 1, ..., n - 1``
-    (a frame rebuilt from an array: its labels say nothing about which row is which,
-    and the in-memory fit does not compare them either)."""
-    ranges = {}
-    for d, parts in zip(descs, order):
-        for k, r in zip(parts, d.get("index_ranges", [None] * len(parts))):
-            ranges[k] = r
-    nxt = 0
-    for k in sorted(ranges):
-        r = ranges[k]
-        if r is None or r[0] != nxt:
-            return False
-        nxt = r[1]
-    return True
-
-
 def _input_warnings(descs, columns, gname, fresh=False) -> None:
     """The in-memory fit's warnings on its inputs, from the partitions' descriptions: an
     offset that looks like an exposure without its logarithm (values spanning more than
@@ -282,203 +268,6 @@ def _check_supported(est):
             + "). Fit it in memory with est.fit(X.compute(), y.compute(), groups=...)."
         )
     return family
-
-
-def _client(client):
-    if client is not None:
-        return client
-    distributed = require(
-        "distributed",
-        "a partitioned fit runs on a Dask cluster: install the extra "
-        "(pip install 'sklearn_glmm[dask]').",
-    )
-    try:
-        return distributed.get_client()
-    except ValueError as exc:
-        raise ValueError(
-            "no Dask client: start one first (from distributed import Client, LocalCluster; "
-            "client = Client(LocalCluster())) or pass client=..."
-        ) from exc
-
-
-def _is_dask(obj) -> bool:
-    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")
-
-
-def _collections(X, y, groups, sample_weight, offset):
-    """Dask DataFrames/Series for every argument, and the factor's name."""
-    import dask.array as da
-    import dask.dataframe as dd
-
-    if not _is_dask(X):
-        raise TypeError(
-            f"X must be a Dask DataFrame or Dask array, got {type(X).__name__}; for data in "
-            "memory use est.fit."
-        )
-    # how the in-memory fit would see X's columns: names (a frame, with its grouping
-    # column when groups names one) or none (an array)
-    columns = None
-    if isinstance(X, da.Array):
-        if X.ndim == 1:
-            X = X[:, None]
-        X = dd.from_dask_array(X.rechunk({1: -1}), columns=[f"x{k}" for k in range(X.shape[1])])
-    else:
-        columns = [str(c) for c in X.columns]
-    if isinstance(groups, str):
-        if groups not in X.columns:
-            raise ValueError(f"groups={groups!r} names no column of X; columns: {list(X.columns)}.")
-        gname = groups
-        groups, X = X[groups], X.drop(columns=[groups])
-    elif groups is None:
-        raise ValueError("a partitioned fit needs groups: a Dask Series or a column name of X.")
-    else:
-        if isinstance(groups, dd.DataFrame):
-            if len(groups.columns) != 1:
-                raise NotImplementedError(
-                    "a partitioned fit supports one grouping factor; crossed or nested "
-                    f"factors ({list(groups.columns)}) need the in-memory fit."
-                )
-            groups = groups[groups.columns[0]]
-        gname = None
-    out = []
-    for name, v in (
-        ("y", y),
-        ("groups", groups),
-        ("sample_weight", sample_weight),
-        ("offset", offset),
-    ):
-        if v is None:
-            out.append(None)
-            continue
-        if not _is_dask(v):
-            raise TypeError(
-                f"{name} must be a Dask collection partitioned as X, got {type(v).__name__}."
-            )
-        if isinstance(v, da.Array):
-            if v.ndim == 2 and v.shape[1] == 1:
-                v = v[:, 0]
-            v = dd.from_dask_array(v)
-        if v.npartitions != X.npartitions:
-            raise ValueError(
-                f"{name} has {v.npartitions} partitions but X has {X.npartitions}; they must "
-                "be partitioned alike (columns of one Dask DataFrame are)."
-            )
-        out.append(v)
-    y, groups, sample_weight, offset = out
-    if gname is None:
-        gname = factor_names(pd.Series([], name=getattr(groups, "name", None)))[0]
-    return X, y, groups, sample_weight, offset, gname, columns
-
-
-def _unshufflable(X, y, groups, sample_weight, offset) -> list:
-    """The inputs that ``split_groups='shuffle'`` cannot move: it moves rows by their
-    index, and a Dask array becomes a frame of a fresh index, which does not line up
-    with the others'."""
-    import dask.dataframe as dd
-
-    given = [("y", y), ("groups", groups), ("sample_weight", sample_weight), ("offset", offset)]
-    frames = (str, dd.Series, dd.DataFrame)
-    out = [nm for nm, v in given if v is not None and not isinstance(v, frames)]
-    return (["X"] if not isinstance(X, dd.DataFrame) else []) + out
-
-
-def _shuffle(X, y, groups, sample_weight, offset):
-    """The collections shuffled so that each group's rows are in one partition."""
-    import dask.dataframe as dd
-
-    names = ["__y", "__g", "__w", "__o"]
-    extra = [v for v in (y, groups, sample_weight, offset)]
-    cols = [v.rename(nm) for v, nm in zip(extra, names) if v is not None]
-    frame = dd.concat([X, *cols], axis=1).shuffle(on="__g")
-    out = [frame[list(X.columns)]]
-    for v, nm in zip(extra, names):
-        out.append(None if v is None else frame[nm])
-    return tuple(out)
-
-
-def _load(client, X, y, groups, sample_weight, offset, gname):
-    """The rows of every partition in one actor per worker, where they were computed;
-    their description.
-
-    One actor per worker (its partitions concatenated in partition order) keeps a
-    worker's evaluations in one thread and one round trip.
-    """
-    import dask
-    from distributed import wait
-
-    cols = [
-        c.to_delayed() if c is not None else None for c in (X, y, groups, sample_weight, offset)
-    ]
-    n_parts = len(cols[0])
-    per = [c if c is not None else [None] * n_parts for c in cols]
-    futures = client.compute([dask.delayed(bundle)(*args) for args in zip(*per)])
-    wait(futures)
-    who = client.who_has(futures)
-    by_worker: dict = {}
-    for k, f in enumerate(futures):
-        holders = who.get(f.key) or ["any"]
-        by_worker.setdefault(holders[0], []).append(k)
-    actor_futures, order = [], []
-    for addr, ks in by_worker.items():
-        where = {} if addr == "any" else {"workers": [addr]}
-        pieces = [futures[k] for k in ks]
-        actor_futures.append(client.submit(Partition, pieces, actor=True, pure=False, **where))
-        order.append(ks)
-    actors = [f.result() for f in actor_futures]
-    # the actors hold the rows now: the partitions' own copies can go
-    _release(client, futures)
-    descs = _gather([a.describe(gname) for a in actors])
-    labels_bad = sum(d["labels_bad"] for d in descs)
-    if labels_bad:  # with the data's number of rows, not a worker's
-        raise ValueError(_missing_labels_message(gname, labels_bad, sum(d["n"] for d in descs)))
-    info = _combine(descs, order)
-    info["fresh_index"] = _fresh_index(descs, order)
-    # a worker whose partitions are all empty takes no part in the fit
-    keep = [k for k, d in enumerate(descs) if d["n"] > 0]
-    actors = [actors[k] for k in keep]
-    info["descs"] = [descs[k] for k in keep]
-    info["row_offsets"] = [info["row_offsets"][k] for k in keep]
-    if not actors:
-        raise ValueError("the collections have no rows.")
-    if info["split"]:
-        info["split_examples"] = _split_examples(actors, info["descs"])
-    return actor_futures, actors, info
-
-
-def _gather(actor_futures):
-    return [f.result() for f in actor_futures]
-
-
-def _release(client, futures) -> None:
-    for f in futures:
-        f.release()
-
-
-def _combine(descs, order) -> dict:
-    """The model's levels (sorted, as the in-memory fit orders them), groups split over
-    partitions, and where each partition's rows start in the whole data."""
-    levels = descs[0]["levels"]
-    for d in descs[1:]:
-        levels = levels.union(d["levels"], sort=False)
-    levels = levels.sort_values() if len(levels) else levels
-    n_split = sum(sum(d["piece_levels"]) for d in descs) - len(levels)
-    n_rows = np.zeros(sum(len(ks) for ks in order), dtype=np.int64)
-    for d, ks in zip(descs, order):
-        n_rows[ks] = d["piece_rows"]
-    starts = np.concatenate([[0], np.cumsum(n_rows)[:-1]])
-    row_offsets = [starts[ks] for ks in order]
-    return dict(descs=descs, levels=levels, split=n_split, row_offsets=row_offsets)
-
-
-def _split_examples(actors, descs) -> list:
-    """A few labels of groups split over partitions (for the error message)."""
-    out, known = [], pd.Index([])
-    for a, d in zip(actors, descs):
-        out += [str(v) for v in a.split_labels(known).result()]
-        known = known.union(d["levels"])
-        if len(out) >= 5:
-            break
-    return out[:5]
 
 
 def _fit(est, family, X, gname, actors, info, t_load):
@@ -681,120 +470,3 @@ def _summary_rows(moms, n, fit_intercept) -> tuple[np.ndarray, np.ndarray]:
         R = np.vstack([R, np.zeros((p - R.shape[0], p))])
     A = np.sqrt(p / n) * R
     return np.vstack([A, -A]), shift
-
-
-def _layout(n_beta, family, f, n_levels, spread=None, level_slopes=False) -> ModelData:
-    """The model's layout with zero rows (what the optimiser reads from ``data``); the
-    spread of the rows' Z columns (:func:`~._engine.groups.level_spread`) and whether a
-    slope variable is the level's own (:attr:`~._engine.model_data.FactorData.
-    level_slopes`) as given."""
-    fdata = make_factor_data(
-        [np.zeros(0, dtype=np.intp)],
-        [np.zeros((0, f.q))],
-        [n_levels],
-        [(f.theta_rows, f.theta_cols)],
-        [None],
-    )
-    fdata = (dataclasses.replace(fdata[0], spread=spread, level_slopes=level_slopes),)
-    e = np.zeros(0)
-    return ModelData(np.zeros((0, n_beta)), e, e, e, e, family, fdata, None)
-
-
-def _rows_data(pieces, family, layout, renumber: bool) -> ModelData:
-    """A ModelData of rows gathered from the partitions (partition order = row order)."""
-    pieces = [p for p in pieces if p is not None]
-    cat = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
-    order = np.argsort(cat.pop("rows"), kind="stable")  # the rows in the data's order
-    cat = {k: v[order] for k, v in cat.items()}
-    codes = cat["codes"].astype(np.intp)
-    n_levels = layout.factors[0].n_levels
-    if renumber:
-        uniq, codes = np.unique(codes, return_inverse=True)
-        n_levels = len(uniq)
-    f = layout.factors[0]
-    fdata = make_factor_data(
-        [codes.astype(np.intp)], [cat["Z"]], [n_levels], [(f.theta_rows, f.theta_cols)], [None]
-    )
-    X = np.asfortranarray(cat["X"])
-    return ModelData(X, cat["y"], cat["trials"], cat["w"], cat["off"], family, fdata, None)
-
-
-def _partitioned_start(obj, actors, n, bounds, est):
-    """Starting values as the in-memory fit finds them (``start.starting_point`` and
-    the first stage on a subset of levels for large data)."""
-    layout, family = obj.data, obj.data.family
-    if n <= _start._SUBSAMPLE_ROWS:
-        # small data: the start on every row, gathered (at most a few hundred thousand)
-        full = _rows_data(_gather([a.rows(1, None) for a in actors]), family, layout, False)
-        inner = Objective(full, 1)
-        x0 = starting_point(inner)
-        if hasattr(inner, "glm_optimum"):
-            obj.glm_optimum = inner.glm_optimum
-        del full, inner
-    else:
-        x0 = _large_start(obj, actors, n, layout, family)
-    if n < _start._SUBSAMPLE_ROWS:
-        return x0
-    return _subset_stage(obj, actors, n, x0, bounds, est)
-
-
-def _large_start(obj, actors, n, layout, family):
-    """``starting_point`` for data above its subsampling size: the GLM on every
-    ``step``-th row, the variances from per-level sums over every row."""
-    step = n // _start._SUBSAMPLE_TARGET + 1
-    sub = _rows_data(_gather([a.rows(step, None) for a in actors]), family, layout, True)
-    extra0 = layout.default_extra()
-    f = layout.factors[0]
-    theta0 = np.where(f.theta_rows == f.theta_cols, 0.5, 0.0)
-    with _quiet_trial_points():
-        from ._engine.objective import GLMObjective
-
-        beta0 = glm_start(GLMObjective(sub), extra0)
-        if family.n_extra == 0:
-            sums = _gather([a.level_sums(beta0, extra0) for a in actors])
-            theta0 = _moment_start(f, sums, obj.level_maps)
-    return np.concatenate([beta0, theta0, extra0])
-
-
-def _moment_start(f, sums, level_maps) -> np.ndarray:
-    """``start._moment_theta`` from per-level sums: one row per level carrying its
-    sums reproduces the per-level sums it takes over the rows."""
-    from types import SimpleNamespace
-
-    from ._engine.start import _moment_theta
-
-    info = np.zeros((f.n_levels, f.q))
-    score = np.zeros((f.n_levels, f.q))
-    for idx, s in zip(level_maps, sums):
-        info[idx], score[idx] = s[0], s[1]
-    theta = np.zeros(len(f.theta_rows))
-    for k, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)):
-        if r != c:
-            continue
-        one = SimpleNamespace(
-            theta_rows=np.array([0]),
-            theta_cols=np.array([0]),
-            Z=np.ones((f.n_levels, 1)),
-            codes=np.arange(f.n_levels),
-            n_levels=f.n_levels,
-        )
-        der = SimpleNamespace(w=info[:, r], d1=score[:, r])
-        theta[k] = _moment_theta(one, der)[0]
-    return theta
-
-
-def _subset_stage(obj, actors, n, x0, bounds, est):
-    """``optimize._subsample_start``: the first stage on the same subset of levels."""
-    f = obj.data.factors[0]
-    n_pick = min(f.n_levels, max(500, int(f.n_levels * _start._SUBSAMPLE_TARGET / n)))
-    if n_pick >= f.n_levels:
-        return x0
-    chosen = np.random.default_rng(0).choice(f.n_levels, size=n_pick, replace=False)
-    pieces = _gather([a.rows(0, chosen) for a in actors])
-    sub = Objective(_rows_data(pieces, obj.data.family, obj.data, True), 1)
-    n_cov = obj.data.n_beta + obj.data.n_theta
-    diag_idx = [k for k, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
-    with _quiet_trial_points():
-        res = _laplace_stage(sub, x0, bounds, est.max_iter, est.tol, diag_idx)
-    sub.release_state()  # as there: the subset's arrays go with its objective
-    return res.x if np.isfinite(res.fun) else x0

@@ -130,12 +130,12 @@ def test_partitioned_equals_in_memory(client, est_cls, family, re):
 )
 def test_large_data_path(client, monkeypatch, est):
     """Above the subsampling size the start comes from the same row and level subsets."""
-    from sklearn_glmm import dask as dask_module
+    from sklearn_glmm import _dask_start
 
     monkeypatch.setattr(start, "_SUBSAMPLE_ROWS", 1_000)
     monkeypatch.setattr(start, "_SUBSAMPLE_TARGET", 400)
     # (both paths take their subsets: in memory the GLM's rows, partitioned the start's)
-    subsets, glm_rows, large_start = [], start._glm_rows, dask_module._large_start
+    subsets, glm_rows, large_start = [], start._glm_rows, _dask_start._large_start
 
     def spy_rows(obj):
         out = glm_rows(obj)
@@ -147,7 +147,7 @@ def test_large_data_path(client, monkeypatch, est):
         return large_start(*args)
 
     monkeypatch.setattr(start, "_glm_rows", spy_rows)
-    monkeypatch.setattr(dask_module, "_large_start", spy_start)
+    monkeypatch.setattr(_dask_start, "_large_start", spy_start)
     df = _data("negbin" if isinstance(est, NegBinGLMM) else "poisson", 400, 10, seed=3)
     m_mem = clone(est).fit(df[["x", "t"]], df["y"], groups=df["id"])
     ddf = _by_group(df, 4)
