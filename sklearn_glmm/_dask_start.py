@@ -10,9 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from ._dask_load import (
-    _gather,
-)
+from ._dask_load import _gather
 from ._engine import start as _start
 from ._engine.lbfgsb import _quiet_trial_points
 from ._engine.objective import ModelData, Objective, make_factor_data

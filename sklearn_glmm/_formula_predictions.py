@@ -14,7 +14,7 @@ from scipy import special
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
 
-from . import estimators
+from ._count_glmm import _CountGLMM
 from ._estimator_predict import MISSING_LABELS_SAID
 from ._frames import as_pandas
 from ._validation_rows import check_rows_aligned
@@ -485,7 +485,7 @@ class _RawDataPredictions:
             # the count model's without the zero inflation, or a hurdle's mean of the
             # positive counts. Neither zero part depends on the random effects, so both
             # are the mean over the random effects divided by 1 - pi.
-            pi = estimators._CountGLMM.predict_zero_inflation(self, inputs.X)
+            pi = _CountGLMM.predict_zero_inflation(self, inputs.X)
             if type == "zprob":
                 return inputs.fill(pi)
             if type == "zlink":  # glmmTMB's: the zero part's linear predictor, logit(pi)

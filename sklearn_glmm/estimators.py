@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
-from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
+from ._count_glmm import _CountGLMM
 from ._engine.blocks import rows_of
 from ._engine.families import make_family
 from ._engine.families.base import log_odds_over_normal
+from ._estimator_params import (
+    _COMMON_ATTRS,
+    _COMMON_PARAMS,
+    _COUNT_ATTRS,
+    _COUNT_NOTES,
+    _COUNT_PARAMS,
+    _NOTES,
+    _PARAMETER_CONSTRAINTS,
+)
+from ._scores import (
+    _deviance_explained,
+    _n_rows,
+    _one_trial,
+    _score_outcome,
+)
 from ._validation import (
     check_class_labels,
-    check_counts,
     check_trials,
     check_weights,
     check_y_finite,
@@ -24,185 +39,6 @@ from ._validation import (
 )
 from ._validation_rows import check_rows_aligned
 from ._warn import user_stacklevel, warn
-
-_COMMON_PARAMS = """
-    random_effects : str, dict or None, default=None
-        Random-effect terms in lme4's syntax over feature names (``x0``, ``x1``,
-        ... for arrays): ``"1"`` random intercept; ``"1 + time"`` correlated
-        intercept and slope(s); ``"0 + time"`` slope only; ``"diag(1 + time)"``
-        (or ``"1 + time ||"``) uncorrelated. A dict ``{factor name: term}`` gives
-        one term per grouping factor; a string applies to every factor.
-        ``None`` is a random intercept (``"1"``) for every factor when ``fit``
-        gets groups, and a GLM without random effects (with a
-        ``NoRandomEffectsWarning``) when it gets none. Any value set explicitly,
-        ``"1"`` included, declares a mixed model: ``fit`` without groups then
-        raises ``ValueError`` (as it does after ``set_fit_request(groups=True)``),
-        so a search or pipeline that does not route ``groups`` fails instead of
-        fitting GLMs.
-    n_agq : int, default=1
-        1 uses the Laplace approximation; more uses adaptive Gauss-Hermite
-        quadrature with that many nodes per random effect: one grouping factor
-        with a scalar random effect (as lme4) or with two or three (a product rule
-        of ``n_agq**q`` nodes per level, as GLMMadaptive).
-    fit_intercept : bool, default=True
-        Whether to add a fixed intercept.
-    group_columns : str or list of str, default=None
-        Columns of a DataFrame ``X`` holding the grouping factors. They are
-        taken out of the fixed effects and read again at predict time, so
-        conditional predictions work inside cross-validation and pipelines.
-    random_only_columns : str or list of str, default=None
-        Columns of a DataFrame ``X`` that ``random_effects`` terms (or the
-        zero-inflation, hurdle or dispersion model) read but that are not fixed
-        effects: a structured term's time variable (``"ar1(day)"`` with
-        ``random_only_columns="day"`` is glmmTMB's ``y ~ x + ar1(0 + factor(day) | id)``,
-        without a linear trend in ``day``), a random slope without a fixed slope
-        (lme4's ``y ~ x + (0 + z | id)``), or a predictor of the zero inflation alone
-        (``zero_inflation="1 + z"``: glmmTMB's ``ziformula = ~ z``). They are read again
-        at predict time. A column named here that no term reads is in no part of the
-        model (a comparison of ``"1"`` with ``"ar1(day)"`` keeps ``day`` out of both
-        models' fixed effects this way).
-    max_iter : int, default=1000
-        Maximum number of optimiser iterations; reaching it raises a
-        ``ConvergenceWarning`` and sets ``converged_ = False``.
-    tol : float, default=1e-10
-        Relative tolerance on the objective for the optimiser to stop.
-    keep_data : bool, default=False
-        Whether pickles of the fitted model carry its training data. The model
-        keeps them in memory after ``fit`` either way, so every method works in
-        the session that fitted it. By default a pickle (``pickle``,
-        ``joblib.dump``) carries only what ``predict``, ``predict_proba``,
-        ``summary``, ``report``, the result tables, Wald intervals,
-        ``predict_interval``, ``marginal_means`` and ``contrast`` need: its size
-        no longer grows with the rows (a 100,000-row fit pickles to kilobytes,
-        not megabytes). The methods that need the data (profile and bootstrap
-        intervals, ``profile``, ``simulate``, ``residuals``, ``fitted``,
-        ``scaled_residuals``, ``overdispersion``, ``anova``, the diagnostic
-        plots) then raise ``TrainingDataError`` on the unpickled model; fit with
-        ``keep_data=True`` to keep them available there. This default drops the
-        data where they are least expected (a model saved for deployment) and
-        keeps them where they are used (the session that fitted the model).
-        ``copy.deepcopy`` keeps the data.
-"""
-
-_NOTES = """
-    Notes
-    -----
-    ``fit`` checks the parameters against ``_parameter_constraints``, as
-    scikit-learn's estimators do: invalid values (``fit_intercept="no"``,
-    ``tol=-1``) raise ``InvalidParameterError`` (a ``ValueError``).
-"""
-
-_PARAMETER_CONSTRAINTS = {
-    "random_effects": [str, dict, None],
-    "n_agq": [Interval(Integral, 1, 50, closed="both")],
-    "fit_intercept": ["boolean"],
-    "group_columns": [str, "array-like", None],
-    "random_only_columns": [str, "array-like", None],
-    "max_iter": [Interval(Integral, 1, None, closed="left")],
-    "tol": [Interval(Real, 0, None, closed="neither")],
-    "keep_data": ["boolean"],
-}
-
-_COMMON_ATTRS = """
-    coef_ : ndarray of shape (n_features,)
-        Fixed effects (0 for columns dropped as aliased).
-    intercept_ : float
-    fixed_effects_ : DataFrame
-        ``estimate``, ``std_error``, ``z_value``, ``p_value`` (Wald), indexed by
-        ``"(Intercept)"`` then the feature names.
-    random_effects_cov_ : dict of DataFrame
-        Per factor, the q x q covariance matrix of its random effects.
-    ranef_ : dict of DataFrame
-        Per factor, conditional modes (levels x terms).
-    loglik_, aic_, bic_ : float
-        Full marginal log-likelihood (every constant included) and criteria.
-    n_iter_ : int
-    converged_ : bool
-    is_singular_ : bool
-    fit_record_ : FitRecord
-        How the optimisation ran.
-    fit_result_ : FitResult
-        The outcome of the fit, which the attributes above are read from: the
-        parameters on the optimiser's scale (``params``; ``beta``, ``theta``,
-        ``extra``) and their covariance (``vcov``), the family, the fit record,
-        how the design was scaled (``scaling``, ``z_maps``; ``beta_jacobian``
-        maps back), the random effects' layout (``factors``, ``layout``) and,
-        in memory, the training data (``objective``, ``train``). Inference,
-        summaries and plots read it.
-"""
-
-
-def _one_trial(n: int) -> np.ndarray:
-    """One trial in each of ``n`` rows: a read-only view of one number (no memory per row)."""
-    return np.broadcast_to(1.0, (n,))
-
-
-_COUNT_PARAMS = """\
-    zero_inflation : bool or str, default=False
-        ``True`` adds a constant zero-inflation probability (glmmTMB's
-        ``ziformula = ~1``). A term string over feature names, in the syntax of
-        ``random_effects`` (``"1 + time"``, ``"0 + dose"``), gives it its own
-        linear predictor on the logit scale (glmmTMB's ``ziformula = ~ time``):
-        ``zero_inflation_effects_`` holds its coefficients, and predictions use
-        each row's probability. ``"1"`` is the constant model (``True``).
-        Random effects in the zero-inflation model are not supported.
-    hurdle : bool or str, default=False
-        A hurdle model: a probability of a zero, and above zero the count
-        family truncated at zero, with the random effects (glmmTMB's
-        ``truncated_poisson`` / ``truncated_nbinom2`` / ``truncated_nbinom1``
-        with ``ziformula``). ``True`` is a constant probability
-        (``ziformula = ~1``); a term string over feature names, as for
-        ``zero_inflation`` (``"1 + time"``), gives it its own linear predictor on
-        the logit scale (``ziformula = ~ time``), tabled in
-        ``zero_inflation_effects_``. Not with ``zero_inflation`` or ``truncated``.
-    truncated : bool, default=False
-        The zero-truncated count model, for counts of at least 1 (glmmTMB's
-        ``truncated_*`` families without ``ziformula``); zeros in ``y`` are an
-        error.
-    max_count : int or None, default=None
-        The support of ``predict_proba``: its columns are the counts
-        0, ..., ``max_count``, the last one holding P(Y >= ``max_count``).
-        ``None`` learns ``max_count_`` at fit (see Attributes). Set it for the
-        same columns in every fit, e.g. across the folds of ``cross_val_predict``.
-"""
-
-_COUNT_ATTRS = """\
-    max_count_ : int or None
-        The last column of ``predict_proba``: ``max_count`` when given;
-        otherwise the larger of the training maximum and the 0.999 quantile of
-        the predictive distribution with the largest fitted mean (conditional
-        on the random-effect modes). ``None`` when that would pass 10000 counts
-        (counts in the thousands or more): ``predict_proba`` then asks for
-        ``max_count=``.
-    classes_ : ndarray of shape (n_counts,)
-        ``np.arange(max_count_ + 1)``, the counts labelling the columns of
-        ``predict_proba`` (absent when ``max_count_`` is None).
-"""
-
-_COUNT_NOTES = """
-    ``predict_proba`` returns the predictive distribution over the counts
-    ``classes_``, P(Y = k) for k < ``max_count_`` and the tail
-    P(Y >= ``max_count_``) in the last column, so that rows sum to 1 and every
-    call returns the same columns. scikit-learn's tools for probabilities are
-    written for classifiers; for a count model:
-
-    * ``sklearn.metrics.log_loss(np.minimum(y, m.max_count_), m.predict_proba(X),
-      labels=m.classes_)`` is the log-loss on this support; the scorer
-      ``make_glmm_scorer("mean_log_likelihood")`` (``sklearn_glmm.model_selection``)
-      scores the whole distribution, no cut, and takes ``groups``.
-    * ``cross_val_predict(..., method="predict_proba")`` label-encodes ``y``
-      before fitting the folds, as for classes. It is exact when ``y`` holds
-      every count from 0 to ``y.max()`` and ``max_count=int(y.max())`` is set
-      (the same columns in every fold); with gaps in ``y`` the folds would be
-      fitted on ranks: loop over the folds instead.
-    * The scorers ``"neg_log_loss"`` and ``"neg_brier_score"`` infer the
-      classes from each test fold's ``y`` and fail unless every fold holds
-      every count; ``"roc_auc"``, ``CalibratedClassifierCV``,
-      ``VotingClassifier``, ``StackingClassifier`` and the classification
-      displays are for classifiers and do not apply.
-    * ``Pipeline.predict_proba(X, max_count=..., groups=...)`` passes its
-      keyword arguments on to the model.
-"""
 
 
 class BinomialGLMM(ClassifierMixin, _BaseGLMM):
@@ -547,17 +383,6 @@ class BinomialGLMM(ClassifierMixin, _BaseGLMM):
         return tags
 
 
-def _n_rows(X) -> int:
-    """The number of rows of ``X`` (an array, a frame or a sparse matrix)."""
-    return X.shape[0] if hasattr(X, "shape") else len(X)
-
-
-def _score_outcome(y, n: int) -> np.ndarray:
-    """``score``'s numeric outcome, checked as ``fit`` checks it: one value per row of
-    ``X``, finite, a number."""
-    return numeric_outcome(check_y_finite(y, n))
-
-
 def _two_numbers(y):
     """The two values of a numeric 1-D outcome with exactly two (sorted, as
     ``np.unique`` gives them), or None: other outcomes take the general path."""
@@ -569,47 +394,6 @@ def _two_numbers(y):
     if np.count_nonzero((y == lo) | (y == hi)) != len(y):
         return None
     return np.array([lo, hi], dtype=y.dtype)
-
-
-def _deviance_explained(est, X, y, mu, trials, sample_weight, offset=None) -> float:
-    """D^2: 1 - deviance(mu) / deviance of the null model, the score of the count models
-    and of a binomial model with trials. The null model is R's: an intercept alone (the
-    weighted mean, per trial), and with an ``offset`` the intercept plus the offset
-    (else the exposure alone would count as deviance explained)."""
-    w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
-    fam, extra = est.fit_result_.family, est._family_values(X)
-    dev = np.sum(w * fam.unit_deviance(y, mu, trials, extra))
-    null = _null_means(fam, extra, y, trials, w, offset)
-    dev0 = np.sum(w * fam.unit_deviance(y, null, trials, extra))
-    return 1.0 - dev / dev0 if dev0 > 0 else 0.0
-
-
-def _null_means(fam, extra, y, trials, w, offset) -> np.ndarray:
-    """The null model's means: the weighted mean (per trial); with a non-zero offset,
-    ``mean(c + offset)`` at the intercept ``c`` of least deviance. Where the family's
-    mean also reads its own parameters (zero inflation, a hurdle, truncation: per row,
-    with predictors), the null is the weighted mean per unit of exposure,
-    ``exp(offset)`` times ``sum(w y) / sum(w exp(offset))``, which no parameter of the
-    model enters (a constant offset then changes nothing, as it changes no fit)."""
-    ybar = np.sum(w * y) / np.sum(w * trials)
-    off = None if offset is None else np.broadcast_to(np.asarray(offset, float), y.shape)
-    top = 1.0 if fam.has_trials else np.inf
-    if off is None or not np.any(off != 0.0) or not 0.0 < ybar < top:
-        # without an offset; or every outcome on a bound (all zero, all successes), where
-        # the null mean is on it whatever the offset
-        return np.full_like(y, ybar)
-    probe = np.resize([-1.0, 0.0, 1.0], y.shape)  # (the family's values may be per row)
-    if not np.array_equal(fam.mean(probe, extra), fam.link.inverse(probe)):
-        exposure = fam.link.inverse(off)
-        return exposure * (np.sum(w * y) / np.sum(w * exposure))
-    from scipy.optimize import minimize_scalar
-
-    def deviance(c):
-        return float(np.sum(w * fam.unit_deviance(y, fam.mean(c + off, extra), trials, extra)))
-
-    c0 = float(fam.link.link(ybar)) - float(np.average(off, weights=w))
-    res = minimize_scalar(deviance, bracket=(c0 - 1.0, c0 + 1.0), tol=1e-12)
-    return fam.mean(res.x + off, extra)
 
 
 def _pos_index(classes: np.ndarray, pos_label) -> int:
@@ -629,257 +413,6 @@ def _pos_index(classes: np.ndarray, pos_label) -> int:
     raise ValueError(
         f"pos_label={pos_label!r} is not one of the classes in y: {classes.tolist()}.{hint}"
     )
-
-
-# the support of a count model's predict_proba: learnt at fit up to this count
-MAX_AUTO_COUNT = 10_000
-# ... as the training maximum and this quantile of the largest fitted mean's distribution
-SUPPORT_QUANTILE = 0.999
-
-
-def _quantile_up_to(fam, eta: float, extra, q: float, cap: int):
-    """Smallest count k <= cap with P(Y <= k) >= q at linear predictor ``eta``; None
-    beyond ``cap``."""
-
-    def cdf(k):
-        return float(fam.cdf_eta(np.array([float(k)]), np.array([eta]), np.ones(1), extra)[0])
-
-    if not np.isfinite(fam.mean(np.array([eta]), extra)[0]) or cdf(cap) < q:
-        return None
-    lo, hi = -1, cap  # P(Y <= lo) < q <= P(Y <= hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if cdf(mid) >= q:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def _check_max_count(value, where: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < 0:
-        raise ValueError(f"{where} must be a non-negative integer, got {value!r}.")
-    return int(value)
-
-
-class _CountGLMM(RegressorMixin, _BaseGLMM):
-    _parameter_constraints = {
-        **_PARAMETER_CONSTRAINTS,
-        "zero_inflation": ["boolean", str],
-        "hurdle": ["boolean", str],
-        "truncated": ["boolean"],
-        "max_count": [Interval(Integral, 0, None, closed="left"), None],
-    }
-
-    def __init__(
-        self,
-        random_effects=None,
-        *,
-        n_agq=1,
-        zero_inflation=False,
-        fit_intercept=True,
-        group_columns=None,
-        random_only_columns=None,
-        max_iter=1000,
-        tol=1e-10,
-        max_count=None,
-        keep_data=False,
-        hurdle=False,
-        truncated=False,
-    ):
-        self.random_effects = random_effects
-        self.n_agq = n_agq
-        self.zero_inflation = zero_inflation
-        self.hurdle = hurdle
-        self.truncated = truncated
-        self.fit_intercept = fit_intercept
-        self.group_columns = group_columns
-        self.random_only_columns = random_only_columns
-        self.max_iter = max_iter
-        self.tol = tol
-        self.max_count = max_count
-        self.keep_data = keep_data
-
-    # score predicts population-level unless asked: set_score_request(groups=True)
-    __metadata_request__score = {"groups": False}
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.positive_only = True  # y holds counts
-        return tags
-
-    def _prepare_y(self, y, n, **fit_params):
-        if fit_params:
-            name = next(iter(fit_params))
-            hint = (
-                ": trials belong to BinomialGLMM (successes out of trials); a count "
-                "model's exposure goes in offset=np.log(exposure)"
-                if name == "trials"
-                else ""
-            )
-            raise TypeError(
-                f"{type(self).__name__}.fit() got an unexpected keyword argument {name!r}{hint}."
-            )
-        return check_counts(numeric_outcome(y)), _one_trial(n)
-
-    def _learn_support(self, y, eta, weights):
-        """Keep what ``max_count_`` and ``classes_`` are made from, when first read.
-
-        ``max_count`` when given; otherwise the larger of the training maximum and the
-        0.999 quantile of the distribution with the largest fitted mean (conditional on
-        the random-effect modes), unless that passes ``MAX_AUTO_COUNT``. The quantile
-        is computed on first use: a fit that never predicts probabilities does not
-        pay for it.
-        """
-        # filled on first read; a container made at fit, so that reading the support
-        # (predict_proba) leaves the estimator's attributes as they were
-        self._support = {}
-        used = weights > 0
-        y_max = int(np.ceil(np.max(y[used]))) if used.any() else 0
-        # the largest mean is at the largest linear predictor (the mean increases with
-        # it), with that row's values of the family's parameters (its zero inflation)
-        values = self.fit_result_.family_values()
-        if not used.any():
-            self._support_inputs = (y_max, -np.inf, values)
-            return
-        rows = np.flatnonzero(used)
-        top = rows[int(np.argmax(eta[rows]))]
-        self._support_inputs = (y_max, float(eta[top]), rows_of(values, [top]))
-
-    def _resolved_support(self):
-        """``(max_count_, note)``: the support of ``predict_proba`` (see ``_learn_support``)."""
-        check_is_fitted(self, "coef_")
-        if "value" not in self._support:
-            y_max, eta_hi, extra_hi = self._support_inputs
-            fam = self.fit_result_.family
-            mu_hi = float(fam.mean(np.array([eta_hi]), extra_hi)[0])
-            note = None
-            if self.max_count is not None:
-                K = int(self.max_count)
-            else:
-                q = _quantile_up_to(fam, eta_hi, extra_hi, SUPPORT_QUANTILE, MAX_AUTO_COUNT)
-                if q is None or y_max > MAX_AUTO_COUNT:
-                    K, note = None, (mu_hi, y_max)
-                else:
-                    K = max(1, y_max, q)
-            self._support["value"] = (K, note)
-        return self._support["value"]
-
-    @property
-    def max_count_(self):
-        return self._resolved_support()[0]
-
-    @property
-    def _support_note(self):
-        return self._resolved_support()[1]
-
-    @property
-    def classes_(self):
-        K = self.max_count_
-        if K is None:
-            raise AttributeError(
-                f"{type(self).__name__} has no classes_: its count support would pass "
-                f"{MAX_AUTO_COUNT} counts; pass max_count= to fix it."
-            )
-        return np.arange(K + 1)
-
-    def predict(self, X, groups=None, *, offset=None, population="marginal"):
-        """Expected count (see ``predict_mean`` for ``population``)."""
-        return self.predict_mean(X, groups, offset=offset, population=population)
-
-    def predict_zero_inflation(self, X):
-        """Each row's probability of a structural zero (glmmTMB's ``type = "zprob"``).
-
-        The zero-inflation model's probability for the rows of ``X``: the constant
-        ``zero_inflation_`` for ``zero_inflation=True``, each row's own with predictors.
-        For a hurdle model, the probability of a zero (``zero_prob_``, or each row's
-        with ``hurdle="1 + x"``).
-        It does not depend on the random effects.
-
-        Returns
-        -------
-        pi : ndarray of shape (n_samples,)
-        """
-        check_is_fitted(self, "coef_")
-        block = next((b for b in self.fit_result_.family.blocks if b.prefix == "zi"), None)
-        if block is None:
-            raise ValueError(
-                f"this {type(self).__name__} has no zero inflation (zero_inflation=False)."
-            )
-        if self.fit_result_.zi_design is None:
-            value = getattr(self, block.attribute)
-            return np.full(self._validate_X(X, reset=False)[0].shape[0], value)
-        logit = self._family_values(X)[-1]
-        return 1.0 / (1.0 + np.exp(-logit))
-
-    def predict_proba(self, X, groups=None, *, offset=None, max_count=None, population="marginal"):
-        """Predictive distribution of the count: P(Y = k) for k < K, and P(Y >= K).
-
-        Parameters
-        ----------
-        X : array-like, sparse matrix or DataFrame of shape (n_samples, n_features)
-            Fixed-effect predictors, as in ``fit`` (with the ``group_columns``
-            when the model was fitted with them).
-        groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
-            Grouping factor(s) of the rows. Rows of levels seen in training are
-            predicted conditionally on their random-effect modes; unseen levels
-            and ``None`` follow ``population``. A DataFrame's columns are matched to
-            the fitted factors by name (in any order); an array's by position.
-        offset : array-like of shape (n_samples,), default=None
-            Known term added to the linear predictor (e.g. ``log(exposure)``),
-            as in ``fit``.
-        max_count : int, default=None
-            The last column's count ``K``: the result has ``K + 1`` columns,
-            P(Y = 0), ..., P(Y = K - 1) and P(Y >= K). ``None`` uses
-            ``max_count_``, fixed at fit, so that every call returns the
-            columns ``classes_`` whatever the rows.
-        population : {"marginal", "zero"}, default="marginal"
-            For rows without a known level: ``"marginal"`` averages the
-            distribution over the random effects (the calibrated prediction
-            for a new group); ``"zero"`` sets the random effect to zero
-            (lme4's ``re.form = NA``).
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, K + 1)
-            Rows sum to 1: the last column holds the tail P(Y >= K). Columns
-            are the counts ``classes_`` (``np.arange(K + 1)``) when
-            ``max_count`` is None.
-
-        Notes
-        -----
-        scikit-learn treats ``predict_proba`` as a classifier's method; for a
-        count model the tools that apply are listed in the class docstring.
-        """
-        check_is_fitted(self, "coef_")
-        if max_count is None:
-            if self.max_count_ is None:
-                mu_hi, y_max = self._support_note
-                raise ValueError(
-                    f"{type(self).__name__} was fitted on counts too large for a column per "
-                    f"count: the largest fitted mean is {mu_hi:.4g} (training maximum "
-                    f"{y_max}), so the support would pass {MAX_AUTO_COUNT} counts. Pass "
-                    "max_count=... to predict_proba (or to the constructor) for the counts you "
-                    "need: the columns are then P(Y = k) for k < max_count and P(Y >= "
-                    "max_count). Use predict for the mean."
-                )
-            K = self.max_count_
-        else:
-            K = _check_max_count(max_count, "max_count")
-        return self._count_proba(X, groups, offset, K, population)
-
-    def score(self, X, y, groups=None, sample_weight=None, *, offset=None):
-        """D^2, the fraction of deviance explained (as scikit-learn's PoissonRegressor),
-        against R's null model: an intercept, with the ``offset`` when one is given.
-
-        Rows of known ``groups`` are predicted conditionally. Inside cross-validation
-        ``groups`` reach ``score`` only on request: ``set_score_request(groups=True)``.
-        """
-        check_rows_aligned(X, {"y": y, "sample_weight": sample_weight})
-        y = check_counts(_score_outcome(y, _n_rows(X)))
-        w = None if sample_weight is None else check_weights(sample_weight, len(y))
-        mu = self.predict(X, groups, offset=offset)
-        return _deviance_explained(self, X, y, mu, np.ones_like(y), w, offset)
 
 
 class PoissonGLMM(_CountGLMM):

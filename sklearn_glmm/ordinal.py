@@ -15,11 +15,17 @@ from ._engine.families.base import _NODE_CELLS, normal_rule
 from ._engine.families.ordinal_links import ORDINAL_LINKS, make_ordinal_link
 from ._engine.families.thresholds import THRESHOLDS
 from ._engine.ordinal_separation import ordinal_separation
+from ._estimator_params import (
+    _COMMON_ATTRS,
+    _NOTES,
+    _PARAMETER_CONSTRAINTS,
+)
 from ._fit_result import centring_offset, unrotated
 from ._frames import as_pandas
 from ._ordinal_classes import _unique, category_order, ordinal_classes
 from ._ordinal_scale import scale_design, scale_term
 from ._ordinal_tables import threshold_tables
+from ._scores import _n_rows
 from ._tables import block_effects, fitted_table
 from ._validation import (
     aliased_columns,
@@ -28,7 +34,6 @@ from ._validation import (
 )
 from ._validation_rows import check_rows_aligned
 from ._warn import user_stacklevel, warn
-from .estimators import _COMMON_ATTRS, _NOTES, _PARAMETER_CONSTRAINTS, _n_rows
 from .exceptions import RankDeficiencyWarning, SeparationWarning
 
 _ORDINAL_PARAMS = """
