@@ -329,6 +329,62 @@ def test_a_refit_short_of_the_optimum_is_resumed_rescaled():
     assert -0.5 * record.objective == pytest.approx(full.loglik_, abs=1e-6)
 
 
+def _binary_slopes(seed):
+    """Ten groups of 20 binary outcomes with a random intercept and slope of ``x`` (SDs
+    0.8 and 0.5), fitted by ``(1 + x | g)``."""
+    import warnings
+
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(10), 20)
+    x = rng.standard_normal(len(g))
+    b0, b1 = rng.normal(0, 0.8, 10)[g], rng.normal(0, 0.5, 10)[g]
+    y = rng.binomial(1, 1 / (1 + np.exp(-(0.2 + 0.5 * x + b0 + b1 * x))))
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return X, g, BinomialGLMM(random_effects="1 + x").fit(X, y, groups=g)
+
+
+@pytest.mark.parametrize(
+    "seed, failed, replicate, fresh_converged",
+    [
+        # a singular fit: replicate 5's refit stops with both Cholesky diagonals near 0.01
+        # (a correlation near -1), 0.44 in -2 log L above the optimum a fresh fit of its
+        # outcome reaches (53's: 0.074 above)
+        (77, [5, 53], 5, True),
+        # replicate 10's refit ends 4e-6 below a fresh fit of its outcome, whose own
+        # checks find negative curvature there (the intercept's SD at zero)
+        (78, [10], 10, False),
+    ],
+)
+def test_a_refit_at_a_saddle_is_not_converged(seed, failed, replicate, fresh_converged):
+    # a refit's gradient was checked (with the fitted model's Hessian) but not its
+    # curvature: these replicates, at saddles, were kept as converged. Each refit now
+    # gets a fit's curvature check with its own Hessian, and they are failed refits
+    import warnings
+
+    from sklearn_glmm._simulate import child_seeds
+
+    X, g, est = _binary_slopes(seed)
+    reps, ok = bootstrap_params(est, 60, random_state=seed)
+    assert np.flatnonzero(~ok).tolist() == failed
+    assert np.all(np.isnan(reps[~ok])) and np.all(np.isfinite(reps[ok]))
+
+    rng = np.random.default_rng(child_seeds(seed, 60)[replicate])
+    y = simulate_response(est, 1, rng)[:, 0]
+    x, record = refit(est, y)
+    assert record.gradient_ok and record.negative_curvature and not record.converged
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fresh = BinomialGLMM(random_effects="1 + x").fit(X, y, groups=g)
+    assert fresh.converged_ is fresh_converged
+    assert fresh.fit_record_.negative_curvature is not fresh_converged
+    if fresh_converged:  # the saddle is not the optimum
+        assert record.objective > fresh.fit_record_.objective + 0.1
+    else:  # the same point, judged alike
+        assert record.objective == pytest.approx(fresh.fit_record_.objective, abs=1e-4)
+
+
 def test_batched_conditional_modes_equal_the_single_objective(fitted):
     # the dispersion test's searches at the fitted parameters: batched where the
     # family allows (NB has a parameter of its own: one by one), the same linear
