@@ -10,10 +10,11 @@ Replicates are refitted in fixed groups (:func:`_boot_chunk_size`; :func:`refit_
 where :func:`~sklearn_glmm._engine.batched.can_batch` allows, each keeps its own
 optimiser and their evaluations are computed together
 (:mod:`sklearn_glmm._engine.batched`). Every refit is gradient-checked where its
-optimiser stopped (:func:`_fit_and_check`); one that fails is resumed once, rescaled,
-and one that fails again is a NaN row. A refit that passes has its own Hessian's
-curvature checked there as a fit's is (a saddle, or a zero variance the likelihood
-rises off, is not converged: a NaN row too).
+optimiser stopped (:func:`_fit_and_check`); one that fails is resumed once, rescaled.
+A refit that passes has its own Hessian's curvature checked there as a fit's is (a
+saddle, or a zero variance the likelihood rises off, is not converged). A refit that
+fails these checks is fitted afresh as the estimator fits (:func:`_fresh_fit`), and is a
+NaN row only where that fit does not converge either.
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def _fit_and_check(est, obj, setup):
     outcome's optimum) or a zero variance the likelihood rises off, it is not
     converged. The Hessian is in closed form where a fit's is (1.2-1.4 ms a replicate
     on 1,500 rows, half a batched refit's time), else two evaluations per parameter.
+    A refit that fails the checks is fitted afresh (:func:`_fresh_fit`: its own start,
+    every check at the optimum), and that fit is returned where it converges (its
+    record's first stage ``"refit not converged"`` with the refit's objective); else
+    the refit's.
     """
     res, bounds, diag_idx, H, A = setup
     # (a fresh fit's start, made where the model has a slope of a level predictor)
@@ -188,7 +193,26 @@ def _fit_and_check(est, obj, setup):
     if record.converged:
         with np.errstate(all="ignore"):
             check_curvature(obj, x, record, bounds, diag_idx)
+    if not record.converged and np.isfinite(record.objective):
+        # a refit that fails its checks (the gradient's after its rescaled restart, a
+        # saddle, a zero variance the likelihood rises off) is fitted afresh, as
+        # fit_many fits; kept where that fit converges (a failed replicate is dropped,
+        # and the ones dropped would be those where the refit path went astray)
+        with np.errstate(all="ignore"):
+            x_new, fresh = _fresh_fit(est, obj, bounds)
+        if fresh.converged:
+            fresh.stages.insert(0, ("refit not converged", float(record.objective), 0, ""))
+            return x_new, fresh
     return x, record
+
+
+def _fresh_fit(est, obj, bounds, glm_fit=None):
+    """A fit of ``obj``'s outcome as the estimator's own (its own start, the same
+    optimiser, every check at the optimum) without its validation, design and tables;
+    ``(x, FitRecord)``."""
+    x0 = starting_point(obj, glm_fit)
+    x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
+    return check_optimum(obj, x, record, bounds, est.max_iter, est.tol), record
 
 
 def _check_gradient(obj, x, record, H, bounds):
@@ -358,9 +382,7 @@ def fit_many(est, Y, batched: bool | None = None) -> list:
     batched = batched and can_batch(data, _n_agq(est))
 
     def one(obj, glm_fit=None):
-        x0 = starting_point(obj, glm_fit)
-        x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
-        return check_optimum(obj, x, record, bounds, est.max_iter, est.tol), record
+        return _fresh_fit(est, obj, bounds, glm_fit)
 
     with quiet():  # (the refits' own warnings: this thread's alone)
         if not batched:
