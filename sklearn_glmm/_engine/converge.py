@@ -50,6 +50,11 @@ Order of calls in :func:`check_optimum` (after
 Steps 1-1c live in :mod:`.nested_models`, 2, 2b and 3b in :mod:`.polish`, and the
 reading of the Hessian (5: the scaled gradient, the curvature, the covariance) in
 :mod:`.curvature`; this module keeps the order and the checks of steps 0, 3, 4 and 5b.
+
+A bootstrap refit (``_simulate._fit_and_check``: started from the fitted optimum, its
+gradient checked with the fitted model's Hessian) gets steps 4, 5's curvature and 5b
+with its own Hessian at its end (:func:`check_curvature`): a replicate the optimiser
+left at a saddle is not converged, as a fit there is not.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ from .equal_likelihood import (
     level_directions,
     points_on_the_set,
 )
-from .hessian import _hessian_steps
+from .hessian import _hessian_steps, hessian
 from .lbfgsb import _quiet_trial_points
 from .nested_models import bound_from_start, glm_bound, limit_bounds, nested_blocks
 from .polish import (
@@ -257,19 +262,46 @@ def _set_bend(obj, x, H, bounds, record) -> bool:
     return bend
 
 
-def _curvature_and_gradient(obj, x, H, bounds, record) -> None:
-    """The record's covariance, flat and negative directions, gradient check on the
-    identified directions and covariance over them, at ``x`` with the Hessian ``H``:
-    the set's flat directions taken out (:func:`curvature`), and its bend where the
-    objective is nowhere lower along it (step 5b of the module docstring)."""
-    N = record.unidentified
-    args = (H, x, bounds, ridge_parameters(obj.data, x), stopped_blocks(obj.data, x, bounds), N)
+def _with_unidentified(obj, x, H, bounds, record):
+    """``record.unidentified`` at ``x`` (the directions of equal likelihood: the levels'
+    and those of factors that group the rows alike), and ``H`` with the latter taken
+    out (flat by the design whatever the Hessian reads along them: its curvature there
+    is the gradient's along the sum of the variances, the optimiser's tolerance)."""
+    aliased = aliased_directions(obj, x, bounds)
+    record.unidentified = joined(level_directions(obj, x, bounds), aliased)
+    if aliased is not None and np.all(np.isfinite(H)):
+        H = _aliased_removed(H, x, bounds, aliased)
+    return H
+
+
+def _curvature_verdict(obj, x, H, bounds, record) -> bool:
+    """The record's covariance, flat and negative directions at ``x`` with the Hessian
+    ``H`` (``record.unidentified`` set): the set's flat directions taken out
+    (:func:`curvature`), and its bend where the objective is nowhere lower along it
+    (step 5b of the module docstring); whether that bend was taken out."""
+    args = (
+        H,
+        x,
+        bounds,
+        ridge_parameters(obj.data, x),
+        stopped_blocks(obj.data, x, bounds),
+        record.unidentified,
+    )
     record.covariance, record.flat_directions, record.negative_curvature = curvature(*args)
     along_set = record.negative_curvature and _set_bend(obj, x, H, bounds, record)
     if along_set:
         record.covariance, record.flat_directions, record.negative_curvature = curvature(
             *args, along_set=True
         )
+    return along_set
+
+
+def _curvature_and_gradient(obj, x, H, bounds, record) -> None:
+    """The record's covariance, flat and negative directions, gradient check on the
+    identified directions and covariance over them, at ``x`` with the Hessian ``H``
+    (:func:`_curvature_verdict`)."""
+    N = record.unidentified
+    along_set = _curvature_verdict(obj, x, H, bounds, record)
     if N is not None and np.all(np.isfinite(H)):
         # the gradient check on the identified directions (the scale of the others is nil)
         _, g = obj.value_and_grad(x)
@@ -309,13 +341,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx)
     record.final = x
     record.hessian = H
-    aliased = aliased_directions(obj, x, bounds)
-    record.unidentified = joined(level_directions(obj, x, bounds), aliased)
-    if aliased is not None and np.all(np.isfinite(H)):
-        # flat by the design whatever the Hessian reads along them (its curvature there
-        # is the gradient's along the sum of the variances, the optimiser's tolerance)
-        H = _aliased_removed(H, x, bounds, aliased)
-    _curvature_and_gradient(obj, x, H, bounds, record)
+    _curvature_and_gradient(obj, x, _with_unidentified(obj, x, H, bounds, record), bounds, record)
     record.n_unidentified = design_count(obj)
     record.aliased = aliased_factor_groups(obj)
     if record.n_unidentified:
@@ -327,3 +353,21 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
     judge(record)
     record.n_evaluations = obj.n_evals
     return x
+
+
+def check_curvature(obj, x, record, bounds, diag_idx) -> None:
+    """Steps 4, 5 (the curvature) and 5b of the module docstring at the end ``x`` of a
+    refit that :func:`check_optimum` does not check (a bootstrap replicate's, started
+    from the fitted optimum: ``_simulate._fit_and_check``), with the refit's own Hessian
+    there (the fitted model's cannot show a replicate's saddle): the record's
+    ``negative_curvature``, ``rising_off_zero`` and ``converged`` without either, as
+    :func:`judge` reads a fit's; its gradient check as it was. ``record.objective`` is
+    the value at ``x``."""
+    with single_threaded_blas(), _quiet_trial_points():
+        H = hessian(obj, x)
+        record.rising_off_zero = rising_off_zero(obj, x, record.objective, H, diag_idx)
+    _curvature_verdict(obj, x, _with_unidentified(obj, x, H, bounds, record), bounds, record)
+    record.hessian_pd = not (record.flat_directions or record.negative_curvature)
+    record.converged = bool(
+        record.converged and not record.negative_curvature and not record.rising_off_zero
+    )
