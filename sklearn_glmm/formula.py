@@ -398,15 +398,7 @@ def glmer(
     data = as_frame(data)
     w_all = _row_values(weights, data, "weights")
     off_all = _row_values(offset, data, "offset")
-    complete = np.ones(len(data), dtype=bool)
-    for values in (w_all, off_all):
-        if values is not None:
-            complete &= ~np.isnan(values)  # R's na.omit drops them too
-    # and a row missing a variable of the zero-inflation or dispersion formula (glmmTMB's)
-    part_rhs = [r for r in (zero_inflation, dispersion) if isinstance(r, str)]
-    if part_rhs:
-        used = sorted(_required(part_rhs) & set(map(str, data.columns)))
-        complete &= ~data[used].isna().any(axis=1).to_numpy()
+    complete = _complete_rows(data, (w_all, off_all), (zero_inflation, dispersion))
     design, keep = _parse(
         formula, data, complete, lme4=function == "glmer", glm=function == "glmmTMB"
     )
@@ -424,48 +416,14 @@ def glmer(
         **family_params,
         **estimator_params,
     }
-    # the rows used, for the zero-inflation and dispersion designs
-    zi_or_disp = isinstance(zero_inflation, str) or dispersion is not None
-    kept = _r_factors(data.loc[keep]) if zi_or_disp else None
-    X_fit, own_specs, part_columns = design.X, [], set()
-
-    def block_term(rhs, what):
-        """A zero-inflation or dispersion term; its own columns appended to X."""
-        nonlocal X_fit
-        term, extra, reads = _zi_term(rhs, kept, list(X_fit.columns), what)
-        part_columns.update(reads)
-        if extra is not None:
-            frame, spec, cols = extra
-            X_fit = pd.concat([X_fit, frame], axis=1)
-            own_specs.append((spec, cols))
-            params["random_only_columns"] = [*params.get("random_only_columns", []), *cols]
-        return term
-
+    parts = _FamilyParts(data, keep, design.X, params)
     part_texts = [r for r in (zero_inflation, dispersion) if isinstance(r, str)]
-    if isinstance(zero_inflation, str):
-        zero_inflation = block_term(zero_inflation, "ziformula")
-    if zero_inflation is True:
-        params = with_zero_part(params)
-    elif zero_inflation:
-        if params.pop("truncated", False):
-            # a truncated family's ziformula is the hurdle's zero part, as in glmmTMB
-            params["hurdle"] = zero_inflation
-        else:
-            params["zero_inflation"] = zero_inflation
-    if dispersion is not None:
-        params["dispersion"] = block_term(dispersion, "dispformula")
+    zero_inflation, dispersion = parts.add(zero_inflation, dispersion)
+    params = parts.params  # (a zero part's parameters make a new dict)
     sample_weight = None if w_all is None else w_all[keep]
-    y, trials = design.y, design.trials
-    proportions_weights = False
-    if binomial and trials is None and sample_weight is not None:
-        proportions = proportions_with_trials(y, sample_weight)
-        if proportions is not None:  # R: the weights of proportions are the trials
-            (y, trials), sample_weight = proportions, None
-            proportions_weights = True
-    if family is None and trials is None:
-        check_not_counts(y)
-    if binomial and trials is None and sample_weight is None:
-        check_not_proportions(y)
+    y, trials, sample_weight, proportions_weights = _outcome(
+        design, sample_weight, binomial, family
+    )
     fit_params = {
         # glmmTMB's GLM (a formula without random-effect terms): no groups
         "groups": design.groups if design.random_effects else None,
@@ -480,7 +438,7 @@ def glmer(
         success = _r_success_level(y)
         if success is not None:
             params["pos_label"] = success
-    _check_finite_design(X_fit)
+    _check_finite_design(parts.X)
     if not design.random_effects:
         params["random_effects"] = None
     estimator = estimator_class(**params)
@@ -489,7 +447,7 @@ def glmer(
             quieted.enter_context(quiet(NoRandomEffectsWarning))
         if proportions_weights:  # R's binomial weights: whole successes are what it asks
             quieted.enter_context(quiet(message="trials is not a whole number"))
-        estimator.fit(X_fit, y, **fit_params)
+        estimator.fit(parts.X, y, **fit_params)
     estimator.formula_ = formula
     if zero_inflation:
         estimator.ziformula_ = "~" + str(ziformula).strip().lstrip("~").strip()
@@ -502,14 +460,97 @@ def glmer(
         data,
         design.model_spec,
         offset,
-        (*design.random_only_columns, *(c for _, cols in own_specs for c in cols)),
-        design.random_only_specs + tuple(own_specs),
+        (*design.random_only_columns, *(c for _, cols in parts.own_specs for c in cols)),
+        design.random_only_specs + tuple(parts.own_specs),
         part_texts,
         # (a column the zero-inflation or dispersion model reads too is needed by every
         # prediction: z in (0 + z | g) with ziformula = ~ z)
-        [c for c in design.random_only_columns if c not in part_columns],
+        [c for c in design.random_only_columns if c not in parts.columns],
     )
     return estimator
+
+
+def _complete_rows(data: pd.DataFrame, row_values, part_rhs) -> np.ndarray:
+    """The rows R's ``na.omit`` keeps before the formula is read: those with their
+    ``weights=``/``offset=`` values (``row_values``, None where not given) and the
+    variables of the zero-inflation and dispersion formulas (``part_rhs``: their
+    right-hand sides where given as text) present, as glmmTMB drops them."""
+    complete = np.ones(len(data), dtype=bool)
+    for values in row_values:
+        if values is not None:
+            complete &= ~np.isnan(values)  # R's na.omit drops them too
+    # and a row missing a variable of the zero-inflation or dispersion formula (glmmTMB's)
+    part_rhs = [r for r in part_rhs if isinstance(r, str)]
+    if part_rhs:
+        used = sorted(_required(part_rhs) & set(map(str, data.columns)))
+        complete &= ~data[used].isna().any(axis=1).to_numpy()
+    return complete
+
+
+class _FamilyParts:
+    """The zero-inflation and dispersion terms of a formula fit: each term as the
+    estimator takes it, its own columns (those the conditional model's design lacks)
+    appended to ``X`` as random-only columns (``params``, the estimator's parameters,
+    updated), their specs for new data and the columns of ``X`` the terms read."""
+
+    def __init__(self, data: pd.DataFrame, keep, X: pd.DataFrame, params: dict):
+        self.data, self.keep, self.X, self.params = data, keep, X, params
+        self.kept = None
+        self.own_specs, self.columns = [], set()
+
+    def add(self, zero_inflation, dispersion):
+        """``zero_inflation`` (a right-hand side, True/False) and ``dispersion`` (None or
+        a right-hand side) put into ``params``; returns them as the estimator reads
+        them (``dispersion`` as its term)."""
+        if isinstance(zero_inflation, str) or dispersion is not None:
+            # the rows used, for the zero-inflation and dispersion designs
+            self.kept = _r_factors(self.data.loc[self.keep])
+        params = self.params
+        if isinstance(zero_inflation, str):
+            zero_inflation = self._term(zero_inflation, "ziformula")
+        if zero_inflation is True:
+            self.params = params = with_zero_part(params)
+        elif zero_inflation:
+            if params.pop("truncated", False):
+                # a truncated family's ziformula is the hurdle's zero part, as in glmmTMB
+                params["hurdle"] = zero_inflation
+            else:
+                params["zero_inflation"] = zero_inflation
+        if dispersion is not None:
+            params["dispersion"] = self._term(dispersion, "dispformula")
+        return zero_inflation, dispersion
+
+    def _term(self, rhs, what):
+        """A zero-inflation or dispersion term; its own columns appended to X."""
+        term, extra, reads = _zi_term(rhs, self.kept, list(self.X.columns), what)
+        self.columns.update(reads)
+        if extra is not None:
+            frame, spec, cols = extra
+            self.X = pd.concat([self.X, frame], axis=1)
+            self.own_specs.append((spec, cols))
+            self.params["random_only_columns"] = [
+                *self.params.get("random_only_columns", []),
+                *cols,
+            ]
+        return term
+
+
+def _outcome(design, sample_weight, binomial: bool, family):
+    """``(y, trials, sample_weight, proportions_weights)``: the formula's outcome and
+    trials, proportions with ``weights=`` read as R's binomial family reads them (the
+    weights are the trials), and the checks on what a family without trials is given."""
+    y, trials = design.y, design.trials
+    proportions_weights = False
+    if binomial and trials is None and sample_weight is not None:
+        proportions = proportions_with_trials(y, sample_weight)
+        if proportions is not None:  # R: the weights of proportions are the trials
+            (y, trials), sample_weight = proportions, None
+            proportions_weights = True
+    if family is None and trials is None:
+        check_not_counts(y)
+    if binomial and trials is None and sample_weight is None:
+        check_not_proportions(y)
+    return y, trials, sample_weight, proportions_weights
 
 
 def glmmTMB(formula: str, data: pd.DataFrame = None, family: str | None = None, **kwargs):  # noqa: N802
