@@ -22,7 +22,7 @@ Order of calls:
    scaling of the random-effect columns, computed
    from them exactly (``_summary_rows``);
 4. ``build``: each partition's internal rows and its objective;
-5. starting values as the in-memory fit finds them (``_partitioned_start``: the GLM
+5. starting values as the in-memory fit finds them (``_dask_start._partitioned_start``: the GLM
    on every row of small data, or on the same strided subset of rows, the
    moment-based variances from per-level sums, the same subset of levels for the
    first stage on large data);
@@ -31,7 +31,8 @@ Order of calls:
 7. the fitted attributes (``_set_attributes``), the conditional modes of every level
    gathered, and the data checks from per-level summaries.
 
-Dask is imported only here, and only when this module is used.
+Dask is imported only by the loading of the collections (``_dask_load``), when a
+partitioned fit runs.
 """
 
 from __future__ import annotations
