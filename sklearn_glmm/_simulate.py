@@ -27,10 +27,15 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._config import with_config
-from ._engine.batched import BatchedLaplace, BatchMember, can_batch, new_lockstep
+from ._engine.batch_member import BatchMember
+from ._engine.batched import (
+    BatchedLaplace,
+    can_batch,
+)
 from ._engine.blas import single_threaded_blas
 from ._engine.converge import check_curvature, check_optimum
 from ._engine.curvature import GRAD_TOL, at_bound
+from ._engine.lockstep import new_lockstep
 from ._engine.nested_models import bound_from_start, limit_bounds
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
 from ._engine.optimize import fit_objective

@@ -452,7 +452,7 @@ def test_separated_bootstrap_replicates_count_as_infinite():
 def test_points_in_one_request_equal_one_evaluation_after_another(scheduler):
     # a zero variance's probe hands its points to the batch together: each point's value
     # is the one an evaluation from the same snapshot gives, and the state is left there
-    from sklearn_glmm._engine.batched import BatchMember
+    from sklearn_glmm._engine.batch_member import BatchMember
     from sklearn_glmm._engine.lockstep import GreenletLockstep, Lockstep
 
     if scheduler == "greenlets":

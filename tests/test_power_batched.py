@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, _power_sim
-from sklearn_glmm._engine.batched import BatchedLaplace, BatchMember, Lockstep, can_batch
-from sklearn_glmm._engine.lockstep import GreenletLockstep
+from sklearn_glmm._engine.batch_member import BatchMember
+from sklearn_glmm._engine.batched import BatchedLaplace, can_batch
+from sklearn_glmm._engine.lockstep import GreenletLockstep, Lockstep
 from sklearn_glmm._engine.objective import Objective
 from sklearn_glmm._engine.start import glm_start
 from sklearn_glmm._results import fixed_effect_arrays

@@ -301,7 +301,7 @@ def test_a_block_singular_to_rounding_fails_instead_of_giving_a_step(q, keep_fac
     solver.factorize(a_vals, np.full(3, 1e12))
     assert solver.logdet == pytest.approx(np.log1p(3e12 * row @ row), abs=1e-6)
     # the batched refits' blocks (bootstrap, power) follow the same rule
-    from sklearn_glmm._engine.batched import _spd_inverse
+    from sklearn_glmm._engine.batched_arrays import _spd_inverse
 
     for w, holds in ((3e18, False), (1e12, True)):
         M = 3.0 * w * np.outer(row, row)

@@ -5,8 +5,9 @@ outcome differs. Each replicate keeps its own optimiser (the single fit's
 :func:`~sklearn_glmm._engine.optimize.fit_objective`: the same L-BFGS-B stages, zero
 probes and stopping rules), running as a task of its own (a greenlet, or a thread
 without the ``greenlet`` package: :mod:`~sklearn_glmm._engine.lockstep`); its objective
-is a :class:`BatchMember`, whose evaluations are not computed one by one but handed to
-a :class:`~sklearn_glmm._engine.lockstep.Lockstep` scheduler. When every replicate
+is a :class:`~sklearn_glmm._engine.batch_member.BatchMember`, whose evaluations are not
+computed one by one but handed to a :class:`~sklearn_glmm._engine.lockstep.Lockstep`
+scheduler. When every replicate
 still running waits for an evaluation, the scheduler computes all of them at once with
 :class:`BatchedLaplace` — arrays of shape (replicates, rows) and (replicates, levels,
 q) — and hands each its value, gradient and conditional modes.
@@ -16,7 +17,7 @@ Order of calls for one batched evaluation (:meth:`BatchedLaplace.evaluate`):
 1. ``Lambda`` and ``Z Lambda`` of every replicate, its fixed part ``X beta + offset``;
 2. penalised IRLS for the conditional modes of every replicate from its own start
    (its last modes moved by the first-order predictor, unless that moves a random
-   effect by more than ``_PREDICTOR_REACH`` prior SDs), with the single objective's
+   effect by more than ``batch_member._PREDICTOR_REACH`` prior SDs), with the single objective's
    step halving level by level and its stopping rule per replicate;
 3. the Laplace value and its analytic gradient (the single objective's formulas),
    the derivative of the modes in the parameters (the next start) and, at a
@@ -39,16 +40,23 @@ import numpy as np
 
 from .._config import compiled_on
 from . import compiled
+from .batched_arrays import (
+    _concat_const,
+    _const_take,
+    _form,
+    _modes_found_rows,
+    _put_inverses,
+    _rows_times,
+    _spd_inverse,
+    _take,
+)
 from .families import Binomial, Poisson
 from .families.base import _lgamma_ratio
 from .families.negbin import NegativeBinomial2, digamma_part
 from .groups import GroupIndex
-from .linalg.block import ROUNDED_PIVOT
 from .links import LogitLink, LogLink
-from .lockstep import Lockstep, Scheduler, new_lockstep  # noqa: F401 - BatchMember's schedulers
 from .model_data import ModelData, _fixed_terms
 from .modes import _NEAR_MODE, _per_row
-from .objective import Objective
 
 
 def can_batch(data: ModelData, n_agq: int) -> bool:
@@ -648,203 +656,3 @@ class BatchedLaplace:
         for i in range(q):
             J[:, :, i] = sum(Hinv[i][j][:, :, None] * rhs[j] for j in range(q))
         return grad, J, (Am, c)
-
-
-def _take(x, rows):
-    """Rows ``rows`` of ``x``; all of it (no copy) for None."""
-    return x if rows is None else x[rows]
-
-
-def _const_take(const, rows, R):
-    """The family's parameter-free terms (R copies of the rows, one after another) of
-    replicates ``rows`` (None: all)."""
-    if rows is None:
-        return const
-    if isinstance(const, tuple):
-        return tuple(_const_take(c, rows, R) for c in const)
-    if isinstance(const, np.ndarray) and const.ndim:
-        return const.reshape(R, -1)[rows].ravel()
-    return const
-
-
-def _rows_times(beta, X):
-    """``X beta`` of every replicate, (R, n), column by column (no BLAS: a replicate's
-    values do not depend on its batch)."""
-    out = np.zeros((beta.shape[0], X.shape[0]))
-    for j in range(X.shape[1]):
-        out += beta[:, j, None] * X[:, j]
-    return out
-
-
-def _form(const) -> int:
-    """Which of the family's parameter-free terms are made (a bit per term of a tuple):
-    the form of its log-density for these outcomes."""
-    if not isinstance(const, tuple):
-        return 0
-    return sum(1 << k for k, c in enumerate(const) if c is not None)
-
-
-def _concat_const(parts):
-    """The family's parameter-free terms of several replicates of one form, one after
-    another."""
-    first = parts[0]
-    if isinstance(first, tuple):
-        return tuple(_concat_const([p[k] for p in parts]) for k in range(len(first)))
-    if isinstance(first, np.ndarray) and first.ndim:
-        return np.concatenate(parts)
-    return first
-
-
-def _spd_inverse(q, H):
-    """Inverses of per-level blocks given by their entries ``H[(a, b)]`` (R, G), a <= b,
-    the Laplace Hessian's ``I`` not yet added: ``(Hinv, logdet, pd)`` with ``Hinv[i][j]``
-    (R, G), the summed log-determinants (R,) and whether each replicate's blocks are all
-    positive definite (R,)."""
-    if q == 1:
-        h = 1.0 + H[(0, 0)]
-        pd = np.all(h > 0, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return [[1.0 / h]], np.log(h).sum(axis=1), pd
-    if q == 2:  # closed forms, as the single objective's BlockSolver
-        a, b, c = 1.0 + H[(0, 0)], H[(0, 1)], 1.0 + H[(1, 1)]
-        det = a * c - b * b
-        # (a determinant cancelled to rounding is no factorisation: linalg.block's rule)
-        pd = np.all(a > 0, axis=1) & np.all(det > ROUNDED_PIVOT * a * c, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            off = -b / det
-            return [[c / det, off], [off, a / det]], np.log(det).sum(axis=1), pd
-    R, G = H[(0, 0)].shape
-    M = np.zeros((R, G, q, q))
-    for (a, b), v in H.items():
-        M[:, :, a, b] = M[:, :, b, a] = v
-    M[:, :, range(q), range(q)] += 1.0
-    eig_min = np.linalg.eigvalsh(M).min(axis=2)
-    pd = np.all(eig_min > 0, axis=1)
-    M = np.where(pd[:, None, None, None], M, np.eye(q))
-    L = np.linalg.cholesky(M)
-    pivots = np.diagonal(L, axis1=2, axis2=3) ** 2
-    pd &= np.all(pivots > ROUNDED_PIVOT * np.diagonal(M, axis1=2, axis2=3), axis=(1, 2))
-    Linv = np.linalg.inv(L)
-    logdet = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=(1, 2))
-    inv = np.einsum("rgki,rgkj->rgij", Linv, Linv)
-    return [[inv[:, :, i, j] for j in range(q)] for i in range(q)], logdet, pd
-
-
-def _put_inverses(Hinv, logdet, rows, Hi, ld, sel):
-    """The level inverses ``Hi`` and log-determinants ``ld`` of the entries ``sel`` kept
-    as those of the replicates ``rows``."""
-    for i, row in enumerate(Hi):
-        for j, block in enumerate(row):
-            Hinv[i][j][rows] = block[sel]
-    logdet[rows] = ld[sel]
-
-
-def _modes_found_rows(dec, obj, step):
-    """``objective._modes_found`` (or a negligible step) for every replicate (rows of
-    ``dec``, ``obj`` (R, G) and ``step``, q arrays (R, G))."""
-    top = dec.max(axis=1)
-    small = np.max([np.abs(st).max(axis=1) for st in step], axis=0) < 1e-11
-    exact = np.all(dec < 1e-22 * np.abs(obj), axis=1)
-    return small | (top < 1e-20) | ((top <= 1e-8) & exact)
-
-
-# largest move of a spherical random effect (prior SDs) taken from the first-order
-# predictor: beyond it (a zero variance probed at a large value) the linear
-# extrapolation overshoots, and the search starts from the last modes instead
-_PREDICTOR_REACH = 1.0
-
-
-class BatchMember(Objective):
-    """One replicate's objective: evaluations are batched by a scheduler
-    (:mod:`~sklearn_glmm._engine.lockstep`).
-
-    Everything else (the memo, snapshots, the Gauss-Newton scale, the zero probes)
-    is the single :class:`~sklearn_glmm._engine.objective.Objective`'s; the per-row
-    state of a batched point is made from its modes when first read. An evaluation
-    the batch cannot complete is the single objective's.
-    """
-
-    def __init__(self, data: ModelData, lockstep: Scheduler, index: int):
-        super().__init__(data, 1)
-        self._lockstep = lockstep
-        self._index = index
-        self.n_batched = 0
-
-    def evaluate(self, params) -> float:
-        params = np.asarray(params, dtype=float)
-        val = self.remembered(params)
-        if val is not None:
-            return val
-        if self.n_agq != 1 or self.global_modes:
-            return super().evaluate(params)
-        start = self._start_at(params)
-        # the first point's Gauss-Newton diagonal (the optimiser's scale) comes with it
-        (out,) = self._lockstep.request(self._index, [(params, start, self.n_evals == 0)])
-        if out is None:
-            return super().evaluate(params)
-        val, grad, u, J, gn = out
-        self.adopt(params, val, grad, u, J)
-        self.n_batched += 1
-        self._scale_at = None if gn is None else (params.copy(), gn)
-        return float(val)
-
-    def _start_at(self, params) -> np.ndarray:
-        """The mode search's start at ``params`` from the current modes: moved by the
-        first-order predictor where that stays within ``_PREDICTOR_REACH``."""
-        d = self.data
-        start = self.u.copy()
-        move = self.predicted_move(params[: d.n_beta + d.n_theta])
-        if move is not None and np.abs(move).max() <= _PREDICTOR_REACH:
-            start += move
-        return start
-
-    def evaluate_points(self, points, at) -> list:
-        """The objective at each of ``points``, each from the snapshot ``at``: one
-        request to the batch for all of them (the values one evaluation after another
-        would give, each from ``at``'s modes). The state is left at ``at``."""
-        points = [np.asarray(x, dtype=float) for x in points]
-        self.restore(at)
-        ask = [
-            i
-            for i, x in enumerate(points)
-            if self.n_agq == 1 and not self.global_modes and self.remembered(x) is None
-        ]
-        outs = dict(
-            zip(
-                ask,
-                self._lockstep.request(
-                    self._index, [(points[i], self._start_at(points[i]), False) for i in ask]
-                ),
-            )
-            if ask
-            else ()
-        )
-        values = []
-        for i, x in enumerate(points):
-            out = outs.get(i)
-            if out is None:  # remembered, or not batched: the single objective's
-                self.restore(at)
-                values.append(Objective.evaluate(self, x))
-                continue
-            self.n_evals += 1
-            self.n_batched += 1
-            values.append(float(out[0]))
-        self.restore(at)
-        return values
-
-    _scale_at = None
-
-    def gauss_newton_diagonal(self) -> np.ndarray:
-        at = self._scale_at
-        if at is not None and self.remembered(at[0]) is not None:
-            return at[1].copy()
-        if self._pending is not None and self.n_agq == 1 and not self.global_modes:
-            # a batched point whose per-row state is not made (the Hessian's steps
-            # read the scale at the optimum): the batch makes it from the same modes,
-            # instead of a mode search of this replicate alone
-            u, params = self._pending
-            (out,) = self._lockstep.request(self._index, [(params, u.copy(), True)])
-            if out is not None and out[4] is not None:
-                self._scale_at = (np.array(params, dtype=float), out[4])
-                return out[4].copy()
-        return super().gauss_newton_diagonal()

@@ -8,7 +8,7 @@ effect per level keeps the single objective's own compiled search) is fitted wit
 objective of a batch of one replicate: each evaluation, with its gradient, its modes'
 derivatives in the parameters and (at the first point) the Gauss-Newton diagonal, is
 one call of the kernel instead of the numpy code's passes over the rows. It is the
-bootstrap's :class:`~sklearn_glmm._engine.batched.BatchMember`: the same formulas,
+bootstrap's :class:`~sklearn_glmm._engine.batch_member.BatchMember`: the same formulas,
 steps and stopping rules (so the same optimum to rounding), and an evaluation the
 kernel does not complete (no modes found, a non-finite value) is the numpy
 objective's, with its fallbacks. Everything else (the memo, snapshots, the Hessian,
@@ -20,7 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import compiled_on
-from .batched import BatchedLaplace, BatchMember, can_batch
+from .batch_member import BatchMember
+from .batched import (
+    BatchedLaplace,
+    can_batch,
+)
 from .lockstep import Scheduler, _own
 from .objective import Objective
 
@@ -39,7 +43,7 @@ class _AtOnce(Scheduler):
 
 
 class CompiledObjective(BatchMember):
-    """A single fit's :class:`~sklearn_glmm._engine.batched.BatchMember`, its
+    """A single fit's :class:`~sklearn_glmm._engine.batch_member.BatchMember`, its
     evaluations made by the compiled kernel at once.
 
     The engine keeps its own copy of the outcome (a fit may read the caller's array

@@ -2,7 +2,7 @@
 together.
 
 Each replicate runs the single fit's optimiser as a task of its own (a plain function
-call whose objective, a :class:`~sklearn_glmm._engine.batched.BatchMember`, asks the
+call whose objective, a :class:`~sklearn_glmm._engine.batch_member.BatchMember`, asks the
 scheduler for its evaluations through :meth:`Lockstep.request`). When every task still
 running waits for an evaluation, the scheduler computes all of them in one pass
 (:meth:`~sklearn_glmm._engine.batched.BatchedLaplace.evaluate`) and resumes each with its
