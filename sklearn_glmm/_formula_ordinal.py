@@ -140,8 +140,8 @@ def clmm(
     ['1|2', '2|3', '3|4', '4|5']
     """
     from ._formula_data import _r_factors
+    from ._formula_fit import _formula_state, _row_values, _total_offset
     from ._formula_parse import _parse, _term_name
-    from .formula import _formula_state, _row_values, _total_offset
 
     formula, data = check_formula_first(formula, data, "clmm")
     takes = ("formula", "data", "link", "threshold", "scale", "nAGQ", "weights", "offset")
