@@ -277,61 +277,10 @@ def _fit(est, family, X, gname, actors, info, t_load):
     n = int(sum(d["n"] for d in descs))
     _check_finite(descs, n)
     names = [str(c) for c in X.columns]
-    pos = _outcome(est, family, descs)
-    means = np.sum([d["x_sum"] for d in descs], axis=0) / max(n, 1)
-    moms = _gather([a.moments(means, pos, family.has_trials) for a in actors])
-    _check_counts(family, moms)
-    if not sum(m["n_used"] for m in moms):
-        raise ValueError("sample_weight is zero for every row; at least one row needs weight > 0.")
-    curvature = family.mean_curvature(
-        np.array([sum(m["wy"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
-        np.array([sum(m["wt"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
-        np.array([sum(m["wsum"] for m in moms)]),
+    moms, X_syn, scaling = _design_scaling(est, family, descs, actors, names, n)
+    f, factors, pending, level_maps, spreads, raw = _factor_built(
+        est, family, gname, levels, names, X_syn, scaling, actors, info
     )
-    X_syn, shift = _summary_rows(moms, n, est.fit_intercept)
-    # the summary rows have the data's correlations: the same decorrelation as in memory
-    _, scaling = scale_design(X_syn, names, est.fit_intercept, curvature, decorrelate=True)
-    if est.fit_intercept:
-        # the rows are centred (their means 0): the centring is the data's means
-        scaling["means"] = np.asarray(means, dtype=float) + shift
-    terms = "1" if est.random_effects is None else est.random_effects
-    for text in terms.values() if isinstance(terms, dict) else [terms]:
-        # before the factor is built: a structure's levels would be read from X
-        structure = parse_term(text).structure if isinstance(text, str) else None
-        if structure is not None:
-            raise NotImplementedError(
-                f"the covariance structure {structure!r} is not available in a partitioned "
-                "fit; use an unstructured or diagonal term."
-            )
-    factors = build_factors(pd.Series(levels, name=gname), terms, names, len(levels), None)
-    f = factors[0]
-    check_distinct_labels(f.name, f.levels)
-    check_quadrature_structure(est.n_agq, [f.q])
-    # how the design was made, as the in-memory fit's _model_data leaves it
-    pending = dict(
-        scaling=scaling,
-        # the slopes' centring reads the rows' means: the data's
-        z_maps=(z_transform(f, X_syn + scaling["means"] if est.fit_intercept else X_syn),),
-        factor_order=[gname],
-        zi_design=None,
-        disp_design=None,
-        block_designs=None,
-    )
-    level_maps = [levels.get_indexer(d["levels"]) for d in descs]
-    worker_factor = _pres.light_factor(f)
-    spec = dict(scaling=scaling, factor=worker_factor, T=pending["z_maps"][0], family=family)
-    spec["n_agq"] = est.n_agq
-    _gather(
-        [
-            a.build(dict(spec, row_offsets=off, level_map=lm))
-            for a, lm, off in zip(actors, level_maps, info["row_offsets"])
-        ]
-    )
-    # the in-memory design's checks of the slopes, on the partitions' pooled spreads
-    spreads = _gather([a.level_spreads() for a in actors])
-    raw = [s[0] for s in spreads]
-    raw = None if raw[0] is None else pooled_spread(raw)
-    check_slope_variables(f, raw)
     t_built = time.perf_counter()
 
     def call(method, *args):
@@ -375,6 +324,77 @@ def _fit(est, family, X, gname, actors, info, t_load):
         est, obj, x, record, shell, factors, bounds, pending, sums, moms, gather_rows
     )
     return est
+
+
+def _design_scaling(est, family, descs, actors, names, n):
+    """``(moms, X_syn, scaling)``: the partitions' moments of the columns and the
+    outcome, the summary rows that have the data's means and correlations, and the
+    in-memory fit's internal scaling of the design made from them."""
+    pos = _outcome(est, family, descs)
+    means = np.sum([d["x_sum"] for d in descs], axis=0) / max(n, 1)
+    moms = _gather([a.moments(means, pos, family.has_trials) for a in actors])
+    _check_counts(family, moms)
+    if not sum(m["n_used"] for m in moms):
+        raise ValueError("sample_weight is zero for every row; at least one row needs weight > 0.")
+    curvature = family.mean_curvature(
+        np.array([sum(m["wy"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
+        np.array([sum(m["wt"] for m in moms) / max(sum(m["wsum"] for m in moms), 1e-300)]),
+        np.array([sum(m["wsum"] for m in moms)]),
+    )
+    X_syn, shift = _summary_rows(moms, n, est.fit_intercept)
+    # the summary rows have the data's correlations: the same decorrelation as in memory
+    _, scaling = scale_design(X_syn, names, est.fit_intercept, curvature, decorrelate=True)
+    if est.fit_intercept:
+        # the rows are centred (their means 0): the centring is the data's means
+        scaling["means"] = np.asarray(means, dtype=float) + shift
+    return moms, X_syn, scaling
+
+
+def _factor_built(est, family, gname, levels, names, X_syn, scaling, actors, info):
+    """The grouping factor from the levels of every partition, each partition's internal
+    rows built, and the in-memory design's checks of the slopes on the partitions'
+    pooled spreads: ``(factor, factors, pending, level_maps, spreads, raw spread)``,
+    ``pending`` how the design was made, as the in-memory fit's ``_model_data`` leaves
+    it."""
+    terms = "1" if est.random_effects is None else est.random_effects
+    for text in terms.values() if isinstance(terms, dict) else [terms]:
+        # before the factor is built: a structure's levels would be read from X
+        structure = parse_term(text).structure if isinstance(text, str) else None
+        if structure is not None:
+            raise NotImplementedError(
+                f"the covariance structure {structure!r} is not available in a partitioned "
+                "fit; use an unstructured or diagonal term."
+            )
+    factors = build_factors(pd.Series(levels, name=gname), terms, names, len(levels), None)
+    f = factors[0]
+    check_distinct_labels(f.name, f.levels)
+    check_quadrature_structure(est.n_agq, [f.q])
+    # how the design was made, as the in-memory fit's _model_data leaves it
+    pending = dict(
+        scaling=scaling,
+        # the slopes' centring reads the rows' means: the data's
+        z_maps=(z_transform(f, X_syn + scaling["means"] if est.fit_intercept else X_syn),),
+        factor_order=[gname],
+        zi_design=None,
+        disp_design=None,
+        block_designs=None,
+    )
+    level_maps = [levels.get_indexer(d["levels"]) for d in info["descs"]]
+    worker_factor = _pres.light_factor(f)
+    spec = dict(scaling=scaling, factor=worker_factor, T=pending["z_maps"][0], family=family)
+    spec["n_agq"] = est.n_agq
+    _gather(
+        [
+            a.build(dict(spec, row_offsets=off, level_map=lm))
+            for a, lm, off in zip(actors, level_maps, info["row_offsets"])
+        ]
+    )
+    # the in-memory design's checks of the slopes, on the partitions' pooled spreads
+    spreads = _gather([a.level_spreads() for a in actors])
+    raw = [s[0] for s in spreads]
+    raw = None if raw[0] is None else pooled_spread(raw)
+    check_slope_variables(f, raw)
+    return f, factors, pending, level_maps, spreads, raw
 
 
 def _check_finite(descs, n):
