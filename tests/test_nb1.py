@@ -107,7 +107,37 @@ def test_nbinom1_without_overdispersion_settles_at_phi_zero():
     cats = [w.category for w in caught]
     assert OverdispersionWarning in cats and ConvergenceWarning not in cats
     assert m.phi_ == 0.0 and m.phi_at_boundary_
-    assert m.loglik_ == pytest.approx(pois.loglik_, abs=1e-3)
+    # phi_ = 0 is the Poisson limit itself: the Poisson fit's log-likelihood (it was
+    # 8.8e-6 below it, NB1's at phi = e^-15, the bound of log phi)
+    assert m.loglik_ == pytest.approx(pois.loglik_, abs=1e-8)
+
+
+def test_the_bound_is_the_poisson_limit():
+    # log phi on its lower bound is phi = 0: the Poisson log-density and derivatives
+    # exactly (what phi_ = 0 reports), with no dependence on phi, row by row for a
+    # dispersion model's per-row values
+    fam, pois = make_family("negbin1"), make_family("poisson")
+    rng = np.random.default_rng(6)
+    eta = rng.normal(1.0, 1.5, 40)
+    y = rng.poisson(np.exp(eta)).astype(float)
+    const = fam.constant(y, None)
+    for log_phi in (-15.0, np.full(40, -15.0)):
+        got = fam.derivs(y, eta, None, None, (log_phi,), const)
+        for a, b in zip(got, pois.derivs(y, eta, None, None)):
+            np.testing.assert_array_equal(a, b)
+        assert not np.any(fam.extra_derivs(y, eta, None, None, (log_phi,), const))
+        for a, b in zip(fam.log_p0(eta, (log_phi,)), pois.log_p0(eta)):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(fam.log_zero_rate(eta, (log_phi,)), pois.log_zero_rate(eta)):
+            np.testing.assert_array_equal(a, b)
+    mixed = np.where(np.arange(40) < 20, -15.0, -3.0)
+    got = fam.derivs(y, eta, None, None, (mixed,), const).loglik
+    np.testing.assert_array_equal(got[:20], pois.derivs(y, eta, None, None).loglik[:20])
+    above = fam.derivs(y, eta, None, None, (np.array(-3.0),), const).loglik
+    np.testing.assert_allclose(got[20:], above[20:], rtol=1e-13)
+    # just above the bound: NB1 itself, within O(phi) of the limit
+    near = fam.derivs(y, eta, None, None, (-14.9,), const).loglik
+    assert 0 < np.max(np.abs(near - pois.derivs(y, eta, None, None).loglik)) < 1e-4
 
 
 def test_formula_front_end_reads_nbinom1():

@@ -8,7 +8,10 @@ A GLMM with ONE grouping factor and a scalar random intercept ``b_g ~ N(0, sigma
         \\, \\phi(b; 0, \\sigma^2) \\, db
 
 for binomial (binary, or successes out of ``trials``) and Poisson outcomes, NB2 with size
-``theta`` (log link), each optionally zero-inflated with a constant probability ``zi``.
+``theta`` (log link), each optionally zero-inflated with a constant probability ``zi``; and
+NB1 (``"negbin1"``, Var = mu (1 + phi), optionally zero-inflated) and the beta-binomial
+(``"betabinomial"``, logit link, dispersion ``phi``), whose densities are in
+``truth_families.py``.
 Every constant is included (log binomial coefficients, ``-log y!``), as in the library's
 ``loglik_``. Only numpy and scipy are used: nothing here imports ``sklearn_glmm``.
 
@@ -33,7 +36,8 @@ Every constant is included (log binomial coefficients, ``-log y!``), as in the l
 
 ``params`` is a dict: ``beta`` (coefficients of the columns of ``data.X``, the intercept
 column included), ``sigma`` (the random intercept's SD, 0 allowed), ``theta`` (NB only;
-``inf`` is the Poisson limit) and ``zi`` (zero-inflated models only).
+``inf`` is the Poisson limit), ``phi`` (NB1: 0 is the Poisson limit; beta-binomial:
+``inf`` is the binomial limit) and ``zi`` (zero-inflated models only).
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import truth_families
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import optimize, special
 
-FAMILIES = ("binomial", "poisson", "negbin")
+FAMILIES = ("binomial", "poisson", "negbin", "negbin1", "betabinomial")
+BINOMIAL_FAMILIES = ("binomial", "betabinomial")  # successes out of trials
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _DROP = 45.0  # the integrand is followed until it falls below exp(-_DROP) of its peak
 _DV = 0.04  # largest step of the trapezoid rule in the stretched variable
@@ -76,7 +82,7 @@ class GLMMData:
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        if self.zero_inflation and self.family == "binomial":
+        if self.zero_inflation and self.family in BINOMIAL_FAMILIES:
             raise ValueError("zero inflation is for the count families")
         self.X = np.asarray(self.X, dtype=float)
         if self.X.ndim == 1:
@@ -210,10 +216,12 @@ def _binomial(y, eta, trials):
     return logp, y - trials * p, -trials * pq
 
 
-def _log_p0(family, eta, theta):
+def _log_p0(family, eta, theta, phi=None):
     """log P(Y = 0) of the count part and its first two eta-derivatives."""
+    if family == "negbin1" and phi > 0.0:
+        return truth_families.negbin1_log_p0(eta, phi)
     mu = np.exp(np.minimum(eta, 700.0))
-    if family == "poisson" or not np.isfinite(theta):
+    if family in ("poisson", "negbin1") or not np.isfinite(theta):
         return -mu, -mu, -mu
     log_theta = np.log(theta)
     log_tm = np.logaddexp(log_theta, eta)
@@ -221,32 +229,38 @@ def _log_p0(family, eta, theta):
     return -theta * np.log1p(np.exp(eta - log_theta)), -theta * r, -theta * s * r
 
 
-def row_logpdf(data: GLMMData, eta: np.ndarray, params: dict):
+def row_logpdf(data: GLMMData, eta: np.ndarray, params: dict, derivatives: bool = True):
     """Weighted log p(y_i | eta_i) and its first two eta-derivatives; eta (n,) or (n, K).
 
     Overflow far out in the tails gives infinite or NaN values, which the callers treat
-    as a zero density.
+    as a zero density. ``derivatives=False``: NB1's and the beta-binomial's derivatives
+    (polygamma functions, the costly part) are not computed and come back as zeros.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _row_logpdf(data, eta, params)
+        return _row_logpdf(data, eta, params, derivatives)
 
 
-def _row_logpdf(data, eta, params):
+def _row_logpdf(data, eta, params, derivatives=True):
     y = data.y if eta.ndim == 1 else data.y[:, None]
     w = data.weights if eta.ndim == 1 else data.weights[:, None]
     fam = data.family
     theta = float(params.get("theta") or np.inf) if fam == "negbin" else np.inf
-    if fam == "binomial":
-        t = data.trials if eta.ndim == 1 else data.trials[:, None]
+    phi = float(params["phi"]) if fam in ("negbin1", "betabinomial") else None
+    t = data.trials if eta.ndim == 1 else data.trials[:, None]
+    if fam == "binomial" or (fam == "betabinomial" and np.isposinf(phi)):
         logp, d1, d2 = _binomial(y, eta, t)
-    elif fam == "poisson":
+    elif fam == "betabinomial":
+        logp, d1, d2 = truth_families.betabinomial(y, eta, t, phi, derivatives)
+    elif fam == "poisson" or (fam == "negbin1" and phi == 0.0):
         logp, d1, d2 = _poisson(y, eta)
+    elif fam == "negbin1":
+        logp, d1, d2 = truth_families.negbin1(y, eta, phi, derivatives)
     else:
         logp, d1, d2 = _negbin(y, eta, theta)
     if data.zero_inflation:
         pi = float(params["zi"])
         log_pi, log_1m = np.log(pi), np.log1p(-pi)
-        a, a1, a2 = _log_p0(fam, eta, theta)
+        a, a1, a2 = _log_p0(fam, eta, theta, phi)
         lz = np.logaddexp(log_pi, log_1m + a)
         r = np.exp(log_1m + a - lz)  # P(the zero came from the count part)
         zero = y == 0
@@ -264,13 +278,14 @@ def _row_logpdf(data, eta, params):
 # -- each group's integrand h(b) = log p(y_g | b) - b^2 / (2 sigma^2) --------------------
 
 
-def _h(data, eta0, params, b, sigma):
-    """h at each group's value b (G,) or (G, K), with h' and h''."""
+def _h(data, eta0, params, b, sigma, derivatives=True):
+    """h at each group's value b (G,) or (G, K), with h' and h'' (zeros without
+    ``derivatives`` for NB1 and the beta-binomial)."""
     B = b[data.groups]
     eta = eta0 if B.ndim == 1 else eta0[:, None]
     s2 = sigma * sigma
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        ll, d1, d2 = row_logpdf(data, eta + B, params)
+        ll, d1, d2 = row_logpdf(data, eta + B, params, derivatives)
         return (
             data.group_sums(ll) - 0.5 * b**2 / s2,
             data.group_sums(d1) - b / s2,
@@ -284,12 +299,12 @@ def group_modes(data: GLMMData, params: dict, max_iter: int = 100):
     eta0 = data.eta(params["beta"])
     G = data.n_groups
     grid = sigma * np.r_[0.0, np.linspace(-8.0, 8.0, 33)]
-    hv = _h(data, eta0, params, np.broadcast_to(grid, (G, len(grid))), sigma)[0]
+    hv = _h(data, eta0, params, np.broadcast_to(grid, (G, len(grid))), sigma, False)[0]
     hv = np.where(np.isfinite(hv), hv, -np.inf)
     b = grid[np.argmax(hv, axis=1)]
     h, d1, d2 = _h(data, eta0, params, b, sigma)
     # the rounding error of h: its terms grow like y |eta| (up to 1e9 with large counts)
-    size = data.y + (data.trials if data.family == "binomial" else 0.0)
+    size = data.y + (data.trials if data.family in BINOMIAL_FAMILIES else 0.0)
     slack = 1e-15 * data.group_sums(
         data.weights * (size * (np.abs(eta0) + np.log1p(size) + 2.0) + 1.0)
     )
@@ -383,7 +398,7 @@ def agq_loglik(params: dict, data: GLMMData, n_agq: int) -> float:
     z, w = hermegauss(n_agq)  # weights for exp(-z^2 / 2), summing to sqrt(2 pi)
     eta0 = data.eta(params["beta"])
     nodes = b[:, None] + s[:, None] * z[None, :]
-    hk = _h(data, eta0, params, nodes, sigma)[0]
+    hk = _h(data, eta0, params, nodes, sigma, False)[0]
     terms = np.log(w)[None, :] + hk - h[:, None] + 0.5 * z[None, :] ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         log_l = h - 0.5 * _LOG_2PI - np.log(sigma) + np.log(s) + special.logsumexp(terms, axis=1)
@@ -394,7 +409,7 @@ def _reach(data, eta0, params, b, h, scale, sigma, sign):
     """How far (in units of ``scale``) from the mode the integrand stays above exp(-_DROP)."""
     ladder = 2.0 ** np.arange(0, 27)  # up to 6.7e7 units
     pts = b[:, None] + sign * scale[:, None] * ladder[None, :]
-    hv = _h(data, eta0, params, pts, sigma)[0]
+    hv = _h(data, eta0, params, pts, sigma, False)[0]
     above = np.where(np.isfinite(hv), hv - h[:, None] > -_DROP, False)
     # the first ladder point beyond the last one still above the threshold
     last = np.where(above.any(axis=1), len(ladder) - 1 - np.argmax(above[:, ::-1], axis=1), -1)
@@ -418,7 +433,7 @@ def log_integrals(data, params, sigma, modes, h_modes, d2_modes):
     v = v_lo[:, None] + (v_hi - v_lo)[:, None] * frac[None, :]
     dv = (v_hi - v_lo) / (K - 1)
     pts = modes[:, None] + unit[:, None] * np.sinh(v)
-    hv = _h(data, eta0, params, pts, sigma)[0]
+    hv = _h(data, eta0, params, pts, sigma, False)[0]
     log_jac = np.log(unit)[:, None] + np.log(np.cosh(v))
     terms = np.where(np.isfinite(hv), hv - h_modes[:, None], -np.inf) + log_jac
     terms[:, [0, -1]] -= np.log(2.0)  # trapezoid end weights
@@ -516,7 +531,7 @@ def _start_beta(data):
     ones = np.flatnonzero(np.all(data.X == 1.0, axis=0))
     if len(ones):
         w = data.weights
-        if data.family == "binomial":
+        if data.family in BINOMIAL_FAMILIES:
             p = np.sum(w * data.y) / max(np.sum(w * data.trials), 1e-300)
             beta[ones[0]] = special.logit(np.clip(p, 1e-6, 1 - 1e-6))
         else:
@@ -528,8 +543,9 @@ def _start_beta(data):
 def glm_loglik(data: GLMMData) -> float:
     """The maximised log-likelihood of the GLM without random effects.
 
-    beta by damped Newton at each NB theta / zero-inflation probability, those by a grid
-    and then Brent (one of them) or Nelder-Mead (both), on the profile log-likelihood.
+    beta by damped Newton at each NB theta, NB1 or beta-binomial phi / zero-inflation
+    probability, those by a grid and then Brent (one of them) or Nelder-Mead (both), on
+    the profile log-likelihood; the family's limit (Poisson, binomial) too.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _glm_loglik(data)
@@ -551,6 +567,10 @@ def _glm_loglik(data: GLMMData) -> float:
     extras = []
     if data.family == "negbin":
         extras.append(("theta", np.linspace(-6.0, 24.0, 16)))
+    elif data.family == "negbin1":  # log phi
+        extras.append(("phi", np.linspace(-14.0, 8.0, 12)))
+    elif data.family == "betabinomial":
+        extras.append(("phi", np.linspace(-6.0, 18.0, 13)))
     if data.zero_inflation:
         extras.append(("zi", np.linspace(-8.0, 4.0, 9)))
     memo = {"beta": beta0}
@@ -558,7 +578,7 @@ def _glm_loglik(data: GLMMData) -> float:
     def to_params(z):
         p = {"beta": None, "sigma": 0.0}
         for (name, _), v in zip(extras, z):
-            p[name] = float(np.exp(v)) if name == "theta" else float(special.expit(v))
+            p[name] = float(np.exp(v)) if name in ("theta", "phi") else float(special.expit(v))
         return p
 
     def profile(z):
@@ -588,6 +608,9 @@ def _glm_loglik(data: GLMMData) -> float:
         best = max(best, -float(res.fun))
     if data.family == "negbin" and not data.zero_inflation:
         best = max(best, profile([np.inf]))  # the Poisson limit
+    elif data.family in ("negbin1", "betabinomial") and not data.zero_inflation:
+        # the Poisson (phi = 0) or binomial (phi = inf) limit
+        best = max(best, profile([-np.inf if data.family == "negbin1" else np.inf]))
     return best
 
 
@@ -610,7 +633,8 @@ def column_scaling(data: GLMMData):
 
 
 def pack(params: dict, data: GLMMData) -> np.ndarray:
-    """[beta of the centred and scaled columns, sigma, log theta (NB), logit zi (ZI)]."""
+    """[beta of the centred and scaled columns, sigma, log theta (NB) or log phi (NB1,
+    beta-binomial), logit zi (ZI)]."""
     centre, scale, anchor = column_scaling(data)
     beta = np.asarray(params["beta"], float)
     v = beta * scale
@@ -622,6 +646,11 @@ def pack(params: dict, data: GLMMData) -> np.ndarray:
         # the Poisson limit as a theta of 2e17: within rounding of it at counts of 1e7
         # (a theta of 5e8, log 20, was 0.011 below it on such data)
         out.append([40.0 if theta is None or not np.isfinite(theta) else np.log(theta)])
+    elif data.family in ("negbin1", "betabinomial"):
+        # the limits (NB1's phi = 0, the beta-binomial's phi = inf) as log phi = -+40,
+        # within rounding of them
+        with np.errstate(divide="ignore"):
+            out.append([np.clip(np.log(float(params["phi"])), -40.0, 40.0)])
     if data.zero_inflation:
         out.append([special.logit(params["zi"])])
     return np.concatenate(out)
@@ -638,6 +667,9 @@ def unpack(x: np.ndarray, data: GLMMData) -> dict:
     k = p + 1
     if data.family == "negbin":
         params["theta"] = float(np.exp(min(x[k], 700.0)))
+        k += 1
+    elif data.family in ("negbin1", "betabinomial"):
+        params["phi"] = float(np.exp(np.clip(x[k], -700.0, 700.0)))
         k += 1
     if data.zero_inflation:
         params["zi"] = float(special.expit(x[k]))

@@ -435,6 +435,13 @@ def on_upper_bound(log_value, upper, limit, below):
     return type(parts_below)(*parts) if hasattr(parts_below, "_fields") else parts
 
 
+def on_lower_bound(log_value, lower, limit, above):
+    """As :func:`on_upper_bound`, for a log-parameter whose lower bound stands for the
+    parameter's zero limit (NB1 phi = 0, the Poisson): ``limit()`` where ``log_value`` is
+    on (or below) ``lower``, ``above(log_value)`` elsewhere; None when no value is there."""
+    return on_upper_bound(-log_value, -lower, limit, lambda v: above(-v))
+
+
 # the rules of Family.mean_over_normal (normal_rule)
 _GH_MAX_SD = 1.5
 _NODE_SPACING = 0.25  # on the link scale: resolves the inverse link's curvature

@@ -10,7 +10,8 @@ glmmTMB's ``nbinom1``: size ``k = mu / phi`` and probability ``1 / (1 + phi)``, 
 
 The mean enters through ``k`` inside the log-gamma terms, so the derivatives in
 ``eta`` involve the digamma function and its derivatives; the log-density need not
-be concave in ``eta``.
+be concave in ``eta``. ``log phi`` on its lower bound is phi = 0, the Poisson limit
+(reported as ``phi_ = 0``), taken exactly.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from .base import (
     _lgamma_ratio,
     _polygamma_differences,
     _weighted,
+    on_lower_bound,
 )
+from .poisson import Poisson
+
+# log phi on its lower bound is phi = 0, the Poisson limit
+_LOWER = NB1_PHI.bounds[0]
+_POISSON = Poisson()
 
 
 class NegativeBinomial1(Family):
@@ -44,6 +51,16 @@ class NegativeBinomial1(Family):
         return -special.gammaln(y + 1.0)
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
+        # phi on its bound is phi = 0: the Poisson limit, exactly (the fit reports phi_ =
+        # 0 there; where the Laplace value is steep in phi, phi = e^-15 was 2e-3 from it)
+        limit = on_lower_bound(
+            extra[0],
+            _LOWER,
+            lambda: _POISSON.derivs(y, eta, trials, weights),
+            lambda lp: self.derivs(y, eta, trials, weights, (lp,), const),
+        )
+        if limit is not None:
+            return limit
         phi = np.exp(extra[0])
         k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
         neg_log_fact = self.constant(y, trials) if const is None else const
@@ -67,7 +84,17 @@ class NegativeBinomial1(Family):
             d loglik / dnu = -k a0 - k phi / (1 + phi) + y / (1 + phi)
             d d1 / dnu     = -k a0 - k^2 a1 - k phi / (1 + phi)
             d w / dnu      =  k a0 + 3 k^2 a1 + k^3 a2 + k phi / (1 + phi)
+
+        Zero on the bound (the Poisson limit).
         """
+        limit = on_lower_bound(
+            extra[0],
+            _LOWER,
+            lambda: (np.zeros((1, len(eta))),) * 3,
+            lambda lp: self.extra_derivs(y, eta, trials, weights, (lp,), const),
+        )
+        if limit is not None:
+            return limit
         phi = np.exp(extra[0])
         k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
         share = phi / (1.0 + phi)  # d log(1 + phi) / d nu
@@ -83,6 +110,11 @@ class NegativeBinomial1(Family):
 
     def log_p0(self, eta, extra):
         """log P(Y = 0 | eta) = -k log(1 + phi) and its eta-derivatives (all equal)."""
+        limit = on_lower_bound(
+            extra[0], _LOWER, lambda: _POISSON.log_p0(eta), lambda lp: self.log_p0(eta, (lp,))
+        )
+        if limit is not None:
+            return limit
         phi = np.exp(extra[0])
         a = -np.exp(np.minimum(eta, _ETA_MAX)) / phi * np.log1p(phi)
         return a, a, a, a
@@ -90,6 +122,14 @@ class NegativeBinomial1(Family):
     def log_zero_rate(self, eta, extra):
         """``log s`` for ``s = -log P(Y = 0) = mu log(1 + phi) / phi`` and its
         eta-derivatives (zero-truncation)."""
+        limit = on_lower_bound(
+            extra[0],
+            _LOWER,
+            lambda: _POISSON.log_zero_rate(eta),
+            lambda lp: self.log_zero_rate(eta, (lp,)),
+        )
+        if limit is not None:
+            return limit
         eta = np.asarray(eta, dtype=float)
         phi = np.exp(extra[0])
         log_s = eta + np.log(np.log1p(phi) / phi)

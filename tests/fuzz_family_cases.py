@@ -1,0 +1,187 @@
+"""Seeded generator of NB1 and beta-binomial data sets for the fuzz tests against the truth.
+
+``make_family_case(seed)`` returns one data set and its model as a dict, in the form of
+``fuzz_cases.make_case`` (``X``, ``y``, ``groups``, ``estimator``, ``params``,
+``fit_params``, ``family``, ``zero_inflation``, ``checkable``, ``scenario``,
+``description``), with ``family`` ``"negbin1"`` (``NegBinGLMM(family="nbinom1")``) or
+``"betabinomial"`` (``BinomialGLMM(family="betabinomial")``, with ``trials``) and
+``dispersion``, the ``phi`` the data were drawn with (0: Poisson data for NB1; ``inf``:
+binomial data for the beta-binomial). One grouping factor with a scalar random
+intercept, so every data set is checkable by brute force.
+
+Scenarios, for both families: ordinary data; raw-scale predictors (calendar time around
+19,000, values times 1e6, uncentred); tiny data (10-30 rows); 2-4 groups; no or nearly no
+overdispersion (``phi`` on its bound: 0 for NB1, infinity for the beta-binomial) and strong
+overdispersion; for NB1 many zeros (means of 0.02-0.3), large counts (means 1e3-1e5) and
+zero inflation; for the beta-binomial small trials (2-3, with rows of one trial), large
+trials (100-10,000) and rare successes. Adaptive quadrature (2-25 nodes, 25 in a third of
+them), offsets and prior weights on top.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from fuzz_cases import _codes, _labels, _predictor
+from scipy.special import expit
+
+from sklearn_glmm import BinomialGLMM, NegBinGLMM
+
+NB1_SCENARIOS = {
+    "ordinary": 0.16,
+    "raw_scale": 0.12,
+    "tiny": 0.1,
+    "few_groups": 0.08,
+    "many_zeros": 0.1,
+    "no_overdispersion": 0.12,
+    "strong_overdispersion": 0.1,
+    "large_counts": 0.08,
+    "zero_inflation": 0.06,
+    "agq": 0.08,
+}
+BETABINOMIAL_SCENARIOS = {
+    "ordinary": 0.16,
+    "raw_scale": 0.1,
+    "tiny": 0.1,
+    "few_groups": 0.08,
+    "small_trials": 0.12,
+    "large_trials": 0.1,
+    "no_overdispersion": 0.12,
+    "strong_overdispersion": 0.1,
+    "rare": 0.06,
+    "agq": 0.06,
+}
+
+
+def make_family_case(seed: int) -> dict:
+    """The data set and model of one seed (see the module docstring)."""
+    rng = np.random.default_rng([20_260_301, seed])
+    family = "negbin1" if rng.random() < 0.5 else "betabinomial"
+    table = NB1_SCENARIOS if family == "negbin1" else BETABINOMIAL_SCENARIOS
+    scenario = str(rng.choice(list(table), p=list(table.values())))
+    notes = []
+
+    n = int(rng.integers(60, 250))
+    n_groups = int(rng.integers(5, 35))
+    if scenario == "tiny":
+        n = int(rng.integers(10, 31))
+        n_groups = int(rng.integers(2, max(3, n // 3)))
+    elif scenario == "few_groups":
+        n_groups = int(rng.integers(2, 5))
+        n = int(rng.integers(20, 150))
+    n_groups = min(n_groups, n)
+    codes = _codes(rng, n, n_groups, balanced=rng.random() < 0.4)
+
+    p = int(rng.integers(1, 3))
+    kinds = list(rng.choice(["normal", "binary", "skewed"], size=p))
+    if scenario == "raw_scale" or rng.random() < 0.15:
+        kinds[0] = str(rng.choice(["calendar", "times_1e6", "uncentred"]))
+    cols, std_cols = {}, []
+    for k, kind in enumerate(kinds):
+        x, m, s = _predictor(rng, n, kind)
+        cols[f"x{k}"] = x
+        std_cols.append((x - m) / s)
+    X = pd.DataFrame(cols)
+    notes.append("X=" + ",".join(kinds))
+    gamma = rng.normal(0.0, 0.5, p)
+
+    sigma = float(rng.choice([0.0, 0.3, 0.7, 1.2, 2.0], p=[0.1, 0.25, 0.3, 0.22, 0.13]))
+    u = rng.normal(size=n_groups) * sigma
+    groups = _labels(rng, codes, "g")
+    notes.append(f"groups={n_groups} sigma={sigma}")
+
+    # the dispersion the data are drawn with
+    if scenario == "no_overdispersion":
+        phi = float(rng.choice([0.0, 0.0, 1e-3] if family == "negbin1" else [np.inf, np.inf, 1e4]))
+    elif scenario == "strong_overdispersion":
+        phi = float(rng.choice([10.0, 50.0, 300.0] if family == "negbin1" else [0.1, 0.3, 0.8]))
+    elif family == "negbin1":
+        phi = float(rng.choice([0.2, 0.7, 2.0, 5.0]))
+    else:
+        phi = float(rng.choice([1.5, 4.0, 15.0, 60.0]))
+    notes.append(f"phi={phi:g}")
+
+    if family == "negbin1":
+        b0 = float(rng.normal(np.log(3.0), 0.8))
+        if scenario == "many_zeros":
+            b0 = float(np.log(rng.uniform(0.02, 0.3)))
+        elif scenario == "large_counts":
+            b0 = float(np.log(10 ** rng.uniform(3.0, 5.0)))
+    else:
+        b0 = float(rng.normal(0.0, 1.0))
+        if scenario == "rare":
+            b0 = float(np.log(rng.uniform(0.005, 0.05)))
+    eta = b0 + sum(g * c for g, c in zip(gamma, std_cols)) + u[codes]
+
+    fit_params = {}
+    if rng.random() < 0.15:
+        if family == "negbin1":  # log exposures
+            off = np.log(rng.uniform(0.5, 3.0, n) * 10 ** rng.choice([0, 0, 2]))
+            eta = eta - float(np.mean(off))
+        else:
+            off = rng.normal(0.0, 0.5, n)
+        fit_params["offset"] = off
+        eta = eta + off
+        notes.append("offset")
+    if rng.random() < 0.12:
+        w = rng.choice([0.5, 1.0, 2.0, 3.0], size=n)
+        if rng.random() < 0.3:
+            w[rng.integers(0, n, max(1, n // 10))] = 0.0
+        w[0] = 1.0
+        fit_params["sample_weight"] = w
+        notes.append("weights")
+    n_agq = 1
+    if scenario == "agq" or rng.random() < 0.2:
+        # 25 nodes (checked against the integral itself) in a third of them
+        n_agq = 25 if rng.random() < 0.35 else int(rng.integers(2, 25))
+    zero_inflation = scenario == "zero_inflation"
+
+    if family == "negbin1":
+        mu = np.exp(eta)
+        lam = mu if phi == 0.0 else rng.gamma(mu / phi, phi)
+        y = rng.poisson(lam).astype(float)
+        if zero_inflation:
+            y[rng.random(n) < rng.uniform(0.1, 0.4)] = 0.0
+            notes.append("zero_inflation")
+        if np.all(y == 0):
+            y[int(rng.integers(n))] = 1.0
+        estimator, params = NegBinGLMM, {"family": "nbinom1"}
+    else:
+        if scenario == "small_trials":
+            trials = rng.choice([1, 2, 2, 3], size=n)
+        elif scenario == "large_trials":
+            trials = rng.integers(100, int(10 ** rng.uniform(2.5, 4.0)) + 1, n)
+        else:
+            trials = rng.integers(1, int(rng.choice([5, 12, 40])) + 1, n)
+        trials[int(rng.integers(n))] = max(2, trials.max())  # phi needs a row of 2 or more
+        mu = expit(eta)
+        if np.isinf(phi):
+            prob = mu
+        else:
+            prob = rng.beta(np.maximum(mu * phi, 1e-300), np.maximum((1 - mu) * phi, 1e-300))
+        y = rng.binomial(trials, prob).astype(float)
+        fit_params["trials"] = trials.astype(float)
+        notes.append(f"trials<={trials.max()}")
+        estimator, params = BinomialGLMM, {"family": "betabinomial"}
+
+    params["random_effects"] = "1"
+    if n_agq > 1:
+        params["n_agq"] = n_agq
+        notes.append(f"n_agq={n_agq}")
+    if zero_inflation:
+        params["zero_inflation"] = True
+    return {
+        "seed": seed,
+        "scenario": scenario,
+        "family": family,
+        "zero_inflation": zero_inflation,
+        "dispersion": phi,
+        "X": X,
+        "y": y,
+        "groups": groups,
+        "estimator": estimator,
+        "params": params,
+        "fit_params": fit_params,
+        "checkable": True,
+        "description": f"{scenario} {family} n={n} " + " ".join(notes),
+    }
