@@ -140,6 +140,27 @@ def test_the_bound_is_the_poisson_limit():
     assert 0 < np.max(np.abs(near - pois.derivs(y, eta, None, None).loglik)) < 1e-4
 
 
+def test_the_bound_predicts_and_simulates_as_poisson():
+    # phi_ = 0 reported: probabilities, variance and draws are the Poisson limit's too
+    # (nbinom(mu / phi, ...) at phi = e^-15 put the pmf 2e-4 off Poisson's in the tail
+    # at mu = 300), row by row for a dispersion model's per-row values
+    fam, pois = make_family("negbin1"), make_family("poisson")
+    k, mu = np.arange(0, 420), 300.0
+    for log_phi in (-15.0, np.full(len(k), -15.0)):
+        np.testing.assert_array_equal(fam.pmf(k, mu, (log_phi,)), stats.poisson.pmf(k, mu))
+        np.testing.assert_array_equal(fam.cdf(k, mu, None, (log_phi,)), stats.poisson.cdf(k, mu))
+        np.testing.assert_array_equal(fam.sf(k, mu, (log_phi,)), stats.poisson.sf(k, mu))
+        np.testing.assert_array_equal(fam.variance(k + 1.0, None, (log_phi,)), k + 1.0)
+    mus = np.full((30, 4), 3.0)
+    draws = fam.sample(mus, None, (-15.0,), np.random.default_rng(1))
+    np.testing.assert_array_equal(draws, pois.sample(mus, None, (), np.random.default_rng(1)))
+    mixed = np.where(k < 200, -15.0, -1.0)
+    got = fam.pmf(k, mu, (mixed,))
+    np.testing.assert_array_equal(got[:200], stats.poisson.pmf(k[:200], mu))
+    np.testing.assert_allclose(got[200:], fam.pmf(k[200:], mu, (-1.0,)), rtol=1e-12)
+    assert fam.variance(2.0, None, (-1.0,)) == pytest.approx(2.0 * (1 + np.exp(-1.0)))
+
+
 def test_formula_front_end_reads_nbinom1():
     # glmmTMB(y ~ x + (1 | id), data = d, family = nbinom1)
     from sklearn_glmm.formula import glmmTMB

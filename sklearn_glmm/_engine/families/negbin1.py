@@ -11,7 +11,8 @@ glmmTMB's ``nbinom1``: size ``k = mu / phi`` and probability ``1 / (1 + phi)``, 
 The mean enters through ``k`` inside the log-gamma terms, so the derivatives in
 ``eta`` involve the digamma function and its derivatives; the log-density need not
 be concave in ``eta``. ``log phi`` on its lower bound is phi = 0, the Poisson limit
-(reported as ``phi_ = 0``), taken exactly.
+(reported as ``phi_ = 0``), taken exactly: its density and derivatives, probabilities,
+variance and draws.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class NegativeBinomial1(Family):
         return _exp_mean(eta)
 
     def variance(self, mu, trials, extra):
-        return mu * (1.0 + np.exp(extra[0]))
+        return _poisson_or(extra, lambda: mu, lambda phi: mu * (1.0 + phi))
 
     def unit_deviance(self, y, mu, trials, extra):
         eta_sat = np.log(np.where(y > 0, y, 1.0))
@@ -148,19 +149,43 @@ class NegativeBinomial1(Family):
         return 2.0 * np.where(y > 0, sat - fit, -fit)
 
     def sample(self, mu, trials, extra, rng):
+        if np.all(np.asarray(extra[0]) <= _LOWER):  # phi = 0: Poisson draws
+            return _POISSON.sample(mu, trials, (), rng)
         phi = np.exp(extra[0])
         lam = rng.gamma(mu / phi, phi)
         return rng.poisson(lam).astype(float)
 
     def pmf(self, k, mu, extra):
-        phi = np.exp(extra[0])
-        return stats.nbinom.pmf(k, mu / phi, 1.0 / (1.0 + phi))
+        return _poisson_or(
+            extra,
+            lambda: stats.poisson.pmf(k, mu),
+            lambda phi: stats.nbinom.pmf(k, mu / phi, 1.0 / (1.0 + phi)),
+        )
 
     def cdf(self, y, mu, trials, extra):
-        phi = np.exp(extra[0])
-        return stats.nbinom.cdf(y, mu / phi, 1.0 / (1.0 + phi))
+        return _poisson_or(
+            extra,
+            lambda: stats.poisson.cdf(y, mu),
+            lambda phi: stats.nbinom.cdf(y, mu / phi, 1.0 / (1.0 + phi)),
+        )
 
     def sf(self, y, mu, extra):
         """P(Y > y)."""
-        phi = np.exp(extra[0])
-        return stats.nbinom.sf(y, mu / phi, 1.0 / (1.0 + phi))
+        return _poisson_or(
+            extra,
+            lambda: stats.poisson.sf(y, mu),
+            lambda phi: stats.nbinom.sf(y, mu / phi, 1.0 / (1.0 + phi)),
+        )
+
+
+def _poisson_or(extra, poisson, nb1):
+    """``poisson()`` where ``log phi`` (``extra[0]``) is on its lower bound (phi = 0, the
+    Poisson limit: ``nbinom(mu / phi, ...)``'s pmf at phi = e^-15 is 2e-4 off Poisson's in
+    the tail at mu = 300), ``nb1(phi)`` elsewhere, value by value for per-row values."""
+    at = np.asarray(extra[0]) <= _LOWER
+    if not at.any():
+        return nb1(np.exp(extra[0]))
+    if at.all():
+        return poisson()
+    with np.errstate(all="ignore"):
+        return np.where(at, poisson(), nb1(np.exp(np.where(at, 0.0, extra[0]))))
