@@ -379,6 +379,44 @@ def test_nb2_rows_on_the_bound_are_the_poisson_limit():
     assert dl[0, 1] == 0.0 and dl[0, 0] != 0.0
 
 
+def test_nb2_on_the_bound_predicts_and_simulates_as_poisson():
+    # theta_ = inf reported: scipy's nbinom at theta = e^30 (the bound of log theta) put
+    # P(Y = k) up to 0.5 % off the Poisson probabilities; on the bound the limit's are used
+    # for probabilities, variance and draws, value by value for per-row values
+    fam, pois = make_family("negbin"), make_family("poisson")
+    k, mu = np.arange(0, 12), 0.5
+    for lt in (30.0, np.full(len(k), 30.0)):
+        np.testing.assert_array_equal(fam.pmf(k, mu, (lt,)), stats.poisson.pmf(k, mu))
+        np.testing.assert_array_equal(fam.cdf(k, mu, None, (lt,)), stats.poisson.cdf(k, mu))
+        np.testing.assert_array_equal(fam.sf(k, mu, (lt,)), stats.poisson.sf(k, mu))
+        np.testing.assert_array_equal(fam.variance(k + 1.0, None, (lt,)), k + 1.0)
+    mus = np.full((20, 3), 2.0)
+    draws = fam.sample(mus, None, (30.0,), np.random.default_rng(3))
+    np.testing.assert_array_equal(draws, pois.sample(mus, None, (), np.random.default_rng(3)))
+    mixed = np.where(k < 6, 30.0, 1.0)
+    got = fam.pmf(k, mu, (mixed,))
+    np.testing.assert_array_equal(got[:6], stats.poisson.pmf(k[:6], mu))
+    np.testing.assert_allclose(got[6:], fam.pmf(k[6:], mu, (1.0,)), rtol=1e-12)
+
+
+def test_nb2_fit_at_the_poisson_limit_predicts_poisson_probabilities():
+    # binomial counts (less variable than Poisson): theta runs to its bound, theta_ = inf;
+    # its probabilities at the fixed effects are the Poisson ones at its means
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(40), 10)
+    x = rng.normal(size=400)
+    y = rng.binomial(30, special.expit(-3.5 + 0.3 * x + rng.normal(0, 0.4, 40)[g]))
+    X = pd.DataFrame({"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NegBinGLMM().fit(X, y, groups=g)
+    assert m.theta_ == np.inf
+    P = m.predict_proba(X.iloc[:5], groups=g[:5], population="zero")
+    mu = m.predict(X.iloc[:5], groups=g[:5], population="zero")
+    Q = stats.poisson.pmf(np.arange(P.shape[1] - 1)[None, :], mu[:, None])
+    np.testing.assert_allclose(P[:, :-1], Q, rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["negbin"])
 def test_per_row_extra_derivatives_against_finite_differences(name):
     fam = make_family(name)

@@ -435,6 +435,20 @@ def on_upper_bound(log_value, upper, limit, below):
     return type(parts_below)(*parts) if hasattr(parts_below, "_fields") else parts
 
 
+def limit_or(at, limit, other, log_value):
+    """A distribution's values (probabilities, a variance) where a log-parameter stands for
+    its limit model on a bound: ``limit()`` where ``at`` (the values on the bound),
+    ``other(log_value)`` elsewhere, value by value for per-row values (``other`` is given
+    0 where the value is on the bound)."""
+    at = np.asarray(at)
+    if not at.any():
+        return other(log_value)
+    if at.all():
+        return limit()
+    with np.errstate(all="ignore"):
+        return np.where(at, limit(), other(np.where(at, 0.0, log_value)))
+
+
 def on_lower_bound(log_value, lower, limit, above):
     """As :func:`on_upper_bound`, for a log-parameter whose lower bound stands for the
     parameter's zero limit (NB1 phi = 0, the Poisson): ``limit()`` where ``log_value`` is

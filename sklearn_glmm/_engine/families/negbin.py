@@ -18,6 +18,7 @@ from .base import (
     _weighted,
     by_count,
     by_count_in_runs,
+    limit_or,
     on_upper_bound,
 )
 from .poisson import Poisson
@@ -329,7 +330,7 @@ class NegativeBinomial2(Family):
         return _exp_mean(eta)
 
     def variance(self, mu, trials, extra):
-        return mu + mu**2 / np.exp(extra[0])
+        return _poisson_or(extra, lambda: mu, lambda theta: mu + mu**2 / theta)
 
     def unit_deviance(self, y, mu, trials, extra):
         theta = np.exp(extra[0])
@@ -338,22 +339,42 @@ class NegativeBinomial2(Family):
         return 2.0 * (t1 - t2)
 
     def sample(self, mu, trials, extra, rng):
+        if np.all(np.asarray(extra[0]) >= _UPPER):  # theta = infinity: Poisson draws
+            return _POISSON.sample(mu, trials, (), rng)
         theta = np.exp(extra[0])
         lam = rng.gamma(theta, mu / theta)
         return rng.poisson(lam).astype(float)
 
     def pmf(self, k, mu, extra):
-        theta = np.exp(extra[0])
-        return stats.nbinom.pmf(k, theta, theta / (theta + mu))
+        return _poisson_or(
+            extra,
+            lambda: stats.poisson.pmf(k, mu),
+            lambda theta: stats.nbinom.pmf(k, theta, theta / (theta + mu)),
+        )
 
     def cdf(self, y, mu, trials, extra):
-        theta = np.exp(extra[0])
-        return stats.nbinom.cdf(y, theta, theta / (theta + mu))
+        return _poisson_or(
+            extra,
+            lambda: stats.poisson.cdf(y, mu),
+            lambda theta: stats.nbinom.cdf(y, theta, theta / (theta + mu)),
+        )
 
     def sf(self, y, mu, extra):
         """P(Y > y)."""
-        theta = np.exp(extra[0])
-        return stats.nbinom.sf(y, theta, theta / (theta + mu))
+        return _poisson_or(
+            extra,
+            lambda: stats.poisson.sf(y, mu),
+            lambda theta: stats.nbinom.sf(y, theta, theta / (theta + mu)),
+        )
+
+
+def _poisson_or(extra, poisson, nb2):
+    """``poisson()`` where ``log theta`` (``extra[0]``) is on its upper bound (theta =
+    infinity, the Poisson limit, which the fit reports as ``theta_ = inf``: scipy's
+    ``nbinom`` at theta = e^30 puts P(Y = k) up to 0.5 % off Poisson's), ``nb2(theta)``
+    elsewhere (:func:`~.base.limit_or`)."""
+    at = np.asarray(extra[0]) >= _UPPER
+    return limit_or(at, poisson, lambda lt: nb2(np.exp(lt)), extra[0])
 
 
 _POISSON = Poisson()

@@ -29,6 +29,7 @@ from .base import (
     _lgamma_ratio,
     _polygamma_differences,
     _weighted,
+    limit_or,
     on_lower_bound,
 )
 from .poisson import Poisson
@@ -181,11 +182,6 @@ class NegativeBinomial1(Family):
 def _poisson_or(extra, poisson, nb1):
     """``poisson()`` where ``log phi`` (``extra[0]``) is on its lower bound (phi = 0, the
     Poisson limit: ``nbinom(mu / phi, ...)``'s pmf at phi = e^-15 is 2e-4 off Poisson's in
-    the tail at mu = 300), ``nb1(phi)`` elsewhere, value by value for per-row values."""
+    the tail at mu = 300), ``nb1(phi)`` elsewhere (:func:`~.base.limit_or`)."""
     at = np.asarray(extra[0]) <= _LOWER
-    if not at.any():
-        return nb1(np.exp(extra[0]))
-    if at.all():
-        return poisson()
-    with np.errstate(all="ignore"):
-        return np.where(at, poisson(), nb1(np.exp(np.where(at, 0.0, extra[0]))))
+    return limit_or(at, poisson, lambda lp: nb1(np.exp(lp)), extra[0])
