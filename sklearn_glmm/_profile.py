@@ -39,6 +39,7 @@ from ._state import carrying_data
 from ._warn import quiet, user_stacklevel, warn
 from .exceptions import ProfileWarning, StandardErrorWarning
 
+_COR_STEP = 1e-5  # a correlation within this of +-1 is differentiated by F's differences
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
 
 
@@ -123,6 +124,14 @@ class _Slice:
             lo, hi = self.bounds_x[i]
             if i == k:  # a bounded family parameter, reported as it is (NB theta's log)
                 lo = hi = value
+            elif pm.kinds[i] == "extra":
+                # on its flat ridge (NB theta at the Poisson limit) the gradient is nil:
+                # started there, the search stays, where the profile's minimum has come
+                # off the ridge (a fit with theta on the bound: profile limits of a
+                # fixed effect 0.2 too high in deviance)
+                block = pm.blocks_extra[i - pm.p - pm.T]
+                if block.past_flat_side(xb[j]):
+                    xb[j] = block.flat_side[1]
             xb[j] = np.clip(xb[j], -np.inf if lo is None else lo, np.inf if hi is None else hi)
             bounds.append((lo, hi))
         parts.append(xb)
@@ -133,6 +142,12 @@ class _Slice:
             # F is even in a standard deviation: an optimiser at exactly 0 cannot leave it
             elif pm.kinds[i] == "sd" and phi_t[j] < 1e-4 * self.unit_sd[j]:
                 phi_t[j] = 0.05 * self.unit_sd[j]
+            # nor a correlation at +-1 (its Cholesky diagonal at 0, F even in it there):
+            # its derivative there is read as 0 times the map's infinite one, and the
+            # preconditioner's curvature along it is infinite, so that the search stays
+            # where the profile's minimum has left the singular fit's ridge
+            elif pm.kinds[i] == "cor" and abs(phi_t[j]) > 0.99:
+                phi_t[j] = 0.95 * np.sign(phi_t[j])
             lo_, hi_ = -np.inf if lo is None else lo, np.inf if hi is None else hi
             phi_t[j] = np.clip(phi_t[j], lo_, hi_)
             sc = self.tscale[j]
@@ -178,6 +193,18 @@ class _Slice:
             if self.to_x(cand, value) is not None:
                 return cand
         return None
+
+    def correlations_at_one(self, u) -> list:
+        """``(j, sign)`` of the entries of ``u`` that are correlations (not held) within
+        :data:`_COR_STEP` of ``sign`` (+-1)."""
+        nf_nb = len(u) - len(self.theta)
+        out = []
+        for j, i in enumerate(self.theta):
+            if i != self.k and self.pmap.kinds[i] == "cor":
+                r = u[nf_nb + j] * self.tscale[j]
+                if abs(r) > 1.0 - _COR_STEP:
+                    out.append((nf_nb + j, float(np.sign(r))))
+        return out
 
     def jacobian(self, u) -> np.ndarray:
         """``dx/du`` at ``u`` (exact for the linear parts)."""
@@ -280,7 +307,18 @@ class Profiler:
             val, g = self.obj.value_and_grad(x)
             if not np.isfinite(val):
                 return np.inf, np.zeros(len(u))
-            return val, sl.gradient(u, g)
+            gu = sl.gradient(u, g)
+            for j, side in sl.correlations_at_one(u):
+                # the chain rule reads 0 x inf there (F's derivative in the Cholesky
+                # diagonal the correlation empties is 0 at 0, that diagonal's in the
+                # correlation infinite); F's own difference, inwards, is finite
+                step = u.copy()
+                step[j] -= side * _COR_STEP
+                x2 = sl.to_x(step, value)
+                val2 = np.inf if x2 is None else self.obj.evaluate(x2)
+                if np.isfinite(val2):
+                    gu[j] = side * (val - val2) / _COR_STEP
+            return val, gu
 
         # a trial point whose likelihood overflows is worth +inf, not a message
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
