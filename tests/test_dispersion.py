@@ -393,6 +393,12 @@ def test_nb2_on_the_bound_predicts_and_simulates_as_poisson():
     mus = np.full((20, 3), 2.0)
     draws = fam.sample(mus, None, (30.0,), np.random.default_rng(3))
     np.testing.assert_array_equal(draws, pois.sample(mus, None, (), np.random.default_rng(3)))
+    # a dispersion model's rows beyond the bound (its slope is free) draw Poisson counts
+    # too: theta = e^800 overflowed to inf, and the gamma draws raised an error
+    rows = np.array([1.0, 800.0, 30.0])[:, None] * np.ones((1, 4000))
+    draws = fam.sample(np.full((3, 4000), 3.0), None, (rows,), np.random.default_rng(1))
+    assert np.isfinite(draws).all()
+    assert draws[1:].var() == pytest.approx(3.0, rel=0.05)
     mixed = np.where(k < 6, 30.0, 1.0)
     got = fam.pmf(k, mu, (mixed,))
     np.testing.assert_array_equal(got[:6], stats.poisson.pmf(k[:6], mu))

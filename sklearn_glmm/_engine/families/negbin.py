@@ -342,10 +342,13 @@ class NegativeBinomial2(Family):
         )
 
     def sample(self, mu, trials, extra, rng):
-        if np.all(np.asarray(extra[0]) >= _UPPER):  # theta = infinity: Poisson draws
+        at = np.asarray(extra[0]) >= _UPPER
+        if np.all(at):  # theta = infinity: Poisson draws
             return _POISSON.sample(mu, trials, (), rng)
-        theta = np.exp(extra[0])
-        lam = rng.gamma(theta, mu / theta)
+        theta = np.exp(np.where(at, 0.0, extra[0]))
+        # rows on the bound (a dispersion model's) draw Poisson counts at mu: a theta
+        # beyond e^709 is inf, which the gamma draws refuse
+        lam = np.where(at, mu, rng.gamma(theta, mu / theta))
         return rng.poisson(lam).astype(float)
 
     def pmf(self, k, mu, extra):
