@@ -101,6 +101,11 @@ def test_the_bound_is_the_binomial_limit():
     mu = special.expit(eta)
     np.testing.assert_allclose(fam.variance(mu, t, (20.0,)), t * mu * (1 - mu))
     np.testing.assert_allclose(fam.cdf(y, mu, t, (20.0,)), stats.binom.cdf(y, t, mu))
+    # draws are the binomial's, the same for the same seed (a Beta draw per row was
+    # taken and dropped: simulate and scaled residuals differed from the binomial fit's)
+    for log_phi in (20.0, np.full(40, 20.0)):
+        draws = fam.sample(mu, t, (log_phi,), np.random.default_rng(2))
+        np.testing.assert_array_equal(draws, binom.sample(mu, t, (), np.random.default_rng(2)))
 
 
 @pytest.mark.parametrize("log_phi", [-1.0, 1.3, 12.0])

@@ -393,10 +393,82 @@ def test_nb2_on_the_bound_predicts_and_simulates_as_poisson():
     mus = np.full((20, 3), 2.0)
     draws = fam.sample(mus, None, (30.0,), np.random.default_rng(3))
     np.testing.assert_array_equal(draws, pois.sample(mus, None, (), np.random.default_rng(3)))
+    # a dispersion model's rows beyond the bound (its slope is free) draw Poisson counts
+    # too: theta = e^800 overflowed to inf, and the gamma draws raised an error
+    rows = np.array([1.0, 800.0, 30.0])[:, None] * np.ones((1, 4000))
+    draws = fam.sample(np.full((3, 4000), 3.0), None, (rows,), np.random.default_rng(1))
+    assert np.isfinite(draws).all()
+    assert draws[1:].var() == pytest.approx(3.0, rel=0.05)
     mixed = np.where(k < 6, 30.0, 1.0)
     got = fam.pmf(k, mu, (mixed,))
     np.testing.assert_array_equal(got[:6], stats.poisson.pmf(k[:6], mu))
     np.testing.assert_allclose(got[6:], fam.pmf(k[6:], mu, (1.0,)), rtol=1e-12)
+
+
+def test_nb2_deviance_on_and_near_the_bound():
+    # on the bound (theta_ = inf) the unit deviance is the Poisson's; the direct form at
+    # theta = e^30 put it 1 % off (deviance residuals 0.05 off, D^2 score 2e-3 off), and
+    # at theta = e^22, where a dispersion model's rows end, a deviance residual 2 % off
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    fam, pois = make_family("negbin"), make_family("poisson")
+    y = np.array([0.0, 1.0, 2.0, 5.0, 12.0, 40.0, 300.0, 3.0])
+    mu = np.array([0.3, 1.2, 2.5, 4.0, 8.0, 30.0, 280.0, 40.0])
+    for lt in (30.0, np.full(len(y), 30.0)):
+        np.testing.assert_array_equal(
+            fam.unit_deviance(y, mu, None, (lt,)), pois.unit_deviance(y, mu, None)
+        )
+
+    def reference(k, m, theta):
+        k, m, theta = mpmath.mpf(k), mpmath.mpf(m), mpmath.mpf(theta)
+        t1 = k * mpmath.log(k / m) if k > 0 else 0
+        return float(2 * (t1 - (k + theta) * mpmath.log((k + theta) / (m + theta))))
+
+    for lt in (29.0, 22.0, 5.0, -3.0):
+        expected = [reference(k, m, np.exp(lt)) for k, m in zip(y, mu)]
+        np.testing.assert_allclose(fam.unit_deviance(y, mu, None, (lt,)), expected, rtol=1e-9)
+
+
+def test_nb2_probabilities_just_inside_the_bound():
+    # scipy's nbinom takes theta / (theta + mu), which rounds to 1 within 1e-16: at theta
+    # = e^29 (a dispersion model's rows end anywhere on the ridge towards the bound)
+    # P(Y = k) came out 1e-3 off and P(Y <= k) 1e-4 off
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    fam = make_family("negbin")
+    k = np.array([0.0, 1.0, 3.0, 8.0, 40.0, 300.0])
+    mu = np.array([0.3, 1.0, 3.0, 10.0, 30.0, 280.0])
+
+    def pmf(j, m, theta):
+        j, m, theta = mpmath.mpf(j), mpmath.mpf(m), mpmath.mpf(theta)
+        log_p = (
+            mpmath.loggamma(j + theta)
+            - mpmath.loggamma(theta)
+            - mpmath.loggamma(j + 1)
+            + theta * mpmath.log(theta / (theta + m))
+            + j * mpmath.log(m / (theta + m))
+        )
+        return mpmath.exp(log_p)
+
+    for lt in (29.0, 25.0):
+        theta = np.exp(lt)
+        p = [float(pmf(j, m, theta)) for j, m in zip(k, mu)]
+        c = [mpmath.fsum(pmf(i, m, theta) for i in range(int(j) + 1)) for j, m in zip(k, mu)]
+        np.testing.assert_allclose(fam.pmf(k, mu, (lt,)), p, rtol=1e-10)
+        np.testing.assert_allclose(fam.cdf(k, mu, None, (lt,)), [float(v) for v in c], rtol=1e-10)
+        np.testing.assert_allclose(fam.sf(k, mu, (lt,)), [float(1 - v) for v in c], rtol=1e-10)
+    # the same numbers as scipy's where its theta is moderate, and none off the support
+    for lt in (2.0, 11.0):
+        t = np.exp(lt)
+        np.testing.assert_allclose(
+            fam.pmf(k, mu, (lt,)), stats.nbinom.pmf(k, t, t / (t + mu)), rtol=1e-12
+        )
+    kk = np.array([-1.0, 2.5, 2.0])
+    np.testing.assert_array_equal(fam.pmf(kk, 3.0, (29.0,))[:2], 0.0)
+    np.testing.assert_array_equal(
+        fam.cdf(kk, 3.0, None, (29.0,))[1], fam.cdf(2.0, 3.0, None, (29.0,))
+    )
+    assert fam.cdf(kk, 3.0, None, (29.0,))[0] == 0.0 and fam.sf(kk, 3.0, (29.0,))[0] == 1.0
 
 
 def test_nb2_fit_at_the_poisson_limit_predicts_poisson_probabilities():
@@ -415,6 +487,11 @@ def test_nb2_fit_at_the_poisson_limit_predicts_poisson_probabilities():
     mu = m.predict(X.iloc[:5], groups=g[:5], population="zero")
     Q = stats.poisson.pmf(np.arange(P.shape[1] - 1)[None, :], mu[:, None])
     np.testing.assert_allclose(P[:, :-1], Q, rtol=1e-12)
+    # its deviance residuals are the Poisson ones at its fitted means
+    f = m.fitted()
+    dev = 2.0 * (special.xlogy(y, np.where(y > 0, y / f, 1.0)) - (y - f))
+    expected = np.sign(y - f) * np.sqrt(np.clip(dev, 0.0, None))
+    np.testing.assert_allclose(m.residuals("deviance"), expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["negbin"])

@@ -154,6 +154,12 @@ def test_the_bound_predicts_and_simulates_as_poisson():
     mus = np.full((30, 4), 3.0)
     draws = fam.sample(mus, None, (-15.0,), np.random.default_rng(1))
     np.testing.assert_array_equal(draws, pois.sample(mus, None, (), np.random.default_rng(1)))
+    # rows beyond the bound (a dispersion model's free slope): phi = e^-800 was 0, and the
+    # gamma draws raised an error
+    rows = np.array([-1.0, -800.0, -15.0])[:, None] * np.ones((1, 4000))
+    draws = fam.sample(np.full((3, 4000), 3.0), None, (rows,), np.random.default_rng(1))
+    assert np.isfinite(draws).all()
+    assert draws[1:].var() == pytest.approx(3.0, rel=0.05)
     mixed = np.where(k < 200, -15.0, -1.0)
     got = fam.pmf(k, mu, (mixed,))
     np.testing.assert_array_equal(got[:200], stats.poisson.pmf(k[:200], mu))

@@ -152,6 +152,8 @@ class BetaBinomial(Family):
         return 2.0 * (a + b)
 
     def sample(self, mu, trials, extra, rng):
+        if np.all(np.asarray(extra[0]) >= _UPPER):  # phi = infinity: binomial draws
+            return _BINOMIAL.sample(mu, trials, (), rng)
         phi = _phi(extra)
         m = np.clip(mu, 1e-12, 1 - 1e-12)
         limit = np.isinf(phi)  # the binomial limit

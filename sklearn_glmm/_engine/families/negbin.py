@@ -333,38 +333,38 @@ class NegativeBinomial2(Family):
         return _poisson_or(extra, lambda: mu, lambda theta: mu + mu**2 / theta)
 
     def unit_deviance(self, y, mu, trials, extra):
-        theta = np.exp(extra[0])
-        t1 = special.xlogy(y, np.divide(y, mu, out=np.ones_like(mu), where=y > 0))
-        t2 = (y + theta) * np.log((y + theta) / (mu + theta))
-        return 2.0 * (t1 - t2)
+        """``2 [y log(y / mu) - (y + theta) log((y + theta) / (mu + theta))]``; the
+        Poisson's on the bound (theta = infinity)."""
+        return _poisson_or(
+            extra,
+            lambda: _POISSON.unit_deviance(y, mu, trials),
+            lambda theta: _unit_deviance(y, mu, theta),
+        )
 
     def sample(self, mu, trials, extra, rng):
-        if np.all(np.asarray(extra[0]) >= _UPPER):  # theta = infinity: Poisson draws
+        at = np.asarray(extra[0]) >= _UPPER
+        if np.all(at):  # theta = infinity: Poisson draws
             return _POISSON.sample(mu, trials, (), rng)
-        theta = np.exp(extra[0])
-        lam = rng.gamma(theta, mu / theta)
+        theta = np.exp(np.where(at, 0.0, extra[0]))
+        # rows on the bound (a dispersion model's) draw Poisson counts at mu: a theta
+        # beyond e^709 is inf, which the gamma draws refuse
+        lam = np.where(at, mu, rng.gamma(theta, mu / theta))
         return rng.poisson(lam).astype(float)
 
     def pmf(self, k, mu, extra):
         return _poisson_or(
-            extra,
-            lambda: stats.poisson.pmf(k, mu),
-            lambda theta: stats.nbinom.pmf(k, theta, theta / (theta + mu)),
+            extra, lambda: stats.poisson.pmf(k, mu), lambda theta: _pmf(k, mu, theta)
         )
 
     def cdf(self, y, mu, trials, extra):
         return _poisson_or(
-            extra,
-            lambda: stats.poisson.cdf(y, mu),
-            lambda theta: stats.nbinom.cdf(y, theta, theta / (theta + mu)),
+            extra, lambda: stats.poisson.cdf(y, mu), lambda theta: _tail(y, mu, theta, False)
         )
 
     def sf(self, y, mu, extra):
         """P(Y > y)."""
         return _poisson_or(
-            extra,
-            lambda: stats.poisson.sf(y, mu),
-            lambda theta: stats.nbinom.sf(y, theta, theta / (theta + mu)),
+            extra, lambda: stats.poisson.sf(y, mu), lambda theta: _tail(y, mu, theta, True)
         )
 
 
@@ -378,6 +378,69 @@ def _poisson_or(extra, poisson, nb2):
 
 
 _POISSON = Poisson()
+
+# above this theta the probabilities are not scipy's ``nbinom``'s: its success
+# probability theta / (theta + mu) rounds to 1 within 1e-16, and raised to the power
+# theta that puts P(Y = k) 1e-3 off at theta = e^29 (4e-6 at e^25)
+_LARGE_THETA = 1e5
+
+
+def _pmf(k, mu, theta):
+    """P(Y = k) of NB2, elementwise (broadcast): scipy's ``nbinom`` for theta up to
+    :data:`_LARGE_THETA`, above it from the log-density in ``mu / (theta + mu)`` and
+    ``log1p(mu / theta)`` (free of that rounding)."""
+    k, mu, theta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (k, mu, theta)))
+    large = theta > _LARGE_THETA
+    th = np.where(large, 1.0, theta)
+    out = np.array(stats.nbinom.pmf(k, th, th / (th + mu)), dtype=float)
+    if large.any():
+        kk, m, tb = k[large], mu[large], theta[large]
+        whole = (kk >= 0) & (kk == np.floor(kk))
+        kw = np.where(whole, kk, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_p = (
+                _lgamma_ratio(kw, tb)
+                - special.gammaln(kw + 1.0)
+                - tb * np.log1p(m / tb)
+                + special.xlogy(kw, m / (tb + m))
+            )
+        out[large] = np.where(whole, np.exp(log_p), 0.0)
+    return out[()]
+
+
+def _tail(y, mu, theta, upper):
+    """P(Y > y) (``upper``) or P(Y <= y) of NB2, elementwise: scipy's ``nbinom`` for
+    theta up to :data:`_LARGE_THETA`, above it the regularized incomplete beta function
+    ``I_x(floor(y) + 1, theta)`` at ``x = mu / (theta + mu)`` (P(Y > y)) and its
+    complement, with no success probability to round (see :func:`_pmf`)."""
+    y, mu, theta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (y, mu, theta)))
+    large = theta > _LARGE_THETA
+    th = np.where(large, 1.0, theta)
+    dist = stats.nbinom(th, th / (th + mu))
+    out = np.array(dist.sf(y) if upper else dist.cdf(y), dtype=float)
+    if large.any():
+        yl, m, tb = np.floor(y[large]), mu[large], theta[large]
+        a, x = np.maximum(yl, 0.0) + 1.0, m / (tb + m)
+        tail = special.betainc(a, tb, x) if upper else special.betaincc(a, tb, x)
+        below = (1.0 if upper else 0.0) * np.ones_like(yl)
+        out[large] = np.where(yl >= 0, tail, below)
+    return out[()]
+
+
+def _unit_deviance(y, mu, theta):
+    """NB2's unit deviance below the bound. With ``u = (y - mu) / (mu + theta)``, where
+    ``|u| < 1/4`` it is ``2 [d - (y - mu) u - (y + theta)(log1p(u) - u)]``, ``d = y
+    log(y / mu) - (y - mu)`` (half the Poisson's): its terms of order ``y`` cancel in
+    closed form, where the direct form's ``(y + theta) log(...)`` carries theta's
+    rounding (1e-3 in a unit deviance at theta = e^29)."""
+    y, mu, theta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (y, mu, theta)))
+    t1 = special.xlogy(y, np.divide(y, mu, out=np.ones_like(mu), where=y > 0))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        u = (y - mu) / (mu + theta)
+        direct = t1 - (y + theta) * np.log1p(u)
+        near = (t1 - (y - mu)) - (y - mu) * u - (y + theta) * log1p_minus(u)
+    return 2.0 * np.where(np.abs(u) < 0.25, near, direct)
+
 
 # below this mu / theta the zero rate's log comes from a series
 _SMALL_RATIO = 0.01

@@ -150,10 +150,13 @@ class NegativeBinomial1(Family):
         return 2.0 * np.where(y > 0, sat - fit, -fit)
 
     def sample(self, mu, trials, extra, rng):
-        if np.all(np.asarray(extra[0]) <= _LOWER):  # phi = 0: Poisson draws
+        at = np.asarray(extra[0]) <= _LOWER
+        if np.all(at):  # phi = 0: Poisson draws
             return _POISSON.sample(mu, trials, (), rng)
-        phi = np.exp(extra[0])
-        lam = rng.gamma(mu / phi, phi)
+        phi = np.exp(np.where(at, 0.0, extra[0]))
+        # rows on the bound (a dispersion model's) draw Poisson counts at mu: a phi below
+        # e^-745 is 0, which the gamma draws refuse
+        lam = np.where(at, mu, rng.gamma(mu / phi, phi))
         return rng.poisson(lam).astype(float)
 
     def pmf(self, k, mu, extra):
