@@ -328,6 +328,13 @@ class Profiler:
                 self.obj.u = self.u_keep.copy()
                 u0, bounds = sl.start(self.x_hat, value)
                 res = _run_lbfgsb(fun, u0, bounds, self.max_iter, self.tol, scale)
+            for x_alt in self._flat_correlation_starts(k, start):
+                self.obj.u = self.u_keep.copy()
+                u_alt = sl.inside(sl.start(x_alt, value)[0], value)
+                if u_alt is not None:
+                    alt = _run_lbfgsb(fun, u_alt, bounds, self.max_iter, self.tol, scale)
+                    if alt.fun < res.fun:
+                        res = alt
         x = sl.to_x(res.x, value)
         F, x = float(res.fun), (self.x_hat if x is None else x)
         if self.coupled:
@@ -338,6 +345,32 @@ class Profiler:
             if F2 < F:
                 F, x = F2, x2
         return F, x
+
+    def _flat_correlation_starts(self, k, start) -> list:
+        """``start`` with the correlation of a structure (``ar1``, ``cs``) whose SDs are
+        all zero there put at each of its restart values (as a fit's
+        ``_structure_restarts``). Where the SDs are zero the correlation is flat, and
+        the value it keeps is arbitrary; a point started from it (its SDs moved off
+        zero) returns to the basin of that sign, where the profile's minimum can have
+        left for one on the other side (a Poisson ``ar1`` fit with its SD at 0 and
+        rho 0.13: at the lower limit -0.073 of a fixed effect the deviance 3.84 on the
+        SD's zero, 3.60 at SD 0.18 and rho -0.9999, no warning)."""
+        out = []
+        start = np.asarray(start, dtype=float)
+        for first, st in self.pmap.structured:
+            values = getattr(st, "restart_correlations", ())
+            n_sd = st.n_sd
+            if st.n_params - n_sd != 1 or not values or first + n_sd == k:
+                continue
+            if np.any(start[first : first + n_sd] >= 1e-4):
+                continue
+            for rho in values:
+                c = st.cor_params([rho])
+                if c is not None:
+                    x_alt = start.copy()
+                    x_alt[first + n_sd] = c[0]
+                    out.append(x_alt)
+        return out
 
     def _unresolved(self, k, value):
         """Warn (once per parameter) that the profile at ``value`` found no point of the

@@ -596,3 +596,41 @@ def test_replicates_with_and_without_counts_above_1000_batch_together():
         b1, f1 = glm_start(Objective(replace(d, y=Y[r]), 1), d.default_extra(), with_value=True)
         np.testing.assert_allclose(beta[r], b1, rtol=1e-9, atol=1e-9)
         assert F[r] == pytest.approx(f1, rel=1e-12)
+
+
+def test_a_refit_probes_a_zero_variance_again_after_another_has_moved():
+    # crossed factors, both SDs near zero at the fit (binomial with trials): a refit's
+    # first run put both at zero; the first SD's probe found nothing there (the
+    # variation is the second factor's), the second's moved the fit, and the first
+    # stayed at zero, where the objective is even in it (a zero gradient), 0.108 above
+    # its outcome's optimum (that SD 0.126), kept as converged: the replicate's
+    # likelihood ratio of (1 | a) + (1 | b) against (1 | a) came out 4.15, not 4.26.
+    # A zero variance is now probed again at the point another's probe moved to
+    import warnings
+
+    from scipy.special import expit
+
+    from sklearn_glmm._param_map import ParamMap
+    from sklearn_glmm._simulate import child_seeds
+
+    rng = np.random.default_rng(4)
+    a, b = np.repeat(np.arange(6), 16), np.tile(np.repeat(np.arange(4), 4), 6)
+    x = rng.normal(size=len(a))
+    eta = 0.3 + 0.5 * x + 0.8 * rng.normal(size=6)[a] + 0.05 * rng.normal(size=4)[b]
+    trials = rng.integers(1, 7, size=len(a))
+    y = rng.binomial(trials, expit(eta))
+    X, groups = pd.DataFrame({"x": x}), pd.DataFrame({"a": a.astype(str), "b": b.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (singular fits)
+        small = BinomialGLMM().fit(X, y, groups=groups["a"], trials=trials)
+        large = BinomialGLMM().fit(X, y, groups=groups, trials=trials)
+    rng_rep = np.random.default_rng(child_seeds(3, 60)[24])
+    y_rep = simulate_response(small, 1, rng_rep)[:, 0]
+    x_rep, record = refit(large, y_rep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fresh = BinomialGLMM().fit(X, y_rep, groups=groups, trials=trials)
+    assert record.converged and fresh.converged_
+    assert record.objective == pytest.approx(fresh.fit_record_.objective, abs=1e-6)
+    sd = ParamMap(large).names.index("sd_(Intercept)|a")
+    assert ParamMap(large).to_phi(x_rep)[sd] == pytest.approx(0.126, abs=2e-3)

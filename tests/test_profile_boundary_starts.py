@@ -97,3 +97,38 @@ def test_profile_limits_of_a_boundary_fit_are_not_too_near(
     for v in ci.loc["x", ["lower", "upper"]]:
         # the minimum at the reported limit is on the cutoff, not below it
         assert _held_minimum(m, k, v, off) - F_hat > ZC2 - 5e-3
+
+
+def test_profile_points_try_the_correlation_of_a_structure_whose_sd_is_zero():
+    # an ar1 fit with its SD at 0, where its correlation is flat (left at 0.13): the
+    # profile of x started each point at that correlation, its SD moved off zero, and
+    # went back to the SD's zero; at its lower limit -0.0735 the deviance there is on
+    # the cutoff, but 3.60 (0.24 below it) at SD 0.18 and rho -0.9999. A profile point
+    # now also starts from the structure's restart correlations where its SDs are zero
+    from sklearn_glmm.formula import glmmTMB
+
+    rng = np.random.default_rng(27)
+    ids, t = np.repeat(np.arange(8), 4), np.tile(np.arange(1, 5), 8)
+    lag = np.abs(np.subtract.outer(np.arange(4), np.arange(4)))
+    B = rng.multivariate_normal(np.zeros(4), 0.09 * 0.6**lag, size=8)
+    x = rng.normal(size=32)
+    site = ids % 4
+    eta = 0.3 + 0.4 * x + B[ids, t - 1] + 0.1 * rng.normal(size=4)[site]
+    d = pd.DataFrame({"x": x, "t": t, "id": ids.astype(str), "site": site.astype(str)})
+    d["y"] = rng.poisson(np.exp(eta))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a singular fit)
+        m = glmmTMB("y ~ x + ar1(0 + factor(t) | id) + (1 | site)", d, family="poisson")
+    pm = ParamMap(m)
+    sd, rho = pm.names.index("sd_t|id"), pm.names.index("rho_ar1|id")
+    assert pm.to_phi(m.fit_result_.params)[sd] == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ci = m.confint(parm=["x"], method="profile")
+    lower = ci.loc["x", "lower"]
+    assert lower < -0.084
+    # held there, the minimum from SD 0.18 and rho -0.99 (a = rho / sqrt(1 - rho^2)) is
+    # on the cutoff, not below it
+    a = -0.99 / np.sqrt(1 - 0.99**2)
+    held = _held_minimum(m, pm.names.index("x"), lower, {sd: 0.18, rho: a})
+    assert held + 2 * m.loglik_ > ZC2 - 5e-3

@@ -68,21 +68,41 @@ def _laplace_stage(obj, x0, bounds, max_iter, tol, diag_idx, stop=None, scale_ex
         if res2.fun <= res.fun:
             res = res2
     # (a run stopped early is taken further by the caller, which probes there)
-    for k in [k for k in diag_idx if res.x[k] < 1e-3 and not res.stopped]:
-        best_x = _probe_zero_diagonal(obj, res, k, bounds)
-        if best_x is not None:
-            # a value below the grid (data that resolve tiny SDs): the curvature there is
-            # far from the start's, and the run is scaled by its own
-            sc = _optimiser_scale(obj, best_x) if best_x[k] < _PROBE_GRID[0] else scale
-            res3 = _run_lbfgsb(obj.value_and_grad, best_x, bounds, max_iter, tol, sc)
-            nit += res3.nit
-            if res3.fun < res.fun - 1e-8 and _probed_basin_holds(obj, res3.x, bounds):
-                res = res3
-            else:
-                obj.evaluate(res.x)
+    res, nit = _probe_zeros(obj, res, nit, bounds, max_iter, tol, diag_idx, scale)
     res.nit = nit
     res.scale = scale
     return _snap_to_zero(obj, res, diag_idx)
+
+
+def _probe_zeros(obj, res, nit, bounds, max_iter, tol, diag_idx, scale):
+    """Each zero diagonal of ``res`` probed (:func:`_probe_zero_diagonal`) and the run
+    resumed from a better point; ``(res, nit)``. A diagonal is probed again after a
+    probe of another has moved the fit: where two variances are both at zero (a refit
+    from a fit with both small), the one probed first may lower the objective only
+    beside the other's (crossed factors, binomial with trials: the first SD probed at
+    zero while the second was, the second's probe then moved the fit, and the first
+    stayed at zero, 0.11 above the optimum with it at 0.13, with a zero gradient
+    there)."""
+    probed = {}  # diagonal -> the result it was last probed at
+    for _ in range(len(diag_idx) + 1):  # passes; each move lowers the objective
+        todo = [k for k in diag_idx if res.x[k] < 1e-3 and not res.stopped]
+        todo = [k for k in todo if probed.get(k) is not res]
+        if not todo:
+            break
+        for k in todo:
+            probed[k] = res
+            best_x = _probe_zero_diagonal(obj, res, k, bounds)
+            if best_x is not None:
+                # a value below the grid (data that resolve tiny SDs): the curvature
+                # there is far from the start's, and the run is scaled by its own
+                sc = _optimiser_scale(obj, best_x) if best_x[k] < _PROBE_GRID[0] else scale
+                res3 = _run_lbfgsb(obj.value_and_grad, best_x, bounds, max_iter, tol, sc)
+                nit += res3.nit
+                if res3.fun < res.fun - 1e-8 and _probed_basin_holds(obj, res3.x, bounds):
+                    res = res3
+                else:
+                    obj.evaluate(res.x)
+    return res, nit
 
 
 def _probed_basin_holds(obj, x, bounds) -> bool:
