@@ -28,10 +28,7 @@ from sklearn.utils import check_random_state
 
 from ._config import with_config
 from ._engine.batch_member import BatchMember
-from ._engine.batched import (
-    BatchedLaplace,
-    can_batch,
-)
+from ._engine.batched import BatchedLaplace, can_batch
 from ._engine.blas import single_threaded_blas
 from ._engine.converge import check_curvature, check_optimum
 from ._engine.curvature import GRAD_TOL, at_bound
@@ -39,6 +36,7 @@ from ._engine.lockstep import new_lockstep
 from ._engine.nested_models import bound_from_start, limit_bounds
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
 from ._engine.optimize import fit_objective
+from ._engine.polish import RISE_TOL
 from ._engine.refit import whitened_refit, whitening
 from ._engine.stage import _laplace_stage, projected_gradient
 from ._engine.start import _SUBSAMPLE_ROWS, starting_point
@@ -153,7 +151,8 @@ def _fit_and_check(est, obj, setup):
     converged. The Hessian is in closed form where a fit's is (1.2-1.4 ms a replicate
     on 1,500 rows, half a batched refit's time), else two evaluations per parameter.
     A refit that fails the checks is fitted afresh (:func:`_fresh_fit`: its own start,
-    every check at the optimum), and that fit is returned where it converges (its
+    every check at the optimum), and that fit is returned where it converges and ends
+    no higher than the refit (by :data:`~sklearn_glmm._engine.polish.RISE_TOL`; its
     record's first stage ``"refit not converged"`` with the refit's objective); else
     the refit's.
     """
@@ -202,10 +201,11 @@ def _fit_and_check(est, obj, setup):
         # a refit that fails its checks (the gradient's after its rescaled restart, a
         # saddle, a zero variance the likelihood rises off) is fitted afresh, as
         # fit_many fits; kept where that fit converges (a failed replicate is dropped,
-        # and the ones dropped would be those where the refit path went astray)
+        # and the ones dropped would be those where the refit path went astray) and is
+        # not above the refit's end (else an optimum lower than it exists: dropped)
         with np.errstate(all="ignore"):
             x_new, fresh = _fresh_fit(est, obj, bounds)
-        if fresh.converged:
+        if fresh.converged and fresh.objective <= record.objective + RISE_TOL:
             fresh.stages.insert(0, ("refit not converged", float(record.objective), 0, ""))
             return x_new, fresh
     return x, record

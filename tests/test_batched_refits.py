@@ -314,6 +314,16 @@ def test_a_refit_stopped_away_from_its_optimum_is_not_converged(monkeypatch):
     x, rec = refit(est, y)
     assert not rec.converged and not rec.gradient_ok
     assert rec.max_scaled_grad > 0.002
+
+    # nor where it converges above the refit's end (an optimum lower than it exists)
+    def higher(*args):
+        x, record = fresh_fit(*args)
+        record.objective += 1.0
+        return x, record
+
+    monkeypatch.setattr(sim, "_fresh_fit", higher)
+    x, rec = refit(est, y)
+    assert not rec.converged and not rec.gradient_ok
     reps, ok = bootstrap_params(est, 4, random_state=0)
     assert not ok.any() and np.all(np.isnan(reps))
 
