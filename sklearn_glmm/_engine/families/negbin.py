@@ -330,7 +330,7 @@ class NegativeBinomial2(Family):
         return _exp_mean(eta)
 
     def variance(self, mu, trials, extra):
-        return _poisson_or(extra, lambda: mu, lambda theta: mu + mu**2 / theta)
+        return _poisson_or(extra, lambda: mu * 1.0, lambda theta: mu + mu**2 / theta)
 
     def unit_deviance(self, y, mu, trials, extra):
         """``2 [y log(y / mu) - (y + theta) log((y + theta) / (mu + theta))]``; the

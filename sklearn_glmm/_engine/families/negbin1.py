@@ -141,7 +141,7 @@ class NegativeBinomial1(Family):
         return _exp_mean(eta)
 
     def variance(self, mu, trials, extra):
-        return _poisson_or(extra, lambda: mu, lambda phi: mu * (1.0 + phi))
+        return _poisson_or(extra, lambda: mu * 1.0, lambda phi: mu * (1.0 + phi))
 
     def unit_deviance(self, y, mu, trials, extra):
         eta_sat = np.log(np.where(y > 0, y, 1.0))
