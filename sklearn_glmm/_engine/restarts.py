@@ -10,6 +10,9 @@ import numpy as np
 
 from .stage import _finite_start, _laplace_stage
 
+# the SDs (internal scale) of a structure's restarts from ``small_sd_restarts``
+_SMALL_SD = 0.1
+
 
 def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
     """``x``, or a lower optimum found by starting a covariance structure's correlation
@@ -33,13 +36,17 @@ def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
             sd = slice(first, first + st.n_sd)
             cor = first + st.n_sd
             rho0 = float(st.cor_values(x[cor : cor + 1])[0])
-            for rho in starts:
+            small = getattr(st, "small_sd_restarts", ())
+            for rho, small_sds in [(r, False) for r in starts] + [(r, True) for r in small]:
                 c = st.cor_params([rho])
-                if c is None or abs(rho - rho0) < 0.2:
+                if c is None or (not small_sds and abs(rho - rho0) < 0.2):
                     continue
                 xs = np.array(x, dtype=float)
                 xs[cor] = c[0]
-                xs[sd] = np.maximum(xs[sd], record.initial[sd])
+                if small_sds:
+                    xs[sd] = _SMALL_SD
+                else:
+                    xs[sd] = np.maximum(xs[sd], record.initial[sd])
                 res = _laplace_stage(obj, xs, bounds, max_iter, tol, diag_idx)
                 if np.isfinite(res.fun) and res.fun < fun - 1e-6:
                     x, fun = res.x, float(res.fun)
