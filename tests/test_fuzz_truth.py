@@ -476,6 +476,14 @@ def _standard_errors(out, m, case, data):
     if reason:
         out.se_check = f"skipped: {reason}"
         return
+    found = independent_standard_errors(out, case, data, fitted_params(m, case))
+    if _compare_fixed_standard_errors(out, m, found):
+        _variance_standard_errors(out, m, case, found)
+
+
+def independent_standard_errors(out, case, data, params):
+    """The independent Hessian's standard errors at ``params`` (its time in
+    ``out.numbers["se_truth_seconds"]``)."""
     n_agq = case["params"].get("n_agq", 1)
     # the objective the fit maximised: AGQ with its nodes, also with 25 nodes or more (the
     # integral's curvature differs from the rule's by the rule's error: 5e-4 in an SE of
@@ -485,12 +493,9 @@ def _standard_errors(out, m, case, data):
     else:
         fun = lambda x: truth.laplace_loglik(truth.unpack(x, data), data)  # noqa: E731
     t0 = time.perf_counter()
-    found = truth.fixed_effect_standard_errors(
-        fun, fitted_params(m, case), data, max_error=SE_NUMERICAL
-    )
+    found = truth.fixed_effect_standard_errors(fun, params, data, max_error=SE_NUMERICAL)
     out.numbers["se_truth_seconds"] = time.perf_counter() - t0
-    if _compare_fixed_standard_errors(out, m, found):
-        _variance_standard_errors(out, m, case, found)
+    return found
 
 
 def _compare_fixed_standard_errors(out, m, found) -> bool:
@@ -648,17 +653,9 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
         f"  Laplace value not compared (a level's mode nearly flat): {len(flat)} "
         f"{', '.join(map(str, flat[:max_seeds]))}",
         _se_summary(outcomes),
-        f"  {'failure kind':<20} {'count':>5}  example seeds",
     ]
-    by_kind = defaultdict(list)
-    for o in outcomes:
-        for kind in dict.fromkeys(k for k, _ in o.failures):
-            by_kind[kind].append(o.seed)
-    for kind in FAILURE_KINDS:
-        s = by_kind.get(kind, [])
-        lines.append(f"  {kind:<20} {len(s):>5}  {', '.join(map(str, s[:max_seeds]))}")
+    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
     failed = [o for o in outcomes if o.failures]
-    lines.append(f"  data sets with a failure: {len(failed)}")
     by_scenario = defaultdict(lambda: [0, 0])
     for o in outcomes:
         by_scenario[o.scenario][0] += 1
@@ -675,7 +672,23 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     return "\n".join(lines)
 
 
-def _se_summary(outcomes) -> str:
+def failure_table(outcomes, kinds, max_seeds: int) -> list[str]:
+    """The summary's lines of failures by kind (with example seeds) and their count."""
+    lines = [f"  {'failure kind':<20} {'count':>5}  example seeds"]
+    by_kind = defaultdict(list)
+    for o in outcomes:
+        for kind in dict.fromkeys(k for k, _ in o.failures):
+            by_kind[kind].append(o.seed)
+    for kind in kinds:
+        s = by_kind.get(kind, [])
+        lines.append(f"  {kind:<20} {len(s):>5}  {', '.join(map(str, s[:max_seeds]))}")
+    lines.append(f"  data sets with a failure: {sum(bool(o.failures) for o in outcomes)}")
+    return lines
+
+
+def _se_summary(outcomes, family_parameter: str = "theta") -> str:
+    """The summary's line of the standard errors compared (the family's parameter named
+    as ``family_parameter``)."""
     compared = [o for o in outcomes if o.se_check == "compared"]
     n_se = sum(len(o.numbers["se_rel_diff"]) for o in compared)
     seconds = sum(o.numbers.get("se_truth_seconds", 0.0) for o in outcomes)
@@ -696,7 +709,8 @@ def _se_summary(outcomes) -> str:
     if variance:
         worst_v = max(variance)
         line += (
-            f"; Wald SEs of SD / theta / ZI compared: {len(variance)}, largest relative "
+            f"; Wald SEs of SD / {family_parameter} / ZI compared: {len(variance)}, largest "
+            "relative "
             f"difference {worst_v[0]:.1e} ({worst_v[2]}, seed {worst_v[1]})"
         )
     skipped = Counter(

@@ -69,6 +69,9 @@ from test_fuzz_truth import (
     _objective,
     _reported_se_skip_reason,
     _sanity,
+    _se_summary,
+    failure_table,
+    independent_standard_errors,
     truth_data,
 )
 
@@ -262,16 +265,7 @@ def _standard_errors(out, m, case, data):
     if reason:
         out.se_check = f"skipped: {reason}"
         return
-    n_agq = case["params"].get("n_agq", 1)
-    if n_agq > 1:
-        fun = lambda x: truth.agq_loglik(truth.unpack(x, data), data, n_agq)  # noqa: E731
-    else:
-        fun = lambda x: truth.laplace_loglik(truth.unpack(x, data), data)  # noqa: E731
-    t0 = time.perf_counter()
-    found = truth.fixed_effect_standard_errors(
-        fun, fitted_params(m, case), data, max_error=SE_NUMERICAL
-    )
-    out.numbers["se_truth_seconds"] = time.perf_counter() - t0
+    found = independent_standard_errors(out, case, data, fitted_params(m, case))
     if not _compare_fixed_standard_errors(out, m, found):
         return
     out.checked.add("se_value")
@@ -385,43 +379,9 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
             "    by scenario (data sets / with a failure): "
             + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_scenario.items()))
         )
-    compared = [o for o in outcomes if o.se_check == "compared"]
-    n_se = sum(len(o.numbers["se_rel_diff"]) for o in compared)
-    line = f"  standard errors compared: {len(compared)} fits ({n_se} fixed-effect SEs)"
-    if compared:
-        worst = max(compared, key=lambda o: np.max(np.abs(o.numbers["se_rel_diff"])))
-        line += (
-            f", largest relative difference {np.max(np.abs(worst.numbers['se_rel_diff'])):.1e}"
-            f" (seed {worst.seed})"
-        )
-    variance = [
-        (abs(v), o.seed, k[len("se_rel_diff ") :])
-        for o in compared
-        for k, v in o.numbers.items()
-        if k.startswith("se_rel_diff ")
-    ]
-    if variance:
-        top = max(variance)
-        line += (
-            f"; Wald SEs of SD / phi / ZI: {len(variance)}, largest relative difference "
-            f"{top[0]:.1e} ({top[2]}, seed {top[1]})"
-        )
-    skipped = Counter(
-        o.se_check[len("skipped: ") :] for o in outcomes if o.se_check.startswith("skipped")
-    )
-    if skipped:
-        line += "; skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
-    lines.append(line)
-    lines.append(f"  {'failure kind':<20} {'count':>5}  example seeds")
-    by_kind = defaultdict(list)
-    for o in outcomes:
-        for kind in dict.fromkeys(k for k, _ in o.failures):
-            by_kind[kind].append(o.seed)
-    for kind in FAILURE_KINDS:
-        s = by_kind.get(kind, [])
-        lines.append(f"  {kind:<20} {len(s):>5}  {', '.join(map(str, s[:max_seeds]))}")
+    lines.append(_se_summary(outcomes, "phi"))
+    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
     failed = [o for o in outcomes if o.failures]
-    lines.append(f"  data sets with a failure: {len(failed)}")
     for o in failed[:40]:
         kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
         lines.append(f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed)}")
