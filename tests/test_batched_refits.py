@@ -608,19 +608,14 @@ def test_replicates_with_and_without_counts_above_1000_batch_together():
         assert F[r] == pytest.approx(f1, rel=1e-12)
 
 
-def test_a_refit_probes_a_zero_variance_again_after_another_has_moved():
-    # crossed factors, both SDs near zero at the fit (binomial with trials): a refit's
-    # first run put both at zero; the first SD's probe found nothing there (the
-    # variation is the second factor's), the second's moved the fit, and the first
-    # stayed at zero, where the objective is even in it (a zero gradient), 0.108 above
-    # its outcome's optimum (that SD 0.126), kept as converged: the replicate's
-    # likelihood ratio of (1 | a) + (1 | b) against (1 | a) came out 4.15, not 4.26.
-    # A zero variance is now probed again at the point another's probe moved to
+def _crossed_trials_replicate():
+    """Crossed ``(1 | a) + (1 | b)`` (binomial with trials, both SDs near zero at the
+    fit): the fits of ``(1 | a)`` and of both factors, and a replicate simulated from
+    the first whose optimum has the SD of ``a`` at 0.126 (its design, outcome, trials)."""
     import warnings
 
     from scipy.special import expit
 
-    from sklearn_glmm._param_map import ParamMap
     from sklearn_glmm._simulate import child_seeds
 
     rng = np.random.default_rng(4)
@@ -636,6 +631,22 @@ def test_a_refit_probes_a_zero_variance_again_after_another_has_moved():
         large = BinomialGLMM().fit(X, y, groups=groups, trials=trials)
     rng_rep = np.random.default_rng(child_seeds(3, 60)[24])
     y_rep = simulate_response(small, 1, rng_rep)[:, 0]
+    return small, large, (X, y_rep, groups, trials)
+
+
+def test_a_refit_probes_a_zero_variance_again_after_another_has_moved():
+    # crossed factors, both SDs near zero at the fit (binomial with trials): a refit's
+    # first run put both at zero; the first SD's probe found nothing there (the
+    # variation is the second factor's), the second's moved the fit, and the first
+    # stayed at zero, where the objective is even in it (a zero gradient), 0.108 above
+    # its outcome's optimum (that SD 0.126), kept as converged: the replicate's
+    # likelihood ratio of (1 | a) + (1 | b) against (1 | a) came out 4.15, not 4.26.
+    # A zero variance is now probed again at the point another's probe moved to
+    import warnings
+
+    from sklearn_glmm._param_map import ParamMap
+
+    _, large, (X, y_rep, groups, trials) = _crossed_trials_replicate()
     x_rep, record = refit(large, y_rep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -644,3 +655,35 @@ def test_a_refit_probes_a_zero_variance_again_after_another_has_moved():
     assert record.objective == pytest.approx(fresh.fit_record_.objective, abs=1e-6)
     sd = ParamMap(large).names.index("sd_(Intercept)|a")
     assert ParamMap(large).to_phi(x_rep)[sd] == pytest.approx(0.126, abs=2e-3)
+
+
+def test_the_check_at_the_end_sees_a_gentle_fall_off_zero():
+    # the point the refit above stopped at before the probes were repeated: the SD of
+    # a at zero, the rest at their optimum given it, 0.108 in -2 log L above the
+    # optimum. The Hessian's curvature in that SD there is -30.9: one difference step
+    # (1e-4) above zero lowers the objective by 1.5e-7, under the check's tolerance,
+    # and the check read the point as no zero the likelihood rises from. The check's
+    # steps now start where the curvature predicts a fall of ten tolerances
+    from sklearn_glmm._engine.converge import rising_off_zero
+    from sklearn_glmm._engine.hessian import hessian
+    from sklearn_glmm._engine.polish import RISE_TOL
+    from sklearn_glmm._engine.stage import _laplace_stage
+    from sklearn_glmm._param_map import ParamMap
+    from sklearn_glmm._simulate import _objective
+
+    _, large, (_, y_rep, _, _) = _crossed_trials_replicate()
+    obj = _objective(large, y_rep)
+    bounds = list(large.fit_result_.bounds)
+    k = ParamMap(large).names.index("sd_(Intercept)|a")
+    held = list(bounds)
+    held[k] = (0.0, 0.0)
+    x0 = large.fit_result_.params.copy()
+    x0[k] = 0.0
+    diag_idx = [j for j, b in enumerate(bounds) if b[0] == 0.0]
+    stuck = _laplace_stage(obj, x0, held, 500, 1e-12, [j for j in diag_idx if j != k])
+    H = hessian(obj, stuck.x)
+    assert stuck.x[k] == 0.0 and -100.0 < H[k, k] < 0.0
+    up = stuck.x.copy()
+    up[k] = 1e-4
+    assert stuck.fun - RISE_TOL < obj.evaluate(up) < stuck.fun  # (what one step saw)
+    assert rising_off_zero(obj, stuck.x, stuck.fun, H, diag_idx) == (k,)
