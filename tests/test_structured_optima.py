@@ -62,3 +62,32 @@ def test_ar1_reaches_the_optimum_at_a_correlation_near_minus_one():
     assert -2 * m.loglik_ == pytest.approx(106.6843, abs=2e-3)
     assert rho < -0.99
     assert m.converged_
+
+
+# binomial counts (1-6 trials) of 8 people x 6 times in 3 sites
+CS_TRIALS_SITE = _frame(
+    x=[-1.4584, 1.047, -0.0215, 0.3935, 1.7461, 0.6548, -0.0176, -1.1651, 0.7928, 0.4648,
+       1.0444, -0.1573, -0.4068, -2.1891, 0.5451, -1.6285, -0.5519, 0.4634, 0.0202, -0.1522,
+       0.4064, -1.8935, -0.0082, 1.244, 1.1388, -1.6114, 0.9176, 0.3899, -1.0824, -1.4712,
+       -0.2169, 1.372, 0.4339, -1.0445, 0.0441, 1.022, -0.1569, -0.5435, 0.4144, -2.2251,
+       0.3885, -1.48, -0.156, 0.3055, -0.2145, -0.8434, -0.4653, 0.7768],
+    y=[1, 0, 0, 0, 1, 1, 1, 2, 1, 2, 2, 2, 1, 2, 0, 1, 4, 2, 2, 5, 2, 1, 5, 2, 1, 1, 5, 1, 2,
+       0, 3, 2, 3, 3, 4, 4, 2, 2, 5, 1, 1, 3, 2, 1, 5, 3, 2, 0],
+    n=[2, 1, 2, 3, 3, 6, 5, 4, 2, 3, 2, 3, 1, 2, 1, 4, 5, 2, 3, 6, 3, 3, 6, 4, 1, 1, 6, 3, 4,
+       1, 5, 2, 3, 4, 4, 4, 4, 4, 5, 2, 2, 6, 6, 5, 6, 4, 2, 3],
+    ids=np.repeat(np.arange(8), 6),
+    sites=np.repeat(np.arange(8) % 3, 6),
+    nt=6,
+)  # fmt: skip
+
+
+def test_cs_small_sd_restart_lifts_the_other_factors_variances():
+    # the fit stopped with the site SD at 0 and rho 0.89, 0.21 in -2 log L above the
+    # optimum at rho = 0.9999 with a site SD of 0.67, converged: the site's variance
+    # lowers the objective only beside a different pattern of the structure's SDs, which
+    # a start with them all small (and the site's SD off zero) reaches
+    m, _ = _fit("cbind(y, n - y) ~ x + cs(0 + factor(t)|id) + (1|site)", CS_TRIALS_SITE, "binomial")
+    ci = m.confint()
+    assert -2 * m.loglik_ == pytest.approx(118.9474, abs=2e-3)
+    assert ci.loc["sd_(Intercept)|site", "estimate"] > 0.5
+    assert m.converged_
