@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sklearn_glmm.exceptions import SeparationWarning
 from sklearn_glmm.formula import glmmTMB
 
 
@@ -91,3 +92,26 @@ def test_cs_small_sd_restart_lifts_the_other_factors_variances():
     assert -2 * m.loglik_ == pytest.approx(118.9474, abs=2e-3)
     assert ci.loc["sd_(Intercept)|site", "estimate"] > 0.5
     assert m.converged_
+
+
+# one binary outcome per person and time: 8 people x 3 times in 4 sites
+CS_BINARY = _frame(
+    x=[0.4146, 0.1521, 0.5786, -1.6596, 0.5913, -0.6735, 0.7858, -0.0212, -0.9982, -0.0721,
+       -1.0071, 1.0127, -0.0286, 0.8531, -1.1151, 1.6194, -0.3011, 1.3653, 0.8541, -1.1009,
+       0.3232, -0.5425, 0.4094, 1.4325],
+    y=[1, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1],
+    ids=np.repeat(np.arange(8), 3),
+    sites=np.repeat(np.arange(8) % 4, 3),
+    nt=3,
+)  # fmt: skip
+
+
+def test_binary_structure_on_separated_cells_is_warned_of():
+    # each (person, time) cell has a random effect of its own and one binary outcome: the
+    # time SDs run off (85.8 for the first), and the Laplace objective is lower still
+    # (by 1.2) at SDs in the thousands, where it is not the likelihood; the fit said only
+    # that the site's SD is zero
+    m, w = _fit("y ~ x + cs(0 + factor(t)|id) + (1|site)", CS_BINARY, "binomial")
+    sep = [str(x.message) for x in w if issubclass(x.category, SeparationWarning)]
+    assert len(sep) == 1
+    assert "'id'" in sep[0] and "24 of its 24 cells" in sep[0]
