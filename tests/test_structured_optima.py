@@ -40,6 +40,12 @@ def _fit(formula, d, family):
     return m, w
 
 
+def _estimates(m):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Wald intervals of SDs at zero)
+        return m.confint()["estimate"]
+
+
 # Poisson counts of 8 people x 4 times in 4 sites
 AR1_SITE = _frame(
     x=[0.0571, 0.7953, -1.0468, 0.4605, 1.4224, -0.7073, 0.6659, 0.4814, -0.0647, -1.2515,
@@ -59,7 +65,7 @@ def test_ar1_reaches_the_optimum_at_a_correlation_near_minus_one():
     # optimum at rho = -0.9999 (SD 0.11), converged: a basin next to -1 as narrow as the
     # one next to +1, which only a start near it reaches (restart_correlations -0.95)
     m, _ = _fit("y ~ x + ar1(0 + factor(t)|id) + (1|site)", AR1_SITE, "poisson")
-    rho = m.confint().loc["rho_ar1|id", "estimate"]
+    rho = _estimates(m)["rho_ar1|id"]
     assert -2 * m.loglik_ == pytest.approx(106.6843, abs=2e-3)
     assert rho < -0.99
     assert m.converged_
@@ -88,9 +94,8 @@ def test_cs_small_sd_restart_lifts_the_other_factors_variances():
     # lowers the objective only beside a different pattern of the structure's SDs, which
     # a start with them all small (and the site's SD off zero) reaches
     m, _ = _fit("cbind(y, n - y) ~ x + cs(0 + factor(t)|id) + (1|site)", CS_TRIALS_SITE, "binomial")
-    ci = m.confint()
     assert -2 * m.loglik_ == pytest.approx(118.9474, abs=2e-3)
-    assert ci.loc["sd_(Intercept)|site", "estimate"] > 0.5
+    assert _estimates(m)["sd_(Intercept)|site"] > 0.5
     assert m.converged_
 
 
@@ -115,3 +120,33 @@ def test_binary_structure_on_separated_cells_is_warned_of():
     sep = [str(x.message) for x in w if issubclass(x.category, SeparationWarning)]
     assert len(sep) == 1
     assert "'id'" in sep[0] and "24 of its 24 cells" in sep[0]
+
+
+# binomial counts (1-6 trials) of 7 people x 6 times in 5 sites
+CS_TRIALS_SITE_2 = _frame(
+    x=[0.1313, -1.2349, -0.1754, 1.0082, 0.9295, -0.6527, 0.6071, -0.589, -1.0297, 0.7479,
+       1.4992, 0.0696, -1.0738, 1.7555, 0.2098, -0.0185, 0.9514, -0.0894, -1.666, -0.4705,
+       0.0443, 0.9933, -0.2608, -0.3025, -0.7147, -0.8405, 0.1114, 0.4236, -0.7924, 0.6614,
+       -0.7919, 0.997, -1.4871, -2.0545, -0.729, 1.4949, 0.1762, 1.5948, -0.3271, -0.1946,
+       -0.2816, 0.77],
+    y=[1, 0, 5, 1, 6, 0, 1, 2, 1, 1, 6, 3, 2, 3, 2, 3, 2, 2, 1, 2, 2, 2, 2, 1, 1, 2, 0, 2, 0,
+       2, 5, 3, 1, 2, 3, 2, 1, 3, 4, 1, 1, 3],
+    n=[1, 3, 5, 1, 6, 2, 5, 2, 2, 1, 6, 4, 3, 6, 4, 5, 2, 5, 2, 4, 6, 5, 4, 1, 6, 4, 1, 4, 1,
+       6, 5, 3, 1, 5, 5, 2, 3, 5, 6, 1, 2, 5],
+    ids=np.repeat(np.arange(7), 6),
+    sites=np.repeat(np.arange(7) % 5, 6),
+    nt=6,
+)  # fmt: skip
+
+
+def test_cs_restart_with_every_sd_at_its_start():
+    # the fit stopped converged at rho -0.2 with two SDs near 0, 1.21 in -2 log L above
+    # the optimum at rho 0.98 with another pattern of SDs; the restarts from the fit's own
+    # SDs (and from all of them small) stayed, a start with every SD at its start value
+    # and rho 0.95 reaches it
+    m, _ = _fit(
+        "cbind(y, n - y) ~ x + cs(0 + factor(t)|id) + (1|site)", CS_TRIALS_SITE_2, "binomial"
+    )
+    assert -2 * m.loglik_ == pytest.approx(102.4068, abs=2e-3)
+    assert _estimates(m)["rho_cs|id"] > 0.9
+    assert m.converged_
