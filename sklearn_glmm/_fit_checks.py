@@ -596,11 +596,32 @@ def separated_groups(fam, data, y, factor, k, L):
     (:func:`random_part_sd`) is above :data:`_LARGE_LOGIT_SD`; None where it has no
     intercept, a smaller SD or no such group (group-level separation, see
     :func:`_check_group_separation`)."""
-    if not factor.term.intercept or random_part_sd(data, k, L) <= _LARGE_LOGIT_SD:
+    factors = getattr(data, "factors", None)
+    structured = factors is not None and bool(getattr(factors[k], "mapped", False))
+    if not (factor.term.intercept or structured) or random_part_sd(data, k, L) <= _LARGE_LOGIT_SD:
         return None
     use = data.weights > 0
-    sep = fam.separated_levels(y, data.trials, factor.codes, factor.n_levels, use)
+    cells = _structure_cells(factors[k]) if structured else None
+    if cells is not None:  # a structure's random effects: one per level and time point
+        sep = fam.separated_levels(y, data.trials, cells, factors[k].n_levels * factors[k].q, use)
+    elif factor.term.intercept:
+        sep = fam.separated_levels(y, data.trials, factor.codes, factor.n_levels, use)
+    else:
+        return None
     return sep if sep is not None and sep.any() else None
+
+
+def _structure_cells(f):
+    """For the factor ``f`` of a covariance structure over time points (``ar1``, ``cs``,
+    ``toep``, ``ou``: one random effect per level and time point, each row reading one
+    of them), each row's cell ``level * q + time`` (of ``n_levels * q``); None where a
+    row reads several. A cell's effect is a random effect of its own: with one binary
+    outcome in it (a person measured once a day) every cell is separated, and a large
+    SD of the structure rests on the cells alone."""
+    nonzero = f.Z != 0.0
+    if not np.all(nonzero.sum(axis=1) <= 1):
+        return None
+    return f.codes * f.q + np.argmax(nonzero, axis=1)
 
 
 def _check_group_separation(est, data):
@@ -619,16 +640,31 @@ def _check_group_separation(est, data):
         if sep is None:
             continue
         sd = random_part_sd(data, k, L)
-        labels = [str(v) for v in f.levels[sep][:10]]
         more = f" and {int(sep.sum()) - 10} more" if sep.sum() > 10 else ""
         what = "random-intercept SD" if f.q == 1 else "SD of the random effects (over its rows)"
+        if len(sep) == f.n_levels:
+            labels = [str(v) for v in f.levels[sep][:10]]
+            where = f"{int(sep.sum())} of its {f.n_levels} groups"
+            advice = "consider fewer random effects, pooling those groups"
+        else:  # a structure's (level, time) cells (_structure_cells)
+            q = len(sep) // f.n_levels
+            labels = [f"{f.levels[c // q]}:{c % q + 1}" for c in np.flatnonzero(sep)[:10]]
+            where = (
+                f"{int(sep.sum())} of its {len(sep)} cells (group:time point, each with a "
+                "random effect of its own)"
+            )
+            advice = (
+                "the Laplace approximation is also poor there, and its optimum need not be "
+                "the likelihood's (several outcomes per cell identify a structure; with "
+                "one, consider a random intercept or a structure with fewer parameters"
+            )
         warn(
             f"the {what} of grouping factor {f.name!r} is {sd:.3g} on the "
-            f"{fam.link.scale_name} scale, and {int(sep.sum())} of its {f.n_levels} groups "
+            f"{fam.link.scale_name} scale, and {where} "
             f"have {fam.separated_outcomes} (group-level separation): {labels}{more}. Their "
             "effects are not identified by the data, and the variance estimate is driven by "
-            "them; consider fewer random effects, pooling those groups, or a Bayesian prior "
-            "on the variance.",
+            f"them; {advice}, or a Bayesian prior on the variance"
+            + (")." if len(sep) != f.n_levels else "."),
             SeparationWarning,
             stacklevel=user_stacklevel(),
         )

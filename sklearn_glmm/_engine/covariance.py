@@ -115,6 +115,9 @@ class CorrelationStructure(CovarianceStructure):
     #: ``restarts``), whatever the fit's correlation: a basin near a correlation of 1
     #: with an SD at 0 is narrow, and starts with the SDs at least their start miss it
     small_sd_restarts: tuple = ()
+    #: correlations the fit also starts from with every SD at its start value (the
+    #: pattern of SDs the fit reached left behind)
+    start_sd_restarts: tuple = ()
 
     @property
     def n_params(self) -> int:
@@ -272,7 +275,10 @@ class AR1(CorrelationStructure):
     nests = frozenset({"intercept"})
     cor_kinds = ("cor",)
     extends_in_time = True
-    restart_correlations = (-0.6, 0.6, 0.95)
+    # (-0.95: beside a (1 | site) term a Poisson fit of 8 people x 4 times stopped at
+    # rho = +0.9999, 0.035 in -2 log L above the optimum at -0.9999, whose basin is as
+    # narrow as the one next to +1; last, so that the others run as they did)
+    restart_correlations = (-0.6, 0.6, 0.95, -0.95)
 
     def __init__(self, q: int):
         super().__init__(q)
@@ -342,6 +348,10 @@ class CompoundSymmetry(CorrelationStructure):
     # above the optimum at rho near 1 with an SD at 0, which a start at 0.99 with the
     # SDs at 0.1 reached in each; none from the other starts in 2 of them)
     small_sd_restarts = (0.99,)
+    # (a binomial cs fit with a (1 | site) term, 7 people x 6 times, stopped converged at
+    # rho -0.2, 1.21 in -2 log L above the optimum at 0.98 with another pattern of SDs,
+    # which neither the fit's own SDs nor small ones reach from any correlation)
+    start_sd_restarts = (0.95,)
 
     @property
     def n_sd(self) -> int:

@@ -21,8 +21,15 @@ def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
     A correlation's likelihood can have a local optimum on each side: an ``ar1`` fit
     started at rho = 0.3 stopped there (or with its SD at 0, where the correlation is
     flat) up to 0.9 in log-likelihood below the optimum at a negative rho, and a ``cs``
-    fit on its lower bound 0.08 below one at rho = 0.9999, both converged. A restart
-    that ends lower by more than 1e-6 is kept (a stage ``"structure restart"``).
+    fit on its lower bound 0.08 below one at rho = 0.9999, both converged. The restarts
+    with every SD small (``small_sd_restarts``) also put the other factors' variances at
+    least at their start: a binomial ``cs`` fit with a ``(1 | site)`` term (8 people x 6
+    times) stopped with the site's SD at 0 and rho 0.89, 0.21 in -2 log L above the
+    optimum at rho = 0.9999 with a site SD of 0.67. Those with every SD at its start
+    value (``start_sd_restarts``) leave the pattern of SDs the fit reached: another
+    such fit (7 people) stopped at rho -0.2 with two SDs near 0, 1.21 above the optimum
+    at rho 0.98 with other SDs near 0. A restart that ends lower by more than 1e-6 is
+    kept (a stage ``"structure restart"``).
     """
     data = obj.data
     if not getattr(data, "structured", False):
@@ -34,19 +41,27 @@ def _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record):
         starts = getattr(st, "restart_correlations", ()) if f.mapped else ()
         if starts and st.n_cor == 1:
             sd = slice(first, first + st.n_sd)
+            # the other factors' variances (an SD, a Cholesky diagonal)
+            others = [k for k in diag_idx if not first <= k < first + n]
             cor = first + st.n_sd
             rho0 = float(st.cor_values(x[cor : cor + 1])[0])
-            small = getattr(st, "small_sd_restarts", ())
-            for rho, small_sds in [(r, False) for r in starts] + [(r, True) for r in small]:
+            tries = [(r, None) for r in starts]
+            tries += [(r, "small") for r in getattr(st, "small_sd_restarts", ())]
+            tries += [(r, "start") for r in getattr(st, "start_sd_restarts", ())]
+            for rho, sds in tries:
                 c = st.cor_params([rho])
-                if c is None or (not small_sds and abs(rho - rho0) < 0.2):
+                if c is None or (sds is None and abs(rho - rho0) < 0.2):
                     continue
                 xs = np.array(x, dtype=float)
                 xs[cor] = c[0]
-                if small_sds:
-                    xs[sd] = _SMALL_SD
-                else:
+                if sds is None:
                     xs[sd] = np.maximum(xs[sd], record.initial[sd])
+                else:
+                    # the other factors' variances at least at their start too: one at
+                    # zero may lower the objective only beside another pattern of this
+                    # structure's SDs (a zero's own probe does not see it)
+                    xs[sd] = _SMALL_SD if sds == "small" else record.initial[sd]
+                    xs[others] = np.maximum(xs[others], record.initial[others])
                 res = _laplace_stage(obj, xs, bounds, max_iter, tol, diag_idx)
                 if np.isfinite(res.fun) and res.fun < fun - 1e-6:
                     x, fun = res.x, float(res.fun)
