@@ -49,3 +49,45 @@ def test_a_zero_sd_of_a_zero_inflated_fit_is_probed_past_the_grid(est, y, x, g, 
     m = _fit(est, x, y, g)
     assert m.converged_
     assert -2 * m.loglik_ <= optimum + 1e-3
+
+
+# Poisson, a correlated random intercept and slope, four groups of four rows: the
+# optimum at -2 log L 40.9113 (SDs 0.38 and 0.36, correlation -1; lme4's, from its
+# start and from a covariance of 0); the covariance all zero (the GLM's optimum,
+# 41.1146) is a saddle point: the objective falls along the intercept's SD and the entry
+# below it together (Hessian eigenvalue -4.2), and rises along each alone
+_SADDLE_Y = [2, 0, 0, 0, 3, 0, 0, 1, 1, 2, 2, 1, 0, 0, 3, 1]
+_SADDLE_X = [-0.005, -0.5316, -2.2766, 0.0187, 0.9274, 1.0433, -0.5362, 2.2294, 1.9437,
+             -0.2282, -0.1552, 0.959, -0.2548, 0.2248, 1.2199, 1.1897]  # fmt: skip
+_SADDLE_G = np.repeat(np.arange(4), 4)
+_SADDLE_OPTIMUM = 40.9113
+
+
+def test_a_zero_covariance_block_at_a_saddle_is_left_by_the_checks():
+    # the checks at the optimum started at the GLM's optimum (where a fit restarted from
+    # the GLM stays: the gradient is nil there in every covariance parameter) go on to
+    # the optimum; they had reported the saddle converged
+    from sklearn_glmm._engine.converge import check_optimum
+    from sklearn_glmm._engine.optimize import FitRecord
+
+    m = _fit(PoissonGLMM(random_effects="1 + x"), _SADDLE_X, _SADDLE_Y, _SADDLE_G)
+    assert -2 * m.loglik_ == pytest.approx(_SADDLE_OPTIMUM, abs=1e-4)
+    obj, bounds = m.fit_result_.objective, m.fit_result_.bounds
+    p, T = obj.data.n_beta, obj.data.n_theta
+    x_glm, glm_fun = obj.glm_optimum
+    x0 = np.zeros(len(bounds))
+    x0[np.r_[np.arange(p), np.arange(p + T, len(bounds))]] = x_glm
+    assert obj.evaluate(x0) == pytest.approx(glm_fun, abs=1e-6)
+    record = FitRecord(initial=x0)
+    check_optimum(obj, x0, record, bounds, 1000, 1e-10)
+    assert record.converged
+    assert record.objective == pytest.approx(_SADDLE_OPTIMUM, abs=1e-4)
+
+
+def test_a_fit_left_at_a_zero_covariance_saddle_is_not_reported_converged():
+    # with a loose tolerance the first stage stops above the GLM's optimum, and the
+    # restart from there stays at its saddle (all three covariance parameters 0): the
+    # fit was reported converged, 0.20 above the optimum
+    est = PoissonGLMM(random_effects="1 + x", tol=1e-2)
+    m = _fit(est, _SADDLE_X, _SADDLE_Y, _SADDLE_G)
+    assert not m.converged_ or -2 * m.loglik_ <= _SADDLE_OPTIMUM + 1e-4
