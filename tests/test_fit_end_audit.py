@@ -91,3 +91,18 @@ def test_a_fit_left_at_a_zero_covariance_saddle_is_not_reported_converged():
     est = PoissonGLMM(random_effects="1 + x", tol=1e-2)
     m = _fit(est, _SADDLE_X, _SADDLE_Y, _SADDLE_G)
     assert not m.converged_ or -2 * m.loglik_ <= _SADDLE_OPTIMUM + 1e-4
+
+
+def test_a_zero_inflated_fit_is_resumed_from_the_nested_models_covariance():
+    # ZIP on eight groups of three rows: the fit ended at SD 0.14 with a zero-inflation
+    # probability of 0.52 (-2 log L 68.4609), converged; the model without zero inflation
+    # (72.09) has SD 1.6, where the full model's profile is 67.62, and the optimum is at
+    # SD 1.56 with a probability of 0.21 (glmmTMB from its own start: 67.6213; the true
+    # likelihood, quadrature with 60 nodes, 67.387 there against 68.463 at the fit's)
+    y = [5, 7, 0, 7, 6, 5, 0, 1, 1, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+    x = [-0.2739, 1.0751, 0.298, 0.9407, 0.3368, 0.5161, 0.1178, 0.5782, -0.8888, 1.0718,
+         -1.151, 0.1578, 0.0151, -0.6005, 0.3436, -2.1107, -0.9745, -0.1011, 0.753, 0.9272,
+         -0.7339, -0.7768, -0.071, 1.0636]  # fmt: skip
+    m = _fit(PoissonGLMM(zero_inflation=True), x, y, np.repeat(np.arange(8), 3))
+    assert m.converged_
+    assert -2 * m.loglik_ <= 67.6213 + 1e-3

@@ -16,7 +16,8 @@ Order of calls in :func:`check_optimum` (after
    takes: a fit below that model's maximum is fitted again from there; 1c.
    ``bound_from_start`` — for a family that is not log-concave (several basins) the
    nested model at each flat side's bound is fitted from the fit's start as well, and
-   a fit below it is fitted again from there;
+   a fit below it, or below the full model's profile at its covariance where that is
+   far from the fit's, is fitted again from there;
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
