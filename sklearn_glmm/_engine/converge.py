@@ -16,13 +16,19 @@ Order of calls in :func:`check_optimum` (after
    takes: a fit below that model's maximum is fitted again from there; 1c.
    ``bound_from_start`` — for a family that is not log-concave (several basins) the
    nested model at each flat side's bound is fitted from the fit's start as well, and
-   a fit below it is fitted again from there;
+   a fit below it, or below the full model's profile at its covariance where that is
+   far from the fit's, is fitted again from there;
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
    halving) take the fit the rest of the way; 2b. ``probe_new_zeros`` — a standard
    deviation those steps put on zero is probed above zero, as the main stage's end
-   is, and the fit resumed from a better point;
+   is, and the fit resumed from a better point; 2c. ``leave_zero_saddles`` — a
+   standard deviation at zero with partners (the entries below it in its column, a
+   structure's correlations) where the Hessian over them has a direction of negative
+   curvature: the objective is followed along it, and the fit resumed from a lower
+   point (a covariance block all at zero, where a restart from the GLM starts, can be a
+   saddle that rises along each parameter alone);
 3. ``scan_modes`` — for a family that is not log-concave, each level's density is
    scanned on a fine grid at the optimum: a higher mode found there resumes the
    fit once; levels with two comparable modes are recorded (not converged);
@@ -36,7 +42,8 @@ Order of calls in :func:`check_optimum` (after
    whether the likelihood rises just above it; where the Hessian's curvature there is
    negative, the objective is evaluated at a few steps above zero (from where that
    curvature predicts a fall of ten ``RISE_TOL``), and a fit that is better at one of
-   them is not converged;
+   them is not converged; so is one lower along a zero diagonal and its partners
+   (step 2c's directions);
 5. the record gets the gradient, the Hessian, its definiteness and ``converged``:
    finite, within the iteration limit, scaled gradient at most ``GRAD_TOL``, no
    direction of negative curvature and no zero variance below which the likelihood
@@ -48,7 +55,7 @@ Order of calls in :func:`check_optimum` (after
    are taken out of the Hessian as the set's flat ones are (a stage ``"negative
    curvature along the set"``); fits without such a set evaluate nothing here.
 
-Steps 1-1c live in :mod:`.nested_models`, 2, 2b and 3b in :mod:`.polish`, and the
+Steps 1-1c live in :mod:`.nested_models`, 2, 2b, 2c and 3b in :mod:`.polish`, and the
 reading of the Hessian (5: the scaled gradient, the curvature, the covariance) in
 :mod:`.curvature`; this module keeps the order and the checks of steps 0, 3, 4 and 5b.
 
@@ -88,10 +95,12 @@ from .lbfgsb import _quiet_trial_points
 from .nested_models import bound_from_start, glm_bound, limit_bounds, nested_blocks
 from .polish import (
     RISE_TOL,
+    leave_zero_saddles,
     newton_polish,
     probe_new_zeros,
     rescaled_restart,
     to_central_covariances,
+    zero_saddle_points,
 )
 from .stage import _laplace_stage
 
@@ -148,24 +157,28 @@ def scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record):
     return x, val, H, grads
 
 
-def rising_off_zero(obj, x, fun, H, diag_idx) -> tuple:
+def rising_off_zero(obj, x, fun, H, diag_idx, bounds=None) -> tuple:
     """The Cholesky diagonals at zero along which the objective falls (step 4 of the
     module docstring): negative curvature in the Hessian there, and a lower value above
-    zero (by more than :data:`RISE_TOL`) at one of the steps :func:`_rise_steps`."""
+    zero (by more than :data:`RISE_TOL`) at one of the steps :func:`_rise_steps`; with
+    ``bounds``, also those off which it falls together with their partners
+    (:func:`.polish.zero_saddle_points`)."""
     candidates = [k for k in diag_idx if x[k] == 0.0 and H[k, k] < 0.0]
-    if not candidates:
-        return ()
-    obj.value_and_grad(x)  # (remembered) the state the steps are read from
-    steps = _hessian_steps(obj, x)
-    at_x = obj.snapshot()
     found = []
-    try:
-        for k in candidates:
-            if _lower_above_zero(obj, at_x, x, k, _rise_steps(steps[k], H[k, k]), fun):
-                found.append(k)
-    finally:
-        obj.restore(at_x)
-    return tuple(found)
+    if candidates:
+        obj.value_and_grad(x)  # (remembered) the state the steps are read from
+        steps = _hessian_steps(obj, x)
+        at_x = obj.snapshot()
+        try:
+            for k in candidates:
+                if _lower_above_zero(obj, at_x, x, k, _rise_steps(steps[k], H[k, k]), fun):
+                    found.append(k)
+        finally:
+            obj.restore(at_x)
+    if bounds is not None:
+        rest = [k for k in diag_idx if k not in found]
+        found += [k for k, _ in zero_saddle_points(obj, x, fun, H, bounds, rest)]
+    return tuple(sorted(found))
 
 
 # the first step above zero is where the Hessian's curvature there predicts a fall of
@@ -371,6 +384,9 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         x, fun, H, grads = probe_new_zeros(
             obj, before_polish, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record
         )
+        x, fun, H, grads = leave_zero_saddles(
+            obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record
+        )
         if not obj.data.family.log_concave and hasattr(obj, "scan_modes"):
             x, fun, H_scan, grads_scan = scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record)
             if H_scan is not None:
@@ -378,7 +394,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         x, fun, H, grads = to_central_covariances(obj, x, fun, H, grads, bounds, record)
         record.objective = float(fun)
         record.max_grad, record.max_scaled_grad = grads
-        record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx)
+        record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx, bounds)
     record.final = x
     record.hessian = H
     _curvature_and_gradient(obj, x, _with_unidentified(obj, x, H, bounds, record), bounds, record)
@@ -405,7 +421,7 @@ def check_curvature(obj, x, record, bounds, diag_idx) -> None:
     the value at ``x``."""
     with single_threaded_blas(), _quiet_trial_points():
         H = hessian(obj, x)
-        record.rising_off_zero = rising_off_zero(obj, x, record.objective, H, diag_idx)
+        record.rising_off_zero = rising_off_zero(obj, x, record.objective, H, diag_idx, bounds)
     _curvature_verdict(obj, x, _with_unidentified(obj, x, H, bounds, record), bounds, record)
     record.hessian_pd = not (record.flat_directions or record.negative_curvature)
     record.converged = bool(

@@ -1,8 +1,9 @@
-"""Newton steps at the end of a fit (steps 2, 2b and 3b of :mod:`.converge`).
+"""Newton steps at the end of a fit (steps 2, 2b, 2c and 3b of :mod:`.converge`).
 
 The polish on the free parameters until lme4's gradient check passes, a rescaled restart
 where it does not, a zero variance the steps put on its bound probed as the main stage
-probes one, and the move of a covariance the levels do not identify to its set's central
+probes one, a zero variance with its partners at a saddle left along its direction of
+negative curvature, and the move of a covariance the levels do not identify to its set's central
 point, polished on the identified directions there.
 """
 
@@ -16,7 +17,7 @@ from .equal_likelihood import (
     unidentified_directions,
 )
 from .hessian import hessian
-from .stage import _laplace_stage, projected_gradient
+from .stage import _laplace_stage, _probe_partners, _probed_basin_holds, projected_gradient
 
 _POLISH_STEPS = 8
 
@@ -98,6 +99,88 @@ def probe_new_zeros(obj, before, x, fun, H, grads, bounds, max_iter, tol, diag_i
     res = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx)
     record.stages.append(("zero from the polish", float(res.fun), int(res.nit), str(res.message)))
     if not res.fun < fun - 1e-8 or not np.all(np.isfinite(res.x)):
+        obj.evaluate(x)
+        return x, fun, H, grads
+    x2, H2, grads2 = newton_polish(obj, res.x, bounds)
+    return x2, obj.evaluate(x2), H2, grads2
+
+
+def zero_saddle_points(obj, x, fun, H, bounds, diag_idx) -> list:
+    """``(k, point)`` for each zero Cholesky diagonal ``k`` off which the objective falls
+    together with its partners (the entries below it in its column, a structure's
+    correlation parameters; :func:`.stage._probe_partners`), by more than
+    :data:`RISE_TOL` at ``point``.
+
+    With a diagonal at zero its partners enter the covariance only at second order with
+    it, and the gradient in both is nil there; the objective can fall along a direction
+    that mixes them while it rises along each alone (``H[k, k]`` positive, the partner's
+    curvature too): a whole block of covariance parameters at zero, the model without
+    that factor, is then a saddle point. The curvature check reads only the free
+    parameters and :func:`.converge.rising_off_zero` each diagonal alone, and neither
+    sees it (a Poisson fit with a correlated random slope restarted from the GLM's
+    optimum stayed there, 0.20 of -2 log L above the optimum, converged). Here the
+    smallest eigenvalue of the Hessian over the diagonal and its free partners, where
+    negative with a sizeable component on the diagonal (:data:`_SADDLE_COMPONENT`), is
+    followed (the diagonal upwards) at the steps :data:`_SADDLE_STEPS`, ascending until
+    the objective is lower by more than :data:`RISE_TOL` or higher by as much."""
+    if H is None or not np.all(np.isfinite(H)):
+        return []
+    zeros = [k for k in diag_idx if x[k] == 0.0]
+    if not zeros:
+        return []
+    free = ~at_bound(x, bounds)
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    found, at_x = [], None
+    for k in zeros:
+        S = [k] + [j for j in _probe_partners(obj.data, k)[0] if free[j]]
+        if len(S) < 2:
+            continue  # (the diagonal alone: rising_off_zero's)
+        w, V = np.linalg.eigh(H[np.ix_(S, S)])
+        v = V[:, 0] * np.sign(V[0, 0])
+        if not w[0] < 0.0 or not abs(v[0]) >= _SADDLE_COMPONENT:
+            continue
+        if at_x is None:
+            obj.value_and_grad(x)
+            at_x = obj.snapshot()
+        for h in _SADDLE_STEPS:
+            point = x.copy()
+            point[S] += h * v
+            point = np.clip(point, lo, hi)
+            obj.restore(at_x)
+            val = float(obj.evaluate(point))
+            if val < fun - RISE_TOL:
+                found.append((k, point))
+                break
+            if not val <= fun + RISE_TOL:  # (rising, or a failed evaluation)
+                break
+    if at_x is not None:
+        obj.restore(at_x)
+    return found
+
+
+# the smallest component on the zero diagonal of a direction of negative curvature
+# followed by :func:`zero_saddle_points` (one mostly along a partner, a free parameter,
+# is the curvature check's), and its steps (on unit-length directions), smallest first
+_SADDLE_COMPONENT = 0.1
+_SADDLE_STEPS = 2.0 ** -np.arange(12, -1, -1)
+
+
+def leave_zero_saddles(obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record):
+    """The fit resumed from a point below ``x`` along a zero diagonal and its partners
+    (:func:`zero_saddle_points`, step 2c of :mod:`.converge`); kept when lower (for a
+    family that is not log-concave, where its end is a basin of the likelihood,
+    :func:`.stage._probed_basin_holds`), and polished again."""
+    found = zero_saddle_points(obj, x, fun, H, bounds, diag_idx)
+    if not found or not np.isfinite(fun):
+        return x, fun, H, grads
+    res = _laplace_stage(obj, found[0][1], bounds, max_iter, tol, diag_idx)
+    record.stages.append(("off a zero block", float(res.fun), int(res.nit), str(res.message)))
+    if (
+        not res.fun < fun - 1e-8
+        or not np.all(np.isfinite(res.x))
+        or not _probed_basin_holds(obj, res.x, bounds)
+    ):
         obj.evaluate(x)
         return x, fun, H, grads
     x2, H2, grads2 = newton_polish(obj, res.x, bounds)

@@ -219,7 +219,7 @@ def _probe_zero_diagonal(obj, res, k, bounds):
         largest = min((scan[-1] for scan in scans), key=lambda p: p[0])
         if largest[1] is not candidates[0][1]:
             candidates.append(largest)
-        for t in _PROBE_WIDE if obj.data.family.log_concave else ():
+        for t in _PROBE_WIDE:
             xt = largest[1].copy()
             xt[k] = t
             candidates.append((np.nan, xt))
@@ -236,13 +236,16 @@ def _probe_zero_diagonal(obj, res, k, bounds):
     return best_x
 
 
-# SDs past the probe grid at which a zero SD of a log-concave family with its own
-# parameters (NB2) is probed too, theta and the fixed effects re-fitted: the trade-off
-# between an SD and the dispersion can put the better basin there (six groups of three
-# rows: -31.195 at SD 0, -31.269 at 1, -30.667 at 2.7). Not for zero inflation: where
-# a level's counts are all zero its conditional density can be nearly flat at the mode,
-# and the Laplace objective is far too high in places away from the fit (a ZINB fit
-# moved there, 4.2 units "higher", its true likelihood lower)
+# SDs past the probe grid at which a zero SD of a family with its own parameters is
+# probed too, those and the fixed effects re-fitted: the trade-off between an SD and the
+# dispersion or the zero inflation can put the better basin there (NB2, six groups of
+# three rows: -31.195 at SD 0, -31.269 at 1, -30.667 at 2.7; ZIP, five groups of four:
+# -2 log L 31.925 at SD 0, 32.219 at 1, 30.521 at 2, the optimum 30.456 at 2.36, where
+# the fit ended at zero, converged; hurdle NB2 likewise 1.78 above its optimum at 2.13).
+# For a family that is not log-concave, where a level's counts are all zero its
+# conditional density can be nearly flat at the mode and the Laplace objective far too
+# high in places away from the fit: the point reached from there is kept only where it
+# is a basin (:func:`_probed_basin_holds`)
 _PROBE_WIDE = (2.0, 4.0)
 
 
