@@ -36,7 +36,8 @@ tolerances):
 - ``block_report``: the family's parameters as reported: a constant dispersion in its
   range, its ``*_at_boundary_`` flag set exactly on the bound's value (``theta_ = inf``,
   ``phi_ = 0``) and then with an ``OverdispersionWarning``; a constant hurdle's
-  ``zero_prob_`` the (weighted) share of zeros (the parts factorise), 0 with
+  ``zero_prob_`` the (weighted) share of zeros when the fit claims its optimum (the parts
+  factorise), 0 with
   ``zero_prob_at_boundary_`` and a ``ZeroInflationWarning`` exactly when there are no
   zeros; with a design, the attribute the mean of the rows' fitted values; the tables'
   intercept the constant's log / logit, and ``confint(method="wald")``'s estimates the
@@ -284,7 +285,8 @@ def _block_report(out, m, case, caught):
             out.numbers["zero_share"] = share
             flag = bool(m.zero_prob_at_boundary_)
             se = np.sqrt(max(share * (1 - share), 1e-6) / np.sum(w))
-            if not abs(value - share) <= TOL_SHARE * se:
+            # (a fit that says it stopped short may be off it)
+            if out.claims_optimum and not abs(value - share) <= TOL_SHARE * se:
                 problems.append(f"zero_prob_ {value!r} vs the share of zeros {share!r}")
             if flag != (value == 0.0) or flag != (share == 0.0):
                 problems.append(f"zero_prob_at_boundary_ {flag}, zero_prob_ {value}")
@@ -739,7 +741,11 @@ def test_fuzz_hurdle_truncated_and_dispersion_models_against_the_truth_fast_samp
 
 
 # Data sets that still fail, with the reason (the slow test fails on any other)
-KNOWN_OPEN: dict[int, str] = {}
+KNOWN_OPEN: dict[int, str] = {
+    199: "zero-inflated NB1 with zero_inflation='1 + z' and weights: the Wald SE of log phi "
+    "1.2e-3 (relative) above the independent Hessian's (its error 1e-4), the other SEs "
+    "within 1e-5",
+}
 
 
 @pytest.mark.slow
