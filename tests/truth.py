@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import truth_families
+import truth_hurdle
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import optimize, special
 
@@ -74,6 +75,14 @@ class GLMMData:
     weights: np.ndarray | None = None
     offset: np.ndarray | None = None
     zero_inflation: bool = False
+    # the models of truth_hurdle.py: a zero-truncated count part (``truncated``), a hurdle
+    # (``hurdle``: P(Y = 0) = pi, the count part truncated), the design of the zero part's
+    # logit (``zi_design``, hurdle or zero inflation; params ``zi_beta``) and of NB2's log
+    # theta (``disp_design``; params ``disp_beta``)
+    truncated: bool = False
+    hurdle: bool = False
+    zi_design: np.ndarray | None = None
+    disp_design: np.ndarray | None = None
     # derived: rows sorted by group for the level sums
     _order: np.ndarray = field(init=False, repr=False)
     _starts: np.ndarray = field(init=False, repr=False)
@@ -102,6 +111,59 @@ class GLMMData:
         sorted_codes = self.groups[self._order]
         self._starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
         self._row_group = sorted_codes
+        for name in ("zi_design", "disp_design"):
+            if getattr(self, name) is not None:
+                setattr(self, name, np.asarray(getattr(self, name), dtype=float).reshape(n, -1))
+
+    @property
+    def extended(self) -> bool:
+        """A model of ``truth_hurdle.py`` (truncation, hurdle, designs of the zero part or
+        the dispersion)."""
+        return (
+            self.truncated
+            or self.hurdle
+            or self.zi_design is not None
+            or self.disp_design is not None
+        )
+
+    @property
+    def zero_part(self) -> bool:
+        """A zero part with its own probability (zero inflation or a hurdle)."""
+        return self.zero_inflation or self.hurdle
+
+    def subset(self, rows) -> GLMMData:
+        """The rows ``rows`` (a boolean mask) as one group, every field kept."""
+        return GLMMData(
+            self.X[rows],
+            self.y[rows],
+            np.zeros(int(np.sum(rows)), dtype=int),
+            self.family,
+            self.trials[rows],
+            self.weights[rows],
+            self.offset[rows],
+            self.zero_inflation,
+            self.truncated,
+            self.hurdle,
+            None if self.zi_design is None else self.zi_design[rows],
+            None if self.disp_design is None else self.disp_design[rows],
+        )
+
+    def with_X(self, X) -> GLMMData:
+        """The same data with the design ``X``."""
+        return GLMMData(
+            X,
+            self.y,
+            self.groups,
+            self.family,
+            self.trials,
+            self.weights,
+            self.offset,
+            self.zero_inflation,
+            self.truncated,
+            self.hurdle,
+            self.zi_design,
+            self.disp_design,
+        )
 
     @property
     def n_groups(self) -> int:
@@ -170,8 +232,11 @@ def _stirling_tail(x):
     return (1.0 / 12.0 - (1.0 / 360.0 - 1.0 / (1260.0 * x2)) / x2) / x
 
 
-def _negbin(y, eta, theta):
-    if not np.isfinite(theta):
+def _negbin(y, eta, theta, branch=None):
+    """NB2's log p and its two eta-derivatives. ``branch`` (``"small"``, ``"large"``) takes
+    one of the two computations whatever ``theta`` (then an array, one per row, allowed);
+    ``None``: the one for the number ``theta`` (theta below 1e4, or not)."""
+    if branch is None and not np.isfinite(theta):
         return _poisson(y, eta)
     log_theta = np.log(theta)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -184,7 +249,7 @@ def _negbin(y, eta, theta):
         # the terms in y are computed without rounding of order y x 1e-16 that moves with
         # eta (1e-6 with counts of 1e8, enough to spoil second differences)
         ypos = np.where(y > 0, y, 1.0)
-        if theta < 1e4:
+        if branch == "small" or (branch is None and theta < 1e4):
             logp = _lgamma_ratio(y, theta) + size_term
             # y log(mu / (theta + mu)) = -y log1p(theta / mu)
             logp = logp + np.where(y > 0, -y * np.logaddexp(0.0, log_theta - eta), 0.0)
@@ -206,6 +271,18 @@ def _negbin(y, eta, theta):
     d1 = s * ymm
     d2 = -s * r * (y + theta)
     return logp, d1, d2
+
+
+def _negbin_rows(y, eta, theta):
+    """NB2 with a theta per row (``theta`` broadcasting with ``eta``; ``inf`` the Poisson),
+    each row by :func:`_negbin`'s computation for its theta."""
+    theta = np.broadcast_to(np.asarray(theta, dtype=float), np.broadcast(y, eta).shape)
+    small = theta < 1e4
+    large = ~small & np.isfinite(theta)
+    a = _negbin(y, eta, np.where(small, theta, 1.0), "small")
+    b = _negbin(y, eta, np.where(large, theta, 1e4), "large")
+    c = _poisson(y, eta)
+    return tuple(np.where(small, u, np.where(large, v, w)) for u, v, w in zip(a, b, c))
 
 
 def _binomial(y, eta, trials):
@@ -240,7 +317,60 @@ def row_logpdf(data: GLMMData, eta: np.ndarray, params: dict, derivatives: bool 
         return _row_logpdf(data, eta, params, derivatives)
 
 
+def _rows(data, v, eta):
+    """A per-row vector shaped to broadcast with ``eta`` ((n,) or (n, K))."""
+    return v if eta.ndim == 1 else v[:, None]
+
+
+def _row_logpdf_extended(data, eta, params, derivatives=True):
+    """The models of ``truth_hurdle.py``: the count part (NB2 with a theta per row from
+    ``disp_design``), truncated for a hurdle or a zero-truncated model, then the zero
+    part (a hurdle's pi, or zero inflation's, constant or per row from ``zi_design``)."""
+    y = _rows(data, data.y, eta)
+    fam = data.family
+    if fam == "poisson":
+        count, rate = _poisson(y, eta), truth_hurdle.poisson_zero_rate(eta)
+    elif fam == "negbin":
+        if data.disp_design is not None:
+            theta = _rows(data, np.exp(data.disp_design @ np.asarray(params["disp_beta"])), eta)
+            count = _negbin_rows(y, eta, theta)
+        else:
+            theta = float(params.get("theta") or np.inf)
+            count = _negbin(y, eta, theta)
+        rate = truth_hurdle.negbin2_zero_rate(eta, theta)
+    elif fam == "negbin1":
+        phi = float(params["phi"])
+        count = _poisson(y, eta) if phi == 0.0 else truth_families.negbin1(y, eta, phi, derivatives)
+        rate = truth_hurdle.negbin1_zero_rate(eta, phi)
+    else:
+        raise ValueError(f"no truncated or hurdle model of the {fam} family")
+    if data.zero_part:
+        if data.zi_design is not None:
+            logit_pi = _rows(data, data.zi_design @ np.asarray(params["zi_beta"]), eta)
+        else:
+            zi = float(params["zi"])
+            logit_pi = special.logit(zi) if 0.0 < zi < 1.0 else (-np.inf if zi == 0 else np.inf)
+    if data.truncated or data.hurdle:
+        count = truth_hurdle.truncate(count, rate)
+        if data.truncated:
+            # a zero has probability 0 under a zero-truncated model
+            count = (np.where(y >= 1, count[0], -np.inf), count[1], count[2])
+    if data.hurdle:
+        return truth_hurdle.hurdle(y, count, logit_pi)
+    if data.zero_inflation:
+        return truth_hurdle.zero_inflate(y, count, rate, logit_pi)
+    return count
+
+
 def _row_logpdf(data, eta, params, derivatives=True):
+    if data.extended:
+        w = _rows(data, data.weights, eta)
+        logp, d1, d2 = _row_logpdf_extended(data, eta, params, derivatives)
+        return (
+            np.where(w > 0, w * logp, 0.0),
+            np.where(w > 0, w * d1, 0.0),
+            np.where(w > 0, w * d2, 0.0),
+        )
     y = data.y if eta.ndim == 1 else data.y[:, None]
     w = data.weights if eta.ndim == 1 else data.weights[:, None]
     fam = data.family
@@ -465,16 +595,7 @@ def marginal_loglik_quad(params: dict, data: GLMMData) -> float:
     total = 0.0
     for g in range(data.n_groups):
         rows = data.groups == g
-        sub = GLMMData(
-            data.X[rows],
-            data.y[rows],
-            np.zeros(int(rows.sum()), dtype=int),
-            data.family,
-            data.trials[rows],
-            data.weights[rows],
-            data.offset[rows],
-            data.zero_inflation,
-        )
+        sub = data.subset(rows)
         e0 = eta0[rows]
 
         def f(x, sub=sub, e0=e0, g=g):
@@ -510,7 +631,10 @@ def _glm_beta(data, params, beta0, max_iter=200):
         _, d1, d2 = row_logpdf(data, data.eta(beta), params)
         grad = X.T @ d1
         H = X.T @ (-d2[:, None] * X)
-        step = np.linalg.lstsq(H, grad, rcond=1e-12)[0]
+        if np.all(np.isfinite(H)) and np.all(np.isfinite(grad)):
+            step = np.linalg.lstsq(H, grad, rcond=1e-12)[0]
+        else:  # (far out in the other parameters): the gradient step below, if finite
+            step = np.full(len(beta), np.nan)
         if not np.all(np.isfinite(step)) or np.dot(step, grad) <= 0:
             step = grad / max(np.linalg.norm(grad), 1.0)
         t, improved = 1.0, False
@@ -553,6 +677,8 @@ def glm_loglik(data: GLMMData) -> float:
 
 def _glm_loglik(data: GLMMData) -> float:
     centre, scale, _ = column_scaling(data)
+    if data.extended:
+        return _glm_loglik_extended(data.with_X((data.X - centre) / scale))
     data = GLMMData(
         (data.X - centre) / scale,
         data.y,
@@ -614,6 +740,90 @@ def _glm_loglik(data: GLMMData) -> float:
     return best
 
 
+def _glm_loglik_extended(data: GLMMData) -> float:
+    """:func:`glm_loglik` for the models of ``truth_hurdle.py`` (``X`` centred and
+    scaled): beta by damped Newton at each value of the other coefficients (NB2's log theta
+    or its design's, NB1's log phi, the zero part's logit or its design's), those by a
+    grid of the dispersion's level, then Nelder-Mead; the family's limit too."""
+    blocks = []  # (name, width, the column of ones of its design or None, start level)
+    w = np.where(data.weights > 0, data.weights, 0.0)
+    if data.family == "negbin":
+        D = data.disp_design
+        blocks.append(("disp", 1 if D is None else D.shape[1], _ones_column(D), None))
+    elif data.family == "negbin1":
+        blocks.append(("phi", 1, 0, None))
+    if data.zero_part:
+        share = np.sum(w * (data.y == 0)) / max(np.sum(w), 1e-300)
+        level = special.logit(np.clip(share, 1e-9, 1 - 1e-9)) if data.hurdle else -1.0
+        Z = data.zi_design
+        blocks.append(("zi", 1 if Z is None else Z.shape[1], _ones_column(Z), level))
+    memo = {"beta": _start_beta(data)}
+
+    def to_params(z):
+        p, k = {"beta": None, "sigma": 0.0}, 0
+        for name, width, _, _ in blocks:
+            v = np.asarray(z[k : k + width], float)
+            k += width
+            if name == "disp" and data.disp_design is not None:
+                p["disp_beta"] = v
+            elif name == "disp":
+                p["theta"] = np.inf if v[0] >= 700.0 else float(np.exp(v[0]))
+            elif name == "phi":
+                p["phi"] = 0.0 if v[0] <= -700.0 else float(np.exp(min(v[0], 700.0)))
+            elif data.zi_design is not None:
+                p["zi_beta"] = v
+            else:
+                p["zi"] = float(special.expit(v[0]))
+        return p
+
+    def profile(z):
+        beta, f = _glm_beta(data, to_params(z), memo["beta"])
+        if np.isfinite(f):
+            memo["beta"] = beta
+        return f if np.isfinite(f) else -np.inf
+
+    if not blocks:
+        return float(profile(np.zeros(0)))
+
+    def start(level0):
+        z = []
+        for _, width, ones, level in blocks:
+            v = np.zeros(width)
+            v[ones if ones is not None else 0] = level0 if level is None else level
+            z.append(v)
+        return np.concatenate(z)
+
+    dispersion = blocks[0][0] in ("disp", "phi")
+    levels = np.linspace(-4.0, 10.0, 8) if dispersion else [0.0]
+    if blocks[0][0] == "phi":
+        levels = np.linspace(-10.0, 4.0, 8)
+    starts = [start(v) for v in levels]
+    values = [profile(z) for z in starts]
+    z0 = starts[int(np.argmax(values))]
+    best = float(np.max(values))
+    res = optimize.minimize(
+        lambda z: -profile(z),
+        z0,
+        method="Nelder-Mead",
+        options={"xatol": 1e-7, "fatol": 1e-10, "maxfev": 600 * len(z0)},
+    )
+    best = max(best, -float(res.fun))
+    if dispersion and (blocks[0][0] == "phi" or data.disp_design is None):
+        # the Poisson limit (theta = inf, phi = 0)
+        limit = np.array(res.x, dtype=float)
+        limit[0] = np.inf if blocks[0][0] == "disp" else -np.inf
+        best = max(best, profile(limit))
+    return best
+
+
+def _ones_column(D):
+    """The index of the column of ones of a design (0 without a design or such a column)."""
+    if D is None:
+        return 0
+    ones = np.flatnonzero(np.all(D == 1.0, axis=0))
+    return int(ones[0]) if len(ones) else 0
+
+
 # -- parameters as one unconstrained vector, and polishing a maximum ---------------------
 
 
@@ -641,7 +851,9 @@ def pack(params: dict, data: GLMMData) -> np.ndarray:
     if anchor is not None:  # the intercept becomes the linear predictor at the centres
         v[anchor] = beta[anchor] + np.sum(beta * centre)
     out = [v, [float(params["sigma"])]]
-    if data.family == "negbin":
+    if data.family == "negbin" and data.disp_design is not None:
+        out.append(np.asarray(params["disp_beta"], float))  # raw log-theta coefficients
+    elif data.family == "negbin":
         theta = params.get("theta")
         # the Poisson limit as a theta of 2e17: within rounding of it at counts of 1e7
         # (a theta of 5e8, log 20, was 0.011 below it on such data)
@@ -651,8 +863,12 @@ def pack(params: dict, data: GLMMData) -> np.ndarray:
         # within rounding of them
         with np.errstate(divide="ignore"):
             out.append([np.clip(np.log(float(params["phi"])), -40.0, 40.0)])
-    if data.zero_inflation:
-        out.append([special.logit(params["zi"])])
+    if data.zero_part and data.zi_design is not None:
+        out.append(np.asarray(params["zi_beta"], float))  # raw logit coefficients
+    elif data.zero_part:
+        # a hurdle's probability 0 (data without zeros) as logit -40
+        with np.errstate(divide="ignore"):
+            out.append([np.clip(special.logit(params["zi"]), -40.0, 40.0)])
     return np.concatenate(out)
 
 
@@ -665,13 +881,19 @@ def unpack(x: np.ndarray, data: GLMMData) -> dict:
         beta[anchor] = x[anchor] - np.sum(np.delete(beta * centre, anchor))
     params = {"beta": beta, "sigma": abs(float(x[p]))}
     k = p + 1
-    if data.family == "negbin":
+    if data.family == "negbin" and data.disp_design is not None:
+        width = data.disp_design.shape[1]
+        params["disp_beta"] = np.asarray(x[k : k + width], float)
+        k += width
+    elif data.family == "negbin":
         params["theta"] = float(np.exp(min(x[k], 700.0)))
         k += 1
     elif data.family in ("negbin1", "betabinomial"):
         params["phi"] = float(np.exp(np.clip(x[k], -700.0, 700.0)))
         k += 1
-    if data.zero_inflation:
+    if data.zero_part and data.zi_design is not None:
+        params["zi_beta"] = np.asarray(x[k : k + data.zi_design.shape[1]], float)
+    elif data.zero_part:
         params["zi"] = float(special.expit(x[k]))
     return params
 
