@@ -741,11 +741,7 @@ def test_fuzz_hurdle_truncated_and_dispersion_models_against_the_truth_fast_samp
 
 
 # Data sets that still fail, with the reason (the slow test fails on any other)
-KNOWN_OPEN: dict[int, str] = {
-    199: "zero-inflated NB1 with zero_inflation='1 + z' and weights: the Wald SE of log phi "
-    "1.2e-3 (relative) above the independent Hessian's (its error 1e-4), the other SEs "
-    "within 1e-5",
-}
+KNOWN_OPEN: dict[int, str] = {}
 
 
 @pytest.mark.slow

@@ -121,6 +121,34 @@ class NegativeBinomial1(Family):
         a = -np.exp(np.minimum(eta, _ETA_MAX)) / phi * np.log1p(phi)
         return a, a, a, a
 
+    def log_p0_extra_derivs(self, eta, extra):
+        """Derivatives in ``log phi`` of :meth:`log_p0`'s first three arrays (all equal),
+        each (1, n): with ``a = -mu log(1 + phi) / phi``,
+        ``da / d log phi = -mu (1 / (1 + phi) - log(1 + phi) / phi)`` (for phi below 1e-2
+        by the series of the bracket, the sum over ``n >= 1`` of ``(-phi)^n n / (n + 1)``
+        to ten terms: the difference cancels). Zero on the bound (the Poisson limit). A
+        zero-inflated NB1 took these by central differences of the whole density: the
+        curvature's derivative then carried its rounding over the step (1e-6 in the
+        gradient in ``log phi``, the Hessian's entry by differences of that gradient 0.2 %
+        off)."""
+        limit = on_lower_bound(
+            extra[0],
+            _LOWER,
+            lambda: (np.zeros((1,) + np.shape(eta)),) * 3,
+            lambda lp: self.log_p0_extra_derivs(eta, (lp,)),
+        )
+        if limit is not None:
+            return limit
+        phi = np.exp(extra[0])
+        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            direct = 1.0 / (1.0 + phi) - np.log1p(phi) / phi
+        series = 0.0
+        for n in range(10, 0, -1):  # the sum over n >= 1 of (-phi)^n n / (n + 1), Horner
+            series = phi * ((-1.0) ** n * n / (n + 1.0) + series)
+        da = -mu * np.where(phi < 1e-2, series, direct)
+        return da[None], da[None], da[None]
+
     def log_zero_rate(self, eta, extra):
         """``log s`` for ``s = -log P(Y = 0) = mu log(1 + phi) / phi`` and its
         eta-derivatives (zero-truncation)."""
