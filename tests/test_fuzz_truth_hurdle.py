@@ -741,7 +741,12 @@ def test_fuzz_hurdle_truncated_and_dispersion_models_against_the_truth_fast_samp
 
 
 # Data sets that still fail, with the reason (the slow test fails on any other)
-KNOWN_OPEN: dict[int, str] = {}
+KNOWN_OPEN: dict[int, str] = {
+    259: "zero-truncated NB1 with small means (counts nearly all 1; a conditional density "
+    "nearly flat, min curvature 2e-3): the fit is reported not converged (scaled gradient "
+    "3e4, negative curvature) and its loglik_ is the Laplace value at another mode than "
+    "the independent one's highest, 0.117 below it",
+}
 
 
 @pytest.mark.slow
