@@ -672,6 +672,19 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     return "\n".join(lines)
 
 
+def print_outcome(o) -> None:
+    """One data set's numbers, standard-error line and failures (or that every check
+    passed), as the fuzz modules' command lines print them."""
+    for k, v in o.numbers.items():
+        print(f"  {k}: {v}")
+    if o.se_check:
+        print(f"  standard errors: {o.se_check}")
+    for kind, detail in o.failures:
+        print(f"  FAIL {kind}: {detail}")
+    if not o.failures:
+        print("  every check passed")
+
+
 def failure_table(outcomes, kinds, max_seeds: int) -> list[str]:
     """The summary's lines of failures by kind (with example seeds) and their count."""
     lines = [f"  {'failure kind':<20} {'count':>5}  example seeds"]
@@ -1371,14 +1384,7 @@ def _main(argv):
         print(
             f"  status {o.status}, checkable {o.checkable}, clean {o.clean}, warnings {o.warnings}"
         )
-        for k, v in o.numbers.items():
-            print(f"  {k}: {v}")
-        if o.se_check:
-            print(f"  standard errors: {o.se_check}")
-        for kind, detail in o.failures:
-            print(f"  FAIL {kind}: {detail}")
-        if not o.failures:
-            print("  every check passed")
+        print_outcome(o)
     return 0
 
 

@@ -86,6 +86,7 @@ from test_fuzz_truth import (
     _se_summary,
     failure_table,
     independent_standard_errors,
+    print_outcome,
 )
 
 from sklearn_glmm.exceptions import OverdispersionWarning, ZeroInflationWarning
@@ -773,14 +774,7 @@ def _main(argv):
             f"fit {list(case['fit_params'])}"
         )
         print(f"  status {o.status}, clean {o.clean}, warnings {o.warnings}, {o.seconds:.1f} s")
-        for k, v in o.numbers.items():
-            print(f"  {k}: {v}")
-        if o.se_check:
-            print(f"  standard errors: {o.se_check}")
-        for kind, detail in o.failures:
-            print(f"  FAIL {kind}: {detail}")
-        if not o.failures:
-            print("  every check passed")
+        print_outcome(o)
     return 0
 
 
