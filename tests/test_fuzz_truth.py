@@ -549,22 +549,29 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
 
 def _variance_standard_errors(out, m, case, found):
     """The Wald SEs of the variance and family parameters against the independent ones."""
-    nums = out.numbers
-    nums["variance_se_compared"] = 0
-    for (name, reported), truth_se, err in zip(
-        wald_variance_standard_errors(m, case), found.other_se, found.other_error
-    ):
+    out.numbers["variance_se_compared"] = 0
+    reported = wald_variance_standard_errors(m, case)
+    out.numbers["variance_se_compared"] = compare_wald_standard_errors(out, reported, found)
+
+
+def compare_wald_standard_errors(out, reported, found) -> int:
+    """``se_variance``: each Wald SE of ``reported`` (``(name, SE)``, in the order of the
+    independent Hessian's coordinates after the fixed effects) against ``found``'s, where
+    that one's own error is within :data:`SE_NUMERICAL`; how many were compared."""
+    compared = 0
+    for (name, se), truth_se, err in zip(reported, found.other_se, found.other_error):
         if not err <= SE_NUMERICAL:
             continue
-        nums["variance_se_compared"] += 1
-        rel = reported / truth_se - 1.0 if np.isfinite(reported) else np.inf
-        nums[f"se_rel_diff {name}"] = rel
+        compared += 1
+        rel = se / truth_se - 1.0 if np.isfinite(se) else np.inf
+        out.numbers[f"se_rel_diff {name}"] = rel
         if not abs(rel) <= TOL_SE:
             out.fail(
                 "se_variance",
-                f"{name}: Wald SE {reported:.8g} vs independent {truth_se:.8g} "
+                f"{name}: Wald SE {se:.8g} vs independent {truth_se:.8g} "
                 f"(relative {rel:.2e}, its error {err:.1e})",
             )
+    return compared
 
 
 def check_case(seed: int, generator: str = "cases") -> Outcome:
@@ -579,22 +586,47 @@ def check_case(seed: int, generator: str = "cases") -> Outcome:
     return out
 
 
-def check_fit(case, m, caught) -> Outcome:
-    """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
-    out = Outcome(case["seed"], case["description"], case["scenario"], checkable=case["checkable"])
+def read_fit(out, m, caught):
+    """The start of every fuzz module's ``check_fit``: the warnings ``caught``; where
+    ``fit`` raised ``m``, the status (a crash a failure) and None; otherwise
+    ``out.clean``, ``out.claims_optimum``, ``loglik_`` and ``converged_`` recorded, and
+    whether the fit warned of anything about the fit."""
     out.warnings = sorted({w.category.__name__ for w in caught})
     if isinstance(m, Exception):
         out.status = "raised" if isinstance(m, DOCUMENTED) else "crashed"
         if out.status == "crashed":
             out.fail("crash", f"{type(m).__name__}: {m}")
         out.numbers["error"] = f"{type(m).__name__}: {m}"
-        return out
+        return None
     warned = any(not issubclass(w.category, NOT_ABOUT_THE_FIT) for w in caught)
     out.clean = bool(m.converged_) and not warned
     out.claims_optimum = bool(m.converged_) and not any(
         not issubclass(w.category, NOT_ABOUT_THE_FIT + ABOUT_THE_MODEL) for w in caught
     )
     out.numbers.update(loglik_=m.loglik_, converged_=m.converged_)
+    return warned
+
+
+def check_below_glm(out, m, data) -> bool:
+    """``below_glm`` for a fit that claims its optimum: its ``loglik_`` at least the nested
+    GLM's maximum (``truth.glm_loglik``) less :data:`TOL_OPTIMUM`; whether it was checked."""
+    if not out.claims_optimum:
+        return False
+    out.numbers["glm_truth"] = truth.glm_loglik(data)
+    if not m.loglik_ >= out.numbers["glm_truth"] - TOL_OPTIMUM:
+        out.fail(
+            "below_glm",
+            f"loglik_ {m.loglik_:.6f} vs nested GLM {out.numbers['glm_truth']:.6f}",
+        )
+    return True
+
+
+def check_fit(case, m, caught) -> Outcome:
+    """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
+    out = Outcome(case["seed"], case["description"], case["scenario"], checkable=case["checkable"])
+    warned = read_fit(out, m, caught)
+    if warned is None:
+        return out
     _sanity(out, m, case, warned)
     data = truth_data(case)
     if case["checkable"]:
@@ -608,13 +640,7 @@ def check_fit(case, m, caught) -> Outcome:
             out.numbers["dense_skip"] = "AGQ"
     else:
         _against_dense_truth(out, m, case, data)
-    if out.claims_optimum:
-        out.numbers["glm_truth"] = truth.glm_loglik(data)
-        if not m.loglik_ >= out.numbers["glm_truth"] - TOL_OPTIMUM:
-            out.fail(
-                "below_glm",
-                f"loglik_ {m.loglik_:.6f} vs nested GLM {out.numbers['glm_truth']:.6f}",
-            )
+    check_below_glm(out, m, data)
     if case["checkable"] and out.clean:
         _standard_errors(out, m, case, data)
     return out
