@@ -234,6 +234,10 @@ def test_group_sums_of_matrices_match_a_direct_sum(order):
     expected = np.array([V[codes == j].sum(axis=0) for j in range(7)])
     np.testing.assert_allclose(g.sum(V), expected)
     np.testing.assert_allclose(g.sum(V[:, 1]), expected[:, 1])
+    # the level sums of the rows' outer products (laid out rows last where contiguous)
+    W = rng.normal(size=(len(codes), 2))
+    outer = np.array([V[codes == j].T @ W[codes == j] for j in range(7)])
+    np.testing.assert_allclose(g.outer_sums(V, W), outer, rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize(

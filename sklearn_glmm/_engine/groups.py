@@ -44,6 +44,22 @@ class GroupIndex:
         out[self.run_codes] = s
         return out
 
+    def outer_sums(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """``sum`` of the rows' outer products ``X_i Y_i'``: ``(n_levels, a, b)`` from
+        ``X`` (n, a) and ``Y`` (n, b). With contiguous levels the products are laid out
+        rows last, so that every elementwise pass and sum runs along the rows (passes
+        along a trailing axis of two or three entries cost several times more)."""
+        if not self.contiguous:
+            n, a, b = len(X), X.shape[1], Y.shape[1]
+            return self.sum((X[:, :, None] * Y[:, None, :]).reshape(n, a * b)).reshape(-1, a, b)
+        prod = np.ascontiguousarray(X.T)[:, None, :] * np.ascontiguousarray(Y.T)[None, :, :]
+        s = np.add.reduceat(prod, self.starts, axis=2).transpose(2, 0, 1)
+        if self.in_order:
+            return s
+        out = np.empty_like(s)
+        out[self.run_codes] = s
+        return out
+
     def expand(self, u: np.ndarray) -> np.ndarray:
         """``u[codes]``: each row's level value(s), shape (n,) or (n, k)."""
         if not self.contiguous:
