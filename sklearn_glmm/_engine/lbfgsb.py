@@ -61,64 +61,26 @@ def _scipy(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback):
 
 
 def _drive(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback):
+    """SciPy's L-BFGS-B routine (``setulb``) driven as ``minimize`` drives it, with
+    ``fun``'s value and gradient asked for directly: ``minimize``'s result."""
     from scipy.optimize import _lbfgsb
-    from scipy.optimize._lbfgsb_py import status_messages, task_messages
 
-    x = np.array(x0, dtype=np.float64).ravel()
-    n = len(x)
-    m = maxcor
-    nbd = np.zeros(n, np.int32)
-    low = np.zeros(n, np.float64)
-    upp = np.zeros(n, np.float64)
-    if bounds is not None:
-        if len(bounds) != n:
-            raise ValueError("length of x0 != length of bounds")
-        lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds], dtype=float)
-        hi = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
-        if np.any(lo > hi):
-            raise ValueError("LBFGSB - one of the lower bounds is greater than an upper bound.")
-        x = np.clip(x, lo, hi)
-        has_lo, has_hi = ~np.isinf(lo), ~np.isinf(hi)
-        low[has_lo], upp[has_hi] = lo[has_lo], hi[has_hi]
-        # SciPy's codes: 0 unbounded, 1 lower only, 2 both, 3 upper only
-        nbd[:] = np.where(has_lo, np.where(has_hi, 2, 1), np.where(has_hi, 3, 0))
-
-    counts = {"nfev": 0, "ngev": 0}
-    last = {}
-
-    def value_and_grad(at):
-        # a point asked for again is answered from the last one, as SciPy's memo does
-        if "x" in last and np.array_equal(at, last["x"]):
-            return last["f"], last["g"]
-        last["x"] = np.array(at, dtype=np.float64)
-        f, g = fun(np.copy(last["x"]))
-        if not np.isscalar(f):
-            f = np.asarray(f).item()
-        g = np.atleast_1d(g)
-        counts["nfev"] += 1
-        counts["ngev"] += 1
-        last["f"], last["g"] = f, g
-        return f, g
-
-    value_and_grad(
-        x
-    )  # SciPy evaluates the start first; the routine's first ask is answered from it
-    wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m, np.float64)
-    iwa = np.zeros(3 * n, np.int32)
-    task = np.zeros(2, np.int32)
-    ln_task = np.zeros(2, np.int32)
-    lsave = np.zeros(4, np.int32)
-    isave = np.zeros(44, np.int32)
-    dsave = np.zeros(29, np.float64)
+    x, low, upp, nbd = _bound_codes(x0, bounds)
+    value_and_grad = _Memo(fun)
+    # SciPy evaluates the start first; the routine's first ask is answered from it
+    value_and_grad(x)
+    m, n = maxcor, len(x)
+    work = _Workspace(m, n)
     factr = ftol / np.finfo(float).eps
     f = np.array(0.0, dtype=np.float64)
     g = np.zeros(n, np.float64)
+    task = work.task
     n_iterations, halted = 0, False
     while True:
         g = g.astype(np.float64)
         _lbfgsb.setulb(
-            m, x, low, upp, nbd, f, g, factr, gtol, wa, iwa, task, lsave, isave, dsave, _MAXLS,
-            ln_task,
+            m, x, low, upp, nbd, f, g, factr, gtol, work.wa, work.iwa, task, work.lsave,
+            work.isave, work.dsave, _MAXLS, work.ln_task,
         )  # fmt: skip
         if task[0] == 3:
             f, g = value_and_grad(x)
@@ -132,27 +94,93 @@ def _drive(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback):
                     halted = True
             if n_iterations >= maxiter:
                 task[0], task[1] = 5, 504
-            elif counts["nfev"] > _MAXFUN:
+            elif value_and_grad.nfev > _MAXFUN:
                 task[0], task[1] = 5, 502
         else:
             break
+    return _result(x, f, g, work, m, value_and_grad.nfev, n_iterations, maxiter, halted)
+
+
+def _bound_codes(x0, bounds):
+    """The start (within the bounds) and SciPy's arrays of the bounds: ``(x, low, upp,
+    nbd)``, ``nbd`` 0 unbounded, 1 lower only, 2 both, 3 upper only."""
+    x = np.array(x0, dtype=np.float64).ravel()
+    n = len(x)
+    nbd = np.zeros(n, np.int32)
+    low = np.zeros(n, np.float64)
+    upp = np.zeros(n, np.float64)
+    if bounds is not None:
+        if len(bounds) != n:
+            raise ValueError("length of x0 != length of bounds")
+        lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds], dtype=float)
+        hi = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
+        if np.any(lo > hi):
+            raise ValueError("LBFGSB - one of the lower bounds is greater than an upper bound.")
+        x = np.clip(x, lo, hi)
+        has_lo, has_hi = ~np.isinf(lo), ~np.isinf(hi)
+        low[has_lo], upp[has_hi] = lo[has_lo], hi[has_hi]
+        nbd[:] = np.where(has_lo, np.where(has_hi, 2, 1), np.where(has_hi, 3, 0))
+    return x, low, upp, nbd
+
+
+class _Memo:
+    """``fun``'s value and gradient, a point asked for again answered from the last one
+    (as SciPy's memo does); ``nfev`` counts the evaluations."""
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.nfev = 0
+        self.last = None
+
+    def __call__(self, at):
+        if self.last is not None and np.array_equal(at, self.last[0]):
+            return self.last[1], self.last[2]
+        x = np.array(at, dtype=np.float64)
+        f, g = self.fun(np.copy(x))
+        if not np.isscalar(f):
+            f = np.asarray(f).item()
+        g = np.atleast_1d(g)
+        self.nfev += 1
+        self.last = (x, f, g)
+        return f, g
+
+
+class _Workspace:
+    """The routine's work arrays for ``m`` corrections of ``n`` parameters."""
+
+    def __init__(self, m, n):
+        self.wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m, np.float64)
+        self.iwa = np.zeros(3 * n, np.int32)
+        self.task = np.zeros(2, np.int32)
+        self.ln_task = np.zeros(2, np.int32)
+        self.lsave = np.zeros(4, np.int32)
+        self.isave = np.zeros(44, np.int32)
+        self.dsave = np.zeros(29, np.float64)
+
+
+def _result(x, f, g, work, m, nfev, n_iterations, maxiter, halted) -> OptimizeResult:
+    """``minimize``'s result of the routine's end state (``m`` corrections kept)."""
+    from scipy.optimize._lbfgsb_py import status_messages, task_messages
+
+    task = work.task
     if task[0] == 4:
         warnflag = 0
-    elif counts["nfev"] > _MAXFUN or n_iterations >= maxiter:
+    elif nfev > _MAXFUN or n_iterations >= maxiter:
         warnflag = 1
     else:
         warnflag = 2
-    s = wa[0 : m * n].reshape(m, n)
-    y = wa[m * n : 2 * m * n].reshape(m, n)
-    n_corrs = min(isave[30], maxcor)
+    n = len(x)
+    s = work.wa[0 : m * n].reshape(m, n)
+    y = work.wa[m * n : 2 * m * n].reshape(m, n)
+    n_corrs = min(work.isave[30], m)
     message = status_messages[task[0]] + ": " + task_messages[task[1]]
     if halted:  # as minimize reports a callback's StopIteration
         warnflag, message = 99, "`callback` raised `StopIteration`."
     return OptimizeResult(
         fun=f,
         jac=g,
-        nfev=counts["nfev"],
-        njev=counts["ngev"],
+        nfev=nfev,
+        njev=nfev,
         nit=n_iterations,
         status=warnflag,
         message=message,
