@@ -141,12 +141,29 @@ class BatchedLaplace:
                 part = BatchedLaplace(self.data, self.Y[sel], self.pirls_max_iter)
                 beta[sel], F[sel] = part.glm_starts(max_iter)
             return beta, F
+        beta, shift, has_intercept = self._glm_first_betas()
+        beta_start = beta.copy()
+        ll_old, done = self._glm_newton(beta, max_iter)
+        bad = ~np.all(np.isfinite(beta), axis=1)
+        beta[bad], done[bad] = beta_start[bad], False
+        X, p, R = self.data.X, self.data.n_beta, self.Y.shape[0]
+        lim = 15.0 / np.maximum(np.sqrt(np.mean(X**2, axis=0)), 1e-12)
+        lo, hi = np.broadcast_to(-lim, (R, p)).copy(), np.broadcast_to(lim, (R, p)).copy()
+        if has_intercept:
+            lo[:, 0], hi[:, 0] = shift - lim[0], shift + lim[0]
+        if has_intercept and not self.data.family.has_trials:
+            hi[:, 0] = np.maximum(hi[:, 0], beta_start[:, 0] + lim[0])
+        clipped = np.clip(beta, lo, hi)
+        exact = done & np.all(clipped == beta, axis=1) & np.isfinite(ll_old)
+        return clipped, np.where(exact, -2.0 * ll_old, np.nan)
+
+    def _glm_first_betas(self):
+        """``glm_start``'s first point of every replicate: the intercept at the link of
+        the outcome's weighted mean (less the mean offset), the other coefficients 0;
+        ``(beta, shift, has_intercept)``, ``shift`` the intercept's window centre."""
         d = self.data
         X, fam = d.X, d.family
-        R, n = self.Y.shape
-        p = d.n_beta
-        extra = d.extra_values(d.default_extra())
-        const_all = _concat_const(self._const)
+        R, p = self.Y.shape[0], d.n_beta
         beta = np.zeros((R, p))
         has_intercept = p > 0 and np.all(X[:, 0] == X[0, 0]) and X[0, 0] != 0
         wsum = np.sum(d.weights)
@@ -162,7 +179,16 @@ class BatchedLaplace:
                 eta0 = fam.link.link(pr)
             beta[:, 0] = (eta0 - off) / X[0, 0]
             shift = -off / X[0, 0]
-        beta_start = beta.copy()
+        return beta, shift, has_intercept
+
+    def _glm_derivs(self):
+        """``derivs(rows, b)``: the GLM's log-likelihood (rows,), ``d1`` and ``w`` (rows,
+        n) of replicates ``rows`` at coefficients ``b``."""
+        d = self.data
+        X, fam = d.X, d.family
+        R, n = self.Y.shape
+        extra = d.extra_values(d.default_extra())
+        const_all = _concat_const(self._const)
 
         def derivs(rows, b):
             m = len(rows)
@@ -178,11 +204,19 @@ class BatchedLaplace:
             )
             return der.loglik.reshape(m, n).sum(axis=1), der.d1.reshape(m, n), der.w.reshape(m, n)
 
+        return derivs
+
+    def _glm_newton(self, beta, max_iter):
+        """``glm_start``'s Newton steps with step halving from ``beta`` (R, p), updated
+        in place, replicate by replicate; ``(ll, done)``: each one's last log-likelihood
+        and whether its steps met the stopping rule."""
+        X, p = self.data.X, self.data.n_beta
+        R = self.Y.shape[0]
+        derivs = self._glm_derivs()
         ll_old = np.full(R, -np.inf)
         done = np.zeros(R, dtype=bool)
         live = np.ones(R, dtype=bool)  # still iterating
-        every = np.arange(R)
-        ll_b, d1, w = derivs(every, beta)
+        ll_b, d1, w = derivs(np.arange(R), beta)
         for _ in range(max_iter if p else 0):
             act = np.flatnonzero(live)
             if not len(act):
@@ -223,17 +257,7 @@ class BatchedLaplace:
             live[act[fin]] = False
         if not p:
             ll_old, done[:] = ll_b, True
-        bad = ~np.all(np.isfinite(beta), axis=1)
-        beta[bad], done[bad] = beta_start[bad], False
-        lim = 15.0 / np.maximum(np.sqrt(np.mean(X**2, axis=0)), 1e-12)
-        lo, hi = np.broadcast_to(-lim, (R, p)).copy(), np.broadcast_to(lim, (R, p)).copy()
-        if has_intercept:
-            lo[:, 0], hi[:, 0] = shift - lim[0], shift + lim[0]
-        if has_intercept and not fam.has_trials:
-            hi[:, 0] = np.maximum(hi[:, 0], beta_start[:, 0] + lim[0])
-        clipped = np.clip(beta, lo, hi)
-        exact = done & np.all(clipped == beta, axis=1) & np.isfinite(ll_old)
-        return clipped, np.where(exact, -2.0 * ll_old, np.nan)
+        return ll_old, done
 
     def evaluate(self, idx, params, U0, with_scale: bool = False):
         """Value, gradient, modes and mode derivatives of replicates ``idx``.
