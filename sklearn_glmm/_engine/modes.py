@@ -156,7 +156,6 @@ class ModeSearch(ModeScan):
             self._settle_state()
             return self.u
         der, ll, obj, total = self._at_modes(a_vals, eta_fix, extra, u)
-        units = self.n_units
         converged = False
         prev, stalls = None, 0
         for _it in range(self.pirls_max_iter):
@@ -183,25 +182,7 @@ class ModeSearch(ModeScan):
                 break
             # the trials need only the step: the current point's per-row arrays go first
             der = None
-            t = np.ones(units)
-            near = dec < _NEAR_MODE  # full steps there (see _pirls_scalar)
-            for _half in range(40):
-                u_try = u + t[self.u_unit] * step
-                der_try = None  # the last try's arrays go first
-                der_try, ll, obj_try, total = self._at_modes(a_vals, eta_fix, extra, u_try)
-                worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))) & ~near
-                if not worse.any():
-                    break
-                t[worse] *= 0.5
-            if worse.any():
-                # no decrease within 40 halvings: those units stay where they were (the
-                # solve then fails unless they are already at their modes)
-                t[worse] = 0.0
-                u_try = u + t[self.u_unit] * step
-                der_try = None
-                der_try, ll, obj_try, total = self._at_modes(a_vals, eta_fix, extra, u_try)
-            u, der, obj = u_try, der_try, obj_try
-            der_try = None
+            u, der, ll, obj, total = self._halved_step(a_vals, eta_fix, extra, u, step, dec, obj)
         self.pirls_iterations += _it + 1
         if not converged:
             self._search_failed(u)
@@ -223,6 +204,30 @@ class ModeSearch(ModeScan):
         del eta_fix  # the state's, let go when settled
         self._settle_state()
         return u
+
+    def _halved_step(self, a_vals, eta_fix, extra, u, step, dec, obj):
+        """The Newton ``step`` from ``u``, halved unit by unit wherever the penalised
+        log-density ``obj`` would decrease (full steps where the decrement ``dec`` is
+        below ``_NEAR_MODE``, see ``_pirls_scalar``); ``(u, der, ll, obj, total)`` at the
+        point taken."""
+        t = np.ones(self.n_units)
+        near = dec < _NEAR_MODE
+        for _half in range(40):
+            u_try = u + t[self.u_unit] * step
+            der_try = None  # the last try's arrays go first
+            der_try, ll, obj_try, total = self._at_modes(a_vals, eta_fix, extra, u_try)
+            worse = ~(obj_try >= obj - 1e-12 * (1.0 + np.abs(obj))) & ~near
+            if not worse.any():
+                break
+            t[worse] *= 0.5
+        if worse.any():
+            # no decrease within 40 halvings: those units stay where they were (the
+            # solve then fails unless they are already at their modes)
+            t[worse] = 0.0
+            u_try = u + t[self.u_unit] * step
+            der_try = None
+            der_try, ll, obj_try, total = self._at_modes(a_vals, eta_fix, extra, u_try)
+        return u_try, der_try, ll, obj_try, total
 
     def _at_modes(self, a_vals, eta_fix, extra, u):
         """The family's derivatives at modes ``u``, each unit's log-density and penalised
@@ -399,35 +404,7 @@ class ModeSearch(ModeScan):
                 break
             # the trials need only the step: the current point's per-row arrays go first
             der = None
-            # the penalised log-density may not decrease in any level (within rounding);
-            # a level within a tiny Newton decrement of its mode takes the full step, as
-            # its change is below the rounding of the log-density there
-            floor = obj - 1e-12 * (1.0 + np.abs(obj))
-            u_try = u + step
-            t = None
-            accepted = False
-            for _half in range(40):
-                der_try = None  # the last try's arrays go first
-                der_try, ll, obj_try, total = self._at_scalar_modes(eta_fix, a, extra, u_try)
-                ok = obj_try >= floor
-                if ok.all():
-                    accepted = True
-                    break
-                ok |= dec < _NEAR_MODE
-                if ok.all():
-                    accepted = True
-                    break
-                t = np.ones(len(u)) if t is None else t
-                t[~ok] *= 0.5
-                u_try = u + t * step
-            if not accepted:
-                # no decrease within 40 halvings: those levels stay where they were (the
-                # solve then fails unless they are already at their modes)
-                u_try = np.where(ok, u_try, u)
-                der_try = None
-                der_try, ll, obj_try, total = self._at_scalar_modes(eta_fix, a, extra, u_try)
-            u, der, obj = u_try, der_try, obj_try
-            der_try = None
+            u, der, ll, obj, total = self._halved_scalar_step(eta_fix, a, extra, u, step, dec, obj)
         self.pirls_iterations += _it + 1
         if not converged:
             self._search_failed(u)
@@ -447,6 +424,37 @@ class ModeSearch(ModeScan):
             ll_units=ll,
         )
         return u
+
+    def _halved_scalar_step(self, eta_fix, a, extra, u, step, dec, obj):
+        """:meth:`_halved_step` for one factor with a scalar random effect: the penalised
+        log-density may not decrease in any level (within rounding); a level within a
+        tiny Newton decrement of its mode takes the full step, as its change is below the
+        rounding of the log-density there. ``(u, der, ll, obj, total)``."""
+        floor = obj - 1e-12 * (1.0 + np.abs(obj))
+        u_try = u + step
+        t = None
+        accepted = False
+        for _half in range(40):
+            der_try = None  # the last try's arrays go first
+            der_try, ll, obj_try, total = self._at_scalar_modes(eta_fix, a, extra, u_try)
+            ok = obj_try >= floor
+            if ok.all():
+                accepted = True
+                break
+            ok |= dec < _NEAR_MODE
+            if ok.all():
+                accepted = True
+                break
+            t = np.ones(len(u)) if t is None else t
+            t[~ok] *= 0.5
+            u_try = u + t * step
+        if not accepted:
+            # no decrease within 40 halvings: those levels stay where they were (the
+            # solve then fails unless they are already at their modes)
+            u_try = np.where(ok, u_try, u)
+            der_try = None
+            der_try, ll, obj_try, total = self._at_scalar_modes(eta_fix, a, extra, u_try)
+        return u_try, der_try, ll, obj_try, total
 
     def _compiled_modes(self, a_vals, a, eta_fix, extra, u) -> bool:
         """:meth:`_pirls_scalar` by the compiled kernel (``set_config(compiled=True)``),
