@@ -7,21 +7,23 @@ checked in ``test_fuzz_truth_ordinal_structures.py`` against
 - ``slope``: one factor, a correlated random intercept and slope (``1 + x0``);
 - ``diag_slope``: the same uncorrelated (``diag(1 + x0)``);
 - ``crossed``: two crossed factors' random intercepts, in some a correlated slope on
-  one of them;
-- ``nested``: a factor nested in another (``id`` and ``id:visit``), intercepts, in some
-  a slope on the outer one;
+  one or both of them;
+- ``nested``: a factor nested in another (``g`` and ``h`` within it), intercepts, in
+  some a correlated slope on either or both;
 - ``tiny``: a slope model on 20-40 rows;
 - ``few_groups``: a slope model with 3-4 groups;
-- ``rare_class``: a slope model with one class of one or two rows;
+- ``rare_class``: a slope model with one class (the top one or one in the middle) of
+  one or two rows;
 - ``raw_scale``: the slope's predictor uncentred and in large units (calendar days
-  near 19,000, or values times 1e3 around 5e3);
+  near 19,000, or values times 1e3 around 5e3); also in 12% of the other data sets;
 - ``agq``: one factor's intercept and slope (correlated or ``diag``) by adaptive
   quadrature with 25 nodes per dimension (the library's product rule).
 
 3-6 classes cut from a latent variable drawn with the link's own error, the links
 logit, probit, cloglog and loglog (the cauchit is not taken: see
 ``truth_ordinal_dense``), flexible thresholds (equidistant or symmetric in a quarter of
-the data sets with 3+ classes), prior weights (integers 1-3, some 0) in about one data set
+the data sets with 3+ classes), random-effect SDs up to 1.2 (3 in a fifth of the data
+sets, up to 5 by quadrature), prior weights (integers 1-3, some 0) in about one data set
 in six and an offset in one in ten.
 
 Each case has ``dense_terms``: per factor the names ``random_effects_cov_`` gives its
@@ -93,7 +95,8 @@ def make_ordinal_structure_case(seed: int) -> dict:
     codes = _codes(rng, n, n_groups)
     x0 = rng.normal(size=n)
     notes = []
-    if scenario == "raw_scale":
+    raw = scenario == "raw_scale" or rng.random() < 0.12
+    if raw:
         if rng.random() < 0.5:
             x0 = 19_000.0 + 300.0 * x0  # calendar days
             notes.append("x0 days near 19000")
@@ -107,11 +110,14 @@ def make_ordinal_structure_case(seed: int) -> dict:
     ones = np.ones(n)
     dense = {}
     x0_sd = float(x0.std())
+    big = rng.random() < 0.2  # SDs up to 3 on the latent scale
+    if big:
+        notes.append("large SDs")
 
     def add_term(name, term, group_codes, diagonal=False, scale=1.0):
         nonlocal latent
         k = 1 if term == "1" else 2
-        cov = _random_cov(rng, k, diagonal, scale)
+        cov = _random_cov(rng, k, diagonal, scale * (2.5 if big else 1.0))
         # effects on the scale of z0, then per unit of x0 (the slope's column is x0)
         b = _draw(rng, cov, int(group_codes.max()) + 1)
         if k == 2:
@@ -132,12 +138,11 @@ def make_ordinal_structure_case(seed: int) -> dict:
         else:
             sub = rng.integers(0, int(rng.integers(2, 5)), n)
             other = pd.factorize(codes * 10 + sub)[0]
-        slope_on = str(rng.choice(["none", "g", "h"], p=[0.5, 0.3, 0.2]))
-        if scenario == "nested" and slope_on == "h":
-            slope_on = "g"
+        slope_on = str(rng.choice(["none", "g", "h", "both"], p=[0.4, 0.3, 0.15, 0.15]))
         terms = {"g": "1", "h": "1"}
-        if slope_on != "none":
-            terms[slope_on] = "1 + x0"
+        for name in ("g", "h"):
+            if slope_on in (name, "both"):
+                terms[name] = "1 + x0"
         add_term("g", terms["g"], codes)
         add_term("h", terms["h"], other)
         groups = pd.DataFrame({"g": [f"g{v}" for v in codes], "h": [f"h{v}" for v in other]})
@@ -154,13 +159,15 @@ def make_ordinal_structure_case(seed: int) -> dict:
     latent = latent + _noise(link, rng, n)
     cuts = np.quantile(latent, np.sort(rng.uniform(0.1, 0.9, K - 1)))
     y = np.searchsorted(np.unique(cuts), latent)
-    if scenario == "rare_class":  # one class of one or two rows
+    if scenario == "rare_class":  # one class (the top or one in the middle) of 1-2 rows
+        y = np.unique(y, return_inverse=True)[1]
         top = int(y.max())
-        keep_top = np.flatnonzero(y == top)
-        rare = rng.choice(keep_top, size=min(len(keep_top), int(rng.integers(1, 3))), replace=False)
-        y[(y == top)] = top - 1
-        y[rare] = top
-        notes.append(f"top class {len(rare)} rows")
+        which = top if top < 2 or rng.random() < 0.5 else int(rng.integers(1, top))
+        members = np.flatnonzero(y == which)
+        rare = rng.choice(members, size=min(len(members), int(rng.integers(1, 3))), replace=False)
+        y[y == which] = which - 1
+        y[rare] = which
+        notes.append(f"class {which} of {len(rare)} rows")
     y = np.unique(y, return_inverse=True)[1]
     K = int(y.max()) + 1
     threshold = "flexible"

@@ -50,6 +50,7 @@ share rows across factors no search of a few starts is sure to find the highest 
 
 - :func:`laplace_loglik` (and :class:`PackedLaplace`, the same on :func:`pack`'s
   vector, warm-started): the formula above;
+- :func:`conditional_modes`: the random effects at the mode, per factor and level;
 - :func:`pack` / :func:`unpack` / :func:`pack_caps`: ``[beta, threshold parameters,
   covariance parameters]`` for ``truth.best_nearby`` and
   ``truth.fixed_effect_standard_errors`` (``truth_dense``'s packing of a covariance);
@@ -278,6 +279,24 @@ def find_mode(params, data, structure, start=None):
                 break
             u, g, d1, d2, grad = u_new, g_new, d1_new, d2_new, grad_new
     return u, g, A, d2
+
+
+def conditional_modes(params, data, structure) -> list | None:
+    """The random effects ``b = Lambda u`` at the mode, one ``(levels, k)`` array per
+    factor (levels in code order); None where the mode cannot be found."""
+    found = find_mode(params, data, structure)
+    if found is None:
+        return None
+    factors = [psd_factor(np.asarray(c, dtype=float)) for c in params["cov"]]
+    A = structure.design(factors)
+    u = np.zeros(A.shape[1])
+    u[np.any(A != 0.0, axis=0)] = found[0]
+    out, k0 = [], 0
+    for term, L in zip(structure.terms, factors):
+        m = term.n_levels * term.k
+        out.append(u[k0 : k0 + m].reshape(term.n_levels, term.k) @ L.T)
+        k0 += m
+    return out
 
 
 def _laplace(params, data, structure, start=None):
