@@ -199,3 +199,50 @@ def make_ordinal_structure_case(seed: int) -> dict:
         "description": f"{scenario} {link} K={K} n={n} groups={n_groups} "
         f"threshold={threshold} random_effects={random_effects!r} n_agq={n_agq} " + " ".join(notes),
     }
+
+
+def make_ordinal_wide_case(seed: int) -> dict:
+    """One factor with three effects per level (``1 + x0 + x1``, correlated or
+    ``diag``), fitted by Laplace or by adaptive quadrature with 5 or 7 nodes per
+    dimension (the library's product rule of 125 or 343 nodes); the keys of
+    :func:`make_ordinal_structure_case`."""
+    rng = np.random.default_rng([20_261_207, seed])
+    link = LINKS[seed % len(LINKS)]
+    K = int(rng.integers(3, 6))
+    n_groups = int(rng.integers(8, 26))
+    n = int(rng.integers(150, 300))
+    codes = _codes(rng, n, n_groups)
+    x0 = rng.normal(size=n)
+    x1 = rng.integers(0, 2, n).astype(float)
+    X = pd.DataFrame({"x0": x0, "x1": x1})
+    diagonal = rng.random() < 0.4
+    cov = _random_cov(rng, 3, diagonal, float(rng.choice([1.0, 1.6])))
+    cols = np.column_stack([np.ones(n), x0, x1])
+    latent = 0.5 * x0 - 0.4 * x1 + np.sum(_draw(rng, cov, n_groups)[codes] * cols, axis=1)
+    latent = latent + _noise(link, rng, n)
+    cuts = np.quantile(latent, np.sort(rng.uniform(0.1, 0.9, K - 1)))
+    y = np.unique(np.searchsorted(np.unique(cuts), latent), return_inverse=True)[1]
+    K = int(y.max()) + 1
+    n_agq = int(rng.choice([1, 1, 5, 7]))
+    term = "diag(1 + x0 + x1)" if diagonal else "1 + x0 + x1"
+    params = dict(link=link, threshold="flexible", random_effects=term, n_agq=n_agq)
+    dense = {
+        "g": {
+            "names": ["(Intercept)", "x0", "x1"],
+            "columns": cols,
+            "structure": "diagonal" if diagonal else None,
+        }
+    }
+    return {
+        "seed": seed,
+        "scenario": "wide",
+        "X": X,
+        "y": y,
+        "K": K,
+        "groups": pd.Series(codes, name="g"),
+        "params": params,
+        "fit_params": {},
+        "dense_terms": dense,
+        "description": f"wide {link} K={K} n={n} groups={n_groups} random_effects={term!r} "
+        f"n_agq={n_agq}",
+    }

@@ -431,22 +431,35 @@ class PackedLaplace:
 # -- the integral itself, for one grouping factor -------------------------------------------
 
 
-def integral_loglik(params: dict, data: OrdinalRows, term: Term, nodes: int = 40) -> float:
+def integral_loglik(
+    params: dict, data: OrdinalRows, term: Term, nodes: int = 40, basis=None
+) -> float:
     """The marginal log-likelihood of a model with ONE grouping factor (``term``) with one
     to three effects per level: per level ``log int exp(g_j(u)) N(u; 0, I) du`` over the
     directions of positive variance by a product Gauss-Hermite rule of ``nodes`` per
     dimension at the level's mode, ``u = u_j + L_j^{-T} z`` with ``L_j L_j'`` the
     curvature of ``-g_j`` there (the integrand is then a Gaussian times a smooth factor).
-    As ``truth_dense.integral_loglik`` for the count families."""
+    As ``truth_dense.integral_loglik`` for the count families.
+
+    A product rule is not invariant to a rotation of ``u``: with few nodes the rule
+    depends on the basis of the effects. ``basis`` (``T``, q x q) puts the nodes as a
+    rule on the columns ``Z T`` does (effects ``b = T b'``, ``Lambda'`` the lower
+    Cholesky factor of ``T^{-1} Sigma T^{-T}``); the integral itself does not depend
+    on it."""
     alpha = np.asarray(params["alpha"], dtype=float)
     if not _ordered(alpha):
         return -np.inf
     cov = np.asarray(params["cov"][0], dtype=float)
     if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(params["beta"])):
         return np.nan
+    columns = term.columns
+    if basis is not None:
+        T = np.asarray(basis, dtype=float)
+        cov = np.linalg.solve(T, np.linalg.solve(T, cov).T).T
+        columns = columns @ T
     Lam = psd_factor(cov)
     keep = np.any(Lam != 0.0, axis=0)
-    M = term.columns @ Lam[:, keep]  # (n, r)
+    M = columns @ Lam[:, keep]  # (n, r)
     r = M.shape[1]
     eta0 = data.eta(params["beta"])
     w = data.weights
