@@ -71,6 +71,8 @@ NOT_ABOUT_THE_FIT = (RuntimeWarning, DeprecationWarning, PendingDeprecationWarni
 ABOUT_THE_MODEL = (SingularFitWarning,)
 
 FAST_SEEDS = (0, 1, 2, 5)
+# three effects by quadrature with 5 nodes: the product rule in the library's basis
+FAST_WIDE_SEEDS = (20,)
 # seeds whose failures are understood and not the library's fault (seed -> reason)
 KNOWN_OPEN: dict[int, str] = {}
 WIDE_KNOWN_OPEN: dict[int, str] = {}
@@ -428,6 +430,13 @@ def test_packing_round_trips():
 def test_ordinal_structures_against_the_truth(seed):
     out = check_case(seed)
     assert not out["failures"], out
+
+
+@pytest.mark.parametrize("seed", FAST_WIDE_SEEDS)
+def test_ordinal_three_effects_against_the_truth(seed):
+    out = check_case(seed, wide=True)
+    assert not out["failures"], out
+    assert "truth_same_rule" in out["numbers"]
 
 
 def run_range(seeds, standard_errors=True, wide=False):
