@@ -124,14 +124,16 @@ def _link_pieces(x, link):
         return lf, -x, h, h - x, k, -x - k
     if link == "cloglog":  # F = 1 - exp(-e^x): h = e^x
         ex = np.exp(np.minimum(x, 700.0))
-        one_minus = -np.expm1(-ex)  # F
-        k = np.exp(np.log(ex) - np.log(one_minus)) * np.exp(-ex)
-        return x - ex, 1.0 - ex, ex, np.ones_like(x), k, 1.0 - ex / one_minus
+        small = ex < 1e-8  # k = e^x / expm1(e^x) -> 1 - e^x / 2 as x -> -inf
+        k = np.where(small, 1.0 - ex / 2.0, ex / np.expm1(np.where(small, 1.0, ex)))
+        dk = np.where(small, -ex / 2.0, 1.0 - ex / -np.expm1(-np.where(small, 1.0, ex)))
+        return x - ex, 1.0 - ex, ex, np.ones_like(x), k, dk
     if link == "loglog":  # F = exp(-e^-x): k = e^-x
         emx = np.exp(np.minimum(-x, 700.0))
-        S = -np.expm1(-emx)
-        h = np.exp(np.log(emx) - np.log(S)) * np.exp(-emx)
-        return -x - emx, emx - 1.0, h, emx / S - 1.0, emx, -np.ones_like(x)
+        small = emx < 1e-8  # the mirror image of cloglog's k
+        h = np.where(small, 1.0 - emx / 2.0, emx / np.expm1(np.where(small, 1.0, emx)))
+        dh = np.where(small, emx / 2.0, emx / -np.expm1(-np.where(small, 1.0, emx)) - 1.0)
+        return -x - emx, emx - 1.0, h, dh, emx, -np.ones_like(x)
     raise ValueError(link)
 
 
@@ -312,19 +314,6 @@ def _laplace(params, data, structure, start=None):
     if sign <= 0 or not np.isfinite(logdet):
         return np.nan, None
     return g - 0.5 * logdet, u
-
-
-def min_curvature(params, data, structure) -> float:
-    """The smallest eigenvalue of ``I + A' W A`` at the mode, less 1: how much the data
-    inform the least informed direction of ``u`` (0: a direction as flat as the
-    prior)."""
-    found = find_mode(params, data, structure)
-    if found is None:
-        return np.nan
-    u, _, A, d2 = found
-    if not len(u):
-        return np.inf
-    return float(np.linalg.eigvalsh(A.T @ (-d2[:, None] * A)).min())
 
 
 # -- packed parameters ----------------------------------------------------------------------
