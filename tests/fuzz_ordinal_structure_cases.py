@@ -34,6 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from fuzz_structures import _draw
+from fuzz_structures import _random_cov as _structure_cov
+from test_ordinal_truth import _noise
 
 LINKS = ("logit", "probit", "cloglog", "loglog")
 SCENARIOS = {
@@ -49,29 +52,8 @@ SCENARIOS = {
 }
 
 
-def _noise(link, rng, n):
-    u = rng.uniform(size=n)
-    if link == "logit":
-        return np.log(u) - np.log1p(-u)
-    if link == "probit":
-        return rng.normal(size=n)
-    if link == "cloglog":
-        return np.log(-np.log1p(-u))
-    return -np.log(-np.log(u))  # loglog
-
-
 def _random_cov(rng, k, diagonal=False, scale=1.0):
-    sd = rng.choice([0.0, 0.3, 0.7, 1.2], size=k, p=[0.1, 0.3, 0.4, 0.2]) * scale
-    if diagonal or k == 1:
-        return np.diag(sd**2)
-    A = rng.normal(size=(k, k))
-    C = np.corrcoef(A @ A.T + 0.5 * np.eye(k))
-    return C * np.outer(sd, sd)
-
-
-def _draw(rng, cov, n_levels):
-    w, V = np.linalg.eigh(cov)
-    return rng.normal(size=(n_levels, len(w))) @ (V * np.sqrt(np.clip(w, 0.0, None))).T
+    return _structure_cov(rng, k, diagonal, np.array([0.0, 0.3, 0.7, 1.2]) * scale)
 
 
 def _codes(rng, n, n_levels):

@@ -42,8 +42,10 @@ STRUCTURE_SCENARIOS = {
 ESTIMATORS = {"binomial": BinomialGLMM, "poisson": PoissonGLMM, "negbin": NegBinGLMM}
 
 
-def _random_cov(rng, k, diagonal=False):
-    sd = rng.choice([0.0, 0.2, 0.5, 1.0], size=k, p=[0.1, 0.3, 0.4, 0.2])
+def _random_cov(rng, k, diagonal=False, sds=(0.0, 0.2, 0.5, 1.0)):
+    """A covariance (k, k): SDs drawn from ``sds`` (with probabilities 0.1, 0.3, 0.4,
+    0.2), a random correlation unless ``diagonal``."""
+    sd = rng.choice(sds, size=k, p=[0.1, 0.3, 0.4, 0.2])
     if diagonal or k == 1:
         return np.diag(sd**2)
     A = rng.normal(size=(k, k))
