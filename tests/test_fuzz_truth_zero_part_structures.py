@@ -292,6 +292,11 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     names = ("laplace_dense", "integral_dense", "glm_truth", "dense_at_fit", "integral_at_fit")
     checked = Counter(k for o in outcomes for k in names if k in o.numbers)
     lines.append("  checks run: " + ", ".join(f"{k} {v}" for k, v in sorted(checked.items())))
+    flat = [o.seed for o in outcomes if o.numbers.get("min_curvature", np.inf) < FLAT_LAPLACE]
+    lines.append(
+        f"  Laplace value not compared (the truth's mode nearly flat): {len(flat)} "
+        + ", ".join(map(str, flat[:max_seeds]))
+    )
     lines.append(_se_summary(outcomes, "theta / phi"))
     lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
     for o in [o for o in outcomes if o.failures][:40]:
@@ -532,3 +537,35 @@ def test_fuzz_zero_part_slopes_by_quadrature_against_the_integral(capsys):
     assert all("integral_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
     failed = {o.seed for o in outcomes if o.failures}
     assert not failed - set(AGQ_KNOWN_OPEN), text
+
+
+# -- what the library does not fit: a clear error ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        (
+            {"random_effects": {"g": "1", "h": "1"}, "zero_inflation": True, "n_agq": 5},
+            "supports a single grouping factor",
+        ),
+        (
+            {"random_effects": {"g": "1", "h": "1"}, "hurdle": True, "n_agq": 9},
+            "supports a single grouping factor",
+        ),
+        (
+            {"random_effects": "1", "zero_inflation": "1 + (1 | g)"},
+            "random effect in the zero-inflation model",
+        ),
+        (
+            {"random_effects": "1", "hurdle": "1 + (1 | g)"},
+            "random effect in the zero-inflation model",
+        ),
+    ],
+)
+def test_zero_parts_the_library_does_not_fit_raise_a_clear_error(params, message):
+    case = make_zero_part_structure_case(CLEAN_SEED)  # crossed factors g and h
+    groups = case["groups"] if "n_agq" in params else case["groups"]["g"]
+    est = case["estimator"](**params)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        est.fit(case["X"], case["y"], groups=groups)
