@@ -26,13 +26,14 @@ zero-truncated counts (:func:`not_log_concave`) have a conditional log-density t
 not be concave in ``u``: a level whose outcomes are all zero, say, can have a mode near
 ``u = 0`` (its zeros from the zero part) and another far below (from the count part),
 and a Newton search from ``u = 0`` stops at the nearer. There the Laplace approximation
-is taken at the HIGHEST mode, found by :func:`_highest_mode`: damped Newton ascents
-(Levenberg's shift where the Hessian is not negative definite) from ``u = 0`` and from
-the warm start; then, in turn, a scan of each factor's levels, each level's spherical
-random effects over a grid of -8 to 8 prior SDs (65 points for one effect per level,
-25 x 25 for two; the other factors held), and an ascent from the scanned point whenever
-a level's grid holds a point above its value at the best mode so far. Each round ends
-higher than the last, and the search stops when no level's grid beats the mode.
+is taken at the HIGHEST mode, found by :func:`_highest_mode`. From each start (``u =
+0``, the warm start, and a fit's conditional modes where given): a damped Newton ascent
+(Levenberg's shift where the Hessian is not negative definite); then, in turn, a scan of
+each factor's levels, each level's spherical random effects over a grid of -8 to 8 prior
+SDs (65 points for one effect per level, 25 x 25 for two; the other factors held), and
+an ascent from the scanned point whenever a level's grid holds a point above its value
+at the mode. Each round ends higher than the last, a start's search stops when no
+level's grid beats its mode, and the highest of the starts' modes is taken.
 
 Why that is the highest mode: with ONE grouping factor the penalised log-density is a
 sum over the levels, each a function of its own ``u_j`` alone, so the scan is each
@@ -48,9 +49,10 @@ these models) needs, and the highest of the starts' is taken. Two modes that dif
 levels of two factors together (a level and those nested in it), close in height, can
 need a start near each: the fuzz passes a fit's conditional modes as one more start
 (a crossed ZINB1 fit of the fuzz had two modes 5.5e-7 apart in height, 0.33 apart in
-their Laplace values, and the truth's own starts reached the lower). ``test_fuzz_truth_zero_part_
-structures.py`` tests both on constructed bimodal levels (a fine grid, random starts)
-and against ``truth.py``'s own search (a grid of starts per level) for one intercept.
+their Laplace values, and the truth's own starts reached the lower).
+``test_fuzz_truth_zero_part_structures.py`` tests both on constructed bimodal levels (a
+fine grid, random starts) and against ``truth.py``'s own search (a grid of starts per
+level) for one intercept.
 The library's search (``_engine/mode_scan.py``) differs: a second start from a grid for
 scalar random effects, and a scan at the optimum; none of it is used here.
 
