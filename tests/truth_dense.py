@@ -429,13 +429,18 @@ def min_curvature(params: dict, data: truth.GLMMData, structure: Structure, mode
     digits (``-log det / 2``); NaN where the mode search fails. ``modes`` as
     :func:`laplace_loglik` takes them."""
     value, u = _laplace(params, data, structure, modes=modes)
-    if u is None:
-        return np.nan
+    return np.nan if u is None else _curvature_at(params, data, structure, u)
+
+
+def _curvature_at(params, data, structure, u):
+    """The smallest eigenvalue of ``I + Lambda' Z' W Z Lambda`` at the mode ``u``."""
     A = structure.design([psd_factor(np.asarray(c, dtype=float)) for c in params["cov"]])
     A = A[:, np.any(A != 0.0, axis=0)]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         d2 = truth.row_logpdf(data, data.eta(params["beta"]) + A @ u, params)[2]
     H = A.T @ (-d2[:, None] * A) + np.eye(len(u))
+    if not np.all(np.isfinite(H)):
+        return np.nan
     return float(np.linalg.eigvalsh(H)[0]) if len(u) else 1.0
 
 
@@ -444,10 +449,13 @@ class PackedLaplace:
     started from the mode of the previous call (a concave log-density has one mode,
     whatever the start: the searches of a Nelder-Mead run, at nearby points, then take a
     step or two; with a zero part the warm start is one more start of
-    :func:`_highest_mode`, whose scan runs at every call)."""
+    :func:`_highest_mode`, whose scan runs at every call). ``flat``: NaN where the
+    mode's curvature (:func:`min_curvature`) is below it, the Laplace value being
+    ill-conditioned there (a search for a better optimum is then kept off such
+    points)."""
 
-    def __init__(self, data: truth.GLMMData, structure: Structure):
-        self.data, self.structure = data, structure
+    def __init__(self, data: truth.GLMMData, structure: Structure, flat: float | None = None):
+        self.data, self.structure, self.flat = data, structure, flat
         self._u = None
 
     def __call__(self, x: np.ndarray) -> float:
@@ -455,6 +463,10 @@ class PackedLaplace:
         value, u = _laplace(params, self.data, self.structure, self._u)
         if u is not None:
             self._u = u
+            if self.flat is not None:
+                curvature = _curvature_at(params, self.data, self.structure, u)
+                if not curvature >= self.flat:
+                    return np.nan
         return value
 
 
