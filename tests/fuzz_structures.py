@@ -17,8 +17,8 @@ Laplace and checked against ``truth_dense.py``:
 Each case also carries ``dense_terms``: for each factor the names of its columns (as
 ``random_effects_cov_`` names them), the columns themselves and the structure, which
 ``truth_dense.Term`` takes. Binomial (binary or with trials), Poisson and NB2 outcomes;
-offsets and prior weights drawn on top; no zero inflation (``truth_dense`` does not take
-it).
+offsets and prior weights drawn on top; no zero inflation (zero-inflated and hurdle models
+with these structures are ``fuzz_zero_part_structure_cases.py``'s).
 """
 
 from __future__ import annotations
