@@ -698,6 +698,18 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     return "\n".join(lines)
 
 
+def print_case(seed, o, case) -> None:
+    """A data set of a fuzz module's command line: its description, model, status and
+    :func:`print_outcome`'s lines (``case`` the generator's dict, ``o`` its outcome)."""
+    print(f"seed {seed}: {o.description}")
+    print(
+        f"  estimator {case['estimator'].__name__}({case['params']}), "
+        f"fit {list(case['fit_params'])}"
+    )
+    print(f"  status {o.status}, clean {o.clean}, warnings {o.warnings}, {o.seconds:.1f} s")
+    print_outcome(o)
+
+
 def print_outcome(o) -> None:
     """One data set's numbers, standard-error line and failures (or that every check
     passed), as the fuzz modules' command lines print them."""

@@ -69,7 +69,7 @@ from test_fuzz_truth import (
     compare_wald_standard_errors,
     failure_table,
     independent_standard_errors,
-    print_outcome,
+    print_case,
     read_fit,
     truth_data,
 )
@@ -672,13 +672,7 @@ def _main(argv):
     for seed in map(int, argv):
         o = check_case(seed)
         case = make_family_case(seed)
-        print(f"seed {seed}: {o.description}")
-        print(
-            f"  estimator {case['estimator'].__name__}({case['params']}), "
-            f"fit {list(case['fit_params'])}"
-        )
-        print(f"  status {o.status}, clean {o.clean}, warnings {o.warnings}, {o.seconds:.1f} s")
-        print_outcome(o)
+        print_case(seed, o, case)
     return 0
 
 

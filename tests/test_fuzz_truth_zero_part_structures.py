@@ -74,7 +74,7 @@ from test_fuzz_truth import (
     check_below_glm,
     dense_model,
     failure_table,
-    print_outcome,
+    print_case,
     read_fit,
 )
 
@@ -340,18 +340,8 @@ def _main(argv):
     for seed in map(int, argv):
         o = check_case(seed, generator)
         case = GENERATORS[generator](seed)
-        print(f"seed {seed}: {o.description}")
-        print(
-            f"  estimator {case['estimator'].__name__}({case['params']}), "
-            f"fit {list(case['fit_params'])}"
-        )
-        print(f"  status {o.status}, clean {o.clean}, warnings {o.warnings}, {o.seconds:.1f} s")
-        print_outcome(o)
+        print_case(seed, o, case)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
 
 
 # -- the dense truth's highest mode ------------------------------------------------------
@@ -594,3 +584,7 @@ def test_zero_parts_the_library_does_not_fit_raise_a_clear_error(params, message
     est = case["estimator"](**params)
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         est.fit(case["X"], case["y"], groups=groups)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
