@@ -9,7 +9,9 @@ dimension; ordinary data, tiny data, few groups, ``phi`` at the Poisson / binomi
 strong overdispersion, raw-scale predictors under a random slope; offsets and prior
 weights. Each fit gets the checks of ``test_fuzz_truth.py`` and
 ``test_fuzz_truth_families.py`` (same names and tolerances) against ``truth_dense.py``,
-with the densities of ``truth_families.py``:
+with the densities of ``truth_families.py`` and the modes of ``truth_dense_modes.py`` (a
+search for row densities that are not log-concave; the search for a better optimum kept
+within the structures' correlation range):
 
 - ``crash``, ``nonfinite``, ``absurd``, ``se_zero``, ``se_nan``, ``phi_report``: as there;
 - ``dense_value``: ``loglik_`` is the dense Laplace log-likelihood at the reported
