@@ -710,6 +710,26 @@ def print_case(seed, o, case) -> None:
     print_outcome(o)
 
 
+def fuzz_command_line(argv, check, make, summary) -> int:
+    """A fuzz module's command line: ``SEED [SEED ...]`` prints each data set
+    (:func:`print_case`; ``check(seed)`` its outcome, ``make(seed)`` its case), ``--range
+    START STOP`` a line per data set as it is checked and then ``summary``'s table (exit
+    status 1 when a check failed)."""
+    if argv[:1] == ["--range"]:
+        outcomes = []
+        for seed in range(int(argv[1]), int(argv[2])):
+            o = check(seed)
+            kinds = ",".join(dict.fromkeys(k for k, _ in o.failures)) or "ok"
+            line = f"seed {seed} {o.seconds:.1f}s {o.status} clean={o.clean} {kinds}"
+            print(f"{line} {o.description}", flush=True)
+            outcomes.append(o)
+        print(summary(outcomes, max_seeds=12))
+        return 1 if any(o.failures for o in outcomes) else 0
+    for seed in map(int, argv):
+        print_case(seed, check(seed), make(seed))
+    return 0
+
+
 def print_outcome(o) -> None:
     """One data set's numbers, standard-error line and failures (or that every check
     passed), as the fuzz modules' command lines print them."""

@@ -68,8 +68,8 @@ from test_fuzz_truth import (
     check_below_glm,
     compare_wald_standard_errors,
     failure_table,
+    fuzz_command_line,
     independent_standard_errors,
-    print_case,
     read_fit,
     truth_data,
 )
@@ -665,15 +665,7 @@ def test_fuzz_nb1_and_betabinomial_against_the_truth(capsys):
 def _main(argv):
     """``python tests/test_fuzz_truth_families.py SEED [SEED ...]`` or ``--range START
     STOP``."""
-    if argv[:1] == ["--range"]:
-        outcomes = run_cases(range(int(argv[1]), int(argv[2])))
-        print(summary(outcomes, max_seeds=12))
-        return 1 if any(o.failures for o in outcomes) else 0
-    for seed in map(int, argv):
-        o = check_case(seed)
-        case = make_family_case(seed)
-        print_case(seed, o, case)
-    return 0
+    return fuzz_command_line(argv, check_case, make_family_case, summary)
 
 
 if __name__ == "__main__":

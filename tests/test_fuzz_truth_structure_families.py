@@ -69,7 +69,7 @@ from test_fuzz_truth import (
     compare_wald_standard_errors,
     dense_model,
     failure_table,
-    print_outcome,
+    fuzz_command_line,
     read_fit,
     truth_data,
 )
@@ -476,26 +476,7 @@ def test_fuzz_nb1_and_betabinomial_structures_against_the_dense_truth(capsys):
 def _main(argv):
     """``python tests/test_fuzz_truth_structure_families.py SEED [SEED ...]`` or
     ``--range START STOP``."""
-    if argv[:1] == ["--range"]:
-        outcomes = []
-        for seed in range(int(argv[1]), int(argv[2])):
-            o = check_case(seed)
-            kinds = ",".join(dict.fromkeys(k for k, _ in o.failures)) or "ok"
-            print(f"seed {seed} {o.seconds:.1f}s {kinds} {o.description}", flush=True)
-            outcomes.append(o)
-        print(summary(outcomes, max_seeds=12))
-        return 1 if any(o.failures for o in outcomes) else 0
-    for seed in map(int, argv):
-        o = check_case(seed)
-        case = make_structure_family_case(seed)
-        print(f"seed {seed}: {o.description}")
-        print(
-            f"  estimator {case['estimator'].__name__}({case['params']}), "
-            f"fit {list(case['fit_params'])}"
-        )
-        print(f"  status {o.status}, clean {o.clean}, warnings {o.warnings}, {o.seconds:.1f} s")
-        print_outcome(o)
-    return 0
+    return fuzz_command_line(argv, check_case, make_structure_family_case, summary)
 
 
 if __name__ == "__main__":

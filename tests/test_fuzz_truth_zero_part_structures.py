@@ -74,7 +74,7 @@ from test_fuzz_truth import (
     check_below_glm,
     dense_model,
     failure_table,
-    print_case,
+    fuzz_command_line,
     read_fit,
 )
 
@@ -327,21 +327,9 @@ def _main(argv):
     generator = "laplace"
     if argv[:1] == ["--agq"]:
         generator, argv = "agq", argv[1:]
-    if argv[:1] == ["--range"]:
-        outcomes = []
-        for s in range(int(argv[1]), int(argv[2])):
-            o = check_case(s, generator)
-            kinds = ",".join(dict.fromkeys(k for k, _ in o.failures)) or "ok"
-            line = f"seed {s} {o.seconds:.1f}s {o.status} clean={o.clean} {kinds}"
-            print(f"{line} {o.description}", flush=True)
-            outcomes.append(o)
-        print(summary(outcomes, max_seeds=12))
-        return 1 if any(o.failures for o in outcomes) else 0
-    for seed in map(int, argv):
-        o = check_case(seed, generator)
-        case = GENERATORS[generator](seed)
-        print_case(seed, o, case)
-    return 0
+    return fuzz_command_line(
+        argv, lambda s: check_case(s, generator), GENERATORS[generator], summary
+    )
 
 
 # -- the dense truth's highest mode ------------------------------------------------------

@@ -99,9 +99,10 @@ def modes_found_robustly():
     """Within the block, ``truth_dense``'s mode searches start at :func:`find_mode`'s."""
     original = truth_dense._laplace
 
-    def started_at_the_mode(params, data, structure, start=None):
+    def started_at_the_mode(params, data, structure, start=None, modes=None):
         mode = find_mode(params, data, structure, start)
-        return original(params, data, structure, mode if mode is not None else start)
+        start = mode if mode is not None else start
+        return original(params, data, structure, start, modes=modes)
 
     truth_dense._laplace = started_at_the_mode
     try:
