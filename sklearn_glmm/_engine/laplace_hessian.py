@@ -255,7 +255,7 @@ class _VectorParts:
         rr, cc = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
         self.Hinv = obj.solver.hinv  # (G, q, q), symmetric
         u_rows = self.gi.expand(s["u"].reshape(self.G, q))
-        # d a_i / d theta_t = z_i[rr_t] e_cc_t: its one nonzero entry, and where
+        # d a_i / d theta_t = z_i[rr_t] e_{cc_t}: its one nonzero entry (Zr), and where (cc)
         self.Zr, self.cc = np.ascontiguousarray(Z[:, rr]), cc  # (n, T), (T,)
         self.E = np.empty((n, self.P))  # d eta_i / dp with the modes held
         self.E[:, :p] = d.X
