@@ -743,6 +743,56 @@ def print_outcome(o) -> None:
         print("  every check passed")
 
 
+def timed_check(make_case, fit, check_fit) -> Outcome:
+    """A fuzz module's ``check_case``: the data set made, fitted and checked, with the
+    seconds it took in the outcome (``make_case()`` the case, ``fit(case)`` the fit and
+    its caught warnings, ``check_fit`` the module's checks)."""
+    t0 = time.perf_counter()
+    case = make_case()
+    m, caught = fit(case)
+    out = check_fit(case, m, caught)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def summary_header(title: str, outcomes, per_100: bool = True) -> str:
+    """A fuzz summary's first line: the data sets, their seeds and the seconds taken."""
+    n = len(outcomes)
+    seconds = sum(o.seconds for o in outcomes)
+    seeds = [o.seed for o in outcomes]
+    line = f"{title}: {n} data sets (seeds {min(seeds)}-{max(seeds)}), {seconds:.1f} s"
+    return line + (f" ({100 * seconds / max(n, 1):.1f} s per 100)" if per_100 else "")
+
+
+def checks_line(outcomes, checks, check_of) -> str:
+    """The summary's line of each check's fits passed / failed (``check_of(kind)`` the
+    check a failure kind belongs to)."""
+    cells = []
+    for check in checks:
+        ran = sum(check in o.checked for o in outcomes)
+        failed = sum(any(check_of(k) == check for k, _ in o.failures) for o in outcomes)
+        cells.append(f"{check} {ran - failed}/{failed}")
+    return "    checks passed/failed: " + ", ".join(cells)
+
+
+def failed_lines(outcomes, reproduce) -> list[str]:
+    """The summary's line of each failing data set (the first 40): its kinds and the
+    command that reproduces it (``reproduce(o)``)."""
+    lines = []
+    for o in [o for o in outcomes if o.failures][:40]:
+        kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
+        lines.append(f"  seed {o.seed} [{kinds}] {o.description}: {reproduce(o)}")
+    return lines
+
+
+def print_summary(outcomes, capsys, summary) -> str:
+    """``summary(outcomes)`` printed past pytest's capture (the slow tests' table)."""
+    text = summary(outcomes)
+    with capsys.disabled():
+        print("\n" + text)
+    return text
+
+
 def failure_table(outcomes, kinds, max_seeds: int) -> list[str]:
     """The summary's lines of failures by kind (with example seeds) and their count."""
     lines = [f"  {'failure kind':<20} {'count':>5}  example seeds"]
@@ -794,10 +844,7 @@ def _se_summary(outcomes, family_parameter: str = "theta") -> str:
 
 
 def _report(outcomes, capsys):
-    text = summary(outcomes)
-    with capsys.disabled():
-        print("\n" + text)
-    return text
+    return print_summary(outcomes, capsys, summary)
 
 
 # -- the truth itself, on cases whose answer is known --------------------------------------

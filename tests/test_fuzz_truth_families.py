@@ -41,7 +41,6 @@ import copy
 import functools
 import os
 import sys
-import time
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -66,11 +65,16 @@ from test_fuzz_truth import (
     _sanity,
     _se_summary,
     check_below_glm,
+    checks_line,
     compare_wald_standard_errors,
+    failed_lines,
     failure_table,
     fuzz_command_line,
     independent_standard_errors,
+    print_summary,
     read_fit,
+    summary_header,
+    timed_check,
     truth_data,
 )
 
@@ -291,12 +295,7 @@ def check_fit(case, m, caught) -> Outcome:
 
 
 def check_case(seed: int) -> Outcome:
-    t0 = time.perf_counter()
-    case = make_family_case(seed)
-    m, caught = _fit(case)
-    out = check_fit(case, m, caught)
-    out.seconds = time.perf_counter() - t0
-    return out
+    return timed_check(lambda: make_family_case(seed), _fit, check_fit)
 
 
 def run_cases(seeds) -> list[Outcome]:
@@ -313,13 +312,7 @@ def _check_of(kind):
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Per family: data sets, fitted, clean; each check's count of fits checked and
     failed; failures by kind with example seeds; the standard errors compared."""
-    n = len(outcomes)
-    seconds = sum(o.seconds for o in outcomes)
-    seeds = [o.seed for o in outcomes]
-    lines = [
-        f"fuzz NB1 / beta-binomial against the truth: {n} data sets (seeds "
-        f"{min(seeds)}-{max(seeds)}), {seconds:.1f} s ({100 * seconds / max(n, 1):.1f} s per 100)"
-    ]
+    lines = [summary_header("fuzz NB1 / beta-binomial against the truth", outcomes)]
     for fam in ("negbin1", "betabinomial"):
         mine = [o for o in outcomes if o.family == fam]
         if not mine:
@@ -334,12 +327,7 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
             f"warning {clean}, with only a singular-fit or overdispersion warning "
             f"{claims - clean}; phi_ on its bound {bound}"
         )
-        cells = []
-        for check in CHECKS:
-            ran = sum(check in o.checked for o in mine)
-            failed = sum(any(_check_of(k) == check for k, _ in o.failures) for o in mine)
-            cells.append(f"{check} {ran - failed}/{failed}")
-        lines.append("    checks passed/failed: " + ", ".join(cells))
+        lines.append(checks_line(mine, CHECKS, _check_of))
         by_scenario = defaultdict(lambda: [0, 0])
         for o in mine:
             by_scenario[o.scenario][0] += 1
@@ -350,18 +338,12 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
         )
     lines.append(_se_summary(outcomes, "phi"))
     lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    failed = [o for o in outcomes if o.failures]
-    for o in failed[:40]:
-        kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
-        lines.append(f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed)}")
+    lines += failed_lines(outcomes, lambda o: reproduction(o.seed))
     return "\n".join(lines)
 
 
 def _report(outcomes, capsys):
-    text = summary(outcomes)
-    with capsys.disabled():
-        print("\n" + text)
-    return text
+    return print_summary(outcomes, capsys, summary)
 
 
 # -- the truth's densities ------------------------------------------------------------------

@@ -55,7 +55,6 @@ import copy
 import functools
 import os
 import sys
-import time
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -80,11 +79,16 @@ from test_fuzz_truth import (
     _sanity,
     _se_summary,
     check_below_glm,
+    checks_line,
     compare_wald_standard_errors,
+    failed_lines,
     failure_table,
     fuzz_command_line,
     independent_standard_errors,
+    print_summary,
     read_fit,
+    summary_header,
+    timed_check,
 )
 
 from sklearn_glmm.exceptions import OverdispersionWarning, ZeroInflationWarning
@@ -419,12 +423,7 @@ def check_fit(case, m, caught) -> Outcome:
 
 
 def check_case(seed: int) -> Outcome:
-    t0 = time.perf_counter()
-    case = make_hurdle_case(seed)
-    m, caught = _fit(case)
-    out = check_fit(case, m, caught)
-    out.seconds = time.perf_counter() - t0
-    return out
+    return timed_check(lambda: make_hurdle_case(seed), _fit, check_fit)
 
 
 def run_cases(seeds) -> list[Outcome]:
@@ -441,14 +440,8 @@ def _check_of(kind):
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Per model: data sets, fitted, clean; each check's count of fits checked and
     failed; failures by kind with example seeds; the standard errors compared."""
-    n = len(outcomes)
-    seconds = sum(o.seconds for o in outcomes)
-    seeds = [o.seed for o in outcomes]
-    lines = [
-        f"fuzz hurdle / truncated / ZI and dispersion models against the truth: {n} data "
-        f"sets (seeds {min(seeds)}-{max(seeds)}), {seconds:.1f} s "
-        f"({100 * seconds / max(n, 1):.1f} s per 100)"
-    ]
+    title = "fuzz hurdle / truncated / ZI and dispersion models against the truth"
+    lines = [summary_header(title, outcomes)]
     for model in sorted({o.model.split("+")[0] for o in outcomes}):
         mine = [o for o in outcomes if o.model.split("+")[0] == model]
         status = Counter(o.status for o in mine)
@@ -462,12 +455,7 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
             f"{status['crashed']}; converged without warning {clean}, with only a "
             f"singular-fit or overdispersion warning {claims - clean}"
         )
-        cells = []
-        for check in CHECKS:
-            ran = sum(check in o.checked for o in mine)
-            failed = sum(any(_check_of(k) == check for k, _ in o.failures) for o in mine)
-            cells.append(f"{check} {ran - failed}/{failed}")
-        lines.append("    checks passed/failed: " + ", ".join(cells))
+        lines.append(checks_line(mine, CHECKS, _check_of))
     by_scenario = defaultdict(lambda: [0, 0])
     for o in outcomes:
         by_scenario[o.scenario][0] += 1
@@ -478,18 +466,12 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     )
     lines.append(_se_summary(outcomes, "dispersion"))
     lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    failed = [o for o in outcomes if o.failures]
-    for o in failed[:40]:
-        kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
-        lines.append(f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed)}")
+    lines += failed_lines(outcomes, lambda o: reproduction(o.seed))
     return "\n".join(lines)
 
 
 def _report(outcomes, capsys):
-    text = summary(outcomes)
-    with capsys.disabled():
-        print("\n" + text)
-    return text
+    return print_summary(outcomes, capsys, summary)
 
 
 # -- the truth's densities ------------------------------------------------------------------

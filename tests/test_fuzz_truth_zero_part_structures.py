@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -73,9 +72,13 @@ from test_fuzz_truth import (
     _term_magnitude,
     check_below_glm,
     dense_model,
+    failed_lines,
     failure_table,
     fuzz_command_line,
+    print_summary,
     read_fit,
+    summary_header,
+    timed_check,
 )
 
 from sklearn_glmm.exceptions import ZeroInflationWarning
@@ -251,12 +254,8 @@ def model_name(case) -> str:
 
 
 def check_case(seed: int, generator: str = "laplace") -> Outcome:
-    t0 = time.perf_counter()
-    case = GENERATORS[generator](seed)
-    m, caught = _fit(case)
-    out = check_fit(case, m, caught)
+    out = timed_check(lambda: GENERATORS[generator](seed), _fit, check_fit)
     out.generator = generator
-    out.seconds = time.perf_counter() - t0
     return out
 
 
@@ -270,13 +269,10 @@ def run_cases(seeds, generator: str = "laplace") -> list[Outcome]:
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Counts per model, family and structure (data sets, fitted, raised, clean, failed);
     failures by kind with example seeds; the standard errors compared."""
-    n = len(outcomes)
-    seconds = sum(o.seconds for o in outcomes)
-    seeds = [o.seed for o in outcomes]
-    lines = [
-        f"fuzz zero-inflated / hurdle models with slopes or several factors against the "
-        f"dense truth: {n} data sets (seeds {min(seeds)}-{max(seeds)}), {seconds:.1f} s"
-    ]
+    title = (
+        "fuzz zero-inflated / hurdle models with slopes or several factors against the dense truth"
+    )
+    lines = [summary_header(title, outcomes, per_100=False)]
     for axis, pick in (
         ("model", lambda o: o.numbers["label"].split()[0]),
         ("family", lambda o: o.numbers["label"].split()[1]),
@@ -306,19 +302,12 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     )
     lines.append(_se_summary(outcomes, "theta / phi"))
     lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    for o in [o for o in outcomes if o.failures][:40]:
-        kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
-        lines.append(
-            f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed, o.generator)}"
-        )
+    lines += failed_lines(outcomes, lambda o: reproduction(o.seed, o.generator))
     return "\n".join(lines)
 
 
 def _report(outcomes, capsys):
-    text = summary(outcomes)
-    with capsys.disabled():
-        print("\n" + text)
-    return text
+    return print_summary(outcomes, capsys, summary)
 
 
 def _main(argv):
