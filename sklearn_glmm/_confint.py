@@ -108,15 +108,18 @@ def confint(
     method = str(method).lower()
     pmap = ParamMap(est)
     sel = _select(pmap, parm, est.fixed_effects_.index)
+    ridge = limit_ridge_names(est, pmap)
     if method == "wald":
         table = wald_table(est, pmap, level)[["estimate", "lower", "upper"]]
     elif method == "profile":
-        table, trace = profile_table(est, level, sel, n_jobs)
+        table, trace = profile_table(est, level, sel, n_jobs, skip=ridge)
         table.attrs["profile"] = trace
     elif method in ("bootstrap", "boot"):
         table = _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress)
     else:
         raise ValueError(f"method must be 'wald', 'profile' or 'bootstrap', got {method!r}.")
+    if method != "wald":  # (a Wald interval is NaN with its standard error)
+        _without_ridge_limits(est, table, [n for n in ridge if sel is None or n in sel])
     # aliased (dropped) fixed-effect columns are reported as NaN rows, as in fixed_effects_
     fixed_all = list(est.fixed_effects_.index)
     order = fixed_all + [n for n in pmap.names if n not in fixed_all]
@@ -221,6 +224,35 @@ def _bootstrap_table(est, pmap, level, n_boot, random_state, n_jobs, progress):
             stacklevel=user_stacklevel(),
         )
     return table
+
+
+def limit_ridge_names(est, pmap) -> list:
+    """The reported parameters that run along the fit's ridge to its family's limit
+    distribution (``fit_record_.limit_ridge_moving``: the zero-truncated NB2's intercept
+    and theta on the logarithmic-series ridge), for a fit on it."""
+    moving = getattr(est.fit_result_.record, "limit_ridge_moving", ())
+    if not moving or len(pmap.names) != len(est.fit_result_.params):
+        return []
+    return [pmap.names[k] for k in moving]
+
+
+def _without_ridge_limits(est, table, names) -> None:
+    """NaN limits (in place, with a warning) for the parameters ``names`` that run along
+    the fit's ridge to its limit: the likelihood does not fall along it, so neither a
+    profile nor the replicates (each stopped somewhere on its own ridge) bound them."""
+    if not names:
+        return
+    table.loc[names, ["lower", "upper"]] = np.nan
+    ridge = est.fit_result_.family.limit_ridge
+    warn(
+        f"{names} run along a ridge of the likelihood towards {ridge.limit} (the fit "
+        f"warned of it): the data determine only {ridge.identified}, not each of them, so "
+        "their intervals are NaN. The likelihood does not fall along the ridge, so a "
+        "profile does not bound them, and each bootstrap replicate stops at a point of "
+        "its own ridge.",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def unidentified_parameters(est, pmap) -> list:

@@ -15,7 +15,10 @@ from ._engine.blas import single_threaded_blas
 from ._engine.curvature import (
     GRAD_TOL,
     ridge_end_null,
+    without_covariance,
 )
+from ._engine.limit_ridge import limit_model_directions
+from ._engine.ridge import FLAT_TOL
 from ._engine.separation import (
     separated_coefficients,
     separated_rows,
@@ -46,9 +49,10 @@ def _mapped_limit(J, start, V, limit, diagonal=False) -> np.ndarray:
 def _check_standard_errors(est, record, rows, se_all, idx, ridge=()):
     """Warn, naming them, when standard errors could not be computed: the fixed
     effects', and those of the other parameters off their bounds (the coefficients of
-    a zero-inflation or dispersion design; ``ridge``: the ones a block's ridge warning
-    names)."""
-    missing = [rows[i] for i in idx if not np.isfinite(se_all[i])]
+    a zero-inflation or dispersion design; ``ridge``: the ones a ridge's warning
+    names, a block's or the family's ridge to its limit)."""
+    said = _names_of(est, ridge)  # (their own warning says why)
+    missing = [rows[i] for i in idx if not np.isfinite(se_all[i]) and rows[i] not in said]
     missing += _other_missing(est, record, ridge)
     variances = _covariance_missing(est)
     missing += variances
@@ -192,6 +196,52 @@ def _check_block_ridge(est, x, record, ridge, blocks=()):
         "errors are NaN (their estimates are where the optimiser stopped on the ridge); "
         "the other parameters' are those of the model at the ridge's end. Drop the "
         "predictor from that part of the model to have a standard error for the rest of it.",
+        StandardErrorWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def _names_of(est, indices) -> set:
+    """The reported names of the parameters ``indices`` (into the parameter vector)."""
+    names = _optimiser_names(est)
+    return {names[k] for k in indices} if names and len(indices) else set()
+
+
+def limit_ridge_parameters(record, data) -> list:
+    """Indices of the parameters moving along the family's ridge to its limit
+    (:func:`on_limit_ridge`), for a fit on it; else none."""
+    if not on_limit_ridge(record):
+        return []
+    directions = limit_model_directions(data)
+    return [] if directions is None else [int(k) for k in _moving(directions)]
+
+
+def _check_limit_ridge(est, record, moving) -> None:
+    """Warn when the fit lies on its family's ridge to a limit distribution
+    (``moving``: :func:`limit_ridge_parameters`): only a combination of the
+    parameters along it is determined, and the log-likelihood is the limit model's."""
+    if not moving:
+        return
+    ridge = est.fit_result_.family.limit_ridge
+    names = sorted(_names_of(est, moving), key=_optimiser_names(est).index)
+    gain = 0.5 * record.limit_gain  # of the log-likelihood
+    where = (
+        f"the log-likelihood rises by {gain:.3g} further along it, so loglik_ (AIC, "
+        "likelihood-ratio tests) is a lower bound of the limit model's"
+        if record.limit_gain > FLAT_TOL
+        else "the log-likelihood is the limit model's, within the optimiser's tolerance"
+    )
+    warn(
+        f"the fit lies on a ridge of the likelihood towards {ridge.limit}, which the "
+        "count part tends to as theta -> 0 and its mean before truncation -> 0 with "
+        f"their ratio held: {where}. On the ridge the data determine only "
+        f"{ridge.identified}, not each of them: the standard errors of {names} are NaN "
+        "(their estimates are where the optimiser stopped on the ridge), the other "
+        "parameters' are those of the model at the ridge's end. Read the count part as "
+        "that limit model (its other slopes, the random effects and the positive counts' "
+        "distribution stand), or compare the "
+        "log-likelihood with a zero-truncated Poisson count part (PoissonGLMM with the "
+        "same hurdle or truncation).",
         StandardErrorWarning,
         stacklevel=user_stacklevel(),
     )
@@ -461,7 +511,8 @@ def _covariance_off(record, x, bounds, full, flat_only=False):
 
 
 def ridge_end_covariance(record, x, bounds, data, obj) -> None:
-    """The covariance of the model at the end of a family block's ridge.
+    """The covariance of the model at the end of a family block's ridge, or of the
+    family's ridge to its limit distribution.
 
     A zero-inflation (or dispersion) design whose value on some rows is past the
     block's flat side (``logit pi < -7``: no excess zeros for one value of a binary
@@ -475,9 +526,36 @@ def ridge_end_covariance(record, x, bounds, data, obj) -> None:
     where every row is past it: a dispersion formula on counts without overdispersion,
     whose Hessian read a saddle there in 9 of 24 generated data sets); the covariance
     is the inverse of the Hessian on their complement, NaN for the parameters moving
-    along them."""
-    if data.extra_designs is None or not data.n_extra or record.covariance is None:
+    along them. A fit on the family's ridge to its limit (:func:`on_limit_ridge`: the
+    zero-truncated NB2's intercept and log theta, down together) has the limit model's
+    flat directions among them (``limit_ridge.limit_model_directions``); their
+    parameters get no covariance even where the complement's Hessian cannot be
+    inverted."""
+    if record.covariance is None:
         return
+    directions = _block_ridge_directions(x, data)
+    limit = limit_model_directions(data) if on_limit_ridge(record) else None
+    if limit is not None:
+        directions += list(limit.T)
+    if not directions:
+        return
+    done = _covariance_off(record, x, bounds, np.column_stack(directions))
+    if done is None and limit is not None:
+        without_covariance(record.covariance, [_moving(limit)])
+    _judge_off(record, obj, x, done)
+
+
+def _moving(directions) -> np.ndarray:
+    """The parameters (indices) that move along the columns of ``directions``."""
+    scale = max(float(np.max(np.abs(directions), initial=0.0)), 1e-300)
+    return np.flatnonzero(np.any(np.abs(directions) > 1e-8 * scale, axis=1))
+
+
+def _block_ridge_directions(x, data) -> list:
+    """The directions (in the parameter vector) of the family blocks' ridges, for
+    :func:`ridge_end_covariance`."""
+    if data.extra_designs is None or not data.n_extra:
+        return []
     first = len(x) - data.n_extra
     used = np.asarray(data.weights) > 0
     directions = []
@@ -497,9 +575,15 @@ def ridge_end_covariance(record, x, bounds, data, obj) -> None:
                     col[j + k] = 1.0
                     directions.append(col)
         j += w
-    if not directions:
-        return
-    _judge_off(record, obj, x, _covariance_off(record, x, bounds, np.column_stack(directions)))
+    return directions
+
+
+def on_limit_ridge(record) -> bool:
+    """Whether the fit lies on its family's ridge to a limit distribution: the
+    objective further along it (``FitRecord.limit_gain``) is no worse than at the
+    fit's point, within ``FLAT_TOL``."""
+    gain = getattr(record, "limit_gain", None)
+    return gain is not None and gain >= -FLAT_TOL
 
 
 def _judge_off(record, obj, x, done) -> None:

@@ -486,8 +486,9 @@ def _side_limit(prof: Profiler, k: int, direction: int, zc: float, step: float, 
     return np.nan if prof.dipped else limit
 
 
-def profile_table(est, level, parm=None, n_jobs=None):
-    """Profile-likelihood intervals (rows as :func:`wald_table`) and the profile traces."""
+def profile_table(est, level, parm=None, n_jobs=None, skip=()):
+    """Profile-likelihood intervals (rows as :func:`wald_table`) and the profile traces;
+    the parameters named in ``skip`` are not profiled (their limits NaN)."""
     from joblib import Parallel, delayed
 
     pmap = ParamMap(est)
@@ -499,7 +500,8 @@ def profile_table(est, level, parm=None, n_jobs=None):
     tol = min(float(getattr(est, "tol", 1e-10)), 1e-9)
     shipped = carrying_data(est)  # joblib workers receive the training data
     task = with_config(profile_parameter)
-    jobs = [delayed(task)(shipped, k, level, wald["std_error"].iloc[k], 500, tol) for k in idx]
+    run = [k for k in idx if pmap.names[k] not in set(skip)]
+    jobs = [delayed(task)(shipped, k, level, wald["std_error"].iloc[k], 500, tol) for k in run]
     # tiny BLAS calls inside L-BFGS-B are ~10x slower with OpenBLAS threads spinning
     with single_threaded_blas():
         if n_jobs in (None, 1):
@@ -509,7 +511,7 @@ def profile_table(est, level, parm=None, n_jobs=None):
     table = wald[["estimate"]].copy()
     table["lower"], table["upper"] = np.nan, np.nan
     traces = []
-    for k, (lo, hi, trace, lower_found) in zip(idx, out):
+    for k, (lo, hi, trace, lower_found) in zip(run, out):
         table.iloc[k, 1] = pmap.display(k, lo)
         table.iloc[k, 2] = pmap.display(k, hi)
         tr = np.asarray(trace, dtype=float)

@@ -27,9 +27,11 @@ from ._fit_checks import (
     _check_group_separation,
     _check_identifiable,
     _check_laplace,
+    _check_limit_ridge,
     _check_separation,
     _check_standard_errors,
     _mapped_limit,
+    limit_ridge_parameters,
     ridge_end_covariance,
     separation_with_limit,
 )
@@ -116,8 +118,11 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _check_convergence(est, record)
     _check_laplace(est, obj, x, record, bounds)
     ridge = ridge_parameters(data, np.asarray(x))
-    _check_standard_errors(est, record, rows, se_all, idx, ridge)
+    limit = limit_ridge_parameters(record, data)
+    record.limit_ridge_moving = tuple(limit)
+    _check_standard_errors(est, record, rows, se_all, idx, ridge + limit)
     _check_block_ridge(est, x, record, ridge, stopped)
+    _check_limit_ridge(est, record, limit)
     est.converged_ = bool(record.converged)
 
 

@@ -90,6 +90,17 @@ def undetermined_covariance(est) -> list:
     return unidentified_parameters(est, ParamMap(est))
 
 
+def _limit_ridge_parameters(est) -> list:
+    """The reported parameters that run along the fit's ridge to its family's limit
+    distribution (``fit_record_.limit_ridge_moving``), or []."""
+    if not getattr(est.fit_result_.record, "limit_ridge_moving", ()):
+        return []
+    from ._confint import limit_ridge_names
+    from ._param_map import ParamMap
+
+    return limit_ridge_names(est, ParamMap(est))
+
+
 def random_effects_table(est) -> pd.DataFrame:
     """One row per random-effect term: Groups, Name, Variance, Std.Dev. and correlations."""
     rows = []
@@ -334,6 +345,13 @@ class Summary:
                 "predictor of the level itself, or grouping factors that group the rows "
                 "identically; shown, where the covariances are unstructured, at the point "
                 "of largest determinant among those of equal likelihood)"
+            )
+        ridge = _limit_ridge_parameters(est)
+        if ridge:
+            limit = est.fit_result_.family.limit_ridge
+            out.append(
+                f"on a ridge towards {limit.limit}: {', '.join(ridge)} are where the "
+                f"optimiser stopped on it; the data determine only {limit.identified}"
             )
         if not est.converged_:
             out.append("Warning: the model did not converge (see fit_record_).")

@@ -490,14 +490,6 @@ KNOWN_OPEN: dict[int, str] = {
     "whose integral is -68.97, below the fit's (without the bound: -58.44, curvature 3e-8). "
     "The Laplace objective's rise there is its ill-conditioning; whether the fit is a local "
     "maximum of it is not settled",
-    325: "se_value: a clean crossed hurdle NB2 fit with small means (truncated counts nearly "
-    "all 1): the intercept's SE 192.50 vs 195.93 of the independent Hessian (-1.75 %, its "
-    "error estimate 2.7e-4), the slopes' within 4e-7: a nearly unidentified intercept "
-    "(curvature 2.6e-5), whose SE the library's Hessian by differences of the gradient "
-    "misses by 1.75 %. The fit (intercept -11.2, theta_ 5.7e-5) lies on a ridge towards "
-    "the model's limit theta -> 0, mu -> 0 (a logarithmic-series count part): glmmTMB "
-    "gives the same log-likelihood, -203.0047, at an intercept of -18.3 (SE 6944) and "
-    "theta 4.5e-8; the library reports no warning about it",
     388: "dense_value: crossed ZINB1 with 90 % zeros, loglik_ -85.835 vs -86.415 at the "
     "truth's highest mode (the fit's modes one of its starts; curvature 0.017); the fit "
     "says it did not converge (ConvergenceWarning); as seed 99, not investigated further",

@@ -18,6 +18,9 @@ Order of calls in :func:`check_optimum` (after
    nested model at each flat side's bound is fitted from the fit's start as well, and
    a fit below it, or below the full model's profile at its covariance where that is
    far from the fit's, is fitted again from there;
+1d. ``leave_limit_ridge`` — a fit on its family's ridge to a limit distribution
+   (:mod:`.limit_ridge`: the zero-truncated NB2's logarithmic series) is fitted again
+   from a point off it, and the better point kept;
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
@@ -37,6 +40,10 @@ Order of calls in :func:`check_optimum` (after
    moved to its point of largest ``det S``
    (:func:`.equal_likelihood.central_covariances`), one point whatever the optimiser's
    path, and the Hessian taken there;
+3c. ``limit_gain`` — for a family with a ridge to a limit distribution (the
+   zero-truncated NB2's logarithmic series), the objective is evaluated further along
+   it (:mod:`.limit_ridge`): no worse there, the fit lies on the ridge, and the results
+   read the model at its end;
 4. ``rising_off_zero`` — a variance on its zero bound has a zero gradient (the
    objective is even in its Cholesky diagonal), so the gradient check cannot see
    whether the likelihood rises just above it; where the Hessian's curvature there is
@@ -55,9 +62,10 @@ Order of calls in :func:`check_optimum` (after
    are taken out of the Hessian as the set's flat ones are (a stage ``"negative
    curvature along the set"``); fits without such a set evaluate nothing here.
 
-Steps 1-1c live in :mod:`.nested_models`, 2, 2b, 2c and 3b in :mod:`.polish`, and the
-reading of the Hessian (5: the scaled gradient, the curvature, the covariance) in
-:mod:`.curvature`; this module keeps the order and the checks of steps 0, 3, 4 and 5b.
+Steps 1-1c live in :mod:`.nested_models`, 1d and 3c in :mod:`.limit_ridge`, 2, 2b, 2c
+and 3b in :mod:`.polish`, and the reading of the Hessian (5: the scaled gradient, the
+curvature, the covariance) in :mod:`.curvature`; this module keeps the order and the
+checks of steps 0, 3, 4 and 5b.
 
 A bootstrap refit (``_simulate._fit_and_check``: started from the fitted optimum, its
 gradient checked with the fitted model's Hessian) gets steps 4, 5's curvature and 5b
@@ -92,6 +100,7 @@ from .equal_likelihood import (
 )
 from .hessian import _hessian_steps, hessian
 from .lbfgsb import _quiet_trial_points
+from .limit_ridge import leave_limit_ridge, limit_gain
 from .nested_models import bound_from_start, glm_bound, limit_bounds, nested_blocks
 from .polish import (
     RISE_TOL,
@@ -374,6 +383,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         x, fun = limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
+        x, fun = leave_limit_ridge(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         before_polish = x
         x, H, grads = newton_polish(obj, x, bounds)
         fun = obj.evaluate(x)
@@ -392,6 +402,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
             if H_scan is not None:
                 H, grads = H_scan, grads_scan
         x, fun, H, grads = to_central_covariances(obj, x, fun, H, grads, bounds, record)
+        record.limit_gain = limit_gain(obj, x, fun)
         record.objective = float(fun)
         record.max_grad, record.max_scaled_grad = grads
         record.rising_off_zero = rising_off_zero(obj, x, fun, H, diag_idx, bounds)

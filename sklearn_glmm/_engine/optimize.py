@@ -85,6 +85,13 @@ class FitRecord:
     # a Laplace fit's distance, in standard errors, from a Newton step of the adaptive
     # quadrature objective (``quadrature_check``); None where not computed
     quadrature_shift: float = None
+    # -2 log L gained further along the family's ridge to a limit distribution
+    # (``limit_ridge.limit_gain``; within ``ridge.FLAT_TOL`` or above: the fit is on
+    # it), None where the family has none
+    limit_gain: float = None
+    # the parameters (indices) moving along that ridge, for a fit on it (their standard
+    # errors and intervals are NaN; ``_fit_checks.limit_ridge_parameters``)
+    limit_ridge_moving: tuple = ()
     seconds: float = 0.0
     stages: list = field(default_factory=list)
 

@@ -67,6 +67,19 @@ def _exp(eta):
     return np.exp(out)
 
 
+class LimitRidge(NamedTuple):
+    """A ridge on which a family tends to a limit distribution: the linear predictor's
+    intercept and the blocks ``blocks`` (indices into the family's ``blocks``, each on
+    the optimiser's scale) moving down together, one for one, without end.
+
+    ``limit`` names the limit distribution and ``identified`` the combination of the
+    parameters the data determine on the ridge (the warning's words)."""
+
+    blocks: tuple[int, ...]
+    limit: str
+    identified: str
+
+
 class Family:
     """What every family declares; the extra-parameter views are made from its blocks.
 
@@ -95,6 +108,11 @@ class Family:
         The outcome is a latent variable with an error of fixed variance cut into
         classes (ordinal): with one row per level, a random intercept is confounded
         with that error (as a binary outcome's is with the Bernoulli variance).
+    limit_ridge : LimitRidge or None
+        A ridge of the likelihood towards a limit distribution, along which the
+        linear predictor's intercept and some of the family's own parameters move
+        together (the zero-truncated NB2's, to the logarithmic series); None where
+        the family has none.
     """
 
     name = ""
@@ -106,6 +124,9 @@ class Family:
     log_concave = True
     batches_extras = False
     latent_error = False
+    limit_ridge: LimitRidge | None = None
+    # the ridge of this count family truncated at zero (``hurdle.Truncated``), if any
+    limit_truncated: LimitRidge | None = None
 
     @property
     def n_extra(self) -> int:

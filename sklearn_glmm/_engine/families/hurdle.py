@@ -121,6 +121,8 @@ class Truncated(Family):
         self.blocks = tuple(base.blocks)
         # the truncated Poisson is an exponential family in eta: w = Var(Y) >= 0
         self.log_concave = base.name == "poisson"
+        # the count family's ridge once truncated (NB2: the logarithmic series)
+        self.limit_ridge = base.limit_truncated
 
     # -- what the model is ---------------------------------------------------
     def sentence_name(self) -> str:

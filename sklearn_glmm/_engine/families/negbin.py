@@ -10,6 +10,7 @@ from ..links import LogLink
 from .base import (
     _ETA_MAX,
     Family,
+    LimitRidge,
     _exp_mean,
     _large_count_zeros,
     _lgamma_ratio,
@@ -38,6 +39,15 @@ class NegativeBinomial2(Family):
     log_concave = True  # w >= 0 everywhere
     blocks = (NB_THETA,)
     batches_extras = True  # log theta per row as a dispersion model's
+    # truncated at zero (``hurdle.Truncated``), with theta -> 0 and mu -> 0, m = mu / theta
+    # held: P(y) -> q^y / (-y log(1 - q)), q = m / (1 + m), the logarithmic series
+    limit_truncated = LimitRidge(
+        blocks=(0,),
+        limit="the logarithmic-series distribution",
+        identified="log(mu / theta) (the count part's intercept minus log(theta); with a "
+        "dispersion model, also the differences of the two parts' coefficients of a "
+        "predictor in both)",
+    )
 
     def mean_curvature(self, y, trials, weights) -> float:
         """Typical Fisher weight of one row, mu theta / (mu + theta), at the starting
