@@ -239,9 +239,8 @@ def _check_limit_ridge(est, record, moving) -> None:
         "(their estimates are where the optimiser stopped on the ridge), the other "
         "parameters' are those of the model at the ridge's end. Read the count part as "
         "that limit model (its other slopes, the random effects and the positive counts' "
-        "distribution stand), or compare the "
-        "log-likelihood with a zero-truncated Poisson count part (PoissonGLMM with the "
-        "same hurdle or truncation).",
+        "distribution stand), or compare the log-likelihood with a zero-truncated "
+        "Poisson count part (PoissonGLMM with the same hurdle or truncation).",
         StandardErrorWarning,
         stacklevel=user_stacklevel(),
     )
