@@ -103,20 +103,30 @@ def limit_model_directions(data) -> np.ndarray | None:
 def limit_gain(obj, x, fun) -> float | None:
     """What -2 log L gains (``fun``, its value at ``x``, minus its value there) at
     :data:`LIMIT_STEP` further along the family's ridge to its limit, towards the limit
-    (``-inf`` where it cannot be evaluated there); None without such a ridge. The
-    objective is left as it was at ``x``."""
+    (at half and a quarter of that step where the objective cannot be evaluated so far
+    out; None where it cannot at any, or without such a ridge). The objective is left as
+    it was at ``x``."""
     direction = ridge_direction(obj.data)
     if direction is None or not np.isfinite(fun) or not hasattr(obj, "snapshot"):
         return None
     snap = obj.snapshot()
     try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            far = float(obj.evaluate(np.asarray(x, dtype=float) - LIMIT_STEP * direction))
-    except (FloatingPointError, np.linalg.LinAlgError):
-        far = np.inf
+        for step in (LIMIT_STEP, LIMIT_STEP / 2, LIMIT_STEP / 4):
+            far = _value_at(obj, np.asarray(x, dtype=float) - step * direction)
+            if np.isfinite(far):
+                return float(fun - far)
     finally:
         obj.restore(snap)
-    return float(fun - far) if np.isfinite(far) else -np.inf
+    return None
+
+
+def _value_at(obj, x) -> float:
+    """The objective at ``x``; ``inf`` where it cannot be evaluated there."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return float(obj.evaluate(x))
+    except (FloatingPointError, np.linalg.LinAlgError):
+        return np.inf
 
 
 # where the restart from a fit on the ridge starts: the ridge's point with its blocks at
