@@ -1,9 +1,13 @@
-"""The zero-truncated NB2's ridge to the logarithmic series.
+"""The zero-truncated NB2's ridge to the logarithmic series, and the NB1 near its plateau.
 
 As ``theta -> 0`` and ``mu -> 0`` with ``mu / theta`` held, the zero-truncated NB2 tends
 to the logarithmic-series distribution. On positive counts that are nearly all 1 the
 likelihood can rise along that ridge without end; a fit is then either drawn onto it
 from a start near it while a higher optimum lies off it, or its supremum is the limit's.
+The zero-truncated NB1 tends to the logarithmic distribution as ``mu -> 0`` at a fixed
+``phi``: on the same counts its GLM had a limit at infinity (``mu -> 0`` on the rows below
+some value of ``x``) that drew the start away from the optimum, and its derivatives were
+NaN at the sizes ``k = mu / phi`` found there.
 
 Reference fits: ``tests/fixtures/log_series_ridge/log_series_ridge.json``, written by
 ``make_log_series_ridge.R`` (glmmTMB 1.1.5) from ``log_series_ridge.csv``
@@ -15,6 +19,7 @@ from __future__ import annotations
 import warnings
 from functools import cache
 
+import mpmath
 import numpy as np
 import pytest
 from glmmtmb_cases import fixture_csv, fixture_json
@@ -55,6 +60,7 @@ CASES = {
     ),
     "hurdle": (NegBinGLMM, {"hurdle": True}, "hurdle", ["x"]),
     "interior": (NegBinGLMM, {"truncated": True}, "interior", ["x"]),
+    "hurdle_nb1": (NegBinGLMM, {"hurdle": True, "family": "nbinom1"}, "hurdle", ["x"]),
 }
 
 
@@ -232,3 +238,71 @@ def test_the_summary_says_the_fit_is_on_the_ridge():
     text = str(fitted("hurdle")[0].summary())
     assert "on a ridge towards the logarithmic-series distribution: (Intercept), nb_theta" in text
     assert "on a ridge" not in str(fitted("interior")[0].summary())
+
+
+def _nb1_terms(y, eta, log_phi):
+    """The NB1 log-density, its first three eta-derivatives and the log phi-derivatives
+    of the first two and of the curvature ``w``, from the polygamma functions in 450 digits
+    (enough for the cancellations at ``k = mu / phi`` down to 1e-175)."""
+    with mpmath.workdps(450):
+        phi = mpmath.exp(mpmath.mpf(log_phi))
+        k = mpmath.exp(mpmath.mpf(eta)) / phi
+        big_l, share = mpmath.log1p(phi), phi / (1 + phi)
+        a0 = mpmath.psi(0, y + k) - mpmath.psi(0, k) - big_l
+        a1 = mpmath.psi(1, y + k) - mpmath.psi(1, k)
+        a2 = mpmath.psi(2, y + k) - mpmath.psi(2, k)
+        ll = (
+            mpmath.loggamma(y + k)
+            - mpmath.loggamma(k)
+            - mpmath.loggamma(y + 1)
+            - k * big_l
+            + y * mpmath.log(phi / (1 + phi))
+        )
+        d1 = k * a0
+        d2 = k * a0 + k**2 * a1
+        d3 = k * a0 + 3 * k**2 * a1 + k**3 * a2
+        dl = -k * a0 - k * share + y / (1 + phi)
+        dd1 = -k * a0 - k**2 * a1 - k * share
+        dw = k * a0 + 3 * k**2 * a1 + k**3 * a2 + k * share
+        return [float(v) for v in (ll, d1, d2, d3, dl, dd1, dw)]
+
+
+@pytest.mark.parametrize("eta", [-10.0, -16.0, -40.0, -250.0, -400.0])
+def test_nb1_derivatives_at_tiny_sizes(eta):
+    # below k = 1e-103 psi_2(k) overflowed and the curvature's derivative was NaN (the
+    # start above sat at eta near -300); at k below 1e-6 the sums come from their series
+    fam = make_family("negbin1")
+    y = np.array([0.0, 1.0, 2.0, 3.0, 7.0])
+    ones = np.ones(len(y))
+    for log_phi in (-2.0, 0.5):
+        extra = np.array([log_phi])
+        d = fam.derivs(y, np.full(len(y), eta), ones, None, extra)
+        dl, dd1, dw = fam.extra_derivs(y, np.full(len(y), eta), ones, None, extra)
+        got = np.array([d.loglik, d.d1, -d.w, -d.w3, dl[0], dd1[0], dw[0]]).T
+        for j, yj in enumerate(y):
+            want = _nb1_terms(yj, eta, log_phi)
+            np.testing.assert_allclose(got[j], want, rtol=1e-9, atol=0, err_msg=f"y={yj}")
+
+
+def test_hurdle_nb1_starts_off_its_limit_at_infinity():
+    # Newton on the default phi ran the GLM's start to (-15, 15), from where the GLM with
+    # phi ran on towards an intercept of -160 and a slope of 80 (every row below x = 2
+    # near mu = 0); the fit stopped there, 0.39 below the GLM's optimum and 0.61 below
+    # glmmTMB's, with NaN derivatives
+    m, caught = fitted("hurdle_nb1")
+    ref = reference("hurdle_nb1")
+    assert m.converged_
+    assert not [w for w in caught if "failed to converge" in str(w.message)]
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=1e-6)
+    est = m.fixed_effects_
+    for term, value in ref["fixef"].items():
+        assert est.loc[term, "estimate"] == pytest.approx(value, abs=1e-3)
+    assert np.log(m.phi_) == pytest.approx(ref["disp"]["(Intercept)"], abs=1e-3)
+    assert m.fit_record_.glm_objective == pytest.approx(
+        -2.0 * reference("hurdle_nb1_glm")["loglik"], abs=1e-6
+    )
+    d = data("hurdle")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glm = NegBinGLMM(hurdle=True, family="nbinom1").fit(d[["x"]], d["y"])
+    assert glm.loglik_ == pytest.approx(reference("hurdle_nb1_glm")["loglik"], abs=1e-6)

@@ -40,23 +40,7 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
     """
     d = obj.data
     extra0 = d.extra_values(extra0)  # the family's values of its blocks' coefficients
-    beta = np.zeros(d.n_beta)
-    # Start the intercept at the link of the mean outcome, as R's glm does: from
-    # eta = 0 the first Newton step for counts of 1e3 or more overshoots into overflow.
-    has_intercept = d.n_beta > 0 and np.all(d.X[:, 0] == d.X[0, 0]) and d.X[0, 0] != 0
-    wsum = np.sum(d.weights)
-    shift = 0.0  # the intercept that takes out the offset's weighted mean
-    if has_intercept and wsum > 0:
-        ybar = np.sum(d.weights * d.y) / wsum
-        off = np.sum(d.weights * d.offset) / wsum
-        if not d.family.has_trials:
-            eta0 = d.family.link.link(max(ybar, 1e-8))
-        else:
-            tbar = np.sum(d.weights * d.trials) / wsum
-            p = min(max(ybar / tbar, 1e-8), 1 - 1e-8) if tbar > 0 else 0.5
-            eta0 = d.family.link.link(p)
-        beta[0] = (eta0 - off) / d.X[0, 0]
-        shift = -off / d.X[0, 0]
+    beta, shift, has_intercept = mean_start(d)
     beta_start = beta.copy()
     ll_old = -np.inf
     der = None
@@ -104,6 +88,29 @@ def glm_start(obj, extra0: np.ndarray, max_iter: int = 50, with_value: bool = Fa
     return clipped, (-2.0 * float(ll_old) if exact else np.nan)
 
 
+def mean_start(d):
+    """``(beta, shift, has_intercept)``: fixed effects with the intercept at the link of
+    the mean outcome (as R's glm starts: from ``eta = 0`` the first Newton step for counts
+    of 1e3 or more overshoots into overflow) and every slope at 0; ``shift``, the
+    intercept that takes out the offset's weighted mean."""
+    beta = np.zeros(d.n_beta)
+    has_intercept = d.n_beta > 0 and np.all(d.X[:, 0] == d.X[0, 0]) and d.X[0, 0] != 0
+    wsum = np.sum(d.weights)
+    shift = 0.0
+    if has_intercept and wsum > 0:
+        ybar = np.sum(d.weights * d.y) / wsum
+        off = np.sum(d.weights * d.offset) / wsum
+        if not d.family.has_trials:
+            eta0 = d.family.link.link(max(ybar, 1e-8))
+        else:
+            tbar = np.sum(d.weights * d.trials) / wsum
+            p = min(max(ybar / tbar, 1e-8), 1 - 1e-8) if tbar > 0 else 0.5
+            eta0 = d.family.link.link(p)
+        beta[0] = (eta0 - off) / d.X[0, 0]
+        shift = -off / d.X[0, 0]
+    return beta, shift, has_intercept
+
+
 def starting_point(obj, glm_fit=None) -> np.ndarray:
     """GLM fixed effects and family parameters, moment-based Cholesky diagonals.
 
@@ -128,9 +135,20 @@ def starting_point(obj, glm_fit=None) -> np.ndarray:
             # the GLM's optimum, kept for the check that the mixed model ends no lower
             # (on a subset of rows, the check fits it)
             obj.glm_optimum = (np.concatenate([beta0, extra0]), value)
-        if data.n_extra and data.factors and glm.data is data:
+        settled = np.isfinite(value)  # (Newton converged, nowhere clipped)
+        if data.n_extra and glm.data is data and (data.factors or not settled):
             x_glm, value = _glm_with_extras(data, beta0, extra0)
-            obj.glm_optimum = (x_glm, value)
+            if not settled:
+                # Newton on the family's default parameters went off towards infinity (a
+                # zero-truncated NB1 running to a step in a predictor, where the counts
+                # are near its plateau as mu -> 0): the GLM from the plain start as well
+                x_glm, value = min(
+                    (x_glm, value),
+                    _glm_with_extras(data, mean_start(data)[0], extra0),
+                    key=lambda fit: fit[1] if np.isfinite(fit[1]) else np.inf,
+                )
+            if data.factors:
+                obj.glm_optimum = (x_glm, value)
             beta0, extra0 = (
                 x_glm[: data.n_beta],
                 _interior_extras(data, x_glm[data.n_beta :]),

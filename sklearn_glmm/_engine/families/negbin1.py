@@ -37,6 +37,45 @@ from .poisson import Poisson
 # log phi on its lower bound is phi = 0, the Poisson limit
 _LOWER = NB1_PHI.bounds[0]
 _POISSON = Poisson()
+# below this size k = mu / phi the derivatives' polygamma terms come from their series
+# in k (:func:`_small_size_sums`)
+_SMALL_SIZE = 1e-6
+
+
+def _small_size_sums(y, k):
+    """``s1 = k D0``, ``s2 = k D0 + k^2 D1`` and ``s3 = k D0 + 3 k^2 D1 + k^3 D2``, with
+    ``D_m = psi_m(y + k) - psi_m(k)``, for sizes ``k`` below :data:`_SMALL_SIZE` (``mu ->
+    0`` at a fixed phi), from their series in ``k``.
+
+    Each ``D_m`` grows like ``k^-(m+1)`` there (``psi_2(k) ~ -2 / k^3`` overflows below
+    ``k = 1e-103``, ``k^3`` underflows, and their product was NaN), while the sums are
+    finite: with ``c0 = psi(y) + gamma`` and ``c1 = psi_1(y) - zeta(2)``, ``s1 = 1 + k c0 +
+    k^2 c1``, ``s2 = k c0 + 2 k^2 c1`` and ``s3 = k c0 + 4 k^2 c1`` for ``y >= 1`` (the next
+    terms are O(k^3)), all 0 for ``y = 0``. (``s2`` and ``s3`` so made keep their relative
+    accuracy, which the direct sums lose to the cancellation of 1 and -1.)"""
+    pos = y >= 1
+    yp = np.where(pos, y, 1.0)
+    c0 = special.digamma(yp) + np.euler_gamma
+    c1 = special.polygamma(1, yp) - np.pi**2 / 6.0
+    s1 = np.where(pos, 1.0 + k * (c0 + k * c1), 0.0)
+    s2 = np.where(pos, k * (c0 + 2.0 * k * c1), 0.0)
+    s3 = np.where(pos, k * (c0 + 4.0 * k * c1), 0.0)
+    return s1, s2, s3
+
+
+def _size_terms(y, k):
+    """``_polygamma_differences(y, k)`` where ``k`` is at least :data:`_SMALL_SIZE` (at
+    1 elsewhere: finite values the caller replaces), the rows below it and their
+    :func:`_small_size_sums` (None where there is none)."""
+    y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
+    small = k < _SMALL_SIZE
+    p = _polygamma_differences(y, np.where(small, 1.0, k))
+    return p, small, (_small_size_sums(y[small], k[small]) if small.any() else None)
+
+
+def _like(v, k):
+    """``v`` (a scalar or per-row values) in the shape of ``k``."""
+    return np.broadcast_to(np.asarray(v, dtype=float), np.shape(k))
 
 
 class NegativeBinomial1(Family):
@@ -69,11 +108,14 @@ class NegativeBinomial1(Family):
         log1p_phi = np.log1p(phi)
         loglik = _lgamma_ratio(y, k) + neg_log_fact - k * log1p_phi + y * (extra[0] - log1p_phi)
         # A(k) = psi(y + k) - psi(k) - log(1 + phi) and its k-derivatives
-        p0, p1, p2 = _polygamma_differences(y, k)
+        (p0, p1, p2), small, sums = _size_terms(y, k)
         a0, a1, a2 = p0 - log1p_phi, p1, p2
         d1 = k * a0
         d2 = k * a0 + k * k * a1
         d3 = k * a0 + 3.0 * k * k * a1 + k**3 * a2
+        if sums is not None:  # tiny sizes: k a0 = s1 - k log(1 + phi), ...
+            kl = k[small] * _like(log1p_phi, k)[small]
+            d1[small], d2[small], d3[small] = (v - kl for v in sums)
         return _weighted(weights, loglik, d1, -d2, -d3)
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
@@ -100,12 +142,18 @@ class NegativeBinomial1(Family):
         phi = np.exp(extra[0])
         k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
         share = phi / (1.0 + phi)  # d log(1 + phi) / d nu
-        p0, p1, p2 = _polygamma_differences(y, k)
+        (p0, p1, p2), small, sums = _size_terms(y, k)
         a0 = p0 - np.log1p(phi)
         ka0, k2a1, kshare = k * a0, k * k * p1, k * share
         dl = -ka0 - kshare + y / (1.0 + phi)
         dd1 = -ka0 - k2a1 - kshare
         dw = ka0 + 3.0 * k2a1 + k**3 * p2 + kshare
+        if sums is not None:  # tiny sizes (see derivs)
+            kl = k[small] * _like(np.log1p(phi), k)[small]
+            s1, s2, s3 = (v - kl for v in sums)
+            dl[small] = -s1 - kshare[small] + _like(y / (1.0 + phi), k)[small]
+            dd1[small] = -s2 - kshare[small]
+            dw[small] = s3 + kshare[small]
         if weights is not None:
             dl, dd1, dw = weights * dl, weights * dd1, weights * dw
         return dl[None], dd1[None], dw[None]
