@@ -61,6 +61,13 @@ CASES = {
     "hurdle": (NegBinGLMM, {"hurdle": True}, "hurdle", ["x"]),
     "interior": (NegBinGLMM, {"truncated": True}, "interior", ["x"]),
     "hurdle_nb1": (NegBinGLMM, {"hurdle": True, "family": "nbinom1"}, "hurdle", ["x"]),
+    "truncated_nb1": (NegBinGLMM, {"truncated": True, "family": "nbinom1"}, "truncated", ["x"]),
+    "truncated_nb1_agq": (
+        NegBinGLMM,
+        {"truncated": True, "family": "nbinom1", "n_agq": 25},
+        "truncated",
+        ["x"],
+    ),
 }
 
 
@@ -306,3 +313,21 @@ def test_hurdle_nb1_starts_off_its_limit_at_infinity():
         warnings.simplefilter("ignore")
         glm = NegBinGLMM(hurdle=True, family="nbinom1").fit(d[["x"]], d["y"])
     assert glm.loglik_ == pytest.approx(reference("hurdle_nb1_glm")["loglik"], abs=1e-6)
+
+
+def test_a_laplace_fit_drawn_to_a_flat_conditional_mode_names_it():
+    # the Laplace objective of a zero-truncated NB1 rises towards points where a level's
+    # conditional mode flattens (its -log(curvature) / 2): the fit stops there, not
+    # converged, and the warning now names the level and points to quadrature, whose fit
+    # converges (glmmTMB's Laplace fit stops with an error on these data)
+    m, caught = fitted("truncated_nb1")
+    assert not m.converged_
+    said = [str(w.message) for w in caught if "failed to converge" in str(w.message)]
+    assert len(said) == 1
+    assert "is nearly flat at its mode" in said[0] and "n_agq of 10 to 25" in said[0]
+    level, curvature = m.fit_record_.flattest_mode
+    assert curvature < 0.1 and f"level '{m.fit_result_.factors[0].levels[level]}'" in said[0]
+    agq, caught = fitted("truncated_nb1_agq")
+    assert agq.converged_
+    assert not [w for w in caught if "failed to converge" in str(w.message)]
+    assert agq.loglik_ < m.loglik_  # (the Laplace value there is inflated)

@@ -157,13 +157,26 @@ def scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record):
     fun = obj.evaluate(x)
     val, record.competing_modes = obj.scan_modes(x)
     if not val < fun - 1e-8 * (1.0 + abs(fun)):
+        record.flattest_mode = _flattest_mode(obj)
         return x, val, None, None
     obj.global_modes = True
     r = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx)
     record.stages.append(("modes from the scan", float(r.fun), int(r.nit), str(r.message)))
     x, H, grads = newton_polish(obj, r.x if r.fun < val else x, bounds)
     val, record.competing_modes = obj.scan_modes(x)
+    record.flattest_mode = _flattest_mode(obj)
     return x, val, H, grads
+
+
+def _flattest_mode(obj):
+    """``(level, curvature)`` of the level whose conditional mode is the flattest at the
+    last point evaluated (its curvature relative to the prior's), for a Laplace fit with a
+    scalar random effect; None otherwise."""
+    curv = obj.mode_curvatures() if obj.n_agq == 1 else None
+    if curv is None or not len(curv):
+        return None
+    k = int(np.argmin(curv))
+    return k, float(curv[k])
 
 
 def rising_off_zero(obj, x, fun, H, diag_idx, bounds=None) -> tuple:

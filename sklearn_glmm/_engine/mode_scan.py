@@ -129,11 +129,20 @@ class ModeScan:
             return val, none
         # a curvature at the mode below 1e-3 of the prior's: a nearly flat top, where the
         # Laplace value moves with the mode's last digits (-log(H) / 2)
-        st = self.state
-        curv = 1.0 + self.groups[0].sum(st["der"].w * st["a_vals"][:, 0] ** 2)
+        curv = self.mode_curvatures()
         flat = np.flatnonzero(curv < _FLAT_MODE)
         competing = levels[_competing(h, top[levels], gap)]
         return val, np.union1d(competing, flat).astype(np.intp)
+
+    def mode_curvatures(self):
+        """Each level's curvature at its mode relative to the prior's (1 for a level
+        without data; below 1 only where the log-density is convex in ``eta``), at the
+        last point evaluated; None where the random effect is not scalar or there is no
+        state."""
+        st = self.state
+        if not self._scalar or st is None:
+            return None
+        return 1.0 + self.groups[0].sum(st["der"].w * st["a_vals"][:, 0] ** 2)
 
     def _concave_levels(self, extra) -> np.ndarray:
         """Levels whose penalised log-density is strictly concave in their (scalar)

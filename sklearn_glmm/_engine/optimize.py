@@ -77,6 +77,9 @@ class FitRecord:
     # the likelihood reads only together (``equal_likelihood.aliased_groups``)
     aliased: tuple = ()
     competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
+    # (level, curvature relative to the prior's) of the flattest conditional mode at the
+    # optimum, for a Laplace fit of a family that is not log-concave (``scan_modes``)
+    flattest_mode: tuple = None
     hessian: np.ndarray = field(default=None, repr=False)
     covariance: np.ndarray = field(default=None, repr=False)
     # a separated fit's limit model: (its covariance on the complement of the
