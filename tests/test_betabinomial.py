@@ -226,3 +226,74 @@ def test_extra_derivatives_are_analytic(log_phi):
         for got, a, b in zip(exact, coarse, fine):
             ref = (4.0 * b - a) / 3.0
             np.testing.assert_allclose(got[0], ref, rtol=1e-6, atol=1e-6)
+
+
+def _terms_in_450_digits(y, t, eta, log_phi):
+    """The log-density, its three eta-derivatives and the log phi-derivatives of the
+    first two and of ``w``, from the polygamma functions in 450 digits (the shapes
+    ``a = mu phi``, ``b = (1 - mu) phi`` down to 1e-175)."""
+    import mpmath
+
+    with mpmath.workdps(450):
+        y, t = mpmath.mpf(y), mpmath.mpf(t)
+        phi = mpmath.exp(mpmath.mpf(log_phi))
+        e = mpmath.mpf(eta)
+        mu, q = 1 / (1 + mpmath.exp(-e)), 1 / (1 + mpmath.exp(e))
+        a, b, f = mu * phi, q * phi, t - y
+        lg = mpmath.loggamma
+        ll = (
+            lg(t + 1)
+            - lg(y + 1)
+            - lg(f + 1)
+            + lg(y + a)
+            - lg(a)
+            + lg(f + b)
+            - lg(b)
+            - lg(t + phi)
+            + lg(phi)
+        )
+
+        def dif(m, n, s):
+            return mpmath.psi(m, n + s) - mpmath.psi(m, s)
+
+        dd = dif(0, y, a) - dif(0, f, b)
+        ee = dif(1, y, a) + dif(1, f, b)
+        ff = dif(2, y, a) - dif(2, f, b)
+        v = mu * q
+        v1 = v * (1 - 2 * mu)
+        v2 = v1 * (1 - 2 * mu) - 2 * v * v
+        d1 = phi * v * dd
+        d2 = phi * v1 * dd + phi**2 * v**2 * ee
+        d3 = phi * v2 * dd + 3 * phi**2 * v * v1 * ee + phi**3 * v**3 * ff
+        moved = dd + a * dif(1, y, a) - b * dif(1, f, b)
+        dl = a * dif(0, y, a) + b * dif(0, f, b) - phi * dif(0, t, phi)
+        dd1 = phi * v * moved
+        dd2 = phi * v1 * moved + phi**2 * v**2 * (2 * ee + a * dif(2, y, a) + b * dif(2, f, b))
+        return [float(x) for x in (ll, d1, d2, d3, dl, dd1, -dd2)]
+
+
+@pytest.mark.parametrize("eta", [-400.0, -250.0, -40.0, -16.0, 0.7, 16.0, 40.0, 250.0])
+def test_derivatives_at_extreme_means(eta):
+    # a shape a = mu phi or b = (1 - mu) phi below 1e-103 made psi_2 overflow and the
+    # derivatives NaN; 1 - mu taken as 1 - expit(eta) was 0 above eta = 37, and the
+    # log-density of a row with a failure -inf there; the curvature lost its relative
+    # accuracy to a cancellation from shapes of 1e-7 down
+    fam = make_family("betabinomial")
+    t = np.array([5.0, 5.0, 5.0, 5.0, 1.0])
+    y = np.array([0.0, 1.0, 3.0, 5.0, 1.0])
+    for log_phi in (-1.0, 2.0):
+        extra = np.array([log_phi])
+        e = np.full(len(y), eta)
+        d = fam.derivs(y, e, t, None, extra)
+        dl, dd1, dw = fam.extra_derivs(y, e, t, None, extra)
+        got = np.array([d.loglik, d.d1, -d.w, -d.w3, dl[0], dd1[0], dw[0]]).T
+        # the log-density and its log phi-derivative absolutely (a sum's terms: a value
+        # of -3e-174 computed as a difference of log-gamma ratios is 0), the eta-derivatives
+        # relatively however small; the log phi-derivatives of d1 and w of the one-trial
+        # row are 0 (phi does not enter), computed as the rounding residue of terms of
+        # order v = mu (1 - mu)
+        v = max(special.expit(eta) * special.expit(-eta), 1e-300)
+        atol = np.array([1e-13, 1e-300, 1e-300, 1e-300, 1e-13, 1e-14 * v, 1e-14 * v])
+        for j in range(len(y)):
+            want = np.array(_terms_in_450_digits(y[j], t[j], eta, log_phi))
+            assert np.all(np.abs(got[j] - want) <= atol + 1e-9 * np.abs(want)), (j, got[j], want)

@@ -608,6 +608,42 @@ def _log_choose(n, k):
 _LARGE_SIZE = 1e5
 
 
+# below this size k the sums of :func:`size_sums` come from their series in k
+_SMALL_SIZE = 1e-6
+
+
+def size_sums(y, k):
+    """``s1 = k D0``, ``s2 = k D0 + k^2 D1`` and ``s3 = k D0 + 3 k^2 D1 + k^3 D2`` with
+    ``D_m = psi_m(y + k) - psi_m(k)`` (:func:`_polygamma_differences`): the terms of the
+    eta-derivatives of ``log Gamma(y + k) - log Gamma(k)`` when ``k`` moves with
+    ``e^eta`` (NB1's size, the beta-binomial's shapes).
+
+    Below :data:`_SMALL_SIZE` from their series in ``k``: each ``D_m`` grows like
+    ``k^-(m+1)`` there (``psi_2(k) ~ -2 / k^3`` overflows below ``k = 1e-103``, ``k^3``
+    underflows, and their product was NaN), while the sums are finite. With ``c0 = psi(y)
+    + gamma`` and ``c1 = psi_1(y) - zeta(2)``, ``s1 = 1 + k c0 + k^2 c1``, ``s2 = k c0 + 2
+    k^2 c1`` and ``s3 = k c0 + 4 k^2 c1`` for ``y >= 1`` (the next terms are O(k^3)), all 0
+    for ``y = 0``; ``s2`` and ``s3`` so made keep the relative accuracy the direct sums
+    lose to the cancellation of 1 and -1."""
+    y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
+    small = k < _SMALL_SIZE
+    ks = np.where(small, 1.0, k)
+    d0, d1, d2 = _polygamma_differences(y, ks)
+    s1 = ks * d0
+    s2 = s1 + ks * ks * d1
+    s3 = s1 + 3.0 * ks * ks * d1 + ks**3 * d2
+    if small.any():
+        ys, kk = y[small], k[small]
+        pos = ys >= 1
+        yp = np.where(pos, ys, 1.0)
+        c0 = special.digamma(yp) + np.euler_gamma
+        c1 = special.polygamma(1, yp) - np.pi**2 / 6.0
+        s1[small] = np.where(pos, 1.0 + kk * (c0 + kk * c1), 0.0)
+        s2[small] = np.where(pos, kk * (c0 + 2.0 * kk * c1), 0.0)
+        s3[small] = np.where(pos, kk * (c0 + 4.0 * kk * c1), 0.0)
+    return s1, s2, s3
+
+
 def _polygamma_differences(y, k):
     """``psi_m(y + k) - psi_m(k)`` for m = 0, 1, 2, free of cancellation for large ``k``.
 

@@ -28,6 +28,7 @@ from .base import (
     _polygamma_differences,
     _weighted,
     on_upper_bound,
+    size_sums,
 )
 from .binomial import Binomial
 
@@ -40,6 +41,13 @@ def _phi(extra):
     """phi from ``log phi``: infinity on the upper bound (the binomial limit)."""
     lt = np.asarray(extra[0], dtype=float)
     return np.where(lt >= _UPPER, np.inf, np.exp(lt))
+
+
+def _shapes(eta, phi):
+    """``(mu, 1 - mu, a, b)``: the mean, its complement (``expit(-eta)``, exact where
+    ``mu`` rounds to 1) and the Beta shapes ``a = mu phi``, ``b = (1 - mu) phi``."""
+    mu, q = special.expit(eta), special.expit(-np.asarray(eta, dtype=float))
+    return mu, q, mu * phi, q * phi
 
 
 class BetaBinomial(Family):
@@ -76,23 +84,21 @@ class BetaBinomial(Family):
         phi = np.exp(lt)
         t = np.ones_like(y) if trials is None else trials
         const = self.constant(y, trials) if const is None else const
-        mu = special.expit(eta)
-        v = mu * (1.0 - mu)
-        a, b = mu * phi, (1.0 - mu) * phi
+        mu, q, a, b = _shapes(eta, phi)
         f = t - y
         # log B(y + a, f + b) - log B(a, b) as three ratios log Gamma(n + s) - log Gamma(s)
         # (a + b = phi, y + f = t): accurate however large phi, where the difference of
         # two betaln loses 1e-6 per row (phi = e^20, the bound: the binomial limit)
         loglik = const + _lgamma_ratio(y, a) + _lgamma_ratio(f, b) - _lgamma_ratio(t, phi)
-        # D, E, F: differences of psi, psi', psi'' at (y + a, a) and (f + b, b)
-        ya0, ya1, ya2 = _polygamma_differences(y, a)
-        fb0, fb1, fb2 = _polygamma_differences(f, b)
-        dd, ee, ff = ya0 - fb0, ya1 + fb1, ya2 - fb2
-        v1 = v * (1.0 - 2.0 * mu)
-        v2 = v1 * (1.0 - 2.0 * mu) - 2.0 * v * v
-        d1 = phi * v * dd
-        d2 = phi * v1 * dd + phi * phi * v * v * ee
-        d3 = phi * v2 * dd + 3.0 * phi * phi * v * v1 * ee + phi**3 * v**3 * ff
+        # the eta-derivatives of the two ratios in a and b (a' = a q, b' = -b mu) from the
+        # size sums s1..s3 of (y, a) and (f, b): finite and accurate however small a or b
+        s1a, s2a, s3a = size_sums(y, a)
+        s1b, s2b, s3b = size_sums(f, b)
+        d1 = q * s1a - mu * s1b
+        d2 = q * (q * s2a - mu * s1a) + mu * (mu * s2b - q * s1b)
+        d3 = (q**3 * s3a - 3.0 * mu * q * q * s2a + mu * q * (2.0 * mu - 1.0) * s1a) - (
+            mu**3 * s3b - 3.0 * mu * mu * q * s2b + mu * q * (1.0 - 2.0 * mu) * s1b
+        )
         return _weighted(weights, loglik, d1, -d2, -d3)
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
@@ -119,19 +125,16 @@ class BetaBinomial(Family):
             return limit
         phi = np.exp(lt)
         t = np.ones_like(y) if trials is None else trials
-        mu = special.expit(eta)
-        v = mu * (1.0 - mu)
-        a, b = mu * phi, (1.0 - mu) * phi
+        mu, q, a, b = _shapes(eta, phi)
         f = t - y
-        ya0, ya1, ya2 = _polygamma_differences(y, a)
-        fb0, fb1, fb2 = _polygamma_differences(f, b)
+        s1a, s2a, s3a = size_sums(y, a)
+        s1b, s2b, s3b = size_sums(f, b)
         tp0 = _polygamma_differences(t, phi)[0]
-        dd, ee = ya0 - fb0, ya1 + fb1
-        v1 = v * (1.0 - 2.0 * mu)
-        moved = dd + a * ya1 - b * fb1
-        dl = a * ya0 + b * fb0 - phi * tp0
-        dd1 = phi * v * moved
-        dd2 = phi * v1 * moved + phi * phi * v * v * (2.0 * ee + a * ya2 + b * fb2)
+        # (the docstring's terms in the size sums: phi v D = q s1a - mu s1b, ...)
+        moved = q * s2a - mu * s2b
+        dl = s1a + s1b - phi * tp0
+        dd1 = moved
+        dd2 = (q - mu) * moved + q * q * (s3a - s2a) + mu * mu * (s3b - s2b)
         dw = -dd2
         if weights is not None:
             dl, dd1, dw = weights * dl, weights * dd1, weights * dw

@@ -24,6 +24,7 @@ from ..blocks import NB1_PHI
 from ..links import LogLink
 from .base import (
     _ETA_MAX,
+    _SMALL_SIZE,
     Family,
     _exp_mean,
     _lgamma_ratio,
@@ -31,46 +32,24 @@ from .base import (
     _weighted,
     limit_or,
     on_lower_bound,
+    size_sums,
 )
 from .poisson import Poisson
 
 # log phi on its lower bound is phi = 0, the Poisson limit
 _LOWER = NB1_PHI.bounds[0]
 _POISSON = Poisson()
-# below this size k = mu / phi the derivatives' polygamma terms come from their series
-# in k (:func:`_small_size_sums`)
-_SMALL_SIZE = 1e-6
-
-
-def _small_size_sums(y, k):
-    """``s1 = k D0``, ``s2 = k D0 + k^2 D1`` and ``s3 = k D0 + 3 k^2 D1 + k^3 D2``, with
-    ``D_m = psi_m(y + k) - psi_m(k)``, for sizes ``k`` below :data:`_SMALL_SIZE` (``mu ->
-    0`` at a fixed phi), from their series in ``k``.
-
-    Each ``D_m`` grows like ``k^-(m+1)`` there (``psi_2(k) ~ -2 / k^3`` overflows below
-    ``k = 1e-103``, ``k^3`` underflows, and their product was NaN), while the sums are
-    finite: with ``c0 = psi(y) + gamma`` and ``c1 = psi_1(y) - zeta(2)``, ``s1 = 1 + k c0 +
-    k^2 c1``, ``s2 = k c0 + 2 k^2 c1`` and ``s3 = k c0 + 4 k^2 c1`` for ``y >= 1`` (the next
-    terms are O(k^3)), all 0 for ``y = 0``. (``s2`` and ``s3`` so made keep their relative
-    accuracy, which the direct sums lose to the cancellation of 1 and -1.)"""
-    pos = y >= 1
-    yp = np.where(pos, y, 1.0)
-    c0 = special.digamma(yp) + np.euler_gamma
-    c1 = special.polygamma(1, yp) - np.pi**2 / 6.0
-    s1 = np.where(pos, 1.0 + k * (c0 + k * c1), 0.0)
-    s2 = np.where(pos, k * (c0 + 2.0 * k * c1), 0.0)
-    s3 = np.where(pos, k * (c0 + 4.0 * k * c1), 0.0)
-    return s1, s2, s3
 
 
 def _size_terms(y, k):
-    """``_polygamma_differences(y, k)`` where ``k`` is at least :data:`_SMALL_SIZE` (at
-    1 elsewhere: finite values the caller replaces), the rows below it and their
-    :func:`_small_size_sums` (None where there is none)."""
+    """``_polygamma_differences(y, k)`` where ``k`` is at least ``base._SMALL_SIZE`` (at 1
+    elsewhere: finite values the caller replaces), the rows below it and their
+    :func:`~.base.size_sums` (None where there is none): below it the differences
+    overflow (``psi_2(k) ~ -2 / k^3``) and the curvature's terms cancel."""
     y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
     small = k < _SMALL_SIZE
     p = _polygamma_differences(y, np.where(small, 1.0, k))
-    return p, small, (_small_size_sums(y[small], k[small]) if small.any() else None)
+    return p, small, (size_sums(y[small], k[small]) if small.any() else None)
 
 
 def _like(v, k):
