@@ -203,8 +203,10 @@ def _check_block_ridge(est, x, record, ridge, blocks=()):
 
 def _names_of(est, indices) -> set:
     """The reported names of the parameters ``indices`` (into the parameter vector)."""
+    if not len(indices):
+        return set()
     names = _optimiser_names(est)
-    return {names[k] for k in indices} if names and len(indices) else set()
+    return {names[k] for k in indices} if names else set()
 
 
 def limit_ridge_parameters(record, data) -> list:
