@@ -538,6 +538,12 @@ def ridge_end_covariance(record, x, bounds, data, obj) -> None:
     limit = limit_model_directions(data) if on_limit_ridge(record) else None
     if limit is not None:
         directions += list(limit.T)
+        # a parameter moving along the limit's ridge is free whatever its box bound (log
+        # theta stopped on its bound of -10 on the ridge, which goes on past it: held
+        # there, the identified intercept minus log theta was held too, and a slope's
+        # standard error came out 11 % small)
+        moving = set(_moving(limit).tolist())
+        bounds = [(None, None) if k in moving else b for k, b in enumerate(bounds)]
     if not directions:
         return
     done = _covariance_off(record, x, bounds, np.column_stack(directions))

@@ -331,3 +331,21 @@ def test_a_laplace_fit_drawn_to_a_flat_conditional_mode_names_it():
     assert agq.converged_
     assert not [w for w in caught if "failed to converge" in str(w.message)]
     assert agq.loglik_ < m.loglik_  # (the Laplace value there is inflated)
+
+
+def test_a_fit_on_the_ridge_does_not_depend_on_the_predictors_units():
+    # in other units the fit stopped with log theta on its box bound of -10 (the ridge
+    # goes on past it); held there as a bounded parameter, the slope's standard error
+    # came out 11 % small
+    m, _ = fitted("hurdle")
+    d = data("hurdle")
+    X = d[["x"]] * 1000.0 + 5e4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m2 = NegBinGLMM(hurdle=True).fit(X, d["y"], groups=d["g"])
+    assert len(_ridge_warnings(caught)) == 1
+    assert m2.loglik_ == pytest.approx(m.loglik_, abs=1e-5)
+    est, est2 = m.fixed_effects_, m2.fixed_effects_
+    assert 1000.0 * est2.loc["x", "estimate"] == pytest.approx(est.loc["x", "estimate"], rel=1e-3)
+    assert 1000.0 * est2.loc["x", "std_error"] == pytest.approx(est.loc["x", "std_error"], rel=1e-3)
+    assert np.isnan(est2.loc["(Intercept)", "std_error"])
