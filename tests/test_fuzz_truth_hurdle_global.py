@@ -107,8 +107,8 @@ FAILURE_KINDS = {
     "se_nan": "a NaN standard error without a warning",
     "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
     "flat_unwarned": "a level's curvature at its mode < 1e-3 of the prior's, without a warning",
-    "not_global": "a start of the truth's optimiser > 1e-3 above loglik_, the fit neither "
-    "unconverged nor calling its log-likelihood a lower bound",
+    "not_global": "a start of the truth's optimiser > 1e-3 above loglik_ (and the fit's "
+    "integral), the fit neither unconverged nor calling its loglik_ a lower bound",
 }
 CHECKS = ("sanity", "loglik_value", "not_global")
 SANITY = ("crash", "nonfinite", "absurd", "se_zero", "se_nan", "flat_unwarned")
@@ -801,6 +801,16 @@ KNOWN_OPEN: dict[int, str] = {
     "phi); 40-digit arithmetic gives the same two values (the optimum in x1 is finite: "
     "-79.2849 at x1 -100). glmmTMB 1.1.5 started at x1 -12 or -16 returns to the "
     "library's point (-79.108682); at -20 its likelihood is not finite",
+    180: "zero-truncated NB1, means near 0 (65 % of the counts 1), binary x0 and skewed "
+    "x1: the fit stops at loglik_ -151.601292 with intercept -95.61, x0 48.55, x1 2.51, "
+    "SD 0, phi 1.80 (every row at the count's limit as mu -> 0, the logarithmic series), "
+    "converged with a SingularFitWarning and a StandardErrorWarning (the coefficients' "
+    "SEs NaN, a flat direction); the truth reaches -142.918519 (+8.68 Laplace, +4.07 by "
+    "the integral) at intercept -3.17, x0 -0.23, x1 -0.06, SD 2.50, phi 1.22. The fit's "
+    "record has a stage 'from the bound' at -2 log L 278.13 (-139.07) that it did not "
+    "keep. glmmTMB 1.1.5 from the truth's point stops at -139.123056 (false "
+    "convergence; its Laplace value there 3.8 above the truth's, whose highest modes "
+    "are next to flat), from the library's at -151.601314; from its own start it fails",
 }
 
 
