@@ -718,6 +718,27 @@ KNOWN_OPEN: dict[int, str] = {
     "its default logit -2); stages laplace 139.921585, ridge bound 139.921048, bound of "
     "parameter 3 from the start 144.133346, bound of parameter 4 from the start "
     "139.921048 (-2 log L): no start in the other basin",
+    211: "not classified: zero-inflated NB2 with a dispersion model in z, 42 groups of one "
+    "or two rows, AGQ 6: the fit (zero inflation at 0, a ZeroInflationWarning and a "
+    "StandardErrorWarning) at -140.9239; the truth's AGQ optimum from a grid start is 2.47 "
+    "higher, at dispersion coefficients (34.4, 5.9) (the Poisson limit) and zero "
+    "inflation 0.22. The library's objective from u = 0 and its own stage from the fit "
+    "give the fit's value; whether the truth's point is an artefact of near-flat modes "
+    "(groups of one or two rows, all zeros) or a basin the library misses is not settled: "
+    "the library's objective and the integral at that point are the next checks",
+    218: "zero-inflated NB2, 33 rows in 4 groups, AGQ 10, a clean fit at -82.150155: the "
+    "library's AGQ value depends on which conditional mode the rule is centred at. At "
+    "the fit's point it is 164.3003 (-2 log L) from the fit's own modes and 164.0398 "
+    "from u = 0, and a stage of the library's own optimiser from the fit reaches 164.1678 "
+    "(the truth's AGQ optimum from the fit, -82.0839, is that point); scan_modes checks "
+    "the modes of Laplace fits, not of quadrature fits. Not fixed",
+    222: "not classified: zero-inflated NB2 with a dispersion model in z, 128 rows in 14 "
+    "groups, Laplace, a clean fit at -124.4832, which glmmTMB's default fit shares; the "
+    "truth's Laplace optimum from a grid start is 17.2 higher, at SD 2.44 and zero "
+    "inflation 0.69, where glmmTMB's Laplace is NA (a Hessian not positive definite). The "
+    "Laplace value of zero-inflated models is far too high where a level's counts are all "
+    "zero and its mode nearly flat (stage._probed_basin_holds); the integral at the "
+    "truth's point is the next check",
 }
 
 

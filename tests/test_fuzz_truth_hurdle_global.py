@@ -775,14 +775,6 @@ KNOWN_OPEN: dict[int, str] = {
     "-> 0) and rows of large z the Poisson's. glmmTMB 1.1.5 from its own start stops at "
     "-29.737525 (false convergence) at intercept -14.32, x0 -15.53, x1 -10.84, disp "
     "(-22.87, 30.20); from the library's point it stays at -29.775717",
-    38: "zero-truncated NB1, means near 0 (70 % of the counts 1), a binary x0 whose "
-    "coefficient runs to -13.4 (the NB1 count tends to the logarithmic series as mu -> "
-    "0, hardly reading the random effect): group g001's conditional log-density has two "
-    "modes 1.4e-6 apart in height (b = 1.683, curvature 4.1e-3 of the prior's; b = "
-    "1.534, 1.6e-3), and loglik_ -124.7972 is the Laplace value at the lower one, 0.467 "
-    "above the value at the highest (-125.2647). The fit says it did not converge "
-    "(ConvergenceWarning: scaled gradient 7.7e4, a saddle); test_fuzz_truth_hurdle's "
-    "seed 259 is of this kind",
     101: "hurdle NB2 with dispersion='1 + x0' on Poisson counts (theta infinite): the fit "
     "stops at loglik_ -87.549427 with disp (18.84, -0.80) (every row's theta past e^16, "
     "the Poisson limit) and a StandardErrorWarning that the dispersion's coefficients "
@@ -801,17 +793,20 @@ KNOWN_OPEN: dict[int, str] = {
     "phi); 40-digit arithmetic gives the same two values (the optimum in x1 is finite: "
     "-79.2849 at x1 -100). glmmTMB 1.1.5 started at x1 -12 or -16 returns to the "
     "library's point (-79.108682); at -20 its likelihood is not finite",
-    180: "zero-truncated NB1, means near 0 (65 % of the counts 1), binary x0 and skewed "
-    "x1: the fit stops at loglik_ -151.601292 with intercept -95.61, x0 48.55, x1 2.51, "
-    "SD 0, phi 1.80 (every row at the count's limit as mu -> 0, the logarithmic series), "
-    "converged with a SingularFitWarning and a StandardErrorWarning (the coefficients' "
-    "SEs NaN, a flat direction); the truth reaches -142.918519 (+8.68 Laplace, +4.07 by "
-    "the integral) at intercept -3.17, x0 -0.23, x1 -0.06, SD 2.50, phi 1.22. The fit's "
-    "record has a stage 'from the bound' at -2 log L 278.13 (-139.07) that it did not "
-    "keep. glmmTMB 1.1.5 from the truth's point stops at -139.123056 (false "
-    "convergence; its Laplace value there 3.8 above the truth's, whose highest modes "
-    "are next to flat), from the library's at -151.601314; from its own start it fails",
 }
+
+
+def test_a_fit_started_at_a_limit_at_infinity_is_fitted_again_from_the_plain_start():
+    # seed 180: the nested GLM's optimum, the fit's start, lies at a limit at infinity
+    # (intercept -96, x0 49: every row with x0 = 0 at the zero-truncated NB1's limit as
+    # mu -> 0); the fit stayed there at SD 0, -151.60, converged, while a point with SD
+    # 2.5 is 8.7 higher by the Laplace value and 4.1 by the integral. From the plain start
+    # the fit reaches it (and says the Laplace approximation does not converge there)
+    out = check_case(180)
+    assert not out.failures, out.failures
+    m, _ = _fit(make_global_case(180))
+    assert "from the plain start" in [s[0] for s in m.fit_record_.stages]
+    assert m.loglik_ > -151.60 + 8.0
 
 
 @pytest.mark.slow

@@ -20,7 +20,10 @@ Order of calls in :func:`check_optimum` (after
    far from the fit's, is fitted again from there;
 1d. ``leave_limit_ridge`` — a fit on its family's ridge to a limit distribution
    (:mod:`.limit_ridge`: the zero-truncated NB2's logarithmic series) is fitted again
-   from a point off it, and the better point kept;
+   from a point off it, and the better point kept; 1e. ``from_plain_start`` — a fit of a
+   family that is not log-concave whose fixed effects' linear predictor spans more than
+   40 (a limit at infinity: the nested GLM's optimum can lie there) is fitted again from
+   the plain start, and the better point kept;
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
@@ -62,7 +65,7 @@ Order of calls in :func:`check_optimum` (after
    are taken out of the Hessian as the set's flat ones are (a stage ``"negative
    curvature along the set"``); fits without such a set evaluate nothing here.
 
-Steps 1-1c live in :mod:`.nested_models`, 1d and 3c in :mod:`.limit_ridge`, 2, 2b, 2c
+Steps 1-1c and 1e live in :mod:`.nested_models`, 1d and 3c in :mod:`.limit_ridge`, 2, 2b, 2c
 and 3b in :mod:`.polish`, and the reading of the Hessian (5: the scaled gradient, the
 curvature, the covariance) in :mod:`.curvature`; this module keeps the order and the
 checks of steps 0, 3, 4 and 5b.
@@ -101,7 +104,13 @@ from .equal_likelihood import (
 from .hessian import _hessian_steps, hessian
 from .lbfgsb import _quiet_trial_points
 from .limit_ridge import leave_limit_ridge, limit_gain
-from .nested_models import bound_from_start, glm_bound, limit_bounds, nested_blocks
+from .nested_models import (
+    bound_from_start,
+    from_plain_start,
+    glm_bound,
+    limit_bounds,
+    nested_blocks,
+)
 from .polish import (
     RISE_TOL,
     leave_zero_saddles,
@@ -397,6 +406,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         x, fun = bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = leave_limit_ridge(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
+        x, fun = from_plain_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         before_polish = x
         x, H, grads = newton_polish(obj, x, bounds)
         fun = obj.evaluate(x)
