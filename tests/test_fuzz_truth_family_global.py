@@ -726,12 +726,14 @@ KNOWN_OPEN: dict[int, str] = {
     "give the fit's value; whether the truth's point is an artefact of near-flat modes "
     "(groups of one or two rows, all zeros) or a basin the library misses is not settled: "
     "the library's objective and the integral at that point are the next checks",
-    218: "zero-inflated NB2, 33 rows in 4 groups, AGQ 10, a clean fit at -82.150155: the "
-    "library's AGQ value depends on which conditional mode the rule is centred at. At "
-    "the fit's point it is 164.3003 (-2 log L) from the fit's own modes and 164.0398 "
-    "from u = 0, and a stage of the library's own optimiser from the fit reaches 164.1678 "
-    "(the truth's AGQ optimum from the fit, -82.0839, is that point); scan_modes checks "
-    "the modes of Laplace fits, not of quadrature fits. Not fixed",
+    218: "zero-inflated NB2, 33 rows in 4 groups, AGQ 10, a clean fit at -82.150155: one "
+    "level has two conditional modes, a higher narrow one (u = -1.025, the fit's) and a "
+    "lower wide one (u = -0.136), and the 10-node rule centred at each gives 164.3003 and "
+    "164.0398 (-2 log L) at the fit's point (the Laplace values 165.02 and 163.03): the "
+    "rule does not reach the other mode, and the library's own optimiser from the fit "
+    "reaches 164.1678 (the truth's AGQ optimum next to the fit, -82.0839). The end-of-fit "
+    "scan keeps the higher mode and reports competing modes for Laplace fits only; not "
+    "fixed",
     222: "not classified: zero-inflated NB2 with a dispersion model in z, 128 rows in 14 "
     "groups, Laplace, a clean fit at -124.4832, which glmmTMB's default fit shares; the "
     "truth's Laplace optimum from a grid start is 17.2 higher, at SD 2.44 and zero "
