@@ -88,9 +88,9 @@ def limit_model_directions(data) -> np.ndarray | None:
     used, blocks = _ridge_parts(data)
     X = np.asarray(data.X)[used]
     M = np.hstack([X] + [-np.asarray(D) for _, _, D in blocks])
-    _, sv, Vt = np.linalg.svd(M, full_matrices=True)
-    rank = int(np.sum(sv > 1e-10 * max(float(sv[0]), 1e-300)))
-    null = Vt[rank:].T
+    # (from the columns' cross-products: no array of the rows' size squared)
+    evals, evecs = np.linalg.eigh(M.T @ M)
+    null = evecs[:, evals <= 1e-10 * max(float(evals[-1]), 1e-300)]
     out = np.zeros((data.n_beta + data.n_theta + data.n_extra, null.shape[1]))
     out[: data.n_beta] = null[: data.n_beta]
     at = data.n_beta
