@@ -29,6 +29,10 @@ def _constant_coefficients(D) -> np.ndarray | None:
     columns that sum to one), or None where the design has no such direction."""
     if D.shape[0] == 0 or D.shape[1] == 0:
         return None
+    if D[0, 0] != 0.0 and np.all(D[:, 0] == D[0, 0]):  # an intercept column (no solve)
+        c = np.zeros(D.shape[1])
+        c[0] = 1.0 / D[0, 0]
+        return c
     ones = np.ones(D.shape[0])
     c = np.linalg.lstsq(D, ones, rcond=None)[0]
     return c if np.allclose(D @ c, ones, rtol=0.0, atol=1e-8) else None
