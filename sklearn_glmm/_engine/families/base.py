@@ -619,12 +619,12 @@ def size_sums(y, k):
     ``e^eta`` (NB1's size, the beta-binomial's shapes).
 
     Below :data:`_SMALL_SIZE` from their series in ``k``: each ``D_m`` grows like
-    ``k^-(m+1)`` there (``psi_2(k) ~ -2 / k^3`` overflows below ``k = 1e-103``, ``k^3``
-    underflows, and their product was NaN), while the sums are finite. With ``c0 = psi(y)
-    + gamma`` and ``c1 = psi_1(y) - zeta(2)``, ``s1 = 1 + k c0 + k^2 c1``, ``s2 = k c0 + 2
-    k^2 c1`` and ``s3 = k c0 + 4 k^2 c1`` for ``y >= 1`` (the next terms are O(k^3)), all 0
-    for ``y = 0``; ``s2`` and ``s3`` so made keep the relative accuracy the direct sums
-    lose to the cancellation of 1 and -1."""
+    ``k^-(m+1)`` there (``psi_2(k) ~ -2 / k^3`` overflows below ``k = 1e-103`` while
+    ``k^3`` underflows, and the direct product is NaN), while the sums are finite. With
+    ``c0 = psi(y) + gamma`` and ``c1 = psi_1(y) - zeta(2)``, ``s1 = 1 + k c0 + k^2 c1``,
+    ``s2 = k c0 + 2 k^2 c1`` and ``s3 = k c0 + 4 k^2 c1`` for ``y >= 1`` (the next terms
+    are O(k^3)), all 0 for ``y = 0``; ``s2`` and ``s3`` so made keep the relative
+    accuracy the direct sums lose to the cancellation of 1 and -1."""
     y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
     small = k < _SMALL_SIZE
     ks = np.where(small, 1.0, k)
