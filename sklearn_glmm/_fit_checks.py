@@ -225,7 +225,7 @@ def _check_limit_ridge(est, record, moving) -> None:
     if not moving:
         return
     ridge = est.fit_result_.family.limit_ridge
-    names = sorted(_names_of(est, moving), key=_optimiser_names(est).index)
+    names = [_optimiser_names(est)[k] for k in moving]  # (ascending: the vector's order)
     gain = 0.5 * record.limit_gain  # of the log-likelihood
     where = (
         f"the log-likelihood rises by {gain:.3g} further along it, so loglik_ (AIC, "

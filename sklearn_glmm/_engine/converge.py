@@ -102,7 +102,7 @@ from .equal_likelihood import (
     points_on_the_set,
 )
 from .hessian import _hessian_steps, hessian
-from .lbfgsb import _quiet_trial_points
+from .lbfgsb import _quiet_trial_points, bound_arrays
 from .limit_ridge import leave_limit_ridge, limit_gain
 from .nested_models import (
     bound_from_start,
@@ -284,8 +284,7 @@ def along_set_not_lower(obj, x, fun, H, bounds, unidentified) -> tuple:
     if got is None:
         return False, None
     W, d, _ = got
-    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    lo, hi = bound_arrays(bounds)
     obj.value_and_grad(x)  # (remembered) the state the steps are read from
     at_x = obj.snapshot()
     lowest = np.inf

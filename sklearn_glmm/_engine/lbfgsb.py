@@ -31,6 +31,13 @@ _MAXLS = 20  # SciPy's default line-search limit
 _MAXFUN = 15000  # SciPy's default evaluation limit
 
 
+def bound_arrays(bounds):
+    """``(lo, hi)``: the lower and upper bounds as float arrays, +-inf where None."""
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds], dtype=float)
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
+    return lo, hi
+
+
 def minimize_lbfgsb(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback=None):
     """``minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
     options={maxiter, ftol, gtol, maxcor})``, the same result.
@@ -112,8 +119,7 @@ def _bound_codes(x0, bounds):
     if bounds is not None:
         if len(bounds) != n:
             raise ValueError("length of x0 != length of bounds")
-        lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds], dtype=float)
-        hi = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
+        lo, hi = bound_arrays(bounds)
         if np.any(lo > hi):
             raise ValueError("LBFGSB - one of the lower bounds is greater than an upper bound.")
         x = np.clip(x, lo, hi)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .lbfgsb import bound_arrays
 from .ridge import FLAT_TOL
 from .stage import _laplace_stage
 
@@ -146,12 +147,6 @@ def _ridge_level(data, x) -> float:
     return float(np.mean(np.asarray(D) @ x[k : k + width]))
 
 
-def _into_bounds(x, bounds) -> np.ndarray:
-    lo = [-np.inf if b[0] is None else b[0] for b in bounds]
-    hi = [np.inf if b[1] is None else b[1] for b in bounds]
-    return np.clip(x, lo, hi)
-
-
 def leave_limit_ridge(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     """The better of ``x`` and a fit restarted off the family's ridge to its limit, for
     a fit on it (:func:`limit_gain` no worse further along): from the ridge's point with
@@ -163,7 +158,7 @@ def leave_limit_ridge(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     if gain is None or gain < -FLAT_TOL:
         return x, fun
     direction = ridge_direction(obj.data)
-    start = _into_bounds(x + (RESTART_AT - _ridge_level(obj.data, x)) * direction, bounds)
+    start = np.clip(x + (RESTART_AT - _ridge_level(obj.data, x)) * direction, *bound_arrays(bounds))
     r = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
     record.stages.append(("off the limit ridge", float(r.fun), int(r.nit), str(r.message)))
     if r.fun < fun:

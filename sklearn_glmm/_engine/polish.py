@@ -17,6 +17,7 @@ from .equal_likelihood import (
     unidentified_directions,
 )
 from .hessian import hessian
+from .lbfgsb import bound_arrays
 from .stage import _laplace_stage, _probe_partners, _probed_basin_holds, projected_gradient
 
 _POLISH_STEPS = 8
@@ -51,8 +52,7 @@ def _newton_step(obj, x, val, g, H, bounds):
         direction = np.linalg.solve(H[np.ix_(free, free)], -gf)
     except np.linalg.LinAlgError:
         return None
-    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    lo, hi = bound_arrays(bounds)
     at_x = obj.snapshot()
     t = 1.0
     for _ in range(30):
@@ -129,8 +129,7 @@ def zero_saddle_points(obj, x, fun, H, bounds, diag_idx) -> list:
     if not zeros:
         return []
     free = ~at_bound(x, bounds)
-    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    lo, hi = bound_arrays(bounds)
     found, at_x = [], None
     for k in zeros:
         S = [k] + [j for j in _probe_partners(obj.data, k)[0] if free[j]]
