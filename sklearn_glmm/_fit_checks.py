@@ -820,15 +820,28 @@ def _check_convergence(est, record):
             if est.fit_result_.family.zero_inflated
             else ""
         )
-        msgs.append(
-            f"the conditional distribution of the random effect has two comparable modes "
-            f"(or a nearly flat top) in {len(rivals)} level(s) of {factor.name!r} "
-            f"({levels}{why}), where the Laplace approximation, taken at one mode, jumps "
-            "between them and its optimum cannot be certified (adaptive quadrature "
-            "integrates over both modes only where its nodes, centred at one, reach the "
-            "other: try a large n_agq, 25 to 50, and keep it where the fit converges and "
-            "loglik_ no longer moves with n_agq)"
-        )
+        misses = getattr(record, "quadrature_misses", None)
+        if misses is None:
+            msgs.append(
+                f"the conditional distribution of the random effect has two comparable "
+                f"modes (or a nearly flat top) in {len(rivals)} level(s) of {factor.name!r} "
+                f"({levels}{why}), where the Laplace approximation, taken at one mode, "
+                "jumps between them and its optimum cannot be certified (adaptive "
+                "quadrature integrates over both modes only where its nodes, centred at "
+                "one, reach the other: try a large n_agq, 25 to 50, and keep it where the "
+                "fit converges and loglik_ no longer moves with n_agq)"
+            )
+        else:
+            worst = float(np.max(np.abs(misses)))
+            msgs.append(
+                f"the conditional distribution of the random effect has two comparable "
+                f"modes in {len(rivals)} level(s) of {factor.name!r} ({levels}{why}), "
+                f"where the quadrature's {est.n_agq} nodes, centred at one mode, miss the "
+                f"other's mass: its log-likelihood there is off by up to {worst:.3g} "
+                "(against the integral on a fine grid), so loglik_ and the optimum are "
+                "not the maximum likelihood's; increase n_agq (25 to 50) until the fit "
+                "converges and loglik_ no longer moves with n_agq"
+            )
     rising = getattr(record, "rising_off_zero", ())
     if rising:
         names = _parameter_names(est, rising)

@@ -37,7 +37,8 @@ Order of calls in :func:`check_optimum` (after
    saddle that rises along each parameter alone);
 3. ``scan_modes`` — for a family that is not log-concave, each level's density is
    scanned on a fine grid at the optimum: a higher mode found there resumes the
-   fit once; levels with two comparable modes are recorded (not converged);
+   fit once; levels with two comparable modes are recorded (not converged) — with
+   quadrature, those whose rule, centred at one mode, misses the other's mass;
 3b. ``to_central_covariances`` — a covariance the levels do not identify (a random
    slope of a two-valued level predictor) has a set of equal likelihood: the fit is
    moved to its point of largest ``det S``
@@ -159,13 +160,15 @@ def scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record):
     scanned on a fine grid. When that finds a higher mode, the fit resumes from
     ``x`` with the wider search on and is polished again (once). Levels with two
     comparable modes are recorded on ``record.competing_modes``: the Laplace
-    objective jumps between them, and its optimum cannot be certified.
+    objective jumps between them, and its optimum cannot be certified; with
+    quadrature, those whose rule misses the other mode's mass
+    (``record.quadrature_misses``: the quadrature's log integral less the integral).
 
     Returns ``(x, value, H, grads)``; ``H`` and ``grads`` are ``None`` when ``x``
     did not change.
     """
     fun = obj.evaluate(x)
-    val, record.competing_modes = obj.scan_modes(x)
+    val, record.competing_modes, record.quadrature_misses = obj.scan_modes(x)
     if not val < fun - 1e-8 * (1.0 + abs(fun)):
         record.flattest_mode = _flattest_mode(obj)
         return x, val, None, None
@@ -173,7 +176,7 @@ def scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record):
     r = _laplace_stage(obj, x, bounds, max_iter, tol, diag_idx)
     record.stages.append(("modes from the scan", float(r.fun), int(r.nit), str(r.message)))
     x, H, grads = newton_polish(obj, r.x if r.fun < val else x, bounds)
-    val, record.competing_modes = obj.scan_modes(x)
+    val, record.competing_modes, record.quadrature_misses = obj.scan_modes(x)
     record.flattest_mode = _flattest_mode(obj)
     return x, val, H, grads
 

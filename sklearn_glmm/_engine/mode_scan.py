@@ -12,7 +12,7 @@ import numpy as np
 
 from .groups import GroupIndex
 from .linalg import InnerSolveFailure
-from .quadrature import agq_deviance
+from .quadrature import agq_deviance, level_log_integrals
 from .rows import const_rows, rows_or_none
 
 # starting values of a second mode search for families that are not log-concave:
@@ -23,6 +23,14 @@ _MODE_GRID = np.linspace(-8.0, 8.0, 9)
 _SCAN_GRID = np.linspace(-8.0, 8.0, 65)
 _SCAN_CELLS = 2_000_000
 _FLAT_MODE = 1e-3
+# a quadrature fit's level with two modes: its integral on a uniform grid of this many
+# points over the scan's range (spacing 0.005 prior SDs; the trapezoidal rule on a
+# smooth integrand is accurate to about exp(-2 pi^2 (sd / spacing)^2), e^-20 at a spacing
+# of the mode's own SD, which bounds the levels checked) ...
+_INTEGRAL_POINTS = 3201
+# ... and the difference from the quadrature's value of that level (log-likelihood
+# units) above which the rule, centred at one mode, misses mass at the other
+QUADRATURE_MISS_TOL = 0.01
 
 # outcome values and linear-predictor grid of Objective._convexity_bounds: the largest
 # convex curvature of each outcome value's log-density
@@ -102,14 +110,20 @@ class ModeScan:
         makes the Laplace approximation, taken at one mode, unreliable there; so does
         a mode whose curvature is below 1e-3 of the prior's (a nearly flat top).
 
-        Returns ``(value, levels)``: the objective (``-2 log L``) at the highest modes
-        and the indices of the levels with competing modes (none when the random
-        effect is not scalar, or with quadrature).
+        With adaptive quadrature, whose nodes centred at one mode may or may not reach
+        the other, a level with two comparable modes counts only where its quadrature
+        value differs from its integral on a fine grid (:meth:`quadrature_misses`) by
+        more than :data:`QUADRATURE_MISS_TOL`; a flat top does not count.
+
+        Returns ``(value, levels, misses)``: the objective (``-2 log L``) at the highest
+        modes, the indices of the levels with competing modes (none when the random
+        effect is not scalar) and, with quadrature, each such level's quadrature value
+        less its integral (log-likelihood units; None with the Laplace approximation).
         """
         val = self.evaluate(params)
         none = np.zeros(0, dtype=np.intp)
         if not self._scalar or self.state is None or not np.isfinite(val):
-            return val, none
+            return val, none, None
         beta, theta, extra = self._unpack(np.asarray(params, dtype=float))
         # levels whose log-density is concave have one mode, the one found: not scanned
         levels = np.flatnonzero(~self._concave_levels(extra))
@@ -125,14 +139,36 @@ class ModeScan:
                 val = val if np.isfinite(val) else np.inf
                 self._last_key, self._last_grad, self._predictor = None, None, None
                 top = self._unit_objective()
+        competing = levels[_competing(h, top[levels], gap)]
         if self.n_agq > 1:  # quadrature integrates over both modes where it has the nodes
-            return val, none
+            misses = self.quadrature_misses(competing, extra)
+            missed = np.abs(misses) > QUADRATURE_MISS_TOL  # (NaN: not checked)
+            return val, competing[missed], misses[missed]
         # a curvature at the mode below 1e-3 of the prior's: a nearly flat top, where the
         # Laplace value moves with the mode's last digits (-log(H) / 2)
         curv = self.mode_curvatures()
         flat = np.flatnonzero(curv < _FLAT_MODE)
-        competing = levels[_competing(h, top[levels], gap)]
-        return val, np.union1d(competing, flat).astype(np.intp)
+        return val, np.union1d(competing, flat).astype(np.intp), None
+
+    def quadrature_misses(self, levels, extra) -> np.ndarray:
+        """Each of ``levels``' (indices) log integral by the objective's quadrature, at
+        the last point evaluated, less its integral on a uniform grid of
+        :data:`_INTEGRAL_POINTS` points over the scan's range (the trapezoidal rule);
+        NaN for a level whose mode is narrower than twice the grid's spacing (the grid
+        cannot certify it)."""
+        levels = np.asarray(levels, dtype=np.intp)
+        if not len(levels):
+            return np.zeros(0)
+        grid = np.linspace(_SCAN_GRID[0], _SCAN_GRID[-1], _INTEGRAL_POINTS)
+        h = self._grid_objective(grid, extra, levels)
+        top = h.max(axis=0)
+        step = grid[1] - grid[0]
+        # h's ends carry e^-32 of the prior: the sum is the trapezoidal rule
+        integral = np.log(np.exp(h - top).sum(axis=0) * step) + top - 0.5 * np.log(2.0 * np.pi)
+        quad, sd = level_log_integrals(self)
+        miss = quad[levels] - integral
+        miss[sd[levels] < 2.0 * step] = np.nan
+        return miss
 
     def mode_curvatures(self):
         """Each level's curvature at its mode relative to the prior's (1 for a level

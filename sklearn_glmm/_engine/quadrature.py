@@ -190,6 +190,13 @@ def agq_deviance(obj: Objective, theta: np.ndarray) -> float:
     return float(-2.0 * log_l.sum())
 
 
+def level_log_integrals(obj: Objective) -> tuple[np.ndarray, np.ndarray]:
+    """Each level's log integral by the quadrature at the objective's current state (one
+    scalar random effect), and the scale of its nodes (``1 / sqrt(H_j)``, prior SDs)."""
+    q = _quadrature(obj)
+    return q.log_sd + q.log_sum, np.exp(q.log_sd)
+
+
 def _gradient_blocks(obj: Objective, q: _Quadrature):
     """Each node block with its rows' d1: kept by the evaluation (used once), or anew."""
     kept, blocks, q.d1, q.blocks = q.d1, q.blocks, None, None
