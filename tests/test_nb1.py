@@ -244,3 +244,24 @@ def test_zero_inflated_nb1_gradient_in_log_phi_has_no_difference_noise():
         column.append((up - down) / (2 * h))
     obj.restore(at_x)
     assert column[0] == pytest.approx(column[1], rel=1e-5)
+
+
+def test_polygamma_differences_at_huge_sizes_do_not_overflow():
+    # psi_m(y + k) - psi_m(k) for k up to 1e300 (NB1's k = mu / phi as phi -> 0): the
+    # series in 1 / k once formed k^4 and overflowed from k = 1e77 on; against 700-digit
+    # arithmetic (y + k must be exact in it)
+    mp = pytest.importorskip("mpmath")
+    from sklearn_glmm._engine.families.base import _polygamma_differences
+
+    mp.mp.dps = 700
+    y = np.array([0.0, 1.0, 3.0, 1e4, 1e7])
+    for k in (1.2e5, 1e10, 1e40, 1e80, 1e150, 1e300):
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            got = _polygamma_differences(y, np.full_like(y, k))
+        for m, d in enumerate(got):
+            for yi, v in zip(y, d):
+                want = mp.psi(m, mp.mpf(yi) + mp.mpf(k)) - mp.psi(m, mp.mpf(k))
+                if abs(want) < mp.mpf("1e-300"):  # below the smallest normal double
+                    assert abs(v) < 1e-290
+                else:
+                    assert float(abs((mp.mpf(float(v)) - want) / want)) < 1e-13, (m, yi, k)

@@ -660,15 +660,17 @@ def _polygamma_differences(y, k):
     d2 = special.polygamma(2, y + kd) - special.polygamma(2, kd)
     if big.any():
         kb, yb = k[big], y[big]
-        s = kb + yb
-        # 1/s^n - 1/k^n = -(s^n - k^n) / (s k)^n, with s^n - k^n expanded in y
-        r1 = -yb / (s * kb)
-        r2 = -yb * (2.0 * kb + yb) / (s * kb) ** 2
-        r3 = -yb * (3.0 * kb * kb + 3.0 * kb * yb + yb * yb) / (s * kb) ** 3
-        c4 = 4.0 * kb**3 + 6.0 * kb * kb * yb + 4.0 * kb * yb * yb + yb**3
-        r4 = -yb * c4 / (s * kb) ** 4
+        # 1/s^n - 1/k^n = -(s^n - k^n) / (s k)^n with s = y + k, s^n - k^n expanded in y;
+        # written in t = y / k and 1 / s, so that no power of k is formed (k^4 overflows
+        # from 1e77 on; the terms of 1 / s^n then underflow to 0, as they should)
+        with np.errstate(under="ignore"):
+            t, a = yb / kb, 1.0 / (kb + yb)
+            r1 = -t * a
+            r2 = -t * (2.0 + t) * a * a
+            r3 = -t * (3.0 + t * (3.0 + t)) * a**3
+            r4 = -t * (4.0 + t * (6.0 + t * (4.0 + t))) * a**4
         # psi(x) ~ log x - 1/(2x) - 1/(12x^2) + 1/(120x^4)
-        d0[big] = np.log1p(yb / kb) - r1 / 2.0 - r2 / 12.0 + r4 / 120.0
+        d0[big] = np.log1p(t) - r1 / 2.0 - r2 / 12.0 + r4 / 120.0
         # psi1(x) ~ 1/x + 1/(2x^2) + 1/(6x^3)
         d1[big] = r1 + r2 / 2.0 + r3 / 6.0
         # psi2(x) ~ -1/x^2 - 1/x^3 - 1/(2x^4)
