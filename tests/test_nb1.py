@@ -6,6 +6,7 @@ on ``nb1.csv`` (``make_nb1_data.py``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from pathlib import Path
@@ -265,3 +266,36 @@ def test_polygamma_differences_at_huge_sizes_do_not_overflow():
                     assert abs(v) < 1e-290
                 else:
                     assert float(abs((mp.mpf(float(v)) - want) / want)) < 1e-13, (m, yi, k)
+
+
+def test_log_gamma_ratio_at_huge_sizes_does_not_overflow():
+    # log Gamma(y + t) - log Gamma(t) for t up to 1e300 (NB1's k = mu / phi at large mu
+    # or tiny phi): Stirling's differenced terms once formed t^5 and gave NaN from about
+    # t = 1e61 on; against 700-digit arithmetic
+    mp = pytest.importorskip("mpmath")
+    from sklearn_glmm._engine.families.base import _lgamma_ratio_rows
+
+    mp.mp.dps = 700
+    y = np.array([0.0, 1.0, 3.0, 1e4, 1e7])
+    for t in (1.2e5, 1e10, 1e40, 1e65, 1e80, 1e150, 1e300):
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            got = _lgamma_ratio_rows(y, np.full_like(y, t))
+        for yi, v in zip(y, got):
+            want = mp.loggamma(mp.mpf(yi) + mp.mpf(t)) - mp.loggamma(mp.mpf(t))
+            assert float(abs(mp.mpf(float(v)) - want) / max(abs(want), 1)) < 1e-14, (yi, t)
+
+
+def test_nb1_log_density_and_derivatives_are_finite_at_extreme_means():
+    # eta up to the library's cap of 700, k = mu / phi up to 1e300 (beyond, k itself is
+    # not a double)
+    fam = make_family("negbin1")
+    y = np.array([0.0, 1.0, 5.0, 1e6])
+    for eta0, log_phi in itertools.product((50.0, 300.0, 700.0), (-10.0, 0.0, 3.0)):
+        if eta0 - log_phi < 700.0:
+            with np.errstate(over="raise", invalid="raise", divide="raise"):
+                d = fam.derivs(y, np.full(4, eta0), None, None, (log_phi,), fam.constant(y, None))
+            for name in ("loglik", "d1", "w"):
+                assert np.all(np.isfinite(getattr(d, name))), (eta0, log_phi, name)
+            with np.errstate(over="raise", invalid="raise", divide="raise"):
+                ex = fam.extra_derivs(y, np.full(4, eta0), None, None, (log_phi,))
+            assert all(np.all(np.isfinite(v)) for v in ex), (eta0, log_phi)

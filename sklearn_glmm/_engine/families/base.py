@@ -567,11 +567,14 @@ def _lgamma_ratio_rows(y, theta):
         s = tb + y
         # (t + y - 1/2) log(t + y) - (t - 1/2) log t - y, without the large cancellation
         lead = (tb - 0.5) * np.log1p(y / tb) + y * np.log(s) - y
-        # 1/(12x) - 1/(360x^3) + 1/(1260x^5), differenced: 1/s^n - 1/t^n = -(s^n - t^n)/(st)^n
-        st = s * tb
-        d1 = -y / st
-        d3 = -y * (3.0 * tb * tb + 3.0 * tb * y + y * y) / st**3
-        d5 = -y * (5 * tb**4 + 10 * tb**3 * y + 10 * tb**2 * y**2 + 5 * tb * y**3 + y**4) / st**5
+        # 1/(12x) - 1/(360x^3) + 1/(1260x^5), differenced: 1/s^n - 1/t^n = -(s^n - t^n)/(st)^n,
+        # written in u = y / t and 1 / s so that no power of t is formed (t^5 overflows
+        # from 1e61 on; the terms then underflow to 0, as they should)
+        with np.errstate(under="ignore"):
+            u, a = y / tb, 1.0 / s
+            d1 = -u * a
+            d3 = -u * (3.0 + u * (3.0 + u)) * a**3
+            d5 = -u * (5.0 + u * (10.0 + u * (10.0 + u * (5.0 + u)))) * a**5
         big = lead + d1 / 12.0 - d3 / 360.0 + d5 / 1260.0
         out = np.where(small, out, big)
     return np.where(y > 0, out, 0.0)

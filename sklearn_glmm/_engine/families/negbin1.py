@@ -89,9 +89,12 @@ class NegativeBinomial1(Family):
         # A(k) = psi(y + k) - psi(k) - log(1 + phi) and its k-derivatives
         (p0, p1, p2), small, sums = _size_terms(y, k)
         a0, a1, a2 = p0 - log1p_phi, p1, p2
+        # k^m a_m as nested products: a_m falls as k^-m, and k^m overflows from k = 1e103
+        # on (means no fit reaches, but line searches may try)
         d1 = k * a0
-        d2 = k * a0 + k * k * a1
-        d3 = k * a0 + 3.0 * k * k * a1 + k**3 * a2
+        k2a1 = k * (k * a1)
+        d2 = d1 + k2a1
+        d3 = d1 + 3.0 * k2a1 + k * (k * (k * a2))
         if sums is not None:  # tiny sizes: k a0 = s1 - k log(1 + phi), ...
             kl = k[small] * _like(log1p_phi, k)[small]
             d1[small], d2[small], d3[small] = (v - kl for v in sums)
@@ -123,10 +126,10 @@ class NegativeBinomial1(Family):
         share = phi / (1.0 + phi)  # d log(1 + phi) / d nu
         (p0, p1, p2), small, sums = _size_terms(y, k)
         a0 = p0 - np.log1p(phi)
-        ka0, k2a1, kshare = k * a0, k * k * p1, k * share
+        ka0, k2a1, kshare = k * a0, k * (k * p1), k * share  # (nested: see derivs)
         dl = -ka0 - kshare + y / (1.0 + phi)
         dd1 = -ka0 - k2a1 - kshare
-        dw = ka0 + 3.0 * k2a1 + k**3 * p2 + kshare
+        dw = ka0 + 3.0 * k2a1 + k * (k * (k * p2)) + kshare
         if sums is not None:  # tiny sizes (see derivs)
             kl = k[small] * _like(np.log1p(phi), k)[small]
             s1, s2, s3 = (v - kl for v in sums)
