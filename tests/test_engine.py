@@ -120,6 +120,27 @@ def test_pmf_sums_to_one_and_deviance_zero_at_y(name):
     np.testing.assert_allclose(base.unit_deviance(y, y, np.ones(3), base.default_extra()), 0.0)
 
 
+@pytest.mark.parametrize("name, extra", [("poisson", (-1.0,)), ("negbin", (1.0, -1.0))])
+def test_zero_inflated_derivatives_are_finite_at_huge_means(name, extra):
+    # a zero at eta 700 (the cap): r = P(count part | 0) is 0 and a1 = d log f(0) / d eta
+    # is -1e304 for the Poisson, so r a1^2 taken as r (a1^2) was NaN; it is 0. Below,
+    # against the same terms at eta 30, where nothing overflows
+    fam = make_family(name, zero_inflation=True)
+    y = np.array([0.0, 0.0, 1.0, 5.0])
+    const = fam.constant(y, None)
+    for eta0 in (30.0, 700.0, 750.0):
+        eta = np.full(4, eta0)
+        with np.errstate(over="ignore"):
+            d = fam.derivs(y, eta, None, None, extra, const)
+            ex = fam.extra_derivs(y, eta, None, None, extra, const)
+        for v in (d.loglik, d.d1, d.w, d.w3, *ex):
+            assert np.all(np.isfinite(v)), (eta0, v)
+        # the zeros come from the inflation alone (the NB's f(0) at eta 30 is e^-78): log
+        # pi, and no curvature
+        np.testing.assert_allclose(d.loglik[:2], -np.logaddexp(0.0, -extra[-1]), rtol=1e-12)
+        assert np.all(np.abs(d.w[:2]) < 1e-30) and np.all(np.abs(d.w3[:2]) < 1e-30)
+
+
 def _fit(est, df, cols=("time", "treatment"), **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

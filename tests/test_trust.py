@@ -572,9 +572,7 @@ def test_a_quadrature_rule_that_misses_a_second_mode_is_reported():
     case["params"]["n_agq"] = 25
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        agq = case["estimator"](**case["params"]).fit(
-            case["X"], case["y"], groups=case["groups"]
-        )
+        agq = case["estimator"](**case["params"]).fit(case["X"], case["y"], groups=case["groups"])
     assert agq.converged_ and not len(agq.fit_record_.competing_modes)
     integral = truth.marginal_loglik(fitted_params(agq, case), data)
     assert agq.loglik_ == pytest.approx(integral, abs=1e-3)

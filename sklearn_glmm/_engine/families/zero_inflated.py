@@ -95,10 +95,13 @@ class ZeroInflated(Family):
         lz = np.logaddexp(log_pi, log1m_pi + a)
         # r: posterior probability that a zero came from the count part
         r = np.exp(log1m_pi + a - lz)
-        r1 = r * (1.0 - r) * a1
+        # products with r taken before the squares of a1: at a huge mean r is 0 and a1^2
+        # infinite (Poisson: a1 = -mu), where r a1^2 is 0
         d1z = r * a1
-        d2z = r * a2 + r * (1.0 - r) * a1**2
-        d3z = r1 * a2 + r * a3 + r1 * (1.0 - 2.0 * r) * a1**2 + 2.0 * r * (1.0 - r) * a1 * a2
+        r1 = d1z * (1.0 - r)
+        r1a1 = r1 * a1
+        d2z = r * a2 + r1a1
+        d3z = r1 * a2 + r * a3 + r1a1 * (1.0 - 2.0 * r) * a1 + 2.0 * d1z * (1.0 - r) * a2
         loglik = np.where(zero, lz, log1m_pi + d.loglik)
         d1 = np.where(zero, d1z, d.d1)
         w = np.where(zero, -d2z, d.w)
@@ -146,7 +149,7 @@ class ZeroInflated(Family):
         rr = r * (1.0 - r)
         dl = np.where(zero, 1.0 - r - pi, -pi)
         dd1 = np.where(zero, -rr * a1, 0.0)
-        dw = np.where(zero, rr * (a2 + (1.0 - 2.0 * r) * a1 * a1), 0.0)
+        dw = np.where(zero, rr * a2 + rr * a1 * (1.0 - 2.0 * r) * a1, 0.0)  # (as in derivs)
         out_l, out_d1, out_w = [dl], [dd1], [dw]
         if len(base_extra):
             own = self._base_extra_derivs(y, eta, trials, extra, const, zero, r, a1, a2)
@@ -176,7 +179,9 @@ class ZeroInflated(Family):
         dr = r * (1.0 - r) * da
         zl = r * da
         zd1 = dr * a1 + r * da1
-        zw = -(dr * a2 + r * da2 + dr * (1.0 - 2.0 * r) * a1 * a1 + 2.0 * r * (1.0 - r) * a1 * da1)
+        zw = -(
+            dr * a2 + r * da2 + dr * a1 * (1.0 - 2.0 * r) * a1 + 2.0 * (r * a1) * (1.0 - r) * da1
+        )
         return (
             list(np.where(zero, zl, cl)),
             list(np.where(zero, zd1, cd1)),
