@@ -8,10 +8,13 @@ parameters in the Laplace fit's standard errors, and the check's measure is
 ``fit_record_.quadrature_shift``. Two batteries: ``hard`` (binary logit, probit and
 cloglog, binomial with 5 trials, Poisson; 2-11 rows per level, SDs of 0.3-3, intercepts
 from rare to nearly universal events; seed 1, 150 draws) and ``ordinary`` (3-19 rows,
-SDs of 0.2-1.5, intercepts in -2..2; seed 2, 120 draws). Not a test: a few minutes.
-Run from the repository root:
+SDs of 0.2-1.5, intercepts in -2..2; seed 2, 120 draws). With ``--own``, the families
+with parameters of their own instead (:func:`draw_own`: NB2, NB2 with a dispersion
+model, hurdle and zero-truncated Poisson, ordinal logit and probit; seeds 3 and 4).
+Each data set whose distance exceeds one standard error, or that is warned of, is
+printed. Not a test: a few minutes. Run from the repository root:
 
-    python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150]
+    python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150] [--own]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sklearn_glmm import BinomialGLMM, PoissonGLMM
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, OrdinalGLMM, PoissonGLMM
 from sklearn_glmm._engine.quadrature_check import SHIFT_TOL
 
 INVERSE = {
@@ -62,16 +65,66 @@ def draw(rng, battery):
     return make, pd.DataFrame({"x": x}), y, g, kw
 
 
+def draw_own(rng, battery):
+    """As :func:`draw`, for families with parameters of their own: NB2 (theta from 0.3 to
+    20, or with a dispersion model in ``z``), the hurdle and zero-truncated Poisson, and
+    the ordinal logit and probit models (4 classes)."""
+    fam = rng.choice(["nb2", "nb2", "nb2_disp", "hurdle", "truncated", "ordinal"])
+    if battery == "hard":
+        G, n = int(rng.integers(8, 300)), int(rng.integers(1, 10))
+        sd, b0 = float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(-1.5, 1.5))
+    else:
+        G, n = int(rng.integers(10, 300)), int(rng.integers(3, 20))
+        sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-1, 2))
+    g = np.repeat(np.arange(G), n)
+    x, z = rng.normal(size=len(g)), rng.normal(size=len(g))
+    eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
+    mu = np.exp(np.clip(eta, -20, 8))
+    X = pd.DataFrame({"x": x})
+    if fam in ("nb2", "nb2_disp"):
+        theta = float(rng.choice([0.3, 1.0, 3.0, 20.0]))
+        theta = theta * np.exp(0.7 * z) if fam == "nb2_disp" else theta
+        y = rng.negative_binomial(theta, theta / (theta + mu))
+        if fam == "nb2_disp":
+            X["z"] = z
+            make = lambda a: NegBinGLMM(n_agq=a, dispersion="1 + z")  # noqa: E731
+        else:
+            make = lambda a: NegBinGLMM(n_agq=a)  # noqa: E731
+    elif fam == "hurdle":
+        y = rng.poisson(mu) * (rng.random(len(g)) < 0.7)
+        make = lambda a: PoissonGLMM(n_agq=a, hurdle=True)  # noqa: E731
+    elif fam == "truncated":
+        y = rng.poisson(mu)
+        keep = y > 0
+        X, y, g = X[keep].reset_index(drop=True), y[keep], g[keep]
+        make = lambda a: PoissonGLMM(n_agq=a, truncated=True)  # noqa: E731
+    else:
+        link = str(rng.choice(["logit", "probit"]))
+        cuts = np.array([-1.0, 0.5, 2.0]) + b0
+        y = np.searchsorted(cuts, eta + rng.logistic(size=len(g)))
+        make = lambda a, link=link: OrdinalGLMM(n_agq=a, link=link)  # noqa: E731
+    if len(np.unique(y)) < 2 or n == 1 or len(np.unique(g)) < 5:
+        return None
+    return make, X, y, g, {}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--battery", choices=["hard", "ordinary"], default="hard")
     ap.add_argument("--n", type=int, default=None)
+    ap.add_argument(
+        "--own",
+        action="store_true",
+        help="families with parameters of their own (NB2, hurdle and truncated Poisson, "
+        "ordinal): seeds 3 (hard) and 4 (ordinary)",
+    )
     args = ap.parse_args(argv)
     seed, n = (1, 150) if args.battery == "hard" else (2, 120)
+    seed += 2 if args.own else 0
     rng = np.random.default_rng(seed)
     true, measured = [], []
     for _ in range(args.n or n):
-        case = draw(rng, args.battery)
+        case = (draw_own if args.own else draw)(rng, args.battery)
         if case is None:
             continue
         make, X, y, g, kw = case
@@ -91,6 +144,8 @@ def main(argv=None):
         d = np.abs(lap.fit_result_.params - agq.fit_result_.params)
         true.append(float(np.max(d / np.where(se > 0, se, np.inf))))
         measured.append(shift)
+        if true[-1] > 1.0 or shift > SHIFT_TOL:
+            print(f"  {make(1)!r}: distance {true[-1]:.3f}, measure {shift:.3f}")
     t, s = np.array(true), np.array(measured)
     warn = s > SHIFT_TOL
     print(f"{args.battery}: {len(t)} data sets, warned (measure > {SHIFT_TOL}) {warn.sum()}")
