@@ -10,7 +10,7 @@ quadrature gives 0.25. lme4 and glmmTMB report such fits without a word.
 
 For a model that quadrature can fit (one grouping factor with one random effect, a
 log-concave family: binomial, Poisson, NB2 with or without a dispersion model, the
-hurdle and zero-truncated Poisson, the ordinal logit and probit models), the gradient
+hurdle and zero-truncated Poisson, the ordinal models but the cauchit's), the gradient
 of the quadrature objective
 (:data:`CHECK_NODES` nodes) at the Laplace optimum and the Laplace Hessian there give a
 Newton step towards the quadrature's optimum. The step is a first-order measure (on
