@@ -52,6 +52,24 @@ def _size_terms(y, k):
     return p, small, (size_sums(y[small], k[small]) if small.any() else None)
 
 
+# above this size k^3 overflows: k^2 a1 and k^3 a2 are taken as nested products there
+_NESTED_SIZE = 1e100
+
+
+def _scaled_terms(k, a1, a2):
+    """``k^2 a1`` and ``k^3 a2`` (``a_m`` falls as ``k^-m``); nested products above
+    :data:`_NESTED_SIZE`, where ``k^3`` overflows (means no fit reaches, but line
+    searches may try)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # (replaced below where huge)
+        k2a1, k3a2 = k * k * a1, k**3 * a2
+    huge = k > _NESTED_SIZE
+    if huge.any():
+        kh = k[huge]
+        k2a1[huge] = kh * (kh * a1[huge])
+        k3a2[huge] = kh * (kh * (kh * a2[huge]))
+    return k2a1, k3a2
+
+
 def _like(v, k):
     """``v`` (a scalar or per-row values) in the shape of ``k``."""
     return np.broadcast_to(np.asarray(v, dtype=float), np.shape(k))
@@ -89,12 +107,10 @@ class NegativeBinomial1(Family):
         # A(k) = psi(y + k) - psi(k) - log(1 + phi) and its k-derivatives
         (p0, p1, p2), small, sums = _size_terms(y, k)
         a0, a1, a2 = p0 - log1p_phi, p1, p2
-        # k^m a_m as nested products: a_m falls as k^-m, and k^m overflows from k = 1e103
-        # on (means no fit reaches, but line searches may try)
         d1 = k * a0
-        k2a1 = k * (k * a1)
-        d2 = d1 + k2a1
-        d3 = d1 + 3.0 * k2a1 + k * (k * (k * a2))
+        k2a1, k3a2 = _scaled_terms(k, a1, a2)
+        d2 = k * a0 + k2a1
+        d3 = k * a0 + 3.0 * k2a1 + k3a2
         if sums is not None:  # tiny sizes: k a0 = s1 - k log(1 + phi), ...
             kl = k[small] * _like(log1p_phi, k)[small]
             d1[small], d2[small], d3[small] = (v - kl for v in sums)
@@ -126,10 +142,10 @@ class NegativeBinomial1(Family):
         share = phi / (1.0 + phi)  # d log(1 + phi) / d nu
         (p0, p1, p2), small, sums = _size_terms(y, k)
         a0 = p0 - np.log1p(phi)
-        ka0, k2a1, kshare = k * a0, k * (k * p1), k * share  # (nested: see derivs)
+        (k2a1, k3a2), ka0, kshare = _scaled_terms(k, p1, p2), k * a0, k * share
         dl = -ka0 - kshare + y / (1.0 + phi)
         dd1 = -ka0 - k2a1 - kshare
-        dw = ka0 + 3.0 * k2a1 + k * (k * (k * p2)) + kshare
+        dw = ka0 + 3.0 * k2a1 + k3a2 + kshare
         if sums is not None:  # tiny sizes (see derivs)
             kl = k[small] * _like(np.log1p(phi), k)[small]
             s1, s2, s3 = (v - kl for v in sums)
