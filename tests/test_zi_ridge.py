@@ -298,3 +298,27 @@ def test_a_binary_ridge_whose_centred_intercept_reaches_the_bound_keeps_its_end(
     assert not any("to the bound of" in msg for msg in said)
     assert any("['zi~w'] run along a ridge" in msg for msg in said)
     assert m.zero_inflation_effects_["std_error"].iloc[0] == pytest.approx(0.3351, rel=2e-3)
+
+
+def test_a_fit_left_at_zero_inflation_0_where_the_likelihood_rises_off_it_leaves():
+    # family-global fuzz data set 211 (zero-inflated NB2, dispersion 1 + z, 42 groups of
+    # one or two rows, AGQ 6): the Laplace stage's optimum has no zero inflation (logit
+    # on its bound, -20), and the quadrature stage stayed there, its gradient in the
+    # logit e^-20 times its slope in the probability (+2.25 in log L per unit): converged,
+    # with a ZeroInflationWarning, 2.47 below the optimum at zero inflation 0.22 (the
+    # Poisson limit in every row; the integral by brute force agrees to 0.03)
+    import truth
+    from fuzz_family_global_cases import make_family_global_case
+    from test_fuzz_truth_family_global import fitted_params, truth_data
+
+    case = make_family_global_case(211)
+    m = case["estimator"](**case["params"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
+    assert m.converged_
+    assert any(s[0].startswith("off the bound of parameter") for s in m.fit_record_.stages)
+    assert m.loglik_ > -138.4528  # (the fit at the bound: -140.9239)
+    assert 0.15 < m.zero_inflation_ < 0.3
+    params = fitted_params(m, case)
+    assert m.loglik_ == pytest.approx(truth.agq_loglik(params, truth_data(case), 6), abs=1e-6)

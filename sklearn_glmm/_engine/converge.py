@@ -23,7 +23,11 @@ Order of calls in :func:`check_optimum` (after
    from a point off it, and the better point kept; 1e. ``from_plain_start`` — a fit of a
    family that is not log-concave whose fixed effects' linear predictor spans more than
    40 (a limit at infinity: the nested GLM's optimum can lie there) is fitted again from
-   the plain start, and the better point kept;
+   the plain start, and the better point kept; 1f. ``leave_flat_bounds`` — a family
+   parameter on its flat side's bound (zero inflation at 0) where the likelihood's slope
+   on the parameter's natural scale rises off it (the gradient in the logit is e^-20
+   times that slope: nil to the optimiser) is probed from inside, and the fit resumed
+   from a better point (:mod:`.ridge`);
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
@@ -66,8 +70,8 @@ Order of calls in :func:`check_optimum` (after
    are taken out of the Hessian as the set's flat ones are (a stage ``"negative
    curvature along the set"``); fits without such a set evaluate nothing here.
 
-Steps 1-1c and 1e live in :mod:`.nested_models`, 1d and 3c in :mod:`.limit_ridge`, 2, 2b, 2c
-and 3b in :mod:`.polish`, and the reading of the Hessian (5: the scaled gradient, the
+Steps 1-1c and 1e live in :mod:`.nested_models`, 1d and 3c in :mod:`.limit_ridge`, 1f
+in :mod:`.ridge`, 2, 2b, 2c and 3b in :mod:`.polish`, and the reading of the Hessian (5: the scaled gradient, the
 curvature, the covariance) in :mod:`.curvature`; this module keeps the order and the
 checks of steps 0, 3, 4 and 5b.
 
@@ -121,7 +125,7 @@ from .polish import (
     to_central_covariances,
     zero_saddle_points,
 )
-from .ridge import _settle_flat_extra
+from .ridge import _settle_flat_extra, leave_flat_bounds
 from .stage import _laplace_stage
 
 
@@ -411,6 +415,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         x, fun = nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = leave_limit_ridge(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = from_plain_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
+        x, fun = leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         if x is not fitted:
             # a family parameter a later stage left drifting past its flat side (a
             # hurdle's zero probability at 5e-8 on data without zeros) settled on its

@@ -251,3 +251,59 @@ def _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, stages):
 
 # a restart off a block's ridge is kept when lower by more than this (-2 log L)
 RISE_TOL_RIDGE = 1e-6
+
+
+# the objective's slope (-2 log L) off a flat side's bound, per unit of the parameter's
+# natural scale there (the zero-inflation probability, 1 / theta, phi), below which the
+# bound is probed from inside (:func:`leave_flat_bounds`)
+BOUND_SLOPE_TOL = -1e-2
+# the probes: from the flat side's threshold inward, on the parameter's own scale
+_OFF_BOUND_STEPS = (0.0, 2.0, 4.0, 6.0)
+
+
+def leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
+    """``(x, fun)``, or a lower optimum found off a flat side's bound where the objective
+    falls away from it.
+
+    On its bound (a logit of -20, a log theta of 20) a flat side's parameter moves its
+    natural scale (the zero-inflation probability, 1 / theta) by about e^-20 per unit:
+    the gradient there is nil to the optimiser's tests whatever the likelihood does, so
+    a fit that reached the bound in one stage (the Laplace objective's optimum there)
+    stays in the next (quadrature's) even where the likelihood rises off it. A
+    zero-inflated NB2 with a dispersion model stopped so at zero inflation 0, 2.5 in
+    log-likelihood below the optimum with zero inflation 0.21, the slope there +2.25
+    per unit of probability. For each parameter on its flat side's bound, the slope on
+    the natural scale (the gradient over ``e^-|x_k|``) is read; below
+    :data:`BOUND_SLOPE_TOL` the objective is evaluated with the parameter at points
+    from the side's threshold inward (:data:`_OFF_BOUND_STEPS`), and where one is lower
+    by more than ``FLAT_TOL`` the fit resumes from it (a stage ``"off the bound of
+    parameter k"``); the better of the two is kept.
+    """
+    on = [(k, side) for k, side in _flat_sides(obj) if _on_flat_bound(x, k, side, bounds)]
+    if not on or not np.isfinite(fun):
+        return x, fun
+    at_x = obj.snapshot()
+    val, grad = obj.value_and_grad(x)
+    for k, (direction, threshold) in on:
+        inward = 1.0 if direction == "lower" else -1.0
+        slope = inward * grad[k] / np.exp(-abs(x[k]))
+        if not slope < BOUND_SLOPE_TOL:
+            continue
+        probes = []
+        for step in _OFF_BOUND_STEPS:
+            p = np.array(x, dtype=float)
+            p[k] = threshold + inward * step
+            probes.append((obj.evaluate(p), p))
+        best_val, best = min(probes, key=lambda t: t[0] if np.isfinite(t[0]) else np.inf)
+        if not best_val < fun - FLAT_TOL:
+            continue
+        res = _laplace_stage(obj, best, bounds, max_iter, tol, diag_idx, scale_extras=True)
+        record.stages.append(
+            (f"off the bound of parameter {k}", float(res.fun), int(res.nit), str(res.message))
+        )
+        if res.fun < fun - RISE_TOL_RIDGE:
+            # (the other parameters on their bounds were free in that fit)
+            obj.evaluate(res.x)
+            return res.x, float(res.fun)
+    obj.restore(at_x)
+    return x, fun
