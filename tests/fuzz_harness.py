@@ -66,8 +66,10 @@ LOWER_BOUND = "lower bound"  # the words of a warning that loglik_ is a lower bo
 
 # -- failure kinds and the outcome of one data set ----------------------------------------
 
-# the failure kinds of the sanity checks: one check, "sanity", in the tables
-SANITY = ("crash", "nonfinite", "absurd", "se_zero", "se_nan", "flat_unwarned")
+# the failure kinds of the sanity checks: one check, "sanity", in the tables (those of
+# every module first in its table)
+SANITY_FIRST = ("crash", "nonfinite", "absurd", "se_zero", "se_nan")
+SANITY = (*SANITY_FIRST, "flat_unwarned")
 # the failure kinds several modules give, with their meaning there
 KINDS = {
     "crash": "an exception other than ValueError / FloatingPointError",
