@@ -22,6 +22,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from fuzz_harness import (
+    add_offset,
+    add_weights,
+    group_codes,
+    group_labels,
+    group_sizes,
+    log_exposures,
+    predictor_columns,
+    predictor_kinds,
+)
 from scipy.special import expit
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
@@ -42,46 +52,6 @@ SCENARIOS = {
     "nested": 0.03,
 }
 ESTIMATORS = {"binomial": BinomialGLMM, "poisson": PoissonGLMM, "negbin": NegBinGLMM}
-CALENDAR_DAY = 19_000.0  # days since 1970 around 2022
-
-
-def _predictor(rng, n, kind):
-    """A predictor column and its (centre, scale) to put effects on a unit scale."""
-    if kind == "normal":
-        x = rng.normal(size=n)
-    elif kind == "binary":
-        x = rng.integers(0, 2, n).astype(float)
-        if x.min() == x.max():
-            x[0] = 1.0 - x[0]
-    elif kind == "calendar":  # days, uncentred
-        x = CALENDAR_DAY + np.sort(rng.uniform(0.0, rng.choice([30.0, 365.0, 1500.0]), n))
-    elif kind == "times_1e6":
-        x = rng.normal(size=n) * 1e6
-    elif kind == "uncentred":
-        x = rng.choice([50.0, 1000.0]) + rng.normal(size=n) * rng.choice([0.5, 5.0])
-    elif kind == "skewed":
-        x = rng.exponential(size=n) ** 2
-    else:
-        raise AssertionError(kind)
-    sd = x.std()
-    return x, float(x.mean()), float(sd if sd > 0 else 1.0)
-
-
-def _codes(rng, n, n_groups, balanced):
-    if balanced:
-        codes = np.arange(n) % n_groups
-    else:
-        # sizes from similar to very unequal (a few large groups, many of one or two rows)
-        sizes = rng.dirichlet(np.full(n_groups, rng.choice([0.3, 1.5])))
-        codes = rng.choice(n_groups, size=n, p=sizes)
-        codes[:n_groups] = np.arange(n_groups)  # every level present
-    return rng.permutation(codes)
-
-
-def _labels(rng, codes, prefix):
-    if rng.random() < 0.3:
-        return pd.Series([f"{prefix}{c:03d}" for c in codes], name=prefix)
-    return pd.Series(codes + int(rng.integers(0, 1000)), name=prefix)
 
 
 def make_case(seed: int) -> dict:
@@ -96,38 +66,23 @@ def make_case(seed: int) -> dict:
     notes = []
 
     # size and groups
-    n = int(rng.integers(60, 300))
-    n_groups = int(rng.integers(5, 40))
-    if scenario == "tiny":
-        n = int(rng.integers(10, 31))
-        n_groups = int(rng.integers(2, max(3, n // 3)))
-    elif scenario == "few_groups":
-        n_groups = int(rng.integers(2, 5))
-        n = int(rng.integers(20, 200))
-    elif scenario == "rare":
+    n, n_groups = group_sizes(rng, scenario, (60, 300), (5, 40), (20, 200))
+    if scenario == "rare":
         n = int(rng.integers(150, 400))
     n_groups = min(n_groups, n)
-    codes = _codes(rng, n, n_groups, balanced=rng.random() < 0.4)
+    codes = group_codes(rng, n, n_groups, balanced=rng.random() < 0.4)
 
     # predictors
-    p = int(rng.integers(1, 4))
-    kinds = list(rng.choice(["normal", "binary", "skewed"], size=p))
-    if scenario == "raw_scale" or rng.random() < 0.2:
-        kinds[0] = str(rng.choice(["calendar", "times_1e6", "uncentred"]))
-    cols, std_cols = {}, []
-    for k, kind in enumerate(kinds):
-        x, m, s = _predictor(rng, n, kind)
-        cols[f"x{k}"] = x
-        std_cols.append((x - m) / s)
+    kinds = predictor_kinds(rng, 4, scenario == "raw_scale", 0.2)
+    cols, std_cols = predictor_columns(rng, n, kinds, notes)
     X = pd.DataFrame(cols)
-    notes.append("X=" + ",".join(kinds))
-    gamma = rng.normal(0.0, 0.5, p)
+    gamma = rng.normal(0.0, 0.5, len(kinds))
 
     # random effects
     sigma = float(rng.choice([0.0, 0.3, 0.7, 1.2, 2.0, 3.0], p=[0.08, 0.2, 0.27, 0.22, 0.15, 0.08]))
     u = rng.normal(size=n_groups) * sigma
     random_effects = "1"
-    groups = _labels(rng, codes, "g")
+    groups = group_labels(rng, codes, "g")
     checkable = True
     eta_re = u[codes]
     if scenario == "slopes":
@@ -172,18 +127,9 @@ def make_case(seed: int) -> dict:
         if family == "binomial":
             off = rng.normal(0, 0.5, n)
         else:  # log exposures, some of them large (person-days)
-            off = np.log(rng.uniform(0.5, 3.0, n) * 10 ** rng.choice([0, 0, 3]))
-            eta = eta - float(np.mean(off))
-        fit_params["offset"] = off
-        eta = eta + off
-        notes.append("offset")
-    if rng.random() < 0.12:
-        w = rng.choice([0.5, 1.0, 2.0, 3.0], size=n)
-        if rng.random() < 0.3:
-            w[rng.integers(0, n, max(1, n // 10))] = 0.0
-        w[0] = 1.0
-        fit_params["sample_weight"] = w
-        notes.append("weights")
+            off = log_exposures(rng, n, [0, 0, 3])
+        eta = add_offset(eta, off, fit_params, notes, centred=family != "binomial")
+    add_weights(rng, n, fit_params, notes, 0.12, keep=0)
     zero_inflation = family != "binomial" and scenario != "large_counts" and rng.random() < 0.08
     n_agq = 1
     if checkable and (scenario == "agq" or rng.random() < 0.15):

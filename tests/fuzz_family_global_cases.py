@@ -32,7 +32,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fuzz_cases import _codes, _labels, _predictor
+from fuzz_harness import (
+    add_offset,
+    add_weights,
+    group_codes,
+    group_labels,
+    group_sizes,
+    log_exposures,
+    predictor_columns,
+    zero_part_predictor,
+)
 from scipy.special import expit
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
@@ -84,15 +93,8 @@ ESTIMATORS = {
 
 def _sizes(rng, scenario):
     """Rows and groups of a scenario."""
-    n = int(rng.integers(40, 200))
-    n_groups = int(rng.integers(5, 30))
-    if scenario == "tiny":
-        n = int(rng.integers(10, 31))
-        n_groups = int(rng.integers(2, max(3, n // 3)))
-    elif scenario == "few_groups":
-        n_groups = int(rng.integers(2, 6))
-        n = int(rng.integers(15, 120))
-    elif scenario == "tiny_groups":  # most groups of one or two rows
+    n, n_groups = group_sizes(rng, scenario, (40, 200), (5, 30), (15, 120), (2, 6))
+    if scenario == "tiny_groups":  # most groups of one or two rows
         n = int(rng.integers(30, 120))
         n_groups = int(n / rng.choice([1.2, 1.5, 2.0]))
     return n, min(n_groups, n)
@@ -144,39 +146,27 @@ def make_family_global_case(seed: int) -> dict:
     notes = []
 
     n, n_groups = _sizes(rng, scenario)
-    codes = _codes(rng, n, n_groups, balanced=rng.random() < 0.4)
+    codes = group_codes(rng, n, n_groups, balanced=rng.random() < 0.4)
     p = int(rng.integers(1, 3))
     kinds = list(rng.choice(["normal", "binary", "skewed"], size=p))
     if scenario == "near_separation":
         kinds[0] = "binary"
     elif scenario == "raw_scale" or rng.random() < 0.12:
         kinds[0] = str(rng.choice(["calendar", "times_1e6", "uncentred"]))
-    cols, std_cols = {}, []
-    for k, kind in enumerate(kinds):
-        x, m, s = _predictor(rng, n, kind)
-        cols[f"x{k}"] = x
-        std_cols.append((x - m) / s)
+    cols, std_cols = predictor_columns(rng, n, kinds, notes)
     count_columns = list(cols)
-    notes.append("X=" + ",".join(kinds))
     # the predictor of the zero part or the dispersion: x0 on a unit scale, or its own
     # column (random_only_columns)
     z_name, z = None, None
     if model in ("zi(z)", "disp"):
-        if kinds[0] in ("normal", "binary") and rng.random() < 0.4:
-            z_name, z = "x0", cols["x0"]
-        else:
-            z_name = "z"
-            z = rng.normal(size=n) if rng.random() < 0.7 else rng.integers(0, 2, n).astype(float)
-            if z.min() == z.max():
-                z[0] = 1.0 - z[0]
-            cols["z"] = z
-        notes.append(f"zero/disp predictor {z_name}")
+        unit = kinds[0] in ("normal", "binary")
+        z_name, z = zero_part_predictor(rng, n, cols, notes, unit, 0.4)
     X = pd.DataFrame(cols)
     gamma = rng.normal(0.0, 0.5, p)
 
     sigma = float(rng.choice([0.0, 0.3, 0.7, 1.2, 2.0], p=[0.12, 0.25, 0.3, 0.2, 0.13]))
     u = rng.normal(size=n_groups) * sigma
-    groups = _labels(rng, codes, "g")
+    groups = group_labels(rng, codes, "g")
     notes.append(f"groups={n_groups} sigma={sigma}")
 
     disp = _dispersion(rng, family, scenario)
@@ -205,11 +195,8 @@ def make_family_global_case(seed: int) -> dict:
         if family == "betabinomial":
             off = rng.normal(0.0, 0.5, n)
         else:  # log exposures
-            off = np.log(rng.uniform(0.5, 3.0, n) * 10 ** rng.choice([0, 0, 2]))
-            eta = eta - float(np.mean(off))
-        fit_params["offset"] = off
-        eta = eta + off
-        notes.append("offset")
+            off = log_exposures(rng, n, [0, 0, 2])
+        eta = add_offset(eta, off, fit_params, notes, centred=family != "betabinomial")
 
     if family == "betabinomial":
         if scenario == "binary_like":
@@ -245,16 +232,11 @@ def make_family_global_case(seed: int) -> dict:
             notes.append(f"zero level {level:.3g}")
         if np.all(y == 0):
             y[int(rng.integers(n))] = 1.0
-    if rng.random() < 0.15:
-        w = rng.choice([0.5, 1.0, 2.0, 3.0], size=n)
-        if rng.random() < 0.3:
-            w[rng.integers(0, n, max(1, n // 10))] = 0.0
-        keep = np.flatnonzero(y > 0)[0] if family != "betabinomial" else 0
-        w[keep] = 1.0
-        if family == "betabinomial":
-            w[np.argmax(fit_params["trials"])] = 1.0
-        fit_params["sample_weight"] = w
-        notes.append("weights")
+    if family == "betabinomial":
+        keep = [0, np.argmax(fit_params["trials"])]
+    else:
+        keep = np.flatnonzero(y > 0)[0]
+    add_weights(rng, n, fit_params, notes, 0.15, keep=keep)
     n_agq = int(rng.integers(5, 16)) if rng.random() < 0.25 else 1
 
     params = {"random_effects": "1"}

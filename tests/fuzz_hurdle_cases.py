@@ -30,7 +30,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fuzz_cases import _codes, _labels, _predictor
+from fuzz_harness import (
+    add_offset,
+    add_weights,
+    group_codes,
+    group_labels,
+    group_sizes,
+    log_exposures,
+    predictor_columns,
+    predictor_kinds,
+    zero_part_predictor,
+)
 from scipy.special import expit
 
 from sklearn_glmm import NegBinGLMM, PoissonGLMM
@@ -97,47 +107,25 @@ def make_hurdle_case(seed: int) -> dict:
     scenario = str(rng.choice(list(SCENARIOS), p=list(SCENARIOS.values())))
     notes = []
 
-    n = int(rng.integers(60, 250))
-    n_groups = int(rng.integers(5, 35))
-    if scenario == "tiny":
-        n = int(rng.integers(10, 31))
-        n_groups = int(rng.integers(2, max(3, n // 3)))
-    elif scenario == "few_groups":
-        n_groups = int(rng.integers(2, 5))
-        n = int(rng.integers(20, 150))
+    n, n_groups = group_sizes(rng, scenario, (60, 250), (5, 35), (20, 150))
     n_groups = min(n_groups, n)
-    codes = _codes(rng, n, n_groups, balanced=rng.random() < 0.4)
+    codes = group_codes(rng, n, n_groups, balanced=rng.random() < 0.4)
 
-    p = int(rng.integers(1, 3))
-    kinds = list(rng.choice(["normal", "binary", "skewed"], size=p))
-    if scenario == "raw_scale" or rng.random() < 0.15:
-        kinds[0] = str(rng.choice(["calendar", "times_1e6", "uncentred"]))
-    cols, std_cols = {}, []
-    for k, kind in enumerate(kinds):
-        x, m, s = _predictor(rng, n, kind)
-        cols[f"x{k}"] = x
-        std_cols.append((x - m) / s)
+    kinds = predictor_kinds(rng, 3, scenario == "raw_scale", 0.15)
+    cols, std_cols = predictor_columns(rng, n, kinds, notes)
     count_columns = list(cols)
-    notes.append("X=" + ",".join(kinds))
     # the predictor of the zero part / the dispersion: x0 when on a unit scale, or a
     # column of its own (random_only_columns)
     z_name, z = None, None
     if zero_design or disp_model:
-        if kinds[0] in ("normal", "binary") and rng.random() < 0.4:
-            z_name, z = "x0", cols["x0"]
-        else:
-            z_name = "z"
-            z = rng.normal(size=n) if rng.random() < 0.7 else rng.integers(0, 2, n).astype(float)
-            if z.min() == z.max():
-                z[0] = 1.0 - z[0]
-            cols["z"] = z
-        notes.append(f"zero/disp predictor {z_name}")
+        unit = kinds[0] in ("normal", "binary")
+        z_name, z = zero_part_predictor(rng, n, cols, notes, unit, 0.4)
     X = pd.DataFrame(cols)
-    gamma = rng.normal(0.0, 0.5, p)
+    gamma = rng.normal(0.0, 0.5, len(kinds))
 
     sigma = float(rng.choice([0.0, 0.3, 0.7, 1.2, 2.0], p=[0.1, 0.25, 0.3, 0.22, 0.13]))
     u = rng.normal(size=n_groups) * sigma
-    groups = _labels(rng, codes, "g")
+    groups = group_labels(rng, codes, "g")
     notes.append(f"groups={n_groups} sigma={sigma}")
 
     b0 = float(rng.normal(np.log(3.0), 0.8))
@@ -189,10 +177,7 @@ def make_hurdle_case(seed: int) -> dict:
 
     fit_params = {}
     if rng.random() < 0.15:
-        off = np.log(rng.uniform(0.5, 3.0, n) * 10 ** rng.choice([0, 0, 2]))
-        eta = eta - float(np.mean(off)) + off
-        fit_params["offset"] = off
-        notes.append("offset")
+        eta = add_offset(eta, log_exposures(rng, n, [0, 0, 2]), fit_params, notes, centred=True)
     mu = np.exp(eta)
     if model in ("hurdle", "truncated"):
         y = _positive(rng, family, mu, theta, phi)
@@ -206,13 +191,7 @@ def make_hurdle_case(seed: int) -> dict:
             y[rng.random(n) < pi] = 0.0
         if np.all(y == 0):
             y[int(rng.integers(n))] = 1.0
-    if rng.random() < 0.12:
-        w = rng.choice([0.5, 1.0, 2.0, 3.0], size=n)
-        if rng.random() < 0.3:
-            w[rng.integers(0, n, max(1, n // 10))] = 0.0
-        w[np.flatnonzero(y > 0)[0]] = 1.0
-        fit_params["sample_weight"] = w
-        notes.append("weights")
+    add_weights(rng, n, fit_params, notes, 0.12, keep=np.flatnonzero(y > 0)[0])
     n_agq = 1
     if scenario == "agq" or rng.random() < 0.2:
         n_agq = 25 if rng.random() < 0.35 else int(rng.integers(2, 25))

@@ -28,7 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fuzz_cases import _codes, _labels, _predictor
+from fuzz_harness import (
+    add_offset,
+    add_weights,
+    group_codes,
+    group_labels,
+    log_exposures,
+    predictor_columns,
+    zero_part_predictor,
+)
 from fuzz_hurdle_cases import _positive
 from scipy.special import expit
 
@@ -94,36 +102,23 @@ def make_global_case(seed: int) -> dict:
     elif scenario == "tiny_groups":
         n_groups = int(rng.integers(n // 3, n + 1))
     n_groups = max(2, min(n_groups, n))
-    codes = _codes(rng, n, n_groups, balanced=scenario == "tiny_groups" or rng.random() < 0.4)
+    codes = group_codes(rng, n, n_groups, balanced=scenario == "tiny_groups" or rng.random() < 0.4)
 
     p = int(rng.integers(1, 3))
     kinds = [str(k) for k in rng.choice(["normal", "binary", "skewed"], size=p)]
-    cols, std_cols = {}, []
-    for k, kind in enumerate(kinds):
-        x, m, s = _predictor(rng, n, kind)
-        cols[f"x{k}"] = x
-        std_cols.append((x - m) / s)
+    cols, std_cols = predictor_columns(rng, n, kinds, notes)
     count_columns = list(cols)
-    notes.append("X=" + ",".join(kinds))
     # the predictor of the zero part / the dispersion: x0 (a column of the count part) or
     # a column of its own (random_only_columns)
     z_name, z = None, None
     if zero_design or disp_model:
-        if rng.random() < 0.5:
-            z_name, z = "x0", cols["x0"]
-        else:
-            z_name = "z"
-            z = rng.normal(size=n) if rng.random() < 0.7 else rng.integers(0, 2, n).astype(float)
-            if z.min() == z.max():
-                z[0] = 1.0 - z[0]
-            cols["z"] = z
-        notes.append(f"zero/disp predictor {z_name}")
+        z_name, z = zero_part_predictor(rng, n, cols, notes, True, 0.5)
     X = pd.DataFrame(cols)
     gamma = rng.normal(0.0, 0.5, p)
 
     sigma = float(rng.choice([0.0, 0.3, 0.7, 1.2, 2.0], p=[0.15, 0.25, 0.3, 0.2, 0.1]))
     u = rng.normal(size=n_groups) * sigma
-    groups = _labels(rng, codes, "g")
+    groups = group_labels(rng, codes, "g")
     notes.append(f"groups={n_groups} sigma={sigma}")
 
     b0 = float(rng.normal(np.log(2.5), 0.7))
@@ -154,10 +149,7 @@ def make_global_case(seed: int) -> dict:
 
     fit_params = {}
     if rng.random() < 0.2:
-        off = np.log(rng.uniform(0.5, 3.0, n))
-        eta = eta - float(np.mean(off)) + off
-        fit_params["offset"] = off
-        notes.append("offset")
+        eta = add_offset(eta, log_exposures(rng, n), fit_params, notes, centred=True)
     mu = np.exp(eta)
     y = _positive(rng, family, mu, theta, phi)
     if model == "hurdle":
@@ -165,13 +157,7 @@ def make_global_case(seed: int) -> dict:
         positive = np.flatnonzero(y > 0)
         if len(positive) < 2:  # at least two positive counts
             y[rng.choice(np.flatnonzero(y == 0), 2 - len(positive), replace=False)] = 1.0
-    if rng.random() < 0.2:
-        w = rng.choice([0.5, 1.0, 2.0, 3.0], size=n)
-        if rng.random() < 0.3:
-            w[rng.integers(0, n, max(1, n // 10))] = 0.0
-        w[np.flatnonzero(y > 0)[:2]] = 1.0
-        fit_params["sample_weight"] = w
-        notes.append("weights")
+    add_weights(rng, n, fit_params, notes, 0.2, keep=np.flatnonzero(y > 0)[:2])
     n_agq = int(rng.choice([3, 5, 9])) if rng.random() < 0.12 else 1
 
     params = {"random_effects": "1"}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fuzz_cases import _predictor
+from fuzz_harness import add_offset, add_weights, predictor
 from fuzz_structures import _draw, _random_cov, _structured_cov
 from scipy.special import expit
 
@@ -110,7 +110,7 @@ def _slope_predictor(rng, n, condition):
     kind = "normal"
     if condition == "raw_scale":
         kind = str(rng.choice(["calendar", "times_1e6", "uncentred"]))
-    x, m, s = _predictor(rng, n, kind)
+    x, m, s = predictor(rng, n, kind)
     return x, (x - m) / s, kind
 
 
@@ -217,17 +217,8 @@ def make_structure_family_case(seed: int) -> dict:
     notes.append(f"phi={phi:g}")
     fit_params = {}
     if rng.random() < 0.15:
-        off = rng.normal(0.0, 0.3, n)
-        fit_params["offset"] = off
-        eta = eta + off
-        notes.append("offset")
-    if rng.random() < 0.12:
-        w = rng.choice([0.5, 1.0, 2.0], size=n)
-        if rng.random() < 0.3:
-            w[rng.integers(0, n, max(1, n // 10))] = 0.0
-        w[0] = 1.0
-        fit_params["sample_weight"] = w
-        notes.append("weights")
+        eta = add_offset(eta, rng.normal(0.0, 0.3, n), fit_params, notes)
+    add_weights(rng, n, fit_params, notes, 0.12, keep=0, values=(0.5, 1.0, 2.0))
     y = _outcome(rng, family, eta, phi, fit_params, notes, tiny)
     notes.append(f"random_effects={random_effects!r}")
     if "n_agq" in params:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from fuzz_harness import add_offset, add_weights
 from scipy.special import expit
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
@@ -200,14 +201,8 @@ def make_structure_case(seed: int) -> dict:
 
     fit_params = {}
     if rng.random() < 0.15:
-        off = rng.normal(0.0, 0.3, n)
-        fit_params["offset"] = off
-        eta = eta + off
-        notes.append("offset")
-    if rng.random() < 0.12:
-        w = rng.choice([0.5, 1.0, 2.0], size=n)
-        fit_params["sample_weight"] = w
-        notes.append("weights")
+        eta = add_offset(eta, rng.normal(0.0, 0.3, n), fit_params, notes)
+    add_weights(rng, n, fit_params, notes, 0.12, values=(0.5, 1.0, 2.0))
     y = _outcome(rng, family, eta, fit_params, notes, p_trials=0.35, top_trials=20)
     notes.append(f"random_effects={random_effects!r}")
     return {

@@ -32,7 +32,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fuzz_cases import _codes, _predictor
+from fuzz_harness import (
+    add_offset,
+    add_weights,
+    group_codes,
+    log_exposures,
+    predictor,
+)
 from fuzz_hurdle_cases import _draw_counts, _positive
 from fuzz_structures import _draw, _random_cov
 from scipy.special import expit
@@ -127,7 +133,7 @@ def make_zero_part_structure_case(seed: int) -> dict:
         n_groups = int(rng.integers(2, max(3, n // 4)))
     elif scenario == "few_groups":
         n_groups = int(rng.integers(2, 5))
-    codes = _codes(rng, n, n_groups, balanced=rng.random() < 0.4)
+    codes = group_codes(rng, n, n_groups, balanced=rng.random() < 0.4)
 
     # x0: the slope's predictor (unit scale, or SD 10 and mean 5); x1: a fixed effect
     scale0, shift0 = (10.0, 5.0) if scenario == "raw_scale" and rng.random() < 0.5 else (1.0, 0.0)
@@ -135,7 +141,7 @@ def make_zero_part_structure_case(seed: int) -> dict:
     kind1 = "binary"
     if scenario == "raw_scale":
         kind1 = str(rng.choice(["calendar", "times_1e6", "uncentred"]))
-    x1, m1, s1 = _predictor(rng, n, kind1)
+    x1, m1, s1 = predictor(rng, n, kind1)
     z = rng.normal(size=n)
     X = pd.DataFrame({"x0": x0, "x1": x1, "z": z})
     notes.append(f"x0 scale {scale0:g} x1 {kind1}")
@@ -167,31 +173,22 @@ def make_zero_part_structure_case(seed: int) -> dict:
         else:
             sub = rng.integers(0, int(rng.integers(2, 4)), n)
             other = pd.factorize(codes * 10 + sub)[0]
-        group_codes = {"g": codes, "h": other}
-        for name, c in group_codes.items():
+        factor_codes = {"g": codes, "h": other}
+        for name, c in factor_codes.items():
             sd = float(rng.choice([0.0, 0.3, 0.7, 1.2], p=[0.1, 0.3, 0.4, 0.2]))
             eta = eta + rng.normal(size=int(c.max()) + 1)[c] * sd
             dense[name] = {"names": ["(Intercept)"], "columns": ones[:, None], "structure": None}
             notes.append(f"sd_{name}={sd}")
         random_effects = {"g": "1", "h": "1"}
-        groups = pd.DataFrame({k: [f"{k}{v}" for v in c] for k, c in group_codes.items()})
+        groups = pd.DataFrame({k: [f"{k}{v}" for v in c] for k, c in factor_codes.items()})
 
     theta, phi = _dispersion(rng, family, notes)
     pi, with_z = _zero_part(rng, model, scenario, z, notes)
     fit_params = {}
     if rng.random() < 0.15:
-        off = np.log(rng.uniform(0.5, 3.0, n))
-        eta = eta - float(np.mean(off)) + off
-        fit_params["offset"] = off
-        notes.append("offset")
+        eta = add_offset(eta, log_exposures(rng, n), fit_params, notes, centred=True)
     y = _outcome(rng, model, family, np.exp(np.minimum(eta, 20.0)), theta, phi, pi)
-    if rng.random() < 0.12:
-        w = rng.choice([0.5, 1.0, 2.0, 3.0], size=n)
-        if rng.random() < 0.3:
-            w[rng.integers(0, n, max(1, n // 10))] = 0.0
-        w[np.flatnonzero(y > 0)[0]] = 1.0
-        fit_params["sample_weight"] = w
-        notes.append("weights")
+    add_weights(rng, n, fit_params, notes, 0.12, keep=np.flatnonzero(y > 0)[0])
     params = _estimator_params(model, family, with_z, random_effects)
     notes.append(f"random_effects={random_effects!r}")
     label = model + ("(z)" if with_z else "")

@@ -49,8 +49,9 @@ import numpy as np
 import pytest
 import truth
 from fuzz_cases import make_case
+from fuzz_harness import FLAT_LAPLACE, NOT_ABOUT_THE_FIT, fit
 from scipy import optimize, special, stats
-from test_fuzz_truth import FLAT_LAPLACE, NOT_ABOUT_THE_FIT, _fit, fitted_params, truth_data
+from test_fuzz_truth import fitted_params, truth_data
 
 from sklearn_glmm import PoissonGLMM
 from sklearn_glmm import _prediction_variance as pv
@@ -552,7 +553,7 @@ def check_case(seed: int, profiles: bool = True, predictions: bool = True) -> Ou
     t0 = time.perf_counter()
     case = make_case(seed)
     out = Outcome(seed, case["description"], case["scenario"], case["family"])
-    m, caught = _fit(case)
+    m, caught = fit(case)
     out.skipped = skip_reason(case, m, caught)
     if out.skipped is None:
         data = truth_data(case)

@@ -58,78 +58,62 @@ number its checks computed: ``PYTHONPATH=. python tests/test_fuzz_truth.py SEED`
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import warnings
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 
+import fuzz_harness as harness
 import numpy as np
 import pandas as pd
 import pytest
 import truth
 import truth_dense
 from fuzz_cases import make_case
+from fuzz_harness import (
+    EXACT_NODES,
+    FLAT_LAPLACE,
+    ROUNDING,
+    SE_MIN_SIGMA,
+    SE_NUMERICAL,
+    TOL_INTEGRAL,
+    TOL_OPTIMUM,
+    TOL_SAME_APPROX,
+    TOL_SE,
+    Outcome,
+    fit,
+)
 from fuzz_structures import make_agq_case, make_structure_case
 from scipy import special, stats
 
-from sklearn_glmm.exceptions import OverdispersionWarning, SingularFitWarning
-
-TOL_OPTIMUM = 0.01  # log-likelihood units: a better optimum or the nested GLM
-TOL_INTEGRAL = 1e-3  # AGQ with >= 25 nodes against the brute-force integral
-TOL_SAME_APPROX = 1e-4  # Laplace / AGQ against the independent Laplace / AGQ
-# ... plus, against the dense Laplace, five rounding units of the log-likelihood's terms
-# (their sum of magnitudes): counts of 1e10-1e12 make terms of 1e12-1e14 that cancel to a
-# log-likelihood of 1e2-1e9, and two correct computations then differ by 1e-4-1e-2
-ROUNDING = 1e-15
-# A level whose curvature at its mode is below this fraction of the prior's has a nearly
-# flat top: the Laplace value there moves with the mode's last digits (-log(H) / 2, H
-# ~1e-4), so two correct computations differ by more than TOL_SAME_APPROX. Such a fit must
-# say so (the library flags curvatures below 1e-3); its value is not compared.
-FLAT_LAPLACE = 1e-3
 ABSURD = 1e6
-# Standard errors: the reported ones against those of the Hessian of the independent
-# objective by extrapolated differences (truth.fixed_effect_standard_errors), compared
-# where that computation's own error estimate (truncation and rounding, a bound rather
-# than a guess: median 1.4e-5 in seeds 0-599, where the two agree to a median of 1e-8)
-# is below SE_NUMERICAL. A wrong closed form (a missing term, the Hessian of another
-# approximation, a coupling left out) moves SEs by percents; the library's Hessian by
-# differences of its gradient (zero-inflated fits) by 1e-4 at most in those seeds:
-# TOL_SE in between, twice SE_NUMERICAL.
-TOL_SE = 1e-3
-SE_NUMERICAL = 5e-4
-SE_MIN_SIGMA = 1e-3  # a random-intercept SD below this is at (or next to) its bound 0
-EXACT_NODES = 25  # AGQ rules checked against the integral itself (see the module notes)
-DOCUMENTED = (ValueError, FloatingPointError)
-# warnings about arithmetic or APIs, not about the fit: they do not excuse a wrong fit
-NOT_ABOUT_THE_FIT = (RuntimeWarning, DeprecationWarning, PendingDeprecationWarning, FutureWarning)
-# warnings about the model, not the optimisation: a converged fit that gives them still
-# claims to be at its optimum (a singular fit is a maximum on the boundary)
-ABOUT_THE_MODEL = (SingularFitWarning, OverdispersionWarning)
-
-FAILURE_KINDS = {
-    "crash": "an exception other than ValueError / FloatingPointError",
-    "nonfinite": "NaN or infinite estimate or loglik_ without a warning",
-    "absurd": "|coef| x SD(x), eta at the means or a random-effect SD > 1e6 without a warning",
-    "se_zero": "a standard error of exactly 0",
-    "se_nan": "a NaN standard error without a warning",
-    "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
-    "dense_value": "random slopes / several factors: loglik_ != dense Laplace (> 1e-4)",
-    "flat_unwarned": "a level's curvature at its mode < 1e-3 of the prior's, without a warning",
-    "loglik_vs_integral": "AGQ >= 25 nodes: loglik_ != brute-force integral (> 1e-3)",
-    "not_optimal": "converged, no warning but singular / overdispersed, yet a better optimum "
-    "nearby (> 0.01)",
-    "dense_not_optimal": "the same, by the dense Laplace (random slopes / several factors)",
-    "dense_integral": "random slopes by AGQ >= 25 nodes: loglik_ != the integral (> 1e-3)",
-    "below_glm": "converged, no warning but singular / overdispersed, yet below the nested "
-    "GLM (> 0.01)",
-    "se_value": "a fixed effect's std_error != that of the independent Hessian (> 1e-3 rel.)",
-    "se_variance": "a Wald SE of the SD, NB theta or ZI != the independent Hessian's",
-}
+FAILURE_KINDS = harness.failure_kinds(
+    "crash",
+    "nonfinite",
+    (
+        "absurd",
+        "|coef| x SD(x), eta at the means or a random-effect SD > 1e6 without a warning",
+    ),
+    "se_zero",
+    "se_nan",
+    "loglik_value",
+    ("dense_value", "random slopes / several factors: loglik_ != dense Laplace (> 1e-4)"),
+    "flat_unwarned",
+    "loglik_vs_integral",
+    (
+        "not_optimal",
+        "converged, no warning but singular / overdispersed, yet a better optimum nearby (> 0.01)",
+    ),
+    ("dense_not_optimal", "the same, by the dense Laplace (random slopes / several factors)"),
+    ("dense_integral", "random slopes by AGQ >= 25 nodes: loglik_ != the integral (> 1e-3)"),
+    (
+        "below_glm",
+        "converged, no warning but singular / overdispersed, yet below the nested GLM (> 0.01)",
+    ),
+    "se_value",
+    ("se_variance", "a Wald SE of the SD, NB theta or ZI != the independent Hessian's"),
+)
 FAST_SEEDS = list(range(100_000, 100_030))
-N_SLOW = int(os.environ.get("FUZZ_TRUTH_CASES", "1500"))
-SLOW_START = int(os.environ.get("FUZZ_TRUTH_START", "0"))
+SLOW_SEEDS = harness.slow_seeds("FUZZ_TRUTH", 1500)
 
 
 # the generators of data sets: fuzz_cases (the default), and fuzz_structures' two
@@ -137,34 +121,7 @@ GENERATORS = {"cases": make_case, "structures": make_structure_case, "agq": make
 
 
 def reproduction(seed: int, generator: str = "cases") -> str:
-    flag = "" if generator == "cases" else f"--{generator} "
-    return f"PYTHONPATH=. python tests/test_fuzz_truth.py {flag}{seed}"
-
-
-@dataclass
-class Outcome:
-    """What one data set gave: its status, the failed checks and the numbers behind them."""
-
-    seed: int
-    description: str
-    scenario: str
-    status: str = "fitted"  # "fitted", "raised" (a documented error), "crashed"
-    checkable: bool = False
-    clean: bool = False  # converged_ and no warning about the fit
-    # converged_, and no warning but that the fit is singular or the data overdispersed
-    # (statements about the model: the fit still claims its optimum)
-    claims_optimum: bool = False
-    warnings: list = field(default_factory=list)
-    failures: list = field(default_factory=list)  # (kind, detail)
-    numbers: dict = field(default_factory=dict)
-    # the standard errors: "compared", "skipped: <why>", or "" (not a clean checkable fit)
-    se_check: str = ""
-    seconds: float = 0.0
-    generator: str = "cases"  # the key of GENERATORS that made the data set
-
-    def fail(self, kind, detail):
-        assert kind in FAILURE_KINDS, kind
-        self.failures.append((kind, detail))
+    return harness.reproduction("test_fuzz_truth", seed, generator, "cases")
 
 
 # -- from a case and a fit to the truth's data and parameters --------------------------
@@ -201,18 +158,6 @@ def fitted_params(m, case) -> dict:
     if case["zero_inflation"]:
         params["zi"] = float(m.zero_inflation_)
     return params
-
-
-def _fit(case):
-    """The fitted estimator (or the exception raised) and the warnings of ``fit``."""
-    est = case["estimator"](**case["params"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            est.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
-        except Exception as exc:  # noqa: BLE001 - sorted into documented / crash below
-            return exc, caught
-    return est, caught
 
 
 # -- the checks ------------------------------------------------------------------------
@@ -259,43 +204,64 @@ def _against_truth(out, m, case, data):
     """loglik_ against the independent values; better optima nearby."""
     n_agq = case["params"].get("n_agq", 1)
     params = fitted_params(m, case)
+    check_same_value(out, m, params, data, n_agq)
+    check_nearby_optimum(out, params, data, n_agq)
+
+
+def check_same_value(out, m, params, data, n_agq, integral=True, rule_error=False):
+    """``loglik_value``: ``loglik_`` against the independent Laplace (or AGQ with the
+    fit's ``n_agq`` nodes) at ``params``, unless a level's mode is nearly flat there
+    (``flat_unwarned`` for a clean fit); with ``integral``, ``loglik_vs_integral`` for
+    :data:`EXACT_NODES` nodes or more (with ``rule_error``, only where the independent
+    rule is itself within :data:`TOL_INTEGRAL` of the integral)."""
     nums = out.numbers
     if n_agq > 1:
-        nums["agq_truth"] = truth.agq_loglik(params, data, n_agq)
-        same = nums["agq_truth"]
+        same = nums["agq_truth"] = truth.agq_loglik(params, data, n_agq)
     else:
-        nums["laplace_truth"] = truth.laplace_loglik(params, data)
-        same = nums["laplace_truth"]
+        same = nums["laplace_truth"] = truth.laplace_loglik(params, data)
         nums["min_curvature"] = truth.min_curvature(params, data)
         if nums["min_curvature"] < FLAT_LAPLACE:
             if out.clean:
                 out.fail("flat_unwarned", f"curvature {nums['min_curvature']:.3g} at a mode")
             same = np.nan  # ill-conditioned: not compared (see FLAT_LAPLACE)
-    if (
-        np.isfinite(m.loglik_)
-        and np.isfinite(same)
-        and not abs(m.loglik_ - same) <= TOL_SAME_APPROX
-    ):
-        out.fail("loglik_value", f"loglik_ {m.loglik_:.8f} vs independent {same:.8f}")
-    if n_agq >= EXACT_NODES:
-        nums["integral_truth"] = truth.marginal_loglik(params, data)
-        exact = nums["integral_truth"]
-        if np.isfinite(m.loglik_) and not abs(m.loglik_ - exact) <= TOL_INTEGRAL:
+    if np.isfinite(m.loglik_) and np.isfinite(same):
+        out.checked.add("loglik_value")
+        if not abs(m.loglik_ - same) <= TOL_SAME_APPROX:
+            out.fail("loglik_value", f"loglik_ {m.loglik_:.8f} vs independent {same:.8f}")
+    if not (integral and n_agq >= EXACT_NODES):
+        return
+    exact = nums["integral_truth"] = truth.marginal_loglik(params, data)
+    if rule_error:
+        nums["rule_error"] = nums["agq_truth"] - exact
+        # not where the rule's own error is larger, loglik_value having checked the rule
+        if not abs(nums["rule_error"]) <= TOL_INTEGRAL:
+            return
+    if np.isfinite(m.loglik_):
+        out.checked.add("loglik_vs_integral")
+        if not abs(m.loglik_ - exact) <= TOL_INTEGRAL:
             out.fail("loglik_vs_integral", f"loglik_ {m.loglik_:.8f} vs integral {exact:.8f}")
+
+
+def _shown_point(params) -> str:
+    return f"beta {np.round(params['beta'], 6)}, sigma {params['sigma']:.6g}" + "".join(
+        f", {k} {params[k]:.6g}" for k in ("theta", "phi", "zi") if k in params
+    )
+
+
+def check_nearby_optimum(out, params, data, n_agq, shown=_shown_point):
+    """``not_optimal`` for a fit that claims its optimum: no point Nelder-Mead (then
+    Powell) finds from ``params`` on the objective it maximised is more than
+    :data:`TOL_OPTIMUM` higher (the point found described by ``shown``)."""
     if not out.claims_optimum:
         return
-    fun = _objective(data, n_agq)
-    nearby = truth.best_nearby(fun, truth.pack(params, data))
-    nums["at_fit"], nums["best_nearby"] = nearby.start_value, nearby.value
+    out.checked.add("not_optimal")
+    nearby = truth.best_nearby(_objective(data, n_agq), truth.pack(params, data))
+    out.numbers["at_fit"], out.numbers["best_nearby"] = nearby.start_value, nearby.value
     if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
         better = truth.unpack(nearby.x, data)
         out.fail(
             "not_optimal",
-            f"{nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit "
-            f"(beta {np.round(better['beta'], 6)}, sigma {better['sigma']:.6g}"
-            + (f", theta {better['theta']:.6g}" if "theta" in better else "")
-            + (f", zi {better['zi']:.6g}" if "zi" in better else "")
-            + ")",
+            f"{nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit ({shown(better)})",
         )
 
 
@@ -396,13 +362,9 @@ def _reported_se_skip_reason(m, case):
 
 def _dense_skip_reason(m, case, params):
     """Why the standard errors of a clean fit of several effects are not compared."""
-    for cov in params["cov"]:
-        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        if not np.min(sd) > SE_MIN_SIGMA:
-            return f"an SD below {SE_MIN_SIGMA:g}"
-        R = cov / np.outer(sd, sd)
-        if not np.min(np.linalg.eigvalsh(R)) > 1e-3:
-            return "a correlation matrix nearly singular"
+    reason = harness.covariance_skip_reason(params["cov"])
+    if reason:
+        return reason
     if not np.isfinite(params.get("theta", 1.0)):
         return "NB theta infinite"
     return _reported_se_skip_reason(m, case)
@@ -531,13 +493,7 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
     back from ``confint(method="wald")``: the SD's interval is symmetric on the log scale
     (``SE(log sd) = SE(sd) / sd``), theta's on the log scale, the probability's on the
     logit scale."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ci = m.confint(method="wald")
-    z = stats.norm.ppf(0.975)
-    sd_row = next(r for r in ci.index if str(r).startswith("sd_"))
-    est, upper = ci.loc[sd_row, "estimate"], ci.loc[sd_row, "upper"]
-    out = [(sd_row, float(est * np.log(upper / est) / z))]
+    ci, z, out = wald_sd(m)
     if case["family"] == "negbin":
         est, upper = ci.loc["nb_theta", "estimate"], ci.loc["nb_theta", "upper"]
         out.append(("nb_theta", float(np.log(upper / est) / z)))
@@ -545,6 +501,36 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
         est, upper = ci.loc["zi_prob", "estimate"], ci.loc["zi_prob", "upper"]
         out.append(("zi_prob", float((special.logit(upper) - special.logit(est)) / z)))
     return out
+
+
+def wald_sd(m):
+    """``confint(method="wald")`` (its warnings ignored), the normal quantile of its
+    intervals and, in a list, ``(row, SE)`` of the random-intercept SD read back from its
+    interval (symmetric on the log scale: ``SE(sd) = sd SE(log sd)``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = m.confint(method="wald")
+    z = stats.norm.ppf(0.975)
+    sd_row = next(r for r in ci.index if str(r).startswith("sd_"))
+    est, upper = ci.loc[sd_row, "estimate"], ci.loc[sd_row, "upper"]
+    out = [(sd_row, float(est * np.log(upper / est) / z))]
+    return ci, z, out
+
+
+def check_standard_errors(out, m, case, data, reason, params, wald):
+    """``se_value`` and ``se_variance`` of a clean fit against the independent Hessian at
+    ``params`` (:func:`independent_standard_errors`), unless ``reason`` (why they are not
+    compared) is given; ``wald()`` the reported Wald SEs of the packed coordinates after
+    the fixed effects (:func:`compare_wald_standard_errors`)."""
+    if reason:
+        out.se_check = f"skipped: {reason}"
+        return
+    found = independent_standard_errors(out, case, data, params)
+    if not _compare_fixed_standard_errors(out, m, found):
+        return
+    out.checked.add("se_value")
+    if compare_wald_standard_errors(out, wald(), found):
+        out.checked.add("se_variance")
 
 
 def _variance_standard_errors(out, m, case, found):
@@ -577,34 +563,7 @@ def compare_wald_standard_errors(out, reported, found) -> int:
 def check_case(seed: int, generator: str = "cases") -> Outcome:
     """Fit the data set of ``seed`` (made by ``GENERATORS[generator]``) and run every
     check."""
-    t0 = time.perf_counter()
-    case = GENERATORS[generator](seed)
-    m, caught = _fit(case)
-    out = check_fit(case, m, caught)
-    out.generator = generator
-    out.seconds = time.perf_counter() - t0
-    return out
-
-
-def read_fit(out, m, caught):
-    """The start of every fuzz module's ``check_fit``: the warnings ``caught``; where
-    ``fit`` raised ``m``, the status (a crash a failure) and None; otherwise
-    ``out.clean``, ``out.claims_optimum``, ``loglik_`` and ``converged_`` recorded, and
-    whether the fit warned of anything about the fit."""
-    out.warnings = sorted({w.category.__name__ for w in caught})
-    if isinstance(m, Exception):
-        out.status = "raised" if isinstance(m, DOCUMENTED) else "crashed"
-        if out.status == "crashed":
-            out.fail("crash", f"{type(m).__name__}: {m}")
-        out.numbers["error"] = f"{type(m).__name__}: {m}"
-        return None
-    warned = any(not issubclass(w.category, NOT_ABOUT_THE_FIT) for w in caught)
-    out.clean = bool(m.converged_) and not warned
-    out.claims_optimum = bool(m.converged_) and not any(
-        not issubclass(w.category, NOT_ABOUT_THE_FIT + ABOUT_THE_MODEL) for w in caught
-    )
-    out.numbers.update(loglik_=m.loglik_, converged_=m.converged_)
-    return warned
+    return harness.timed_check(lambda: GENERATORS[generator](seed), check_fit, generator)
 
 
 def check_below_glm(out, m, data) -> bool:
@@ -623,8 +582,8 @@ def check_below_glm(out, m, data) -> bool:
 
 def check_fit(case, m, caught) -> Outcome:
     """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
-    out = Outcome(case["seed"], case["description"], case["scenario"], checkable=case["checkable"])
-    warned = read_fit(out, m, caught)
+    out = Outcome.of(case, FAILURE_KINDS, checkable=case["checkable"])
+    warned = harness.read_fit(out, m, caught)
     if warned is None:
         return out
     _sanity(out, m, case, warned)
@@ -650,27 +609,21 @@ def check_fit(case, m, caught) -> Outcome:
 
 
 def run_cases(seeds, generator: str = "cases") -> list[Outcome]:
-    return [check_case(int(s), generator) for s in seeds]
+    return harness.run_cases(check_case, seeds, generator)
 
 
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Counts (cases, fitted, checked, failures by kind) with example seeds."""
-    n = len(outcomes)
-    status = Counter(o.status for o in outcomes)
     checkable = sum(o.checkable and o.status == "fitted" for o in outcomes)
     clean = sum(o.clean for o in outcomes)
     claims = sum(o.claims_optimum for o in outcomes)
-    seconds = sum(o.seconds for o in outcomes)
-    seeds = [o.seed for o in outcomes]
     flat = [o.seed for o in outcomes if o.numbers.get("min_curvature", np.inf) < FLAT_LAPLACE]
     dense = sum("laplace_dense" in o.numbers for o in outcomes)
     integral = sum("integral_dense" in o.numbers for o in outcomes)
     dense_skip = [o.seed for o in outcomes if "dense_skip" in o.numbers]
     lines = [
-        f"fuzz against the truth: {n} data sets (seeds {min(seeds)}-{max(seeds)}), "
-        f"{seconds:.1f} s ({100 * seconds / max(n, 1):.1f} s per 100)",
-        f"  fitted {status['fitted']}, raised a documented error {status['raised']}, "
-        f"crashed {status['crashed']}; checkable by brute force {checkable}; "
+        harness.summary_header("fuzz against the truth", outcomes),
+        f"  {harness.status_counts(outcomes)}; checkable by brute force {checkable}; "
         f"converged without warning {clean}, with only a singular-fit or overdispersion "
         f"warning {claims - clean} (optima checked in both)",
         f"  random slopes or several factors against the dense Laplace: {dense}, by AGQ "
@@ -678,173 +631,12 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
         "AGQ with fewer nodes)",
         f"  Laplace value not compared (a level's mode nearly flat): {len(flat)} "
         f"{', '.join(map(str, flat[:max_seeds]))}",
-        _se_summary(outcomes),
+        harness.se_summary(outcomes),
     ]
-    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    failed = [o for o in outcomes if o.failures]
-    by_scenario = defaultdict(lambda: [0, 0])
-    for o in outcomes:
-        by_scenario[o.scenario][0] += 1
-        by_scenario[o.scenario][1] += bool(o.failures)
-    lines.append(
-        "  by scenario (data sets / with a failure): "
-        + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_scenario.items()))
-    )
-    for o in failed[:40]:
-        kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
-        lines.append(
-            f"  seed {o.seed} [{kinds}] {o.description}: {reproduction(o.seed, o.generator)}"
-        )
+    lines += harness.failure_table(outcomes, FAILURE_KINDS, max_seeds)
+    lines.append(harness.by_scenario_line(outcomes))
+    lines += harness.failed_lines(outcomes, lambda o: reproduction(o.seed, o.generator))
     return "\n".join(lines)
-
-
-def print_case(seed, o, case) -> None:
-    """A data set of a fuzz module's command line: its description, model, status and
-    :func:`print_outcome`'s lines (``case`` the generator's dict, ``o`` its outcome)."""
-    print(f"seed {seed}: {o.description}")
-    print(
-        f"  estimator {case['estimator'].__name__}({case['params']}), "
-        f"fit {list(case['fit_params'])}"
-    )
-    print(f"  status {o.status}, clean {o.clean}, warnings {o.warnings}, {o.seconds:.1f} s")
-    print_outcome(o)
-
-
-def fuzz_command_line(argv, check, make, summary) -> int:
-    """A fuzz module's command line: ``SEED [SEED ...]`` prints each data set
-    (:func:`print_case`; ``check(seed)`` its outcome, ``make(seed)`` its case), ``--range
-    START STOP`` a line per data set as it is checked and then ``summary``'s table (exit
-    status 1 when a check failed)."""
-    if argv[:1] == ["--range"]:
-        outcomes = []
-        for seed in range(int(argv[1]), int(argv[2])):
-            o = check(seed)
-            kinds = ",".join(dict.fromkeys(k for k, _ in o.failures)) or "ok"
-            line = f"seed {seed} {o.seconds:.1f}s {o.status} clean={o.clean} {kinds}"
-            print(f"{line} {o.description}", flush=True)
-            outcomes.append(o)
-        print(summary(outcomes, max_seeds=12))
-        return 1 if any(o.failures for o in outcomes) else 0
-    for seed in map(int, argv):
-        print_case(seed, check(seed), make(seed))
-    return 0
-
-
-def print_outcome(o) -> None:
-    """One data set's numbers, standard-error line and failures (or that every check
-    passed), as the fuzz modules' command lines print them."""
-    for k, v in o.numbers.items():
-        print(f"  {k}: {v}")
-    if o.se_check:
-        print(f"  standard errors: {o.se_check}")
-    for kind, detail in o.failures:
-        print(f"  FAIL {kind}: {detail}")
-    if not o.failures:
-        print("  every check passed")
-
-
-def timed_check(make_case, fit, check_fit) -> Outcome:
-    """A fuzz module's ``check_case``: the data set made, fitted and checked, with the
-    seconds it took in the outcome (``make_case()`` the case, ``fit(case)`` the fit and
-    its caught warnings, ``check_fit`` the module's checks)."""
-    t0 = time.perf_counter()
-    case = make_case()
-    m, caught = fit(case)
-    out = check_fit(case, m, caught)
-    out.seconds = time.perf_counter() - t0
-    return out
-
-
-def summary_header(title: str, outcomes, per_100: bool = True) -> str:
-    """A fuzz summary's first line: the data sets, their seeds and the seconds taken."""
-    n = len(outcomes)
-    seconds = sum(o.seconds for o in outcomes)
-    seeds = [o.seed for o in outcomes]
-    line = f"{title}: {n} data sets (seeds {min(seeds)}-{max(seeds)}), {seconds:.1f} s"
-    return line + (f" ({100 * seconds / max(n, 1):.1f} s per 100)" if per_100 else "")
-
-
-def checks_line(outcomes, checks, check_of) -> str:
-    """The summary's line of each check's fits passed / failed (``check_of(kind)`` the
-    check a failure kind belongs to)."""
-    cells = []
-    for check in checks:
-        ran = sum(check in o.checked for o in outcomes)
-        failed = sum(any(check_of(k) == check for k, _ in o.failures) for o in outcomes)
-        cells.append(f"{check} {ran - failed}/{failed}")
-    return "    checks passed/failed: " + ", ".join(cells)
-
-
-def failed_lines(outcomes, reproduce) -> list[str]:
-    """The summary's line of each failing data set (the first 40): its kinds and the
-    command that reproduces it (``reproduce(o)``)."""
-    lines = []
-    for o in [o for o in outcomes if o.failures][:40]:
-        kinds = ",".join(dict.fromkeys(k for k, _ in o.failures))
-        lines.append(f"  seed {o.seed} [{kinds}] {o.description}: {reproduce(o)}")
-    return lines
-
-
-def print_summary(outcomes, capsys, summary) -> str:
-    """``summary(outcomes)`` printed past pytest's capture (the slow tests' table)."""
-    text = summary(outcomes)
-    with capsys.disabled():
-        print("\n" + text)
-    return text
-
-
-def failure_table(outcomes, kinds, max_seeds: int) -> list[str]:
-    """The summary's lines of failures by kind (with example seeds) and their count."""
-    lines = [f"  {'failure kind':<20} {'count':>5}  example seeds"]
-    by_kind = defaultdict(list)
-    for o in outcomes:
-        for kind in dict.fromkeys(k for k, _ in o.failures):
-            by_kind[kind].append(o.seed)
-    for kind in kinds:
-        s = by_kind.get(kind, [])
-        lines.append(f"  {kind:<20} {len(s):>5}  {', '.join(map(str, s[:max_seeds]))}")
-    lines.append(f"  data sets with a failure: {sum(bool(o.failures) for o in outcomes)}")
-    return lines
-
-
-def _se_summary(outcomes, family_parameter: str = "theta") -> str:
-    """The summary's line of the standard errors compared (the family's parameter named
-    as ``family_parameter``)."""
-    compared = [o for o in outcomes if o.se_check == "compared"]
-    n_se = sum(len(o.numbers["se_rel_diff"]) for o in compared)
-    seconds = sum(o.numbers.get("se_truth_seconds", 0.0) for o in outcomes)
-    line = f"  standard errors compared: {len(compared)} fits ({n_se} SEs, {seconds:.1f} s)"
-    if compared:
-        worst = max(compared, key=lambda o: np.max(np.abs(o.numbers["se_rel_diff"])))
-        line += (
-            f", largest relative difference {np.max(np.abs(worst.numbers['se_rel_diff'])):.1e}"
-            f" (seed {worst.seed}), largest error estimate "
-            f"{max(o.numbers['se_truth_error'] for o in compared):.1e}"
-        )
-    variance = [
-        (abs(v), o.seed, k[len("se_rel_diff ") :])
-        for o in compared
-        for k, v in o.numbers.items()
-        if k.startswith("se_rel_diff ")
-    ]
-    if variance:
-        worst_v = max(variance)
-        line += (
-            f"; Wald SEs of SD / {family_parameter} / ZI compared: {len(variance)}, largest "
-            "relative "
-            f"difference {worst_v[0]:.1e} ({worst_v[2]}, seed {worst_v[1]})"
-        )
-    skipped = Counter(
-        o.se_check[len("skipped: ") :] for o in outcomes if o.se_check.startswith("skipped")
-    )
-    line += f"; skipped {sum(skipped.values())}"
-    if skipped:
-        line += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) + ")"
-    return line
-
-
-def _report(outcomes, capsys):
-    return print_summary(outcomes, capsys, summary)
 
 
 # -- the truth itself, on cases whose answer is known --------------------------------------
@@ -1245,7 +1037,7 @@ def _ordinary_case():
     for seed in range(200):
         case = make_case(seed)
         if case["checkable"] and case["family"] == "poisson" and not case["zero_inflation"]:
-            m, caught = _fit(case)
+            m, caught = fit(case)
             out = check_fit(case, m, caught)
             if out.clean and not out.failures:
                 return case, m, caught
@@ -1308,7 +1100,7 @@ def _dense_case(scenario):
     for seed in range(300):
         case = make_case(seed)
         if case["scenario"] == scenario and not case["zero_inflation"]:
-            m, caught = _fit(case)
+            m, caught = fit(case)
             out = check_fit(case, m, caught)
             if out.clean and not out.failures and "laplace_dense" in out.numbers:
                 return case, m, caught
@@ -1335,7 +1127,7 @@ def test_harness_catches_a_wrong_fit_of_slopes_or_crossed_factors(scenario):
 
 def test_harness_catches_a_wrong_quadrature_value_with_random_slopes():
     case = make_agq_case(0)
-    m, caught = _fit(case)
+    m, caught = fit(case)
     out = check_fit(case, m, caught)
     assert "integral_dense" in out.numbers and not out.failures
     m.loglik_ += 0.005
@@ -1347,7 +1139,7 @@ def test_harness_catches_a_wrong_quadrature_value_with_random_slopes():
 
 def test_fuzz_fits_against_the_truth_fast_sample(capsys):
     outcomes = run_cases(FAST_SEEDS)
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert not any(o.failures for o in outcomes), text
 
 
@@ -1391,21 +1183,18 @@ KNOWN_OPEN: dict[int, str] = {}
 def _assert_only_known_failures(seeds, generator, known_open, capsys):
     """Every data set of ``seeds`` passes, or is listed in ``known_open``."""
     outcomes = run_cases(seeds, generator)
-    text = _report(outcomes, capsys)
-    failed = {o.seed for o in outcomes if o.failures}
-    assert not failed - set(known_open), text
+    harness.assert_only_known_failures(outcomes, known_open, capsys, summary)
 
 
 @pytest.mark.slow
 def test_fuzz_fits_against_the_truth(capsys):
-    seeds = range(SLOW_START, SLOW_START + N_SLOW)
-    _assert_only_known_failures(seeds, "cases", KNOWN_OPEN, capsys)
+    _assert_only_known_failures(SLOW_SEEDS, "cases", KNOWN_OPEN, capsys)
 
 
 # Random slopes on crossed or nested factors, three factors, three effects per level and
 # covariance structures (fuzz_structures), against the dense Laplace
 STRUCTURE_FAST_SEEDS = list(range(100_000, 100_008))
-N_STRUCTURE_SLOW = int(os.environ.get("FUZZ_STRUCTURE_CASES", "300"))
+STRUCTURE_SLOW_SEEDS = harness.slow_seeds("FUZZ_STRUCTURE", 300, start=False)
 STRUCTURE_FAILED_BEFORE = {
     46: "nested factors, a random slope on the inner one, counts up to 8e10: the nested "
     "solver's log-determinant 0.39 off (an explicit inverse of blocks whose determinant "
@@ -1420,7 +1209,7 @@ STRUCTURE_FAILED_BEFORE = {
 
 def test_fuzz_structures_against_the_dense_truth_fast_sample(capsys):
     outcomes = run_cases(STRUCTURE_FAST_SEEDS, "structures")
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert all("laplace_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
     assert not any(o.failures for o in outcomes), text
 
@@ -1437,19 +1226,18 @@ STRUCTURE_KNOWN_OPEN: dict[int, str] = {}
 
 @pytest.mark.slow
 def test_fuzz_structures_against_the_dense_truth(capsys):
-    seeds = range(N_STRUCTURE_SLOW)
-    _assert_only_known_failures(seeds, "structures", STRUCTURE_KNOWN_OPEN, capsys)
+    _assert_only_known_failures(STRUCTURE_SLOW_SEEDS, "structures", STRUCTURE_KNOWN_OPEN, capsys)
 
 
 # Random slopes fitted by AGQ (a product rule of 25 nodes per dimension) against the
 # integral of truth_dense.integral_loglik
 AGQ_FAST_SEEDS = [100_000]
-N_AGQ_SLOW = int(os.environ.get("FUZZ_AGQ_CASES", "60"))
+AGQ_SLOW_SEEDS = harness.slow_seeds("FUZZ_AGQ", 60, start=False)
 
 
 def test_fuzz_slopes_by_quadrature_against_the_integral_fast_sample(capsys):
     outcomes = run_cases(AGQ_FAST_SEEDS, "agq")
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert all("integral_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
     assert not any(o.failures for o in outcomes), text
 
@@ -1467,30 +1255,21 @@ AGQ_KNOWN_OPEN = {
 
 @pytest.mark.slow
 def test_fuzz_slopes_by_quadrature_against_the_integral(capsys):
-    _assert_only_known_failures(range(N_AGQ_SLOW), "agq", AGQ_KNOWN_OPEN, capsys)
+    _assert_only_known_failures(AGQ_SLOW_SEEDS, "agq", AGQ_KNOWN_OPEN, capsys)
 
 
 def _main(argv):
     """``python tests/test_fuzz_truth.py SEED [SEED ...]`` or ``--range START STOP``;
     ``--structures`` or ``--agq`` first for the data sets of ``fuzz_structures``."""
-    generator = "cases"
-    if argv[:1] in (["--structures"], ["--agq"]):
-        generator, argv = argv[0][2:], argv[1:]
-    if argv[:1] == ["--range"]:
-        outcomes = run_cases(range(int(argv[1]), int(argv[2])), generator)
-        print(summary(outcomes, max_seeds=12))
-        return 1 if any(o.failures for o in outcomes) else 0
-    for seed in map(int, argv):
-        o = check_case(seed, generator)
-        case = GENERATORS[generator](seed)
-        print(f"seed {seed}: {o.description}")
-        est = f"{case['estimator'].__name__}({case['params']})"
-        print(f"  estimator {est}, fit {list(case['fit_params'])}")
-        print(
-            f"  status {o.status}, checkable {o.checkable}, clean {o.clean}, warnings {o.warnings}"
-        )
-        print_outcome(o)
-    return 0
+    generator, argv = harness.pick_generator(argv, GENERATORS, "cases")
+    return harness.fuzz_command_line(
+        argv,
+        lambda seed: check_case(seed, generator),
+        GENERATORS[generator],
+        summary,
+        progress=False,
+        checkable=True,
+    )
 
 
 if __name__ == "__main__":

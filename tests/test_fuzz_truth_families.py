@@ -39,62 +39,51 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import sys
 import warnings
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 
+import fuzz_harness as harness
 import numpy as np
 import pytest
 import truth
 import truth_families
 from fuzz_family_cases import make_family_case
-from scipy import special, stats
-from test_fuzz_truth import (
-    EXACT_NODES,
+from fuzz_harness import (
     FLAT_LAPLACE,
     SE_MIN_SIGMA,
-    TOL_INTEGRAL,
     TOL_OPTIMUM,
-    TOL_SAME_APPROX,
-    _compare_fixed_standard_errors,
-    _fit,
+    Outcome,
+)
+from scipy import special, stats
+from test_fuzz_truth import (
     _objective,
     _reported_se_skip_reason,
     _sanity,
-    _se_summary,
     check_below_glm,
-    checks_line,
-    compare_wald_standard_errors,
-    failed_lines,
-    failure_table,
-    fuzz_command_line,
-    independent_standard_errors,
-    print_summary,
-    read_fit,
-    summary_header,
-    timed_check,
+    check_nearby_optimum,
+    check_same_value,
+    check_standard_errors,
     truth_data,
+    wald_sd,
 )
 
 from sklearn_glmm.exceptions import OverdispersionWarning
 
-FAILURE_KINDS = {
-    "crash": "an exception other than ValueError / FloatingPointError",
-    "nonfinite": "NaN or infinite estimate or loglik_ without a warning",
-    "absurd": "|coef| x SD(x), eta at the means or the random-effect SD > 1e6 without a warning",
-    "se_zero": "a standard error of exactly 0",
-    "se_nan": "a NaN standard error without a warning",
-    "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
-    "flat_unwarned": "a level's curvature at its mode < 1e-3 of the prior's, without a warning",
-    "loglik_vs_integral": "AGQ >= 25 nodes: loglik_ != brute-force integral (> 1e-3)",
-    "not_optimal": "claims its optimum, yet a better one nearby (> 0.01)",
-    "below_glm": "claims its optimum, yet below the nested GLM (> 0.01)",
-    "se_value": "a fixed effect's std_error != that of the independent Hessian (> 1e-3 rel.)",
-    "se_variance": "a Wald SE of the SD, log phi or ZI != the independent Hessian's",
-    "phi_report": "phi_, phi_at_boundary_, the warning, dispersion_effects_ or confint disagree",
-}
+PHI_REPORT = (
+    "phi_report",
+    "phi_, phi_at_boundary_, the warning, dispersion_effects_ or confint disagree",
+)
+FAILURE_KINDS = harness.failure_kinds(
+    *harness.SANITY_FIRST,
+    "loglik_value",
+    "flat_unwarned",
+    "loglik_vs_integral",
+    "not_optimal",
+    "below_glm",
+    "se_value",
+    ("se_variance", "a Wald SE of the SD, log phi or ZI != the independent Hessian's"),
+    PHI_REPORT,
+)
 # the checks each fit may get, for the table of checked / failed per family
 CHECKS = (
     "sanity",
@@ -106,39 +95,14 @@ CHECKS = (
     "se_value",
     "se_variance",
 )
-SANITY = ("crash", "nonfinite", "absurd", "se_zero", "se_nan", "flat_unwarned")
 PHI_ROW = {"negbin1": "nb1_phi", "betabinomial": "betabinomial_phi"}
 PHI_BOUND = {"negbin1": 0.0, "betabinomial": np.inf}  # the reported value on the bound
 FAST_SEEDS = list(range(100_000, 100_004))  # two of each family
-N_SLOW = int(os.environ.get("FUZZ_FAMILY_CASES", "600"))
-SLOW_START = int(os.environ.get("FUZZ_FAMILY_START", "0"))
+SLOW_SEEDS = harness.slow_seeds("FUZZ_FAMILY", 600)
 
 
 def reproduction(seed: int) -> str:
-    return f"PYTHONPATH=. python tests/test_fuzz_truth_families.py {seed}"
-
-
-@dataclass
-class Outcome:
-    """What one data set gave (as ``test_fuzz_truth.Outcome``, with the checks run)."""
-
-    seed: int
-    description: str
-    scenario: str
-    family: str
-    status: str = "fitted"
-    clean: bool = False
-    claims_optimum: bool = False
-    warnings: list = field(default_factory=list)
-    failures: list = field(default_factory=list)
-    numbers: dict = field(default_factory=dict)
-    se_check: str = ""
-    checked: set = field(default_factory=set)
-    seconds: float = 0.0
-
-    def fail(self, kind, detail):
-        assert kind in FAILURE_KINDS, kind
-        self.failures.append((kind, detail))
+    return harness.reproduction("test_fuzz_truth_families", seed)
 
 
 def fitted_params(m, case) -> dict:
@@ -190,41 +154,8 @@ def _against_truth(out, m, case, data):
     """``loglik_`` against the independent values; a better optimum nearby."""
     n_agq = case["params"].get("n_agq", 1)
     params = fitted_params(m, case)
-    nums = out.numbers
-    if n_agq > 1:
-        same = nums["agq_truth"] = truth.agq_loglik(params, data, n_agq)
-    else:
-        same = nums["laplace_truth"] = truth.laplace_loglik(params, data)
-        nums["min_curvature"] = truth.min_curvature(params, data)
-        if nums["min_curvature"] < FLAT_LAPLACE:
-            if out.clean:
-                out.fail("flat_unwarned", f"curvature {nums['min_curvature']:.3g} at a mode")
-            same = np.nan  # ill-conditioned: not compared (see test_fuzz_truth.FLAT_LAPLACE)
-    if np.isfinite(m.loglik_) and np.isfinite(same):
-        out.checked.add("loglik_value")
-        if not abs(m.loglik_ - same) <= TOL_SAME_APPROX:
-            out.fail("loglik_value", f"loglik_ {m.loglik_:.8f} vs independent {same:.8f}")
-    if n_agq >= EXACT_NODES:
-        exact = nums["integral_truth"] = truth.marginal_loglik(params, data)
-        if np.isfinite(m.loglik_):
-            out.checked.add("loglik_vs_integral")
-            if not abs(m.loglik_ - exact) <= TOL_INTEGRAL:
-                out.fail("loglik_vs_integral", f"loglik_ {m.loglik_:.8f} vs integral {exact:.8f}")
-    if not out.claims_optimum:
-        return
-    out.checked.add("not_optimal")
-    nearby = truth.best_nearby(_objective(data, n_agq), truth.pack(params, data))
-    nums["at_fit"], nums["best_nearby"] = nearby.start_value, nearby.value
-    if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
-        better = truth.unpack(nearby.x, data)
-        out.fail(
-            "not_optimal",
-            f"{nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit "
-            f"(beta {np.round(better['beta'], 6)}, sigma {better['sigma']:.6g}, "
-            f"phi {better['phi']:.6g}"
-            + (f", zi {better['zi']:.6g}" if "zi" in better else "")
-            + ")",
-        )
+    check_same_value(out, m, params, data, n_agq)
+    check_nearby_optimum(out, params, data, n_agq)
 
 
 def _se_skip_reason(out, m, case):
@@ -246,13 +177,7 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
     """The Wald SEs of the SD (its interval symmetric on the log scale, ``SE(sd) =
     sd SE(log sd)``), of ``log phi`` and of the zero-inflation logit, from
     ``confint(method="wald")``: truth's packed coordinates after beta, in order."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ci = m.confint(method="wald")
-    z = stats.norm.ppf(0.975)
-    sd_row = next(r for r in ci.index if str(r).startswith("sd_"))
-    est, upper = ci.loc[sd_row, "estimate"], ci.loc[sd_row, "upper"]
-    out = [(sd_row, float(est * np.log(upper / est) / z))]
+    ci, z, out = wald_sd(m)
     row = PHI_ROW[case["family"]]
     est, upper = ci.loc[row, "estimate"], ci.loc[row, "upper"]
     out.append((row, float(np.log(upper / est) / z)))
@@ -265,22 +190,14 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
 def _standard_errors(out, m, case, data):
     """``se_value`` and ``se_variance`` against the independent Hessian."""
     reason = _se_skip_reason(out, m, case)
-    if reason:
-        out.se_check = f"skipped: {reason}"
-        return
-    found = independent_standard_errors(out, case, data, fitted_params(m, case))
-    if not _compare_fixed_standard_errors(out, m, found):
-        return
-    out.checked.add("se_value")
-    if compare_wald_standard_errors(out, wald_variance_standard_errors(m, case), found):
-        out.checked.add("se_variance")
+    wald = functools.partial(wald_variance_standard_errors, m, case)
+    check_standard_errors(out, m, case, data, reason, fitted_params(m, case), wald)
 
 
 def check_fit(case, m, caught) -> Outcome:
     """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
-    out = Outcome(case["seed"], case["description"], case["scenario"], case["family"])
-    warned = read_fit(out, m, caught)
-    out.checked.add("sanity")
+    out = Outcome.of(case, FAILURE_KINDS, family=case["family"])
+    warned = harness.read_fit(out, m, caught)
     if warned is None:
         return out
     _sanity(out, m, case, warned)
@@ -295,55 +212,44 @@ def check_fit(case, m, caught) -> Outcome:
 
 
 def check_case(seed: int) -> Outcome:
-    return timed_check(lambda: make_family_case(seed), _fit, check_fit)
+    return harness.timed_check(lambda: make_family_case(seed), check_fit)
 
 
 def run_cases(seeds) -> list[Outcome]:
-    return [check_case(int(s)) for s in seeds]
+    return harness.run_cases(check_case, seeds)
 
 
 # -- the table ------------------------------------------------------------------------------
 
 
-def _check_of(kind):
-    return "sanity" if kind in SANITY else kind
+def by_family(outcomes):
+    """Each family's outcomes (NB1, then the beta-binomial, where there are any) and the
+    summary's line of them: data sets, fitted, clean and ``phi_`` on its bound."""
+    for fam in ("negbin1", "betabinomial"):
+        mine = [o for o in outcomes if o.family == fam]
+        if not mine:
+            continue
+        clean = sum(o.clean for o in mine)
+        claims = sum(o.claims_optimum for o in mine)
+        bound = sum(o.numbers.get("phi_") == PHI_BOUND[fam] for o in mine)
+        line = (
+            f"  {fam}: {len(mine)} data sets; {harness.status_counts(mine)}; converged "
+            f"without warning {clean}, with only a singular-fit or overdispersion warning "
+            f"{claims - clean}; phi_ on its bound {bound}"
+        )
+        yield mine, line
 
 
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Per family: data sets, fitted, clean; each check's count of fits checked and
     failed; failures by kind with example seeds; the standard errors compared."""
-    lines = [summary_header("fuzz NB1 / beta-binomial against the truth", outcomes)]
-    for fam in ("negbin1", "betabinomial"):
-        mine = [o for o in outcomes if o.family == fam]
-        if not mine:
-            continue
-        status = Counter(o.status for o in mine)
-        clean = sum(o.clean for o in mine)
-        claims = sum(o.claims_optimum for o in mine)
-        bound = sum(o.numbers.get("phi_") == PHI_BOUND[fam] for o in mine)
-        lines.append(
-            f"  {fam}: {len(mine)} data sets; fitted {status['fitted']}, raised a documented "
-            f"error {status['raised']}, crashed {status['crashed']}; converged without "
-            f"warning {clean}, with only a singular-fit or overdispersion warning "
-            f"{claims - clean}; phi_ on its bound {bound}"
-        )
-        lines.append(checks_line(mine, CHECKS, _check_of))
-        by_scenario = defaultdict(lambda: [0, 0])
-        for o in mine:
-            by_scenario[o.scenario][0] += 1
-            by_scenario[o.scenario][1] += bool(o.failures)
-        lines.append(
-            "    by scenario (data sets / with a failure): "
-            + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_scenario.items()))
-        )
-    lines.append(_se_summary(outcomes, "phi"))
-    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    lines += failed_lines(outcomes, lambda o: reproduction(o.seed))
+    lines = [harness.summary_header("fuzz NB1 / beta-binomial against the truth", outcomes)]
+    for mine, line in by_family(outcomes):
+        lines += [line, harness.checks_line(mine, CHECKS), harness.by_scenario_line(mine, "    ")]
+    lines.append(harness.se_summary(outcomes, "phi"))
+    lines += harness.failure_table(outcomes, FAILURE_KINDS, max_seeds)
+    lines += harness.failed_lines(outcomes, lambda o: reproduction(o.seed))
     return "\n".join(lines)
-
-
-def _report(outcomes, capsys):
-    return print_summary(outcomes, capsys, summary)
 
 
 # -- the truth's densities ------------------------------------------------------------------
@@ -563,14 +469,10 @@ CLEAN_SEEDS = {"negbin1": 100_003, "betabinomial": 100_001}
 def _clean_fit(family):
     case = make_family_case(CLEAN_SEEDS[family])
     assert case["family"] == family
-    m, caught = _fit(case)
-    out = check_fit(case, m, caught)
-    assert out.clean and not out.failures and out.se_check == "compared", summary([out])
-    return case, m, caught
+    return harness.clean_fit(case, check_fit, summary)
 
 
-def _kinds(case, m, caught):
-    return {k for k, _ in check_fit(case, m, caught).failures}
+_kinds = functools.partial(harness.failed_kinds, check_fit)
 
 
 @pytest.mark.parametrize("family", ["negbin1", "betabinomial"])
@@ -627,7 +529,7 @@ def _scaled_phi_row(m, case, factor):
 
 def test_fuzz_nb1_and_betabinomial_against_the_truth_fast_sample(capsys):
     outcomes = run_cases(FAST_SEEDS)
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert {o.family for o in outcomes} == {"negbin1", "betabinomial"}, text
     assert not any(o.failures for o in outcomes), text
 
@@ -638,16 +540,13 @@ KNOWN_OPEN: dict[int, str] = {}
 
 @pytest.mark.slow
 def test_fuzz_nb1_and_betabinomial_against_the_truth(capsys):
-    outcomes = run_cases(range(SLOW_START, SLOW_START + N_SLOW))
-    text = _report(outcomes, capsys)
-    failed = {o.seed for o in outcomes if o.failures}
-    assert not failed - set(KNOWN_OPEN), text
+    harness.assert_only_known_failures(run_cases(SLOW_SEEDS), KNOWN_OPEN, capsys, summary)
 
 
 def _main(argv):
     """``python tests/test_fuzz_truth_families.py SEED [SEED ...]`` or ``--range START
     STOP``."""
-    return fuzz_command_line(argv, check_case, make_family_case, summary)
+    return harness.fuzz_command_line(argv, check_case, make_family_case, summary)
 
 
 if __name__ == "__main__":

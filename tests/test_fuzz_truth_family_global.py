@@ -50,35 +50,21 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import sys
 import time
 import warnings
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 
+import fuzz_harness as harness
 import numpy as np
 import pandas as pd
 import pytest
 import truth
 from fuzz_family_global_cases import make_family_global_case
+from fuzz_harness import Outcome
 from scipy import optimize, special
-from test_fuzz_truth import (
-    FLAT_LAPLACE,
-    TOL_SAME_APPROX,
-    _fit,
-    _objective,
-    _sanity,
-    check_below_glm,
-    checks_line,
-    failed_lines,
-    failure_table,
-    fuzz_command_line,
-    print_summary,
-    read_fit,
-    summary_header,
-    timed_check,
-)
+from test_fuzz_truth import _objective, _sanity, check_below_glm, check_same_value
 
 from sklearn_glmm.exceptions import ConvergenceWarning
 
@@ -97,51 +83,20 @@ BOUND_LOG = 40.0
 BOUND_SIGMA = 50.0
 FD_STEP = 1e-6  # forward differences on values of 1e1-1e4 computed to ~1e-11
 
-FAILURE_KINDS = {
-    "crash": "an exception other than ValueError / FloatingPointError",
-    "nonfinite": "NaN or infinite estimate or loglik_ without a warning",
-    "absurd": "|coef| x SD(x), eta at the means or the random-effect SD > 1e6 without a warning",
-    "se_zero": "a standard error of exactly 0",
-    "se_nan": "a NaN standard error without a warning",
-    "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
-    "flat_unwarned": "a level's curvature at its mode < 1e-3 of the prior's, without a warning",
-    "global_optimum": "the truth's best from many starts beats loglik_ (> 1e-3), no warning",
-    "below_glm": "claims its optimum, yet below the nested GLM (> 0.01)",
-}
+FAILURE_KINDS = harness.failure_kinds(
+    *harness.SANITY_FIRST,
+    "loglik_value",
+    "flat_unwarned",
+    ("global_optimum", "the truth's best from many starts beats loglik_ (> 1e-3), no warning"),
+    "below_glm",
+)
 CHECKS = ("sanity", "loglik_value", "global_optimum", "below_glm")
-SANITY = ("crash", "nonfinite", "absurd", "se_zero", "se_nan", "flat_unwarned")
 FAST_SEEDS = [100_000, 100_003, 100_013, 100_018]  # ZI Poisson, beta-binomial, NB1, NB2
-N_SLOW = int(os.environ.get("FUZZ_FAMILY_GLOBAL_CASES", "300"))
-SLOW_START = int(os.environ.get("FUZZ_FAMILY_GLOBAL_START", "0"))
+SLOW_SEEDS = harness.slow_seeds("FUZZ_FAMILY_GLOBAL", 300)
 
 
 def reproduction(seed: int) -> str:
-    return f"PYTHONPATH=. python tests/test_fuzz_truth_family_global.py {seed}"
-
-
-@dataclass
-class Outcome:
-    """What one data set gave (as ``test_fuzz_truth.Outcome``, with the checks run)."""
-
-    seed: int
-    description: str
-    scenario: str
-    family: str
-    model: str
-    status: str = "fitted"
-    clean: bool = False
-    claims_optimum: bool = False
-    excuse: str = ""  # the warning that excuses a better optimum, if any
-    warnings: list = field(default_factory=list)
-    failures: list = field(default_factory=list)
-    numbers: dict = field(default_factory=dict)
-    checked: set = field(default_factory=set)
-    se_check: str = ""  # (standard errors are not compared here: print_outcome reads it)
-    seconds: float = 0.0
-
-    def fail(self, kind, detail):
-        assert kind in FAILURE_KINDS, kind
-        self.failures.append((kind, detail))
+    return harness.reproduction("test_fuzz_truth_family_global", seed)
 
 
 # -- from a case and a fit to the truth's data and parameters --------------------------
@@ -196,18 +151,6 @@ def fitted_params(m, case) -> dict:
 def _count_case(case):
     """The case with ``X`` the count part's columns (for ``test_fuzz_truth._sanity``)."""
     return {**case, "X": case["X"][case["count_columns"]]}
-
-
-def excuse_of(caught) -> str:
-    """The warning that says a fit may be short of its maximum: a ``ConvergenceWarning``,
-    or one saying the log-likelihood is a lower bound ("" if none)."""
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            return "ConvergenceWarning"
-    for w in caught:
-        if "lower bound" in str(w.message):
-            return f"{w.category.__name__} (a lower bound)"
-    return ""
 
 
 # -- the global search ------------------------------------------------------------------
@@ -439,19 +382,8 @@ def _against_truth(out, m, case, data):
     params = fitted_params(m, case)
     nums = out.numbers
     nums["fit_params"] = _shown(params)
-    if n_agq > 1:
-        same = nums["agq_truth"] = truth.agq_loglik(params, data, n_agq)
-    else:
-        same = nums["laplace_truth"] = truth.laplace_loglik(params, data)
-        nums["min_curvature"] = truth.min_curvature(params, data)
-        if nums["min_curvature"] < FLAT_LAPLACE:
-            if out.clean:
-                out.fail("flat_unwarned", f"curvature {nums['min_curvature']:.3g} at a mode")
-            same = np.nan  # ill-conditioned: not compared (see test_fuzz_truth.FLAT_LAPLACE)
-    if np.isfinite(m.loglik_) and np.isfinite(same):
-        out.checked.add("loglik_value")
-        if not abs(m.loglik_ - same) <= TOL_SAME_APPROX:
-            out.fail("loglik_value", f"loglik_ {m.loglik_:.8f} vs independent {same:.8f}")
+    # (AGQ with 5-15 nodes: no comparison with the integral)
+    check_same_value(out, m, params, data, n_agq, integral=False)
     if not np.isfinite(m.loglik_):
         return
     fun = _objective(data, n_agq)
@@ -483,14 +415,11 @@ def _against_truth(out, m, case, data):
 
 def check_fit(case, m, caught) -> Outcome:
     """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
-    out = Outcome(
-        case["seed"], case["description"], case["scenario"], case["family"], case["model"]
-    )
-    warned = read_fit(out, m, caught)
-    out.checked.add("sanity")
+    out = Outcome.of(case, FAILURE_KINDS, family=case["family"], model=case["model"])
+    warned = harness.read_fit(out, m, caught)
     if warned is None:
         return out
-    out.excuse = excuse_of(caught)
+    out.excuse = harness.excuse_of(caught)
     _sanity(out, m, _count_case(case), warned)
     data = truth_data(case)
     _against_truth(out, m, case, data)
@@ -500,37 +429,31 @@ def check_fit(case, m, caught) -> Outcome:
 
 
 def check_case(seed: int) -> Outcome:
-    return timed_check(lambda: make_family_global_case(seed), _fit, check_fit)
+    return harness.timed_check(lambda: make_family_global_case(seed), check_fit)
 
 
 def run_cases(seeds) -> list[Outcome]:
-    return [check_case(int(s)) for s in seeds]
+    return harness.run_cases(check_case, seeds)
 
 
 # -- the table ------------------------------------------------------------------------------
-
-
-def _check_of(kind):
-    return "sanity" if kind in SANITY else kind
 
 
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Per model and family: data sets, fitted, clean; each check's count of fits passed
     and failed; the gaps the global search found; failures by kind with example seeds."""
     title = "fuzz family-parameter fits against the truth's global optimum"
-    lines = [summary_header(title, outcomes)]
+    lines = [harness.summary_header(title, outcomes)]
     for key in sorted({(o.model, o.family) for o in outcomes}):
         mine = [o for o in outcomes if (o.model, o.family) == key]
-        status = Counter(o.status for o in mine)
         clean = sum(o.clean for o in mine)
         excused = [o.seed for o in mine if "global_excused" in o.numbers]
         lines.append(
-            f"  {key[0]} {key[1]}: {len(mine)} data sets; fitted {status['fitted']}, raised "
-            f"a documented error {status['raised']}, crashed {status['crashed']}; converged "
-            f"without warning {clean}; a better optimum excused by the fit's warning "
+            f"  {key[0]} {key[1]}: {len(mine)} data sets; {harness.status_counts(mine)}; "
+            f"converged without warning {clean}; a better optimum excused by the fit's warning "
             f"{len(excused)} {excused[:max_seeds]}"
         )
-        lines.append(checks_line(mine, CHECKS, _check_of))
+        lines.append(harness.checks_line(mine, CHECKS))
     gaps = [o.numbers["global_gap"] for o in outcomes if "global_gap" in o.numbers]
     if gaps:
         lines.append(
@@ -547,21 +470,10 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
         lines.append(
             "  best point found from: " + ", ".join(f"{k} {v}" for k, v in froms.most_common())
         )
-    by_scenario = defaultdict(lambda: [0, 0])
-    for o in outcomes:
-        by_scenario[o.scenario][0] += 1
-        by_scenario[o.scenario][1] += bool(o.failures)
-    lines.append(
-        "  by scenario (data sets / with a failure): "
-        + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_scenario.items()))
-    )
-    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    lines += failed_lines(outcomes, lambda o: reproduction(o.seed))
+    lines.append(harness.by_scenario_line(outcomes))
+    lines += harness.failure_table(outcomes, FAILURE_KINDS, max_seeds)
+    lines += harness.failed_lines(outcomes, lambda o: reproduction(o.seed))
     return "\n".join(lines)
-
-
-def _report(outcomes, capsys):
-    return print_summary(outcomes, capsys, summary)
 
 
 # -- the search itself --------------------------------------------------------------------
@@ -631,14 +543,10 @@ CLEAN_SEEDS = {"negbin1": 100_006, "zi negbin": 100_008}
 @functools.cache
 def _clean_fit(name):
     case = make_family_global_case(CLEAN_SEEDS[name])
-    m, caught = _fit(case)
-    out = check_fit(case, m, caught)
-    assert out.clean and not out.failures, summary([out])
-    return case, m, caught
+    return harness.clean_fit(case, check_fit, summary, se_compared=False)
 
 
-def _kinds(case, m, caught):
-    return {k for k, _ in check_fit(case, m, caught).failures}
+_kinds = functools.partial(harness.failed_kinds, check_fit)
 
 
 def _moved(case, m0, data, shift):
@@ -699,7 +607,7 @@ def test_the_starts_without_the_fit_reach_the_fits_optimum():
 
 def test_fuzz_family_parameters_against_the_global_optimum_fast_sample(capsys):
     outcomes = run_cases(FAST_SEEDS)
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert all("global_optimum" in o.checked for o in outcomes if o.status == "fitted"), text
     assert not any(o.failures for o in outcomes), text
 
@@ -746,16 +654,13 @@ KNOWN_OPEN: dict[int, str] = {
 
 @pytest.mark.slow
 def test_fuzz_family_parameters_against_the_global_optimum(capsys):
-    outcomes = run_cases(range(SLOW_START, SLOW_START + N_SLOW))
-    text = _report(outcomes, capsys)
-    failed = {o.seed for o in outcomes if o.failures}
-    assert not failed - set(KNOWN_OPEN), text
+    harness.assert_only_known_failures(run_cases(SLOW_SEEDS), KNOWN_OPEN, capsys, summary)
 
 
 def _main(argv):
     """``python tests/test_fuzz_truth_family_global.py SEED [SEED ...]`` or ``--range START
     STOP``."""
-    return fuzz_command_line(argv, check_case, make_family_global_case, summary)
+    return harness.fuzz_command_line(argv, check_case, make_family_global_case, summary)
 
 
 if __name__ == "__main__":

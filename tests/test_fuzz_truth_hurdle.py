@@ -53,61 +53,45 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import sys
 import warnings
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
 
+import fuzz_harness as harness
 import numpy as np
 import pandas as pd
 import pytest
 import truth
 import truth_hurdle
+from fuzz_harness import (
+    FLAT_LAPLACE,
+    SE_MIN_SIGMA,
+    Outcome,
+)
 from fuzz_hurdle_cases import make_hurdle_case
 from scipy import special, stats
 from test_fuzz_truth import (
-    EXACT_NODES,
-    FLAT_LAPLACE,
-    SE_MIN_SIGMA,
-    TOL_INTEGRAL,
-    TOL_OPTIMUM,
-    TOL_SAME_APPROX,
-    _compare_fixed_standard_errors,
-    _fit,
-    _objective,
     _sanity,
-    _se_summary,
     check_below_glm,
-    checks_line,
-    compare_wald_standard_errors,
-    failed_lines,
-    failure_table,
-    fuzz_command_line,
-    independent_standard_errors,
-    print_summary,
-    read_fit,
-    summary_header,
-    timed_check,
+    check_nearby_optimum,
+    check_same_value,
+    check_standard_errors,
+    wald_sd,
 )
 
 from sklearn_glmm.exceptions import OverdispersionWarning, ZeroInflationWarning
 
-FAILURE_KINDS = {
-    "crash": "an exception other than ValueError / FloatingPointError",
-    "nonfinite": "NaN or infinite estimate or loglik_ without a warning",
-    "absurd": "|coef| x SD(x), eta at the means or the random-effect SD > 1e6 without a warning",
-    "se_zero": "a standard error of exactly 0",
-    "se_nan": "a NaN standard error without a warning",
-    "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
-    "flat_unwarned": "a level's curvature at its mode < 1e-3 of the prior's, without a warning",
-    "loglik_vs_integral": "AGQ >= 25 nodes: loglik_ != brute-force integral (> 1e-3)",
-    "not_optimal": "claims its optimum, yet a better one nearby (> 0.01)",
-    "below_glm": "claims its optimum, yet below the nested GLM (> 0.01)",
-    "se_value": "a fixed effect's std_error != that of the independent Hessian (> 1e-3 rel.)",
-    "se_variance": "a Wald SE of the SD, the dispersion or the zero part != the independent one",
-    "block_report": "dispersion / zero part: value, boundary flag, warning or tables disagree",
-}
+FAILURE_KINDS = harness.failure_kinds(
+    *harness.SANITY_FIRST,
+    "loglik_value",
+    "flat_unwarned",
+    "loglik_vs_integral",
+    "not_optimal",
+    "below_glm",
+    "se_value",
+    ("se_variance", "a Wald SE of the SD, the dispersion or the zero part != the independent one"),
+    ("block_report", "dispersion / zero part: value, boundary flag, warning or tables disagree"),
+)
 CHECKS = (
     "sanity",
     "block_report",
@@ -118,18 +102,16 @@ CHECKS = (
     "se_value",
     "se_variance",
 )
-SANITY = ("crash", "nonfinite", "absurd", "se_zero", "se_nan", "flat_unwarned")
 # a constant hurdle's zero_prob_ against the weighted share of zeros: within a thousandth
 # of the share's standard error sqrt(pi (1 - pi) / sum(w)) (the optimiser stops at
 # 1e-7-1e-6 from it in fits whose dispersion model runs along its ridge)
 TOL_SHARE = 1e-3
 FAST_SEEDS = [100_000, 100_001, 100_002, 100_005]
-N_SLOW = int(os.environ.get("FUZZ_HURDLE_CASES", "300"))
-SLOW_START = int(os.environ.get("FUZZ_HURDLE_START", "0"))
+SLOW_SEEDS = harness.slow_seeds("FUZZ_HURDLE", 300)
 
 
 def reproduction(seed: int) -> str:
-    return f"PYTHONPATH=. python tests/test_fuzz_truth_hurdle.py {seed}"
+    return harness.reproduction("test_fuzz_truth_hurdle", seed)
 
 
 def model_name(case) -> str:
@@ -137,30 +119,6 @@ def model_name(case) -> str:
     ``plain``, with ``+disp`` for a dispersion model."""
     name = (case["model"] or "plain") + ("(z)" if case["zero_terms"] else "")
     return name + ("+disp" if case["disp_terms"] else "")
-
-
-@dataclass
-class Outcome:
-    """What one data set gave (as ``test_fuzz_truth.Outcome``, with the checks run)."""
-
-    seed: int
-    description: str
-    scenario: str
-    family: str
-    model: str
-    status: str = "fitted"
-    clean: bool = False
-    claims_optimum: bool = False
-    warnings: list = field(default_factory=list)
-    failures: list = field(default_factory=list)
-    numbers: dict = field(default_factory=dict)
-    se_check: str = ""
-    checked: set = field(default_factory=set)
-    seconds: float = 0.0
-
-    def fail(self, kind, detail):
-        assert kind in FAILURE_KINDS, kind
-        self.failures.append((kind, detail))
 
 
 # -- from a case and a fit to the truth's data and parameters --------------------------
@@ -307,41 +265,14 @@ def _against_truth(out, m, case, data):
     """``loglik_`` against the independent values; a better optimum nearby."""
     n_agq = case["params"].get("n_agq", 1)
     params = fitted_params(m, case)
-    nums = out.numbers
-    if n_agq > 1:
-        same = nums["agq_truth"] = truth.agq_loglik(params, data, n_agq)
-    else:
-        same = nums["laplace_truth"] = truth.laplace_loglik(params, data)
-        nums["min_curvature"] = truth.min_curvature(params, data)
-        if nums["min_curvature"] < FLAT_LAPLACE:
-            if out.clean:
-                out.fail("flat_unwarned", f"curvature {nums['min_curvature']:.3g} at a mode")
-            same = np.nan  # ill-conditioned: not compared (see test_fuzz_truth.FLAT_LAPLACE)
-    if np.isfinite(m.loglik_) and np.isfinite(same):
-        out.checked.add("loglik_value")
-        if not abs(m.loglik_ - same) <= TOL_SAME_APPROX:
-            out.fail("loglik_value", f"loglik_ {m.loglik_:.8f} vs independent {same:.8f}")
-    if n_agq >= EXACT_NODES:
-        exact = nums["integral_truth"] = truth.marginal_loglik(params, data)
-        nums["rule_error"] = nums["agq_truth"] - exact
-        # not where the rule's own error is larger (the truncated counts' plateau as mu
-        # -> 0: a posterior far from normal), loglik_value having checked the rule
-        if abs(nums["rule_error"]) <= TOL_INTEGRAL and np.isfinite(m.loglik_):
-            out.checked.add("loglik_vs_integral")
-            if not abs(m.loglik_ - exact) <= TOL_INTEGRAL:
-                out.fail("loglik_vs_integral", f"loglik_ {m.loglik_:.8f} vs integral {exact:.8f}")
-    if not out.claims_optimum:
-        return
-    out.checked.add("not_optimal")
-    nearby = truth.best_nearby(_objective(data, n_agq), truth.pack(params, data))
-    nums["at_fit"], nums["best_nearby"] = nearby.start_value, nearby.value
-    if nearby.value > nearby.start_value + TOL_OPTIMUM or not np.isfinite(nearby.start_value):
-        better = truth.unpack(nearby.x, data)
-        shown = {k: np.round(np.atleast_1d(v), 6).tolist() for k, v in better.items()}
-        out.fail(
-            "not_optimal",
-            f"{nearby.value:.6f} nearby vs {nearby.start_value:.6f} at the fit ({shown})",
-        )
+    # (loglik_vs_integral not where the rule's own error is larger: the truncated counts'
+    # plateau as mu -> 0, a posterior far from normal)
+    check_same_value(out, m, params, data, n_agq, rule_error=True)
+    check_nearby_optimum(out, params, data, n_agq, shown=_shown)
+
+
+def _shown(params) -> str:
+    return str({k: np.round(np.atleast_1d(v), 6).tolist() for k, v in params.items()})
 
 
 def _reported_se_skip_reason(m, case):
@@ -372,13 +303,7 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
     """The Wald SEs of the SD (``sd SE(log sd)``, from ``confint``), of the dispersion's
     and the zero part's coefficients on their log / logit scales (the tables'
     ``std_error``): truth's packed coordinates after beta, in order."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ci = m.confint(method="wald")
-    z = stats.norm.ppf(0.975)
-    sd_row = next(r for r in ci.index if str(r).startswith("sd_"))
-    est, upper = ci.loc[sd_row, "estimate"], ci.loc[sd_row, "upper"]
-    out = [(sd_row, float(est * np.log(upper / est) / z))]
+    ci, z, out = wald_sd(m)
     if case["family"] in ("negbin", "negbin1"):
         t = m.dispersion_effects_
         out += [(f"disp~{r}", float(s)) for r, s in zip(t.index, t["std_error"])]
@@ -391,24 +316,14 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
 def _standard_errors(out, m, case, data):
     """``se_value`` and ``se_variance`` against the independent Hessian."""
     reason = _se_skip_reason(out, m, case)
-    if reason:
-        out.se_check = f"skipped: {reason}"
-        return
-    found = independent_standard_errors(out, case, data, fitted_params(m, case))
-    if not _compare_fixed_standard_errors(out, m, found):
-        return
-    out.checked.add("se_value")
-    if compare_wald_standard_errors(out, wald_variance_standard_errors(m, case), found):
-        out.checked.add("se_variance")
+    wald = functools.partial(wald_variance_standard_errors, m, case)
+    check_standard_errors(out, m, case, data, reason, fitted_params(m, case), wald)
 
 
 def check_fit(case, m, caught) -> Outcome:
     """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
-    out = Outcome(
-        case["seed"], case["description"], case["scenario"], case["family"], model_name(case)
-    )
-    warned = read_fit(out, m, caught)
-    out.checked.add("sanity")
+    out = Outcome.of(case, FAILURE_KINDS, family=case["family"], model=model_name(case))
+    warned = harness.read_fit(out, m, caught)
     if warned is None:
         return out
     _sanity(out, m, _count_case(case), warned)
@@ -423,55 +338,53 @@ def check_fit(case, m, caught) -> Outcome:
 
 
 def check_case(seed: int) -> Outcome:
-    return timed_check(lambda: make_hurdle_case(seed), _fit, check_fit)
+    return harness.timed_check(lambda: make_hurdle_case(seed), check_fit)
 
 
 def run_cases(seeds) -> list[Outcome]:
-    return [check_case(int(s)) for s in seeds]
+    return harness.run_cases(check_case, seeds)
 
 
 # -- the table ------------------------------------------------------------------------------
 
 
-def _check_of(kind):
-    return "sanity" if kind in SANITY else kind
+def by_model(outcomes, checks, line):
+    """The summary's lines per model (without ``+disp``): its families, data sets with a
+    dispersion model, status counts and ``line(mine)`` (of the model's outcomes
+    ``mine``), then the count of fits passed and failed of each of ``checks``."""
+    lines = []
+    for model in sorted({o.model.split("+")[0] for o in outcomes}):
+        mine = [o for o in outcomes if o.model.split("+")[0] == model]
+        families = Counter(o.family for o in mine)
+        lines.append(
+            f"  {model} ({', '.join(f'{k} {v}' for k, v in sorted(families.items()))}; "
+            f"with a dispersion model {sum('+disp' in o.model for o in mine)}): "
+            f"{harness.status_counts(mine)}; " + line(mine)
+        )
+        lines.append(harness.checks_line(mine, checks))
+    return lines
 
 
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Per model: data sets, fitted, clean; each check's count of fits checked and
     failed; failures by kind with example seeds; the standard errors compared."""
     title = "fuzz hurdle / truncated / ZI and dispersion models against the truth"
-    lines = [summary_header(title, outcomes)]
-    for model in sorted({o.model.split("+")[0] for o in outcomes}):
-        mine = [o for o in outcomes if o.model.split("+")[0] == model]
-        status = Counter(o.status for o in mine)
+    lines = [harness.summary_header(title, outcomes)]
+
+    def clean_and_claims(mine):
         clean = sum(o.clean for o in mine)
         claims = sum(o.claims_optimum for o in mine)
-        families = Counter(o.family for o in mine)
-        lines.append(
-            f"  {model} ({', '.join(f'{k} {v}' for k, v in sorted(families.items()))}; "
-            f"with a dispersion model {sum('+disp' in o.model for o in mine)}): fitted "
-            f"{status['fitted']}, raised a documented error {status['raised']}, crashed "
-            f"{status['crashed']}; converged without warning {clean}, with only a "
-            f"singular-fit or overdispersion warning {claims - clean}"
+        return (
+            f"converged without warning {clean}, with only a singular-fit or overdispersion "
+            f"warning {claims - clean}"
         )
-        lines.append(checks_line(mine, CHECKS, _check_of))
-    by_scenario = defaultdict(lambda: [0, 0])
-    for o in outcomes:
-        by_scenario[o.scenario][0] += 1
-        by_scenario[o.scenario][1] += bool(o.failures)
-    lines.append(
-        "  by scenario (data sets / with a failure): "
-        + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_scenario.items()))
-    )
-    lines.append(_se_summary(outcomes, "dispersion"))
-    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    lines += failed_lines(outcomes, lambda o: reproduction(o.seed))
+
+    lines += by_model(outcomes, CHECKS, clean_and_claims)
+    lines.append(harness.by_scenario_line(outcomes))
+    lines.append(harness.se_summary(outcomes, "dispersion"))
+    lines += harness.failure_table(outcomes, FAILURE_KINDS, max_seeds)
+    lines += harness.failed_lines(outcomes, lambda o: reproduction(o.seed))
     return "\n".join(lines)
-
-
-def _report(outcomes, capsys):
-    return print_summary(outcomes, capsys, summary)
 
 
 # -- the truth's densities ------------------------------------------------------------------
@@ -650,15 +563,10 @@ def optimize_logistic(Z, t):
 
 @functools.cache
 def _clean_fit(seed):
-    case = make_hurdle_case(seed)
-    m, caught = _fit(case)
-    out = check_fit(case, m, caught)
-    assert out.clean and not out.failures and out.se_check == "compared", summary([out])
-    return case, m, caught
+    return harness.clean_fit(make_hurdle_case(seed), check_fit, summary)
 
 
-def _kinds(case, m, caught):
-    return {k for k, _ in check_fit(case, m, caught).failures}
+_kinds = functools.partial(harness.failed_kinds, check_fit)
 
 
 # a generated hurdle data set whose fit passes every check cleanly, its SEs compared
@@ -687,7 +595,7 @@ def test_harness_catches_a_wrong_loglik_a_wrong_zero_part_and_a_wrong_se():
 
 def test_fuzz_hurdle_truncated_and_dispersion_models_against_the_truth_fast_sample(capsys):
     outcomes = run_cases(FAST_SEEDS)
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert not any(o.failures for o in outcomes), text
 
 
@@ -702,16 +610,13 @@ KNOWN_OPEN: dict[int, str] = {
 
 @pytest.mark.slow
 def test_fuzz_hurdle_truncated_and_dispersion_models_against_the_truth(capsys):
-    outcomes = run_cases(range(SLOW_START, SLOW_START + N_SLOW))
-    text = _report(outcomes, capsys)
-    failed = {o.seed for o in outcomes if o.failures}
-    assert not failed - set(KNOWN_OPEN), text
+    harness.assert_only_known_failures(run_cases(SLOW_SEEDS), KNOWN_OPEN, capsys, summary)
 
 
 def _main(argv):
     """``python tests/test_fuzz_truth_hurdle.py SEED [SEED ...]`` or ``--range START
     STOP``."""
-    return fuzz_command_line(argv, check_case, make_hurdle_case, summary)
+    return harness.fuzz_command_line(argv, check_case, make_hurdle_case, summary)
 
 
 if __name__ == "__main__":

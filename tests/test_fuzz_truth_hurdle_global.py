@@ -37,7 +37,7 @@ nodes). Checks:
   ``test_fuzz_truth.py``;
 - ``loglik_value``: ``loglik_`` is the truth's value at the fit's parameters within
   1e-4, whatever the warnings (not compared where a group's mode is nearly flat,
-  ``test_fuzz_truth.FLAT_LAPLACE``; a clean fit there fails ``flat_unwarned``);
+  ``fuzz_harness.FLAT_LAPLACE``; a clean fit there fails ``flat_unwarned``);
 - ``not_global``: no start reaches a value more than :data:`TOL_GLOBAL` above
   ``loglik_`` that is also more than that above the fit's by the integral (the
   brute-force likelihood, ``truth.marginal_loglik``), unless the fit gave a
@@ -45,7 +45,7 @@ nodes). Checks:
   ridge warnings of ``_fit_checks.py``). Other warnings (a singular fit, theta on its
   bound, a ridge whose log-likelihood is the limit's) do not excuse it.
 
-Where a group's mode is nearly flat (curvature below ``test_fuzz_truth.FLAT_LAPLACE``
+Where a group's mode is nearly flat (curvature below ``fuzz_harness.FLAT_LAPLACE``
 of the prior's) the Laplace value is ill-conditioned, and as the curvature falls to 0
 its ``-log`` term grows without end: the searches treat such points as ``-inf`` (their
 best value is reported apart). Next to them the Laplace value can still be far above the
@@ -65,53 +65,38 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import sys
 import warnings
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import fuzz_harness as harness
 import numpy as np
 import pandas as pd
 import pytest
 import truth
+from fuzz_harness import FLAT_LAPLACE, TOL_SAME_APPROX, Outcome, fit
 from fuzz_hurdle_global_cases import make_global_case
 from glmmtmb_cases import fixture_csv
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import optimize, special
 from sklearn.exceptions import ConvergenceWarning
-from test_fuzz_truth import (
-    FLAT_LAPLACE,
-    TOL_SAME_APPROX,
-    _fit,
-    _sanity,
-    checks_line,
-    failed_lines,
-    failure_table,
-    fuzz_command_line,
-    print_summary,
-    read_fit,
-    summary_header,
-    timed_check,
-)
-from test_fuzz_truth_hurdle import _count_case, fitted_params, model_name, truth_data
+from test_fuzz_truth import _sanity
+from test_fuzz_truth_hurdle import _count_case, by_model, fitted_params, model_name, truth_data
 
 from sklearn_glmm import NegBinGLMM
 from sklearn_glmm.exceptions import SingularFitWarning, StandardErrorWarning
 
-FAILURE_KINDS = {
-    "crash": "an exception other than ValueError / FloatingPointError",
-    "nonfinite": "NaN or infinite estimate or loglik_ without a warning",
-    "absurd": "|coef| x SD(x), eta at the means or the random-effect SD > 1e6 without a warning",
-    "se_zero": "a standard error of exactly 0",
-    "se_nan": "a NaN standard error without a warning",
-    "loglik_value": "loglik_ != independent Laplace / AGQ at the fitted parameters (> 1e-4)",
-    "flat_unwarned": "a level's curvature at its mode < 1e-3 of the prior's, without a warning",
-    "not_global": "a start of the truth's optimiser > 1e-3 above loglik_ (and the fit's "
-    "integral), the fit neither unconverged nor calling its loglik_ a lower bound",
-}
+FAILURE_KINDS = harness.failure_kinds(
+    *harness.SANITY_FIRST,
+    "loglik_value",
+    "flat_unwarned",
+    (
+        "not_global",
+        "a start of the truth's optimiser > 1e-3 above loglik_ (and the fit's integral), the "
+        "fit neither unconverged nor calling its loglik_ a lower bound",
+    ),
+)
 CHECKS = ("sanity", "loglik_value", "not_global")
-SANITY = ("crash", "nonfinite", "absurd", "se_zero", "se_nan", "flat_unwarned")
 # log-likelihood units: a better optimum than the fit's. Ten times the agreement of two
 # computations of the same Laplace / AGQ value (TOL_SAME_APPROX), twice the library's
 # own tolerance for a ridge's rise (-2 log L within 1e-3, ridge.FLAT_TOL)
@@ -127,39 +112,12 @@ START_EVALUATIONS = 15
 POLISHED = 2
 # the end points above loglik_ weighed by the integral (the best, one of each value)
 MAX_CANDIDATES = 3
-LOWER_BOUND = "lower bound"  # the words of a warning that loglik_ is a lower bound
 FAST_SEEDS = [100_001, 100_003, 100_005]
-N_SLOW = int(os.environ.get("FUZZ_HURDLE_GLOBAL_CASES", "150"))
-SLOW_START = int(os.environ.get("FUZZ_HURDLE_GLOBAL_START", "0"))
+SLOW_SEEDS = harness.slow_seeds("FUZZ_HURDLE_GLOBAL", 150)
 
 
 def reproduction(seed: int) -> str:
-    return f"PYTHONPATH=. python tests/test_fuzz_truth_hurdle_global.py {seed}"
-
-
-@dataclass
-class Outcome:
-    """What one data set gave (as ``test_fuzz_truth_hurdle.Outcome``)."""
-
-    seed: int
-    description: str
-    scenario: str
-    family: str
-    model: str
-    status: str = "fitted"
-    clean: bool = False
-    claims_optimum: bool = False
-    excused: bool = False
-    warnings: list = field(default_factory=list)
-    failures: list = field(default_factory=list)
-    numbers: dict = field(default_factory=dict)
-    se_check: str = ""
-    checked: set = field(default_factory=set)
-    seconds: float = 0.0
-
-    def fail(self, kind, detail):
-        assert kind in FAILURE_KINDS, kind
-        self.failures.append((kind, detail))
+    return harness.reproduction("test_fuzz_truth_hurdle_global", seed)
 
 
 # -- the truth's objective, with the flatness of its modes --------------------------------
@@ -386,14 +344,6 @@ def global_search(case, data, m) -> Search:
 # -- the checks --------------------------------------------------------------------------
 
 
-def excused(caught) -> bool:
-    """Whether the fit said it is not at its maximum: a ``ConvergenceWarning``, or a
-    warning that its log-likelihood is a lower bound."""
-    return any(
-        issubclass(w.category, ConvergenceWarning) or LOWER_BOUND in str(w.message) for w in caught
-    )
-
-
 def _shown(params) -> dict:
     return {k: np.round(np.atleast_1d(v), 5).tolist() for k, v in params.items()}
 
@@ -537,7 +487,7 @@ def judge_global(out, loglik):
     more than that above the integral at the fit, and the fit not excused."""
     out.checked.add("not_global")
     confirmed = [b for b in out.numbers["better"] if b["integral_gain"] > TOL_GLOBAL]
-    if confirmed and not out.excused:
+    if confirmed and not out.excuse:
         b = confirmed[0]
         out.fail(
             "not_global",
@@ -549,14 +499,11 @@ def judge_global(out, loglik):
 
 def check_fit(case, m, caught) -> Outcome:
     """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
-    out = Outcome(
-        case["seed"], case["description"], case["scenario"], case["family"], model_name(case)
-    )
-    warned = read_fit(out, m, caught)
-    out.checked.add("sanity")
+    out = Outcome.of(case, FAILURE_KINDS, family=case["family"], model=model_name(case))
+    warned = harness.read_fit(out, m, caught)
     if warned is None:
         return out
-    out.excused = excused(caught)
+    out.excuse = harness.excuse_of(caught)
     _sanity(out, m, _count_case(case), warned)
     data = truth_data(case)
     _loglik_value(out, m, case, data)
@@ -565,42 +512,34 @@ def check_fit(case, m, caught) -> Outcome:
 
 
 def check_case(seed: int) -> Outcome:
-    return timed_check(lambda: make_global_case(seed), _fit, check_fit)
+    return harness.timed_check(lambda: make_global_case(seed), check_fit)
 
 
 def run_cases(seeds) -> list[Outcome]:
-    return [check_case(int(s)) for s in seeds]
+    return harness.run_cases(check_case, seeds)
 
 
 # -- the table ------------------------------------------------------------------------------
-
-
-def _check_of(kind):
-    return "sanity" if kind in SANITY else kind
 
 
 def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Per model: data sets, fitted, clean, excused; each check's count of fits checked
     and failed; the better optima found and from which starts; failures by kind."""
     title = "fuzz zero-truncated and hurdle fits against the truth's global optimum"
-    lines = [summary_header(title, outcomes)]
-    for model in sorted({o.model.split("+")[0] for o in outcomes}):
-        mine = [o for o in outcomes if o.model.split("+")[0] == model]
-        status = Counter(o.status for o in mine)
-        families = Counter(o.family for o in mine)
-        lines.append(
-            f"  {model} ({', '.join(f'{k} {v}' for k, v in sorted(families.items()))}; "
-            f"with a dispersion model {sum('+disp' in o.model for o in mine)}): fitted "
-            f"{status['fitted']}, raised a documented error {status['raised']}, crashed "
-            f"{status['crashed']}; converged without warning {sum(o.clean for o in mine)}, "
-            f"unconverged or a lower bound by its warnings {sum(o.excused for o in mine)}"
-        )
-        lines.append(checks_line(mine, CHECKS, _check_of))
+    lines = [harness.summary_header(title, outcomes)]
+    lines += by_model(
+        outcomes,
+        CHECKS,
+        lambda mine: (
+            f"converged without warning {sum(o.clean for o in mine)}, unconverged "
+            f"or a lower bound by its warnings {sum(bool(o.excuse) for o in mine)}"
+        ),
+    )
     better = [o for o in outcomes if o.numbers.get("better")]
     cells = []
     for o in better[:max_seeds]:
         b = o.numbers["better"][0]
-        note = ", excused" if o.excused else ""
+        note = ", excused" if o.excuse else ""
         if b["integral_gain"] <= TOL_GLOBAL:
             note += ", not in the integral"
         cells.append(
@@ -612,21 +551,10 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     )
     flat = [o.seed for o in outcomes if o.numbers.get("best_at_a_flat_mode", -np.inf) > -np.inf]
     lines.append(f"  searches that met a nearly flat mode (left out): {len(flat)}")
-    by_scenario = defaultdict(lambda: [0, 0])
-    for o in outcomes:
-        by_scenario[o.scenario][0] += 1
-        by_scenario[o.scenario][1] += bool(o.failures)
-    lines.append(
-        "  by scenario (data sets / with a failure): "
-        + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_scenario.items()))
-    )
-    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    lines += failed_lines(outcomes, lambda o: reproduction(o.seed))
+    lines.append(harness.by_scenario_line(outcomes))
+    lines += harness.failure_table(outcomes, FAILURE_KINDS, max_seeds)
+    lines += harness.failed_lines(outcomes, lambda o: reproduction(o.seed))
     return "\n".join(lines)
-
-
-def _report(outcomes, capsys):
-    return print_summary(outcomes, capsys, summary)
 
 
 # -- the harness catches a fit in a lower basin -------------------------------------------
@@ -664,7 +592,7 @@ def _ridge_case():
         "checkable": True,
         "description": "log_series_ridge.csv, set truncated",
     }
-    m, caught = _fit(case)
+    m, caught = fit(case)
     return case, m, caught
 
 
@@ -716,8 +644,9 @@ def test_harness_catches_a_fit_stopped_on_the_ridge_below_the_optimum():
 
 
 def _judged(numbers, caught, loglik):
-    out = Outcome(-1, "", "", "negbin", "truncated", numbers=copy.deepcopy(numbers))
-    out.excused = excused(caught)
+    numbers = copy.deepcopy(numbers)
+    out = Outcome(-1, "", "", "negbin", "truncated", numbers=numbers, kinds=FAILURE_KINDS)
+    out.excuse = harness.excuse_of(caught)
     judge_global(out, loglik)
     return out
 
@@ -741,9 +670,9 @@ def test_harness_excuses_only_an_unconverged_fit_or_a_lower_bound():
         again = _judged(out.numbers, caught + warned, planted.loglik_)
         failed = {k for k, _ in again.failures}
         if what in ("unconverged", "lower bound"):
-            assert again.excused and not failed, what
+            assert again.excuse and not failed, what
         else:
-            assert not again.excused and failed == {"not_global"}, what
+            assert not again.excuse and failed == {"not_global"}, what
     # a better point within the tolerance, or better by the Laplace value alone (where
     # the approximation is poor): no failure
     for gain, integral_gain in [(0.9 * TOL_GLOBAL, 0.05), (0.05, 0.9 * TOL_GLOBAL)]:
@@ -759,7 +688,7 @@ def test_harness_excuses_only_an_unconverged_fit_or_a_lower_bound():
 
 def test_fuzz_hurdle_and_truncated_fits_against_the_global_optimum_fast_sample(capsys):
     outcomes = run_cases(FAST_SEEDS)
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert all("not_global" in o.checked for o in outcomes), text
     assert not any(o.failures for o in outcomes), text
 
@@ -804,23 +733,20 @@ def test_a_fit_started_at_a_limit_at_infinity_is_fitted_again_from_the_plain_sta
     # the fit reaches it (and says the Laplace approximation does not converge there)
     out = check_case(180)
     assert not out.failures, out.failures
-    m, _ = _fit(make_global_case(180))
+    m, _ = fit(make_global_case(180))
     assert "from the plain start" in [s[0] for s in m.fit_record_.stages]
     assert m.loglik_ > -151.60 + 8.0
 
 
 @pytest.mark.slow
 def test_fuzz_hurdle_and_truncated_fits_against_the_global_optimum(capsys):
-    outcomes = run_cases(range(SLOW_START, SLOW_START + N_SLOW))
-    text = _report(outcomes, capsys)
-    failed = {o.seed for o in outcomes if o.failures}
-    assert not failed - set(KNOWN_OPEN), text
+    harness.assert_only_known_failures(run_cases(SLOW_SEEDS), KNOWN_OPEN, capsys, summary)
 
 
 def _main(argv):
     """``python tests/test_fuzz_truth_hurdle_global.py SEED [SEED ...]`` or ``--range
     START STOP``."""
-    return fuzz_command_line(argv, check_case, make_global_case, summary)
+    return harness.fuzz_command_line(argv, check_case, make_global_case, summary)
 
 
 if __name__ == "__main__":

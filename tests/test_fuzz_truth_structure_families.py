@@ -41,59 +41,44 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import os
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 
+import fuzz_harness as harness
 import numpy as np
 import pytest
 import test_fuzz_truth_families as families
 import truth
 import truth_dense
 import truth_dense_modes
+from fuzz_harness import ROUNDING, SE_NUMERICAL, TOL_INTEGRAL, TOL_SAME_APPROX, Outcome
 from fuzz_structure_family_cases import make_structure_family_case
 from test_fuzz_truth import (
-    ROUNDING,
-    SE_NUMERICAL,
-    TOL_INTEGRAL,
-    TOL_SAME_APPROX,
     _compare_fixed_standard_errors,
     _dense_optimum,
     _dense_skip_reason,
-    _fit,
     _sanity,
-    _se_summary,
     _term_magnitude,
     check_below_glm,
-    checks_line,
     compare_wald_standard_errors,
     dense_model,
-    failed_lines,
-    failure_table,
-    fuzz_command_line,
-    print_summary,
-    read_fit,
-    summary_header,
-    timed_check,
     truth_data,
 )
 
-FAILURE_KINDS = {
-    "crash": "an exception other than ValueError / FloatingPointError",
-    "nonfinite": "NaN or infinite estimate or loglik_ without a warning",
-    "absurd": "|coef| x SD(x), eta at the means or a random-effect SD > 1e6 without a warning",
-    "se_zero": "a standard error of exactly 0",
-    "se_nan": "a NaN standard error without a warning",
-    "phi_report": "phi_, phi_at_boundary_, the warning, dispersion_effects_ or confint disagree",
-    "dense_value": "loglik_ != dense Laplace at the fitted parameters and phi (> 1e-4)",
-    "dense_integral": "AGQ with 25 nodes: loglik_ != the integral (> 1e-3)",
-    "dense_not_optimal": "claims its optimum, yet a better one of the dense Laplace / the "
-    "integral nearby (> 0.01)",
-    "below_glm": "claims its optimum, yet below the nested GLM (> 0.01)",
-    "se_value": "a fixed effect's std_error != that of the dense Laplace's Hessian (> 1e-3 rel.)",
-    "se_variance": "the Wald SE of log phi != that of the dense Laplace's Hessian",
-}
+FAILURE_KINDS = harness.failure_kinds(
+    *harness.SANITY_FIRST,
+    families.PHI_REPORT,
+    ("dense_value", "loglik_ != dense Laplace at the fitted parameters and phi (> 1e-4)"),
+    ("dense_integral", "AGQ with 25 nodes: loglik_ != the integral (> 1e-3)"),
+    (
+        "dense_not_optimal",
+        "claims its optimum, yet a better one of the dense Laplace / the integral nearby (> 0.01)",
+    ),
+    "below_glm",
+    ("se_value", "a fixed effect's std_error != that of the dense Laplace's Hessian (> 1e-3 rel.)"),
+    ("se_variance", "the Wald SE of log phi != that of the dense Laplace's Hessian"),
+)
 CHECKS = (
     "sanity",
     "phi_report",
@@ -108,22 +93,11 @@ CHECKS = (
 # integral (the value at the fit is compared with the default 40): see the docs' counts
 OPTIMUM_NODES = 20
 FAST_SEEDS = [100_002, 100_003, 100_004, 100_008]
-N_SLOW = int(os.environ.get("FUZZ_STRUCTURE_FAMILY_CASES", "200"))
-SLOW_START = int(os.environ.get("FUZZ_STRUCTURE_FAMILY_START", "0"))
+SLOW_SEEDS = harness.slow_seeds("FUZZ_STRUCTURE_FAMILY", 200)
 
 
 def reproduction(seed: int) -> str:
-    return f"PYTHONPATH=. python tests/test_fuzz_truth_structure_families.py {seed}"
-
-
-@dataclasses.dataclass
-class Outcome(families.Outcome):
-    """What one data set gave (``test_fuzz_truth_families.Outcome``, with this module's
-    kinds of failure)."""
-
-    def fail(self, kind, detail):
-        assert kind in FAILURE_KINDS, kind
-        self.failures.append((kind, detail))
+    return harness.reproduction("test_fuzz_truth_structure_families", seed)
 
 
 def dense_params(m, covs) -> dict:
@@ -216,9 +190,8 @@ def _standard_errors(out, m, case, data, structure, params):
 
 def check_fit(case, m, caught) -> Outcome:
     """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
-    out = Outcome(case["seed"], case["description"], case["scenario"], case["family"])
-    warned = read_fit(out, m, caught)
-    out.checked.add("sanity")
+    out = Outcome.of(case, FAILURE_KINDS, family=case["family"])
+    warned = harness.read_fit(out, m, caught)
     if warned is None:
         return out
     _sanity(out, m, case, warned)
@@ -238,11 +211,11 @@ def check_fit(case, m, caught) -> Outcome:
 
 
 def check_case(seed: int) -> Outcome:
-    return timed_check(lambda: make_structure_family_case(seed), _fit, check_fit)
+    return harness.timed_check(lambda: make_structure_family_case(seed), check_fit)
 
 
 def run_cases(seeds) -> list[Outcome]:
-    return [check_case(int(s)) for s in seeds]
+    return harness.run_cases(check_case, seeds)
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -252,24 +225,10 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     """Per family: data sets, fitted, clean; each check's count of fits checked and
     failed; by structure and by condition; failures by kind with example seeds; the
     standard errors compared."""
-    lines = [
-        summary_header("fuzz NB1 / beta-binomial structures against the dense truth", outcomes)
-    ]
-    for fam in ("negbin1", "betabinomial"):
-        mine = [o for o in outcomes if o.family == fam]
-        if not mine:
-            continue
-        status = Counter(o.status for o in mine)
-        clean = sum(o.clean for o in mine)
-        claims = sum(o.claims_optimum for o in mine)
-        bound = sum(o.numbers.get("phi_") == families.PHI_BOUND[fam] for o in mine)
-        lines.append(
-            f"  {fam}: {len(mine)} data sets; fitted {status['fitted']}, raised a documented "
-            f"error {status['raised']}, crashed {status['crashed']}; converged without "
-            f"warning {clean}, with only a singular-fit or overdispersion warning "
-            f"{claims - clean}; phi_ on its bound {bound}"
-        )
-        lines.append(checks_line(mine, CHECKS, families._check_of))
+    title = "fuzz NB1 / beta-binomial structures against the dense truth"
+    lines = [harness.summary_header(title, outcomes)]
+    for mine, line in families.by_family(outcomes):
+        lines += [line, harness.checks_line(mine, CHECKS)]
         for axis in (0, 1):
             counts = defaultdict(lambda: [0, 0])
             for o in mine:
@@ -291,14 +250,10 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
             f"{len(rule)}, its value at the fit within {max(rule)[0]:.1e} of 40 nodes' "
             f"(seed {max(rule)[1]})"
         )
-    lines.append(_se_summary(outcomes, "phi"))
-    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    lines += failed_lines(outcomes, lambda o: reproduction(o.seed))
+    lines.append(harness.se_summary(outcomes, "phi"))
+    lines += harness.failure_table(outcomes, FAILURE_KINDS, max_seeds)
+    lines += harness.failed_lines(outcomes, lambda o: reproduction(o.seed))
     return "\n".join(lines)
-
-
-def _report(outcomes, capsys):
-    return print_summary(outcomes, capsys, summary)
 
 
 # -- the truth's modes where the row densities are not log-concave ---------------------
@@ -392,15 +347,10 @@ CLEAN_SEED = 14  # a clean beta-binomial fit with a random slope (22 rows), SEs 
 
 @functools.cache
 def _clean_fit():
-    case = make_structure_family_case(CLEAN_SEED)
-    m, caught = _fit(case)
-    out = check_fit(case, m, caught)
-    assert out.clean and not out.failures and out.se_check == "compared", summary([out])
-    return case, m, caught
+    return harness.clean_fit(make_structure_family_case(CLEAN_SEED), check_fit, summary)
 
 
-def _kinds(case, m, caught):
-    return {k for k, _ in check_fit(case, m, caught).failures}
+_kinds = functools.partial(harness.failed_kinds, check_fit)
 
 
 def test_harness_catches_a_wrong_loglik_phi_or_standard_error():
@@ -441,7 +391,7 @@ def test_harness_catches_a_fit_off_its_optimum_in_phi():
 
 def test_fuzz_nb1_and_betabinomial_structures_against_the_dense_truth_fast_sample(capsys):
     outcomes = run_cases(FAST_SEEDS)
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert {o.family for o in outcomes} == {"negbin1", "betabinomial"}, text
     assert all(o.status == "fitted" for o in outcomes), text
     assert not any(o.failures for o in outcomes), text
@@ -453,16 +403,13 @@ KNOWN_OPEN: dict[int, str] = {}
 
 @pytest.mark.slow
 def test_fuzz_nb1_and_betabinomial_structures_against_the_dense_truth(capsys):
-    outcomes = run_cases(range(SLOW_START, SLOW_START + N_SLOW))
-    text = _report(outcomes, capsys)
-    failed = {o.seed for o in outcomes if o.failures}
-    assert not failed - set(KNOWN_OPEN), text
+    harness.assert_only_known_failures(run_cases(SLOW_SEEDS), KNOWN_OPEN, capsys, summary)
 
 
 def _main(argv):
     """``python tests/test_fuzz_truth_structure_families.py SEED [SEED ...]`` or
     ``--range START STOP``."""
-    return fuzz_command_line(argv, check_case, make_structure_family_case, summary)
+    return harness.fuzz_command_line(argv, check_case, make_structure_family_case, summary)
 
 
 if __name__ == "__main__":

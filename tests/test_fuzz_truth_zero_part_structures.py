@@ -42,43 +42,37 @@ stream, ``--range START STOP`` for the table).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter, defaultdict
 
+import fuzz_harness as harness
 import numpy as np
 import pandas as pd
 import pytest
 import truth
 import truth_dense
-from fuzz_zero_part_structure_cases import (
-    make_zero_part_agq_case,
-    make_zero_part_structure_case,
-)
-from test_fuzz_truth import (
+from fuzz_harness import (
     ABOUT_THE_MODEL,
-    FAILURE_KINDS,
     FLAT_LAPLACE,
     NOT_ABOUT_THE_FIT,
     ROUNDING,
     TOL_INTEGRAL,
     TOL_SAME_APPROX,
     Outcome,
+    fit,
+)
+from fuzz_zero_part_structure_cases import (
+    make_zero_part_agq_case,
+    make_zero_part_structure_case,
+)
+from test_fuzz_truth import (
+    FAILURE_KINDS,
     _dense_optimum,
     _dense_standard_errors,
-    _fit,
     _sanity,
-    _se_summary,
     _term_magnitude,
     check_below_glm,
     dense_model,
-    failed_lines,
-    failure_table,
-    fuzz_command_line,
-    print_summary,
-    read_fit,
-    summary_header,
-    timed_check,
 )
 
 from sklearn_glmm.exceptions import ZeroInflationWarning
@@ -88,15 +82,13 @@ GENERATORS = {"laplace": make_zero_part_structure_case, "agq": make_zero_part_ag
 # (the harness test takes a crossed hurdle Poisson fit, CLEAN_SEED)
 FAST_SEEDS = [158, 184]
 CLEAN_SEED = 70
-N_SLOW = int(os.environ.get("FUZZ_ZERO_PART_CASES", "200"))
-SLOW_START = int(os.environ.get("FUZZ_ZERO_PART_START", "0"))
-N_AGQ_SLOW = int(os.environ.get("FUZZ_ZERO_PART_AGQ_CASES", "30"))
+SLOW_SEEDS = harness.slow_seeds("FUZZ_ZERO_PART", 200)
+AGQ_SLOW_SEEDS = harness.slow_seeds("FUZZ_ZERO_PART_AGQ", 30, start=False)
 ZERO_PART_BOUND = 1e-3  # a zero probability below this (or above 1 - this): on its bound
 
 
 def reproduction(seed: int, generator: str = "laplace") -> str:
-    flag = "" if generator == "laplace" else f"--{generator} "
-    return f"PYTHONPATH=. python tests/test_fuzz_truth_zero_part_structures.py {flag}{seed}"
+    return harness.reproduction("test_fuzz_truth_zero_part_structures", seed, generator, "laplace")
 
 
 # -- from a case and a fit to the truth's data and parameters --------------------------
@@ -197,7 +189,7 @@ def _against_dense_truth(out, m, case, data):
         if nums["min_curvature"] < FLAT_LAPLACE:
             if out.clean:
                 out.fail("flat_unwarned", f"curvature {nums['min_curvature']:.3g} at the mode")
-            value = np.nan  # ill-conditioned: not compared (see test_fuzz_truth.FLAT_LAPLACE)
+            value = np.nan  # ill-conditioned: not compared (see fuzz_harness.FLAT_LAPLACE)
     if np.isfinite(m.loglik_) and np.isfinite(value) and not abs(m.loglik_ - value) <= tol:
         out.fail(kind, f"loglik_ {m.loglik_:.8f} vs {name} {value:.8f} (tolerance {tol:.2g})")
     if not out.claims_optimum:
@@ -229,9 +221,9 @@ def _against_dense_truth(out, m, case, data):
 
 def check_fit(case, m, caught) -> Outcome:
     """Every check of one fit (``m``, or the exception ``fit`` raised; its warnings)."""
-    out = Outcome(case["seed"], case["description"], case["scenario"])
+    out = Outcome.of(case, FAILURE_KINDS)
     out.numbers["label"] = model_name(case)
-    warned = read_fit(out, m, caught)
+    warned = harness.read_fit(out, m, caught)
     if warned is None:
         return out
     # a zero part settled on its bound 0 is, like a singular fit, a statement about the
@@ -254,13 +246,11 @@ def model_name(case) -> str:
 
 
 def check_case(seed: int, generator: str = "laplace") -> Outcome:
-    out = timed_check(lambda: GENERATORS[generator](seed), _fit, check_fit)
-    out.generator = generator
-    return out
+    return harness.timed_check(lambda: GENERATORS[generator](seed), check_fit, generator)
 
 
 def run_cases(seeds, generator: str = "laplace") -> list[Outcome]:
-    return [check_case(int(s), generator) for s in seeds]
+    return harness.run_cases(check_case, seeds, generator)
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -272,7 +262,7 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
     title = (
         "fuzz zero-inflated / hurdle models with slopes or several factors against the dense truth"
     )
-    lines = [summary_header(title, outcomes, per_100=False)]
+    lines = [harness.summary_header(title, outcomes, per_100=False)]
     for axis, pick in (
         ("model", lambda o: o.numbers["label"].split()[0]),
         ("family", lambda o: o.numbers["label"].split()[1]),
@@ -300,23 +290,17 @@ def summary(outcomes: list[Outcome], max_seeds: int = 8) -> str:
         f"  Laplace value not compared (the truth's mode nearly flat): {len(flat)} "
         + ", ".join(map(str, flat[:max_seeds]))
     )
-    lines.append(_se_summary(outcomes, "theta / phi"))
-    lines += failure_table(outcomes, FAILURE_KINDS, max_seeds)
-    lines += failed_lines(outcomes, lambda o: reproduction(o.seed, o.generator))
+    lines.append(harness.se_summary(outcomes, "theta / phi"))
+    lines += harness.failure_table(outcomes, FAILURE_KINDS, max_seeds)
+    lines += harness.failed_lines(outcomes, lambda o: reproduction(o.seed, o.generator))
     return "\n".join(lines)
-
-
-def _report(outcomes, capsys):
-    return print_summary(outcomes, capsys, summary)
 
 
 def _main(argv):
     """``python tests/test_fuzz_truth_zero_part_structures.py [--agq] SEED [SEED ...]``
     or ``[--agq] --range START STOP``."""
-    generator = "laplace"
-    if argv[:1] == ["--agq"]:
-        generator, argv = "agq", argv[1:]
-    return fuzz_command_line(
+    generator, argv = harness.pick_generator(argv, GENERATORS, "laplace")
+    return harness.fuzz_command_line(
         argv, lambda s: check_case(s, generator), GENERATORS[generator], summary
     )
 
@@ -446,7 +430,7 @@ def test_dense_truth_is_truths_for_a_zero_part_and_one_random_intercept(family, 
 
 def test_harness_catches_a_wrong_loglik_and_a_fit_off_its_optimum():
     case = make_zero_part_structure_case(CLEAN_SEED)
-    m, caught = _fit(case)
+    m, caught = fit(case)
     out = check_fit(case, m, caught)
     assert out.clean and not out.failures and "dense_at_fit" in out.numbers, summary([out])
     loglik = m.loglik_
@@ -467,7 +451,7 @@ def test_harness_catches_a_wrong_loglik_and_a_fit_off_its_optimum():
 
 def test_fuzz_zero_part_structures_against_the_dense_truth_fast_sample(capsys):
     outcomes = run_cases(FAST_SEEDS)
-    text = _report(outcomes, capsys)
+    text = harness.print_summary(outcomes, capsys, summary)
     assert all("laplace_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
     assert not any(o.failures for o in outcomes), text
 
@@ -498,10 +482,8 @@ KNOWN_OPEN: dict[int, str] = {
 
 @pytest.mark.slow
 def test_fuzz_zero_part_structures_against_the_dense_truth(capsys):
-    outcomes = run_cases(range(SLOW_START, SLOW_START + N_SLOW))
-    text = _report(outcomes, capsys)
-    failed = {o.seed for o in outcomes if o.failures}
-    assert not failed - set(KNOWN_OPEN), text
+    outcomes = run_cases(SLOW_SEEDS)
+    harness.assert_only_known_failures(outcomes, KNOWN_OPEN, capsys, summary)
 
 
 # Data sets of the AGQ stream that still fail, with the reason
@@ -516,11 +498,10 @@ AGQ_KNOWN_OPEN: dict[int, str] = {
 
 @pytest.mark.slow
 def test_fuzz_zero_part_slopes_by_quadrature_against_the_integral(capsys):
-    outcomes = run_cases(range(N_AGQ_SLOW), "agq")
-    text = _report(outcomes, capsys)
-    assert all("integral_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
-    failed = {o.seed for o in outcomes if o.failures}
-    assert not failed - set(AGQ_KNOWN_OPEN), text
+    outcomes = run_cases(AGQ_SLOW_SEEDS, "agq")
+    harness.assert_only_known_failures(outcomes, AGQ_KNOWN_OPEN, capsys, summary)
+    fitted = [o for o in outcomes if o.status == "fitted"]
+    assert all("integral_dense" in o.numbers for o in fitted), summary(outcomes)
 
 
 # -- what the library does not fit: a clear error ------------------------------------------

@@ -945,7 +945,7 @@ def test_fuzz_data_set_with_an_infinite_start_fits_from_the_shrunk_start():
     # a shrunk SD and reaches the optimum itself (before: an infinite first stage, and
     # the restart from the GLM)
     from fuzz_cases import make_case
-    from test_fuzz_truth import _fit as fuzz_fit
+    from fuzz_harness import fit as fuzz_fit
 
     m, _ = fuzz_fit(make_case(85))
     stages = m.fit_record_.stages
@@ -1491,13 +1491,13 @@ def test_a_profile_limit_is_not_put_at_a_warm_start_that_stopped_too_high():
     # minimum over the other parameters, searched again from the estimate, must be at
     # the cutoff
     from fuzz_cases import make_case
+    from fuzz_harness import fit as fuzz_fit
     from scipy import stats
-    from test_fuzz_truth import _fit
 
     from sklearn_glmm._param_map import ParamMap
     from sklearn_glmm._profile import Profiler
 
-    m, _ = _fit(make_case(354))
+    m, _ = fuzz_fit(make_case(354))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ci = m.confint(method="profile", parm=["(Intercept)"])
