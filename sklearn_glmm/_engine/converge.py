@@ -71,9 +71,9 @@ Order of calls in :func:`check_optimum` (after
    curvature along the set"``); fits without such a set evaluate nothing here.
 
 Steps 1-1c and 1e live in :mod:`.nested_models`, 1d and 3c in :mod:`.limit_ridge`, 1f
-in :mod:`.ridge`, 2, 2b, 2c and 3b in :mod:`.polish`, and the reading of the Hessian (5: the scaled gradient, the
-curvature, the covariance) in :mod:`.curvature`; this module keeps the order and the
-checks of steps 0, 3, 4 and 5b.
+in :mod:`.ridge`, 2, 2b, 2c and 3b in :mod:`.polish`, and the reading of the Hessian (5:
+the scaled gradient, the curvature, the covariance) in :mod:`.curvature`; this module
+keeps the order and the checks of steps 0, 3, 4 and 5b.
 
 A bootstrap refit (``_simulate._fit_and_check``: started from the fitted optimum, its
 gradient checked with the fitted model's Hessian) gets steps 4, 5's curvature and 5b
