@@ -578,22 +578,44 @@ def test_a_quadrature_rule_that_misses_a_second_mode_is_reported():
     assert agq.loglik_ == pytest.approx(integral, abs=1e-3)
 
 
-def test_a_quadrature_rule_at_the_higher_of_two_modes_is_not_reported():
-    # fuzz data set 218 of the family-global fuzz (zero-inflated NB2, AGQ 10): one level
-    # has two modes, and the rule centred at the higher one is its integral to 1e-3
+def test_a_quadrature_rule_centred_at_either_of_two_modes_is_checked():
+    # fuzz data set 218 of the family-global fuzz (zero-inflated NB2, 4 levels, AGQ 10): a
+    # fit had stopped, converged, at a point where level 1 has a higher narrow mode and a
+    # lower wide one. The rule centred at the higher one is the level's integral to 7e-4;
+    # centred at the lower one, 0.13 above it (in log L): the objective jumps by that
+    # where the modes swap, and the fit sat at the jump, 0.066 below the optimum.
     from fuzz_family_global_cases import make_family_global_case
+    from scipy.special import logsumexp
 
     case = make_family_global_case(218)
     est = case["estimator"](**case["params"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         est.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
-    assert est.converged_
-    obj, x = est.fit_result_.objective, est.fit_result_.params
-    _, extra = obj._unpack(np.asarray(x, dtype=float))[1:]
-    obj.evaluate(x)
+    obj = est.fit_result_.objective
+    at_jump = np.array([-3.121806, 0.173284, 1.582866, 3.408937, -1.295737])
+    assert obj.evaluate(at_jump) / -2.0 == pytest.approx(-82.150155, abs=1e-5)
+    extra = obj._unpack(at_jump)[2]
     miss = obj.quadrature_misses(np.arange(4), extra)
-    assert np.all(np.abs(miss) < 2e-3) and np.abs(miss).max() > 1e-4
+    assert np.all(np.abs(miss[[0, 2, 3]]) < 1e-5)
+    # level 1's integral, independently: a grid of 24,001 points over 24 prior SDs
+    grid = np.linspace(-12.0, 12.0, 24_001)
+    h = obj._grid_objective(grid, extra, np.array([1]))[:, 0]
+    integral = logsumexp(h) + np.log(grid[1] - grid[0]) - 0.5 * np.log(2.0 * np.pi)
+    # the rule centred at the lower mode (u = -0.136), its own 10 nodes
+    from numpy.polynomial.hermite_e import hermegauss
+
+    z, w = hermegauss(10)
+    e = 1e-3
+    hc = obj._grid_objective(np.array([-0.136 - e, -0.136, -0.136 + e]), extra, np.array([1]))
+    scale = 1.0 / np.sqrt(-(hc[0, 0] - 2.0 * hc[1, 0] + hc[2, 0]) / e**2)
+    nodes = -0.136 + z * scale
+    hn = obj._grid_objective(nodes, extra, np.array([1]))[:, 0]
+    lower = np.log(scale) + logsumexp(np.log(w / np.sqrt(2.0 * np.pi)) + hn + 0.5 * z * z)
+    assert lower - integral == pytest.approx(0.1296, abs=2e-3)
+    assert miss[1] == pytest.approx(lower - integral, abs=1e-3)
+    # and the fit now reached (the optimum): one mode, the rule its integral
+    assert est.converged_ and est.loglik_ == pytest.approx(-82.08389, abs=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ levels with two comparable modes."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import logsumexp
 
 from .groups import GroupIndex
 from .linalg import InnerSolveFailure
-from .quadrature import agq_deviance, level_log_integrals
+from .quadrature import _rule, agq_deviance, level_log_integrals
 from .rows import const_rows, rows_or_none
 
 # starting values of a second mode search for families that are not log-concave:
@@ -151,24 +152,62 @@ class ModeScan:
         return val, np.union1d(competing, flat).astype(np.intp), None
 
     def quadrature_misses(self, levels, extra) -> np.ndarray:
-        """Each of ``levels``' (indices) log integral by the objective's quadrature, at
-        the last point evaluated, less its integral on a uniform grid of
-        :data:`_INTEGRAL_POINTS` points over the scan's range (the trapezoidal rule);
-        NaN for a level whose mode is narrower than twice the grid's spacing (the grid
-        cannot certify it)."""
+        """For each of ``levels`` (indices, levels with two modes), how far the
+        objective's quadrature, centred at either mode, is from the level's integral,
+        at the last point evaluated: the quadrature's log integral less the integral on
+        a uniform grid of :data:`_INTEGRAL_POINTS` points over the scan's range (the
+        trapezoidal rule), the larger in size of the two centrings'.
+
+        The rule is centred at the higher mode; where the modes swap as the parameters
+        move, it moves to the other, and the objective jumps by the difference of the
+        two centrings' errors: an optimum can sit at such a jump. The other mode is the
+        highest other local maximum of the level's density on the grid, its curvature
+        the grid's second difference there. NaN for a level whose mode is narrower than
+        twice the grid's spacing (the grid cannot certify it).
+        """
         levels = np.asarray(levels, dtype=np.intp)
         if not len(levels):
             return np.zeros(0)
         grid = np.linspace(_SCAN_GRID[0], _SCAN_GRID[-1], _INTEGRAL_POINTS)
+        step = grid[1] - grid[0]
         h = self._grid_objective(grid, extra, levels)
         top = h.max(axis=0)
-        step = grid[1] - grid[0]
         # h's ends carry e^-32 of the prior: the sum is the trapezoidal rule
         integral = np.log(np.exp(h - top).sum(axis=0) * step) + top - 0.5 * np.log(2.0 * np.pi)
         quad, sd = level_log_integrals(self)
         miss = quad[levels] - integral
+        other = self._other_mode_integrals(h, grid, levels, extra) - integral
+        worse = np.abs(other) > np.abs(miss)  # (False where NaN: no other mode)
+        miss[worse] = other[worse]
         miss[sd[levels] < 2.0 * step] = np.nan
         return miss
+
+    def _other_mode_integrals(self, h, grid, levels, extra) -> np.ndarray:
+        """Each level's log integral by the objective's rule centred at its other mode:
+        the highest local maximum of ``h`` (the levels' densities on ``grid``, columns)
+        away from the mode found, its curvature the second difference there; NaN where
+        there is none, or it is narrower than twice the grid's spacing."""
+        step = grid[1] - grid[0]
+        z, log_w = _rule(self.n_agq)
+        out = np.full(len(levels), np.nan)
+        inner = h[1:-1]
+        peak = (inner > h[:-2]) & (inner >= h[2:])
+        for col, j in enumerate(levels):
+            idx = np.flatnonzero(peak[:, col]) + 1
+            idx = idx[np.abs(grid[idx] - self.u[j]) > 2.0 * step]
+            if not len(idx):
+                continue
+            i = idx[np.argmax(h[idx, col])]
+            a, b, c = h[i - 1 : i + 2, col]
+            curv = (2.0 * b - a - c) / step**2
+            if not curv > 0.0 or 1.0 / np.sqrt(curv) < 2.0 * step:
+                continue
+            centre = grid[i] + 0.5 * step * (a - c) / (a + c - 2.0 * b)
+            scale = 1.0 / np.sqrt(curv)
+            nodes = centre + z * scale
+            hn = self._grid_objective(nodes[:, None], extra, np.array([j]))[:, 0]
+            out[col] = np.log(scale) + logsumexp(log_w + hn + 0.5 * z * z)
+        return out
 
     def mode_curvatures(self):
         """Each level's curvature at its mode relative to the prior's (1 for a level
