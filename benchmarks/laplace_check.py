@@ -12,9 +12,11 @@ SDs of 0.2-1.5, intercepts in -2..2; seed 2, 120 draws). With ``--own``, the fam
 with parameters of their own instead (:func:`draw_own`: NB2, NB2 with a dispersion
 model, hurdle and zero-truncated Poisson, ordinal logit and probit; seeds 3 and 4).
 Each data set whose distance exceeds one standard error, or that is warned of, is
-printed. Not a test: a few minutes. Run from the repository root:
+printed. ``--other``: the families that are not log-concave (:func:`draw_other`:
+zero-inflated Poisson and NB2, NB1, the beta-binomial, the hurdle NB2; seeds 5 and 6).
+Not a test: a few minutes. Run from the repository root:
 
-    python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150] [--own]
+    python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150] [--own | --other]
 """
 
 from __future__ import annotations
@@ -108,6 +110,46 @@ def draw_own(rng, battery):
     return make, X, y, g, {}
 
 
+def draw_other(rng, battery):
+    """As :func:`draw`, for the families that are not log-concave: zero-inflated Poisson
+    and NB2 (30 % extra zeros), NB1 (phi 1.5), the beta-binomial (6 trials) and the hurdle
+    NB2."""
+    fam = rng.choice(["zip", "zinb", "nb1", "betabinomial", "hurdle_nb"])
+    if battery == "hard":
+        G, n = int(rng.integers(8, 200)), int(rng.integers(2, 10))
+        sd, b0 = float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(-0.5, 1.5))
+    else:
+        G, n = int(rng.integers(10, 200)), int(rng.integers(3, 20))
+        sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-0.5, 2))
+    g = np.repeat(np.arange(G), n)
+    x = rng.normal(size=len(g))
+    eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
+    mu = np.exp(np.clip(eta, -20, 8))
+    theta = float(rng.choice([0.5, 2.0, 10.0]))
+    extra_zeros = rng.random(len(g)) < 0.3
+    kw = {}
+    if fam == "zip":
+        y = rng.poisson(mu) * ~extra_zeros
+        make = lambda a: PoissonGLMM(n_agq=a, zero_inflation=True)  # noqa: E731
+    elif fam == "zinb":
+        y = rng.negative_binomial(theta, theta / (theta + mu)) * ~extra_zeros
+        make = lambda a: NegBinGLMM(n_agq=a, zero_inflation=True)  # noqa: E731
+    elif fam == "nb1":
+        y = rng.negative_binomial(mu / 1.5, 1.0 / 2.5)
+        make = lambda a: NegBinGLMM(n_agq=a, family="nbinom1")  # noqa: E731
+    elif fam == "betabinomial":
+        p = INVERSE["logit"](eta)
+        y = rng.binomial(6, rng.beta(3.0 * p, 3.0 * (1.0 - p)))
+        kw["trials"] = np.full(len(y), 6)
+        make = lambda a: BinomialGLMM(n_agq=a, family="betabinomial")  # noqa: E731
+    else:
+        y = rng.negative_binomial(theta, theta / (theta + mu)) * ~extra_zeros
+        make = lambda a: NegBinGLMM(n_agq=a, hurdle=True)  # noqa: E731
+    if len(np.unique(y)) < 2:
+        return None
+    return make, pd.DataFrame({"x": x}), y, g, kw
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--battery", choices=["hard", "ordinary"], default="hard")
@@ -118,13 +160,20 @@ def main(argv=None):
         help="families with parameters of their own (NB2, hurdle and truncated Poisson, "
         "ordinal): seeds 3 (hard) and 4 (ordinary)",
     )
+    ap.add_argument(
+        "--other",
+        action="store_true",
+        help="the families that are not log-concave (zero-inflated Poisson and NB2, NB1, "
+        "beta-binomial, hurdle NB2): seeds 5 (hard) and 6 (ordinary)",
+    )
     args = ap.parse_args(argv)
     seed, n = (1, 150) if args.battery == "hard" else (2, 120)
-    seed += 2 if args.own else 0
+    seed += 2 if args.own else 4 if args.other else 0
+    draw_one = draw_own if args.own else draw_other if args.other else draw
     rng = np.random.default_rng(seed)
     true, measured = [], []
     for _ in range(args.n or n):
-        case = (draw_own if args.own else draw)(rng, args.battery)
+        case = draw_one(rng, args.battery)
         if case is None:
             continue
         make, X, y, g, kw = case

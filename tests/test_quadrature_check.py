@@ -107,6 +107,32 @@ def test_a_negative_binomial_laplace_fit_is_checked_too(seed, warned_of):
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)
 
 
+def _zip_counts(seed, G=150, n=6, b0=-3.0, sd=3.0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(G), n)
+    x = rng.normal(size=len(g))
+    eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
+    y = rng.poisson(np.exp(eta)) * (rng.random(len(g)) > 0.3)
+    return pd.DataFrame({"x": x}), y, g
+
+
+@pytest.mark.parametrize("seed, warned_of", [(0, True), (5, False), (7, False)])
+def test_a_zero_inflated_laplace_fit_is_checked_too(seed, warned_of):
+    # a family that is not log-concave: sparse counts with 30 % extra zeros and an SD of
+    # 3; the Laplace fit of seed 0 lies 1.62 standard errors from quadrature's (15
+    # nodes), seeds 5 and 7 0.39 and 0.73
+    X, y, g = _zip_counts(seed)
+    m, warned = _fit(PoissonGLMM(zero_inflation=True), X, y, g)
+    assert m.converged_ and len(warned) == int(warned_of)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agq = PoissonGLMM(zero_inflation=True, n_agq=15).fit(X, y, groups=g)
+    se = np.sqrt(2.0 * np.diag(np.linalg.inv(m.fit_record_.hessian)))
+    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    assert (true > 1.0) == warned_of
+    assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)
+
+
 def test_models_quadrature_cannot_fit_are_not_checked():
     rng = np.random.default_rng(4)
     g = np.repeat(np.arange(40), 6)
@@ -146,7 +172,7 @@ def test_a_long_step_is_confirmed_by_the_quadrature_fit():
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.05)
 
 
-@pytest.mark.parametrize("family", ["binary", "poisson", "trials", "negbin"])
+@pytest.mark.parametrize("family", ["binary", "poisson", "trials", "negbin", "zip"])
 def test_the_check_reads_the_laplace_state_as_a_quadrature_objective_would(family):
     # the check's quadrature value and gradient come from the Laplace fit's own state
     # (its modes and curvatures): the same numbers as a quadrature objective of its own
@@ -165,6 +191,9 @@ def test_the_check_reads_the_laplace_state_as_a_quadrature_objective_would(famil
         est, y = PoissonGLMM(), rng.poisson(np.exp(eta))
     elif family == "negbin":
         est, y = NegBinGLMM(), rng.negative_binomial(2.0, 2.0 / (2.0 + np.exp(eta)))
+    elif family == "zip":
+        y = rng.poisson(np.exp(eta)) * (rng.random(G * n) > 0.3)
+        est = PoissonGLMM(zero_inflation=True)
     elif family == "binary":
         est, y = BinomialGLMM(), rng.binomial(1, 1 / (1 + np.exp(-eta)))
     else:
