@@ -626,19 +626,7 @@ def test_fuzz_family_parameters_against_the_global_optimum_fast_sample(capsys):
 
 # Data sets that still fail for a reason in the library not yet fixed (the slow test fails
 # on any other)
-KNOWN_OPEN: dict[int, str] = {
-    13: "zero-inflated NB1, 100 rows in 5 groups, x0 on a scale of 1e6: the likelihood has "
-    "two basins. The fit ran its zero inflation to 0 (logit at its bound -20; beta "
-    "[-1.015271, -5.05e-8], SD 0.0627, phi 2.3255, loglik_ -69.960524), converged, with "
-    "only a ZeroInflationWarning saying a model without zero inflation is adequate; the "
-    "higher optimum has zi 0.692, phi 1.0492, beta [0.18448, -3.33e-7], SD 0 (-69.955729, "
-    "0.0048 above; glmmTMB 1.1.5's default fit -69.95573 there, the library's point when "
-    "started in its basin). Its start was the GLM's optimum in the fit's basin (initial "
-    "[-1.0229, -0.0493, 0.5, 0.8447, -2.0]: log phi 0.845, the zero inflation put back at "
-    "its default logit -2); stages laplace 139.921585, ridge bound 139.921048, bound of "
-    "parameter 3 from the start 144.133346, bound of parameter 4 from the start "
-    "139.921048 (-2 log L): no start in the other basin",
-}
+KNOWN_OPEN: dict[int, str] = {}
 
 
 @pytest.mark.slow

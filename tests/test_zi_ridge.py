@@ -322,3 +322,28 @@ def test_a_fit_left_at_zero_inflation_0_where_the_likelihood_rises_off_it_leaves
     assert 0.15 < m.zero_inflation_ < 0.3
     params = fitted_params(m, case)
     assert m.loglik_ == pytest.approx(truth.agq_loglik(params, truth_data(case), 6), abs=1e-6)
+
+
+def test_a_fit_at_zero_inflation_0_is_fitted_again_from_most_zeros_inflated():
+    # family-global fuzz data set 13 (zero-inflated NB1, 100 rows in 5 groups, x0 on a
+    # scale of 1e6): two basins, the zeros explained by low counts (zero inflation 0, phi
+    # 2.33: -69.960524) or by the inflation (0.69, phi 1.05: -69.955729, glmmTMB 1.1.5's
+    # default fit -69.95573). Started in the first, the fit ended there with a
+    # ZeroInflationWarning calling the model without zero inflation adequate.
+    import truth
+    from fuzz_family_global_cases import make_family_global_case
+    from test_fuzz_truth_family_global import fitted_params, truth_data
+
+    from sklearn_glmm.exceptions import ZeroInflationWarning
+
+    case = make_family_global_case(13)
+    m = case["estimator"](**case["params"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
+    assert not [w for w in caught if w.category is ZeroInflationWarning]
+    assert any(s[0].startswith("far start of parameter") for s in m.fit_record_.stages)
+    assert m.loglik_ == pytest.approx(-69.955729, abs=2e-6)
+    assert m.zero_inflation_ == pytest.approx(0.692, abs=0.01)
+    params = fitted_params(m, case)
+    assert m.loglik_ == pytest.approx(truth.laplace_loglik(params, truth_data(case)), abs=1e-6)

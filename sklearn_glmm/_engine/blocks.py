@@ -69,6 +69,11 @@ class ParameterBlock:
     effects : str
         The estimator attribute tabling its coefficients (``zero_inflation_effects_``,
         ``dispersion_effects_``), on the optimiser's scale (logit, log).
+    far_start : float or None
+        For a block whose likelihood can have a second basin far from its flat side (zero
+        inflation: the zeros explained by the inflation rather than by low counts), a
+        start there: a fit that ends on the flat side's bound is fitted again from it
+        (``ridge.leave_flat_bounds``).
     """
 
     name: str
@@ -88,6 +93,7 @@ class ParameterBlock:
     at_bound_sentence: str
     prefix: str = ""
     effects: str = ""
+    far_start: float | None = None
 
     def bound(self) -> float:
         """The bound the flat side leads to."""
@@ -210,6 +216,8 @@ ZERO_INFLATION = ParameterBlock(
         "inflation at 0."
     ),
     warning="ZeroInflationWarning",
+    # most zeros from the inflation (0.73)
+    far_start=1.0,
     label="Zero-inflation probability",
     summary="logit table",
     section="Zero-inflation model (logit scale):",
@@ -355,6 +363,17 @@ def coefficient_flat_sides(blocks, designs) -> tuple:
     out = []
     for b, D in zip(blocks, designs):
         out.extend([b.flat_side] if D is None else [None] * D.shape[1])
+    return tuple(out)
+
+
+def coefficient_far_starts(blocks, designs) -> tuple:
+    """Each coefficient's far start (:class:`ParameterBlock`): a scalar block's own; none
+    with a design."""
+    if designs is None:
+        return tuple(b.far_start for b in blocks)
+    out = []
+    for b, D in zip(blocks, designs):
+        out.extend([b.far_start] if D is None else [None] * D.shape[1])
     return tuple(out)
 
 

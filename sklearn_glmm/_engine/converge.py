@@ -27,7 +27,8 @@ Order of calls in :func:`check_optimum` (after
    parameter on its flat side's bound (zero inflation at 0) where the likelihood's slope
    on the parameter's natural scale rises off it (the gradient in the logit is e^-20
    times that slope: nil to the optimiser) is probed from inside, and the fit resumed
-   from a better point (:mod:`.ridge`);
+   from a better point; one whose block has a far start (zero inflation at 0: the
+   zeros' other basin) is fitted again from there (:mod:`.ridge`);
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step

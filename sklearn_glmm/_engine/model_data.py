@@ -194,6 +194,10 @@ class ModelData:
     def extra_flat_side(self) -> tuple:
         return _blocks.coefficient_flat_sides(self.family.blocks, self.extra_designs)
 
+    @cached_property
+    def extra_far_start(self) -> tuple:
+        return _blocks.coefficient_far_starts(self.family.blocks, self.extra_designs)
+
     def default_extra(self) -> np.ndarray:
         return _blocks.coefficient_starts(self.family.blocks, self.extra_designs)
 

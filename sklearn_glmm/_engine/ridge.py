@@ -278,12 +278,19 @@ def leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     from the side's threshold inward (:data:`_OFF_BOUND_STEPS`), and where one is lower
     by more than ``FLAT_TOL`` the fit resumes from it (a stage ``"off the bound of
     parameter k"``); the better of the two is kept.
+
+    A parameter on its bound whose block has a far start (zero inflation: logit 1, most
+    zeros from the inflation) is then fitted again from there (a stage ``"far start of
+    parameter k"``): the zeros explained by low counts or by the inflation are two
+    basins, and a fit started in one ends there. A zero-inflated NB1 ended so at zero
+    inflation 0 with a ``ZeroInflationWarning`` calling the model without it adequate,
+    0.0048 below the optimum with zero inflation 0.69.
     """
     on = [(k, side) for k, side in _flat_sides(obj) if _on_flat_bound(x, k, side, bounds)]
     if not on or not np.isfinite(fun):
         return x, fun
     at_x = obj.snapshot()
-    val, grad = obj.value_and_grad(x)
+    _, grad = obj.value_and_grad(x)
     for k, (direction, threshold) in on:
         inward = 1.0 if direction == "lower" else -1.0
         slope = inward * grad[k] / np.exp(-abs(x[k]))
@@ -303,6 +310,20 @@ def leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         )
         if res.fun < fun - RISE_TOL_RIDGE:
             # (the other parameters on their bounds were free in that fit)
+            obj.evaluate(res.x)
+            return res.x, float(res.fun)
+    p0 = obj.data.n_beta + obj.data.n_theta
+    for k, _ in on:
+        far = obj.data.extra_far_start[k - p0]
+        if far is None:
+            continue
+        start = np.array(x, dtype=float)
+        start[k] = far
+        res = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx, scale_extras=True)
+        record.stages.append(
+            (f"far start of parameter {k}", float(res.fun), int(res.nit), str(res.message))
+        )
+        if res.fun < fun - RISE_TOL_RIDGE:
             obj.evaluate(res.x)
             return res.x, float(res.fun)
     obj.restore(at_x)
