@@ -837,10 +837,11 @@ def _check_convergence(est, record):
                 f"the conditional distribution of the random effect has two comparable "
                 f"modes in {len(rivals)} level(s) of {factor.name!r} ({levels}{why}), "
                 f"where the quadrature's {est.n_agq} nodes, centred at one mode, miss the "
-                f"other's mass: its log-likelihood there is off by up to {worst:.3g} "
-                "(against the integral on a fine grid), so loglik_ and the optimum are "
-                "not the maximum likelihood's; increase n_agq (25 to 50) until the fit "
-                "converges and loglik_ no longer moves with n_agq"
+                f"other's mass: centred at either, the level's log-likelihood is off by up "
+                f"to {worst:.3g} (against the integral on a fine grid), and the objective "
+                "jumps where the modes swap, so loglik_ and the optimum are not the maximum "
+                "likelihood's; increase n_agq (25 to 50) until the fit converges and "
+                "loglik_ no longer moves with n_agq"
             )
     rising = getattr(record, "rising_off_zero", ())
     if rising:
