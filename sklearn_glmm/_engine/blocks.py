@@ -358,22 +358,23 @@ def interior_coefficients(blocks, designs, coefs) -> np.ndarray:
 def coefficient_flat_sides(blocks, designs) -> tuple:
     """The flat side of each coefficient: a scalar block's own; none with a design (the
     probability varies over the rows, and no value of one coefficient ends a ridge)."""
-    if designs is None:
-        return tuple(b.flat_side for b in blocks)
-    out = []
-    for b, D in zip(blocks, designs):
-        out.extend([b.flat_side] if D is None else [None] * D.shape[1])
-    return tuple(out)
+    return _per_coefficient(blocks, designs, "flat_side")
 
 
 def coefficient_far_starts(blocks, designs) -> tuple:
     """Each coefficient's far start (:class:`ParameterBlock`): a scalar block's own; none
     with a design."""
+    return _per_coefficient(blocks, designs, "far_start")
+
+
+def _per_coefficient(blocks, designs, attribute) -> tuple:
+    """Each scalar block's ``attribute``, None for each coefficient of a block with a
+    design."""
     if designs is None:
-        return tuple(b.far_start for b in blocks)
+        return tuple(getattr(b, attribute) for b in blocks)
     out = []
     for b, D in zip(blocks, designs):
-        out.extend([b.far_start] if D is None else [None] * D.shape[1])
+        out.extend([getattr(b, attribute)] if D is None else [None] * D.shape[1])
     return tuple(out)
 
 

@@ -290,6 +290,7 @@ def leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     if not on or not np.isfinite(fun):
         return x, fun
     at_x = obj.snapshot()
+    stage_args = (bounds, max_iter, tol, diag_idx, record)
     _, grad = obj.value_and_grad(x)
     for k, (direction, threshold) in on:
         inward = 1.0 if direction == "lower" else -1.0
@@ -304,14 +305,9 @@ def leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         best_val, best = min(probes, key=lambda t: t[0] if np.isfinite(t[0]) else np.inf)
         if not best_val < fun - FLAT_TOL:
             continue
-        res = _laplace_stage(obj, best, bounds, max_iter, tol, diag_idx, scale_extras=True)
-        record.stages.append(
-            (f"off the bound of parameter {k}", float(res.fun), int(res.nit), str(res.message))
-        )
-        if res.fun < fun - RISE_TOL_RIDGE:
-            # (the other parameters on their bounds were free in that fit)
-            obj.evaluate(res.x)
-            return res.x, float(res.fun)
+        found = _resumed(obj, best, fun, f"off the bound of parameter {k}", stage_args)
+        if found is not None:
+            return found
     p0 = obj.data.n_beta + obj.data.n_theta
     for k, _ in on:
         far = obj.data.extra_far_start[k - p0]
@@ -319,12 +315,20 @@ def leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
             continue
         start = np.array(x, dtype=float)
         start[k] = far
-        res = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx, scale_extras=True)
-        record.stages.append(
-            (f"far start of parameter {k}", float(res.fun), int(res.nit), str(res.message))
-        )
-        if res.fun < fun - RISE_TOL_RIDGE:
-            obj.evaluate(res.x)
-            return res.x, float(res.fun)
+        found = _resumed(obj, start, fun, f"far start of parameter {k}", stage_args)
+        if found is not None:
+            return found
     obj.restore(at_x)
     return x, fun
+
+
+def _resumed(obj, start, fun, label, stage_args):
+    """``(x, value)`` of the fit resumed from ``start`` (a stage ``label``; the other
+    parameters on their bounds free) where it ends below ``fun``, else None."""
+    bounds, max_iter, tol, diag_idx, record = stage_args
+    res = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx, scale_extras=True)
+    record.stages.append((label, float(res.fun), int(res.nit), str(res.message)))
+    if not res.fun < fun - RISE_TOL_RIDGE:
+        return None
+    obj.evaluate(res.x)
+    return res.x, float(res.fun)
