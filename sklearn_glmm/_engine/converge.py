@@ -43,7 +43,7 @@ Order of calls in :func:`check_optimum` (after
 3. ``scan_modes`` — for a family that is not log-concave, each level's density is
    scanned on a fine grid at the optimum: a higher mode found there resumes the
    fit once; levels with two comparable modes are recorded (not converged) — with
-   quadrature, those whose rule, centred at one mode, misses the other's mass;
+   quadrature, those where the rule centred at either mode is off the level's integral;
 3b. ``to_central_covariances`` — a covariance the levels do not identify (a random
    slope of a two-valued level predictor) has a set of equal likelihood: the fit is
    moved to its point of largest ``det S``
@@ -166,7 +166,7 @@ def scan_modes(obj, x, bounds, max_iter, tol, diag_idx, record):
     ``x`` with the wider search on and is polished again (once). Levels with two
     comparable modes are recorded on ``record.competing_modes``: the Laplace
     objective jumps between them, and its optimum cannot be certified; with
-    quadrature, those whose rule misses the other mode's mass
+    quadrature, those where the rule centred at either mode is off the level's integral
     (``record.quadrature_misses``: the quadrature's log integral less the integral).
 
     Returns ``(x, value, H, grads)``; ``H`` and ``grads`` are ``None`` when ``x``

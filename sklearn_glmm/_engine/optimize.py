@@ -77,8 +77,9 @@ class FitRecord:
     # the likelihood reads only together (``equal_likelihood.aliased_groups``)
     aliased: tuple = ()
     competing_modes: np.ndarray = field(default=None, repr=False)  # levels, two modes
-    # with quadrature, each such level's log integral by the rule less its integral on a
-    # fine grid (``mode_scan.ModeScan.quadrature_misses``); None with Laplace
+    # with quadrature, each such level's log integral by the rule (centred at the worse
+    # of its two modes) less its integral on a fine grid
+    # (``mode_scan.ModeScan.quadrature_misses``); None with Laplace
     quadrature_misses: np.ndarray = field(default=None, repr=False)
     # (level, curvature relative to the prior's) of the flattest conditional mode at the
     # optimum, for a Laplace fit of a family that is not log-concave (``scan_modes``)
