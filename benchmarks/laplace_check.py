@@ -14,9 +14,11 @@ model, hurdle and zero-truncated Poisson, ordinal logit and probit; seeds 3 and 
 Each data set whose distance exceeds one standard error, or that is warned of, is
 printed. ``--other``: the families that are not log-concave (:func:`draw_other`:
 zero-inflated Poisson and NB2, NB1, the beta-binomial, the hurdle NB2; seeds 5 and 6).
-Not a test: a few minutes. Run from the repository root:
+``--cauchit``: the ordinal cauchit model (:func:`draw_cauchit`; seeds 7 and 8). Not a
+test: a few minutes. Run from the repository root:
 
-    python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150] [--own | --other]
+    python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150]
+        [--own | --other | --cauchit]
 """
 
 from __future__ import annotations
@@ -150,6 +152,25 @@ def draw_other(rng, battery):
     return make, pd.DataFrame({"x": x}), y, g, kw
 
 
+def draw_cauchit(rng, battery):
+    """As :func:`draw`, for the ordinal cauchit model (4 classes, Cauchy latent errors),
+    whose link is not log-concave."""
+    if battery == "hard":
+        G, n = int(rng.integers(8, 200)), int(rng.integers(2, 10))
+        sd, b0 = float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(-1.5, 1.5))
+    else:
+        G, n = int(rng.integers(10, 200)), int(rng.integers(3, 20))
+        sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-1, 2))
+    g = np.repeat(np.arange(G), n)
+    x = rng.normal(size=len(g))
+    eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
+    y = np.searchsorted(np.array([-1.0, 0.5, 2.0]) + b0, eta + rng.standard_cauchy(len(g)))
+    if len(np.unique(y)) < 2:
+        return None
+    make = lambda a: OrdinalGLMM(n_agq=a, link="cauchit")  # noqa: E731
+    return make, pd.DataFrame({"x": x}), y, g, {}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--battery", choices=["hard", "ordinary"], default="hard")
@@ -166,10 +187,23 @@ def main(argv=None):
         help="the families that are not log-concave (zero-inflated Poisson and NB2, NB1, "
         "beta-binomial, hurdle NB2): seeds 5 (hard) and 6 (ordinary)",
     )
+    ap.add_argument(
+        "--cauchit",
+        action="store_true",
+        help="the ordinal cauchit model: seeds 7 (hard) and 8 (ordinary)",
+    )
     args = ap.parse_args(argv)
     seed, n = (1, 150) if args.battery == "hard" else (2, 120)
-    seed += 2 if args.own else 4 if args.other else 0
-    draw_one = draw_own if args.own else draw_other if args.other else draw
+    seed += 2 if args.own else 4 if args.other else 6 if args.cauchit else 0
+    draw_one = (
+        draw_own
+        if args.own
+        else draw_other
+        if args.other
+        else draw_cauchit
+        if args.cauchit
+        else draw
+    )
     rng = np.random.default_rng(seed)
     true, measured = [], []
     for _ in range(args.n or n):
