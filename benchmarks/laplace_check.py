@@ -171,39 +171,34 @@ def draw_cauchit(rng, battery):
     return make, pd.DataFrame({"x": x}), y, g, {}
 
 
+# each battery's draw and its seeds' shift from the binomial and Poisson battery's
+BATTERIES = {
+    None: (draw, 0),
+    "own": (draw_own, 2),
+    "other": (draw_other, 4),
+    "cauchit": (draw_cauchit, 6),
+}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--battery", choices=["hard", "ordinary"], default="hard")
     ap.add_argument("--n", type=int, default=None)
-    ap.add_argument(
-        "--own",
-        action="store_true",
-        help="families with parameters of their own (NB2, hurdle and truncated Poisson, "
-        "ordinal): seeds 3 (hard) and 4 (ordinary)",
-    )
-    ap.add_argument(
-        "--other",
-        action="store_true",
-        help="the families that are not log-concave (zero-inflated Poisson and NB2, NB1, "
-        "beta-binomial, hurdle NB2): seeds 5 (hard) and 6 (ordinary)",
-    )
-    ap.add_argument(
-        "--cauchit",
-        action="store_true",
-        help="the ordinal cauchit model: seeds 7 (hard) and 8 (ordinary)",
-    )
+    families = ap.add_mutually_exclusive_group()
+    for flag, text in [
+        ("own", "families with parameters of their own (NB2, hurdle and truncated Poisson, "
+         "ordinal): seeds 3 (hard) and 4 (ordinary)"),
+        ("other", "the families that are not log-concave (zero-inflated Poisson and NB2, "
+         "NB1, beta-binomial, hurdle NB2): seeds 5 (hard) and 6 (ordinary)"),
+        ("cauchit", "the ordinal cauchit model: seeds 7 (hard) and 8 (ordinary)"),
+    ]:  # fmt: skip
+        families.add_argument(
+            f"--{flag}", dest="families", action="store_const", const=flag, help=text
+        )
     args = ap.parse_args(argv)
     seed, n = (1, 150) if args.battery == "hard" else (2, 120)
-    seed += 2 if args.own else 4 if args.other else 6 if args.cauchit else 0
-    draw_one = (
-        draw_own
-        if args.own
-        else draw_other
-        if args.other
-        else draw_cauchit
-        if args.cauchit
-        else draw
-    )
+    draw_one, shift = BATTERIES[args.families]
+    seed += shift
     rng = np.random.default_rng(seed)
     true, measured = [], []
     for _ in range(args.n or n):

@@ -35,6 +35,7 @@ import pandas as pd
 from fuzz_harness import (
     add_offset,
     add_weights,
+    beta_binomial_probabilities,
     group_codes,
     group_labels,
     group_sizes,
@@ -205,10 +206,7 @@ def make_family_global_case(seed: int) -> dict:
             trials = rng.integers(1, int(rng.choice([3, 6, 15])) + 1, n)
         trials[int(rng.integers(n))] = max(2, trials.max())  # phi needs a row of 2 or more
         mu = expit(eta)
-        if np.isinf(disp):
-            prob = mu
-        else:
-            prob = rng.beta(np.maximum(mu * disp, 1e-300), np.maximum((1 - mu) * disp, 1e-300))
+        prob = beta_binomial_probabilities(rng, mu, disp)
         y = rng.binomial(trials, prob).astype(float)
         fit_params["trials"] = trials.astype(float)
         notes.append(f"trials<={trials.max()}")

@@ -566,3 +566,11 @@ def add_offset(eta, off, fit_params, notes, centred: bool = False):
     fit_params["offset"] = off
     notes.append("offset")
     return eta + off
+
+
+def beta_binomial_probabilities(rng, mu, phi):
+    """Each row's success probability for a beta-binomial draw with mean ``mu`` and
+    dispersion ``phi`` (the binomial's ``mu`` itself where ``phi`` is infinite)."""
+    if np.isinf(phi):
+        return mu
+    return rng.beta(np.maximum(mu * phi, 1e-300), np.maximum((1.0 - mu) * phi, 1e-300))

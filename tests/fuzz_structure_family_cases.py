@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fuzz_harness import add_offset, add_weights, predictor
+from fuzz_harness import add_offset, add_weights, beta_binomial_probabilities, predictor
 from fuzz_structures import _draw, _random_cov, _structured_cov
 from scipy.special import expit
 
@@ -90,10 +90,7 @@ def _outcome(rng, family, eta, phi, fit_params, notes, tiny):
     trials = rng.integers(1, top + 1, n)
     trials[0] = max(2, top)  # phi needs a row of 2 trials or more
     mu = expit(eta)
-    if np.isinf(phi):
-        prob = mu
-    else:
-        prob = rng.beta(np.maximum(mu * phi, 1e-300), np.maximum((1.0 - mu) * phi, 1e-300))
+    prob = beta_binomial_probabilities(rng, mu, phi)
     y = rng.binomial(trials, prob).astype(float)
     if y.sum() == 0:
         y[0] = 1.0
