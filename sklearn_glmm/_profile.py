@@ -44,6 +44,9 @@ from ._warn import quiet, user_stacklevel, warn
 from .exceptions import ProfileWarning, StandardErrorWarning
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
+# |zeta| of a profile point may fall below a point nearer the estimate by this much before
+# the profile counts as not monotone (the inner minima's rounding is below 1e-5)
+_MONOTONE_TOL = 0.05
 
 
 # -- profiles ----------------------------------------------------------------------
@@ -65,6 +68,10 @@ class Profiler:
         self.lower_found = None  # (parameter, deviance) if profiling found a better fit
         # whether the side being profiled passed a point below the fit's deviance
         self.dipped = False
+        # the side's points (distance from the estimate, |zeta|) and the first pair that
+        # shows the profile not monotone there
+        self.side_points = []
+        self.non_monotone = None
         self.hessian = getattr(est.fit_result_, "hessian", None)
         self._slices = {}
         self._warned = set()
@@ -305,6 +312,7 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
             return v if bound is None else _at_bound(pm, k, direction, bound)
         z, x = _verified_zeta(prof, k, v, inside[2], zc)
         trace.append((v, z))
+        _note_monotone(prof, abs(v - v_hat), v, z)
         a = abs(z)
         if a >= zc:
             outside = (v, a, x)
@@ -335,6 +343,7 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
             v = 0.5 * (v0 + v1)
         z, x = _verified_zeta(prof, k, v, p0, zc)
         trace.append((v, z))
+        _note_monotone(prof, abs(v - v_hat), v, z)
         g = abs(z) - zc
         if abs(g) < _ZETA_TOL:
             return _checked_limit(prof, k, v, x)
@@ -360,6 +369,24 @@ def profile_limit(prof: Profiler, k: int, direction: int, zc: float, step: float
                 g0 *= 0.5
             side = 1
     return v
+
+
+def _note_monotone(prof: Profiler, dist: float, v: float, z: float) -> None:
+    """Record a profile point; the first pair of the side's points whose |zeta| falls by
+    more than :data:`_MONOTONE_TOL` going outwards is kept in ``prof.non_monotone``. A
+    profile of a likelihood with one maximum rises on each side; one that falls has
+    inner minima in different basins (a zero-inflated NB2 fit whose profile met the
+    Laplace approximation's false region: |zeta| 1.79, then 1.09 further out, and a limit
+    put where |zeta| changed by 0.23 within 0.003) or a likelihood with several maxima,
+    and its crossing of the cutoff is not the interval's limit."""
+    a = abs(z)
+    if prof.non_monotone is None:
+        for d0, v0, a0 in prof.side_points:
+            if (d0 < dist and a0 > a + _MONOTONE_TOL) or (d0 > dist and a0 < a - _MONOTONE_TOL):
+                near, far = ((v0, a0), (v, a)) if d0 < dist else ((v, a), (v0, a0))
+                prof.non_monotone = near + far
+                break
+    prof.side_points.append((dist, v, a))
 
 
 def _verified_zeta(prof: Profiler, k: int, value: float, start, zc: float):
@@ -482,8 +509,21 @@ def _side_limit(prof: Profiler, k: int, direction: int, zc: float, step: float, 
     Poisson fit's upper limit came out 0.58 SE beyond the crossing of the profile that
     stays near the fit). The warning of :func:`profile_table` says why."""
     prof.dipped = False
+    prof.side_points, prof.non_monotone = [], None
     limit = profile_limit(prof, k, direction, zc, step, trace)
-    return np.nan if prof.dipped else limit
+    if prof.dipped:
+        return np.nan
+    if prof.non_monotone is not None and np.isfinite(limit):
+        v0, a0, v1, a1 = prof.non_monotone
+        return _undetermined(
+            prof,
+            k,
+            limit,
+            f"the profile is not monotone (|zeta| {a0:.3g} at {v0:.6g}, {a1:.3g} at {v1:.6g} "
+            "further out: its points lie in different basins, or the likelihood has "
+            "several maxima)",
+        )
+    return limit
 
 
 def profile_table(est, level, parm=None, n_jobs=None, skip=()):

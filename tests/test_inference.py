@@ -127,6 +127,40 @@ def test_profile_sd_lower_limit_zero_when_deviance_at_zero_within_cutoff():
     assert hi > m.random_effects_cov_["id"].iloc[0, 0] ** 0.5
 
 
+@pytest.mark.parametrize("dip", [0.0, 0.6])
+def test_a_profile_that_is_not_monotone_has_no_limit(monkeypatch, dip):
+    # the profile points scripted: |zeta| = 0.8 |v - v^| / SE, less ``dip`` on the lower
+    # side beyond 2.2 SE (inner minima in another basin: the search's first points there
+    # are at 1.96 and 2.47 SE, |zeta| 1.57 and then 1.38); a monotone profile gives its
+    # crossing, one that falls going outwards NaN with a warning that says why
+    import sklearn_glmm._profile as profile
+    from sklearn_glmm.exceptions import ProfileWarning
+
+    df, _ = make_longitudinal("poisson", n_groups=30, re_sd=0.5, random_state=3)
+    m = _quiet_fit(PoissonGLMM(), df[["time"]], df["y"], df["id"])
+    est, se = m.fixed_effects_.loc["time", ["estimate", "std_error"]]
+
+    def scripted(prof, k, value, start, zc):
+        t = (value - est) / se
+        a = 0.8 * abs(t) - (dip if t < -2.2 else 0.0)
+        return np.sign(t) * a, np.asarray(start, dtype=float)
+
+    monkeypatch.setattr(profile, "_verified_zeta", scripted)
+    zc = stats.norm.ppf(0.975)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ci = m.confint(parm=["time"], method="profile")
+    said = [str(w.message) for w in caught if w.category is ProfileWarning]
+    lo, hi = ci.loc["time", ["lower", "upper"]]
+    assert hi == pytest.approx(est + zc / 0.8 * se, abs=1e-3 * se)
+    if dip == 0.0:
+        assert lo == pytest.approx(est - zc / 0.8 * se, abs=1e-3 * se)
+        assert not said
+    else:
+        assert np.isnan(lo)
+        assert len(said) == 1 and "not monotone" in said[0] and "time" in said[0]
+
+
 def _origin_data(seed=1, n=400, g=30):
     rng = np.random.default_rng(seed)
     grp = np.repeat(np.arange(g), n // g + 1)[:n]
