@@ -476,3 +476,39 @@ def test_level_variance_moments_recover_the_covariance_of_a_level_predictors_slo
     Zw = np.column_stack([np.ones(len(y)), rng.normal(size=len(y))])
     other = make_factor_data([codes], [Zw], [G], [theta_layout(2, False)])[0]
     assert not other.rows_alike_within_levels
+
+
+def test_log1p_exp_is_logaddexp_to_a_unit_in_the_last_place():
+    from sklearn_glmm._engine.families.base import log1p_exp
+
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+    x = np.concatenate([np.linspace(-750.0, 750.0, 3001), [-36.7, -1e-300, 0.0, 1e-300, 36.7]])
+    got = log1p_exp(x)
+    want = np.array([float(mp.log1p(mp.exp(mp.mpf(float(v))))) for v in x])
+    tiny = want < 1e-300  # below the smallest normal both round to 0 or a subnormal
+    np.testing.assert_allclose(got[~tiny], want[~tiny], rtol=4e-16, atol=0.0)
+    assert np.all(got[tiny] <= 1e-300)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(
+            log1p_exp(np.array([np.inf, -np.inf, np.nan])), [np.inf, 0.0, np.nan]
+        )
+    # integers, a 0-d array and a scalar give what np.logaddexp gives
+    np.testing.assert_allclose(log1p_exp(np.arange(3)), np.logaddexp(0.0, np.arange(3)), rtol=4e-16)
+    assert log1p_exp(np.array(800.0)) == 800.0
+    assert log1p_exp(-2.0) == np.logaddexp(0.0, -2.0)
+
+
+def test_negbin_loglik_where_the_mean_underflows():
+    # mu = exp(-800) is 0 in float64: a zero count has log p = 0 (theta log(theta / (theta
+    # + 0))), a positive one -inf; the rows around them keep scipy's values
+    from scipy import stats
+
+    fam = make_family("negbin")
+    y = np.array([0.0, 3.0, 0.0, 2.0, 5.0])
+    eta = np.array([-800.0, -800.0, 0.3, -2.0, 1.5])
+    with np.errstate(divide="ignore"):
+        der = fam.derivs(y, eta, None, None, (np.log(1.7),))
+        want = stats.nbinom.logpmf(y, 1.7, 1.7 / (1.7 + np.exp(eta)))
+    assert der.loglik[0] == 0.0 and der.loglik[1] == -np.inf
+    np.testing.assert_allclose(der.loglik[2:], want[2:], rtol=1e-13)

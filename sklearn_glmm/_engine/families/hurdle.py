@@ -32,7 +32,7 @@ import numpy as np
 from scipy import special
 
 from ..blocks import HURDLE_ZERO, shift_block
-from .base import _ETA_MAX, Family, _weighted, normal_rule, over_nodes
+from .base import _ETA_MAX, Family, _weighted, log1p_exp, normal_rule, over_nodes
 
 # below this zero rate R and its scaled derivatives come from their series
 _SERIES_S = 0.5
@@ -420,8 +420,8 @@ class Hurdle(Truncated):
             extra = np.asarray(extra, dtype=float)
         ll, d1, w, w3 = self._truncated_derivs(y, eta, trials, self._count_extra(extra), const)
         logit_pi = extra[-1]
-        log_pi = -np.logaddexp(0.0, -logit_pi)
-        log1m_pi = -np.logaddexp(0.0, logit_pi)
+        log_pi = -log1p_exp(-logit_pi)
+        log1m_pi = -log1p_exp(logit_pi)
         zero = y == 0
         loglik = np.where(zero, log_pi, log1m_pi + ll)
         d1 = np.where(zero, 0.0, d1)

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import special
 
 from ..links import Link
+from .base import log1p_exp
 
 _X_MAX = 700.0  # exp(700) is finite in float64
 _CAUCHIT_MAX = 1e150  # x^2 stays finite
@@ -85,13 +86,13 @@ class OrdinalLogit(OrdinalLink):
         return special.logit(mu)
 
     def log_cdf(self, x):
-        return -np.logaddexp(0.0, -x)
+        return -log1p_exp(-x)
 
     def log_sf(self, x):
-        return -np.logaddexp(0.0, x)
+        return -log1p_exp(x)
 
     def log_pdf(self, x):
-        return -np.logaddexp(0.0, -x) - np.logaddexp(0.0, x)
+        return -log1p_exp(-x) - log1p_exp(x)
 
     def dlog_pdf(self, x):
         return -np.tanh(0.5 * x)  # 1 - 2F

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import special
 
 from ..blocks import ZERO_INFLATION, shift_block
-from .base import Family, _weighted
+from .base import Family, _weighted, log1p_exp
 
 
 class ZeroInflated(Family):
@@ -88,8 +88,8 @@ class ZeroInflated(Family):
     def derivs(self, y, eta, trials, weights, extra, const=None):
         base_extra, pi, logit_pi = self._split(extra)
         d = self.base.derivs(y, eta, trials, None, base_extra, const)
-        log1m_pi = -np.logaddexp(0.0, logit_pi)
-        log_pi = -np.logaddexp(0.0, -logit_pi)
+        log1m_pi = -log1p_exp(logit_pi)
+        log_pi = -log1p_exp(-logit_pi)
         a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
         zero = y == 0
         lz = np.logaddexp(log_pi, log1m_pi + a)
@@ -113,8 +113,8 @@ class ZeroInflated(Family):
         the mixture where ``y == 0``, the count family's density elsewhere, each
         computed on its own rows."""
         base_extra, _, logit_pi = self._split(extra)
-        log1m_pi = -np.logaddexp(0.0, logit_pi)
-        log_pi = -np.logaddexp(0.0, -logit_pi)
+        log1m_pi = -log1p_exp(logit_pi)
+        log_pi = -log1p_exp(-logit_pi)
         eta = np.asarray(eta, dtype=float)
         out = np.empty(np.broadcast_shapes(eta.shape, np.shape(y)))
         zero = y == 0
@@ -141,8 +141,8 @@ class ZeroInflated(Family):
         """
         base_extra, pi, logit_pi = self._split(extra)
         eta = np.broadcast_to(eta, np.shape(y))
-        log1m_pi = -np.logaddexp(0.0, logit_pi)
-        log_pi = -np.logaddexp(0.0, -logit_pi)
+        log1m_pi = -log1p_exp(logit_pi)
+        log_pi = -log1p_exp(-logit_pi)
         a, a1, a2, _ = self.base.log_p0(eta, base_extra)
         zero = y == 0
         r = np.exp(log1m_pi + a - np.logaddexp(log_pi, log1m_pi + a))
