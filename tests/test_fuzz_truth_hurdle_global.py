@@ -37,7 +37,8 @@ nodes). Checks:
   ``test_fuzz_truth.py``;
 - ``loglik_value``: ``loglik_`` is the truth's value at the fit's parameters within
   1e-4, whatever the warnings (not compared where a group's mode is nearly flat,
-  ``fuzz_harness.FLAT_LAPLACE``; a clean fit there fails ``flat_unwarned``);
+  ``fuzz_harness.FLAT_LAPLACE``; a clean fit there fails ``flat_unwarned``; nor, for a
+  fit that warns, below ``fuzz_harness.FLAT_LAPLACE_WARNED``);
 - ``not_global``: no start reaches a value more than :data:`TOL_GLOBAL` above
   ``loglik_`` that is also more than that above the fit's by the integral (the
   brute-force likelihood, ``truth.marginal_loglik``), unless the fit gave a
@@ -74,7 +75,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import truth
-from fuzz_harness import FLAT_LAPLACE, TOL_SAME_APPROX, Outcome, fit
+from fuzz_harness import FLAT_LAPLACE, FLAT_LAPLACE_WARNED, TOL_SAME_APPROX, Outcome, fit
 from fuzz_hurdle_global_cases import make_global_case
 from glmmtmb_cases import fixture_csv
 from numpy.polynomial.hermite_e import hermegauss
@@ -429,6 +430,11 @@ def _loglik_value(out, m, case, data):
     if curvature < FLAT_LAPLACE:
         if out.clean:
             out.fail("flat_unwarned", f"curvature {curvature:.3g} at a mode")
+        return
+    if not out.clean and curvature < FLAT_LAPLACE_WARNED:
+        # (seed 233: a zero-truncated NB1 level's top is flat to 2e-7 between the truth's
+        # mode 1.531 and the fit's 1.648, curvatures 0.0019 and 0.0017, Laplace values
+        # 0.064 apart; the fit says it did not converge, naming the level)
         return
     if np.isfinite(m.loglik_) and np.isfinite(same):
         out.checked.add("loglik_value")
