@@ -347,3 +347,31 @@ def test_a_fit_at_zero_inflation_0_is_fitted_again_from_most_zeros_inflated():
     assert m.zero_inflation_ == pytest.approx(0.692, abs=0.01)
     params = fitted_params(m, case)
     assert m.loglik_ == pytest.approx(truth.laplace_loglik(params, truth_data(case)), abs=1e-6)
+
+
+def test_a_fit_at_the_binomial_limit_where_the_likelihood_rises_off_it_leaves():
+    # family-global fuzz data set 243 (beta-binomial, 51 rows in 16 groups, up to 15
+    # trials, AGQ 12): the Laplace stage's optimum is at the binomial limit (log phi on
+    # its bound, 20), and the quadrature stage stayed there. On the bound the family is
+    # the binomial itself, whose derivative in log phi is exactly 0, so the slope off the
+    # bound read 0; it is read between the bound and the flat side's threshold now. The
+    # fit was converged with an OverdispersionWarning, -77.782373, 0.0028 below the
+    # optimum at phi 422 (-77.779609, by the truth's quadrature and by the integral)
+    import truth
+    from fuzz_family_global_cases import make_family_global_case
+    from test_fuzz_truth_family_global import fitted_params, truth_data
+
+    from sklearn_glmm.exceptions import OverdispersionWarning
+
+    case = make_family_global_case(243)
+    m = case["estimator"](**case["params"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
+    assert not [w for w in caught if w.category is OverdispersionWarning]
+    assert m.converged_
+    assert any(s[0].startswith("off the bound of parameter") for s in m.fit_record_.stages)
+    assert m.loglik_ == pytest.approx(-77.779609, abs=2e-6)
+    assert 300.0 < m.phi_ < 600.0
+    params = fitted_params(m, case)
+    assert m.loglik_ == pytest.approx(truth.agq_loglik(params, truth_data(case), 12), abs=1e-6)

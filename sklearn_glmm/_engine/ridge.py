@@ -273,7 +273,11 @@ def leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     zero-inflated NB2 with a dispersion model stopped so at zero inflation 0, 2.5 in
     log-likelihood below the optimum with zero inflation 0.21, the slope there +2.25
     per unit of probability. For each parameter on its flat side's bound, the slope on
-    the natural scale (the gradient over ``e^-|x_k|``) is read; below
+    the natural scale (the gradient over ``e^-|x_k|``) is read, or, where the family is its
+    limit model on the bound (NB2 or the beta-binomial at theta or phi infinite, NB1 at
+    phi 0: a derivative of exactly 0 there), the difference between the bound and the
+    side's threshold over that span of the natural scale (a beta-binomial fit with AGQ
+    stayed so at the binomial limit, 0.0028 below the optimum at phi 422); below
     :data:`BOUND_SLOPE_TOL` the objective is evaluated with the parameter at points
     from the side's threshold inward (:data:`_OFF_BOUND_STEPS`), and where one is lower
     by more than ``FLAT_TOL`` the fit resumes from it (a stage ``"off the bound of
@@ -294,11 +298,21 @@ def leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     _, grad = obj.value_and_grad(x)
     for k, (direction, threshold) in on:
         inward = 1.0 if direction == "lower" else -1.0
-        slope = inward * grad[k] / np.exp(-abs(x[k]))
+        probes = []
+        if grad[k] == 0.0:
+            # the family's limit model on the bound (NB2 theta or the beta-binomial's phi
+            # infinite, NB1 phi 0): its derivative there is exactly 0, so the slope is read
+            # between the bound and the side's threshold, the first probe
+            p = np.array(x, dtype=float)
+            p[k] = threshold
+            probes.append((obj.evaluate(p), p))
+            span = np.exp(-abs(threshold)) - np.exp(-abs(x[k]))
+            slope = (probes[0][0] - fun) / span
+        else:
+            slope = inward * grad[k] / np.exp(-abs(x[k]))
         if not slope < BOUND_SLOPE_TOL:
             continue
-        probes = []
-        for step in _OFF_BOUND_STEPS:
+        for step in _OFF_BOUND_STEPS[len(probes) :]:
             p = np.array(x, dtype=float)
             p[k] = threshold + inward * step
             probes.append((obj.evaluate(p), p))
