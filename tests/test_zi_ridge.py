@@ -300,6 +300,26 @@ def test_a_binary_ridge_whose_centred_intercept_reaches_the_bound_keeps_its_end(
     assert m.zero_inflation_effects_["std_error"].iloc[0] == pytest.approx(0.3351, rel=2e-3)
 
 
+def _family_global_fit(seed):
+    """The fit of family-global fuzz data set ``seed``, the warnings it gave, and the
+    truth's value at its parameters (Laplace, or quadrature with the fit's nodes)."""
+    import truth
+    from fuzz_family_global_cases import make_family_global_case
+    from test_fuzz_truth_family_global import fitted_params, truth_data
+
+    case = make_family_global_case(seed)
+    m = case["estimator"](**case["params"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
+    params, data = fitted_params(m, case), truth_data(case)
+    n_agq = case["params"].get("n_agq", 1)
+    value = (
+        truth.laplace_loglik(params, data) if n_agq == 1 else truth.agq_loglik(params, data, n_agq)
+    )
+    return m, [w.category for w in caught], value
+
+
 def test_a_fit_left_at_zero_inflation_0_where_the_likelihood_rises_off_it_leaves():
     # family-global fuzz data set 211 (zero-inflated NB2, dispersion 1 + z, 42 groups of
     # one or two rows, AGQ 6): the Laplace stage's optimum has no zero inflation (logit
@@ -307,21 +327,12 @@ def test_a_fit_left_at_zero_inflation_0_where_the_likelihood_rises_off_it_leaves
     # logit e^-20 times its slope in the probability (+2.25 in log L per unit): converged,
     # with a ZeroInflationWarning, 2.47 below the optimum at zero inflation 0.22 (the
     # Poisson limit in every row; the integral by brute force agrees to 0.03)
-    import truth
-    from fuzz_family_global_cases import make_family_global_case
-    from test_fuzz_truth_family_global import fitted_params, truth_data
-
-    case = make_family_global_case(211)
-    m = case["estimator"](**case["params"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
+    m, _, truth_value = _family_global_fit(211)
     assert m.converged_
     assert any(s[0].startswith("off the bound of parameter") for s in m.fit_record_.stages)
     assert m.loglik_ > -138.4528  # (the fit at the bound: -140.9239)
     assert 0.15 < m.zero_inflation_ < 0.3
-    params = fitted_params(m, case)
-    assert m.loglik_ == pytest.approx(truth.agq_loglik(params, truth_data(case), 6), abs=1e-6)
+    assert m.loglik_ == pytest.approx(truth_value, abs=1e-6)
 
 
 def test_a_fit_at_zero_inflation_0_is_fitted_again_from_most_zeros_inflated():
@@ -330,23 +341,14 @@ def test_a_fit_at_zero_inflation_0_is_fitted_again_from_most_zeros_inflated():
     # 2.33: -69.960524) or by the inflation (0.69, phi 1.05: -69.955729, glmmTMB 1.1.5's
     # default fit -69.95573). Started in the first, the fit ended there with a
     # ZeroInflationWarning calling the model without zero inflation adequate.
-    import truth
-    from fuzz_family_global_cases import make_family_global_case
-    from test_fuzz_truth_family_global import fitted_params, truth_data
-
     from sklearn_glmm.exceptions import ZeroInflationWarning
 
-    case = make_family_global_case(13)
-    m = case["estimator"](**case["params"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
-    assert not [w for w in caught if w.category is ZeroInflationWarning]
+    m, warned, truth_value = _family_global_fit(13)
+    assert ZeroInflationWarning not in warned
     assert any(s[0].startswith("far start of parameter") for s in m.fit_record_.stages)
     assert m.loglik_ == pytest.approx(-69.955729, abs=2e-6)
     assert m.zero_inflation_ == pytest.approx(0.692, abs=0.01)
-    params = fitted_params(m, case)
-    assert m.loglik_ == pytest.approx(truth.laplace_loglik(params, truth_data(case)), abs=1e-6)
+    assert m.loglik_ == pytest.approx(truth_value, abs=1e-6)
 
 
 def test_a_fit_at_the_binomial_limit_where_the_likelihood_rises_off_it_leaves():
@@ -357,21 +359,12 @@ def test_a_fit_at_the_binomial_limit_where_the_likelihood_rises_off_it_leaves():
     # bound read 0; it is read between the bound and the flat side's threshold now. The
     # fit was converged with an OverdispersionWarning, -77.782373, 0.0028 below the
     # optimum at phi 422 (-77.779609, by the truth's quadrature and by the integral)
-    import truth
-    from fuzz_family_global_cases import make_family_global_case
-    from test_fuzz_truth_family_global import fitted_params, truth_data
-
     from sklearn_glmm.exceptions import OverdispersionWarning
 
-    case = make_family_global_case(243)
-    m = case["estimator"](**case["params"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m.fit(case["X"], case["y"], groups=case["groups"], **case["fit_params"])
-    assert not [w for w in caught if w.category is OverdispersionWarning]
+    m, warned, truth_value = _family_global_fit(243)
+    assert OverdispersionWarning not in warned
     assert m.converged_
     assert any(s[0].startswith("off the bound of parameter") for s in m.fit_record_.stages)
     assert m.loglik_ == pytest.approx(-77.779609, abs=2e-6)
     assert 300.0 < m.phi_ < 600.0
-    params = fitted_params(m, case)
-    assert m.loglik_ == pytest.approx(truth.agq_loglik(params, truth_data(case), 12), abs=1e-6)
+    assert m.loglik_ == pytest.approx(truth_value, abs=1e-6)
