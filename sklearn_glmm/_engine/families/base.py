@@ -350,7 +350,8 @@ def log_odds_over_normal(family, eta, var, extra=()) -> np.ndarray:
     eta = np.asarray(eta, dtype=float).reshape(-1)
     var = np.broadcast_to(np.clip(np.asarray(var, dtype=float), 0.0, None), eta.shape)
     p = family.mean_over_normal(eta, var, extra)
-    with np.errstate(divide="ignore"):
+    # (p rounds to 0 or to just above 1 in the tails, which the tail rule recomputes)
+    with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(p) - np.log1p(-p)
     sd = np.sqrt(var)
     tail = np.flatnonzero((np.minimum(p, 1.0 - p) < _TAIL) & (sd > 0))
