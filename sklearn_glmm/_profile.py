@@ -45,7 +45,7 @@ from .exceptions import ProfileWarning, StandardErrorWarning
 
 _ZETA_TOL = 5e-4  # accuracy of |zeta| at a limit (a 1e-4 fraction of a 95% interval)
 # |zeta| of a profile point may fall below a point nearer the estimate by this much before
-# the profile counts as not monotone (the inner minima's rounding is below 1e-5)
+# the profile counts as not monotone (near the cutoff, a tenth of a unit of deviance)
 _MONOTONE_TOL = 0.05
 
 
@@ -68,8 +68,8 @@ class Profiler:
         self.lower_found = None  # (parameter, deviance) if profiling found a better fit
         # whether the side being profiled passed a point below the fit's deviance
         self.dipped = False
-        # the side's points (distance from the estimate, |zeta|) and the first pair that
-        # shows the profile not monotone there
+        # the side's points (distance from the estimate, value, |zeta|) and the first pair
+        # that shows the profile not monotone there
         self.side_points = []
         self.non_monotone = None
         self.hessian = getattr(est.fit_result_, "hessian", None)
