@@ -35,7 +35,15 @@ CLOSED_FORM_MAX_CURVATURE = 1e5
 def _closed_form_cancels(obj) -> bool:
     """Whether the last point evaluated has a curvature of
     :data:`CLOSED_FORM_MAX_CURVATURE` or more at its modes, in memory or over a
-    partitioned fit's partitions (the closed-form Hessian would be rounding there)."""
+    partitioned fit's partitions (the closed-form Hessian would be rounding there), with
+    several random effects per level. One random effect per level is exempt: its closed
+    form does not cancel so, and differences of the gradient are the ones rounding there
+    (the gradient's own rounding over their steps). Poisson fits of counts near 1e6 with
+    an SD of 2 (curvatures 4e8-1e9) had the SD's standard error 1.0-1.3e-3 (relative) off
+    the independent truth's by differences, and within 1e-6 of it in closed form."""
+    factors = getattr(getattr(obj, "data", None), "factors", None)
+    if factors is not None and len(factors) == 1 and factors[0].q == 1:
+        return False
     top = getattr(obj, "max_curvature", lambda: None)()
     return top is not None and top >= CLOSED_FORM_MAX_CURVATURE
 
