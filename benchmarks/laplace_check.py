@@ -69,17 +69,24 @@ def draw(rng, battery):
     return make, pd.DataFrame({"x": x}), y, g, kw
 
 
+def _levels(rng, battery, top, hard_rows, hard_b0, low_b0):
+    """``(G, n, sd, b0)`` of the batteries of :func:`draw_own`, :func:`draw_other` and
+    :func:`draw_cauchit`: ``hard`` with 8 to ``top`` groups of ``hard_rows`` rows, SDs of
+    0.5-3 and intercepts from ``normal(*hard_b0)``; ``ordinary`` with 10 to ``top``
+    groups of 3-19 rows, SDs of 0.2-1.5 and intercepts in ``low_b0``..2."""
+    if battery == "hard":
+        G, n = int(rng.integers(8, top)), int(rng.integers(*hard_rows))
+        return G, n, float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(*hard_b0))
+    G, n = int(rng.integers(10, top)), int(rng.integers(3, 20))
+    return G, n, float(rng.uniform(0.2, 1.5)), float(rng.uniform(low_b0, 2))
+
+
 def draw_own(rng, battery):
     """As :func:`draw`, for families with parameters of their own: NB2 (theta from 0.3 to
     20, or with a dispersion model in ``z``), the hurdle and zero-truncated Poisson, and
     the ordinal logit and probit models (4 classes)."""
     fam = rng.choice(["nb2", "nb2", "nb2_disp", "hurdle", "truncated", "ordinal"])
-    if battery == "hard":
-        G, n = int(rng.integers(8, 300)), int(rng.integers(1, 10))
-        sd, b0 = float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(-1.5, 1.5))
-    else:
-        G, n = int(rng.integers(10, 300)), int(rng.integers(3, 20))
-        sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-1, 2))
+    G, n, sd, b0 = _levels(rng, battery, 300, (1, 10), (-1.5, 1.5), -1)
     g = np.repeat(np.arange(G), n)
     x, z = rng.normal(size=len(g)), rng.normal(size=len(g))
     eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
@@ -117,12 +124,7 @@ def draw_other(rng, battery):
     and NB2 (30 % extra zeros), NB1 (phi 1.5), the beta-binomial (6 trials) and the hurdle
     NB2."""
     fam = rng.choice(["zip", "zinb", "nb1", "betabinomial", "hurdle_nb"])
-    if battery == "hard":
-        G, n = int(rng.integers(8, 200)), int(rng.integers(2, 10))
-        sd, b0 = float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(-0.5, 1.5))
-    else:
-        G, n = int(rng.integers(10, 200)), int(rng.integers(3, 20))
-        sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-0.5, 2))
+    G, n, sd, b0 = _levels(rng, battery, 200, (2, 10), (-0.5, 1.5), -0.5)
     g = np.repeat(np.arange(G), n)
     x = rng.normal(size=len(g))
     eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
@@ -155,12 +157,7 @@ def draw_other(rng, battery):
 def draw_cauchit(rng, battery):
     """As :func:`draw`, for the ordinal cauchit model (4 classes, Cauchy latent errors),
     whose link is not log-concave."""
-    if battery == "hard":
-        G, n = int(rng.integers(8, 200)), int(rng.integers(2, 10))
-        sd, b0 = float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(-1.5, 1.5))
-    else:
-        G, n = int(rng.integers(10, 200)), int(rng.integers(3, 20))
-        sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-1, 2))
+    G, n, sd, b0 = _levels(rng, battery, 200, (2, 10), (-1.5, 1.5), -1)
     g = np.repeat(np.arange(G), n)
     x = rng.normal(size=len(g))
     eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g]
