@@ -91,7 +91,8 @@ def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "
             f"offset() in a {what} is not available: the offset enters the conditional "
             "model only (give it there, or as offset=)."
         )
-    matrix = _model_matrix(rhs, data)
+    # (glmmTMB's order of an interaction's variables: only glmmTMB has these formulas)
+    matrix = _model_matrix(rhs, data, glmmtmb=True)
     frame, intercept = _r_frame(matrix)
     # an interaction written in another order (x:f here, f:x there) is the same column
     same = {frozenset(c.split(":")): c for c in fixed_names}

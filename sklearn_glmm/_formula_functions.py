@@ -26,6 +26,7 @@ from ._formula_text import (
     _quote_dotted_names,
     _r_contrast_names,
     _r_logical_precedence,
+    _r_nesting,
     _warn_crossed_variable,
 )
 from ._optional import require
@@ -466,30 +467,86 @@ def _formulaic_text(rhs: str, warn: bool = True) -> str:
     """The right-hand side as formulaic should read it to mean what R means.
 
     ``^`` inside calls becomes ``**`` (``I(time^2)`` is a power; Python's ``^`` is XOR);
-    ``C(f, sum)`` is ``C(f, contr.sum)``; R's ``%in%`` and ``.`` raise. ``x^2`` outside
-    ``I()`` warns: in R (and here) it is ``x``.
+    ``C(f, sum)`` is ``C(f, contr.sum)``; R's ``a %in% b`` is ``a:b``; R's ``.`` raises.
+    ``x^2`` outside ``I()`` warns: in R (and here) it is ``x``.
     """
     _check_r_operators(rhs)
     if warn:
         _warn_crossed_variable(rhs)
+    rhs = _r_nesting(rhs)
     return _r_logical_precedence(_python_powers(_r_contrast_names(_quote_dotted_names(rhs))))
 
 
+def _r_variable_order(text: str, rebuilt: bool = False):
+    """formulaic's formula of ``text`` with the factors of each interaction in R's order:
+    the order in which their variables first appear in the formula (R's ``terms()``:
+    ``y ~ f:x2 + x1:f`` has the columns ``f...:x2`` and ``f...:x1``, and ``y ~ lg:x2 +
+    f * x2`` the column ``x2:f...``), where formulaic keeps the order of each term as it
+    is written. The term order is formulaic's (and R's): by degree, then as written.
+
+    ``rebuilt``: glmmTMB's order, which reads the formula R's ``update()`` writes from
+    those terms (``~ cut_f + lg + lg:x1 + lg:cut_f`` for ``~ lg:x1 + cut_f * lg``): the
+    first appearances counted again in that formula (``cut_f:lg``, where lme4 has
+    ``lg:cut_f``).
+
+    ``text`` itself where no interaction's order changes; else the reordered formula (a
+    model spec keeps it, so that new data are coded in the same order)."""
+    formulaic = _formulaic()
+    from formulaic.parser import DefaultFormulaParser
+    from formulaic.parser.types import Term, Token
+
+    formula = formulaic.Formula(text)
+    if not isinstance(formula, formulaic.formula.SimpleFormula) or all(
+        len(term.factors) < 2 for term in formula
+    ):
+        return text
+    written = [
+        token.to_factor().expr
+        for token in DefaultFormulaParser().get_tokens(text)
+        if token.kind in (Token.Kind.NAME, Token.Kind.PYTHON)
+    ]
+    terms = _first_appearance_order(list(formula), written, Term)
+    if rebuilt:
+        terms = _first_appearance_order(
+            terms, [f.expr for term in terms for f in term.factors], Term
+        )
+    if all(a.factors == b.factors for a, b in zip(terms, formula)):
+        return text
+    return formulaic.formula.SimpleFormula(terms, _ordering="none")
+
+
+def _first_appearance_order(terms, exprs, term_class):
+    """``terms`` with each one's factors ordered by the first place of their expressions
+    in ``exprs`` (factors not there last, as they were)."""
+    first: dict[str, int] = {}
+    for expr in exprs:
+        first.setdefault(expr, len(first))
+    return [
+        term_class(sorted(term.factors, key=lambda f: first.get(f.expr, len(first))))
+        for term in terms
+    ]
+
+
 def _model_matrix(
-    rhs: str, data: pd.DataFrame, states: dict | None = None, na_action: str = "raise"
+    rhs: str,
+    data: pd.DataFrame,
+    states: dict | None = None,
+    na_action: str = "raise",
+    glmmtmb: bool = False,
 ):
     """formulaic's model matrix of ``~ rhs``; missing values raise (rows were dropped
     before; ``na_action="ignore"``: a value a transform makes missing, ``log(-1)`` on new
     data, is kept, for the caller to name).
 
     ``states``: transforms' states learnt beforehand (by expression), used as they are;
-    the other transforms learn theirs from ``data``."""
+    the other transforms learn theirs from ``data``. ``glmmtmb``: the variables of an
+    interaction in glmmTMB's order, else in lme4's (:func:`_r_variable_order`)."""
     formulaic = _formulaic()
     data = _unshadowed(rhs, data)
     from ._formula_coding import RCodingMaterializer
 
     spec = formulaic.ModelSpec(
-        formula=_formulaic_text(rhs),
+        formula=_r_variable_order(_formulaic_text(rhs), rebuilt=glmmtmb),
         materializer=RCodingMaterializer,
         transform_state=copy.deepcopy(states) if states else {},
     )

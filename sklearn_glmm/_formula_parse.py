@@ -280,9 +280,12 @@ def _merge_terms(name, first, second) -> tuple[bool, list, bool]:
     return first[0] or second[0], first[1] + second[1], True
 
 
-def _fixed_design(pieces: _Pieces, data: pd.DataFrame, states: dict | None = None):
-    """(X, fit_intercept, model spec) of the fixed part (``states``: see _model_matrix)."""
-    matrix = _model_matrix(pieces.fixed, data, states)
+def _fixed_design(
+    pieces: _Pieces, data: pd.DataFrame, states: dict | None = None, glmmtmb: bool = False
+):
+    """(X, fit_intercept, model spec) of the fixed part (``states``, ``glmmtmb``: see
+    _model_matrix)."""
+    matrix = _model_matrix(pieces.fixed, data, states, glmmtmb=glmmtmb)
     X, fit_intercept = _r_frame(matrix)
     return X, fit_intercept, matrix.model_spec
 
@@ -307,11 +310,12 @@ def _offset(
 
 
 def _parse(
-    formula: str, data, complete=None, lme4: bool = False, glm: bool = False
+    formula: str, data, complete=None, lme4: bool = False, glm: bool = False, glmmtmb=False
 ) -> tuple[GLMMDesign, np.ndarray]:
     """The design and the positional mask of the rows kept (``complete``: rows with a missing
     weight or offset, which R's na.omit also drops; ``lme4``: ``||`` read as lme4 reads it;
-    ``glm``: a formula without random-effect terms is read, glmmTMB's GLM)."""
+    ``glm``: a formula without random-effect terms is read, glmmTMB's GLM; ``glmmtmb``:
+    the fixed part's interactions in glmmTMB's order of their variables)."""
     _formulaic()
     data = as_frame(data)
     pieces = _split_formula(formula)
@@ -344,7 +348,7 @@ def _parse(
     design_rows = _r_factors(data.loc[keep], outcome | (groups - shared)) if shared else complete
     # (with rows dropped, the basis transforms learn from every row, as R's do)
     states = None if keep.all() else _all_rows_states(pieces.fixed, data)
-    X, fit_intercept, spec = _fixed_design(pieces, design_rows, states)
+    X, fit_intercept, spec = _fixed_design(pieces, design_rows, states, glmmtmb)
     random_only = _random_only(pieces.bars, data.loc[keep], list(X.columns))
     if random_only:  # after the fixed-effect columns, as the estimator appends them
         X = X.assign(**{v: time_values(data.loc[keep, v]) for v in random_only})
@@ -478,7 +482,7 @@ def parse_glmm_formula(formula: str, data: pd.DataFrame) -> GLMMDesign:
     Raises
     ------
     ValueError
-        For syntax this module does not read (R's ``%in%`` and ``.`` included),
+        For syntax this module does not read (R's ``.`` included),
         a formula without random effects, or a random slope that is not a fixed
         effect.
 

@@ -7,8 +7,9 @@ the top level, and a minus inside a number's exponent is not a separator.
 
 The text formulaic reads is also made to mean what it means in R: ``^`` inside a
 call (``I(x^2)``) becomes Python's power ``**``, ``C(f, sum)`` names R's contrasts
-function as ``C(f, contr.sum)`` does, and ``%in%`` and ``.``, which formulaic reads
-differently from R, raise.
+function as ``C(f, contr.sum)`` does, R's nesting operator ``a %in% b`` becomes
+``a:b`` (formulaic would read ``b/a``), and ``.``, which formulaic reads differently
+from R, raises.
 """
 
 from __future__ import annotations
@@ -394,14 +395,25 @@ def _r_contrast_names(text: str) -> str:
     return "".join(pieces) + text[last:]
 
 
+def _r_nesting(text: str) -> str:
+    """R's nesting operator outside calls, ``a %in% b``, as ``a:b``: the terms R makes of
+    it (``b + a %in% b`` is ``b + b:a``; ``(x + z) %in% f`` is ``x:f + z:f``), where
+    formulaic would read ``b/a``. R's ``:`` binds tighter than ``%in%`` and ``%in%``
+    tighter than ``*`` and ``/``, so that ``:`` in its place makes the same terms
+    (``a:b %in% c`` and ``a %in% b:c`` are both ``a:b:c``). Inside a call (``I(f %in%
+    c(...))``) the text is left as it is."""
+    if "%in%" not in text:
+        return text
+    chars = list(text)
+    top = "".join(" " if inside else char for _, char, inside in _scan(text))
+    for match in reversed(list(re.finditer(r"\s*%in%\s*", top))):
+        chars[match.start() : match.end()] = ":"
+    return "".join(chars)
+
+
 def _check_r_operators(text: str) -> None:
     """Raise for R formula operators that formulaic reads differently from R."""
     top = "".join(" " if inside else char for _, char, inside in _scan(text))
-    if "%in%" in top:
-        raise ValueError(
-            f"R's %in% operator in {text.strip()!r} is not supported (formulaic reads 'a %in% b' "
-            "as 'b/a', R as 'a:b'): write 'a:b' or 'b/a' (b plus a within b)."
-        )
     coercion = re.search(r"(?<![\w.`])as\.(factor|numeric|integer|character|logical)\s*\(", text)
     if coercion:
         what = coercion.group(1)

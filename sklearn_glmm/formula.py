@@ -28,7 +28,12 @@ Formulas see the data's columns, numpy as ``np``, formulaic's transforms
 c(...))``, ``log(x, base)``, ``poly(x, degree, raw = TRUE)``, ``sqrt``, ``TRUE`` and
 ``FALSE``. R's operators mean what they mean in R: ``^`` inside a call
 (``I(time^2)``) is a power, outside one (``(a + b)^2``) the crossing operator;
-``%in%`` and ``.``, which formulaic reads differently, raise.
+``a %in% b`` is ``a:b``; ``.``, which formulaic reads differently, raises. The
+variables of an interaction are in R's order, the order in which they first appear in
+the formula (``y ~ f:x + z:f`` has the columns ``f...:z``), as lme4 names and orders
+the columns; ``glmmTMB()`` in glmmTMB's (the first appearances counted in the formula
+R's ``update()`` writes from the terms: ``~ lg:x + f * lg`` has lme4's ``lgTRUE:fb``
+and glmmTMB's ``fb:lgTRUE``).
 
 A binomial outcome's level order decides the class modelled, as in R: every level
 but the first of a pandas Categorical is a success; strings are sorted as R sorts them
@@ -201,9 +206,9 @@ def glmer(
     w_all = _row_values(weights, data, "weights")
     off_all = _row_values(offset, data, "offset")
     complete = _rows_with_values(data, (w_all, off_all), (zero_inflation, dispersion))
-    design, keep = _parse(
-        formula, data, complete, lme4=function == "glmer", glm=function == "glmmTMB"
-    )
+    glmmtmb = function == "glmmTMB"
+    lme4 = function == "glmer"
+    design, keep = _parse(formula, data, complete, lme4=lme4, glm=glmmtmb, glmmtmb=glmmtmb)
     check_rows_left(data, keep)
     binomial = estimator_class.__name__ == "BinomialGLMM"
     params = {

@@ -180,7 +180,6 @@ def test_log_scale_and_factor_mean_what_r_means(small):
 @pytest.mark.parametrize(
     "rhs, match",
     [
-        ("a %in% g", r"R's %in% operator .* write 'a:b' or 'b/a'"),
         (".", r"R's '\.' \(every other column of data\)"),
         ("time + .", r"R's '\.'"),
     ],
