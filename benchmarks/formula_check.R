@@ -1,0 +1,24 @@
+# The R side of formula_check.py: fits every case of cases.json (in the working
+# directory) with glmer or glmmTMB, as the case says, and writes r_results.json: the
+# fixed-effect names, estimates and log-likelihood, or the error R gave.
+suppressMessages({library(lme4); library(glmmTMB); library(jsonlite)})
+cases <- fromJSON("cases.json", simplifyDataFrame = FALSE)
+ctrl <- glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5))
+out <- list()
+for (i in seq_along(cases)) {
+  cs <- cases[[i]]
+  d <- read.csv(cs$data)
+  res <- tryCatch({
+    form <- as.formula(cs$formula)
+    if (cs$engine == "glmer") {
+      m <- suppressWarnings(suppressMessages(glmer(form, d, family = cs$family, control = ctrl)))
+      beta <- fixef(m)
+    } else {
+      m <- suppressWarnings(glmmTMB(form, d, family = cs$family))
+      beta <- fixef(m)$cond
+    }
+    list(names = names(beta), fixef = unname(beta), loglik = as.numeric(logLik(m)))
+  }, error = function(e) list(error = conditionMessage(e)))
+  out[[i]] <- c(cs, res)
+}
+writeLines(toJSON(out, digits = NA, auto_unbox = TRUE), "r_results.json")

@@ -1,0 +1,168 @@
+"""The formula front end against R on generated formulas: names, estimates, likelihood.
+
+Each seed draws a data set (a grouping factor of text or number labels, a second factor
+crossed with it, numeric predictors on several scales and origins, text factors, a
+logical, a factor cut from a predictor; a binary or a count outcome) and four formulas
+(one to three fixed-part spellings of :data:`FIXED`, one random part of :data:`RANDOM`,
+an offset on some count models). Each formula is fitted by R (``glmer``, or with
+``--engine glmmTMB`` by ``glmmTMB``; ``formula_check.R``) and by the library's function
+of the same name, on the same CSV file, and compared: the fixed-effect names (lme4
+drops an aliased column where the library keeps it as NaN, as R's ``glm``: such
+columns are left out; glmmTMB keeps them, and its fits with one are compared by name
+only), the log-likelihood (within 1e-3, or higher) and the fixed effects (within 5 %
+of their standard error where the log-likelihoods agree). Prints each case that
+differs or raises and a summary; exits 1 where one does. This is what found R's order
+of an interaction's variables (``tests/fixtures/formula_terms``).
+
+    python benchmarks/formula_check.py [--seeds 0 60] [--engine glmer|glmmTMB] [--dir DIR]
+
+Needs R with lme4, glmmTMB and jsonlite (``Rscript`` on the ``PATH``) and the library's
+``formula`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+
+# fixed-part spellings: transforms, interactions in every order, crossing, removal,
+# nesting and no-intercept forms
+FIXED = [
+    "x1", "x2", "f", "log(x2)", "I(x1^2)", "poly(x1, 2)", "x1:f", "f * x2", "factor(k)",
+    "k", "lg", "scale(x1)", "I(x2 > 1.5)", "x1 + I(x1^2)", "poly(x2, 2, raw = TRUE)",
+    "f:x2", "exp(x2 / 3)", "sqrt(x2)", "x2 %in% f", "(x1 + x2)^2", "I(x1 * x2)",
+    "f + lg", "lg:x2", "factor(k):x1", "cut_f", "x1 * lg", "f:cut_f", "cut_f * f",
+    "f:lg:x2", "x1 * f * lg", "f * x2 - x2", "0 + f", "factor(k) * cut_f", "x2:f:cut_f",
+    "lg * cut_f", "cut_f:x2 + x2",
+]  # fmt: skip
+RANDOM = [
+    "(1 | g)", "(1 + x2 | g)", "(x2 || g)", "(1 | g) + (1 | h)", "(1 | g/h)", "(1 | g:h)",
+    "(0 + x2 | g) + (1 | g)", "(1 | h)", "(1 + lg | g)",
+]  # fmt: skip
+
+
+def data(seed: int) -> tuple[pd.DataFrame, str]:
+    """Seed ``seed``'s data set and family (binomial, or Poisson for every third)."""
+    rng = np.random.default_rng(seed)
+    G, m = int(rng.integers(12, 35)), int(rng.integers(5, 12))
+    n = G * m
+    gi = np.repeat(np.arange(G), m)
+    labels = np.array([f"s{i + 1}" for i in range(G)]) if seed % 2 else np.arange(G) * 3 + 7
+    h = np.array(list("pqrst"))[rng.integers(0, int(rng.integers(2, 5)), n)]
+    shift = float(rng.choice([0.0, 50.0, 2000.0]))
+    z1 = rng.normal(size=n)
+    x1 = np.round(shift / 10 + z1, 4)
+    x2 = np.round(rng.uniform(0.5, 3, n), 4)
+    flev = ["ctrl", "dose", "alpha", "mid"][: int(rng.integers(2, 5))]
+    f = np.array(flev)[rng.integers(0, len(flev), n)]
+    k = rng.choice([1, 2, 5], n)
+    lg = rng.random(n) < 0.4
+    b = rng.normal(0, rng.uniform(0.3, 1.0), G)[gi]
+    bh = rng.normal(0, 0.4, 5)[np.searchsorted(list("pqrst"), h)]
+    eta = 0.3 * z1 + 0.4 * (x2 - 1.7) + 0.3 * (f == flev[-1]) - 0.3 * lg + b + bh
+    family = "poisson" if seed % 3 == 0 else "binomial"
+    if family == "binomial":
+        y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    else:
+        y = rng.poisson(np.exp(0.5 + eta))
+    cut_f = np.array(["lo", "hi"])[(x2 > 1.7).astype(int)]
+    frame = pd.DataFrame(dict(y=y, g=labels[gi], h=h, x1=x1, x2=x2, f=f, k=k, lg=lg, cut_f=cut_f))
+    return frame, family
+
+
+def formulas(seed: int, n: int = 4) -> list[str]:
+    rng = np.random.default_rng(10_000 + seed)
+    out = []
+    for _ in range(n):
+        fixed = list(rng.choice(FIXED, int(rng.integers(1, 4)), replace=False))
+        offset = " + offset(log(x2))" if seed % 3 == 0 and rng.random() < 0.3 else ""
+        out.append(f"y ~ {' + '.join(fixed)}{offset} + {rng.choice(RANDOM)}")
+    return out
+
+
+def write_cases(seeds, engine: str, where: Path) -> None:
+    cases = []
+    for seed in seeds:
+        frame, family = data(seed)
+        path = f"d{seed}.csv"
+        # R reads TRUE/FALSE as a logical column, pandas as booleans
+        frame.assign(lg=np.where(frame.lg, "TRUE", "FALSE")).to_csv(where / path, index=False)
+        for formula in formulas(seed):
+            cases.append(dict(seed=seed, data=path, family=family, formula=formula, engine=engine))
+    (where / "cases.json").write_text(json.dumps(cases, indent=1))
+
+
+def compare(case: dict, where: Path) -> str | None:
+    """What differs between R's fit of ``case`` and the library's, or None."""
+    from sklearn_glmm import formula as front
+
+    if "error" in case:
+        return None  # R could not fit it (not a formula R reads)
+    d = pd.read_csv(where / case["data"])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = getattr(front, case["engine"])(case["formula"], d, family=case["family"])
+    except Exception as exc:  # noqa: BLE001  (reported, the run goes on)
+        return f"raised {type(exc).__name__}: {str(exc)[:200]}"
+    fe = m.fixed_effects_
+    # aliased columns (NaN here): lme4 drops them; glmmTMB 1.1.5 keeps them, with
+    # estimates the data do not determine (compared by name only)
+    aliased = bool(fe["estimate"].isna().any())
+    if case["engine"] == "glmer":
+        fe = fe[fe["estimate"].notna()]
+    out = []
+    if list(fe.index) != case["names"]:
+        out.append(f"names {list(fe.index)} vs R's {case['names']}")
+    if not isinstance(case["loglik"], (int, float)):  # R's fit gave none (NA, NaN)
+        return "; ".join(out) or None
+    gap = m.loglik_ - case["loglik"]
+    if gap < -1e-3:
+        out.append(f"log-likelihood {gap:.4g} below R's")
+    elif abs(gap) < 1e-3 and not out and not (aliased and case["engine"] == "glmmTMB"):
+        z = np.abs(fe["estimate"].to_numpy() - np.array(case["fixef"])) / fe["std_error"].to_numpy()
+        if np.nanmax(z) > 0.05:
+            out.append(f"fixed effects {np.nanmax(z):.3g} standard errors from R's")
+    return "; ".join(out) or None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", nargs=2, type=int, default=[0, 60], metavar=("START", "STOP"))
+    ap.add_argument("--engine", choices=["glmer", "glmmTMB"], default="glmer")
+    ap.add_argument("--dir", help="working directory kept for inspection (default: temporary)")
+    args = ap.parse_args(argv)
+    if shutil.which("Rscript") is None:
+        sys.exit("Rscript is not on the PATH: this check needs R with lme4 and glmmTMB.")
+    where = Path(args.dir or tempfile.mkdtemp(prefix="formula_check_"))
+    where.mkdir(parents=True, exist_ok=True)
+    write_cases(range(*args.seeds), args.engine, where)
+    subprocess.run(["Rscript", str(HERE / "formula_check.R")], cwd=where, check=True)
+    results = json.loads((where / "r_results.json").read_text())
+    differ = 0
+    for case in results:
+        what = compare(case, where)
+        if what:
+            differ += 1
+            print(f"seed {case['seed']} {case['family']} {case['formula']}: {what}")
+    r_errors = sum("error" in c for c in results)
+    print(
+        f"{len(results)} formulas ({args.engine}): {differ} differ or raise here, "
+        f"{r_errors} R could not fit"
+    )
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
