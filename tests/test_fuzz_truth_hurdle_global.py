@@ -744,6 +744,19 @@ def test_a_fit_started_at_a_limit_at_infinity_is_fitted_again_from_the_plain_sta
     assert m.loglik_ > -151.60 + 8.0
 
 
+def test_a_dispersion_at_its_limit_on_one_value_of_a_binary_predictor():
+    # seed 312: a zero-truncated NB2 with dispersion="1 + x0" (x0 binary) ended with every
+    # row near the Poisson limit (log theta 14 and 15), converged, 0.083 below the truth's
+    # best point, where the rows of x0 = 0 have theta 32 and those of x0 = 1 the Poisson
+    # limit (0.086 by the integral). The nested model with x0 = 1's rows at the limit,
+    # fitted from the fit's point, reaches it (_engine/partial_limits.py)
+    out = check_case(312)
+    assert not out.failures, out.failures
+    m, _ = fit(make_global_case(312))
+    assert "limit at one value of coefficient 4" in [s[0] for s in m.fit_record_.stages]
+    assert m.loglik_ > -123.6429 + 0.08
+
+
 @pytest.mark.slow
 def test_fuzz_hurdle_and_truncated_fits_against_the_global_optimum(capsys):
     harness.assert_only_known_failures(run_cases(SLOW_SEEDS), KNOWN_OPEN, capsys, summary)

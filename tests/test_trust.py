@@ -1327,11 +1327,14 @@ def test_a_fit_in_the_interior_is_not_below_its_nested_model(seed, re, full, nes
     assert nb.loglik_ >= po.loglik_ - 1e-5
 
 
-@pytest.mark.parametrize("seed", [1105, 1106, 1107])
-def test_a_dispersion_formula_on_poisson_counts_converges_at_the_limit(seed):
+@pytest.mark.parametrize("seed, at_limit", [(1105, True), (1106, True), (1107, False)])
+def test_a_dispersion_formula_on_poisson_counts_converges_at_the_limit(seed, at_limit):
     # every row's theta past the flat side: the whole dispersion block runs along the
     # ridge to the Poisson model, and the checks are made off it (the Hessian there read a
-    # saddle point, or the gradient along the ridge failed the test: not converged)
+    # saddle point, or the gradient along the ridge failed the test: not converged).
+    # Seed 1107's optimum has the rows of z = 0 off the limit (theta 314, the rows of z = 1
+    # at it; _engine/partial_limits.py): 0.001 above the Poisson fit, 0.002 by the
+    # integral over each group's random intercept
     rng = np.random.default_rng(seed)
     G, m = rng.integers(15, 40), rng.integers(1, 4)
     g = np.repeat(np.arange(G), m)
@@ -1345,10 +1348,14 @@ def test_a_dispersion_formula_on_poisson_counts_converges_at_the_limit(seed):
         nb = NegBinGLMM(dispersion="1 + z").fit(X, y, groups=g)
         po = PoissonGLMM().fit(X, y, groups=g)
     assert nb.converged_
-    assert nb.loglik_ == pytest.approx(po.loglik_, abs=1e-3)
     se = nb.fixed_effects_["std_error"]
-    assert np.all(np.isfinite(se))  # the model at the ridge's end: the Poisson model's
-    np.testing.assert_allclose(se, po.fixed_effects_["std_error"], rtol=0.02)
+    assert np.all(np.isfinite(se))
+    if at_limit:  # the model at the ridge's end: the Poisson model's
+        assert nb.loglik_ == pytest.approx(po.loglik_, abs=1e-3)
+        np.testing.assert_allclose(se, po.fixed_effects_["std_error"], rtol=0.02)
+    else:
+        assert po.loglik_ + 5e-4 < nb.loglik_ < po.loglik_ + 0.01
+        assert np.isfinite(nb.dispersion_effects_["std_error"].iloc[0])
 
 
 def _profile_at_sd(m, sd, starts, k=2):

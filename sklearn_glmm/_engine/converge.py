@@ -17,7 +17,10 @@ Order of calls in :func:`check_optimum` (after
    ``bound_from_start`` — for a family that is not log-concave (several basins) the
    nested model at each flat side's bound is fitted from the fit's start as well, and
    a fit below it, or below the full model's profile at its covariance where that is
-   far from the fit's, is fitted again from there;
+   far from the fit's, is fitted again from there; then ``nested_blocks`` (a family
+   block with a design against its intercept-only model and that model's limit) and
+   ``block_partial_limits`` (:mod:`.partial_limits`: the block at its limit on the rows
+   of one value of a two-valued predictor, the other value's rows free);
 1d. ``leave_limit_ridge`` — a fit on its family's ridge to a limit distribution
    (:mod:`.limit_ridge`: the zero-truncated NB2's logarithmic series) is fitted again
    from a point off it, and the better point kept; 1e. ``from_plain_start`` — a fit of a
@@ -117,6 +120,7 @@ from .nested_models import (
     limit_bounds,
     nested_blocks,
 )
+from .partial_limits import block_partial_limits
 from .polish import (
     RISE_TOL,
     leave_zero_saddles,
@@ -414,6 +418,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
         x, fun = limit_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = nested_blocks(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
+        x, fun = block_partial_limits(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = leave_limit_ridge(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = from_plain_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         x, fun = leave_flat_bounds(obj, x, fun, bounds, max_iter, tol, diag_idx, record)

@@ -1,0 +1,90 @@
+"""A family block's limit on the rows of one value of a two-valued predictor (a check
+of :func:`.converge.check_optimum`, after the nested block models).
+
+A family parameter with a design (``dispersion="1 + x"``, ``zero_inflation="1 + x"``)
+has, for a predictor of two values (a treatment, a sex), a nested model at each value:
+the rows of that value at the block's limit (NB2's Poisson limit, no zero inflation),
+those of the other value free. A fit that ended with the block past its flat side on
+its rows can lie in the basin of the limit on all of them while a higher optimum has
+one value's rows off it: a zero-truncated NB2 with ``dispersion="1 + x0"`` ended with
+every row near the Poisson limit (log theta 14 and 15), converged, 0.083 below the
+point where the rows of ``x0 = 0`` have theta 32 and those of ``x0 = 1`` the Poisson
+limit (by the Laplace value; 0.086 by the integral). The check fits each such nested
+model (the predictor's coefficient held where one value's rows lie past the block's
+bound whatever the other's, a stage ``"limit at one value of coefficient k"``) from
+the fit's point with the free value's rows at the block's start; where it is better
+by more than ``FLAT_TOL``, the full model is fitted from its optimum and the better
+point kept (:func:`.nested_models._via_nested`). Up to two stages per two-valued column
+of such a block, on fits that ended with some of its rows past its flat side (one where
+those rows are the ones of one value: the fit's own configuration is not fitted again).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ridge import FLAT_TOL
+
+
+def block_partial_limits(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
+    """The better of ``(x, fun)`` and the fits from the partial limits of the module
+    docstring."""
+    from .nested_models import _settled, _via_nested
+
+    data = obj.data
+    if data.extra_designs is None or not data.n_extra or not np.isfinite(fun):
+        return x, fun
+    starts = _partial_limit_starts(data, np.asarray(x, dtype=float), bounds)
+    if not starts:
+        return x, fun
+    at_x, x0 = obj.snapshot(), x
+    stage_args = (bounds, max_iter, tol, diag_idx, record)
+    for start, held in starts:
+        k = held[0][0]
+        names = (f"limit at one value of coefficient {k}", f"from the limit at coefficient {k}")
+        x, fun = _via_nested(obj, start, held, [], fun, (x, fun), names, stage_args, FLAT_TOL)
+    return _settled(obj, at_x, x0, x), fun
+
+
+def _partial_limit_starts(data, x, bounds) -> list:
+    """``(start, [(k, value)])`` per value of each two-valued column ``k`` of a block with
+    an intercept and a flat side, past which some of the block's rows lie at ``x``:
+    ``value`` puts that value's rows past the block's bound wherever the others' lie
+    within it, the intercept puts the others at the block's start. A value whose rows
+    are the ones past the flat side at ``x`` is the fit's own basin, and left out."""
+    out = []
+    k = len(x) - data.n_extra
+    for block, D in zip(data.family.blocks, data.extra_designs):
+        width = 1 if D is None else D.shape[1]
+        lo, hi = block.bounds
+        usable = (
+            D is not None
+            and width > 1
+            and block.flat_side is not None
+            and np.isfinite(lo)
+            and np.isfinite(hi)
+            and bool(np.all(D[:, 0] == 1.0))
+        )
+        past = block.past_flat_side(D @ x[k : k + width]) if usable else None
+        if usable and np.any(past):
+            towards = 1.0 if block.flat_side[0] == "upper" else -1.0
+            a_lo, a_hi = bounds[k]
+            for j in range(1, width):
+                values = np.unique(D[:, j])
+                if len(values) != 2:
+                    continue
+                for limit, free in (values, values[::-1]):
+                    if np.array_equal(past, D[:, j] == limit):
+                        continue  # the fit's own configuration: that value's rows past
+                    slope = towards * (hi - lo) / (limit - free)
+                    start = np.array(x, dtype=float)
+                    start[k : k + width] = 0.0
+                    start[k] = np.clip(
+                        block.start - slope * free,
+                        -np.inf if a_lo is None else a_lo,
+                        np.inf if a_hi is None else a_hi,
+                    )
+                    start[k + j] = slope
+                    out.append((start, [(k + j, slope)]))
+        k += width
+    return out
