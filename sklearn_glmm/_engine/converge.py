@@ -42,7 +42,9 @@ Order of calls in :func:`check_optimum` (after
    structure's correlations) where the Hessian over them has a direction of negative
    curvature: the objective is followed along it, and the fit resumed from a lower
    point (a covariance block all at zero, where a restart from the GLM starts, can be a
-   saddle that rises along each parameter alone);
+   saddle that rises along each parameter alone); 2d. ``leave_saddle`` — a fit whose
+   Hessian over the free parameters has a direction of negative curvature is read along
+   it and resumed from a lower point there (:mod:`.saddle`);
 3. ``scan_modes`` — for a family that is not log-concave, each level's density is
    scanned on a fine grid at the optimum: a higher mode found there resumes the
    fit once; levels with two comparable modes are recorded (not converged) — with
@@ -75,9 +77,9 @@ Order of calls in :func:`check_optimum` (after
    curvature along the set"``); fits without such a set evaluate nothing here.
 
 Steps 1-1c and 1e live in :mod:`.nested_models`, 1d and 3c in :mod:`.limit_ridge`, 1f
-in :mod:`.ridge`, 2, 2b, 2c and 3b in :mod:`.polish`, and the reading of the Hessian (5:
-the scaled gradient, the curvature, the covariance) in :mod:`.curvature`; this module
-keeps the order and the checks of steps 0, 3, 4 and 5b.
+in :mod:`.ridge`, 2, 2b, 2c and 3b in :mod:`.polish`, 2d in :mod:`.saddle`, and the
+reading of the Hessian (5: the scaled gradient, the curvature, the covariance) in
+:mod:`.curvature`; this module keeps the order and the checks of steps 0, 3, 4 and 5b.
 
 A bootstrap refit (``_simulate._fit_and_check``: started from the fitted optimum, its
 gradient checked with the fitted model's Hessian) gets steps 4, 5's curvature and 5b
@@ -131,6 +133,7 @@ from .polish import (
     zero_saddle_points,
 )
 from .ridge import _settle_flat_extra, leave_flat_bounds
+from .saddle import leave_saddle
 from .stage import _laplace_stage
 
 
@@ -439,6 +442,9 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
             obj, before_polish, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record
         )
         x, fun, H, grads = leave_zero_saddles(
+            obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record
+        )
+        x, fun, H, grads = leave_saddle(
             obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record
         )
         if not obj.data.family.log_concave and hasattr(obj, "scan_modes"):
