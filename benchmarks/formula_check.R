@@ -10,11 +10,13 @@ for (i in seq_along(cases)) {
   d <- read.csv(cs$data)
   res <- tryCatch({
     form <- as.formula(cs$formula)
+    # a family with its link, "binomial(link = 'probit')", is R code
+    fam <- if (grepl("(", cs$family, fixed = TRUE)) eval(parse(text = cs$family)) else cs$family
     if (cs$engine == "glmer") {
-      m <- suppressWarnings(suppressMessages(glmer(form, d, family = cs$family, control = ctrl)))
+      m <- suppressWarnings(suppressMessages(glmer(form, d, family = fam, control = ctrl)))
       beta <- fixef(m)
     } else {
-      m <- suppressWarnings(glmmTMB(form, d, family = cs$family))
+      m <- suppressWarnings(glmmTMB(form, d, family = fam))
       beta <- fixef(m)$cond
     }
     list(names = names(beta), fixef = unname(beta), loglik = as.numeric(logLik(m)))

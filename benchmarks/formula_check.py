@@ -2,8 +2,10 @@
 
 Each seed draws a data set (a grouping factor of text or number labels, a second factor
 crossed with it, numeric predictors on several scales and origins, text factors, a
-logical, a factor cut from a predictor; a binary or a count outcome, fitted as Poisson
-or, by glmmTMB on every other count data set, NB2) and four formulas
+logical, a factor cut from a predictor; a binary outcome (logit, or probit on a quarter
+of the data sets), successes out of trials (``cbind(s, n - s)``, on another quarter) or
+a count outcome, fitted as Poisson or, by glmmTMB on every other count data set, NB2)
+and four formulas
 (one to three fixed-part spellings of :data:`FIXED`, one random part of :data:`RANDOM`,
 an offset on some count models). Each formula is fitted by R (``glmer``, or with
 ``--engine glmmTMB`` by ``glmmTMB``; ``formula_check.R``) and by the library's function
@@ -79,7 +81,13 @@ def data(seed: int) -> tuple[pd.DataFrame, str]:
     else:
         y = rng.poisson(np.exp(0.5 + eta))
     cut_f = np.array(["lo", "hi"])[(x2 > 1.7).astype(int)]
-    frame = pd.DataFrame(dict(y=y, g=labels[gi], h=h, x1=x1, x2=x2, f=f, k=k, lg=lg, cut_f=cut_f))
+    trials = rng.integers(1, 12, n)
+    s = rng.binomial(trials, 1 / (1 + np.exp(-eta)))
+    frame = pd.DataFrame(
+        dict(y=y, s=s, n=trials, g=labels[gi], h=h, x1=x1, x2=x2, f=f, k=k, lg=lg, cut_f=cut_f)
+    )
+    if family == "binomial" and seed % 4 == 3:
+        family = "binomial(link = 'probit')"
     return frame, family
 
 
@@ -89,7 +97,9 @@ def formulas(seed: int, n: int = 4) -> list[str]:
     for _ in range(n):
         fixed = list(rng.choice(FIXED, int(rng.integers(1, 4)), replace=False))
         offset = " + offset(log(x2))" if seed % 3 == 0 and rng.random() < 0.3 else ""
-        out.append(f"y ~ {' + '.join(fixed)}{offset} + {rng.choice(RANDOM)}")
+        # successes out of trials on some binary data sets (R's cbind(successes, failures))
+        lhs = "cbind(s, n - s)" if seed % 3 and seed % 4 == 1 else "y"
+        out.append(f"{lhs} ~ {' + '.join(fixed)}{offset} + {rng.choice(RANDOM)}")
     return out
 
 
