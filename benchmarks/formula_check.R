@@ -1,6 +1,7 @@
 # The R side of formula_check.py: fits every case of cases.json (in the working
 # directory) with glmer or glmmTMB, as the case says, and writes r_results.json: the
-# fixed-effect names, estimates and log-likelihood, or the error R gave.
+# fixed-effect names (and the zero-inflation formula's), estimates and log-likelihood, or
+# the error R gave.
 suppressMessages({library(lme4); library(glmmTMB); library(jsonlite)})
 cases <- fromJSON("cases.json", simplifyDataFrame = FALSE)
 ctrl <- glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5))
@@ -16,10 +17,12 @@ for (i in seq_along(cases)) {
       m <- suppressWarnings(suppressMessages(glmer(form, d, family = fam, control = ctrl)))
       beta <- fixef(m)
     } else {
-      m <- suppressWarnings(glmmTMB(form, d, family = fam))
+      zi <- if (is.null(cs$zi)) ~0 else as.formula(cs$zi)
+      m <- suppressWarnings(glmmTMB(form, d, family = fam, ziformula = zi))
       beta <- fixef(m)$cond
     }
-    list(names = names(beta), fixef = unname(beta), loglik = as.numeric(logLik(m)))
+    list(names = names(beta), fixef = unname(beta), loglik = as.numeric(logLik(m)),
+         zi_names = if (cs$engine == "glmmTMB") names(fixef(m)$zi) else NULL)
   }, error = function(e) list(error = conditionMessage(e)))
   out[[i]] <- c(cs, res)
 }

@@ -4,8 +4,8 @@ Each seed draws a data set (a grouping factor of text or number labels, a second
 crossed with it, numeric predictors on several scales and origins, text factors, a
 logical, a factor cut from a predictor; a binary outcome (logit, or probit on a quarter
 of the data sets), successes out of trials (``cbind(s, n - s)``, on another quarter) or
-a count outcome, fitted as Poisson or, by glmmTMB on every other count data set, NB2)
-and four formulas
+a count outcome, fitted as Poisson or, by glmmTMB on every other count data set, NB2,
+and on some with a zero-inflation formula of :data:`ZI`) and four formulas
 (one to three fixed-part spellings of :data:`FIXED`, one random part of :data:`RANDOM`,
 an offset on some count models). Each formula is fitted by R (``glmer``, or with
 ``--engine glmmTMB`` by ``glmmTMB``; ``formula_check.R``) and by the library's function
@@ -54,6 +54,10 @@ RANDOM = [
     "(0 + x2 | g) + (1 | g)", "(1 | h)", "(1 + lg | g)", "(1 + cut_f | g)", "(0 + cut_f | g)",
     "(1 | g) + (0 + x2:cut_f | g)", "(1 + scale(x2) | g)", "(1 + log(x2) || g)",
 ]  # fmt: skip
+
+
+# zero-inflation formulas of some count models with glmmTMB
+ZI = ["~ lg", "~ x1:f + f", "~ cut_f * lg", "~ lg:x2 + x2", "~ 1"]
 
 
 def data(seed: int) -> tuple[pd.DataFrame, str]:
@@ -111,9 +115,15 @@ def write_cases(seeds, engine: str, where: Path) -> None:
         # R reads TRUE/FALSE as a logical column, pandas as booleans
         frame.assign(lg=np.where(frame.lg, "TRUE", "FALSE")).to_csv(where / path, index=False)
         for formula in formulas(seed):
-            if engine == "glmmTMB" and family == "poisson" and seed % 2:
-                family = "nbinom2"  # (glmmTMB's NB2 on every other count data set)
-            cases.append(dict(seed=seed, data=path, family=family, formula=formula, engine=engine))
+            zi = None
+            if engine == "glmmTMB" and family in ("poisson", "nbinom2"):
+                if seed % 2:
+                    family = "nbinom2"  # (glmmTMB's NB2 on every other count data set)
+                if seed % 5 == 0:  # and a zero-inflation formula on some
+                    zi = ZI[seed // 5 % len(ZI)]
+            cases.append(
+                dict(seed=seed, data=path, family=family, formula=formula, engine=engine, zi=zi)
+            )
     (where / "cases.json").write_text(json.dumps(cases, indent=1))
 
 
@@ -127,7 +137,8 @@ def compare(case: dict, where: Path) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = getattr(front, case["engine"])(case["formula"], d, family=case["family"])
+            zi = {"ziformula": case["zi"]} if case.get("zi") else {}
+            m = getattr(front, case["engine"])(case["formula"], d, family=case["family"], **zi)
     except Exception as exc:  # noqa: BLE001  (reported, the run goes on)
         return f"raised {type(exc).__name__}: {str(exc)[:200]}"
     fe = m.fixed_effects_
@@ -139,6 +150,9 @@ def compare(case: dict, where: Path) -> str | None:
     out = []
     if list(fe.index) != case["names"]:
         out.append(f"names {list(fe.index)} vs R's {case['names']}")
+    if case.get("zi") and list(m.zero_inflation_effects_.index) != case["zi_names"]:
+        names = list(m.zero_inflation_effects_.index)
+        out.append(f"zero-inflation names {names} vs R's {case['zi_names']}")
     if not isinstance(case["loglik"], (int, float)):  # R's fit gave none (NA, NaN)
         return "; ".join(out) or None
     gap = m.loglik_ - case["loglik"]
