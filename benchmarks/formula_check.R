@@ -14,7 +14,7 @@ for (i in seq_along(cases)) {
     # a family with its link, "binomial(link = 'probit')", is R code
     fam <- if (grepl("(", cs$family, fixed = TRUE)) eval(parse(text = cs$family)) else cs$family
     if (cs$engine == "glmer") {
-      m <- suppressWarnings(suppressMessages(glmer(form, d, family = fam, control = ctrl)))
+      m <- suppressWarnings(suppressMessages(glmer(form, d, family = fam, control = ctrl, nAGQ = cs$agq)))
       beta <- fixef(m)
     } else {
       zi <- if (is.null(cs$zi)) ~0 else as.formula(cs$zi)
