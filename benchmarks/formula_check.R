@@ -1,7 +1,7 @@
 # The R side of formula_check.py: fits every case of cases.json (in the working
 # directory) with glmer or glmmTMB, as the case says, and writes r_results.json: the
-# fixed-effect names (and the zero-inflation formula's), estimates and log-likelihood, or
-# the error R gave.
+# fixed-effect names (and the zero-inflation formula's), estimates, log-likelihood and
+# link-scale predictions on the first rows as new data, or the error R gave.
 suppressMessages({library(lme4); library(glmmTMB); library(jsonlite)})
 cases <- fromJSON("cases.json", simplifyDataFrame = FALSE)
 ctrl <- glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5))
@@ -21,8 +21,15 @@ for (i in seq_along(cases)) {
       m <- suppressWarnings(glmmTMB(form, d, family = fam, ziformula = zi))
       beta <- fixef(m)$cond
     }
+    # predictions on the first rows as new data: with the groups' random effects and
+    # without (the transforms' and factors' codings of the fit applied to other rows)
+    nd <- d[seq_len(min(25, nrow(d))), ]
+    link <- tryCatch(unname(predict(m, newdata = nd, type = "link")), error = function(e) NULL)
+    pop <- tryCatch(unname(predict(m, newdata = nd, re.form = NA, type = "link")),
+                    error = function(e) NULL)
     list(names = names(beta), fixef = unname(beta), loglik = as.numeric(logLik(m)),
-         zi_names = if (cs$engine == "glmmTMB") names(fixef(m)$zi) else NULL)
+         zi_names = if (cs$engine == "glmmTMB") names(fixef(m)$zi) else NULL,
+         link = link, population = pop)
   }, error = function(e) list(error = conditionMessage(e)))
   out[[i]] <- c(cs, res)
 }

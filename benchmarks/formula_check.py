@@ -17,7 +17,9 @@ drops an aliased column where the library keeps it as NaN, as R's ``glm``: such
 columns are left out; glmmTMB keeps them, and its fits with one are compared by name
 only), the log-likelihood (within 1e-3, or higher) and the fixed effects (within 5 %
 of their standard error where the log-likelihoods agree and the fit does not warn of
-separation, along which the estimates are where each optimiser stopped). Prints each
+separation, along which the estimates are where each optimiser stopped), and the coding
+of new rows (the library's design of the first rows times R's coefficients against R's
+``predict(m, newdata, re.form = NA)``, to rounding). Prints each
 case that differs or raises and a summary; exits 1 where one does. This is what found
 R's order of an interaction's variables (``tests/fixtures/formula_terms``) and a fit
 stopped at a saddle point (``tests/fixtures/saddle``).
@@ -168,9 +170,12 @@ def compare(case: dict, where: Path) -> str | None:
     out = []
     if list(fe.index) != case["names"]:
         out.append(f"names {list(fe.index)} vs R's {case['names']}")
-    if case.get("zi") and list(m.zero_inflation_effects_.index) != case["zi_names"]:
-        names = list(m.zero_inflation_effects_.index)
-        out.append(f"zero-inflation names {names} vs R's {case['zi_names']}")
+    if case.get("zi"):
+        names, theirs = list(m.zero_inflation_effects_.index), case["zi_names"]
+        theirs = [theirs] if isinstance(theirs, str) else theirs  # (one name: a JSON string)
+        if names != theirs:
+            out.append(f"zero-inflation names {names} vs R's {theirs}")
+    out += _new_rows(m, case, d)
     if not isinstance(case["loglik"], (int, float)):  # R's fit gave none (NA, NaN)
         return "; ".join(out) or None
     gap = m.loglik_ - case["loglik"] - _saturated(case, d)
@@ -185,6 +190,27 @@ def compare(case: dict, where: Path) -> str | None:
         if np.any(z > 0.05):  # (a NaN standard error compares nothing)
             out.append(f"fixed effects {np.nanmax(z):.3g} standard errors from R's")
     return "; ".join(out) or None
+
+
+def _new_rows(m, case: dict, d: pd.DataFrame) -> list[str]:
+    """The fit's coding of new rows (the first rows of the data, as R's ``newdata``)
+    against R's: the library's design of those rows times R's coefficients is R's
+    population-level prediction there (``re.form = NA``), to rounding. Not for formulas
+    with an offset (R's prediction holds it)."""
+    from sklearn_glmm.formula import design_matrix
+
+    if case.get("population") is None or "offset(" in case["formula"]:
+        return []
+    X = design_matrix(m.design_info_, d.iloc[: len(case["population"])])
+    beta = pd.Series(case["fixef"], index=case["names"])
+    cols = [c for c in case["names"] if c != "(Intercept)"]
+    if not set(cols) <= set(X.columns):
+        return [f"new rows' design lacks {sorted(set(cols) - set(X.columns))}"]
+    pred = X[cols].to_numpy() @ beta[cols].to_numpy() + beta.get("(Intercept)", 0.0)
+    gap = float(np.max(np.abs(pred - np.asarray(case["population"], dtype=float))))
+    if gap > 1e-6 * (1.0 + float(np.max(np.abs(pred)))):
+        return [f"new rows coded otherwise than R's: predictions {gap:.3g} apart"]
+    return []
 
 
 def _saturated(case: dict, d: pd.DataFrame) -> float:

@@ -1,6 +1,8 @@
-"""A fit stopped at a saddle point is resumed along its direction of negative curvature
-(``sklearn_glmm/_engine/saddle.py``), against lme4 (``tests/fixtures/saddle``: the R
-script beside the fixture)."""
+"""Fits that stopped where the optimiser could not leave, against lme4: at a saddle point,
+resumed along its direction of negative curvature (``sklearn_glmm/_engine/saddle.py``,
+``tests/fixtures/saddle``), and at a correlation of -1 that is a local minimum on the
+boundary, re-fitted from off it (``stage._off_rank_one``, ``tests/fixtures/rank_one``);
+the R script beside each fixture."""
 
 import json
 import warnings
@@ -35,3 +37,23 @@ def test_a_fit_stopped_at_a_saddle_point_is_resumed_along_its_negative_curvature
     np.testing.assert_allclose(fe, ref["fixef"], atol=5e-3)
     sd = np.sqrt(np.diag(m.random_effects_cov_["g"]))
     np.testing.assert_allclose(sd, ref["sd"], rtol=0.02)
+
+
+def test_a_fit_stopped_at_a_correlation_of_minus_one_is_refitted_from_off_it():
+    # tests/fixtures/rank_one: the fit stopped with the second Cholesky diagonal at 0 (a
+    # correlation of -1), converged, 0.026 below lme4's optimum at a correlation of -0.65:
+    # a local minimum on the boundary (the objective rises along that diagonal alone),
+    # which the probes of a zero diagonal (the diagonal moved alone) did not leave
+    here = Path(__file__).parent / "fixtures" / "rank_one"
+    ref = json.loads((here / "rank_one.json").read_text())
+    d = pd.read_csv(here / "rank_one.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmer(ref["formula"], d, family="poisson")
+    assert m.converged_ and not m.is_singular_
+    assert m.loglik_ > ref["loglik"] - 1e-5
+    np.testing.assert_allclose(m.fixed_effects_["estimate"], ref["fixef"], atol=5e-3)
+    cov = m.random_effects_cov_["g"].to_numpy()
+    sd = np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(sd, ref["sd"], rtol=0.02)
+    assert cov[0, 1] / (sd[0] * sd[1]) == pytest.approx(ref["corr"], abs=0.02)
