@@ -1,8 +1,18 @@
-"""Fits that stopped where the optimiser could not leave, against lme4: at a saddle point,
-resumed along its direction of negative curvature (``sklearn_glmm/_engine/saddle.py``,
-``tests/fixtures/saddle``), and at a correlation of -1 that is a local minimum on the
-boundary, re-fitted from off it (``stage._off_rank_one``, ``tests/fixtures/rank_one``);
-the R script beside each fixture."""
+"""Fits that stopped where the optimiser could not leave, against lme4
+(``tests/fixtures/saddle``, the R script beside the data).
+
+``saddle``: L-BFGS-B stopped with the internal intercept's Cholesky diagonal at 4e-4 and
+the correlation at -1, a saddle point 0.0029 below lme4's optimum (a rank-one covariance
+written one way, the optimum writing it the other), reported not converged; resumed from
+a point along the direction of negative curvature (``_engine/saddle.py``, a stage ``"off
+a saddle point"``) the fit reaches lme4's optimum.
+
+``rank_one``: the fit stopped with the second Cholesky diagonal at 0 (a correlation of
+-1), converged, 0.026 below lme4's optimum at a correlation of -0.65: a local minimum on
+the boundary (the objective rises along that diagonal alone), which the probes of a zero
+diagonal (the diagonal moved alone) did not leave; re-fitted from off it
+(``stage._off_rank_one``) the fit reaches lme4's optimum.
+"""
 
 import json
 import warnings
@@ -16,43 +26,25 @@ pytest.importorskip("formulaic")
 
 from sklearn_glmm.formula import glmer  # noqa: E402
 
+HERE = Path(__file__).parent / "fixtures" / "saddle"
 
-def test_a_fit_stopped_at_a_saddle_point_is_resumed_along_its_negative_curvature():
-    # tests/fixtures/saddle: L-BFGS-B stopped with the internal intercept's Cholesky
-    # diagonal at 4e-4 and the correlation at -1, a saddle point 0.0029 below lme4's
-    # optimum (a rank-one covariance written one way, the optimum writing it the other),
-    # reported not converged; resumed from a point along the direction of negative
-    # curvature (_engine/saddle.py) the fit reaches lme4's optimum
-    here = Path(__file__).parent / "fixtures" / "saddle"
-    ref = json.loads((here / "saddle.json").read_text())
-    d = pd.read_csv(here / "saddle.csv")
+
+@pytest.mark.parametrize("name, family", [("saddle", "binomial"), ("rank_one", "poisson")])
+def test_a_fit_stopped_where_the_optimiser_could_not_leave_reaches_lme4s_optimum(name, family):
+    ref = json.loads((HERE / f"{name}.json").read_text())
+    d = pd.read_csv(HERE / f"{name}.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = glmer(ref["formula"], d, family="binomial")
-    assert "off a saddle point" in [s[0] for s in m.fit_record_.stages]
+        m = glmer(ref["formula"], d, family=family)
+    if name == "saddle":
+        assert "off a saddle point" in [s[0] for s in m.fit_record_.stages]
+    else:
+        assert not m.is_singular_
     assert m.converged_
     assert m.loglik_ > ref["loglik"] - 1e-5
     fe = m.fixed_effects_["estimate"]
     assert list(fe.index) == ref["names"]
     np.testing.assert_allclose(fe, ref["fixef"], atol=5e-3)
-    sd = np.sqrt(np.diag(m.random_effects_cov_["g"]))
-    np.testing.assert_allclose(sd, ref["sd"], rtol=0.02)
-
-
-def test_a_fit_stopped_at_a_correlation_of_minus_one_is_refitted_from_off_it():
-    # tests/fixtures/rank_one: the fit stopped with the second Cholesky diagonal at 0 (a
-    # correlation of -1), converged, 0.026 below lme4's optimum at a correlation of -0.65:
-    # a local minimum on the boundary (the objective rises along that diagonal alone),
-    # which the probes of a zero diagonal (the diagonal moved alone) did not leave
-    here = Path(__file__).parent / "fixtures" / "rank_one"
-    ref = json.loads((here / "rank_one.json").read_text())
-    d = pd.read_csv(here / "rank_one.csv")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = glmer(ref["formula"], d, family="poisson")
-    assert m.converged_ and not m.is_singular_
-    assert m.loglik_ > ref["loglik"] - 1e-5
-    np.testing.assert_allclose(m.fixed_effects_["estimate"], ref["fixef"], atol=5e-3)
     cov = m.random_effects_cov_["g"].to_numpy()
     sd = np.sqrt(np.diag(cov))
     np.testing.assert_allclose(sd, ref["sd"], rtol=0.02)

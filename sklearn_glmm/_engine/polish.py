@@ -173,10 +173,21 @@ def leave_zero_saddles(obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, r
     found = zero_saddle_points(obj, x, fun, H, bounds, diag_idx)
     if not found or not np.isfinite(fun):
         return x, fun, H, grads
-    res = _laplace_stage(obj, found[0][1], bounds, max_iter, tol, diag_idx)
-    record.stages.append(("off a zero block", float(res.fun), int(res.nit), str(res.message)))
+    stage = (bounds, max_iter, tol, diag_idx, record)
+    return resumed_and_polished(obj, found[0][1], x, fun, H, grads, stage, "off a zero block")
+
+
+def resumed_and_polished(obj, start, x, fun, H, grads, stage, label, gain=1e-8):
+    """``(x, fun, H, grads)`` of the Laplace stage from ``start`` (recorded as ``label``;
+    ``stage``: its bounds, iteration limit, tolerance, diagonals and record) polished
+    again where it ends below ``fun`` by more than ``gain`` (for a family that is not
+    log-concave, where its end is a basin of the likelihood,
+    :func:`.stage._probed_basin_holds`); else the fit as given."""
+    bounds, max_iter, tol, diag_idx, record = stage
+    res = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
+    record.stages.append((label, float(res.fun), int(res.nit), str(res.message)))
     if (
-        not res.fun < fun - 1e-8
+        not res.fun < fun - gain
         or not np.all(np.isfinite(res.x))
         or not _probed_basin_holds(obj, res.x, bounds)
     ):

@@ -28,8 +28,7 @@ import numpy as np
 
 from .curvature import _unit_diagonal, at_bound, curvature, ridge_parameters, stopped_blocks
 from .lbfgsb import bound_arrays
-from .polish import _SADDLE_STEPS, RISE_TOL, newton_polish
-from .stage import _laplace_stage, _probed_basin_holds
+from .polish import _SADDLE_STEPS, RISE_TOL, resumed_and_polished
 
 
 def leave_saddle(obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record):
@@ -38,17 +37,10 @@ def leave_saddle(obj, x, fun, H, grads, bounds, max_iter, tol, diag_idx, record)
     point = _lower_along_negative_curvature(obj, x, fun, H, bounds)
     if point is None:
         return x, fun, H, grads
-    res = _laplace_stage(obj, point, bounds, max_iter, tol, diag_idx)
-    record.stages.append(("off a saddle point", float(res.fun), int(res.nit), str(res.message)))
-    if (
-        not res.fun < fun - RISE_TOL
-        or not np.all(np.isfinite(res.x))
-        or not _probed_basin_holds(obj, res.x, bounds)
-    ):
-        obj.evaluate(x)
-        return x, fun, H, grads
-    x2, H2, grads2 = newton_polish(obj, res.x, bounds)
-    return x2, obj.evaluate(x2), H2, grads2
+    stage = (bounds, max_iter, tol, diag_idx, record)
+    return resumed_and_polished(
+        obj, point, x, fun, H, grads, stage, "off a saddle point", gain=RISE_TOL
+    )
 
 
 def _lower_along_negative_curvature(obj, x, fun, H, bounds):
