@@ -15,11 +15,10 @@ Here, where :func:`.curvature.curvature` finds negative curvature over the free
 parameters, the objective is read along that direction (the most negative eigenvector
 of the Hessian scaled to unit diagonal, both ways, at the steps of
 :data:`.polish._SADDLE_STEPS` on a unit-length direction, smallest first, until it
-rises again); from the
-lowest point, lower by more than :data:`.polish.RISE_TOL`, the fit is resumed (a stage
-``"off a saddle point"``), kept when lower (and, for a family that is not log-concave,
-where its end is a basin, :func:`.stage._probed_basin_holds`) and polished again. Fits
-without negative curvature evaluate nothing here.
+rises again); from the lowest point, lower by more than :data:`.polish.RISE_TOL`, the
+fit is resumed (a stage ``"off a saddle point"``), kept when lower (and, for a family
+that is not log-concave, where its end is a basin, :func:`.stage._probed_basin_holds`)
+and polished again. Fits without negative curvature evaluate nothing here.
 """
 
 from __future__ import annotations

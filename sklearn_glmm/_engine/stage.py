@@ -117,7 +117,7 @@ def _off_rank_one(data, x, k):
     fit of ``(1 + lg | g)`` had stopped at a correlation of -1 with the second diagonal
     at 0, converged (a local minimum on the boundary: the objective rises along that
     diagonal alone, from 0.01 to 0.3), 0.053 of -2 log L above lme4's optimum at a
-    correlation of -0.65, which runs from a second diagonal of 0.05 to 0.5 reach."""
+    correlation of -0.65; runs started with that diagonal at 0.05 to 0.5 reach it."""
     left = _row_partners(data).get(k, [])
     if not left or not np.any(x[left] != 0.0):
         return None
