@@ -5,7 +5,8 @@ crossed with it, numeric predictors on several scales and origins, text factors,
 logical, a factor cut from a predictor; a binary outcome (logit, or probit on a quarter
 of the data sets), successes out of trials (``cbind(s, n - s)``, on another quarter) or
 a count outcome, fitted as Poisson or, by glmmTMB on every other count data set, NB2,
-and on some with a zero-inflation formula of :data:`ZI`) and four formulas; ``glmer``
+and on some with a zero-inflation formula of :data:`ZI`) and four formulas (with ``--engine clmm``,
+of a rating of 1-4, random intercepts only); ``glmer``
 fits a single random intercept on every other data set with ``nAGQ = 7`` (its
 ``logLik`` then relative to the saturated model for counts and trials, which is added
 back)
@@ -13,7 +14,7 @@ back)
 an offset on some count models). Each formula is fitted by R (``glmer``, or with
 ``--engine glmmTMB`` by ``glmmTMB``; ``formula_check.R``) and by the library's function
 of the same name, on the same CSV file, and compared: the fixed-effect names (lme4
-drops an aliased column where the library keeps it as NaN, as R's ``glm``: such
+(and clmm) drop an aliased column where the library keeps it as NaN, as R's ``glm``: such
 columns are left out; glmmTMB keeps them, and its fits with one are compared by name
 only), the log-likelihood (within 1e-3, or higher) and the fixed effects (within 5 %
 of their standard error where the log-likelihoods agree and the fit does not warn of
@@ -24,9 +25,9 @@ case that differs or raises and a summary; exits 1 where one does. This is what 
 R's order of an interaction's variables (``tests/fixtures/formula_terms``) and a fit
 stopped at a saddle point (``tests/fixtures/saddle``).
 
-    python benchmarks/formula_check.py [--seeds 0 60] [--engine glmer|glmmTMB] [--dir DIR]
+    python benchmarks/formula_check.py [--seeds 0 60] [--engine glmer|glmmTMB|clmm] [--dir DIR]
 
-Needs R with lme4, glmmTMB and jsonlite (``Rscript`` on the ``PATH``) and the library's
+Needs R with lme4, glmmTMB, ordinal and jsonlite (``Rscript`` on the ``PATH``) and the library's
 ``formula`` extra.
 """
 
@@ -63,6 +64,10 @@ RANDOM = [
 ]  # fmt: skip
 
 
+# clmm's: its thresholds take the intercept, and its random terms are intercepts
+FIXED_CLMM = [t for t in FIXED if not t.startswith("0 +")]
+# (clmm reads g:h of numeric labels as R's sequence operator, and needs three levels)
+RANDOM_CLMM = ["(1 | g)", "(1 | g) + (1 | h)"]
 # zero-inflation formulas of some count models with glmmTMB
 ZI = ["~ lg", "~ x1:f + f", "~ cut_f * lg", "~ lg:x2 + x2", "~ 1"]
 
@@ -92,20 +97,40 @@ def data(seed: int) -> tuple[pd.DataFrame, str]:
     else:
         y = rng.poisson(np.exp(0.5 + eta))
     cut_f = np.array(["lo", "hi"])[(x2 > 1.7).astype(int)]
+    # a rating of 1-4 (clmm's outcome): the latent logistic variable cut at three points
+    latent = eta + rng.logistic(size=n)
+    rating = 1 + np.searchsorted([-1.0, 0.3, 1.5], latent)
     trials = rng.integers(1, 12, n)
     s = rng.binomial(trials, 1 / (1 + np.exp(-eta)))
     frame = pd.DataFrame(
-        dict(y=y, s=s, n=trials, g=labels[gi], h=h, x1=x1, x2=x2, f=f, k=k, lg=lg, cut_f=cut_f)
+        dict(
+            y=y,
+            r=rating,
+            s=s,
+            n=trials,
+            g=labels[gi],
+            h=h,
+            x1=x1,
+            x2=x2,
+            f=f,
+            k=k,
+            lg=lg,
+            cut_f=cut_f,
+        )
     )
     if family == "binomial" and seed % 4 == 3:
         family = "binomial(link = 'probit')"
     return frame, family
 
 
-def formulas(seed: int, n: int = 4) -> list[str]:
+def formulas(seed: int, engine: str = "glmer", n: int = 4) -> list[str]:
     rng = np.random.default_rng(10_000 + seed)
     out = []
     for _ in range(n):
+        if engine == "clmm":  # the rating, random intercepts only, no intercept to drop
+            fixed = list(rng.choice(FIXED_CLMM, int(rng.integers(1, 4)), replace=False))
+            out.append(f"r ~ {' + '.join(fixed)} + {rng.choice(RANDOM_CLMM)}")
+            continue
         fixed = list(rng.choice(FIXED, int(rng.integers(1, 4)), replace=False))
         offset = " + offset(log(x2))" if seed % 3 == 0 and rng.random() < 0.3 else ""
         # successes out of trials on some binary data sets (R's cbind(successes, failures))
@@ -121,7 +146,9 @@ def write_cases(seeds, engine: str, where: Path) -> None:
         path = f"d{seed}.csv"
         # R reads TRUE/FALSE as a logical column, pandas as booleans
         frame.assign(lg=np.where(frame.lg, "TRUE", "FALSE")).to_csv(where / path, index=False)
-        for formula in formulas(seed):
+        if engine == "clmm":
+            family = "ordinal"
+        for formula in formulas(seed, engine):
             zi = None
             if engine == "glmmTMB" and family in ("poisson", "nbinom2"):
                 if seed % 2:
@@ -158,25 +185,30 @@ def compare(case: dict, where: Path) -> str | None:
             zi = {"ziformula": case["zi"]} if case.get("zi") else {}
             if case.get("agq", 1) > 1:
                 zi["nAGQ"] = case["agq"]
-            m = getattr(front, case["engine"])(case["formula"], d, family=case["family"], **zi)
+            if case["engine"] == "clmm":
+                m = front.clmm(case["formula"], d)
+            else:
+                m = getattr(front, case["engine"])(case["formula"], d, family=case["family"], **zi)
     except Exception as exc:  # noqa: BLE001  (reported, the run goes on)
         return f"raised {type(exc).__name__}: {str(exc)[:200]}"
     fe = m.fixed_effects_
     # aliased columns (NaN here): lme4 drops them; glmmTMB 1.1.5 keeps them, with
     # estimates the data do not determine (compared by name only)
     aliased = bool(fe["estimate"].isna().any())
-    if case["engine"] == "glmer":
+    if case["engine"] in ("glmer", "clmm"):
         fe = fe[fe["estimate"].notna()]
     out = []
-    if list(fe.index) != case["names"]:
-        out.append(f"names {list(fe.index)} vs R's {case['names']}")
+    theirs = _names(case["names"])
+    if list(fe.index) != theirs:
+        out.append(f"names {list(fe.index)} vs R's {theirs}")
     if case.get("zi"):
-        names, theirs = list(m.zero_inflation_effects_.index), case["zi_names"]
-        theirs = [theirs] if isinstance(theirs, str) else theirs  # (one name: a JSON string)
+        names, theirs = list(m.zero_inflation_effects_.index), _names(case["zi_names"])
         if names != theirs:
             out.append(f"zero-inflation names {names} vs R's {theirs}")
     out += _new_rows(m, case, d)
-    if not isinstance(case["loglik"], (int, float)):  # R's fit gave none (NA, NaN)
+    if not isinstance(case["loglik"], (int, float)) or case.get("r_converged") is False:
+        # R's fit gave no log-likelihood (NA, NaN), or said it did not converge (clmm's
+        # optimiser can end with a log-likelihood above the one it converges to)
         return "; ".join(out) or None
     gap = m.loglik_ - case["loglik"] - _saturated(case, d)
     if gap < -1e-3:
@@ -192,6 +224,11 @@ def compare(case: dict, where: Path) -> str | None:
     return "; ".join(out) or None
 
 
+def _names(names) -> list:
+    """R's names as a list (one name comes as a JSON string)."""
+    return [names] if isinstance(names, str) else list(names)
+
+
 def _new_rows(m, case: dict, d: pd.DataFrame) -> list[str]:
     """The fit's coding of new rows (the first rows of the data, as R's ``newdata``)
     against R's: the library's design of those rows times R's coefficients is R's
@@ -199,11 +236,11 @@ def _new_rows(m, case: dict, d: pd.DataFrame) -> list[str]:
     with an offset (R's prediction holds it)."""
     from sklearn_glmm.formula import design_matrix
 
-    if case.get("population") is None or "offset(" in case["formula"]:
-        return []
+    if not isinstance(case.get("population"), list) or "offset(" in case["formula"]:
+        return []  # (R gave none: an empty JSON object)
     X = design_matrix(m.design_info_, d.iloc[: len(case["population"])])
-    beta = pd.Series(case["fixef"], index=case["names"])
-    cols = [c for c in case["names"] if c != "(Intercept)"]
+    beta = pd.Series(case["fixef"], index=_names(case["names"]))
+    cols = [c for c in beta.index if c != "(Intercept)"]
     if not set(cols) <= set(X.columns):
         return [f"new rows' design lacks {sorted(set(cols) - set(X.columns))}"]
     pred = X[cols].to_numpy() @ beta[cols].to_numpy() + beta.get("(Intercept)", 0.0)
@@ -234,7 +271,7 @@ def _saturated(case: dict, d: pd.DataFrame) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", nargs=2, type=int, default=[0, 60], metavar=("START", "STOP"))
-    ap.add_argument("--engine", choices=["glmer", "glmmTMB"], default="glmer")
+    ap.add_argument("--engine", choices=["glmer", "glmmTMB", "clmm"], default="glmer")
     ap.add_argument("--dir", help="working directory kept for inspection (default: temporary)")
     args = ap.parse_args(argv)
     if shutil.which("Rscript") is None:
