@@ -208,7 +208,8 @@ def compare(case: dict, where: Path) -> str | None:
     out += _new_rows(m, case, d)
     if not isinstance(case["loglik"], (int, float)) or case.get("r_converged") is False:
         # R's fit gave no log-likelihood (NA, NaN), or said it did not converge (clmm's
-        # optimiser can end with a log-likelihood above the one it converges to)
+        # optimiser can end with a log-likelihood above the one it converges to, glmmTMB's
+        # NB2 at a theta of 1e11 above its own Poisson fit's)
         return "; ".join(out) or None
     gap = m.loglik_ - case["loglik"] - _saturated(case, d)
     if gap < -1e-3:
