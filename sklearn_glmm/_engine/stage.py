@@ -4,6 +4,8 @@ resumed from a better point (step 2 of :mod:`.optimize`)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .hessian import hessian
@@ -118,11 +120,10 @@ def _off_rank_one(data, x, k):
     at 0, converged (a local minimum on the boundary: the objective rises along that
     diagonal alone, from 0.01 to 0.3), 0.053 of -2 log L above lme4's optimum at a
     correlation of -0.65; runs started with that diagonal at 0.05 to 0.5 reach it."""
-    left = _row_partners(data).get(k, [])
-    if not left or not np.any(x[left] != 0.0):
+    entry = _cholesky_neighbours(data).get(k)
+    if entry is None or not np.any(x[entry.left] != 0.0):
         return None
-    at = data.locate(k)
-    own = [j for j in _factor_diagonals(data, at[0]) if j != k]
+    own = [j for j in entry.diagonals if j != k]
     start = np.array(x, dtype=float)
     start[k] = _OFF_RANK_ONE * max(max((abs(x[j]) for j in own), default=1.0), 1e-3)
     return start
@@ -130,32 +131,6 @@ def _off_rank_one(data, x, k):
 
 # of the factor's largest other diagonal (internal scale: the SD of a standardised effect)
 _OFF_RANK_ONE = 0.3
-
-
-def _row_partners(data) -> dict:
-    """For each Cholesky diagonal's index in the parameters (of a factor without a
-    structure), the indices of the entries left of it in its row."""
-    out, k = {}, data.n_beta
-    for f in data.factors:
-        if not f.mapped:
-            rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
-            for j, (r, c) in enumerate(zip(rows, cols)):
-                if r == c:
-                    out[k + j] = [k + i for i in np.flatnonzero((rows == r) & (cols < r))]
-        k += f.n_params
-    return out
-
-
-def _factor_diagonals(data, factor) -> list:
-    """The indices in the parameters of the Cholesky diagonals of factor ``factor``."""
-    k = data.n_beta
-    for i, f in enumerate(data.factors):
-        if i == factor:
-            if f.mapped:
-                return []
-            return [k + j for j, (r, c) in enumerate(zip(f.theta_rows, f.theta_cols)) if r == c]
-        k += f.n_params
-    return []
 
 
 def _probed_basin_holds(obj, x, bounds) -> bool:
@@ -327,7 +302,8 @@ def _probe_partners(data, k):
         return [], None
     f = data.factors[at[0]]
     if not f.mapped:
-        return _column_partners(data).get(k, []), None
+        entry = _cholesky_neighbours(data).get(k)
+        return ([] if entry is None else entry.below), None
     st, j = f.structure, at[1]
     n_sd = getattr(st, "n_sd", None)
     if n_sd is None or not len(st.sd_columns(j)):  # (empty for a correlation parameter)
@@ -354,18 +330,29 @@ def _with_family_parameters(obj, x, bounds):
     return float(r.fun), r.x
 
 
-def _column_partners(data) -> dict:
-    """For each Cholesky diagonal's index in the parameters, the indices below it in its column."""
+class _Neighbours(NamedTuple):
+    """A Cholesky diagonal's neighbours, as indices into the parameters."""
+
+    below: list  # the entries below it in its column
+    left: list  # the entries left of it in its row
+    diagonals: list  # every diagonal of its factor
+
+
+def _cholesky_neighbours(data) -> dict:
+    """For each Cholesky diagonal's index in the parameters (of a factor without a
+    structure), its :class:`_Neighbours`."""
     out, k = {}, data.n_beta
     for f in data.factors:
-        if f.mapped:  # an SD of a structure: no entries below it
-            k += f.n_params
-            continue
-        rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
-        for j, (r, c) in enumerate(zip(rows, cols)):
-            if r == c:
-                out[k + j] = [k + i for i in np.flatnonzero((cols == c) & (rows > c))]
-        k += len(rows)
+        if not f.mapped:  # (a structure's SD has no Cholesky entries beside it)
+            rows, cols = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
+            on = np.flatnonzero(rows == cols)
+            diagonals = [k + j for j in on]
+            for j in on:
+                r = rows[j]
+                below = [k + i for i in np.flatnonzero((cols == r) & (rows > r))]
+                left = [k + i for i in np.flatnonzero((rows == r) & (cols < r))]
+                out[k + j] = _Neighbours(below, left, diagonals)
+        k += f.n_params
     return out
 
 
