@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .nested_models import _settled, _via_nested
 from .ridge import FLAT_TOL
 
 
 def block_partial_limits(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     """The better of ``(x, fun)`` and the fits from the partial limits of the module
     docstring."""
-    from .nested_models import _settled, _via_nested
-
     data = obj.data
     if data.extra_designs is None or not data.n_extra or not np.isfinite(fun):
         return x, fun
