@@ -368,3 +368,43 @@ def test_a_fit_at_the_binomial_limit_where_the_likelihood_rises_off_it_leaves():
     assert m.loglik_ == pytest.approx(-77.779609, abs=2e-6)
     assert 300.0 < m.phi_ < 600.0
     assert m.loglik_ == pytest.approx(truth_value, abs=1e-6)
+
+
+def _released():
+    """``fixtures/zi_release``: a zero-inflated Poisson fit, one zero-inflation model per
+    level of a three-level factor, and glmmTMB's optimum (``make.R``)."""
+    pytest.importorskip("formulaic")
+    from sklearn_glmm.formula import glmmTMB
+
+    here = Path(__file__).parent / "fixtures" / "zi_release"
+    ref = json.loads((here / "released.json").read_text())
+    d = pd.read_csv(here / "released.csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmmTMB(ref["formula"], d, family="poisson", ziformula=ref["ziformula"])
+    return m, ref, caught
+
+
+def test_rows_of_one_level_held_at_the_limit_with_another_are_released():
+    """The fit had ended with the rows of two levels of ``f`` at no zero inflation,
+    converged, 1.25 log-likelihood units below glmmTMB's optimum, where the level
+    ``dose`` has zero inflation on its rows of small ``x1`` (a logit slope of -5.3):
+    neither the fit nor the nested models (one value's rows held or freed whatever the
+    others') left the limit on those rows. Released from it (``partial_limits``), the fit
+    reaches glmmTMB's optimum, with its standard errors of what the data determine."""
+    m, ref, caught = _released()
+    assert any("released" in s[0] for s in m.fit_record_.stages)
+    assert m.converged_
+    assert not [w for w in caught if w.category.__name__ == "ConvergenceWarning"]
+    assert m.loglik_ > ref["loglik"] - 1e-4
+    fe = m.fixed_effects_
+    np.testing.assert_allclose(fe["estimate"], list(ref["fixef"].values()), atol=2e-3)
+    np.testing.assert_allclose(fe["std_error"], list(ref["fixef_se"].values()), rtol=0.01)
+    # (the zero part's names: the conditional model's column x1:fdose is glmmTMB's fdose:x1)
+    zi = m.zero_inflation_effects_.rename(lambda c: ":".join(sorted(c.split(":"))))
+    for name in ("fctrl:x1", "fdose:x1"):
+        assert zi.loc[name, "estimate"] == pytest.approx(ref["zi"][name], abs=0.02)
+        assert zi.loc[name, "std_error"] == pytest.approx(ref["zi_se"][name], rel=0.01)
+    # the logit of zero inflation on the level dose (its intercept): identified there
+    dose = zi.loc["(Intercept)", "estimate"] + zi.loc["fdose", "estimate"]
+    assert dose == pytest.approx(ref["zi"]["(Intercept)"] + ref["zi"]["fdose"], abs=0.1)

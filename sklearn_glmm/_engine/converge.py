@@ -20,7 +20,8 @@ Order of calls in :func:`check_optimum` (after
    far from the fit's, is fitted again from there; then ``nested_blocks`` (a family
    block with a design against its intercept-only model and that model's limit) and
    ``block_partial_limits`` (:mod:`.partial_limits`: the block at its limit on the rows
-   of one value of a two-valued predictor, the other value's rows free);
+   of one value of a two-valued predictor, the other value's rows free; and the rows of
+   one value released from a limit they share with other rows);
 1d. ``leave_limit_ridge`` — a fit on its family's ridge to a limit distribution
    (:mod:`.limit_ridge`: the zero-truncated NB2's logarithmic series) is fitted again
    from a point off it, and the better point kept; 1e. ``from_plain_start`` — a fit of a

@@ -17,6 +17,21 @@ by more than ``FLAT_TOL``, the full model is fitted from its optimum and the bet
 point kept (:func:`.nested_models._via_nested`). Up to two stages per two-valued column
 of such a block, on fits that ended with some of its rows past its flat side (one where
 those rows are the ones of one value: the fit's own configuration is not fitted again).
+
+The rows past the flat side can also be those of several values at once (levels of a
+factor), of which one holds a higher optimum off the limit: a zero-inflated Poisson fit
+with ``ziformula = ~ x1:f + f`` (``f`` of three levels) ended with two levels' rows at
+no zero inflation, converged, 1.25 log-likelihood units below glmmTMB's optimum, where
+one of them has zero inflation on its rows of small ``x1`` (a logit slope of -5.3). The
+fit does not leave the limit on those rows (the gradient vanishes there), nor do the
+nested models above (each holds or frees one value's rows whatever the others'). So
+each value of a two-valued column whose rows all lie past the flat side, where other
+rows do too, is released: the full model is fitted from the fit's point with the
+block's coefficients moved (by least squares in its design) to put that value's rows at
+the block's start and leave the other rows' values where they are (a stage ``"rows of
+one value of coefficient k released"``), and the better point kept where it is better
+by more than ``FLAT_TOL``. One stage per such value, on the fits that end in such a
+configuration.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ import numpy as np
 
 from .nested_models import _settled, _via_nested
 from .ridge import FLAT_TOL
+from .stage import _laplace_stage
 
 
 def block_partial_limits(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
@@ -34,7 +50,7 @@ def block_partial_limits(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     if data.extra_designs is None or not data.n_extra or not np.isfinite(fun):
         return x, fun
     starts = _partial_limit_starts(data, np.asarray(x, dtype=float), bounds)
-    if not starts:
+    if not starts and not _released_starts(data, np.asarray(x, dtype=float), bounds):
         return x, fun
     at_x, x0 = obj.snapshot(), x
     stage_args = (bounds, max_iter, tol, diag_idx, record)
@@ -42,7 +58,34 @@ def block_partial_limits(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         k = held[0][0]
         names = (f"limit at one value of coefficient {k}", f"from the limit at coefficient {k}")
         x, fun = _via_nested(obj, start, held, [], fun, (x, fun), names, stage_args, FLAT_TOL)
+    # (from the best point so far: the rows past the flat side are its own)
+    for start, k in _released_starts(data, np.asarray(x, dtype=float), bounds):
+        res = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
+        name = f"rows of one value of coefficient {k} released"
+        record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
+        if res.fun < fun - FLAT_TOL and np.all(np.isfinite(res.x)):
+            x, fun = res.x, float(res.fun)
     return _settled(obj, at_x, x0, x), fun
+
+
+def _usable(block, D) -> bool:
+    """Whether block ``block`` of design ``D`` has an intercept, slopes and a flat side
+    between finite bounds (the blocks these checks read)."""
+    lo, hi = block.bounds
+    return (
+        D is not None
+        and D.shape[1] > 1
+        and block.flat_side is not None
+        and np.isfinite(lo)
+        and np.isfinite(hi)
+        and bool(np.all(D[:, 0] == 1.0))
+    )
+
+
+def _clipped(value, bound) -> float:
+    """``value`` within ``bound`` (``(lo, hi)``, None for no bound)."""
+    lo, hi = bound
+    return float(np.clip(value, -np.inf if lo is None else lo, np.inf if hi is None else hi))
 
 
 def _partial_limit_starts(data, x, bounds) -> list:
@@ -55,19 +98,10 @@ def _partial_limit_starts(data, x, bounds) -> list:
     k = len(x) - data.n_extra
     for block, D in zip(data.family.blocks, data.extra_designs):
         width = 1 if D is None else D.shape[1]
-        lo, hi = block.bounds
-        usable = (
-            D is not None
-            and width > 1
-            and block.flat_side is not None
-            and np.isfinite(lo)
-            and np.isfinite(hi)
-            and bool(np.all(D[:, 0] == 1.0))
-        )
-        past = block.past_flat_side(D @ x[k : k + width]) if usable else None
-        if usable and np.any(past):
+        past = block.past_flat_side(D @ x[k : k + width]) if _usable(block, D) else None
+        if past is not None and np.any(past):
+            lo, hi = block.bounds
             towards = 1.0 if block.flat_side[0] == "upper" else -1.0
-            a_lo, a_hi = bounds[k]
             for j in range(1, width):
                 values = np.unique(D[:, j])
                 if len(values) != 2:
@@ -78,12 +112,41 @@ def _partial_limit_starts(data, x, bounds) -> list:
                     slope = towards * (hi - lo) / (limit - free)
                     start = np.array(x, dtype=float)
                     start[k : k + width] = 0.0
-                    start[k] = np.clip(
-                        block.start - slope * free,
-                        -np.inf if a_lo is None else a_lo,
-                        np.inf if a_hi is None else a_hi,
-                    )
+                    start[k] = _clipped(block.start - slope * free, bounds[k])
                     start[k + j] = slope
                     out.append((start, [(k + j, slope)]))
+        k += width
+    return out
+
+
+def _released_starts(data, x, bounds) -> list:
+    """``(start, k)`` per value of each two-valued column ``k`` of a block of the module
+    docstring's kind whose rows all lie past the flat side at ``x`` while other rows do
+    too: ``x`` with the block's coefficients moved to put that value's rows at the
+    block's start and keep the others' values (least squares in the block's design;
+    each coefficient within its bounds). Where every row of the block is past its flat
+    side, a value's rows free are the partial limits' own nested models."""
+    out = []
+    k = len(x) - data.n_extra
+    for block, D in zip(data.family.blocks, data.extra_designs):
+        width = 1 if D is None else D.shape[1]
+        if _usable(block, D):
+            coefs = x[k : k + width]
+            eta = D @ coefs
+            past = block.past_flat_side(eta)
+            for j in range(1, width) if np.any(past) and not np.all(past) else ():
+                values = np.unique(D[:, j])
+                if len(values) != 2:
+                    continue
+                for value in values:
+                    rows = D[:, j] == value
+                    if not np.all(past[rows]) or np.array_equal(rows, past):
+                        continue  # (the second: the fit's own configuration, all others free)
+                    target = np.where(rows, block.start - eta, 0.0)
+                    move = np.linalg.lstsq(D, target, rcond=None)[0]
+                    start = np.array(x, dtype=float)
+                    for i in range(width):
+                        start[k + i] = _clipped(coefs[i] + move[i], bounds[k + i])
+                    out.append((start, k + j))
         k += width
     return out
