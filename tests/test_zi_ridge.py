@@ -408,3 +408,29 @@ def test_rows_of_one_level_held_at_the_limit_with_another_are_released():
     # the logit of zero inflation on the level dose (its intercept): identified there
     dose = zi.loc["(Intercept)", "estimate"] + zi.loc["fdose", "estimate"]
     assert dose == pytest.approx(ref["zi"]["(Intercept)"] + ref["zi"]["fdose"], abs=0.1)
+
+
+def test_a_dispersion_left_drifting_by_the_block_ridge_restart_is_settled():
+    """A zero-inflated NB2 with ``ziformula = ~ f + x1`` on counts without overdispersion
+    and one level without zero inflation (``fixtures/zi_release/levels.csv``): the
+    restart off the zero-inflation block's ridge ended with log theta at 10.5, drifting
+    on its flat side, where the Hessian has a direction of slight negative curvature;
+    the fit said it had not converged, with NaN standard errors for the fixed effects.
+    Settled as the first stage's end is, it converges, with the standard errors of the
+    conditional model, and is not below its nested model, the zero-inflated Poisson."""
+    pytest.importorskip("formulaic")
+    from sklearn_glmm.formula import glmmTMB
+
+    d = pd.read_csv(Path(__file__).parent / "fixtures" / "zi_release" / "levels.csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glmmTMB("y ~ x2 + (1 | g)", d, family="nbinom2", ziformula="~ f + x1")
+        nested = glmmTMB("y ~ x2 + (1 | g)", d, family="poisson", ziformula="~ f + x1")
+    assert "block ridge" in [s[0] for s in m.fit_record_.stages]
+    assert not [w for w in caught if w.category.__name__ == "ConvergenceWarning"]
+    assert m.converged_ and nested.converged_
+    assert m.loglik_ > nested.loglik_ - 1e-4
+    assert np.all(np.isfinite(m.fixed_effects_["std_error"]))
+    np.testing.assert_allclose(
+        m.fixed_effects_["estimate"], nested.fixed_effects_["estimate"], atol=0.01
+    )

@@ -188,8 +188,14 @@ def _fit_objective(obj, x0, bounds, max_iter, tol, diag_idx, refit_base=None):
         record.stages,
         scanned=record.stages[-1][0] == "ridge bound",
     )
-    x = _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, record.stages)
-    settled = x
+    off = _off_block_ridges(obj, x, bounds, max_iter, tol, diag_idx, record.stages)
+    if off is not x:
+        # the block ridge's end: a family parameter it left drifting on its flat side
+        # (NB2's theta past log 7 on data without overdispersion) settled as above
+        off = _settle_flat_extra(
+            obj, off, float(obj.evaluate(off)), bounds, max_iter, tol, diag_idx, record.stages
+        )
+    x = settled = off
     x = _structure_restarts(obj, x, bounds, max_iter, tol, diag_idx, record)
     x, restart_nit = _level_slope_restarts(
         obj, x, bounds, max_iter, tol, diag_idx, record, refit_base
