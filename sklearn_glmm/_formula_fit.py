@@ -94,9 +94,9 @@ def _zi_term(rhs: str, data: pd.DataFrame, fixed_names: list[str], what: str = "
     # (glmmTMB's order of an interaction's variables: only glmmTMB has these formulas)
     matrix = _model_matrix(rhs, data, glmmtmb=True)
     frame, intercept = _r_frame(matrix)
-    # an interaction written in another order (x:f here, f:x there) is the same column
-    same = {frozenset(c.split(":")): c for c in fixed_names}
-    slopes = [c if c in fixed_names else same.get(frozenset(c.split(":")), c) for c in frame]
+    # (an interaction the conditional model names in another order, x:f there and f:x
+    # here, is a column of its own under glmmTMB's name for this formula, as fixef(m)$zi)
+    slopes = list(frame)
     if not slopes:
         return intercept, None, []
     absent = [c for c in slopes if c not in fixed_names]
