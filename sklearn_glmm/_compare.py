@@ -167,12 +167,17 @@ def _block_nesting(fa, fca, fb_, fcb):
     """None when a factor's covariance block in the smaller model (``fa``, already in
     the span of the larger's ``fb_``) is a special case of the larger's; otherwise why
     it is not. An unstructured block holds every covariance of its span; a diagonal
-    one only those of a subset of its own columns without correlations; a structured
-    one (``ar1``, ``cs``, ...) the kinds its class lists in ``nests``."""
+    one only those of a subset of its own columns without correlations; blocks of
+    correlated columns those of columns each block of which lies in one of its blocks; a
+    structured one (``ar1``, ``cs``, ...) the kinds its class lists in ``nests``."""
     big = getattr(fb_, "structure", None)
     big = None if big is None or big.identity else big
-    if big is None and not fcb.term.diagonal:
+    if big is None and not fcb.term.diagonal and not fcb.term.blocks:
         return None
+    if big is None and fcb.term.blocks:
+        if _within_blocks(fa, fca, fb_, fcb):
+            return None
+        return "are not within the larger model's blocks of correlated terms"
     kind = _block_kind(fa, fca, fb_)
     if big is None:
         if kind == "diagonal":
@@ -184,6 +189,27 @@ def _block_nesting(fa, fca, fb_, fcb):
         kind, f"{kind}({fca.term.time})" if kind else "their covariance"
     )
     return f"({what}) are not a special case of {big.name}({fcb.term.time})"
+
+
+def _within_blocks(fa, fca, fb_, fcb) -> bool:
+    """Whether the smaller model's block (``fa``) is a special case of the larger's blocks
+    of correlated columns (``fcb.term.blocks``): uncorrelated effects of some of its own
+    columns, a random intercept where it has one, or columns of its own each correlated
+    block of which lies within one of the larger's."""
+    kind = _block_kind(fa, fca, fb_)
+    if kind == "diagonal" or (kind == "intercept" and fcb.term.intercept):
+        return True
+    names, big = fca.term.names, fcb.term.names
+    if fca.term.structure is not None or not set(names) <= set(big):
+        return False
+    small_block, big_block = fca.term.block_index, fcb.term.block_index
+    where = {n: big_block[big.index(n)] for n in names}
+    return all(
+        where[a] == where[b]
+        for i, a in enumerate(names)
+        for j, b in enumerate(names)
+        if small_block[i] == small_block[j]
+    )
 
 
 def _block_kind(fa, fca, fb_):

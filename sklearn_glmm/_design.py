@@ -45,12 +45,31 @@ class Term:
     structure: str | None = None
     time: str | None = None
     level_names: tuple[str, ...] = ()
+    # correlated blocks of columns, uncorrelated with each other (lme4's
+    # ``(1 + x | g) + (0 + z | g)``): their sizes in the order of ``names``, the
+    # intercept's block first; empty for one block (or one per column, ``diagonal``)
+    blocks: tuple[int, ...] = ()
 
     @property
     def names(self) -> list[str]:
         if self.structure is not None:
             return list(self.level_names)
         return ([INTERCEPT] if self.intercept else []) + list(self.slopes)
+
+    @property
+    def block_index(self) -> np.ndarray:
+        """The correlated block of each of ``names`` (one block for an unstructured or a
+        structured term, one per column for a diagonal one): effects of two blocks are
+        uncorrelated."""
+        q = len(self.names)
+        if self.diagonal:
+            return np.arange(q)
+        return np.repeat(np.arange(len(self.blocks) or 1), self.blocks or (q,))
+
+    def block_names(self) -> list[list[str]]:
+        """``names`` by correlated block (:attr:`block_index`)."""
+        index, names = self.block_index, self.names
+        return [[n for n, b in zip(names, index) if b == k] for k in range(int(index.max()) + 1)]
 
 
 def fixed_term_text(spec: str, what: str, random_message: str) -> str:
@@ -69,9 +88,11 @@ def parse_term(term: str) -> Term:
     """Parse lme4-style term syntax.
 
     Accepted: ``"1"``, ``"1 + time"``, ``"time"`` (implies an intercept, as in
-    lme4), ``"0 + time"`` / ``"-1 + time"`` (no intercept), and an uncorrelated
+    lme4), ``"0 + time"`` / ``"-1 + time"`` (no intercept), an uncorrelated
     version written ``"diag(1 + time)"`` (glmmTMB) or ``"1 + time ||"`` (lme4's
-    ``||``).
+    ``||``), and correlated blocks uncorrelated with each other written as a sum of
+    parenthesised terms, ``"(1 + time) + (0 + dose)"`` (lme4's
+    ``(1 + time | g) + (0 + dose | g)``).
     """
     if not isinstance(term, str):
         raise TypeError(f"random_effects terms must be strings, got {type(term).__name__}.")
@@ -79,6 +100,9 @@ def parse_term(term: str) -> Term:
     structured = _structured_term(text, term)
     if structured is not None:
         return structured
+    pieces = _block_pieces(text)
+    if pieces is not None:
+        return _blocks_term([parse_term(p) for p in pieces], term)
     diagonal = False
     m = re.fullmatch(r"diag\s*\((.*)\)", text)
     if m:
@@ -120,6 +144,59 @@ def parse_term(term: str) -> Term:
     if not intercept and not slopes:
         raise ValueError(f"random_effects term {term!r} has no intercept and no slope.")
     return Term(intercept, tuple(slopes), diagonal)
+
+
+def _block_pieces(text: str) -> list[str] | None:
+    """The parenthesised terms of a sum of them (``"(1 + x) + (0 + z)"`` ->
+    ``["1 + x", "0 + z"]``), or None for a term that is not such a sum."""
+    if not text.startswith("("):
+        return None
+    parts = _signed_parts(text)
+    if not all(p.startswith("(") and p.endswith(")") and _balanced(p[1:-1]) for p in parts):
+        return None
+    return [p[1:-1].strip() for p in parts]
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _blocks_term(parts: list[Term], term: str) -> Term:
+    """The term of correlated blocks ``parts`` (each a correlated term, or a diagonal one:
+    a block per column), uncorrelated with each other; the intercept's block first."""
+    if any(p.structure is not None or p.blocks for p in parts):
+        raise ValueError(
+            f"random_effects term {term!r}: the parenthesised blocks of a sum hold plain "
+            "terms such as '1 + time' or '0 + dose' (no covariance structures or nested sums)."
+        )
+    blocks: list[tuple[bool, tuple]] = []
+    for p in parts:
+        if p.diagonal:
+            blocks += [(True, ())] if p.intercept else []
+            blocks += [(False, (s,)) for s in p.slopes]
+        else:
+            blocks.append((p.intercept, p.slopes))
+    blocks.sort(key=lambda b: not b[0])  # (the intercept's block first, as in names)
+    intercepts = sum(b[0] for b in blocks)
+    slopes = [s for b in blocks for s in b[1]]
+    repeated = sorted({s for s in slopes if slopes.count(s) > 1})
+    if intercepts > 1 or repeated:
+        what = "the intercept" if intercepts > 1 else f"{repeated}"
+        raise ValueError(
+            f"random_effects term {term!r} has {what} in more than one block: give each "
+            "column in one block, e.g. '(1 + time) + (0 + dose)'."
+        )
+    sizes = tuple(int(b[0]) + len(b[1]) for b in blocks)
+    if len(sizes) == 1:
+        return Term(bool(intercepts), tuple(slopes), False)
+    if max(sizes) == 1:
+        return Term(bool(intercepts), tuple(slopes), True)
+    return Term(bool(intercepts), tuple(slopes), False, blocks=sizes)
 
 
 def _signed_parts(text: str) -> list[str]:
@@ -380,16 +457,19 @@ def _level_label(time: str, v: float) -> str:
     return f"{time}{np.format_float_positional(float(v), trim='-')}"
 
 
-def theta_layout(q: int, diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Row/column positions in Lambda of each theta element (column-major lower triangle)."""
+def theta_layout(q: int, diagonal: bool, blocks: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Row/column positions in Lambda of each theta element (column-major lower
+    triangle; within each block of ``blocks``, the sizes of uncorrelated blocks)."""
     if diagonal:
         idx = np.arange(q)
         return idx, idx.copy()
+    block = np.repeat(np.arange(len(blocks) or 1), blocks or (q,))  # (Term.block_index)
     rows, cols = [], []
     for c in range(q):
         for r in range(c, q):
-            rows.append(r)
-            cols.append(c)
+            if block[r] == block[c]:
+                rows.append(r)
+                cols.append(c)
     return np.array(rows), np.array(cols)
 
 
@@ -440,7 +520,7 @@ def build_factors(
             labels = tuple(_level_label(term.time, v) for v in time_levels)
             term = replace(term, level_names=labels)
             structure = make_structure(term.structure, time_levels)
-        rows, colsl = theta_layout(len(term.names), term.diagonal)
+        rows, colsl = theta_layout(len(term.names), term.diagonal, term.blocks)
         factors.append(
             Factor(
                 name,
@@ -573,7 +653,8 @@ def check_slopes_vary_within_levels(factor: Factor, spread: np.ndarray) -> None:
 
 
 def check_uncentred_uncorrelated(factor: Factor, spread: np.ndarray) -> None:
-    """Warn when an uncorrelated intercept and slope (``diag(1 + x)``, ``1 + x || g``)
+    """Warn when an uncorrelated intercept and slope (``diag(1 + x)``, ``1 + x || g``,
+    a slope in a block of its own beside the intercept's, ``(1 | g) + (0 + x + z | g)``)
     have a slope variable far from zero (calendar years, say).
 
     Its column is then nearly collinear with the intercept's, and an uncorrelated pair
@@ -581,9 +662,13 @@ def check_uncentred_uncorrelated(factor: Factor, spread: np.ndarray) -> None:
     far apart (an intercept SD in the hundreds cancelling the slope's contribution at
     the variable's mean) that an optimisation from the usual start does not reach.
     """
-    if not (factor.term.intercept and factor.term.diagonal):
+    term = factor.term
+    if not (term.intercept and (term.diagonal or term.blocks)):
         return
-    for name, mean, sd in _far_from_zero(factor.term.names[1:], spread[1], spread_sd(spread)):
+    apart = term.block_index[1:] != 0  # (the slopes outside the intercept's block)
+    names = [n for n, a in zip(term.names[1:], apart) if a]
+    found = _far_from_zero(names, spread[1][apart], spread_sd(spread)[apart])
+    for name, mean, sd in found:
         warn(
             f"grouping factor {factor.name!r}: the uncorrelated random intercept and "
             f"slope of {name!r} have a slope variable far from zero (mean {mean:.4g}, "

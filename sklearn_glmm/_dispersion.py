@@ -45,8 +45,10 @@ def dispersion_term(spec):
             f"{WHAT}={spec!r} is not a valid term: {err} Write fixed predictors by their "
             "feature names, e.g. '1 + time'."
         ) from None
-    if term.diagonal:
-        raise ValueError(f"{WHAT}={spec!r}: diag(...) and '||' apply to random effects only.")
+    if term.diagonal or term.blocks:
+        raise ValueError(
+            f"{WHAT}={spec!r}: diag(...), '||' and blocks of terms apply to random effects only."
+        )
     return None if not term.slopes else term
 
 

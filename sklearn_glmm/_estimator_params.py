@@ -14,7 +14,9 @@ _COMMON_PARAMS = """
         Random-effect terms in lme4's syntax over feature names (``x0``, ``x1``,
         ... for arrays): ``"1"`` random intercept; ``"1 + time"`` correlated
         intercept and slope(s); ``"0 + time"`` slope only; ``"diag(1 + time)"``
-        (or ``"1 + time ||"``) uncorrelated. A dict ``{factor name: term}`` gives
+        (or ``"1 + time ||"``) uncorrelated; ``"(1 + time) + (0 + dose)"``
+        correlated blocks uncorrelated with each other (lme4's ``(1 + time | g) +
+        (0 + dose | g)``). A dict ``{factor name: term}`` gives
         one term per grouping factor; a string applies to every factor.
         ``None`` is a random intercept (``"1"``) for every factor when ``fit``
         gets groups, and a GLM without random effects (with a

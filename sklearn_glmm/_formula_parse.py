@@ -141,9 +141,11 @@ def _term_name(name: str) -> str:
 def _random_effects(
     bars, data: pd.DataFrame, fixed_names: list[str], lme4: bool = False
 ) -> dict[str, str]:
-    """Factor name -> term; two terms on one factor merge into a diagonal term
-    (``lme4``: ``||`` read as lme4 reads it, see :func:`_check_lme4_double_bar`)."""
-    columns: dict[str, tuple[bool, list, bool]] = {}
+    """Factor name -> term; several terms on one factor merge into one, uncorrelated
+    with each other (a diagonal term where each is a column or uncorrelated, else
+    correlated blocks: :func:`_merged_term`; ``lme4``: ``||`` read as lme4 reads it,
+    see :func:`_check_lme4_double_bar`)."""
+    columns: dict[str, list[tuple[bool, list, bool]]] = {}
     structured: dict[str, str] = {}
     for bar, names in zip(bars, _factor_names(bars)):
         if lme4 and bar.double_bar:
@@ -155,11 +157,9 @@ def _random_effects(
             continue
         intercept, slopes = _bar_columns(bar, data, fixed_names)
         for name, _ in names:
-            if name in columns:
-                columns[name] = _merge_terms(name, columns[name], (intercept, slopes, bar.diagonal))
-            else:
-                columns[name] = (intercept, slopes, bar.diagonal)
-    return {**{name: _term_string(*term) for name, term in columns.items()}, **structured}
+            columns.setdefault(name, []).append((intercept, slopes, bar.diagonal))
+    merged = {name: _merged_term(name, pieces) for name, pieces in columns.items()}
+    return {**merged, **structured}
 
 
 def _check_lme4_double_bar(bar, data: pd.DataFrame) -> None:
@@ -267,17 +267,25 @@ def _warn_structured_reading(bar, var: str) -> None:
     )
 
 
-def _merge_terms(name, first, second) -> tuple[bool, list, bool]:
-    """``(1 | g) + (0 + x | g)`` -> ``diag(1 + x)``, as lme4 expands ``||``."""
-    n_first, n_second = first[0] + len(first[1]), second[0] + len(second[1])
-    overlap = (first[0] and second[0]) or set(first[1]) & set(second[1])
-    independent = (n_first == 1 or first[2]) and (n_second == 1 or second[2])
-    if overlap or not independent:
-        raise NotImplementedError(
-            f"Several random-effect terms for {name!r} can only be combined when each is a single "
-            "column or uncorrelated ('||'); write one term such as (1 + x | g) instead."
+def _merged_term(name, pieces) -> str:
+    """The term of a factor's random-effect terms ``pieces`` (``(intercept, slopes,
+    diagonal)`` each), uncorrelated with each other, as lme4 fits them: one term as it
+    is; ``(1 | g) + (0 + x | g)`` -> ``diag(1 + x)`` (as lme4 expands ``||``); and where
+    a term has correlated columns, its blocks: ``(1 + x | g) + (0 + z | g)`` ->
+    ``"(1 + x) + (0 + z)"`` (:func:`~sklearn_glmm._design.parse_term`)."""
+    if len(pieces) == 1:
+        return _term_string(*pieces[0])
+    intercepts = sum(bool(p[0]) for p in pieces)
+    slopes = [s for p in pieces for s in p[1]]
+    if intercepts > 1 or len(set(slopes)) < len(slopes):
+        raise ValueError(
+            f"The random-effect terms for {name!r} repeat a column (an intercept, or "
+            f"{sorted({s for s in slopes if slopes.count(s) > 1})}) in more than one term; "
+            "lme4 would fit it twice. Give each column in one term."
         )
-    return first[0] or second[0], first[1] + second[1], True
+    if all(p[2] or p[0] + len(p[1]) == 1 for p in pieces):
+        return _term_string(intercepts > 0, slopes, True)
+    return " + ".join(f"({_term_string(*p)})" for p in pieces)
 
 
 def _fixed_design(

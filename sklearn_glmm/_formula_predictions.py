@@ -151,10 +151,11 @@ def _random_structure(bars) -> dict:
         else:
             term = parse_term(bar.lhs)
             effects = ["1"] * term.intercept + [s.replace(" ", "") for s in term.slopes]
-            if bar.diagonal or term.diagonal:
+            if bar.diagonal:
                 blocks = {frozenset([e]) for e in effects}
-            else:
-                blocks = {frozenset(effects)}
+            else:  # (one block, a block per column, or the term's blocks)
+                index = term.block_index
+                blocks = {frozenset(e for e, b in zip(effects, index) if b == k) for k in index}
         for parts in _group_parts(bar.group):
             out.setdefault(frozenset(parts), set()).update(blocks)
     return out

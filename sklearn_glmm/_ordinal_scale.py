@@ -49,10 +49,10 @@ def scale_term(spec):
             f"{WHAT}={spec!r} is not a valid term: {err} Write the scale predictors by their "
             "feature names, e.g. 'temp' or 'x1 + x2'."
         ) from None
-    if term.diagonal or term.structure is not None:
+    if term.diagonal or term.blocks or term.structure is not None:
         raise ValueError(
-            f"{WHAT}={spec!r}: diag(...), '||' and covariance structures apply to random "
-            "effects only."
+            f"{WHAT}={spec!r}: diag(...), '||', blocks of terms and covariance structures apply "
+            "to random effects only."
         )
     return tuple(term.slopes) or None
 

@@ -315,6 +315,9 @@ def _term_text(term) -> list[str]:
     parts = (["1"] if term.intercept else ["0"]) + list(term.slopes)
     if term.diagonal:
         return [f"diag({' + '.join(parts)})"]
+    if term.blocks:  # "(1 + x) + (0 + z)"
+        blocks = [["1" if n == INTERCEPT else n for n in b] for b in term.block_names()]
+        return [f"({' + '.join(b if b[0] == '1' else ['0', *b])})" for b in blocks]
     return parts
 
 

@@ -205,7 +205,7 @@ def _random_sentences(est, ci, digits):
                 )
             parts.append(f"the {kind} was {_fmt_value(sd[k], digits)}{ci_txt}{note}")
         if len(sd) > 1 and not f.term.diagonal:
-            parts += _correlation_parts(f.term.names, S, sd)
+            parts += _correlation_parts(f.term.names, S, sd, f.term.block_index)
         txt = "; ".join(parts)
         out.append(f"Across {f.n_levels} levels of {f.name}, {txt} (on the {scale} scale).")
         free = [n for n in undetermined if n.endswith(f"|{f.name}")]
@@ -218,9 +218,15 @@ def _random_sentences(est, ci, digits):
     return out
 
 
-def _correlation_parts(names, S, sd) -> list:
-    """``the correlation of a and b was r``, every pair of terms with non-zero SDs."""
-    pairs = [(i, j) for j in range(len(sd)) for i in range(j) if sd[i] > 0 and sd[j] > 0]
+def _correlation_parts(names, S, sd, block) -> list:
+    """``the correlation of a and b was r``, every pair of terms of one correlated block
+    (``block``: each term's) with non-zero SDs."""
+    pairs = [
+        (i, j)
+        for j in range(len(sd))
+        for i in range(j)
+        if sd[i] > 0 and sd[j] > 0 and block[i] == block[j]
+    ]
     if len(pairs) == 1:
         i, j = pairs[0]
         return [f"the correlation of {names[i]} and {names[j]} was {S[j, i] / (sd[i] * sd[j]):.2f}"]

@@ -127,9 +127,11 @@ def z_transform(factor, X, row_weights=None) -> np.ndarray:
     orthogonal columns, whatever the origin of the user's time scale (calendar
     days, say), and maps back exactly (``Sigma = T Sigma_internal T'``). An
     uncorrelated (``diag``) or intercept-free term is only scaled, since centring
-    would change its model. The slopes of an unstructured term that stay nearly
-    collinear after that (:func:`~sklearn_glmm._conditioning.decorrelating_map`) are
-    also decorrelated: the same model, whose optimum the optimiser then reaches.
+    would change its model; so are the slopes of a term's blocks other than the
+    intercept's (``"(1 + time) + (0 + dose)"``: ``time`` is centred, ``dose``
+    scaled). The slopes of a correlated block that stay nearly collinear after that
+    (:func:`~sklearn_glmm._conditioning.decorrelating_map`) are also decorrelated,
+    within the block: the same model, whose optimum the optimiser then reaches.
 
     ``row_weights`` (prior weights times binomial trials, where they are not all
     equal; given for adaptive quadrature): the centre, spread and decorrelation are
@@ -150,25 +152,35 @@ def z_transform(factor, X, row_weights=None) -> np.ndarray:
     else:
         share = np.asarray(row_weights, dtype=float)
         share = share / share.sum() if share.sum() > 0 else None
-    centre = factor.term.intercept and not factor.term.diagonal
-    means = np.average(Z, axis=0, weights=share) if centre else np.zeros(q)
+    # the columns correlated with each other: one block, a block per column of a
+    # diagonal term, or the term's blocks; centring moves a slope's column within the
+    # intercept's block only (across blocks it would change the model)
+    term = factor.term
+    sizes = (1,) * q if term.diagonal else (term.blocks or (q,))
+    ends = np.cumsum(sizes)
+    centred = int(ends[0]) if term.intercept and sizes[0] > 1 else 0
+    means = np.zeros(q)
+    if centred:
+        means[:centred] = np.average(Z[:, :centred], axis=0, weights=share)
     s = np.sqrt(np.average((Z - means) ** 2, axis=0, weights=share))
-    for k in range(int(factor.term.intercept), q):
+    for k in range(int(term.intercept), q):
         sk = s[k] if s[k] > 0 else 1.0
         T[k, k] = 1.0 / sk
-        if centre:  # the intercept's column carries the centring (none without one)
+        if k < centred:  # the intercept's column carries the centring (none without one)
             T[0, k] = -means[k] / sk
-    if not factor.term.diagonal:
-        # an unstructured covariance is the same model in any basis of its columns:
-        # nearly collinear slopes ((1 + f * x | g) with x far from 0, a raw polynomial)
-        # are decorrelated as the fixed effects are
-        k0 = int(factor.term.intercept)
-        cols = (Z @ T)[:, k0:]
+    for start, end in zip(ends - sizes, ends):
+        # a correlated block is the same model in any basis of its columns: nearly
+        # collinear slopes ((1 + f * x | g) with x far from 0, a raw polynomial) are
+        # decorrelated as the fixed effects are
+        k0 = int(start) + int(term.intercept and start == 0)
+        if end - k0 < 2:
+            continue
+        cols = (Z @ T)[:, k0:end]
         if share is not None:  # the weighted rows' cross-products (weight 0: none)
             cols = cols * np.sqrt(share * len(share))[:, None]
         found = decorrelating_map(cols)
         if found is not None:
-            T[:, k0:] = T[:, k0:] @ found[0]
+            T[:, k0:end] = T[:, k0:end] @ found[0]
     return T
 
 
@@ -190,7 +202,7 @@ def design_view(factor, scaling, Xd):
         return None
     if "rotation" in scaling:  # decorrelated columns: not the Z columns
         return None
-    if term.intercept and term.diagonal:  # only scaled (centring would change the model)
+    if term.intercept and (term.diagonal or term.blocks):  # (centring would change the model)
         return None
     off, kept = int(scaling["intercept"]), scaling["kept"]
     if any(j not in kept for j in factor.slope_idx):  # random-only or aliased columns

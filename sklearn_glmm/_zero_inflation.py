@@ -103,10 +103,10 @@ def zero_inflation_term(spec, what: str = _WHAT):
             f"{what}={spec!r} is not a valid term: {err} Write fixed predictors by their "
             "feature names, e.g. '1 + time' or '0 + dose'."
         ) from None
-    if term.diagonal or term.structure is not None:
+    if term.diagonal or term.blocks or term.structure is not None:
         raise ValueError(
-            f"{what}={spec!r}: diag(...), '||' and covariance structures apply to random "
-            "effects only."
+            f"{what}={spec!r}: diag(...), '||', blocks of terms and covariance structures apply "
+            "to random effects only."
         )
     return None if not term.slopes else term
 

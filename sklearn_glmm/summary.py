@@ -66,10 +66,15 @@ def model_formula(est) -> str:
     bars = []
     for f in est.fit_result_.factors:
         t = f.term
-        inner = " + ".join((["1"] if t.intercept else ["0"]) + list(t.slopes))
         if getattr(t, "structure", None) is not None:
             bars.append(f"{t.structure}(0 + factor({t.time}) | {f.name})")
             continue
+        if getattr(t, "blocks", ()):  # a term per correlated block, as lme4's formula
+            for names in t.block_names():
+                inner = " + ".join(["1" if n == INTERCEPT else n for n in names])
+                bars.append(f"({inner if INTERCEPT in names else '0 + ' + inner} | {f.name})")
+            continue
+        inner = " + ".join((["1"] if t.intercept else ["0"]) + list(t.slopes))
         bars.append(f"({inner} {'||' if t.diagonal else '|'} {f.name})")
     return f"{lhs} ~ {' + '.join([rhs] + bars)}"
 
@@ -102,7 +107,10 @@ def _limit_ridge_parameters(est) -> list:
 
 
 def random_effects_table(est) -> pd.DataFrame:
-    """One row per random-effect term: Groups, Name, Variance, Std.Dev. and correlations."""
+    """One row per random-effect term: Groups, Name, Variance, Std.Dev. and correlations.
+    A factor's correlated blocks (``(1 + x | g) + (0 + z | g)``) are listed as lme4 lists
+    them: each block's rows with the correlations within it, the second block's group
+    named ``g.1``."""
     rows = []
     for f in est.fit_result_.factors:
         S = est.random_effects_cov_[f.name].to_numpy()
@@ -112,10 +120,15 @@ def random_effects_table(est) -> pd.DataFrame:
         if getattr(f, "structure", None) is not None:
             rows += _structured_rows(est, f, S, sd)
             continue
+        block = f.term.block_index
+        blocks = bool(getattr(f.term, "blocks", ()))
         for k, name in enumerate(f.term.names):
-            row = {"Groups": f.name, "Name": name, "Variance": S[k, k], "Std.Dev.": sd[k]}
-            for j in range(k):
-                row[f"Corr{j + 1}"] = corr[k, j] if not f.term.diagonal else np.nan
+            group = f"{f.name}.{block[k]}" if blocks and block[k] else f.name
+            row = {"Groups": group, "Name": name, "Variance": S[k, k], "Std.Dev.": sd[k]}
+            first = int(np.argmax(block == block[k])) if blocks else 0
+            for j in range(first, k):
+                # (effects of two blocks are uncorrelated by the model: no estimate)
+                row[f"Corr{j - first + 1}"] = corr[k, j] if block[k] == block[j] else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
 
