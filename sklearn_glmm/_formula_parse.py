@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from ._formula_text import (
     _Pieces,
     _response_parts,
     _split_formula,
+    _split_signed,
 )
 from ._frames import as_frame
 from ._warn import process_filters, user_stacklevel, warn
@@ -143,13 +144,11 @@ def _random_effects(
 ) -> dict[str, str]:
     """Factor name -> term; several terms on one factor merge into one, uncorrelated
     with each other (a diagonal term where each is a column or uncorrelated, else
-    correlated blocks: :func:`_merged_term`; ``lme4``: ``||`` read as lme4 reads it,
-    see :func:`_check_lme4_double_bar`)."""
+    correlated blocks: :func:`_merged_term`). ``lme4``: the bars were expanded as lme4
+    expands ``||`` (:func:`_lme4_double_bars`) before."""
     columns: dict[str, list[tuple[bool, list, bool]]] = {}
     structured: dict[str, str] = {}
     for bar, names in zip(bars, _factor_names(bars)):
-        if lme4 and bar.double_bar:
-            _check_lme4_double_bar(bar, data)
         if bar.structure is not None:
             term = f"{bar.structure}({_structured_time(bar)})"
             for name, _ in names:  # (a factor of its own beside another term)
@@ -162,26 +161,42 @@ def _random_effects(
     return {**merged, **structured}
 
 
-def _check_lme4_double_bar(bar, data: pd.DataFrame) -> None:
-    """lme4 expands ``(x + f || g)`` term by term, ``(1 | g) + (0 + x | g) + (0 + f | g)``:
-    a factor's term is a correlated block over a column per level, which these models
-    do not fit beside the intercept; glmmTMB's reading (one variance per column of the
-    contrasts, ``diag(f | g)``) is another model, so the lme4 formula raises."""
-    matrix = _model_matrix(bar.lhs, data)
-    state = getattr(matrix.model_spec, "encoder_state", None) or {}
-    factors = [
-        name for name, (kind, _) in state.items() if getattr(kind, "value", kind) == "categorical"
-    ]
-    if factors:
-        raise NotImplementedError(
-            f"({bar.lhs} || {bar.group}) with the factor(s) {factors}: lme4 expands '||' "
-            f"term by term, here into terms such as (0 + {factors[0]} | {bar.group}), a "
-            "correlated block over one column per level of the factor beside the random "
-            "intercept, which is not available here. "
-            f"For one variance per column of the factor's contrasts (glmmTMB's reading of "
-            f"'||'), write diag({bar.lhs} | {bar.group}) (another model than lme4's); for "
-            f"correlated effects write ({bar.lhs} | {bar.group})."
-        )
+def _lme4_double_bars(bars) -> list:
+    """``bars`` with each ``(lhs || g)`` expanded as lme4 expands it, term by term:
+    ``(1 | g) + (0 + t | g)`` for each term ``t`` of ``lhs`` (R's terms: ``x * f`` is
+    ``x``, ``f`` and ``x:f``), each term's columns a correlated block (a factor's, one
+    per level; ``poly(x, 2)``'s two), uncorrelated with the others. glmmTMB reads
+    ``(lhs || g)`` as ``diag(lhs | g)``, one variance per column, which is the same model
+    where every term is one column."""
+    out = []
+    for bar in bars:
+        if not bar.double_bar:
+            out.append(bar)
+            continue
+        intercept, terms = True, []
+        for sign, piece in _split_signed(bar.lhs):
+            compact = piece.replace(" ", "")
+            if compact in ("0", "1"):
+                intercept = (compact == "1") == (sign == "+")
+            elif sign == "-":
+                raise ValueError(
+                    f"({bar.lhs} || {bar.group}): removing a term ('- {piece}') from a "
+                    "'||' term is not read here; write the terms to keep."
+                )
+            else:
+                terms += _r_terms(piece)
+        parts = [_BarTerm("1", bar.group, False)] if intercept else []
+        parts += [_BarTerm(f"0 + {t}", bar.group, False) for t in dict.fromkeys(terms)]
+        out += parts
+    return out
+
+
+def _r_terms(piece: str) -> list[str]:
+    """R's terms of one summand of a formula (``x * f`` -> ``x``, ``f``, ``x:f``)."""
+    if not any(op in piece for op in "*/^"):
+        return [piece]
+    formula = _formulaic().Formula(piece)
+    return [str(term) for term in formula if str(term) != "1"]
 
 
 def _random_only(bars, data: pd.DataFrame, fixed_names: list[str]) -> tuple[str, ...]:
@@ -327,6 +342,8 @@ def _parse(
     _formulaic()
     data = as_frame(data)
     pieces = _split_formula(formula)
+    if lme4:  # (1 + x || g): lme4's terms
+        pieces = replace(pieces, bars=_lme4_double_bars(pieces.bars))
     if not pieces.bars and not glm:
         raise ValueError(
             f"formula {formula!r} has no random-effect term such as '(1 | id)' (glmer "

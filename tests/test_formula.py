@@ -689,14 +689,17 @@ def test_unused_categories_are_dropped_as_r_drops_unused_levels():
 
 
 @pytest.mark.parametrize("lhs", ["f", "b", "x + f"])
-def test_double_bar_with_a_factor_is_lme4s_model_or_an_error(lhs):
+def test_double_bar_with_a_factor_is_lme4s_model_in_glmer_and_glmmtmbs_in_glmmtmb(lhs):
     # lme4 reads (f || g) of a factor as (1 | g) + (0 + f | g), a correlated block over
     # every level; glmer fitted glmmTMB's diag(f | g) under lme4's formula (2-3 fewer
-    # covariance parameters, log-likelihood 0.4-1.2 below lme4's). glmmTMB's reading
-    # is diag(f | g), and glmmTMB() fits it; a numeric slope is the same in both
+    # covariance parameters, log-likelihood 0.4-1.2 below lme4's), then raised; now it
+    # fits lme4's blocks (tests/test_term_blocks.py has them against lme4). glmmTMB's
+    # reading is diag(f | g), and glmmTMB() fits it; a numeric slope is the same in both
     d = _r_frame_data()
-    with pytest.raises(NotImplementedError, match=r"lme4 expands '\|\|' term by term"):
-        glmer(f"y ~ x + f + b + ({lhs} || g)", d, family="binomial")
+    m = _quiet_glmer(f"y ~ x + f + b + ({lhs} || g)", d)
+    expanded = " + ".join(["(1 | g)"] + [f"(0 + {t.strip()} | g)" for t in lhs.split("+")])
+    assert m.random_effects == _quiet_glmer(f"y ~ x + f + b + {expanded}", d).random_effects
+    assert m.fit_result_.factors[0].term.blocks  # (a factor's levels: a block)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = glmmTMB(f"y ~ x + f + b + ({lhs} || g)", d, family="binomial")
