@@ -22,8 +22,10 @@ separation, along which the estimates are where each optimiser stopped), and the
 of new rows (the library's design of the first rows times R's coefficients against R's
 ``predict(m, newdata, re.form = NA)``, to rounding). Prints each
 case that differs or raises and a summary; exits 1 where one does. This is what found
-R's order of an interaction's variables (``tests/fixtures/formula_terms``) and a fit
-stopped at a saddle point (``tests/fixtures/saddle``).
+R's order of an interaction's variables (``tests/fixtures/formula_terms``), a fit
+stopped at a saddle point (``tests/fixtures/saddle``), a zero-inflation fit below
+glmmTMB's (``tests/fixtures/zi_release``) and the several correlated terms for one
+grouping factor the library did not fit (``tests/fixtures/term_blocks``).
 
     python benchmarks/formula_check.py [--seeds 0 60] [--engine glmer|glmmTMB|clmm] [--dir DIR]
 
@@ -61,6 +63,7 @@ RANDOM = [
     "(1 | g)", "(1 + x2 | g)", "(x2 || g)", "(1 | g) + (1 | h)", "(1 | g/h)", "(1 | g:h)",
     "(0 + x2 | g) + (1 | g)", "(1 | h)", "(1 + lg | g)", "(1 + cut_f | g)", "(0 + cut_f | g)",
     "(1 | g) + (0 + x2:cut_f | g)", "(1 + scale(x2) | g)", "(1 + log(x2) || g)",
+    "(1 + x2 | g) + (0 + lg | g)", "(x2 + cut_f || g)",
 ]  # fmt: skip
 
 
