@@ -96,6 +96,7 @@ def _same(m_mem, m_dask):
         (BinomialGLMM, "binomial", "1 + t"),
         (PoissonGLMM, "poisson", None),
         (PoissonGLMM, "poisson", "1 + t"),
+        (PoissonGLMM, "poisson", "(1 + t) + (0 + x)"),  # (blocks of correlated terms)
         (NegBinGLMM, "negbin", None),
         (NegBinGLMM, "negbin", "1 + t"),
     ],

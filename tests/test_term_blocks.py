@@ -174,3 +174,11 @@ def test_lme4s_double_bar_is_read_term_by_term(ref):
     m = _glmer(ref["formula"], pd.read_csv(HERE / "d6.csv"), "poisson")
     assert m.loglik_ > ref["loglik"] - 1e-4
     assert m.fit_result_.layout.n_theta == ref["n_theta"]
+
+
+@pytest.mark.parametrize("text", ["(1 + x) + (0 + z)", "(0 + a + b) + (1)", "1 + x", "diag(1 + x)"])
+def test_a_power_studys_template_writes_the_term_back(text):
+    from sklearn_glmm._power_spec import _term_text
+
+    term = parse_term(text)
+    assert parse_term(" + ".join(_term_text(term))) == term
