@@ -14,6 +14,12 @@ Laplace and checked against ``truth_dense.py``:
 - ``intercept_ar1``: a random intercept and an AR(1) process over the times for the
   same factor (glmmTMB's ``(1 | id) + ar1(0 + factor(t) | id)``: the column twice).
 
+``make_blocks_case(seed)`` (a generator of its own): one factor with several correlated
+terms uncorrelated with each other (lme4's ``(1 + x0 | g) + (0 + x1 + x2 | g)``, a
+block-diagonal covariance), sometimes beside a crossed random intercept; its
+``dense_terms`` give a factor's blocks, each a ``truth_dense.Term`` of its own on the
+factor's levels.
+
 Each case also carries ``dense_terms``: for each factor the names of its columns (as
 ``random_effects_cov_`` names them), the columns themselves and the structure, which
 ``truth_dense.Term`` takes. Binomial (binary or with trials), Poisson and NB2 outcomes;
@@ -219,6 +225,73 @@ def make_structure_case(seed: int) -> dict:
         "checkable": False,
         "dense_terms": dense,
         "description": f"{scenario} {family} n={n} groups={n_groups} " + " ".join(notes),
+    }
+
+
+BLOCK_TERMS = {
+    "(1 + x0) + (0 + x1)": [["(Intercept)", "x0"], ["x1"]],
+    "(1) + (0 + x0 + x1)": [["(Intercept)"], ["x0", "x1"]],
+    "(1 + x1) + (0 + x0 + x2)": [["(Intercept)", "x1"], ["x0", "x2"]],
+    "(0 + x0 + x2) + (1 + x1)": [["(Intercept)", "x1"], ["x0", "x2"]],
+}
+
+
+def make_blocks_case(seed: int) -> dict:
+    """One factor with a term of correlated blocks (:data:`BLOCK_TERMS`), sometimes
+    beside a crossed random intercept. The keys of :func:`make_structure_case`."""
+    rng = np.random.default_rng([20_261_206, seed])
+    family = str(rng.choice(["binomial", "poisson", "negbin"], p=[0.4, 0.3, 0.3]))
+    term = str(rng.choice(list(BLOCK_TERMS)))
+    n_groups = int(rng.integers(6, 30))
+    n = int(rng.integers(80, 300))
+    codes = rng.integers(0, n_groups, n)
+    codes[:n_groups] = np.arange(n_groups)
+    x0 = rng.normal(size=n) * rng.choice([1.0, 1.0, 10.0]) + rng.choice([0.0, 0.0, 5.0])
+    x1 = rng.integers(0, 2, n).astype(float)
+    x2 = rng.normal(size=n)
+    X = pd.DataFrame({"x0": x0, "x1": x1, "x2": x2})
+    z0 = (x0 - x0.mean()) / x0.std()
+    eta = float(rng.normal(0.0, 0.7)) + 0.3 * z0 - 0.4 * x1
+    if family != "binomial":
+        eta = eta + np.log(3.0)
+    column = {"(Intercept)": np.ones(n), "x0": z0, "x1": x1, "x2": x2}
+    blocks = []
+    for names in BLOCK_TERMS[term]:
+        cov = _random_cov(rng, len(names), sds=(0.0, 0.2, 0.4, 0.7))
+        b = _draw(rng, cov, n_groups)[codes]
+        eta = eta + np.sum(b * np.column_stack([column[c] for c in names]), axis=1)
+        raw = np.column_stack(
+            [np.ones(n) if c == "(Intercept)" else X[c].to_numpy() for c in names]
+        )
+        blocks.append({"names": names, "columns": raw, "structure": None})
+    dense = {"g": {"names": [c for names in BLOCK_TERMS[term] for c in names], "blocks": blocks}}
+    random_effects, groups, notes = term, pd.Series(codes, name="g"), []
+    if rng.random() < 0.3:  # a crossed random intercept beside it
+        n_other = int(rng.integers(3, 10))
+        other = rng.integers(0, n_other, n)
+        other[:n_other] = np.arange(n_other)
+        eta = eta + rng.normal(0.0, 0.5, n_other)[other]
+        groups = pd.DataFrame({"g": codes, "h": other})
+        random_effects = {"g": term, "h": "1"}
+        dense["h"] = {"names": ["(Intercept)"], "columns": np.ones((n, 1)), "structure": None}
+    fit_params = {}
+    add_weights(rng, n, fit_params, notes, 0.12, values=(0.5, 1.0, 2.0))
+    y = _outcome(rng, family, eta, fit_params, notes, p_trials=0.35, top_trials=20)
+    notes.append(f"random_effects={random_effects!r}")
+    return {
+        "seed": seed,
+        "scenario": "blocks",
+        "family": family,
+        "zero_inflation": False,
+        "X": X,
+        "y": y,
+        "groups": groups,
+        "estimator": ESTIMATORS[family],
+        "params": {"random_effects": random_effects},
+        "fit_params": fit_params,
+        "checkable": False,
+        "dense_terms": dense,
+        "description": f"blocks {family} n={n} groups={n_groups} " + " ".join(notes),
     }
 
 

@@ -83,7 +83,7 @@ from fuzz_harness import (
     Outcome,
     fit,
 )
-from fuzz_structures import make_agq_case, make_structure_case
+from fuzz_structures import make_agq_case, make_blocks_case, make_structure_case
 from scipy import special, stats
 
 ABSURD = 1e6
@@ -117,8 +117,13 @@ FAST_SEEDS = list(range(100_000, 100_030))
 SLOW_SEEDS = harness.slow_seeds("FUZZ_TRUTH", 1500)
 
 
-# the generators of data sets: fuzz_cases (the default), and fuzz_structures' two
-GENERATORS = {"cases": make_case, "structures": make_structure_case, "agq": make_agq_case}
+# the generators of data sets: fuzz_cases (the default), and fuzz_structures' three
+GENERATORS = {
+    "cases": make_case,
+    "structures": make_structure_case,
+    "agq": make_agq_case,
+    "blocks": make_blocks_case,
+}
 
 
 def reproduction(seed: int, generator: str = "cases") -> str:
@@ -282,6 +287,12 @@ def dense_model(m, case):
         if given is not None:
             spec = given[name]
             assert list(cov.index) == spec["names"], (name, list(cov.index), spec["names"])
+            if "blocks" in spec:  # a term of blocks: a truth term (and covariance) each
+                for block in spec["blocks"]:
+                    at = [spec["names"].index(c) for c in block["names"]]
+                    terms.append(truth_dense.Term(codes, block["columns"], block["structure"]))
+                    covs.append(cov.to_numpy(dtype=float)[np.ix_(at, at)])
+                continue
             columns, structure = spec["columns"], spec["structure"]
         else:
             term = case["params"]["random_effects"]
@@ -1290,9 +1301,28 @@ def test_fuzz_slopes_by_quadrature_against_the_integral(capsys):
     _assert_only_known_failures(AGQ_SLOW_SEEDS, "agq", AGQ_KNOWN_OPEN, capsys)
 
 
+# Several correlated terms for one factor, uncorrelated with each other (blocks of
+# fuzz_structures.make_blocks_case), against the dense Laplace of a truth term per block
+BLOCKS_FAST_SEEDS = list(range(100_000, 100_004))
+BLOCKS_SLOW_SEEDS = harness.slow_seeds("FUZZ_BLOCKS", 200, start=False)
+
+
+def test_fuzz_blocks_against_the_dense_truth_fast_sample(capsys):
+    outcomes = run_cases(BLOCKS_FAST_SEEDS, "blocks")
+    text = harness.print_summary(outcomes, capsys, summary)
+    assert all("laplace_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
+    assert not any(o.failures for o in outcomes), text
+
+
+@pytest.mark.slow
+def test_fuzz_blocks_against_the_dense_truth(capsys):
+    _assert_only_known_failures(BLOCKS_SLOW_SEEDS, "blocks", {}, capsys)
+
+
 def _main(argv):
     """``python tests/test_fuzz_truth.py SEED [SEED ...]`` or ``--range START STOP``;
-    ``--structures`` or ``--agq`` first for the data sets of ``fuzz_structures``."""
+    ``--structures``, ``--agq`` or ``--blocks`` first for the data sets of
+    ``fuzz_structures``."""
     generator, argv = harness.pick_generator(argv, GENERATORS, "cases")
     return harness.fuzz_command_line(
         argv,
