@@ -44,6 +44,7 @@ from ._formula_text import (
     _response_parts,
     _split_formula,
     _split_signed,
+    _top_level,
 )
 from ._frames import as_frame
 from ._warn import process_filters, user_stacklevel, warn
@@ -192,8 +193,9 @@ def _lme4_double_bars(bars) -> list:
 
 
 def _r_terms(piece: str) -> list[str]:
-    """R's terms of one summand of a formula (``x * f`` -> ``x``, ``f``, ``x:f``)."""
-    if not any(op in piece for op in "*/^"):
+    """R's terms of one summand of a formula (``x * f`` -> ``x``, ``f``, ``x:f``; a
+    summand without a crossing operator outside its calls is one term)."""
+    if not any(True for _ in _top_level(piece, "*/^")):
         return [piece]
     formula = _formulaic().Formula(piece)
     return [str(term) for term in formula if str(term) != "1"]

@@ -182,3 +182,19 @@ def test_a_power_studys_template_writes_the_term_back(text):
 
     term = parse_term(text)
     assert parse_term(" + ".join(_term_text(term))) == term
+
+
+@pytest.mark.parametrize(
+    "piece, terms",
+    [
+        ("x * f", ["x", "f", "x:f"]),
+        ("(x + z)^2", ["x", "z", "x:z"]),
+        ("I(x^2)", ["I(x^2)"]),  # (operators inside a call are the call's)
+        ("exp(x / 3)", ["exp(x / 3)"]),
+    ],
+)
+def test_a_double_bars_summand_is_split_into_rs_terms(piece, terms):
+    pytest.importorskip("formulaic")
+    from sklearn_glmm._formula_parse import _r_terms
+
+    assert _r_terms(piece) == terms
