@@ -210,7 +210,13 @@ def make_structure_case(seed: int) -> dict:
         eta = add_offset(eta, rng.normal(0.0, 0.3, n), fit_params, notes)
     add_weights(rng, n, fit_params, notes, 0.12, values=(0.5, 1.0, 2.0))
     y = _outcome(rng, family, eta, fit_params, notes, p_trials=0.35, top_trials=20)
-    notes.append(f"random_effects={random_effects!r}")
+    return _case(seed, scenario, family, X, y, groups, random_effects, fit_params, dense, notes)
+
+
+def _case(seed, scenario, family, X, y, groups, random_effects, fit_params, dense, notes):
+    """A case of the form of ``fuzz_cases.make_case`` (``dense``: its ``dense_terms``)."""
+    n_groups = len(np.unique(np.asarray(groups if np.ndim(groups) == 1 else groups.iloc[:, 0])))
+    notes = [*notes, f"random_effects={random_effects!r}"]
     return {
         "seed": seed,
         "scenario": scenario,
@@ -224,7 +230,7 @@ def make_structure_case(seed: int) -> dict:
         "fit_params": fit_params,
         "checkable": False,
         "dense_terms": dense,
-        "description": f"{scenario} {family} n={n} groups={n_groups} " + " ".join(notes),
+        "description": f"{scenario} {family} n={len(y)} groups={n_groups} " + " ".join(notes),
     }
 
 
@@ -277,22 +283,7 @@ def make_blocks_case(seed: int) -> dict:
     fit_params = {}
     add_weights(rng, n, fit_params, notes, 0.12, values=(0.5, 1.0, 2.0))
     y = _outcome(rng, family, eta, fit_params, notes, p_trials=0.35, top_trials=20)
-    notes.append(f"random_effects={random_effects!r}")
-    return {
-        "seed": seed,
-        "scenario": "blocks",
-        "family": family,
-        "zero_inflation": False,
-        "X": X,
-        "y": y,
-        "groups": groups,
-        "estimator": ESTIMATORS[family],
-        "params": {"random_effects": random_effects},
-        "fit_params": fit_params,
-        "checkable": False,
-        "dense_terms": dense,
-        "description": f"blocks {family} n={n} groups={n_groups} " + " ".join(notes),
-    }
+    return _case(seed, "blocks", family, X, y, groups, random_effects, fit_params, dense, notes)
 
 
 def make_agq_case(seed: int) -> dict:

@@ -1238,6 +1238,10 @@ def test_fuzz_fits_against_the_truth(capsys):
 # covariance structures (fuzz_structures), against the dense Laplace
 STRUCTURE_FAST_SEEDS = list(range(100_000, 100_008))
 STRUCTURE_SLOW_SEEDS = harness.slow_seeds("FUZZ_STRUCTURE", 300, start=False)
+# and several correlated terms for one factor, uncorrelated with each other
+# (fuzz_structures.make_blocks_case), against a truth term per block
+BLOCKS_FAST_SEEDS = list(range(100_000, 100_004))
+BLOCKS_SLOW_SEEDS = harness.slow_seeds("FUZZ_BLOCKS", 200, start=False)
 STRUCTURE_FAILED_BEFORE = {
     46: "nested factors, a random slope on the inner one, counts up to 8e10: the nested "
     "solver's log-determinant 0.39 off (an explicit inverse of blocks whose determinant "
@@ -1250,8 +1254,10 @@ STRUCTURE_FAILED_BEFORE = {
 }
 
 
-def test_fuzz_structures_against_the_dense_truth_fast_sample(capsys):
-    outcomes = run_cases(STRUCTURE_FAST_SEEDS, "structures")
+@pytest.mark.parametrize("generator", ["structures", "blocks"])
+def test_fuzz_structures_against_the_dense_truth_fast_sample(capsys, generator):
+    seeds = STRUCTURE_FAST_SEEDS if generator == "structures" else BLOCKS_FAST_SEEDS
+    outcomes = run_cases(seeds, generator)
     text = harness.print_summary(outcomes, capsys, summary)
     assert all("laplace_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
     assert not any(o.failures for o in outcomes), text
@@ -1268,8 +1274,12 @@ STRUCTURE_KNOWN_OPEN: dict[int, str] = {}
 
 
 @pytest.mark.slow
-def test_fuzz_structures_against_the_dense_truth(capsys):
-    _assert_only_known_failures(STRUCTURE_SLOW_SEEDS, "structures", STRUCTURE_KNOWN_OPEN, capsys)
+@pytest.mark.parametrize("generator", ["structures", "blocks"])
+def test_fuzz_structures_against_the_dense_truth(capsys, generator):
+    if generator == "structures":
+        _assert_only_known_failures(STRUCTURE_SLOW_SEEDS, generator, STRUCTURE_KNOWN_OPEN, capsys)
+    else:
+        _assert_only_known_failures(BLOCKS_SLOW_SEEDS, generator, {}, capsys)
 
 
 # Random slopes fitted by AGQ (a product rule of 25 nodes per dimension) against the
@@ -1299,24 +1309,6 @@ AGQ_KNOWN_OPEN = {
 @pytest.mark.slow
 def test_fuzz_slopes_by_quadrature_against_the_integral(capsys):
     _assert_only_known_failures(AGQ_SLOW_SEEDS, "agq", AGQ_KNOWN_OPEN, capsys)
-
-
-# Several correlated terms for one factor, uncorrelated with each other (blocks of
-# fuzz_structures.make_blocks_case), against the dense Laplace of a truth term per block
-BLOCKS_FAST_SEEDS = list(range(100_000, 100_004))
-BLOCKS_SLOW_SEEDS = harness.slow_seeds("FUZZ_BLOCKS", 200, start=False)
-
-
-def test_fuzz_blocks_against_the_dense_truth_fast_sample(capsys):
-    outcomes = run_cases(BLOCKS_FAST_SEEDS, "blocks")
-    text = harness.print_summary(outcomes, capsys, summary)
-    assert all("laplace_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
-    assert not any(o.failures for o in outcomes), text
-
-
-@pytest.mark.slow
-def test_fuzz_blocks_against_the_dense_truth(capsys):
-    _assert_only_known_failures(BLOCKS_SLOW_SEEDS, "blocks", {}, capsys)
 
 
 def _main(argv):
