@@ -61,15 +61,25 @@ class Term:
         """The correlated block of each of ``names`` (one block for an unstructured or a
         structured term, one per column for a diagonal one): effects of two blocks are
         uncorrelated."""
-        q = len(self.names)
-        if self.diagonal:
-            return np.arange(q)
-        return np.repeat(np.arange(len(self.blocks) or 1), self.blocks or (q,))
+        return block_index(len(self.names), self.diagonal, self.blocks)
 
-    def block_names(self) -> list[list[str]]:
-        """``names`` by correlated block (:attr:`block_index`)."""
+    def block_texts(self) -> list[str]:
+        """Each correlated block as a term of its own (``"1 + x"``, ``"0 + z"``)."""
         index, names = self.block_index, self.names
-        return [[n for n, b in zip(names, index) if b == k] for k in range(int(index.max()) + 1)]
+        out = []
+        for k in range(int(index.max()) + 1):
+            block = [n for n, b in zip(names, index) if b == k]
+            parts = ["1" if n == INTERCEPT else n for n in block]
+            out.append(" + ".join(parts if parts[0] == "1" else ["0", *parts]))
+        return out
+
+
+def block_index(q: int, diagonal: bool, blocks: tuple = ()) -> np.ndarray:
+    """The block of each of ``q`` effects: one per effect (``diagonal``), one per size in
+    ``blocks``, or one for all (:attr:`Term.block_index`)."""
+    if diagonal:
+        return np.arange(q)
+    return np.repeat(np.arange(len(blocks) or 1), blocks or (q,))
 
 
 def fixed_term_text(spec: str, what: str, random_message: str) -> str:
@@ -463,7 +473,7 @@ def theta_layout(q: int, diagonal: bool, blocks: tuple = ()) -> tuple[np.ndarray
     if diagonal:
         idx = np.arange(q)
         return idx, idx.copy()
-    block = np.repeat(np.arange(len(blocks) or 1), blocks or (q,))  # (Term.block_index)
+    block = block_index(q, diagonal, blocks)
     rows, cols = [], []
     for c in range(q):
         for r in range(c, q):

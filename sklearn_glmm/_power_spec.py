@@ -316,8 +316,7 @@ def _term_text(term) -> list[str]:
     if term.diagonal:
         return [f"diag({' + '.join(parts)})"]
     if term.blocks:  # "(1 + x) + (0 + z)"
-        blocks = [["1" if n == INTERCEPT else n for n in b] for b in term.block_names()]
-        return [f"({' + '.join(b if b[0] == '1' else ['0', *b])})" for b in blocks]
+        return [f"({text})" for text in term.block_texts()]
     return parts
 
 

@@ -156,7 +156,7 @@ def z_transform(factor, X, row_weights=None) -> np.ndarray:
     # diagonal term, or the term's blocks; centring moves a slope's column within the
     # intercept's block only (across blocks it would change the model)
     term = factor.term
-    sizes = (1,) * q if term.diagonal else (term.blocks or (q,))
+    sizes = np.bincount(term.block_index)
     ends = np.cumsum(sizes)
     centred = int(ends[0]) if term.intercept and sizes[0] > 1 else 0
     means = np.zeros(q)

@@ -70,9 +70,7 @@ def model_formula(est) -> str:
             bars.append(f"{t.structure}(0 + factor({t.time}) | {f.name})")
             continue
         if getattr(t, "blocks", ()):  # a term per correlated block, as lme4's formula
-            for names in t.block_names():
-                inner = " + ".join(["1" if n == INTERCEPT else n for n in names])
-                bars.append(f"({inner if INTERCEPT in names else '0 + ' + inner} | {f.name})")
+            bars += [f"({text} | {f.name})" for text in t.block_texts()]
             continue
         inner = " + ".join((["1"] if t.intercept else ["0"]) + list(t.slopes))
         bars.append(f"({inner} {'||' if t.diagonal else '|'} {f.name})")

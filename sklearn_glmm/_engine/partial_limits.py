@@ -50,7 +50,8 @@ def block_partial_limits(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     if data.extra_designs is None or not data.n_extra or not np.isfinite(fun):
         return x, fun
     starts = _partial_limit_starts(data, np.asarray(x, dtype=float), bounds)
-    if not starts and not _released_starts(data, np.asarray(x, dtype=float), bounds):
+    released = _released_starts(data, np.asarray(x, dtype=float), bounds)
+    if not starts and not released:
         return x, fun
     at_x, x0 = obj.snapshot(), x
     stage_args = (bounds, max_iter, tol, diag_idx, record)
@@ -58,8 +59,9 @@ def block_partial_limits(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
         k = held[0][0]
         names = (f"limit at one value of coefficient {k}", f"from the limit at coefficient {k}")
         x, fun = _via_nested(obj, start, held, [], fun, (x, fun), names, stage_args, FLAT_TOL)
-    # (from the best point so far: the rows past the flat side are its own)
-    for start, k in _released_starts(data, np.asarray(x, dtype=float), bounds):
+    if x is not x0:  # (from the best point so far: the rows past the flat side are its own)
+        released = _released_starts(data, np.asarray(x, dtype=float), bounds)
+    for start, k in released:
         res = _laplace_stage(obj, start, bounds, max_iter, tol, diag_idx)
         name = f"rows of one value of coefficient {k} released"
         record.stages.append((name, float(res.fun), int(res.nit), str(res.message)))
