@@ -286,6 +286,55 @@ def make_blocks_case(seed: int) -> dict:
     return _case(seed, "blocks", family, X, y, groups, random_effects, fit_params, dense, notes)
 
 
+# block terms of three effects: adaptive quadrature's product rule takes 20 nodes each
+AGQ_BLOCK_TERMS = {
+    "(1 + x0) + (0 + x1)": [["(Intercept)", "x0"], ["x1"]],
+    "(1) + (0 + x0 + x1)": [["(Intercept)"], ["x0", "x1"]],
+    "(0 + x1) + (1 + x0)": [["(Intercept)", "x0"], ["x1"]],
+}
+AGQ_BLOCK_NODES = 20
+
+
+def make_agq_blocks_case(seed: int) -> dict:
+    """One factor with a term of correlated blocks of three effects
+    (:data:`AGQ_BLOCK_TERMS`) fitted by adaptive Gauss-Hermite quadrature with
+    :data:`AGQ_BLOCK_NODES` nodes per effect: its ``loglik_`` is checked against
+    ``truth_dense.integral_loglik`` with the block-diagonal covariance, its optimum
+    against that integral's. The keys of :func:`make_structure_case`, with ``n_agq``
+    in ``params``."""
+    rng = np.random.default_rng([20_261_207, seed])
+    family = str(rng.choice(["binomial", "poisson", "negbin"], p=[0.4, 0.3, 0.3]))
+    term = str(rng.choice(list(AGQ_BLOCK_TERMS)))
+    n_groups = int(rng.integers(5, 25))
+    n = int(rng.integers(60, 220))
+    codes = rng.integers(0, n_groups, n)
+    codes[:n_groups] = np.arange(n_groups)
+    x0 = rng.normal(size=n) * rng.choice([1.0, 3.0]) + rng.choice([0.0, 0.0, 2.0])
+    x1 = rng.integers(0, 2, n).astype(float)
+    X = pd.DataFrame({"x0": x0, "x1": x1})
+    eta = float(rng.normal(0.0, 0.7)) + 0.3 * x0 / x0.std() - 0.4 * x1
+    column = {"(Intercept)": np.ones(n), "x0": x0, "x1": x1}
+    scale = float(rng.choice([1.0, 2.0]))  # SDs up to 1.4: the rule's nodes matter
+    blocks = []
+    for names in AGQ_BLOCK_TERMS[term]:
+        cov = _random_cov(rng, len(names), sds=(0.0, 0.2, 0.4, 0.7)) * scale**2
+        if "x0" in names:
+            at = names.index("x0")  # an SD per unit of x0, not per its own SD
+            cov[at, :] /= x0.std()
+            cov[:, at] /= x0.std()
+        cols = np.column_stack([column[c] for c in names])
+        eta = eta + np.sum(_draw(rng, cov, n_groups)[codes] * cols, axis=1)
+        blocks.append({"names": names, "columns": cols, "structure": None})
+    names = [c for names in AGQ_BLOCK_TERMS[term] for c in names]
+    fit_params, notes = {}, []
+    y = _outcome(rng, family, eta, fit_params, notes, 0.4, 10, count_shift=np.log(2.0))
+    groups = pd.Series(codes, name="g")
+    dense = {"g": {"names": names, "blocks": blocks}}
+    case = _case(seed, "blocks_agq", family, X, y, groups, term, fit_params, dense, notes)
+    case["params"]["n_agq"] = AGQ_BLOCK_NODES
+    return case
+
+
 def make_agq_case(seed: int) -> dict:
     """One factor with a random intercept and slope (correlated, ``diag`` or the slope
     alone) fitted by adaptive Gauss-Hermite quadrature with 25 nodes per dimension (a

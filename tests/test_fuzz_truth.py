@@ -83,8 +83,13 @@ from fuzz_harness import (
     Outcome,
     fit,
 )
-from fuzz_structures import make_agq_case, make_blocks_case, make_structure_case
-from scipy import special, stats
+from fuzz_structures import (
+    make_agq_blocks_case,
+    make_agq_case,
+    make_blocks_case,
+    make_structure_case,
+)
+from scipy import linalg, special, stats
 
 ABSURD = 1e6
 FAILURE_KINDS = harness.failure_kinds(
@@ -105,7 +110,10 @@ FAILURE_KINDS = harness.failure_kinds(
         "converged, no warning but singular / overdispersed, yet a better optimum nearby (> 0.01)",
     ),
     ("dense_not_optimal", "the same, by the dense Laplace (random slopes / several factors)"),
-    ("dense_integral", "random slopes by AGQ >= 25 nodes: loglik_ != the integral (> 1e-3)"),
+    (
+        "dense_integral",
+        "random slopes by AGQ >= 25 nodes, or blocks by 20: loglik_ != the integral (> 1e-3)",
+    ),
     (
         "below_glm",
         "converged, no warning but singular / overdispersed, yet below the nested GLM (> 0.01)",
@@ -123,6 +131,7 @@ GENERATORS = {
     "structures": make_structure_case,
     "agq": make_agq_case,
     "blocks": make_blocks_case,
+    "agq_blocks": make_agq_blocks_case,
 }
 
 
@@ -433,14 +442,29 @@ def _dense_standard_errors(out, m, case, data, structure, params):
     _compare_fixed_standard_errors(out, m, found)
 
 
+def _one_term(structure, covs):
+    """A structure of one factor's terms (a term per block of a block-diagonal
+    covariance, or one term) as one ``truth_dense.Term`` and its covariance."""
+    terms = structure.terms
+    if any(not np.array_equal(t.codes, terms[0].codes) for t in terms):
+        raise ValueError("the terms must share one factor's level codes")
+    if len(terms) == 1:
+        return terms[0], covs[0]
+    columns = np.column_stack([t.columns for t in terms])
+    return truth_dense.Term(terms[0].codes, columns, None), linalg.block_diag(*covs)
+
+
 def _against_dense_integral(out, m, case, data):
-    """AGQ with random slopes (a product rule of 25 or more nodes per dimension): loglik_
-    against the integral at the fitted parameters."""
+    """AGQ with random effects of one factor (a product rule of 25 or more nodes per
+    dimension, or :data:`fuzz_structures.AGQ_BLOCK_NODES` for three effects in blocks):
+    loglik_ against the integral at the fitted parameters, and its optimum against the
+    integral's nearby (by a rule of the fit's nodes in the integral's coordinates where
+    it has three effects: 40 nodes per dimension make 64,000 per level)."""
     structure, covs = dense_model(m, case)
     params = dense_params(m, case, covs)
-    (term,) = structure.terms
+    term, cov = _one_term(structure, covs)
     nums = out.numbers
-    nums["integral_dense"] = truth_dense.integral_loglik(params, data, term)
+    nums["integral_dense"] = truth_dense.integral_loglik({**params, "cov": [cov]}, data, term)
     if np.isfinite(m.loglik_) and not abs(m.loglik_ - nums["integral_dense"]) <= TOL_INTEGRAL:
         out.fail(
             "dense_integral",
@@ -448,9 +472,12 @@ def _against_dense_integral(out, m, case, data):
         )
     if not out.claims_optimum:
         return
+    nodes = 40 if term.k < 3 else case["params"]["n_agq"]
 
     def fun(x):
-        return truth_dense.integral_loglik(truth_dense.unpack(x, data, structure), data, term)
+        at = truth_dense.unpack(x, data, structure)
+        one = {**at, "cov": [_one_term(structure, at["cov"])[1]]}
+        return truth_dense.integral_loglik(one, data, term, nodes=nodes)
 
     _dense_optimum(out, fun, params, data, structure, "integral")
 
@@ -632,7 +659,9 @@ def check_fit(case, m, caught) -> Outcome:
     elif case["zero_inflation"]:
         out.numbers["dense_skip"] = "zero inflation"
     elif case["params"].get("n_agq", 1) > 1:
-        if case["params"]["n_agq"] >= EXACT_NODES and len(m.random_effects_cov_) == 1:
+        if case["scenario"] == "blocks_agq" or (
+            case["params"]["n_agq"] >= EXACT_NODES and len(m.random_effects_cov_) == 1
+        ):
             _against_dense_integral(out, m, case, data)
         else:
             out.numbers["dense_skip"] = "AGQ"
@@ -1311,10 +1340,31 @@ def test_fuzz_slopes_by_quadrature_against_the_integral(capsys):
     _assert_only_known_failures(AGQ_SLOW_SEEDS, "agq", AGQ_KNOWN_OPEN, capsys)
 
 
+# Three random effects in two correlated blocks fitted by AGQ (20 nodes per effect)
+# against the integral of the block-diagonal covariance (fuzz_structures.
+# make_agq_blocks_case); its optimum against a rule of 20 nodes in the integral's
+# coordinates. About 30 s a data set.
+AGQ_BLOCKS_FAST_SEEDS = [100_006]
+AGQ_BLOCKS_SLOW_SEEDS = harness.slow_seeds("FUZZ_AGQ_BLOCKS", 40, start=False)
+
+
+def test_fuzz_blocks_by_quadrature_against_the_integral_fast_sample(capsys):
+    outcomes = run_cases(AGQ_BLOCKS_FAST_SEEDS, "agq_blocks")
+    text = harness.print_summary(outcomes, capsys, summary)
+    assert all("integral_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
+    assert all("integral_best_nearby" in o.numbers for o in outcomes), text
+    assert not any(o.failures for o in outcomes), text
+
+
+@pytest.mark.slow
+def test_fuzz_blocks_by_quadrature_against_the_integral(capsys):
+    _assert_only_known_failures(AGQ_BLOCKS_SLOW_SEEDS, "agq_blocks", {}, capsys)
+
+
 def _main(argv):
     """``python tests/test_fuzz_truth.py SEED [SEED ...]`` or ``--range START STOP``;
-    ``--structures``, ``--agq`` or ``--blocks`` first for the data sets of
-    ``fuzz_structures``."""
+    ``--structures``, ``--agq``, ``--blocks`` or ``--agq_blocks`` first for the data
+    sets of ``fuzz_structures``."""
     generator, argv = harness.pick_generator(argv, GENERATORS, "cases")
     return harness.fuzz_command_line(
         argv,
