@@ -357,14 +357,18 @@ def _against_dense_truth(out, m, case, data):
 
 class _InModelRange:
     """``fun`` (of ``truth_dense.pack``'s vector), NaN where a ``cs`` correlation is below
-    the models' range, ``-0.9999 / (k - 1)`` (``truth_dense_modes.RHO_MAX``): ``truth_dense``
-    takes any positive semi-definite covariance, and with an SD of 0 a ``cs`` matrix is
-    that for correlations below ``-1 / (k - 1)``, a covariance no ``cs`` model has.
-    Structures data set 445 (NB2, ``cs`` over 3 times, the third SD 0, the fit's
-    correlation at its bound -0.5): the search reached -0.877 there, 0.42 higher. (The
-    other structures' points are not restricted: a ``toep`` fit with an SD of 0 reads
-    back, its correlations with that time 0, as a correlation matrix that is not positive
-    semi-definite, data set 96.)"""
+    the models' range, ``-0.9999 / (k - 1)`` (``truth_dense_modes.RHO_MAX``), or a ``toep``
+    correlation matrix is not positive semi-definite while each of its lags is read from
+    a pair of positive SDs. ``truth_dense`` takes any positive semi-definite covariance:
+    with an SD of 0 a ``cs`` matrix is that for correlations below ``-1 / (k - 1)``, and a
+    ``toep`` matrix for lag correlations no correlation matrix has, covariances of no
+    ``cs`` or ``toep`` model. Structures data set 445 (NB2, ``cs`` over 3 times, the third
+    SD 0, the fit's correlation at its bound -0.5): the search reached -0.877 there, 0.42
+    higher; data set 508 (NB2, ``toep`` over 5 times, 8 levels): the search set the third
+    SD to 0 and the lags' correlations to 0.95, 0.84, 0.94 and 0.99 (a matrix with an
+    eigenvalue of -0.07), 0.53 higher. (A lag read from no pair of positive SDs is free:
+    a ``toep`` fit with an SD of 0 reads back, its correlations with that time 0, as a
+    correlation matrix that is not positive semi-definite, data set 96.)"""
 
     def __init__(self, fun):
         self.fun = fun
@@ -374,10 +378,24 @@ class _InModelRange:
 
         k = self.fun.data.X.shape[1]
         for term in self.fun.structure.terms:
-            if term.structure == "cs" and not x[k + term.k] >= -RHO_MAX / (term.k - 1) - 1e-12:
+            v = np.asarray(x[k : k + truth_dense._n_packed(term)], dtype=float)
+            k += len(v)
+            if term.structure == "cs" and not v[term.k] >= -RHO_MAX / (term.k - 1) - 1e-12:
                 return np.nan
-            k += truth_dense._n_packed(term)
+            if term.structure == "toep" and not _toep_valid(v, term.k):
+                return np.nan
         return self.fun(x)
+
+
+def _toep_valid(v, q) -> bool:
+    """Whether ``toep``'s packed SDs and lag correlations ``v`` are a covariance of the
+    model: its correlation matrix positive semi-definite, unless a lag is read from no
+    pair of positive SDs (its correlation then free)."""
+    sd = np.abs(v[:q]) > 0
+    if not all(np.any(sd[: q - lag] & sd[lag:]) for lag in range(1, q)):
+        return True
+    lag = np.abs(np.arange(q)[:, None] - np.arange(q)[None, :])
+    return bool(np.min(np.linalg.eigvalsh(np.r_[1.0, v[q:]][lag])) >= -1e-12)
 
 
 def _dense_optimum(out, fun, params, data, structure, label):
@@ -880,6 +898,18 @@ def test_truth_integral_matches_quad_on_messy_groups():
     assert truth.marginal_loglik(params, data) == pytest.approx(
         truth.marginal_loglik_quad(params, data), abs=1e-8
     )
+
+
+def test_toeplitz_points_outside_the_model_are_refused():
+    """The search's domain for ``toep``: the lag correlations of structures data set 508's
+    point (the third of five SDs 0, every lag read from a pair of positive SDs) make a
+    correlation matrix with an eigenvalue of -0.07, no ``toep`` model's; with the last SD
+    0 as well, lag 4 is read from no pair, free, and the point is taken."""
+    sds = [1.05194, 0.83146, 0.0, 0.49223, 0.60288]
+    lags = [0.95497, 0.83913, 0.93520, 0.98843]
+    assert not _toep_valid(np.r_[sds, lags], 5)
+    assert _toep_valid(np.r_[sds[:4], 0.0, lags], 5)
+    assert _toep_valid(np.r_[sds, 0.9, 0.8, 0.7, 0.6], 5)
 
 
 def test_truth_laplace_is_one_node_agq():
