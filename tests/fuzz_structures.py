@@ -319,7 +319,7 @@ def make_agq_blocks_case(seed: int) -> dict:
     for names in AGQ_BLOCK_TERMS[term]:
         cov = _random_cov(rng, len(names), sds=(0.0, 0.2, 0.4, 0.7)) * scale**2
         if "x0" in names:
-            at = names.index("x0")  # an SD per unit of x0, not per its own SD
+            at = names.index("x0")  # the drawn SD is the slope's over one SD of x0
             cov[at, :] /= x0.std()
             cov[:, at] /= x0.std()
         cols = np.column_stack([column[c] for c in names])
