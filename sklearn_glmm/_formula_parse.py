@@ -295,10 +295,12 @@ def _merged_term(name, pieces) -> str:
     intercepts = sum(bool(p[0]) for p in pieces)
     slopes = [s for p in pieces for s in p[1]]
     if intercepts > 1 or len(set(slopes)) < len(slopes):
+        repeated = ["the intercept"] if intercepts > 1 else []
+        repeated += [repr(s) for s in sorted({s for s in slopes if slopes.count(s) > 1})]
         raise ValueError(
-            f"The random-effect terms for {name!r} repeat a column (an intercept, or "
-            f"{sorted({s for s in slopes if slopes.count(s) > 1})}) in more than one term; "
-            "lme4 would fit it twice. Give each column in one term."
+            f"The random-effect terms for {name!r} repeat {', '.join(repeated)} in more "
+            "than one term; lme4 would fit it twice. Give each column in one term (e.g. "
+            "(1 + x | g) + (0 + z | g))."
         )
     if all(p[2] or p[0] + len(p[1]) == 1 for p in pieces):
         return _term_string(intercepts > 0, slopes, True)

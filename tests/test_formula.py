@@ -313,10 +313,19 @@ def test_unsupported_syntax(long, formula, match):
         parse_glmm_formula(formula, long)
 
 
-def test_overlapping_terms_on_one_factor(long):
-    # (lme4 fits the intercept twice, two variances the data cannot tell apart)
-    with pytest.raises(ValueError, match="repeat a column"):
-        parse_glmm_formula("y ~ time + (1 + time | id) + (1 | id)", long)
+@pytest.mark.parametrize(
+    "formula, repeated",
+    [
+        ("y ~ time + (1 + time | id) + (1 | id)", "repeat the intercept in"),
+        ("y ~ time + (time | id) + (1 + time | id)", "repeat the intercept, 'time' in"),
+        ("y ~ time + (1 | id) + (0 + time | id) + (0 + time | id)", "repeat 'time' in"),
+    ],
+)
+def test_overlapping_terms_on_one_factor(long, formula, repeated):
+    # (lme4 fits the column twice, two variances the data cannot tell apart); the
+    # message names what is repeated
+    with pytest.raises(ValueError, match=repeated):
+        parse_glmm_formula(formula, long)
 
 
 @pytest.mark.parametrize(
