@@ -234,6 +234,18 @@ def _case(seed, scenario, family, X, y, groups, random_effects, fit_params, dens
     }
 
 
+def _one_factor(rng, terms, n_groups, n):
+    """A family, one of ``terms``, the numbers of levels and rows (drawn from the ranges
+    ``n_groups`` and ``n``) and each row's level (every level used)."""
+    family = str(rng.choice(["binomial", "poisson", "negbin"], p=[0.4, 0.3, 0.3]))
+    term = str(rng.choice(list(terms)))
+    n_groups = int(rng.integers(*n_groups))
+    n = int(rng.integers(*n))
+    codes = rng.integers(0, n_groups, n)
+    codes[:n_groups] = np.arange(n_groups)
+    return family, term, n_groups, n, codes
+
+
 BLOCK_TERMS = {
     "(1 + x0) + (0 + x1)": [["(Intercept)", "x0"], ["x1"]],
     "(1) + (0 + x0 + x1)": [["(Intercept)"], ["x0", "x1"]],
@@ -246,12 +258,7 @@ def make_blocks_case(seed: int) -> dict:
     """One factor with a term of correlated blocks (:data:`BLOCK_TERMS`), sometimes
     beside a crossed random intercept. The keys of :func:`make_structure_case`."""
     rng = np.random.default_rng([20_261_206, seed])
-    family = str(rng.choice(["binomial", "poisson", "negbin"], p=[0.4, 0.3, 0.3]))
-    term = str(rng.choice(list(BLOCK_TERMS)))
-    n_groups = int(rng.integers(6, 30))
-    n = int(rng.integers(80, 300))
-    codes = rng.integers(0, n_groups, n)
-    codes[:n_groups] = np.arange(n_groups)
+    family, term, n_groups, n, codes = _one_factor(rng, BLOCK_TERMS, (6, 30), (80, 300))
     x0 = rng.normal(size=n) * rng.choice([1.0, 1.0, 10.0]) + rng.choice([0.0, 0.0, 5.0])
     x1 = rng.integers(0, 2, n).astype(float)
     x2 = rng.normal(size=n)
@@ -303,12 +310,7 @@ def make_agq_blocks_case(seed: int) -> dict:
     against that integral's. The keys of :func:`make_structure_case`, with ``n_agq``
     in ``params``."""
     rng = np.random.default_rng([20_261_207, seed])
-    family = str(rng.choice(["binomial", "poisson", "negbin"], p=[0.4, 0.3, 0.3]))
-    term = str(rng.choice(list(AGQ_BLOCK_TERMS)))
-    n_groups = int(rng.integers(5, 25))
-    n = int(rng.integers(60, 220))
-    codes = rng.integers(0, n_groups, n)
-    codes[:n_groups] = np.arange(n_groups)
+    family, term, n_groups, n, codes = _one_factor(rng, AGQ_BLOCK_TERMS, (5, 25), (60, 220))
     x0 = rng.normal(size=n) * rng.choice([1.0, 3.0]) + rng.choice([0.0, 0.0, 2.0])
     x1 = rng.integers(0, 2, n).astype(float)
     X = pd.DataFrame({"x0": x0, "x1": x1})

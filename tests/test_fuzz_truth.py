@@ -1345,12 +1345,22 @@ def test_fuzz_structures_against_the_dense_truth(capsys, generator):
 # integral of truth_dense.integral_loglik
 AGQ_FAST_SEEDS = [100_000]
 AGQ_SLOW_SEEDS = harness.slow_seeds("FUZZ_AGQ", 60, start=False)
+# and three random effects in two correlated blocks by AGQ (20 nodes per effect) against
+# the integral of the block-diagonal covariance (fuzz_structures.make_agq_blocks_case);
+# its optimum against a rule of 20 nodes in the integral's coordinates. About 30 s a
+# data set.
+AGQ_BLOCKS_FAST_SEEDS = [100_006]
+AGQ_BLOCKS_SLOW_SEEDS = harness.slow_seeds("FUZZ_AGQ_BLOCKS", 40, start=False)
 
 
-def test_fuzz_slopes_by_quadrature_against_the_integral_fast_sample(capsys):
-    outcomes = run_cases(AGQ_FAST_SEEDS, "agq")
+@pytest.mark.parametrize("generator", ["agq", "agq_blocks"])
+def test_fuzz_by_quadrature_against_the_integral_fast_sample(capsys, generator):
+    seeds = AGQ_FAST_SEEDS if generator == "agq" else AGQ_BLOCKS_FAST_SEEDS
+    outcomes = run_cases(seeds, generator)
     text = harness.print_summary(outcomes, capsys, summary)
     assert all("integral_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
+    claims = [o for o in outcomes if o.claims_optimum]
+    assert all("integral_best_nearby" in o.numbers for o in claims), text
     assert not any(o.failures for o in outcomes), text
 
 
@@ -1372,22 +1382,6 @@ AGQ_KNOWN_OPEN = {
 @pytest.mark.slow
 def test_fuzz_slopes_by_quadrature_against_the_integral(capsys):
     _assert_only_known_failures(AGQ_SLOW_SEEDS, "agq", AGQ_KNOWN_OPEN, capsys)
-
-
-# Three random effects in two correlated blocks fitted by AGQ (20 nodes per effect)
-# against the integral of the block-diagonal covariance (fuzz_structures.
-# make_agq_blocks_case); its optimum against a rule of 20 nodes in the integral's
-# coordinates. About 30 s a data set.
-AGQ_BLOCKS_FAST_SEEDS = [100_006]
-AGQ_BLOCKS_SLOW_SEEDS = harness.slow_seeds("FUZZ_AGQ_BLOCKS", 40, start=False)
-
-
-def test_fuzz_blocks_by_quadrature_against_the_integral_fast_sample(capsys):
-    outcomes = run_cases(AGQ_BLOCKS_FAST_SEEDS, "agq_blocks")
-    text = harness.print_summary(outcomes, capsys, summary)
-    assert all("integral_dense" in o.numbers for o in outcomes if o.status == "fitted"), text
-    assert all("integral_best_nearby" in o.numbers for o in outcomes), text
-    assert not any(o.failures for o in outcomes), text
 
 
 @pytest.mark.slow
