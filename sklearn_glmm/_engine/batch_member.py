@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lockstep import Scheduler
+from . import laplace_hessian
+from .lockstep import HessianAt, Scheduler
 from .model_data import ModelData
 from .objective import Objective
 
@@ -22,9 +23,12 @@ class BatchMember(Objective):
     """One replicate's objective: evaluations are batched by a scheduler
     (:mod:`~sklearn_glmm._engine.lockstep`).
 
-    Everything else (the memo, snapshots, the Gauss-Newton scale, the zero probes)
-    is the single :class:`~sklearn_glmm._engine.objective.Objective`'s; the per-row
-    state of a batched point is made from its modes when first read. An evaluation
+    The closed-form Hessian at the last point evaluated (and the largest curvature at
+    its modes, which decides whether the closed form is used) is the batch's too,
+    computed with the other replicates asking (:meth:`_batch_hessian`). Everything
+    else (the memo, snapshots, the Gauss-Newton scale, the zero probes) is the single
+    :class:`~sklearn_glmm._engine.objective.Objective`'s; the per-row state of a
+    batched point is made from its modes when first read. An evaluation or a Hessian
     the batch cannot complete is the single objective's.
     """
 
@@ -95,6 +99,45 @@ class BatchMember(Objective):
             values.append(float(out[0]))
         self.restore(at)
         return values
+
+    # whether the closed-form Hessian is the batch's (False: the single objective's)
+    batched_hessian = True
+    _hessian_at = None  # (memo key, (H, top) or None) of the last Hessian asked for
+
+    def _batch_hessian(self):
+        """``(H, top)`` at the last point evaluated, computed by the batch with the
+        other replicates' (``BatchedLaplace.hessians``): the closed-form Hessian and
+        the largest curvature at the modes, where this replicate's per-row state there
+        is not made (a batched point's), so that the single objective's formulas would
+        first make it (a mode search). None where the state is made (the single
+        objective's formulas on it cost less than a pass of the batch: a power study's
+        checks at its optimum read it anyway), where the batch does not compute it (a
+        family's own parameters, quadrature, several factors), or it did not complete:
+        the single objective's then."""
+        key = self._last_key
+        if (
+            not self.batched_hessian
+            or key is None
+            or self._pending is None
+            or self.n_agq != 1
+            or self.global_modes
+            or self.data.n_extra
+            or not laplace_hessian.applies(self)
+        ):
+            return None
+        if self._hessian_at is None or self._hessian_at[0] != key:
+            params = np.frombuffer(key[0]).copy()
+            (out,) = self._lockstep.request(self._index, [HessianAt(params, self.u.copy())])
+            self._hessian_at = (key, out)
+        return self._hessian_at[1]
+
+    def exact_hessian_block(self):
+        out = self._batch_hessian()
+        return out[0].copy() if out is not None else super().exact_hessian_block()
+
+    def max_curvature(self):
+        out = self._batch_hessian()
+        return out[1] if out is not None else super().max_curvature()
 
     _scale_at = None
 

@@ -23,6 +23,13 @@ Order of calls for one batched evaluation (:meth:`BatchedLaplace.evaluate`):
    the derivative of the modes in the parameters (the next start) and, at a
    replicate's first point, the Gauss-Newton diagonal (the optimiser's scaling).
 
+A replicate that reads the closed-form Hessian at its last point (the curvature check
+at the end of a bootstrap refit, ``converge.check_curvature``; the checks at the optimum
+of a power study's fit) asks the batch for it, which computes those of the replicates
+asking in one pass too (:meth:`BatchedLaplace.hessians`: the mode search from the
+replicate's modes, which takes no step or a last one, then
+:func:`~sklearn_glmm._engine.batched_hessian.laplace_hessians`).
+
 The arithmetic of one replicate does not depend on the others in its batch, and a
 replicate whose batched evaluation does not succeed (no modes found, a non-finite
 value) is evaluated by the single objective instead, from its last modes, with its
@@ -39,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import compiled_on
-from . import compiled
+from . import batched_hessian, compiled
 from .batched_arrays import (
     _concat_const,
     _const_take,
@@ -277,20 +284,47 @@ class BatchedLaplace:
         """
         parts = self._by_form(idx)
         if parts is not None:  # each form's replicates on their own
-            idx, params, U0 = np.asarray(idx, dtype=np.intp), np.asarray(params), np.asarray(U0)
-            outs = [self.evaluate(idx[sel], params[sel], U0[sel], with_scale) for sel in parts]
-            merged = []
-            for k, first in enumerate(outs[0]):
-                full = np.empty((len(idx),) + first.shape[1:], dtype=first.dtype)
-                for sel, out in zip(parts, outs):
-                    full[sel] = out[k]
-                merged.append(full)
-            return tuple(merged)
+            return self._merged(self.evaluate, parts, idx, params, U0, with_scale)
         self.n_batches += 1
         if compiled_on():
             rows = self.compiled_for(idx)
             if rows is not None:
                 return self._compiled_evaluate(rows, idx, params, U0, with_scale)
+        d = self.data
+        A, AA, eta_fix, inputs, found = self._search(idx, params, U0)
+        U, (LL, D1, W, W3), Hinv, logdet, ok = found
+        R, G, q = len(idx), self.G, self.q
+        value = -2.0 * LL.sum(axis=1) + logdet
+        for u in U:
+            value += np.sum(u * u, axis=1)
+        ok &= np.isfinite(value)
+        grad, J, Am_c = self._gradient(A, AA, U, (D1, W, W3), Hinv)
+        if d.n_extra:
+            grad = np.concatenate([grad, self._extra_gradient(inputs, eta_fix, A, U, Am_c)], 1)
+        ok &= np.all(np.isfinite(grad), axis=1)
+        out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
+        return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
+
+    @staticmethod
+    def _merged(method, parts, idx, params, U0, *args):
+        """``method`` (:meth:`evaluate`, :meth:`hessians`) of each of ``parts`` (positions
+        in ``idx`` of one form of the family's terms) on its own, the outputs put
+        together in ``idx``'s order."""
+        idx, params, U0 = np.asarray(idx, dtype=np.intp), np.asarray(params), np.asarray(U0)
+        outs = [method(idx[sel], params[sel], U0[sel], *args) for sel in parts]
+        merged = []
+        for k, first in enumerate(outs[0]):
+            full = np.empty((len(idx),) + first.shape[1:], dtype=first.dtype)
+            for sel, out in zip(parts, outs):
+                full[sel] = out[k]
+            merged.append(full)
+        return tuple(merged)
+
+    def _search(self, idx, params, U0):
+        """The mode search of replicates ``idx`` at ``params`` from ``U0`` (one form of
+        the family's terms): ``(A, AA, eta_fix, inputs, found)``, the rows of ``Z
+        Lambda`` and their products, ``X beta + offset``, the family's inputs
+        (:meth:`_row_inputs`) and :meth:`_modes`' result."""
         d, q, G = self.data, self.q, self.G
         R, n = len(idx), len(d.y)
         A, eta_fix = self._linear_parts(params)
@@ -312,17 +346,113 @@ class BatchedLaplace:
         pairs = [(a, b) for a in range(q) for b in range(a, q)]
         AA = {(a, b): A[a] * A[b] for a, b in pairs}
         U = [np.array(u) for u in np.asarray(U0, dtype=float).reshape(R, G, q).transpose(2, 0, 1)]
-        U, (LL, D1, W, W3), Hinv, logdet, ok = self._modes(at, A, AA, U)
-        value = -2.0 * LL.sum(axis=1) + logdet
-        for u in U:
-            value += np.sum(u * u, axis=1)
-        ok &= np.isfinite(value)
-        grad, J, Am_c = self._gradient(A, AA, U, (D1, W, W3), Hinv)
+        return A, AA, eta_fix, inputs, self._modes(at, A, AA, U)
+
+    def hessians(self, idx, params, U0):
+        """Closed-form Laplace Hessians in ``(beta, theta)`` of replicates ``idx`` at
+        ``params`` (R, n_beta + n_theta), their modes searched from ``U0`` (R, G * q): a
+        replicate's modes at ``params``, where the search takes no step or a last one
+        (the single objective's state made again from its modes). Returns ``(ok, H,
+        top)``: (R,) whether the modes were found and the Hessian is finite, (R, P, P)
+        the Hessians (:func:`~sklearn_glmm._engine.batched_hessian.laplace_hessians`)
+        and (R,) the largest curvature at the modes (``Objective.max_curvature``).
+        Only for a family without parameters of its own that gives its fourth
+        derivative in ``eta``."""
+        parts = self._by_form(idx)
+        if parts is not None:  # each form's replicates on their own
+            return self._merged(self.hessians, parts, idx, params, U0)
+        idx, params, U0 = np.asarray(idx, dtype=np.intp), np.asarray(params), np.asarray(U0)
+        d, q, n = self.data, self.q, len(self.data.y)
         if d.n_extra:
-            grad = np.concatenate([grad, self._extra_gradient(inputs, eta_fix, A, U, Am_c)], 1)
-        ok &= np.all(np.isfinite(grad), axis=1)
-        out = (ok, value, grad, np.stack(U, axis=2).reshape(R, G * q), J.reshape(R, G * q, -1))
-        return out + (self._gauss_newton(A, U, W, J),) if with_scale else out
+            raise ValueError("the batch's Hessians hold no family parameters of their own")
+        step = batched_hessian.replicates_per_pass(n, d.n_beta + d.n_theta, q)
+        if len(idx) > step:
+            chunks = [slice(lo, lo + step) for lo in range(0, len(idx), step)]
+            outs = [self.hessians(idx[c], params[c], U0[c]) for c in chunks]
+            return tuple(np.concatenate([o[k] for o in outs]) for k in range(3))
+        A, _AA, eta_fix, inputs, found = self._search(idx, params, U0)
+        U, (_LL, D1, W, W3), Hinv, _logdet, ok = found
+        R, G, f = len(idx), self.G, self.f
+        eta = eta_fix.copy()
+        for k in range(q):
+            eta += A[k] * self._expand(U[k])
+        y, eta_flat, trials, w, extra, _ = inputs(None, eta.ravel())
+        W4 = d.family.fourth_derivative(y, eta_flat, trials, w, extra).reshape(R, n)
+        Hi = np.empty((R, G, q, q))
+        for i in range(q):
+            for j in range(q):
+                Hi[:, :, i, j] = Hinv[min(i, j)][max(i, j)]
+        rr, cc = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
+        used, rr = np.unique(rr, return_inverse=True)
+        Zt = np.ascontiguousarray(np.broadcast_to(f.Z, (n, q)).T)
+        a = np.empty((R, q, n))
+        for k in range(q):
+            a[:, k] = A[k]
+        with np.errstate(all="ignore"):
+            H = batched_hessian.laplace_hessians(
+                self._design_rows_last(),
+                Zt[used],
+                rr,
+                cc,
+                self._sums_last,
+                self._rows_last,
+                a,
+                np.stack(U, axis=2),
+                Hi,
+                D1,
+                W,
+                W3,
+                W4,
+            )
+        ok &= np.all(np.isfinite(H), axis=(1, 2))
+        return ok, H, W.max(axis=1)
+
+    _Xt = None
+
+    def _design_rows_last(self) -> np.ndarray:
+        """``X'`` (n_beta, n), contiguous (made once)."""
+        if self._Xt is None:
+            self._Xt = np.ascontiguousarray(self.data.X.T)
+        return self._Xt
+
+    def _sums_last(self, v: np.ndarray) -> np.ndarray:
+        """Sums over each level's rows along the last axis: (..., n) to (..., G)."""
+        g = self._rows
+        if g.contiguous:
+            s = np.add.reduceat(v, g.starts, axis=-1)
+            if g.in_order:
+                return s
+            out = np.empty_like(s)
+            out[..., g.run_codes] = s
+            return out
+        # levels in no order: the rows gathered level by level, then summed so
+        order, present, starts = self._level_order()
+        s = np.add.reduceat(v[..., order], starts, axis=-1)
+        if len(present) == self.G:
+            return s
+        out = np.zeros(v.shape[:-1] + (self.G,))
+        out[..., present] = s
+        return out
+
+    _order = None
+
+    def _level_order(self):
+        """The rows in level order, the levels that have rows and where each one's
+        rows start in that order (made once)."""
+        if self._order is None:
+            order = np.argsort(self.codes, kind="stable")
+            counts = np.bincount(self.codes, minlength=self.G)
+            present = np.flatnonzero(counts)
+            starts = (np.cumsum(counts) - counts)[present]
+            self._order = (order, present, starts)
+        return self._order
+
+    def _rows_last(self, v: np.ndarray) -> np.ndarray:
+        """Each row's level value along the last axis: (..., G) to (..., n)."""
+        g = self._rows
+        if not g.contiguous:
+            return v[..., g.codes]
+        return np.repeat(v if g.in_order else v[..., g.run_codes], g.lengths, axis=-1)
 
     def _row_inputs(self, idx, params):
         """``inputs(rows, eta)``: the family's ``derivs`` arguments for replicates

@@ -51,6 +51,9 @@ class CompiledObjective(BatchMember):
     again when first needed.
     """
 
+    # (the Hessian is the numpy objective's, from its own state)
+    batched_hessian = False
+
     def __init__(self, data, engine: BatchedLaplace):
         super().__init__(data, _AtOnce(engine), 0)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import threading
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,6 +60,16 @@ def new_lockstep(engine) -> Scheduler:
 USE_GREENLETS = True
 
 
+class HessianAt(NamedTuple):
+    """A request for the closed-form Hessian at ``params`` (the replicate's last point
+    evaluated) from its modes there, ``u`` (not an evaluation): answered by ``(H,
+    top)``, the Hessian and the largest curvature at the modes, or None
+    (:meth:`~sklearn_glmm._engine.batched.BatchedLaplace.hessians`)."""
+
+    params: np.ndarray
+    u: np.ndarray
+
+
 def _closed_lock() -> threading.Lock:
     """A lock held from the start: ``acquire`` waits until another thread releases it."""
     lock = threading.Lock()
@@ -75,8 +86,9 @@ class Scheduler:
 
     def request(self, index, points):
         """For each of ``points``, ``(params, start, with_scale)``, the batched ``(value,
-        gradient, modes, mode derivatives, Gauss-Newton diagonal or None)``, or None.
-        ``index`` is the task's position in :meth:`run`'s list."""
+        gradient, modes, mode derivatives, Gauss-Newton diagonal or None)``, or None;
+        for a :class:`HessianAt`, ``(H, top)`` or None. ``index`` is the task's position
+        in :meth:`run`'s list."""
         raise NotImplementedError
 
     def run(self, tasks) -> list:
@@ -85,8 +97,44 @@ class Scheduler:
 
     def _compute(self, batch) -> dict:
         """Every task's points in one pass (a task's points side by side: each
-        replicate's arithmetic reads its own rows only)."""
+        replicate's arithmetic reads its own rows only), the Hessians asked for in
+        another."""
+        kinds = {i: [isinstance(pt, HessianAt) for pt in pts] for i, pts in batch.items()}
+        if not any(any(k) for k in kinds.values()):
+            return self._evaluations(batch)
+        points = {i: [pt for pt, h in zip(batch[i], k) if not h] for i, k in kinds.items()}
+        hessians = {i: [pt for pt, h in zip(batch[i], k) if h] for i, k in kinds.items()}
+        evaluated, hessian = self._evaluations(points), self._hessians(hessians)
+        out = {}
+        for i, pts in batch.items():
+            # (False, True): the task's evaluations, then its Hessians, in its order
+            got = (iter(evaluated[i]), iter(hessian[i]))
+            out[i] = [next(got[isinstance(pt, HessianAt)]) for pt in pts]
+        return out
+
+    def _hessians(self, batch) -> dict:
+        """The Hessians of the :class:`HessianAt` requests ``batch`` in one pass."""
         order = [(i, point) for i in sorted(batch) for point in batch[i]]
+        out = {i: [] for i in batch}
+        if not order:
+            return out
+        idx = [i for i, _ in order]
+        params = np.stack([point.params for _, point in order])
+        U0 = np.stack([point.u for _, point in order])
+        try:
+            with np.errstate(all="ignore"):
+                ok, H, top = self.engine.hessians(idx, params, U0)
+        except (np.linalg.LinAlgError, ValueError, ArithmeticError):
+            return {i: [None] * len(batch[i]) for i in batch}
+        for k, i in enumerate(idx):
+            out[i].append((H[k].copy(), float(top[k])) if ok[k] else None)
+        return out
+
+    def _evaluations(self, batch) -> dict:
+        """The evaluations of the points ``batch`` in one pass."""
+        order = [(i, point) for i in sorted(batch) for point in batch[i]]
+        if not order:
+            return {i: [] for i in batch}
         idx = [i for i, _ in order]
         params = np.stack([point[0] for _, point in order])
         U0 = np.stack([point[1] for _, point in order])
@@ -204,7 +252,12 @@ def _outcome(task):
 
 def _own(points) -> list:
     """The points of a request, each's parameters a float array of its own."""
-    return [(np.array(x, dtype=float), start, scale) for x, start, scale in points]
+    return [
+        HessianAt(np.array(pt.params, dtype=float), pt.u)
+        if isinstance(pt, HessianAt)
+        else (np.array(pt[0], dtype=float), pt[1], pt[2])
+        for pt in points
+    ]
 
 
 class GreenletLockstep(Scheduler):
