@@ -111,9 +111,10 @@ class BatchMember(Objective):
         is not made (a batched point's), so that the single objective's formulas would
         first make it (a mode search). None where the state is made (the single
         objective's formulas on it cost less than a pass of the batch: a power study's
-        checks at its optimum read it anyway), where the batch does not compute it (a
-        family's own parameters, quadrature, several factors), or it did not complete:
-        the single objective's then."""
+        checks at its optimum read it anyway), where the batch does not compute it (more
+        than one family parameter, or one without its second derivatives; quadrature;
+        several factors), or it did not complete (NB2's theta on its bound, the Poisson
+        limit): the single objective's then."""
         key = self._last_key
         if (
             not self.batched_hessian
@@ -121,7 +122,8 @@ class BatchMember(Objective):
             or self._pending is None
             or self.n_agq != 1
             or self.global_modes
-            or self.data.n_extra
+            or self.data.n_extra > 1
+            or (self.data.n_extra and not hasattr(self.data.family, "extra_second_derivs"))
             or not laplace_hessian.applies(self)
         ):
             return None

@@ -356,15 +356,17 @@ class BatchedLaplace:
         top)``: (R,) whether the modes were found and the Hessian is finite, (R, P, P)
         the Hessians (:func:`~sklearn_glmm._engine.batched_hessian.laplace_hessians`)
         and (R,) the largest curvature at the modes (``Objective.max_curvature``).
-        Only for a family without parameters of its own that gives its fourth
-        derivative in ``eta``."""
+        For a family that gives its fourth derivative in ``eta``; with one parameter of
+        its own (NB2's ``log theta``), its row and column too (P = n_params), where the
+        family gives its second derivatives in it (not on its bound: there ``ok`` is
+        False)."""
         parts = self._by_form(idx)
         if parts is not None:  # each form's replicates on their own
             return self._merged(self.hessians, parts, idx, params, U0)
         idx, params, U0 = np.asarray(idx, dtype=np.intp), np.asarray(params), np.asarray(U0)
         d, q, n = self.data, self.q, len(self.data.y)
-        if d.n_extra:
-            raise ValueError("the batch's Hessians hold no family parameters of their own")
+        if d.n_extra > 1 or (d.n_extra and not hasattr(d.family, "extra_second_derivs")):
+            raise ValueError("the batch's Hessians hold at most one family parameter")
         step = batched_hessian.replicates_per_pass(n, d.n_beta + d.n_theta, q)
         if len(idx) > step:
             chunks = [slice(lo, lo + step) for lo in range(0, len(idx), step)]
@@ -378,6 +380,10 @@ class BatchedLaplace:
             eta += A[k] * self._expand(U[k])
         y, eta_flat, trials, w, extra, _ = inputs(None, eta.ravel())
         W4 = d.family.fourth_derivative(y, eta_flat, trials, w, extra).reshape(R, n)
+        own = None
+        if d.n_extra:  # the family's derivatives in its parameter, replicate by replicate
+            own, done = self._extra_second(idx, params[:, -1], eta)
+            ok &= done
         Hi = np.empty((R, G, q, q))
         for i in range(q):
             for j in range(q):
@@ -403,9 +409,30 @@ class BatchedLaplace:
                 W,
                 W3,
                 W4,
+                own,
             )
         ok &= np.all(np.isfinite(H), axis=(1, 2))
         return ok, H, W.max(axis=1)
+
+    def _extra_second(self, idx, own, eta):
+        """The family's first and second derivatives in its one own parameter of the
+        replicates ``idx`` at their values ``own`` (R,) and linear predictors ``eta`` (R,
+        n), as the single objective's :func:`~sklearn_glmm._engine.laplace_hessian.
+        extra_column` reads them (one value for all of a replicate's rows): ``(d_l,
+        w_l, loglik_ll, d_ll, w_ll, w3_l)``, each (R, n), and (R,) whether the family
+        gives them (not on the parameter's bound)."""
+        fam, R = self.data.family, len(idx)
+        out = np.zeros((6, R, eta.shape[1]))
+        done = np.zeros(R, dtype=bool)
+        for r, i in enumerate(idx):
+            args = (self.Y[i], eta[r], self._trials, self._w, (float(own[r]),), self._const[i])
+            second = fam.extra_second_derivs(*args)
+            if second is None:
+                continue
+            _, d_l, w_l = (v[0] for v in fam.extra_derivs(*args))
+            out[:, r] = (d_l, w_l) + tuple(second)
+            done[r] = True
+        return tuple(out), done
 
     _Xt = None
 

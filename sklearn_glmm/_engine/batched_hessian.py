@@ -35,8 +35,12 @@ def _gram(X, c, Y):
     return np.matmul(X * c[:, None], np.swapaxes(Y, 1, 2))
 
 
-def laplace_hessians(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4) -> np.ndarray:
-    """Hessians of ``-2 log L`` (Laplace) in ``(beta, theta)`` of ``R`` replicates: (R, P, P).
+def laplace_hessians(
+    Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4, extra=None
+) -> np.ndarray:
+    """Hessians of ``-2 log L`` (Laplace) in ``(beta, theta)`` of ``R`` replicates: (R, P, P);
+    with ``extra``, in ``(beta, theta, l)`` for a family's one own parameter ``l`` (NB2's
+    ``log theta``): (R, P + 1, P + 1).
 
     Per-row arrays have the rows last (their sums over a level's rows run along
     contiguous memory): ``Xt`` (p, n) the fixed-effect design; ``Zu`` the columns of
@@ -45,7 +49,10 @@ def laplace_hessians(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4
     maps (..., n) to the levels' sums (..., G), ``rows`` (..., G) to each row's level
     value (..., n). Per replicate: ``a`` (R, q, n) the rows of ``Z Lambda``, ``u`` (R, G,
     q) the modes, ``Hinv`` (R, G, q, q) the levels' ``(I + A' W A)^-1`` at them, and the
-    family's ``d1, w, w3, w4`` (R, n) there.
+    family's ``d1, w, w3, w4`` (R, n) there; ``extra`` its derivatives in ``l`` there
+    (``Family.extra_derivs``' ``d_l, w_l`` and ``extra_second_derivs``' ``loglik_ll,
+    d_ll, w_ll, w3_l``, each (R, n)), whose row and column are
+    :func:`~sklearn_glmm._engine.laplace_hessian._vector_extra_column`'s.
     """
     R, q, n = a.shape
     p, T = Xt.shape[0], len(rr)
@@ -97,4 +104,60 @@ def laplace_hessians(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4
     wzz = level_sums(wz[:, :, None] * Zu[None, None])[:, rr][:, :, rr]  # (R, T, T, G)
     tr[:, p:, p:] += 2.0 * np.einsum("rtsg,rgts->rts", wzz, Hinv[:, :, cc][:, :, :, cc])
     H = -2.0 * (H_psi - 0.5 * (tr - tr_MM))
-    return 0.5 * (H + np.swapaxes(H, 1, 2))
+    H = 0.5 * (H + np.swapaxes(H, 1, 2))
+    if extra is None:
+        return H
+    col = _extra_columns(
+        (p, t, Zr, cc, level_sums, rows), (a, Hinv, w, w3, w4), (E, U, D, M, k, c), extra
+    )
+    out = np.empty((R, P + 1, P + 1))
+    out[:, :P, :P] = H
+    out[:, P, :] = col
+    out[:, :, P] = col
+    return out
+
+
+def _extra_columns(layout, state, parts, extra) -> np.ndarray:
+    """The Hessians' row and column of a family's one own parameter ``l``: (R, P + 1),
+    the entries with ``(beta, theta)`` then with itself (the formulas of
+    :func:`~sklearn_glmm._engine.laplace_hessian._vector_extra_column`, a replicate
+    axis first and the rows last)."""
+    p, t, Zr, cc, level_sums, rows = layout
+    a, Hinv, w, w3, w4 = state
+    E, U, D, M, k, c = parts
+    d_l, w_l, l_ll, d_ll, w_ll, w3_l = extra
+    S_l = np.swapaxes(level_sums(a * d_l[:, None]), 1, 2)  # (R, G, q): H_j U_l
+    U_l = np.einsum("rgab,rgb->rga", Hinv, S_l)
+    U_l_rows = rows(np.swapaxes(U_l, 1, 2))  # (R, q, n)
+    D_l = np.einsum("ran,ran->rn", a, U_l_rows)
+    P = E.shape[1]
+    col = np.empty((len(a), P + 1))
+    col[:, :P] = np.einsum("rpn,rn->rp", E, d_l) + np.einsum("rgpa,rga->rp", U, S_l)
+    col[:, P] = l_ll.sum(axis=1) + np.einsum("rga,rga->r", U_l, S_l)
+    wl = w_l + w3 * D_l
+    AU_l = Zr * U_l_rows[:, cc]  # A_iq' U_l, theta's columns (R, T, n)
+    rhs = -np.moveaxis(level_sums(D[:, :, None] * (wl[:, None] * a)[:, None]), -1, 1)
+    rhs[:, :, p + t, cc] += np.swapaxes(level_sums(Zr * (d_l - w * D_l)[:, None]), 1, 2)
+    rhs[:, :, p:] -= np.moveaxis(level_sums(AU_l[:, :, None] * (w[:, None] * a)[:, None]), -1, 1)
+    U_lq = np.matmul(rhs, Hinv)  # (R, G, P, q)
+    s_ll = np.swapaxes(level_sums(a * (d_ll - 2.0 * w_l * D_l - w3 * D_l * D_l)[:, None]), 1, 2)
+    U_ll = np.einsum("rgab,rgb->rga", Hinv, s_ll)
+    # tr(H_j^-1 d2H_j/dl dq) and tr(H_j^-1 d2H_j/dl2), summed over the levels
+    cw3a = np.swapaxes(level_sums((c * w3)[:, None] * a), 1, 2)  # (R, G, q)
+    tr = np.einsum("rpn,rn->rp", D, c * (w3_l + w4 * D_l))
+    tr += np.einsum("rga,rgpa->rp", cw3a, U_lq)
+    alpha = Zr * k[:, cc]  # A_iq' H_j^-1 a_i
+    tr[:, p:] += np.einsum("rtn,rn->rt", AU_l, c * w3) + 2.0 * np.einsum("rtn,rn->rt", alpha, wl)
+    tr_ll = np.einsum("rn,rn->r", c, w_ll + 2.0 * w3_l * D_l + w4 * D_l * D_l)
+    tr_ll += np.einsum("rga,rga->r", cw3a, U_ll)
+    # tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dl)
+    q = a.shape[1]
+    r_, c_ = np.triu_indices(q)
+    upper = np.moveaxis(level_sums(wl[:, None] * (a[:, r_] * a[:, c_])), -1, 1)  # (R, G, .)
+    dH_l = np.empty(upper.shape[:2] + (q, q))
+    dH_l[..., r_, c_] = dH_l[..., c_, r_] = upper
+    M_l = np.matmul(Hinv, dH_l)  # (R, G, q, q)
+    tr_MM = np.einsum("rgpab,rgba->rp", M, M_l)
+    tr_MM_ll = np.einsum("rgab,rgba->r", M_l, M_l)
+    d2logdet = np.concatenate([tr - tr_MM, (tr_ll - tr_MM_ll)[:, None]], axis=1)
+    return -2.0 * (col - 0.5 * d2logdet)
