@@ -128,8 +128,8 @@ class BatchMember(Objective):
         ):
             return None
         if self._hessian_at is None or self._hessian_at[0] != key:
-            params = np.frombuffer(key[0]).copy()
-            (out,) = self._lockstep.request(self._index, [HessianAt(params, self.u.copy())])
+            u, params = self._pending  # (the point's modes: those the state is made from)
+            (out,) = self._lockstep.request(self._index, [HessianAt(params, u.copy())])
             self._hessian_at = (key, out)
         return self._hessian_at[1]
 

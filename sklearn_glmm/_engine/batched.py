@@ -350,7 +350,7 @@ class BatchedLaplace:
 
     def hessians(self, idx, params, U0):
         """Closed-form Laplace Hessians in ``(beta, theta)`` of replicates ``idx`` at
-        ``params`` (R, n_beta + n_theta), their modes searched from ``U0`` (R, G * q): a
+        ``params`` (R, n_params), their modes searched from ``U0`` (R, G * q): a
         replicate's modes at ``params``, where the search takes no step or a last one
         (the single objective's state made again from its modes). Returns ``(ok, H,
         top)``: (R,) whether the modes were found and the Hessian is finite, (R, P, P)
