@@ -110,8 +110,8 @@ class BatchMember(Objective):
         the largest curvature at the modes, where this replicate's per-row state there
         is not made (a batched point's), so that the single objective's formulas would
         first make it (a mode search). None where the state is made (the single
-        objective's formulas on it cost less than a pass of the batch: a power study's
-        checks at its optimum read it anyway), where the batch does not compute it (more
+        objective's formulas on it cost less than a pass of the batch: asking the batch
+        there too made the power curve 5 % slower), where the batch does not compute it (more
         than one family parameter, or one without its second derivatives; quadrature;
         several factors), or it did not complete (NB2's theta on its bound, the Poisson
         limit): the single objective's then."""
