@@ -5,7 +5,11 @@ A bootstrap replicate's curvature check reads the Hessian at its end point
 replicates waiting for one in a pass (``batched_hessian.laplace_hessians``, the single
 objective's formulas with a replicate axis), instead of each replicate making its
 per-row state again and running ``laplace_hessian`` on it. The two agree to rounding,
-and the refits are the same with either.
+and the refits are the same with either. (For several random effects per level the
+single objective runs the same formulas for one replicate, so the comparison checks the
+batch: the replicate axis, its mode search, the forms and the parts of a large batch;
+``test_laplace_hessian.py`` checks the formulas against differences of the gradient. For
+one random effect per level the single objective's are formulas of their own.)
 """
 
 import threading

@@ -374,7 +374,7 @@ class BatchedLaplace:
             return tuple(np.concatenate([o[k] for o in outs]) for k in range(3))
         A, _AA, eta_fix, inputs, found = self._search(idx, params, U0)
         U, (_LL, D1, W, W3), Hinv, _logdet, ok = found
-        R, G, f = len(idx), self.G, self.f
+        R, G = len(idx), self.G
         eta = eta_fix.copy()
         for k in range(q):
             eta += A[k] * self._expand(U[k])
@@ -388,20 +388,14 @@ class BatchedLaplace:
         for i in range(q):
             for j in range(q):
                 Hi[:, :, i, j] = Hinv[min(i, j)][max(i, j)]
-        rr, cc = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
-        used, rr = np.unique(rr, return_inverse=True)
-        Zt = np.ascontiguousarray(np.broadcast_to(f.Z, (n, q)).T)
         a = np.empty((R, q, n))
         for k in range(q):
             a[:, k] = A[k]
         with np.errstate(all="ignore"):
             H = batched_hessian.laplace_hessians(
-                self._design_rows_last(),
-                Zt[used],
-                rr,
-                cc,
-                self._sums_last,
-                self._rows_last,
+                *self._rows_last_design(),
+                self._rows.sum_last,
+                self._rows.expand_last,
                 a,
                 np.stack(U, axis=2),
                 Hi,
@@ -434,52 +428,13 @@ class BatchedLaplace:
             done[r] = True
         return tuple(out), done
 
-    _Xt = None
+    _layout = None
 
-    def _design_rows_last(self) -> np.ndarray:
-        """``X'`` (n_beta, n), contiguous (made once)."""
-        if self._Xt is None:
-            self._Xt = np.ascontiguousarray(self.data.X.T)
-        return self._Xt
-
-    def _sums_last(self, v: np.ndarray) -> np.ndarray:
-        """Sums over each level's rows along the last axis: (..., n) to (..., G)."""
-        g = self._rows
-        if g.contiguous:
-            s = np.add.reduceat(v, g.starts, axis=-1)
-            if g.in_order:
-                return s
-            out = np.empty_like(s)
-            out[..., g.run_codes] = s
-            return out
-        # levels in no order: the rows gathered level by level, then summed so
-        order, present, starts = self._level_order()
-        s = np.add.reduceat(v[..., order], starts, axis=-1)
-        if len(present) == self.G:
-            return s
-        out = np.zeros(v.shape[:-1] + (self.G,))
-        out[..., present] = s
-        return out
-
-    _order = None
-
-    def _level_order(self):
-        """The rows in level order, the levels that have rows and where each one's
-        rows start in that order (made once)."""
-        if self._order is None:
-            order = np.argsort(self.codes, kind="stable")
-            counts = np.bincount(self.codes, minlength=self.G)
-            present = np.flatnonzero(counts)
-            starts = (np.cumsum(counts) - counts)[present]
-            self._order = (order, present, starts)
-        return self._order
-
-    def _rows_last(self, v: np.ndarray) -> np.ndarray:
-        """Each row's level value along the last axis: (..., G) to (..., n)."""
-        g = self._rows
-        if not g.contiguous:
-            return v[..., g.codes]
-        return np.repeat(v if g.in_order else v[..., g.run_codes], g.lengths, axis=-1)
+    def _rows_last_design(self) -> tuple:
+        """:func:`~sklearn_glmm._engine.batched_hessian.rows_last_design` (made once)."""
+        if self._layout is None:
+            self._layout = batched_hessian.rows_last_design(self.data.X, self.f)
+        return self._layout
 
     def _row_inputs(self, idx, params):
         """``inputs(rows, eta)``: the family's ``derivs`` arguments for replicates

@@ -1,18 +1,21 @@
-"""The closed-form Laplace Hessian of many replicates at once (one grouping factor).
+"""The closed-form Laplace Hessian for one grouping factor with several random effects
+per level, of many replicates at once.
 
-:func:`laplace_hessians` is :func:`~sklearn_glmm._engine.laplace_hessian._vector_hessian`
-with a leading axis of replicates: the same formulas (the module docstring of
-:mod:`~sklearn_glmm._engine.laplace_hessian`), for one random effect per level as well
-as several (the vector formulas hold for ``q = 1``). The replicates share the design
-``X``, ``Z`` and the grouping factor; each has its own parameters (so its own ``a_i =
-Lambda' z_i``), modes, curvatures and level inverses. Every sum runs over one
-replicate's own rows and levels (products of stacked matrices are one product per
-replicate), so a replicate's Hessian does not depend on the others in its batch.
+:func:`laplace_hessians` computes the formulas of
+:mod:`~sklearn_glmm._engine.laplace_hessian` (its module docstring, with ``a_i`` and
+``U_jp`` vectors and ``h_j`` the matrix ``H_j``) with a leading axis of replicates and
+the rows last, and the row and column of a family's one own parameter (NB2's ``log
+theta``) with them (:func:`extra_columns` alone). The replicates share the design ``X``,
+``Z`` and the grouping factor; each has its own parameters (so its own ``a_i = Lambda'
+z_i``), modes, curvatures and level inverses. Every sum runs over one replicate's own
+rows and levels (products of stacked matrices are one product per replicate), so a
+replicate's Hessian does not depend on the others in its batch. The formulas hold for
+one random effect per level too.
 
-It is what a batch of refits (:meth:`~sklearn_glmm._engine.batched.BatchedLaplace.
-hessians`) computes for its replicates' curvature checks in one pass, where each
-replicate's own would make its per-row state again (a mode search) and then run the
-single objective's formulas on it.
+A single fit's objective runs it for one replicate (``laplace_hessian._vector_hessian``);
+a batch of refits (:meth:`~sklearn_glmm._engine.batched.BatchedLaplace.hessians`) for
+the replicates whose curvature checks wait for their Hessians, in one pass, where each
+would otherwise make its per-row state again (a mode search) to compute its own.
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ import numpy as np
 # cells of the largest per-row array, (replicates, rows, P, q, q), in one pass: a batch
 # of more is computed in parts (the single objective's limit, laplace_hessian.MAX_CELLS)
 MAX_CELLS = 4_000_000
+
+
+def rows_last_design(X, factor) -> tuple:
+    """``(Xt, Zu, rr, cc)`` of :func:`laplace_hessians` for the design ``X`` (n, p) and
+    the grouping factor ``factor`` (its ``Z`` and covariance parameters' entries)."""
+    n, q = len(X), factor.q
+    used, rr = np.unique(np.asarray(factor.theta_rows), return_inverse=True)
+    Zt = np.ascontiguousarray(np.broadcast_to(factor.Z, (n, q)).T)
+    return np.ascontiguousarray(X.T), Zt[used], rr, np.asarray(factor.theta_cols)
 
 
 def replicates_per_pass(n: int, P: int, q: int) -> int:
@@ -45,48 +57,85 @@ def laplace_hessians(
     Per-row arrays have the rows last (their sums over a level's rows run along
     contiguous memory): ``Xt`` (p, n) the fixed-effect design; ``Zu`` the columns of
     ``Z`` the covariance parameters' Cholesky entries read, as rows (u, n), and ``rr``
-    (T,) each parameter's among them, ``cc`` (T,) its entry's column; ``level_sums``
-    maps (..., n) to the levels' sums (..., G), ``rows`` (..., G) to each row's level
-    value (..., n). Per replicate: ``a`` (R, q, n) the rows of ``Z Lambda``, ``u`` (R, G,
-    q) the modes, ``Hinv`` (R, G, q, q) the levels' ``(I + A' W A)^-1`` at them, and the
-    family's ``d1, w, w3, w4`` (R, n) there; ``extra`` its derivatives in ``l`` there
-    (``Family.extra_derivs``' ``d_l, w_l`` and ``extra_second_derivs``' ``loglik_ll,
-    d_ll, w_ll, w3_l``, each (R, n)), whose row and column are
-    :func:`~sklearn_glmm._engine.laplace_hessian._vector_extra_column`'s.
+    (T,) each parameter's among them, ``cc`` (T,) its entry's column
+    (:func:`rows_last_design`); ``level_sums`` maps (..., n) to the levels' sums (..., G),
+    ``rows`` (..., G) to each row's level value (..., n). Per replicate: ``a`` (R, q, n)
+    the rows of ``Z Lambda``, ``u`` (R, G, q) the modes, ``Hinv`` (R, G, q, q) the
+    levels' ``(I + A' W A)^-1`` at them, and the family's ``d1, w, w3, w4`` (R, n) there;
+    ``extra`` its derivatives in ``l`` there (``Family.extra_derivs``' ``d_l, w_l`` and
+    ``extra_second_derivs``' ``loglik_ll, d_ll, w_ll, w3_l``, each (R, n)).
     """
-    R, q, n = a.shape
-    p, T = Xt.shape[0], len(rr)
-    P = p + T
-    t = np.arange(T)
-    Zr = Zu[rr]  # (T, n)
-    E = np.empty((R, P, n))  # d eta_i / dp with the modes held
-    E[:, :p] = Xt
-    E[:, p:] = Zr * rows(np.swapaxes(u, 1, 2))[:, cc]
-    # the modes' derivatives U (R, G, P, q) and eta's total derivatives D (R, P, n)
-    rhs = -np.moveaxis(level_sums(E[:, :, None] * (w[:, None] * a)[:, None]), -1, 1)
-    rhs[:, :, p + t, cc] += np.swapaxes(level_sums(Zr * d1[:, None]), 1, 2)
-    U = np.matmul(rhs, Hinv)
-    U_rows = rows(np.moveaxis(U, 1, -1))  # (R, P, q, n)
-    D = E.copy()
-    for k in range(q):
-        D += a[:, None, k] * U_rows[:, :, k]
-    # dH_j/dp (R, G, P, q, q): sum_i w3_i D_ip a_i a_i' (its entries on and above the
-    # diagonal), and the theta entries' w_i (A_it a_i' + a_i A_it'): row and column
-    # cc_t of sum_i w_i z_it a_i'
-    r_, c_ = np.triu_indices(q)
-    upper = level_sums((w3[:, None] * D)[:, :, None] * (a[:, r_] * a[:, c_])[:, None])
-    dH = np.empty((R, upper.shape[-1], P, q, q))
-    dH[..., r_, c_] = dH[..., c_, r_] = np.moveaxis(upper, -1, 1)
-    wz = w[:, None] * Zu  # (R, u, n)
-    wza = np.moveaxis(level_sums(wz[:, :, None] * a[:, None]), -1, 1)[:, :, rr]  # (R, G, T, q)
-    dH[:, :, p + t, cc, :] += wza
-    dH[:, :, p + t, :, cc] += wza.transpose(2, 0, 1, 3)  # (advanced indices first)
-    M = np.matmul(Hinv[:, :, None], dH)  # H_j^-1 dH_j/dp
-    Hinv_rows = rows(np.moveaxis(Hinv, 1, -1))  # (R, q, q, n)
-    k = np.einsum("rabn,rbn->ran", Hinv_rows, a)  # H_j^-1 a_i
-    c = np.einsum("ran,ran->rn", a, k)  # a_i' H_j^-1 a_i
+    v = _Parts(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4)
+    H = _block(v)
+    if extra is None:
+        return H
+    col = _extra_columns(v, extra)
+    P = v.P
+    out = np.empty((len(a), P + 1, P + 1))
+    out[:, :P, :P] = H
+    out[:, P, :] = col
+    out[:, :, P] = col
+    return out
+
+
+def extra_columns(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4, extra):
+    """The row and column of the family's parameter ``l`` alone of
+    :func:`laplace_hessians` with ``extra``: (R, P + 1), the entries with ``(beta,
+    theta)`` then with itself (the ``(beta, theta)`` block's own sums left out)."""
+    return _extra_columns(
+        _Parts(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4), extra
+    )
+
+
+class _Parts:
+    """What the block and the family parameter's row and column share: the modes'
+    derivatives ``U`` (R, G, P, q), eta's derivatives with the modes held ``E`` and in
+    total ``D`` (R, P, n), ``M = H_j^-1 dH_j/dp`` (R, G, P, q, q), each row's ``k = H_j^-1
+    a_i`` (R, q, n) and ``c = a_i' H_j^-1 a_i`` (R, n)."""
+
+    def __init__(self, Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4):
+        R, q, n = a.shape
+        p, T = Xt.shape[0], len(rr)
+        P = self.P = p + T
+        self.p, self.t, self.cc, self.rr, self.Zu = p, np.arange(T), cc, rr, Zu
+        self.level_sums, self.rows = level_sums, rows
+        self.a, self.Hinv, self.w, self.w3, self.w4 = a, Hinv, w, w3, w4
+        t = self.t
+        Zr = self.Zr = Zu[rr]  # (T, n)
+        E = self.E = np.empty((R, P, n))  # d eta_i / dp with the modes held
+        E[:, :p] = Xt
+        E[:, p:] = Zr * rows(np.swapaxes(u, 1, 2))[:, cc]
+        # the modes' derivatives U and eta's total derivatives D
+        rhs = -np.moveaxis(level_sums(E[:, :, None] * (w[:, None] * a)[:, None]), -1, 1)
+        rhs[:, :, p + t, cc] += np.swapaxes(level_sums(Zr * d1[:, None]), 1, 2)
+        U = self.U = np.matmul(rhs, Hinv)
+        U_rows = rows(np.moveaxis(U, 1, -1))  # (R, P, q, n)
+        D = self.D = E.copy()
+        for k in range(q):
+            D += a[:, None, k] * U_rows[:, :, k]
+        # dH_j/dp (R, G, P, q, q): sum_i w3_i D_ip a_i a_i' (its entries on and above the
+        # diagonal), and the theta entries' w_i (A_it a_i' + a_i A_it'): row and column
+        # cc_t of sum_i w_i z_it a_i'
+        r_, c_ = np.triu_indices(q)
+        upper = level_sums((w3[:, None] * D)[:, :, None] * (a[:, r_] * a[:, c_])[:, None])
+        dH = np.empty((R, upper.shape[-1], P, q, q))
+        dH[..., r_, c_] = dH[..., c_, r_] = np.moveaxis(upper, -1, 1)
+        self.wz = w[:, None] * Zu  # (R, u, n)
+        wza = np.moveaxis(level_sums(self.wz[:, :, None] * a[:, None]), -1, 1)[:, :, rr]
+        dH[:, :, p + t, cc, :] += wza  # (R, G, T, q)
+        dH[:, :, p + t, :, cc] += wza.transpose(2, 0, 1, 3)  # (advanced indices first)
+        self.M = np.matmul(Hinv[:, :, None], dH)
+        Hinv_rows = rows(np.moveaxis(Hinv, 1, -1))  # (R, q, q, n)
+        self.k = np.einsum("rabn,rbn->ran", Hinv_rows, a)
+        self.c = np.einsum("ran,ran->rn", a, self.k)
+
+
+def _block(v: _Parts) -> np.ndarray:
+    """The ``(beta, theta)`` block of every replicate: (R, P, P)."""
+    p, Zr, cc, rr, level_sums, rows = v.p, v.Zr, v.cc, v.rr, v.level_sums, v.rows
+    a, Hinv, w, w3, w4, E, U, D, k, c = v.a, v.Hinv, v.w, v.w3, v.w4, v.E, v.U, v.D, v.k, v.c
     H_psi = -_gram(E, w, E) + np.einsum("rgpa,rgqa->rpq", np.matmul(U, np.linalg.inv(Hinv)), U)
-    tr_MM = np.einsum("rgpab,rgqba->rpq", M, M)
+    tr_MM = np.einsum("rgpab,rgqba->rpq", v.M, v.M)
     # sum_j tr(H_j^-1 d2H_j/dp dq), the modes' second derivatives folded in through
     # beta_j = H_j^-1 sum_i w3_i c_i a_i
     s3 = np.swapaxes(level_sums((w3 * c)[:, None] * a), 1, 2)  # (R, G, q)
@@ -101,30 +150,24 @@ def laplace_hessians(
     tr[:, p:] += AU
     tr[:, :, p:] += np.swapaxes(AU, 1, 2)
     # sum_i w_i A_it' H_j^-1 A_is = sum_j H_j^-1[c_t, c_s] sum_i w_i z_it z_is
-    wzz = level_sums(wz[:, :, None] * Zu[None, None])[:, rr][:, :, rr]  # (R, T, T, G)
+    wzz = level_sums(v.wz[:, :, None] * v.Zu[None, None])[:, rr][:, :, rr]  # (R, T, T, G)
     tr[:, p:, p:] += 2.0 * np.einsum("rtsg,rgts->rts", wzz, Hinv[:, :, cc][:, :, :, cc])
     H = -2.0 * (H_psi - 0.5 * (tr - tr_MM))
-    H = 0.5 * (H + np.swapaxes(H, 1, 2))
-    if extra is None:
-        return H
-    col = _extra_columns(
-        (p, t, Zr, cc, level_sums, rows), (a, Hinv, w, w3, w4), (E, U, D, M, k, c), extra
-    )
-    out = np.empty((R, P + 1, P + 1))
-    out[:, :P, :P] = H
-    out[:, P, :] = col
-    out[:, :, P] = col
-    return out
+    return 0.5 * (H + np.swapaxes(H, 1, 2))
 
 
-def _extra_columns(layout, state, parts, extra) -> np.ndarray:
+def _extra_columns(v: _Parts, extra) -> np.ndarray:
     """The Hessians' row and column of a family's one own parameter ``l``: (R, P + 1),
-    the entries with ``(beta, theta)`` then with itself (the formulas of
-    :func:`~sklearn_glmm._engine.laplace_hessian._vector_extra_column`, a replicate
-    axis first and the rows last)."""
-    p, t, Zr, cc, level_sums, rows = layout
-    a, Hinv, w, w3, w4 = state
-    E, U, D, M, k, c = parts
+    the entries with ``(beta, theta)`` then with itself: the module docstring's formulas
+    of :mod:`~sklearn_glmm._engine.laplace_hessian`'s ``extra_column``, with ``a_i``,
+    ``U_l`` and ``U_jq`` vectors and ``h_j`` the matrix ``H_j`` (``S_l = sum_i a_i d_l =
+    H_j U_l``; ``d2 psi / dl dq = sum_i d_l E_iq + U_jq' S_l``, ``d2 psi / dl2 = sum_i
+    loglik_ll + U_l' S_l``; ``H_j U_lq = sum_i A_iq (d_l - w D_il) - sum_i a_i (w_l + w3
+    D_il) D_iq - sum_i w_i a_i A_iq' U_l``, ``H_j U_ll = sum_i a_i (d_ll - 2 w_l D_il -
+    w3 D_il^2)``; ``dH_l = sum_i (w_l + w3 D_il) a_i a_i'``; the traces as the block's)."""
+    p, t, Zr, cc, level_sums, rows = v.p, v.t, v.Zr, v.cc, v.level_sums, v.rows
+    a, Hinv, w, w3, w4 = v.a, v.Hinv, v.w, v.w3, v.w4
+    E, U, D, M, k, c = v.E, v.U, v.D, v.M, v.k, v.c
     d_l, w_l, l_ll, d_ll, w_ll, w3_l = extra
     S_l = np.swapaxes(level_sums(a * d_l[:, None]), 1, 2)  # (R, G, q): H_j U_l
     U_l = np.einsum("rgab,rgb->rga", Hinv, S_l)

@@ -66,6 +66,43 @@ class GroupIndex:
             return u[self.codes]
         return np.repeat(u if self.in_order else u[self.run_codes], self.lengths, axis=0)
 
+    def sum_last(self, v: np.ndarray) -> np.ndarray:
+        """Sums over each level's rows along the last axis: (..., n) to (..., n_levels)
+        (rows last, each level's sum along contiguous memory). Levels whose rows are
+        not together are gathered in level order first."""
+        if self.contiguous:
+            s = np.add.reduceat(v, self.starts, axis=-1)
+            if self.in_order:
+                return s
+            out = np.empty_like(s)
+            out[..., self.run_codes] = s
+            return out
+        order, present, starts = self._level_order()
+        s = np.add.reduceat(v[..., order], starts, axis=-1)
+        if len(present) == self.n_levels:
+            return s
+        out = np.zeros(v.shape[:-1] + (self.n_levels,))
+        out[..., present] = s
+        return out
+
+    def expand_last(self, u: np.ndarray) -> np.ndarray:
+        """Each row's level value along the last axis: (..., n_levels) to (..., n)."""
+        if not self.contiguous:
+            return u[..., self.codes]
+        return np.repeat(u if self.in_order else u[..., self.run_codes], self.lengths, axis=-1)
+
+    _order = None
+
+    def _level_order(self):
+        """The rows in level order, the levels that have rows and where each one's rows
+        start in that order (made once)."""
+        if self._order is None:
+            order = np.argsort(self.codes, kind="stable")
+            counts = np.bincount(self.codes, minlength=self.n_levels)
+            present = np.flatnonzero(counts)
+            self._order = (order, present, (np.cumsum(counts) - counts)[present])
+        return self._order
+
 
 # a column whose pooled within-level SD is at most this fraction of its SD is a
 # predictor of the level itself, or nearly (values jittered by 1e-4 of their SD behaved

@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import batched_hessian
+
 # the vector case's per-row arrays of (rows, P, q, q) cells at most; above, differences
 MAX_CELLS = 4_000_000
 
@@ -200,164 +202,42 @@ def extra_column(obj):
 
 def _vector_hessian(obj) -> np.ndarray:
     """:func:`laplace_hessian` for ``q >= 2`` random effects per level: the module
-    docstring's sums with ``a_i`` and ``U_jp`` vectors, ``h_j`` the matrix ``H_j``,
-    ``d log det H_j / dp = tr(H_j^-1 dH_j/dp)`` and ``d2 log det H_j / dp dq =
-    tr(H_j^-1 d2H_j/dp dq) - tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dp)``; the Cholesky entry
-    ``(r, c)`` of ``Lambda`` moves ``a_i = Lambda' z_i`` by ``A_i = z_ir e_c`` (only the
-    covariance parameters move ``a``): one nonzero entry, so every sum with an ``A`` is
-    a sum of ``z_ir`` times the ``c``-th entry of the other factor (:class:`_VectorParts`'
-    ``Zr`` and ``cc``), and one whose other factor is constant over a level's rows
-    (``U_jp``, ``H_j^-1``) a sum over the levels. Arrays of ``(rows, P, q, q)``
-    (:data:`MAX_CELLS` at most, :func:`applies`); the sums over rows and levels are
-    products of matrices (``_dot``)."""
-    v = _vector_parts(obj)
-    p, w, w3, w4, a, E, U, D, Zr, cc = (
-        v.p, v.w, v.w3, v.w4, v.a, v.E, v.U, v.D, v.Zr, v.cc
-    )  # fmt: skip
-    H_psi = -(E * w[:, None]).T @ E + _dot(np.matmul(U, np.linalg.inv(v.Hinv)), U)
-    tr_MM = _dot(v.M.reshape(v.G, v.P, -1), np.swapaxes(v.M, 2, 3).reshape(v.G, v.P, -1))
-    # sum_j tr(H_j^-1 d2H_j/dp dq), the modes' second derivatives folded in through
-    # beta_j = H_j^-1 sum_i w3_i c_i a_i
-    c = v.c
-    b_rows = v.rows(np.einsum("gab,gb->ga", v.Hinv, v.level_sums((w3 * c)[:, None] * a)))
-    rho = np.einsum("na,na->n", b_rows, a)
-    gamma = Zr * b_rows[:, cc]  # beta_j' A_i, theta's columns
-    alpha = Zr * v.k[:, cc]  # a_i' H_j^-1 A_i
-    tr = (D * (w4 * c - rho * w3)[:, None]).T @ D
-    # sum_i s_i A_i' U_jp: U_jp is the level's, so a sum over the levels
-    zs = v.level_sums(Zr * (w3 * c - rho * w)[:, None])  # (G, T)
-    AU = np.einsum("gt,gpt->tp", zs, U[:, :, cc])  # (T, P)
-    AU += 2.0 * (alpha * w3[:, None]).T @ D - (gamma * w[:, None]).T @ D
-    tr[p:] += AU
-    tr[:, p:] += AU.T
-    # sum_i w_i A_it' H_j^-1 A_is = sum_j H_j^-1[c_t, c_s] sum_i w_i z_it z_is
-    wzz = v.gi.outer_sums(w[:, None] * Zr, Zr)  # (G, T, T)
-    tr[p:, p:] += 2.0 * np.einsum("gts,gts->ts", wzz, v.Hinv[:, cc][:, :, cc])
-    H = -2.0 * (H_psi - 0.5 * (tr - tr_MM))
-    return 0.5 * (H + H.T)
-
-
-class _VectorParts:
-    """The quantities of ``q >= 2`` random effects per level at the objective's state
-    (:func:`_vector_parts`), with the levels' sums and the rows' expansions of arrays
-    of any trailing shape."""
-
-    def __init__(self, obj):
-        d, s = obj.data, obj.state
-        self.gi = obj.groups[0]
-        f = d.factors[0]
-        q, p, T = f.q, d.n_beta, d.n_theta
-        self.q, self.p, self.T, self.P, self.G = q, p, T, p + T, f.n_levels
-        self.d1, self.w, self.w3, self.w4 = _derivatives(obj)
-        n = self.n = len(self.w)
-        self.a = np.asarray(s["a_vals"], dtype=float)  # (n, q): a_i = Lambda' z_i
-        Z = np.broadcast_to(f.Z, (n, q))
-        rr, cc = np.asarray(f.theta_rows), np.asarray(f.theta_cols)
-        self.Hinv = obj.solver.hinv  # (G, q, q), symmetric
-        u_rows = self.gi.expand(s["u"].reshape(self.G, q))
-        # d a_i / d theta_t = z_i[rr_t] e_{cc_t}: its one nonzero entry (Zr), and where (cc)
-        self.Zr, self.cc = np.ascontiguousarray(Z[:, rr]), cc  # (n, T), (T,)
-        self.E = np.empty((n, self.P))  # d eta_i / dp with the modes held
-        self.E[:, :p] = d.X
-        self.E[:, p:] = self.Zr * u_rows[:, cc]
-
-    def aa_upper(self):
-        """Each row's ``a_i a_i'`` on and above the diagonal, ``(n, q (q + 1) / 2)``."""
-        r, c = np.triu_indices(self.q)
-        return self.a[:, r] * self.a[:, c]
-
-    def symmetric(self, S):
-        """``(..., q (q + 1) / 2)`` entries on and above the diagonal (``aa_upper``'s
-        order) to the symmetric ``(..., q, q)``."""
-        r, c = np.triu_indices(self.q)
-        out = np.empty(S.shape[:-1] + (self.q, self.q))
-        out[..., r, c] = S
-        out[..., c, r] = S
-        return out
-
-    def on_columns(self, S):
-        """``(G, T)`` sums of ``z_it`` times something to the ``(G, T, q)`` sums of
-        ``A_i`` times it (each ``t`` at its column ``cc_t``, zeros elsewhere)."""
-        out = np.zeros(S.shape + (self.q,))
-        out[:, np.arange(self.T), self.cc] = S
-        return out
-
-    def level_sums(self, v):  # (n, ...) -> (G, ...)
-        return self.gi.sum(v.reshape(self.n, -1)).reshape((self.G,) + v.shape[1:])
-
-    def rows(self, v):  # (G, ...) -> (n, ...)
-        return self.gi.expand(v.reshape(self.G, -1)).reshape((self.n,) + v.shape[1:])
-
-
-def _vector_parts(obj) -> _VectorParts:
-    """:class:`_VectorParts` with the modes' derivatives ``U`` (G, P, q) (and by row),
-    eta's total derivatives ``D`` (rows, P), ``M = H_j^-1 dH_j/dp`` (G, P, q, q), each
-    row's ``k = H_j^-1 a_i`` and ``c = a_i' H_j^-1 a_i``."""
-    v = _VectorParts(obj)
-    p, a, w, E = v.p, v.a, v.w, v.E
-    rhs = -v.gi.outer_sums(E, w[:, None] * a)
-    rhs[:, p:] += v.on_columns(v.level_sums(v.Zr * v.d1[:, None]))
-    v.U = np.matmul(rhs, v.Hinv)  # the modes' derivatives (G, P, q)
-    v.U_rows = v.rows(v.U)
-    v.D = E + np.einsum("na,npa->np", a, v.U_rows)  # eta's total derivatives
-    # dH_j/dp, and M = H_j^-1 dH_j/dp
-    dH = v.symmetric(v.gi.outer_sums(v.w3[:, None] * v.D, v.aa_upper()))  # (G, P, q, q)
-    # + sum_i w_i (A_it a_i' + a_i A_it'): row and column cc_t of sum_i w_i z_it a_i'
-    wza = v.gi.outer_sums(w[:, None] * v.Zr, a)  # (G, T, q)
-    t = np.arange(v.T)
-    dH[:, p + t, v.cc, :] += wza
-    dH[:, p + t, :, v.cc] += np.swapaxes(wza, 0, 1)  # (advanced indices first: (T, G, q))
-    v.M = np.matmul(v.Hinv[:, None], dH)  # (G, P, q, q)
-    v.k = np.einsum("nab,nb->na", v.rows(v.Hinv), a)
-    v.c = np.einsum("na,na->n", a, v.k)
-    return v
+    docstring's sums with ``a_i`` and ``U_jp`` vectors, ``h_j`` the matrix ``H_j``, ``d
+    log det H_j / dp = tr(H_j^-1 dH_j/dp)`` and ``d2 log det H_j / dp dq = tr(H_j^-1
+    d2H_j/dp dq) - tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dp)``; the Cholesky entry ``(r, c)`` of
+    ``Lambda`` moves ``a_i = Lambda' z_i`` by ``A_i = z_ir e_c`` (only the covariance
+    parameters move ``a``). Computed by
+    :func:`~sklearn_glmm._engine.batched_hessian.laplace_hessians`, which a batch of
+    refits runs for many replicates at once, here for one."""
+    return batched_hessian.laplace_hessians(*_one_replicate(obj))[0]
 
 
 def _vector_extra_column(obj, first, second):
-    """:func:`extra_column` for ``q >= 2`` random effects per level: its sums with
-    ``a_i``, ``U_l`` and ``U_jq`` vectors, ``h_j`` the matrix ``H_j`` (``first``: the
-    family's ``d_l, w_l``; ``second``: ``loglik_ll, d_ll, w_ll, w3_l``). With ``S_l =
-    sum_i a_i d_l = H_j U_l``: ``d2 psi / dl dq = sum_i d_l E_iq + U_jq' S_l`` and ``d2
-    psi / dl2 = sum_i loglik_ll + U_l' S_l``; ``H_j U_lq = sum_i A_iq (d_l - w D_il) -
-    sum_i a_i (w_l + w3 D_il) D_iq - sum_i w_i a_i A_iq' U_l``, ``H_j U_ll = sum_i a_i
-    (d_ll - 2 w_l D_il - w3 D_il^2)``; ``dH_l = sum_i (w_l + w3 D_il) a_i a_i'``,
-    ``d2H_lq = sum_i [(w3_l D_iq + w4 D_il D_iq + w3 (A_iq' U_l + a_i' U_lq)) a_i a_i'
-    + (w_l + w3 D_il) (A_iq a_i' + a_i A_iq')]``, ``d2H_ll = sum_i (w_ll + 2 w3_l D_il
-    + w4 D_il^2 + w3 a_i' U_ll) a_i a_i'``; the traces as :func:`_vector_hessian`'s."""
-    d_l, w_l = first
-    l_ll, d_ll, w_ll, w3_l = second
-    v = _vector_parts(obj)
-    p, a, w, w3, w4, D, c, Zr, cc = v.p, v.a, v.w, v.w3, v.w4, v.D, v.c, v.Zr, v.cc
-    S_l = v.level_sums(a * d_l[:, None])  # (G, q)
-    U_l = np.einsum("gab,gb->ga", v.Hinv, S_l)
-    U_l_rows = v.rows(U_l)
-    D_l = np.einsum("na,na->n", a, U_l_rows)
-    col = np.empty(v.P + 1)
-    col[: v.P] = v.E.T @ d_l + np.einsum("gpa,ga->p", v.U, S_l)
-    col[v.P] = l_ll.sum() + np.einsum("ga,ga->", U_l, S_l)
-    wl = w_l + w3 * D_l
-    AU_l = Zr * U_l_rows[:, cc]  # A_iq' U_l, theta's columns
-    rhs = -v.gi.outer_sums(D, wl[:, None] * a)
-    rhs[:, p:] += v.on_columns(v.level_sums(Zr * (d_l - w * D_l)[:, None]))
-    rhs[:, p:] -= v.gi.outer_sums(AU_l, w[:, None] * a)
-    U_lq = np.matmul(rhs, v.Hinv)  # (G, P, q)
-    U_ll = np.einsum(
-        "gab,gb->ga", v.Hinv, v.level_sums(a * (d_ll - 2.0 * w_l * D_l - w3 * D_l * D_l)[:, None])
+    """:func:`extra_column` for ``q >= 2`` random effects per level (``first``: the
+    family's ``d_l, w_l``; ``second``: ``loglik_ll, d_ll, w_ll, w3_l``):
+    :func:`~sklearn_glmm._engine.batched_hessian.extra_columns` for one replicate."""
+    n = len(obj.data.y)
+    extra = tuple(np.broadcast_to(v, (n,))[None] for v in tuple(first) + tuple(second))
+    return batched_hessian.extra_columns(*_one_replicate(obj), extra)[0]
+
+
+def _one_replicate(obj) -> tuple:
+    """The inputs of :func:`~sklearn_glmm._engine.batched_hessian.laplace_hessians` at
+    the objective's state, as a batch of one replicate."""
+    d, s, gi = obj.data, obj.state, obj.groups[0]
+    f = d.factors[0]
+    n, q = len(d.y), f.q
+    d1, w, w3, w4 = _derivatives(obj)
+    a = np.broadcast_to(np.asarray(s["a_vals"], dtype=float), (n, q)).T[None]
+    return (
+        *batched_hessian.rows_last_design(d.X, f),
+        gi.sum_last,
+        gi.expand_last,
+        np.ascontiguousarray(a),
+        s["u"].reshape(1, f.n_levels, q),
+        obj.solver.hinv[None],
+        d1[None],
+        w[None],
+        w3[None],
+        w4[None],
     )
-    # tr(H_j^-1 d2H_j/dl dq) and tr(H_j^-1 d2H_j/dl2), summed over the levels
-    cw3a = v.level_sums((c * w3)[:, None] * a)  # (G, q)
-    tr = D.T @ (c * (w3_l + w4 * D_l)) + np.einsum("ga,gpa->p", cw3a, U_lq)
-    alpha = Zr * v.k[:, cc]  # A_iq' H_j^-1 a_i
-    tr[p:] += AU_l.T @ (c * w3) + 2.0 * alpha.T @ wl
-    tr_ll = c @ (w_ll + 2.0 * w3_l * D_l + w4 * D_l * D_l) + np.einsum("ga,ga->", cw3a, U_ll)
-    # tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dl)
-    M_l = np.matmul(v.Hinv, v.symmetric(v.level_sums(wl[:, None] * v.aa_upper())))  # (G, q, q)
-    tr_MM = np.einsum("gpab,gba->p", v.M, M_l)
-    tr_MM_ll = np.einsum("gab,gba->", M_l, M_l)
-    d2logdet = np.append(tr - tr_MM, tr_ll - tr_MM_ll)
-    return -2.0 * (col - 0.5 * d2logdet)
-
-
-def _dot(X, Y):
-    """``sum over the first and last axes of X[., p, .] Y[., q, .]``: (P, Q)."""
-    return np.tensordot(X, Y, axes=([0, 2], [0, 2]))
