@@ -259,6 +259,20 @@ def test_group_sums_of_matrices_match_a_direct_sum(order):
     W = rng.normal(size=(len(codes), 2))
     outer = np.array([V[codes == j].T @ W[codes == j] for j in range(7)])
     np.testing.assert_allclose(g.outer_sums(V, W), outer, rtol=1e-13, atol=1e-13)
+    # rows last: (..., n) to the levels' sums (..., n_levels), and back to the rows
+    B = rng.normal(size=(2, 3, len(codes)))
+    last = np.stack([B[..., codes == j].sum(axis=-1) for j in range(7)], axis=-1)
+    np.testing.assert_allclose(g.sum_last(B), last, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(g.expand_last(last), last[..., codes])
+
+
+def test_rows_last_sums_leave_a_level_without_rows_at_zero():
+    from sklearn_glmm._engine.groups import GroupIndex
+
+    codes = np.array([2, 0, 2, 3, 0])  # level 1 has no rows, the others interleaved
+    g = GroupIndex(codes, 4)
+    v = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    np.testing.assert_array_equal(g.sum_last(v), [[7.0, 0.0, 4.0, 4.0]])
 
 
 @pytest.mark.parametrize(
