@@ -215,3 +215,28 @@ def test_refits_with_the_batch_hessians_equal_those_with_their_own(monkeypatch, 
         assert ra.negative_curvature == rb.negative_curvature
         assert ra.rising_off_zero == rb.rising_off_zero
         assert ra.objective == pytest.approx(rb.objective, abs=1e-9)
+
+
+@pytest.mark.parametrize("how", ["not ok", "raises"])
+def test_a_hessian_the_batch_does_not_complete_is_the_replicates_own(monkeypatch, how):
+    est = _fit("pois_slope")
+    Y = simulate_response(est, 6, np.random.default_rng(4))
+    monkeypatch.setattr(batch_member.BatchMember, "batched_hessian", False)
+    own = refit_many(est, Y)
+    monkeypatch.undo()
+    real = BatchedLaplace.hessians
+    asked = []
+
+    def failing(self, idx, params, U0):
+        asked.append(len(idx))
+        if how == "raises":
+            raise np.linalg.LinAlgError("no factorisation")
+        ok, H, top = real(self, idx, params, U0)
+        return np.zeros_like(ok), H, top
+
+    monkeypatch.setattr(BatchedLaplace, "hessians", failing)
+    fallen_back = refit_many(est, Y)
+    assert asked
+    for (xa, ra), (xb, rb) in zip(fallen_back, own):
+        np.testing.assert_array_equal(xa, xb)
+        assert (ra.converged, ra.negative_curvature) == (rb.converged, rb.negative_curvature)
