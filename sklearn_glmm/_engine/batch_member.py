@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import laplace_hessian
+from . import batched_hessian, laplace_hessian
 from .lockstep import HessianAt, Scheduler
 from .model_data import ModelData
 from .objective import Objective
@@ -122,8 +122,7 @@ class BatchMember(Objective):
             or self._pending is None
             or self.n_agq != 1
             or self.global_modes
-            or self.data.n_extra > 1
-            or (self.data.n_extra and not hasattr(self.data.family, "extra_second_derivs"))
+            or not batched_hessian.covers_family(self.data)
             or not laplace_hessian.applies(self)
         ):
             return None

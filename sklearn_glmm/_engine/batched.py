@@ -365,7 +365,7 @@ class BatchedLaplace:
             return self._merged(self.hessians, parts, idx, params, U0)
         idx, params, U0 = np.asarray(idx, dtype=np.intp), np.asarray(params), np.asarray(U0)
         d, q, n = self.data, self.q, len(self.data.y)
-        if d.n_extra > 1 or (d.n_extra and not hasattr(d.family, "extra_second_derivs")):
+        if not batched_hessian.covers_family(d):
             raise ValueError("the batch's Hessians hold at most one family parameter")
         step = batched_hessian.replicates_per_pass(n, d.n_beta + d.n_theta, q)
         if len(idx) > step:

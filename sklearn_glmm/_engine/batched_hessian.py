@@ -36,6 +36,12 @@ def rows_last_design(X, factor) -> tuple:
     return np.ascontiguousarray(X.T), Zt[used], rr, np.asarray(factor.theta_cols)
 
 
+def covers_family(data) -> bool:
+    """Whether the Hessians here hold every parameter of ``data``'s family: none of its
+    own, or one whose second derivatives it gives (``extra_second_derivs``: NB2)."""
+    return data.n_extra == 0 or (data.n_extra == 1 and hasattr(data.family, "extra_second_derivs"))
+
+
 def replicates_per_pass(n: int, P: int, q: int) -> int:
     """How many replicates of ``n`` rows, ``P`` parameters and ``q`` random effects per
     level one pass of :func:`laplace_hessians` takes (at least one)."""
