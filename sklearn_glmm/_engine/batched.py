@@ -420,10 +420,10 @@ class BatchedLaplace:
         done = np.zeros(R, dtype=bool)
         for r, i in enumerate(idx):
             args = (self.Y[i], eta[r], self._trials, self._w, (float(own[r]),), self._const[i])
-            second = fam.extra_second_derivs(*args)
-            if second is None:
+            both = fam.extra_second_derivs(*args, with_first=True)
+            if both is None:
                 continue
-            _, d_l, w_l = (v[0] for v in fam.extra_derivs(*args))
+            (_, d_l, w_l), second = both
             out[:, r] = (d_l, w_l) + tuple(second)
             done[r] = True
         return tuple(out), done

@@ -168,10 +168,10 @@ def extra_column(obj):
         return None
     eta = np.asarray(s["eta"], dtype=float)
     args = (d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
-    second = fam.extra_second_derivs(*args)
-    if second is None:
+    both = fam.extra_second_derivs(*args, with_first=True)
+    if both is None:
         return None
-    _, d_l, w_l = (v[0] for v in fam.extra_derivs(*args))
+    (_, d_l, w_l), second = both
     if not obj._scalar:
         return _vector_extra_column(obj, (d_l, w_l), second)
     l_ll, d_ll, w_ll, w3_l = second

@@ -12,6 +12,7 @@ import numpy as np
 
 from .blas import single_threaded_blas
 from .blocks import interior_coefficients
+from .glm_newton import newton_optimum
 from .lbfgsb import _quiet_trial_points, _run_lbfgsb
 from .objective import GLMObjective, subset_rows
 
@@ -169,9 +170,15 @@ def _glm_with_extras(data, beta0, extra0):
     from there it takes fewer evaluations, and NB theta does not start where it would
     absorb the variation between groups (a zero variance the optimiser cannot leave).
     """
-    bounds = [(None, None)] * data.n_beta + list(data.extra_bounds)
+    glm = GLMObjective(data)
     x0 = np.concatenate([beta0, extra0])
-    res = _run_lbfgsb(GLMObjective(data).value_and_grad, x0, bounds, 200, 1e-9)
+    # Newton's method where the family gives its parameter's second derivatives (NB2),
+    # else (or where it stops short) L-BFGS-B from its last point
+    x, value, x0 = newton_optimum(glm, x0)
+    if x is not None:
+        return x, value
+    bounds = [(None, None)] * data.n_beta + list(data.extra_bounds)
+    res = _run_lbfgsb(glm.value_and_grad, x0, bounds, 200, 1e-9)
     return res.x, float(res.fun)
 
 

@@ -657,11 +657,23 @@ def size_sums(y, k):
         pos = ys >= 1
         yp = np.where(pos, ys, 1.0)
         c0 = special.digamma(yp) + np.euler_gamma
-        c1 = special.polygamma(1, yp) - np.pi**2 / 6.0
+        c1 = trigamma(yp) - np.pi**2 / 6.0
         s1[small] = np.where(pos, 1.0 + kk * (c0 + kk * c1), 0.0)
         s2[small] = np.where(pos, kk * (c0 + 2.0 * kk * c1), 0.0)
         s3[small] = np.where(pos, kk * (c0 + 4.0 * kk * c1), 0.0)
     return s1, s2, s3
+
+
+def trigamma(x):
+    """``psi_1(x)``, the number ``scipy.special.polygamma(1, x)`` gives (which is
+    ``zeta(2, x)`` times 1, after computing ``psi(x)`` as well)."""
+    return special.zeta(2.0, x)
+
+
+def tetragamma(x):
+    """``psi_2(x)``, the number ``scipy.special.polygamma(2, x)`` gives (``-2 zeta(3,
+    x)``)."""
+    return -2.0 * special.zeta(3.0, x)
 
 
 def _polygamma_differences(y, k):
@@ -676,8 +688,8 @@ def _polygamma_differences(y, k):
     big = k > _LARGE_SIZE
     kd = np.where(big, _LARGE_SIZE, k)  # the direct formulas only where they are accurate
     d0 = special.digamma(y + kd) - special.digamma(kd)
-    d1 = special.polygamma(1, y + kd) - special.polygamma(1, kd)
-    d2 = special.polygamma(2, y + kd) - special.polygamma(2, kd)
+    d1 = trigamma(y + kd) - trigamma(kd)
+    d2 = tetragamma(y + kd) - tetragamma(kd)
     if big.any():
         kb, yb = k[big], y[big]
         # 1/s^n - 1/k^n = -(s^n - k^n) / (s k)^n with s = y + k, s^n - k^n expanded in y;

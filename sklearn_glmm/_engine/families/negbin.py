@@ -22,6 +22,7 @@ from .base import (
     limit_or,
     log1p_exp,
     on_upper_bound,
+    trigamma,
 )
 from .poisson import Poisson
 
@@ -227,12 +228,14 @@ class NegativeBinomial2(Family):
                     dl = np.where(big, near, dl)
         return theta, mu, tm, s, r, mmy, dl
 
-    def extra_second_derivs(self, y, eta, trials, weights, extra, const=None):
+    def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
         """Second derivatives for the closed-form Hessian's ``log theta`` row and column
         (:func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): in ``log theta``
         of ``loglik``, ``d1`` and ``w``, and the derivative of ``w3`` in ``log theta``,
         each (n,), weighted as :meth:`derivs`; None for a theta per row or on the bound
         (the Poisson limit: there the row and column are taken by differences). With
+        ``with_first``, ``(first, second)``: ``first`` the first derivatives
+        :meth:`extra_derivs` gives, each (n,), made from the same terms. With
         ``s = theta / (theta + mu)`` and ``r = 1 - s``: ``d1_l = s r (y - mu)``,
         ``d1_ll = (r - s) d1_l``, ``w_l = s r (r - s)(y + theta) + s r theta``,
         ``w_ll = s r [(r - s)^2 - 2 s r](y + theta) + 2 s r (r - s) theta + s r theta``,
@@ -260,7 +263,11 @@ class NegativeBinomial2(Family):
         w_ll = sr * ((r - s) ** 2 - 2.0 * sr) * yt + 2.0 * sr * (r - s) * theta + sr * theta
         w3_l = w_l * (s - r) + 2.0 * sr * w
         out = (dll, d1_ll, w_ll, w3_l)
-        return out if weights is None else tuple(weights * v for v in out)
+        if with_first:  # extra_derivs' expressions
+            out = (dl, d1_l, sr * (2.0 * theta * mu + y * mu - theta * y) / tm) + out
+        if weights is not None:
+            out = tuple(weights * v for v in out)
+        return (out[:3], out[3:]) if with_first else out
 
     def log_p0(self, eta, extra):
         lt = extra[0]
@@ -593,7 +600,7 @@ def _digamma_direct(y, theta):
 
 
 def _trigamma_direct(y, theta):
-    return theta * theta * (special.polygamma(1, y + theta) - special.polygamma(1, theta))
+    return theta * theta * (trigamma(y + theta) - trigamma(theta))
 
 
 def _series_parts(y, theta):

@@ -1,0 +1,97 @@
+"""The GLM's optimum over the fixed effects and a family's one own parameter by
+Newton's method, where the family gives that parameter's second derivatives.
+
+The mixed model's start and the check that it ends no lower read the GLM's optimum in
+``(beta, l)`` (``l``: NB2's ``log theta``). With the exact Hessian of ``log L``,
+
+    -d2 log L / d beta2 = X' W X,  -d2 log L / d beta dl = -X' d1_l,
+    -d2 log L / dl2 = -sum_i loglik_ll,
+
+(the family's ``derivs``, ``extra_derivs`` and ``extra_second_derivs``), Newton's method
+from the GLM's fixed effects at the family's default ``l`` takes a few steps where a
+quasi-Newton method takes about ten evaluations. :func:`newton_optimum` returns None
+where it does not apply or does not reach the optimum (a Hessian that is not positive
+definite, a step that leaves the parameter's bounds, a line search that fails): the
+caller then runs its general optimiser, from the last point reached.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .batched_hessian import covers_family
+
+# Newton's decrement g' H^-1 g (twice the quadratic model's gain in log L) at which the
+# point is the optimum: the next step would gain less than this relative to |log L|
+_DECREMENT_TOL = 1e-13
+_MAX_STEPS = 30
+_MAX_HALVINGS = 30
+
+
+def applies(data) -> bool:
+    """Whether the family's one own parameter has its second derivatives here (NB2's
+    ``log theta``, the same for every row)."""
+    return data.n_extra == 1 and data.extra_designs is None and covers_family(data)
+
+
+def newton_optimum(obj, x0):
+    """``(x, -2 log L, x_last)`` of the GLM ``obj`` (a :class:`~.objective.GLMObjective`)
+    from ``x0 = (beta, l)``: ``x`` its optimum, or None where Newton's method did not
+    reach it (``x_last``: its last accepted point, where a general optimiser goes on)."""
+    d = obj.data
+    if not applies(d):
+        return None, np.nan, x0
+    fam, p = d.family, d.n_beta
+    lo, hi = d.extra_bounds[0]
+    x = np.asarray(x0, dtype=float).copy()
+    point = _point(obj, x)
+    if point is None:
+        return None, np.nan, x
+    for _ in range(_MAX_STEPS):
+        eta, der, ll = point
+        extra = d.extra_values(x[p:])
+        args = (d.y, eta, obj._trials, obj._w, extra, obj._const)
+        both = fam.extra_second_derivs(*args, with_first=True)
+        if both is None:  # on the bound (the Poisson limit)
+            return None, np.nan, x
+        (dl, d1_l, _), second = both
+        g = np.concatenate([d.X.T @ der.d1, [dl.sum()]])
+        H = np.empty((p + 1, p + 1))
+        H[:p, :p] = d.X.T @ (der.w[:, None] * d.X)
+        H[:p, p] = H[p, :p] = -(d.X.T @ d1_l)
+        H[p, p] = -second[0].sum()
+        try:
+            chol = np.linalg.cholesky(H)
+        except np.linalg.LinAlgError:  # not a maximum's curvature here
+            return None, np.nan, x
+        step = np.linalg.solve(chol.T, np.linalg.solve(chol, g))
+        decrement = float(g @ step)
+        if not np.isfinite(decrement):
+            return None, np.nan, x
+        if decrement <= _DECREMENT_TOL * max(1.0, abs(ll)):
+            return x, -2.0 * ll, x
+        t = 1.0
+        for _h in range(_MAX_HALVINGS):
+            cand = x + t * step
+            if not (lo is None or cand[p] >= lo) or not (hi is None or cand[p] <= hi):
+                return None, np.nan, x  # the optimum at (or past) a bound
+            new = _point(obj, cand)
+            # Armijo's rule on the step's predicted gain (t * decrement)
+            if new is not None and new[2] >= ll + 1e-4 * t * decrement:
+                break
+            t *= 0.5
+        else:
+            return None, np.nan, x
+        x, point = cand, new
+    return None, np.nan, x
+
+
+def _point(obj, x):
+    """``(eta, derivs, log L)`` at ``x``; None where log L is not finite."""
+    d = obj.data
+    p = d.n_beta
+    eta = d.X @ x[:p] + d.offset
+    der = obj._derivs(eta, d.extra_values(x[p:]), third=False)
+    ll = float(der.loglik.sum())
+    obj.n_evals += 1
+    return (eta, der, ll) if np.isfinite(ll) else None

@@ -1,0 +1,143 @@
+"""The GLM's optimum in the fixed effects and NB2's log theta by Newton's method
+(``_engine/glm_newton.py``), which the mixed model starts from and checks its end
+against.
+
+The optimum is compared with an independent one: the NB2 log-likelihood written with
+``scipy.stats.nbinom`` and maximised by BFGS from another start. Where Newton's method
+does not apply, or leaves the parameter's bounds, it says so and the start falls back
+to L-BFGS-B.
+"""
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from sklearn_glmm._engine.blocks import interior_coefficients
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.glm_newton import applies, newton_optimum
+from sklearn_glmm._engine.model_data import ModelData
+from sklearn_glmm._engine.objective import GLMObjective
+from sklearn_glmm._engine.start import _glm_with_extras, glm_start
+
+
+def _data(seed, theta=2.0, weights=False, offset=False, zero_inflation=False, n=300):
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.uniform(0, 3, n)])
+    off = rng.normal(0.0, 0.5, n) if offset else np.zeros(n)
+    mu = np.exp(X @ [0.5, 0.4, -0.3] + off)
+    y = rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
+    w = rng.choice([0.5, 1.0, 3.0], n) if weights else np.ones(n)
+    fam = make_family("negbin", zero_inflation)
+    return ModelData(X, y, np.ones(n), w, off, fam, ())
+
+
+def _independent_optimum(d):
+    """(beta, log theta) maximising the weighted NB2 log-likelihood, by BFGS from the
+    Poisson-free start beta = 0, log theta = 1."""
+
+    def nll(x):
+        beta, lt = x[:-1], x[-1]
+        mu = np.exp(d.X @ beta + d.offset)
+        theta = np.exp(lt)
+        return -2.0 * np.sum(d.weights * stats.nbinom.logpmf(d.y, theta, theta / (theta + mu)))
+
+    x0 = np.zeros(d.n_beta + 1)
+    x0[-1] = 1.0
+    res = optimize.minimize(nll, x0, method="BFGS", options={"gtol": 1e-7})
+    res = optimize.minimize(
+        nll, res.x, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-11}
+    )
+    return res.x, res.fun
+
+
+def _start(d):
+    obj = GLMObjective(d)
+    extra0 = d.default_extra()
+    return obj, np.concatenate([glm_start(obj, extra0), extra0])
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"weights": True}, {"offset": True}, {"theta": 0.4}, {"theta": 30.0, "n": 800}],
+    ids=["plain", "weights", "offset", "small_theta", "large_theta"],
+)
+def test_newton_reaches_the_independent_optimum(kw):
+    d = _data(1, **kw)
+    obj, x0 = _start(d)
+    x, value, _ = newton_optimum(obj, x0)
+    assert x is not None, "Newton's method stopped short"
+    ref_x, ref_value = _independent_optimum(d)
+    # no lower than the independent optimum (to its rounding), and at the same point
+    assert value <= ref_value + 1e-8 * abs(ref_value)
+    np.testing.assert_allclose(x, ref_x, atol=2e-5)
+    # the library's own objective agrees, and its gradient vanishes there (the stop is
+    # on Newton's decrement, a gain below 1e-13 |log L|: along a flat log theta that
+    # leaves a gradient of order 1e-5)
+    v, g = GLMObjective(d).value_and_grad(x)
+    assert v == pytest.approx(value, rel=1e-14)
+    assert np.max(np.abs(g)) < 1e-4
+    # the evaluations counted, each a step or a halving (L-BFGS-B took 9-11 on the
+    # reference cases; from theta = 1 to theta = 30 Newton's steps in log theta are
+    # about half a unit each until near the optimum)
+    assert obj.n_evals <= 15
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_newton_no_lower_than_lbfgsb(seed):
+    """The start's optimum by Newton's method against the quasi-Newton one it replaces."""
+    from sklearn_glmm._engine.lbfgsb import _run_lbfgsb
+
+    d = _data(seed, theta=[0.3, 1.0, 5.0][seed % 3], weights=seed % 2 == 1, offset=seed >= 3)
+    obj, x0 = _start(d)
+    bounds = [(None, None)] * d.n_beta + list(d.extra_bounds)
+    res = _run_lbfgsb(GLMObjective(d).value_and_grad, x0, bounds, 200, 1e-9)
+    x, value = _glm_with_extras(d, x0[:-1], x0[-1:])
+    assert value <= res.fun + 1e-10 * abs(res.fun)
+    np.testing.assert_allclose(x, res.x, atol=1e-3)
+
+
+def test_underdispersed_counts_run_up_the_flat_ridge():
+    """Counts less dispersed than Poisson's: log L rises towards theta's upper bound,
+    ever more slowly. Newton's steps go up the ridge until a step gains nothing (or
+    leaves the bound, where L-BFGS-B takes over); either way the start's optimum is
+    past NB2's flat side (there the mixed model starts at the default theta), as high
+    as the bound's to rounding."""
+    rng = np.random.default_rng(3)
+    n = 500
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = rng.binomial(20, 0.2, n).astype(float)
+    d = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), make_family("negbin"), ())
+    obj, x0 = _start(d)
+    _, _, last = newton_optimum(obj, x0)
+    flat = d.family.blocks[0].flat_side[1]
+    assert last[-1] > flat
+    x_glm, value_glm = _glm_with_extras(d, x0[:-1], x0[-1:])
+    assert x_glm[-1] > flat
+    at_bound = x_glm.copy()
+    at_bound[-1] = d.extra_bounds[0][1]
+    assert GLMObjective(d).evaluate(at_bound) >= value_glm - 1e-8
+    assert interior_coefficients(d.family.blocks, None, x_glm[-1:])[0] == d.default_extra()[0]
+
+
+def test_families_without_second_derivatives_are_left_to_lbfgsb():
+    d = _data(2, zero_inflation=True)
+    assert not applies(d)
+    obj = GLMObjective(d)
+    x0 = np.concatenate([np.zeros(d.n_beta), d.default_extra()])
+    x, value, last = newton_optimum(obj, x0)
+    assert x is None and np.isnan(value) and last is x0
+    assert obj.n_evals == 0
+    assert applies(_data(2))
+
+
+def test_steps_converge_quadratically():
+    """Near the optimum each step squares the error (the Hessian is exact): from a
+    point 1e-3 away the optimum is reached in two steps at most."""
+    d = _data(4, weights=True, offset=True)
+    obj, x0 = _start(d)
+    x, _, _ = newton_optimum(obj, x0)
+    near = x + 1e-3 * np.array([1.0, -1.0, 1.0, -1.0])
+    obj = GLMObjective(d)
+    again, _, _ = newton_optimum(obj, near)
+    np.testing.assert_allclose(again, x, atol=1e-7)
+    assert obj.n_evals <= 3  # the start's and two steps'
