@@ -23,6 +23,7 @@ from scipy import special
 
 from ..blocks import ParameterBlock, rows_of
 from ..links import Link, LogLink
+from .count_sums import polygamma_differences
 
 _ETA_MAX = 700.0  # exp(700) is finite in float64; beyond it mu overflows
 _GH_Z, _GH_W = hermegauss(32)
@@ -670,26 +671,20 @@ def trigamma(x):
     return special.zeta(2.0, x)
 
 
-def tetragamma(x):
-    """``psi_2(x)``, the number ``scipy.special.polygamma(2, x)`` gives (``-2 zeta(3,
-    x)``)."""
-    return -2.0 * special.zeta(3.0, x)
-
-
 def _polygamma_differences(y, k):
     """``psi_m(y + k) - psi_m(k)`` for m = 0, 1, 2, free of cancellation for large ``k``.
 
     When a shape parameter grows without bound (NB1 as phi -> 0, the beta-binomial as
     its dispersion grows) each difference is a small number computed from two large ones. There the
     asymptotic series of the polygamma functions are differenced term by term
-    (each term's difference in closed form); elsewhere scipy's functions are used.
+    (each term's difference in closed form); elsewhere, for small whole counts, finite
+    sums of terms of one sign, and scipy's functions for the rest
+    (:func:`~.count_sums.polygamma_differences`).
     """
     y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
     big = k > _LARGE_SIZE
     kd = np.where(big, _LARGE_SIZE, k)  # the direct formulas only where they are accurate
-    d0 = special.digamma(y + kd) - special.digamma(kd)
-    d1 = trigamma(y + kd) - trigamma(kd)
-    d2 = tetragamma(y + kd) - tetragamma(kd)
+    d0, d1, d2 = polygamma_differences(y, kd)
     if big.any():
         kb, yb = k[big], y[big]
         # 1/s^n - 1/k^n = -(s^n - k^n) / (s k)^n with s = y + k, s^n - k^n expanded in y;
