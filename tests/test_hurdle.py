@@ -155,6 +155,23 @@ def test_zero_rate_series_and_closed_form_agree_at_the_switch():
     np.testing.assert_allclose(R, -np.log(-np.expm1(-s) / s), rtol=1e-12)
 
 
+def test_zero_rate_terms_row_by_row_in_any_shape():
+    """Each side of the switch is computed on its own rows: every element is what it is
+    alone, for (nodes, rows) arrays, all on one side, and a scalar."""
+    rng = np.random.default_rng(5)
+    for s in (
+        10 ** rng.uniform(-3, 1.5, (3, 40)),
+        10 ** rng.uniform(-3, -0.4, 30),
+        10 ** rng.uniform(-0.2, 1.5, 30),
+        np.array(0.2),
+    ):
+        got = zero_rate_terms(s, np.log(s))
+        for idx in np.ndindex(s.shape):
+            alone = zero_rate_terms(np.array([s[idx]]), np.log(np.array([s[idx]])))
+            assert [g[idx] for g in got] == [a[0] for a in alone]
+        np.testing.assert_allclose(got[0], -np.log(-np.expm1(-s) / s), rtol=1e-12)
+
+
 def test_hurdle_is_its_zero_part_times_the_truncated_count():
     for name, base_extra in BASES:
         trunc = _family(name, "truncated")

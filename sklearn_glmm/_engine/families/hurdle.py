@@ -45,11 +45,17 @@ _N = np.arange(1, _N_TERMS + 1, dtype=float)
 _EXTRA_STEP = 1e-5
 
 
-def _series(s, coef):
-    """sum_n coef[n-1] s^n for n = 1..N (Horner)."""
-    out = np.zeros_like(s)
-    for c in coef[::-1]:
-        out = (out + c) * s
+# the four series' coefficients, one row each: R, h1, h2, h3
+_COEFS = np.stack([_A / _N, _A, _A * (_N - 1.0), _A * (_N - 1.0) * (_N - 2.0)])
+
+
+def _series(s):
+    """``sum_n coef[n-1] s^n`` for n = 1..N of each row of :data:`_COEFS` (Horner, the
+    four together): (4, *s.shape)."""
+    out = np.zeros((4,) + s.shape)
+    for c in _COEFS.T[::-1]:
+        out += c.reshape((4,) + (1,) * s.ndim)
+        out *= s
     return out
 
 
@@ -58,28 +64,27 @@ def zero_rate_terms(s, log_s):
 
     ``R(s) = -log((1 - e^{-s}) / s)``: ``log(1 - f(0)) = log s - R(s)``. Each
     ``h_k`` is bounded (``h1`` in [0, 1)), so products with the derivatives of
-    ``log s`` never overflow.
+    ``log s`` never overflow. Below :data:`_SERIES_S` from their series (on those rows
+    only).
     """
     s = np.asarray(s, dtype=float)
     small = s < _SERIES_S
-    ss = np.where(small, s, 0.0)
-    R = _series(ss, _A / _N)
-    h1 = _series(ss, _A)
-    h2 = _series(ss, _A * (_N - 1.0))
-    h3 = _series(ss, _A * (_N - 1.0) * (_N - 2.0))
-    if not small.all():
-        sb = np.where(small, 1.0, s)
-        lb = np.where(small, 0.0, log_s)
-        e = np.exp(-sb)
-        one_m = -np.expm1(-sb)  # 1 - e^{-s}
-        q1 = np.exp(lb - sb) / one_m  # s q with q = 1 / expm1(s)
-        q = e / one_m
-        q2 = np.exp(2.0 * lb - sb) / one_m * (1.0 + q)  # s^2 q (1 + q)
-        q3 = np.exp(3.0 * lb - sb) / one_m * (1.0 + q) * (1.0 + 2.0 * q)
-        R = np.where(small, R, lb - np.log(one_m))
-        h1 = np.where(small, h1, 1.0 - q1)
-        h2 = np.where(small, h2, -1.0 + q2)
-        h3 = np.where(small, h3, 2.0 - q3)
+    if small.all():
+        R, h1, h2, h3 = _series(s)
+        return R, h1, h2, h3
+    terms = np.empty((4,) + s.shape)
+    if small.any():
+        terms[:, small] = _series(s[small])
+    big = ~small
+    sb, lb = s[big], np.broadcast_to(log_s, s.shape)[big]
+    e = np.exp(-sb)
+    one_m = -np.expm1(-sb)  # 1 - e^{-s}
+    q1 = np.exp(lb - sb) / one_m  # s q with q = 1 / expm1(s)
+    q = e / one_m
+    q2 = np.exp(2.0 * lb - sb) / one_m * (1.0 + q)  # s^2 q (1 + q)
+    q3 = np.exp(3.0 * lb - sb) / one_m * (1.0 + q) * (1.0 + 2.0 * q)
+    terms[:, big] = (lb - np.log(one_m), 1.0 - q1, -1.0 + q2, 2.0 - q3)
+    R, h1, h2, h3 = terms
     return R, h1, h2, h3
 
 
