@@ -82,17 +82,53 @@ def test_driver_calls_back_at_the_same_iterates_and_stops_as_minimize():
         assert a.status == (99 if stop_after == 2 else 0)
 
 
-def test_a_parameter_held_by_its_bounds_goes_through_minimize(monkeypatch):
-    fun, x0, _ = _problem(5, 4)
-    held = [(None, None), (0.25, 0.25), (0.0, None), (None, None)]
+@pytest.mark.parametrize("seed", range(6))
+def test_parameters_held_by_their_bounds_are_driven_as_minimize_drives_them(seed, monkeypatch):
+    """With a gradient given, ``minimize`` hands the routine a held parameter as it is
+    (its bounds equal); the driver does the same, with the same iterates and result."""
+    assert lbfgsb._driver_ok(held=True)
+    fun, x0, bounds = _problem(seed, 3 + seed % 4)
+    rng = np.random.default_rng(seed)
+    for k in rng.choice(len(bounds), 1 + seed % 2, replace=False):
+        bounds[k] = (0.25 * k, 0.25 * k)
     calls = []
     real = lbfgsb._scipy
     monkeypatch.setattr(lbfgsb, "_scipy", lambda *a: calls.append(1) or real(*a))
+    for maxiter in (3, 200):
+        ours = lbfgsb.minimize_lbfgsb(fun, x0, bounds, maxiter, 1e-12, 1e-8, 20)
+        _same(ours, real(fun, x0, bounds, maxiter, 1e-12, 1e-8, 20, None))
+    assert not calls
+
+
+def test_every_parameter_held_goes_through_minimize(monkeypatch):
+    fun, x0, _ = _problem(5, 2)
+    held = [(0.1, 0.1), (0.25, 0.25)]
+    calls = []
+    real = lbfgsb._scipy
+    monkeypatch.setattr(lbfgsb, "_scipy", lambda *a: calls.append(1) or real(*a))
+    ours = lbfgsb.minimize_lbfgsb(fun, x0, held, 100, 1e-12, 1e-8, 20)
+    ref = real(fun, x0, held, 100, 1e-12, 1e-8, 20, None)
+    np.testing.assert_array_equal(ours.x, ref.x)
+    assert ours.fun == ref.fun and calls
+
+
+def test_a_driver_that_holds_parameters_otherwise_is_not_used_for_them(monkeypatch):
+    """Where the held-parameter check fails (a SciPy that removes them first), runs with
+    a held parameter go through ``minimize`` and the others still through the driver."""
+    fun, x0, bounds = _problem(2, 4)
+    held = list(bounds)
+    held[1] = (0.25, 0.25)
+    calls = []
+    real = lbfgsb._scipy
+    monkeypatch.setattr(lbfgsb, "_scipy", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(lbfgsb, "_CHECKED", {False: True, True: False})
     _same(
         lbfgsb.minimize_lbfgsb(fun, x0, held, 100, 1e-12, 1e-8, 20),
         real(fun, x0, held, 100, 1e-12, 1e-8, 20, None),
     )
-    assert calls
+    assert len(calls) == 1
+    lbfgsb.minimize_lbfgsb(fun, x0, bounds, 100, 1e-12, 1e-8, 20)
+    assert len(calls) == 1
 
 
 def test_an_infinite_value_is_handled_as_minimize_handles_it():
@@ -115,7 +151,7 @@ def test_without_the_driver_minimize_is_called(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(lbfgsb, "_scipy", counted)
-    monkeypatch.setattr(lbfgsb, "_CHECKED", [False])
+    monkeypatch.setattr(lbfgsb, "_CHECKED", {False: False, True: False})
     _same(
         lbfgsb.minimize_lbfgsb(fun, x0, bounds, 100, 1e-12, 1e-8, 20),
         real(fun, x0, bounds, 100, 1e-12, 1e-8, 20, None),
@@ -139,3 +175,4 @@ def test_a_driver_that_disagrees_with_minimize_is_not_used(monkeypatch):
 
     monkeypatch.setattr(lbfgsb, "_drive", broken)
     assert not lbfgsb._same_as_scipy()
+    assert not lbfgsb._same_as_scipy(held=True)

@@ -47,17 +47,22 @@ def minimize_lbfgsb(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback=None)
     new-style callback, given an ``OptimizeResult`` with ``x`` and ``fun``) may raise
     :class:`StopIteration` to end the run, as with ``minimize``.
     """
-    if _driver_ok() and not _any_fixed(bounds):
+    held = _held_count(bounds)
+    if held and (held == len(bounds) or not _driver_ok(held=True)):
+        return _scipy(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback)
+    if _driver_ok():
         return _drive(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback)
     return _scipy(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback)
 
 
-def _any_fixed(bounds) -> bool:
-    """Whether a bound holds a parameter (``lo == hi``): ``minimize`` then removes it
-    from the problem before the routine sees it, which the driver does not do."""
-    return bounds is not None and any(
-        lo is not None and hi is not None and lo == hi for lo, hi in bounds
-    )
+def _held_count(bounds) -> int:
+    """How many parameters a bound holds (``lo == hi``). ``minimize`` answers a problem
+    whose every parameter is held without the routine; with a gradient given, it hands
+    the routine the others as they are (SciPy 1.15 and later; older versions removed
+    the held parameters first), which :func:`_driver_ok` checks."""
+    if bounds is None:
+        return 0
+    return sum(lo is not None and hi is not None and lo == hi for lo, hi in bounds)
 
 
 def _scipy(fun, x0, bounds, maxiter, ftol, gtol, maxcor, callback):
@@ -196,25 +201,26 @@ def _result(x, f, g, work, m, nfev, n_iterations, maxiter, halted) -> OptimizeRe
     )
 
 
-_CHECKED: list = []
+_CHECKED: dict = {}
 
 
-def _driver_ok() -> bool:
+def _driver_ok(held: bool = False) -> bool:
     """Whether the direct driver gives ``minimize``'s result on a small bounded
-    problem (checked once per process)."""
-    if not _CHECKED:
-        _CHECKED.append(_same_as_scipy())
-    return _CHECKED[0]
+    problem (with ``held``, one with a parameter held by its bounds); checked once per
+    process."""
+    if held not in _CHECKED:
+        _CHECKED[held] = _same_as_scipy(held)
+    return _CHECKED[held]
 
 
-def _same_as_scipy() -> bool:
+def _same_as_scipy(held: bool = False) -> bool:
     A = np.array([[3.0, 1.0, 0.2], [1.0, 2.0, 0.5], [0.2, 0.5, 1.5]])
 
     def fun(x):
         r = x - np.array([1.0, -2.0, 0.5])
         return float(0.5 * r @ A @ r + np.sum(np.cos(x))), A @ r - np.sin(x)
 
-    bounds = [(None, None), (-1.0, None), (0.0, 2.0)]
+    bounds = [(None, None), (-1.0, None), (0.7, 0.7) if held else (0.0, 2.0)]
     stops = []
 
     def callback(intermediate_result):
