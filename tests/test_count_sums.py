@@ -87,3 +87,33 @@ def test_large_sizes_keep_their_series():
     errs = _relative_errors([g[:5] for g in got], y[:5], k[:5])
     assert np.all(errs < 1e-15)
     assert np.all(_relative_errors([g[5:] for g in got], y[5:], k[5:]) < 1e-11)
+
+
+def test_log_gamma_ratio_with_the_same_sums():
+    """``log Gamma(y + k) - log Gamma(k)`` beside the differences: the sums' logarithms
+    on their rows, ``_lgamma_ratio``'s value elsewhere (large counts, sizes above 1e5
+    by Stirling's series, sizes below 1e-6 at the size itself)."""
+    from sklearn_glmm._engine.families.base import _lgamma_ratio, size_sums
+
+    rng = np.random.default_rng(3)
+    y = np.concatenate([rng.poisson(3.0, 200), rng.integers(300, 2000, 10), [0, 2, 5, 1]])
+    y = y.astype(float)
+    k = np.concatenate([10 ** rng.uniform(-3, 4, 210), [1e-9, 1e-8, 3e6, 1e12]])
+    lg = _polygamma_differences(y, k, with_log=True)[3]
+    lg_small = size_sums(y, k, with_log=True)[3]
+    np.testing.assert_array_equal(lg_small[-2:], lg[-2:])
+    ref = _lgamma_ratio(y, k)
+    with mpmath.workdps(40):
+        truth = np.array(
+            [
+                float(
+                    mpmath.loggamma(mpmath.mpf(a) + mpmath.mpf(b)) - mpmath.loggamma(mpmath.mpf(b))
+                )
+                for a, b in zip(y, k)
+            ]
+        )
+    scale = np.maximum(np.abs(truth), 1.0)
+    err_ref = np.max(np.abs(ref - truth) / scale)  # (betaln's: 8.5e-13 at k = 7,600)
+    for got in (lg, lg_small):
+        err = np.max(np.abs(got - truth) / scale)
+        assert err < 1e-12 and err <= err_ref

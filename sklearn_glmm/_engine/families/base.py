@@ -633,11 +633,12 @@ _LARGE_SIZE = 1e5
 _SMALL_SIZE = 1e-6
 
 
-def size_sums(y, k):
+def size_sums(y, k, with_log=False):
     """``s1 = k D0``, ``s2 = k D0 + k^2 D1`` and ``s3 = k D0 + 3 k^2 D1 + k^3 D2`` with
     ``D_m = psi_m(y + k) - psi_m(k)`` (:func:`_polygamma_differences`): the terms of the
     eta-derivatives of ``log Gamma(y + k) - log Gamma(k)`` when ``k`` moves with
-    ``e^eta`` (NB1's size, the beta-binomial's shapes).
+    ``e^eta`` (NB1's size, the beta-binomial's shapes); with ``with_log``, that
+    log-gamma ratio itself fourth (:func:`_lgamma_ratio`'s value, made with the sums).
 
     Below :data:`_SMALL_SIZE` from their series in ``k``: each ``D_m`` grows like
     ``k^-(m+1)`` there (``psi_2(k) ~ -2 / k^3`` overflows below ``k = 1e-103`` while
@@ -649,7 +650,7 @@ def size_sums(y, k):
     y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
     small = k < _SMALL_SIZE
     ks = np.where(small, 1.0, k)
-    d0, d1, d2 = _polygamma_differences(y, ks)
+    d0, d1, d2, *lg = _polygamma_differences(y, ks, with_log)
     s1 = ks * d0
     s2 = s1 + ks * ks * d1
     s3 = s1 + 3.0 * ks * ks * d1 + ks**3 * d2
@@ -662,7 +663,9 @@ def size_sums(y, k):
         s1[small] = np.where(pos, 1.0 + kk * (c0 + kk * c1), 0.0)
         s2[small] = np.where(pos, kk * (c0 + 2.0 * kk * c1), 0.0)
         s3[small] = np.where(pos, kk * (c0 + 4.0 * kk * c1), 0.0)
-    return s1, s2, s3
+        if with_log:  # (at the size itself, not the 1 the differences took)
+            lg[0][small] = _lgamma_ratio_rows(ys, kk)
+    return (s1, s2, s3, *lg)
 
 
 def trigamma(x):
@@ -671,8 +674,10 @@ def trigamma(x):
     return special.zeta(2.0, x)
 
 
-def _polygamma_differences(y, k):
-    """``psi_m(y + k) - psi_m(k)`` for m = 0, 1, 2, free of cancellation for large ``k``.
+def _polygamma_differences(y, k, with_log=False):
+    """``psi_m(y + k) - psi_m(k)`` for m = 0, 1, 2, free of cancellation for large ``k``;
+    with ``with_log``, also ``log Gamma(y + k) - log Gamma(k)`` (:func:`_lgamma_ratio`'s
+    value: the same sums' logarithms where they are taken, else as there).
 
     When a shape parameter grows without bound (NB1 as phi -> 0, the beta-binomial as
     its dispersion grows) each difference is a small number computed from two large ones. There the
@@ -684,9 +689,11 @@ def _polygamma_differences(y, k):
     y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
     big = k > _LARGE_SIZE
     kd = np.where(big, _LARGE_SIZE, k)  # the direct formulas only where they are accurate
-    d0, d1, d2 = polygamma_differences(y, kd)
+    d0, d1, d2, *lg = polygamma_differences(y, kd, _lgamma_ratio_rows if with_log else None)
     if big.any():
         kb, yb = k[big], y[big]
+        if with_log:  # (at the size itself: Stirling's series)
+            lg[0][big] = _lgamma_ratio_rows(yb, kb)
         # 1/s^n - 1/k^n = -(s^n - k^n) / (s k)^n with s = y + k, s^n - k^n expanded in y;
         # written in t = y / k and 1 / s, so that no power of k is formed (k^4 overflows
         # from 1e77 on; the terms of 1 / s^n then underflow to 0, as they should)
@@ -702,4 +709,4 @@ def _polygamma_differences(y, k):
         d1[big] = r1 + r2 / 2.0 + r3 / 6.0
         # psi2(x) ~ -1/x^2 - 1/x^3 - 1/(2x^4)
         d2[big] = -r2 - r3 - r4 / 2.0
-    return d0, d1, d2
+    return (d0, d1, d2, *lg)

@@ -89,11 +89,12 @@ class BetaBinomial(Family):
         # log B(y + a, f + b) - log B(a, b) as three ratios log Gamma(n + s) - log Gamma(s)
         # (a + b = phi, y + f = t): accurate however large phi, where the difference of
         # two betaln loses 1e-6 per row (phi = e^20, the bound: the binomial limit)
-        loglik = const + _lgamma_ratio(y, a) + _lgamma_ratio(f, b) - _lgamma_ratio(t, phi)
         # the eta-derivatives of the two ratios in a and b (a' = a q, b' = -b mu) from the
         # size sums s1..s3 of (y, a) and (f, b): finite and accurate however small a or b
-        s1a, s2a, s3a = size_sums(y, a)
-        s1b, s2b, s3b = size_sums(f, b)
+        # (and the ratios themselves, made with those sums)
+        s1a, s2a, s3a, lga = size_sums(y, a, with_log=True)
+        s1b, s2b, s3b, lgb = size_sums(f, b, with_log=True)
+        loglik = const + lga + lgb - _lgamma_ratio(t, phi)
         d1 = q * s1a - mu * s1b
         d2 = q * (q * s2a - mu * s1a) + mu * (mu * s2b - q * s1b)
         d3 = (q**3 * s3a - 3.0 * mu * q * q * s2a + mu * q * (2.0 * mu - 1.0) * s1a) - (

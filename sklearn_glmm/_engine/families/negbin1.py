@@ -27,7 +27,7 @@ from .base import (
     _SMALL_SIZE,
     Family,
     _exp_mean,
-    _lgamma_ratio,
+    _lgamma_ratio_rows,
     _polygamma_differences,
     _weighted,
     limit_or,
@@ -41,15 +41,22 @@ _LOWER = NB1_PHI.bounds[0]
 _POISSON = Poisson()
 
 
-def _size_terms(y, k):
+def _size_terms(y, k, with_log=False):
     """``_polygamma_differences(y, k)`` where ``k`` is at least ``base._SMALL_SIZE`` (at 1
     elsewhere: finite values the caller replaces), the rows below it and their
     :func:`~.base.size_sums` (None where there is none): below it the differences
-    overflow (``psi_2(k) ~ -2 / k^3``) and the curvature's terms cancel."""
+    overflow (``psi_2(k) ~ -2 / k^3``) and the curvature's terms cancel. With
+    ``with_log``, the log-gamma ratio ``log Gamma(y + k) - log Gamma(k)`` of every row
+    fourth (made with the differences' sums)."""
     y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
     small = k < _SMALL_SIZE
-    p = _polygamma_differences(y, np.where(small, 1.0, k))
-    return p, small, (size_sums(y[small], k[small]) if small.any() else None)
+    p0, p1, p2, *lg = _polygamma_differences(y, np.where(small, 1.0, k), with_log)
+    sums = None
+    if small.any():
+        sums = size_sums(y[small], k[small])
+        if with_log:  # (at the size itself, not the 1 the differences took)
+            lg[0][small] = _lgamma_ratio_rows(y[small], k[small])
+    return (p0, p1, p2), small, sums, *lg
 
 
 # above this size k^3 overflows: k^2 a1 and k^3 a2 are taken as nested products there
@@ -103,9 +110,10 @@ class NegativeBinomial1(Family):
         k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
         neg_log_fact = self.constant(y, trials) if const is None else const
         log1p_phi = np.log1p(phi)
-        loglik = _lgamma_ratio(y, k) + neg_log_fact - k * log1p_phi + y * (extra[0] - log1p_phi)
-        # A(k) = psi(y + k) - psi(k) - log(1 + phi) and its k-derivatives
-        (p0, p1, p2), small, sums = _size_terms(y, k)
+        # A(k) = psi(y + k) - psi(k) - log(1 + phi) and its k-derivatives, and the
+        # log-gamma ratio of the log-density
+        (p0, p1, p2), small, sums, lg_ratio = _size_terms(y, k, with_log=True)
+        loglik = lg_ratio + neg_log_fact - k * log1p_phi + y * (extra[0] - log1p_phi)
         a0, a1, a2 = p0 - log1p_phi, p1, p2
         d1 = k * a0
         k2a1, k3a2 = _scaled_terms(k, a1, a2)
