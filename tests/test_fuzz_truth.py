@@ -582,9 +582,20 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
         est, upper = ci.loc["nb_theta", "estimate"], ci.loc["nb_theta", "upper"]
         out.append(("nb_theta", float(np.log(upper / est) / z)))
     if case["zero_inflation"]:
-        est, upper = ci.loc["zi_prob", "estimate"], ci.loc["zi_prob", "upper"]
-        out.append(("zi_prob", float((special.logit(upper) - special.logit(est)) / z)))
+        out.append(("zi_prob", logit_wald_se(ci, "zi_prob", z)))
     return out
+
+
+def logit_wald_se(ci, row, z) -> float:
+    """The SE of a probability's logit read back from its Wald interval (symmetric on
+    the logit scale), from a bound not rounded to 1 (with an SE of 35 on the logit
+    scale, the upper bound of a probability of 0.1 is 1.0 in floating point, the lower
+    3e-31)."""
+    est, lower, upper = (float(ci.loc[row, c]) for c in ("estimate", "lower", "upper"))
+    up = special.logit(upper)
+    if np.isfinite(up):
+        return float((up - special.logit(est)) / z)
+    return float((special.logit(est) - special.logit(lower)) / z)
 
 
 def wald_sd(m):

@@ -63,6 +63,7 @@ from test_fuzz_truth import (
     check_nearby_optimum,
     check_same_value,
     check_standard_errors,
+    logit_wald_se,
     truth_data,
     wald_sd,
 )
@@ -182,8 +183,7 @@ def wald_variance_standard_errors(m, case) -> list[tuple[str, float]]:
     est, upper = ci.loc[row, "estimate"], ci.loc[row, "upper"]
     out.append((row, float(np.log(upper / est) / z)))
     if case["zero_inflation"]:
-        est, upper = ci.loc["zi_prob", "estimate"], ci.loc["zi_prob", "upper"]
-        out.append(("zi_prob", float((special.logit(upper) - special.logit(est)) / z)))
+        out.append(("zi_prob", logit_wald_se(ci, "zi_prob", z)))
     return out
 
 
