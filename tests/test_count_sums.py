@@ -6,7 +6,7 @@ import pytest
 from scipy import special
 
 from sklearn_glmm._engine.families.base import _polygamma_differences
-from sklearn_glmm._engine.families.count_sums import _split, polygamma_differences
+from sklearn_glmm._engine.families.count_sums import SUM_MAX, polygamma_differences
 
 mpmath = pytest.importorskip("mpmath")
 
@@ -37,8 +37,7 @@ def test_small_counts_are_summed_to_full_precision():
     rng = np.random.default_rng(0)
     y = rng.poisson(4.0, 200).astype(float)
     k = 10 ** rng.uniform(-5, 5, len(y))
-    summed, top = _split(y)
-    assert summed.all() and top == y.max()
+    assert y.max() <= SUM_MAX
     got = polygamma_differences(y, k)
     assert np.all(_relative_errors(got, y, k) < 1e-13)
     # where SciPy's difference loses the digits its two values share, the sums do not
@@ -50,14 +49,27 @@ def test_large_and_fractional_counts_take_scipys_differences():
     y = np.concatenate([rng.integers(300, 3000, 30), [2.5, 7.25], rng.integers(0, 3, 5)])
     y = y.astype(float)
     k = rng.uniform(0.5, 50.0, len(y))
-    summed, top = _split(y)
-    assert not summed[:32].any()
     got = polygamma_differences(y, k)
     ref = _scipy(y, k)
-    rows = ~summed
+    rows = np.arange(32)  # counts above SUM_MAX and fractional ones
     for m in range(3):  # the same expressions as SciPy's polygamma, to the last bit
         np.testing.assert_array_equal(got[m][rows], ref[m][rows])
     assert np.all(_relative_errors(got, y, k) < 1e-10)
+
+
+def test_each_value_is_its_own_whatever_the_array():
+    """Which way a value is computed depends on its own count alone: in a grid of
+    sizes, a batch or a single row, the same number."""
+    rng = np.random.default_rng(4)
+    y = np.concatenate([rng.poisson(3.0, 30), rng.integers(60, 70, 10), [2.5]]).astype(float)
+    k = rng.uniform(0.01, 100.0, (4, len(y)))
+    grid = polygamma_differences(y, k, log_direct=lambda a, b: special.gammaln(a + b))
+    for r in range(4):
+        for i in range(len(y)):
+            alone = polygamma_differences(
+                y[i : i + 1], k[r, i : i + 1], log_direct=lambda a, b: special.gammaln(a + b)
+            )
+            assert [g[r, i] for g in grid] == [a[0] for a in alone]
 
 
 def test_mixed_counts_shapes_and_missing_values():
