@@ -141,3 +141,39 @@ def test_steps_converge_quadratically():
     again, _, _ = newton_optimum(obj, near)
     np.testing.assert_allclose(again, x, atol=1e-7)
     assert obj.n_evals <= 3  # the start's and two steps'
+
+
+def test_the_convergence_checks_glm_on_large_data(monkeypatch):
+    """Above the subsampling size the start's GLM reads a subset of rows, and the
+    checks at the optimum fit the GLM on every row (from the mixed model's optimum, NB2
+    by Newton's method): its -2 log L is the GLM's own fit's."""
+    import pandas as pd
+
+    from sklearn_glmm import NegBinGLMM
+    from sklearn_glmm._engine import glm_newton, start
+    from sklearn_glmm.exceptions import NoRandomEffectsWarning
+
+    monkeypatch.setattr(start, "_SUBSAMPLE_ROWS", 1_000)
+    monkeypatch.setattr(start, "_SUBSAMPLE_TARGET", 300)
+    rng = np.random.default_rng(7)
+    n, G = 3_000, 60
+    g = rng.integers(0, G, n)
+    x = rng.normal(size=n)
+    mu = np.exp(0.4 + 0.3 * x + rng.normal(0.0, 0.5, G)[g])
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    X = pd.DataFrame({"x": x})
+    used = []
+    real = glm_newton.newton_optimum
+
+    def spy(obj, x0):
+        out = real(obj, x0)
+        used.append((len(obj.data.y), out[0] is not None))
+        return out
+
+    monkeypatch.setattr(start, "newton_optimum", spy)
+    m = NegBinGLMM().fit(X, y, groups=g)
+    assert (n, True) in used  # the GLM on every row, by Newton's method
+    with pytest.warns(NoRandomEffectsWarning):
+        glm = NegBinGLMM().fit(X, y)
+    assert m.fit_record_.glm_objective == pytest.approx(-2.0 * glm.loglik_, abs=1e-6)
+    assert m.loglik_ >= glm.loglik_

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lbfgsb import _run_lbfgsb
-from .objective import GLMObjective
 from .ridge import FLAT_TOL, _flat_sides, _held, _on_flat_bound, _side_bound
 from .stage import _laplace_stage, _probed_basin_holds, _with_family_parameters
+from .start import glm_optimum
 
 
 def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
@@ -30,15 +29,13 @@ def glm_bound(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     x_glm, glm_fun = getattr(obj, "glm_optimum", (None, np.nan))
     if not np.isfinite(glm_fun):
         # with the family's extra parameters, on a subset of rows (large data) or when
-        # Newton did not settle: fitted on every row from the mixed model's optimum (a
-        # relative tolerance of 1e-9 leaves the bound within ~1e-6 of the GLM's optimum)
+        # Newton did not settle: fitted on every row from the mixed model's optimum (NB2
+        # by Newton's method; L-BFGS-B's relative tolerance of 1e-9 leaves the bound
+        # within ~1e-6 of the GLM's optimum)
         # the mixed model's per-row arrays go first on large data (made again from the
         # modes when read): they and the GLM's own would otherwise be held at once
         obj.release_rows()
-        glm = GLMObjective(d)
-        gb = [bounds[k] for k in keep]
-        res = _run_lbfgsb(glm.value_and_grad, x[keep], gb, max_iter, 1e-9)
-        x_glm, glm_fun = res.x, float(res.fun)
+        x_glm, glm_fun = glm_optimum(d, x[keep], max_iter)
     record.glm_objective = float(glm_fun)
     if not np.isfinite(glm_fun) or fun <= glm_fun + 1e-6:
         return x, fun

@@ -170,15 +170,20 @@ def _glm_with_extras(data, beta0, extra0):
     from there it takes fewer evaluations, and NB theta does not start where it would
     absorb the variation between groups (a zero variance the optimiser cannot leave).
     """
+    return glm_optimum(data, np.concatenate([beta0, extra0]))
+
+
+def glm_optimum(data, x0, max_iter: int = 200) -> tuple:
+    """``(x, -2 log L)`` at the GLM's optimum over ``(beta, the family's parameters)``
+    from ``x0``: Newton's method where the family gives its parameter's second
+    derivatives (NB2, :mod:`.glm_newton`), else (or where it stops short) L-BFGS-B
+    (relative tolerance 1e-9) from its last point."""
     glm = GLMObjective(data)
-    x0 = np.concatenate([beta0, extra0])
-    # Newton's method where the family gives its parameter's second derivatives (NB2),
-    # else (or where it stops short) L-BFGS-B from its last point
     x, value, x0 = newton_optimum(glm, x0)
     if x is not None:
         return x, value
     bounds = [(None, None)] * data.n_beta + list(data.extra_bounds)
-    res = _run_lbfgsb(glm.value_and_grad, x0, bounds, 200, 1e-9)
+    res = _run_lbfgsb(glm.value_and_grad, x0, bounds, max_iter, 1e-9)
     return res.x, float(res.fun)
 
 
