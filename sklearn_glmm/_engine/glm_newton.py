@@ -48,8 +48,7 @@ def newton_optimum(obj, x0):
     if point is None:
         return None, np.nan, x
     for _ in range(_MAX_STEPS):
-        eta, der, ll = point
-        extra = d.extra_values(x[p:])
+        eta, extra, der, ll = point
         args = (d.y, eta, obj._trials, obj._w, extra, obj._const)
         both = fam.extra_second_derivs(*args, with_first=True)
         if both is None:  # on the bound (the Poisson limit)
@@ -77,7 +76,7 @@ def newton_optimum(obj, x0):
                 return None, np.nan, x  # the optimum at (or past) a bound
             new = _point(obj, cand)
             # Armijo's rule on the step's predicted gain (t * decrement)
-            if new is not None and new[2] >= ll + 1e-4 * t * decrement:
+            if new is not None and new[3] >= ll + 1e-4 * t * decrement:
                 break
             t *= 0.5
         else:
@@ -87,11 +86,13 @@ def newton_optimum(obj, x0):
 
 
 def _point(obj, x):
-    """``(eta, derivs, log L)`` at ``x``; None where log L is not finite."""
+    """``(eta, the family's values of its parameter, derivs, log L)`` at ``x``; None
+    where log L is not finite."""
     d = obj.data
     p = d.n_beta
     eta = d.X @ x[:p] + d.offset
-    der = obj._derivs(eta, d.extra_values(x[p:]), third=False)
+    extra = d.extra_values(x[p:])
+    der = obj._derivs(eta, extra, third=False)
     ll = float(der.loglik.sum())
     obj.n_evals += 1
-    return (eta, der, ll) if np.isfinite(ll) else None
+    return (eta, extra, der, ll) if np.isfinite(ll) else None

@@ -23,7 +23,7 @@ from scipy import special
 
 from ..blocks import ParameterBlock, rows_of
 from ..links import Link, LogLink
-from .count_sums import polygamma_differences
+from .count_sums import polygamma_differences, trigamma
 
 _ETA_MAX = 700.0  # exp(700) is finite in float64; beyond it mu overflows
 _GH_Z, _GH_W = hermegauss(32)
@@ -666,12 +666,6 @@ def size_sums(y, k, with_log=False):
         if with_log:  # (at the size itself, not the 1 the differences took)
             lg[0][small] = _lgamma_ratio_rows(ys, kk)
     return (s1, s2, s3, *lg)
-
-
-def trigamma(x):
-    """``psi_1(x)``, the number ``scipy.special.polygamma(1, x)`` gives (which is
-    ``zeta(2, x)`` times 1, after computing ``psi(x)`` as well)."""
-    return special.zeta(2.0, x)
 
 
 def _polygamma_differences(y, k, with_log=False):

@@ -31,6 +31,12 @@ from scipy import special
 SUM_MAX = 64
 
 
+def trigamma(x):
+    """``psi_1(x)``: the number ``scipy.special.polygamma(1, x)`` gives (``zeta(2, x)``,
+    without the digamma function ``polygamma`` computes besides)."""
+    return special.zeta(2.0, x)
+
+
 def polygamma_differences(y, k, log_direct=None):
     """``psi_m(y + k) - psi_m(k)`` for m = 0, 1, 2, each in the shape of ``y`` and ``k``
     (broadcast against each other; ``k > 0``): the finite sums for whole counts up to
@@ -53,7 +59,7 @@ def polygamma_differences(y, k, log_direct=None):
     if rest.any():
         yr, kr = yf[rest], kf[rest]
         d[0, rest] = special.digamma(yr + kr) - special.digamma(kr)
-        d[1, rest] = special.zeta(2.0, yr + kr) - special.zeta(2.0, kr)
+        d[1, rest] = trigamma(yr + kr) - trigamma(kr)
         d[2, rest] = 2.0 * (special.zeta(3.0, kr) - special.zeta(3.0, yr + kr))
         if with_log:
             d[3, rest] = log_direct(yr, kr)

@@ -27,7 +27,6 @@ from .base import (
     _SMALL_SIZE,
     Family,
     _exp_mean,
-    _lgamma_ratio_rows,
     _polygamma_differences,
     _weighted,
     limit_or,
@@ -53,9 +52,10 @@ def _size_terms(y, k, with_log=False):
     p0, p1, p2, *lg = _polygamma_differences(y, np.where(small, 1.0, k), with_log)
     sums = None
     if small.any():
-        sums = size_sums(y[small], k[small])
+        got = size_sums(y[small], k[small], with_log)
+        sums = got[:3]
         if with_log:  # (at the size itself, not the 1 the differences took)
-            lg[0][small] = _lgamma_ratio_rows(y[small], k[small])
+            lg[0][small] = got[3]
     return (p0, p1, p2), small, sums, *lg
 
 
