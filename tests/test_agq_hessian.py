@@ -60,6 +60,24 @@ def test_negative_binomial_block_and_theta_column():
     check_block_and_theta_column(obj, np.array([0.1, 0.4, -0.2, 0.6, 1.0]), ah.agq_hessian)
 
 
+@pytest.mark.parametrize("family", ["poisson", "negbin"])
+def test_zero_inflated_block_in_closed_form(family):
+    """Zero inflation with quadrature: the (beta, theta) block in closed form (the
+    family's fourth derivative), the family's parameters by differences."""
+    rng = np.random.default_rng([len(family), 7])
+    obj = _objective(family, rng, weights=True, offset=True, n_agq=7, zero_inflated=True)
+    assert ah.applies(obj)
+    own = [0.8, -0.7] if family == "negbin" else [-0.7]
+    x = np.array([0.1, 0.4, -0.2, 0.6, *own])
+    obj.value_and_grad(x)
+    block = ah.agq_hessian(obj)
+    H = hessian(obj, x)
+    np.testing.assert_array_equal(H[:4, :4], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
+    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+
+
 def test_large_data_blocks(monkeypatch):
     """Above MAX_CELLS the fit's Hessian is taken by differences again."""
     rng = np.random.default_rng(3)

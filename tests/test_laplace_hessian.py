@@ -28,6 +28,7 @@ def _objective(
     link="logit",
     sd=0.8,
     n_agq=1,
+    zero_inflated=False,
 ):
     n = n_levels * per
     codes = np.repeat(np.arange(n_levels), per)
@@ -42,7 +43,9 @@ def _objective(
         fam = make_family("binomial", False, link=None if link == "logit" else link)
     else:
         y = rng.poisson(np.exp(eta)).astype(float)
-        fam = make_family(family, False)
+        fam = make_family(family, zero_inflated)
+        if zero_inflated:  # structural zeros in about a third of the rows
+            y[rng.random(n) < 0.3] = 0.0
     w = rng.uniform(0.5, 2.0, size=n) if weights else np.ones(n)
     o = rng.normal(scale=0.5, size=n) if offset else np.zeros(n)
     factors = make_factor_data([codes], [z], [n_levels], [theta_layout(1, False)])
@@ -267,7 +270,7 @@ def test_applies_only_where_exact():
     rng = np.random.default_rng(1)
     assert lh.applies(_objective("poisson", rng))
     assert lh.applies(_objective("binomial", rng, link="probit"))
-    assert not lh.applies(_objective("negbin1", rng))  # not log-concave
+    assert not lh.applies(_objective("negbin1", rng))  # no fourth derivative
     assert lh.applies(_objective("negbin", rng))  # its (beta, theta) block
     assert not lh.applies(_objective("poisson", rng, n_agq=5))  # quadrature
 
@@ -370,12 +373,67 @@ def test_fourth_derivative_is_that_of_w3(name, link, extra):
     np.testing.assert_allclose(got, ref, rtol=rtol, atol=1e-9 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("base, extra", [("poisson", ()), ("negbin", (0.7,)), ("negbin", (30.0,))])
+@pytest.mark.parametrize("logit_pi", [-3.0, 0.0, 2.5])
+def test_zero_inflated_fourth_derivative_is_that_of_w3(base, extra, logit_pi):
+    """A zero-inflated family's ``fourth_derivative``: a zero's from the mixture's
+    derivatives (log f(0)'s up to the fourth), a count's the count family's; against
+    extrapolated central differences of its ``w3``, weighted, from far below to far
+    above the mean (NB2's log theta 30: on its bound, the Poisson limit)."""
+    fam = make_family(base, True)
+    assert fam.has_fourth_derivative
+    rng = np.random.default_rng(6)
+    n = 400
+    eta = np.concatenate([np.linspace(-8.0, 6.0, n // 2), rng.normal(size=n // 2)])
+    w = rng.uniform(0.5, 2.0, size=n)
+    y = rng.poisson(3.0, size=n).astype(float)
+    y[::2] = 0.0
+    ex = np.array([*extra, logit_pi])
+
+    def central(h):
+        return (fam.derivs(y, eta + h, None, w, ex).w3 - fam.derivs(y, eta - h, None, w, ex).w3) / (
+            2.0 * h
+        )
+
+    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
+    got = fam.fourth_derivative(y, eta, None, w, ex)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+    # a huge mean: a zero's terms vanish with r (no inf * 0)
+    big = fam.fourth_derivative(np.zeros(2), np.array([200.0, 600.0]), None, None, ex)
+    assert np.all(np.isfinite(big))
+
+
+@pytest.mark.parametrize("family", ["poisson", "negbin"])
+@pytest.mark.parametrize("opts", [{}, dict(weights=True, offset=True, slope=True, shuffle=True)])
+def test_zero_inflated_block_in_closed_form(family, opts):
+    """Zero inflation (not log-concave; the modes' curvature ``h_j`` the signed one,
+    positive at a mode): the (beta, theta) block in closed form against extrapolated
+    differences, and the fit's Hessian takes only the family's parameters' rows and
+    columns by differences of the gradient (two gradients each)."""
+    rng = np.random.default_rng([len(family), len(opts)])
+    obj = _objective(family, rng, zero_inflated=True, **opts)
+    assert lh.applies(obj)
+    own = [0.8, -0.7] if family == "negbin" else [-0.7]
+    x = np.array([0.1, 0.4, -0.2, 0.6, *own])
+    obj.value_and_grad(x)
+    block = lh.laplace_hessian(obj)
+    assert block.shape == (4, 4) and np.array_equal(block, block.T)
+    n_evals = obj.n_evals
+    H = hessian(obj, x)
+    assert obj.n_evals - n_evals == 2 * len(own)
+    np.testing.assert_array_equal(H[:4, :4], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
+    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+
+
 def test_families_without_a_fourth_derivative_say_so():
     for name in ("negbin1", "betabinomial"):
         fam = make_family(name, False)
         assert not fam.has_fourth_derivative
         with pytest.raises(NotImplementedError):
             fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, fam.default_extra())
+    assert not make_family("negbin1", True).has_fourth_derivative  # nor zero-inflated
 
 
 @pytest.mark.parametrize("log_theta", [-0.5, 1.0, 4.0, 8.0])

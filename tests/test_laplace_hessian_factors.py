@@ -206,16 +206,40 @@ def test_three_nested_factors():
     np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
 
 
-def test_does_not_apply_to_one_factor_or_non_log_concave():
+def test_does_not_apply_to_one_factor_or_without_a_fourth_derivative():
     rng = np.random.default_rng(3)
     obj = _two_factors("poisson", rng)
     assert lf.applies(obj)
     one = _objective("poisson", rng)
     assert not lf.applies(one)
-    zi = make_family("poisson", True)
+    nb1 = make_family("negbin1", False)
     data = obj.data
-    zdata = ModelData(data.X, data.y, data.trials, data.weights, data.offset, zi, data.factors)
-    assert not lf.applies(Objective(zdata, 1))
+    ndata = ModelData(data.X, data.y, data.trials, data.weights, data.offset, nb1, data.factors)
+    assert not lf.applies(Objective(ndata, 1))
+
+
+@pytest.mark.parametrize("base", ["poisson", "negbin"])
+def test_zero_inflated_block_in_closed_form(base):
+    """Zero inflation (not log-concave, its fourth derivative at hand): the (beta,
+    theta) block of two crossed factors in closed form against extrapolated differences;
+    the family's parameters by differences of the gradient."""
+    rng = np.random.default_rng([len(base), 11])
+    obj = _two_factors("poisson", rng, weights=True, offset=True)
+    y = obj.data.y.copy()
+    y[rng.random(len(y)) < 0.3] = 0.0
+    d = obj.data
+    zi = make_family(base, True)
+    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, zi, d.factors), 1)
+    assert lf.applies(obj)
+    own = [0.8, -0.7] if base == "negbin" else [-0.7]
+    x = np.array([0.1, 0.4, -0.2, 0.7, 0.5, *own])
+    obj.value_and_grad(x)
+    block = lf.factors_hessian(obj)
+    H = hessian(obj, x)
+    np.testing.assert_array_equal(H[:5, :5], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(block, ref[:5, :5], atol=1e-6 * np.abs(ref[:5, :5]).max(), rtol=0)
+    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
 
 
 def test_large_data_state(monkeypatch):

@@ -1,9 +1,11 @@
 """The exact Hessian of the Laplace objective for one grouping factor.
 
 For one grouping factor (one random effect per level, or several with an unstructured
-or diagonal covariance) and a log-concave family whose fourth derivative in ``eta`` is
-at hand (:meth:`Family.fourth_derivative`: Poisson with the log link, binomial with
-the logit, probit or cloglog link, NB2 with the log link), every level is a small
+or diagonal covariance) and a family whose fourth derivative in ``eta`` is at hand
+(:meth:`Family.fourth_derivative`: Poisson with the log link, binomial with the logit,
+probit or cloglog link, NB2 with the log link, and the zero-inflated Poisson and NB2;
+for the zero-inflated ones, which are not log-concave, ``h_j`` below is the mode's
+signed curvature, positive at a mode), every level is a small
 problem of its own and the Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` is a
 sum over levels of closed forms: no evaluation at other points, where forward
 differences of the gradient cost one evaluation per parameter (a third of a small
@@ -58,7 +60,7 @@ def applies(obj) -> bool:
     if obj.n_agq != 1 or len(d.factors) != 1 or not len(d.y):
         return False
     f = d.factors[0]
-    if f.mapped or not d.family.log_concave:
+    if f.mapped:
         return False
     if not getattr(d.family, "has_fourth_derivative", False):
         return False

@@ -74,13 +74,13 @@ _EVAL_COUPLING = 4e-8
 
 def applies(obj) -> bool:
     """Whether :func:`factors_hessian` gives the Hessian of ``obj``'s objective: Laplace,
-    two or more unstructured (or diagonal) factors, a log-concave family with its fourth
-    derivative, and the cost model above in favour of it (few random effects outside the
+    two or more unstructured (or diagonal) factors, a family with its fourth derivative,
+    and the cost model above in favour of it (few random effects outside the
     first factor for the rows)."""
     d = obj.data
     if obj.n_agq != 1 or len(d.factors) < 2 or not len(d.y):
         return False
-    if any(f.mapped for f in d.factors) or not d.family.log_concave:
+    if any(f.mapped for f in d.factors):
         return False
     if not getattr(d.family, "has_fourth_derivative", False):
         return False

@@ -287,6 +287,25 @@ class NegativeBinomial2(Family):
         a3 = a2 * (s - r)
         return a, a1, a2, a3
 
+    def log_p0_fourth(self, eta, extra):
+        """The fourth eta-derivative of :meth:`log_p0` (a zero-inflated model's fourth
+        derivative reads it): ``a2 ((s - r)^2 - 2 s r)``, the derivative of ``a3 = a2 (s -
+        r)`` as ``d(s - r) / d eta = -2 s r``; the Poisson limit's on the bound."""
+        lt = extra[0]
+        limit = on_upper_bound(
+            lt,
+            _UPPER,
+            lambda: (_POISSON.log_p0_fourth(eta),),
+            lambda lt: (self.log_p0_fourth(eta, (lt,)),),
+        )
+        if limit is not None:
+            return limit[0]
+        theta = np.exp(lt)
+        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        tm = theta + mu
+        s, r = theta / tm, mu / tm
+        return -theta * s * r * ((s - r) ** 2 - 2.0 * s * r)
+
     def log_p0_extra_derivs(self, eta, extra):
         """Derivatives in ``log theta`` of :meth:`log_p0`'s first three arrays, each (1, n)."""
         lt = extra[0]

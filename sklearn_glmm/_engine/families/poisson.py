@@ -50,6 +50,11 @@ class Poisson(Family):
         mu = _exp(eta)
         return -mu, -mu, -mu, -mu
 
+    def log_p0_fourth(self, eta, extra=()):
+        """The fourth eta-derivative of :meth:`log_p0` (a zero-inflated model's fourth
+        derivative reads it): ``-mu``."""
+        return -_exp(eta)
+
     def log_zero_rate(self, eta, extra=()):
         """``log s`` for ``s = -log P(Y = 0) = mu`` and its eta-derivatives (zero-truncation)."""
         eta = np.asarray(eta, dtype=float)
