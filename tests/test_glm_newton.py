@@ -120,7 +120,7 @@ def test_underdispersed_counts_run_up_the_flat_ridge():
 
 
 def test_families_without_second_derivatives_are_left_to_lbfgsb():
-    d = _data(2, zero_inflation=True)
+    d = _data(2, zero_inflation=True)  # NB2's theta and logit pi: two own parameters
     assert not applies(d)
     obj = GLMObjective(d)
     x0 = np.concatenate([np.zeros(d.n_beta), d.default_extra()])
@@ -177,3 +177,45 @@ def test_the_convergence_checks_glm_on_large_data(monkeypatch):
         glm = NegBinGLMM().fit(X, y)
     assert m.fit_record_.glm_objective == pytest.approx(-2.0 * glm.loglik_, abs=1e-6)
     assert m.loglik_ >= glm.loglik_
+
+
+def _zip_data(seed, pi=0.3, n=400, weights=False, offset=False):
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.uniform(0, 3, n)])
+    off = rng.normal(0.0, 0.5, n) if offset else np.zeros(n)
+    y = rng.poisson(np.exp(X @ [0.6, 0.4, -0.2] + off)).astype(float)
+    y[rng.random(n) < pi] = 0.0
+    w = rng.choice([0.5, 1.0, 3.0], n) if weights else np.ones(n)
+    return ModelData(X, y, np.ones(n), w, off, make_family("poisson", True), ())
+
+
+def _independent_zip_optimum(d):
+    """(beta, logit pi) maximising the weighted zero-inflated Poisson log-likelihood
+    written with ``scipy.stats.poisson``, by BFGS then Nelder-Mead from beta = 0, pi = 1/2."""
+
+    def nll(x):
+        beta, lp = x[:-1], x[-1]
+        mu = np.exp(d.X @ beta + d.offset)
+        pi = 1.0 / (1.0 + np.exp(-lp))
+        p = (1.0 - pi) * stats.poisson.pmf(d.y, mu) + pi * (d.y == 0)
+        return -2.0 * np.sum(d.weights * np.log(p))
+
+    res = optimize.minimize(nll, np.zeros(d.n_beta + 1), method="BFGS", options={"gtol": 1e-7})
+    res = optimize.minimize(
+        nll, res.x, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-11}
+    )
+    return res.x, res.fun
+
+
+def test_zero_inflated_poisson_is_left_to_lbfgsb():
+    """Zero-inflated Poisson counts: ``logit pi`` has its second derivatives
+    (``ZeroInflated.extra_second_derivs``, for the Laplace Hessian's column), but the
+    GLM's log-likelihood is not concave at the start (an indefinite Hessian there on
+    ordinary data), so its optimum is L-BFGS-B's, which reaches the independent one."""
+    d = _zip_data(5)
+    assert not applies(d)
+    obj, x0 = _start(d)
+    x, value = _glm_with_extras(d, x0[:-1], x0[-1:])
+    ref_x, ref_value = _independent_zip_optimum(d)
+    assert value <= ref_value + 1e-6 * abs(ref_value)
+    np.testing.assert_allclose(x, ref_x, atol=1e-3)

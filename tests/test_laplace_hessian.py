@@ -408,8 +408,9 @@ def test_zero_inflated_fourth_derivative_is_that_of_w3(base, extra, logit_pi):
 def test_zero_inflated_block_in_closed_form(family, opts):
     """Zero inflation (not log-concave; the modes' curvature ``h_j`` the signed one,
     positive at a mode): the (beta, theta) block in closed form against extrapolated
-    differences, and the fit's Hessian takes only the family's parameters' rows and
-    columns by differences of the gradient (two gradients each)."""
+    differences; the fit's Hessian takes the zero-inflated NB2's two own parameters'
+    rows and columns by differences of the gradient (two gradients each), and none for
+    the zero-inflated Poisson (``logit pi``'s in closed form too)."""
     rng = np.random.default_rng([len(family), len(opts)])
     obj = _objective(family, rng, zero_inflated=True, **opts)
     assert lh.applies(obj)
@@ -420,7 +421,7 @@ def test_zero_inflated_block_in_closed_form(family, opts):
     assert block.shape == (4, 4) and np.array_equal(block, block.T)
     n_evals = obj.n_evals
     H = hessian(obj, x)
-    assert obj.n_evals - n_evals == 2 * len(own)
+    assert obj.n_evals - n_evals == (2 * len(own) if family == "negbin" else 0)
     np.testing.assert_array_equal(H[:4, :4], block)
     ref = _central_hessian(obj, x)
     np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
@@ -524,3 +525,83 @@ def test_negative_binomial_second_derivatives_in_log_theta(log_theta, large_coun
     for value, a, b in zip(got, up, down):
         ref = (a - b) / (2 * h)
         np.testing.assert_allclose(value, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("logit_pi", [-3.0, 0.2, 2.5])
+def test_zero_inflated_poisson_second_derivatives_in_logit_pi(logit_pi):
+    """``ZeroInflated.extra_second_derivs`` (Poisson counts: ``logit pi`` the one own
+    parameter) against extrapolated central differences in ``logit pi`` of
+    ``extra_derivs`` (loglik, d1, w) and of ``derivs``' w3, weighted, from far below to
+    far above the mean; its first derivatives are ``extra_derivs``' own numbers."""
+    fam = make_family("poisson", True)
+    rng = np.random.default_rng([int(10 * logit_pi) + 60])
+    n = 300
+    y = rng.poisson(2.0, n).astype(float)
+    y[::2] = 0.0
+    eta = np.concatenate([np.linspace(-6.0, 5.0, n // 2), rng.normal(size=n // 2)])
+    w = rng.uniform(0.5, 2.0, n)
+    first, got = fam.extra_second_derivs(y, eta, None, w, np.array([logit_pi]), with_first=True)
+    for a, b in zip(first, fam.extra_derivs(y, eta, None, w, np.array([logit_pi]))):
+        np.testing.assert_array_equal(a, b[0])
+
+    def rows(lp):
+        dl, dd1, dw = fam.extra_derivs(y, eta, None, w, np.array([lp]))
+        return dl[0], dd1[0], dw[0], fam.derivs(y, eta, None, w, np.array([lp])).w3
+
+    def central(h):
+        up, down = rows(logit_pi + h), rows(logit_pi - h)
+        return [(a - b) / (2.0 * h) for a, b in zip(up, down)]
+
+    for value, coarse, fine in zip(got, central(1e-3), central(5e-4)):
+        ref = (4.0 * fine - coarse) / 3.0
+        np.testing.assert_allclose(value, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+
+
+def test_zero_inflated_second_derivatives_only_for_one_parameter():
+    """With the count family's own parameter (NB2's theta) or a probability per row (a
+    zero-inflation design), no closed form: None."""
+    y, eta = np.array([0.0, 1.0, 3.0]), np.zeros(3)
+    zinb = make_family("negbin", True)
+    assert zinb.extra_second_derivs(y, eta, None, None, np.array([0.5, -1.0])) is None
+    zip_ = make_family("poisson", True)
+    assert zip_.extra_second_derivs(y, eta, None, None, (np.array([-1.0, 0.0, 1.0]),)) is None
+
+
+@pytest.mark.parametrize("opts", [{}, dict(weights=True, offset=True, shuffle=True, per=3, sd=1.5)])
+@pytest.mark.parametrize("logit_pi", [-2.0, 0.5])
+def test_zero_inflated_poisson_logit_pi_column(opts, logit_pi):
+    """A zero-inflated Poisson fit's Hessian wholly in closed form (its block and ``logit
+    pi``'s row and column, one scalar random effect or a slope): no evaluation, within
+    1e-6 of the largest entry of extrapolated differences of the gradient."""
+    rng = np.random.default_rng([len(opts), int(10 * logit_pi) + 40])
+    obj = _objective("poisson", rng, zero_inflated=True, **opts)
+    x = np.array([0.1, 0.4, -0.2, 0.6, logit_pi])
+    obj.value_and_grad(x)
+    col = lh.extra_column(obj)
+    block = lh.laplace_hessian(obj)
+    n_evals = obj.n_evals
+    H = hessian(obj, x)
+    assert obj.n_evals == n_evals
+    np.testing.assert_array_equal(H[4], col)
+    np.testing.assert_array_equal(H[:4, :4], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
+def test_zero_inflated_poisson_logit_pi_column_with_random_slopes():
+    """The vector sums of the ``logit pi`` column (an intercept and a slope per level)."""
+    rng = np.random.default_rng(77)
+    obj = _vector_objective("poisson", rng, diagonal=False, shuffle=True)
+    d = obj.data
+    y = d.y.copy()
+    y[rng.random(len(y)) < 0.3] = 0.0
+    zi = make_family("poisson", True)
+    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, zi, d.factors), 1)
+    x = np.array([0.1, 0.4, -0.2, 0.7, 0.2, 0.4, -0.8])
+    obj.value_and_grad(x)
+    col = lh.extra_column(obj)
+    m = len(lh.laplace_hessian(obj))
+    H = hessian(obj, x)
+    np.testing.assert_array_equal(H[m], col)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)

@@ -30,8 +30,15 @@ _MAX_HALVINGS = 30
 
 def applies(data) -> bool:
     """Whether the family's one own parameter has its second derivatives here (NB2's
-    ``log theta``, the same for every row)."""
-    return data.n_extra == 1 and data.extra_designs is None and covers_family(data)
+    ``log theta``, the same for every row) and its log-density is concave in ``eta``
+    (a zero-inflated Poisson's ``logit pi`` has them too, but its GLM's Hessian at the
+    start is not positive definite on ordinary data: L-BFGS-B)."""
+    return bool(
+        data.n_extra == 1
+        and data.extra_designs is None
+        and data.family.log_concave
+        and covers_family(data)
+    )
 
 
 def newton_optimum(obj, x0):

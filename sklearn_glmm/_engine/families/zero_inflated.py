@@ -193,6 +193,49 @@ class ZeroInflated(Family):
             dl, dd1, dw = weights * dl, weights * dd1, weights * dw
         return dl, dd1, dw
 
+    def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
+        """Second derivatives in ``l = logit pi`` where it is the family's one own
+        parameter (a count family without parameters of its own, one probability for all
+        rows; None otherwise): of ``loglik``, ``d1`` and ``w``, and the derivative of
+        ``w3`` in ``l``, each (n,), weighted as :meth:`derivs` (the contract of
+        :func:`~sklearn_glmm._engine.laplace_hessian.extra_column`). With ``r`` the
+        posterior probability that a zero came from the count part, ``logit r = a - l``:
+        ``dr / dl = -q`` (``q = r (1 - r)``, ``c = 1 - 2 r``, ``dq / dl = -c q``); a zero's
+        ``loglik_ll = q - pi (1 - pi)``, ``d1_ll = c q a1``, ``w_ll = -c q a2 - q (c^2 -
+        2 q) a1^2``, ``w3_l = q a3 + 3 c q a1 a2 + q (c^2 - 2 q) a1^3``; a count's
+        ``-pi (1 - pi)``, 0, 0, 0. With ``with_first``, ``(first, second)``: ``first``
+        the three rows :meth:`extra_derivs` gives, each (n,)."""
+        base_extra, pi, logit_pi = self._split(extra)
+        if len(base_extra) or np.ndim(logit_pi):
+            return None
+        eta = np.broadcast_to(eta, np.shape(y))
+        log1m_pi = -log1p_exp(logit_pi)
+        log_pi = -log1p_exp(-logit_pi)
+        a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
+        zero = y == 0
+        r = np.exp(log1m_pi + a - np.logaddexp(log_pi, log1m_pi + a))
+        q = r * (1.0 - r)
+        c = 1.0 - 2.0 * r
+        qa1 = q * a1
+        spread = (qa1 * (c * c - 2.0 * q)) * a1  # q (c^2 - 2 q) a1^2
+        vpi = pi * (1.0 - pi)
+        second = (
+            np.where(zero, q - vpi, -vpi),
+            np.where(zero, c * qa1, 0.0),
+            np.where(zero, -c * (q * a2) - spread, 0.0),
+            np.where(zero, q * a3 + 3.0 * c * qa1 * a2 + spread * a1, 0.0),
+        )
+        if with_first:  # extra_derivs' expressions
+            rr = r * (1.0 - r)
+            second = (
+                np.where(zero, 1.0 - r - pi, -pi),
+                np.where(zero, -rr * a1, 0.0),
+                np.where(zero, rr * a2 + rr * a1 * (1.0 - 2.0 * r) * a1, 0.0),
+            ) + second
+        if weights is not None:
+            second = tuple(weights * v for v in second)
+        return (second[:3], second[3:]) if with_first else second
+
     def _base_extra_derivs(self, y, eta, trials, extra, const, zero, r, a1, a2):
         """Rows of ``extra_derivs`` for the count family's own parameters."""
         base_extra = self._split(extra)[0]
