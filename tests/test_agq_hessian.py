@@ -60,14 +60,17 @@ def test_negative_binomial_block_and_theta_column():
     check_block_and_theta_column(obj, np.array([0.1, 0.4, -0.2, 0.6, 1.0]), ah.agq_hessian)
 
 
-@pytest.mark.parametrize("family", ["poisson", "negbin"])
-def test_zero_inflated_block_in_closed_form(family):
-    """Zero inflation with quadrature: the (beta, theta) block in closed form (the
-    family's fourth derivative), the family's parameters by differences."""
+@pytest.mark.parametrize(
+    "family, zero_inflated", [("poisson", True), ("negbin", True), ("negbin1", False)]
+)
+def test_block_in_closed_form_for_families_not_log_concave(family, zero_inflated):
+    """Zero inflation and NB1 with quadrature: the (beta, theta) block in closed form
+    (the family's fourth derivative), the family's parameters by differences."""
     rng = np.random.default_rng([len(family), 7])
-    obj = _objective(family, rng, weights=True, offset=True, n_agq=7, zero_inflated=True)
+    kw = dict(weights=True, offset=True, n_agq=7, zero_inflated=zero_inflated)
+    obj = _objective(family, rng, **kw)
     assert ah.applies(obj)
-    own = [0.8, -0.7] if family == "negbin" else [-0.7]
+    own = {"negbin": [0.8, -0.7], "poisson": [-0.7], "negbin1": [-0.4]}[family]
     x = np.array([0.1, 0.4, -0.2, 0.6, *own])
     obj.value_and_grad(x)
     block = ah.agq_hessian(obj)

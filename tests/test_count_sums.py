@@ -129,3 +129,37 @@ def test_log_gamma_ratio_with_the_same_sums():
     for got in (lg, lg_small):
         err = np.max(np.abs(got - truth) / scale)
         assert err < 1e-12 and err <= err_ref
+
+
+def test_psi3_differences_and_the_fourth_size_sum():
+    """``psi_3(y + k) - psi_3(k)`` (summed for small whole counts, SciPy's beyond, the
+    asymptotic series above a size of 1e5) and ``s4 = k D0 + 7 k^2 D1 + 6 k^3 D2 + k^4
+    D3`` (a fourth derivative's terms; the series in ``k`` below 1e-6) against 40-digit
+    arithmetic."""
+    from sklearn_glmm._engine.families.base import _psi3_difference, size_sum_fourth
+
+    rng = np.random.default_rng(8)
+    y = np.concatenate([rng.poisson(4.0, 60), rng.integers(65, 3000, 20), [0, 1, 64, 65]])
+    y = y.astype(float)
+    k = 10 ** rng.uniform(-5, 7, len(y))
+    d3, s4 = _psi3_difference(y, k), size_sum_fourth(y, k)
+    with mpmath.workdps(60):
+        for i in range(len(y)):
+            Y, K = mpmath.mpf(float(y[i])), mpmath.mpf(float(k[i]))
+            D = [mpmath.polygamma(m, Y + K) - mpmath.polygamma(m, K) for m in range(4)]
+            if D[3] == 0:
+                assert d3[i] == 0.0
+            else:
+                assert abs(d3[i] - float(D[3])) <= 1e-13 * abs(float(D[3]))
+            # s4 is a sum of terms of both signs, each up to 6 y: its error is relative to
+            # their size (SciPy's differences for counts above 64 lose the digits y / k
+            # shares, about 1e-13 of D3 at y = 65, k = 3e4: 9e-11 of terms of 1,700)
+            terms = [K * D[0], 7 * K**2 * D[1], 6 * K**3 * D[2], K**4 * D[3]]
+            ref = float(sum(terms))
+            assert abs(s4[i] - ref) <= 1e-12 * max(1.0, float(sum(abs(t) for t in terms)))
+    # below the series' size: s4 = k c0 + 8 k^2 c1 (c0 = psi(y) + gamma, c1 = psi_1(y) - zeta(2))
+    tiny = np.array([1e-9, 3e-7])
+    got = size_sum_fourth(np.array([3.0, 3.0]), tiny)
+    c0, c1 = special.digamma(3.0) + np.euler_gamma, special.polygamma(1, 3.0) - np.pi**2 / 6
+    np.testing.assert_allclose(got, tiny * (c0 + 8.0 * tiny * c1), rtol=1e-12)
+    assert size_sum_fourth(np.array([0.0]), np.array([1e-9]))[0] == 0.0

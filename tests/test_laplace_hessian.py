@@ -270,7 +270,8 @@ def test_applies_only_where_exact():
     rng = np.random.default_rng(1)
     assert lh.applies(_objective("poisson", rng))
     assert lh.applies(_objective("binomial", rng, link="probit"))
-    assert not lh.applies(_objective("negbin1", rng))  # no fourth derivative
+    assert lh.applies(_objective("negbin1", rng))  # not log-concave, its fourth derivative
+    assert not lh.applies(_objective("betabinomial", rng))  # no fourth derivative
     assert lh.applies(_objective("negbin", rng))  # its (beta, theta) block
     assert not lh.applies(_objective("poisson", rng, n_agq=5))  # quadrature
 
@@ -429,12 +430,61 @@ def test_zero_inflated_block_in_closed_form(family, opts):
 
 
 def test_families_without_a_fourth_derivative_say_so():
-    for name in ("negbin1", "betabinomial"):
-        fam = make_family(name, False)
+    for kw in ({}, {"hurdle": True}, {"truncated": True}):
+        name = "betabinomial" if not kw else "poisson"
+        fam = make_family(name, False, **kw)
         assert not fam.has_fourth_derivative
         with pytest.raises(NotImplementedError):
             fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, fam.default_extra())
-    assert not make_family("negbin1", True).has_fourth_derivative  # nor zero-inflated
+
+
+@pytest.mark.parametrize("zero_inflated", [False, True])
+@pytest.mark.parametrize("log_phi", [-6.0, -0.5, 1.0, 3.0, -15.0])
+def test_nb1_fourth_derivative_is_that_of_w3(zero_inflated, log_phi):
+    """NB1's ``fourth_derivative`` (``k = mu / phi``: ``w4 = k log(1 + phi) - s4``, the
+    size sums to the fourth; zero-inflated, a zero's from log f(0)'s) against
+    extrapolated central differences of its ``w3``: small and large counts (the sums and
+    SciPy's differences), sizes from below 1e-6 to above 1e5, log phi on its bound (the
+    Poisson limit)."""
+    fam = make_family("negbin1", zero_inflated)
+    assert fam.has_fourth_derivative
+    rng = np.random.default_rng([int(10 * log_phi) + 200, zero_inflated])
+    n = 400
+    eta = np.concatenate([np.linspace(-9.0, 7.0, n // 2), rng.normal(size=n // 2)])
+    y = rng.poisson(3.0, size=n).astype(float)
+    y[:20] = rng.integers(70, 600, 20)
+    y[::3] = 0.0
+    w = rng.uniform(0.5, 2.0, size=n)
+    ex = np.array([log_phi, -0.5]) if zero_inflated else np.array([log_phi])
+
+    def central(h):
+        up, down = fam.derivs(y, eta + h, None, w, ex), fam.derivs(y, eta - h, None, w, ex)
+        return (up.w3 - down.w3) / (2.0 * h)
+
+    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
+    got = fam.fourth_derivative(y, eta, None, w, ex)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("opts", [{}, dict(weights=True, offset=True, slope=True, shuffle=True)])
+@pytest.mark.parametrize("log_phi", [-2.0, 0.7])
+def test_nb1_block_in_closed_form(opts, log_phi):
+    """NB1 (not log-concave): the (beta, theta) block in closed form against
+    extrapolated differences of the gradient; ``log phi``'s row and column by
+    differences (two gradients)."""
+    rng = np.random.default_rng([len(opts), int(10 * log_phi) + 30])
+    obj = _objective("negbin1", rng, **opts)
+    assert lh.applies(obj)
+    x = np.array([0.1, 0.4, -0.2, 0.6, log_phi])
+    obj.value_and_grad(x)
+    block = lh.laplace_hessian(obj)
+    n_evals = obj.n_evals
+    H = hessian(obj, x)
+    assert obj.n_evals - n_evals == 2
+    np.testing.assert_array_equal(H[:4, :4], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
+    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
 
 
 @pytest.mark.parametrize("log_theta", [-0.5, 1.0, 4.0, 8.0])

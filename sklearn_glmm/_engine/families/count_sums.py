@@ -66,6 +66,29 @@ def polygamma_differences(y, k, log_direct=None):
     return tuple(v.reshape(shape) for v in d)
 
 
+def psi3_differences(y, k):
+    """``psi_3(y + k) - psi_3(k)`` (``k > 0``): ``-6 sum_j 1 / (k + j)^4`` for whole
+    counts up to :data:`SUM_MAX`, SciPy's ``6 (zeta(4, y + k) - zeta(4, k))`` elsewhere,
+    each by its own count. Read once per Hessian (a family's fourth derivative), not at
+    every evaluation: the sums go count by count."""
+    y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
+    summed = (y >= 0) & (y <= SUM_MAX) & (y == np.floor(y))  # (False for NaN)
+    out = np.empty(y.shape)
+    rest = ~summed
+    if rest.any():
+        out[rest] = 6.0 * (special.zeta(4.0, y[rest] + k[rest]) - special.zeta(4.0, k[rest]))
+    if summed.any():
+        ys, ks = y[summed], k[summed]
+        acc = np.zeros(len(ys))
+        for j in range(int(ys.max(initial=0.0))):
+            on = ys > j
+            r = 1.0 / (ks[on] + j)
+            r *= r
+            acc[on] += r * r
+        out[summed] = -6.0 * acc
+    return out
+
+
 def _sums(counts, ks, with_log=False):
     """The three polygamma sums (and the logarithms' with ``with_log``) of the rows of
     ``counts`` (ascending) and sizes ``ks``: step ``j`` adds the terms of the rows whose

@@ -31,6 +31,7 @@ from .base import (
     _weighted,
     limit_or,
     on_lower_bound,
+    size_sum_fourth,
     size_sums,
 )
 from .poisson import Poisson
@@ -124,6 +125,26 @@ class NegativeBinomial1(Family):
             d1[small], d2[small], d3[small] = (v - kl for v in sums)
         return _weighted(weights, loglik, d1, -d2, -d3)
 
+    has_fourth_derivative = True
+
+    def fourth_derivative(self, y, eta, trials, weights, extra=()):
+        """``w4 = -(s4 - k log(1 + phi))``: with ``k = mu / phi`` moving as ``dk / d eta =
+        k``, the fourth eta-derivative of ``log Gamma(y + k) - log Gamma(k) - k log(1 +
+        phi)`` (:func:`~.base.size_sum_fourth`: ``k D0 + 7 k^2 D1 + 6 k^3 D2 + k^4 D3``,
+        ``D_m = psi_m(y + k) - psi_m(k)``); the Poisson limit's on the bound."""
+        limit = on_lower_bound(
+            extra[0],
+            _LOWER,
+            lambda: (_POISSON.fourth_derivative(y, eta, trials, weights),),
+            lambda lp: (self.fourth_derivative(y, eta, trials, weights, (lp,)),),
+        )
+        if limit is not None:
+            return limit[0]
+        phi = np.exp(extra[0])
+        k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
+        w4 = k * np.log1p(phi) - size_sum_fourth(y, k)
+        return w4 if weights is None else weights * w4
+
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
         """Derivatives in ``log phi`` of ``loglik``, ``d1`` and ``w``, each (1, n).
 
@@ -174,6 +195,11 @@ class NegativeBinomial1(Family):
         phi = np.exp(extra[0])
         a = -np.exp(np.minimum(eta, _ETA_MAX)) / phi * np.log1p(phi)
         return a, a, a, a
+
+    def log_p0_fourth(self, eta, extra):
+        """The fourth eta-derivative of :meth:`log_p0` (a zero-inflated model's fourth
+        derivative reads it): ``a`` itself."""
+        return self.log_p0(eta, extra)[0]
 
     def log_p0_extra_derivs(self, eta, extra):
         """Derivatives in ``log phi`` of :meth:`log_p0`'s first three arrays (all equal),
