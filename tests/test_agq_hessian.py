@@ -61,16 +61,19 @@ def test_negative_binomial_block_and_theta_column():
 
 
 @pytest.mark.parametrize(
-    "family, zero_inflated", [("poisson", True), ("negbin", True), ("negbin1", False)]
+    "family, zero_inflated",
+    [("poisson", True), ("negbin", True), ("negbin1", False), ("betabinomial", False)],
 )
 def test_block_in_closed_form_for_families_not_log_concave(family, zero_inflated):
-    """Zero inflation and NB1 with quadrature: the (beta, theta) block in closed form
-    (the family's fourth derivative), the family's parameters by differences."""
+    """Zero inflation, NB1 and the beta-binomial with quadrature: the (beta, theta) block
+    in closed form (the family's fourth derivative), the family's parameters by
+    differences."""
     rng = np.random.default_rng([len(family), 7])
     kw = dict(weights=True, offset=True, n_agq=7, zero_inflated=zero_inflated)
     obj = _objective(family, rng, **kw)
     assert ah.applies(obj)
-    own = {"negbin": [0.8, -0.7], "poisson": [-0.7], "negbin1": [-0.4]}[family]
+    own = {"negbin": [0.8, -0.7], "poisson": [-0.7], "negbin1": [-0.4], "betabinomial": [1.5]}
+    own = own[family]
     x = np.array([0.1, 0.4, -0.2, 0.6, *own])
     obj.value_and_grad(x)
     block = ah.agq_hessian(obj)

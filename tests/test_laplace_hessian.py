@@ -41,6 +41,11 @@ def _objective(
     if family == "binomial":
         y = rng.binomial(t.astype(int), 1.0 / (1.0 + np.exp(-eta))).astype(float)
         fam = make_family("binomial", False, link=None if link == "logit" else link)
+    elif family == "betabinomial":  # (its trials whatever ``trials`` says)
+        t = rng.integers(2, 12, size=n).astype(float)
+        p = rng.beta(4.0, 4.0, size=n) * 0.4 + 0.6 / (1.0 + np.exp(-eta))
+        y = rng.binomial(t.astype(int), p).astype(float)
+        fam = make_family("betabinomial", False)
     else:
         y = rng.poisson(np.exp(eta)).astype(float)
         fam = make_family(family, zero_inflated)
@@ -49,7 +54,8 @@ def _objective(
     w = rng.uniform(0.5, 2.0, size=n) if weights else np.ones(n)
     o = rng.normal(scale=0.5, size=n) if offset else np.zeros(n)
     factors = make_factor_data([codes], [z], [n_levels], [theta_layout(1, False)])
-    data = ModelData(X, y, t if family == "binomial" else np.ones(n), w, o, fam, factors)
+    has_trials = family in ("binomial", "betabinomial")
+    data = ModelData(X, y, t if has_trials else np.ones(n), w, o, fam, factors)
     return Objective(data, n_agq)
 
 
@@ -271,7 +277,7 @@ def test_applies_only_where_exact():
     assert lh.applies(_objective("poisson", rng))
     assert lh.applies(_objective("binomial", rng, link="probit"))
     assert lh.applies(_objective("negbin1", rng))  # not log-concave, its fourth derivative
-    assert not lh.applies(_objective("betabinomial", rng))  # no fourth derivative
+    assert lh.applies(_objective("betabinomial", rng))
     assert lh.applies(_objective("negbin", rng))  # its (beta, theta) block
     assert not lh.applies(_objective("poisson", rng, n_agq=5))  # quadrature
 
@@ -430,9 +436,8 @@ def test_zero_inflated_block_in_closed_form(family, opts):
 
 
 def test_families_without_a_fourth_derivative_say_so():
-    for kw in ({}, {"hurdle": True}, {"truncated": True}):
-        name = "betabinomial" if not kw else "poisson"
-        fam = make_family(name, False, **kw)
+    for kw in ({"hurdle": True}, {"truncated": True}):
+        fam = make_family("poisson", False, **kw)
         assert not fam.has_fourth_derivative
         with pytest.raises(NotImplementedError):
             fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, fam.default_extra())
@@ -466,14 +471,43 @@ def test_nb1_fourth_derivative_is_that_of_w3(zero_inflated, log_phi):
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("log_phi", [-3.0, 0.0, 2.0, 8.0, 30.0])
+def test_betabinomial_fourth_derivative_is_that_of_w3(log_phi):
+    """The beta-binomial's ``fourth_derivative`` (the size sums of both shapes to the
+    fourth, the logit's chain rule) against extrapolated central differences of its
+    ``w3``: trials from 1 to hundreds, means near 0 and 1, log phi on its bound (the
+    binomial limit)."""
+    fam = make_family("betabinomial", False)
+    assert fam.has_fourth_derivative
+    rng = np.random.default_rng([int(10 * log_phi) + 100])
+    n = 400
+    t = rng.integers(1, 30, n).astype(float)
+    t[:10] = rng.integers(100, 500, 10)
+    eta = np.concatenate([np.linspace(-8.0, 8.0, n // 2), rng.normal(size=n // 2)])
+    y = rng.binomial(t.astype(int), 0.4).astype(float)
+    w = rng.uniform(0.5, 2.0, n)
+
+    def central(h):
+        up, down = (
+            fam.derivs(y, eta + h, t, w, (log_phi,)),
+            fam.derivs(y, eta - h, t, w, (log_phi,)),
+        )
+        return (up.w3 - down.w3) / (2.0 * h)
+
+    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
+    got = fam.fourth_derivative(y, eta, t, w, (log_phi,))
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("family", ["negbin1", "betabinomial"])
 @pytest.mark.parametrize("opts", [{}, dict(weights=True, offset=True, slope=True, shuffle=True)])
 @pytest.mark.parametrize("log_phi", [-2.0, 0.7])
-def test_nb1_block_in_closed_form(opts, log_phi):
-    """NB1 (not log-concave): the (beta, theta) block in closed form against
-    extrapolated differences of the gradient; ``log phi``'s row and column by
-    differences (two gradients)."""
-    rng = np.random.default_rng([len(opts), int(10 * log_phi) + 30])
-    obj = _objective("negbin1", rng, **opts)
+def test_nb1_and_betabinomial_block_in_closed_form(family, opts, log_phi):
+    """NB1 and the beta-binomial (not log-concave): the (beta, theta) block in closed
+    form against extrapolated differences of the gradient; ``log phi``'s row and column
+    by differences (two gradients)."""
+    rng = np.random.default_rng([len(opts), int(10 * log_phi) + 30, len(family)])
+    obj = _objective(family, rng, **opts)
     assert lh.applies(obj)
     x = np.array([0.1, 0.4, -0.2, 0.6, log_phi])
     obj.value_and_grad(x)

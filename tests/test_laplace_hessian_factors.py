@@ -212,10 +212,10 @@ def test_does_not_apply_to_one_factor_or_without_a_fourth_derivative():
     assert lf.applies(obj)
     one = _objective("poisson", rng)
     assert not lf.applies(one)
-    bb = make_family("betabinomial", False)
+    hurdle = make_family("poisson", False, hurdle=True)
     data = obj.data
-    bdata = ModelData(data.X, data.y, data.y + 3.0, data.weights, data.offset, bb, data.factors)
-    assert not lf.applies(Objective(bdata, 1))
+    hdata = ModelData(data.X, data.y, data.trials, data.weights, data.offset, hurdle, data.factors)
+    assert not lf.applies(Objective(hdata, 1))
 
 
 @pytest.mark.parametrize("base", ["poisson", "negbin"])

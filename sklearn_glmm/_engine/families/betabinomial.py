@@ -28,6 +28,7 @@ from .base import (
     _polygamma_differences,
     _weighted,
     on_upper_bound,
+    size_sum_fourth,
     size_sums,
 )
 from .binomial import Binomial
@@ -48,6 +49,21 @@ def _shapes(eta, phi):
     ``mu`` rounds to 1) and the Beta shapes ``a = mu phi``, ``b = (1 - mu) phi``."""
     mu, q = special.expit(eta), special.expit(-np.asarray(eta, dtype=float))
     return mu, q, mu * phi, q * phi
+
+
+def _fourth_of_a_shape(n, a, mu, q):
+    """The fourth eta-derivative of ``log Gamma(n + a) - log Gamma(a)`` for a shape ``a``
+    moving as ``da / d eta = a q`` (``dq / d eta = -mu q``): from the size sums of ``(n,
+    a)`` (see :meth:`BetaBinomial.fourth_derivative`)."""
+    s1, s2, s3 = size_sums(n, a)
+    s4 = size_sum_fourth(n, a)
+    mq = mu * q
+    return (
+        q**4 * s4
+        - 6.0 * mq * q * q * s3
+        + mq * q * (11.0 * mu - 4.0) * s2
+        + mq * (6.0 * mq - 1.0) * s1
+    )
 
 
 class BetaBinomial(Family):
@@ -101,6 +117,30 @@ class BetaBinomial(Family):
             mu**3 * s3b - 3.0 * mu * mu * q * s2b + mu * q * (1.0 - 2.0 * mu) * s1b
         )
         return _weighted(weights, loglik, d1, -d2, -d3)
+
+    has_fourth_derivative = True
+
+    def fourth_derivative(self, y, eta, trials, weights, extra=()):
+        """``w4 = -(d4_a + d4_b)``: on a function of ``a = mu phi`` the eta-derivative is
+        ``q (a d/da)`` (``a' = a q``, ``q = 1 - mu``, ``mu' = mu q``), so with the size
+        sums ``s_n`` of ``(y, a)`` (:func:`~.base.size_sums`, and
+        :func:`~.base.size_sum_fourth`) ``d4_a = q^4 s4 - 6 mu q^3 s3 + mu q^2 (11 mu - 4)
+        s2 + mu q (6 mu q - 1) s1``, the next of :meth:`derivs`' ``d1 .. d3``; ``d4_b`` the
+        same with ``mu`` and ``q`` exchanged on the sums of ``(t - y, b)`` (the mirror
+        ``eta -> -eta``, an even order). The binomial's on the bound."""
+        lt = extra[0]
+        limit = on_upper_bound(
+            lt,
+            _UPPER,
+            lambda: (_BINOMIAL.fourth_derivative(y, eta, trials, weights),),
+            lambda lt: (self.fourth_derivative(y, eta, trials, weights, (lt,)),),
+        )
+        if limit is not None:
+            return limit[0]
+        t = np.ones_like(y) if trials is None else trials
+        mu, q, a, b = _shapes(eta, np.exp(lt))
+        w4 = -(_fourth_of_a_shape(y, a, mu, q) + _fourth_of_a_shape(t - y, b, q, mu))
+        return w4 if weights is None else weights * w4
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
         """Derivatives in ``log phi`` of ``loglik``, ``d1`` and ``w``, each (1, n).
