@@ -436,11 +436,12 @@ def test_zero_inflated_block_in_closed_form(family, opts):
 
 
 def test_families_without_a_fourth_derivative_say_so():
-    for kw in ({"hurdle": True}, {"truncated": True}):
-        fam = make_family("poisson", False, **kw)
-        assert not fam.has_fourth_derivative
-        with pytest.raises(NotImplementedError):
-            fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, fam.default_extra())
+    from sklearn_glmm._engine.families.ordinal import CumulativeLink
+
+    fam = CumulativeLink(4)  # (the ordinal model's Hessian is its own)
+    assert not fam.has_fourth_derivative
+    with pytest.raises(NotImplementedError):
+        fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, fam.default_extra())
 
 
 @pytest.mark.parametrize("zero_inflated", [False, True])
@@ -689,3 +690,74 @@ def test_zero_inflated_poisson_logit_pi_column_with_random_slopes():
     np.testing.assert_array_equal(H[m], col)
     ref = _central_hessian(obj, x)
     np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "hurdle"])
+@pytest.mark.parametrize(
+    "base, extra",
+    [("poisson", ()), ("negbin", (0.7,)), ("negbin", (-2.0,)), ("negbin", (30.0,))]
+    + [("negbin1", (-1.0,)), ("negbin1", (1.5,))],
+)
+def test_truncated_and_hurdle_fourth_derivative_is_that_of_w3(kind, base, extra):
+    """Zero-truncated and hurdle counts: the count family's ``w4`` plus the fourth
+    eta-derivative of ``log(1 - f(0))`` (the zero rate's scaled ``h4`` and ``log s``'s
+    fourth derivative; a hurdle's zero none), against extrapolated central differences
+    of ``w3`` from far below to far above the mean (NB2's log theta 30: the Poisson
+    limit)."""
+    fam = make_family(base, False, **{kind: True})
+    assert fam.has_fourth_derivative
+    rng = np.random.default_rng([len(kind), len(base), int(10 * sum(extra)) + 100])
+    n = 400
+    eta = np.concatenate([np.linspace(-9.0, 7.0, n // 2), rng.normal(size=n // 2)])
+    y = np.maximum(1, rng.poisson(3.0, size=n)).astype(float)
+    if kind == "hurdle":
+        y[::3] = 0.0
+    w = rng.uniform(0.5, 2.0, size=n)
+    ex = np.array([*extra, -0.3]) if kind == "hurdle" else np.array(extra)
+
+    def central(h):
+        up, down = fam.derivs(y, eta + h, None, w, ex), fam.derivs(y, eta - h, None, w, ex)
+        return (up.w3 - down.w3) / (2.0 * h)
+
+    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
+    got = fam.fourth_derivative(y, eta, None, w, ex)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+
+
+def test_zero_rate_fourth_against_high_precision():
+    """``h4 = s^4 R''''(s)`` of ``R(s) = -log((1 - e^-s) / s)``, from its series below 0.5
+    and its closed form above, against 40-digit arithmetic (tiny to huge zero rates)."""
+    from sklearn_glmm._engine.families.hurdle import zero_rate_fourth
+
+    mpmath = pytest.importorskip("mpmath")
+    s = np.array([1e-8, 1e-3, 0.1, 0.4999, 0.5, 0.5001, 1.0, 3.0, 20.0, 700.0, 1e5])
+    got = zero_rate_fourth(s, np.log(s))
+    with mpmath.workdps(40):
+        for si, gi in zip(s, got):
+            x = mpmath.mpf(float(si))
+            ref = x**4 * mpmath.diff(lambda v: -mpmath.log(-mpmath.expm1(-v) / v), x, 4)
+            assert abs(gi - float(ref)) <= 1e-12 * max(1.0, abs(float(ref))), (si, gi, ref)
+
+
+@pytest.mark.parametrize("kind, base", [("truncated", "poisson"), ("hurdle", "negbin")])
+def test_truncated_and_hurdle_block_in_closed_form(kind, base):
+    """A zero-truncated Poisson and a hurdle NB2 model: the (beta, theta) block in closed
+    form against extrapolated differences of the gradient; the family's own parameters'
+    rows and columns by differences."""
+    rng = np.random.default_rng([len(kind), len(base), 3])
+    d = _objective("poisson", rng, weights=True, offset=True, slope=True).data
+    y = np.maximum(d.y, 1.0)
+    if kind == "hurdle":
+        y[rng.random(len(y)) < 0.3] = 0.0
+    fam = make_family(base, False, **{kind: True})
+    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, fam, d.factors), 1)
+    assert lh.applies(obj)
+    own = {"truncated": [], "hurdle": [1.2, -0.8]}[kind]
+    x = np.array([0.1, 0.4, -0.2, 0.6, *own])
+    obj.value_and_grad(x)
+    block = lh.laplace_hessian(obj)
+    H = hessian(obj, x)
+    np.testing.assert_array_equal(H[:4, :4], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
+    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)

@@ -88,6 +88,47 @@ def zero_rate_terms(s, log_s):
     return R, h1, h2, h3
 
 
+# h4's series: the coefficients of sum_n a_n (n - 1)(n - 2)(n - 3) s^n
+_COEFS4 = _A * (_N - 1.0) * (_N - 2.0) * (_N - 3.0)
+
+
+def zero_rate_fourth(s, log_s):
+    """``h4 = s^4 d^4 R / ds^4`` (:func:`zero_rate_terms`' next one; a fourth derivative
+    reads it): ``-6 + s^4 q (1 + q)(1 + 6 q + 6 q^2)`` with ``q = 1 / expm1(s)``, from the
+    series below :data:`_SERIES_S`."""
+    s = np.asarray(s, dtype=float)
+    small = s < _SERIES_S
+    out = np.empty(s.shape)
+    if small.any():
+        ss, acc = s[small], np.zeros(int(small.sum()))
+        for c in _COEFS4[::-1]:
+            acc = (acc + c) * ss
+        out[small] = acc
+    big = ~small
+    if big.any():
+        sb, lb = s[big], np.broadcast_to(log_s, s.shape)[big]
+        one_m = -np.expm1(-sb)
+        q = np.exp(-sb) / one_m
+        q4 = np.exp(4.0 * lb - sb) / one_m * (1.0 + q) * (1.0 + 6.0 * q * (1.0 + q))
+        out[big] = q4 - 6.0
+    return out
+
+
+def log_positive_fourth(log_s, S1, S2, S3, S4):
+    """The fourth ``eta``-derivative of ``log(1 - f(0)) = log s - R(s)`` (Faa di Bruno's
+    formula with ``t_k = s^(k) / s``, the derivatives of ``s`` over ``s``, and the scaled
+    ``h_k``): ``S4 - (h4 t1^4 + 6 h3 t1^2 t2 + h2 (3 t2^2 + 4 t1 t3) + h1 t4)``."""
+    s = np.exp(log_s)
+    _, h1, h2, h3 = zero_rate_terms(s, log_s)
+    h4 = zero_rate_fourth(s, log_s)
+    t1 = S1
+    t2 = S2 + S1 * S1
+    t3 = S3 + 3.0 * S1 * S2 + S1**3
+    t4 = S4 + 4.0 * S1 * S3 + 3.0 * S2 * S2 + 6.0 * S1 * S1 * S2 + S1**4
+    R4 = h4 * t1**4 + 6.0 * h3 * t1 * t1 * t2 + h2 * (3.0 * t2 * t2 + 4.0 * t1 * t3) + h1 * t4
+    return S4 - R4
+
+
 def log_positive(log_s, S1, S2, S3):
     """``log(1 - f(0))`` and its first three ``eta``-derivatives.
 
@@ -128,6 +169,10 @@ class Truncated(Family):
         self.log_concave = base.name == "poisson"
         # the count family's ridge once truncated (NB2: the logarithmic series)
         self.limit_ridge = base.limit_truncated
+        # the exact Laplace Hessian reads w4: the count family's and the truncation's
+        self.has_fourth_derivative = bool(
+            getattr(base, "has_fourth_derivative", False) and hasattr(base, "log_zero_rate_fourth")
+        )
 
     # -- what the model is ---------------------------------------------------
     def sentence_name(self) -> str:
@@ -160,6 +205,22 @@ class Truncated(Family):
 
     def _zero_prob(self, extra):
         return 0.0
+
+    def fourth_derivative(self, y, eta, trials, weights, extra=()):
+        """``w4``: the count family's plus the fourth eta-derivative of ``log(1 - f(0))``
+        (:func:`log_positive_fourth`; the log-density is ``log f(y) - log(1 - f(0))``).
+        Only where :attr:`has_fourth_derivative`."""
+        w4 = self._truncated_fourth(y, eta, trials, extra)
+        return w4 if weights is None else weights * w4
+
+    def _truncated_fourth(self, y, eta, trials, extra):
+        if not isinstance(extra, tuple):
+            extra = np.asarray(extra, dtype=float)
+        base_extra = self._count_extra(extra)
+        eta = np.minimum(eta, _ETA_MAX)
+        count = self.base.fourth_derivative(y, eta, trials, None, base_extra)
+        rate = self.base.log_zero_rate(eta, base_extra)
+        return count + log_positive_fourth(*rate, self.base.log_zero_rate_fourth(eta, base_extra))
 
     # -- log-density ----------------------------------------------------------
     def _truncated_derivs(self, y, eta, trials, base_extra, const):
@@ -412,6 +473,12 @@ class Hurdle(Truncated):
                 "y has only zeros: the count part of a hurdle model is not identified. "
                 "A hurdle model needs some positive counts."
             )
+
+    def fourth_derivative(self, y, eta, trials, weights, extra=()):
+        """``w4``: 0 for a zero (``log pi`` does not read ``eta``), the truncated count's
+        for a positive count."""
+        w4 = np.where(np.asarray(y) == 0, 0.0, self._truncated_fourth(y, eta, trials, extra))
+        return w4 if weights is None else weights * w4
 
     def _zero_prob(self, extra):
         """pi: a float, or one per row (``extra`` a tuple whose last entry is an array)."""

@@ -367,6 +367,39 @@ class NegativeBinomial2(Family):
         S3 = np.where(small, p1 + 3.0 * p2 + p3, L3)
         return log_s, S1, S2, S3
 
+    def log_zero_rate_fourth(self, eta, extra):
+        """The fourth eta-derivative ``S4`` of :meth:`log_zero_rate`'s ``log s``: with
+        ``ell = log(1 + x)``, ``x = e^z``, ``z = eta - log theta`` and ``e_k`` its k-th
+        z-derivative over ``ell`` (``rho = expit(z)``, ``rho1 = rho (1 - rho)``, ``rho2 =
+        rho1 (1 - 2 rho)``, ``rho3 = rho1 (1 - 6 rho + 6 rho^2)``), ``S4 = e4 - 4 e1 e3 - 3
+        e2^2 + 12 e1^2 e2 - 6 e1^4``; for small ``x`` the series' ``sum_k c_k k^4 x^k``
+        (the same terms as there). The Poisson limit's (0) on the bound."""
+        log_theta = extra[0]
+        limit = on_upper_bound(
+            log_theta,
+            _UPPER,
+            lambda: (_POISSON.log_zero_rate_fourth(eta),),
+            lambda lt: (self.log_zero_rate_fourth(eta, (lt,)),),
+        )
+        if limit is not None:
+            return limit[0]
+        z = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX) - log_theta
+        x = np.exp(np.minimum(z, _ETA_MAX))
+        small = x < _SMALL_RATIO
+        xs = np.where(small, x, 0.0)
+        p4 = np.zeros_like(xs)
+        for k, c in enumerate(_LOG_LOG1P_SERIES, start=1):
+            p4 = p4 + k**4 * (c * xs**k)
+        ell = log1p_exp(z)
+        rho = special.expit(z)
+        rho1 = rho * (1.0 - rho)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e1, e2 = rho / ell, rho1 / ell
+            e3 = rho1 * (1.0 - 2.0 * rho) / ell
+            e4 = rho1 * (1.0 - 6.0 * rho * (1.0 - rho)) / ell
+            L4 = e4 - 4.0 * e1 * e3 - 3.0 * e2 * e2 + 12.0 * e1 * e1 * e2 - 6.0 * e1**4
+        return np.where(small, p4, L4)
+
     def mean(self, eta, extra=()):
         return _exp_mean(eta)
 

@@ -245,6 +245,11 @@ class NegativeBinomial1(Family):
         log_s = eta + np.log(np.log1p(phi) / phi)
         return log_s, np.ones_like(eta), np.zeros_like(eta), np.zeros_like(eta)
 
+    def log_zero_rate_fourth(self, eta, extra):
+        """The fourth eta-derivative of :meth:`log_zero_rate`'s ``log s`` (``eta`` plus a
+        constant): 0."""
+        return np.zeros(np.shape(eta))
+
     def mean(self, eta, extra=()):
         return _exp_mean(eta)
 

@@ -60,6 +60,10 @@ class Poisson(Family):
         eta = np.asarray(eta, dtype=float)
         return eta, np.ones_like(eta), np.zeros_like(eta), np.zeros_like(eta)
 
+    def log_zero_rate_fourth(self, eta, extra=()):
+        """The fourth eta-derivative of :meth:`log_zero_rate`'s ``log s = eta``: 0."""
+        return np.zeros(np.shape(eta))
+
     def mean(self, eta, extra=()):
         return _exp_mean(eta)
 
