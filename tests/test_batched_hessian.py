@@ -48,6 +48,9 @@ def _fit(kind, seed=0):
         if kind == "pois_shuffled":  # a level's rows not together
             order = rng.permutation(len(g))
             X, y, g = X.iloc[order].reset_index(drop=True), y[order], g[order]
+    elif kind == "trunc_pois":  # zero-truncated (log-concave, batched like the Poisson)
+        y = np.maximum(1, rng.poisson(np.exp(eta)))
+        est = PoissonGLMM(random_effects="1 + x", truncated=True)
     elif kind.startswith("nb"):
         mu = np.exp(eta)
         y = rng.negative_binomial(3.0, 3.0 / (3.0 + mu))
@@ -74,6 +77,7 @@ KINDS = [
     "binom_trials",
     "nb_slope",
     "nb_ri",
+    "trunc_pois",
 ]
 
 
@@ -189,7 +193,7 @@ def _counting(monkeypatch, cls, name, within=None):
     return calls
 
 
-@pytest.mark.parametrize("kind", ["pois_slope", "bin_ri", "nb_slope"])
+@pytest.mark.parametrize("kind", ["pois_slope", "bin_ri", "nb_slope", "trunc_pois"])
 @pytest.mark.parametrize("how", ["refit_many", "fit_many"])
 def test_refits_with_the_batch_hessians_equal_those_with_their_own(monkeypatch, kind, how):
     est = _fit(kind)
