@@ -219,3 +219,33 @@ def test_zero_inflated_poisson_is_left_to_lbfgsb():
     ref_x, ref_value = _independent_zip_optimum(d)
     assert value <= ref_value + 1e-6 * abs(ref_value)
     np.testing.assert_allclose(x, ref_x, atol=1e-3)
+
+
+def test_hurdle_poisson_by_newton():
+    """A hurdle Poisson GLM: the zero part's ``logit pi`` and the zero-truncated Poisson
+    count part separate, each concave: Newton's method reaches the independent optimum
+    (the zeros' share's logit; the truncated Poisson's log-likelihood maximised by BFGS
+    and Nelder-Mead)."""
+    rng = np.random.default_rng(9)
+    n = 400
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = np.maximum(1, rng.poisson(np.exp(X @ [0.5, 0.4]))).astype(float)
+    y[rng.random(n) < 0.35] = 0.0
+    fam = make_family("poisson", False, hurdle=True)
+    d = ModelData(X, y, np.ones(n), np.ones(n), np.zeros(n), fam, ())
+    assert applies(d)
+    obj, x0 = _start(d)
+    x, value, _ = newton_optimum(obj, x0)
+    assert x is not None, "Newton's method stopped short"
+    pos = y > 0
+
+    def nll(beta):
+        mu = np.exp(X[pos] @ beta)
+        return -np.sum(stats.poisson.logpmf(y[pos], mu) - np.log(-np.expm1(-mu)))
+
+    res = optimize.minimize(nll, np.zeros(2), method="BFGS", options={"gtol": 1e-8})
+    res = optimize.minimize(nll, res.x, method="Nelder-Mead", options={"xatol": 1e-10})
+    share = np.mean(y == 0)
+    np.testing.assert_allclose(x, [*res.x, np.log(share / (1 - share))], atol=2e-5)
+    ref = 2.0 * res.fun - 2.0 * n * (share * np.log(share) + (1 - share) * np.log(1 - share))
+    assert value <= ref + 1e-8 * abs(ref)

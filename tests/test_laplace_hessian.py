@@ -761,3 +761,34 @@ def test_truncated_and_hurdle_block_in_closed_form(kind, base):
     ref = _central_hessian(obj, x)
     np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
     np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+
+
+def test_hurdle_poisson_hessian_wholly_in_closed_form():
+    """A hurdle Poisson model: ``logit pi`` is its one own parameter, moving neither
+    ``d1`` nor ``w`` (the zero part does not read ``eta``): its row and column in closed
+    form too (``Hurdle.extra_second_derivs``), so the Hessian takes no evaluation; within
+    1e-6 of the largest entry of extrapolated differences of the gradient. Its second
+    derivatives against differences of ``extra_derivs``; none with a count family's own
+    parameter."""
+    fam = make_family("poisson", False, hurdle=True)
+    rng = np.random.default_rng(13)
+    d = _objective("poisson", rng, weights=True, offset=True).data
+    y = np.maximum(d.y, 1.0)
+    y[rng.random(len(y)) < 0.3] = 0.0
+    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, fam, d.factors), 1)
+    x = np.array([0.1, 0.4, -0.2, 0.6, -0.8])
+    obj.value_and_grad(x)
+    n_evals = obj.n_evals
+    H = hessian(obj, x)
+    assert obj.n_evals == n_evals
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+    eta, w = rng.normal(size=len(y)), d.weights
+    second = fam.extra_second_derivs(y, eta, None, w, np.array([-0.8]))
+    h = 1e-5
+    up = fam.extra_derivs(y, eta, None, w, np.array([-0.8 + h]))
+    down = fam.extra_derivs(y, eta, None, w, np.array([-0.8 - h]))
+    for got, a, b in zip(second[:3], up, down):
+        np.testing.assert_allclose(got, (a[0] - b[0]) / (2 * h), atol=1e-9)
+    hnb = make_family("negbin", False, hurdle=True)
+    assert hnb.extra_second_derivs(y, eta, None, None, np.array([0.5, -0.8])) is None

@@ -480,6 +480,29 @@ class Hurdle(Truncated):
         w4 = np.where(np.asarray(y) == 0, 0.0, self._truncated_fourth(y, eta, trials, extra))
         return w4 if weights is None else weights * w4
 
+    def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
+        """Second derivatives in ``l = logit pi`` where it is the family's one own
+        parameter (a count family without parameters of its own, one probability for all
+        rows; None otherwise), each (n,), weighted as :meth:`derivs` (the contract of
+        :func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): ``l`` moves neither
+        ``d1`` nor ``w`` (the zero part does not read ``eta``), and ``loglik_ll = -pi (1 -
+        pi)`` for every row (``log pi`` and ``log(1 - pi)`` alike). With ``with_first``,
+        ``(first, second)``: ``first`` :meth:`extra_derivs`' rows, ``1 - pi`` or ``-pi``,
+        0, 0."""
+        if not isinstance(extra, tuple):
+            extra = np.asarray(extra, dtype=float)
+        if len(self._count_extra(extra)) or np.ndim(extra[-1]):
+            return None
+        pi = self._zero_prob(extra)
+        n = np.shape(y)
+        zeros = np.zeros(n)
+        second = (np.full(n, -pi * (1.0 - pi)), zeros, zeros, zeros)
+        if with_first:
+            second = (np.where(np.asarray(y) == 0, 1.0 - pi, -pi), zeros, zeros) + second
+        if weights is not None:
+            second = tuple(weights * v for v in second)
+        return (second[:3], second[3:]) if with_first else second
+
     def _zero_prob(self, extra):
         """pi: a float, or one per row (``extra`` a tuple whose last entry is an array)."""
         logit = extra[-1]
