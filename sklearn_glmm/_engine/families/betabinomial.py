@@ -142,6 +142,43 @@ class BetaBinomial(Family):
         w4 = -(_fourth_of_a_shape(y, a, mu, q) + _fourth_of_a_shape(t - y, b, q, mu))
         return w4 if weights is None else weights * w4
 
+    def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
+        """Second derivatives in ``nu = log phi`` for the closed-form Hessian's row and
+        column (:func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): of
+        ``loglik``, ``d1`` and ``w``, and the derivative of ``w3`` in ``nu``, each (n,),
+        weighted as :meth:`derivs`; None for a phi per row or on the bound (the binomial
+        limit). The shapes move as ``da / dnu = a``, ``db / dnu = b`` (and ``phi`` itself),
+        so the ``nu``-derivative takes each size sum ``s_m`` to ``s_{m+1}`` with ``mu`` and
+        ``q = 1 - mu`` fixed: :meth:`derivs`' ``d1 .. d3`` (and :meth:`extra_derivs`' first
+        ones) with every sum one order up, twice for ``loglik``, ``d1`` and ``w`` (``w =
+        -d2``), once for ``w3``; the log-gamma ratio of ``(t, phi)`` likewise. With
+        ``with_first``, ``(first, second)``: ``first`` :meth:`extra_derivs`' rows."""
+        lt = extra[0]
+        if type(lt) is np.ndarray and np.ndim(lt) or lt >= _UPPER:
+            return None
+        phi = np.exp(lt)
+        t = np.ones_like(y) if trials is None else trials
+        mu, q, a, b = _shapes(eta, phi)
+        f = t - y
+        sa = (*size_sums(y, a), size_sum_fourth(y, a))
+        sb = (*size_sums(f, b), size_sum_fourth(f, b))
+        s2t = size_sums(t, phi)[1]
+
+        def d2(m):  # derivs' d2 with the sums m orders up
+            return q * (q * sa[m + 1] - mu * sa[m]) + mu * (mu * sb[m + 1] - q * sb[m])
+
+        mq = mu * q
+        d3_up = (q**3 * sa[3] - 3.0 * mq * q * sa[2] + mq * (2.0 * mu - 1.0) * sa[1]) - (
+            mu**3 * sb[3] - 3.0 * mu * mq * sb[2] + mq * (1.0 - 2.0 * mu) * sb[1]
+        )
+        second = (sa[1] + sb[1] - s2t, q * sa[2] - mu * sb[2], -d2(2), -d3_up)
+        if weights is not None:
+            second = tuple(weights * v for v in second)
+        if not with_first:
+            return second
+        first = tuple(v[0] for v in self.extra_derivs(y, eta, trials, weights, extra, const))
+        return first, second
+
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
         """Derivatives in ``log phi`` of ``loglik``, ``d1`` and ``w``, each (1, n).
 

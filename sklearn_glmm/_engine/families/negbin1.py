@@ -185,6 +185,42 @@ class NegativeBinomial1(Family):
             dl, dd1, dw = weights * dl, weights * dd1, weights * dw
         return dl[None], dd1[None], dw[None]
 
+    def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
+        """Second derivatives in ``nu = log phi`` for the closed-form Hessian's row and
+        column (:func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): of
+        ``loglik``, ``d1`` and ``w``, and the derivative of ``w3`` in ``nu``, each (n,),
+        weighted as :meth:`derivs`; None for a phi per row or on the bound (the Poisson
+        limit). ``k`` moves as ``dk / dnu = -k``, so on a function of ``k`` the
+        ``nu``-derivative is ``-(k d/dk)``, which takes the size sum ``s_m`` to ``-s_{m+1}``
+        (:func:`~.base.size_sums`, :func:`~.base.size_sum_fourth`); with ``c = log(1 +
+        phi)`` and ``sigma = phi / (1 + phi)`` (``dc / dnu = sigma``, ``dsigma / dnu =
+        sigma (1 - sigma)``): ``loglik_nn = s2 - k c + k sigma + k sigma^2 - y sigma (1 -
+        sigma)``, ``d1_nn = s3 - k c + k sigma + k sigma^2``, ``w_nn = -s4 + k c - k sigma -
+        k sigma^2``, ``w3_n = s4 - k c + k sigma``. With ``with_first``, ``(first,
+        second)``: ``first`` :meth:`extra_derivs`' rows, each (n,)."""
+        lp = extra[0]
+        if type(lp) is np.ndarray and np.ndim(lp) or lp <= _LOWER:
+            return None
+        phi = np.exp(lp)
+        k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
+        c, sigma = np.log1p(phi), phi / (1.0 + phi)
+        _, s2, s3 = size_sums(y, k)
+        s4 = size_sum_fourth(y, k)
+        kc, ks = k * c, k * sigma
+        kss = ks * sigma
+        second = (
+            s2 - kc + ks + kss - y * (sigma * (1.0 - sigma)),
+            s3 - kc + ks + kss,
+            -s4 + kc - ks - kss,
+            s4 - kc + ks,
+        )
+        if weights is not None:
+            second = tuple(weights * v for v in second)
+        if not with_first:
+            return second
+        first = tuple(v[0] for v in self.extra_derivs(y, eta, trials, weights, extra, const))
+        return first, second
+
     def log_p0(self, eta, extra):
         """log P(Y = 0 | eta) = -k log(1 + phi) and its eta-derivatives (all equal)."""
         limit = on_lower_bound(
