@@ -3,16 +3,18 @@
 For one grouping factor (one random effect per level, or several with an unstructured
 or diagonal covariance) and a family whose fourth derivative in ``eta`` is at hand
 (:meth:`Family.fourth_derivative`: Poisson with the log link, binomial with the logit,
-probit or cloglog link, NB2 with the log link, and the zero-inflated Poisson and NB2;
-for the zero-inflated ones, which are not log-concave, ``h_j`` below is the mode's
-signed curvature, positive at a mode), every level is a small
+probit or cloglog link, NB2, NB1 and the beta-binomial, and the zero-inflated,
+zero-truncated and hurdle count models; for those that are not log-concave ``h_j``
+below is the mode's signed curvature, positive at a mode), every level is a small
 problem of its own and the Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` is a
 sum over levels of closed forms: no evaluation at other points, where forward
 differences of the gradient cost one evaluation per parameter (a third of a small
 fit's evaluations) and carry an error of about 1e-4 relative. A family's own
 parameters (NB2's ``log theta``) are held at their values here; with a family that
-gives its second derivatives in its one parameter (``extra_second_derivs``: NB2, one
-value for all rows), that parameter's row and column are in closed form too
+gives its second derivatives in its one parameter (``extra_second_derivs``, one value
+for all rows: NB2's ``log theta``, NB1's and the beta-binomial's ``log phi``, ``logit
+pi`` of the zero-inflated and hurdle Poisson models), that parameter's row and column
+are in closed form too
 (:func:`extra_column`; :func:`_vector_extra_column` for ``q >= 2``); otherwise they
 are taken by differences of the gradient (``hessian._hessian``), one evaluation each.
 
