@@ -124,11 +124,9 @@ class ZeroInflated(Family):
         base_extra, _, logit_pi = self._split(extra)
         eta = np.broadcast_to(np.asarray(eta, dtype=float), np.shape(y))
         count = self.base.fourth_derivative(y, eta, trials, None, base_extra)
-        log1m_pi = -log1p_exp(logit_pi)
-        log_pi = -log1p_exp(-logit_pi)
         a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
         a4 = self.base.log_p0_fourth(eta, base_extra)
-        r = np.exp(log1m_pi + a - np.logaddexp(log_pi, log1m_pi + a))
+        r = _count_share(a, logit_pi)
         q = r * (1.0 - r)
         c = 1.0 - 2.0 * r
         qa1 = q * a1
@@ -175,11 +173,9 @@ class ZeroInflated(Family):
         """
         base_extra, pi, logit_pi = self._split(extra)
         eta = np.broadcast_to(eta, np.shape(y))
-        log1m_pi = -log1p_exp(logit_pi)
-        log_pi = -log1p_exp(-logit_pi)
         a, a1, a2, _ = self.base.log_p0(eta, base_extra)
         zero = y == 0
-        r = np.exp(log1m_pi + a - np.logaddexp(log_pi, log1m_pi + a))
+        r = _count_share(a, logit_pi)
         rr = r * (1.0 - r)
         dl = np.where(zero, 1.0 - r - pi, -pi)
         dd1 = np.where(zero, -rr * a1, 0.0)
@@ -209,11 +205,9 @@ class ZeroInflated(Family):
         if len(base_extra) or np.ndim(logit_pi):
             return None
         eta = np.broadcast_to(eta, np.shape(y))
-        log1m_pi = -log1p_exp(logit_pi)
-        log_pi = -log1p_exp(-logit_pi)
         a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
         zero = y == 0
-        r = np.exp(log1m_pi + a - np.logaddexp(log_pi, log1m_pi + a))
+        r = _count_share(a, logit_pi)
         q = r * (1.0 - r)
         c = 1.0 - 2.0 * r
         qa1 = q * a1
@@ -225,12 +219,11 @@ class ZeroInflated(Family):
             np.where(zero, -c * (q * a2) - spread, 0.0),
             np.where(zero, q * a3 + 3.0 * c * qa1 * a2 + spread * a1, 0.0),
         )
-        if with_first:  # extra_derivs' expressions
-            rr = r * (1.0 - r)
+        if with_first:  # extra_derivs' expressions (q is its rr)
             second = (
                 np.where(zero, 1.0 - r - pi, -pi),
-                np.where(zero, -rr * a1, 0.0),
-                np.where(zero, rr * a2 + rr * a1 * (1.0 - 2.0 * r) * a1, 0.0),
+                np.where(zero, -q * a1, 0.0),
+                np.where(zero, q * a2 + q * a1 * (1.0 - 2.0 * r) * a1, 0.0),
             ) + second
         if weights is not None:
             second = tuple(weights * v for v in second)
@@ -299,6 +292,14 @@ class ZeroInflated(Family):
         base_extra, pi, _ = self._split(extra)
         m = mu / (1.0 - pi)
         return pi + (1.0 - pi) * self.base.cdf(y, m, trials, base_extra)
+
+
+def _count_share(a, logit_pi):
+    """``r``: the posterior probability that a zero came from the count part, ``(1 - pi)
+    f(0) / (pi + (1 - pi) f(0))`` with ``a = log f(0)``."""
+    log1m_pi = -log1p_exp(logit_pi)
+    log_pi = -log1p_exp(-logit_pi)
+    return np.exp(log1m_pi + a - np.logaddexp(log_pi, log1m_pi + a))
 
 
 def _rows(v, rows):
