@@ -84,6 +84,32 @@ def test_block_in_closed_form_for_families_not_log_concave(family, zero_inflated
     np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
 
 
+@pytest.mark.parametrize("kind, base", [("truncated", "poisson"), ("hurdle", "negbin")])
+def test_truncated_and_hurdle_block_in_closed_form(kind, base):
+    """Zero-truncated and hurdle counts with quadrature: the (beta, theta) block in
+    closed form (the truncation's fourth derivative), against extrapolated differences."""
+    from sklearn_glmm._engine.families import make_family
+    from sklearn_glmm._engine.objective import ModelData, Objective
+
+    rng = np.random.default_rng([len(kind), 5])
+    d = _objective("poisson", rng, weights=True, offset=True).data
+    y = np.maximum(d.y, 1.0)
+    if kind == "hurdle":
+        y[rng.random(len(y)) < 0.3] = 0.0
+    fam = make_family(base, False, **{kind: True})
+    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, fam, d.factors), 7)
+    assert ah.applies(obj)
+    own = {"truncated": [], "hurdle": [1.2, -0.8]}[kind]
+    x = np.array([0.1, 0.4, -0.2, 0.6, *own])
+    obj.value_and_grad(x)
+    block = ah.agq_hessian(obj)
+    H = hessian(obj, x)
+    np.testing.assert_array_equal(H[:4, :4], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
+    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+
+
 def test_large_data_blocks(monkeypatch):
     """Above MAX_CELLS the fit's Hessian is taken by differences again."""
     rng = np.random.default_rng(3)
