@@ -673,8 +673,8 @@ def size_sum_fourth(y, k):
     ``log Gamma(y + k) - log Gamma(k)``, :func:`size_sums`' next one; a family's fourth
     derivative reads it), with ``D3 = psi_3(y + k) - psi_3(k)`` (:func:`_psi3_difference`).
     Below :data:`_SMALL_SIZE` from the series of :func:`size_sums`: ``s4 = k c0 + 8 k^2
-    c1`` for ``y >= 1``, 0 for ``y = 0``; above ``1e60`` (where ``k^4`` overflows) the
-    products nested."""
+    c1`` for ``y >= 1``, 0 for ``y = 0``; elsewhere in Horner's form (no power of ``k``
+    formed: ``k^4`` overflows from ``1e77`` on)."""
     y, k = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(k, dtype=float))
     small = k < _SMALL_SIZE
     ks = np.where(small, 1.0, k)

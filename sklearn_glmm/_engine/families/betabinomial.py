@@ -154,7 +154,7 @@ class BetaBinomial(Family):
         -d2``), once for ``w3``; the log-gamma ratio of ``(t, phi)`` likewise. With
         ``with_first``, ``(first, second)``: ``first`` :meth:`extra_derivs`' rows."""
         lt = extra[0]
-        if type(lt) is np.ndarray and np.ndim(lt) or lt >= _UPPER:
+        if (type(lt) is np.ndarray and np.ndim(lt)) or lt >= _UPPER:  # (per row; the bound)
             return None
         phi = np.exp(lt)
         t = np.ones_like(y) if trials is None else trials

@@ -199,7 +199,7 @@ class NegativeBinomial1(Family):
         k sigma^2``, ``w3_n = s4 - k c + k sigma``. With ``with_first``, ``(first,
         second)``: ``first`` :meth:`extra_derivs`' rows, each (n,)."""
         lp = extra[0]
-        if type(lp) is np.ndarray and np.ndim(lp) or lp <= _LOWER:
+        if (type(lp) is np.ndarray and np.ndim(lp)) or lp <= _LOWER:  # (per row; the bound)
             return None
         phi = np.exp(lp)
         k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
