@@ -656,16 +656,24 @@ def size_sums(y, k, with_log=False):
     s3 = s1 + 3.0 * ks * ks * d1 + ks**3 * d2
     if small.any():
         ys, kk = y[small], k[small]
-        pos = ys >= 1
-        yp = np.where(pos, ys, 1.0)
-        c0 = special.digamma(yp) + np.euler_gamma
-        c1 = trigamma(yp) - np.pi**2 / 6.0
+        pos, c0, c1 = _small_size_coefficients(ys)
         s1[small] = np.where(pos, 1.0 + kk * (c0 + kk * c1), 0.0)
         s2[small] = np.where(pos, kk * (c0 + 2.0 * kk * c1), 0.0)
         s3[small] = np.where(pos, kk * (c0 + 4.0 * kk * c1), 0.0)
         if with_log:  # (at the size itself, not the 1 the differences took)
             lg[0][small] = _lgamma_ratio_rows(ys, kk)
     return (s1, s2, s3, *lg)
+
+
+def second_with_first(family, second, args, weights, with_first):
+    """``extra_second_derivs``' return (its contract in ``Family``): ``second`` weighted,
+    and with ``with_first`` preceded by :meth:`extra_derivs`' rows at ``args`` (``y, eta,
+    trials, weights, extra, const``), each (n,)."""
+    if weights is not None:
+        second = tuple(weights * v for v in second)
+    if not with_first:
+        return second
+    return tuple(v[0] for v in family.extra_derivs(*args)), second
 
 
 def size_sum_fourth(y, k):
@@ -682,13 +690,18 @@ def size_sum_fourth(y, k):
     d3 = _psi3_difference(y, ks)
     s4 = ks * (d0 + ks * (7.0 * d1 + ks * (6.0 * d2 + ks * d3)))
     if small.any():
-        ys, kk = y[small], k[small]
-        pos = ys >= 1
-        yp = np.where(pos, ys, 1.0)
-        c0 = special.digamma(yp) + np.euler_gamma
-        c1 = trigamma(yp) - np.pi**2 / 6.0
+        kk = k[small]
+        pos, c0, c1 = _small_size_coefficients(y[small])
         s4[small] = np.where(pos, kk * (c0 + 8.0 * kk * c1), 0.0)
     return s4
+
+
+def _small_size_coefficients(y):
+    """``(y >= 1, c0, c1)`` of the size sums' series in ``k`` (:func:`size_sums`): ``c0 =
+    psi(y) + gamma``, ``c1 = psi_1(y) - zeta(2)`` (at 1 where ``y`` is 0)."""
+    pos = y >= 1
+    yp = np.where(pos, y, 1.0)
+    return pos, special.digamma(yp) + np.euler_gamma, trigamma(yp) - np.pi**2 / 6.0
 
 
 def _psi3_difference(y, k):

@@ -28,6 +28,7 @@ from .base import (
     _polygamma_differences,
     _weighted,
     on_upper_bound,
+    second_with_first,
     size_sum_fourth,
     size_sums,
 )
@@ -172,12 +173,8 @@ class BetaBinomial(Family):
             mu**3 * sb[3] - 3.0 * mu * mq * sb[2] + mq * (1.0 - 2.0 * mu) * sb[1]
         )
         second = (sa[1] + sb[1] - s2t, q * sa[2] - mu * sb[2], -d2(2), -d3_up)
-        if weights is not None:
-            second = tuple(weights * v for v in second)
-        if not with_first:
-            return second
-        first = tuple(v[0] for v in self.extra_derivs(y, eta, trials, weights, extra, const))
-        return first, second
+        args = (y, eta, trials, weights, extra, const)
+        return second_with_first(self, second, args, weights, with_first)
 
     def extra_derivs(self, y, eta, trials, weights, extra, const=None):
         """Derivatives in ``log phi`` of ``loglik``, ``d1`` and ``w``, each (1, n).

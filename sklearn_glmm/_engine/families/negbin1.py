@@ -31,6 +31,7 @@ from .base import (
     _weighted,
     limit_or,
     on_lower_bound,
+    second_with_first,
     size_sum_fourth,
     size_sums,
 )
@@ -214,12 +215,8 @@ class NegativeBinomial1(Family):
             -s4 + kc - ks - kss,
             s4 - kc + ks,
         )
-        if weights is not None:
-            second = tuple(weights * v for v in second)
-        if not with_first:
-            return second
-        first = tuple(v[0] for v in self.extra_derivs(y, eta, trials, weights, extra, const))
-        return first, second
+        args = (y, eta, trials, weights, extra, const)
+        return second_with_first(self, second, args, weights, with_first)
 
     def log_p0(self, eta, extra):
         """log P(Y = 0 | eta) = -k log(1 + phi) and its eta-derivatives (all equal)."""
