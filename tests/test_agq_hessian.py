@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit
-from test_laplace_hessian import CASES, _central_hessian, _objective, check_block_and_theta_column
+from test_laplace_hessian import (
+    CASES,
+    _central_hessian,
+    _objective,
+    check_block_and_theta_column,
+    check_closed_block,
+    count_model,
+)
 
 from sklearn_glmm import BinomialGLMM, PoissonGLMM
 from sklearn_glmm._engine import agq_hessian as ah
@@ -73,41 +80,19 @@ def test_block_in_closed_form_for_families_not_log_concave(family, zero_inflated
     obj = _objective(family, rng, **kw)
     assert ah.applies(obj)
     own = {"negbin": [0.8, -0.7], "poisson": [-0.7], "negbin1": [-0.4], "betabinomial": [1.5]}
-    own = own[family]
-    x = np.array([0.1, 0.4, -0.2, 0.6, *own])
-    obj.value_and_grad(x)
-    block = ah.agq_hessian(obj)
-    H = hessian(obj, x)
-    np.testing.assert_array_equal(H[:4, :4], block)
-    ref = _central_hessian(obj, x)
-    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
-    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+    check_closed_block(obj, np.array([0.1, 0.4, -0.2, 0.6, *own[family]]), ah.agq_hessian)
 
 
 @pytest.mark.parametrize("kind, base", [("truncated", "poisson"), ("hurdle", "negbin")])
 def test_truncated_and_hurdle_block_in_closed_form(kind, base):
     """Zero-truncated and hurdle counts with quadrature: the (beta, theta) block in
     closed form (the truncation's fourth derivative), against extrapolated differences."""
-    from sklearn_glmm._engine.families import make_family
-    from sklearn_glmm._engine.objective import ModelData, Objective
-
-    rng = np.random.default_rng([len(kind), 5])
-    d = _objective("poisson", rng, weights=True, offset=True).data
-    y = np.maximum(d.y, 1.0)
-    if kind == "hurdle":
-        y[rng.random(len(y)) < 0.3] = 0.0
-    fam = make_family(base, False, **{kind: True})
-    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, fam, d.factors), 7)
+    obj = count_model(
+        kind, base, np.random.default_rng([len(kind), 5]), 7, weights=True, offset=True
+    )
     assert ah.applies(obj)
     own = {"truncated": [], "hurdle": [1.2, -0.8]}[kind]
-    x = np.array([0.1, 0.4, -0.2, 0.6, *own])
-    obj.value_and_grad(x)
-    block = ah.agq_hessian(obj)
-    H = hessian(obj, x)
-    np.testing.assert_array_equal(H[:4, :4], block)
-    ref = _central_hessian(obj, x)
-    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
-    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+    check_closed_block(obj, np.array([0.1, 0.4, -0.2, 0.6, *own]), ah.agq_hessian)
 
 
 def test_large_data_blocks(monkeypatch):

@@ -135,6 +135,38 @@ def check_block_and_theta_column(obj, x, closed_form):
     assert np.array_equal(H, H.T)
 
 
+def check_closed_block(obj, x, closed_form, evals=None):
+    """``closed_form``'s block at ``x`` against extrapolated differences of the gradient
+    (1e-6 of its largest entry), and the fit's Hessian: that block, the family's own
+    parameters' rows and columns within 1e-5 of the differences; ``evals``, the
+    evaluations the Hessian took (None: not checked). Returns the Hessian."""
+    obj.value_and_grad(x)
+    block = closed_form(obj)
+    m = len(block)
+    assert np.array_equal(block, block.T)
+    n_evals = obj.n_evals
+    H = hessian(obj, x)
+    if evals is not None:
+        assert obj.n_evals - n_evals == evals
+    np.testing.assert_array_equal(H[:m, :m], block)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(block, ref[:m, :m], atol=1e-6 * np.abs(ref[:m, :m]).max(), rtol=0)
+    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+    return H
+
+
+def count_model(kind, base, rng, n_agq=1, **opts):
+    """A zero-truncated or hurdle model (``kind``) of the count family ``base`` on the
+    data of :func:`_objective`'s Poisson case: counts of at least 1, a hurdle's zeros in
+    about a third of the rows."""
+    d = _objective("poisson", rng, **opts).data
+    y = np.maximum(d.y, 1.0)
+    if kind == "hurdle":
+        y[rng.random(len(y)) < 0.3] = 0.0
+    fam = make_family(base, False, **{kind: True})
+    return Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, fam, d.factors), n_agq)
+
+
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
 def test_large_data_state(family, monkeypatch):
     """On large data the state keeps fewer per-row arrays (``w3`` made again, a random
@@ -340,6 +372,20 @@ def test_fit_hessian_is_exact(make):
     np.testing.assert_allclose(est.fit_record_.hessian, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
 
 
+def check_fourth_derivative(fam, y, eta, trials, w, extra, rtol=1e-6):
+    """``fam.fourth_derivative`` against Richardson-extrapolated central differences of
+    its ``w3`` (steps 1e-3 and 5e-4 in ``eta``)."""
+
+    def central(h):
+        up = fam.derivs(y, eta + h, trials, w, extra)
+        down = fam.derivs(y, eta - h, trials, w, extra)
+        return (up.w3 - down.w3) / (2.0 * h)
+
+    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
+    got = fam.fourth_derivative(y, eta, trials, w, extra)
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=1e-9 * np.abs(ref).max())
+
+
 @pytest.mark.parametrize(
     "name, link, extra",
     [
@@ -396,15 +442,7 @@ def test_zero_inflated_fourth_derivative_is_that_of_w3(base, extra, logit_pi):
     y = rng.poisson(3.0, size=n).astype(float)
     y[::2] = 0.0
     ex = np.array([*extra, logit_pi])
-
-    def central(h):
-        return (fam.derivs(y, eta + h, None, w, ex).w3 - fam.derivs(y, eta - h, None, w, ex).w3) / (
-            2.0 * h
-        )
-
-    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
-    got = fam.fourth_derivative(y, eta, None, w, ex)
-    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+    check_fourth_derivative(fam, y, eta, None, w, ex)
     # a huge mean: a zero's terms vanish with r (no inf * 0)
     big = fam.fourth_derivative(np.zeros(2), np.array([200.0, 600.0]), None, None, ex)
     assert np.all(np.isfinite(big))
@@ -423,16 +461,7 @@ def test_zero_inflated_block_in_closed_form(family, opts):
     assert lh.applies(obj)
     own = [0.8, -0.7] if family == "negbin" else [-0.7]
     x = np.array([0.1, 0.4, -0.2, 0.6, *own])
-    obj.value_and_grad(x)
-    block = lh.laplace_hessian(obj)
-    assert block.shape == (4, 4) and np.array_equal(block, block.T)
-    n_evals = obj.n_evals
-    H = hessian(obj, x)
-    assert obj.n_evals - n_evals == (2 * len(own) if family == "negbin" else 0)
-    np.testing.assert_array_equal(H[:4, :4], block)
-    ref = _central_hessian(obj, x)
-    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
-    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+    check_closed_block(obj, x, lh.laplace_hessian, 2 * len(own) if family == "negbin" else 0)
 
 
 def test_families_without_a_fourth_derivative_say_so():
@@ -462,14 +491,7 @@ def test_nb1_fourth_derivative_is_that_of_w3(zero_inflated, log_phi):
     y[::3] = 0.0
     w = rng.uniform(0.5, 2.0, size=n)
     ex = np.array([log_phi, -0.5]) if zero_inflated else np.array([log_phi])
-
-    def central(h):
-        up, down = fam.derivs(y, eta + h, None, w, ex), fam.derivs(y, eta - h, None, w, ex)
-        return (up.w3 - down.w3) / (2.0 * h)
-
-    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
-    got = fam.fourth_derivative(y, eta, None, w, ex)
-    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+    check_fourth_derivative(fam, y, eta, None, w, ex)
 
 
 @pytest.mark.parametrize("log_phi", [-3.0, 0.0, 2.0, 8.0, 30.0])
@@ -510,16 +532,7 @@ def test_nb1_and_betabinomial_hessian_in_closed_form(family, opts, log_phi):
     rng = np.random.default_rng([len(opts), int(10 * log_phi) + 30, len(family)])
     obj = _objective(family, rng, **opts)
     assert lh.applies(obj)
-    x = np.array([0.1, 0.4, -0.2, 0.6, log_phi])
-    obj.value_and_grad(x)
-    block = lh.laplace_hessian(obj)
-    n_evals = obj.n_evals
-    H = hessian(obj, x)
-    assert obj.n_evals == n_evals
-    np.testing.assert_array_equal(H[:4, :4], block)
-    ref = _central_hessian(obj, x)
-    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
-    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+    check_closed_block(obj, np.array([0.1, 0.4, -0.2, 0.6, log_phi]), lh.laplace_hessian, 0)
 
 
 @pytest.mark.parametrize("log_theta", [-0.5, 1.0, 4.0, 8.0])
@@ -714,14 +727,7 @@ def test_truncated_and_hurdle_fourth_derivative_is_that_of_w3(kind, base, extra)
         y[::3] = 0.0
     w = rng.uniform(0.5, 2.0, size=n)
     ex = np.array([*extra, -0.3]) if kind == "hurdle" else np.array(extra)
-
-    def central(h):
-        up, down = fam.derivs(y, eta + h, None, w, ex), fam.derivs(y, eta - h, None, w, ex)
-        return (up.w3 - down.w3) / (2.0 * h)
-
-    ref = (4.0 * central(5e-4) - central(1e-3)) / 3.0
-    got = fam.fourth_derivative(y, eta, None, w, ex)
-    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+    check_fourth_derivative(fam, y, eta, None, w, ex)
 
 
 def test_zero_rate_fourth_against_high_precision():
@@ -745,22 +751,10 @@ def test_truncated_and_hurdle_block_in_closed_form(kind, base):
     form against extrapolated differences of the gradient; the family's own parameters'
     rows and columns by differences."""
     rng = np.random.default_rng([len(kind), len(base), 3])
-    d = _objective("poisson", rng, weights=True, offset=True, slope=True).data
-    y = np.maximum(d.y, 1.0)
-    if kind == "hurdle":
-        y[rng.random(len(y)) < 0.3] = 0.0
-    fam = make_family(base, False, **{kind: True})
-    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, fam, d.factors), 1)
+    obj = count_model(kind, base, rng, weights=True, offset=True, slope=True)
     assert lh.applies(obj)
     own = {"truncated": [], "hurdle": [1.2, -0.8]}[kind]
-    x = np.array([0.1, 0.4, -0.2, 0.6, *own])
-    obj.value_and_grad(x)
-    block = lh.laplace_hessian(obj)
-    H = hessian(obj, x)
-    np.testing.assert_array_equal(H[:4, :4], block)
-    ref = _central_hessian(obj, x)
-    np.testing.assert_allclose(block, ref[:4, :4], atol=1e-6 * np.abs(ref[:4, :4]).max(), rtol=0)
-    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+    check_closed_block(obj, np.array([0.1, 0.4, -0.2, 0.6, *own]), lh.laplace_hessian)
 
 
 def test_hurdle_poisson_hessian_wholly_in_closed_form():
@@ -770,12 +764,9 @@ def test_hurdle_poisson_hessian_wholly_in_closed_form():
     1e-6 of the largest entry of extrapolated differences of the gradient. Its second
     derivatives against differences of ``extra_derivs``; none with a count family's own
     parameter."""
-    fam = make_family("poisson", False, hurdle=True)
     rng = np.random.default_rng(13)
-    d = _objective("poisson", rng, weights=True, offset=True).data
-    y = np.maximum(d.y, 1.0)
-    y[rng.random(len(y)) < 0.3] = 0.0
-    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, fam, d.factors), 1)
+    obj = count_model("hurdle", "poisson", rng, weights=True, offset=True)
+    fam, d, y = obj.data.family, obj.data, obj.data.y
     x = np.array([0.1, 0.4, -0.2, 0.6, -0.8])
     obj.value_and_grad(x)
     n_evals = obj.n_evals

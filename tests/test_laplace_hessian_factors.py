@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_laplace_hessian import _central_hessian, _objective, _vector_objective
+from test_laplace_hessian import (
+    _central_hessian,
+    _objective,
+    _vector_objective,
+    check_closed_block,
+)
 
 from sklearn_glmm._design import theta_layout
 from sklearn_glmm._engine import laplace_hessian as lh
@@ -230,14 +235,7 @@ def test_zero_inflated_block_in_closed_form(base):
     obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, zi, d.factors), 1)
     assert lf.applies(obj)
     own = [0.8, -0.7] if base == "negbin" else [-0.7]
-    x = np.array([0.1, 0.4, -0.2, 0.7, 0.5, *own])
-    obj.value_and_grad(x)
-    block = lf.factors_hessian(obj)
-    H = hessian(obj, x)
-    np.testing.assert_array_equal(H[:5, :5], block)
-    ref = _central_hessian(obj, x)
-    np.testing.assert_allclose(block, ref[:5, :5], atol=1e-6 * np.abs(ref[:5, :5]).max(), rtol=0)
-    np.testing.assert_allclose(H, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+    check_closed_block(obj, np.array([0.1, 0.4, -0.2, 0.7, 0.5, *own]), lf.factors_hessian)
 
 
 def test_large_data_state(monkeypatch):
