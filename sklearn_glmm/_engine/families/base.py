@@ -488,6 +488,15 @@ def limit_or(at, limit, other, log_value):
         return np.where(at, limit(), other(np.where(at, 0.0, log_value)))
 
 
+def array_on_bound(log_value, bound, limit, other, upper=True):
+    """:func:`on_upper_bound` (or, with ``upper=False``, :func:`on_lower_bound`) for a
+    method that gives one array: ``limit()`` on the bound, ``other(log_value)`` elsewhere,
+    row by row; None when no value is on the bound."""
+    at = on_upper_bound if upper else on_lower_bound
+    out = at(log_value, bound, lambda: (limit(),), lambda v: (other(v),))
+    return None if out is None else out[0]
+
+
 def on_lower_bound(log_value, lower, limit, above):
     """As :func:`on_upper_bound`, for a log-parameter whose lower bound stands for the
     parameter's zero limit (NB1 phi = 0, the Poisson): ``limit()`` where ``log_value`` is

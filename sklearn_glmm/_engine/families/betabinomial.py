@@ -27,6 +27,7 @@ from .base import (
     _log_choose,
     _polygamma_differences,
     _weighted,
+    array_on_bound,
     on_upper_bound,
     second_with_first,
     size_sum_fourth,
@@ -130,14 +131,14 @@ class BetaBinomial(Family):
         same with ``mu`` and ``q`` exchanged on the sums of ``(t - y, b)`` (the mirror
         ``eta -> -eta``, an even order). The binomial's on the bound."""
         lt = extra[0]
-        limit = on_upper_bound(
+        limit = array_on_bound(
             lt,
             _UPPER,
-            lambda: (_BINOMIAL.fourth_derivative(y, eta, trials, weights),),
-            lambda lt: (self.fourth_derivative(y, eta, trials, weights, (lt,)),),
+            lambda: _BINOMIAL.fourth_derivative(y, eta, trials, weights),
+            lambda lt: self.fourth_derivative(y, eta, trials, weights, (lt,)),
         )
         if limit is not None:
-            return limit[0]
+            return limit
         t = np.ones_like(y) if trials is None else trials
         mu, q, a, b = _shapes(eta, np.exp(lt))
         w4 = -(_fourth_of_a_shape(y, a, mu, q) + _fourth_of_a_shape(t - y, b, q, mu))

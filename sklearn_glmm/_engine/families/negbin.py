@@ -17,6 +17,7 @@ from .base import (
     _log_y,
     _mu_minus_y,
     _weighted,
+    array_on_bound,
     by_count,
     by_count_in_runs,
     limit_or,
@@ -154,14 +155,14 @@ class NegativeBinomial2(Family):
         derivative in ``eta`` of ``w3 = w (s - r)``, as ``ds / d eta = -s r``); the
         Poisson limit's on the bound."""
         lt = extra[0]
-        limit = on_upper_bound(
+        limit = array_on_bound(
             lt,
             _UPPER,
-            lambda: (_POISSON.fourth_derivative(y, eta, trials, weights),),
-            lambda lt: (self.fourth_derivative(y, eta, trials, weights, (lt,)),),
+            lambda: _POISSON.fourth_derivative(y, eta, trials, weights),
+            lambda lt: self.fourth_derivative(y, eta, trials, weights, (lt,)),
         )
         if limit is not None:
-            return limit[0]
+            return limit
         theta = np.exp(lt)
         mu = np.exp(np.minimum(eta, _ETA_MAX))
         tm = theta + mu
@@ -292,14 +293,14 @@ class NegativeBinomial2(Family):
         derivative reads it): ``a2 ((s - r)^2 - 2 s r)``, the derivative of ``a3 = a2 (s -
         r)`` as ``d(s - r) / d eta = -2 s r``; the Poisson limit's on the bound."""
         lt = extra[0]
-        limit = on_upper_bound(
+        limit = array_on_bound(
             lt,
             _UPPER,
-            lambda: (_POISSON.log_p0_fourth(eta),),
-            lambda lt: (self.log_p0_fourth(eta, (lt,)),),
+            lambda: _POISSON.log_p0_fourth(eta),
+            lambda lt: self.log_p0_fourth(eta, (lt,)),
         )
         if limit is not None:
-            return limit[0]
+            return limit
         theta = np.exp(lt)
         mu = np.exp(np.minimum(eta, _ETA_MAX))
         tm = theta + mu
@@ -339,12 +340,9 @@ class NegativeBinomial2(Family):
         )
         if limit is not None:
             return limit
-        z = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX) - log_theta
-        x = np.exp(np.minimum(z, _ETA_MAX))
-        small = x < _SMALL_RATIO
         # log s = log theta + log log(1 + x); for small x it is z + p(x) with
         # p(x) = log(log1p(x) / x) from its series, and x^k p^(k)(x) term by term
-        xs = np.where(small, x, 0.0)
+        z, small, xs, ell, rho, rho1 = _zero_rate_terms(eta, log_theta)
         p0 = p1 = p2 = p3 = np.zeros_like(xs)
         for k, c in enumerate(_LOG_LOG1P_SERIES, start=1):
             xk = c * xs**k
@@ -352,9 +350,6 @@ class NegativeBinomial2(Family):
             p1 = p1 + k * xk
             p2 = p2 + k * (k - 1) * xk
             p3 = p3 + k * (k - 1) * (k - 2) * xk
-        ell = log1p_exp(z)  # log(1 + x), also for large z
-        rho = special.expit(z)
-        rho1 = rho * (1.0 - rho)
         rho2 = rho1 * (1.0 - 2.0 * rho)
         with np.errstate(divide="ignore", invalid="ignore"):
             L1 = rho / ell
@@ -375,24 +370,18 @@ class NegativeBinomial2(Family):
         e2^2 + 12 e1^2 e2 - 6 e1^4``; for small ``x`` the series' ``sum_k c_k k^4 x^k``
         (the same terms as there). The Poisson limit's (0) on the bound."""
         log_theta = extra[0]
-        limit = on_upper_bound(
+        limit = array_on_bound(
             log_theta,
             _UPPER,
-            lambda: (_POISSON.log_zero_rate_fourth(eta),),
-            lambda lt: (self.log_zero_rate_fourth(eta, (lt,)),),
+            lambda: _POISSON.log_zero_rate_fourth(eta),
+            lambda lt: self.log_zero_rate_fourth(eta, (lt,)),
         )
         if limit is not None:
-            return limit[0]
-        z = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX) - log_theta
-        x = np.exp(np.minimum(z, _ETA_MAX))
-        small = x < _SMALL_RATIO
-        xs = np.where(small, x, 0.0)
+            return limit
+        _, small, xs, ell, rho, rho1 = _zero_rate_terms(eta, log_theta)
         p4 = np.zeros_like(xs)
         for k, c in enumerate(_LOG_LOG1P_SERIES, start=1):
             p4 = p4 + k**4 * (c * xs**k)
-        ell = log1p_exp(z)
-        rho = special.expit(z)
-        rho1 = rho * (1.0 - rho)
         with np.errstate(divide="ignore", invalid="ignore"):
             e1, e2 = rho / ell, rho1 / ell
             e3 = rho1 * (1.0 - 2.0 * rho) / ell
@@ -518,7 +507,21 @@ def _unit_deviance(y, mu, theta):
 
 # below this mu / theta the zero rate's log comes from a series
 _SMALL_RATIO = 0.01
+
+
 # log(log1p(x) / x) = sum_k c_k x^k
+def _zero_rate_terms(eta, log_theta):
+    """What :meth:`NegativeBinomial2.log_zero_rate` and its fourth derivative share: ``z =
+    eta - log theta``, where ``x = e^z`` takes the series (``small``), ``x`` there (0
+    elsewhere), ``ell = log(1 + x)`` (also for large ``z``), ``rho = expit(z)`` and ``rho
+    (1 - rho)``."""
+    z = np.minimum(np.asarray(eta, dtype=float), _ETA_MAX) - log_theta
+    x = np.exp(np.minimum(z, _ETA_MAX))
+    small = x < _SMALL_RATIO
+    rho = special.expit(z)
+    return z, small, np.where(small, x, 0.0), log1p_exp(z), rho, rho * (1.0 - rho)
+
+
 _LOG_LOG1P_SERIES = (
     -1.0 / 2.0,
     5.0 / 24.0,

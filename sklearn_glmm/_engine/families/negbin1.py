@@ -29,6 +29,7 @@ from .base import (
     _exp_mean,
     _polygamma_differences,
     _weighted,
+    array_on_bound,
     limit_or,
     on_lower_bound,
     second_with_first,
@@ -133,14 +134,15 @@ class NegativeBinomial1(Family):
         k``, the fourth eta-derivative of ``log Gamma(y + k) - log Gamma(k) - k log(1 +
         phi)`` (:func:`~.base.size_sum_fourth`: ``k D0 + 7 k^2 D1 + 6 k^3 D2 + k^4 D3``,
         ``D_m = psi_m(y + k) - psi_m(k)``); the Poisson limit's on the bound."""
-        limit = on_lower_bound(
+        limit = array_on_bound(
             extra[0],
             _LOWER,
-            lambda: (_POISSON.fourth_derivative(y, eta, trials, weights),),
-            lambda lp: (self.fourth_derivative(y, eta, trials, weights, (lp,)),),
+            lambda: _POISSON.fourth_derivative(y, eta, trials, weights),
+            lambda lp: self.fourth_derivative(y, eta, trials, weights, (lp,)),
+            upper=False,
         )
         if limit is not None:
-            return limit[0]
+            return limit
         phi = np.exp(extra[0])
         k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
         w4 = k * np.log1p(phi) - size_sum_fourth(y, k)
