@@ -106,3 +106,58 @@ def test_a_zero_inflated_fit_is_resumed_from_the_nested_models_covariance():
     m = _fit(PoissonGLMM(zero_inflation=True), x, y, np.repeat(np.arange(8), 3))
     assert m.converged_
     assert -2 * m.loglik_ <= 67.6213 + 1e-3
+
+
+def _zero_inflated_data(seed=3, n_groups=30, rows=8):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), rows)
+    x = rng.normal(size=len(g))
+    mu = np.exp(0.3 + 0.5 * x + rng.normal(0, 0.7, n_groups)[g])
+    y = np.where(rng.random(len(g)) < 0.25, 0, rng.poisson(mu))
+    return x, y, g
+
+
+@pytest.mark.parametrize("est", [PoissonGLMM, NegBinGLMM])
+def test_the_model_without_zero_inflation_is_fitted_with_the_count_family(est):
+    # the nested model at zero inflation's bound (probability 2e-9) is fitted with the
+    # count family itself, its end evaluated by the zero-inflated objective: the same
+    # optimum as the zero-inflated density held at the bound reaches
+    from sklearn_glmm._engine import nested_models
+    from sklearn_glmm._engine.ridge import _held
+
+    x, y, g = _zero_inflated_data()
+    m = _fit(est(zero_inflation=True), x, y, g)
+    obj, bounds = m.fit_result_.objective, m.fit_result_.bounds
+    k = len(bounds) - 1
+    holds = [(k, bounds[k][0])]
+    assert nested_models._count_model(obj, holds).data.family is obj.data.family.base
+    x1, held = _held(m.fit_record_.initial, bounds, holds)
+    n_cov = obj.data.n_beta + obj.data.n_theta
+    diag = [j for j, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
+    before = obj.n_evals
+    res = nested_models._held_stage(obj, x1, held, holds, 1000, 1e-10, diag)
+    assert obj.n_evals - before >= res.nit  # the count model's evaluations are counted
+    assert res.x[k] == bounds[k][0]
+    assert res.fun == obj.evaluate(res.x)
+    held_fit = nested_models._laplace_stage(obj, x1, held, 1000, 1e-10, diag)
+    assert res.fun == pytest.approx(held_fit.fun, abs=1e-6)
+    plain = _fit(est(), x, y, g)
+    # (the zero-inflated density at the bound: n log(1 - 2e-9) and the zeros' share)
+    assert res.fun == pytest.approx(-2 * plain.loglik_, abs=1e-5)
+
+
+def test_only_zero_inflation_held_on_its_bound_is_fitted_with_the_count_family():
+    from sklearn_glmm._engine import nested_models
+
+    x, y, g = _zero_inflated_data()
+    m = _fit(NegBinGLMM(zero_inflation=True), x, y, g)
+    obj, bounds = m.fit_result_.objective, m.fit_result_.bounds
+    k = len(bounds) - 1
+    assert nested_models._count_model(obj, [(k, bounds[k][0])]) is not None
+    assert nested_models._count_model(obj, [(k, bounds[k][0] + 1.0)]) is None
+    assert nested_models._count_model(obj, [(k - 1, bounds[k - 1][1])]) is None  # theta's
+    for other in (NegBinGLMM(hurdle=True), PoissonGLMM(zero_inflation="~ x")):
+        fitted = _fit(other, x, y, g)
+        last = fitted.fit_result_.bounds[-1]
+        held = [(len(fitted.fit_result_.bounds) - 1, last[0])]
+        assert nested_models._count_model(fitted.fit_result_.objective, held) is None

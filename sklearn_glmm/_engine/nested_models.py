@@ -8,8 +8,13 @@ is fitted again from it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from .compiled_objective import make_objective
+from .families.zero_inflated import ZeroInflated
+from .objective import Objective
 from .ridge import FLAT_TOL, _flat_sides, _held, _on_flat_bound, _side_bound
 from .stage import _laplace_stage, _probed_basin_holds, _with_family_parameters
 from .start import glm_optimum
@@ -102,7 +107,7 @@ def _via_nested(obj, origin, holds, back, fun0, best, names, stage_args, gain=1e
     (:func:`.stage._probed_basin_holds`)."""
     bounds, max_iter, tol, diag_idx, record = stage_args
     x1, held = _held(origin, bounds, holds)
-    res = _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
+    res = _held_stage(obj, x1, held, holds, max_iter, tol, diag_idx)
     record.stages.append((names[0], float(res.fun), int(res.nit), str(res.message)))
     if not np.all(np.isfinite(res.x)):
         return best
@@ -124,6 +129,49 @@ def _via_nested(obj, origin, holds, back, fun0, best, names, stage_args, gain=1e
             if res.fun < fun0 - gain or _probed_basin_holds(obj, cand, bounds):
                 x, fun = cand, val
     return x, fun
+
+
+def _held_stage(obj, x1, held, holds, max_iter, tol, diag_idx):
+    """The Laplace stage of the nested model with the parameters of ``holds`` held (at
+    ``x1``, within ``held``). Where the one parameter held is a zero-inflation
+    probability on its lower bound, the nested model is the count model without zero
+    inflation: it is fitted with the count family itself (:func:`_count_model`; the
+    zero-inflated density at the bound's probability, 2e-9, costs about twice as much
+    per evaluation and is that model but for a zero's ``log(1 + 2e-9 / f(0))``), and its
+    optimum, the held parameter put back, is evaluated by the full objective, whose
+    value the caller compares."""
+    count = _count_model(obj, holds)
+    if count is None:
+        return _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
+    keep = np.arange(len(x1) - 1)  # (zero inflation: the family's last parameter)
+    res = _laplace_stage(count, x1[keep], [held[j] for j in keep], max_iter, tol, diag_idx)
+    obj.n_evals += count.n_evals
+    count.release_state()
+    x = np.array(x1, dtype=float)
+    x[keep] = res.x
+    res.x, res.fun = x, float(obj.evaluate(x))
+    return res
+
+
+def _count_model(obj, holds):
+    """The objective of ``obj``'s model without zero inflation, where ``holds`` holds
+    the zero-inflation probability (a scalar, the family's last parameter) on its lower
+    bound and ``obj`` holds its rows; else None. (Laplace or quadrature as ``obj`` is
+    at the time.)"""
+    d = obj.data
+    if not (isinstance(obj, Objective) and obj.holds_rows and isinstance(d.family, ZeroInflated)):
+        return None
+    last = d.n_beta + d.n_theta + d.n_extra - 1
+    if len(holds) != 1 or holds[0][0] != last or d.extra_flat_side[-1] is None:
+        return None
+    bound = d.extra_bounds[-1][0]
+    if bound is None or holds[0][1] != bound:
+        return None
+    designs = None if d.extra_designs is None else tuple(d.extra_designs[:-1])
+    if designs is not None and all(D is None for D in designs):
+        designs = None
+    nested = replace(d, family=d.family.base, extra_designs=designs)
+    return make_objective(nested, obj.n_agq)
 
 
 # a covariance parameter (the internal scale's Cholesky entries: link-scale SDs of
@@ -177,7 +225,8 @@ def bound_from_start(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
     likelihood, as a probe's is (the Laplace approximation of these families is far too
     high in places where a level's counts are all zero). This costs a stage per flat
     side on every fit of these families (about twice the evaluations of a zero-inflated
-    reference fit), and the profile, where made, a short run.
+    reference fit), and the profile, where made, a short run; the model without zero
+    inflation runs with the count family itself (:func:`_held_stage`).
     """
     if obj.data.family.log_concave or record.initial is None:
         return x, fun
