@@ -453,15 +453,15 @@ def test_zero_inflated_fourth_derivative_is_that_of_w3(base, extra, logit_pi):
 def test_zero_inflated_block_in_closed_form(family, opts):
     """Zero inflation (not log-concave; the modes' curvature ``h_j`` the signed one,
     positive at a mode): the (beta, theta) block in closed form against extrapolated
-    differences; the fit's Hessian takes the zero-inflated NB2's two own parameters'
-    rows and columns by differences of the gradient (two gradients each), and none for
-    the zero-inflated Poisson (``logit pi``'s in closed form too)."""
+    differences; the fit's Hessian takes no evaluation: the zero-inflated Poisson's
+    ``logit pi`` and the zero-inflated NB2's two own parameters are in closed form too
+    (their tests below)."""
     rng = np.random.default_rng([len(family), len(opts)])
     obj = _objective(family, rng, zero_inflated=True, **opts)
     assert lh.applies(obj)
     own = [0.8, -0.7] if family == "negbin" else [-0.7]
     x = np.array([0.1, 0.4, -0.2, 0.6, *own])
-    check_closed_block(obj, x, lh.laplace_hessian, 2 * len(own) if family == "negbin" else 0)
+    check_closed_block(obj, x, lh.laplace_hessian, 0)
 
 
 def test_families_without_a_fourth_derivative_say_so():
@@ -824,3 +824,102 @@ def test_nb1_and_betabinomial_second_derivatives_in_log_phi(family, log_phi):
     bound = fam.blocks[0].bounds[0 if family == "negbin1" else 1]
     assert fam.extra_second_derivs(y, eta, t, w, (bound,)) is None
     assert fam.extra_second_derivs(y, eta, t, w, (np.full(n, log_phi),)) is None
+
+
+@pytest.mark.parametrize(
+    "base, own",
+    [("negbin", -1.0), ("negbin", 0.7), ("negbin", 4.0), ("negbin", 12.0),
+     ("negbin1", -12.0), ("negbin1", -6.0), ("negbin1", -0.5), ("negbin1", 3.0)],
+)  # fmt: skip
+@pytest.mark.parametrize("logit_pi", [-3.0, 0.5, 2.5])
+def test_zero_inflated_second_derivatives_in_both_parameters(base, own, logit_pi):
+    """``ZeroInflated.extra_hessian_derivs`` (the count family's parameter and ``logit
+    pi``) against extrapolated central differences of ``extra_derivs`` in each parameter
+    (second derivatives and cross derivatives) and in ``eta`` (``w3_e``), weighted, from
+    far below to far above the mean, counts in the thousands among them; its first
+    derivatives are ``extra_derivs``' numbers."""
+    fam = make_family(base, True)
+    rng = np.random.default_rng([int(10 * own) + 200, int(10 * logit_pi) + 50])
+    n = 300
+    y = rng.poisson(2.0, n).astype(float)
+    y[::2] = 0.0
+    y[1:40:2] = rng.integers(1_000, 20_000, 20)
+    eta = np.concatenate([np.linspace(-6.0, 5.0, n // 2), rng.normal(size=n // 2)])
+    w = rng.uniform(0.5, 2.0, n)
+    const = fam.constant(y, None)
+    extra = np.array([own, logit_pi])
+    first, w3_e, second = fam.extra_hessian_derivs(y, eta, None, w, extra, const)
+    for a, b in zip(first, fam.extra_derivs(y, eta, None, w, extra, const)):
+        # (the same quantities, summed in another order: rounding apart)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14 * np.abs(b).max())
+
+    def extrapolated(shift):
+        def central(h):
+            up, down = shift(h), shift(-h)
+            return [(a - b) / (2.0 * h) for a, b in zip(up, down)]
+
+        return [(4.0 * f - c) / 3.0 for f, c in zip(central(5e-4), central(1e-3))]
+
+    def along(j):
+        step = np.eye(2)[j]
+        return lambda h: fam.extra_derivs(y, eta, None, w, extra + h * step, const)
+
+    for j in range(2):
+        ref = extrapolated(along(j))
+        for value, r in zip(second, ref):
+            np.testing.assert_allclose(value[:, j], r, rtol=1e-6, atol=1e-8 * np.abs(r).max())
+        assert np.array_equal(second[0][0, 1], second[0][1, 0])
+    ref_w3 = extrapolated(lambda h: fam.extra_derivs(y, eta + h, None, w, extra, const))[2]
+    np.testing.assert_allclose(w3_e, ref_w3, rtol=1e-6, atol=1e-8 * np.abs(ref_w3).max())
+
+
+def test_zero_inflated_both_parameters_only_where_given():
+    """No closed form (None) with the count family on its bound (the Poisson limit), a
+    probability per row, or a count family without parameters of its own (zero-inflated
+    Poisson: ``extra_second_derivs`` gives its one parameter)."""
+    y, eta = np.array([0.0, 1.0, 3.0]), np.zeros(3)
+    zinb, zinb1 = make_family("negbin", True), make_family("negbin1", True)
+    assert zinb.extra_hessian_derivs(y, eta, None, None, np.array([30.0, -1.0])) is None
+    assert zinb1.extra_hessian_derivs(y, eta, None, None, np.array([-15.0, -1.0])) is None
+    per_row = (0.5, np.array([-1.0, 0.0, 1.0]))
+    assert zinb.extra_hessian_derivs(y, eta, None, None, per_row) is None
+    zip_ = make_family("poisson", True)
+    assert zip_.extra_hessian_derivs(y, eta, None, None, np.array([-1.0])) is None
+
+
+@pytest.mark.parametrize("base", ["negbin", "negbin1"])
+@pytest.mark.parametrize("opts", [{}, dict(weights=True, offset=True, shuffle=True, per=3, sd=1.5)])
+@pytest.mark.parametrize("own, logit_pi", [(1.0, -1.0), (4.0, 0.5), (-0.5, -2.5)])
+def test_zero_inflated_negative_binomial_hessian_wholly_in_closed_form(base, opts, own, logit_pi):
+    """A zero-inflated NB2 or NB1 fit's Hessian (one scalar random effect) wholly in
+    closed form: the block and both own parameters' rows and columns
+    (:func:`~sklearn_glmm._engine.laplace_hessian.extra_rows`), no evaluation, within
+    1e-6 of the largest entry of extrapolated differences of the gradient."""
+    rng = np.random.default_rng([len(opts), int(10 * own) + 30, int(10 * logit_pi) + 40])
+    obj = _objective("poisson", rng, zero_inflated=True, **opts)
+    d = obj.data
+    fam = make_family(base, True)
+    obj = Objective(ModelData(d.X, d.y, d.trials, d.weights, d.offset, fam, d.factors), 1)
+    x = np.array([0.1, 0.4, -0.2, 0.6, own, logit_pi])
+    obj.value_and_grad(x)
+    rows = lh.extra_rows(obj)
+    H = check_closed_block(obj, x, lh.laplace_hessian, evals=0)
+    np.testing.assert_array_equal(H[4:], rows)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
+def test_zero_inflated_negative_binomial_with_random_slopes_by_differences():
+    """Two random effects per level: the own parameters' rows by differences of the
+    gradient (four evaluations), the block in closed form."""
+    rng = np.random.default_rng(78)
+    obj = _vector_objective("poisson", rng, diagonal=False, shuffle=True)
+    d = obj.data
+    y = d.y.copy()
+    y[rng.random(len(y)) < 0.3] = 0.0
+    zinb = make_family("negbin", True)
+    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, zinb, d.factors), 1)
+    x = np.array([0.1, 0.4, -0.2, 0.7, 0.2, 0.4, 1.0, -0.8])
+    obj.value_and_grad(x)
+    assert lh.extra_rows(obj) is None
+    check_closed_block(obj, x, lh.laplace_hessian, evals=4)

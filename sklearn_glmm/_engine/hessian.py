@@ -60,15 +60,15 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
         block = obj.exact_hessian_block()
         if block is not None and len(block) == n:
             return block
-        # a family's one own parameter (NB2's log theta) in closed form too, where given
-        col = None
-        if block is not None and len(block) == n - 1 and hasattr(obj, "exact_extra_column"):
-            col = obj.exact_extra_column()
-        if col is not None:
+        # a family's own parameters (NB2's log theta; a zero-inflated NB2's log theta and
+        # logit pi) in closed form too, where given
+        rows = None if block is None else _extra_rows(obj, n - len(block))
+        if rows is not None:
+            m = len(block)
             H = np.empty((n, n))
-            H[: n - 1, : n - 1] = block
-            H[n - 1, :] = col
-            H[:, n - 1] = col
+            H[:m, :m] = block
+            H[m:, :] = rows
+            H[:, m:] = rows.T
             return H
     m = 0 if block is None else len(block)
     Hm = np.zeros((n, n))
@@ -91,6 +91,19 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
         Hm[:m, :m] = block
         Hm[m:, :m] = Hm[:m, m:].T
     return 0.5 * (Hm + Hm.T)
+
+
+def _extra_rows(obj, n_extra):
+    """The Hessian's rows of the family's ``n_extra`` own parameters in closed form at
+    the state just evaluated, ``(n_extra, n)``, or None: one parameter's row and column
+    (``exact_extra_column``, an objective in memory or partitioned), several
+    (``exact_extra_rows``)."""
+    if n_extra == 1 and hasattr(obj, "exact_extra_column"):
+        col = obj.exact_extra_column()
+        return None if col is None else col[None]
+    if n_extra > 1 and hasattr(obj, "exact_extra_rows"):
+        return obj.exact_extra_rows()
+    return None
 
 
 def _difference_column(obj, x, g0, at_x, k, h, bound) -> np.ndarray:

@@ -166,7 +166,7 @@ def extra_column(obj):
     (w_ll + 2 w3_l D_il + w4 D_il^2 + w3 a_i U_ll) a_i^2``; ``d2 psi / dl dq = sum_i d_l
     E_iq + sum_j h_j U_l U_jq`` and ``d2 psi / dl2 = sum_i loglik_ll + sum_j h_j U_l^2``.
     """
-    d, s, gi = obj.data, obj.state, obj.groups[0]
+    d, s = obj.data, obj.state
     fam = d.family
     if d.n_extra != 1 or d.extra_designs is not None or not hasattr(fam, "extra_second_derivs"):
         return None
@@ -178,30 +178,76 @@ def extra_column(obj):
     (_, d_l, w_l), second = both
     if not obj._scalar:
         return _vector_extra_column(obj, (d_l, w_l), second)
-    l_ll, d_ll, w_ll, w3_l = second
+    l_ll, d_ll, w_ll, w3_l = (np.asarray(v, dtype=float) for v in second)
+    first = (None, np.asarray(d_l, dtype=float)[None], np.asarray(w_l, dtype=float)[None])
+    pair = (l_ll[None, None], d_ll[None, None], w_ll[None, None])
+    return _scalar_extra_rows(obj, first, w3_l[None], pair)[0]
+
+
+def extra_rows(obj):
+    """The Hessian's rows of a family's several own parameters (a zero-inflated NB2's
+    ``log theta`` and ``logit pi``), for one scalar random effect at the objective's
+    state: ``(E, P + E)``, each parameter's entries with ``(beta, theta)`` then with the
+    family's parameters; None where the family does not give ``extra_hessian_derivs``
+    there (a value per row, a bound) or for several random effects per level."""
+    d, s = obj.data, obj.state
+    fam = d.family
+    if not obj._scalar or d.extra_designs is not None or not hasattr(fam, "extra_hessian_derivs"):
+        return None
+    eta = np.asarray(s["eta"], dtype=float)
+    found = fam.extra_hessian_derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
+    return None if found is None else _scalar_extra_rows(obj, *found)
+
+
+def _scalar_extra_rows(obj, first, w3_e, second):
+    """The rows of :func:`extra_column` (one parameter) and :func:`extra_rows` (several)
+    for one scalar random effect: ``first`` the family's derivatives in each parameter
+    ``e`` of ``loglik``, ``d1`` and ``w`` (``d_e``, ``w_e``; each (E, n), the first
+    unread), ``w3_e`` those of ``w3`` (E, n), ``second`` the second derivatives of
+    ``loglik``, ``d1`` and ``w`` (each (E, E, n)). :func:`extra_column`'s sums for each
+    parameter, and between two, ``e`` and ``f``: ``d2 psi / de df = sum_i loglik_ef +
+    sum_j h_j U_e U_f``, ``h U_ef = sum_i a_i (d_ef - w_e D_if - w_f D_ie - w3 D_ie
+    D_if)``, ``d2h_ef = sum_i (w_ef + w3_e D_if + w3_f D_ie + w4 D_ie D_if + w3 a_i
+    U_ef) a_i^2``."""
+    d, gi = obj.data, obj.groups[0]
+    _, d_e, w_e = first
+    l_ef, d_ef, w_ef = second
     d1, w, w3, w4, a, z, hinv, u_rows, E, U, D, dh = _scalar_parts(obj)
-    p = d.n_beta
+    p, n_e = d.n_beta, len(d_e)
     h = 1.0 / hinv
-    U_l = hinv * gi.sum(a * d_l)
-    D_l = a * gi.expand(U_l)
-    col = np.empty(p + 2)
-    col[: p + 1] = E.T @ d_l + (U * (h * U_l)[:, None]).sum(axis=0)
-    col[p + 1] = l_ll.sum() + h @ (U_l * U_l)
-    wl = w_l + w3 * D_l
-    U_lq = gi.sum(-(a * wl)[:, None] * D)
-    U_lq[:, p] += gi.sum(z * (d_l - w * D_l)) - gi.sum(a * w * z) * U_l
-    U_lq *= hinv[:, None]
-    U_ll = hinv * gi.sum(a * (d_ll - 2.0 * w_l * D_l - w3 * D_l * D_l))
     a2 = a * a
     w3a3 = gi.sum(w3 * a2 * a)
-    dh_l = gi.sum(wl * a2)
-    d2h = gi.sum(((w3_l + w4 * D_l) * a2)[:, None] * D) + w3a3[:, None] * U_lq
-    d2h[:, p] += gi.sum(w3 * a2 * z) * U_l + 2.0 * gi.sum(wl * a * z)
-    d2h_ll = gi.sum((w_ll + 2.0 * w3_l * D_l + w4 * D_l * D_l) * a2) + w3a3 * U_ll
-    d2logh = np.empty(p + 2)
-    d2logh[: p + 1] = (d2h * hinv[:, None] - dh_l[:, None] * dh * (hinv * hinv)[:, None]).sum(0)
-    d2logh[p + 1] = (d2h_ll * hinv - dh_l * dh_l * hinv * hinv).sum()
-    return -2.0 * (col - 0.5 * d2logh)
+    rows = np.empty((n_e, p + 1 + n_e))
+    U_e, D_e, dh_e = [], [], []
+    for e in range(n_e):
+        U_l = hinv * gi.sum(a * d_e[e])
+        D_l = a * gi.expand(U_l)
+        col = E.T @ d_e[e] + (U * (h * U_l)[:, None]).sum(axis=0)
+        wl = w_e[e] + w3 * D_l
+        U_lq = gi.sum(-(a * wl)[:, None] * D)
+        U_lq[:, p] += gi.sum(z * (d_e[e] - w * D_l)) - gi.sum(a * w * z) * U_l
+        U_lq *= hinv[:, None]
+        dh_l = gi.sum(wl * a2)
+        d2h = gi.sum(((w3_e[e] + w4 * D_l) * a2)[:, None] * D) + w3a3[:, None] * U_lq
+        d2h[:, p] += gi.sum(w3 * a2 * z) * U_l + 2.0 * gi.sum(wl * a * z)
+        d2logh = (d2h * hinv[:, None] - dh_l[:, None] * dh * (hinv * hinv)[:, None]).sum(0)
+        rows[e, : p + 1] = -2.0 * (col - 0.5 * d2logh)
+        U_e.append(U_l)
+        D_e.append(D_l)
+        dh_e.append(dh_l)
+    for e in range(n_e):
+        for f in range(e, n_e):
+            De, Df = D_e[e], D_e[f]
+            if e == f:  # (one parameter: the forms of the single column)
+                dw, dw3 = 2.0 * w_e[e] * De, 2.0 * w3_e[e] * De
+            else:
+                dw, dw3 = w_e[e] * Df + w_e[f] * De, w3_e[e] * Df + w3_e[f] * De
+            U_ef = hinv * gi.sum(a * (d_ef[e, f] - dw - w3 * De * Df))
+            d2h_ef = gi.sum((w_ef[e, f] + dw3 + w4 * De * Df) * a2) + w3a3 * U_ef
+            psi = l_ef[e, f].sum() + h @ (U_e[e] * U_e[f])
+            d2logh = (d2h_ef * hinv - dh_e[e] * dh_e[f] * hinv * hinv).sum()
+            rows[e, p + 1 + f] = rows[f, p + 1 + e] = -2.0 * (psi - 0.5 * d2logh)
+    return rows
 
 
 def _vector_hessian(obj) -> np.ndarray:

@@ -572,6 +572,18 @@ class Objective(ModeSearch, LaplaceGradient):
             return None
         return laplace_hessian.extra_column(self)
 
+    def exact_extra_rows(self):
+        """The Hessian's rows of the family's several own parameters (a zero-inflated
+        NB2's ``log theta`` and ``logit pi``) in closed form at the state of the last
+        point evaluated, beside :meth:`exact_hessian_block`
+        (:func:`.laplace_hessian.extra_rows`: Laplace, one scalar random effect), or None
+        where it does not apply."""
+        from . import laplace_hessian
+
+        if self.state is None or self.n_agq != 1 or not laplace_hessian.applies(self):
+            return None
+        return laplace_hessian.extra_rows(self)
+
     # -- conditional distribution of u --------------------------------------
     def conditional_variances(self, f: int) -> np.ndarray:
         """Blocks of H^{-1} for factor ``f`` at the current mode, (n_levels, q, q)."""

@@ -328,6 +328,30 @@ class NegativeBinomial2(Family):
         da2 = -2.0 * theta * s * r * r
         return da[None], da1[None], da2[None]
 
+    def log_p0_second_extra(self, eta, extra):
+        """The derivatives of :meth:`log_p0` a zero-inflated model's Hessian in ``log
+        theta`` reads beyond :meth:`log_p0_extra_derivs`: with ``a = -theta log(1 + mu /
+        theta)``, ``s = theta / (theta + mu)``, ``r = 1 - s`` and ``t = log theta``,
+        ``d^4 a / d eta^3 dt = -2 theta s r^2 (2 s - r)``, ``d^2 a / dt^2 = da/dt + theta
+        r^2``, ``d^3 a / d eta dt^2 = theta r^2 (s - r)`` and ``d^4 a / d eta^2 dt^2 = -2
+        theta s r^2 (2 r - s)``, each (n,); None on the bound (the Poisson limit)."""
+        lt = extra[0]
+        if type(lt) is np.ndarray or lt >= _UPPER:
+            return None
+        theta = np.exp(lt)
+        eta = np.minimum(eta, _ETA_MAX)
+        mu = np.exp(eta)
+        tm = theta + mu
+        s, r = theta / tm, mu / tm
+        tr2 = theta * r * r
+        da = theta * (r - log1p_exp(eta - lt))
+        return (
+            -2.0 * tr2 * s * (2.0 * s - r),
+            da + tr2,
+            tr2 * (s - r),
+            -2.0 * tr2 * s * (2.0 * r - s),
+        )
+
     def log_zero_rate(self, eta, extra):
         """``log s`` for ``s = -log P(Y = 0) = theta log(1 + mu / theta)`` and its
         eta-derivatives (zero-truncation), free of cancellation as ``mu / theta -> 0``."""

@@ -264,6 +264,23 @@ class NegativeBinomial1(Family):
         da = -mu * np.where(phi < 1e-2, series, direct)
         return da[None], da[None], da[None]
 
+    def log_p0_second_extra(self, eta, extra):
+        """The derivatives of :meth:`log_p0` a zero-inflated model's Hessian in ``log
+        phi`` reads beyond :meth:`log_p0_extra_derivs`: with ``a = -mu g``, ``g = log(1 +
+        phi) / phi`` and ``B = g' = 1 / (1 + phi) - g`` (its derivative in ``t = log
+        phi``), every eta-derivative of ``a`` is ``a``, so ``d^4 a / d eta^3 dt = da/dt =
+        -mu B`` and ``d^(2+k) a / d eta^k dt^2 = -mu g'' = mu (phi / (1 + phi)^2 + B)``
+        (``k = 0, 1, 2``), each (n,); None for a phi per row or on the bound (the Poisson
+        limit)."""
+        lp = extra[0]
+        if type(lp) is np.ndarray or lp <= _LOWER:
+            return None
+        phi = np.exp(lp)
+        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        da = self.log_p0_extra_derivs(eta, extra)[0][0]  # -mu B
+        dtt = mu * phi / (1.0 + phi) ** 2 - da
+        return da, dtt, dtt, dtt
+
     def log_zero_rate(self, eta, extra):
         """``log s`` for ``s = -log P(Y = 0) = mu log(1 + phi) / phi`` and its
         eta-derivatives (zero-truncation)."""

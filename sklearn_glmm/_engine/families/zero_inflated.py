@@ -229,6 +229,88 @@ class ZeroInflated(Family):
             second = tuple(weights * v for v in second)
         return (second[:3], second[3:]) if with_first else second
 
+    def extra_hessian_derivs(self, y, eta, trials, weights, extra, const=None):
+        """The derivatives the closed-form Hessian's rows of two own parameters read
+        (:func:`~sklearn_glmm._engine.laplace_hessian.extra_rows`): the count family's
+        one parameter ``t`` (NB2's ``log theta``) and ``l = logit pi``, each a scalar;
+        None otherwise (and where the count family does not give them: on its bound).
+        Returns ``(first, w3_e, second)``: ``first`` the derivatives of ``loglik``,
+        ``d1`` and ``w`` in each parameter (each (2, n), :meth:`extra_derivs`' rows),
+        ``w3_e`` those of ``w3`` (2, n), and ``second`` the second derivatives of
+        ``loglik``, ``d1`` and ``w`` (each (2, 2, n)), weighted as :meth:`derivs`.
+
+        A count's are the count family's in ``t`` (``extra_second_derivs``) and
+        ``log(1 - pi)``'s in ``l``. A zero's log-density is ``F(a, l) = l + softplus(a -
+        l) - softplus(l)`` of ``a = log f(0)``, whose derivatives in ``a`` are ``S_m``
+        (``S_1 = r``, the share of the count part; ``S_2 = q = r (1 - r)``, ``S_3 = q
+        c``, ``S_4 = q (c^2 - 2 q)``, ``c = 1 - 2 r``) and change sign with each
+        derivative in ``l``; those in ``eta`` and ``t`` follow by the chain rule from
+        ``a``'s (:meth:`log_p0`, ``log_p0_extra_derivs``, ``log_p0_second_extra``)."""
+        base_extra, pi, logit_pi = self._split(extra)
+        more = getattr(self.base, "log_p0_second_extra", None)
+        if len(base_extra) != 1 or more is None or np.ndim(logit_pi):
+            return None
+        count = self.base.extra_second_derivs(y, eta, trials, None, base_extra, const, True)
+        more = more(eta, base_extra) if count is not None else None
+        if more is None:
+            return None
+        (cl, cd, cw), (cll, cdd, cww, cw3) = count
+        eta = np.broadcast_to(eta, np.shape(y))
+        a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
+        at, a1t, a2t = (v[0] for v in self.base.log_p0_extra_derivs(eta, base_extra))
+        a3t, att, a1tt, a2tt = more
+        zero = y == 0
+        s1 = _count_share(a, logit_pi)
+        s2 = s1 * (1.0 - s1)
+        c = 1.0 - 2.0 * s1
+        s3, s4 = s2 * c, s2 * (c * c - 2.0 * s2)
+        vpi = pi * (1.0 - pi)
+        # (products with the S_m first: at a huge mean they are 0 where a's powers are not)
+        t_rows = (
+            s1 * at,
+            (s2 * a1) * at + s1 * a1t,
+            -((s3 * a1) * a1 * at + s2 * (a2 * at + 2.0 * a1 * a1t) + s1 * a2t),
+        )
+        l_rows = (1.0 - s1 - pi, -s2 * a1, (s3 * a1) * a1 + s2 * a2)
+        w3_t = -(
+            ((s4 * a1) * a1) * a1 * at
+            + 3.0 * (s3 * a1) * (a2 * at + a1 * a1t)
+            + s2 * (a3 * at + 3.0 * a2 * a1t + 3.0 * a1 * a2t)
+            + s1 * a3t
+        )
+        w3_l = ((s4 * a1) * a1) * a1 + 3.0 * (s3 * a1) * a2 + s2 * a3
+        tt = (
+            (s2 * at) * at + s1 * att,
+            (s3 * a1) * at * at + s2 * (2.0 * a1t * at + a1 * att) + s1 * a1tt,
+            -(
+                ((s4 * a1) * a1) * at * at
+                + s3 * (a2 * at * at + 4.0 * a1 * at * a1t + a1 * a1 * att)
+                + s2 * (2.0 * a1t * a1t + 2.0 * at * a2t + a2 * att + 2.0 * a1 * a1tt)
+                + s1 * a2tt
+            ),
+        )
+        tl = (
+            -s2 * at,
+            -((s3 * a1) * at + s2 * a1t),
+            ((s4 * a1) * a1) * at + s3 * (a2 * at + 2.0 * a1 * a1t) + s2 * a2t,
+        )
+        ll = (s2 - vpi, s3 * a1, -((s4 * a1) * a1 + s3 * a2))
+        counts = ((cl, cd, cw), (-pi, 0.0, 0.0), (cll, cdd, cww), (0.0, 0.0, 0.0), (-vpi, 0.0, 0.0))
+        zeros = (t_rows, l_rows, tt, tl, ll)
+        t_rows, l_rows, tt, tl, ll = (
+            tuple(np.where(zero, z, k) for z, k in zip(zs, ks)) for zs, ks in zip(zeros, counts)
+        )
+        w3_e = np.stack([np.where(zero, w3_t, cw3), np.where(zero, w3_l, 0.0)])
+        first = tuple(np.stack([t, l]) for t, l in zip(t_rows, l_rows))
+        second = tuple(
+            np.stack([np.stack([v, u]), np.stack([u, w])]) for v, u, w in zip(tt, tl, ll)
+        )
+        if weights is not None:
+            first = tuple(weights * v for v in first)
+            w3_e = weights * w3_e
+            second = tuple(weights * v for v in second)
+        return first, w3_e, second
+
     def _base_extra_derivs(self, y, eta, trials, extra, const, zero, r, a1, a2):
         """Rows of ``extra_derivs`` for the count family's own parameters."""
         base_extra = self._split(extra)[0]
