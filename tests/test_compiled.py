@@ -292,7 +292,7 @@ def test_not_covered_models_run_the_numpy_code(count_kernel, monkeypatch):
     # (a zero-inflated fit's checks fit the model without zero inflation, a covered
     # model, with the count family itself: left out here, the zero-inflated objective's
     # own evaluations are the numpy code's)
-    monkeypatch.setattr(nested_models, "_count_model", lambda obj, holds: None)
+    monkeypatch.setattr(nested_models, "_nested_model", lambda obj, holds: None)
     rng = np.random.default_rng(5)
     df = _data(5, family="poisson")
     big = rng.poisson(2e5, len(df))  # large counts: the numpy code's cancellation-free form

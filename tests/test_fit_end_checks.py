@@ -130,7 +130,7 @@ def test_the_model_without_zero_inflation_is_fitted_with_the_count_family(est):
     obj, bounds = m.fit_result_.objective, m.fit_result_.bounds
     k = len(bounds) - 1
     holds = [(k, bounds[k][0])]
-    assert nested_models._count_model(obj, holds).data.family is obj.data.family.base
+    assert nested_models._nested_model(obj, holds).data.family is obj.data.family.base
     x1, held = _held(m.fit_record_.initial, bounds, holds)
     n_cov = obj.data.n_beta + obj.data.n_theta
     diag = [j for j, b in enumerate(bounds[:n_cov]) if b[0] == 0.0]
@@ -153,11 +153,11 @@ def test_only_zero_inflation_held_on_its_bound_is_fitted_with_the_count_family()
     m = _fit(NegBinGLMM(zero_inflation=True), x, y, g)
     obj, bounds = m.fit_result_.objective, m.fit_result_.bounds
     k = len(bounds) - 1
-    assert nested_models._count_model(obj, [(k, bounds[k][0])]) is not None
-    assert nested_models._count_model(obj, [(k, bounds[k][0] + 1.0)]) is None
-    assert nested_models._count_model(obj, [(k - 1, bounds[k - 1][1])]) is None  # theta's
+    assert nested_models._nested_model(obj, [(k, bounds[k][0])]) is not None
+    assert nested_models._nested_model(obj, [(k, bounds[k][0] + 1.0)]) is None
+    assert nested_models._nested_model(obj, [(k - 1, bounds[k - 1][1])]) is None  # theta's
     for other in (NegBinGLMM(hurdle=True), PoissonGLMM(zero_inflation="~ x")):
         fitted = _fit(other, x, y, g)
         last = fitted.fit_result_.bounds[-1]
         held = [(len(fitted.fit_result_.bounds) - 1, last[0])]
-        assert nested_models._count_model(fitted.fit_result_.objective, held) is None
+        assert nested_models._nested_model(fitted.fit_result_.objective, held) is None

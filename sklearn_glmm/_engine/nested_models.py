@@ -13,7 +13,6 @@ from dataclasses import replace
 import numpy as np
 
 from .compiled_objective import make_objective
-from .families.zero_inflated import ZeroInflated
 from .objective import Objective
 from .ridge import FLAT_TOL, _flat_sides, _held, _on_flat_bound, _side_bound
 from .stage import _laplace_stage, _probed_basin_holds, _with_family_parameters
@@ -133,45 +132,48 @@ def _via_nested(obj, origin, holds, back, fun0, best, names, stage_args, gain=1e
 
 def _held_stage(obj, x1, held, holds, max_iter, tol, diag_idx):
     """The Laplace stage of the nested model with the parameters of ``holds`` held (at
-    ``x1``, within ``held``). Where the one parameter held is a zero-inflation
-    probability on its lower bound, the nested model is the count model without zero
-    inflation: it is fitted with the count family itself (:func:`_count_model`; the
-    zero-inflated density at the bound's probability, 2e-9, costs about twice as much
-    per evaluation and is that model but for a zero's ``log(1 + 2e-9 / f(0))``), and its
-    optimum, the held parameter put back, is evaluated by the full objective, whose
-    value the caller compares."""
-    count = _count_model(obj, holds)
-    if count is None:
+    ``x1``, within ``held``). Where the one parameter held is the family's last, on its
+    flat side's bound, and the model there is the family without it (a zero-inflation
+    probability: the count model, ``Family.nested_at_bound``), that model is fitted with
+    its own family (:func:`_nested_model`; the zero-inflated density at the bound's
+    probability, 2e-9, costs about twice as much per evaluation and is the count model
+    but for a zero's ``log(1 + 2e-9 / f(0))``), and its optimum, the held parameter put
+    back, is evaluated by the full objective, whose value the caller compares."""
+    nested = _nested_model(obj, holds)
+    if nested is None:
         return _laplace_stage(obj, x1, held, max_iter, tol, diag_idx)
-    keep = np.arange(len(x1) - 1)  # (zero inflation: the family's last parameter)
-    res = _laplace_stage(count, x1[keep], [held[j] for j in keep], max_iter, tol, diag_idx)
-    obj.n_evals += count.n_evals
-    count.release_state()
+    keep = np.arange(len(x1) - 1)
+    res = _laplace_stage(nested, x1[keep], [held[j] for j in keep], max_iter, tol, diag_idx)
+    obj.n_evals += nested.n_evals
+    nested.release_state()
     x = np.array(x1, dtype=float)
     x[keep] = res.x
     res.x, res.fun = x, float(obj.evaluate(x))
     return res
 
 
-def _count_model(obj, holds):
-    """The objective of ``obj``'s model without zero inflation, where ``holds`` holds
-    the zero-inflation probability (a scalar, the family's last parameter) on its lower
-    bound and ``obj`` holds its rows; else None. (Laplace or quadrature as ``obj`` is
-    at the time.)"""
+def _nested_model(obj, holds):
+    """The objective of ``obj``'s model without the family's last parameter, where
+    ``holds`` holds that parameter (a scalar block's) on its flat side's bound, the
+    family names the model there (``Family.nested_at_bound``) and ``obj`` holds its
+    rows; else None. (Laplace or quadrature as ``obj`` is at the time.)"""
     d = obj.data
-    if not (isinstance(obj, Objective) and obj.holds_rows and isinstance(d.family, ZeroInflated)):
-        return None
     last = d.n_beta + d.n_theta + d.n_extra - 1
-    if len(holds) != 1 or holds[0][0] != last or d.extra_flat_side[-1] is None:
+    if not (isinstance(obj, Objective) and obj.holds_rows) or len(holds) != 1:
         return None
-    bound = d.extra_bounds[-1][0]
-    if bound is None or holds[0][1] != bound:
+    side = d.extra_flat_side[-1] if d.n_extra else None
+    if holds[0][0] != last or side is None:
+        return None
+    lo, hi = d.extra_bounds[-1]
+    if holds[0][1] != (hi if side[0] == "upper" else lo):
+        return None
+    family = d.family.nested_at_bound(len(d.family.blocks) - 1)
+    if family is None:
         return None
     designs = None if d.extra_designs is None else tuple(d.extra_designs[:-1])
     if designs is not None and all(D is None for D in designs):
         designs = None
-    nested = replace(d, family=d.family.base, extra_designs=designs)
-    return make_objective(nested, obj.n_agq)
+    return make_objective(replace(d, family=family, extra_designs=designs), obj.n_agq)
 
 
 # a covariance parameter (the internal scale's Cholesky entries: link-scale SDs of

@@ -264,6 +264,15 @@ class Family:
         (:mod:`~sklearn_glmm._engine.normal_average`)."""
         return (None, None, self, extra) if self.log_concave else None
 
+    def nested_at_bound(self, block: int):
+        """The family of the model this one nests at the flat-side bound of its own
+        parameter block ``block`` where that model is this family without the block (the
+        other blocks' parameters in their order): a cheaper objective for the nested
+        model's fit (:func:`~sklearn_glmm._engine.nested_models.bound_from_start`); None
+        where there is none (a limit the family evaluates itself, as NB2's Poisson
+        limit)."""
+        return None
+
     # -- the distribution of Y given eta -------------------------------------
     # Callers holding a linear predictor ask these: a family whose distribution is
     # not a function of its mean alone (the hurdle) overrides them.

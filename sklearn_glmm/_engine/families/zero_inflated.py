@@ -89,6 +89,12 @@ class ZeroInflated(Family):
         base_extra, pi, _ = self._split(extra)
         return np.where(np.asarray(y) == 0, pi, 0.0), 1.0 - pi, self.base, base_extra
 
+    def nested_at_bound(self, block: int):
+        """The count family at the zero-inflation probability's bound (the last block):
+        the model without zero inflation (the bound itself is a probability of 2e-9,
+        which the zero-inflated density keeps)."""
+        return self.base if block == len(self.blocks) - 1 else None
+
     def derivs(self, y, eta, trials, weights, extra, const=None):
         base_extra, pi, logit_pi = self._split(extra)
         d = self.base.derivs(y, eta, trials, None, base_extra, const)
