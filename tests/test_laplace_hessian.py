@@ -748,13 +748,13 @@ def test_zero_rate_fourth_against_high_precision():
 @pytest.mark.parametrize("kind, base", [("truncated", "poisson"), ("hurdle", "negbin")])
 def test_truncated_and_hurdle_block_in_closed_form(kind, base):
     """A zero-truncated Poisson and a hurdle NB2 model: the (beta, theta) block in closed
-    form against extrapolated differences of the gradient; the family's own parameters'
-    rows and columns by differences."""
+    form against extrapolated differences of the gradient; the hurdle NB2's own
+    parameters' rows and columns in closed form too (no evaluation)."""
     rng = np.random.default_rng([len(kind), len(base), 3])
     obj = count_model(kind, base, rng, weights=True, offset=True, slope=True)
     assert lh.applies(obj)
     own = {"truncated": [], "hurdle": [1.2, -0.8]}[kind]
-    check_closed_block(obj, np.array([0.1, 0.4, -0.2, 0.6, *own]), lh.laplace_hessian)
+    check_closed_block(obj, np.array([0.1, 0.4, -0.2, 0.6, *own]), lh.laplace_hessian, 0)
 
 
 def test_hurdle_poisson_hessian_wholly_in_closed_form():
@@ -923,3 +923,132 @@ def test_zero_inflated_negative_binomial_with_random_slopes_by_differences():
     obj.value_and_grad(x)
     assert lh.extra_rows(obj) is None
     check_closed_block(obj, x, lh.laplace_hessian, evals=4)
+
+
+def _log_zero_rate_precise(base, eta, t):
+    """``L = log(-log f(0))`` of NB2 (``t = log theta``) or NB1 (``t = log phi``), a
+    function of ``(eta, t)`` in mpmath's arithmetic (its caller sets 40 digits)."""
+    import mpmath
+
+    mu, k = mpmath.exp(eta), mpmath.exp(t)
+    if base == "negbin":
+        return mpmath.log(k * mpmath.log1p(mu / k))
+    return mpmath.log(mu * mpmath.log1p(k) / k)
+
+
+@pytest.mark.parametrize(
+    "base, t", [("negbin", -2.0), ("negbin", 1.0), ("negbin", 9.0), ("negbin", 22.0),
+                ("negbin1", -12.0), ("negbin1", -3.0), ("negbin1", 0.5), ("negbin1", 5.0)]
+)  # fmt: skip
+def test_zero_rate_derivatives_in_the_count_parameter(base, t):
+    """``log_zero_rate_extra`` (the derivatives in ``log theta`` or ``log phi`` of ``L =
+    log s`` and its eta-derivatives, which the zero-truncated and hurdle models' gradient
+    and Hessian read) against 40-digit arithmetic, from a mean far below the size
+    (``mu / theta`` of 3e-14, where ``L_t`` is ``mu / (2 theta)``) to far above; its
+    ``rate`` is ``log_zero_rate``'s."""
+    import mpmath
+
+    fam = make_family(base, False)
+    eta = np.array([-9.0, -4.0, -1.0, 0.0, 0.7, 3.0, 6.0])
+    rate, partials = fam.log_zero_rate_extra(eta, (t,), second=True)
+    for a, b in zip(rate, fam.log_zero_rate(eta, (t,))):
+        np.testing.assert_array_equal(a, b)
+    orders = [(0, 1), (1, 1), (2, 1), (3, 1), (0, 2), (1, 2), (2, 2)]
+    with mpmath.workdps(40):
+        refs = [
+            [float(mpmath.diff(lambda e, s: _log_zero_rate_precise(base, e, s), (e, t), ij))
+             for e in eta]
+            for ij in orders
+        ]  # fmt: skip
+    for got, ref in zip(partials, refs):
+        # (relative to each value: L_t is mu / (2 theta) where that is 1e-14; NB1's
+        # mixed partials are 0, the reference's about 1e-62)
+        np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-40)
+
+
+@pytest.mark.parametrize("base", ["negbin", "negbin1"])
+@pytest.mark.parametrize("own", [-1.0, 0.7, 4.0])
+@pytest.mark.parametrize("kind", ["truncated", "hurdle"])
+def test_truncated_derivatives_in_the_count_parameter(base, own, kind):
+    """The zero-truncated and hurdle models' derivatives in the count family's parameter,
+    in closed form: ``extra_derivs`` against extrapolated central differences of
+    ``derivs`` (they were taken by differences of the truncation's terms), and the
+    second derivatives (``extra_second_derivs``; a hurdle's ``extra_hessian_derivs``,
+    ``logit pi`` beside it) against differences of ``extra_derivs``, ``w3``'s against
+    differences in ``eta``; weighted, means from tiny to large."""
+    fam = make_family(base, False, **{kind: True})
+    rng = np.random.default_rng([int(10 * own) + 20, len(base), len(kind)])
+    n = 300
+    y = rng.poisson(3.0, n).astype(float) + 1.0
+    y[:20] = rng.integers(500, 5_000, 20)
+    if kind == "hurdle":
+        y[rng.random(n) < 0.3] = 0.0
+    eta = np.concatenate([np.linspace(-8.0, 6.0, n // 2), rng.normal(size=n // 2)])
+    w = rng.uniform(0.5, 2.0, n)
+    const = fam.constant(y, None)
+    extra = np.array([own, -0.6]) if kind == "hurdle" else np.array([own])
+    E = len(extra)
+
+    def extrapolated(shift):
+        def central(h):
+            up, down = shift(h), shift(-h)
+            return [(a - b) / (2.0 * h) for a, b in zip(up, down)]
+
+        return [(4.0 * f - c) / 3.0 for f, c in zip(central(5e-4), central(1e-3))]
+
+    def along(j, what):
+        step = np.eye(E)[j]
+        return lambda h: what(extra + h * step)
+
+    def dens(e):
+        d = fam.derivs(y, eta, None, w, e, const)
+        return d.loglik, d.d1, d.w
+
+    first = fam.extra_derivs(y, eta, None, w, extra, const)
+    for got, ref in zip(first, extrapolated(along(0, dens))):
+        np.testing.assert_allclose(got[0], ref, rtol=1e-6, atol=1e-8 * np.abs(ref).max())
+    if kind == "hurdle":
+        f1, w3_e, second = fam.extra_hessian_derivs(y, eta, None, w, extra, const)
+    else:
+        (f1, second) = fam.extra_second_derivs(y, eta, None, w, extra, const, with_first=True)
+        *second, w3_t = second
+        f1, w3_e = tuple(v[None] for v in f1), w3_t[None]
+        second = tuple(v[None, None] for v in second)
+    for a, b in zip(f1, first):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14 * np.abs(b).max())
+    for j in range(E):
+        ref = extrapolated(along(j, lambda e: fam.extra_derivs(y, eta, None, w, e, const)))
+        for value, r in zip(second, ref):
+            np.testing.assert_allclose(value[:, j], r, rtol=1e-6, atol=1e-8 * np.abs(r).max())
+    w_rows = extrapolated(lambda h: fam.extra_derivs(y, eta + h, None, w, extra, const))[2]
+    np.testing.assert_allclose(w3_e, w_rows, rtol=1e-6, atol=1e-8 * np.abs(w_rows).max())
+
+
+@pytest.mark.parametrize("kind", ["truncated", "hurdle"])
+@pytest.mark.parametrize("base", ["negbin", "negbin1"])
+@pytest.mark.parametrize("opts", [{}, dict(weights=True, offset=True, shuffle=True, per=3, sd=1.5)])
+def test_truncated_and_hurdle_negative_binomial_hessian_wholly_in_closed_form(kind, base, opts):
+    """A zero-truncated or hurdle NB2 or NB1 model with one scalar random effect: the
+    Hessian wholly in closed form (no evaluation), within 1e-6 of the largest entry of
+    extrapolated differences of the gradient."""
+    rng = np.random.default_rng([len(kind), len(base), len(opts)])
+    obj = count_model(kind, base, rng, **opts)
+    own = {"truncated": [0.9], "hurdle": [0.9, -0.8]}[kind]
+    x = np.array([0.1, 0.4, -0.2, 0.6, *own])
+    H = check_closed_block(obj, x, lh.laplace_hessian, evals=0)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
+def test_truncated_second_derivatives_only_where_given():
+    """None on the count family's bound (the Poisson limit), with a parameter per row,
+    and for a zero-truncated Poisson (no parameter of its own)."""
+    y, eta = np.array([1.0, 2.0, 5.0]), np.zeros(3)
+    tnb = make_family("negbin", False, truncated=True)
+    assert tnb.extra_second_derivs(y, eta, None, None, np.array([30.0])) is None
+    assert tnb.extra_second_derivs(y, eta, None, None, (np.array([0.1, 0.2, 0.3]),)) is None
+    hnb = make_family("negbin", False, hurdle=True)
+    assert hnb.extra_hessian_derivs(y, eta, None, None, np.array([30.0, -1.0])) is None
+    assert hnb.extra_hessian_derivs(y, eta, None, None, (0.5, np.array([-1.0, 0.0, 1.0]))) is None
+    tp = make_family("poisson", False, truncated=True)
+    assert tp.extra_second_derivs(y, eta, None, None, np.array([])) is None

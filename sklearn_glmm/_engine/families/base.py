@@ -683,6 +683,43 @@ def size_sums(y, k, with_log=False):
     return (s1, s2, s3, *lg)
 
 
+def chain_in_parameter(G, a_eta, a_t):
+    """Derivatives of ``F(a(eta, t))`` in ``eta`` and a family parameter ``t`` from
+    ``F``'s in ``a`` (``G = (G1, G2, G3)``, with ``G4`` for the second set) and ``a``'s
+    partials: ``a_eta = (a_e, a_ee, a_eee)``, ``a_t = (a_t, a_et, a_eet)`` and for the
+    second set also ``(a_eeet, a_tt, a_ett, a_eett)`` (subscripts: the variables
+    differentiated in). Returns ``(F_t, F_et, F_eet)``, followed by ``(F_eeet, F_tt,
+    F_ett, F_eett)`` where both ``G4`` and the second set are given (Faa di Bruno's
+    formula; each product starts with the ``G_m``, which are 0 where ``a``'s powers are
+    not: a zero-inflated zero at a huge mean). A zero-inflated zero (``F`` the mixture's
+    log-density in ``a = log f(0)``) and a zero-truncated count (``F = log(1 - f(0))`` in
+    ``L = log(-log f(0))``) read it."""
+    G1, G2, G3 = G[:3]
+    a1, a2, a3 = a_eta
+    at, a1t, a2t = a_t[:3]
+    first = (
+        G1 * at,
+        G2 * a1 * at + G1 * a1t,
+        G3 * a1 * a1 * at + G2 * (a2 * at + 2.0 * a1 * a1t) + G1 * a2t,
+    )
+    if len(G) < 4 or len(a_t) < 7:
+        return first
+    G4 = G[3]
+    a3t, att, a1tt, a2tt = a_t[3:]
+    return first + (
+        G4 * a1 * a1 * a1 * at
+        + 3.0 * (G3 * a1) * (a2 * at + a1 * a1t)
+        + G2 * (a3 * at + 3.0 * a2 * a1t + 3.0 * a1 * a2t)
+        + G1 * a3t,
+        G2 * at * at + G1 * att,
+        G3 * a1 * at * at + G2 * (2.0 * a1t * at + a1 * att) + G1 * a1tt,
+        G4 * a1 * a1 * at * at
+        + G3 * (a2 * at * at + 4.0 * a1 * at * a1t + a1 * a1 * att)
+        + G2 * (2.0 * a1t * a1t + 2.0 * at * a2t + a2 * att + 2.0 * a1 * a1tt)
+        + G1 * a2tt,
+    )
+
+
 def second_with_first(family, second, args, weights, with_first):
     """``extra_second_derivs``' return (its contract in ``Family``): ``second`` weighted,
     and with ``with_first`` preceded by :meth:`extra_derivs`' rows at ``args`` (``y, eta,

@@ -32,7 +32,15 @@ import numpy as np
 from scipy import special
 
 from ..blocks import HURDLE_ZERO, shift_block
-from .base import _ETA_MAX, Family, _weighted, log1p_exp, normal_rule, over_nodes
+from .base import (
+    _ETA_MAX,
+    Family,
+    _weighted,
+    chain_in_parameter,
+    log1p_exp,
+    normal_rule,
+    over_nodes,
+)
 
 # below this zero rate R and its scaled derivatives come from their series
 _SERIES_S = 0.5
@@ -257,6 +265,7 @@ class Truncated(Family):
         exact = getattr(self.base, "extra_derivs", None)
         if n_base and exact is not None:
             dl[:n_base], dd1[:n_base], dw[:n_base] = exact(y, eta, trials, None, base_extra, const)
+        analytic = self._truncation_in_parameter(eta, base_extra)
         for k in range(n_base):
             up = shift_block(base_extra, k, _EXTRA_STEP)
             down = shift_block(base_extra, k, -_EXTRA_STEP)
@@ -266,12 +275,15 @@ class Truncated(Family):
                 dl[k] = (dp.loglik - dm.loglik) / (2 * _EXTRA_STEP)
                 dd1[k] = (dp.d1 - dm.d1) / (2 * _EXTRA_STEP)
                 dw[k] = (dp.w - dm.w) / (2 * _EXTRA_STEP)
-            gp = self._log_positive(eta, up)
-            gm = self._log_positive(eta, down)
+            if analytic is not None:
+                gp = analytic
+            else:
+                g_up, g_down = self._log_positive(eta, up), self._log_positive(eta, down)
+                gp = [(g_up[j] - g_down[j]) / (2 * _EXTRA_STEP) for j in range(3)]
             # loglik - G0, d1 - G1, w + G2
-            dl[k] -= (gp[0] - gm[0]) / (2 * _EXTRA_STEP)
-            dd1[k] -= (gp[1] - gm[1]) / (2 * _EXTRA_STEP)
-            dw[k] += (gp[2] - gm[2]) / (2 * _EXTRA_STEP)
+            dl[k] -= gp[0]
+            dd1[k] -= gp[1]
+            dw[k] += gp[2]
         if len(extra) > n_base:  # the hurdle's logit pi
             zero = y == 0
             pi = self._zero_prob(extra)
@@ -282,6 +294,68 @@ class Truncated(Family):
         if weights is not None:
             dl, dd1, dw = weights * dl, weights * dd1, weights * dw
         return dl, dd1, dw
+
+    def _truncation_in_parameter(self, eta, base_extra, second=False):
+        """The derivatives of ``G = log(1 - f(0))`` in the count family's one parameter
+        ``t`` (NB2's ``log theta``, NB1's ``log phi``) and ``eta``: ``(G_t, G_et,
+        G_eet)``, with ``second`` also ``(G_eeet, G_tt, G_ett, G_eett)``
+        (:func:`~.base.chain_in_parameter`); None where the count family does not give
+        ``log_zero_rate_extra`` (the derivatives of ``L = log s`` in ``t``) or has
+        another number of parameters. ``G = L - R(e^L)``, whose derivatives in ``L`` are
+        ``1 - h1``, ``-(h1 + h2)``, ``-(h1 + 3 h2 + h3)`` and ``-(h1 + 7 h2 + 6 h3 +
+        h4)`` (``h_k = s^k R^(k)(s)``, :func:`zero_rate_terms`): bounded, as ``L``'s
+        derivatives are, so every term keeps its accuracy for tiny and huge means."""
+        more = getattr(self.base, "log_zero_rate_extra", None)
+        if more is None or len(base_extra) != 1:
+            return None
+        (log_s, S1, S2, S3), L_t = more(eta, base_extra, second)
+        s = np.exp(log_s)
+        _, h1, h2, h3 = zero_rate_terms(s, log_s)
+        G = (1.0 - h1, -(h1 + h2), -(h1 + 3.0 * h2 + h3))
+        if second:
+            h4 = zero_rate_fourth(s, log_s)
+            G += (-(h1 + 7.0 * h2 + 6.0 * h3 + h4),)
+        return chain_in_parameter(G, (S1, S2, S3), L_t)
+
+    def _truncated_second(self, y, eta, trials, base_extra, const):
+        """The zero-truncated count's derivatives in the count family's one parameter
+        (a scalar), unweighted: ``(first, second)`` as ``extra_second_derivs`` with
+        ``with_first`` (the count family's minus the truncation's); None where the count
+        family does not give them (on its bound, say)."""
+        if len(base_extra) != 1 or np.ndim(base_extra[0]):
+            return None
+        count = getattr(self.base, "extra_second_derivs", None)
+        eta = np.minimum(eta, _ETA_MAX)
+        count = None if count is None else count(y, eta, trials, None, base_extra, const, True)
+        trunc = None if count is None else self._truncation_in_parameter(eta, base_extra, True)
+        if trunc is None:
+            return None
+        (cl, cd, cw), (cll, cdd, cww, cw3) = count
+        G_t, G_et, G_eet, G_eeet, G_tt, G_ett, G_eett = trunc
+        return (cl - G_t, cd - G_et, cw + G_eet), (
+            cll - G_tt,
+            cdd - G_ett,
+            cww + G_eett,
+            cw3 + G_eeet,
+        )
+
+    def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
+        """Second derivatives in the count family's one own parameter ``t`` (NB2's ``log
+        theta``, NB1's ``log phi``; a scalar), each (n,), weighted as :meth:`derivs` (the
+        contract of :func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): the count
+        family's ``extra_second_derivs`` minus the truncation's (``log(1 - f(0))``,
+        :meth:`_truncation_in_parameter`); None where either is not given. With
+        ``with_first``, ``(first, second)``: ``first`` :meth:`extra_derivs`' rows."""
+        if not isinstance(extra, tuple):
+            extra = np.asarray(extra, dtype=float)
+        found = self._truncated_second(y, eta, trials, self._count_extra(extra), const)
+        if found is None or len(extra) != 1:
+            return None
+        first, second = found
+        if weights is not None:
+            first = tuple(weights * v for v in first)
+            second = tuple(weights * v for v in second)
+        return (first, second) if with_first else second
 
     def _log_positive(self, eta, base_extra):
         eta = np.minimum(eta, _ETA_MAX)
@@ -502,6 +576,46 @@ class Hurdle(Truncated):
         if weights is not None:
             second = tuple(weights * v for v in second)
         return (second[:3], second[3:]) if with_first else second
+
+    def extra_hessian_derivs(self, y, eta, trials, weights, extra, const=None):
+        """The derivatives the closed-form Hessian's rows of the count family's one
+        parameter ``t`` and ``l = logit pi`` read (both scalars; None otherwise), in the
+        contract of :meth:`ZeroInflated.extra_hessian_derivs`: a positive count's in ``t``
+        are the zero-truncated count's (:meth:`Truncated._truncated_second`), a zero's 0;
+        in ``l`` only ``loglik`` moves (``1 - pi`` or ``-pi``, and ``-pi (1 - pi)``); the
+        two parts separate, so the cross derivatives are 0."""
+        if not isinstance(extra, tuple):
+            extra = np.asarray(extra, dtype=float)
+        base_extra = self._count_extra(extra)
+        if np.ndim(extra[-1]) or len(extra) != 2:
+            return None
+        found = self._truncated_second(y, eta, trials, base_extra, const)
+        if found is None:
+            return None
+        (tl, td, tw), (tll, tdd, tww, tw3) = found
+        zero = np.asarray(y) == 0
+        pi = self._zero_prob(extra)
+        nil = np.zeros(np.shape(y))
+
+        def count(v):
+            return np.where(zero, 0.0, v)
+
+        first = (
+            np.stack([count(tl), np.where(zero, 1.0 - pi, -pi)]),
+            np.stack([count(td), nil]),
+            np.stack([count(tw), nil]),
+        )
+        w3_e = np.stack([count(tw3), nil])
+        second = (
+            np.stack([np.stack([count(tll), nil]), np.stack([nil, nil - pi * (1.0 - pi)])]),
+            np.stack([np.stack([count(tdd), nil]), np.stack([nil, nil])]),
+            np.stack([np.stack([count(tww), nil]), np.stack([nil, nil])]),
+        )
+        if weights is not None:
+            first = tuple(weights * v for v in first)
+            w3_e = weights * w3_e
+            second = tuple(weights * v for v in second)
+        return first, w3_e, second
 
     def _zero_prob(self, extra):
         """pi: a float, or one per row (``extra`` a tuple whose last entry is an array)."""

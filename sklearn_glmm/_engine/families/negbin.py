@@ -364,27 +364,32 @@ class NegativeBinomial2(Family):
         )
         if limit is not None:
             return limit
-        # log s = log theta + log log(1 + x); for small x it is z + p(x) with
-        # p(x) = log(log1p(x) / x) from its series, and x^k p^(k)(x) term by term
-        z, small, xs, ell, rho, rho1 = _zero_rate_terms(eta, log_theta)
-        p0 = p1 = p2 = p3 = np.zeros_like(xs)
-        for k, c in enumerate(_LOG_LOG1P_SERIES, start=1):
-            xk = c * xs**k
-            p0 = p0 + xk
-            p1 = p1 + k * xk
-            p2 = p2 + k * (k - 1) * xk
-            p3 = p3 + k * (k - 1) * (k - 2) * xk
-        rho2 = rho1 * (1.0 - 2.0 * rho)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            L1 = rho / ell
-            L2 = rho1 / ell - L1 * L1
-            L3 = rho2 / ell - 3.0 * L1 * rho1 / ell + 2.0 * L1**3
-            log_ell = np.log(ell)
-        log_s = log_theta + np.where(small, z + p0, log_ell)
-        S1 = np.where(small, 1.0 + p1, L1)
-        S2 = np.where(small, p1 + p2, L2)
-        S3 = np.where(small, p1 + 3.0 * p2 + p3, L3)
-        return log_s, S1, S2, S3
+        return _log_zero_rate(eta, log_theta)[:4]
+
+    def log_zero_rate_extra(self, eta, extra, second=False):
+        """:meth:`log_zero_rate` and the derivatives in ``t = log theta`` of its ``L = log
+        s`` and first two eta-derivatives, each (n,): ``(rate, partials)``. ``L = t +
+        ell(eta - t)`` with ``ell(z) = log log(1 + e^z)`` (``ell_k`` its k-th derivative),
+        so ``L_t = 1 - ell_1`` (from the series as ``mu / theta -> 0``, where it is ``mu /
+        (2 theta)``), ``L_et = -ell_2`` and ``L_eet = -ell_3``; with ``second`` also
+        ``L_eeet = -ell_4``, ``L_tt = ell_2``, ``L_ett = ell_3`` and ``L_eett = ell_4``. On
+        the bound the Poisson limit's rate, ``L = eta``, and partials 0."""
+        log_theta = extra[0]
+        n_out = 7 if second else 3
+        limit = on_upper_bound(
+            log_theta,
+            _UPPER,
+            lambda: _POISSON.log_zero_rate(eta) + (np.zeros(np.shape(eta)),) * n_out,
+            lambda lt: sum(self.log_zero_rate_extra(eta, (lt,), second), ()),
+        )
+        if limit is not None:
+            return tuple(limit[:4]), tuple(limit[4:])
+        log_s, S1, S2, S3, one_minus_S1 = _log_zero_rate(eta, log_theta)
+        partials = (one_minus_S1, -S2, -S3)
+        if second:
+            S4 = self.log_zero_rate_fourth(eta, extra)
+            partials += (-S4, S2, S3, S4)
+        return (log_s, S1, S2, S3), partials
 
     def log_zero_rate_fourth(self, eta, extra):
         """The fourth eta-derivative ``S4`` of :meth:`log_zero_rate`'s ``log s``: with
@@ -534,6 +539,32 @@ _SMALL_RATIO = 0.01
 
 
 # log(log1p(x) / x) = sum_k c_k x^k
+def _log_zero_rate(eta, log_theta):
+    """:meth:`NegativeBinomial2.log_zero_rate`'s ``log s, S1, S2, S3`` below the bound, and
+    ``1 - S1`` (from the series where ``S1`` is near 1: ``-p'``)."""
+    # log s = log theta + log log(1 + x); for small x it is z + p(x) with
+    # p(x) = log(log1p(x) / x) from its series, and x^k p^(k)(x) term by term
+    z, small, xs, ell, rho, rho1 = _zero_rate_terms(eta, log_theta)
+    p0 = p1 = p2 = p3 = np.zeros_like(xs)
+    for k, c in enumerate(_LOG_LOG1P_SERIES, start=1):
+        xk = c * xs**k
+        p0 = p0 + xk
+        p1 = p1 + k * xk
+        p2 = p2 + k * (k - 1) * xk
+        p3 = p3 + k * (k - 1) * (k - 2) * xk
+    rho2 = rho1 * (1.0 - 2.0 * rho)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        L1 = rho / ell
+        L2 = rho1 / ell - L1 * L1
+        L3 = rho2 / ell - 3.0 * L1 * rho1 / ell + 2.0 * L1**3
+        log_ell = np.log(ell)
+    log_s = log_theta + np.where(small, z + p0, log_ell)
+    S1 = np.where(small, 1.0 + p1, L1)
+    S2 = np.where(small, p1 + p2, L2)
+    S3 = np.where(small, p1 + 3.0 * p2 + p3, L3)
+    return log_s, S1, S2, S3, np.where(small, -p1, 1.0 - L1)
+
+
 def _zero_rate_terms(eta, log_theta):
     """What :meth:`NegativeBinomial2.log_zero_rate` and its fourth derivative share: ``z =
     eta - log theta``, where ``x = e^z`` takes the series (``small``), ``x`` there (0

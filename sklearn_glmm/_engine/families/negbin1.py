@@ -297,6 +297,34 @@ class NegativeBinomial1(Family):
         log_s = eta + np.log(np.log1p(phi) / phi)
         return log_s, np.ones_like(eta), np.zeros_like(eta), np.zeros_like(eta)
 
+    def log_zero_rate_extra(self, eta, extra, second=False):
+        """:meth:`log_zero_rate` and the derivatives in ``t = log phi`` of its ``L = log s
+        = eta + log g`` (``g = log(1 + phi) / phi``) and first two eta-derivatives, each
+        (n,): ``(rate, partials)``. Only ``L_t = B / g`` (``B = dg/dt = 1 / (1 + phi) -
+        g``, from its series for small phi: :meth:`log_p0_extra_derivs`) and, with
+        ``second``, ``L_tt = (dB/dt) / g - (B / g)^2`` (``dB/dt = -phi / (1 + phi)^2 - B``)
+        are not 0. On the bound the Poisson limit's rate and partials 0."""
+        zeros = np.zeros(np.shape(eta))
+        n_out = 7 if second else 3
+        limit = on_lower_bound(
+            extra[0],
+            _LOWER,
+            lambda: _POISSON.log_zero_rate(eta) + (zeros,) * n_out,
+            lambda lp: sum(self.log_zero_rate_extra(eta, (lp,), second), ()),
+        )
+        if limit is not None:
+            return tuple(limit[:4]), tuple(limit[4:])
+        phi = np.exp(extra[0])
+        g = np.log1p(phi) / phi
+        # log_p0_extra_derivs' da / d log phi is -mu B (at eta = 0: -B)
+        B = -self.log_p0_extra_derivs(zeros, extra)[0][0]
+        rate = self.log_zero_rate(eta, extra)
+        L_t = B / g + zeros
+        if not second:
+            return rate, (L_t, zeros, zeros)
+        L_tt = (-phi / (1.0 + phi) ** 2 - B) / g - (B / g) ** 2 + zeros
+        return rate, (L_t, zeros, zeros, zeros, L_tt, zeros, zeros)
+
     def log_zero_rate_fourth(self, eta, extra):
         """The fourth eta-derivative of :meth:`log_zero_rate`'s ``log s`` (``eta`` plus a
         constant): 0."""

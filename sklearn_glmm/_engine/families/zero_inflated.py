@@ -6,7 +6,7 @@ import numpy as np
 from scipy import special
 
 from ..blocks import ZERO_INFLATION, shift_block
-from .base import Family, _weighted, log1p_exp
+from .base import Family, _weighted, chain_in_parameter, log1p_exp
 
 
 class ZeroInflated(Family):
@@ -271,35 +271,16 @@ class ZeroInflated(Family):
         c = 1.0 - 2.0 * s1
         s3, s4 = s2 * c, s2 * (c * c - 2.0 * s2)
         vpi = pi * (1.0 - pi)
-        # (products with the S_m first: at a huge mean they are 0 where a's powers are not)
-        t_rows = (
-            s1 * at,
-            (s2 * a1) * at + s1 * a1t,
-            -((s3 * a1) * a1 * at + s2 * (a2 * at + 2.0 * a1 * a1t) + s1 * a2t),
+        a_eta, a_t = (a1, a2, a3), (at, a1t, a2t, a3t, att, a1tt, a2tt)
+        F_t, F_et, F_eet, F_eeet, F_tt, F_ett, F_eett = chain_in_parameter(
+            (s1, s2, s3, s4), a_eta, a_t
         )
+        t_rows, w3_t, tt = (F_t, F_et, -F_eet), -F_eeet, (F_tt, F_ett, -F_eett)
         l_rows = (1.0 - s1 - pi, -s2 * a1, (s3 * a1) * a1 + s2 * a2)
-        w3_t = -(
-            ((s4 * a1) * a1) * a1 * at
-            + 3.0 * (s3 * a1) * (a2 * at + a1 * a1t)
-            + s2 * (a3 * at + 3.0 * a2 * a1t + 3.0 * a1 * a2t)
-            + s1 * a3t
-        )
         w3_l = ((s4 * a1) * a1) * a1 + 3.0 * (s3 * a1) * a2 + s2 * a3
-        tt = (
-            (s2 * at) * at + s1 * att,
-            (s3 * a1) * at * at + s2 * (2.0 * a1t * at + a1 * att) + s1 * a1tt,
-            -(
-                ((s4 * a1) * a1) * at * at
-                + s3 * (a2 * at * at + 4.0 * a1 * at * a1t + a1 * a1 * att)
-                + s2 * (2.0 * a1t * a1t + 2.0 * at * a2t + a2 * att + 2.0 * a1 * a1tt)
-                + s1 * a2tt
-            ),
-        )
-        tl = (
-            -s2 * at,
-            -((s3 * a1) * at + s2 * a1t),
-            ((s4 * a1) * a1) * at + s3 * (a2 * at + 2.0 * a1 * a1t) + s2 * a2t,
-        )
+        # (in l: each derivative in l turns S_m into -S_(m+1))
+        F_t, F_et, F_eet = chain_in_parameter((-s2, -s3, -s4), a_eta, a_t[:3])
+        tl = (F_t, F_et, -F_eet)
         ll = (s2 - vpi, s3 * a1, -((s4 * a1) * a1 + s3 * a2))
         counts = ((cl, cd, cw), (-pi, 0.0, 0.0), (cll, cdd, cww), (0.0, 0.0, 0.0), (-vpi, 0.0, 0.0))
         zeros = (t_rows, l_rows, tt, tl, ll)
