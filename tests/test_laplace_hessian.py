@@ -909,20 +909,40 @@ def test_zero_inflated_negative_binomial_hessian_wholly_in_closed_form(base, opt
     np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
 
 
-def test_zero_inflated_negative_binomial_with_random_slopes_by_differences():
-    """Two random effects per level: the own parameters' rows by differences of the
-    gradient (four evaluations), the block in closed form."""
-    rng = np.random.default_rng(78)
-    obj = _vector_objective("poisson", rng, diagonal=False, shuffle=True)
+@pytest.mark.parametrize(
+    "family, own",
+    [(dict(family="negbin", zero_inflated=True), [1.0, -0.8]),
+     (dict(family="negbin1", zero_inflated=True), [-0.5, -0.8]),
+     (dict(family="negbin", hurdle=True), [1.0, -0.8]),
+     (dict(family="negbin1", truncated=True), [-0.5])],
+)  # fmt: skip
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_two_own_parameters_with_random_slopes_in_closed_form(family, own, diagonal):
+    """Two random effects per level (an intercept and a slope, unstructured or
+    diagonal): the family's own parameters' rows in closed form too
+    (:func:`~sklearn_glmm._engine.batched_hessian.extra_rows`), no evaluation, within
+    1e-6 of the largest entry of extrapolated differences of the gradient."""
+    rng = np.random.default_rng([78, diagonal, len(own)])
+    obj = _vector_objective("poisson", rng, diagonal=diagonal, shuffle=True)
     d = obj.data
     y = d.y.copy()
-    y[rng.random(len(y)) < 0.3] = 0.0
-    zinb = make_family("negbin", True)
-    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, zinb, d.factors), 1)
-    x = np.array([0.1, 0.4, -0.2, 0.7, 0.2, 0.4, 1.0, -0.8])
-    obj.value_and_grad(x)
-    assert lh.extra_rows(obj) is None
-    check_closed_block(obj, x, lh.laplace_hessian, evals=4)
+    if family.get("truncated"):
+        y = np.maximum(y, 1.0)
+    else:
+        y[rng.random(len(y)) < 0.3] = 0.0
+    name = family["family"]
+    fam = make_family(
+        name,
+        family.get("zero_inflated", False),
+        **{k: True for k in ("hurdle", "truncated") if family.get(k)},
+    )
+    obj = Objective(ModelData(d.X, y, d.trials, d.weights, d.offset, fam, d.factors), 1)
+    theta = [0.7, 0.4] if diagonal else [0.7, 0.2, 0.4]
+    x = np.array([0.1, 0.4, -0.2, *theta, *own])
+    check_closed_block(obj, x, lh.laplace_hessian, evals=0)
+    H = hessian(obj, x)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
 
 
 def _log_zero_rate_precise(base, eta, t):

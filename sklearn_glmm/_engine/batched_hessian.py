@@ -93,6 +93,16 @@ def extra_columns(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4, e
     )
 
 
+def extra_rows(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4, first, w3_e, second):
+    """The rows of a family's several own parameters (``first``: the family's
+    derivatives of ``loglik``, ``d1`` and ``w`` in each, each (R, E, n), the first
+    unread; ``w3_e`` those of ``w3``, (R, E, n); ``second``: the second derivatives of
+    ``loglik``, ``d1`` and ``w``, each (R, E, E, n)): (R, E, P + E), each parameter's
+    entries with ``(beta, theta)`` then with the family's parameters."""
+    v = _Parts(Xt, Zu, rr, cc, level_sums, rows, a, u, Hinv, d1, w, w3, w4)
+    return _extra_rows(v, first[1], first[2], w3_e, *second)
+
+
 class _Parts:
     """What the block and the family parameter's row and column share: the modes'
     derivatives ``U`` (R, G, P, q), eta's derivatives with the modes held ``E`` and in
@@ -164,49 +174,82 @@ def _block(v: _Parts) -> np.ndarray:
 
 def _extra_columns(v: _Parts, extra) -> np.ndarray:
     """The Hessians' row and column of a family's one own parameter ``l``: (R, P + 1),
-    the entries with ``(beta, theta)`` then with itself: the module docstring's formulas
-    of :mod:`~sklearn_glmm._engine.laplace_hessian`'s ``extra_column``, with ``a_i``,
+    the entries with ``(beta, theta)`` then with itself (:func:`_extra_rows` of one
+    parameter; ``extra``: ``d_l, w_l, loglik_ll, d_ll, w_ll, w3_l``, each (R, n))."""
+    d_l, w_l, l_ll, d_ll, w_ll, w3_l = extra
+    one, pair = (lambda x: x[:, None]), (lambda x: x[:, None, None])
+    return _extra_rows(v, one(d_l), one(w_l), one(w3_l), pair(l_ll), pair(d_ll), pair(w_ll))[:, 0]
+
+
+def _extra_rows(v: _Parts, d_e, w_e, w3_e, l_ef, d_ef, w_ef) -> np.ndarray:
+    """The Hessians' rows of a family's own parameters ``e`` (``d_e, w_e, w3_e``: the
+    family's derivatives in each of ``d1``, ``w`` and ``w3``, each (R, E, n); ``l_ef,
+    d_ef, w_ef``: the second derivatives of ``loglik``, ``d1`` and ``w``, each (R, E, E,
+    n)): (R, E, P + E), each parameter's entries with ``(beta, theta)`` then with the
+    family's parameters. The module docstring's formulas of
+    :mod:`~sklearn_glmm._engine.laplace_hessian`'s ``extra_column``, with ``a_i``,
     ``U_l`` and ``U_jq`` vectors and ``h_j`` the matrix ``H_j`` (``S_l = sum_i a_i d_l =
-    H_j U_l``; ``d2 psi / dl dq = sum_i d_l E_iq + U_jq' S_l``, ``d2 psi / dl2 = sum_i
-    loglik_ll + U_l' S_l``; ``H_j U_lq = sum_i A_iq (d_l - w D_il) - sum_i a_i (w_l + w3
-    D_il) D_iq - sum_i w_i a_i A_iq' U_l``, ``H_j U_ll = sum_i a_i (d_ll - 2 w_l D_il -
-    w3 D_il^2)``; ``dH_l = sum_i (w_l + w3 D_il) a_i a_i'``; the traces as the block's)."""
+    H_j U_l``; ``d2 psi / dl dq = sum_i d_l E_iq + U_jq' S_l``; ``H_j U_lq = sum_i A_iq
+    (d_l - w D_il) - sum_i a_i (w_l + w3 D_il) D_iq - sum_i w_i a_i A_iq' U_l``; ``dH_l =
+    sum_i (w_l + w3 D_il) a_i a_i'``; the traces as the block's), and between two
+    parameters ``e`` and ``f`` (``e = f`` included): ``d2 psi / de df = sum_i loglik_ef
+    + U_e' S_f``, ``H_j U_ef = sum_i a_i (d_ef - w_e D_if - w_f D_ie - w3 D_ie D_if)``,
+    ``tr(H_j^-1 d2H_j / de df) = sum_i c_i (w_ef + w3_e D_if + w3_f D_ie + w4 D_ie D_if)
+    + sum_i c_i w3_i a_i' U_ef`` (``c_i = a_i' H_j^-1 a_i``)."""
     p, t, Zr, cc, level_sums, rows = v.p, v.t, v.Zr, v.cc, v.level_sums, v.rows
     a, Hinv, w, w3, w4 = v.a, v.Hinv, v.w, v.w3, v.w4
     E, U, D, M, k, c = v.E, v.U, v.D, v.M, v.k, v.c
-    d_l, w_l, l_ll, d_ll, w_ll, w3_l = extra
-    S_l = np.swapaxes(level_sums(a * d_l[:, None]), 1, 2)  # (R, G, q): H_j U_l
-    U_l = np.einsum("rgab,rgb->rga", Hinv, S_l)
-    U_l_rows = rows(np.swapaxes(U_l, 1, 2))  # (R, q, n)
-    D_l = np.einsum("ran,ran->rn", a, U_l_rows)
-    P = E.shape[1]
-    col = np.empty((len(a), P + 1))
-    col[:, :P] = np.einsum("rpn,rn->rp", E, d_l) + np.einsum("rgpa,rga->rp", U, S_l)
-    col[:, P] = l_ll.sum(axis=1) + np.einsum("rga,rga->r", U_l, S_l)
-    wl = w_l + w3 * D_l
-    AU_l = Zr * U_l_rows[:, cc]  # A_iq' U_l, theta's columns (R, T, n)
-    rhs = -np.moveaxis(level_sums(D[:, :, None] * (wl[:, None] * a)[:, None]), -1, 1)
-    rhs[:, :, p + t, cc] += np.swapaxes(level_sums(Zr * (d_l - w * D_l)[:, None]), 1, 2)
-    rhs[:, :, p:] -= np.moveaxis(level_sums(AU_l[:, :, None] * (w[:, None] * a)[:, None]), -1, 1)
-    U_lq = np.matmul(rhs, Hinv)  # (R, G, P, q)
-    s_ll = np.swapaxes(level_sums(a * (d_ll - 2.0 * w_l * D_l - w3 * D_l * D_l)[:, None]), 1, 2)
-    U_ll = np.einsum("rgab,rgb->rga", Hinv, s_ll)
-    # tr(H_j^-1 d2H_j/dl dq) and tr(H_j^-1 d2H_j/dl2), summed over the levels
-    cw3a = np.swapaxes(level_sums((c * w3)[:, None] * a), 1, 2)  # (R, G, q)
-    tr = np.einsum("rpn,rn->rp", D, c * (w3_l + w4 * D_l))
-    tr += np.einsum("rga,rgpa->rp", cw3a, U_lq)
-    alpha = Zr * k[:, cc]  # A_iq' H_j^-1 a_i
-    tr[:, p:] += np.einsum("rtn,rn->rt", AU_l, c * w3) + 2.0 * np.einsum("rtn,rn->rt", alpha, wl)
-    tr_ll = np.einsum("rn,rn->r", c, w_ll + 2.0 * w3_l * D_l + w4 * D_l * D_l)
-    tr_ll += np.einsum("rga,rga->r", cw3a, U_ll)
-    # tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dl)
-    q = a.shape[1]
+    P, q, n_e = E.shape[1], a.shape[1], d_e.shape[1]
     r_, c_ = np.triu_indices(q)
-    upper = np.moveaxis(level_sums(wl[:, None] * (a[:, r_] * a[:, c_])), -1, 1)  # (R, G, .)
-    dH_l = np.empty(upper.shape[:2] + (q, q))
-    dH_l[..., r_, c_] = dH_l[..., c_, r_] = upper
-    M_l = np.matmul(Hinv, dH_l)  # (R, G, q, q)
-    tr_MM = np.einsum("rgpab,rgba->rp", M, M_l)
-    tr_MM_ll = np.einsum("rgab,rgba->r", M_l, M_l)
-    d2logdet = np.concatenate([tr - tr_MM, (tr_ll - tr_MM_ll)[:, None]], axis=1)
-    return -2.0 * (col - 0.5 * d2logdet)
+    cw3a = np.swapaxes(level_sums((c * w3)[:, None] * a), 1, 2)  # (R, G, q)
+    alpha = Zr * k[:, cc]  # A_iq' H_j^-1 a_i
+    out = np.empty((len(a), n_e, P + n_e))
+    S_e, U_e, D_e, M_e = [], [], [], []
+    for e in range(n_e):
+        d_l, w_l, w3_l = d_e[:, e], w_e[:, e], w3_e[:, e]
+        S_l = np.swapaxes(level_sums(a * d_l[:, None]), 1, 2)  # (R, G, q): H_j U_l
+        U_l = np.einsum("rgab,rgb->rga", Hinv, S_l)
+        U_l_rows = rows(np.swapaxes(U_l, 1, 2))  # (R, q, n)
+        D_l = np.einsum("ran,ran->rn", a, U_l_rows)
+        col = np.einsum("rpn,rn->rp", E, d_l) + np.einsum("rgpa,rga->rp", U, S_l)
+        wl = w_l + w3 * D_l
+        AU_l = Zr * U_l_rows[:, cc]  # A_iq' U_l, theta's columns (R, T, n)
+        rhs = -np.moveaxis(level_sums(D[:, :, None] * (wl[:, None] * a)[:, None]), -1, 1)
+        rhs[:, :, p + t, cc] += np.swapaxes(level_sums(Zr * (d_l - w * D_l)[:, None]), 1, 2)
+        rhs[:, :, p:] -= np.moveaxis(
+            level_sums(AU_l[:, :, None] * (w[:, None] * a)[:, None]), -1, 1
+        )
+        U_lq = np.matmul(rhs, Hinv)  # (R, G, P, q)
+        # tr(H_j^-1 d2H_j/dl dq), summed over the levels
+        tr = np.einsum("rpn,rn->rp", D, c * (w3_l + w4 * D_l))
+        tr += np.einsum("rga,rgpa->rp", cw3a, U_lq)
+        tr[:, p:] += np.einsum("rtn,rn->rt", AU_l, c * w3) + 2.0 * np.einsum(
+            "rtn,rn->rt", alpha, wl
+        )
+        # tr(H_j^-1 dH_j/dq H_j^-1 dH_j/dl)
+        upper = np.moveaxis(level_sums(wl[:, None] * (a[:, r_] * a[:, c_])), -1, 1)
+        dH_l = np.empty(upper.shape[:2] + (q, q))
+        dH_l[..., r_, c_] = dH_l[..., c_, r_] = upper
+        M_l = np.matmul(Hinv, dH_l)  # (R, G, q, q)
+        tr_MM = np.einsum("rgpab,rgba->rp", M, M_l)
+        out[:, e, :P] = -2.0 * (col - 0.5 * (tr - tr_MM))
+        S_e.append(S_l)
+        U_e.append(U_l)
+        D_e.append(D_l)
+        M_e.append(M_l)
+    for e in range(n_e):
+        for f in range(e, n_e):
+            De, Df = D_e[e], D_e[f]
+            if e == f:  # (one parameter: the forms of its single column)
+                dw, dw3 = 2.0 * w_e[:, e] * De, 2.0 * w3_e[:, e] * De
+            else:
+                dw = w_e[:, e] * Df + w_e[:, f] * De
+                dw3 = w3_e[:, e] * Df + w3_e[:, f] * De
+            s_ef = np.swapaxes(level_sums(a * (d_ef[:, e, f] - dw - w3 * De * Df)[:, None]), 1, 2)
+            U_ef = np.einsum("rgab,rgb->rga", Hinv, s_ef)
+            col = l_ef[:, e, f].sum(axis=1) + np.einsum("rga,rga->r", U_e[e], S_e[f])
+            tr = np.einsum("rn,rn->r", c, w_ef[:, e, f] + dw3 + w4 * De * Df)
+            tr += np.einsum("rga,rga->r", cw3a, U_ef)
+            tr_MM = np.einsum("rgab,rgba->r", M_e[e], M_e[f])
+            out[:, e, P + f] = out[:, f, P + e] = -2.0 * (col - 0.5 * (tr - tr_MM))
+    return out

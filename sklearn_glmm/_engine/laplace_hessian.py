@@ -186,17 +186,25 @@ def extra_column(obj):
 
 def extra_rows(obj):
     """The Hessian's rows of a family's several own parameters (a zero-inflated NB2's
-    ``log theta`` and ``logit pi``), for one scalar random effect at the objective's
+    ``log theta`` and ``logit pi``), for one grouping factor at the objective's
     state: ``(E, P + E)``, each parameter's entries with ``(beta, theta)`` then with the
-    family's parameters; None where the family does not give ``extra_hessian_derivs``
-    there (a value per row, a bound) or for several random effects per level."""
+    family's parameters (the sums of :func:`_scalar_extra_rows` for one scalar random
+    effect; :func:`~sklearn_glmm._engine.batched_hessian.extra_rows` for several); None
+    where the family does not give ``extra_hessian_derivs`` there (a value per row, a
+    bound)."""
     d, s = obj.data, obj.state
     fam = d.family
-    if not obj._scalar or d.extra_designs is not None or not hasattr(fam, "extra_hessian_derivs"):
+    if d.extra_designs is not None or not hasattr(fam, "extra_hessian_derivs"):
         return None
     eta = np.asarray(s["eta"], dtype=float)
     found = fam.extra_hessian_derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
-    return None if found is None else _scalar_extra_rows(obj, *found)
+    if found is None:
+        return None
+    if obj._scalar:
+        return _scalar_extra_rows(obj, *found)
+    first, w3_e, second = found  # (as a batch of one replicate)
+    first, second = tuple(v[None] for v in first), tuple(v[None] for v in second)
+    return batched_hessian.extra_rows(*_one_replicate(obj), first, w3_e[None], second)[0]
 
 
 def _scalar_extra_rows(obj, first, w3_e, second):
