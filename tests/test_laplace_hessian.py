@@ -656,13 +656,21 @@ def test_zero_inflated_poisson_second_derivatives_in_logit_pi(logit_pi):
 
 
 def test_zero_inflated_second_derivatives_only_for_one_parameter():
-    """With the count family's own parameter (NB2's theta) or a probability per row (a
-    zero-inflation design), no closed form: None."""
-    y, eta = np.array([0.0, 1.0, 3.0]), np.zeros(3)
+    """With the count family's own parameter (NB2's theta) no single parameter's closed
+    form: None (``extra_hessian_derivs`` gives both); a probability per row (a
+    zero-inflation design) gives each row's, the scalar's at that row's value."""
+    y, eta = np.array([0.0, 1.0, 3.0, 0.0]), np.array([0.0, 0.5, -1.0, 1.5])
     zinb = make_family("negbin", True)
     assert zinb.extra_second_derivs(y, eta, None, None, np.array([0.5, -1.0])) is None
     zip_ = make_family("poisson", True)
-    assert zip_.extra_second_derivs(y, eta, None, None, (np.array([-1.0, 0.0, 1.0]),)) is None
+    per_row = np.array([-1.0, 0.0, 1.0, 2.0])
+    first, second = zip_.extra_second_derivs(y, eta, None, None, (per_row,), with_first=True)
+    for i, lp in enumerate(per_row):
+        one_first, one = zip_.extra_second_derivs(
+            y, eta, None, None, np.array([lp]), with_first=True
+        )
+        for a, b in zip(first + second, one_first + one):
+            assert a[i] == pytest.approx(b[i], rel=1e-14, abs=1e-300)
 
 
 @pytest.mark.parametrize("opts", [{}, dict(weights=True, offset=True, shuffle=True, per=3, sd=1.5)])
@@ -875,14 +883,15 @@ def test_zero_inflated_second_derivatives_in_both_parameters(base, own, logit_pi
 
 def test_zero_inflated_both_parameters_only_where_given():
     """No closed form (None) with the count family on its bound (the Poisson limit), a
-    probability per row, or a count family without parameters of its own (zero-inflated
+    theta per row, or a count family without parameters of its own (zero-inflated
     Poisson: ``extra_second_derivs`` gives its one parameter)."""
     y, eta = np.array([0.0, 1.0, 3.0]), np.zeros(3)
     zinb, zinb1 = make_family("negbin", True), make_family("negbin1", True)
     assert zinb.extra_hessian_derivs(y, eta, None, None, np.array([30.0, -1.0])) is None
     assert zinb1.extra_hessian_derivs(y, eta, None, None, np.array([-15.0, -1.0])) is None
-    per_row = (0.5, np.array([-1.0, 0.0, 1.0]))
-    assert zinb.extra_hessian_derivs(y, eta, None, None, per_row) is None
+    # (a probability per row gives each row's: see the zero-part design's Hessian test)
+    per_theta = (np.array([0.5, 0.6, 0.7]), -1.0)  # a theta per row: NB2 gives none
+    assert zinb.extra_hessian_derivs(y, eta, None, None, per_theta) is None
     zip_ = make_family("poisson", True)
     assert zip_.extra_hessian_derivs(y, eta, None, None, np.array([-1.0])) is None
 
@@ -1061,14 +1070,69 @@ def test_truncated_and_hurdle_negative_binomial_hessian_wholly_in_closed_form(ki
 
 
 def test_truncated_second_derivatives_only_where_given():
-    """None on the count family's bound (the Poisson limit), with a parameter per row,
-    and for a zero-truncated Poisson (no parameter of its own)."""
+    """None on the count family's bound (the Poisson limit), with its parameter per row
+    (a dispersion model), and for a zero-truncated Poisson (no parameter of its own)."""
     y, eta = np.array([1.0, 2.0, 5.0]), np.zeros(3)
     tnb = make_family("negbin", False, truncated=True)
     assert tnb.extra_second_derivs(y, eta, None, None, np.array([30.0])) is None
     assert tnb.extra_second_derivs(y, eta, None, None, (np.array([0.1, 0.2, 0.3]),)) is None
     hnb = make_family("negbin", False, hurdle=True)
     assert hnb.extra_hessian_derivs(y, eta, None, None, np.array([30.0, -1.0])) is None
-    assert hnb.extra_hessian_derivs(y, eta, None, None, (0.5, np.array([-1.0, 0.0, 1.0]))) is None
+    per_theta = (np.array([0.1, 0.2, 0.3]), -1.0)
+    assert hnb.extra_hessian_derivs(y, eta, None, None, per_theta) is None
     tp = make_family("poisson", False, truncated=True)
     assert tp.extra_second_derivs(y, eta, None, None, np.array([])) is None
+
+
+def _zero_part_design_fit(est):
+    """``est`` fitted to counts with zeros whose probability moves with ``z`` (30
+    groups of 8 rows, a random intercept and slope in ``x``)."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    n_groups, per = 30, 8
+    g = np.repeat(np.arange(n_groups), per)
+    x, z = rng.normal(size=n_groups * per), rng.normal(size=n_groups * per)
+    b0, b1 = rng.normal(0, 0.7, n_groups)[g], rng.normal(0, 0.4, n_groups)[g]
+    mu = np.exp(0.3 + 0.5 * x + b0 + b1 * x)
+    zero = rng.random(len(g)) < 1.0 / (1.0 + np.exp(1.0 - 0.8 * z))
+    y = np.where(zero, 0, rng.poisson(mu)).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(pd.DataFrame({"x": x, "z": z}), y, groups=g)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda re: PoissonGLMM(zero_inflation="~ z", random_effects=re),
+        lambda re: NegBinGLMM(zero_inflation="~ z", random_effects=re),
+        lambda re: PoissonGLMM(hurdle="~ z", random_effects=re),
+        lambda re: NegBinGLMM(hurdle="~ z", random_effects=re),
+    ],
+)
+@pytest.mark.parametrize("random_effects", ["1", "1 + x"])
+def test_a_zero_part_design_s_rows_in_closed_form(make, random_effects):
+    """A zero-inflation or hurdle probability with a design (``zero_inflation="~ z"``):
+    the family's derivatives in the block times the design's columns give each
+    coefficient's row (:func:`~sklearn_glmm._engine.laplace_hessian._per_coefficient`),
+    so the fit's Hessian takes no evaluation and is within 1e-6 of the largest entry of
+    extrapolated differences of the gradient, at the optimum and beside it (an NB2
+    ``log theta`` on its bound, the Poisson limit, whose row is taken by differences,
+    moved to 2 first)."""
+    m = _zero_part_design_fit(make(random_effects))
+    assert m.converged_
+    obj = m.fit_result_.objective
+    d = obj.data
+    assert d.extra_designs is not None
+    final = np.array(m.fit_record_.final)
+    k = d.n_beta + d.n_theta
+    if isinstance(m, NegBinGLMM) and final[k] >= d.extra_bounds[0][1] - 1e-6:
+        final[k] = 2.0
+    for x in (final, final + 0.05):
+        obj.value_and_grad(x)
+        n_evals = obj.n_evals
+        H = hessian(obj, x)
+        assert obj.n_evals == n_evals
+        ref = _central_hessian(obj, x)
+        np.testing.assert_allclose(H, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)

@@ -96,12 +96,13 @@ def _hessian(obj: Objective, x: np.ndarray) -> np.ndarray:
 def _extra_rows(obj, n_extra):
     """The Hessian's rows of the family's ``n_extra`` own parameters in closed form at
     the state just evaluated, ``(n_extra, n)``, or None: one parameter's row and column
-    (``exact_extra_column``, an objective in memory or partitioned), several
-    (``exact_extra_rows``)."""
+    (``exact_extra_column``, an objective in memory or partitioned), several or those of a
+    block with a design (``exact_extra_rows``)."""
     if n_extra == 1 and hasattr(obj, "exact_extra_column"):
         col = obj.exact_extra_column()
-        return None if col is None else col[None]
-    if n_extra > 1 and hasattr(obj, "exact_extra_rows"):
+        if col is not None:
+            return col[None]
+    if n_extra and hasattr(obj, "exact_extra_rows"):
         return obj.exact_extra_rows()
     return None
 

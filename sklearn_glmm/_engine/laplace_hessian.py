@@ -189,22 +189,73 @@ def extra_rows(obj):
     ``log theta`` and ``logit pi``), for one grouping factor at the objective's
     state: ``(E, P + E)``, each parameter's entries with ``(beta, theta)`` then with the
     family's parameters (the sums of :func:`_scalar_extra_rows` for one scalar random
-    effect; :func:`~sklearn_glmm._engine.batched_hessian.extra_rows` for several); None
-    where the family does not give ``extra_hessian_derivs`` there (a value per row, a
-    bound)."""
+    effect; :func:`~sklearn_glmm._engine.batched_hessian.extra_rows` for several), a
+    block with a design a row per coefficient (:func:`_per_coefficient`); None where the
+    family does not give ``extra_hessian_derivs`` (or, with designs, ``extra_second_derivs``
+    of its one block) there (a bound, say)."""
     d, s = obj.data, obj.state
     fam = d.family
-    if d.extra_designs is not None or not hasattr(fam, "extra_hessian_derivs"):
-        return None
     eta = np.asarray(s["eta"], dtype=float)
-    found = fam.extra_hessian_derivs(d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
+    args = (d.y, eta, obj._trials, obj._w, s["extra"], obj._const)
+    one = len(fam.blocks) == 1
+    if not one and hasattr(fam, "extra_hessian_derivs"):
+        found = fam.extra_hessian_derivs(*args)
+    elif one and d.extra_designs is not None and hasattr(fam, "extra_second_derivs"):
+        both = fam.extra_second_derivs(*args, with_first=True)
+        found = None if both is None else _one_block(both)
+    else:
+        return None
     if found is None:
         return None
+    if d.extra_designs is not None:
+        found = _per_coefficient(found, d.extra_designs, len(d.y))
     if obj._scalar:
         return _scalar_extra_rows(obj, *found)
     first, w3_e, second = found  # (as a batch of one replicate)
     first, second = tuple(v[None] for v in first), tuple(v[None] for v in second)
     return batched_hessian.extra_rows(*_one_replicate(obj), first, w3_e[None], second)[0]
+
+
+def _one_block(both):
+    """``extra_second_derivs``' ``(first, second)`` of one parameter block in the form of
+    ``extra_hessian_derivs``: ``(first, w3_e, second)`` with a leading axis of one block
+    (two for ``second``)."""
+    first, (l_ll, d_ll, w_ll, w3_l) = both
+    first = tuple(np.asarray(v, dtype=float)[None] for v in first)
+    pair = tuple(np.asarray(v, dtype=float)[None, None] for v in (l_ll, d_ll, w_ll))
+    return first, np.asarray(w3_l, dtype=float)[None], pair
+
+
+def _per_coefficient(found, designs, n):
+    """The family's derivatives in its parameter blocks (``(first, w3_e, second)``, a
+    leading axis of blocks, per-row values) as derivatives in the coefficients the
+    optimiser sees: a block with a design ``D`` (a zero-inflation or dispersion model)
+    has a coefficient per column, its value on row ``i`` ``D_i gamma``, so a derivative
+    in coefficient ``k`` is the block's times ``D_ik`` (a second derivative, times both
+    coefficients' columns); a block without one, its own."""
+    columns = []  # (block, its column of the design or None)
+    for b, D in enumerate(designs):
+        if D is None:
+            columns.append((b, None))
+        else:
+            columns.extend((b, D[:, k]) for k in range(D.shape[1]))
+
+    def scaled(v, b, col):
+        v = np.broadcast_to(v[b], (n,))
+        return v if col is None else v * col
+
+    first, w3_e, second = found
+    first = tuple(np.stack([scaled(v, b, col) for b, col in columns]) for v in first)
+    w3_e = np.stack([scaled(w3_e, b, col) for b, col in columns])
+
+    def pair(v, e, f):
+        (be, ce), (bf, cf) = e, f
+        return scaled(v[be], bf, cf) * (1.0 if ce is None else ce)
+
+    second = tuple(
+        np.stack([np.stack([pair(v, e, f) for f in columns]) for e in columns]) for v in second
+    )
+    return first, w3_e, second
 
 
 def _scalar_extra_rows(obj, first, w3_e, second):

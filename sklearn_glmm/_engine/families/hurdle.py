@@ -556,8 +556,9 @@ class Hurdle(Truncated):
 
     def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
         """Second derivatives in ``l = logit pi`` where it is the family's one own
-        parameter (a count family without parameters of its own, one probability for all
-        rows; None otherwise), each (n,), weighted as :meth:`derivs` (the contract of
+        parameter (a count family without parameters of its own; None otherwise; a
+        probability per row, with a zero-part design, row by row), each (n,), weighted as
+        :meth:`derivs` (the contract of
         :func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): ``l`` moves neither
         ``d1`` nor ``w`` (the zero part does not read ``eta``), and ``loglik_ll = -pi (1 -
         pi)`` for every row (``log pi`` and ``log(1 - pi)`` alike). With ``with_first``,
@@ -565,12 +566,12 @@ class Hurdle(Truncated):
         0, 0."""
         if not isinstance(extra, tuple):
             extra = np.asarray(extra, dtype=float)
-        if len(self._count_extra(extra)) or np.ndim(extra[-1]):
+        if len(self._count_extra(extra)):
             return None
         pi = self._zero_prob(extra)
         n = np.shape(y)
         zeros = np.zeros(n)
-        second = (np.full(n, -pi * (1.0 - pi)), zeros, zeros, zeros)
+        second = (zeros - pi * (1.0 - pi), zeros, zeros, zeros)
         if with_first:
             second = (np.where(np.asarray(y) == 0, 1.0 - pi, -pi), zeros, zeros) + second
         if weights is not None:
@@ -579,7 +580,8 @@ class Hurdle(Truncated):
 
     def extra_hessian_derivs(self, y, eta, trials, weights, extra, const=None):
         """The derivatives the closed-form Hessian's rows of the count family's one
-        parameter ``t`` and ``l = logit pi`` read (both scalars; None otherwise), in the
+        parameter ``t`` (a scalar) and ``l = logit pi`` (a scalar, or one per row with a
+        zero-part design) read (None otherwise), in the
         contract of :meth:`ZeroInflated.extra_hessian_derivs`: a positive count's in ``t``
         are the zero-truncated count's (:meth:`Truncated._truncated_second`), a zero's 0;
         in ``l`` only ``loglik`` moves (``1 - pi`` or ``-pi``, and ``-pi (1 - pi)``); the
@@ -587,7 +589,7 @@ class Hurdle(Truncated):
         if not isinstance(extra, tuple):
             extra = np.asarray(extra, dtype=float)
         base_extra = self._count_extra(extra)
-        if np.ndim(extra[-1]) or len(extra) != 2:
+        if len(extra) != 2:
             return None
         found = self._truncated_second(y, eta, trials, base_extra, const)
         if found is None:

@@ -197,8 +197,9 @@ class ZeroInflated(Family):
 
     def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
         """Second derivatives in ``l = logit pi`` where it is the family's one own
-        parameter (a count family without parameters of its own, one probability for all
-        rows; None otherwise): of ``loglik``, ``d1`` and ``w``, and the derivative of
+        parameter (a count family without parameters of its own; None otherwise; a
+        probability per row, with a zero-inflation design, row by row): of ``loglik``,
+        ``d1`` and ``w``, and the derivative of
         ``w3`` in ``l``, each (n,), weighted as :meth:`derivs` (the contract of
         :func:`~sklearn_glmm._engine.laplace_hessian.extra_column`). With ``r`` the
         posterior probability that a zero came from the count part, ``logit r = a - l``:
@@ -208,7 +209,7 @@ class ZeroInflated(Family):
         ``-pi (1 - pi)``, 0, 0, 0. With ``with_first``, ``(first, second)``: ``first``
         the three rows :meth:`extra_derivs` gives, each (n,)."""
         base_extra, pi, logit_pi = self._split(extra)
-        if len(base_extra) or np.ndim(logit_pi):
+        if len(base_extra):
             return None
         eta = np.broadcast_to(eta, np.shape(y))
         a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
@@ -238,8 +239,9 @@ class ZeroInflated(Family):
     def extra_hessian_derivs(self, y, eta, trials, weights, extra, const=None):
         """The derivatives the closed-form Hessian's rows of two own parameters read
         (:func:`~sklearn_glmm._engine.laplace_hessian.extra_rows`): the count family's
-        one parameter ``t`` (NB2's ``log theta``) and ``l = logit pi``, each a scalar;
-        None otherwise (and where the count family does not give them: on its bound).
+        one parameter ``t`` (NB2's ``log theta``, a scalar) and ``l = logit pi`` (a scalar,
+        or one per row with a zero-inflation design); None otherwise (and where the count
+        family does not give them: on its bound).
         Returns ``(first, w3_e, second)``: ``first`` the derivatives of ``loglik``,
         ``d1`` and ``w`` in each parameter (each (2, n), :meth:`extra_derivs`' rows),
         ``w3_e`` those of ``w3`` (2, n), and ``second`` the second derivatives of
@@ -254,7 +256,7 @@ class ZeroInflated(Family):
         ``a``'s (:meth:`log_p0`, ``log_p0_extra_derivs``, ``log_p0_second_extra``)."""
         base_extra, pi, logit_pi = self._split(extra)
         more = getattr(self.base, "log_p0_second_extra", None)
-        if len(base_extra) != 1 or more is None or np.ndim(logit_pi):
+        if len(base_extra) != 1 or more is None:
             return None
         count = self.base.extra_second_derivs(y, eta, trials, None, base_extra, const, True)
         more = more(eta, base_extra) if count is not None else None
