@@ -181,6 +181,15 @@ def _extra_columns(v: _Parts, extra) -> np.ndarray:
     return _extra_rows(v, one(d_l), one(w_l), one(w3_l), pair(l_ll), pair(d_ll), pair(w_ll))[:, 0]
 
 
+def pair_terms(w_e, w_f, w3_e, w3_f, D_e, D_f, same):
+    """``w_e D_if + w_f D_ie`` and ``w3_e D_if + w3_f D_ie``, the terms of two family
+    parameters' second derivatives that mix them (in the forms of one parameter's column,
+    ``2 w_l D_il``, where ``same``: bit for bit as that column was)."""
+    if same:
+        return 2.0 * w_e * D_e, 2.0 * w3_e * D_e
+    return w_e * D_f + w_f * D_e, w3_e * D_f + w3_f * D_e
+
+
 def _extra_rows(v: _Parts, d_e, w_e, w3_e, l_ef, d_ef, w_ef) -> np.ndarray:
     """The Hessians' rows of a family's own parameters ``e`` (``d_e, w_e, w3_e``: the
     family's derivatives in each of ``d1``, ``w`` and ``w3``, each (R, E, n); ``l_ef,
@@ -240,11 +249,7 @@ def _extra_rows(v: _Parts, d_e, w_e, w3_e, l_ef, d_ef, w_ef) -> np.ndarray:
     for e in range(n_e):
         for f in range(e, n_e):
             De, Df = D_e[e], D_e[f]
-            if e == f:  # (one parameter: the forms of its single column)
-                dw, dw3 = 2.0 * w_e[:, e] * De, 2.0 * w3_e[:, e] * De
-            else:
-                dw = w_e[:, e] * Df + w_e[:, f] * De
-                dw3 = w3_e[:, e] * Df + w3_e[:, f] * De
+            dw, dw3 = pair_terms(w_e[:, e], w_e[:, f], w3_e[:, e], w3_e[:, f], De, Df, e == f)
             s_ef = np.swapaxes(level_sums(a * (d_ef[:, e, f] - dw - w3 * De * Df)[:, None]), 1, 2)
             U_ef = np.einsum("rgab,rgb->rga", Hinv, s_ef)
             col = l_ef[:, e, f].sum(axis=1) + np.einsum("rga,rga->r", U_e[e], S_e[f])

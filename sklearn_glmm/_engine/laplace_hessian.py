@@ -297,10 +297,7 @@ def _scalar_extra_rows(obj, first, w3_e, second):
     for e in range(n_e):
         for f in range(e, n_e):
             De, Df = D_e[e], D_e[f]
-            if e == f:  # (one parameter: the forms of the single column)
-                dw, dw3 = 2.0 * w_e[e] * De, 2.0 * w3_e[e] * De
-            else:
-                dw, dw3 = w_e[e] * Df + w_e[f] * De, w3_e[e] * Df + w3_e[f] * De
+            dw, dw3 = batched_hessian.pair_terms(w_e[e], w_e[f], w3_e[e], w3_e[f], De, Df, e == f)
             U_ef = hinv * gi.sum(a * (d_ef[e, f] - dw - w3 * De * Df))
             d2h_ef = gi.sum((w_ef[e, f] + dw3 + w4 * De * Df) * a2) + w3a3 * U_ef
             psi = l_ef[e, f].sum() + h @ (U_e[e] * U_e[f])

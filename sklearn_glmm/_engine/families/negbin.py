@@ -163,10 +163,7 @@ class NegativeBinomial2(Family):
         )
         if limit is not None:
             return limit
-        theta = np.exp(lt)
-        mu = np.exp(np.minimum(eta, _ETA_MAX))
-        tm = theta + mu
-        s, r = theta / tm, mu / tm
+        theta, eta, mu, tm, s, r = _shares(eta, lt)
         w4 = s * r * (y + theta) * (s * s - 4.0 * s * r + r * r)
         return w4 if weights is None else weights * w4
 
@@ -197,11 +194,7 @@ class NegativeBinomial2(Family):
         near a large y) and the unweighted derivative of ``loglik`` in ``log theta``
         ``lt`` (below the bound): what :meth:`extra_derivs` and
         :meth:`extra_second_derivs` share."""
-        theta = np.exp(lt)
-        eta = np.minimum(eta, _ETA_MAX)
-        mu = np.exp(eta)
-        tm = theta + mu
-        s, r = theta / tm, mu / tm
+        theta, eta, mu, tm, s, r = _shares(eta, lt)
         _, log_y, zero = self.constant(y, trials) if const is None else const
         mmy = mu - y if zero is None else _mu_minus_y(y, eta, log_y, zero, mu)
         # theta [psi(y + theta) - psi(theta) - log(1 + mu / theta) + (mu - y) / (theta +
@@ -277,11 +270,7 @@ class NegativeBinomial2(Family):
         )
         if limit is not None:
             return limit
-        theta = np.exp(lt)
-        eta = np.minimum(eta, _ETA_MAX)
-        mu = np.exp(eta)
-        tm = theta + mu
-        s, r = theta / tm, mu / tm
+        theta, eta, mu, tm, s, r = _shares(eta, lt)
         a = -theta * log1p_exp(eta - lt)  # -theta log(1 + mu / theta)
         a1 = -theta * r
         a2 = -theta * s * r
@@ -301,10 +290,7 @@ class NegativeBinomial2(Family):
         )
         if limit is not None:
             return limit
-        theta = np.exp(lt)
-        mu = np.exp(np.minimum(eta, _ETA_MAX))
-        tm = theta + mu
-        s, r = theta / tm, mu / tm
+        theta, eta, mu, tm, s, r = _shares(eta, lt)
         return -theta * s * r * ((s - r) ** 2 - 2.0 * s * r)
 
     def log_p0_extra_derivs(self, eta, extra):
@@ -318,11 +304,7 @@ class NegativeBinomial2(Family):
         )
         if limit is not None:
             return limit
-        theta = np.exp(lt)
-        eta = np.minimum(eta, _ETA_MAX)
-        mu = np.exp(eta)
-        tm = theta + mu
-        s, r = theta / tm, mu / tm
+        theta, eta, mu, tm, s, r = _shares(eta, lt)
         da = theta * (r - log1p_exp(eta - lt))
         da1 = -theta * r * r
         da2 = -2.0 * theta * s * r * r
@@ -338,11 +320,7 @@ class NegativeBinomial2(Family):
         lt = extra[0]
         if type(lt) is np.ndarray or lt >= _UPPER:
             return None
-        theta = np.exp(lt)
-        eta = np.minimum(eta, _ETA_MAX)
-        mu = np.exp(eta)
-        tm = theta + mu
-        s, r = theta / tm, mu / tm
+        theta, eta, mu, tm, s, r = _shares(eta, lt)
         tr2 = theta * r * r
         da = theta * (r - log1p_exp(eta - lt))
         return (
@@ -539,6 +517,18 @@ _SMALL_RATIO = 0.01
 
 
 # log(log1p(x) / x) = sum_k c_k x^k
+def _shares(eta, log_theta):
+    """``theta``, ``eta`` (at most ``_ETA_MAX``: beyond it ``mu`` overflows), ``mu``,
+    ``theta + mu`` and the shares ``s = theta / (theta + mu)`` and ``r = mu / (theta +
+    mu)``, in [0, 1], which keep every product with them finite however large ``mu``
+    is."""
+    theta = np.exp(log_theta)
+    eta = np.minimum(eta, _ETA_MAX)
+    mu = np.exp(eta)
+    tm = theta + mu
+    return theta, eta, mu, tm, theta / tm, mu / tm
+
+
 def _log_zero_rate(eta, log_theta):
     """:meth:`NegativeBinomial2.log_zero_rate`'s ``log s, S1, S2, S3`` below the bound, and
     ``1 - S1`` (from the series where ``S1`` is near 1: ``-p'``)."""
