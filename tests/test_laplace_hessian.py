@@ -883,16 +883,14 @@ def test_zero_inflated_second_derivatives_in_both_parameters(base, own, logit_pi
 
 
 def test_zero_inflated_both_parameters_only_where_given():
-    """No closed form (None) with the count family on its bound (the Poisson limit), a
-    theta per row, or a count family without parameters of its own (zero-inflated
-    Poisson: ``extra_second_derivs`` gives its one parameter)."""
+    """No closed form (None) with the count family on its bound (the Poisson limit) or a
+    count family without parameters of its own (zero-inflated Poisson:
+    ``extra_second_derivs`` gives its one parameter)."""
     y, eta = np.array([0.0, 1.0, 3.0]), np.zeros(3)
     zinb, zinb1 = make_family("negbin", True), make_family("negbin1", True)
     assert zinb.extra_hessian_derivs(y, eta, None, None, np.array([30.0, -1.0])) is None
     assert zinb1.extra_hessian_derivs(y, eta, None, None, np.array([-15.0, -1.0])) is None
-    # (a probability per row gives each row's: see the zero-part design's Hessian test)
-    per_theta = (np.array([0.5, 0.6, 0.7]), -1.0)  # a theta per row: NB2 gives none
-    assert zinb.extra_hessian_derivs(y, eta, None, None, per_theta) is None
+    # (a probability or a theta per row gives each row's: the per-row test below)
     zip_ = make_family("poisson", True)
     assert zip_.extra_hessian_derivs(y, eta, None, None, np.array([-1.0])) is None
 
@@ -1064,16 +1062,15 @@ def test_truncated_and_hurdle_negative_binomial_hessian_wholly_in_closed_form(ki
 
 
 def test_truncated_second_derivatives_only_where_given():
-    """None on the count family's bound (the Poisson limit), with its parameter per row
-    (a dispersion model), and for a zero-truncated Poisson (no parameter of its own)."""
+    """None on the count family's bound (the Poisson limit, any row's) and for a
+    zero-truncated Poisson (no parameter of its own)."""
     y, eta = np.array([1.0, 2.0, 5.0]), np.zeros(3)
     tnb = make_family("negbin", False, truncated=True)
     assert tnb.extra_second_derivs(y, eta, None, None, np.array([30.0])) is None
-    assert tnb.extra_second_derivs(y, eta, None, None, (np.array([0.1, 0.2, 0.3]),)) is None
     hnb = make_family("negbin", False, hurdle=True)
     assert hnb.extra_hessian_derivs(y, eta, None, None, np.array([30.0, -1.0])) is None
-    per_theta = (np.array([0.1, 0.2, 0.3]), -1.0)
-    assert hnb.extra_hessian_derivs(y, eta, None, None, per_theta) is None
+    on_bound_somewhere = (np.array([0.1, 30.0, 0.3]), -1.0)
+    assert hnb.extra_hessian_derivs(y, eta, None, None, on_bound_somewhere) is None
     tp = make_family("poisson", False, truncated=True)
     assert tp.extra_second_derivs(y, eta, None, None, np.array([])) is None
 
@@ -1125,3 +1122,78 @@ def test_a_zero_part_design_s_rows_in_closed_form(make, random_effects):
         final[k] = 2.0
     for x in (final, final + 0.05):
         check_closed_block(obj, x, lh.laplace_hessian, evals=0, tol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kind", [dict(), dict(zero_inflated=True), dict(hurdle=True), dict(truncated=True)]
+)
+def test_a_theta_per_row_gives_each_row_s_derivatives(kind):
+    """A dispersion model's theta per row: NB2's and the zero-inflated, hurdle and
+    zero-truncated NB2's derivatives for the closed-form Hessian are, row by row, those
+    of the scalar theta of that row (the large-theta branch chosen per row)."""
+    zi = kind.get("zero_inflated", False)
+    fam = make_family("negbin", zi, **{k: True for k in ("hurdle", "truncated") if kind.get(k)})
+    rng = np.random.default_rng(41)
+    n = 12
+    y = rng.poisson(3.0, n).astype(float) + (1.0 if kind.get("truncated") else 0.0)
+    y[:3] = [0.0, 0.0, 2_000.0] if not kind.get("truncated") else [1.0, 1.0, 2_000.0]
+    eta = rng.normal(0.5, 1.5, n)
+    lt = np.linspace(-2.0, 9.0, n)  # (theta from 0.14 to 8,100: both branches)
+    lt[-1] = 25.0
+    two = zi or kind.get("hurdle")
+
+    def derivs(extra):
+        if two:
+            return fam.extra_hessian_derivs(y, eta, None, None, extra)
+        first, second = fam.extra_second_derivs(y, eta, None, None, extra, with_first=True)
+        return first + second
+
+    per_row = derivs((lt, -0.7) if two else (lt,))
+    flat = [np.ravel(v).reshape(-1, n) if np.ndim(v) > 1 else v[None] for v in _leaves(per_row)]
+    for i in range(n):
+        one = derivs(np.array([lt[i], -0.7]) if two else np.array([lt[i]]))
+        for got, ref in zip(flat, _leaves(one)):
+            ref = np.ravel(ref).reshape(-1, n) if np.ndim(ref) > 1 else ref[None]
+            np.testing.assert_allclose(got[:, i], ref[:, i], rtol=1e-13, atol=1e-300)
+
+
+def _leaves(nested):
+    """The arrays of a nested tuple, in order."""
+    out = []
+    for v in nested:
+        out.extend(_leaves(v) if isinstance(v, tuple) else [np.asarray(v, dtype=float)])
+    return out
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: NegBinGLMM(dispersion="1 + z"),
+        lambda: NegBinGLMM(dispersion="1 + z", zero_inflation=True),
+        lambda: NegBinGLMM(dispersion="1 + z", hurdle=True),
+        lambda: NegBinGLMM(dispersion="1 + z", zero_inflation="~ z", random_effects="1 + x"),
+    ],
+)
+def test_a_dispersion_model_s_rows_in_closed_form(make):
+    """NB2 with a dispersion model (a theta per row; with zero inflation, a hurdle, a
+    zero-part design and a random slope): the rows of its coefficients in closed form
+    (:func:`~sklearn_glmm._engine.laplace_hessian._per_coefficient`), no evaluation,
+    within 1e-6 of the largest entry of extrapolated differences of the gradient."""
+    import warnings
+
+    rng = np.random.default_rng(5)
+    n_groups, per = 40, 10
+    g = np.repeat(np.arange(n_groups), per)
+    x, z = rng.normal(size=n_groups * per), rng.normal(size=n_groups * per)
+    mu = np.exp(0.8 + 0.5 * x + rng.normal(0, 0.6, n_groups)[g])
+    theta = np.exp(0.5 + 0.7 * z)
+    y = rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
+    y[rng.random(len(y)) < 0.2] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = make().fit(pd.DataFrame({"x": x, "z": z}), y, groups=g)
+    assert m.converged_
+    obj = m.fit_result_.objective
+    final = np.array(m.fit_record_.final)
+    for x0 in (final, final + 0.03):
+        check_closed_block(obj, x0, lh.laplace_hessian, evals=0, tol=1e-6)

@@ -319,10 +319,11 @@ class Truncated(Family):
 
     def _truncated_second(self, y, eta, trials, base_extra, const):
         """The zero-truncated count's derivatives in the count family's one parameter
-        (a scalar), unweighted: ``(first, second)`` as ``extra_second_derivs`` with
-        ``with_first`` (the count family's minus the truncation's); None where the count
-        family does not give them (on its bound, say)."""
-        if len(base_extra) != 1 or np.ndim(base_extra[0]):
+        (a scalar, or one per row where the count family gives them so), unweighted:
+        ``(first, second)`` as ``extra_second_derivs`` with ``with_first`` (the count
+        family's minus the truncation's); None where the count family does not give them
+        (on its bound, say)."""
+        if len(base_extra) != 1:
             return None
         count = getattr(self.base, "extra_second_derivs", None)
         eta = np.minimum(eta, _ETA_MAX)

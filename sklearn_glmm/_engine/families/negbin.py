@@ -226,8 +226,9 @@ class NegativeBinomial2(Family):
         """Second derivatives for the closed-form Hessian's ``log theta`` row and column
         (:func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): in ``log theta``
         of ``loglik``, ``d1`` and ``w``, and the derivative of ``w3`` in ``log theta``,
-        each (n,), weighted as :meth:`derivs`; None for a theta per row or on the bound
-        (the Poisson limit: there the row and column are taken by differences). With
+        each (n,), weighted as :meth:`derivs`, row by row for a theta per row (a dispersion
+        model); None on the bound (the Poisson limit, any row's: there the rows are taken
+        by differences). With
         ``with_first``, ``(first, second)``: ``first`` the first derivatives
         :meth:`extra_derivs` gives, each (n,), made from the same terms. With
         ``s = theta / (theta + mu)`` and ``r = 1 - s``: ``d1_l = s r (y - mu)``,
@@ -236,7 +237,7 @@ class NegativeBinomial2(Family):
         ``w3_l = w_l (s - r) + 2 s r w`` and ``loglik_ll = loglik_l + theta^2
         [psi'(y + theta) - psi'(theta)] + theta r - s^2 (mu - y)``."""
         lt = extra[0]
-        if type(lt) is np.ndarray or lt >= _UPPER:
+        if np.any(np.asarray(lt) >= _UPPER):
             return None
         theta, mu, tm, s, r, mmy, dl = self._log_theta_terms(y, eta, trials, lt, const)
         sr = s * r
@@ -245,10 +246,14 @@ class NegativeBinomial2(Family):
         # of terms of order y (the identity: theta r - s^2 (mu - y) - theta y / (y +
         # theta) = s^2 (mu - y)^2 / (y + theta))
         with np.errstate(over="ignore", invalid="ignore"):
-            if theta >= _SERIES_THETA:
-                dll = dl + trigamma_part(y, theta) + s * s * mmy * (mmy / (y + theta))
+            part = dl + trigamma_part(y, theta)
+            if type(theta) is np.ndarray:  # a theta per row (a dispersion model)
+                large = part + s * s * mmy * (mmy / (y + theta))
+                dll = np.where(theta >= _SERIES_THETA, large, part + theta * r - s * s * mmy)
+            elif theta >= _SERIES_THETA:
+                dll = part + s * s * mmy * (mmy / (y + theta))
             else:
-                dll = dl + trigamma_part(y, theta) + theta * r - s * s * mmy
+                dll = part + theta * r - s * s * mmy
         d1_l = -sr * mmy
         d1_ll = (r - s) * d1_l
         yt = y + theta
@@ -316,9 +321,10 @@ class NegativeBinomial2(Family):
         theta)``, ``s = theta / (theta + mu)``, ``r = 1 - s`` and ``t = log theta``,
         ``d^4 a / d eta^3 dt = -2 theta s r^2 (2 s - r)``, ``d^2 a / dt^2 = da/dt + theta
         r^2``, ``d^3 a / d eta dt^2 = theta r^2 (s - r)`` and ``d^4 a / d eta^2 dt^2 = -2
-        theta s r^2 (2 r - s)``, each (n,); None on the bound (the Poisson limit)."""
+        theta s r^2 (2 r - s)``, each (n,) (row by row for a theta per row); None on the
+        bound (the Poisson limit, any row's)."""
         lt = extra[0]
-        if type(lt) is np.ndarray or lt >= _UPPER:
+        if np.any(np.asarray(lt) >= _UPPER):
             return None
         theta, eta, mu, tm, s, r = _shares(eta, lt)
         tr2 = theta * r * r
