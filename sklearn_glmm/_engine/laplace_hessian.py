@@ -178,10 +178,7 @@ def extra_column(obj):
     (_, d_l, w_l), second = both
     if not obj._scalar:
         return _vector_extra_column(obj, (d_l, w_l), second)
-    l_ll, d_ll, w_ll, w3_l = (np.asarray(v, dtype=float) for v in second)
-    first = (None, np.asarray(d_l, dtype=float)[None], np.asarray(w_l, dtype=float)[None])
-    pair = (l_ll[None, None], d_ll[None, None], w_ll[None, None])
-    return _scalar_extra_rows(obj, first, w3_l[None], pair)[0]
+    return _scalar_extra_rows(obj, *_one_block(both))[0]
 
 
 def extra_rows(obj):
@@ -276,6 +273,8 @@ def _scalar_extra_rows(obj, first, w3_e, second):
     h = 1.0 / hinv
     a2 = a * a
     w3a3 = gi.sum(w3 * a2 * a)
+    # (sums over a level's rows that no parameter moves)
+    awz, w3a2z = gi.sum(a * w * z), gi.sum(w3 * a2 * z)
     rows = np.empty((n_e, p + 1 + n_e))
     U_e, D_e, dh_e = [], [], []
     for e in range(n_e):
@@ -284,11 +283,11 @@ def _scalar_extra_rows(obj, first, w3_e, second):
         col = E.T @ d_e[e] + (U * (h * U_l)[:, None]).sum(axis=0)
         wl = w_e[e] + w3 * D_l
         U_lq = gi.sum(-(a * wl)[:, None] * D)
-        U_lq[:, p] += gi.sum(z * (d_e[e] - w * D_l)) - gi.sum(a * w * z) * U_l
+        U_lq[:, p] += gi.sum(z * (d_e[e] - w * D_l)) - awz * U_l
         U_lq *= hinv[:, None]
         dh_l = gi.sum(wl * a2)
         d2h = gi.sum(((w3_e[e] + w4 * D_l) * a2)[:, None] * D) + w3a3[:, None] * U_lq
-        d2h[:, p] += gi.sum(w3 * a2 * z) * U_l + 2.0 * gi.sum(wl * a * z)
+        d2h[:, p] += w3a2z * U_l + 2.0 * gi.sum(wl * a * z)
         d2logh = (d2h * hinv[:, None] - dh_l[:, None] * dh * (hinv * hinv)[:, None]).sum(0)
         rows[e, : p + 1] = -2.0 * (col - 0.5 * d2logh)
         U_e.append(U_l)

@@ -255,18 +255,18 @@ class ZeroInflated(Family):
         derivative in ``l``; those in ``eta`` and ``t`` follow by the chain rule from
         ``a``'s (:meth:`log_p0`, ``log_p0_extra_derivs``, ``log_p0_second_extra``)."""
         base_extra, pi, logit_pi = self._split(extra)
-        more = getattr(self.base, "log_p0_second_extra", None)
-        if len(base_extra) != 1 or more is None:
+        p0_second = getattr(self.base, "log_p0_second_extra", None)
+        if len(base_extra) != 1 or p0_second is None:
             return None
         count = self.base.extra_second_derivs(y, eta, trials, None, base_extra, const, True)
-        more = more(eta, base_extra) if count is not None else None
-        if more is None:
+        beyond = None if count is None else p0_second(eta, base_extra)
+        if beyond is None:
             return None
         (cl, cd, cw), (cll, cdd, cww, cw3) = count
         eta = np.broadcast_to(eta, np.shape(y))
         a, a1, a2, a3 = self.base.log_p0(eta, base_extra)
         at, a1t, a2t = (v[0] for v in self.base.log_p0_extra_derivs(eta, base_extra))
-        a3t, att, a1tt, a2tt = more
+        a3t, att, a1tt, a2tt = beyond
         zero = y == 0
         s1 = _count_share(a, logit_pi)
         s2 = s1 * (1.0 - s1)
