@@ -30,13 +30,12 @@ from ._design import (
 from ._engine.blas import single_threaded_blas
 from ._engine.blocks import rows_of
 from ._engine.compiled_objective import make_objective
-from ._engine.converge import check_optimum
 from ._engine.families import make_family
 from ._engine.families.base import pmf_rule
+from ._engine.fit_checked import fit_checked
 from ._engine.groups import used_rows
 from ._engine.normal_average import log_mean_density
 from ._engine.objective import GLMObjective, ModelData, make_factor_data
-from ._engine.optimize import fit_objective
 from ._engine.quadrature_vector import check_quadrature_structure
 from ._engine.start import parameter_bounds, starting_point
 from ._estimator_inputs import _Inputs
@@ -297,8 +296,7 @@ class _BaseGLMM(_Inputs, _Predictions, _FitTools, BaseEstimator):
         with single_threaded_blas():
             x0 = starting_point(obj)
             bounds = parameter_bounds(data)
-            x, record = fit_objective(obj, x0, bounds, self.max_iter, self.tol)
-            x = check_optimum(obj, x, record, bounds, self.max_iter, self.tol)
+            x, record = fit_checked(obj, x0, bounds, self.max_iter, self.tol)
         if hasattr(obj, "release_predictor"):  # the optimiser is done with it
             obj.release_predictor()
 

@@ -202,9 +202,8 @@ def null_intercept(est) -> float:
     design replaced by the intercept column, so random slopes stay in the null
     model as in R, where they need no fixed column.
     """
-    from ._engine.converge import check_optimum
+    from ._engine.fit_checked import fit_checked
     from ._engine.objective import Objective
-    from ._engine.optimize import fit_objective
     from ._engine.start import parameter_bounds, starting_point
 
     data = est.fit_result_.objective.data
@@ -216,8 +215,7 @@ def null_intercept(est) -> float:
     with quiet():  # a null model's convergence warnings are not the user's model's
         x0 = starting_point(obj)
         bounds = parameter_bounds(null)
-        x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
-        x = check_optimum(obj, x, record, bounds, est.max_iter, est.tol)
+        x, _ = fit_checked(obj, x0, bounds, est.max_iter, est.tol)
     return float(x[0] / c)
 
 

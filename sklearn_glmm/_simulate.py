@@ -30,8 +30,9 @@ from ._config import with_config
 from ._engine.batch_member import BatchMember
 from ._engine.batched import BatchedLaplace, can_batch
 from ._engine.blas import single_threaded_blas
-from ._engine.converge import check_curvature, check_optimum
+from ._engine.converge import check_curvature
 from ._engine.curvature import GRAD_TOL, at_bound
+from ._engine.fit_checked import fit_checked
 from ._engine.lockstep import new_lockstep
 from ._engine.nested_models import bound_from_start, limit_bounds
 from ._engine.objective import GLMObjective, Objective, lambda_matrices
@@ -219,8 +220,7 @@ def _fresh_fit(est, obj, bounds, glm_fit=None):
     optimiser, every check at the optimum) without its validation, design and tables;
     ``(x, FitRecord)``."""
     x0 = starting_point(obj, glm_fit)
-    x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
-    return check_optimum(obj, x, record, bounds, est.max_iter, est.tol), record
+    return fit_checked(obj, x0, bounds, est.max_iter, est.tol)
 
 
 def _check_gradient(obj, x, record, H, bounds):

@@ -64,9 +64,8 @@ from ._design import (
     parse_term,
 )
 from ._engine.blas import single_threaded_blas
-from ._engine.converge import check_optimum
+from ._engine.fit_checked import fit_checked
 from ._engine.groups import pooled_spread
-from ._engine.optimize import fit_objective
 from ._engine.partitioned import PartitionedObjective
 from ._engine.quadrature_vector import check_quadrature_structure
 from ._engine.start import parameter_bounds
@@ -297,8 +296,7 @@ def _fit(est, family, X, gname, actors, info, t_load):
     with single_threaded_blas():
         x0 = _partitioned_start(obj, actors, n, bounds, est)
         t_start = time.perf_counter()
-        x, record = fit_objective(obj, x0, bounds, est.max_iter, est.tol)
-        x = check_optimum(obj, x, record, bounds, est.max_iter, est.tol)
+        x, record = fit_checked(obj, x0, bounds, est.max_iter, est.tol)
     t_opt = time.perf_counter()
     # where the time went: loading and preprocessing, the start, the optimisation and
     # checks (their evaluations: one map-reduce each)

@@ -161,3 +161,68 @@ def test_only_zero_inflation_held_on_its_bound_is_fitted_with_the_count_family()
         last = fitted.fit_result_.bounds[-1]
         held = [(len(fitted.fit_result_.bounds) - 1, last[0])]
         assert nested_models._nested_model(fitted.fit_result_.objective, held) is None
+
+
+def _zip_slope_fit(data):
+    """A zero-inflated Poisson model with a correlated random slope and a zero part in
+    ``z`` fitted to ``data`` (columns x, z, y, g)."""
+    est = PoissonGLMM(zero_inflation="~ z", random_effects="1 + x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(data[["x", "z"]], data["y"].to_numpy(), groups=data["g"].to_numpy())
+
+
+def test_a_fit_that_followed_a_vanishing_mode_is_fitted_with_the_highest_modes():
+    """tests/fixtures/two_modes: the optimiser, each level's mode searched from its warm
+    start, followed one level's mode towards where it merges with the dip between its
+    two modes and ended there not converged, 1.19 below glmmTMB's optimum; the second
+    fit, with the highest modes searched at every evaluation, reaches that optimum and
+    converges (``_engine/fit_checked.py``)."""
+    import json
+    from pathlib import Path
+
+    from sklearn_glmm._engine.fit_checked import FIRST_FIT
+
+    folder = Path(__file__).parent / "fixtures" / "two_modes"
+    ref = json.loads((folder / "zip_slope.json").read_text())
+    m = _zip_slope_fit(pd.read_csv(folder / "zip_slope.csv"))
+    assert m.converged_
+    first = m.fit_record_.stages[0]
+    assert first[0] == FIRST_FIT and first[1] > -2 * ref["loglik"] + 2.0
+    assert m.loglik_ == pytest.approx(ref["loglik"], abs=1e-4)
+    np.testing.assert_allclose(np.r_[m.intercept_, m.coef_], ref["fixef"], atol=2e-3)
+    zi = m.zero_inflation_effects_["estimate"].to_numpy(dtype=float)
+    np.testing.assert_allclose(zi, ref["zi"], atol=2e-3)
+    cov = m.random_effects_cov_["group"].to_numpy(dtype=float)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), ref["sd"], atol=2e-3)
+
+
+def test_a_second_fit_that_does_not_converge_leaves_the_first_as_it_was(monkeypatch):
+    """Zero-inflated data on which neither fit converges (glmmTMB 1.1.5 does not either:
+    its log-likelihood is NA): the first fit is kept, its modes, estimates, predictions
+    and warnings those of the fit without a second (put back at its end), the second
+    named among its stages and its evaluations counted."""
+    from sklearn_glmm._engine import fit_checked
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(30), 8)
+    x, z = rng.normal(size=240), rng.normal(size=240)
+    b0, b1 = rng.normal(0, 0.7, 30)[g], rng.normal(0, 0.3, 30)[g]
+    mu = np.exp(0.3 + 0.5 * x + b0 + b1 * x)
+    zero = rng.random(240) < 1.0 / (1.0 + np.exp(1.0 - 0.8 * z))
+    data = pd.DataFrame({"x": x, "z": z, "y": np.where(zero, 0, rng.poisson(mu)), "g": g})
+    both = _zip_slope_fit(data)
+    monkeypatch.setattr(fit_checked, "_second_fit_possible", lambda obj: False)
+    one = _zip_slope_fit(data)
+    assert not one.converged_ and not both.converged_
+    assert both.fit_record_.stages[-1][0] == fit_checked.SECOND_FIT
+    assert both.fit_record_.stages[:-1] == one.fit_record_.stages
+    assert both.fit_record_.n_evaluations > 1.5 * one.fit_record_.n_evaluations
+    assert both.loglik_ == one.loglik_
+    for name in ("coef_", "intercept_"):
+        np.testing.assert_array_equal(getattr(both, name), getattr(one, name))
+    pd.testing.assert_frame_equal(both.ranef_["group"], one.ranef_["group"])
+    pd.testing.assert_frame_equal(both.fixed_effects_, one.fixed_effects_)
+    pd.testing.assert_frame_equal(both.zero_inflation_effects_, one.zero_inflation_effects_)
+    X = data[["x", "z"]]
+    np.testing.assert_array_equal(both.predict(X, groups=g), one.predict(X, groups=g))
