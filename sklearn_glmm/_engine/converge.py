@@ -86,6 +86,11 @@ A bootstrap refit (``_simulate._fit_and_check``: started from the fitted optimum
 gradient checked with the fitted model's Hessian) gets steps 4, 5's curvature and 5b
 with its own Hessian at its end (:func:`check_curvature`): a replicate the optimiser
 left at a saddle is not converged, as a fit there is not.
+
+A fit of a family that is not log-concave that these checks find not converged is
+fitted again with the highest modes searched at every evaluation (step 0 from the
+start: :mod:`.fit_checked`, which the estimator's fit calls in place of
+``fit_objective`` and this module's :func:`check_optimum`).
 """
 
 from __future__ import annotations
