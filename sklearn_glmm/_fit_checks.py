@@ -248,6 +248,39 @@ def _check_limit_ridge(est, record, moving) -> None:
     )
 
 
+def _check_threshold_limits(est, record, stopped=()) -> None:
+    """Warn where the zero part separates zeros at an end of its predictor and the
+    likelihood's limit there is above the fit (``record.threshold_limits``,
+    :mod:`._engine.threshold_limits`): ``loglik_`` is a local maximum, not the maximum.
+    Not where the fit followed the zero part's ridge to its intercept's bound (a block of
+    ``stopped``, :func:`_check_block_ridge`'s warning: the same limit, the log-likelihood
+    a lower bound)."""
+    limits = getattr(record, "threshold_limits", None)
+    names = _optimiser_names(est) if limits else None
+    if not limits or names is None:
+        return
+    if any(len(names) - 1 in block for block in stopped):
+        return
+    zi = names[-2:]  # (the zero part's intercept and predictor, the parameters' last)
+    predictor = zi[1].partition("~")[2] or zi[1]
+    n_rows, sign, value = max(limits, key=lambda limit: -limit[2])
+    end = "largest" if sign > 0 else "smallest"
+    gain = 0.5 * (record.objective - value)
+    warn(
+        f"the zero-inflation model separates zeros: the {n_rows} rows of the {end} values "
+        f"of {predictor!r} are all zeros, and the likelihood rises towards a limit at "
+        f"which the zero-inflation probability is 1 on those rows and 0 on every other "
+        f"(the coefficients {zi} to infinity; the count model without zero inflation on "
+        f"the other rows), {gain:.3g} above loglik_ {-0.5 * record.objective:.6g}: the "
+        "fit is a local maximum, not the maximum likelihood, and its zero-inflation "
+        "estimates describe that local maximum. The data may hold a step in "
+        f"{predictor!r} past which every outcome is zero: compare with a model that has "
+        "it (an indicator of those rows in the zero part, or those rows left out).",
+        SeparationWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 def _reported_se_missing(est, name: str) -> bool:
     """Whether the reported coefficient ``name`` (``"zi~(Intercept)"``) has no standard
     error in its block's table (a block intercept beside a ridge has the one of the

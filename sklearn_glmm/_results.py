@@ -30,6 +30,7 @@ from ._fit_checks import (
     _check_limit_ridge,
     _check_separation,
     _check_standard_errors,
+    _check_threshold_limits,
     _mapped_limit,
     limit_ridge_parameters,
     ridge_end_covariance,
@@ -123,6 +124,7 @@ def set_fitted_attributes(est, obj, x, record, data, factors, bounds, pending):
     _check_standard_errors(est, record, rows, se_all, idx, ridge + limit)
     _check_block_ridge(est, x, record, ridge, stopped)
     _check_limit_ridge(est, record, limit)
+    _check_threshold_limits(est, record, stopped)
     est.converged_ = bool(record.converged)
 
 

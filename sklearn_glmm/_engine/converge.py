@@ -32,7 +32,11 @@ Order of calls in :func:`check_optimum` (after
    on the parameter's natural scale rises off it (the gradient in the logit is e^-20
    times that slope: nil to the optimiser) is probed from inside, and the fit resumed
    from a better point; one whose block has a far start (zero inflation at 0: the
-   zeros' other basin) is fitted again from there (:mod:`.ridge`);
+   zeros' other basin) is fitted again from there (:mod:`.ridge`); 1g.
+   ``zero_part_thresholds`` — a zero part of an intercept and one predictor whose rows
+   past a value are all zeros has a limit at infinity (those zeros certain, no zero
+   inflation elsewhere) whose likelihood, the count model's on the other rows, is
+   computed and, where above the fit, recorded for a warning (:mod:`.threshold_limits`);
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is
    computed at the optimum for the standard errors anyway; when lme4's scaled
    gradient check fails there, Newton steps on the free parameters (with step
@@ -78,9 +82,10 @@ Order of calls in :func:`check_optimum` (after
    curvature along the set"``); fits without such a set evaluate nothing here.
 
 Steps 1-1c and 1e live in :mod:`.nested_models`, 1d and 3c in :mod:`.limit_ridge`, 1f
-in :mod:`.ridge`, 2, 2b, 2c and 3b in :mod:`.polish`, 2d in :mod:`.saddle`, and the
-reading of the Hessian (5: the scaled gradient, the curvature, the covariance) in
-:mod:`.curvature`; this module keeps the order and the checks of steps 0, 3, 4 and 5b.
+in :mod:`.ridge`, 1g in :mod:`.threshold_limits`, 2, 2b, 2c and 3b in :mod:`.polish`,
+2d in :mod:`.saddle`, and the reading of the Hessian (5: the scaled gradient, the
+curvature, the covariance) in :mod:`.curvature`; this module keeps the order and the
+checks of steps 0, 3, 4 and 5b.
 
 A bootstrap refit (``_simulate._fit_and_check``: started from the fitted optimum, its
 gradient checked with the fitted model's Hessian) gets steps 4, 5's curvature and 5b
@@ -141,6 +146,7 @@ from .polish import (
 from .ridge import _settle_flat_extra, leave_flat_bounds
 from .saddle import leave_saddle
 from .stage import _laplace_stage
+from .threshold_limits import zero_part_thresholds
 
 
 def highest_modes(obj, x, fun, bounds, max_iter, tol, diag_idx, record):
@@ -437,6 +443,7 @@ def check_optimum(obj, x, record, bounds, max_iter, tol):
             # bound, as the fit's own stages' ends are (``ridge._settle_flat_extra``)
             x = _settle_flat_extra(obj, x, fun, bounds, max_iter, tol, diag_idx, record.stages)
             fun = obj.evaluate(x)
+        zero_part_thresholds(obj, x, fun, bounds, max_iter, tol, diag_idx, record)
         before_polish = x
         x, H, grads = newton_polish(obj, x, bounds)
         fun = obj.evaluate(x)

@@ -99,6 +99,9 @@ class FitRecord:
     # the parameters (indices) moving along that ridge, for a fit on it (their standard
     # errors and intervals are NaN; ``_fit_checks.limit_ridge_parameters``)
     limit_ridge_moving: tuple = ()
+    # a zero part's limits at infinity above the fit (``threshold_limits``): per run of
+    # zeros at an end of its predictor, ``(rows, +1 largest / -1 smallest, -2 log L)``
+    threshold_limits: list = field(default_factory=list)
     seconds: float = 0.0
     stages: list = field(default_factory=list)
 

@@ -1,0 +1,110 @@
+"""A zero-inflation probability run to 1 past a threshold of its predictor (a check of
+:func:`.converge.check_optimum`, after the partial limits).
+
+A zero part ``logit pi = g0 + g1 z`` has, where the rows of the largest (or smallest)
+values of ``z`` are all zeros, a limit at infinity: ``g1 -> +inf`` (``-inf``) with the
+threshold ``-g0 / g1`` between those rows and the others puts ``pi`` at 1 on them (each
+of their zeros then has probability 1) and at 0 on every other row (the count model
+without zero inflation there): the zero part separates those zeros. The limit's
+likelihood is that of the count model fitted to the other rows alone (a level whose rows
+are all in the run contributes 1). A fit can end at an interior maximum below it,
+converged: a zero-inflated Poisson model with a random intercept and
+``zero_inflation="~ z"`` (30 groups of 4 rows, 59 % zeros, the four rows of the largest
+``z`` zeros) ended at ``loglik_`` -118.944 with a zero part of -3.18 - 1.47 z, while the
+limit is at -118.731 (glmmTMB 1.1.5 stops at another interior maximum, -118.916).
+
+The zero part's intercept is bounded (``blocks.ZERO_INFLATION``, -20 on the logit scale),
+so a limit whose threshold lies far from the predictor's centre is outside the
+parameters the fit can take (a fit that follows such a ridge stops on that bound, and
+says so); the check therefore reports the limit rather than fitting towards it. Where
+the zero part's design is an intercept and one predictor of more than two values
+(two-valued ones: :mod:`.partial_limits`) and such a run of zeros exists at either end,
+the count model is fitted to the rows outside the run (a stage ``"count model outside
+the zeros past a threshold"``, its evaluations counted in the fit's); where it is above
+the fit by more than ``FLAT_TOL`` in ``-2 log L``, the run is recorded
+(``record.threshold_limits``) and the fit warns (``SeparationWarning``). The largest run
+at each end is the one to try: each zero's contribution to the likelihood is at most 0,
+so the count model on fewer rows is at least as high.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .compiled_objective import make_objective
+from .model_data import subset_rows
+from .ridge import FLAT_TOL
+from .stage import _laplace_stage
+
+
+def zero_part_thresholds(obj, x, fun, bounds, max_iter, tol, diag_idx, record) -> None:
+    """Record on ``record.threshold_limits`` each limit of the module docstring above
+    the fit's ``fun`` (at ``x``); ``obj`` is left at ``x``."""
+    runs = _zero_runs(obj.data) if np.isfinite(fun) and getattr(obj, "holds_rows", False) else []
+    for run, sign in runs:
+        value = _count_model_outside(obj, x, run, bounds, max_iter, tol, diag_idx)
+        record.stages.append(("count model outside the zeros past a threshold", value, 0, ""))
+        if value < fun - FLAT_TOL:
+            record.threshold_limits.append((int(np.sum(run)), sign, value))
+
+
+def _zero_design(data):
+    """The zero part's design where it is an intercept and one predictor of more than two
+    values, for a zero-inflated family (None otherwise)."""
+    fam = data.family
+    if data.extra_designs is None or fam.nested_at_bound(len(fam.blocks) - 1) is None:
+        return None
+    D = data.extra_designs[-1]
+    if D is None or D.shape[1] != 2 or not np.all(D[:, 0] == 1.0):
+        return None
+    if len(np.unique(D[data.weights > 0, 1])) <= 2:
+        return None
+    return D
+
+
+def _zero_runs(data) -> list:
+    """``(run, sign)`` for each end of the zero part's predictor whose rows (those of
+    positive weight) past some value are all zeros, with other rows before it: the rows
+    of the run (a mask) and ``+1`` for the largest values (``-1``, the smallest)."""
+    D = _zero_design(data)
+    if D is None:
+        return []
+    used = data.weights > 0
+    z, zero = D[used, 1], data.y[used] == 0
+    values, codes = np.unique(z, return_inverse=True)
+    # the values all of whose rows are zeros
+    all_zero = np.bincount(codes, ~zero, minlength=len(values)) == 0
+    out = []
+    for sign, flags, order in ((1, all_zero[::-1], values[::-1]), (-1, all_zero, values)):
+        k = len(flags) if np.all(flags) else int(np.argmin(flags))
+        if 0 < k < len(values):
+            cut = 0.5 * (order[k - 1] + order[k])
+            out.append((used & (sign * (D[:, 1] - cut) > 0), sign))
+    return out
+
+
+def _count_model_outside(obj, x, run, bounds, max_iter, tol, diag_idx) -> float:
+    """``-2 log L`` of the count model (the family without zero inflation) fitted to the
+    rows outside ``run`` from ``x``'s count parameters; its evaluations count in
+    ``obj.n_evals``, and ``obj`` stays at ``x``."""
+    data = obj.data
+    fam = data.family
+    sub = subset_rows(data, ~run)
+    designs = tuple(sub.extra_designs[:-1])
+    nested = make_objective(
+        replace(
+            sub,
+            family=fam.nested_at_bound(len(fam.blocks) - 1),
+            extra_designs=None if all(D is None for D in designs) else designs,
+        ),
+        obj.n_agq,
+    )
+    keep = len(x) - data.extra_designs[-1].shape[1]
+    x1 = np.asarray(x, dtype=float)[:keep]
+    res = _laplace_stage(nested, x1, list(bounds[:keep]), max_iter, tol, diag_idx)
+    obj.n_evals += nested.n_evals
+    if hasattr(nested, "release_state"):
+        nested.release_state()
+    return float(res.fun)
