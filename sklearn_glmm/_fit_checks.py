@@ -265,11 +265,16 @@ def _check_threshold_limits(est, record, stopped=()) -> None:
     predictor = zi[1].partition("~")[2] or zi[1]
     n_rows, sign, value = max(limits, key=lambda limit: -limit[2])
     end = "largest" if sign > 0 else "smallest"
+    rows = (
+        f"the row of the {end} value of {predictor!r} is a zero"
+        if n_rows == 1
+        else f"the {n_rows} rows of the {end} values of {predictor!r} are all zeros"
+    )
     gain = 0.5 * (record.objective - value)
     warn(
-        f"the zero-inflation model separates zeros: the {n_rows} rows of the {end} values "
-        f"of {predictor!r} are all zeros, and the likelihood rises towards a limit at "
-        f"which the zero-inflation probability is 1 on those rows and 0 on every other "
+        f"the zero-inflation model separates zeros: {rows}, and the likelihood rises "
+        "towards a limit at which the zero-inflation probability is 1 there and 0 on "
+        "every other row "
         f"(the coefficients {zi} to infinity; the count model without zero inflation on "
         f"the other rows), {gain:.3g} above loglik_ {-0.5 * record.objective:.6g}: the "
         "fit is a local maximum, not the maximum likelihood, and its zero-inflation "
