@@ -2,9 +2,10 @@
 fit with the highest conditional modes searched at every evaluation where the first does
 not converge.
 
-The optimiser of a zero-inflated or hurdle model runs with each level's mode searched
-from its warm start (the previous evaluation's, moved by its derivative), and the
-search for the highest of several modes starts at its end (step 0 of :mod:`.converge`).
+The optimiser of a zero-inflated or hurdle model (a family that is not log-concave)
+runs with each level's mode searched from its warm start (the previous evaluation's,
+moved by its derivative), and the search for the highest of several modes starts at its
+end (step 0 of :mod:`.converge`).
 A level's density can have two modes; along the optimiser's path the mode it follows
 can approach the point where it merges with the dip between them, where its curvature
 falls to 0 and the Laplace value at that mode rises without bound. The optimiser then

@@ -9,7 +9,7 @@ without zero inflation there): the zero part separates those zeros. The limit's
 likelihood is that of the count model fitted to the other rows alone (a level whose rows
 are all in the run contributes 1). A fit can end at an interior maximum below it,
 converged: a zero-inflated Poisson model with a random intercept and
-``zero_inflation="~ z"`` (30 groups of 4 rows, 59 % zeros, the four rows of the largest
+``zero_inflation="~ z"`` (30 groups of 4 rows, 59 % zeros, the three rows of the largest
 ``z`` zeros) ended at ``loglik_`` -118.944 with a zero part of -3.18 - 1.47 z, while the
 limit is at -118.731 (glmmTMB 1.1.5 stops at another interior maximum, -118.916).
 
@@ -75,7 +75,7 @@ def _zero_runs(data) -> list:
     z, zero = D[used, 1], data.y[used] == 0
     values, codes = np.unique(z, return_inverse=True)
     # the values all of whose rows are zeros
-    all_zero = np.bincount(codes, ~zero, minlength=len(values)) == 0
+    all_zero = np.bincount(codes, (~zero).astype(float), minlength=len(values)) == 0
     out = []
     for sign, flags, order in ((1, all_zero[::-1], values[::-1]), (-1, all_zero, values)):
         k = len(flags) if np.all(flags) else int(np.argmin(flags))
