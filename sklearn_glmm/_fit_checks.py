@@ -259,11 +259,11 @@ def _check_threshold_limits(est, record, stopped=()) -> None:
     names = _optimiser_names(est) if limits else None
     if not limits or names is None:
         return
-    if any(len(names) - 1 in block for block in stopped):
+    if any(limits[0][3] in block for block in stopped):
         return
-    zi = names[-2:]  # (the zero part's intercept and predictor, the parameters' last)
+    n_rows, sign, value, k0, k = max(limits, key=lambda limit: -limit[2])
+    zi = [names[k0], names[k]]  # (the zero part's intercept and the predictor)
     predictor = zi[1].partition("~")[2] or zi[1]
-    n_rows, sign, value = max(limits, key=lambda limit: -limit[2])
     end = "largest" if sign > 0 else "smallest"
     rows = (
         f"the row of the {end} value of {predictor!r} is a zero"

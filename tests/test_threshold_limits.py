@@ -50,8 +50,11 @@ def test_a_zero_part_that_separates_zeros_is_reported_below_its_limit():
     assert len(sep) == 1
     text = str(sep[0].message)
     assert "the 3 rows of the largest values of 'z' are all zeros" in text
-    (n_rows, sign, value), *_ = m.fit_record_.threshold_limits
+    (n_rows, sign, value, k0, k), *_ = m.fit_record_.threshold_limits
     assert (n_rows, sign) == (3, 1)
+    names = list(m.zero_inflation_effects_.index)
+    assert (k0, k) == (len(m.fit_result_.params) - 2, len(m.fit_result_.params) - 1)
+    assert names == ["(Intercept)", "z"]
     run = X["z"].to_numpy() > np.sort(X["z"].to_numpy())[-4]
     assert np.all(y[run] == 0) and y[~run][np.argmax(X["z"].to_numpy()[~run])] > 0
     with warnings.catch_warnings():
@@ -85,3 +88,36 @@ def test_a_fit_that_followed_the_ridge_to_the_bound_says_so_once():
     assert any("to the bound of ['zi~(Intercept)']" in t for t in texts)
     assert m.fit_record_.threshold_limits
     assert not any(issubclass(w.category, SeparationWarning) for w in caught)
+
+
+def test_a_zero_part_of_several_predictors_is_checked_predictor_by_predictor():
+    """``zero_inflation="~ x + z"`` (NB2 counts, a random intercept and slope): along one
+    predictor the limit is the same (the other predictors' terms stay finite, so every
+    row before the threshold has no zero inflation); here the row of the largest ``z``
+    is a zero, and the limit, the NB2 GLMM of the other rows fitted through the public
+    API, is 0.32 above the fit."""
+    rng = np.random.default_rng(7022)
+    n_groups, per = int(rng.choice([12, 25, 50])), int(rng.choice([4, 8, 12]))
+    g = np.repeat(np.arange(n_groups), per)
+    n = n_groups * per
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    sd0, sd1 = rng.choice([0.3, 0.7, 1.2]), rng.choice([0.0, 0.2, 0.5])
+    b0, b1 = rng.normal(0, sd0, n_groups)[g], rng.normal(0, sd1, n_groups)[g]
+    mu = np.exp(rng.choice([-0.5, 0.3, 1.0]) + 0.5 * x + b0 + b1 * x)
+    zero = rng.random(n) < 1.0 / (1.0 + np.exp(rng.choice([0.0, 1.0, 2.0]) - 0.8 * z + 0.5 * x))
+    theta = rng.choice([0.7, 2.0, 8.0])
+    y = np.where(zero, 0, rng.negative_binomial(theta, theta / (theta + mu))).astype(float)
+    X = pd.DataFrame({"x": x, "z": z})
+    m, sep = _fit(NegBinGLMM(random_effects="1 + x", zero_inflation="~ x + z"), X, y, g)
+    assert len(sep) == 1
+    assert "the row of the largest value of 'z' is a zero" in str(sep[0].message)
+    # (the highest of the limits recorded: here also the 2 rows of the smallest x)
+    n_rows, sign, value, k0, k = min(m.fit_record_.threshold_limits, key=lambda t: t[2])
+    p = len(m.fit_result_.params)
+    assert (n_rows, sign, k0, k) == (1, 1, p - 3, p - 1)
+    run = np.arange(n) == np.argmax(z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rest = NegBinGLMM(random_effects="1 + x").fit(X[~run], y[~run], groups=g[~run])
+    assert -2.0 * rest.loglik_ == pytest.approx(value, abs=1e-4)
+    assert rest.loglik_ > m.loglik_ + 0.3

@@ -33,8 +33,8 @@ Order of calls in :func:`check_optimum` (after
    times that slope: nil to the optimiser) is probed from inside, and the fit resumed
    from a better point; one whose block has a far start (zero inflation at 0: the
    zeros' other basin) is fitted again from there (:mod:`.ridge`); 1g.
-   ``zero_part_thresholds`` — a zero part of an intercept and one predictor whose rows
-   past a value are all zeros has a limit at infinity (those zeros certain, no zero
+   ``zero_part_thresholds`` — a zero part with a predictor whose rows past a value are
+   all zeros has a limit at infinity (those zeros certain, no zero
    inflation elsewhere) whose likelihood, the count model's on the other rows, is
    computed and, where above the fit, recorded for a warning (:mod:`.threshold_limits`);
 2. ``newton_polish`` — the Hessian (finite differences of the analytic gradient) is

@@ -100,7 +100,8 @@ class FitRecord:
     # errors and intervals are NaN; ``_fit_checks.limit_ridge_parameters``)
     limit_ridge_moving: tuple = ()
     # a zero part's limits at infinity above the fit (``threshold_limits``): per run of
-    # zeros at an end of its predictor, ``(rows, +1 largest / -1 smallest, -2 log L)``
+    # zeros at an end of a predictor, ``(rows, +1 largest / -1 smallest, -2 log L, the
+    # zero part's intercept's index, the predictor's)``
     threshold_limits: list = field(default_factory=list)
     seconds: float = 0.0
     stages: list = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""A zero-inflation probability run to 1 past a threshold of its predictor (a check of
+"""A zero-inflation probability run to 1 past a threshold of a predictor (a check of
 :func:`.converge.check_optimum`, after the partial limits).
 
 A zero part ``logit pi = g0 + g1 z`` has, where the rows of the largest (or smallest)
@@ -16,15 +16,18 @@ limit is at -118.731 (glmmTMB 1.1.5 stops at another interior maximum, -118.916)
 The zero part's intercept is bounded (``blocks.ZERO_INFLATION``, -20 on the logit scale),
 so a limit whose threshold lies far from the predictor's centre is outside the
 parameters the fit can take (a fit that follows such a ridge stops on that bound, and
-says so); the check therefore reports the limit rather than fitting towards it. Where
-the zero part's design is an intercept and one predictor of more than two values
-(two-valued ones: :mod:`.partial_limits`) and such a run of zeros exists at either end,
-the count model is fitted to the rows outside the run (a stage ``"count model outside
+says so); the check therefore reports the limit rather than fitting towards it. With
+other predictors in the zero part the limit along one of them is the same (their terms
+stay finite, so every row before the threshold still has no zero inflation). So for
+each predictor of the zero part with more than two values (two-valued ones:
+:mod:`.partial_limits`), beside an intercept, where such a run of zeros exists at either
+end, the count model is fitted to the rows outside the run (a stage ``"count model outside
 the zeros past a threshold"``, its evaluations counted in the fit's); where it is above
 the fit by more than ``FLAT_TOL`` in ``-2 log L``, the run is recorded
 (``record.threshold_limits``) and the fit warns (``SeparationWarning``). The largest run
 at each end is the one to try: each zero's contribution to the likelihood is at most 0,
-so the count model on fewer rows is at least as high.
+so the count model on fewer rows is at least as high. A hyperplane of several predictors
+that separates zeros is not looked for.
 """
 
 from __future__ import annotations
@@ -43,45 +46,60 @@ def zero_part_thresholds(obj, x, fun, bounds, max_iter, tol, diag_idx, record) -
     """Record on ``record.threshold_limits`` each limit of the module docstring above
     the fit's ``fun`` (at ``x``); ``obj`` is left at ``x``."""
     runs = _zero_runs(obj.data) if np.isfinite(fun) and getattr(obj, "holds_rows", False) else []
-    for run, sign in runs:
+    first = len(x) - obj.data.n_extra + _zero_offset(obj.data)
+    for run, sign, j in runs:
         value = _count_model_outside(obj, x, run, bounds, max_iter, tol, diag_idx)
         record.stages.append(("count model outside the zeros past a threshold", value, 0, ""))
         if value < fun - FLAT_TOL:
-            record.threshold_limits.append((int(np.sum(run)), sign, value))
+            record.threshold_limits.append((int(np.sum(run)), sign, value, first, first + j))
 
 
 def _zero_design(data):
-    """The zero part's design where it is an intercept and one predictor of more than two
-    values, for a zero-inflated family (None otherwise)."""
+    """The zero part's design where it has an intercept column and a predictor of more
+    than two values, for a zero-inflated family (None otherwise)."""
     fam = data.family
     if data.extra_designs is None or fam.nested_at_bound(len(fam.blocks) - 1) is None:
         return None
     D = data.extra_designs[-1]
-    if D is None or D.shape[1] != 2 or not np.all(D[:, 0] == 1.0):
-        return None
-    if len(np.unique(D[data.weights > 0, 1])) <= 2:
+    if D is None or D.shape[1] < 2 or not np.all(D[:, 0] == 1.0):
         return None
     return D
 
 
+def _zero_offset(data) -> int:
+    """Where the zero part's coefficients start among the family's."""
+    if data.extra_designs is None:
+        return 0
+    widths = [1 if D is None else D.shape[1] for D in data.extra_designs]
+    return int(sum(widths[:-1]))
+
+
 def _zero_runs(data) -> list:
-    """``(run, sign)`` for each end of the zero part's predictor whose rows (those of
-    positive weight) past some value are all zeros, with other rows before it: the rows
-    of the run (a mask) and ``+1`` for the largest values (``-1``, the smallest)."""
+    """``(run, sign, j)`` for each end of each predictor ``j`` (a column of more than two
+    values) of the zero part whose rows (those of positive weight) past some value are
+    all zeros, with other rows before it: the rows of the run (a mask) and ``+1`` for
+    the largest values (``-1``, the smallest); the same rows once."""
     D = _zero_design(data)
     if D is None:
         return []
     used = data.weights > 0
-    z, zero = D[used, 1], data.y[used] == 0
-    values, codes = np.unique(z, return_inverse=True)
-    # the values all of whose rows are zeros
-    all_zero = np.bincount(codes, (~zero).astype(float), minlength=len(values)) == 0
-    out = []
-    for sign, flags, order in ((1, all_zero[::-1], values[::-1]), (-1, all_zero, values)):
-        k = len(flags) if np.all(flags) else int(np.argmin(flags))
-        if 0 < k < len(values):
+    zero = data.y[used] == 0
+    out, seen = [], []
+    for j in range(1, D.shape[1]):
+        values, codes = np.unique(D[used, j], return_inverse=True)
+        if len(values) <= 2:
+            continue
+        # the values all of whose rows are zeros
+        all_zero = np.bincount(codes, (~zero).astype(float), minlength=len(values)) == 0
+        for sign, flags, order in ((1, all_zero[::-1], values[::-1]), (-1, all_zero, values)):
+            k = len(flags) if np.all(flags) else int(np.argmin(flags))
+            if not 0 < k < len(values):
+                continue
             cut = 0.5 * (order[k - 1] + order[k])
-            out.append((used & (sign * (D[:, 1] - cut) > 0), sign))
+            run = used & (sign * (D[:, j] - cut) > 0)
+            if not any(np.array_equal(run, r) for r in seen):
+                seen.append(run)
+                out.append((run, sign, j))
     return out
 
 
