@@ -55,8 +55,8 @@ def zero_part_thresholds(obj, x, fun, bounds, max_iter, tol, diag_idx, record) -
 
 
 def _zero_design(data):
-    """The zero part's design where it has an intercept column and a predictor of more
-    than two values, for a zero-inflated family (None otherwise)."""
+    """The zero part's design where it has an intercept column and another, for a
+    zero-inflated family (None otherwise)."""
     fam = data.family
     if data.extra_designs is None or fam.nested_at_bound(len(fam.blocks) - 1) is None:
         return None
