@@ -12,18 +12,20 @@ from sklearn_glmm import NegBinGLMM, PoissonGLMM
 from sklearn_glmm.exceptions import SeparationWarning
 
 
-def _zero_inflated_counts(seed, negbin=False):
-    """Counts with zeros whose probability rises with ``z``: 15-60 groups of 4-12 rows,
-    a random intercept and slope in ``x`` (SDs drawn), Poisson or NB2 counts."""
+def _zero_inflated_counts(seed, negbin=False, groups=(15, 30, 60), zero_x=0.0):
+    """Counts with zeros whose probability rises with ``z`` (and moves with ``x`` by
+    ``zero_x``): ``groups`` choices of groups of 4-12 rows, a random intercept and slope
+    in ``x`` (SDs drawn), Poisson or NB2 counts."""
     rng = np.random.default_rng(seed)
-    n_groups, per = int(rng.choice([15, 30, 60])), int(rng.choice([4, 8, 12]))
+    n_groups, per = int(rng.choice(groups)), int(rng.choice([4, 8, 12]))
     g = np.repeat(np.arange(n_groups), per)
     n = n_groups * per
     x, z = rng.normal(size=n), rng.normal(size=n)
     sd0, sd1 = rng.choice([0.3, 0.7, 1.2]), rng.choice([0.0, 0.2, 0.5])
     b0, b1 = rng.normal(0, sd0, n_groups)[g], rng.normal(0, sd1, n_groups)[g]
     mu = np.exp(rng.choice([-0.5, 0.3, 1.0]) + 0.5 * x + b0 + b1 * x)
-    zero = rng.random(n) < 1.0 / (1.0 + np.exp(rng.choice([0.0, 1.0, 2.0]) - 0.8 * z))
+    logit = rng.choice([0.0, 1.0, 2.0]) - 0.8 * z + zero_x * x
+    zero = rng.random(n) < 1.0 / (1.0 + np.exp(logit))
     if negbin:
         theta = rng.choice([0.7, 2.0, 8.0])
         counts = rng.negative_binomial(theta, theta / (theta + mu))
@@ -96,18 +98,8 @@ def test_a_zero_part_of_several_predictors_is_checked_predictor_by_predictor():
     row before the threshold has no zero inflation); here the row of the largest ``z``
     is a zero, and the limit, the NB2 GLMM of the other rows fitted through the public
     API, is 0.32 above the fit."""
-    rng = np.random.default_rng(7022)
-    n_groups, per = int(rng.choice([12, 25, 50])), int(rng.choice([4, 8, 12]))
-    g = np.repeat(np.arange(n_groups), per)
-    n = n_groups * per
-    x, z = rng.normal(size=n), rng.normal(size=n)
-    sd0, sd1 = rng.choice([0.3, 0.7, 1.2]), rng.choice([0.0, 0.2, 0.5])
-    b0, b1 = rng.normal(0, sd0, n_groups)[g], rng.normal(0, sd1, n_groups)[g]
-    mu = np.exp(rng.choice([-0.5, 0.3, 1.0]) + 0.5 * x + b0 + b1 * x)
-    zero = rng.random(n) < 1.0 / (1.0 + np.exp(rng.choice([0.0, 1.0, 2.0]) - 0.8 * z + 0.5 * x))
-    theta = rng.choice([0.7, 2.0, 8.0])
-    y = np.where(zero, 0, rng.negative_binomial(theta, theta / (theta + mu))).astype(float)
-    X = pd.DataFrame({"x": x, "z": z})
+    X, y, g = _zero_inflated_counts(7022, negbin=True, groups=(12, 25, 50), zero_x=0.5)
+    n, z = len(y), X["z"].to_numpy()
     m, sep = _fit(NegBinGLMM(random_effects="1 + x", zero_inflation="~ x + z"), X, y, g)
     assert len(sep) == 1
     assert "the row of the largest value of 'z' is a zero" in str(sep[0].message)
