@@ -167,13 +167,20 @@ def _nested_model(obj, holds):
     lo, hi = d.extra_bounds[-1]
     if holds[0][1] != (hi if side[0] == "upper" else lo):
         return None
-    family = d.family.nested_at_bound(len(d.family.blocks) - 1)
-    if family is None:
+    if d.family.nested_at_bound(len(d.family.blocks) - 1) is None:
         return None
-    designs = None if d.extra_designs is None else tuple(d.extra_designs[:-1])
+    return without_last_block(d, obj.n_agq)
+
+
+def without_last_block(data, n_agq):
+    """The objective of ``data``'s model with the family the last block's bound names
+    (``Family.nested_at_bound``: a zero-inflated model's count family), the last block's
+    design dropped."""
+    family = data.family.nested_at_bound(len(data.family.blocks) - 1)
+    designs = None if data.extra_designs is None else tuple(data.extra_designs[:-1])
     if designs is not None and all(D is None for D in designs):
         designs = None
-    return make_objective(replace(d, family=family, extra_designs=designs), obj.n_agq)
+    return make_objective(replace(data, family=family, extra_designs=designs), n_agq)
 
 
 # a covariance parameter (the internal scale's Cholesky entries: link-scale SDs of

@@ -32,12 +32,10 @@ that separates zeros is not looked for.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
-from .compiled_objective import make_objective
 from .model_data import subset_rows
+from .nested_models import without_last_block
 from .ridge import FLAT_TOL
 from .stage import _laplace_stage
 
@@ -108,17 +106,7 @@ def _count_model_outside(obj, x, run, bounds, max_iter, tol, diag_idx) -> float:
     rows outside ``run`` from ``x``'s count parameters; its evaluations count in
     ``obj.n_evals``, and ``obj`` stays at ``x``."""
     data = obj.data
-    fam = data.family
-    sub = subset_rows(data, ~run)
-    designs = tuple(sub.extra_designs[:-1])
-    nested = make_objective(
-        replace(
-            sub,
-            family=fam.nested_at_bound(len(fam.blocks) - 1),
-            extra_designs=None if all(D is None for D in designs) else designs,
-        ),
-        obj.n_agq,
-    )
+    nested = without_last_block(subset_rows(data, ~run), obj.n_agq)
     keep = len(x) - data.extra_designs[-1].shape[1]
     x1 = np.asarray(x, dtype=float)[:keep]
     res = _laplace_stage(nested, x1, list(bounds[:keep]), max_iter, tol, diag_idx)
