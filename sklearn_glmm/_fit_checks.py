@@ -177,7 +177,8 @@ def _check_block_ridge(est, x, record, ridge, blocks=()):
             "and these coefficients' estimates describe the point the bound set, not the "
             "data; their standard errors are NaN. The data may still hold strong evidence "
             "for these predictors (zeros on every row past some value of one): compare "
-            "the log-likelihood with the model without them, this one's being a lower bound.",
+            "the log-likelihood with the model without them, this one's being a lower bound."
+            + _limit_of_block(names, record, block),
             StandardErrorWarning,
             stacklevel=user_stacklevel(),
         )
@@ -261,15 +262,9 @@ def _check_threshold_limits(est, record, stopped=()) -> None:
         return
     if any(limits[0][3] in block for block in stopped):
         return
-    n_rows, sign, value, k0, k = max(limits, key=lambda limit: -limit[2])
+    _, _, value, k0, k = max(limits, key=lambda limit: -limit[2])
     zi = [names[k0], names[k]]  # (the zero part's intercept and the predictor)
-    predictor = zi[1].partition("~")[2] or zi[1]
-    end = "largest" if sign > 0 else "smallest"
-    rows = (
-        f"the row of the {end} value of {predictor!r} is a zero"
-        if n_rows == 1
-        else f"the {n_rows} rows of the {end} values of {predictor!r} are all zeros"
-    )
+    predictor, rows = _limit_rows(names, limits)
     gain = 0.5 * (record.objective - value)
     warn(
         f"the zero-inflation model separates zeros: {rows}, and the likelihood rises "
@@ -283,6 +278,35 @@ def _check_threshold_limits(est, record, stopped=()) -> None:
         "it (an indicator of those rows in the zero part, or those rows left out).",
         SeparationWarning,
         stacklevel=user_stacklevel(),
+    )
+
+
+def _limit_rows(names, limits) -> tuple:
+    """``(predictor, text)``: the predictor of the highest of ``limits``
+    (``record.threshold_limits``) and the rows of zeros past its threshold, in words."""
+    n_rows, sign, _, _, k = max(limits, key=lambda limit: -limit[2])
+    predictor = names[k].partition("~")[2] or names[k]
+    end = "largest" if sign > 0 else "smallest"
+    if n_rows == 1:
+        return predictor, f"the row of the {end} value of {predictor!r} is a zero"
+    return predictor, f"the {n_rows} rows of the {end} values of {predictor!r} are all zeros"
+
+
+def _limit_of_block(names, record, block) -> str:
+    """For a zero part stopped at its intercept's bound (``block``, its parameters), the
+    highest limit of ``record.threshold_limits`` of that block above the fit, in words:
+    a value the maximum of the likelihood reaches at least (else ``""``)."""
+    limits = [t for t in getattr(record, "threshold_limits", None) or () if t[3] in block]
+    if not limits:
+        return ""
+    value = min(limit[2] for limit in limits)
+    _, rows = _limit_rows(names, limits)
+    return (
+        f" Here {rows}: the likelihood tends to {-0.5 * value:.6g}, "
+        f"{0.5 * (record.objective - value):.3g} above loglik_, as the zero-inflation "
+        "probability goes to 1 there and to 0 on every other row (the count model "
+        "without zero inflation fitted to the other rows; fit_record_.threshold_limits), "
+        "so the maximum is at least that."
     )
 
 

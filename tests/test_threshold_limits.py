@@ -80,16 +80,31 @@ def test_no_report_where_the_limit_is_below_the_fit():
 
 def test_a_fit_that_followed_the_ridge_to_the_bound_says_so_once():
     """A zero-inflated NB2 whose zero part ran along that ridge to its intercept's bound
-    (-20): the warning that the log-likelihood is a lower bound there, not a second one
-    for the same limit."""
+    (-20): the warning that the log-likelihood is a lower bound there, with the limit's
+    value (the count model of the other rows), not a second warning for the same limit."""
     X, y, g = _zero_inflated_counts(1034, negbin=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m = NegBinGLMM(zero_inflation="~ z").fit(X, y, groups=g)
-    texts = [str(w.message) for w in caught]
-    assert any("to the bound of ['zi~(Intercept)']" in t for t in texts)
-    assert m.fit_record_.threshold_limits
+    texts = [
+        str(w.message) for w in caught if "to the bound of ['zi~(Intercept)']" in str(w.message)
+    ]
+    assert len(texts) == 1
     assert not any(issubclass(w.category, SeparationWarning) for w in caught)
+    # the warning gives the limit along the ridge, the NB2 GLMM of the other rows
+    (n_rows, sign, value, _, _), *_ = m.fit_record_.threshold_limits
+    z = X["z"].to_numpy()
+    run = z >= np.sort(z)[-n_rows] if sign > 0 else z <= np.sort(z)[n_rows - 1]
+    assert np.all(y[run] == 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rest = NegBinGLMM().fit(X[~run], y[~run], groups=g[~run])
+    assert -2.0 * rest.loglik_ == pytest.approx(value, abs=1e-4)
+    assert rest.loglik_ > m.loglik_ + 1e-3
+    assert (
+        f"the likelihood tends to {rest.loglik_:.6g}, {rest.loglik_ - m.loglik_:.3g} above"
+        in texts[0]
+    )
 
 
 def test_a_zero_part_of_several_predictors_is_checked_predictor_by_predictor():
