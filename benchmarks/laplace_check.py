@@ -14,11 +14,13 @@ model, hurdle and zero-truncated Poisson, ordinal logit and probit; seeds 3 and 
 Each data set whose distance exceeds one standard error, or that is warned of, is
 printed. ``--other``: the families that are not log-concave (:func:`draw_other`:
 zero-inflated Poisson and NB2, NB1, the beta-binomial, the hurdle NB2; seeds 5 and 6).
-``--cauchit``: the ordinal cauchit model (:func:`draw_cauchit`; seeds 7 and 8). Not a
-test: a few minutes. Run from the repository root:
+``--cauchit``: the ordinal cauchit model (:func:`draw_cauchit`; seeds 7 and 8).
+``--slopes``: binomial and Poisson with a correlated random intercept and slope
+(:func:`draw_slopes`; seeds 9 and 10). Not a test: a few minutes. Run from the
+repository root:
 
     python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150]
-        [--own | --other | --cauchit]
+        [--own | --other | --cauchit | --slopes]
 """
 
 from __future__ import annotations
@@ -168,12 +170,47 @@ def draw_cauchit(rng, battery):
     return make, pd.DataFrame({"x": x}), y, g, {}
 
 
+def draw_slopes(rng, battery):
+    """As :func:`draw`, with a correlated random intercept and slope of ``x`` (the slope's
+    SD 0.3-2 in ``hard``, 0.1-0.8 in ``ordinary``), at most 2,222 rows (the check's budget
+    of rows times nodes for two random effects)."""
+    if battery == "hard":
+        fam = rng.choice(["logit", "probit", "cloglog", "pois", "binom5"])
+        G, n = int(rng.integers(8, 200)), int(rng.integers(2, 12))
+        sd, b0 = float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(-1, 2))
+        sd1 = float(rng.choice([0.3, 1.0, 2.0]))
+    else:
+        fam = rng.choice(["logit", "logit", "probit", "pois", "binom5"])
+        G, n = int(rng.integers(10, 200)), int(rng.integers(4, 20))
+        sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-2, 2))
+        sd1 = float(rng.uniform(0.1, 0.8))
+    G = min(G, 2222 // n)
+    g = np.repeat(np.arange(G), n)
+    x = rng.normal(size=len(g))
+    eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g] + rng.normal(0, sd1, G)[g] * x
+    kw = {}
+    if fam == "pois":
+        y = rng.poisson(np.exp(np.clip(eta / 2, -20, 8)))
+        make = lambda a: PoissonGLMM(random_effects="1 + x", n_agq=a)  # noqa: E731
+    elif fam == "binom5":
+        y = rng.binomial(5, INVERSE["logit"](eta))
+        kw["trials"] = np.full(len(y), 5)
+        make = lambda a: BinomialGLMM(random_effects="1 + x", n_agq=a)  # noqa: E731
+    else:
+        y = rng.binomial(1, INVERSE[fam](eta))
+        make = lambda a, f=fam: BinomialGLMM(link=f, random_effects="1 + x", n_agq=a)  # noqa: E731
+    if y.min() == y.max():
+        return None
+    return make, pd.DataFrame({"x": x}), y, g, kw
+
+
 # each battery's draw and its seeds' shift from the binomial and Poisson battery's
 BATTERIES = {
     None: (draw, 0),
     "own": (draw_own, 2),
     "other": (draw_other, 4),
     "cauchit": (draw_cauchit, 6),
+    "slopes": (draw_slopes, 8),
 }
 
 
@@ -188,6 +225,8 @@ def main(argv=None):
         ("other", "the families that are not log-concave (zero-inflated Poisson and NB2, "
          "NB1, beta-binomial, hurdle NB2): seeds 5 (hard) and 6 (ordinary)"),
         ("cauchit", "the ordinal cauchit model: seeds 7 (hard) and 8 (ordinary)"),
+        ("slopes", "binomial and Poisson with a random intercept and slope: seeds 9 "
+         "(hard) and 10 (ordinary)"),
     ]:  # fmt: skip
         families.add_argument(
             f"--{flag}", dest="families", action="store_const", const=flag, help=text

@@ -326,7 +326,8 @@ def _reported_se_missing(est, name: str) -> bool:
 def _check_laplace(est, obj, x, record, bounds) -> None:
     """Warn when the optimum of adaptive quadrature lies more than
     ``quadrature_check.SHIFT_TOL`` standard errors from a Laplace fit (a converged fit of
-    a model quadrature can fit, on at most ``CHECK_MAX_ROWS`` rows). ``record.
+    a model quadrature can fit, one grouping factor of up to three random effects, within
+    ``CHECK_ROW_NODES`` rows times nodes: ``quadrature_check.applicable``). ``record.
     quadrature_shift``: that distance where the Newton step of the quadrature objective
     exceeded ``SCREEN_TOL`` (and it was fitted), else the step's length."""
     from ._engine import quadrature_check as qc
@@ -340,9 +341,10 @@ def _check_laplace(est, obj, x, record, bounds) -> None:
         return
     warn(
         "the Laplace approximation is poor for these data: the optimum of adaptive "
-        f"Gauss-Hermite quadrature ({qc.CHECK_NODES} nodes) lies {distance:.2g} standard "
-        "errors from this fit in some parameter (fit_record_.quadrature_shift). Refit with "
-        "n_agq=9 or more (lme4's nAGQ) and report that fit.",
+        f"Gauss-Hermite quadrature ({qc.CHECK_NODES} nodes per random effect) lies "
+        f"{distance:.2g} standard errors from this fit in some parameter "
+        "(fit_record_.quadrature_shift). Refit with n_agq=9 or more (lme4's nAGQ; here "
+        "also with random slopes) and report that fit.",
         ApproximationWarning,
         stacklevel=user_stacklevel(),
     )

@@ -84,7 +84,8 @@ def set_attributes(est, obj, x, record, data, factors, bounds, pending, sums, mo
 def _check_laplace(est, x, record, bounds, sums, gather_rows) -> None:
     """The in-memory check of the Laplace approximation (``_fit_checks._check_laplace``:
     how far adaptive quadrature would move the fit) on the rows gathered to the client,
-    where it applies (at most ``quadrature_check.CHECK_MAX_ROWS`` rows)."""
+    where it applies (at most ``quadrature_check.CHECK_MAX_ROWS`` rows, and
+    ``quadrature_check.applicable``'s budget of rows times nodes)."""
     from ._engine import quadrature_check as qc
     from ._engine.objective import Objective
 
