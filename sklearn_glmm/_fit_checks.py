@@ -343,8 +343,8 @@ def _check_laplace(est, obj, x, record, bounds) -> None:
         "the Laplace approximation is poor for these data: the optimum of adaptive "
         f"Gauss-Hermite quadrature ({qc.CHECK_NODES} nodes per random effect) lies "
         f"{distance:.2g} standard errors from this fit in some parameter "
-        "(fit_record_.quadrature_shift). Refit with n_agq=9 or more (lme4's nAGQ; here "
-        "also with random slopes) and report that fit.",
+        "(fit_record_.quadrature_shift). Refit with n_agq=9 or more (lme4's nAGQ) and "
+        "report that fit.",
         ApproximationWarning,
         stacklevel=user_stacklevel(),
     )

@@ -49,8 +49,9 @@ more than one standard error from quadrature's fit (15 nodes) and for none of th
 116; of 120 ordinary ones (none more than one standard error away) for none, its
 measure within 0.13 standard errors of the distance. Laplace underestimates the SDs of
 binary random slopes with few rows per level, and that bias does not shrink with more
-levels while the standard errors do (10 rows per level, SDs 1 and 0.5: the slope's SD 1.5 standard errors
-from quadrature's with 1,000 levels, 2.2 with 2,000; beyond the budget).
+levels while the standard errors do (10 rows per level, SDs 1 and 0.5: the slope's SD
+1.5 standard errors from quadrature's with 1,000 levels, 2.2 with 2,000; beyond the
+budget).
 """
 
 from __future__ import annotations
