@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sklearn_glmm.exceptions import ConvergenceWarning, OverdispersionWarning, SingularFitWarning
+from sklearn_glmm.exceptions import (
+    ApproximationWarning,
+    ConvergenceWarning,
+    OverdispersionWarning,
+    SingularFitWarning,
+)
 
 # -- tolerances and warnings ---------------------------------------------------------------
 
@@ -66,8 +71,9 @@ DOCUMENTED = (ValueError, FloatingPointError)
 # warnings about arithmetic or APIs, not about the fit: they do not excuse a wrong fit
 NOT_ABOUT_THE_FIT = (RuntimeWarning, DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 # warnings about the model, not the optimisation: a converged fit that gives them still
-# claims to be at its optimum (a singular fit is a maximum on the boundary)
-ABOUT_THE_MODEL = (SingularFitWarning, OverdispersionWarning)
+# claims to be at its optimum (a singular fit is a maximum on the boundary; a Laplace fit
+# far from quadrature's is still the Laplace objective's maximum)
+ABOUT_THE_MODEL = (SingularFitWarning, OverdispersionWarning, ApproximationWarning)
 LOWER_BOUND = "lower bound"  # the words of a warning that loglik_ is a lower bound
 
 
