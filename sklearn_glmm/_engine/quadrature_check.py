@@ -59,7 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from .curvature import at_bound
-from .lbfgsb import _run_lbfgsb
+from .lbfgsb import _run_lbfgsb, bound_arrays
 from .objective import Objective
 from .quadrature_vector import MAX_Q
 
@@ -156,8 +156,7 @@ def _newton_steps(fun, x, val, g, Hf, free, bounds, se):
     parameters, once a step is below :data:`NEWTON_TOL` standard errors ``se``; None
     where a step leaves ``bounds``, does not lower the value or is not finite, or none
     is that short within :data:`NEWTON_STEPS`."""
-    lo = np.array([-np.inf if b is None else b for b, _ in bounds])[free]
-    hi = np.array([np.inf if b is None else b for _, b in bounds])[free]
+    lo, hi = (b[free] for b in bound_arrays(bounds))
     x = np.array(x, dtype=float)
     for _ in range(NEWTON_STEPS):
         d = np.linalg.solve(Hf, g[free])

@@ -44,7 +44,8 @@ def zero_part_thresholds(obj, x, fun, bounds, max_iter, tol, diag_idx, record) -
     """Record on ``record.threshold_limits`` each limit of the module docstring above
     the fit's ``fun`` (at ``x``); ``obj`` is left at ``x``."""
     runs = _zero_runs(obj.data) if np.isfinite(fun) and getattr(obj, "holds_rows", False) else []
-    first = len(x) - obj.data.n_extra + _zero_offset(obj.data)
+    # (the zero part's coefficients are the last: its intercept first)
+    first = len(x) - obj.data.extra_designs[-1].shape[1] if runs else 0
     for run, sign, j in runs:
         value = _count_model_outside(obj, x, run, bounds, max_iter, tol, diag_idx)
         record.stages.append(("count model outside the zeros past a threshold", value, 0, ""))
@@ -62,14 +63,6 @@ def _zero_design(data):
     if D is None or D.shape[1] < 2 or not np.all(D[:, 0] == 1.0):
         return None
     return D
-
-
-def _zero_offset(data) -> int:
-    """Where the zero part's coefficients start among the family's."""
-    if data.extra_designs is None:
-        return 0
-    widths = [1 if D is None else D.shape[1] for D in data.extra_designs]
-    return int(sum(widths[:-1]))
 
 
 def _zero_runs(data) -> list:
