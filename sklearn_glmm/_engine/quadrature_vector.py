@@ -88,11 +88,14 @@ def product_rule(n_agq: int, q: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class _Level:
-    """Each level's Cholesky pieces at the mode: ``S = R^{-T}``, ``H^{-1} = S S'``."""
+    """Each level's Cholesky pieces at the mode: ``S = R^{-T}``, ``H^{-1} = S S'``; and
+    each row's ``b_i = S_j' a_i``, with which a node moves the row's linear predictor by
+    ``a_i' S_j z_k = b_i' z_k``."""
 
     S: np.ndarray  # (G, q, q) upper triangular
     hinv: np.ndarray  # (G, q, q)
     log_det_r: np.ndarray  # (G,) log |R_j| = log|H_j| / 2
+    b: np.ndarray  # (n, q)
 
 
 def _level_factors(obj: Objective) -> _Level:
@@ -104,7 +107,8 @@ def _level_factors(obj: Objective) -> _Level:
     R = np.linalg.cholesky(H)  # positive definite: the mode search checked it
     S = np.swapaxes(np.linalg.inv(R), 1, 2)
     log_det = np.log(np.diagonal(R, axis1=1, axis2=2)).sum(axis=1)
-    return _Level(S, S @ np.swapaxes(S, 1, 2), log_det)
+    b = np.einsum("na,nab->nb", a, gi.expand(S))
+    return _Level(S, S @ np.swapaxes(S, 1, 2), log_det, b)
 
 
 def _blocks(K: int, n: int) -> list[slice]:
@@ -113,13 +117,12 @@ def _blocks(K: int, n: int) -> list[slice]:
 
 
 def _node_eta(obj: Objective, lev: _Level, nodes: slice) -> np.ndarray:
-    """The rows' linear predictor at some nodes, ``(k, n)``: the mode's plus ``a_i' S_j z_k``."""
-    s, gi = obj.state, obj.groups[0]
+    """The rows' linear predictor at some nodes, ``(k, n)``: the mode's plus ``b_i' z_k``
+    (one product of the nodes with the rows' ``b``)."""
+    s = obj.state
     z, _ = product_rule(obj.n_agq, s["a_vals"].shape[1])
-    shift = np.einsum("gab,kb->kga", lev.S, z[nodes])  # (k, G, q)
-    eta = np.broadcast_to(s["eta"], (shift.shape[0], len(s["eta"]))).copy()
-    for c in range(shift.shape[2]):
-        eta += s["a_vals"][:, c] * _q._expand_levels(gi, shift[:, :, c])
+    eta = z[nodes] @ lev.b.T
+    eta += s["eta"]
     return eta
 
 
@@ -149,16 +152,21 @@ def _quadrature(obj: Objective) -> _VectorQuadrature:
     lev = _level_factors(obj)
     u = s["u"].reshape(gi.n_levels, q)
     n = len(s["eta"])
-    terms = np.empty((len(z), gi.n_levels))
+    # log W_k - |u_jk|^2 / 2 + |z_k|^2 / 2 with u_jk = u_j + S_j z_k, as products of the
+    # nodes (K, q) and their squares (K, q^2) with per-level vectors and matrices
+    StS = np.swapaxes(lev.S, 1, 2) @ lev.S
+    StS[:, range(q), range(q)] -= 1.0
+    zz = (z[:, :, None] * z[:, None, :]).reshape(len(z), q * q)
+    terms = (
+        log_w[:, None]
+        - 0.5 * np.einsum("ga,ga->g", u, u)
+        - z @ np.einsum("gba,gb->ga", lev.S, u).T
+        - 0.5 * (zz @ StS.reshape(gi.n_levels, q * q).T)
+    )
     d1 = []
-    half_z2 = 0.5 * np.einsum("ka,ka->k", z, z)
     for nodes in _blocks(len(z), n):
         der = obj._derivs(_node_eta(obj, lev, nodes), s["extra"], third=False)
-        uk = u + np.einsum("gab,kb->kga", lev.S, z[nodes])  # (k, G, q)
-        ll = _q._level_sums(gi, der.loglik)
-        terms[nodes] = (
-            log_w[nodes, None] + ll - 0.5 * np.einsum("kga,kga->kg", uk, uk) + half_z2[nodes, None]
-        )
+        terms[nodes] += _q._level_sums(gi, der.loglik)
         d1.append(der.d1)
     keep = d1 if len(z) * n <= _q._KEEP_ELEMENTS else None
     out = _VectorQuadrature(inputs, obj.n_agq, lev, terms, _q._logsumexp0(terms), keep)
@@ -248,7 +256,7 @@ def agq_gradient_vector(obj: Objective) -> np.ndarray:
     u = s["u"].reshape(G, q)
     d1_sum, d1_z, g_extra = _node_sums(obj, qd, post)
     pz = post.T @ z  # (G, q) sum_k pi z_k
-    pzz = np.einsum("kg,ka,kb->gab", post, z, z)
+    pzz = (post.T @ (z[:, :, None] * z[:, None, :]).reshape(len(z), q * q)).reshape(G, q, q)
     # sum_k pi s_k and sum_k pi s_k z_k'
     s_bar = gi.sum(a * d1_sum[:, None]) - u - np.einsum("gab,gb->ga", lev.S, pz)
     SZ = gi.sum(a[:, :, None] * d1_z[:, None, :]) - (u[:, :, None] * pz[:, None, :] + lev.S @ pzz)
