@@ -16,11 +16,12 @@ printed. ``--other``: the families that are not log-concave (:func:`draw_other`:
 zero-inflated Poisson and NB2, NB1, the beta-binomial, the hurdle NB2; seeds 5 and 6).
 ``--cauchit``: the ordinal cauchit model (:func:`draw_cauchit`; seeds 7 and 8).
 ``--slopes``: binomial and Poisson with a correlated random intercept and slope
-(:func:`draw_slopes`; seeds 9 and 10). Not a test: a few minutes. Run from the
-repository root:
+(:func:`draw_slopes`; seeds 9 and 10); ``--large-slopes`` the same on 300-2,000 levels
+and up to 20,000 rows (:func:`draw_large_slopes`; seeds 11 and 12). Not a test: a few
+minutes. Run from the repository root:
 
     python benchmarks/laplace_check.py [--battery hard|ordinary] [--n 150]
-        [--own | --other | --cauchit | --slopes]
+        [--own | --other | --cauchit | --slopes | --large-slopes]
 """
 
 from __future__ import annotations
@@ -170,21 +171,22 @@ def draw_cauchit(rng, battery):
     return make, pd.DataFrame({"x": x}), y, g, {}
 
 
-def draw_slopes(rng, battery):
+def draw_slopes(rng, battery, levels=(8, 200), rows=2222):
     """As :func:`draw`, with a correlated random intercept and slope of ``x`` (the slope's
-    SD 0.3-2 in ``hard``, 0.1-0.8 in ``ordinary``), at most 2,222 rows (the check's budget
+    SD 0.3-2 in ``hard``, 0.1-0.8 in ``ordinary``), ``levels`` levels (``(10, 200)`` in
+    ``ordinary``), at most ``rows`` rows (by default 2,222: the check's former budget
     of rows times nodes for two random effects)."""
     if battery == "hard":
         fam = rng.choice(["logit", "probit", "cloglog", "pois", "binom5"])
-        G, n = int(rng.integers(8, 200)), int(rng.integers(2, 12))
+        G, n = int(rng.integers(*levels)), int(rng.integers(2, 12))
         sd, b0 = float(rng.choice([0.5, 1.0, 2.0, 3.0])), float(rng.normal(-1, 2))
         sd1 = float(rng.choice([0.3, 1.0, 2.0]))
     else:
         fam = rng.choice(["logit", "logit", "probit", "pois", "binom5"])
-        G, n = int(rng.integers(10, 200)), int(rng.integers(4, 20))
+        G, n = int(rng.integers(max(levels[0], 10), levels[1])), int(rng.integers(4, 20))
         sd, b0 = float(rng.uniform(0.2, 1.5)), float(rng.uniform(-2, 2))
         sd1 = float(rng.uniform(0.1, 0.8))
-    G = min(G, 2222 // n)
+    G = min(G, rows // n)
     g = np.repeat(np.arange(G), n)
     x = rng.normal(size=len(g))
     eta = b0 + 0.5 * x + rng.normal(0, sd, G)[g] + rng.normal(0, sd1, G)[g] * x
@@ -204,6 +206,12 @@ def draw_slopes(rng, battery):
     return make, pd.DataFrame({"x": x}), y, g, kw
 
 
+def draw_large_slopes(rng, battery):
+    """As :func:`draw_slopes` on 300-2,000 levels and at most 20,000 rows (the check's
+    budget for two random effects)."""
+    return draw_slopes(rng, battery, levels=(300, 2000), rows=20_000)
+
+
 # each battery's draw and its seeds' shift from the binomial and Poisson battery's
 BATTERIES = {
     None: (draw, 0),
@@ -211,6 +219,7 @@ BATTERIES = {
     "other": (draw_other, 4),
     "cauchit": (draw_cauchit, 6),
     "slopes": (draw_slopes, 8),
+    "large_slopes": (draw_large_slopes, 10),
 }
 
 
@@ -227,9 +236,15 @@ def main(argv=None):
         ("cauchit", "the ordinal cauchit model: seeds 7 (hard) and 8 (ordinary)"),
         ("slopes", "binomial and Poisson with a random intercept and slope: seeds 9 "
          "(hard) and 10 (ordinary)"),
+        ("large-slopes", "the same on 300-2,000 levels and up to 20,000 rows: seeds 11 "
+         "(hard) and 12 (ordinary)"),
     ]:  # fmt: skip
         families.add_argument(
-            f"--{flag}", dest="families", action="store_const", const=flag, help=text
+            f"--{flag}",
+            dest="families",
+            action="store_const",
+            const=flag.replace("-", "_"),
+            help=text,
         )
     args = ap.parse_args(argv)
     seed, n = (1, 150) if args.battery == "hard" else (2, 120)

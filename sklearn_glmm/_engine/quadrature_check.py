@@ -9,35 +9,36 @@ of 2.83 and a log-likelihood 55 units too high, where adaptive Gauss-Hermite
 quadrature gives 0.25. lme4 and glmmTMB report such fits without a word.
 
 For a model that quadrature can fit (one grouping factor with up to three random effects
-and no covariance structure, any family; within :data:`CHECK_ROW_NODES` rows times
-nodes), the gradient of the quadrature objective
-(:data:`CHECK_NODES` nodes) at the Laplace optimum and the Laplace Hessian there give a
-Newton step towards the quadrature's optimum. The step is a first-order measure (on
-hard rare-event data 6.2 standard errors for a distance of 0.58; where the curvatures
-differ much, less than the distance): a step longer than :data:`SCREEN_TOL` standard
-errors is confirmed by fitting the quadrature objective from the Laplace optimum, and a
-distance of more than :data:`SHIFT_TOL` (one standard error: intervals and tests of the
-Laplace fit then mislead) is warned of. On 136 simulated data sets of hard cases
-(binary logit, probit and cloglog, binomial with 5 trials, Poisson; 2-11 rows per level,
-SDs of 0.3-3, events from rare to nearly universal) it warned for 34 of the 36 whose
-quadrature fit (15 nodes) lay more than one standard error from the Laplace fit and for
-none of the other 100; on 120 ordinary ones (3-19 rows per level, SDs of 0.2-1.5, the
-quadrature fits at most 0.87 standard errors away) for none, its measure within 0.03 of
-the distance (``benchmarks/laplace_check.py``). With the families that have parameters
-of their own (``--own``: NB2, NB2 with a dispersion model, hurdle and zero-truncated
-Poisson, ordinal; 126 hard data sets) it warned for 8 of the 9 NB2 fits more than one
-standard error from quadrature's (the ninth measured 0.89 for 1.60) and for none of the
-other 117; on 120 ordinary ones for none, its measure within 0.02 of the distance. With
-the families that are not log-concave (``--other``: zero-inflated Poisson and NB2, NB1,
-the beta-binomial, the hurdle NB2; 143 hard data sets) it warned for 5 of the 8 more than
-one standard error away and for none of the other 135; of 118 ordinary ones, for none
-(one zero-inflated NB2 lay 2.6 away, measured 0.38). The ones it missed are zero-inflated
-NB2 fits whose quadrature optimum lies in another basin (13.0 standard errors away,
-measured 0.75): a first-order measure from the Laplace optimum does not see another
-basin, nor does the quadrature fit started there. With the ordinal cauchit model
-(``--cauchit``), whose Laplace fits are often poor, it warned for 11 of the 13 of 62 hard
-data sets more than one standard error away and for 1 of the 2 of 59 ordinary ones, and
-for none of the others. (A level with two modes is the mode scan's, :mod:`.mode_scan`.)
+and no covariance structure, any family; on up to :data:`CHECK_MAX_ROWS` rows, with
+three random effects within :data:`CHECK_ROW_NODES` rows times nodes), the gradient of
+the quadrature objective (:data:`CHECK_NODES` nodes) at the Laplace optimum and the
+Laplace Hessian there give a Newton step towards the quadrature's optimum. The step is a
+first-order measure (on hard rare-event data 6.2 standard errors for a distance of 0.58;
+where the curvatures differ much, less than the distance): a step longer than
+:data:`SCREEN_TOL` standard errors is confirmed by fitting the quadrature objective from
+the Laplace optimum, and a distance of more than :data:`SHIFT_TOL` (one standard error:
+intervals and tests of the Laplace fit then mislead) is warned of. On 136 simulated data
+sets of hard cases (binary logit, probit and cloglog, binomial with 5 trials, Poisson;
+2-11 rows per level, SDs of 0.3-3, events from rare to nearly universal) it warned for
+34 of the 36 whose quadrature fit (15 nodes) lay more than one standard error from the
+Laplace fit and for none of the other 100; on 120 ordinary ones (3-19 rows per level,
+SDs of 0.2-1.5, the quadrature fits at most 0.87 standard errors away) for none, its
+measure within 0.03 of the distance (``benchmarks/laplace_check.py``). With the families
+that have parameters of their own (``--own``: NB2, NB2 with a dispersion model, hurdle
+and zero-truncated Poisson, ordinal; 126 hard data sets) it warned for 8 of the 9 NB2
+fits more than one standard error from quadrature's (the ninth measured 0.89 for 1.60)
+and for none of the other 117; on 120 ordinary ones for none, its measure within 0.02 of
+the distance. With the families that are not log-concave (``--other``: zero-inflated
+Poisson and NB2, NB1, the beta-binomial, the hurdle NB2; 143 hard data sets) it warned
+for 5 of the 8 more than one standard error away and for none of the other 135; of 118
+ordinary ones, for none (one zero-inflated NB2 lay 2.6 away, measured 0.38). The ones it
+missed are zero-inflated NB2 fits whose quadrature optimum lies in another basin (13.0
+standard errors away, measured 0.75): a first-order measure from the Laplace optimum
+does not see another basin, nor does the quadrature fit started there. With the ordinal
+cauchit model (``--cauchit``), whose Laplace fits are often poor, it warned for 11 of
+the 13 of 62 hard data sets more than one standard error away and for 1 of the 2 of 59
+ordinary ones, and for none of the others. (A level with two modes is the mode scan's,
+:mod:`.mode_scan`.)
 
 With two or three random effects per level (the product rule of :data:`CHECK_NODES` nodes
 per effect) each evaluation costs ``CHECK_NODES**q`` nodes' arithmetic on the rows, so the
@@ -50,8 +51,12 @@ more than one standard error from quadrature's fit (15 nodes) and for none of th
 measure within 0.13 standard errors of the distance. Laplace underestimates the SDs of
 binary random slopes with few rows per level, and that bias does not shrink with more
 levels while the standard errors do (10 rows per level, SDs 1 and 0.5: the slope's SD
-1.5 standard errors from quadrature's with 1,000 levels, 2.2 with 2,000; beyond the
-budget).
+1.5 standard errors from quadrature's with 1,000 levels, 2.2 with 2,000): on 300-2,000
+levels and up to 20,000 rows (``--large-slopes``) it warned for 74 of the 75 of 149 hard
+data sets more than one standard error away and for none of the other 74, and for all 26
+of the 120 ordinary ones more than one standard error away (all binary: SDs of 0.2-1.5
+and 0.1-0.8, 4-19 rows per level) and none of the other 94, its measure within 0.1 of the
+distance below one standard error.
 """
 
 from __future__ import annotations
@@ -67,9 +72,12 @@ CHECK_NODES = 9
 # the quadrature's gradient costs about CHECK_NODES Laplace evaluations' arithmetic on
 # the rows: above this many rows it is not computed (a fit costs tens of evaluations)
 CHECK_MAX_ROWS = 20_000
-# q random effects per level: the product rule's CHECK_NODES**q nodes per row; the check
-# is made where rows times nodes stay within the budget of one random effect (two: up
-# to 2,222 rows; three: 246)
+# q random effects per level: the product rule's CHECK_NODES**q nodes per row. With two,
+# the check is made on up to CHECK_MAX_ROWS rows too (within one random effect's budget
+# of rows times nodes, 2,222 rows, it left out binary random slopes of 10 rows per level
+# on 1,000 and 2,000 levels, whose Laplace fits lay 1.65 and 2.3 standard errors from
+# quadrature's); with three (729 nodes per row) within that budget of rows times nodes
+# (246 rows: on 2,100 rows its confirming fit took 0.44 s, the Laplace fit 0.044 s)
 CHECK_ROW_NODES = CHECK_MAX_ROWS * CHECK_NODES
 SHIFT_TOL = 1.0  # standard errors
 # a step above this is confirmed by fitting the quadrature objective from the Laplace
@@ -90,13 +98,15 @@ NEWTON_STEPS = 8
 def applicable(obj, n_agq: int) -> bool:
     """Whether the check applies to the fit of ``obj`` with ``n_agq`` nodes: a Laplace
     fit that quadrature can fit (one grouping factor of at most ``MAX_Q`` random effects
-    without a covariance structure) on at most ``CHECK_ROW_NODES`` rows times nodes."""
+    without a covariance structure) on at most ``CHECK_MAX_ROWS`` rows, and with three
+    random effects at most ``CHECK_ROW_NODES`` rows times nodes."""
     d = obj.data
     if not (n_agq == 1 and isinstance(obj, Objective) and obj.holds_rows):
         return False
     if len(d.factors) != 1 or d.factors[0].mapped or d.factors[0].q > MAX_Q:
         return False
-    return len(d.y) * CHECK_NODES ** d.factors[0].q <= CHECK_ROW_NODES
+    rows, q = len(d.y), d.factors[0].q
+    return rows <= CHECK_MAX_ROWS and (q <= 2 or rows * CHECK_NODES**q <= CHECK_ROW_NODES)
 
 
 def quadrature_shift(obj, x, H, bounds) -> tuple[float | None, float | None]:
