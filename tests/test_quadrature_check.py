@@ -341,3 +341,21 @@ def test_the_newton_steps_stop_once_the_steps_to_come_are_short(rate):
         assert np.max(np.abs(end - c) / se) < qc.NEWTON_TOL
     else:
         assert rate == 0.75 and steps == qc.NEWTON_STEPS and np.all(end == evaluated[-1][0])
+
+
+def test_binary_random_slopes_on_many_people_are_checked():
+    # ten binary rows per person, SDs of 1 and 0.5: the Laplace bias of the SDs does not
+    # shrink with more people while their standard errors do; on 1,000 people (10,000
+    # rows, beyond the former budget of 2,222 rows with two random effects) the Laplace
+    # fit lies more than one standard error from quadrature's (15 nodes: 1.65), and the
+    # check measures that distance
+    X, y, g = _binary_slopes(1, 1000, 10, 0.0, 1.0, 0.5)
+    m, warned = _fit(BinomialGLMM(random_effects="1 + x"), X, y, g)
+    assert m.converged_ and len(warned) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agq = BinomialGLMM(random_effects="1 + x", n_agq=15).fit(X, y, groups=g)
+    se = np.sqrt(2.0 * np.diag(np.linalg.inv(m.fit_record_.hessian)))
+    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    assert true > 1.0
+    assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)
