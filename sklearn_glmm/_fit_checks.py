@@ -327,7 +327,7 @@ def _check_laplace(est, obj, x, record, bounds) -> None:
     """Warn when the optimum of adaptive quadrature lies more than
     ``quadrature_check.SHIFT_TOL`` standard errors from a Laplace fit (a converged fit of
     a model quadrature can fit, one grouping factor of up to three random effects, within
-    ``CHECK_ROW_NODES`` rows times nodes: ``quadrature_check.applicable``). ``record.
+    the check's budget of rows: ``quadrature_check.applicable``). ``record.
     quadrature_shift``: that distance where the Newton step of the quadrature objective
     exceeded ``SCREEN_TOL`` (and it was fitted), else the step's length."""
     from ._engine import quadrature_check as qc
