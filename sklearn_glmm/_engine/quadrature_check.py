@@ -172,13 +172,14 @@ def _newton_steps(fun, x, val, g, Hf, free, bounds, se):
     """``(x, value, settled)`` at the end of Newton steps on ``fun`` (value and gradient)
     from ``x`` (its ``val`` and ``g``) with the fixed Hessian ``Hf`` of the ``free``
     parameters. Settled: the point a step leads to once the steps still to come are
-    estimated below :data:`NEWTON_TOL` standard errors ``se`` in all, and the value
-    before that step (an upper bound of the value there; the last step is not
-    evaluated: the distance reads the point only). With a fixed Hessian the steps shrink
-    by a roughly constant ratio ``r`` (the larger of the last two), so the rest from a
-    step of length ``d`` on is about ``d / (1 - r)``. Not settled, where a step leaves
-    ``bounds``, does not lower the value or is not finite, or the steps do not settle
-    within :data:`NEWTON_STEPS` evaluations: the lowest point reached and its value."""
+    estimated below :data:`NEWTON_TOL` standard errors ``se`` in all, and the last value
+    evaluated, before that step (the last step is not evaluated: the distance reads the
+    point only, the value serves to compare with the Laplace optimum's). With a fixed
+    Hessian the steps shrink by a roughly constant ratio ``r`` (the larger of the last
+    two), so the rest from a step of length ``d`` on is about ``d / (1 - r)``. Not
+    settled, where a step leaves ``bounds``, does not lower the value or is not finite,
+    or the steps do not settle within :data:`NEWTON_STEPS` evaluations: the lowest point
+    reached and its value."""
     lo, hi = (b[free] for b in bound_arrays(bounds))
     x = np.array(x, dtype=float)
     lengths = []
