@@ -38,6 +38,13 @@ def _fit(est, X, y, g):
     return m, [w for w in caught if w.category is ApproximationWarning]
 
 
+def _distance(lap, agq):
+    """The largest difference of ``lap``'s and ``agq``'s parameters in ``lap``'s standard
+    errors (the objective is -2 log L: the covariance is twice its inverse Hessian)."""
+    se = np.sqrt(2.0 * np.diag(np.linalg.inv(lap.fit_record_.hessian)))
+    return np.max(np.abs(lap.fit_result_.params - agq.fit_result_.params) / se)
+
+
 def test_a_poor_laplace_fit_is_warned_of():
     # rare events in groups of five with an SD of 3: the Laplace optimum (SD 3.78) is
     # 2.3 units of the true log-likelihood below quadrature's (SD 3.09), converged and
@@ -74,9 +81,7 @@ def test_the_check_measures_the_distance_to_the_quadrature_fit(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         agq = BinomialGLMM(n_agq=25).fit(X, y, groups=g)
-    H = m.fit_record_.hessian
-    se = np.sqrt(2.0 * np.diag(np.linalg.inv(H)))
-    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    true = _distance(m, agq)
     assert not warned
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)
 
@@ -101,8 +106,7 @@ def test_a_negative_binomial_laplace_fit_is_checked_too(seed, warned_of):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         agq = NegBinGLMM(n_agq=15).fit(X, y, groups=g)
-    se = np.sqrt(2.0 * np.diag(np.linalg.inv(m.fit_record_.hessian)))
-    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    true = _distance(m, agq)
     assert (true > 1.0) == warned_of
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)
 
@@ -127,8 +131,7 @@ def test_a_zero_inflated_laplace_fit_is_checked_too(seed, warned_of):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         agq = PoissonGLMM(zero_inflation=True, n_agq=15).fit(X, y, groups=g)
-    se = np.sqrt(2.0 * np.diag(np.linalg.inv(m.fit_record_.hessian)))
-    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    true = _distance(m, agq)
     assert (true > 1.0) == warned_of
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)
 
@@ -203,8 +206,7 @@ def test_a_random_slope_laplace_fit_is_checked_too(args, warned_of):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         agq = BinomialGLMM(random_effects="1 + x", n_agq=25).fit(X, y, groups=g)
-    se = np.sqrt(2.0 * np.diag(np.linalg.inv(m.fit_record_.hessian)))
-    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    true = _distance(m, agq)
     assert (true > 1.0) == warned_of
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)
     if warned_of:
@@ -238,8 +240,7 @@ def test_a_long_step_is_confirmed_by_the_quadrature_fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         agq = BinomialGLMM(n_agq=15).fit(X, y, groups=g)
-    se = np.sqrt(2.0 * np.diag(np.linalg.inv(m.fit_record_.hessian)))
-    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    true = _distance(m, agq)
     assert not warned and true < 1.0
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.05)
 
@@ -355,7 +356,6 @@ def test_binary_random_slopes_on_many_people_are_checked():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         agq = BinomialGLMM(random_effects="1 + x", n_agq=15).fit(X, y, groups=g)
-    se = np.sqrt(2.0 * np.diag(np.linalg.inv(m.fit_record_.hessian)))
-    true = np.max(np.abs(m.fit_result_.params - agq.fit_result_.params) / se)
+    true = _distance(m, agq)
     assert true > 1.0
     assert m.fit_record_.quadrature_shift == pytest.approx(true, abs=0.1)

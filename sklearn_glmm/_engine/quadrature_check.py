@@ -182,19 +182,18 @@ def _newton_steps(fun, x, val, g, Hf, free, bounds, se):
     reached and its value."""
     lo, hi = (b[free] for b in bound_arrays(bounds))
     x = np.array(x, dtype=float)
-    lengths = []
+    length, ratios = None, []
     for evaluated in range(NEWTON_STEPS + 1):
         d = np.linalg.solve(Hf, g[free])
         z = x.copy()
         z[free] -= d
         if np.any(z[free] < lo) or np.any(z[free] > hi):
             return x, val, False
-        lengths.append(float(np.max(np.abs(d) / se)))
-        if len(lengths) > 1:
-            r = max(
-                lengths[i] / lengths[i - 1] for i in range(max(1, len(lengths) - 2), len(lengths))
-            )
-            if r < 1.0 and lengths[-1] / (1.0 - r) < NEWTON_TOL:
+        length, previous = float(np.max(np.abs(d) / se)), length
+        if previous is not None:
+            ratios.append(length / previous)
+            r = max(ratios[-2:])
+            if r < 1.0 and length / (1.0 - r) < NEWTON_TOL:
                 return z, val, True
         if evaluated == NEWTON_STEPS:
             break

@@ -86,6 +86,15 @@ def product_rule(n_agq: int, q: int) -> tuple[np.ndarray, np.ndarray]:
     return z, log_w
 
 
+@cache
+def node_squares(n_agq: int, q: int) -> np.ndarray:
+    """``z_k z_k'`` of the product rule's nodes, flattened: ``(n_agq^q, q^2)``."""
+    z, _ = product_rule(n_agq, q)
+    zz = (z[:, :, None] * z[:, None, :]).reshape(len(z), q * q)
+    zz.flags.writeable = False
+    return zz
+
+
 @dataclass
 class _Level:
     """Each level's Cholesky pieces at the mode: ``S = R^{-T}``, ``H^{-1} = S S'``; and
@@ -156,7 +165,7 @@ def _quadrature(obj: Objective) -> _VectorQuadrature:
     # nodes (K, q) and their squares (K, q^2) with per-level vectors and matrices
     StS = np.swapaxes(lev.S, 1, 2) @ lev.S
     StS[:, range(q), range(q)] -= 1.0
-    zz = (z[:, :, None] * z[:, None, :]).reshape(len(z), q * q)
+    zz = node_squares(obj.n_agq, q)
     terms = (
         log_w[:, None]
         - 0.5 * np.einsum("ga,ga->g", u, u)
@@ -256,7 +265,7 @@ def agq_gradient_vector(obj: Objective) -> np.ndarray:
     u = s["u"].reshape(G, q)
     d1_sum, d1_z, g_extra = _node_sums(obj, qd, post)
     pz = post.T @ z  # (G, q) sum_k pi z_k
-    pzz = (post.T @ (z[:, :, None] * z[:, None, :]).reshape(len(z), q * q)).reshape(G, q, q)
+    pzz = (post.T @ node_squares(obj.n_agq, q)).reshape(G, q, q)
     # sum_k pi s_k and sum_k pi s_k z_k'
     s_bar = gi.sum(a * d1_sum[:, None]) - u - np.einsum("gab,gb->ga", lev.S, pz)
     SZ = gi.sum(a[:, :, None] * d1_z[:, None, :]) - (u[:, :, None] * pz[:, None, :] + lev.S @ pzz)
