@@ -3,9 +3,11 @@
 A binary outcome, 300 people x 7 visits, random intercept and slope in time (and a
 third random effect for the q = 3 rows): seconds per fit (median of ``--n`` fits after
 one warm-up) and the ratio to the Laplace fit of the same model, beside the random
-intercept model (q = 1) with Laplace and scalar quadrature.
+intercept model (q = 1) with Laplace and scalar quadrature. ``--ordinal``: instead, a
+five-class ordinal outcome, 1,000 people x 8 rows, random intercept and slope with SDs
+1 and 0.5 (the case of docs/ordinal.md), Laplace against ``n_agq`` 5 and 9.
 
-    python benchmarks/run_agq_vector.py [--n 5]
+    python benchmarks/run_agq_vector.py [--n 5] [--ordinal]
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from sklearn_glmm import BinomialGLMM
+from sklearn_glmm import BinomialGLMM, OrdinalGLMM
+from sklearn_glmm._engine.families import make_family
 
 
 def data(seed=0, G=300, T=7):
@@ -33,6 +36,17 @@ def data(seed=0, G=300, T=7):
     return pd.DataFrame({"t": t, "x": x, "trt": trt}), y, ids
 
 
+def ordinal_data(seed=0, G=1000, T=8):
+    rng = np.random.default_rng(seed)
+    ids = np.repeat(np.arange(G), T)
+    t = np.tile(np.arange(T), G) / (T - 1.0)
+    b = rng.normal(size=(G, 2)) * [1.0, 0.5]
+    eta = 0.5 * t + b[ids, 0] + b[ids, 1] * t
+    cuts = np.array([-1.0, 0.0, 1.0, 2.0])
+    y = make_family("ordinal", n_classes=5).sample_eta(eta, None, cuts, rng).astype(int)
+    return pd.DataFrame({"t": t}), pd.Categorical(y + 1, ordered=True), ids
+
+
 def seconds(model, X, y, ids, n):
     times = []
     for _ in range(n + 1):
@@ -45,18 +59,23 @@ def seconds(model, X, y, ids, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5)
-    n = ap.parse_args().n
-    X, y, ids = data()
+    ap.add_argument("--ordinal", action="store_true")
+    args = ap.parse_args()
+    n = args.n
+    X, y, ids = ordinal_data() if args.ordinal else data()
     rows = []
-    for re, label in (("1", "q=1: 1"), ("1 + t", "q=2: 1 + t"), ("1 + t + x", "q=3: 1 + t + x")):
+    models = (("1", "q=1: 1"), ("1 + t", "q=2: 1 + t"), ("1 + t + x", "q=3: 1 + t + x"))
+    for re, label in models[1:2] if args.ordinal else models:
         agqs = (
             (1, 9, 15, 25) if re == "1" else (1, 3, 5, 7, 9, 15) if re == "1 + t" else (1, 3, 5, 7)
         )
+        agqs = (1, 5, 9) if args.ordinal else agqs
+        estimator = OrdinalGLMM if args.ordinal else BinomialGLMM
         base = None
         for k in agqs:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                s, m = seconds(BinomialGLMM(random_effects=re, n_agq=k), X, y, ids, n)
+                s, m = seconds(estimator(random_effects=re, n_agq=k), X, y, ids, n)
             base = s if k == 1 else base
             nodes = k ** {"1": 1, "1 + t": 2, "1 + t + x": 3}[re]
             rows.append((label, k, nodes, s, s / base, m.loglik_, m.fit_record_.n_evaluations))

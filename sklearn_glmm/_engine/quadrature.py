@@ -16,9 +16,10 @@ Level ``j``'s integral of ``p(y_j | u) phi(u)`` is evaluated on ``n_agq`` nodes
 with ``(z_k, w_k)`` the probabilists' Hermite rule. The nodes are evaluated
 together, one call of the family's derivatives on a linear predictor of shape
 ``(n_agq, n)`` (on large data, one call per block of nodes). The log-densities
-and the rows' first derivatives at the nodes are computed once per conditional
-mode: :func:`agq_deviance` and :func:`agq_gradient` share them through the
-objective's ``_agq_cache``. The gradient is the exact derivative of the
+and the rows' first derivatives at the nodes (with a family that makes them in the
+same pass, ``node_derivs``, also the partials in its own parameters) are computed
+once per conditional mode: :func:`agq_deviance` and :func:`agq_gradient` share them
+through the objective's ``_agq_cache``. The gradient is the exact derivative of the
 quadrature sum, the nodes moving with the mode and the curvature.
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from .blocks import shift_block
+from .families.base import NodeDerivs
 from .rows import const_tiled, tiled
 
 if TYPE_CHECKING:
@@ -124,7 +126,7 @@ class _Quadrature:
     log_sd: np.ndarray  # (n_levels,)
     terms: np.ndarray  # (n_agq, n_levels) log integrand t_jk
     log_sum: np.ndarray  # (n_levels,) log sum_k exp(t_jk)
-    d1: list | None  # per block, the rows' d log p / d eta (n_agq, n), kept for one gradient
+    d1: list | None  # per block, the nodes' NodeDerivs (d1 and more), kept for one gradient
     blocks: list | None = None  # the node blocks themselves, kept with d1
 
 
@@ -149,12 +151,13 @@ def _quadrature(obj: Objective) -> _Quadrature:
     n = len(obj.state["eta_fix"])
     terms = np.empty((obj.n_agq, obj.groups[0].n_levels))
     d1, blocks = [], []
+    with_extra = keeps_extra(obj, obj.n_agq * n)
     for nodes in _blocks(obj.n_agq, n):
         b = _node_block(obj, nodes)
-        der = obj._derivs(b.eta, obj.state["extra"], third=False)  # loglik and d1 only
+        der = node_derivs(obj, b.eta, with_extra)
         ll = _level_sums(obj.groups[0], der.loglik)
         terms[nodes] = log_w[nodes, None] + ll - 0.5 * b.uk**2 + 0.5 * z[nodes, None] ** 2
-        d1.append(der.d1)
+        d1.append(der)
         blocks.append(b)
     log_sd = np.log(np.sqrt(obj.solver.hinv[:, 0, 0]))
     keep = obj.n_agq * n <= _KEEP_ELEMENTS
@@ -198,7 +201,8 @@ def level_log_integrals(obj: Objective) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gradient_blocks(obj: Objective, q: _Quadrature):
-    """Each node block with its rows' d1: kept by the evaluation (used once), or anew."""
+    """Each node block with its rows' :class:`NodeDerivs`: kept by the evaluation (used
+    once), or anew."""
     kept, blocks, q.d1, q.blocks = q.d1, q.blocks, None, None
     if kept is not None:
         yield from zip(blocks, kept)
@@ -206,7 +210,39 @@ def _gradient_blocks(obj: Objective, q: _Quadrature):
     n = len(obj.state["eta_fix"])
     for nodes in _blocks(obj.n_agq, n):
         b = _node_block(obj, nodes)
-        yield b, obj._derivs(b.eta, obj.state["extra"], third=False).d1
+        yield b, node_derivs(obj, b.eta, True)
+
+
+def keeps_extra(obj: Objective, elements: int) -> bool:
+    """Whether the value's pass over ``elements`` (node, row) pairs also makes, to keep
+    for the gradient beside ``d1``, the family's partials in its own parameters (where
+    it makes them in that pass, ``has_node_derivs``: a few channels, each kept within
+    ``d1``'s memory)."""
+    return bool(len(obj.state["extra"])) and elements <= _KEEP_ELEMENTS
+
+
+def node_derivs(obj: Objective, eta: np.ndarray, with_extra: bool) -> NodeDerivs:
+    """The log-density and ``d1`` at the nodes' ``eta`` (k, n) and, ``with_extra``
+    where the family makes them in the same pass, its partials in its own parameters
+    (:class:`~.families.base.NodeDerivs`; else ``channels`` None)."""
+    d, extra = obj.data, obj.state["extra"]
+    if d.family.has_node_derivs:
+        with_extra = with_extra and len(extra) > 0
+        return d.family.node_derivs(
+            d.y, eta, obj._trials, obj._w, extra, obj._const, with_extra=with_extra
+        )
+    der = obj._derivs(eta, extra, third=False)  # loglik and d1 only
+    return NodeDerivs(der.loglik, der.d1, None, None)
+
+
+def extra_node_sums(obj: Objective, eta: np.ndarray, P: np.ndarray, nd: NodeDerivs):
+    """Per extra parameter and row, ``sum_k P_ki d log p_ki / d extra`` (n_blocks, n):
+    from ``nd``'s channels where the family made them, else from :func:`_extra_partials`."""
+    if nd.channels is None:
+        parts = _extra_partials(obj, eta, ("loglik",))
+        return np.array([np.sum(P * dl, axis=0) for (dl,) in parts])
+    S = np.einsum("ckn,kn->cn", nd.channels, P)
+    return S if nd.rows is None else np.einsum("ecn,cn->en", nd.rows, S)
 
 
 def _extra_partials(obj: Objective, eta: np.ndarray, fields: tuple[str, ...]) -> list[list]:
@@ -303,13 +339,13 @@ def agq_gradient(obj: Objective) -> np.ndarray:
     # per block of the family, each row's derivative of the nodes' terms in its value
     n_blocks = len(s["extra"])
     g_extra = np.zeros((n_blocks, n))
-    for b, d1 in _gradient_blocks(obj, q):
+    for b, nd in _gradient_blocks(obj, q):
         P = _expand_levels(gi, post[b.nodes])
-        D = d1 * P
+        D = nd.d1 * P
         d1_sum += D.sum(axis=0)
         d1_z += z[b.nodes] @ D
-        for e, (dl,) in enumerate(_extra_partials(obj, b.eta, ("loglik",))):
-            g_extra[e] += np.sum(P * dl, axis=0)
+        if n_blocks:
+            g_extra += extra_node_sums(obj, b.eta, P, nd)
     der, u = s["der"], s["u"]
     a, zr = s["a_vals"][:, 0], d.factors[0].Z[:, 0]
     hinv = obj.solver.hinv[:, 0, 0]

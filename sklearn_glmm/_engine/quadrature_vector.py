@@ -142,7 +142,7 @@ class _VectorQuadrature:
     level: _Level
     terms: np.ndarray  # (K, G)
     log_sum: np.ndarray  # (G,)
-    d1: list | None
+    d1: list | None  # per block, the nodes' NodeDerivs, kept for one gradient
 
 
 def _quadrature(obj: Objective) -> _VectorQuadrature:
@@ -173,10 +173,11 @@ def _quadrature(obj: Objective) -> _VectorQuadrature:
         - 0.5 * (zz @ StS.reshape(gi.n_levels, q * q).T)
     )
     d1 = []
+    with_extra = _q.keeps_extra(obj, len(z) * n)
     for nodes in _blocks(len(z), n):
-        der = obj._derivs(_node_eta(obj, lev, nodes), s["extra"], third=False)
+        der = _q.node_derivs(obj, _node_eta(obj, lev, nodes), with_extra)
         terms[nodes] += _q._level_sums(gi, der.loglik)
-        d1.append(der.d1)
+        d1.append(der)
     keep = d1 if len(z) * n <= _q._KEEP_ELEMENTS else None
     out = _VectorQuadrature(inputs, obj.n_agq, lev, terms, _q._logsumexp0(terms), keep)
     obj._agq_cache = out
@@ -207,13 +208,13 @@ def _node_sums(obj: Objective, qd: _VectorQuadrature, post: np.ndarray):
     g_extra = np.zeros((len(s["extra"]), n))
     for i, nodes in enumerate(_blocks(len(z), n)):
         eta = _node_eta(obj, qd.level, nodes)
-        d1 = kept[i] if kept is not None else obj._derivs(eta, s["extra"], third=False).d1
+        nd = kept[i] if kept is not None else _q.node_derivs(obj, eta, True)
         P = _q._expand_levels(gi, post[nodes])
-        D = d1 * P
+        D = nd.d1 * P
         d1_sum += D.sum(axis=0)
         d1_z += D.T @ z[nodes]
-        for e, (dl,) in enumerate(_q._extra_partials(obj, eta, ("loglik",))):
-            g_extra[e] += np.sum(P * dl, axis=0)
+        if len(g_extra):
+            g_extra += _q.extra_node_sums(obj, eta, P, nd)
     return d1_sum, d1_z, g_extra
 
 

@@ -60,6 +60,24 @@ class Derivs(NamedTuple):
     w3: np.ndarray
 
 
+class NodeDerivs(NamedTuple):
+    """What quadrature reads at its nodes (``eta`` of shape (k, n)), from one pass.
+
+    ``loglik`` and ``d1`` (k, n), weighted as :class:`Derivs`. With the family's own
+    parameters asked for, their partials of the log-density factored as
+    ``d loglik_ki / d extra_e = sum_c rows[e, c, i] channels[c, k, i]``: ``channels``
+    (C, k, n) vary with the node, ``rows`` (E, C, n) only with the row (an ordinal
+    model's four thresholds move each row through its two cut points: C = 2), so a sum
+    over the nodes is taken over the C channels, not the E parameters. ``rows`` None:
+    the identity (C = E). ``channels`` None: not asked for.
+    """
+
+    loglik: np.ndarray
+    d1: np.ndarray
+    channels: np.ndarray | None
+    rows: np.ndarray | None
+
+
 def _weighted(weights, loglik, d1, w, w3) -> Derivs:
     """Apply prior weights (``None`` means all ones and skips the products)."""
     if weights is None:
@@ -220,6 +238,16 @@ class Family:
     # ``fourth_derivative`` is made (the engine's exact Laplace Hessian reads it; see
     # ``laplace_hessian``); without it the Hessian is taken by differences of the gradient
     has_fourth_derivative = False
+
+    # ``node_derivs`` is made (adaptive quadrature reads it at its nodes; without it the
+    # nodes' values come from ``derivs`` and their partials in the family's own
+    # parameters from ``extra_derivs``, or differences, in the gradient)
+    has_node_derivs = False
+
+    def node_derivs(self, y, eta, trials, weights, extra, const=None, with_extra=False):
+        """:class:`NodeDerivs` at the nodes' ``eta`` (k, n), where :attr:`has_node_derivs`;
+        ``with_extra``: with the partials in the family's own parameters."""
+        raise NotImplementedError(f"the {self.name} family has no node derivatives")
 
     def fourth_derivative(self, y, eta, trials, weights, extra=()):
         """``w4 = d w3 / d eta`` at ``eta`` (weighted as :meth:`derivs`), where

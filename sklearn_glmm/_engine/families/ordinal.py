@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..blocks import ParameterBlock
-from .base import Derivs, Family, _weighted
+from .base import Derivs, Family, NodeDerivs, _weighted
 from .ordinal_links import OrdinalLink, make_ordinal_link
 from .thresholds import start_parameters, threshold_structure
 
@@ -232,9 +232,10 @@ class CumulativeLink(Family):
     def __getstate__(self):
         return {k: v for k, v in vars(self).items() if k != "_memo"}
 
-    def _compute_partials(self, eta, k, a, log_sigma):
+    def _compute_partials(self, eta, k, a, log_sigma, order=3):
         """:meth:`_partials` at the class indices ``k``, thresholds' parameters ``a``
-        and log scale ``log_sigma``."""
+        and log scale ``log_sigma``; ``order=1``: ``logp`` and the first partials
+        ``u`` and ``l`` alone (what quadrature reads at its nodes)."""
         alpha = self.J @ a
         if not (np.all(np.diff(alpha) > 0) and np.all(np.isfinite(alpha))):
             return None
@@ -250,17 +251,20 @@ class CumulativeLink(Family):
             upper = ~bottom & (top | (xl > 0))  # B is log S(x_l)
             lfu, lsu = ln.log_cdf(xu), ln.log_sf(xu)
             lfl, lsl = ln.log_cdf(xl), ln.log_sf(xl)
-            # first to third derivatives, stacked: (3, n) each
-            Fu, Su = np.stack(ln.log_cdf_derivs(xu)), np.stack(ln.log_sf_derivs(xu))
-            Fl, Sl = np.stack(ln.log_cdf_derivs(xl)), np.stack(ln.log_sf_derivs(xl))
+            # first to third derivatives (or the first alone), stacked: (order, n) each
+            if order == 1:
+                Fu, Su = ln.log_cdf_d1(xu)[None], ln.log_sf_d1(xu)[None]
+                Fl, Sl = ln.log_cdf_d1(xl)[None], ln.log_sf_d1(xl)[None]
+            else:
+                Fu, Su = np.stack(ln.log_cdf_derivs(xu)), np.stack(ln.log_sf_derivs(xu))
+                Fl, Sl = np.stack(ln.log_cdf_derivs(xl)), np.stack(ln.log_sf_derivs(xl))
             middle = ~top & ~bottom
             base = np.where(upper, lsl, lfu)
             D = np.where(upper, lsu - lsl, lfl - lfu)
             D = np.where(middle, np.minimum(D, 0.0), -np.inf)
             logp = base + np.where(middle, _log1mexp(D), 0.0)
             s = np.where(middle, 1.0 / np.expm1(-D), 0.0)
-        p1, p2 = -s, -s * (1.0 + s)
-        p3 = p2 * (1.0 + 2.0 * s)
+        p1 = -s
         # B's derivatives in x_u (lower form) or x_l (upper form); D's in both
         bu = np.where(upper, 0.0, Fu)
         bl = np.where(upper, Sl, 0.0)
@@ -269,6 +273,10 @@ class CumulativeLink(Family):
         L = {"logp": logp, "xu": xu, "xl": xl, "inv": inv}
         L["u"] = bu[0] + p1 * du[0]
         L["l"] = bl[0] + p1 * dl[0]
+        if order == 1:
+            return L
+        p2 = -s * (1.0 + s)
+        p3 = p2 * (1.0 + 2.0 * s)
         L["uu"] = bu[1] + p2 * du[0] ** 2 + p1 * du[1]
         L["ll"] = bl[1] + p2 * dl[0] ** 2 + p1 * dl[1]
         L["ul"] = p2 * du[0] * dl[0]
@@ -277,6 +285,41 @@ class CumulativeLink(Family):
         L["uul"] = p3 * du[0] ** 2 * dl[0] + p2 * du[1] * dl[0]
         L["ull"] = p3 * du[0] * dl[0] ** 2 + p2 * du[0] * dl[1]
         return L
+
+    has_node_derivs = True
+
+    def node_derivs(self, y, eta, trials, weights, extra, const=None, with_extra=False):
+        """:class:`~.base.NodeDerivs` from the first partials alone. ``d1`` is
+        ``-(u + l) / sigma``; a threshold parameter's partial is ``(J_u u + J_l l) /
+        sigma`` with ``J_u``, ``J_l`` the J rows of the row's upper and lower thresholds
+        (channels ``u / sigma`` and ``l / sigma``), the row's log scale's
+        ``-(x_u u + x_l l)`` (a third channel)."""
+        eta = np.asarray(eta, dtype=float)
+        a, log_sigma = self.split(extra)
+        k = np.asarray(y, dtype=np.intp) if const is None else const
+        L = self._compute_partials(eta, k, a, log_sigma, order=1)
+        n_channels = 2 + int(self.has_scale)
+        if L is None:  # thresholds out of order: no probability model
+            loglik, d1 = np.full(eta.shape, -np.inf), np.zeros(eta.shape)
+            channels = np.zeros((n_channels,) + eta.shape)
+        else:
+            inv = L["inv"]
+            loglik, d1 = L["logp"], -(L["u"] + L["l"]) * inv
+            channels = [L["u"] * inv, L["l"] * inv]
+            if self.has_scale:
+                channels.append(-(L["xu"] * L["u"] + L["xl"] * L["l"]))
+            channels = np.stack(channels)
+        if weights is not None:
+            loglik, d1, channels = weights * loglik, weights * d1, weights * channels
+        if not with_extra:
+            return NodeDerivs(loglik, d1, None, None)
+        E = self.J.shape[1]
+        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
+        rows = np.zeros((E + int(self.has_scale), n_channels, len(k)))
+        rows[:E, 0], rows[:E, 1] = Jp[k + 1].T, Jp[k].T
+        if self.has_scale:
+            rows[E, 2] = 1.0
+        return NodeDerivs(loglik, d1, channels, rows)
 
     def derivs(self, y, eta, trials, weights, extra, const=None):
         eta = np.asarray(eta, dtype=float)

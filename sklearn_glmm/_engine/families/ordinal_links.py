@@ -75,6 +75,16 @@ class OrdinalLink(Link):
         a, b = self.dlog_pdf(x), self.d2_over_pdf(x)
         return -q, -q * (a + q), -q * (b + 3.0 * a * q + 2.0 * q * q)
 
+    def log_cdf_d1(self, x):
+        """``d log F / dx = f / F`` alone (the first of :meth:`log_cdf_derivs`)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.exp(self.log_pdf(x) - self.log_cdf(x))
+
+    def log_sf_d1(self, x):
+        """``d log S / dx = -f / S`` alone (the first of :meth:`log_sf_derivs`)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return -np.exp(self.log_pdf(x) - self.log_sf(x))
+
 
 class OrdinalLogit(OrdinalLink):
     name = "logit"
@@ -111,6 +121,12 @@ class OrdinalLogit(OrdinalLink):
         f = F * S
         return -F, -f, -f * (S - F)
 
+    def log_cdf_d1(self, x):
+        return special.expit(-x)
+
+    def log_sf_d1(self, x):
+        return -special.expit(x)
+
 
 class OrdinalProbit(OrdinalLink):
     name = "probit"
@@ -145,6 +161,12 @@ class OrdinalProbit(OrdinalLink):
     def log_sf_derivs(self, x):
         d1, d2, d3 = self.log_cdf_derivs(-x)
         return -d1, d2, -d3
+
+    def log_cdf_d1(self, x):
+        return np.exp(self.log_pdf(x) - special.log_ndtr(x))
+
+    def log_sf_d1(self, x):
+        return -self.log_cdf_d1(-x)
 
 
 class OrdinalCloglog(OrdinalLink):
@@ -188,6 +210,14 @@ class OrdinalCloglog(OrdinalLink):
         u = -np.exp(np.minimum(x, _X_MAX))  # log S = -exp(x)
         return u, u, u
 
+    def log_cdf_d1(self, x):
+        u = np.exp(np.minimum(x, _X_MAX))
+        with np.errstate(over="ignore"):
+            return np.where(u > 1e-300, u / np.expm1(np.maximum(u, 1e-300)), 1.0)
+
+    def log_sf_d1(self, x):
+        return -np.exp(np.minimum(x, _X_MAX))
+
 
 class OrdinalLoglog(OrdinalLink):
     """``F(x) = exp(-exp(-x))`` (the Gumbel maximum; clm's ``loglog``)."""
@@ -226,6 +256,12 @@ class OrdinalLoglog(OrdinalLink):
         # S(x) is the cloglog's F(-x)
         d1, d2, d3 = _CLOGLOG.log_cdf_derivs(-x)
         return -d1, d2, -d3
+
+    def log_cdf_d1(self, x):
+        return np.exp(np.minimum(-x, _X_MAX))
+
+    def log_sf_d1(self, x):
+        return -_CLOGLOG.log_cdf_d1(-x)
 
 
 class OrdinalCauchit(OrdinalLink):

@@ -1,0 +1,100 @@
+"""The family contract's ``node_derivs``: what adaptive quadrature reads at its nodes
+(the log-density, ``d1`` and the partials in the family's own parameters) from one
+pass, against ``derivs`` and ``extra_derivs``; and the quadrature gradient built from
+them against central differences of the value, whether the value's pass keeps them,
+keeps ``d1`` alone, or keeps nothing (nodes in blocks, made again)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm import OrdinalGLMM
+from sklearn_glmm._engine import quadrature as _agq
+from sklearn_glmm._engine.families import make_family
+from sklearn_glmm._engine.objective import Objective
+
+_LINKS = ["logit", "probit", "cloglog", "loglog", "cauchit"]
+
+
+@pytest.mark.parametrize("link", _LINKS)
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ordinal_node_derivs_are_derivs_and_extra_derivs(link, scale, weighted):
+    rng = np.random.default_rng(2)
+    K, n, k_nodes = 5, 200, 3
+    fam = make_family("ordinal", n_classes=K, link=link, scale=scale)
+    y = np.tile(np.arange(K), n // K).astype(float)
+    # the middle and both tails of every class
+    eta = np.concatenate([rng.normal(scale=2.0, size=(k_nodes, n // 2)),
+                          rng.uniform(-15, 15, size=(k_nodes, n // 2))], axis=1)  # fmt: skip
+    a = fam.default_extra()[: fam.J.shape[1]] + rng.normal(scale=0.1, size=fam.J.shape[1])
+    extra = tuple(a) + ((rng.normal(scale=0.3, size=n),) if scale else ())
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    const = fam.constant(y, None)
+    nd = fam.node_derivs(y, eta, None, w, extra, const, with_extra=True)
+    assert fam.node_derivs(y, eta, None, w, extra, const).channels is None
+    for k in range(k_nodes):
+        der = fam.derivs(y, eta[k], None, w, extra, const)
+        dl, _, _ = fam.extra_derivs(y, eta[k], None, w, extra, const)
+        np.testing.assert_allclose(nd.loglik[k], der.loglik, rtol=1e-13, atol=1e-300)
+        np.testing.assert_allclose(nd.d1[k], der.d1, rtol=1e-12, atol=1e-14)
+        partials = np.einsum("ecn,cn->en", nd.rows, nd.channels[:, k])
+        assert partials.shape == dl.shape
+        np.testing.assert_allclose(partials, dl, rtol=1e-12, atol=1e-14)
+
+
+def test_ordinal_node_derivs_with_thresholds_out_of_order_are_a_failed_value():
+    fam = make_family("ordinal", n_classes=4)
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    extra = (1.0, -1.0, 0.5)  # the second threshold increment negative
+    if np.all(np.diff(fam.alpha(extra)) > 0):
+        extra = (1.0, -5.0, -5.0)
+    assert not np.all(np.diff(fam.alpha(extra)) > 0)
+    nd = fam.node_derivs(y, np.zeros((2, 4)), None, None, extra, with_extra=True)
+    assert np.all(nd.loglik == -np.inf) and not np.any(nd.d1)
+
+
+def _ordinal_fit(re, scale, n_agq):
+    rng = np.random.default_rng(1)
+    n, waves = 40, 5
+    g = np.repeat(np.arange(n), waves)
+    X = pd.DataFrame({"t": np.tile(np.arange(waves), n) / waves,
+                      "s": rng.integers(0, 2, n * waves).astype(float)})  # fmt: skip
+    lat = 0.6 * X["t"] + rng.normal(size=n)[g] + rng.normal(scale=1.5, size=n)[g] * X["t"]
+    lat = lat + np.exp(0.3 * X["s"]) * rng.logistic(size=n * waves)
+    y = np.digitize(lat, [-1.0, 0.0, 1.0, 2.0])
+    w = rng.uniform(0.5, 2.0, n * waves)
+    kw = {"scale": "s"} if scale else {}
+    return OrdinalGLMM(random_effects=re, n_agq=n_agq, **kw).fit(X, y, groups=g, sample_weight=w)
+
+
+@pytest.mark.parametrize("re,n_agq", [("1", 7), ("1 + t", 5)])
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("kept", ["all", "blocks", "none"])
+def test_ordinal_quadrature_gradient_from_the_node_derivs(re, n_agq, scale, kept, monkeypatch):
+    m = _ordinal_fit(re, scale, n_agq)
+    data = m.fit_result_.objective.data
+    p = m.fit_result_.params + 0.05 * np.random.default_rng(0).normal(
+        size=len(m.fit_result_.params)
+    )
+    fd_obj = Objective(data, n_agq)
+    h = 1e-6
+    fd = np.array([(fd_obj.evaluate(p + e) - fd_obj.evaluate(p - e)) / (2 * h)
+                   for e in h * np.eye(len(p))])  # fmt: skip
+    n = len(data.y)
+    if kept != "all":  # the nodes in blocks of three
+        monkeypatch.setattr(_agq, "_BLOCK_ELEMENTS", 3 * n)
+    if kept == "none":  # nothing kept: the gradient makes the nodes' derivatives again
+        monkeypatch.setattr(_agq, "_KEEP_ELEMENTS", 0)
+    obj = Objective(data, n_agq)
+    value = obj.evaluate(p)
+    assert value == pytest.approx(fd_obj.evaluate(p), rel=1e-13)
+    kept_nodes = obj._agq_cache.d1
+    if kept == "none":
+        assert kept_nodes is None
+    else:  # the value's pass kept the partials in the thresholds (and scale) too
+        assert len(kept_nodes) == (1 if kept == "all" else -(-(n_agq ** (1 + (re != "1"))) // 3))
+        assert all(nd.channels.shape[0] == 2 + scale for nd in kept_nodes)
+    np.testing.assert_allclose(obj.gradient(p), fd, rtol=1e-6, atol=2e-6 * np.abs(fd).max())
