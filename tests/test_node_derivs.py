@@ -98,3 +98,32 @@ def test_ordinal_quadrature_gradient_from_the_node_derivs(re, n_agq, scale, kept
         assert len(kept_nodes) == (1 if kept == "all" else -(-(n_agq ** (1 + (re != "1"))) // 3))
         assert all(nd.channels.shape[0] == 2 + scale for nd in kept_nodes)
     np.testing.assert_allclose(obj.gradient(p), fd, rtol=1e-6, atol=2e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_nb2_node_derivs_are_derivs_and_extra_derivs(per_row, weighted):
+    """Counts from 0 to the millions (the large-count terms), theta near the Poisson
+    limit, and with per-row values (a dispersion model) some on the bound."""
+    from sklearn_glmm._engine.families.negbin import _UPPER
+
+    rng = np.random.default_rng(3)
+    fam = make_family("negbin")
+    n, k_nodes = 120, 3
+    y = np.concatenate([rng.poisson(2.0, n - 20), rng.integers(10**5, 10**7, 20)]).astype(float)
+    eta = np.log(y + 0.5) + rng.normal(scale=0.5, size=(k_nodes, n))
+    lt = rng.uniform(-2.0, 20.0, n) if per_row else 1.3
+    if per_row:
+        lt[:5] = _UPPER
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    const = fam.constant(y, None)
+    nd = fam.node_derivs(y, eta, None, w, (lt,), const, with_extra=True)
+    assert nd.rows is None and nd.channels.shape == (1, k_nodes, n)
+    for k in range(k_nodes):
+        der = fam.derivs(y, eta[k], None, w, (lt,), const)
+        dl, _, _ = fam.extra_derivs(y, eta[k], None, w, (lt,), const)
+        np.testing.assert_array_equal(nd.loglik[k], der.loglik)
+        np.testing.assert_array_equal(nd.d1[k], der.d1)
+        np.testing.assert_allclose(nd.channels[:, k], dl, rtol=1e-13, atol=1e-300)
+    at_bound = fam.node_derivs(y, eta, None, w, (_UPPER,), const, with_extra=True)
+    assert not np.any(at_bound.channels)

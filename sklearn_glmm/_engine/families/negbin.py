@@ -11,6 +11,7 @@ from .base import (
     _ETA_MAX,
     Family,
     LimitRidge,
+    NodeDerivs,
     _exp_mean,
     _large_count_zeros,
     _lgamma_ratio,
@@ -188,6 +189,29 @@ class NegativeBinomial2(Family):
         if weights is not None:
             dl, dd1, dw = weights * dl, weights * dd1, weights * dw
         return dl[None], dd1[None], dw[None]
+
+    has_node_derivs = True
+
+    def node_derivs(self, y, eta, trials, weights, extra, const=None, with_extra=False):
+        """``loglik`` and ``d1`` of :meth:`derivs`; the partial in ``log theta`` of
+        :meth:`extra_derivs` alone (not those of ``d1`` and ``w``), its digamma terms
+        once per row, not per node (``y`` is the rows', ``eta`` the nodes' (k, n))."""
+        der = self.derivs(y, eta, trials, weights, extra, const)
+        if not with_extra:
+            return NodeDerivs(der.loglik, der.d1, None, None)
+
+        def partial(lt):  # the unweighted derivative of loglik in log theta
+            return self._log_theta_terms(y, eta, trials, lt, const)[-1]
+
+        def limit():  # on the bound, the Poisson limit
+            return np.zeros(np.shape(der.d1))
+
+        lt = extra[0]
+        dl = array_on_bound(lt, _UPPER, limit, partial)
+        dl = partial(lt) if dl is None else dl
+        if weights is not None:
+            dl = weights * dl
+        return NodeDerivs(der.loglik, der.d1, dl[None], None)
 
     def _log_theta_terms(self, y, eta, trials, lt, const):
         """``theta, mu, theta + mu, s, r``, ``mu - y`` (without cancellation where mu is
