@@ -1122,3 +1122,31 @@ def test_the_thresholds_start_from_the_offsets_centre(shift):
     assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-6)
     a, b = m.thresholds_["estimate"].to_numpy(), ref.thresholds_["estimate"].to_numpy()
     np.testing.assert_allclose(a, b + shift, atol=1e-4)
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cauchit"])
+@pytest.mark.parametrize("order", [1, 3])
+def test_symmetric_links_partials_from_log_cdf_alone_are_the_same_to_the_bit(link, order):
+    # S(x) = F(-x): B, D and every derivative from log F at half the arguments, equal
+    # to those from log F and log S at both, in the middle and far in both tails
+    from sklearn_glmm._engine.families.ordinal import _pieces, _symmetric_pieces
+    from sklearn_glmm._engine.families.ordinal_links import make_ordinal_link
+
+    ln = make_ordinal_link(link)
+    assert ln.symmetric
+    rng = np.random.default_rng(5)
+    K, n = 5, 3000
+    k = rng.integers(0, K, n)
+    alpha = np.array([-40.0, -1.0, 0.5, 30.0])
+    padded = np.concatenate([[0.0], alpha, [0.0]])
+    eta = np.concatenate([rng.normal(scale=2.0, size=n // 2), rng.uniform(-60, 60, n - n // 2)])
+    eta = np.stack([eta, eta[::-1]])  # nodes x rows, as quadrature asks
+    xu, xl = padded[k + 1] - eta, padded[k] - eta
+    top, bottom = k == K - 1, k == 0
+    upper, middle = ~bottom & (top | (xl > 0)), ~top & ~bottom
+    with np.errstate(all="ignore"):
+        general = _pieces(ln, xu, xl, upper, middle, order)
+        fast = _symmetric_pieces(ln, xu, xl, upper, middle, order)
+    for name, a, b in zip(("B", "D", "bu", "bl", "du", "dl"), general, fast):
+        assert a.shape == b.shape, name
+        np.testing.assert_array_equal(a, b, err_msg=name)

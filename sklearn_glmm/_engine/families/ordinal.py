@@ -96,6 +96,55 @@ def _log1mexp(a):
 _MEMO_CELLS = 50_000
 
 
+def _pieces(ln, xu, xl, upper, middle, order):
+    """``B``, ``D`` (before the middle classes' clipping) and the derivatives of ``B``
+    in ``x_u`` and ``x_l`` and of ``D`` in both (each (order,) + x.shape; ``order`` 1
+    or 3): from ``log F`` and ``log S`` at both arguments."""
+    lfu, lsu = ln.log_cdf(xu), ln.log_sf(xu)
+    lfl, lsl = ln.log_cdf(xl), ln.log_sf(xl)
+    if order == 1:
+        Fu, Su = ln.log_cdf_d1(xu)[None], ln.log_sf_d1(xu)[None]
+        Fl, Sl = ln.log_cdf_d1(xl)[None], ln.log_sf_d1(xl)[None]
+    else:
+        Fu, Su = np.stack(ln.log_cdf_derivs(xu)), np.stack(ln.log_sf_derivs(xu))
+        Fl, Sl = np.stack(ln.log_cdf_derivs(xl)), np.stack(ln.log_sf_derivs(xl))
+    base = np.where(upper, lsl, lfu)
+    D = np.where(upper, lsu - lsl, lfl - lfu)
+    # B's derivatives in x_u (lower form) or x_l (upper form); D's in both
+    bu = np.where(upper, 0.0, Fu)
+    bl = np.where(upper, Sl, 0.0)
+    du = np.where(middle, np.where(upper, Su, -Fu), 0.0)
+    dl = np.where(middle, np.where(upper, -Sl, Fl), 0.0)
+    return base, D, bu, bl, du, dl
+
+
+# (-1)^k for the k-th derivative, k = 1, 2, 3
+_SIGNS = np.array([-1.0, 1.0, -1.0])
+
+
+def _symmetric_pieces(ln, xu, xl, upper, middle, order):
+    """:func:`_pieces` for a symmetric latent distribution (``S(x) = F(-x)``), from
+    ``log F`` alone at half the arguments: ``B = log F(x_1)`` and ``D = log F(x_2) -
+    log F(x_1)`` with ``x_1 = x_u``, ``x_2 = x_l`` in the lower form and ``x_1 =
+    -x_l``, ``x_2 = -x_u`` in the upper, the derivatives of ``log S`` at ``x`` those
+    of ``log F`` at ``-x`` times ``(-1)^k``. The same values to the bit."""
+    x1 = np.where(upper, -xl, xu)
+    x2 = np.where(upper, -xu, xl)
+    l1 = ln.log_cdf(x1)
+    D = ln.log_cdf(x2) - l1
+    if order == 1:
+        G1, G2 = ln.log_cdf_d1(x1)[None], ln.log_cdf_d1(x2)[None]
+    else:
+        G1, G2 = np.stack(ln.log_cdf_derivs(x1)), np.stack(ln.log_cdf_derivs(x2))
+    sign = _SIGNS[:order].reshape((order,) + (1,) * np.ndim(xu))
+    S1 = sign * G1  # log S's derivatives at -x_1 (x_l, upper form)
+    bu = np.where(upper, 0.0, G1)
+    bl = np.where(upper, S1, 0.0)
+    du = np.where(middle, np.where(upper, sign * G2, -G1), 0.0)
+    dl = np.where(middle, np.where(upper, -S1, G2), 0.0)
+    return l1, D, bu, bl, du, dl
+
+
 class CumulativeLink(Family):
     """Cumulative link model for ``n_classes`` ordered classes; ``y`` is the class index.
 
@@ -249,27 +298,15 @@ class CumulativeLink(Family):
         ln = self.link
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             upper = ~bottom & (top | (xl > 0))  # B is log S(x_l)
-            lfu, lsu = ln.log_cdf(xu), ln.log_sf(xu)
-            lfl, lsl = ln.log_cdf(xl), ln.log_sf(xl)
-            # first to third derivatives (or the first alone), stacked: (order, n) each
-            if order == 1:
-                Fu, Su = ln.log_cdf_d1(xu)[None], ln.log_sf_d1(xu)[None]
-                Fl, Sl = ln.log_cdf_d1(xl)[None], ln.log_sf_d1(xl)[None]
-            else:
-                Fu, Su = np.stack(ln.log_cdf_derivs(xu)), np.stack(ln.log_sf_derivs(xu))
-                Fl, Sl = np.stack(ln.log_cdf_derivs(xl)), np.stack(ln.log_sf_derivs(xl))
             middle = ~top & ~bottom
-            base = np.where(upper, lsl, lfu)
-            D = np.where(upper, lsu - lsl, lfl - lfu)
+            if ln.symmetric:
+                base, D, bu, bl, du, dl = _symmetric_pieces(ln, xu, xl, upper, middle, order)
+            else:
+                base, D, bu, bl, du, dl = _pieces(ln, xu, xl, upper, middle, order)
             D = np.where(middle, np.minimum(D, 0.0), -np.inf)
             logp = base + np.where(middle, _log1mexp(D), 0.0)
             s = np.where(middle, 1.0 / np.expm1(-D), 0.0)
         p1 = -s
-        # B's derivatives in x_u (lower form) or x_l (upper form); D's in both
-        bu = np.where(upper, 0.0, Fu)
-        bl = np.where(upper, Sl, 0.0)
-        du = np.where(middle, np.where(upper, Su, -Fu), 0.0)
-        dl = np.where(middle, np.where(upper, -Sl, Fl), 0.0)
         L = {"logp": logp, "xu": xu, "xl": xl, "inv": inv}
         L["u"] = bu[0] + p1 * du[0]
         L["l"] = bl[0] + p1 * dl[0]

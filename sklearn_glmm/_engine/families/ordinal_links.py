@@ -31,6 +31,9 @@ class OrdinalLink(Link):
     """A latent distribution ``F``: link ``F^{-1}``, inverse ``F``, and the tail-stable pieces."""
 
     log_concave = True
+    # F(-x) = S(x) (logit, probit, cauchit): ``log_sf(x)`` is ``log_cdf(-x)`` and its
+    # k-th derivative ``(-1)^k`` times ``log_cdf``'s at ``-x``, to the bit
+    symmetric = False
 
     def inverse(self, eta):
         return np.exp(self.log_cdf(np.asarray(eta, dtype=float)))
@@ -87,6 +90,7 @@ class OrdinalLink(Link):
 
 
 class OrdinalLogit(OrdinalLink):
+    symmetric = True
     name = "logit"
     scale_name = "log-odds"
     ratio_name = "odds ratio"  # of a higher class, the same at every cut
@@ -129,6 +133,7 @@ class OrdinalLogit(OrdinalLink):
 
 
 class OrdinalProbit(OrdinalLink):
+    symmetric = True
     name = "probit"
     scale_name = "probit"
     ratio_name = None
@@ -267,6 +272,7 @@ class OrdinalLoglog(OrdinalLink):
 class OrdinalCauchit(OrdinalLink):
     """``F(x) = 1/2 + arctan(x) / pi``: heavy tails, not log-concave."""
 
+    symmetric = True
     name = "cauchit"
     scale_name = "cauchit"
     ratio_name = None
