@@ -91,7 +91,7 @@ def test_ordinal_quadrature_gradient_from_the_node_derivs(re, n_agq, scale, kept
     obj = Objective(data, n_agq)
     value = obj.evaluate(p)
     assert value == pytest.approx(fd_obj.evaluate(p), rel=1e-13)
-    kept_nodes = obj._agq_cache.d1
+    kept_nodes = obj._agq_cache.nodes
     if kept == "none":
         assert kept_nodes is None
     else:  # the value's pass kept the partials in the thresholds (and scale) too

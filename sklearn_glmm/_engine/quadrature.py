@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 # Most (node, row) pairs evaluated in one call of the family: the family's
 # temporaries then stay in the processor's cache, and memory stays bounded.
 _BLOCK_ELEMENTS = 1 << 15
-# Most (node, row) pairs whose d1 is kept from the value for the gradient.
+# Most (node, row) pairs whose derivatives (d1 and, where made in the same pass, the
+# partials in the family's own parameters) are kept from the value for the gradient.
 _KEEP_ELEMENTS = 1 << 21
 
 
@@ -126,8 +127,8 @@ class _Quadrature:
     log_sd: np.ndarray  # (n_levels,)
     terms: np.ndarray  # (n_agq, n_levels) log integrand t_jk
     log_sum: np.ndarray  # (n_levels,) log sum_k exp(t_jk)
-    d1: list | None  # per block, the nodes' NodeDerivs (d1 and more), kept for one gradient
-    blocks: list | None = None  # the node blocks themselves, kept with d1
+    nodes: list | None  # per block, the nodes' NodeDerivs (d1 and more), kept for one gradient
+    blocks: list | None = None  # the node blocks themselves, kept with them
 
 
 def _inputs(obj: Objective) -> tuple:
@@ -150,14 +151,14 @@ def _quadrature(obj: Objective) -> _Quadrature:
     z, log_w = _rule(obj.n_agq)
     n = len(obj.state["eta_fix"])
     terms = np.empty((obj.n_agq, obj.groups[0].n_levels))
-    d1, blocks = [], []
+    kept, blocks = [], []
     with_extra = keeps_extra(obj, obj.n_agq * n)
     for nodes in _blocks(obj.n_agq, n):
         b = _node_block(obj, nodes)
         der = node_derivs(obj, b.eta, with_extra)
         ll = _level_sums(obj.groups[0], der.loglik)
         terms[nodes] = log_w[nodes, None] + ll - 0.5 * b.uk**2 + 0.5 * z[nodes, None] ** 2
-        d1.append(der)
+        kept.append(der)
         blocks.append(b)
     log_sd = np.log(np.sqrt(obj.solver.hinv[:, 0, 0]))
     keep = obj.n_agq * n <= _KEEP_ELEMENTS
@@ -167,7 +168,7 @@ def _quadrature(obj: Objective) -> _Quadrature:
         log_sd,
         terms,
         _logsumexp0(terms),
-        d1 if keep else None,
+        kept if keep else None,
         blocks if keep else None,
     )
     obj._agq_cache = q
@@ -203,7 +204,7 @@ def level_log_integrals(obj: Objective) -> tuple[np.ndarray, np.ndarray]:
 def _gradient_blocks(obj: Objective, q: _Quadrature):
     """Each node block with its rows' :class:`NodeDerivs`: kept by the evaluation (used
     once), or anew."""
-    kept, blocks, q.d1, q.blocks = q.d1, q.blocks, None, None
+    kept, blocks, q.nodes, q.blocks = q.nodes, q.blocks, None, None
     if kept is not None:
         yield from zip(blocks, kept)
         return

@@ -142,7 +142,7 @@ class _VectorQuadrature:
     level: _Level
     terms: np.ndarray  # (K, G)
     log_sum: np.ndarray  # (G,)
-    d1: list | None  # per block, the nodes' NodeDerivs, kept for one gradient
+    nodes: list | None  # per block, the nodes' NodeDerivs, kept for one gradient
 
 
 def _quadrature(obj: Objective) -> _VectorQuadrature:
@@ -172,13 +172,13 @@ def _quadrature(obj: Objective) -> _VectorQuadrature:
         - z @ np.einsum("gba,gb->ga", lev.S, u).T
         - 0.5 * (zz @ StS.reshape(gi.n_levels, q * q).T)
     )
-    d1 = []
+    kept = []
     with_extra = _q.keeps_extra(obj, len(z) * n)
     for nodes in _blocks(len(z), n):
         der = _q.node_derivs(obj, _node_eta(obj, lev, nodes), with_extra)
         terms[nodes] += _q._level_sums(gi, der.loglik)
-        d1.append(der)
-    keep = d1 if len(z) * n <= _q._KEEP_ELEMENTS else None
+        kept.append(der)
+    keep = kept if len(z) * n <= _q._KEEP_ELEMENTS else None
     out = _VectorQuadrature(inputs, obj.n_agq, lev, terms, _q._logsumexp0(terms), keep)
     obj._agq_cache = out
     return out
@@ -203,7 +203,7 @@ def _node_sums(obj: Objective, qd: _VectorQuadrature, post: np.ndarray):
     s, gi = obj.state, obj.groups[0]
     z, _ = product_rule(obj.n_agq, s["a_vals"].shape[1])
     n = len(s["eta"])
-    kept, qd.d1 = qd.d1, None
+    kept, qd.nodes = qd.nodes, None
     d1_sum, d1_z = np.zeros(n), np.zeros((n, z.shape[1]))
     g_extra = np.zeros((len(s["extra"]), n))
     for i, nodes in enumerate(_blocks(len(z), n)):
