@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM
+from sklearn_glmm import BinomialGLMM, NegBinGLMM, OrdinalGLMM, PoissonGLMM
 from sklearn_glmm._design import theta_layout
 from sklearn_glmm._engine import laplace_hessian as lh
 from sklearn_glmm._engine.families import make_family
@@ -466,12 +466,97 @@ def test_zero_inflated_block_in_closed_form(family, opts):
 
 
 def test_families_without_a_fourth_derivative_say_so():
-    from sklearn_glmm._engine.families.ordinal import CumulativeLink
+    from sklearn_glmm._engine.families.base import Family
 
-    fam = CumulativeLink(4)  # (the ordinal model's Hessian is its own)
+    fam = Family()  # (a family that does not give it: the Hessian by differences)
     assert not fam.has_fourth_derivative
     with pytest.raises(NotImplementedError):
-        fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, fam.default_extra())
+        fam.fourth_derivative(np.ones(2), np.zeros(2), None, None, ())
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog", "loglog", "cauchit"])
+@pytest.mark.parametrize("threshold", ["flexible", "equidistant"])
+def test_ordinal_fourth_derivative_and_threshold_derivatives(link, threshold):
+    """The cumulative link's ``w4`` against extrapolated differences of its ``w3``, and
+    its derivatives in the thresholds (``extra_hessian_derivs``) against differences of
+    ``derivs`` and ``extra_derivs``: every class, the middle and both tails, weights."""
+    fam = make_family("ordinal", n_classes=5, link=link, threshold=threshold)
+    rng = np.random.default_rng(2)
+    n = 400
+    y = np.tile(np.arange(5), n // 5).astype(float)
+    eta = np.concatenate([rng.normal(scale=2.0, size=n // 2), rng.uniform(-6, 6, n // 2)])
+    E = fam.J.shape[1]
+    a = fam.default_extra()[:E] + rng.normal(scale=0.05, size=E)
+    w = rng.uniform(0.5, 2.0, n)
+    # (the probit's w3 rounds at about 1e-12 where both cut points lie in its lower tail:
+    # its differences are off by up to 1.4e-4 relative there, where the closed form
+    # agrees with 50-digit differentiation of log p to 1e-7)
+    check_fourth_derivative(fam, y, eta, None, w, a, rtol=2e-4 if link == "probit" else 1e-5)
+    (l_e, d_e, w_e), w3_e, second = fam.extra_hessian_derivs(y, eta, None, w, a)
+    for got, ref in zip((l_e, d_e, w_e), fam.extra_derivs(y, eta, None, w, a)):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
+
+    def central(f, h):  # derivatives of derivs' w3 and of extra_derivs' rows in a_f
+        up, down = a.copy(), a.copy()
+        up[f], down[f] = a[f] + h, a[f] - h
+        w3 = (fam.derivs(y, eta, None, w, up).w3 - fam.derivs(y, eta, None, w, down).w3) / (2 * h)
+        hi, lo = fam.extra_derivs(y, eta, None, w, up), fam.extra_derivs(y, eta, None, w, down)
+        return [w3] + [(p - m) / (2 * h) for p, m in zip(hi, lo)]
+
+    for f in range(E):
+        ref = [(4.0 * p - m) / 3.0 for p, m in zip(central(f, 5e-4), central(f, 1e-3))]
+        got = [w3_e[f]] + [v[:, f] for v in second]
+        for g, r in zip(got, ref):  # (the probit's w3 in its far tails rounds at 1e-14:
+            # its differences there carry about 5e-10 of the largest entry)
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-7 * np.abs(r).max())
+
+
+def _ordinal_fit(link, re, classes=5, scale=False):
+    rng = np.random.default_rng(6)
+    n_levels, per = 40, 8
+    g = np.repeat(np.arange(n_levels), per)
+    X = pd.DataFrame(
+        {"x1": rng.normal(size=n_levels * per), "s": rng.integers(0, 2, n_levels * per)}
+    )
+    b = rng.normal(size=(n_levels, 2)) * [0.9, 0.6]
+    lat = 0.6 * X["x1"] + b[g, 0] + (b[g, 1] * X["x1"] if re != "1" else 0.0)
+    lat = lat + np.exp(0.3 * X["s"]) * rng.logistic(size=len(g))
+    cuts = [-1.5, -0.3, 0.6, 1.8][: classes - 1] if classes > 2 else [0.2]
+    y = np.digitize(lat, cuts)
+    kw = {"scale": "s"} if scale else {}
+    Xf = X if scale else X[["x1"]]
+    return OrdinalGLMM(random_effects=re, link=link, **kw).fit(Xf, y, groups=g)
+
+
+@pytest.mark.parametrize(
+    "link, re, classes, scale",
+    [
+        ("logit", "1", 5, False),
+        ("probit", "1", 5, False),
+        ("cloglog", "1 + x1", 5, False),
+        ("logit", "1 + x1", 4, False),
+        ("logit", "1", 2, False),  # one threshold: its column by differences
+        ("probit", "1", 4, True),  # scale effects: the family's rows by differences
+    ],
+)
+def test_ordinal_fit_hessian_is_exact(link, re, classes, scale):
+    """An ordinal fit's Hessian (standard errors, checks at the optimum): in closed form
+    in (beta, theta) and, without scale effects and with two thresholds or more, in the
+    thresholds too; against extrapolated central differences of the gradient."""
+    est = _ordinal_fit(link, re, classes, scale)
+    assert est.converged_
+    obj = Objective(est.fit_result_.objective.data, 1)
+    x = np.asarray(est.fit_record_.final, dtype=float)
+    ref = _central_hessian(obj, x)
+    np.testing.assert_allclose(est.fit_record_.hessian, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+    # where the closed form applies, the same point's Hessian without any difference
+    obj.value_and_grad(x)
+    block = obj.exact_hessian_block()
+    assert block is not None and len(block) == est.fit_result_.objective.data.n_beta + len(
+        est.fit_result_.objective.data.factors[0].theta_rows
+    )
+    rows = obj.exact_extra_rows()
+    assert (rows is None) == (scale or classes == 2)
 
 
 @pytest.mark.parametrize("zero_inflated", [False, True])
@@ -1197,3 +1282,19 @@ def test_a_dispersion_model_s_rows_in_closed_form(make):
     final = np.array(m.fit_record_.final)
     for x0 in (final, final + 0.03):
         check_closed_block(obj, x0, lh.laplace_hessian, evals=0, tol=1e-6)
+
+
+@pytest.mark.parametrize("link", ["logit", "cloglog"])
+def test_ordinal_quadrature_hessian_in_closed_form(link):
+    """With one scalar random effect the quadrature's (beta, theta) block is in closed
+    form for the ordinal family too (its thresholds by differences)."""
+    from sklearn_glmm._engine import agq_hessian
+
+    est = _ordinal_fit(link, "1")
+    data = est.fit_result_.objective.data
+    obj = Objective(data, 7)
+    x = np.asarray(est.fit_record_.final, dtype=float) + 0.02
+    obj.value_and_grad(x)
+    assert agq_hessian.applies(obj)
+    ref = _central_hessian(Objective(data, 7), x)
+    np.testing.assert_allclose(hessian(obj, x), ref, atol=1e-6 * np.abs(ref).max(), rtol=0)

@@ -3,8 +3,8 @@
 For one grouping factor (one random effect per level, or several with an unstructured
 or diagonal covariance) and a family whose fourth derivative in ``eta`` is at hand
 (:meth:`Family.fourth_derivative`: Poisson with the log link, binomial with the logit,
-probit or cloglog link, NB2, NB1 and the beta-binomial, and the zero-inflated,
-zero-truncated and hurdle count models; for those that are not log-concave ``h_j``
+probit or cloglog link, NB2, NB1, the beta-binomial, the ordinal family, and the
+zero-inflated, zero-truncated and hurdle count models; for those that are not log-concave ``h_j``
 below is the mode's signed curvature, positive at a mode), every level is a small
 problem of its own and the Hessian of ``F = -2 log L`` in ``p = (beta, theta)`` is a
 sum over levels of closed forms: no evaluation at other points, where forward

@@ -98,16 +98,12 @@ _MEMO_CELLS = 50_000
 
 def _pieces(ln, xu, xl, upper, middle, order):
     """``B``, ``D`` (before the middle classes' clipping) and the derivatives of ``B``
-    in ``x_u`` and ``x_l`` and of ``D`` in both (each (order,) + x.shape; ``order`` 1
-    or 3): from ``log F`` and ``log S`` at both arguments."""
+    in ``x_u`` and ``x_l`` and of ``D`` in both (each (order,) + x.shape; ``order`` 1,
+    3 or 4): from ``log F`` and ``log S`` at both arguments."""
     lfu, lsu = ln.log_cdf(xu), ln.log_sf(xu)
     lfl, lsl = ln.log_cdf(xl), ln.log_sf(xl)
-    if order == 1:
-        Fu, Su = ln.log_cdf_d1(xu)[None], ln.log_sf_d1(xu)[None]
-        Fl, Sl = ln.log_cdf_d1(xl)[None], ln.log_sf_d1(xl)[None]
-    else:
-        Fu, Su = np.stack(ln.log_cdf_derivs(xu)), np.stack(ln.log_sf_derivs(xu))
-        Fl, Sl = np.stack(ln.log_cdf_derivs(xl)), np.stack(ln.log_sf_derivs(xl))
+    Fu, Su = _derivatives(ln, "cdf", xu, order), _derivatives(ln, "sf", xu, order)
+    Fl, Sl = _derivatives(ln, "cdf", xl, order), _derivatives(ln, "sf", xl, order)
     base = np.where(upper, lsl, lfu)
     D = np.where(upper, lsu - lsl, lfl - lfu)
     # B's derivatives in x_u (lower form) or x_l (upper form); D's in both
@@ -118,8 +114,19 @@ def _pieces(ln, xu, xl, upper, middle, order):
     return base, D, bu, bl, du, dl
 
 
-# (-1)^k for the k-th derivative, k = 1, 2, 3
-_SIGNS = np.array([-1.0, 1.0, -1.0])
+def _derivatives(ln, kind, x, order):
+    """The first ``order`` (1, 3 or 4) derivatives of ``log F`` (``kind`` "cdf") or
+    ``log S`` ("sf") at ``x``, stacked: (order,) + x.shape."""
+    if order == 1:
+        return getattr(ln, f"log_{kind}_d1")(x)[None]
+    found = getattr(ln, f"log_{kind}_derivs")(x)
+    if order == 4:
+        found = found + (getattr(ln, f"log_{kind}_d4")(x),)
+    return np.stack(found)
+
+
+# (-1)^k for the k-th derivative, k = 1, 2, 3, 4
+_SIGNS = np.array([-1.0, 1.0, -1.0, 1.0])
 
 
 def _symmetric_pieces(ln, xu, xl, upper, middle, order):
@@ -132,10 +139,7 @@ def _symmetric_pieces(ln, xu, xl, upper, middle, order):
     x2 = np.where(upper, -xu, xl)
     l1 = ln.log_cdf(x1)
     D = ln.log_cdf(x2) - l1
-    if order == 1:
-        G1, G2 = ln.log_cdf_d1(x1)[None], ln.log_cdf_d1(x2)[None]
-    else:
-        G1, G2 = np.stack(ln.log_cdf_derivs(x1)), np.stack(ln.log_cdf_derivs(x2))
+    G1, G2 = _derivatives(ln, "cdf", x1, order), _derivatives(ln, "cdf", x2, order)
     sign = _SIGNS[:order].reshape((order,) + (1,) * np.ndim(xu))
     S1 = sign * G1  # log S's derivatives at -x_1 (x_l, upper form)
     bu = np.where(upper, 0.0, G1)
@@ -284,7 +288,10 @@ class CumulativeLink(Family):
     def _compute_partials(self, eta, k, a, log_sigma, order=3):
         """:meth:`_partials` at the class indices ``k``, thresholds' parameters ``a``
         and log scale ``log_sigma``; ``order=1``: ``logp`` and the first partials
-        ``u`` and ``l`` alone (what quadrature reads at its nodes)."""
+        ``u`` and ``l`` alone (what quadrature reads at its nodes); ``order=4``: also the
+        fourth (``uuuu`` ... ``llll``, for the exact Hessian), from ``g(D) = log(1 -
+        e^D)``'s fourth derivative ``p4 = p2 (1 + 6 s + 6 s^2)`` and ``D``'s partials,
+        which do not mix ``x_u`` and ``x_l``."""
         alpha = self.J @ a
         if not (np.all(np.diff(alpha) > 0) and np.all(np.isfinite(alpha))):
             return None
@@ -321,6 +328,22 @@ class CumulativeLink(Family):
         L["lll"] = bl[2] + p3 * dl[0] ** 3 + 3.0 * p2 * dl[0] * dl[1] + p1 * dl[2]
         L["uul"] = p3 * du[0] ** 2 * dl[0] + p2 * du[1] * dl[0]
         L["ull"] = p3 * du[0] * dl[0] ** 2 + p2 * du[0] * dl[1]
+        if order == 4:
+            p4 = p2 * (1.0 + 6.0 * s * (1.0 + s))
+            # in one argument (B's and D's), three in one and one in the other (D's)
+            sides = (("uuuu", "uuul", bu, du, dl), ("llll", "ulll", bl, dl, du))
+            for pure, mixed, b, d, e in sides:
+                L[pure] = (
+                    b[3]
+                    + p4 * d[0] ** 4
+                    + 6.0 * p3 * d[0] ** 2 * d[1]
+                    + p2 * (3.0 * d[1] ** 2 + 4.0 * d[0] * d[2])
+                    + p1 * d[3]
+                )
+                L[mixed] = (p4 * d[0] ** 3 + 3.0 * p3 * d[0] * d[1] + p2 * d[2]) * e[0]
+            L["uull"] = (p4 * du[0] ** 2 + p3 * du[1]) * dl[0] ** 2 + (
+                p3 * du[0] ** 2 + p2 * du[1]
+            ) * dl[1]
         return L
 
     has_node_derivs = True
@@ -412,6 +435,80 @@ class CumulativeLink(Family):
         if weights is not None:
             out = [weights * o for o in out]
         return tuple(out)
+
+    # the exact Laplace Hessian (and, without scale effects, the thresholds' rows:
+    # extra_hessian_derivs)
+    has_fourth_derivative = True
+
+    def fourth_derivative(self, y, eta, trials, weights, extra=(), const=None):
+        """``w4 = d w3 / d eta = -(L_uuuu + 4 L_uuul + 6 L_uull + 4 L_ulll + L_llll) /
+        sigma^4`` (``eta`` enters both arguments as ``-eta / sigma``); zero where the
+        thresholds are out of order."""
+        eta = np.asarray(eta, dtype=float)
+        a, log_sigma = self.split(extra)
+        k = np.asarray(y, dtype=np.intp) if const is None else const
+        L = self._compute_partials(eta, k, a, log_sigma, order=4)
+        if L is None:
+            return np.zeros(eta.shape)
+        w4 = -(L["uuuu"] + 4.0 * L["uuul"] + 6.0 * L["uull"] + 4.0 * L["ulll"] + L["llll"])
+        w4 = w4 * L["inv"] ** 4
+        return w4 if weights is None else weights * w4
+
+    def extra_hessian_derivs(self, y, eta, trials, weights, extra, const=None):
+        """``(first, w3_e, second)`` in the threshold parameters (``Family``'s contract
+        for the exact Hessian's rows of several own parameters): the first derivatives
+        of ``loglik``, ``d1`` and ``w`` (each (E, n)), those of ``w3`` (E, n) and the
+        second derivatives of ``loglik``, ``d1`` and ``w`` (each (E, E, n)). A threshold
+        parameter moves ``x_u`` by ``J_u / sigma`` and ``x_l`` by ``J_l / sigma``, so each
+        is a sum of partials in ``(x_u, x_l)`` one and two orders up with the rows' J
+        entries. None with scale effects (their rows by differences) or thresholds out of
+        order."""
+        if self.has_scale:
+            return None
+        eta = np.asarray(eta, dtype=float)
+        a, log_sigma = self.split(extra)
+        k = np.asarray(y, dtype=np.intp) if const is None else const
+        L = self._compute_partials(eta, k, a, log_sigma, order=4)
+        if L is None:
+            return None
+        E = self.J.shape[1]
+        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
+        Ju, Jl = Jp[k + 1].T, Jp[k].T  # (E, n)
+        cross = Ju[:, None] * Jl[None] + Jl[:, None] * Ju[None]
+
+        def one(gu, gl, power):  # d G / d a_e, G's partials gu, gl
+            return (Ju * gu + Jl * gl) * L["inv"] ** power
+
+        def two(guu, gul, gll, power):  # d2 G / d a_e d a_f
+            out = Ju[:, None] * Ju[None] * guu + cross * gul + Jl[:, None] * Jl[None] * gll
+            return out * L["inv"] ** power
+
+        P = L  # (the partials in x_u and x_l)
+        first = (
+            one(P["u"], P["l"], 1),
+            -one(P["uu"] + P["ul"], P["ul"] + P["ll"], 2),
+            -one(P["uuu"] + 2.0 * P["uul"] + P["ull"], P["uul"] + 2.0 * P["ull"] + P["lll"], 3),
+        )
+        w3_e = one(
+            P["uuuu"] + 3.0 * P["uuul"] + 3.0 * P["uull"] + P["ulll"],
+            P["uuul"] + 3.0 * P["uull"] + 3.0 * P["ulll"] + P["llll"],
+            4,
+        )
+        second = (
+            two(P["uu"], P["ul"], P["ll"], 2),
+            -two(P["uuu"] + P["uul"], P["uul"] + P["ull"], P["ull"] + P["lll"], 3),
+            -two(
+                P["uuuu"] + 2.0 * P["uuul"] + P["uull"],
+                P["uuul"] + 2.0 * P["uull"] + P["ulll"],
+                P["uull"] + 2.0 * P["ulll"] + P["llll"],
+                4,
+            ),
+        )
+        if weights is not None:
+            first = tuple(weights * v for v in first)
+            w3_e = weights * w3_e
+            second = tuple(weights * v for v in second)
+        return first, w3_e, second
 
     # -- probabilities ------------------------------------------------------------
     def cumulative(self, eta, extra) -> np.ndarray:

@@ -78,6 +78,26 @@ class OrdinalLink(Link):
         a, b = self.dlog_pdf(x), self.d2_over_pdf(x)
         return -q, -q * (a + q), -q * (b + 3.0 * a * q + 2.0 * q * q)
 
+    def d3_over_pdf(self, x):
+        """``f^(3)(x) / f(x)``."""
+        raise NotImplementedError
+
+    def log_cdf_d4(self, x):
+        """The fourth derivative of ``log F`` at ``x``: ``r (c - 4 b r - 3 a^2 r + 12 a
+        r^2 - 6 r^3)`` with ``c = f^(3) / f`` (:meth:`log_cdf_derivs`' ``r, a, b``)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = np.exp(self.log_pdf(x) - self.log_cdf(x))
+        a, b, c = self.dlog_pdf(x), self.d2_over_pdf(x), self.d3_over_pdf(x)
+        return r * (c - 4.0 * b * r - 3.0 * a * a * r + 12.0 * a * r * r - 6.0 * r**3)
+
+    def log_sf_d4(self, x):
+        """The fourth derivative of ``log S`` at ``x``: ``-q (c + 4 b q + 3 a^2 q + 12 a
+        q^2 + 6 q^3)`` (``q = f / S``)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            q = np.exp(self.log_pdf(x) - self.log_sf(x))
+        a, b, c = self.dlog_pdf(x), self.d2_over_pdf(x), self.d3_over_pdf(x)
+        return -q * (c + 4.0 * b * q + 3.0 * a * a * q + 12.0 * a * q * q + 6.0 * q**3)
+
     def log_cdf_d1(self, x):
         """``d log F / dx = f / F`` alone (the first of :meth:`log_cdf_derivs`)."""
         with np.errstate(over="ignore", invalid="ignore"):
@@ -125,6 +145,19 @@ class OrdinalLogit(OrdinalLink):
         f = F * S
         return -F, -f, -f * (S - F)
 
+    def d3_over_pdf(self, x):
+        a = self.dlog_pdf(x)
+        return a * (self.d2_over_pdf(x) - 6.0 * np.exp(self.log_pdf(x)))
+
+    def log_cdf_d4(self, x):
+        # d/dx of -f (S - F), with f' = f (S - F) and (S - F)' = -2 f
+        F, S = special.expit(x), special.expit(-x)
+        f = F * S
+        return f * (2.0 * f - (S - F) ** 2)
+
+    def log_sf_d4(self, x):
+        return self.log_cdf_d4(-x)
+
     def log_cdf_d1(self, x):
         return special.expit(-x)
 
@@ -166,6 +199,19 @@ class OrdinalProbit(OrdinalLink):
     def log_sf_derivs(self, x):
         d1, d2, d3 = self.log_cdf_derivs(-x)
         return -d1, d2, -d3
+
+    def d3_over_pdf(self, x):
+        return x * (3.0 - x * x)
+
+    def log_cdf_d4(self, x):
+        # one derivative past log_cdf_derivs' third (m' = d2)
+        m = np.exp(self.log_pdf(x) - special.log_ndtr(x))
+        d2 = -m * (x + m)
+        d3 = -d2 * (x + m) - m * (1.0 + d2)
+        return -d3 * (x + 2.0 * m) - 2.0 * d2 * (1.0 + d2)
+
+    def log_sf_d4(self, x):
+        return self.log_cdf_d4(-x)
 
     def log_cdf_d1(self, x):
         return np.exp(self.log_pdf(x) - special.log_ndtr(x))
@@ -215,6 +261,23 @@ class OrdinalCloglog(OrdinalLink):
         u = -np.exp(np.minimum(x, _X_MAX))  # log S = -exp(x)
         return u, u, u
 
+    def d3_over_pdf(self, x):
+        u = np.exp(np.minimum(x, _X_MAX))
+        a = 1.0 - u
+        return a * ((1.0 - u) ** 2 - u) - u * (2.0 * a + 1.0)
+
+    def log_cdf_d4(self, x):
+        # one derivative past log_cdf_derivs' third, with u' = u and g' = dg
+        u = np.exp(np.minimum(x, _X_MAX))
+        with np.errstate(over="ignore"):
+            g = np.where(u > 1e-300, u / np.expm1(np.maximum(u, 1e-300)), 1.0)
+        dg = g * (1.0 - u - g)
+        d3 = dg * (1.0 - u - g) - g * (u + dg)
+        return d3 * (1.0 - u - 2.0 * g) - 2.0 * dg * (u + dg) - g * u
+
+    def log_sf_d4(self, x):
+        return -np.exp(np.minimum(x, _X_MAX))
+
     def log_cdf_d1(self, x):
         u = np.exp(np.minimum(x, _X_MAX))
         with np.errstate(over="ignore"):
@@ -262,6 +325,17 @@ class OrdinalLoglog(OrdinalLink):
         d1, d2, d3 = _CLOGLOG.log_cdf_derivs(-x)
         return -d1, d2, -d3
 
+    def d3_over_pdf(self, x):
+        e = np.exp(np.minimum(-x, _X_MAX))
+        a = e - 1.0
+        return a * ((e - 1.0) ** 2 - e) + e * (1.0 - 2.0 * a)
+
+    def log_cdf_d4(self, x):
+        return -np.exp(np.minimum(-x, _X_MAX))  # log F = -exp(-x)
+
+    def log_sf_d4(self, x):
+        return _CLOGLOG.log_cdf_d4(-x)
+
     def log_cdf_d1(self, x):
         return np.exp(np.minimum(-x, _X_MAX))
 
@@ -301,6 +375,11 @@ class OrdinalCauchit(OrdinalLink):
         x = np.clip(x, -_CAUCHIT_MAX, _CAUCHIT_MAX)
         s = 1.0 + x * x
         return (6.0 * x * x - 2.0) / s / s
+
+    def d3_over_pdf(self, x):
+        x = np.clip(x, -_CAUCHIT_MAX, _CAUCHIT_MAX)
+        s = 1.0 + x * x
+        return 24.0 * (x / s) * ((1.0 - x * x) / s) / s
 
 
 _CLOGLOG = OrdinalCloglog()
