@@ -127,3 +127,33 @@ def test_nb2_node_derivs_are_derivs_and_extra_derivs(per_row, weighted):
         np.testing.assert_allclose(nd.channels[:, k], dl, rtol=1e-13, atol=1e-300)
     at_bound = fam.node_derivs(y, eta, None, w, (_UPPER,), const, with_extra=True)
     assert not np.any(at_bound.channels)
+
+
+@pytest.mark.parametrize("dispersion, re, n_agq", [("1 + x", "1", 5), ("1 + x", "1 + x", 3)])
+@pytest.mark.parametrize("kept", [True, False])
+def test_nb2_quadrature_gradient_with_a_dispersion_model(dispersion, re, n_agq, kept, monkeypatch):
+    """A theta per row (a dispersion model): the nodes' partials in log theta, mapped
+    to the dispersion's coefficients, against central differences of the value."""
+    from sklearn_glmm import NegBinGLMM
+
+    rng = np.random.default_rng(9)
+    n, per = 60, 6
+    g = np.repeat(np.arange(n), per)
+    X = pd.DataFrame({"x": rng.normal(size=n * per)})
+    b = rng.normal(size=(n, 2)) * [0.6, 0.6]
+    mu = np.exp(0.8 + 0.3 * X["x"] + b[g, 0] + b[g, 1] * X["x"])
+    theta = np.exp(0.5 + 0.4 * X["x"])
+    y = rng.negative_binomial(theta, theta / (theta + mu))
+    m = NegBinGLMM(random_effects=re, dispersion=dispersion, n_agq=n_agq).fit(X, y, groups=g)
+    data = m.fit_result_.objective.data
+    p = m.fit_result_.params + 0.03 * np.random.default_rng(0).normal(
+        size=len(m.fit_result_.params)
+    )
+    fd_obj = Objective(data, n_agq)
+    h = 1e-6
+    fd = np.array([(fd_obj.evaluate(p + e) - fd_obj.evaluate(p - e)) / (2 * h)
+                   for e in h * np.eye(len(p))])  # fmt: skip
+    if not kept:
+        monkeypatch.setattr(_agq, "_KEEP_ELEMENTS", 0)
+    _, grad = Objective(data, n_agq).value_and_grad(p)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
