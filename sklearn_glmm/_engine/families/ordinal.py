@@ -463,27 +463,10 @@ class CumulativeLink(Family):
         is a sum of partials in ``(x_u, x_l)`` one and two orders up with the rows' J
         entries. None with scale effects (their rows by differences) or thresholds out of
         order."""
-        if self.has_scale:
+        found = self._threshold_maps(y, eta, extra, const, order=4)
+        if found is None:
             return None
-        eta = np.asarray(eta, dtype=float)
-        a, log_sigma = self.split(extra)
-        k = np.asarray(y, dtype=np.intp) if const is None else const
-        L = self._compute_partials(eta, k, a, log_sigma, order=4)
-        if L is None:
-            return None
-        E = self.J.shape[1]
-        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
-        Ju, Jl = Jp[k + 1].T, Jp[k].T  # (E, n)
-        cross = Ju[:, None] * Jl[None] + Jl[:, None] * Ju[None]
-
-        def one(gu, gl, power):  # d G / d a_e, G's partials gu, gl
-            return (Ju * gu + Jl * gl) * L["inv"] ** power
-
-        def two(guu, gul, gll, power):  # d2 G / d a_e d a_f
-            out = Ju[:, None] * Ju[None] * guu + cross * gul + Jl[:, None] * Jl[None] * gll
-            return out * L["inv"] ** power
-
-        P = L  # (the partials in x_u and x_l)
+        P, one, two = found  # (P: the partials in x_u and x_l)
         first = (
             one(P["u"], P["l"], 1),
             -one(P["uu"] + P["ul"], P["ul"] + P["ll"], 2),
@@ -509,6 +492,54 @@ class CumulativeLink(Family):
             w3_e = weights * w3_e
             second = tuple(weights * v for v in second)
         return first, w3_e, second
+
+    def extra_glm_derivs(self, y, eta, trials, weights, extra, const=None):
+        """``(loglik_e, d1_e, loglik_ef)``: what the GLM's Newton steps read of
+        :meth:`extra_hessian_derivs` (the first derivatives of ``loglik`` and ``d1`` in
+        each threshold parameter, (E, n), and the second of ``loglik``, (E, E, n)), from
+        the partials to the third order that :meth:`derivs` made at the same point."""
+        found = self._threshold_maps(y, eta, extra, const, order=3)
+        if found is None:
+            return None
+        P, one, two = found
+        out = (
+            one(P["u"], P["l"], 1),
+            -one(P["uu"] + P["ul"], P["ul"] + P["ll"], 2),
+            two(P["uu"], P["ul"], P["ll"], 2),
+        )
+        return out if weights is None else tuple(weights * v for v in out)
+
+    def _threshold_maps(self, y, eta, extra, const, order):
+        """The partials of ``log p`` in ``(x_u, x_l)`` to ``order`` (3: :meth:`_partials`',
+        remembered; 4: made anew) and the maps of a function's partials in them to its
+        first and second derivatives in the threshold parameters (``one(gu, gl, power)``:
+        (E, n), ``two(guu, gul, gll, power)``: (E, E, n), ``power`` the factors ``1 /
+        sigma``); None with scale effects or thresholds out of order."""
+        if self.has_scale:
+            return None
+        eta = np.asarray(eta, dtype=float)
+        k = np.asarray(y, dtype=np.intp) if const is None else const
+        if order == 3:
+            L = self._partials(y, eta, extra, const)
+        else:
+            a, log_sigma = self.split(extra)
+            L = self._compute_partials(eta, k, a, log_sigma, order=order)
+        if L is None:
+            return None
+        E = self.J.shape[1]
+        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
+        Ju, Jl = Jp[k + 1].T, Jp[k].T  # (E, n)
+        cross = Ju[:, None] * Jl[None] + Jl[:, None] * Ju[None]
+        inv = L["inv"]
+
+        def one(gu, gl, power):  # d G / d a_e, G's partials gu, gl
+            return (Ju * gu + Jl * gl) * inv**power
+
+        def two(guu, gul, gll, power):  # d2 G / d a_e d a_f
+            out = Ju[:, None] * Ju[None] * guu + cross * gul + Jl[:, None] * Jl[None] * gll
+            return out * inv**power
+
+        return L, one, two
 
     # -- probabilities ------------------------------------------------------------
     def cumulative(self, eta, extra) -> np.ndarray:
