@@ -361,18 +361,22 @@ class CumulativeLink(Family):
         n_channels = 2 + int(self.has_scale)
         if L is None:  # thresholds out of order: no probability model
             loglik, d1 = np.full(eta.shape, -np.inf), np.zeros(eta.shape)
+        else:
+            loglik, d1 = L["logp"], -(L["u"] + L["l"]) * L["inv"]
+        if weights is not None:
+            loglik, d1 = weights * loglik, weights * d1
+        if not with_extra:
+            return NodeDerivs(loglik, d1, None, None)
+        if L is None:
             channels = np.zeros((n_channels,) + eta.shape)
         else:
             inv = L["inv"]
-            loglik, d1 = L["logp"], -(L["u"] + L["l"]) * inv
             channels = [L["u"] * inv, L["l"] * inv]
             if self.has_scale:
                 channels.append(-(L["xu"] * L["u"] + L["xl"] * L["l"]))
             channels = np.stack(channels)
-        if weights is not None:
-            loglik, d1, channels = weights * loglik, weights * d1, weights * channels
-        if not with_extra:
-            return NodeDerivs(loglik, d1, None, None)
+            if weights is not None:
+                channels = weights * channels
         E = self.J.shape[1]
         Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
         rows = np.zeros((E + int(self.has_scale), n_channels, len(k)))
