@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from objectives import numeric_gradient
 
 from sklearn_glmm import OrdinalGLMM
 from sklearn_glmm._engine import quadrature as _agq
@@ -70,19 +71,22 @@ def _ordinal_fit(re, scale, n_agq):
     return OrdinalGLMM(random_effects=re, n_agq=n_agq, **kw).fit(X, y, groups=g, sample_weight=w)
 
 
+def _away_from_the_optimum(m, n_agq, scale):
+    """A fit's model data, a point near its optimum (a fixed random shift of each
+    parameter by about ``scale``) and the quadrature objective's central differences
+    there (steps of 1e-6)."""
+    data = m.fit_result_.objective.data
+    shift = np.random.default_rng(0).normal(size=len(m.fit_result_.params))
+    p = m.fit_result_.params + scale * shift
+    return data, p, numeric_gradient(Objective(data, n_agq), p, h=1e-6)
+
+
 @pytest.mark.parametrize("re,n_agq", [("1", 7), ("1 + t", 5)])
 @pytest.mark.parametrize("scale", [False, True])
 @pytest.mark.parametrize("kept", ["all", "blocks", "none"])
 def test_ordinal_quadrature_gradient_from_the_node_derivs(re, n_agq, scale, kept, monkeypatch):
-    m = _ordinal_fit(re, scale, n_agq)
-    data = m.fit_result_.objective.data
-    p = m.fit_result_.params + 0.05 * np.random.default_rng(0).normal(
-        size=len(m.fit_result_.params)
-    )
+    data, p, fd = _away_from_the_optimum(_ordinal_fit(re, scale, n_agq), n_agq, 0.05)
     fd_obj = Objective(data, n_agq)
-    h = 1e-6
-    fd = np.array([(fd_obj.evaluate(p + e) - fd_obj.evaluate(p - e)) / (2 * h)
-                   for e in h * np.eye(len(p))])  # fmt: skip
     n = len(data.y)
     if kept != "all":  # the nodes in blocks of three
         monkeypatch.setattr(_agq, "_BLOCK_ELEMENTS", 3 * n)
@@ -145,14 +149,7 @@ def test_nb2_quadrature_gradient_with_a_dispersion_model(dispersion, re, n_agq, 
     theta = np.exp(0.5 + 0.4 * X["x"])
     y = rng.negative_binomial(theta, theta / (theta + mu))
     m = NegBinGLMM(random_effects=re, dispersion=dispersion, n_agq=n_agq).fit(X, y, groups=g)
-    data = m.fit_result_.objective.data
-    p = m.fit_result_.params + 0.03 * np.random.default_rng(0).normal(
-        size=len(m.fit_result_.params)
-    )
-    fd_obj = Objective(data, n_agq)
-    h = 1e-6
-    fd = np.array([(fd_obj.evaluate(p + e) - fd_obj.evaluate(p - e)) / (2 * h)
-                   for e in h * np.eye(len(p))])  # fmt: skip
+    data, p, fd = _away_from_the_optimum(m, n_agq, 0.03)
     if not kept:
         monkeypatch.setattr(_agq, "_KEEP_ELEMENTS", 0)
     _, grad = Objective(data, n_agq).value_and_grad(p)
