@@ -917,7 +917,12 @@ def test_nb1_and_betabinomial_second_derivatives_in_log_phi(family, log_phi):
         np.testing.assert_allclose(value, ref, rtol=0, atol=1e-8 * np.abs(ref).max())
     bound = fam.blocks[0].bounds[0 if family == "negbin1" else 1]
     assert fam.extra_second_derivs(y, eta, t, w, (bound,)) is None
-    assert fam.extra_second_derivs(y, eta, t, w, (np.full(n, log_phi),)) is None
+    per_row = fam.extra_second_derivs(y, eta, t, w, (np.full(n, log_phi),))
+    if family == "negbin1":  # elementwise in a phi per row (a dispersion model)
+        for got, ref in zip(per_row, fam.extra_second_derivs(y, eta, t, w, (log_phi,))):
+            np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-300)
+    else:
+        assert per_row is None
 
 
 @pytest.mark.parametrize(
@@ -1242,6 +1247,26 @@ def test_a_theta_per_row_gives_each_row_s_derivatives(kind):
             np.testing.assert_allclose(got[:, i], ref[:, i], rtol=1e-13, atol=1e-300)
 
 
+def test_nb1_phi_per_row_gives_each_row_s_derivatives():
+    """NB1's second derivatives in a ``log phi`` per row (a dispersion model) are, row by
+    row, those of the scalar ``log phi`` of that row; with any row on the bound (the
+    Poisson limit) none are given (differences)."""
+    fam = make_family("negbin1")
+    rng = np.random.default_rng(42)
+    n = 12
+    y = rng.poisson(3.0, n).astype(float)
+    y[:3] = [0.0, 0.0, 2_000.0]
+    eta = rng.normal(0.5, 1.5, n)
+    lp = np.linspace(-6.0, 4.0, n)
+    per_row = _leaves(fam.extra_second_derivs(y, eta, None, None, (lp,), with_first=True))
+    for i in range(n):
+        one = _leaves(fam.extra_second_derivs(y, eta, None, None, (lp[i],), with_first=True))
+        for got, ref in zip(per_row, one):
+            np.testing.assert_allclose(got[i], ref[i], rtol=1e-13, atol=1e-300)
+    lp[4] = fam.blocks[0].bounds[0]
+    assert fam.extra_second_derivs(y, eta, None, None, (lp,)) is None
+
+
 def _leaves(nested):
     """The arrays of a nested tuple, in order."""
     out = []
@@ -1257,11 +1282,13 @@ def _leaves(nested):
         lambda: NegBinGLMM(dispersion="1 + z", zero_inflation=True),
         lambda: NegBinGLMM(dispersion="1 + z", hurdle=True),
         lambda: NegBinGLMM(dispersion="1 + z", zero_inflation="~ z", random_effects="1 + x"),
+        lambda: NegBinGLMM(dispersion="1 + z", family="nbinom1"),
     ],
 )
 def test_a_dispersion_model_s_rows_in_closed_form(make):
     """NB2 with a dispersion model (a theta per row; with zero inflation, a hurdle, a
-    zero-part design and a random slope): the rows of its coefficients in closed form
+    zero-part design and a random slope), and NB1 with one (a phi per row): the rows of
+    its coefficients in closed form
     (:func:`~sklearn_glmm._engine.laplace_hessian._per_coefficient`), no evaluation,
     within 1e-6 of the largest entry of extrapolated differences of the gradient."""
     import warnings

@@ -189,20 +189,21 @@ class NegativeBinomial1(Family):
         return dl[None], dd1[None], dw[None]
 
     def extra_second_derivs(self, y, eta, trials, weights, extra, const=None, with_first=False):
-        """Second derivatives in ``nu = log phi`` for the closed-form Hessian's row and
-        column (:func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): of
-        ``loglik``, ``d1`` and ``w``, and the derivative of ``w3`` in ``nu``, each (n,),
-        weighted as :meth:`derivs`; None for a phi per row or on the bound (the Poisson
-        limit). ``k`` moves as ``dk / dnu = -k``, so on a function of ``k`` the
-        ``nu``-derivative is ``-(k d/dk)``, which takes the size sum ``s_m`` to ``-s_{m+1}``
-        (:func:`~.base.size_sums`, :func:`~.base.size_sum_fourth`); with ``c = log(1 +
-        phi)`` and ``sigma = phi / (1 + phi)`` (``dc / dnu = sigma``, ``dsigma / dnu =
-        sigma (1 - sigma)``): ``loglik_nn = s2 - k c + k sigma + k sigma^2 - y sigma (1 -
-        sigma)``, ``d1_nn = s3 - k c + k sigma + k sigma^2``, ``w_nn = -s4 + k c - k sigma -
-        k sigma^2``, ``w3_n = s4 - k c + k sigma``. With ``with_first``, ``(first,
-        second)``: ``first`` :meth:`extra_derivs`' rows, each (n,)."""
+        """Second derivatives in ``nu = log phi`` for the closed-form Hessian's row and column
+        (:func:`~sklearn_glmm._engine.laplace_hessian.extra_column`): of ``loglik``, ``d1``
+        and ``w``, and the derivative of ``w3`` in ``nu``, each (n,), weighted as
+        :meth:`derivs`; elementwise in a phi per row (a dispersion model); None where phi is
+        on the bound (the Poisson limit), for any row. ``k`` moves as ``dk / dnu = -k``, so
+        on a function of ``k`` the ``nu``-derivative is ``-(k d/dk)``, which takes the size
+        sum ``s_m`` to ``-s_{m+1}`` (:func:`~.base.size_sums`,
+        :func:`~.base.size_sum_fourth`); with ``c = log(1 + phi)`` and ``sigma = phi / (1 +
+        phi)`` (``dc / dnu = sigma``, ``dsigma / dnu = sigma (1 - sigma)``): ``loglik_nn =
+        s2 - k c + k sigma + k sigma^2 - y sigma (1 - sigma)``, ``d1_nn = s3 - k c + k sigma
+        + k sigma^2``, ``w_nn = -s4 + k c - k sigma - k sigma^2``, ``w3_n = s4 - k c + k
+        sigma``. With ``with_first``, ``(first, second)``: ``first`` :meth:`extra_derivs`'
+        rows, each (n,)."""
         lp = extra[0]
-        if (type(lp) is np.ndarray and np.ndim(lp)) or lp <= _LOWER:  # (per row; the bound)
+        if np.any(np.asarray(lp) <= _LOWER):  # (the bound)
             return None
         phi = np.exp(lp)
         k = np.exp(np.minimum(eta, _ETA_MAX)) / phi
