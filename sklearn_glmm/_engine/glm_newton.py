@@ -61,28 +61,25 @@ def _gradient_and_hessian(obj, point):
         if both is None:  # on the bound (the Poisson limit)
             return None
         (dl, d1_l, _), second = both
-        g = np.concatenate([d.X.T @ der.d1, [dl.sum()]])
-        H = np.empty((p + 1, p + 1))
-        H[:p, :p] = d.X.T @ (der.w[:, None] * d.X)
-        H[:p, p] = H[p, :p] = -(d.X.T @ d1_l)
-        H[p, p] = -second[0].sum()
-        return g, H
-    glm_derivs = getattr(fam, "extra_glm_derivs", None)
-    if glm_derivs is not None:  # what is read here, without the rest
-        found = glm_derivs(*args)
+        g_own, cross, own = [dl.sum()], -(d.X.T @ d1_l)[:, None], -second[0].sum()
     else:
-        found = fam.extra_hessian_derivs(*args)
-        found = None if found is None else (found[0][0], found[0][1], found[2][0])
-    if found is None:
-        return None
-    l_e, d_e, l_ef = found
-    E = len(l_e)
-    g = np.concatenate([d.X.T @ der.d1, l_e.sum(axis=1)])
+        glm_derivs = getattr(fam, "extra_glm_derivs", None)
+        if glm_derivs is not None:  # what is read here, without the rest
+            found = glm_derivs(*args)
+        else:
+            found = fam.extra_hessian_derivs(*args)
+            found = None if found is None else (found[0][0], found[0][1], found[2][0])
+        if found is None:
+            return None
+        l_e, d_e, l_ef = found
+        g_own, cross, own = l_e.sum(axis=1), -(d.X.T @ d_e.T), -l_ef.sum(axis=2)
+    E = cross.shape[1]
+    g = np.concatenate([d.X.T @ der.d1, g_own])
     H = np.empty((p + E, p + E))
     H[:p, :p] = d.X.T @ (der.w[:, None] * d.X)
-    H[:p, p:] = -(d.X.T @ d_e.T)
-    H[p:, :p] = H[:p, p:].T
-    H[p:, p:] = -l_ef.sum(axis=2)
+    H[:p, p:] = cross
+    H[p:, :p] = cross.T
+    H[p:, p:] = own
     return g, H
 
 

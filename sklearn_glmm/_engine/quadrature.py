@@ -152,16 +152,17 @@ def _quadrature(obj: Objective) -> _Quadrature:
     n = len(obj.state["eta_fix"])
     terms = np.empty((obj.n_agq, obj.groups[0].n_levels))
     kept, blocks = [], []
-    with_extra = keeps_extra(obj, obj.n_agq * n)
+    # kept for the gradient: the nodes' d1 and, where the family makes them in the same
+    # pass, its partials in its own parameters (a few channels, each within d1's memory)
+    keep = obj.n_agq * n <= _KEEP_ELEMENTS
     for nodes in _blocks(obj.n_agq, n):
         b = _node_block(obj, nodes)
-        der = node_derivs(obj, b.eta, with_extra)
+        der = node_derivs(obj, b.eta, keep)
         ll = _level_sums(obj.groups[0], der.loglik)
         terms[nodes] = log_w[nodes, None] + ll - 0.5 * b.uk**2 + 0.5 * z[nodes, None] ** 2
         kept.append(der)
         blocks.append(b)
     log_sd = np.log(np.sqrt(obj.solver.hinv[:, 0, 0]))
-    keep = obj.n_agq * n <= _KEEP_ELEMENTS
     q = _Quadrature(
         _inputs(obj),
         obj.n_agq,
@@ -212,14 +213,6 @@ def _gradient_blocks(obj: Objective, q: _Quadrature):
     for nodes in _blocks(obj.n_agq, n):
         b = _node_block(obj, nodes)
         yield b, node_derivs(obj, b.eta, True)
-
-
-def keeps_extra(obj: Objective, elements: int) -> bool:
-    """Whether the value's pass over ``elements`` (node, row) pairs also makes, to keep
-    for the gradient beside ``d1``, the family's partials in its own parameters (where
-    it makes them in that pass, ``has_node_derivs``: a few channels, each kept within
-    ``d1``'s memory)."""
-    return bool(len(obj.state["extra"])) and elements <= _KEEP_ELEMENTS
 
 
 def node_derivs(obj: Objective, eta: np.ndarray, with_extra: bool) -> NodeDerivs:

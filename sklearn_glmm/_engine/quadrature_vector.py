@@ -173,13 +173,13 @@ def _quadrature(obj: Objective) -> _VectorQuadrature:
         - 0.5 * (zz @ StS.reshape(gi.n_levels, q * q).T)
     )
     kept = []
-    with_extra = _q.keeps_extra(obj, len(z) * n)
+    keep = len(z) * n <= _q._KEEP_ELEMENTS  # (as the scalar rule's)
     for nodes in _blocks(len(z), n):
-        der = _q.node_derivs(obj, _node_eta(obj, lev, nodes), with_extra)
+        der = _q.node_derivs(obj, _node_eta(obj, lev, nodes), keep)
         terms[nodes] += _q._level_sums(gi, der.loglik)
         kept.append(der)
-    keep = kept if len(z) * n <= _q._KEEP_ELEMENTS else None
-    out = _VectorQuadrature(inputs, obj.n_agq, lev, terms, _q._logsumexp0(terms), keep)
+    kept = kept if keep else None
+    out = _VectorQuadrature(inputs, obj.n_agq, lev, terms, _q._logsumexp0(terms), kept)
     obj._agq_cache = out
     return out
 

@@ -106,12 +106,18 @@ def _pieces(ln, xu, xl, upper, middle, order):
     Fl, Sl = _derivatives(ln, "cdf", xl, order), _derivatives(ln, "sf", xl, order)
     base = np.where(upper, lsl, lfu)
     D = np.where(upper, lsu - lsl, lfl - lfu)
-    # B's derivatives in x_u (lower form) or x_l (upper form); D's in both
+    return (base, D) + _forms(upper, middle, Fu, Fl, Su, Sl)
+
+
+def _forms(upper, middle, Fu, Fl, Su, Sl):
+    """B's derivatives in ``x_u`` (lower form) or ``x_l`` (upper form) and D's in both,
+    from those of ``log F`` and ``log S`` at ``x_u`` (``Fu``, ``Su``) and ``x_l`` (``Fl``,
+    ``Sl``), each read only in the rows of its form: ``(bu, bl, du, dl)``."""
     bu = np.where(upper, 0.0, Fu)
     bl = np.where(upper, Sl, 0.0)
     du = np.where(middle, np.where(upper, Su, -Fu), 0.0)
     dl = np.where(middle, np.where(upper, -Sl, Fl), 0.0)
-    return base, D, bu, bl, du, dl
+    return bu, bl, du, dl
 
 
 def _derivatives(ln, kind, x, order):
@@ -141,12 +147,9 @@ def _symmetric_pieces(ln, xu, xl, upper, middle, order):
     D = ln.log_cdf(x2) - l1
     G1, G2 = _derivatives(ln, "cdf", x1, order), _derivatives(ln, "cdf", x2, order)
     sign = _SIGNS[:order].reshape((order,) + (1,) * np.ndim(xu))
-    S1 = sign * G1  # log S's derivatives at -x_1 (x_l, upper form)
-    bu = np.where(upper, 0.0, G1)
-    bl = np.where(upper, S1, 0.0)
-    du = np.where(middle, np.where(upper, sign * G2, -G1), 0.0)
-    dl = np.where(middle, np.where(upper, -S1, G2), 0.0)
-    return l1, D, bu, bl, du, dl
+    # in the lower form G1 is log F's at x_u and G2 at x_l; in the upper form sign G1 is
+    # log S's at x_l and sign G2 at x_u
+    return (l1, D) + _forms(upper, middle, G1, G2, sign * G2, sign * G1)
 
 
 class CumulativeLink(Family):
@@ -282,6 +285,13 @@ class CumulativeLink(Family):
 
     _memo = None  # (inputs, result) of the last _partials
 
+    def _cut_rows(self, k):
+        """The J rows of each row's upper and lower thresholds (zero beyond the ends):
+        ``(J_u, J_l)``, each (E, n), for the class indices ``k``."""
+        E = self.J.shape[1]
+        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
+        return Jp[k + 1].T, Jp[k].T
+
     def __getstate__(self):
         return {k: v for k, v in vars(self).items() if k != "_memo"}
 
@@ -378,9 +388,8 @@ class CumulativeLink(Family):
             if weights is not None:
                 channels = weights * channels
         E = self.J.shape[1]
-        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
         rows = np.zeros((E + int(self.has_scale), n_channels, len(k)))
-        rows[:E, 0], rows[:E, 1] = Jp[k + 1].T, Jp[k].T
+        rows[:E, 0], rows[:E, 1] = self._cut_rows(k)
         if self.has_scale:
             rows[E, 2] = 1.0
         return NodeDerivs(loglik, d1, channels, rows)
@@ -422,9 +431,7 @@ class CumulativeLink(Family):
         dw_u = -(L["uuu"] + 2.0 * L["uul"] + L["ull"])
         dw_l = -(L["uul"] + 2.0 * L["ull"] + L["lll"])
         k = np.asarray(y, dtype=np.intp) if const is None else const
-        # J rows of the upper and lower thresholds of each row (zero beyond the ends)
-        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
-        Ju, Jl = Jp[k + 1].T, Jp[k].T  # (E, n)
+        Ju, Jl = self._cut_rows(k)  # (E, n)
         pairs = ((dl_u, dl_l, inv), (dd1_u, dd1_l, inv**2), (dw_u, dw_l, inv**3))
         out = [(Ju * a + Jl * b) * f for a, b, f in pairs]
         if self.has_scale:
@@ -530,9 +537,7 @@ class CumulativeLink(Family):
             L = self._compute_partials(eta, k, a, log_sigma, order=order)
         if L is None:
             return None
-        E = self.J.shape[1]
-        Jp = np.vstack([np.zeros(E), self.J, np.zeros(E)])
-        Ju, Jl = Jp[k + 1].T, Jp[k].T  # (E, n)
+        Ju, Jl = self._cut_rows(k)  # (E, n)
         cross = Ju[:, None] * Jl[None] + Jl[:, None] * Ju[None]
         inv = L["inv"]
 

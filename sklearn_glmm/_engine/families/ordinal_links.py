@@ -205,9 +205,7 @@ class OrdinalProbit(OrdinalLink):
 
     def log_cdf_d4(self, x):
         # one derivative past log_cdf_derivs' third (m' = d2)
-        m = np.exp(self.log_pdf(x) - special.log_ndtr(x))
-        d2 = -m * (x + m)
-        d3 = -d2 * (x + m) - m * (1.0 + d2)
+        m, d2, d3 = self.log_cdf_derivs(x)
         return -d3 * (x + 2.0 * m) - 2.0 * d2 * (1.0 + d2)
 
     def log_sf_d4(self, x):
@@ -252,8 +250,7 @@ class OrdinalCloglog(OrdinalLink):
     def log_cdf_derivs(self, x):
         # g = u / expm1(u) = d log F / dx with u = exp(x); g' = g (1 - u - g)
         u = np.exp(np.minimum(x, _X_MAX))
-        with np.errstate(over="ignore"):
-            g = np.where(u > 1e-300, u / np.expm1(np.maximum(u, 1e-300)), 1.0)
+        g = _cloglog_ratio(u)
         dg = g * (1.0 - u - g)
         return g, dg, dg * (1.0 - u - g) - g * (u + dg)
 
@@ -269,19 +266,14 @@ class OrdinalCloglog(OrdinalLink):
     def log_cdf_d4(self, x):
         # one derivative past log_cdf_derivs' third, with u' = u and g' = dg
         u = np.exp(np.minimum(x, _X_MAX))
-        with np.errstate(over="ignore"):
-            g = np.where(u > 1e-300, u / np.expm1(np.maximum(u, 1e-300)), 1.0)
-        dg = g * (1.0 - u - g)
-        d3 = dg * (1.0 - u - g) - g * (u + dg)
+        g, dg, d3 = self.log_cdf_derivs(x)
         return d3 * (1.0 - u - 2.0 * g) - 2.0 * dg * (u + dg) - g * u
 
     def log_sf_d4(self, x):
         return -np.exp(np.minimum(x, _X_MAX))
 
     def log_cdf_d1(self, x):
-        u = np.exp(np.minimum(x, _X_MAX))
-        with np.errstate(over="ignore"):
-            return np.where(u > 1e-300, u / np.expm1(np.maximum(u, 1e-300)), 1.0)
+        return _cloglog_ratio(np.exp(np.minimum(x, _X_MAX)))
 
     def log_sf_d1(self, x):
         return -np.exp(np.minimum(x, _X_MAX))
@@ -380,6 +372,13 @@ class OrdinalCauchit(OrdinalLink):
         x = np.clip(x, -_CAUCHIT_MAX, _CAUCHIT_MAX)
         s = 1.0 + x * x
         return 24.0 * (x / s) * ((1.0 - x * x) / s) / s
+
+
+def _cloglog_ratio(u):
+    """``u / expm1(u)`` (1 as ``u`` goes to 0): the cloglog's ``d log F / dx`` at ``x =
+    log u``."""
+    with np.errstate(over="ignore"):
+        return np.where(u > 1e-300, u / np.expm1(np.maximum(u, 1e-300)), 1.0)
 
 
 _CLOGLOG = OrdinalCloglog()
