@@ -69,8 +69,11 @@ def plot_power_curve(
         rows = rows.sort_values(x)
         c = colors[str(key)]
         label = f"{by} = {'as observed' if pd.isna(key) else int(key)}"
-        ax.plot(rows[x], rows["power"], "-o", color=c, lw=2, label=label)
-        ax.fill_between(rows[x], rows["lower"], rows["upper"], color=c, alpha=0.2, lw=0)
+        # (arrays: NumPy 1.x's masked arrays read a Series's ``_data``, pandas' block
+        # manager, when matplotlib masks what it fills between)
+        xs, lo, hi = (rows[k].to_numpy(dtype=float) for k in (x, "lower", "upper"))
+        ax.plot(xs, rows["power"].to_numpy(dtype=float), "-o", color=c, lw=2, label=label)
+        ax.fill_between(xs, lo, hi, color=c, alpha=0.2, lw=0)
     if target is not None:
         ax.axhline(target, color="0.4", ls="--", lw=1, label=f"power {target:g}")
     ax.set_ylim(0.0, 1.0)

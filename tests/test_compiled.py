@@ -248,7 +248,12 @@ def test_nb2_rows_as_numpy(log_theta):
         fam._lgamma_ratio(y, log_theta, theta, const),
     )  # fmt: skip
     for got, want in zip(out[3:7], ref):
-        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-300)
+        # the rows beyond the overflow guard exactly; the others to rounding, where a
+        # derivative that cancels (w3 = 3.5e-4 from terms of the count's size, 17) is
+        # held to its terms' rounding, not its own (NumPy 1.24's exp differs there)
+        np.testing.assert_allclose(got[:5], want[:5], rtol=1e-13, atol=1e-300)
+        scale = np.max(np.abs(want))
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15 * scale)
     np.testing.assert_allclose(out[7], np.bincount(codes, ref.loglik, 7), rtol=1e-12)
 
 

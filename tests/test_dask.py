@@ -479,7 +479,10 @@ def test_large_curvatures_take_the_hessian_by_differences_as_in_memory(client):
         ddf = dd.from_pandas(df.set_index("id", drop=False), npartitions=2, sort=True)
         m_dask = fit_partitioned(clone(est), ddf[["x1", "id"]], ddf["y"], groups="id")
     se = m_mem.fixed_effects_.loc["x1", "std_error"]
-    assert m_dask.fixed_effects_.loc["x1", "std_error"] == pytest.approx(se, rel=1e-4)
+    # differences of the gradient round at about 1e-4 relative here, in an order of sums
+    # that the partitions change (1.1e-4 apart with NumPy 1.24); the closed form was
+    # 0.5-3 % off
+    assert m_dask.fixed_effects_.loc["x1", "std_error"] == pytest.approx(se, rel=2e-4)
     assert se == pytest.approx(0.276893, rel=1e-3)  # glmmTMB's (trust.json)
 
 

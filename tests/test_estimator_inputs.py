@@ -304,7 +304,7 @@ def test_sparse_X_fits_and_predicts_as_dense(Est, fmt):
     np.testing.assert_allclose(sparse.predict(Xs, G0), dense.predict(X0, G0))
     np.testing.assert_allclose(sparse.predict(X0, G0), dense.predict(X0, G0))
     np.testing.assert_allclose(
-        sparse.predict_proba(Xs[:7], G0[:7]), dense.predict_proba(X0[:7], G0[:7])
+        sparse.predict_proba(getattr(sp, fmt)(X0[:7]), G0[:7]), dense.predict_proba(X0[:7], G0[:7])
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from reference import REFERENCE_SE_REL
-from scipy import special, stats
+from scipy import integrate, special, stats
 
 from sklearn_glmm import NegBinGLMM, PoissonGLMM
 from sklearn_glmm._engine.families import make_family
@@ -502,7 +502,7 @@ def _brute_force_hurdle(y, eta_fixed, codes, sigma, pi, logpmf):
         pos = logpmf(yy, mu) - np.log(-np.expm1(log_p0)) + np.log1p(-pi)
         ll = np.where(yy == 0, np.log(pi), pos).sum(axis=0) + log_phi
         top = ll.max()
-        total += top + np.log(np.trapezoid(np.exp(ll - top), b))
+        total += top + np.log(integrate.trapezoid(np.exp(ll - top), b))
     return total
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.polynomial.hermite import hermgauss
-from scipy import special
+from scipy import integrate, special
 
 LINKS = ("logit", "probit", "cloglog", "loglog", "cauchit")
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -258,6 +258,6 @@ def marginal_loglik(params, data) -> float:
     pts = np.sort(np.concatenate([near, wide], axis=1), axis=1)
     H = _h(data, data.X @ beta, alpha, sigma, pts)
     top = H.max(axis=1)
-    integral = np.trapezoid(np.exp(H - top[:, None]), pts, axis=1)
+    integral = integrate.trapezoid(np.exp(H - top[:, None]), pts, axis=1)
     log_int = top + np.log(integral) - 0.5 * (_LOG_2PI + 2.0 * np.log(sigma))
     return float(np.sum(log_int))
