@@ -1127,7 +1127,7 @@ def test_date_group_labels_match_as_r_writes_them():
     slashes = d.assign(day=d.day.dt.strftime("%Y/%m/%d"))  # another file's writing
     np.testing.assert_allclose(m.predict(slashes, type="response"), p0)
     # other writings of the same dates are not matched, but warned of (not silently new);
-    # pandas before 2.1 reads such texts as the dates themselves when matching them to
+    # pandas 2.0 reads such texts as the dates themselves when matching them to
     # the fitted date-times: the same predictions, nothing to warn of
     for fmt in ("%Y%m%d", "%Y.%m.%d"):
         with warnings.catch_warnings(record=True) as caught:
