@@ -11,9 +11,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from test_lockstep import needs_greenlets
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, config_context
-from sklearn_glmm._engine import lockstep
 from sklearn_glmm._engine.batched import BatchedLaplace, can_batch
 from sklearn_glmm._engine.objective import Objective
 from sklearn_glmm._engine.start import glm_start
@@ -459,7 +459,7 @@ def test_separated_bootstrap_replicates_count_as_infinite():
     assert np.isfinite(ci.loc["(Intercept)", ["lower", "upper"]]).all()
 
 
-@pytest.mark.parametrize("scheduler", ["threads", "greenlets"])
+@pytest.mark.parametrize("scheduler", ["threads", pytest.param("greenlets", marks=needs_greenlets)])
 def test_points_in_one_request_equal_one_evaluation_after_another(scheduler):
     # a zero variance's probe hands its points to the batch together: each point's value
     # is the one an evaluation from the same snapshot gives, and the state is left there
@@ -467,8 +467,6 @@ def test_points_in_one_request_equal_one_evaluation_after_another(scheduler):
     from sklearn_glmm._engine.lockstep import GreenletLockstep, Lockstep
 
     if scheduler == "greenlets":
-        if lockstep._greenlet_module() is None:
-            pytest.skip("greenlets not used: greenlet not installed, or NumPy before 2")
         Lockstep = GreenletLockstep  # noqa: N806 - the scheduler under test
 
     est = _data("pois_slope")

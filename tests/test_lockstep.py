@@ -19,10 +19,11 @@ from sklearn_glmm._engine.batched import BatchedLaplace
 from sklearn_glmm._simulate import fit_many, refit_many, simulate_response
 
 # (with NumPy 1.x greenlets are not used: its floating-point error state is per thread)
-pytestmark = pytest.mark.skipif(
+needs_greenlets = pytest.mark.skipif(
     lockstep._greenlet_module() is None,
     reason="greenlets not used: greenlet not installed, or NumPy before 2",
 )
+pytestmark = needs_greenlets
 
 
 def _fit(kind, seed=0):

@@ -13,9 +13,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import pytest
+from test_lockstep import needs_greenlets
 
 from sklearn_glmm import BinomialGLMM, NegBinGLMM, PoissonGLMM, _power_sim
-from sklearn_glmm._engine import lockstep
 from sklearn_glmm._engine.batch_member import BatchMember
 from sklearn_glmm._engine.batched import BatchedLaplace, can_batch
 from sklearn_glmm._engine.lockstep import GreenletLockstep, Lockstep
@@ -110,13 +110,11 @@ def test_glm_starts_equal_glm_start():
     assert np.isnan(F[3]) and np.isnan(F[4])
 
 
-@pytest.mark.parametrize("scheduler", [Lockstep, "greenlets"])
+@pytest.mark.parametrize("scheduler", [Lockstep, pytest.param("greenlets", marks=needs_greenlets)])
 def test_batched_scale_at_a_batched_point_equals_the_single_objectives(scheduler):
     # the Gauss-Newton scale at a point whose per-row state was not made (the Hessian's
     # steps read it at the optimum) is made by the batch from the same modes
     if scheduler == "greenlets":
-        if lockstep._greenlet_module() is None:
-            pytest.skip("greenlets not used: greenlet not installed, or NumPy before 2")
         scheduler = GreenletLockstep
     est, X, g, kw = _case("pois_slope")
     res = est.fit_result_
