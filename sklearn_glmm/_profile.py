@@ -89,23 +89,51 @@ class Profiler:
             self._slices[k] = _Slice(self.pmap, k, self.bounds_x, self.x_hat)
         return self._slices[k]
 
-    def point(self, k, value, start):
-        """Minimum of F with ``phi_k = value``, started at internal ``start``; (F, x)."""
-        sl = self._slice(k)
-        u0, bounds = sl.start(np.asarray(start, dtype=float), value)
-        if sl.to_x(u0, value) is None:
-            u0, bounds = sl.start(self.x_hat, value)
-        # the other correlations at the start and at the estimate may be of no positive
-        # definite covariance with phi_k = value (Toeplitz lags, a block of three or more)
-        inside = sl.inside(u0, value)
-        if inside is None:
-            F, x = np.inf, self.x_hat
+    def point(self, k, value, start, keep_zero=False):
+        """Minimum of F with ``phi_k = value``, started at internal ``start``; (F, x).
+        ``keep_zero``: the start's SDs at zero stay there (:meth:`_Slice.start`)."""
+        F, x, left = self._slice_point(k, value, start, keep_zero)
+        if left is None:  # no point of the domain from the start or the estimate
             if self.coupled:
                 F, x = self._constrained_point(k, value, self.x_hat)
             if not np.isfinite(F):
                 self._unresolved(k, value)
             return F, x
-        u0 = inside
+        if self.coupled and (left or not np.isfinite(F)):
+            # the slice's L-BFGS-B stops where a step leaves the correlations' domain (an
+            # infinite objective); the minimum over the internal parameters, whose
+            # bounds are the domain, with phi_k = value as a constraint, may be lower.
+            # Where no step left it, the slice's minimum is the constrained problem's
+            # (on 296 points of coupled profiles, SLSQP found a lower one only where a
+            # step had left the domain or no point was found)
+            F2, x2 = self._constrained_point(k, value, x if np.isfinite(F) else start)
+            if F2 < F:
+                F, x = F2, x2
+                # SLSQP ends on a Cholesky diagonal's bound of 0 (a singular block of
+                # correlations) where the profile's minimum may lie inside: F is even in
+                # that diagonal, so neither it nor a search started there sees the way
+                # in (a Poisson fit's profile of a fixed effect stopped at 3.84 where the
+                # minimum is 3.20). The slice's search from there starts inside
+                F3, x3, _left = self._slice_point(k, value, x2)
+                if F3 < F:
+                    F, x = F3, x3
+        return F, x
+
+    def _slice_point(self, k, value, start, keep_zero=False):
+        """(F, x, left) of the slice's L-BFGS-B from ``start`` (or the estimate); ``left``:
+        whether a trial point left the domain, None (with F infinite) where neither
+        start gives a point of it."""
+        sl = self._slice(k)
+        u0, bounds = sl.start(np.asarray(start, dtype=float), value, keep_zero)
+        if sl.to_x(u0, value) is None and not keep_zero:
+            # (with keep_zero the start's zeros are the point: moved inside from there)
+            u0, bounds = sl.start(self.x_hat, value)
+        # the other correlations at the start and at the estimate may be of no positive
+        # definite covariance with phi_k = value (Toeplitz lags, a block of three or more)
+        inside = sl.inside(u0, value)
+        if inside is None:
+            return np.inf, self.x_hat, None
+        u0 = sl.off_singular(inside)
         scale = sl.preconditioner(u0, self.hessian)
         left = []  # whether a trial point left the domain (or the objective failed there)
 
@@ -148,18 +176,7 @@ class Profiler:
                     if alt.fun < res.fun:
                         res = alt
         x = sl.to_x(res.x, value)
-        F, x = float(res.fun), (self.x_hat if x is None else x)
-        if self.coupled and (left or not np.isfinite(F)):
-            # the slice's L-BFGS-B stops where a step leaves the correlations' domain (an
-            # infinite objective); the minimum over the internal parameters, whose
-            # bounds are the domain, with phi_k = value as a constraint, may be lower.
-            # Where no step left it, the slice's minimum is the constrained problem's
-            # (on 296 points of coupled profiles, SLSQP found a lower one only where a
-            # step had left the domain or no point was found)
-            F2, x2 = self._constrained_point(k, value, x if np.isfinite(F) else start)
-            if F2 < F:
-                F, x = F2, x2
-        return F, x
+        return float(res.fun), (self.x_hat if x is None else x), bool(left)
 
     def _flat_correlation_starts(self, k, start) -> list:
         """``start`` with the correlation of a structure (``ar1``, ``cs``) whose SDs are
@@ -268,8 +285,8 @@ class Profiler:
                 return st.from_reported(vals) is None
         return False
 
-    def zeta(self, k, value, start):
-        F, x = self.point(k, value, start)
+    def zeta(self, k, value, start, keep_zero=False):
+        F, x = self.point(k, value, start, keep_zero)
         dev = F - self.F_hat
         if dev < -1e-3:
             self.dipped = True
@@ -438,6 +455,18 @@ def _verified_zeta(prof: Profiler, k: int, value: float, start, zc: float):
     z, x = prof.zeta(k, value, start)
     if not abs(z) >= zc:
         return z, x
+    if prof._slice(k).has_zero_sd(start):
+        # the warm start's SDs at zero were moved off it (F is even in an SD: a search
+        # started on 0 stays); the minimum may lie on that zero, in the other basin (a
+        # Poisson fit whose slope SD goes to 0 along a correlation's profile: started
+        # off it, points stopped at |zeta| 1.90-2.06 where the minimum, the SD at 0, is
+        # 1.775, and the limit came out at 0.503 where the profile never reaches the
+        # cutoff). From the start as it is too
+        z0, x0 = prof.zeta(k, value, start, keep_zero=True)
+        if abs(z0) < abs(z):
+            z, x = z0, x0
+        if not abs(z) >= zc:
+            return z, x
     # again from where it stopped (L-BFGS-B's memory cleared: a few evaluations where
     # that was the minimum), and from the estimate too where it is beyond the cutoff
     # by more than a unit

@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 _COR_STEP = 1e-5  # a correlation within this of +-1 is differentiated by F's differences
+# a block's correlation matrix whose smallest eigenvalue is below this counts as singular;
+# a start there is moved this fraction of the way to the held correlation alone
+_SINGULAR = 1e-6
+_INWARD = 0.05
 
 
 class _Slice:
@@ -72,9 +76,9 @@ class _Slice:
                     self.tscale[j] = 0.05 * self.unit_sd[j] if zero else phi_hat[j]
 
     # -- u: the optimiser's vector ------------------------------------------------
-    def start(self, x, value):
+    def start(self, x, value, keep_zero=False):
         """The optimiser's vector at (about) internal ``x``, with ``phi_k = value``; the
-        bounds of its entries."""
+        bounds of its entries. ``keep_zero``: SDs at zero stay there (not moved off)."""
         pm, k = self.pmap, self.k
         xl = x[self.lin]
         phi_t = pm.theta_phi(x, self.internal)
@@ -107,7 +111,7 @@ class _Slice:
             if i == k:
                 lo = hi = phi_t[j] = value / self.factor if self.internal else value
             # F is even in a standard deviation: an optimiser at exactly 0 cannot leave it
-            elif pm.kinds[i] == "sd" and phi_t[j] < 1e-4 * self.unit_sd[j]:
+            elif pm.kinds[i] == "sd" and phi_t[j] < 1e-4 * self.unit_sd[j] and not keep_zero:
                 phi_t[j] = 0.05 * self.unit_sd[j]
             # nor a correlation at +-1 (its Cholesky diagonal at 0, F even in it there):
             # its derivative there is read as 0 times the map's infinite one, and the
@@ -160,6 +164,45 @@ class _Slice:
             if self.to_x(cand, value) is not None:
                 return cand
         return None
+
+    def has_zero_sd(self, x) -> bool:
+        """Whether internal ``x`` has an SD (not the held one) that :meth:`start` moves
+        off zero."""
+        phi_t = self.pmap.theta_phi(np.asarray(x, dtype=float), self.internal)
+        return any(
+            i != self.k and self.pmap.kinds[i] == "sd" and phi_t[j] < 1e-4 * self.unit_sd[j]
+            for j, i in enumerate(self.theta)
+        )
+
+    def off_singular(self, u):
+        """``u`` with the correlations of each unstructured block of three or more random
+        effects whose correlation matrix is singular moved :data:`_INWARD` of the way to
+        0, the held one kept (a point of the segment to a positive definite matrix: one
+        inside). There a Cholesky diagonal is 0 though no correlation is +-1; ``F`` is
+        even in that diagonal and the chain rule reads its derivative in the
+        correlations as 0 times an infinite one, so a search started there stays."""
+        pm = self.pmap
+        nf_nb = len(u) - len(self.theta)
+        phi_t = u[nf_nb:] * self.tscale
+        out = phi_t.copy()
+        for start, q, rows, cols, _T in pm.blocks:
+            if q < 3:
+                continue
+            R, at = np.eye(q), []
+            for i, (r, c) in enumerate(zip(rows, cols)):
+                if r != c:
+                    j = start - pm.p + i
+                    R[r, c] = R[c, r] = phi_t[j]
+                    at.append(j)
+            if np.linalg.eigvalsh(R)[0] < _SINGULAR:
+                for j in at:
+                    if self.theta[j] != self.k:
+                        out[j] *= 1.0 - _INWARD
+        if np.array_equal(out, phi_t):
+            return u
+        v = u.copy()
+        v[nf_nb:] = out / self.tscale
+        return v
 
     def correlations_at_one(self, u) -> list:
         """``(j, sign)`` of the entries of ``u`` that are correlations (not held) within

@@ -131,3 +131,55 @@ def test_a_toeplitz_correlation_of_one_is_not_searched():
         prof.restore()
     assert np.isfinite(F) and pm.to_phi(x)[k] == pytest.approx(0.7, abs=1e-8)
     assert 0 < n[0] < 500
+
+
+def _block_correlations(pm, sl, u):
+    """The 3 x 3 correlation matrix of the block at the slice's vector ``u``."""
+    nf_nb = len(u) - len(sl.theta)
+    phi_t = u[nf_nb:] * sl.tscale
+    (start, q, rows, cols, _T) = next(b for b in pm.blocks if b[1] == 3)
+    R = np.eye(q)
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        if r != c:
+            R[r, c] = R[c, r] = phi_t[start - pm.p + i]
+    return R
+
+
+def test_a_start_on_a_singular_block_is_moved_inside():
+    """A start whose block of three random effects has a Cholesky diagonal at 0 (as
+    SLSQP's points end, on that diagonal's bound) and no correlation at +-1: the point
+    starts inside (the correlations a twentieth of the way to 0, a held one kept)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_fuzz_profile_blocks import make_case
+
+    from sklearn_glmm import PoissonGLMM
+
+    X, y, g, family = make_case(0)
+    assert family == "poisson"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM(random_effects="1 + x + z").fit(X, y, groups=pd.Series(g, name="g"))
+    pm = ParamMap(m)
+    prof = Profiler(m, pm)
+    start, q, rows, cols, _T = next(b for b in pm.blocks if b[1] == 3)
+    x = prof.x_hat.copy()
+    x[start + len(rows) - 1] = 0.0  # the last Cholesky diagonal (lme4's theta order)
+    assert (rows[-1], cols[-1]) == (2, 2)
+    for name in ("z", "cor_z.x|g"):
+        k = pm.names.index(name)
+        sl = prof._slice(k)
+        value = pm.to_phi(x)[k]
+        u0 = sl.inside(sl.start(x, value)[0], value)
+        R0 = _block_correlations(pm, sl, u0)
+        assert np.linalg.eigvalsh(R0)[0] < 1e-6  # the estimate's block is singular
+        assert np.all(np.abs(R0[np.tril_indices(3, -1)]) < 0.99)
+        R1 = _block_correlations(pm, sl, sl.off_singular(u0))
+        assert np.linalg.eigvalsh(R1)[0] > 1e-3
+        moved = R1 != R0
+        if name.startswith("cor"):
+            i, j = 2, 1  # z, x in the block's order (Intercept), x, z
+            assert R1[i, j] == R0[i, j] and not moved[i, j]
+        else:
+            assert np.allclose(R1 - np.eye(3), 0.95 * (R0 - np.eye(3)))
