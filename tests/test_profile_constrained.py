@@ -183,3 +183,29 @@ def test_a_start_on_a_singular_block_is_moved_inside():
             assert R1[i, j] == R0[i, j] and not moved[i, j]
         else:
             assert np.allclose(R1 - np.eye(3), 0.95 * (R0 - np.eye(3)))
+
+
+def test_a_profile_point_of_a_singular_block_reaches_the_held_minimum():
+    """``z`` held at -0.1643 on the singular Poisson fit of ``(1 + x + z | g)`` (fuzz
+    seed 0): the held minimum of the deviance is 3.204 above the fit's (the independent
+    dense Laplace likelihood's, minimised in ``tests/test_fuzz_profile_blocks.py``); the
+    point from the estimate stopped at 3.839 (started on the block's singular boundary,
+    the profile's upper limit of ``z`` came out there, at -0.164 instead of -0.150)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_fuzz_profile_blocks import make_case
+
+    from sklearn_glmm import PoissonGLMM
+
+    X, y, g, _family = make_case(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = PoissonGLMM(random_effects="1 + x + z").fit(X, y, groups=pd.Series(g, name="g"))
+    pm = ParamMap(m)
+    prof = Profiler(m, pm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        F, _x = prof.point(pm.names.index("z"), -0.1643, prof.x_hat)
+    prof.restore()
+    assert F - prof.F_hat == pytest.approx(3.204, abs=0.01)
