@@ -442,7 +442,8 @@ def _note_monotone(prof: Profiler, dist: float, v: float, z: float) -> None:
 
 def _verified_zeta(prof: Profiler, k: int, value: float, start, zc: float):
     """:meth:`Profiler.zeta` from the warm ``start``; a point it puts at or beyond the
-    cutoff is minimised again from where that stopped and, if still more than a unit
+    cutoff is minimised again from the start with its SDs at zero kept there (where it
+    has any), from where that stopped and, if still more than a unit
     beyond, from the estimate (modes and parameters), the lowest kept. A warm start from
     the previous profile point can stop far above the minimum (a Poisson fit of 4
     groups, the intercept's profile 10 SDs out: a deviance of 173.2 where the minimum is

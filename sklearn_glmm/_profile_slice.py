@@ -111,7 +111,7 @@ class _Slice:
             if i == k:
                 lo = hi = phi_t[j] = value / self.factor if self.internal else value
             # F is even in a standard deviation: an optimiser at exactly 0 cannot leave it
-            elif pm.kinds[i] == "sd" and phi_t[j] < 1e-4 * self.unit_sd[j] and not keep_zero:
+            elif self._sd_at_zero(i, j, phi_t) and not keep_zero:
                 phi_t[j] = 0.05 * self.unit_sd[j]
             # nor a correlation at +-1 (its Cholesky diagonal at 0, F even in it there):
             # its derivative there is read as 0 times the map's infinite one, and the
@@ -169,10 +169,11 @@ class _Slice:
         """Whether internal ``x`` has an SD (not the held one) that :meth:`start` moves
         off zero."""
         phi_t = self.pmap.theta_phi(np.asarray(x, dtype=float), self.internal)
-        return any(
-            i != self.k and self.pmap.kinds[i] == "sd" and phi_t[j] < 1e-4 * self.unit_sd[j]
-            for j, i in enumerate(self.theta)
-        )
+        return any(i != self.k and self._sd_at_zero(i, j, phi_t) for j, i in enumerate(self.theta))
+
+    def _sd_at_zero(self, i, j, phi_t) -> bool:
+        """Whether covariance parameter ``i`` (``phi_t[j]``) is an SD at zero."""
+        return self.pmap.kinds[i] == "sd" and phi_t[j] < 1e-4 * self.unit_sd[j]
 
     def off_singular(self, u):
         """``u`` with the correlations of each unstructured block of three or more random
