@@ -31,8 +31,8 @@ from scipy import stats
 
 from ._config import with_config
 from ._engine.blas import single_threaded_blas
-from ._engine.curvature import at_bound
-from ._engine.lbfgsb import _run_lbfgsb
+from ._engine.curvature import _unit_diagonal, at_bound
+from ._engine.lbfgsb import _run_lbfgsb, bound_arrays
 from ._fit_result import objective_lock
 from ._param_map import ParamMap, wald_table
 from ._profile_slice import (
@@ -233,8 +233,7 @@ class Profiler:
         from scipy import optimize
 
         pm, obj = self.pmap, self.obj
-        lower = np.array([-np.inf if lo is None else lo for lo, _ in self.bounds_x])
-        upper = np.array([np.inf if hi is None else hi for _, hi in self.bounds_x])
+        lower, upper = bound_arrays(self.bounds_x)
         x0 = np.clip(np.asarray(start, dtype=float), lower, upper)
         if self._open_bound(k, value):
             return np.inf, x0
@@ -525,12 +524,10 @@ def _curvature_scale(H, n: int) -> np.ndarray:
     """Square roots of the Hessian's diagonal, 1 where ``H`` is missing or a diagonal
     entry is not finite and positive: a unit step in ``x * scale`` is about one
     standard error."""
-    s = np.ones(n)
-    if H is not None:
-        d = np.diag(np.asarray(H, dtype=float))
-        ok = np.isfinite(d) & (d > 0)
-        s[ok] = np.sqrt(d[ok])
-    return s
+    if H is None:
+        return np.ones(n)
+    d = np.diag(np.asarray(H, dtype=float))
+    return _unit_diagonal(np.diag(np.where(np.isfinite(d), d, 0.0)))[1]
 
 
 def _phi_gradient(pm, k: int, x) -> np.ndarray:
